@@ -5,10 +5,10 @@ The authority for humans is ``docs/protocol.md``.
 """
 
 from seal_protocol.envelope import (
+    MAX_ENVELOPE_BYTES,
     SCHEMA_VERSION,
     Envelope,
     EventType,
-    MAX_ENVELOPE_BYTES,
     canonical_json,
     decode_envelope,
     encode_envelope,
@@ -18,6 +18,7 @@ from seal_protocol.envelope import (
     utc_now_ms,
 )
 from seal_protocol.errors import InvalidEnvelope, InvalidTopic, ProtocolError, SignatureError
+from seal_protocol.status import SealStatus, decode_status, encode_status
 from seal_protocol.topics import (
     TOPIC_ROOT,
     MessageKind,
@@ -32,6 +33,9 @@ from seal_protocol.topics import (
 )
 
 __all__ = [
+    "SealStatus",
+    "decode_status",
+    "encode_status",
     "MAX_ENVELOPE_BYTES",
     "envelope_hash",
     "parse_ts",
