@@ -69,7 +69,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = Field(SCHEMA_VERSION, description="Schema version of the envelope.")
+    v: Literal[1] = Field(1, description="Schema version of the envelope.")
     event_id: uuid.UUID = Field(description="Random UUID of this event, unique worldwide.")
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal that produced the event.")
     case_no: str = Field(
