@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the project needs on Debian 12 / Raspberry Pi OS (bookworm): Debian packages, then a .venv with
+# the package and its extras. Idempotent: only what is missing is installed. Run as root or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  mosquitto            # the MQTT broker (demo and tests start private instances; it is not enabled here)
+  mosquitto-clients    # mosquitto_pub/sub, handy for operators
+  libasound2-dev       # ALSA headers: simpleaudio is built from source on Linux
+  gcc python3-dev python3-venv
+  espeak-ng            # only to regenerate sounds/*.wav; the WAVs are committed
+  chromium             # headless browser for the dashboard tests
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"setup: Python >= 3.11 is required, found {sys.version.split()[0]}")
+PY
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: installing court-seal with extras [agent,server,dev] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[agent,server,dev]'
+  touch .venv/.installed
+fi

@@ -1,0 +1,122 @@
+import json
+import uuid
+
+import pytest
+
+from seal_protocol import (
+    MAX_ENVELOPE_BYTES,
+    EventType,
+    InvalidEnvelope,
+    canonical_json,
+    decode_envelope,
+    encode_envelope,
+    envelope_hash,
+    new_envelope,
+    utc_now_ms,
+)
+from seal_protocol.errors import SignatureError
+from seal_protocol.signing import (
+    generate_signing_key,
+    load_or_create_signing_key,
+    public_key_b64,
+    sign_envelope,
+    verify_envelope,
+    verify_key_from_b64,
+)
+
+CASE = "(2021)苏0214执1234号"
+
+
+def make(seq: int = 1, **payload: object):
+    return new_envelope(device_id="seal-a", case_no=CASE, seq=seq, type=EventType.INTRUSION, payload=dict(payload))
+
+
+def test_canonical_json_is_sorted_compact_utf8():
+    assert canonical_json({"b": 1, "a": "执", "c": [1, {"z": 0, "y": None}]}) == (
+        '{"a":"执","b":1,"c":[1,{"y":null,"z":0}]}'.encode()
+    )
+
+
+def test_encode_decode_round_trip_is_byte_exact():
+    env = make(seq=7, pir=True, note="法院查控财产")
+    data = encode_envelope(env)
+    back = decode_envelope(data)
+    assert back == env
+    assert encode_envelope(back) == data
+    obj = json.loads(data)
+    assert list(obj) == sorted(obj)
+    assert obj["ts"].endswith("Z") and len(obj["ts"]) == len("2026-11-26T05:03:23.123Z")
+    assert obj["sig"] is None and obj["prev_hash"] is None
+
+
+def test_utc_now_ms_shape():
+    from datetime import UTC, datetime
+
+    assert utc_now_ms(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe{}", "invalid UTF-8"),
+        (b"{not json", "invalid JSON"),
+        (b"[1,2]", "expected a JSON object"),
+        (b'{"v":1}', "event_id"),
+        (b"x" * (MAX_ENVELOPE_BYTES + 1), "oversized"),
+    ],
+)
+def test_decode_rejects_with_reason(data: bytes, reason: str):
+    with pytest.raises(InvalidEnvelope, match=reason):
+        decode_envelope(data)
+
+
+def test_decode_rejects_unknown_fields_bad_seq_and_nan():
+    good = json.loads(encode_envelope(make()))
+    for key, value, where in [("extra", 1, "extra"), ("seq", 0, "seq"), ("ts", "2026-01-01 00:00:00", "ts")]:
+        bad = dict(good, **{key: value})
+        with pytest.raises(InvalidEnvelope, match=where):
+            decode_envelope(json.dumps(bad).encode())
+    with pytest.raises(InvalidEnvelope, match="NaN"):
+        decode_envelope(encode_envelope(make()).replace(b'"payload":{}', b'"payload":{"x":NaN}'))
+
+
+def test_invalid_device_id_is_refused():
+    with pytest.raises(InvalidEnvelope, match="device_id"):
+        new_envelope(device_id="Bad/Id", case_no=CASE, seq=1, type=EventType.HEARTBEAT)
+
+
+def test_signature_covers_every_field():
+    key = generate_signing_key()
+    signed = sign_envelope(make(seq=3, pir=True), key)
+    verify_key = verify_key_from_b64(public_key_b64(key))
+    verify_envelope(decode_envelope(encode_envelope(signed)), verify_key)
+    for change in ({"seq": 4}, {"case_no": "(2021)苏0214执9999号"}, {"payload": {"pir": False}},
+                   {"event_id": uuid.uuid4()}, {"prev_hash": "0" * 64}):
+        with pytest.raises(SignatureError, match="bad signature"):
+            verify_envelope(signed.model_copy(update=change), verify_key)
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify_envelope(signed, generate_signing_key().verify_key)
+    with pytest.raises(SignatureError, match="unsigned"):
+        verify_envelope(make(), verify_key)
+
+
+def test_chain_hash_is_sha256_of_encoded_bytes():
+    import hashlib
+
+    data = encode_envelope(make())
+    assert envelope_hash(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_private_key_file_is_0600_and_reloaded(tmp_path):
+    path = tmp_path / "keys" / "device.key"
+    key, created = load_or_create_signing_key(path)
+    assert created and (path.stat().st_mode & 0o777) == 0o600
+    again, created_again = load_or_create_signing_key(path)
+    assert not created_again and bytes(again) == bytes(key)
+
+
+def test_bad_public_key_is_refused():
+    with pytest.raises(SignatureError, match="32 bytes"):
+        verify_key_from_b64("AAAA")
+    with pytest.raises(SignatureError, match="base64"):
+        verify_key_from_b64("not base64!")
