@@ -1,0 +1,255 @@
+"""`make demo`: a private Mosquitto (auth on), the court server on SQLite, and simulated seals on two cases.
+
+Everything lives under ./var/demo/ and is made fresh on each run. Ctrl-C (or --seconds N) stops every child
+process and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port  # noqa: E402
+
+logger = logging.getLogger("demo")
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class DemoSeal:
+    device_id: str
+    case_no: str
+    location: str
+    pin: int
+    trigger_every_s: float
+
+
+CASES = [
+    ("(2021)苏0214执1234号", "无锡市新吴区人民法院", "张法官", "无锡市新吴区长江路 18 号 3 号仓库"),
+    ("(2022)苏0214执567号", "无锡市新吴区人民法院", "李法官", "无锡市新吴区湘江路 6 号 201 室"),
+]
+SEALS = [
+    DemoSeal("seal-demo-1", CASES[0][0], "3 号仓库东门 / warehouse 3, east door", 17, 7.0),
+    DemoSeal("seal-demo-2", CASES[1][0], "201 室入户门 / flat 201, front door", 17, 11.0),
+]
+
+
+def sound_card_present() -> bool:
+    cards = Path("/proc/asound/cards")
+    return cards.exists() and "no soundcards" not in cards.read_text()
+
+
+def run(*args: str | Path) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(map(str, args))} failed:\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+
+
+def toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def wait_http(url: str, deadline_s: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"demo: the server exited with code {process.returncode}; see var/demo/server.log")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"demo: the server did not answer {url} within {deadline_s} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S")
+
+    var = ROOT / "var" / "demo"
+    if var.exists():
+        shutil.rmtree(var)
+    var.mkdir(parents=True)
+
+    # 1. A private broker with one account per party and random passwords.
+    broker = PrivateBroker(var / "broker", {SERVER_USERNAME: secrets.token_urlsafe(18)})
+    for seal in SEALS:
+        broker.users[seal.device_id] = secrets.token_urlsafe(18)
+    broker.start()
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        http_port = 8080 if _port_free(8080) else free_port()
+        server_conf = _write_server_config(var, broker, http_port)
+        run(BIN / "seal-server", "init-db", "--config", server_conf)
+        for case_no, court, judge, address in CASES:
+            run(BIN / "seal-server", "case", "add", case_no, "--config", server_conf,
+                "--court", court, "--judge", judge, "--address", address)
+
+        alsa_env = _alsa_file_sink(var)
+        for seal in SEALS:
+            agent_conf = _write_agent_config(var, broker, seal)
+            public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
+            run(BIN / "seal-server", "seal", "add", seal.device_id, "--case", seal.case_no,
+                "--public-key", public_key, "--location", seal.location, "--config", server_conf)
+
+        server_log = open(var / "server.log", "wb")  # closed with the process
+        server = subprocess.Popen([BIN / "seal-server", "run", "--config", server_conf],
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+        children.append(("server", server))
+        base_url = f"http://127.0.0.1:{http_port}"
+        wait_http(f"{base_url}/api/health", 30, server)
+
+        for seal in SEALS:
+            env = dict(os.environ, **alsa_env.get(seal.device_id, {}))
+            log = open(var / f"{seal.device_id}.log", "wb")  # closed with the process
+            agent = subprocess.Popen(
+                [BIN / "seal-agent", "simulate", "--config", var / seal.device_id / "agent.toml",
+                 "--trigger-every", str(seal.trigger_every_s), "--presence-s", "2"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+            children.append((seal.device_id, agent))
+
+        _print_banner(base_url, var, bool(alsa_env))
+        started = time.monotonic()
+        while not stop.is_set():
+            if args.seconds and time.monotonic() - started >= args.seconds:
+                break
+            for name, child in children:
+                if child.poll() is not None:
+                    raise SystemExit(f"demo: {name} exited with code {child.returncode}; see var/demo/{name}.log")
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for _name, child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for name, child in reversed(children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop within 15 s; killing it", name)
+                child.kill()
+                child.wait()
+        broker.stop()
+    logger.info("demo stopped; its data stays in %s until the next run", var)
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Path:
+    password_file = var / "court-server.mqtt-password"
+    write_secret(password_file, broker.users[SERVER_USERNAME])
+    path = var / "server.toml"
+    path.write_text(
+        f"database_url = {toml_str(f'sqlite:///{var}/court.db')}\n"
+        f"snapshot_dir = {toml_str(str(var / 'snapshots'))}\n"
+        "offline_after_s = 180\n"
+        "[http]\nhost = \"127.0.0.1\"\n"
+        f"port = {http_port}\n"
+        "[mqtt]\nhost = \"127.0.0.1\"\n"
+        f"port = {broker.port}\n"
+        f"username = {toml_str(SERVER_USERNAME)}\n"
+        f"password_file = {toml_str(str(password_file))}\n"
+    )
+    return path
+
+
+def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal) -> Path:
+    state = var / seal.device_id
+    state.mkdir(parents=True, exist_ok=True)
+    password_file = state / "mqtt-password"
+    write_secret(password_file, broker.users[seal.device_id])
+    path = state / "agent.toml"
+    path.write_text(
+        f"device_id = {toml_str(seal.device_id)}\n"
+        f"case_no = {toml_str(seal.case_no)}\n"
+        f"state_dir = {toml_str(str(state))}\n"
+        "heartbeat_s = 30\n"
+        "[mqtt]\nhost = \"127.0.0.1\"\n"
+        f"port = {broker.port}\n"
+        f"password_file = {toml_str(str(password_file))}\n"
+        f"[pir]\npin = {seal.pin}\n"
+        "[warning]\nlanguages = [\"zh\", \"en\"]\nrepeat_s = 10\nmax_repeats = 1\ncooldown_s = 5\n"
+    )
+    return path
+
+
+def _alsa_file_sink(var: Path) -> dict[str, dict[str, str]]:
+    """Without a sound card, each seal's ALSA default device becomes a file (RECIPES.md)."""
+    if sound_card_present():
+        return {}
+    envs = {}
+    for seal in SEALS:
+        conf = var / seal.device_id / "alsa-file.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        out = var / seal.device_id / "speaker.raw"
+        conf.write_text(
+            "pcm.!default { type file; slave.pcm { type null }; "
+            f'file "{out}"; format "raw" }}\n'
+        )
+        envs[seal.device_id] = {"ALSA_CONFIG_PATH": str(conf)}
+    return envs
+
+
+def _print_banner(base_url: str, var: Path, file_sink: bool) -> None:
+    lines = [
+        "",
+        "法院电子封条演示 / Court electronic seal demo",
+        f"  server:    {base_url}/            (bound to 127.0.0.1)",
+        f"  health:    {base_url}/api/health",
+        f"  seals:     {base_url}/api/seals",
+    ]
+    for case_no, *_ in CASES:
+        lines.append(f"  events:    {base_url}/api/cases/{quote(case_no, safe='')}/events   ({case_no})")
+    lines += [
+        f"  metrics:   {base_url}/metrics",
+        "  seals:     " + ", ".join(f"{s.device_id} → {s.case_no}, PIR every {s.trigger_every_s:g} s" for s in SEALS),
+        f"  logs:      {var}/server.log, {var}/seal-demo-*.log",
+    ]
+    if file_sink:
+        lines.append(f"  sound:     no sound card here: the warnings are written to {var}/seal-demo-*/speaker.raw")
+    lines += ["  Ctrl-C stops the demo.", ""]
+    print("\n".join(lines), flush=True)  # noqa: T201 - CLI output
+
+
+if __name__ == "__main__":
+    sys.exit(main())
