@@ -1,0 +1,130 @@
+"""Court → seal commands, signed by the court server's Ed25519 key.
+
+A seal pins the server's public key from its configuration and refuses a command that is unsigned, wrongly signed,
+addressed to another device, expired, or replayed (its ``command_id`` not above the last accepted one). It answers
+every command with a signed ``command_ack`` or ``command_rejected`` event naming the ``command_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from seal_protocol.envelope import TS_PATTERN, canonical_json, parse_ts, utc_now_ms
+from seal_protocol.errors import InvalidEnvelope, SignatureError
+from seal_protocol.signing import SigningKey, VerifyKey, sign_bytes, verify_bytes
+from seal_protocol.topics import DEVICE_ID_PATTERN
+
+MAX_COMMAND_BYTES = 8 * 1024
+
+
+class CommandAction(StrEnum):
+    DISARM = "disarm"
+    ARM = "arm"
+    TEST_WARNING = "test_warning"
+    SNAPSHOT = "snapshot"
+    PING = "ping"
+
+
+class RejectReason(StrEnum):
+    """Why a seal refused a command; carried in the ``command_rejected`` event's payload."""
+
+    MALFORMED = "malformed"
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_DEVICE = "wrong_device"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    REPLAYED = "replayed"
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = Field(1, description="Schema version of the command.")
+    command_id: int = Field(ge=1, le=2**53 - 1, description="Strictly increasing per device; never reused.")
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal the command is for.")
+    action: CommandAction = Field(description="What the seal is asked to do.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Action-specific arguments.")
+    issued_at: str = Field(pattern=TS_PATTERN, description="When the court issued it (UTC, ms).")
+    expires_at: str = Field(pattern=TS_PATTERN, description="After this instant the seal refuses it (UTC, ms).")
+    sig: str | None = Field(None, pattern=r"^[0-9a-f]{128}$", description="Server's Ed25519 signature (hex).")
+
+    def signing_bytes(self) -> bytes:
+        body = self.model_dump(mode="json")
+        del body["sig"]
+        return canonical_json(body)
+
+
+def new_command(
+    *,
+    command_id: int,
+    device_id: str,
+    action: CommandAction,
+    key: SigningKey,
+    ttl: timedelta = timedelta(minutes=10),
+    args: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Command:
+    """A signed command valid from ``now`` for ``ttl``."""
+    issued = now or datetime.now(UTC)
+    unsigned = Command(
+        command_id=command_id,
+        device_id=device_id,
+        action=action,
+        args=args or {},
+        issued_at=utc_now_ms(issued),
+        expires_at=utc_now_ms(issued + ttl),
+    )
+    return unsigned.model_copy(update={"sig": sign_bytes(key, unsigned.signing_bytes())})
+
+
+def encode_command(command: Command) -> bytes:
+    return canonical_json(command.model_dump(mode="json"))
+
+
+class CommandRefused(InvalidEnvelope):
+    """A command the seal must not execute; ``reason`` says why and ``command_id`` is known when it parsed."""
+
+    def __init__(self, reason: RejectReason, detail: str, command_id: int | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.command_id = command_id
+
+
+def check_command(
+    data: bytes,
+    *,
+    device_id: str,
+    server_key: VerifyKey,
+    last_accepted_id: int,
+    now: datetime,
+    clock_skew: timedelta = timedelta(seconds=120),
+) -> Command:
+    """Parse and check a received command; raise :class:`CommandRefused` with the reason, else return it."""
+    if len(data) > MAX_COMMAND_BYTES:
+        raise CommandRefused(RejectReason.MALFORMED, f"{len(data)} bytes, limit {MAX_COMMAND_BYTES}")
+    try:
+        command = Command.model_validate(json.loads(data.decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise CommandRefused(RejectReason.MALFORMED, str(exc).splitlines()[0]) from None
+    cid = command.command_id
+    if command.sig is None:
+        raise CommandRefused(RejectReason.UNSIGNED, "command carries no signature", cid)
+    try:
+        verify_bytes(server_key, command.signing_bytes(), command.sig)
+    except SignatureError:
+        raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", cid) from None
+    if command.device_id != device_id:
+        raise CommandRefused(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id}", cid)
+    if now > parse_ts(command.expires_at):
+        raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
+    if parse_ts(command.issued_at) > now + clock_skew:
+        raise CommandRefused(RejectReason.NOT_YET_VALID, f"issued in the future ({command.issued_at})", cid)
+    if cid <= last_accepted_id:
+        raise CommandRefused(RejectReason.REPLAYED, f"id {cid} is not above the last accepted {last_accepted_id}", cid)
+    return command
