@@ -1,0 +1,44 @@
+"""What the seal needs from a camera, and the frame it passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: A BGR image as OpenCV returns it: ``height x width x 3``, ``uint8``.
+Image = NDArray[np.uint8]
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A source of frames.
+
+    ``read()`` returns the next image, or ``None`` when no frame could be had this time (device gone, file ended,
+    not opened yet). It must not raise for such failures: a failure is a state the monitor turns into
+    ``camera_lost``. A backend may try to reopen its device on later calls. ``close()`` releases the device and
+    is idempotent.
+    """
+
+    def read(self) -> Image | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One grabbed image and the monotonic time (seconds) at which it was read."""
+
+    t: float
+    image: Image
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A JPEG-encoded frame; ``t`` is its monotonic capture time, ``offset_s`` its time relative to the trigger."""
+
+    t: float
+    offset_s: float
+    jpeg: bytes

@@ -1,0 +1,84 @@
+"""The snapshots taken around one trigger (an intrusion, a court's "snapshot now")."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .base import Snapshot
+
+logger = logging.getLogger(__name__)
+
+SnapshotCallback = Callable[[Snapshot], None]
+
+
+class SnapshotBurst:
+    """Snapshots around ``trigger_time``.
+
+    ``ready`` holds what existed when the burst was asked for (frames from the ring buffer, before the trigger and any
+    already captured after it), so the first pictures exist even if the intruder destroys the box a second later.
+    ``later`` fills in on the camera monitor's thread as frames arrive, until ``deadline`` or ``max_later`` frames;
+    ``on_snapshot`` (if given) is called on that thread for each of them. :meth:`wait` blocks until the burst is done.
+    """
+
+    def __init__(
+        self,
+        trigger_time: float,
+        ready: list[Snapshot],
+        *,
+        deadline: float,
+        max_later: int,
+        on_snapshot: SnapshotCallback | None = None,
+    ) -> None:
+        self.trigger_time = trigger_time
+        self.ready = ready
+        self.deadline = deadline
+        self.max_later = max_later
+        self.on_snapshot = on_snapshot
+        self._later: list[Snapshot] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if max_later <= 0:
+            self._done.set()
+
+    @property
+    def later(self) -> list[Snapshot]:
+        with self._lock:
+            return list(self._later)
+
+    @property
+    def snapshots(self) -> list[Snapshot]:
+        """Everything so far, in time order."""
+        return self.ready + self.later
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every post-trigger snapshot is in (or the deadline passed); ``False`` on timeout."""
+        return self._done.wait(timeout)
+
+    def wants(self, t: float) -> bool:
+        """Whether a frame captured at ``t`` belongs to this burst."""
+        return not self._done.is_set() and self.trigger_time < t <= self.deadline
+
+    def add(self, snapshot: Snapshot) -> None:
+        """Called by the monitor thread with a frame for which :meth:`wants` was true."""
+        with self._lock:
+            self._later.append(snapshot)
+            full = len(self._later) >= self.max_later
+        if self.on_snapshot is not None:
+            try:
+                self.on_snapshot(snapshot)
+            except Exception:
+                logger.exception("on_snapshot callback failed")
+        if full:
+            self._done.set()
+
+    def expire(self, now: float) -> bool:
+        """Mark the burst done if ``now`` is past its deadline (or unconditionally with ``now=inf``); return done."""
+        if now > self.deadline:
+            self._done.set()
+        return self._done.is_set()

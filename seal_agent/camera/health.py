@@ -1,0 +1,115 @@
+"""Camera health: is the image usable (not covered, not frozen), is the device there at all.
+
+Pure logic on timestamps and numpy arrays (no OpenCV, no threads), driven by the monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from .base import Image
+
+logger = logging.getLogger(__name__)
+
+CAMERA_BLIND = "camera_blind"
+CAMERA_RECOVERED = "camera_recovered"
+CAMERA_LOST = "camera_lost"
+CAMERA_FOUND = "camera_found"
+
+_BGR_TO_GREY = np.array([0.114, 0.587, 0.299], dtype=np.float32)
+
+
+class CameraState(StrEnum):
+    STARTING = "starting"  # no verdict yet
+    OK = "ok"
+    BLIND = "blind"  # frames arrive but show nothing (covered, dark, uniform, frozen)
+    LOST = "lost"  # no frames arrive
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """A transition to report: ``kind`` is one of the four ``CAMERA_*`` names; ``details`` holds ints and strings."""
+
+    kind: str
+    details: dict[str, int | str] = field(default_factory=dict)
+
+
+def blind_reason(image: Image, previous: Image | None, max_stddev: float) -> str | None:
+    """``"uniform"`` if the image is (nearly) one grey level, ``"frozen"`` if it is bit-identical to the previous
+    frame (a live sensor always has some noise), else ``None``."""
+    sample = image[::4, ::4]
+    grey = sample.astype(np.float32) @ _BGR_TO_GREY if sample.ndim == 3 else sample.astype(np.float32)
+    if float(grey.std()) < max_stddev:
+        return "uniform"
+    if previous is not None and previous.shape == image.shape and np.array_equal(previous, image):
+        return "frozen"
+    return None
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+class HealthTracker:
+    """Turns a stream of "frame (maybe blind)" and "no frame" observations into state transitions.
+
+    - blind: every frame for ``blind_after_s`` was blind → ``camera_blind``; ``recover_frames`` good frames in a row
+      → ``camera_recovered``.
+    - lost: no frame for ``lost_after_s`` → ``camera_lost`` (from any state); the next frame → ``camera_found``.
+    """
+
+    def __init__(self, blind_after_s: float, lost_after_s: float, recover_frames: int = 2) -> None:
+        self.blind_after_s = blind_after_s
+        self.lost_after_s = lost_after_s
+        self.recover_frames = recover_frames
+        self.state = CameraState.STARTING
+        self._fail_since: float | None = None
+        self._blind_since: float | None = None
+        self._down_since = 0.0
+        self._good_run = 0
+
+    def start(self, now: float) -> None:
+        """Until the first frame arrives, the camera has been failing since ``now``."""
+        self._fail_since = now
+
+    def frame(self, now: float, reason: str | None) -> list[HealthEvent]:
+        """A frame was read at ``now``; ``reason`` is its :func:`blind_reason`."""
+        events: list[HealthEvent] = []
+        self._fail_since = None
+        if self.state is CameraState.LOST:
+            events.append(HealthEvent(CAMERA_FOUND, {"down_ms": _ms(now - self._down_since)}))
+            self.state = CameraState.OK
+            self._blind_since = None
+            self._good_run = 0
+        if reason is None:
+            self._blind_since = None
+            self._good_run += 1
+            if self.state is CameraState.STARTING:
+                self.state = CameraState.OK
+            elif self.state is CameraState.BLIND and self._good_run >= self.recover_frames:
+                events.append(HealthEvent(CAMERA_RECOVERED, {"down_ms": _ms(now - self._down_since)}))
+                self.state = CameraState.OK
+            return events
+        self._good_run = 0
+        if self._blind_since is None:
+            self._blind_since = now
+        if self.state is not CameraState.BLIND and now - self._blind_since >= self.blind_after_s:
+            self.state = CameraState.BLIND
+            self._down_since = self._blind_since
+            events.append(HealthEvent(CAMERA_BLIND, {"reason": reason, "after_ms": _ms(now - self._blind_since)}))
+        return events
+
+    def failure(self, now: float, reason: str) -> list[HealthEvent]:
+        """No frame could be had at ``now`` (``reason`` is a short word such as ``"read_failed"``)."""
+        self._good_run = 0
+        if self._fail_since is None:
+            self._fail_since = now
+        if self.state is not CameraState.LOST and now - self._fail_since >= self.lost_after_s:
+            self.state = CameraState.LOST
+            self._down_since = self._fail_since
+            return [HealthEvent(CAMERA_LOST, {"reason": reason, "after_ms": _ms(now - self._fail_since)})]
+        return []

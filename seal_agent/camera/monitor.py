@@ -1,0 +1,313 @@
+"""The camera monitor: grabs frames on its own threads, watches motion and health, serves snapshots."""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+from .base import Camera, Frame, Image, Snapshot
+from .burst import SnapshotBurst, SnapshotCallback
+from .config import CameraConfig
+from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason
+from .motion import MotionDetector, encode_jpeg
+from .ring import FrameRing
+
+logger = logging.getLogger(__name__)
+
+#: ``on_health(kind, details)``: kind is "camera_blind", "camera_recovered", "camera_lost" or "camera_found".
+HealthCallback = Callable[[str, dict[str, int | str]], None]
+
+
+class MotionVerdict(StrEnum):
+    SEEN = "seen"  # at least one analysed frame in the window showed motion
+    NOT_SEEN = "not_seen"  # frames in the window were analysed and showed none
+    UNKNOWN = "unknown"  # no usable frame in the window (camera lost, blind, or still learning)
+
+
+class CameraMonitor:
+    """Watches one :class:`Camera`; owns it from :meth:`start` on and closes it in :meth:`stop`.
+
+    Threads: a *reader* thread calls ``camera.read()`` every ``1/fps`` s (a hung read stalls only this thread), and a
+    *monitor* thread analyses the frames (ring buffer, motion, health, post-trigger snapshots). ``on_health`` and
+    snapshot callbacks run on the monitor thread: keep them short (queue the work, e.g. into the outbox).
+    Every other method is thread-safe and non-blocking unless it takes a ``timeout``.
+    """
+
+    def __init__(
+        self,
+        camera: Camera,
+        *,
+        on_health: HealthCallback | None = None,
+        fps: float = 3.0,
+        ring_seconds: float = 2.0,
+        blind_after_s: float = 10.0,
+        lost_after_s: float = 10.0,
+        blind_max_stddev: float = 8.0,
+        motion_min_area: float = 0.005,
+        motion_learning_frames: int = 5,
+        jpeg_quality: int = 80,
+        motion_history_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.camera = camera
+        self.on_health = on_health
+        self.interval = 1.0 / fps
+        self.jpeg_quality = jpeg_quality
+        self.motion_history_s = max(motion_history_s, ring_seconds)
+        self._clock = clock
+        self._ring = FrameRing(ring_seconds, max_frames=max(2, math.ceil(ring_seconds * fps) + 2))
+        self._health = HealthTracker(blind_after_s, lost_after_s)
+        self._detector = MotionDetector(motion_min_area, motion_learning_frames)
+        self._blind_max_stddev = blind_max_stddev
+        self._motion: deque[tuple[float, bool | None]] = deque()
+        self._bursts: list[SnapshotBurst] = []
+        self._lock = threading.Lock()  # ring append + burst offers vs. snapshots_around
+        self._changed = threading.Condition()  # notified after every observation
+        self._last_t = -math.inf
+        self._previous: Image | None = None
+        self._frames: queue.Queue[tuple[float, Image | None]] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.observations = 0
+
+    @classmethod
+    def from_config(
+        cls, config: CameraConfig, camera: Camera, *, on_health: HealthCallback | None = None
+    ) -> CameraMonitor:
+        return cls(
+            camera,
+            on_health=on_health,
+            fps=config.fps,
+            ring_seconds=config.ring_seconds,
+            blind_after_s=config.blind_after_s,
+            lost_after_s=config.lost_after_s,
+            blind_max_stddev=config.blind_max_stddev,
+            motion_min_area=config.motion_min_area,
+            motion_learning_frames=config.motion_learning_frames,
+            jpeg_quality=config.jpeg_quality,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("CameraMonitor already started")
+        self._health.start(self._clock())
+        self._threads = [
+            threading.Thread(target=self._read_loop, name="camera-reader", daemon=True),
+            threading.Thread(target=self._monitor_loop, name="camera-monitor", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop both threads and close the camera (unless its ``read()`` is hung); finish pending bursts."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("%s did not stop within %.1f s", thread.name, timeout)
+        with self._lock:
+            bursts, self._bursts = self._bursts, []
+        for burst in bursts:
+            burst.expire(math.inf)
+        with self._changed:
+            self._changed.notify_all()
+
+    def __enter__(self) -> CameraMonitor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- queries -----------------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"starting"``, ``"ok"``, ``"blind"`` or ``"lost"``."""
+        return self._health.state.value
+
+    def wait_for_state(self, state: str, timeout: float) -> bool:
+        """Block until :attr:`state` equals ``state``; ``False`` on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.state == state, timeout)
+
+    def motion_verdict(self, t0: float, t1: float, *, timeout: float = 0.0) -> MotionVerdict:
+        """Whether motion was seen in frames captured in ``[t0, t1]`` (monotonic seconds).
+
+        With ``timeout > 0`` it first waits (at most that long) until the camera has been observed at ``t1`` or later,
+        so a caller can ask about a window that reaches into the near future.
+        """
+        if timeout > 0:
+            with self._changed:
+                self._changed.wait_for(lambda: self._last_t >= t1 or self._stop.is_set(), timeout)
+        with self._lock:
+            verdicts = [motion for t, motion in self._motion if t0 <= t <= t1]
+        if any(verdicts):
+            return MotionVerdict.SEEN
+        if False in verdicts:
+            return MotionVerdict.NOT_SEEN
+        return MotionVerdict.UNKNOWN
+
+    def motion_between(self, t0: float, t1: float, *, timeout: float = 0.0) -> bool:
+        """``True`` only if motion was seen in ``[t0, t1]`` (see :meth:`motion_verdict` for "could not tell")."""
+        return self.motion_verdict(t0, t1, timeout=timeout) is MotionVerdict.SEEN
+
+    def latest_snapshot(self) -> Snapshot | None:
+        """The newest frame in the ring buffer as JPEG, or ``None`` if there is none."""
+        frame = self._ring.latest()
+        return None if frame is None else self._encode(frame, frame.t)
+
+    def snapshots_around(
+        self,
+        trigger_time: float,
+        before_s: float = 2.0,
+        after_s: float = 3.0,
+        max_frames: int = 6,
+        *,
+        on_snapshot: SnapshotCallback | None = None,
+    ) -> SnapshotBurst:
+        """Snapshots from ``before_s`` before ``trigger_time`` to ``after_s`` after it, at most ``max_frames``.
+
+        Returns at once with ``burst.ready`` filled from the ring buffer (up to half of ``max_frames`` before the
+        trigger, spread over the window and always including the newest); the rest arrive in ``burst.later``
+        (``on_snapshot`` per frame, ``burst.wait(timeout)`` for all).
+        """
+        if max_frames < 1:
+            raise ValueError("max_frames must be >= 1")
+        with self._lock:
+            before = self._ring.between(trigger_time - before_s, trigger_time)
+            share = math.ceil(max_frames / 2) if after_s > 0 else max_frames
+            chosen = _spread(before, share)
+            already = [f for f in self._ring.between(trigger_time, math.inf) if f.t > trigger_time]
+            already = already[: max_frames - len(chosen)] if after_s > 0 else []
+            ready = [self._encode(frame, trigger_time) for frame in chosen + already]
+            burst = SnapshotBurst(
+                trigger_time,
+                ready,
+                deadline=trigger_time + after_s,
+                max_later=max_frames - len(ready) if after_s > 0 else 0,
+                on_snapshot=on_snapshot,
+            )
+            if not burst.done and not self._stop.is_set():
+                self._bursts.append(burst)
+            else:
+                burst.expire(math.inf)
+        return burst
+
+    # -- threads -----------------------------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        next_tick = self._clock()
+        try:
+            while not self._stop.is_set():
+                try:
+                    image = self.camera.read()
+                except Exception:
+                    logger.exception("camera read raised; counted as a failed read")
+                    image = None
+                self._put((self._clock(), image))
+                next_tick += self.interval
+                now = self._clock()
+                if next_tick < now:
+                    next_tick = now
+                self._stop.wait(next_tick - now)
+        finally:
+            try:
+                self.camera.close()
+            except Exception:
+                logger.exception("closing the camera failed")
+
+    def _put(self, item: tuple[float, Image | None]) -> None:
+        while True:
+            try:
+                self._frames.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._frames.get_nowait()  # drop the oldest: the monitor thread is behind
+                except queue.Empty:
+                    pass
+
+    def _monitor_loop(self) -> None:
+        stall = max(2 * self.interval, 0.5)
+        while not self._stop.is_set():
+            try:
+                t, image = self._frames.get(timeout=stall)
+            except queue.Empty:
+                t, image, reason = self._clock(), None, "read_stalled"
+            else:
+                reason = "read_failed"
+            try:
+                events = self._observe(t, image, reason)
+            except Exception:
+                logger.exception("camera monitor failed to process an observation")
+                events = []
+            self._expire_bursts(self._clock())
+            for event in events:
+                self._report(event)
+
+    def _observe(self, t: float, image: Image | None, failure_reason: str) -> list[HealthEvent]:
+        if image is None:
+            events = self._health.failure(t, failure_reason)
+            motion: bool | None = None
+        else:
+            blind = blind_reason(image, self._previous, self._blind_max_stddev)
+            self._previous = image
+            events = self._health.frame(t, blind)
+            if any(event.kind == CAMERA_FOUND for event in events):
+                self._detector.reset()
+            motion = self._detector.feed(image)
+            if blind is not None and motion is not True:
+                motion = None  # a covered or frozen image cannot say "nobody there"
+            frame = Frame(t, image)
+            with self._lock:
+                self._ring.append(frame)
+                wanting = [burst for burst in self._bursts if burst.wants(t)]
+            for burst in wanting:
+                burst.add(self._encode(frame, burst.trigger_time))
+        with self._lock:
+            self._motion.append((t, motion))
+            horizon = t - self.motion_history_s
+            while self._motion and self._motion[0][0] < horizon:
+                self._motion.popleft()
+        with self._changed:
+            self._last_t = max(self._last_t, t)
+            self.observations += 1
+            self._changed.notify_all()
+        return events
+
+    def _expire_bursts(self, now: float) -> None:
+        with self._lock:
+            self._bursts = [burst for burst in self._bursts if not burst.expire(now)]
+
+    def _report(self, event: HealthEvent) -> None:
+        logger.info("camera health: %s %s (state %s)", event.kind, event.details, self.state)
+        if self.on_health is None:
+            return
+        try:
+            self.on_health(event.kind, dict(event.details))
+        except Exception:
+            logger.exception("on_health callback failed for %s", event.kind)
+
+    def _encode(self, frame: Frame, trigger_time: float) -> Snapshot:
+        return Snapshot(t=frame.t, offset_s=frame.t - trigger_time, jpeg=encode_jpeg(frame.image, self.jpeg_quality))
+
+
+def _spread(frames: list[Frame], count: int) -> list[Frame]:
+    """At most ``count`` frames spread evenly over ``frames``, always keeping the newest."""
+    if len(frames) <= count:
+        return frames
+    if count == 1:
+        return frames[-1:]
+    last = len(frames) - 1
+    return [frames[round(i * last / (count - 1))] for i in range(count)]
