@@ -1,0 +1,34 @@
+"""Prometheus metrics of the ingest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import func, select
+
+from server.api.deps import ContextDep, SessionDep
+from server.api.seals import count_online
+from server.ingest import Reason
+from server.metrics import render_prometheus
+from server.models import Seal
+
+router = APIRouter(tags=["metrics"])
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(session: SessionDep, context: ContextDep) -> PlainTextResponse:
+    """Events ingested, messages rejected by reason, seals online (Prometheus text format)."""
+    online = count_online(session, now=datetime.now(UTC), offline_after_s=context.settings.offline_after_s)
+    total = int(session.scalar(select(func.count(Seal.id))) or 0)
+    body = render_prometheus(
+        context.metrics.snapshot(),
+        seals_online=online,
+        seals_total=total,
+        broker_connected=context.broker_connected,
+        reasons=[reason.value for reason in Reason],
+    )
+    return PlainTextResponse(body, media_type=PROMETHEUS_CONTENT_TYPE)

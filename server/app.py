@@ -1,0 +1,69 @@
+"""The composition root: :func:`create_app` wires settings, database, ingest and routes. Nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from server.api import api_router, metrics_router
+from server.config import Settings
+from server.context import ServerContext
+from server.db import make_engine, make_session_factory
+from server.errors import AlreadyExists, Conflict, NotFound
+from server.ingest import Ingestor
+from server.metrics import IngestMetrics
+from server.mqtt_ingest import MqttIngest
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
+    """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest.
+
+    The tables must exist (``seal-server init-db``).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
+        metrics = IngestMetrics()
+        context = ServerContext(settings, engine, session_factory, metrics)
+        if with_ingest:
+            ingestor = Ingestor(session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir)
+            context.ingest = MqttIngest(settings.mqtt, ingestor)
+        app.state.context = context
+        try:
+            if context.ingest is not None:
+                context.ingest.start()
+            yield
+        finally:
+            if context.ingest is not None:
+                context.ingest.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Court electronic seal server",
+        summary="Verified, per-case event logs of court electronic seals (电子封条).",
+        lifespan=lifespan,
+    )
+    app.include_router(api_router)
+    app.include_router(metrics_router)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def not_found(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    async def conflict(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(AlreadyExists, conflict)
+    app.add_exception_handler(Conflict, conflict)

@@ -1,0 +1,161 @@
+"""``seal-server``: run the court server and manage cases and seals.
+
+    seal-server run --config FILE
+    seal-server init-db --config FILE
+    seal-server check-config --config FILE
+    seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
+    seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
+
+Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.config import Settings, load_settings
+from server.db import init_db, make_engine, make_session_factory, session_scope
+from server.errors import ConfigError, ServerError
+from server.registry import add_case, register_seal
+
+logger = logging.getLogger("server.cli")
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", required=True, type=Path, help="the server's TOML configuration file")
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", parents=[common], help="serve the API and ingest seal messages from the broker")
+    commands.add_parser("init-db", parents=[common], help="create the database tables")
+    commands.add_parser("check-config", parents=[common], help="validate the configuration file and exit")
+
+    case = commands.add_parser("case", help="enforcement cases").add_subparsers(dest="action", required=True)
+    case_add = case.add_parser("add", parents=[common], help="register a case")
+    case_add.add_argument("case_no", metavar="CASE_NO", help="案号, e.g. '(2021)苏0214执1234号'")
+    case_add.add_argument("--court", default="", help="the court, e.g. 无锡市滨湖区人民法院")
+    case_add.add_argument("--judge", default="", help="the enforcement judge")
+    case_add.add_argument("--address", default="", help="where the sealed property is")
+
+    seal = commands.add_parser("seal", help="seals").add_subparsers(dest="action", required=True)
+    seal_add = seal.add_parser("add", parents=[common], help="register a seal and bind it to a case (or rebind it)")
+    seal_add.add_argument("device_id", metavar="DEVICE_ID", help="the seal's id, also its MQTT username")
+    seal_add.add_argument("--case", required=True, dest="case_no", help="the case to bind the seal to")
+    seal_add.add_argument("--public-key", required=True, help="the seal's Ed25519 public key, base64")
+    seal_add.add_argument("--location", default=None, help="where the seal is installed")
+    seal_add.add_argument(
+        "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config)
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    except (ServerError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    except SQLAlchemyError as exc:
+        logger.error("database error: %s", exc)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    match args.command:
+        case "check-config":
+            _out(
+                f"{args.config}: ok (database {_safe_url(settings.database_url)}, broker "
+                f"{settings.mqtt.host}:{settings.mqtt.port}, API {settings.http.host}:{settings.http.port})"
+            )
+            return 0
+        case "init-db":
+            engine = make_engine(settings.database_url)
+            try:
+                init_db(engine)
+            finally:
+                engine.dispose()
+            _out(f"database ready: {_safe_url(settings.database_url)}")
+            return 0
+        case "run":
+            return _run(settings)
+        case "case":
+            return _case_add(args, settings)
+        case "seal":
+            return _seal_add(args, settings)
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def _run(settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    engine = make_engine(settings.database_url)
+    try:
+        init_db(engine)
+    finally:
+        engine.dispose()
+    app = create_app(settings)
+    logger.info("court server on http://%s:%d (health: /api/health)", settings.http.host, settings.http.port)
+    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None)
+    return 0
+
+
+def _case_add(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            case = add_case(session, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address)
+            _out(f"case {case.case_no} added")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            seal = register_seal(
+                session,
+                device_id=args.device_id,
+                case_no=args.case_no,
+                public_key=args.public_key,
+                location=args.location,
+                replace_key=args.replace_key,
+            )
+            _out(f"seal {seal.device_id} bound to case {seal.case_no}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

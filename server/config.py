@@ -1,0 +1,138 @@
+"""Settings of the court server, read from a TOML file.
+
+Relative paths (and a relative SQLite path in ``database_url``) are relative to the working directory the server is
+started in. The environment variable ``DATABASE_URL``, when set, replaces ``database_url``. There is no default
+secret: the MQTT password is read from ``mqtt.password_file`` when the ingest starts.
+
+Example::
+
+    database_url = "sqlite:///var/demo/court.db"
+    snapshot_dir = "var/demo/snapshots"
+    offline_after_s = 180
+    [http]
+    host = "127.0.0.1"
+    port = 8080
+    [mqtt]
+    host = "127.0.0.1"
+    port = 1883
+    username = "court-server"
+    password_file = "var/demo/court-server.mqtt-password"
+    tls_ca_file = ""
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.errors import ConfigError
+
+DATABASE_URL_ENV = "DATABASE_URL"
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address the REST API listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the REST API.")
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", min_length=1, description="MQTT broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 is usual with TLS).")
+    username: str = Field("court-server", min_length=1, max_length=64, description="The court server's account.")
+    password_file: Path = Field(description="File holding the account's password (first line); keep it mode 0600.")
+    tls_ca_file: Path | None = Field(
+        None, description="CA certificate of the broker; empty or absent means plain TCP (development only)."
+    )
+    client_id: str = Field(
+        "court-server-ingest",
+        min_length=1,
+        max_length=64,
+        description="Stable MQTT client id: the broker keeps the persistent session (and unacked messages) under it.",
+    )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=2**32 - 2,
+        description="How long the broker keeps the session and queued messages while the server is away.",
+    )
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
+    batch_size: int = Field(
+        100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
+    )
+
+    @field_validator("tls_ca_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        min_length=1,
+        description="SQLAlchemy URL: sqlite:///path/court.db or postgresql+psycopg://user@host/db. "
+        f"${DATABASE_URL_ENV} overrides it.",
+    )
+    snapshot_dir: Path = Field(description="Directory of snapshot files, each named by its SHA-256.")
+    offline_after_s: int = Field(
+        180,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="A seal not heard from for this long is shown offline even if its last status said online.",
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings, description="REST API listener.")
+    mqtt: MqttSettings = Field(description="MQTT broker connection of the ingest.")
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "settings"
+) -> Settings:
+    """Validate ``data`` (as read from TOML) into :class:`Settings`, applying the environment override."""
+    env = os.environ if env is None else env
+    merged = dict(data)
+    if env.get(DATABASE_URL_ENV):
+        merged["database_url"] = env[DATABASE_URL_ENV]
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems)) from None
+
+
+def load_settings(path: Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` with a readable reason."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_settings(data, env=env, source=str(path))
+
+
+def read_password(path: Path) -> str:
+    """The first line of ``path``, without its line ending; refuse an empty one."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the MQTT password file: {exc.strerror}") from None
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise ConfigError(f"{path}: the MQTT password file is empty")
+    return password

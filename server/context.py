@@ -1,0 +1,25 @@
+"""What a running server holds: settings, database, metrics and the MQTT ingest. Built by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from server.config import Settings
+from server.db import SessionFactory
+from server.metrics import IngestMetrics
+from server.mqtt_ingest import MqttIngest
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    engine: Engine
+    session_factory: SessionFactory
+    metrics: IngestMetrics
+    ingest: MqttIngest | None = None
+
+    @property
+    def broker_connected(self) -> bool:
+        return self.ingest is not None and self.ingest.connected

@@ -1,0 +1,29 @@
+"""Errors of the court server. Each also inherits the builtin it refines, so callers may catch either."""
+
+
+class ServerError(Exception):
+    """Base class of every error raised by ``server``."""
+
+
+class ConfigError(ServerError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class NotFound(ServerError, LookupError):
+    """A case, seal or other record that does not exist."""
+
+
+class AlreadyExists(ServerError, ValueError):
+    """A record that would duplicate an existing one."""
+
+
+class Conflict(ServerError, ValueError):
+    """A request that contradicts the current state (e.g. a different key for a registered seal)."""
+
+
+class StorageUnavailable(ServerError, RuntimeError):
+    """The database cannot store even a quarantine row; messages stay unacknowledged and are retried."""
+
+
+class BrokerUnavailable(ServerError, ConnectionError):
+    """The MQTT client could not be set up."""

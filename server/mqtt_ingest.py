@@ -1,0 +1,219 @@
+"""The MQTT edge of the ingest: paho receives, a worker thread stores in batches, then acknowledges.
+
+- MQTT v5, persistent session (``clean_start=False`` + ``SessionExpiryInterval``) under a stable client id, so the
+  broker keeps the subscriptions and queues messages while the server is down.
+- ``manual_ack=True``: a QoS 1 message is acknowledged only after :meth:`Ingestor.ingest` has committed its row.
+  A crash in between means the broker delivers it again, and the copy is a no-op duplicate.
+- paho's network thread only enqueues; one worker drains up to ``batch_size`` messages per transaction. The broker
+  limits how many unacknowledged messages are in flight to us, which bounds the queue.
+- Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
+  acknowledged on the new connection (the broker redelivers them; they become duplicates).
+- Connected means a CONNACK with a success reason code, nothing less.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from seal_protocol import MessageKind, subscription_all
+from server.config import MqttSettings, read_password
+from server.errors import BrokerUnavailable, StorageUnavailable
+from server.ingest import Ingestor, Message
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
+#: After a storage failure, wait this long before retrying the batch (doubling up to the maximum).
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    generation: int
+    mid: int
+    qos: int
+    message: Message
+
+
+class MqttIngest:
+    """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`. ``start()`` / ``stop()``."""
+
+    def __init__(self, settings: MqttSettings, ingestor: Ingestor) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self._worker: threading.Thread | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker has accepted our connection."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        """Connect in the background and start the worker; raise ``ConfigError`` / :class:`BrokerUnavailable`."""
+        if self._client is not None:
+            return
+        settings = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(settings.username, read_password(settings.password_file))
+        if settings.tls_ca_file is not None:
+            try:
+                client.tls_set(ca_certs=str(settings.tls_ca_file))
+            except (OSError, ValueError) as exc:
+                raise BrokerUnavailable(f"cannot use CA file {settings.tls_ca_file}: {exc}") from exc
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = settings.session_expiry_s
+        client.connect_async(
+            settings.host, settings.port, keepalive=settings.keepalive_s, clean_start=False, properties=props
+        )
+        self._stopping.clear()
+        self._client = client
+        self._worker = threading.Thread(target=self._run_worker, name="mqtt-ingest-worker", daemon=True)
+        self._worker.start()
+        client.loop_start()
+        logger.info(
+            "MQTT ingest connecting to %s:%d as %s (client id %s)",
+            settings.host,
+            settings.port,
+            settings.username,
+            settings.client_id,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand, then disconnect. Unacknowledged messages stay with the broker's session."""
+        client = self._client
+        if client is None:
+            return
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            if self._worker.is_alive():
+                logger.error("ingest worker did not stop within %.1f s", timeout)
+            self._worker = None
+        self._client = None
+        client.disconnect()  # queued after the last acknowledgements, so they are sent first
+        client.loop_stop()
+        self._connected.clear()
+        logger.info("MQTT ingest stopped")
+
+    # -- paho callbacks (paho's network thread) --------------------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason_code: ReasonCode, _props: Any
+    ) -> None:
+        if reason_code.is_failure:
+            self._connected.clear()
+            logger.error("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        self._connected.set()
+        logger.info("connected to the broker (session present: %s)", flags.session_present)
+        # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(subscription_all(kind), options) for kind in SUBSCRIBED_KINDS])
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
+            if code.is_failure:
+                logger.error("subscription to %s refused: %s", subscription_all(kind), code)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        with self._lock:
+            self._generation += 1  # packet ids of the lost connection must not be acknowledged any more
+        if was_connected and not self._stopping.is_set():
+            logger.warning("disconnected from the broker: %s; reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        received_at = datetime.now(UTC)
+        topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
+        with self._lock:
+            generation = self._generation
+        self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), received_at)))
+
+    # -- worker ----------------------------------------------------------------------------------------------------
+
+    def _run_worker(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._next_batch()
+            if batch:
+                self._store_and_ack(batch)
+
+    def _next_batch(self) -> list[_Received]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < self.settings.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _store_and_ack(self, batch: list[_Received]) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                self.ingestor.ingest([item.message for item in batch])
+                break
+            except StorageUnavailable as exc:
+                logger.error("cannot store %d messages, retrying in %.1f s: %s", len(batch), delay, exc)
+            except Exception:  # the loop must survive anything; nothing is acknowledged on this path
+                logger.exception("unexpected error storing %d messages; retrying in %.1f s", len(batch), delay)
+            if self._stopping.wait(delay):
+                logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
+                return
+            delay = min(delay * 2, RETRY_MAX_S)
+        self._ack(batch)
+
+    def _ack(self, batch: list[_Received]) -> None:
+        client = self._client
+        with self._lock:
+            generation = self._generation
+        stale = 0
+        for item in batch:
+            if item.qos == 0:
+                continue
+            if item.generation != generation or client is None:
+                stale += 1
+                continue
+            client.ack(item.mid, item.qos)
+        if stale:
+            logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)

@@ -1,0 +1,37 @@
+"""Snapshot files, addressed by their SHA-256: ``<snapshot_dir>/<sha256>.jpg``.
+
+A file is written to a temporary name, flushed to disk and renamed, so a crash leaves either no file or the whole
+file. Writing the same picture twice is harmless: the name is its content's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+
+
+class SnapshotStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, sha256: str) -> Path:
+        return self.directory / f"{sha256}.jpg"
+
+    def put(self, sha256: str, data: bytes) -> Path:
+        """Store ``data`` under ``sha256`` (which the caller has checked) and return its path; raise ``OSError``."""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("snapshot bytes do not match their SHA-256")
+        path = self.path_for(sha256)
+        if path.exists() and path.stat().st_size == len(data):
+            return path
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
