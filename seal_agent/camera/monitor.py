@@ -111,6 +111,7 @@ class CameraMonitor:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop both threads and close the camera (unless its ``read()`` is hung); finish pending bursts."""
         self._stop.set()
+        self._put((math.nan, None))  # wake the monitor thread
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
@@ -247,6 +248,8 @@ class CameraMonitor:
                 t, image, reason = self._clock(), None, "read_stalled"
             else:
                 reason = "read_failed"
+            if self._stop.is_set():
+                break
             try:
                 events = self._observe(t, image, reason)
             except Exception:

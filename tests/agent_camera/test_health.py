@@ -1,0 +1,188 @@
+"""camera_blind / camera_recovered / camera_lost / camera_found, from generated clips and failing sources."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import numpy as np
+
+from seal_agent.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
+from seal_agent.camera.health import HealthTracker, blind_reason
+
+from .conftest import black_frames, static_frames, textured_scene, write_clip
+
+
+def test_black_clip_that_becomes_normal_is_blind_then_recovered(clip, monitor_factory, health_log):
+    frames = itertools.chain(black_frames(20), static_frames(60))  # 1 s covered, then 3 s of the room at 20 fps
+    monitor = monitor_factory(VideoFileCamera(clip("covered", frames), loop=False), lost_after_s=30.0)
+
+    blind = health_log.wait_for("camera_blind")
+    assert blind["reason"] == "uniform"
+    assert isinstance(blind["after_ms"], int) and blind["after_ms"] >= 400
+    health_log.wait_for("camera_recovered")
+    assert monitor.wait_for_state("ok", timeout=1.0)
+    assert health_log.kinds[:2] == ["camera_blind", "camera_recovered"]
+
+
+def test_frozen_image_is_blind(clip, monitor_factory, health_log):
+    scene = textured_scene()
+    monitor = monitor_factory(VideoFileCamera(clip("frozen", [scene] * 20)))
+
+    assert health_log.wait_for("camera_blind")["reason"] == "frozen"
+    assert monitor.state == "blind"
+
+
+def test_normal_scene_is_ok_and_never_blind(clip, monitor_factory, health_log):
+    monitor = monitor_factory(VideoFileCamera(clip("room", static_frames(30))))
+
+    assert monitor.wait_for_state("ok", timeout=5.0)
+    now = time.monotonic()
+    monitor.motion_verdict(now, now + 1.0, timeout=5.0)  # returns once a frame at now + 1 s (> blind_after_s) is in
+    assert monitor.observations >= 20
+    assert health_log.kinds == []
+    assert monitor.state == "ok"
+
+
+def test_nonexistent_device_is_lost(monitor_factory, health_log):
+    camera = OpenCVCamera(99, reopen_interval_s=0.1)
+    assert not camera.is_open
+    monitor = monitor_factory(camera)
+
+    lost = health_log.wait_for("camera_lost")
+    assert lost["reason"] == "read_failed"
+    assert monitor.state == "lost"
+
+
+def test_missing_file_is_lost_then_found_when_it_appears(tmp_path, monitor_factory, health_log):
+    path = tmp_path / "later.avi"
+    monitor = monitor_factory(VideoFileCamera(path, reopen_interval_s=0.05))
+
+    health_log.wait_for("camera_lost")
+    write_clip(path, static_frames(20))
+    found = health_log.wait_for("camera_found")
+    assert isinstance(found["down_ms"], int) and found["down_ms"] >= 400
+    assert monitor.wait_for_state("ok", timeout=1.0)
+    assert health_log.kinds == ["camera_lost", "camera_found"]
+
+
+def test_deleted_file_is_lost(clip, monitor_factory, health_log):
+    path = clip("short", static_frames(5))
+    monitor = monitor_factory(VideoFileCamera(path, loop=True, reopen_interval_s=0.05))
+    assert monitor.wait_for_state("ok", timeout=5.0)
+
+    path.unlink()  # at the end of the clip the camera reopens the path, as a replugged device would
+
+    health_log.wait_for("camera_lost")
+    assert monitor.state == "lost"
+
+
+def test_clip_that_ends_is_lost(clip, monitor_factory, health_log):
+    camera = VideoFileCamera(clip("once", static_frames(5)), loop=False)
+    monitor = monitor_factory(camera)
+
+    health_log.wait_for("camera_lost")
+    assert camera.ended
+    assert camera.frames_read == 5
+    assert monitor.state == "lost"
+
+
+class RaisingCamera:
+    """A broken driver: ``read()`` raises."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def read(self) -> np.ndarray | None:
+        raise OSError("driver exploded")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class HungCamera:
+    """A driver whose ``read()`` blocks until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def read(self) -> np.ndarray | None:
+        self.release.wait(10.0)
+        return None
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_camera_that_raises_is_lost_not_an_exception(health_log):
+    camera = RaisingCamera()
+    monitor = CameraMonitor(camera, on_health=health_log, fps=20.0, lost_after_s=0.3)
+    monitor.start()
+    try:
+        assert health_log.wait_for("camera_lost")["reason"] == "read_failed"
+    finally:
+        monitor.stop(timeout=2.0)
+    assert camera.closed.is_set()
+
+
+def test_camera_whose_read_hangs_is_lost(monitor_factory, health_log):
+    camera = HungCamera()
+    try:
+        monitor = monitor_factory(camera)
+        assert health_log.wait_for("camera_lost")["reason"] == "read_stalled"
+        assert monitor.state == "lost"
+    finally:
+        camera.release.set()
+
+
+def test_callback_that_raises_does_not_stop_the_monitor(clip):
+    calls: list[str] = []
+    got_found = threading.Event()
+
+    def on_health(kind: str, details: dict[str, int | str]) -> None:
+        calls.append(kind)
+        if kind == "camera_found":
+            got_found.set()
+        raise RuntimeError("subscriber bug")
+
+    path = clip("room", static_frames(10))
+    hidden = path.with_suffix(".hidden")
+    path.rename(hidden)
+    monitor = CameraMonitor(VideoFileCamera(path, reopen_interval_s=0.05), on_health=on_health, fps=20.0,
+                            lost_after_s=0.3)
+    monitor.start()
+    try:
+        assert monitor.wait_for_state("lost", timeout=5.0)
+        hidden.rename(path)
+        assert got_found.wait(5.0)
+    finally:
+        monitor.stop(timeout=2.0)
+    assert calls == ["camera_lost", "camera_found"]
+
+
+def test_health_tracker_transitions_on_a_fake_clock():
+    tracker = HealthTracker(blind_after_s=5.0, lost_after_s=3.0, recover_frames=2)
+    tracker.start(0.0)
+
+    assert tracker.frame(1.0, None) == [] and tracker.state == "ok"
+    assert tracker.frame(2.0, "uniform") == []
+    assert [e.kind for e in tracker.frame(7.0, "uniform")] == ["camera_blind"] and tracker.state == "blind"
+    assert tracker.frame(8.0, None) == [] and tracker.state == "blind"  # one good frame is not enough
+    recovered = tracker.frame(9.0, None)
+    assert [(e.kind, e.details) for e in recovered] == [("camera_recovered", {"down_ms": 7000})]
+    assert tracker.failure(10.0, "read_failed") == []
+    lost = tracker.failure(13.0, "read_failed")
+    assert [(e.kind, e.details) for e in lost] == [("camera_lost", {"reason": "read_failed", "after_ms": 3000})]
+    assert tracker.failure(20.0, "read_failed") == []  # reported once
+    assert [e.kind for e in tracker.frame(21.0, "uniform")] == ["camera_found"] and tracker.state == "ok"
+
+
+def test_blind_reason():
+    scene = textured_scene()
+    noisy = next(static_frames(1))
+
+    assert blind_reason(np.zeros_like(scene), None, 8.0) == "uniform"
+    assert blind_reason(np.full_like(scene, 200), None, 8.0) == "uniform"
+    assert blind_reason(scene, scene.copy(), 8.0) == "frozen"
+    assert blind_reason(noisy, scene, 8.0) is None
