@@ -1,0 +1,172 @@
+"""The seal's configuration: a TOML file read into pydantic models that refuse unknown keys.
+
+Relative paths in the file are relative to the working directory of the agent (the demo and the systemd unit
+both start it from the installation directory). Every problem is reported with the key it concerns, e.g.
+``mqtt.port: Input should be less than or equal to 65535``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from seal_agent.errors import ConfigError
+from seal_protocol.topics import DEVICE_ID_PATTERN
+
+#: The ``sounds/`` directory next to the package (a source checkout or an editable install).
+DEFAULT_SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
+
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Section):
+    host: str = Field(min_length=1, max_length=253, description="Broker host name or IP address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual with TLS).")
+    username: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="MQTT username; defaults to device_id, which the broker ACL expects.",
+    )
+    password_file: Path = Field(description="File holding the MQTT password (one line). Anonymous MQTT is refused.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
+    tls_ca_file: Path | None = Field(
+        None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("tls_ca_file") == "":
+            return {**data, "tls_ca_file": None}
+        return data
+
+
+class PirConfig(_Section):
+    pin: int = Field(ge=0, le=27, description="BCM GPIO number of the PIR sensor's OUT line.")
+
+
+class WarningConfig(_Section):
+    languages: list[Language] = Field(
+        ["zh", "en"],
+        min_length=1,
+        max_length=8,
+        description="Warning languages in play order; each needs sounds_dir/warning_<language>.wav.",
+    )
+    sounds_dir: Path | None = Field(
+        None, description="Directory of the warning WAV files; empty means the repository's sounds/ directory."
+    )
+    repeat_s: float = Field(10, ge=1, le=3600, description="Repeat the warning this often while presence continues.")
+    max_repeats: int = Field(3, ge=0, le=100, description="Repeat at most this many times per presence.")
+    cooldown_s: float = Field(
+        30, ge=0, le=86400, description="After a warned presence ends, stay silent for this long."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("sounds_dir") == "":
+            return {**data, "sounds_dir": None}
+        return data
+
+    @property
+    def sounds_path(self) -> Path:
+        return self.sounds_dir or DEFAULT_SOUNDS_DIR
+
+    def sound_files(self) -> list[Path]:
+        """The WAV files to play, in order."""
+        return [self.sounds_path / f"warning_{lang}.wav" for lang in self.languages]
+
+
+class AgentConfig(_Section):
+    device_id: str = Field(
+        pattern=DEVICE_ID_PATTERN.pattern,
+        description="The seal's id: 1-64 of a-z 0-9 _ -; also its MQTT username and topic level.",
+    )
+    case_no: str = Field(min_length=1, max_length=64, description="The enforcement case (案号) the seal is bound to.")
+    state_dir: Path = Field(description="Directory for the device key (device.key) and the outbox (outbox.sqlite).")
+    heartbeat_s: float = Field(60, ge=1, le=86400, description="Period of the heartbeat event in seconds.")
+    mqtt: MqttConfig = Field(description="Connection to the court's MQTT broker.")
+    pir: PirConfig = Field(description="The PIR presence sensor.")
+    warning: WarningConfig = Field(default_factory=WarningConfig, description="The spoken warning.")
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.mqtt.username or self.device_id
+
+    @property
+    def key_path(self) -> Path:
+        return self.state_dir / "device.key"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "outbox.sqlite"
+
+
+def parse_config(text: str) -> AgentConfig:
+    """Parse TOML text; raise :class:`ConfigError` naming each bad key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"(toml): {exc}"]) from None
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the file at ``path``; raise :class:`ConfigError` naming each bad key."""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"(file): cannot read {path}: {exc}"]) from None
+    return parse_config(text)
+
+
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        problems.append(f"{key}: {err['msg']}")
+    return problems
+
+
+def read_password(config: AgentConfig) -> str:
+    """The MQTT password from ``mqtt.password_file``; raise :class:`ConfigError` if it is missing or empty."""
+    path = config.mqtt.password_file
+    try:
+        password = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"mqtt.password_file: cannot read {path}: {exc}"]) from None
+    if not password:
+        raise ConfigError([f"mqtt.password_file: {path} is empty"])
+    return password
+
+
+def check_files(config: AgentConfig) -> list[str]:
+    """Problems with the files the configuration points at (checked by ``check-config`` and at start)."""
+    problems = []
+    try:
+        read_password(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if config.mqtt.tls_ca_file is not None and not config.mqtt.tls_ca_file.is_file():
+        problems.append(f"mqtt.tls_ca_file: {config.mqtt.tls_ca_file} is not a file")
+    for index, path in enumerate(config.warning.sound_files()):
+        if not path.is_file():
+            problems.append(f"warning.languages.{index}: {path} does not exist")
+    state_dir = config.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        problems.append(f"state_dir: {state_dir} is not a directory")
+    elif state_dir.exists() and not os.access(state_dir, os.W_OK | os.X_OK):
+        problems.append(f"state_dir: {state_dir} is not writable")
+    return problems

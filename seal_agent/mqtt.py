@@ -1,0 +1,229 @@
+"""The MQTT side of the seal through paho-mqtt 2.x (MQTT v5): implements :class:`~seal_agent.interfaces.Publisher`.
+
+* QoS 1 for events, persistent session (``clean_start=False`` plus ``SessionExpiryInterval`` in CONNECT, without
+  which the session would die at disconnect), so paho re-sends unacknowledged events after a reconnect.
+* Only a CONNACK whose reason code is not a failure counts as connected.
+* Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop.
+* Reconnect back-off is exponential with full jitter, in whole seconds: paho's own ``reconnect_delay_set`` only
+  doubles, so before each of paho's waits we set both its bounds to our randomly drawn delay.
+* Each event's PUBACK is reported with its ``seq``; a PUBACK whose reason code is a failure (e.g. "Not
+  authorized" from the broker's ACL) is reported as a failure, never as delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from seal_agent import __version__
+from seal_agent.errors import ConfigError, PublishError
+from seal_agent.interfaces import AckHandler, ConnectionHandler
+from seal_protocol import SealStatus, encode_status, event_topic, status_topic
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+_STATUS = -1  # marks a status message in the mid table (event seqs are >= 1)
+_ACCEPTED_RC = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: queued for reconnect
+
+
+def _no_ack(seq: int, failure: str | None) -> None:
+    pass
+
+
+def _no_connection(connected: bool) -> None:
+    pass
+
+
+class MqttPublisher:
+    """The seal's MQTT connection: :meth:`start` connects in the background and reconnects until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        keepalive_s: int = 30,
+        tls_ca_file: Path | None = None,
+        agent_version: str = __version__,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        reconnect_min_s: int = 1,
+        reconnect_max_s: int = 60,
+        max_inflight: int = 25,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.host = host
+        self.port = port
+        self.keepalive_s = keepalive_s
+        self.agent_version = agent_version
+        self.session_expiry_s = session_expiry_s
+        self.reconnect_min_s = max(1, reconnect_min_s)
+        self.reconnect_max_s = max(self.reconnect_min_s, reconnect_max_s)
+        self._rng = rng or random.Random()
+        self._event_topic = event_topic(device_id)
+        self._status_topic = status_topic(device_id)
+        self._on_ack: AckHandler = _no_ack
+        self._on_connection: ConnectionHandler = _no_connection
+        self._lock = threading.Lock()
+        self._mids: dict[int, int] = {}  # mid -> seq (or _STATUS) of messages awaiting PUBACK
+        self._early_acks: dict[int, str | None] = {}  # PUBACKs that arrived before publish() returned their mid
+        self._connected = threading.Event()
+        self._stopping = False
+        self._attempt = 0
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(username, password)
+        if tls_ca_file is not None:
+            try:
+                client.tls_set(ca_certs=str(tls_ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError([f"mqtt.tls_ca_file: {exc}"]) from exc
+        client.max_inflight_messages_set(max_inflight)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_connect_fail = self._handle_connect_fail
+        client.on_publish = self._handle_publish
+        self._client = client
+        self._set_will()
+
+    # -- Publisher --------------------------------------------------------------------------------------------
+
+    def bind(self, *, on_ack: AckHandler, on_connection: ConnectionHandler) -> None:
+        self._on_ack = on_ack
+        self._on_connection = on_connection
+
+    def publish_event(self, seq: int, data: bytes) -> None:
+        self._publish(self._event_topic, data, retain=False, tag=seq)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (paho's network thread); reconnects until :meth:`stop`."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.session_expiry_s
+        self._client.connect_async(
+            self.host, self.port, keepalive=self.keepalive_s, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+        logger.info("connecting to mqtt://%s:%d as %s", self.host, self.port, self.device_id)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish the retained ``offline`` status (if connected), disconnect and stop the network thread."""
+        self._stopping = True
+        if self._connected.is_set():
+            payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
+            info = self._client.publish(self._status_topic, payload, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                logger.warning("offline status not sent: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool, tag: int) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in _ACCEPTED_RC:
+            raise PublishError(f"paho refused the message: {mqtt.error_string(info.rc)}")
+        with self._lock:
+            early = info.mid in self._early_acks
+            failure = self._early_acks.pop(info.mid, None)
+            if not early:
+                self._mids[info.mid] = tag
+        if early:
+            self._report(tag, failure)
+
+    def _report(self, tag: int, failure: str | None) -> None:
+        if tag == _STATUS:
+            if failure is not None:
+                logger.error("broker refused the status message: %s", failure)
+            return
+        self._on_ack(tag, failure)
+
+    def _set_will(self) -> None:
+        payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
+        self._client.will_set(self._status_topic, payload, qos=1, retain=True)
+
+    def _schedule_reconnect(self) -> None:
+        """Draw the next back-off (full jitter) and make it paho's next reconnect wait."""
+        self._attempt += 1
+        ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._attempt - 1, 16))
+        delay = self._rng.randint(self.reconnect_min_s, ceiling)
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)
+        if not self._stopping:
+            logger.info("reconnecting to mqtt://%s:%d in %d s (attempt %d)", self.host, self.port, delay, self._attempt)
+
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error("broker refused the connection: %s", reason_code)
+            self._schedule_reconnect()
+            return
+        self._attempt = 0
+        self._connected.set()
+        logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
+        self._publish(
+            self._status_topic,
+            encode_status(SealStatus.ONLINE, agent_version=self.agent_version),
+            retain=True,
+            tag=_STATUS,
+        )
+        self._on_connection(True)
+
+    def _handle_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Any,
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._set_will()  # a fresh timestamp for the next connection's Last Will
+        if self._stopping:
+            return
+        if was_connected:
+            logger.warning("disconnected from mqtt://%s:%d: %s", self.host, self.port, reason_code)
+            self._on_connection(False)
+        self._schedule_reconnect()
+
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        logger.warning("cannot reach mqtt://%s:%d", self.host, self.port)
+        self._schedule_reconnect()
+
+    def _handle_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        failure = str(reason_code) if reason_code.is_failure else None
+        with self._lock:
+            tag = self._mids.pop(mid, None)
+            if tag is None:
+                self._early_acks[mid] = failure
+        if tag is not None:
+            self._report(tag, failure)

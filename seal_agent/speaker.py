@@ -1,0 +1,103 @@
+"""The spoken warning through simpleaudio (ALSA). Playback runs on its own thread; errors are logged, never raised."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+import simpleaudio
+from simpleaudio._simpleaudio import SimpleaudioError
+
+from seal_agent.errors import AudioError
+
+logger = logging.getLogger(__name__)
+
+_ASOUND_CARDS = Path("/proc/asound/cards")
+
+
+def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
+    """Why this machine cannot play sound (no ALSA, no card), or None if it has a sound card."""
+    try:
+        text = cards_file.read_text(errors="replace")
+    except OSError:
+        return f"no sound card: {cards_file} does not exist (no ALSA driver loaded)"
+    if "no soundcards" in text or not text.strip():
+        return f"no sound card: {cards_file} lists none"
+    return None
+
+
+class WarningSpeaker:
+    """Plays the warning WAVs in order, implementing :class:`~seal_agent.interfaces.Speaker`.
+
+    The files are loaded once at construction, so a missing or broken file stops the agent at start, not at the
+    first intrusion. A playback failure (no sound card, device busy) is logged and ends that warning only.
+    """
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        if not files:
+            raise AudioError("no warning sound configured")
+        self._sounds: list[tuple[str, simpleaudio.WaveObject]] = []
+        for path in files:
+            try:
+                self._sounds.append((path.name, simpleaudio.WaveObject.from_wave_file(str(path))))
+            except (OSError, EOFError, wave.Error) as exc:
+                raise AudioError(f"cannot load warning sound {path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._current: simpleaudio.PlayObject | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+
+    def play_warning(self) -> bool:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self._stop.clear()
+            self._done.clear()
+            self._thread = threading.Thread(target=self._play_all, name="seal-warning", daemon=True)
+            self._thread.start()
+            return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            current = self._current
+        if current is not None:
+            current.stop()
+
+    def is_playing(self) -> bool:
+        return not self._done.is_set()
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until the current warning has finished; False on timeout."""
+        return self._done.wait(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        self._done.wait(5.0)
+
+    def _play_all(self) -> None:
+        """The playback thread's top level."""
+        try:
+            for name, sound in self._sounds:
+                if self._stop.is_set():
+                    break
+                try:
+                    play = sound.play()
+                except SimpleaudioError as exc:
+                    logger.error("cannot play warning %s: %s", name, exc)
+                    break
+                with self._lock:
+                    self._current = play
+                play.wait_done()
+                logger.info("warning %s played", name)
+        except Exception:
+            logger.exception("warning playback failed")
+        finally:
+            with self._lock:
+                self._current = None
+            self._done.set()
