@@ -1,0 +1,54 @@
+"""Fixtures of the server tests: a database per test (SQLite always, PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from server.db import SessionFactory, init_db, make_engine, make_session_factory
+
+PG_ENV = "SEAL_TEST_DATABASE_URL"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file, or a fresh schema on the PostgreSQL of ``$SEAL_TEST_DATABASE_URL``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'court.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL variant: set {PG_ENV}, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url`` with the tables created."""
+    instance = make_engine(database_url)
+    init_db(instance)
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> SessionFactory:
+    return make_session_factory(engine)

@@ -1,0 +1,79 @@
+"""Test helpers: a seal that makes signed events the way a real one does, and registration shortcuts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
+from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64, sign_envelope
+from server.db import SessionFactory, session_scope
+from server.ingest import Message
+from server.registry import add_case, register_seal
+
+CASE_A = "(2021)苏0214执1234号"
+CASE_B = "(2022)苏0214执55号"
+
+
+@dataclass
+class SimulatedSeal:
+    """Signs hash-chained events with its own key, like ``seal_agent`` does."""
+
+    device_id: str
+    case_no: str
+    key: SigningKey = field(default_factory=generate_signing_key)
+    seq: int = 0
+    prev_hash: str | None = None
+
+    @property
+    def public_key(self) -> str:
+        return public_key_b64(self.key)
+
+    @property
+    def event_topic(self) -> str:
+        return event_topic(self.device_id)
+
+    @property
+    def status_topic(self) -> str:
+        return status_topic(self.device_id)
+
+    def event(
+        self,
+        type: EventType = EventType.HEARTBEAT,
+        payload: dict[str, Any] | None = None,
+        *,
+        case_no: str | None = None,
+        key: SigningKey | None = None,
+        seq: int | None = None,
+    ) -> bytes:
+        """The wire bytes of the next event (or of ``seq``), signed by ``key`` (default: the seal's own)."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        envelope = new_envelope(
+            device_id=self.device_id,
+            case_no=case_no or self.case_no,
+            seq=seq,
+            type=type,
+            payload=payload,
+            prev_hash=self.prev_hash,
+        )
+        data = encode_envelope(sign_envelope(envelope, key or self.key))
+        self.prev_hash = envelope_hash(data)
+        return data
+
+
+def message(topic: str, payload: bytes) -> Message:
+    return Message(topic, payload, datetime.now(UTC))
+
+
+def register(session_factory: SessionFactory, *seals: SimulatedSeal) -> None:
+    """Add each seal's case (once) and register the seal bound to it."""
+    with session_scope(session_factory) as session:
+        for case_no in dict.fromkeys(seal.case_no for seal in seals):
+            add_case(session, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
+        for seal in seals:
+            register_seal(
+                session, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key, location="仓库"
+            )

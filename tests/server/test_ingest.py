@@ -1,0 +1,252 @@
+"""The ingest core, without a broker: each message becomes one stored event, a no-op, a status or a quarantine row."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from seal_protocol import EventType, encode_status, snapshot_topic
+from seal_protocol.signing import generate_signing_key
+from seal_protocol.status import SealStatus
+from server.db import SessionFactory, make_engine, make_session_factory
+from server.errors import StorageUnavailable
+from server.ingest import Ingestor, Outcome, Reason
+from server.metrics import IngestMetrics
+from server.models import Event, QuarantinedMessage, Seal, Snapshot
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+
+
+@dataclass
+class World:
+    session_factory: SessionFactory
+    ingestor: Ingestor
+    metrics: IngestMetrics
+    a: SimulatedSeal
+    b: SimulatedSeal
+
+    def events(self) -> list[Event]:
+        with self.session_factory() as session:
+            return list(session.scalars(select(Event).order_by(Event.id)))
+
+    def quarantine(self) -> list[QuarantinedMessage]:
+        with self.session_factory() as session:
+            return list(session.scalars(select(QuarantinedMessage).order_by(QuarantinedMessage.id)))
+
+    def seal(self, device_id: str) -> Seal:
+        with self.session_factory() as session:
+            seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+            assert seal is not None
+            return seal
+
+
+@pytest.fixture
+def world(session_factory: SessionFactory, tmp_path: Path) -> World:
+    a = SimulatedSeal("seal-a", CASE_A)
+    b = SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, a, b)
+    metrics = IngestMetrics()
+    ingestor = Ingestor(session_factory, metrics=metrics, snapshot_dir=tmp_path / "snapshots")
+    return World(session_factory, ingestor, metrics, a, b)
+
+
+def test_valid_event_is_stored_verbatim_in_its_case(world: World) -> None:
+    data = world.a.event(EventType.INTRUSION, {"warning": "played", "pir_pin": 17, "note": "有人进入"})
+
+    [result] = world.ingestor.ingest([message(world.a.event_topic, data)])
+
+    assert result.outcome is Outcome.STORED
+    [row] = world.events()
+    assert (row.device_id, row.case_no, row.seq, row.type) == ("seal-a", CASE_A, 1, "intrusion")
+    assert row.raw == data
+    assert row.payload == {"warning": "played", "pir_pin": 17, "note": "有人进入"}
+    assert json.loads(data)["sig"] == row.sig
+    assert row.ts.tzinfo is not None and row.received_at.tzinfo is not None
+    assert world.seal("seal-a").last_event_at == row.received_at
+    assert world.metrics.snapshot().stored == 1
+
+
+def test_events_of_two_seals_go_to_their_own_cases(world: World) -> None:
+    world.ingestor.ingest(
+        [message(world.a.event_topic, world.a.event()), message(world.b.event_topic, world.b.event())]
+    )
+    assert sorted((row.device_id, row.case_no) for row in world.events()) == [("seal-a", CASE_A), ("seal-b", CASE_B)]
+
+
+def test_redelivered_event_is_stored_once(world: World) -> None:
+    data = world.a.event()
+
+    first = world.ingestor.ingest([message(world.a.event_topic, data), message(world.a.event_topic, data)])
+    again = world.ingestor.ingest([message(world.a.event_topic, data)])
+
+    assert [r.outcome for r in first + again] == [Outcome.STORED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert len(world.events()) == 1
+    assert world.quarantine() == []
+    assert world.metrics.snapshot().duplicates == 2
+
+
+def _forged(w: World) -> tuple[str, bytes]:
+    return w.a.event_topic, w.a.event(key=generate_signing_key())
+
+
+def _unsigned(w: World) -> tuple[str, bytes]:
+    obj = json.loads(w.a.event())
+    obj["sig"] = None
+    return w.a.event_topic, json.dumps(obj, ensure_ascii=False).encode()
+
+
+def _unknown_seal(_w: World) -> tuple[str, bytes]:
+    stranger = SimulatedSeal("seal-unknown", CASE_A)
+    return stranger.event_topic, stranger.event()
+
+
+def _other_case(w: World) -> tuple[str, bytes]:
+    return w.a.event_topic, w.a.event(case_no=CASE_B)
+
+
+def _device_mismatch(w: World) -> tuple[str, bytes]:
+    return w.b.event_topic, w.a.event()
+
+
+def _replayed_seq(w: World) -> tuple[str, bytes]:
+    w.ingestor.ingest([message(w.a.event_topic, w.a.event())])
+    return w.a.event_topic, w.a.event(EventType.TAMPER, seq=1)
+
+
+BAD_MESSAGES: dict[str, tuple[Callable[[World], tuple[str, bytes]], Reason]] = {
+    "malformed JSON": (lambda w: (w.a.event_topic, b'{"v": 1, "seq": '), Reason.INVALID_JSON),
+    "invalid UTF-8": (lambda w: (w.a.event_topic, b'{"v": "\xff\xfe"}'), Reason.INVALID_UTF8),
+    "not an envelope": (lambda w: (w.a.event_topic, b'{"v": 1, "seq": 3}'), Reason.INVALID_ENVELOPE),
+    "a JSON list": (lambda w: (w.a.event_topic, b"[1, 2]"), Reason.INVALID_ENVELOPE),
+    "oversized": (lambda w: (w.a.event_topic, b'{"x": "' + b"a" * 70_000 + b'"}'), Reason.OVERSIZED),
+    "forged signature": (_forged, Reason.BAD_SIGNATURE),
+    "unsigned": (_unsigned, Reason.BAD_SIGNATURE),
+    "unknown seal": (_unknown_seal, Reason.UNKNOWN_SEAL),
+    "seal bound to another case": (_other_case, Reason.WRONG_CASE),
+    "device id differs from topic": (_device_mismatch, Reason.DEVICE_MISMATCH),
+    "replayed seq with other content": (_replayed_seq, Reason.REPLAYED_SEQ),
+    "not a seal topic": (lambda w: ("seal/v1/Not-A-Device!/event", w.a.event()), Reason.INVALID_TOPIC),
+    "command topic": (lambda w: ("seal/v1/seal-a/cmd", b"{}"), Reason.UNEXPECTED_KIND),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MESSAGES))
+def test_bad_message_is_quarantined_and_the_next_good_one_stored(world: World, case: str) -> None:
+    make_bad, reason = BAD_MESSAGES[case]
+    topic, bad = make_bad(world)
+    stored_before = len(world.events())
+    good = world.b.event(EventType.INTRUSION)
+
+    results = world.ingestor.ingest([message(topic, bad), message(world.b.event_topic, good)])
+
+    assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.STORED]
+    assert results[0].reason is reason
+    [row] = world.quarantine()
+    assert (row.reason, row.topic, row.size) == (reason.value, topic, len(bad))
+    assert row.raw == bad[: len(row.raw)] and len(row.raw) == len(bad)
+    assert row.detail
+    events = world.events()
+    assert len(events) == stored_before + 1 and events[-1].raw == good
+    assert world.metrics.snapshot().rejected == {reason.value: 1}
+
+
+def test_quarantine_keeps_the_device_of_a_parsable_topic(world: World) -> None:
+    world.ingestor.ingest([message(world.a.event_topic, b"garbage")])
+    [row] = world.quarantine()
+    assert row.device_id == "seal-a"
+
+
+def test_status_updates_the_seal(world: World) -> None:
+    results = world.ingestor.ingest([message(world.a.status_topic, encode_status(SealStatus.ONLINE))])
+    assert results[0].outcome is Outcome.STATUS
+    seal = world.seal("seal-a")
+    assert seal.status == "online" and seal.last_seen_at is not None and seal.status_changed_at is not None
+
+    world.ingestor.ingest([message(world.a.status_topic, encode_status(SealStatus.OFFLINE))])
+    seal = world.seal("seal-a")
+    assert seal.status == "offline"
+    assert world.metrics.snapshot().status_updates == 2
+
+
+def test_bad_or_unknown_status_is_quarantined(world: World) -> None:
+    stranger = SimulatedSeal("seal-x", CASE_A)
+    results = world.ingestor.ingest(
+        [
+            message(world.a.status_topic, b"online"),
+            message(stranger.status_topic, encode_status(SealStatus.ONLINE)),
+            message(world.a.status_topic, b""),  # a retained status being cleared
+        ]
+    )
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.QUARANTINED, Reason.INVALID_STATUS),
+        (Outcome.QUARANTINED, Reason.UNKNOWN_SEAL),
+        (Outcome.IGNORED, None),
+    ]
+    assert world.seal("seal-a").status is None
+
+
+def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+    digest = hashlib.sha256(jpeg).hexdigest()
+
+    results = world.ingestor.ingest(
+        [
+            message(snapshot_topic("seal-a", digest), jpeg),
+            message(snapshot_topic("seal-a", digest), jpeg),
+            message(snapshot_topic("seal-a", "0" * 64), jpeg),
+        ]
+    )
+
+    assert [r.outcome for r in results] == [Outcome.SNAPSHOT, Outcome.DUPLICATE, Outcome.QUARANTINED]
+    assert results[2].reason is Reason.SNAPSHOT_MISMATCH
+    assert (tmp_path / "snapshots" / f"{digest}.jpg").read_bytes() == jpeg
+    with world.session_factory() as session:
+        row = session.scalar(select(Snapshot))
+        assert row is not None and (row.device_id, row.case_no, row.size) == ("seal-a", CASE_A, len(jpeg))
+
+
+def test_row_the_database_refuses_is_quarantined_alone(world: World, database_url: str) -> None:
+    """PostgreSQL's JSONB refuses NUL characters: the batch falls back to one message at a time."""
+    awkward = world.a.event(payload={"text": "nul\u0000byte"})
+    good = world.b.event()
+
+    results = world.ingestor.ingest([message(world.a.event_topic, awkward), message(world.b.event_topic, good)])
+
+    if database_url.startswith("postgresql"):
+        assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.STORED]
+        assert results[0].reason is Reason.STORAGE_ERROR
+        assert [row.reason for row in world.quarantine()] == ["storage_error"]
+        assert [row.raw for row in world.events()] == [good]
+    else:
+        assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED]
+        assert world.events()[0].payload == {"text": "nul\u0000byte"}
+
+
+def test_without_a_database_nothing_is_claimed_stored(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")  # tables never created
+    try:
+        metrics = IngestMetrics()
+        ingestor = Ingestor(make_session_factory(engine), metrics=metrics, snapshot_dir=tmp_path / "snap")
+        seal = SimulatedSeal("seal-a", CASE_A)
+        with pytest.raises(StorageUnavailable):
+            ingestor.ingest([message(seal.event_topic, seal.event())])
+        assert metrics.snapshot().stored == 0
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table'").scalar()
+        assert tables == 0
+    finally:
+        engine.dispose()
+
+
+def test_many_events_in_one_batch(world: World) -> None:
+    data = [world.a.event() for _ in range(300)]
+    results = world.ingestor.ingest([message(world.a.event_topic, d) for d in data])
+    assert all(r.outcome is Outcome.STORED for r in results)
+    with world.session_factory() as session:
+        assert session.scalar(select(func.count(Event.id))) == 300
+        assert session.scalar(select(func.max(Event.seq))) == 300
