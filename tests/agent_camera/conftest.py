@@ -55,7 +55,7 @@ def black_frames(count: int) -> Iterator[np.ndarray]:
 
 def write_clip(path: Path, frames: Iterable[np.ndarray], fps: float = CLIP_FPS) -> Path:
     """Write ``frames`` as an MJPG .avi (the codec that works with OpenCV here)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
     assert writer.isOpened(), "cv2.VideoWriter could not open an MJPG .avi"
     try:
         for frame in frames:
