@@ -24,6 +24,7 @@ from seal_agent import __version__
 from seal_agent.config import AgentConfig, check_files, load_config, read_password
 from seal_agent.core import SealAgent, SealIdentity
 from seal_agent.errors import ConfigError, SealAgentError
+from seal_agent.interfaces import Speaker
 from seal_agent.warning import WarningSettings
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
 
@@ -125,7 +126,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load_checked(args.config)
     _log_sound_card()
-    return _run_agent(config, pin_factory=None, drive=None)
+    return _run_until_stopped(config, pin_factory=None, drive=None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -149,7 +150,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             _daemon("seal-keyboard", lambda: _read_keyboard(sys.stdin, simulator.pulse, stop))
 
     try:
-        return _run_agent(config, pin_factory=factory, drive=drive, on_stop=simulator.stop)
+        return _run_until_stopped(config, pin_factory=factory, drive=drive, on_stop=simulator.stop)
     finally:
         factory.close()
 
@@ -157,54 +158,101 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # -- composition ----------------------------------------------------------------------------------------------
 
 
-def _run_agent(
+class SealRuntime:
+    """One seal with its real adapters wired together: the composition root of ``run`` and ``simulate``.
+
+    ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
+    Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened).
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        pin_factory: object | None = None,
+        speaker: Speaker | None = None,
+        reconnect_max_s: int = 60,
+        retry_s: float = 30.0,
+    ) -> None:
+        from seal_agent.mqtt import MqttPublisher
+        from seal_agent.outbox import Outbox
+        from seal_agent.pir import PirSensor
+        from seal_agent.speaker import WarningSpeaker
+
+        self.config = config
+        self._stack = ExitStack()
+        try:
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            key, created = load_or_create_signing_key(config.key_path)
+            if created:
+                logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
+            self.outbox = self._stack.enter_context(Outbox(config.outbox_path))
+            if speaker is None:
+                real_speaker = WarningSpeaker(config.warning.sound_files())
+                self._stack.callback(real_speaker.close)
+                speaker = real_speaker
+            self.speaker = speaker
+            self.sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
+            self._stack.callback(self.sensor.close)
+            self.publisher = MqttPublisher(
+                device_id=config.device_id,
+                host=config.mqtt.host,
+                port=config.mqtt.port,
+                username=config.mqtt_username,
+                password=read_password(config),
+                keepalive_s=config.mqtt.keepalive_s,
+                tls_ca_file=config.mqtt.tls_ca_file,
+                reconnect_max_s=reconnect_max_s,
+            )
+            self.agent = SealAgent(
+                identity=SealIdentity(config.device_id, config.case_no, key),
+                motion=self.sensor,
+                speaker=self.speaker,
+                publisher=self.publisher,
+                outbox=self.outbox,
+                warning=WarningSettings(
+                    repeat_s=config.warning.repeat_s,
+                    max_repeats=config.warning.max_repeats,
+                    cooldown_s=config.warning.cooldown_s,
+                ),
+                heartbeat_s=config.heartbeat_s,
+                retry_s=retry_s,
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+        self._started = False
+
+    def start(self) -> None:
+        self.agent.start()
+        self.publisher.start()
+        self._started = True
+
+    def close(self) -> None:
+        """Stop the agent, send ``offline``, release the pin, the speaker and the outbox."""
+        if self._started:
+            self._started = False
+            self.agent.stop()
+            self.publisher.stop()
+        self._stack.close()
+
+    def __enter__(self) -> SealRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_until_stopped(
     config: AgentConfig,
     *,
     pin_factory: object | None,
     drive: Callable[[threading.Event], None] | None,
     on_stop: Callable[[], None] | None = None,
 ) -> int:
-    from seal_agent.mqtt import MqttPublisher
-    from seal_agent.outbox import Outbox
-    from seal_agent.pir import PirSensor
-    from seal_agent.speaker import WarningSpeaker
-
     stop = _stop_on_signals()
-    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key, created = load_or_create_signing_key(config.key_path)
-    if created:
-        logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
-    with ExitStack() as stack:
-        outbox = stack.enter_context(Outbox(config.outbox_path))
-        speaker = WarningSpeaker(config.warning.sound_files())
-        stack.callback(speaker.close)
-        sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
-        stack.callback(sensor.close)
-        publisher = MqttPublisher(
-            device_id=config.device_id,
-            host=config.mqtt.host,
-            port=config.mqtt.port,
-            username=config.mqtt_username,
-            password=read_password(config),
-            keepalive_s=config.mqtt.keepalive_s,
-            tls_ca_file=config.mqtt.tls_ca_file,
-        )
-        agent = SealAgent(
-            identity=SealIdentity(config.device_id, config.case_no, key),
-            motion=sensor,
-            speaker=speaker,
-            publisher=publisher,
-            outbox=outbox,
-            warning=WarningSettings(
-                repeat_s=config.warning.repeat_s,
-                max_repeats=config.warning.max_repeats,
-                cooldown_s=config.warning.cooldown_s,
-            ),
-            heartbeat_s=config.heartbeat_s,
-        )
-        agent.start()
-        publisher.start()
-        stack.callback(publisher.stop)
+    with SealRuntime(config, pin_factory=pin_factory) as runtime:
+        runtime.start()
         if drive is not None:
             drive(stop)
         while not stop.wait(1.0):
@@ -212,7 +260,6 @@ def _run_agent(
         logger.info("stopping")
         if on_stop is not None:
             on_stop()
-        agent.stop()
     logger.info("stopped")
     return EXIT_OK
 

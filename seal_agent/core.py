@@ -226,8 +226,12 @@ class SealAgent:
         logger.info("presence ended")
 
     def _play_warning(self) -> None:
-        if self._speaker.play_warning():
-            logger.info("warning started")
+        """Start the warning; a speaker failure is logged and never stops the event that follows."""
+        try:
+            if self._speaker.play_warning():
+                logger.info("warning started")
+        except Exception:
+            logger.exception("the warning could not be started")
 
     # -- timer thread -----------------------------------------------------------------------------------------
 

@@ -64,12 +64,13 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
         try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             os.close(self._lock_fd)
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._closed = False

@@ -1,0 +1,245 @@
+"""Test helpers for the agent: the court's side of MQTT, a speaker double, configs, subprocess agents."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from seal_protocol import (
+    Envelope,
+    MessageKind,
+    SealStatus,
+    decode_envelope,
+    decode_status,
+    envelope_hash,
+    parse_topic,
+    subscription_all,
+)
+from seal_protocol.signing import VerifyKey, verify_envelope
+from server.mosquitto import SERVER_USERNAME, PrivateBroker
+
+REPO = Path(__file__).resolve().parents[2]
+SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
+
+
+@dataclass
+class Received:
+    envelope: Envelope
+    data: bytes
+
+
+@dataclass
+class CourtSubscriber:
+    """A paho client with the court server's account that collects every seal's events and status messages.
+
+    ``persistent=True`` keeps its session (and subscription) in the broker across a broker restart.
+    """
+
+    broker: PrivateBroker
+    persistent: bool = False
+    client_id: str = field(default_factory=lambda: "court-test-" + secrets.token_hex(4))
+    events: list[Received] = field(default_factory=list)
+    statuses: list[tuple[str, SealStatus]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(SERVER_USERNAME, self.broker.users[SERVER_USERNAME])
+        client.reconnect_delay_set(1, 1)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    def start(self, timeout: float = 10.0) -> CourtSubscriber:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300 if self.persistent else 0
+        self._client.connect_async(
+            "127.0.0.1", self.broker.port, clean_start=not self.persistent, properties=props, keepalive=10
+        )
+        self._client.loop_start()
+        assert self._subscribed.wait(timeout), "court subscriber did not subscribe"
+        return self
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure:
+            client.subscribe([(subscription_all(MessageKind.EVENT), 1), (subscription_all(MessageKind.STATUS), 1)])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        assert not any(rc.is_failure for rc in rcs), rcs
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic = parse_topic(message.topic)
+        with self._cond:
+            if topic.kind is MessageKind.EVENT:
+                self.events.append(Received(decode_envelope(message.payload), bytes(message.payload)))
+            elif topic.kind is MessageKind.STATUS:
+                self.statuses.append((topic.device_id, decode_status(message.payload)[0]))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[CourtSubscriber], bool], timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+    def of(self, device_id: str) -> list[Received]:
+        with self._cond:
+            return [r for r in self.events if r.envelope.device_id == device_id]
+
+    def seqs(self, device_id: str) -> set[int]:
+        return {r.envelope.seq for r in self.of(device_id)}
+
+    def types(self, device_id: str) -> list[str]:
+        return [r.envelope.type.value for r in self.of(device_id)]
+
+    def last_status(self, device_id: str) -> SealStatus | None:
+        with self._cond:
+            states = [state for dev, state in self.statuses if dev == device_id]
+        return states[-1] if states else None
+
+
+def check_chain(received: list[Received], key: VerifyKey) -> list[int]:
+    """Assert every event verifies, duplicates are byte-identical and each prev_hash links to seq-1.
+
+    Returns the distinct seqs in first-arrival order.
+    """
+    by_seq: dict[int, bytes] = {}
+    order: list[int] = []
+    for item in received:
+        verify_envelope(item.envelope, key)
+        seq = item.envelope.seq
+        if seq in by_seq:
+            assert by_seq[seq] == item.data, f"two different events with seq {seq}"
+            continue
+        by_seq[seq] = item.data
+        order.append(seq)
+    for seq, data in by_seq.items():
+        envelope = decode_envelope(data)
+        if seq == 1:
+            assert envelope.prev_hash is None
+        elif seq - 1 in by_seq:
+            assert envelope.prev_hash == envelope_hash(by_seq[seq - 1]), f"chain broken at seq {seq}"
+    return order
+
+
+class RecordingSpeaker:
+    """A :class:`seal_agent.interfaces.Speaker` double that counts warnings (for tests without sound)."""
+
+    def __init__(self) -> None:
+        self.plays = 0
+        self.stops = 0
+        self._cond = threading.Condition()
+
+    def play_warning(self) -> bool:
+        with self._cond:
+            self.plays += 1
+            self._cond.notify_all()
+        return True
+
+    def stop(self) -> None:
+        self.stops += 1
+
+    def is_playing(self) -> bool:
+        return False
+
+    def wait_plays(self, count: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.plays >= count, timeout)
+
+
+def write_config(
+    directory: Path,
+    broker: PrivateBroker,
+    *,
+    device_id: str = "seal-test-1",
+    username: str | None = None,
+    languages: tuple[str, ...] = ("zh", "en"),
+    heartbeat_s: float = 60,
+    repeat_s: float = 10,
+    max_repeats: int = 3,
+    cooldown_s: float = 30,
+    register: bool = True,
+) -> Path:
+    """Write a seal config (and its password file) into ``directory``; register the account with ``broker``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    account = username or device_id
+    if register:
+        broker.add_user(account, password)
+        broker.reload()
+    (directory / "mqtt-password").write_text(password + "\n")
+    user_line = f'username = "{username}"' if username else ""
+    langs = ", ".join(f'"{lang}"' for lang in languages)
+    path = directory / "seal.toml"
+    path.write_text(
+        f"""device_id = "{device_id}"
+case_no = "(2021)苏0214执1234号"
+state_dir = "{directory / "state"}"
+heartbeat_s = {heartbeat_s}
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+{user_line}
+password_file = "{directory / "mqtt-password"}"
+keepalive_s = 10
+tls_ca_file = ""
+[pir]
+pin = 17
+[warning]
+languages = [{langs}]
+sounds_dir = ""
+repeat_s = {repeat_s}
+max_repeats = {max_repeats}
+cooldown_s = {cooldown_s}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def agent_env(alsa_sink: Path | None = None) -> dict[str, str]:
+    """Environment for a ``seal-agent`` subprocess: this checkout first on the path; ALSA into a file if given."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env.pop("GPIOZERO_PIN_FACTORY", None)
+    if alsa_sink is not None:
+        conf = alsa_sink.with_suffix(".conf")
+        conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{alsa_sink}"; format "raw" }}\n')
+        env["ALSA_CONFIG_PATH"] = str(conf)
+    return env
+
+
+def start_agent(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """Start ``seal-agent ARGS`` with stdin as a pipe (for 'm'/'q') and stderr into ``log``."""
+    with log.open("a") as err:
+        return subprocess.Popen(
+            [str(SEAL_AGENT), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env
+        )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll a condition that has no notification (a file's content) until it holds or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,146 @@
+"""Configuration: the documented schema parses; every problem names its key; check-config's exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from seal_agent.cli import main
+from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config
+from seal_agent.errors import ConfigError, SealAgentError
+from tests.agent.helpers import SEAL_AGENT, agent_env
+
+VALID = """
+device_id = "seal-demo-1"
+case_no = "(2021)苏0214执1234号"
+state_dir = "var/demo/seal-demo-1"
+heartbeat_s = 60
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+username = "seal-demo-1"
+password_file = "var/demo/seal-demo-1/mqtt-password"
+keepalive_s = 30
+tls_ca_file = ""
+[pir]
+pin = 17
+[warning]
+languages = ["zh", "en"]
+sounds_dir = ""
+repeat_s = 10
+max_repeats = 3
+cooldown_s = 30
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert isinstance(info.value, SealAgentError) and isinstance(info.value, ValueError)
+    return info.value.problems
+
+
+def test_documented_example_parses_with_defaults_resolved() -> None:
+    config = parse_config(VALID)
+    assert config.device_id == "seal-demo-1"
+    assert config.mqtt_username == "seal-demo-1"
+    assert config.mqtt.tls_ca_file is None
+    assert config.warning.sounds_path == DEFAULT_SOUNDS_DIR
+    assert config.warning.sound_files() == [DEFAULT_SOUNDS_DIR / f"warning_{lang}.wav" for lang in ("zh", "en")]
+    assert all(path.is_file() for path in config.warning.sound_files())
+    assert config.key_path == Path("var/demo/seal-demo-1/device.key")
+
+
+def test_username_defaults_to_device_id() -> None:
+    config = parse_config(VALID.replace('username = "seal-demo-1"\n', ""))
+    assert config.mqtt.username is None
+    assert config.mqtt_username == "seal-demo-1"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("port = 1883", "port = 70000", "mqtt.port: Input should be less than or equal to 65535"),
+        ("pin = 17", "pin = 40", "pir.pin: Input should be less than or equal to 27"),
+        ('device_id = "seal-demo-1"', 'device_id = "Seal/1"', "device_id: String should match pattern"),
+        ("keepalive_s = 30", "keepalive_s = 30\ncolour = 1", "mqtt.colour: Extra inputs are not permitted"),
+        ('password_file = "var/demo/seal-demo-1/mqtt-password"\n', "", "mqtt.password_file: Field required"),
+        ('["zh", "en"]', '["zh", "EN!"]', "warning.languages.1: String should match pattern"),
+        ("max_repeats = 3", "max_repeats = -1", "warning.max_repeats: Input should be greater than or equal to 0"),
+        ("heartbeat_s = 60", "heartbeat_s = 0", "heartbeat_s: Input should be greater than or equal to 1"),
+    ],
+)
+def test_each_problem_names_its_key(old: str, new: str, expected: str) -> None:
+    assert old in VALID
+    problems = problems_of(VALID.replace(old, new))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_several_problems_are_all_reported() -> None:
+    problems = problems_of(VALID.replace("port = 1883", "port = 0").replace("pin = 17", 'pin = "x"'))
+    keys = sorted(p.split(":")[0] for p in problems)
+    assert keys == ["mqtt.port", "pir.pin"]
+
+
+def test_invalid_toml_is_a_config_error() -> None:
+    assert problems_of("device_id = ")[0].startswith("(toml): ")
+
+
+def test_files_are_checked(tmp_path: Path) -> None:
+    config = parse_config(
+        VALID.replace("var/demo/seal-demo-1/mqtt-password", str(tmp_path / "missing"))
+        .replace('languages = ["zh", "en"]', 'languages = ["zh", "fr"]')
+        .replace('tls_ca_file = ""', f'tls_ca_file = "{tmp_path / "ca.pem"}"')
+    )
+    problems = check_files(config)
+    assert [p.split(":")[0] for p in problems] == ["mqtt.password_file", "mqtt.tls_ca_file", "warning.languages.1"]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "pw").write_text("secret\n")
+    path = tmp_path / "seal.toml"
+    path.write_text(
+        text.replace("var/demo/seal-demo-1/mqtt-password", str(tmp_path / "pw")).replace(
+            "var/demo/seal-demo-1", str(tmp_path / "state")
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(write(tmp_path, VALID))]) == 0
+    assert capsys.readouterr().out == "OK\n"
+
+
+def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, VALID.replace("port = 1883", "port = 65536"))
+    assert main(["check-config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "OK" not in captured.out
+    assert "mqtt.port: Input should be less than or equal to 65535" in captured.err
+
+
+def test_check_config_empty_password_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, VALID)
+    (tmp_path / "pw").write_text("\n")
+    assert main(["check-config", str(path)]) == 2
+    assert "mqtt.password_file: " in capsys.readouterr().err
+
+
+def test_check_config_console_script_exit_codes(tmp_path: Path) -> None:
+    good = write(tmp_path, VALID)
+    ok = subprocess.run([str(SEAL_AGENT), "check-config", str(good)], capture_output=True, text=True, env=agent_env())
+    assert (ok.returncode, ok.stdout) == (0, "OK\n"), ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text(encoding="utf-8").replace("[pir]", "[pir]\nbogus = 1"), encoding="utf-8")
+    res = subprocess.run([str(SEAL_AGENT), "check-config", str(bad)], capture_output=True, text=True, env=agent_env())
+    assert res.returncode == 2
+    assert "pir.bogus: Extra inputs are not permitted" in res.stderr
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
