@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from .base import Snapshot
+from .base import Frame, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +82,13 @@ class SnapshotBurst:
         if now > self.deadline:
             self._done.set()
         return self._done.is_set()
+
+
+def spread_evenly(frames: list[Frame], count: int) -> list[Frame]:
+    """At most ``count`` of ``frames`` spread evenly over them, always keeping the newest."""
+    if len(frames) <= count:
+        return frames
+    if count == 1:
+        return frames[-1:]
+    last = len(frames) - 1
+    return [frames[round(i * last / (count - 1))] for i in range(count)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 import time
 from collections import deque
@@ -12,8 +11,9 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from .base import Camera, Frame, Image, Snapshot
-from .burst import SnapshotBurst, SnapshotCallback
+from .burst import SnapshotBurst, SnapshotCallback, spread_evenly
 from .config import CameraConfig
+from .grabber import FrameGrabber
 from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason
 from .motion import MotionDetector, encode_jpeg
 from .ring import FrameRing
@@ -52,6 +52,9 @@ class CameraMonitor:
         motion_min_area: float = 0.005,
         motion_learning_frames: int = 5,
         jpeg_quality: int = 80,
+        snapshot_before_s: float = 2.0,
+        snapshot_after_s: float = 3.0,
+        snapshot_max_frames: int = 6,
         motion_history_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +64,9 @@ class CameraMonitor:
         self.on_health = on_health
         self.interval = 1.0 / fps
         self.jpeg_quality = jpeg_quality
+        self.snapshot_before_s = snapshot_before_s
+        self.snapshot_after_s = snapshot_after_s
+        self.snapshot_max_frames = snapshot_max_frames
         self.motion_history_s = max(motion_history_s, ring_seconds)
         self._clock = clock
         self._ring = FrameRing(ring_seconds, max_frames=max(2, math.ceil(ring_seconds * fps) + 2))
@@ -73,9 +79,9 @@ class CameraMonitor:
         self._changed = threading.Condition()  # notified after every observation
         self._last_t = -math.inf
         self._previous: Image | None = None
-        self._frames: queue.Queue[tuple[float, Image | None]] = queue.Queue(maxsize=8)
+        self._grabber = FrameGrabber(camera, self.interval, clock)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         self.observations = 0
 
     @classmethod
@@ -93,29 +99,27 @@ class CameraMonitor:
             motion_min_area=config.motion_min_area,
             motion_learning_frames=config.motion_learning_frames,
             jpeg_quality=config.jpeg_quality,
+            snapshot_before_s=config.snapshot_before_s,
+            snapshot_after_s=config.snapshot_after_s,
+            snapshot_max_frames=config.snapshot_max_frames,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._threads:
+        if self._thread is not None:
             raise RuntimeError("CameraMonitor already started")
         self._health.start(self._clock())
-        self._threads = [
-            threading.Thread(target=self._read_loop, name="camera-reader", daemon=True),
-            threading.Thread(target=self._monitor_loop, name="camera-monitor", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._monitor_loop, name="camera-monitor", daemon=True)
+        self._grabber.start()
+        self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop both threads and close the camera (unless its ``read()`` is hung); finish pending bursts."""
         self._stop.set()
-        self._put((math.nan, None))  # wake the monitor thread
-        for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
-                logger.warning("%s did not stop within %.1f s", thread.name, timeout)
+        self._grabber.stop(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
         with self._lock:
             bursts, self._bursts = self._bursts, []
         for burst in bursts:
@@ -171,24 +175,28 @@ class CameraMonitor:
     def snapshots_around(
         self,
         trigger_time: float,
-        before_s: float = 2.0,
-        after_s: float = 3.0,
-        max_frames: int = 6,
+        before_s: float | None = None,
+        after_s: float | None = None,
+        max_frames: int | None = None,
         *,
         on_snapshot: SnapshotCallback | None = None,
     ) -> SnapshotBurst:
-        """Snapshots from ``before_s`` before ``trigger_time`` to ``after_s`` after it, at most ``max_frames``.
+        """Snapshots from ``before_s`` before ``trigger_time`` to ``after_s`` after it, at most ``max_frames``
+        (each defaults to the monitor's ``snapshot_*`` setting).
 
         Returns at once with ``burst.ready`` filled from the ring buffer (up to half of ``max_frames`` before the
         trigger, spread over the window and always including the newest); the rest arrive in ``burst.later``
         (``on_snapshot`` per frame, ``burst.wait(timeout)`` for all).
         """
+        before_s = self.snapshot_before_s if before_s is None else before_s
+        after_s = self.snapshot_after_s if after_s is None else after_s
+        max_frames = self.snapshot_max_frames if max_frames is None else max_frames
         if max_frames < 1:
             raise ValueError("max_frames must be >= 1")
         with self._lock:
             before = self._ring.between(trigger_time - before_s, trigger_time)
             share = math.ceil(max_frames / 2) if after_s > 0 else max_frames
-            chosen = _spread(before, share)
+            chosen = spread_evenly(before, share)
             already = [f for f in self._ring.between(trigger_time, math.inf) if f.t > trigger_time]
             already = already[: max_frames - len(chosen)] if after_s > 0 else []
             ready = [self._encode(frame, trigger_time) for frame in chosen + already]
@@ -207,49 +215,14 @@ class CameraMonitor:
 
     # -- threads -----------------------------------------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        next_tick = self._clock()
-        try:
-            while not self._stop.is_set():
-                try:
-                    image = self.camera.read()
-                except Exception:
-                    logger.exception("camera read raised; counted as a failed read")
-                    image = None
-                self._put((self._clock(), image))
-                next_tick += self.interval
-                now = self._clock()
-                if next_tick < now:
-                    next_tick = now
-                self._stop.wait(next_tick - now)
-        finally:
-            try:
-                self.camera.close()
-            except Exception:
-                logger.exception("closing the camera failed")
-
-    def _put(self, item: tuple[float, Image | None]) -> None:
-        while True:
-            try:
-                self._frames.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    self._frames.get_nowait()  # drop the oldest: the monitor thread is behind
-                except queue.Empty:
-                    pass
-
     def _monitor_loop(self) -> None:
         stall = max(2 * self.interval, 0.5)
         while not self._stop.is_set():
-            try:
-                t, image = self._frames.get(timeout=stall)
-            except queue.Empty:
-                t, image, reason = self._clock(), None, "read_stalled"
-            else:
-                reason = "read_failed"
+            item = self._grabber.get(timeout=stall)
             if self._stop.is_set():
                 break
+            t, image = item if item is not None else (self._clock(), None)
+            reason = "read_failed" if item is not None else "read_stalled"
             try:
                 events = self._observe(t, image, reason)
             except Exception:
@@ -305,12 +278,3 @@ class CameraMonitor:
     def _encode(self, frame: Frame, trigger_time: float) -> Snapshot:
         return Snapshot(t=frame.t, offset_s=frame.t - trigger_time, jpeg=encode_jpeg(frame.image, self.jpeg_quality))
 
-
-def _spread(frames: list[Frame], count: int) -> list[Frame]:
-    """At most ``count`` frames spread evenly over ``frames``, always keeping the newest."""
-    if len(frames) <= count:
-        return frames
-    if count == 1:
-        return frames[-1:]
-    last = len(frames) - 1
-    return [frames[round(i * last / (count - 1))] for i in range(count)]
