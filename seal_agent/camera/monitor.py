@@ -86,11 +86,17 @@ class CameraMonitor:
 
     @classmethod
     def from_config(
-        cls, config: CameraConfig, camera: Camera, *, on_health: HealthCallback | None = None
+        cls,
+        config: CameraConfig,
+        camera: Camera,
+        *,
+        on_health: HealthCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> CameraMonitor:
         return cls(
             camera,
             on_health=on_health,
+            clock=clock,
             fps=config.fps,
             ring_seconds=config.ring_seconds,
             blind_after_s=config.blind_after_s,
