@@ -4,8 +4,13 @@
   which the session would die at disconnect), so paho re-sends unacknowledged events after a reconnect.
 * Only a CONNACK whose reason code is not a failure counts as connected.
 * Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop.
+  Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online`` follows the first
+  PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused status sent first
+  would hide every event's own verdict (and evidence matters more than presence).
 * Reconnect back-off is exponential with full jitter, in whole seconds: paho's own ``reconnect_delay_set`` only
-  doubles, so before each of paho's waits we set both its bounds to our randomly drawn delay.
+  doubles, so before each of paho's waits we set both its bounds to our randomly drawn delay. The back-off is
+  reset by the first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then
+  drops) every publish must not be hammered once a second.
 * Each event's PUBACK is reported with its ``seq``; a PUBACK whose reason code is a failure (e.g. "Not
   authorized" from the broker's ACL) is reported as a failure, never as delivered.
 """
@@ -84,6 +89,7 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._stopping = False
         self._attempt = 0
+        self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(username, password)
@@ -184,16 +190,19 @@ class MqttPublisher:
             logger.error("broker refused the connection: %s", reason_code)
             self._schedule_reconnect()
             return
-        self._attempt = 0
         self._connected.set()
         logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
-        self._publish(
-            self._status_topic,
-            encode_status(SealStatus.ONLINE, agent_version=self.agent_version),
-            retain=True,
-            tag=_STATUS,
-        )
+        with self._lock:
+            events_owed = any(tag != _STATUS for tag in self._mids.values())
+        self._status_due = True
+        if not events_owed:  # else paho re-sends them right after this callback; online follows their first PUBACK
+            self._publish_online()
         self._on_connection(True)
+
+    def _publish_online(self) -> None:
+        self._status_due = False
+        payload = encode_status(SealStatus.ONLINE, agent_version=self.agent_version)
+        self._publish(self._status_topic, payload, retain=True, tag=_STATUS)
 
     def _handle_disconnect(
         self,
@@ -225,5 +234,9 @@ class MqttPublisher:
             tag = self._mids.pop(mid, None)
             if tag is None:
                 self._early_acks[mid] = failure
+        if failure is None:
+            self._attempt = 0  # the broker takes our messages: the next outage starts with a short back-off
         if tag is not None:
             self._report(tag, failure)
+        if self._status_due and self._connected.is_set():
+            self._publish_online()

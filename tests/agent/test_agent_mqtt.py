@@ -1,0 +1,208 @@
+"""The real agent in-process: gpiozero mock pins, the real outbox, paho and a private Mosquitto.
+
+The speaker is a counting double here (so a developer's machine stays quiet); the real simpleaudio path with an
+ALSA file sink is exercised through ``seal-agent simulate`` in ``test_cli_agent.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from seal_agent.cli import SealRuntime
+from seal_agent.config import load_config
+from seal_protocol import EventType, SealStatus, envelope_hash
+from seal_protocol.signing import load_signing_key
+from server.mosquitto import PrivateBroker
+from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, check_chain, write_config
+
+DEVICE = "seal-test-1"
+Factory = Callable[..., SealRuntime]
+
+
+@pytest.fixture
+def runtimes(mock_pins: MockFactory) -> Iterator[Factory]:
+    """Build ``SealRuntime``s on the mock pins; every one is closed (pins first released) before the reset."""
+    built: list[SealRuntime] = []
+
+    def make(config_path: Path, *, speaker: RecordingSpeaker | None = None, **kwargs: object) -> SealRuntime:
+        runtime = SealRuntime(
+            load_config(config_path),
+            pin_factory=mock_pins,
+            speaker=speaker or RecordingSpeaker(),
+            reconnect_max_s=2,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        built.append(runtime)
+        return runtime
+
+    try:
+        yield make
+    finally:
+        for runtime in built:
+            runtime.close()
+
+
+def pulse(factory: MockFactory, pin: int = 17) -> None:
+    factory.pin(pin).drive_high()
+    factory.pin(pin).drive_low()
+
+
+def verify_key(config_path: Path):  # type: ignore[no-untyped-def]
+    return load_signing_key(load_config(config_path).key_path).verify_key
+
+
+def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker, heartbeat_s=1)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    runtime.start()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
+
+    mock_pins.pin(17).drive_high()
+    assert speaker.wait_plays(1, timeout=2)  # the warning starts on the edge itself
+    assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE))
+    mock_pins.pin(17).drive_low()
+    assert court.wait_for(lambda c: "heartbeat" in c.types(DEVICE), timeout=5)
+
+    received = court.of(DEVICE)
+    assert check_chain(received, verify_key(config))[:2] == [1, 2]
+    started, intrusion = received[0].envelope, received[1].envelope
+    assert started.type is EventType.AGENT_STARTED
+    assert intrusion.type is EventType.INTRUSION
+    assert intrusion.payload == {"sensor": "pir", "armed": True, "warning": True}
+    assert intrusion.case_no == "(2021)苏0214执1234号"
+    assert intrusion.prev_hash == envelope_hash(received[0].data)
+    heartbeat = next(r.envelope for r in received if r.envelope.type is EventType.HEARTBEAT)
+    assert set(heartbeat.payload) == {"outbox_depth", "uptime_s", "agent_version", "pir_state", "armed"}
+    assert heartbeat.payload["armed"] is True
+
+    assert runtime.agent.courier.wait_drained(5)  # deleted after PUBACK
+    assert runtime.outbox.depth() == 0
+    runtime.close()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
+
+
+def test_seq_and_chain_survive_a_restart(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    first = runtimes(config)
+    first.start()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2})
+    first.close()
+
+    second = runtimes(config)
+    second.start()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2, 3, 4})
+    assert check_chain(court.of(DEVICE), verify_key(config)) == [1, 2, 3, 4]
+    assert court.types(DEVICE) == ["agent_started", "intrusion", "agent_started", "intrusion"]
+
+
+def test_events_made_while_the_broker_is_down_arrive_in_order(
+    tmp_path: Path, broker: PrivateBroker, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker, cooldown_s=0)
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        runtime = runtimes(config)
+        runtime.start()
+        assert court.wait_for(lambda c: c.seqs(DEVICE) == {1})
+        broker.stop()
+        for _ in range(8):
+            pulse(mock_pins)
+        assert runtime.outbox.depth() == 8  # committed, not yet acknowledged
+        broker.start()
+        assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, 10)), timeout=20)
+        order = check_chain(court.of(DEVICE), verify_key(config))
+        assert order == sorted(order)
+        assert runtime.agent.courier.wait_drained(5)
+    finally:
+        court.close()
+
+
+class _Refusals(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "seal_agent.delivery" and "refused event seq=1" in record.getMessage():
+            self.seen.set()
+
+
+def test_not_authorized_puback_keeps_the_event(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory
+) -> None:
+    # The account "seal-other" may only write seal/v1/seal-other/...; this seal claims to be seal-test-1.
+    config = write_config(tmp_path, broker, username="seal-other")
+    refusals = _Refusals()
+    logging.getLogger("seal_agent.delivery").addHandler(refusals)
+    try:
+        runtime = runtimes(config, retry_s=60)
+        runtime.start()
+        assert refusals.seen.wait(10), "the broker's refusal was not reported"
+    finally:
+        logging.getLogger("seal_agent.delivery").removeHandler(refusals)
+    assert [event.seq for event in runtime.outbox.pending()] == [1]
+    assert court.of(DEVICE) == []
+
+
+def test_disarmed_seal_stays_silent_records_intrusions_and_stays_disarmed(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    runtime.start()
+    assert runtime.agent.disarm("removal approved")
+    assert not runtime.agent.disarm()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.types(DEVICE) == ["agent_started", "disarmed", "intrusion"])
+    assert court.of(DEVICE)[2].envelope.payload == {"sensor": "pir", "armed": False, "warning": False}
+    assert speaker.plays == 0
+    runtime.close()
+
+    again = runtimes(config, speaker=speaker)
+    assert not again.agent.armed
+    again.start()
+    assert again.agent.arm("re-sealed")
+    pulse(mock_pins)
+    assert speaker.wait_plays(1)
+    assert court.wait_for(lambda c: c.types(DEVICE)[-2:] == ["armed", "intrusion"])
+
+
+def test_presence_already_there_at_start_is_caught(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    mock_pins.pin(17).drive_high()  # before the agent listens: no edge will ever come
+    runtime.start()
+    assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE), timeout=5)
+    assert speaker.plays == 1
+    mock_pins.pin(17).drive_low()
+
+
+def test_warning_repeats_while_presence_continues(
+    tmp_path: Path, broker: PrivateBroker, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker, repeat_s=1, max_repeats=2)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    runtime.start()
+    mock_pins.pin(17).drive_high()
+    assert speaker.wait_plays(3, timeout=5)
+    mock_pins.pin(17).drive_low()
+    pulse(mock_pins)  # within the cool-down: recorded, not warned
+    assert speaker.plays == 3
