@@ -1,0 +1,184 @@
+"""The REST API through FastAPI's TestClient, on data put in by the real ingest core."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+from seal_protocol import EventType, encode_status
+from seal_protocol.signing import generate_signing_key
+from seal_protocol.status import SealStatus
+from server.app import create_app
+from server.config import MqttSettings, Settings
+from server.context import ServerContext
+from server.db import SessionFactory
+from server.ingest import Ingestor
+from server.metrics import IngestMetrics
+from server.mosquitto import PrivateBroker
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+
+
+def make_settings(database_url: str, tmp_path: Path, broker: PrivateBroker | None = None) -> Settings:
+    if broker is not None:
+        mqtt = server_mqtt_settings(broker, tmp_path)
+    else:
+        (tmp_path / "unused-password").write_text("unused\n")
+        mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
+    return Settings(database_url=database_url, snapshot_dir=tmp_path / "snapshots", mqtt=mqtt)
+
+
+def path_of(case_no: str) -> str:
+    return f"/api/cases/{quote(case_no, safe='')}/events"
+
+
+@pytest.fixture
+def seals(session_factory: SessionFactory, tmp_path: Path) -> tuple[SimulatedSeal, SimulatedSeal]:
+    """seal-a (case A) with 5 events and status online; seal-b (case B) with 2 events and no status."""
+    a, b = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, a, b)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    ingestor.ingest([message(a.status_topic, encode_status(SealStatus.ONLINE))])
+    for i in range(5):
+        ingestor.ingest([message(a.event_topic, a.event(EventType.INTRUSION, {"n": i}))])
+        if i < 2:
+            ingestor.ingest([message(b.event_topic, b.event(EventType.HEARTBEAT, {"n": i}))])
+    return a, b
+
+
+@pytest.fixture
+def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(database_url, tmp_path), with_ingest=False)
+    with TestClient(app) as instance:
+        yield instance
+
+
+def test_events_of_a_case_newest_first_and_isolated(
+    client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]
+) -> None:
+    response = client.get(path_of(CASE_A))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["case_no"] == CASE_A
+    assert [e["seq"] for e in body["events"]] == [5, 4, 3, 2, 1]
+    assert {e["device_id"] for e in body["events"]} == {"seal-a"}
+    assert body["next_before"] is None
+
+    other = client.get(path_of(CASE_B)).json()
+    assert [(e["device_id"], e["seq"]) for e in other["events"]] == [("seal-b", 2), ("seal-b", 1)]
+
+
+def test_event_carries_the_signed_envelope_verbatim(
+    client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]
+) -> None:
+    [event] = client.get(path_of(CASE_B), params={"limit": 1}).json()["events"]
+    envelope = json.loads(event["envelope"])
+    assert envelope["sig"] == event["sig"] and envelope["seq"] == event["seq"] == 2
+    assert envelope["case_no"] == CASE_B and event["payload"] == {"n": 1}
+    assert event["ts"].endswith("Z") or event["ts"].endswith("+00:00")
+
+
+def test_paging_with_before(client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]) -> None:
+    seen: list[int] = []
+    before: int | None = None
+    pages = 0
+    while True:
+        params = {"limit": 2} | ({"before": before} if before is not None else {})
+        body = client.get(path_of(CASE_A), params=params).json()
+        seen += [e["seq"] for e in body["events"]]
+        pages += 1
+        before = body["next_before"]
+        if before is None:
+            break
+    assert seen == [5, 4, 3, 2, 1]
+    assert pages == 3
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"before": 0}, {"limit": "many"}])
+def test_paging_bounds(
+    client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal], params: dict[str, int | str]
+) -> None:
+    assert client.get(path_of(CASE_A), params=params).status_code == 422
+
+
+def test_unknown_case_is_404(client: TestClient) -> None:
+    response = client.get(path_of("(2099)京01执9号"))
+    assert response.status_code == 404
+    assert "(2099)京01执9号" in response.json()["detail"]
+
+
+def test_case_number_with_a_slash(client: TestClient, session_factory: SessionFactory, tmp_path: Path) -> None:
+    seal = SimulatedSeal("seal-s", "(2023)沪01/执7号")
+    register(session_factory, seal)
+    Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path).ingest(
+        [message(seal.event_topic, seal.event())]
+    )
+    body = client.get(path_of("(2023)沪01/执7号")).json()
+    assert [e["device_id"] for e in body["events"]] == ["seal-s"]
+
+
+def test_health_without_broker(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded", "broker": "disconnected", "db": "ok"}
+
+
+def test_health_without_database(tmp_path: Path) -> None:
+    settings = make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2", tmp_path)
+    with TestClient(create_app(settings, with_ingest=False)) as instance:
+        response = instance.get("/api/health")
+    assert response.status_code == 503
+    assert response.json()["db"] == "error"
+
+
+def test_seals_with_case_status_and_last_event(client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]) -> None:
+    body = client.get("/api/seals").json()
+    assert [s["device_id"] for s in body] == ["seal-a", "seal-b"]
+    a, b = body
+    assert (a["case_no"], a["status"], a["online"], a["location"]) == (CASE_A, "online", True, "仓库")
+    assert a["last_event_at"] is not None and a["last_seen_at"] is not None
+    assert (b["case_no"], b["status"], b["online"]) == (CASE_B, None, False)
+
+
+def test_metrics_without_ingest(client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert "seal_seals_online 1" in lines
+    assert "seal_seals_registered 2" in lines
+    assert "seal_broker_connected 0" in lines
+    assert 'seal_messages_rejected_total{reason="bad_signature"} 0' in lines
+
+
+def test_app_runs_the_ingest(
+    broker: PrivateBroker,
+    database_url: str,
+    session_factory: SessionFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    a = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, a)
+    app = create_app(make_settings(database_url, tmp_path, broker))
+    with TestClient(app) as instance:
+        context: ServerContext = app.state.context
+        assert context.ingest is not None and context.ingest.wait_connected(10)
+        assert instance.get("/api/health").json() == {"status": "ok", "broker": "connected", "db": "ok"}
+        with seal_connection(broker, a.device_id) as conn:
+            conn.publish(a.event_topic, a.event(key=generate_signing_key()))
+            conn.publish(a.event_topic, a.event(EventType.INTRUSION))
+            assert context.metrics.wait_until(lambda m: m.stored >= 1 and m.rejected_total >= 1, 10)
+        lines = instance.get("/metrics").text.splitlines()
+        events = instance.get(path_of(CASE_A)).json()["events"]
+    assert "seal_events_ingested_total 1" in lines
+    assert 'seal_messages_rejected_total{reason="bad_signature"} 1' in lines
+    assert "seal_broker_connected 1" in lines
+    assert [(e["seq"], e["type"]) for e in events] == [(2, "intrusion")]
