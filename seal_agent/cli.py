@@ -117,6 +117,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key, created = load_or_create_signing_key(config.key_path)
     logger.info("%s device key %s", "created" if created else "existing", config.key_path)
     _out(public_key_b64(key))

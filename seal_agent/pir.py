@@ -49,9 +49,7 @@ class PirSensor:
         return bool(self._device.is_active)
 
     def close(self) -> None:
-        self._device.when_activated = None
-        self._device.when_deactivated = None
-        self._device.close()
+        self._device.close()  # also drops the handlers: none is called afterwards
 
     def __enter__(self) -> PirSensor:
         return self

@@ -206,3 +206,21 @@ def test_warning_repeats_while_presence_continues(
     mock_pins.pin(17).drive_low()
     pulse(mock_pins)  # within the cool-down: recorded, not warned
     assert speaker.plays == 3
+
+
+class BrokenSpeaker(RecordingSpeaker):
+    def play_warning(self) -> bool:
+        super().play_warning()
+        raise RuntimeError("ALSA: device busy")
+
+
+def test_a_failing_speaker_never_stops_the_event(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    speaker = BrokenSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    runtime.start()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE))
+    assert speaker.plays == 1
