@@ -1,0 +1,155 @@
+"""``seal-server``: the commands the demo and court IT use, run in-process and (``run``) as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from seal_protocol.signing import generate_signing_key, public_key_b64
+from server.cli import main
+from server.db import make_engine, make_session_factory
+from server.models import Case, Seal
+from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+
+CASE = "(2021)苏0214执1234号"
+VALID_KEY = public_key_b64(generate_signing_key())
+
+
+def write_config(tmp_path: Path, database_url: str, *, mqtt_port: int = 1883, http_port: int = 8080) -> Path:
+    password_file = tmp_path / "court-server.mqtt-password"
+    if not password_file.exists():
+        password_file.write_text("unused\n")
+    path = tmp_path / "server.toml"
+    path.write_text(
+        f"""\
+database_url = "{database_url}"
+snapshot_dir = "{tmp_path / "snapshots"}"
+offline_after_s = 180
+[http]
+host = "127.0.0.1"
+port = {http_port}
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+username = "court-server"
+password_file = "{password_file}"
+tls_ca_file = ""
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    path = write_config(tmp_path, database_url)
+    assert main(["init-db", "--config", str(path)]) == 0
+    return path
+
+
+def seals_and_cases(database_url: str) -> tuple[list[tuple[str, str | None, str, str]], list[tuple[str, str]]]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            seals = [(s.device_id, s.case_no, s.public_key, s.location) for s in session.scalars(select(Seal))]
+            cases = [(c.case_no, c.court) for c in session.scalars(select(Case))]
+            return seals, cases
+    finally:
+        engine.dispose()
+
+
+def test_case_and_seal_registration(config: Path, database_url: str) -> None:
+    key = public_key_b64(generate_signing_key())
+    cfg = ["--config", str(config)]
+    assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", "--judge", "王", *cfg]) == 0
+    assert main(["seal", "add", "seal-01", "--case", CASE, "--public-key", key, "--location", "仓库", *cfg]) == 0
+
+    seals, cases = seals_and_cases(database_url)
+    assert cases == [(CASE, "无锡市滨湖区人民法院")]
+    assert seals == [("seal-01", CASE, key, "仓库")]
+
+
+def test_rebinding_keeps_the_key_unless_told(config: Path, database_url: str) -> None:
+    key, other_key = public_key_b64(generate_signing_key()), public_key_b64(generate_signing_key())
+    cfg = ["--config", str(config)]
+    assert main(["case", "add", CASE, *cfg]) == 0
+    assert main(["case", "add", "(2022)苏0214执9号", *cfg]) == 0
+    assert main(["seal", "add", "seal-01", "--case", CASE, "--public-key", key, *cfg]) == 0
+
+    assert main(["seal", "add", "seal-01", "--case", "(2022)苏0214执9号", "--public-key", key, *cfg]) == 0
+    assert seals_and_cases(database_url)[0][0][1] == "(2022)苏0214执9号"
+    assert main(["seal", "add", "seal-01", "--case", CASE, "--public-key", other_key, *cfg]) == 1
+    assert seals_and_cases(database_url)[0][0][2] == key
+    assert main(["seal", "add", "seal-01", "--case", CASE, "--public-key", other_key, "--replace-key", *cfg]) == 0
+    assert seals_and_cases(database_url)[0][0][1:3] == (CASE, other_key)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["case", "add", CASE],  # the second time
+        ["seal", "add", "seal-01", "--case", "(1999)无此案号", "--public-key", VALID_KEY],
+        ["seal", "add", "seal-01", "--case", CASE, "--public-key", "not base64!"],
+        ["seal", "add", "Bad Id", "--case", CASE, "--public-key", VALID_KEY],
+        ["seal", "add", "seal-01", "--case", CASE, "--public-key", "AAAA"],
+    ],
+)
+def test_refusals_exit_1(config: Path, database_url: str, args: list[str]) -> None:
+    assert main(["case", "add", CASE, "--config", str(config)]) == 0
+    assert main([*args, "--config", str(config)]) == 1
+    assert seals_and_cases(database_url)[0] == []
+
+
+def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("database_url = 3\n")
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert main(["init-db", "--config", str(tmp_path / "absent.toml")]) == 2
+
+
+def test_check_config(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -> None:
+    """`seal-server run` as a real process: health answers, with the broker connected."""
+    database_url = f"sqlite:///{tmp_path / 'court.db'}"
+    (tmp_path / "court-server.mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
+    port = free_port()
+    path = write_config(tmp_path, database_url, mqtt_port=broker.port, http_port=port)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "run", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
+                if health["broker"] == "connected":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert health == {"status": "ok", "broker": "connected", "db": "ok"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    text = output.decode(errors="replace")
+    assert f"http://127.0.0.1:{port}" in text
+    assert process.returncode == 0, text

@@ -1,0 +1,84 @@
+"""Settings from TOML: the demo's file, the environment override, refusals with readable reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import load_settings, read_password
+from server.errors import ConfigError
+
+DEMO_TOML = """\
+database_url = "sqlite:///var/demo/court.db"
+snapshot_dir = "var/demo/snapshots"
+offline_after_s = 180
+[http]
+host = "127.0.0.1"
+port = 8080
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+username = "court-server"
+password_file = "var/demo/court-server.mqtt-password"
+tls_ca_file = ""
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "server.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_demo_file_loads(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, DEMO_TOML), env={})
+    assert settings.database_url == "sqlite:///var/demo/court.db"
+    assert settings.snapshot_dir == Path("var/demo/snapshots")
+    assert settings.http.port == 8080
+    assert settings.mqtt.password_file == Path("var/demo/court-server.mqtt-password")
+    assert settings.mqtt.tls_ca_file is None
+    assert settings.mqtt.client_id == "court-server-ingest"
+
+
+def test_database_url_from_environment(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://court@db.example/court"
+    settings = load_settings(write(tmp_path, DEMO_TOML), env={"DATABASE_URL": url})
+    assert settings.database_url == url
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda t: t.replace("port = 8080", "port = 70000"), "http.port"),
+        (lambda t: t.replace("offline_after_s = 180", "offline_after_s = 1"), "offline_after_s"),
+        (lambda t: t + "colour = 'red'\n", "colour"),
+        (lambda t: t.replace('username = "court-server"\n', 'username = "court-server"\npassword = "x"\n'), "password"),
+        (lambda t: t.replace('password_file = "var/demo/court-server.mqtt-password"\n', ""), "mqtt.password_file"),
+        (lambda t: t.replace('database_url = "sqlite:///var/demo/court.db"\n', ""), "database_url"),
+    ],
+)
+def test_invalid_settings_name_the_field(tmp_path: Path, change: object, where: str) -> None:
+    path = write(tmp_path, change(DEMO_TOML))  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert where in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml", env={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "database_url = "), env={})
+
+
+def test_read_password(tmp_path: Path) -> None:
+    path = tmp_path / "pw"
+    path.write_text("s3cret\n")
+    assert read_password(path) == "s3cret"
+    path.write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        read_password(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_password(tmp_path / "absent")
