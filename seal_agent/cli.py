@@ -83,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--config", required=True, type=Path)
     sim.add_argument("--trigger-every", type=_positive, metavar="SECONDS", help="simulate a presence periodically")
-    sim.add_argument("--presence-s", type=_positive, default=2.0, metavar="SECONDS", help="length of a presence")
+    sim.add_argument(
+        "--presence-s",
+        type=_positive,
+        metavar="SECONDS",
+        help="length of a presence (default 2 s, at most half of --trigger-every)",
+    )
     sim.set_defaults(func=cmd_simulate)
     return parser
 
@@ -136,6 +141,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from seal_agent.simulate import PresenceSimulator
 
     config = _load_checked(args.config)
+    if args.presence_s is None:
+        args.presence_s = 2.0 if args.trigger_every is None else min(2.0, args.trigger_every / 2)
     if args.trigger_every is not None and args.presence_s >= args.trigger_every:
         raise ConfigError(["--presence-s: must be shorter than --trigger-every"])
     _log_sound_card()

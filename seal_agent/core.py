@@ -98,6 +98,9 @@ class SealAgent:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
+        #: Called with the stored ``intrusion`` event after it is committed (e.g. to take snapshots). It runs on the
+        #: sensor's thread: return quickly. Its failures are logged and never affect the warning or the event.
+        self.when_intrusion: Callable[[StoredEvent], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
 
@@ -214,8 +217,11 @@ class SealAgent:
             armed = self._armed
         if play:
             self._play_warning()  # the warning first: it is what a person on site notices
-        self.record(EventType.INTRUSION, {"sensor": "pir", "armed": armed, "warning": play})
+        stored = self.record(EventType.INTRUSION, {"sensor": "pir", "armed": armed, "warning": play})
         self._wake.set()
+        hook = self.when_intrusion
+        if hook is not None:
+            _guarded("when_intrusion", lambda: hook(stored))
 
     def _motion_ended(self) -> None:
         with self._lock:

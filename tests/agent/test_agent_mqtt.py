@@ -16,6 +16,7 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.cli import SealRuntime
 from seal_agent.config import load_config
+from seal_agent.outbox import StoredEvent
 from seal_protocol import EventType, SealStatus, envelope_hash
 from seal_protocol.signing import load_signing_key
 from server.mosquitto import PrivateBroker
@@ -63,11 +64,14 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     config = write_config(tmp_path, broker, heartbeat_s=1)
     speaker = RecordingSpeaker()
     runtime = runtimes(config, speaker=speaker)
+    hooked: list[StoredEvent] = []
+    runtime.agent.when_intrusion = hooked.append
     runtime.start()
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
 
     mock_pins.pin(17).drive_high()
     assert speaker.wait_plays(1, timeout=2)  # the warning starts on the edge itself
+    assert [event.seq for event in hooked] == [2]
     assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE))
     mock_pins.pin(17).drive_low()
     assert court.wait_for(lambda c: "heartbeat" in c.types(DEVICE), timeout=5)
