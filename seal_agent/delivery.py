@@ -93,7 +93,9 @@ class Courier:
         self._queue.put(_Wake())
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every event handed out so far is acknowledged and none is left; False on timeout."""
+        """Wait until every event is acknowledged and none is left; False on timeout or if not connected."""
+        if not self._publisher.connected:
+            return False
         with self._idle:
             return self._idle.wait_for(lambda: self._drained, timeout)
 
