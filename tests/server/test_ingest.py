@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from seal_protocol import EventType, encode_status, snapshot_topic
-from seal_protocol.signing import generate_signing_key
+from seal_protocol import EventType, decode_envelope, encode_envelope, encode_status, snapshot_topic
+from seal_protocol.signing import generate_signing_key, sign_envelope
 from seal_protocol.status import SealStatus
 from server.db import SessionFactory, make_engine, make_session_factory
 from server.errors import StorageUnavailable
@@ -250,3 +250,21 @@ def test_many_events_in_one_batch(world: World) -> None:
     with world.session_factory() as session:
         assert session.scalar(select(func.count(Event.id))) == 300
         assert session.scalar(select(func.max(Event.seq))) == 300
+
+
+def test_clashes_inside_one_batch_are_caught_like_across_batches(world: World) -> None:
+    first = world.a.event()
+    replay = world.a.event(EventType.TAMPER, seq=1)
+    same_id = decode_envelope(first).model_copy(update={"seq": 2, "sig": None})
+    same_id_bytes = encode_envelope(sign_envelope(same_id, world.a.key))
+
+    results = world.ingestor.ingest([message(world.a.event_topic, d) for d in (first, replay, same_id_bytes)])
+    again = world.ingestor.ingest([message(world.a.event_topic, same_id_bytes)])
+
+    assert [(r.outcome, r.reason) for r in results + again] == [
+        (Outcome.STORED, None),
+        (Outcome.QUARANTINED, Reason.REPLAYED_SEQ),
+        (Outcome.QUARANTINED, Reason.DUPLICATE_EVENT_ID),
+        (Outcome.QUARANTINED, Reason.DUPLICATE_EVENT_ID),
+    ]
+    assert [row.raw for row in world.events()] == [first]

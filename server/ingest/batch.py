@@ -1,0 +1,272 @@
+"""The checks of the ingest, applied to the messages of one transaction.
+
+Checks on an event, in order: the topic parses; the envelope decodes (size, UTF-8, JSON, schema); its ``device_id``
+equals the topic's; the seal is registered; the signature verifies against the seal's registered key; the seal is
+bound to the envelope's case; (``device_id``, ``seq``) is new — a copy with the same ``event_id`` and signature is a
+redelivery (no-op), anything else under a stored ``seq`` is a replay, and a stored ``event_id`` under another
+``seq`` is refused too.
+
+An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, but with one query for the
+batch's seals, one for possible clashes with stored events, and one flush at commit (instead of one per message).
+
+Hash-chain and gap checks (``prev_hash``) belong between the signature and the store; not done yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from seal_protocol import (
+    Envelope,
+    InvalidEnvelope,
+    InvalidTopic,
+    MessageKind,
+    ParsedTopic,
+    SealStatus,
+    SignatureError,
+    decode_envelope,
+    decode_status,
+    parse_topic,
+)
+from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
+from server.errors import StorageUnavailable
+from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
+from server.models import Event, QuarantinedMessage, Seal, Snapshot
+from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore
+
+#: A quarantined message is kept up to this many bytes (its full size is recorded).
+QUARANTINE_RAW_LIMIT = 256 * 1024
+
+
+class VerifyKeyCache:
+    """Parsed public keys by their base64 text (parsing costs more than a dict lookup)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._keys: dict[str, VerifyKey] = {}
+        self._limit = limit
+
+    def get(self, public_key: str) -> VerifyKey:
+        key = self._keys.get(public_key)
+        if key is None:
+            key = verify_key_from_b64(public_key)
+            if len(self._keys) >= self._limit:
+                self._keys.clear()
+            self._keys[public_key] = key
+        return key
+
+
+class IngestBatch:
+    """Adds the rows of some messages to ``session``, in order; the caller commits."""
+
+    def __init__(self, session: Session, *, keys: VerifyKeyCache, snapshots: SnapshotStore) -> None:
+        self.session = session
+        self.keys = keys
+        self.snapshots = snapshots
+        self._seals: dict[str, Seal] = {}
+        self._by_seq: dict[tuple[str, int], tuple[str, str]] = {}  # (device_id, seq) -> (event_id, sig)
+        self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
+        self._snapshot_shas: set[str] = set()
+
+    def apply(self, messages: Sequence[Message]) -> list[IngestResult]:
+        with self.session.no_autoflush:
+            device_ids = {d for d in (device_of(m.topic) for m in messages) if d is not None}
+            if device_ids:
+                seals = self.session.scalars(select(Seal).where(Seal.device_id.in_(device_ids)))
+                self._seals = {seal.device_id: seal for seal in seals}
+            checked = [self._check(message) for message in messages]
+            self._load_clashes([c for c in checked if isinstance(c, Envelope)])
+            return [self._apply_one(m, c) for m, c in zip(messages, checked, strict=True)]
+
+    @staticmethod
+    def quarantine(session: Session, message: Message, result: IngestResult) -> None:
+        assert result.reason is not None
+        session.add(
+            QuarantinedMessage(
+                received_at=message.received_at,
+                topic=message.topic,
+                device_id=result.device_id,
+                reason=result.reason.value,
+                detail=result.detail,
+                size=len(message.payload),
+                raw=message.payload[:QUARANTINE_RAW_LIMIT],
+            )
+        )
+
+    # -- phase 1: everything that needs no stored events -----------------------------------------------------------
+
+    def _check(self, message: Message) -> Envelope | ParsedTopic | Rejected:
+        try:
+            topic = parse_topic(message.topic)
+            if topic.kind is not MessageKind.EVENT:
+                return topic
+            return self._verified_envelope(topic, message)
+        except InvalidTopic as exc:
+            return Rejected(Reason.INVALID_TOPIC, str(exc))
+        except Rejected as rejected:
+            return rejected
+
+    def _verified_envelope(self, topic: ParsedTopic, message: Message) -> Envelope:
+        try:
+            envelope = decode_envelope(message.payload)
+        except InvalidEnvelope as exc:
+            raise Rejected(classify_envelope_error(exc), str(exc)) from None
+        if envelope.device_id != topic.device_id:
+            raise Rejected(
+                Reason.DEVICE_MISMATCH,
+                f"envelope device_id {envelope.device_id!r} differs from the topic's {topic.device_id!r}",
+            )
+        seal = self._seal(topic.device_id)
+        try:
+            verify_envelope(envelope, self.keys.get(seal.public_key))
+        except SignatureError as exc:
+            raise Rejected(Reason.BAD_SIGNATURE, f"bad signature: {exc}") from None
+        case_no = _bound_case(seal)
+        if envelope.case_no != case_no:
+            raise Rejected(
+                Reason.WRONG_CASE,
+                f"seal bound to another case: the event says {envelope.case_no!r}, the seal is bound to {case_no!r}",
+            )
+        return envelope
+
+    def _load_clashes(self, envelopes: list[Envelope]) -> None:
+        """Stored events that share a (device_id, seq) or an event_id with ``envelopes``."""
+        if not envelopes:
+            return
+        seqs: dict[str, set[int]] = {}
+        for envelope in envelopes:
+            seqs.setdefault(envelope.device_id, set()).add(envelope.seq)
+        same_seq = [and_(Event.device_id == device_id, Event.seq.in_(s)) for device_id, s in seqs.items()]
+        same_id = Event.event_id.in_({str(e.event_id) for e in envelopes})
+        rows = self.session.execute(
+            select(Event.device_id, Event.seq, Event.event_id, Event.sig).where(or_(same_id, *same_seq))
+        )
+        for device_id, seq, event_id, sig in rows:
+            self._remember(device_id, seq, event_id, sig)
+
+    def _remember(self, device_id: str, seq: int, event_id: str, sig: str) -> None:
+        self._by_seq[(device_id, seq)] = (event_id, sig)
+        self._by_event_id[event_id] = (device_id, seq)
+
+    # -- phase 2: in order, against stored events and the ones this batch added ------------------------------------
+
+    def _apply_one(self, message: Message, checked: Envelope | ParsedTopic | Rejected) -> IngestResult:
+        try:
+            if isinstance(checked, Rejected):
+                raise checked
+            if isinstance(checked, Envelope):
+                return self._store_event(checked, message)
+            match checked.kind:
+                case MessageKind.STATUS:
+                    return self._status(checked, message)
+                case MessageKind.SNAPSHOT:
+                    return self._snapshot(checked, message)
+                case _:
+                    raise Rejected(Reason.UNEXPECTED_KIND, f"the court does not ingest {checked.kind} messages")
+        except Rejected as rejected:
+            result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), rejected.reason, rejected.detail)
+            self.quarantine(self.session, message, result)
+            return result
+
+    def _store_event(self, envelope: Envelope, message: Message) -> IngestResult:
+        seal = self._seal(envelope.device_id)
+        event_id = str(envelope.event_id)
+        assert envelope.sig is not None  # verify_envelope refuses unsigned envelopes
+        stored = self._by_seq.get((envelope.device_id, envelope.seq))
+        if stored is not None:
+            if stored == (event_id, envelope.sig):
+                seal.last_seen_at = message.received_at
+                return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"seq {envelope.seq}")
+            raise Rejected(
+                Reason.REPLAYED_SEQ,
+                f"replayed seq: seq {envelope.seq} is already stored as event {stored[0]} with other content",
+            )
+        if event_id in self._by_event_id:
+            device_id, seq = self._by_event_id[event_id]
+            raise Rejected(Reason.DUPLICATE_EVENT_ID, f"event_id {event_id} is already stored as {device_id} seq {seq}")
+        self.session.add(
+            Event(
+                device_id=envelope.device_id,
+                case_no=envelope.case_no,
+                seq=envelope.seq,
+                event_id=event_id,
+                type=envelope.type.value,
+                ts=envelope.occurred_at,
+                received_at=message.received_at,
+                prev_hash=envelope.prev_hash,
+                sig=envelope.sig,
+                payload=envelope.payload,
+                raw=message.payload,
+            )
+        )
+        self._remember(envelope.device_id, envelope.seq, event_id, envelope.sig)
+        seal.last_seen_at = message.received_at
+        seal.last_event_at = message.received_at
+        return IngestResult(Outcome.STORED, seal.device_id)
+
+    def _status(self, topic: ParsedTopic, message: Message) -> IngestResult:
+        if not message.payload:
+            return IngestResult(Outcome.IGNORED, topic.device_id, detail="retained status cleared")
+        try:
+            state, _ts = decode_status(message.payload)
+        except InvalidEnvelope as exc:
+            raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
+        seal = self._seal(topic.device_id)
+        if seal.status != state.value:
+            seal.status = state.value
+            seal.status_changed_at = message.received_at
+        if state is SealStatus.ONLINE:
+            # "offline" is usually the broker speaking (the Last Will), not a sign of life from the seal.
+            seal.last_seen_at = message.received_at
+        return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
+
+    def _snapshot(self, topic: ParsedTopic, message: Message) -> IngestResult:
+        assert topic.sha256 is not None
+        if len(message.payload) > MAX_SNAPSHOT_BYTES:
+            raise Rejected(Reason.OVERSIZED, f"snapshot of {len(message.payload)} bytes, limit {MAX_SNAPSHOT_BYTES}")
+        actual = hashlib.sha256(message.payload).hexdigest()
+        if actual != topic.sha256:
+            raise Rejected(Reason.SNAPSHOT_MISMATCH, f"snapshot bytes hash to {actual}, the topic says {topic.sha256}")
+        seal = self._seal(topic.device_id)
+        case_no = _bound_case(seal)
+        seal.last_seen_at = message.received_at
+        if actual in self._snapshot_shas or self.session.scalar(select(Snapshot.id).where(Snapshot.sha256 == actual)):
+            return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"snapshot {actual}")
+        try:
+            self.snapshots.put(actual, message.payload)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write snapshot {actual}: {exc}") from exc
+        self.session.add(
+            Snapshot(
+                sha256=actual,
+                device_id=seal.device_id,
+                case_no=case_no,
+                size=len(message.payload),
+                received_at=message.received_at,
+            )
+        )
+        self._snapshot_shas.add(actual)
+        return IngestResult(Outcome.SNAPSHOT, seal.device_id, detail=actual)
+
+    def _seal(self, device_id: str) -> Seal:
+        seal = self._seals.get(device_id)
+        if seal is None:
+            raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
+        return seal
+
+
+def _bound_case(seal: Seal) -> str:
+    if seal.case_no is None:
+        raise Rejected(Reason.UNBOUND_SEAL, f"seal {seal.device_id!r} is not bound to a case")
+    return seal.case_no
+
+
+def device_of(topic: str) -> str | None:
+    """The device id of a topic that parses, else ``None`` (quarantine rows keep it when they can)."""
+    try:
+        return parse_topic(topic).device_id
+    except InvalidTopic:
+        return None

@@ -1,0 +1,79 @@
+"""What the ingest makes of a message: an :class:`Outcome`, and for a refusal a :class:`Reason`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from seal_protocol import InvalidEnvelope
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    STATUS = "status"
+    SNAPSHOT = "snapshot"
+    IGNORED = "ignored"  # an empty retained status: the broker clearing it, not a message from the seal
+    QUARANTINED = "quarantined"
+
+
+class Reason(StrEnum):
+    """Why a message was quarantined; also the ``reason`` label of the rejection counter."""
+
+    INVALID_TOPIC = "invalid_topic"
+    UNEXPECTED_KIND = "unexpected_kind"
+    OVERSIZED = "oversized"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    INVALID_ENVELOPE = "invalid_envelope"
+    DEVICE_MISMATCH = "device_mismatch"
+    UNKNOWN_SEAL = "unknown_seal"
+    BAD_SIGNATURE = "bad_signature"
+    UNBOUND_SEAL = "unbound_seal"
+    WRONG_CASE = "wrong_case"
+    REPLAYED_SEQ = "replayed_seq"
+    DUPLICATE_EVENT_ID = "duplicate_event_id"
+    INVALID_STATUS = "invalid_status"
+    SNAPSHOT_MISMATCH = "snapshot_mismatch"
+    STORAGE_ERROR = "storage_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One received MQTT message."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    outcome: Outcome
+    device_id: str | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+
+class Rejected(Exception):
+    """Raised inside the ingest for a message that must be quarantined."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def classify_envelope_error(exc: InvalidEnvelope) -> Reason:
+    """Map :func:`seal_protocol.decode_envelope`'s refusal to a reason code (it carries only a message)."""
+    text = str(exc)
+    for prefix, reason in (
+        ("oversized", Reason.OVERSIZED),
+        ("invalid UTF-8", Reason.INVALID_UTF8),
+        ("invalid JSON", Reason.INVALID_JSON),
+    ):
+        if text.startswith(prefix):
+            return reason
+    return Reason.INVALID_ENVELOPE
