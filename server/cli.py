@@ -6,6 +6,8 @@
     seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
 
+Every command also takes --log-level and --log-json.
+
 Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
 """
 
@@ -22,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
+from server.logs import configure_logging
 from server.registry import add_case, register_seal
 
 logger = logging.getLogger("server.cli")
@@ -35,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", required=True, type=Path, help="the server's TOML configuration file")
     common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--log-json", action="store_true", help="log one JSON object per line")
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,10 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, json_lines=args.log_json)
     try:
         settings = load_settings(args.config)
         return _dispatch(args, settings)

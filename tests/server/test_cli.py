@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,6 +49,18 @@ tls_ca_file = ""
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``main`` configures the root logger, as an entry point should; give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @pytest.fixture
@@ -114,6 +129,13 @@ def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path.write_text("database_url = 3\n")
     assert main(["check-config", "--config", str(path)]) == 2
     assert main(["init-db", "--config", str(tmp_path / "absent.toml")]) == 2
+
+
+def test_json_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--log-json", "--config", str(tmp_path / "absent.toml")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and "not found" in entry["message"]
 
 
 def test_check_config(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
