@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from seal_protocol import EventType, encode_status
 from seal_protocol.signing import generate_signing_key
@@ -150,11 +150,12 @@ def test_messages_sent_while_the_server_is_away_arrive_once(
 
 
 def test_messages_are_acknowledged_only_after_commit(
-    broker: PrivateBroker, engine: Engine, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: PrivateBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """While the database cannot store, nothing is acknowledged: a restarted server gets every message again."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("needs a database whose tables can be missing; the SQLite variant covers it")
+    """While the database cannot store, nothing is acknowledged: a restarted server gets every message again.
+
+    SQLite only: it needs a database whose tables are missing at first.
+    """
     broken = make_engine(f"sqlite:///{tmp_path / 'not-initialised.db'}")
     settings = server_mqtt_settings(broker, tmp_path)
     a = SimulatedSeal("seal-a", CASE_A)
