@@ -130,7 +130,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
     """The canonical bytes of ``envelope`` as sent on the wire (and hashed by the next event's ``prev_hash``)."""
     data = canonical_json(envelope.as_json_dict())
     if len(data) > MAX_ENVELOPE_BYTES:
-        raise InvalidEnvelope(f"envelope is {len(data)} bytes, more than {MAX_ENVELOPE_BYTES}")
+        raise InvalidEnvelope(f"oversized: {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}", "oversized")
     return data
 
 
@@ -142,15 +142,15 @@ def envelope_hash(data: bytes) -> str:
 def decode_envelope(data: bytes) -> Envelope:
     """Parse wire bytes into an :class:`Envelope`; raise :class:`InvalidEnvelope` with a readable reason."""
     if len(data) > MAX_ENVELOPE_BYTES:
-        raise InvalidEnvelope(f"oversized: {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
+        raise InvalidEnvelope(f"oversized: {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}", "oversized")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start}") from None
+        raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start}", "invalid_utf8") from None
     try:
         obj = json.loads(text, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, ValueError) as exc:
-        raise InvalidEnvelope(f"invalid JSON: {exc}") from None
+        raise InvalidEnvelope(f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(obj, dict):
         raise InvalidEnvelope(f"invalid envelope: expected a JSON object, got {type(obj).__name__}")
     try:

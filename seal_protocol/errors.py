@@ -10,7 +10,15 @@ class InvalidTopic(ProtocolError, ValueError):
 
 
 class InvalidEnvelope(ProtocolError, ValueError):
-    """Bytes that are not a valid event envelope (not UTF-8, not JSON, or not the schema)."""
+    """Bytes that are not a valid event envelope.
+
+    ``code`` says which check failed, for counting and quarantine: ``oversized``, ``invalid_utf8``,
+    ``invalid_json`` or ``invalid_envelope`` (valid JSON that is not the schema).
+    """
+
+    def __init__(self, message: str, code: str = "invalid_envelope") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SignatureError(ProtocolError, ValueError):

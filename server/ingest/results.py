@@ -67,13 +67,8 @@ class Rejected(Exception):
 
 
 def classify_envelope_error(exc: InvalidEnvelope) -> Reason:
-    """Map :func:`seal_protocol.decode_envelope`'s refusal to a reason code (it carries only a message)."""
-    text = str(exc)
-    for prefix, reason in (
-        ("oversized", Reason.OVERSIZED),
-        ("invalid UTF-8", Reason.INVALID_UTF8),
-        ("invalid JSON", Reason.INVALID_JSON),
-    ):
-        if text.startswith(prefix):
-            return reason
-    return Reason.INVALID_ENVELOPE
+    """Map :func:`seal_protocol.decode_envelope`'s refusal code to a quarantine reason."""
+    try:
+        return Reason(exc.code)
+    except ValueError:
+        return Reason.INVALID_ENVELOPE

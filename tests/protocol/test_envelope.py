@@ -120,3 +120,14 @@ def test_bad_public_key_is_refused():
         verify_key_from_b64("AAAA")
     with pytest.raises(SignatureError, match="base64"):
         verify_key_from_b64("not base64!")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(b"\xff", "invalid_utf8"), (b"{", "invalid_json"), (b"{}", "invalid_envelope"),
+     (b" " * (MAX_ENVELOPE_BYTES + 1), "oversized")],
+)
+def test_refusal_codes(data: bytes, code: str):
+    with pytest.raises(InvalidEnvelope) as info:
+        decode_envelope(data)
+    assert info.value.code == code
