@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +120,18 @@ def _run(settings: Settings) -> int:
         engine.dispose()
     app = create_app(settings)
     logger.info("court server on http://%s:%d (health: /api/health)", settings.http.host, settings.http.port)
-    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None)
+    # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown, ingest stopped), then re-raises the signal it
+    # caught to the handler that was installed before it: ours records a clean stop so the exit status is 0.
+    stopped: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped:
+        logger.info("court server stopped by signal %d", stopped[0])
     return 0
 
 

@@ -1,0 +1,164 @@
+"""The spine, end to end, with every part real and in its own process.
+
+Two ``seal-agent simulate`` processes (gpiozero mock pins, ALSA into a file) on two cases → a private Mosquitto with
+authentication and the seal ACL → ``seal-server run`` → rows in the database, each case holding only its own seal's
+events, every one verifying against the seal's enrolled key.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from seal_agent.config import DEFAULT_SOUNDS_DIR
+from seal_protocol import decode_envelope
+from seal_protocol.signing import verify_envelope, verify_key_from_b64
+from server.db import make_engine, make_session_factory
+from server.models import Event
+from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+from tests.agent.helpers import agent_env, start_agent, wait_until
+
+SEAL_SERVER = Path(sys.executable).with_name("seal-server")
+SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
+CASES = {"seal-e2e-a": "(2021)苏0214执1234号", "seal-e2e-b": "(2022)苏0214执567号"}
+
+
+def run(*args: str | Path, env: dict[str, str]) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, f"{args}: {result.stderr}"
+    return result.stdout
+
+
+def agent_config(directory: Path, broker: PrivateBroker, device_id: str) -> Path:
+    directory.mkdir(parents=True)
+    password = broker.users[device_id]
+    (directory / "mqtt-password").write_text(password + "\n")
+    path = directory / "seal.toml"
+    path.write_text(
+        f"""device_id = "{device_id}"
+case_no = "{CASES[device_id]}"
+state_dir = "{directory / "state"}"
+heartbeat_s = 600
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+password_file = "{directory / "mqtt-password"}"
+[pir]
+pin = 17
+[warning]
+languages = ["zh"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def court_server(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A server config on ``broker`` and ``database_url``, the cases created; yields (config, env)."""
+    (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"""database_url = "sqlite:///unused.db"
+snapshot_dir = "{tmp_path / "snapshots"}"
+[http]
+host = "127.0.0.1"
+port = {free_port()}
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+username = "{SERVER_USERNAME}"
+password_file = "{tmp_path / "server-mqtt-password"}"
+""",
+        encoding="utf-8",
+    )
+    env = dict(agent_env(), DATABASE_URL=database_url)
+    run(SEAL_SERVER, "init-db", "--config", config, env=env)
+    for case_no in CASES.values():
+        run(SEAL_SERVER, "case", "add", case_no, "--config", config, env=env)
+    yield config, env
+
+
+def test_pir_edges_on_two_seals_reach_their_own_cases(
+    tmp_path: Path, broker: PrivateBroker, court_server: tuple[Path, dict[str, str]], database_url: str
+) -> None:
+    server_config, server_env = court_server
+    agents: dict[str, subprocess.Popen[str]] = {}
+    keys = {}
+    sinks = {}
+    server_log = tmp_path / "server.log"
+    with server_log.open("w") as log:
+        server = subprocess.Popen(
+            [str(SEAL_SERVER), "run", "--config", str(server_config)], stdout=log, stderr=subprocess.STDOUT,
+            env=server_env,
+        )
+    try:
+        for device_id, case_no in CASES.items():
+            broker.add_user(device_id, os.urandom(9).hex())
+            broker.reload()
+            config = agent_config(tmp_path / device_id, broker, device_id)
+            keys[device_id] = run(SEAL_AGENT, "keygen", "--config", config, env=agent_env()).strip()
+            run(SEAL_SERVER, "seal", "add", device_id, "--case", case_no, "--public-key", keys[device_id],
+                "--config", server_config, env=server_env)
+            sinks[device_id] = tmp_path / device_id / "speaker.raw"
+            agents[device_id] = start_agent(
+                ["simulate", "--config", str(config), "--presence-s", "0.3"],
+                agent_env(sinks[device_id]), tmp_path / device_id / "agent.log",
+            )
+
+        engine = make_engine(database_url)
+        factory = make_session_factory(engine)
+
+        def rows() -> list[Event]:
+            with factory() as session:
+                return list(session.scalars(select(Event).order_by(Event.device_id, Event.seq)))
+
+        # Wait for each seal's start-up event so the pin is being watched, then walk into the room.
+        assert wait_until(lambda: {e.device_id for e in rows()} == set(CASES), 30), server_log.read_text()
+        for agent in agents.values():
+            assert agent.stdin is not None
+            agent.stdin.write("m\n")
+            agent.stdin.flush()
+
+        def intrusions() -> dict[str, list[Event]]:
+            found: dict[str, list[Event]] = {d: [] for d in CASES}
+            for event in rows():
+                if event.type == "intrusion":
+                    found[event.device_id].append(event)
+            return found
+
+        assert wait_until(lambda: all(intrusions().values()), 30), server_log.read_text()
+        with wave.open(str(DEFAULT_SOUNDS_DIR / "warning_zh.wav")) as wav:
+            pcm = wav.readframes(wav.getnframes())
+        for device_id, sink in sinks.items():
+            assert wait_until(lambda s=sink: s.exists() and s.read_bytes() == pcm, 10), f"{device_id}: no warning"
+
+        for event in rows():
+            assert event.case_no == CASES[event.device_id]
+            envelope = decode_envelope(event.raw)
+            verify_envelope(envelope, verify_key_from_b64(keys[event.device_id]))
+            assert envelope.case_no == event.case_no
+        by_case = {case_no: {e.device_id for e in rows() if e.case_no == case_no} for case_no in CASES.values()}
+        assert by_case == {case_no: {device_id} for device_id, case_no in CASES.items()}
+        engine.dispose()
+    finally:
+        for agent in agents.values():
+            agent.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in [*agents.values(), server]:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert server.returncode == 0, server_log.read_text()
