@@ -1,6 +1,6 @@
 """`make demo`: a private Mosquitto (auth on), the court server on SQLite, and simulated seals on two cases.
 
-Everything lives under ./var/demo/ and is made fresh on each run. Ctrl-C (or --seconds N) stops every child
+Everything lives under ./var/demo/ (or --dir) and is made fresh on each run. Ctrl-C (or --seconds N) stops every child
 process and exits 0.
 """
 
@@ -72,11 +72,11 @@ def toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def wait_http(url: str, deadline_s: float, process: subprocess.Popen[bytes]) -> None:
+def wait_http(url: str, deadline_s: float, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"demo: the server exited with code {process.returncode}; see var/demo/server.log")
+            raise SystemExit(f"demo: the server exited with code {process.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -89,10 +89,11 @@ def wait_http(url: str, deadline_s: float, process: subprocess.Popen[bytes]) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    parser.add_argument("--dir", type=Path, default=ROOT / "var" / "demo", help="where the demo keeps its files")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S")
 
-    var = ROOT / "var" / "demo"
+    var = args.dir.resolve()
     if var.exists():
         shutil.rmtree(var)
     var.mkdir(parents=True)
@@ -125,7 +126,7 @@ def main() -> int:
                                   stdout=server_log, stderr=subprocess.STDOUT)
         children.append(("server", server))
         base_url = f"http://127.0.0.1:{http_port}"
-        wait_http(f"{base_url}/api/health", 30, server)
+        wait_http(f"{base_url}/api/health", 30, server, var / "server.log")
 
         for seal in SEALS:
             env = dict(os.environ, **alsa_env.get(seal.device_id, {}))
@@ -144,7 +145,7 @@ def main() -> int:
                 break
             for name, child in children:
                 if child.poll() is not None:
-                    raise SystemExit(f"demo: {name} exited with code {child.returncode}; see var/demo/{name}.log")
+                    raise SystemExit(f"demo: {name} exited with code {child.returncode}; see {var}/{name}.log")
             stop.wait(0.5)
     except KeyboardInterrupt:
         pass
