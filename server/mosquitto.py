@@ -7,7 +7,9 @@ topics and writes commands.
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import logging
 import os
 import shutil
@@ -23,6 +25,9 @@ from seal_protocol.topics import TOPIC_ROOT, MessageKind
 logger = logging.getLogger(__name__)
 
 SERVER_USERNAME = "court-server"
+#: PBKDF2 rounds of generated password hashes. Mosquitto's own default is 101; the broker reads the count from each
+#: line, so a higher one costs only a few milliseconds per connection and much more for a stolen file.
+PBKDF2_ITERATIONS = 20_000
 
 
 class BrokerError(RuntimeError):
@@ -51,21 +56,37 @@ def acl_text(server_username: str = SERVER_USERNAME) -> str:
     )
 
 
-def write_password_file(path: Path, users: Mapping[str, str]) -> None:
-    """(Re)write a Mosquitto password file holding ``users`` (name → password), hashed by mosquitto_passwd."""
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        raise BrokerError("mosquitto_passwd not found: install the 'mosquitto' package")
+def mosquitto_password_hash(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """A password hash in Mosquitto 2's own format (``$7$<iterations>$<salt>$<PBKDF2-SHA512>``, base64)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def password_file_text(hashes: Mapping[str, str]) -> str:
+    """The lines of a Mosquitto password file from username → hash (see :func:`mosquitto_password_hash`)."""
+    for name in hashes:
+        if not name or ":" in name or "\n" in name:
+            raise BrokerError(f"invalid MQTT username {name!r}")
+    return "".join(f"{name}:{hashed}\n" for name, hashed in sorted(hashes.items()))
+
+
+def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` atomically with ``text``, created with ``mode`` (never readable by others meanwhile)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    for name, password in users.items():
-        # -b takes the password on the command line; the process is ours and short-lived.
-        result = subprocess.run([tool, "-b", str(tmp), name, password], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BrokerError(f"mosquitto_passwd failed for {name!r}: {result.stderr.strip()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_password_file(path: Path, users: Mapping[str, str]) -> None:
+    """(Re)write a Mosquitto password file holding ``users`` (name → plaintext password), hashed."""
+    write_private_file(path, password_file_text({name: mosquitto_password_hash(pw) for name, pw in users.items()}))
 
 
 def free_port() -> int:
