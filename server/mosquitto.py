@@ -103,6 +103,8 @@ class PrivateBroker:
     users: dict[str, str] = field(default_factory=dict)
     port: int = 0
     persistence: bool = True
+    #: False when the password and ACL files in ``directory`` are written by someone else (the provisioning).
+    manage_accounts: bool = True
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,14 +125,23 @@ class PrivateBroker:
         self.users[name] = password
         self.write_files()
 
+    @property
+    def password_file(self) -> Path:
+        return self.directory / "passwd"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.directory / "acl"
+
     def write_files(self) -> None:
-        write_password_file(self.directory / "passwd", self.users)
-        (self.directory / "acl").write_text(acl_text())
+        if self.manage_accounts:
+            write_password_file(self.password_file, self.users)
+            self.acl_file.write_text(acl_text())
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous false",
-            f"password_file {self.directory / 'passwd'}",
-            f"acl_file {self.directory / 'acl'}",
+            f"password_file {self.password_file}",
+            f"acl_file {self.acl_file}",
             # The default of 1000 silently drops QoS 1 messages for a slow subscriber (RECIPES.md).
             "max_queued_messages 0",
             "max_inflight_messages 100",

@@ -1,0 +1,108 @@
+"""MQTT accounts of seals and of the court server, and the Mosquitto password and ACL files made from them.
+
+The database holds only Mosquitto-format password hashes; a seal's password is shown once, when it is created or
+rotated, to be put into the seal's ``mqtt-password`` file. The broker's files are regenerated from the database as a
+whole, so they never drift from it. Each seal's username is its device id, which the ACL's ``%u`` relies on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import Boolean, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from seal_protocol.topics import validate_device_id
+from server.errors import AlreadyExists, NotFound
+from server.models import Base, UTCDateTime
+from server.mosquitto import SERVER_USERNAME, acl_text, mosquitto_password_hash, password_file_text, write_private_file
+
+logger = logging.getLogger(__name__)
+
+
+class AccountKind(StrEnum):
+    SEAL = "seal"
+    SERVER = "server"
+
+
+class MqttAccount(Base):
+    """One broker login. For a seal, ``username`` is its device id."""
+
+    __tablename__ = "mqtt_accounts"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), comment="'seal' or 'server'.")
+    password_hash: Mapped[str] = mapped_column(Text, comment="Mosquitto $7$ PBKDF2-SHA512 hash; never the password.")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+@dataclass(frozen=True)
+class NewCredentials:
+    username: str
+    password: str
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def create_account(session: Session, *, username: str, kind: AccountKind) -> NewCredentials:
+    """Create a broker account with a random password, returned once; refuse an existing username."""
+    if kind is AccountKind.SEAL:
+        validate_device_id(username)
+        if username == SERVER_USERNAME:
+            raise AlreadyExists(f"{SERVER_USERNAME!r} is reserved for the court server")
+    if session.get(MqttAccount, username) is not None:
+        raise AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
+    password = new_password()
+    session.add(
+        MqttAccount(
+            username=username,
+            kind=kind.value,
+            password_hash=mosquitto_password_hash(password),
+            created_at=datetime.now(UTC),
+        )
+    )
+    session.flush()
+    logger.info("MQTT account %s (%s) created", username, kind.value)
+    return NewCredentials(username, password)
+
+
+def rotate_password(session: Session, *, username: str) -> NewCredentials:
+    account = session.get(MqttAccount, username)
+    if account is None:
+        raise NotFound(f"no MQTT account {username!r}")
+    password = new_password()
+    account.password_hash = mosquitto_password_hash(password)
+    account.rotated_at = datetime.now(UTC)
+    account.disabled = False
+    logger.info("MQTT account %s: password rotated", username)
+    return NewCredentials(username, password)
+
+
+def disable_account(session: Session, *, username: str) -> None:
+    account = session.get(MqttAccount, username)
+    if account is None:
+        raise NotFound(f"no MQTT account {username!r}")
+    account.disabled = True
+    logger.info("MQTT account %s disabled", username)
+
+
+def write_broker_files(session: Session, *, password_file: Path, acl_file: Path) -> int:
+    """Regenerate Mosquitto's password and ACL files from the database; returns the number of active accounts.
+
+    Both are written atomically with mode 0640 so that a broker running as another user in the file's group can
+    read them; send the broker SIGHUP (or ``systemctl reload mosquitto``) to apply them.
+    """
+    accounts = session.scalars(select(MqttAccount).where(MqttAccount.disabled.is_(False))).all()
+    write_private_file(password_file, password_file_text({a.username: a.password_hash for a in accounts}), 0o640)
+    write_private_file(acl_file, acl_text(SERVER_USERNAME), 0o640)
+    logger.info("wrote %s (%d accounts) and %s", password_file, len(accounts), acl_file)
+    return len(accounts)

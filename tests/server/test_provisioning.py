@@ -1,0 +1,141 @@
+"""MQTT accounts from the database → Mosquitto files → a real broker that enforces them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from seal_protocol import event_topic
+from server.db import SessionFactory, session_scope
+from server.errors import AlreadyExists
+from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from server.provisioning import (
+    AccountKind,
+    MqttAccount,
+    create_account,
+    disable_account,
+    rotate_password,
+    write_broker_files,
+)
+
+
+class Client:
+    """A paho MQTT v5 client that records its CONNACK and each PUBACK's reason code."""
+
+    def __init__(self, port: int, username: str, password: str) -> None:
+        self.connack: ReasonCode | None = None
+        self.pubacks: dict[int, ReasonCode] = {}
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: object, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        with self._cond:
+            self.connack = rc
+            self._cond.notify_all()
+
+    def _on_publish(self, _c: object, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
+        with self._cond:
+            self.pubacks[mid] = rc
+            self._cond.notify_all()
+
+    def wait_connack(self) -> ReasonCode:
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.connack is not None, 10)
+            assert self.connack is not None
+            return self.connack
+
+    def publish(self, topic: str) -> ReasonCode:
+        info = self.client.publish(topic, b"{}", qos=1)
+        with self._cond:
+            assert self._cond.wait_for(lambda: info.mid in self.pubacks, 10)
+            return self.pubacks[info.mid]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def provisioned(tmp_path: Path, session_factory: SessionFactory) -> Iterator[tuple[PrivateBroker, dict[str, str]]]:
+    broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
+    with session_scope(session_factory) as session:
+        passwords = {
+            SERVER_USERNAME: create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER).password,
+            "seal-a": create_account(session, username="seal-a", kind=AccountKind.SEAL).password,
+            "seal-b": create_account(session, username="seal-b", kind=AccountKind.SEAL).password,
+        }
+        assert write_broker_files(session, password_file=broker.password_file, acl_file=broker.acl_file) == 3
+    broker.start()
+    try:
+        yield broker, passwords
+    finally:
+        broker.stop()
+
+
+def test_database_holds_hashes_only_and_files_are_private(
+    provisioned: tuple[PrivateBroker, dict[str, str]], session_factory: SessionFactory
+) -> None:
+    broker, passwords = provisioned
+    with session_scope(session_factory) as session:
+        stored = {a.username: a.password_hash for a in session.query(MqttAccount)}
+    assert all(h.startswith("$7$") and passwords[u] not in h for u, h in stored.items())
+    assert passwords["seal-a"] not in broker.password_file.read_text()
+    assert broker.password_file.stat().st_mode & 0o007 == 0
+
+
+def test_broker_enforces_accounts_and_each_seal_s_own_topics(
+    provisioned: tuple[PrivateBroker, dict[str, str]], session_factory: SessionFactory
+) -> None:
+    broker, passwords = provisioned
+    seal_a = Client(broker.port, "seal-a", passwords["seal-a"])
+    try:
+        assert not seal_a.wait_connack().is_failure
+        assert not seal_a.publish(event_topic("seal-a")).is_failure
+        refused = seal_a.publish(event_topic("seal-b"))
+        assert refused.is_failure and "authori" in str(refused).lower()
+    finally:
+        seal_a.close()
+
+    wrong = Client(broker.port, "seal-b", passwords["seal-a"])
+    try:
+        assert wrong.wait_connack().is_failure
+    finally:
+        wrong.close()
+
+    with session_scope(session_factory) as session:
+        with pytest.raises(AlreadyExists):
+            create_account(session, username="seal-a", kind=AccountKind.SEAL)
+        new_b = rotate_password(session, username="seal-b").password
+        disable_account(session, username="seal-a")
+        write_broker_files(session, password_file=broker.password_file, acl_file=broker.acl_file)
+    broker.reload()
+
+    old_b = Client(broker.port, "seal-b", passwords["seal-b"])
+    fresh_b = Client(broker.port, "seal-b", new_b)
+    gone_a = Client(broker.port, "seal-a", passwords["seal-a"])
+    try:
+        assert old_b.wait_connack().is_failure
+        assert not fresh_b.wait_connack().is_failure
+        assert gone_a.wait_connack().is_failure
+    finally:
+        for client in (old_b, fresh_b, gone_a):
+            client.close()
+
+
+def test_reserved_and_invalid_seal_names(session_factory: SessionFactory) -> None:
+    with session_scope(session_factory) as session:
+        with pytest.raises(AlreadyExists, match="reserved"):
+            create_account(session, username=SERVER_USERNAME, kind=AccountKind.SEAL)
+        with pytest.raises(ValueError, match="invalid device id"):
+            create_account(session, username="Seal/A", kind=AccountKind.SEAL)
