@@ -18,6 +18,12 @@ Example::
     username = "court-server"
     password_file = "var/demo/court-server.mqtt-password"
     tls_ca_file = ""
+    [alarms]
+    fold_window_s = 300
+    [liveness]
+    check_interval_s = 15
+    [notify]
+    webhook_secret_file = "var/demo/webhook-secret"
 """
 
 from __future__ import annotations
@@ -75,6 +81,50 @@ class MqttSettings(BaseModel):
         return None if value == "" else value
 
 
+class AlarmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fold_window_s: int = Field(
+        300,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="A repeat (same kind, same seal) within this long of the alarm's last occurrence is counted in "
+        "the open or acknowledged alarm instead of opening a new one. Offline and missing events always fold.",
+    )
+
+
+class LivenessSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    check_interval_s: float = Field(
+        15.0, ge=0.05, le=3600, description="How often the server looks for seals silent for offline_after_s."
+    )
+
+
+class NotifySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_secret_file: Path | None = Field(
+        None,
+        description="File holding the HMAC-SHA256 key of webhooks without a key of their own (first line). "
+        "There is no default: without it, such webhooks are not sent.",
+    )
+    max_attempts: int = Field(8, ge=1, le=100, description="Attempts per notification before it is recorded failed.")
+    retry_base_s: float = Field(
+        5.0, ge=0.01, le=3600, description="Wait after the first failed attempt; doubles with each further failure."
+    )
+    retry_max_s: float = Field(600.0, ge=0.01, le=24 * 3600, description="Longest wait between two attempts.")
+    timeout_s: float = Field(10.0, ge=0.1, le=120, description="Time allowed for one webhook request.")
+    poll_interval_s: float = Field(
+        1.0, ge=0.01, le=60, description="How often the notification worker looks for notifications due."
+    )
+
+    @field_validator("webhook_secret_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,6 +142,9 @@ class Settings(BaseModel):
     )
     http: HttpSettings = Field(default_factory=HttpSettings, description="REST API listener.")
     mqtt: MqttSettings = Field(description="MQTT broker connection of the ingest.")
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Folding of repeated alarms.")
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings, description="The check for silent seals.")
+    notify: NotifySettings = Field(default_factory=NotifySettings, description="Webhook notifications of alarms.")
 
 
 def parse_settings(

@@ -148,3 +148,6 @@ class Snapshot(Base):
     case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]
+
+
+from server.alarms import models as _alarm_models  # noqa: E402,F401

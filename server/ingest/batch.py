@@ -6,16 +6,21 @@ bound to the envelope's case; (``device_id``, ``seq``) is new — a copy with th
 redelivery (no-op), anything else under a stored ``seq`` is a replay, and a stored ``event_id`` under another
 ``seq`` is refused too.
 
-An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, but with one query for the
-batch's seals, one for possible clashes with stored events, and one flush at commit (instead of one per message).
+Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
+quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
+closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction.
 
-Hash-chain and gap checks (``prev_hash``) belong between the signature and the store; not done yet.
+An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, but with one query for the
+batch's seals, one for their chain states, one for stored events that clash with or neighbour the batch's, one for
+their live alarms, and one flush at commit (instead of one per message). Alarms about gaps are settled once per
+batch, so events of one seal arriving out of order within a batch raise no alarm.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -33,7 +38,10 @@ from seal_protocol import (
     parse_topic,
 )
 from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
+from server.alarms.book import AlarmBook
 from server.errors import StorageUnavailable
+from server.ingest.alarming import on_chain_change, on_event, on_status
+from server.ingest.chain import ChainBook
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
 from server.models import Event, QuarantinedMessage, Seal, Snapshot
 from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore
@@ -62,10 +70,14 @@ class VerifyKeyCache:
 class IngestBatch:
     """Adds the rows of some messages to ``session``, in order; the caller commits."""
 
-    def __init__(self, session: Session, *, keys: VerifyKeyCache, snapshots: SnapshotStore) -> None:
+    def __init__(
+        self, session: Session, *, keys: VerifyKeyCache, snapshots: SnapshotStore, fold_window: timedelta
+    ) -> None:
         self.session = session
         self.keys = keys
         self.snapshots = snapshots
+        self.chain = ChainBook(session)
+        self.alarms = AlarmBook(session, fold_window=fold_window)
         self._seals: dict[str, Seal] = {}
         self._by_seq: dict[tuple[str, int], tuple[str, str]] = {}  # (device_id, seq) -> (event_id, sig)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
@@ -77,9 +89,16 @@ class IngestBatch:
             if device_ids:
                 seals = self.session.scalars(select(Seal).where(Seal.device_id.in_(device_ids)))
                 self._seals = {seal.device_id: seal for seal in seals}
+            self.alarms.expect(self._seals)
             checked = [self._check(message) for message in messages]
-            self._load_clashes([c for c in checked if isinstance(c, Envelope)])
-            return [self._apply_one(m, c) for m, c in zip(messages, checked, strict=True)]
+            envelopes = [c for c in checked if isinstance(c, Envelope)]
+            self.chain.load({e.device_id for e in envelopes})
+            self._load_stored(envelopes)
+            results = [self._apply_one(m, c) for m, c in zip(messages, checked, strict=True)]
+            at = max(m.received_at for m in messages)
+            for change in self.chain.changes():
+                on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
+            return results
 
     @staticmethod
     def quarantine(session: Session, message: Message, result: IngestResult) -> None:
@@ -132,20 +151,21 @@ class IngestBatch:
             )
         return envelope
 
-    def _load_clashes(self, envelopes: list[Envelope]) -> None:
-        """Stored events that share a (device_id, seq) or an event_id with ``envelopes``."""
+    def _load_stored(self, envelopes: list[Envelope]) -> None:
+        """Stored events that share a (device_id, seq) or an event_id with ``envelopes``, or are their neighbours."""
         if not envelopes:
             return
-        seqs: dict[str, set[int]] = {}
+        seqs = self.chain.neighbours(envelopes)
         for envelope in envelopes:
             seqs.setdefault(envelope.device_id, set()).add(envelope.seq)
         same_seq = [and_(Event.device_id == device_id, Event.seq.in_(s)) for device_id, s in seqs.items()]
         same_id = Event.event_id.in_({str(e.event_id) for e in envelopes})
-        rows = self.session.execute(
-            select(Event.device_id, Event.seq, Event.event_id, Event.sig).where(or_(same_id, *same_seq))
-        )
-        for device_id, seq, event_id, sig in rows:
+        columns = (Event.device_id, Event.seq, Event.event_id, Event.sig, Event.prev_hash, Event.raw)
+        for device_id, seq, event_id, sig, prev_hash, raw in self.session.execute(
+            select(*columns).where(or_(same_id, *same_seq))
+        ):
             self._remember(device_id, seq, event_id, sig)
+            self.chain.remember(device_id, seq, raw, prev_hash)
 
     def _remember(self, device_id: str, seq: int, event_id: str, sig: str) -> None:
         self._by_seq[(device_id, seq)] = (event_id, sig)
@@ -187,22 +207,24 @@ class IngestBatch:
         if event_id in self._by_event_id:
             device_id, seq = self._by_event_id[event_id]
             raise Rejected(Reason.DUPLICATE_EVENT_ID, f"event_id {event_id} is already stored as {device_id} seq {seq}")
-        self.session.add(
-            Event(
-                device_id=envelope.device_id,
-                case_no=envelope.case_no,
-                seq=envelope.seq,
-                event_id=event_id,
-                type=envelope.type.value,
-                ts=envelope.occurred_at,
-                received_at=message.received_at,
-                prev_hash=envelope.prev_hash,
-                sig=envelope.sig,
-                payload=envelope.payload,
-                raw=message.payload,
-            )
+        self.chain.check(envelope, message.payload)
+        row = Event(
+            device_id=envelope.device_id,
+            case_no=envelope.case_no,
+            seq=envelope.seq,
+            event_id=event_id,
+            type=envelope.type.value,
+            ts=envelope.occurred_at,
+            received_at=message.received_at,
+            prev_hash=envelope.prev_hash,
+            sig=envelope.sig,
+            payload=envelope.payload,
+            raw=message.payload,
         )
+        self.session.add(row)
         self._remember(envelope.device_id, envelope.seq, event_id, envelope.sig)
+        self.chain.record(envelope, message.payload)
+        on_event(self.alarms, envelope, row, at=message.received_at)
         seal.last_seen_at = message.received_at
         seal.last_event_at = message.received_at
         return IngestResult(Outcome.STORED, seal.device_id)
@@ -211,7 +233,7 @@ class IngestBatch:
         if not message.payload:
             return IngestResult(Outcome.IGNORED, topic.device_id, detail="retained status cleared")
         try:
-            state, _ts = decode_status(message.payload)
+            state, ts = decode_status(message.payload)
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
         seal = self._seal(topic.device_id)
@@ -221,6 +243,7 @@ class IngestBatch:
         if state is SealStatus.ONLINE:
             # "offline" is usually the broker speaking (the Last Will), not a sign of life from the seal.
             seal.last_seen_at = message.received_at
+        on_status(self.alarms, seal, state, at=message.received_at, ts=ts)
         return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
 
     def _snapshot(self, topic: ParsedTopic, message: Message) -> IngestResult:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from server.config import AlarmSettings
 from server.db import SessionFactory
 from server.errors import StorageUnavailable
 from server.ingest.batch import IngestBatch, VerifyKeyCache, device_of
@@ -29,11 +31,19 @@ logger = logging.getLogger(__name__)
 class Ingestor:
     """Verifies and stores messages; one instance per ingest worker (not thread-safe)."""
 
-    def __init__(self, session_factory: SessionFactory, *, metrics: IngestMetrics, snapshot_dir: Path) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        metrics: IngestMetrics,
+        snapshot_dir: Path,
+        alarms: AlarmSettings | None = None,
+    ) -> None:
         self._session_factory = session_factory
         self.metrics = metrics
         self.snapshots = SnapshotStore(snapshot_dir)
         self._keys = VerifyKeyCache()
+        self._fold_window = timedelta(seconds=(alarms or AlarmSettings()).fold_window_s)
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -51,7 +61,7 @@ class Ingestor:
         return results
 
     def _batch(self, session: Session) -> IngestBatch:
-        return IngestBatch(session, keys=self._keys, snapshots=self.snapshots)
+        return IngestBatch(session, keys=self._keys, snapshots=self.snapshots, fold_window=self._fold_window)
 
     def _ingest_alone(self, message: Message) -> IngestResult:
         reason, detail = Reason.STORAGE_ERROR, ""

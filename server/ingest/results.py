@@ -34,6 +34,7 @@ class Reason(StrEnum):
     WRONG_CASE = "wrong_case"
     REPLAYED_SEQ = "replayed_seq"
     DUPLICATE_EVENT_ID = "duplicate_event_id"
+    BROKEN_CHAIN = "broken_chain"
     INVALID_STATUS = "invalid_status"
     SNAPSHOT_MISMATCH = "snapshot_mismatch"
     STORAGE_ERROR = "storage_error"

@@ -1,0 +1,114 @@
+"""Raising, folding and auto-closing alarms inside the caller's transaction (the ingest's, the liveness check's).
+
+An alarm is written in the same transaction as the event or status that caused it, so a crash loses neither and a
+redelivered message (a no-op duplicate) does not raise it twice. Opening an alarm also writes its notifications
+(:mod:`server.notify.outbox`) in that transaction.
+
+Folding: a repeat of a kind for a seal goes into the seal's live (open or acknowledged) alarm of that kind and case
+— ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; a condition
+(offline, missing events) always folds. Otherwise a new alarm opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.alarms.models import Alarm
+from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.models import Event
+from server.notify.outbox import enqueue_notifications
+
+
+class AlarmBook:
+    """The live alarms of some seals within one transaction. Loads them once, on first use, locked for update."""
+
+    def __init__(self, session: Session, *, fold_window: timedelta, device_ids: Iterable[str] = ()) -> None:
+        self.session = session
+        self.fold_window = fold_window
+        self._wanted = set(device_ids)
+        self._live: dict[str, list[Alarm]] = {}
+        self.opened: list[Alarm] = []
+
+    def expect(self, device_ids: Iterable[str]) -> None:
+        """Load the alarms of these seals too, with the first that is needed (one query instead of several)."""
+        self._wanted.update(device_ids)
+
+    def live(self, device_id: str, kind: AlarmKind | None = None) -> list[Alarm]:
+        """The seal's open and acknowledged alarms (of ``kind``), oldest first."""
+        if device_id not in self._live:
+            self._load(self._wanted - self._live.keys() | {device_id})
+        return [a for a in self._live[device_id] if kind is None or a.kind == kind.value]
+
+    def raise_alarm(
+        self,
+        kind: AlarmKind,
+        *,
+        device_id: str,
+        case_no: str,
+        at: datetime,
+        details: dict[str, Any],
+        event: Event | None = None,
+    ) -> Alarm:
+        """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications)."""
+        same_case = [a for a in self.live(device_id, kind) if a.case_no == case_no]
+        if same_case:
+            alarm = max(same_case, key=lambda a: a.last_seen_at)
+            if kind.is_condition or at - alarm.last_seen_at <= self.fold_window:
+                alarm.count += 1
+                alarm.last_seen_at = max(alarm.last_seen_at, at)
+                alarm.details = details
+                if event is not None:
+                    alarm.last_event = event
+                return alarm
+        alarm = Alarm(
+            case_no=case_no,
+            device_id=device_id,
+            kind=kind.value,
+            severity=kind.severity.value,
+            state=AlarmState.OPEN.value,
+            opened_at=at,
+            last_seen_at=at,
+            count=1,
+            details=details,
+            first_event=event,
+            last_event=event,
+        )
+        self.session.add(alarm)
+        self._live[device_id].append(alarm)
+        self.opened.append(alarm)
+        enqueue_notifications(self.session, alarm, now=at)
+        return alarm
+
+    def update(self, kind: AlarmKind, *, device_id: str, details: dict[str, Any]) -> None:
+        """Replace the details of the seal's live alarms of ``kind`` without counting an occurrence."""
+        for alarm in self.live(device_id, kind):
+            alarm.details = details
+
+    def close(self, kind: AlarmKind, *, device_id: str, at: datetime, note: str) -> list[Alarm]:
+        """Close the seal's live alarms of ``kind`` on behalf of the system (a recovery); return them."""
+        closing = self.live(device_id, kind)
+        for alarm in closing:
+            alarm.state = transition(alarm.state, AlarmState.CLOSED).value
+            alarm.closed_at = at
+            alarm.closed_by = None
+            alarm.closed_note = f"system: {note}"
+        self._live[device_id] = [a for a in self._live[device_id] if a not in closing]
+        return closing
+
+    def _load(self, device_ids: set[str]) -> None:
+        query = (
+            select(Alarm)
+            .where(Alarm.device_id.in_(device_ids), Alarm.state.in_(LIVE_STATES))
+            .order_by(Alarm.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for device_id in device_ids:
+            self._live[device_id] = []
+        for alarm in self.session.scalars(query):
+            self._live[alarm.device_id].append(alarm)

@@ -1,0 +1,118 @@
+"""Alarms for people: list, get, acknowledge, close; webhook targets of a case. Keyword-only, on a session.
+
+The caller owns the transaction (commit or roll back). Acknowledging and closing lock the alarm's row, so that a
+person and the ingest (which folds repeats into it, or closes it on a recovery) never overwrite each other.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.alarms.models import Alarm, NotificationTarget
+from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.errors import NotFound
+from server.models import utc_now
+from server.notify.outbox import Role
+from server.registry import get_case
+
+NOTE_MAX = 2000
+
+
+def list_alarms(
+    session: Session, *, case_nos: set[str] | None, state: str | None, limit: int, before: int | None
+) -> list[Alarm]:
+    """Alarms newest first; only of ``case_nos`` (``None``: every case) and in ``state`` (``None``: any).
+
+    ``before`` is a paging cursor: only alarms with a smaller id. Raise ``ValueError`` for an unknown state.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    query = select(Alarm)
+    if case_nos is not None:
+        if not case_nos:
+            return []
+        query = query.where(Alarm.case_no.in_(case_nos))
+    if state is not None:
+        query = query.where(Alarm.state == AlarmState(state).value)
+    if before is not None:
+        query = query.where(Alarm.id < before)
+    return list(session.scalars(query.order_by(Alarm.id.desc()).limit(limit)))
+
+
+def get_alarm(session: Session, *, alarm_id: int) -> Alarm:
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        raise NotFound(f"unknown alarm {alarm_id}")
+    return alarm
+
+
+def acknowledge_alarm(session: Session, *, alarm_id: int, user_id: int, note: str) -> Alarm:
+    """A person has seen the alarm and takes care of it; raise ``Conflict`` unless it is open."""
+    alarm = _locked(session, alarm_id)
+    alarm.state = transition(alarm.state, AlarmState.ACKNOWLEDGED).value
+    alarm.acknowledged_by = user_id
+    alarm.acknowledged_at = utc_now()
+    alarm.acknowledged_note = _checked_note(note)
+    session.flush()
+    return alarm
+
+
+def close_alarm(session: Session, *, alarm_id: int, user_id: int, note: str) -> Alarm:
+    """A person closes the alarm (dealt with, or false); raise ``Conflict`` if it is closed already."""
+    alarm = _locked(session, alarm_id)
+    alarm.state = transition(alarm.state, AlarmState.CLOSED).value
+    alarm.closed_by = user_id
+    alarm.closed_at = utc_now()
+    alarm.closed_note = _checked_note(note)
+    session.flush()
+    return alarm
+
+
+def count_live_by_kind(session: Session) -> dict[str, int]:
+    """Open and acknowledged alarms per kind, every kind listed (0 if none)."""
+    counts = dict.fromkeys((kind.value for kind in AlarmKind), 0)
+    query = select(Alarm.kind, func.count(Alarm.id)).where(Alarm.state.in_(LIVE_STATES)).group_by(Alarm.kind)
+    for kind, count in session.execute(query):
+        counts[kind] = int(count)
+    return counts
+
+
+def add_notification_target(
+    session: Session, *, case_no: str, role: str, url: str, secret: str | None = None
+) -> NotificationTarget:
+    """Send the alarms of ``case_no`` to the webhook ``url`` on behalf of ``role`` (judge or creditor).
+
+    ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs.
+    """
+    get_case(session, case_no=case_no)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
+    if secret is not None and len(secret) < 16:
+        raise ValueError("a webhook secret needs at least 16 characters")
+    target = NotificationTarget(case_no=case_no, role=Role(role).value, url=url, secret=secret)
+    session.add(target)
+    session.flush()
+    return target
+
+
+def list_notification_targets(session: Session, *, case_no: str) -> list[NotificationTarget]:
+    query = select(NotificationTarget).where(NotificationTarget.case_no == case_no)
+    return list(session.scalars(query.order_by(NotificationTarget.id)))
+
+
+def _locked(session: Session, alarm_id: int) -> Alarm:
+    query = select(Alarm).where(Alarm.id == alarm_id).with_for_update().execution_options(populate_existing=True)
+    alarm = session.scalar(query)
+    if alarm is None:
+        raise NotFound(f"unknown alarm {alarm_id}")
+    return alarm
+
+
+def _checked_note(note: str) -> str:
+    if len(note) > NOTE_MAX:
+        raise ValueError(f"a note has at most {NOTE_MAX} characters, got {len(note)}")
+    return note

@@ -1,0 +1,75 @@
+"""Alarm kinds, their severities, and the alarm's life: open → acknowledged → closed, through one function."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from server.errors import Conflict
+
+
+class Severity(StrEnum):
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class AlarmKind(StrEnum):
+    """What an alarm is about. Incidents fold within the fold window; conditions last until they clear."""
+
+    INTRUSION = "intrusion"
+    TAMPER = "tamper"
+    CAMERA_BLIND = "camera_blind"
+    CAMERA_LOST = "camera_lost"
+    OFFLINE = "offline"
+    MISSING_EVENTS = "missing_events"
+    OUTBOX_FULL = "outbox_full"
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self]
+
+    @property
+    def is_condition(self) -> bool:
+        """A condition (offline, missing events) has at most one live alarm per seal: repeats always fold into it."""
+        return self in CONDITIONS
+
+
+SEVERITY: dict[AlarmKind, Severity] = {
+    AlarmKind.INTRUSION: Severity.HIGH,
+    AlarmKind.TAMPER: Severity.CRITICAL,
+    AlarmKind.CAMERA_BLIND: Severity.MEDIUM,
+    AlarmKind.CAMERA_LOST: Severity.MEDIUM,
+    AlarmKind.OFFLINE: Severity.HIGH,
+    AlarmKind.MISSING_EVENTS: Severity.HIGH,
+    AlarmKind.OUTBOX_FULL: Severity.MEDIUM,
+}
+
+CONDITIONS = frozenset({AlarmKind.OFFLINE, AlarmKind.MISSING_EVENTS})
+
+
+class AlarmState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+    @property
+    def is_live(self) -> bool:
+        """Open or acknowledged: repeats still fold into it and recoveries still close it."""
+        return self is not AlarmState.CLOSED
+
+
+LIVE_STATES = (AlarmState.OPEN.value, AlarmState.ACKNOWLEDGED.value)
+
+_ALLOWED: dict[AlarmState, frozenset[AlarmState]] = {
+    AlarmState.OPEN: frozenset({AlarmState.ACKNOWLEDGED, AlarmState.CLOSED}),
+    AlarmState.ACKNOWLEDGED: frozenset({AlarmState.CLOSED}),
+    AlarmState.CLOSED: frozenset(),
+}
+
+
+def transition(current: AlarmState | str, target: AlarmState) -> AlarmState:
+    """The state after moving from ``current`` to ``target``; raise :class:`Conflict` if that move is not allowed."""
+    state = AlarmState(current)
+    if target not in _ALLOWED[state]:
+        raise Conflict(f"an {state.value} alarm cannot become {target.value}")
+    return target

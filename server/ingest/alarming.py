@@ -1,0 +1,80 @@
+"""Which stored events and statuses raise or close which alarms (applied in the ingest's transaction).
+
+- ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full`` events raise the alarm of that
+  kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being removed after an approved
+  request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``); those are logged only.
+- ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost``.
+- Every stored event closes ``offline`` (the seal is speaking); an ``online`` status closes it too, an ``offline``
+  status (the Last Will, or a clean shutdown) raises it.
+- A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from seal_protocol import Envelope, EventType, SealStatus
+from server.alarms.book import AlarmBook
+from server.alarms.state import AlarmKind
+from server.ingest.chain import ChainChange, count_missing
+from server.models import Event, Seal
+
+EVENT_ALARMS = {
+    EventType.INTRUSION: AlarmKind.INTRUSION,
+    EventType.TAMPER: AlarmKind.TAMPER,
+    EventType.CAMERA_BLIND: AlarmKind.CAMERA_BLIND,
+    EventType.CAMERA_LOST: AlarmKind.CAMERA_LOST,
+    EventType.OUTBOX_FULL: AlarmKind.OUTBOX_FULL,
+}
+RECOVERIES = {
+    EventType.CAMERA_RECOVERED: AlarmKind.CAMERA_BLIND,
+    EventType.CAMERA_FOUND: AlarmKind.CAMERA_LOST,
+}
+
+
+def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -> None:
+    device_id = envelope.device_id
+    book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
+    kind = EVENT_ALARMS.get(envelope.type)
+    if kind is not None and _alarming(envelope):
+        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, **envelope.payload}
+        book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
+    recovered = RECOVERIES.get(envelope.type)
+    if recovered is not None:
+        note = f"{envelope.type.value} (seq {envelope.seq})"
+        book.close(recovered, device_id=device_id, at=at, note=note)
+
+
+def _alarming(envelope: Envelope) -> bool:
+    if envelope.type not in (EventType.INTRUSION, EventType.TAMPER):
+        return True
+    payload = envelope.payload
+    return payload.get("armed") is not False and payload.get("warning") != "suppressed_not_seen"
+
+
+def on_status(book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None) -> None:
+    if state is SealStatus.ONLINE:
+        book.close(AlarmKind.OFFLINE, device_id=seal.device_id, at=at, note="the seal reported online")
+    elif seal.case_no is not None:  # an unbound seal (in storage) being offline is no alarm
+        details = {"reason": "offline_status", "status_ts": ts}
+        book.raise_alarm(AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=at, details=details)
+
+
+def on_chain_change(book: AlarmBook, change: ChainChange, *, case_no: str | None, at: datetime) -> None:
+    if not change.after:
+        book.close(AlarmKind.MISSING_EVENTS, device_id=change.device_id, at=at, note="every missing event arrived")
+        return
+    details = {
+        "missing": [list(r) for r in change.after],
+        "missing_count": count_missing(change.after),
+        "max_seq": change.max_seq,
+    }
+    if case_no is not None and _new_gap(change):
+        book.raise_alarm(AlarmKind.MISSING_EVENTS, device_id=change.device_id, case_no=case_no, at=at, details=details)
+    else:  # some missing events arrived, others are still missing: the alarm says what is left
+        book.update(AlarmKind.MISSING_EVENTS, device_id=change.device_id, details=details)
+
+
+def _new_gap(change: ChainChange) -> bool:
+    """New gaps open only above the previous ``max_seq``, so above every range missing before."""
+    return bool(change.after) and change.after[-1][1] > (change.before[-1][1] if change.before else 0)

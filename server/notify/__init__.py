@@ -1,0 +1,6 @@
+"""Notifications of alarms: a durable outbox written with the alarm, and a worker that delivers it by webhook.
+
+- :mod:`server.notify.outbox`: the rows, written in the transaction that opens an alarm;
+- :mod:`server.notify.webhook`: the :class:`Notifier` interface and its signed-webhook implementation;
+- :mod:`server.notify.worker`: the thread that sends due rows, retries with back-off and records failures.
+"""
