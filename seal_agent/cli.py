@@ -1,8 +1,8 @@
-"""``seal-agent``: the composition root. The only place where gpiozero, simpleaudio and paho are wired together.
+"""``seal-agent``: the command line around :class:`~seal_agent.runtime.SealRuntime` (the composition root).
 
 Commands: ``check-config FILE``, ``keygen --config FILE``, ``run --config FILE`` (a Raspberry Pi) and
-``simulate --config FILE`` (the same agent on gpiozero mock pins). Exit codes: 0 success, 1 runtime failure,
-2 invalid configuration or usage.
+``simulate --config FILE`` (the same agent on gpiozero mock pins, optionally with a video file as the camera).
+Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from seal_agent import __version__
-from seal_agent.config import AgentConfig, check_files, load_config, read_password
-from seal_agent.core import SealAgent, SealIdentity
+from seal_agent.config import AgentConfig, check_files, load_config
 from seal_agent.errors import ConfigError, SealAgentError
-from seal_agent.interfaces import Speaker
-from seal_agent.warning import WarningSettings
+from seal_agent.runtime import SealRuntime
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
 
 logger = logging.getLogger("seal_agent.cli")
@@ -79,9 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "simulate",
         help="run the real agent on gpiozero mock pins; presence from a timer or from the keyboard",
-        description="Without --trigger-every, type 'm' + Enter for a presence and 'q' + Enter to quit.",
+        description="Type 'm' + Enter for a presence, 't' + Enter to open the lid (tamper) and 'c' to shut it, "
+        "'q' + Enter to quit.",
     )
     sim.add_argument("--config", required=True, type=Path)
+    sim.add_argument(
+        "--camera-file", type=Path, metavar="VIDEO", help="play this video as the camera (overrides [camera] source)"
+    )
     sim.add_argument("--trigger-every", type=_positive, metavar="SECONDS", help="simulate a presence periodically")
     sim.add_argument(
         "--presence-s",
@@ -141,6 +142,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from seal_agent.simulate import PresenceSimulator
 
     config = _load_checked(args.config)
+    if args.camera_file is not None:
+        if not args.camera_file.is_file():
+            raise ConfigError([f"--camera-file: {args.camera_file} is not a file"])
+        camera = config.camera.model_copy(update={"source": str(args.camera_file)})
+        config = config.model_copy(update={"camera": camera})
     if args.presence_s is None:
         args.presence_s = 2.0 if args.trigger_every is None else min(2.0, args.trigger_every / 2)
     if args.trigger_every is not None and args.presence_s >= args.trigger_every:
@@ -148,107 +154,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _log_sound_card()
     factory = MockFactory()
     simulator = PresenceSimulator(factory, config.pir.pin, presence_s=args.presence_s)
+    lid = factory.pin(config.tamper.pin) if config.tamper.enabled else None
+
+    def prepare(runtime: SealRuntime) -> None:
+        if lid is not None:
+            lid.drive_low()  # the pull-up reads "open" until the simulated switch is shut
 
     def drive(stop: threading.Event) -> None:
         if args.trigger_every is not None:
             logger.info("simulating a %.2f s presence every %.2f s", args.presence_s, args.trigger_every)
             _daemon("seal-simulator", lambda: simulator.run_every(args.trigger_every))
-        else:
-            logger.info("type 'm' + Enter for a presence, 'q' + Enter to quit")
-            _daemon("seal-keyboard", lambda: _read_keyboard(sys.stdin, simulator.pulse, stop))
+        keys: dict[str, Callable[[], None]] = {"m": simulator.pulse}
+        if lid is not None:
+            keys.update(t=lid.drive_high, c=lid.drive_low)
+        logger.info("type 'm' + Enter for a presence, 't' to open the lid, 'c' to shut it, 'q' to quit")
+        _daemon("seal-keyboard", lambda: _read_keyboard(sys.stdin, keys, stop))
 
     try:
-        return _run_until_stopped(config, pin_factory=factory, drive=drive, on_stop=simulator.stop)
+        return _run_until_stopped(config, pin_factory=factory, drive=drive, on_stop=simulator.stop, prepare=prepare)
     finally:
         factory.close()
 
 
-# -- composition ----------------------------------------------------------------------------------------------
-
-
-class SealRuntime:
-    """One seal with its real adapters wired together: the composition root of ``run`` and ``simulate``.
-
-    ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
-    Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened).
-    """
-
-    def __init__(
-        self,
-        config: AgentConfig,
-        *,
-        pin_factory: object | None = None,
-        speaker: Speaker | None = None,
-        reconnect_max_s: int = 60,
-        retry_s: float = 30.0,
-    ) -> None:
-        from seal_agent.mqtt import MqttPublisher
-        from seal_agent.outbox import Outbox
-        from seal_agent.pir import PirSensor
-        from seal_agent.speaker import WarningSpeaker
-
-        self.config = config
-        self._stack = ExitStack()
-        try:
-            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            key, created = load_or_create_signing_key(config.key_path)
-            if created:
-                logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
-            self.outbox = self._stack.enter_context(Outbox(config.outbox_path))
-            if speaker is None:
-                real_speaker = WarningSpeaker(config.warning.sound_files())
-                self._stack.callback(real_speaker.close)
-                speaker = real_speaker
-            self.speaker = speaker
-            self.sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
-            self._stack.callback(self.sensor.close)
-            self.publisher = MqttPublisher(
-                device_id=config.device_id,
-                host=config.mqtt.host,
-                port=config.mqtt.port,
-                username=config.mqtt_username,
-                password=read_password(config),
-                keepalive_s=config.mqtt.keepalive_s,
-                tls_ca_file=config.mqtt.tls_ca_file,
-                reconnect_max_s=reconnect_max_s,
-            )
-            self.agent = SealAgent(
-                identity=SealIdentity(config.device_id, config.case_no, key),
-                motion=self.sensor,
-                speaker=self.speaker,
-                publisher=self.publisher,
-                outbox=self.outbox,
-                warning=WarningSettings(
-                    repeat_s=config.warning.repeat_s,
-                    max_repeats=config.warning.max_repeats,
-                    cooldown_s=config.warning.cooldown_s,
-                ),
-                heartbeat_s=config.heartbeat_s,
-                retry_s=retry_s,
-            )
-        except BaseException:
-            self._stack.close()
-            raise
-        self._started = False
-
-    def start(self) -> None:
-        self.agent.start()
-        self.publisher.start()
-        self._started = True
-
-    def close(self) -> None:
-        """Stop the agent, send ``offline``, release the pin, the speaker and the outbox."""
-        if self._started:
-            self._started = False
-            self.agent.stop()
-            self.publisher.stop()
-        self._stack.close()
-
-    def __enter__(self) -> SealRuntime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# -- running --------------------------------------------------------------------------------------------------
 
 
 def _run_until_stopped(
@@ -257,9 +185,12 @@ def _run_until_stopped(
     pin_factory: object | None,
     drive: Callable[[threading.Event], None] | None,
     on_stop: Callable[[], None] | None = None,
+    prepare: Callable[[SealRuntime], None] | None = None,
 ) -> int:
     stop = _stop_on_signals()
     with SealRuntime(config, pin_factory=pin_factory) as runtime:
+        if prepare is not None:
+            prepare(runtime)
         runtime.start()
         if drive is not None:
             drive(stop)
@@ -292,16 +223,16 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _read_keyboard(stream: TextIO, pulse: Callable[[], None], stop: threading.Event) -> None:
+def _read_keyboard(stream: TextIO, keys: dict[str, Callable[[], None]], stop: threading.Event) -> None:
     for line in stream:
         command = line.strip().lower()
-        if command == "m":
-            pulse()
+        if command in keys:
+            keys[command]()
         elif command == "q":
             stop.set()
             return
         elif command:
-            logger.warning("unknown input %r: 'm' = presence, 'q' = quit", command)
+            logger.warning("unknown input %r: %s or 'q' = quit", command, ", ".join(repr(key) for key in keys))
     logger.info("stdin closed; running until SIGTERM or SIGINT")
 
 

@@ -12,9 +12,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from seal_agent.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
+from seal_protocol.errors import SignatureError
+from seal_protocol.signing import VerifyKey, verify_key_from_b64
 from seal_protocol.topics import DEVICE_ID_PATTERN
 
 #: The ``sounds/`` directory next to the package (a source checkout or an editable install).
@@ -51,7 +54,36 @@ class MqttConfig(_Section):
 
 
 class PirConfig(_Section):
-    pin: int = Field(ge=0, le=27, description="BCM GPIO number of the PIR sensor's OUT line.")
+    pin: int = Field(17, ge=0, le=27, description="BCM GPIO number of the PIR sensor's OUT line (GPIO17 = pin 11).")
+
+
+class TamperConfig(_Section):
+    enabled: bool = Field(True, description="Watch the enclosure's tamper switch.")
+    pin: int = Field(
+        27, ge=0, le=27, description="BCM GPIO of the lid switch (GPIO27 = pin 13; pull-up, lid open = high)."
+    )
+
+
+class CommandsConfig(_Section):
+    server_public_key: str = Field(
+        "",
+        max_length=100,
+        description="The court server's Ed25519 public key (base64 of 32 bytes). Empty: every command is refused.",
+    )
+
+    @field_validator("server_public_key")
+    @classmethod
+    def _valid_key(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                verify_key_from_b64(value)
+            except SignatureError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def verify_key(self) -> VerifyKey | None:
+        return verify_key_from_b64(self.server_public_key) if self.server_public_key else None
 
 
 class WarningConfig(_Section):
@@ -92,11 +124,16 @@ class AgentConfig(_Section):
         description="The seal's id: 1-64 of a-z 0-9 _ -; also its MQTT username and topic level.",
     )
     case_no: str = Field(min_length=1, max_length=64, description="The enforcement case (案号) the seal is bound to.")
-    state_dir: Path = Field(description="Directory for the device key (device.key) and the outbox (outbox.sqlite).")
+    state_dir: Path = Field(
+        description="Directory for the device key (device.key), the outbox (outbox.sqlite) and snapshots/."
+    )
     heartbeat_s: float = Field(60, ge=1, le=86400, description="Period of the heartbeat event in seconds.")
     mqtt: MqttConfig = Field(description="Connection to the court's MQTT broker.")
-    pir: PirConfig = Field(description="The PIR presence sensor.")
+    pir: PirConfig = Field(default_factory=PirConfig, description="The PIR presence sensor.")
     warning: WarningConfig = Field(default_factory=WarningConfig, description="The spoken warning.")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description='The camera; source "" = none.')
+    tamper: TamperConfig = Field(default_factory=TamperConfig, description="The enclosure's tamper switch.")
+    commands: CommandsConfig = Field(default_factory=CommandsConfig, description="Signed commands from the court.")
 
     @property
     def mqtt_username(self) -> str:
@@ -109,6 +146,10 @@ class AgentConfig(_Section):
     @property
     def outbox_path(self) -> Path:
         return self.state_dir / "outbox.sqlite"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.state_dir / "snapshots"
 
 
 def parse_config(text: str) -> AgentConfig:
@@ -161,6 +202,8 @@ def check_files(config: AgentConfig) -> list[str]:
         problems.extend(exc.problems)
     if config.mqtt.tls_ca_file is not None and not config.mqtt.tls_ca_file.is_file():
         problems.append(f"mqtt.tls_ca_file: {config.mqtt.tls_ca_file} is not a file")
+    if config.tamper.enabled and config.tamper.pin == config.pir.pin:
+        problems.append(f"tamper.pin: GPIO{config.tamper.pin} is already the PIR's pin")
     for index, path in enumerate(config.warning.sound_files()):
         if not path.is_file():
             problems.append(f"warning.languages.{index}: {path} does not exist")

@@ -1,16 +1,23 @@
-"""The seal's behaviour: presence → spoken warning and a signed ``intrusion`` event; heartbeats; arm/disarm.
+"""The seal's behaviour: presence → spoken warning, snapshots and a signed ``intrusion`` event; the enclosure's tamper
+switch; heartbeats; arm/disarm.
 
-:class:`SealAgent` gets its sensor, speaker, publisher, outbox and clock as arguments and imports no hardware or
-network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
+:class:`SealAgent` gets its sensor, switch, camera, speaker, publisher, outbox and clock as arguments and imports no
+hardware or network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
 
 Threads: the sensor's callbacks run on the sensor library's thread, the timer (repeats, heartbeats, missed-edge
-check) on ``seal-agent-timer``, delivery on the courier's thread. Decisions are made under one lock; disk and
-speaker I/O happen outside it.
+check) on ``seal-agent-timer``, delivery on the couriers' threads, camera health on the camera monitor's thread.
+Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
+
+Camera confirmation: an intrusion records ``camera_motion`` (``seen`` / ``not_seen`` / ``unknown``) for the frames
+``motion_window_s`` before to ``motion_window_s`` after the PIR edge. With ``require_motion_confirmation`` the
+warning waits for that verdict (at most the window) and only ``not_seen`` suppresses it: a blind, lost or still
+learning camera (``unknown``) never silences the seal. The event is recorded either way.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,9 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.delivery import Courier
-from seal_agent.interfaces import Clock, MotionSource, Publisher, Speaker
-from seal_agent.outbox import Outbox, StoredEvent
+from seal_agent.delivery import Courier, DeliveryQueue
+from seal_agent.interfaces import Clock, EvidenceCamera, Lane, MotionSource, Publisher, Speaker, Switch
+from seal_agent.outbox import Outbox, SnapshotItem, StoredEvent
 from seal_agent.recorder import EventRecorder
 from seal_agent.warning import WarningPolicy, WarningSettings
 from seal_protocol import EventType
@@ -32,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: How often the timer compares the sensor's level with the presence we believe in (a missed edge is caught).
 RECONCILE_S = 1.0
 _ARMED_SETTING = "armed"
+#: Post-trigger snapshots are listed in a follow-up event. Until the protocol has a ``snapshot_taken`` type they
+#: ride on an extra ``heartbeat`` (whose payload then also carries ``snapshots`` and ``trigger_seq``).
+FOLLOW_UP_TYPE = EventType.__members__.get("SNAPSHOT_TAKEN", EventType.HEARTBEAT)
 
 
 class SystemClock:
@@ -53,11 +63,26 @@ class SealIdentity:
     signing_key: SigningKey
 
 
+@dataclass(frozen=True, slots=True)
+class CameraPolicy:
+    require_motion_confirmation: bool = False
+    motion_window_s: float = 1.0
+
+
+class _Trigger:
+    """The event that snapshots were taken for; its seq is known once it is committed."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.seq: int | None = None
+        self.recorded = threading.Event()
+
+
 class SealAgent:
     """One seal. Call :meth:`start`, then :meth:`stop`; :meth:`arm` / :meth:`disarm` at any time in between.
 
     The armed state is durable: it is committed with the ``armed``/``disarmed`` event and survives restarts.
-    A new seal starts armed. Disarmed, the seal stays silent but still records every ``intrusion``.
+    A new seal starts armed. Disarmed, the seal stays silent but still records every ``intrusion`` and ``tamper``.
     """
 
     def __init__(
@@ -74,6 +99,10 @@ class SealAgent:
         agent_version: str = __version__,
         delivery_window: int = 20,
         retry_s: float = 30.0,
+        camera: EvidenceCamera | None = None,
+        snapshots: DeliveryQueue[SnapshotItem] | None = None,
+        camera_policy: CameraPolicy | None = None,
+        tamper: Switch | None = None,
     ) -> None:
         self.identity = identity
         self.agent_version = agent_version
@@ -81,6 +110,9 @@ class SealAgent:
         self._motion = motion
         self._speaker = speaker
         self._outbox = outbox
+        self._camera = camera
+        self._camera_policy = camera_policy or CameraPolicy()
+        self._tamper = tamper
         self._clock = clock or SystemClock()
         self.recorder = EventRecorder(
             device_id=identity.device_id,
@@ -89,7 +121,20 @@ class SealAgent:
             outbox=outbox,
             clock=self._clock,
         )
-        self.courier = Courier(outbox, publisher, self._clock, window=delivery_window, retry_s=retry_s)
+        connected = lambda: publisher.connected  # noqa: E731
+        self.courier: Courier[StoredEvent] = Courier(
+            outbox, lambda e: publisher.publish_event(e.seq, e.data), self._clock,
+            connected=connected, window=delivery_window, retry_s=retry_s,
+        )  # fmt: skip
+        self.snapshot_courier: Courier[SnapshotItem] | None = None
+        if snapshots is not None:
+            self.snapshot_courier = Courier(
+                snapshots, lambda s: publisher.publish_snapshot(s.key, s.sha, s.jpeg), self._clock,
+                connected=connected, name="snapshots", window=4, retry_s=retry_s,
+            )  # fmt: skip
+        publisher.bind(on_ack=self._on_ack, on_connection=self._on_connection, on_command=self._on_command)
+        #: Handles a raw court command (set by the composition root); None: commands are ignored.
+        self.command_handler: Callable[[bytes], None] | None = None
         self._policy = WarningPolicy(warning)
         self._armed = outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
@@ -98,8 +143,8 @@ class SealAgent:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
-        #: Called with the stored ``intrusion`` event after it is committed (e.g. to take snapshots). It runs on the
-        #: sensor's thread: return quickly. Its failures are logged and never affect the warning or the event.
+        #: Called with the stored ``intrusion`` event after it is committed. It runs on the sensor's thread:
+        #: return quickly. Its failures are logged and never affect the warning or the event.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
@@ -107,15 +152,20 @@ class SealAgent:
     # -- life cycle -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivery, record ``agent_started``, listen to the sensor and run the timer."""
+        """Start delivery, record ``agent_started``, listen to the sensors and run the timer."""
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + self.heartbeat_s
-        self.courier.start()
+        for courier in self._couriers():
+            courier.start()
         self.record(
             EventType.AGENT_STARTED,
             {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
         )
         self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
+        if self._tamper is not None:
+            self._tamper.set_handlers(on_start=self._on_tamper_open, on_end=self._on_tamper_closed)
+            if self._tamper.is_active:
+                _guarded("tamper at start", lambda: self._tamper_opened(at_start=True))
         self._timer = threading.Thread(target=self._run_timer, name="seal-agent-timer", daemon=True)
         self._timer.start()
         logger.info(
@@ -127,20 +177,29 @@ class SealAgent:
         )
 
     def stop(self, drain_timeout: float = 2.0) -> None:
-        """Stop the timer, silence the speaker and give in-flight events ``drain_timeout`` s to be acknowledged.
+        """Stop the timer, silence the speaker and give in-flight messages ``drain_timeout`` s to be acknowledged.
 
-        The caller closes the sensor, the speaker and the publisher it created.
+        The caller closes the sensors, the camera, the speaker and the publisher it created.
         """
         self._motion.set_handlers(on_start=_ignore, on_end=_ignore)
+        if self._tamper is not None:
+            self._tamper.set_handlers(on_start=_ignore, on_end=_ignore)
         self._stopping.set()
         self._wake.set()
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(5.0)
         self._speaker.stop()
-        if drain_timeout > 0 and not self.courier.wait_drained(drain_timeout):
-            logger.info("stopping with %d event(s) in the outbox; they are sent after restart", self._outbox.depth())
-        self.courier.stop()
+        deadline = self._clock.monotonic() + drain_timeout
+        for courier in self._couriers():
+            left = deadline - self._clock.monotonic()
+            if drain_timeout > 0 and not courier.wait_drained(max(0.0, left)):
+                logger.info("stopping with %s still in the outbox; sent after restart", courier.name)
+        for courier in self._couriers():
+            courier.stop()
+
+    def _couriers(self) -> list[Courier[Any]]:
+        return [self.courier] + ([self.snapshot_courier] if self.snapshot_courier is not None else [])
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -153,12 +212,12 @@ class SealAgent:
         """True while the seal believes someone is present."""
         return self._present
 
-    def arm(self, reason: str = "local") -> bool:
-        """Arm the seal (warnings on); records an ``armed`` event. False if it was armed already."""
+    def arm(self, reason: str = "local", *, by: int | None = None) -> bool:
+        """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already."""
         with self._lock:
             if self._armed:
                 return False
-            self.record(EventType.ARMED, {"reason": reason}, settings={_ARMED_SETTING: "1"})
+            self.record(EventType.ARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1"})
             self._armed = True
             self._policy.reset()
             play = self._present and self._policy.motion_started(self._clock.monotonic())
@@ -167,16 +226,32 @@ class SealAgent:
         self._wake.set()
         return True
 
-    def disarm(self, reason: str = "local") -> bool:
-        """Disarm the seal (no warnings; intrusions still recorded); records ``disarmed``. False if already so."""
+    def disarm(self, reason: str = "local", *, by: int | None = None) -> bool:
+        """Disarm the seal (no warnings; events still recorded); records ``disarmed``. False if already so."""
         with self._lock:
             if not self._armed:
                 return False
-            self.record(EventType.DISARMED, {"reason": reason}, settings={_ARMED_SETTING: "0"})
+            self.record(EventType.DISARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "0"})
             self._armed = False
             self._policy.reset()
         self._speaker.stop()
         return True
+
+    def test_warning(self) -> str:
+        """Play the warning now, armed or not (a court's ``test_warning``): ``played``, ``busy`` or ``failed``."""
+        try:
+            return "played" if self._speaker.play_warning() else "busy"
+        except Exception:
+            logger.exception("the test warning could not be started")
+            return "failed"
+
+    def snapshot_now(self) -> str | None:
+        """Store and queue the camera's latest frame; its hash, or None without a camera or a frame."""
+        return None if self._camera is None else self._camera.snapshot_now()
+
+    @property
+    def camera_state(self) -> str:
+        return "none" if self._camera is None else self._camera.state
 
     def record(
         self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
@@ -187,18 +262,46 @@ class SealAgent:
         self.courier.notify()
         return stored
 
-    def heartbeat(self) -> StoredEvent:
+    def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now."""
+        snapshots = self.snapshot_courier
         return self.record(
             EventType.HEARTBEAT,
             {
                 "outbox_depth": self._outbox.depth(),
+                "snapshots_pending": 0 if snapshots is None else self._outbox.snapshot_depth(),
                 "uptime_s": int(self._clock.monotonic() - self._started_at),
                 "agent_version": self.agent_version,
                 "pir_state": "motion" if self._motion.is_active else "idle",
+                "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
+                "camera": self.camera_state,
                 "armed": self._armed,
+                "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
+                **(extra or {}),
             },
         )
+
+    def camera_health(self, kind: str, details: Mapping[str, int | str]) -> None:
+        """Record a camera health transition (``camera_blind``, ``camera_recovered``, ``camera_lost``, …)."""
+        self.record(EventType(kind), details)
+
+    # -- publisher callbacks (paho's thread) ------------------------------------------------------------------
+
+    def _on_ack(self, lane: Lane, key: int, failure: str | None) -> None:
+        courier = self.courier if lane is Lane.EVENT else self.snapshot_courier
+        if courier is not None:
+            courier.on_ack(key, failure)
+
+    def _on_connection(self, connected: bool) -> None:
+        for courier in self._couriers():
+            courier.on_connection(connected)
+
+    def _on_command(self, data: bytes) -> None:
+        handler = self.command_handler
+        if handler is None:
+            logger.warning("a court command arrived but no command handler is configured")
+            return
+        handler(data)
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 
@@ -208,20 +311,52 @@ class SealAgent:
     def _on_motion_end(self) -> None:
         _guarded("motion end", self._motion_ended)
 
+    def _on_tamper_open(self) -> None:
+        _guarded("tamper", self._tamper_opened)
+
+    def _on_tamper_closed(self) -> None:
+        logger.info("enclosure closed again")
+
     def _motion_started(self) -> None:
+        now = self._clock.monotonic()
         with self._lock:
             if self._present:
                 return
             self._present = True
-            play = self._armed and self._policy.motion_started(self._clock.monotonic())
             armed = self._armed
-        if play:
+            wanted = armed and self._policy.motion_started(now)
+        confirm = wanted and self._camera is not None and self._camera_policy.require_motion_confirmation
+        if wanted and not confirm:
             self._play_warning()  # the warning first: it is what a person on site notices
-        stored = self.record(EventType.INTRUSION, {"sensor": "pir", "armed": armed, "warning": play})
+        trigger = _Trigger("intrusion")
+        snapshots = self._capture(now, trigger)
+        verdict = self._verdict(now, play_if_seen=confirm)
+        warning = "played" if wanted else ("suppressed_cooldown" if armed else "suppressed_disarmed")
+        if confirm and verdict == "not_seen":
+            with self._lock:
+                self._policy.cancel()
+            warning = "suppressed_not_seen"
+        elif confirm and verdict != "seen":  # unknown: a blind or lost camera never silences the seal
+            self._play_warning()
+        payload = {"sensor": "pir", "armed": armed, "warning": warning, "camera": self.camera_state}
+        stored = self._record_trigger(
+            EventType.INTRUSION, trigger, {**payload, "camera_motion": verdict, "snapshots": snapshots}
+        )
         self._wake.set()
         hook = self.when_intrusion
         if hook is not None:
             _guarded("when_intrusion", lambda: hook(stored))
+
+    def _verdict(self, now: float, *, play_if_seen: bool) -> str:
+        if self._camera is None:
+            return "unknown"
+        window = self._camera_policy.motion_window_s
+        verdict = self._camera.motion_verdict(now - window, now, 0.0)
+        if verdict == "seen":
+            if play_if_seen:
+                self._play_warning()
+            return verdict
+        return self._camera.motion_verdict(now - window, now + window, window + 0.5)
 
     def _motion_ended(self) -> None:
         with self._lock:
@@ -230,6 +365,48 @@ class SealAgent:
             self._present = False
             self._policy.motion_ended(self._clock.monotonic())
         logger.info("presence ended")
+
+    def _tamper_opened(self, at_start: bool = False) -> None:
+        """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed), snapshots, event."""
+        now = self._clock.monotonic()
+        armed = self._armed
+        if armed:
+            self._play_warning()
+        trigger = _Trigger("tamper")
+        snapshots = self._capture(now, trigger)
+        payload = {
+            "state": "open",
+            "at_start": at_start,
+            "armed": armed,
+            "warning": "played" if armed else "suppressed_disarmed",
+            "camera": self.camera_state,
+            "snapshots": snapshots,
+        }
+        self._record_trigger(EventType.TAMPER, trigger, payload)
+
+    def _capture(self, now: float, trigger: _Trigger) -> list[str]:
+        if self._camera is None:
+            return []
+        return self._camera.capture_around(now, lambda later: self._snapshots_taken(trigger, later))
+
+    def _record_trigger(self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any]) -> StoredEvent:
+        try:
+            stored = self.record(type, payload)
+        finally:
+            trigger.recorded.set()
+        trigger.seq = stored.seq
+        return stored
+
+    def _snapshots_taken(self, trigger: _Trigger, hashes: list[str]) -> None:
+        """Post-trigger snapshots are in: list them in a follow-up event (on the burst's waiter thread)."""
+        trigger.recorded.wait(30.0)
+        if not hashes:
+            return
+        details = {"snapshots": hashes, "trigger": trigger.kind, "trigger_seq": trigger.seq}
+        if FOLLOW_UP_TYPE is EventType.HEARTBEAT:
+            self.heartbeat(details)
+        else:
+            self.record(FOLLOW_UP_TYPE, details)
 
     def _play_warning(self) -> None:
         """Start the warning; a speaker failure is logged and never stops the event that follows."""

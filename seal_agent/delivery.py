@@ -1,8 +1,12 @@
-"""The courier: drains the outbox through a :class:`~seal_agent.interfaces.Publisher`, in ``seq`` order.
+"""The courier: drains one durable queue (events, or snapshots) through the MQTT publisher, oldest first.
+
+A seal has two couriers, one per :class:`~seal_agent.interfaces.Lane`: events in ``seq`` order, and snapshots in the
+order they were queued. Both queues live in the outbox database; each courier only knows its queue's
+``pending(after, limit)`` and ``ack(key)`` and the function that publishes one item.
 
 One worker thread owns all delivery state; the publisher's callbacks (paho's network thread) and new events
-(the sensor's thread) only put messages on its queue. At most ``window`` events are handed to the publisher
-and not yet acknowledged, always the oldest ones, in ``seq`` order. The MQTT client keeps what it was handed
+(the sensor's thread) only put messages on its queue. While connected, at most ``window`` events are handed to the
+publisher and not yet acknowledged, always the oldest ones, in ``seq`` order. The MQTT client keeps what it was handed
 across reconnects and resends it (QoS 1, persistent session), so after a reconnect the courier simply goes on.
 After a restart the outbox still holds every unacknowledged event and the courier starts from the oldest.
 
@@ -17,13 +21,32 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from seal_agent.errors import OutboxError, PublishError
-from seal_agent.interfaces import Clock, Publisher
-from seal_agent.outbox import Outbox
+from seal_agent.interfaces import Clock
 
 logger = logging.getLogger(__name__)
+
+
+class Pending(Protocol):
+    @property
+    def key(self) -> int:
+        """Increasing position of the item in its queue."""
+
+
+ItemT = TypeVar("ItemT", bound=Pending)
+ItemT_co = TypeVar("ItemT_co", bound=Pending, covariant=True)
+
+
+class DeliveryQueue(Protocol[ItemT_co]):
+    """A durable queue: unacknowledged items with ``key > after``, oldest first; ``ack`` deletes one."""
+
+    def pending(self, *, after: int, limit: int) -> Sequence[ItemT_co]: ...
+
+    def ack(self, key: int) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +71,30 @@ class _Stop:
 _Message = _Ack | _Connection | _Wake | _Stop
 
 
-class Courier:
-    """Delivers outbox events through ``publisher``; call :meth:`notify` after each new event."""
+class Courier(Generic[ItemT]):
+    """Delivers the items of ``source`` with ``send``; call :meth:`notify` after each new item.
+
+    The caller routes the publisher's acknowledgements and connection changes to :meth:`on_ack` and
+    :meth:`on_connection`; ``connected`` tells whether the publisher is connected now.
+    """
 
     def __init__(
-        self, outbox: Outbox, publisher: Publisher, clock: Clock, *, window: int = 20, retry_s: float = 30.0
+        self,
+        source: DeliveryQueue[ItemT],
+        send: Callable[[ItemT], None],
+        clock: Clock,
+        *,
+        connected: Callable[[], bool],
+        name: str = "events",
+        window: int = 20,
+        retry_s: float = 30.0,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
-        self._outbox = outbox
-        self._publisher = publisher
+        self._outbox = source
+        self._send = send
+        self._connected = connected
+        self.name = name
         self._clock = clock
         self.window = window
         self.retry_s = retry_s
@@ -70,12 +107,11 @@ class Courier:
         # Shared, for wait_drained():
         self._idle = threading.Condition()
         self._drained = False
-        publisher.bind(on_ack=self._on_ack, on_connection=self._on_connection)
 
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="seal-courier", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"seal-courier-{self.name}", daemon=True)
         self._thread.start()
         self.notify()
 
@@ -87,22 +123,22 @@ class Courier:
         thread.join(timeout)
 
     def notify(self) -> None:
-        """A new event was committed to the outbox."""
+        """A new item was committed to the queue."""
         with self._idle:
             self._drained = False
         self._queue.put(_Wake())
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every event is acknowledged and none is left; False on timeout or if not connected."""
-        if not self._publisher.connected:
+        """Wait until every item is acknowledged and none is left; False on timeout or if not connected."""
+        if not self._connected():
             return False
         with self._idle:
             return self._idle.wait_for(lambda: self._drained, timeout)
 
-    def _on_ack(self, seq: int, failure: str | None) -> None:
-        self._queue.put(_Ack(seq, failure))
+    def on_ack(self, key: int, failure: str | None) -> None:
+        self._queue.put(_Ack(key, failure))
 
-    def _on_connection(self, connected: bool) -> None:
+    def on_connection(self, connected: bool) -> None:
         self._queue.put(_Connection(connected))
 
     def _run(self) -> None:
@@ -120,7 +156,7 @@ class Courier:
                 self._handle(message)
                 self._fill_window()
             except Exception:  # the worker's top level: log and keep delivering
-                logger.exception("courier error; retrying in %.0f s", self.retry_s)
+                logger.exception("%s courier error; retrying in %.0f s", self.name, self.retry_s)
                 self._stall()
 
     def _handle(self, message: _Message) -> None:
@@ -130,14 +166,15 @@ class Courier:
                 self._outbox.ack(message.seq)
             else:
                 logger.error(
-                    "broker refused event seq=%d (%s); it stays in the outbox, retry in %.0f s",
+                    "broker refused %s%d (%s); it stays in the outbox, retry in %.0f s",
+                    "event seq=" if self.name == "events" else f"{self.name} #",
                     message.seq,
                     message.failure,
                     self.retry_s,
                 )
                 self._stall()
         elif isinstance(message, _Connection):
-            logger.info("courier: broker %s", "connected" if message.connected else "disconnected")
+            logger.debug("%s courier: broker %s", self.name, "connected" if message.connected else "disconnected")
 
     def _stall(self) -> None:
         self._stalled_until = self._clock.monotonic() + self.retry_s
@@ -148,20 +185,25 @@ class Courier:
                 return
             self._stalled_until = None
             self._cursor = 0  # start again from the oldest unacknowledged event
+        if not self._connected():
+            # Handed to paho now, an item would go out as soon as the socket is open, before the older items paho
+            # re-sends at CONNACK: order is kept by waiting for the connection (the courier is told about it).
+            self._update_drained()
+            return
         room = self.window - len(self._in_flight)
         while room > 0:
-            batch = self._outbox.pending(after_seq=self._cursor, limit=room)
+            batch = self._outbox.pending(after=self._cursor, limit=room)
             if not batch:
                 break
-            for event in batch:
+            for item in batch:
                 try:
-                    self._publisher.publish_event(event.seq, event.data)
+                    self._send(item)
                 except PublishError as exc:
-                    logger.error("cannot hand event seq=%d to MQTT: %s", event.seq, exc)
+                    logger.error("cannot hand %s item %d to MQTT: %s", self.name, item.key, exc)
                     self._stall()
                     return
-                self._in_flight.add(event.seq)
-                self._cursor = event.seq
+                self._in_flight.add(item.key)
+                self._cursor = item.key
                 room -= 1
         self._update_drained()
 
@@ -169,7 +211,7 @@ class Courier:
         drained = False
         if not self._in_flight:
             try:
-                drained = not self._outbox.pending(after_seq=0, limit=1)
+                drained = not self._outbox.pending(after=0, limit=1)
             except OutboxError:
                 logger.exception("cannot read the outbox")
         with self._idle:

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
+
+
+class Lane(StrEnum):
+    """What a delivered message is: each lane has its own durable queue and courier."""
+
+    EVENT = "event"  # key = the event's seq
+    SNAPSHOT = "snapshot"  # key = the snapshot's queue id in the outbox
+
 
 #: Called with no arguments on motion start or end. Runs on the sensor library's thread: return quickly.
 MotionHandler = Callable[[], None]
-#: Called with (seq, failure). ``failure`` is None when the broker acknowledged the event, else its reason.
-AckHandler = Callable[[int, str | None], None]
+#: Called with (lane, key, failure). ``failure`` is None when the broker acknowledged the message, else its reason.
+AckHandler = Callable[[Lane, int, str | None], None]
 #: Called with True after a successful CONNACK and False when the connection is lost.
 ConnectionHandler = Callable[[bool], None]
+#: Called with the raw bytes of a message on the seal's ``cmd`` topic; the broker gets its PUBACK when it returns.
+CommandHandler = Callable[[bytes], None]
 
 
 class MotionSource(Protocol):
@@ -46,10 +57,12 @@ class Speaker(Protocol):
 
 
 class Publisher(Protocol):
-    """Sends encoded events to the court at QoS 1 and reports each broker acknowledgement."""
+    """Sends events and snapshots to the court at QoS 1, reports each broker acknowledgement, receives commands."""
 
-    def bind(self, *, on_ack: AckHandler, on_connection: ConnectionHandler) -> None:
-        """Register the handlers; call before the first :meth:`publish_event`."""
+    def bind(
+        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_command: CommandHandler | None = None
+    ) -> None:
+        """Register the handlers; call before the first publish. ``on_command`` None: commands are not read."""
 
     def publish_event(self, seq: int, data: bytes) -> None:
         """Hand over one event; its PUBACK is reported through ``on_ack(seq, failure)`` later.
@@ -57,9 +70,44 @@ class Publisher(Protocol):
         Raises :class:`seal_agent.errors.PublishError` if the client cannot take the message.
         """
 
+    def publish_snapshot(self, qid: int, sha: str, jpeg: bytes) -> None:
+        """Hand over one snapshot; its PUBACK is reported through ``on_ack(Lane.SNAPSHOT, qid, failure)``."""
+
     @property
     def connected(self) -> bool:
         """True between a successful CONNACK and the loss of that connection."""
+
+
+class Switch(Protocol):
+    """A two-state input such as the enclosure's tamper switch (active = lid open)."""
+
+    def set_handlers(self, *, on_start: MotionHandler, on_end: MotionHandler) -> None:
+        """Call ``on_start`` when the input becomes active and ``on_end`` when it becomes inactive."""
+
+    @property
+    def is_active(self) -> bool:
+        """True while the input is active."""
+
+
+class EvidenceCamera(Protocol):
+    """The camera as the seal's core sees it: snapshots stored and queued for sending, motion verdicts, health.
+
+    Every method must return promptly and never raise for camera failures (a lost camera is a state, not an error).
+    """
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``ok``, ``blind`` or ``lost``."""
+
+    def capture_around(self, trigger: float, on_later: Callable[[list[str]], None]) -> list[str]:
+        """Store and queue the snapshots that exist now around ``trigger`` (monotonic s) and return their hashes;
+        the post-trigger ones are stored and queued as they come, and ``on_later(hashes)`` is called once after."""
+
+    def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
+        """``seen``, ``not_seen`` or ``unknown`` for frames in ``[t0, t1]``, waiting at most ``timeout``."""
+
+    def snapshot_now(self) -> str | None:
+        """Store and queue the latest frame; its hash, or None if there is no frame."""
 
 
 class Clock(Protocol):

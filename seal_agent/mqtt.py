@@ -11,8 +11,12 @@
   doubles, so before each of paho's waits we set both its bounds to our randomly drawn delay. The back-off is
   reset by the first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then
   drops) every publish must not be hammered once a second.
-* Each event's PUBACK is reported with its ``seq``; a PUBACK whose reason code is a failure (e.g. "Not
-  authorized" from the broker's ACL) is reported as a failure, never as delivered.
+* Each event's PUBACK is reported with its ``seq`` (each snapshot's with its queue id); a PUBACK whose reason code
+  is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure, never as delivered.
+* The seal's ``cmd`` topic is subscribed at QoS 1 on every connect (the persistent session keeps the subscription
+  too, but a broker that lost its state must not leave the seal deaf). A command is handed to ``on_command`` on
+  paho's network thread and the broker gets the PUBACK only after it returns, i.e. after the seal has committed
+  its answer: a crash before that brings the command again, which the seal then refuses as replayed.
 """
 
 from __future__ import annotations
@@ -32,17 +36,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_agent import __version__
 from seal_agent.errors import ConfigError, PublishError
-from seal_agent.interfaces import AckHandler, ConnectionHandler
-from seal_protocol import SealStatus, encode_status, event_topic, status_topic
+from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane
+from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
-_STATUS = -1  # marks a status message in the mid table (event seqs are >= 1)
+_STATUS = None  # marks a status message in the mid table
 _ACCEPTED_RC = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: queued for reconnect
 
 
-def _no_ack(seq: int, failure: str | None) -> None:
+_Tag = tuple[Lane, int] | None
+
+
+def _no_ack(lane: Lane, key: int, failure: str | None) -> None:
     pass
 
 
@@ -81,10 +88,12 @@ class MqttPublisher:
         self._rng = rng or random.Random()
         self._event_topic = event_topic(device_id)
         self._status_topic = status_topic(device_id)
+        self._cmd_topic = cmd_topic(device_id)
         self._on_ack: AckHandler = _no_ack
         self._on_connection: ConnectionHandler = _no_connection
+        self._on_command: CommandHandler | None = None
         self._lock = threading.Lock()
-        self._mids: dict[int, int] = {}  # mid -> seq (or _STATUS) of messages awaiting PUBACK
+        self._mids: dict[int, _Tag] = {}  # mid -> (lane, key) (or _STATUS) of messages awaiting PUBACK
         self._early_acks: dict[int, str | None] = {}  # PUBACKs that arrived before publish() returned their mid
         self._connected = threading.Event()
         self._stopping = False
@@ -104,17 +113,25 @@ class MqttPublisher:
         client.on_disconnect = self._handle_disconnect
         client.on_connect_fail = self._handle_connect_fail
         client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self._client = client
         self._set_will()
 
     # -- Publisher --------------------------------------------------------------------------------------------
 
-    def bind(self, *, on_ack: AckHandler, on_connection: ConnectionHandler) -> None:
+    def bind(
+        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_command: CommandHandler | None = None
+    ) -> None:
         self._on_ack = on_ack
         self._on_connection = on_connection
+        self._on_command = on_command
 
     def publish_event(self, seq: int, data: bytes) -> None:
-        self._publish(self._event_topic, data, retain=False, tag=seq)
+        self._publish(self._event_topic, data, retain=False, tag=(Lane.EVENT, seq))
+
+    def publish_snapshot(self, qid: int, sha: str, jpeg: bytes) -> None:
+        self._publish(snapshot_topic(self.device_id, sha), jpeg, retain=False, tag=(Lane.SNAPSHOT, qid))
 
     @property
     def connected(self) -> bool:
@@ -151,7 +168,7 @@ class MqttPublisher:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: bytes, *, retain: bool, tag: int) -> None:
+    def _publish(self, topic: str, payload: bytes, *, retain: bool, tag: _Tag) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in _ACCEPTED_RC:
             raise PublishError(f"paho refused the message: {mqtt.error_string(info.rc)}")
@@ -163,12 +180,12 @@ class MqttPublisher:
         if early:
             self._report(tag, failure)
 
-    def _report(self, tag: int, failure: str | None) -> None:
-        if tag == _STATUS:
+    def _report(self, tag: _Tag, failure: str | None) -> None:
+        if tag is None:
             if failure is not None:
                 logger.error("broker refused the status message: %s", failure)
             return
-        self._on_ack(tag, failure)
+        self._on_ack(tag[0], tag[1], failure)
 
     def _set_will(self) -> None:
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
@@ -193,7 +210,9 @@ class MqttPublisher:
         self._connected.set()
         logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
         with self._lock:
-            events_owed = any(tag != _STATUS for tag in self._mids.values())
+            events_owed = any(tag is not None for tag in self._mids.values())
+        if self._on_command is not None:
+            self._client.subscribe(self._cmd_topic, qos=1)
         self._status_due = True
         if not events_owed:  # else paho re-sends them right after this callback; online follows their first PUBACK
             self._publish_online()
@@ -231,12 +250,32 @@ class MqttPublisher:
     ) -> None:
         failure = str(reason_code) if reason_code.is_failure else None
         with self._lock:
+            known = mid in self._mids
             tag = self._mids.pop(mid, None)
-            if tag is None:
+            if not known:
                 self._early_acks[mid] = failure
         if failure is None:
             self._attempt = 0  # the broker takes our messages: the next outage starts with a short back-off
-        if tag is not None:
+        if known:
             self._report(tag, failure)
         if self._status_due and self._connected.is_set():
             self._publish_online()
+
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any
+    ) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            logger.error("broker refused the command subscription %s: %s", self._cmd_topic, ", ".join(failed))
+        else:
+            logger.info("listening for court commands on %s", self._cmd_topic)
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        handler = self._on_command
+        if handler is None or message.topic != self._cmd_topic:
+            logger.warning("ignoring a message on %s", message.topic)
+            return
+        try:
+            handler(bytes(message.payload))
+        except Exception:  # paho's network thread: a failing command must not kill the connection
+            logger.exception("command handler failed")

@@ -1,5 +1,8 @@
 """The durable on-device outbox: every event is committed here before it is sent, and deleted only after PUBACK.
 
+Snapshots go the same way: a snapshot's hash is queued here (its bytes live in the content-addressed snapshot store)
+and is deleted from the queue only after the broker acknowledged the snapshot's publish.
+
 One SQLite file (WAL, ``synchronous=FULL``) holds the exact encoded bytes of each pending event, and, in the same
 transaction, the last sequence number and the hash of the last event. A crash therefore never reuses a ``seq`` and
 never breaks the hash chain: after a restart the next event continues where the last committed one ended.
@@ -31,6 +34,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     data BLOB NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshot_queue (
+    qid INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -48,6 +56,28 @@ class StoredEvent:
 
     seq: int
     data: bytes
+
+    @property
+    def key(self) -> int:
+        """The delivery key (see :class:`seal_agent.delivery.Courier`)."""
+        return self.seq
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSnapshot:
+    """A snapshot waiting for its PUBACK: queue id (the delivery key) and SHA-256."""
+
+    qid: int
+    sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotItem:
+    """A queued snapshot with its bytes, ready to publish; ``key`` is its queue id."""
+
+    key: int
+    sha: str
+    jpeg: bytes
 
 
 class Outbox:
@@ -125,10 +155,10 @@ class Outbox:
                 raise OutboxError(f"cannot commit event to {self.path}: {exc}") from exc
         return StoredEvent(seq, data)
 
-    def pending(self, *, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
-        """Unacknowledged events with ``seq > after_seq``, oldest first."""
+    def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """Unacknowledged events with ``seq > after``, oldest first."""
         with self._lock:
-            rows = self._query("SELECT seq, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            rows = self._query("SELECT seq, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
         return [StoredEvent(int(seq), bytes(data)) for seq, data in rows]
 
     def ack(self, seq: int) -> bool:
@@ -156,6 +186,58 @@ class Outbox:
         """``envelope_hash`` of the last committed event's bytes: the next event's ``prev_hash``."""
         with self._lock:
             return self._get("last_hash")
+
+    # -- snapshot queue -----------------------------------------------------------------------------------------
+
+    def queue_snapshot(self, sha: str) -> int:
+        """Queue the stored snapshot ``sha`` for sending (committed); returns its queue id. Idempotent per hash."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO snapshot_queue (sha, created_at) VALUES (?, ?)", (sha, time.time())
+                )
+                row = self._db.execute("SELECT qid FROM snapshot_queue WHERE sha = ?", (sha,)).fetchone()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot queue snapshot {sha} in {self.path}: {exc}") from exc
+        return int(row[0])
+
+    def pending_snapshots(self, *, after: int = 0, limit: int = 100) -> list[QueuedSnapshot]:
+        """Snapshots not yet acknowledged with ``qid > after``, oldest first."""
+        with self._lock:
+            rows = self._query(
+                "SELECT qid, sha FROM snapshot_queue WHERE qid > ? ORDER BY qid LIMIT ?", (after, limit)
+            )
+        return [QueuedSnapshot(int(qid), str(sha)) for qid, sha in rows]
+
+    def ack_snapshot(self, qid: int) -> bool:
+        """Remove a snapshot from the queue after its PUBACK; False if it was already gone."""
+        with self._lock:
+            try:
+                cursor = self._db.execute("DELETE FROM snapshot_queue WHERE qid = ?", (qid,))
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot delete snapshot {qid} from {self.path}: {exc}") from exc
+        return cursor.rowcount > 0
+
+    def unqueue_snapshots(self, shas: list[str]) -> int:
+        """Forget queued snapshots whose files were thinned; returns how many were queued."""
+        with self._lock:
+            try:
+                cursor = self._db.executemany("DELETE FROM snapshot_queue WHERE sha = ?", [(sha,) for sha in shas])
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot unqueue snapshots in {self.path}: {exc}") from exc
+        return cursor.rowcount
+
+    def unsent_snapshots(self) -> set[str]:
+        """Hashes of the snapshots still waiting for their PUBACK."""
+        with self._lock:
+            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_queue", ())}
+
+    def snapshot_depth(self) -> int:
+        """How many snapshots wait for their PUBACK."""
+        with self._lock:
+            return int(self._query("SELECT COUNT(*) FROM snapshot_queue", ())[0][0])
+
+    # -- settings ---------------------------------------------------------------------------------------------
 
     def setting(self, key: str) -> str | None:
         with self._lock:

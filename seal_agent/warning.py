@@ -60,6 +60,12 @@ class WarningPolicy:
         """When :meth:`due` may next return True, or None if nothing is scheduled."""
         return self._next_play_at if self.present else None
 
+    def cancel(self) -> None:
+        """The warning :meth:`motion_started` asked for was not played (the camera saw nobody): nothing more is
+        scheduled for this presence, and its end starts no cool-down."""
+        self._plays = 0
+        self._next_play_at = None
+
     def reset(self) -> None:
         """Forget presence, repeats and cool-down (used on arm and disarm)."""
         self.present = False

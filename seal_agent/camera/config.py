@@ -64,8 +64,15 @@ class CameraConfig(BaseModel):
         False, title="Require motion confirmation",
         description="Speak the warning only if the camera also saw motion; a blind or lost camera never suppresses it.",
     )
+    motion_window_s: float = Field(
+        1.0, title="Motion window",
+        description="An intrusion's camera_motion covers frames this many seconds before to after the PIR edge; "
+        "with require_motion_confirmation the warning waits at most this long for the verdict.",
+        ge=0.2, le=10.0,
+    )
     snapshot_quota_mb: float = Field(
-        200.0, title="Snapshot quota", description="Disk space for stored snapshots, in MiB; oldest are thinned first.",
+        200.0, title="Snapshot quota",
+        description="Disk space for stored snapshots, in MiB; over it the oldest are thinned, sent ones first.",
         gt=0.0, le=1_000_000.0,
     )
 

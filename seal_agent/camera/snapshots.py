@@ -110,17 +110,19 @@ class SnapshotStore:
     def total_bytes(self) -> int:
         return sum(size for _sha, size in self._entries())
 
-    def thin_to_quota(self, protected: Collection[str] = frozenset()) -> list[str]:
-        """Delete the oldest snapshots not in ``protected`` until the store fits its quota; return what was deleted.
+    def thin_to_quota(self, protected: Collection[str] = frozenset(), target_bytes: int | None = None) -> list[str]:
+        """Delete the oldest snapshots not in ``protected`` until the store holds at most ``target_bytes`` (default:
+        the quota); return what was deleted.
 
-        If the protected snapshots alone exceed the quota, the store stays over it: they are never deleted here.
+        If the protected snapshots alone exceed the target, the store stays over it: they are never deleted here.
         """
+        target = self.quota_bytes if target_bytes is None else target_bytes
         removed: list[str] = []
         with self._lock:
             entries = self._entries()
             total = sum(size for _sha, size in entries)
             for sha, size in entries:
-                if total <= self.quota_bytes:
+                if total <= target:
                     break
                 if sha in protected:
                     continue

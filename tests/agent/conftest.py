@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.config import load_config
+from seal_agent.runtime import SealRuntime
 from server.mosquitto import PrivateBroker
-from tests.agent.helpers import CourtSubscriber
+from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory
 
 
 @pytest.fixture
@@ -33,3 +36,29 @@ def court(broker: PrivateBroker) -> Iterator[CourtSubscriber]:
         yield subscriber
     finally:
         subscriber.close()
+
+
+@pytest.fixture
+def runtimes(mock_pins: MockFactory) -> Iterator[RuntimeFactory]:
+    """Build ``SealRuntime``s on the mock pins; every one is closed (pins first released) before the reset.
+
+    A tamper pin reads "open" (its pull-up) from the moment the runtime is built until the test drives it low.
+    """
+    built: list[SealRuntime] = []
+
+    def make(config_path: Path, *, speaker: RecordingSpeaker | None = None, **kwargs: object) -> SealRuntime:
+        runtime = SealRuntime(
+            load_config(config_path),
+            pin_factory=mock_pins,
+            speaker=speaker or RecordingSpeaker(),
+            reconnect_max_s=2,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        built.append(runtime)
+        return runtime
+
+    try:
+        yield make
+    finally:
+        for runtime in built:
+            runtime.close()

@@ -14,24 +14,30 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from seal_agent.config import load_config
+from seal_agent.runtime import SealRuntime
 from seal_protocol import (
     Envelope,
     MessageKind,
     SealStatus,
+    cmd_topic,
     decode_envelope,
     decode_status,
     envelope_hash,
     parse_topic,
     subscription_all,
 )
-from seal_protocol.signing import VerifyKey, verify_envelope
+from seal_protocol.signing import VerifyKey, load_signing_key, verify_envelope
 from server.mosquitto import SERVER_USERNAME, PrivateBroker
 
 REPO = Path(__file__).resolve().parents[2]
+#: ``runtimes(config_path, speaker=..., **SealRuntime kwargs)`` from the ``runtimes`` fixture.
+RuntimeFactory = Callable[..., SealRuntime]
 SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
 
 
@@ -42,8 +48,17 @@ class Received:
 
 
 @dataclass
+class ReceivedSnapshot:
+    device_id: str
+    sha: str  # the topic's last level
+    data: bytes
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
 class CourtSubscriber:
-    """A paho client with the court server's account that collects every seal's events and status messages.
+    """A paho client with the court server's account: collects every seal's events, snapshots and status
+    messages, and publishes commands (the server account may write every seal's ``cmd`` topic).
 
     ``persistent=True`` keeps its session (and subscription) in the broker across a broker restart.
     """
@@ -53,6 +68,7 @@ class CourtSubscriber:
     client_id: str = field(default_factory=lambda: "court-test-" + secrets.token_hex(4))
     events: list[Received] = field(default_factory=list)
     statuses: list[tuple[str, SealStatus]] = field(default_factory=list)
+    snapshots: list[ReceivedSnapshot] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -81,7 +97,9 @@ class CourtSubscriber:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not rc.is_failure:
-            client.subscribe([(subscription_all(MessageKind.EVENT), 1), (subscription_all(MessageKind.STATUS), 1)])
+            client.subscribe(
+                [(subscription_all(kind), 1) for kind in (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)]
+            )
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
         assert not any(rc.is_failure for rc in rcs), rcs
@@ -94,7 +112,25 @@ class CourtSubscriber:
                 self.events.append(Received(decode_envelope(message.payload), bytes(message.payload)))
             elif topic.kind is MessageKind.STATUS:
                 self.statuses.append((topic.device_id, decode_status(message.payload)[0]))
+            elif topic.kind is MessageKind.SNAPSHOT:
+                assert topic.sha256 is not None
+                item = ReceivedSnapshot(topic.device_id, topic.sha256, bytes(message.payload), time.monotonic())
+                self.snapshots.append(item)
             self._cond.notify_all()
+
+    def publish_command(self, device_id: str, payload: bytes, timeout: float = 5.0) -> None:
+        """Publish ``payload`` on the seal's ``cmd`` topic at QoS 1 and wait for the broker's PUBACK."""
+        info = self._client.publish(cmd_topic(device_id), payload, qos=1)
+        info.wait_for_publish(timeout)
+        assert info.is_published()
+
+    def snapshot_hashes(self, device_id: str) -> set[str]:
+        with self._cond:
+            return {item.sha for item in self.snapshots if item.device_id == device_id}
+
+    def payloads(self, device_id: str, type: str) -> list[dict[str, Any]]:
+        """Payloads of ``device_id``'s events of ``type``, in arrival order."""
+        return [r.envelope.payload for r in self.of(device_id) if r.envelope.type.value == type]
 
     def wait_for(self, predicate: Callable[[CourtSubscriber], bool], timeout: float = 10.0) -> bool:
         with self._cond:
@@ -177,8 +213,14 @@ def write_config(
     max_repeats: int = 3,
     cooldown_s: float = 30,
     register: bool = True,
+    tamper: bool = False,
+    server_public_key: str = "",
+    camera: str = "",
 ) -> Path:
-    """Write a seal config (and its password file) into ``directory``; register the account with ``broker``."""
+    """Write a seal config (and its password file) into ``directory``; register the account with ``broker``.
+
+    ``camera`` is the text of a ``[camera]`` section (empty: no camera).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
     account = username or device_id
@@ -209,6 +251,12 @@ sounds_dir = ""
 repeat_s = {repeat_s}
 max_repeats = {max_repeats}
 cooldown_s = {cooldown_s}
+[tamper]
+enabled = {"true" if tamper else "false"}
+pin = 27
+[commands]
+server_public_key = "{server_public_key}"
+{camera}
 """,
         encoding="utf-8",
     )
@@ -243,3 +291,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def pulse(factory: MockFactory, pin: int = 17) -> None:
+    """A presence: the PIR's pin goes high and low again."""
+    factory.pin(pin).drive_high()
+    factory.pin(pin).drive_low()
+
+
+def verify_key(config_path: Path) -> VerifyKey:
+    """The public key of the seal configured in ``config_path`` (its key file exists once a runtime was built)."""
+    return load_signing_key(load_config(config_path).key_path).verify_key

@@ -8,54 +8,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.cli import SealRuntime
-from seal_agent.config import load_config
 from seal_agent.outbox import StoredEvent
 from seal_protocol import EventType, SealStatus, envelope_hash
-from seal_protocol.signing import load_signing_key
 from server.mosquitto import PrivateBroker
-from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, check_chain, write_config
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    check_chain,
+    pulse,
+    verify_key,
+    write_config,
+)
+from tests.agent.helpers import (
+    RuntimeFactory as Factory,
+)
 
 DEVICE = "seal-test-1"
-Factory = Callable[..., SealRuntime]
-
-
-@pytest.fixture
-def runtimes(mock_pins: MockFactory) -> Iterator[Factory]:
-    """Build ``SealRuntime``s on the mock pins; every one is closed (pins first released) before the reset."""
-    built: list[SealRuntime] = []
-
-    def make(config_path: Path, *, speaker: RecordingSpeaker | None = None, **kwargs: object) -> SealRuntime:
-        runtime = SealRuntime(
-            load_config(config_path),
-            pin_factory=mock_pins,
-            speaker=speaker or RecordingSpeaker(),
-            reconnect_max_s=2,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        built.append(runtime)
-        return runtime
-
-    try:
-        yield make
-    finally:
-        for runtime in built:
-            runtime.close()
-
-
-def pulse(factory: MockFactory, pin: int = 17) -> None:
-    factory.pin(pin).drive_high()
-    factory.pin(pin).drive_low()
-
-
-def verify_key(config_path: Path):  # type: ignore[no-untyped-def]
-    return load_signing_key(load_config(config_path).key_path).verify_key
 
 
 def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
@@ -81,12 +53,31 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     started, intrusion = received[0].envelope, received[1].envelope
     assert started.type is EventType.AGENT_STARTED
     assert intrusion.type is EventType.INTRUSION
-    assert intrusion.payload == {"sensor": "pir", "armed": True, "warning": True}
+    assert intrusion.payload == {
+        "sensor": "pir",
+        "armed": True,
+        "warning": "played",
+        "camera": "none",
+        "camera_motion": "unknown",
+        "snapshots": [],
+    }
     assert intrusion.case_no == "(2021)苏0214执1234号"
     assert intrusion.prev_hash == envelope_hash(received[0].data)
     heartbeat = next(r.envelope for r in received if r.envelope.type is EventType.HEARTBEAT)
-    assert set(heartbeat.payload) == {"outbox_depth", "uptime_s", "agent_version", "pir_state", "armed"}
+    assert set(heartbeat.payload) == {
+        "outbox_depth",
+        "snapshots_pending",
+        "uptime_s",
+        "agent_version",
+        "pir_state",
+        "tamper",
+        "camera",
+        "armed",
+        "disk_free_bytes",
+    }
     assert heartbeat.payload["armed"] is True
+    assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"
+    assert heartbeat.payload["disk_free_bytes"] > 0
 
     assert runtime.agent.courier.wait_drained(5)  # deleted after PUBACK
     assert runtime.outbox.depth() == 0
@@ -172,7 +163,8 @@ def test_disarmed_seal_stays_silent_records_intrusions_and_stays_disarmed(
     assert not runtime.agent.disarm()
     pulse(mock_pins)
     assert court.wait_for(lambda c: c.types(DEVICE) == ["agent_started", "disarmed", "intrusion"])
-    assert court.of(DEVICE)[2].envelope.payload == {"sensor": "pir", "armed": False, "warning": False}
+    assert court.of(DEVICE)[2].envelope.payload["warning"] == "suppressed_disarmed"
+    assert court.of(DEVICE)[2].envelope.payload["armed"] is False
     assert speaker.plays == 0
     runtime.close()
 

@@ -85,7 +85,7 @@ def test_pir_edge_plays_the_warning_into_an_alsa_file_and_the_court_receives_the
     received = court.of(DEVICE)
     assert check_chain(received, public_key)[:2] == [1, 2]
     intrusion = received[1].envelope
-    assert intrusion.type is EventType.INTRUSION and intrusion.payload["warning"] is True
+    assert intrusion.type is EventType.INTRUSION and intrusion.payload["warning"] == "played"
     assert intrusion.prev_hash == envelope_hash(received[0].data)
     assert "no sound card" in log.read_text() or Path("/proc/asound/cards").exists()
 

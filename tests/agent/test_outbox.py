@@ -60,7 +60,7 @@ def test_pending_is_in_seq_order_with_cursor_and_limit(tmp_path: Path) -> None:
         for _ in range(10):
             outbox.append(body)
         outbox.ack(4)
-        assert [e.seq for e in outbox.pending(after_seq=2, limit=4)] == [3, 5, 6, 7]
+        assert [e.seq for e in outbox.pending(after=2, limit=4)] == [3, 5, 6, 7]
         assert [e.data for e in outbox.pending(limit=1)] == [body(1, None)]
 
 

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 
 from seal_agent.camera import OpenCVCamera, VideoFileCamera, open_camera
-
-from .conftest import HEIGHT, WIDTH
+from tests.agent_camera.clips import HEIGHT, WIDTH
 
 
 def grey_frames(count: int) -> list[np.ndarray]:

@@ -10,8 +10,7 @@ import numpy as np
 
 from seal_agent.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
 from seal_agent.camera.health import HealthTracker, blind_reason
-
-from .conftest import black_frames, static_frames, textured_scene, write_clip
+from tests.agent_camera.clips import black_frames, static_frames, textured_scene, write_clip
 
 
 def test_black_clip_that_becomes_normal_is_blind_then_recovered(clip, monitor_factory, health_log):

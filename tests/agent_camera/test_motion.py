@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 from seal_agent.camera import MotionDetector, MotionVerdict, VideoFileCamera
-
-from .conftest import moving_rectangle_frames, static_frames
+from tests.agent_camera.clips import moving_rectangle_frames, static_frames
 
 
 def test_moving_rectangle_is_motion_in_the_window(clip, monitor_factory):

@@ -19,8 +19,7 @@ from seal_agent.camera import (
     VideoFileCamera,
     encode_jpeg,
 )
-
-from .conftest import HEIGHT, WIDTH, moving_rectangle_frames
+from tests.agent_camera.clips import HEIGHT, WIDTH, moving_rectangle_frames
 
 
 def decodes(jpeg: bytes) -> bool:

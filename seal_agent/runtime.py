@@ -1,0 +1,164 @@
+"""The composition root: the one place where gpiozero, OpenCV, simpleaudio and paho are wired to the seal's core."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+
+from seal_agent.config import AgentConfig, read_password
+from seal_agent.core import CameraPolicy, SealAgent, SealIdentity, SystemClock
+from seal_agent.interfaces import Clock, Speaker
+from seal_agent.warning import WarningSettings
+from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+
+logger = logging.getLogger(__name__)
+
+
+class SealRuntime:
+    """One seal with its real adapters wired together: what ``run`` and ``simulate`` start.
+
+    ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
+    Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened).
+    A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        pin_factory: object | None = None,
+        speaker: Speaker | None = None,
+        reconnect_max_s: int = 60,
+        retry_s: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        from seal_agent.commands import CommandDesk
+        from seal_agent.mqtt import MqttPublisher
+        from seal_agent.outbox import Outbox
+        from seal_agent.pir import PirSensor
+        from seal_agent.speaker import WarningSpeaker
+        from seal_agent.tamper import TamperSwitch
+
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._stack = ExitStack()
+        try:
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            key, created = load_or_create_signing_key(config.key_path)
+            if created:
+                logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
+            self.outbox = self._stack.enter_context(Outbox(config.outbox_path))
+            if speaker is None:
+                real_speaker = WarningSpeaker(config.warning.sound_files())
+                self._stack.callback(real_speaker.close)
+                speaker = real_speaker
+            self.speaker = speaker
+            self.sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
+            self._stack.callback(self.sensor.close)
+            self.tamper: TamperSwitch | None = None
+            if config.tamper.enabled:
+                self.tamper = TamperSwitch(config.tamper.pin, pin_factory=pin_factory)
+                self._stack.callback(self.tamper.close)
+            self.publisher = MqttPublisher(
+                device_id=config.device_id,
+                host=config.mqtt.host,
+                port=config.mqtt.port,
+                username=config.mqtt_username,
+                password=read_password(config),
+                keepalive_s=config.mqtt.keepalive_s,
+                tls_ca_file=config.mqtt.tls_ca_file,
+                reconnect_max_s=reconnect_max_s,
+            )
+            self._build_camera()
+            self.agent = SealAgent(
+                identity=SealIdentity(config.device_id, config.case_no, key),
+                motion=self.sensor,
+                speaker=self.speaker,
+                publisher=self.publisher,
+                outbox=self.outbox,
+                warning=WarningSettings(
+                    repeat_s=config.warning.repeat_s,
+                    max_repeats=config.warning.max_repeats,
+                    cooldown_s=config.warning.cooldown_s,
+                ),
+                heartbeat_s=config.heartbeat_s,
+                retry_s=retry_s,
+                clock=self.clock,
+                camera=self.camera,
+                snapshots=self.camera.spool if self.camera is not None else None,
+                camera_policy=CameraPolicy(
+                    require_motion_confirmation=config.camera.require_motion_confirmation,
+                    motion_window_s=config.camera.motion_window_s,
+                ),
+                tamper=self.tamper,
+            )
+            self.commands = CommandDesk(
+                self.agent, self.outbox, self.clock, server_key=config.commands.verify_key()
+            )
+            self.agent.command_handler = self.commands.handle
+            if self.camera is not None:
+                self._wire_camera(self.agent)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._started = False
+
+    def _build_camera(self) -> None:
+        from seal_agent.camera import CameraError
+
+        self.camera = None
+        config = self.config.camera
+        if not config.enabled:
+            logger.info("no camera configured")
+            return
+        try:
+            from seal_agent.camera import CameraMonitor, SnapshotStore, open_camera
+            from seal_agent.evidence import SealCamera
+            from seal_agent.snapshots import SnapshotSpool
+
+            source = open_camera(config.source)
+            assert source is not None
+            self._stack.callback(source.close)  # idempotent; the monitor closes it too once started
+            monitor = CameraMonitor.from_config(config, source, clock=self.clock.monotonic)
+            store = SnapshotStore(self.config.snapshot_dir, config.snapshot_quota_bytes)
+            self.camera = SealCamera(monitor, SnapshotSpool(store, self.outbox))
+        except (CameraError, OSError) as exc:
+            logger.error("camera %r cannot be used (%s); the seal runs without it", config.source, exc)
+
+    def _wire_camera(self, agent: SealAgent) -> None:
+        from seal_protocol import EventType
+
+        assert self.camera is not None
+        spool = self.camera.spool
+        self.camera.monitor.on_health = agent.camera_health
+        spool.on_thinned = lambda payload: _discard(agent.record(EventType.OUTBOX_FULL, payload))
+        courier = agent.snapshot_courier
+        assert courier is not None
+        spool.notify = courier.notify
+
+    def start(self) -> None:
+        self.agent.start()
+        if self.camera is not None:
+            self.camera.start()
+        self.publisher.start()
+        self._started = True
+
+    def close(self) -> None:
+        """Stop the camera and the agent, send ``offline``, release the pins, the speaker and the outbox."""
+        if self._started:
+            self._started = False
+            if self.camera is not None:
+                self.camera.close()
+            self.agent.stop()
+            self.publisher.stop()
+        self._stack.close()
+
+    def __enter__(self) -> SealRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _discard(value: object) -> None:
+    pass

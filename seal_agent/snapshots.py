@@ -1,0 +1,123 @@
+"""The seal's snapshots on their way to the court: stored by hash, queued durably, thinned to the disk quota.
+
+Every snapshot is written to the content-addressed :class:`~seal_agent.camera.SnapshotStore` and its hash is
+committed to the outbox's snapshot queue *before* it is published; the queue entry is deleted after the broker's
+PUBACK (the file stays as a local copy until thinning needs the space). :class:`SnapshotSpool` is the snapshot
+courier's :class:`~seal_agent.delivery.DeliveryQueue`.
+
+Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
+always holds. When a new snapshot takes the store over its quota, the store is thinned down to
+``THIN_TO_FRACTION`` of the quota (so thinning, and its ``outbox_full`` event, happens once per ~10 % of the quota
+rather than per snapshot): first the oldest snapshots the court already has (acknowledged by the broker), then,
+only if that is not enough, the oldest *unsent* ones too (the newest evidence, of what is going on now, is worth
+more than the oldest). The snapshot just taken is never thinned. Every thinning is reported through
+``on_thinned`` with the payload of an ``outbox_full`` event, which names each unsent snapshot that was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from seal_agent.camera import SnapshotNotFound, SnapshotStore
+from seal_agent.outbox import Outbox, SnapshotItem
+
+logger = logging.getLogger(__name__)
+
+#: Thinning frees space down to this fraction of the quota.
+THIN_TO_FRACTION = 0.9
+#: At most this many lost (unsent) hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB).
+MAX_LISTED = 200
+
+ThinningHandler = Callable[[Mapping[str, Any]], None]
+
+
+class SnapshotSpool:
+    """Stores, queues and thins snapshots. Thread-safe; ``notify`` is called after each queued snapshot."""
+
+    def __init__(self, store: SnapshotStore, outbox: Outbox) -> None:
+        self.store = store
+        self._outbox = outbox
+        self._lock = threading.Lock()
+        self._total = store.total_bytes()
+        #: Called with an ``outbox_full`` payload after snapshots were thinned.
+        self.on_thinned: ThinningHandler | None = None
+        #: Called after a snapshot was queued (the snapshot courier's ``notify``).
+        self.notify: Callable[[], None] = _nothing
+
+    @property
+    def quota_bytes(self) -> int:
+        return self.store.quota_bytes
+
+    def add(self, jpeg: bytes) -> str:
+        """Store ``jpeg``, queue it for the court, thin the store if it is over quota; return the hash."""
+        sha = self.store.put(jpeg)
+        self._outbox.queue_snapshot(sha)
+        self.notify()
+        with self._lock:
+            self._total += len(jpeg)
+            over = self._total > self.store.quota_bytes
+        if over:
+            self._thin(sha)
+        return sha
+
+    def depth(self) -> int:
+        """Snapshots waiting for their PUBACK."""
+        return self._outbox.snapshot_depth()
+
+    # -- DeliveryQueue ----------------------------------------------------------------------------------------
+
+    def pending(self, *, after: int, limit: int) -> list[SnapshotItem]:
+        items = []
+        for queued in self._outbox.pending_snapshots(after=after, limit=limit):
+            try:
+                jpeg = self.store.get(queued.sha)
+            except SnapshotNotFound:
+                logger.error("queued snapshot %s has no file any more; dropped from the queue", queued.sha)
+                self._outbox.ack_snapshot(queued.qid)
+                continue
+            items.append(SnapshotItem(queued.qid, queued.sha, jpeg))
+        return items
+
+    def ack(self, key: int) -> bool:
+        return self._outbox.ack_snapshot(key)
+
+    # -- quota ------------------------------------------------------------------------------------------------
+
+    def _thin(self, newest: str) -> None:
+        quota = self.store.quota_bytes
+        target = int(quota * THIN_TO_FRACTION)
+        with self._lock:
+            unsent = self._outbox.unsent_snapshots()
+            thinned = self.store.thin_to_quota(protected=unsent | {newest}, target_bytes=target)
+            lost: list[str] = []
+            if self.store.total_bytes() > quota:
+                lost = self.store.thin_to_quota(protected={newest}, target_bytes=target)
+                self._outbox.unqueue_snapshots(lost)
+            self._total = self.store.total_bytes()
+            stored = self._total
+        if not thinned and not lost:
+            return
+        logger.warning(
+            "snapshot quota of %d bytes reached: thinned %d sent and %d unsent snapshot(s)",
+            quota,
+            len(thinned),
+            len(lost),
+        )
+        payload = {
+            "quota_bytes": quota,
+            "stored_bytes": stored,
+            "thinned": len(thinned) + len(lost),
+            "thinned_unsent": len(lost),
+            "snapshots": (thinned + lost)[:MAX_LISTED],
+            "unsent_lost": lost[:MAX_LISTED],
+        }
+        handler = self.on_thinned
+        if handler is not None:
+            handler(payload)
+
+
+def _nothing() -> None:
+    pass

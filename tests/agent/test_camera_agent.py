@@ -1,0 +1,195 @@
+"""The camera wired into the agent: snapshots by hash through the durable outbox, motion confirmation, camera health
+events, the disk quota. Real parts: clips written by cv2.VideoWriter and played by the video-file camera, gpiozero
+mock pins, a private Mosquitto."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from seal_agent.runtime import SealRuntime
+from server.mosquitto import PrivateBroker
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    RuntimeFactory,
+    check_chain,
+    pulse,
+    verify_key,
+    write_config,
+)
+from tests.agent_camera.clips import black_frames, moving_rectangle_frames, static_frames, write_clip
+
+DEVICE = "seal-test-1"
+
+
+def camera_section(source: Path, **overrides: object) -> str:
+    options: dict[str, object] = {
+        "fps": 10.0,
+        "ring_seconds": 1.0,
+        "blind_after_s": 0.5,
+        "lost_after_s": 0.5,
+        "motion_learning_frames": 3,
+        "snapshot_before_s": 0.5,
+        "snapshot_after_s": 1.0,
+        "snapshot_max_frames": 4,
+        "motion_window_s": 0.5,
+    }
+    options.update(overrides)
+    lines = [f'source = "{source}"'] + [f"{key} = {str(value).lower()}" for key, value in options.items()]
+    return "[camera]\n" + "\n".join(lines)
+
+
+def started(runtime: SealRuntime) -> SealRuntime:
+    """Start and wait until the camera delivers analysed frames (the background is learned)."""
+    runtime.start()
+    assert runtime.camera is not None
+    monitor = runtime.camera.monitor
+    assert monitor.wait_for_state("ok", 5), monitor.state
+    deadline = time.monotonic() + 5
+    while monitor.observations < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return runtime
+
+
+def test_intrusion_snapshots_arrive_by_hash_first_one_at_once(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    # 5 fps and 8 snapshots: 4 from the ring buffer, 4 taken over the 0.8 s after the trigger.
+    config = write_config(tmp_path, broker, camera=camera_section(video, fps=5.0, snapshot_max_frames=8))
+    speaker = RecordingSpeaker()
+    runtime = started(runtimes(config, speaker=speaker))
+
+    triggered = time.monotonic()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    intrusion = court.payloads(DEVICE, "intrusion")[0]
+    assert intrusion["warning"] == "played" and speaker.plays == 1
+    assert intrusion["camera"] == "ok" and intrusion["camera_motion"] == "seen"
+    ready = intrusion["snapshots"]
+    assert ready, "no pre-trigger snapshot from the ring buffer"
+
+    # The post-trigger snapshots are listed in a follow-up event naming the intrusion.
+    def follow_up(c: CourtSubscriber) -> list[dict[str, object]]:
+        return [p for p in c.payloads(DEVICE, "heartbeat") if "snapshots" in p]
+
+    assert court.wait_for(lambda c: bool(follow_up(c)), timeout=5)
+    later = follow_up(court)[0]
+    assert later["trigger"] == "intrusion" and later["trigger_seq"] == 2
+    assert isinstance(later["snapshots"], list) and later["snapshots"]
+    every = set(ready) | set(later["snapshots"])
+    assert court.wait_for(lambda c: every <= c.snapshot_hashes(DEVICE), timeout=5)
+
+    arrivals = sorted(court.snapshots, key=lambda s: s.at)
+    for item in arrivals:
+        assert hashlib.sha256(item.data).hexdigest() == item.sha  # bytes == topic level
+        assert item.data.startswith(b"\xff\xd8")
+    # The first snapshot is out long before the post-trigger window (1 s) is over.
+    assert arrivals[0].at - triggered < 0.5
+    assert arrivals[-1].at - triggered > 0.6
+    check_chain(court.of(DEVICE), verify_key(config))
+    assert runtime.agent.snapshot_courier is not None and runtime.agent.snapshot_courier.wait_drained(5)
+    assert runtime.outbox.snapshot_depth() == 0  # deleted from the queue after PUBACK
+    assert all(sha in runtime.camera.spool.store for sha in every)  # type: ignore[union-attr]
+
+
+def test_unsent_snapshots_survive_a_restart(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    config = write_config(tmp_path, broker, camera=camera_section(video, snapshot_after_s=0.0))
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        first = started(runtimes(config))
+        broker.stop()
+        pulse(mock_pins)
+        queued = {item.sha for item in first.outbox.pending_snapshots()}
+        assert queued, "the snapshots were not committed to the queue"
+        first.close()
+        broker.start()
+        second = runtimes(config)
+        second.start()
+        assert court.wait_for(lambda c: queued <= c.snapshot_hashes(DEVICE), timeout=10)
+    finally:
+        court.close()
+
+
+def test_covered_lens_is_camera_blind_and_comes_back(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    video = write_clip(tmp_path / "covered.avi", black_frames(40))
+    config = write_config(tmp_path, broker, camera=camera_section(video))
+    runtime = runtimes(config)
+    runtime.start()
+    assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=5)
+    blind = court.payloads(DEVICE, "camera_blind")[0]
+    assert blind["reason"] == "uniform"
+    check_chain(court.of(DEVICE), verify_key(config))
+
+
+def test_lost_camera_never_stops_the_warning_or_the_event(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "short.avi", static_frames(5))  # 0.5 s: the camera reopens the file often
+    config = write_config(
+        tmp_path, broker, camera=camera_section(video, require_motion_confirmation=True, lost_after_s=0.5)
+    )
+    speaker = RecordingSpeaker()
+    runtime = started(runtimes(config, speaker=speaker))
+    video.unlink()  # the camera is unplugged
+    assert court.wait_for(lambda c: "camera_lost" in c.types(DEVICE), timeout=5)
+    assert runtime.agent.camera_state == "lost"
+
+    pulse(mock_pins)
+    assert speaker.wait_plays(1, timeout=3)  # confirmation is required, but a lost camera never silences
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    intrusion = court.payloads(DEVICE, "intrusion")[0]
+    assert intrusion["camera"] == "lost" and intrusion["camera_motion"] == "unknown"
+    assert intrusion["warning"] == "played"
+
+    write_clip(video, static_frames(20))  # plugged in again
+    assert court.wait_for(lambda c: "camera_found" in c.types(DEVICE), timeout=5)
+
+
+def test_motion_confirmation_with_a_still_room_records_not_seen_and_stays_silent(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "still.avi", static_frames(100))
+    config = write_config(tmp_path, broker, camera=camera_section(video, require_motion_confirmation=True))
+    speaker = RecordingSpeaker()
+    started(runtimes(config, speaker=speaker))
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    intrusion = court.payloads(DEVICE, "intrusion")[0]
+    assert intrusion["camera_motion"] == "not_seen"
+    assert intrusion["warning"] == "suppressed_not_seen"
+    assert intrusion["snapshots"]  # the evidence is kept all the same
+    assert speaker.plays == 0
+
+
+def test_quota_thins_oldest_snapshots_and_says_so_without_losing_events(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    section = camera_section(video, snapshot_quota_mb=0.05, snapshot_after_s=0.0, snapshot_max_frames=4)
+    config = write_config(tmp_path, broker, cooldown_s=0, camera=section)
+    runtime = started(runtimes(config))
+    assert runtime.camera is not None
+    store = runtime.camera.spool.store
+    for _ in range(6):
+        pulse(mock_pins)
+        time.sleep(0.3)  # new frames between intrusions
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "outbox_full"), timeout=5)
+    full = court.payloads(DEVICE, "outbox_full")[0]
+    assert full["quota_bytes"] == store.quota_bytes
+    assert full["thinned"] >= 1 and full["snapshots"]
+    assert full["stored_bytes"] <= store.quota_bytes
+    assert store.total_bytes() <= store.quota_bytes
+    assert not any(sha in store for sha in full["snapshots"])  # the oldest went
+    assert court.wait_for(lambda c: len(c.payloads(DEVICE, "intrusion")) == 6)
+    seqs = check_chain(court.of(DEVICE), verify_key(config))
+    assert sorted(seqs) == list(range(1, max(seqs) + 1))  # no event lost
