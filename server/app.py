@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from server.api import api_router, metrics_router
+from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.config import Settings
 from server.context import ServerContext
 from server.db import make_engine, make_session_factory
@@ -64,6 +65,21 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
 
+    async def not_authenticated(_request: Request, exc: Exception) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_401_UNAUTHORIZED, headers=headers)
+
+    async def forbidden(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
+
+    async def too_many_attempts(_request: Request, exc: Exception) -> JSONResponse:
+        retry_after = exc.retry_after_s if isinstance(exc, TooManyAttempts) else 60
+        headers = {"Retry-After": str(retry_after)}
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
+
+    app.add_exception_handler(NotAuthenticated, not_authenticated)
+    app.add_exception_handler(Forbidden, forbidden)
+    app.add_exception_handler(TooManyAttempts, too_many_attempts)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)

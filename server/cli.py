@@ -5,6 +5,9 @@
     seal-server check-config --config FILE
     seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
+    seal-server user add NAME --role ROLE --config FILE [--case CASE_NO ...] [--password-stdin]
+    seal-server user list --config FILE
+    seal-server user assign NAME --case CASE_NO --config FILE
 
 Every command also takes --log-level and --log-json.
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.auth.cli import add_user_commands, run_user_command
 from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
@@ -63,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     seal_add.add_argument(
         "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
     )
+    add_user_commands(commands, common)
     return parser
 
 
@@ -105,6 +110,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _case_add(args, settings)
         case "seal":
             return _seal_add(args, settings)
+        case "user":
+            return _user(args, settings)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -162,6 +169,15 @@ def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _user(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return run_user_command(args, session, _out)
+    finally:
+        engine.dispose()
 
 
 def _safe_url(url: str) -> str:

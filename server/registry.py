@@ -1,21 +1,27 @@
 """Cases and seals: registering them and binding a seal to a case. Keyword-only functions on a session.
 
-The caller owns the transaction (commit or roll back); these functions only add and check.
+Every binding and unbinding is kept in ``seal_bindings`` (who, when), so that an event that arrives late can be
+attributed to the case its seal was bound to when it happened. The caller owns the transaction (commit or roll back);
+these functions only add and check.
 """
 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol import InvalidTopic, SignatureError, validate_device_id
 from seal_protocol.signing import verify_key_from_b64
+from server.auth.models import SealBinding, User
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.models import Case, Seal, utc_now
 
 CASE_NO_MAX = 64
+#: Case fields a clerk may change after creation.
+CASE_FIELDS = ("court", "judge", "address", "applicant", "debtor")
 
 
 def get_case(session: Session, *, case_no: str) -> Case:
@@ -25,17 +31,80 @@ def get_case(session: Session, *, case_no: str) -> Case:
     return case
 
 
-def add_case(session: Session, *, case_no: str, court: str = "", judge: str = "", address: str = "") -> Case:
+def add_case(
+    session: Session,
+    *,
+    case_no: str,
+    court: str = "",
+    judge: str = "",
+    address: str = "",
+    applicant: str = "",
+    debtor: str = "",
+) -> Case:
     """Register an enforcement case; raise :class:`AlreadyExists` if its number is taken."""
     case_no = case_no.strip()
     if not 1 <= len(case_no) <= CASE_NO_MAX:
         raise ValueError(f"a case number has 1 to {CASE_NO_MAX} characters, got {len(case_no)}")
     if session.scalar(select(Case.id).where(Case.case_no == case_no)) is not None:
         raise AlreadyExists(f"case {case_no!r} already exists")
-    case = Case(case_no=case_no, court=court, judge=judge, address=address)
+    case = Case(case_no=case_no, court=court, judge=judge, address=address, applicant=applicant, debtor=debtor)
     session.add(case)
     session.flush()
     return case
+
+
+def update_case(session: Session, *, case_no: str, changes: dict[str, str]) -> Case:
+    """Change the descriptive fields of a case (the case number itself never changes)."""
+    case = get_case(session, case_no=case_no)
+    for name, value in changes.items():
+        if name not in CASE_FIELDS:
+            raise ValueError(f"case field {name!r} cannot be changed")
+        setattr(case, name, value)
+    session.flush()
+    return case
+
+
+def get_seal(session: Session, *, device_id: str) -> Seal:
+    seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+    if seal is None:
+        raise NotFound(f"unknown seal {device_id!r}")
+    return seal
+
+
+def add_seal(session: Session, *, device_id: str, public_key: str, location: str = "") -> Seal:
+    """Register a new seal with its public key, bound to no case yet; raise :class:`AlreadyExists` if known."""
+    device_id, key = _checked_identity(device_id, public_key)
+    if session.scalar(select(Seal.id).where(Seal.device_id == device_id)) is not None:
+        raise AlreadyExists(f"seal {device_id!r} already exists")
+    seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location)
+    session.add(seal)
+    session.flush()
+    return seal
+
+
+def bind_seal(
+    session: Session, *, device_id: str, case_no: str, by: User | None, location: str | None = None
+) -> SealBinding:
+    """Bind an unbound seal to a case; raise :class:`Conflict` if it is bound (unbind it first)."""
+    seal = get_seal(session, device_id=device_id)
+    get_case(session, case_no=case_no)
+    if seal.case_no is not None:
+        raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
+    return _bind(session, seal, case_no=case_no, by=by, location=location, now=utc_now())
+
+
+def unbind_seal(session: Session, *, device_id: str, by: User | None) -> SealBinding:
+    """End the seal's current binding; raise :class:`Conflict` if it is bound to no case."""
+    seal = get_seal(session, device_id=device_id)
+    if seal.case_no is None:
+        raise Conflict(f"seal {device_id!r} is not bound to a case")
+    return _unbind(session, seal, by=by, now=utc_now())
+
+
+def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:
+    """The seal's bindings, newest first."""
+    query = select(SealBinding).where(SealBinding.device_id == device_id)
+    return list(session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())))
 
 
 def register_seal(
@@ -52,24 +121,25 @@ def register_seal(
     A registered seal keeps its key: a different one is refused unless ``replace_key`` (a re-provisioned device),
     because a silently swapped key would let anyone holding the new one speak for the seal.
     """
-    try:
-        validate_device_id(device_id)
-        key = public_key_b64_normalised(public_key)
-    except (InvalidTopic, SignatureError) as exc:
-        raise ValueError(str(exc)) from None
+    device_id, key = _checked_identity(device_id, public_key)
     get_case(session, case_no=case_no)
+    now = utc_now()
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     if seal is None:
-        seal = Seal(device_id=device_id, public_key=key, case_no=case_no, location=location or "")
+        seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location or "")
         session.add(seal)
+        session.flush()
     else:
         if seal.public_key != key and not replace_key:
             raise Conflict(f"seal {device_id!r} is registered with another public key; pass replace_key to change it")
         seal.public_key = key
-        seal.case_no = case_no
-        if location is not None:
-            seal.location = location
-        seal.registered_at = utc_now()
+        seal.registered_at = now
+    if seal.case_no != case_no:
+        if seal.case_no is not None:
+            _unbind(session, seal, by=None, now=now)
+        _bind(session, seal, case_no=case_no, by=None, location=location, now=now)
+    elif location is not None:
+        seal.location = location
     session.flush()
     return seal
 
@@ -77,3 +147,38 @@ def register_seal(
 def public_key_b64_normalised(text: str) -> str:
     """The canonical base64 form of an Ed25519 public key; raise ``SignatureError`` if it is not one."""
     return base64.b64encode(bytes(verify_key_from_b64(text))).decode("ascii")
+
+
+def _checked_identity(device_id: str, public_key: str) -> tuple[str, str]:
+    try:
+        validate_device_id(device_id)
+        return device_id, public_key_b64_normalised(public_key)
+    except (InvalidTopic, SignatureError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _bind(
+    session: Session, seal: Seal, *, case_no: str, by: User | None, location: str | None, now: datetime
+) -> SealBinding:
+    seal.case_no = case_no
+    if location is not None:
+        seal.location = location
+    binding = SealBinding(device_id=seal.device_id, case_no=case_no, bound_at=now, bound_by=by.id if by else None)
+    session.add(binding)
+    session.flush()
+    return binding
+
+
+def _unbind(session: Session, seal: Seal, *, by: User | None, now: datetime) -> SealBinding:
+    binding = session.scalar(
+        select(SealBinding).where(SealBinding.device_id == seal.device_id, SealBinding.unbound_at.is_(None))
+    )
+    if binding is None:  # bound before binding history existed
+        assert seal.case_no is not None
+        binding = SealBinding(device_id=seal.device_id, case_no=seal.case_no, bound_at=seal.registered_at)
+        session.add(binding)
+    binding.unbound_at = now
+    binding.unbound_by = by.id if by else None
+    seal.case_no = None
+    session.flush()
+    return binding

@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.auth.access import Role
+from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
 
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded", "error"] = Field(
@@ -49,3 +52,164 @@ class SealPublic(BaseModel):
     last_seen_at: datetime | None
     last_event_at: datetime | None
     online: bool = Field(description="Reported online and heard from within offline_after_s.")
+
+
+class SealCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=64, description="The seal's id, also its MQTT username.")
+    public_key: str = Field(min_length=1, max_length=64, description="The seal's Ed25519 public key, base64.")
+    location: str = Field("", max_length=256, description="Where the seal is kept or installed.")
+
+
+class SealBind(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_no: str = Field(min_length=1, max_length=64, description="The case to bind the seal to.")
+    location: str | None = Field(None, max_length=256, description="Where the seal is installed; unchanged if null.")
+
+
+class SealBindingPublic(BaseModel):
+    device_id: str
+    case_no: str
+    bound_at: datetime
+    bound_by: str | None = Field(description="Username of whoever bound it; null when done on the CLI.")
+    unbound_at: datetime | None = Field(description="Null while the binding lasts.")
+    unbound_by: str | None
+
+
+class CaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_no: str = Field(min_length=1, max_length=64, description="案号, e.g. (2021)苏0214执1234号.")
+    court: str = Field("", max_length=128, description="The court, e.g. 无锡市滨湖区人民法院.")
+    judge: str = Field("", max_length=128, description="The enforcement judge's name as printed on the notice.")
+    address: str = Field("", max_length=256, description="Where the sealed property is.")
+    applicant: str = Field("", max_length=256, description="申请执行人, the creditor.")
+    debtor: str = Field("", max_length=256, description="被执行人, the debtor.")
+
+
+class CaseUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    court: str | None = Field(None, max_length=128)
+    judge: str | None = Field(None, max_length=128)
+    address: str | None = Field(None, max_length=256)
+    applicant: str | None = Field(None, max_length=256)
+    debtor: str | None = Field(None, max_length=256)
+
+
+class CasePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    case_no: str
+    court: str
+    judge: str
+    address: str
+    applicant: str
+    debtor: str
+    created_at: datetime
+
+
+class AssignmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64, description="A judge, officer, creditor or debtor.")
+
+
+class AssignmentPublic(BaseModel):
+    case_no: str
+    username: str
+    full_name: str
+    role: str
+
+
+class SnapshotPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sha256: str = Field(description="SHA-256 of the JPEG; download it from /api/snapshots/{sha256}.")
+    device_id: str
+    case_no: str
+    size: int
+    received_at: datetime
+
+
+class SealEventPage(BaseModel):
+    device_id: str
+    events: list[EventPublic] = Field(description="Newest (last received) first; only events of visible cases.")
+    next_before: int | None = Field(description="Pass as ?before= for the next (older) page; null on the last page.")
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    username: str
+    full_name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class MePublic(UserPublic):
+    case_nos: list[str] = Field(description="Cases assigned to the user; empty for a clerk, who sees all.")
+
+
+class LoginPublic(BaseModel):
+    access_token: str = Field(description="Bearer token for API clients: 'Authorization: Bearer <token>'.")
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: MePublic
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+    role: Role
+    full_name: str = Field("", max_length=128)
+    case_nos: list[str] = Field(default_factory=list, description="Cases to assign the user to at once.")
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = Field(None, description="A new role; ends the user's logins.")
+    disabled: bool | None = Field(None, description="Disable (true) ends the user's logins; enable (false).")
+    full_name: str | None = Field(None, max_length=128)
+    password: str | None = Field(
+        None,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        description="Reset the password; ends the user's logins.",
+    )
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+
+
+class AuditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="Increasing; the paging cursor.")
+    at: datetime
+    actor: str = Field(description="Username of the actor, or '-' for the CLI or an anonymous caller.")
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditPublic] = Field(description="Newest first.")
+    next_before: int | None = Field(description="Pass as ?before= for the next (older) page; null on the last page.")

@@ -1,16 +1,26 @@
-"""The REST API: one router per resource, all under ``/api`` except ``/metrics``."""
+"""The REST API: one router per resource, all under ``/api`` except ``/metrics``.
+
+Every route but ``/api/health`` and ``/api/auth/login`` needs a logged-in user; what the user may see and do is
+decided by :mod:`server.auth.access`. ``/metrics`` is public for the Prometheus scraper (restrict it at the reverse
+proxy, or give it a token, when the network is not trusted).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api import cases, health, metrics, seals
+from server.api import audit, auth, cases, events, health, metrics, seals, snapshots, users
 
-#: Authentication will be a dependency of this router (``APIRouter(dependencies=[...])``).
 api_router = APIRouter(prefix="/api")
 api_router.include_router(health.router)
+api_router.include_router(auth.router)
+api_router.include_router(users.router)
+# Routes ending in /cases/{case_no}/<something> before the cases router's /cases/{case_no}, which would take them.
+api_router.include_router(events.router)
+api_router.include_router(snapshots.router)
 api_router.include_router(cases.router)
 api_router.include_router(seals.router)
+api_router.include_router(audit.router)
 
 metrics_router = metrics.router
 

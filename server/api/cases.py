@@ -1,53 +1,104 @@
-"""Cases: the event log of one case."""
+"""Cases: the enforcement cases a user may see; the clerk creates and edits them and assigns people to them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 
-from server.api.deps import SessionDep
-from server.models import Event
-from server.registry import get_case
-from server.schemas import EventPage, EventPublic
+from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
+from server.audit import record_audit
+from server.auth.access import Permission, case_filter
+from server.auth.models import User
+from server.auth.users import assign_case, case_members, get_user, unassign_case
+from server.models import Case
+from server.registry import add_case, update_case
+from server.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-MAX_PAGE = 500
+NOT_FOUND: Responses = {404: {"description": "No such case, or not one of yours"}}
 
 
 # ":path" lets a case number hold any character, even an encoded "/"; case numbers like (2021)苏0214执1234号 arrive
-# percent-encoded and are decoded before routing.
-@router.get("/{case_no:path}/events")
-def list_case_events(
-    case_no: str,
+# percent-encoded and are decoded before routing. Routes with a suffix after the case number come first, so that
+# "/cases/X/assignments" is not read as the case "X/assignments".
+@router.get("/{case_no:path}/assignments", responses=NOT_FOUND)
+def read_assignments(
+    case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))], session: SessionDep
+) -> list[AssignmentPublic]:
+    """Who is assigned to the case: judges, officers and the parties (clerk only)."""
+    return [_assignment(case.case_no, user) for user in case_members(session, case_no=case.case_no)]
+
+
+@router.post("/{case_no:path}/assignments", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+def add_assignment(
+    body: AssignmentCreate,
+    case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))],
+    clerk: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Events per page.")] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only events with an id below this (paging cursor).")] = None,
-) -> EventPage:
-    """The case's events, newest first, in pages."""
-    get_case(session, case_no=case_no)
-    query = select(Event).where(Event.case_no == case_no)
-    if before is not None:
-        query = query.where(Event.id < before)
-    rows = session.scalars(query.order_by(Event.id.desc()).limit(limit + 1)).all()
-    page = rows[:limit]
-    events = [
-        EventPublic(
-            id=row.id,
-            device_id=row.device_id,
-            case_no=row.case_no,
-            seq=row.seq,
-            event_id=row.event_id,
-            type=row.type,
-            ts=row.ts,
-            received_at=row.received_at,
-            prev_hash=row.prev_hash,
-            sig=row.sig,
-            payload=row.payload,
-            envelope=row.raw.decode("utf-8"),
-        )
-        for row in page
-    ]
-    return EventPage(case_no=case_no, events=events, next_before=page[-1].id if len(rows) > limit else None)
+) -> AssignmentPublic:
+    """Assign a judge or officer to the case, or make a creditor or debtor a party to it (clerk only)."""
+    user = get_user(session, username=body.username)
+    assign_case(session, user=user, case_no=case.case_no, by=clerk)
+    record_audit(session, actor=clerk, action="case.assign", target=case.case_no, details={"username": user.username})
+    session.commit()
+    return _assignment(case.case_no, user)
+
+
+@router.delete("/{case_no:path}/assignments/{username}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def remove_assignment(
+    username: str,
+    case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))],
+    clerk: CurrentUser,
+    session: SessionDep,
+) -> None:
+    """Take a user off the case (clerk only)."""
+    user = get_user(session, username=username)
+    unassign_case(session, user=user, case_no=case.case_no)
+    record_audit(session, actor=clerk, action="case.unassign", target=case.case_no, details={"username": username})
+    session.commit()
+
+
+@router.get("")
+def read_cases(user: Annotated[User, Depends(requires(Permission.CASE_READ))], session: SessionDep) -> list[CasePublic]:
+    """The cases you may see, by case number."""
+    query = select(Case).where(case_filter(session, user, Case.case_no)).order_by(Case.case_no)
+    return [CasePublic.model_validate(case) for case in session.scalars(query)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Case number taken"}})
+def create_case(
+    body: CaseCreate, clerk: Annotated[User, Depends(requires(Permission.CASE_WRITE))], session: SessionDep
+) -> CasePublic:
+    """Register an enforcement case (clerk only)."""
+    case = add_case(session, **body.model_dump())
+    record_audit(session, actor=clerk, action="case.create", target=case.case_no, details=body.model_dump())
+    session.commit()
+    return CasePublic.model_validate(case)
+
+
+@router.get("/{case_no:path}", responses=NOT_FOUND)
+def read_case(case: Annotated[Case, Depends(case_with(Permission.CASE_READ))]) -> CasePublic:
+    """One case."""
+    return CasePublic.model_validate(case)
+
+
+@router.patch("/{case_no:path}", responses=NOT_FOUND)
+def edit_case(
+    body: CaseUpdate,
+    case: Annotated[Case, Depends(case_with(Permission.CASE_WRITE))],
+    clerk: CurrentUser,
+    session: SessionDep,
+) -> CasePublic:
+    """Change a case's court, judge, address or parties (clerk only)."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    update_case(session, case_no=case.case_no, changes=changes)
+    record_audit(session, actor=clerk, action="case.update", target=case.case_no, details=changes)
+    session.commit()
+    return CasePublic.model_validate(case)
+
+
+def _assignment(case_no: str, user: User) -> AssignmentPublic:
+    return AssignmentPublic(case_no=case_no, username=user.username, full_name=user.full_name, role=user.role)

@@ -1,14 +1,35 @@
-"""Dependencies of the API routes, as ``Annotated`` aliases. Authentication will be added here, in one place."""
+"""Dependencies of the API routes, as ``Annotated`` aliases: the database session, the logged-in user, and the
+objects a route acts on, looked up through the access policy (:mod:`server.auth.access`).
+
+A request authenticates with ``Authorization: Bearer <token>`` (API clients) or the session cookie (the browser).
+A cookie is sent by the browser on its own, so an unsafe request (POST, PUT, PATCH, DELETE) that relies on it must
+also carry the header ``X-Requested-With``: a page on another site cannot add that header without a CORS preflight,
+which this server never grants. Bearer requests need no such header: a browser never adds a bearer token by itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.errors import Forbidden, NotAuthenticated
+from server.auth.models import User
+from server.auth.sessions import resolve_session
 from server.context import ServerContext
+from server.models import Case, Seal, utc_now
+
+#: The ``responses=`` of a route: extra status codes for its OpenAPI description.
+Responses = dict[int | str, dict[str, Any]]
+
+SESSION_COOKIE = "seal_session"
+CSRF_HEADER = "X-Requested-With"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_context(request: Request) -> ServerContext:
@@ -25,3 +46,71 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Login:
+    """The authenticated caller: the user and the login session the request came with."""
+
+    user: User
+    session_id: int
+    via_cookie: bool
+
+
+def get_login(request: Request, session: SessionDep) -> Login:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        secret, via_cookie = credentials.strip(), False
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        secret, via_cookie = cookie, True
+    else:
+        raise NotAuthenticated("log in first")
+    resolved = resolve_session(session, secret=secret, via_cookie=via_cookie, now=utc_now())
+    if resolved is None:
+        raise NotAuthenticated("the session has expired or ended; log in again")
+    row, user = resolved
+    if via_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+        raise Forbidden(f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header")
+    return Login(user=user, session_id=row.id, via_cookie=via_cookie)
+
+
+LoginDep = Annotated[Login, Depends(get_login)]
+
+
+def get_current_user(login: LoginDep) -> User:
+    return login.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def requires(permission: Permission) -> Callable[[User], User]:
+    """A dependency: the current user, if their role has ``permission`` (403 otherwise)."""
+
+    def dependency(user: CurrentUser) -> User:
+        access.require(user, permission)
+        return user
+
+    return dependency
+
+
+def case_with(permission: Permission) -> Callable[[str, Session, User], Case]:
+    """A dependency: the ``{case_no}`` of the path, if visible to the user (else 404) and allowed (else 403)."""
+
+    def dependency(case_no: str, session: SessionDep, user: CurrentUser) -> Case:
+        return access.case_for(session, user, case_no, permission)
+
+    return dependency
+
+
+def seal_with(permission: Permission) -> Callable[[str, Session, User], Seal]:
+    """A dependency: the ``{device_id}`` of the path, if visible to the user (else 404) and allowed (else 403)."""
+
+    def dependency(device_id: str, session: SessionDep, user: CurrentUser) -> Seal:
+        return access.seal_for(session, user, device_id, permission)
+
+    return dependency
+
+
+ClerkUser = Annotated[User, Depends(requires(Permission.USER_ADMIN))]

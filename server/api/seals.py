@@ -1,18 +1,26 @@
-"""Seals: every registered seal with its case and last known state."""
+"""Seals: the clerk registers them; an officer binds one to a case on site and unbinds it when it is removed."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.api.deps import ContextDep, SessionDep
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_with
+from server.audit import record_audit
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
 from server.models import Seal
-from server.schemas import SealPublic
+from server.registry import add_seal, bind_seal, seal_bindings, unbind_seal
+from server.schemas import SealBind, SealBindingPublic, SealCreate, SealPublic
 
 router = APIRouter(prefix="/seals", tags=["seals"])
+
+NOT_FOUND: Responses = {404: {"description": "No such seal or case, or not one of yours"}}
 
 
 def is_online(seal: Seal, *, now: datetime, offline_after_s: int) -> bool:
@@ -30,22 +38,115 @@ def count_online(session: Session, *, now: datetime, offline_after_s: int) -> in
     return int(session.scalar(query) or 0)
 
 
+def seal_public(seal: Seal, *, offline_after_s: int, now: datetime | None = None) -> SealPublic:
+    return SealPublic(
+        device_id=seal.device_id,
+        case_no=seal.case_no,
+        location=seal.location,
+        registered_at=seal.registered_at,
+        status=seal.status,
+        status_changed_at=seal.status_changed_at,
+        last_seen_at=seal.last_seen_at,
+        last_event_at=seal.last_event_at,
+        online=is_online(seal, now=now or datetime.now(UTC), offline_after_s=offline_after_s),
+    )
+
+
+SealReader = Annotated[User, Depends(requires(Permission.SEAL_READ))]
+
+
 @router.get("")
-def list_seals(session: SessionDep, context: ContextDep) -> list[SealPublic]:
-    """Every seal with its case, last status and last event time."""
+def list_seals(
+    user: SealReader,
+    session: SessionDep,
+    context: ContextDep,
+    case_no: Annotated[str | None, Query(description="Only the seals bound to this case.")] = None,
+) -> list[SealPublic]:
+    """The seals you may see, with case, last status and last event time."""
+    query = select(Seal).where(access.seal_filter(session, user))
+    if case_no is not None:
+        query = query.where(Seal.case_no == case_no)
     now = datetime.now(UTC)
-    offline_after_s = context.settings.offline_after_s
     return [
-        SealPublic(
-            device_id=seal.device_id,
-            case_no=seal.case_no,
-            location=seal.location,
-            registered_at=seal.registered_at,
-            status=seal.status,
-            status_changed_at=seal.status_changed_at,
-            last_seen_at=seal.last_seen_at,
-            last_event_at=seal.last_event_at,
-            online=is_online(seal, now=now, offline_after_s=offline_after_s),
-        )
-        for seal in session.scalars(select(Seal).order_by(Seal.device_id))
+        seal_public(seal, offline_after_s=context.settings.offline_after_s, now=now)
+        for seal in session.scalars(query.order_by(Seal.device_id))
     ]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Device id taken"}})
+def register(
+    body: SealCreate,
+    clerk: Annotated[User, Depends(requires(Permission.SEAL_REGISTER))],
+    session: SessionDep,
+    context: ContextDep,
+) -> SealPublic:
+    """Register a seal with its public key, bound to no case yet (clerk only)."""
+    try:
+        seal = add_seal(session, device_id=body.device_id, public_key=body.public_key, location=body.location)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    record_audit(
+        session, actor=clerk, action="seal.register", target=seal.device_id, details={"public_key": seal.public_key}
+    )
+    session.commit()
+    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+
+
+@router.get("/{device_id}", responses=NOT_FOUND)
+def read_seal(seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], context: ContextDep) -> SealPublic:
+    """One seal."""
+    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+
+
+@router.get("/{device_id}/bindings", responses=NOT_FOUND)
+def read_bindings(
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], user: CurrentUser, session: SessionDep
+) -> list[SealBindingPublic]:
+    """The seal's bindings to the cases you may see, newest first: who bound and unbound it, and when."""
+    visible = access.visible_case_nos(session, user)
+    rows = [b for b in seal_bindings(session, device_id=seal.device_id) if visible is None or b.case_no in visible]
+    names = _usernames(session, {b.bound_by for b in rows} | {b.unbound_by for b in rows})
+    return [
+        SealBindingPublic(
+            device_id=b.device_id,
+            case_no=b.case_no,
+            bound_at=b.bound_at,
+            bound_by=names.get(b.bound_by),
+            unbound_at=b.unbound_at,
+            unbound_by=names.get(b.unbound_by),
+        )
+        for b in rows
+    ]
+
+
+@router.put("/{device_id}/binding", responses=NOT_FOUND | {409: {"description": "Already bound; unbind first"}})
+def bind(device_id: str, body: SealBind, user: CurrentUser, session: SessionDep, context: ContextDep) -> SealPublic:
+    """Bind the seal to a case of yours, on site (officer or clerk)."""
+    access.case_for(session, user, body.case_no, Permission.SEAL_BIND)
+    seal = access.seal_for(session, user, device_id, Permission.SEAL_BIND)
+    binding = bind_seal(session, device_id=seal.device_id, case_no=body.case_no, by=user, location=body.location)
+    details = {"case_no": binding.case_no, "location": seal.location}
+    record_audit(session, actor=user, action="seal.bind", target=seal.device_id, details=details)
+    session.commit()
+    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+
+
+@router.delete(
+    "/{device_id}/binding",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND | {409: {"description": "Bound to no case"}},
+)
+def unbind(
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_BIND))], user: CurrentUser, session: SessionDep
+) -> None:
+    """Unbind the seal from its case when it is removed (officer or clerk)."""
+    binding = unbind_seal(session, device_id=seal.device_id, by=user)
+    record_audit(session, actor=user, action="seal.unbind", target=seal.device_id, details={"case_no": binding.case_no})
+    session.commit()
+
+
+def _usernames(session: Session, ids: set[int | None]) -> dict[int | None, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}

@@ -15,12 +15,14 @@ from seal_protocol import EventType, encode_status
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.status import SealStatus
 from server.app import create_app
+from server.auth.access import Role
 from server.config import MqttSettings, Settings
 from server.context import ServerContext
 from server.db import SessionFactory
 from server.ingest import Ingestor
 from server.metrics import IngestMetrics
 from server.mosquitto import PrivateBroker
+from tests.server.auth_helpers import add_user, bearer
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 
@@ -54,8 +56,10 @@ def seals(session_factory: SessionFactory, tmp_path: Path) -> tuple[SimulatedSea
 
 @pytest.fixture
 def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
+    """A client logged in as a clerk, who sees every case."""
+    add_user(session_factory, "clerk", Role.CLERK)
     app = create_app(make_settings(database_url, tmp_path), with_ingest=False)
-    with TestClient(app) as instance:
+    with TestClient(app, headers=bearer(session_factory, "clerk")) as instance:
         yield instance
 
 
@@ -167,8 +171,9 @@ def test_app_runs_the_ingest(
     caplog.set_level(logging.INFO)
     a = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, a)
+    add_user(session_factory, "clerk", Role.CLERK)
     app = create_app(make_settings(database_url, tmp_path, broker))
-    with TestClient(app) as instance:
+    with TestClient(app, headers=bearer(session_factory, "clerk")) as instance:
         context: ServerContext = app.state.context
         assert context.ingest is not None and context.ingest.wait_connected(10)
         assert instance.get("/api/health").json() == {"status": "ok", "broker": "connected", "db": "ok"}

@@ -1,0 +1,47 @@
+"""The audit log: every human action, newest first (clerk only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from server.api.deps import SessionDep, requires
+from server.auth.access import Permission
+from server.auth.models import AuditEntry, User
+from server.schemas import AuditPage, AuditPublic
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+MAX_PAGE = 500
+
+
+@router.get("")
+def read_audit(
+    _clerk: Annotated[User, Depends(requires(Permission.AUDIT_READ))],
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Entries per page.")] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, description="Only entries with an id below this (paging cursor).")
+    ] = None,
+    action: Annotated[str | None, Query(max_length=32, description="Only this action, e.g. login.failed.")] = None,
+    actor: Annotated[str | None, Query(max_length=64, description="Only this actor's username.")] = None,
+    target: Annotated[str | None, Query(max_length=128, description="Only this target (case, seal, user…).")] = None,
+) -> AuditPage:
+    """The audit log, newest first, in pages; filter by action, actor and target (clerk only)."""
+    query = select(AuditEntry)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    if target is not None:
+        query = query.where(AuditEntry.target == target)
+    rows = session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    return AuditPage(
+        entries=[AuditPublic.model_validate(row) for row in page],
+        next_before=page[-1].id if len(rows) > limit else None,
+    )

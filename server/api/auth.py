@@ -1,0 +1,108 @@
+"""Logging in and out: a session cookie for the browser and a bearer token for API clients."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response, status
+
+from server.api.deps import SESSION_COOKIE, ContextDep, CurrentUser, LoginDep, SessionDep
+from server.audit import record_audit
+from server.auth.access import Role
+from server.auth.errors import NotAuthenticated, TooManyAttempts
+from server.auth.models import User
+from server.auth.passwords import hash_password, needs_rehash, verify_password
+from server.auth.sessions import issue_session, revoke_session
+from server.auth.throttle import check_login_allowed, record_login_failure
+from server.auth.users import assigned_case_nos, find_user
+from server.models import utc_now
+from server.schemas import LoginPublic, LoginRequest, MePublic
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+WRONG_CREDENTIALS = "wrong username or password"
+
+
+def client_ip(request: Request) -> str:
+    """The peer address. Behind a reverse proxy this is the proxy's: forwarded headers are not trusted (yet)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+@router.post(
+    "/login",
+    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Too many failed logins"}},
+)
+def login(
+    body: LoginRequest, request: Request, response: Response, session: SessionDep, context: ContextDep
+) -> LoginPublic:
+    """Log in: set the HttpOnly session cookie and return a bearer token; throttled per username and address."""
+    settings = context.settings.auth
+    now = utc_now()
+    ip = client_ip(request)
+    try:
+        check_login_allowed(
+            session,
+            username=body.username,
+            client_ip=ip,
+            now=now,
+            max_failures=settings.login_max_failures,
+            window_s=settings.login_window_s,
+        )
+    except TooManyAttempts:
+        logger.warning("login throttled: username %r from %s", body.username, ip)
+        raise
+    user = find_user(session, username=body.username)
+    password_ok = verify_password(user.password_hash if user is not None else None, body.password)
+    if user is None or not password_ok or user.disabled:
+        reason = "unknown user" if user is None else "wrong password" if not password_ok else "disabled"
+        record_login_failure(session, username=body.username, client_ip=ip, now=now, window_s=settings.login_window_s)
+        record_audit(
+            session, actor=None, action="login.failed", target=body.username, details={"ip": ip, "reason": reason}
+        )
+        session.commit()
+        logger.warning("failed login: username %r from %s (%s)", body.username, ip, reason)
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(body.password)
+    issued = issue_session(session, user=user, now=now, ttl_s=settings.session_ttl_s, client_ip=ip)
+    record_audit(session, actor=user, action="login", target=user.username, details={"ip": ip})
+    session.commit()
+    logger.info("login: %s (%s) from %s", user.username, user.role, ip)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.cookie,
+        max_age=settings.session_ttl_s,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="strict",
+    )
+    return LoginPublic(access_token=issued.token, expires_at=issued.expires_at, user=me_public(session, user))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(login: LoginDep, response: Response, session: SessionDep) -> None:
+    """Log out: end this login (its cookie and its bearer token alike) and clear the cookie."""
+    revoke_session(session, session_id=login.session_id, now=utc_now())
+    record_audit(session, actor=login.user, action="logout", target=login.user.username)
+    session.commit()
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+
+@router.get("/me")
+def me(user: CurrentUser, session: SessionDep) -> MePublic:
+    """The logged-in user, with the cases assigned to them."""
+    return me_public(session, user)
+
+
+def me_public(session: SessionDep, user: User) -> MePublic:
+    return MePublic(
+        username=user.username,
+        full_name=user.full_name,
+        role=Role(user.role),
+        disabled=user.disabled,
+        created_at=user.created_at,
+        case_nos=assigned_case_nos(session, user=user),
+    )

@@ -1,0 +1,100 @@
+"""Events: the verified event log of a case or of a seal, filtered by type and time, newest first, in pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from server.api.deps import CurrentUser, SessionDep, case_with, seal_with
+from server.auth.access import Permission, case_filter
+from server.models import Case, Event, Seal
+from server.schemas import EventPage, EventPublic, SealEventPage
+
+router = APIRouter(tags=["events"])
+
+MAX_PAGE = 500
+
+
+class EventFilter:
+    """Query parameters shared by the event routes."""
+
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Events per page.")] = 50,
+        before: Annotated[
+            int | None, Query(ge=1, description="Only events with an id below this (paging cursor).")
+        ] = None,
+        type: Annotated[
+            list[str] | None, Query(max_length=32, description="Only events of these types (repeat the parameter).")
+        ] = None,
+        since: Annotated[
+            AwareDatetime | None, Query(description="Only events that happened at or after this time (seal's clock).")
+        ] = None,
+        until: Annotated[
+            AwareDatetime | None, Query(description="Only events that happened before this time (seal's clock).")
+        ] = None,
+    ) -> None:
+        self.limit, self.before, self.types, self.since, self.until = limit, before, type, since, until
+
+    def page(self, session: Session, query: Select[Event]) -> tuple[list[EventPublic], int | None]:
+        if self.before is not None:
+            query = query.where(Event.id < self.before)
+        if self.types:
+            query = query.where(Event.type.in_(self.types))
+        if self.since is not None:
+            query = query.where(Event.ts >= self.since)
+        if self.until is not None:
+            query = query.where(Event.ts < self.until)
+        rows = session.scalars(query.order_by(Event.id.desc()).limit(self.limit + 1)).all()
+        page = rows[: self.limit]
+        return _public(page), page[-1].id if len(rows) > self.limit else None
+
+
+Filters = Annotated[EventFilter, Depends()]
+
+
+@router.get("/cases/{case_no:path}/events", responses={404: {"description": "No such case, or not one of yours"}})
+def list_case_events(
+    case: Annotated[Case, Depends(case_with(Permission.EVENT_READ))], session: SessionDep, filters: Filters
+) -> EventPage:
+    """The case's events, newest first, in pages; filter by type and time."""
+    events, next_before = filters.page(session, select(Event).where(Event.case_no == case.case_no))
+    return EventPage(case_no=case.case_no, events=events, next_before=next_before)
+
+
+@router.get("/seals/{device_id}/events", responses={404: {"description": "No such seal, or not one of yours"}})
+def list_seal_events(
+    seal: Annotated[Seal, Depends(seal_with(Permission.EVENT_READ))],
+    user: CurrentUser,
+    session: SessionDep,
+    filters: Filters,
+) -> SealEventPage:
+    """The seal's events in the cases you may see (a seal moves between cases), newest first, in pages."""
+    query = select(Event).where(Event.device_id == seal.device_id, case_filter(session, user, Event.case_no))
+    events, next_before = filters.page(session, query)
+    return SealEventPage(device_id=seal.device_id, events=events, next_before=next_before)
+
+
+def _public(rows: Sequence[Event]) -> list[EventPublic]:
+    return [
+        EventPublic(
+            id=row.id,
+            device_id=row.device_id,
+            case_no=row.case_no,
+            seq=row.seq,
+            event_id=row.event_id,
+            type=row.type,
+            ts=row.ts,
+            received_at=row.received_at,
+            prev_hash=row.prev_hash,
+            sig=row.sig,
+            payload=row.payload,
+            envelope=row.raw.decode("utf-8"),
+        )
+        for row in rows
+    ]

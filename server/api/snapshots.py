@@ -1,0 +1,46 @@
+"""Snapshots: pictures the seals took, listed per case and downloaded by their SHA-256."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from server.api.deps import ContextDep, CurrentUser, SessionDep, case_with
+from server.auth.access import Permission, snapshot_for
+from server.errors import NotFound
+from server.models import Case, Snapshot
+from server.schemas import SnapshotPublic
+from server.snapshots import SnapshotStore
+
+router = APIRouter(tags=["snapshots"])
+
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the picture, lowercase hex.")]
+
+
+@router.get("/cases/{case_no:path}/snapshots", responses={404: {"description": "No such case, or not one of yours"}})
+def list_case_snapshots(
+    case: Annotated[Case, Depends(case_with(Permission.SNAPSHOT_READ))], session: SessionDep
+) -> list[SnapshotPublic]:
+    """The case's snapshots, newest first."""
+    query = select(Snapshot).where(Snapshot.case_no == case.case_no).order_by(Snapshot.id.desc())
+    return [SnapshotPublic.model_validate(row) for row in session.scalars(query)]
+
+
+@router.get(
+    "/snapshots/{sha256}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The JPEG, byte for byte as the seal sent it."},
+        404: {"description": "No such snapshot, or not of one of your cases"},
+    },
+)
+def download_snapshot(sha256: Sha256, user: CurrentUser, session: SessionDep, context: ContextDep) -> FileResponse:
+    """Download a snapshot of a case you may see."""
+    snapshot = snapshot_for(session, user, sha256)
+    path = SnapshotStore(context.settings.snapshot_dir).path_for(snapshot.sha256)
+    if not path.is_file():
+        raise NotFound(f"snapshot {sha256} is recorded but its file is missing")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

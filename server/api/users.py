@@ -1,0 +1,87 @@
+"""Users: the clerk manages accounts and roles; everyone changes their own password."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from server.api.deps import ClerkUser, LoginDep, SessionDep
+from server.audit import record_audit
+from server.auth.access import Role
+from server.auth.errors import Forbidden
+from server.auth.passwords import hash_password, verify_password
+from server.auth.sessions import revoke_user_sessions
+from server.auth.users import assign_case, create_user, get_user, list_users
+from server.models import utc_now
+from server.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("")
+def read_users(_clerk: ClerkUser, session: SessionDep) -> list[UserPublic]:
+    """Every user, by username (clerk only)."""
+    return [UserPublic.model_validate(user) for user in list_users(session)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Username taken"}})
+def add_user(body: UserCreate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
+    """Create a user, optionally assigned to cases at once (clerk only)."""
+    user = create_user(
+        session,
+        username=body.username,
+        role=body.role,
+        password_hash=hash_password(body.password),
+        full_name=body.full_name,
+    )
+    for case_no in body.case_nos:
+        assign_case(session, user=user, case_no=case_no, by=clerk)
+    record_audit(
+        session,
+        actor=clerk,
+        action="user.create",
+        target=user.username,
+        details={"role": user.role, "case_nos": body.case_nos},
+    )
+    session.commit()
+    return UserPublic.model_validate(user)
+
+
+@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_own_password(body: PasswordChange, login: LoginDep, session: SessionDep) -> None:
+    """Change your own password; your other logins end."""
+    user = login.user
+    if not verify_password(user.password_hash, body.current_password):
+        raise Forbidden("the current password is wrong")
+    user.password_hash = hash_password(body.new_password)
+    revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=login.session_id)
+    record_audit(session, actor=user, action="user.password", target=user.username)
+    session.commit()
+
+
+@router.get("/{username}")
+def read_user(username: str, _clerk: ClerkUser, session: SessionDep) -> UserPublic:
+    """One user (clerk only)."""
+    return UserPublic.model_validate(get_user(session, username=username))
+
+
+@router.patch("/{username}")
+def update_user(username: str, body: UserUpdate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
+    """Change a user's role, name or password, or disable them; role, password and disabling end their logins."""
+    user = get_user(session, username=username)
+    if user.id == clerk.id and (body.disabled or (body.role is not None and body.role is not Role.CLERK)):
+        raise Forbidden("a clerk cannot disable or demote themself")
+    changes = body.model_dump(exclude_unset=True, exclude={"password"})
+    if body.role is not None:
+        user.role = body.role.value
+    if body.disabled is not None:
+        user.disabled = body.disabled
+    if body.full_name is not None:
+        user.full_name = body.full_name
+    if body.password is not None:
+        user.password_hash = hash_password(body.password)
+        changes["password"] = "reset"
+    if body.role is not None or body.disabled or body.password is not None:
+        revoke_user_sessions(session, user_id=user.id, now=utc_now())
+    record_audit(session, actor=clerk, action="user.update", target=user.username, details=changes)
+    session.commit()
+    return UserPublic.model_validate(user)

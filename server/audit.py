@@ -1,0 +1,42 @@
+"""The audit log: one append-only row per human action (logins, failures, changes to cases, seals, users, alarms).
+
+Call :func:`record_audit` in the same transaction as the change it records, so that both or neither are stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.auth.models import AuditEntry, User
+from server.models import utc_now
+
+NO_ACTOR = "-"
+
+
+def record_audit(
+    session: Session,
+    *,
+    actor: User | int | None,
+    action: str,
+    target: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append an entry; ``actor`` is the user (or their id), or ``None`` for the CLI or an anonymous caller.
+
+    ``action`` is a dotted verb such as ``case.create`` or ``alarm.ack``; ``target`` names the object (a case
+    number, a device id, a username, an alarm id). The caller commits.
+    """
+    user = session.get(User, actor) if isinstance(actor, int) else actor
+    entry = AuditEntry(
+        at=utc_now(),
+        actor_id=user.id if user is not None else None,
+        actor=user.username if user is not None else NO_ACTOR,
+        action=action,
+        target=target[:128],
+        details=details or {},
+    )
+    session.add(entry)
+    session.flush()
+    return entry

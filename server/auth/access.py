@@ -1,0 +1,153 @@
+"""The access policy, in one place: which cases a user sees, and what each role may do.
+
+- A clerk (书记员, the administrator) sees every case. Judges and officers see the cases they are assigned to; a
+  creditor or debtor sees the case(s) they are a party to. Assignments are rows of ``case_assignments``.
+- Visibility comes first: a case (or a seal bound to it, its events, snapshots, alarms) that the user cannot see is
+  *not found* (404), exactly like one that does not exist, so nobody learns which case numbers exist.
+- Then the role: a user who sees the case but whose role lacks the permission gets :class:`Forbidden` (403).
+- Seals that are bound to no case (the court's stock) are visible to the roles that may bind them.
+
+Routes never check roles themselves: they ask :func:`require`, :func:`case_for`, :func:`seal_for` or
+:func:`visible_case_nos`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from server.auth.errors import Forbidden
+from server.auth.models import CaseAssignment, User
+from server.errors import NotFound
+from server.models import Case, Seal, Snapshot
+
+
+class Role(StrEnum):
+    CLERK = "clerk"
+    JUDGE = "judge"
+    OFFICER = "officer"
+    CREDITOR = "creditor"
+    DEBTOR = "debtor"
+
+
+class Permission(StrEnum):
+    CASE_READ = "case:read"
+    CASE_WRITE = "case:write"
+    CASE_ASSIGN = "case:assign"
+    SEAL_READ = "seal:read"
+    SEAL_REGISTER = "seal:register"
+    SEAL_BIND = "seal:bind"
+    EVENT_READ = "event:read"
+    SNAPSHOT_READ = "snapshot:read"
+    ALARM_READ = "alarm:read"
+    ALARM_ACK = "alarm:ack"
+    ALARM_CLOSE = "alarm:close"
+    USER_ADMIN = "user:admin"
+    AUDIT_READ = "audit:read"
+
+
+_P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.CLERK: frozenset(Permission),
+    Role.JUDGE: frozenset(
+        {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
+    ),
+    Role.OFFICER: frozenset(
+        {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
+    ),
+    # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court.
+    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ}),
+    # The debtor sees the case and whether its seals are in place (the removal request comes with its own workflow).
+    Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ}),
+}
+
+#: Roles that are assigned to cases; a clerk sees every case and is never assigned.
+ASSIGNABLE_ROLES = frozenset({Role.JUDGE, Role.OFFICER, Role.CREDITOR, Role.DEBTOR})
+
+
+def has_permission(user: User, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[Role(user.role)]
+
+
+def require(user: User, permission: Permission) -> None:
+    """Raise :class:`Forbidden` unless the user's role has ``permission`` (for actions not tied to one case)."""
+    if not has_permission(user, permission):
+        raise Forbidden(f"a {user.role} may not do this ({permission.value})")
+
+
+def sees_all_cases(user: User) -> bool:
+    return Role(user.role) is Role.CLERK
+
+
+def visible_case_nos(session: Session, user: User) -> set[str] | None:
+    """The case numbers ``user`` may see, or ``None`` for all of them."""
+    if sees_all_cases(user):
+        return None
+    return set(session.scalars(select(CaseAssignment.case_no).where(CaseAssignment.user_id == user.id)))
+
+
+def case_filter(session: Session, user: User, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """A WHERE clause keeping rows whose ``column`` (a case number) the user may see."""
+    visible = visible_case_nos(session, user)
+    return true() if visible is None else column.in_(visible)
+
+
+def can_see_case(session: Session, user: User, case_no: str) -> bool:
+    if sees_all_cases(user):
+        return True
+    query = select(CaseAssignment.id).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
+    return session.scalar(query) is not None
+
+
+def case_for(session: Session, user: User, case_no: str, permission: Permission) -> Case:
+    """The case, if the user sees it (else :class:`NotFound`) and may do ``permission`` on it (else Forbidden)."""
+    case = session.scalar(select(Case).where(Case.case_no == case_no))
+    if case is None or not can_see_case(session, user, case_no):
+        raise NotFound(f"unknown case {case_no!r}")
+    require(user, permission)
+    return case
+
+
+def can_see_seal(session: Session, user: User, seal: Seal) -> bool:
+    if seal.case_no is None:
+        return sees_all_cases(user) or has_permission(user, Permission.SEAL_BIND)
+    return can_see_case(session, user, seal.case_no)
+
+
+def seal_for(session: Session, user: User, device_id: str, permission: Permission) -> Seal:
+    """The seal, if the user sees it (else :class:`NotFound`) and may do ``permission`` (else Forbidden)."""
+    seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+    if seal is None or not can_see_seal(session, user, seal):
+        raise NotFound(f"unknown seal {device_id!r}")
+    require(user, permission)
+    return seal
+
+
+def seal_filter(session: Session, user: User) -> ColumnElement[bool]:
+    """A WHERE clause keeping the seals the user may see (see :func:`can_see_seal`)."""
+    visible = visible_case_nos(session, user)
+    if visible is None:
+        return true()
+    bound_to_visible = Seal.case_no.in_(visible)
+    if has_permission(user, Permission.SEAL_BIND):
+        return bound_to_visible | Seal.case_no.is_(None)
+    return bound_to_visible
+
+
+def snapshot_for(session: Session, user: User, sha256: str) -> Snapshot:
+    """The snapshot, if its case is visible (else :class:`NotFound`) and the role may view pictures."""
+    snapshot = session.scalar(select(Snapshot).where(Snapshot.sha256 == sha256))
+    if snapshot is None or not can_see_case(session, user, snapshot.case_no):
+        raise NotFound(f"unknown snapshot {sha256}")
+    require(user, Permission.SNAPSHOT_READ)
+    return snapshot
+
+
+def check_case_visible(session: Session, user: User, case_no: str, permission: Permission, *, what: str) -> None:
+    """For objects (e.g. alarms) that belong to ``case_no``: NotFound naming ``what`` if hidden, Forbidden if not
+    allowed."""
+    if not can_see_case(session, user, case_no):
+        raise NotFound(f"unknown {what}")
+    require(user, permission)

@@ -1,0 +1,45 @@
+"""Password hashing with argon2id (argon2-cffi's defaults: 64 MiB, 3 passes) and the password rules."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 256
+
+_hasher = PasswordHasher()
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that a wrong username costs as long as a wrong password."""
+    return _hasher.hash("no user has this password, it only burns time")
+
+
+def check_password_rules(password: str) -> None:
+    """Raise ``ValueError`` unless ``password`` is acceptable."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of ``password``, after checking the rules."""
+    check_password_rules(password)
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Does ``password`` match? With ``None`` (no such user) spend the same time and answer no."""
+    try:
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)

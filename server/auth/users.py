@@ -1,0 +1,95 @@
+"""Users and case assignments: keyword-only functions on a session. The caller commits.
+
+Passwords arrive here already hashed (:func:`server.auth.passwords.hash_password`): storage code never sees one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.auth.access import ASSIGNABLE_ROLES, Role
+from server.auth.models import CaseAssignment, User
+from server.errors import AlreadyExists, Conflict, NotFound
+from server.registry import get_case
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_RE.fullmatch(username):
+        raise ValueError("a username has 2-64 characters of a-z 0-9 . _ - and starts with a letter or digit")
+    return username
+
+
+def get_user(session: Session, *, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"unknown user {username!r}")
+    return user
+
+
+def find_user(session: Session, *, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def create_user(
+    session: Session, *, username: str, role: Role, password_hash: str, full_name: str = "", disabled: bool = False
+) -> User:
+    """Add a user; raise :class:`AlreadyExists` if the username is taken."""
+    validate_username(username)
+    if find_user(session, username=username) is not None:
+        raise AlreadyExists(f"user {username!r} already exists")
+    user = User(username=username, role=Role(role).value, password_hash=password_hash, full_name=full_name)
+    user.disabled = disabled
+    session.add(user)
+    session.flush()
+    return user
+
+
+def assign_case(session: Session, *, user: User, case_no: str, by: User | None = None) -> CaseAssignment:
+    """Assign a judge or officer to a case, or make a creditor or debtor a party to it."""
+    get_case(session, case_no=case_no)
+    if Role(user.role) not in ASSIGNABLE_ROLES:
+        raise Conflict(f"a {user.role} sees every case and is not assigned to cases")
+    existing = session.scalar(
+        select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
+    )
+    if existing is not None:
+        raise AlreadyExists(f"user {user.username!r} is already assigned to case {case_no!r}")
+    assignment = CaseAssignment(case_no=case_no, user_id=user.id, assigned_by=by.id if by is not None else None)
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def unassign_case(session: Session, *, user: User, case_no: str) -> None:
+    assignment = session.scalar(
+        select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
+    )
+    if assignment is None:
+        raise NotFound(f"user {user.username!r} is not assigned to case {case_no!r}")
+    session.delete(assignment)
+    session.flush()
+
+
+def assigned_case_nos(session: Session, *, user: User) -> list[str]:
+    query = select(CaseAssignment.case_no).where(CaseAssignment.user_id == user.id).order_by(CaseAssignment.case_no)
+    return list(session.scalars(query))
+
+
+def case_members(session: Session, *, case_no: str) -> list[User]:
+    """Everyone assigned to the case, by role then username."""
+    query = (
+        select(User)
+        .join(CaseAssignment, CaseAssignment.user_id == User.id)
+        .where(CaseAssignment.case_no == case_no)
+        .order_by(User.role, User.username)
+    )
+    return list(session.scalars(query))

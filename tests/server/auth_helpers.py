@@ -1,0 +1,50 @@
+"""Test helpers for the authenticated API: users made with the real functions, logins, clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from server.auth.access import Role
+from server.auth.passwords import hash_password
+from server.auth.sessions import issue_session
+from server.auth.users import assign_case, create_user, get_user
+from server.config import MqttSettings, Settings
+from server.db import SessionFactory, session_scope
+from server.models import utc_now
+
+PASSWORD = "correct horse battery staple"
+
+
+@cache
+def password_hash() -> str:
+    """One argon2 hash of PASSWORD for the whole run: hashing costs ~0.1 s, and users are made by the dozen."""
+    return hash_password(PASSWORD)
+
+
+def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
+    (tmp_path / "unused-password").write_text("unused\n")
+    mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
+    return Settings(
+        database_url=database_url,
+        snapshot_dir=tmp_path / "snapshots",
+        mqtt=mqtt,
+        auth={"cookie_secure": False, **auth},  # type: ignore[arg-type]
+    )
+
+
+def add_user(session_factory: SessionFactory, username: str, role: Role, cases: Iterable[str] = ()) -> None:
+    with session_scope(session_factory) as session:
+        user = create_user(session, username=username, role=role, password_hash=password_hash())
+        for case_no in cases:
+            assign_case(session, user=user, case_no=case_no)
+
+
+def bearer(session_factory: SessionFactory, username: str) -> dict[str, str]:
+    """Authorization headers of a fresh login of ``username`` (issued the way the login route issues them)."""
+    with session_scope(session_factory) as session:
+        user = get_user(session, username=username)
+        issued = issue_session(session, user=user, now=utc_now(), ttl_s=3600)
+    return {"Authorization": f"Bearer {issued.token}"}

@@ -1,0 +1,220 @@
+"""Logging in and out: cookie and bearer token, throttling, CSRF, password storage, disabled users, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from server.app import create_app
+from server.auth.access import Role
+from server.auth.models import AuditEntry, AuthSession, LoginFailure, User
+from server.auth.passwords import hash_password, verify_password
+from server.db import SessionFactory, session_scope
+from server.registry import add_case
+from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
+
+CASE = "(2021)苏0214执1234号"
+CSRF = {"X-Requested-With": "fetch"}
+
+
+@pytest.fixture
+def app_client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
+    """A client of an app with a clerk and a judge; the cookie is Secure, so the client speaks https."""
+    with session_scope(session_factory) as session:
+        add_case(session, case_no=CASE)
+    add_user(session_factory, "clerk", Role.CLERK)
+    add_user(session_factory, "judge", Role.JUDGE, [CASE])
+    settings = make_settings(database_url, tmp_path, cookie_secure=True, login_max_failures=3)
+    with TestClient(create_app(settings, with_ingest=False), base_url="https://testserver") as client:
+        yield client
+
+
+def login(client: TestClient, username: str = "judge", password: str = PASSWORD) -> dict[str, object]:
+    response = client.post("/api/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def audit_actions(session_factory: SessionFactory) -> list[tuple[str, str, str]]:
+    with session_factory() as session:
+        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        return [(row.actor, row.action, row.target) for row in rows]
+
+
+def test_login_sets_a_strict_httponly_cookie_and_returns_a_token(app_client: TestClient) -> None:
+    response = app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD})
+    assert response.status_code == 200
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("seal_session=")
+    for attribute in ("HttpOnly", "SameSite=strict", "Secure", "Path=/"):
+        assert attribute.lower() in cookie.lower()
+    body = response.json()
+    assert body["token_type"] == "bearer" and len(body["access_token"]) >= 40
+    assert body["user"] == body["user"] | {"username": "judge", "role": "judge", "case_nos": [CASE]}
+    assert body["access_token"] not in cookie  # two secrets: the cookie is not the token scripts see
+
+
+def test_cookie_and_bearer_both_authenticate(app_client: TestClient) -> None:
+    token = login(app_client)["access_token"]
+    assert app_client.get("/api/auth/me").json()["username"] == "judge"  # by cookie
+    app_client.cookies.clear()
+    assert app_client.get("/api/auth/me").status_code == 401
+    me = app_client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["case_nos"] == [CASE]
+
+
+def test_unauthenticated_and_bad_tokens_are_401(app_client: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic anVkZ2U6eA=="}):
+        response = app_client.get("/api/cases", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+    app_client.cookies.set("seal_session", "forged", domain="testserver")
+    assert app_client.get("/api/cases").status_code == 401
+
+
+def test_wrong_password_and_unknown_user_look_alike(app_client: TestClient, session_factory: SessionFactory) -> None:
+    wrong = app_client.post("/api/auth/login", json={"username": "judge", "password": "not the password"})
+    unknown = app_client.post("/api/auth/login", json={"username": "nobody", "password": "not the password"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert "set-cookie" not in wrong.headers
+    assert audit_actions(session_factory) == [("-", "login.failed", "judge"), ("-", "login.failed", "nobody")]
+
+
+def test_failed_logins_are_throttled_per_username(app_client: TestClient) -> None:
+    for _ in range(3):
+        bad = app_client.post("/api/auth/login", json={"username": "judge", "password": "guess guess guess"})
+        assert bad.status_code == 401
+    throttled = app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD})
+    assert throttled.status_code == 429  # even the right password: guessing must not go on
+    assert 1 <= int(throttled.headers["retry-after"]) <= 300
+
+
+def test_failed_logins_are_throttled_per_address(app_client: TestClient) -> None:
+    for name in ("a-user", "b-user", "c-user"):
+        assert app_client.post("/api/auth/login", json={"username": name, "password": "x" * 12}).status_code == 401
+    assert app_client.post("/api/auth/login", json={"username": "clerk", "password": PASSWORD}).status_code == 429
+
+
+def test_throttle_window_passes(session_factory: SessionFactory, app_client: TestClient) -> None:
+    for _ in range(3):
+        app_client.post("/api/auth/login", json={"username": "judge", "password": "guess guess guess"})
+    with session_scope(session_factory) as session:  # let the failures age past the window
+        for failure in session.scalars(select(LoginFailure)):
+            failure.at -= timedelta(hours=1)
+    assert app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD}).status_code == 200
+
+
+def test_logout_ends_cookie_and_token(app_client: TestClient) -> None:
+    token = login(app_client)["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert app_client.post("/api/auth/logout", headers=CSRF).status_code == 204
+    assert app_client.get("/api/auth/me").status_code == 401
+    assert app_client.get("/api/auth/me", headers=auth).status_code == 401
+
+
+def test_cookie_requests_that_change_things_need_the_csrf_header(app_client: TestClient) -> None:
+    login(app_client, "clerk")
+    case = {"case_no": "(2024)苏0214执1号"}
+    refused = app_client.post("/api/cases", json=case)
+    assert refused.status_code == 403 and "X-Requested-With" in refused.json()["detail"]
+    assert app_client.get("/api/cases").status_code == 200  # reads need no header
+    assert app_client.post("/api/cases", json=case, headers=CSRF).status_code == 201
+    assert app_client.post("/api/auth/logout").status_code == 403
+
+
+def test_bearer_requests_need_no_csrf_header(app_client: TestClient) -> None:
+    token = login(app_client, "clerk")["access_token"]
+    app_client.cookies.clear()
+    response = app_client.post(
+        "/api/cases", json={"case_no": "(2024)苏0214执2号"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 201
+
+
+def test_expired_session_is_401(app_client: TestClient, session_factory: SessionFactory) -> None:
+    token = login(app_client)["access_token"]
+    with session_scope(session_factory) as session:
+        session.execute(update(AuthSession).values(expires_at=AuthSession.created_at))
+    assert app_client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_disabling_a_user_ends_their_logins_and_refuses_new_ones(
+    app_client: TestClient, session_factory: SessionFactory
+) -> None:
+    judge = bearer(session_factory, "judge")
+    clerk = bearer(session_factory, "clerk")
+    assert app_client.patch("/api/users/judge", json={"disabled": True}, headers=clerk).json()["disabled"] is True
+    assert app_client.get("/api/auth/me", headers=judge).status_code == 401
+    refused = app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD})
+    assert refused.status_code == 401
+
+
+def test_no_plaintext_password_is_stored(app_client: TestClient, session_factory: SessionFactory) -> None:
+    created = app_client.post(
+        "/api/users",
+        json={"username": "officer1", "password": "a long secret 123", "role": "officer"},
+        headers=bearer(session_factory, "clerk"),
+    )
+    assert created.status_code == 201 and "password" not in created.text
+    with session_factory() as session:
+        stored = session.scalar(select(User.password_hash).where(User.username == "officer1"))
+        dump = [tuple(row) for row in session.execute(select(User))]
+    assert stored is not None and stored.startswith("$argon2id$")
+    assert "a long secret 123" not in repr(dump)
+    assert verify_password(stored, "a long secret 123") and not verify_password(stored, "a long secret 124")
+    assert login(app_client, "officer1", "a long secret 123")["user"]["role"] == "officer"  # type: ignore[index]
+
+
+def test_short_passwords_are_refused(app_client: TestClient, session_factory: SessionFactory) -> None:
+    with pytest.raises(ValueError, match="12 characters"):
+        hash_password("short")
+    response = app_client.post(
+        "/api/users",
+        json={"username": "officer2", "password": "short", "role": "officer"},
+        headers=bearer(session_factory, "clerk"),
+    )
+    assert response.status_code == 422
+
+
+def test_change_own_password_ends_other_logins(app_client: TestClient, session_factory: SessionFactory) -> None:
+    other = bearer(session_factory, "judge")
+    mine = {"Authorization": f"Bearer {login(app_client)['access_token']}"}
+    body = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    wrong = app_client.put("/api/users/me/password", json=body | {"current_password": "wrong one"}, headers=mine)
+    assert wrong.status_code == 403
+    assert app_client.put("/api/users/me/password", json=body, headers=mine).status_code == 204
+    assert app_client.get("/api/auth/me", headers=mine).status_code == 200
+    assert app_client.get("/api/auth/me", headers=other).status_code == 401
+    assert login(app_client, "judge", "a brand new passphrase")["user"]["username"] == "judge"  # type: ignore[index]
+
+
+def test_logins_and_changes_are_audited(app_client: TestClient, session_factory: SessionFactory) -> None:
+    login(app_client, "clerk")
+    app_client.post("/api/cases", json={"case_no": "(2024)苏0214执3号"}, headers=CSRF)
+    app_client.post("/api/auth/logout", headers=CSRF)
+    assert audit_actions(session_factory) == [
+        ("clerk", "login", "clerk"),
+        ("clerk", "case.create", "(2024)苏0214执3号"),
+        ("clerk", "logout", "clerk"),
+    ]
+    page = app_client.get("/api/audit", headers=bearer(session_factory, "clerk")).json()
+    assert [e["action"] for e in page["entries"]] == ["logout", "case.create", "login"]
+    judge_view = app_client.get("/api/audit", headers=bearer(session_factory, "judge"))
+    assert judge_view.status_code == 403
+
+
+def test_audit_log_is_append_only(app_client: TestClient, session_factory: SessionFactory) -> None:
+    login(app_client, "clerk")
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session_scope(session_factory) as session:
+                session.execute(text(statement))
+    assert audit_actions(session_factory) == [("clerk", "login", "clerk")]
