@@ -24,6 +24,9 @@ Example::
     check_interval_s = 15
     [notify]
     webhook_secret_file = "var/demo/webhook-secret"
+    [auth]
+    session_ttl_s = 28800
+    cookie_secure = true
 """
 
 from __future__ import annotations
@@ -125,6 +128,21 @@ class NotifySettings(BaseModel):
         return None if value == "" else value
 
 
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_ttl_s: int = Field(
+        8 * 3600, ge=300, le=30 * 24 * 3600, description="A login (cookie and bearer token) expires after this long."
+    )
+    cookie_secure: bool = Field(
+        True, description="Send the session cookie over HTTPS only; turn off only for plain-HTTP development."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=100, description="Failed logins allowed per username and per client address within the window."
+    )
+    login_window_s: int = Field(300, ge=10, le=24 * 3600, description="The window of login_max_failures.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,6 +160,7 @@ class Settings(BaseModel):
     )
     http: HttpSettings = Field(default_factory=HttpSettings, description="REST API listener.")
     mqtt: MqttSettings = Field(description="MQTT broker connection of the ingest.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Logins, sessions and their limits.")
     alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Folding of repeated alarms.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings, description="The check for silent seals.")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="Webhook notifications of alarms.")

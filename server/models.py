@@ -79,6 +79,8 @@ class Case(Base):
     court: Mapped[str] = mapped_column(String(128), default="")
     judge: Mapped[str] = mapped_column(String(128), default="")
     address: Mapped[str] = mapped_column(String(256), default="", comment="Where the sealed property is.")
+    applicant: Mapped[str] = mapped_column(String(256), default="", comment="申请执行人, the creditor.")
+    debtor: Mapped[str] = mapped_column(String(256), default="", comment="被执行人, the debtor.")
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
@@ -151,3 +153,6 @@ class Snapshot(Base):
 
 
 from server.alarms import models as _alarm_models  # noqa: E402,F401
+
+
+from server.auth import models as _auth_models  # noqa: E402,F401
