@@ -1,15 +1,16 @@
-"""In-process counters of the ingest, and their Prometheus text exposition.
+"""In-process counters of the ingest and the notifications, and their Prometheus text exposition.
 
 Counters are incremented only after the transaction holding the message's row has committed, so a batch that is
-retried message by message is never counted twice.
+retried message by message is never counted twice. The gauge of live alarms by kind is refreshed by the liveness
+checker on each of its rounds.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class MetricsSnapshot:
     status_updates: int
     snapshots: int
     rejected: dict[str, int]
+    notifications_sent: int = 0
+    notification_attempts_failed: int = 0
+    notifications_failed: int = 0
+    alarms_live: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -35,6 +40,10 @@ class IngestMetrics:
         self._status_updates = 0
         self._snapshots = 0
         self._rejected: Counter[str] = Counter()
+        self._notifications_sent = 0
+        self._notification_attempts_failed = 0
+        self._notifications_failed = 0
+        self._alarms_live: dict[str, int] = {}
 
     def count_stored(self) -> None:
         with self._cond:
@@ -61,6 +70,21 @@ class IngestMetrics:
             self._rejected[reason] += 1
             self._cond.notify_all()
 
+    def count_notification(self, *, delivered: bool, final: bool) -> None:
+        """One webhook attempt: delivered, or failed (``final``: no attempt is left, the notification failed)."""
+        with self._cond:
+            if delivered:
+                self._notifications_sent += 1
+            else:
+                self._notification_attempts_failed += 1
+                self._notifications_failed += int(final)
+            self._cond.notify_all()
+
+    def set_alarms_live(self, counts: Mapping[str, int]) -> None:
+        with self._cond:
+            self._alarms_live = dict(counts)
+            self._cond.notify_all()
+
     def snapshot(self) -> MetricsSnapshot:
         with self._cond:
             return self._snapshot_locked()
@@ -72,6 +96,10 @@ class IngestMetrics:
             status_updates=self._status_updates,
             snapshots=self._snapshots,
             rejected=dict(self._rejected),
+            notifications_sent=self._notifications_sent,
+            notification_attempts_failed=self._notification_attempts_failed,
+            notifications_failed=self._notifications_failed,
+            alarms_live=dict(self._alarms_live),
         )
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
@@ -117,5 +145,20 @@ def render_prometheus(
         "# HELP seal_broker_connected 1 if the ingest holds an accepted MQTT connection.",
         "# TYPE seal_broker_connected gauge",
         f"seal_broker_connected {int(broker_connected)}",
+        "# HELP seal_alarms_live Open or acknowledged alarms, by kind (as of the last liveness check).",
+        "# TYPE seal_alarms_live gauge",
+    ]
+    for kind in sorted(metrics.alarms_live):
+        lines.append(f'seal_alarms_live{{kind="{_escape_label(kind)}"}} {metrics.alarms_live[kind]}')
+    lines += [
+        "# HELP seal_notifications_sent_total Alarm notifications delivered (webhook answered 2xx).",
+        "# TYPE seal_notifications_sent_total counter",
+        f"seal_notifications_sent_total {metrics.notifications_sent}",
+        "# HELP seal_notification_attempts_failed_total Webhook attempts that failed (retried or given up).",
+        "# TYPE seal_notification_attempts_failed_total counter",
+        f"seal_notification_attempts_failed_total {metrics.notification_attempts_failed}",
+        "# HELP seal_notifications_failed_total Alarm notifications given up after their last attempt.",
+        "# TYPE seal_notifications_failed_total counter",
+        f"seal_notifications_failed_total {metrics.notifications_failed}",
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Liveness: a seal that stops talking gets an ``offline`` alarm.
+
+A seal's Last Will (the retained ``offline`` status) raises ``offline`` in the ingest. But a Will can be lost (a
+broker restart without persistence, a half-open TCP connection that keepalive has not caught yet), so the server also
+looks at ``last_seen_at`` (any valid message) every ``check_interval_s``: a seal bound to a case and silent for
+more than ``offline_after_s`` gets an ``offline`` alarm too. An ``online`` status or a new event closes it
+(:mod:`server.ingest.alarming`). Seals never heard from (not installed yet) and unbound seals are left alone.
+
+:func:`find_silent_seals` is the pure core; :class:`LivenessChecker` runs it on the database, on its own thread,
+with an injectable clock. Each check also refreshes the gauge of live alarms by kind in the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from server.alarms.book import AlarmBook
+from server.alarms.service import count_live_by_kind
+from server.alarms.state import AlarmKind
+from server.db import SessionFactory
+from server.metrics import IngestMetrics
+from server.models import Seal, utc_now
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """When the court last heard from a seal, and the case the seal is bound to."""
+
+    device_id: str
+    case_no: str | None
+    last_seen_at: datetime | None
+
+
+def find_silent_seals(
+    now: datetime, sightings: Iterable[Sighting], *, offline_after_s: float, alarmed: Container[str] = ()
+) -> list[Sighting]:
+    """Seals bound to a case, heard from once, silent for more than ``offline_after_s``, and not ``alarmed`` yet."""
+    cutoff = now - timedelta(seconds=offline_after_s)
+    return [
+        s
+        for s in sightings
+        if s.case_no is not None
+        and s.last_seen_at is not None
+        and s.last_seen_at < cutoff
+        and s.device_id not in alarmed
+    ]
+
+
+class LivenessChecker:
+    """Opens ``offline`` alarms for silent seals: :meth:`check` once, or :meth:`start` a thread that checks."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        offline_after_s: float,
+        interval_s: float,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._session_factory = session_factory
+        self.offline_after_s = offline_after_s
+        self.interval_s = interval_s
+        self._metrics = metrics
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self, now: datetime | None = None) -> list[str]:
+        """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids."""
+        now = now or self._clock()
+        cutoff = now - timedelta(seconds=self.offline_after_s)
+        with self._session_factory() as session:
+            candidates = list(
+                session.scalars(select(Seal.device_id).where(Seal.case_no.is_not(None), Seal.last_seen_at < cutoff))
+            )
+            silent: list[Sighting] = []
+            if candidates:
+                # Lock the alarms first, then the seals: the ingest's order, so the two cannot deadlock. A seal that
+                # spoke in the meantime is no longer silent once its row is read again, locked.
+                book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates)
+                alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
+                rows = session.execute(
+                    select(Seal.device_id, Seal.case_no, Seal.last_seen_at)
+                    .where(Seal.device_id.in_(candidates))
+                    .order_by(Seal.device_id)
+                    .with_for_update()
+                )
+                sightings = [Sighting(device_id, case_no, seen) for device_id, case_no, seen in rows]
+                silent = find_silent_seals(now, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)
+                for seal in silent:
+                    assert seal.case_no is not None and seal.last_seen_at is not None
+                    details = {
+                        "reason": "silent",
+                        "last_seen_at": seal.last_seen_at.isoformat(),
+                        "silent_s": int((now - seal.last_seen_at).total_seconds()),
+                    }
+                    book.raise_alarm(
+                        AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details
+                    )
+            session.commit()
+            counts = count_live_by_kind(session)
+        for seal in silent:
+            logger.warning("seal %s silent since %s: offline alarm", seal.device_id, seal.last_seen_at)
+        if self._metrics is not None:
+            self._metrics.set_alarms_live(counts)
+        return [seal.device_id for seal in silent]
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="liveness-checker", daemon=True)
+        self._thread.start()
+        logger.info(
+            "liveness check every %.1f s (offline after %d s of silence)", self.interval_s, self.offline_after_s
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error("liveness checker did not stop within %.1f s", timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception:  # the checker must survive anything; the next round tries again
+                logger.exception("liveness check failed")
+            if self._stopping.wait(self.interval_s):
+                return
