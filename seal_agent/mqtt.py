@@ -96,6 +96,7 @@ class MqttPublisher:
         self._mids: dict[int, _Tag] = {}  # mid -> (lane, key) (or _STATUS) of messages awaiting PUBACK
         self._early_acks: dict[int, str | None] = {}  # PUBACKs that arrived before publish() returned their mid
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the cmd subscription of the current connection is granted
         self._stopping = False
         self._attempt = 0
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
@@ -152,6 +153,10 @@ class MqttPublisher:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_listening(self, timeout: float) -> bool:
+        """Wait until the broker granted this connection's command subscription."""
+        return self._subscribed.wait(timeout)
+
     def stop(self, timeout: float = 3.0) -> None:
         """Publish the retained ``offline`` status (if connected), disconnect and stop the network thread."""
         self._stopping = True
@@ -207,6 +212,7 @@ class MqttPublisher:
             logger.error("broker refused the connection: %s", reason_code)
             self._schedule_reconnect()
             return
+        self._subscribed.clear()
         self._connected.set()
         logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
         with self._lock:
@@ -233,6 +239,7 @@ class MqttPublisher:
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         self._set_will()  # a fresh timestamp for the next connection's Last Will
         if self._stopping:
             return
@@ -269,6 +276,7 @@ class MqttPublisher:
             logger.error("broker refused the command subscription %s: %s", self._cmd_topic, ", ".join(failed))
         else:
             logger.info("listening for court commands on %s", self._cmd_topic)
+            self._subscribed.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         handler = self._on_command

@@ -148,3 +148,31 @@ def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBrok
         assert restarted[0].type is EventType.AGENT_STARTED
     finally:
         court.close()
+
+
+def test_simulate_with_a_camera_file_sends_snapshots_and_t_opens_the_lid(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber
+) -> None:
+    from tests.agent_camera.clips import moving_rectangle_frames, write_clip
+
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(60))
+    config = write_config(tmp_path, broker, languages=("zh",), tamper=True)
+    log = tmp_path / "agent.log"
+    args = ["simulate", "--config", str(config), "--presence-s", "0.2", "--camera-file", str(video)]
+    agent = start_agent(args, agent_env(tmp_path / "alsa-out.raw"), log)
+    try:
+        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE), log.read_text()
+        assert agent.stdin is not None
+        assert wait_until(lambda: "camera" in log.read_text(), timeout=5)
+        agent.stdin.write("t\nm\n")
+        agent.stdin.flush()
+        assert court.wait_for(lambda c: {"tamper", "intrusion"} <= set(c.types(DEVICE)), timeout=10), log.read_text()
+        tamper = court.payloads(DEVICE, "tamper")[0]
+        assert tamper["at_start"] is False  # the simulated lid starts shut
+        shas = set(tamper["snapshots"]) | set(court.payloads(DEVICE, "intrusion")[0]["snapshots"])
+        assert shas and court.wait_for(lambda c: shas <= c.snapshot_hashes(DEVICE), timeout=10), log.read_text()
+        stop(agent, log)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

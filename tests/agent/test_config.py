@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from seal_agent.cli import main
 from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config
@@ -144,3 +145,46 @@ def test_check_config_console_script_exit_codes(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "hardware" / "agent.example.toml"
+
+
+def test_hardware_example_sets_every_key_with_the_pinout_defaults() -> None:
+    import tomllib
+
+    from seal_agent.config import AgentConfig
+
+    data = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    config = load_config(EXAMPLE)
+    for name, field in AgentConfig.model_fields.items():
+        assert name in data, f"{name} missing from the example"
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            optional = {"username"}  # documented as a comment: it defaults to device_id
+            assert set(section.model_fields) - optional <= set(data[name]), f"[{name}] lacks keys"
+    assert (config.pir.pin, config.tamper.pin) == (17, 27)
+    assert config.state_dir == Path("/var/lib/court-seal")
+    assert config.mqtt.password_file == Path("/etc/court-seal/mqtt-password")
+    assert config.warning.sounds_path == Path("/opt/court-seal/sounds")
+    assert config.commands.server_public_key == "" and config.commands.verify_key() is None
+
+
+def test_check_config_accepts_the_hardware_example_once_its_files_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As shipped, only the files an installer provides are missing: the password, the CA and the sounds.
+    missing = [p.split(":")[0] for p in check_files(load_config(EXAMPLE))]
+    assert missing == ["mqtt.password_file", "mqtt.tls_ca_file", "warning.languages.0", "warning.languages.1"]
+    (tmp_path / "mqtt-password").write_text("secret\n")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    installed = tmp_path / "agent.toml"
+    installed.write_text(
+        EXAMPLE.read_text("utf-8")
+        .replace("/etc/court-seal", str(tmp_path))
+        .replace("/opt/court-seal/sounds", str(DEFAULT_SOUNDS_DIR))
+        .replace("/var/lib/court-seal", str(tmp_path / "state")),
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(installed)]) == 0
+    assert capsys.readouterr().out == "OK\n"

@@ -1,0 +1,148 @@
+"""Signed court commands through a real broker, published with the court server's account: every refusal reason,
+accepted actions answered by signed acks after the action, and the last accepted id surviving a restart."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from seal_protocol.commands import Command, CommandAction, encode_command, new_command
+from seal_protocol.signing import generate_signing_key, public_key_b64
+from server.mosquitto import PrivateBroker
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    RuntimeFactory,
+    check_chain,
+    pulse,
+    verify_key,
+    write_config,
+)
+from tests.agent_camera.clips import moving_rectangle_frames, write_clip
+
+DEVICE = "seal-test-1"
+COURT_KEY = generate_signing_key()
+
+
+def command(command_id: int, action: CommandAction = CommandAction.PING, **kwargs: object) -> bytes:
+    options: dict[str, object] = {"device_id": DEVICE, "key": COURT_KEY}
+    options.update(kwargs)
+    return encode_command(new_command(command_id=command_id, action=action, **options))  # type: ignore[arg-type]
+
+
+def unsigned(command_id: int) -> bytes:
+    signed = new_command(command_id=command_id, device_id=DEVICE, action=CommandAction.PING, key=COURT_KEY)
+    return encode_command(Command.model_validate({**signed.model_dump(), "sig": None}))
+
+
+def answers(court: CourtSubscriber) -> list[tuple[str, dict[str, object]]]:
+    return [
+        (r.envelope.type.value, r.envelope.payload)
+        for r in court.of(DEVICE)
+        if r.envelope.type.value in ("command_ack", "command_rejected")
+    ]
+
+
+def send(court: CourtSubscriber, payload: bytes) -> tuple[str, dict[str, object]]:
+    """Publish one command and return the seal's answer to it."""
+    before = len(answers(court))
+    court.publish_command(DEVICE, payload)
+    assert court.wait_for(lambda c: len(answers(c)) > before, timeout=5), "the seal did not answer"
+    return answers(court)[before]
+
+
+@pytest.fixture
+def seal_config(tmp_path: Path, broker: PrivateBroker) -> Path:
+    return write_config(tmp_path, broker, server_public_key=public_key_b64(COURT_KEY))
+
+
+def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwargs: object):  # type: ignore[no-untyped-def]
+    runtime = runtimes(config, **kwargs)
+    runtime.start()
+    assert runtime.publisher.wait_listening(5)
+    return runtime
+
+
+def test_every_refusal_reason_is_answered(
+    seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    online(runtimes, seal_config, court)
+    assert send(court, command(5)) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
+                                                        "armed": True, "camera": "none"})  # fmt: skip
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    cases = [
+        (b"{not json", None, "malformed"),
+        (unsigned(6), 6, "unsigned"),
+        (command(7, key=generate_signing_key()), 7, "bad_signature"),
+        (command(8, now=hour_ago), 8, "expired"),
+        (command(9, now=datetime.now(UTC) + timedelta(hours=1)), 9, "not_yet_valid"),
+        (command(5), 5, "replayed"),  # the very same id again
+        (command(4), 4, "replayed"),  # an older one
+        (command(10, device_id="seal-other"), 10, "wrong_device"),
+    ]
+    for payload, command_id, reason in cases:
+        kind, answer = send(court, payload)
+        assert (kind, answer["command_id"], answer["reason"]) == ("command_rejected", command_id, reason), answer
+        assert answer["detail"]
+    check_chain(court.of(DEVICE), verify_key(seal_config))
+
+
+def test_without_a_court_key_every_command_is_refused(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    config = write_config(tmp_path, broker)  # server_public_key = ""
+    online(runtimes, config, court)
+    kind, answer = send(court, command(1))
+    assert (kind, answer["reason"]) == ("command_rejected", "bad_signature")
+    assert "server_public_key" in str(answer["detail"])
+
+
+def test_disarm_then_silent_intrusion_test_warning_plays_and_the_last_id_survives_a_restart(
+    seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    speaker = RecordingSpeaker()
+    runtime = online(runtimes, seal_config, court, speaker=speaker)
+    assert send(court, command(1, CommandAction.DISARM))[1]["result"] == "disarmed"
+    assert not runtime.agent.armed
+    types = court.types(DEVICE)
+    assert types.index("disarmed") < types.index("command_ack")  # the ack follows the action
+    disarmed = court.payloads(DEVICE, "disarmed")[0]
+    assert disarmed["by"] == 1
+
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"))
+    assert court.payloads(DEVICE, "intrusion")[0]["warning"] == "suppressed_disarmed"
+    assert speaker.plays == 0
+
+    assert send(court, command(2, CommandAction.TEST_WARNING))[1]["result"] == "played"
+    assert speaker.plays == 1  # disarmed, yet the test warning plays
+    runtime.close()
+
+    again = online(runtimes, seal_config, court, speaker=speaker)
+    assert not again.agent.armed
+    kind, answer = send(court, command(2, CommandAction.ARM))
+    assert (kind, answer["reason"]) == ("command_rejected", "replayed")
+    assert send(court, command(3, CommandAction.ARM))[1]["result"] == "armed"
+    assert again.agent.armed
+    check_chain(court.of(DEVICE), verify_key(seal_config))
+
+
+def test_snapshot_command_stores_and_sends_the_latest_frame(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(50))
+    camera = f'[camera]\nsource = "{video}"\nfps = 10.0'
+    config = write_config(tmp_path, broker, server_public_key=public_key_b64(COURT_KEY), camera=camera)
+    runtime = online(runtimes, config, court)
+    assert runtime.camera is not None and runtime.camera.monitor.wait_for_state("ok", 5)
+    kind, answer = send(court, command(1, CommandAction.SNAPSHOT))
+    assert kind == "command_ack" and answer["result"] == "taken"
+    sha = answer["snapshot"]
+    assert court.wait_for(lambda c: sha in c.snapshot_hashes(DEVICE), timeout=5)
+    data = next(s.data for s in court.snapshots if s.sha == sha)
+    assert hashlib.sha256(data).hexdigest() == sha
+
