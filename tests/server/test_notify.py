@@ -1,0 +1,279 @@
+"""Alarm notifications: written with the alarm, POSTed signed to a real local HTTP server, retried, recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from seal_protocol import EventType
+from server.alarms.models import Notification
+from server.alarms.service import add_notification_target
+from server.config import NotifySettings
+from server.db import SessionFactory, session_scope
+from server.errors import ConfigError, NotFound
+from server.mosquitto import free_port
+from server.notify.webhook import NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, WebhookNotifier, read_secret
+from server.notify.worker import NotificationWorker
+from tests.server.ingest_world import Court, make_court
+
+GLOBAL_SECRET = "global-secret-0123456789"
+CREDITOR_SECRET = "creditor-secret-abcdefgh"
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: answers with ``statuses`` in turn (then 200) and records every request."""
+
+    statuses: list[int] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.requests) >= count, timeout), self.requests
+            return list(self.requests)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.cond:
+                status = state.statuses.pop(0) if state.statuses else 200
+                state.requests.append(Received(self.path, dict(self.headers.items()), body))
+                state.cond.notify_all()
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
+    return make_court(session_factory, tmp_path)
+
+
+def make_worker(
+    court: Court, clock: Clock, *, secret: str | None = GLOBAL_SECRET, **settings: float
+) -> NotificationWorker:
+    notify = NotifySettings.model_validate({"retry_base_s": 1.0, "retry_max_s": 8.0, "timeout_s": 5.0, **settings})
+    return NotificationWorker(
+        court.session_factory,
+        WebhookNotifier(secret=secret, timeout_s=notify.timeout_s),
+        settings=notify,
+        metrics=court.metrics,
+        clock=clock,
+    )
+
+
+def targets(court: Court, *urls: tuple[str, str, str | None]) -> None:
+    with session_scope(court.session_factory) as session:
+        for role, url, secret in urls:
+            add_notification_target(session, case_no=court.a.case_no, role=role, url=url, secret=secret)
+
+
+def notifications(court: Court) -> list[Notification]:
+    with court.session_factory() as session:
+        return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+def expected_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_alarm_is_posted_signed_to_judge_and_creditor(court: Court, receiver: Receiver) -> None:
+    targets(court, ("judge", receiver.url("/judge"), None), ("creditor", receiver.url("/creditor"), CREDITOR_SECRET))
+    court.send(court.a, court.a.event(EventType.INTRUSION, {"warning": "played"}), at=T0)
+    assert [(n.role, n.state, n.attempts) for n in notifications(court)] == [
+        ("judge", "pending", 0),
+        ("creditor", "pending", 0),
+    ]
+
+    assert make_worker(court, Clock()).run_once() == 2
+
+    by_path = {r.path: r for r in receiver.wait_for(2)}
+    for path, secret in (("/judge", GLOBAL_SECRET), ("/creditor", CREDITOR_SECRET)):
+        request = by_path[path]
+        assert request.headers[SIGNATURE_HEADER] == expected_signature(secret, request.body)
+        body = json.loads(request.body)
+        assert body["alarm"]["kind"] == "intrusion" and body["alarm"]["case_no"] == court.a.case_no
+        assert body["alarm"]["details"]["warning"] == "played"
+        assert body["role"] == path[1:] and request.headers[NOTIFICATION_ID_HEADER] == str(body["notification_id"])
+    wrong = expected_signature(GLOBAL_SECRET, by_path["/creditor"].body)
+    assert by_path["/creditor"].headers[SIGNATURE_HEADER] != wrong
+    assert [(n.state, n.attempts, n.sent_at) for n in notifications(court)] == [("sent", 1, T0), ("sent", 1, T0)]
+    assert court.metrics.snapshot().notifications_sent == 2
+
+
+def test_folded_repeats_and_redeliveries_notify_once(court: Court, receiver: Receiver) -> None:
+    targets(court, ("judge", receiver.url("/judge"), None))
+    first = court.a.event(EventType.INTRUSION)
+    court.send(court.a, first, at=T0)
+    court.send(court.a, first, court.a.event(EventType.INTRUSION), at=T0 + timedelta(seconds=5))
+    assert len(notifications(court)) == 1
+
+
+def test_failing_endpoint_is_retried_with_back_off(
+    court: Court, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="server.notify.worker")
+    receiver.statuses = [500, 503]
+    targets(court, ("judge", receiver.url("/judge"), None))
+    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+    clock = Clock()
+    worker = make_worker(court, clock)
+
+    assert worker.run_once() == 1  # HTTP 500: again in 1 s
+    [row] = notifications(court)
+    assert (row.state, row.attempts, row.last_error, row.next_attempt_at) == (
+        "pending",
+        1,
+        "HTTP 500",
+        T0 + timedelta(seconds=1),
+    )
+    assert worker.run_once() == 0  # not due yet
+    clock.now += timedelta(seconds=1)
+    assert worker.run_once() == 1  # HTTP 503: again in 2 s
+    [row] = notifications(court)
+    assert (row.attempts, row.next_attempt_at) == (2, clock.now + timedelta(seconds=2))
+    clock.now += timedelta(seconds=2)
+    assert worker.run_once() == 1
+
+    assert len(receiver.wait_for(3)) == 3
+    [row] = notifications(court)
+    assert (row.state, row.attempts, row.last_error) == ("sent", 3, None)
+    snap = court.metrics.snapshot()
+    assert (snap.notifications_sent, snap.notification_attempts_failed, snap.notifications_failed) == (1, 2, 0)
+    assert sum("HTTP 50" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_final_failure_is_recorded_after_max_attempts(
+    court: Court, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="server.notify.worker")
+    receiver.statuses = [500] * 10
+    targets(court, ("judge", receiver.url("/judge"), None))
+    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+    clock = Clock()
+    worker = make_worker(court, clock, max_attempts=3)
+
+    for _ in range(5):
+        worker.run_once()
+        clock.now += timedelta(seconds=10)
+
+    assert len(receiver.requests) == 3
+    [row] = notifications(court)
+    assert (row.state, row.attempts, row.last_error) == ("failed", 3, "HTTP 500")
+    assert court.metrics.snapshot().notifications_failed == 1
+    assert any("giving up" in r.getMessage() for r in caplog.records)
+
+
+def test_unreachable_endpoint_is_retried(court: Court) -> None:
+    targets(court, ("judge", f"http://127.0.0.1:{free_port()}/nobody", None))
+    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+
+    make_worker(court, Clock()).run_once()
+
+    [row] = notifications(court)
+    assert row.state == "pending" and row.attempts == 1
+    assert row.last_error is not None and row.last_error.startswith("cannot reach")
+
+
+def test_without_any_secret_nothing_is_sent(court: Court, receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="server.notify.webhook")
+    targets(court, ("judge", receiver.url("/judge"), None), ("creditor", receiver.url("/creditor"), CREDITOR_SECRET))
+    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+
+    make_worker(court, Clock(), secret=None).run_once()
+
+    assert [r.path for r in receiver.wait_for(1)] == ["/creditor"]
+    judge, creditor = notifications(court)
+    assert (judge.state, judge.attempts) == ("failed", 1) and "no signing key" in (judge.last_error or "")
+    assert creditor.state == "sent"
+    assert any("webhook_secret_file is not set" in r.getMessage() for r in caplog.records)
+
+
+def test_worker_thread_delivers(court: Court, receiver: Receiver) -> None:
+    targets(court, ("judge", receiver.url("/judge"), None))
+    worker = make_worker(court, Clock(datetime.now(UTC) + timedelta(minutes=1)), poll_interval_s=0.02)
+    worker.start()
+    try:
+        court.send(court.a, court.a.event(EventType.TAMPER))
+        [request] = receiver.wait_for(1)
+        assert court.metrics.wait_until(lambda m: m.notifications_sent == 1, 10.0)
+    finally:
+        worker.stop()
+    assert json.loads(request.body)["alarm"]["severity"] == "critical"
+
+
+def test_target_validation(court: Court) -> None:
+    with session_scope(court.session_factory) as session:
+        for url in ("ftp://example.org/x", "not a url", "http://"):
+            with pytest.raises(ValueError):
+                add_notification_target(session, case_no=court.a.case_no, role="judge", url=url)
+        with pytest.raises(ValueError):
+            add_notification_target(
+                session, case_no=court.a.case_no, role="judge", url="https://a.example", secret="short"
+            )
+        with pytest.raises(ValueError):
+            add_notification_target(session, case_no=court.a.case_no, role="debtor", url="https://a.example")
+        with pytest.raises(NotFound):
+            add_notification_target(session, case_no="(2099)无此案", role="judge", url="https://a.example")
+
+
+def test_secret_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(GLOBAL_SECRET + "\n")
+    assert read_secret(path) == GLOBAL_SECRET
+    path.write_text("short\n")
+    with pytest.raises(ConfigError):
+        read_secret(path)
+    with pytest.raises(ConfigError):
+        read_secret(tmp_path / "missing")
