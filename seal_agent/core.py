@@ -41,7 +41,6 @@ RECONCILE_S = 1.0
 _ARMED_SETTING = "armed"
 #: Post-trigger snapshots are listed in a follow-up event. Until the protocol has a ``snapshot_taken`` type they
 #: ride on an extra ``heartbeat`` (whose payload then also carries ``snapshots`` and ``trigger_seq``).
-FOLLOW_UP_TYPE = EventType.__members__.get("SNAPSHOT_TAKEN", EventType.HEARTBEAT)
 
 
 class SystemClock:
@@ -403,10 +402,7 @@ class SealAgent:
         if not hashes:
             return
         details = {"snapshots": hashes, "trigger": trigger.kind, "trigger_seq": trigger.seq}
-        if FOLLOW_UP_TYPE is EventType.HEARTBEAT:
-            self.heartbeat(details)
-        else:
-            self.record(FOLLOW_UP_TYPE, details)
+        self.record(EventType.SNAPSHOT_TAKEN, details)
 
     def _play_warning(self) -> None:
         """Start the warning; a speaker failure is logged and never stops the event that follows."""

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     COMMAND_ACK = "command_ack"
     COMMAND_REJECTED = "command_rejected"
     OUTBOX_FULL = "outbox_full"
+    SNAPSHOT_TAKEN = "snapshot_taken"
     AGENT_STARTED = "agent_started"
 
 

@@ -75,7 +75,7 @@ def test_intrusion_snapshots_arrive_by_hash_first_one_at_once(
 
     # The post-trigger snapshots are listed in a follow-up event naming the intrusion.
     def follow_up(c: CourtSubscriber) -> list[dict[str, object]]:
-        return [p for p in c.payloads(DEVICE, "heartbeat") if "snapshots" in p]
+        return list(c.payloads(DEVICE, "snapshot_taken"))
 
     assert court.wait_for(lambda c: bool(follow_up(c)), timeout=5)
     later = follow_up(court)[0]
