@@ -50,6 +50,30 @@ SEALS = [
 ]
 
 
+def write_camera_clip(path: Path, seconds: float = 12.0, fps: float = 10.0) -> Path:
+    """A looping 'camera' for the simulated seals: a still, slightly noisy room that someone crosses now and then."""
+    import cv2
+    import numpy as np
+
+    width, height = 320, 240
+    rng = np.random.default_rng(2021)
+    coarse = rng.integers(40, 210, size=(height // 16, width // 16, 3), dtype=np.uint8)
+    room = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+    if not writer.isOpened():
+        raise SystemExit("demo: OpenCV cannot write an MJPG .avi here")
+    frames = int(seconds * fps)
+    for i in range(frames):
+        frame = room.copy()
+        if i % (frames // 2) < frames // 4:  # someone walks across during a quarter of each half
+            x = 10 + (i * 12) % (width - 70)
+            cv2.rectangle(frame, (x, 70), (x + 50, 170), (25, 25, 25), thickness=-1)
+        noise = rng.normal(0, 2.0, frame.shape).astype(np.int16)
+        writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
 def sound_card_present() -> bool:
     cards = Path("/proc/asound/cards")
     return cards.exists() and "no soundcards" not in cards.read_text()
@@ -115,6 +139,7 @@ def main() -> int:
                 "--court", court, "--judge", judge, "--address", address)
 
         alsa_env = _alsa_file_sink(var)
+        camera_clip = write_camera_clip(var / "camera.avi")
         for seal in SEALS:
             agent_conf = _write_agent_config(var, broker, seal)
             public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
@@ -133,7 +158,7 @@ def main() -> int:
             log = open(var / f"{seal.device_id}.log", "wb")  # closed with the process
             agent = subprocess.Popen(
                 [BIN / "seal-agent", "simulate", "--config", var / seal.device_id / "agent.toml",
-                 "--trigger-every", str(seal.trigger_every_s), "--presence-s", "2"],
+                 "--trigger-every", str(seal.trigger_every_s), "--presence-s", "2", "--camera-file", camera_clip],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )
             children.append((seal.device_id, agent))
@@ -245,6 +270,7 @@ def _print_banner(base_url: str, var: Path, file_sink: bool) -> None:
         f"  metrics:   {base_url}/metrics",
         "  seals:     " + ", ".join(f"{s.device_id} → {s.case_no}, PIR every {s.trigger_every_s:g} s" for s in SEALS),
         f"  logs:      {var}/server.log, {var}/seal-demo-*.log",
+        f"  camera:    both seals watch {var}/camera.avi; snapshots land in {var}/snapshots/",
     ]
     if file_sink:
         lines.append(f"  sound:     no sound card here: the warnings are written to {var}/seal-demo-*/speaker.raw")
