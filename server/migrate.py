@@ -1,0 +1,48 @@
+"""Database migrations (Alembic), run programmatically on an engine: ``upgrade`` at start-up and by ``init-db``."""
+
+from __future__ import annotations
+
+import logging
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine
+
+from server.models import Base
+
+logger = logging.getLogger(__name__)
+
+
+def _config(connection: object | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "server:migrations")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database schema to ``revision`` (default: the newest)."""
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), revision)
+    logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def pending_differences(engine: Engine) -> list[object]:
+    """What the models have that the database's schema lacks (empty when the migrations are complete)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def autogenerate(engine: Engine, message: str) -> None:
+    """Write a new revision from the difference between the models and ``engine``'s schema (for developers)."""
+    with engine.begin() as connection:
+        command.revision(_config(connection), message=message, autogenerate=True)

@@ -1,0 +1,17 @@
+"""Alembic environment: run by :mod:`server.migrate` on a connection it passes in; no alembic.ini, no URL here."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from server.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
