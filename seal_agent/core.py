@@ -8,10 +8,8 @@ Threads: the sensor's callbacks run on the sensor library's thread, the timer (r
 check) on ``seal-agent-timer``, delivery on the couriers' threads, camera health on the camera monitor's thread.
 Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
 
-Camera confirmation: an intrusion records ``camera_motion`` (``seen`` / ``not_seen`` / ``unknown``) for the frames
-``motion_window_s`` before to ``motion_window_s`` after the PIR edge. With ``require_motion_confirmation`` the
-warning waits for that verdict (at most the window) and only ``not_seen`` suppresses it: a blind, lost or still
-learning camera (``unknown``) never silences the seal. The event is recorded either way.
+What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
+:class:`~seal_agent.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence, cool-down).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from seal_agent.delivery import Courier, DeliveryQueue
 from seal_agent.interfaces import Clock, EvidenceCamera, Lane, MotionSource, Publisher, Speaker, Switch
 from seal_agent.outbox import Outbox, SnapshotItem, StoredEvent
 from seal_agent.recorder import EventRecorder
+from seal_agent.triggers import CameraPolicy, TriggerResponder
 from seal_agent.warning import WarningPolicy, WarningSettings
 from seal_protocol import EventType
 from seal_protocol.signing import SigningKey
@@ -39,8 +38,8 @@ logger = logging.getLogger(__name__)
 #: How often the timer compares the sensor's level with the presence we believe in (a missed edge is caught).
 RECONCILE_S = 1.0
 _ARMED_SETTING = "armed"
-#: Post-trigger snapshots are listed in a follow-up event. Until the protocol has a ``snapshot_taken`` type they
-#: ride on an extra ``heartbeat`` (whose payload then also carries ``snapshots`` and ``trigger_seq``).
+
+__all__ = ["CameraPolicy", "SealAgent", "SealIdentity", "SystemClock"]
 
 
 class SystemClock:
@@ -60,21 +59,6 @@ class SealIdentity:
     device_id: str
     case_no: str
     signing_key: SigningKey
-
-
-@dataclass(frozen=True, slots=True)
-class CameraPolicy:
-    require_motion_confirmation: bool = False
-    motion_window_s: float = 1.0
-
-
-class _Trigger:
-    """The event that snapshots were taken for; its seq is known once it is committed."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.seq: int | None = None
-        self.recorded = threading.Event()
 
 
 class SealAgent:
@@ -110,7 +94,6 @@ class SealAgent:
         self._speaker = speaker
         self._outbox = outbox
         self._camera = camera
-        self._camera_policy = camera_policy or CameraPolicy()
         self._tamper = tamper
         self._clock = clock or SystemClock()
         self.recorder = EventRecorder(
@@ -131,6 +114,9 @@ class SealAgent:
                 snapshots, lambda s: publisher.publish_snapshot(s.key, s.sha, s.jpeg), self._clock,
                 connected=connected, name="snapshots", window=4, retry_s=retry_s,
             )  # fmt: skip
+        self._respond = TriggerResponder(
+            speaker=speaker, record=self.record, camera=camera, camera_policy=camera_policy
+        )
         publisher.bind(on_ack=self._on_ack, on_connection=self._on_connection, on_command=self._on_command)
         #: Handles a raw court command (set by the composition root); None: commands are ignored.
         self.command_handler: Callable[[bytes], None] | None = None
@@ -221,7 +207,7 @@ class SealAgent:
             self._policy.reset()
             play = self._present and self._policy.motion_started(self._clock.monotonic())
         if play:
-            self._play_warning()
+            self._respond.play_warning()
         self._wake.set()
         return True
 
@@ -250,7 +236,7 @@ class SealAgent:
 
     @property
     def camera_state(self) -> str:
-        return "none" if self._camera is None else self._camera.state
+        return self._respond.camera_state
 
     def record(
         self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
@@ -324,38 +310,15 @@ class SealAgent:
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
-        confirm = wanted and self._camera is not None and self._camera_policy.require_motion_confirmation
-        if wanted and not confirm:
-            self._play_warning()  # the warning first: it is what a person on site notices
-        trigger = _Trigger("intrusion")
-        snapshots = self._capture(now, trigger)
-        verdict = self._verdict(now, play_if_seen=confirm)
-        warning = "played" if wanted else ("suppressed_cooldown" if armed else "suppressed_disarmed")
-        if confirm and verdict == "not_seen":
-            with self._lock:
-                self._policy.cancel()
-            warning = "suppressed_not_seen"
-        elif confirm and verdict != "seen":  # unknown: a blind or lost camera never silences the seal
-            self._play_warning()
-        payload = {"sensor": "pir", "armed": armed, "warning": warning, "camera": self.camera_state}
-        stored = self._record_trigger(
-            EventType.INTRUSION, trigger, {**payload, "camera_motion": verdict, "snapshots": snapshots}
-        )
+        stored = self._respond.intrusion(now, armed=armed, wanted=wanted, on_not_seen=self._cancel_warning)
         self._wake.set()
         hook = self.when_intrusion
         if hook is not None:
             _guarded("when_intrusion", lambda: hook(stored))
 
-    def _verdict(self, now: float, *, play_if_seen: bool) -> str:
-        if self._camera is None:
-            return "unknown"
-        window = self._camera_policy.motion_window_s
-        verdict = self._camera.motion_verdict(now - window, now, 0.0)
-        if verdict == "seen":
-            if play_if_seen:
-                self._play_warning()
-            return verdict
-        return self._camera.motion_verdict(now - window, now + window, window + 0.5)
+    def _cancel_warning(self) -> None:
+        with self._lock:
+            self._policy.cancel()
 
     def _motion_ended(self) -> None:
         with self._lock:
@@ -367,50 +330,7 @@ class SealAgent:
 
     def _tamper_opened(self, at_start: bool = False) -> None:
         """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed), snapshots, event."""
-        now = self._clock.monotonic()
-        armed = self._armed
-        if armed:
-            self._play_warning()
-        trigger = _Trigger("tamper")
-        snapshots = self._capture(now, trigger)
-        payload = {
-            "state": "open",
-            "at_start": at_start,
-            "armed": armed,
-            "warning": "played" if armed else "suppressed_disarmed",
-            "camera": self.camera_state,
-            "snapshots": snapshots,
-        }
-        self._record_trigger(EventType.TAMPER, trigger, payload)
-
-    def _capture(self, now: float, trigger: _Trigger) -> list[str]:
-        if self._camera is None:
-            return []
-        return self._camera.capture_around(now, lambda later: self._snapshots_taken(trigger, later))
-
-    def _record_trigger(self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any]) -> StoredEvent:
-        try:
-            stored = self.record(type, payload)
-        finally:
-            trigger.recorded.set()
-        trigger.seq = stored.seq
-        return stored
-
-    def _snapshots_taken(self, trigger: _Trigger, hashes: list[str]) -> None:
-        """Post-trigger snapshots are in: list them in a follow-up event (on the burst's waiter thread)."""
-        trigger.recorded.wait(30.0)
-        if not hashes:
-            return
-        details = {"snapshots": hashes, "trigger": trigger.kind, "trigger_seq": trigger.seq}
-        self.record(EventType.SNAPSHOT_TAKEN, details)
-
-    def _play_warning(self) -> None:
-        """Start the warning; a speaker failure is logged and never stops the event that follows."""
-        try:
-            if self._speaker.play_warning():
-                logger.info("warning started")
-        except Exception:
-            logger.exception("the warning could not be started")
+        self._respond.tamper(self._clock.monotonic(), armed=self._armed, at_start=at_start)
 
     # -- timer thread -----------------------------------------------------------------------------------------
 
@@ -432,7 +352,7 @@ class SealAgent:
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s
         if play:
-            self._play_warning()
+            self._respond.play_warning()
         if beat:
             self.heartbeat()
 

@@ -6,8 +6,9 @@ import logging
 from contextlib import ExitStack
 
 from seal_agent.config import AgentConfig, read_password
-from seal_agent.core import CameraPolicy, SealAgent, SealIdentity, SystemClock
+from seal_agent.core import SealAgent, SealIdentity, SystemClock
 from seal_agent.interfaces import Clock, Speaker
+from seal_agent.triggers import CameraPolicy
 from seal_agent.warning import WarningSettings
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
 
