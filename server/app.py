@@ -16,14 +16,17 @@ from server.context import ServerContext
 from server.db import make_engine, make_session_factory
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.ingest import Ingestor
+from server.liveness import LivenessChecker
 from server.metrics import IngestMetrics
 from server.mqtt_ingest import MqttIngest
+from server.notify.worker import NotificationWorker, webhook_worker
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
-    """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest.
+    """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
+    the liveness check and the notification worker.
 
     The tables must exist (``seal-server init-db``).
     """
@@ -34,15 +37,29 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         session_factory = make_session_factory(engine)
         metrics = IngestMetrics()
         context = ServerContext(settings, engine, session_factory, metrics)
+        workers: list[LivenessChecker | NotificationWorker] = []
         if with_ingest:
-            ingestor = Ingestor(session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir)
+            ingestor = Ingestor(
+                session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir, alarms=settings.alarms
+            )
             context.ingest = MqttIngest(settings.mqtt, ingestor)
+            liveness = LivenessChecker(
+                session_factory,
+                offline_after_s=settings.offline_after_s,
+                interval_s=settings.liveness.check_interval_s,
+                metrics=metrics,
+            )
+            workers = [liveness, webhook_worker(session_factory, settings=settings.notify, metrics=metrics)]
         app.state.context = context
         try:
             if context.ingest is not None:
                 context.ingest.start()
+            for worker in workers:
+                worker.start()
             yield
         finally:
+            for worker in workers:
+                worker.stop()
             if context.ingest is not None:
                 context.ingest.stop()
             engine.dispose()

@@ -23,7 +23,7 @@ from server.db import SessionFactory
 from server.metrics import IngestMetrics
 from server.models import utc_now
 from server.notify.outbox import DeliveryState
-from server.notify.webhook import Delivery, Notifier, Recipient
+from server.notify.webhook import Delivery, Notifier, Recipient, WebhookNotifier, read_secret
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +151,12 @@ class NotificationWorker:
                 logger.exception("notification round failed")
             self._wake.wait(self.settings.poll_interval_s)
             self._wake.clear()
+
+
+def webhook_worker(
+    session_factory: SessionFactory, *, settings: NotifySettings, metrics: IngestMetrics
+) -> NotificationWorker:
+    """The worker of :func:`server.app.create_app`: webhooks signed with the configured secret (if any)."""
+    secret = read_secret(settings.webhook_secret_file) if settings.webhook_secret_file is not None else None
+    notifier = WebhookNotifier(secret=secret, timeout_s=settings.timeout_s)
+    return NotificationWorker(session_factory, notifier, settings=settings, metrics=metrics)

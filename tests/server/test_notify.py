@@ -14,18 +14,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from seal_protocol import EventType
+from seal_protocol import EventType, encode_status
+from seal_protocol.status import SealStatus
 from server.alarms.models import Notification
 from server.alarms.service import add_notification_target
-from server.config import NotifySettings
+from server.app import create_app
+from server.config import LivenessSettings, NotifySettings, Settings
 from server.db import SessionFactory, session_scope
 from server.errors import ConfigError, NotFound
-from server.mosquitto import free_port
+from server.ingest import Message
+from server.mosquitto import PrivateBroker, free_port
 from server.notify.webhook import NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, WebhookNotifier, read_secret
 from server.notify.worker import NotificationWorker
 from tests.server.ingest_world import Court, make_court
+from tests.server.mqtt_helpers import server_mqtt_settings
 
 GLOBAL_SECRET = "global-secret-0123456789"
 CREDITOR_SECRET = "creditor-secret-abcdefgh"
@@ -77,7 +82,7 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
@@ -277,3 +282,34 @@ def test_secret_file(tmp_path: Path) -> None:
         read_secret(path)
     with pytest.raises(ConfigError):
         read_secret(tmp_path / "missing")
+
+
+def test_app_checks_liveness_and_sends_notifications(
+    court: Court, receiver: Receiver, broker: PrivateBroker, database_url: str, tmp_path: Path
+) -> None:
+    """The app's lifespan runs both: a seal silent for an hour gets an offline alarm, and the judge a webhook."""
+    targets(court, ("judge", receiver.url("/judge"), None))
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    court.ingestor.ingest([Message(court.a.status_topic, encode_status(SealStatus.ONLINE), an_hour_ago)])
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(GLOBAL_SECRET + "\n")
+    settings = Settings(
+        database_url=database_url,
+        snapshot_dir=tmp_path / "snapshots",
+        mqtt=server_mqtt_settings(broker, tmp_path),
+        liveness=LivenessSettings(check_interval_s=0.05),
+        notify=NotifySettings(webhook_secret_file=secret_file, poll_interval_s=0.05),
+    )
+
+    with TestClient(create_app(settings)):
+        [request] = receiver.wait_for(1)
+
+    body = json.loads(request.body)
+    assert (body["alarm"]["kind"], body["alarm"]["device_id"], body["alarm"]["details"]["reason"]) == (
+        "offline",
+        "seal-a",
+        "silent",
+    )
+    assert request.headers[SIGNATURE_HEADER] == expected_signature(GLOBAL_SECRET, request.body)
+    [row] = notifications(court)
+    assert row.state == "sent"
