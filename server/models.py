@@ -153,6 +153,4 @@ class Snapshot(Base):
 
 
 from server.alarms import models as _alarm_models  # noqa: E402,F401
-
-
 from server.auth import models as _auth_models  # noqa: E402,F401

@@ -1,0 +1,132 @@
+"""Alarms: what needs a person on the cases you may see; acknowledge one, then close it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.alarms import AlarmState
+from server.alarms.models import Alarm
+from server.alarms.service import acknowledge_alarm, close_alarm, get_alarm, list_alarms
+from server.api.deps import CurrentUser, Responses, SessionDep, requires
+from server.audit import record_audit
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+
+MAX_PAGE = 500
+NOT_FOUND: Responses = {404: {"description": "No such alarm, or not of one of your cases"}}
+CONFLICT: Responses = {409: {"description": "Not allowed in the alarm's current state"}}
+
+
+class AlarmPublic(BaseModel):
+    id: int = Field(description="Increasing; the paging cursor.")
+    case_no: str
+    device_id: str
+    kind: str = Field(description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full.")
+    severity: str
+    state: AlarmState
+    opened_at: datetime
+    last_seen_at: datetime = Field(description="When the last repeat was folded into this alarm.")
+    count: int = Field(description="Occurrences folded into this alarm.")
+    acknowledged_by: str | None = Field(description="Username; null while not acknowledged.")
+    acknowledged_at: datetime | None
+    acknowledged_note: str | None
+    closed_by: str | None = Field(description="Username; null while open, or when the system closed it.")
+    closed_at: datetime | None
+    closed_note: str | None
+    first_event_id: int | None
+    last_event_id: int | None
+    details: dict[str, Any]
+
+
+class AlarmNote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field("", max_length=2000, description="What was seen or done; kept with the alarm.")
+
+
+@router.get("")
+def read_alarms(
+    user: Annotated[User, Depends(requires(Permission.ALARM_READ))],
+    session: SessionDep,
+    state: Annotated[AlarmState | None, Query(description="Only alarms in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Alarms per page.")] = 50,
+    before: Annotated[int | None, Query(ge=1, description="Only alarms with an id below this (paging cursor).")] = None,
+) -> list[AlarmPublic]:
+    """Alarms of the cases you may see, newest first."""
+    case_nos = access.visible_case_nos(session, user)
+    alarms = list_alarms(session, case_nos=case_nos, state=state.value if state else None, limit=limit, before=before)
+    return _public(session, alarms)
+
+
+@router.get("/{alarm_id}", responses=NOT_FOUND)
+def read_alarm(alarm_id: int, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+    """One alarm."""
+    return _public(session, [_alarm_for(session, user, alarm_id, Permission.ALARM_READ)])[0]
+
+
+@router.post("/{alarm_id}/ack", responses=NOT_FOUND | CONFLICT)
+def acknowledge(alarm_id: int, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+    """Acknowledge an open alarm: you have seen it and take care of it (judge, officer, clerk)."""
+    _alarm_for(session, user, alarm_id, Permission.ALARM_ACK)
+    alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)
+    record_audit(session, actor=user, action="alarm.ack", target=str(alarm_id), details={"case_no": alarm.case_no})
+    session.commit()
+    return _public(session, [alarm])[0]
+
+
+@router.post("/{alarm_id}/close", responses=NOT_FOUND | CONFLICT)
+def close(alarm_id: int, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+    """Close an alarm: dealt with, or a false alarm (judge, clerk)."""
+    _alarm_for(session, user, alarm_id, Permission.ALARM_CLOSE)
+    alarm = close_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)
+    record_audit(session, actor=user, action="alarm.close", target=str(alarm_id), details={"case_no": alarm.case_no})
+    session.commit()
+    return _public(session, [alarm])[0]
+
+
+def _alarm_for(session: Session, user: User, alarm_id: int, permission: Permission) -> Alarm:
+    alarm = get_alarm(session, alarm_id=alarm_id)
+    access.check_case_visible(session, user, alarm.case_no, permission, what=f"alarm {alarm_id}")
+    return alarm
+
+
+def _public(session: Session, alarms: list[Alarm]) -> list[AlarmPublic]:
+    ids = {a.acknowledged_by for a in alarms} | {a.closed_by for a in alarms}
+    wanted = {i for i in ids if i is not None}
+    names = (
+        {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
+    return [
+        AlarmPublic(
+            id=a.id,
+            case_no=a.case_no,
+            device_id=a.device_id,
+            kind=a.kind,
+            severity=a.severity,
+            state=AlarmState(a.state),
+            opened_at=a.opened_at,
+            last_seen_at=a.last_seen_at,
+            count=a.count,
+            acknowledged_by=names.get(a.acknowledged_by) if a.acknowledged_by is not None else None,
+            acknowledged_at=a.acknowledged_at,
+            acknowledged_note=a.acknowledged_note,
+            closed_by=names.get(a.closed_by) if a.closed_by is not None else None,
+            closed_at=a.closed_at,
+            closed_note=a.closed_note,
+            first_event_id=a.first_event_id,
+            last_event_id=a.last_event_id,
+            details=a.details,
+        )
+        for a in alarms
+    ]

@@ -1,0 +1,351 @@
+"""Who may call what: every route of the app × every role × the caller's own case and a foreign one.
+
+The table below is written by hand from the product's rules, not derived from ``server.auth.access``: it is the
+contract the policy must keep. Every route of the app must have a row (``test_every_route_has_a_row``), so a new
+route cannot ship without deciding who may call it.
+
+Scopes:
+- ``public``: anyone, logged in or not, gets ``ok``;
+- ``self``: any logged-in user gets ``ok`` (acts on their own login or account);
+- ``global``: roles in ``allowed`` get ``ok``, other roles 403;
+- ``case``: acts on one case's objects. A clerk gets ``ok`` on every case; another role gets ``ok`` on its own case
+  if in ``allowed``, else 403 — and 404 on a foreign case whatever its role, as if the case did not exist.
+Nobody logged in gets 401 except on ``public`` routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from seal_protocol import EventType, snapshot_topic
+from seal_protocol.signing import generate_signing_key, public_key_b64
+from server.alarms.book import AlarmBook
+from server.alarms.state import AlarmKind
+from server.app import create_app
+from server.auth.access import Role
+from server.db import SessionFactory, session_scope
+from server.ingest import Ingestor
+from server.metrics import IngestMetrics
+from server.models import utc_now
+from server.registry import add_case, add_seal, register_seal
+from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
+from tests.server.helpers import SimulatedSeal, message
+
+OWN, FOREIGN = "(2021)苏0214执1号", "(2021)苏0214执2/3号"  # a "/" in a case number, on purpose
+ROLES: list[Role | None] = [*Role, None]  # None: not logged in
+ALL = frozenset(Role)
+CLERK = frozenset({Role.CLERK})
+COURT = frozenset({Role.CLERK, Role.JUDGE, Role.OFFICER})
+_counter = itertools.count(1)
+
+
+@dataclass
+class World:
+    session_factory: SessionFactory
+    snapshots: dict[str, str] = field(default_factory=dict)  # case -> sha256
+    alarms: dict[str, int] = field(default_factory=dict)  # case -> alarm id
+
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}-{next(_counter)}"
+
+    def new_alarm(self, case_no: str) -> int:
+        device_id = "seal-own" if case_no == OWN else "seal-foreign"
+        with session_scope(self.session_factory) as session:
+            book = AlarmBook(session, fold_window=timedelta(0))
+            alarm = book.raise_alarm(AlarmKind.TAMPER, device_id=device_id, case_no=case_no, at=utc_now(), details={})
+            session.flush()
+            return alarm.id
+
+    def new_user(self, role: Role, cases: tuple[str, ...] = ()) -> str:
+        username = self.fresh(role.value)
+        add_user(self.session_factory, username, role, cases)
+        return username
+
+    def new_seal(self, case_no: str | None) -> str:
+        device_id, key = self.fresh("seal"), public_key_b64(generate_signing_key())
+        with session_scope(self.session_factory) as session:
+            if case_no is None:
+                add_seal(session, device_id=device_id, public_key=key)
+            else:
+                register_seal(session, device_id=device_id, case_no=case_no, public_key=key)
+        return device_id
+
+
+def c(case_no: str) -> str:
+    return quote(case_no, safe="")
+
+
+@dataclass(frozen=True)
+class Call:
+    url: str
+    json: dict[str, Any] | None = None
+
+
+Prepare = Callable[[World, str], Call]  # (world, case number: own or foreign) -> the request
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str
+    scope: str
+    ok: int
+    prepare: Prepare
+    allowed: frozenset[Role] = ALL
+
+
+def fixed(url: str, json: dict[str, Any] | None = None) -> Prepare:
+    return lambda _world, _case: Call(url, json)
+
+
+def seal_of(case_no: str) -> str:
+    return "seal-own" if case_no == OWN else "seal-foreign"
+
+
+TABLE: list[Row] = [
+    Row("GET", "/api/health", "public", 200, fixed("/api/health")),
+    Row("GET", "/metrics", "public", 200, fixed("/metrics")),
+    Row("GET", "/openapi.json", "public", 200, fixed("/openapi.json")),
+    Row("GET", "/docs", "public", 200, fixed("/docs")),
+    Row("GET", "/docs/oauth2-redirect", "public", 200, fixed("/docs/oauth2-redirect")),
+    Row("GET", "/redoc", "public", 200, fixed("/redoc")),
+    Row(
+        "POST", "/api/auth/login", "public", 200, fixed("/api/auth/login", {"username": "clerk", "password": PASSWORD})
+    ),
+    Row("POST", "/api/auth/logout", "self", 204, fixed("/api/auth/logout")),
+    Row("GET", "/api/auth/me", "self", 200, fixed("/api/auth/me")),
+    Row(
+        "PUT",
+        "/api/users/me/password",
+        "self",
+        204,
+        fixed("/api/users/me/password", {"current_password": PASSWORD, "new_password": PASSWORD}),
+    ),
+    Row("GET", "/api/users", "global", 200, fixed("/api/users"), CLERK),
+    Row(
+        "POST",
+        "/api/users",
+        "global",
+        201,
+        lambda w, _: Call("/api/users", {"username": w.fresh("new"), "password": PASSWORD, "role": "officer"}),
+        CLERK,
+    ),
+    Row("GET", "/api/users/{username}", "global", 200, fixed("/api/users/judge"), CLERK),
+    Row(
+        "PATCH",
+        "/api/users/{username}",
+        "global",
+        200,
+        lambda w, _: Call(f"/api/users/{w.new_user(Role.OFFICER)}", {"disabled": True}),
+        CLERK,
+    ),
+    Row("GET", "/api/audit", "global", 200, fixed("/api/audit"), CLERK),
+    Row("GET", "/api/cases", "global", 200, fixed("/api/cases")),
+    Row("POST", "/api/cases", "global", 201, lambda w, _: Call("/api/cases", {"case_no": w.fresh("(2024)新")}), CLERK),
+    Row("GET", "/api/cases/{case_no}", "case", 200, lambda _, k: Call(f"/api/cases/{c(k)}")),
+    Row("PATCH", "/api/cases/{case_no}", "case", 200, lambda _, k: Call(f"/api/cases/{c(k)}", {"address": "x"}), CLERK),
+    Row(
+        "GET",
+        "/api/cases/{case_no}/events",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/events"),
+        COURT | {Role.CREDITOR},
+    ),
+    Row("GET", "/api/cases/{case_no}/snapshots", "case", 200, lambda _, k: Call(f"/api/cases/{c(k)}/snapshots"), COURT),
+    Row(
+        "GET",
+        "/api/cases/{case_no}/assignments",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/assignments"),
+        CLERK,
+    ),
+    Row(
+        "POST",
+        "/api/cases/{case_no}/assignments",
+        "case",
+        201,
+        lambda w, k: Call(f"/api/cases/{c(k)}/assignments", {"username": w.new_user(Role.OFFICER)}),
+        CLERK,
+    ),
+    Row(
+        "DELETE",
+        "/api/cases/{case_no}/assignments/{username}",
+        "case",
+        204,
+        lambda w, k: Call(f"/api/cases/{c(k)}/assignments/{w.new_user(Role.OFFICER, (k,))}"),
+        CLERK,
+    ),
+    Row("GET", "/api/seals", "global", 200, fixed("/api/seals")),
+    Row(
+        "POST",
+        "/api/seals",
+        "global",
+        201,
+        lambda w, _: Call(
+            "/api/seals", {"device_id": w.fresh("seal"), "public_key": public_key_b64(generate_signing_key())}
+        ),
+        CLERK,
+    ),
+    Row("GET", "/api/seals/{device_id}", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}")),
+    Row("GET", "/api/seals/{device_id}/bindings", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/bindings")),
+    Row(
+        "GET",
+        "/api/seals/{device_id}/events",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/events"),
+        COURT | {Role.CREDITOR},
+    ),
+    Row(
+        "PUT",
+        "/api/seals/{device_id}/binding",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/seals/{w.new_seal(None)}/binding", {"case_no": k}),
+        frozenset({Role.CLERK, Role.OFFICER}),
+    ),
+    Row(
+        "DELETE",
+        "/api/seals/{device_id}/binding",
+        "case",
+        204,
+        lambda w, k: Call(f"/api/seals/{w.new_seal(k)}/binding"),
+        frozenset({Role.CLERK, Role.OFFICER}),
+    ),
+    Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
+    Row("GET", "/api/alarms", "global", 200, fixed("/api/alarms"), COURT | {Role.CREDITOR}),
+    Row(
+        "GET",
+        "/api/alarms/{alarm_id}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/alarms/{w.alarms[k]}"),
+        COURT | {Role.CREDITOR},
+    ),
+    Row(
+        "POST",
+        "/api/alarms/{alarm_id}/ack",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/alarms/{w.new_alarm(k)}/ack", {}),
+        COURT,
+    ),
+    Row(
+        "POST",
+        "/api/alarms/{alarm_id}/close",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/alarms/{w.new_alarm(k)}/close", {"note": "false alarm"}),
+        CLERK | {Role.JUDGE},
+    ),
+]
+
+
+def expected(row: Row, role: Role | None, case_no: str) -> int:
+    if row.scope == "public":
+        return row.ok
+    if role is None:
+        return 401
+    if row.scope == "self":
+        return row.ok
+    if row.scope == "global":
+        return row.ok if role in row.allowed else 403
+    assert row.scope == "case", row.scope
+    if role is Role.CLERK:
+        return row.ok
+    if case_no == FOREIGN:
+        return 404
+    return row.ok if role in row.allowed else 403
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path) the app answers, routers included (FastAPI nests included routers lazily)."""
+    pairs = set()
+    for route in iter_route_contexts(app.routes):
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD":
+                pairs.add((method, str(route.path).replace(":path}", "}")))
+    return pairs
+
+
+@pytest.fixture
+def world(session_factory: SessionFactory, tmp_path: Path) -> World:
+    """Two cases, each with a seal that has an event, a snapshot and an alarm; one user per role on OWN."""
+    with session_scope(session_factory) as session:
+        add_case(session, case_no=OWN)
+        add_case(session, case_no=FOREIGN)
+    own, foreign = SimulatedSeal("seal-own", OWN), SimulatedSeal("seal-foreign", FOREIGN)
+    with session_scope(session_factory) as session:
+        for seal in (own, foreign):
+            register_seal(session, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key)
+    world = World(session_factory)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    for seal in (own, foreign):
+        picture = f"picture of {seal.case_no}".encode()
+        sha = hashlib.sha256(picture).hexdigest()
+        ingestor.ingest(
+            [
+                message(seal.event_topic, seal.event(EventType.INTRUSION)),
+                message(snapshot_topic(seal.device_id, sha), picture),
+            ]
+        )
+        world.snapshots[seal.case_no] = sha
+        world.alarms[seal.case_no] = world.new_alarm(seal.case_no)
+    for role in Role:
+        add_user(session_factory, role.value, role, () if role is Role.CLERK else (OWN,))
+    return world
+
+
+@pytest.fixture
+def client(database_url: str, world: World, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as instance:
+        yield instance
+
+
+def test_every_route_has_a_row(client: TestClient) -> None:
+    table = {(row.method, row.path) for row in TABLE}
+    assert len(table) == len(TABLE), "a route has two rows"
+    routes = app_routes(client.app)
+    assert routes - table == set(), "routes without a row in the authorisation table"
+    assert table - routes == set(), "rows for routes the app does not have"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.value if r else "anonymous" for r in ROLES])
+def test_authorisation_matrix(client: TestClient, world: World, role: Role | None) -> None:
+    mismatches = []
+    for row in TABLE:
+        for case_no in (OWN, FOREIGN):
+            call = row.prepare(world, case_no)
+            headers = bearer(world.session_factory, role.value) if role is not None else {}
+            response = client.request(row.method, call.url, json=call.json, headers=headers)
+            client.cookies.clear()
+            want = expected(row, role, case_no)
+            if response.status_code != want:
+                where = "own" if case_no == OWN else "foreign"
+                mismatches.append(f"{row.method} {row.path} ({where}): {response.status_code}, want {want}")
+    assert mismatches == []
+
+
+def test_a_foreign_case_looks_like_no_case(client: TestClient, world: World) -> None:
+    headers = bearer(world.session_factory, "judge")
+    foreign = client.get(f"/api/cases/{c(FOREIGN)}/events", headers=headers)
+    absent = client.get(f"/api/cases/{c('(1999)无此案号')}/events", headers=headers)
+    assert foreign.status_code == absent.status_code == 404
+    assert foreign.json()["detail"].replace(FOREIGN, "X") == absent.json()["detail"].replace("(1999)无此案号", "X")
+    seal = client.get("/api/seals/seal-foreign", headers=headers).json()["detail"]
+    assert seal == client.get("/api/seals/no-such-seal", headers=headers).json()["detail"].replace(
+        "no-such-seal", "seal-foreign"
+    )
