@@ -152,5 +152,6 @@ class Snapshot(Base):
     received_at: Mapped[datetime]
 
 
+from server import provisioning as _provisioning_models  # noqa: E402,F401
 from server.alarms import models as _alarm_models  # noqa: E402,F401
 from server.auth import models as _auth_models  # noqa: E402,F401
