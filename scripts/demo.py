@@ -44,6 +44,14 @@ CASES = [
     ("(2021)苏0214执1234号", "无锡市新吴区人民法院", "张法官", "无锡市新吴区长江路 18 号 3 号仓库"),
     ("(2022)苏0214执567号", "无锡市新吴区人民法院", "李法官", "无锡市新吴区湘江路 6 号 201 室"),
 ]
+#: One demo account per role: (role, username, 姓名 / name, cases). Passwords are random on every run.
+ACCOUNTS = [
+    ("clerk", "clerk", "陈书记员 / clerk Chen", []),
+    ("judge", "judge.zhang", "张法官 / judge Zhang", [CASES[0][0], CASES[1][0]]),
+    ("officer", "officer.wang", "王干警 / officer Wang", [CASES[0][0]]),
+    ("creditor", "creditor.liu", "刘申请人 / creditor Liu", [CASES[0][0]]),
+    ("debtor", "debtor.zhao", "赵被执行人 / debtor Zhao", [CASES[0][0]]),
+]
 SEALS = [
     DemoSeal("seal-demo-1", CASES[0][0], "3 号仓库东门 / warehouse 3, east door", 17, 7.0),
     DemoSeal("seal-demo-2", CASES[1][0], "201 室入户门 / flat 201, front door", 17, 11.0),
@@ -79,8 +87,8 @@ def sound_card_present() -> bool:
     return cards.exists() and "no soundcards" not in cards.read_text()
 
 
-def run(*args: str | Path) -> str:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+def run(*args: str | Path, stdin: str | None = None) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, input=stdin)
     if result.returncode != 0:
         raise SystemExit(f"demo: {' '.join(map(str, args))} failed:\n{result.stderr.strip()}")
     return result.stdout
@@ -138,6 +146,14 @@ def main() -> int:
             run(BIN / "seal-server", "case", "add", case_no, "--config", server_conf,
                 "--court", court, "--judge", judge, "--address", address)
 
+        logins = []
+        for role, username, full_name, cases in ACCOUNTS:
+            password = secrets.token_urlsafe(12)
+            case_args = [arg for case_no in cases for arg in ("--case", case_no)]
+            run(BIN / "seal-server", "user", "add", username, "--role", role, "--full-name", full_name, *case_args,
+                "--password-stdin", "--config", server_conf, stdin=password + "\n")
+            logins.append(f"login: {role} {username} {password}")
+
         alsa_env = _alsa_file_sink(var)
         camera_clip = write_camera_clip(var / "camera.avi")
         for seal in SEALS:
@@ -163,7 +179,7 @@ def main() -> int:
             )
             children.append((seal.device_id, agent))
 
-        _print_banner(base_url, var, bool(alsa_env))
+        _print_banner(base_url, var, bool(alsa_env), logins)
         started = time.monotonic()
         while not stop.is_set():
             if args.seconds and time.monotonic() - started >= args.seconds:
@@ -256,7 +272,7 @@ def _alsa_file_sink(var: Path) -> dict[str, dict[str, str]]:
     return envs
 
 
-def _print_banner(base_url: str, var: Path, file_sink: bool) -> None:
+def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) -> None:
     lines = [
         "",
         "法院电子封条演示 / Court electronic seal demo",
@@ -274,7 +290,13 @@ def _print_banner(base_url: str, var: Path, file_sink: bool) -> None:
     ]
     if file_sink:
         lines.append(f"  sound:     no sound card here: the warnings are written to {var}/seal-demo-*/speaker.raw")
-    lines += ["  Ctrl-C stops the demo.", ""]
+    lines += [
+        "  API login: POST /api/auth/login {\"username\": …, \"password\": …} → cookie and bearer token;",
+        f"             try it in {base_url}/docs. Accounts (role, username, password), made for this run:",
+        *logins,
+        "  Ctrl-C stops the demo.",
+        "",
+    ]
     print("\n".join(lines), flush=True)  # noqa: T201 - CLI output
 
 

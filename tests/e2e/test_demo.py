@@ -21,8 +21,15 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr + logs
     assert "http://127.0.0.1:" in result.stdout and "demo stopped" in result.stderr
 
+    logins = [line.split() for line in result.stdout.splitlines() if line.startswith("login: ")]
+    assert sorted(fields[1] for fields in logins) == ["clerk", "creditor", "debtor", "judge", "officer"]
+    assert all(len(fields) == 4 and len(fields[3]) >= 12 for fields in logins), logins
+
     with sqlite3.connect(demo_dir / "court.db") as db:
         rows = db.execute("SELECT case_no, device_id, type FROM events").fetchall()
+        users = dict(db.execute("SELECT username, password_hash FROM users").fetchall())
+    for _login, _role, username, password in logins:
+        assert users[username].startswith("$argon2") and password not in users[username]
     intrusions = {case_no for case_no, _device, kind in rows if kind == "intrusion"}
     assert intrusions == DEMO_CASES, rows
     devices_per_case = {case: {d for c, d, _ in rows if c == case} for case in DEMO_CASES}
