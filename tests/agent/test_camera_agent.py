@@ -5,12 +5,14 @@ mock pins, a private Mosquitto."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.runtime import SealRuntime
+from seal_protocol import SealStatus
 from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
     CourtSubscriber,
@@ -193,3 +195,75 @@ def test_quota_thins_oldest_snapshots_and_says_so_without_losing_events(
     assert court.wait_for(lambda c: len(c.payloads(DEVICE, "intrusion")) == 6)
     seqs = check_chain(court.of(DEVICE), verify_key(config))
     assert sorted(seqs) == list(range(1, max(seqs) + 1))  # no event lost
+
+
+def test_uncovered_lens_is_camera_recovered(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """A covered lens (a black clip) is ``camera_blind``; the cover taken off (the clip replaced by a normal room, which
+    the looping video camera opens at its next loop) is ``camera_recovered``, and the heartbeat says ``ok``."""
+    video = write_clip(tmp_path / "camera.avi", black_frames(10))  # 1 s per loop at 10 fps
+    config = write_config(tmp_path, broker, camera=camera_section(video))
+    runtime = runtimes(config)
+    runtime.start()
+    assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=5)
+    assert runtime.agent.camera_state == "blind"
+    assert "camera_recovered" not in court.types(DEVICE)
+
+    os.replace(write_clip(tmp_path / "room.avi", static_frames(50)), video)  # the cover is taken off
+    assert court.wait_for(lambda c: "camera_recovered" in c.types(DEVICE), timeout=5)
+    recovered = court.payloads(DEVICE, "camera_recovered")[0]
+    assert isinstance(recovered["down_ms"], int) and recovered["down_ms"] >= 500  # blind_after_s = 0.5
+    assert runtime.agent.camera_state == "ok"
+    types = court.types(DEVICE)
+    assert types.index("camera_blind") < types.index("camera_recovered")
+    runtime.agent.heartbeat()
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "heartbeat"))
+    assert court.payloads(DEVICE, "heartbeat")[-1]["camera"] == "ok"
+    check_chain(court.of(DEVICE), verify_key(config))
+
+
+def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_them(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    """The quota rule's second pass: with the broker down nothing has been sent, so the oldest *unsent* snapshots
+    go. Each is named in an ``outbox_full`` event's ``unsent_lost``, leaves the send queue and never arrives; every
+    other snapshot an intrusion listed does arrive, and no event seq is lost."""
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    section = camera_section(video, snapshot_quota_mb=0.05, snapshot_after_s=0.0, snapshot_max_frames=4)
+    config = write_config(tmp_path, broker, cooldown_s=0, camera=section)
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        runtime = started(runtimes(config))
+        assert runtime.camera is not None
+        store = runtime.camera.spool.store
+        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
+        broker.stop()  # from now on nothing is sent: every snapshot stays unsent
+        for _ in range(6):
+            pulse(mock_pins)
+            time.sleep(0.3)  # new frames between intrusions
+        queued = runtime.outbox.unsent_snapshots()
+        assert store.total_bytes() <= store.quota_bytes
+        broker.start()
+
+        def lost_ones(c: CourtSubscriber) -> list[str]:
+            return [sha for payload in c.payloads(DEVICE, "outbox_full") for sha in payload["unsent_lost"]]
+
+        assert court.wait_for(lambda c: len(c.payloads(DEVICE, "intrusion")) == 6, timeout=15)
+        assert court.wait_for(lambda c: bool(lost_ones(c)), timeout=5)
+        lost = set(lost_ones(court))
+        for payload in court.payloads(DEVICE, "outbox_full"):
+            assert payload["thinned_unsent"] == len(payload["unsent_lost"])
+            assert payload["stored_bytes"] <= store.quota_bytes
+        assert not lost & queued  # out of the send queue as soon as they were thinned
+        assert not any(sha in store for sha in lost)
+
+        listed = {sha for payload in court.payloads(DEVICE, "intrusion") for sha in payload["snapshots"]}
+        assert lost <= listed
+        assert court.wait_for(lambda c: listed - lost <= c.snapshot_hashes(DEVICE), timeout=10)
+        assert runtime.agent.snapshot_courier is not None and runtime.agent.snapshot_courier.wait_drained(5)
+        assert not lost & court.snapshot_hashes(DEVICE)  # a lost snapshot is never sent
+        seqs = check_chain(court.of(DEVICE), verify_key(config))
+        assert sorted(seqs) == list(range(1, max(seqs) + 1))  # no event lost
+    finally:
+        court.close()

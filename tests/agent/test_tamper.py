@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import wave
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.config import DEFAULT_SOUNDS_DIR
 from seal_agent.tamper import TamperSwitch
+from seal_protocol import SealStatus
 from server.mosquitto import PrivateBroker
-from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory, check_chain, verify_key, write_config
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    RuntimeFactory,
+    agent_env,
+    check_chain,
+    start_agent,
+    verify_key,
+    wait_until,
+    write_config,
+)
 
 DEVICE = "seal-test-1"
 
@@ -58,3 +72,32 @@ def test_disarmed_seal_records_tamper_silently_and_an_open_lid_at_start_counts(
     tamper = court.payloads(DEVICE, "tamper")[0]
     assert tamper["at_start"] is True and tamper["warning"] == "suppressed_disarmed"
     assert speaker.plays == 0
+
+
+def test_lid_opened_in_simulate_plays_the_warning_into_an_alsa_file(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber
+) -> None:
+    """The real simpleaudio speaker in a ``seal-agent simulate`` process: 't' opens the lid, the warning's PCM frames
+    arrive in the ALSA file sink byte for byte, and the court gets the ``tamper`` event."""
+    config = write_config(tmp_path, broker, languages=("zh",), tamper=True)
+    sink = tmp_path / "alsa-out.raw"
+    with wave.open(str(DEFAULT_SOUNDS_DIR / "warning_zh.wav")) as wav:
+        expected_pcm = wav.readframes(wav.getnframes())
+    log = tmp_path / "agent.log"
+    agent = start_agent(["simulate", "--config", str(config)], agent_env(sink), log)
+    try:
+        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE), log.read_text()
+        assert not sink.exists()  # the lid starts shut: no warning yet
+        assert agent.stdin is not None
+        agent.stdin.write("t\n")
+        agent.stdin.flush()
+        assert court.wait_for(lambda c: c.payloads(DEVICE, "tamper"), timeout=10), log.read_text()
+        assert court.payloads(DEVICE, "tamper")[0]["warning"] == "played"
+        assert wait_until(lambda: sink.exists() and sink.read_bytes() == expected_pcm, timeout=10), log.read_text()
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    check_chain(court.of(DEVICE), verify_key(config))
