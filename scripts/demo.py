@@ -94,12 +94,6 @@ def run(*args: str | Path, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-
-
 def toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -130,11 +124,9 @@ def main() -> int:
         shutil.rmtree(var)
     var.mkdir(parents=True)
 
-    # 1. A private broker with one account per party and random passwords.
-    broker = PrivateBroker(var / "broker", {SERVER_USERNAME: secrets.token_urlsafe(18)})
-    for seal in SEALS:
-        broker.users[seal.device_id] = secrets.token_urlsafe(18)
-    broker.start()
+    # A private broker whose password and ACL files are the court server's provisioning output: the court
+    # server's account first, then one account per seal as it is registered (random passwords, hashes only).
+    broker = PrivateBroker(var / "broker", manage_accounts=False)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -142,6 +134,8 @@ def main() -> int:
         http_port = 8080 if _port_free(8080) else free_port()
         server_conf = _write_server_config(var, broker, http_port)
         run(BIN / "seal-server", "init-db", "--config", server_conf)
+        run(BIN / "seal-server", "broker", "server-account", "--config", server_conf)
+        broker.start()
         for case_no, court, judge, address in CASES:
             run(BIN / "seal-server", "case", "add", case_no, "--config", server_conf,
                 "--court", court, "--judge", judge, "--address", address)
@@ -160,7 +154,8 @@ def main() -> int:
             agent_conf = _write_agent_config(var, broker, seal)
             public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
             run(BIN / "seal-server", "seal", "add", seal.device_id, "--case", seal.case_no,
-                "--public-key", public_key, "--location", seal.location, "--config", server_conf)
+                "--public-key", public_key, "--location", seal.location, "--config", server_conf,
+                "--mqtt-password-file", var / seal.device_id / "mqtt-password")
 
         server_log = open(var / "server.log", "wb")  # closed with the process
         server = subprocess.Popen([BIN / "seal-server", "run", "--config", server_conf],
@@ -219,7 +214,6 @@ def _port_free(port: int) -> bool:
 
 def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Path:
     password_file = var / "court-server.mqtt-password"
-    write_secret(password_file, broker.users[SERVER_USERNAME])
     path = var / "server.toml"
     path.write_text(
         f"database_url = {toml_str(f'sqlite:///{var}/court.db')}\n"
@@ -231,6 +225,10 @@ def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Pa
         f"port = {broker.port}\n"
         f"username = {toml_str(SERVER_USERNAME)}\n"
         f"password_file = {toml_str(str(password_file))}\n"
+        "[broker]\n"
+        f"password_file = {toml_str(str(broker.password_file))}\n"
+        f"acl_file = {toml_str(str(broker.acl_file))}\n"
+        f"pid_file = {toml_str(str(broker.pid_file))}\n"
     )
     return path
 
@@ -238,8 +236,7 @@ def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Pa
 def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal) -> Path:
     state = var / seal.device_id
     state.mkdir(parents=True, exist_ok=True)
-    password_file = state / "mqtt-password"
-    write_secret(password_file, broker.users[seal.device_id])
+    password_file = state / "mqtt-password"  # written by `seal-server seal add --mqtt-password-file`
     path = state / "agent.toml"
     path.write_text(
         f"device_id = {toml_str(seal.device_id)}\n"

@@ -30,6 +30,12 @@ from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
 from server.logs import configure_logging
+from server.provisioning_cli import (
+    add_broker_commands,
+    add_password_file_option,
+    provision_seal_account,
+    run_broker_command,
+)
 from server.registry import add_case, register_seal
 
 logger = logging.getLogger("server.cli")
@@ -67,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     seal_add.add_argument(
         "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
     )
+    add_password_file_option(seal_add)
+    seal_rotate = seal.add_parser("rotate-password", parents=[common], help="give a seal a new MQTT password")
+    seal_rotate.add_argument("device_id", metavar="DEVICE_ID")
+    add_password_file_option(seal_rotate)
+    add_broker_commands(commands, common)
     add_user_commands(commands, common)
     return parser
 
@@ -109,7 +120,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "case":
             return _case_add(args, settings)
         case "seal":
-            return _seal_add(args, settings)
+            return _seal_rotate(args, settings) if args.action == "rotate-password" else _seal_add(args, settings)
+        case "broker":
+            return _broker(args, settings)
         case "user":
             return _user(args, settings)
     raise AssertionError(f"unhandled command {args.command!r}")
@@ -166,9 +179,31 @@ def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
                 replace_key=args.replace_key,
             )
             _out(f"seal {seal.device_id} bound to case {seal.case_no}")
+            provision_seal_account(session, settings, device_id=seal.device_id, rotate=False,
+                                   password_file=args.mqtt_password_file, out=_out)
     finally:
         engine.dispose()
     return 0
+
+
+def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            provision_seal_account(session, settings, device_id=args.device_id, rotate=True,
+                                   password_file=args.mqtt_password_file, out=_out)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return run_broker_command(args, session, settings, _out)
+    finally:
+        engine.dispose()
 
 
 def _user(args: argparse.Namespace, settings: Settings) -> int:

@@ -27,6 +27,10 @@ Example::
     [auth]
     session_ttl_s = 28800
     cookie_secure = true
+    [broker]
+    password_file = "/etc/mosquitto/court-seal.passwd"
+    acl_file = "/etc/mosquitto/court-seal.acl"
+    pid_file = "/run/mosquitto/mosquitto.pid"
 """
 
 from __future__ import annotations
@@ -143,6 +147,20 @@ class AuthSettings(BaseModel):
     login_window_s: int = Field(300, ge=10, le=24 * 3600, description="The window of login_max_failures.")
 
 
+class BrokerFilesSettings(BaseModel):
+    """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    password_file: Path | None = Field(
+        None, description="Mosquitto's password_file. Unset: provisioning stores accounts but writes no files."
+    )
+    acl_file: Path | None = Field(None, description="Mosquitto's acl_file (written together with password_file).")
+    pid_file: Path | None = Field(
+        None, description="Mosquitto's pid file: when set, the broker gets SIGHUP to re-read the files."
+    )
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -164,6 +182,9 @@ class Settings(BaseModel):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Folding of repeated alarms.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings, description="The check for silent seals.")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="Webhook notifications of alarms.")
+    broker: BrokerFilesSettings = Field(
+        default_factory=BrokerFilesSettings, description="Mosquitto files managed by seal provisioning."
+    )
 
 
 def parse_settings(

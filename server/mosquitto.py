@@ -133,6 +133,11 @@ class PrivateBroker:
     def acl_file(self) -> Path:
         return self.directory / "acl"
 
+    @property
+    def pid_file(self) -> Path:
+        """Written by us: Mosquitto writes its own pid file only when it daemonises."""
+        return self.directory / "mosquitto.pid"
+
     def write_files(self) -> None:
         if self.manage_accounts:
             write_password_file(self.password_file, self.users)
@@ -176,6 +181,7 @@ class PrivateBroker:
                 raise BrokerError(f"mosquitto exited with {self._process.returncode}: {err.strip()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    self.pid_file.write_text(f"{self._process.pid}\n")
                     logger.info("private mosquitto listening on 127.0.0.1:%d", self.port)
                     return
             except OSError:
@@ -190,6 +196,7 @@ class PrivateBroker:
             self._process.send_signal(1)
 
     def stop(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

@@ -8,7 +8,9 @@ whole, so they never drift from it. Each seal's username is its device id, which
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,7 +20,8 @@ from sqlalchemy import Boolean, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from seal_protocol.topics import validate_device_id
-from server.errors import AlreadyExists, NotFound
+from server.config import BrokerFilesSettings
+from server.errors import AlreadyExists, BrokerUnavailable, NotFound
 from server.models import Base, UTCDateTime
 from server.mosquitto import SERVER_USERNAME, acl_text, mosquitto_password_hash, password_file_text, write_private_file
 
@@ -106,3 +109,21 @@ def write_broker_files(session: Session, *, password_file: Path, acl_file: Path)
     write_private_file(acl_file, acl_text(SERVER_USERNAME), 0o640)
     logger.info("wrote %s (%d accounts) and %s", password_file, len(accounts), acl_file)
     return len(accounts)
+
+
+def apply_broker_files(session: Session, files: BrokerFilesSettings) -> str:
+    """Rewrite the configured Mosquitto files and signal the broker; returns what was done, for the operator."""
+    if files.password_file is None or files.acl_file is None:
+        return "no [broker] password_file/acl_file configured: broker files not written"
+    count = write_broker_files(session, password_file=files.password_file, acl_file=files.acl_file)
+    done = f"wrote {files.password_file} ({count} accounts) and {files.acl_file}"
+    if files.pid_file is None:
+        return done + "; reload the broker to apply them (systemctl reload mosquitto)"
+    if not files.pid_file.exists():
+        return done + f"; no broker running ({files.pid_file} absent): it reads them when it starts"
+    try:
+        pid = int(files.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise BrokerUnavailable(f"{done}, but the broker could not be signalled via {files.pid_file}: {exc}") from exc
+    return done + f"; broker (pid {pid}) reloaded"

@@ -139,3 +139,61 @@ def test_reserved_and_invalid_seal_names(session_factory: SessionFactory) -> Non
             create_account(session, username=SERVER_USERNAME, kind=AccountKind.SEAL)
         with pytest.raises(ValueError, match="invalid device id"):
             create_account(session, username="Seal/A", kind=AccountKind.SEAL)
+
+
+def test_cli_provisions_the_server_and_a_seal_into_a_running_broker(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seal_protocol.signing import generate_signing_key, public_key_b64
+    from server.cli import main
+
+    broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"""database_url = "{database_url}"
+snapshot_dir = "{tmp_path / "snapshots"}"
+[mqtt]
+port = {broker.port}
+password_file = "{tmp_path / "server-password"}"
+[broker]
+password_file = "{broker.password_file}"
+acl_file = "{broker.acl_file}"
+pid_file = "{broker.pid_file}"
+""",
+        encoding="utf-8",
+    )
+    base = ["--config", str(config)]
+    assert main(["init-db", *base]) == 0
+    assert main(["broker", "server-account", *base]) == 0
+    assert "absent" in capsys.readouterr().out  # no broker yet: the files wait for it
+    broker.start()
+    try:
+        assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
+        seal_password = tmp_path / "seal-a.password"
+        key = public_key_b64(generate_signing_key())
+        assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
+                     "--mqtt-password-file", str(seal_password), *base]) == 0
+        out = capsys.readouterr().out
+        assert "reloaded" in out and seal_password.read_text().strip() not in out
+        assert seal_password.stat().st_mode & 0o077 == 0
+
+        server = Client(broker.port, SERVER_USERNAME, (tmp_path / "server-password").read_text().strip())
+        seal = Client(broker.port, "seal-a", seal_password.read_text().strip())
+        try:
+            assert not server.wait_connack().is_failure
+            assert not seal.wait_connack().is_failure
+            assert not seal.publish(event_topic("seal-a")).is_failure
+        finally:
+            server.close()
+            seal.close()
+
+        # A second `seal add` keeps the password; `rotate-password` replaces it and the old one stops working.
+        old = seal_password.read_text().strip()
+        assert main(["seal", "rotate-password", "seal-a", "--mqtt-password-file", str(seal_password), *base]) == 0
+        stale = Client(broker.port, "seal-a", old)
+        try:
+            assert stale.wait_connack().is_failure
+        finally:
+            stale.close()
+    finally:
+        broker.stop()
