@@ -131,6 +131,9 @@ class SealAgent:
         #: Called with the stored ``intrusion`` event after it is committed. It runs on the sensor's thread:
         #: return quickly. Its failures are logged and never affect the warning or the event.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
+        #: Called with the seq of each event the broker acknowledged (PUBACK with a success code), on the MQTT
+        #: client's thread before the event leaves the outbox: return quickly. Failures are logged and ignored.
+        self.when_delivered: Callable[[int], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
 
@@ -276,6 +279,9 @@ class SealAgent:
         courier = self.courier if lane is Lane.EVENT else self.snapshot_courier
         if courier is not None:
             courier.on_ack(key, failure)
+        hook = self.when_delivered
+        if hook is not None and lane is Lane.EVENT and failure is None:
+            _guarded("when_delivered", lambda: hook(key))
 
     def _on_connection(self, connected: bool) -> None:
         for courier in self._couriers():

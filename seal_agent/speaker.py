@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import simpleaudio
@@ -34,9 +34,13 @@ class WarningSpeaker:
 
     The files are loaded once at construction, so a missing or broken file stops the agent at start, not at the
     first intrusion. A playback failure (no sound card, device busy) is logged and ends that warning only.
+
+    ``on_started(name)`` (optional) is called on the playback thread each time simpleaudio accepted a file's PCM
+    buffer (``play()`` returned: the ALSA device is open and simpleaudio's own thread is writing to it), e.g. to
+    measure or log how fast the warning starts. Its failures are logged and never stop the warning.
     """
 
-    def __init__(self, files: Sequence[Path]) -> None:
+    def __init__(self, files: Sequence[Path], *, on_started: Callable[[str], None] | None = None) -> None:
         if not files:
             raise AudioError("no warning sound configured")
         self._sounds: list[tuple[str, simpleaudio.WaveObject]] = []
@@ -51,6 +55,7 @@ class WarningSpeaker:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self.on_started = on_started
 
     def play_warning(self) -> bool:
         with self._lock:
@@ -93,6 +98,7 @@ class WarningSpeaker:
                     break
                 with self._lock:
                     self._current = play
+                self._started(name)
                 play.wait_done()
                 logger.info("warning %s played", name)
         except Exception:
@@ -101,3 +107,12 @@ class WarningSpeaker:
             with self._lock:
                 self._current = None
             self._done.set()
+
+    def _started(self, name: str) -> None:
+        hook = self.on_started
+        if hook is None:
+            return
+        try:
+            hook(name)
+        except Exception:
+            logger.exception("on_started hook failed for %s", name)

@@ -220,3 +220,26 @@ def test_a_failing_speaker_never_stops_the_event(
     pulse(mock_pins)
     assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE))
     assert speaker.plays == 1
+
+
+def test_when_delivered_reports_each_acknowledged_seq_and_a_failing_hook_changes_nothing(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    runtime = runtimes(config)
+    delivered: list[int] = []
+    done = threading.Event()
+
+    def hook(seq: int) -> None:
+        delivered.append(seq)
+        if seq == 2:
+            done.set()
+        raise RuntimeError("a broken hook")  # logged, never affects delivery
+
+    runtime.agent.when_delivered = hook
+    runtime.start()
+    pulse(mock_pins)
+    assert done.wait(5), delivered
+    assert delivered == [1, 2]
+    assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2})
+    assert runtime.agent.courier.wait_drained(5) and runtime.outbox.depth() == 0
