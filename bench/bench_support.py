@@ -1,0 +1,129 @@
+"""Shared parts of the agent bench: percentiles, the machine, the FIFO sound card, a seal configuration."""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.mosquitto import PrivateBroker
+
+DEVICE = "seal-bench-1"
+PIR_PIN = 17
+#: gpiozero ignores a second edge within the PIR's bounce window (0.05 s): edges are spaced by more than that.
+EDGE_GAP_S = 0.06
+#: Triggers (and plays) done first and not counted: the first ALSA open reads its configuration.
+WARM_UP = 5
+
+
+# -- statistics and output -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    name: str
+    values: list[float] = field(default_factory=list)  # seconds
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.values)
+        return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))]  # nearest rank
+
+    def row(self, baseline: Series | None = None, target_ms: float | None = None) -> str:
+        p50, p99, top = (1000 * v for v in (self.quantile(0.5), self.quantile(0.99), max(self.values)))
+        text = f"{self.name:<58} n={len(self.values):<4} p50 {p50:8.3f}  p99 {p99:8.3f}  max {top:8.3f} ms"
+        if baseline is not None:
+            text += f"  p50 x{p50 / (1000 * baseline.quantile(0.5)):.1f} of baseline"
+        if target_ms is not None:
+            text += f"  target p99 <= {target_ms:g} ms: {'met' if p99 <= target_ms else 'MISSED'}"
+        return text
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, {platform.machine()}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+# -- the FIFO sound card --------------------------------------------------------------------------------------------
+
+
+class FifoSink:
+    """Reads what ALSA writes to the FIFO; :meth:`arm` before a play, then :attr:`first` is when bytes came."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR)  # read-write: reads block (no EOF) between ALSA's opens
+        self._lock = threading.Lock()
+        self.first = threading.Event()
+        self.first_at = 0.0
+        self.bytes = 0
+        threading.Thread(target=self._read, name="bench-fifo", daemon=True).start()
+
+    def arm(self) -> None:
+        with self._lock:
+            self.first.clear()
+            self.bytes = 0
+
+    def wait_bytes(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.bytes >= count:
+                    return True
+            time.sleep(0.002)
+        return False
+
+    def _read(self) -> None:
+        while True:
+            data = os.read(self._fd, 1 << 16)
+            now = time.perf_counter()
+            with self._lock:
+                if not self.first.is_set():
+                    self.first_at = now
+                    self.first.set()
+                self.bytes += len(data)
+
+
+# -- seal configuration ---------------------------------------------------------------------------------------------
+
+
+def write_config(directory: Path, broker: PrivateBroker, *, device_id: str = DEVICE) -> Path:
+    """A seal that warns on every presence (no cool-down, no repeats) in Mandarin only; no camera, no tamper."""
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    broker.add_user(device_id, password)
+    broker.reload()
+    (directory / "mqtt-password").write_text(password + "\n")
+    path = directory / "seal.toml"
+    path.write_text(
+        f'device_id = "{device_id}"\ncase_no = "(2021)苏0214执1234号"\nstate_dir = "{directory / "state"}"\n'
+        f'heartbeat_s = 3600\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'password_file = "{directory / "mqtt-password"}"\n'
+        '[pir]\npin = 17\n[warning]\nlanguages = ["zh"]\nrepeat_s = 3600\nmax_repeats = 0\ncooldown_s = 0\n'
+        "[tamper]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+class Stamp:
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.value = 0
+        self.event = threading.Event()
+
+    def mark(self, value: int = 0) -> None:
+        self.at, self.value = time.perf_counter(), value
+        self.event.set()
