@@ -24,7 +24,6 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.errors import ConfigError
-from server.models import Base
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +67,10 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables (Alembic migrations will take over this job)."""
-    Base.metadata.create_all(engine)
-    logger.info("database schema ready on %s", engine.url.render_as_string(hide_password=True))
+    """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
+    from server.migrate import upgrade
+
+    upgrade(engine)
 
 
 def check_db(engine: Engine) -> None:

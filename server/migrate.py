@@ -46,3 +46,9 @@ def autogenerate(engine: Engine, message: str) -> None:
     """Write a new revision from the difference between the models and ``engine``'s schema (for developers)."""
     with engine.begin() as connection:
         command.revision(_config(connection), message=message, autogenerate=True)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (``"base"``: no tables at all)."""
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), revision)

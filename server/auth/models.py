@@ -102,28 +102,22 @@ class SealBinding(Base):
 
 _APPEND_ONLY_MESSAGE = "audit_log is append-only"
 
-for _op in ("UPDATE", "DELETE"):
-    event.listen(
-        AuditEntry.__table__,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER audit_log_no_{_op.lower()} BEFORE {_op} ON audit_log "
-            f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"
-        ).execute_if(dialect="sqlite"),
-    )
-event.listen(
-    AuditEntry.__table__,
-    "after_create",
-    DDL(
+#: The statements that make ``audit_log`` append-only, per dialect; run after the table is created (by
+#: ``create_all`` through the listener below, and by the migration that creates the table).
+AUDIT_LOG_TRIGGERS: dict[str, list[str]] = {
+    "sqlite": [
+        f"CREATE TRIGGER audit_log_no_{op.lower()} BEFORE {op} ON audit_log "
+        f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"
+        for op in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
         "CREATE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-        f"$$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$"
-    ).execute_if(dialect="postgresql"),
-)
-event.listen(
-    AuditEntry.__table__,
-    "after_create",
-    DDL(
+        f"$$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$",
         "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
-        "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()"
-    ).execute_if(dialect="postgresql"),
-)
+        "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()",
+    ],
+}
+
+for _dialect, _statements in AUDIT_LOG_TRIGGERS.items():
+    for _statement in _statements:
+        event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
