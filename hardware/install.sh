@@ -12,7 +12,7 @@ CONF_DIR=/etc/court-seal
 STATE_DIR=/var/lib/court-seal
 
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync python3-lgpio
 
 getent group gpio >/dev/null || groupadd --system gpio
 id seal >/dev/null 2>&1 || useradd --system --home-dir "$STATE_DIR" --shell /usr/sbin/nologin seal
@@ -20,7 +20,9 @@ usermod -a -G gpio,audio,video seal
 
 mkdir -p "$PREFIX" "$CONF_DIR" "$STATE_DIR"
 rsync -a --delete --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"/
-[ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv"
+# --system-site-packages: gpiozero reaches the GPIO through Debian's python3-lgpio (the only pin library that
+# drives a Pi 5; it works on a Pi 4 too).
+[ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/.venv"
 "$PREFIX/.venv/bin/pip" install -q --upgrade pip
 "$PREFIX/.venv/bin/pip" install -q "$PREFIX[agent]"
 
@@ -31,15 +33,22 @@ fi
 chown seal:seal "$STATE_DIR"; chmod 0700 "$STATE_DIR"
 touch "$CONF_DIR/mqtt-password"; chown root:seal "$CONF_DIR/mqtt-password"; chmod 0640 "$CONF_DIR/mqtt-password"
 
-"$PREFIX/.venv/bin/seal-agent" check-config "$CONF_DIR/agent.toml" || {
-  echo "install.sh: fix $CONF_DIR/agent.toml, then run this script again" >&2; exit 2; }
+# The key first: the court needs it to enrol the seal, and only then hands out the seal's MQTT password.
 pubkey=$(runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" keygen --config "$CONF_DIR/agent.toml")
 
 install -m 0644 "$PREFIX/hardware/seal-agent.service" /etc/systemd/system/seal-agent.service
 systemctl daemon-reload
-systemctl enable --now seal-agent.service
+systemctl enable seal-agent.service
 
 echo
-echo "Seal agent installed and started. Enrol this seal on the court server with its public key:"
-echo "  seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config server.toml"
-echo "Put the MQTT password the server printed into $CONF_DIR/mqtt-password."
+echo "1. Enrol this seal on the court server with its public key:"
+echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config server.toml"
+echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
+echo "   $CONF_DIR/ca.pem (or set tls_ca_file = \"\" on a trusted network); paste the court's command key"
+echo "   (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
+echo "3. Check and start:"
+echo "     sudo $PREFIX/.venv/bin/seal-agent check-config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
+if "$PREFIX/.venv/bin/seal-agent" check-config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
+  systemctl restart seal-agent.service
+  echo "The configuration is complete: seal-agent started."
+fi

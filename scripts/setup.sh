@@ -9,9 +9,9 @@ APT_PACKAGES=(
   mosquitto-clients    # mosquitto_pub/sub, handy for operators
   libasound2-dev       # ALSA headers: simpleaudio is built from source on Linux
   gcc python3-dev python3-venv
-  espeak-ng            # only to regenerate sounds/*.wav; the WAVs are committed
-  chromium             # headless browser for the dashboard tests
+  make
 )
+# espeak-ng is needed only to regenerate sounds/*.wav (sounds/make_sounds.sh); the WAVs are committed.
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

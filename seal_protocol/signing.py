@@ -52,7 +52,10 @@ def verify_key_from_b64(text: str) -> VerifyKey:
 
 
 def load_signing_key(path: Path) -> SigningKey:
-    raw = base64.b64decode(path.read_text("ascii").strip(), validate=True)
+    try:
+        raw = base64.b64decode(path.read_text("ascii").strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError(f"{path}: private key is not base64: {exc}") from None
     if len(raw) != 32:
         raise SignatureError(f"{path}: private key must be 32 bytes, got {len(raw)}")
     return SigningKey(raw)
@@ -65,13 +68,19 @@ def load_or_create_signing_key(path: Path) -> tuple[SigningKey, bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key()
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a stale one may have other permissions: never write the key into it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, base64.b64encode(bytes(key)) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
     return key, True
 
 

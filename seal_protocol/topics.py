@@ -64,11 +64,18 @@ def snapshot_topic(device_id: str, sha256: str) -> str:
     return f"{_topic(device_id, MessageKind.SNAPSHOT)}/{sha256}"
 
 
+def topic_filter(kind: MessageKind, device: str = "+") -> str:
+    """A filter matching ``kind`` messages of ``device``: a device id, ``+`` (every seal) or, in a Mosquitto ACL
+    pattern, ``%u`` (the authenticated username, which is the seal's device id)."""
+    if device not in ("+", "%u"):
+        validate_device_id(device)
+    suffix = "/+" if kind is MessageKind.SNAPSHOT else ""
+    return f"{TOPIC_ROOT}/{device}/{kind.value}{suffix}"
+
+
 def subscription_all(kind: MessageKind) -> str:
     """The subscription filter that matches ``kind`` messages of every seal."""
-    if kind is MessageKind.SNAPSHOT:
-        return f"{TOPIC_ROOT}/+/{kind.value}/+"
-    return f"{TOPIC_ROOT}/+/{kind.value}"
+    return topic_filter(kind)
 
 
 def parse_topic(topic: str) -> ParsedTopic:

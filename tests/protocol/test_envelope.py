@@ -131,3 +131,21 @@ def test_refusal_codes(data: bytes, code: str):
     with pytest.raises(InvalidEnvelope) as info:
         decode_envelope(data)
     assert info.value.code == code
+
+
+def test_stale_temporary_key_file_is_not_reused(tmp_path):
+    path = tmp_path / "device.key"
+    stale = tmp_path / "device.key.tmp"
+    stale.write_text("old")
+    stale.chmod(0o644)
+    load_or_create_signing_key(path)
+    assert (path.stat().st_mode & 0o777) == 0o600 and not stale.exists()
+
+
+def test_corrupt_private_key_file_is_a_signature_error(tmp_path):
+    from seal_protocol.signing import load_signing_key
+
+    path = tmp_path / "device.key"
+    path.write_text("not base64!\n")
+    with pytest.raises(SignatureError, match="not base64"):
+        load_signing_key(path)
