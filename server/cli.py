@@ -20,25 +20,32 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from server.audit import record_audit
 from server.auth.cli import add_user_commands, run_user_command
 from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
 from server.logs import configure_logging
+from server.mosquitto import SERVER_USERNAME, write_private_file
+from server.provisioning import NewCredentials, apply_broker_files
 from server.provisioning_cli import (
     add_broker_commands,
     add_password_file_option,
-    provision_seal_account,
-    run_broker_command,
+    hand_over,
+    seal_account,
+    server_account,
 )
 from server.registry import add_case, register_seal
 
 logger = logging.getLogger("server.cli")
+T = TypeVar("T")
 
 
 def _out(line: str) -> None:
@@ -156,63 +163,70 @@ def _run(settings: Settings) -> int:
 
 
 def _case_add(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            case = add_case(session, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address)
-            _out(f"case {case.case_no} added")
-    finally:
-        engine.dispose()
+    def add(session: Session) -> None:
+        case = add_case(session, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address)
+        details = {"court": case.court, "judge": case.judge, "address": case.address}
+        record_audit(session, actor=None, action="case.create", target=case.case_no, details=details)
+        _out(f"case {case.case_no} added")
+
+    _in_session(settings, add)
     return 0
 
 
 def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            seal = register_seal(
-                session,
-                device_id=args.device_id,
-                case_no=args.case_no,
-                public_key=args.public_key,
-                location=args.location,
-                replace_key=args.replace_key,
-            )
-            _out(f"seal {seal.device_id} bound to case {seal.case_no}")
-            provision_seal_account(session, settings, device_id=seal.device_id, rotate=False,
-                                   password_file=args.mqtt_password_file, out=_out)
-    finally:
-        engine.dispose()
+    def register(session: Session) -> NewCredentials | None:
+        seal = register_seal(
+            session,
+            device_id=args.device_id,
+            case_no=args.case_no,
+            public_key=args.public_key,
+            location=args.location,
+            replace_key=args.replace_key,
+        )
+        details = {"case_no": seal.case_no, "public_key": seal.public_key}
+        record_audit(session, actor=None, action="seal.register", target=seal.device_id, details=details)
+        _out(f"seal {seal.device_id} bound to case {seal.case_no}")
+        return seal_account(session, device_id=seal.device_id, rotate=False)
+
+    credentials = _in_session(settings, register)
+    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
+    _sync_broker(settings)
     return 0
 
 
 def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            provision_seal_account(session, settings, device_id=args.device_id, rotate=True,
-                                   password_file=args.mqtt_password_file, out=_out)
-    finally:
-        engine.dispose()
+    credentials = _in_session(settings, lambda s: seal_account(s, device_id=args.device_id, rotate=True))
+    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
+    _sync_broker(settings)
     return 0
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "server-account":
+        credentials = _in_session(settings, server_account)
+        write_private_file(settings.mqtt.password_file, credentials.password + "\n")
+        _out(f"MQTT account {SERVER_USERNAME}: password written to {settings.mqtt.password_file}")
+    _sync_broker(settings)
+    return 0
+
+
+def _sync_broker(settings: Settings) -> None:
+    """After the accounts are committed: rewrite the broker's files (if configured) and reload it."""
+    _out(_in_session(settings, lambda session: apply_broker_files(session, settings.broker)))
+
+
+def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one committed transaction on a short-lived engine."""
     engine = make_engine(settings.database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return run_broker_command(args, session, settings, _out)
+            return work(session)
     finally:
         engine.dispose()
 
 
 def _user(args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            return run_user_command(args, session, _out)
-    finally:
-        engine.dispose()
+    return _in_session(settings, lambda session: run_user_command(args, session, _out))
 
 
 def _safe_url(url: str) -> str:

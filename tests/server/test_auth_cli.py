@@ -52,8 +52,8 @@ def test_user_add_with_password_on_stdin(config: Path, database_url: str, monkey
     engine = make_engine(database_url)
     try:
         with make_session_factory(engine)() as session:
-            [entry] = session.scalars(select(AuditEntry))
-            assert (entry.actor, entry.action, entry.target) == ("-", "user.create", "wang")
+            [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.create"))
+            assert (entry.actor, entry.target) == ("-", "wang")
     finally:
         engine.dispose()
 

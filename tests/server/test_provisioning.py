@@ -197,3 +197,41 @@ pid_file = "{broker.pid_file}"
             stale.close()
     finally:
         broker.stop()
+
+
+def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
+    from sqlalchemy import select
+
+    from seal_protocol.signing import generate_signing_key, public_key_b64
+    from server.auth.models import AuditEntry
+    from server.cli import main
+    from server.db import make_engine, make_session_factory
+
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f'database_url = "{database_url}"\nsnapshot_dir = "{tmp_path}"\n'
+        f'[mqtt]\npassword_file = "{tmp_path / "server-password"}"\n',
+        encoding="utf-8",
+    )
+    base = ["--config", str(config)]
+    key = public_key_b64(generate_signing_key())
+    assert main(["init-db", *base]) == 0
+    assert main(["broker", "server-account", *base]) == 0
+    assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
+    assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
+                 "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
+    assert main(["seal", "rotate-password", "seal-a", "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
+    assert main(["seal", "rotate-password", "seal-nobody", *base]) == 1
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            trail = [(e.actor, e.action, e.target) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    finally:
+        engine.dispose()
+    assert trail == [
+        ("-", "mqtt.server_account", SERVER_USERNAME),
+        ("-", "case.create", "(2021)苏0214执1234号"),
+        ("-", "seal.register", "seal-a"),
+        ("-", "mqtt.create_account", "seal-a"),
+        ("-", "mqtt.rotate_password", "seal-a"),
+    ]
