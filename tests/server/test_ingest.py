@@ -268,3 +268,16 @@ def test_clashes_inside_one_batch_are_caught_like_across_batches(world: World) -
         (Outcome.QUARANTINED, Reason.DUPLICATE_EVENT_ID),
     ]
     assert [row.raw for row in world.events()] == [first]
+
+
+def test_snapshot_store_refuses_a_name_that_is_not_a_hash(tmp_path: Path) -> None:
+    from server.snapshots import SnapshotStore
+
+    store = SnapshotStore(tmp_path)
+    with pytest.raises(ValueError, match="SHA-256"):
+        store.path_for("../../etc/passwd")
+    data = b"\xff\xd8jpeg"
+    sha = hashlib.sha256(data).hexdigest()
+    assert store.put(sha, data).read_bytes() == data
+    with pytest.raises(ValueError, match="do not match"):
+        store.put(sha, b"other")
