@@ -273,7 +273,7 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
     lines = [
         "",
         "法院电子封条演示 / Court electronic seal demo",
-        f"  server:    {base_url}/            (bound to 127.0.0.1)",
+        f"  server:    {base_url}/docs        (OpenAPI; bound to 127.0.0.1)",
         f"  health:    {base_url}/api/health",
         f"  seals:     {base_url}/api/seals",
     ]
