@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 
 from server.api import api_router, metrics_router
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
+from server.commands.dispatcher import CommandDispatcher
+from server.commands.keys import CourtKey
 from server.config import Settings
 from server.context import ServerContext
 from server.db import make_engine, make_session_factory
-from server.errors import AlreadyExists, Conflict, NotFound
+from server.errors import AlreadyExists, CommandsUnavailable, Conflict, NotFound
 from server.ingest import Ingestor
 from server.liveness import LivenessChecker
 from server.metrics import IngestMetrics
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
-    the liveness check and the notification worker.
+    the liveness check, the notification worker and the command dispatcher (publishing and expiring commands).
 
     The tables must exist (``seal-server init-db``).
     """
@@ -36,8 +38,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         engine = make_engine(settings.database_url)
         session_factory = make_session_factory(engine)
         metrics = IngestMetrics()
-        context = ServerContext(settings, engine, session_factory, metrics)
-        workers: list[LivenessChecker | NotificationWorker] = []
+        context = ServerContext(settings, engine, session_factory, metrics, court_key=CourtKey(settings.commands))
+        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher] = []
         if with_ingest:
             ingestor = Ingestor(
                 session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir, alarms=settings.alarms
@@ -49,7 +51,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 interval_s=settings.liveness.check_interval_s,
                 metrics=metrics,
             )
-            workers = [liveness, webhook_worker(session_factory, settings=settings.notify, metrics=metrics)]
+            context.dispatcher = CommandDispatcher(settings.mqtt, settings.commands, session_factory, metrics=metrics)
+            notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
+            workers = [liveness, notifier, context.dispatcher]
         app.state.context = context
         try:
             if context.ingest is not None:
@@ -82,6 +86,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
 
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
     async def not_authenticated(_request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_401_UNAUTHORIZED, headers=headers)
@@ -100,3 +107,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(CommandsUnavailable, unavailable)

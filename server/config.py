@@ -27,6 +27,9 @@ Example::
     [auth]
     session_ttl_s = 28800
     cookie_secure = true
+    [commands]
+    signing_key_file = "var/demo/court-command.key"
+    ttl_s = 600
     [broker]
     password_file = "/etc/mosquitto/court-seal.passwd"
     acl_file = "/etc/mosquitto/court-seal.acl"
@@ -147,6 +150,32 @@ class AuthSettings(BaseModel):
     login_window_s: int = Field(300, ge=10, le=24 * 3600, description="The window of login_max_failures.")
 
 
+class CommandSettings(BaseModel):
+    """Court → seal commands: the court's signing key and how long a command stays valid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signing_key_file: Path | None = Field(
+        None,
+        description="The court's Ed25519 private key (base64, mode 0600), made by `seal-server court-key`. There "
+        "is no default key: without it, commands cannot be issued.",
+    )
+    ttl_s: int = Field(
+        600, ge=1, le=24 * 3600, description="A command expires this long after it is issued (the seal refuses it "
+        "afterwards; the court shows it expired if no answer came)."
+    )
+    retry_interval_s: float = Field(
+        5.0, ge=0.05, le=3600, description="How often commands the broker has not accepted yet are published again, "
+        "and commands past their expiry are marked expired."
+    )
+    publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
+
+    @field_validator("signing_key_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class BrokerFilesSettings(BaseModel):
     """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
 
@@ -182,6 +211,9 @@ class Settings(BaseModel):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Folding of repeated alarms.")
     liveness: LivenessSettings = Field(default_factory=LivenessSettings, description="The check for silent seals.")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="Webhook notifications of alarms.")
+    commands: CommandSettings = Field(
+        default_factory=CommandSettings, description="Signed court → seal commands and their expiry."
+    )
     broker: BrokerFilesSettings = Field(
         default_factory=BrokerFilesSettings, description="Mosquitto files managed by seal provisioning."
     )

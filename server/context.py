@@ -1,4 +1,5 @@
-"""What a running server holds: settings, database, metrics and the MQTT ingest. Built by ``create_app``."""
+"""What a running server holds: settings, database, metrics, the court's command key, the MQTT ingest and the
+command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from server.commands.dispatcher import CommandDispatcher
+from server.commands.keys import CourtKey
 from server.config import Settings
 from server.db import SessionFactory
 from server.metrics import IngestMetrics
@@ -18,7 +21,9 @@ class ServerContext:
     engine: Engine
     session_factory: SessionFactory
     metrics: IngestMetrics
+    court_key: CourtKey
     ingest: MqttIngest | None = None
+    dispatcher: CommandDispatcher | None = None
 
     @property
     def broker_connected(self) -> bool:

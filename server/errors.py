@@ -27,3 +27,7 @@ class StorageUnavailable(ServerError, RuntimeError):
 
 class BrokerUnavailable(ServerError, ConnectionError):
     """The MQTT client could not be set up."""
+
+
+class CommandsUnavailable(ServerError, RuntimeError):
+    """Commands cannot be issued: the court's signing key is not configured or cannot be read."""

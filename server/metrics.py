@@ -24,6 +24,8 @@ class MetricsSnapshot:
     notification_attempts_failed: int = 0
     notifications_failed: int = 0
     alarms_live: dict[str, int] = field(default_factory=dict)
+    #: Court commands: ("published", result), ("answer", outcome), ("expired", "") -> count.
+    commands: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -44,6 +46,7 @@ class IngestMetrics:
         self._notification_attempts_failed = 0
         self._notifications_failed = 0
         self._alarms_live: dict[str, int] = {}
+        self._commands: Counter[tuple[str, str]] = Counter()
 
     def count_stored(self) -> None:
         with self._cond:
@@ -80,6 +83,12 @@ class IngestMetrics:
                 self._notifications_failed += int(final)
             self._cond.notify_all()
 
+    def count_command(self, kind: str, label: str = "", n: int = 1) -> None:
+        """A court command was published (``label``: the result), answered (the outcome) or expired."""
+        with self._cond:
+            self._commands[(kind, label)] += n
+            self._cond.notify_all()
+
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:
             self._alarms_live = dict(counts)
@@ -100,6 +109,7 @@ class IngestMetrics:
             notification_attempts_failed=self._notification_attempts_failed,
             notifications_failed=self._notifications_failed,
             alarms_live=dict(self._alarms_live),
+            commands=dict(self._commands),
         )
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
@@ -110,6 +120,14 @@ class IngestMetrics:
 
 def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labelled(counts: Mapping[tuple[str, str], int], kind: str, name: str, label: str) -> list[str]:
+    return [
+        f'{name}{{{label}="{_escape_label(value)}"}} {count}'
+        for (k, value), count in sorted(counts.items())
+        if k == kind
+    ]
 
 
 def render_prometheus(
@@ -160,5 +178,15 @@ def render_prometheus(
         "# HELP seal_notifications_failed_total Alarm notifications given up after their last attempt.",
         "# TYPE seal_notifications_failed_total counter",
         f"seal_notifications_failed_total {metrics.notifications_failed}",
+        "# HELP seal_commands_published_total Publish attempts of court commands, by result (accepted: the "
+        "broker took it; not delivery).",
+        "# TYPE seal_commands_published_total counter",
+        *_labelled(metrics.commands, "published", "seal_commands_published_total", "result"),
+        "# HELP seal_command_answers_total command_ack/command_rejected events stored, by what they did.",
+        "# TYPE seal_command_answers_total counter",
+        *_labelled(metrics.commands, "answer", "seal_command_answers_total", "outcome"),
+        "# HELP seal_commands_expired_total Commands that expired without an answer.",
+        "# TYPE seal_commands_expired_total counter",
+        f"seal_commands_expired_total {metrics.commands.get(('expired', ''), 0)}",
     ]
     return "\n".join(lines) + "\n"

@@ -155,3 +155,4 @@ class Snapshot(Base):
 from server import provisioning as _provisioning_models  # noqa: E402,F401
 from server.alarms import models as _alarm_models  # noqa: E402,F401
 from server.auth import models as _auth_models  # noqa: E402,F401
+from server.commands import models as _command_models  # noqa: E402,F401

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api import alarms, audit, auth, cases, events, health, metrics, seals, snapshots, users
+from server.api import alarms, audit, auth, cases, commands, events, health, metrics, seals, snapshots, users
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(health.router)
@@ -20,6 +20,7 @@ api_router.include_router(events.router)
 api_router.include_router(snapshots.router)
 api_router.include_router(cases.router)
 api_router.include_router(seals.router)
+api_router.include_router(commands.router)
 api_router.include_router(alarms.router)
 api_router.include_router(audit.router)
 

@@ -46,6 +46,8 @@ class Permission(StrEnum):
     ALARM_CLOSE = "alarm:close"
     USER_ADMIN = "user:admin"
     AUDIT_READ = "audit:read"
+    COMMAND_SEND = "command:send"  # test_warning, snapshot, ping
+    COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
 
 
 _P = Permission
@@ -53,9 +55,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLERK: frozenset(Permission),
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
+        | {_P.COMMAND_SEND, _P.COMMAND_DISARM}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
+        | {_P.COMMAND_SEND}
     ),
     # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court.
     Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ}),

@@ -8,7 +8,8 @@ redelivery (no-op), anything else under a stored ``seq`` is a replay, and a stor
 
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
 quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
-closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction.
+closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction,
+and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`).
 
 An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, but with one query for the
 batch's seals, one for their chain states, one for stored events that clash with or neighbour the batch's, one for
@@ -39,6 +40,7 @@ from seal_protocol import (
 )
 from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
 from server.alarms.book import AlarmBook
+from server.commands.service import apply_answer
 from server.errors import StorageUnavailable
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
@@ -225,9 +227,11 @@ class IngestBatch:
         self._remember(envelope.device_id, envelope.seq, event_id, envelope.sig)
         self.chain.record(envelope, message.payload)
         on_event(self.alarms, envelope, row, at=message.received_at)
+        answer = apply_answer(self.session, envelope, at=message.received_at)
         seal.last_seen_at = message.received_at
         seal.last_event_at = message.received_at
-        return IngestResult(Outcome.STORED, seal.device_id)
+        detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
+        return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 
     def _status(self, topic: ParsedTopic, message: Message) -> IngestResult:
         if not message.payload:

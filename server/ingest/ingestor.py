@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from server.commands.service import AnswerOutcome
 from server.config import AlarmSettings
 from server.db import SessionFactory
 from server.errors import StorageUnavailable
@@ -99,6 +100,8 @@ class Ingestor:
         match result.outcome:
             case Outcome.STORED:
                 self.metrics.count_stored()
+                if result.command_answer is not None:
+                    self._record_answer(message, result)
             case Outcome.DUPLICATE:
                 logger.info("duplicate from %s ignored: %s", message.topic, result.detail)
                 self.metrics.count_duplicate()
@@ -112,3 +115,11 @@ class Ingestor:
                 self.metrics.count_rejected(result.reason)
             case Outcome.IGNORED:
                 pass
+
+    def _record_answer(self, message: Message, result: IngestResult) -> None:
+        assert result.command_answer is not None
+        if result.command_answer in (AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED):
+            logger.info("seal %s answered: %s", result.device_id, result.detail)
+        else:
+            logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
+        self.metrics.count_command("answer", result.command_answer)

@@ -56,6 +56,8 @@ class IngestResult:
     device_id: str | None = None
     reason: Reason | None = None
     detail: str = ""
+    #: For a stored ``command_ack``/``command_rejected``: what it did to its command (``AnswerOutcome`` value).
+    command_answer: str | None = None
 
 
 class Rejected(Exception):

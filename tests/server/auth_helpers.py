@@ -7,11 +7,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from seal_protocol.signing import load_or_create_signing_key
 from server.auth.access import Role
 from server.auth.passwords import hash_password
 from server.auth.sessions import issue_session
 from server.auth.users import assign_case, create_user, get_user
-from server.config import MqttSettings, Settings
+from server.config import CommandSettings, MqttSettings, Settings
 from server.db import SessionFactory, session_scope
 from server.models import utc_now
 
@@ -25,13 +26,17 @@ def password_hash() -> str:
 
 
 def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
+    """Settings of an API under test: no broker, and a court command key of its own in ``tmp_path``."""
     (tmp_path / "unused-password").write_text("unused\n")
     mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
+    court_key = tmp_path / "court-command.key"
+    load_or_create_signing_key(court_key)
     return Settings(
         database_url=database_url,
         snapshot_dir=tmp_path / "snapshots",
         mqtt=mqtt,
         auth={"cookie_secure": False, **auth},  # type: ignore[arg-type]
+        commands=CommandSettings(signing_key_file=court_key),
     )
 
 

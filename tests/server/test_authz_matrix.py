@@ -27,17 +27,21 @@ from urllib.parse import quote
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from seal_protocol import EventType, snapshot_topic
+from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key, public_key_b64
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
+from server.auth.users import get_user
+from server.commands.service import issue_command
 from server.db import SessionFactory, session_scope
 from server.ingest import Ingestor
 from server.metrics import IngestMetrics
-from server.models import utc_now
+from server.models import Seal, utc_now
 from server.registry import add_case, add_seal, register_seal
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, message
@@ -55,6 +59,7 @@ class World:
     session_factory: SessionFactory
     snapshots: dict[str, str] = field(default_factory=dict)  # case -> sha256
     alarms: dict[str, int] = field(default_factory=dict)  # case -> alarm id
+    commands: dict[str, int] = field(default_factory=dict)  # case -> command id
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(_counter)}"
@@ -225,6 +230,18 @@ TABLE: list[Row] = [
         lambda w, k: Call(f"/api/seals/{w.new_seal(k)}/binding"),
         frozenset({Role.CLERK, Role.OFFICER}),
     ),
+    Row(
+        "POST",
+        "/api/seals/{device_id}/commands",
+        "case",
+        202,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands", {"action": "ping"}),
+        COURT,
+    ),
+    Row(
+        "GET", "/api/seals/{device_id}/commands", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands")
+    ),
+    Row("GET", "/api/commands/{command_id}", "case", 200, lambda w, k: Call(f"/api/commands/{w.commands[k]}")),
     Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
     Row("GET", "/api/alarms", "global", 200, fixed("/api/alarms"), COURT | {Role.CREDITOR}),
     Row(
@@ -251,6 +268,24 @@ TABLE: list[Row] = [
         lambda w, k: Call(f"/api/alarms/{w.new_alarm(k)}/close", {"note": "false alarm"}),
         CLERK | {Role.JUDGE},
     ),
+]
+
+#: Other calls of routes above whose rules depend on the request: disarm and arm are decisions (judge, clerk).
+VARIANTS: list[Row] = [
+    Row(
+        "POST",
+        "/api/seals/{device_id}/commands",
+        "case",
+        202,
+        lambda _, k, action=action: Call(f"/api/seals/{seal_of(k)}/commands", {"action": action}),  # type: ignore[misc]
+        allowed,
+    )
+    for action, allowed in [
+        ("disarm", CLERK | {Role.JUDGE}),
+        ("arm", CLERK | {Role.JUDGE}),
+        ("test_warning", COURT),
+        ("snapshot", COURT),
+    ]
 ]
 
 
@@ -306,6 +341,14 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
         world.alarms[seal.case_no] = world.new_alarm(seal.case_no)
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (OWN,))
+    court_key = generate_signing_key()
+    with session_scope(session_factory) as session:
+        clerk = get_user(session, username="clerk")
+        for device_id, case_no in (("seal-own", OWN), ("seal-foreign", FOREIGN)):
+            row = session.scalars(select(Seal).where(Seal.device_id == device_id)).one()
+            command = issue_command(session, seal=row, action=CommandAction.PING, args={}, key=court_key,
+                                    ttl=timedelta(minutes=10), user=clerk, now=utc_now())
+            world.commands[case_no] = command.id
     return world
 
 
@@ -326,7 +369,7 @@ def test_every_route_has_a_row(client: TestClient) -> None:
 @pytest.mark.parametrize("role", ROLES, ids=[r.value if r else "anonymous" for r in ROLES])
 def test_authorisation_matrix(client: TestClient, world: World, role: Role | None) -> None:
     mismatches = []
-    for row in TABLE:
+    for row in TABLE + VARIANTS:
         for case_no in (OWN, FOREIGN):
             call = row.prepare(world, case_no)
             headers = bearer(world.session_factory, role.value) if role is not None else {}

@@ -1,0 +1,233 @@
+"""The court's side of the ``cmd`` topics: publish pending commands, retry what the broker did not take, expire.
+
+The database is the queue; the MQTT client keeps nothing that matters. Each round (every ``retry_interval_s``, and
+at once when the API issues a command or the connection comes up):
+
+1. commands past their expiry without an answer become ``expired``;
+2. if connected, every pending command the broker has not accepted yet is published (QoS 1, oldest first) and the
+   PUBACK awaited. *Accepted* means the broker took it for the seal's (persistent) session and is recorded in
+   ``broker_accepted_at`` — it is **not** delivery: the command stays ``pending`` until the seal's signed answer
+   arrives through the ingest. A refusal, a timeout, or "No matching subscribers" (the seal has no session: never
+   connected, or its session expired, so nobody would get it) leaves it unaccepted, with ``publish_error``; it is
+   published again next round, until it expires. After one failure, that seal's later commands wait for the next
+   round, so a seal never sees a higher id before a lower one.
+
+A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
+``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd``) on the
+court server's account, with a clean session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from seal_protocol import cmd_topic
+from server.commands.models import CourtCommand
+from server.commands.service import expire_due, to_publish
+from server.config import CommandSettings, MqttSettings, read_password
+from server.db import SessionFactory
+from server.errors import BrokerUnavailable
+from server.metrics import IngestMetrics
+from server.models import utc_now
+
+logger = logging.getLogger(__name__)
+
+NO_MATCHING_SUBSCRIBERS = 16  # an MQTT v5 PUBACK reason code that is not a failure
+
+
+@dataclass
+class Round:
+    """What one round did: command ids by publish result, and the ids it expired."""
+
+    published: dict[str, list[int]] = field(default_factory=dict)
+    expired: list[int] = field(default_factory=list)
+
+
+class CommandDispatcher:
+    """Publishes commands from the database and expires unanswered ones: :meth:`start` / :meth:`stop`,
+    :meth:`wake` after issuing a command, :meth:`run_round` for one round now."""
+
+    def __init__(
+        self,
+        mqtt_settings: MqttSettings,
+        settings: CommandSettings,
+        session_factory: SessionFactory,
+        *,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._mqtt = mqtt_settings
+        self.settings = settings
+        self._session_factory = session_factory
+        self._metrics = metrics or IngestMetrics()
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._acks: dict[int, ReasonCode] = {}
+        self._abandoned: set[int] = set()  # message ids whose PUBACK came too late for us
+        self._acks_cond = threading.Condition()
+        self._client: mqtt.Client | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wake(self) -> None:
+        """Run a round now (a command was just issued)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{self._mqtt.client_id}-cmd", protocol=mqtt.MQTTv5
+        )
+        client.username_pw_set(self._mqtt.username, read_password(self._mqtt.password_file))
+        if self._mqtt.tls_ca_file is not None:
+            try:
+                client.tls_set(ca_certs=str(self._mqtt.tls_ca_file))
+            except (OSError, ValueError) as exc:
+                raise BrokerUnavailable(f"cannot use CA file {self._mqtt.tls_ca_file}: {exc}") from exc
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive_s, clean_start=True)
+        self._client = client
+        self._stopping.clear()
+        client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="command-dispatcher", daemon=True)
+        self._thread.start()
+        logger.info("command dispatcher: publishing as %s, rounds every %.1f s",
+                    self._mqtt.username, self.settings.retry_interval_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error("command dispatcher did not stop within %.1f s", timeout)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        self._connected.clear()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_round()
+            except Exception:  # the dispatcher must survive anything; the next round tries again
+                logger.exception("command round failed")
+            self._wake.wait(self.settings.retry_interval_s)
+            self._wake.clear()
+
+    # -- one round -------------------------------------------------------------------------------------------------
+
+    def run_round(self) -> Round:
+        done = Round()
+        now = self._clock()
+        with self._session_factory() as session:
+            expired = expire_due(session, now=now)
+            session.commit()
+        for command_id, device_id in expired:
+            logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
+        done.expired = [command_id for command_id, _ in expired]
+        if expired:
+            self._metrics.count_command("expired", "", len(expired))
+        if not self.connected:
+            return done
+        with self._session_factory() as session:
+            due = to_publish(session, now=now)
+        held_back: set[str] = set()
+        for command in due:
+            if self._stopping.is_set() or not self.connected:
+                break
+            if command.device_id in held_back:
+                continue
+            result, error = self._publish(command)
+            self._record(command.id, result, error)
+            done.published.setdefault(result, []).append(command.id)
+            if result != "accepted":
+                held_back.add(command.device_id)
+        return done
+
+    def _publish(self, command: CourtCommand) -> tuple[str, str | None]:
+        client = self._client
+        if client is None:
+            return "not_connected", "the dispatcher is stopped"
+        info = client.publish(cmd_topic(command.device_id), command.signed, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return "not_connected", f"publish failed: {mqtt.error_string(info.rc)}"
+        with self._acks_cond:
+            got = self._acks_cond.wait_for(lambda: info.mid in self._acks, self.settings.publish_timeout_s)
+            code = self._acks.pop(info.mid, None)
+            if not got:
+                self._abandoned.add(info.mid)
+        if not got or code is None:
+            return "timeout", f"no PUBACK within {self.settings.publish_timeout_s} s"
+        if code.is_failure:
+            return "refused", f"the broker refused the publish: {code}"
+        if code.value == NO_MATCHING_SUBSCRIBERS:
+            return "no_subscriber", "no subscriber: the seal has no session with the broker (never connected?)"
+        return "accepted", None
+
+    def _record(self, command_id: int, result: str, error: str | None) -> None:
+        now = self._clock()
+        with self._session_factory() as session:
+            row = session.get(CourtCommand, command_id, with_for_update=True)
+            if row is not None:
+                row.publish_attempts += 1
+                row.publish_error = error
+                if result == "accepted":
+                    row.broker_accepted_at = now
+                session.commit()
+        self._metrics.count_command("published", result)
+        if result == "accepted":
+            logger.info("command %d published to %s (broker accepted; awaiting the seal's answer)", command_id,
+                        row.device_id if row else "?")
+        else:
+            logger.warning("command %d not accepted by the broker (%s): %s; retrying", command_id, result, error)
+
+    # -- paho callbacks (paho's network thread) --------------------------------------------------------------------
+
+    def _on_connect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _p: Any) -> None:
+        if reason_code.is_failure:
+            self._connected.clear()
+            logger.error("broker refused the command publisher's connection: %s", reason_code)
+            return
+        self._connected.set()
+        self._wake.set()
+        logger.info("command publisher connected to the broker")
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
+                       _p: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping.is_set():
+            logger.warning("command publisher disconnected: %s; reconnecting", reason_code)
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:
+        with self._acks_cond:
+            if mid in self._abandoned:
+                self._abandoned.discard(mid)
+                return
+            self._acks[mid] = reason_code
+            self._acks_cond.notify_all()

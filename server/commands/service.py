@@ -1,0 +1,159 @@
+"""Commands in the database: issue (sign and store pending), apply a seal's answer, expire, list.
+
+Every function works inside the caller's transaction; the caller commits. :func:`apply_answer` runs inside the
+ingest's transaction, so a command's state changes together with the stored ``command_ack``/``command_rejected``
+event or not at all. It never raises for an answer that does not fit (unknown id, another seal's command, a second
+answer): the event is stored all the same, and the outcome says what was wrong so that it is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from seal_protocol import Envelope, EventType, parse_ts
+from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, encode_command, new_command
+from seal_protocol.signing import SigningKey
+from server.auth.models import User
+from server.commands.models import CourtCommand
+from server.commands.state import CommandState, states_leading_to, transition
+from server.errors import Conflict, NotFound
+from server.models import Seal
+
+logger = logging.getLogger(__name__)
+
+ANSWER_TYPES = (EventType.COMMAND_ACK, EventType.COMMAND_REJECTED)
+MAX_COMMAND_ID = 2**53 - 1  # the protocol's bound (seal_protocol.commands.Command)
+
+
+class AnswerOutcome(StrEnum):
+    """What a ``command_ack``/``command_rejected`` event did to its command; the label of the answers counter."""
+
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    UNKNOWN_COMMAND = "unknown_command"  # no such command for this seal
+    ALREADY_FINAL = "already_final"  # a second answer (e.g. `replayed` after a QoS 1 redelivery): state kept
+    ACTION_MISMATCH = "action_mismatch"  # an ack naming another action than the one issued: state kept
+    UNREADABLE = "unreadable"  # the seal could not read something on its cmd topic (command_id null)
+
+
+def issue_command(
+    session: Session,
+    *,
+    seal: Seal,
+    action: CommandAction,
+    args: dict[str, Any],
+    key: SigningKey,
+    ttl: timedelta,
+    user: User,
+    now: datetime,
+) -> CourtCommand:
+    """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`)."""
+    if seal.case_no is None:
+        raise Conflict(f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only")
+    # Lock the seal so that commands to it get their ids in the order they commit (a seal refuses a lower id).
+    session.execute(select(Seal.id).where(Seal.id == seal.id).with_for_update())
+    row = CourtCommand(
+        device_id=seal.device_id,
+        case_no=seal.case_no,
+        action=action.value,
+        args=args,
+        issued_by=user.id,
+        issued_at=now,
+        expires_at=now + ttl,
+        state=CommandState.PENDING.value,
+        signed=b"",
+        publish_attempts=0,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()  # the row id is the command_id that gets signed
+    command = new_command(command_id=row.id, device_id=seal.device_id, action=action, key=key, ttl=ttl, args=args,
+                          now=now)
+    row.signed = encode_command(command)
+    if len(row.signed) > MAX_COMMAND_BYTES:
+        raise ValueError(f"the command is {len(row.signed)} bytes, a seal accepts {MAX_COMMAND_BYTES} at most")
+    row.issued_at, row.expires_at = parse_ts(command.issued_at), parse_ts(command.expires_at)
+    session.flush()
+    return row
+
+
+def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> AnswerOutcome | None:
+    """Apply a verified answer event to its command; ``None`` for events that are no answer."""
+    if envelope.type not in ANSWER_TYPES:
+        return None
+    payload = envelope.payload
+    command_id = payload.get("command_id")
+    if not isinstance(command_id, int) or isinstance(command_id, bool):
+        return AnswerOutcome.UNREADABLE
+    if not 1 <= command_id <= MAX_COMMAND_ID:
+        return AnswerOutcome.UNKNOWN_COMMAND
+    row = session.get(CourtCommand, command_id, with_for_update=True)
+    if row is None or row.device_id != envelope.device_id:
+        return AnswerOutcome.UNKNOWN_COMMAND
+    acknowledged = envelope.type is EventType.COMMAND_ACK
+    if acknowledged and payload.get("action") != row.action:
+        return AnswerOutcome.ACTION_MISMATCH
+    target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
+    try:
+        row.state = transition(row.state, target).value
+    except Conflict:
+        return AnswerOutcome.ALREADY_FINAL
+    row.answered_at = at
+    row.answer_seq = envelope.seq
+    row.result = dict(payload)
+    row.reason = None if acknowledged else str(payload.get("reason", ""))[:32]
+    row.updated_at = at
+    return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
+
+
+def expire_due(session: Session, *, now: datetime) -> list[tuple[int, str]]:
+    """Mark every command past its expiry without an answer ``expired``; return their (id, device_id)."""
+    sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
+    statement = (
+        update(CourtCommand)
+        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
+        .values(state=CommandState.EXPIRED.value, updated_at=now)
+        .returning(CourtCommand.id, CourtCommand.device_id)
+        .execution_options(synchronize_session=False)
+    )
+    return [(command_id, device_id) for command_id, device_id in session.execute(statement)]
+
+
+def to_publish(session: Session, *, now: datetime, limit: int = 100) -> list[CourtCommand]:
+    """Pending commands the broker has not accepted yet and that are still valid, oldest first."""
+    query = (
+        select(CourtCommand)
+        .where(
+            CourtCommand.state == CommandState.PENDING.value,
+            CourtCommand.broker_accepted_at.is_(None),
+            CourtCommand.expires_at > now,
+        )
+        .order_by(CourtCommand.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def list_commands(
+    session: Session, *, device_id: str, case_nos: set[str] | None, limit: int, before: int | None = None
+) -> list[CourtCommand]:
+    """The seal's commands (only those of ``case_nos`` unless ``None``), newest first."""
+    query = select(CourtCommand).where(CourtCommand.device_id == device_id)
+    if case_nos is not None:
+        query = query.where(CourtCommand.case_no.in_(case_nos))
+    if before is not None:
+        query = query.where(CourtCommand.id < before)
+    return list(session.scalars(query.order_by(CourtCommand.id.desc()).limit(limit)))
+
+
+def get_command(session: Session, *, command_id: int) -> CourtCommand:
+    row = session.get(CourtCommand, command_id)
+    if row is None:
+        raise NotFound(f"unknown command {command_id}")
+    return row
