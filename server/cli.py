@@ -8,6 +8,7 @@
     seal-server user add NAME --role ROLE --config FILE [--case CASE_NO ...] [--password-stdin]
     seal-server user list --config FILE
     seal-server user assign NAME --case CASE_NO --config FILE
+    seal-server court-key --config FILE
 
 Every command also takes --log-level and --log-json.
 
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from server.audit import record_audit
 from server.auth.cli import add_user_commands, run_user_command
+from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     add_password_file_option(seal_rotate)
     add_broker_commands(commands, common)
     add_user_commands(commands, common)
+    add_court_key_command(commands, common)
     return parser
 
 
@@ -132,6 +135,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _broker(args, settings)
         case "user":
             return _user(args, settings)
+        case "court-key":
+            return run_court_key(settings, _out)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
