@@ -1,0 +1,259 @@
+"""Court → seal commands end to end, every part real and in its own process: ``seal-server run``, two
+``seal-agent simulate`` seals pinning the key ``seal-server court-key`` printed, a private Mosquitto.
+
+A clerk logs in and disarms seal A: the command is pending until the seal's signed ``command_ack`` is stored, then
+acknowledged, and the seal's next intrusion says ``warning: suppressed_disarmed``. Seal B's agent is stopped: its
+command is accepted by the broker for B's session but stays pending — never shown delivered — and expires after
+its ttl. When B comes back, the broker hands it the stale command, B refuses it as expired, and the court shows that.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from seal_agent.config import CommandsConfig
+from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+from tests.agent.helpers import agent_env, start_agent, wait_until
+
+SEAL_SERVER = Path(sys.executable).with_name("seal-server")
+SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
+CASE = "(2021)苏0214执1234号"
+SEAL_A, SEAL_B = "seal-cmd-a", "seal-cmd-b"
+CLERK_PASSWORD = "a long enough clerk password"
+TTL_S = 8
+
+
+def run(*args: str | Path, env: dict[str, str], stdin: str | None = None) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=60, input=stdin)
+    assert result.returncode == 0, f"{args}: {result.stderr}"
+    return result.stdout
+
+
+class Court:
+    """The running server's API, as the clerk."""
+
+    def __init__(self, base: str) -> None:
+        self.http = httpx.Client(base_url=base, timeout=10)
+        self.headers: dict[str, str] = {}
+
+    def login(self, username: str, password: str) -> None:
+        response = self.http.post("/api/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def get(self, url: str) -> Any:
+        response = self.http.get(url, headers=self.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def command(self, device_id: str, action: str) -> dict[str, Any]:
+        response = self.http.post(f"/api/seals/{device_id}/commands", json={"action": action}, headers=self.headers)
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def events(self, device_id: str, type: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.get(f"/api/seals/{device_id}/events?type={type}")["events"]
+        return events
+
+    def watch(self, command_id: int, until: Callable[[dict[str, Any]], bool], timeout: float) -> list[dict[str, Any]]:
+        """Every state the command shows until ``until`` holds; an acknowledged command must have its stored ack."""
+        seen: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            command = self.get(f"/api/commands/{command_id}")
+            seen.append(command)
+            if command["delivered"]:
+                acks = self.events(command["device_id"], "command_ack")
+                assert command["state"] == "acknowledged"
+                assert [e["seq"] for e in acks if e["payload"]["command_id"] == command_id] == [command["answer_seq"]]
+            return until(command)
+
+        assert wait_until(check, timeout, interval=0.1), seen[-1:]
+        return seen
+
+
+def agent_config(directory: Path, broker: PrivateBroker, device_id: str, court_key: str) -> Path:
+    directory.mkdir(parents=True)
+    password = os.urandom(9).hex()
+    broker.add_user(device_id, password)
+    broker.reload()
+    (directory / "mqtt-password").write_text(password + "\n")
+    path = directory / "seal.toml"
+    path.write_text(
+        f"""device_id = "{device_id}"
+case_no = "{CASE}"
+state_dir = "{directory / "state"}"
+heartbeat_s = 600
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+password_file = "{directory / "mqtt-password"}"
+[pir]
+pin = 17
+[warning]
+languages = ["zh"]
+[commands]
+server_public_key = "{court_key}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[Court, dict[str, Any]]]:
+    """The server running with a court key, a clerk, a case and two seals whose configs pin the key."""
+    (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
+    http_port = free_port()
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"""database_url = "sqlite:///unused.db"
+snapshot_dir = "{tmp_path / "snapshots"}"
+[http]
+host = "127.0.0.1"
+port = {http_port}
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+username = "{SERVER_USERNAME}"
+password_file = "{tmp_path / "server-mqtt-password"}"
+[auth]
+cookie_secure = false
+[commands]
+signing_key_file = "{tmp_path / "court" / "command.key"}"
+ttl_s = {TTL_S}
+retry_interval_s = 0.2
+""",
+        encoding="utf-8",
+    )
+    env = dict(agent_env(), DATABASE_URL=database_url)
+    run(SEAL_SERVER, "init-db", "--config", config, env=env)
+    run(SEAL_SERVER, "case", "add", CASE, "--config", config, env=env)
+    run(
+        SEAL_SERVER,
+        "user",
+        "add",
+        "clerk",
+        "--role",
+        "clerk",
+        "--password-stdin",
+        "--config",
+        config,
+        env=env,
+        stdin=CLERK_PASSWORD + "\n",
+    )
+    court_key = run(SEAL_SERVER, "court-key", "--config", config, env=env).strip()
+    assert CommandsConfig(server_public_key=court_key).verify_key() is not None
+    seals: dict[str, Any] = {}
+    for device_id in (SEAL_A, SEAL_B):
+        seal_config = agent_config(tmp_path / device_id, broker, device_id, court_key)
+        key = run(SEAL_AGENT, "keygen", "--config", seal_config, env=agent_env()).strip()
+        run(SEAL_SERVER, "seal", "add", device_id, "--case", CASE, "--public-key", key, "--config", config, env=env)
+        seals[device_id] = seal_config
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(SEAL_SERVER), "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    court = Court(f"http://127.0.0.1:{http_port}")
+    try:
+        assert wait_until(lambda: _healthy(court), 30), log.read_text()
+        court.login("clerk", CLERK_PASSWORD)
+        yield court, {"seals": seals, "log": log}
+    finally:
+        court.http.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0, log.read_text()
+
+
+def _healthy(court: Court) -> bool:
+    try:
+        return court.http.get("/api/health").json().get("broker") == "connected"
+    except httpx.HTTPError:
+        return False
+
+
+def start(config: Path, tmp_path: Path, device_id: str) -> subprocess.Popen[str]:
+    sink = tmp_path / device_id / "speaker.raw"
+    return start_agent(
+        ["simulate", "--config", str(config), "--presence-s", "0.3"],
+        agent_env(sink),
+        tmp_path / device_id / "agent.log",
+    )
+
+
+def stop(agent: subprocess.Popen[str]) -> None:
+    if agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
+
+def test_disarm_is_acknowledged_and_an_offline_seal_s_command_expires(
+    tmp_path: Path, stack: tuple[Court, dict[str, Any]]
+) -> None:
+    court, info = stack
+    seals, log = info["seals"], info["log"]
+    agents = {device_id: start(config, tmp_path, device_id) for device_id, config in seals.items()}
+    try:
+        # Both seals have spoken (their MQTT sessions exist); then B's agent is stopped.
+        for device_id in seals:
+            assert wait_until(lambda d=device_id: court.get(f"/api/seals/{d}")["last_event_at"] is not None, 30), (
+                log.read_text()
+            )
+        stop(agents[SEAL_B])
+
+        # A: disarm, pending until the seal's signed ack is stored, then acknowledged.
+        issued = court.command(SEAL_A, "disarm")
+        assert (issued["state"], issued["delivered"]) == ("pending", False)
+        seen = court.watch(issued["command_id"], lambda c: c["state"] != "pending", 20)
+        final = seen[-1]
+        assert (final["state"], final["delivered"], final["result"]["result"]) == ("acknowledged", True, "disarmed")
+        assert final["broker_accepted_at"] is not None
+        disarmed = court.events(SEAL_A, "disarmed")
+        assert [e["payload"]["by"] for e in disarmed] == [issued["command_id"]]
+
+        # A's next intrusion: recorded, no warning, and no alarm for a seal being removed.
+        assert agents[SEAL_A].stdin is not None
+        agents[SEAL_A].stdin.write("m\n")
+        agents[SEAL_A].stdin.flush()
+        assert wait_until(lambda: court.events(SEAL_A, "intrusion"), 20), log.read_text()
+        [intrusion] = court.events(SEAL_A, "intrusion")
+        assert (intrusion["payload"]["warning"], intrusion["payload"]["armed"]) == ("suppressed_disarmed", False)
+        assert [a for a in court.get("/api/alarms") if a["kind"] == "intrusion"] == []
+
+        # B is offline: the broker takes the command for B's session, yet it is never shown delivered.
+        offline = court.command(SEAL_B, "test_warning")
+        seen = court.watch(offline["command_id"], lambda c: c["state"] != "pending", TTL_S + 15)
+        assert {c["state"] for c in seen} <= {"pending", "expired"} and seen[-1]["state"] == "expired"
+        assert not any(c["delivered"] for c in seen)
+        assert any(c["broker_accepted_at"] for c in seen)
+
+        # B comes back: the broker delivers the stale command; B refuses it as expired, and the court shows it.
+        agents[SEAL_B] = start(seals[SEAL_B], tmp_path, SEAL_B)
+        seen = court.watch(offline["command_id"], lambda c: c["state"] == "rejected", 30)
+        assert (seen[-1]["reason"], seen[-1]["delivered"]) == ("expired", False)
+    finally:
+        for agent in agents.values():
+            stop(agent)
+    metrics = court.http.get("/metrics").text
+    assert "seal_commands_expired_total 1" in metrics
+    assert 'seal_command_answers_total{outcome="acknowledged"} 1' in metrics
