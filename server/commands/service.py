@@ -54,10 +54,11 @@ def issue_command(
     now: datetime,
 ) -> CourtCommand:
     """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`)."""
+    # Lock (and re-read) the seal: commands to it get their ids in the order they commit, as a seal refuses a
+    # lower id than one it accepted, and an unbinding in the meantime is seen.
+    session.refresh(seal, with_for_update=True)
     if seal.case_no is None:
         raise Conflict(f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only")
-    # Lock the seal so that commands to it get their ids in the order they commit (a seal refuses a lower id).
-    session.execute(select(Seal.id).where(Seal.id == seal.id).with_for_update())
     row = CourtCommand(
         device_id=seal.device_id,
         case_no=seal.case_no,
