@@ -93,9 +93,7 @@ class CommandDispatcher:
     def start(self) -> None:
         if self._thread is not None:
             return
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{self._mqtt.client_id}-cmd", protocol=mqtt.MQTTv5
-        )
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self._mqtt.client_id}-cmd", protocol=mqtt.MQTTv5)
         client.username_pw_set(self._mqtt.username, read_password(self._mqtt.password_file))
         if self._mqtt.tls_ca_file is not None:
             try:
@@ -112,8 +110,11 @@ class CommandDispatcher:
         client.loop_start()
         self._thread = threading.Thread(target=self._run, name="command-dispatcher", daemon=True)
         self._thread.start()
-        logger.info("command dispatcher: publishing as %s, rounds every %.1f s",
-                    self._mqtt.username, self.settings.retry_interval_s)
+        logger.info(
+            "command dispatcher: publishing as %s, rounds every %.1f s",
+            self._mqtt.username,
+            self.settings.retry_interval_s,
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         thread, self._thread = self._thread, None
@@ -201,8 +202,11 @@ class CommandDispatcher:
                 session.commit()
         self._metrics.count_command("published", result)
         if result == "accepted":
-            logger.info("command %d published to %s (broker accepted; awaiting the seal's answer)", command_id,
-                        row.device_id if row else "?")
+            logger.info(
+                "command %d published to %s (broker accepted; awaiting the seal's answer)",
+                command_id,
+                row.device_id if row else "?",
+            )
         else:
             logger.warning("command %d not accepted by the broker (%s): %s; retrying", command_id, result, error)
 
@@ -217,8 +221,9 @@ class CommandDispatcher:
         self._wake.set()
         logger.info("command publisher connected to the broker")
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
-                       _p: Any) -> None:
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _p: Any
+    ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected and not self._stopping.is_set():

@@ -18,8 +18,10 @@ from server.errors import CommandsUnavailable
 
 logger = logging.getLogger(__name__)
 
-HOW_TO = "create it with `seal-server court-key --config FILE` and put the printed public key into each seal's " \
+HOW_TO = (
+    "create it with `seal-server court-key --config FILE` and put the printed public key into each seal's "
     "[commands] server_public_key"
+)
 
 
 def read_court_key(path: Path | None) -> SigningKey:
@@ -44,8 +46,9 @@ def warn_if_readable_by_others(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning("the court's signing key %s is accessible to other users (mode %o): chmod 600 it",
-                       path, stat.S_IMODE(mode))
+        logger.warning(
+            "the court's signing key %s is accessible to other users (mode %o): chmod 600 it", path, stat.S_IMODE(mode)
+        )
 
 
 class CourtKey:

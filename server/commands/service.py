@@ -74,8 +74,9 @@ def issue_command(
     )
     session.add(row)
     session.flush()  # the row id is the command_id that gets signed
-    command = new_command(command_id=row.id, device_id=seal.device_id, action=action, key=key, ttl=ttl, args=args,
-                          now=now)
+    command = new_command(
+        command_id=row.id, device_id=seal.device_id, action=action, key=key, ttl=ttl, args=args, now=now
+    )
     row.signed = encode_command(command)
     if len(row.signed) > MAX_COMMAND_BYTES:
         raise ValueError(f"the command is {len(row.signed)} bytes, a seal accepts {MAX_COMMAND_BYTES} at most")
