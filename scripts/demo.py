@@ -135,6 +135,7 @@ def main() -> int:
         server_conf = _write_server_config(var, broker, http_port)
         run(BIN / "seal-server", "init-db", "--config", server_conf)
         run(BIN / "seal-server", "broker", "server-account", "--config", server_conf)
+        court_key = run(BIN / "seal-server", "court-key", "--config", server_conf).strip()
         broker.start()
         for case_no, court, judge, address in CASES:
             run(BIN / "seal-server", "case", "add", case_no, "--config", server_conf,
@@ -151,7 +152,7 @@ def main() -> int:
         alsa_env = _alsa_file_sink(var)
         camera_clip = write_camera_clip(var / "camera.avi")
         for seal in SEALS:
-            agent_conf = _write_agent_config(var, broker, seal)
+            agent_conf = _write_agent_config(var, broker, seal, court_key)
             public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
             run(BIN / "seal-server", "seal", "add", seal.device_id, "--case", seal.case_no,
                 "--public-key", public_key, "--location", seal.location, "--config", server_conf,
@@ -229,11 +230,13 @@ def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Pa
         f"password_file = {toml_str(str(broker.password_file))}\n"
         f"acl_file = {toml_str(str(broker.acl_file))}\n"
         f"pid_file = {toml_str(str(broker.pid_file))}\n"
+        "[commands]\n"
+        f"signing_key_file = {toml_str(str(var / 'court-command.key'))}\n"
     )
     return path
 
 
-def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal) -> Path:
+def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal, court_key: str) -> Path:
     state = var / seal.device_id
     state.mkdir(parents=True, exist_ok=True)
     password_file = state / "mqtt-password"  # written by `seal-server seal add --mqtt-password-file`
@@ -248,6 +251,7 @@ def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal) -> Pat
         f"password_file = {toml_str(str(password_file))}\n"
         f"[pir]\npin = {seal.pin}\n"
         "[warning]\nlanguages = [\"zh\", \"en\"]\nrepeat_s = 10\nmax_repeats = 1\ncooldown_s = 5\n"
+        f"[commands]\nserver_public_key = {toml_str(court_key)}\n"
     )
     return path
 
@@ -291,6 +295,8 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
         "  API login: POST /api/auth/login {\"username\": …, \"password\": …} → cookie and bearer token;",
         f"             try it in {base_url}/docs. Accounts (role, username, password), made for this run:",
         *logins,
+        "  commands:  as the clerk or the judge, POST {\"action\": \"disarm\"} (or arm, test_warning, snapshot, ping)",
+        f"             to {base_url}/api/seals/seal-demo-1/commands; it stays pending until the seal's signed ack.",
         "  Ctrl-C stops the demo.",
         "",
     ]
