@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from server.config import Settings, load_settings
 from server.db import init_db, make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
 from server.logs import configure_logging
+from server.models import Seal
 from server.mosquitto import SERVER_USERNAME, write_private_file
 from server.provisioning import NewCredentials, apply_broker_files
 from server.provisioning_cli import (
@@ -44,7 +46,7 @@ from server.provisioning_cli import (
     seal_account,
     server_account,
 )
-from server.registry import add_case, register_seal
+from server.registry import add_case, last_known_armed, register_seal
 
 logger = logging.getLogger("server.cli")
 T = TypeVar("T")
@@ -180,6 +182,10 @@ def _case_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
     def register(session: Session) -> NewCredentials | None:
+        previous = session.scalar(select(Seal.case_no).where(Seal.device_id == args.device_id))
+        if previous is not None and previous != args.case_no:  # register_seal rebinds: say so in the audit log
+            details = {"case_no": previous, "armed": last_known_armed(session, device_id=args.device_id)}
+            record_audit(session, actor=None, action="seal.unbind", target=args.device_id, details=details)
         seal = register_seal(
             session,
             device_id=args.device_id,

@@ -13,11 +13,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from seal_protocol import InvalidTopic, SignatureError, validate_device_id
+from seal_protocol import EventType, InvalidTopic, SignatureError, validate_device_id
 from seal_protocol.signing import verify_key_from_b64
 from server.auth.models import SealBinding, User
 from server.errors import AlreadyExists, Conflict, NotFound
-from server.models import Case, Seal, utc_now
+from server.models import Case, Event, Seal, utc_now
 
 CASE_NO_MAX = 64
 #: Case fields a clerk may change after creation.
@@ -99,6 +99,27 @@ def unbind_seal(session: Session, *, device_id: str, by: User | None) -> SealBin
     if seal.case_no is None:
         raise Conflict(f"seal {device_id!r} is not bound to a case")
     return _unbind(session, seal, by=by, now=utc_now())
+
+
+#: Events that tell whether the seal was armed (``armed``/``disarmed`` by their type, the others by ``payload.armed``).
+_ARMED_STATE_EVENTS = (EventType.ARMED, EventType.DISARMED, EventType.HEARTBEAT, EventType.AGENT_STARTED)
+
+
+def last_known_armed(session: Session, *, device_id: str) -> bool | None:
+    """Whether the seal's latest event that tells was armed; ``None`` if none does. Unbinding an armed seal is worth
+    a second look (it should have been disarmed after an approved removal), so the unbinding's audit entry says."""
+    row = session.execute(
+        select(Event.type, Event.payload)
+        .where(Event.device_id == device_id, Event.type.in_([t.value for t in _ARMED_STATE_EVENTS]))
+        .order_by(Event.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    if row.type in (EventType.ARMED, EventType.DISARMED):
+        return bool(row.type == EventType.ARMED)
+    armed = row.payload.get("armed")
+    return armed if isinstance(armed, bool) else None
 
 
 def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:

@@ -89,9 +89,12 @@ class AlarmBook:
         for alarm in self.live(device_id, kind):
             alarm.details = details
 
-    def close(self, kind: AlarmKind, *, device_id: str, at: datetime, note: str) -> list[Alarm]:
-        """Close the seal's live alarms of ``kind`` on behalf of the system (a recovery); return them."""
-        closing = self.live(device_id, kind)
+    def close(
+        self, kind: AlarmKind, *, device_id: str, at: datetime, note: str, case_no: str | None = None
+    ) -> list[Alarm]:
+        """Close the seal's live alarms of ``kind`` (of ``case_no`` only, if given) on behalf of the system (a
+        recovery); return them."""
+        closing = [a for a in self.live(device_id, kind) if case_no is None or a.case_no == case_no]
         for alarm in closing:
             alarm.state = transition(alarm.state, AlarmState.CLOSED).value
             alarm.closed_at = at

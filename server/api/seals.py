@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -15,8 +16,10 @@ from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.models import Seal
-from server.registry import add_seal, bind_seal, seal_bindings, unbind_seal
+from server.registry import add_seal, bind_seal, last_known_armed, seal_bindings, unbind_seal
 from server.schemas import SealBind, SealBindingPublic, SealCreate, SealPublic
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/seals", tags=["seals"])
 
@@ -139,10 +142,15 @@ def bind(device_id: str, body: SealBind, user: CurrentUser, session: SessionDep,
 def unbind(
     seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_BIND))], user: CurrentUser, session: SessionDep
 ) -> None:
-    """Unbind the seal from its case when it is removed (officer or clerk)."""
+    """Unbind the seal from its case when it is removed (officer or clerk); the audit entry says whether it was
+    still armed."""
+    armed = last_known_armed(session, device_id=seal.device_id)
     binding = unbind_seal(session, device_id=seal.device_id, by=user)
-    record_audit(session, actor=user, action="seal.unbind", target=seal.device_id, details={"case_no": binding.case_no})
+    details = {"case_no": binding.case_no, "armed": armed}
+    record_audit(session, actor=user, action="seal.unbind", target=seal.device_id, details=details)
     session.commit()
+    if armed:
+        logger.warning("seal %s unbound from case %s by %s while armed", seal.device_id, binding.case_no, user.username)
 
 
 def _usernames(session: Session, ids: set[int | None]) -> dict[int | None, str]:

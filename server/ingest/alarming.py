@@ -3,7 +3,11 @@
 - ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full`` events raise the alarm of that
   kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being removed after an approved
   request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``); those are logged only.
-- ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost``.
+- ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
+- A *late* event — of a case the seal is no longer bound to, arriving after the unbinding (an offline seal draining
+  its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
+  premises while they were sealed concerns the case's judge; the health of a device that has left the site
+  (camera, outbox) does not.
 - Every stored event closes ``offline`` (the seal is speaking); an ``online`` status closes it too, an ``offline``
   status (the Last Will, or a clean shutdown) raises it.
 - A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
@@ -32,17 +36,23 @@ RECOVERIES = {
 }
 
 
-def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -> None:
+LATE_ALARMS = frozenset({AlarmKind.INTRUSION, AlarmKind.TAMPER})
+
+
+def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, late: bool = False) -> None:
+    """``late``: the event belongs to a binding of the seal that has ended."""
     device_id = envelope.device_id
     book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
     kind = EVENT_ALARMS.get(envelope.type)
-    if kind is not None and _alarming(envelope):
+    if kind is not None and _alarming(envelope) and (kind in LATE_ALARMS or not late):
         details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, **envelope.payload}
+        if late:
+            details["late"] = True
         book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
     recovered = RECOVERIES.get(envelope.type)
     if recovered is not None:
         note = f"{envelope.type.value} (seq {envelope.seq})"
-        book.close(recovered, device_id=device_id, at=at, note=note)
+        book.close(recovered, device_id=device_id, at=at, note=note, case_no=envelope.case_no)
 
 
 def _alarming(envelope: Envelope) -> bool:

@@ -2,9 +2,10 @@
 
 Checks on an event, in order: the topic parses; the envelope decodes (size, UTF-8, JSON, schema); its ``device_id``
 equals the topic's; the seal is registered; the signature verifies against the seal's registered key; the seal is
-bound to the envelope's case; (``device_id``, ``seq``) is new — a copy with the same ``event_id`` and signature is a
-redelivery (no-op), anything else under a stored ``seq`` is a replay, and a stored ``event_id`` under another
-``seq`` is refused too.
+bound to the envelope's case — now, or when the event happened (:func:`binding_covers`: a seal draining its outbox
+after it was unbound or rebound still delivers the evidence of its old case); (``device_id``, ``seq``) is new — a
+copy with the same ``event_id`` and signature is a redelivery (no-op), anything else under a stored ``seq`` is a
+replay, and a stored ``event_id`` under another ``seq`` is refused too.
 
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
 quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -40,6 +41,7 @@ from seal_protocol import (
 )
 from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
 from server.alarms.book import AlarmBook
+from server.auth.models import SealBinding
 from server.commands.service import apply_answer
 from server.errors import StorageUnavailable
 from server.ingest.alarming import on_chain_change, on_event, on_status
@@ -50,6 +52,19 @@ from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
 QUARANTINE_RAW_LIMIT = 256 * 1024
+
+#: How far a seal's clock may be off when its event is matched to a binding that has ended: an event stamped up to
+#: this long before the binding began or after it ended still belongs to it. A seal's clock is NTP-synchronised, but
+#: a Raspberry Pi has no real-time clock and starts from its last saved time until NTP answers.
+BINDING_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def binding_covers(binding: SealBinding, case_no: str, ts: datetime, *, skew: timedelta = BINDING_CLOCK_SKEW) -> bool:
+    """Was the seal bound to ``case_no`` by ``binding`` when it says the event happened (``ts``), give or take
+    ``skew``?"""
+    if binding.case_no != case_no or ts < binding.bound_at - skew:
+        return False
+    return binding.unbound_at is None or ts < binding.unbound_at + skew
 
 
 class VerifyKeyCache:
@@ -81,6 +96,7 @@ class IngestBatch:
         self.chain = ChainBook(session)
         self.alarms = AlarmBook(session, fold_window=fold_window)
         self._seals: dict[str, Seal] = {}
+        self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
         self._by_seq: dict[tuple[str, int], tuple[str, str]] = {}  # (device_id, seq) -> (event_id, sig)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[str] = set()
@@ -91,6 +107,7 @@ class IngestBatch:
             if device_ids:
                 seals = self.session.scalars(select(Seal).where(Seal.device_id.in_(device_ids)))
                 self._seals = {seal.device_id: seal for seal in seals}
+                self._load_bindings(device_ids)
             self.alarms.expect(self._seals)
             checked = [self._check(message) for message in messages]
             envelopes = [c for c in checked if isinstance(c, Envelope)]
@@ -145,13 +162,43 @@ class IngestBatch:
             verify_envelope(envelope, self.keys.get(seal.public_key))
         except SignatureError as exc:
             raise Rejected(Reason.BAD_SIGNATURE, f"bad signature: {exc}") from None
-        case_no = _bound_case(seal)
-        if envelope.case_no != case_no:
-            raise Rejected(
-                Reason.WRONG_CASE,
-                f"seal bound to another case: the event says {envelope.case_no!r}, the seal is bound to {case_no!r}",
-            )
+        self._check_case(seal, envelope)
         return envelope
+
+    def _load_bindings(self, device_ids: set[str]) -> None:
+        query = select(SealBinding).where(SealBinding.device_id.in_(device_ids))
+        for binding in self.session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())):
+            self._bindings.setdefault(binding.device_id, []).append(binding)
+
+    def _check_case(self, seal: Seal, envelope: Envelope) -> None:
+        """The seal's current case takes all its events (whatever its clock says); an ended binding takes the
+        events stamped within it (:func:`binding_covers`)."""
+        if envelope.case_no == seal.case_no:
+            return
+        ts = envelope.occurred_at
+        if any(binding_covers(b, envelope.case_no, ts) for b in self._bindings.get(seal.device_id, ())):
+            return
+        if seal.case_no is None:
+            raise Rejected(
+                Reason.UNBOUND_SEAL,
+                f"seal {seal.device_id!r} is not bound to a case, nor was it bound to {envelope.case_no!r} at "
+                f"{envelope.ts}",
+            )
+        raise Rejected(
+            Reason.WRONG_CASE,
+            f"seal bound to another case: the event says {envelope.case_no!r} at {envelope.ts}, the seal is bound "
+            f"to {seal.case_no!r} and was not bound to {envelope.case_no!r} then",
+        )
+
+    def _snapshot_case(self, seal: Seal) -> str:
+        """A snapshot's topic names no case: the seal's current one, or else the last it was bound to (an unbound
+        seal draining its outbox)."""
+        if seal.case_no is not None:
+            return seal.case_no
+        bindings = self._bindings.get(seal.device_id)
+        if not bindings:
+            raise Rejected(Reason.UNBOUND_SEAL, f"seal {seal.device_id!r} is not bound to a case")
+        return bindings[0].case_no
 
     def _load_stored(self, envelopes: list[Envelope]) -> None:
         """Stored events that share a (device_id, seq) or an event_id with ``envelopes``, or are their neighbours."""
@@ -226,7 +273,7 @@ class IngestBatch:
         self.session.add(row)
         self._remember(envelope.device_id, envelope.seq, event_id, envelope.sig)
         self.chain.record(envelope, message.payload)
-        on_event(self.alarms, envelope, row, at=message.received_at)
+        on_event(self.alarms, envelope, row, at=message.received_at, late=envelope.case_no != seal.case_no)
         answer = apply_answer(self.session, envelope, at=message.received_at)
         seal.last_seen_at = message.received_at
         seal.last_event_at = message.received_at
@@ -258,7 +305,7 @@ class IngestBatch:
         if actual != topic.sha256:
             raise Rejected(Reason.SNAPSHOT_MISMATCH, f"snapshot bytes hash to {actual}, the topic says {topic.sha256}")
         seal = self._seal(topic.device_id)
-        case_no = _bound_case(seal)
+        case_no = self._snapshot_case(seal)
         seal.last_seen_at = message.received_at
         if actual in self._snapshot_shas or self.session.scalar(select(Snapshot.id).where(Snapshot.sha256 == actual)):
             return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"snapshot {actual}")
@@ -283,12 +330,6 @@ class IngestBatch:
         if seal is None:
             raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
         return seal
-
-
-def _bound_case(seal: Seal) -> str:
-    if seal.case_no is None:
-        raise Rejected(Reason.UNBOUND_SEAL, f"seal {seal.device_id!r} is not bound to a case")
-    return seal.case_no
 
 
 def device_of(topic: str) -> str | None:

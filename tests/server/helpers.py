@@ -46,8 +46,10 @@ class SimulatedSeal:
         case_no: str | None = None,
         key: SigningKey | None = None,
         seq: int | None = None,
+        at: datetime | None = None,
     ) -> bytes:
-        """The wire bytes of the next event (or of ``seq``), signed by ``key`` (default: the seal's own)."""
+        """The wire bytes of the next event (or of ``seq``), signed by ``key`` (default: the seal's own), stamped
+        ``at`` (default: now)."""
         if seq is None:
             self.seq += 1
             seq = self.seq
@@ -58,6 +60,7 @@ class SimulatedSeal:
             type=type,
             payload=payload,
             prev_hash=self.prev_hash,
+            now=at,
         )
         data = encode_envelope(sign_envelope(envelope, key or self.key))
         self.prev_hash = envelope_hash(data)
