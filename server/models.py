@@ -140,12 +140,17 @@ class QuarantinedMessage(Base):
 
 
 class Snapshot(Base):
-    """A picture a seal sent; the file is ``snapshot_dir/<sha256>.jpg``."""
+    """A picture a seal sent, recorded once per case; the file is ``snapshot_dir/<sha256>.jpg``.
+
+    The same bytes may come from seals of two cases (two covered lenses give the same black frame): each case gets
+    its row, and both rows name the one file.
+    """
 
     __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("sha256", "case_no"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"), index=True)
     case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
     size: Mapped[int] = mapped_column(Integer)

@@ -141,9 +141,12 @@ def seal_filter(session: Session, user: User) -> ColumnElement[bool]:
 
 
 def snapshot_for(session: Session, user: User, sha256: str) -> Snapshot:
-    """The snapshot, if its case is visible (else :class:`NotFound`) and the role may view pictures."""
-    snapshot = session.scalar(select(Snapshot).where(Snapshot.sha256 == sha256))
-    if snapshot is None or not can_see_case(session, user, snapshot.case_no):
+    """The snapshot, if one of its cases is visible (else :class:`NotFound`) and the role may view pictures.
+
+    The same picture may belong to several cases (one row each): any one the user sees will do."""
+    query = select(Snapshot).where(Snapshot.sha256 == sha256, case_filter(session, user, Snapshot.case_no))
+    snapshot = session.scalars(query.order_by(Snapshot.id).limit(1)).first()
+    if snapshot is None:
         raise NotFound(f"unknown snapshot {sha256}")
     require(user, Permission.SNAPSHOT_READ)
     return snapshot

@@ -99,7 +99,7 @@ class IngestBatch:
         self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
         self._by_seq: dict[tuple[str, int], tuple[str, str]] = {}  # (device_id, seq) -> (event_id, sig)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
-        self._snapshot_shas: set[str] = set()
+        self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
 
     def apply(self, messages: Sequence[Message]) -> list[IngestResult]:
         with self.session.no_autoflush:
@@ -307,7 +307,8 @@ class IngestBatch:
         seal = self._seal(topic.device_id)
         case_no = self._snapshot_case(seal)
         seal.last_seen_at = message.received_at
-        if actual in self._snapshot_shas or self.session.scalar(select(Snapshot.id).where(Snapshot.sha256 == actual)):
+        stored = select(Snapshot.id).where(Snapshot.sha256 == actual, Snapshot.case_no == case_no)
+        if (actual, case_no) in self._snapshot_shas or self.session.scalar(stored) is not None:
             return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"snapshot {actual}")
         try:
             self.snapshots.put(actual, message.payload)
@@ -322,7 +323,7 @@ class IngestBatch:
                 received_at=message.received_at,
             )
         )
-        self._snapshot_shas.add(actual)
+        self._snapshot_shas.add((actual, case_no))
         return IngestResult(Outcome.SNAPSHOT, seal.device_id, detail=actual)
 
     def _seal(self, device_id: str) -> Seal:

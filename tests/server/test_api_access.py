@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,13 +11,13 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from seal_protocol import EventType
+from seal_protocol import EventType, snapshot_topic
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
 from server.db import SessionFactory, session_scope
-from server.ingest import Ingestor
+from server.ingest import Ingestor, Outcome
 from server.metrics import IngestMetrics
 from server.models import utc_now
 from server.registry import add_case
@@ -150,3 +151,21 @@ def test_assignments_give_and_take_visibility(client: TestClient, session_factor
     assert get(client, session_factory, "judge", f"/api/cases/{quote(B, safe='')}")["case_no"] == B  # type: ignore[index]
     assert client.delete(f"{url}/judge", headers=clerk).status_code == 204
     assert client.get(f"/api/cases/{quote(B, safe='')}", headers=bearer(session_factory, "judge")).status_code == 404
+
+
+def test_the_same_picture_from_two_cases_is_visible_in_both(
+    client: TestClient, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    black = b"\xff\xd8\xff\xe0" + bytes(1024)  # two covered lenses: identical frames
+    sha = hashlib.sha256(black).hexdigest()
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    results = ingestor.ingest([message(snapshot_topic(device_id, sha), black) for device_id in ("seal-a", "seal-b")])
+    assert [r.outcome for r in results] == [Outcome.SNAPSHOT, Outcome.SNAPSHOT]
+    add_user(session_factory, "judge-b", Role.JUDGE, (B,))
+    for who, case_no in (("judge", A), ("judge-b", B)):
+        listed = get(client, session_factory, who, f"/api/cases/{quote(case_no, safe='')}/snapshots")
+        assert [(s["sha256"], s["case_no"]) for s in listed] == [(sha, case_no)]  # type: ignore[attr-defined]
+        picture = client.get(f"/api/snapshots/{sha}", headers=bearer(session_factory, who))
+        assert (picture.status_code, picture.content) == (200, black)
+    add_user(session_factory, "judge-c", Role.JUDGE, ("(2021)苏0214执3号",))
+    assert client.get(f"/api/snapshots/{sha}", headers=bearer(session_factory, "judge-c")).status_code == 404
