@@ -9,10 +9,8 @@ its ttl. When B comes back, the broker hands it the stale command, B refuses it 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +21,12 @@ import pytest
 from seal_agent.config import CommandsConfig
 from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
 from tests.agent.helpers import agent_env, start_agent, wait_until
+from tests.e2e.helpers import SEAL_AGENT, SEAL_SERVER, agent_config, run
 
-SEAL_SERVER = Path(sys.executable).with_name("seal-server")
-SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
 CASE = "(2021)苏0214执1234号"
 SEAL_A, SEAL_B = "seal-cmd-a", "seal-cmd-b"
 CLERK_PASSWORD = "a long enough clerk password"
 TTL_S = 8
-
-
-def run(*args: str | Path, env: dict[str, str], stdin: str | None = None) -> str:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=60, input=stdin)
-    assert result.returncode == 0, f"{args}: {result.stderr}"
-    return result.stdout
 
 
 class Court:
@@ -80,34 +71,6 @@ class Court:
 
         assert wait_until(check, timeout, interval=0.1), seen[-1:]
         return seen
-
-
-def agent_config(directory: Path, broker: PrivateBroker, device_id: str, court_key: str) -> Path:
-    directory.mkdir(parents=True)
-    password = os.urandom(9).hex()
-    broker.add_user(device_id, password)
-    broker.reload()
-    (directory / "mqtt-password").write_text(password + "\n")
-    path = directory / "seal.toml"
-    path.write_text(
-        f"""device_id = "{device_id}"
-case_no = "{CASE}"
-state_dir = "{directory / "state"}"
-heartbeat_s = 600
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-password_file = "{directory / "mqtt-password"}"
-[pir]
-pin = 17
-[warning]
-languages = ["zh"]
-[commands]
-server_public_key = "{court_key}"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture
@@ -156,7 +119,7 @@ retry_interval_s = 0.2
     assert CommandsConfig(server_public_key=court_key).verify_key() is not None
     seals: dict[str, Any] = {}
     for device_id in (SEAL_A, SEAL_B):
-        seal_config = agent_config(tmp_path / device_id, broker, device_id, court_key)
+        seal_config = agent_config(tmp_path / device_id, broker, device_id, CASE, court_key)
         key = run(SEAL_AGENT, "keygen", "--config", seal_config, env=agent_env()).strip()
         run(SEAL_SERVER, "seal", "add", device_id, "--case", CASE, "--public-key", key, "--config", config, env=env)
         seals[device_id] = seal_config

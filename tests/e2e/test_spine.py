@@ -7,10 +7,8 @@ events, every one verifying against the seal's enrolled key.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -26,40 +24,9 @@ from server.db import make_engine, make_session_factory
 from server.models import Event
 from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
 from tests.agent.helpers import agent_env, start_agent, wait_until
+from tests.e2e.helpers import SEAL_AGENT, SEAL_SERVER, agent_config, run
 
-SEAL_SERVER = Path(sys.executable).with_name("seal-server")
-SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
 CASES = {"seal-e2e-a": "(2021)苏0214执1234号", "seal-e2e-b": "(2022)苏0214执567号"}
-
-
-def run(*args: str | Path, env: dict[str, str]) -> str:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, f"{args}: {result.stderr}"
-    return result.stdout
-
-
-def agent_config(directory: Path, broker: PrivateBroker, device_id: str) -> Path:
-    directory.mkdir(parents=True)
-    password = broker.users[device_id]
-    (directory / "mqtt-password").write_text(password + "\n")
-    path = directory / "seal.toml"
-    path.write_text(
-        f"""device_id = "{device_id}"
-case_no = "{CASES[device_id]}"
-state_dir = "{directory / "state"}"
-heartbeat_s = 600
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-password_file = "{directory / "mqtt-password"}"
-[pir]
-pin = 17
-[warning]
-languages = ["zh"]
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture
@@ -103,9 +70,7 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
         )
     try:
         for device_id, case_no in CASES.items():
-            broker.add_user(device_id, os.urandom(9).hex())
-            broker.reload()
-            config = agent_config(tmp_path / device_id, broker, device_id)
+            config = agent_config(tmp_path / device_id, broker, device_id, case_no)
             keys[device_id] = run(SEAL_AGENT, "keygen", "--config", config, env=agent_env()).strip()
             run(SEAL_SERVER, "seal", "add", device_id, "--case", case_no, "--public-key", keys[device_id],
                 "--config", server_config, env=server_env)

@@ -1,0 +1,49 @@
+"""What the end-to-end tests share: running the two programs and writing a seal's configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from server.mosquitto import PrivateBroker
+
+SEAL_SERVER = Path(sys.executable).with_name("seal-server")
+SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
+
+
+def run(*args: str | Path, env: dict[str, str], stdin: str | None = None) -> str:
+    """Run a command to completion; fail the test with its stderr unless it exits 0."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=60, input=stdin)
+    assert result.returncode == 0, f"{args}: {result.stderr}"
+    return result.stdout
+
+
+def agent_config(directory: Path, broker: PrivateBroker, device_id: str, case_no: str, court_key: str = "") -> Path:
+    """A seal's config in ``directory`` (Mandarin warning only), with a fresh broker account for it."""
+    directory.mkdir(parents=True)
+    password = os.urandom(9).hex()
+    broker.add_user(device_id, password)
+    broker.reload()
+    (directory / "mqtt-password").write_text(password + "\n")
+    path = directory / "seal.toml"
+    path.write_text(
+        f"""device_id = "{device_id}"
+case_no = "{case_no}"
+state_dir = "{directory / "state"}"
+heartbeat_s = 600
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+password_file = "{directory / "mqtt-password"}"
+[pir]
+pin = 17
+[warning]
+languages = ["zh"]
+[commands]
+server_public_key = "{court_key}"
+""",
+        encoding="utf-8",
+    )
+    return path
