@@ -8,6 +8,14 @@ a court outgrows it. On SQLite every connection gets:
   forgets it. With ``NORMAL``, a power cut can undo the last commits *after* their acknowledgement — the event would
   be lost on both sides. FULL costs little because the ingest commits in batches (RECIPES.md: ~155,000 rows/s);
 - ``foreign_keys=ON`` (off by default in SQLite) and a busy timeout so the CLI can write while the server runs.
+
+and its transactions start with ``BEGIN IMMEDIATE`` (pysqlite's own implicit ``BEGIN`` is turned off). The ingest,
+the liveness check, the notification worker, the command dispatcher and the API read, then write in one transaction.
+A deferred transaction that upgrades to a writer after another connection committed fails at once with
+``SQLITE_BUSY_SNAPSHOT`` — the busy timeout cannot help, its snapshot is stale. ``IMMEDIATE`` takes the write lock
+at ``BEGIN``, where the busy timeout does apply, so writers queue instead of failing. A session that only reads
+(the API's GET requests) opts out with :data:`READ_ONLY` and keeps WAL's concurrent readers. PostgreSQL ignores the
+option.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +36,11 @@ from server.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: The execution option naming how a SQLite transaction begins: ``IMMEDIATE`` (the default) or ``DEFERRED``.
+SQLITE_BEGIN = "sqlite_begin"
+#: Execution options of a session that never writes: ``factory(bind=engine.execution_options(**READ_ONLY))``.
+READ_ONLY = {SQLITE_BEGIN: "DEFERRED"}
 
 SessionFactory = sessionmaker[Session]
 
@@ -45,12 +58,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # no implicit BEGIN from pysqlite: _sqlite_begin emits ours
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -59,6 +74,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+    if mode not in ("IMMEDIATE", "DEFERRED"):
+        raise ValueError(f"{SQLITE_BEGIN} must be IMMEDIATE or DEFERRED, got {mode!r}")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -22,6 +22,7 @@ from server.auth.errors import Forbidden, NotAuthenticated
 from server.auth.models import User
 from server.auth.sessions import resolve_session
 from server.context import ServerContext
+from server.db import READ_ONLY
 from server.models import Case, Seal, utc_now
 
 #: The ``responses=`` of a route: extra status codes for its OpenAPI description.
@@ -40,8 +41,13 @@ def get_context(request: Request) -> ServerContext:
 ContextDep = Annotated[ServerContext, Depends(get_context)]
 
 
-def get_session(context: ContextDep) -> Iterator[Session]:
-    with context.session_factory() as session:
+def get_session(context: ContextDep, request: Request) -> Iterator[Session]:
+    """A session per request; a GET (which never writes) reads without taking SQLite's write lock."""
+    if request.method in SAFE_METHODS:
+        session = context.session_factory(bind=context.engine.execution_options(**READ_ONLY))
+    else:
+        session = context.session_factory()
+    with session:
         yield session
 
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
 
-from server.db import SessionFactory, make_engine, session_scope
+from server.db import (
+    READ_ONLY,
+    SQLITE_BUSY_TIMEOUT_MS,
+    SessionFactory,
+    init_db,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
 from server.errors import ConfigError
 from server.models import Case
 
@@ -50,3 +61,60 @@ def test_naive_timestamps_are_refused(session_factory: SessionFactory) -> None:
             session.add(Case(case_no="x", created_at=datetime(2026, 1, 1)))
     with session_factory() as session:
         assert session.scalar(select(Case)) is None
+
+
+def test_sqlite_writers_that_read_first_queue_instead_of_failing(tmp_path: Path) -> None:
+    """Two transactions each read, then write. In WAL a deferred transaction that upgrades to a writer after another
+    one committed fails at once (SQLITE_BUSY_SNAPSHOT); BEGIN IMMEDIATE makes the second wait for the first."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'court.db'}")
+    init_db(engine)
+    factory = make_session_factory(engine)
+    second_read, first_committed = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def add_next_case(session: Session) -> None:
+        count = session.scalar(select(func.count(Case.id)))
+        session.add(Case(case_no=f"case-{count}"))
+
+    def second() -> None:
+        try:
+            with session_scope(factory) as session:
+                count = session.scalar(select(func.count(Case.id)))
+                second_read.set()
+                assert first_committed.wait(10)
+                session.add(Case(case_no=f"case-{count}"))
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            second_read.set()
+
+    try:
+        with session_scope(factory) as session:
+            add_next_case(session)  # reads, then writes: this transaction holds the write lock now
+            thread = threading.Thread(target=second)
+            thread.start()
+            # With BEGIN IMMEDIATE the second transaction cannot even begin (it waits): its read never comes.
+            second_read.wait(1.0)
+        first_committed.set()
+        thread.join(15)
+        assert not thread.is_alive()
+        assert errors == []
+        with factory() as session:
+            assert sorted(session.scalars(select(Case.case_no))) == ["case-0", "case-1"]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_read_only_sessions_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'court.db'}")
+    init_db(engine)
+    factory = make_session_factory(engine)
+    try:
+        with session_scope(factory) as writer:
+            writer.add(Case(case_no="case-0"))
+            writer.flush()
+            with factory(bind=engine.execution_options(**READ_ONLY)) as reader:
+                started = time.monotonic()
+                assert reader.scalar(select(func.count(Case.id))) == 0  # the snapshot before the writer's commit
+                assert time.monotonic() - started < SQLITE_BUSY_TIMEOUT_MS / 1000 / 2
+    finally:
+        engine.dispose()
