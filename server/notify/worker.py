@@ -2,9 +2,12 @@
 
 Each round claims the due rows (``pending`` and ``next_attempt_at`` reached) in one transaction — counting the
 attempt and pushing ``next_attempt_at`` out by a lease, so that a crash mid-send means a retry after the lease, not
-a lost notification — then sends them outside any transaction, then records each outcome: ``sent``; or another
-try after ``retry_base_s * 2**(attempts-1)`` (at most ``retry_max_s``); or ``failed`` after ``max_attempts``.
-On PostgreSQL, several servers may run workers: rows are claimed with ``SKIP LOCKED``.
+a lost notification — then sends them one after another outside any transaction, then records each outcome:
+``sent``; or another try after ``retry_base_s * 2**(attempts-1)`` (at most ``retry_max_s``); or ``failed`` after
+``max_attempts``.
+On PostgreSQL, several servers may run workers: rows are claimed with ``SKIP LOCKED``, and the lease
+(:func:`round_lease`) lasts as long as the whole round can take, so that no other worker claims a row again while it
+is still waiting its turn to be sent (that would be a duplicate webhook).
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ from server.notify.webhook import Delivery, Notifier, Recipient, WebhookNotifier
 logger = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 50
+#: Added to a lease for the database work around the sends.
+LEASE_MARGIN_S = 5.0
+
+
+def round_lease(claimed: int, timeout_s: float) -> timedelta:
+    """How long ``claimed`` rows stay leased: they are sent one after another, and one send may take up to twice
+    ``timeout_s`` (connecting, then reading the answer)."""
+    return timedelta(seconds=claimed * 2 * timeout_s + LEASE_MARGIN_S)
 
 
 class NotificationWorker:
@@ -65,7 +76,6 @@ class NotificationWorker:
         return timedelta(seconds=min(base, self.settings.retry_max_s))
 
     def _claim(self, now: datetime) -> list[tuple[Alarm, list[Recipient]]]:
-        lease = timedelta(seconds=2 * self.settings.timeout_s + 5)
         by_alarm: dict[int, tuple[Alarm, list[Recipient]]] = {}
         with self._session_factory() as session:
             rows = session.scalars(
@@ -76,6 +86,7 @@ class NotificationWorker:
                 .with_for_update(skip_locked=True)
                 .options(selectinload(Notification.alarm), selectinload(Notification.target))
             ).all()
+            lease = round_lease(len(rows), self.settings.timeout_s)
             for row in rows:
                 row.attempts += 1
                 row.next_attempt_at = now + lease

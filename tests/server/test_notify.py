@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
-from server.alarms.models import Notification
+from server.alarms.models import Alarm, Notification
 from server.alarms.service import add_notification_target
 from server.app import create_app
 from server.config import LivenessSettings, NotifySettings, Settings
@@ -27,7 +27,14 @@ from server.db import SessionFactory, session_scope
 from server.errors import ConfigError, NotFound
 from server.ingest import Message
 from server.mosquitto import PrivateBroker, free_port
-from server.notify.webhook import NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, WebhookNotifier, read_secret
+from server.notify.webhook import (
+    NOTIFICATION_ID_HEADER,
+    SIGNATURE_HEADER,
+    Delivery,
+    Recipient,
+    WebhookNotifier,
+    read_secret,
+)
 from server.notify.worker import NotificationWorker
 from tests.server.ingest_world import Court, make_court
 from tests.server.mqtt_helpers import server_mqtt_settings
@@ -313,3 +320,31 @@ def test_app_checks_liveness_and_sends_notifications(
     assert request.headers[SIGNATURE_HEADER] == expected_signature(GLOBAL_SECRET, request.body)
     [row] = notifications(court)
     assert row.state == "sent"
+
+
+def test_a_long_round_is_not_claimed_again_by_another_worker(court: Court, receiver: Receiver) -> None:
+    """One worker sends four webhooks one after another, each taking up to its timeout (5 s): a second worker that
+    looks 35 s later — while the first is still at it — must find nothing to claim."""
+    targets(court, *[("judge", receiver.url(f"/judge{i}"), None) for i in range(4)])
+    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+    second = make_worker(court, Clock(T0 + timedelta(seconds=35)))
+    claimed_meanwhile: list[int] = []
+    webhooks = WebhookNotifier(secret=GLOBAL_SECRET, timeout_s=5.0)
+
+    class SlowRound:
+        """The first worker's notifier: while its round is under way, the second worker runs."""
+
+        def notify(self, alarm: Alarm, recipients: Sequence[Recipient]) -> list[Delivery]:
+            claimed_meanwhile.append(second.run_once())
+            return webhooks.notify(alarm, recipients)
+
+    settings = NotifySettings(timeout_s=5.0)
+    first = NotificationWorker(
+        court.session_factory, SlowRound(), settings=settings, metrics=court.metrics, clock=Clock()
+    )
+
+    assert first.run_once() == 4
+
+    assert claimed_meanwhile == [0]
+    assert sorted(r.path for r in receiver.wait_for(4)) == [f"/judge{i}" for i in range(4)]
+    assert [(n.state, n.attempts) for n in notifications(court)] == [("sent", 1)] * 4
