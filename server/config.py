@@ -251,13 +251,23 @@ def load_settings(path: Path, *, env: Mapping[str, str] | None = None) -> Settin
     return parse_settings(data, env=env, source=str(path))
 
 
-def read_password(path: Path) -> str:
-    """The first line of ``path``, without its line ending; refuse an empty one."""
+def read_secret_file(path: Path, *, what: str) -> str:
+    """The first line of ``path``, stripped of surrounding white space: how every password, secret and key file of
+    the server is read. Raise :class:`ConfigError` naming the file and ``what`` it should hold if it is missing,
+    unreadable, not UTF-8, or its first line is empty."""
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the MQTT password file: {exc.strerror}") from None
-    password = text.splitlines()[0].strip() if text.strip() else ""
-    if not password:
-        raise ConfigError(f"{path}: the MQTT password file is empty")
-    return password
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the {what} file is not UTF-8 text") from None
+    lines = text.splitlines()
+    first = lines[0].strip() if lines else ""
+    if not first:
+        raise ConfigError(f"{path}: the {what} file is empty (the first line must hold it)")
+    return first
+
+
+def read_password(path: Path) -> str:
+    """The MQTT password in ``path`` (:func:`read_secret_file`)."""
+    return read_secret_file(path, what="MQTT password")

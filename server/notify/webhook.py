@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from seal_protocol import canonical_json
 from server.alarms.models import Alarm
+from server.config import read_secret_file
 from server.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -86,12 +87,8 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def read_secret(path: Path) -> str:
-    """The first line of ``path``; refuse a missing, empty or short one."""
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the webhook secret: {exc.strerror}") from None
-    secret = text.splitlines()[0].strip() if text.strip() else ""
+    """The webhook secret in ``path`` (:func:`server.config.read_secret_file`); refuse a short one."""
+    secret = read_secret_file(path, what="webhook secret")
     if len(secret) < SECRET_MIN_LENGTH:
         raise ConfigError(f"{path}: the webhook secret needs at least {SECRET_MIN_LENGTH} characters")
     return secret

@@ -8,6 +8,7 @@ import pytest
 
 from server.config import load_settings, read_password
 from server.errors import ConfigError
+from server.notify.webhook import read_secret
 
 DEMO_TOML = """\
 database_url = "sqlite:///var/demo/court.db"
@@ -82,3 +83,17 @@ def test_read_password(tmp_path: Path) -> None:
         read_password(path)
     with pytest.raises(ConfigError, match="cannot read"):
         read_password(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\n", b"  \n", b"\nsecond-line-holds-it\n", b"\xff\xfe not utf-8\n"], ids=repr
+)
+def test_password_and_secret_files_are_read_alike(tmp_path: Path, content: bytes) -> None:
+    """First line, stripped; an empty first line or an unreadable file is refused with the file's name."""
+    path = tmp_path / "secret-file"
+    path.write_bytes(content)
+    for read in (read_password, read_secret):
+        with pytest.raises(ConfigError, match=str(path)):
+            read(path)
+    path.write_bytes(b"  0123456789abcdef-secret \r\nignored\n")
+    assert read_password(path) == read_secret(path) == "0123456789abcdef-secret"
