@@ -9,6 +9,9 @@
     seal-server user list --config FILE
     seal-server user assign NAME --case CASE_NO --config FILE
     seal-server court-key --config FILE
+    seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
+    seal-server notify list --config FILE [--case CASE_NO]
+    seal-server notify remove ID --config FILE
 
 Every command also takes --log-level and --log-json.
 
@@ -38,6 +41,7 @@ from server.errors import ConfigError, ServerError
 from server.logs import configure_logging
 from server.models import Seal
 from server.mosquitto import SERVER_USERNAME, write_private_file
+from server.notify.cli import add_notify_commands, run_notify_command
 from server.provisioning import NewCredentials, apply_broker_files
 from server.provisioning_cli import (
     add_broker_commands,
@@ -91,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     add_broker_commands(commands, common)
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
+    add_notify_commands(commands, common)
     return parser
 
 
@@ -139,6 +144,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _user(args, settings)
         case "court-key":
             return run_court_key(settings, _out)
+        case "notify":
+            return _in_session(settings, lambda session: run_notify_command(args, session, _out))
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

@@ -1,5 +1,11 @@
 """Errors of the court server. Each also inherits the builtin it refines, so callers may catch either."""
 
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class ServerError(Exception):
     """Base class of every error raised by ``server``."""
@@ -11,6 +17,13 @@ class ConfigError(ServerError, ValueError):
 
 class NotFound(ServerError, LookupError):
     """A case, seal or other record that does not exist."""
+
+
+def found(row: T | None, message: str) -> T:
+    """``row``, or :class:`NotFound` with ``message`` if it is ``None`` (a lookup that must find something)."""
+    if row is None:
+        raise NotFound(message)
+    return row
 
 
 class AlreadyExists(ServerError, ValueError):

@@ -88,7 +88,9 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), index=True)
-    target_id: Mapped[int] = mapped_column(ForeignKey("notification_targets.id"))
+    target_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_targets.id"), comment="Null once the target is removed (role and url stay)."
+    )
     role: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(Text, comment="The target's URL when the notification was written.")
     state: Mapped[str] = mapped_column(String(16), comment="pending, sent or failed (gave up).")
@@ -99,4 +101,4 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     alarm: Mapped[Alarm] = relationship()
-    target: Mapped[NotificationTarget] = relationship()
+    target: Mapped[NotificationTarget | None] = relationship()

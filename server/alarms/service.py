@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from server.alarms.models import Alarm, NotificationTarget
+from server.alarms.models import Alarm, Notification, NotificationTarget
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
-from server.errors import NotFound
+from server.errors import AlreadyExists, NotFound, found
 from server.models import utc_now
-from server.notify.outbox import Role
+from server.notify.outbox import DeliveryState, Role
+from server.notify.webhook import SECRET_MIN_LENGTH
 from server.registry import get_case
 
 NOTE_MAX = 2000
@@ -91,17 +92,45 @@ def add_notification_target(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
-    if secret is not None and len(secret) < 16:
-        raise ValueError("a webhook secret needs at least 16 characters")
-    target = NotificationTarget(case_no=case_no, role=Role(role).value, url=url, secret=secret)
+    if secret is not None and len(secret) < SECRET_MIN_LENGTH:
+        raise ValueError(f"a webhook secret needs at least {SECRET_MIN_LENGTH} characters")
+    role = Role(role).value
+    same = select(NotificationTarget.id).where(
+        NotificationTarget.case_no == case_no, NotificationTarget.role == role, NotificationTarget.url == url
+    )
+    if session.scalar(same) is not None:
+        raise AlreadyExists(f"case {case_no!r} already notifies the {role} at {url}")
+    target = NotificationTarget(case_no=case_no, role=role, url=url, secret=secret)
     session.add(target)
     session.flush()
     return target
 
 
-def list_notification_targets(session: Session, *, case_no: str) -> list[NotificationTarget]:
-    query = select(NotificationTarget).where(NotificationTarget.case_no == case_no)
+def list_notification_targets(session: Session, *, case_no: str | None = None) -> list[NotificationTarget]:
+    """The webhook targets of ``case_no`` (``None``: of every case), oldest first."""
+    query = select(NotificationTarget)
+    if case_no is not None:
+        query = query.where(NotificationTarget.case_no == case_no)
     return list(session.scalars(query.order_by(NotificationTarget.id)))
+
+
+def get_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
+    return found(session.get(NotificationTarget, target_id), f"unknown notification target {target_id}")
+
+
+def remove_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
+    """Stop sending alarms to a target: its pending notifications are recorded failed, and the notifications already
+    written keep their role and URL but no longer refer to it."""
+    target = get_notification_target(session, target_id=target_id)
+    session.execute(
+        update(Notification)
+        .where(Notification.target_id == target_id, Notification.state == DeliveryState.PENDING.value)
+        .values(state=DeliveryState.FAILED.value, last_error="target removed")
+    )
+    session.execute(update(Notification).where(Notification.target_id == target_id).values(target_id=None))
+    session.delete(target)
+    session.flush()
+    return target
 
 
 def _locked(session: Session, alarm_id: int) -> Alarm:

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api import alarms, audit, auth, cases, commands, events, health, metrics, seals, snapshots, users
+from server.api import (
+    alarms,
+    audit,
+    auth,
+    cases,
+    commands,
+    events,
+    health,
+    metrics,
+    notification_targets,
+    seals,
+    snapshots,
+    users,
+)
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(health.router)
@@ -18,6 +31,7 @@ api_router.include_router(users.router)
 # Routes ending in /cases/{case_no}/<something> before the cases router's /cases/{case_no}, which would take them.
 api_router.include_router(events.router)
 api_router.include_router(snapshots.router)
+api_router.include_router(notification_targets.router)
 api_router.include_router(cases.router)
 api_router.include_router(seals.router)
 api_router.include_router(commands.router)

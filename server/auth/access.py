@@ -48,6 +48,7 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     COMMAND_SEND = "command:send"  # test_warning, snapshot, ping
     COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
+    NOTIFY_ADMIN = "notify:admin"  # the webhooks a case's alarms go to
 
 
 _P = Permission

@@ -90,7 +90,7 @@ class NotificationWorker:
             for row in rows:
                 row.attempts += 1
                 row.next_attempt_at = now + lease
-                recipient = Recipient(row.id, row.role, row.url, row.target.secret)
+                recipient = Recipient(row.id, row.role, row.url, row.target.secret if row.target else None)
                 by_alarm.setdefault(row.alarm_id, (row.alarm, []))[1].append(recipient)
             session.commit()
         return list(by_alarm.values())

@@ -33,6 +33,7 @@ from seal_protocol import EventType, snapshot_topic
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key, public_key_b64
 from server.alarms.book import AlarmBook
+from server.alarms.service import add_notification_target
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
@@ -71,6 +72,11 @@ class World:
             alarm = book.raise_alarm(AlarmKind.TAMPER, device_id=device_id, case_no=case_no, at=utc_now(), details={})
             session.flush()
             return alarm.id
+
+    def new_target(self, case_no: str) -> int:
+        with session_scope(self.session_factory) as session:
+            url = f"https://{self.fresh('hook')}.example"
+            return add_notification_target(session, case_no=case_no, role="judge", url=url).id
 
     def new_user(self, role: Role, cases: tuple[str, ...] = ()) -> str:
         username = self.fresh(role.value)
@@ -191,6 +197,32 @@ TABLE: list[Row] = [
         "case",
         204,
         lambda w, k: Call(f"/api/cases/{c(k)}/assignments/{w.new_user(Role.OFFICER, (k,))}"),
+        CLERK,
+    ),
+    Row(
+        "GET",
+        "/api/cases/{case_no}/notification-targets",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/notification-targets"),
+        CLERK,
+    ),
+    Row(
+        "POST",
+        "/api/cases/{case_no}/notification-targets",
+        "case",
+        201,
+        lambda w, k: Call(
+            f"/api/cases/{c(k)}/notification-targets", {"role": "judge", "url": f"https://{w.fresh('hook')}.example"}
+        ),
+        CLERK,
+    ),
+    Row(
+        "DELETE",
+        "/api/notification-targets/{target_id}",
+        "case",
+        204,
+        lambda w, k: Call(f"/api/notification-targets/{w.new_target(k)}"),
         CLERK,
     ),
     Row("GET", "/api/seals", "global", 200, fixed("/api/seals")),

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from seal_protocol.signing import generate_signing_key, public_key_b64
+from server.auth.models import AuditEntry
 from server.cli import main
 from server.db import make_engine, make_session_factory
 from server.models import Case, Seal
@@ -175,3 +176,49 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
     text = output.decode(errors="replace")
     assert f"http://127.0.0.1:{port}" in text
     assert process.returncode == 0, text
+
+
+def test_notification_targets_on_the_command_line(
+    config: Path, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ["--config", str(config)]
+    assert main(["case", "add", CASE, *cfg]) == 0
+    secret = tmp_path / "creditor.secret"
+    secret.write_text("creditor-secret-0123456789\n")
+    add = ["notify", "add-target", "--case", CASE]
+    assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 0
+    assert (
+        main([*add, "--role", "creditor", "--url", "https://bank.example/hook", "--secret-file", str(secret), *cfg])
+        == 0
+    )
+    assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1  # already there
+    assert main([*add, "--role", "judge", "--url", "ftp://court.example", *cfg]) == 1
+    assert (
+        main([*add, "--role", "judge", "--url", "https://x.example", "--secret-file", str(tmp_path / "none"), *cfg])
+        == 2
+    )
+    capsys.readouterr()
+
+    assert main(["notify", "list", *cfg]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1:] for line in listed] == [
+        [CASE, "judge", "https://court.example/hook", "global key"],
+        [CASE, "creditor", "https://bank.example/hook", "own key"],
+    ]
+    assert "creditor-secret" not in "".join(listed)
+    judge_id = listed[0].split("\t")[0]
+    assert main(["notify", "remove", judge_id, *cfg]) == 0
+    assert main(["notify", "remove", judge_id, *cfg]) == 1
+    capsys.readouterr()
+    assert main(["notify", "list", "--case", CASE, *cfg]) == 0
+    assert [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()] == ["creditor"]
+
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            audit = session.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("notify.%")).order_by(AuditEntry.id)
+            )
+            assert list(audit) == ["notify.add_target", "notify.add_target", "notify.remove_target"]
+    finally:
+        engine.dispose()
