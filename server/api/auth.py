@@ -13,7 +13,7 @@ from server.auth.errors import NotAuthenticated, TooManyAttempts
 from server.auth.models import User
 from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.sessions import issue_session, revoke_session
-from server.auth.throttle import check_login_allowed, record_login_failure
+from server.auth.throttle import begin_login_attempt, forget_login_attempt
 from server.auth.users import assigned_case_nos, find_user
 from server.models import utc_now
 from server.schemas import LoginPublic, LoginRequest, MePublic
@@ -42,7 +42,7 @@ def login(
     now = utc_now()
     ip = client_ip(request)
     try:
-        check_login_allowed(
+        attempt_id = begin_login_attempt(
             session,
             username=body.username,
             client_ip=ip,
@@ -54,16 +54,17 @@ def login(
         logger.warning("login throttled: username %r from %s", body.username, ip)
         raise
     user = find_user(session, username=body.username)
+    session.commit()  # no transaction (on SQLite: no write lock) held while the password is checked
     password_ok = verify_password(user.password_hash if user is not None else None, body.password)
     if user is None or not password_ok or user.disabled:
         reason = "unknown user" if user is None else "wrong password" if not password_ok else "disabled"
-        record_login_failure(session, username=body.username, client_ip=ip, now=now, window_s=settings.login_window_s)
         record_audit(
             session, actor=None, action="login.failed", target=body.username, details={"ip": ip, "reason": reason}
         )
         session.commit()
         logger.warning("failed login: username %r from %s (%s)", body.username, ip, reason)
         raise NotAuthenticated(WRONG_CREDENTIALS)
+    forget_login_attempt(session, attempt_id=attempt_id)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(body.password)
     issued = issue_session(session, user=user, now=now, ttl_s=settings.session_ttl_s, client_ip=ip)

@@ -1,7 +1,13 @@
-"""Password hashing with argon2id (argon2-cffi's defaults: 64 MiB, 3 passes) and the password rules."""
+"""Password hashing with argon2id (argon2-cffi's defaults: 64 MiB, 3 passes) and the password rules.
+
+Each hash or verification takes 64 MiB for its duration; the API serves requests on a thread pool of ~40, so at
+most :data:`MAX_CONCURRENT_HASHES` run at once (:data:`hashing_slots`) and the others wait their turn, instead of a
+burst of logins taking gigabytes.
+"""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -10,7 +16,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
 
+MAX_CONCURRENT_HASHES = 4
+
 _hasher = PasswordHasher()
+hashing_slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
 
 
 @cache
@@ -30,13 +39,16 @@ def check_password_rules(password: str) -> None:
 def hash_password(password: str) -> str:
     """The argon2id hash of ``password``, after checking the rules."""
     check_password_rules(password)
-    return _hasher.hash(password)
+    with hashing_slots:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Does ``password`` match? With ``None`` (no such user) spend the same time and answer no."""
+    against = password_hash or _dummy_hash()
     try:
-        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+        with hashing_slots:
+            return _hasher.verify(against, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
 from server.auth.access import Role
+from server.auth.errors import TooManyAttempts
 from server.auth.models import AuditEntry, AuthSession, LoginFailure, User
-from server.auth.passwords import hash_password, verify_password
+from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
+from server.auth.throttle import begin_login_attempt, forget_login_attempt
 from server.db import SessionFactory, session_scope
+from server.models import utc_now
 from server.registry import add_case
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 
@@ -218,3 +222,35 @@ def test_audit_log_is_append_only(app_client: TestClient, session_factory: Sessi
             with session_scope(session_factory) as session:
                 session.execute(text(statement))
     assert audit_actions(session_factory) == [("clerk", "login", "clerk")]
+
+
+def test_an_attempt_under_way_counts_against_a_parallel_one(session_factory: SessionFactory) -> None:
+    """Two guesses at once with one failure allowed: the second is refused while the first is still being checked
+    (a check before either had failed would let both through, and so on for any number of parallel guesses)."""
+    limits = {"username": "judge", "client_ip": "10.0.0.1", "max_failures": 1, "window_s": 300}
+    with session_factory() as first, session_factory() as second:
+        attempt = begin_login_attempt(first, now=utc_now(), **limits)  # type: ignore[arg-type]
+        with pytest.raises(TooManyAttempts):
+            begin_login_attempt(second, now=utc_now(), **limits)  # type: ignore[arg-type]
+        forget_login_attempt(first, attempt_id=attempt)  # the first had the right password
+        first.commit()
+        begin_login_attempt(second, now=utc_now(), **limits)  # type: ignore[arg-type]
+    with session_factory() as session:
+        assert session.scalar(select(func.count(LoginFailure.id))) == 1
+
+
+def test_password_checks_wait_for_a_free_slot() -> None:
+    """At most MAX_CONCURRENT_HASHES argon2 computations (64 MiB each) run at once; the others wait their turn."""
+    stored = hash_password(PASSWORD)
+    done = threading.Event()
+    for _ in range(MAX_CONCURRENT_HASHES):
+        assert hashing_slots.acquire(timeout=5)
+    try:
+        thread = threading.Thread(target=lambda: verify_password(stored, PASSWORD) and done.set())
+        thread.start()
+        assert not done.wait(0.5)  # every slot is taken
+    finally:
+        for _ in range(MAX_CONCURRENT_HASHES):
+            hashing_slots.release()
+    assert done.wait(10)
+    thread.join(10)
