@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.alarms import AlarmState
@@ -18,6 +17,7 @@ from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
+from server.auth.users import usernames_by_id
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -100,13 +100,7 @@ def _alarm_for(session: Session, user: User, alarm_id: int, permission: Permissi
 
 
 def _public(session: Session, alarms: list[Alarm]) -> list[AlarmPublic]:
-    ids = {a.acknowledged_by for a in alarms} | {a.closed_by for a in alarms}
-    wanted = {i for i in ids if i is not None}
-    names = (
-        {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}
-        if wanted
-        else {}
-    )
+    names = usernames_by_id(session, {a.acknowledged_by for a in alarms} | {a.closed_by for a in alarms})
     return [
         AlarmPublic(
             id=a.id,

@@ -15,6 +15,7 @@ from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
+from server.auth.users import usernames_by_id
 from server.models import Seal
 from server.registry import add_seal, bind_seal, last_known_armed, seal_bindings, unbind_seal
 from server.schemas import SealBind, SealBindingPublic, SealCreate, SealPublic
@@ -108,7 +109,7 @@ def read_bindings(
     """The seal's bindings to the cases you may see, newest first: who bound and unbound it, and when."""
     visible = access.visible_case_nos(session, user)
     rows = [b for b in seal_bindings(session, device_id=seal.device_id) if visible is None or b.case_no in visible]
-    names = _usernames(session, {b.bound_by for b in rows} | {b.unbound_by for b in rows})
+    names = usernames_by_id(session, {b.bound_by for b in rows} | {b.unbound_by for b in rows})
     return [
         SealBindingPublic(
             device_id=b.device_id,
@@ -151,10 +152,3 @@ def unbind(
     session.commit()
     if armed:
         logger.warning("seal %s unbound from case %s by %s while armed", seal.device_id, binding.case_no, user.username)
-
-
-def _usernames(session: Session, ids: set[int | None]) -> dict[int | None, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}

@@ -93,3 +93,11 @@ def case_members(session: Session, *, case_no: str) -> list[User]:
         .order_by(User.role, User.username)
     )
     return list(session.scalars(query))
+
+
+def usernames_by_id(session: Session, ids: set[int | None]) -> dict[int | None, str]:
+    """The usernames of the users with these ids (``None`` ids — actions of the system or the CLI — skipped)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}
