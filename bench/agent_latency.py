@@ -16,7 +16,9 @@ callback thread would on a Pi):
   (a2) edge → the first PCM bytes written by ALSA's file plugin arrive in the FIFO
   (b)  edge → the signed ``intrusion`` committed to the outbox (``when_intrusion`` runs right after the commit)
   (c)  edge → the broker's PUBACK for that event (``when_delivered``, paho's thread, before the outbox delete)
-Baselines from the same run make the figures readable as ratios.
+The same four again with ``+cam``: a second agent whose camera plays a 640x480 clip (3 fps, the defaults), so each
+intrusion first encodes and hashes the ring buffer's pre-trigger JPEGs (its snapshot files are stored after the
+commit, on the trigger's follow-up thread). Baselines from the same run make the figures readable as ratios.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from server.mosquitto import SERVER_USERNAME, PrivateBroker
 TARGETS_MS = {"a2": 20.0, "b": 10.0}
 
 
-def measure_agent(config_path: Path, sink: FifoSink, n: int) -> tuple[list[Series], Callable[[], None]]:
+def measure_agent(
+    config_path: Path, sink: FifoSink, n: int, *, tag: str = ""
+) -> tuple[list[Series], Callable[[], None]]:
     from gpiozero.pins.mock import MockFactory
 
     from seal_agent.config import load_config
@@ -71,11 +75,17 @@ def measure_agent(config_path: Path, sink: FifoSink, n: int) -> tuple[list[Serie
     runtime.start()
     assert runtime.publisher.wait_connected(10), "the agent did not connect"
     assert runtime.agent.courier.wait_drained(10)
+    if runtime.camera is not None:  # wait until the camera has learned the background and fills its ring
+        monitor = runtime.camera.monitor
+        assert monitor.wait_for_state("ok", 10), f"camera {monitor.state}"
+        deadline = time.monotonic() + 10
+        while monitor.observations < 12 and time.monotonic() < deadline:
+            time.sleep(0.1)
     series = [
-        Series("(a1) PIR edge -> simpleaudio accepted the warning (play() returned)"),
-        Series("(a2) PIR edge -> first warning PCM bytes out of ALSA"),
-        Series("(b)  PIR edge -> intrusion committed to the outbox"),
-        Series("(c)  PIR edge -> PUBACK for that intrusion"),
+        Series(f"(a1{tag}) PIR edge -> simpleaudio accepted the warning (play() returned)"),
+        Series(f"(a2{tag}) PIR edge -> first warning PCM bytes out of ALSA"),
+        Series(f"(b{tag})  PIR edge -> intrusion committed to the outbox"),
+        Series(f"(c{tag})  PIR edge -> PUBACK for that intrusion"),
     ]
     pin = factory.pin(PIR_PIN)
     for i in range(n + WARM_UP):
@@ -112,6 +122,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--triggers", type=int, default=200, help=f"PIR edges measured (after {WARM_UP} warm-up)")
     parser.add_argument("--idle-s", type=float, default=30.0, help="idle CPU window per idle agent, seconds")
     parser.add_argument("--skip-idle", action="store_true", help="latency only")
+    parser.add_argument(
+        "--camera-triggers", type=int, default=50, help="PIR edges measured with a video-file camera (0: none)"
+    )
     parser.add_argument(
         "--switch-interval-ms", type=float, help="sys.setswitchinterval for this process (Python's default: 5 ms)"
     )
@@ -154,13 +167,24 @@ def main(argv: list[str]) -> int:
         from seal_agent.config import DEFAULT_SOUNDS_DIR
 
         play_returned, play = baseline_play(DEFAULT_SOUNDS_DIR / "warning_zh.wav", sink, min(args.triggers, 50))
+        camera_series: list[Series] = []
+        if args.camera_triggers > 0:
+            clip = write_clip(work / "room-latency.avi")
+            camera_config = write_config(work / "agent-camera", broker, device_id=f"{DEVICE}-camera", camera=clip)
+            camera_series, close_camera_agent = measure_agent(camera_config, sink, args.camera_triggers, tag="+cam")
+            close_camera_agent()
         a1, a2, b, c = agent_series
         print("latency (the agent in this process; real gpiozero mock pin, simpleaudio, SQLite, paho, Mosquitto)")
+        camera_rows: list[str] = []
+        if camera_series:
+            ca1, ca2, cb, cc = camera_series
+            camera_rows = [ca1.row(play_returned), ca2.row(play, TARGETS_MS["a2"]), cb.row(commit), cc.row(puback)]
         for line in (
             a1.row(play_returned),
             a2.row(play, TARGETS_MS["a2"]),
             b.row(commit, TARGETS_MS["b"]),
             c.row(puback),
+            *camera_rows,
             edge.row(),
             play_returned.row(),
             play.row(),

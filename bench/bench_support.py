@@ -99,8 +99,14 @@ class FifoSink:
 # -- seal configuration ---------------------------------------------------------------------------------------------
 
 
-def write_config(directory: Path, broker: PrivateBroker, *, device_id: str = DEVICE) -> Path:
-    """A seal that warns on every presence (no cool-down, no repeats) in Mandarin only; no camera, no tamper."""
+def write_config(
+    directory: Path, broker: PrivateBroker, *, device_id: str = DEVICE, camera: Path | None = None
+) -> Path:
+    """A seal that warns on every presence (no cool-down, no repeats) in Mandarin only; no tamper switch.
+
+    ``camera``: a video file played as the camera (defaults, but post-trigger snapshots for 0.5 s only, so that the
+    follow-ups of edges 0.12 s apart do not pile up); None: no camera.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
     broker.add_user(device_id, password)
@@ -112,7 +118,8 @@ def write_config(directory: Path, broker: PrivateBroker, *, device_id: str = DEV
         f'heartbeat_s = 3600\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
         f'password_file = "{directory / "mqtt-password"}"\n'
         '[pir]\npin = 17\n[warning]\nlanguages = ["zh"]\nrepeat_s = 3600\nmax_repeats = 0\ncooldown_s = 0\n'
-        "[tamper]\nenabled = false\n",
+        "[tamper]\nenabled = false\n"
+        + ("" if camera is None else f'[camera]\nsource = "{camera}"\nsnapshot_after_s = 0.5\n'),
         encoding="utf-8",
     )
     return path

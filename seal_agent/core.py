@@ -4,9 +4,10 @@ switch; heartbeats; arm/disarm.
 :class:`SealAgent` gets its sensor, switch, camera, speaker, publisher, outbox and clock as arguments and imports no
 hardware or network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
 
-Threads: the sensor's callbacks run on the sensor library's thread, the timer (repeats, heartbeats, missed-edge
-check) on ``seal-agent-timer``, delivery on the couriers' threads, camera health on the camera monitor's thread.
-Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
+Threads: the sensor's callbacks run on the sensor library's thread and only decide and start the warning; the
+trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.triggers`); the timer (repeats,
+heartbeats, missed-edge check) runs on ``seal-agent-timer``, delivery on the couriers' threads, camera health on
+the camera monitor's thread. Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
 
 What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
 :class:`~seal_agent.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence, cool-down).
@@ -128,8 +129,8 @@ class SealAgent:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
-        #: Called with the stored ``intrusion`` event after it is committed. It runs on the sensor's thread:
-        #: return quickly. Its failures are logged and never affect the warning or the event.
+        #: Called with the stored ``intrusion`` event right after it is committed, on the trigger worker's thread
+        #: (the next trigger's event waits for it): return quickly. Failures are logged and affect nothing else.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
         #: Called with the seq of each event the broker acknowledged (PUBACK with a success code), on the MQTT
         #: client's thread before the event leaves the outbox: return quickly. Failures are logged and ignored.
@@ -145,6 +146,7 @@ class SealAgent:
         self._next_heartbeat = self._started_at + self.heartbeat_s
         for courier in self._couriers():
             courier.start()
+        self._respond.start()
         self.record(
             EventType.AGENT_STARTED,
             {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
@@ -177,6 +179,7 @@ class SealAgent:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(5.0)
+        self._respond.stop()
         self._speaker.stop()
         deadline = self._clock.monotonic() + drain_timeout
         for courier in self._couriers():
@@ -227,11 +230,11 @@ class SealAgent:
 
     def test_warning(self) -> str:
         """Play the warning now, armed or not (a court's ``test_warning``): ``played``, ``busy`` or ``failed``."""
-        try:
-            return "played" if self._speaker.play_warning() else "busy"
-        except Exception:
-            logger.exception("the test warning could not be started")
-            return "failed"
+        return self._respond.play_warning()
+
+    def wait_recorded(self, timeout: float, *, follow_ups: bool = False) -> bool:
+        """Wait until every trigger's event (and, with ``follow_ups``, its ``snapshot_taken``) is recorded."""
+        return self._respond.wait_recorded(timeout, follow_ups=follow_ups)
 
     def snapshot_now(self) -> str | None:
         """Store and queue the camera's latest frame; its hash, or None without a camera or a frame."""
@@ -316,8 +319,12 @@ class SealAgent:
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
-        stored = self._respond.intrusion(now, armed=armed, wanted=wanted, on_not_seen=self._cancel_warning)
-        self._wake.set()
+        self._respond.intrusion(
+            now, armed=armed, wanted=wanted, on_not_seen=self._cancel_warning, on_recorded=self._intrusion_recorded
+        )
+
+    def _intrusion_recorded(self, stored: StoredEvent) -> None:
+        self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
         hook = self.when_intrusion
         if hook is not None:
             _guarded("when_intrusion", lambda: hook(stored))
@@ -335,7 +342,7 @@ class SealAgent:
         logger.info("presence ended")
 
     def _tamper_opened(self, at_start: bool = False) -> None:
-        """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed), snapshots, event."""
+        """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed); the event follows."""
         self._respond.tamper(self._clock.monotonic(), armed=self._armed, at_start=at_start)
 
     # -- timer thread -----------------------------------------------------------------------------------------

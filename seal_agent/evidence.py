@@ -8,17 +8,54 @@ or the event.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from seal_agent.camera import Snapshot
+from seal_agent.camera import Snapshot, SnapshotBurst, sha256_hex
 from seal_agent.snapshots import SnapshotSpool
 
 if TYPE_CHECKING:
     from seal_agent.camera import CameraMonitor
 
 logger = logging.getLogger(__name__)
+
+#: How long after a burst's deadline :meth:`Evidence.wait_later` still waits for its last snapshot.
+LATER_GRACE_S = 2.0
+
+
+class Evidence:
+    """The snapshots of one trigger (:class:`~seal_agent.interfaces.TriggerEvidence`).
+
+    The ones that existed at the trigger are JPEG-encoded and hashed in memory, so the trigger's event can list them
+    without waiting for the disk; :meth:`keep` stores and queues them. The post-trigger ones are stored and queued
+    on the camera monitor's thread as they come.
+    """
+
+    def __init__(self, spool: SnapshotSpool) -> None:
+        self._spool = spool
+        self._burst: SnapshotBurst | None = None
+        self._ready: list[Snapshot] = []
+        self._later: list[str] = []
+        self.hashes: list[str] = []
+
+    def attach(self, burst: SnapshotBurst) -> None:
+        """The burst whose post-trigger snapshots call :meth:`on_later`; its ready ones are hashed now."""
+        self._burst = burst
+        self._ready = list(burst.ready)
+        self.hashes = [sha256_hex(snapshot.jpeg) for snapshot in self._ready]
+
+    def keep(self) -> None:
+        for snapshot in self._ready:
+            _store(self._spool, snapshot)
+
+    def wait_later(self) -> list[str]:
+        burst = self._burst
+        if burst is not None and burst.max_later > 0:
+            burst.wait(max(0.0, burst.deadline - burst.trigger_time) + LATER_GRACE_S)
+        return list(self._later)
+
+    def on_later(self, snapshot: Snapshot) -> None:
+        """A post-trigger snapshot (the monitor's thread; the burst logs a failure)."""
+        self._later.append(self._spool.add(snapshot.jpeg))
 
 
 class SealCamera:
@@ -27,8 +64,6 @@ class SealCamera:
     def __init__(self, monitor: CameraMonitor, spool: SnapshotSpool) -> None:
         self.monitor = monitor
         self.spool = spool
-        self._waiters: list[threading.Thread] = []
-        self._lock = threading.Lock()
 
     @property
     def state(self) -> str:
@@ -38,40 +73,16 @@ class SealCamera:
         self.monitor.start()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the monitor (pending bursts finish with what they have) and wait for their follow-up reports."""
+        """Stop the monitor; pending bursts finish with what they have."""
         self.monitor.stop(timeout)
-        with self._lock:
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.join(timeout)
 
-    def capture_around(self, trigger: float, on_later: Callable[[list[str]], None]) -> list[str]:
-        later: list[str] = []
-
-        def keep(snapshot: Snapshot) -> None:  # the monitor's thread; failures are logged by the burst
-            later.append(self.spool.add(snapshot.jpeg))
-
+    def capture_around(self, trigger: float) -> Evidence:
+        evidence = Evidence(self.spool)
         try:
-            burst = self.monitor.snapshots_around(trigger, on_snapshot=keep)
+            evidence.attach(self.monitor.snapshots_around(trigger, on_snapshot=evidence.on_later))
         except Exception:
             logger.exception("snapshots around the trigger failed")
-            return []
-        ready = [sha for sha in (self._store(snapshot) for snapshot in burst.ready) if sha is not None]
-        if burst.max_later > 0:
-            timeout = max(0.0, burst.deadline - trigger) + 2.0
-
-            def report() -> None:
-                burst.wait(timeout)
-                try:
-                    on_later(list(later))
-                except Exception:
-                    logger.exception("reporting the post-trigger snapshots failed")
-
-            waiter = threading.Thread(target=report, name="seal-snapshot-burst", daemon=True)
-            with self._lock:
-                self._waiters = [w for w in self._waiters if w.is_alive()] + [waiter]
-            waiter.start()
-        return ready
+        return evidence
 
     def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
         try:
@@ -86,11 +97,12 @@ class SealCamera:
         except Exception:
             logger.exception("cannot take a snapshot")
             return None
-        return None if snapshot is None else self._store(snapshot)
+        return None if snapshot is None else _store(self.spool, snapshot)
 
-    def _store(self, snapshot: Snapshot) -> str | None:
-        try:
-            return self.spool.add(snapshot.jpeg)
-        except Exception:
-            logger.exception("cannot store a snapshot")
-            return None
+
+def _store(spool: SnapshotSpool, snapshot: Snapshot) -> str | None:
+    try:
+        return spool.add(snapshot.jpeg)
+    except Exception:
+        logger.exception("cannot store a snapshot")
+        return None

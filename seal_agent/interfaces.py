@@ -89,19 +89,35 @@ class Switch(Protocol):
         """True while the input is active."""
 
 
+class TriggerEvidence(Protocol):
+    """The snapshots of one trigger: those that existed at the trigger (hashed in memory, not stored yet) and the
+    post-trigger ones, which are stored and queued as they come."""
+
+    @property
+    def hashes(self) -> list[str]:
+        """SHA-256 (hex) of the snapshots that existed at the trigger, oldest first; listed in the trigger's event."""
+
+    def keep(self) -> None:
+        """Store and queue those snapshots for sending (call it once the event that lists them is committed)."""
+
+    def wait_later(self) -> list[str]:
+        """Block (bounded by the burst's deadline) until the post-trigger snapshots are in; their hashes."""
+
+
 class EvidenceCamera(Protocol):
     """The camera as the seal's core sees it: snapshots stored and queued for sending, motion verdicts, health.
 
-    Every method must return promptly and never raise for camera failures (a lost camera is a state, not an error).
+    Every method must never raise for camera failures (a lost camera is a state, not an error) and return promptly
+    unless it takes a timeout.
     """
 
     @property
     def state(self) -> str:
         """``starting``, ``ok``, ``blind`` or ``lost``."""
 
-    def capture_around(self, trigger: float, on_later: Callable[[list[str]], None]) -> list[str]:
-        """Store and queue the snapshots that exist now around ``trigger`` (monotonic s) and return their hashes;
-        the post-trigger ones are stored and queued as they come, and ``on_later(hashes)`` is called once after."""
+    def capture_around(self, trigger: float) -> TriggerEvidence:
+        """The snapshots around ``trigger`` (monotonic s): those that exist now, encoded and hashed but not stored,
+        and the post-trigger ones to come."""
 
     def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
         """``seen``, ``not_seen`` or ``unknown`` for frames in ``[t0, t1]``, waiting at most ``timeout``."""

@@ -52,15 +52,20 @@ class SnapshotSpool:
         return self.store.quota_bytes
 
     def add(self, jpeg: bytes) -> str:
-        """Store ``jpeg``, queue it for the court, thin the store if it is over quota; return the hash."""
-        sha = self.store.put(jpeg)
-        self._outbox.queue_snapshot(sha)
-        self.notify()
+        """Store ``jpeg``, queue it for the court, thin the store if it is over quota; return the hash.
+
+        Snapshots are added one at a time (several threads add them): a thinning never sees a stored snapshot that
+        is not queued yet, and so never takes it for a sent one.
+        """
         with self._lock:
+            sha = self.store.put(jpeg)
+            self._outbox.queue_snapshot(sha)
             self._total += len(jpeg)
-            over = self._total > self.store.quota_bytes
-        if over:
-            self._thin(sha)
+            payload = self._thin(sha) if self._total > self.store.quota_bytes else None
+        self.notify()
+        handler = self.on_thinned
+        if payload is not None and handler is not None:
+            handler(payload)
         return sha
 
     def depth(self) -> int:
@@ -86,37 +91,33 @@ class SnapshotSpool:
 
     # -- quota ------------------------------------------------------------------------------------------------
 
-    def _thin(self, newest: str) -> None:
+    def _thin(self, newest: str) -> dict[str, Any] | None:
+        """Thin the store (the spool's lock is held); the ``outbox_full`` payload, or None if nothing went."""
         quota = self.store.quota_bytes
         target = int(quota * THIN_TO_FRACTION)
-        with self._lock:
-            unsent = self._outbox.unsent_snapshots()
-            thinned = self.store.thin_to_quota(protected=unsent | {newest}, target_bytes=target)
-            lost: list[str] = []
-            if self.store.total_bytes() > quota:
-                lost = self.store.thin_to_quota(protected={newest}, target_bytes=target)
-                self._outbox.unqueue_snapshots(lost)
-            self._total = self.store.total_bytes()
-            stored = self._total
+        unsent = self._outbox.unsent_snapshots()
+        thinned = self.store.thin_to_quota(protected=unsent | {newest}, target_bytes=target)
+        lost: list[str] = []
+        if self.store.total_bytes() > quota:
+            lost = self.store.thin_to_quota(protected={newest}, target_bytes=target)
+            self._outbox.unqueue_snapshots(lost)
+        self._total = self.store.total_bytes()
         if not thinned and not lost:
-            return
+            return None
         logger.warning(
             "snapshot quota of %d bytes reached: thinned %d sent and %d unsent snapshot(s)",
             quota,
             len(thinned),
             len(lost),
         )
-        payload = {
+        return {
             "quota_bytes": quota,
-            "stored_bytes": stored,
+            "stored_bytes": self._total,
             "thinned": len(thinned) + len(lost),
             "thinned_unsent": len(lost),
             "snapshots": (thinned + lost)[:MAX_LISTED],
             "unsent_lost": lost[:MAX_LISTED],
         }
-        handler = self.on_thinned
-        if handler is not None:
-            handler(payload)
 
 
 def _nothing() -> None:

@@ -1,14 +1,20 @@
-"""What the seal does once a trigger fired: the warning, the snapshots around it, the event, the follow-up event.
+"""What the seal does once a trigger fired: the warning, the event, the snapshots around it, the follow-up event.
 
 The core (:class:`~seal_agent.core.SealAgent`) decides *whether* a presence deserves a warning (armed, cool-down);
-:class:`TriggerResponder` then acts on that decision for an ``intrusion`` (PIR edge) or a ``tamper`` (lid opened):
+:class:`TriggerResponder` then acts on that decision for an ``intrusion`` (PIR edge) or a ``tamper`` (lid opened).
+A box smashed a second after the edge must leave both a warning and an event behind, so nothing waits for the
+camera before the event is committed:
 
-1. the warning first, because it is what a person on site notices (with ``require_motion_confirmation`` it waits
-   for the camera's verdict instead, at most ``motion_window_s``: only ``not_seen`` suppresses it, a blind, lost or
-   still learning camera, ``unknown``, never silences the seal);
-2. the snapshots the camera already holds from before the trigger, listed in the event;
-3. the signed event, committed to the outbox;
-4. later, on the burst's waiter thread, a ``snapshot_taken`` event listing the post-trigger snapshots and naming the
+1. on the edge's own thread: the warning starts at once. With ``require_motion_confirmation`` it starts at once only
+   if the camera already saw motion before the edge; otherwise a confirmation thread waits (at most
+   ``motion_window_s`` + 0.5 s) for the camera's verdict, and only ``not_seen`` suppresses the warning (a blind, lost
+   or still learning camera, ``unknown``, never silences the seal);
+2. on the single trigger worker (``seal-triggers``, so events keep the order of their edges and the edge's thread
+   is free for the next edge): the snapshots that exist from before the trigger are encoded and hashed in memory,
+   and the signed event listing them is committed, with the verdict the camera can give *now* (frames up to the edge);
+3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published as soon as it
+   is), the post-trigger snapshots come in, and a ``snapshot_taken`` event lists them with the late motion verdict
+   (frames up to ``motion_window_s`` after the edge), the outcome of a pending confirmation (``warning``), and the
    trigger's ``seq``.
 
 It imports no hardware library: speaker, camera and the function that records an event are its arguments.
@@ -17,12 +23,14 @@ It imports no hardware library: speaker, camera and the function that records an
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from seal_agent.interfaces import EvidenceCamera, Speaker
+from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.outbox import StoredEvent
 from seal_protocol import EventType
 
@@ -30,8 +38,12 @@ logger = logging.getLogger(__name__)
 
 #: Commits one signed event (``SealAgent.record``).
 RecordEvent = Callable[[EventType, Mapping[str, Any]], StoredEvent]
-#: How long a ``snapshot_taken`` report waits for its trigger's event to be committed.
-TRIGGER_COMMIT_WAIT_S = 30.0
+#: Called with a trigger's committed event, on the trigger worker's thread.
+OnRecorded = Callable[[StoredEvent], None]
+#: An intrusion's ``warning`` while the camera has not yet confirmed or denied the presence.
+PENDING_CONFIRMATION = "pending_confirmation"
+#: How long a camera verdict may wait beyond the end of its window.
+VERDICT_GRACE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +55,22 @@ class CameraPolicy:
 
 
 class _Trigger:
-    """The event that snapshots were taken for; its seq is known once it is committed."""
+    """One trigger: its kind and time; its event's seq once committed; a pending confirmation's outcome."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, at: float) -> None:
         self.kind = kind
+        self.at = at
         self.seq: int | None = None
-        self.recorded = threading.Event()
+        self.outcome: str | None = None  # the warning decided by a confirmation, if one was pending
+        self.late_verdict: str | None = None
+        self.decided = threading.Event()  # set once no confirmation is pending
 
 
 class TriggerResponder:
-    """Warns, gathers evidence and records the event of one trigger. Thread-safe: it keeps no state of its own."""
+    """Warns at once, records each trigger's event on one worker thread, and follows up on the camera's evidence.
+
+    :meth:`start` before the first trigger; :meth:`stop` records what is queued and waits for the follow-ups.
+    """
 
     def __init__(
         self,
@@ -66,91 +84,218 @@ class TriggerResponder:
         self._record = record
         self._camera = camera
         self._policy = camera_policy or CameraPolicy()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._queued = 0
+        self._worker: threading.Thread | None = None
+        self._helpers: list[threading.Thread] = []
+        self._helpers_lock = threading.Lock()
 
     @property
     def camera_state(self) -> str:
         return "none" if self._camera is None else self._camera.state
 
-    def play_warning(self) -> None:
-        """Start the warning; a speaker failure is logged and never stops the event that follows."""
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker = threading.Thread(target=self._work, name="seal-triggers", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Record every trigger already queued, then wait for confirmations and follow-ups (each at most
+        ``timeout`` s; stop the camera first so that they finish at once)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self._jobs.put(None)
+            worker.join(timeout)
+        with self._helpers_lock:
+            helpers, self._helpers = self._helpers, []
+        for helper in helpers:
+            helper.join(timeout)
+
+    def wait_recorded(self, timeout: float, *, follow_ups: bool = False) -> bool:
+        """Wait until the event of every trigger so far is committed (or failed) and, with ``follow_ups``, its
+        confirmation and follow-up are done too; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._queued == 0, timeout):
+                return False
+        if follow_ups:
+            with self._helpers_lock:
+                helpers = list(self._helpers)
+            for helper in helpers:
+                helper.join(max(0.0, deadline - time.monotonic()))
+                if helper.is_alive():
+                    return False
+        return True
+
+    # -- triggers (the edge's thread) -------------------------------------------------------------------------
+
+    def play_warning(self) -> str:
+        """Start the warning: ``played``, ``busy`` (one is playing) or ``failed`` (logged). Never raises."""
         try:
-            if self._speaker.play_warning():
-                logger.info("warning started")
+            started = self._speaker.play_warning()
         except Exception:
             logger.exception("the warning could not be started")
+            return "failed"
+        if started:
+            logger.info("warning started")
+        return "played" if started else "busy"
 
-    def intrusion(self, now: float, *, armed: bool, wanted: bool, on_not_seen: Callable[[], None]) -> StoredEvent:
+    def intrusion(
+        self,
+        now: float,
+        *,
+        armed: bool,
+        wanted: bool,
+        on_not_seen: Callable[[], None],
+        on_recorded: OnRecorded | None = None,
+    ) -> None:
         """A presence began at ``now``; ``wanted``: the core's warning policy asked for a warning.
 
-        ``on_not_seen`` is called if the camera's verdict suppressed the wanted warning (before the event is
-        recorded), so the core can cancel the repeats it scheduled.
+        ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
+        so the core can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
         """
-        confirm = wanted and self._camera is not None and self._policy.require_motion_confirmation
-        if wanted and not confirm:
-            self.play_warning()
-        trigger = _Trigger("intrusion")
-        snapshots = self._capture(now, trigger)
-        verdict = self._verdict(now, play_if_seen=confirm)
-        warning = "played" if wanted else ("suppressed_cooldown" if armed else "suppressed_disarmed")
-        if confirm and verdict == "not_seen":
-            on_not_seen()
-            warning = "suppressed_not_seen"
-        elif confirm and verdict != "seen":  # unknown: a blind or lost camera never silences the seal
-            self.play_warning()
-        payload = {
-            "sensor": "pir",
-            "armed": armed,
-            "warning": warning,
-            "camera": self.camera_state,
-            "camera_motion": verdict,
-            "snapshots": snapshots,
-        }
-        return self._record_trigger(EventType.INTRUSION, trigger, payload)
+        trigger = _Trigger("intrusion", now)
+        verdict: str | None = None
+        if wanted and self._camera is not None and self._policy.require_motion_confirmation:
+            verdict = self._verdict(now, late=False)
+            if verdict == "seen":
+                self.play_warning()
+                warning = "played"
+            else:
+                warning = PENDING_CONFIRMATION
+                self._helper("seal-confirm", lambda: self._confirm(trigger, on_not_seen))
+        else:
+            if wanted:
+                self.play_warning()
+            warning = "played" if wanted else ("suppressed_cooldown" if armed else "suppressed_disarmed")
+        if warning != PENDING_CONFIRMATION:
+            trigger.decided.set()
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool) -> StoredEvent:
+        def commit() -> None:
+            evidence = self._capture(now)
+            payload = {
+                "sensor": "pir",
+                "armed": armed,
+                "warning": warning,
+                "camera": self.camera_state,
+                "camera_motion": verdict or self._verdict(now, late=False),
+                "snapshots": [] if evidence is None else evidence.hashes,
+            }
+            stored = self._commit(EventType.INTRUSION, trigger, payload, evidence)
+            if on_recorded is not None:
+                on_recorded(stored)
+
+        self._submit(commit)
+
+    def tamper(self, now: float, *, armed: bool, at_start: bool) -> None:
         """The enclosure was opened at ``now``: warn unless disarmed (a disarmed seal is being removed)."""
         if armed:
             self.play_warning()
-        trigger = _Trigger("tamper")
-        snapshots = self._capture(now, trigger)
-        payload = {
-            "state": "open",
-            "at_start": at_start,
-            "armed": armed,
-            "warning": "played" if armed else "suppressed_disarmed",
-            "camera": self.camera_state,
-            "snapshots": snapshots,
-        }
-        return self._record_trigger(EventType.TAMPER, trigger, payload)
+        trigger = _Trigger("tamper", now)
+        trigger.decided.set()
 
-    def _verdict(self, now: float, *, play_if_seen: bool) -> str:
-        if self._camera is None:
-            return "unknown"
-        window = self._policy.motion_window_s
-        verdict = self._camera.motion_verdict(now - window, now, 0.0)
-        if verdict == "seen":
-            if play_if_seen:
-                self.play_warning()
-            return verdict
-        return self._camera.motion_verdict(now - window, now + window, window + 0.5)
+        def commit() -> None:
+            evidence = self._capture(now)
+            payload = {
+                "state": "open",
+                "at_start": at_start,
+                "armed": armed,
+                "warning": "played" if armed else "suppressed_disarmed",
+                "camera": self.camera_state,
+                "snapshots": [] if evidence is None else evidence.hashes,
+            }
+            self._commit(EventType.TAMPER, trigger, payload, evidence)
 
-    def _capture(self, now: float, trigger: _Trigger) -> list[str]:
-        if self._camera is None:
-            return []
-        return self._camera.capture_around(now, lambda later: self._snapshots_taken(trigger, later))
+        self._submit(commit)
 
-    def _record_trigger(self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any]) -> StoredEvent:
+    # -- the trigger worker -----------------------------------------------------------------------------------
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        with self._idle:
+            self._queued += 1
+        if self._worker is None:  # not started (or stopped): record on this thread rather than never
+            self._run(job)
+        else:
+            self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._run(job)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:  # the worker's top level: log, and go on with the next trigger
+            logger.exception("recording a trigger failed")
+        finally:
+            with self._idle:
+                self._queued -= 1
+                self._idle.notify_all()
+
+    def _commit(
+        self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any], evidence: TriggerEvidence | None
+    ) -> StoredEvent:
         try:
             stored = self._record(type, payload)
             trigger.seq = stored.seq
         finally:
-            trigger.recorded.set()
+            if evidence is not None:  # the snapshots are kept even if the event could not be committed
+                self._helper("seal-trigger-follow-up", lambda: self._follow_up(trigger, evidence))
         return stored
 
-    def _snapshots_taken(self, trigger: _Trigger, hashes: list[str]) -> None:
-        """Post-trigger snapshots are in: list them in a follow-up event (on the burst's waiter thread)."""
-        trigger.recorded.wait(TRIGGER_COMMIT_WAIT_S)
-        if not hashes:
-            return
-        details = {"snapshots": hashes, "trigger": trigger.kind, "trigger_seq": trigger.seq}
+    # -- camera -----------------------------------------------------------------------------------------------
+
+    def _capture(self, now: float) -> TriggerEvidence | None:
+        return None if self._camera is None else self._camera.capture_around(now)
+
+    def _verdict(self, now: float, *, late: bool) -> str:
+        """Motion in the window before ``now`` at once, or (``late``) in the window around it, waiting for it."""
+        if self._camera is None:
+            return "unknown"
+        window = self._policy.motion_window_s
+        if not late:
+            return self._camera.motion_verdict(now - window, now, 0.0)
+        return self._camera.motion_verdict(now - window, now + window, window + VERDICT_GRACE_S)
+
+    def _confirm(self, trigger: _Trigger, on_not_seen: Callable[[], None]) -> None:
+        """The confirmation thread: warn unless the camera says ``not_seen`` around the edge."""
+        try:
+            verdict = self._verdict(trigger.at, late=True)
+            trigger.late_verdict = verdict
+            if verdict == "not_seen":
+                on_not_seen()
+                trigger.outcome = "suppressed_not_seen"
+            else:  # seen, or unknown: a blind or lost camera never silences the seal
+                self.play_warning()
+                trigger.outcome = "played"
+        finally:
+            trigger.decided.set()
+
+    def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
+        """Store the pre-trigger snapshots, then list the post-trigger ones with the late verdict."""
+        evidence.keep()
+        later = evidence.wait_later()
+        trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
+        details: dict[str, Any] = {
+            "snapshots": later,
+            "trigger": trigger.kind,
+            "trigger_seq": trigger.seq,
+            "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),
+        }
+        if trigger.outcome is not None:
+            details["warning"] = trigger.outcome
         self._record(EventType.SNAPSHOT_TAKEN, details)
+
+    def _helper(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                logger.exception("%s failed", name)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._helpers_lock:
+            self._helpers = [helper for helper in self._helpers if helper.is_alive()] + [thread]
+        thread.start()

@@ -66,8 +66,9 @@ class CameraConfig(BaseModel):
     )
     motion_window_s: float = Field(
         1.0, title="Motion window",
-        description="An intrusion's camera_motion covers frames this many seconds before to after the PIR edge; "
-        "with require_motion_confirmation the warning waits at most this long for the verdict.",
+        description="An intrusion's camera_motion covers frames this many seconds before the PIR edge, its "
+        "snapshot_taken's camera_motion those before to after it; with require_motion_confirmation the warning waits "
+        "at most this long (+0.5 s) for that verdict unless motion was seen before the edge.",
         ge=0.2, le=10.0,
     )
     snapshot_quota_mb: float = Field(

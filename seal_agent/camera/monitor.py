@@ -75,7 +75,7 @@ class CameraMonitor:
         self._blind_max_stddev = blind_max_stddev
         self._motion: deque[tuple[float, bool | None]] = deque()
         self._bursts: list[SnapshotBurst] = []
-        self._lock = threading.Lock()  # ring append + burst offers vs. snapshots_around
+        self._lock = threading.Lock()  # ring, bursts and motion history; never held while encoding
         self._changed = threading.Condition()  # notified after every observation
         self._last_t = -math.inf
         self._previous: Image | None = None
@@ -204,19 +204,20 @@ class CameraMonitor:
             share = math.ceil(max_frames / 2) if after_s > 0 else max_frames
             chosen = spread_evenly(before, share)
             already = [f for f in self._ring.between(trigger_time, math.inf) if f.t > trigger_time]
-            already = already[: max_frames - len(chosen)] if after_s > 0 else []
-            ready = [self._encode(frame, trigger_time) for frame in chosen + already]
+            frames = chosen + (already[: max_frames - len(chosen)] if after_s > 0 else [])
             burst = SnapshotBurst(
                 trigger_time,
-                ready,
+                [],
                 deadline=trigger_time + after_s,
-                max_later=max_frames - len(ready) if after_s > 0 else 0,
+                max_later=max_frames - len(frames) if after_s > 0 else 0,
                 on_snapshot=on_snapshot,
             )
             if not burst.done and not self._stop.is_set():
                 self._bursts.append(burst)
             else:
                 burst.expire(math.inf)
+        # Encoded outside the lock: the monitor thread keeps analysing frames meanwhile.
+        burst.ready = [self._encode(frame, trigger_time) for frame in frames]
         return burst
 
     # -- threads -----------------------------------------------------------------------------------------------------

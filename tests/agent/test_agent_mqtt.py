@@ -36,14 +36,17 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     config = write_config(tmp_path, broker, heartbeat_s=1)
     speaker = RecordingSpeaker()
     runtime = runtimes(config, speaker=speaker)
-    hooked: list[StoredEvent] = []
-    runtime.agent.when_intrusion = hooked.append
+    hooked: list[tuple[StoredEvent, threading.Thread]] = []
+    runtime.agent.when_intrusion = lambda stored: hooked.append((stored, threading.current_thread()))
     runtime.start()
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
 
-    mock_pins.pin(17).drive_high()
-    assert speaker.wait_plays(1, timeout=2)  # the warning starts on the edge itself
-    assert [event.seq for event in hooked] == [2]
+    mock_pins.pin(17).drive_high()  # gpiozero's mock pin runs the edge handler on this thread
+    assert speaker.plays == 1  # the warning started on the edge itself, before the handler returned
+    assert runtime.agent.wait_recorded(5)
+    [(stored, thread)] = hooked
+    assert stored.seq == 2
+    assert thread is not threading.current_thread()  # recorded off the edge's thread: the next edge never waits
     assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE))
     mock_pins.pin(17).drive_low()
     assert court.wait_for(lambda c: "heartbeat" in c.types(DEVICE), timeout=5)
@@ -115,6 +118,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         broker.stop()
         for _ in range(8):
             pulse(mock_pins)
+        assert runtime.agent.wait_recorded(5)
         assert runtime.outbox.depth() == 8  # committed, not yet acknowledged
         broker.start()
         assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, 10)), timeout=20)

@@ -5,6 +5,7 @@ mock pins, a private Mosquitto."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -99,6 +100,57 @@ def test_intrusion_snapshots_arrive_by_hash_first_one_at_once(
     assert all(sha in runtime.camera.spool.store for sha in every)  # type: ignore[union-attr]
 
 
+def test_intrusion_is_committed_without_waiting_for_the_camera(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    """The event is committed with the verdict the camera can give at the edge; the verdict over the whole motion
+    window (which needs frames from after the edge) comes in the ``snapshot_taken`` follow-up."""
+    video = write_clip(tmp_path / "still.avi", static_frames(100))
+    window = 2.0
+    config = write_config(tmp_path, broker, camera=camera_section(video, motion_window_s=window))
+    runtime = started(runtimes(config))
+    assert runtime.camera is not None
+    monitor = runtime.camera.monitor
+    after_window: list[str] = []
+    # Right after the commit: has the camera analysed any frame from the end of the window on?
+    runtime.agent.when_intrusion = lambda stored: after_window.append(
+        monitor.motion_verdict(edge + window, math.inf).value
+    )
+    edge = time.monotonic()  # at most the handler's own "now"
+    pulse(mock_pins)
+    assert runtime.agent.wait_recorded(5)
+    assert after_window == ["unknown"]  # committed before any such frame existed
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "snapshot_taken"), timeout=10)
+    intrusion = court.payloads(DEVICE, "intrusion")[0]
+    assert intrusion["warning"] == "played" and intrusion["camera_motion"] == "not_seen" and intrusion["snapshots"]
+    follow_up = court.payloads(DEVICE, "snapshot_taken")[0]
+    assert follow_up["camera_motion"] == "not_seen" and "warning" not in follow_up
+    types = court.types(DEVICE)
+    assert types.index("intrusion") < types.index("snapshot_taken")
+
+
+def test_tamper_right_after_an_intrusion_warns_on_its_edge_and_events_keep_the_edges_order(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    config = write_config(tmp_path, broker, tamper=True, camera=camera_section(video))
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    mock_pins.pin(27).drive_low()  # lid shut
+    started(runtime)
+    pulse(mock_pins)
+    mock_pins.pin(27).drive_high()  # the lid is forced open at once
+    assert speaker.plays == 2  # both warnings started on their edges, before the handlers returned
+    assert court.wait_for(lambda c: len(c.payloads(DEVICE, "snapshot_taken")) == 2, timeout=10)
+    types = court.types(DEVICE)
+    assert types.index("intrusion") < types.index("tamper")
+    follow_ups = {p["trigger"]: p for p in court.payloads(DEVICE, "snapshot_taken")}
+    seqs = {r.envelope.type.value: r.envelope.seq for r in court.of(DEVICE)}
+    assert follow_ups["intrusion"]["trigger_seq"] == seqs["intrusion"]
+    assert follow_ups["tamper"]["trigger_seq"] == seqs["tamper"]
+    check_chain(court.of(DEVICE), verify_key(config))
+
+
 def test_unsent_snapshots_survive_a_restart(
     tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory, mock_pins: MockFactory
 ) -> None:
@@ -109,13 +161,15 @@ def test_unsent_snapshots_survive_a_restart(
         first = started(runtimes(config))
         broker.stop()
         pulse(mock_pins)
-        queued = {item.sha for item in first.outbox.pending_snapshots()}
-        assert queued, "the snapshots were not committed to the queue"
-        first.close()
+        assert first.agent.wait_recorded(5)
+        first.close()  # waits for the trigger's follow-up, which stores and queues its snapshots
         broker.start()
         second = runtimes(config)
         second.start()
-        assert court.wait_for(lambda c: queued <= c.snapshot_hashes(DEVICE), timeout=10)
+        assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=10)
+        listed = set(court.payloads(DEVICE, "intrusion")[0]["snapshots"])
+        assert listed, "the intrusion listed no snapshot"
+        assert court.wait_for(lambda c: listed <= c.snapshot_hashes(DEVICE), timeout=10)
     finally:
         court.close()
 
@@ -148,10 +202,12 @@ def test_lost_camera_never_stops_the_warning_or_the_event(
 
     pulse(mock_pins)
     assert speaker.wait_plays(1, timeout=3)  # confirmation is required, but a lost camera never silences
-    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "snapshot_taken"), timeout=5)
     intrusion = court.payloads(DEVICE, "intrusion")[0]
     assert intrusion["camera"] == "lost" and intrusion["camera_motion"] == "unknown"
-    assert intrusion["warning"] == "played"
+    assert intrusion["warning"] == "pending_confirmation"  # committed without waiting for the camera
+    follow_up = court.payloads(DEVICE, "snapshot_taken")[0]
+    assert follow_up["camera_motion"] == "unknown" and follow_up["warning"] == "played"
 
     write_clip(video, static_frames(20))  # plugged in again
     assert court.wait_for(lambda c: "camera_found" in c.types(DEVICE), timeout=5)
@@ -165,11 +221,16 @@ def test_motion_confirmation_with_a_still_room_records_not_seen_and_stays_silent
     speaker = RecordingSpeaker()
     started(runtimes(config, speaker=speaker))
     pulse(mock_pins)
-    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "snapshot_taken"), timeout=5)
     intrusion = court.payloads(DEVICE, "intrusion")[0]
-    assert intrusion["camera_motion"] == "not_seen"
-    assert intrusion["warning"] == "suppressed_not_seen"
+    assert intrusion["camera_motion"] == "not_seen"  # frames before the edge
+    assert intrusion["warning"] == "pending_confirmation"
     assert intrusion["snapshots"]  # the evidence is kept all the same
+    follow_up = court.payloads(DEVICE, "snapshot_taken")[0]
+    intrusion_seq = next(r.envelope.seq for r in court.of(DEVICE) if r.envelope.type.value == "intrusion")
+    assert follow_up["trigger"] == "intrusion" and follow_up["trigger_seq"] == intrusion_seq
+    assert follow_up["camera_motion"] == "not_seen"  # frames before and after the edge
+    assert follow_up["warning"] == "suppressed_not_seen"
     assert speaker.plays == 0
 
 
@@ -242,6 +303,7 @@ def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_th
         for _ in range(6):
             pulse(mock_pins)
             time.sleep(0.3)  # new frames between intrusions
+        assert runtime.agent.wait_recorded(10, follow_ups=True)  # every snapshot stored, every thinning recorded
         queued = runtime.outbox.unsent_snapshots()
         assert store.total_bytes() <= store.quota_bytes
         broker.start()
@@ -249,8 +311,10 @@ def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_th
         def lost_ones(c: CourtSubscriber) -> list[str]:
             return [sha for payload in c.payloads(DEVICE, "outbox_full") for sha in payload["unsent_lost"]]
 
-        assert court.wait_for(lambda c: len(c.payloads(DEVICE, "intrusion")) == 6, timeout=15)
-        assert court.wait_for(lambda c: bool(lost_ones(c)), timeout=5)
+        # Each follow-up (snapshot_taken) is recorded after its trigger's snapshots were stored and thinned.
+        assert court.wait_for(lambda c: len(c.payloads(DEVICE, "snapshot_taken")) == 6, timeout=15)
+        assert len(court.payloads(DEVICE, "intrusion")) == 6
+        assert lost_ones(court)
         lost = set(lost_ones(court))
         for payload in court.payloads(DEVICE, "outbox_full"):
             assert payload["thinned_unsent"] == len(payload["unsent_lost"])
