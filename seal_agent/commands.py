@@ -10,7 +10,11 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * Without ``[commands] server_public_key`` every command is refused as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): the seal obeys nobody rather than anybody.
 
-Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return.
+Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return. A failure
+of the action or of committing the answer (:class:`~seal_agent.errors.OutboxError`, e.g. a full disk) propagates:
+the command then stays unacknowledged and the broker delivers it again at the next connection. Every action can
+be repeated safely (arm/disarm answer ``already_…``), and an action whose answer was not committed has not
+advanced the last accepted id, so the redelivered command is carried out and answered then.
 """
 
 from __future__ import annotations

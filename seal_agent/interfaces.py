@@ -25,7 +25,8 @@ MotionHandler = Callable[[], None]
 AckHandler = Callable[[Lane, int, str | None], None]
 #: Called with True after a successful CONNACK and False when the connection is lost.
 ConnectionHandler = Callable[[bool], None]
-#: Called with the raw bytes of a message on the seal's ``cmd`` topic; the broker gets its PUBACK when it returns.
+#: Called with the raw bytes of a message on the seal's ``cmd`` topic. The broker gets its PUBACK only when it returns;
+#: if it raises, the command stays unacknowledged and is delivered again after a reconnect.
 CommandHandler = Callable[[bytes], None]
 
 

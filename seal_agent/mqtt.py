@@ -15,8 +15,10 @@
   is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure, never as delivered.
 * The seal's ``cmd`` topic is subscribed at QoS 1 on every connect (the persistent session keeps the subscription
   too, but a broker that lost its state must not leave the seal deaf). A command is handed to ``on_command`` on
-  paho's network thread and the broker gets the PUBACK only after it returns, i.e. after the seal has committed
-  its answer: a crash before that brings the command again, which the seal then refuses as replayed.
+  paho's network thread and acknowledged by hand (paho's ``manual_ack``): the broker gets the PUBACK only after
+  ``on_command`` returned, i.e. after the seal has committed its answer. If it raises (the action failed, or the
+  answer could not be committed, e.g. on a full disk), the command stays unacknowledged and the broker delivers it
+  again at the next connection; a crash has the same effect. A command is never consumed without an answer.
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ class MqttPublisher:
         self._attempt = 0
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
         client.username_pw_set(username, password)
         if tls_ca_file is not None:
             try:
@@ -282,8 +286,14 @@ class MqttPublisher:
         handler = self._on_command
         if handler is None or message.topic != self._cmd_topic:
             logger.warning("ignoring a message on %s", message.topic)
+            self._client.ack(message.mid, message.qos)
             return
         try:
             handler(bytes(message.payload))
         except Exception:  # paho's network thread: a failing command must not kill the connection
-            logger.exception("command handler failed")
+            logger.exception(
+                "command (mid %d) not answered; left unacknowledged, the broker delivers it again after a reconnect",
+                message.mid,
+            )
+            return
+        self._client.ack(message.mid, message.qos)

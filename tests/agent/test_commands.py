@@ -4,12 +4,17 @@ accepted actions answered by signed acks after the action, and the last accepted
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.config import load_config
+from seal_agent.errors import OutboxError
 from seal_protocol.commands import Command, CommandAction, encode_command, new_command
 from seal_protocol.signing import generate_signing_key, public_key_b64
 from server.mosquitto import PrivateBroker
@@ -146,3 +151,49 @@ def test_snapshot_command_stores_and_sends_the_latest_frame(
     data = next(s.data for s in court.snapshots if s.sha == sha)
     assert hashlib.sha256(data).hexdigest() == sha
 
+
+
+class _OutboxFailures(logging.Handler):
+    """Sets ``seen`` when the agent logs an :class:`OutboxError` with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info is not None and isinstance(record.exc_info[1], OutboxError):
+            self.seen.set()
+
+
+def test_a_command_whose_answer_cannot_be_committed_is_delivered_again(
+    seal_config: Path, broker: PrivateBroker, runtimes: RuntimeFactory
+) -> None:
+    """The outbox refuses the ``command_ack`` (a real SQLite error, from a trigger put on the seal's database file):
+    the command must stay unacknowledged, come back after a reconnect and then be answered."""
+    court = CourtSubscriber(broker, persistent=True).start()
+    failures = _OutboxFailures()
+    logging.getLogger("seal_agent").addHandler(failures)
+    try:
+        runtime = online(runtimes, seal_config, court)
+        database = sqlite3.connect(load_config(seal_config).outbox_path, isolation_level=None)
+        database.execute(
+            "CREATE TRIGGER refuse_acks BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"command_ack\"') > 0 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+        )
+        court.publish_command(DEVICE, command(5))
+        assert failures.seen.wait(5), "the seal did not try to answer"
+        assert not answers(court)
+        database.execute("DROP TRIGGER refuse_acks")  # the disk has room again
+
+        broker.stop()  # the seal reconnects; the broker's session still holds the unacknowledged command
+        broker.start()
+        assert runtime.publisher.wait_listening(10)
+        assert court.wait_for(lambda c: bool(answers(c)), timeout=15), "the command was consumed without an answer"
+        assert answers(court)[0] == (
+            "command_ack", {"command_id": 5, "action": "ping", "result": "pong", "armed": True, "camera": "none"}
+        )  # fmt: skip
+        check_chain(court.of(DEVICE), verify_key(seal_config))
+        database.close()
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+        court.close()
