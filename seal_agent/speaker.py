@@ -68,7 +68,7 @@ class WarningSpeaker:
             return True
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.set()  # before reading _current: the playback thread re-checks it after publishing its play
         with self._lock:
             current = self._current
         if current is not None:
@@ -98,6 +98,10 @@ class WarningSpeaker:
                     break
                 with self._lock:
                     self._current = play
+                    stopped = self._stop.is_set()  # a stop() between play() and here did not see this play
+                if stopped:
+                    play.stop()
+                    break
                 self._started(name)
                 play.wait_done()
                 logger.info("warning %s played", name)
