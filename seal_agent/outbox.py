@@ -12,13 +12,14 @@ Only one process may use an outbox at a time; a lock file next to the database e
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS snapshot_queue (
     qid INTEGER PRIMARY KEY AUTOINCREMENT,
     sha TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_sent (
+    sha TEXT PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -210,22 +214,36 @@ class Outbox:
         return [QueuedSnapshot(int(qid), str(sha)) for qid, sha in rows]
 
     def ack_snapshot(self, qid: int) -> bool:
-        """Remove a snapshot from the queue after its PUBACK; False if it was already gone."""
-        with self._lock:
-            try:
-                cursor = self._db.execute("DELETE FROM snapshot_queue WHERE qid = ?", (qid,))
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot delete snapshot {qid} from {self.path}: {exc}") from exc
-        return cursor.rowcount > 0
+        """The broker acknowledged the snapshot ``qid``: it leaves the queue and is recorded as sent (one
+        transaction); False if it was no longer queued."""
+        with self._write(f"acknowledge snapshot {qid}") as db:
+            row = db.execute("SELECT sha FROM snapshot_queue WHERE qid = ?", (qid,)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM snapshot_queue WHERE qid = ?", (qid,))
+                db.execute("INSERT OR IGNORE INTO snapshot_sent (sha) VALUES (?)", (row[0],))
+        return row is not None
 
-    def unqueue_snapshots(self, shas: list[str]) -> int:
-        """Forget queued snapshots whose files were thinned; returns how many were queued."""
+    def mark_snapshots_sent(self, shas: list[str]) -> None:
+        """Record stored snapshots as sent without a queue entry (stores kept before sent ones were recorded)."""
+        with self._write("record sent snapshots") as db:
+            db.executemany("INSERT OR IGNORE INTO snapshot_sent (sha) VALUES (?)", [(sha,) for sha in shas])
+
+    def forget_snapshots(self, shas: list[str]) -> int:
+        """Forget snapshots whose files are gone (thinned): queued or sent; returns how many were still queued."""
+        with self._write("forget snapshots") as db:
+            queued = sum(db.execute("DELETE FROM snapshot_queue WHERE sha = ?", (sha,)).rowcount for sha in shas)
+            db.executemany("DELETE FROM snapshot_sent WHERE sha = ?", [(sha,) for sha in shas])
+        return queued
+
+    def was_sent(self, sha: str) -> bool:
+        """Whether the broker acknowledged the stored snapshot ``sha``."""
         with self._lock:
-            try:
-                cursor = self._db.executemany("DELETE FROM snapshot_queue WHERE sha = ?", [(sha,) for sha in shas])
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot unqueue snapshots in {self.path}: {exc}") from exc
-        return cursor.rowcount
+            return bool(self._query("SELECT 1 FROM snapshot_sent WHERE sha = ?", (sha,)))
+
+    def sent_snapshots(self) -> set[str]:
+        """Hashes of the stored snapshots the broker acknowledged."""
+        with self._lock:
+            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_sent", ())}
 
     def unsent_snapshots(self) -> set[str]:
         """Hashes of the snapshots still waiting for their PUBACK."""
@@ -249,6 +267,21 @@ class Outbox:
                 self._set(key, value)
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot store setting {key!r} in {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; a SQLite error becomes :class:`OutboxError`."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot {what} in {self.path}: {exc}") from exc
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:
         try:

@@ -1,9 +1,11 @@
 """The seal's snapshots on their way to the court: stored by hash, queued durably, thinned to the disk quota.
 
 Every snapshot is written to the content-addressed :class:`~seal_agent.camera.SnapshotStore` and its hash is
-committed to the outbox's snapshot queue *before* it is published; the queue entry is deleted after the broker's
-PUBACK (the file stays as a local copy until thinning needs the space). :class:`SnapshotSpool` is the snapshot
-courier's :class:`~seal_agent.delivery.DeliveryQueue`.
+committed to the outbox's snapshot queue *before* it is published; after the broker's PUBACK the queue entry becomes
+a "sent" record (the file stays as a local copy until thinning needs the space). A stored file that is neither
+queued nor sent was stored by a process that died before queueing it: it is queued when the spool is built, so
+such a crash never leaves evidence unsent. :class:`SnapshotSpool` is the snapshot courier's
+:class:`~seal_agent.delivery.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
 always holds. When a new snapshot takes the store over its quota, the store is thinned down to
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 THIN_TO_FRACTION = 0.9
 #: At most this many lost (unsent) hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB).
 MAX_LISTED = 200
+#: Outbox setting: the outbox records sent snapshots (absent in an outbox made before it did).
+SENT_RECORDED_SETTING = "snapshot_sent_recorded"
 
 ThinningHandler = Callable[[Mapping[str, Any]], None]
 
@@ -42,6 +46,7 @@ class SnapshotSpool:
         self._outbox = outbox
         self._lock = threading.Lock()
         self._total = store.total_bytes()
+        self._queue_unqueued()
         #: Called with an ``outbox_full`` payload after snapshots were thinned.
         self.on_thinned: ThinningHandler | None = None
         #: Called after a snapshot was queued (the snapshot courier's ``notify``).
@@ -58,9 +63,11 @@ class SnapshotSpool:
         is not queued yet, and so never takes it for a sent one.
         """
         with self._lock:
-            sha = self.store.put(jpeg)
-            self._outbox.queue_snapshot(sha)
-            self._total += len(jpeg)
+            sha, created = self.store.write(jpeg)
+            if created or not self._outbox.was_sent(sha):  # a frame already sent is not sent again
+                self._outbox.queue_snapshot(sha)
+            if created:
+                self._total += len(jpeg)
             payload = self._thin(sha) if self._total > self.store.quota_bytes else None
         self.notify()
         handler = self.on_thinned
@@ -81,7 +88,7 @@ class SnapshotSpool:
                 jpeg = self.store.get(queued.sha)
             except SnapshotNotFound:
                 logger.error("queued snapshot %s has no file any more; dropped from the queue", queued.sha)
-                self._outbox.ack_snapshot(queued.qid)
+                self._outbox.forget_snapshots([queued.sha])
                 continue
             items.append(SnapshotItem(queued.qid, queued.sha, jpeg))
         return items
@@ -100,7 +107,7 @@ class SnapshotSpool:
         lost: list[str] = []
         if self.store.total_bytes() > quota:
             lost = self.store.thin_to_quota(protected={newest}, target_bytes=target)
-            self._outbox.unqueue_snapshots(lost)
+        self._outbox.forget_snapshots(thinned + lost)
         self._total = self.store.total_bytes()
         if not thinned and not lost:
             return None
@@ -118,6 +125,21 @@ class SnapshotSpool:
             "snapshots": (thinned + lost)[:MAX_LISTED],
             "unsent_lost": lost[:MAX_LISTED],
         }
+
+
+    def _queue_unqueued(self) -> None:
+        """Queue stored snapshots that are neither queued nor sent (the process died between storing and queueing)."""
+        known = self._outbox.unsent_snapshots() | self._outbox.sent_snapshots()
+        unqueued = [sha for sha in self.store.hashes() if sha not in known]
+        if self._outbox.setting(SENT_RECORDED_SETTING) is None:
+            # Stored before sent snapshots were recorded: then an unqueued file had (almost always) been sent.
+            self._outbox.mark_snapshots_sent(unqueued)
+            self._outbox.set_setting(SENT_RECORDED_SETTING, "1")
+            return
+        for sha in unqueued:
+            self._outbox.queue_snapshot(sha)
+        if unqueued:
+            logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
 
 
 def _nothing() -> None:

@@ -59,13 +59,17 @@ class SnapshotStore:
 
     def put(self, jpeg: bytes) -> str:
         """Store ``jpeg`` and return its SHA-256 hex; storing the same bytes again changes nothing."""
+        return self.write(jpeg)[0]
+
+    def write(self, jpeg: bytes) -> tuple[str, bool]:
+        """Store ``jpeg``: its SHA-256 hex, and whether this call created the file (False: it was stored already)."""
         if not jpeg.startswith(_JPEG_MAGIC):
             raise ValueError("not a JPEG image (missing SOI marker)")
         sha = sha256_hex(jpeg)
         target = self.path(sha)
         with self._lock:
             if target.exists():
-                return sha
+                return sha, False
             target.parent.mkdir(exist_ok=True)
             fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
             try:
@@ -82,7 +86,7 @@ class SnapshotStore:
                 raise
             _fsync_directory(target.parent)
         logger.debug("stored snapshot %s (%d bytes)", sha, len(jpeg))
-        return sha
+        return sha, True
 
     def get(self, sha: str) -> bytes:
         try:

@@ -156,3 +156,10 @@ def test_new_snapshots_are_newer_even_if_the_clock_is_behind(tmp_path):
     assert reopened.hashes() == [old, new]
     reopened.quota_bytes = reopened.path(new).stat().st_size
     assert reopened.thin_to_quota(set()) == [old]
+
+
+def test_write_says_whether_it_created_the_file(tmp_path):
+    store = SnapshotStore(tmp_path, quota_bytes=1_000_000)
+    data = jpeg_of(5)
+    assert store.write(data) == (hashlib.sha256(data).hexdigest(), True)
+    assert store.write(data) == (hashlib.sha256(data).hexdigest(), False)
