@@ -166,10 +166,9 @@ class MqttPublisher:
         self._stopping = True
         if self._connected.is_set():
             payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
-            info = self._client.publish(self._status_topic, payload, qos=1, retain=True)
             try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:
+                self._publish(self._status_topic, payload, retain=True, tag=_STATUS).wait_for_publish(timeout)
+            except (PublishError, RuntimeError, ValueError) as exc:
                 logger.warning("offline status not sent: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
@@ -177,7 +176,9 @@ class MqttPublisher:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: bytes, *, retain: bool, tag: _Tag) -> None:
+    def _publish(self, topic: str, payload: bytes, *, retain: bool, tag: _Tag) -> mqtt.MQTTMessageInfo:
+        """Publish at QoS 1; its PUBACK is matched to ``tag`` (every QoS 1 message goes through here, so no PUBACK
+        is left in ``_early_acks``)."""
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in _ACCEPTED_RC:
             raise PublishError(f"paho refused the message: {mqtt.error_string(info.rc)}")
@@ -188,6 +189,7 @@ class MqttPublisher:
                 self._mids[info.mid] = tag
         if early:
             self._report(tag, failure)
+        return info
 
     def _report(self, tag: _Tag, failure: str | None) -> None:
         if tag is None:

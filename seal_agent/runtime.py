@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from seal_agent.config import AgentConfig, read_password
 from seal_agent.core import SealAgent, SealIdentity, SystemClock
+from seal_agent.errors import SealAgentError
 from seal_agent.interfaces import Clock, Speaker
 from seal_agent.triggers import CameraPolicy
 from seal_agent.warning import WarningSettings
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+
+if TYPE_CHECKING:
+    from seal_agent.evidence import SealCamera
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +103,17 @@ class SealRuntime:
             )
             self.agent.command_handler = self.commands.handle
             if self.camera is not None:
-                self._wire_camera(self.agent)
+                self._wire_camera(self.agent, self.camera)
         except BaseException:
             self._stack.close()
             raise
         self._started = False
 
     def _build_camera(self) -> None:
-        from seal_agent.camera import CameraError
+        from seal_agent.camera import CameraError, CameraUnavailable
 
         self.camera = None
+        self._camera_monitored = False
         config = self.config.camera
         if not config.enabled:
             logger.info("no camera configured")
@@ -118,29 +124,33 @@ class SealRuntime:
             from seal_agent.snapshots import SnapshotSpool
 
             source = open_camera(config.source)
-            assert source is not None
-            self._stack.callback(source.close)  # idempotent; the monitor closes it too once started
+            if source is None:
+                raise CameraUnavailable(f"[camera] source {config.source!r} names no camera")
+            # Until the monitor is started this runtime owns the camera; from then on the monitor does (it closes
+            # it, and deliberately leaves open a camera whose read() hangs: closing that one could crash).
+            self._stack.callback(lambda: None if self._camera_monitored else source.close())
             monitor = CameraMonitor.from_config(config, source, clock=self.clock.monotonic)
             store = SnapshotStore(self.config.snapshot_dir, config.snapshot_quota_bytes)
             self.camera = SealCamera(monitor, SnapshotSpool(store, self.outbox))
         except (CameraError, OSError) as exc:
             logger.error("camera %r cannot be used (%s); the seal runs without it", config.source, exc)
 
-    def _wire_camera(self, agent: SealAgent) -> None:
+    def _wire_camera(self, agent: SealAgent, camera: SealCamera) -> None:
         from seal_protocol import EventType
 
-        assert self.camera is not None
-        spool = self.camera.spool
-        self.camera.monitor.on_health = agent.camera_health
-        spool.on_thinned = lambda payload: _discard(agent.record(EventType.OUTBOX_FULL, payload))
         courier = agent.snapshot_courier
-        assert courier is not None
+        if courier is None:  # SealAgent builds one whenever it is given the spool as its snapshot queue
+            raise SealAgentError("the agent was built without the camera's snapshot queue")
+        spool = camera.spool
+        camera.monitor.on_health = agent.camera_health
+        spool.on_thinned = lambda payload: _discard(agent.record(EventType.OUTBOX_FULL, payload))
         spool.notify = courier.notify
 
     def start(self) -> None:
         self.agent.start()
         if self.camera is not None:
             self.camera.start()
+            self._camera_monitored = True
         self.publisher.start()
         self._started = True
 
