@@ -40,6 +40,7 @@ from baselines import baseline_edge, baseline_play, baseline_puback, baseline_sq
 from bench_support import DEVICE, EDGE_GAP_S, PIR_PIN, WARM_UP, FifoSink, Series, Stamp, machine, write_config
 from idle import measure_idle, write_clip
 
+from seal_agent.cli import SWITCH_INTERVAL_S
 from server.mosquitto import SERVER_USERNAME, PrivateBroker
 
 TARGETS_MS = {"a2": 20.0, "b": 10.0}
@@ -126,7 +127,10 @@ def main(argv: list[str]) -> int:
         "--camera-triggers", type=int, default=50, help="PIR edges measured with a video-file camera (0: none)"
     )
     parser.add_argument(
-        "--switch-interval-ms", type=float, help="sys.setswitchinterval for this process (Python's default: 5 ms)"
+        "--switch-interval-ms",
+        type=float,
+        default=1000 * SWITCH_INTERVAL_S,
+        help="sys.setswitchinterval for this process; default: what seal-agent run/simulate set (Python's own: 5)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     parser.add_argument("--work-dir", type=Path, help=argparse.SUPPRESS)
@@ -143,8 +147,7 @@ def main(argv: list[str]) -> int:
 
     # The agent logs as in production (INFO, one line per event), into a file rather than the terminal.
     logging.basicConfig(level=logging.INFO, filename=work / "bench.log", format="%(asctime)s %(name)s: %(message)s")
-    if args.switch_interval_ms is not None:
-        sys.setswitchinterval(args.switch_interval_ms / 1000)
+    sys.setswitchinterval(args.switch_interval_ms / 1000)
     print(f"machine: {machine()}; GIL switch interval {1000 * sys.getswitchinterval():g} ms")
     print(f"work directory: {work} ({'kept' if args.keep else 'removed at the end'})\n")
     sink = FifoSink(work / "alsa-out.fifo")

@@ -28,6 +28,10 @@ from seal_protocol.signing import load_or_create_signing_key, public_key_b64
 logger = logging.getLogger("seal_agent.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: The GIL switch interval of a running seal (Python's default is 5 ms): a thread that wants the GIL waits up to this
+#: long for the holder to let go. With 0.5 ms, bench/agent_latency.py's p99 PIR edge -> commit and -> first warning
+#: PCM fell to about half (docs/benchmarks.md, "Where the tail comes from").
+SWITCH_INTERVAL_S = 0.0005
 
 
 class JsonFormatter(logging.Formatter):
@@ -188,6 +192,7 @@ def _run_until_stopped(
     prepare: Callable[[SealRuntime], None] | None = None,
 ) -> int:
     stop = _stop_on_signals()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # see SWITCH_INTERVAL_S
     with SealRuntime(config, pin_factory=pin_factory) as runtime:
         if prepare is not None:
             prepare(runtime)
