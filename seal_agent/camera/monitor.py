@@ -152,6 +152,11 @@ class CameraMonitor:
         with self._changed:
             return self._changed.wait_for(lambda: self.state == state, timeout)
 
+    def wait_for_observations(self, count: int, timeout: float) -> bool:
+        """Block until :attr:`observations` (frames and failed reads analysed so far) reaches ``count``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.observations >= count, timeout)
+
     def motion_verdict(self, t0: float, t1: float, *, timeout: float = 0.0) -> MotionVerdict:
         """Whether motion was seen in frames captured in ``[t0, t1]`` (monotonic seconds).
 

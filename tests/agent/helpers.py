@@ -69,6 +69,8 @@ class CourtSubscriber:
     events: list[Received] = field(default_factory=list)
     statuses: list[tuple[str, SealStatus]] = field(default_factory=list)
     snapshots: list[ReceivedSnapshot] = field(default_factory=list)
+    #: Every event type (``"event:<type>"``) and snapshot hash (``"snapshot:<sha>"``) in arrival order.
+    arrivals: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -110,12 +112,14 @@ class CourtSubscriber:
         with self._cond:
             if topic.kind is MessageKind.EVENT:
                 self.events.append(Received(decode_envelope(message.payload), bytes(message.payload)))
+                self.arrivals.append(f"event:{self.events[-1].envelope.type.value}")
             elif topic.kind is MessageKind.STATUS:
                 self.statuses.append((topic.device_id, decode_status(message.payload)[0]))
             elif topic.kind is MessageKind.SNAPSHOT:
                 assert topic.sha256 is not None
                 item = ReceivedSnapshot(topic.device_id, topic.sha256, bytes(message.payload), time.monotonic())
                 self.snapshots.append(item)
+                self.arrivals.append(f"snapshot:{item.sha}")
             self._cond.notify_all()
 
     def publish_command(self, device_id: str, payload: bytes, timeout: float = 5.0) -> None:

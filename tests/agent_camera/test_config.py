@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from pydantic import ValidationError
 
@@ -13,7 +15,15 @@ def test_defaults_are_valid_and_mean_no_camera():
 
     assert not config.enabled and config.device_index is None
     assert config.require_motion_confirmation is False
-    assert 2.0 <= config.fps <= 5.0
+
+
+def test_default_ring_holds_the_pre_trigger_snapshots():
+    """The defaults fit together: the ring buffer covers the pre-trigger window and holds enough frames for the
+    pre-trigger half of a trigger's snapshots."""
+    config = CameraConfig()
+
+    assert config.snapshot_before_s <= config.ring_seconds
+    assert config.snapshot_before_s * config.fps >= math.ceil(config.snapshot_max_frames / 2)
 
 
 def test_every_field_is_documented_and_bounded():
