@@ -183,13 +183,13 @@ class Outbox:
     def last_seq(self) -> int:
         """The seq of the last committed event (0 before the first)."""
         with self._lock:
-            return int(self._get("last_seq") or 0)
+            return int(self._read_meta("last_seq") or 0)
 
     @property
     def last_hash(self) -> str | None:
         """``envelope_hash`` of the last committed event's bytes: the next event's ``prev_hash``."""
         with self._lock:
-            return self._get("last_hash")
+            return self._read_meta("last_hash")
 
     # -- snapshot queue -----------------------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class Outbox:
 
     def setting(self, key: str) -> str | None:
         with self._lock:
-            return self._get(key)
+            return self._read_meta(key)
 
     def set_setting(self, key: str, value: str) -> None:
         with self._lock:
@@ -288,6 +288,13 @@ class Outbox:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+
+    def _read_meta(self, key: str) -> str | None:
+        """:meth:`_get` outside a transaction: a SQLite error becomes :class:`OutboxError`."""
+        try:
+            return self._get(key)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read {key!r} from outbox {self.path}: {exc}") from exc
 
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 
 from .base import Camera, Image
+from .capture import CaptureCamera
 
 logger = logging.getLogger(__name__)
 
 
-class OpenCVCamera:
+class OpenCVCamera(CaptureCamera):
     """A USB or CSI camera read with OpenCV.
 
     ``read()`` never raises: when the device is not there it returns ``None`` and tries to open it again at most every
@@ -35,40 +36,20 @@ class OpenCVCamera:
         flush_buffered: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.source = source
+        self.label = f"camera {source}"
         self.reopen_interval_s = reopen_interval_s
         self.reopen_after_failures = reopen_after_failures
         self.flush_buffered = flush_buffered
         self._clock = clock
-        self._capture: cv2.VideoCapture | None = None
         self._next_open = 0.0
         self._failures = 0
-        self._closed = False
         self._open()
 
     @property
     def is_open(self) -> bool:
         return self._capture is not None
-
-    def read(self) -> Image | None:
-        if self._closed:
-            return None
-        try:
-            return self._read()
-        except cv2.error as exc:
-            logger.warning("camera %s: OpenCV error while reading: %s", self.source, exc)
-            self._release()
-            return None
-
-    def close(self) -> None:
-        self._closed = True
-        self._release()
-
-    def __enter__(self) -> OpenCVCamera:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _read(self) -> Image | None:
         if self._capture is None and not self._open():
@@ -106,11 +87,8 @@ class OpenCVCamera:
         logger.info("camera %s: opened", self.source)
         return True
 
-    def _release(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
-            self._next_open = self._clock() + self.reopen_interval_s
+    def _released(self) -> None:
+        self._next_open = self._clock() + self.reopen_interval_s
 
 
 def open_camera(source: str) -> Camera | None:

@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 
 from .base import Image
+from .capture import CaptureCamera
 
 logger = logging.getLogger(__name__)
 
 
-class VideoFileCamera:
+class VideoFileCamera(CaptureCamera):
     """Reads frames from a video file (MJPG ``.avi`` or ``mp4v`` ``.mp4``).
 
     - ``loop=True``: at the end the file is opened again from its path (so deleting the file makes the camera fail,
@@ -35,40 +36,23 @@ class VideoFileCamera:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
+        self.label = f"video {self.path}"
         self.loop = loop
         self.realtime = realtime
         self.reopen_interval_s = reopen_interval_s
         self._clock = clock
         self._sleep = sleep
-        self._capture: cv2.VideoCapture | None = None
         self._next_open = 0.0
         self._opened_at = 0.0
         self._file_fps = 0.0
         self._position = 0  # index of the next frame in the file
         self.ended = False
-        self._closed = False
         self.frames_read = 0
 
-    def read(self) -> Image | None:
-        if self._closed or self.ended:
-            return None
-        try:
-            return self._read()
-        except cv2.error as exc:
-            logger.warning("video %s: OpenCV error: %s", self.path, exc)
-            self._release()
-            return None
-
-    def close(self) -> None:
-        self._closed = True
-        self._release()
-
-    def __enter__(self) -> VideoFileCamera:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _readable(self) -> bool:
+        return not self.ended
 
     def _read(self) -> Image | None:
         if self._capture is None and not self._open():
@@ -122,8 +106,3 @@ class VideoFileCamera:
         self._opened_at = now
         self._position = 0
         return True
-
-    def _release(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None

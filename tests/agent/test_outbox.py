@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seal_agent.errors import OutboxLocked
+from seal_agent.errors import OutboxError, OutboxLocked
 from seal_agent.outbox import Outbox
 from seal_protocol import envelope_hash
 
@@ -79,3 +79,11 @@ def test_one_process_at_a_time_and_private_files(tmp_path: Path) -> None:
             Outbox(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     Outbox(path).close()  # the lock is released on close
+
+
+def test_sqlite_errors_surface_as_outbox_errors(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.close()  # every further use is a sqlite3.ProgrammingError underneath
+    for read in (lambda: outbox.setting("armed"), lambda: outbox.last_seq, lambda: outbox.last_hash):
+        with pytest.raises(OutboxError):
+            read()
