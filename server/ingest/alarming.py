@@ -3,6 +3,11 @@
 - ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full`` events raise the alarm of that
   kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being removed after an approved
   request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``); those are logged only.
+- A seal that requires camera confirmation commits the intrusion at once with ``warning: pending_confirmation``
+  and decides within about a second; the decision comes in the ``snapshot_taken`` event naming the intrusion
+  (``trigger_seq``). The alarm is raised then, if the warning was ``played`` — the court opted into confirmation to
+  cut false alarms. A box destroyed inside that second still leaves its intrusion in the case log, and its
+  vanishing raises ``offline`` (the Last Will).
 - ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
 - A *late* event — of a case the seal is no longer bound to, arriving after the unbinding (an offline seal draining
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
@@ -44,6 +49,8 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
     device_id = envelope.device_id
     book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
     kind = EVENT_ALARMS.get(envelope.type)
+    if _confirmed_intrusion(envelope):
+        kind = AlarmKind.INTRUSION
     if kind is not None and _alarming(envelope) and (kind in LATE_ALARMS or not late):
         details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, **envelope.payload}
         if late:
@@ -55,11 +62,24 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
         book.close(recovered, device_id=device_id, at=at, note=note, case_no=envelope.case_no)
 
 
+def _confirmed_intrusion(envelope: Envelope) -> bool:
+    """A ``snapshot_taken`` that settles an intrusion's pending camera confirmation with a played warning."""
+    payload = envelope.payload
+    return (
+        envelope.type is EventType.SNAPSHOT_TAKEN
+        and payload.get("trigger") == "intrusion"
+        and payload.get("warning") == "played"
+    )
+
+
 def _alarming(envelope: Envelope) -> bool:
     if envelope.type not in (EventType.INTRUSION, EventType.TAMPER):
         return True
     payload = envelope.payload
-    return payload.get("armed") is not False and payload.get("warning") != "suppressed_not_seen"
+    return payload.get("armed") is not False and payload.get("warning") not in (
+        "suppressed_not_seen",
+        "pending_confirmation",
+    )
 
 
 def on_status(book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None) -> None:

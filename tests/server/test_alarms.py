@@ -57,6 +57,26 @@ def test_heartbeats_and_disarmed_or_unconfirmed_intrusions_raise_nothing(court: 
     assert court.alarms() == []
 
 
+def test_an_intrusion_awaiting_camera_confirmation_alarms_only_once_confirmed(court: Court) -> None:
+    court.send(
+        court.a,
+        court.a.event(),
+        court.a.event(EventType.INTRUSION, {"armed": True, "warning": "pending_confirmation"}),  # seq 2
+        court.a.event(EventType.SNAPSHOT_TAKEN, {"trigger": "intrusion", "trigger_seq": 2,
+                                                 "warning": "suppressed_not_seen", "snapshots": []}),
+        court.a.event(EventType.INTRUSION, {"armed": True, "warning": "pending_confirmation"}),  # seq 4
+    )
+    assert court.alarms() == []  # the first was not confirmed, the second is still undecided
+
+    court.send(court.a, court.a.event(EventType.SNAPSHOT_TAKEN, {"trigger": "intrusion", "trigger_seq": 4,
+                                                                 "warning": "played", "snapshots": []}))
+    [alarm] = court.alarms()
+    assert (alarm.kind, alarm.details["trigger_seq"], alarm.details["event_type"]) == ("intrusion", 4, "snapshot_taken")
+    # A follow-up without a pending decision (the usual case) raises nothing.
+    court.send(court.a, court.a.event(EventType.SNAPSHOT_TAKEN, {"trigger": "tamper", "trigger_seq": 6}))
+    assert len(court.alarms()) == 1 and court.alarms()[0].count == 1
+
+
 def test_repeats_within_the_fold_window_fold_and_later_ones_open_a_new_alarm(court: Court) -> None:
     court.send(court.a, court.a.event(EventType.INTRUSION), at=T0)
     court.send(court.a, court.a.event(EventType.INTRUSION), at=T0 + timedelta(seconds=30))
