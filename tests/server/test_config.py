@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
+import server.config
 from server.config import load_settings, read_password
 from server.errors import ConfigError
 from server.notify.webhook import read_secret
 
-DEMO_TOML = """\
-database_url = "sqlite:///var/demo/court.db"
-snapshot_dir = "var/demo/snapshots"
-offline_after_s = 180
-[http]
-host = "127.0.0.1"
-port = 8080
-[mqtt]
-host = "127.0.0.1"
-port = 1883
-username = "court-server"
-password_file = "var/demo/court-server.mqtt-password"
-tls_ca_file = ""
-"""
+
+def documented_example() -> str:
+    """The example configuration in ``server/config.py``'s docstring (what an operator copies)."""
+    doc = server.config.__doc__ or ""
+    return textwrap.dedent(doc.split("Example::", 1)[1])
+
+
+DEMO_TOML = documented_example()
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,7 +28,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_demo_file_loads(tmp_path: Path) -> None:
+def test_documented_example_loads(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, DEMO_TOML), env={})
     assert settings.database_url == "sqlite:///var/demo/court.db"
     assert settings.snapshot_dir == Path("var/demo/snapshots")
