@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -98,18 +99,42 @@ def toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def wait_http(url: str, deadline_s: float, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_server(port: int, process: subprocess.Popen[bytes], log: Path, deadline_s: float = 30) -> bool:
+    """True once *this* server listens on ``port`` (its own log says so: another program may answer on that port)
+    and its health answers 200; False if it exits first."""
+    url = f"http://127.0.0.1:{port}/api/health"
+    listening = f"Uvicorn running on http://127.0.0.1:{port}"
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"demo: the server exited with code {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"demo: the server did not answer {url} within {deadline_s} s")
+            return False
+        if listening in log.read_text(errors="replace"):
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+        time.sleep(0.2)
+    raise SystemExit(f"demo: the server did not answer {url} within {deadline_s} s; see {log}")
+
+
+def start_server(var: Path, broker: PrivateBroker) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``seal-server run`` on 8080, or on a free port if 8080 is (or becomes) taken; return it and its URL."""
+    for attempt in range(3):
+        port = 8080 if attempt == 0 and _port_free(8080) else free_port()
+        conf = _write_server_config(var, broker, port)
+        log_path = var / "server.log"
+        with log_path.open("wb") as log:
+            server = subprocess.Popen([BIN / "seal-server", "run", "--config", conf],
+                                      stdout=log, stderr=subprocess.STDOUT)
+        if wait_server(port, server, log_path):
+            return server, f"http://127.0.0.1:{port}"
+        if "address already in use" not in log_path.read_text(errors="replace"):
+            break
+        logger.info("port %d was taken meanwhile; trying another", port)
+        log_path.rename(var / f"server-port-{port}-taken.log")
+    raise SystemExit(f"demo: the server exited with code {server.returncode}; see {log_path}")
 
 
 def main() -> int:
@@ -131,8 +156,7 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        http_port = 8080 if _port_free(8080) else free_port()
-        server_conf = _write_server_config(var, broker, http_port)
+        server_conf = _write_server_config(var, broker, 8080)  # the port is settled when the server starts
         run(BIN / "seal-server", "init-db", "--config", server_conf)
         run(BIN / "seal-server", "broker", "server-account", "--config", server_conf)
         court_key = run(BIN / "seal-server", "court-key", "--config", server_conf).strip()
@@ -158,12 +182,8 @@ def main() -> int:
                 "--public-key", public_key, "--location", seal.location, "--config", server_conf,
                 "--mqtt-password-file", var / seal.device_id / "mqtt-password")
 
-        server_log = open(var / "server.log", "wb")  # closed with the process
-        server = subprocess.Popen([BIN / "seal-server", "run", "--config", server_conf],
-                                  stdout=server_log, stderr=subprocess.STDOUT)
+        server, base_url = start_server(var, broker)
         children.append(("server", server))
-        base_url = f"http://127.0.0.1:{http_port}"
-        wait_http(f"{base_url}/api/health", 30, server, var / "server.log")
 
         for seal in SEALS:
             env = dict(os.environ, **alsa_env.get(seal.device_id, {}))
@@ -203,9 +223,8 @@ def main() -> int:
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
