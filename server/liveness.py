@@ -13,7 +13,6 @@ with an injectable clock. Each check also refreshes the gauge of live alarms by 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from server.alarms.state import AlarmKind
 from server.db import SessionFactory
 from server.metrics import IngestMetrics
 from server.models import Seal, utc_now
+from server.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ class LivenessChecker:
         self.interval_s = interval_s
         self._metrics = metrics
         self._clock = clock
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = RoundLoop("liveness-checker", self.check, interval_s)
 
     def check(self, now: datetime | None = None) -> list[str]:
         """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids."""
@@ -115,29 +114,10 @@ class LivenessChecker:
         return [seal.device_id for seal in silent]
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="liveness-checker", daemon=True)
-        self._thread.start()
+        self._loop.start()
         logger.info(
             "liveness check every %.1f s (offline after %d s of silence)", self.interval_s, self.offline_after_s
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.error("liveness checker did not stop within %.1f s", timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.check()
-            except Exception:  # the checker must survive anything; the next round tries again
-                logger.exception("liveness check failed")
-            if self._stopping.wait(self.interval_s):
-                return
+        self._loop.stop(timeout)

@@ -38,6 +38,7 @@ from server.db import SessionFactory
 from server.errors import BrokerUnavailable
 from server.metrics import IngestMetrics
 from server.models import utc_now
+from server.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +71,12 @@ class CommandDispatcher:
         self._session_factory = session_factory
         self._metrics = metrics or IngestMetrics()
         self._clock = clock
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._loop = RoundLoop("command-dispatcher", self.run_round, settings.retry_interval_s)
         self._connected = threading.Event()
         self._acks: dict[int, ReasonCode] = {}
         self._abandoned: set[int] = set()  # message ids whose PUBACK came too late for us
         self._acks_cond = threading.Condition()
         self._client: mqtt.Client | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def connected(self) -> bool:
@@ -88,10 +87,10 @@ class CommandDispatcher:
 
     def wake(self) -> None:
         """Run a round now (a command was just issued)."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._client is not None:
             return
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self._mqtt.client_id}-cmd", protocol=mqtt.MQTTv5)
         client.username_pw_set(self._mqtt.username, read_password(self._mqtt.password_file))
@@ -106,10 +105,8 @@ class CommandDispatcher:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive_s, clean_start=True)
         self._client = client
-        self._stopping.clear()
         client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="command-dispatcher", daemon=True)
-        self._thread.start()
+        self._loop.start()
         logger.info(
             "command dispatcher: publishing as %s, rounds every %.1f s",
             self._mqtt.username,
@@ -117,28 +114,13 @@ class CommandDispatcher:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
+        if self._client is None:
             return
-        self._stopping.set()
-        self._wake.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.error("command dispatcher did not stop within %.1f s", timeout)
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+        self._loop.stop(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._client = None
         self._connected.clear()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.run_round()
-            except Exception:  # the dispatcher must survive anything; the next round tries again
-                logger.exception("command round failed")
-            self._wake.wait(self.settings.retry_interval_s)
-            self._wake.clear()
 
     # -- one round -------------------------------------------------------------------------------------------------
 
@@ -159,7 +141,7 @@ class CommandDispatcher:
             due = to_publish(session, now=now)
         held_back: set[str] = set()
         for command in due:
-            if self._stopping.is_set() or not self.connected:
+            if self._loop.stopping or not self.connected:
                 break
             if command.device_id in held_back:
                 continue
@@ -218,7 +200,7 @@ class CommandDispatcher:
             logger.error("broker refused the command publisher's connection: %s", reason_code)
             return
         self._connected.set()
-        self._wake.set()
+        self._loop.wake()
         logger.info("command publisher connected to the broker")
 
     def _on_disconnect(
@@ -226,7 +208,7 @@ class CommandDispatcher:
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if was_connected and not self._stopping.is_set():
+        if was_connected and not self._loop.stopping:
             logger.warning("command publisher disconnected: %s; reconnecting", reason_code)
 
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:

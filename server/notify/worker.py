@@ -13,7 +13,6 @@ is still waiting its turn to be sent (that would be a duplicate webhook).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -27,6 +26,7 @@ from server.metrics import IngestMetrics
 from server.models import utc_now
 from server.notify.outbox import DeliveryState
 from server.notify.webhook import Delivery, Notifier, Recipient, WebhookNotifier, read_secret
+from server.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ class NotificationWorker:
         self.settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = RoundLoop("notification-worker", self.run_once, settings.poll_interval_s)
 
     def run_once(self) -> int:
         """Send what is due now; return the number of attempts made."""
@@ -135,33 +133,13 @@ class NotificationWorker:
 
     def wake(self) -> None:
         """Look for due notifications now instead of at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="notification-worker", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        self._wake.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.error("notification worker did not stop within %.1f s", timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the worker must survive anything; unsent rows stay pending
-                logger.exception("notification round failed")
-            self._wake.wait(self.settings.poll_interval_s)
-            self._wake.clear()
+        self._loop.stop(timeout)
 
 
 def webhook_worker(
