@@ -35,7 +35,7 @@ class ParsedTopic:
 
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` if it is a valid seal id, else raise :class:`InvalidTopic`."""
-    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.match(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise InvalidTopic(
             f"invalid device id {device_id!r}: use 1-64 of a-z 0-9 _ -, starting with a letter or digit"
         )
@@ -59,7 +59,7 @@ def cmd_topic(device_id: str) -> str:
 
 
 def snapshot_topic(device_id: str, sha256: str) -> str:
-    if not _SHA256_PATTERN.match(sha256):
+    if not _SHA256_PATTERN.fullmatch(sha256):
         raise InvalidTopic(f"invalid snapshot hash {sha256!r}: expected 64 lowercase hex digits")
     return f"{_topic(device_id, MessageKind.SNAPSHOT)}/{sha256}"
 
@@ -89,7 +89,7 @@ def parse_topic(topic: str) -> ParsedTopic:
     except ValueError:
         raise InvalidTopic(f"unknown message kind {parts[3]!r} in topic {topic!r}") from None
     if kind is MessageKind.SNAPSHOT:
-        if len(parts) != 5 or not _SHA256_PATTERN.match(parts[4]):
+        if len(parts) != 5 or not _SHA256_PATTERN.fullmatch(parts[4]):
             raise InvalidTopic(f"snapshot topic must end with a SHA-256: {topic!r}")
         return ParsedTopic(device_id, kind, parts[4])
     if len(parts) != 4:

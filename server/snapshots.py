@@ -21,7 +21,7 @@ class SnapshotStore:
         self.directory = directory
 
     def path_for(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ValueError(f"not a SHA-256 (64 lowercase hex digits): {sha256!r}")
         return self.directory / f"{sha256}.jpg"
 
