@@ -24,6 +24,7 @@ class MessageKind(StrEnum):
     STATUS = "status"  # device -> court, retained "online"/"offline" (the offline one is the Last Will)
     CMD = "cmd"  # court -> device, signed command
     SNAPSHOT = "snapshot"  # device -> court, JPEG bytes, topic ends with the image's SHA-256
+    RECEIPT = "receipt"  # court -> device, signed list of the hashes of messages the court committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,7 @@ class ParsedTopic:
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` if it is a valid seal id, else raise :class:`InvalidTopic`."""
     if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise InvalidTopic(
-            f"invalid device id {device_id!r}: use 1-64 of a-z 0-9 _ -, starting with a letter or digit"
-        )
+        raise InvalidTopic(f"invalid device id {device_id!r}: use 1-64 of a-z 0-9 _ -, starting with a letter or digit")
     return device_id
 
 
@@ -56,6 +55,10 @@ def status_topic(device_id: str) -> str:
 
 def cmd_topic(device_id: str) -> str:
     return _topic(device_id, MessageKind.CMD)
+
+
+def receipt_topic(device_id: str) -> str:
+    return _topic(device_id, MessageKind.RECEIPT)
 
 
 def snapshot_topic(device_id: str, sha256: str) -> str:
