@@ -1,0 +1,65 @@
+"""The court's receipts: which committed messages each seal may now delete from its outbox. Pure, no MQTT.
+
+A seal keeps an event or a snapshot until a signed receipt names the SHA-256 of its exact bytes
+(:mod:`seal_protocol.receipts`). After a batch is committed, :func:`receipts_for` lists, per seal, the hashes of
+the messages on its ``event`` and ``snapshot`` topics that the court now holds: a stored event, an identical
+duplicate, a stored or duplicate snapshot, or a quarantine row (the court keeps those bytes too). A quarantined
+message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`) is not receipted: the
+court holds only its beginning. Statuses and messages on no seal's topic get no receipt.
+
+Naming bytes by their hash makes a receipt safe whoever provoked it: a message forged with a seal's password is
+receipted under its own hash, which matches nothing in the seal's outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from seal_protocol.errors import InvalidTopic
+from seal_protocol.receipts import MAX_RECEIPT_HASHES, encode_receipt
+from seal_protocol.signing import SigningKey
+from seal_protocol.topics import MessageKind, parse_topic, receipt_topic
+from server.ingest.batch import QUARANTINE_RAW_LIMIT
+from server.ingest.results import IngestResult, Message, Outcome
+
+#: Outcomes after which the court holds the message's exact bytes.
+HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
+RECEIPTED_KINDS = frozenset({MessageKind.EVENT, MessageKind.SNAPSHOT})
+
+
+def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult]) -> dict[str, list[str]]:
+    """Per device id, the distinct SHA-256s (hex) of its committed event and snapshot messages, in arrival order."""
+    by_device: dict[str, dict[str, None]] = {}
+    for message, result in zip(messages, results, strict=True):
+        if result.outcome not in HELD:
+            continue
+        if result.outcome is Outcome.QUARANTINED and len(message.payload) > QUARANTINE_RAW_LIMIT:
+            continue
+        try:
+            topic = parse_topic(message.topic)
+        except InvalidTopic:
+            continue
+        if topic.kind not in RECEIPTED_KINDS:
+            continue
+        by_device.setdefault(topic.device_id, {})[hashlib.sha256(message.payload).hexdigest()] = None
+    return {device_id: list(hashes) for device_id, hashes in by_device.items()}
+
+
+def receipts_for(
+    messages: Sequence[Message],
+    results: Sequence[IngestResult],
+    *,
+    key: SigningKey,
+    now: datetime | None = None,
+) -> list[tuple[str, bytes]]:
+    """The signed receipts for a committed batch: (receipt topic, payload) pairs, at most
+    :data:`~seal_protocol.receipts.MAX_RECEIPT_HASHES` hashes each; publish them at QoS 1, not retained."""
+    receipts = []
+    for device_id, hashes in committed_hashes(messages, results).items():
+        topic = receipt_topic(device_id)
+        for start in range(0, len(hashes), MAX_RECEIPT_HASHES):
+            chunk = hashes[start : start + MAX_RECEIPT_HASHES]
+            receipts.append((topic, encode_receipt(device_id, chunk, key, now=now)))
+    return receipts

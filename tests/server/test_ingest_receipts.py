@@ -1,0 +1,71 @@
+"""Receipts after a real ingest: exactly the hashes of what the court committed, per seal, signed by its key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from seal_protocol.receipts import MAX_RECEIPT_HASHES, check_receipt
+from seal_protocol.signing import generate_signing_key
+from seal_protocol.topics import receipt_topic, snapshot_topic, status_topic
+from server.db import SessionFactory
+from server.ingest import IngestResult, Message, Outcome
+from server.ingest.batch import QUARANTINE_RAW_LIMIT
+from server.ingest.receipts import committed_hashes, receipts_for
+from tests.server.ingest_world import make_court
+
+COURT_KEY = generate_signing_key()
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_their_own_seal(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    court = make_court(session_factory, tmp_path)
+    a1, a2, b1 = court.a.event(), court.a.event(), court.b.event()
+    forged = court.a.event(key=generate_signing_key())  # a message from seal-a's account the court quarantines
+    jpeg = b"\xff\xd8\xff\xe0 a snapshot \xff\xd9"
+    status = b'{"agent_version":"1","state":"online","ts":"2026-11-26T08:00:00.000Z"}'
+    messages = [
+        Message(court.a.event_topic, a1, NOW),
+        Message(court.a.event_topic, a1, NOW),  # identical duplicate
+        Message(court.a.event_topic, a2, NOW),
+        Message(court.b.event_topic, b1, NOW),
+        Message(court.a.event_topic, forged, NOW),
+        Message(snapshot_topic("seal-b", sha(jpeg)), jpeg, NOW),
+        Message(status_topic("seal-a"), status, NOW),
+        Message("not/a/seal/topic", b"x", NOW),
+    ]
+    results = court.ingestor.ingest(messages)
+    assert results[4].outcome is Outcome.QUARANTINED
+
+    receipts = receipts_for(messages, results, key=COURT_KEY, now=NOW)
+
+    assert [topic for topic, _ in receipts] == [receipt_topic("seal-a"), receipt_topic("seal-b")]
+    by_device = {
+        topic.split("/")[2]: check_receipt(data, device_id=topic.split("/")[2], court_key=COURT_KEY.verify_key)
+        for topic, data in receipts
+    }
+    assert by_device["seal-a"].committed == {sha(a1), sha(a2), sha(forged)}
+    assert by_device["seal-b"].committed == {sha(b1), sha(jpeg)}
+    assert json.loads(receipts[0][1])["committed"] == [sha(a1), sha(a2), sha(forged)]  # arrival order, distinct
+
+
+def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> None:
+    topic = "seal/v1/seal-a/event"
+    ignored = [Message(topic, b"x", NOW)]
+    assert receipts_for(ignored, [IngestResult(Outcome.IGNORED, "seal-a")], key=COURT_KEY) == []
+    # A quarantine row keeps only the first QUARANTINE_RAW_LIMIT bytes: such a message is not held, so not receipted.
+    huge = [Message(topic, b"x" * (QUARANTINE_RAW_LIMIT + 1), NOW)]
+    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a")]) == {}
+
+    many = [Message(topic, str(i).encode(), NOW) for i in range(MAX_RECEIPT_HASHES + 5)]
+    receipts = receipts_for(many, [IngestResult(Outcome.STORED, "seal-a")] * len(many), key=COURT_KEY)
+    sizes = [len(check_receipt(d, device_id="seal-a", court_key=COURT_KEY.verify_key).committed) for _, d in receipts]
+    assert sizes == [MAX_RECEIPT_HASHES, 5]
