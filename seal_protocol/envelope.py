@@ -1,31 +1,52 @@
 """The event envelope: one pydantic model, encoded as canonical JSON so a signature covers exact bytes.
 
-Canonical JSON here means: UTF-8, object keys sorted, no insignificant whitespace, non-ASCII characters written
-as themselves (not ``\\u`` escapes), no NaN/Infinity. Every field is always present; absent optional values are
-``null``. The bytes a signature covers are the canonical encoding of the envelope *without* its ``sig`` key.
+The JSON admitted and its canonical form are :mod:`seal_protocol.wirejson`'s. Every field is always present;
+absent optional values are ``null``. The bytes a signature covers are the canonical encoding of the envelope
+*without* its ``sig`` key. :func:`decode_envelope` parses wire bytes strictly: exact field set, exact JSON types
+(no coercion of ``true`` or ``"15"`` to a number), ASCII digits and a real date in ``ts``, and the bytes received
+must be exactly the canonical encoding of what they parse to (else ``non_canonical``), so the bytes a receiver
+stores are the bytes the seal signed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from seal_protocol.errors import InvalidEnvelope
 from seal_protocol.topics import DEVICE_ID_PATTERN
+from seal_protocol.wirejson import MAX_SAFE_INTEGER, canonical_json, check_wire_value, loads_wire_json
 
 SCHEMA_VERSION = 1
 #: Upper bound of an encoded envelope. Snapshots travel on their own topic, so events stay small.
 MAX_ENVELOPE_BYTES = 64 * 1024
 #: ``ts`` is UTC with millisecond precision, always in exactly this shape, e.g. ``2026-11-26T05:03:23.123Z``.
-TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+#: ASCII digits only, and the date and time must exist (no 2026-02-30, no leap second 23:59:60).
+TS_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+_TS = re.compile(TS_PATTERN)
 _SHA256_HEX = r"^[0-9a-f]{64}$"
 _SIG_HEX = r"^[0-9a-f]{128}$"
+#: ``event_id`` on the wire: a UUID in its canonical lowercase, hyphenated form.
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: The envelope's fields, each always present, and the JSON type each one must have on the wire.
+_WIRE_TYPES: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "event_id": (str,),
+    "device_id": (str,),
+    "case_no": (str,),
+    "seq": (int,),
+    "ts": (str,),
+    "type": (str,),
+    "payload": (dict,),
+    "prev_hash": (str, type(None)),
+    "sig": (str, type(None)),  # null only before signing: a receiver refuses it as unsigned
+}
 
 
 class EventType(StrEnum):
@@ -47,13 +68,6 @@ class EventType(StrEnum):
     AGENT_STARTED = "agent_started"
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Encode ``obj`` as canonical JSON bytes (see module docstring)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
-
-
 def utc_now_ms(now: datetime | None = None) -> str:
     """Format ``now`` (default: the current time) as the envelope's ``ts``: UTC, milliseconds, ``Z``."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -61,8 +75,19 @@ def utc_now_ms(now: datetime | None = None) -> str:
 
 
 def parse_ts(ts: str) -> datetime:
-    """The timezone-aware UTC datetime of an envelope ``ts`` string."""
-    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """The timezone-aware UTC datetime of an envelope ``ts`` string; ``ValueError`` if it is not one."""
+    if not isinstance(ts, str) or not _TS.fullmatch(ts):
+        raise ValueError(f"not a ts (YYYY-MM-DDTHH:MM:SS.mmmZ, ASCII digits): {ts!r}")
+    return datetime(
+        int(ts[0:4]),
+        int(ts[5:7]),
+        int(ts[8:10]),
+        int(ts[11:13]),
+        int(ts[14:16]),
+        int(ts[17:19]),
+        int(ts[20:23]) * 1000,
+        tzinfo=UTC,
+    )
 
 
 class Envelope(BaseModel):
@@ -73,10 +98,8 @@ class Envelope(BaseModel):
     v: Literal[1] = Field(1, description="Schema version of the envelope.")
     event_id: uuid.UUID = Field(description="Random UUID of this event, unique worldwide.")
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal that produced the event.")
-    case_no: str = Field(
-        min_length=1, max_length=64, description="The enforcement case (案号) the seal was bound to."
-    )
-    seq: int = Field(ge=1, le=2**53 - 1, description="Per-device sequence number; starts at 1, never reused.")
+    case_no: str = Field(min_length=1, max_length=64, description="The enforcement case (案号) the seal was bound to.")
+    seq: StrictInt = Field(ge=1, le=MAX_SAFE_INTEGER, description="Per-device sequence number; starts at 1.")
     ts: str = Field(pattern=TS_PATTERN, description="When the event happened: UTC, milliseconds, 'Z'.")
     type: EventType = Field(description="What happened.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Type-specific details.")
@@ -86,6 +109,18 @@ class Envelope(BaseModel):
     sig: str | None = Field(
         None, pattern=_SIG_HEX, description="Ed25519 signature (hex) of the canonical bytes without 'sig'."
     )
+
+    @field_validator("ts")
+    @classmethod
+    def _real_moment(cls, ts: str) -> str:
+        parse_ts(ts)  # the pattern admits 2026-02-30 and 23:59:60; a datetime does not
+        return ts
+
+    @field_validator("payload")
+    @classmethod
+    def _wire_payload(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        check_wire_value(payload, what="payload")
+        return payload
 
     def as_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -141,27 +176,51 @@ def envelope_hash(data: bytes) -> str:
 
 
 def decode_envelope(data: bytes) -> Envelope:
-    """Parse wire bytes into an :class:`Envelope`; raise :class:`InvalidEnvelope` with a readable reason."""
+    """Parse wire bytes into an :class:`Envelope`; raise :class:`InvalidEnvelope` with a readable reason.
+
+    Refused, in this order: ``oversized``; ``invalid_utf8``; ``invalid_json`` (see :mod:`seal_protocol.wirejson`);
+    ``invalid_envelope`` (a missing or unknown field, a JSON type other than the field's, a value out of bounds);
+    ``non_canonical`` (valid, but other bytes than the canonical encoding of the same envelope).
+    """
     if len(data) > MAX_ENVELOPE_BYTES:
         raise InvalidEnvelope(f"oversized: {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}", "oversized")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start}", "invalid_utf8") from None
-    try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise InvalidEnvelope(f"invalid JSON: {exc}", "invalid_json") from None
+    obj = loads_wire_json(data, what="envelope")
     if not isinstance(obj, dict):
         raise InvalidEnvelope(f"invalid envelope: expected a JSON object, got {type(obj).__name__}")
+    _check_wire_types(obj)
     try:
-        return Envelope.model_validate(obj)
+        envelope = Envelope.model_validate(obj)
     except ValidationError as exc:
         raise InvalidEnvelope(_describe(exc)) from None
+    if encode_envelope(envelope) != data:
+        raise InvalidEnvelope(
+            "non-canonical: the bytes are not the canonical encoding of the envelope they hold "
+            "(key order, white space, escapes or number form differ)",
+            "non_canonical",
+        )
+    return envelope
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+def _check_wire_types(obj: dict[str, Any]) -> None:
+    missing = sorted(_WIRE_TYPES.keys() - obj.keys())
+    unknown = sorted(obj.keys() - _WIRE_TYPES.keys())
+    if missing or unknown:
+        parts = [f"missing field(s) {missing}" if missing else "", f"unknown field(s) {unknown}" if unknown else ""]
+        raise InvalidEnvelope("invalid envelope: " + "; ".join(p for p in parts if p))
+    for name, types in _WIRE_TYPES.items():
+        value = obj[name]
+        if type(value) not in types:  # exact types: bool is not an int here, nor "15"
+            expected = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in types)
+            raise InvalidEnvelope(f"invalid envelope: {name}: expected {expected}, got {_json_type(value)}")
+    if not _UUID_TEXT.fullmatch(obj["event_id"]):
+        raise InvalidEnvelope("invalid envelope: event_id: expected a lowercase hyphenated UUID")
+
+
+_JSON_NAMES = {int: "an integer", str: "a string", dict: "an object", list: "an array", bool: "true/false"}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 
-from seal_protocol.envelope import canonical_json, utc_now_ms
+from seal_protocol.envelope import parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope
+from seal_protocol.wirejson import canonical_json, loads_wire_json
+
+#: A status message is tiny; anything larger is not one.
+MAX_STATUS_BYTES = 1024
+_FIELDS = {"agent_version", "state", "ts"}
 
 
 class SealStatus(StrEnum):
@@ -22,10 +26,30 @@ def encode_status(state: SealStatus, *, agent_version: str | None = None, ts: st
     return canonical_json({"state": state.value, "ts": ts or utc_now_ms(), "agent_version": agent_version})
 
 
-def decode_status(data: bytes) -> tuple[SealStatus, str | None]:
-    """Return (state, ts) of a status message; raise :class:`InvalidEnvelope` if it is not one."""
+def decode_status(data: bytes) -> tuple[SealStatus, str]:
+    """Return (state, ts) of a status message; raise :class:`InvalidEnvelope` if it is not exactly one.
+
+    Parsed as strictly as an envelope: wire JSON, exactly the three fields, ``state`` one of the states, ``ts`` a
+    real moment in the envelope's ``ts`` form, ``agent_version`` a string of at most 64 characters or null, and
+    the bytes the canonical encoding of that object.
+    """
+    if len(data) > MAX_STATUS_BYTES:
+        raise InvalidEnvelope(f"invalid status message: {len(data)} bytes, limit {MAX_STATUS_BYTES}", "oversized")
     try:
-        obj = json.loads(data.decode("utf-8"))
-        return SealStatus(obj["state"]), obj.get("ts")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidEnvelope(f"invalid status message: {exc}") from None
+        obj = loads_wire_json(data, what="status message")
+    except InvalidEnvelope as exc:
+        raise InvalidEnvelope(f"invalid status message: {exc}", exc.code) from None
+    if not isinstance(obj, dict) or obj.keys() != _FIELDS:
+        raise InvalidEnvelope(f"invalid status message: expected an object with exactly the fields {sorted(_FIELDS)}")
+    state, ts, version = obj["state"], obj["ts"], obj["agent_version"]
+    if type(state) is not str or state not in {s.value for s in SealStatus}:
+        raise InvalidEnvelope("invalid status message: state must be 'online' or 'offline'")
+    try:
+        parse_ts(ts)
+    except ValueError as exc:
+        raise InvalidEnvelope(f"invalid status message: ts: {exc}") from None
+    if version is not None and (type(version) is not str or not 1 <= len(version) <= 64):
+        raise InvalidEnvelope("invalid status message: agent_version must be null or a string of 1-64 characters")
+    if canonical_json(obj) != data:
+        raise InvalidEnvelope("invalid status message: not the canonical encoding", "non_canonical")
+    return SealStatus(state), ts

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,36 @@ class MetricsSnapshot:
     alarms_live: dict[str, int] = field(default_factory=dict)
     #: Court commands: ("published", result), ("answer", outcome), ("expired", "") -> count.
     commands: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Batches whose storing failed because the database did not answer (each retry counts).
+    storage_retries: int = 0
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+
+#: A message received this long ago and still not stored means the ingest is not making progress. A batch normally
+#: commits within milliseconds; seconds already mean trouble.
+STALLED_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProgress:
+    """Is the ingest keeping up? Read by the health check and the metrics."""
+
+    #: Messages received from the broker and not yet stored (queued, or in the batch being stored).
+    unstored: int
+    #: Age in seconds of the oldest of them (0 when there is none).
+    oldest_unstored_s: float
+    #: Since when (``time.monotonic()``) storing fails and is being retried, or ``None``.
+    storage_failing_since: float | None
+
+    @property
+    def state(self) -> Literal["ok", "retrying", "stalled"]:
+        """``ok``; ``retrying`` (the database does not answer); ``stalled`` (a message has waited too long)."""
+        if self.storage_failing_since is not None:
+            return "retrying"
+        return "stalled" if self.oldest_unstored_s > STALLED_AFTER_S else "ok"
 
 
 class IngestMetrics:
@@ -47,6 +74,7 @@ class IngestMetrics:
         self._notifications_failed = 0
         self._alarms_live: dict[str, int] = {}
         self._commands: Counter[tuple[str, str]] = Counter()
+        self._storage_retries = 0
 
     def count_stored(self) -> None:
         with self._cond:
@@ -71,6 +99,11 @@ class IngestMetrics:
     def count_rejected(self, reason: str) -> None:
         with self._cond:
             self._rejected[reason] += 1
+            self._cond.notify_all()
+
+    def count_storage_retry(self) -> None:
+        with self._cond:
+            self._storage_retries += 1
             self._cond.notify_all()
 
     def count_notification(self, *, delivered: bool, final: bool) -> None:
@@ -110,6 +143,7 @@ class IngestMetrics:
             notifications_failed=self._notifications_failed,
             alarms_live=dict(self._alarms_live),
             commands=dict(self._commands),
+            storage_retries=self._storage_retries,
         )
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
@@ -131,9 +165,16 @@ def _labelled(counts: Mapping[tuple[str, str], int], kind: str, name: str, label
 
 
 def render_prometheus(
-    metrics: MetricsSnapshot, *, seals_online: int, seals_total: int, broker_connected: bool, reasons: Iterable[str]
+    metrics: MetricsSnapshot,
+    *,
+    seals_online: int,
+    seals_total: int,
+    broker_connected: bool,
+    reasons: Iterable[str],
+    progress: IngestProgress | None = None,
 ) -> str:
     """The Prometheus text format (version 0.0.4). Every known reason is listed, at 0 if never seen."""
+    progress = progress or IngestProgress(0, 0.0, None)
     lines = [
         "# HELP seal_events_ingested_total Events verified and stored.",
         "# TYPE seal_events_ingested_total counter",
@@ -163,6 +204,18 @@ def render_prometheus(
         "# HELP seal_broker_connected 1 if the ingest holds an accepted MQTT connection.",
         "# TYPE seal_broker_connected gauge",
         f"seal_broker_connected {int(broker_connected)}",
+        "# HELP seal_ingest_unstored_messages Messages received from the broker and not yet stored.",
+        "# TYPE seal_ingest_unstored_messages gauge",
+        f"seal_ingest_unstored_messages {progress.unstored}",
+        "# HELP seal_ingest_oldest_unstored_seconds Age of the oldest message received and not yet stored (0: none).",
+        "# TYPE seal_ingest_oldest_unstored_seconds gauge",
+        f"seal_ingest_oldest_unstored_seconds {progress.oldest_unstored_s:.3f}",
+        "# HELP seal_ingest_storage_failing 1 while storing fails because the database does not answer.",
+        "# TYPE seal_ingest_storage_failing gauge",
+        f"seal_ingest_storage_failing {int(progress.storage_failing_since is not None)}",
+        "# HELP seal_ingest_storage_retries_total Batches retried because the database did not answer.",
+        "# TYPE seal_ingest_storage_retries_total counter",
+        f"seal_ingest_storage_retries_total {metrics.storage_retries}",
         "# HELP seal_alarms_live Open or acknowledged alarms, by kind (as of the last liveness check).",
         "# TYPE seal_alarms_live gauge",
     ]

@@ -9,6 +9,9 @@
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them; they become duplicates).
 - Connected means a CONNACK with a success reason code, nothing less.
+- One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
+  database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
+  ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +36,7 @@ from seal_protocol import MessageKind, subscription_all
 from server.config import MqttSettings, read_password
 from server.errors import BrokerUnavailable, StorageUnavailable
 from server.ingest import Ingestor, Message
+from server.metrics import IngestProgress
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,8 @@ class MqttIngest:
         self.settings = settings
         self.ingestor = ingestor
         self._queue: queue.Queue[_Received] = queue.Queue()
+        self._unstored: deque[float] = deque()  # time.monotonic() of each received, unstored message, oldest first
+        self._storage_failing_since: float | None = None
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._generation = 0
@@ -69,6 +77,11 @@ class MqttIngest:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def progress(self) -> IngestProgress:
+        with self._lock:
+            oldest = time.monotonic() - self._unstored[0] if self._unstored else 0.0
+            return IngestProgress(len(self._unstored), oldest, self._storage_failing_since)
 
     def start(self) -> None:
         """Connect in the background and start the worker; raise ``ConfigError`` / :class:`BrokerUnavailable`."""
@@ -164,6 +177,7 @@ class MqttIngest:
         topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
         with self._lock:
             generation = self._generation
+            self._unstored.append(time.monotonic())
         self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
@@ -195,13 +209,26 @@ class MqttIngest:
                 break
             except StorageUnavailable as exc:
                 logger.error("cannot store %d messages, retrying in %.1f s: %s", len(batch), delay, exc)
-            except Exception:  # the loop must survive anything; nothing is acknowledged on this path
+            except Exception:  # a defect of the ingest itself: nothing could be stored, so treat it as storage
                 logger.exception("unexpected error storing %d messages; retrying in %.1f s", len(batch), delay)
+            self._storage_failed()
             if self._stopping.wait(delay):
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
                 return
             delay = min(delay * 2, RETRY_MAX_S)
+        with self._lock:
+            for _ in batch:
+                self._unstored.popleft()
+            if self._storage_failing_since is not None:
+                logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
+                self._storage_failing_since = None
         self._ack(batch)
+
+    def _storage_failed(self) -> None:
+        self.ingestor.metrics.count_storage_retry()
+        with self._lock:
+            if self._storage_failing_since is None:
+                self._storage_failing_since = time.monotonic()
 
     def _ack(self, batch: list[_Received]) -> None:
         client = self._client

@@ -14,6 +14,46 @@ from pathlib import Path
 
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: Start-of-frame markers (baseline, progressive, lossless, arithmetic …); 0xC4, 0xC8 and 0xCC are not frames.
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a JPEG image, or ``None`` if it is one.
+
+    Checked by content, without decoding the picture: the start-of-image marker, a well-formed chain of marker
+    segments up to the start of the scan with a frame header of non-zero size before it, and the end-of-image
+    marker as the last two bytes.
+    """
+    if len(data) < 4 or data[:3] != b"\xff\xd8\xff":
+        return "does not start with a JPEG start-of-image marker"
+    if data[-2:] != b"\xff\xd9":
+        return "does not end with a JPEG end-of-image marker"
+    pos, frame = 2, False
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return f"no JPEG marker at byte {pos}"
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > len(data):
+            return f"JPEG segment 0x{marker:02X} at byte {pos} runs past the end"
+        if marker in _SOF_MARKERS:
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            if length < 8 or not height or not width:
+                return "JPEG frame header without a picture size"
+            frame = True
+        if marker == 0xDA:
+            return None if frame else "JPEG scan without a frame header"
+        pos += 2 + length
+    return "no JPEG scan"
 
 
 class SnapshotStore:

@@ -30,5 +30,6 @@ def metrics(session: SessionDep, context: ContextDep) -> PlainTextResponse:
         seals_total=total,
         broker_connected=context.broker_connected,
         reasons=[reason.value for reason in Reason],
+        progress=context.ingest.progress() if context.ingest is not None else None,
     )
     return PlainTextResponse(body, media_type=PROMETHEUS_CONTENT_TYPE)

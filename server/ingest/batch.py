@@ -48,10 +48,13 @@ from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
 from server.models import Event, QuarantinedMessage, Seal, Snapshot
-from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore
+from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
 QUARANTINE_RAW_LIMIT = 256 * 1024
+#: The quarantine's text columns are cut to these many characters.
+QUARANTINE_TOPIC_LIMIT = 512
+QUARANTINE_DETAIL_LIMIT = 2000
 
 #: How far a seal's clock may be off when its event is matched to a binding that has ended: an event stamped up to
 #: this long before the binding began or after it ended still belongs to it. A seal's clock is NTP-synchronised, but
@@ -97,7 +100,7 @@ class IngestBatch:
         self.alarms = AlarmBook(session, fold_window=fold_window)
         self._seals: dict[str, Seal] = {}
         self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
-        self._by_seq: dict[tuple[str, int], tuple[str, str]] = {}  # (device_id, seq) -> (event_id, sig)
+        self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
 
@@ -120,17 +123,20 @@ class IngestBatch:
             return results
 
     @staticmethod
-    def quarantine(session: Session, message: Message, result: IngestResult) -> None:
+    def quarantine(
+        session: Session, message: Message, result: IngestResult, *, detail: str | None = None, keep_raw: bool = True
+    ) -> None:
+        """Add the quarantine row of ``message`` (whose ``result`` says why); texts are made storable."""
         assert result.reason is not None
         session.add(
             QuarantinedMessage(
                 received_at=message.received_at,
-                topic=message.topic,
+                topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
                 device_id=result.device_id,
                 reason=result.reason.value,
-                detail=result.detail,
+                detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
                 size=len(message.payload),
-                raw=message.payload[:QUARANTINE_RAW_LIMIT],
+                raw=message.payload[:QUARANTINE_RAW_LIMIT] if keep_raw else b"",
             )
         )
 
@@ -209,15 +215,15 @@ class IngestBatch:
             seqs.setdefault(envelope.device_id, set()).add(envelope.seq)
         same_seq = [and_(Event.device_id == device_id, Event.seq.in_(s)) for device_id, s in seqs.items()]
         same_id = Event.event_id.in_({str(e.event_id) for e in envelopes})
-        columns = (Event.device_id, Event.seq, Event.event_id, Event.sig, Event.prev_hash, Event.raw)
-        for device_id, seq, event_id, sig, prev_hash, raw in self.session.execute(
+        columns = (Event.device_id, Event.seq, Event.event_id, Event.prev_hash, Event.raw)
+        for device_id, seq, event_id, prev_hash, raw in self.session.execute(
             select(*columns).where(or_(same_id, *same_seq))
         ):
-            self._remember(device_id, seq, event_id, sig)
+            self._remember(device_id, seq, event_id, raw)
             self.chain.remember(device_id, seq, raw, prev_hash)
 
-    def _remember(self, device_id: str, seq: int, event_id: str, sig: str) -> None:
-        self._by_seq[(device_id, seq)] = (event_id, sig)
+    def _remember(self, device_id: str, seq: int, event_id: str, raw: bytes) -> None:
+        self._by_seq[(device_id, seq)] = (event_id, raw)
         self._by_event_id[event_id] = (device_id, seq)
 
     # -- phase 2: in order, against stored events and the ones this batch added ------------------------------------
@@ -246,7 +252,7 @@ class IngestBatch:
         assert envelope.sig is not None  # verify_envelope refuses unsigned envelopes
         stored = self._by_seq.get((envelope.device_id, envelope.seq))
         if stored is not None:
-            if stored == (event_id, envelope.sig):
+            if stored[1] == message.payload:  # a redelivery: the very bytes already stored
                 seal.last_seen_at = message.received_at
                 return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"seq {envelope.seq}")
             raise Rejected(
@@ -271,7 +277,7 @@ class IngestBatch:
             raw=message.payload,
         )
         self.session.add(row)
-        self._remember(envelope.device_id, envelope.seq, event_id, envelope.sig)
+        self._remember(envelope.device_id, envelope.seq, event_id, message.payload)
         self.chain.record(envelope, message.payload)
         on_event(self.alarms, envelope, row, at=message.received_at, late=envelope.case_no != seal.case_no)
         answer = apply_answer(self.session, envelope, at=message.received_at)
@@ -300,10 +306,15 @@ class IngestBatch:
     def _snapshot(self, topic: ParsedTopic, message: Message) -> IngestResult:
         assert topic.sha256 is not None
         if len(message.payload) > MAX_SNAPSHOT_BYTES:
-            raise Rejected(Reason.OVERSIZED, f"snapshot of {len(message.payload)} bytes, limit {MAX_SNAPSHOT_BYTES}")
+            raise Rejected(
+                Reason.INVALID_SNAPSHOT, f"snapshot of {len(message.payload)} bytes, limit {MAX_SNAPSHOT_BYTES}"
+            )
         actual = hashlib.sha256(message.payload).hexdigest()
         if actual != topic.sha256:
             raise Rejected(Reason.SNAPSHOT_MISMATCH, f"snapshot bytes hash to {actual}, the topic says {topic.sha256}")
+        problem = jpeg_problem(message.payload)
+        if problem is not None:
+            raise Rejected(Reason.INVALID_SNAPSHOT, f"not a JPEG image: {problem}")
         seal = self._seal(topic.device_id)
         case_no = self._snapshot_case(seal)
         seal.last_seen_at = message.received_at
@@ -331,6 +342,12 @@ class IngestBatch:
         if seal is None:
             raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
         return seal
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as every database stores it: lone surrogates and NUL written as escapes, cut to ``limit``."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 
 def device_of(topic: str) -> str | None:

@@ -1,10 +1,13 @@
 """The ingest's transactions: a batch of messages in one transaction, or one by one when that fails.
 
 :meth:`Ingestor.ingest` returns only once every message's outcome is committed: the caller may then acknowledge
-them all. A row the database refuses (e.g. a value PostgreSQL cannot store) is quarantined on its own instead of
-holding back the others. If the database cannot take even a quarantine row, :class:`StorageUnavailable` is raised
-and the caller must acknowledge nothing from that batch; storing it again later is safe (duplicates are no-ops).
-Outcomes are logged and counted only after their commit.
+them all. A failure is the fault of the batch's messages — a row the database refuses, or anything else raised
+while decoding, checking or deriving rows from a message — unless the database does not answer: then, and only
+then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing from that batch and retries it later
+(storing it again is safe: duplicates are no-ops). Otherwise the batch is rolled back and its messages are stored
+one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
+``internal_error`` and the exception's class — and the others are stored as usual. Outcomes are logged and
+counted only after their commit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -54,8 +58,16 @@ class Ingestor:
             with self._session_factory() as session:
                 results = self._batch(session).apply(messages)
                 session.commit()
-        except SQLAlchemyError as exc:
-            logger.warning("batch of %d messages failed (%s); storing them one by one", len(messages), exc)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:  # whose fault it is is decided right below
+            self._raise_if_database_down(exc)
+            logger.warning(
+                "batch of %d messages failed (%s: %s); storing them one by one",
+                len(messages),
+                type(exc).__name__,
+                exc,
+            )
             return [self._ingest_alone(message) for message in messages]
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
@@ -65,8 +77,9 @@ class Ingestor:
         return IngestBatch(session, keys=self._keys, snapshots=self.snapshots, fold_window=self._fold_window)
 
     def _ingest_alone(self, message: Message) -> IngestResult:
-        reason, detail = Reason.STORAGE_ERROR, ""
-        # A unique-constraint race with another worker resolves itself on the second try (as a duplicate).
+        failure: Exception | None = None
+        # A unique-constraint race with another worker resolves itself on the second try (as a duplicate), and so
+        # does a writer that held the database a moment too long.
         for _attempt in range(2):
             try:
                 with self._session_factory() as session:
@@ -74,26 +87,61 @@ class Ingestor:
                     session.commit()
                 self._record(message, result)
                 return result
-            except (IntegrityError, DataError) as exc:
-                cause = exc.orig or exc
-                detail = f"storage error: {type(cause).__name__}: {cause}"
-            except SQLAlchemyError as exc:
-                raise StorageUnavailable(f"database unavailable: {exc}") from exc
             except StorageUnavailable:
                 raise
-            except Exception as exc:  # a bug must not block the queue: keep the message, log the traceback
-                logger.exception("internal error on a message from %s", message.topic)
-                reason, detail = Reason.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}"
-                break
-        result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), reason, detail[:2000])
+            except Exception as exc:  # the message's own fault unless the database is down
+                self._raise_if_database_down(exc)
+                failure = exc
+        assert failure is not None
+        result = self._failure_result(message, failure)
+        self._store_quarantine(message, result)
+        self._record(message, result)
+        return result
+
+    @staticmethod
+    def _failure_result(message: Message, failure: Exception) -> IngestResult:
+        if isinstance(failure, SQLAlchemyError):
+            cause = getattr(failure, "orig", None) or failure
+            reason = Reason.STORAGE_ERROR
+            detail = f"storage error: {type(cause).__name__}: {cause}"
+        else:
+            reason = Reason.INTERNAL_ERROR
+            detail = f"internal error: {type(failure).__name__}: {failure}"
+        if not isinstance(failure, IntegrityError | DataError):  # a bug, or a database refusal to look into
+            logger.error("%s on a message from %r", detail[:200], message.topic, exc_info=failure)
+        return IngestResult(Outcome.QUARANTINED, device_of(message.topic), reason, detail)
+
+    def _store_quarantine(self, message: Message, result: IngestResult) -> None:
+        """Commit ``result``'s quarantine row; raise :class:`StorageUnavailable` only if the database is down.
+
+        Should the database refuse the row itself, a row with the topic and the size but without the bytes is
+        stored instead, so that even then one message cannot hold up the others.
+        """
         try:
             with self._session_factory() as session:
                 IngestBatch.quarantine(session, message, result)
                 session.commit()
+            return
+        except SQLAlchemyError as exc:
+            self._raise_if_database_down(exc)
+            logger.error("the quarantine row of a message from %r was refused: %s", message.topic, exc)
+            refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
+        try:
+            with self._session_factory() as session:
+                IngestBatch.quarantine(session, message, result, detail=refusal, keep_raw=False)
+                session.commit()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(f"cannot store a quarantine row: {exc}") from exc
-        self._record(message, result)
-        return result
+
+    def _raise_if_database_down(self, exc: Exception) -> None:
+        """Raise :class:`StorageUnavailable` from ``exc`` if the database does not answer a trivial query."""
+        if not isinstance(exc, SQLAlchemyError):
+            return
+        try:
+            with self._session_factory() as session:
+                session.execute(text("SELECT 1"))
+        except SQLAlchemyError as probe:
+            raise StorageUnavailable(f"database unavailable: {probe}") from exc
 
     def _record(self, message: Message, result: IngestResult) -> None:
         """Log and count a committed outcome."""

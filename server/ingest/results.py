@@ -27,6 +27,7 @@ class Reason(StrEnum):
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
     INVALID_ENVELOPE = "invalid_envelope"
+    NON_CANONICAL = "non_canonical"
     DEVICE_MISMATCH = "device_mismatch"
     UNKNOWN_SEAL = "unknown_seal"
     BAD_SIGNATURE = "bad_signature"
@@ -37,6 +38,7 @@ class Reason(StrEnum):
     BROKEN_CHAIN = "broken_chain"
     INVALID_STATUS = "invalid_status"
     SNAPSHOT_MISMATCH = "snapshot_mismatch"
+    INVALID_SNAPSHOT = "invalid_snapshot"
     STORAGE_ERROR = "storage_error"
     INTERNAL_ERROR = "internal_error"
 

@@ -67,6 +67,17 @@ class SimulatedSeal:
         return data
 
 
+def jpeg_bytes(width: int = 32, height: int = 24, shade: int = 0) -> bytes:
+    """A small real JPEG picture (OpenCV's encoder), different for each ``shade``."""
+    import cv2  # the agent's extra; imported here so that only tests that need a picture need it
+    import numpy as np
+
+    picture = np.full((height, width, 3), shade % 256, dtype=np.uint8)
+    ok, encoded = cv2.imencode(".jpg", picture)
+    assert ok
+    return bytes(encoded.tobytes())
+
+
 def message(topic: str, payload: bytes) -> Message:
     return Message(topic, payload, datetime.now(UTC))
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from seal_protocol import EventType, decode_envelope, encode_envelope, encode_status, snapshot_topic
+from seal_protocol import EventType, canonical_json, decode_envelope, encode_envelope, encode_status, snapshot_topic
 from seal_protocol.signing import generate_signing_key, sign_envelope
 from seal_protocol.status import SealStatus
 from server.db import SessionFactory, make_engine, make_session_factory
@@ -19,7 +19,7 @@ from server.errors import StorageUnavailable
 from server.ingest import Ingestor, Outcome, Reason
 from server.metrics import IngestMetrics
 from server.models import Event, QuarantinedMessage, Seal, Snapshot
-from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _forged(w: World) -> tuple[str, bytes]:
 def _unsigned(w: World) -> tuple[str, bytes]:
     obj = json.loads(w.a.event())
     obj["sig"] = None
-    return w.a.event_topic, json.dumps(obj, ensure_ascii=False).encode()
+    return w.a.event_topic, canonical_json(obj)
 
 
 def _unknown_seal(_w: World) -> tuple[str, bytes]:
@@ -191,7 +191,7 @@ def test_bad_or_unknown_status_is_quarantined(world: World) -> None:
 
 
 def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
-    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+    jpeg = jpeg_bytes()
     digest = hashlib.sha256(jpeg).hexdigest()
 
     results = world.ingestor.ingest(
@@ -210,21 +210,95 @@ def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
         assert row is not None and (row.device_id, row.case_no, row.size) == ("seal-a", CASE_A, len(jpeg))
 
 
-def test_row_the_database_refuses_is_quarantined_alone(world: World, database_url: str) -> None:
-    """PostgreSQL's JSONB refuses NUL characters: the batch falls back to one message at a time."""
-    awkward = world.a.event(payload={"text": "nul\u0000byte"})
+@pytest.mark.parametrize(
+    "picture",
+    [
+        b"",
+        b"GIF89a" + b"\0" * 64,
+        b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4,  # a JPEG's first bytes and then noise
+        jpeg_bytes()[:-40] + b"\xff\xd9",  # a cut JPEG with an end marker glued on
+    ],
+    ids=["empty", "gif", "jpeg-start-only", "truncated"],
+)
+def test_snapshot_that_is_not_a_jpeg_is_quarantined(world: World, tmp_path: Path, picture: bytes) -> None:
+    digest = hashlib.sha256(picture).hexdigest()
+    good = world.b.event()
+
+    results = world.ingestor.ingest(
+        [message(snapshot_topic("seal-a", digest), picture), message(world.b.event_topic, good)]
+    )
+
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.QUARANTINED, Reason.INVALID_SNAPSHOT),
+        (Outcome.STORED, None),
+    ]
+    assert not (tmp_path / "snapshots" / f"{digest}.jpg").exists()
+    with world.session_factory() as session:
+        assert session.scalar(select(func.count(Snapshot.id))) == 0
+
+
+def test_nul_character_is_refused_by_the_protocol_on_every_database(world: World) -> None:
+    """PostgreSQL's JSONB cannot hold U+0000, SQLite can: the wire contract refuses it, so both agree."""
+    obj = json.loads(world.a.event())
+    obj["payload"] = {"text": "nul\u0000byte"}
+    del obj["sig"]
+    obj["sig"] = world.a.key.sign(canonical_json(obj)).signature.hex()  # validly signed by the seal itself
+    awkward = canonical_json(obj)
     good = world.b.event()
 
     results = world.ingestor.ingest([message(world.a.event_topic, awkward), message(world.b.event_topic, good)])
 
-    if database_url.startswith("postgresql"):
-        assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.STORED]
-        assert results[0].reason is Reason.STORAGE_ERROR
-        assert [row.reason for row in world.quarantine()] == ["storage_error"]
-        assert [row.raw for row in world.events()] == [good]
-    else:
-        assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED]
-        assert world.events()[0].payload == {"text": "nul\u0000byte"}
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.QUARANTINED, Reason.INVALID_JSON),
+        (Outcome.STORED, None),
+    ]
+    assert [row.raw for row in world.events()] == [good]
+
+
+def _refuse_seq_in_the_database(world: World, database_url: str, seq: int) -> None:
+    """Make the database itself refuse to store events with ``seq`` (a trigger), as a full or broken table would."""
+    with world.session_factory() as session:
+        if database_url.startswith("postgresql"):
+            session.execute(
+                text(
+                    "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.seq = {seq} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
+                    "$$ LANGUAGE plpgsql"
+                )
+            )
+            session.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_event()")
+            )
+        else:
+            session.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = {seq} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+        session.commit()
+
+
+def test_row_the_database_refuses_is_quarantined_alone(world: World, database_url: str) -> None:
+    """One message's row fails in the database: the batch is stored one by one, and only that one is quarantined."""
+    _refuse_seq_in_the_database(world, database_url, seq=2)
+    first, refused, third = world.a.event(), world.a.event(), world.a.event()
+    other = world.b.event()
+
+    results = world.ingestor.ingest(
+        [message(world.a.event_topic, data) for data in (first, refused, third)] + [message(world.b.event_topic, other)]
+    )
+
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.STORED, None),
+        (Outcome.QUARANTINED, Reason.STORAGE_ERROR),
+        (Outcome.STORED, None),
+        (Outcome.STORED, None),
+    ]
+    [row] = world.quarantine()
+    assert row.raw == refused and "refused by the test" in row.detail
+    assert sorted(row.raw for row in world.events()) == sorted([first, third, other])
+    assert world.metrics.snapshot().rejected == {"storage_error": 1}
 
 
 def test_without_a_database_nothing_is_claimed_stored(tmp_path: Path) -> None:

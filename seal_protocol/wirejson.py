@@ -1,0 +1,111 @@
+"""The JSON the wire admits, and its one canonical encoding.
+
+Every signed message (event envelopes, commands, receipts) and the status message are JSON objects restricted to
+what any language can rebuild byte for byte:
+
+- UTF-8, no byte-order mark; one object; no duplicate keys anywhere;
+- numbers are integers only, written in plain decimal (no fraction, no exponent, no leading zeros, no ``-0``),
+  between ``-(2**53 - 1)`` and ``2**53 - 1``; ``NaN``/``Infinity`` are not JSON and are refused;
+- strings are Unicode scalar values: no lone surrogates (an escaped ``"\\ud800"``) and no U+0000;
+- nesting at most :data:`MAX_DEPTH` levels.
+
+The canonical encoding (:func:`canonical_json`): keys sorted by code point, separators ``,`` and ``:`` with no
+whitespace, non-ASCII characters written as themselves, ``"`` and ``\\`` escaped with a backslash, the control
+characters U+0008, U+0009, U+000A, U+000C, U+000D as ``\\b \\t \\n \\f \\r`` and the other ones below U+0020 as
+``\\u00xx`` (lowercase hex); nothing else is escaped. For the values admitted above with ASCII keys this is the
+JSON Canonicalization Scheme (RFC 8785) as well.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from seal_protocol.errors import InvalidEnvelope
+
+#: The largest integer every JSON implementation represents exactly (an IEEE 754 double's 53-bit mantissa).
+MAX_SAFE_INTEGER = 2**53 - 1
+#: Objects and arrays nested deeper than this are refused (an event's own fields are level 1).
+MAX_DEPTH = 16
+_MAX_INT_DIGITS = len(str(MAX_SAFE_INTEGER)) + 1  # with a minus sign
+_FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Encode ``obj`` as canonical JSON bytes (see the module docstring)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
+    """Parse ``data`` as wire JSON; raise :class:`InvalidEnvelope` (code ``invalid_utf8`` or ``invalid_json``)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start} of the {what}", "invalid_utf8") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_object, parse_float=_no_float, parse_int=_int, parse_constant=_no)
+    except RecursionError:
+        raise InvalidEnvelope(f"invalid JSON: the {what} is nested too deeply", "invalid_json") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError; so are the refusals below
+        raise InvalidEnvelope(f"invalid JSON: {exc}", "invalid_json") from None
+    check_wire_value(obj, what=what)
+    return obj
+
+
+def check_wire_value(obj: Any, *, what: str = "message") -> None:
+    """Raise :class:`InvalidEnvelope` unless ``obj`` (a parsed or a to-be-encoded value) is admitted on the wire."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise InvalidEnvelope(f"invalid JSON: the {what} nests deeper than {MAX_DEPTH} levels", "invalid_json")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidEnvelope(f"invalid JSON: a key is not a string: {key!r}", "invalid_json")
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                raise InvalidEnvelope(f"invalid JSON: integer out of range ±(2**53 - 1): {value}", "invalid_json")
+        else:
+            raise InvalidEnvelope(f"invalid JSON: {type(value).__name__} values are not admitted", "invalid_json")
+
+
+def _check_text(text: str) -> None:
+    bad = _FORBIDDEN_CHARS.search(text)
+    if bad is not None:
+        raise InvalidEnvelope(
+            f"invalid JSON: a string holds U+{ord(bad.group()):04X} (a lone surrogate or NUL is not admitted)",
+            "invalid_json",
+        )
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS:  # also keeps int() from parsing thousands of digits
+        raise ValueError(f"integer out of range ±(2**53 - 1): {text[:24]}…")
+    return int(text)
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError(f"only integers are admitted, not {text[:24]!r}")
+
+
+def _no(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
