@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -118,7 +119,64 @@ def _replayed_seq(w: World) -> tuple[str, bytes]:
     return w.a.event_topic, w.a.event(EventType.TAMPER, seq=1)
 
 
+def _signed_by_the_seal(w: World, change: Callable[[dict[str, Any]], None], *, raw: bool = False) -> tuple[str, bytes]:
+    """A message of seal-a with its fields changed by ``change`` and then validly signed with the seal's own key
+    (over the JSON as sent), so that only the strict parsing can refuse it."""
+    obj = json.loads(w.a.event())
+    del obj["sig"]
+    change(obj)
+    body = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    signature = w.a.key.sign(body.encode("utf-8", "surrogatepass")).signature.hex()
+    obj["sig"] = signature
+    text = json.dumps(obj, ensure_ascii=raw, sort_keys=True, separators=(",", ":"))
+    return w.a.event_topic, text.encode("utf-8", "surrogatepass")
+
+
+def _set(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda obj: obj.__setitem__(name, value)
+
+
+def _with_whitespace(w: World) -> tuple[str, bytes]:
+    return w.a.event_topic, json.dumps(json.loads(w.a.event()), ensure_ascii=False).encode()
+
+
+def _duplicate_key(w: World) -> tuple[str, bytes]:
+    data = w.a.event()
+    return w.a.event_topic, data.replace(b'"seq":', b'"seq":1,"seq":', 1)
+
+
 BAD_MESSAGES: dict[str, tuple[Callable[[World], tuple[str, bytes]], Reason]] = {
+    "lone surrogate, signed": (
+        lambda w: _signed_by_the_seal(w, _set("payload", {"note": "\ud800"}), raw=True),
+        Reason.INVALID_JSON,
+    ),
+    "seq true, signed": (lambda w: _signed_by_the_seal(w, _set("seq", True)), Reason.INVALID_ENVELOPE),
+    "seq as a string, signed": (lambda w: _signed_by_the_seal(w, _set("seq", "15")), Reason.INVALID_ENVELOPE),
+    "float in the payload, signed": (
+        lambda w: _signed_by_the_seal(w, _set("payload", {"x": 1.5})),
+        Reason.INVALID_JSON,
+    ),
+    "non-ASCII digits in ts, signed": (
+        lambda w: _signed_by_the_seal(w, _set("ts", "２０２６-01-01T00:00:00.000Z")),
+        Reason.INVALID_ENVELOPE,
+    ),
+    "impossible date, signed": (
+        lambda w: _signed_by_the_seal(w, _set("ts", "2026-02-30T00:00:00.000Z")),
+        Reason.INVALID_ENVELOPE,
+    ),
+    "leap second, signed": (
+        lambda w: _signed_by_the_seal(w, _set("ts", "2026-12-31T23:59:60.000Z")),
+        Reason.INVALID_ENVELOPE,
+    ),
+    "extra field, signed": (lambda w: _signed_by_the_seal(w, _set("extra", 1)), Reason.INVALID_ENVELOPE),
+    "uppercase event_id, signed": (
+        lambda w: _signed_by_the_seal(w, lambda o: o.__setitem__("event_id", o["event_id"].upper())),
+        Reason.INVALID_ENVELOPE,
+    ),
+    "escaped non-ASCII, signed": (lambda w: _signed_by_the_seal(w, lambda o: None, raw=True), Reason.NON_CANONICAL),
+    "re-encoded with white space": (_with_whitespace, Reason.NON_CANONICAL),
+    "duplicate key": (_duplicate_key, Reason.INVALID_JSON),
+    "deeply nested": (lambda w: (w.a.event_topic, b"[" * 30_000 + b"]" * 30_000), Reason.INVALID_JSON),
     "malformed JSON": (lambda w: (w.a.event_topic, b'{"v": 1, "seq": '), Reason.INVALID_JSON),
     "invalid UTF-8": (lambda w: (w.a.event_topic, b'{"v": "\xff\xfe"}'), Reason.INVALID_UTF8),
     "not an envelope": (lambda w: (w.a.event_topic, b'{"v": 1, "seq": 3}'), Reason.INVALID_ENVELOPE),
@@ -153,6 +211,33 @@ def test_bad_message_is_quarantined_and_the_next_good_one_stored(world: World, c
     events = world.events()
     assert len(events) == stored_before + 1 and events[-1].raw == good
     assert world.metrics.snapshot().rejected == {reason.value: 1}
+
+
+def test_a_re_encoded_copy_published_first_does_not_take_the_seals_place(world: World) -> None:
+    """Someone with the seal's MQTT password re-publishes its event with other white space before the real one."""
+    original, following = world.a.event(), world.a.event()
+    copy = json.dumps(json.loads(original), ensure_ascii=False, indent=1).encode()
+
+    results = world.ingestor.ingest([message(world.a.event_topic, data) for data in (copy, original, following)])
+
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.QUARANTINED, Reason.NON_CANONICAL),
+        (Outcome.STORED, None),
+        (Outcome.STORED, None),
+    ]
+    assert [row.raw for row in world.events()] == [original, following]
+
+
+def test_a_duplicate_is_a_no_op_only_when_its_bytes_are_identical(world: World) -> None:
+    original = world.a.event()
+    again = world.ingestor.ingest([message(world.a.event_topic, original)] * 2)
+    other_bytes = json.dumps(json.loads(original), ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode()
+
+    [result] = world.ingestor.ingest([message(world.a.event_topic, other_bytes)])
+
+    assert [r.outcome for r in again] == [Outcome.STORED, Outcome.DUPLICATE]
+    assert result.outcome is Outcome.QUARANTINED and other_bytes != original
+    assert [row.raw for row in world.events()] == [original]
 
 
 def test_quarantine_keeps_the_device_of_a_parsable_topic(world: World) -> None:
