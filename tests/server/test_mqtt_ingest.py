@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -194,3 +195,71 @@ def test_refused_login_is_not_connected(
         assert not ingest.connected
     finally:
         ingest.stop()
+
+
+def test_a_poison_message_is_quarantined_acknowledged_and_never_comes_back(
+    broker: PrivateBroker, seals: tuple[SimulatedSeal, SimulatedSeal], session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Messages that once halted every seal's ingest for good: a lone surrogate and a boolean seq, validly signed
+    by the seal's own key, and a status that is not one. The seals' events around them are stored, and after a
+    restart the broker has nothing left to redeliver."""
+    a, b = seals
+    chain = (a.seq, a.prev_hash)
+    body = json.loads(a.event())
+    a.seq, a.prev_hash = chain  # the next real event takes this place in the chain
+    del body["sig"]
+    body["payload"] = {"note": "\ud800"}
+    raw_body = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    body["sig"] = a.key.sign(raw_body.encode("utf-8", "surrogatepass")).signature.hex()
+    surrogate = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    settings = server_mqtt_settings(broker, tmp_path)
+    first = start_ingest(settings, session_factory, tmp_path)
+    try:
+        with seal_connection(broker, a.device_id) as conn_a, seal_connection(broker, b.device_id) as conn_b:
+            conn_a.publish(a.event_topic, surrogate)
+            conn_a.publish(a.status_topic, b'{"state":"online","ts":{"nested":[1,2]},"agent_version":null}')
+            conn_a.publish(a.event_topic, a.event(EventType.TAMPER))
+            conn_b.publish(b.event_topic, b.event())
+            snap = first.wait(lambda m: m.stored >= 2 and m.rejected_total >= 2, "2 events and 2 rejections")
+    finally:
+        first.ingest.stop()
+    assert snap.rejected == {"invalid_json": 1, "invalid_status": 1}
+    assert sorted(event_rows(session_factory)) == [("seal-a", CASE_A, 1), ("seal-b", CASE_B, 1)]
+
+    second = start_ingest(settings, session_factory, tmp_path)
+    try:
+        with seal_connection(broker, b.device_id) as conn_b:
+            conn_b.publish(b.event_topic, b.event())
+            snap = second.wait(lambda m: m.stored >= 1, "the next event")
+    finally:
+        second.ingest.stop()
+    assert snap.rejected == {} and snap.duplicates == 0, "something was redelivered: it had not been acknowledged"
+
+
+def test_a_database_that_does_not_answer_shows_as_retrying_and_then_recovers(
+    broker: PrivateBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite only: a database whose tables are missing at first stands for one that cannot store."""
+    broken = make_engine(f"sqlite:///{tmp_path / 'not-yet.db'}")
+    a = SimulatedSeal("seal-a", CASE_A)
+    caplog.set_level(logging.INFO, logger="server.mqtt_ingest")
+    factory = make_session_factory(broken)
+    running = start_ingest(server_mqtt_settings(broker, tmp_path), factory, tmp_path)
+    try:
+        with seal_connection(broker, a.device_id) as conn:
+            conn.publish(a.event_topic, a.event())
+            assert wait_for_log(caplog, lambda r: r.getMessage().startswith("cannot store"), WAIT_S)
+            progress = running.ingest.progress()
+            assert (progress.state, progress.unstored) == ("retrying", 1)
+            assert progress.oldest_unstored_s > 0
+            assert running.metrics.snapshot().storage_retries >= 1
+
+            init_db(broken)  # the database is back
+            register(factory, a)
+            running.wait(lambda m: m.stored >= 1, "the event, once the database answers")
+        progress = running.ingest.progress()
+        assert (progress.state, progress.unstored, progress.oldest_unstored_s) == ("ok", 0, 0.0)
+        assert wait_for_log(caplog, lambda r: r.getMessage().startswith("storing works again"), WAIT_S)
+    finally:
+        running.ingest.stop()
+        broken.dispose()
