@@ -1,14 +1,47 @@
-"""Response models of the REST API, one family per resource."""
+"""Request and response models of the REST API, one family per resource, and the bounded types of their fields.
+
+Every string a client sends has a length bound and a character rule: identifiers and one-line fields refuse control
+characters (:data:`ONE_LINE`), free text refuses only NUL (:data:`NO_NUL`, which PostgreSQL cannot store). So a
+hostile value is a 422 naming the field, never a database error.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from seal_protocol.topics import DEVICE_ID_PATTERN
 from server.auth.access import Role
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
+#: No control characters (C0, DEL): identifiers, names, URLs, one-line fields.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+#: Anything but NUL: notes and other free text.
+NO_NUL = r"^[^\x00]*$"
+#: The largest id of a (signed 64-bit) id column.
+MAX_ROW_ID = 2**63 - 1
+CASE_NO_MAX = 64
+USERNAME_MAX = 64
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the first representable UTC moment
+        raise ValueError("the time is out of range") from None
+
+
+CaseNo = Annotated[str, StringConstraints(min_length=1, max_length=CASE_NO_MAX, pattern=ONE_LINE)]
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=USERNAME_MAX, pattern=ONE_LINE)]
+PublicKeyText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ONE_LINE)]
+Name = Annotated[str, StringConstraints(max_length=128, pattern=ONE_LINE)]
+Place = Annotated[str, StringConstraints(max_length=256, pattern=ONE_LINE)]
+FreeText = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+#: A timezone-aware moment, normalised to UTC (a value that has no UTC form is refused, not a server error).
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class HealthPublic(BaseModel):
@@ -57,16 +90,16 @@ class SealPublic(BaseModel):
 class SealCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_id: str = Field(min_length=1, max_length=64, description="The seal's id, also its MQTT username.")
-    public_key: str = Field(min_length=1, max_length=64, description="The seal's Ed25519 public key, base64.")
-    location: str = Field("", max_length=256, description="Where the seal is kept or installed.")
+    device_id: DeviceId = Field(description="The seal's id, also its MQTT username.")
+    public_key: PublicKeyText = Field(description="The seal's Ed25519 public key, base64.")
+    location: Place = Field("", description="Where the seal is kept or installed.")
 
 
 class SealBind(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    case_no: str = Field(min_length=1, max_length=64, description="The case to bind the seal to.")
-    location: str | None = Field(None, max_length=256, description="Where the seal is installed; unchanged if null.")
+    case_no: CaseNo = Field(description="The case to bind the seal to.")
+    location: Place | None = Field(None, description="Where the seal is installed; unchanged if null.")
 
 
 class SealBindingPublic(BaseModel):
@@ -81,22 +114,22 @@ class SealBindingPublic(BaseModel):
 class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    case_no: str = Field(min_length=1, max_length=64, description="案号, e.g. (2021)苏0214执1234号.")
-    court: str = Field("", max_length=128, description="The court, e.g. 无锡市滨湖区人民法院.")
-    judge: str = Field("", max_length=128, description="The enforcement judge's name as printed on the notice.")
-    address: str = Field("", max_length=256, description="Where the sealed property is.")
-    applicant: str = Field("", max_length=256, description="申请执行人, the creditor.")
-    debtor: str = Field("", max_length=256, description="被执行人, the debtor.")
+    case_no: CaseNo = Field(description="案号, e.g. (2021)苏0214执1234号.")
+    court: Name = Field("", description="The court, e.g. 无锡市滨湖区人民法院.")
+    judge: Name = Field("", description="The enforcement judge's name as printed on the notice.")
+    address: Place = Field("", description="Where the sealed property is.")
+    applicant: Place = Field("", description="申请执行人, the creditor.")
+    debtor: Place = Field("", description="被执行人, the debtor.")
 
 
 class CaseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    court: str | None = Field(None, max_length=128)
-    judge: str | None = Field(None, max_length=128)
-    address: str | None = Field(None, max_length=256)
-    applicant: str | None = Field(None, max_length=256)
-    debtor: str | None = Field(None, max_length=256)
+    court: Name | None = None
+    judge: Name | None = None
+    address: Place | None = None
+    applicant: Place | None = None
+    debtor: Place | None = None
 
 
 class CasePublic(BaseModel):
@@ -114,7 +147,7 @@ class CasePublic(BaseModel):
 class AssignmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64, description="A judge, officer, creditor or debtor.")
+    username: Username = Field(description="A judge, officer, creditor or debtor.")
 
 
 class AssignmentPublic(BaseModel):
@@ -143,7 +176,7 @@ class SealEventPage(BaseModel):
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=64)
+    username: Username
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
@@ -174,8 +207,8 @@ class UserCreate(BaseModel):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
     role: Role
-    full_name: str = Field("", max_length=128)
-    case_nos: list[str] = Field(default_factory=list, description="Cases to assign the user to at once.")
+    full_name: Name = ""
+    case_nos: list[CaseNo] = Field(default_factory=list, max_length=100, description="Cases to assign the user to.")
 
 
 class UserUpdate(BaseModel):
@@ -183,7 +216,7 @@ class UserUpdate(BaseModel):
 
     role: Role | None = Field(None, description="A new role; ends the user's logins.")
     disabled: bool | None = Field(None, description="Disable (true) ends the user's logins; enable (false).")
-    full_name: str | None = Field(None, max_length=128)
+    full_name: Name | None = None
     password: str | None = Field(
         None,
         min_length=MIN_PASSWORD_LENGTH,

@@ -13,11 +13,13 @@ from server.alarms import AlarmState
 from server.alarms.models import Alarm
 from server.alarms.service import acknowledge_alarm, close_alarm, get_alarm, list_alarms
 from server.api.deps import CurrentUser, Responses, SessionDep, requires
+from server.api.params import Before, RowIdPath
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
+from server.schemas import FreeText
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -50,7 +52,7 @@ class AlarmPublic(BaseModel):
 class AlarmNote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field("", max_length=2000, description="What was seen or done; kept with the alarm.")
+    note: FreeText = Field("", description="What was seen or done; kept with the alarm.")
 
 
 @router.get("")
@@ -59,7 +61,7 @@ def read_alarms(
     session: SessionDep,
     state: Annotated[AlarmState | None, Query(description="Only alarms in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Alarms per page.")] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only alarms with an id below this (paging cursor).")] = None,
+    before: Before = None,
 ) -> list[AlarmPublic]:
     """Alarms of the cases you may see, newest first."""
     case_nos = access.visible_case_nos(session, user)
@@ -68,13 +70,13 @@ def read_alarms(
 
 
 @router.get("/{alarm_id}", responses=NOT_FOUND)
-def read_alarm(alarm_id: int, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+def read_alarm(alarm_id: RowIdPath, user: CurrentUser, session: SessionDep) -> AlarmPublic:
     """One alarm."""
     return _public(session, [_alarm_for(session, user, alarm_id, Permission.ALARM_READ)])[0]
 
 
 @router.post("/{alarm_id}/ack", responses=NOT_FOUND | CONFLICT)
-def acknowledge(alarm_id: int, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+def acknowledge(alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
     """Acknowledge an open alarm: you have seen it and take care of it (judge, officer, clerk)."""
     _alarm_for(session, user, alarm_id, Permission.ALARM_ACK)
     alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)
@@ -84,7 +86,7 @@ def acknowledge(alarm_id: int, body: AlarmNote, user: CurrentUser, session: Sess
 
 
 @router.post("/{alarm_id}/close", responses=NOT_FOUND | CONFLICT)
-def close(alarm_id: int, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+def close(alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
     """Close an alarm: dealt with, or a false alarm (judge, clerk)."""
     _alarm_for(session, user, alarm_id, Permission.ALARM_CLOSE)
     alarm = close_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)

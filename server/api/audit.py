@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from server.api.deps import SessionDep, requires
+from server.api.params import Before
 from server.auth.access import Permission
 from server.auth.models import AuditEntry, User
-from server.schemas import AuditPage, AuditPublic
+from server.schemas import ONE_LINE, AuditPage, AuditPublic
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -22,12 +23,16 @@ def read_audit(
     _clerk: Annotated[User, Depends(requires(Permission.AUDIT_READ))],
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Entries per page.")] = 100,
-    before: Annotated[
-        int | None, Query(ge=1, description="Only entries with an id below this (paging cursor).")
+    before: Before = None,
+    action: Annotated[
+        str | None, Query(max_length=32, pattern=ONE_LINE, description="Only this action, e.g. login.failed.")
     ] = None,
-    action: Annotated[str | None, Query(max_length=32, description="Only this action, e.g. login.failed.")] = None,
-    actor: Annotated[str | None, Query(max_length=64, description="Only this actor's username.")] = None,
-    target: Annotated[str | None, Query(max_length=128, description="Only this target (case, seal, user…).")] = None,
+    actor: Annotated[
+        str | None, Query(max_length=64, pattern=ONE_LINE, description="Only this actor's username.")
+    ] = None,
+    target: Annotated[
+        str | None, Query(max_length=128, pattern=ONE_LINE, description="Only this target (case, seal, user…).")
+    ] = None,
 ) -> AuditPage:
     """The audit log, newest first, in pages; filter by action, actor and target (clerk only)."""
     query = select(AuditEntry)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
+from server.api.params import UsernamePath
 from server.audit import record_audit
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
@@ -49,7 +50,7 @@ def add_assignment(
 
 @router.delete("/{case_no:path}/assignments/{username}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def remove_assignment(
-    username: str,
+    username: UsernamePath,
     case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))],
     clerk: CurrentUser,
     session: SessionDep,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from seal_protocol import canonical_json
 from seal_protocol.commands import CommandAction
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
+from server.api.params import Before, DeviceIdPath, RowIdPath
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -45,8 +46,11 @@ class CommandCreate(BaseModel):
     @field_validator("args")
     @classmethod
     def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(canonical_json(value)) > MAX_ARGS_BYTES:
+        encoded = canonical_json(value)
+        if len(encoded) > MAX_ARGS_BYTES:
             raise ValueError(f"args take at most {MAX_ARGS_BYTES} bytes as JSON")
+        if b"\\u0000" in encoded:  # NUL, in a key or a string: no database stores it in JSON
+            raise ValueError("args must not contain NUL characters")
         return value
 
 
@@ -83,7 +87,7 @@ class CommandPublic(BaseModel):
     },
 )
 def issue(
-    device_id: str, body: CommandCreate, user: CurrentUser, session: SessionDep, context: ContextDep
+    device_id: DeviceIdPath, body: CommandCreate, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> CommandPublic:
     """Send a signed command to the seal; it stays pending until the seal's signed answer arrives."""
     permission = Permission.COMMAND_DISARM if body.action in DECISIONS else Permission.COMMAND_SEND
@@ -107,7 +111,7 @@ def read_seal_commands(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Commands per page.")] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only commands with an id below this (paging).")] = None,
+    before: Before = None,
 ) -> list[CommandPublic]:
     """The seal's commands in the cases you may see, newest first."""
     rows = list_commands(
@@ -117,7 +121,7 @@ def read_seal_commands(
 
 
 @router.get("/commands/{command_id}", responses={404: {"description": "No such command, or not of your cases"}})
-def read_command(command_id: int, user: CurrentUser, session: SessionDep) -> CommandPublic:
+def read_command(command_id: RowIdPath, user: CurrentUser, session: SessionDep) -> CommandPublic:
     """One command and what became of it."""
     row = get_command(session, command_id=command_id)
     access.check_case_visible(session, user, row.case_no, Permission.SEAL_READ, what=f"command {command_id}")

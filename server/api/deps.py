@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from server.api.params import CaseNoPath, DeviceIdPath
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.errors import Forbidden, NotAuthenticated
@@ -104,7 +105,7 @@ def requires(permission: Permission) -> Callable[[User], User]:
 def case_with(permission: Permission) -> Callable[[str, Session, User], Case]:
     """A dependency: the ``{case_no}`` of the path, if visible to the user (else 404) and allowed (else 403)."""
 
-    def dependency(case_no: str, session: SessionDep, user: CurrentUser) -> Case:
+    def dependency(case_no: CaseNoPath, session: SessionDep, user: CurrentUser) -> Case:
         return access.case_for(session, user, case_no, permission)
 
     return dependency
@@ -113,7 +114,7 @@ def case_with(permission: Permission) -> Callable[[str, Session, User], Case]:
 def seal_with(permission: Permission) -> Callable[[str, Session, User], Seal]:
     """A dependency: the ``{device_id}`` of the path, if visible to the user (else 404) and allowed (else 403)."""
 
-    def dependency(device_id: str, session: SessionDep, user: CurrentUser) -> Seal:
+    def dependency(device_id: DeviceIdPath, session: SessionDep, user: CurrentUser) -> Seal:
         return access.seal_for(session, user, device_id, permission)
 
     return dependency

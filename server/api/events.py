@@ -6,18 +6,21 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
+from pydantic import StringConstraints
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from server.api.deps import CurrentUser, SessionDep, case_with, seal_with
+from server.api.params import Before
 from server.auth.access import Permission, case_filter
 from server.models import Case, Event, Seal
-from server.schemas import EventPage, EventPublic, SealEventPage
+from server.schemas import ONE_LINE, EventPage, EventPublic, Moment, SealEventPage
 
 router = APIRouter(tags=["events"])
 
 MAX_PAGE = 500
+MAX_TYPES = 32
+EventTypeName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=ONE_LINE)]
 
 
 class EventFilter:
@@ -26,17 +29,16 @@ class EventFilter:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Events per page.")] = 50,
-        before: Annotated[
-            int | None, Query(ge=1, description="Only events with an id below this (paging cursor).")
-        ] = None,
+        before: Before = None,
         type: Annotated[
-            list[str] | None, Query(max_length=32, description="Only events of these types (repeat the parameter).")
+            list[EventTypeName] | None,
+            Query(max_length=MAX_TYPES, description="Only events of these types (repeat the parameter)."),
         ] = None,
         since: Annotated[
-            AwareDatetime | None, Query(description="Only events that happened at or after this time (seal's clock).")
+            Moment | None, Query(description="Only events that happened at or after this time (seal's clock).")
         ] = None,
         until: Annotated[
-            AwareDatetime | None, Query(description="Only events that happened before this time (seal's clock).")
+            Moment | None, Query(description="Only events that happened before this time (seal's clock).")
         ] = None,
     ) -> None:
         self.limit, self.before, self.types, self.since, self.until = limit, before, type, since, until

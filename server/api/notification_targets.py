@@ -19,6 +19,7 @@ from server.alarms.service import (
     remove_notification_target,
 )
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with
+from server.api.params import RowIdPath
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -26,6 +27,7 @@ from server.errors import AlreadyExists
 from server.models import Case
 from server.notify.outbox import Role
 from server.notify.webhook import SECRET_MIN_LENGTH
+from server.schemas import ONE_LINE
 
 router = APIRouter(tags=["notifications"])
 
@@ -36,11 +38,14 @@ class NotificationTargetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role = Field(description="Whom the webhook speaks for: judge or creditor.")
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL the alarms are POSTed to.")
+    url: str = Field(
+        min_length=1, max_length=2000, pattern=ONE_LINE, description="http(s) URL the alarms are POSTed to."
+    )
     secret: str | None = Field(
         None,
         min_length=SECRET_MIN_LENGTH,
         max_length=256,
+        pattern=ONE_LINE,
         description="This target's HMAC-SHA256 key; without one the global notify.webhook_secret_file signs. "
         "Never returned.",
     )
@@ -110,7 +115,7 @@ def add_target(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such target, or not of one of your cases"}},
 )
-def remove_target(target_id: int, user: CurrentUser, session: SessionDep) -> None:
+def remove_target(target_id: RowIdPath, user: CurrentUser, session: SessionDep) -> None:
     """Stop sending a case's alarms to a webhook; its pending notifications are recorded failed (clerk only)."""
     target = get_notification_target(session, target_id=target_id)
     access.check_case_visible(

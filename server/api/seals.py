@@ -6,11 +6,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_with
+from server.api.params import CaseNoQuery, DeviceIdPath
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -64,7 +65,7 @@ def list_seals(
     user: SealReader,
     session: SessionDep,
     context: ContextDep,
-    case_no: Annotated[str | None, Query(description="Only the seals bound to this case.")] = None,
+    case_no: CaseNoQuery = None,
 ) -> list[SealPublic]:
     """The seals you may see, with case, last status and last event time."""
     query = select(Seal).where(access.seal_filter(session, user))
@@ -124,7 +125,9 @@ def read_bindings(
 
 
 @router.put("/{device_id}/binding", responses=NOT_FOUND | {409: {"description": "Already bound; unbind first"}})
-def bind(device_id: str, body: SealBind, user: CurrentUser, session: SessionDep, context: ContextDep) -> SealPublic:
+def bind(
+    device_id: DeviceIdPath, body: SealBind, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> SealPublic:
     """Bind the seal to a case of yours, on site (officer or clerk)."""
     access.case_for(session, user, body.case_no, Permission.SEAL_BIND)
     seal = access.seal_for(session, user, device_id, Permission.SEAL_BIND)

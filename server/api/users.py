@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from server.api.deps import ClerkUser, LoginDep, SessionDep
+from server.api.params import UsernamePath
 from server.audit import record_audit
 from server.auth.access import Role
 from server.auth.errors import Forbidden
@@ -59,13 +60,13 @@ def change_own_password(body: PasswordChange, login: LoginDep, session: SessionD
 
 
 @router.get("/{username}")
-def read_user(username: str, _clerk: ClerkUser, session: SessionDep) -> UserPublic:
+def read_user(username: UsernamePath, _clerk: ClerkUser, session: SessionDep) -> UserPublic:
     """One user (clerk only)."""
     return UserPublic.model_validate(get_user(session, username=username))
 
 
 @router.patch("/{username}")
-def update_user(username: str, body: UserUpdate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
+def update_user(username: UsernamePath, body: UserUpdate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
     """Change a user's role, name or password, or disable them; role, password and disabling end their logins."""
     user = get_user(session, username=username)
     if user.id == clerk.id and (body.disabled or (body.role is not None and body.role is not Role.CLERK)):

@@ -1,0 +1,94 @@
+"""Input bounds: a value no column can hold (an id past 64 bits, a huge or NUL-bearing string, a time with no UTC
+form) is a 422 that names the parameter, on SQLite and PostgreSQL, never a server error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.auth.access import Role
+from server.db import SessionFactory
+from tests.server.auth_helpers import add_user, bearer, make_settings
+from tests.server.ingest_world import make_court
+
+HUGE = str(2**64)
+CASE = quote("(2021)苏0214执1234号", safe="")
+
+
+@pytest.fixture
+def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
+    make_court(session_factory, tmp_path)
+    add_user(session_factory, "clerk", Role.CLERK)
+    app = create_app(make_settings(database_url, tmp_path), with_ingest=False)
+    with TestClient(app, raise_server_exceptions=False) as instance:
+        instance.headers.update(bearer(session_factory, "clerk"))
+        yield instance
+
+
+CALLS: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("GET", f"/api/alarms/{HUGE}", None, "alarm_id"),
+    ("POST", f"/api/alarms/{HUGE}/ack", {}, "alarm_id"),
+    ("POST", f"/api/alarms/{HUGE}/close", {}, "alarm_id"),
+    ("GET", f"/api/alarms?before={HUGE}", None, "before"),
+    ("GET", "/api/alarms?limit=" + HUGE, None, "limit"),
+    ("GET", f"/api/audit?before={HUGE}", None, "before"),
+    ("GET", f"/api/commands/{HUGE}", None, "command_id"),
+    ("GET", f"/api/seals/seal-a/commands?before={HUGE}", None, "before"),
+    ("GET", f"/api/cases/{CASE}/events?before={HUGE}", None, "before"),
+    ("GET", f"/api/seals/seal-a/events?before=-{HUGE}", None, "before"),
+    ("DELETE", f"/api/notification-targets/{HUGE}", None, "target_id"),
+    ("GET", "/api/cases/" + "x" * 10_000, None, "case_no"),
+    ("GET", "/api/seals/" + "x" * 10_000, None, "device_id"),
+    ("GET", "/api/seals/" + quote("seal\x00a"), None, "device_id"),
+    ("GET", "/api/users/" + quote("clerk\x00"), None, "username"),
+    ("GET", "/api/seals?case_no=" + quote("a\x00b"), None, "case_no"),
+    ("GET", "/api/audit?actor=" + quote("clerk\x00"), None, "actor"),
+    ("GET", "/api/audit?target=" + "t" * 10_000, None, "target"),
+    ("GET", f"/api/cases/{CASE}/events?type=" + "t" * 10_000, None, "type"),
+    ("GET", f"/api/cases/{CASE}/events?since=" + quote("0001-01-01T00:00:00+01:00"), None, "since"),
+    ("GET", f"/api/cases/{CASE}/events?until=" + quote("9999-12-31T23:59:59-01:00"), None, "until"),
+    ("POST", "/api/cases", {"case_no": "(2024)\x00号"}, "case_no"),
+    ("POST", "/api/cases", {"case_no": "(2024)1号", "address": "a" * 100_000}, "address"),
+    ("PATCH", f"/api/cases/{CASE}", {"court": "法院\x00"}, "court"),
+    ("POST", f"/api/cases/{CASE}/assignments", {"username": "x\x00"}, "username"),
+    ("POST", "/api/alarms/1/ack", {"note": "seen\x00"}, "note"),
+    ("POST", "/api/seals", {"device_id": "seal-new", "public_key": "k\x00"}, "public_key"),
+    ("POST", "/api/seals/seal-a/commands", {"action": "ping", "args": {"k": "\x00"}}, "args"),
+    ("POST", "/api/auth/login", {"username": "judge\x00", "password": "x"}, "username"),
+    (
+        "POST",
+        "/api/users",
+        {"username": "new-user", "password": "p" * 12, "role": "judge", "full_name": "\x00"},
+        "full_name",
+    ),
+    (
+        "POST",
+        "/api/users",
+        {"username": "new-user", "password": "p" * 12, "role": "judge", "case_nos": ["x" * 65]},
+        "case_nos",
+    ),
+]
+
+
+def test_out_of_bounds_is_422_naming_the_field(client: TestClient) -> None:
+    mismatches = []
+    for method, url, body, field in CALLS:
+        response = client.request(method, url, json=body)
+        detail = response.json().get("detail") if response.status_code == 422 else None
+        locations = [error["loc"] for error in detail] if isinstance(detail, list) else []
+        if not any(field in location for location in locations):
+            mismatches.append(f"{method} {url[:80]} {field}: {response.status_code} {response.text[:200]}")
+    assert mismatches == []
+
+
+def test_the_largest_id_is_not_found_rather_than_refused(client: TestClient) -> None:
+    largest = str(2**63 - 1)
+    assert client.get(f"/api/alarms/{largest}").status_code == 404
+    assert client.get(f"/api/alarms?before={largest}").status_code == 200
+    assert client.get(f"/api/cases/{CASE}/events?since=" + quote("0001-01-01T00:00:00Z")).status_code == 200
