@@ -11,6 +11,15 @@ import pytest
 from server.mosquitto import SERVER_USERNAME, PrivateBroker
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the reliability suites at their full counts (also SEAL_LONG_TESTS=1); see docs/reliability.md",
+    )
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     """A running Mosquitto on a free port with auth and the seal ACL.

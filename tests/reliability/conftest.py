@@ -1,0 +1,79 @@
+"""Fixtures of the reliability suites: the short/full switch, a court server, seals, and their clean-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from server.mosquitto import PrivateBroker
+from tests.reliability.harness import Court, Seal
+
+LONG_ENV = "SEAL_LONG_TESTS"
+#: pytest-timeout's limit of one test in the full run (the default of pyproject.toml holds in the short run).
+LONG_TIMEOUT_S = 1800
+
+
+def long_run(config: pytest.Config) -> bool:
+    """Full counts: ``pytest --long`` or ``SEAL_LONG_TESTS=1``."""
+    return bool(config.getoption("--long", default=False)) or os.environ.get(LONG_ENV, "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not long_run(config):
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a run is: ``short`` (the default test run) or ``full`` (``--long``)."""
+
+    long: bool
+
+    def pick(self, short: int, full: int) -> int:
+        return full if self.long else short
+
+    def pick_s(self, short: float, full: float) -> float:
+        return full if self.long else short
+
+
+@pytest.fixture
+def scale(request: pytest.FixtureRequest) -> Scale:
+    return Scale(long_run(request.config))
+
+
+@pytest.fixture
+def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[Court]:
+    """A court server on SQLite and the test's broker; not started (``court.prepare(...)``, ``court.start()``)."""
+    instance = Court(tmp_path / "court", broker, f"sqlite:///{tmp_path / 'court.db'}")
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+SealFactory = Callable[..., Seal]
+
+
+@pytest.fixture
+def make_seal(tmp_path: Path, broker: PrivateBroker) -> Iterator[SealFactory]:
+    """``make_seal(device_id, **Seal fields)``: a seal with its broker account and key; stopped at the end."""
+    made: list[Seal] = []
+
+    def make(device_id: str, **kwargs: object) -> Seal:
+        seal = Seal(tmp_path / device_id, device_id, broker, **kwargs)  # type: ignore[arg-type]
+        made.append(seal)
+        return seal
+
+    try:
+        yield make
+    finally:
+        for seal in made:
+            seal.stop()
