@@ -7,19 +7,36 @@ every command with a signed ``command_ack`` or ``command_rejected`` event naming
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from seal_protocol.envelope import TS_PATTERN, canonical_json, parse_ts, utc_now_ms
+from seal_protocol.envelope import TS_PATTERN, parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope, SignatureError
 from seal_protocol.signing import SigningKey, VerifyKey, sign_bytes, verify_bytes
 from seal_protocol.topics import DEVICE_ID_PATTERN
+from seal_protocol.wirejson import (
+    MAX_SAFE_INTEGER,
+    canonical_json,
+    check_exact_fields,
+    check_wire_value,
+    loads_wire_json,
+)
 
 MAX_COMMAND_BYTES = 8 * 1024
+#: A command's fields on the wire and their exact JSON types.
+_WIRE_TYPES: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "command_id": (int,),
+    "device_id": (str,),
+    "action": (str,),
+    "args": (dict,),
+    "issued_at": (str,),
+    "expires_at": (str,),
+    "sig": (str, type(None)),
+}
 
 
 class CommandAction(StrEnum):
@@ -46,13 +63,25 @@ class Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = Field(1, description="Schema version of the command.")
-    command_id: int = Field(ge=1, le=2**53 - 1, description="Strictly increasing per device; never reused.")
+    command_id: StrictInt = Field(ge=1, le=MAX_SAFE_INTEGER, description="Strictly increasing per device.")
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal the command is for.")
     action: CommandAction = Field(description="What the seal is asked to do.")
     args: dict[str, Any] = Field(default_factory=dict, description="Action-specific arguments.")
     issued_at: str = Field(pattern=TS_PATTERN, description="When the court issued it (UTC, ms).")
     expires_at: str = Field(pattern=TS_PATTERN, description="After this instant the seal refuses it (UTC, ms).")
     sig: str | None = Field(None, pattern=r"^[0-9a-f]{128}$", description="Server's Ed25519 signature (hex).")
+
+    @field_validator("issued_at", "expires_at")
+    @classmethod
+    def _real_moment(cls, ts: str) -> str:
+        parse_ts(ts)  # the pattern admits 2026-02-30; a datetime does not
+        return ts
+
+    @field_validator("args")
+    @classmethod
+    def _wire_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        check_wire_value(args, what="args")
+        return args
 
     def signing_bytes(self) -> bytes:
         body = self.model_dump(mode="json")
@@ -109,12 +138,14 @@ def check_command(
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandRefused(RejectReason.MALFORMED, f"{len(data)} bytes, limit {MAX_COMMAND_BYTES}")
     try:
-        command = Command.model_validate(json.loads(data.decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        command = Command.model_validate(check_exact_fields(loads_wire_json(data), _WIRE_TYPES, what="command"))
+    except (InvalidEnvelope, ValidationError) as exc:
         raise CommandRefused(RejectReason.MALFORMED, str(exc).splitlines()[0]) from None
     cid = command.command_id
     if command.sig is None:
         raise CommandRefused(RejectReason.UNSIGNED, "command carries no signature", cid)
+    if encode_command(command) != data:
+        raise CommandRefused(RejectReason.MALFORMED, "not the canonical encoding of the command", cid)
     try:
         verify_bytes(server_key, command.signing_bytes(), command.sig)
     except SignatureError:

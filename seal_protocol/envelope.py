@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from seal_protocol.errors import InvalidEnvelope
 from seal_protocol.topics import DEVICE_ID_PATTERN
-from seal_protocol.wirejson import MAX_SAFE_INTEGER, canonical_json, check_wire_value, loads_wire_json
+from seal_protocol.wirejson import (
+    MAX_SAFE_INTEGER,
+    canonical_json,
+    check_exact_fields,
+    check_wire_value,
+    loads_wire_json,
+)
 
 SCHEMA_VERSION = 1
 #: Upper bound of an encoded envelope. Snapshots travel on their own topic, so events stay small.
@@ -184,10 +190,9 @@ def decode_envelope(data: bytes) -> Envelope:
     """
     if len(data) > MAX_ENVELOPE_BYTES:
         raise InvalidEnvelope(f"oversized: {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}", "oversized")
-    obj = loads_wire_json(data, what="envelope")
-    if not isinstance(obj, dict):
-        raise InvalidEnvelope(f"invalid envelope: expected a JSON object, got {type(obj).__name__}")
-    _check_wire_types(obj)
+    obj = check_exact_fields(loads_wire_json(data, what="envelope"), _WIRE_TYPES, what="envelope")
+    if not _UUID_TEXT.fullmatch(obj["event_id"]):
+        raise InvalidEnvelope("invalid envelope: event_id: expected a lowercase hyphenated UUID")
     try:
         envelope = Envelope.model_validate(obj)
     except ValidationError as exc:
@@ -199,28 +204,6 @@ def decode_envelope(data: bytes) -> Envelope:
             "non_canonical",
         )
     return envelope
-
-
-def _check_wire_types(obj: dict[str, Any]) -> None:
-    missing = sorted(_WIRE_TYPES.keys() - obj.keys())
-    unknown = sorted(obj.keys() - _WIRE_TYPES.keys())
-    if missing or unknown:
-        parts = [f"missing field(s) {missing}" if missing else "", f"unknown field(s) {unknown}" if unknown else ""]
-        raise InvalidEnvelope("invalid envelope: " + "; ".join(p for p in parts if p))
-    for name, types in _WIRE_TYPES.items():
-        value = obj[name]
-        if type(value) not in types:  # exact types: bool is not an int here, nor "15"
-            expected = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in types)
-            raise InvalidEnvelope(f"invalid envelope: {name}: expected {expected}, got {_json_type(value)}")
-    if not _UUID_TEXT.fullmatch(obj["event_id"]):
-        raise InvalidEnvelope("invalid envelope: event_id: expected a lowercase hyphenated UUID")
-
-
-_JSON_NAMES = {int: "an integer", str: "a string", dict: "an object", list: "an array", bool: "true/false"}
-
-
-def _json_type(value: Any) -> str:
-    return "null" if value is None else _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -79,6 +79,42 @@ def check_wire_value(obj: Any, *, what: str = "message") -> None:
             raise InvalidEnvelope(f"invalid JSON: {type(value).__name__} values are not admitted", "invalid_json")
 
 
+def check_exact_fields(obj: Any, fields: dict[str, tuple[type, ...]], *, what: str) -> dict[str, Any]:
+    """Return ``obj`` if it is an object with exactly ``fields``, each of one of its exact JSON types (``bool`` is
+    not an ``int`` here, nor is ``"15"``); else raise :class:`InvalidEnvelope` (code ``invalid_envelope``)."""
+    if not isinstance(obj, dict):
+        raise InvalidEnvelope(f"invalid {what}: expected a JSON object, got {_json_type(obj)}")
+    missing = sorted(fields.keys() - obj.keys())
+    unknown = sorted(obj.keys() - fields.keys())
+    if missing or unknown:
+        parts = [f"missing field(s) {missing}" if missing else "", f"unknown field(s) {unknown}" if unknown else ""]
+        raise InvalidEnvelope(f"invalid {what}: " + "; ".join(p for p in parts if p))
+    for name, types in fields.items():
+        value = obj[name]
+        if type(value) not in types:
+            expected = " or ".join(_json_type_name(t) for t in types)
+            raise InvalidEnvelope(f"invalid {what}: {name}: expected {expected}, got {_json_type(value)}")
+    return obj
+
+
+_JSON_NAMES: dict[type, str] = {
+    int: "an integer",
+    str: "a string",
+    dict: "an object",
+    list: "an array",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+def _json_type_name(kind: type) -> str:
+    return _JSON_NAMES.get(kind, kind.__name__)
+
+
+def _json_type(value: Any) -> str:
+    return _json_type_name(type(value))
+
+
 def _check_text(text: str) -> None:
     bad = _FORBIDDEN_CHARS.search(text)
     if bad is not None:

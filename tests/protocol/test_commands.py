@@ -69,3 +69,22 @@ def test_tampered_action_fails_signature():
     with pytest.raises(CommandRefused) as info:
         check(data)
     assert info.value.reason is RejectReason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b.replace(b'"command_id":', b'"command_id":true,"x":', 1),
+        lambda b: b.replace(b'"v":1', b'"v":true'),
+        lambda b: b.replace(b'"args":{}', b'"args":{"a":"\\ud800"}'),
+        lambda b: b.replace(b'"args":{}', b'"args":{"a":1.5}'),
+        lambda b: b.replace(b'"args":{}', b'"args":{"a":1,"a":2}'),
+        lambda b: b.replace(b',"device_id"', b', "device_id"'),
+        lambda b: b[:-1] + b',"extra":1}',
+    ],
+    ids=["bool-id", "bool-v", "surrogate", "float", "duplicate-key", "white-space", "extra-field"],
+)
+def test_a_command_is_parsed_strictly(change):
+    with pytest.raises(CommandRefused) as info:
+        check(change(signed()))
+    assert info.value.reason is RejectReason.MALFORMED
