@@ -130,7 +130,14 @@ def test_case_number_with_a_slash(client: TestClient, session_factory: SessionFa
 def test_health_without_broker(client: TestClient) -> None:
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "degraded", "broker": "disconnected", "db": "ok"}
+    assert response.json() == {
+        "status": "degraded",
+        "broker": "disconnected",
+        "db": "ok",
+        "ingest": "off",
+        "ingest_unstored": 0,
+        "ingest_oldest_unstored_s": 0.0,
+    }
 
 
 def test_health_without_database(tmp_path: Path) -> None:
