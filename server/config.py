@@ -12,6 +12,7 @@ Example::
     [http]
     host = "127.0.0.1"
     port = 8080
+    trusted_proxies = []
     [mqtt]
     host = "127.0.0.1"
     port = 1883
@@ -27,6 +28,11 @@ Example::
     [auth]
     session_ttl_s = 28800
     cookie_secure = true
+    login_max_failures = 5
+    login_window_s = 300
+    login_address_max_failures = 20
+    login_user_max_failures = 100
+    login_user_window_s = 60
     [commands]
     signing_key_file = "var/demo/court-command.key"
     ttl_s = 600
@@ -44,7 +50,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 
 from server.errors import ConfigError
 
@@ -56,6 +62,13 @@ class HttpSettings(BaseModel):
 
     host: str = Field("127.0.0.1", min_length=1, description="Address the REST API listens on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the REST API.")
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        max_length=64,
+        description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed: a request "
+        "from one of them is the right-most address of that header that is not one of them. Empty (the default): "
+        "the client is the socket's peer and X-Forwarded-For is ignored.",
+    )
 
 
 class MqttSettings(BaseModel):
@@ -145,9 +158,40 @@ class AuthSettings(BaseModel):
         True, description="Send the session cookie over HTTPS only; turn off only for plain-HTTP development."
     )
     login_max_failures: int = Field(
-        5, ge=1, le=100, description="Failed logins allowed per username and per client address within the window."
+        5,
+        ge=1,
+        le=100,
+        description="Failed logins allowed per username from one client address within login_window_s; then that "
+        "username is refused from that address (only) until the oldest failure leaves the window.",
     )
-    login_window_s: int = Field(300, ge=10, le=24 * 3600, description="The window of login_max_failures.")
+    login_window_s: int = Field(
+        300, ge=10, le=24 * 3600, description="The window of login_max_failures and login_address_max_failures."
+    )
+    login_address_max_failures: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Failed logins allowed from one client address, whatever the usernames, within login_window_s.",
+    )
+    login_user_max_failures: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="The brake on a username guessed from many addresses: failed logins allowed for one username, "
+        "from all addresses together, within login_user_window_s. Keep it well above login_address_max_failures, "
+        "so that one address cannot lock a user out.",
+    )
+    login_user_window_s: int = Field(
+        60, ge=1, le=24 * 3600, description="The (short) window of login_user_max_failures."
+    )
+
+    @model_validator(mode="after")
+    def _one_address_cannot_lock_a_user(self) -> AuthSettings:
+        if self.login_user_max_failures <= self.login_max_failures:
+            raise ValueError(
+                "login_user_max_failures must exceed login_max_failures, or one address's failures lock the user out"
+            )
+        return self
 
 
 class CommandSettings(BaseModel):
@@ -161,12 +205,18 @@ class CommandSettings(BaseModel):
         "is no default key: without it, commands cannot be issued.",
     )
     ttl_s: int = Field(
-        600, ge=1, le=24 * 3600, description="A command expires this long after it is issued (the seal refuses it "
-        "afterwards; the court shows it expired if no answer came)."
+        600,
+        ge=1,
+        le=24 * 3600,
+        description="A command expires this long after it is issued (the seal refuses it "
+        "afterwards; the court shows it expired if no answer came).",
     )
     retry_interval_s: float = Field(
-        5.0, ge=0.05, le=3600, description="How often commands the broker has not accepted yet are published again, "
-        "and commands past their expiry are marked expired."
+        5.0,
+        ge=0.05,
+        le=3600,
+        description="How often commands the broker has not accepted yet are published again, "
+        "and commands past their expiry are marked expired.",
     )
     publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
 

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request, Response, status
 from server.api.deps import SESSION_COOKIE, ContextDep, CurrentUser, LoginDep, SessionDep
 from server.audit import record_audit
 from server.auth.access import Role
+from server.auth.client_address import client_address
 from server.auth.errors import NotAuthenticated, TooManyAttempts
 from server.auth.models import User
 from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.sessions import issue_session, revoke_session
-from server.auth.throttle import begin_login_attempt, forget_login_attempt
+from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
 from server.auth.users import assigned_case_nos, find_user
+from server.config import AuthSettings
 from server.models import utc_now
 from server.schemas import LoginPublic, LoginRequest, MePublic
 
@@ -25,30 +27,42 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 WRONG_CREDENTIALS = "wrong username or password"
 
 
-def client_ip(request: Request) -> str:
-    """The peer address. Behind a reverse proxy this is the proxy's: forwarded headers are not trusted (yet)."""
-    return request.client.host if request.client is not None else "unknown"
+def client_ip(request: Request, context: ContextDep) -> str:
+    """The client's address: the socket's peer, or behind a trusted proxy the one it forwarded
+    (:mod:`server.auth.client_address`)."""
+    peer = request.client.host if request.client is not None else None
+    forwarded = request.headers.getlist("X-Forwarded-For")
+    return client_address(peer, forwarded, context.settings.http.trusted_proxies)
+
+
+def throttle_limits(settings: AuthSettings) -> ThrottleLimits:
+    return ThrottleLimits(
+        pair_max=settings.login_max_failures,
+        address_max=settings.login_address_max_failures,
+        window_s=settings.login_window_s,
+        user_max=settings.login_user_max_failures,
+        user_window_s=settings.login_user_window_s,
+    )
 
 
 @router.post(
     "/login",
-    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Too many failed logins"}},
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many failed logins; the Retry-After header and the detail say when to retry"},
+    },
 )
 def login(
     body: LoginRequest, request: Request, response: Response, session: SessionDep, context: ContextDep
 ) -> LoginPublic:
-    """Log in: set the HttpOnly session cookie and return a bearer token; throttled per username and address."""
+    """Log in: set the HttpOnly session cookie and return a bearer token; failures are throttled per username and
+    address, per address, and (more loosely) per username; a 429 says when to retry."""
     settings = context.settings.auth
     now = utc_now()
-    ip = client_ip(request)
+    ip = client_ip(request, context)
     try:
         attempt_id = begin_login_attempt(
-            session,
-            username=body.username,
-            client_ip=ip,
-            now=now,
-            max_failures=settings.login_max_failures,
-            window_s=settings.login_window_s,
+            session, username=body.username, client_ip=ip, now=now, limits=throttle_limits(settings)
         )
     except TooManyAttempts:
         logger.warning("login throttled: username %r from %s", body.username, ip)

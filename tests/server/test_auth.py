@@ -17,7 +17,8 @@ from server.auth.access import Role
 from server.auth.errors import TooManyAttempts
 from server.auth.models import AuditEntry, AuthSession, LoginFailure, User
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
-from server.auth.throttle import begin_login_attempt, forget_login_attempt
+from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
+from server.config import HttpSettings
 from server.db import SessionFactory, session_scope
 from server.models import utc_now
 from server.registry import add_case
@@ -27,6 +28,15 @@ CASE = "(2021)苏0214执1234号"
 CSRF = {"X-Requested-With": "fetch"}
 
 
+#: Small limits, so that the tests reach them: 3 per (username, address), 5 per address, 8 per username in 60 s.
+LIMITS = {
+    "login_max_failures": 3,
+    "login_address_max_failures": 5,
+    "login_user_max_failures": 8,
+    "login_user_window_s": 60,
+}
+
+
 @pytest.fixture
 def app_client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
     """A client of an app with a clerk and a judge; the cookie is Secure, so the client speaks https."""
@@ -34,9 +44,24 @@ def app_client(database_url: str, session_factory: SessionFactory, tmp_path: Pat
         add_case(session, case_no=CASE)
     add_user(session_factory, "clerk", Role.CLERK)
     add_user(session_factory, "judge", Role.JUDGE, [CASE])
-    settings = make_settings(database_url, tmp_path, cookie_secure=True, login_max_failures=3)
+    settings = make_settings(database_url, tmp_path, cookie_secure=True, **LIMITS)
     with TestClient(create_app(settings, with_ingest=False), base_url="https://testserver") as client:
         yield client
+
+
+def from_address(client: TestClient, address: str) -> TestClient:
+    """Another client of the same (started) app whose requests come from the socket address ``address``."""
+    return TestClient(client.app, base_url="https://testserver", client=(address, 40000))
+
+
+def guess(client: TestClient, username: str = "judge", **headers: str) -> int:
+    body = {"username": username, "password": "a wrong guess!"}
+    return client.post("/api/auth/login", json=body, headers=headers).status_code
+
+
+def right(client: TestClient, username: str = "judge", **headers: str) -> int:
+    body = {"username": username, "password": PASSWORD}
+    return client.post("/api/auth/login", json=body, headers=headers).status_code
 
 
 def login(client: TestClient, username: str = "judge", password: str = PASSWORD) -> dict[str, object]:
@@ -92,19 +117,63 @@ def test_wrong_password_and_unknown_user_look_alike(app_client: TestClient, sess
     assert audit_actions(session_factory) == [("-", "login.failed", "judge"), ("-", "login.failed", "nobody")]
 
 
-def test_failed_logins_are_throttled_per_username(app_client: TestClient) -> None:
-    for _ in range(3):
-        bad = app_client.post("/api/auth/login", json={"username": "judge", "password": "guess guess guess"})
-        assert bad.status_code == 401
-    throttled = app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD})
+def test_failed_logins_are_throttled_per_username_and_address(app_client: TestClient) -> None:
+    attacker = from_address(app_client, "198.51.100.7")
+    assert [guess(attacker) for _ in range(3)] == [401, 401, 401]
+    throttled = attacker.post("/api/auth/login", json={"username": "judge", "password": PASSWORD})
     assert throttled.status_code == 429  # even the right password: guessing must not go on
-    assert 1 <= int(throttled.headers["retry-after"]) <= 300
+    retry = int(throttled.headers["retry-after"])
+    assert 295 <= retry <= 300
+    assert f"retry in {retry} s" in throttled.json()["detail"]
+    assert "this username from this address" in throttled.json()["detail"]
+    assert right(from_address(app_client, "203.0.113.20")) == 200  # the judge, elsewhere: not locked out
+    assert right(attacker, "clerk") == 200  # another user from the attacker's address: not locked out either
 
 
 def test_failed_logins_are_throttled_per_address(app_client: TestClient) -> None:
-    for name in ("a-user", "b-user", "c-user"):
-        assert app_client.post("/api/auth/login", json={"username": name, "password": "x" * 12}).status_code == 401
-    assert app_client.post("/api/auth/login", json={"username": "clerk", "password": PASSWORD}).status_code == 429
+    attacker = from_address(app_client, "198.51.100.8")
+    assert [guess(attacker, name) for name in ("a-user", "b-user", "c-user", "d-user", "e-user")] == [401] * 5
+    throttled = attacker.post("/api/auth/login", json={"username": "clerk", "password": PASSWORD})
+    assert throttled.status_code == 429 and "this address" in throttled.json()["detail"]
+    assert right(from_address(app_client, "203.0.113.21"), "clerk") == 200
+
+
+def test_a_guess_from_many_addresses_is_braked_but_one_address_cannot_lock_a_user(app_client: TestClient) -> None:
+    """One address stops at 3 failures for the judge, below the judge's brake of 8; 8 addresses reach it, and then
+    even the right password waits (less than a minute)."""
+    assert [guess(from_address(app_client, "198.51.100.9")) for _ in range(4)] == [401, 401, 401, 429]
+    assert right(from_address(app_client, "203.0.113.22")) == 200
+    for n in range(2, 4):  # two more addresses, 3 failures each: 9 tried, the 9th over the brake
+        assert [guess(from_address(app_client, f"198.51.100.{10 + n}")) for _ in range(3)][:2] == [401, 401]
+    braked = from_address(app_client, "203.0.113.23").post(
+        "/api/auth/login", json={"username": "judge", "password": PASSWORD}
+    )
+    assert braked.status_code == 429
+    assert "for this username;" in braked.json()["detail"]
+    assert 1 <= int(braked.headers["retry-after"]) <= 60
+
+
+def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(app_client: TestClient) -> None:
+    attacker = from_address(app_client, "198.51.100.30")
+    statuses = [guess(attacker, **{"X-Forwarded-For": f"192.0.2.{n}"}) for n in range(4)]
+    assert statuses == [401, 401, 401, 429]  # a header of its own choosing does not make it someone else
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_hop(
+    database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    add_user(session_factory, "judge", Role.JUDGE)
+    settings = make_settings(database_url, tmp_path, **LIMITS)
+    settings = settings.model_copy(update={"http": HttpSettings(trusted_proxies=["10.0.0.0/24", "2001:db8::1"])})
+    with TestClient(create_app(settings, with_ingest=False), client=("10.0.0.5", 1234)) as proxy:
+        for spoof in ("192.0.2.1", "192.0.2.2, 10.0.0.9", "unknown, 192.0.2.3"):
+            assert guess(proxy, **{"X-Forwarded-For": f"{spoof}, 203.0.113.50, 10.0.0.7"}) == 401
+        assert guess(proxy, **{"X-Forwarded-For": "192.0.2.4, 203.0.113.50"}) == 429  # one client, whatever it says
+        assert right(proxy, **{"X-Forwarded-For": "203.0.113.51"}) == 200  # another client behind the proxy
+        assert right(proxy, **{"X-Forwarded-For": "203.0.113.50"}) == 429
+    with session_factory() as session:
+        ips = [row.details["ip"] for row in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert ips == ["203.0.113.50"] * 3 + ["203.0.113.51"]
 
 
 def test_throttle_window_passes(session_factory: SessionFactory, app_client: TestClient) -> None:
@@ -227,14 +296,15 @@ def test_audit_log_is_append_only(app_client: TestClient, session_factory: Sessi
 def test_an_attempt_under_way_counts_against_a_parallel_one(session_factory: SessionFactory) -> None:
     """Two guesses at once with one failure allowed: the second is refused while the first is still being checked
     (a check before either had failed would let both through, and so on for any number of parallel guesses)."""
-    limits = {"username": "judge", "client_ip": "10.0.0.1", "max_failures": 1, "window_s": 300}
+    limits = ThrottleLimits(pair_max=1, address_max=10, window_s=300, user_max=10, user_window_s=60)
+    who = {"username": "judge", "client_ip": "10.0.0.1", "limits": limits}
     with session_factory() as first, session_factory() as second:
-        attempt = begin_login_attempt(first, now=utc_now(), **limits)  # type: ignore[arg-type]
+        attempt = begin_login_attempt(first, now=utc_now(), **who)  # type: ignore[arg-type]
         with pytest.raises(TooManyAttempts):
-            begin_login_attempt(second, now=utc_now(), **limits)  # type: ignore[arg-type]
+            begin_login_attempt(second, now=utc_now(), **who)  # type: ignore[arg-type]
         forget_login_attempt(first, attempt_id=attempt)  # the first had the right password
         first.commit()
-        begin_login_attempt(second, now=utc_now(), **limits)  # type: ignore[arg-type]
+        begin_login_attempt(second, now=utc_now(), **who)  # type: ignore[arg-type]
     with session_factory() as session:
         assert session.scalar(select(func.count(LoginFailure.id))) == 1
 
