@@ -22,7 +22,7 @@ from server.metrics import IngestMetrics
 from server.models import utc_now
 from server.registry import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
-from tests.server.helpers import SimulatedSeal, message, register
+from tests.server.helpers import SimulatedSeal, jpeg_bytes, message, register
 
 A, B = "(2021)苏0214执1号", "(2021)苏0214执2号"
 
@@ -156,7 +156,7 @@ def test_assignments_give_and_take_visibility(client: TestClient, session_factor
 def test_the_same_picture_from_two_cases_is_visible_in_both(
     client: TestClient, session_factory: SessionFactory, tmp_path: Path
 ) -> None:
-    black = b"\xff\xd8\xff\xe0" + bytes(1024)  # two covered lenses: identical frames
+    black = jpeg_bytes(shade=0)  # two covered lenses: identical frames
     sha = hashlib.sha256(black).hexdigest()
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
     results = ingestor.ingest([message(snapshot_topic(device_id, sha), black) for device_id in ("seal-a", "seal-b")])

@@ -45,7 +45,7 @@ from server.metrics import IngestMetrics
 from server.models import Seal, utc_now
 from server.registry import add_case, add_seal, register_seal
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
-from tests.server.helpers import SimulatedSeal, message
+from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
 
 OWN, FOREIGN = "(2021)苏0214执1号", "(2021)苏0214执2/3号"  # a "/" in a case number, on purpose
 ROLES: list[Role | None] = [*Role, None]  # None: not logged in
@@ -360,8 +360,8 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
             register_seal(session, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key)
     world = World(session_factory)
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
-    for seal in (own, foreign):
-        picture = f"picture of {seal.case_no}".encode()
+    for shade, seal in enumerate((own, foreign)):
+        picture = jpeg_bytes(shade=shade)
         sha = hashlib.sha256(picture).hexdigest()
         ingestor.ingest(
             [
