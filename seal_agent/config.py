@@ -68,7 +68,8 @@ class CommandsConfig(_Section):
     server_public_key: str = Field(
         "",
         max_length=100,
-        description="The court server's Ed25519 public key (base64 of 32 bytes). Empty: every command is refused.",
+        description="The court server's Ed25519 public key (base64 of 32 bytes), which signs its commands and its "
+        "receipts. Required to run: the seal deletes an event only on a receipt signed by it.",
     )
 
     @field_validator("server_public_key")
@@ -84,6 +85,28 @@ class CommandsConfig(_Section):
 
     def verify_key(self) -> VerifyKey | None:
         return verify_key_from_b64(self.server_public_key) if self.server_public_key else None
+
+
+class DeliveryConfig(_Section):
+    receipt_timeout_s: float = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="An event the broker acknowledged but the court has not receipted this long after its sending is "
+        "sent again (the broker may have lost it).",
+    )
+    receipt_timeout_max_s: float = Field(
+        3600,
+        ge=1,
+        le=86400,
+        description="While nothing is receipted, the timeout doubles after each re-send, up to this.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeliveryConfig:
+        if self.receipt_timeout_max_s < self.receipt_timeout_s:
+            raise ValueError("receipt_timeout_max_s must not be below receipt_timeout_s")
+        return self
 
 
 class WarningConfig(_Section):
@@ -134,6 +157,9 @@ class AgentConfig(_Section):
     camera: CameraConfig = Field(default_factory=CameraConfig, description='The camera; source "" = none.')
     tamper: TamperConfig = Field(default_factory=TamperConfig, description="The enclosure's tamper switch.")
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="Signed commands from the court.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Re-sending what the court has not receipted."
+    )
 
     @property
     def mqtt_username(self) -> str:
@@ -193,9 +219,25 @@ def read_password(config: AgentConfig) -> str:
     return password
 
 
+#: Why a seal does not run without the court's key.
+NO_COURT_KEY = (
+    "commands.server_public_key: not set; the seal deletes an event only when the court's signed receipt names it, "
+    "so without the court's key nothing would ever leave its outbox (`seal-server court-key` prints the key)"
+)
+
+
+def court_key(config: AgentConfig) -> VerifyKey:
+    """The pinned court key; raise :class:`ConfigError` (:data:`NO_COURT_KEY`) if there is none."""
+    key = config.commands.verify_key()
+    if key is None:
+        raise ConfigError([NO_COURT_KEY])
+    return key
+
+
 def check_files(config: AgentConfig) -> list[str]:
-    """Problems with the files the configuration points at (checked by ``check-config`` and at start)."""
-    problems = []
+    """Problems with the configuration as a running seal needs it (the files it points at, the court key), checked
+    by ``check-config`` and at start."""
+    problems = [] if config.commands.verify_key() is not None else [NO_COURT_KEY]
     try:
         read_password(config)
     except ConfigError as exc:

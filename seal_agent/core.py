@@ -25,14 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.delivery import Courier, DeliveryQueue
+from seal_agent.delivery import RECEIPT_TIMEOUT_MAX_S, RECEIPT_TIMEOUT_S, Courier, DeliveryQueue
 from seal_agent.interfaces import Clock, EvidenceCamera, Lane, MotionSource, Publisher, Speaker, Switch
 from seal_agent.outbox import Outbox, SnapshotItem, StoredEvent
 from seal_agent.recorder import EventRecorder
 from seal_agent.triggers import CameraPolicy, TriggerResponder
 from seal_agent.warning import WarningPolicy, WarningSettings
 from seal_protocol import EventType
-from seal_protocol.signing import SigningKey
+from seal_protocol.receipts import ReceiptRefused, check_receipt
+from seal_protocol.signing import SigningKey, VerifyKey
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,13 @@ class SystemClock:
 
 @dataclass(frozen=True, slots=True)
 class SealIdentity:
-    """Who the seal is: its id (also its MQTT username), its case, and its own Ed25519 key."""
+    """Who the seal is: its id (also its MQTT username), its case, its own Ed25519 key, and the court's public key
+    it pins (for the court's commands and receipts)."""
 
     device_id: str
     case_no: str
     signing_key: SigningKey
+    court_key: VerifyKey
 
 
 class SealAgent:
@@ -67,6 +70,9 @@ class SealAgent:
 
     The armed state is durable: it is committed with the ``armed``/``disarmed`` event and survives restarts.
     A new seal starts armed. Disarmed, the seal stays silent but still records every ``intrusion`` and ``tamper``.
+
+    Delivery: an event leaves the outbox only when a receipt signed by the court (``identity.court_key``) names the
+    SHA-256 of its bytes; the agent verifies each receipt and routes it, like the broker's PUBACKs, to its couriers.
     """
 
     def __init__(
@@ -83,6 +89,8 @@ class SealAgent:
         agent_version: str = __version__,
         delivery_window: int = 20,
         retry_s: float = 30.0,
+        receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
+        receipt_timeout_max_s: float = RECEIPT_TIMEOUT_MAX_S,
         camera: EvidenceCamera | None = None,
         snapshots: DeliveryQueue[SnapshotItem] | None = None,
         camera_policy: CameraPolicy | None = None,
@@ -108,17 +116,24 @@ class SealAgent:
         self.courier: Courier[StoredEvent] = Courier(
             outbox, lambda e: publisher.publish_event(e.seq, e.data), self._clock,
             connected=connected, window=delivery_window, retry_s=retry_s,
+            receipt_timeout_s=receipt_timeout_s, receipt_timeout_max_s=receipt_timeout_max_s,
         )  # fmt: skip
         self.snapshot_courier: Courier[SnapshotItem] | None = None
         if snapshots is not None:
             self.snapshot_courier = Courier(
                 snapshots, lambda s: publisher.publish_snapshot(s.key, s.sha, s.jpeg), self._clock,
                 connected=connected, name="snapshots", window=4, retry_s=retry_s,
+                receipt_timeout_s=receipt_timeout_s, receipt_timeout_max_s=receipt_timeout_max_s,
             )  # fmt: skip
         self._respond = TriggerResponder(
             speaker=speaker, record=self.record, camera=camera, camera_policy=camera_policy
         )
-        publisher.bind(on_ack=self._on_ack, on_connection=self._on_connection, on_command=self._on_command)
+        publisher.bind(
+            on_ack=self._on_ack,
+            on_connection=self._on_connection,
+            on_command=self._on_command,
+            on_receipt=self._on_receipt,
+        )
         #: Handles a raw court command (set by the composition root); None: commands are ignored.
         self.command_handler: Callable[[bytes], None] | None = None
         self._policy = WarningPolicy(warning)
@@ -133,7 +148,8 @@ class SealAgent:
         #: (the next trigger's event waits for it): return quickly. Failures are logged and affect nothing else.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
         #: Called with the seq of each event the broker acknowledged (PUBACK with a success code), on the MQTT
-        #: client's thread before the event leaves the outbox: return quickly. Failures are logged and ignored.
+        #: client's thread; the event stays in the outbox until the court's receipt. Return quickly; failures are
+        #: logged and ignored.
         self.when_delivered: Callable[[int], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
@@ -289,6 +305,18 @@ class SealAgent:
     def _on_connection(self, connected: bool) -> None:
         for courier in self._couriers():
             courier.on_connection(connected)
+
+    def _on_receipt(self, data: bytes) -> None:
+        """A message on the seal's receipt topic: verified against the pinned court key, then routed to the couriers
+        (each deletes what it names from its own queue). A refused receipt is logged and changes nothing."""
+        try:
+            receipt = check_receipt(data, device_id=self.identity.device_id, court_key=self.identity.court_key)
+        except ReceiptRefused as refused:
+            logger.warning("refused a court receipt (%d bytes): %s", len(data), refused)
+            return
+        logger.debug("court receipt of %s names %d message(s)", receipt.ts, len(receipt.committed))
+        for courier in self._couriers():
+            courier.on_receipt(receipt.committed)
 
     def _on_command(self, data: bytes) -> None:
         handler = self.command_handler

@@ -28,6 +28,8 @@ ConnectionHandler = Callable[[bool], None]
 #: Called with the raw bytes of a message on the seal's ``cmd`` topic. The broker gets its PUBACK only when it returns;
 #: if it raises, the command stays unacknowledged and is delivered again after a reconnect.
 CommandHandler = Callable[[bytes], None]
+#: Called with the raw bytes of a message on the seal's ``receipt`` topic (acknowledged to the broker when it returns).
+ReceiptHandler = Callable[[bytes], None]
 
 
 class MotionSource(Protocol):
@@ -58,15 +60,22 @@ class Speaker(Protocol):
 
 
 class Publisher(Protocol):
-    """Sends events and snapshots to the court at QoS 1, reports each broker acknowledgement, receives commands."""
+    """Sends events and snapshots to the court at QoS 1, reports each broker acknowledgement, receives commands and
+    the court's receipts."""
 
     def bind(
-        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_command: CommandHandler | None = None
+        self,
+        *,
+        on_ack: AckHandler,
+        on_connection: ConnectionHandler,
+        on_command: CommandHandler | None = None,
+        on_receipt: ReceiptHandler | None = None,
     ) -> None:
-        """Register the handlers; call before the first publish. ``on_command`` None: commands are not read."""
+        """Register the handlers; call before the first publish. ``on_command`` / ``on_receipt`` None: commands /
+        receipts are not read."""
 
     def publish_event(self, seq: int, data: bytes) -> None:
-        """Hand over one event; its PUBACK is reported through ``on_ack(seq, failure)`` later.
+        """Hand over one event; its PUBACK is reported through ``on_ack(Lane.EVENT, seq, failure)`` later.
 
         Raises :class:`seal_agent.errors.PublishError` if the client cannot take the message.
         """

@@ -12,9 +12,12 @@
   reset by the first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then
   drops) every publish must not be hammered once a second.
 * Each event's PUBACK is reported with its ``seq`` (each snapshot's with its queue id); a PUBACK whose reason code
-  is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure, never as delivered.
-* The seal's ``cmd`` topic is subscribed at QoS 1 on every connect (the persistent session keeps the subscription
-  too, but a broker that lost its state must not leave the seal deaf). A command is handed to ``on_command`` on
+  is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure. A PUBACK is only the
+  broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.delivery`).
+* The seal's ``cmd`` and ``receipt`` topics are subscribed at QoS 1 on every connect (the persistent session keeps
+  the subscriptions too, but a broker that lost its state must not leave the seal deaf). A receipt is handed to
+  ``on_receipt`` on paho's network thread and acknowledged when it returns, whatever it made of it: a receipt
+  lost in a crash costs only a re-send, which the court receipts again. A command is handed to ``on_command`` on
   paho's network thread and acknowledged by hand (paho's ``manual_ack``): the broker gets the PUBACK only after
   ``on_command`` returned, i.e. after the seal has committed its answer. If it raises (the action failed, or the
   answer could not be committed, e.g. on a full disk), the command stays unacknowledged and the broker delivers it
@@ -38,8 +41,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_agent import __version__
 from seal_agent.errors import ConfigError, PublishError
-from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane
+from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
+from seal_protocol.topics import receipt_topic
 
 logger = logging.getLogger(__name__)
 
@@ -91,21 +95,21 @@ class MqttPublisher:
         self._event_topic = event_topic(device_id)
         self._status_topic = status_topic(device_id)
         self._cmd_topic = cmd_topic(device_id)
+        self._receipt_topic = receipt_topic(device_id)
         self._on_ack: AckHandler = _no_ack
         self._on_connection: ConnectionHandler = _no_connection
         self._on_command: CommandHandler | None = None
+        self._on_receipt: ReceiptHandler | None = None
         self._lock = threading.Lock()
         self._mids: dict[int, _Tag] = {}  # mid -> (lane, key) (or _STATUS) of messages awaiting PUBACK
         self._early_acks: dict[int, str | None] = {}  # PUBACKs that arrived before publish() returned their mid
         self._connected = threading.Event()
-        self._subscribed = threading.Event()  # the cmd subscription of the current connection is granted
+        self._subscribed = threading.Event()  # the cmd and receipt subscriptions of this connection are granted
         self._stopping = False
         self._attempt = 0
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5, manual_ack=True
-        )
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5, manual_ack=True)
         client.username_pw_set(username, password)
         if tls_ca_file is not None:
             try:
@@ -126,11 +130,17 @@ class MqttPublisher:
     # -- Publisher --------------------------------------------------------------------------------------------
 
     def bind(
-        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_command: CommandHandler | None = None
+        self,
+        *,
+        on_ack: AckHandler,
+        on_connection: ConnectionHandler,
+        on_command: CommandHandler | None = None,
+        on_receipt: ReceiptHandler | None = None,
     ) -> None:
         self._on_ack = on_ack
         self._on_connection = on_connection
         self._on_command = on_command
+        self._on_receipt = on_receipt
 
     def publish_event(self, seq: int, data: bytes) -> None:
         self._publish(self._event_topic, data, retain=False, tag=(Lane.EVENT, seq))
@@ -158,7 +168,7 @@ class MqttPublisher:
         return self._connected.wait(timeout)
 
     def wait_listening(self, timeout: float) -> bool:
-        """Wait until the broker granted this connection's command subscription."""
+        """Wait until the broker granted this connection's command and receipt subscriptions."""
         return self._subscribed.wait(timeout)
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -223,8 +233,9 @@ class MqttPublisher:
         logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
         with self._lock:
             events_owed = any(tag is not None for tag in self._mids.values())
-        if self._on_command is not None:
-            self._client.subscribe(self._cmd_topic, qos=1)
+        topics = self._listened_topics()
+        if topics:
+            self._client.subscribe([(topic, 1) for topic in topics])
         self._status_due = True
         if not events_owed:  # else paho re-sends them right after this callback; online follows their first PUBACK
             self._publish_online()
@@ -274,17 +285,28 @@ class MqttPublisher:
         if self._status_due and self._connected.is_set():
             self._publish_online()
 
+    def _listened_topics(self) -> list[str]:
+        return [
+            topic
+            for topic, handler in ((self._cmd_topic, self._on_command), (self._receipt_topic, self._on_receipt))
+            if handler is not None
+        ]
+
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any
     ) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        topics = self._listened_topics()
+        failed = [f"{topic}: {rc}" for topic, rc in zip(topics, reason_codes, strict=False) if rc.is_failure]
         if failed:
-            logger.error("broker refused the command subscription %s: %s", self._cmd_topic, ", ".join(failed))
+            logger.error("broker refused the subscription to %s", ", ".join(failed))
         else:
-            logger.info("listening for court commands on %s", self._cmd_topic)
+            logger.info("listening for the court on %s", ", ".join(topics))
             self._subscribed.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._receipt_topic and self._on_receipt is not None:
+            self._handle_receipt(self._on_receipt, message)
+            return
         handler = self._on_command
         if handler is None or message.topic != self._cmd_topic:
             logger.warning("ignoring a message on %s", message.topic)
@@ -298,4 +320,11 @@ class MqttPublisher:
                 message.mid,
             )
             return
+        self._client.ack(message.mid, message.qos)
+
+    def _handle_receipt(self, handler: ReceiptHandler, message: mqtt.MQTTMessage) -> None:
+        try:
+            handler(bytes(message.payload))
+        except Exception:  # paho's network thread; a lost receipt only costs a re-send
+            logger.exception("court receipt (mid %d) could not be handled", message.mid)
         self._client.ack(message.mid, message.qos)

@@ -1,11 +1,23 @@
-"""The durable on-device outbox: every event is committed here before it is sent, and deleted only after PUBACK.
+"""The durable on-device outbox: every event is committed here before it is sent, and deleted only when the court's
+signed receipt names it.
 
-Snapshots go the same way: a snapshot's hash is queued here (its bytes live in the content-addressed snapshot store)
-and is deleted from the queue only after the broker acknowledged the snapshot's publish.
+The broker's PUBACK only says that the broker took a message; a broker that loses its store (killed before it saved
+it) would lose it with it. So an event stays in the outbox after its PUBACK, marked broker-acknowledged, until a
+verified receipt from the court lists the SHA-256 of its exact bytes (:mod:`seal_protocol.receipts`); everything
+not receipted is sent again after a reconnect (:mod:`seal_agent.delivery`).
 
-One SQLite file (WAL, ``synchronous=FULL``) holds the exact encoded bytes of each pending event, and, in the same
-transaction, the last sequence number and the hash of the last event. A crash therefore never reuses a ``seq`` and
-never breaks the hash chain: after a restart the next event continues where the last committed one ended.
+Snapshots go the same way: a snapshot's hash is queued here (its bytes live in the content-addressed snapshot store),
+marked broker-acknowledged on its PUBACK, and leaves the queue only when a receipt names it; it is then recorded as
+receipted (the court holds it, so its file may be thinned first).
+
+One SQLite file (WAL, ``synchronous=FULL``) holds the exact encoded bytes of each event not yet receipted, and, in the
+same transaction, the last sequence number and the hash of the last event. A crash therefore never reuses a ``seq``
+and never breaks the hash chain: after a restart the next event continues where the last committed one ended.
+
+Schema versions (``PRAGMA user_version``): 1 deleted on PUBACK and recorded PUBACKed snapshots as ``snapshot_sent``;
+2 (this one) keeps events and queued snapshots until the court's receipt. Opening a version-1 file migrates it in one
+transaction: its events are kept (they were never acknowledged) and its ``snapshot_sent`` records, acknowledged under
+the old rule, are taken as receipted.
 
 Only one process may use an outbox at a time; a lock file next to the database enforces that.
 """
@@ -19,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,26 +41,41 @@ from seal_protocol import envelope_hash
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    data BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshot_queue (
-    qid INTEGER PRIMARY KEY AUTOINCREMENT,
-    sha TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshot_sent (
-    sha TEXT PRIMARY KEY
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+#: The current schema, for a new file.
+_SCHEMA = (
+    """CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        data BLOB NOT NULL,
+        sha TEXT NOT NULL DEFAULT '',  -- SHA-256 (hex) of data, i.e. its envelope_hash: what a receipt names
+        created_at REAL NOT NULL,
+        acked_at REAL  -- when the broker acknowledged it; NULL: not (yet) in this process or an earlier one
+    )""",
+    "CREATE UNIQUE INDEX outbox_sha ON outbox (sha)",
+    """CREATE TABLE snapshot_queue (
+        qid INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        acked_at REAL
+    )""",
+    "CREATE TABLE snapshot_receipted (sha TEXT PRIMARY KEY)  -- stored snapshots the court holds",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+#: Version 1, as that agent created it (a file it made may lack nothing of it, but older files may).
+_SCHEMA_V1 = (
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, created_at REAL NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS snapshot_queue (
+        qid INTEGER PRIMARY KEY AUTOINCREMENT, sha TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS snapshot_sent (sha TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_V1_TO_V2 = (
+    "ALTER TABLE outbox ADD COLUMN sha TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE outbox ADD COLUMN acked_at REAL",
+    "ALTER TABLE snapshot_queue ADD COLUMN acked_at REAL",
+    "ALTER TABLE snapshot_sent RENAME TO snapshot_receipted",
+)
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
 EventBuilder = Callable[[int, str | None], bytes]
@@ -69,7 +96,7 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class QueuedSnapshot:
-    """A snapshot waiting for its PUBACK: queue id (the delivery key) and SHA-256."""
+    """A snapshot waiting for the court's receipt: queue id (the delivery key) and SHA-256."""
 
     qid: int
     sha: str
@@ -87,9 +114,10 @@ class SnapshotItem:
 class Outbox:
     """A thread-safe, durable queue of encoded events in ``seq`` order.
 
-    ``append`` assigns the next ``seq`` and ``prev_hash`` and commits; ``pending`` lists what is not yet
-    acknowledged; ``ack`` deletes an event after the broker's PUBACK. Small persistent settings (e.g. whether the
-    seal is armed) live in the same database so they can change in the same transaction as an event.
+    ``append`` assigns the next ``seq`` and ``prev_hash`` and commits; ``pending`` lists what the court has not
+    receipted; ``broker_acknowledged`` marks events the broker took; ``court_receipted`` deletes the events a
+    verified receipt names. Small persistent settings (e.g. whether the seal is armed) live in the same database so
+    they can change in the same transaction as an event.
     """
 
     def __init__(self, path: Path) -> None:
@@ -102,12 +130,47 @@ class Outbox:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as exc:
+            self._migrate()
+        except (sqlite3.Error, OSError, OutboxError) as exc:
             os.close(self._lock_fd)
+            if isinstance(exc, OutboxError):
+                raise  # already says what is wrong with the file
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._closed = False
+
+    def _migrate(self) -> None:
+        """Create the schema in a new file, or bring an older file's up to :data:`_SCHEMA_VERSION` (one transaction)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version > _SCHEMA_VERSION:
+                raise OutboxError(f"{self.path} has outbox schema {version}, newer than this agent's {_SCHEMA_VERSION}")
+            if "outbox" not in tables:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            elif "snapshot_receipted" not in tables:
+                self._migrate_from_v1()
+            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _migrate_from_v1(self) -> None:
+        db = self._db
+        for statement in (*_SCHEMA_V1, *_V1_TO_V2):
+            db.execute(statement)
+        rows = db.execute("SELECT seq, data FROM outbox").fetchall()
+        db.executemany("UPDATE outbox SET sha = ? WHERE seq = ?", [(envelope_hash(data), seq) for seq, data in rows])
+        db.execute("CREATE UNIQUE INDEX outbox_sha ON outbox (sha)")
+        logger.warning(
+            "outbox %s migrated to schema %d: its %d event(s) stay until the court receipts them",
+            self.path,
+            _SCHEMA_VERSION,
+            len(rows),
+        )
 
     @staticmethod
     def _acquire_process_lock(lock_path: Path) -> int:
@@ -144,11 +207,13 @@ class Outbox:
                 try:
                     seq = int(self._get("last_seq") or 0) + 1
                     data = build(seq, self._get("last_hash"))
+                    sha = envelope_hash(data)
                     self._db.execute(
-                        "INSERT INTO outbox (seq, data, created_at) VALUES (?, ?, ?)", (seq, data, time.time())
+                        "INSERT INTO outbox (seq, data, sha, created_at) VALUES (?, ?, ?, ?)",
+                        (seq, data, sha, time.time()),
                     )
                     self._set("last_seq", str(seq))
-                    self._set("last_hash", envelope_hash(data))
+                    self._set("last_hash", sha)
                     for key, value in (settings or {}).items():
                         self._set(key, value)
                     self._db.execute("COMMIT")
@@ -160,24 +225,40 @@ class Outbox:
         return StoredEvent(seq, data)
 
     def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
-        """Unacknowledged events with ``seq > after``, oldest first."""
+        """Events the court has not receipted with ``seq > after``, oldest first (broker-acknowledged ones too)."""
         with self._lock:
             rows = self._query("SELECT seq, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
         return [StoredEvent(int(seq), bytes(data)) for seq, data in rows]
 
-    def ack(self, seq: int) -> bool:
-        """Delete the event ``seq`` after its PUBACK; False if it was already gone."""
-        with self._lock:
-            try:
-                cursor = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot delete event {seq} from {self.path}: {exc}") from exc
-        return cursor.rowcount > 0
+    def broker_acknowledged(self, seqs: Collection[int]) -> None:
+        """Mark events the broker acknowledged (PUBACK with a success code); they stay until the court's receipt."""
+        if seqs:
+            with self._write("mark events broker-acknowledged") as db:
+                db.executemany(
+                    "UPDATE outbox SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
+                    [(time.time(), seq) for seq in seqs],
+                )
+
+    def court_receipted(self, hashes: Collection[str]) -> list[int]:
+        """Delete the events whose SHA-256 a verified court receipt names; their seqs, in order."""
+        if not hashes:
+            return []
+        with self._write("delete receipted events") as db:
+            seqs = sorted(
+                seq for sha in hashes for (seq,) in db.execute("SELECT seq FROM outbox WHERE sha = ?", (sha,))
+            )
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+        return [int(seq) for seq in seqs]
 
     def depth(self) -> int:
-        """How many events wait for their PUBACK."""
+        """How many events wait for the court's receipt."""
         with self._lock:
             return int(self._query("SELECT COUNT(*) FROM outbox", ())[0][0])
+
+    def unacknowledged_depth(self) -> int:
+        """How many of them the broker has not acknowledged either."""
+        with self._lock:
+            return int(self._query("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL", ())[0][0])
 
     @property
     def last_seq(self) -> int:
@@ -206,52 +287,66 @@ class Outbox:
         return int(row[0])
 
     def pending_snapshots(self, *, after: int = 0, limit: int = 100) -> list[QueuedSnapshot]:
-        """Snapshots not yet acknowledged with ``qid > after``, oldest first."""
+        """Snapshots the court has not receipted with ``qid > after``, oldest first."""
         with self._lock:
-            rows = self._query(
-                "SELECT qid, sha FROM snapshot_queue WHERE qid > ? ORDER BY qid LIMIT ?", (after, limit)
-            )
+            rows = self._query("SELECT qid, sha FROM snapshot_queue WHERE qid > ? ORDER BY qid LIMIT ?", (after, limit))
         return [QueuedSnapshot(int(qid), str(sha)) for qid, sha in rows]
 
-    def ack_snapshot(self, qid: int) -> bool:
-        """The broker acknowledged the snapshot ``qid``: it leaves the queue and is recorded as sent (one
-        transaction); False if it was no longer queued."""
-        with self._write(f"acknowledge snapshot {qid}") as db:
-            row = db.execute("SELECT sha FROM snapshot_queue WHERE qid = ?", (qid,)).fetchone()
-            if row is not None:
-                db.execute("DELETE FROM snapshot_queue WHERE qid = ?", (qid,))
-                db.execute("INSERT OR IGNORE INTO snapshot_sent (sha) VALUES (?)", (row[0],))
-        return row is not None
+    def snapshots_broker_acknowledged(self, qids: Collection[int]) -> None:
+        """Mark queued snapshots the broker acknowledged; they stay queued until the court's receipt."""
+        if qids:
+            with self._write("mark snapshots broker-acknowledged") as db:
+                db.executemany(
+                    "UPDATE snapshot_queue SET acked_at = ? WHERE qid = ? AND acked_at IS NULL",
+                    [(time.time(), qid) for qid in qids],
+                )
 
-    def mark_snapshots_sent(self, shas: list[str]) -> None:
-        """Record stored snapshots as sent without a queue entry (stores kept before sent ones were recorded)."""
-        with self._write("record sent snapshots") as db:
-            db.executemany("INSERT OR IGNORE INTO snapshot_sent (sha) VALUES (?)", [(sha,) for sha in shas])
+    def snapshots_court_receipted(self, hashes: Collection[str]) -> list[int]:
+        """The court receipted these snapshots: each queued one leaves the queue and is recorded as receipted (one
+        transaction); their queue ids, in order."""
+        if not hashes:
+            return []
+        with self._write("delete receipted snapshots") as db:
+            found = sorted(
+                (int(qid), str(sha))
+                for h in hashes
+                for qid, sha in db.execute("SELECT qid, sha FROM snapshot_queue WHERE sha = ?", (h,))
+            )
+            db.executemany("DELETE FROM snapshot_queue WHERE qid = ?", [(qid,) for qid, _sha in found])
+            db.executemany("INSERT OR IGNORE INTO snapshot_receipted (sha) VALUES (?)", [(sha,) for _q, sha in found])
+        return [qid for qid, _sha in found]
 
-    def forget_snapshots(self, shas: list[str]) -> int:
-        """Forget snapshots whose files are gone (thinned): queued or sent; returns how many were still queued."""
+    def mark_snapshots_receipted(self, shas: Collection[str]) -> None:
+        """Record stored snapshots as held by the court without a queue entry (stores kept before any record)."""
+        with self._write("record receipted snapshots") as db:
+            db.executemany("INSERT OR IGNORE INTO snapshot_receipted (sha) VALUES (?)", [(sha,) for sha in shas])
+
+    def forget_snapshots(self, shas: Collection[str]) -> int:
+        """Forget snapshots whose files are gone (thinned): queued or receipted; how many were still queued."""
         with self._write("forget snapshots") as db:
             queued = sum(db.execute("DELETE FROM snapshot_queue WHERE sha = ?", (sha,)).rowcount for sha in shas)
-            db.executemany("DELETE FROM snapshot_sent WHERE sha = ?", [(sha,) for sha in shas])
+            db.executemany("DELETE FROM snapshot_receipted WHERE sha = ?", [(sha,) for sha in shas])
         return queued
 
-    def was_sent(self, sha: str) -> bool:
-        """Whether the broker acknowledged the stored snapshot ``sha``."""
+    def was_receipted(self, sha: str) -> bool:
+        """Whether the court receipted the stored snapshot ``sha``."""
         with self._lock:
-            return bool(self._query("SELECT 1 FROM snapshot_sent WHERE sha = ?", (sha,)))
+            return bool(self._query("SELECT 1 FROM snapshot_receipted WHERE sha = ?", (sha,)))
 
-    def sent_snapshots(self) -> set[str]:
-        """Hashes of the stored snapshots the broker acknowledged."""
+    def receipted_snapshots(self) -> set[str]:
+        """Hashes of the stored snapshots the court receipted."""
         with self._lock:
-            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_sent", ())}
+            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_receipted", ())}
 
-    def unsent_snapshots(self) -> set[str]:
-        """Hashes of the snapshots still waiting for their PUBACK."""
+    def queued_snapshots(self, *, broker_acknowledged: bool | None = None) -> set[str]:
+        """Hashes of the snapshots waiting for the court's receipt; only those the broker acknowledged (True) or
+        only those it did not (False)."""
+        where = {None: "", True: " WHERE acked_at IS NOT NULL", False: " WHERE acked_at IS NULL"}[broker_acknowledged]
         with self._lock:
-            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_queue", ())}
+            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_queue" + where, ())}
 
     def snapshot_depth(self) -> int:
-        """How many snapshots wait for their PUBACK."""
+        """How many snapshots wait for the court's receipt."""
         with self._lock:
             return int(self._query("SELECT COUNT(*) FROM snapshot_queue", ())[0][0])
 

@@ -6,7 +6,7 @@ import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from seal_agent.config import AgentConfig, read_password
+from seal_agent.config import AgentConfig, court_key, read_password
 from seal_agent.core import SealAgent, SealIdentity, SystemClock
 from seal_agent.errors import SealAgentError
 from seal_agent.interfaces import Clock, Speaker
@@ -24,7 +24,9 @@ class SealRuntime:
     """One seal with its real adapters wired together: what ``run`` and ``simulate`` start.
 
     ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
-    Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened).
+    Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened). A configuration without
+    the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
+    empty the outbox. ``receipt_timeout_s`` / ``receipt_timeout_max_s`` override ``[delivery]`` (tests).
     A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it.
     """
 
@@ -36,6 +38,8 @@ class SealRuntime:
         speaker: Speaker | None = None,
         reconnect_max_s: int = 60,
         retry_s: float = 30.0,
+        receipt_timeout_s: float | None = None,
+        receipt_timeout_max_s: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         from seal_agent.commands import CommandDesk
@@ -47,6 +51,7 @@ class SealRuntime:
 
         self.config = config
         self.clock = clock or SystemClock()
+        court = court_key(config)
         self._stack = ExitStack()
         try:
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -77,7 +82,7 @@ class SealRuntime:
             )
             self._build_camera()
             self.agent = SealAgent(
-                identity=SealIdentity(config.device_id, config.case_no, key),
+                identity=SealIdentity(config.device_id, config.case_no, key, court),
                 motion=self.sensor,
                 speaker=self.speaker,
                 publisher=self.publisher,
@@ -89,6 +94,8 @@ class SealRuntime:
                 ),
                 heartbeat_s=config.heartbeat_s,
                 retry_s=retry_s,
+                receipt_timeout_s=receipt_timeout_s or config.delivery.receipt_timeout_s,
+                receipt_timeout_max_s=receipt_timeout_max_s or config.delivery.receipt_timeout_max_s,
                 clock=self.clock,
                 camera=self.camera,
                 snapshots=self.camera.spool if self.camera is not None else None,
@@ -98,9 +105,7 @@ class SealRuntime:
                 ),
                 tamper=self.tamper,
             )
-            self.commands = CommandDesk(
-                self.agent, self.outbox, self.clock, server_key=config.commands.verify_key()
-            )
+            self.commands = CommandDesk(self.agent, self.outbox, self.clock, server_key=court)
             self.agent.command_handler = self.commands.handle
             if self.camera is not None:
                 self._wire_camera(self.agent, self.camera)

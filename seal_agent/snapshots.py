@@ -1,26 +1,28 @@
 """The seal's snapshots on their way to the court: stored by hash, queued durably, thinned to the disk quota.
 
 Every snapshot is written to the content-addressed :class:`~seal_agent.camera.SnapshotStore` and its hash is
-committed to the outbox's snapshot queue *before* it is published; after the broker's PUBACK the queue entry becomes
-a "sent" record (the file stays as a local copy until thinning needs the space). A stored file that is neither
-queued nor sent was stored by a process that died before queueing it: it is queued when the spool is built, so
-such a crash never leaves evidence unsent. :class:`SnapshotSpool` is the snapshot courier's
-:class:`~seal_agent.delivery.DeliveryQueue`.
+committed to the outbox's snapshot queue *before* it is published; the broker's PUBACK marks the queue entry
+broker-acknowledged, and the court's receipt turns it into a "receipted" record (the file stays as a local copy until
+thinning needs the space). A stored file that is neither queued nor receipted was stored by a process that died
+before queueing it: it is queued when the spool is built, so such a crash never leaves evidence unsent.
+:class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.delivery.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
 always holds. When a new snapshot takes the store over its quota, the store is thinned down to
 ``THIN_TO_FRACTION`` of the quota (so thinning, and its ``outbox_full`` event, happens once per ~10 % of the quota
-rather than per snapshot): first the oldest snapshots the court already has (acknowledged by the broker), then,
-only if that is not enough, the oldest *unsent* ones too (the newest evidence, of what is going on now, is worth
-more than the oldest). The snapshot just taken is never thinned. Every thinning is reported through
-``on_thinned`` with the payload of an ``outbox_full`` event, which names each unsent snapshot that was lost.
+rather than per snapshot): first the oldest snapshots the court has receipted (it holds them), then, only if that is
+not enough, the oldest the broker acknowledged but the court has not receipted, and last the oldest never
+acknowledged (the newest evidence, of what is going on now, is worth more than the oldest). The snapshot just taken
+is never thinned. Every thinning is reported through ``on_thinned`` with the payload of an ``outbox_full`` event;
+its ``unsent_lost`` names each thinned snapshot the court had not receipted (acknowledged by the broker or not),
+since nothing says the court has it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from seal_agent.camera import SnapshotNotFound, SnapshotStore
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 THIN_TO_FRACTION = 0.9
 #: At most this many lost (unsent) hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB).
 MAX_LISTED = 200
-#: Outbox setting: the outbox records sent snapshots (absent in an outbox made before it did).
+#: Outbox setting: the outbox records sent (now: receipted) snapshots (absent in an outbox made before it did).
 SENT_RECORDED_SETTING = "snapshot_sent_recorded"
 
 ThinningHandler = Callable[[Mapping[str, Any]], None]
@@ -64,7 +66,7 @@ class SnapshotSpool:
         """
         with self._lock:
             sha, created = self.store.write(jpeg)
-            if created or not self._outbox.was_sent(sha):  # a frame already sent is not sent again
+            if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
                 self._outbox.queue_snapshot(sha)
             if created:
                 self._total += len(jpeg)
@@ -76,7 +78,7 @@ class SnapshotSpool:
         return sha
 
     def depth(self) -> int:
-        """Snapshots waiting for their PUBACK."""
+        """Snapshots waiting for the court's receipt."""
         return self._outbox.snapshot_depth()
 
     # -- DeliveryQueue ----------------------------------------------------------------------------------------
@@ -93,8 +95,11 @@ class SnapshotSpool:
             items.append(SnapshotItem(queued.qid, queued.sha, jpeg))
         return items
 
-    def ack(self, key: int) -> bool:
-        return self._outbox.ack_snapshot(key)
+    def broker_acknowledged(self, keys: Collection[int]) -> None:
+        self._outbox.snapshots_broker_acknowledged(keys)
+
+    def court_receipted(self, hashes: Collection[str]) -> list[int]:
+        return self._outbox.snapshots_court_receipted(hashes)
 
     # -- quota ------------------------------------------------------------------------------------------------
 
@@ -102,20 +107,25 @@ class SnapshotSpool:
         """Thin the store (the spool's lock is held); the ``outbox_full`` payload, or None if nothing went."""
         quota = self.store.quota_bytes
         target = int(quota * THIN_TO_FRACTION)
-        unsent = self._outbox.unsent_snapshots()
-        thinned = self.store.thin_to_quota(protected=unsent | {newest}, target_bytes=target)
+        queued = self._outbox.queued_snapshots()
+        never_acknowledged = self._outbox.queued_snapshots(broker_acknowledged=False)
+        thinned = self.store.thin_to_quota(protected=queued | {newest}, target_bytes=target)
         lost: list[str] = []
-        if self.store.total_bytes() > quota:
-            lost = self.store.thin_to_quota(protected={newest}, target_bytes=target)
+        for protected in (never_acknowledged | {newest}, {newest}):
+            if self.store.total_bytes() <= quota:
+                break
+            lost += self.store.thin_to_quota(protected=protected, target_bytes=target)
         self._outbox.forget_snapshots(thinned + lost)
         self._total = self.store.total_bytes()
         if not thinned and not lost:
             return None
         logger.warning(
-            "snapshot quota of %d bytes reached: thinned %d sent and %d unsent snapshot(s)",
+            "snapshot quota of %d bytes reached: thinned %d receipted and %d unreceipted snapshot(s) (%d of them "
+            "never acknowledged by the broker)",
             quota,
             len(thinned),
             len(lost),
+            len(never_acknowledged.intersection(lost)),
         )
         return {
             "quota_bytes": quota,
@@ -126,14 +136,14 @@ class SnapshotSpool:
             "unsent_lost": lost[:MAX_LISTED],
         }
 
-
     def _queue_unqueued(self) -> None:
-        """Queue stored snapshots that are neither queued nor sent (the process died between storing and queueing)."""
-        known = self._outbox.unsent_snapshots() | self._outbox.sent_snapshots()
+        """Queue stored snapshots that are neither queued nor receipted (the process died between storing and
+        queueing)."""
+        known = self._outbox.queued_snapshots() | self._outbox.receipted_snapshots()
         unqueued = [sha for sha in self.store.hashes() if sha not in known]
         if self._outbox.setting(SENT_RECORDED_SETTING) is None:
             # Stored before sent snapshots were recorded: then an unqueued file had (almost always) been sent.
-            self._outbox.mark_snapshots_sent(unqueued)
+            self._outbox.mark_snapshots_receipted(unqueued)
             self._outbox.set_setting(SENT_RECORDED_SETTING, "1")
             return
         for sha in unqueued:

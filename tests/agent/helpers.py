@@ -1,7 +1,9 @@
-"""Test helpers for the agent: the court's side of MQTT, a speaker double, configs, subprocess agents."""
+"""Test helpers for the agent: the court's side of MQTT (receipts included), a speaker double, configs, subprocess
+agents. Every seal config pins :data:`COURT_KEY`, the test court's key, which signs the receipts and commands."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -32,13 +34,25 @@ from seal_protocol import (
     parse_topic,
     subscription_all,
 )
-from seal_protocol.signing import VerifyKey, load_signing_key, verify_envelope
+from seal_protocol.receipts import encode_receipt
+from seal_protocol.signing import (
+    SigningKey,
+    VerifyKey,
+    generate_signing_key,
+    load_signing_key,
+    public_key_b64,
+    verify_envelope,
+)
+from seal_protocol.topics import receipt_topic
 from server.mosquitto import SERVER_USERNAME, PrivateBroker
 
 REPO = Path(__file__).resolve().parents[2]
 #: ``runtimes(config_path, speaker=..., **SealRuntime kwargs)`` from the ``runtimes`` fixture.
 RuntimeFactory = Callable[..., SealRuntime]
 SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
+#: The test court's key: every config from :func:`write_config` pins it; :class:`CourtSubscriber` signs with it.
+COURT_KEY = generate_signing_key()
+COURT_PUBLIC_KEY = public_key_b64(COURT_KEY)
 
 
 @dataclass
@@ -58,13 +72,17 @@ class ReceivedSnapshot:
 @dataclass
 class CourtSubscriber:
     """A paho client with the court server's account: collects every seal's events, snapshots and status
-    messages, and publishes commands (the server account may write every seal's ``cmd`` topic).
+    messages, publishes commands, and — like the court server once it has committed a message — a signed receipt
+    for every event and snapshot it receives (the server account may write every seal's ``cmd`` and ``receipt``).
 
     ``persistent=True`` keeps its session (and subscription) in the broker across a broker restart.
+    ``receipting`` False (or set to False later): nothing is receipted, the seal keeps everything.
     """
 
     broker: PrivateBroker
     persistent: bool = False
+    receipting: bool = True
+    key: SigningKey = COURT_KEY
     client_id: str = field(default_factory=lambda: "court-test-" + secrets.token_hex(4))
     events: list[Received] = field(default_factory=list)
     statuses: list[tuple[str, SealStatus]] = field(default_factory=list)
@@ -109,6 +127,8 @@ class CourtSubscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         topic = parse_topic(message.topic)
+        if self.receipting and topic.kind in (MessageKind.EVENT, MessageKind.SNAPSHOT):
+            self.send_receipt(topic.device_id, [hashlib.sha256(message.payload).hexdigest()], wait=False)
         with self._cond:
             if topic.kind is MessageKind.EVENT:
                 self.events.append(Received(decode_envelope(message.payload), bytes(message.payload)))
@@ -127,6 +147,19 @@ class CourtSubscriber:
         info = self._client.publish(cmd_topic(device_id), payload, qos=1)
         info.wait_for_publish(timeout)
         assert info.is_published()
+
+    def send_receipt(
+        self, device_id: str, hashes: list[str], *, key: SigningKey | None = None, wait: bool = True
+    ) -> None:
+        """Publish a receipt for ``hashes`` (signed by ``key``, default the court's) to the seal, QoS 1."""
+        self.publish_receipt(device_id, encode_receipt(device_id, hashes, key or self.key), wait=wait)
+
+    def publish_receipt(self, device_id: str, payload: bytes, *, wait: bool = True, timeout: float = 5.0) -> None:
+        """Publish ``payload`` on the seal's ``receipt`` topic at QoS 1 (and wait for the broker's PUBACK)."""
+        info = self._client.publish(receipt_topic(device_id), payload, qos=1)
+        if wait:
+            info.wait_for_publish(timeout)
+            assert info.is_published()
 
     def snapshot_hashes(self, device_id: str) -> set[str]:
         with self._cond:
@@ -218,7 +251,7 @@ def write_config(
     cooldown_s: float = 30,
     register: bool = True,
     tamper: bool = False,
-    server_public_key: str = "",
+    server_public_key: str = COURT_PUBLIC_KEY,
     camera: str = "",
 ) -> Path:
     """Write a seal config (and its password file) into ``directory``; register the account with ``broker``.

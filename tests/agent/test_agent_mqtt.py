@@ -82,7 +82,7 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"
     assert heartbeat.payload["disk_free_bytes"] > 0
 
-    assert runtime.agent.courier.wait_drained(5)  # deleted after PUBACK
+    assert runtime.agent.courier.wait_drained(5)  # deleted on the court's receipt
     assert runtime.outbox.depth() == 0
     runtime.close()
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
@@ -115,11 +115,12 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         runtime = runtimes(config)
         runtime.start()
         assert court.wait_for(lambda c: c.seqs(DEVICE) == {1})
+        assert runtime.agent.courier.wait_drained(5)  # receipted
         broker.stop()
         for _ in range(8):
             pulse(mock_pins)
         assert runtime.agent.wait_recorded(5)
-        assert runtime.outbox.depth() == 8  # committed, not yet acknowledged
+        assert runtime.outbox.depth() == 8  # committed, not yet receipted
         broker.start()
         assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, 10)), timeout=20)
         order = check_chain(court.of(DEVICE), verify_key(config))

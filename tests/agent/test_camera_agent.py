@@ -102,7 +102,7 @@ def test_intrusion_snapshots_arrive_by_hash_first_one_at_once(
     assert set(later["snapshots"]) - set(ready)  # and later ones were taken after the trigger
     check_chain(court.of(DEVICE), verify_key(config))
     assert runtime.agent.snapshot_courier is not None and runtime.agent.snapshot_courier.wait_drained(5)
-    assert runtime.outbox.snapshot_depth() == 0  # deleted from the queue after PUBACK
+    assert runtime.outbox.snapshot_depth() == 0  # deleted from the queue on the court's receipt
     assert all(sha in runtime.camera.spool.store for sha in every)  # type: ignore[union-attr]
 
 
@@ -310,7 +310,7 @@ def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_th
             pulse(mock_pins)
             new_frames_after(runtime)
         assert runtime.agent.wait_recorded(10, follow_ups=True)  # every snapshot stored, every thinning recorded
-        queued = runtime.outbox.unsent_snapshots()
+        queued = runtime.outbox.queued_snapshots()
         assert store.total_bytes() <= store.quota_bytes
         broker.start()
 

@@ -14,11 +14,12 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import load_config
-from seal_agent.errors import OutboxError
+from seal_agent.errors import ConfigError, OutboxError
 from seal_protocol.commands import Command, CommandAction, encode_command, new_command
-from seal_protocol.signing import generate_signing_key, public_key_b64
+from seal_protocol.signing import generate_signing_key
 from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
+    COURT_KEY,
     CourtSubscriber,
     RecordingSpeaker,
     RuntimeFactory,
@@ -30,7 +31,6 @@ from tests.agent.helpers import (
 from tests.agent_camera.clips import moving_rectangle_frames, write_clip
 
 DEVICE = "seal-test-1"
-COURT_KEY = generate_signing_key()
 
 
 def command(command_id: int, action: CommandAction = CommandAction.PING, **kwargs: object) -> bytes:
@@ -62,7 +62,7 @@ def send(court: CourtSubscriber, payload: bytes) -> tuple[str, dict[str, object]
 
 @pytest.fixture
 def seal_config(tmp_path: Path, broker: PrivateBroker) -> Path:
-    return write_config(tmp_path, broker, server_public_key=public_key_b64(COURT_KEY))
+    return write_config(tmp_path, broker)  # pins COURT_KEY
 
 
 def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -72,9 +72,7 @@ def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwa
     return runtime
 
 
-def test_every_refusal_reason_is_answered(
-    seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory
-) -> None:
+def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory) -> None:
     online(runtimes, seal_config, court)
     assert send(court, command(5)) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
                                                         "armed": True, "camera": "none"})  # fmt: skip
@@ -96,14 +94,12 @@ def test_every_refusal_reason_is_answered(
     check_chain(court.of(DEVICE), verify_key(seal_config))
 
 
-def test_without_a_court_key_every_command_is_refused(
-    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+def test_without_a_court_key_the_seal_does_not_start(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory
 ) -> None:
-    config = write_config(tmp_path, broker)  # server_public_key = ""
-    online(runtimes, config, court)
-    kind, answer = send(court, command(1))
-    assert (kind, answer["reason"]) == ("command_rejected", "bad_signature")
-    assert "server_public_key" in str(answer["detail"])
+    config = write_config(tmp_path, broker, server_public_key="")
+    with pytest.raises(ConfigError, match="server_public_key"):
+        runtimes(config)
 
 
 def test_disarm_then_silent_intrusion_test_warning_plays_and_the_last_id_survives_a_restart(
@@ -141,7 +137,7 @@ def test_snapshot_command_stores_and_sends_the_latest_frame(
 ) -> None:
     video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(50))
     camera = f'[camera]\nsource = "{video}"\nfps = 10.0'
-    config = write_config(tmp_path, broker, server_public_key=public_key_b64(COURT_KEY), camera=camera)
+    config = write_config(tmp_path, broker, camera=camera)
     runtime = online(runtimes, config, court)
     assert runtime.camera is not None and runtime.camera.monitor.wait_for_state("ok", 5)
     kind, answer = send(court, command(1, CommandAction.SNAPSHOT))
@@ -150,7 +146,6 @@ def test_snapshot_command_stores_and_sends_the_latest_frame(
     assert court.wait_for(lambda c: sha in c.snapshot_hashes(DEVICE), timeout=5)
     data = next(s.data for s in court.snapshots if s.sha == sha)
     assert hashlib.sha256(data).hexdigest() == sha
-
 
 
 class _OutboxFailures(logging.Handler):

@@ -27,9 +27,10 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 
 def send_all(spool: SnapshotSpool) -> None:
-    """What the courier does once the broker acknowledged every queued snapshot."""
-    for item in spool.pending(after=0, limit=1000):
-        assert spool.ack(item.key)
+    """What the courier does once the court receipted every queued snapshot."""
+    items = spool.pending(after=0, limit=1000)
+    spool.broker_acknowledged([item.key for item in items])
+    assert spool.court_receipted([item.sha for item in items]) == [item.key for item in items]
 
 
 def test_storing_a_snapshot_again_does_not_count_toward_the_quota(tmp_path: Path, outbox: Outbox) -> None:
@@ -56,11 +57,37 @@ def test_a_snapshot_stored_but_never_queued_is_queued_at_the_next_start(tmp_path
     orphan = store.put(jpeg_of(2))  # the process died here, before queueing it
     SnapshotSpool(store, outbox)  # the next start
     assert [queued.sha for queued in outbox.pending_snapshots()] == [orphan]
-    assert sent in outbox.sent_snapshots()
+    assert sent in outbox.receipted_snapshots()
 
 
 def test_a_store_from_before_sent_snapshots_were_recorded_is_not_sent_again(tmp_path: Path, outbox: Outbox) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
     old = store.put(jpeg_of(3))  # stored and acknowledged by an agent that kept no record of sent snapshots
     spool = SnapshotSpool(store, outbox)
-    assert spool.depth() == 0 and outbox.sent_snapshots() == {old}
+    assert spool.depth() == 0 and outbox.receipted_snapshots() == {old}
+
+
+def test_thinning_takes_receipted_snapshots_first_then_broker_acknowledged_ones_and_names_those(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    small = [jpeg_of(seed) for seed in range(4)]
+    rng = np.random.default_rng(99)
+    big = encode_jpeg(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8), quality=90)
+    total = sum(len(j) for j in small) + len(big)
+    # Over the quota only with the big one, and still over it without the first one.
+    quota = int(total - len(small[0]) - len(small[1]) / 2)
+    assert sum(len(j) for j in small) <= quota < total
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=quota)
+    spool = SnapshotSpool(store, outbox)
+    thinnings: list[Mapping[str, Any]] = []
+    spool.on_thinned = thinnings.append
+    a, b, c, d = [spool.add(jpeg) for jpeg in small]
+    keys = {item.sha: item.key for item in spool.pending(after=0, limit=10)}
+    spool.broker_acknowledged([keys[a], keys[b]])
+    spool.court_receipted([a])  # a: the court holds it; b: only the broker took it; c, d: not even that
+    e = spool.add(big)
+    [payload] = thinnings
+    assert payload["snapshots"] == [a, b]
+    assert (payload["thinned"], payload["thinned_unsent"], payload["unsent_lost"]) == (2, 1, [b])
+    assert set(store.hashes()) == {c, d, e}
+    assert outbox.queued_snapshots() == {c, d, e} and outbox.receipted_snapshots() == set()
