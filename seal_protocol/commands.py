@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from seal_protocol.envelope import TS_PATTERN, parse_ts, utc_now_ms
+from seal_protocol.envelope import Timestamp, parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope, SignatureError
 from seal_protocol.signing import SigningKey, VerifyKey, sign_bytes, verify_bytes
 from seal_protocol.topics import DEVICE_ID_PATTERN
@@ -67,15 +67,9 @@ class Command(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal the command is for.")
     action: CommandAction = Field(description="What the seal is asked to do.")
     args: dict[str, Any] = Field(default_factory=dict, description="Action-specific arguments.")
-    issued_at: str = Field(pattern=TS_PATTERN, description="When the court issued it (UTC, ms).")
-    expires_at: str = Field(pattern=TS_PATTERN, description="After this instant the seal refuses it (UTC, ms).")
+    issued_at: Timestamp = Field(description="When the court issued it (UTC, ms).")
+    expires_at: Timestamp = Field(description="After this instant the seal refuses it (UTC, ms).")
     sig: str | None = Field(None, pattern=r"^[0-9a-f]{128}$", description="Server's Ed25519 signature (hex).")
-
-    @field_validator("issued_at", "expires_at")
-    @classmethod
-    def _real_moment(cls, ts: str) -> str:
-        parse_ts(ts)  # the pattern admits 2026-02-30; a datetime does not
-        return ts
 
     @field_validator("args")
     @classmethod

@@ -15,9 +15,9 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from seal_protocol.errors import InvalidEnvelope
 from seal_protocol.topics import DEVICE_ID_PATTERN
@@ -96,6 +96,15 @@ def parse_ts(ts: str) -> datetime:
     )
 
 
+def _real_moment(ts: str) -> str:
+    parse_ts(ts)  # the pattern admits 2026-02-30 and 23:59:60; a datetime does not
+    return ts
+
+
+#: A ``ts`` string: the pattern, with ASCII digits, of a moment that exists.
+Timestamp = Annotated[str, Field(pattern=TS_PATTERN), AfterValidator(_real_moment)]
+
+
 class Envelope(BaseModel):
     """One event from one seal. Immutable; build new ones with :func:`new_envelope` or ``model_copy``."""
 
@@ -106,7 +115,7 @@ class Envelope(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal that produced the event.")
     case_no: str = Field(min_length=1, max_length=64, description="The enforcement case (案号) the seal was bound to.")
     seq: StrictInt = Field(ge=1, le=MAX_SAFE_INTEGER, description="Per-device sequence number; starts at 1.")
-    ts: str = Field(pattern=TS_PATTERN, description="When the event happened: UTC, milliseconds, 'Z'.")
+    ts: Timestamp = Field(description="When the event happened: UTC, milliseconds, 'Z'.")
     type: EventType = Field(description="What happened.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Type-specific details.")
     prev_hash: str | None = Field(
@@ -115,12 +124,6 @@ class Envelope(BaseModel):
     sig: str | None = Field(
         None, pattern=_SIG_HEX, description="Ed25519 signature (hex) of the canonical bytes without 'sig'."
     )
-
-    @field_validator("ts")
-    @classmethod
-    def _real_moment(cls, ts: str) -> str:
-        parse_ts(ts)  # the pattern admits 2026-02-30 and 23:59:60; a datetime does not
-        return ts
 
     @field_validator("payload")
     @classmethod
