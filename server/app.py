@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             ingestor = Ingestor(
                 session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir, alarms=settings.alarms
             )
-            context.ingest = MqttIngest(settings.mqtt, ingestor)
+            context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(
                 session_factory,
                 offline_after_s=settings.offline_after_s,

@@ -12,6 +12,9 @@
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
+- After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
+  what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
+  Without the key no receipt is sent (a warning at start says so) and seals keep and re-send their events.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import MessageKind, subscription_all
+from seal_protocol.signing import SigningKey
+from server.commands.keys import CourtKey
 from server.config import MqttSettings, read_password
-from server.errors import BrokerUnavailable, StorageUnavailable
-from server.ingest import Ingestor, Message
+from server.errors import BrokerUnavailable, CommandsUnavailable, StorageUnavailable
+from server.ingest import Ingestor, IngestResult, Message
+from server.ingest.receipts import receipts_for
 from server.metrics import IngestProgress
 
 logger = logging.getLogger(__name__)
@@ -55,11 +61,13 @@ class _Received:
 
 
 class MqttIngest:
-    """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`. ``start()`` / ``stop()``."""
+    """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`; receipts what it committed,
+    signed with ``court_key``. ``start()`` / ``stop()``."""
 
-    def __init__(self, settings: MqttSettings, ingestor: Ingestor) -> None:
+    def __init__(self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None) -> None:
         self.settings = settings
         self.ingestor = ingestor
+        self._court_key = court_key
         self._queue: queue.Queue[_Received] = queue.Queue()
         self._unstored: deque[float] = deque()  # time.monotonic() of each received, unstored message, oldest first
         self._storage_failing_since: float | None = None
@@ -110,6 +118,11 @@ class MqttIngest:
         client.connect_async(
             settings.host, settings.port, keepalive=settings.keepalive_s, clean_start=False, properties=props
         )
+        if self._receipt_key() is None:
+            logger.warning(
+                "no court command key ([commands] signing_key_file): no receipts are sent, so seals keep every event "
+                "and send it again"
+            )
         self._stopping.clear()
         self._client = client
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-ingest-worker", daemon=True)
@@ -205,7 +218,7 @@ class MqttIngest:
         delay = RETRY_MIN_S
         while True:
             try:
-                self.ingestor.ingest([item.message for item in batch])
+                results = self.ingestor.ingest([item.message for item in batch])
                 break
             except StorageUnavailable as exc:
                 logger.error("cannot store %d messages, retrying in %.1f s: %s", len(batch), delay, exc)
@@ -223,6 +236,7 @@ class MqttIngest:
                 logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
                 self._storage_failing_since = None
         self._ack(batch)
+        self._send_receipts(batch, results)
 
     def _storage_failed(self) -> None:
         self.ingestor.metrics.count_storage_retry()
@@ -244,3 +258,21 @@ class MqttIngest:
             client.ack(item.mid, item.qos)
         if stale:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
+
+    def _send_receipts(self, batch: list[_Received], results: list[IngestResult]) -> None:
+        """Publish the committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
+        key, client = self._receipt_key(), self._client
+        if key is None or client is None:
+            return
+        for topic, payload in receipts_for([item.message for item in batch], results, key=key):
+            info = client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                logger.warning("receipt on %s not sent: %s", topic, mqtt.error_string(info.rc))
+
+    def _receipt_key(self) -> SigningKey | None:
+        if self._court_key is None:
+            return None
+        try:
+            return self._court_key.get()
+        except CommandsUnavailable:
+            return None

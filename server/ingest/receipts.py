@@ -3,9 +3,14 @@
 A seal keeps an event or a snapshot until a signed receipt names the SHA-256 of its exact bytes
 (:mod:`seal_protocol.receipts`). After a batch is committed, :func:`receipts_for` lists, per seal, the hashes of
 the messages on its ``event`` and ``snapshot`` topics that the court now holds: a stored event, an identical
-duplicate, a stored or duplicate snapshot, or a quarantine row (the court keeps those bytes too). A quarantined
-message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`) is not receipted: the
-court holds only its beginning. Statuses and messages on no seal's topic get no receipt.
+duplicate, a stored or duplicate snapshot, or a quarantine row for a check the message failed (the court keeps
+those bytes too). Not receipted, so that the seal keeps them and sends them again:
+
+* a message quarantined for the court's own failure (``storage_error``, ``internal_error``): its row may lack the
+  bytes, and a court that failed once may store the message properly next time;
+* a quarantined message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`).
+
+Statuses and messages on no seal's topic get no receipt.
 
 Naming bytes by their hash makes a receipt safe whoever provoked it: a message forged with a seal's password is
 receipted under its own hash, which matches nothing in the seal's outbox.
@@ -22,10 +27,12 @@ from seal_protocol.receipts import MAX_RECEIPT_HASHES, encode_receipt
 from seal_protocol.signing import SigningKey
 from seal_protocol.topics import MessageKind, parse_topic, receipt_topic
 from server.ingest.batch import QUARANTINE_RAW_LIMIT
-from server.ingest.results import IngestResult, Message, Outcome
+from server.ingest.results import IngestResult, Message, Outcome, Reason
 
 #: Outcomes after which the court holds the message's exact bytes.
 HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
+#: Quarantine reasons that are the court's failure, not the message's: such a row may not hold the bytes.
+COURT_FAILURES = frozenset({Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR})
 RECEIPTED_KINDS = frozenset({MessageKind.EVENT, MessageKind.SNAPSHOT})
 
 
@@ -35,7 +42,9 @@ def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult
     for message, result in zip(messages, results, strict=True):
         if result.outcome not in HELD:
             continue
-        if result.outcome is Outcome.QUARANTINED and len(message.payload) > QUARANTINE_RAW_LIMIT:
+        if result.outcome is Outcome.QUARANTINED and (
+            result.reason in COURT_FAILURES or len(message.payload) > QUARANTINE_RAW_LIMIT
+        ):
             continue
         try:
             topic = parse_topic(message.topic)

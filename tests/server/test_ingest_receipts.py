@@ -11,9 +11,10 @@ from seal_protocol.receipts import MAX_RECEIPT_HASHES, check_receipt
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.topics import receipt_topic, snapshot_topic, status_topic
 from server.db import SessionFactory
-from server.ingest import IngestResult, Message, Outcome
+from server.ingest import IngestResult, Message, Outcome, Reason
 from server.ingest.batch import QUARANTINE_RAW_LIMIT
 from server.ingest.receipts import committed_hashes, receipts_for
+from tests.server.helpers import jpeg_bytes
 from tests.server.ingest_world import make_court
 
 COURT_KEY = generate_signing_key()
@@ -30,7 +31,7 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
     court = make_court(session_factory, tmp_path)
     a1, a2, b1 = court.a.event(), court.a.event(), court.b.event()
     forged = court.a.event(key=generate_signing_key())  # a message from seal-a's account the court quarantines
-    jpeg = b"\xff\xd8\xff\xe0 a snapshot \xff\xd9"
+    jpeg = jpeg_bytes()
     status = b'{"agent_version":"1","state":"online","ts":"2026-11-26T08:00:00.000Z"}'
     messages = [
         Message(court.a.event_topic, a1, NOW),
@@ -43,7 +44,9 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
         Message("not/a/seal/topic", b"x", NOW),
     ]
     results = court.ingestor.ingest(messages)
-    assert results[4].outcome is Outcome.QUARANTINED
+    outcomes = [r.outcome for r in results]
+    assert outcomes[:6] == [Outcome.STORED, Outcome.DUPLICATE, Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED,
+                            Outcome.SNAPSHOT]  # fmt: skip
 
     receipts = receipts_for(messages, results, key=COURT_KEY, now=NOW)
 
@@ -63,7 +66,13 @@ def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> No
     assert receipts_for(ignored, [IngestResult(Outcome.IGNORED, "seal-a")], key=COURT_KEY) == []
     # A quarantine row keeps only the first QUARANTINE_RAW_LIMIT bytes: such a message is not held, so not receipted.
     huge = [Message(topic, b"x" * (QUARANTINE_RAW_LIMIT + 1), NOW)]
-    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a")]) == {}
+    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.BAD_SIGNATURE)]) == {}
+    # The court's own failure: its row may lack the bytes, and the seal should try again.
+    for reason in (Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR):
+        assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", reason)]) == {}
+    assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.BROKEN_CHAIN)]) == {
+        "seal-a": [sha(b"x")]
+    }
 
     many = [Message(topic, str(i).encode(), NOW) for i in range(MAX_RECEIPT_HASHES + 5)]
     receipts = receipts_for(many, [IngestResult(Outcome.STORED, "seal-a")] * len(many), key=COURT_KEY)
