@@ -12,6 +12,8 @@
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
     seal-server notify list --config FILE [--case CASE_NO]
     seal-server notify remove ID --config FILE
+    seal-server quarantine list --config FILE [--reason R] [--device DEVICE_ID] [--since TIME] [--before ID] [--limit N]
+    seal-server quarantine show ID --config FILE
 
 Every command also takes --log-level and --log-json.
 
@@ -50,6 +52,7 @@ from server.provisioning_cli import (
     seal_account,
     server_account,
 )
+from server.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.registry import add_case, last_known_armed, register_seal
 
 logger = logging.getLogger("server.cli")
@@ -96,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
     add_notify_commands(commands, common)
+    add_quarantine_commands(commands, common)
     return parser
 
 
@@ -146,6 +150,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return run_court_key(settings, _out)
         case "notify":
             return _in_session(settings, lambda session: run_notify_command(args, session, _out))
+        case "quarantine":
+            return _in_session(settings, lambda session: run_quarantine_command(args, session, _out))
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -164,8 +170,10 @@ def _run(settings: Settings) -> int:
     # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown, ingest stopped), then re-raises the signal it
     # caught to the handler that was installed before it: ours records a clean stop so the exit status is 0.
     stopped: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: stopped.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None)
     finally:

@@ -19,6 +19,7 @@ from server.api import (
     health,
     metrics,
     notification_targets,
+    quarantine,
     seals,
     snapshots,
     users,
@@ -37,6 +38,7 @@ api_router.include_router(seals.router)
 api_router.include_router(commands.router)
 api_router.include_router(alarms.router)
 api_router.include_router(audit.router)
+api_router.include_router(quarantine.router)
 
 metrics_router = metrics.router
 

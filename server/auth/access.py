@@ -49,6 +49,7 @@ class Permission(StrEnum):
     COMMAND_SEND = "command:send"  # test_warning, snapshot, ping
     COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
     NOTIFY_ADMIN = "notify:admin"  # the webhooks a case's alarms go to
+    QUARANTINE_READ = "quarantine:read"  # the messages the ingest refused (of any seal, of no case)
 
 
 _P = Permission

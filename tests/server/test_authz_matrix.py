@@ -42,7 +42,7 @@ from server.commands.service import issue_command
 from server.db import SessionFactory, session_scope
 from server.ingest import Ingestor
 from server.metrics import IngestMetrics
-from server.models import Seal, utc_now
+from server.models import QuarantinedMessage, Seal, utc_now
 from server.registry import add_case, add_seal, register_seal
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
@@ -61,6 +61,7 @@ class World:
     snapshots: dict[str, str] = field(default_factory=dict)  # case -> sha256
     alarms: dict[str, int] = field(default_factory=dict)  # case -> alarm id
     commands: dict[str, int] = field(default_factory=dict)  # case -> command id
+    quarantined: int = 0  # id of a quarantined message
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(_counter)}"
@@ -162,6 +163,15 @@ TABLE: list[Row] = [
         CLERK,
     ),
     Row("GET", "/api/audit", "global", 200, fixed("/api/audit"), CLERK),
+    Row("GET", "/api/quarantine", "global", 200, fixed("/api/quarantine"), CLERK),
+    Row(
+        "GET",
+        "/api/quarantine/{message_id}",
+        "global",
+        200,
+        lambda w, _: Call(f"/api/quarantine/{w.quarantined}"),
+        CLERK,
+    ),
     Row("GET", "/api/cases", "global", 200, fixed("/api/cases")),
     Row("POST", "/api/cases", "global", 201, lambda w, _: Call("/api/cases", {"case_no": w.fresh("(2024)新")}), CLERK),
     Row("GET", "/api/cases/{case_no}", "case", 200, lambda _, k: Call(f"/api/cases/{c(k)}")),
@@ -270,9 +280,7 @@ TABLE: list[Row] = [
         lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands", {"action": "ping"}),
         COURT,
     ),
-    Row(
-        "GET", "/api/seals/{device_id}/commands", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands")
-    ),
+    Row("GET", "/api/seals/{device_id}/commands", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands")),
     Row("GET", "/api/commands/{command_id}", "case", 200, lambda w, k: Call(f"/api/commands/{w.commands[k]}")),
     Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
     Row("GET", "/api/alarms", "global", 200, fixed("/api/alarms"), COURT | {Role.CREDITOR}),
@@ -378,9 +386,28 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
         clerk = get_user(session, username="clerk")
         for device_id, case_no in (("seal-own", OWN), ("seal-foreign", FOREIGN)):
             row = session.scalars(select(Seal).where(Seal.device_id == device_id)).one()
-            command = issue_command(session, seal=row, action=CommandAction.PING, args={}, key=court_key,
-                                    ttl=timedelta(minutes=10), user=clerk, now=utc_now())
+            command = issue_command(
+                session,
+                seal=row,
+                action=CommandAction.PING,
+                args={},
+                key=court_key,
+                ttl=timedelta(minutes=10),
+                user=clerk,
+                now=utc_now(),
+            )
             world.commands[case_no] = command.id
+        refused = QuarantinedMessage(
+            received_at=utc_now(),
+            topic="seal/v1/seal-own/events",
+            device_id="seal-own",
+            reason="invalid_json",
+            size=3,
+            raw=b"{{{",
+        )
+        session.add(refused)
+        session.flush()
+        world.quarantined = refused.id
     return world
 
 
