@@ -12,7 +12,14 @@ CONF_DIR=/etc/court-seal
 STATE_DIR=/var/lib/court-seal
 
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync python3-lgpio
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync
+# python3-lgpio is packaged by Raspberry Pi OS (and Debian on arm), not by Debian on a PC: there the agent still
+# installs and runs (mock pins, `seal-agent simulate`), without the Pi's GPIO.
+if apt-cache show python3-lgpio >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-lgpio
+else
+  echo "install.sh: python3-lgpio is not packaged here; skipped it (no GPIO access: this is not a Raspberry Pi OS)"
+fi
 
 getent group gpio >/dev/null || groupadd --system gpio
 id seal >/dev/null 2>&1 || useradd --system --home-dir "$STATE_DIR" --shell /usr/sbin/nologin seal
