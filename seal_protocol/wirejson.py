@@ -13,7 +13,9 @@ The canonical encoding (:func:`canonical_json`): keys sorted by code point, sepa
 whitespace, non-ASCII characters written as themselves, ``"`` and ``\\`` escaped with a backslash, the control
 characters U+0008, U+0009, U+000A, U+000C, U+000D as ``\\b \\t \\n \\f \\r`` and the other ones below U+0020 as
 ``\\u00xx`` (lowercase hex); nothing else is escaped. For the values admitted above with ASCII keys this is the
-JSON Canonicalization Scheme (RFC 8785) as well.
+JSON Canonicalization Scheme (RFC 8785) as well (``tests/protocol/test_canonical_rfc8785.py`` checks it against the
+``rfc8785`` package). The encoder stays the standard library's: it is C code, about four times faster than that
+pure-Python package on an event, and the server encodes every event it receives.
 """
 
 from __future__ import annotations
