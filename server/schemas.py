@@ -111,6 +111,27 @@ class SealBindingPublic(BaseModel):
     unbound_by: str | None
 
 
+class SealRegistrationPublic(BaseModel):
+    at: datetime
+    by: str | None = Field(description="Username of the clerk who registered it; null when done on the CLI.")
+    public_key: str | None = Field(description="The key it was registered with (base64).")
+
+
+class SealEnrolmentPublic(BaseModel):
+    device_id: str
+    public_key: str = Field(
+        description="The enrolled Ed25519 public key, base64 of the raw 32 bytes: verify the "
+        "seal's events (their envelope field) with it."
+    )
+    public_key_sha256: str = Field(description="SHA-256 of the raw key bytes, hex: compare it with the seal's label.")
+    registered_at: datetime = Field(description="When the current key was registered.")
+    registered_by: str | None = Field(description="Who registered the current key; null when done on the CLI.")
+    registrations: list[SealRegistrationPublic] = Field(
+        description="Every registration of the seal, oldest first (a new key means the device was re-provisioned)."
+    )
+    bindings: list[SealBindingPublic] = Field(description="Its bindings to the cases you may see, newest first.")
+
+
 class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -15,11 +17,18 @@ from server.api.params import CaseNoQuery, DeviceIdPath
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.models import User
+from server.auth.models import AuditEntry, User
 from server.auth.users import usernames_by_id
 from server.models import Seal
 from server.registry import add_seal, bind_seal, last_known_armed, seal_bindings, unbind_seal
-from server.schemas import SealBind, SealBindingPublic, SealCreate, SealPublic
+from server.schemas import (
+    SealBind,
+    SealBindingPublic,
+    SealCreate,
+    SealEnrolmentPublic,
+    SealPublic,
+    SealRegistrationPublic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +117,38 @@ def read_bindings(
     seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], user: CurrentUser, session: SessionDep
 ) -> list[SealBindingPublic]:
     """The seal's bindings to the cases you may see, newest first: who bound and unbound it, and when."""
+    return _bindings(session, user, seal)
+
+
+@router.get("/{device_id}/enrolment", responses=NOT_FOUND)
+def read_enrolment(
+    seal: Annotated[Seal, Depends(seal_with(Permission.EVENT_READ))], user: CurrentUser, session: SessionDep
+) -> SealEnrolmentPublic:
+    """The seal's enrolled public key and its enrolment record: who registered it and when, every registration,
+    its bindings to the cases you may see (whoever may read the seal's events)."""
+    query = select(AuditEntry).where(AuditEntry.action == "seal.register", AuditEntry.target == seal.device_id)
+    entries = list(session.scalars(query.order_by(AuditEntry.id)))
+    registrations = [
+        SealRegistrationPublic(
+            at=entry.at,
+            by=entry.actor if entry.actor_id is not None else None,
+            public_key=entry.details.get("public_key") if isinstance(entry.details, dict) else None,
+        )
+        for entry in entries
+    ]
+    current = next((r for r in reversed(registrations) if r.public_key == seal.public_key), None)
+    return SealEnrolmentPublic(
+        device_id=seal.device_id,
+        public_key=seal.public_key,
+        public_key_sha256=hashlib.sha256(base64.b64decode(seal.public_key)).hexdigest(),
+        registered_at=seal.registered_at,
+        registered_by=current.by if current is not None else None,
+        registrations=registrations,
+        bindings=_bindings(session, user, seal),
+    )
+
+
+def _bindings(session: Session, user: User, seal: Seal) -> list[SealBindingPublic]:
     visible = access.visible_case_nos(session, user)
     rows = [b for b in seal_bindings(session, device_id=seal.device_id) if visible is None or b.case_no in visible]
     names = usernames_by_id(session, {b.bound_by for b in rows} | {b.unbound_by for b in rows})

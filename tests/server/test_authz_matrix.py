@@ -250,6 +250,14 @@ TABLE: list[Row] = [
     Row("GET", "/api/seals/{device_id}/bindings", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/bindings")),
     Row(
         "GET",
+        "/api/seals/{device_id}/enrolment",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/enrolment"),
+        COURT | {Role.CREDITOR},  # whoever reads the seal's events may check them against its key
+    ),
+    Row(
+        "GET",
         "/api/seals/{device_id}/events",
         "case",
         200,
