@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from server.mosquitto import PrivateBroker
+from tests.agent.helpers import COURT_PUBLIC_KEY
 
 SEAL_SERVER = Path(sys.executable).with_name("seal-server")
 SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
@@ -20,8 +21,20 @@ def run(*args: str | Path, env: dict[str, str], stdin: str | None = None) -> str
     return result.stdout
 
 
-def agent_config(directory: Path, broker: PrivateBroker, device_id: str, case_no: str, court_key: str = "") -> Path:
-    """A seal's config in ``directory`` (Mandarin warning only), with a fresh broker account for it."""
+def agent_config(
+    directory: Path,
+    broker: PrivateBroker,
+    device_id: str,
+    case_no: str,
+    court_key: str = COURT_PUBLIC_KEY,
+    *,
+    receipt_timeout_s: float = 60,
+) -> Path:
+    """A seal's config in ``directory`` (Mandarin warning only), with a fresh broker account for it.
+
+    ``court_key``: the court key the seal pins (``seal-server court-key`` prints it). The default is the agent tests'
+    key, which no ``seal-server`` holds: such a seal's events reach the court but are never receipted, so it keeps
+    them in its outbox."""
     directory.mkdir(parents=True)
     password = os.urandom(9).hex()
     broker.add_user(device_id, password)
@@ -43,6 +56,8 @@ pin = 17
 languages = ["zh"]
 [commands]
 server_public_key = "{court_key}"
+[delivery]
+receipt_timeout_s = {receipt_timeout_s}
 """,
         encoding="utf-8",
     )
