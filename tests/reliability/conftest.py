@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.mosquitto import PrivateBroker
-from tests.reliability.harness import Court, Seal
+from tests.reliability.harness import Court, Seal, court_key
 
 LONG_ENV = "SEAL_LONG_TESTS"
 #: pytest-timeout's limit of one test in the full run (the default of pyproject.toml holds in the short run).
@@ -50,9 +50,17 @@ def scale(request: pytest.FixtureRequest) -> Scale:
 
 
 @pytest.fixture
-def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[Court]:
+def court_key_file(tmp_path: Path) -> Path:
+    """The court's signing key (of commands and receipts), shared by every court server of the test."""
+    path = tmp_path / "court-command.key"
+    court_key(path)
+    return path
+
+
+@pytest.fixture
+def court(tmp_path: Path, broker: PrivateBroker, court_key_file: Path) -> Iterator[Court]:
     """A court server on SQLite and the test's broker; not started (``court.prepare(...)``, ``court.start()``)."""
-    instance = Court(tmp_path / "court", broker, f"sqlite:///{tmp_path / 'court.db'}")
+    instance = Court(tmp_path / "court", broker, f"sqlite:///{tmp_path / 'court.db'}", court_key_file)
     try:
         yield instance
     finally:
@@ -63,12 +71,14 @@ SealFactory = Callable[..., Seal]
 
 
 @pytest.fixture
-def make_seal(tmp_path: Path, broker: PrivateBroker) -> Iterator[SealFactory]:
-    """``make_seal(device_id, **Seal fields)``: a seal with its broker account and key; stopped at the end."""
+def make_seal(tmp_path: Path, broker: PrivateBroker, court_key_file: Path) -> Iterator[SealFactory]:
+    """``make_seal(device_id, **Seal fields)``: a seal with its broker account and key, pinning the court's key;
+    stopped at the end."""
     made: list[Seal] = []
+    court_public_key = court_key(court_key_file)
 
     def make(device_id: str, **kwargs: object) -> Seal:
-        seal = Seal(tmp_path / device_id, device_id, broker, **kwargs)  # type: ignore[arg-type]
+        seal = Seal(tmp_path / device_id, device_id, broker, court_public_key, **kwargs)  # type: ignore[arg-type]
         made.append(seal)
         return seal
 

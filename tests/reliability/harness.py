@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.errors import InvalidEnvelope, SignatureError
@@ -117,6 +118,12 @@ def _alive(pid: int) -> bool:
 # -- the court server -------------------------------------------------------------------------------------------
 
 
+def court_key(path: Path) -> str:
+    """Create the court's signing key at ``path`` (as ``seal-server court-key`` does); its base64 public key."""
+    key, _ = load_or_create_signing_key(path)
+    return public_key_b64(key)
+
+
 @dataclass
 class Court:
     """A ``seal-server run`` on ``database_url`` and the broker at ``broker_port``; started and killed at will."""
@@ -124,6 +131,8 @@ class Court:
     directory: Path
     broker: PrivateBroker
     database_url: str
+    #: The court's signing key (commands and receipts); seals pin its public key (:func:`court_key`).
+    signing_key_file: Path
     http_port: int = field(default_factory=free_port)
     batch_size: int = 100
     process: subprocess.Popen[bytes] | None = None
@@ -148,6 +157,8 @@ username = "{SERVER_USERNAME}"
 password_file = "{self.directory / "mqtt-password"}"
 keepalive_s = 5
 batch_size = {self.batch_size}
+[commands]
+signing_key_file = "{self.signing_key_file}"
 """,
             encoding="utf-8",
         )
@@ -240,6 +251,16 @@ batch_size = {self.batch_size}
         values = self.metrics()
         return None if values is None else values.get(name)
 
+    def session(self) -> Session:
+        """A read session on the court's database (close it: ``with court.session() as session``)."""
+        return make_session_factory(self.engine)()
+
+    def stored_raw(self, device_id: str) -> dict[int, bytes]:
+        """seq → the stored bytes of each of the seal's events."""
+        with self.session() as session:
+            rows = session.execute(select(Event.seq, Event.raw).where(Event.device_id == device_id))
+            return {int(seq): bytes(raw) for seq, raw in rows}
+
     def stored_seqs(self, device_id: str) -> list[int]:
         with make_session_factory(self.engine)() as session:
             return list(session.scalars(select(Event.seq).where(Event.device_id == device_id).order_by(Event.seq)))
@@ -291,6 +312,8 @@ class Seal:
     directory: Path
     device_id: str
     broker: PrivateBroker
+    #: The court's public key: commands and receipts are checked with it.
+    court_public_key: str
     mqtt_port: int = 0
     case_no: str = CASE_NO
     heartbeat_s: float = 3600
@@ -338,7 +361,7 @@ enabled = false
 languages = ["zh"]
 cooldown_s = 86400
 [commands]
-server_public_key = ""
+server_public_key = "{self.court_public_key}"
 {self.camera}
 """,
             encoding="utf-8",

@@ -155,13 +155,13 @@ def test_network_partition_between_seals_and_broker(
 
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"private PostgreSQL: {unavailable_reason()}")
 def test_postgresql_restarted_during_ingest(
-    tmp_path: Path, broker: PrivateBroker, make_seal: SealFactory, scale: Scale
+    tmp_path: Path, broker: PrivateBroker, make_seal: SealFactory, scale: Scale, court_key_file: Path
 ) -> None:
     rng = _rng("postgresql restarts")
     postgres = PrivatePostgres()
     try:
         postgres.start()
-        court = Court(tmp_path / "court-pg", broker, postgres.url)
+        court = Court(tmp_path / "court-pg", broker, postgres.url, court_key_file)
         try:
             seals = [make_seal(f"seal-pg-{n}") for n in (1, 2)]
             court.prepare(_keys(*seals))
@@ -200,8 +200,8 @@ def test_snapshot_quota_exhausted_while_partitioned(
     court: Court, make_seal: SealFactory, broker: PrivateBroker, clip: Path, scale: Scale
 ) -> None:
     """Cut off from the broker, a seal with a camera keeps taking snapshots until its quota is exhausted: every event
-    is kept, snapshots are thinned (the unsent ones too, since none could be sent), and each thinning is reported
-    in an ``outbox_full`` event; once healed, the court has every event and every snapshot not reported lost."""
+    is kept, snapshots are thinned (the unsent ones too: none is receipted), and each thinning is reported in an
+    ``outbox_full`` event; once healed, the court has every event and every snapshot not reported lost."""
     camera = f'[camera]\nsource = "{clip}"\nfps = 4\nsnapshot_quota_mb = {QUOTA_MB}\nsnapshot_after_s = 1.0\n'
     with FaultProxy(broker.port) as proxy:
         seal = make_seal("seal-quota", mqtt_port=proxy.port, camera=camera)
@@ -226,7 +226,8 @@ def test_snapshot_quota_exhausted_while_partitioned(
         created[seal.device_id], len(reports), len(referenced), len(lost), len(at_court))  # fmt: skip
     assert reports and all(report["thinned"] > 0 for report in reports)
     assert sum(report["thinned_unsent"] for report in reports) > 0, "the partition left nothing unsent to thin?"
-    assert not lost & at_court, "a snapshot reported lost reached the court"
+    # A snapshot reported lost may still have reached the court: published before the partition, its receipt could
+    # not come back, so the seal had to count it unsent. What must never happen is a snapshot that is neither.
     assert not referenced - lost - at_court, "a snapshot neither delivered nor reported lost"
 
 
