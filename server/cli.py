@@ -149,7 +149,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "court-key":
             return run_court_key(settings, _out)
         case "notify":
-            return _in_session(settings, lambda session: run_notify_command(args, session, _out))
+            return _in_session(
+                settings, lambda session: run_notify_command(args, session, _out, settings=settings.notify)
+            )
         case "quarantine":
             return _in_session(settings, lambda session: run_quarantine_command(args, session, _out))
     raise AssertionError(f"unhandled command {args.command!r}")

@@ -12,13 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.alarms.models import NotificationTarget
-from server.alarms.service import (
-    add_notification_target,
-    get_notification_target,
-    list_notification_targets,
-    remove_notification_target,
-)
-from server.api.deps import CurrentUser, Responses, SessionDep, case_with
+from server.alarms.service import get_notification_target, list_notification_targets, remove_notification_target
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with
 from server.api.params import RowIdPath
 from server.audit import record_audit
 from server.auth import access
@@ -26,6 +21,7 @@ from server.auth.access import Permission
 from server.errors import AlreadyExists
 from server.models import Case
 from server.notify.outbox import Role
+from server.notify.targets import add_target as add_webhook_target
 from server.notify.webhook import SECRET_MIN_LENGTH
 from server.schemas import ONE_LINE
 
@@ -46,8 +42,9 @@ class NotificationTargetCreate(BaseModel):
         min_length=SECRET_MIN_LENGTH,
         max_length=256,
         pattern=ONE_LINE,
-        description="This target's HMAC-SHA256 key; without one the global notify.webhook_secret_file signs. "
-        "Never returned.",
+        description="This target's HMAC-SHA256 key (Standard Webhooks: a whsec_<base64> secret is the key those "
+        "bytes are); without one the global notify.webhook_secret_file signs, and without either the target is "
+        "refused. Never returned.",
     )
 
 
@@ -86,18 +83,28 @@ def read_targets(
 @router.post(
     "/cases/{case_no:path}/notification-targets",
     status_code=status.HTTP_201_CREATED,
-    responses=CASE_NOT_FOUND | {409: {"description": "The case already sends to this URL for this role"}},
+    responses=CASE_NOT_FOUND
+    | {
+        409: {"description": "The case already sends to this URL for this role"},
+        422: {"description": "Invalid, or no secret to sign with (neither its own nor notify.webhook_secret_file)"},
+    },
 )
 def add_target(
     body: NotificationTargetCreate,
     case: Annotated[Case, Depends(case_with(Permission.NOTIFY_ADMIN))],
     clerk: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
 ) -> NotificationTargetPublic:
     """Send the case's alarms to a webhook on behalf of its judge or creditor (clerk only)."""
     try:
-        target = add_notification_target(
-            session, case_no=case.case_no, role=body.role, url=body.url, secret=body.secret
+        target = add_webhook_target(
+            session,
+            settings=context.settings.notify,
+            case_no=case.case_no,
+            role=body.role,
+            url=body.url,
+            secret=body.secret,
         )
     except AlreadyExists:
         raise

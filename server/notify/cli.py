@@ -5,7 +5,7 @@
     seal-server notify remove ID --config FILE
 
 A target's own HMAC key is read from ``--secret-file`` (first line) and never printed; without one, the global
-``notify.webhook_secret_file`` signs its webhooks.
+``notify.webhook_secret_file`` signs its webhooks, and without either the target is refused.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from server.alarms.service import add_notification_target, list_notification_targets, remove_notification_target
+from server.alarms.service import list_notification_targets, remove_notification_target
 from server.audit import record_audit
-from server.config import read_secret_file
+from server.config import NotifySettings, read_secret_file
 from server.notify.outbox import Role
+from server.notify.targets import add_target
 
 Out = Callable[[str], None]
 
@@ -41,11 +42,13 @@ def add_notify_commands(
     remove.add_argument("target_id", metavar="ID", type=int)
 
 
-def run_notify_command(args: argparse.Namespace, session: Session, out: Out) -> int:
+def run_notify_command(args: argparse.Namespace, session: Session, out: Out, *, settings: NotifySettings) -> int:
     match args.action:
         case "add-target":
             secret = read_secret_file(args.secret_file, what="webhook secret") if args.secret_file else None
-            target = add_notification_target(session, case_no=args.case_no, role=args.role, url=args.url, secret=secret)
+            target = add_target(
+                session, settings=settings, case_no=args.case_no, role=args.role, url=args.url, secret=secret
+            )
             details = {"case_no": target.case_no, "role": target.role, "url": target.url, "has_secret": bool(secret)}
             record_audit(session, actor=None, action="notify.add_target", target=str(target.id), details=details)
             out(f"notification target {target.id}: alarms of {target.case_no} to the {target.role} at {target.url}")

@@ -1,24 +1,34 @@
-"""The :class:`Notifier` interface, and webhooks signed with HMAC-SHA256 as its implementation.
+"""The :class:`Notifier` interface, and webhooks signed the Standard Webhooks way as its implementation.
 
-A webhook is a ``POST`` of a JSON body (UTF-8, keys sorted) with these headers:
+A webhook is a ``POST`` of a JSON body (UTF-8, keys sorted) signed as the Standard Webhooks specification
+(https://www.standardwebhooks.com/, v1 symmetric signatures) says, so any of its verifier libraries checks it:
 
-- ``X-Seal-Signature-256: sha256=<hex>``: HMAC-SHA256 of the exact body bytes, keyed with the target's secret or,
-  if it has none, the global one (``notify.webhook_secret_file``). There is no default key: without one, the
-  webhook is not sent and the notification is recorded failed.
-- ``X-Seal-Notification-Id``: the notification's id; the same id may arrive twice (at-least-once), so receivers
-  drop repeats.
+- ``webhook-id``: the notification's id (also ``notification_id`` in the body). The same id may arrive twice
+  (at-least-once delivery, a retry after a lost answer), so receivers drop repeats.
+- ``webhook-timestamp``: when this attempt was sent, integer seconds since the Unix epoch. Receivers refuse one too
+  far from their clock (the specification suggests 5 minutes), so a captured webhook cannot be replayed later.
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` over the bytes ``<webhook-id>.<webhook-timestamp>.<body>``.
+
+The HMAC key is the target's own secret or, if it has none, the global one (``notify.webhook_secret_file``). A
+secret of the form ``whsec_<base64>`` (what Standard Webhooks tools generate) is the key those base64 bytes are;
+any other secret is the key its UTF-8 bytes are. A target is refused when added if neither exists
+(:mod:`server.notify.targets`); a target left without one (the global secret removed later) is not sent and its
+notification is recorded failed.
 
 Only a 2xx answer counts as delivered; a redirect is a failure (it would carry the alarm elsewhere).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,9 +41,14 @@ from server.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Seal-Signature-256"
-NOTIFICATION_ID_HEADER = "X-Seal-Notification-Id"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 SECRET_MIN_LENGTH = 16
+#: Prefix of a Standard Webhooks secret: the key is the base64 that follows.
+WHSEC_PREFIX = "whsec_"
+#: A ``whsec_`` key has at least this many bytes (the specification asks for 24 to 64).
+WHSEC_MIN_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +96,35 @@ def alarm_body(alarm: Alarm, recipient: Recipient) -> bytes:
     return canonical_json(body)
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The value of the signature header: ``sha256=`` and the HMAC-SHA256 of ``body`` in hex."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of ``secret``: the bytes of a ``whsec_<base64>`` secret, else its UTF-8 bytes. Raise
+    ``ValueError`` for a secret that is too short or a ``whsec_`` one that is not valid base64."""
+    if secret.startswith(WHSEC_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(WHSEC_PREFIX) :], validate=True)
+        except binascii.Error:
+            raise ValueError("a whsec_ webhook secret must be followed by base64") from None
+        if len(key) < WHSEC_MIN_BYTES:
+            raise ValueError(f"a whsec_ webhook secret needs at least {WHSEC_MIN_BYTES} bytes of key")
+        return key
+    if len(secret) < SECRET_MIN_LENGTH:
+        raise ValueError(f"a webhook secret needs at least {SECRET_MIN_LENGTH} characters")
+    return secret.encode("utf-8")
+
+
+def signature(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The value of the ``webhook-signature`` header: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(signing_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
 
 
 def read_secret(path: Path) -> str:
-    """The webhook secret in ``path`` (:func:`server.config.read_secret_file`); refuse a short one."""
+    """The webhook secret in ``path`` (:func:`server.config.read_secret_file`); refuse one unfit for a key."""
     secret = read_secret_file(path, what="webhook secret")
-    if len(secret) < SECRET_MIN_LENGTH:
-        raise ConfigError(f"{path}: the webhook secret needs at least {SECRET_MIN_LENGTH} characters")
+    try:
+        signing_key(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return secret
 
 
@@ -102,9 +136,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class WebhookNotifier:
     """POSTs signed JSON to each recipient's URL."""
 
-    def __init__(self, *, secret: str | None, timeout_s: float) -> None:
+    def __init__(self, *, secret: str | None, timeout_s: float, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret
         self._timeout_s = timeout_s
+        self._clock = clock
         self._opener = urllib.request.build_opener(_NoRedirect())
         if secret is None:
             logger.warning("notify.webhook_secret_file is not set: webhooks without a secret of their own are disabled")
@@ -117,14 +152,20 @@ class WebhookNotifier:
         if secret is None:
             return Delivery(recipient, False, "no signing key (set notify.webhook_secret_file)", retry=False)
         body = alarm_body(alarm, recipient)
+        webhook_id, timestamp = str(recipient.notification_id), int(self._clock())
+        try:
+            signed = signature(secret, webhook_id=webhook_id, timestamp=timestamp, body=body)
+        except ValueError as exc:  # a key stored before the rules were checked on adding
+            return Delivery(recipient, False, f"unusable signing key: {exc}", retry=False)
         request = urllib.request.Request(
             recipient.url,
             data=body,
             method="POST",
             headers={
                 "Content-Type": "application/json; charset=utf-8",
-                SIGNATURE_HEADER: signature(secret, body),
-                NOTIFICATION_ID_HEADER: str(recipient.notification_id),
+                ID_HEADER: webhook_id,
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signed,
                 "User-Agent": "court-seal-server",
             },
         )

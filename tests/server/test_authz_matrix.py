@@ -223,7 +223,8 @@ TABLE: list[Row] = [
         "case",
         201,
         lambda w, k: Call(
-            f"/api/cases/{c(k)}/notification-targets", {"role": "judge", "url": f"https://{w.fresh('hook')}.example"}
+            f"/api/cases/{c(k)}/notification-targets",
+            {"role": "judge", "url": f"https://{w.fresh('hook')}.example", "secret": "judge-secret-0123456789"},
         ),
         CLERK,
     ),

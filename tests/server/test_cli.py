@@ -186,6 +186,13 @@ def test_notification_targets_on_the_command_line(
     secret = tmp_path / "creditor.secret"
     secret.write_text("creditor-secret-0123456789\n")
     add = ["notify", "add-target", "--case", CASE]
+    # No key of its own and no global one: refused now, rather than failed at every delivery.
+    assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1
+    assert "needs a secret" in capsys.readouterr().err
+    global_secret = tmp_path / "webhook-secret"
+    global_secret.write_text("global-secret-0123456789\n")
+    with config.open("a", encoding="utf-8") as fh:
+        fh.write(f'[notify]\nwebhook_secret_file = "{global_secret}"\n')
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 0
     assert (
         main([*add, "--role", "creditor", "--url", "https://bank.example/hook", "--secret-file", str(secret), *cfg])

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from server.alarms.models import Notification
 from server.app import create_app
 from server.auth.access import Role
 from server.auth.models import AuditEntry
+from server.config import NotifySettings
 from server.db import SessionFactory
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import Court, make_court
@@ -28,12 +30,38 @@ def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
     return make_court(session_factory, tmp_path)
 
 
+def app_with(database_url: str, tmp_path: Path, *, global_secret: bool) -> FastAPI:
+    settings = make_settings(database_url, tmp_path)
+    if global_secret:
+        secret_file = tmp_path / "webhook-secret"
+        secret_file.write_text("global-secret-0123456789\n")
+        settings = settings.model_copy(update={"notify": NotifySettings(webhook_secret_file=secret_file)})
+    return create_app(settings, with_ingest=False)
+
+
 @pytest.fixture
 def client(database_url: str, court: Court, tmp_path: Path) -> Iterator[TestClient]:
+    """A clerk's client of an app with a global webhook secret."""
     add_user(court.session_factory, "clerk", Role.CLERK)
-    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as instance:
+    with TestClient(app_with(database_url, tmp_path, global_secret=True)) as instance:
         instance.headers.update(bearer(court.session_factory, "clerk"))
         yield instance
+
+
+def test_a_target_with_no_secret_to_sign_with_is_refused(database_url: str, court: Court, tmp_path: Path) -> None:
+    add_user(court.session_factory, "clerk", Role.CLERK)
+    url = f"/api/cases/{quote(court.a.case_no, safe='')}/notification-targets"
+    with TestClient(app_with(database_url, tmp_path, global_secret=False)) as client:
+        client.headers.update(bearer(court.session_factory, "clerk"))
+        refused = client.post(url, json={"role": "judge", "url": "https://court.example/hook"})
+        assert refused.status_code == 422 and "needs a secret" in refused.json()["detail"]
+        bad_whsec = client.post(
+            url, json={"role": "judge", "url": "https://court.example/hook", "secret": "whsec_!!!!!!!!!!!!!!!!"}
+        )
+        assert bad_whsec.status_code == 422 and "base64" in bad_whsec.json()["detail"]
+        own = client.post(url, json={"role": "judge", "url": "https://court.example/hook", "secret": SECRET})
+        assert own.status_code == 201 and own.json()["has_secret"] is True
+        assert [t["role"] for t in client.get(url).json()] == ["judge"]
 
 
 def test_targets_are_added_listed_without_secrets_and_removed(client: TestClient, court: Court) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,26 +30,28 @@ from server.errors import ConfigError, NotFound
 from server.ingest import Message
 from server.mosquitto import PrivateBroker, free_port
 from server.notify.webhook import (
-    NOTIFICATION_ID_HEADER,
+    ID_HEADER,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     Delivery,
     Recipient,
     WebhookNotifier,
     read_secret,
+    signature,
 )
 from server.notify.worker import NotificationWorker
 from tests.server.ingest_world import Court, make_court
 from tests.server.mqtt_helpers import server_mqtt_settings
 
 GLOBAL_SECRET = "global-secret-0123456789"
-CREDITOR_SECRET = "creditor-secret-abcdefgh"
+CREDITOR_SECRET = "whsec_" + base64.b64encode(b"creditor's 24-byte key..").decode()  # a Standard Webhooks secret
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
 @dataclass
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case: HTTP header names are case-insensitive
     body: bytes
 
 
@@ -78,7 +82,7 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.cond:
                 status = state.statuses.pop(0) if state.statuses else 200
-                state.requests.append(Received(self.path, dict(self.headers.items()), body))
+                state.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 state.cond.notify_all()
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -136,8 +140,29 @@ def notifications(court: Court) -> list[Notification]:
         return list(session.scalars(select(Notification).order_by(Notification.id)))
 
 
-def expected_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def verifies(secret: str, request: Received, *, tolerance_s: int = 300) -> bool:
+    """The receiver's check, written from the Standard Webhooks specification (not with our signing code): the key
+    is the base64 after ``whsec_`` (else the secret's UTF-8 bytes); the HMAC-SHA256 of ``id.timestamp.body`` must
+    be one of the header's space-separated ``v1,<base64>`` signatures; the timestamp must be recent."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    webhook_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + request.body, hashlib.sha256).digest()
+    expected = base64.b64encode(mac).decode()
+    offered = [sig.split(",", 1)[1] for sig in headers["webhook-signature"].split() if sig.startswith("v1,")]
+    recent = abs(time.time() - int(timestamp)) <= tolerance_s
+    return recent and any(hmac.compare_digest(expected, sig) for sig in offered)
+
+
+def test_signature_matches_the_standard_webhooks_test_vector() -> None:
+    """The specification's published example (secret, id, timestamp, payload → signature)."""
+    signed = signature(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        webhook_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp=1614265330,
+        body=b'{"test": 2432232314}',
+    )
+    assert signed == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_alarm_is_posted_signed_to_judge_and_creditor(court: Court, receiver: Receiver) -> None:
@@ -153,13 +178,18 @@ def test_alarm_is_posted_signed_to_judge_and_creditor(court: Court, receiver: Re
     by_path = {r.path: r for r in receiver.wait_for(2)}
     for path, secret in (("/judge", GLOBAL_SECRET), ("/creditor", CREDITOR_SECRET)):
         request = by_path[path]
-        assert request.headers[SIGNATURE_HEADER] == expected_signature(secret, request.body)
+        assert verifies(secret, request)
+        assert request.headers[SIGNATURE_HEADER].startswith("v1,")
         body = json.loads(request.body)
         assert body["alarm"]["kind"] == "intrusion" and body["alarm"]["case_no"] == court.a.case_no
         assert body["alarm"]["details"]["warning"] == "played"
-        assert body["role"] == path[1:] and request.headers[NOTIFICATION_ID_HEADER] == str(body["notification_id"])
-    wrong = expected_signature(GLOBAL_SECRET, by_path["/creditor"].body)
-    assert by_path["/creditor"].headers[SIGNATURE_HEADER] != wrong
+        assert body["role"] == path[1:] and request.headers[ID_HEADER] == str(body["notification_id"])
+        assert abs(int(request.headers[TIMESTAMP_HEADER]) - time.time()) < 60
+    assert not verifies(GLOBAL_SECRET, by_path["/creditor"])  # each target its own key
+    tampered = Received("/creditor", by_path["/creditor"].headers, by_path["/creditor"].body + b" ")
+    assert not verifies(CREDITOR_SECRET, tampered)
+    replayed = dict(by_path["/creditor"].headers) | {TIMESTAMP_HEADER: str(int(time.time()) + 3600)}
+    assert not verifies(CREDITOR_SECRET, Received("/creditor", replayed, by_path["/creditor"].body))
     assert [(n.state, n.attempts, n.sent_at) for n in notifications(court)] == [("sent", 1, T0), ("sent", 1, T0)]
     assert court.metrics.snapshot().notifications_sent == 2
 
@@ -317,7 +347,7 @@ def test_app_checks_liveness_and_sends_notifications(
         "seal-a",
         "silent",
     )
-    assert request.headers[SIGNATURE_HEADER] == expected_signature(GLOBAL_SECRET, request.body)
+    assert verifies(GLOBAL_SECRET, request)
     [row] = notifications(court)
     assert row.state == "sent"
 
