@@ -14,6 +14,7 @@ from server.alarms.models import Alarm
 from server.alarms.service import acknowledge_alarm, close_alarm, get_alarm, list_alarms
 from server.api.deps import CurrentUser, Responses, SessionDep, requires
 from server.api.params import Before, RowIdPath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -21,7 +22,7 @@ from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.schemas import FreeText
 
-router = APIRouter(prefix="/alarms", tags=["alarms"])
+router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=ValidatedRoute)
 
 MAX_PAGE = 500
 NOT_FOUND: Responses = {404: {"description": "No such alarm, or not of one of your cases"}}

@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from server.api.deps import SessionDep, requires
 from server.api.params import Before
+from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.auth.models import AuditEntry, User
 from server.schemas import ONE_LINE, AuditPage, AuditPublic
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=ValidatedRoute)
 
 MAX_PAGE = 500
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request, Response, status
 
 from server.api.deps import SESSION_COOKIE, ContextDep, CurrentUser, LoginDep, SessionDep
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth.access import Role
 from server.auth.client_address import client_address
@@ -22,7 +23,7 @@ from server.schemas import LoginPublic, LoginRequest, MePublic
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=ValidatedRoute)
 
 WRONG_CREDENTIALS = "wrong username or password"
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
 from server.api.params import UsernamePath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
@@ -17,7 +18,7 @@ from server.models import Case
 from server.registry import add_case, update_case
 from server.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
 
-router = APIRouter(prefix="/cases", tags=["cases"])
+router = APIRouter(prefix="/cases", tags=["cases"], route_class=ValidatedRoute)
 
 NOT_FOUND: Responses = {404: {"description": "No such case, or not one of yours"}}
 

@@ -19,6 +19,7 @@ from seal_protocol import canonical_json
 from seal_protocol.commands import CommandAction
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
 from server.api.params import Before, DeviceIdPath, RowIdPath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -28,7 +29,7 @@ from server.commands.service import get_command, issue_command, list_commands
 from server.commands.state import CommandState
 from server.models import Seal, utc_now
 
-router = APIRouter(tags=["commands"])
+router = APIRouter(tags=["commands"], route_class=ValidatedRoute)
 
 MAX_PAGE = 500
 MAX_ARGS_BYTES = 2048

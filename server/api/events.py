@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import CurrentUser, SessionDep, case_with, seal_with
 from server.api.params import Before
+from server.api.routing import ValidatedRoute
 from server.auth.access import Permission, case_filter
 from server.models import Case, Event, Seal
 from server.schemas import ONE_LINE, EventPage, EventPublic, Moment, SealEventPage
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=ValidatedRoute)
 
 MAX_PAGE = 500
 MAX_TYPES = 32

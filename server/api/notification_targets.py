@@ -15,6 +15,7 @@ from server.alarms.models import NotificationTarget
 from server.alarms.service import get_notification_target, list_notification_targets, remove_notification_target
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with
 from server.api.params import RowIdPath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -25,7 +26,7 @@ from server.notify.targets import add_target as add_webhook_target
 from server.notify.webhook import SECRET_MIN_LENGTH
 from server.schemas import ONE_LINE
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], route_class=ValidatedRoute)
 
 CASE_NOT_FOUND: Responses = {404: {"description": "No such case, or not one of yours"}}
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from server.api.deps import SessionDep, requires
 from server.api.params import Before, DeviceIdQuery, RowIdPath, Since
+from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.auth.models import User
 from server.models import QuarantinedMessage
@@ -24,7 +25,7 @@ from server.quarantine import (
     list_quarantine,
 )
 
-router = APIRouter(prefix="/quarantine", tags=["quarantine"])
+router = APIRouter(prefix="/quarantine", tags=["quarantine"], route_class=ValidatedRoute)
 
 MAX_PAGE = 200
 QuarantineReader = Annotated[User, Depends(requires(Permission.QUARANTINE_READ))]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_with
 from server.api.params import CaseNoQuery, DeviceIdPath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth import access
 from server.auth.access import Permission
@@ -32,7 +33,7 @@ from server.schemas import (
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/seals", tags=["seals"])
+router = APIRouter(prefix="/seals", tags=["seals"], route_class=ValidatedRoute)
 
 NOT_FOUND: Responses = {404: {"description": "No such seal or case, or not one of yours"}}
 

@@ -9,13 +9,14 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from server.api.deps import ContextDep, CurrentUser, SessionDep, case_with
+from server.api.routing import ValidatedRoute
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
 from server.models import Case, Snapshot
 from server.schemas import SnapshotPublic
 from server.snapshots import SnapshotStore
 
-router = APIRouter(tags=["snapshots"])
+router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
 
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the picture, lowercase hex.")]
 

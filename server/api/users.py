@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from server.api.deps import ClerkUser, LoginDep, SessionDep
 from server.api.params import UsernamePath
+from server.api.routing import ValidatedRoute
 from server.audit import record_audit
 from server.auth.access import Role
 from server.auth.errors import Forbidden
@@ -15,7 +16,7 @@ from server.auth.users import assign_case, create_user, get_user, list_users
 from server.models import utc_now
 from server.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=ValidatedRoute)
 
 
 @router.get("")

@@ -92,3 +92,20 @@ def test_the_largest_id_is_not_found_rather_than_refused(client: TestClient) -> 
     assert client.get(f"/api/alarms/{largest}").status_code == 404
     assert client.get(f"/api/alarms?before={largest}").status_code == 200
     assert client.get(f"/api/cases/{CASE}/events?since=" + quote("0001-01-01T00:00:00Z")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/cases", '{"case_no": "x\\ud800"}', "case_no"),
+        ("/api/auth/login", '{"username": "\\udc00", "password": "x"}', "username"),
+        ("/api/alarms/1/ack", '{"note": "seen \\ud800"}', "note"),
+        ("/api/seals/seal-a/commands", '{"action": "ping", "args": {"\\ud800": 1}}', "args"),
+    ],
+)
+def test_a_lone_surrogate_is_a_422_too(client: TestClient, url: str, body: str, field: str) -> None:
+    """JSON text may escape half of a UTF-16 pair; no UTF-8 text holds it — not the database, not the 422 that
+    echoes it (which FastAPI's own handler fails to encode): the answer is still a 422 naming the field."""
+    response = client.post(url, content=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert any(field in error["loc"] for error in response.json()["detail"])

@@ -32,7 +32,7 @@ from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import make_court
 
 LONG = os.environ.get("SEAL_LONG_TESTS") == "1"
-MAX_EXAMPLES = 500 if LONG else 10
+MAX_EXAMPLES = 500 if LONG else 8
 
 
 def seed(session_factory: SessionFactory, tmp_path: Path) -> None:
