@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +53,20 @@ def log(message: str, *args: object) -> None:
     """A progress line on stderr (shown with ``pytest -s`` and in the captured output of a failure)."""
     sys.stderr.write(time.strftime("%H:%M:%S ") + (message % args if args else message) + "\n")
     sys.stderr.flush()
+
+
+#: When set, a file that each scenario appends its figures to (one JSON object a line), for docs/reliability.md.
+REPORT_ENV = "SEAL_RELIABILITY_REPORT"
+
+
+def report(scenario: str, **figures: object) -> None:
+    """Print a scenario's figures, and append them to ``$SEAL_RELIABILITY_REPORT`` if that is set."""
+    line = json.dumps({"scenario": scenario, **figures}, ensure_ascii=False, sort_keys=True)
+    log("figures %s", line)
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
@@ -321,6 +336,7 @@ class Seal:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     kills: int = 0
+    _presence: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -371,22 +387,33 @@ server_public_key = "{self.court_public_key}"
     def outbox_path(self) -> Path:
         return self.state_dir / "outbox.sqlite"
 
-    def start(self, trigger_every: float | None = None, presence_s: float = 0.05, extra: Iterable[str] = ()) -> None:
+    def start(self, trigger_every: float | None = None, presence_s: float = 0.05) -> None:
+        """Start the agent; with ``trigger_every``, a presence (``m`` on its stdin, as a person at the keyboard of
+        ``seal-agent simulate``) that often until :meth:`quiesce`, :meth:`kill` or :meth:`stop`."""
         assert self.process is None or self.process.poll() is not None, f"{self.device_id} is already running"
-        args = [str(SEAL_AGENT), "simulate", "--config", str(self.config), "--presence-s", str(presence_s), *extra]
-        if trigger_every is not None:
-            args += ["--trigger-every", str(trigger_every)]
+        args = [str(SEAL_AGENT), "simulate", "--config", str(self.config), "--presence-s", str(presence_s)]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env
+                args, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
         self.starts += 1
+        if trigger_every is not None:
+            self._presence = threading.Event()
+            threading.Thread(
+                target=_walk_in, args=(self.process, trigger_every, self._presence), name=f"{self.device_id}-presence"
+            ).start()
+
+    def quiesce(self) -> None:
+        """No more presence: the agent stays up and makes no new event (its heartbeat is an hour)."""
+        self._presence.set()
 
     def kill(self) -> None:
+        self.quiesce()
         kill_process(self.process)
         self.kills += 1
 
     def stop(self) -> int | None:
+        self.quiesce()
         status = stop_process(self.process)
         self.process = None
         return status
@@ -433,6 +460,17 @@ server_public_key = "{self.court_public_key}"
             return "(no agent log)"
 
 
+def _walk_in(process: subprocess.Popen[bytes], every: float, stop: threading.Event) -> None:
+    """Type ``m`` + Enter into the agent every ``every`` seconds until ``stop`` (or the agent is gone)."""
+    assert process.stdin is not None
+    while not stop.wait(every):
+        try:
+            process.stdin.write(b"m\n")
+            process.stdin.flush()
+        except (OSError, ValueError):  # killed: the pipe is broken or closed
+            return
+
+
 def burst_with_kills(seal: Seal, kills: int, rng: random.Random, *, trigger_every: float, max_life_s: float) -> None:
     """Start ``seal`` bursting and SIGKILL it at a random moment, ``kills`` times (the next start follows at once)."""
     for _ in range(kills):
@@ -445,7 +483,7 @@ def burst_with_kills(seal: Seal, kills: int, rng: random.Random, *, trigger_ever
 
 
 def settle(court: Court, seals: Iterable[Seal], timeout: float, stall_s: float = 15.0) -> dict[str, int]:
-    """Let every seal deliver what it holds: each is (re)started without presence, until the court has stored
+    """Let every seal deliver what it holds: no more presence (a dead seal is started again), until the court has stored
     1..last_seq of each and its outbox is empty; then each is stopped. Returns device id → last_seq, read from the
     seal's outbox after it stopped.
 
@@ -454,7 +492,9 @@ def settle(court: Court, seals: Iterable[Seal], timeout: float, stall_s: float =
     """
     seals = list(seals)
     for seal in seals:
-        if not seal.alive():
+        if seal.alive():
+            seal.quiesce()
+        else:
             seal.start()
     deadline = time.monotonic() + timeout
     last_change, last_state = time.monotonic(), None

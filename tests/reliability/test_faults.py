@@ -29,6 +29,7 @@ from tests.reliability.harness import (
     burst_with_kills,
     check_delivery,
     log,
+    report,
     restart_broker,
     settle,
     wait_flowing,
@@ -52,12 +53,27 @@ def _keys(*seals: Seal) -> dict[str, str]:
     return {seal.device_id: seal.public_key for seal in seals}
 
 
-def _finish(court: Court, seals: list[Seal], started: float) -> dict[str, int]:
-    for seal in seals:
-        seal.stop()
+def _finish(court: Court, seals: list[Seal], started: float, scenario: str, **figures: object) -> dict[str, int]:
+    """Settle, report the figures, and run the common check (a failed check is reported too)."""
     created = settle(court, seals, SETTLE_S)
-    check_delivery(court, created, _keys(*seals))
-    log("%d events from %d seal(s) in %.1f s", sum(created.values()), len(seals), time.monotonic() - started)
+    stored = {seal.device_id: court.event_count(seal.device_id) for seal in seals}
+    figures |= {
+        "seals": len(seals),
+        "events_created": sum(created.values()),
+        "events_stored": sum(stored.values()),
+        "agent_starts": sum(seal.starts for seal in seals),
+        "agent_kills": sum(seal.kills for seal in seals),
+        "server_starts": court.starts,
+        "server_kills": court.kills,
+        "quarantined": sum(court.quarantine_reasons().values()),
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    try:
+        check_delivery(court, created, _keys(*seals))
+    except AssertionError:
+        report(scenario, result="FAILED", **figures)
+        raise
+    report(scenario, result="passed", **figures)
     return created
 
 
@@ -70,7 +86,7 @@ def test_agent_sigkilled_at_random_moments_during_a_burst(court: Court, make_sea
     kills = scale.pick(5, 50)
     burst_with_kills(seal, kills, rng, trigger_every=TRIGGER_EVERY_S, max_life_s=2.5)
     assert seal.kills == kills
-    created = _finish(court, [seal], started)
+    created = _finish(court, [seal], started, "agent SIGKILL")
     assert created[seal.device_id] > kills, "the burst made fewer events than kills"
 
 
@@ -83,7 +99,7 @@ def test_server_sigkilled_during_ingest(court: Court, make_seal: SealFactory, sc
     for seal in seals:
         seal.start(trigger_every=TRIGGER_EVERY_S)
     wait_flowing(court, seals)
-    for _ in range(scale.pick(3, 12)):
+    for _ in range(scale.pick(2, 12)):
         time.sleep(rng.uniform(0.3, 3.0))
         before = court.event_count()
         court.kill()
@@ -91,8 +107,8 @@ def test_server_sigkilled_during_ingest(court: Court, make_seal: SealFactory, sc
         time.sleep(rng.uniform(0.0, 2.0))
         court.start()
     time.sleep(1.0)
-    _finish(court, seals, started)
-    assert court.kills == scale.pick(3, 12)
+    _finish(court, seals, started, "server SIGKILL")
+    assert court.kills == scale.pick(2, 12)
 
 
 @pytest.mark.parametrize("server_up", [True, False], ids=["server-up", "server-down"])
@@ -110,7 +126,8 @@ def test_broker_restarted_during_a_burst(
     for seal in seals:
         seal.start(trigger_every=TRIGGER_EVERY_S)
     wait_flowing(court, seals)
-    for _ in range(scale.pick(1, 5)):
+    restarts = scale.pick(1, 5)
+    for _ in range(restarts):
         time.sleep(rng.uniform(1.0, 3.0))
         if not server_up:
             court.stop()
@@ -120,7 +137,8 @@ def test_broker_restarted_during_a_burst(
         if not server_up:
             court.start()
     time.sleep(2.0)
-    _finish(court, seals, started)
+    name = f"broker {how.name}, server {'up' if server_up else 'down'}"
+    _finish(court, seals, started, name, broker_restarts=restarts)
 
 
 def test_network_partition_between_seals_and_broker(
@@ -137,20 +155,21 @@ def test_network_partition_between_seals_and_broker(
         wait_flowing(court, seals, events=5)
 
         proxy.blackhole()
-        partition_s = scale.pick_s(10.0, 45.0)
+        partition_s = scale.pick_s(8.0, 45.0)
         time.sleep(partition_s)
         queued = sum(seal.outbox_depth() for seal in seals)
         log("blackholed %.0f s: %d events queued on the seals, %d bytes dropped", partition_s, queued,
             proxy.stats.dropped_bytes)  # fmt: skip
-        assert queued >= scale.pick(100, 600), f"only {queued} events queued during the partition"
+        assert queued >= scale.pick(80, 600), f"only {queued} events queued during the partition"
         proxy.heal()
         time.sleep(3.0)
 
         proxy.reset()  # refused: every connection reset, new ones too
         time.sleep(scale.pick_s(3.0, 10.0))
         proxy.heal()
-        _finish(court, seals, started)
-        log("proxy: %s", proxy.stats)
+        stats = proxy.stats
+        _finish(court, seals, started, "network partition", queued_during_partition=queued, partition_s=partition_s,
+                proxy_resets=stats.resets, proxy_dropped_bytes=stats.dropped_bytes)  # fmt: skip
 
 
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"private PostgreSQL: {unavailable_reason()}")
@@ -170,7 +189,8 @@ def test_postgresql_restarted_during_ingest(
             for seal in seals:
                 seal.start(trigger_every=TRIGGER_EVERY_S)
             wait_flowing(court, seals)
-            for mode in ["immediate", "fast"] * scale.pick(1, 3):
+            modes = ["immediate", "fast"] * scale.pick(1, 3)
+            for mode in modes:
                 time.sleep(rng.uniform(1.0, 3.0))
                 log("PostgreSQL stop -m %s with %d events stored", mode, court.event_count())
                 court.dispose_engine()
@@ -179,7 +199,7 @@ def test_postgresql_restarted_during_ingest(
                 postgres.start()
                 assert court.alive(), f"the server died with its database:\n{court.log_tail()}"
             time.sleep(2.0)
-            _finish(court, seals, started)
+            _finish(court, seals, started, "PostgreSQL restart", postgres_restarts=len(modes))
         finally:
             court.close()
     finally:
@@ -211,19 +231,21 @@ def test_snapshot_quota_exhausted_while_partitioned(
         seal.start(trigger_every=0.6, presence_s=0.2)
         assert wait_for(lambda: court.event_count(seal.device_id) >= 1, 30), seal.log_tail()
         proxy.blackhole()
+        cut = time.monotonic()
         thinned = wait_for(lambda: _outbox_full_count(seal) >= scale.pick(2, 10), scale.pick_s(40, 150), 0.5)
         stored_bytes = _snapshot_bytes(seal)
         assert thinned, f"no outbox_full recorded; snapshot store at {stored_bytes} bytes\n{seal.log_tail()}"
         assert stored_bytes <= QUOTA_MB * 1024 * 1024, "the snapshot store exceeds its quota"
         proxy.heal()
-        created = _finish(court, [seal], started)
+        created = _finish(court, [seal], started, "snapshot quota", partitioned_s=round(time.monotonic() - cut, 1))
 
     reports = court.payloads(seal.device_id, "outbox_full")
     referenced = {sha for payload in court.payloads(seal.device_id) for sha in payload.get("snapshots", [])}
     lost = {sha for report in reports for sha in report["unsent_lost"]}
     at_court = court.snapshot_hashes(seal.device_id)
-    log("%d events, %d outbox_full, %d snapshots referenced, %d reported lost, %d at the court",
-        created[seal.device_id], len(reports), len(referenced), len(lost), len(at_court))  # fmt: skip
+    report("snapshot quota: snapshots", events=created[seal.device_id], outbox_full=len(reports),
+           thinned=sum(r["thinned"] for r in reports), thinned_unsent=sum(r["thinned_unsent"] for r in reports),
+           snapshots_referenced=len(referenced), reported_lost=len(lost), at_court=len(at_court))  # fmt: skip
     assert reports and all(report["thinned"] > 0 for report in reports)
     assert sum(report["thinned_unsent"] for report in reports) > 0, "the partition left nothing unsent to thin?"
     # A snapshot reported lost may still have reached the court: published before the partition, its receipt could

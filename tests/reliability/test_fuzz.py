@@ -35,6 +35,7 @@ from server.mosquitto import PrivateBroker
 from tests.reliability.conftest import Scale, SealFactory
 from tests.reliability.fuzzgen import FuzzMessage, FuzzSeal, generate
 from tests.reliability.harness import CASE_NO, Court, check_delivery, log, rejected_by_reason, settle, wait_flowing
+from tests.reliability.harness import report as report_figures
 
 #: Messages the broker may hold for the server beyond what it has accounted for (keeps the fuzz at the server's pace,
 #: so that "the legitimate seal keeps arriving" measures the server, not a queue in front of it).
@@ -236,6 +237,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
     }
     (tmp_path / "fuzz-report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     log("fuzz report:\n%s", json.dumps(report, indent=2, ensure_ascii=False))
+    report_figures("fuzz", **report)
 
     assert court.alive(), f"the server died:\n{court.log_tail()}"
     assert publisher.disconnects == 0, "the fuzz connection was dropped (its redeliveries would blur the counts)"
@@ -253,7 +255,6 @@ def test_fuzz_through_the_broker_into_the_running_server(
     assert court.stored_raw(fuzz.device_id) == genuine, "the fuzzed seal's stored events are not its genuine ones"
 
     quarantine = {k.split(":", 1)[1]: v for k, v in outcomes.items() if k.startswith("quarantined:")}
-    legit.stop()
     created = settle(court, [legit], SETTLE_S)
     check_delivery(court, created, {legit.device_id: legit.public_key}, quarantine=quarantine)
     with court.session() as session:
