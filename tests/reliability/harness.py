@@ -250,6 +250,17 @@ signing_key_file = "{self.signing_key_file}"
         except (urllib.error.URLError, OSError):
             return None
 
+    def health(self) -> dict[str, Any] | None:
+        """``/api/health`` (its body also when it answers 503), or None if the server does not answer."""
+        url = f"http://127.0.0.1:{self.http_port}/api/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
     def metrics(self) -> dict[str, float] | None:
         """``name`` or ``name{labels}`` → value, from ``/metrics``; None if the server does not answer."""
         text = self.metrics_text()

@@ -195,11 +195,17 @@ def test_postgresql_restarted_during_ingest(
                 log("PostgreSQL stop -m %s with %d events stored", mode, court.event_count())
                 court.dispose_engine()
                 postgres.stop(mode)
-                time.sleep(rng.uniform(2.0, 5.0))
+                down = time.monotonic() + rng.uniform(2.0, 5.0)
+                assert wait_for(lambda: (court.health() or {}).get("status") == "error", 5), (
+                    f"/api/health does not say the database is gone: {court.health()}"
+                )
+                time.sleep(max(0.0, down - time.monotonic()))
                 postgres.start()
                 assert court.alive(), f"the server died with its database:\n{court.log_tail()}"
             time.sleep(2.0)
             _finish(court, seals, started, "PostgreSQL restart", postgres_restarts=len(modes))
+            health = court.health() or {}
+            assert (health.get("status"), health.get("ingest_unstored")) == ("ok", 0), health
         finally:
             court.close()
     finally:

@@ -251,6 +251,8 @@ def test_fuzz_through_the_broker_into_the_running_server(
         f"{to_server} messages reached the server, {sum(outcomes.values())} accounted for (+{empty_statuses} "
         f"empty statuses): {outcomes}\n{court.log_tail()}"
     )
+    health = court.health() or {}
+    assert (health.get("status"), health.get("ingest"), health.get("ingest_unstored")) == ("ok", "ok", 0), health
     _check_nothing_invalid_stored(court, {legit.device_id: legit.public_key, fuzz.device_id: fuzz.public_key})
     assert court.stored_raw(fuzz.device_id) == genuine, "the fuzzed seal's stored events are not its genuine ones"
 
