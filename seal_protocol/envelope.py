@@ -17,7 +17,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from seal_protocol.errors import InvalidEnvelope
 from seal_protocol.topics import DEVICE_ID_PATTERN
@@ -40,6 +49,8 @@ _SHA256_HEX = r"^[0-9a-f]{64}$"
 _SIG_HEX = r"^[0-9a-f]{128}$"
 #: ``event_id`` on the wire: a UUID in its canonical lowercase, hyphenated form.
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: Validation context of an envelope whose values come from :func:`loads_wire_json`.
+_PARSED_FROM_WIRE: dict[str, bool] = {"parsed_from_wire": True}
 #: The envelope's fields, each always present, and the JSON type each one must have on the wire.
 _WIRE_TYPES: dict[str, tuple[type, ...]] = {
     "v": (int,),
@@ -127,8 +138,9 @@ class Envelope(BaseModel):
 
     @field_validator("payload")
     @classmethod
-    def _wire_payload(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        check_wire_value(payload, what="payload")
+    def _wire_payload(cls, payload: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.context is not _PARSED_FROM_WIRE:  # loads_wire_json has checked parsed values already
+            check_wire_value(payload, what="payload")
         return payload
 
     def as_json_dict(self) -> dict[str, Any]:
@@ -197,7 +209,7 @@ def decode_envelope(data: bytes) -> Envelope:
     if not _UUID_TEXT.fullmatch(obj["event_id"]):
         raise InvalidEnvelope("invalid envelope: event_id: expected a lowercase hyphenated UUID")
     try:
-        envelope = Envelope.model_validate(obj)
+        envelope = Envelope.model_validate(obj, context=_PARSED_FROM_WIRE)
     except ValidationError as exc:
         raise InvalidEnvelope(_describe(exc)) from None
     if encode_envelope(envelope) != data:

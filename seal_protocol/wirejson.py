@@ -32,6 +32,12 @@ MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 16
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INTEGER)) + 1  # with a minus sign
 _FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
+#: A ``\\u`` escape of U+0000 or of a surrogate, not itself escaped (an even number of backslashes before it).
+_FORBIDDEN_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89abAB][0-9a-fA-F]{2})")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
+_BRACKET = re.compile(r"[\[\]{}]")
+_KEY = re.compile(r"[\x20-\x7e]*")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -40,19 +46,43 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
-    """Parse ``data`` as wire JSON; raise :class:`InvalidEnvelope` (code ``invalid_utf8`` or ``invalid_json``)."""
+    """Parse ``data`` as wire JSON; raise :class:`InvalidEnvelope` (code ``invalid_utf8`` or ``invalid_json``).
+
+    Every rule is checked on the text or by the parser's own hooks, at the speed of the C scanner, so that a large
+    hostile message costs about what parsing it costs: the result needs no walk of :func:`check_wire_value`.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start} of the {what}", "invalid_utf8") from None
+    # In valid JSON, U+0000 and surrogates can only come from \u escapes (raw control characters and raw
+    # surrogates are refused by the parser and the UTF-8 decoder): look for those escapes in the text.
+    escape = _FORBIDDEN_ESCAPE.search(text)
+    if escape is not None:
+        raise InvalidEnvelope(
+            f"invalid JSON: {escape.group()[-6:]} at character {escape.end() - 6} (a lone surrogate or NUL is not "
+            "admitted)",
+            "invalid_json",
+        )
+    if _nesting_exceeds(text, MAX_DEPTH):
+        raise InvalidEnvelope(f"invalid JSON: the {what} nests deeper than {MAX_DEPTH} levels", "invalid_json")
     try:
-        obj = json.loads(text, object_pairs_hook=_object, parse_float=_no_float, parse_int=_int, parse_constant=_no)
-    except RecursionError:
+        return json.loads(text, object_pairs_hook=_object, parse_float=_no_float, parse_int=_int, parse_constant=_no)
+    except RecursionError:  # cannot happen after the nesting check; kept so that no input can raise it
         raise InvalidEnvelope(f"invalid JSON: the {what} is nested too deeply", "invalid_json") from None
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError; so are the refusals below
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError; so are the refusals of the hooks
         raise InvalidEnvelope(f"invalid JSON: {exc}", "invalid_json") from None
-    check_wire_value(obj, what=what)
-    return obj
+
+
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """Do arrays and objects in the JSON ``text`` nest deeper than ``limit``? (Strings removed, then innermost
+    brackets removed level by level: at most ``limit + 1`` passes of a regular expression.)"""
+    skeleton = _STRING.sub("0", text)
+    for _level in range(limit):
+        skeleton, found = _INNERMOST.subn("0", skeleton)
+        if not found:
+            return False
+    return _BRACKET.search(skeleton) is not None
 
 
 def check_wire_value(obj: Any, *, what: str = "message") -> None:
@@ -64,9 +94,8 @@ def check_wire_value(obj: Any, *, what: str = "message") -> None:
             raise InvalidEnvelope(f"invalid JSON: the {what} nests deeper than {MAX_DEPTH} levels", "invalid_json")
         if isinstance(value, dict):
             for key, item in value.items():
-                if not isinstance(key, str):
-                    raise InvalidEnvelope(f"invalid JSON: a key is not a string: {key!r}", "invalid_json")
-                _check_text(key)
+                if not isinstance(key, str) or not _KEY.fullmatch(key):
+                    raise InvalidEnvelope(f"invalid JSON: object keys are printable ASCII: {key!r}", "invalid_json")
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
@@ -127,18 +156,24 @@ def _check_text(text: str) -> None:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {duplicate!r}")
+    for key in result:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"object keys are printable ASCII: {key[:40]!r}")
     return result
 
 
 def _int(text: str) -> int:
     if len(text) > _MAX_INT_DIGITS:  # also keeps int() from parsing thousands of digits
         raise ValueError(f"integer out of range ±(2**53 - 1): {text[:24]}…")
-    return int(text)
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise ValueError(f"integer out of range ±(2**53 - 1): {text}")
+    return value
 
 
 def _no_float(text: str) -> Any:

@@ -61,6 +61,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        # Every moment is stored and read in UTC: a server whose default time zone is another one could otherwise
+        # not even read back an event stamped near year 1 or 9999 (psycopg: "timestamp too large").
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} -c timezone=UTC".strip()
+        kwargs["connect_args"] = connect_args
     return create_engine(parsed, **kwargs)
 
 

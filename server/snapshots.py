@@ -17,6 +17,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Start-of-frame markers (baseline, progressive, lossless, arithmetic …); 0xC4, 0xC8 and 0xCC are not frames.
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
+#: A camera's JPEG has a dozen segments before its scan and no fill bytes: bounds that keep the check cheap.
+MAX_SEGMENTS_BEFORE_SCAN = 256
+MAX_FILL_BYTES = 1024
+_MARKER_PREFIX = re.compile(rb"\xff{1,%d}" % (MAX_FILL_BYTES + 1))
 
 
 def jpeg_problem(data: bytes) -> str | None:
@@ -31,13 +35,16 @@ def jpeg_problem(data: bytes) -> str | None:
     if data[-2:] != b"\xff\xd9":
         return "does not end with a JPEG end-of-image marker"
     pos, frame = 2, False
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
+    for _segment in range(MAX_SEGMENTS_BEFORE_SCAN):
+        run = _MARKER_PREFIX.match(data, pos)  # a marker's 0xFF, and any 0xFF fill bytes before it
+        if run is None:
             return f"no JPEG marker at byte {pos}"
+        if run.end() - pos > MAX_FILL_BYTES:
+            return f"more than {MAX_FILL_BYTES} fill bytes at byte {pos}"
+        pos = run.end() - 1
+        if pos + 4 > len(data):
+            break
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
         if marker in _STANDALONE_MARKERS:
             pos += 2
             continue
@@ -53,6 +60,8 @@ def jpeg_problem(data: bytes) -> str | None:
         if marker == 0xDA:
             return None if frame else "JPEG scan without a frame header"
         pos += 2 + length
+    else:
+        return f"more than {MAX_SEGMENTS_BEFORE_SCAN} marker segments before the scan"
     return "no JPEG scan"
 
 
