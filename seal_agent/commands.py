@@ -7,8 +7,9 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * An accepted command is carried out first; only then is ``command_ack`` ``{command_id, action, result, …}``
   recorded, and in the same outbox transaction the command's id becomes the last accepted one. A second delivery
   of the same command (a QoS 1 redelivery after a crash) is therefore refused as ``replayed``: its ack exists.
-* Without ``[commands] server_public_key`` every command is refused as ``bad_signature`` (malformed and unsigned
-  ones keep their own reason): the seal obeys nobody rather than anybody.
+* A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
+  ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
+  runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
 
 Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return. A failure
 of the action or of committing the answer (:class:`~seal_agent.errors.OutboxError`, e.g. a full disk) propagates:
