@@ -2,9 +2,10 @@
 
 A seal's Last Will (the retained ``offline`` status) raises ``offline`` in the ingest. But a Will can be lost (a
 broker restart without persistence, a half-open TCP connection that keepalive has not caught yet), so the server also
-looks at ``last_seen_at`` (any valid message) every ``check_interval_s``: a seal bound to a case and silent for
-more than ``offline_after_s`` gets an ``offline`` alarm too. An ``online`` status or a new event closes it
-(:mod:`server.ingest.alarming`). Seals never heard from (not installed yet) and unbound seals are left alone.
+looks at ``last_seen_at`` (its last new signed event: statuses and snapshots are not signed, and a replayed copy
+proves nothing) every ``check_interval_s``: a seal bound to a case and silent for more than ``offline_after_s`` gets
+an ``offline`` alarm too. The seal's next new event closes it (:mod:`server.ingest.alarming`). Seals never heard
+from (not installed yet) and unbound seals are left alone.
 
 :func:`find_silent_seals` is the pure core; :class:`LivenessChecker` runs it on the database, on its own thread,
 with an injectable clock. Each check also refreshes the gauge of live alarms by kind in the metrics.

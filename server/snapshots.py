@@ -83,11 +83,15 @@ class SnapshotStore:
             return path
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk must not also keep the half-written file
+            raise
         directory = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(directory)

@@ -83,9 +83,9 @@ def _alarming(envelope: Envelope) -> bool:
 
 
 def on_status(book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None) -> None:
-    if state is SealStatus.ONLINE:
-        book.close(AlarmKind.OFFLINE, device_id=seal.device_id, at=at, note="the seal reported online")
-    elif seal.case_no is not None:  # an unbound seal (in storage) being offline is no alarm
+    """An ``offline`` status (usually the broker's Last Will) raises the offline alarm. ``online`` closes nothing:
+    a status is not signed, so only the seal's next signed event (:func:`on_event`) closes it."""
+    if state is SealStatus.OFFLINE and seal.case_no is not None:  # an unbound seal (in storage) offline: no alarm
         details = {"reason": "offline_status", "status_ts": ts}
         book.raise_alarm(AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=at, details=details)
 

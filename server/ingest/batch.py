@@ -21,6 +21,7 @@ batch, so events of one seal arriving out of order within a batch raise no alarm
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -33,7 +34,6 @@ from seal_protocol import (
     InvalidTopic,
     MessageKind,
     ParsedTopic,
-    SealStatus,
     SignatureError,
     decode_envelope,
     decode_status,
@@ -43,12 +43,13 @@ from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b6
 from server.alarms.book import AlarmBook
 from server.auth.models import SealBinding
 from server.commands.service import apply_answer
-from server.errors import StorageUnavailable
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
 from server.models import Event, QuarantinedMessage, Seal, Snapshot
 from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
+
+logger = logging.getLogger(__name__)
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
 QUARANTINE_RAW_LIMIT = 256 * 1024
@@ -252,8 +253,7 @@ class IngestBatch:
         assert envelope.sig is not None  # verify_envelope refuses unsigned envelopes
         stored = self._by_seq.get((envelope.device_id, envelope.seq))
         if stored is not None:
-            if stored[1] == message.payload:  # a redelivery: the very bytes already stored
-                seal.last_seen_at = message.received_at
+            if stored[1] == message.payload:  # a redelivery (or a replay) of the very bytes already stored
                 return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"seq {envelope.seq}")
             raise Rejected(
                 Reason.REPLAYED_SEQ,
@@ -297,9 +297,8 @@ class IngestBatch:
         if seal.status != state.value:
             seal.status = state.value
             seal.status_changed_at = message.received_at
-        if state is SealStatus.ONLINE:
-            # "offline" is usually the broker speaking (the Last Will), not a sign of life from the seal.
-            seal.last_seen_at = message.received_at
+        # A status is not signed (the broker sends the Last Will), so it is no sign of life: only a new signed
+        # event refreshes last_seen_at and closes an offline alarm.
         on_status(self.alarms, seal, state, at=message.received_at, ts=ts)
         return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
 
@@ -316,15 +315,15 @@ class IngestBatch:
         if problem is not None:
             raise Rejected(Reason.INVALID_SNAPSHOT, f"not a JPEG image: {problem}")
         seal = self._seal(topic.device_id)
-        case_no = self._snapshot_case(seal)
-        seal.last_seen_at = message.received_at
+        case_no = self._snapshot_case(seal)  # a snapshot is not signed: no sign of life either
         stored = select(Snapshot.id).where(Snapshot.sha256 == actual, Snapshot.case_no == case_no)
         if (actual, case_no) in self._snapshot_shas or self.session.scalar(stored) is not None:
             return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"snapshot {actual}")
         try:
             self.snapshots.put(actual, message.payload)
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot write snapshot {actual}: {exc}") from exc
+        except OSError as exc:  # this picture alone waits: quarantined unreceipted, the seal sends it again
+            logger.error("cannot write snapshot %s of %s: %s", actual, seal.device_id, exc)
+            raise Rejected(Reason.STORAGE_ERROR, f"storage error: cannot write the snapshot file: {exc}") from exc
         self.session.add(
             Snapshot(
                 sha256=actual,

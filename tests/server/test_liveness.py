@@ -52,8 +52,8 @@ def _checker(
     )
 
 
-def test_silence_opens_offline_once_and_online_closes_it(court: Court) -> None:
-    _status(court, SealStatus.ONLINE, T0)
+def test_silence_opens_offline_once(court: Court) -> None:
+    court.send(court.a, court.a.event(), at=T0)
     court.send(court.b, court.b.event(), at=T0 + timedelta(seconds=100))
     checker = _checker(court)
 
@@ -64,11 +64,22 @@ def test_silence_opens_offline_once_and_online_closes_it(court: Court) -> None:
     assert alarm.details == {"reason": "silent", "last_seen_at": T0.isoformat(), "silent_s": OFFLINE_AFTER_S + 1}
     assert checker.check(T0 + timedelta(seconds=OFFLINE_AFTER_S + 60)) == []  # still silent: no second alarm
     assert [(a.count, a.state) for a in court.alarms()] == [(1, "open")]
-
-    _status(court, SealStatus.ONLINE, T0 + timedelta(seconds=400))
-    [alarm] = court.alarms()
-    assert alarm.state == "closed" and alarm.closed_note == "system: the seal reported online"
     assert checker.check(T0 + timedelta(seconds=500)) == ["seal-b"]
+
+
+def test_unsigned_messages_are_no_sign_of_life(court: Court) -> None:
+    """Anyone with the seal's MQTT password can publish an "online" status, a picture or an old event again: none
+    of them keeps a silent seal from its offline alarm, nor closes it."""
+    old = court.a.event()
+    court.send(court.a, old, at=T0)
+    checker = _checker(court)
+    _status(court, SealStatus.ONLINE, T0 + timedelta(seconds=OFFLINE_AFTER_S - 10))
+    court.send(court.a, old, at=T0 + timedelta(seconds=OFFLINE_AFTER_S - 5))  # a replayed copy
+
+    assert checker.check(T0 + timedelta(seconds=OFFLINE_AFTER_S + 1)) == ["seal-a"]
+    _status(court, SealStatus.ONLINE, T0 + timedelta(seconds=OFFLINE_AFTER_S + 2))
+    [alarm] = court.alarms()
+    assert alarm.state == "open"
 
 
 def test_event_after_silence_closes_offline_and_silence_again_opens_a_new_one(court: Court) -> None:
@@ -84,7 +95,7 @@ def test_event_after_silence_closes_offline_and_silence_again_opens_a_new_one(co
 
 
 def test_last_will_alarm_is_not_doubled_by_the_silence_check(court: Court) -> None:
-    _status(court, SealStatus.ONLINE, T0)
+    court.send(court.a, court.a.event(), at=T0)
     _status(court, SealStatus.OFFLINE, T0 + timedelta(seconds=10))  # the broker publishes the seal's Last Will
 
     assert _checker(court).check(T0 + timedelta(hours=1)) == []
@@ -93,7 +104,7 @@ def test_last_will_alarm_is_not_doubled_by_the_silence_check(court: Court) -> No
 
 
 def test_checker_thread_uses_its_clock_and_updates_the_gauge(court: Court) -> None:
-    _status(court, SealStatus.ONLINE, datetime.now(UTC))
+    court.send(court.a, court.a.event(), at=datetime.now(UTC))
     metrics = IngestMetrics()
     later = datetime.now(UTC) + timedelta(hours=1)
     checker = _checker(court, metrics=metrics, clock=lambda: later)

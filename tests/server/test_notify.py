@@ -19,15 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from seal_protocol import EventType, encode_status
-from seal_protocol.status import SealStatus
+from seal_protocol import EventType
 from server.alarms.models import Alarm, Notification
 from server.alarms.service import add_notification_target
 from server.app import create_app
 from server.config import LivenessSettings, NotifySettings, Settings
 from server.db import SessionFactory, session_scope
 from server.errors import ConfigError, NotFound
-from server.ingest import Message
 from server.mosquitto import PrivateBroker, free_port
 from server.notify.webhook import (
     ID_HEADER,
@@ -327,7 +325,7 @@ def test_app_checks_liveness_and_sends_notifications(
     """The app's lifespan runs both: a seal silent for an hour gets an offline alarm, and the judge a webhook."""
     targets(court, ("judge", receiver.url("/judge"), None))
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    court.ingestor.ingest([Message(court.a.status_topic, encode_status(SealStatus.ONLINE), an_hour_ago)])
+    court.send(court.a, court.a.event(at=an_hour_ago), at=an_hour_ago)
     secret_file = tmp_path / "webhook-secret"
     secret_file.write_text(GLOBAL_SECRET + "\n")
     settings = Settings(
