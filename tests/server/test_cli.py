@@ -169,7 +169,8 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        assert health == {"status": "ok", "broker": "connected", "db": "ok"}
+        assert health is not None
+        assert (health["status"], health["broker"], health["db"], health["ingest"]) == ("ok", "connected", "ok", "ok")
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=15)
