@@ -8,6 +8,9 @@ those bytes too). Not receipted, so that the seal keeps them and sends them agai
 
 * a message quarantined for the court's own failure (``storage_error``, ``internal_error``): its row may lack the
   bytes, and a court that failed once may store the message properly next time;
+* a message quarantined for what the court knows of the seal (``unknown_seal``, ``bad_signature``,
+  ``unbound_seal``, ``wrong_case``): a clerk who registers the seal, corrects its enrolled key or its binding lets
+  the seal's next copy into the case log, where a receipt would have left it in the quarantine for good;
 * a quarantined message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`).
 
 Statuses and messages on no seal's topic get no receipt.
@@ -31,8 +34,18 @@ from server.ingest.results import IngestResult, Message, Outcome, Reason
 
 #: Outcomes after which the court holds the message's exact bytes.
 HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
-#: Quarantine reasons that are the court's failure, not the message's: such a row may not hold the bytes.
-COURT_FAILURES = frozenset({Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR})
+#: Quarantine reasons after which the seal must keep the message and send it again: the court's own failure (such
+#: a row may not hold the bytes), and refusals that a correction of the court's records can lift.
+NOT_RECEIPTED = frozenset(
+    {
+        Reason.STORAGE_ERROR,
+        Reason.INTERNAL_ERROR,
+        Reason.UNKNOWN_SEAL,
+        Reason.BAD_SIGNATURE,
+        Reason.UNBOUND_SEAL,
+        Reason.WRONG_CASE,
+    }
+)
 RECEIPTED_KINDS = frozenset({MessageKind.EVENT, MessageKind.SNAPSHOT})
 
 
@@ -43,7 +56,7 @@ def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult
         if result.outcome not in HELD:
             continue
         if result.outcome is Outcome.QUARANTINED and (
-            result.reason in COURT_FAILURES or len(message.payload) > QUARANTINE_RAW_LIMIT
+            result.reason in NOT_RECEIPTED or len(message.payload) > QUARANTINE_RAW_LIMIT
         ):
             continue
         try:

@@ -31,6 +31,7 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
     court = make_court(session_factory, tmp_path)
     a1, a2, b1 = court.a.event(), court.a.event(), court.b.event()
     forged = court.a.event(key=generate_signing_key())  # a message from seal-a's account the court quarantines
+    respaced = json.dumps(json.loads(court.a.event()), indent=1).encode()  # bytes that can never be stored
     jpeg = jpeg_bytes()
     status = b'{"agent_version":"1","state":"online","ts":"2026-11-26T08:00:00.000Z"}'
     messages = [
@@ -39,14 +40,15 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
         Message(court.a.event_topic, a2, NOW),
         Message(court.b.event_topic, b1, NOW),
         Message(court.a.event_topic, forged, NOW),
+        Message(court.a.event_topic, respaced, NOW),
         Message(snapshot_topic("seal-b", sha(jpeg)), jpeg, NOW),
         Message(status_topic("seal-a"), status, NOW),
         Message("not/a/seal/topic", b"x", NOW),
     ]
     results = court.ingestor.ingest(messages)
     outcomes = [r.outcome for r in results]
-    assert outcomes[:6] == [Outcome.STORED, Outcome.DUPLICATE, Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED,
-                            Outcome.SNAPSHOT]  # fmt: skip
+    assert outcomes[:7] == [Outcome.STORED, Outcome.DUPLICATE, Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED,
+                            Outcome.QUARANTINED, Outcome.SNAPSHOT]  # fmt: skip
 
     receipts = receipts_for(messages, results, key=COURT_KEY, now=NOW)
 
@@ -55,9 +57,10 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
         topic.split("/")[2]: check_receipt(data, device_id=topic.split("/")[2], court_key=COURT_KEY.verify_key)
         for topic, data in receipts
     }
-    assert by_device["seal-a"].committed == {sha(a1), sha(a2), sha(forged)}
+    # The forged one is refused for what the court knows of seal-a (its key): the seal would have to keep it.
+    assert by_device["seal-a"].committed == {sha(a1), sha(a2), sha(respaced)}
     assert by_device["seal-b"].committed == {sha(b1), sha(jpeg)}
-    assert json.loads(receipts[0][1])["committed"] == [sha(a1), sha(a2), sha(forged)]  # arrival order, distinct
+    assert json.loads(receipts[0][1])["committed"] == [sha(a1), sha(a2), sha(respaced)]  # arrival order, distinct
 
 
 def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> None:
@@ -66,9 +69,11 @@ def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> No
     assert receipts_for(ignored, [IngestResult(Outcome.IGNORED, "seal-a")], key=COURT_KEY) == []
     # A quarantine row keeps only the first QUARANTINE_RAW_LIMIT bytes: such a message is not held, so not receipted.
     huge = [Message(topic, b"x" * (QUARANTINE_RAW_LIMIT + 1), NOW)]
-    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.BAD_SIGNATURE)]) == {}
-    # The court's own failure: its row may lack the bytes, and the seal should try again.
-    for reason in (Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR):
+    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.NON_CANONICAL)]) == {}
+    # The court's own failure (its row may lack the bytes), or a refusal a clerk's correction can lift: the seal
+    # should try again.
+    for reason in (Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR, Reason.UNKNOWN_SEAL, Reason.BAD_SIGNATURE,
+                   Reason.UNBOUND_SEAL, Reason.WRONG_CASE):  # fmt: skip
         assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", reason)]) == {}
     assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.BROKEN_CHAIN)]) == {
         "seal-a": [sha(b"x")]
