@@ -45,10 +45,12 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequ
     if peer is None:
         return "unknown"
     address = parse_address(peer)
-    if not trusted or not is_trusted(address, trusted):
-        return str(address) if address is not None else peer[:MAX_ADDRESS_LENGTH]
+    if address is None:
+        return peer[:MAX_ADDRESS_LENGTH]
+    if not is_trusted(address, trusted):
+        return str(address)
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
-    current: IPAddress = address  # type: ignore[assignment]  # trusted, so parsed
+    current = address
     for hop in reversed(hops):
         parsed = parse_address(hop)
         if parsed is None:
