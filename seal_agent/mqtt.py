@@ -44,6 +44,7 @@ from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
 from seal_protocol.topics import receipt_topic
+from seal_protocol.transport import mqtt_client_id
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ class MqttPublisher:
         self._attempt = 0
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        client_id = mqtt_client_id(device_id, password)  # not the bare device id: nobody else can take our session
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
         client.username_pw_set(username, password)
         if tls_ca_file is not None:
             try:

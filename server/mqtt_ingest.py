@@ -37,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import MessageKind, subscription_all
 from seal_protocol.signing import SigningKey
+from seal_protocol.transport import mqtt_client_id
 from server.commands.keys import CourtKey
 from server.config import MqttSettings, read_password
 from server.errors import BrokerUnavailable, CommandsUnavailable, StorageUnavailable
@@ -96,13 +97,14 @@ class MqttIngest:
         if self._client is not None:
             return
         settings = self.settings
+        password = read_password(settings.password_file)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
+            client_id=mqtt_client_id(settings.client_id, password),
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        client.username_pw_set(settings.username, read_password(settings.password_file))
+        client.username_pw_set(settings.username, password)
         if settings.tls_ca_file is not None:
             try:
                 client.tls_set(ca_certs=str(settings.tls_ca_file))

@@ -13,8 +13,8 @@ at once when the API issues a command or the connection comes up):
    round, so a seal never sees a higher id before a lower one.
 
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
-``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd``) on the
-court server's account, with a clean session.
+``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
+secret suffix, :func:`seal_protocol.transport.mqtt_client_id`) on the court server's account, with a clean session.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
+from seal_protocol.transport import mqtt_client_id
 from server.commands.models import CourtCommand
 from server.commands.service import expire_due, to_publish
 from server.config import CommandSettings, MqttSettings, read_password
@@ -92,8 +93,10 @@ class CommandDispatcher:
     def start(self) -> None:
         if self._client is not None:
             return
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self._mqtt.client_id}-cmd", protocol=mqtt.MQTTv5)
-        client.username_pw_set(self._mqtt.username, read_password(self._mqtt.password_file))
+        password = read_password(self._mqtt.password_file)
+        client_id = mqtt_client_id(f"{self._mqtt.client_id}-cmd", password)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(self._mqtt.username, password)
         if self._mqtt.tls_ca_file is not None:
             try:
                 client.tls_set(ca_certs=str(self._mqtt.tls_ca_file))

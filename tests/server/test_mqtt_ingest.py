@@ -8,7 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
 from seal_protocol import EventType, encode_status
@@ -263,3 +267,29 @@ def test_a_database_that_does_not_answer_shows_as_retrying_and_then_recovers(
     finally:
         running.ingest.stop()
         broken.dispose()
+
+
+def test_a_seal_account_cannot_take_over_the_courts_session(
+    broker: PrivateBroker, seals: tuple[SimulatedSeal, SimulatedSeal], session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Logged in with seal-a's password under the court's configured client id, with a persistent session: were
+    that the court's real id, the broker would hand the court's session over and drop what it queued."""
+    a, b = seals
+    settings = server_mqtt_settings(broker, tmp_path)
+    running = start_ingest(settings, session_factory, tmp_path)
+    hostile = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
+    try:
+        with seal_connection(broker, a.device_id) as _conn_a, seal_connection(broker, b.device_id) as conn_b:
+            hostile.username_pw_set(a.device_id, broker.users[a.device_id])
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            hostile.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+            hostile.loop_start()
+            conn_b.publish(b.event_topic, b.event())
+            running.wait(lambda m: m.stored >= 1, "seal-b's event")
+            assert running.ingest.connected, "the court's connection was taken over"
+    finally:
+        hostile.disconnect()
+        hostile.loop_stop()
+        running.ingest.stop()
+    assert event_rows(session_factory) == [("seal-b", CASE_B, 1)]

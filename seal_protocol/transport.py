@@ -1,0 +1,24 @@
+"""How seals and the court present themselves to the broker: MQTT client ids nobody else can take.
+
+A broker keeps a persistent session (its queued messages) under the client id, and a second connection with the
+same id takes the session over and closes the first one. An id that anyone can guess — a seal's device id, the
+court's configured name — would let a client logged in with one seal's password take over another seal's session
+or the court's (the broker then drops what the session receives, since the ACL does not let that account read it).
+So the id carries a secret suffix derived from the account's own password: stable for the session, unguessable
+without the password, and it works the same on any MQTT 5 broker (no ``use_username_as_clientid``, which would
+also give the court's two connections one id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+#: Characters of the secret suffix (hex): 64 bits, far beyond guessing.
+_SUFFIX_CHARS = 16
+
+
+def mqtt_client_id(name: str, password: str) -> str:
+    """``name`` followed by ``-`` and a suffix only the holder of ``password`` can compute."""
+    digest = hmac.new(password.encode("utf-8"), b"court-seal mqtt client id\x00" + name.encode(), hashlib.sha256)
+    return f"{name}-{digest.hexdigest()[:_SUFFIX_CHARS]}"
