@@ -22,6 +22,7 @@ from pathlib import Path
 
 from seal_protocol.topics import MessageKind, topic_filter
 from server.errors import ServerError
+from server.snapshots import MAX_SNAPSHOT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,9 @@ class PrivateBroker:
             # The default of 1000 silently drops QoS 1 messages for a slow subscriber (RECIPES.md).
             "max_queued_messages 0",
             "max_inflight_messages 100",
+            # Nothing a seal sends is larger than a snapshot: a larger message is refused by the broker itself,
+            # before it can cost the court's ingest its memory (100 of them may be in flight to it).
+            f"message_size_limit {MAX_SNAPSHOT_BYTES}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.directory}/",
             "autosave_interval 1",
