@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
-from seal_protocol import EventType, encode_status
+from seal_protocol import EventType, encode_status, snapshot_topic
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.status import SealStatus
 from server.config import MqttSettings
@@ -25,6 +25,7 @@ from server.metrics import IngestMetrics, MetricsSnapshot
 from server.models import Event, QuarantinedMessage, Seal
 from server.mosquitto import PrivateBroker
 from server.mqtt_ingest import MqttIngest
+from server.snapshots import MAX_SNAPSHOT_BYTES
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 
@@ -293,3 +294,16 @@ def test_a_seal_account_cannot_take_over_the_courts_session(
         hostile.loop_stop()
         running.ingest.stop()
     assert event_rows(session_factory) == [("seal-b", CASE_B, 1)]
+
+
+def test_the_broker_refuses_a_message_larger_than_a_snapshot_may_be(
+    broker: PrivateBroker, running: Running, seals: tuple[SimulatedSeal, SimulatedSeal], session_factory: SessionFactory
+) -> None:
+    a, _ = seals
+    with seal_connection(broker, a.device_id) as conn:
+        info = conn.client.publish(snapshot_topic(a.device_id, "0" * 64), b"\xff" * (MAX_SNAPSHOT_BYTES + 1), qos=1)
+        info.wait_for_publish(2)  # refused, or the connection closed: either way nothing is forwarded
+    with seal_connection(broker, a.device_id) as conn:  # Mosquitto closes a v5 connection after a refusal
+        conn.publish(a.event_topic, a.event())
+        snap = running.wait(lambda m: m.stored >= 1, "the next event")
+    assert (snap.snapshots, snap.rejected) == (0, {}), "the oversized message reached the court"
