@@ -42,12 +42,17 @@ def public_key_b64(key: SigningKey) -> str:
 
 
 def verify_key_from_b64(text: str) -> VerifyKey:
+    """The key of ``text``: the raw 32 bytes in standard base64, in its one spelling (44 characters ending in one
+    ``=``, unused bits zero); white space around it is ignored."""
+    text = text.strip()
     try:
-        raw = base64.b64decode(text.strip(), validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(f"public key is not base64: {exc}") from None
     if len(raw) != 32:
         raise SignatureError(f"public key must be 32 bytes, got {len(raw)}")
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise SignatureError("public key is not in canonical base64 (44 characters, one '=', unused bits zero)")
     return VerifyKey(raw)
 
 
