@@ -160,8 +160,6 @@ def test_hardware_example_sets_every_key_with_the_pinout_defaults() -> None:
     data = tomllib.loads(EXAMPLE.read_text("utf-8"))
     config = load_config(EXAMPLE)
     for name, field in AgentConfig.model_fields.items():
-        if name == "delivery" and name not in data:
-            continue  # new with receipts (defaults fit production); the example's owner adds the section
         assert name in data, f"{name} missing from the example"
         section = field.annotation
         if isinstance(section, type) and issubclass(section, BaseModel):
