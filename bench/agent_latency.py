@@ -4,7 +4,9 @@
 
 What runs: the real ``SealRuntime`` in this process (gpiozero ``MockFactory`` pins, the real ``WarningSpeaker``
 playing through simpleaudio into ALSA, the real SQLite outbox, real paho to a private Mosquitto started here), and
-two idle ``seal-agent simulate`` processes (without and with a video-file camera) for CPU and memory.
+two idle ``seal-agent simulate`` processes (without and with a video-file camera) for CPU and memory. A stand-in
+court (``bench/court.py``, its own process) receipts every event and snapshot with a court key made for this run,
+which every bench seal pins: a seal deletes an event from its outbox only on such a receipt.
 
 ALSA's default device is a file sink whose "file" is a FIFO this bench reads, so the moment the first PCM bytes of a
 warning come out of ALSA is observed, not guessed. ALSA reads ``ALSA_CONFIG_PATH`` when the first sound is opened,
@@ -15,7 +17,8 @@ callback thread would on a Pi):
   (a1) edge → simpleaudio accepted the warning's PCM buffer (``WarningSpeaker.on_started``: ``play()`` returned)
   (a2) edge → the first PCM bytes written by ALSA's file plugin arrive in the FIFO
   (b)  edge → the signed ``intrusion`` committed to the outbox (``when_intrusion`` runs right after the commit)
-  (c)  edge → the broker's PUBACK for that event (``when_delivered``, paho's thread, before the outbox delete)
+  (c)  edge → the broker's PUBACK for that event (``when_delivered``, paho's thread; the event stays in the outbox
+       until the court's receipt, which comes after the PUBACK)
 The same four again with ``+cam``: a second agent whose camera plays a 640x480 clip (3 fps, the defaults), so each
 intrusion first encodes and hashes the ring buffer's pre-trigger JPEGs (its snapshot files are stored after the
 commit, on the trigger's follow-up thread). Baselines from the same run make the figures readable as ratios.
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from baselines import baseline_edge, baseline_play, baseline_puback, baseline_sqlite
-from bench_support import DEVICE, EDGE_GAP_S, PIR_PIN, WARM_UP, FifoSink, Series, Stamp, machine, write_config
+from bench_support import DEVICE, EDGE_GAP_S, PIR_PIN, WARM_UP, Court, FifoSink, Series, Stamp, machine, write_config
 from idle import measure_idle, write_clip
 
 from seal_agent.cli import SWITCH_INTERVAL_S
@@ -75,7 +78,7 @@ def measure_agent(
     runtime.agent.when_delivered = on_delivered
     runtime.start()
     assert runtime.publisher.wait_connected(10), "the agent did not connect"
-    assert runtime.agent.courier.wait_drained(10)
+    assert runtime.agent.courier.wait_drained(10), "the court did not receipt agent_started"
     if runtime.camera is not None:  # wait until the camera has learned the background and fills its ring
         monitor = runtime.camera.monitor
         assert monitor.wait_for_state("ok", 10), f"camera {monitor.state}"
@@ -106,6 +109,7 @@ def measure_agent(
         time.sleep(max(0.0, t0 + EDGE_GAP_S - time.perf_counter()))
         pin.drive_low()
         time.sleep(EDGE_GAP_S)
+    assert runtime.agent.courier.wait_drained(10), "the court did not receipt every event"
 
     def close() -> None:
         runtime.close()
@@ -153,10 +157,12 @@ def main(argv: list[str]) -> int:
     sink = FifoSink(work / "alsa-out.fifo")
     broker = PrivateBroker(work / "broker", {SERVER_USERNAME: secrets.token_urlsafe(16)})
     broker.start()
+    court: Court | None = None
     try:
         from gpiozero.pins.mock import MockFactory
 
-        config_path = write_config(work / "agent", broker)
+        court = Court(work / "court", broker)
+        config_path = write_config(work / "agent", broker, court)
         agent_series, close_agent = measure_agent(config_path, sink, args.triggers)
         try:
             password = (work / "agent" / "mqtt-password").read_text().strip()
@@ -173,7 +179,9 @@ def main(argv: list[str]) -> int:
         camera_series: list[Series] = []
         if args.camera_triggers > 0:
             clip = write_clip(work / "room-latency.avi")
-            camera_config = write_config(work / "agent-camera", broker, device_id=f"{DEVICE}-camera", camera=clip)
+            camera_config = write_config(
+                work / "agent-camera", broker, court, device_id=f"{DEVICE}-camera", camera=clip
+            )
             camera_series, close_camera_agent = measure_agent(camera_config, sink, args.camera_triggers, tag="+cam")
             close_camera_agent()
         a1, a2, b, c = agent_series
@@ -199,7 +207,7 @@ def main(argv: list[str]) -> int:
             print(f"\nidle seal-agent simulate processes ({args.idle_s:g} s window after a 5 s settle)")
             clip = write_clip(work / "room.avi")
             for label, camera in (("no-camera", None), ("camera-file", clip)):
-                figures = measure_idle(work, broker, label, args.idle_s, camera)
+                figures = measure_idle(work, broker, court, label, args.idle_s, camera)
                 cpu_ok = "met" if figures.cpu_percent < 2.0 else "MISSED"
                 rss_ok = "met" if figures.rss_mb <= 120 else "MISSED"
                 print(
@@ -208,6 +216,8 @@ def main(argv: list[str]) -> int:
                     f"threads {figures.threads}"
                 )
     finally:
+        if court is not None:
+            print(f"\nbench court: {court.close()}")
         broker.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,16 +1,19 @@
-"""Shared parts of the agent bench: percentiles, the machine, the FIFO sound card, a seal configuration."""
+"""Shared parts of the agent bench: percentiles, the machine, the FIFO sound card, the court, a seal configuration."""
 
 from __future__ import annotations
 
 import os
 import platform
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.mosquitto import PrivateBroker
+from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+from server.mosquitto import SERVER_USERNAME, PrivateBroker
 
 DEVICE = "seal-bench-1"
 PIR_PIN = 17
@@ -96,13 +99,57 @@ class FifoSink:
                 self.bytes += len(data)
 
 
+# -- the court -----------------------------------------------------------------------------------------------------
+
+
+class Court:
+    """``bench/court.py`` in its own process: receipts, signed with a court key made for this run, every event and
+    snapshot any bench seal sends (so that outboxes drain as they do with a court server that keeps up).
+
+    Every config from :func:`write_config` pins :attr:`public_key`. :meth:`close` ends it and returns its last words.
+    """
+
+    def __init__(self, directory: Path, broker: PrivateBroker) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        key_file = directory / "court-signing.key"
+        self.public_key = public_key_b64(load_or_create_signing_key(key_file)[0])  # a new key: a new directory
+        password_file = directory / "court-mqtt-password"
+        password_file.write_text(broker.users[SERVER_USERNAME] + "\n")
+        self._log = (directory / "court.log").open("w")
+        args = [sys.executable, str(Path(__file__).with_name("court.py")), "--port", str(broker.port)]
+        args += ["--password-file", str(password_file), "--key-file", str(key_file)]
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True
+        )
+        assert self._process.stdout is not None
+        if self._process.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError(f"the bench court did not start; see {directory / 'court.log'}")
+
+    def close(self) -> str:
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        if process.poll() is None:
+            process.stdin.close()
+        try:
+            words = process.stdout.read().strip()
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            words = "killed"
+        self._log.close()
+        return words
+
+
 # -- seal configuration ---------------------------------------------------------------------------------------------
 
 
 def write_config(
-    directory: Path, broker: PrivateBroker, *, device_id: str = DEVICE, camera: Path | None = None
+    directory: Path, broker: PrivateBroker, court: Court, *, device_id: str = DEVICE, camera: Path | None = None
 ) -> Path:
-    """A seal that warns on every presence (no cool-down, no repeats) in Mandarin only; no tamper switch.
+    """A seal that warns on every presence (no cool-down, no repeats) in Mandarin only; no tamper switch; it pins
+    ``court``'s key (``[delivery]`` keeps its defaults: a receipt not come within 60 s would mean a re-send).
 
     ``camera``: a video file played as the camera (defaults, but post-trigger snapshots for 0.5 s only, so that the
     follow-ups of edges 0.12 s apart do not pile up); None: no camera.
@@ -119,6 +166,7 @@ def write_config(
         f'password_file = "{directory / "mqtt-password"}"\n'
         '[pir]\npin = 17\n[warning]\nlanguages = ["zh"]\nrepeat_s = 3600\nmax_repeats = 0\ncooldown_s = 0\n'
         "[tamper]\nenabled = false\n"
+        f'[commands]\nserver_public_key = "{court.public_key}"\n'
         + ("" if camera is None else f'[camera]\nsource = "{camera}"\nsnapshot_after_s = 0.5\n'),
         encoding="utf-8",
     )

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_support import write_config
+from bench_support import Court, write_config
 
 from server.mosquitto import PrivateBroker
 
@@ -51,9 +51,12 @@ def write_clip(path: Path, frames: int = 100, fps: float = 10.0) -> Path:
     return path
 
 
-def measure_idle(work: Path, broker: PrivateBroker, label: str, seconds: float, camera: Path | None) -> IdleFigures:
+def measure_idle(
+    work: Path, broker: PrivateBroker, court: Court, label: str, seconds: float, camera: Path | None
+) -> IdleFigures:
+    """One ``seal-agent simulate`` pinning ``court``'s key (which receipts its ``agent_started``), measured idle."""
     directory = work / f"idle-{label}"
-    config = write_config(directory, broker, device_id=f"seal-bench-idle-{label}")
+    config = write_config(directory, broker, court, device_id=f"seal-bench-idle-{label}")
     sink_conf = directory / "alsa-file.conf"
     sink_conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{directory}/out.raw"; '
                          'format "raw" }\n')  # fmt: skip
