@@ -13,6 +13,7 @@ Short run: ~2,000 messages; ``--long``: 100,000 (docs/reliability.md). Seeded: `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -182,6 +183,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
 
     publisher = FuzzPublisher(broker.port, fuzz.device_id, password).start()
     labels: Counter[str] = Counter()
+    origin: dict[bytes, str] = {}  # SHA-256 of a payload -> the label of its first publication
     unread: Counter[str] = Counter()
     genuine: dict[int, bytes] = {}
     timeline: list[tuple[float, int]] = []
@@ -196,6 +198,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
     try:
         for index, message in enumerate(generate(rng, fuzz, count)):
             labels[message.label] += 1
+            origin.setdefault(hashlib.sha256(message.payload).digest(), message.label)
             if message.genuine_seq is not None:
                 genuine[message.genuine_seq] = message.payload
             if message.label == "unread_topic":
@@ -222,6 +225,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
     finally:
         publisher.close()
 
+    by_label = quarantined_by_label(court, origin)
     report = {
         "seed": seed,
         "generated": count,
@@ -231,6 +235,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
         "outcomes": outcomes,
         "ignored_empty_status": empty_statuses,
         "labels": dict(sorted(labels.items())),
+        "quarantined_by_label": by_label,
         "legit_events_during_fuzz": legit_stored,
         "fuzz_s": round(fuzz_s, 1),
         "drain_s": round(drain_s, 1),
@@ -238,6 +243,8 @@ def test_fuzz_through_the_broker_into_the_running_server(
     (tmp_path / "fuzz-report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     log("fuzz report:\n%s", json.dumps(report, indent=2, ensure_ascii=False))
     report_figures("fuzz", **report)
+    wrongly = {label: reasons for label, reasons in by_label.items() if label in ("genuine", "redelivery")}
+    assert not wrongly, f"genuine events were quarantined: {wrongly}"
 
     assert court.alive(), f"the server died:\n{court.log_tail()}"
     assert publisher.disconnects == 0, "the fuzz connection was dropped (its redeliveries would blur the counts)"
@@ -251,17 +258,31 @@ def test_fuzz_through_the_broker_into_the_running_server(
         f"{to_server} messages reached the server, {sum(outcomes.values())} accounted for (+{empty_statuses} "
         f"empty statuses): {outcomes}\n{court.log_tail()}"
     )
-    health = court.health() or {}
-    assert (health.get("status"), health.get("ingest"), health.get("ingest_unstored")) == ("ok", "ok", 0), health
     _check_nothing_invalid_stored(court, {legit.device_id: legit.public_key, fuzz.device_id: fuzz.public_key})
     assert court.stored_raw(fuzz.device_id) == genuine, "the fuzzed seal's stored events are not its genuine ones"
 
     quarantine = {k.split(":", 1)[1]: v for k, v in outcomes.items() if k.startswith("quarantined:")}
     created = settle(court, [legit], SETTLE_S)
     check_delivery(court, created, {legit.device_id: legit.public_key}, quarantine=quarantine)
+    health = court.health() or {}
+    assert (health.get("status"), health.get("ingest"), health.get("ingest_unstored")) == ("ok", "ok", 0), health
     with court.session() as session:
         topics = Counter(t.split("/")[2] for t in session.scalars(select(QuarantinedMessage.topic)))
     assert set(topics) <= {fuzz.device_id}, f"quarantined messages of other seals: {topics}"
+
+
+def quarantined_by_label(court: Court, origin: dict[bytes, str]) -> dict[str, dict[str, int]]:
+    """label -> reason -> count of the quarantine rows, each traced back to its message by the SHA-256 of its bytes
+    (``(cut)``: a row whose bytes were cut at the quarantine's limit)."""
+    found: dict[str, Counter[str]] = {}
+    with court.session() as session:
+        for reason, raw, size in session.execute(
+            select(QuarantinedMessage.reason, QuarantinedMessage.raw, QuarantinedMessage.size)
+        ):
+            data = bytes(raw)
+            label = origin.get(hashlib.sha256(data).digest(), "(unknown)") if len(data) == size else "(cut)"
+            found.setdefault(label, Counter())[reason] += 1
+    return {label: dict(reasons.most_common()) for label, reasons in sorted(found.items())}
 
 
 def _stable_read(court: Court, device_id: str) -> tuple[dict[str, float], int]:
