@@ -11,9 +11,13 @@ those bytes too). Not receipted, so that the seal keeps them and sends them agai
 * a message quarantined for what the court knows of the seal (``unknown_seal``, ``bad_signature``,
   ``unbound_seal``, ``wrong_case``): a clerk who registers the seal, corrects its enrolled key or its binding lets
   the seal's next copy into the case log, where a receipt would have left it in the quarantine for good;
+* a signed event that conflicts with the stored chain (``replayed_seq``, ``duplicate_event_id``, ``broken_chain``,
+  e.g. a seal whose outbox was lost and that starts again at seq 1): it is the seal's own signed evidence and must
+  not leave the seal for a quarantine row;
 * a quarantined message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`).
 
-Statuses and messages on no seal's topic get no receipt.
+Only the reasons the bytes alone earn (:data:`RECEIPTED_QUARANTINE`) are receipted: no copy of them can ever be
+stored. Statuses and messages on no seal's topic get no receipt.
 
 Naming bytes by their hash makes a receipt safe whoever provoked it: a message forged with a seal's password is
 receipted under its own hash, which matches nothing in the seal's outbox.
@@ -34,16 +38,23 @@ from server.ingest.results import IngestResult, Message, Outcome, Reason
 
 #: Outcomes after which the court holds the message's exact bytes.
 HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
-#: Quarantine reasons after which the seal must keep the message and send it again: the court's own failure (such
-#: a row may not hold the bytes), and refusals that a correction of the court's records can lift.
-NOT_RECEIPTED = frozenset(
+#: Quarantine reasons that the bytes alone earn, so that no copy of them can ever be stored: those are receipted (the
+#: court keeps them in the quarantine). Every other reason is not, so the seal keeps the message and sends it again:
+#: the court's own failure (the row may lack the bytes), a refusal a correction of the court's records can lift
+#: (unknown seal, enrolled key, binding), and a signed event that conflicts with the stored chain (``replayed_seq``,
+#: ``duplicate_event_id``, ``broken_chain``: the seal's own signed evidence, which must not leave it for a quarantine).
+RECEIPTED_QUARANTINE = frozenset(
     {
-        Reason.STORAGE_ERROR,
-        Reason.INTERNAL_ERROR,
-        Reason.UNKNOWN_SEAL,
-        Reason.BAD_SIGNATURE,
-        Reason.UNBOUND_SEAL,
-        Reason.WRONG_CASE,
+        Reason.INVALID_TOPIC,
+        Reason.UNEXPECTED_KIND,
+        Reason.OVERSIZED,
+        Reason.INVALID_UTF8,
+        Reason.INVALID_JSON,
+        Reason.INVALID_ENVELOPE,
+        Reason.NON_CANONICAL,
+        Reason.DEVICE_MISMATCH,
+        Reason.SNAPSHOT_MISMATCH,
+        Reason.INVALID_SNAPSHOT,
     }
 )
 RECEIPTED_KINDS = frozenset({MessageKind.EVENT, MessageKind.SNAPSHOT})
@@ -56,7 +67,7 @@ def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult
         if result.outcome not in HELD:
             continue
         if result.outcome is Outcome.QUARANTINED and (
-            result.reason in NOT_RECEIPTED or len(message.payload) > QUARANTINE_RAW_LIMIT
+            result.reason not in RECEIPTED_QUARANTINE or len(message.payload) > QUARANTINE_RAW_LIMIT
         ):
             continue
         try:

@@ -71,11 +71,12 @@ def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> No
     huge = [Message(topic, b"x" * (QUARANTINE_RAW_LIMIT + 1), NOW)]
     assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.NON_CANONICAL)]) == {}
     # The court's own failure (its row may lack the bytes), or a refusal a clerk's correction can lift: the seal
-    # should try again.
+    # should try again; and a signed event that conflicts with the stored chain is the seal's evidence to keep.
     for reason in (Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR, Reason.UNKNOWN_SEAL, Reason.BAD_SIGNATURE,
-                   Reason.UNBOUND_SEAL, Reason.WRONG_CASE):  # fmt: skip
+                   Reason.UNBOUND_SEAL, Reason.WRONG_CASE, Reason.REPLAYED_SEQ, Reason.DUPLICATE_EVENT_ID,
+                   Reason.BROKEN_CHAIN):  # fmt: skip
         assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", reason)]) == {}
-    assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.BROKEN_CHAIN)]) == {
+    assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.INVALID_JSON)]) == {
         "seal-a": [sha(b"x")]
     }
 
