@@ -33,3 +33,7 @@ class HardwareError(SealAgentError, RuntimeError):
 
 class PublishError(SealAgentError, ConnectionError):
     """The MQTT client refused to take a message."""
+
+
+class SnapshotTooLarge(SealAgentError, ValueError):
+    """A snapshot over the wire limit (:data:`seal_protocol.topics.MAX_SNAPSHOT_BYTES`): it is never queued."""

@@ -21,12 +21,15 @@ since nothing says the court has it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from seal_agent.camera import SnapshotNotFound, SnapshotStore
+from seal_agent.errors import SnapshotTooLarge
 from seal_agent.outbox import Outbox, SnapshotItem
+from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ THIN_TO_FRACTION = 0.9
 MAX_LISTED = 200
 #: Outbox setting: the outbox records sent (now: receipted) snapshots (absent in an outbox made before it did).
 SENT_RECORDED_SETTING = "snapshot_sent_recorded"
+
+#: Snapshots over the size limit found in the queue are moved here (under the store's directory, outside its quota).
+OVERSIZED_DIR = "oversized"
 
 ThinningHandler = Callable[[Mapping[str, Any]], None]
 
@@ -62,8 +68,14 @@ class SnapshotSpool:
         """Store ``jpeg``, queue it for the court, thin the store if it is over quota; return the hash.
 
         Snapshots are added one at a time (several threads add them): a thinning never sees a stored snapshot that
-        is not queued yet, and so never takes it for a sent one.
+        is not queued yet, and so never takes it for a sent one. A snapshot over :data:`MAX_SNAPSHOT_BYTES` (the
+        broker would close the connection on it) raises :class:`SnapshotTooLarge` and is neither stored nor queued;
+        the camera re-encodes frames to fit before they get here.
         """
+        if len(jpeg) > MAX_SNAPSHOT_BYTES:
+            raise SnapshotTooLarge(
+                f"a snapshot of {len(jpeg)} bytes is over the {MAX_SNAPSHOT_BYTES}-byte limit: not stored nor queued"
+            )
         with self._lock:
             sha, created = self.store.write(jpeg)
             if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
@@ -92,6 +104,17 @@ class SnapshotSpool:
                 logger.error("queued snapshot %s has no file any more; dropped from the queue", queued.sha)
                 self._outbox.forget_snapshots([queued.sha])
                 continue
+            if len(jpeg) > MAX_SNAPSHOT_BYTES:  # queued by an older agent: the broker would drop the connection
+                logger.error(
+                    "queued snapshot %s has %d bytes, over the %d-byte limit the broker accepts: it can never be "
+                    "delivered; dropped from the queue (the file is kept, as %s)",
+                    queued.sha,
+                    len(jpeg),
+                    MAX_SNAPSHOT_BYTES,
+                    self._set_aside(queued.sha),
+                )
+                self._outbox.forget_snapshots([queued.sha])
+                continue
             items.append(SnapshotItem(queued.qid, queued.sha, jpeg))
         return items
 
@@ -100,6 +123,21 @@ class SnapshotSpool:
 
     def court_receipted(self, hashes: Collection[str]) -> list[int]:
         return self._outbox.snapshots_court_receipted(hashes)
+
+    def _set_aside(self, sha: str) -> str:
+        """Move a stored snapshot out of the store (to ``oversized/`` beside its buckets) so it is neither queued
+        again nor counted; where it went."""
+        source = self.store.path(sha)
+        target = self.store.directory / OVERSIZED_DIR / source.name
+        with self._lock:
+            try:
+                target.parent.mkdir(exist_ok=True)
+                size = source.stat().st_size
+                os.replace(source, target)
+            except OSError as exc:
+                return f"{source} (it could not be moved: {exc})"
+            self._total -= size
+        return str(target)
 
     # -- quota ------------------------------------------------------------------------------------------------
 

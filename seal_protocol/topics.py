@@ -17,6 +17,9 @@ TOPIC_ROOT = "seal/v1"
 #: that can never contain MQTT wildcards or separators.
 DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: The largest snapshot (JPEG bytes, the payload of a ``snapshot`` message) the court's broker accepts
+#: (Mosquitto's ``message_size_limit``: a bigger PUBLISH closes the connection) and its ingest stores.
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 
 
 class MessageKind(StrEnum):

@@ -12,7 +12,8 @@ import os
 import re
 from pathlib import Path
 
-MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+from seal_protocol.topics import MAX_SNAPSHOT_BYTES as MAX_SNAPSHOT_BYTES
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Start-of-frame markers (baseline, progressive, lossless, arithmetic …); 0xC4, 0xC8 and 0xCC are not frames.
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})

@@ -10,12 +10,14 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
+from seal_protocol.topics import MAX_SNAPSHOT_BYTES
+
 from .base import Camera, Frame, Image, Snapshot
 from .burst import SnapshotBurst, SnapshotCallback, spread_evenly
 from .config import CameraConfig
 from .grabber import FrameGrabber
 from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason
-from .motion import MotionDetector, encode_jpeg
+from .motion import MotionDetector, encode_jpeg_within
 from .ring import FrameRing
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class CameraMonitor:
         motion_min_area: float = 0.005,
         motion_learning_frames: int = 5,
         jpeg_quality: int = 80,
+        max_snapshot_bytes: int = MAX_SNAPSHOT_BYTES,
         snapshot_before_s: float = 2.0,
         snapshot_after_s: float = 3.0,
         snapshot_max_frames: int = 6,
@@ -64,6 +67,7 @@ class CameraMonitor:
         self.on_health = on_health
         self.interval = 1.0 / fps
         self.jpeg_quality = jpeg_quality
+        self.max_snapshot_bytes = max_snapshot_bytes
         self.snapshot_before_s = snapshot_before_s
         self.snapshot_after_s = snapshot_after_s
         self.snapshot_max_frames = snapshot_max_frames
@@ -181,7 +185,7 @@ class CameraMonitor:
     def latest_snapshot(self) -> Snapshot | None:
         """The newest frame in the ring buffer as JPEG, or ``None`` if there is none."""
         frame = self._ring.latest()
-        return None if frame is None else self._encode(frame, frame.t)
+        return None if frame is None else self._encode(frame, frame.t)  # None too if it cannot fit the limit
 
     def snapshots_around(
         self,
@@ -222,7 +226,8 @@ class CameraMonitor:
             else:
                 burst.expire(math.inf)
         # Encoded outside the lock: the monitor thread keeps analysing frames meanwhile.
-        burst.ready = [self._encode(frame, trigger_time) for frame in frames]
+        # A frame that cannot be made to fit the snapshot limit is left out (so the trigger's event never lists it).
+        burst.ready = [s for s in (self._encode(frame, trigger_time) for frame in frames) if s is not None]
         return burst
 
     # -- threads -----------------------------------------------------------------------------------------------------
@@ -262,7 +267,9 @@ class CameraMonitor:
                 self._ring.append(frame)
                 wanting = [burst for burst in self._bursts if burst.wants(t)]
             for burst in wanting:
-                burst.add(self._encode(frame, burst.trigger_time))
+                snapshot = self._encode(frame, burst.trigger_time)
+                if snapshot is not None:
+                    burst.add(snapshot)
         with self._lock:
             self._motion.append((t, motion))
             horizon = t - self.motion_history_s
@@ -287,6 +294,7 @@ class CameraMonitor:
         except Exception:
             logger.exception("on_health callback failed for %s", event.kind)
 
-    def _encode(self, frame: Frame, trigger_time: float) -> Snapshot:
-        return Snapshot(t=frame.t, offset_s=frame.t - trigger_time, jpeg=encode_jpeg(frame.image, self.jpeg_quality))
-
+    def _encode(self, frame: Frame, trigger_time: float) -> Snapshot | None:
+        """The frame as a snapshot within the size limit (re-encoded smaller if need be); None if it cannot fit."""
+        jpeg = encode_jpeg_within(frame.image, self.jpeg_quality, self.max_snapshot_bytes)
+        return None if jpeg is None else Snapshot(t=frame.t, offset_s=frame.t - trigger_time, jpeg=jpeg)

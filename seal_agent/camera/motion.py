@@ -66,6 +66,43 @@ def _downscale(image: Image) -> Image:
     return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
+#: Qualities tried, in turn, for a frame whose JPEG is over the snapshot size limit; then the size is halved.
+_FALLBACK_QUALITIES = (60, 40, 20)
+#: A frame is not shrunk below this width or height (pixels) to make it fit.
+_MIN_SIDE = 16
+
+
+def encode_jpeg_within(image: Image, quality: int, limit_bytes: int) -> bytes | None:
+    """JPEG bytes of ``image`` of at most ``limit_bytes``: at ``quality`` if that fits, else at a lower quality, and
+    if still too big at half the size (repeatedly); ``None`` (logged) if nothing fits. Raises ``ValueError`` if OpenCV
+    cannot encode it."""
+    jpeg = encode_jpeg(image, quality)
+    if len(jpeg) <= limit_bytes:
+        return jpeg
+    first = len(jpeg)
+    scaled = image
+    while True:
+        qualities = [q for q in (quality, *_FALLBACK_QUALITIES) if q <= quality]
+        for lower in qualities[1:] if scaled is image else qualities:
+            jpeg = encode_jpeg(scaled, lower)
+            if len(jpeg) <= limit_bytes:
+                logger.warning(
+                    "a %dx%d frame made a %d-byte JPEG at quality %d, over the %d-byte snapshot limit: re-encoded "
+                    "at %dx%d, quality %d (%d bytes)",
+                    image.shape[1], image.shape[0], first, quality, limit_bytes,
+                    scaled.shape[1], scaled.shape[0], lower, len(jpeg),
+                )  # fmt: skip
+                return jpeg
+        height, width = scaled.shape[:2]
+        if min(height, width) // 2 < _MIN_SIDE:
+            logger.error(
+                "a %dx%d frame does not fit the %d-byte snapshot limit even at %dx%d, quality %d: no snapshot",
+                image.shape[1], image.shape[0], limit_bytes, width, height, min(quality, _FALLBACK_QUALITIES[-1]),
+            )  # fmt: skip
+            return None
+        scaled = np.asarray(cv2.resize(scaled, (width // 2, height // 2), interpolation=cv2.INTER_AREA), np.uint8)
+
+
 def encode_jpeg(image: Image, quality: int = 80) -> bytes:
     """JPEG bytes of ``image``; raises ``ValueError`` if OpenCV cannot encode it."""
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])

@@ -337,3 +337,20 @@ def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_th
         assert sorted(seqs) == list(range(1, max(seqs) + 1))  # no event lost
     finally:
         court.close()
+
+
+def test_frames_that_cannot_fit_the_snapshot_limit_are_neither_queued_nor_listed(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(100))
+    config = write_config(tmp_path, broker, camera=camera_section(video))
+    runtime = started(runtimes(config))
+    assert runtime.camera is not None
+    runtime.camera.monitor.max_snapshot_bytes = 100  # no frame of the clip fits, even shrunk to 16 px
+
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "intrusion"), timeout=5)
+    assert court.payloads(DEVICE, "intrusion")[0]["snapshots"] == []  # the event lists only stored snapshots
+    assert runtime.agent.wait_recorded(10, follow_ups=True)
+    assert all(p["snapshots"] == [] for p in court.payloads(DEVICE, "snapshot_taken"))
+    assert runtime.camera.spool.store.hashes() == [] and runtime.outbox.snapshot_depth() == 0
