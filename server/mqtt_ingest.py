@@ -87,6 +87,12 @@ class MqttIngest:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    @property
+    def receipts_enabled(self) -> bool:
+        """True when the court's command key is there to sign receipts; without it seals cannot empty their
+        outboxes (and the health check says degraded)."""
+        return self._receipt_key() is not None
+
     def progress(self) -> IngestProgress:
         with self._lock:
             oldest = time.monotonic() - self._unstored[0] if self._unstored else 0.0

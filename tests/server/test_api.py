@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from seal_protocol import EventType, encode_status
-from seal_protocol.signing import generate_signing_key
+from seal_protocol.signing import generate_signing_key, load_or_create_signing_key
 from seal_protocol.status import SealStatus
 from server.app import create_app
 from server.auth.access import Role
-from server.config import MqttSettings, Settings
+from server.config import CommandSettings, MqttSettings, Settings
 from server.context import ServerContext
 from server.db import SessionFactory
 from server.ingest import Ingestor
@@ -27,13 +27,19 @@ from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, registe
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 
 
-def make_settings(database_url: str, tmp_path: Path, broker: PrivateBroker | None = None) -> Settings:
+def make_settings(
+    database_url: str, tmp_path: Path, broker: PrivateBroker | None = None, *, court_key: bool = True
+) -> Settings:
     if broker is not None:
         mqtt = server_mqtt_settings(broker, tmp_path)
     else:
         (tmp_path / "unused-password").write_text("unused\n")
         mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
-    return Settings(database_url=database_url, snapshot_dir=tmp_path / "snapshots", mqtt=mqtt)
+    commands = CommandSettings()
+    if court_key:
+        commands = CommandSettings(signing_key_file=tmp_path / "court-command.key")
+        load_or_create_signing_key(tmp_path / "court-command.key")
+    return Settings(database_url=database_url, snapshot_dir=tmp_path / "snapshots", mqtt=mqtt, commands=commands)
 
 
 def path_of(case_no: str) -> str:
@@ -135,6 +141,7 @@ def test_health_without_broker(client: TestClient) -> None:
         "broker": "disconnected",
         "db": "ok",
         "ingest": "off",
+        "receipts": "off",
         "ingest_unstored": 0,
         "ingest_oldest_unstored_s": 0.0,
     }
@@ -184,7 +191,13 @@ def test_app_runs_the_ingest(
         context: ServerContext = app.state.context
         assert context.ingest is not None and context.ingest.wait_connected(10)
         health = instance.get("/api/health").json()
-        assert (health["status"], health["broker"], health["db"], health["ingest"]) == ("ok", "connected", "ok", "ok")
+        assert (health["status"], health["broker"], health["db"], health["ingest"], health["receipts"]) == (
+            "ok",
+            "connected",
+            "ok",
+            "ok",
+            "on",
+        )
         with seal_connection(broker, a.device_id) as conn:
             conn.publish(a.event_topic, a.event(key=generate_signing_key()))
             conn.publish(a.event_topic, a.event(EventType.INTRUSION))
@@ -195,3 +208,15 @@ def test_app_runs_the_ingest(
     assert 'seal_messages_rejected_total{reason="bad_signature"} 1' in lines
     assert "seal_broker_connected 1" in lines
     assert [(e["seq"], e["type"]) for e in events] == [(2, "intrusion")]
+
+
+def test_health_is_degraded_when_the_ingest_cannot_sign_receipts(
+    broker: PrivateBroker, database_url: str, tmp_path: Path
+) -> None:
+    """Without the court's command key no seal can ever empty its outbox: that is not a healthy court."""
+    app = create_app(make_settings(database_url, tmp_path, broker, court_key=False))
+    with TestClient(app) as instance:
+        context: ServerContext = app.state.context
+        assert context.ingest is not None and context.ingest.wait_connected(10)
+        health = instance.get("/api/health").json()
+    assert (health["status"], health["broker"], health["receipts"]) == ("degraded", "connected", "off")

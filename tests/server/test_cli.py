@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from seal_protocol.signing import generate_signing_key, public_key_b64
+from seal_protocol.signing import generate_signing_key, load_or_create_signing_key, public_key_b64
 from server.auth.models import AuditEntry
 from server.cli import main
 from server.db import make_engine, make_session_factory
@@ -150,6 +150,9 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
     (tmp_path / "court-server.mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     port = free_port()
     path = write_config(tmp_path, database_url, mqtt_port=broker.port, http_port=port)
+    load_or_create_signing_key(tmp_path / "court-command.key")  # the key that signs receipts (and commands)
+    with path.open("a", encoding="utf-8") as config_file:
+        config_file.write(f'[commands]\nsigning_key_file = "{tmp_path / "court-command.key"}"\n')
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "run", "--config", str(path)],
