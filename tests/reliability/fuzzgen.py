@@ -241,7 +241,10 @@ def _raw_mutation(rng: random.Random, data: bytes) -> tuple[str, bytes]:
         return "huge_int", data.replace(b'"seq":', b'"seq":' + b"9" * digits, 1)
     if choice == 5:
         return "invalid_utf8", data.replace(b"\xe4", b"\xe4\xff", 1) if b"\xe4" in data else data + b"\xc3"
-    return "literal_escape", data.replace(b'"note":"', b'"note":"\\ud800', 1)
+    # Lone high and low surrogates, a pair (valid JSON, never canonical: the canonical form writes the character),
+    # an escaped NUL, an escaped ASCII letter.
+    escape = rng.choice([b"\\ud800", b"\\udc80", b"\\udfff", b"x\\udbff", b"\\ud83d\\ude00", b"\\u0000", b"\\u0041"])
+    return "literal_escape", data.replace(b'"note":"', b'"note":"' + escape, 1)
 
 
 # -- other kinds ----------------------------------------------------------------------------------------------
@@ -260,7 +263,8 @@ def _status(rng: random.Random) -> tuple[str, bytes]:
     if choice == 3:
         return "bad_ts", canonical_json({**valid, "ts": rng.choice([*_IMPOSSIBLE_TS, _non_ascii_ts(rng, now), 5])})
     if choice == 4:
-        return "lone_surrogate", canonical_json(valid).replace(b'"0.1.0"', b'"\\udc80"')
+        escape = rng.choice([b"\\udc80", b"\\ud800", b"a\\udfff", b"\\ud83d\\ude00"])
+        return "lone_surrogate", canonical_json(valid).replace(b'"0.1.0"', b'"' + escape + b'"')
     if choice == 5:
         return "extra_field", canonical_json({**valid, "x": 1})
     if choice == 6:

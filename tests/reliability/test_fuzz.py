@@ -262,6 +262,8 @@ def test_fuzz_through_the_broker_into_the_running_server(
     assert court.stored_raw(fuzz.device_id) == genuine, "the fuzzed seal's stored events are not its genuine ones"
 
     quarantine = {k.split(":", 1)[1]: v for k, v in outcomes.items() if k.startswith("quarantined:")}
+    # Every generated message is wrong in a way the protocol names; internal_error means a check raised instead.
+    internal = {label: reasons["internal_error"] for label, reasons in by_label.items() if "internal_error" in reasons}
     created = settle(court, [legit], SETTLE_S)
     check_delivery(court, created, {legit.device_id: legit.public_key}, quarantine=quarantine)
     health = court.health() or {}
@@ -269,6 +271,7 @@ def test_fuzz_through_the_broker_into_the_running_server(
     with court.session() as session:
         topics = Counter(t.split("/")[2] for t in session.scalars(select(QuarantinedMessage.topic)))
     assert set(topics) <= {fuzz.device_id}, f"quarantined messages of other seals: {topics}"
+    assert not internal, f"messages quarantined as internal_error (the ingest raised outside its checks): {internal}"
 
 
 def quarantined_by_label(court: Court, origin: dict[bytes, str]) -> dict[str, dict[str, int]]:
