@@ -16,8 +16,9 @@ and never breaks the hash chain: after a restart the next event continues where 
 
 Schema versions (``PRAGMA user_version``): 1 deleted on PUBACK and recorded PUBACKed snapshots as ``snapshot_sent``;
 2 (this one) keeps events and queued snapshots until the court's receipt. Opening a version-1 file migrates it in one
-transaction: its events are kept (they were never acknowledged) and its ``snapshot_sent`` records, acknowledged under
-the old rule, are taken as receipted.
+transaction: its events are kept (they were never acknowledged) and its ``snapshot_sent`` snapshots, only
+broker-acknowledged under the old rule, are queued again (unreceipted until the court's receipt names them; the
+snapshot spool forgets those whose file is gone).
 
 Only one process may use an outbox at a time; a lock file next to the database enforces that.
 """
@@ -74,7 +75,12 @@ _V1_TO_V2 = (
     "ALTER TABLE outbox ADD COLUMN sha TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE outbox ADD COLUMN acked_at REAL",
     "ALTER TABLE snapshot_queue ADD COLUMN acked_at REAL",
-    "ALTER TABLE snapshot_sent RENAME TO snapshot_receipted",
+)
+_V1_TO_V2_SNAPSHOTS = (
+    "CREATE TABLE snapshot_receipted (sha TEXT PRIMARY KEY)",
+    # Sent under the old rule meant only that the broker took it (it may have lost it): queued again, unreceipted.
+    "INSERT OR IGNORE INTO snapshot_queue (sha, created_at) SELECT sha, strftime('%s', 'now') FROM snapshot_sent",
+    "DROP TABLE snapshot_sent",
 )
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
@@ -162,14 +168,19 @@ class Outbox:
         db = self._db
         for statement in (*_SCHEMA_V1, *_V1_TO_V2):
             db.execute(statement)
+        requeued = int(db.execute("SELECT COUNT(*) FROM snapshot_sent").fetchone()[0])
+        for statement in _V1_TO_V2_SNAPSHOTS:
+            db.execute(statement)
         rows = db.execute("SELECT seq, data FROM outbox").fetchall()
         db.executemany("UPDATE outbox SET sha = ? WHERE seq = ?", [(envelope_hash(data), seq) for seq, data in rows])
         db.execute("CREATE UNIQUE INDEX outbox_sha ON outbox (sha)")
         logger.warning(
-            "outbox %s migrated to schema %d: its %d event(s) stay until the court receipts them",
+            "outbox %s migrated to schema %d: its %d event(s) stay until the court receipts them, and its %d "
+            "snapshot(s) the broker had acknowledged are queued again for the court's receipt",
             self.path,
             _SCHEMA_VERSION,
             len(rows),
+            requeued,
         )
 
     @staticmethod

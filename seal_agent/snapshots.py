@@ -176,17 +176,23 @@ class SnapshotSpool:
 
     def _queue_unqueued(self) -> None:
         """Queue stored snapshots that are neither queued nor receipted (the process died between storing and
-        queueing)."""
-        known = self._outbox.queued_snapshots() | self._outbox.receipted_snapshots()
-        unqueued = [sha for sha in self.store.hashes() if sha not in known]
-        if self._outbox.setting(SENT_RECORDED_SETTING) is None:
-            # Stored before sent snapshots were recorded: then an unqueued file had (almost always) been sent.
-            self._outbox.mark_snapshots_receipted(unqueued)
-            self._outbox.set_setting(SENT_RECORDED_SETTING, "1")
-            return
+        queueing, or an older agent recorded none), and forget queued ones whose file is gone."""
+        queued = self._outbox.queued_snapshots()
+        stored = self.store.hashes()
+        missing = queued.difference(stored)
+        if missing:  # e.g. thinned by an older agent after the broker took them (re-queued by the migration)
+            self._outbox.forget_snapshots(missing)
+            logger.warning("%d queued snapshot(s) have no file any more: dropped from the queue", len(missing))
+        known = queued | self._outbox.receipted_snapshots()
+        unqueued = [sha for sha in stored if sha not in known]
         for sha in unqueued:
             self._outbox.queue_snapshot(sha)
-        if unqueued:
+        if self._outbox.setting(SENT_RECORDED_SETTING) is None:
+            # Stored before sent snapshots were recorded: sent then meant at most that the broker took them.
+            self._outbox.set_setting(SENT_RECORDED_SETTING, "1")
+            if unqueued:
+                logger.warning("%d snapshot(s) stored by an older agent queued for the court's receipt", len(unqueued))
+        elif unqueued:
             logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
 
 

@@ -104,7 +104,7 @@ PRAGMA user_version=1;
 
 def test_an_outbox_of_schema_1_keeps_its_events_and_chain(tmp_path: Path) -> None:
     """An outbox left by the agent that deleted on PUBACK: what it still holds was never acknowledged; it stays,
-    and receipts delete it; the chain goes on; its sent snapshots count as held by the court."""
+    and receipts delete it; the chain goes on; its sent snapshots (only the broker took them) are queued again."""
     path = tmp_path / "outbox.sqlite"
     old = [body(1, None), body(2, envelope_hash(body(1, None)))]
     with sqlite3.connect(path) as db:
@@ -116,7 +116,8 @@ def test_an_outbox_of_schema_1_keeps_its_events_and_chain(tmp_path: Path) -> Non
     with Outbox(path) as outbox:
         assert [(e.seq, e.data) for e in outbox.pending()] == [(1, old[0]), (2, old[1])]
         assert outbox.append(body).data == f"event 3 after {envelope_hash(old[1])}".encode()
-        assert outbox.queued_snapshots() == {"a"} and outbox.receipted_snapshots() == {"b"}
+        assert outbox.queued_snapshots() == {"a", "b"} and outbox.receipted_snapshots() == set()
+        assert outbox.queued_snapshots(broker_acknowledged=False) == {"a", "b"}
         assert outbox.court_receipted([envelope_hash(old[1])]) == [2]
     with Outbox(path) as outbox:  # opened again: already version 2, nothing migrated twice
         assert [e.seq for e in outbox.pending()] == [1, 3]

@@ -3,6 +3,7 @@ process that died before queueing them."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from seal_agent.camera import SnapshotStore, encode_jpeg
 from seal_agent.outbox import Outbox
 from seal_agent.snapshots import SnapshotSpool
+from tests.agent.test_outbox import V1_SCHEMA
 
 
 def jpeg_of(seed: int) -> bytes:
@@ -60,11 +62,36 @@ def test_a_snapshot_stored_but_never_queued_is_queued_at_the_next_start(tmp_path
     assert sent in outbox.receipted_snapshots()
 
 
-def test_a_store_from_before_sent_snapshots_were_recorded_is_not_sent_again(tmp_path: Path, outbox: Outbox) -> None:
+def test_a_store_from_before_sent_snapshots_were_recorded_is_queued(tmp_path: Path, outbox: Outbox) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
-    old = store.put(jpeg_of(3))  # stored and acknowledged by an agent that kept no record of sent snapshots
+    old = store.put(jpeg_of(3))  # stored and sent by an agent that kept no record: at most the broker took it
     spool = SnapshotSpool(store, outbox)
+    assert outbox.queued_snapshots(broker_acknowledged=False) == {old} and outbox.receipted_snapshots() == set()
+    send_all(spool)
+    SnapshotSpool(store, outbox)  # the next start: receipted, not queued again
     assert spool.depth() == 0 and outbox.receipted_snapshots() == {old}
+
+
+def test_snapshots_an_outbox_of_schema_1_had_sent_are_sent_again_and_count_as_unreceipted(tmp_path: Path) -> None:
+    """Schema 1 recorded a snapshot as sent on the broker's PUBACK; a broker that lost it (issue 7) would have lost
+    it for good. Migrated, it is queued again while its file exists, and thinning it is a loss the report names."""
+    path = tmp_path / "outbox.sqlite"
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
+    kept, thinned_before = store.put(jpeg_of(4)), "ab" * 32  # the second one's file went long ago
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+        db.executemany("INSERT INTO snapshot_sent VALUES (?)", [(kept,), (thinned_before,)])
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("snapshot_sent_recorded", "1"), ("last_seq", "7")])
+    with Outbox(path) as outbox:
+        spool = SnapshotSpool(store, outbox)
+        assert [item.sha for item in spool.pending(after=0, limit=10)] == [kept]
+        assert outbox.queued_snapshots() == {kept} and not outbox.was_receipted(kept)
+        store.quota_bytes = len(jpeg_of(4)) + len(jpeg_of(5)) - 1  # the next snapshot thins the re-queued one
+        thinnings: list[Mapping[str, Any]] = []
+        spool.on_thinned = thinnings.append
+        spool.add(jpeg_of(5))
+        [payload] = thinnings
+        assert payload["snapshots"] == [kept] and payload["unsent_lost"] == [kept]
 
 
 def test_thinning_takes_receipted_snapshots_first_then_broker_acknowledged_ones_and_names_those(
