@@ -64,8 +64,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         # Every moment is stored and read in UTC: a server whose default time zone is another one could otherwise
         # not even read back an event stamped near year 1 or 9999 (psycopg: "timestamp too large").
+        # ``options`` given in the URL (e.g. ``?options=-csearch_path=…``) are kept: connect_args would replace them.
         connect_args = dict(kwargs.pop("connect_args", {}))
-        connect_args["options"] = f"{connect_args.get('options', '')} -c timezone=UTC".strip()
+        given = connect_args.get("options", parsed.query.get("options", ""))
+        given = " ".join(given) if isinstance(given, tuple) else given
+        connect_args["options"] = f"{given} -c timezone=UTC".strip()
         kwargs["connect_args"] = connect_args
     return create_engine(parsed, **kwargs)
 

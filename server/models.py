@@ -137,6 +137,13 @@ class QuarantinedMessage(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[int] = mapped_column(Integer, comment="Size of the message as received.")
     raw: Mapped[bytes] = mapped_column(LargeBinary, comment="The message bytes, cut at QUARANTINE_RAW_LIMIT.")
+    sha256: Mapped[str | None] = mapped_column(
+        String(64), index=True, comment="SHA-256 of the whole message as received (null on rows from before 0005)."
+    )
+    copies: Mapped[int] = mapped_column(
+        Integer, default=1, server_default="1", comment="How many times these bytes came, for this reason."
+    )
+    last_received_at: Mapped[datetime | None] = mapped_column(comment="When the last copy came (null: only one).")
 
 
 class Snapshot(Base):

@@ -104,6 +104,7 @@ class IngestBatch:
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
+        self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
 
     def apply(self, messages: Sequence[Message]) -> list[IngestResult]:
         with self.session.no_autoflush:
@@ -123,23 +124,43 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             return results
 
+    def _quarantine(self, message: Message, result: IngestResult) -> None:
+        """The quarantine row of ``message``, or one more copy on the row of the same bytes, topic and reason."""
+        assert result.reason is not None
+        key = (hashlib.sha256(message.payload).hexdigest(), message.topic, result.reason.value)
+        row = self._quarantined.get(key)
+        if row is None:
+            sha256, topic, reason = key
+            query = select(QuarantinedMessage).where(
+                QuarantinedMessage.sha256 == sha256, QuarantinedMessage.reason == reason
+            )
+            row = next((r for r in self.session.scalars(query) if r.topic == topic), None)
+        if row is None:
+            row = self.quarantine(self.session, message, result)
+        else:
+            row.copies += 1
+            row.last_received_at = max(row.last_received_at or row.received_at, message.received_at)
+        self._quarantined[key] = row
+
     @staticmethod
     def quarantine(
         session: Session, message: Message, result: IngestResult, *, detail: str | None = None, keep_raw: bool = True
-    ) -> None:
+    ) -> QuarantinedMessage:
         """Add the quarantine row of ``message`` (whose ``result`` says why); texts are made storable."""
         assert result.reason is not None
-        session.add(
-            QuarantinedMessage(
-                received_at=message.received_at,
-                topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
-                device_id=result.device_id,
-                reason=result.reason.value,
-                detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
-                size=len(message.payload),
-                raw=message.payload[:QUARANTINE_RAW_LIMIT] if keep_raw else b"",
-            )
+        row = QuarantinedMessage(
+            received_at=message.received_at,
+            topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
+            device_id=result.device_id,
+            reason=result.reason.value,
+            detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
+            size=len(message.payload),
+            raw=message.payload[:QUARANTINE_RAW_LIMIT] if keep_raw else b"",
+            sha256=hashlib.sha256(message.payload).hexdigest(),
+            copies=1,
         )
+        session.add(row)
+        return row
 
     # -- phase 1: everything that needs no stored events -----------------------------------------------------------
 
@@ -244,7 +265,7 @@ class IngestBatch:
                     raise Rejected(Reason.UNEXPECTED_KIND, f"the court does not ingest {checked.kind} messages")
         except Rejected as rejected:
             result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), rejected.reason, rejected.detail)
-            self.quarantine(self.session, message, result)
+            self._quarantine(message, result)
             return result
 
     def _store_event(self, envelope: Envelope, message: Message) -> IngestResult:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from seal_protocol.signing import generate_signing_key, sign_envelope
 from seal_protocol.status import SealStatus
 from server.db import SessionFactory, make_engine, make_session_factory
 from server.errors import StorageUnavailable
-from server.ingest import Ingestor, Outcome, Reason
+from server.ingest import Ingestor, Message, Outcome, Reason
 from server.metrics import IngestMetrics
 from server.models import Event, QuarantinedMessage, Seal, Snapshot
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
@@ -441,3 +442,23 @@ def test_snapshot_store_refuses_a_name_that_is_not_a_hash(tmp_path: Path) -> Non
     assert store.put(sha, data).read_bytes() == data
     with pytest.raises(ValueError, match="do not match"):
         store.put(sha, b"other")
+
+
+def test_copies_of_a_refused_message_count_on_one_row(world: World) -> None:
+    """A seal keeps what the court did not receipt and sends it again: each copy is counted, on one row."""
+    stranger = SimulatedSeal("seal-unknown", CASE_A)
+    data = stranger.event()
+    first = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+    world.ingestor.ingest([message(stranger.event_topic, data), message(stranger.event_topic, data)])
+    world.ingestor.ingest([Message(stranger.event_topic, data, first + timedelta(hours=1))])
+    world.ingestor.ingest([message(world.a.event_topic, b"garbage"), message(world.b.event_topic, b"garbage")])
+
+    rows = world.quarantine()
+    assert [(r.reason, r.copies, r.device_id) for r in rows] == [
+        ("unknown_seal", 3, "seal-unknown"),
+        ("invalid_json", 1, "seal-a"),
+        ("invalid_json", 1, "seal-b"),
+    ]
+    assert rows[0].sha256 == hashlib.sha256(data).hexdigest() and rows[0].last_received_at is not None
+    assert world.metrics.snapshot().rejected == {"unknown_seal": 3, "invalid_json": 2}
