@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.errors import found
@@ -35,8 +35,9 @@ def list_quarantine(session: Session, *, where: QuarantineFilter) -> tuple[list[
         query = query.where(QuarantinedMessage.reason == where.reason)
     if where.device_id is not None:
         query = query.where(QuarantinedMessage.device_id == where.device_id)
-    if where.since is not None:
-        query = query.where(QuarantinedMessage.received_at >= where.since)
+    if where.since is not None:  # a row stands for every copy of its bytes: the last copy counts
+        last = func.coalesce(QuarantinedMessage.last_received_at, QuarantinedMessage.received_at)
+        query = query.where(last >= where.since)
     if where.before is not None:
         query = query.where(QuarantinedMessage.id < where.before)
     rows = list(session.scalars(query.order_by(QuarantinedMessage.id.desc()).limit(where.limit + 1)))

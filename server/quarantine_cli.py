@@ -4,10 +4,10 @@
                                 [--limit N]
     seal-server quarantine show ID --config FILE
 
-``list`` prints one line per message, newest first: id, received at, seal account, reason, size, topic, detail and a
-hex preview of the first bytes. ``show`` prints one message and a hex dump of every byte kept. Whatever a hostile
-client sent, the output holds no control characters: text fields are escaped (:func:`terminal_safe`), bytes are
-shown as hex and printable ASCII only.
+``list`` prints one line per message, newest first: id, received at (the first copy), seal account, reason, size,
+copies, topic, detail and a hex preview of the first bytes. ``show`` prints one message and a hex dump of every
+byte kept. Whatever a hostile client sent, the output holds no control characters: text fields are escaped
+(:func:`terminal_safe`), bytes are shown as hex and printable ASCII only.
 """
 
 from __future__ import annotations
@@ -90,9 +90,12 @@ def run_quarantine_command(args: argparse.Namespace, session: Session, out: Out)
                 out(f"(more: --before {next_before})")
         case "show":
             row = get_quarantined(session, message_id=args.message_id)
-            names = ("id", "received", "device", "reason", "size", "topic", "detail", "start")
+            names = ("id", "received", "device", "reason", "size", "copies", "topic", "detail", "start")
             for name, value in zip(names, _summary(row), strict=True):
                 out(f"{name}: {value}")
+            if row.last_received_at is not None:
+                out(f"last copy: {row.last_received_at.isoformat(timespec='seconds')}")
+            out(f"sha256: {row.sha256 or '-'}")
             out(f"kept: {len(row.raw)} bytes")
             for offset in range(0, len(row.raw), DUMP_WIDTH):
                 chunk = row.raw[offset : offset + DUMP_WIDTH]
@@ -109,6 +112,7 @@ def _summary(row: QuarantinedMessage) -> list[str]:
         terminal_safe(row.device_id) if row.device_id is not None else "-",
         terminal_safe(row.reason),
         f"{row.size} B",
+        f"{row.copies}x",
         terminal_safe(row.topic),
         terminal_safe(row.detail),
         hex_preview(row.raw, LIST_PREVIEW_BYTES) + (" …" if len(row.raw) > LIST_PREVIEW_BYTES else ""),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from server.api.deps import SessionDep, requires
-from server.api.params import Before, DeviceIdQuery, RowIdPath, Since
+from server.api.params import Before, DeviceIdQuery, RowIdPath
 from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.auth.models import User
@@ -24,6 +24,7 @@ from server.quarantine import (
     hex_preview,
     list_quarantine,
 )
+from server.schemas import Moment
 
 router = APIRouter(prefix="/quarantine", tags=["quarantine"], route_class=ValidatedRoute)
 
@@ -33,7 +34,10 @@ QuarantineReader = Annotated[User, Depends(requires(Permission.QUARANTINE_READ))
 
 class QuarantinedPublic(BaseModel):
     id: int = Field(description="Increasing; the paging cursor.")
-    received_at: datetime
+    received_at: datetime = Field(description="When it (its first copy) arrived.")
+    copies: int = Field(description="How many times these same bytes came on this topic for this reason.")
+    last_received_at: datetime | None = Field(description="When the last copy came; null if only one did.")
+    sha256: str | None = Field(description="SHA-256 of the whole message as received (null on old rows).")
     topic: str = Field(description="The MQTT topic it arrived on.")
     device_id: str | None = Field(description="The seal account (from the topic), if the topic named one.")
     reason: str = Field(description="Why it was refused: invalid_json, bad_signature, broken_chain, …")
@@ -61,7 +65,9 @@ def read_quarantine(
         str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="Only this reason.")
     ] = None,
     device_id: DeviceIdQuery = None,
-    since: Since = None,
+    since: Annotated[
+        Moment | None, Query(description="Only messages (a copy of which) arrived at or after this.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Messages per page.")] = 50,
     before: Before = None,
 ) -> QuarantinePage:
@@ -82,6 +88,9 @@ def _public(row: QuarantinedMessage) -> QuarantinedPublic:
     return QuarantinedPublic(
         id=row.id,
         received_at=row.received_at,
+        copies=row.copies,
+        last_received_at=row.last_received_at,
+        sha256=row.sha256,
         topic=row.topic,
         device_id=row.device_id,
         reason=row.reason,

@@ -5,6 +5,7 @@ terminal raw."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
             ]
         )
     court.send(court.a, b"\x07 not an envelope")
+    court.send(court.a, b"\x07 not an envelope")  # the same bytes again: one row, two copies
     assert len(court.quarantine()) == 3
     return court
 
@@ -75,6 +77,8 @@ def test_the_clerk_lists_the_quarantine_newest_first(client: TestClient, court: 
     newest, second, oldest = page["messages"]
     assert newest["device_id"] == "seal-a" and newest["topic"] == court.a.event_topic
     assert newest["size"] == newest["stored_size"] == len(b"\x07 not an envelope") and newest["reason"]
+    assert newest["copies"] == 2 and newest["last_received_at"] is not None
+    assert newest["sha256"] == hashlib.sha256(b"\x07 not an envelope").hexdigest()
     assert (second["device_id"], oldest["device_id"]) == ("seal-b", "seal-a")
     assert oldest == oldest | {
         "reason": "bad_signature",
@@ -83,6 +87,8 @@ def test_the_clerk_lists_the_quarantine_newest_first(client: TestClient, court: 
         "preview_hex": HOSTILE.hex(" "),
         "preview_ascii": '.]0;owned..[2J.....{"seq": 1}',
         "received_at": "2026-01-01T08:00:00Z",
+        "copies": 1,
+        "last_received_at": None,
     }
     assert "raw_base64" not in oldest  # a page previews; one message has its bytes
     one = client.get(f"/api/quarantine/{oldest['id']}").json()
@@ -135,15 +141,17 @@ def test_quarantine_list_on_the_command_line(config: Path, capsys: pytest.Captur
     assert len(lines) == 3
     assert not any(CONTROL.search(line) for line in lines)
     fields = lines[2].split("\t")
-    assert fields[1:6] == [
+    assert fields[1:7] == [
         "2026-01-01T08:00:00+00:00",
         "seal-a",
         "bad_signature",
         f"{len(HOSTILE) + 1000} B",
+        "1x",
         "seal/v1/seal-a/events\\x1b[31m",
     ]
-    assert fields[6] == "signature does not verify \\u202e\\x1b[2J"
-    assert fields[7] == HOSTILE[:16].hex(" ") + " …"
+    assert fields[7] == "signature does not verify \\u202e\\x1b[2J"
+    assert fields[8] == HOSTILE[:16].hex(" ") + " …"
+    assert lines[0].split("\t")[5] == "2x"
 
     args = ["quarantine", "list", "--config", str(config), "--reason", "bad_signature", "--device", "seal-b"]
     assert main(args) == 0
