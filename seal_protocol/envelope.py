@@ -212,7 +212,11 @@ def decode_envelope(data: bytes) -> Envelope:
         envelope = Envelope.model_validate(obj, context=_PARSED_FROM_WIRE)
     except ValidationError as exc:
         raise InvalidEnvelope(_describe(exc)) from None
-    if encode_envelope(envelope) != data:
+    try:
+        canonical = encode_envelope(envelope)
+    except UnicodeEncodeError:  # a surrogate loads_wire_json let through would be a defect: refuse, never raise
+        raise InvalidEnvelope("invalid JSON: a string holds a surrogate", "invalid_json") from None
+    if canonical != data:
         raise InvalidEnvelope(
             "non-canonical: the bytes are not the canonical encoding of the envelope they hold "
             "(key order, white space, escapes or number form differ)",

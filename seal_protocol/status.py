@@ -50,6 +50,10 @@ def decode_status(data: bytes) -> tuple[SealStatus, str]:
         raise InvalidEnvelope(f"invalid status message: ts: {exc}") from None
     if version is not None and (type(version) is not str or not 1 <= len(version) <= 64):
         raise InvalidEnvelope("invalid status message: agent_version must be null or a string of 1-64 characters")
-    if canonical_json(obj) != data:
+    try:
+        canonical = canonical_json(obj)
+    except UnicodeEncodeError:  # a surrogate loads_wire_json let through would be a defect: refuse, never raise
+        raise InvalidEnvelope("invalid status message: a string holds a surrogate", "invalid_json") from None
+    if canonical != data:
         raise InvalidEnvelope("invalid status message: not the canonical encoding", "non_canonical")
     return SealStatus(state), ts

@@ -32,8 +32,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 16
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INTEGER)) + 1  # with a minus sign
 _FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
-#: A ``\\u`` escape of U+0000 or of a surrogate, not itself escaped (an even number of backslashes before it).
-_FORBIDDEN_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89abAB][0-9a-fA-F]{2})")
+#: A ``\\u`` escape of U+0000 or of a surrogate (high or low, D800-DFFF), not itself escaped (an even number of
+#: backslashes before it).
+_FORBIDDEN_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -60,8 +61,8 @@ def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
     escape = _FORBIDDEN_ESCAPE.search(text)
     if escape is not None:
         raise InvalidEnvelope(
-            f"invalid JSON: {escape.group()[-6:]} at character {escape.end() - 6} (a lone surrogate or NUL is not "
-            "admitted)",
+            f"invalid JSON: {escape.group()[-6:]} at character {escape.end() - 6} (NUL, and surrogate escapes: a lone "
+            "surrogate is no character, a pair is not the canonical form)",
             "invalid_json",
         )
     if _nesting_exceeds(text, MAX_DEPTH):

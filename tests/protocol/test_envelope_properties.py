@@ -108,3 +108,20 @@ def test_status_messages_are_decoded_or_refused(data: bytes) -> None:
     except InvalidEnvelope:
         return
     assert canonical_json(json.loads(data)) == data and isinstance(ts, str) and state.value in {"online", "offline"}
+
+
+def test_every_surrogate_escape_is_refused_as_invalid_json() -> None:
+    """High and low, lone or paired: never an exception other than the refusal, never accepted."""
+    for code in (0xD800, 0xDBFF, 0xDC00, 0xDFFF):
+        escape = f"\\u{code:04x}".encode()
+        for data in (
+            VALID.replace(b'"note":"', b'"note":"' + escape, 1),
+            b'{"agent_version":"' + escape + b'","state":"online","ts":"2026-01-01T00:00:00.000Z"}',
+        ):
+            decoder = decode_envelope if data.startswith(b'{"case_no"') else decode_status
+            try:
+                decoder(data)
+            except InvalidEnvelope as exc:
+                assert exc.code == "invalid_json", (data, exc)
+            else:
+                raise AssertionError(f"accepted {data!r}")

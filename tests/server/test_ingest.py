@@ -151,6 +151,10 @@ BAD_MESSAGES: dict[str, tuple[Callable[[World], tuple[str, bytes]], Reason]] = {
         lambda w: _signed_by_the_seal(w, _set("payload", {"note": "\ud800"}), raw=True),
         Reason.INVALID_JSON,
     ),
+    "lone low surrogate, signed": (
+        lambda w: _signed_by_the_seal(w, _set("payload", {"note": "\udc00"}), raw=True),
+        Reason.INVALID_JSON,
+    ),
     "seq true, signed": (lambda w: _signed_by_the_seal(w, _set("seq", True)), Reason.INVALID_ENVELOPE),
     "seq as a string, signed": (lambda w: _signed_by_the_seal(w, _set("seq", "15")), Reason.INVALID_ENVELOPE),
     "float in the payload, signed": (
