@@ -312,7 +312,7 @@ signing_key_file = "{self.signing_key_file}"
 
     def quarantine_reasons(self) -> Counter[str]:
         with make_session_factory(self.engine)() as session:
-            return Counter(session.scalars(select(QuarantinedMessage.reason)))
+            return _quarantine_counts(session)
 
 
 def rejected_by_reason(metrics: Mapping[str, float]) -> dict[str, int]:
@@ -570,12 +570,20 @@ def check_delivery(
                 problem = _check_stored(stored[seq], seq, device_id, key, stored.get(seq - 1))
                 if problem:
                     problems.append(f"{device_id} seq {seq}: {problem}")
-        found = Counter(session.scalars(select(QuarantinedMessage.reason)))
+        found = _quarantine_counts(session)
     expected = Counter(quarantine or {})
     if found != expected:
         problems.append(f"quarantine holds {dict(found)}, expected {dict(expected)}")
     assert not problems, "\n".join(problems[:40]) + f"\n--- server log ---\n{court.log_tail()}"
     log("check: %s all present once, chains valid, quarantine %s", dict(created), dict(found))
+
+
+def _quarantine_counts(session: Session) -> Counter[str]:
+    """Quarantined messages by reason; a row counts each copy of the same refused bytes it stands for."""
+    found: Counter[str] = Counter()
+    for reason, copies in session.execute(select(QuarantinedMessage.reason, QuarantinedMessage.copies)):
+        found[reason] += copies
+    return found
 
 
 def _check_stored(raw: bytes, seq: int, device_id: str, key: VerifyKey, previous: bytes | None) -> str | None:

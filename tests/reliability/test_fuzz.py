@@ -275,16 +275,19 @@ def test_fuzz_through_the_broker_into_the_running_server(
 
 
 def quarantined_by_label(court: Court, origin: dict[bytes, str]) -> dict[str, dict[str, int]]:
-    """label -> reason -> count of the quarantine rows, each traced back to its message by the SHA-256 of its bytes
-    (``(cut)``: a row whose bytes were cut at the quarantine's limit)."""
+    """label -> reason -> count of the quarantined messages (a row counts its copies), each row traced back to its
+    message by the SHA-256 of its bytes (``(cut)``: a row whose bytes were cut at the quarantine's limit)."""
     found: dict[str, Counter[str]] = {}
     with court.session() as session:
-        for reason, raw, size in session.execute(
-            select(QuarantinedMessage.reason, QuarantinedMessage.raw, QuarantinedMessage.size)
-        ):
+        rows = session.execute(
+            select(
+                QuarantinedMessage.reason, QuarantinedMessage.raw, QuarantinedMessage.size, QuarantinedMessage.copies
+            )
+        )
+        for reason, raw, size, copies in rows:
             data = bytes(raw)
             label = origin.get(hashlib.sha256(data).digest(), "(unknown)") if len(data) == size else "(cut)"
-            found.setdefault(label, Counter())[reason] += 1
+            found.setdefault(label, Counter())[reason] += copies
     return {label: dict(reasons.most_common()) for label, reasons in sorted(found.items())}
 
 
