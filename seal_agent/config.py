@@ -92,14 +92,15 @@ class DeliveryConfig(_Section):
         60,
         ge=1,
         le=3600,
-        description="An event the broker acknowledged but the court has not receipted this long after its sending is "
-        "sent again (the broker may have lost it).",
+        description="First re-send interval of each event: one the broker acknowledged but the court has not "
+        "receipted this long after its last sending is sent again by itself, if a later one was receipted or as a "
+        "probe when no receipt came for that long (the broker may have lost it).",
     )
     receipt_timeout_max_s: float = Field(
         3600,
         ge=1,
         le=86400,
-        description="While nothing is receipted, the timeout doubles after each re-send, up to this.",
+        description="Each event's re-send interval doubles with each of its re-sends, up to this.",
     )
 
     @model_validator(mode="after")

@@ -21,9 +21,22 @@ Re-sending (harmless: the court treats identical bytes as a no-op duplicate and 
 * After every (re)connect the courier starts again from the oldest item not receipted and sends everything in key
   order, except what the MQTT client itself still holds unacknowledged (it re-sends that at CONNACK, persistent
   session). The court may then see a later item before an older one; it notices the gap and fills it.
-* While connected, an item the broker acknowledged but the court has not receipted within ``receipt_timeout_s`` of
-  its sending is sent again, with the items after it. The timeout doubles (up to ``receipt_timeout_max_s``) each time
-  that happens without a receipt in between, and goes back to ``receipt_timeout_s`` with the next receipt.
+* While connected, an item the broker acknowledged but the court has not receipted is sent again by itself (never
+  with the queue behind it), only when its own interval has passed since its own last sending. Each item's interval
+  starts at ``receipt_timeout_s`` and doubles with each re-send of that item, up to ``receipt_timeout_max_s``;
+  receipts for other items do not reset it. An overdue item is sent again when
+
+  - the court has receipted an item first sent after this one's last sending (so this copy was lost on the way:
+    the broker dropped it, or the court could not commit it), or
+  - it is among the oldest items not receipted and no receipt at all has arrived for the oldest one's interval: a
+    probe (the court is down, or the copies were lost). A probe is the oldest item alone, unless the court
+    receipted the last probe and nothing else (it has no backlog of ours, so the copies behind it were lost): then
+    twice as many of the oldest as last time (up to ``window``).
+
+  So a court that is down gets one copy per interval (doubling), the broker's queue for it does not grow with the
+  seal's, and a slow court that keeps receipting in order gets no extra copies.
+* After a reconnect everything not receipted is sent again (the broker may have lost it) and every item's interval
+  starts again at ``receipt_timeout_s``.
 
 A PUBACK with a failure reason (e.g. "Not authorized") keeps the item: the courier logs it, stops handing out new
 items, and after ``retry_s`` starts again from the oldest item not receipted.
@@ -141,7 +154,15 @@ class Courier(Generic[ItemT]):
         self._cursor = 0  # highest key handed to the publisher in the current pass
         self._in_flight: set[int] = set()  # handed to the publisher, no PUBACK yet
         self._sent_at: dict[int, float] = {}  # key -> monotonic time it was last handed out; not receipted yet
-        self._timeout = receipt_timeout_s
+        self._first_sent_at: dict[int, float] = {}  # key -> when it was first handed out; not receipted yet
+        self._interval: dict[int, float] = {}  # key -> its re-send interval, if not receipt_timeout_s
+        self._resend: set[int] = set()  # keys to send again by themselves, next time there is room
+        self._receipted_first_sent = float("-inf")  # latest first sending of a receipted item: later sends got through
+        self._last_receipt_at = 0.0  # when a receipt last removed an item (or the link came up)
+        self._probe_size = 1  # how many of the oldest items the last probe sent again
+        self._probed: set[int] = set()  # the keys of the last probe
+        self._probe_answered = False  # a receipt named one of them since
+        self._receipted_other = False  # a receipt named another item since the last probe
         self._next_check = 0.0
         self._rewound: tuple[int, float] | None = None  # (from key, at) of a pass that re-sends
         self._stalled_until: float | None = None
@@ -246,6 +267,10 @@ class Courier(Generic[ItemT]):
                 logger.debug("%s courier: broker %s", self.name, "connected" if message.connected else "disconnected")
                 if message.connected:
                     self._rewind(0)  # the broker may have lost what it acknowledged: send all not receipted
+                    self._resend.clear()
+                    self._interval.clear()  # and every item's back-off starts again
+                    self._last_receipt_at = self._clock.monotonic()
+                    self._probe_size, self._probed = 1, set()
             elif isinstance(message, _Stop):
                 break
         if acknowledged:
@@ -258,33 +283,55 @@ class Courier(Generic[ItemT]):
         keys = self._source.court_receipted(hashes)
         for key in keys:
             self._sent_at.pop(key, None)
+            self._interval.pop(key, None)
+            self._resend.discard(key)
+            first = self._first_sent_at.pop(key, None)
+            if first is not None:
+                self._receipted_first_sent = max(self._receipted_first_sent, first)
         if keys:
-            self._timeout = self.receipt_timeout_s
+            self._last_receipt_at = self._clock.monotonic()
+            self._probe_answered = self._probe_answered or not self._probed.isdisjoint(keys)
+            self._receipted_other = self._receipted_other or not self._probed.issuperset(keys)
             logger.debug("court receipted %d %s", len(keys), self.name)
 
     def _check_receipt_timeout(self) -> None:
-        """Send again, from the oldest one, what the broker took but the court has not receipted in time."""
+        """Choose what to send again by itself: overdue items a later receipt shows lost, or the oldest as a probe."""
         now = self._clock.monotonic()
         if not self._sent_at or now < self._next_check:
             return
         self._next_check = now + self._check_every
         if not self._connected():
             return
-        overdue = [
-            key
-            for key, at in self._sent_at.items()
-            if key <= self._cursor and key not in self._in_flight and now - at >= self._timeout
-        ]
-        if not overdue:  # those ahead of the cursor are sent again by the current pass anyway
+        # Those ahead of the cursor are sent again by the current pass anyway.
+        waiting = [k for k in self._sent_at if k <= self._cursor and k not in self._in_flight and k not in self._resend]
+        overdue = [k for k in waiting if now - self._sent_at[k] >= self._interval_of(k)]
+        lost = [k for k in overdue if self._sent_at[k] < self._receipted_first_sent]
+        oldest = min(self._sent_at)
+        silent = now - self._last_receipt_at >= self._interval_of(oldest)  # no receipt for the probe's interval
+        probe: list[int] = []
+        if oldest in overdue and oldest not in lost and silent:
+            # The court receipted the last probe and nothing else (so it has no backlog of ours): the copies behind
+            # the probe were lost, twice as many next time. Else (down, or busy with a backlog) one.
+            grow = self._probe_answered and not self._receipted_other
+            self._probe_size = min(self._probe_size * 2, self.window) if grow else 1
+            probe = sorted(k for k in overdue if k not in lost)[: self._probe_size]
+            self._probed, self._probe_answered, self._receipted_other = set(probe), False, False
+        chosen = sorted(lost + probe)
+        if not chosen:
             return
         logger.warning(
-            "%d %s not receipted by the court within %g s: sending them again from the oldest",
-            len(overdue),
+            "%d %s not receipted by the court within %g s (%s): sending them again",
+            len(chosen),
             self.name,
-            self._timeout,
+            self._interval_of(chosen[0]),
+            f"no receipt meanwhile, {len(probe)} oldest as a probe" if probe else "later ones were receipted",
         )
-        self._rewind(min(overdue) - 1)
-        self._timeout = min(self._timeout * 2, self.receipt_timeout_max_s)
+        for key in chosen:
+            self._interval[key] = min(self._interval_of(key) * 2, self.receipt_timeout_max_s)
+        self._resend.update(chosen)
+
+    def _interval_of(self, key: int) -> float:
+        return self._interval.get(key, self.receipt_timeout_s)
 
     def _rewind(self, key: int) -> None:
         self._cursor = min(self._cursor, key)
@@ -305,6 +352,7 @@ class Courier(Generic[ItemT]):
             self._update_drained()
             return
         room = self.window - len(self._in_flight)
+        room = self._send_again(room)
         while room > 0:
             batch = self._source.pending(after=self._cursor, limit=room)
             if not batch:
@@ -322,9 +370,40 @@ class Courier(Generic[ItemT]):
                     self._stall()
                     return
                 self._in_flight.add(item.key)
-                self._sent_at[item.key] = self._clock.monotonic()
+                self._sent_at[item.key] = now = self._clock.monotonic()
+                self._first_sent_at.setdefault(item.key, now)
                 room -= 1
         self._update_drained()
+
+    def _send_again(self, room: int) -> int:
+        """Send the items chosen by :meth:`_check_receipt_timeout` by themselves, oldest first; the room left."""
+        for key in sorted(self._resend):
+            if room <= 0:
+                break
+            self._resend.discard(key)
+            if key in self._in_flight or key > self._cursor:  # the MQTT client or the current pass sends it anyway
+                continue
+            found = self._source.pending(after=key - 1, limit=1)
+            if not found or found[0].key != key:  # receipted or thinned meanwhile
+                self._forget(key)
+                continue
+            try:
+                self._send(found[0])
+            except PublishError as exc:
+                logger.error("cannot hand %s item %d to MQTT: %s", self.name, key, exc)
+                self._resend.add(key)
+                self._stall()
+                return 0
+            self._in_flight.add(key)
+            self._sent_at[key] = self._clock.monotonic()
+            room -= 1
+        return room
+
+    def _forget(self, key: int) -> None:
+        self._sent_at.pop(key, None)
+        self._first_sent_at.pop(key, None)
+        self._interval.pop(key, None)
+        self._resend.discard(key)
 
     def _pass_ended(self) -> None:
         """A re-sending pass reached the end: what it did not meet has left the queue (a thinned snapshot)."""
@@ -334,7 +413,7 @@ class Courier(Generic[ItemT]):
         self._rewound = None
         gone = [k for k, t in self._sent_at.items() if k > start and t < at and k not in self._in_flight]
         for key in gone:
-            del self._sent_at[key]
+            self._forget(key)
 
     def _update_drained(self) -> None:
         drained = False

@@ -242,3 +242,73 @@ def downgrade_to_schema_1(path: Path) -> None:
         )
         db.executemany("INSERT INTO outbox VALUES (?, ?, ?)", rows)
         db.executemany("INSERT INTO meta VALUES (?, ?)", meta)
+
+
+def test_a_court_that_is_down_gets_one_copy_per_timeout_round_not_the_queue(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory, agent_log: LogLines
+) -> None:
+    """While the court is away the broker queues every copy for its session: re-sending the queue at every timeout
+    would grow that without bound. Only the oldest event goes again as a probe, at a doubling interval."""
+    court = CourtSubscriber(broker, persistent=True).start()
+    court.close()  # the court is down; the broker keeps its session and queues what comes for it
+    runtime = runtimes(write_config(tmp_path, broker), receipt_timeout_s=0.2, receipt_timeout_max_s=0.8)
+    runtime.start()
+    events = 1 + len([runtime.agent.heartbeat() for _ in range(30)])  # agent_started and 30 heartbeats
+    assert agent_log.wait("not receipted by", count=5, timeout=20)
+    rounds = agent_log.matching("not receipted by")
+    assert all(line.startswith("1 events ") and "probe" in line for line in rounds), rounds
+
+    back = CourtSubscriber(broker, persistent=True, client_id=court.client_id).start()  # the court is back
+    try:
+        assert runtime.agent.courier.wait_drained(15)
+        resent = len(agent_log.matching("not receipted by"))
+        received = len(back.of(DEVICE))
+        assert back.seqs(DEVICE) == set(range(1, events + 1))
+        assert received <= events + resent, (received, resent)  # the queue once, then one copy per round
+    finally:
+        back.close()
+
+
+def test_a_slow_court_that_keeps_receipting_gets_few_extra_copies(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    quiet_court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+) -> None:
+    """The court receipts the events in order, one at a time, taking several timeouts for the whole queue: nothing
+    is lost, so (almost) nothing should go twice."""
+    court = quiet_court
+    runtime = runtimes(write_config(tmp_path, broker), receipt_timeout_s=0.5, receipt_timeout_max_s=4.0)
+    runtime.start()
+    events = 1 + len([runtime.agent.heartbeat() for _ in range(20)])
+    assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, events + 1)))
+    for seq in range(1, events + 1):
+        [first] = [r for r in court.of(DEVICE) if r.envelope.seq == seq][:1]
+        court.send_receipt(DEVICE, [envelope_hash(first.data)])
+        left = events - seq
+        assert wait_until(lambda: runtime.outbox.depth() == left, 5)  # noqa: B023 (used within the iteration)
+        threading.Event().wait(0.1)  # a slow court: the whole queue takes about four timeouts
+    extra = len(court.of(DEVICE)) - events
+    assert extra <= 4, [r.envelope.seq for r in court.of(DEVICE)]
+
+
+def test_an_event_lost_among_receipted_ones_is_sent_again_by_itself(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    quiet_court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+    agent_log: LogLines,
+) -> None:
+    """The court receipts every event but one (as if the broker had dropped it): that one goes again, alone."""
+    court = quiet_court
+    runtime = runtimes(write_config(tmp_path, broker), receipt_timeout_s=0.3, receipt_timeout_max_s=1.2)
+    runtime.start()
+    events = 1 + len([runtime.agent.heartbeat() for _ in range(5)])
+    assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, events + 1)))
+    court.send_receipt(DEVICE, [envelope_hash(r.data) for r in court.of(DEVICE) if r.envelope.seq != 3])
+    assert court.wait_for(lambda c: copies(c, 3) >= 2)
+    assert agent_log.wait("later ones were receipted")
+    court.receipting = True
+    court.send_receipt(DEVICE, [envelope_hash(court.of(DEVICE)[-1].data)])
+    assert runtime.agent.courier.wait_drained(5)
+    assert [copies(court, seq) for seq in range(1, events + 1) if seq != 3] == [1] * (events - 1)
