@@ -13,9 +13,10 @@ always holds. When a new snapshot takes the store over its quota, the store is t
 rather than per snapshot): first the oldest snapshots the court has receipted (it holds them), then, only if that is
 not enough, the oldest the broker acknowledged but the court has not receipted, and last the oldest never
 acknowledged (the newest evidence, of what is going on now, is worth more than the oldest). The snapshot just taken
-is never thinned. Every thinning is reported through ``on_thinned`` with the payload of an ``outbox_full`` event;
-its ``unsent_lost`` names each thinned snapshot the court had not receipted (acknowledged by the broker or not),
-since nothing says the court has it.
+is never thinned. Every thinning is reported through ``on_thinned`` with the payloads of ``outbox_full`` events
+(``part`` of ``parts``, at most :data:`MAX_LISTED` names each, so that every thinned snapshot is named); their
+``unsent_lost`` name each thinned snapshot the court had not receipted (acknowledged by the broker or not), since
+nothing says the court has it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Thinning frees space down to this fraction of the quota.
 THIN_TO_FRACTION = 0.9
-#: At most this many lost (unsent) hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB).
+#: At most this many thinned hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB); a thinning
+#: of more is reported in several.
 MAX_LISTED = 200
 #: Outbox setting: the outbox records sent (now: receipted) snapshots (absent in an outbox made before it did).
 SENT_RECORDED_SETTING = "snapshot_sent_recorded"
@@ -82,11 +84,12 @@ class SnapshotSpool:
                 self._outbox.queue_snapshot(sha)
             if created:
                 self._total += len(jpeg)
-            payload = self._thin(sha) if self._total > self.store.quota_bytes else None
+            payloads = self._thin(sha) if self._total > self.store.quota_bytes else []
         self.notify()
         handler = self.on_thinned
-        if payload is not None and handler is not None:
-            handler(payload)
+        if handler is not None:
+            for payload in payloads:
+                handler(payload)
         return sha
 
     def depth(self) -> int:
@@ -141,8 +144,8 @@ class SnapshotSpool:
 
     # -- quota ------------------------------------------------------------------------------------------------
 
-    def _thin(self, newest: str) -> dict[str, Any] | None:
-        """Thin the store (the spool's lock is held); the ``outbox_full`` payload, or None if nothing went."""
+    def _thin(self, newest: str) -> list[dict[str, Any]]:
+        """Thin the store (the spool's lock is held); the ``outbox_full`` payloads (none if nothing went)."""
         quota = self.store.quota_bytes
         target = int(quota * THIN_TO_FRACTION)
         queued = self._outbox.queued_snapshots()
@@ -156,7 +159,7 @@ class SnapshotSpool:
         self._outbox.forget_snapshots(thinned + lost)
         self._total = self.store.total_bytes()
         if not thinned and not lost:
-            return None
+            return []
         logger.warning(
             "snapshot quota of %d bytes reached: thinned %d receipted and %d unreceipted snapshot(s) (%d of them "
             "never acknowledged by the broker)",
@@ -165,14 +168,7 @@ class SnapshotSpool:
             len(lost),
             len(never_acknowledged.intersection(lost)),
         )
-        return {
-            "quota_bytes": quota,
-            "stored_bytes": self._total,
-            "thinned": len(thinned) + len(lost),
-            "thinned_unsent": len(lost),
-            "snapshots": (thinned + lost)[:MAX_LISTED],
-            "unsent_lost": lost[:MAX_LISTED],
-        }
+        return _reports(quota, self._total, thinned + lost, set(lost))
 
     def _queue_unqueued(self) -> None:
         """Queue stored snapshots that are neither queued nor receipted (the process died between storing and
@@ -194,6 +190,28 @@ class SnapshotSpool:
                 logger.warning("%d snapshot(s) stored by an older agent queued for the court's receipt", len(unqueued))
         elif unqueued:
             logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
+
+
+def _reports(quota: int, stored: int, gone: list[str], lost: set[str]) -> list[dict[str, Any]]:
+    """One thinning as ``outbox_full`` payloads naming every snapshot that went, at most :data:`MAX_LISTED` each;
+    each one's counts are of the snapshots it names, so they add up over the parts."""
+    parts = [gone[start : start + MAX_LISTED] for start in range(0, len(gone), MAX_LISTED)]
+    payloads = []
+    for number, part in enumerate(parts, 1):
+        unsent = [sha for sha in part if sha in lost]
+        payloads.append(
+            {
+                "quota_bytes": quota,
+                "stored_bytes": stored,
+                "thinned": len(part),
+                "thinned_unsent": len(unsent),
+                "snapshots": part,
+                "unsent_lost": unsent,
+                "part": number,
+                "parts": len(parts),
+            }
+        )
+    return payloads
 
 
 def _nothing() -> None:

@@ -118,3 +118,29 @@ def test_thinning_takes_receipted_snapshots_first_then_broker_acknowledged_ones_
     assert (payload["thinned"], payload["thinned_unsent"], payload["unsent_lost"]) == (2, 1, [b])
     assert set(store.hashes()) == {c, d, e}
     assert outbox.queued_snapshots() == {c, d, e} and outbox.receipted_snapshots() == set()
+
+
+def test_a_thinning_of_more_than_200_snapshots_names_every_one_over_several_reports(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    tiny = [jpeg_of(seed) for seed in range(450)]
+    big = encode_jpeg(np.random.default_rng(7).integers(0, 255, (950, 950, 3), dtype=np.uint8), quality=90)
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in tiny) + 1)
+    spool = SnapshotSpool(store, outbox)
+    reports: list[Mapping[str, Any]] = []
+    spool.on_thinned = reports.append
+    hashes = [spool.add(jpeg) for jpeg in tiny]  # none sent: the link is down
+    keys = {item.sha: item.key for item in spool.pending(after=0, limit=1000)}
+    spool.broker_acknowledged([keys[sha] for sha in hashes[:5]])
+    spool.court_receipted(hashes[:3])  # three the court holds, two only the broker took
+    assert reports == []
+    spool.add(big)
+    gone = [sha for sha in hashes if sha not in store]
+    parts = -(-len(gone) // 200)
+    assert parts >= 2  # one thinning, several reports
+    assert [(r["part"], r["parts"]) for r in reports] == [(n, parts) for n in range(1, parts + 1)]
+    assert all(len(r["snapshots"]) <= 200 and len(r["unsent_lost"]) <= 200 for r in reports)
+    assert [sha for r in reports for sha in r["snapshots"]] == gone  # every one named once, oldest first
+    assert [sha for r in reports for sha in r["unsent_lost"]] == gone[3:]  # all but what the court receipted
+    assert sum(r["thinned"] for r in reports) == len(gone)
+    assert sum(r["thinned_unsent"] for r in reports) == len(gone) - 3
