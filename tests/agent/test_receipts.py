@@ -312,3 +312,24 @@ def test_an_event_lost_among_receipted_ones_is_sent_again_by_itself(
     court.send_receipt(DEVICE, [envelope_hash(court.of(DEVICE)[-1].data)])
     assert runtime.agent.courier.wait_drained(5)
     assert [copies(court, seq) for seq in range(1, events + 1) if seq != 3] == [1] * (events - 1)
+
+
+def test_after_a_reconnect_every_interval_starts_again_from_the_base(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    quiet_court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+    agent_log: LogLines,
+) -> None:
+    court = quiet_court
+    runtime = runtimes(write_config(tmp_path, broker), receipt_timeout_s=0.3, receipt_timeout_max_s=2.4)
+    runtime.start()
+    assert agent_log.wait("not receipted by", count=3, timeout=15)
+    timeouts = [float(line.split(" within ")[1].split(" s")[0]) for line in agent_log.matching("not receipted by")]
+    assert timeouts[:3] == [0.3, 0.6, 1.2]
+    broker.stop()
+    broker.start()
+    assert court.wait_for(lambda c: copies(c, 1) >= 5, timeout=15)  # sent again at the reconnect, then probed
+    assert agent_log.wait("not receipted by", count=4, timeout=15)
+    after = agent_log.matching("not receipted by")[3]
+    assert after.split(" within ")[1].startswith("0.3 s"), after  # not 2.4
