@@ -29,6 +29,8 @@ class MetricsSnapshot:
     commands: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Batches whose storing failed because the database did not answer (each retry counts).
     storage_retries: int = 0
+    #: Messages acknowledged with nothing to store (an empty status: a retained status being cleared).
+    ignored: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -75,6 +77,7 @@ class IngestMetrics:
         self._alarms_live: dict[str, int] = {}
         self._commands: Counter[tuple[str, str]] = Counter()
         self._storage_retries = 0
+        self._ignored = 0
 
     def count_stored(self) -> None:
         with self._cond:
@@ -99,6 +102,11 @@ class IngestMetrics:
     def count_rejected(self, reason: str) -> None:
         with self._cond:
             self._rejected[reason] += 1
+            self._cond.notify_all()
+
+    def count_ignored(self) -> None:
+        with self._cond:
+            self._ignored += 1
             self._cond.notify_all()
 
     def count_storage_retry(self) -> None:
@@ -144,6 +152,7 @@ class IngestMetrics:
             alarms_live=dict(self._alarms_live),
             commands=dict(self._commands),
             storage_retries=self._storage_retries,
+            ignored=self._ignored,
         )
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
@@ -188,6 +197,9 @@ def render_prometheus(
         "# HELP seal_snapshots_stored_total Snapshots stored.",
         "# TYPE seal_snapshots_stored_total counter",
         f"seal_snapshots_stored_total {metrics.snapshots}",
+        "# HELP seal_messages_ignored_total Messages with nothing to store (an empty status: a retained one cleared).",
+        "# TYPE seal_messages_ignored_total counter",
+        f"seal_messages_ignored_total {metrics.ignored}",
         "# HELP seal_messages_rejected_total Messages quarantined, by reason.",
         "# TYPE seal_messages_rejected_total counter",
     ]

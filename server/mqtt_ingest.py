@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
 #: After a storage failure, wait this long before retrying the batch (doubling up to the maximum).
 RETRY_MIN_S = 0.5
-RETRY_MAX_S = 30.0
+RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
 
 
 @dataclass(frozen=True, slots=True)

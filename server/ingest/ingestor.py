@@ -162,7 +162,8 @@ class Ingestor:
                 logger.warning("quarantined a message on %r: %s: %s", message.topic, result.reason, result.detail)
                 self.metrics.count_rejected(result.reason)
             case Outcome.IGNORED:
-                pass
+                logger.info("ignored a message on %r: %s", message.topic, result.detail)
+                self.metrics.count_ignored()
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None

@@ -279,6 +279,7 @@ def test_bad_or_unknown_status_is_quarantined(world: World) -> None:
         (Outcome.IGNORED, None),
     ]
     assert world.seal("seal-a").status is None
+    assert world.metrics.snapshot().ignored == 1, "an ignored message is counted, not silently dropped"
 
 
 def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
