@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from server.api import api_router, metrics_router
+from server.api.body_limit import BodyLimit
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(metrics_router)
+    app.add_middleware(BodyLimit)
     _add_error_handlers(app)
     return app
 
