@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -90,9 +91,28 @@ def write_password_file(path: Path, users: Mapping[str, str]) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A TCP port of 127.0.0.1 that is free now, taken below the kernel's ephemeral range: a port from that range
+    (what binding port 0 gives) can be handed to any outgoing connection before our server binds it."""
+    low = _ephemeral_low()
+    for _attempt in range(200):
+        port = random.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded machine: fall back on what the kernel picks
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 10_001)
 
 
 @dataclass
