@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the reliability suites at their full counts (also SEAL_LONG_TESTS=1); see docs/reliability.md",
     )
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """An entry point's ``main`` configures the root logger, as it should; give pytest's back after every test.
+
+    Left in place, a handler on a test's captured (then closed) stderr turns every later log record into a
+    "Logging error" traceback printed from whichever thread logged it, which slows the seals' threads enough to
+    change what timing tests see.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from server.auth.passwords import verify_password
 from server.auth.users import assigned_case_nos, get_user
 from server.cli import main
 from server.db import make_engine, make_session_factory
-from tests.server.test_cli import restore_logging, write_config  # noqa: F401 - restore_logging is a fixture
+from tests.server.test_cli import write_config
 
 CASE = "(2021)苏0214执1234号"
 GOOD = "a long enough password"

@@ -3,9 +3,7 @@ printed for the seals' ``[commands] server_public_key``."""
 
 from __future__ import annotations
 
-import logging
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,18 +16,6 @@ from server.cli import main
 from server.commands.keys import read_court_key
 from server.errors import CommandsUnavailable
 from tests.server.test_cli import write_config
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``main`` configures the root logger; give pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def config_with_key(tmp_path: Path, key_file: str) -> Path:

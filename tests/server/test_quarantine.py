@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -121,15 +120,9 @@ def test_only_the_clerk_reads_the_quarantine(client: TestClient, court: Court) -
 
 
 @pytest.fixture
-def config(tmp_path: Path, database_url: str, court: Court, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def config(tmp_path: Path, database_url: str, court: Court, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield write_config(tmp_path, database_url)
-    finally:  # main() configures the root logger, as an entry point should
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    return write_config(tmp_path, database_url)
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
