@@ -44,7 +44,8 @@ from bench_support import DEVICE, EDGE_GAP_S, PIR_PIN, WARM_UP, Court, FifoSink,
 from idle import measure_idle, write_clip
 
 from seal_agent.cli import SWITCH_INTERVAL_S
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from seal_dev.broker import PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
 
 TARGETS_MS = {"a2": 20.0, "b": 10.0}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench_support import WARM_UP, FifoSink, Series
 
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 
 
 def baseline_edge(factory: object, n: int) -> Series:

@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
 
 DEVICE = "seal-bench-1"
 PIR_PIN = 17

@@ -26,7 +26,7 @@ from seal_protocol import MessageKind, parse_topic, subscription_all
 from seal_protocol.receipts import encode_receipt
 from seal_protocol.signing import SigningKey, load_signing_key
 from seal_protocol.topics import receipt_topic
-from server.mosquitto import SERVER_USERNAME
+from server.seals.broker_files import SERVER_USERNAME
 
 KINDS = (MessageKind.EVENT, MessageKind.SNAPSHOT)
 

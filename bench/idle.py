@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench_support import Court, write_config
 
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 
 SEAL_AGENT = Path(sys.executable).with_name("seal-agent")
 

@@ -26,7 +26,8 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port  # noqa: E402
+from seal_dev.broker import PrivateBroker, free_port  # noqa: E402
+from server.seals.broker_files import SERVER_USERNAME  # noqa: E402
 
 logger = logging.getLogger("demo")
 BIN = Path(sys.executable).parent

@@ -30,30 +30,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from server.audit import record_audit
 from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
-from server.db import init_db, make_engine, make_session_factory, session_scope
+from server.core.db import make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
+from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import configure_logging
-from server.models import Seal
-from server.mosquitto import SERVER_USERNAME, write_private_file
+from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
-from server.provisioning import NewCredentials, apply_broker_files
-from server.provisioning_cli import (
+from server.seals.broker_files import SERVER_USERNAME, write_private_file
+from server.seals.provisioning import NewCredentials, apply_broker_files
+from server.seals.provisioning_cli import (
     add_broker_commands,
     add_password_file_option,
     hand_over,
     seal_account,
     server_account,
 )
-from server.quarantine_cli import add_quarantine_commands, run_quarantine_command
-from server.registry import add_case, last_known_armed, register_seal
+from server.seals.registry import add_case, register_seal
 
 logger = logging.getLogger("server.cli")
 T = TypeVar("T")
@@ -188,9 +186,9 @@ def _run(settings: Settings) -> int:
 
 def _case_add(args: argparse.Namespace, settings: Settings) -> int:
     def add(session: Session) -> None:
-        case = add_case(session, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address)
-        details = {"court": case.court, "judge": case.judge, "address": case.address}
-        record_audit(session, actor=None, action="case.create", target=case.case_no, details=details)
+        case = add_case(
+            session, actor=None, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address
+        )
         _out(f"case {case.case_no} added")
 
     _in_session(settings, add)
@@ -199,20 +197,15 @@ def _case_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
     def register(session: Session) -> NewCredentials | None:
-        previous = session.scalar(select(Seal.case_no).where(Seal.device_id == args.device_id))
-        if previous is not None and previous != args.case_no:  # register_seal rebinds: say so in the audit log
-            details = {"case_no": previous, "armed": last_known_armed(session, device_id=args.device_id)}
-            record_audit(session, actor=None, action="seal.unbind", target=args.device_id, details=details)
         seal = register_seal(
             session,
+            actor=None,
             device_id=args.device_id,
             case_no=args.case_no,
             public_key=args.public_key,
             location=args.location,
             replace_key=args.replace_key,
         )
-        details = {"case_no": seal.case_no, "public_key": seal.public_key}
-        record_audit(session, actor=None, action="seal.register", target=seal.device_id, details=details)
         _out(f"seal {seal.device_id} bound to case {seal.case_no}")
         return seal_account(session, device_id=seal.device_id, rotate=False)
 

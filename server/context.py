@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
-from server.db import SessionFactory
+from server.core.db import SessionFactory
+from server.ingest.mqtt import MqttIngest
 from server.metrics import IngestMetrics
-from server.mqtt_ingest import MqttIngest
 
 
 @dataclass

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from seal_dev.broker import PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

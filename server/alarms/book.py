@@ -1,8 +1,9 @@
 """Raising, folding and auto-closing alarms inside the caller's transaction (the ingest's, the liveness check's).
 
 An alarm is written in the same transaction as the event or status that caused it, so a crash loses neither and a
-redelivered message (a no-op duplicate) does not raise it twice. Opening an alarm also writes its notifications
-(:mod:`server.notify.outbox`) in that transaction.
+redelivered message (a no-op duplicate) does not raise it twice. Whoever raises alarms passes ``on_open``, called
+with every alarm the book opens, in that transaction: the ingest and the liveness check queue its notifications
+there (:mod:`server.notify.outbox`), so the alarms package does not depend on the notifications.
 
 Folding: a repeat of a kind for a seal goes into the seal's live (open or acknowledged) alarm of that kind and case
 — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; a condition
@@ -11,7 +12,7 @@ Folding: a repeat of a kind for a seal goes into the seal's live (open or acknow
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,15 +21,22 @@ from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
-from server.models import Event
-from server.notify.outbox import enqueue_notifications
+from server.evidence.models import Event
 
 
 class AlarmBook:
     """The live alarms of some seals within one transaction. Loads them once, on first use, locked for update."""
 
-    def __init__(self, session: Session, *, fold_window: timedelta, device_ids: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        fold_window: timedelta,
+        device_ids: Iterable[str] = (),
+        on_open: Callable[[Alarm], None] | None = None,
+    ) -> None:
         self.session = session
+        self.on_open = on_open
         self.fold_window = fold_window
         self._wanted = set(device_ids)
         self._live: dict[str, list[Alarm]] = {}
@@ -81,7 +89,8 @@ class AlarmBook:
         self.session.add(alarm)
         self._live[device_id].append(alarm)
         self.opened.append(alarm)
-        enqueue_notifications(self.session, alarm, now=at)
+        if self.on_open is not None:
+            self.on_open(alarm)
         return alarm
 
     def update(self, kind: AlarmKind, *, device_id: str, details: dict[str, Any]) -> None:

@@ -6,18 +6,13 @@ person and the ingest (which folds repeats into it, or closes it on a recovery) 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.alarms.models import Alarm, Notification, NotificationTarget
+from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
-from server.errors import AlreadyExists, NotFound, found
-from server.models import utc_now
-from server.notify.outbox import DeliveryState, Role
-from server.notify.webhook import SECRET_MIN_LENGTH
-from server.registry import get_case
+from server.core.base import utc_now
+from server.errors import NotFound
 
 NOTE_MAX = 2000
 
@@ -79,58 +74,6 @@ def count_live_by_kind(session: Session) -> dict[str, int]:
     for kind, count in session.execute(query):
         counts[kind] = int(count)
     return counts
-
-
-def add_notification_target(
-    session: Session, *, case_no: str, role: str, url: str, secret: str | None = None
-) -> NotificationTarget:
-    """Send the alarms of ``case_no`` to the webhook ``url`` on behalf of ``role`` (judge or creditor).
-
-    ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs.
-    """
-    get_case(session, case_no=case_no)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
-    if secret is not None and len(secret) < SECRET_MIN_LENGTH:
-        raise ValueError(f"a webhook secret needs at least {SECRET_MIN_LENGTH} characters")
-    role = Role(role).value
-    same = select(NotificationTarget.id).where(
-        NotificationTarget.case_no == case_no, NotificationTarget.role == role, NotificationTarget.url == url
-    )
-    if session.scalar(same) is not None:
-        raise AlreadyExists(f"case {case_no!r} already notifies the {role} at {url}")
-    target = NotificationTarget(case_no=case_no, role=role, url=url, secret=secret)
-    session.add(target)
-    session.flush()
-    return target
-
-
-def list_notification_targets(session: Session, *, case_no: str | None = None) -> list[NotificationTarget]:
-    """The webhook targets of ``case_no`` (``None``: of every case), oldest first."""
-    query = select(NotificationTarget)
-    if case_no is not None:
-        query = query.where(NotificationTarget.case_no == case_no)
-    return list(session.scalars(query.order_by(NotificationTarget.id)))
-
-
-def get_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
-    return found(session.get(NotificationTarget, target_id), f"unknown notification target {target_id}")
-
-
-def remove_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
-    """Stop sending alarms to a target: its pending notifications are recorded failed, and the notifications already
-    written keep their role and URL but no longer refer to it."""
-    target = get_notification_target(session, target_id=target_id)
-    session.execute(
-        update(Notification)
-        .where(Notification.target_id == target_id, Notification.state == DeliveryState.PENDING.value)
-        .values(state=DeliveryState.FAILED.value, last_error="target removed")
-    )
-    session.execute(update(Notification).where(Notification.target_id == target_id).values(target_id=None))
-    session.delete(target)
-    session.flush()
-    return target
 
 
 def _locked(session: Session, alarm_id: int) -> Alarm:

@@ -15,12 +15,12 @@ from server.alarms.service import acknowledge_alarm, close_alarm, get_alarm, lis
 from server.api.deps import CurrentUser, Responses, SessionDep, requires
 from server.api.params import Before, RowIdPath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.api.schemas import FreeText
+from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
-from server.schemas import FreeText
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=ValidatedRoute)
 

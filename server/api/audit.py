@@ -10,9 +10,10 @@ from sqlalchemy import select
 from server.api.deps import SessionDep, requires
 from server.api.params import Before
 from server.api.routing import ValidatedRoute
+from server.api.schemas import ONE_LINE, AuditPage, AuditPublic
+from server.audit.models import AuditEntry
 from server.auth.access import Permission
-from server.auth.models import AuditEntry, User
-from server.schemas import ONE_LINE, AuditPage, AuditPublic
+from server.auth.models import User
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=ValidatedRoute)
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request, Response, status
 
 from server.api.deps import SESSION_COOKIE, ContextDep, CurrentUser, LoginDep, SessionDep
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.api.schemas import LoginPublic, LoginRequest, MePublic
+from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.client_address import client_address
 from server.auth.errors import NotAuthenticated, TooManyAttempts
@@ -18,8 +19,7 @@ from server.auth.sessions import issue_session, revoke_session
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
 from server.auth.users import assigned_case_nos, find_user
 from server.config import AuthSettings
-from server.models import utc_now
-from server.schemas import LoginPublic, LoginRequest, MePublic
+from server.core.base import utc_now
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.api.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
+from server.audit.service import record_audit
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
 from server.auth.users import assign_case, case_members, get_user, unassign_case
-from server.models import Case
-from server.registry import add_case, update_case
-from server.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
+from server.seals.models import Case
+from server.seals.registry import add_case, update_case
 
 router = APIRouter(prefix="/cases", tags=["cases"], route_class=ValidatedRoute)
 
@@ -75,8 +75,7 @@ def create_case(
     body: CaseCreate, clerk: Annotated[User, Depends(requires(Permission.CASE_WRITE))], session: SessionDep
 ) -> CasePublic:
     """Register an enforcement case (clerk only)."""
-    case = add_case(session, **body.model_dump())
-    record_audit(session, actor=clerk, action="case.create", target=case.case_no, details=body.model_dump())
+    case = add_case(session, actor=clerk, **body.model_dump())
     session.commit()
     return CasePublic.model_validate(case)
 
@@ -96,8 +95,7 @@ def edit_case(
 ) -> CasePublic:
     """Change a case's court, judge, address or parties (clerk only)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    update_case(session, case_no=case.case_no, changes=changes)
-    record_audit(session, actor=clerk, action="case.update", target=case.case_no, details=changes)
+    update_case(session, actor=clerk, case_no=case.case_no, changes=changes)
     session.commit()
     return CasePublic.model_validate(case)
 

@@ -20,14 +20,15 @@ from seal_protocol.commands import CommandAction
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
 from server.api.params import Before, DeviceIdPath, RowIdPath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.commands.models import CourtCommand
 from server.commands.service import get_command, issue_command, list_commands
 from server.commands.state import CommandState
-from server.models import Seal, utc_now
+from server.core.base import utc_now
+from server.seals.models import Seal
 
 router = APIRouter(tags=["commands"], route_class=ValidatedRoute)
 

@@ -23,8 +23,9 @@ from server.auth.errors import Forbidden, NotAuthenticated
 from server.auth.models import User
 from server.auth.sessions import resolve_session
 from server.context import ServerContext
-from server.db import READ_ONLY
-from server.models import Case, Seal, utc_now
+from server.core.base import utc_now
+from server.core.db import READ_ONLY
+from server.seals.models import Case, Seal
 
 #: The ``responses=`` of a route: extra status codes for its OpenAPI description.
 Responses = dict[int | str, dict[str, Any]]

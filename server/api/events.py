@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from server.api.deps import CurrentUser, SessionDep, case_with, seal_with
 from server.api.params import Before
 from server.api.routing import ValidatedRoute
+from server.api.schemas import ONE_LINE, EventPage, EventPublic, Moment, SealEventPage
 from server.auth.access import Permission, case_filter
-from server.models import Case, Event, Seal
-from server.schemas import ONE_LINE, EventPage, EventPublic, Moment, SealEventPage
+from server.evidence.models import Event
+from server.seals.models import Case, Seal
 
 router = APIRouter(tags=["events"], route_class=ValidatedRoute)
 

@@ -9,10 +9,10 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
 from server.api.deps import ContextDep, SessionDep
-from server.api.seals import count_online
-from server.ingest import Reason
+from server.ingest.results import Reason
 from server.metrics import render_prometheus
-from server.models import Seal
+from server.seals.models import Seal
+from server.seals.registry import count_online
 
 router = APIRouter(tags=["metrics"])
 

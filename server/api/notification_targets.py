@@ -11,20 +11,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.alarms.models import NotificationTarget
-from server.alarms.service import get_notification_target, list_notification_targets, remove_notification_target
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with
 from server.api.params import RowIdPath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.api.schemas import ONE_LINE
+from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.errors import AlreadyExists
-from server.models import Case
+from server.notify.models import NotificationTarget
 from server.notify.outbox import Role
 from server.notify.targets import add_target as add_webhook_target
+from server.notify.targets import get_notification_target, list_notification_targets, remove_notification_target
 from server.notify.webhook import SECRET_MIN_LENGTH
-from server.schemas import ONE_LINE
+from server.seals.models import Case
 
 router = APIRouter(tags=["notifications"], route_class=ValidatedRoute)
 

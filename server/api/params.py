@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Path, Query
 
 from seal_protocol.topics import DEVICE_ID_PATTERN
-from server.schemas import CASE_NO_MAX, MAX_ROW_ID, ONE_LINE, USERNAME_MAX, Moment
+from server.api.schemas import CASE_NO_MAX, MAX_ROW_ID, ONE_LINE, USERNAME_MAX, Moment
 
 CaseNoPath = Annotated[
     str, Path(min_length=1, max_length=CASE_NO_MAX, pattern=ONE_LINE, description="案号, percent-encoded.")

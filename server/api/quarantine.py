@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 from server.api.deps import SessionDep, requires
 from server.api.params import Before, DeviceIdQuery, RowIdPath
 from server.api.routing import ValidatedRoute
+from server.api.schemas import Moment
 from server.auth.access import Permission
 from server.auth.models import User
-from server.models import QuarantinedMessage
-from server.quarantine import (
+from server.ingest.models import QuarantinedMessage
+from server.ingest.quarantine import (
     PREVIEW_BYTES,
     QuarantineFilter,
     ascii_preview,
@@ -24,7 +25,6 @@ from server.quarantine import (
     hex_preview,
     list_quarantine,
 )
-from server.schemas import Moment
 
 router = APIRouter(prefix="/quarantine", tags=["quarantine"], route_class=ValidatedRoute)
 

@@ -5,24 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_with
 from server.api.params import CaseNoQuery, DeviceIdPath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
-from server.auth import access
-from server.auth.access import Permission
-from server.auth.models import AuditEntry, User
-from server.auth.users import usernames_by_id
-from server.models import Seal
-from server.registry import add_seal, bind_seal, last_known_armed, seal_bindings, unbind_seal
-from server.schemas import (
+from server.api.schemas import (
     SealBind,
     SealBindingPublic,
     SealCreate,
@@ -30,27 +23,26 @@ from server.schemas import (
     SealPublic,
     SealRegistrationPublic,
 )
+from server.audit.models import AuditEntry
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.auth.users import usernames_by_id
+from server.seals.models import Seal
+from server.seals.registry import (
+    add_seal,
+    bind_seal,
+    is_online,
+    last_known_armed,
+    seal_bindings,
+    unbind_seal,
+)
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/seals", tags=["seals"], route_class=ValidatedRoute)
 
 NOT_FOUND: Responses = {404: {"description": "No such seal or case, or not one of yours"}}
-
-
-def is_online(seal: Seal, *, now: datetime, offline_after_s: int) -> bool:
-    """Reported online, and heard from recently enough (a lost Last Will must not leave a seal online forever)."""
-    return (
-        seal.status == "online"
-        and seal.last_seen_at is not None
-        and now - seal.last_seen_at <= timedelta(seconds=offline_after_s)
-    )
-
-
-def count_online(session: Session, *, now: datetime, offline_after_s: int) -> int:
-    cutoff = now - timedelta(seconds=offline_after_s)
-    query = select(func.count(Seal.id)).where(Seal.status == "online", Seal.last_seen_at >= cutoff)
-    return int(session.scalar(query) or 0)
 
 
 def seal_public(seal: Seal, *, offline_after_s: int, now: datetime | None = None) -> SealPublic:
@@ -97,12 +89,11 @@ def register(
 ) -> SealPublic:
     """Register a seal with its public key, bound to no case yet (clerk only)."""
     try:
-        seal = add_seal(session, device_id=body.device_id, public_key=body.public_key, location=body.location)
+        seal = add_seal(
+            session, actor=clerk, device_id=body.device_id, public_key=body.public_key, location=body.location
+        )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    record_audit(
-        session, actor=clerk, action="seal.register", target=seal.device_id, details={"public_key": seal.public_key}
-    )
     session.commit()
     return seal_public(seal, offline_after_s=context.settings.offline_after_s)
 
@@ -173,9 +164,7 @@ def bind(
     """Bind the seal to a case of yours, on site (officer or clerk)."""
     access.case_for(session, user, body.case_no, Permission.SEAL_BIND)
     seal = access.seal_for(session, user, device_id, Permission.SEAL_BIND)
-    binding = bind_seal(session, device_id=seal.device_id, case_no=body.case_no, by=user, location=body.location)
-    details = {"case_no": binding.case_no, "location": seal.location}
-    record_audit(session, actor=user, action="seal.bind", target=seal.device_id, details=details)
+    bind_seal(session, actor=user, device_id=seal.device_id, case_no=body.case_no, location=body.location)
     session.commit()
     return seal_public(seal, offline_after_s=context.settings.offline_after_s)
 
@@ -191,9 +180,7 @@ def unbind(
     """Unbind the seal from its case when it is removed (officer or clerk); the audit entry says whether it was
     still armed."""
     armed = last_known_armed(session, device_id=seal.device_id)
-    binding = unbind_seal(session, device_id=seal.device_id, by=user)
-    details = {"case_no": binding.case_no, "armed": armed}
-    record_audit(session, actor=user, action="seal.unbind", target=seal.device_id, details=details)
+    binding = unbind_seal(session, actor=user, device_id=seal.device_id)
     session.commit()
     if armed:
         logger.warning("seal %s unbound from case %s by %s while armed", seal.device_id, binding.case_no, user.username)

@@ -10,11 +10,12 @@ from sqlalchemy import select
 
 from server.api.deps import ContextDep, CurrentUser, SessionDep, case_with
 from server.api.routing import ValidatedRoute
+from server.api.schemas import SnapshotPublic
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
-from server.models import Case, Snapshot
-from server.schemas import SnapshotPublic
-from server.snapshots import SnapshotStore
+from server.evidence.models import Snapshot
+from server.evidence.snapshots import SnapshotStore
+from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
 

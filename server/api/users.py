@@ -7,14 +7,14 @@ from fastapi import APIRouter, status
 from server.api.deps import ClerkUser, LoginDep, SessionDep
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
-from server.audit import record_audit
+from server.api.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
+from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.errors import Forbidden
 from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
 from server.auth.users import assign_case, create_user, get_user, list_users
-from server.models import utc_now
-from server.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
+from server.core.base import utc_now
 
 router = APIRouter(prefix="/users", tags=["users"], route_class=ValidatedRoute)
 

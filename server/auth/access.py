@@ -21,7 +21,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from server.auth.errors import Forbidden
 from server.auth.models import CaseAssignment, User
 from server.errors import NotFound
-from server.models import Case, Seal, Snapshot
+from server.evidence.models import Snapshot
+from server.seals.models import Case, Seal
 
 
 class Role(StrEnum):

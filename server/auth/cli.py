@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from server.audit import record_audit
+from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.passwords import check_password_rules, hash_password
 from server.auth.users import assign_case, assigned_case_nos, create_user, get_user, list_users

@@ -35,11 +35,11 @@ from seal_protocol.transport import mqtt_client_id
 from server.commands.models import CourtCommand
 from server.commands.service import expire_due, to_publish
 from server.config import CommandSettings, MqttSettings, read_password
-from server.db import SessionFactory
+from server.core.base import utc_now
+from server.core.db import SessionFactory
+from server.core.rounds import RoundLoop
 from server.errors import BrokerUnavailable
 from server.metrics import IngestMetrics
-from server.models import utc_now
-from server.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
 

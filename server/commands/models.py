@@ -14,7 +14,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.models import Base, BigId, utc_now
+from server.core.base import Base, BigId, utc_now
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from seal_protocol import Envelope, EventType, parse_ts
 from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, encode_command, new_command
 from seal_protocol.signing import SigningKey
-from server.auth.models import User
+from server.audit.service import Actor
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState, states_leading_to, transition
 from server.errors import Conflict, NotFound
-from server.models import Seal
+from server.seals.models import Seal
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def issue_command(
     args: dict[str, Any],
     key: SigningKey,
     ttl: timedelta,
-    user: User,
+    user: Actor,
     now: datetime,
 ) -> CourtCommand:
     """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`)."""

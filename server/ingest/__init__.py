@@ -1,22 +1,13 @@
-"""The ingest core: turn received MQTT messages into committed rows. No MQTT in here.
+"""The ingest: turn received MQTT messages into committed rows, and notice seals that fall silent.
 
 Each message becomes exactly one of: a stored event, a no-op duplicate, a status update, a stored snapshot, or a
-quarantine row with a reason (:mod:`server.ingest.batch` has the checks, :mod:`server.ingest.ingestor` the
-transactions).
+quarantine row with a reason.
+
+- :mod:`~server.ingest.results`: what a message became (outcome, reason);
+- :mod:`~server.ingest.batch`: the checks and the rows of one batch, a pure function of the messages and the database;
+- :mod:`~server.ingest.ingestor`: the transactions, retries and poison-message isolation around a batch;
+- :mod:`~server.ingest.mqtt`: the MQTT loop (acknowledge after commit) and the court's receipts
+  (:mod:`~server.ingest.receipts`);
+- :mod:`~server.ingest.liveness`: offline alarms for seals that fall silent;
+- :mod:`~server.ingest.quarantine`: reading what was refused (API and ``seal-server quarantine``).
 """
-
-from server.ingest.batch import QUARANTINE_RAW_LIMIT, IngestBatch, VerifyKeyCache
-from server.ingest.ingestor import Ingestor
-from server.ingest.results import IngestResult, Message, Outcome, Reason, classify_envelope_error
-
-__all__ = [
-    "QUARANTINE_RAW_LIMIT",
-    "IngestBatch",
-    "IngestResult",
-    "Ingestor",
-    "Message",
-    "Outcome",
-    "Reason",
-    "VerifyKeyCache",
-    "classify_envelope_error",
-]

@@ -25,8 +25,9 @@ from datetime import datetime
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
+from server.evidence.models import Event
 from server.ingest.chain import ChainChange, count_missing
-from server.models import Event, Seal
+from server.seals.models import Seal
 
 EVENT_ALARMS = {
     EventType.INTRUSION: AlarmKind.INTRUSION,

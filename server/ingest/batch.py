@@ -41,13 +41,15 @@ from seal_protocol import (
 )
 from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
 from server.alarms.book import AlarmBook
-from server.auth.models import SealBinding
 from server.commands.service import apply_answer
+from server.evidence.models import Event, Snapshot
+from server.evidence.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
+from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
-from server.models import Event, QuarantinedMessage, Seal, Snapshot
-from server.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
+from server.notify.outbox import notifying
+from server.seals.models import Seal, SealBinding
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class IngestBatch:
         self.keys = keys
         self.snapshots = snapshots
         self.chain = ChainBook(session)
-        self.alarms = AlarmBook(session, fold_window=fold_window)
+        self.alarms = AlarmBook(session, fold_window=fold_window, on_open=notifying(session))
         self._seals: dict[str, Seal] = {}
         self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)

@@ -22,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
-from server.alarms.models import ChainState
+from server.core.base import utc_now
+from server.evidence.models import Event
+from server.ingest.models import ChainState
 from server.ingest.results import Reason, Rejected
-from server.models import Event, utc_now
 
 Range = tuple[int, int]
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from server.alarms.service import list_notification_targets, remove_notification_target
-from server.audit import record_audit
+from server.audit.service import record_audit
 from server.config import NotifySettings, read_secret_file
 from server.notify.outbox import Role
-from server.notify.targets import add_target
+from server.notify.targets import add_target, list_notification_targets, remove_notification_target
 
 Out = Callable[[str], None]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.alarms.models import Alarm, Notification, NotificationTarget
+from server.alarms.models import Alarm
+from server.notify.models import Notification, NotificationTarget
 
 
 class DeliveryState(StrEnum):
@@ -44,3 +46,13 @@ def enqueue_notifications(session: Session, alarm: Alarm, *, now: datetime) -> l
     ]
     session.add_all(rows)
     return rows
+
+
+def notifying(session: Session) -> Callable[[Alarm], None]:
+    """What an :class:`~server.alarms.book.AlarmBook` calls when it opens an alarm: queue its notifications in the
+    same transaction, due at once."""
+
+    def on_open(alarm: Alarm) -> None:
+        enqueue_notifications(session, alarm, now=alarm.opened_at)
+
+    return on_open

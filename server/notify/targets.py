@@ -3,12 +3,17 @@ refused here, when it is added, instead of failing at every delivery."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from server.alarms.models import NotificationTarget
-from server.alarms.service import add_notification_target
 from server.config import NotifySettings
-from server.notify.webhook import signing_key
+from server.errors import AlreadyExists, found
+from server.notify.models import Notification, NotificationTarget
+from server.notify.outbox import DeliveryState, Role
+from server.notify.webhook import SECRET_MIN_LENGTH, signing_key
+from server.seals.registry import get_case
 
 NO_SECRET = (
     "a webhook target needs a secret to sign with: give it its own, or set notify.webhook_secret_file for the "
@@ -26,3 +31,55 @@ def add_target(
     if secret is not None:
         signing_key(secret)
     return add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
+
+
+def add_notification_target(
+    session: Session, *, case_no: str, role: str, url: str, secret: str | None = None
+) -> NotificationTarget:
+    """Send the alarms of ``case_no`` to the webhook ``url`` on behalf of ``role`` (judge or creditor).
+
+    ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs.
+    """
+    get_case(session, case_no=case_no)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
+    if secret is not None and len(secret) < SECRET_MIN_LENGTH:
+        raise ValueError(f"a webhook secret needs at least {SECRET_MIN_LENGTH} characters")
+    role = Role(role).value
+    same = select(NotificationTarget.id).where(
+        NotificationTarget.case_no == case_no, NotificationTarget.role == role, NotificationTarget.url == url
+    )
+    if session.scalar(same) is not None:
+        raise AlreadyExists(f"case {case_no!r} already notifies the {role} at {url}")
+    target = NotificationTarget(case_no=case_no, role=role, url=url, secret=secret)
+    session.add(target)
+    session.flush()
+    return target
+
+
+def list_notification_targets(session: Session, *, case_no: str | None = None) -> list[NotificationTarget]:
+    """The webhook targets of ``case_no`` (``None``: of every case), oldest first."""
+    query = select(NotificationTarget)
+    if case_no is not None:
+        query = query.where(NotificationTarget.case_no == case_no)
+    return list(session.scalars(query.order_by(NotificationTarget.id)))
+
+
+def get_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
+    return found(session.get(NotificationTarget, target_id), f"unknown notification target {target_id}")
+
+
+def remove_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
+    """Stop sending alarms to a target: its pending notifications are recorded failed, and the notifications already
+    written keep their role and URL but no longer refer to it."""
+    target = get_notification_target(session, target_id=target_id)
+    session.execute(
+        update(Notification)
+        .where(Notification.target_id == target_id, Notification.state == DeliveryState.PENDING.value)
+        .values(state=DeliveryState.FAILED.value, last_error="target removed")
+    )
+    session.execute(update(Notification).where(Notification.target_id == target_id).values(target_id=None))
+    session.delete(target)
+    session.flush()
+    return target

@@ -19,14 +19,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from server.alarms.models import Alarm, Notification
+from server.alarms.models import Alarm
 from server.config import NotifySettings
-from server.db import SessionFactory
+from server.core.base import utc_now
+from server.core.db import SessionFactory
+from server.core.rounds import RoundLoop
 from server.metrics import IngestMetrics
-from server.models import utc_now
+from server.notify.models import Notification
 from server.notify.outbox import DeliveryState
 from server.notify.webhook import Delivery, Notifier, Recipient, WebhookNotifier, read_secret
-from server.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
 

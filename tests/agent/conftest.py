@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import load_config
 from seal_agent.runtime import SealRuntime
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory
 
 

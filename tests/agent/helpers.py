@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 
 from seal_agent.config import load_config
 from seal_agent.runtime import SealRuntime
+from seal_dev.broker import PrivateBroker
 from seal_protocol import (
     Envelope,
     MessageKind,
@@ -44,7 +45,7 @@ from seal_protocol.signing import (
     verify_envelope,
 )
 from seal_protocol.topics import receipt_topic
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
 
 REPO = Path(__file__).resolve().parents[2]
 #: ``runtimes(config_path, speaker=..., **SealRuntime kwargs)`` from the ``runtimes`` fixture.

@@ -13,8 +13,8 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.outbox import StoredEvent
+from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, SealStatus, envelope_hash
-from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
     CourtSubscriber,
     RecordingSpeaker,

@@ -15,9 +15,9 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import load_config
 from seal_agent.errors import ConfigError, OutboxError
+from seal_dev.broker import PrivateBroker
 from seal_protocol.commands import Command, CommandAction, encode_command, new_command
 from seal_protocol.signing import generate_signing_key
-from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
     COURT_KEY,
     CourtSubscriber,

@@ -20,11 +20,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import envelope_hash
 from seal_protocol.receipts import encode_receipt
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.topics import receipt_topic
-from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
     COURT_KEY,
     CourtSubscriber,

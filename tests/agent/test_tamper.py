@@ -11,8 +11,8 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import DEFAULT_SOUNDS_DIR
 from seal_agent.tamper import TamperSwitch
+from seal_dev.broker import PrivateBroker
 from seal_protocol import SealStatus
-from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
     CourtSubscriber,
     RecordingSpeaker,

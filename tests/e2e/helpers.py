@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 from tests.agent.helpers import COURT_PUBLIC_KEY
 
 SEAL_SERVER = Path(sys.executable).with_name("seal-server")

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from seal_agent.config import CommandsConfig
-from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+from seal_dev.broker import PrivateBroker, free_port
+from server.seals.broker_files import SERVER_USERNAME
 from tests.agent.helpers import agent_env, start_agent, wait_until
 from tests.e2e.helpers import SEAL_AGENT, SEAL_SERVER, agent_config, run
 

@@ -18,11 +18,12 @@ import pytest
 from sqlalchemy import select
 
 from seal_agent.config import DEFAULT_SOUNDS_DIR
+from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import decode_envelope
 from seal_protocol.signing import verify_envelope, verify_key_from_b64
-from server.db import make_engine, make_session_factory
-from server.models import Event
-from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+from server.core.db import make_engine, make_session_factory
+from server.evidence.models import Event
+from server.seals.broker_files import SERVER_USERNAME
 from tests.agent.helpers import agent_env, start_agent, wait_until
 from tests.e2e.helpers import SEAL_AGENT, SEAL_SERVER, agent_config, run
 

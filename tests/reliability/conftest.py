@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 from tests.reliability.harness import Court, Seal, court_key
 
 LONG_ENV = "SEAL_LONG_TESTS"

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.errors import InvalidEnvelope, SignatureError
 from seal_protocol.signing import (
@@ -38,10 +39,12 @@ from seal_protocol.signing import (
     verify_envelope,
     verify_key_from_b64,
 )
-from server.db import init_db, make_engine, make_session_factory, session_scope
-from server.models import Event, QuarantinedMessage, Snapshot
-from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
-from server.registry import add_case, register_seal
+from server.core.db import make_engine, make_session_factory, session_scope
+from server.evidence.models import Event, Snapshot
+from server.ingest.models import QuarantinedMessage
+from server.migrations.run import init_db
+from server.seals.broker_files import SERVER_USERNAME
+from server.seals.registry import add_case, register_seal
 
 REPO = Path(__file__).resolve().parents[2]
 SEAL_SERVER = Path(sys.executable).with_name("seal-server")
@@ -194,13 +197,13 @@ signing_key_file = "{self.signing_key_file}"
         """Create the tables and the case, and register each seal (device id → base64 public key) bound to it."""
         init_db(self.engine)
         with session_scope(make_session_factory(self.engine)) as session:
-            add_case(session, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
+            add_case(session, actor=None, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
         self.register(seals, case_no)
 
     def register(self, seals: Mapping[str, str], case_no: str = CASE_NO) -> None:
         with session_scope(make_session_factory(self.engine)) as session:
             for device_id, public_key in seals.items():
-                register_seal(session, device_id=device_id, case_no=case_no, public_key=public_key)
+                register_seal(session, actor=None, device_id=device_id, case_no=case_no, public_key=public_key)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until its API answers and its ingest holds a broker connection."""

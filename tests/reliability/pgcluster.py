@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from server.mosquitto import free_port
+from seal_dev.broker import free_port
 
 
 def postgres_bin_dir() -> Path | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from server.mosquitto import PrivateBroker
+from seal_dev.broker import PrivateBroker
 from tests.reliability.conftest import Scale, SealFactory
 from tests.reliability.faultproxy import FaultProxy
 from tests.reliability.harness import (

@@ -29,10 +29,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.signing import verify_envelope, verify_key_from_b64
-from server.models import Event, QuarantinedMessage
-from server.mosquitto import PrivateBroker
+from server.evidence.models import Event
+from server.ingest.models import QuarantinedMessage
 from tests.reliability.conftest import Scale, SealFactory
 from tests.reliability.fuzzgen import FuzzMessage, FuzzSeal, generate
 from tests.reliability.harness import CASE_NO, Court, check_delivery, log, rejected_by_reason, settle, wait_flowing

@@ -13,8 +13,8 @@ from server.auth.passwords import hash_password
 from server.auth.sessions import issue_session
 from server.auth.users import assign_case, create_user, get_user
 from server.config import CommandSettings, MqttSettings, Settings
-from server.db import SessionFactory, session_scope
-from server.models import utc_now
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
 
 PASSWORD = "correct horse battery staple"
 

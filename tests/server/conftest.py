@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from server.db import SessionFactory, init_db, make_engine, make_session_factory
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.migrations.run import init_db
 
 PG_ENV = "SEAL_TEST_DATABASE_URL"
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
 from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64, sign_envelope
-from server.db import SessionFactory, session_scope
-from server.ingest import Message
-from server.registry import add_case, register_seal
+from server.core.db import SessionFactory, session_scope
+from server.ingest.results import Message
+from server.seals.registry import add_case, register_seal
 
 CASE_A = "(2021)苏0214执1234号"
 CASE_B = "(2022)苏0214执55号"
@@ -86,8 +86,13 @@ def register(session_factory: SessionFactory, *seals: SimulatedSeal) -> None:
     """Add each seal's case (once) and register the seal bound to it."""
     with session_scope(session_factory) as session:
         for case_no in dict.fromkeys(seal.case_no for seal in seals):
-            add_case(session, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
+            add_case(session, actor=None, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
         for seal in seals:
             register_seal(
-                session, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key, location="仓库"
+                session,
+                actor=None,
+                device_id=seal.device_id,
+                case_no=seal.case_no,
+                public_key=seal.public_key,
+                location="仓库",
             )

@@ -11,12 +11,14 @@ from sqlalchemy import select
 
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.signing import SigningKey, sign_envelope
-from server.alarms.models import Alarm, ChainState
+from server.alarms.models import Alarm
 from server.config import AlarmSettings
-from server.db import SessionFactory
-from server.ingest import Ingestor, IngestResult, Message
+from server.core.db import SessionFactory
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import ChainState, QuarantinedMessage
+from server.ingest.results import IngestResult, Message
 from server.metrics import IngestMetrics
-from server.models import Event, QuarantinedMessage
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 
 

@@ -15,8 +15,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from seal_dev.broker import PrivateBroker
 from server.config import MqttSettings
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
 
 
 class SealConnection:

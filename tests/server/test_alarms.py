@@ -11,9 +11,9 @@ from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
 from server.alarms import AlarmState, transition
 from server.alarms.service import acknowledge_alarm, close_alarm, count_live_by_kind, get_alarm, list_alarms
-from server.db import SessionFactory, session_scope
+from server.core.db import SessionFactory, session_scope
 from server.errors import Conflict, NotFound
-from server.ingest import Message
+from server.ingest.results import Message
 from tests.server.ingest_world import Court, make_court
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.ingest import Reason
+from server.ingest.results import Reason
 from server.metrics import IngestMetrics, render_prometheus
 
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status
 from seal_protocol.signing import generate_signing_key, load_or_create_signing_key
 from seal_protocol.status import SealStatus
@@ -18,10 +19,9 @@ from server.app import create_app
 from server.auth.access import Role
 from server.config import CommandSettings, MqttSettings, Settings
 from server.context import ServerContext
-from server.db import SessionFactory
-from server.ingest import Ingestor
+from server.core.db import SessionFactory
+from server.ingest.ingestor import Ingestor
 from server.metrics import IngestMetrics
-from server.mosquitto import PrivateBroker
 from tests.server.auth_helpers import add_user, bearer
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings

@@ -16,11 +16,12 @@ from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
-from server.db import SessionFactory, session_scope
-from server.ingest import Ingestor, Outcome
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from server.ingest.ingestor import Ingestor
+from server.ingest.results import Outcome
 from server.metrics import IngestMetrics
-from server.models import utc_now
-from server.registry import add_case
+from server.seals.registry import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message, register
 
@@ -39,7 +40,7 @@ def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -
         book = AlarmBook(session, fold_window=timedelta(0))
         for seal in seals:
             book.raise_alarm(AlarmKind.TAMPER, device_id=seal.device_id, case_no=seal.case_no, at=utc_now(), details={})
-        add_case(session, case_no="(2021)苏0214执3号")
+        add_case(session, actor=None, case_no="(2021)苏0214执3号")
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (A,))
     with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as instance:

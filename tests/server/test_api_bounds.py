@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.auth.access import Role
-from server.db import SessionFactory
+from server.core.db import SessionFactory
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import make_court
 

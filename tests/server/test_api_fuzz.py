@@ -28,12 +28,13 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from seal_protocol import EventType
 from server.alarms.book import AlarmBook
-from server.alarms.service import add_notification_target
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
-from server.db import SessionFactory, session_scope
-from server.models import QuarantinedMessage, utc_now
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from server.ingest.models import QuarantinedMessage
+from server.notify.targets import add_notification_target
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import make_court
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from server.auth.models import AuditEntry, User
+from server.audit.models import AuditEntry
+from server.auth.models import User
 from server.auth.passwords import verify_password
 from server.auth.users import assigned_case_nos, get_user
 from server.cli import main
-from server.db import make_engine, make_session_factory
+from server.core.db import make_engine, make_session_factory
 from tests.server.test_cli import write_config
 
 CASE = "(2021)苏0214执1234号"

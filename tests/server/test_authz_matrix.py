@@ -33,17 +33,19 @@ from seal_protocol import EventType, snapshot_topic
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key, public_key_b64
 from server.alarms.book import AlarmBook
-from server.alarms.service import add_notification_target
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
 from server.auth.users import get_user
 from server.commands.service import issue_command
-from server.db import SessionFactory, session_scope
-from server.ingest import Ingestor
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
 from server.metrics import IngestMetrics
-from server.models import QuarantinedMessage, Seal, utc_now
-from server.registry import add_case, add_seal, register_seal
+from server.notify.targets import add_notification_target
+from server.seals.models import Seal
+from server.seals.registry import add_case, add_seal, register_seal
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
 
@@ -88,9 +90,9 @@ class World:
         device_id, key = self.fresh("seal"), public_key_b64(generate_signing_key())
         with session_scope(self.session_factory) as session:
             if case_no is None:
-                add_seal(session, device_id=device_id, public_key=key)
+                add_seal(session, actor=None, device_id=device_id, public_key=key)
             else:
-                register_seal(session, device_id=device_id, case_no=case_no, public_key=key)
+                register_seal(session, actor=None, device_id=device_id, case_no=case_no, public_key=key)
         return device_id
 
 
@@ -369,12 +371,14 @@ def app_routes(app: Any) -> set[tuple[str, str]]:
 def world(session_factory: SessionFactory, tmp_path: Path) -> World:
     """Two cases, each with a seal that has an event, a snapshot and an alarm; one user per role on OWN."""
     with session_scope(session_factory) as session:
-        add_case(session, case_no=OWN)
-        add_case(session, case_no=FOREIGN)
+        add_case(session, actor=None, case_no=OWN)
+        add_case(session, actor=None, case_no=FOREIGN)
     own, foreign = SimulatedSeal("seal-own", OWN), SimulatedSeal("seal-foreign", FOREIGN)
     with session_scope(session_factory) as session:
         for seal in (own, foreign):
-            register_seal(session, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key)
+            register_seal(
+                session, actor=None, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key
+            )
     world = World(session_factory)
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
     for shade, seal in enumerate((own, foreign)):

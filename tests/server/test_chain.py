@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import delete
 
 from seal_protocol import EventType, envelope_hash
-from server.alarms.models import ChainState
-from server.db import SessionFactory
-from server.ingest import Outcome, Reason
+from server.core.db import SessionFactory
+from server.ingest.models import ChainState
+from server.ingest.results import Outcome, Reason
 from tests.server.helpers import message
 from tests.server.ingest_world import Court, make_court, resigned
 

@@ -14,12 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol.signing import generate_signing_key, load_or_create_signing_key, public_key_b64
-from server.auth.models import AuditEntry
+from server.audit.models import AuditEntry
 from server.cli import main
-from server.db import make_engine, make_session_factory
-from server.models import Case, Seal
-from server.mosquitto import SERVER_USERNAME, PrivateBroker, free_port
+from server.core.db import make_engine, make_session_factory
+from server.seals.broker_files import SERVER_USERNAME
+from server.seals.models import Case, Seal
 
 CASE = "(2021)苏0214执1234号"
 VALID_KEY = public_key_b64(generate_signing_key())

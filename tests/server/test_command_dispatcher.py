@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import cmd_topic
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key
@@ -26,10 +27,11 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.config import CommandSettings, MqttSettings
-from server.db import SessionFactory, session_scope
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
 from server.metrics import IngestMetrics
-from server.models import Seal, utc_now
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
+from server.seals.broker_files import SERVER_USERNAME
+from server.seals.models import Seal
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import add_user
 from tests.server.helpers import CASE_A, SimulatedSeal, register

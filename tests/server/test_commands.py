@@ -17,11 +17,14 @@ from server.auth.users import get_user
 from server.commands.models import CourtCommand
 from server.commands.service import AnswerOutcome, expire_due, issue_command
 from server.commands.state import CommandState, states_leading_to, transition
-from server.db import SessionFactory, session_scope
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
 from server.errors import Conflict
-from server.ingest import Ingestor, Outcome
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.results import Outcome
 from server.metrics import IngestMetrics, render_prometheus
-from server.models import Event, Seal, utc_now
+from server.seals.models import Seal
 from tests.server.auth_helpers import add_user
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 

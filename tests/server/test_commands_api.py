@@ -15,11 +15,11 @@ from seal_protocol.signing import load_signing_key
 from server.app import create_app
 from server.auth.access import Role
 from server.config import CommandSettings
-from server.db import SessionFactory, session_scope
-from server.ingest import Ingestor
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from server.ingest.ingestor import Ingestor
 from server.metrics import IngestMetrics
-from server.models import utc_now
-from server.registry import add_seal, bind_seal, unbind_seal
+from server.seals.registry import add_seal, bind_seal, unbind_seal
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 
@@ -36,7 +36,7 @@ def client(
     """Cases A and B with a seal each, a seal in stock; a user of every role on A, a judge on B, a clerk."""
     register(session_factory, seal_a, SimulatedSeal("seal-b", CASE_B))
     with session_scope(session_factory) as session:
-        add_seal(session, device_id="seal-stock", public_key=seal_a.public_key)
+        add_seal(session, actor=None, device_id="seal-stock", public_key=seal_a.public_key)
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (CASE_A,))
     add_user(session_factory, "judge-b", Role.JUDGE, (CASE_B,))
@@ -134,8 +134,8 @@ def test_a_seal_moved_to_another_case_shows_each_case_its_own_commands(
 ) -> None:
     first = post(client, session_factory, "judge", "seal-a", {"action": "ping"}).json()["command_id"]
     with session_scope(session_factory) as session:
-        unbind_seal(session, device_id="seal-a", by=None)
-        bind_seal(session, device_id="seal-a", case_no=CASE_B, by=None)
+        unbind_seal(session, actor=None, device_id="seal-a")
+        bind_seal(session, actor=None, device_id="seal-a", case_no=CASE_B)
     second = post(client, session_factory, "judge-b", "seal-a", {"action": "ping"}).json()["command_id"]
     assert second > first
 

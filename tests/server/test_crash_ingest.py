@@ -24,16 +24,18 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
-from server.alarms.models import Alarm, ChainState
+from server.alarms.models import Alarm
 from server.config import MqttSettings
-from server.db import SessionFactory, make_engine, make_session_factory
-from server.ingest import Ingestor
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import ChainState, QuarantinedMessage
+from server.ingest.mqtt import MqttIngest
 from server.metrics import IngestMetrics
-from server.models import Event, QuarantinedMessage, Seal
-from server.mosquitto import PrivateBroker
-from server.mqtt_ingest import MqttIngest
+from server.seals.models import Seal
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 

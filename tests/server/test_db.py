@@ -12,17 +12,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from server.db import (
+from server.core.db import (
     READ_ONLY,
     SQLITE_BUSY_TIMEOUT_MS,
     SessionFactory,
-    init_db,
     make_engine,
     make_session_factory,
     session_scope,
 )
 from server.errors import ConfigError
-from server.models import Case
+from server.migrations.run import init_db
+from server.seals.models import Case
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:

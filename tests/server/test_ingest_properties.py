@@ -18,10 +18,13 @@ from sqlalchemy import func, select
 from seal_protocol import decode_envelope, encode_envelope, snapshot_topic
 from seal_protocol.signing import verify_envelope
 from seal_protocol.wirejson import canonical_json
-from server.db import SessionFactory
-from server.ingest import Ingestor, Message, Outcome
+from server.core.db import SessionFactory
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
+from server.ingest.results import Message, Outcome
 from server.metrics import IngestMetrics
-from server.models import Event, QuarantinedMessage, Seal
+from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, register
 
 EXAMPLES = 1000 if os.environ.get("SEAL_LONG_TESTS") else 60

@@ -12,13 +12,14 @@ from sqlalchemy import select, update
 
 from seal_protocol import EventType
 from server.app import create_app
+from server.audit.models import AuditEntry
 from server.auth.access import Role
-from server.auth.models import AuditEntry, SealBinding
-from server.db import SessionFactory, session_scope
-from server.ingest import Outcome, Reason
+from server.core.db import SessionFactory, session_scope
+from server.evidence.models import Event
 from server.ingest.batch import BINDING_CLOCK_SKEW
-from server.models import Event
-from server.registry import bind_seal, unbind_seal
+from server.ingest.results import Outcome, Reason
+from server.seals.models import SealBinding
+from server.seals.registry import bind_seal, unbind_seal
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B
 from tests.server.ingest_world import Court, make_court
@@ -35,14 +36,14 @@ def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
 def unbind_a(court: Court, *, bound_at: datetime, unbound_at: datetime, then_bind_to: str | None = None) -> None:
     """Unbind seal-a from case A, with the binding's history set to [bound_at, unbound_at)."""
     with session_scope(court.session_factory) as session:
-        unbind_seal(session, device_id="seal-a", by=None)
+        unbind_seal(session, actor=None, device_id="seal-a")
         session.execute(
             update(SealBinding)
             .where(SealBinding.device_id == "seal-a", SealBinding.case_no == CASE_A)
             .values(bound_at=bound_at, unbound_at=unbound_at)
         )
         if then_bind_to is not None:
-            bind_seal(session, device_id="seal-a", case_no=then_bind_to, by=None)
+            bind_seal(session, actor=None, device_id="seal-a", case_no=then_bind_to)
 
 
 def event_cases(court: Court) -> list[tuple[int, str]]:

@@ -10,11 +10,11 @@ import pytest
 
 from seal_protocol import encode_status
 from seal_protocol.status import SealStatus
-from server.db import SessionFactory
-from server.ingest import Message
-from server.liveness import LivenessChecker, Sighting, find_silent_seals
+from server.core.base import utc_now
+from server.core.db import SessionFactory
+from server.ingest.liveness import LivenessChecker, Sighting, find_silent_seals
+from server.ingest.results import Message
 from server.metrics import IngestMetrics
-from server.models import utc_now
 from tests.server.ingest_world import Court, make_court
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from server.db import make_engine
-from server.migrate import current_revision, downgrade, pending_differences, upgrade
+from server.core.db import make_engine
+from server.migrations.run import current_revision, downgrade, pending_differences, upgrade
 
 
 def test_upgrade_matches_the_models_and_downgrades_cleanly(database_url: str) -> None:

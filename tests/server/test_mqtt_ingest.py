@@ -15,17 +15,20 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status, snapshot_topic
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.status import SealStatus
 from server.config import MqttSettings
-from server.db import SessionFactory, init_db, make_engine, make_session_factory
-from server.ingest import Ingestor
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.evidence.models import Event
+from server.evidence.snapshots import MAX_SNAPSHOT_BYTES
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
+from server.ingest.mqtt import MqttIngest
 from server.metrics import IngestMetrics, MetricsSnapshot
-from server.models import Event, QuarantinedMessage, Seal
-from server.mosquitto import PrivateBroker
-from server.mqtt_ingest import MqttIngest
-from server.snapshots import MAX_SNAPSHOT_BYTES
+from server.migrations.run import init_db
+from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType
 from server.alarms.models import Alarm
-from server.db import SessionFactory
-from server.mosquitto import PrivateBroker
+from server.core.db import SessionFactory
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.test_mqtt_ingest import event_rows, start_ingest

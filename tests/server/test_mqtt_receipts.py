@@ -10,17 +10,17 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import envelope_hash
 from seal_protocol.receipts import check_receipt
 from seal_protocol.signing import load_or_create_signing_key
 from seal_protocol.topics import receipt_topic
 from server.commands.keys import CourtKey
 from server.config import CommandSettings
-from server.db import SessionFactory
-from server.ingest import Ingestor
+from server.core.db import SessionFactory
+from server.ingest.ingestor import Ingestor
+from server.ingest.mqtt import MqttIngest
 from server.metrics import IngestMetrics
-from server.mosquitto import PrivateBroker
-from server.mqtt_ingest import MqttIngest
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from seal_protocol import EventType
-from server.alarms.models import Notification
 from server.app import create_app
+from server.audit.models import AuditEntry
 from server.auth.access import Role
-from server.auth.models import AuditEntry
 from server.config import NotifySettings
-from server.db import SessionFactory
+from server.core.db import SessionFactory
+from server.notify.models import Notification
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import Court, make_court
 

@@ -19,14 +19,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import EventType
-from server.alarms.models import Alarm, Notification
-from server.alarms.service import add_notification_target
+from server.alarms.models import Alarm
 from server.app import create_app
 from server.config import LivenessSettings, NotifySettings, Settings
-from server.db import SessionFactory, session_scope
+from server.core.db import SessionFactory, session_scope
 from server.errors import ConfigError, NotFound
-from server.mosquitto import PrivateBroker, free_port
+from server.notify.models import Notification
+from server.notify.targets import add_notification_target
 from server.notify.webhook import (
     ID_HEADER,
     SIGNATURE_HEADER,

@@ -11,18 +11,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol import event_topic
-from server.db import SessionFactory, session_scope
+from server.core.db import SessionFactory, session_scope
 from server.errors import AlreadyExists
-from server.mosquitto import SERVER_USERNAME, PrivateBroker
-from server.provisioning import (
-    AccountKind,
-    MqttAccount,
-    create_account,
-    disable_account,
-    rotate_password,
-    write_broker_files,
-)
+from server.seals.broker_files import SERVER_USERNAME
+from server.seals.models import AccountKind, MqttAccount
+from server.seals.provisioning import create_account, disable_account, rotate_password, write_broker_files
 
 
 class Client:
@@ -203,9 +198,9 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
     from sqlalchemy import select
 
     from seal_protocol.signing import generate_signing_key, public_key_b64
-    from server.auth.models import AuditEntry
+    from server.audit.models import AuditEntry
     from server.cli import main
-    from server.db import make_engine, make_session_factory
+    from server.core.db import make_engine, make_session_factory
 
     config = tmp_path / "server.toml"
     config.write_text(

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.auth.access import Role
 from server.cli import main
-from server.db import SessionFactory, session_scope
-from server.models import QuarantinedMessage
-from server.quarantine_cli import terminal_safe
+from server.core.db import SessionFactory, session_scope
+from server.ingest.models import QuarantinedMessage
+from server.ingest.quarantine_cli import terminal_safe
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.ingest_world import Court, make_court
 from tests.server.test_cli import write_config

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from server.rounds import RoundLoop
+from server.core.rounds import RoundLoop
 
 
 def test_a_failing_round_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:

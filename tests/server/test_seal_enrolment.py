@@ -17,10 +17,10 @@ from seal_protocol.signing import generate_signing_key, public_key_b64, verify_e
 from server.app import create_app
 from server.auth.access import Role
 from server.cli import main
-from server.db import SessionFactory, session_scope
-from server.ingest import Ingestor
+from server.core.db import SessionFactory, session_scope
+from server.ingest.ingestor import Ingestor
 from server.metrics import IngestMetrics
-from server.registry import add_case
+from server.seals.registry import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, message
 from tests.server.test_cli import write_config
@@ -32,8 +32,8 @@ OTHER = "(2023)苏0214执78号"
 @pytest.fixture
 def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
     with session_scope(session_factory) as session:
-        add_case(session, case_no=CASE)
-        add_case(session, case_no=OTHER)
+        add_case(session, actor=None, case_no=CASE)
+        add_case(session, actor=None, case_no=OTHER)
     add_user(session_factory, "clerk", Role.CLERK)
     add_user(session_factory, "judge", Role.JUDGE, [CASE])
     add_user(session_factory, "debtor", Role.DEBTOR, [CASE])

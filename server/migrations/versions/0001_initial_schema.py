@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import server.models
-from server.auth.models import AUDIT_LOG_TRIGGERS
+import server.core.base
+from server.audit.models import AUDIT_LOG_TRIGGERS
 
 revision: str = "bf6a7c3f7495"
 down_revision: str | None = None
@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=256), nullable=False, comment="Where the sealed property is."),
         sa.Column("applicant", sa.String(length=256), nullable=False, comment="申请执行人, the creditor."),
         sa.Column("debtor", sa.String(length=256), nullable=False, comment="被执行人, the debtor."),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cases")),
         sa.UniqueConstraint("case_no", name=op.f("uq_cases_case_no")),
     )
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("client_ip", sa.String(length=64), nullable=False),
-        sa.Column("at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
     )
     with op.batch_alter_table("login_failures", schema=None) as batch_op:
@@ -56,14 +56,14 @@ def upgrade() -> None:
             "password_hash", sa.Text(), nullable=False, comment="Mosquitto $7$ PBKDF2-SHA512 hash; never the password."
         ),
         sa.Column("disabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("rotated_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rotated_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("username", name=op.f("pk_mqtt_accounts")),
     )
     op.create_table(
         "quarantine",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("received_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("device_id", sa.String(length=64), nullable=True, comment="From the topic, if it parsed."),
         sa.Column("reason", sa.String(length=32), nullable=False, comment="Reason code, also the metrics label."),
@@ -86,14 +86,14 @@ def upgrade() -> None:
             "password_hash", sa.String(length=256), nullable=False, comment="argon2id; never the password itself."
         ),
         sa.Column("disabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "actor_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -119,9 +119,9 @@ def upgrade() -> None:
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("cookie_hash", sa.String(length=64), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", server.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("client_ip", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_auth_sessions_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
@@ -136,7 +136,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("case_no", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("assigned_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("assigned_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "assigned_by",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -164,7 +164,7 @@ def upgrade() -> None:
             nullable=True,
             comment="HMAC key of this target; null: the global notify.webhook_secret_file.",
         ),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_no"], ["cases.case_no"], name=op.f("fk_notification_targets_case_no_cases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_targets")),
         sa.UniqueConstraint("case_no", "role", "url", name=op.f("uq_notification_targets_case_no_role_url")),
@@ -184,23 +184,23 @@ def upgrade() -> None:
         ),
         sa.Column("case_no", sa.String(length=64), nullable=True),
         sa.Column("location", sa.String(length=256), nullable=False),
-        sa.Column("registered_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("registered_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=True, comment="Last reported status: online / offline."),
         sa.Column(
             "status_changed_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=True,
             comment="When the court received that status.",
         ),
         sa.Column(
             "last_seen_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=True,
             comment="When the court last received a valid message.",
         ),
         sa.Column(
             "last_event_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=True,
             comment="When the court last stored an event.",
         ),
@@ -221,7 +221,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Sorted [first, last] seq ranges below max_seq not stored yet.",
         ),
-        sa.Column("updated_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["device_id"], ["seals.device_id"], name=op.f("fk_chain_state_device_id_seals")),
         sa.PrimaryKeyConstraint("device_id", name=op.f("pk_chain_state")),
     )
@@ -235,11 +235,11 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column(
             "ts",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=False,
             comment="When it happened, by the seal's clock.",
         ),
-        sa.Column("received_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=True),
         sa.Column("sig", sa.String(length=128), nullable=False),
         sa.Column(
@@ -260,14 +260,14 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("device_id", sa.String(length=64), nullable=False),
         sa.Column("case_no", sa.String(length=64), nullable=False),
-        sa.Column("bound_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("bound_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "bound_by",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             nullable=True,
             comment="Null when done on the CLI.",
         ),
-        sa.Column("unbound_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("unbound_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("unbound_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.ForeignKeyConstraint(["bound_by"], ["users.id"], name=op.f("fk_seal_bindings_bound_by_users")),
         sa.ForeignKeyConstraint(["case_no"], ["cases.case_no"], name=op.f("fk_seal_bindings_case_no_cases")),
@@ -288,7 +288,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=64), nullable=False),
         sa.Column("case_no", sa.String(length=64), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("received_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_no"], ["cases.case_no"], name=op.f("fk_snapshots_case_no_cases")),
         sa.ForeignKeyConstraint(["device_id"], ["seals.device_id"], name=op.f("fk_snapshots_device_id_seals")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshots")),
@@ -308,19 +308,19 @@ def upgrade() -> None:
             "severity", sa.String(length=16), nullable=False, comment="medium, high or critical; follows from the kind."
         ),
         sa.Column("state", sa.String(length=16), nullable=False, comment="open, acknowledged or closed."),
-        sa.Column("opened_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("opened_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "last_seen_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=False,
             comment="When the last repeat was folded into this alarm.",
         ),
         sa.Column("count", sa.Integer(), nullable=False, comment="Occurrences folded into this alarm."),
         sa.Column("acknowledged_by", sa.BigInteger(), nullable=True),
-        sa.Column("acknowledged_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("acknowledged_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("acknowledged_note", sa.Text(), nullable=True),
         sa.Column("closed_by", sa.BigInteger(), nullable=True, comment="Null with a closed_at: closed by the system."),
-        sa.Column("closed_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("closed_note", sa.Text(), nullable=True),
         sa.Column("first_event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("last_event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -349,12 +349,12 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column(
             "next_attempt_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=False,
             comment="Not before this; also the lease of a send under way.",
         ),
-        sa.Column("created_at", server.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", server.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", server.core.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["alarm_id"], ["alarms.id"], name=op.f("fk_notifications_alarm_id_alarms")),
         sa.ForeignKeyConstraint(

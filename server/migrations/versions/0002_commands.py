@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import server.models
+import server.core.base
 
 revision: str = "4aa4653cfff7"
 down_revision: str | None = "bf6a7c3f7495"
@@ -36,13 +36,13 @@ def upgrade() -> None:
             "args", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
         sa.Column("issued_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("issued_at", server.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("issued_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False, comment="pending, acknowledged, rejected or expired."),
         sa.Column("signed", sa.LargeBinary(), nullable=False, comment="The signed command exactly as published."),
         sa.Column(
             "broker_accepted_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=True,
             comment="When the broker acknowledged the publish (PUBACK). Not delivery: only the seal's answer is.",
         ),
@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("publish_error", sa.Text(), nullable=True, comment="Why the last publish attempt failed, if it did."),
         sa.Column(
             "answered_at",
-            server.models.UTCDateTime(timezone=True),
+            server.core.base.UTCDateTime(timezone=True),
             nullable=True,
             comment="When the court received the seal's answer.",
         ),
@@ -64,7 +64,7 @@ def upgrade() -> None:
             comment="The answer's payload.",
         ),
         sa.Column("reason", sa.String(length=32), nullable=True, comment="Why the seal rejected it (RejectReason)."),
-        sa.Column("updated_at", server.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", server.core.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_no"], ["cases.case_no"], name=op.f("fk_commands_case_no_cases")),
         sa.ForeignKeyConstraint(["device_id"], ["seals.device_id"], name=op.f("fk_commands_device_id_seals")),
         sa.ForeignKeyConstraint(["issued_by"], ["users.id"], name=op.f("fk_commands_issued_by_users")),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import server.models
+import server.core.base
 
 revision: str = "5a1c0e7d9b42"
 down_revision: str | None = "04f0a406ba7f"
@@ -41,7 +41,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "last_received_at",
-                server.models.UTCDateTime(timezone=True),
+                server.core.base.UTCDateTime(timezone=True),
                 nullable=True,
                 comment="When the last copy came (null: only one).",
             )

@@ -18,8 +18,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from server.models import QuarantinedMessage
-from server.quarantine import QuarantineFilter, ascii_preview, get_quarantined, hex_preview, list_quarantine
+from server.ingest.models import QuarantinedMessage
+from server.ingest.quarantine import QuarantineFilter, ascii_preview, get_quarantined, hex_preview, list_quarantine
 
 Out = Callable[[str], None]
 

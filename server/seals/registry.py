@@ -1,23 +1,27 @@
 """Cases and seals: registering them and binding a seal to a case. Keyword-only functions on a session.
 
-Every binding and unbinding is kept in ``seal_bindings`` (who, when), so that an event that arrives late can be
-attributed to the case its seal was bound to when it happened. The caller owns the transaction (commit or roll back);
-these functions only add and check.
+One function per business action (add or change a case, register a seal, bind, unbind), each writing its own audit
+entry with its ``actor`` (a user, or ``None`` for the command line); the API and the CLI both call them. Every
+binding and unbinding is kept in ``seal_bindings`` (who, when), so that an event that arrives late can be attributed
+to the case its seal was bound to when it happened. The caller owns the transaction (commit or roll back); these
+functions only add, check and record.
 """
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from seal_protocol import EventType, InvalidTopic, SignatureError, validate_device_id
+from seal_protocol import InvalidTopic, SignatureError, validate_device_id
 from seal_protocol.signing import verify_key_from_b64
-from server.auth.models import SealBinding, User
+from server.audit.service import Actor, record_audit
+from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
-from server.models import Case, Event, Seal, utc_now
+from server.evidence.queries import last_known_armed
+from server.seals.models import Case, Seal, SealBinding
 
 CASE_NO_MAX = 64
 #: Case fields a clerk may change after creation.
@@ -34,6 +38,7 @@ def get_case(session: Session, *, case_no: str) -> Case:
 def add_case(
     session: Session,
     *,
+    actor: Actor | None,
     case_no: str,
     court: str = "",
     judge: str = "",
@@ -50,10 +55,12 @@ def add_case(
     case = Case(case_no=case_no, court=court, judge=judge, address=address, applicant=applicant, debtor=debtor)
     session.add(case)
     session.flush()
+    details = {name: getattr(case, name) for name in CASE_FIELDS}
+    record_audit(session, actor=actor, action="case.create", target=case.case_no, details=details)
     return case
 
 
-def update_case(session: Session, *, case_no: str, changes: dict[str, str]) -> Case:
+def update_case(session: Session, *, actor: Actor | None, case_no: str, changes: dict[str, str]) -> Case:
     """Change the descriptive fields of a case (the case number itself never changes)."""
     case = get_case(session, case_no=case_no)
     for name, value in changes.items():
@@ -61,6 +68,7 @@ def update_case(session: Session, *, case_no: str, changes: dict[str, str]) -> C
             raise ValueError(f"case field {name!r} cannot be changed")
         setattr(case, name, value)
     session.flush()
+    record_audit(session, actor=actor, action="case.update", target=case.case_no, details=changes)
     return case
 
 
@@ -71,7 +79,7 @@ def get_seal(session: Session, *, device_id: str) -> Seal:
     return seal
 
 
-def add_seal(session: Session, *, device_id: str, public_key: str, location: str = "") -> Seal:
+def add_seal(session: Session, *, actor: Actor | None, device_id: str, public_key: str, location: str = "") -> Seal:
     """Register a new seal with its public key, bound to no case yet; raise :class:`AlreadyExists` if known."""
     device_id, key = _checked_identity(device_id, public_key)
     if session.scalar(select(Seal.id).where(Seal.device_id == device_id)) is not None:
@@ -79,47 +87,28 @@ def add_seal(session: Session, *, device_id: str, public_key: str, location: str
     seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location)
     session.add(seal)
     session.flush()
+    _record_registration(session, actor, seal)
     return seal
 
 
 def bind_seal(
-    session: Session, *, device_id: str, case_no: str, by: User | None, location: str | None = None
+    session: Session, *, actor: Actor | None, device_id: str, case_no: str, location: str | None = None
 ) -> SealBinding:
     """Bind an unbound seal to a case; raise :class:`Conflict` if it is bound (unbind it first)."""
     seal = get_seal(session, device_id=device_id)
     get_case(session, case_no=case_no)
     if seal.case_no is not None:
         raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
-    return _bind(session, seal, case_no=case_no, by=by, location=location, now=utc_now())
+    return _bind(session, seal, case_no=case_no, actor=actor, location=location, now=utc_now())
 
 
-def unbind_seal(session: Session, *, device_id: str, by: User | None) -> SealBinding:
-    """End the seal's current binding; raise :class:`Conflict` if it is bound to no case."""
+def unbind_seal(session: Session, *, actor: Actor | None, device_id: str) -> SealBinding:
+    """End the seal's current binding; raise :class:`Conflict` if it is bound to no case. The audit entry says
+    whether the seal was still armed (it should have been disarmed after an approved removal)."""
     seal = get_seal(session, device_id=device_id)
     if seal.case_no is None:
         raise Conflict(f"seal {device_id!r} is not bound to a case")
-    return _unbind(session, seal, by=by, now=utc_now())
-
-
-#: Events that tell whether the seal was armed (``armed``/``disarmed`` by their type, the others by ``payload.armed``).
-_ARMED_STATE_EVENTS = (EventType.ARMED, EventType.DISARMED, EventType.HEARTBEAT, EventType.AGENT_STARTED)
-
-
-def last_known_armed(session: Session, *, device_id: str) -> bool | None:
-    """Whether the seal's latest event that tells was armed; ``None`` if none does. Unbinding an armed seal is worth
-    a second look (it should have been disarmed after an approved removal), so the unbinding's audit entry says."""
-    row = session.execute(
-        select(Event.type, Event.payload)
-        .where(Event.device_id == device_id, Event.type.in_([t.value for t in _ARMED_STATE_EVENTS]))
-        .order_by(Event.seq.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    if row.type in (EventType.ARMED, EventType.DISARMED):
-        return bool(row.type == EventType.ARMED)
-    armed = row.payload.get("armed")
-    return armed if isinstance(armed, bool) else None
+    return _unbind(session, seal, actor=actor, now=utc_now())
 
 
 def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:
@@ -131,6 +120,7 @@ def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:
 def register_seal(
     session: Session,
     *,
+    actor: Actor | None,
     device_id: str,
     case_no: str,
     public_key: str,
@@ -157,12 +147,19 @@ def register_seal(
         seal.registered_at = now
     if seal.case_no != case_no:
         if seal.case_no is not None:
-            _unbind(session, seal, by=None, now=now)
-        _bind(session, seal, case_no=case_no, by=None, location=location, now=now)
+            _unbind(session, seal, actor=actor, now=now)
+        _bind(session, seal, case_no=case_no, actor=actor, location=location, now=now, audit=False)
     elif location is not None:
         seal.location = location
     session.flush()
+    _record_registration(session, actor, seal)
     return seal
+
+
+def _record_registration(session: Session, actor: Actor | None, seal: Seal) -> None:
+    """The enrolment record (``GET /api/seals/{id}/enrolment`` reads it): who registered which key, bound where."""
+    details = {"case_no": seal.case_no, "public_key": seal.public_key}
+    record_audit(session, actor=actor, action="seal.register", target=seal.device_id, details=details)
 
 
 def public_key_b64_normalised(text: str) -> str:
@@ -179,18 +176,30 @@ def _checked_identity(device_id: str, public_key: str) -> tuple[str, str]:
 
 
 def _bind(
-    session: Session, seal: Seal, *, case_no: str, by: User | None, location: str | None, now: datetime
+    session: Session,
+    seal: Seal,
+    *,
+    case_no: str,
+    actor: Actor | None,
+    location: str | None,
+    now: datetime,
+    audit: bool = True,
 ) -> SealBinding:
     seal.case_no = case_no
     if location is not None:
         seal.location = location
-    binding = SealBinding(device_id=seal.device_id, case_no=case_no, bound_at=now, bound_by=by.id if by else None)
+    bound_by = actor.id if actor else None
+    binding = SealBinding(device_id=seal.device_id, case_no=case_no, bound_at=now, bound_by=bound_by)
     session.add(binding)
     session.flush()
+    if audit:  # a registration that binds says so in its own entry
+        details = {"case_no": case_no, "location": seal.location}
+        record_audit(session, actor=actor, action="seal.bind", target=seal.device_id, details=details)
     return binding
 
 
-def _unbind(session: Session, seal: Seal, *, by: User | None, now: datetime) -> SealBinding:
+def _unbind(session: Session, seal: Seal, *, actor: Actor | None, now: datetime) -> SealBinding:
+    armed = last_known_armed(session, device_id=seal.device_id)
     binding = session.scalar(
         select(SealBinding).where(SealBinding.device_id == seal.device_id, SealBinding.unbound_at.is_(None))
     )
@@ -199,7 +208,24 @@ def _unbind(session: Session, seal: Seal, *, by: User | None, now: datetime) -> 
         binding = SealBinding(device_id=seal.device_id, case_no=seal.case_no, bound_at=seal.registered_at)
         session.add(binding)
     binding.unbound_at = now
-    binding.unbound_by = by.id if by else None
+    binding.unbound_by = actor.id if actor else None
     seal.case_no = None
     session.flush()
+    details = {"case_no": binding.case_no, "armed": armed}
+    record_audit(session, actor=actor, action="seal.unbind", target=seal.device_id, details=details)
     return binding
+
+
+def is_online(seal: Seal, *, now: datetime, offline_after_s: int) -> bool:
+    """Reported online, and heard from recently enough (a lost Last Will must not leave a seal online forever)."""
+    return (
+        seal.status == "online"
+        and seal.last_seen_at is not None
+        and now - seal.last_seen_at <= timedelta(seconds=offline_after_s)
+    )
+
+
+def count_online(session: Session, *, now: datetime, offline_after_s: int) -> int:
+    cutoff = now - timedelta(seconds=offline_after_s)
+    query = select(func.count(Seal.id)).where(Seal.status == "online", Seal.last_seen_at >= cutoff)
+    return int(session.scalar(query) or 0)

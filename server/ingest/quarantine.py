@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.errors import found
-from server.models import QuarantinedMessage
+from server.ingest.models import QuarantinedMessage
 
 PREVIEW_BYTES = 64
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from server.audit import record_audit
-from server.mosquitto import SERVER_USERNAME, write_private_file
-from server.provisioning import AccountKind, MqttAccount, NewCredentials, create_account, rotate_password
+from server.audit.service import record_audit
+from server.seals.broker_files import SERVER_USERNAME, write_private_file
+from server.seals.models import AccountKind, MqttAccount
+from server.seals.provisioning import NewCredentials, create_account, rotate_password
 
 Out = Callable[[str], None]
 

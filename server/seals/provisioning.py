@@ -13,37 +13,24 @@ import secrets
 import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import Boolean, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from seal_protocol.topics import validate_device_id
 from server.config import BrokerFilesSettings
 from server.errors import AlreadyExists, BrokerUnavailable, NotFound
-from server.models import Base, UTCDateTime
-from server.mosquitto import SERVER_USERNAME, acl_text, mosquitto_password_hash, password_file_text, write_private_file
+from server.seals.broker_files import (
+    SERVER_USERNAME,
+    acl_text,
+    mosquitto_password_hash,
+    password_file_text,
+    write_private_file,
+)
+from server.seals.models import AccountKind, MqttAccount
 
 logger = logging.getLogger(__name__)
-
-
-class AccountKind(StrEnum):
-    SEAL = "seal"
-    SERVER = "server"
-
-
-class MqttAccount(Base):
-    """One broker login. For a seal, ``username`` is its device id."""
-
-    __tablename__ = "mqtt_accounts"
-
-    username: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), comment="'seal' or 'server'.")
-    password_hash: Mapped[str] = mapped_column(Text, comment="Mosquitto $7$ PBKDF2-SHA512 hash; never the password.")
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
-from server.models import Base
+from server.migrations.metadata import metadata
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
 
 
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
+    upgrade(engine)
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
@@ -39,7 +44,7 @@ def pending_differences(engine: Engine) -> list[object]:
     """What the models have that the database's schema lacks (empty when the migrations are complete)."""
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
 
 def autogenerate(engine: Engine, message: str) -> None:

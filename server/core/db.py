@@ -97,13 +97,6 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def init_db(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (creating it in an empty database)."""
-    from server.migrate import upgrade
-
-    upgrade(engine)
-
-
 def check_db(engine: Engine) -> None:
     """Raise ``sqlalchemy.exc.SQLAlchemyError`` unless the database answers a query."""
     with engine.connect() as conn:

@@ -41,8 +41,9 @@ from seal_protocol.transport import mqtt_client_id
 from server.commands.keys import CourtKey
 from server.config import MqttSettings, read_password
 from server.errors import BrokerUnavailable, CommandsUnavailable, StorageUnavailable
-from server.ingest import Ingestor, IngestResult, Message
+from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
+from server.ingest.results import IngestResult, Message
 from server.metrics import IngestProgress
 
 logger = logging.getLogger(__name__)

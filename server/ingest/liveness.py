@@ -23,10 +23,12 @@ from sqlalchemy import select
 from server.alarms.book import AlarmBook
 from server.alarms.service import count_live_by_kind
 from server.alarms.state import AlarmKind
-from server.db import SessionFactory
+from server.core.base import utc_now
+from server.core.db import SessionFactory
+from server.core.rounds import RoundLoop
 from server.metrics import IngestMetrics
-from server.models import Seal, utc_now
-from server.rounds import RoundLoop
+from server.notify.outbox import notifying
+from server.seals.models import Seal
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +88,9 @@ class LivenessChecker:
             if candidates:
                 # Lock the alarms first, then the seals: the ingest's order, so the two cannot deadlock. A seal that
                 # spoke in the meantime is no longer silent once its row is read again, locked.
-                book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates)
+                book = AlarmBook(
+                    session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session)
+                )
                 alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
                 rows = session.execute(
                     select(Seal.device_id, Seal.case_no, Seal.last_seen_at)

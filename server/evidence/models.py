@@ -1,0 +1,61 @@
+"""The tables of the evidence: verified events with their signed bytes, and the snapshots' records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.core.base import Base, BigId
+
+
+class Event(Base):
+    """A verified event, stored with the signed envelope exactly as received."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index(None, "case_no", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"))
+    case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(comment="When it happened, by the seal's clock.")
+    received_at: Mapped[datetime]
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    sig: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]]
+    raw: Mapped[bytes] = mapped_column(LargeBinary, comment="The signed envelope bytes exactly as received.")
+
+
+class Snapshot(Base):
+    """A picture a seal sent, recorded once per case; the file is ``snapshot_dir/<sha256>.jpg``.
+
+    The same bytes may come from seals of two cases (two covered lenses give the same black frame): each case gets
+    its row, and both rows name the one file.
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("sha256", "case_no"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"), index=True)
+    case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime]

@@ -1,0 +1,59 @@
+"""The ingest's own tables: the quarantine of refused messages and each seal's hash-chain state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.core.base import Base, BigId, utc_now
+
+
+class QuarantinedMessage(Base):
+    """A message the ingest refused, kept for inspection; it never becomes an event."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True, comment="From the topic, if it parsed.")
+    reason: Mapped[str] = mapped_column(String(32), comment="Reason code, also the metrics label.")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(Integer, comment="Size of the message as received.")
+    raw: Mapped[bytes] = mapped_column(LargeBinary, comment="The message bytes, cut at QUARANTINE_RAW_LIMIT.")
+    sha256: Mapped[str | None] = mapped_column(
+        String(64), index=True, comment="SHA-256 of the whole message as received (null on rows from before 0005)."
+    )
+    copies: Mapped[int] = mapped_column(
+        Integer, default=1, server_default="1", comment="How many times these bytes came, for this reason."
+    )
+    last_received_at: Mapped[datetime | None] = mapped_column(comment="When the last copy came (null: only one).")
+
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+class ChainState(Base):
+    """Where a seal's hash chain stands: the highest ``seq`` stored and the ranges below it still missing."""
+
+    __tablename__ = "chain_state"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"), primary_key=True)
+    max_seq: Mapped[int] = mapped_column(BigInteger, default=0, comment="Highest seq stored (0: none yet).")
+    missing: Mapped[list[Any]] = mapped_column(
+        _JSON, default=list, comment="Sorted [first, last] seq ranges below max_seq not stored yet."
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
