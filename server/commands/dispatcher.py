@@ -27,18 +27,16 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
-from seal_protocol.transport import mqtt_client_id
 from server.commands.models import CourtCommand
 from server.commands.service import expire_due, to_publish
-from server.config import CommandSettings, MqttSettings, read_password
+from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.mqtt import connect_in_background, make_client, publish_problem
 from server.core.rounds import RoundLoop
-from server.errors import BrokerUnavailable
 from server.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
@@ -93,22 +91,12 @@ class CommandDispatcher:
     def start(self) -> None:
         if self._client is not None:
             return
-        password = read_password(self._mqtt.password_file)
-        client_id = mqtt_client_id(f"{self._mqtt.client_id}-cmd", password)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        client.username_pw_set(self._mqtt.username, password)
-        if self._mqtt.tls_ca_file is not None:
-            try:
-                client.tls_set(ca_certs=str(self._mqtt.tls_ca_file))
-            except (OSError, ValueError) as exc:
-                raise BrokerUnavailable(f"cannot use CA file {self._mqtt.tls_ca_file}: {exc}") from exc
+        client = make_client(self._mqtt, role="cmd")
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.connect_async(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive_s, clean_start=True)
         self._client = client
-        client.loop_start()
+        connect_in_background(client, self._mqtt, persistent=False)
         self._loop.start()
         logger.info(
             "command dispatcher: publishing as %s, rounds every %.1f s",
@@ -160,8 +148,9 @@ class CommandDispatcher:
         if client is None:
             return "not_connected", "the dispatcher is stopped"
         info = client.publish(cmd_topic(command.device_id), command.signed, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return "not_connected", f"publish failed: {mqtt.error_string(info.rc)}"
+        problem = publish_problem(info)
+        if problem is not None:
+            return "not_connected", f"publish failed: {problem}"
         with self._acks_cond:
             got = self._acks_cond.wait_for(lambda: info.mid in self._acks, self.settings.publish_timeout_s)
             code = self._acks.pop(info.mid, None)

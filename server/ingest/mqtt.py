@@ -29,18 +29,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import MessageKind, subscription_all
 from seal_protocol.signing import SigningKey
-from seal_protocol.transport import mqtt_client_id
 from server.commands.keys import CourtKey
-from server.config import MqttSettings, read_password
-from server.errors import BrokerUnavailable, CommandsUnavailable, StorageUnavailable
+from server.config import MqttSettings
+from server.core.mqtt import connect_in_background, make_client, publish_problem
+from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
 from server.ingest.results import IngestResult, Message
@@ -104,29 +101,11 @@ class MqttIngest:
         if self._client is not None:
             return
         settings = self.settings
-        password = read_password(settings.password_file)
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=mqtt_client_id(settings.client_id, password),
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        client.username_pw_set(settings.username, password)
-        if settings.tls_ca_file is not None:
-            try:
-                client.tls_set(ca_certs=str(settings.tls_ca_file))
-            except (OSError, ValueError) as exc:
-                raise BrokerUnavailable(f"cannot use CA file {settings.tls_ca_file}: {exc}") from exc
+        client = make_client(settings, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = settings.session_expiry_s
-        client.connect_async(
-            settings.host, settings.port, keepalive=settings.keepalive_s, clean_start=False, properties=props
-        )
         if self._receipt_key() is None:
             logger.warning(
                 "no court command key ([commands] signing_key_file): no receipts are sent, so seals keep every event "
@@ -136,7 +115,7 @@ class MqttIngest:
         self._client = client
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-ingest-worker", daemon=True)
         self._worker.start()
-        client.loop_start()
+        connect_in_background(client, settings, persistent=True)
         logger.info(
             "MQTT ingest connecting to %s:%d as %s (client id %s)",
             settings.host,
@@ -275,8 +254,9 @@ class MqttIngest:
             return
         for topic, payload in receipts_for([item.message for item in batch], results, key=key):
             info = client.publish(topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-                logger.warning("receipt on %s not sent: %s", topic, mqtt.error_string(info.rc))
+            problem = publish_problem(info)
+            if problem is not None and info.rc != mqtt.MQTT_ERR_NO_CONN:  # disconnected: the seal sends again
+                logger.warning("receipt on %s not sent: %s", topic, problem)
 
     def _receipt_key(self) -> SigningKey | None:
         if self._court_key is None:

@@ -1,0 +1,105 @@
+"""The court server's MQTT clients, configured in one place: paho 2.x, MQTT v5, the server's account, TLS if set.
+
+The ingest (a persistent session, manual acknowledgement after commit) and the command dispatcher (a clean session
+that only publishes) both build their client here, so credentials, TLS, client ids and the reconnect policy are
+set once. paho's errors are converted here, at the boundary, into :class:`~server.errors.BrokerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from seal_protocol.transport import mqtt_client_id
+from server.config import MqttSettings, read_password
+from server.errors import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+#: Reconnect back-off: from 1 s doubling to this ceiling, so a broker that is back is used again within seconds
+#: without being hammered while it is down.
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 5
+#: While the broker stays unreachable, the warning is repeated at most this often.
+UNREACHABLE_LOG_EVERY_S = 60.0
+
+
+def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = False) -> mqtt.Client:
+    """A client on the server's account; ``role`` tells two clients of one server apart in their client ids (the
+    ingest's persistent session lives under the plain id). Raise ``ConfigError`` for an unreadable password file
+    and :class:`BrokerUnavailable` for an unusable CA file."""
+    password = read_password(settings.password_file)
+    name = f"{settings.client_id}-{role}" if role else settings.client_id
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=mqtt_client_id(name, password),
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    client.username_pw_set(settings.username, password)
+    if settings.tls_ca_file is not None:
+        try:
+            client.tls_set(ca_certs=str(settings.tls_ca_file))
+        except (OSError, ValueError) as exc:
+            raise BrokerUnavailable(f"cannot use CA file {settings.tls_ca_file}: {exc}") from exc
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
+    client.on_connect_fail = _UnreachableLog(settings, role or "ingest")
+    return client
+
+
+class _UnreachableLog:
+    """paho's ``on_connect_fail``: a WARNING naming the broker's address and why it cannot be reached (paho does
+    not say), the first time and then once a minute while it lasts, instead of silence or a traceback."""
+
+    def __init__(self, settings: MqttSettings, role: str) -> None:
+        self.settings = settings
+        self.role = role
+        self._last = -UNREACHABLE_LOG_EVERY_S
+
+    def __call__(self, _client: mqtt.Client, _userdata: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < UNREACHABLE_LOG_EVERY_S:
+            return
+        self._last = now
+        host, port = self.settings.host, self.settings.port
+        logger.warning(
+            "MQTT %s: cannot reach the broker at %s:%d (%s); retrying every %d s at most",
+            self.role,
+            host,
+            port,
+            _why_unreachable(host, port),
+            RECONNECT_MAX_S,
+        )
+
+
+def _why_unreachable(host: str, port: int) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return "the TCP connection opens: the MQTT or TLS handshake failed"
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+
+
+def connect_in_background(client: mqtt.Client, settings: MqttSettings, *, persistent: bool) -> None:
+    """Connect (and reconnect) from paho's network thread. ``persistent``: resume the session the broker keeps for
+    ``settings.session_expiry_s`` (messages queued while the server was away are delivered), else start clean."""
+    properties = None
+    if persistent:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = settings.session_expiry_s
+    client.connect_async(
+        settings.host, settings.port, keepalive=settings.keepalive_s, clean_start=not persistent, properties=properties
+    )
+    client.loop_start()
+
+
+def publish_problem(info: mqtt.MQTTMessageInfo) -> str | None:
+    """Why paho did not queue a publish (e.g. "The client is not currently connected."), or ``None``."""
+    return None if info.rc == mqtt.MQTT_ERR_SUCCESS else mqtt.error_string(info.rc)
