@@ -1,4 +1,4 @@
-"""In-process counters of the ingest and the notifications, and their Prometheus text exposition.
+"""In-process counters of the ingest and the notifications, and their Prometheus exposition (prometheus_client).
 
 Counters are incremented only after the transaction holding the message's row has committed, so a batch that is
 retried message by message is never counted twice. The gauge of live alarms by kind is refreshed by the liveness
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class IngestMetrics:
         self._commands: Counter[tuple[str, str]] = Counter()
         self._storage_retries = 0
         self._ignored = 0
+        #: Receive → commit seconds of every message the ingest stored (exposed with the counters).
+        self.commit_latency = commit_latency_histogram()
 
     def count_stored(self) -> None:
         with self._cond:
@@ -161,16 +166,30 @@ class IngestMetrics:
             return self._cond.wait_for(lambda: predicate(self._snapshot_locked()), timeout)
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Families:
+    """A prometheus_client collector of one scrape's values (the counters above and the gauges read for it)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
 
 
-def _labelled(counts: Mapping[tuple[str, str], int], kind: str, name: str, label: str) -> list[str]:
-    return [
-        f'{name}{{{label}="{_escape_label(value)}"}} {count}'
-        for (k, value), count in sorted(counts.items())
-        if k == kind
-    ]
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _by_label(
+    family: CounterMetricFamily | GaugeMetricFamily, counts: Mapping[str, int]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    for value in sorted(counts):
+        family.add_metric([value], counts[value])
+    return family
 
 
 def render_prometheus(
@@ -181,77 +200,107 @@ def render_prometheus(
     broker_connected: bool,
     reasons: Iterable[str],
     progress: IngestProgress | None = None,
+    latency: Histogram | None = None,
 ) -> str:
-    """The Prometheus text format (version 0.0.4). Every known reason is listed, at 0 if never seen."""
+    """The Prometheus text format (version 0.0.4), written by prometheus_client. Every known reason is listed, at 0
+    if never seen; ``latency`` adds the histogram of receive → commit times."""
     progress = progress or IngestProgress(0, 0.0, None)
-    lines = [
-        "# HELP seal_events_ingested_total Events verified and stored.",
-        "# TYPE seal_events_ingested_total counter",
-        f"seal_events_ingested_total {metrics.stored}",
-        "# HELP seal_events_duplicate_total Redelivered events that were already stored (no-op).",
-        "# TYPE seal_events_duplicate_total counter",
-        f"seal_events_duplicate_total {metrics.duplicates}",
-        "# HELP seal_status_updates_total Status messages applied to a seal.",
-        "# TYPE seal_status_updates_total counter",
-        f"seal_status_updates_total {metrics.status_updates}",
-        "# HELP seal_snapshots_stored_total Snapshots stored.",
-        "# TYPE seal_snapshots_stored_total counter",
-        f"seal_snapshots_stored_total {metrics.snapshots}",
-        "# HELP seal_messages_ignored_total Messages with nothing to store (an empty status: a retained one cleared).",
-        "# TYPE seal_messages_ignored_total counter",
-        f"seal_messages_ignored_total {metrics.ignored}",
-        "# HELP seal_messages_rejected_total Messages quarantined, by reason.",
-        "# TYPE seal_messages_rejected_total counter",
+    rejected = dict.fromkeys(reasons, 0) | metrics.rejected
+    commands = metrics.commands
+    families: list[Metric] = [
+        _counter("seal_events_ingested", "Events verified and stored.", metrics.stored),
+        _counter("seal_events_duplicate", "Redelivered events that were already stored (no-op).", metrics.duplicates),
+        _counter("seal_status_updates", "Status messages applied to a seal.", metrics.status_updates),
+        _counter("seal_snapshots_stored", "Snapshots stored.", metrics.snapshots),
+        _counter(
+            "seal_messages_ignored",
+            "Messages with nothing to store (an empty status: a retained one cleared).",
+            metrics.ignored,
+        ),
+        _by_label(
+            CounterMetricFamily("seal_messages_rejected", "Messages quarantined, by reason.", labels=["reason"]),
+            rejected,
+        ),
+        _gauge(
+            "seal_seals_online", "Seals whose last status is online and that were heard from recently.", seals_online
+        ),
+        _gauge("seal_seals_registered", "Seals registered.", seals_total),
+        _gauge("seal_broker_connected", "1 if the ingest holds an accepted MQTT connection.", int(broker_connected)),
+        _gauge(
+            "seal_ingest_unstored_messages", "Messages received from the broker and not yet stored.", progress.unstored
+        ),
+        _gauge(
+            "seal_ingest_oldest_unstored_seconds",
+            "Age of the oldest message received and not yet stored (0: none).",
+            round(progress.oldest_unstored_s, 3),
+        ),
+        _gauge(
+            "seal_ingest_storage_failing",
+            "1 while storing fails because the database does not answer.",
+            int(progress.storage_failing_since is not None),
+        ),
+        _counter(
+            "seal_ingest_storage_retries",
+            "Batches retried because the database did not answer.",
+            metrics.storage_retries,
+        ),
+        _by_label(
+            GaugeMetricFamily(
+                "seal_alarms_live",
+                "Open or acknowledged alarms, by kind (as of the last liveness check).",
+                labels=["kind"],
+            ),
+            metrics.alarms_live,
+        ),
+        _counter(
+            "seal_notifications_sent",
+            "Alarm notifications delivered (webhook answered 2xx).",
+            metrics.notifications_sent,
+        ),
+        _counter(
+            "seal_notification_attempts_failed",
+            "Webhook attempts that failed (retried or given up).",
+            metrics.notification_attempts_failed,
+        ),
+        _counter(
+            "seal_notifications_failed",
+            "Alarm notifications given up after their last attempt.",
+            metrics.notifications_failed,
+        ),
+        _by_label(
+            CounterMetricFamily(
+                "seal_commands_published",
+                "Publish attempts of court commands, by result (accepted: the broker took it; not delivery).",
+                labels=["result"],
+            ),
+            {label: n for (kind, label), n in commands.items() if kind == "published"},
+        ),
+        _by_label(
+            CounterMetricFamily(
+                "seal_command_answers",
+                "command_ack/command_rejected events stored, by what they did.",
+                labels=["outcome"],
+            ),
+            {label: n for (kind, label), n in commands.items() if kind == "answer"},
+        ),
+        _counter(
+            "seal_commands_expired",
+            "Commands that expired without an answer.",
+            commands.get(("expired", ""), 0),
+        ),
     ]
-    counts = dict.fromkeys(reasons, 0) | metrics.rejected
-    for reason in sorted(counts):
-        lines.append(f'seal_messages_rejected_total{{reason="{_escape_label(reason)}"}} {counts[reason]}')
-    lines += [
-        "# HELP seal_seals_online Seals whose last status is online and that were heard from recently.",
-        "# TYPE seal_seals_online gauge",
-        f"seal_seals_online {seals_online}",
-        "# HELP seal_seals_registered Seals registered.",
-        "# TYPE seal_seals_registered gauge",
-        f"seal_seals_registered {seals_total}",
-        "# HELP seal_broker_connected 1 if the ingest holds an accepted MQTT connection.",
-        "# TYPE seal_broker_connected gauge",
-        f"seal_broker_connected {int(broker_connected)}",
-        "# HELP seal_ingest_unstored_messages Messages received from the broker and not yet stored.",
-        "# TYPE seal_ingest_unstored_messages gauge",
-        f"seal_ingest_unstored_messages {progress.unstored}",
-        "# HELP seal_ingest_oldest_unstored_seconds Age of the oldest message received and not yet stored (0: none).",
-        "# TYPE seal_ingest_oldest_unstored_seconds gauge",
-        f"seal_ingest_oldest_unstored_seconds {progress.oldest_unstored_s:.3f}",
-        "# HELP seal_ingest_storage_failing 1 while storing fails because the database does not answer.",
-        "# TYPE seal_ingest_storage_failing gauge",
-        f"seal_ingest_storage_failing {int(progress.storage_failing_since is not None)}",
-        "# HELP seal_ingest_storage_retries_total Batches retried because the database did not answer.",
-        "# TYPE seal_ingest_storage_retries_total counter",
-        f"seal_ingest_storage_retries_total {metrics.storage_retries}",
-        "# HELP seal_alarms_live Open or acknowledged alarms, by kind (as of the last liveness check).",
-        "# TYPE seal_alarms_live gauge",
-    ]
-    for kind in sorted(metrics.alarms_live):
-        lines.append(f'seal_alarms_live{{kind="{_escape_label(kind)}"}} {metrics.alarms_live[kind]}')
-    lines += [
-        "# HELP seal_notifications_sent_total Alarm notifications delivered (webhook answered 2xx).",
-        "# TYPE seal_notifications_sent_total counter",
-        f"seal_notifications_sent_total {metrics.notifications_sent}",
-        "# HELP seal_notification_attempts_failed_total Webhook attempts that failed (retried or given up).",
-        "# TYPE seal_notification_attempts_failed_total counter",
-        f"seal_notification_attempts_failed_total {metrics.notification_attempts_failed}",
-        "# HELP seal_notifications_failed_total Alarm notifications given up after their last attempt.",
-        "# TYPE seal_notifications_failed_total counter",
-        f"seal_notifications_failed_total {metrics.notifications_failed}",
-        "# HELP seal_commands_published_total Publish attempts of court commands, by result (accepted: the "
-        "broker took it; not delivery).",
-        "# TYPE seal_commands_published_total counter",
-        *_labelled(metrics.commands, "published", "seal_commands_published_total", "result"),
-        "# HELP seal_command_answers_total command_ack/command_rejected events stored, by what they did.",
-        "# TYPE seal_command_answers_total counter",
-        *_labelled(metrics.commands, "answer", "seal_command_answers_total", "outcome"),
-        "# HELP seal_commands_expired_total Commands that expired without an answer.",
-        "# TYPE seal_commands_expired_total counter",
-        f"seal_commands_expired_total {metrics.commands.get(('expired', ''), 0)}",
-    ]
-    return "\n".join(lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    if latency is not None:
+        registry.register(latency)
+    return generate_latest(registry).decode("utf-8")
+
+
+def commit_latency_histogram() -> Histogram:
+    """Seconds from a message's arrival at the ingest to the commit of its row (its acknowledgement follows)."""
+    return Histogram(
+        "seal_ingest_commit_seconds",
+        "Seconds from receiving a message from the broker to committing what it became.",
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+        registry=None,
+    )

@@ -31,5 +31,6 @@ def metrics(session: SessionDep, context: ContextDep) -> PlainTextResponse:
         broker_connected=context.broker_connected,
         reasons=[reason.value for reason in Reason],
         progress=context.ingest.progress() if context.ingest is not None else None,
+        latency=context.metrics.commit_latency,
     )
     return PlainTextResponse(body, media_type=PROMETHEUS_CONTENT_TYPE)

@@ -217,9 +217,10 @@ class MqttIngest:
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
                 return
             delay = min(delay * 2, RETRY_MAX_S)
+        committed = time.monotonic()
         with self._lock:
             for _ in batch:
-                self._unstored.popleft()
+                self.ingestor.metrics.commit_latency.observe(committed - self._unstored.popleft())
             if self._storage_failing_since is not None:
                 logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
                 self._storage_failing_since = None

@@ -22,6 +22,7 @@ from server.context import ServerContext
 from server.core.db import SessionFactory
 from server.ingest.ingestor import Ingestor
 from server.metrics import IngestMetrics
+from tests.prometheus import samples
 from tests.server.auth_helpers import add_user, bearer
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
@@ -168,11 +169,11 @@ def test_metrics_without_ingest(client: TestClient, seals: tuple[SimulatedSeal, 
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    lines = response.text.splitlines()
-    assert "seal_seals_online 1" in lines
-    assert "seal_seals_registered 2" in lines
-    assert "seal_broker_connected 0" in lines
-    assert 'seal_messages_rejected_total{reason="bad_signature"} 0' in lines
+    values = samples(response.text)
+    assert values["seal_seals_online"] == 1
+    assert values["seal_seals_registered"] == 2
+    assert values["seal_broker_connected"] == 0
+    assert values['seal_messages_rejected_total{reason="bad_signature"}'] == 0
 
 
 def test_app_runs_the_ingest(
@@ -202,11 +203,12 @@ def test_app_runs_the_ingest(
             conn.publish(a.event_topic, a.event(key=generate_signing_key()))
             conn.publish(a.event_topic, a.event(EventType.INTRUSION))
             assert context.metrics.wait_until(lambda m: m.stored >= 1 and m.rejected_total >= 1, 10)
-        lines = instance.get("/metrics").text.splitlines()
+        values = samples(instance.get("/metrics").text)
         events = instance.get(path_of(CASE_A)).json()["events"]
-    assert "seal_events_ingested_total 1" in lines
-    assert 'seal_messages_rejected_total{reason="bad_signature"} 1' in lines
-    assert "seal_broker_connected 1" in lines
+    assert values["seal_events_ingested_total"] == 1
+    assert values['seal_messages_rejected_total{reason="bad_signature"}'] == 1
+    assert values["seal_broker_connected"] == 1
+    assert values["seal_ingest_commit_seconds_count"] == 2  # both messages: stored, quarantined
     assert [(e["seq"], e["type"]) for e in events] == [(2, "intrusion")]
 
 
