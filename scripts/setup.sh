@@ -37,8 +37,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing court-seal with extras [agent,server,dev] into .venv"
+  echo "setup: installing court-seal with extras [agent,server,dev] into .venv" \
+    "(the first time this downloads and builds about 100 packages: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[agent,server,dev]'
+  # One line per package as it goes (pip -q would be silent for minutes); setuptools' notice that an editable
+  # install exists is not news here.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --progress-bar off \
+    -e '.[agent,server,dev]' 2>&1 | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed|ERROR)' || true; } \
+    | sed -u -e 's/^Collecting \([^ ]*\).*/setup:   \1/' -e 's/^Successfully installed .*/setup: installed/'
   touch .venv/.installed
 fi
