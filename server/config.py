@@ -48,13 +48,29 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    model_validator,
+)
 
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
+
+
+def _empty_means_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+#: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 
 
 class HttpSettings(BaseModel):
@@ -78,7 +94,7 @@ class MqttSettings(BaseModel):
     port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 is usual with TLS).")
     username: str = Field("court-server", min_length=1, max_length=64, description="The court server's account.")
     password_file: Path = Field(description="File holding the account's password (first line); keep it mode 0600.")
-    tls_ca_file: Path | None = Field(
+    tls_ca_file: OptionalPath = Field(
         None, description="CA certificate of the broker; empty or absent means plain TCP (development only)."
     )
     client_id: str = Field(
@@ -97,11 +113,6 @@ class MqttSettings(BaseModel):
     batch_size: int = Field(
         100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
     )
-
-    @field_validator("tls_ca_file", mode="before")
-    @classmethod
-    def _empty_means_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
 
 class AlarmSettings(BaseModel):
@@ -127,7 +138,7 @@ class LivenessSettings(BaseModel):
 class NotifySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    webhook_secret_file: Path | None = Field(
+    webhook_secret_file: OptionalPath = Field(
         None,
         description="File holding the HMAC-SHA256 key of webhooks without a key of their own (first line). "
         "There is no default: without it, such webhooks are not sent.",
@@ -141,11 +152,6 @@ class NotifySettings(BaseModel):
     poll_interval_s: float = Field(
         1.0, ge=0.01, le=60, description="How often the notification worker looks for notifications due."
     )
-
-    @field_validator("webhook_secret_file", mode="before")
-    @classmethod
-    def _empty_means_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
 
 class AuthSettings(BaseModel):
@@ -199,7 +205,7 @@ class CommandSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    signing_key_file: Path | None = Field(
+    signing_key_file: OptionalPath = Field(
         None,
         description="The court's Ed25519 private key (base64, mode 0600), made by `seal-server court-key`. There "
         "is no default key: without it, commands cannot be issued.",
@@ -219,11 +225,6 @@ class CommandSettings(BaseModel):
         "and commands past their expiry are marked expired.",
     )
     publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
-
-    @field_validator("signing_key_file", mode="before")
-    @classmethod
-    def _empty_means_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
 
 class BrokerFilesSettings(BaseModel):
