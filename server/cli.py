@@ -43,14 +43,8 @@ from server.logs import configure_logging
 from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
-from server.seals.provisioning import NewCredentials, apply_broker_files
-from server.seals.provisioning_cli import (
-    add_broker_commands,
-    add_password_file_option,
-    hand_over,
-    seal_account,
-    server_account,
-)
+from server.seals.provisioning import NewCredentials, apply_broker_files, seal_account, server_account
+from server.seals.provisioning_cli import add_broker_commands, add_password_file_option, hand_over
 from server.seals.registry import add_case, register_seal
 
 logger = logging.getLogger("server.cli")
@@ -207,7 +201,7 @@ def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
             replace_key=args.replace_key,
         )
         _out(f"seal {seal.device_id} bound to case {seal.case_no}")
-        return seal_account(session, device_id=seal.device_id, rotate=False)
+        return seal_account(session, actor=None, device_id=seal.device_id, rotate=False)
 
     credentials = _in_session(settings, register)
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
@@ -216,7 +210,7 @@ def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    credentials = _in_session(settings, lambda s: seal_account(s, device_id=args.device_id, rotate=True))
+    credentials = _in_session(settings, lambda s: seal_account(s, actor=None, device_id=args.device_id, rotate=True))
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
     _sync_broker(settings)
     return 0
@@ -224,7 +218,7 @@ def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "server-account":
-        credentials = _in_session(settings, server_account)
+        credentials = _in_session(settings, lambda session: server_account(session, actor=None))
         write_private_file(settings.mqtt.password_file, credentials.password + "\n")
         _out(f"MQTT account {SERVER_USERNAME}: password written to {settings.mqtt.password_file}")
     _sync_broker(settings)

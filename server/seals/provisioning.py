@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol.topics import validate_device_id
+from server.audit.service import Actor, record_audit
 from server.config import BrokerFilesSettings
 from server.errors import AlreadyExists, BrokerUnavailable, NotFound
 from server.seals.broker_files import (
@@ -83,6 +84,29 @@ def disable_account(session: Session, *, username: str) -> None:
         raise NotFound(f"no MQTT account {username!r}")
     account.disabled = True
     logger.info("MQTT account %s disabled", username)
+
+
+def server_account(session: Session, *, actor: Actor | None) -> NewCredentials:
+    """Create the court server's account, or give it a new password."""
+    if session.get(MqttAccount, SERVER_USERNAME) is None:
+        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER)
+    else:
+        credentials = rotate_password(session, username=SERVER_USERNAME)
+    record_audit(session, actor=actor, action="mqtt.server_account", target=SERVER_USERNAME)
+    return credentials
+
+
+def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotate: bool) -> NewCredentials | None:
+    """Give a registered seal its MQTT account, or a new password when ``rotate``; None if nothing changed."""
+    credentials: NewCredentials | None = None
+    if rotate:
+        credentials = rotate_password(session, username=device_id)  # NotFound for a seal without an account
+    elif session.get(MqttAccount, device_id) is None:
+        credentials = create_account(session, username=device_id, kind=AccountKind.SEAL)
+    if credentials is not None:
+        action = "mqtt.rotate_password" if rotate else "mqtt.create_account"
+        record_audit(session, actor=actor, action=action, target=device_id)
+    return credentials
 
 
 def write_broker_files(session: Session, *, password_file: Path, acl_file: Path) -> int:

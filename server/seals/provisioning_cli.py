@@ -10,12 +10,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
-from server.audit.service import record_audit
-from server.seals.broker_files import SERVER_USERNAME, write_private_file
-from server.seals.models import AccountKind, MqttAccount
-from server.seals.provisioning import NewCredentials, create_account, rotate_password
+from server.seals.broker_files import write_private_file
+from server.seals.provisioning import NewCredentials
 
 Out = Callable[[str], None]
 
@@ -42,29 +38,6 @@ def add_password_file_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write the seal's new MQTT password into this file (mode 0600) instead of printing it",
     )
-
-
-def server_account(session: Session) -> NewCredentials:
-    """Create the court server's account, or give it a new password."""
-    if session.get(MqttAccount, SERVER_USERNAME) is None:
-        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER)
-    else:
-        credentials = rotate_password(session, username=SERVER_USERNAME)
-    record_audit(session, actor=None, action="mqtt.server_account", target=SERVER_USERNAME)
-    return credentials
-
-
-def seal_account(session: Session, *, device_id: str, rotate: bool) -> NewCredentials | None:
-    """Give a registered seal its MQTT account, or a new password when ``rotate``; None if nothing changed."""
-    credentials: NewCredentials | None = None
-    if rotate:
-        credentials = rotate_password(session, username=device_id)  # NotFound for a seal without an account
-    elif session.get(MqttAccount, device_id) is None:
-        credentials = create_account(session, username=device_id, kind=AccountKind.SEAL)
-    if credentials is not None:
-        action = "mqtt.rotate_password" if rotate else "mqtt.create_account"
-        record_audit(session, actor=None, action=action, target=device_id)
-    return credentials
 
 
 def hand_over(credentials: NewCredentials | None, *, device_id: str, password_file: Path | None, out: Out) -> None:
