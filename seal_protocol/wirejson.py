@@ -71,6 +71,8 @@ def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
         return json.loads(text, object_pairs_hook=_object, parse_float=_no_float, parse_int=_int, parse_constant=_no)
     except RecursionError:  # cannot happen after the nesting check; kept so that no input can raise it
         raise InvalidEnvelope(f"invalid JSON: the {what} is nested too deeply", "invalid_json") from None
+    except _NonCanonicalNumber as exc:  # valid JSON, but not the one spelling the protocol signs
+        raise InvalidEnvelope(f"not the canonical encoding: {exc}", "non_canonical") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError; so are the refusals of the hooks
         raise InvalidEnvelope(f"invalid JSON: {exc}", "invalid_json") from None
 
@@ -168,7 +170,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class _NonCanonicalNumber(ValueError):
+    """A number JSON admits in a spelling canonical JSON never writes (``-0``)."""
+
+
 def _int(text: str) -> int:
+    if text == "-0":  # refused here, before any field's own bounds could give it another reason
+        raise _NonCanonicalNumber("-0 is written 0")
     if len(text) > _MAX_INT_DIGITS:  # also keeps int() from parsing thousands of digits
         raise ValueError(f"integer out of range ±(2**53 - 1): {text[:24]}…")
     value = int(text)

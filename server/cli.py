@@ -169,7 +169,9 @@ def _run(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None)
+        # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For for any
+        # connection from 127.0.0.1; the server decides that itself ([http] trusted_proxies, server.auth).
+        uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, proxy_headers=False)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

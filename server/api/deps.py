@@ -121,4 +121,13 @@ def seal_with(permission: Permission) -> Callable[[str, Session, User], Seal]:
     return dependency
 
 
+def seal_in_history_with(permission: Permission) -> Callable[[str, Session, User], Seal]:
+    """Like :func:`seal_with`, but a seal once bound to a case of the user's stays visible (its key, its bindings)."""
+
+    def dependency(device_id: DeviceIdPath, session: SessionDep, user: CurrentUser) -> Seal:
+        return access.seal_in_history_for(session, user, device_id, permission)
+
+    return dependency
+
+
 ClerkUser = Annotated[User, Depends(requires(Permission.USER_ADMIN))]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_with
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires, seal_in_history_with, seal_with
 from server.api.params import CaseNoQuery, DeviceIdPath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import (
@@ -106,18 +106,19 @@ def read_seal(seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], c
 
 @router.get("/{device_id}/bindings", responses=NOT_FOUND)
 def read_bindings(
-    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], user: CurrentUser, session: SessionDep
+    seal: Annotated[Seal, Depends(seal_in_history_with(Permission.SEAL_READ))], user: CurrentUser, session: SessionDep
 ) -> list[SealBindingPublic]:
-    """The seal's bindings to the cases you may see, newest first: who bound and unbound it, and when."""
+    """The seal's bindings to the cases you may see, newest first: who bound and unbound it, and when (also after
+    it left your case)."""
     return _bindings(session, user, seal)
 
 
 @router.get("/{device_id}/enrolment", responses=NOT_FOUND)
 def read_enrolment(
-    seal: Annotated[Seal, Depends(seal_with(Permission.EVENT_READ))], user: CurrentUser, session: SessionDep
+    seal: Annotated[Seal, Depends(seal_in_history_with(Permission.EVENT_READ))], user: CurrentUser, session: SessionDep
 ) -> SealEnrolmentPublic:
     """The seal's enrolled public key and its enrolment record: who registered it and when, every registration,
-    its bindings to the cases you may see (whoever may read the seal's events)."""
+    its bindings to the cases you may see (whoever may read the seal's events; also after it left your case)."""
     query = select(AuditEntry).where(AuditEntry.action == "seal.register", AuditEntry.target == seal.device_id)
     entries = list(session.scalars(query.order_by(AuditEntry.id)))
     registrations = [

@@ -22,7 +22,7 @@ from server.auth.errors import Forbidden
 from server.auth.models import CaseAssignment, User
 from server.errors import NotFound
 from server.evidence.models import Snapshot
-from server.seals.models import Case, Seal
+from server.seals.models import Case, Seal, SealBinding
 
 
 class Role(StrEnum):
@@ -128,6 +128,22 @@ def seal_for(session: Session, user: User, device_id: str, permission: Permissio
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     if seal is None or not can_see_seal(session, user, seal):
         raise NotFound(f"unknown seal {device_id!r}")
+    require(user, permission)
+    return seal
+
+
+def seal_in_history_for(session: Session, user: User, device_id: str, permission: Permission) -> Seal:
+    """The seal, if the user sees it now or sees a case it was ever bound to (else :class:`NotFound`), and may do
+    ``permission`` (else Forbidden): a case's events stay verifiable after its seal was unbound or moved on, so
+    its key and bindings stay readable to whoever may read that case."""
+    seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+    if seal is None:
+        raise NotFound(f"unknown seal {device_id!r}")
+    if not can_see_seal(session, user, seal):
+        visible = visible_case_nos(session, user)
+        bound_to = select(SealBinding.id).where(SealBinding.device_id == device_id)
+        if visible is not None and session.scalar(bound_to.where(SealBinding.case_no.in_(visible)).limit(1)) is None:
+            raise NotFound(f"unknown seal {device_id!r}")
     require(user, permission)
     return seal
 

@@ -60,3 +60,15 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequ
             return str(parsed)
         current = parsed
     return str(current)  # every hop is a proxy of ours: the left-most one is the nearest thing to a client
+
+
+#: An IPv6 host commonly holds a whole /64 (SLAAC, privacy addresses): the throttle counts the prefix, not the address.
+IPV6_THROTTLE_PREFIX = 64
+
+
+def throttle_key(address: str) -> str:
+    """What the login throttle counts an address as: an IPv4 address itself, an IPv6 address its /64 network."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, IPV6_THROTTLE_PREFIX), strict=False))
+    return address[:MAX_ADDRESS_LENGTH]

@@ -2,7 +2,8 @@
 
 - **Pair** (``login_max_failures`` in ``login_window_s``): guessing one user's password from one address. Only that
   pair is refused: the same user logs in from another address, another user from this one.
-- **Address** (``login_address_max_failures`` in ``login_window_s``): one address trying many usernames.
+- **Address** (``login_address_max_failures`` in ``login_window_s``): one address trying many usernames. An IPv6
+  address counts as its /64 (one host commonly holds the whole prefix), in the pair limit too.
 - **User** (``login_user_max_failures`` in the short ``login_user_window_s``): a brake on a password guessed from many
   addresses at once. Its limit is far above what one address can reach under its own limits, so one attacker cannot
   lock a user out; a distributed guess is slowed to that rate.
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
+from server.auth.client_address import throttle_key
 from server.auth.errors import TooManyAttempts
 from server.auth.models import LoginFailure
 
@@ -49,7 +51,7 @@ def begin_login_attempt(
     """Record the attempt as a failure and commit it; raise :class:`TooManyAttempts` (the row taken back) if a limit
     is then exceeded, saying when to retry. Return the row's id."""
     session.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=10 * limits.longest_window_s)))
-    attempt = LoginFailure(username=username[:64], client_ip=client_ip[:64], at=now)
+    attempt = LoginFailure(username=username[:64], client_ip=throttle_key(client_ip), at=now)
     session.add(attempt)
     session.commit()  # visible to every other attempt before any counts
     by_user, by_address = LoginFailure.username == attempt.username, LoginFailure.client_ip == attempt.client_ip

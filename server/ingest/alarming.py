@@ -53,7 +53,10 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
     if _confirmed_intrusion(envelope):
         kind = AlarmKind.INTRUSION
     if kind is not None and _alarming(envelope) and (kind in LATE_ALARMS or not late):
-        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, **envelope.payload}
+        # The seal's payload first: the envelope's own facts (and whether the court found it late) are written over
+        # any key of the same name a payload might carry.
+        details = {**envelope.payload, "event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+        details.pop("late", None)
         if late:
             details["late"] = True
         book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)

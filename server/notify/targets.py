@@ -9,10 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server.config import NotifySettings
-from server.errors import AlreadyExists, found
+from server.errors import AlreadyExists, ConfigError, found
 from server.notify.models import Notification, NotificationTarget
 from server.notify.outbox import DeliveryState, Role
-from server.notify.webhook import SECRET_MIN_LENGTH, signing_key
+from server.notify.webhook import SECRET_MIN_LENGTH, read_secret, signing_key
 from server.seals.registry import get_case
 
 NO_SECRET = (
@@ -24,11 +24,17 @@ NO_SECRET = (
 def add_target(
     session: Session, *, settings: NotifySettings, case_no: str, role: str, url: str, secret: str | None
 ) -> NotificationTarget:
-    """Add the target (:func:`server.alarms.service.add_notification_target`); raise ``ValueError`` if it has no
-    secret of its own and no global one is configured, or if its secret is unfit for a key."""
-    if secret is None and settings.webhook_secret_file is None:
-        raise ValueError(NO_SECRET)
-    if secret is not None:
+    """Add the target (:func:`add_notification_target`); raise ``ValueError`` if it has no secret of its own and no
+    global one it could be signed with (none configured, or the file cannot be read or holds no usable key), or if
+    its own secret is unfit for a key."""
+    if secret is None:
+        if settings.webhook_secret_file is None:
+            raise ValueError(NO_SECRET)
+        try:
+            read_secret(settings.webhook_secret_file)
+        except ConfigError as exc:
+            raise ValueError(f"{NO_SECRET} (notify.webhook_secret_file: {exc})") from None
+    else:
         signing_key(secret)
     return add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
 

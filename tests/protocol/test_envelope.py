@@ -149,3 +149,17 @@ def test_corrupt_private_key_file_is_a_signature_error(tmp_path):
     path.write_text("not base64!\n")
     with pytest.raises(SignatureError, match="not base64"):
         load_signing_key(path)
+
+
+@pytest.mark.parametrize("field", ["seq", "v", "payload"])
+def test_minus_zero_is_non_canonical_wherever_it_stands(field):
+    """docs/protocol.md: -0 is a spelling canonical JSON never writes, refused as non_canonical before any field's
+    own bounds (seq >= 1, v == 1) could give it another reason."""
+    signed = encode_envelope(sign_envelope(make(seq=1, level=0), generate_signing_key()))
+    text = signed.decode()
+    target = {"seq": '"seq":1', "v": '"v":1', "payload": '"level":0'}[field]
+    assert target in text
+    data = text.replace(target, target[:-1] + "-0", 1).encode()
+    with pytest.raises(InvalidEnvelope) as info:
+        decode_envelope(data)
+    assert info.value.code == "non_canonical"

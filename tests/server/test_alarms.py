@@ -45,6 +45,19 @@ def test_alarming_event_opens_an_alarm_of_its_kind(court: Court, event_type: Eve
     assert alarm.details["seq"] == 2 and alarm.details["warning"] == "played"
 
 
+def test_a_payload_cannot_write_over_the_facts_the_court_puts_in_an_alarm(court: Court) -> None:
+    """The alarm's details (and the webhook made from them) say the envelope's type, seq and time, and whether the
+    court found the event late — whatever keys of those names the seal's signed payload carries."""
+    court.send(court.a, court.a.event(), at=T0)
+    lying = {"armed": True, "warning": "played", "seq": 424242, "event_type": "heartbeat", "ts": "1999", "late": True}
+    court.send(court.a, court.a.event(EventType.INTRUSION, lying), at=T0)
+
+    [alarm] = court.alarms()
+    assert (alarm.details["seq"], alarm.details["event_type"]) == (2, "intrusion")
+    assert alarm.details["ts"] != "1999" and "late" not in alarm.details
+    assert alarm.details["warning"] == "played"  # the rest of the payload is kept
+
+
 def test_heartbeats_and_disarmed_or_unconfirmed_intrusions_raise_nothing(court: Court) -> None:
     court.send(
         court.a,

@@ -163,6 +163,13 @@ def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(app_clien
     assert statuses == [401, 401, 401, 429]  # a header of its own choosing does not make it someone else
 
 
+def test_an_ipv6_host_is_throttled_by_its_64_prefix_not_by_each_address(app_client: TestClient) -> None:
+    """One IPv6 host holds a whole /64: new addresses from it are the same guesser, another /64 is someone else."""
+    statuses = [guess(from_address(app_client, f"2001:db8:1:2::{n:x}")) for n in range(1, 5)]
+    assert statuses == [401, 401, 401, 429]
+    assert right(from_address(app_client, "2001:db8:1:3::1")) == 200  # the next /64: another host
+
+
 def test_behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_hop(
     database_url: str, session_factory: SessionFactory, tmp_path: Path
 ) -> None:

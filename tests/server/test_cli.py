@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -161,12 +162,26 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
             time.sleep(0.1)
         assert health is not None
         assert (health["status"], health["broker"], health["db"], health["ingest"]) == ("ok", "connected", "ok", "ok")
+        # A client on this machine (as a local reverse proxy would be) cannot choose its address with a header:
+        # with no [http] trusted_proxies, the socket's peer is the address throttled and audited.
+        spoofed = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/login",
+            json={"username": "nobody", "password": "wrong-password-123"},
+            headers={"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9"},
+            timeout=5,
+        )
+        assert spoofed.status_code == 401
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=15)
     text = output.decode(errors="replace")
     assert f"http://127.0.0.1:{port}" in text
     assert process.returncode == 0, text
+    with sqlite3.connect(tmp_path / "court.db") as db:
+        [(details,)] = db.execute("SELECT details FROM audit_log WHERE action = 'login.failed'").fetchall()
+        addresses = [row[0] for row in db.execute("SELECT client_ip FROM login_failures")]
+    assert json.loads(details)["ip"] == "127.0.0.1"
+    assert addresses == ["127.0.0.1"]
 
 
 def test_notification_targets_on_the_command_line(
@@ -181,9 +196,14 @@ def test_notification_targets_on_the_command_line(
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1
     assert "needs a secret" in capsys.readouterr().err
     global_secret = tmp_path / "webhook-secret"
-    global_secret.write_text("global-secret-0123456789\n")
     with config.open("a", encoding="utf-8") as fh:
         fh.write(f'[notify]\nwebhook_secret_file = "{global_secret}"\n')
+    # A global secret file that is named but does not exist (or is empty) signs nothing either: refused now.
+    assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1
+    assert "needs a secret" in capsys.readouterr().err
+    global_secret.write_text("\n")
+    assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1
+    global_secret.write_text("global-secret-0123456789\n")
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 0
     assert (
         main([*add, "--role", "creditor", "--url", "https://bank.example/hook", "--secret-file", str(secret), *cfg])

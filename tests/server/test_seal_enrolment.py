@@ -95,3 +95,27 @@ def test_who_may_read_the_enrolment(client: TestClient, session_factory: Session
     assert client.get("/api/seals/seal-other/enrolment", headers=bearer(session_factory, "judge")).status_code == 404
     assert client.get("/api/seals/seal-other/enrolment", headers=clerk).status_code == 200
     assert client.get("/api/seals/seal-own/enrolment").status_code == 401
+
+
+def test_the_key_stays_readable_to_the_case_after_its_seal_is_unbound_and_moved_to_another_case(
+    client: TestClient, session_factory: SessionFactory
+) -> None:
+    """A closed case's events must stay verifiable: its judge keeps reading the key of a seal that left the case,
+    and sees only the bindings to the cases the judge may see; a judge of neither case still sees nothing."""
+    clerk, judge = bearer(session_factory, "clerk"), bearer(session_factory, "judge")
+    key = public_key_b64(generate_signing_key())
+    assert (
+        client.post("/api/seals", json={"device_id": "seal-moves", "public_key": key}, headers=clerk).status_code == 201
+    )
+    assert client.put("/api/seals/seal-moves/binding", json={"case_no": CASE}, headers=clerk).status_code == 200
+    assert client.delete("/api/seals/seal-moves/binding", headers=clerk).status_code == 204
+    unbound = client.get("/api/seals/seal-moves/enrolment", headers=judge)
+    assert unbound.status_code == 200 and unbound.json()["public_key"] == key
+    assert client.put("/api/seals/seal-moves/binding", json={"case_no": OTHER}, headers=clerk).status_code == 200
+    moved = client.get("/api/seals/seal-moves/enrolment", headers=judge)
+    assert moved.status_code == 200 and moved.json()["public_key"] == key
+    assert [b["case_no"] for b in moved.json()["bindings"]] == [CASE]  # not the other case's binding
+    assert [b["case_no"] for b in client.get("/api/seals/seal-moves/bindings", headers=judge).json()] == [CASE]
+    assert client.get("/api/seals/seal-moves", headers=judge).status_code == 404  # its present belongs to OTHER
+    add_user(session_factory, "stranger", Role.JUDGE, [])
+    assert client.get("/api/seals/seal-moves/enrolment", headers=bearer(session_factory, "stranger")).status_code == 404
