@@ -8,9 +8,13 @@ cut. Writing the same picture twice is harmless: the name is its content's hash.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES as MAX_SNAPSHOT_BYTES
 
@@ -24,18 +28,61 @@ MAX_FILL_BYTES = 1024
 _MARKER_PREFIX = re.compile(rb"\xff{1,%d}" % (MAX_FILL_BYTES + 1))
 
 
-def jpeg_problem(data: bytes) -> str | None:
-    """Why ``data`` is not a JPEG image, or ``None`` if it is one.
+#: Metadata (APPn and COM segments) a camera's JPEG carries: OpenCV writes a few hundred bytes, a phone some KiB.
+MAX_METADATA_BYTES = 64 * 1024
+#: Pictures larger than this many pixels are not what a seal's camera takes (and would cost a decode).
+MAX_PIXELS = 40_000_000
+#: Compressed data per pixel and colour component: noise at quality 100 needs about 2 bytes; a picture never more.
+MAX_BYTES_PER_SAMPLE = 3
+_HEADROOM_BYTES = 2048  # the marker segments a JPEG always has (tables, frame and scan headers)
 
-    Checked by content, without decoding the picture: the start-of-image marker, a well-formed chain of marker
-    segments up to the start of the scan with a frame header of non-zero size before it, and the end-of-image
-    marker as the last two bytes.
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    width: int
+    height: int
+    components: int
+    metadata: int  # bytes of APPn and COM segments before the scan
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a JPEG picture, or ``None`` if it is one.
+
+    Checked by content: the start-of-image marker, a well-formed chain of marker segments up to the start of the
+    scan with a frame header of non-zero size before it, the end-of-image marker as the last two bytes; then no more
+    metadata and no more bytes than a picture of that size can hold, and the picture must decode (Pillow) — so
+    arbitrary bytes wrapped in a JPEG's first and last markers are not stored as a snapshot.
     """
+    frame = _frame(data)
+    if isinstance(frame, str):
+        return frame
+    if frame.metadata > MAX_METADATA_BYTES:
+        return f"{frame.metadata} bytes of JPEG metadata (APPn/COM segments); at most {MAX_METADATA_BYTES}"
+    pixels = frame.width * frame.height
+    if pixels > MAX_PIXELS:
+        return f"a {frame.width}x{frame.height} picture is larger than {MAX_PIXELS} pixels"
+    fits = pixels * frame.components * MAX_BYTES_PER_SAMPLE + frame.metadata + _HEADROOM_BYTES
+    if len(data) > fits:
+        return f"{len(data)} bytes is more than a {frame.width}x{frame.height} JPEG can hold ({fits})"
+    return _decode_problem(data)
+
+
+def _decode_problem(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as picture:
+            picture.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"the JPEG does not decode: {exc}"
+    return None
+
+
+def _frame(data: bytes) -> _Frame | str:
+    """The picture's size from the marker segments before the scan, or why they are not a JPEG's."""
     if len(data) < 4 or data[:3] != b"\xff\xd8\xff":
         return "does not start with a JPEG start-of-image marker"
     if data[-2:] != b"\xff\xd9":
         return "does not end with a JPEG end-of-image marker"
-    pos, frame = 2, False
+    pos, frame, metadata = 2, None, 0
     for _segment in range(MAX_SEGMENTS_BEFORE_SCAN):
         run = _MARKER_PREFIX.match(data, pos)  # a marker's 0xFF, and any 0xFF fill bytes before it
         if run is None:
@@ -57,9 +104,13 @@ def jpeg_problem(data: bytes) -> str | None:
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
             if length < 8 or not height or not width:
                 return "JPEG frame header without a picture size"
-            frame = True
+            frame = (width, height, max(1, data[pos + 9]))
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            metadata += length
         if marker == 0xDA:
-            return None if frame else "JPEG scan without a frame header"
+            if frame is None:
+                return "JPEG scan without a frame header"
+            return _Frame(*frame, metadata=metadata)
         pos += 2 + length
     else:
         return f"more than {MAX_SEGMENTS_BEFORE_SCAN} marker segments before the scan"

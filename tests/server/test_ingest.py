@@ -305,6 +305,14 @@ def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
         assert row is not None and (row.device_id, row.case_no, row.size) == ("seal-a", CASE_A, len(jpeg))
 
 
+def _wrapped(body: bytes, *, width: int = 1, height: int = 1) -> bytes:
+    """A JPEG's start, a frame header of ``width`` x ``height`` and a scan header around ``body``, then its end."""
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    frame = b"\xff\xc0" + (11).to_bytes(2, "big") + b"\x08" + size + b"\x01\x01\x11\x00"
+    scan = b"\xff\xda" + (8).to_bytes(2, "big") + b"\x01\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + frame + scan + body + b"\xff\xd9"
+
+
 @pytest.mark.parametrize(
     "picture",
     [
@@ -312,8 +320,12 @@ def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
         b"GIF89a" + b"\0" * 64,
         b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4,  # a JPEG's first bytes and then noise
         jpeg_bytes()[:-40] + b"\xff\xd9",  # a cut JPEG with an end marker glued on
+        _wrapped(b"this is an arbitrary file, not a picture " * 1000),  # a frame header and a scan around text
+        _wrapped(b"A" * 600_000, width=640, height=480),  # plausible size, no tables: does not decode
+        jpeg_bytes()[:-2] + b"arbitrary bytes " * 6000 + b"\xff\xd9",  # a real picture with a file glued in
+        b"\xff\xd8" + (b"\xff\xfe\xff\xff" + b"c" * 65533) * 2 + jpeg_bytes()[2:],  # 128 KiB in comments
     ],
-    ids=["empty", "gif", "jpeg-start-only", "truncated"],
+    ids=["empty", "gif", "jpeg-start-only", "truncated", "text-in-a-scan", "no-tables", "appended", "comments"],
 )
 def test_snapshot_that_is_not_a_jpeg_is_quarantined(world: World, tmp_path: Path, picture: bytes) -> None:
     digest = hashlib.sha256(picture).hexdigest()
