@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from server.api import api_router, metrics_router
 from server.api.body_limit import BodyLimit
+from server.api.docs import add_docs
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
@@ -73,9 +74,12 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         title="Court electronic seal server",
         summary="Verified, per-case event logs of court electronic seals (电子封条).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by add_docs, not from a CDN
+        redoc_url=None,
     )
     app.include_router(api_router)
     app.include_router(metrics_router)
+    add_docs(app)
     app.add_middleware(BodyLimit)
     _add_error_handlers(app)
     return app

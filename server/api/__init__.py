@@ -2,7 +2,8 @@
 
 Every route but ``/api/health`` and ``/api/auth/login`` needs a logged-in user; what the user may see and do is
 decided by :mod:`server.auth.access`. ``/metrics`` is public for the Prometheus scraper (restrict it at the reverse
-proxy, or give it a token, when the network is not trusted).
+proxy, or give it a token, when the network is not trusted). So are the OpenAPI document and its pages, ``/docs``
+and ``/redoc`` (:mod:`server.api.docs`, added by the app).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ A request authenticates with ``Authorization: Bearer <token>`` (API clients) or 
 A cookie is sent by the browser on its own, so an unsafe request (POST, PUT, PATCH, DELETE) that relies on it must
 also carry the header ``X-Requested-With``: a page on another site cannot add that header without a CORS preflight,
 which this server never grants. Bearer requests need no such header: a browser never adds a bearer token by itself.
+A request with a bearer token is judged by the token alone, whatever cookie comes with it (a browser that has logged
+in sends its cookie along with the calls made from ``/docs``).
+
+The bearer token is declared in the OpenAPI document as the security scheme :data:`BEARER_SCHEME` of every route that
+needs a login, so Swagger UI at ``/docs`` has an "Authorize" button to paste it into.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.api.params import CaseNoPath, DeviceIdPath
@@ -65,11 +71,19 @@ class Login:
     via_cookie: bool
 
 
-def get_login(request: Request, session: SessionDep) -> Login:
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        secret, via_cookie = credentials.strip(), False
+BEARER_SCHEME = "BearerToken"
+bearer_token = HTTPBearer(
+    scheme_name=BEARER_SCHEME,
+    description="The `access_token` returned by `POST /api/auth/login`. (Browsers may use the session cookie that "
+    "login sets instead; a cookie-authenticated POST, PUT, PATCH or DELETE must carry the `X-Requested-With` header.)",
+    auto_error=False,  # no token: the cookie is looked at, and get_login answers 401 without either
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)]
+
+
+def get_login(request: Request, session: SessionDep, bearer: BearerDep) -> Login:
+    if bearer is not None:
+        secret, via_cookie = bearer.credentials, False
     elif cookie := request.cookies.get(SESSION_COOKIE):
         secret, via_cookie = cookie, True
     else:

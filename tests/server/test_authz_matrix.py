@@ -28,6 +28,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.routing import Mount
 
 from seal_protocol import EventType, snapshot_topic
 from seal_protocol.commands import CommandAction
@@ -132,8 +133,8 @@ TABLE: list[Row] = [
     Row("GET", "/metrics", "public", 200, fixed("/metrics")),
     Row("GET", "/openapi.json", "public", 200, fixed("/openapi.json")),
     Row("GET", "/docs", "public", 200, fixed("/docs")),
-    Row("GET", "/docs/oauth2-redirect", "public", 200, fixed("/docs/oauth2-redirect")),
     Row("GET", "/redoc", "public", 200, fixed("/redoc")),
+    Row("GET", "/docs/static/{path}", "public", 200, fixed("/docs/static/swagger-ui/swagger-ui.css")),
     Row(
         "POST", "/api/auth/login", "public", 200, fixed("/api/auth/login", {"username": "clerk", "password": PASSWORD})
     ),
@@ -358,9 +359,12 @@ def expected(row: Row, role: Role | None, case_no: str) -> int:
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
-    """Every (method, path) the app answers, routers included (FastAPI nests included routers lazily)."""
+    """Every (method, path) the app answers, routers included (FastAPI nests included routers lazily); a mounted
+    app (static files) as ``GET <mount>/{path}``."""
     pairs = set()
     for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, Mount):
+            pairs.add(("GET", f"{route.path}/{{path}}"))
         for method in getattr(route, "methods", None) or ():
             if method != "HEAD":
                 pairs.add((method, str(route.path).replace(":path}", "}")))
