@@ -43,15 +43,25 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def create_account(session: Session, *, username: str, kind: AccountKind) -> NewCredentials:
-    """Create a broker account with a random password, returned once; refuse an existing username."""
+#: A password chosen outside (the server's, written by ``seal-server init``) is adopted only if at least this long.
+MIN_ADOPTED_PASSWORD_LENGTH = 16
+
+
+def create_account(
+    session: Session, *, username: str, kind: AccountKind, password: str | None = None
+) -> NewCredentials:
+    """Create a broker account with ``password`` or, by default, a random one, returned once; refuse an existing
+    username."""
     if kind is AccountKind.SEAL:
         validate_device_id(username)
         if username == SERVER_USERNAME:
             raise AlreadyExists(f"{SERVER_USERNAME!r} is reserved for the court server")
     if session.get(MqttAccount, username) is not None:
         raise AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
-    password = new_password()
+    if password is None:
+        password = new_password()
+    elif len(password) < MIN_ADOPTED_PASSWORD_LENGTH:
+        raise ValueError(f"the MQTT password of {username!r} is too short (at least {MIN_ADOPTED_PASSWORD_LENGTH})")
     session.add(
         MqttAccount(
             username=username,

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from server.audit.service import record_audit
+from server.config import read_password
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.models import AccountKind, MqttAccount
 from server.seals.provisioning import NewCredentials, create_account, rotate_password
@@ -29,8 +30,8 @@ def add_broker_commands(
     broker.add_parser(
         "server-account",
         parents=[common],
-        help="create (or give a new password to) the court server's own MQTT account; the password goes into "
-        "[mqtt] password_file",
+        help="create the court server's own MQTT account with the password in [mqtt] password_file (a new one "
+        "if that file is absent), or give the existing account a new password there; then write Mosquitto's files",
     )
     broker.add_parser("write-files", parents=[common], help="regenerate Mosquitto's password and ACL files")
 
@@ -44,14 +45,19 @@ def add_password_file_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def server_account(session: Session) -> NewCredentials:
-    """Create the court server's account, or give it a new password."""
+def server_account(session: Session, *, password_file: Path) -> tuple[NewCredentials, bool]:
+    """Create the court server's account with the password in ``password_file`` (``seal-server init`` writes it),
+    or a random one if that file is absent; give an existing account a new random password. Returns the
+    credentials and whether they are the file's (then the file needs no rewriting)."""
+    adopted = False
     if session.get(MqttAccount, SERVER_USERNAME) is None:
-        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER)
+        password = read_password(password_file) if password_file.exists() else None
+        adopted = password is not None
+        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER, password=password)
     else:
         credentials = rotate_password(session, username=SERVER_USERNAME)
     record_audit(session, actor=None, action="mqtt.server_account", target=SERVER_USERNAME)
-    return credentials
+    return credentials, adopted
 
 
 def seal_account(session: Session, *, device_id: str, rotate: bool) -> NewCredentials | None:
