@@ -116,6 +116,7 @@ class MosquittoConfig:
             "# At least [mqtt] batch_size of the server: it acknowledges a message when its batch is committed.",
             f"max_inflight_messages {self.max_inflight_messages}",
             "# Nothing a seal sends is larger than a snapshot; a larger message is refused by the broker itself.",
+            "# (Mosquitto suggests max_packet_size instead: that limit would count the topic and headers too.)",
             f"message_size_limit {MAX_SNAPSHOT_BYTES}",
             "",
             f"log_dest file {files.log_file}",
