@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from seal_dev.broker import PrivateBroker, free_port  # noqa: E402
-from server.seals.broker_files import SERVER_USERNAME  # noqa: E402
+from server.setup.court_dir import CourtDir, settings_text  # noqa: E402
 
 logger = logging.getLogger("demo")
 BIN = Path(sys.executable).parent
@@ -150,9 +150,10 @@ def main() -> int:
         shutil.rmtree(var)
     var.mkdir(parents=True)
 
-    # A private broker whose password and ACL files are the court server's provisioning output: the court
-    # server's account first, then one account per seal as it is registered (random passwords, hashes only).
-    broker = PrivateBroker(var / "broker", manage_accounts=False)
+    # The court's broker configuration (as `seal-server init` writes it, on a free port and without the seals' TLS
+    # listener), its files beside the server's as in a court's directory. Its password and ACL files are the court
+    # server's provisioning output: the server's account first, then one account per seal as it is registered.
+    broker = PrivateBroker(var, manage_accounts=False)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -234,26 +235,10 @@ def _port_free(port: int) -> bool:
 
 
 def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Path:
-    password_file = var / "court-server.mqtt-password"
-    path = var / "server.toml"
-    path.write_text(
-        f"database_url = {toml_str(f'sqlite:///{var}/court.db')}\n"
-        f"snapshot_dir = {toml_str(str(var / 'snapshots'))}\n"
-        "offline_after_s = 180\n"
-        "[http]\nhost = \"127.0.0.1\"\n"
-        f"port = {http_port}\n"
-        "[mqtt]\nhost = \"127.0.0.1\"\n"
-        f"port = {broker.port}\n"
-        f"username = {toml_str(SERVER_USERNAME)}\n"
-        f"password_file = {toml_str(str(password_file))}\n"
-        "[broker]\n"
-        f"password_file = {toml_str(str(broker.password_file))}\n"
-        f"acl_file = {toml_str(str(broker.acl_file))}\n"
-        f"pid_file = {toml_str(str(broker.pid_file))}\n"
-        "[commands]\n"
-        f"signing_key_file = {toml_str(str(var / 'court-command.key'))}\n"
-    )
-    return path
+    """``server.toml`` as ``seal-server init`` writes it, for the demo's ports."""
+    court = CourtDir(var)
+    court.settings_file.write_text(settings_text(court, http_port=http_port, mqtt_port=broker.port), encoding="utf-8")
+    return court.settings_file
 
 
 def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal, court_key: str) -> Path:

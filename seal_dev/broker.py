@@ -1,9 +1,7 @@
-"""A private Mosquitto process for the demo, the tests and the benchmarks: authentication on, the seal ACL.
-"""
+"""A private Mosquitto process for the demo, the tests and the benchmarks, configured as the court's broker is."""
 
 from __future__ import annotations
 
-import getpass
 import logging
 import random
 import shutil
@@ -13,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.evidence.snapshots import MAX_SNAPSHOT_BYTES
+from server.seals.broker_config import BrokerFiles, MosquittoConfig, TlsListener
 from server.seals.broker_files import BrokerError, acl_text, write_password_file
 
 logger = logging.getLogger(__name__)
@@ -46,7 +44,12 @@ def _ephemeral_low() -> int:
 
 @dataclass
 class PrivateBroker:
-    """A Mosquitto of our own on 127.0.0.1 with authentication and the seal ACL; stop it with :meth:`stop`."""
+    """A Mosquitto of our own with the court's configuration (:mod:`server.seals.broker_config`) on a free port of
+    127.0.0.1 (no TLS listener unless ``tls``); stop it with :meth:`stop`.
+
+    Its files are named as in the court's directory (:class:`BrokerFiles`). Two deliberate differences from the
+    court's broker: it saves its store every second (``autosave_interval_s``; tests kill it and count what
+    survived), and it is not daemonised, so :meth:`start` writes the pid file Mosquitto writes only with ``-d``."""
 
     directory: Path
     users: dict[str, str] = field(default_factory=dict)
@@ -54,6 +57,8 @@ class PrivateBroker:
     persistence: bool = True
     #: False when the password and ACL files in ``directory`` are written by someone else (the provisioning).
     manage_accounts: bool = True
+    tls: TlsListener | None = None
+    autosave_interval_s: int = 1
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -62,12 +67,26 @@ class PrivateBroker:
             self.port = free_port()
 
     @property
+    def files(self) -> BrokerFiles:
+        return BrokerFiles(self.directory)
+
+    @property
+    def config(self) -> MosquittoConfig:
+        return MosquittoConfig(
+            self.files,
+            local_port=self.port,
+            tls=self.tls,
+            persistence=self.persistence,
+            autosave_interval_s=self.autosave_interval_s,
+        )
+
+    @property
     def conf_path(self) -> Path:
-        return self.directory / "mosquitto.conf"
+        return self.files.conf_file
 
     @property
     def log_path(self) -> Path:
-        return self.directory / "mosquitto.log"
+        return self.files.log_file
 
     def add_user(self, name: str, password: str) -> None:
         """Add or change an account; takes effect at the next :meth:`start` or :meth:`reload`."""
@@ -76,45 +95,23 @@ class PrivateBroker:
 
     @property
     def password_file(self) -> Path:
-        return self.directory / "passwd"
+        return self.files.password_file
 
     @property
     def acl_file(self) -> Path:
-        return self.directory / "acl"
+        return self.files.acl_file
 
     @property
     def pid_file(self) -> Path:
         """Written by us: Mosquitto writes its own pid file only when it daemonises."""
-        return self.directory / "mosquitto.pid"
+        return self.files.pid_file
 
     def write_files(self) -> None:
         if self.manage_accounts:
             write_password_file(self.password_file, self.users)
             self.acl_file.write_text(acl_text())
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous false",
-            f"password_file {self.password_file}",
-            f"acl_file {self.acl_file}",
-            # The default of 1000 silently drops QoS 1 messages for a slow subscriber (RECIPES.md).
-            "max_queued_messages 0",
-            "max_inflight_messages 100",
-            # Nothing a seal sends is larger than a snapshot: a larger message is refused by the broker itself,
-            # before it can cost the court's ingest its memory (100 of them may be in flight to it).
-            f"message_size_limit {MAX_SNAPSHOT_BYTES}",
-            f"persistence {'true' if self.persistence else 'false'}",
-            f"persistence_location {self.directory}/",
-            "autosave_interval 1",
-            f"log_dest file {self.log_path}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            # Started as root, mosquitto would switch to the 'mosquitto' user, who cannot read our files.
-            f"user {getpass.getuser()}",
-            "",
-        ]
-        self.conf_path.write_text("\n".join(lines))
+        self.files.persistence_dir.mkdir(exist_ok=True)
+        self.conf_path.write_text(self.config.render())
 
     def start(self, timeout: float = 10.0) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -130,7 +127,9 @@ class PrivateBroker:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise BrokerError(f"mosquitto exited with {self._process.returncode}: {err.strip()}")
+                raise BrokerError(
+                    f"mosquitto exited with {self._process.returncode}: {err.strip()} {self._log_tail()}".strip()
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     self.pid_file.write_text(f"{self._process.pid}\n")
@@ -140,6 +139,13 @@ class PrivateBroker:
                 time.sleep(0.05)
         self.stop()
         raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """Mosquitto reports most start-up problems in its log file, not on stderr."""
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
 
     def reload(self) -> None:
         """Re-read password and ACL files (SIGHUP)."""

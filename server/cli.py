@@ -1,5 +1,6 @@
 """``seal-server``: run the court server and manage cases and seals.
 
+    seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N] [--tls-… FILE]
     seal-server run --config FILE
     seal-server init-db --config FILE
     seal-server check-config --config FILE
@@ -9,13 +10,15 @@
     seal-server user list --config FILE
     seal-server user assign NAME --case CASE_NO --config FILE
     seal-server court-key --config FILE
+    seal-server broker server-account --config FILE
+    seal-server broker write-files --config FILE
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
     seal-server notify list --config FILE [--case CASE_NO]
     seal-server notify remove ID --config FILE
     seal-server quarantine list --config FILE [--reason R] [--device DEVICE_ID] [--since TIME] [--before ID] [--limit N]
     seal-server quarantine show ID --config FILE
 
-Every command also takes --log-level and --log-json.
+Every command also takes --log-level LEVEL (DEBUG, INFO, WARNING, ERROR) and --log-format text|json.
 
 Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
 """
@@ -39,13 +42,14 @@ from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
-from server.logs import configure_logging
+from server.logs import FORMATS, LEVELS, configure_logging
 from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.provisioning import NewCredentials, apply_broker_files, seal_account, server_account
 from server.seals.provisioning_cli import add_broker_commands, add_password_file_option, hand_over
 from server.seals.registry import add_case, register_seal
+from server.setup.cli import add_init_command, run_init
 
 logger = logging.getLogger("server.cli")
 T = TypeVar("T")
@@ -56,13 +60,19 @@ def _out(line: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    log_options = argparse.ArgumentParser(add_help=False)
+    log_options.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=LEVELS, metavar="LEVEL", help=", ".join(LEVELS)
+    )
+    log_options.add_argument(
+        "--log-format", default="text", choices=FORMATS, help="text, or json: one JSON object per line"
+    )
+    common = argparse.ArgumentParser(add_help=False, parents=[log_options])
     common.add_argument("--config", required=True, type=Path, help="the server's TOML configuration file")
-    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    common.add_argument("--log-json", action="store_true", help="log one JSON object per line")
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_init_command(commands, log_options)
     commands.add_parser("run", parents=[common], help="serve the API and ingest seal messages from the broker")
     commands.add_parser("init-db", parents=[common], help="create the database tables")
     commands.add_parser("check-config", parents=[common], help="validate the configuration file and exit")
@@ -97,8 +107,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level, json_lines=args.log_json)
+    configure_logging(args.log_level, log_format=args.log_format)
     try:
+        if args.command == "init":
+            return run_init(args, _out)
         settings = load_settings(args.config)
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -220,11 +232,21 @@ def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "server-account":
-        credentials = _in_session(settings, lambda session: server_account(session, actor=None))
-        write_private_file(settings.mqtt.password_file, credentials.password + "\n")
-        _out(f"MQTT account {SERVER_USERNAME}: password written to {settings.mqtt.password_file}")
+        _server_account(settings)
     _sync_broker(settings)
     return 0
+
+
+def _server_account(settings: Settings) -> None:
+    password_file = settings.mqtt.password_file
+    credentials, adopted = _in_session(
+        settings, lambda session: server_account(session, actor=None, password_file=password_file)
+    )
+    if adopted:
+        _out(f"MQTT account {SERVER_USERNAME}: created with the password in {password_file}")
+    else:
+        write_private_file(password_file, credentials.password + "\n")
+        _out(f"MQTT account {SERVER_USERNAME}: password written to {password_file}")
 
 
 def _sync_broker(settings: Settings) -> None:

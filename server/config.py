@@ -4,42 +4,12 @@ Relative paths (and a relative SQLite path in ``database_url``) are relative to 
 started in. The environment variable ``DATABASE_URL``, when set, replaces ``database_url``. There is no default
 secret: the MQTT password is read from ``mqtt.password_file`` when the ingest starts.
 
-Example::
+``seal-server init DIR`` writes a complete file, every key described. The least a file needs::
 
-    database_url = "sqlite:///var/demo/court.db"
-    snapshot_dir = "var/demo/snapshots"
-    offline_after_s = 180
-    [http]
-    host = "127.0.0.1"
-    port = 8080
-    trusted_proxies = []
+    database_url = "sqlite:////srv/court/court.db"
+    snapshot_dir = "/srv/court/snapshots"
     [mqtt]
-    host = "127.0.0.1"
-    port = 1883
-    username = "court-server"
-    password_file = "var/demo/court-server.mqtt-password"
-    tls_ca_file = ""
-    [alarms]
-    fold_window_s = 300
-    [liveness]
-    check_interval_s = 15
-    [notify]
-    webhook_secret_file = "var/demo/webhook-secret"
-    [auth]
-    session_ttl_s = 28800
-    cookie_secure = true
-    login_max_failures = 5
-    login_window_s = 300
-    login_address_max_failures = 20
-    login_user_max_failures = 100
-    login_user_window_s = 60
-    [commands]
-    signing_key_file = "var/demo/court-command.key"
-    ttl_s = 600
-    [broker]
-    password_file = "/etc/mosquitto/court-seal.passwd"
-    acl_file = "/etc/mosquitto/court-seal.acl"
-    pid_file = "/run/mosquitto/mosquitto.pid"
+    password_file = "/srv/court/court-server.mqtt-password"
 """
 
 from __future__ import annotations
@@ -91,11 +61,15 @@ class MqttSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field("127.0.0.1", min_length=1, description="MQTT broker host.")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 is usual with TLS).")
+    port: int = Field(
+        1883, ge=1, le=65535, description="MQTT broker port: 1883 on 127.0.0.1, 8883 (TLS) for a broker elsewhere."
+    )
     username: str = Field("court-server", min_length=1, max_length=64, description="The court server's account.")
     password_file: Path = Field(description="File holding the account's password (first line); keep it mode 0600.")
     tls_ca_file: OptionalPath = Field(
-        None, description="CA certificate of the broker; empty or absent means plain TCP (development only)."
+        None,
+        description="CA certificate of the broker's TLS listener. Empty or absent: plain TCP, only for a broker on "
+        "this machine (host 127.0.0.1) or for development.",
     )
     client_id: str = Field(
         "court-server-ingest",
@@ -140,8 +114,9 @@ class NotifySettings(BaseModel):
 
     webhook_secret_file: OptionalPath = Field(
         None,
-        description="File holding the HMAC-SHA256 key of webhooks without a key of their own (first line). "
-        "There is no default: without it, such webhooks are not sent.",
+        description="File holding the HMAC-SHA256 key of webhooks without a key of their own (first line), shared "
+        "by all their receivers. There is no default: without it, every target needs its own key (`seal-server "
+        "notify add-target --secret-file`), which is better.",
     )
     max_attempts: int = Field(8, ge=1, le=100, description="Attempts per notification before it is recorded failed.")
     retry_base_s: float = Field(
@@ -207,8 +182,9 @@ class CommandSettings(BaseModel):
 
     signing_key_file: OptionalPath = Field(
         None,
-        description="The court's Ed25519 private key (base64, mode 0600), made by `seal-server court-key`. There "
-        "is no default key: without it, commands cannot be issued.",
+        description="The court's Ed25519 private key (base64, mode 0600), made by `seal-server init` or "
+        "`seal-server court-key`; back it up. There is no default key: without it, commands cannot be issued and "
+        "receipts not signed.",
     )
     ttl_s: int = Field(
         600,
@@ -232,12 +208,14 @@ class BrokerFilesSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    password_file: Path | None = Field(
+    password_file: OptionalPath = Field(
         None, description="Mosquitto's password_file. Unset: provisioning stores accounts but writes no files."
     )
-    acl_file: Path | None = Field(None, description="Mosquitto's acl_file (written together with password_file).")
-    pid_file: Path | None = Field(
-        None, description="Mosquitto's pid file: when set, the broker gets SIGHUP to re-read the files."
+    acl_file: OptionalPath = Field(None, description="Mosquitto's acl_file (written together with password_file).")
+    pid_file: OptionalPath = Field(
+        None,
+        description="Mosquitto's pid_file (written when it is started with -d): the server sends that process "
+        "SIGHUP to re-read the files. Unset: reload the broker yourself after each change.",
     )
 
 

@@ -6,6 +6,13 @@ import json
 import logging
 from datetime import UTC, datetime
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FORMATS = ("text", "json")
+
+#: Libraries whose INFO lines say nothing an operator needs (Alembic announces its context on every start): they log
+#: from WARNING up, unless the level asked for is DEBUG.
+QUIET_LOGGERS = ("alembic",)
+
 
 class JsonLinesFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -20,13 +27,21 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
-    """Configure the root logger once, at the entry point."""
+def configure_logging(level: str = "INFO", *, log_format: str = "text") -> None:
+    """Configure the root logger once, at the entry point: ``level`` (one of :data:`LEVELS`, any case) and
+    ``log_format`` (``text``, or ``json`` for one object per line)."""
+    level = level.upper()
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r} (one of {', '.join(LEVELS)})")
+    if log_format not in FORMATS:
+        raise ValueError(f"unknown log format {log_format!r} (one of {', '.join(FORMATS)})")
     handler = logging.StreamHandler()
-    if json_lines:
+    if log_format == "json":
         handler.setFormatter(JsonLinesFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

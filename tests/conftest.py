@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seal_dev.broker import PrivateBroker
+from server.logs import QUIET_LOGGERS
 from server.seals.broker_files import SERVER_USERNAME
 
 
@@ -32,11 +33,14 @@ def restore_logging() -> Iterator[None]:
     """
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     try:
         yield
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, quiet_level in quiet.items():
+            logging.getLogger(name).setLevel(quiet_level)
 
 
 @pytest.fixture

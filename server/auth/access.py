@@ -32,6 +32,11 @@ class Role(StrEnum):
     CREDITOR = "creditor"
     DEBTOR = "debtor"
 
+    @property
+    def with_article(self) -> str:
+        """"a clerk", "an officer": the role in a sentence."""
+        return f"{'an' if self.value[0] in 'aeiou' else 'a'} {self.value}"
+
 
 class Permission(StrEnum):
     CASE_READ = "case:read"
@@ -81,7 +86,7 @@ def has_permission(user: User, permission: Permission) -> bool:
 def require(user: User, permission: Permission) -> None:
     """Raise :class:`Forbidden` unless the user's role has ``permission`` (for actions not tied to one case)."""
     if not has_permission(user, permission):
-        raise Forbidden(f"a {user.role} may not do this ({permission.value})")
+        raise Forbidden(f"{Role(user.role).with_article} may not do this ({permission.value})")
 
 
 def sees_all_cases(user: User) -> bool:

@@ -57,7 +57,7 @@ def assign_case(session: Session, *, user: User, case_no: str, by: User | None =
     """Assign a judge or officer to a case, or make a creditor or debtor a party to it."""
     get_case(session, case_no=case_no)
     if Role(user.role) not in ASSIGNABLE_ROLES:
-        raise Conflict(f"a {user.role} sees every case and is not assigned to cases")
+        raise Conflict(f"{Role(user.role).with_article} sees every case and is not assigned to cases")
     existing = session.scalar(
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )

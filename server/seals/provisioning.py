@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol.topics import validate_device_id
 from server.audit.service import Actor, record_audit
-from server.config import BrokerFilesSettings
+from server.config import BrokerFilesSettings, read_password
 from server.errors import AlreadyExists, BrokerUnavailable, NotFound
 from server.seals.broker_files import (
     SERVER_USERNAME,
@@ -44,15 +44,25 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def create_account(session: Session, *, username: str, kind: AccountKind) -> NewCredentials:
-    """Create a broker account with a random password, returned once; refuse an existing username."""
+#: A password chosen outside (the server's, written by ``seal-server init``) is adopted only if at least this long.
+MIN_ADOPTED_PASSWORD_LENGTH = 16
+
+
+def create_account(
+    session: Session, *, username: str, kind: AccountKind, password: str | None = None
+) -> NewCredentials:
+    """Create a broker account with ``password`` or, by default, a random one, returned once; refuse an existing
+    username."""
     if kind is AccountKind.SEAL:
         validate_device_id(username)
         if username == SERVER_USERNAME:
             raise AlreadyExists(f"{SERVER_USERNAME!r} is reserved for the court server")
     if session.get(MqttAccount, username) is not None:
         raise AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
-    password = new_password()
+    if password is None:
+        password = new_password()
+    elif len(password) < MIN_ADOPTED_PASSWORD_LENGTH:
+        raise ValueError(f"the MQTT password of {username!r} is too short (at least {MIN_ADOPTED_PASSWORD_LENGTH})")
     session.add(
         MqttAccount(
             username=username,
@@ -86,14 +96,19 @@ def disable_account(session: Session, *, username: str) -> None:
     logger.info("MQTT account %s disabled", username)
 
 
-def server_account(session: Session, *, actor: Actor | None) -> NewCredentials:
-    """Create the court server's account, or give it a new password."""
+def server_account(session: Session, *, actor: Actor | None, password_file: Path) -> tuple[NewCredentials, bool]:
+    """Create the court server's account with the password in ``password_file`` (``seal-server init`` writes it),
+    or a random one if that file is absent; give an existing account a new random password. Returns the
+    credentials and whether they are the file's (then the file needs no rewriting)."""
+    adopted = False
     if session.get(MqttAccount, SERVER_USERNAME) is None:
-        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER)
+        password = read_password(password_file) if password_file.exists() else None
+        adopted = password is not None
+        credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER, password=password)
     else:
         credentials = rotate_password(session, username=SERVER_USERNAME)
     record_audit(session, actor=actor, action="mqtt.server_account", target=SERVER_USERNAME)
-    return credentials
+    return credentials, adopted
 
 
 def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotate: bool) -> NewCredentials | None:

@@ -25,8 +25,8 @@ def add_broker_commands(
     broker.add_parser(
         "server-account",
         parents=[common],
-        help="create (or give a new password to) the court server's own MQTT account; the password goes into "
-        "[mqtt] password_file",
+        help="create the court server's own MQTT account with the password in [mqtt] password_file (a new one "
+        "if that file is absent), or give the existing account a new password there; then write Mosquitto's files",
     )
     broker.add_parser("write-files", parents=[common], help="regenerate Mosquitto's password and ACL files")
 

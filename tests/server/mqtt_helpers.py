@@ -32,10 +32,15 @@ class SealConnection:
         assert info.rc == mqtt.MQTT_ERR_SUCCESS
 
 
-def _try_connect(port: int, device_id: str, password: str, timeout: float) -> mqtt.Client | None:
-    """A connected client, or ``None`` if the broker refused or did not answer within ``timeout``."""
+def _try_connect(
+    port: int, device_id: str, password: str, timeout: float, *, host: str = "127.0.0.1", ca_file: Path | None = None
+) -> mqtt.Client | None:
+    """A connected client, or ``None`` if the broker refused or did not answer within ``timeout``; over TLS,
+    checking the broker's certificate against ``ca_file`` and ``host``, if ``ca_file`` is given."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-test", protocol=mqtt.MQTTv5)
     client.username_pw_set(device_id, password)
+    if ca_file is not None:
+        client.tls_set(ca_certs=str(ca_file))
     accepted = threading.Event()
     answered = threading.Event()
 
@@ -45,7 +50,7 @@ def _try_connect(port: int, device_id: str, password: str, timeout: float) -> mq
         answered.set()
 
     client.on_connect = on_connect
-    client.connect("127.0.0.1", port)
+    client.connect(host, port)
     client.loop_start()
     answered.wait(timeout)
     if accepted.is_set():
@@ -61,13 +66,29 @@ def seal_connection(broker: PrivateBroker, device_id: str, timeout: float = 10.0
     password = secrets.token_urlsafe(12)
     broker.add_user(device_id, password)
     broker.reload()
+    with seal_login(broker.port, device_id, password, timeout=timeout) as connection:
+        yield connection
+
+
+@contextmanager
+def seal_login(
+    port: int,
+    device_id: str,
+    password: str,
+    *,
+    host: str = "127.0.0.1",
+    ca_file: Path | None = None,
+    timeout: float = 10.0,
+) -> Iterator[SealConnection]:
+    """Log in as the seal with an account it already has, retrying while the broker (re)loads its passwords; over
+    TLS if ``ca_file`` is given."""
     deadline = time.monotonic() + timeout
     client = None
     while client is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"{device_id} could not log in to the broker within {timeout} s")
-        client = _try_connect(broker.port, device_id, password, remaining)
+            raise AssertionError(f"{device_id} could not log in to the broker at {host}:{port} within {timeout} s")
+        client = _try_connect(port, device_id, password, remaining, host=host, ca_file=ca_file)
     try:
         yield SealConnection(client)
     finally:

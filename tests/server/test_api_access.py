@@ -170,3 +170,10 @@ def test_the_same_picture_from_two_cases_is_visible_in_both(
         assert (picture.status_code, picture.content) == (200, black)
     add_user(session_factory, "judge-c", Role.JUDGE, ("(2021)苏0214执3号",))
     assert client.get(f"/api/snapshots/{sha}", headers=bearer(session_factory, "judge-c")).status_code == 404
+
+
+def test_a_refusal_names_the_role_in_good_english(client: TestClient, session_factory: SessionFactory) -> None:
+    for who, article in (("officer", "an"), ("judge", "a")):
+        response = client.get("/api/audit", headers=bearer(session_factory, who))
+        assert response.status_code == 403
+        assert response.json()["detail"].startswith(f"{article} {who} may not do this"), response.text

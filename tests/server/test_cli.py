@@ -121,7 +121,7 @@ def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_json_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", "--log-json", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert main(["check-config", "--log-format", "json", "--config", str(tmp_path / "absent.toml")]) == 2
     [line] = capsys.readouterr().err.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "ERROR" and "not found" in entry["message"]

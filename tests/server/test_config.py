@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-import server.config
 from server.config import load_settings, read_password
 from server.errors import ConfigError
 from server.notify.webhook import read_secret
 
-
-def documented_example() -> str:
-    """The example configuration in ``server/config.py``'s docstring (what an operator copies)."""
-    doc = server.config.__doc__ or ""
-    return textwrap.dedent(doc.split("Example::", 1)[1])
-
-
-DEMO_TOML = documented_example()
+#: A file with every section, as an operator might keep it (``seal-server init`` writes one; tests/server/test_init.py
+#: reads that back).
+DEMO_TOML = """\
+database_url = "sqlite:///var/demo/court.db"
+snapshot_dir = "var/demo/snapshots"
+offline_after_s = 180
+[http]
+host = "127.0.0.1"
+port = 8080
+trusted_proxies = []
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+username = "court-server"
+password_file = "var/demo/court-server.mqtt-password"
+tls_ca_file = ""
+[alarms]
+fold_window_s = 300
+[liveness]
+check_interval_s = 15
+[notify]
+webhook_secret_file = "var/demo/webhook-secret"
+[auth]
+session_ttl_s = 28800
+cookie_secure = true
+login_max_failures = 5
+login_window_s = 300
+login_address_max_failures = 20
+login_user_max_failures = 100
+login_user_window_s = 60
+[commands]
+signing_key_file = "var/demo/court-command.key"
+ttl_s = 600
+[broker]
+password_file = "/etc/mosquitto/court-seal.passwd"
+acl_file = "/etc/mosquitto/court-seal.acl"
+pid_file = "/run/mosquitto/mosquitto.pid"
+"""
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,0 +1,101 @@
+"""``seal-server init DIR``: write a court server's directory (:mod:`server.setup.court_dir`).
+
+seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N]
+                     [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from server.seals.broker_config import LOCAL_PORT, TLS_PORT
+from server.setup.court_dir import HTTP_PORT, InitOptions, init_court_dir
+
+Out = Callable[[str], None]
+
+
+def add_init_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], log_options: argparse.ArgumentParser
+) -> None:
+    init = commands.add_parser(
+        "init",
+        parents=[log_options],
+        help="write a court server's directory: server.toml, mosquitto.conf and the secrets (mode 0600)",
+        description="Write DIR/server.toml (every setting, described), DIR/mosquitto.conf (the court's broker: "
+        "authentication, the server's password and ACL files, persistence, queue limits, a plain listener on "
+        "127.0.0.1 for the server and a TLS listener for the seals), the server's MQTT password and the court's "
+        "command-signing key. Existing files are not overwritten without --force, and secrets never.",
+    )
+    init.add_argument("directory", metavar="DIR", type=Path, help="the court server's directory (created if absent)")
+    init.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where to write the settings (default DIR/server.toml)",
+    )
+    init.add_argument("--force", action="store_true", help="rewrite existing configuration files (secrets are kept)")
+    init.add_argument(
+        "--http-port", type=_port, metavar="N", default=HTTP_PORT, help=f"the API's port (default {HTTP_PORT})"
+    )
+    init.add_argument(
+        "--mqtt-port",
+        type=_port,
+        metavar="N",
+        default=LOCAL_PORT,
+        help=f"the broker's plain listener on 127.0.0.1, the server's (default {LOCAL_PORT})",
+    )
+    init.add_argument(
+        "--mqtt-tls-port",
+        type=_port,
+        metavar="N",
+        default=TLS_PORT,
+        help=f"the broker's TLS listener, the seals' (default {TLS_PORT})",
+    )
+    init.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="CA that issued the broker's certificate (DIR/tls/ca.crt)",
+    )
+    init.add_argument(
+        "--tls-cert", type=Path, default=None, metavar="FILE", help="the broker's certificate (DIR/tls/server.crt)"
+    )
+    init.add_argument(
+        "--tls-key", type=Path, default=None, metavar="FILE", help="the broker's private key (DIR/tls/server.key)"
+    )
+
+
+def run_init(args: argparse.Namespace, out: Out) -> int:
+    options = InitOptions(
+        http_port=args.http_port,
+        mqtt_port=args.mqtt_port,
+        mqtt_tls_port=args.mqtt_tls_port,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        settings_file=args.config,
+    )
+    result = init_court_dir(args.directory, options, force=args.force)
+    for path in result.written:
+        out(f"wrote {path}")
+    for path in result.kept:
+        out(f"kept {path} (an existing secret)")
+    if result.tls is not None:
+        missing = [p for p in (result.tls.cafile, result.tls.certfile, result.tls.keyfile) if not p.exists()]
+        if missing:
+            out(
+                f"before starting Mosquitto, provide its TLS listener's (port {result.tls.port}) files: "
+                + ", ".join(map(str, missing))
+            )
+    return 0
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
+    return port

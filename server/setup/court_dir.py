@@ -1,0 +1,164 @@
+"""``seal-server init DIR``: a court server's directory, ready for ``init-db`` and for Mosquitto.
+
+It holds ``server.toml`` (every setting, described), ``mosquitto.conf`` (:mod:`server.seals.broker_config`) and the
+secrets, each created with mode 0600: the server's MQTT password (adopted by the first ``seal-server broker
+server-account``) and the court's command-signing key. Mosquitto's password and ACL files are the server's to
+write (``broker server-account``, ``seal add``). Every path written into the files is absolute, so the server and
+Mosquitto may be started from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seal_protocol.signing import load_or_create_signing_key
+from server.config import HttpSettings
+from server.errors import AlreadyExists
+from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, MosquittoConfig, TlsListener
+from server.seals.broker_files import SERVER_USERNAME, write_private_file
+from server.seals.provisioning import new_password
+from server.setup.settings_file import render_settings
+
+HTTP_PORT = int(HttpSettings.model_fields["port"].get_default())
+#: The two configuration files hold no secret (they name the files that do).
+CONFIG_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class CourtDir:
+    """The files of a court server's directory."""
+
+    directory: Path
+
+    @property
+    def broker(self) -> BrokerFiles:
+        return BrokerFiles(self.directory)
+
+    @property
+    def settings_file(self) -> Path:
+        return self.directory / "server.toml"
+
+    @property
+    def mqtt_password_file(self) -> Path:
+        return self.directory / "court-server.mqtt-password"
+
+    @property
+    def court_key_file(self) -> Path:
+        return self.directory / "court-command.key"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.directory / 'court.db'}"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.directory / "snapshots"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.directory / "tls"
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    http_port: int = HTTP_PORT
+    mqtt_port: int = LOCAL_PORT
+    #: The seals' TLS listener; ``None``: none at all (the demo's broker).
+    mqtt_tls_port: int | None = TLS_PORT
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Where to write the server's settings (default: ``server.toml`` in the directory).
+    settings_file: Path | None = None
+
+
+@dataclass
+class InitResult:
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    tls: TlsListener | None = None
+
+
+def court_settings(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT) -> dict[str, Any]:
+    """The settings that differ from the model's defaults for a court server kept in ``court``."""
+    return {
+        "database_url": court.database_url,
+        "snapshot_dir": court.snapshot_dir,
+        "http": {"port": http_port},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": mqtt_port,
+            "username": SERVER_USERNAME,
+            "password_file": court.mqtt_password_file,
+            "tls_ca_file": None,
+        },
+        "commands": {"signing_key_file": court.court_key_file},
+        "broker": {
+            "password_file": court.broker.password_file,
+            "acl_file": court.broker.acl_file,
+            "pid_file": court.broker.pid_file,
+        },
+    }
+
+
+def settings_text(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT) -> str:
+    """``server.toml`` for a court server kept in ``court``."""
+    header = (
+        "Settings of the court server (seal-server), written by `seal-server init`. Every key is here with its "
+        "description; check the file with `seal-server check-config --config FILE`. Relative paths are relative to "
+        "the directory the server is started in. For PostgreSQL set database_url = "
+        '"postgresql+psycopg://user@host/db" (or DATABASE_URL).'
+    )
+    return render_settings(court_settings(court, http_port=http_port, mqtt_port=mqtt_port), header=header)
+
+
+def init_court_dir(directory: Path, options: InitOptions | None = None, *, force: bool = False) -> InitResult:
+    """Write a court server's directory; refuse (:class:`AlreadyExists`, nothing written) if a file it would write
+    exists, unless ``force``. Even with ``force`` an existing secret is kept: seals and the broker already use it."""
+    options = options or InitOptions()
+    court = CourtDir(directory.resolve())
+    settings_file = (options.settings_file or court.settings_file).absolute()
+    tls = _tls_listener(court, options)
+    config_files = [settings_file, court.broker.conf_file]
+    secret_files = [court.mqtt_password_file, court.court_key_file]
+    existing = [path for path in config_files + secret_files if path.exists()]
+    if existing and not force:
+        raise AlreadyExists(
+            "not overwriting " + ", ".join(map(str, existing)) + " (--force rewrites the configuration files and "
+            "keeps the secrets)"
+        )
+    for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    result = InitResult(tls=tls)
+    settings = settings_text(court, http_port=options.http_port, mqtt_port=options.mqtt_port)
+    write_private_file(settings_file, settings, CONFIG_MODE)
+    conf = MosquittoConfig(court.broker, local_port=options.mqtt_port, tls=tls)
+    write_private_file(court.broker.conf_file, conf.render(), CONFIG_MODE)
+    result.written += config_files
+    if court.mqtt_password_file.exists():
+        result.kept.append(court.mqtt_password_file)
+    else:
+        write_private_file(court.mqtt_password_file, new_password() + "\n")
+        result.written.append(court.mqtt_password_file)
+    _key, created = load_or_create_signing_key(court.court_key_file)  # mode 0600
+    (result.written if created else result.kept).append(court.court_key_file)
+    return result
+
+
+def _tls_listener(court: CourtDir, options: InitOptions) -> TlsListener | None:
+    if options.mqtt_tls_port is None:
+        return None
+    return TlsListener(
+        cafile=_absolute(options.tls_ca or court.tls_dir / "ca.crt"),
+        certfile=_absolute(options.tls_cert or court.tls_dir / "server.crt"),
+        keyfile=_absolute(options.tls_key or court.tls_dir / "server.key"),
+        port=options.mqtt_tls_port,
+    )
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))

@@ -1,0 +1,123 @@
+"""``seal-server init DIR``: a commented ``server.toml`` holding every setting, ``mosquitto.conf``, secrets 0600."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from server.cli import main
+from server.config import Settings, load_settings
+from server.seals.broker_files import SERVER_USERNAME
+from server.setup.court_dir import CourtDir
+
+SECRET_FILES = ("court-server.mqtt-password", "court-command.key")
+
+
+def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= model_keys(annotation, f"{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def file_keys(data: dict[str, object], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in data.items():
+        keys |= file_keys(value, f"{name}.") if isinstance(value, dict) else {prefix + name}
+    return keys
+
+
+@pytest.fixture
+def court(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "court"]) == 0
+    return tmp_path / "court"
+
+
+def test_every_setting_is_written_with_its_description(court: Path) -> None:
+    text = (court / "server.toml").read_text(encoding="utf-8")
+    assert file_keys(tomllib.loads(text)) == model_keys(Settings)
+    settings = load_settings(court / "server.toml", env={})
+    for description in (
+        Settings.model_fields["offline_after_s"].description,
+        Settings.model_fields["mqtt"].description,
+    ):
+        assert description is not None and f"# {description}" in text
+    # Absolute paths, all inside the directory: the server may be started anywhere.
+    layout = CourtDir(court)
+    assert settings.database_url == f"sqlite:///{court / 'court.db'}"
+    assert settings.mqtt.password_file == layout.mqtt_password_file
+    assert settings.commands.signing_key_file == layout.court_key_file
+    assert (settings.broker.password_file, settings.broker.acl_file, settings.broker.pid_file) == (
+        layout.broker.password_file,
+        layout.broker.acl_file,
+        layout.broker.pid_file,
+    )
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls_ca_file) == ("127.0.0.1", 1883, None)
+
+
+def test_mosquitto_conf_is_the_courts(court: Path) -> None:
+    lines = (court / "mosquitto.conf").read_text().splitlines()
+    for line in (
+        "allow_anonymous false",
+        f"password_file {court / 'mosquitto.passwd'}",
+        f"acl_file {court / 'mosquitto.acl'}",
+        f"pid_file {court / 'mosquitto.pid'}",
+        "persistence true",
+        f"persistence_location {court / 'mosquitto'}/",
+        "max_queued_messages 0",
+        "max_inflight_messages 100",
+        "message_size_limit 8388608",
+        "listener 1883 127.0.0.1",
+        "listener 8883",
+        f"cafile {court / 'tls' / 'ca.crt'}",
+        f"certfile {court / 'tls' / 'server.crt'}",
+        f"keyfile {court / 'tls' / 'server.key'}",
+    ):
+        assert line in lines
+
+
+def test_secrets_are_private_and_never_overwritten(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in SECRET_FILES:
+        assert (court / name).stat().st_mode & 0o777 == 0o600
+    secrets = {name: (court / name).read_bytes() for name in SECRET_FILES}
+    (court / "server.toml").write_text("# the court's own edits\n")
+    capsys.readouterr()
+
+    assert main(["init", "court"]) == 1
+    assert "not overwriting" in capsys.readouterr().err
+    assert (court / "server.toml").read_text() == "# the court's own edits\n"
+
+    assert main(["init", "court", "--force", "--http-port", "8090"]) == 0
+    assert "kept" in capsys.readouterr().out
+    assert {name: (court / name).read_bytes() for name in SECRET_FILES} == secrets
+    assert load_settings(court / "server.toml", env={}).http.port == 8090
+
+
+def test_the_server_account_takes_the_password_init_wrote(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ["--config", str(court / "server.toml")]
+    password = (court / "court-server.mqtt-password").read_text()
+    assert main(["init-db", *config]) == 0
+    assert main(["broker", "server-account", *config]) == 0
+    assert "created with the password in" in capsys.readouterr().out
+    assert (court / "court-server.mqtt-password").read_text() == password
+    assert (court / "mosquitto.passwd").read_text().startswith(f"{SERVER_USERNAME}:$7$")
+    # The account exists now: the same command gives it a new password, written where the server reads it.
+    assert main(["broker", "server-account", *config]) == 0
+    assert (court / "court-server.mqtt-password").read_text() != password
+
+
+def test_alembic_says_nothing_at_info(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ["--config", str(court / "server.toml")]
+    assert main(["init-db", *config]) == 0
+    assert " alembic." not in capsys.readouterr().err  # e.g. "INFO alembic.runtime.migration: Context impl …"
+    assert main(["init-db", "--log-level", "debug", *config]) == 0
+    assert " alembic.runtime.migration: " in capsys.readouterr().err
