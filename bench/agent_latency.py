@@ -55,8 +55,8 @@ def measure_agent(
     from gpiozero.pins.mock import MockFactory
 
     from seal_agent.config import load_config
+    from seal_agent.devices.speaker import WarningSpeaker
     from seal_agent.runtime import SealRuntime
-    from seal_agent.speaker import WarningSpeaker
 
     config = load_config(config_path)
     [wav] = config.warning.sound_files()

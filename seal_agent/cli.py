@@ -242,7 +242,7 @@ def _read_keyboard(stream: TextIO, keys: dict[str, Callable[[], None]], stop: th
 
 
 def _log_sound_card() -> None:
-    from seal_agent.speaker import sound_card_problem
+    from seal_agent.devices.speaker import sound_card_problem
 
     problem = sound_card_problem()
     if problem is None:

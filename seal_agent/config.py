@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from seal_agent.camera.config import CameraConfig
+from seal_agent.devices.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import VerifyKey, verify_key_from_b64

@@ -1,7 +1,7 @@
 """What the seal's core needs from the world. Hardware and network adapters implement these protocols.
 
-The core (:mod:`seal_agent.core`) depends only on these; the adapters (:mod:`seal_agent.pir`,
-:mod:`seal_agent.speaker`, :mod:`seal_agent.mqtt`) implement them with gpiozero, simpleaudio and paho.
+The core (:mod:`seal_agent.behaviour.seal`) depends only on these; the adapters (:mod:`seal_agent.devices.pir`,
+:mod:`seal_agent.devices.speaker`, :mod:`seal_agent.mqtt`) implement them with gpiozero, simpleaudio and paho.
 """
 
 from __future__ import annotations

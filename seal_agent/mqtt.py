@@ -13,7 +13,7 @@
   drops) every publish must not be hammered once a second.
 * Each event's PUBACK is reported with its ``seq`` (each snapshot's with its queue id); a PUBACK whose reason code
   is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure. A PUBACK is only the
-  broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.delivery`).
+  broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.journal.courier`).
 * The seal's ``cmd`` and ``receipt`` topics are subscribed at QoS 1 on every connect (the persistent session keeps
   the subscriptions too, but a broker that lost its state must not leave the seal deaf). A receipt is handed to
   ``on_receipt`` on paho's network thread and acknowledged when it returns, whatever it made of it: a receipt

@@ -6,16 +6,16 @@ import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
+from seal_agent.behaviour.seal import SealAgent, SealIdentity, SystemClock
+from seal_agent.behaviour.triggers import CameraPolicy
+from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
-from seal_agent.core import SealAgent, SealIdentity, SystemClock
 from seal_agent.errors import SealAgentError
 from seal_agent.interfaces import Clock, Speaker
-from seal_agent.triggers import CameraPolicy
-from seal_agent.warning import WarningSettings
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
 
 if TYPE_CHECKING:
-    from seal_agent.evidence import SealCamera
+    from seal_agent.devices.evidence import SealCamera
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ class SealRuntime:
         receipt_timeout_max_s: float | None = None,
         clock: Clock | None = None,
     ) -> None:
-        from seal_agent.commands import CommandDesk
+        from seal_agent.behaviour.commands import CommandDesk
+        from seal_agent.devices.pir import PirSensor
+        from seal_agent.devices.speaker import WarningSpeaker
+        from seal_agent.devices.tamper import TamperSwitch
+        from seal_agent.journal.outbox import Outbox
         from seal_agent.mqtt import MqttPublisher
-        from seal_agent.outbox import Outbox
-        from seal_agent.pir import PirSensor
-        from seal_agent.speaker import WarningSpeaker
-        from seal_agent.tamper import TamperSwitch
 
         self.config = config
         self.clock = clock or SystemClock()
@@ -115,7 +115,7 @@ class SealRuntime:
         self._started = False
 
     def _build_camera(self) -> None:
-        from seal_agent.camera import CameraError, CameraUnavailable
+        from seal_agent.devices.camera import CameraError, CameraUnavailable
 
         self.camera = None
         self._camera_monitored = False
@@ -124,9 +124,10 @@ class SealRuntime:
             logger.info("no camera configured")
             return
         try:
-            from seal_agent.camera import CameraMonitor, SnapshotStore, open_camera
-            from seal_agent.evidence import SealCamera
-            from seal_agent.snapshots import SnapshotSpool
+            from seal_agent.devices.camera import CameraMonitor, open_camera
+            from seal_agent.devices.evidence import SealCamera
+            from seal_agent.journal.snapshot_spool import SnapshotSpool
+            from seal_agent.journal.snapshot_store import SnapshotStore
 
             source = open_camera(config.source)
             if source is None:

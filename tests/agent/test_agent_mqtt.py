@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.outbox import StoredEvent
+from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType, SealStatus, envelope_hash
 from server.mosquitto import PrivateBroker
 from tests.agent.helpers import (
@@ -136,7 +136,7 @@ class _Refusals(logging.Handler):
         self.seen = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "seal_agent.delivery" and "refused event seq=1" in record.getMessage():
+        if record.name == "seal_agent.journal.courier" and "refused event seq=1" in record.getMessage():
             self.seen.set()
 
 
@@ -146,13 +146,13 @@ def test_not_authorized_puback_keeps_the_event(
     # The account "seal-other" may only write seal/v1/seal-other/...; this seal claims to be seal-test-1.
     config = write_config(tmp_path, broker, username="seal-other")
     refusals = _Refusals()
-    logging.getLogger("seal_agent.delivery").addHandler(refusals)
+    logging.getLogger("seal_agent.journal.courier").addHandler(refusals)
     try:
         runtime = runtimes(config, retry_s=60)
         runtime.start()
         assert refusals.seen.wait(10), "the broker's refusal was not reported"
     finally:
-        logging.getLogger("seal_agent.delivery").removeHandler(refusals)
+        logging.getLogger("seal_agent.journal.courier").removeHandler(refusals)
     assert [event.seq for event in runtime.outbox.pending()] == [1]
     assert court.of(DEVICE) == []
 

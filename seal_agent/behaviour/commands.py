@@ -25,9 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from seal_agent.core import SealAgent
+from seal_agent.behaviour.seal import SealAgent
 from seal_agent.interfaces import Clock
-from seal_agent.outbox import Outbox
+from seal_agent.journal.outbox import Outbox
 from seal_protocol import EventType
 from seal_protocol.commands import Command, CommandAction, CommandRefused, RejectReason, check_command
 from seal_protocol.signing import SigningKey, VerifyKey

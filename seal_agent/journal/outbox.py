@@ -4,7 +4,7 @@ signed receipt names it.
 The broker's PUBACK only says that the broker took a message; a broker that loses its store (killed before it saved
 it) would lose it with it. So an event stays in the outbox after its PUBACK, marked broker-acknowledged, until a
 verified receipt from the court lists the SHA-256 of its exact bytes (:mod:`seal_protocol.receipts`); everything
-not receipted is sent again after a reconnect (:mod:`seal_agent.delivery`).
+not receipted is sent again after a reconnect (:mod:`seal_agent.journal.courier`).
 
 Snapshots go the same way: a snapshot's hash is queued here (its bytes live in the content-addressed snapshot store),
 marked broker-acknowledged on its PUBACK, and leaves the queue only when a receipt names it; it is then recorded as
@@ -96,7 +96,7 @@ class StoredEvent:
 
     @property
     def key(self) -> int:
-        """The delivery key (see :class:`seal_agent.delivery.Courier`)."""
+        """The delivery key (see :class:`seal_agent.journal.courier.Courier`)."""
         return self.seq
 
 

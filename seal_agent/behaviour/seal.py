@@ -5,12 +5,13 @@ switch; heartbeats; arm/disarm.
 hardware or network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
 
 Threads: the sensor's callbacks run on the sensor library's thread and only decide and start the warning; the
-trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.triggers`); the timer (repeats,
+trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.behaviour.triggers`); the timer (repeats,
 heartbeats, missed-edge check) runs on ``seal-agent-timer``, delivery on the couriers' threads, camera health on
 the camera monitor's thread. Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
 
 What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
-:class:`~seal_agent.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence, cool-down).
+:class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence,
+cool-down).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.delivery import RECEIPT_TIMEOUT_MAX_S, RECEIPT_TIMEOUT_S, Courier, DeliveryQueue
+from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
+from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.interfaces import Clock, EvidenceCamera, Lane, MotionSource, Publisher, Speaker, Switch
-from seal_agent.outbox import Outbox, SnapshotItem, StoredEvent
-from seal_agent.recorder import EventRecorder
-from seal_agent.triggers import CameraPolicy, TriggerResponder
-from seal_agent.warning import WarningPolicy, WarningSettings
+from seal_agent.journal.courier import RECEIPT_TIMEOUT_MAX_S, RECEIPT_TIMEOUT_S, Courier, DeliveryQueue
+from seal_agent.journal.outbox import Outbox, SnapshotItem, StoredEvent
+from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
 from seal_protocol.receipts import ReceiptRefused, check_receipt
 from seal_protocol.signing import SigningKey, VerifyKey

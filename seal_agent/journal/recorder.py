@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from seal_agent.interfaces import Clock
-from seal_agent.outbox import Outbox, StoredEvent
+from seal_agent.journal.outbox import Outbox, StoredEvent
 from seal_protocol import EventType, encode_envelope, new_envelope
 from seal_protocol.signing import SigningKey, sign_envelope
 
