@@ -131,18 +131,15 @@ class MqttPublisher:
 
     # -- Publisher --------------------------------------------------------------------------------------------
 
-    def bind(
-        self,
-        *,
-        on_ack: AckHandler,
-        on_connection: ConnectionHandler,
-        on_command: CommandHandler | None = None,
-        on_receipt: ReceiptHandler | None = None,
+    def bind_delivery(
+        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_receipt: ReceiptHandler | None = None
     ) -> None:
         self._on_ack = on_ack
         self._on_connection = on_connection
-        self._on_command = on_command
         self._on_receipt = on_receipt
+
+    def bind_commands(self, on_command: CommandHandler) -> None:
+        self._on_command = on_command
 
     def publish_event(self, seq: int, data: bytes) -> None:
         self._publish(self._event_topic, data, retain=False, tag=(Lane.EVENT, seq))

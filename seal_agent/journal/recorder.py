@@ -1,14 +1,26 @@
-"""Turns "something happened" into a signed, chained envelope committed to the outbox."""
+"""The one place where events are recorded: "something happened" becomes a signed, chained envelope committed to the
+outbox, and delivery is told.
+
+Everything in the seal that raises an event calls :meth:`EventRecorder.record` itself: the seal's behaviour (arm,
+disarm, heartbeat, ``agent_started``), its trigger responder (``intrusion``, ``tamper``, ``snapshot_taken``), the court
+command desk (``command_ack``, ``command_rejected``), the camera's health and the snapshot spool's thinning (wired by
+the runtime). The recorder calls nothing back but :attr:`EventRecorder.on_committed`, which
+:class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's ``notify``: the data path runs one way,
+into the journal and on to delivery.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from seal_agent.interfaces import Clock
 from seal_agent.journal.outbox import Outbox, StoredEvent
 from seal_protocol import EventType, encode_envelope, new_envelope
 from seal_protocol.signing import SigningKey, sign_envelope
+
+logger = logging.getLogger(__name__)
 
 
 class EventRecorder:
@@ -24,11 +36,21 @@ class EventRecorder:
         self._key = signing_key
         self._outbox = outbox
         self._clock = clock
+        #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
+        self.on_committed: Callable[[], None] = _nothing
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox the events are committed to (for reading its depth and settings)."""
+        return self._outbox
 
     def record(
         self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
     ) -> StoredEvent:
-        """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes."""
+        """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
+
+        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
+        """
         now = self._clock.now()
         body = dict(payload or {})
 
@@ -44,4 +66,11 @@ class EventRecorder:
             )
             return encode_envelope(sign_envelope(envelope, self._key))
 
-        return self._outbox.append(build, settings=settings)
+        stored = self._outbox.append(build, settings=settings)
+        logger.info("event seq=%d %s committed", stored.seq, type.value)
+        self.on_committed()
+        return stored
+
+
+def _nothing() -> None:
+    pass

@@ -82,7 +82,7 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"
     assert heartbeat.payload["disk_free_bytes"] > 0
 
-    assert runtime.agent.courier.wait_drained(5)  # deleted on the court's receipt
+    assert runtime.delivery.events.wait_drained(5)  # deleted on the court's receipt
     assert runtime.outbox.depth() == 0
     runtime.close()
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
@@ -115,7 +115,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         runtime = runtimes(config)
         runtime.start()
         assert court.wait_for(lambda c: c.seqs(DEVICE) == {1})
-        assert runtime.agent.courier.wait_drained(5)  # receipted
+        assert runtime.delivery.events.wait_drained(5)  # receipted
         broker.stop()
         for _ in range(8):
             pulse(mock_pins)
@@ -125,7 +125,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, 10)), timeout=20)
         order = check_chain(court.of(DEVICE), verify_key(config))
         assert order == sorted(order)
-        assert runtime.agent.courier.wait_drained(5)
+        assert runtime.delivery.events.wait_drained(5)
     finally:
         court.close()
 
@@ -241,10 +241,10 @@ def test_when_delivered_reports_each_acknowledged_seq_and_a_failing_hook_changes
             done.set()
         raise RuntimeError("a broken hook")  # logged, never affects delivery
 
-    runtime.agent.when_delivered = hook
+    runtime.delivery.when_delivered = hook
     runtime.start()
     pulse(mock_pins)
     assert done.wait(5), delivered
     assert delivered == [1, 2]
     assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2})
-    assert runtime.agent.courier.wait_drained(5) and runtime.outbox.depth() == 0
+    assert runtime.delivery.events.wait_drained(5) and runtime.outbox.depth() == 0
