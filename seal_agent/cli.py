@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TextIO
 
 from seal_agent import __version__
-from seal_agent.config import AgentConfig, check_files, load_config
+from seal_agent.config import AgentConfig, check_camera, check_files, load_config
 from seal_agent.errors import ConfigError, SealAgentError
 from seal_agent.runtime import SealRuntime
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    problems = check_files(config)
+    problems = check_files(config) + check_camera(config)
     if problems:
         _print_problems(problems)
         return EXIT_CONFIG
@@ -193,6 +193,8 @@ def _run_until_stopped(
 ) -> int:
     stop = _stop_on_signals()
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # see SWITCH_INTERVAL_S
+    for problem in check_camera(config):
+        logger.warning("%s: the seal warns and records without pictures until it appears", problem)
     with SealRuntime(config, pin_factory=pin_factory) as runtime:
         if prepare is not None:
             prepare(runtime)

@@ -256,3 +256,24 @@ def check_files(config: AgentConfig) -> list[str]:
     elif state_dir.exists() and not os.access(state_dir, os.W_OK | os.X_OK):
         problems.append(f"state_dir: {state_dir} is not writable")
     return problems
+
+
+def check_camera(config: AgentConfig) -> list[str]:
+    """Problems with the configured camera as it is now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path
+    that device, any other path a video file; each must exist.
+
+    Reported by ``check-config`` only. A running seal never refuses to start for its camera: without it the seal
+    still warns and records, and it keeps looking for the device (a replugged USB camera comes back).
+    """
+    source = config.camera.source
+    if not source:
+        return []
+    if source.isdigit():
+        device = Path(f"/dev/video{int(source)}")
+        return [] if device.exists() else [f"camera.source: {device} (camera {source}) does not exist"]
+    path = Path(source)
+    if not path.exists():
+        return [f"camera.source: {path} does not exist"]
+    if not source.startswith("/dev/") and not path.is_file():
+        return [f"camera.source: {path} is not a video file"]
+    return []

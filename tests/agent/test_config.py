@@ -133,6 +133,25 @@ def test_check_config_empty_password_file(tmp_path: Path, capsys: pytest.Capture
     assert "mqtt.password_file: " in capsys.readouterr().err
 
 
+def test_check_config_names_a_camera_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = next(n for n in range(100, 1000) if not Path(f"/dev/video{n}").exists())
+    absent_file = tmp_path / "absent.avi"
+    for source, problem in [
+        (str(index), f"camera.source: /dev/video{index} (camera {index}) does not exist"),
+        ("/dev/video-absent", "camera.source: /dev/video-absent does not exist"),
+        (str(absent_file), f"camera.source: {absent_file} does not exist"),
+        (str(tmp_path), f"camera.source: {tmp_path} is not a video file"),
+    ]:
+        path = write(tmp_path, VALID + f'[camera]\nsource = "{source}"\n')
+        assert main(["check-config", str(path)]) == 2
+        assert capsys.readouterr().err == problem + "\n"
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"RIFF")
+    for source in (str(clip), "/dev/null", ""):  # a file, an existing device path, no camera
+        assert main(["check-config", str(write(tmp_path, VALID + f'[camera]\nsource = "{source}"\n'))]) == 0
+        assert capsys.readouterr().out == "OK\n"
+
+
 def test_check_config_console_script_exit_codes(tmp_path: Path) -> None:
     good = write(tmp_path, VALID)
     ok = subprocess.run([str(SEAL_AGENT), "check-config", str(good)], capture_output=True, text=True, env=agent_env())
@@ -186,9 +205,11 @@ def test_check_config_accepts_the_hardware_example_once_its_files_exist(
     ]
     (tmp_path / "mqtt-password").write_text("secret\n")
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "camera.avi").write_bytes(b"RIFF")  # the camera: this machine may have no /dev/video0
     installed = tmp_path / "agent.toml"
     installed.write_text(
         EXAMPLE.read_text("utf-8")
+        .replace('source = "0"', f'source = "{tmp_path / "camera.avi"}"')
         .replace("/etc/court-seal", str(tmp_path))
         .replace("/opt/court-seal/sounds", str(DEFAULT_SOUNDS_DIR))
         .replace("/var/lib/court-seal", str(tmp_path / "state"))
