@@ -54,8 +54,8 @@ echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the br
 echo "   $CONF_DIR/ca.pem (or set tls_ca_file = \"\" on a trusted network); paste the court's command key"
 echo "   (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
 echo "3. Check and start:"
-echo "     sudo $PREFIX/.venv/bin/seal-agent check-config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
-if "$PREFIX/.venv/bin/seal-agent" check-config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
+echo "     sudo $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
+if "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
   systemctl restart seal-agent.service
   echo "The configuration is complete: seal-agent started."
 fi
