@@ -41,6 +41,13 @@ class MqttConfig(_Section):
     )
     password_file: Path = Field(description="File holding the MQTT password (one line). Anonymous MQTT is refused.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
+    reconnect_max_s: float = Field(
+        5,
+        ge=1,
+        le=300,
+        description="Ceiling of the reconnect back-off in seconds: attempts start 1 s apart, the gap grows with each "
+        "failure up to this, with random jitter; a broker that is back is reached again within this long.",
+    )
     tls_ca_file: Path | None = Field(
         None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS."
     )

@@ -40,7 +40,8 @@ class SealRuntime:
     ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
     Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened). A configuration without
     the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
-    empty the outbox. ``receipt_timeout_s`` / ``receipt_timeout_max_s`` override ``[delivery]`` (tests).
+    empty the outbox. ``reconnect_max_s`` overrides ``[mqtt]``, ``receipt_timeout_s`` / ``receipt_timeout_max_s``
+    ``[delivery]`` (tests).
     A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it.
     """
 
@@ -50,7 +51,7 @@ class SealRuntime:
         *,
         pin_factory: object | None = None,
         speaker: Speaker | None = None,
-        reconnect_max_s: int = 60,
+        reconnect_max_s: float | None = None,
         retry_s: float = 30.0,
         receipt_timeout_s: float | None = None,
         receipt_timeout_max_s: float | None = None,
@@ -110,7 +111,7 @@ class SealRuntime:
             self.tamper = TamperSwitch(config.tamper.pin, pin_factory=pin_factory)
             self._stack.callback(self.tamper.close)
 
-    def _build_publisher(self, reconnect_max_s: int) -> MqttPublisher:
+    def _build_publisher(self, reconnect_max_s: float | None) -> MqttPublisher:
         from seal_agent.mqtt import MqttPublisher
 
         config = self.config
@@ -122,7 +123,7 @@ class SealRuntime:
             password=read_password(config),
             keepalive_s=config.mqtt.keepalive_s,
             tls_ca_file=config.mqtt.tls_ca_file,
-            reconnect_max_s=reconnect_max_s,
+            reconnect_max_s=reconnect_max_s or config.mqtt.reconnect_max_s,
         )
 
     def _build_camera(self) -> None:
