@@ -114,7 +114,7 @@ class TriggerEvidence(Protocol):
 
 
 class EvidenceCamera(Protocol):
-    """The camera as the seal's core sees it: snapshots stored and queued for sending, motion verdicts, health.
+    """The camera as the seal's behaviour sees it: snapshots stored and queued for sending, motion verdicts, health.
 
     Every method must never raise for camera failures (a lost camera is a state, not an error) and return promptly
     unless it takes a timeout.
@@ -136,7 +136,7 @@ class EvidenceCamera(Protocol):
 
 
 class Clock(Protocol):
-    """Time for the core: a monotonic clock for intervals and the wall clock for event timestamps."""
+    """Time for the behaviour and the journal: a monotonic clock for intervals, the wall clock for event times."""
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never goes backwards."""

@@ -151,10 +151,10 @@ class TriggerResponder:
         on_not_seen: Callable[[], None],
         on_recorded: OnRecorded | None = None,
     ) -> None:
-        """A presence began at ``now``; ``wanted``: the core's warning policy asked for a warning.
+        """A presence began at ``now``; ``wanted``: the seal's warning policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
-        so the core can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
+        so the seal can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
         """
         trigger = _Trigger("intrusion", now)
         verdict: str | None = None

@@ -1,8 +1,8 @@
 """The camera as evidence: the :class:`~seal_agent.devices.camera.CameraMonitor` joined to the snapshot spool.
 
-Implements :class:`~seal_agent.interfaces.EvidenceCamera` for the core. Nothing here raises for a camera failure:
-a failure is logged and the answer is "no snapshot" or ``unknown``, because a camera must never stop the warning
-or the event.
+Implements :class:`~seal_agent.interfaces.EvidenceCamera` for the seal's behaviour. Nothing here raises for a camera
+failure: a failure is logged and the answer is "no snapshot" or ``unknown``, because a camera must never stop the
+warning or the event.
 """
 
 from __future__ import annotations
