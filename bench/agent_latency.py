@@ -56,8 +56,8 @@ def measure_agent(
     from gpiozero.pins.mock import MockFactory
 
     from seal_agent.config import load_config
+    from seal_agent.devices.speaker import WarningSpeaker
     from seal_agent.runtime import SealRuntime
-    from seal_agent.speaker import WarningSpeaker
 
     config = load_config(config_path)
     [wav] = config.warning.sound_files()
@@ -76,10 +76,10 @@ def measure_agent(
     speaker = WarningSpeaker(config.warning.sound_files(), on_started=lambda name: started.mark())
     runtime = SealRuntime(config, pin_factory=factory, speaker=speaker)
     runtime.agent.when_intrusion = lambda stored: committed.mark(stored.seq)
-    runtime.agent.when_delivered = on_delivered
+    runtime.delivery.when_delivered = on_delivered
     runtime.start()
     assert runtime.publisher.wait_connected(10), "the agent did not connect"
-    assert runtime.agent.courier.wait_drained(10), "the court did not receipt agent_started"
+    assert runtime.delivery.events.wait_drained(10), "the court did not receipt agent_started"
     if runtime.camera is not None:  # wait until the camera has learned the background and fills its ring
         monitor = runtime.camera.monitor
         assert monitor.wait_for_state("ok", 10), f"camera {monitor.state}"
@@ -110,7 +110,7 @@ def measure_agent(
         time.sleep(max(0.0, t0 + EDGE_GAP_S - time.perf_counter()))
         pin.drive_low()
         time.sleep(EDGE_GAP_S)
-    assert runtime.agent.courier.wait_drained(10), "the court did not receipt every event"
+    assert runtime.delivery.events.wait_drained(10), "the court did not receipt every event"
 
     def close() -> None:
         runtime.close()

@@ -17,7 +17,7 @@ def baseline_edge(factory: object, n: int) -> Series:
     """The same gpiozero adapter (``PirSensor``, no bounce filter) whose handler only stamps and sets an Event."""
     from gpiozero.pins.mock import MockFactory
 
-    from seal_agent.pir import PirSensor
+    from seal_agent.devices.pir import PirSensor
 
     assert isinstance(factory, MockFactory)
     series = Series("baseline: gpiozero edge -> handler sets threading.Event")

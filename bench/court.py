@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/court.py --port PORT --password-file FILE --key-file FILE
 
-It connects with the court server's account (``server.mosquitto.SERVER_USERNAME``), subscribes to every seal's
+It connects with the court server's account (``server.seals.broker_files.SERVER_USERNAME``), subscribes to every seal's
 ``event`` and ``snapshot`` topics and answers each message with a receipt naming the SHA-256 of its bytes, signed
 with the court key in ``--key-file`` (the one every bench seal pins as ``[commands] server_public_key``), QoS 1 on
 ``seal/v1/<id>/receipt``. It checks nothing and stores nothing: it stands in for a court that committed every

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the seal agent on Raspberry Pi OS (bookworm) from this checkout. Run as root: sudo hardware/install.sh
+# It also runs on plain Debian (a PC, a VM): what Debian does not package there is skipped and said so.
 #  - Debian packages, an unprivileged `seal` user in the gpio, audio and video groups
 #  - /opt/court-seal (code, .venv with the [agent] extra, sounds), /etc/court-seal/agent.toml (from the example)
 #  - the device key (created on the device, never leaves it) and the systemd unit, enabled
@@ -11,14 +12,23 @@ PREFIX=/opt/court-seal
 CONF_DIR=/etc/court-seal
 STATE_DIR=/var/lib/court-seal
 
+skipped=()
+
+# The version apt would install, or nothing when the package is unknown here or has no installation candidate
+# (apt-cache policy then says "Candidate: (none)"; LC_ALL=C keeps that word English).
+candidate() {
+  LC_ALL=C apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }' || true
+}
+
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync
 # python3-lgpio is packaged by Raspberry Pi OS (and Debian on arm), not by Debian on a PC: there the agent still
 # installs and runs (mock pins, `seal-agent simulate`), without the Pi's GPIO.
-if apt-cache show python3-lgpio >/dev/null 2>&1; then
+if [ -n "$(candidate python3-lgpio)" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-lgpio
 else
-  echo "install.sh: python3-lgpio is not packaged here; skipped it (no GPIO access: this is not a Raspberry Pi OS)"
+  skipped+=("python3-lgpio (not packaged here: no GPIO access; \`seal-agent simulate\` runs on mock pins)")
+  echo "install.sh: python3-lgpio has no installation candidate here (not Raspberry Pi OS?): skipped it, going on" >&2
 fi
 
 getent group gpio >/dev/null || groupadd --system gpio
@@ -31,7 +41,7 @@ rsync -a --delete --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"
 # drives a Pi 5; it works on a Pi 4 too).
 [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/.venv"
 "$PREFIX/.venv/bin/pip" install -q --upgrade pip
-"$PREFIX/.venv/bin/pip" install -q "$PREFIX[agent]"
+"$PREFIX/.venv/bin/pip" install -q "${PREFIX}[agent]"
 
 if [ ! -f "$CONF_DIR/agent.toml" ]; then
   install -m 0640 -o root -g seal "$PREFIX/hardware/agent.example.toml" "$CONF_DIR/agent.toml"
@@ -54,8 +64,13 @@ echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the br
 echo "   $CONF_DIR/ca.pem (or set tls_ca_file = \"\" on a trusted network); paste the court's command key"
 echo "   (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
 echo "3. Check and start:"
-echo "     sudo $PREFIX/.venv/bin/seal-agent check-config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
-if "$PREFIX/.venv/bin/seal-agent" check-config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
+echo "     sudo $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
+if "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
   systemctl restart seal-agent.service
   echo "The configuration is complete: seal-agent started."
+fi
+if [ "${#skipped[@]}" -gt 0 ]; then
+  echo
+  echo "Skipped:"
+  printf '  - %s\n' "${skipped[@]}"
 fi

@@ -1,8 +1,10 @@
 """``seal-agent``: the command line around :class:`~seal_agent.runtime.SealRuntime` (the composition root).
 
-Commands: ``check-config FILE``, ``keygen --config FILE``, ``run --config FILE`` (a Raspberry Pi) and
+Commands: ``check-config --config FILE``, ``keygen --config FILE``, ``run --config FILE`` (a Raspberry Pi) and
 ``simulate --config FILE`` (the same agent on gpiozero mock pins, optionally with a video file as the camera).
-Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+``check-config FILE`` (the file as a positional argument) is still accepted, for units installed before ``--config``.
+Every command takes ``--log-level LEVEL`` (debug, info, warning, error; any case) and ``--log-format text|json``,
+before or after its name. Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from seal_agent import __version__
-from seal_agent.config import AgentConfig, check_files, load_config
+from seal_agent.config import AgentConfig, check_camera, check_files, load_config
 from seal_agent.errors import ConfigError, SealAgentError
 from seal_agent.runtime import SealRuntime
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
@@ -58,32 +60,66 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--log-level`` and ``--log-format``, on the program and on each command (where they default to nothing, so
+    that a value given before the command's name stands)."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        default="INFO" if defaults else argparse.SUPPRESS,
+        help="debug, info, warning or error (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        metavar="FORMAT",
+        default="text" if defaults else argparse.SUPPRESS,
+        help="text or json (one object a line); default text",
+    )
+
+
+def _add_config_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--config", required=required, type=Path, metavar="FILE", help="the seal's TOML configuration")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seal-agent", description="Court electronic seal (电子封条) agent.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object a line")
+    _add_log_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_log_options(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    check = commands.add_parser("check-config", help="validate a configuration file; prints OK or each problem")
-    check.add_argument("file", type=Path)
-    check.set_defaults(func=cmd_check_config)
+    check = commands.add_parser(
+        "check-config", parents=[common], help="validate a configuration file; prints OK or each problem"
+    )
+    _add_config_option(check, required=False)  # required, but the positional form below may give it instead
+    check.add_argument("file", nargs="?", type=Path, help=argparse.SUPPRESS)  # the form installed units still use
+    check.set_defaults(func=cmd_check_config, usage_error=check.error)
 
-    keygen = commands.add_parser("keygen", help="create the device key if needed; print its base64 public key")
-    keygen.add_argument("--config", required=True, type=Path)
+    keygen = commands.add_parser(
+        "keygen", parents=[common], help="create the device key if needed; print its base64 public key"
+    )
+    _add_config_option(keygen)
     keygen.set_defaults(func=cmd_keygen)
 
-    run = commands.add_parser("run", help="run the seal on a Raspberry Pi (real GPIO and sound)")
-    run.add_argument("--config", required=True, type=Path)
+    run = commands.add_parser("run", parents=[common], help="run the seal on a Raspberry Pi (real GPIO and sound)")
+    _add_config_option(run)
     run.set_defaults(func=cmd_run)
 
     sim = commands.add_parser(
         "simulate",
+        parents=[common],
         help="run the real agent on gpiozero mock pins; presence from a timer or from the keyboard",
         description="Type 'm' + Enter for a presence, 't' + Enter to open the lid (tamper) and 'c' to shut it, "
         "'q' + Enter to quit.",
     )
-    sim.add_argument("--config", required=True, type=Path)
+    _add_config_option(sim)
     sim.add_argument(
         "--camera-file", type=Path, metavar="VIDEO", help="play this video as the camera (overrides [camera] source)"
     )
@@ -100,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        args.config = _check_config_file(args)
     configure_logging(args.log_level, args.log_format)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -115,9 +153,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands -------------------------------------------------------------------------------------------------
 
 
+def _check_config_file(args: argparse.Namespace) -> Path:
+    """``check-config``'s file: ``--config FILE``, or the positional ``FILE`` of units installed before it."""
+    usage_error: Callable[[str], NoReturn] = args.usage_error
+    if args.config is not None and args.file is not None and args.config != args.file:
+        usage_error("two different files: give one, with --config FILE")
+    path: Path | None = args.config or args.file
+    if path is None:
+        usage_error("the following arguments are required: --config")
+    return path
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
-    problems = check_files(config)
+    config = load_config(args.config)
+    problems = check_files(config) + check_camera(config)
     if problems:
         _print_problems(problems)
         return EXIT_CONFIG
@@ -193,6 +242,8 @@ def _run_until_stopped(
 ) -> int:
     stop = _stop_on_signals()
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # see SWITCH_INTERVAL_S
+    for problem in check_camera(config):
+        logger.warning("%s: the seal warns and records without pictures until it appears", problem)
     with SealRuntime(config, pin_factory=pin_factory) as runtime:
         if prepare is not None:
             prepare(runtime)
@@ -242,7 +293,7 @@ def _read_keyboard(stream: TextIO, keys: dict[str, Callable[[], None]], stop: th
 
 
 def _log_sound_card() -> None:
-    from seal_agent.speaker import sound_card_problem
+    from seal_agent.devices.speaker import sound_card_problem
 
     problem = sound_card_problem()
     if problem is None:

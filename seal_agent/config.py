@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from seal_agent.camera.config import CameraConfig
+from seal_agent.devices.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
@@ -41,6 +41,13 @@ class MqttConfig(_Section):
     )
     password_file: Path = Field(description="File holding the MQTT password (one line). Anonymous MQTT is refused.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
+    reconnect_max_s: float = Field(
+        5,
+        ge=1,
+        le=300,
+        description="Ceiling of the reconnect back-off in seconds: attempts start 1 s apart, the gap grows with each "
+        "failure up to this, with random jitter; a broker that is back is reached again within this long.",
+    )
     tls_ca_file: Path | None = Field(
         None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS."
     )
@@ -256,3 +263,24 @@ def check_files(config: AgentConfig) -> list[str]:
     elif state_dir.exists() and not os.access(state_dir, os.W_OK | os.X_OK):
         problems.append(f"state_dir: {state_dir} is not writable")
     return problems
+
+
+def check_camera(config: AgentConfig) -> list[str]:
+    """Problems with the configured camera as it is now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path
+    that device, any other path a video file; each must exist.
+
+    Reported by ``check-config`` only. A running seal never refuses to start for its camera: without it the seal
+    still warns and records, and it keeps looking for the device (a replugged USB camera comes back).
+    """
+    source = config.camera.source
+    if not source:
+        return []
+    if source.isdigit():
+        device = Path(f"/dev/video{int(source)}")
+        return [] if device.exists() else [f"camera.source: {device} (camera {source}) does not exist"]
+    path = Path(source)
+    if not path.exists():
+        return [f"camera.source: {path} does not exist"]
+    if not source.startswith("/dev/") and not path.is_file():
+        return [f"camera.source: {path} is not a video file"]
+    return []

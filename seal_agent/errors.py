@@ -37,3 +37,11 @@ class PublishError(SealAgentError, ConnectionError):
 
 class SnapshotTooLarge(SealAgentError, ValueError):
     """A snapshot over the wire limit (:data:`seal_protocol.topics.MAX_SNAPSHOT_BYTES`): it is never queued."""
+
+
+class InvalidSnapshotHash(SealAgentError, ValueError):
+    """A snapshot name is not 64 lowercase hex digits."""
+
+
+class SnapshotNotFound(SealAgentError, KeyError):
+    """No stored snapshot has this hash."""

@@ -1,7 +1,9 @@
-"""What the seal's core needs from the world. Hardware and network adapters implement these protocols.
+"""What the seal's behaviour and its journal need from the world. Hardware and network adapters implement these
+protocols.
 
-The core (:mod:`seal_agent.core`) depends only on these; the adapters (:mod:`seal_agent.pir`,
-:mod:`seal_agent.speaker`, :mod:`seal_agent.mqtt`) implement them with gpiozero, simpleaudio and paho.
+The behaviour (:mod:`seal_agent.behaviour`) and the journal's delivery (:mod:`seal_agent.journal.delivery`) depend
+only on these; the adapters (:mod:`seal_agent.devices`, :mod:`seal_agent.mqtt`) implement them with gpiozero,
+simpleaudio, OpenCV and paho.
 """
 
 from __future__ import annotations
@@ -61,18 +63,15 @@ class Speaker(Protocol):
 
 class Publisher(Protocol):
     """Sends events and snapshots to the court at QoS 1, reports each broker acknowledgement, receives commands and
-    the court's receipts."""
+    the court's receipts. Each kind of callback has one owner, which binds it before the publisher starts."""
 
-    def bind(
-        self,
-        *,
-        on_ack: AckHandler,
-        on_connection: ConnectionHandler,
-        on_command: CommandHandler | None = None,
-        on_receipt: ReceiptHandler | None = None,
+    def bind_delivery(
+        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_receipt: ReceiptHandler | None = None
     ) -> None:
-        """Register the handlers; call before the first publish. ``on_command`` / ``on_receipt`` None: commands /
-        receipts are not read."""
+        """Register the delivery's handlers: PUBACKs, connection changes and (unless None) the court's receipts."""
+
+    def bind_commands(self, on_command: CommandHandler) -> None:
+        """Register the handler of the court's commands; without one the ``cmd`` topic is not read."""
 
     def publish_event(self, seq: int, data: bytes) -> None:
         """Hand over one event; its PUBACK is reported through ``on_ack(Lane.EVENT, seq, failure)`` later.
@@ -115,7 +114,7 @@ class TriggerEvidence(Protocol):
 
 
 class EvidenceCamera(Protocol):
-    """The camera as the seal's core sees it: snapshots stored and queued for sending, motion verdicts, health.
+    """The camera as the seal's behaviour sees it: snapshots stored and queued for sending, motion verdicts, health.
 
     Every method must never raise for camera failures (a lost camera is a state, not an error) and return promptly
     unless it takes a timeout.
@@ -137,7 +136,7 @@ class EvidenceCamera(Protocol):
 
 
 class Clock(Protocol):
-    """Time for the core: a monotonic clock for intervals and the wall clock for event timestamps."""
+    """Time for the behaviour and the journal: a monotonic clock for intervals, the wall clock for event times."""
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never goes backwards."""

@@ -7,13 +7,18 @@
   Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online`` follows the first
   PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused status sent first
   would hide every event's own verdict (and evidence matters more than presence).
-* Reconnect back-off is exponential with full jitter, in whole seconds: paho's own ``reconnect_delay_set`` only
-  doubles, so before each of paho's waits we set both its bounds to our randomly drawn delay. The back-off is
-  reset by the first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then
-  drops) every publish must not be hammered once a second.
+* Reconnect back-off is exponential with jitter, drawn uniformly between ``reconnect_min_s`` (1 s) and a ceiling
+  that doubles with each attempt up to ``reconnect_max_s`` (default 5 s): a broker that comes back is reached again
+  within seconds, and the seals of a court do not all knock at once. paho's own ``reconnect_delay_set`` only
+  doubles, so before each of paho's waits we set both its bounds to our drawn delay. The back-off is reset by the
+  first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then drops) every
+  publish must not be hammered once a second.
+* A broker that cannot be reached (at start or later) is a WARNING naming its address and the reason (the socket
+  error, e.g. "Connection refused"), never a traceback; while it stays unreachable for the same reason that warning
+  is repeated once a minute, each attempt in between is logged at DEBUG.
 * Each event's PUBACK is reported with its ``seq`` (each snapshot's with its queue id); a PUBACK whose reason code
   is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure. A PUBACK is only the
-  broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.delivery`).
+  broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.journal.courier`).
 * The seal's ``cmd`` and ``receipt`` topics are subscribed at QoS 1 on every connect (the persistent session keeps
   the subscriptions too, but a broker that lost its state must not leave the seal deaf). A receipt is handed to
   ``on_receipt`` on paho's network thread and acknowledged when it returns, whatever it made of it: a receipt
@@ -29,7 +34,9 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,10 @@ from seal_protocol.transport import mqtt_client_id
 logger = logging.getLogger(__name__)
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+#: Ceiling of the reconnect back-off (s): how long a broker that is back at most waits for the seal.
+DEFAULT_RECONNECT_MAX_S = 5.0
+#: While the broker stays unreachable for the same reason, it is logged as a warning at most this often (s).
+UNREACHABLE_WARNING_EVERY_S = 60.0
 _STATUS = None  # marks a status message in the mid table
 _ACCEPTED_RC = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: queued for reconnect
 
@@ -79,8 +90,8 @@ class MqttPublisher:
         tls_ca_file: Path | None = None,
         agent_version: str = __version__,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
-        reconnect_min_s: int = 1,
-        reconnect_max_s: int = 60,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = DEFAULT_RECONNECT_MAX_S,
         max_inflight: int = 25,
         rng: random.Random | None = None,
     ) -> None:
@@ -90,7 +101,7 @@ class MqttPublisher:
         self.keepalive_s = keepalive_s
         self.agent_version = agent_version
         self.session_expiry_s = session_expiry_s
-        self.reconnect_min_s = max(1, reconnect_min_s)
+        self.reconnect_min_s = max(1.0, reconnect_min_s)  # never faster than once a second
         self.reconnect_max_s = max(self.reconnect_min_s, reconnect_max_s)
         self._rng = rng or random.Random()
         self._event_topic = event_topic(device_id)
@@ -108,6 +119,7 @@ class MqttPublisher:
         self._subscribed = threading.Event()  # the cmd and receipt subscriptions of this connection are granted
         self._stopping = False
         self._attempt = 0
+        self._unreachable: tuple[str, float] | None = None  # (reason, monotonic time) of the last such warning
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
         client_id = mqtt_client_id(device_id, password)  # not the bare device id: nobody else can take our session
@@ -131,18 +143,15 @@ class MqttPublisher:
 
     # -- Publisher --------------------------------------------------------------------------------------------
 
-    def bind(
-        self,
-        *,
-        on_ack: AckHandler,
-        on_connection: ConnectionHandler,
-        on_command: CommandHandler | None = None,
-        on_receipt: ReceiptHandler | None = None,
+    def bind_delivery(
+        self, *, on_ack: AckHandler, on_connection: ConnectionHandler, on_receipt: ReceiptHandler | None = None
     ) -> None:
         self._on_ack = on_ack
         self._on_connection = on_connection
-        self._on_command = on_command
         self._on_receipt = on_receipt
+
+    def bind_commands(self, on_command: CommandHandler) -> None:
+        self._on_command = on_command
 
     def publish_event(self, seq: int, data: bytes) -> None:
         self._publish(self._event_topic, data, retain=False, tag=(Lane.EVENT, seq))
@@ -214,24 +223,43 @@ class MqttPublisher:
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
         self._client.will_set(self._status_topic, payload, qos=1, retain=True)
 
-    def _schedule_reconnect(self) -> None:
-        """Draw the next back-off (full jitter) and make it paho's next reconnect wait."""
+    def _schedule_reconnect(self) -> float:
+        """Draw the next back-off (jittered) and make it paho's next reconnect wait; return it."""
         self._attempt += 1
         ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._attempt - 1, 16))
-        delay = self._rng.randint(self.reconnect_min_s, ceiling)
-        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)
-        if not self._stopping:
-            logger.info("reconnecting to mqtt://%s:%d in %d s (attempt %d)", self.host, self.port, delay, self._attempt)
+        delay = self._rng.uniform(self.reconnect_min_s, ceiling)
+        # paho annotates whole seconds but only adds the delay to the time: a fraction spreads the seals better.
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+        return delay
+
+    def _log_unreachable(self, reason: str, delay: float) -> None:
+        """A warning for a new reason (or once a minute for the same one); every other attempt at DEBUG."""
+        now = time.monotonic()
+        last = self._unreachable
+        warn = last is None or last[0] != reason or now - last[1] >= UNREACHABLE_WARNING_EVERY_S
+        if warn:
+            self._unreachable = (reason, now)
+        logger.log(
+            logging.WARNING if warn else logging.DEBUG,
+            "cannot reach the broker at mqtt://%s:%d: %s (attempt %d); next attempt in %.1f s, at most %g s apart",
+            self.host,
+            self.port,
+            reason,
+            self._attempt,
+            delay,
+            self.reconnect_max_s,
+        )
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            logger.error("broker refused the connection: %s", reason_code)
-            self._schedule_reconnect()
+            delay = self._schedule_reconnect()
+            logger.error("broker refused the connection: %s; next attempt in %.1f s", reason_code, delay)
             return
         self._subscribed.clear()
         self._connected.set()
+        self._unreachable = None
         logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
         with self._lock:
             events_owed = any(tag is not None for tag in self._mids.values())
@@ -265,11 +293,13 @@ class MqttPublisher:
         if was_connected:
             logger.warning("disconnected from mqtt://%s:%d: %s", self.host, self.port, reason_code)
             self._on_connection(False)
-        self._schedule_reconnect()
+        delay = self._schedule_reconnect()
+        logger.debug("reconnecting to mqtt://%s:%d in %.1f s (attempt %d)", self.host, self.port, delay, self._attempt)
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        logger.warning("cannot reach mqtt://%s:%d", self.host, self.port)
-        self._schedule_reconnect()
+        if self._stopping:
+            return
+        self._log_unreachable(_connect_error(), self._schedule_reconnect())
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
@@ -330,3 +360,12 @@ class MqttPublisher:
         except Exception:  # paho's network thread; a lost receipt only costs a re-send
             logger.exception("court receipt (mid %d) could not be handled", message.mid)
         self._client.ack(message.mid, message.qos)
+
+
+def _connect_error() -> str:
+    """Why the connection attempt failed: paho calls ``on_connect_fail`` inside its ``except OSError`` around the
+    attempt, so the error being handled is the reason (refused, no route, unknown host, TLS, timeout)."""
+    error = sys.exc_info()[1]
+    if error is None:
+        return "the connection failed"
+    return str(error) or type(error).__name__

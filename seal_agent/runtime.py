@@ -1,4 +1,15 @@
-"""The composition root: the one place where gpiozero, OpenCV, simpleaudio and paho are wired to the seal's core."""
+"""The composition root: the one place where gpiozero, OpenCV, simpleaudio and paho are wired to the seal.
+
+What it wires, in the direction the data flows (edge → warning → journal → delivery):
+
+* the devices (:mod:`seal_agent.devices`: PIR, tamper switch, speaker, camera) feed the seal's behaviour
+  (:class:`~seal_agent.behaviour.seal.SealAgent`), which decides and warns;
+* every event, whoever raises it (the behaviour, the court command desk, the camera's health, the snapshot
+  spool's thinning), is committed by the journal's one :class:`~seal_agent.journal.recorder.EventRecorder`;
+* :class:`~seal_agent.journal.delivery.Delivery` drains the journal through the MQTT publisher and takes the
+  broker's PUBACKs and the court's receipts itself; the :class:`~seal_agent.behaviour.commands.CommandDesk` takes the
+  court's commands.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +17,19 @@ import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
+from seal_agent.behaviour.seal import SealAgent, SystemClock
+from seal_agent.behaviour.triggers import CameraPolicy
+from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
-from seal_agent.core import SealAgent, SealIdentity, SystemClock
-from seal_agent.errors import SealAgentError
 from seal_agent.interfaces import Clock, Speaker
-from seal_agent.triggers import CameraPolicy
-from seal_agent.warning import WarningSettings
-from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+from seal_protocol import EventType
+from seal_protocol.signing import SigningKey, load_or_create_signing_key, public_key_b64
 
 if TYPE_CHECKING:
-    from seal_agent.evidence import SealCamera
+    from seal_agent.devices.evidence import SealCamera
+    from seal_agent.journal.outbox import Outbox
+    from seal_agent.journal.recorder import EventRecorder
+    from seal_agent.mqtt import MqttPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +40,8 @@ class SealRuntime:
     ``pin_factory`` None means gpiozero's default (the Pi's GPIO); ``speaker`` None means simpleaudio.
     Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened). A configuration without
     the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
-    empty the outbox. ``receipt_timeout_s`` / ``receipt_timeout_max_s`` override ``[delivery]`` (tests).
+    empty the outbox. ``reconnect_max_s`` overrides ``[mqtt]``, ``receipt_timeout_s`` / ``receipt_timeout_max_s``
+    ``[delivery]`` (tests).
     A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it.
     """
 
@@ -36,18 +51,16 @@ class SealRuntime:
         *,
         pin_factory: object | None = None,
         speaker: Speaker | None = None,
-        reconnect_max_s: int = 60,
+        reconnect_max_s: float | None = None,
         retry_s: float = 30.0,
         receipt_timeout_s: float | None = None,
         receipt_timeout_max_s: float | None = None,
         clock: Clock | None = None,
     ) -> None:
-        from seal_agent.commands import CommandDesk
-        from seal_agent.mqtt import MqttPublisher
-        from seal_agent.outbox import Outbox
-        from seal_agent.pir import PirSensor
-        from seal_agent.speaker import WarningSpeaker
-        from seal_agent.tamper import TamperSwitch
+        from seal_agent.behaviour.commands import CommandDesk
+        from seal_agent.journal.delivery import Delivery
+        from seal_agent.journal.outbox import Outbox
+        from seal_agent.journal.recorder import EventRecorder
 
         self.config = config
         self.clock = clock or SystemClock()
@@ -55,78 +68,78 @@ class SealRuntime:
         self._stack = ExitStack()
         try:
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            key, created = load_or_create_signing_key(config.key_path)
-            if created:
-                logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
-            self.outbox = self._stack.enter_context(Outbox(config.outbox_path))
-            if speaker is None:
-                real_speaker = WarningSpeaker(config.warning.sound_files())
-                self._stack.callback(real_speaker.close)
-                speaker = real_speaker
-            self.speaker = speaker
-            self.sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
-            self._stack.callback(self.sensor.close)
-            self.tamper: TamperSwitch | None = None
-            if config.tamper.enabled:
-                self.tamper = TamperSwitch(config.tamper.pin, pin_factory=pin_factory)
-                self._stack.callback(self.tamper.close)
-            self.publisher = MqttPublisher(
-                device_id=config.device_id,
-                host=config.mqtt.host,
-                port=config.mqtt.port,
-                username=config.mqtt_username,
-                password=read_password(config),
-                keepalive_s=config.mqtt.keepalive_s,
-                tls_ca_file=config.mqtt.tls_ca_file,
-                reconnect_max_s=reconnect_max_s,
-            )
+            key = _device_key(config)
+            self.outbox: Outbox = self._stack.enter_context(Outbox(config.outbox_path))
+            self._build_devices(pin_factory, speaker)
+            self.publisher = self._build_publisher(reconnect_max_s)
+            self.recorder: EventRecorder = EventRecorder(
+                device_id=config.device_id, case_no=config.case_no, signing_key=key, outbox=self.outbox,
+                clock=self.clock,
+            )  # fmt: skip
             self._build_camera()
-            self.agent = SealAgent(
-                identity=SealIdentity(config.device_id, config.case_no, key, court),
-                motion=self.sensor,
-                speaker=self.speaker,
-                publisher=self.publisher,
-                outbox=self.outbox,
-                warning=WarningSettings(
-                    repeat_s=config.warning.repeat_s,
-                    max_repeats=config.warning.max_repeats,
-                    cooldown_s=config.warning.cooldown_s,
-                ),
-                heartbeat_s=config.heartbeat_s,
-                retry_s=retry_s,
+            self.delivery = Delivery(
+                self.publisher, self.recorder, court_key=court, clock=self.clock,
+                snapshots=self.camera.spool if self.camera is not None else None, retry_s=retry_s,
                 receipt_timeout_s=receipt_timeout_s or config.delivery.receipt_timeout_s,
                 receipt_timeout_max_s=receipt_timeout_max_s or config.delivery.receipt_timeout_max_s,
-                clock=self.clock,
-                camera=self.camera,
-                snapshots=self.camera.spool if self.camera is not None else None,
-                camera_policy=CameraPolicy(
-                    require_motion_confirmation=config.camera.require_motion_confirmation,
-                    motion_window_s=config.camera.motion_window_s,
-                ),
-                tamper=self.tamper,
-            )
-            self.commands = CommandDesk(self.agent, self.outbox, self.clock, server_key=court)
-            self.agent.command_handler = self.commands.handle
+            )  # fmt: skip
+            self.agent = self._build_agent()
+            self.commands = CommandDesk(self.agent, self.recorder, self.clock, server_key=court)
+            self.publisher.bind_commands(self.commands.handle)
             if self.camera is not None:
-                self._wire_camera(self.agent, self.camera)
+                self._wire_camera(self.camera, self.recorder)
         except BaseException:
             self._stack.close()
             raise
         self._started = False
 
-    def _build_camera(self) -> None:
-        from seal_agent.camera import CameraError, CameraUnavailable
+    def _build_devices(self, pin_factory: object | None, speaker: Speaker | None) -> None:
+        from seal_agent.devices.pir import PirSensor
+        from seal_agent.devices.speaker import WarningSpeaker
+        from seal_agent.devices.tamper import TamperSwitch
 
-        self.camera = None
+        config = self.config
+        if speaker is None:
+            real_speaker = WarningSpeaker(config.warning.sound_files())
+            self._stack.callback(real_speaker.close)
+            speaker = real_speaker
+        self.speaker = speaker
+        self.sensor = PirSensor(config.pir.pin, pin_factory=pin_factory)
+        self._stack.callback(self.sensor.close)
+        self.tamper: TamperSwitch | None = None
+        if config.tamper.enabled:
+            self.tamper = TamperSwitch(config.tamper.pin, pin_factory=pin_factory)
+            self._stack.callback(self.tamper.close)
+
+    def _build_publisher(self, reconnect_max_s: float | None) -> MqttPublisher:
+        from seal_agent.mqtt import MqttPublisher
+
+        config = self.config
+        return MqttPublisher(
+            device_id=config.device_id,
+            host=config.mqtt.host,
+            port=config.mqtt.port,
+            username=config.mqtt_username,
+            password=read_password(config),
+            keepalive_s=config.mqtt.keepalive_s,
+            tls_ca_file=config.mqtt.tls_ca_file,
+            reconnect_max_s=reconnect_max_s or config.mqtt.reconnect_max_s,
+        )
+
+    def _build_camera(self) -> None:
+        from seal_agent.devices.camera import CameraError, CameraUnavailable
+
+        self.camera: SealCamera | None = None
         self._camera_monitored = False
         config = self.config.camera
         if not config.enabled:
             logger.info("no camera configured")
             return
         try:
-            from seal_agent.camera import CameraMonitor, SnapshotStore, open_camera
-            from seal_agent.evidence import SealCamera
-            from seal_agent.snapshots import SnapshotSpool
+            from seal_agent.devices.camera import CameraMonitor, open_camera
+            from seal_agent.devices.evidence import SealCamera
+            from seal_agent.journal.snapshot_spool import SnapshotSpool
+            from seal_agent.journal.snapshot_store import SnapshotStore
 
             source = open_camera(config.source)
             if source is None:
@@ -140,18 +153,35 @@ class SealRuntime:
         except (CameraError, OSError) as exc:
             logger.error("camera %r cannot be used (%s); the seal runs without it", config.source, exc)
 
-    def _wire_camera(self, agent: SealAgent, camera: SealCamera) -> None:
-        from seal_protocol import EventType
+    def _build_agent(self) -> SealAgent:
+        config = self.config
+        return SealAgent(
+            recorder=self.recorder,
+            motion=self.sensor,
+            speaker=self.speaker,
+            warning=WarningSettings(
+                repeat_s=config.warning.repeat_s,
+                max_repeats=config.warning.max_repeats,
+                cooldown_s=config.warning.cooldown_s,
+            ),
+            heartbeat_s=config.heartbeat_s,
+            clock=self.clock,
+            camera=self.camera,
+            camera_policy=CameraPolicy(
+                require_motion_confirmation=config.camera.require_motion_confirmation,
+                motion_window_s=config.camera.motion_window_s,
+            ),
+            tamper=self.tamper,
+        )
 
-        courier = agent.snapshot_courier
-        if courier is None:  # SealAgent builds one whenever it is given the spool as its snapshot queue
-            raise SealAgentError("the agent was built without the camera's snapshot queue")
-        spool = camera.spool
-        camera.monitor.on_health = agent.camera_health
-        spool.on_thinned = lambda payload: _discard(agent.record(EventType.OUTBOX_FULL, payload))
-        spool.notify = courier.notify
+    @staticmethod
+    def _wire_camera(camera: SealCamera, recorder: EventRecorder) -> None:
+        """The camera's health transitions and the spool's thinnings are events of their own."""
+        camera.monitor.on_health = lambda kind, details: _discard(recorder.record(EventType(kind), details))
+        camera.spool.on_thinned = lambda payload: _discard(recorder.record(EventType.OUTBOX_FULL, payload))
 
     def start(self) -> None:
+        self.delivery.start()
         self.agent.start()
         if self.camera is not None:
             self.camera.start()
@@ -160,12 +190,14 @@ class SealRuntime:
         self._started = True
 
     def close(self) -> None:
-        """Stop the camera and the agent, send ``offline``, release the pins, the speaker and the outbox."""
+        """Stop the camera, the agent and the delivery, send ``offline``, release the pins, the speaker and the
+        outbox."""
         if self._started:
             self._started = False
             if self.camera is not None:
                 self.camera.close()
             self.agent.stop()
+            self.delivery.stop()
             self.publisher.stop()
         self._stack.close()
 
@@ -174,6 +206,13 @@ class SealRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _device_key(config: AgentConfig) -> SigningKey:
+    key, created = load_or_create_signing_key(config.key_path)
+    if created:
+        logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
+    return key
 
 
 def _discard(value: object) -> None:

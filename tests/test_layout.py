@@ -34,14 +34,21 @@ def modules() -> dict[str, Path]:
 
 
 def imports(path: Path, known: Iterable[str]) -> set[str]:
-    """The modules of ours that ``path`` imports, anywhere in it (``from a import b`` may name the module a.b)."""
+    """The modules of ours that ``path`` imports, anywhere in it (``from a import b`` may name the module a.b;
+    relative imports are resolved against the module's package)."""
     known = set(known)
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parents, base] if base else parents)
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         else:
             continue
         found.update(name for name in names if name in known)
@@ -148,6 +155,47 @@ def test_route_modules_do_not_import_each_other() -> None:
     }
     edges = graph()
     assert {(module, target) for module in routes for target in edges[module] & routes} == set()
+
+
+#: The seal's parts and what each may import. Data flows edge → warning → journal → delivery: the devices and the
+#: behaviour record into the journal, the journal imports neither; only the composition root (``runtime``) and the
+#: command line see everything.
+AGENT_ALLOWED = {
+    "errors": set(),
+    "interfaces": set(),
+    "journal": {"errors", "interfaces"},
+    "behaviour": {"errors", "interfaces", "journal"},
+    "devices": {"errors", "interfaces", "journal"},
+    "mqtt": {"errors", "interfaces"},
+    "config": {"errors", "devices"},
+    "simulate": set(),
+    "runtime": {"errors", "interfaces", "config", "journal", "behaviour", "devices", "mqtt"},
+    "cli": {"errors", "config", "runtime", "simulate", "devices"},
+    "__main__": {"cli"},
+}
+
+
+def test_the_seal_s_parts_depend_one_way() -> None:
+    def part(module: str) -> str:
+        return module.split(".")[1] if module.startswith("seal_agent.") else ""
+
+    edges = graph()
+    parts = {part(module) for module in edges if part(module)}
+    assert parts == set(AGENT_ALLOWED), "a new part of seal_agent needs a rule here"
+    wrong = {
+        (module, target)
+        for module, targets in edges.items()
+        if part(module)
+        for target in targets
+        if part(target) and part(target) != part(module) and part(target) not in AGENT_ALLOWED[part(module)]
+    }
+    assert wrong == set()
+
+
+def test_modules_stay_small() -> None:
+    """A module past ~400 lines is usually two modules (the Alembic revisions are data and do not count)."""
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text("utf-8").splitlines())) > 400}
+    assert long == {}
 
 
 def test_every_table_is_collected_for_the_migrations() -> None:

@@ -47,11 +47,11 @@ def runtimes(mock_pins: MockFactory) -> Iterator[RuntimeFactory]:
     built: list[SealRuntime] = []
 
     def make(config_path: Path, *, speaker: RecordingSpeaker | None = None, **kwargs: object) -> SealRuntime:
+        kwargs.setdefault("reconnect_max_s", 2)  # quick tests; reconnect_max_s=None: the configured back-off
         runtime = SealRuntime(
             load_config(config_path),
             pin_factory=mock_pins,
             speaker=speaker or RecordingSpeaker(),
-            reconnect_max_s=2,
             **kwargs,  # type: ignore[arg-type]
         )
         built.append(runtime)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.outbox import StoredEvent
+from seal_agent.journal.outbox import StoredEvent
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, SealStatus, envelope_hash
 from tests.agent.helpers import (
@@ -82,7 +82,7 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"
     assert heartbeat.payload["disk_free_bytes"] > 0
 
-    assert runtime.agent.courier.wait_drained(5)  # deleted on the court's receipt
+    assert runtime.delivery.events.wait_drained(5)  # deleted on the court's receipt
     assert runtime.outbox.depth() == 0
     runtime.close()
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
@@ -115,7 +115,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         runtime = runtimes(config)
         runtime.start()
         assert court.wait_for(lambda c: c.seqs(DEVICE) == {1})
-        assert runtime.agent.courier.wait_drained(5)  # receipted
+        assert runtime.delivery.events.wait_drained(5)  # receipted
         broker.stop()
         for _ in range(8):
             pulse(mock_pins)
@@ -125,7 +125,7 @@ def test_events_made_while_the_broker_is_down_arrive_in_order(
         assert court.wait_for(lambda c: c.seqs(DEVICE) == set(range(1, 10)), timeout=20)
         order = check_chain(court.of(DEVICE), verify_key(config))
         assert order == sorted(order)
-        assert runtime.agent.courier.wait_drained(5)
+        assert runtime.delivery.events.wait_drained(5)
     finally:
         court.close()
 
@@ -136,7 +136,7 @@ class _Refusals(logging.Handler):
         self.seen = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "seal_agent.delivery" and "refused event seq=1" in record.getMessage():
+        if record.name == "seal_agent.journal.courier" and "refused event seq=1" in record.getMessage():
             self.seen.set()
 
 
@@ -146,13 +146,13 @@ def test_not_authorized_puback_keeps_the_event(
     # The account "seal-other" may only write seal/v1/seal-other/...; this seal claims to be seal-test-1.
     config = write_config(tmp_path, broker, username="seal-other")
     refusals = _Refusals()
-    logging.getLogger("seal_agent.delivery").addHandler(refusals)
+    logging.getLogger("seal_agent.journal.courier").addHandler(refusals)
     try:
         runtime = runtimes(config, retry_s=60)
         runtime.start()
         assert refusals.seen.wait(10), "the broker's refusal was not reported"
     finally:
-        logging.getLogger("seal_agent.delivery").removeHandler(refusals)
+        logging.getLogger("seal_agent.journal.courier").removeHandler(refusals)
     assert [event.seq for event in runtime.outbox.pending()] == [1]
     assert court.of(DEVICE) == []
 
@@ -241,10 +241,10 @@ def test_when_delivered_reports_each_acknowledged_seq_and_a_failing_hook_changes
             done.set()
         raise RuntimeError("a broken hook")  # logged, never affects delivery
 
-    runtime.agent.when_delivered = hook
+    runtime.delivery.when_delivered = hook
     runtime.start()
     pulse(mock_pins)
     assert done.wait(5), delivered
     assert delivered == [1, 2]
     assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2})
-    assert runtime.agent.courier.wait_drained(5) and runtime.outbox.depth() == 0
+    assert runtime.delivery.events.wait_drained(5) and runtime.outbox.depth() == 0

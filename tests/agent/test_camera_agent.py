@@ -101,7 +101,7 @@ def test_intrusion_snapshots_arrive_by_hash_first_one_at_once(
     assert court.arrivals.index(f"snapshot:{arrivals[0].sha}") < court.arrivals.index("event:snapshot_taken")
     assert set(later["snapshots"]) - set(ready)  # and later ones were taken after the trigger
     check_chain(court.of(DEVICE), verify_key(config))
-    assert runtime.agent.snapshot_courier is not None and runtime.agent.snapshot_courier.wait_drained(5)
+    assert runtime.delivery.snapshots is not None and runtime.delivery.snapshots.wait_drained(5)
     assert runtime.outbox.snapshot_depth() == 0  # deleted from the queue on the court's receipt
     assert all(sha in runtime.camera.spool.store for sha in every)  # type: ignore[union-attr]
 
@@ -331,7 +331,7 @@ def test_quota_thins_unsent_snapshots_when_sent_ones_do_not_suffice_and_names_th
         listed = {sha for payload in court.payloads(DEVICE, "intrusion") for sha in payload["snapshots"]}
         assert lost <= listed
         assert court.wait_for(lambda c: listed - lost <= c.snapshot_hashes(DEVICE), timeout=10)
-        assert runtime.agent.snapshot_courier is not None and runtime.agent.snapshot_courier.wait_drained(5)
+        assert runtime.delivery.snapshots is not None and runtime.delivery.snapshots.wait_drained(5)
         assert not lost & court.snapshot_hashes(DEVICE)  # a lost snapshot is never sent
         seqs = check_chain(court.of(DEVICE), verify_key(config))
         assert sorted(seqs) == list(range(1, max(seqs) + 1))  # no event lost

@@ -11,7 +11,7 @@ import wave
 from pathlib import Path
 
 from seal_agent.config import DEFAULT_SOUNDS_DIR, load_config
-from seal_agent.outbox import Outbox
+from seal_agent.journal.outbox import Outbox
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, SealStatus, envelope_hash
 from seal_protocol.signing import verify_key_from_b64

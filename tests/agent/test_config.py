@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -114,13 +115,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", str(write(tmp_path, VALID))]) == 0
+    assert main(["check-config", "--config", str(write(tmp_path, VALID))]) == 0
     assert capsys.readouterr().out == "OK\n"
 
 
 def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, VALID.replace("port = 1883", "port = 65536"))
-    assert main(["check-config", str(path)]) == 2
+    assert main(["check-config", "--config", str(path)]) == 2
     captured = capsys.readouterr()
     assert "OK" not in captured.out
     assert "mqtt.port: Input should be less than or equal to 65535" in captured.err
@@ -129,19 +130,82 @@ def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.Ca
 def test_check_config_empty_password_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, VALID)
     (tmp_path / "pw").write_text("\n")
-    assert main(["check-config", str(path)]) == 2
+    assert main(["check-config", "--config", str(path)]) == 2
     assert "mqtt.password_file: " in capsys.readouterr().err
+
+
+def test_check_config_names_a_camera_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = next(n for n in range(100, 1000) if not Path(f"/dev/video{n}").exists())
+    absent_file = tmp_path / "absent.avi"
+    for source, problem in [
+        (str(index), f"camera.source: /dev/video{index} (camera {index}) does not exist"),
+        ("/dev/video-absent", "camera.source: /dev/video-absent does not exist"),
+        (str(absent_file), f"camera.source: {absent_file} does not exist"),
+        (str(tmp_path), f"camera.source: {tmp_path} is not a video file"),
+    ]:
+        path = write(tmp_path, VALID + f'[camera]\nsource = "{source}"\n')
+        assert main(["check-config", "--config", str(path)]) == 2
+        assert capsys.readouterr().err == problem + "\n"
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"RIFF")
+    for source in (str(clip), "/dev/null", ""):  # a file, an existing device path, no camera
+        path = write(tmp_path, VALID + f'[camera]\nsource = "{source}"\n')
+        assert main(["check-config", "--config", str(path)]) == 0
+        assert capsys.readouterr().out == "OK\n"
+
+
+def seal_agent(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SEAL_AGENT), *args], capture_output=True, text=True, env=agent_env())
 
 
 def test_check_config_console_script_exit_codes(tmp_path: Path) -> None:
     good = write(tmp_path, VALID)
-    ok = subprocess.run([str(SEAL_AGENT), "check-config", str(good)], capture_output=True, text=True, env=agent_env())
+    ok = seal_agent("check-config", "--config", str(good))
     assert (ok.returncode, ok.stdout) == (0, "OK\n"), ok.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text(encoding="utf-8").replace("[pir]", "[pir]\nbogus = 1"), encoding="utf-8")
-    res = subprocess.run([str(SEAL_AGENT), "check-config", str(bad)], capture_output=True, text=True, env=agent_env())
+    res = seal_agent("check-config", "--config", str(bad))
     assert res.returncode == 2
     assert "pir.bogus: Extra inputs are not permitted" in res.stderr
+
+
+def test_check_config_still_takes_the_file_as_its_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Units and scripts installed before ``--config`` call ``check-config FILE``: a hidden alias."""
+    good, bad = write(tmp_path, VALID), tmp_path / "bad.toml"
+    bad.write_text(good.read_text(encoding="utf-8").replace("port = 1883", "port = 0"), encoding="utf-8")
+    assert main(["check-config", str(good)]) == 0
+    assert main(["check-config", str(good), "--config", str(good)]) == 0
+    assert capsys.readouterr().out == "OK\nOK\n"
+    assert main(["check-config", str(bad)]) == 2
+    assert "mqtt.port: " in capsys.readouterr().err
+    for args in ([], [str(good), "--config", str(bad)]):
+        with pytest.raises(SystemExit) as usage:
+            main(["check-config", *args])
+        assert usage.value.code == 2
+    assert "--config" in capsys.readouterr().err
+    help_text = seal_agent("check-config", "--help").stdout
+    assert "--config FILE" in help_text and "[file]" not in help_text  # the positional form stays hidden
+
+
+def test_log_flags_before_or_after_the_command_in_any_case(tmp_path: Path) -> None:
+    """Both programs spell them ``--log-level LEVEL`` and ``--log-format text|json``."""
+    good = write(tmp_path, VALID)
+    for args in (
+        ["--log-level", "debug", "--log-format", "json", "check-config", "--config", str(good)],
+        ["check-config", "--config", str(good), "--log-level", "DEBUG", "--log-format", "json"],
+        ["--log-level", "error", "check-config", "--log-level", "Debug", "--log-format", "json", "--config", str(good)],
+    ):
+        result = seal_agent(*args)
+        assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+    keygen = seal_agent("keygen", "--config", str(good), "--log-level", "INFO", "--log-format", "json")
+    assert keygen.returncode == 0, keygen.stderr
+    logged = [json.loads(line) for line in keygen.stderr.splitlines()]  # every line is one JSON object
+    assert {"level": "INFO", "logger": "seal_agent.cli"}.items() <= logged[-1].items()
+    quiet = seal_agent("--log-level", "warning", "keygen", "--config", str(good))
+    assert (quiet.returncode, quiet.stderr) == (0, "")  # "existing device key" is INFO
+    for wrong in (["--log-level", "verbose"], ["--log-format", "xml"]):
+        result = seal_agent("check-config", "--config", str(good), *wrong)
+        assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
@@ -186,23 +250,25 @@ def test_check_config_accepts_the_hardware_example_once_its_files_exist(
     ]
     (tmp_path / "mqtt-password").write_text("secret\n")
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "camera.avi").write_bytes(b"RIFF")  # the camera: this machine may have no /dev/video0
     installed = tmp_path / "agent.toml"
     installed.write_text(
         EXAMPLE.read_text("utf-8")
+        .replace('source = "0"', f'source = "{tmp_path / "camera.avi"}"')
         .replace("/etc/court-seal", str(tmp_path))
         .replace("/opt/court-seal/sounds", str(DEFAULT_SOUNDS_DIR))
         .replace("/var/lib/court-seal", str(tmp_path / "state"))
         .replace('server_public_key = ""', f'server_public_key = "{COURT_PUBLIC_KEY}"'),
         encoding="utf-8",
     )
-    assert main(["check-config", str(installed)]) == 0
+    assert main(["check-config", "--config", str(installed)]) == 0
     assert capsys.readouterr().out == "OK\n"
 
 
 def test_a_seal_without_the_court_key_does_not_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Only the court's signed receipts empty the outbox: without its key a seal would keep everything forever."""
     path = write(tmp_path, VALID.replace(COURT_PUBLIC_KEY, ""))
-    assert main(["check-config", str(path)]) == 2
+    assert main(["check-config", "--config", str(path)]) == 2
     assert "commands.server_public_key: not set" in capsys.readouterr().err
     assert main(["run", "--config", str(path)]) == 2
     assert "commands.server_public_key: not set" in capsys.readouterr().err

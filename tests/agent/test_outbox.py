@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seal_agent.errors import OutboxError, OutboxLocked
-from seal_agent.outbox import Outbox
+from seal_agent.journal.outbox import Outbox
 from seal_protocol import envelope_hash
 
 

@@ -8,8 +8,8 @@ import pytest
 from gpiozero import MotionSensor
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.devices.pir import PirSensor
 from seal_agent.errors import HardwareError
-from seal_agent.pir import PirSensor
 
 
 def test_edges_call_the_handlers_on_the_edge_itself(mock_pins: MockFactory) -> None:

@@ -124,7 +124,7 @@ def test_events_stay_after_the_puback_and_only_a_valid_receipt_for_their_bytes_d
     assert wait_until(lambda: [e.seq for e in runtime.outbox.pending()] == [2, 3], 5)
     court.send_receipt(DEVICE, [envelope_hash(first)])  # replayed: harmless
     court.send_receipt(DEVICE, [envelope_hash(second), envelope_hash(court.of(DEVICE)[2].data)])
-    assert runtime.agent.courier.wait_drained(5)
+    assert runtime.delivery.events.wait_drained(5)
     assert runtime.outbox.depth() == 0
     assert [copies(court, seq) for seq in (1, 2, 3)] == [1, 1, 1]  # and nothing was sent twice meanwhile
 
@@ -166,7 +166,7 @@ def test_what_is_not_receipted_is_sent_again_after_a_reconnect(
     broker.stop()
     broker.start()
     assert court.wait_for(lambda c: copies(c, 1) == 2 and copies(c, 2) == 2, timeout=15)
-    assert runtime.agent.courier.wait_drained(5)
+    assert runtime.delivery.events.wait_drained(5)
     assert check_chain(court.of(DEVICE), verify_key(config)) == [1, 2]
 
 
@@ -188,7 +188,7 @@ def test_a_puback_without_a_receipt_is_sent_again_after_a_doubling_timeout(
     timeouts = [float(line.split(" within ")[1].split(" s")[0]) for line in agent_log.matching("not receipted by")]
     assert timeouts[:4] == [0.4, 0.8, 1.6, 1.6]  # doubling while nothing is receipted, up to the ceiling
     court.receipting = True
-    assert runtime.agent.courier.wait_drained(10)
+    assert runtime.delivery.events.wait_drained(10)
     court.receipting = False
     before = len(agent_log.matching("not receipted by"))
     pulse(mock_pins)
@@ -219,7 +219,7 @@ def test_an_outbox_left_by_the_previous_agent_keeps_its_events_and_sends_them(
     assert second.outbox.depth() == 2
     second.start()
     assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2, 3})
-    assert second.agent.courier.wait_drained(5)
+    assert second.delivery.events.wait_drained(5)
     assert check_chain(court.of(DEVICE), verify_key(config)) == [1, 2, 3]
 
 
@@ -260,7 +260,7 @@ def test_a_court_that_is_down_gets_one_copy_per_timeout_round_not_the_queue(
 
     back = CourtSubscriber(broker, persistent=True, client_id=court.client_id).start()  # the court is back
     try:
-        assert runtime.agent.courier.wait_drained(15)
+        assert runtime.delivery.events.wait_drained(15)
         resent = sum(int(line.split(" ", 1)[0]) for line in agent_log.matching("not receipted by"))
         received = len(back.of(DEVICE))
         assert back.seqs(DEVICE) == set(range(1, events + 1))
@@ -312,7 +312,7 @@ def test_an_event_lost_among_receipted_ones_is_sent_again_by_itself(
     assert agent_log.wait("later ones were receipted")
     court.receipting = True
     court.send_receipt(DEVICE, [envelope_hash(court.of(DEVICE)[-1].data)])
-    assert runtime.agent.courier.wait_drained(5)
+    assert runtime.delivery.events.wait_drained(5)
     assert [copies(court, seq) for seq in range(1, events + 1) if seq != 3] == [1] * (events - 1)
 
 

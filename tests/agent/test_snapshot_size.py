@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from seal_agent.camera import SnapshotStore, encode_jpeg
-from seal_agent.camera.motion import encode_jpeg_within
+from seal_agent.devices.camera import encode_jpeg
+from seal_agent.devices.camera.motion import encode_jpeg_within
 from seal_agent.errors import SnapshotTooLarge
-from seal_agent.outbox import Outbox
-from seal_agent.snapshots import OVERSIZED_DIR, SnapshotSpool
+from seal_agent.journal.outbox import Outbox
+from seal_agent.journal.snapshot_spool import OVERSIZED_DIR, SnapshotSpool
+from seal_agent.journal.snapshot_store import SnapshotStore
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seal_agent.camera import SnapshotStore, encode_jpeg
-from seal_agent.outbox import Outbox
-from seal_agent.snapshots import SnapshotSpool
+from seal_agent.devices.camera import encode_jpeg
+from seal_agent.journal.outbox import Outbox
+from seal_agent.journal.snapshot_spool import SnapshotSpool
+from seal_agent.journal.snapshot_store import SnapshotStore
 from tests.agent.test_outbox import V1_SCHEMA
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import DEFAULT_SOUNDS_DIR
-from seal_agent.tamper import TamperSwitch
+from seal_agent.devices.tamper import TamperSwitch
 from seal_dev.broker import PrivateBroker
 from seal_protocol import SealStatus
 from tests.agent.helpers import (

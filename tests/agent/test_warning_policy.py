@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seal_agent.warning import WarningPolicy, WarningSettings
+from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 
 
 def policy(repeat_s: float = 10, max_repeats: int = 3, cooldown_s: float = 30) -> WarningPolicy:

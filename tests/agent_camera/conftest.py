@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seal_agent.camera import Camera, CameraMonitor
+from seal_agent.devices.camera import Camera, CameraMonitor
 from tests.agent_camera.clips import CLIP_FPS, write_clip
 
 

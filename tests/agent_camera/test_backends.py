@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from seal_agent.camera import OpenCVCamera, VideoFileCamera, open_camera
+from seal_agent.devices.camera import OpenCVCamera, VideoFileCamera, open_camera
 from tests.agent_camera.clips import HEIGHT, WIDTH
 
 
@@ -79,8 +79,8 @@ def test_open_camera_reads_the_source_string(tmp_path):
 def test_package_imports_without_loading_opencv():
     code = (
         "import sys\n"
-        "import seal_agent.camera as camera\n"
-        "store = camera.SnapshotStore\n"
+        "import seal_agent.devices.camera as camera\n"
+        "ring = camera.FrameRing\n"
         "config = camera.CameraConfig()\n"
         "assert 'cv2' not in sys.modules, 'cv2 imported eagerly'\n"
         "camera.CameraMonitor\n"

@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from seal_agent.camera import CameraConfig, CameraMonitor, VideoFileCamera
+from seal_agent.devices.camera import CameraConfig, CameraMonitor, VideoFileCamera
 
 
 def test_defaults_are_valid_and_mean_no_camera():

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from seal_agent.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
-from seal_agent.camera.health import HealthTracker, blind_reason
+from seal_agent.devices.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
+from seal_agent.devices.camera.health import HealthTracker, blind_reason
 from tests.agent_camera.clips import black_frames, static_frames, textured_scene, write_clip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from seal_agent.camera import MotionDetector, MotionVerdict, VideoFileCamera
+from seal_agent.devices.camera import MotionDetector, MotionVerdict, VideoFileCamera
 from tests.agent_camera.clips import moving_rectangle_frames, static_frames
 
 

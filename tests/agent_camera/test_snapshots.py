@@ -11,14 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from seal_agent.camera import (
-    InvalidSnapshotHash,
-    Snapshot,
-    SnapshotNotFound,
-    SnapshotStore,
-    VideoFileCamera,
-    encode_jpeg,
-)
+from seal_agent.devices.camera import Snapshot, VideoFileCamera, encode_jpeg
+from seal_agent.errors import InvalidSnapshotHash, SnapshotNotFound
+from seal_agent.journal.snapshot_store import SnapshotStore
 from tests.agent_camera.clips import HEIGHT, WIDTH, moving_rectangle_frames
 
 

@@ -1,5 +1,5 @@
-"""The seal's camera: backends behind a small :class:`Camera` protocol, the :class:`CameraMonitor` (motion, blindness,
-loss, snapshots around an intrusion) and the content-addressed :class:`SnapshotStore`.
+"""The seal's camera: backends behind a small :class:`Camera` protocol and the :class:`CameraMonitor` (motion,
+blindness, loss, snapshots around an intrusion). The journal keeps the snapshots (:mod:`seal_agent.journal`).
 
 Importing this package does not import OpenCV; the names that need it (the backends and the monitor) are loaded on
 first use, so a seal configured without a camera runs without ``cv2`` installed.
@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from .base import Camera, Frame, Image, Snapshot
 from .burst import SnapshotBurst, SnapshotCallback
 from .config import CameraConfig
-from .errors import CameraError, CameraUnavailable, InvalidSnapshotHash, SnapshotNotFound
+from .errors import CameraError, CameraUnavailable
 from .health import CAMERA_BLIND, CAMERA_FOUND, CAMERA_LOST, CAMERA_RECOVERED, CameraState, HealthEvent
 from .ring import FrameRing
-from .snapshots import SnapshotStore, sha256_hex
 
 if TYPE_CHECKING:
     from .monitor import CameraMonitor, HealthCallback, MotionVerdict
@@ -63,17 +62,13 @@ __all__ = [
     "HealthCallback",
     "HealthEvent",
     "Image",
-    "InvalidSnapshotHash",
     "MotionDetector",
     "MotionVerdict",
     "OpenCVCamera",
     "Snapshot",
     "SnapshotBurst",
     "SnapshotCallback",
-    "SnapshotNotFound",
-    "SnapshotStore",
     "VideoFileCamera",
     "encode_jpeg",
     "open_camera",
-    "sha256_hex",
 ]

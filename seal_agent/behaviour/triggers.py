@@ -1,9 +1,9 @@
 """What the seal does once a trigger fired: the warning, the event, the snapshots around it, the follow-up event.
 
-The core (:class:`~seal_agent.core.SealAgent`) decides *whether* a presence deserves a warning (armed, cool-down);
-:class:`TriggerResponder` then acts on that decision for an ``intrusion`` (PIR edge) or a ``tamper`` (lid opened).
-A box smashed a second after the edge must leave both a warning and an event behind, so nothing waits for the
-camera before the event is committed:
+The seal (:class:`~seal_agent.behaviour.seal.SealAgent`) decides *whether* a presence deserves a warning (armed,
+cool-down); :class:`TriggerResponder` then acts on that decision for an ``intrusion`` (PIR edge) or a ``tamper``
+(lid opened). A box smashed a second after the edge must leave both a warning and an event behind, so nothing
+waits for the camera before the event is committed:
 
 1. on the edge's own thread: the warning starts at once. With ``require_motion_confirmation`` it starts at once only
    if the camera already saw motion before the edge; otherwise a confirmation thread waits (at most
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
-from seal_agent.outbox import StoredEvent
+from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -151,10 +151,10 @@ class TriggerResponder:
         on_not_seen: Callable[[], None],
         on_recorded: OnRecorded | None = None,
     ) -> None:
-        """A presence began at ``now``; ``wanted``: the core's warning policy asked for a warning.
+        """A presence began at ``now``; ``wanted``: the seal's warning policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
-        so the core can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
+        so the seal can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
         """
         trigger = _Trigger("intrusion", now)
         verdict: str | None = None

@@ -1,16 +1,20 @@
 """The seal's behaviour: presence → spoken warning, snapshots and a signed ``intrusion`` event; the enclosure's tamper
 switch; heartbeats; arm/disarm.
 
-:class:`SealAgent` gets its sensor, switch, camera, speaker, publisher, outbox and clock as arguments and imports no
-hardware or network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
+:class:`SealAgent` gets its sensor, switch, camera, speaker, the journal's recorder and a clock as arguments and
+imports no hardware or network library, so the same code runs on a Raspberry Pi, on gpiozero's mock pins and in tests.
+Its events leave it once, through the recorder (edge → warning → journal → delivery); it never sees a PUBACK, a
+receipt or a command's bytes (:class:`~seal_agent.journal.delivery.Delivery` and
+:class:`~seal_agent.behaviour.commands.CommandDesk` own those).
 
 Threads: the sensor's callbacks run on the sensor library's thread and only decide and start the warning; the
-trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.triggers`); the timer (repeats,
-heartbeats, missed-edge check) runs on ``seal-agent-timer``, delivery on the couriers' threads, camera health on
-the camera monitor's thread. Decisions are made under one lock; disk, camera and speaker I/O happen outside it.
+trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.behaviour.triggers`); the timer (repeats,
+heartbeats, missed-edge check) runs on ``seal-agent-timer``. Decisions are made under one lock; disk, camera and
+speaker I/O happen outside it.
 
 What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
-:class:`~seal_agent.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence, cool-down).
+:class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence,
+cool-down).
 """
 
 from __future__ import annotations
@@ -20,20 +24,16 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.delivery import RECEIPT_TIMEOUT_MAX_S, RECEIPT_TIMEOUT_S, Courier, DeliveryQueue
-from seal_agent.interfaces import Clock, EvidenceCamera, Lane, MotionSource, Publisher, Speaker, Switch
-from seal_agent.outbox import Outbox, SnapshotItem, StoredEvent
-from seal_agent.recorder import EventRecorder
-from seal_agent.triggers import CameraPolicy, TriggerResponder
-from seal_agent.warning import WarningPolicy, WarningSettings
+from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
+from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
+from seal_agent.interfaces import Clock, EvidenceCamera, MotionSource, Speaker, Switch
+from seal_agent.journal.outbox import StoredEvent
+from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
-from seal_protocol.receipts import ReceiptRefused, check_receipt
-from seal_protocol.signing import SigningKey, VerifyKey
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 RECONCILE_S = 1.0
 _ARMED_SETTING = "armed"
 
-__all__ = ["CameraPolicy", "SealAgent", "SealIdentity", "SystemClock"]
+__all__ = ["SealAgent", "SystemClock"]
 
 
 class SystemClock:
@@ -54,90 +54,42 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class SealIdentity:
-    """Who the seal is: its id (also its MQTT username), its case, its own Ed25519 key, and the court's public key
-    it pins (for the court's commands and receipts)."""
-
-    device_id: str
-    case_no: str
-    signing_key: SigningKey
-    court_key: VerifyKey
-
-
 class SealAgent:
     """One seal. Call :meth:`start`, then :meth:`stop`; :meth:`arm` / :meth:`disarm` at any time in between.
 
     The armed state is durable: it is committed with the ``armed``/``disarmed`` event and survives restarts.
     A new seal starts armed. Disarmed, the seal stays silent but still records every ``intrusion`` and ``tamper``.
-
-    Delivery: an event leaves the outbox only when a receipt signed by the court (``identity.court_key``) names the
-    SHA-256 of its bytes; the agent verifies each receipt and routes it, like the broker's PUBACKs, to its couriers.
+    Every event goes to ``recorder``; start the delivery before :meth:`start` (it records ``agent_started``).
     """
 
     def __init__(
         self,
         *,
-        identity: SealIdentity,
+        recorder: EventRecorder,
         motion: MotionSource,
         speaker: Speaker,
-        publisher: Publisher,
-        outbox: Outbox,
         warning: WarningSettings,
         heartbeat_s: float,
         clock: Clock | None = None,
         agent_version: str = __version__,
-        delivery_window: int = 20,
-        retry_s: float = 30.0,
-        receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
-        receipt_timeout_max_s: float = RECEIPT_TIMEOUT_MAX_S,
         camera: EvidenceCamera | None = None,
-        snapshots: DeliveryQueue[SnapshotItem] | None = None,
         camera_policy: CameraPolicy | None = None,
         tamper: Switch | None = None,
     ) -> None:
-        self.identity = identity
         self.agent_version = agent_version
         self.heartbeat_s = heartbeat_s
+        self._recorder = recorder
+        self._outbox = recorder.outbox
         self._motion = motion
         self._speaker = speaker
-        self._outbox = outbox
         self._camera = camera
         self._tamper = tamper
         self._clock = clock or SystemClock()
-        self.recorder = EventRecorder(
-            device_id=identity.device_id,
-            case_no=identity.case_no,
-            signing_key=identity.signing_key,
-            outbox=outbox,
-            clock=self._clock,
-        )
-        connected = lambda: publisher.connected  # noqa: E731
-        self.courier: Courier[StoredEvent] = Courier(
-            outbox, lambda e: publisher.publish_event(e.seq, e.data), self._clock,
-            connected=connected, window=delivery_window, retry_s=retry_s,
-            receipt_timeout_s=receipt_timeout_s, receipt_timeout_max_s=receipt_timeout_max_s,
-        )  # fmt: skip
-        self.snapshot_courier: Courier[SnapshotItem] | None = None
-        if snapshots is not None:
-            self.snapshot_courier = Courier(
-                snapshots, lambda s: publisher.publish_snapshot(s.key, s.sha, s.jpeg), self._clock,
-                connected=connected, name="snapshots", window=4, retry_s=retry_s,
-                receipt_timeout_s=receipt_timeout_s, receipt_timeout_max_s=receipt_timeout_max_s,
-            )  # fmt: skip
         self._respond = TriggerResponder(
-            speaker=speaker, record=self.record, camera=camera, camera_policy=camera_policy
+            speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy
         )
-        publisher.bind(
-            on_ack=self._on_ack,
-            on_connection=self._on_connection,
-            on_command=self._on_command,
-            on_receipt=self._on_receipt,
-        )
-        #: Handles a raw court command (set by the composition root); None: commands are ignored.
-        self.command_handler: Callable[[bytes], None] | None = None
         self._policy = WarningPolicy(warning)
-        self._armed = outbox.setting(_ARMED_SETTING) != "0"
+        self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
         self._mismatch_since: float | None = None
         self._lock = threading.RLock()
@@ -147,23 +99,17 @@ class SealAgent:
         #: Called with the stored ``intrusion`` event right after it is committed, on the trigger worker's thread
         #: (the next trigger's event waits for it): return quickly. Failures are logged and affect nothing else.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
-        #: Called with the seq of each event the broker acknowledged (PUBACK with a success code), on the MQTT
-        #: client's thread; the event stays in the outbox until the court's receipt. Return quickly; failures are
-        #: logged and ignored.
-        self.when_delivered: Callable[[int], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivery, record ``agent_started``, listen to the sensors and run the timer."""
+        """Record ``agent_started``, listen to the sensors and run the timer."""
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + self.heartbeat_s
-        for courier in self._couriers():
-            courier.start()
         self._respond.start()
-        self.record(
+        self._recorder.record(
             EventType.AGENT_STARTED,
             {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
         )
@@ -176,16 +122,16 @@ class SealAgent:
         self._timer.start()
         logger.info(
             "seal %s started (case %s, %s, %d event(s) waiting)",
-            self.identity.device_id,
-            self.identity.case_no,
+            self._recorder.device_id,
+            self._recorder.case_no,
             "armed" if self._armed else "disarmed",
             self._outbox.depth(),
         )
 
-    def stop(self, drain_timeout: float = 2.0) -> None:
-        """Stop the timer, silence the speaker and give in-flight messages ``drain_timeout`` s to be acknowledged.
+    def stop(self) -> None:
+        """Stop listening to the sensors, stop the timer, record what the triggers still owe and silence the speaker.
 
-        The caller closes the sensors, the camera, the speaker and the publisher it created.
+        The caller stops the delivery and closes the sensors, the camera, the speaker and the publisher it created.
         """
         self._motion.set_handlers(on_start=_ignore, on_end=_ignore)
         if self._tamper is not None:
@@ -197,16 +143,6 @@ class SealAgent:
             timer.join(5.0)
         self._respond.stop()
         self._speaker.stop()
-        deadline = self._clock.monotonic() + drain_timeout
-        for courier in self._couriers():
-            left = deadline - self._clock.monotonic()
-            if drain_timeout > 0 and not courier.wait_drained(max(0.0, left)):
-                logger.info("stopping with %s still in the outbox; sent after restart", courier.name)
-        for courier in self._couriers():
-            courier.stop()
-
-    def _couriers(self) -> list[Courier[Any]]:
-        return [self.courier] + ([self.snapshot_courier] if self.snapshot_courier is not None else [])
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -224,7 +160,7 @@ class SealAgent:
         with self._lock:
             if self._armed:
                 return False
-            self.record(EventType.ARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1"})
+            self._recorder.record(EventType.ARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1"})
             self._armed = True
             self._policy.reset()
             play = self._present and self._policy.motion_started(self._clock.monotonic())
@@ -238,7 +174,7 @@ class SealAgent:
         with self._lock:
             if not self._armed:
                 return False
-            self.record(EventType.DISARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "0"})
+            self._recorder.record(EventType.DISARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "0"})
             self._armed = False
             self._policy.reset()
         self._speaker.stop()
@@ -260,23 +196,13 @@ class SealAgent:
     def camera_state(self) -> str:
         return self._respond.camera_state
 
-    def record(
-        self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
-    ) -> StoredEvent:
-        """Commit a signed event to the outbox and wake the courier. Raises ``OutboxError`` if it cannot."""
-        stored = self.recorder.record(type, payload, settings=settings)
-        logger.info("event seq=%d %s committed", stored.seq, type.value)
-        self.courier.notify()
-        return stored
-
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now."""
-        snapshots = self.snapshot_courier
-        return self.record(
+        return self._recorder.record(
             EventType.HEARTBEAT,
             {
                 "outbox_depth": self._outbox.depth(),
-                "snapshots_pending": 0 if snapshots is None else self._outbox.snapshot_depth(),
+                "snapshots_pending": 0 if self._camera is None else self._outbox.snapshot_depth(),
                 "uptime_s": int(self._clock.monotonic() - self._started_at),
                 "agent_version": self.agent_version,
                 "pir_state": "motion" if self._motion.is_active else "idle",
@@ -287,43 +213,6 @@ class SealAgent:
                 **(extra or {}),
             },
         )
-
-    def camera_health(self, kind: str, details: Mapping[str, int | str]) -> None:
-        """Record a camera health transition (``camera_blind``, ``camera_recovered``, ``camera_lost``, …)."""
-        self.record(EventType(kind), details)
-
-    # -- publisher callbacks (paho's thread) ------------------------------------------------------------------
-
-    def _on_ack(self, lane: Lane, key: int, failure: str | None) -> None:
-        courier = self.courier if lane is Lane.EVENT else self.snapshot_courier
-        if courier is not None:
-            courier.on_ack(key, failure)
-        hook = self.when_delivered
-        if hook is not None and lane is Lane.EVENT and failure is None:
-            _guarded("when_delivered", lambda: hook(key))
-
-    def _on_connection(self, connected: bool) -> None:
-        for courier in self._couriers():
-            courier.on_connection(connected)
-
-    def _on_receipt(self, data: bytes) -> None:
-        """A message on the seal's receipt topic: verified against the pinned court key, then routed to the couriers
-        (each deletes what it names from its own queue). A refused receipt is logged and changes nothing."""
-        try:
-            receipt = check_receipt(data, device_id=self.identity.device_id, court_key=self.identity.court_key)
-        except ReceiptRefused as refused:
-            logger.warning("refused a court receipt (%d bytes): %s", len(data), refused)
-            return
-        logger.debug("court receipt of %s names %d message(s)", receipt.ts, len(receipt.committed))
-        for courier in self._couriers():
-            courier.on_receipt(receipt.committed)
-
-    def _on_command(self, data: bytes) -> None:
-        handler = self.command_handler
-        if handler is None:
-            logger.warning("a court command arrived but no command handler is configured")
-            return
-        handler(data)
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 

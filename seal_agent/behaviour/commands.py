@@ -25,9 +25,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from seal_agent.core import SealAgent
+from seal_agent.behaviour.seal import SealAgent
 from seal_agent.interfaces import Clock
-from seal_agent.outbox import Outbox
+from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
 from seal_protocol.commands import Command, CommandAction, CommandRefused, RejectReason, check_command
 from seal_protocol.signing import SigningKey, VerifyKey
@@ -38,11 +38,14 @@ LAST_COMMAND_SETTING = "last_command_id"
 
 
 class CommandDesk:
-    """Receives raw commands for ``agent`` (its :attr:`~SealAgent.command_handler` is :meth:`handle`)."""
+    """Receives raw commands for ``agent`` (bind :meth:`handle` to the publisher) and records each answer with
+    ``recorder``."""
 
-    def __init__(self, agent: SealAgent, outbox: Outbox, clock: Clock, *, server_key: VerifyKey | None) -> None:
+    def __init__(
+        self, agent: SealAgent, recorder: EventRecorder, clock: Clock, *, server_key: VerifyKey | None
+    ) -> None:
         self._agent = agent
-        self._outbox = outbox
+        self._recorder = recorder
         self._clock = clock
         self._server_key = server_key
         # Without a pinned key, signatures are checked against a key whose private half was thrown away.
@@ -60,14 +63,14 @@ class CommandDesk:
 
     @property
     def last_accepted_id(self) -> int:
-        return int(self._outbox.setting(LAST_COMMAND_SETTING) or 0)
+        return int(self._recorder.outbox.setting(LAST_COMMAND_SETTING) or 0)
 
     def handle(self, data: bytes) -> None:
         with self._lock:
             try:
                 command = check_command(
                     data,
-                    device_id=self._agent.identity.device_id,
+                    device_id=self._recorder.device_id,
                     server_key=self._server_key or self._nobody,
                     last_accepted_id=self.last_accepted_id,
                     now=self._clock.now(),
@@ -77,7 +80,7 @@ class CommandDesk:
                 return
             logger.info("court command %d accepted: %s", command.command_id, command.action.value)
             result = self._actions[command.action](command)
-            self._agent.record(
+            self._recorder.record(
                 EventType.COMMAND_ACK,
                 {"command_id": command.command_id, "action": command.action.value, **result},
                 settings={LAST_COMMAND_SETTING: str(command.command_id)},
@@ -88,7 +91,7 @@ class CommandDesk:
         if self._server_key is None and refused.reason is RejectReason.BAD_SIGNATURE:
             detail = "no court public key is configured on this seal ([commands] server_public_key)"
         logger.warning("court command %s refused: %s (%s)", refused.command_id, refused.reason.value, detail)
-        self._agent.record(
+        self._recorder.record(
             EventType.COMMAND_REJECTED,
             {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail},
         )

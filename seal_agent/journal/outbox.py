@@ -4,7 +4,7 @@ signed receipt names it.
 The broker's PUBACK only says that the broker took a message; a broker that loses its store (killed before it saved
 it) would lose it with it. So an event stays in the outbox after its PUBACK, marked broker-acknowledged, until a
 verified receipt from the court lists the SHA-256 of its exact bytes (:mod:`seal_protocol.receipts`); everything
-not receipted is sent again after a reconnect (:mod:`seal_agent.delivery`).
+not receipted is sent again after a reconnect (:mod:`seal_agent.journal.courier`).
 
 Snapshots go the same way: a snapshot's hash is queued here (its bytes live in the content-addressed snapshot store),
 marked broker-acknowledged on its PUBACK, and leaves the queue only when a receipt names it; it is then recorded as
@@ -14,11 +14,7 @@ One SQLite file (WAL, ``synchronous=FULL``) holds the exact encoded bytes of eac
 same transaction, the last sequence number and the hash of the last event. A crash therefore never reuses a ``seq``
 and never breaks the hash chain: after a restart the next event continues where the last committed one ended.
 
-Schema versions (``PRAGMA user_version``): 1 deleted on PUBACK and recorded PUBACKed snapshots as ``snapshot_sent``;
-2 (this one) keeps events and queued snapshots until the court's receipt. Opening a version-1 file migrates it in one
-transaction: its events are kept (they were never acknowledged) and its ``snapshot_sent`` snapshots, only
-broker-acknowledged under the old rule, are queued again (unreceipted until the court's receipt names them; the
-snapshot spool forgets those whose file is gone).
+The schema and its migrations from older files are in :mod:`seal_agent.journal.outbox_schema`.
 
 Only one process may use an outbox at a time; a lock file next to the database enforces that.
 """
@@ -27,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import sqlite3
 import threading
@@ -38,50 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from seal_agent.errors import OutboxError, OutboxLocked
+from seal_agent.journal.outbox_schema import migrate
 from seal_protocol import envelope_hash
-
-logger = logging.getLogger(__name__)
-
-_SCHEMA_VERSION = 2
-#: The current schema, for a new file.
-_SCHEMA = (
-    """CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY,
-        data BLOB NOT NULL,
-        sha TEXT NOT NULL DEFAULT '',  -- SHA-256 (hex) of data, i.e. its envelope_hash: what a receipt names
-        created_at REAL NOT NULL,
-        acked_at REAL  -- when the broker acknowledged it; NULL: not (yet) in this process or an earlier one
-    )""",
-    "CREATE UNIQUE INDEX outbox_sha ON outbox (sha)",
-    """CREATE TABLE snapshot_queue (
-        qid INTEGER PRIMARY KEY AUTOINCREMENT,
-        sha TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL,
-        acked_at REAL
-    )""",
-    "CREATE TABLE snapshot_receipted (sha TEXT PRIMARY KEY)  -- stored snapshots the court holds",
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-)
-#: Version 1, as that agent created it (a file it made may lack nothing of it, but older files may).
-_SCHEMA_V1 = (
-    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, created_at REAL NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS snapshot_queue (
-        qid INTEGER PRIMARY KEY AUTOINCREMENT, sha TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
-    )""",
-    "CREATE TABLE IF NOT EXISTS snapshot_sent (sha TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-)
-_V1_TO_V2 = (
-    "ALTER TABLE outbox ADD COLUMN sha TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE outbox ADD COLUMN acked_at REAL",
-    "ALTER TABLE snapshot_queue ADD COLUMN acked_at REAL",
-)
-_V1_TO_V2_SNAPSHOTS = (
-    "CREATE TABLE snapshot_receipted (sha TEXT PRIMARY KEY)",
-    # Sent under the old rule meant only that the broker took it (it may have lost it): queued again, unreceipted.
-    "INSERT OR IGNORE INTO snapshot_queue (sha, created_at) SELECT sha, strftime('%s', 'now') FROM snapshot_sent",
-    "DROP TABLE snapshot_sent",
-)
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
 EventBuilder = Callable[[int, str | None], bytes]
@@ -96,7 +49,7 @@ class StoredEvent:
 
     @property
     def key(self) -> int:
-        """The delivery key (see :class:`seal_agent.delivery.Courier`)."""
+        """The delivery key (see :class:`seal_agent.journal.courier.Courier`)."""
         return self.seq
 
 
@@ -136,52 +89,13 @@ class Outbox:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            migrate(self._db, path)
         except (sqlite3.Error, OSError, OutboxError) as exc:
             os.close(self._lock_fd)
             if isinstance(exc, OutboxError):
                 raise  # already says what is wrong with the file
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._closed = False
-
-    def _migrate(self) -> None:
-        """Create the schema in a new file, or bring an older file's up to :data:`_SCHEMA_VERSION` (one transaction)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if version > _SCHEMA_VERSION:
-                raise OutboxError(f"{self.path} has outbox schema {version}, newer than this agent's {_SCHEMA_VERSION}")
-            if "outbox" not in tables:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-            elif "snapshot_receipted" not in tables:
-                self._migrate_from_v1()
-            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    def _migrate_from_v1(self) -> None:
-        db = self._db
-        for statement in (*_SCHEMA_V1, *_V1_TO_V2):
-            db.execute(statement)
-        requeued = int(db.execute("SELECT COUNT(*) FROM snapshot_sent").fetchone()[0])
-        for statement in _V1_TO_V2_SNAPSHOTS:
-            db.execute(statement)
-        rows = db.execute("SELECT seq, data FROM outbox").fetchall()
-        db.executemany("UPDATE outbox SET sha = ? WHERE seq = ?", [(envelope_hash(data), seq) for seq, data in rows])
-        db.execute("CREATE UNIQUE INDEX outbox_sha ON outbox (sha)")
-        logger.warning(
-            "outbox %s migrated to schema %d: its %d event(s) stay until the court receipts them, and its %d "
-            "snapshot(s) the broker had acknowledged are queued again for the court's receipt",
-            self.path,
-            _SCHEMA_VERSION,
-            len(rows),
-            requeued,
-        )
 
     @staticmethod
     def _acquire_process_lock(lock_path: Path) -> int:

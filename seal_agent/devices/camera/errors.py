@@ -4,16 +4,9 @@ from __future__ import annotations
 
 
 class CameraError(Exception):
-    """Base class of every error raised by ``seal_agent.camera``."""
+    """Base class of every error raised by ``seal_agent.devices.camera``."""
 
 
 class CameraUnavailable(CameraError, RuntimeError):
     """A backend could not be built (e.g. OpenCV is not installed). Read failures are states, never this."""
 
-
-class InvalidSnapshotHash(CameraError, ValueError):
-    """A snapshot name is not 64 lowercase hex digits."""
-
-
-class SnapshotNotFound(CameraError, KeyError):
-    """No stored snapshot has this hash."""

@@ -17,7 +17,7 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from .errors import InvalidSnapshotHash, SnapshotNotFound
+from seal_agent.errors import InvalidSnapshotHash, SnapshotNotFound
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""The camera as evidence: the :class:`~seal_agent.camera.CameraMonitor` joined to the snapshot spool.
+"""The camera as evidence: the :class:`~seal_agent.devices.camera.CameraMonitor` joined to the snapshot spool.
 
-Implements :class:`~seal_agent.interfaces.EvidenceCamera` for the core. Nothing here raises for a camera failure:
-a failure is logged and the answer is "no snapshot" or ``unknown``, because a camera must never stop the warning
-or the event.
+Implements :class:`~seal_agent.interfaces.EvidenceCamera` for the seal's behaviour. Nothing here raises for a camera
+failure: a failure is logged and the answer is "no snapshot" or ``unknown``, because a camera must never stop the
+warning or the event.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from seal_agent.camera import Snapshot, SnapshotBurst, sha256_hex
-from seal_agent.snapshots import SnapshotSpool
+from seal_agent.devices.camera import Snapshot, SnapshotBurst
+from seal_agent.journal.snapshot_spool import SnapshotSpool
+from seal_agent.journal.snapshot_store import sha256_hex
 
 if TYPE_CHECKING:
-    from seal_agent.camera import CameraMonitor
+    from seal_agent.devices.camera import CameraMonitor
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The seal's snapshots on their way to the court: stored by hash, queued durably, thinned to the disk quota.
 
-Every snapshot is written to the content-addressed :class:`~seal_agent.camera.SnapshotStore` and its hash is
-committed to the outbox's snapshot queue *before* it is published; the broker's PUBACK marks the queue entry
+Every snapshot is written to the content-addressed :class:`~seal_agent.journal.snapshot_store.SnapshotStore` and
+its hash is committed to the outbox's snapshot queue *before* it is published; the broker's PUBACK marks the queue entry
 broker-acknowledged, and the court's receipt turns it into a "receipted" record (the file stays as a local copy until
 thinning needs the space). A stored file that is neither queued nor receipted was stored by a process that died
 before queueing it: it is queued when the spool is built, so such a crash never leaves evidence unsent.
-:class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.delivery.DeliveryQueue`.
+:class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.journal.courier.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
 always holds. When a new snapshot takes the store over its quota, the store is thinned down to
@@ -27,9 +27,9 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from seal_agent.camera import SnapshotNotFound, SnapshotStore
-from seal_agent.errors import SnapshotTooLarge
-from seal_agent.outbox import Outbox, SnapshotItem
+from seal_agent.errors import SnapshotNotFound, SnapshotTooLarge
+from seal_agent.journal.outbox import Outbox, SnapshotItem
+from seal_agent.journal.snapshot_store import SnapshotStore
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,76 @@
+"""The one place where events are recorded: "something happened" becomes a signed, chained envelope committed to the
+outbox, and delivery is told.
+
+Everything in the seal that raises an event calls :meth:`EventRecorder.record` itself: the seal's behaviour (arm,
+disarm, heartbeat, ``agent_started``), its trigger responder (``intrusion``, ``tamper``, ``snapshot_taken``), the court
+command desk (``command_ack``, ``command_rejected``), the camera's health and the snapshot spool's thinning (wired by
+the runtime). The recorder calls nothing back but :attr:`EventRecorder.on_committed`, which
+:class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's ``notify``: the data path runs one way,
+into the journal and on to delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from seal_agent.interfaces import Clock
+from seal_agent.journal.outbox import Outbox, StoredEvent
+from seal_protocol import EventType, encode_envelope, new_envelope
+from seal_protocol.signing import SigningKey, sign_envelope
+
+logger = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    """Builds each event with the next ``seq``, the previous event's hash and the device's signature.
+
+    The envelope is built and signed inside the outbox transaction, so ``seq`` and ``prev_hash`` are exactly the
+    ones committed with it, even when several threads record at once.
+    """
+
+    def __init__(self, *, device_id: str, case_no: str, signing_key: SigningKey, outbox: Outbox, clock: Clock) -> None:
+        self.device_id = device_id
+        self.case_no = case_no
+        self._key = signing_key
+        self._outbox = outbox
+        self._clock = clock
+        #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
+        self.on_committed: Callable[[], None] = _nothing
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox the events are committed to (for reading its depth and settings)."""
+        return self._outbox
+
+    def record(
+        self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
+    ) -> StoredEvent:
+        """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
+
+        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
+        """
+        now = self._clock.now()
+        body = dict(payload or {})
+
+        def build(seq: int, prev_hash: str | None) -> bytes:
+            envelope = new_envelope(
+                device_id=self.device_id,
+                case_no=self.case_no,
+                seq=seq,
+                type=type,
+                payload=body,
+                prev_hash=prev_hash,
+                now=now,
+            )
+            return encode_envelope(sign_envelope(envelope, self._key))
+
+        stored = self._outbox.append(build, settings=settings)
+        logger.info("event seq=%d %s committed", stored.seq, type.value)
+        self.on_committed()
+        return stored
+
+
+def _nothing() -> None:
+    pass

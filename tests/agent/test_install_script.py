@@ -1,0 +1,79 @@
+"""hardware/install.sh on plain Debian: a package with no installation candidate (python3-lgpio on a PC) is skipped
+and said so, and the script goes on. Its lgpio step runs here with fake ``apt-cache`` and ``apt-get`` (nothing is
+installed, nothing needs root)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+INSTALL = Path(__file__).resolve().parents[2] / "hardware" / "install.sh"
+
+
+def lgpio_step() -> str:
+    """The ``candidate`` function and the python3-lgpio step of install.sh, as they are written there."""
+    text = INSTALL.read_text("utf-8")
+    function = re.search(r"^candidate\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    step = re.search(r"^if \[ -n \"\$\(candidate python3-lgpio\)\" \]; then\n.*?^fi\n", text, re.S | re.M)
+    assert function and step, "install.sh no longer has its candidate() function and lgpio step"
+    return function.group(0) + step.group(0)
+
+
+def run_step(tmp_path: Path, policy: str) -> subprocess.CompletedProcess[str]:
+    """Run the step with an ``apt-cache`` that prints ``policy`` and an ``apt-get`` that logs its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "policy.txt").write_text(policy, encoding="utf-8")
+    fakes = {
+        "apt-cache": f'[ "$1" = policy ] && cat {tmp_path / "policy.txt"}\n',
+        "apt-get": f'echo "$@" >> {tmp_path / "apt-get.log"}\n',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body, encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    script = "set -euo pipefail\nskipped=()\n" + lgpio_step() + 'echo "went on; skipped: ${#skipped[@]}"\n'
+    return subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        timeout=30,
+    )
+
+
+NO_CANDIDATE = """python3-lgpio:
+  Installed: (none)
+  Candidate: (none)
+  Version table:
+"""
+PACKAGED = """python3-lgpio:
+  Installed: (none)
+  Candidate: 0.2.2-1~rpt1
+  Version table:
+     0.2.2-1~rpt1 500
+        500 http://archive.raspberrypi.com/debian bookworm/main arm64 Packages
+"""
+
+
+@pytest.mark.parametrize("policy", [NO_CANDIDATE, ""], ids=["no-candidate", "unknown-package"])
+def test_python3_lgpio_without_a_candidate_is_skipped_and_said_so(tmp_path: Path, policy: str) -> None:
+    result = run_step(tmp_path, policy)
+    assert result.returncode == 0, result.stderr
+    assert "python3-lgpio has no installation candidate here" in result.stderr
+    assert "skipped it, going on" in result.stderr
+    assert result.stdout == "went on; skipped: 1\n"
+    assert not (tmp_path / "apt-get.log").exists()
+
+
+def test_python3_lgpio_with_a_candidate_is_installed(tmp_path: Path) -> None:
+    result = run_step(tmp_path, PACKAGED)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "apt-get.log").read_text() == "install -y -qq python3-lgpio\n"
+    assert result.stdout == "went on; skipped: 0\n"
+
+
+def test_install_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True, timeout=30).returncode == 0
