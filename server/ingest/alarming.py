@@ -17,7 +17,7 @@
   ``warning_result`` or ``test_warning`` ``command_ack`` whose warning (``warning``, the ack's ``result``) is
   ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
   alarm is live: the failure may have been a repeat, which has no event). Such an event whose warning ``played``
-  closes it. Not for late events: the device has left the site.
+  (or a heartbeat whose ``speaker`` is ``ok``) closes it. Not for late events: the device has left the site.
 - Every stored event closes ``offline`` (the seal is speaking); an ``online`` status closes it too, an ``offline``
   status (the Last Will, or a clean shutdown) raises it.
 - A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
