@@ -8,10 +8,11 @@ simpleaudio, OpenCV and paho.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Lane(StrEnum):
@@ -48,11 +49,98 @@ class MotionSource(Protocol):
         """Release the sensor; no handler is called afterwards."""
 
 
+class WarningPlayback:
+    """What one warning (its clips in order, one per language) really did, written by the speaker's playback thread
+    and read by the behaviour.
+
+    Each language is ``queued`` (not tried yet), ``playing`` (the sound device accepted its samples), ``played``,
+    ``failed`` (with the reason: the device could not be opened, …) or ``stopped`` (cut short, or never tried
+    because the warning was stopped). A failing language does not stop the next one.
+    """
+
+    def __init__(self, languages: Sequence[str]) -> None:
+        self._results: dict[str, tuple[str, str | None]] = dict.fromkeys(languages, ("queued", None))
+        self._cond = threading.Condition()
+        self._ended = False
+        self._on_end: list[Callable[[WarningPlayback], None]] = []
+
+    def playing(self, language: str) -> None:
+        self._set(language, "playing", None)
+
+    def finished(self, language: str, result: str, reason: str | None = None) -> None:
+        """``language`` ended: ``played``, ``failed`` (``reason``) or ``stopped``."""
+        self._set(language, result, reason)
+
+    def end(self) -> None:
+        """Playback is over: every language still ``queued`` or ``playing`` becomes ``stopped``."""
+        with self._cond:
+            for lang, (result, _) in self._results.items():
+                if result in ("queued", "playing"):
+                    self._results[lang] = ("stopped", None)
+            self._ended = True
+            self._cond.notify_all()
+            callbacks, self._on_end = self._on_end, []
+        for callback in callbacks:
+            callback(self)
+
+    def when_ended(self, callback: Callable[[WarningPlayback], None]) -> None:
+        """Call ``callback(self)`` once playback is over (at once if it is), on the thread that ended it."""
+        with self._cond:
+            if not self._ended:
+                self._on_end.append(callback)
+                return
+        callback(self)
+
+    def wait_begun(self, timeout: float) -> bool:
+        """Wait until some language is playing or playback is over (opening a device takes milliseconds)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ended or self._any("playing", "played"), timeout)
+
+    def wait_ended(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ended, timeout)
+
+    @property
+    def ended(self) -> bool:
+        with self._cond:
+            return self._ended
+
+    @property
+    def state(self) -> str:
+        """``started`` while under way; once over ``played`` (every language), ``failed`` (some language could not
+        be played) or ``stopped`` (cut short, nothing failed)."""
+        with self._cond:
+            if not self._ended:
+                return "started"
+            if self._any("failed"):
+                return "failed"
+            return "played" if all(r == "played" for r, _ in self._results.values()) else "stopped"
+
+    def languages(self) -> list[dict[str, Any]]:
+        """The per-language outcome so far, in play order: ``{"language", "result", "reason"}`` (reason or None)."""
+        with self._cond:
+            return [{"language": k, "result": r, "reason": why} for k, (r, why) in self._results.items()]
+
+    def failures(self) -> list[tuple[str, str]]:
+        """``(language, reason)`` of every language that failed so far."""
+        with self._cond:
+            return [(k, why or "") for k, (r, why) in self._results.items() if r == "failed"]
+
+    def _any(self, *results: str) -> bool:
+        return any(r in results for r, _ in self._results.values())
+
+    def _set(self, language: str, result: str, reason: str | None) -> None:
+        with self._cond:
+            self._results[language] = (result, reason)
+            self._cond.notify_all()
+
+
 class Speaker(Protocol):
     """Plays the spoken warning."""
 
-    def play_warning(self) -> bool:
-        """Start the warning without blocking; False if one is already playing. Never raises on playback errors."""
+    def play_warning(self) -> WarningPlayback | None:
+        """Start the warning without blocking and return its :class:`WarningPlayback`; None if one is already
+        playing. Never raises on playback errors: they are the playback's ``failed`` languages."""
 
     def stop(self) -> None:
         """Stop a warning that is playing."""

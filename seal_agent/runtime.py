@@ -100,7 +100,7 @@ class SealRuntime:
 
         config = self.config
         if speaker is None:
-            real_speaker = WarningSpeaker(config.warning.sound_files())
+            real_speaker = WarningSpeaker(config.warning.sound_files(), languages=config.warning.languages)
             self._stack.callback(real_speaker.close)
             speaker = real_speaker
         self.speaker = speaker

@@ -82,6 +82,7 @@ class EventType(StrEnum):
     COMMAND_REJECTED = "command_rejected"
     OUTBOX_FULL = "outbox_full"
     SNAPSHOT_TAKEN = "snapshot_taken"
+    WARNING_RESULT = "warning_result"
     AGENT_STARTED = "agent_started"
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seal_agent.behaviour.seal import SealAgent
+from seal_agent.behaviour.warning_outcome import WarningStart
 from seal_agent.interfaces import Clock
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
@@ -51,10 +52,11 @@ class CommandDesk:
         # Without a pinned key, signatures are checked against a key whose private half was thrown away.
         self._nobody = SigningKey.generate().verify_key
         self._lock = threading.Lock()
+        self._warning: WarningStart | None = None  # the test warning whose warning_result may follow its ack
         self._actions: dict[CommandAction, Callable[[Command], dict[str, Any]]] = {
             CommandAction.DISARM: self._disarm,
             CommandAction.ARM: self._arm,
-            CommandAction.TEST_WARNING: lambda command: {"result": self._agent.test_warning()},
+            CommandAction.TEST_WARNING: self._test_warning,
             CommandAction.SNAPSHOT: self._snapshot,
             CommandAction.PING: self._ping,
         }
@@ -79,12 +81,15 @@ class CommandDesk:
                 self._reject(refused)
                 return
             logger.info("court command %d accepted: %s", command.command_id, command.action.value)
+            self._warning = None
             result = self._actions[command.action](command)
-            self._recorder.record(
+            stored = self._recorder.record(
                 EventType.COMMAND_ACK,
                 {"command_id": command.command_id, "action": command.action.value, **result},
                 settings={LAST_COMMAND_SETTING: str(command.command_id)},
             )
+            if self._warning is not None:
+                self._agent.follow_warning(self._warning, trigger="command_ack", trigger_seq=stored.seq)
 
     def _reject(self, refused: CommandRefused) -> None:
         detail = str(refused).split(": ", 1)[-1]
@@ -103,6 +108,11 @@ class CommandDesk:
     def _arm(self, command: Command) -> dict[str, Any]:
         changed = self._agent.arm(f"court command {command.command_id}", by=command.command_id)
         return {"result": "armed" if changed else "already_armed"}
+
+    def _test_warning(self, command: Command) -> dict[str, Any]:
+        self._warning = self._agent.test_warning()
+        result, languages = self._warning.settle()
+        return {"result": result, "warning_languages": languages}
 
     def _snapshot(self, command: Command) -> dict[str, Any]:
         if self._agent.camera_state == "none":

@@ -30,6 +30,7 @@ from typing import Any
 from seal_agent import __version__
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
+from seal_agent.behaviour.warning_outcome import WarningStart
 from seal_agent.interfaces import Clock, EvidenceCamera, MotionSource, Speaker, Switch
 from seal_agent.journal.outbox import StoredEvent
 from seal_agent.journal.recorder import EventRecorder
@@ -86,7 +87,7 @@ class SealAgent:
         self._tamper = tamper
         self._clock = clock or SystemClock()
         self._respond = TriggerResponder(
-            speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy
+            speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy, now=self._clock.now
         )
         self._policy = WarningPolicy(warning)
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
@@ -141,8 +142,9 @@ class SealAgent:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(5.0)
+        self._speaker.stop()  # a warning under way ends now, so its warning_result is recorded before we return
         self._respond.stop()
-        self._speaker.stop()
+        self._speaker.stop()  # and one a pending confirmation started meanwhile
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -180,9 +182,13 @@ class SealAgent:
         self._speaker.stop()
         return True
 
-    def test_warning(self) -> str:
-        """Play the warning now, armed or not (a court's ``test_warning``): ``played``, ``busy`` or ``failed``."""
+    def test_warning(self) -> WarningStart:
+        """Play the warning now, armed or not (a court's ``test_warning``): ``started``, ``busy`` or ``failed``."""
         return self._respond.play_warning()
+
+    def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
+        """Record ``warning_result`` for the event ``trigger_seq`` once ``start``'s warning is over, if it is not."""
+        self._respond.follow_warning(start, trigger=trigger, trigger_seq=trigger_seq)
 
     def wait_recorded(self, timeout: float, *, follow_ups: bool = False) -> bool:
         """Wait until every trigger's event (and, with ``follow_ups``, its ``snapshot_taken``) is recorded."""
@@ -210,6 +216,7 @@ class SealAgent:
                 "camera": self.camera_state,
                 "armed": self._armed,
                 "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
+                **self._respond.speaker_health.payload(),
                 **(extra or {}),
             },
         )

@@ -15,7 +15,10 @@ waits for the camera before the event is committed:
 3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published as soon as it
    is), the post-trigger snapshots come in, and a ``snapshot_taken`` event lists them with the late motion verdict
    (frames up to ``motion_window_s`` after the edge), the outcome of a pending confirmation (``warning``), and the
-   trigger's ``seq``.
+   trigger's ``seq``;
+4. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
+   ``warning_result`` event with what each language's clip really did, once the warning is over (see
+   :mod:`seal_agent.behaviour.warning_outcome`).
 
 It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
@@ -28,9 +31,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
+from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
+from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence, WarningPlayback
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
@@ -44,6 +49,8 @@ OnRecorded = Callable[[StoredEvent], None]
 PENDING_CONFIRMATION = "pending_confirmation"
 #: How long a camera verdict may wait beyond the end of its window.
 VERDICT_GRACE_S = 0.5
+#: How long a ``warning_result`` waits for a warning to end (its clips last seconds; stop() ends it at once).
+WARNING_END_MAX_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,7 @@ class _Trigger:
         self.at = at
         self.seq: int | None = None
         self.outcome: str | None = None  # the warning decided by a confirmation, if one was pending
+        self.start: WarningStart | None = None  # the warning that confirmation started
         self.late_verdict: str | None = None
         self.decided = threading.Event()  # set once no confirmation is pending
 
@@ -79,8 +87,10 @@ class TriggerResponder:
         record: RecordEvent,
         camera: EvidenceCamera | None = None,
         camera_policy: CameraPolicy | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._speaker = speaker
+        self.speaker_health = SpeakerHealth(now or (lambda: datetime.now(UTC)))
         self._record = record
         self._camera = camera
         self._policy = camera_policy or CameraPolicy()
@@ -131,16 +141,39 @@ class TriggerResponder:
 
     # -- triggers (the edge's thread) -------------------------------------------------------------------------
 
-    def play_warning(self) -> str:
-        """Start the warning: ``played``, ``busy`` (one is playing) or ``failed`` (logged). Never raises."""
+    def play_warning(self) -> WarningStart:
+        """Start the warning: ``started`` (with its playback), ``busy`` (one is playing) or ``failed`` (the speaker
+        raised; logged). Never raises."""
         try:
-            started = self._speaker.play_warning()
-        except Exception:
+            playback = self._speaker.play_warning()
+        except Exception as exc:
             logger.exception("the warning could not be started")
-            return "failed"
-        if started:
+            start = WarningStart("failed", reason=f"{type(exc).__name__}: {exc}")
+        else:
+            start = WarningStart("busy") if playback is None else WarningStart("started", playback)
+        if start.playback is not None:
             logger.info("warning started")
-        return "played" if started else "busy"
+        self.speaker_health.watch(start)
+        return start
+
+    def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
+        """If ``start``'s warning is still under way, record ``warning_result`` for the event ``trigger_seq`` once
+        it is over (on a follow-up thread)."""
+        playback = start.playback
+        if playback is not None and not playback.ended:
+            self._helper("seal-warning-result", lambda: self._warning_result(playback, trigger, trigger_seq))
+
+    def _warning_result(self, playback: WarningPlayback, trigger: str, trigger_seq: int) -> None:
+        if not playback.wait_ended(WARNING_END_MAX_S):
+            logger.error("the warning of %s seq=%d did not end; no warning_result", trigger, trigger_seq)
+            return
+        details = {
+            "trigger": trigger,
+            "trigger_seq": trigger_seq,
+            "warning": playback.state,
+            "warning_languages": playback.languages(),
+        }
+        self._record(EventType.WARNING_RESULT, details)
 
     def intrusion(
         self,
@@ -158,32 +191,35 @@ class TriggerResponder:
         """
         trigger = _Trigger("intrusion", now)
         verdict: str | None = None
+        start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
             verdict = self._verdict(now, late=False)
             if verdict == "seen":
-                self.play_warning()
-                warning = "played"
+                start = self.play_warning()
             else:
-                warning = PENDING_CONFIRMATION
+                start = WarningStart(PENDING_CONFIRMATION)
                 self._helper("seal-confirm", lambda: self._confirm(trigger, on_not_seen))
+        elif wanted:
+            start = self.play_warning()
         else:
-            if wanted:
-                self.play_warning()
-            warning = "played" if wanted else ("suppressed_cooldown" if armed else "suppressed_disarmed")
-        if warning != PENDING_CONFIRMATION:
+            start = WarningStart("suppressed_cooldown" if armed else "suppressed_disarmed")
+        if start.result != PENDING_CONFIRMATION:
             trigger.decided.set()
 
         def commit() -> None:
             evidence = self._capture(now)
+            warning, languages = start.settle()
             payload = {
                 "sensor": "pir",
                 "armed": armed,
                 "warning": warning,
+                "warning_languages": languages,
                 "camera": self.camera_state,
                 "camera_motion": verdict or self._verdict(now, late=False),
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
             stored = self._commit(EventType.INTRUSION, trigger, payload, evidence)
+            self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
             if on_recorded is not None:
                 on_recorded(stored)
 
@@ -191,22 +227,24 @@ class TriggerResponder:
 
     def tamper(self, now: float, *, armed: bool, at_start: bool) -> None:
         """The enclosure was opened at ``now``: warn unless disarmed (a disarmed seal is being removed)."""
-        if armed:
-            self.play_warning()
+        start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
         trigger = _Trigger("tamper", now)
         trigger.decided.set()
 
         def commit() -> None:
             evidence = self._capture(now)
+            warning, languages = start.settle()
             payload = {
                 "state": "open",
                 "at_start": at_start,
                 "armed": armed,
-                "warning": "played" if armed else "suppressed_disarmed",
+                "warning": warning,
+                "warning_languages": languages,
                 "camera": self.camera_state,
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            self._commit(EventType.TAMPER, trigger, payload, evidence)
+            stored = self._commit(EventType.TAMPER, trigger, payload, evidence)
+            self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq)
 
         self._submit(commit)
 
@@ -268,8 +306,8 @@ class TriggerResponder:
                 on_not_seen()
                 trigger.outcome = "suppressed_not_seen"
             else:  # seen, or unknown: a blind or lost camera never silences the seal
-                self.play_warning()
-                trigger.outcome = "played"
+                trigger.start = self.play_warning()
+                trigger.outcome = trigger.start.result
         finally:
             trigger.decided.set()
 
@@ -284,9 +322,13 @@ class TriggerResponder:
             "trigger_seq": trigger.seq,
             "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),
         }
-        if trigger.outcome is not None:
+        if trigger.start is not None:
+            details["warning"], details["warning_languages"] = trigger.start.settle()
+        elif trigger.outcome is not None:
             details["warning"] = trigger.outcome
         self._record(EventType.SNAPSHOT_TAKEN, details)
+        if trigger.start is not None and trigger.seq is not None:
+            self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

@@ -1,4 +1,5 @@
-"""The spoken warning through simpleaudio (ALSA). Playback runs on its own thread; errors are logged, never raised."""
+"""The spoken warning through simpleaudio (ALSA). Playback runs on its own thread; errors are logged and reported in
+the warning's :class:`~seal_agent.interfaces.WarningPlayback`, never raised."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import simpleaudio
 from simpleaudio._simpleaudio import SimpleaudioError
 
 from seal_agent.errors import AudioError
+from seal_agent.interfaces import WarningPlayback
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +35,32 @@ class WarningSpeaker:
     """Plays the warning WAVs in order, implementing :class:`~seal_agent.interfaces.Speaker`.
 
     The files are loaded once at construction, so a missing or broken file stops the agent at start, not at the
-    first intrusion. A playback failure (no sound card, device busy) is logged and ends that warning only.
+    first intrusion. ``languages`` name the files in the warning's outcome (default: the file name without
+    ``warning_`` and the suffix). A file that cannot be played (no sound card, device busy) is logged and reported
+    as that language's ``failed`` with simpleaudio's reason; the next file is still tried.
 
     ``on_started(name)`` (optional) is called on the playback thread each time simpleaudio accepted a file's PCM
     buffer (``play()`` returned: the ALSA device is open and simpleaudio's own thread is writing to it), e.g. to
     measure or log how fast the warning starts. Its failures are logged and never stop the warning.
     """
 
-    def __init__(self, files: Sequence[Path], *, on_started: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        files: Sequence[Path],
+        *,
+        languages: Sequence[str] | None = None,
+        on_started: Callable[[str], None] | None = None,
+    ) -> None:
         if not files:
             raise AudioError("no warning sound configured")
-        self._sounds: list[tuple[str, simpleaudio.WaveObject]] = []
-        for path in files:
+        if languages is None:
+            languages = [path.stem.removeprefix("warning_") for path in files]
+        if len(languages) != len(files) or len(set(languages)) != len(languages):
+            raise AudioError(f"one distinct language per warning sound is needed, got {list(languages)}")
+        self._sounds: list[tuple[str, str, simpleaudio.WaveObject]] = []
+        for path, language in zip(files, languages, strict=True):
             try:
-                self._sounds.append((path.name, simpleaudio.WaveObject.from_wave_file(str(path))))
+                self._sounds.append((path.name, language, simpleaudio.WaveObject.from_wave_file(str(path))))
             except (OSError, EOFError, wave.Error) as exc:
                 raise AudioError(f"cannot load warning sound {path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -57,15 +71,20 @@ class WarningSpeaker:
         self._done.set()
         self.on_started = on_started
 
-    def play_warning(self) -> bool:
+    @property
+    def languages(self) -> list[str]:
+        return [language for _, language, _ in self._sounds]
+
+    def play_warning(self) -> WarningPlayback | None:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
-                return False
+                return None
             self._stop.clear()
             self._done.clear()
-            self._thread = threading.Thread(target=self._play_all, name="seal-warning", daemon=True)
+            playback = WarningPlayback(self.languages)
+            self._thread = threading.Thread(target=self._play_all, args=(playback,), name="seal-warning", daemon=True)
             self._thread.start()
-            return True
+            return playback
 
     def stop(self) -> None:
         self._stop.set()  # before reading _current: the playback thread re-checks it after publishing its play
@@ -85,32 +104,47 @@ class WarningSpeaker:
         self.stop()
         self._done.wait(5.0)
 
-    def _play_all(self) -> None:
+    def _play_all(self, playback: WarningPlayback) -> None:
         """The playback thread's top level."""
         try:
-            for name, sound in self._sounds:
+            for name, language, sound in self._sounds:
                 if self._stop.is_set():
                     break
-                try:
-                    play = sound.play()
-                except SimpleaudioError as exc:
-                    logger.error("cannot play warning %s: %s", name, exc)
-                    break
-                with self._lock:
-                    self._current = play
-                    stopped = self._stop.is_set()  # a stop() between play() and here did not see this play
-                if stopped:
-                    play.stop()
-                    break
-                self._started(name)
-                play.wait_done()
-                logger.info("warning %s played", name)
+                self._play_one(playback, name, language, sound)
         except Exception:
             logger.exception("warning playback failed")
         finally:
             with self._lock:
                 self._current = None
             self._done.set()
+            playback.end()
+
+    def _play_one(self, playback: WarningPlayback, name: str, language: str, sound: simpleaudio.WaveObject) -> None:
+        """Play one file to its end and report it; a file that cannot be played is ``failed``, never raised."""
+        try:
+            play = sound.play()
+        except SimpleaudioError as exc:
+            logger.error("cannot play warning %s: %s", name, exc)
+            playback.finished(language, "failed", str(exc))
+            return
+        with self._lock:
+            self._current = play
+            stopped = self._stop.is_set()  # a stop() between play() and here did not see this play
+        if stopped:
+            play.stop()
+            playback.finished(language, "stopped")
+            return
+        playback.playing(language)
+        self._started(name)
+        play.wait_done()
+        with self._lock:
+            self._current = None
+        if self._stop.is_set():
+            playback.finished(language, "stopped")
+            logger.info("warning %s stopped", name)
+        else:
+            playback.finished(language, "played")
+            logger.info("warning %s played", name)
 
     def _started(self, name: str) -> None:
         hook = self.on_started

@@ -2,11 +2,11 @@
 outbox, and delivery is told.
 
 Everything in the seal that raises an event calls :meth:`EventRecorder.record` itself: the seal's behaviour (arm,
-disarm, heartbeat, ``agent_started``), its trigger responder (``intrusion``, ``tamper``, ``snapshot_taken``), the court
-command desk (``command_ack``, ``command_rejected``), the camera's health and the snapshot spool's thinning (wired by
-the runtime). The recorder calls nothing back but :attr:`EventRecorder.on_committed`, which
-:class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's ``notify``: the data path runs one way,
-into the journal and on to delivery.
+disarm, heartbeat, ``agent_started``), its trigger responder (``intrusion``, ``tamper``, ``snapshot_taken``,
+``warning_result``), the court command desk (``command_ack``, ``command_rejected``), the camera's health and the
+snapshot spool's thinning (wired by the runtime). The recorder calls nothing back but
+:attr:`EventRecorder.on_committed`, which :class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's
+``notify``: the data path runs one way, into the journal and on to delivery.
 """
 
 from __future__ import annotations

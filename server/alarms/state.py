@@ -23,6 +23,7 @@ class AlarmKind(StrEnum):
     OFFLINE = "offline"
     MISSING_EVENTS = "missing_events"
     OUTBOX_FULL = "outbox_full"
+    SPEAKER_FAILED = "speaker_failed"
 
     @property
     def severity(self) -> Severity:
@@ -30,7 +31,8 @@ class AlarmKind(StrEnum):
 
     @property
     def is_condition(self) -> bool:
-        """A condition (offline, missing events) has at most one live alarm per seal: repeats always fold into it."""
+        """A condition (offline, missing events, a failed speaker) has at most one live alarm per seal: repeats
+        always fold into it."""
         return self in CONDITIONS
 
 
@@ -42,9 +44,10 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.OFFLINE: Severity.HIGH,
     AlarmKind.MISSING_EVENTS: Severity.HIGH,
     AlarmKind.OUTBOX_FULL: Severity.MEDIUM,
+    AlarmKind.SPEAKER_FAILED: Severity.HIGH,  # a seal that cannot warn deters nobody
 }
 
-CONDITIONS = frozenset({AlarmKind.OFFLINE, AlarmKind.MISSING_EVENTS})
+CONDITIONS = frozenset({AlarmKind.OFFLINE, AlarmKind.MISSING_EVENTS, AlarmKind.SPEAKER_FAILED})
 
 
 class AlarmState(StrEnum):

@@ -33,7 +33,10 @@ class AlarmPublic(BaseModel):
     id: int = Field(description="Increasing; the paging cursor.")
     case_no: str
     device_id: str
-    kind: str = Field(description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full.")
+    kind: str = Field(
+        description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full, "
+        "speaker_failed."
+    )
     severity: str
     state: AlarmState
     opened_at: datetime

@@ -13,6 +13,11 @@
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
   (camera, outbox) does not.
+- A warning the seal could not play raises ``speaker_failed``: an ``intrusion``, ``tamper``, ``snapshot_taken``,
+  ``warning_result`` or ``test_warning`` ``command_ack`` whose warning (``warning``, the ack's ``result``) is
+  ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
+  alarm is live: the failure may have been a repeat, which has no event). Such an event whose warning ``played``
+  (or a heartbeat whose ``speaker`` is ``ok``) closes it. Not for late events: the device has left the site.
 - Every stored event closes ``offline`` (the seal is speaking); an ``online`` status closes it too, an ``offline``
   status (the Last Will, or a clean shutdown) raises it.
 - A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
@@ -21,6 +26,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
@@ -60,6 +66,8 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
         if late:
             details["late"] = True
         book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
+    if not late:
+        _speaker(book, envelope, row, at=at)
     recovered = RECOVERIES.get(envelope.type)
     if recovered is not None:
         note = f"{envelope.type.value} (seq {envelope.seq})"
@@ -67,13 +75,57 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
 
 
 def _confirmed_intrusion(envelope: Envelope) -> bool:
-    """A ``snapshot_taken`` that settles an intrusion's pending camera confirmation with a played warning."""
+    """A ``snapshot_taken`` that settles an intrusion's pending camera confirmation with a warning (``started``,
+    ``played``, ``busy``, or even ``failed``: the camera confirmed someone, whatever the speaker managed)."""
     payload = envelope.payload
     return (
         envelope.type is EventType.SNAPSHOT_TAKEN
         and payload.get("trigger") == "intrusion"
-        and payload.get("warning") == "played"
+        and "warning" in payload
+        and payload.get("warning") != "suppressed_not_seen"
     )
+
+
+_WARNING_EVENTS = frozenset({EventType.INTRUSION, EventType.TAMPER, EventType.SNAPSHOT_TAKEN, EventType.WARNING_RESULT})
+
+
+def _speaker(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -> None:
+    """Raise ``speaker_failed`` on a warning that failed, close it on one that played."""
+    device_id = envelope.device_id
+    details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    outcome = _speaker_outcome(envelope)
+    if outcome == "played":
+        note = f"the warning played ({envelope.type.value} seq {envelope.seq})"
+        book.close(AlarmKind.SPEAKER_FAILED, device_id=device_id, at=at, note=note)
+    elif outcome == "failed":
+        if envelope.type is EventType.HEARTBEAT:
+            if book.live(device_id, AlarmKind.SPEAKER_FAILED):  # already known: a heartbeat is no new occurrence
+                return
+            details["speaker_failure"] = envelope.payload.get("speaker_failure")
+        else:
+            details["warning_languages"] = envelope.payload.get("warning_languages")
+        kind = AlarmKind.SPEAKER_FAILED
+        book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
+
+
+def _speaker_outcome(envelope: Envelope) -> str | None:
+    """``failed`` if the event reports a warning (or a language of it) that failed, ``played`` if one that played
+    in full, else None (no warning, or one still under way)."""
+    payload = envelope.payload
+    if envelope.type is EventType.HEARTBEAT:
+        return {"failed": "failed", "ok": "played"}.get(str(payload.get("speaker")))
+    if envelope.type in _WARNING_EVENTS:
+        warning = payload.get("warning")
+    elif envelope.type is EventType.COMMAND_ACK and payload.get("action") == "test_warning":
+        warning = payload.get("result")
+    else:
+        return None
+    languages = payload.get("warning_languages")
+    if warning == "failed" or (
+        isinstance(languages, list) and any(isinstance(i, dict) and i.get("result") == "failed" for i in languages)
+    ):
+        return "failed"
+    return "played" if warning == "played" else None
 
 
 def _alarming(envelope: Envelope) -> bool:

@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from seal_agent.config import load_config
+from seal_agent.interfaces import WarningPlayback
 from seal_agent.runtime import SealRuntime
 from seal_dev.broker import PrivateBroker
 from seal_protocol import (
@@ -190,6 +191,26 @@ class CourtSubscriber:
         return states[-1] if states else None
 
 
+def warning_outcome(court: CourtSubscriber, device_id: str, event: Envelope, timeout: float = 10.0) -> dict[str, Any]:
+    """What the warning of ``event`` (an intrusion, tamper or test_warning ack) really did: the event's own
+    ``warning``/``result`` and ``warning_languages`` if the warning was over when it was committed, else those of the
+    ``warning_result`` naming its seq (waited for)."""
+    payload = event.payload
+    warning = payload.get("warning", payload.get("result"))
+    if warning != "started":
+        return {"warning": warning, "warning_languages": payload["warning_languages"]}
+
+    def result() -> dict[str, Any] | None:
+        found = [p for p in court.payloads(device_id, "warning_result") if p["trigger_seq"] == event.seq]
+        return found[0] if found else None
+
+    assert court.wait_for(lambda c: result() is not None, timeout), f"no warning_result for seq {event.seq}"
+    follow_up = result()
+    assert follow_up is not None
+    assert follow_up["trigger"] == ("command_ack" if event.type.value == "command_ack" else event.type.value)
+    return {"warning": follow_up["warning"], "warning_languages": follow_up["warning_languages"]}
+
+
 def check_chain(received: list[Received], key: VerifyKey) -> list[int]:
     """Assert every event verifies, duplicates are byte-identical and each prev_hash links to seq-1.
 
@@ -215,18 +236,24 @@ def check_chain(received: list[Received], key: VerifyKey) -> list[int]:
 
 
 class RecordingSpeaker:
-    """A :class:`seal_agent.interfaces.Speaker` double that counts warnings (for tests without sound)."""
+    """A :class:`seal_agent.interfaces.Speaker` double that counts warnings (for tests without sound): each one
+    "plays" every language at once, so it is over (``played``) before its event is committed."""
 
-    def __init__(self) -> None:
+    def __init__(self, languages: tuple[str, ...] = ("zh", "en")) -> None:
+        self.languages = languages
         self.plays = 0
         self.stops = 0
         self._cond = threading.Condition()
 
-    def play_warning(self) -> bool:
+    def play_warning(self) -> WarningPlayback | None:
         with self._cond:
             self.plays += 1
             self._cond.notify_all()
-        return True
+        playback = WarningPlayback(self.languages)
+        for language in self.languages:
+            playback.finished(language, "played")
+        playback.end()
+        return playback
 
     def stop(self) -> None:
         self.stops += 1

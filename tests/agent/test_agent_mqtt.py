@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.interfaces import WarningPlayback
 from seal_agent.journal.outbox import StoredEvent
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, SealStatus, envelope_hash
@@ -59,7 +60,11 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
     assert intrusion.payload == {
         "sensor": "pir",
         "armed": True,
-        "warning": "played",
+        "warning": "played",  # the speaker double plays at once: over before the event is committed
+        "warning_languages": [
+            {"language": "zh", "result": "played", "reason": None},
+            {"language": "en", "result": "played", "reason": None},
+        ],
         "camera": "none",
         "camera_motion": "unknown",
         "snapshots": [],
@@ -77,8 +82,11 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
         "camera",
         "armed",
         "disk_free_bytes",
+        "speaker",
+        "speaker_failure",
     }
     assert heartbeat.payload["armed"] is True
+    assert heartbeat.payload["speaker"] == "ok" and heartbeat.payload["speaker_failure"] is None
     assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"
     assert heartbeat.payload["disk_free_bytes"] > 0
 
@@ -210,7 +218,7 @@ def test_warning_repeats_while_presence_continues(
 
 
 class BrokenSpeaker(RecordingSpeaker):
-    def play_warning(self) -> bool:
+    def play_warning(self) -> WarningPlayback | None:
         super().play_warning()
         raise RuntimeError("ALSA: device busy")
 

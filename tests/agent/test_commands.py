@@ -15,6 +15,7 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import load_config
 from seal_agent.errors import ConfigError, OutboxError
+from seal_agent.interfaces import WarningPlayback
 from seal_dev.broker import PrivateBroker
 from seal_protocol.commands import Command, CommandAction, encode_command, new_command
 from seal_protocol.signing import generate_signing_key
@@ -192,3 +193,49 @@ def test_a_command_whose_answer_cannot_be_committed_is_delivered_again(
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
         court.close()
+
+
+class HeldSpeaker(RecordingSpeaker):
+    """A speaker double whose warning stays under way (Chinese playing) until the test finishes it."""
+
+    def play_warning(self) -> WarningPlayback | None:
+        super().play_warning()
+        self.playback = WarningPlayback(self.languages)
+        self.playback.playing("zh")
+        return self.playback
+
+
+def test_a_test_warning_still_playing_is_acknowledged_started_and_its_outcome_follows(
+    seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    speaker = HeldSpeaker()
+    runtime = online(runtimes, seal_config, court, speaker=speaker)
+    kind, ack = send(court, command(1, CommandAction.TEST_WARNING))
+    assert (kind, ack["result"]) == ("command_ack", "started")
+    assert ack["warning_languages"] == [
+        {"language": "zh", "result": "playing", "reason": None},
+        {"language": "en", "result": "queued", "reason": None},
+    ]
+    assert court.payloads(DEVICE, "warning_result") == []  # nothing is claimed before it happened
+
+    speaker.playback.finished("zh", "played")
+    speaker.playback.finished("en", "failed", "Error opening PCM device.")
+    speaker.playback.end()
+    assert court.wait_for(lambda c: c.payloads(DEVICE, "warning_result"))
+    ack_seq = next(r.envelope.seq for r in court.of(DEVICE) if r.envelope.type.value == "command_ack")
+    assert court.payloads(DEVICE, "warning_result") == [{
+        "trigger": "command_ack",
+        "trigger_seq": ack_seq,
+        "warning": "failed",
+        "warning_languages": [
+            {"language": "zh", "result": "played", "reason": None},
+            {"language": "en", "result": "failed", "reason": "Error opening PCM device."},
+        ],
+    }]  # fmt: skip
+    beat = runtime.agent.heartbeat()
+    assert court.wait_for(lambda c: c.seqs(DEVICE) >= {beat.seq})
+    heartbeat = court.payloads(DEVICE, "heartbeat")[-1]
+    assert heartbeat["speaker"] == "failed"
+    assert heartbeat["speaker_failure"]["language"] == "en"
+    assert heartbeat["speaker_failure"]["reason"] == "Error opening PCM device."
+    check_chain(court.of(DEVICE), verify_key(seal_config))

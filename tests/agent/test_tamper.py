@@ -22,6 +22,7 @@ from tests.agent.helpers import (
     start_agent,
     verify_key,
     wait_until,
+    warning_outcome,
     write_config,
 )
 
@@ -92,7 +93,8 @@ def test_lid_opened_in_simulate_plays_the_warning_into_an_alsa_file(
         agent.stdin.write("t\n")
         agent.stdin.flush()
         assert court.wait_for(lambda c: c.payloads(DEVICE, "tamper"), timeout=10), log.read_text()
-        assert court.payloads(DEVICE, "tamper")[0]["warning"] == "played"
+        tamper = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "tamper")
+        assert warning_outcome(court, DEVICE, tamper)["warning"] == "played"
         assert wait_until(lambda: sink.exists() and sink.read_bytes() == expected_pcm, timeout=10), log.read_text()
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=15) == 0, log.read_text()

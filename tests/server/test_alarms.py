@@ -267,4 +267,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "offline": 0,
             "missing_events": 0,
             "outbox_full": 0,
+            "speaker_failed": 0,
         }
