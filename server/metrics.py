@@ -1,20 +1,23 @@
-"""In-process counters of the ingest and the notifications, and their Prometheus exposition (prometheus_client).
+"""The court server's metrics: prometheus_client counters, gauges and a histogram in one registry per server.
 
 Counters are incremented only after the transaction holding the message's row has committed, so a batch that is
 retried message by message is never counted twice. The gauge of live alarms by kind is refreshed by the liveness
-checker on each of its rounds.
+checker on each of its rounds; the gauges of seals and of the ingest's progress are set when ``/metrics`` is read.
+:meth:`IngestMetrics.snapshot` reads the same registry back (for the health check and the tests).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+# The ``*_created`` series (when each counter was made) say nothing a scraper needs, and the exposition kept the
+# names it had before prometheus_client without them.
+disable_created_metrics()
 
 
 @dataclass(frozen=True)
@@ -65,79 +68,138 @@ class IngestProgress:
 
 
 class IngestMetrics:
-    """Thread-safe counters; :meth:`wait_until` lets a caller (a test, a health probe) wait for progress."""
+    """The server's registry of metrics. Thread-safe; :meth:`wait_until` lets a caller (a test, a health probe) wait
+    for progress."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
         self._cond = threading.Condition()
-        self._stored = 0
-        self._duplicates = 0
-        self._status_updates = 0
-        self._snapshots = 0
-        self._rejected: Counter[str] = Counter()
-        self._notifications_sent = 0
-        self._notification_attempts_failed = 0
-        self._notifications_failed = 0
-        self._alarms_live: dict[str, int] = {}
-        self._commands: Counter[tuple[str, str]] = Counter()
-        self._storage_retries = 0
-        self._ignored = 0
-        #: Receive → commit seconds of every message the ingest stored (exposed with the counters).
-        self.commit_latency = commit_latency_histogram()
+        self._lock = threading.Lock()  # the gauges a scrape sets, and the reasons it lists
+        r = self.registry
+        self._stored = Counter("seal_events_ingested", "Events verified and stored.", registry=r)
+        self._duplicates = Counter(
+            "seal_events_duplicate", "Redelivered events that were already stored (no-op).", registry=r
+        )
+        self._status_updates = Counter("seal_status_updates", "Status messages applied to a seal.", registry=r)
+        self._snapshots = Counter("seal_snapshots_stored", "Snapshots stored.", registry=r)
+        self._ignored = Counter(
+            "seal_messages_ignored",
+            "Messages with nothing to store (an empty status: a retained one cleared).",
+            registry=r,
+        )
+        self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
+        self._seals_online = Gauge(
+            "seal_seals_online", "Seals whose last status is online and that were heard from recently.", registry=r
+        )
+        self._seals_registered = Gauge("seal_seals_registered", "Seals registered.", registry=r)
+        self._broker_connected = Gauge(
+            "seal_broker_connected", "1 if the ingest holds an accepted MQTT connection.", registry=r
+        )
+        self._unstored = Gauge(
+            "seal_ingest_unstored_messages", "Messages received from the broker and not yet stored.", registry=r
+        )
+        self._oldest_unstored = Gauge(
+            "seal_ingest_oldest_unstored_seconds",
+            "Age of the oldest message received and not yet stored (0: none).",
+            registry=r,
+        )
+        self._storage_failing = Gauge(
+            "seal_ingest_storage_failing", "1 while storing fails because the database does not answer.", registry=r
+        )
+        self._storage_retries = Counter(
+            "seal_ingest_storage_retries", "Batches retried because the database did not answer.", registry=r
+        )
+        #: Receive → commit seconds of every message the ingest stored.
+        self.commit_latency = Histogram(
+            "seal_ingest_commit_seconds",
+            "Seconds from receiving a message from the broker to committing what it became.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self._alarms_live = Gauge(
+            "seal_alarms_live",
+            "Open or acknowledged alarms, by kind (as of the last liveness check).",
+            ["kind"],
+            registry=r,
+        )
+        self._notifications_sent = Counter(
+            "seal_notifications_sent", "Alarm notifications delivered (webhook answered 2xx).", registry=r
+        )
+        self._notification_attempts_failed = Counter(
+            "seal_notification_attempts_failed", "Webhook attempts that failed (retried or given up).", registry=r
+        )
+        self._notifications_failed = Counter(
+            "seal_notifications_failed", "Alarm notifications given up after their last attempt.", registry=r
+        )
+        self._commands_published = Counter(
+            "seal_commands_published",
+            "Publish attempts of court commands, by result (accepted: the broker took it; not delivery).",
+            ["result"],
+            registry=r,
+        )
+        self._command_answers = Counter(
+            "seal_command_answers",
+            "command_ack/command_rejected events stored, by what they did.",
+            ["outcome"],
+            registry=r,
+        )
+        self._commands_expired = Counter(
+            "seal_commands_expired", "Commands that expired without an answer.", registry=r
+        )
+
+    def _counted(self, counter: Counter, amount: float = 1) -> None:
+        with self._cond:
+            counter.inc(amount)
+            self._cond.notify_all()
 
     def count_stored(self) -> None:
-        with self._cond:
-            self._stored += 1
-            self._cond.notify_all()
+        self._counted(self._stored)
 
     def count_duplicate(self) -> None:
-        with self._cond:
-            self._duplicates += 1
-            self._cond.notify_all()
+        self._counted(self._duplicates)
 
     def count_status(self) -> None:
-        with self._cond:
-            self._status_updates += 1
-            self._cond.notify_all()
+        self._counted(self._status_updates)
 
     def count_snapshot(self) -> None:
-        with self._cond:
-            self._snapshots += 1
-            self._cond.notify_all()
+        self._counted(self._snapshots)
 
     def count_rejected(self, reason: str) -> None:
-        with self._cond:
-            self._rejected[reason] += 1
-            self._cond.notify_all()
+        self._counted(self._rejected.labels(reason=reason))
 
     def count_ignored(self) -> None:
-        with self._cond:
-            self._ignored += 1
-            self._cond.notify_all()
+        self._counted(self._ignored)
 
     def count_storage_retry(self) -> None:
-        with self._cond:
-            self._storage_retries += 1
-            self._cond.notify_all()
+        self._counted(self._storage_retries)
 
     def count_notification(self, *, delivered: bool, final: bool) -> None:
         """One webhook attempt: delivered, or failed (``final``: no attempt is left, the notification failed)."""
+        if delivered:
+            self._counted(self._notifications_sent)
+            return
         with self._cond:
-            if delivered:
-                self._notifications_sent += 1
-            else:
-                self._notification_attempts_failed += 1
-                self._notifications_failed += int(final)
+            self._notification_attempts_failed.inc()
+            if final:
+                self._notifications_failed.inc()
             self._cond.notify_all()
 
     def count_command(self, kind: str, label: str = "", n: int = 1) -> None:
         """A court command was published (``label``: the result), answered (the outcome) or expired."""
-        with self._cond:
-            self._commands[(kind, label)] += n
-            self._cond.notify_all()
+        if kind == "published":
+            self._counted(self._commands_published.labels(result=label), n)
+        elif kind == "answer":
+            self._counted(self._command_answers.labels(outcome=label), n)
+        elif kind == "expired":
+            self._counted(self._commands_expired, n)
+        else:
+            raise ValueError(f"unknown command metric {kind!r}")
 
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:
-            self._alarms_live = dict(counts)
+            self._alarms_live.clear()
+            for kind, count in counts.items():
+                self._alarms_live.labels(kind=kind).set(count)
             self._cond.notify_all()
 
     def snapshot(self) -> MetricsSnapshot:
@@ -145,162 +207,59 @@ class IngestMetrics:
             return self._snapshot_locked()
 
     def _snapshot_locked(self) -> MetricsSnapshot:
+        value = self.registry.get_sample_value
         return MetricsSnapshot(
-            stored=self._stored,
-            duplicates=self._duplicates,
-            status_updates=self._status_updates,
-            snapshots=self._snapshots,
-            rejected=dict(self._rejected),
-            notifications_sent=self._notifications_sent,
-            notification_attempts_failed=self._notification_attempts_failed,
-            notifications_failed=self._notifications_failed,
-            alarms_live=dict(self._alarms_live),
-            commands=dict(self._commands),
-            storage_retries=self._storage_retries,
-            ignored=self._ignored,
+            stored=int(value("seal_events_ingested_total") or 0),
+            duplicates=int(value("seal_events_duplicate_total") or 0),
+            status_updates=int(value("seal_status_updates_total") or 0),
+            snapshots=int(value("seal_snapshots_stored_total") or 0),
+            rejected={k: v for k, v in self._by_label("seal_messages_rejected", "reason").items() if v},
+            notifications_sent=int(value("seal_notifications_sent_total") or 0),
+            notification_attempts_failed=int(value("seal_notification_attempts_failed_total") or 0),
+            notifications_failed=int(value("seal_notifications_failed_total") or 0),
+            alarms_live=self._by_label("seal_alarms_live", "kind"),
+            commands={
+                **{("published", k): v for k, v in self._by_label("seal_commands_published", "result").items()},
+                **{("answer", k): v for k, v in self._by_label("seal_command_answers", "outcome").items()},
+                **({("expired", ""): n} if (n := int(value("seal_commands_expired_total") or 0)) else {}),
+            },
+            storage_retries=int(value("seal_ingest_storage_retries_total") or 0),
+            ignored=int(value("seal_messages_ignored_total") or 0),
         )
+
+    def _by_label(self, name: str, label: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for family in self.registry.collect():
+            if family.name == name:
+                for sample in family.samples:
+                    if sample.name in (name, f"{name}_total") and label in sample.labels:
+                        counts[sample.labels[label]] = int(sample.value)
+        return counts
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
         """Block until ``predicate(snapshot)`` holds or ``timeout`` seconds pass; return whether it holds."""
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self._snapshot_locked()), timeout)
 
-
-class _Families:
-    """A prometheus_client collector of one scrape's values (the counters above and the gauges read for it)."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self.families
-
-
-def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, documentation, value=value)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
-
-
-def _by_label(
-    family: CounterMetricFamily | GaugeMetricFamily, counts: Mapping[str, int]
-) -> CounterMetricFamily | GaugeMetricFamily:
-    for value in sorted(counts):
-        family.add_metric([value], counts[value])
-    return family
-
-
-def render_prometheus(
-    metrics: MetricsSnapshot,
-    *,
-    seals_online: int,
-    seals_total: int,
-    broker_connected: bool,
-    reasons: Iterable[str],
-    progress: IngestProgress | None = None,
-    latency: Histogram | None = None,
-) -> str:
-    """The Prometheus text format (version 0.0.4), written by prometheus_client. Every known reason is listed, at 0
-    if never seen; ``latency`` adds the histogram of receive → commit times."""
-    progress = progress or IngestProgress(0, 0.0, None)
-    rejected = dict.fromkeys(reasons, 0) | metrics.rejected
-    commands = metrics.commands
-    families: list[Metric] = [
-        _counter("seal_events_ingested", "Events verified and stored.", metrics.stored),
-        _counter("seal_events_duplicate", "Redelivered events that were already stored (no-op).", metrics.duplicates),
-        _counter("seal_status_updates", "Status messages applied to a seal.", metrics.status_updates),
-        _counter("seal_snapshots_stored", "Snapshots stored.", metrics.snapshots),
-        _counter(
-            "seal_messages_ignored",
-            "Messages with nothing to store (an empty status: a retained one cleared).",
-            metrics.ignored,
-        ),
-        _by_label(
-            CounterMetricFamily("seal_messages_rejected", "Messages quarantined, by reason.", labels=["reason"]),
-            rejected,
-        ),
-        _gauge(
-            "seal_seals_online", "Seals whose last status is online and that were heard from recently.", seals_online
-        ),
-        _gauge("seal_seals_registered", "Seals registered.", seals_total),
-        _gauge("seal_broker_connected", "1 if the ingest holds an accepted MQTT connection.", int(broker_connected)),
-        _gauge(
-            "seal_ingest_unstored_messages", "Messages received from the broker and not yet stored.", progress.unstored
-        ),
-        _gauge(
-            "seal_ingest_oldest_unstored_seconds",
-            "Age of the oldest message received and not yet stored (0: none).",
-            round(progress.oldest_unstored_s, 3),
-        ),
-        _gauge(
-            "seal_ingest_storage_failing",
-            "1 while storing fails because the database does not answer.",
-            int(progress.storage_failing_since is not None),
-        ),
-        _counter(
-            "seal_ingest_storage_retries",
-            "Batches retried because the database did not answer.",
-            metrics.storage_retries,
-        ),
-        _by_label(
-            GaugeMetricFamily(
-                "seal_alarms_live",
-                "Open or acknowledged alarms, by kind (as of the last liveness check).",
-                labels=["kind"],
-            ),
-            metrics.alarms_live,
-        ),
-        _counter(
-            "seal_notifications_sent",
-            "Alarm notifications delivered (webhook answered 2xx).",
-            metrics.notifications_sent,
-        ),
-        _counter(
-            "seal_notification_attempts_failed",
-            "Webhook attempts that failed (retried or given up).",
-            metrics.notification_attempts_failed,
-        ),
-        _counter(
-            "seal_notifications_failed",
-            "Alarm notifications given up after their last attempt.",
-            metrics.notifications_failed,
-        ),
-        _by_label(
-            CounterMetricFamily(
-                "seal_commands_published",
-                "Publish attempts of court commands, by result (accepted: the broker took it; not delivery).",
-                labels=["result"],
-            ),
-            {label: n for (kind, label), n in commands.items() if kind == "published"},
-        ),
-        _by_label(
-            CounterMetricFamily(
-                "seal_command_answers",
-                "command_ack/command_rejected events stored, by what they did.",
-                labels=["outcome"],
-            ),
-            {label: n for (kind, label), n in commands.items() if kind == "answer"},
-        ),
-        _counter(
-            "seal_commands_expired",
-            "Commands that expired without an answer.",
-            commands.get(("expired", ""), 0),
-        ),
-    ]
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    if latency is not None:
-        registry.register(latency)
-    return generate_latest(registry).decode("utf-8")
-
-
-def commit_latency_histogram() -> Histogram:
-    """Seconds from a message's arrival at the ingest to the commit of its row (its acknowledgement follows)."""
-    return Histogram(
-        "seal_ingest_commit_seconds",
-        "Seconds from receiving a message from the broker to committing what it became.",
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-        registry=None,
-    )
+    def exposition(
+        self,
+        *,
+        seals_online: int,
+        seals_total: int,
+        broker_connected: bool,
+        reasons: Iterable[str],
+        progress: IngestProgress | None = None,
+    ) -> str:
+        """The Prometheus text format (version 0.0.4) of the registry, with the gauges only a scrape knows set
+        first. Every known reason is listed, at 0 if never seen."""
+        progress = progress or IngestProgress(0, 0.0, None)
+        with self._lock:
+            for reason in reasons:
+                self._rejected.labels(reason=reason)
+            self._seals_online.set(seals_online)
+            self._seals_registered.set(seals_total)
+            self._broker_connected.set(int(broker_connected))
+            self._unstored.set(progress.unstored)
+            self._oldest_unstored.set(round(progress.oldest_unstored_s, 3))
+            self._storage_failing.set(int(progress.storage_failing_since is not None))
+            return generate_latest(self.registry).decode("utf-8")

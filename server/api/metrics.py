@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 
 from server.api.deps import ContextDep, SessionDep
 from server.ingest.results import Reason
-from server.metrics import render_prometheus
 from server.seals.models import Seal
 from server.seals.registry import count_online
 
@@ -24,13 +23,11 @@ def metrics(session: SessionDep, context: ContextDep) -> PlainTextResponse:
     """Events ingested, messages rejected by reason, seals online (Prometheus text format)."""
     online = count_online(session, now=datetime.now(UTC), offline_after_s=context.settings.offline_after_s)
     total = int(session.scalar(select(func.count(Seal.id))) or 0)
-    body = render_prometheus(
-        context.metrics.snapshot(),
+    body = context.metrics.exposition(
         seals_online=online,
         seals_total=total,
         broker_connected=context.broker_connected,
         reasons=[reason.value for reason in Reason],
         progress=context.ingest.progress() if context.ingest is not None else None,
-        latency=context.metrics.commit_latency,
     )
     return PlainTextResponse(body, media_type=PROMETHEUS_CONTENT_TYPE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.ingest.results import Reason
-from server.metrics import IngestMetrics, render_prometheus
+from server.metrics import IngestMetrics
 from tests.prometheus import samples
 
 
@@ -15,9 +15,7 @@ def test_alarm_and_notification_metrics_are_rendered() -> None:
     metrics.count_notification(delivered=False, final=True)
     metrics.count_rejected(Reason.BROKEN_CHAIN.value)
 
-    text = render_prometheus(
-        metrics.snapshot(), seals_online=3, seals_total=4, broker_connected=True, reasons=[r.value for r in Reason]
-    )
+    text = metrics.exposition(seals_online=3, seals_total=4, broker_connected=True, reasons=[r.value for r in Reason])
     lines = set(text.splitlines())
 
     assert {

@@ -23,7 +23,7 @@ from server.errors import Conflict
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
-from server.metrics import IngestMetrics, render_prometheus
+from server.metrics import IngestMetrics
 from server.seals.models import Seal
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user
@@ -157,7 +157,7 @@ def test_answers_that_fit_no_command_are_stored_and_counted_but_change_nothing(w
     assert world.events("command_ack") == 3 and world.events("command_rejected") == 1
     assert world.command(mine).state == world.command(theirs).state == "pending"
     assert world.answers() == {"unknown_command": 2, "action_mismatch": 1, "unreadable": 1}
-    text = render_prometheus(world.metrics.snapshot(), seals_online=0, seals_total=2, broker_connected=True, reasons=[])
+    text = world.metrics.exposition(seals_online=0, seals_total=2, broker_connected=True, reasons=[])
     assert samples(text)['seal_command_answers_total{outcome="unknown_command"}'] == 2
 
 
