@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from server.errors import Conflict
+from server.core.states import StateMachine
 
 
 class Severity(StrEnum):
@@ -63,16 +63,17 @@ class AlarmState(StrEnum):
 
 LIVE_STATES = (AlarmState.OPEN.value, AlarmState.ACKNOWLEDGED.value)
 
-_ALLOWED: dict[AlarmState, frozenset[AlarmState]] = {
-    AlarmState.OPEN: frozenset({AlarmState.ACKNOWLEDGED, AlarmState.CLOSED}),
-    AlarmState.ACKNOWLEDGED: frozenset({AlarmState.CLOSED}),
-    AlarmState.CLOSED: frozenset(),
-}
+_MACHINE = StateMachine(
+    AlarmState,
+    {
+        AlarmState.OPEN: {AlarmState.ACKNOWLEDGED, AlarmState.CLOSED},
+        AlarmState.ACKNOWLEDGED: {AlarmState.CLOSED},
+        AlarmState.CLOSED: set(),
+    },
+    refusal=lambda state, target: f"an {state.value} alarm cannot become {target.value}",
+)
 
 
 def transition(current: AlarmState | str, target: AlarmState) -> AlarmState:
     """The state after moving from ``current`` to ``target``; raise :class:`Conflict` if that move is not allowed."""
-    state = AlarmState(current)
-    if target not in _ALLOWED[state]:
-        raise Conflict(f"an {state.value} alarm cannot become {target.value}")
-    return target
+    return _MACHINE.transition(current, target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from server.errors import Conflict
+from server.core.states import StateMachine
 
 
 class CommandState(StrEnum):
@@ -22,25 +22,26 @@ class CommandState(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return not _ALLOWED[self]
+        return _MACHINE.is_final(self)
 
 
-_ALLOWED: dict[CommandState, frozenset[CommandState]] = {
-    CommandState.PENDING: frozenset({CommandState.ACKNOWLEDGED, CommandState.REJECTED, CommandState.EXPIRED}),
-    CommandState.EXPIRED: frozenset({CommandState.ACKNOWLEDGED, CommandState.REJECTED}),
-    CommandState.ACKNOWLEDGED: frozenset(),
-    CommandState.REJECTED: frozenset(),
-}
+_MACHINE = StateMachine(
+    CommandState,
+    {
+        CommandState.PENDING: {CommandState.ACKNOWLEDGED, CommandState.REJECTED, CommandState.EXPIRED},
+        CommandState.EXPIRED: {CommandState.ACKNOWLEDGED, CommandState.REJECTED},
+        CommandState.ACKNOWLEDGED: set(),
+        CommandState.REJECTED: set(),
+    },
+    refusal=lambda state, target: f"a command that is {state.value} cannot become {target.value}",
+)
 
 
 def transition(current: CommandState | str, target: CommandState) -> CommandState:
     """The state after moving from ``current`` to ``target``; raise :class:`Conflict` if that move is not allowed."""
-    state = CommandState(current)
-    if target not in _ALLOWED[state]:
-        raise Conflict(f"a command that is {state.value} cannot become {target.value}")
-    return target
+    return _MACHINE.transition(current, target)
 
 
 def states_leading_to(target: CommandState) -> frozenset[CommandState]:
     """The states from which ``target`` may be reached (for set-based updates such as the expiry check)."""
-    return frozenset(state for state, allowed in _ALLOWED.items() if target in allowed)
+    return _MACHINE.leading_to(target)
