@@ -18,11 +18,11 @@ from server.commands.keys import CourtKey
 from server.config import Settings
 from server.context import ServerContext
 from server.core.db import make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, NotFound
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
-from server.metrics import IngestMetrics
 from server.notify.worker import NotificationWorker, webhook_worker
 
 logger = logging.getLogger(__name__)

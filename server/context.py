@@ -11,8 +11,8 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.ingest.mqtt import MqttIngest
-from server.metrics import IngestMetrics
 
 
 @dataclass

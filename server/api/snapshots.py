@@ -14,7 +14,7 @@ from server.api.schemas import SnapshotPublic
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
 from server.evidence.models import Snapshot
-from server.evidence.snapshots import SnapshotStore
+from server.evidence.snapshot_files import SnapshotStore
 from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)

@@ -35,9 +35,9 @@ from server.commands.service import expire_due, to_publish
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.core.mqtt import connect_in_background, make_client, publish_problem
 from server.core.rounds import RoundLoop
-from server.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
 

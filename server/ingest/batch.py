@@ -43,7 +43,7 @@ from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b6
 from server.alarms.book import AlarmBook
 from server.commands.service import apply_answer
 from server.evidence.models import Event, Snapshot
-from server.evidence.snapshots import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
+from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
 from server.ingest.models import QuarantinedMessage

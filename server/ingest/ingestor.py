@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 from server.commands.service import AnswerOutcome
 from server.config import AlarmSettings
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
-from server.evidence.snapshots import SnapshotStore
+from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch, VerifyKeyCache, device_of
 from server.ingest.results import IngestResult, Message, Outcome, Reason
-from server.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from server.alarms.service import count_live_by_kind
 from server.alarms.state import AlarmKind
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
-from server.metrics import IngestMetrics
 from server.notify.outbox import notifying
 from server.seals.models import Seal
 

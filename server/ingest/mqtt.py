@@ -36,12 +36,12 @@ from seal_protocol import MessageKind, subscription_all
 from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
+from server.core.metrics import IngestProgress
 from server.core.mqtt import connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
 from server.ingest.results import IngestResult, Message
-from server.metrics import IngestProgress
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from server.alarms.models import Alarm
 from server.config import NotifySettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
-from server.metrics import IngestMetrics
 from server.notify.models import Notification
 from server.notify.outbox import DeliveryState
 from server.notify.webhook import Delivery, Notifier, Recipient, WebhookNotifier, read_secret

@@ -14,11 +14,11 @@ from seal_protocol.signing import SigningKey, sign_envelope
 from server.alarms.models import Alarm
 from server.config import AlarmSettings
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.results import IngestResult, Message
-from server.metrics import IngestMetrics
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from server.core.metrics import IngestMetrics
 from server.ingest.results import Reason
-from server.metrics import IngestMetrics
 from tests.prometheus import samples
 
 

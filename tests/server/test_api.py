@@ -20,8 +20,8 @@ from server.auth.access import Role
 from server.config import CommandSettings, MqttSettings, Settings
 from server.context import ServerContext
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
-from server.metrics import IngestMetrics
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user, bearer
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register

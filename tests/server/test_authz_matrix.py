@@ -41,9 +41,9 @@ from server.auth.users import get_user
 from server.commands.service import issue_command
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
+from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
-from server.metrics import IngestMetrics
 from server.notify.targets import add_notification_target
 from server.seals.models import Seal
 from server.seals.registry import add_case, add_seal, register_seal

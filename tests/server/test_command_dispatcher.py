@@ -29,7 +29,7 @@ from server.commands.service import issue_command
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
-from server.metrics import IngestMetrics
+from server.core.metrics import IngestMetrics
 from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import Seal
 from tests.agent.helpers import wait_until

@@ -19,11 +19,11 @@ from server.commands.service import AnswerOutcome, expire_due, issue_command
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
+from server.core.metrics import IngestMetrics
 from server.errors import Conflict
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
-from server.metrics import IngestMetrics
 from server.seals.models import Seal
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user

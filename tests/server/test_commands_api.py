@@ -17,8 +17,8 @@ from server.auth.access import Role
 from server.config import CommandSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
+from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
-from server.metrics import IngestMetrics
 from server.seals.registry import add_seal, bind_seal, unbind_seal
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register

@@ -30,11 +30,11 @@ from seal_protocol.status import SealStatus
 from server.alarms.models import Alarm
 from server.config import MqttSettings
 from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
-from server.metrics import IngestMetrics
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings

@@ -17,12 +17,12 @@ from seal_protocol import EventType, canonical_json, decode_envelope, encode_env
 from seal_protocol.signing import generate_signing_key, sign_envelope
 from seal_protocol.status import SealStatus
 from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.models import Event, Snapshot
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import Message, Outcome, Reason
-from server.metrics import IngestMetrics
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
 
@@ -452,7 +452,7 @@ def test_clashes_inside_one_batch_are_caught_like_across_batches(world: World) -
 
 
 def test_snapshot_store_refuses_a_name_that_is_not_a_hash(tmp_path: Path) -> None:
-    from server.evidence.snapshots import SnapshotStore
+    from server.evidence.snapshot_files import SnapshotStore
 
     store = SnapshotStore(tmp_path)
     with pytest.raises(ValueError, match="SHA-256"):

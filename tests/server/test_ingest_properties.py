@@ -19,11 +19,11 @@ from seal_protocol import decode_envelope, encode_envelope, snapshot_topic
 from seal_protocol.signing import verify_envelope
 from seal_protocol.wirejson import canonical_json
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import Message, Outcome
-from server.metrics import IngestMetrics
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, register
 

@@ -12,9 +12,9 @@ from seal_protocol import encode_status
 from seal_protocol.status import SealStatus
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.ingest.liveness import LivenessChecker, Sighting, find_silent_seals
 from server.ingest.results import Message
-from server.metrics import IngestMetrics
 from tests.server.ingest_world import Court, make_court
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

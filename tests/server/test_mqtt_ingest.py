@@ -21,12 +21,12 @@ from seal_protocol.signing import generate_signing_key
 from seal_protocol.status import SealStatus
 from server.config import MqttSettings
 from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics, MetricsSnapshot
 from server.evidence.models import Event
-from server.evidence.snapshots import MAX_SNAPSHOT_BYTES
+from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
-from server.metrics import IngestMetrics, MetricsSnapshot
 from server.migrations.run import init_db
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register

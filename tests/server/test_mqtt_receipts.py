@@ -18,9 +18,9 @@ from seal_protocol.topics import receipt_topic
 from server.commands.keys import CourtKey
 from server.config import CommandSettings
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
-from server.metrics import IngestMetrics
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 

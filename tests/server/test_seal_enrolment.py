@@ -18,8 +18,8 @@ from server.app import create_app
 from server.auth.access import Role
 from server.cli import main
 from server.core.db import SessionFactory, session_scope
+from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
-from server.metrics import IngestMetrics
 from server.seals.registry import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, message
