@@ -1,5 +1,5 @@
-"""What a running server holds: settings, database, metrics, the court's command key, the MQTT ingest and the
-command dispatcher. Built by ``create_app``."""
+"""What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the MQTT
+ingest and the command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
 from server.core.db import SessionFactory
+from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
 from server.metrics import IngestMetrics
 
@@ -22,6 +23,7 @@ class ServerContext:
     session_factory: SessionFactory
     metrics: IngestMetrics
     court_key: CourtKey
+    log_key: LogKey
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None
 
