@@ -49,7 +49,7 @@ def verifier_key(name: str, key: VerifyKey) -> str:
 def parse_verifier_key(text: str) -> tuple[str, bytes, VerifyKey]:
     """(name, key id, key) of a :func:`verifier_key`; raise :class:`ProofError` if it is not one."""
     try:
-        name, hex_id, b64 = text.strip().rsplit("+", 2)
+        name, hex_id, b64 = text.strip().split("+", 2)  # a name has no "+", base64 may
         raw = base64.b64decode(b64, validate=True)
         kid = bytes.fromhex(hex_id)
     except (ValueError, binascii.Error):
