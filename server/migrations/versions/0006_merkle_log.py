@@ -57,7 +57,8 @@ def _backfill(leaves: sa.Table, nodes: sa.Table) -> None:
     """Append the stored events, in id order, a chunk at a time (the frontier carries over between chunks)."""
     conn = op.get_bind()
     events = sa.table("events", sa.column("id", sa.BigInteger()), sa.column("raw", sa.LargeBinary()))
-    size, frontier, after = 0, [], None
+    size, after = 0, None
+    frontier: list[bytes] = []
     while True:
         query = sa.select(events.c.id, events.c.raw).order_by(events.c.id).limit(BACKFILL_CHUNK)
         if after is not None:
