@@ -20,6 +20,9 @@ from server.context import ServerContext
 from server.core.db import make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, NotFound
+from server.evidence.checkpointer import Checkpointer
+from server.evidence.checkpoints import LogKey
+from server.evidence.errors import LogKeyUnavailable, ProofError
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
@@ -30,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
-    the liveness check, the notification worker and the command dispatcher (publishing and expiring commands).
+    the liveness check, the notification worker, the command dispatcher (publishing and expiring commands) and the
+    log's checkpointer.
 
     The tables must exist (``seal-server init-db``).
     """
@@ -40,8 +44,11 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         engine = make_engine(settings.database_url)
         session_factory = make_session_factory(engine)
         metrics = IngestMetrics()
-        context = ServerContext(settings, engine, session_factory, metrics, court_key=CourtKey(settings.commands))
-        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher] = []
+        log_key = LogKey(settings.evidence.log_key_file, settings.evidence.log_origin)
+        context = ServerContext(
+            settings, engine, session_factory, metrics, court_key=CourtKey(settings.commands), log_key=log_key
+        )
+        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer] = []
         if with_ingest:
             ingestor = Ingestor(
                 session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir, alarms=settings.alarms
@@ -56,6 +63,11 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             context.dispatcher = CommandDispatcher(settings.mqtt, settings.commands, session_factory, metrics=metrics)
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
             workers = [liveness, notifier, context.dispatcher]
+            if settings.evidence.log_key_file is not None:
+                interval_s = settings.evidence.checkpoint_interval_s
+                workers.append(Checkpointer(session_factory, log_key, interval_s=interval_s))
+            else:
+                logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         app.state.context = context
         try:
             if context.ingest is not None:
@@ -95,6 +107,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
+    async def bad_request(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+
     async def not_authenticated(_request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_401_UNAUTHORIZED, headers=headers)
@@ -114,3 +129,5 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(CommandsUnavailable, unavailable)
+    app.add_exception_handler(LogKeyUnavailable, unavailable)
+    app.add_exception_handler(ProofError, bad_request)

@@ -10,6 +10,7 @@
     seal-server user list --config FILE
     seal-server user assign NAME --case CASE_NO --config FILE
     seal-server court-key --config FILE
+    seal-server log-key --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
@@ -41,6 +42,7 @@ from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.errors import ConfigError, ServerError
+from server.evidence.cli import add_log_key_command, run_log_key
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import FORMATS, LEVELS, configure_logging
 from server.migrations.run import init_db
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     add_broker_commands(commands, common)
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
+    add_log_key_command(commands, common)
     add_notify_commands(commands, common)
     add_quarantine_commands(commands, common)
     return parser
@@ -152,6 +155,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _user(args, settings)
         case "court-key":
             return run_court_key(settings, _out)
+        case "log-key":
+            return run_log_key(settings, _out)
         case "notify":
             return _in_session(
                 settings, lambda session: run_notify_command(args, session, _out, settings=settings.notify)

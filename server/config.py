@@ -203,6 +203,30 @@ class CommandSettings(BaseModel):
     publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
 
 
+class EvidenceSettings(BaseModel):
+    """The server's Merkle log over the stored events: its signing key, its name, and how often it is signed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log_key_file: OptionalPath = Field(
+        None,
+        description="The log's own Ed25519 private key (base64, mode 0600; not the court's command key), created "
+        "on first use or by `seal-server log-key`, which prints the public key to publish; back it up. Unset: the "
+        "log is kept but no checkpoint is signed.",
+    )
+    log_origin: str = Field(
+        "seal-server.invalid/log",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\s+]+$",
+        description="The log's name in its checkpoints (and its key's name): unique to this server, such as "
+        "`<court host name>/seal-log`; no spaces or '+'.",
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, ge=0.1, le=24 * 3600, description="How often a checkpoint is signed while the log grows."
+    )
+
+
 class BrokerFilesSettings(BaseModel):
     """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
 
@@ -245,6 +269,9 @@ class Settings(BaseModel):
     )
     broker: BrokerFilesSettings = Field(
         default_factory=BrokerFilesSettings, description="Mosquitto files managed by seal provisioning."
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings, description="The signed Merkle log over the stored events."
     )
 
 

@@ -1,5 +1,5 @@
-"""What a running server holds: settings, database, metrics, the court's command key, the MQTT ingest and the
-command dispatcher. Built by ``create_app``."""
+"""What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the MQTT
+ingest and the command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from server.commands.keys import CourtKey
 from server.config import Settings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
+from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
 
 
@@ -22,6 +23,7 @@ class ServerContext:
     session_factory: SessionFactory
     metrics: IngestMetrics
     court_key: CourtKey
+    log_key: LogKey
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None
 

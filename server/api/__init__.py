@@ -1,6 +1,7 @@
 """The REST API: one router per resource, all under ``/api`` except ``/metrics``.
 
-Every route but ``/api/health`` and ``/api/auth/login`` needs a logged-in user; what the user may see and do is
+Every route but ``/api/health``, ``/api/auth/login`` and the log's ``/api/log/checkpoint`` and ``/api/log/key`` needs a
+logged-in user; what the user may see and do is
 decided by :mod:`server.auth.access`. ``/metrics`` is public for the Prometheus scraper (restrict it at the reverse
 proxy, or give it a token, when the network is not trusted). So are the OpenAPI document and its pages, ``/docs``
 and ``/redoc`` (:mod:`server.api.docs`, added by the app).
@@ -18,6 +19,7 @@ from server.api import (
     commands,
     events,
     health,
+    log,
     metrics,
     notification_targets,
     quarantine,
@@ -40,6 +42,7 @@ api_router.include_router(commands.router)
 api_router.include_router(alarms.router)
 api_router.include_router(audit.router)
 api_router.include_router(quarantine.router)
+api_router.include_router(log.router)
 
 metrics_router = metrics.router
 

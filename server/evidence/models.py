@@ -1,4 +1,5 @@
-"""The tables of the evidence: verified events with their signed bytes, and the snapshots' records.
+"""The tables of the evidence: verified events with their signed bytes, the snapshots' records, and the Merkle log
+over the events with its signed checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -59,3 +62,37 @@ class Snapshot(Base):
     case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]
+
+
+class LogLeaf(Base):
+    """One leaf of the server's append-only Merkle log (:mod:`server.evidence.merkle`): a stored event, in the order
+    of storing. Written in the transaction that stores the event."""
+
+    __tablename__ = "log_leaves"
+
+    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), comment="SHA-256(0x00 || events.raw).")
+
+
+class LogNode(Base):
+    """The hash of a complete subtree of the log above the leaves: ``2**level`` leaves from ``node_index *
+    2**level``. Never changes once written, so a proof is a few lookups."""
+
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    node_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint of the log (C2SP tlog-checkpoint in a signed note), as served."""
+
+    __tablename__ = "log_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger, unique=True)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text, comment="The signed note, byte for byte as served.")
+    made_at: Mapped[datetime]

@@ -10,12 +10,13 @@ replay, and a stored ``event_id`` under another ``seq`` is refused too.
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
 quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
 closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction,
-and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`).
+and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`), and so
+is each stored event's leaf in the Merkle log (:func:`append_events`, after the batch's other rows are flushed).
 
 An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, but with one query for the
 batch's seals, one for their chain states, one for stored events that clash with or neighbour the batch's, one for
-their live alarms, and one flush at commit (instead of one per message). Alarms about gaps are settled once per
-batch, so events of one seal arriving out of order within a batch raise no alarm.
+their live alarms, and one flush before the log's append (instead of one per message). Alarms about gaps are
+settled once per batch, so events of one seal arriving out of order within a batch raise no alarm.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from seal_protocol import (
 from seal_protocol.signing import VerifyKey, verify_envelope, verify_key_from_b64
 from server.alarms.book import AlarmBook
 from server.commands.service import apply_answer
+from server.evidence.log import append_events
 from server.evidence.models import Event, Snapshot
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
 from server.ingest.alarming import on_chain_change, on_event, on_status
@@ -107,6 +109,7 @@ class IngestBatch:
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
         self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
+        self._events: list[Event] = []  # stored by this batch, in order: the log's new leaves
 
     def apply(self, messages: Sequence[Message]) -> list[IngestResult]:
         with self.session.no_autoflush:
@@ -124,6 +127,9 @@ class IngestBatch:
             at = max(m.received_at for m in messages)
             for change in self.chain.changes():
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
+            if self._events:  # every other row first: the log's writer lock is then held only for the log
+                self.session.flush()
+                append_events(self.session, self._events)
             return results
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:
@@ -300,6 +306,7 @@ class IngestBatch:
             raw=message.payload,
         )
         self.session.add(row)
+        self._events.append(row)
         self._remember(envelope.device_id, envelope.seq, event_id, message.payload)
         self.chain.record(envelope, message.payload)
         on_event(self.alarms, envelope, row, at=message.received_at, late=envelope.case_no != seal.case_no)

@@ -12,11 +12,12 @@ from server.auth.access import Role
 from server.auth.passwords import hash_password
 from server.auth.sessions import issue_session
 from server.auth.users import assign_case, create_user, get_user
-from server.config import CommandSettings, MqttSettings, Settings
+from server.config import CommandSettings, EvidenceSettings, MqttSettings, Settings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 
 PASSWORD = "correct horse battery staple"
+LOG_ORIGIN = "court.example/seal-log"
 
 
 @cache
@@ -26,7 +27,8 @@ def password_hash() -> str:
 
 
 def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
-    """Settings of an API under test: no broker, and a court command key of its own in ``tmp_path``."""
+    """Settings of an API under test: no broker, and a court command key and a log key of its own in ``tmp_path``
+    (the log key as ``log.key``, made on first use)."""
     (tmp_path / "unused-password").write_text("unused\n")
     mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
     court_key = tmp_path / "court-command.key"
@@ -37,6 +39,7 @@ def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
         mqtt=mqtt,
         auth={"cookie_secure": False, **auth},  # type: ignore[arg-type]
         commands=CommandSettings(signing_key_file=court_key),
+        evidence=EvidenceSettings(log_key_file=tmp_path / "log.key", log_origin=LOG_ORIGIN),
     )
 
 

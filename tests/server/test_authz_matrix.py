@@ -42,12 +42,15 @@ from server.commands.service import issue_command
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
+from server.evidence.checkpoints import LogKey
+from server.evidence.log import make_checkpoint
+from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.notify.targets import add_notification_target
 from server.seals.models import Seal
 from server.seals.registry import add_case, add_seal, register_seal
-from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
+from tests.server.auth_helpers import LOG_ORIGIN, PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
 
 OWN, FOREIGN = "(2021)苏0214执1号", "(2021)苏0214执2/3号"  # a "/" in a case number, on purpose
@@ -65,6 +68,7 @@ class World:
     alarms: dict[str, int] = field(default_factory=dict)  # case -> alarm id
     commands: dict[str, int] = field(default_factory=dict)  # case -> command id
     quarantined: int = 0  # id of a quarantined message
+    events: dict[str, str] = field(default_factory=dict)  # case -> event_id of its event
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(_counter)}"
@@ -174,6 +178,17 @@ TABLE: list[Row] = [
         200,
         lambda w, _: Call(f"/api/quarantine/{w.quarantined}"),
         CLERK,
+    ),
+    Row("GET", "/api/log/checkpoint", "public", 200, fixed("/api/log/checkpoint")),
+    Row("GET", "/api/log/key", "public", 200, fixed("/api/log/key")),
+    Row("GET", "/api/log/consistency", "self", 200, fixed("/api/log/consistency?old=1&new=2")),
+    Row(
+        "GET",
+        "/api/log/inclusion/{event_id}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/log/inclusion/{w.events[k]}"),
+        COURT | {Role.CREDITOR},  # whoever reads the case's events
     ),
     Row("GET", "/api/cases", "global", 200, fixed("/api/cases")),
     Row("POST", "/api/cases", "global", 201, lambda w, _: Call("/api/cases", {"case_no": w.fresh("(2024)新")}), CLERK),
@@ -425,6 +440,8 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
         session.add(refused)
         session.flush()
         world.quarantined = refused.id
+        world.events = {e.case_no: e.event_id for e in session.scalars(select(Event))}
+        make_checkpoint(session, LogKey(tmp_path / "log.key", LOG_ORIGIN))  # the key make_settings names
     return world
 
 

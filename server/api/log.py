@@ -1,0 +1,90 @@
+"""The Merkle log over the stored events: its latest signed checkpoint, its public key, and proofs against it.
+
+The checkpoint and the key are public (they reveal hashes only); a consistency proof needs a login; an event's
+inclusion proof is for whoever may read the event's case.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from server.api.deps import ContextDep, CurrentUser, SessionDep
+from server.api.routing import ValidatedRoute
+from server.auth.access import Permission, check_case_visible
+from server.errors import Conflict, NotFound, found
+from server.evidence import log
+from server.evidence.models import Event
+
+router = APIRouter(prefix="/log", tags=["log"], route_class=ValidatedRoute)
+
+NOTE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {}}, "description": "A C2SP tlog-checkpoint in a signed note."},
+    404: {"description": "No checkpoint signed yet"},
+}
+TreeSize = Annotated[int, Query(ge=1, le=2**62, description="A tree size (number of leaves).")]
+
+
+class InclusionProof(BaseModel):
+    event_id: str = Field(description="The seal's id of the event.")
+    leaf_index: int = Field(description="The event's leaf in the log.")
+    tree_size: int = Field(description="The size of the tree of `checkpoint`.")
+    leaf_hash: str = Field(description="SHA-256(0x00 || the event's signed bytes), hex.")
+    proof: list[str] = Field(description="The RFC 9162 inclusion proof, bottom up, hex.")
+    checkpoint: str = Field(description="The signed checkpoint the proof leads to.")
+
+
+class ConsistencyProof(BaseModel):
+    old_size: int
+    new_size: int
+    proof: list[str] = Field(description="The RFC 9162 consistency proof, hex.")
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse, responses=NOTE)
+def latest_checkpoint(session: SessionDep) -> PlainTextResponse:
+    """The log's latest signed checkpoint."""
+    row = found(log.latest_checkpoint(session), "no checkpoint of the log has been signed yet")
+    return PlainTextResponse(row.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/key", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
+def log_key(context: ContextDep) -> PlainTextResponse:
+    """The log's public key as a signed-note verifier key (name+key id+base64 key)."""
+    return PlainTextResponse(context.log_key.verifier() + "\n", media_type="text/plain; charset=utf-8")
+
+
+@router.get("/inclusion/{event_id}", responses={404: {"description": "No such event, or not of one of your cases"}})
+def inclusion_proof(
+    event_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="The seal's id of the event (UUID).")],
+    user: CurrentUser,
+    session: SessionDep,
+) -> InclusionProof:
+    """The proof that an event is in the log, against the latest checkpoint."""
+    event = session.scalars(select(Event).where(Event.event_id == event_id)).one_or_none()
+    if event is None:
+        raise NotFound(f"unknown event {event_id}")
+    check_case_visible(session, user, event.case_no, Permission.EVENT_READ, what=f"event {event_id}")
+    leaf = found(log.leaf_of(session, event), f"event {event_id} is not in the log")
+    checkpoint = log.latest_checkpoint(session)
+    if checkpoint is None or checkpoint.tree_size <= leaf.leaf_index:
+        raise Conflict(f"event {event_id} is not in a signed checkpoint yet: ask again in a few seconds")
+    proof = log.inclusion_proof(session, leaf.leaf_index, checkpoint.tree_size)
+    return InclusionProof(
+        event_id=event_id,
+        leaf_index=leaf.leaf_index,
+        tree_size=checkpoint.tree_size,
+        leaf_hash=leaf.leaf_hash.hex(),
+        proof=[h.hex() for h in proof],
+        checkpoint=checkpoint.note,
+    )
+
+
+@router.get("/consistency")
+def consistency_proof(old: TreeSize, new: TreeSize, _user: CurrentUser, session: SessionDep) -> ConsistencyProof:
+    """The proof that the log of ``old`` leaves is a prefix of the log of ``new`` leaves."""
+    proof = log.consistency_proof(session, old, new)
+    return ConsistencyProof(old_size=old, new_size=new, proof=[h.hex() for h in proof])

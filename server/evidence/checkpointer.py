@@ -1,0 +1,37 @@
+"""The periodic worker that signs a checkpoint of the Merkle log whenever it has grown since the last one."""
+
+from __future__ import annotations
+
+import logging
+
+from server.core.db import SessionFactory
+from server.core.rounds import RoundLoop
+from server.evidence.checkpoints import LogKey
+from server.evidence.log import make_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Every ``interval_s``, signs and stores a checkpoint if the log grew (:func:`make_checkpoint`)."""
+
+    def __init__(self, session_factory: SessionFactory, key: LogKey, *, interval_s: float) -> None:
+        self._session_factory = session_factory
+        self._key = key
+        self._loop = RoundLoop("log-checkpointer", self.run_once, interval_s)
+
+    def run_once(self) -> int | None:
+        """Make a checkpoint if the log grew; its tree size, or ``None``."""
+        with self._session_factory() as session:
+            row = make_checkpoint(session, self._key)
+            if row is None:
+                return None
+            session.commit()
+            logger.info("log checkpoint signed at tree size %d", row.tree_size)
+            return row.tree_size
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._loop.stop()

@@ -1,0 +1,13 @@
+"""Errors of the evidence log: a proof that does not verify, a request for one that cannot exist, a missing log key."""
+
+from __future__ import annotations
+
+from server.errors import ServerError
+
+
+class ProofError(ServerError, ValueError):
+    """A Merkle proof that does not verify, or one asked for sizes or a leaf the tree cannot have."""
+
+
+class LogKeyUnavailable(ServerError, RuntimeError):
+    """Checkpoints cannot be signed: ``[evidence] log_key_file`` is not set or the key cannot be read (503)."""

@@ -1,0 +1,137 @@
+"""The Merkle log in the database: events ingested through the real Ingestor become leaves, the API's proofs verify
+against the signed checkpoint with the published key, concurrent appenders keep one tree, and migration 0006
+backfills the events stored before it."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from seal_protocol import EventType
+from server.app import create_app
+from server.auth.access import Role
+from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
+from server.evidence import log, merkle
+from server.evidence.checkpointer import Checkpointer
+from server.evidence.checkpoints import LogKey, open_checkpoint
+from server.evidence.models import Event, LogLeaf
+from server.ingest.ingestor import Ingestor
+from server.migrations.run import downgrade, upgrade
+from tests.server.auth_helpers import LOG_ORIGIN, add_user, bearer, make_settings
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+
+ORIGIN = LOG_ORIGIN
+
+
+def ingest(session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, count: int) -> None:
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    for _ in range(count):
+        ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+
+
+def assert_whole_tree(session_factory: SessionFactory) -> int:
+    """The stored log is the RFC 6962 tree of the stored events, in id order, with no index twice; its size."""
+    with session_factory() as session:
+        events = session.scalars(select(Event).order_by(Event.id)).all()
+        leaves = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index)).all()
+        assert [leaf.leaf_index for leaf in leaves] == list(range(len(events)))
+        assert sorted(leaf.event_id for leaf in leaves) == [e.id for e in events]
+        by_id = {e.id: e for e in events}
+        for leaf in leaves:
+            assert leaf.leaf_hash == hashlib.sha256(b"\x00" + by_id[leaf.event_id].raw).digest()
+        raws = [by_id[leaf.event_id].raw for leaf in leaves]
+        assert log.root_hash(session, len(raws)) == merkle.tree_hash(raws)
+        return len(raws)
+
+
+def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_checkpoint(
+    database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    seal, other = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, seal, other)
+    ingest(session_factory, tmp_path, seal, 5)
+    ingest(session_factory, tmp_path, other, 2)
+    assert assert_whole_tree(session_factory) == 7
+
+    key = LogKey(tmp_path / "log.key", ORIGIN)
+    checkpointer = Checkpointer(session_factory, key, interval_s=60)
+    assert checkpointer.run_once() == 7
+    assert checkpointer.run_once() is None  # the log did not grow
+    ingest(session_factory, tmp_path, seal, 4)
+    assert checkpointer.run_once() == 11
+
+    settings = make_settings(database_url, tmp_path)  # the log key of ``key`` above
+    add_user(session_factory, "judge-a", Role.JUDGE, (CASE_A,))
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        published = client.get("/api/log/key").text.strip()
+        assert published.startswith(f"{ORIGIN}+")
+        note = client.get("/api/log/checkpoint")
+        assert note.headers["content-type"].startswith("text/plain")
+        checkpoint = open_checkpoint(note.text, published)
+        assert checkpoint.tree_size == 11
+
+        headers = bearer(session_factory, "judge-a")
+        with session_factory() as session:
+            events = session.scalars(select(Event).order_by(Event.id)).all()
+        for event in events:
+            answer = client.get(f"/api/log/inclusion/{event.event_id}", headers=headers)
+            if event.case_no != CASE_A:
+                assert answer.status_code == 404  # not the judge's case
+                continue
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            signed = open_checkpoint(body["checkpoint"], published)
+            leaf = merkle.leaf_hash(event.raw)
+            assert body["leaf_hash"] == leaf.hex() and body["tree_size"] == signed.tree_size
+            proof = [bytes.fromhex(h) for h in body["proof"]]
+            merkle.verify_inclusion(body["leaf_index"], signed.tree_size, leaf, proof, signed.root_hash)
+
+        with session_factory() as session:
+            old_root = log.root_hash(session, 7)
+        answer = client.get("/api/log/consistency", params={"old": 7, "new": 11}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        proof = [bytes.fromhex(h) for h in answer.json()["proof"]]
+        merkle.verify_consistency(7, 11, old_root, checkpoint.root_hash, proof)
+        assert client.get("/api/log/consistency", params={"old": 7, "new": 99}, headers=headers).status_code == 400
+
+
+def test_concurrent_appenders_keep_one_tree(session_factory: SessionFactory, tmp_path: Path) -> None:
+    seals = [SimulatedSeal(f"seal-{i}", CASE_A) for i in range(4)]
+    register(session_factory, *seals)
+    errors: list[BaseException] = []
+
+    def worker(seal: SimulatedSeal) -> None:
+        try:
+            ingest(session_factory, tmp_path, seal, 15)
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seal,)) for seal in seals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert assert_whole_tree(session_factory) == 60
+
+
+def test_migration_0006_backfills_the_stored_events(
+    engine: Engine, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingest(session_factory, tmp_path, seal, 9)
+    with session_factory() as session:
+        before = session.execute(select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.leaf_hash)).all()
+        root = log.root_hash(session, 9)
+    downgrade(engine, "5a1c0e7d9b42")
+    upgrade(engine)
+    with session_factory() as session:
+        assert session.execute(select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.leaf_hash)).all() == before
+        assert log.root_hash(session, 9) == root
+    assert assert_whole_tree(session_factory) == 9
