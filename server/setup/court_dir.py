@@ -10,6 +10,7 @@ Mosquitto may be started from any directory.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ class CourtDir:
     @property
     def court_key_file(self) -> Path:
         return self.directory / "court-command.key"
+
+    @property
+    def log_key_file(self) -> Path:
+        return self.directory / "evidence-log.key"
 
     @property
     def database_url(self) -> str:
@@ -96,6 +101,7 @@ def court_settings(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: in
             "tls_ca_file": None,
         },
         "commands": {"signing_key_file": court.court_key_file},
+        "evidence": {"log_key_file": court.log_key_file, "log_origin": f"{socket.gethostname()}/seal-log"},
         "broker": {
             "password_file": court.broker.password_file,
             "acl_file": court.broker.acl_file,
@@ -123,7 +129,7 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     settings_file = (options.settings_file or court.settings_file).absolute()
     tls = _tls_listener(court, options)
     config_files = [settings_file, court.broker.conf_file]
-    secret_files = [court.mqtt_password_file, court.court_key_file]
+    secret_files = [court.mqtt_password_file, court.court_key_file, court.log_key_file]
     existing = [path for path in config_files + secret_files if path.exists()]
     if existing and not force:
         raise AlreadyExists(
@@ -144,8 +150,9 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     else:
         write_private_file(court.mqtt_password_file, new_password() + "\n")
         result.written.append(court.mqtt_password_file)
-    _key, created = load_or_create_signing_key(court.court_key_file)  # mode 0600
-    (result.written if created else result.kept).append(court.court_key_file)
+    for key_file in (court.court_key_file, court.log_key_file):  # the command key; the evidence log's own key
+        _key, created = load_or_create_signing_key(key_file)  # mode 0600
+        (result.written if created else result.kept).append(key_file)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from pathlib import Path
 
@@ -10,10 +11,11 @@ from pydantic import BaseModel
 
 from server.cli import main
 from server.config import Settings, load_settings
+from server.evidence.checkpoints import parse_verifier_key
 from server.seals.broker_files import SERVER_USERNAME
 from server.setup.court_dir import CourtDir
 
-SECRET_FILES = ("court-server.mqtt-password", "court-command.key")
+SECRET_FILES = ("court-server.mqtt-password", "court-command.key", "evidence-log.key")
 
 
 def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -56,6 +58,7 @@ def test_every_setting_is_written_with_its_description(court: Path) -> None:
     assert settings.database_url == f"sqlite:///{court / 'court.db'}"
     assert settings.mqtt.password_file == layout.mqtt_password_file
     assert settings.commands.signing_key_file == layout.court_key_file
+    assert settings.evidence.log_key_file == layout.log_key_file
     assert (settings.broker.password_file, settings.broker.acl_file, settings.broker.pid_file) == (
         layout.broker.password_file,
         layout.broker.acl_file,
@@ -121,3 +124,17 @@ def test_alembic_says_nothing_at_info(court: Path, capsys: pytest.CaptureFixture
     assert " alembic." not in capsys.readouterr().err  # e.g. "INFO alembic.runtime.migration: Context impl …"
     assert main(["init-db", "--log-level", "debug", *config]) == 0
     assert " alembic.runtime.migration: " in capsys.readouterr().err
+
+
+def test_log_key_prints_the_verifier_key_that_checks_the_log_s_checkpoints(
+    court: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = court / "server.toml"
+    capsys.readouterr()
+    assert main(["log-key", "--config", str(config)]) == 0
+    line = capsys.readouterr().out.strip()
+    name, _key_id, _key = parse_verifier_key(line)
+    assert name.endswith("/seal-log")
+    assert stat.S_IMODE((court / "evidence-log.key").stat().st_mode) == 0o600
+    assert main(["log-key", "--config", str(config)]) == 0  # the same key again, never a new one
+    assert capsys.readouterr().out.strip() == line
