@@ -46,9 +46,10 @@ from server.logs import FORMATS, LEVELS, configure_logging
 from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
-from server.seals.provisioning import NewCredentials, apply_broker_files, seal_account, server_account
+from server.seals.enrolment import enrol_seal, new_seal_password
+from server.seals.provisioning import NewCredentials, apply_broker_files, server_account
 from server.seals.provisioning_cli import add_broker_commands, add_password_file_option, hand_over
-from server.seals.registry import add_case, register_seal
+from server.seals.registry import add_case
 from server.setup.cli import add_init_command, run_init
 
 logger = logging.getLogger("server.cli")
@@ -204,8 +205,8 @@ def _case_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
-    def register(session: Session) -> NewCredentials | None:
-        seal = register_seal(
+    def enrol(session: Session) -> NewCredentials | None:
+        seal, credentials = enrol_seal(
             session,
             actor=None,
             device_id=args.device_id,
@@ -215,16 +216,16 @@ def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
             replace_key=args.replace_key,
         )
         _out(f"seal {seal.device_id} bound to case {seal.case_no}")
-        return seal_account(session, actor=None, device_id=seal.device_id, rotate=False)
+        return credentials
 
-    credentials = _in_session(settings, register)
+    credentials = _in_session(settings, enrol)
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
     _sync_broker(settings)
     return 0
 
 
 def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    credentials = _in_session(settings, lambda s: seal_account(s, actor=None, device_id=args.device_id, rotate=True))
+    credentials = _in_session(settings, lambda s: new_seal_password(s, actor=None, device_id=args.device_id))
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
     _sync_broker(settings)
     return 0
