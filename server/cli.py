@@ -1,4 +1,4 @@
-"""``seal-server``: run the court server and manage cases and seals.
+"""``seal-server``: run the court server and manage it; each area's commands live in its own ``cli`` module.
 
     seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N] [--tls-… FILE]
     seal-server run --config FILE
@@ -6,6 +6,7 @@
     seal-server check-config --config FILE
     seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
+    seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]
     seal-server user add NAME --role ROLE --config FILE [--case CASE_NO ...] [--password-stdin]
     seal-server user list --config FILE
     seal-server user assign NAME --case CASE_NO --config FILE
@@ -40,17 +41,14 @@ from sqlalchemy.orm import Session
 from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
-from server.core.db import make_engine, make_session_factory, session_scope
+from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import FORMATS, LEVELS, configure_logging
 from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
-from server.seals.broker_files import SERVER_USERNAME, write_private_file
-from server.seals.provisioning import NewCredentials, apply_broker_files, seal_account, server_account
-from server.seals.provisioning_cli import add_broker_commands, add_password_file_option, hand_over
-from server.seals.registry import add_case, register_seal
+from server.seals.cli import add_seal_commands, run_seal_command
 from server.setup.cli import add_init_command, run_init
 
 logger = logging.getLogger("server.cli")
@@ -79,27 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init-db", parents=[common], help="create the database tables")
     commands.add_parser("check-config", parents=[common], help="validate the configuration file and exit")
 
-    case = commands.add_parser("case", help="enforcement cases").add_subparsers(dest="action", required=True)
-    case_add = case.add_parser("add", parents=[common], help="register a case")
-    case_add.add_argument("case_no", metavar="CASE_NO", help="案号, e.g. '(2021)苏0214执1234号'")
-    case_add.add_argument("--court", default="", help="the court, e.g. 无锡市滨湖区人民法院")
-    case_add.add_argument("--judge", default="", help="the enforcement judge")
-    case_add.add_argument("--address", default="", help="where the sealed property is")
-
-    seal = commands.add_parser("seal", help="seals").add_subparsers(dest="action", required=True)
-    seal_add = seal.add_parser("add", parents=[common], help="register a seal and bind it to a case (or rebind it)")
-    seal_add.add_argument("device_id", metavar="DEVICE_ID", help="the seal's id, also its MQTT username")
-    seal_add.add_argument("--case", required=True, dest="case_no", help="the case to bind the seal to")
-    seal_add.add_argument("--public-key", required=True, help="the seal's Ed25519 public key, base64")
-    seal_add.add_argument("--location", default=None, help="where the seal is installed")
-    seal_add.add_argument(
-        "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
-    )
-    add_password_file_option(seal_add)
-    seal_rotate = seal.add_parser("rotate-password", parents=[common], help="give a seal a new MQTT password")
-    seal_rotate.add_argument("device_id", metavar="DEVICE_ID")
-    add_password_file_option(seal_rotate)
-    add_broker_commands(commands, common)
+    add_seal_commands(commands, common)
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
     add_log_key_command(commands, common)
@@ -145,14 +123,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "run":
             return _run(settings)
-        case "case":
-            return _case_add(args, settings)
-        case "seal":
-            return _seal_rotate(args, settings) if args.action == "rotate-password" else _seal_add(args, settings)
-        case "broker":
-            return _broker(args, settings)
+        case "case" | "seal" | "broker":
+            return run_seal_command(args, settings, _out)
         case "user":
-            return _user(args, settings)
+            return _in_session(settings, lambda session: run_user_command(args, session, _out))
         case "court-key":
             return run_court_key(settings, _out)
         case "log-key":
@@ -197,80 +171,8 @@ def _run(settings: Settings) -> int:
     return 0
 
 
-def _case_add(args: argparse.Namespace, settings: Settings) -> int:
-    def add(session: Session) -> None:
-        case = add_case(
-            session, actor=None, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address
-        )
-        _out(f"case {case.case_no} added")
-
-    _in_session(settings, add)
-    return 0
-
-
-def _seal_add(args: argparse.Namespace, settings: Settings) -> int:
-    def register(session: Session) -> NewCredentials | None:
-        seal = register_seal(
-            session,
-            actor=None,
-            device_id=args.device_id,
-            case_no=args.case_no,
-            public_key=args.public_key,
-            location=args.location,
-            replace_key=args.replace_key,
-        )
-        _out(f"seal {seal.device_id} bound to case {seal.case_no}")
-        return seal_account(session, actor=None, device_id=seal.device_id, rotate=False)
-
-    credentials = _in_session(settings, register)
-    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
-    _sync_broker(settings)
-    return 0
-
-
-def _seal_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    credentials = _in_session(settings, lambda s: seal_account(s, actor=None, device_id=args.device_id, rotate=True))
-    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=_out)
-    _sync_broker(settings)
-    return 0
-
-
-def _broker(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "server-account":
-        _server_account(settings)
-    _sync_broker(settings)
-    return 0
-
-
-def _server_account(settings: Settings) -> None:
-    password_file = settings.mqtt.password_file
-    credentials, adopted = _in_session(
-        settings, lambda session: server_account(session, actor=None, password_file=password_file)
-    )
-    if adopted:
-        _out(f"MQTT account {SERVER_USERNAME}: created with the password in {password_file}")
-    else:
-        write_private_file(password_file, credentials.password + "\n")
-        _out(f"MQTT account {SERVER_USERNAME}: password written to {password_file}")
-
-
-def _sync_broker(settings: Settings) -> None:
-    """After the accounts are committed: rewrite the broker's files (if configured) and reload it."""
-    _out(_in_session(settings, lambda session: apply_broker_files(session, settings.broker)))
-
-
 def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one committed transaction on a short-lived engine."""
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            return work(session)
-    finally:
-        engine.dispose()
-
-
-def _user(args: argparse.Namespace, settings: Settings) -> int:
-    return _in_session(settings, lambda session: run_user_command(args, session, _out))
+    return in_session(settings.database_url, work)
 
 
 def _safe_url(url: str) -> str:

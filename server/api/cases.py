@@ -11,10 +11,9 @@ from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requi
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
-from server.audit.service import record_audit
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
-from server.auth.users import assign_case, case_members, get_user, unassign_case
+from server.auth.users import assign_user, case_members, get_user, unassign_user
 from server.seals.models import Case
 from server.seals.registry import add_case, update_case
 
@@ -43,8 +42,7 @@ def add_assignment(
 ) -> AssignmentPublic:
     """Assign a judge or officer to the case, or make a creditor or debtor a party to it (clerk only)."""
     user = get_user(session, username=body.username)
-    assign_case(session, user=user, case_no=case.case_no, by=clerk)
-    record_audit(session, actor=clerk, action="case.assign", target=case.case_no, details={"username": user.username})
+    assign_user(session, actor=clerk, user=user, case_no=case.case_no)
     session.commit()
     return _assignment(case.case_no, user)
 
@@ -58,8 +56,7 @@ def remove_assignment(
 ) -> None:
     """Take a user off the case (clerk only)."""
     user = get_user(session, username=username)
-    unassign_case(session, user=user, case_no=case.case_no)
-    record_audit(session, actor=clerk, action="case.unassign", target=case.case_no, details={"username": username})
+    unassign_user(session, actor=clerk, user=user, case_no=case.case_no)
     session.commit()
 
 

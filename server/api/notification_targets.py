@@ -15,7 +15,6 @@ from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case
 from server.api.params import RowIdPath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import ONE_LINE
-from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.errors import AlreadyExists
@@ -69,10 +68,6 @@ def target_public(target: NotificationTarget) -> NotificationTargetPublic:
     )
 
 
-def target_audit_details(target: NotificationTarget) -> dict[str, object]:
-    return {"case_no": target.case_no, "role": target.role, "url": target.url, "has_secret": target.secret is not None}
-
-
 @router.get("/cases/{case_no:path}/notification-targets", responses=CASE_NOT_FOUND)
 def read_targets(
     case: Annotated[Case, Depends(case_with(Permission.NOTIFY_ADMIN))], session: SessionDep
@@ -101,6 +96,7 @@ def add_target(
     try:
         target = add_webhook_target(
             session,
+            actor=clerk,
             settings=context.settings.notify,
             case_no=case.case_no,
             role=body.role,
@@ -111,9 +107,6 @@ def add_target(
         raise
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    record_audit(
-        session, actor=clerk, action="notify.add_target", target=str(target.id), details=target_audit_details(target)
-    )
     session.commit()
     return target_public(target)
 
@@ -129,7 +122,5 @@ def remove_target(target_id: RowIdPath, user: CurrentUser, session: SessionDep) 
     access.check_case_visible(
         session, user, target.case_no, Permission.NOTIFY_ADMIN, what=f"notification target {target_id}"
     )
-    details = target_audit_details(target)
-    remove_notification_target(session, target_id=target_id)
-    record_audit(session, actor=user, action="notify.remove_target", target=str(target_id), details=details)
+    remove_notification_target(session, actor=user, target_id=target_id)
     session.commit()

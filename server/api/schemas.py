@@ -87,6 +87,18 @@ class SealPublic(BaseModel):
     online: bool = Field(description="Reported online and heard from within offline_after_s.")
 
 
+class SealEnrolledPublic(SealPublic):
+    mqtt_password: str | None = Field(
+        description="The seal's new MQTT password (its username is its device id), shown once: put it in the "
+        "seal's mqtt-password file. Null if the seal already had an MQTT account."
+    )
+
+
+class MqttPasswordPublic(BaseModel):
+    username: str = Field(description="The MQTT username: the seal's device id.")
+    mqtt_password: str = Field(description="The new password, shown once: put it in the seal's mqtt-password file.")
+
+
 class SealCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -16,9 +16,11 @@ from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requ
 from server.api.params import CaseNoQuery, DeviceIdPath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import (
+    MqttPasswordPublic,
     SealBind,
     SealBindingPublic,
     SealCreate,
+    SealEnrolledPublic,
     SealEnrolmentPublic,
     SealPublic,
     SealRegistrationPublic,
@@ -28,9 +30,12 @@ from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
+from server.context import ServerContext
+from server.errors import ServerError
+from server.seals.enrolment import enrol_seal, new_seal_password
 from server.seals.models import Seal
+from server.seals.provisioning import apply_broker_files
 from server.seals.registry import (
-    add_seal,
     bind_seal,
     is_online,
     last_known_armed,
@@ -86,16 +91,45 @@ def register(
     clerk: Annotated[User, Depends(requires(Permission.SEAL_REGISTER))],
     session: SessionDep,
     context: ContextDep,
-) -> SealPublic:
-    """Register a seal with its public key, bound to no case yet (clerk only)."""
+) -> SealEnrolledPublic:
+    """Register a seal with its public key, bound to no case yet, and create its MQTT account (clerk only); the
+    MQTT password is in the response, shown once."""
     try:
-        seal = add_seal(
+        seal, credentials = enrol_seal(
             session, actor=clerk, device_id=body.device_id, public_key=body.public_key, location=body.location
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
-    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+    _sync_broker(session, context)
+    public = seal_public(seal, offline_after_s=context.settings.offline_after_s)
+    return SealEnrolledPublic(
+        **public.model_dump(), mqtt_password=credentials.password if credentials is not None else None
+    )
+
+
+@router.post("/{device_id}/mqtt-password", responses=NOT_FOUND)
+def rotate_mqtt_password(
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_REGISTER))],
+    clerk: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+) -> MqttPasswordPublic:
+    """Give the seal a new MQTT password (or its account, if it has none), shown once (clerk only); the old one
+    stops working when the broker reloads its files."""
+    credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id)
+    session.commit()
+    _sync_broker(session, context)
+    return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password)
+
+
+def _sync_broker(session: Session, context: ServerContext) -> None:
+    """After the commit: rewrite the broker's files and reload it. The accounts are stored either way, so a failure
+    is logged (``seal-server broker write-files`` repeats it) and the request still succeeds."""
+    try:
+        logger.info("%s", apply_broker_files(session, context.settings.broker))
+    except (OSError, ServerError):
+        logger.exception("the broker's files could not be rewritten; run `seal-server broker write-files`")
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)

@@ -13,7 +13,7 @@ from server.auth.access import Role
 from server.auth.errors import Forbidden
 from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
-from server.auth.users import assign_case, create_user, get_user, list_users
+from server.auth.users import get_user, list_users, register_user
 from server.core.base import utc_now
 
 router = APIRouter(prefix="/users", tags=["users"], route_class=ValidatedRoute)
@@ -28,21 +28,14 @@ def read_users(_clerk: ClerkUser, session: SessionDep) -> list[UserPublic]:
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Username taken"}})
 def add_user(body: UserCreate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
     """Create a user, optionally assigned to cases at once (clerk only)."""
-    user = create_user(
+    user = register_user(
         session,
+        actor=clerk,
         username=body.username,
         role=body.role,
         password_hash=hash_password(body.password),
         full_name=body.full_name,
-    )
-    for case_no in body.case_nos:
-        assign_case(session, user=user, case_no=case_no, by=clerk)
-    record_audit(
-        session,
-        actor=clerk,
-        action="user.create",
-        target=user.username,
-        details={"role": user.role, "case_nos": body.case_nos},
+        case_nos=body.case_nos,
     )
     session.commit()
     return UserPublic.model_validate(user)

@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.passwords import check_password_rules, hash_password
-from server.auth.users import assign_case, assigned_case_nos, create_user, get_user, list_users
+from server.auth.users import assign_user, assigned_case_nos, get_user, list_users, register_user
 
 Out = Callable[[str], None]
 
@@ -46,17 +45,15 @@ def run_user_command(args: argparse.Namespace, session: Session, out: Out) -> in
     match args.action:
         case "add":
             password = _read_password(args.password_stdin)
-            user = create_user(
+            user = register_user(
                 session,
+                actor=None,
                 username=args.username,
                 role=Role(args.role),
                 password_hash=hash_password(password),
                 full_name=args.full_name,
+                case_nos=args.case_nos,
             )
-            for case_no in args.case_nos:
-                assign_case(session, user=user, case_no=case_no)
-            details = {"role": user.role, "case_nos": args.case_nos, "via": "cli"}
-            record_audit(session, actor=None, action="user.create", target=user.username, details=details)
             out(f"user {user.username} ({user.role}) added")
         case "list":
             for user in list_users(session):
@@ -65,9 +62,7 @@ def run_user_command(args: argparse.Namespace, session: Session, out: Out) -> in
                 out(f"{user.username}\t{user.role}\t{user.full_name}\t{cases}{state}")
         case "assign":
             user = get_user(session, username=args.username)
-            assign_case(session, user=user, case_no=args.case_no)
-            details = {"username": user.username, "via": "cli"}
-            record_audit(session, actor=None, action="case.assign", target=args.case_no, details=details)
+            assign_user(session, actor=None, user=user, case_no=args.case_no)
             out(f"user {user.username} assigned to case {args.case_no}")
         case _:
             raise AssertionError(f"unhandled user action {args.action!r}")

@@ -1,15 +1,20 @@
 """Users and case assignments: keyword-only functions on a session. The caller commits.
 
+The business actions (:func:`register_user`, :func:`assign_user`, :func:`unassign_user`) write their own audit
+entry with their ``actor`` (a user, or ``None`` for the command line); the API and the CLI both call them.
+
 Passwords arrive here already hashed (:func:`server.auth.passwords.hash_password`): storage code never sees one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.audit.service import Actor, record_audit
 from server.auth.access import ASSIGNABLE_ROLES, Role
 from server.auth.models import CaseAssignment, User
 from server.errors import AlreadyExists, Conflict, NotFound
@@ -53,7 +58,40 @@ def create_user(
     return user
 
 
-def assign_case(session: Session, *, user: User, case_no: str, by: User | None = None) -> CaseAssignment:
+def register_user(
+    session: Session,
+    *,
+    actor: Actor | None,
+    username: str,
+    role: Role,
+    password_hash: str,
+    full_name: str = "",
+    case_nos: Sequence[str] = (),
+) -> User:
+    """Create a user assigned to ``case_nos`` at once, and record it (``user.create``)."""
+    user = create_user(session, username=username, role=role, password_hash=password_hash, full_name=full_name)
+    for case_no in case_nos:
+        assign_case(session, user=user, case_no=case_no, by=actor)
+    details = {"role": user.role, "case_nos": list(case_nos)}
+    record_audit(session, actor=actor, action="user.create", target=user.username, details=details)
+    return user
+
+
+def assign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> CaseAssignment:
+    """Assign ``user`` to a case (:func:`assign_case`), and record it (``case.assign``)."""
+    assignment = assign_case(session, user=user, case_no=case_no, by=actor)
+    details = {"username": user.username}
+    record_audit(session, actor=actor, action="case.assign", target=assignment.case_no, details=details)
+    return assignment
+
+
+def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> None:
+    """Take ``user`` off a case (:func:`unassign_case`), and record it (``case.unassign``)."""
+    unassign_case(session, user=user, case_no=case_no)
+    record_audit(session, actor=actor, action="case.unassign", target=case_no, details={"username": user.username})
+
+
+def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None = None) -> CaseAssignment:
     """Assign a judge or officer to a case, or make a creditor or debtor a party to it."""
     get_case(session, case_no=case_no)
     if Role(user.role) not in ASSIGNABLE_ROLES:

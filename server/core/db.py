@@ -21,10 +21,10 @@ option.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -109,3 +109,16 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
     with factory() as session:
         with session.begin():
             yield session
+
+
+T = TypeVar("T")
+
+
+def in_session(database_url: str, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one committed transaction on a short-lived engine (for a command of the CLI)."""
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return work(session)
+    finally:
+        engine.dispose()

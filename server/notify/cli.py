@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from server.audit.service import record_audit
 from server.config import NotifySettings, read_secret_file
 from server.notify.outbox import Role
 from server.notify.targets import add_target, list_notification_targets, remove_notification_target
@@ -46,21 +45,21 @@ def run_notify_command(args: argparse.Namespace, session: Session, out: Out, *, 
         case "add-target":
             secret = read_secret_file(args.secret_file, what="webhook secret") if args.secret_file else None
             target = add_target(
-                session, settings=settings, case_no=args.case_no, role=args.role, url=args.url, secret=secret
+                session,
+                actor=None,
+                settings=settings,
+                case_no=args.case_no,
+                role=args.role,
+                url=args.url,
+                secret=secret,
             )
-            details = {"case_no": target.case_no, "role": target.role, "url": target.url, "has_secret": bool(secret)}
-            record_audit(session, actor=None, action="notify.add_target", target=str(target.id), details=details)
             out(f"notification target {target.id}: alarms of {target.case_no} to the {target.role} at {target.url}")
         case "list":
             for target in list_notification_targets(session, case_no=args.case_no):
                 key = "own key" if target.secret is not None else "global key"
                 out(f"{target.id}\t{target.case_no}\t{target.role}\t{target.url}\t{key}")
         case "remove":
-            target = remove_notification_target(session, target_id=args.target_id)
-            details = {"case_no": target.case_no, "role": target.role, "url": target.url}
-            record_audit(
-                session, actor=None, action="notify.remove_target", target=str(args.target_id), details=details
-            )
+            remove_notification_target(session, actor=None, target_id=args.target_id)
             out(f"notification target {args.target_id} removed")
         case _:
             raise AssertionError(f"unhandled notify action {args.action!r}")

@@ -1,5 +1,6 @@
-"""Adding a webhook target — the one function the API and the CLI call: a target that could never be signed is
-refused here, when it is added, instead of failing at every delivery."""
+"""Adding and removing a webhook target — the functions the API and the CLI call, each recording its own audit entry
+(``notify.add_target``, ``notify.remove_target``) with its ``actor`` (a user, or ``None`` for the command line). A
+target that could never be signed is refused here, when it is added, instead of failing at every delivery."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from server.audit.service import Actor, record_audit
 from server.config import NotifySettings
 from server.errors import AlreadyExists, ConfigError, found
 from server.notify.models import Notification, NotificationTarget
@@ -22,7 +24,14 @@ NO_SECRET = (
 
 
 def add_target(
-    session: Session, *, settings: NotifySettings, case_no: str, role: str, url: str, secret: str | None
+    session: Session,
+    *,
+    actor: Actor | None,
+    settings: NotifySettings,
+    case_no: str,
+    role: str,
+    url: str,
+    secret: str | None,
 ) -> NotificationTarget:
     """Add the target (:func:`add_notification_target`); raise ``ValueError`` if it has no secret of its own and no
     global one it could be signed with (none configured, or the file cannot be read or holds no usable key), or if
@@ -36,7 +45,15 @@ def add_target(
             raise ValueError(f"{NO_SECRET} (notify.webhook_secret_file: {exc})") from None
     else:
         signing_key(secret)
-    return add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
+    target = add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
+    details = target_audit_details(target)
+    record_audit(session, actor=actor, action="notify.add_target", target=str(target.id), details=details)
+    return target
+
+
+def target_audit_details(target: NotificationTarget) -> dict[str, object]:
+    """What the audit log says of a target: never its secret, only whether it has one."""
+    return {"case_no": target.case_no, "role": target.role, "url": target.url, "has_secret": target.secret is not None}
 
 
 def add_notification_target(
@@ -76,10 +93,11 @@ def get_notification_target(session: Session, *, target_id: int) -> Notification
     return found(session.get(NotificationTarget, target_id), f"unknown notification target {target_id}")
 
 
-def remove_notification_target(session: Session, *, target_id: int) -> NotificationTarget:
+def remove_notification_target(session: Session, *, actor: Actor | None, target_id: int) -> NotificationTarget:
     """Stop sending alarms to a target: its pending notifications are recorded failed, and the notifications already
     written keep their role and URL but no longer refer to it."""
     target = get_notification_target(session, target_id=target_id)
+    details = target_audit_details(target)
     session.execute(
         update(Notification)
         .where(Notification.target_id == target_id, Notification.state == DeliveryState.PENDING.value)
@@ -88,4 +106,5 @@ def remove_notification_target(session: Session, *, target_id: int) -> Notificat
     session.execute(update(Notification).where(Notification.target_id == target_id).values(target_id=None))
     session.delete(target)
     session.flush()
+    record_audit(session, actor=actor, action="notify.remove_target", target=str(target_id), details=details)
     return target

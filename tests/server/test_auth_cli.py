@@ -54,7 +54,7 @@ def test_user_add_with_password_on_stdin(config: Path, database_url: str, monkey
     try:
         with make_session_factory(engine)() as session:
             [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.create"))
-            assert (entry.actor, entry.target) == ("-", "wang")
+            assert (entry.actor, entry.target, entry.details) == ("-", "wang", {"role": "judge", "case_nos": [CASE]})
     finally:
         engine.dispose()
 
@@ -108,3 +108,11 @@ def test_user_list_and_assign(
     capsys.readouterr()
     assert main(["user", "list", *cfg]) == 0
     assert capsys.readouterr().out.splitlines() == ["zhao\tofficer\t\t(2022)苏0214执9号"]
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "case.assign"))
+            # the same details as `POST /api/cases/{case_no}/assignments`
+            assert (entry.actor, entry.target, entry.details) == ("-", "(2022)苏0214执9号", {"username": "zhao"})
+    finally:
+        engine.dispose()

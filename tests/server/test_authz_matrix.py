@@ -265,6 +265,14 @@ TABLE: list[Row] = [
         ),
         CLERK,
     ),
+    Row(
+        "POST",
+        "/api/seals/{device_id}/mqtt-password",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/mqtt-password"),
+        CLERK,
+    ),
     Row("GET", "/api/seals/{device_id}", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}")),
     Row("GET", "/api/seals/{device_id}/bindings", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/bindings")),
     Row(

@@ -234,9 +234,15 @@ def test_notification_targets_on_the_command_line(
     engine = make_engine(database_url)
     try:
         with make_session_factory(engine)() as session:
-            audit = session.scalars(
-                select(AuditEntry.action).where(AuditEntry.action.like("notify.%")).order_by(AuditEntry.id)
-            )
-            assert list(audit) == ["notify.add_target", "notify.add_target", "notify.remove_target"]
+            query = select(AuditEntry).where(AuditEntry.action.like("notify.%"))
+            audit = session.scalars(query.order_by(AuditEntry.id))
+            judge = {"case_no": CASE, "role": "judge", "url": "https://court.example/hook", "has_secret": False}
+            creditor = {"case_no": CASE, "role": "creditor", "url": "https://bank.example/hook", "has_secret": True}
+            # the same details as through the API (server.notify.targets.target_audit_details)
+            assert [(e.actor, e.action, e.details) for e in audit] == [
+                ("-", "notify.add_target", judge),
+                ("-", "notify.add_target", creditor),
+                ("-", "notify.remove_target", judge),
+            ]
     finally:
         engine.dispose()

@@ -230,3 +230,91 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
         ("-", "mqtt.create_account", "seal-a"),
         ("-", "mqtt.rotate_password", "seal-a"),
     ]
+
+
+def test_a_seal_registered_through_the_api_gets_an_account_the_broker_accepts(
+    tmp_path: Path, database_url: str, session_factory: SessionFactory
+) -> None:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+
+    from seal_protocol.signing import generate_signing_key, public_key_b64
+    from server.app import create_app
+    from server.audit.models import AuditEntry
+    from server.auth.access import Role
+    from server.config import BrokerFilesSettings
+    from tests.server.auth_helpers import add_user, bearer, make_settings
+
+    broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
+    files = BrokerFilesSettings(
+        password_file=broker.password_file, acl_file=broker.acl_file, pid_file=broker.pid_file
+    )
+    settings = make_settings(database_url, tmp_path).model_copy(update={"broker": files})
+    add_user(session_factory, "clerk", Role.CLERK)
+    clerk = bearer(session_factory, "clerk")
+    body = {"device_id": "seal-api", "public_key": public_key_b64(generate_signing_key())}
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        registered = client.post("/api/seals", json=body, headers=clerk)
+        assert registered.status_code == 201
+        password = registered.json()["mqtt_password"]
+        with session_scope(session_factory) as session:
+            assert session.get(MqttAccount, "seal-api") is not None
+        broker.start()  # it reads the files the API wrote
+        try:
+            seal = Client(broker.port, "seal-api", password)
+            try:
+                assert not seal.wait_connack().is_failure
+                assert not seal.publish(event_topic("seal-api")).is_failure
+            finally:
+                seal.close()
+
+            rotated = client.post("/api/seals/seal-api/mqtt-password", headers=clerk)
+            assert rotated.status_code == 200
+            assert rotated.json()["username"] == "seal-api"
+            new_password = rotated.json()["mqtt_password"]
+            stale, fresh = Client(broker.port, "seal-api", password), Client(broker.port, "seal-api", new_password)
+            try:
+                assert stale.wait_connack().is_failure
+                assert not fresh.wait_connack().is_failure
+            finally:
+                stale.close()
+                fresh.close()
+        finally:
+            broker.stop()
+        assert client.post("/api/seals/seal-nobody/mqtt-password", headers=clerk).status_code == 404
+    with session_scope(session_factory) as session:
+        trail = [
+            (e.actor, e.action, e.target)
+            for e in session.scalars(select(AuditEntry).where(AuditEntry.target == "seal-api").order_by(AuditEntry.id))
+        ]
+    # the same entries as `seal add` and `seal rotate-password` (test_cli_actions_are_audited), by the clerk
+    assert trail == [
+        ("clerk", "seal.register", "seal-api"),
+        ("clerk", "mqtt.create_account", "seal-api"),
+        ("clerk", "mqtt.rotate_password", "seal-api"),
+    ]
+
+
+def test_the_api_registers_a_seal_even_if_the_broker_files_cannot_be_written(
+    tmp_path: Path, database_url: str, session_factory: SessionFactory
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from seal_protocol.signing import generate_signing_key, public_key_b64
+    from server.app import create_app
+    from server.auth.access import Role
+    from server.config import BrokerFilesSettings
+    from tests.server.auth_helpers import add_user, bearer, make_settings
+
+    (tmp_path / "not-a-dir").write_text("")
+    files = BrokerFilesSettings(
+        password_file=tmp_path / "not-a-dir" / "passwords", acl_file=tmp_path / "not-a-dir" / "acl"
+    )
+    settings = make_settings(database_url, tmp_path).model_copy(update={"broker": files})
+    add_user(session_factory, "clerk", Role.CLERK)
+    body = {"device_id": "seal-api", "public_key": public_key_b64(generate_signing_key())}
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        registered = client.post("/api/seals", json=body, headers=bearer(session_factory, "clerk"))
+    assert registered.status_code == 201 and registered.json()["mqtt_password"]
+    with session_scope(session_factory) as session:
+        assert session.get(MqttAccount, "seal-api") is not None

@@ -1,0 +1,159 @@
+"""``seal-server case …``, ``seal …`` and ``broker …``: cases, seals, their MQTT accounts and Mosquitto's files.
+
+    seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
+    seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
+    seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]
+    seal-server broker server-account --config FILE
+    seal-server broker write-files --config FILE
+
+Database work happens first and is committed; only then are passwords handed over and the broker's files
+rewritten, so the broker never holds an account the database does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.core.db import in_session
+from server.seals.broker_files import SERVER_USERNAME, write_private_file
+from server.seals.enrolment import enrol_seal, new_seal_password
+from server.seals.provisioning import NewCredentials, apply_broker_files, server_account
+from server.seals.registry import add_case
+
+Out = Callable[[str], None]
+
+
+def add_seal_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    case = commands.add_parser("case", help="enforcement cases").add_subparsers(dest="action", required=True)
+    case_add = case.add_parser("add", parents=[common], help="register a case")
+    case_add.add_argument("case_no", metavar="CASE_NO", help="案号, e.g. '(2021)苏0214执1234号'")
+    case_add.add_argument("--court", default="", help="the court, e.g. 无锡市滨湖区人民法院")
+    case_add.add_argument("--judge", default="", help="the enforcement judge")
+    case_add.add_argument("--address", default="", help="where the sealed property is")
+
+    seal = commands.add_parser("seal", help="seals").add_subparsers(dest="action", required=True)
+    seal_add = seal.add_parser("add", parents=[common], help="register a seal and bind it to a case (or rebind it)")
+    seal_add.add_argument("device_id", metavar="DEVICE_ID", help="the seal's id, also its MQTT username")
+    seal_add.add_argument("--case", required=True, dest="case_no", help="the case to bind the seal to")
+    seal_add.add_argument("--public-key", required=True, help="the seal's Ed25519 public key, base64")
+    seal_add.add_argument("--location", default=None, help="where the seal is installed")
+    seal_add.add_argument(
+        "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
+    )
+    _add_password_file_option(seal_add)
+    seal_rotate = seal.add_parser("rotate-password", parents=[common], help="give a seal a new MQTT password")
+    seal_rotate.add_argument("device_id", metavar="DEVICE_ID")
+    _add_password_file_option(seal_rotate)
+
+    broker = commands.add_parser("broker", help="MQTT accounts and Mosquitto files").add_subparsers(
+        dest="action", required=True
+    )
+    broker.add_parser(
+        "server-account",
+        parents=[common],
+        help="create the court server's own MQTT account with the password in [mqtt] password_file (a new one "
+        "if that file is absent), or give the existing account a new password there; then write Mosquitto's files",
+    )
+    broker.add_parser("write-files", parents=[common], help="regenerate Mosquitto's password and ACL files")
+
+
+def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out) -> int:
+    match args.command, args.action:
+        case "case", "add":
+            _case_add(args, settings, out)
+        case "seal", "add":
+            _seal_add(args, settings, out)
+        case "seal", "rotate-password":
+            _seal_rotate(args, settings, out)
+        case "broker", "server-account":
+            _server_account(settings, out)
+            _sync_broker(settings, out)
+        case "broker", "write-files":
+            _sync_broker(settings, out)
+        case _:
+            raise AssertionError(f"unhandled command {args.command!r} {args.action!r}")
+    return 0
+
+
+def _case_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+    def add(session: Session) -> None:
+        case = add_case(
+            session, actor=None, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address
+        )
+        out(f"case {case.case_no} added")
+
+    in_session(settings.database_url, add)
+
+
+def _seal_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+    def enrol(session: Session) -> NewCredentials | None:
+        seal, credentials = enrol_seal(
+            session,
+            actor=None,
+            device_id=args.device_id,
+            case_no=args.case_no,
+            public_key=args.public_key,
+            location=args.location,
+            replace_key=args.replace_key,
+        )
+        out(f"seal {seal.device_id} bound to case {seal.case_no}")
+        return credentials
+
+    credentials = in_session(settings.database_url, enrol)
+    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=out)
+    _sync_broker(settings, out)
+
+
+def _seal_rotate(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+    credentials = in_session(
+        settings.database_url, lambda session: new_seal_password(session, actor=None, device_id=args.device_id)
+    )
+    hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=out)
+    _sync_broker(settings, out)
+
+
+def _server_account(settings: Settings, out: Out) -> None:
+    password_file = settings.mqtt.password_file
+    credentials, adopted = in_session(
+        settings.database_url, lambda session: server_account(session, actor=None, password_file=password_file)
+    )
+    if adopted:
+        out(f"MQTT account {SERVER_USERNAME}: created with the password in {password_file}")
+    else:
+        write_private_file(password_file, credentials.password + "\n")
+        out(f"MQTT account {SERVER_USERNAME}: password written to {password_file}")
+
+
+def _sync_broker(settings: Settings, out: Out) -> None:
+    """After the accounts are committed: rewrite the broker's files (if configured) and reload it."""
+    out(in_session(settings.database_url, lambda session: apply_broker_files(session, settings.broker)))
+
+
+def _add_password_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mqtt-password-file",
+        type=Path,
+        default=None,
+        help="write the seal's new MQTT password into this file (mode 0600) instead of printing it",
+    )
+
+
+def hand_over(credentials: NewCredentials | None, *, device_id: str, password_file: Path | None, out: Out) -> None:
+    """Show a new password once, or write it into ``password_file``; say so when there is none."""
+    if credentials is None:
+        out(f"MQTT account {device_id} exists (use `seal rotate-password` for a new password)")
+    elif password_file is not None:
+        write_private_file(password_file, credentials.password + "\n")
+        out(f"MQTT password of {device_id} written to {password_file}: copy it to the seal's mqtt-password file")
+    else:
+        out(
+            f"MQTT password of {device_id} (shown once; put it in the seal's mqtt-password file): "
+            f"{credentials.password}"
+        )

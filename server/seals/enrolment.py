@@ -1,0 +1,57 @@
+"""Enrolling a seal: registering it (and binding it, if a case is given) together with its MQTT account.
+
+The one service behind ``seal-server seal add`` / ``seal rotate-password`` and ``POST /api/seals`` /
+``POST /api/seals/{device_id}/mqtt-password``, so that a seal registered through either door can log in to the
+broker and leaves the same audit entries. The caller commits, then hands the password over (it is shown once) and
+rewrites the broker's files (:func:`server.seals.provisioning.apply_broker_files`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from server.audit.service import Actor
+from server.seals.models import MqttAccount, Seal
+from server.seals.provisioning import NewCredentials, seal_account
+from server.seals.registry import add_seal, get_seal, register_seal
+
+
+def enrol_seal(
+    session: Session,
+    *,
+    actor: Actor | None,
+    device_id: str,
+    public_key: str,
+    case_no: str | None = None,
+    location: str | None = None,
+    replace_key: bool = False,
+) -> tuple[Seal, NewCredentials | None]:
+    """Register a seal with its public key and give it an MQTT account.
+
+    Without ``case_no`` the seal is new and bound to no case (:class:`AlreadyExists` if its id is taken); with one it
+    is registered and bound there, or rebound if already registered (see :func:`register_seal`). The credentials are
+    None when the seal already had an account (its password is kept; see :func:`new_seal_password`).
+    """
+    if case_no is None:
+        seal = add_seal(session, actor=actor, device_id=device_id, public_key=public_key, location=location or "")
+    else:
+        seal = register_seal(
+            session,
+            actor=actor,
+            device_id=device_id,
+            case_no=case_no,
+            public_key=public_key,
+            location=location,
+            replace_key=replace_key,
+        )
+    return seal, seal_account(session, actor=actor, device_id=seal.device_id, rotate=False)
+
+
+def new_seal_password(session: Session, *, actor: Actor | None, device_id: str) -> NewCredentials:
+    """Give a registered seal a new MQTT password (or its account, if it has none yet); :class:`NotFound` for an
+    unknown seal."""
+    seal = get_seal(session, device_id=device_id)
+    rotate = session.get(MqttAccount, seal.device_id) is not None
+    credentials = seal_account(session, actor=actor, device_id=seal.device_id, rotate=rotate)
+    assert credentials is not None  # a new account or a new password
+    return credentials
