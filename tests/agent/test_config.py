@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -201,6 +202,9 @@ def test_log_flags_before_or_after_the_command_in_any_case(tmp_path: Path) -> No
     assert keygen.returncode == 0, keygen.stderr
     logged = [json.loads(line) for line in keygen.stderr.splitlines()]  # every line is one JSON object
     assert {"level": "INFO", "logger": "seal_agent.cli"}.items() <= logged[-1].items()
+    # The same keys and timestamp form as the server's lines: UTC, milliseconds, offset.
+    assert set(logged[-1]) == {"ts", "level", "logger", "message"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", logged[-1]["ts"]), logged[-1]["ts"]
     quiet = seal_agent("--log-level", "warning", "keygen", "--config", str(good))
     assert (quiet.returncode, quiet.stderr) == (0, "")  # "existing device key" is INFO
     for wrong in (["--log-level", "verbose"], ["--log-format", "xml"]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -125,6 +126,8 @@ def test_json_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     [line] = capsys.readouterr().err.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "ERROR" and "not found" in entry["message"]
+    assert set(entry) == {"ts", "level", "logger", "message"}  # the agent's lines have the same keys and form
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["ts"]), entry["ts"]
 
 
 def test_check_config(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
