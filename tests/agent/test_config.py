@@ -186,6 +186,7 @@ def test_check_config_still_takes_the_file_as_its_argument(tmp_path: Path, capsy
     assert "--config" in capsys.readouterr().err
     help_text = seal_agent("check-config", "--help").stdout
     assert "--config FILE" in help_text and "[file]" not in help_text  # the positional form stays hidden
+    assert "--log-level LEVEL" in help_text and "--log-format FORMAT" in help_text  # as seal-server spells them
 
 
 def test_log_flags_before_or_after_the_command_in_any_case(tmp_path: Path) -> None:
