@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from seal_agent.cli import main
-from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config
+from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config, read_password
 from seal_agent.errors import ConfigError, SealAgentError
 from tests.agent.helpers import COURT_PUBLIC_KEY, SEAL_AGENT, agent_env
 
@@ -128,11 +128,26 @@ def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.Ca
     assert "mqtt.port: Input should be less than or equal to 65535" in captured.err
 
 
-def test_check_config_empty_password_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("text", ["", "\n", "  \nsecret\n"])
+def test_check_config_refuses_a_password_file_whose_first_line_is_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
     path = write(tmp_path, VALID)
-    (tmp_path / "pw").write_text("\n")
+    (tmp_path / "pw").write_text(text)
     assert main(["check-config", "--config", str(path)]) == 2
     assert "mqtt.password_file: " in capsys.readouterr().err
+
+
+def test_the_password_is_the_first_line_stripped_as_the_server_reads_its_own(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    (tmp_path / "pw").write_text("  s3cret \nsecond line, e.g. a comment\n")
+    assert read_password(config) == "s3cret"
+
+
+def test_empty_paths_mean_unset(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))  # tls_ca_file = "" and sounds_dir = ""
+    assert config.mqtt.tls_ca_file is None and config.warning.sounds_dir is None
+    assert config.warning.sounds_path == DEFAULT_SOUNDS_DIR
 
 
 def test_check_config_names_a_camera_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
