@@ -12,9 +12,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seal_dev.broker import PrivateBroker
-from seal_protocol.signing import load_or_create_signing_key, public_key_b64
-from server.seals.broker_files import SERVER_USERNAME
+# seal_dev (the throw-away Mosquitto) is not installed with the product: import it from this checkout, as
+# scripts/demo.py does. Every bench script imports this module before seal_dev.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from seal_dev.broker import PrivateBroker  # noqa: E402
+from seal_protocol.signing import load_or_create_signing_key, public_key_b64  # noqa: E402
+from server.seals.broker_files import SERVER_USERNAME  # noqa: E402
 
 DEVICE = "seal-bench-1"
 PIR_PIN = 17

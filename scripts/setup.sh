@@ -25,6 +25,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+# Run pip, showing one line per package as it goes (pip -q would be silent for minutes); its full output goes to
+# a temporary file, and if pip fails the last 40 lines of it (the reason: e.g. a missing header for a build) are
+# shown and the script stops.
+pip_install() {
+  local log
+  log=$(mktemp -t court-seal-pip.XXXXXX)
+  if ! "$@" --progress-bar off 2>&1 | tee "$log" \
+      | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed|ERROR)' || true; } \
+      | sed -u -e 's/^Collecting \([^ ]*\).*/setup:   \1/' -e 's/^Successfully installed .*/setup: installed/'; then
+    echo "setup: pip failed; the end of its output (all of it is in $log):" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" - <<'PY'
 import sys
@@ -39,11 +55,8 @@ fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: installing court-seal with extras [agent,server,dev] into .venv" \
     "(the first time this downloads and builds about 100 packages: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  # One line per package as it goes (pip -q would be silent for minutes); setuptools' notice that an editable
-  # install exists is not news here.
-  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --progress-bar off \
-    -e '.[agent,server,dev]' 2>&1 | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed|ERROR)' || true; } \
-    | sed -u -e 's/^Collecting \([^ ]*\).*/setup:   \1/' -e 's/^Successfully installed .*/setup: installed/'
+  pip_install .venv/bin/python -m pip install --upgrade pip
+  # setuptools' notice that an editable install exists is not news here.
+  PYTHONWARNINGS="ignore:Editable installation" pip_install .venv/bin/python -m pip install -e '.[agent,server,dev]'
   touch .venv/.installed
 fi

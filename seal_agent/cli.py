@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
@@ -37,11 +38,12 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for journald / log shippers."""
+    """One JSON object per line, for journald / log shippers: the same keys and timestamp form as the court
+    server's (``ts`` in UTC with milliseconds and offset, ``level``, ``logger``, ``message``, ``exc`` if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from seal_agent.devices.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
@@ -24,6 +33,14 @@ from seal_protocol.topics import DEVICE_ID_PATTERN
 DEFAULT_SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
 
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+
+def _empty_means_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+#: A path that may be left out: absent, or ``""`` in the file (as the example configuration writes it), is ``None``.
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 
 
 class _Section(BaseModel):
@@ -39,7 +56,9 @@ class MqttConfig(_Section):
         max_length=64,
         description="MQTT username; defaults to device_id, which the broker ACL expects.",
     )
-    password_file: Path = Field(description="File holding the MQTT password (one line). Anonymous MQTT is refused.")
+    password_file: Path = Field(
+        description="File holding the MQTT password (its first line). Anonymous MQTT is refused."
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
     reconnect_max_s: float = Field(
         5,
@@ -48,16 +67,9 @@ class MqttConfig(_Section):
         description="Ceiling of the reconnect back-off in seconds: attempts start 1 s apart, the gap grows with each "
         "failure up to this, with random jitter; a broker that is back is reached again within this long.",
     )
-    tls_ca_file: Path | None = Field(
-        None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS."
+    tls_ca_file: OptionalPath = Field(
+        None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS. Empty: plain TCP."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_unset(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("tls_ca_file") == "":
-            return {**data, "tls_ca_file": None}
-        return data
 
 
 class PirConfig(_Section):
@@ -124,7 +136,7 @@ class WarningConfig(_Section):
         max_length=8,
         description="Warning languages in play order; each needs sounds_dir/warning_<language>.wav.",
     )
-    sounds_dir: Path | None = Field(
+    sounds_dir: OptionalPath = Field(
         None, description="Directory of the warning WAV files; empty means the repository's sounds/ directory."
     )
     repeat_s: float = Field(10, ge=1, le=3600, description="Repeat the warning this often while presence continues.")
@@ -132,13 +144,6 @@ class WarningConfig(_Section):
     cooldown_s: float = Field(
         30, ge=0, le=86400, description="After a warned presence ends, stay silent for this long."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_default(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("sounds_dir") == "":
-            return {**data, "sounds_dir": None}
-        return data
 
     @property
     def sounds_path(self) -> Path:
@@ -216,14 +221,18 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
 
 
 def read_password(config: AgentConfig) -> str:
-    """The MQTT password from ``mqtt.password_file``; raise :class:`ConfigError` if it is missing or empty."""
+    """The MQTT password: the first line of ``mqtt.password_file``, stripped of surrounding white space (as the
+    court server reads its own). Raise :class:`ConfigError` if the file is missing, unreadable, not UTF-8, or its
+    first line is empty."""
     path = config.mqtt.password_file
     try:
-        password = path.read_text("utf-8").strip()
+        text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"mqtt.password_file: cannot read {path}: {exc}"]) from None
+    lines = text.splitlines()
+    password = lines[0].strip() if lines else ""
     if not password:
-        raise ConfigError([f"mqtt.password_file: {path} is empty"])
+        raise ConfigError([f"mqtt.password_file: {path} is empty (the first line must hold the password)"])
     return password
 
 

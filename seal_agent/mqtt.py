@@ -14,8 +14,10 @@
   first accepted PUBACK, not by CONNACK: a broker that accepts the connection but refuses (and then drops) every
   publish must not be hammered once a second.
 * A broker that cannot be reached (at start or later) is a WARNING naming its address and the reason (the socket
-  error, e.g. "Connection refused"), never a traceback; while it stays unreachable for the same reason that warning
-  is repeated once a minute, each attempt in between is logged at DEBUG.
+  error, e.g. "Connection refused"), never a traceback; a broker that refuses the connection (a CONNACK such as
+  "Not authorized" for a wrong password) is an ERROR naming its address, the account and the reason. While either
+  lasts for the same reason, the message is repeated once a minute and each attempt in between is logged at DEBUG,
+  each with the delay actually used before the next attempt.
 * Each event's PUBACK is reported with its ``seq`` (each snapshot's with its queue id); a PUBACK whose reason code
   is a failure (e.g. "Not authorized" from the broker's ACL) is reported as a failure. A PUBACK is only the
   broker's word: the seal deletes nothing on it (the court's receipt does that, :mod:`seal_agent.journal.courier`).
@@ -58,7 +60,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 #: Ceiling of the reconnect back-off (s): how long a broker that is back at most waits for the seal.
 DEFAULT_RECONNECT_MAX_S = 5.0
-#: While the broker stays unreachable for the same reason, it is logged as a warning at most this often (s).
+#: While the broker stays unreachable (or refuses the connection) for the same reason, that is logged as a warning
+#: (an error) at most this often (s).
 UNREACHABLE_WARNING_EVERY_S = 60.0
 _STATUS = None  # marks a status message in the mid table
 _ACCEPTED_RC = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: queued for reconnect
@@ -96,6 +99,8 @@ class MqttPublisher:
         rng: random.Random | None = None,
     ) -> None:
         self.device_id = device_id
+        self.username = username
+        self.url = f"{'mqtts' if tls_ca_file is not None else 'mqtt'}://{host}:{port}"
         self.host = host
         self.port = port
         self.keepalive_s = keepalive_s
@@ -119,7 +124,8 @@ class MqttPublisher:
         self._subscribed = threading.Event()  # the cmd and receipt subscriptions of this connection are granted
         self._stopping = False
         self._attempt = 0
-        self._unreachable: tuple[str, float] | None = None  # (reason, monotonic time) of the last such warning
+        self._problem: tuple[str, float] | None = None  # (problem, monotonic time) of the last such warning/error
+        self._refused: ReasonCode | None = None  # this attempt's refused CONNACK, logged at the disconnect after it
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
 
         client_id = mqtt_client_id(device_id, password)  # not the bare device id: nobody else can take our session
@@ -173,7 +179,7 @@ class MqttPublisher:
             self.host, self.port, keepalive=self.keepalive_s, clean_start=False, properties=properties
         )
         self._client.loop_start()
-        logger.info("connecting to mqtt://%s:%d as %s", self.host, self.port, self.device_id)
+        logger.info("connecting to %s as %s", self.url, self.username)
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -232,19 +238,18 @@ class MqttPublisher:
         self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
         return delay
 
-    def _log_unreachable(self, reason: str, delay: float) -> None:
-        """A warning for a new reason (or once a minute for the same one); every other attempt at DEBUG."""
+    def _log_problem(self, level: int, problem: str, delay: float) -> None:
+        """``problem`` at ``level`` the first time (or when it changes) and then once a minute; every other attempt
+        at DEBUG; with the delay actually used before the next attempt."""
         now = time.monotonic()
-        last = self._unreachable
-        warn = last is None or last[0] != reason or now - last[1] >= UNREACHABLE_WARNING_EVERY_S
-        if warn:
-            self._unreachable = (reason, now)
+        last = self._problem
+        due = last is None or last[0] != problem or now - last[1] >= UNREACHABLE_WARNING_EVERY_S
+        if due:
+            self._problem = (problem, now)
         logger.log(
-            logging.WARNING if warn else logging.DEBUG,
-            "cannot reach the broker at mqtt://%s:%d: %s (attempt %d); next attempt in %.1f s, at most %g s apart",
-            self.host,
-            self.port,
-            reason,
+            level if due else logging.DEBUG,
+            "%s (attempt %d); next attempt in %.1f s, at most %g s apart",
+            problem,
             self._attempt,
             delay,
             self.reconnect_max_s,
@@ -254,13 +259,13 @@ class MqttPublisher:
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            delay = self._schedule_reconnect()
-            logger.error("broker refused the connection: %s; next attempt in %.1f s", reason_code, delay)
+            self._refused = reason_code  # paho disconnects next: _handle_disconnect draws the delay and logs it
             return
         self._subscribed.clear()
         self._connected.set()
-        self._unreachable = None
-        logger.info("connected to mqtt://%s:%d (session present: %s)", self.host, self.port, flags.session_present)
+        again = " again" if self._problem is not None else ""
+        self._problem = None
+        logger.info("connected%s to %s (session present: %s)", again, self.url, flags.session_present)
         with self._lock:
             events_owed = any(tag is not None for tag in self._mids.values())
         topics = self._listened_topics()
@@ -291,15 +296,21 @@ class MqttPublisher:
         if self._stopping:
             return
         if was_connected:
-            logger.warning("disconnected from mqtt://%s:%d: %s", self.host, self.port, reason_code)
+            logger.warning("disconnected from %s: %s", self.url, reason_code)
             self._on_connection(False)
         delay = self._schedule_reconnect()
-        logger.debug("reconnecting to mqtt://%s:%d in %.1f s (attempt %d)", self.host, self.port, delay, self._attempt)
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            problem = f"the broker at {self.url} refused the connection as {self.username}: {refused}"
+            self._log_problem(logging.ERROR, problem, delay)
+        else:
+            logger.debug("reconnecting to %s in %.1f s (attempt %d)", self.url, delay, self._attempt)
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._stopping:
             return
-        self._log_unreachable(_connect_error(), self._schedule_reconnect())
+        delay = self._schedule_reconnect()
+        self._log_problem(logging.WARNING, f"cannot reach the broker at {self.url}: {_connect_error()}", delay)
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any

@@ -20,7 +20,8 @@
     seal-server quarantine list --config FILE [--reason R] [--device DEVICE_ID] [--since TIME] [--before ID] [--limit N]
     seal-server quarantine show ID --config FILE
 
-Every command also takes --log-level LEVEL (DEBUG, INFO, WARNING, ERROR) and --log-format text|json.
+Every command also takes --log-level LEVEL (debug, info, warning, error; any case) and --log-format text|json,
+before or after its name.
 
 Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
 """
@@ -45,7 +46,7 @@ from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
-from server.logs import FORMATS, LEVELS, configure_logging
+from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.seals.cli import add_seal_commands, run_seal_command
@@ -61,16 +62,14 @@ def _out(line: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     log_options = argparse.ArgumentParser(add_help=False)
-    log_options.add_argument(
-        "--log-level", default="INFO", type=str.upper, choices=LEVELS, metavar="LEVEL", help=", ".join(LEVELS)
-    )
-    log_options.add_argument(
-        "--log-format", default="text", choices=FORMATS, help="text, or json: one JSON object per line"
-    )
+    add_log_options(log_options, defaults=False)
     common = argparse.ArgumentParser(add_help=False, parents=[log_options])
-    common.add_argument("--config", required=True, type=Path, help="the server's TOML configuration file")
+    common.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the server's TOML configuration file"
+    )
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
+    add_log_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True)
     add_init_command(commands, log_options)
     commands.add_parser("run", parents=[common], help="serve the API and ingest seal messages from the broker")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from datetime import UTC, datetime
@@ -12,6 +13,26 @@ FORMATS = ("text", "json")
 #: Libraries whose INFO lines say nothing an operator needs (Alembic announces its context on every start): they log
 #: from WARNING up, unless the level asked for is DEBUG.
 QUIET_LOGGERS = ("alembic",)
+
+
+def add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--log-level LEVEL`` (any case) and ``--log-format FORMAT``, spelled and explained as the agent does: on the
+    program with their defaults, and on each command without (so that a value given before its name stands)."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        metavar="LEVEL",
+        default="INFO" if defaults else argparse.SUPPRESS,
+        help="debug, info, warning or error (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        metavar="FORMAT",
+        default="text" if defaults else argparse.SUPPRESS,
+        help="text or json (one object a line); default text",
+    )
 
 
 class JsonLinesFormatter(logging.Formatter):

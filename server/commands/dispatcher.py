@@ -36,7 +36,7 @@ from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
-from server.core.mqtt import connect_in_background, make_client, publish_problem
+from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
 from server.core.rounds import RoundLoop
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class CommandDispatcher:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._mqtt = mqtt_settings
+        self._refused = RefusedLog(mqtt_settings, "cmd")
         self.settings = settings
         self._session_factory = session_factory
         self._metrics = metrics or IngestMetrics()
@@ -189,8 +190,9 @@ class CommandDispatcher:
     def _on_connect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _p: Any) -> None:
         if reason_code.is_failure:
             self._connected.clear()
-            logger.error("broker refused the command publisher's connection: %s", reason_code)
+            self._refused.refused(reason_code)
             return
+        self._refused.accepted()
         self._connected.set()
         self._loop.wake()
         logger.info("command publisher connected to the broker")

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol.transport import mqtt_client_id
 from server.config import MqttSettings, read_password
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 #: without being hammered while it is down.
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 5
-#: While the broker stays unreachable, the warning is repeated at most this often.
+#: While the broker stays unreachable (or keeps refusing the connection), the message is repeated at most this often.
 UNREACHABLE_LOG_EVERY_S = 60.0
+REFUSED_LOG_EVERY_S = UNREACHABLE_LOG_EVERY_S
 
 
 def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = False) -> mqtt.Client:
@@ -77,6 +79,48 @@ class _UnreachableLog:
             _why_unreachable(host, port),
             RECONNECT_MAX_S,
         )
+
+
+class RefusedLog:
+    """A CONNACK that refuses the connection (e.g. "Not authorized" for a wrong password) as an ERROR naming the
+    broker's address, the account and the reason: the first time (or when the reason changes), then at most once a
+    minute while it lasts, since paho tries again every few seconds; and an INFO once the broker accepts again.
+    Called from the client's ``on_connect`` (paho's network thread, one per client)."""
+
+    def __init__(self, settings: MqttSettings, role: str) -> None:
+        self.settings = settings
+        self.role = role
+        self._last: tuple[str, float] | None = None  # (reason, monotonic time) of the last ERROR
+        self._refusals = 0
+
+    def refused(self, reason_code: ReasonCode) -> None:
+        self._refusals += 1
+        reason, now = str(reason_code), time.monotonic()
+        if self._last is not None and self._last[0] == reason and now - self._last[1] < REFUSED_LOG_EVERY_S:
+            return
+        self._last = (reason, now)
+        settings = self.settings
+        logger.error(
+            "MQTT %s: the broker at %s:%d refused the connection as %s: %s; retrying every %d s at most "
+            "(this message is repeated at most once a minute)",
+            self.role,
+            settings.host,
+            settings.port,
+            settings.username,
+            reason,
+            RECONNECT_MAX_S,
+        )
+
+    def accepted(self) -> None:
+        if self._refusals:
+            logger.info(
+                "MQTT %s: the broker at %s:%d accepts the connection again (after %d refused attempts)",
+                self.role,
+                self.settings.host,
+                self.settings.port,
+                self._refusals,
+            )
+        self._last, self._refusals = None, 0
 
 
 def _why_unreachable(host: str, port: int) -> str:

@@ -37,7 +37,7 @@ from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.metrics import IngestProgress
-from server.core.mqtt import connect_in_background, make_client, publish_problem
+from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
@@ -76,6 +76,7 @@ class MqttIngest:
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
+        self._refused = RefusedLog(settings, "ingest")
 
     @property
     def connected(self) -> bool:
@@ -148,8 +149,9 @@ class MqttIngest:
     ) -> None:
         if reason_code.is_failure:
             self._connected.clear()
-            logger.error("broker refused the connection: %s", reason_code)
+            self._refused.refused(reason_code)
             return
+        self._refused.accepted()
         with self._lock:
             self._generation += 1
         self._connected.set()

@@ -99,3 +99,31 @@ def test_an_unreachable_broker_is_a_warning_and_a_restarted_one_is_reached_withi
         assert not records.matching(lambda record: record.exc_info is not None), "a traceback was logged"
     finally:
         court.close()
+
+
+def test_a_refused_connection_is_one_error_with_the_address_and_the_delay_actually_used(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory, records: Records
+) -> None:
+    config = write_config(tmp_path, broker)
+    (tmp_path / "mqtt-password").write_text("not-the-password\n")  # the account exists, the password is wrong
+    runtime = runtimes(config)  # reconnect_max_s=2: several attempts within seconds
+    runtime.start()
+
+    def refused(record: logging.LogRecord) -> bool:
+        return record.name == "seal_agent.mqtt" and "refused the connection" in record.getMessage()
+
+    def attempt(n: int) -> Callable[[logging.LogRecord], bool]:
+        return lambda record: refused(record) and f"(attempt {n})" in record.getMessage()
+
+    assert records.wait(attempt(3), timeout=15)
+    errors = [r for r in records.matching(refused) if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # once (a minute), not once per attempt
+    message = errors[0].getMessage()
+    assert f"mqtt://127.0.0.1:{broker.port}" in message and DEVICE in message and "Not authorized" in message
+    # The delay told is the one used: attempt n+1 comes that long after attempt n's message (give or take).
+    first, second = records.matching(attempt(1))[0], records.matching(attempt(2))[0]
+    told = float(first.getMessage().split("next attempt in ")[1].split(" s")[0])
+    assert 1.0 <= told <= 2.0
+    assert told - 0.3 <= second.created - first.created <= told + 1.5
+    assert not runtime.publisher.connected
+    assert not records.matching(lambda record: record.exc_info is not None), "a traceback was logged"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from seal_agent.cli import main
-from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config
+from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config, read_password
 from seal_agent.errors import ConfigError, SealAgentError
 from tests.agent.helpers import COURT_PUBLIC_KEY, SEAL_AGENT, agent_env
 
@@ -127,11 +128,26 @@ def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.Ca
     assert "mqtt.port: Input should be less than or equal to 65535" in captured.err
 
 
-def test_check_config_empty_password_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("text", ["", "\n", "  \nsecret\n"])
+def test_check_config_refuses_a_password_file_whose_first_line_is_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
     path = write(tmp_path, VALID)
-    (tmp_path / "pw").write_text("\n")
+    (tmp_path / "pw").write_text(text)
     assert main(["check-config", "--config", str(path)]) == 2
     assert "mqtt.password_file: " in capsys.readouterr().err
+
+
+def test_the_password_is_the_first_line_stripped_as_the_server_reads_its_own(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    (tmp_path / "pw").write_text("  s3cret \nsecond line, e.g. a comment\n")
+    assert read_password(config) == "s3cret"
+
+
+def test_empty_paths_mean_unset(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))  # tls_ca_file = "" and sounds_dir = ""
+    assert config.mqtt.tls_ca_file is None and config.warning.sounds_dir is None
+    assert config.warning.sounds_path == DEFAULT_SOUNDS_DIR
 
 
 def test_check_config_names_a_camera_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -185,6 +201,7 @@ def test_check_config_still_takes_the_file_as_its_argument(tmp_path: Path, capsy
     assert "--config" in capsys.readouterr().err
     help_text = seal_agent("check-config", "--help").stdout
     assert "--config FILE" in help_text and "[file]" not in help_text  # the positional form stays hidden
+    assert "--log-level LEVEL" in help_text and "--log-format FORMAT" in help_text  # as seal-server spells them
 
 
 def test_log_flags_before_or_after_the_command_in_any_case(tmp_path: Path) -> None:
@@ -201,6 +218,9 @@ def test_log_flags_before_or_after_the_command_in_any_case(tmp_path: Path) -> No
     assert keygen.returncode == 0, keygen.stderr
     logged = [json.loads(line) for line in keygen.stderr.splitlines()]  # every line is one JSON object
     assert {"level": "INFO", "logger": "seal_agent.cli"}.items() <= logged[-1].items()
+    # The same keys and timestamp form as the server's lines: UTC, milliseconds, offset.
+    assert set(logged[-1]) == {"ts", "level", "logger", "message"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", logged[-1]["ts"]), logged[-1]["ts"]
     quiet = seal_agent("--log-level", "warning", "keygen", "--config", str(good))
     assert (quiet.returncode, quiet.stderr) == (0, "")  # "existing device key" is INFO
     for wrong in (["--log-level", "verbose"], ["--log-format", "xml"]):

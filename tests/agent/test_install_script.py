@@ -77,3 +77,55 @@ def test_python3_lgpio_with_a_candidate_is_installed(tmp_path: Path) -> None:
 
 def test_install_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True, timeout=30).returncode == 0
+
+
+SETUP = INSTALL.parents[1] / "scripts" / "setup.sh"
+FAKE_PIP = """#!/bin/sh
+echo "Collecting simpleaudio>=1.0"
+echo "  Downloading simpleaudio-1.0.4.tar.gz (2.0 MB)"
+echo "Building wheel for simpleaudio (pyproject.toml): started"
+for n in $(seq 1 60); do echo "      compiler line $n"; done
+echo "      fatal error: alsa/asoundlib.h: No such file or directory"
+echo "ERROR: Failed building wheel for simpleaudio"
+exit "${FAKE_PIP_RC:-1}"
+"""
+
+
+def run_pip_install(tmp_path: Path, script: Path, rc: int) -> subprocess.CompletedProcess[str]:
+    """The script's ``pip_install`` function, as written there, around a fake pip that exits with ``rc``."""
+    function = re.search(r"^pip_install\(\) \{\n.*?^\}\n", script.read_text("utf-8"), re.S | re.M)
+    assert function, f"{script.name} no longer has its pip_install() function"
+    pip = tmp_path / "pip"
+    pip.write_text(FAKE_PIP, encoding="utf-8")
+    pip.chmod(0o755)
+    body = "set -euo pipefail\n" + function.group(0) + f'pip_install {pip} install x\necho "went on"\n'
+    return subprocess.run(
+        ["bash", "-c", body],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "FAKE_PIP_RC": str(rc), "TMPDIR": str(tmp_path)},
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("script", [INSTALL, SETUP], ids=["install.sh", "setup.sh"])
+def test_a_failed_pip_shows_the_end_of_its_output_and_stops(tmp_path: Path, script: Path) -> None:
+    result = run_pip_install(tmp_path, script, rc=1)
+    assert result.returncode == 1
+    assert ":   simpleaudio>=1.0" in result.stdout  # the progress line, as it went
+    assert "compiler line 5\n" not in result.stdout + result.stderr  # not everything: the last 40 lines
+    assert "alsa/asoundlib.h: No such file or directory" in result.stderr  # the reason
+    assert "went on" not in result.stdout
+
+
+@pytest.mark.parametrize("script", [INSTALL, SETUP], ids=["install.sh", "setup.sh"])
+def test_a_pip_that_succeeds_shows_one_line_per_package(tmp_path: Path, script: Path) -> None:
+    result = run_pip_install(tmp_path, script, rc=0)
+    assert result.returncode == 0, result.stderr
+    assert "compiler line" not in result.stdout and result.stderr == ""
+    assert result.stdout.splitlines()[-1] == "went on"
+    assert not list(tmp_path.glob("court-seal-pip.*"))  # the full output is kept only when pip failed
+
+
+def test_setup_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(SETUP)], capture_output=True, timeout=30).returncode == 0

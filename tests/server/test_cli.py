@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -125,6 +126,34 @@ def test_json_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     [line] = capsys.readouterr().err.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "ERROR" and "not found" in entry["message"]
+    assert set(entry) == {"ts", "level", "logger", "message"}  # the agent's lines have the same keys and form
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["ts"]), entry["ts"]
+
+
+def test_log_flags_before_or_after_the_command_in_any_case(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Spelled like the agent's: ``--log-level LEVEL`` (any case) and ``--log-format text|json``, on either side."""
+    absent = str(config.parent / "absent.toml")
+    for args in (
+        ["--log-level", "debug", "--log-format", "json", "check-config", "--config", absent],
+        ["check-config", "--config", absent, "--log-level", "Debug", "--log-format", "json"],
+        ["--log-level", "error", "--log-format", "text", "check-config", "--log-format", "json", "--config", absent],
+    ):
+        assert main(args) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert json.loads(line)["level"] == "ERROR"  # json was asked for, before or after the command
+    assert main(["--log-level", "warning", "check-config", "--config", str(config)]) == 0
+    # A nested command takes them on either side too (0 or 1: parsed, whatever the database says).
+    assert main(["--log-level", "ERROR", "case", "add", CASE, "--config", str(config), "--log-level", "info"]) in (0, 1)
+    for wrong in (["--log-level", "verbose"], ["--log-format", "xml"]):
+        with pytest.raises(SystemExit) as usage:
+            main([*wrong, "check-config", "--config", str(config)])
+        assert usage.value.code == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--log-level LEVEL" in help_text and "--log-format FORMAT" in help_text and "--config FILE" in help_text
+    assert "debug, info, warning or error (default info)" in help_text
 
 
 def test_check_config(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
 from server.migrations.run import init_db
+from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
@@ -194,12 +196,16 @@ def test_messages_are_acknowledged_only_after_commit(
 def test_refused_login_is_not_connected(
     broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="server.mqtt_ingest")
+    caplog.set_level(logging.ERROR, logger="server")
     settings = server_mqtt_settings(broker, tmp_path, password="wrong-password")
     ingest = MqttIngest(settings, Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "s"))
     ingest.start()
     try:
         assert wait_for_log(caplog, lambda r: "refused the connection" in r.getMessage(), WAIT_S)
+        time.sleep(4)  # paho tries again after 1 and 2 s more: each refusal is not one more error
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1, errors
+        assert f"127.0.0.1:{broker.port}" in errors[0] and SERVER_USERNAME in errors[0]
         assert not ingest.connected
     finally:
         ingest.stop()
