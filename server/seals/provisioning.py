@@ -133,7 +133,7 @@ def write_broker_files(session: Session, *, password_file: Path, acl_file: Path)
     accounts = session.scalars(select(MqttAccount).where(MqttAccount.disabled.is_(False))).all()
     write_private_file(password_file, password_file_text({a.username: a.password_hash for a in accounts}), 0o640)
     write_private_file(acl_file, acl_text(SERVER_USERNAME), 0o640)
-    logger.info("wrote %s (%d accounts) and %s", password_file, len(accounts), acl_file)
+    logger.info("wrote %s (%s) and %s", password_file, _accounts(len(accounts)), acl_file)
     return len(accounts)
 
 
@@ -142,7 +142,7 @@ def apply_broker_files(session: Session, files: BrokerFilesSettings) -> str:
     if files.password_file is None or files.acl_file is None:
         return "no [broker] password_file/acl_file configured: broker files not written"
     count = write_broker_files(session, password_file=files.password_file, acl_file=files.acl_file)
-    done = f"wrote {files.password_file} ({count} accounts) and {files.acl_file}"
+    done = f"wrote {files.password_file} ({_accounts(count)}) and {files.acl_file}"
     if files.pid_file is None:
         return done + "; reload the broker to apply them (systemctl reload mosquitto)"
     if not files.pid_file.exists():
@@ -153,3 +153,7 @@ def apply_broker_files(session: Session, files: BrokerFilesSettings) -> str:
     except (OSError, ValueError) as exc:
         raise BrokerUnavailable(f"{done}, but the broker could not be signalled via {files.pid_file}: {exc}") from exc
     return done + f"; broker (pid {pid}) reloaded"
+
+
+def _accounts(count: int) -> str:
+    return f"{count} account" if count == 1 else f"{count} accounts"
