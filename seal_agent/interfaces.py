@@ -121,6 +121,11 @@ class WarningPlayback:
         with self._cond:
             return [{"language": k, "result": r, "reason": why} for k, (r, why) in self._results.items()]
 
+    def outcome(self) -> tuple[str, list[dict[str, Any]]]:
+        """:attr:`state` and :meth:`languages` read together (neither can change between the two)."""
+        with self._cond:  # a Condition's lock is re-entrant
+            return self.state, self.languages()
+
     def failures(self) -> list[tuple[str, str]]:
         """``(language, reason)`` of every language that failed so far."""
         with self._cond:

@@ -157,10 +157,12 @@ class TriggerResponder:
         return start
 
     def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
-        """If ``start``'s warning is still under way, record ``warning_result`` for the event ``trigger_seq`` once
-        it is over (on a follow-up thread)."""
+        """If the event ``trigger_seq`` recorded ``start``'s warning as ``started``, record ``warning_result`` for
+        it once the warning is over (on a follow-up thread)."""
         playback = start.playback
-        if playback is not None and not playback.ended:
+        # Decided by what the event said, not by whether playback is over now: a warning that ended between the
+        # event's commit and this call still owes the event its warning_result.
+        if playback is not None and start.promised_result:
             self._helper("seal-warning-result", lambda: self._warning_result(playback, trigger, trigger_seq))
 
     def _warning_result(self, playback: WarningPlayback, trigger: str, trigger_seq: int) -> None:

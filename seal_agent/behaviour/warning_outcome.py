@@ -33,21 +33,31 @@ logger = logging.getLogger(__name__)
 BEGIN_WAIT_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WarningStart:
     """What asking the speaker for a warning did: ``started`` (its ``playback`` tells the rest), ``busy`` or
-    ``failed`` (the speaker raised: ``reason``)."""
+    ``failed`` (the speaker raised: ``reason``). ``settled`` is what the last event recorded of it (see
+    :meth:`settle`): an event that said ``started`` promises a ``warning_result``."""
 
     result: str
     playback: WarningPlayback | None = None
     reason: str | None = None
+    settled: str | None = None
 
     def settle(self) -> tuple[str, list[dict[str, Any]]]:
         """The warning as an event records it now: ``warning`` and ``warning_languages``."""
         if self.playback is None:
+            self.settled = self.result
             return self.result, []
         self.playback.wait_begun(BEGIN_WAIT_S)
-        return self.playback.state, self.playback.languages()
+        state, languages = self.playback.outcome()
+        self.settled = state
+        return state, languages
+
+    @property
+    def promised_result(self) -> bool:
+        """The event recorded the warning as ``started``: a ``warning_result`` must follow, however soon it ends."""
+        return self.playback is not None and self.settled == "started"
 
 
 class SpeakerHealth:
