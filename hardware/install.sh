@@ -20,21 +20,9 @@ candidate() {
   LC_ALL=C apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }' || true
 }
 
-# Run pip, showing one line per package as it goes (pip -q would be silent for minutes); its full output goes to
-# a temporary file, and if pip fails the last 40 lines of it (the reason: e.g. a missing header for a build) are
-# shown and the script stops.
-pip_install() {
-  local log
-  log=$(mktemp -t court-seal-pip.XXXXXX)
-  if ! "$@" --progress-bar off 2>&1 | tee "$log" \
-      | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed|ERROR)' || true; } \
-      | sed -u -e 's/^Collecting \([^ ]*\).*/install.sh:   \1/' -e 's/^Successfully installed .*/install.sh: installed/'; then
-    echo "install.sh: pip failed; the end of its output (all of it is in $log):" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-  rm -f "$log"
-}
+# pip_install LABEL PIP…: one line per package, pip's reason shown if it fails.
+# shellcheck source=scripts/pip_progress.sh
+source "$SRC/scripts/pip_progress.sh"
 
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-dev gcc libasound2-dev alsa-utils rsync
@@ -57,8 +45,8 @@ rsync -a --delete --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"
 # drives a Pi 5; it works on a Pi 4 too).
 [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/.venv"
 echo "install.sh: installing the agent with its [agent] extra into $PREFIX/.venv"
-pip_install "$PREFIX/.venv/bin/pip" install --upgrade pip
-pip_install "$PREFIX/.venv/bin/pip" install "${PREFIX}[agent]"
+pip_install install.sh "$PREFIX/.venv/bin/pip" install --upgrade pip
+pip_install install.sh "$PREFIX/.venv/bin/pip" install "${PREFIX}[agent]"
 
 if [ ! -f "$CONF_DIR/agent.toml" ]; then
   install -m 0640 -o root -g seal "$PREFIX/hardware/agent.example.toml" "$CONF_DIR/agent.toml"

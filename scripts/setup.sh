@@ -25,21 +25,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# Run pip, showing one line per package as it goes (pip -q would be silent for minutes); its full output goes to
-# a temporary file, and if pip fails the last 40 lines of it (the reason: e.g. a missing header for a build) are
-# shown and the script stops.
-pip_install() {
-  local log
-  log=$(mktemp -t court-seal-pip.XXXXXX)
-  if ! "$@" --progress-bar off 2>&1 | tee "$log" \
-      | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed|ERROR)' || true; } \
-      | sed -u -e 's/^Collecting \([^ ]*\).*/setup:   \1/' -e 's/^Successfully installed .*/setup: installed/'; then
-    echo "setup: pip failed; the end of its output (all of it is in $log):" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-  rm -f "$log"
-}
+# pip_install LABEL PIP…: one line per package, pip's reason shown if it fails.
+# shellcheck source=scripts/pip_progress.sh
+source scripts/pip_progress.sh  # the working directory is the repository (above)
 
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" - <<'PY'
@@ -55,8 +43,8 @@ fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: installing court-seal with extras [agent,server,dev] into .venv" \
     "(the first time this downloads and builds about 100 packages: a few minutes)"
-  pip_install .venv/bin/python -m pip install --upgrade pip
+  pip_install setup .venv/bin/python -m pip install --upgrade pip
   # setuptools' notice that an editable install exists is not news here.
-  PYTHONWARNINGS="ignore:Editable installation" pip_install .venv/bin/python -m pip install -e '.[agent,server,dev]'
+  PYTHONWARNINGS="ignore:Editable installation" pip_install setup .venv/bin/python -m pip install -e '.[agent,server,dev]'
   touch .venv/.installed
 fi

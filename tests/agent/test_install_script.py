@@ -91,14 +91,20 @@ exit "${FAKE_PIP_RC:-1}"
 """
 
 
+PIP_PROGRESS = Path(__file__).resolve().parents[2] / "scripts" / "pip_progress.sh"
+
+
 def run_pip_install(tmp_path: Path, script: Path, rc: int) -> subprocess.CompletedProcess[str]:
-    """The script's ``pip_install`` function, as written there, around a fake pip that exits with ``rc``."""
-    function = re.search(r"^pip_install\(\) \{\n.*?^\}\n", script.read_text("utf-8"), re.S | re.M)
-    assert function, f"{script.name} no longer has its pip_install() function"
+    """``pip_install`` from scripts/pip_progress.sh, which ``script`` sources and calls with its label, around a
+    fake pip that exits with ``rc``."""
+    text = script.read_text("utf-8")
+    assert "pip_progress.sh" in text, f"{script.name} no longer sources scripts/pip_progress.sh"
+    label = "install.sh" if script == INSTALL else "setup"
+    assert f"pip_install {label} " in text
     pip = tmp_path / "pip"
     pip.write_text(FAKE_PIP, encoding="utf-8")
     pip.chmod(0o755)
-    body = "set -euo pipefail\n" + function.group(0) + f'pip_install {pip} install x\necho "went on"\n'
+    body = f'set -euo pipefail\nsource {PIP_PROGRESS}\npip_install {label} {pip} install x\necho "went on"\n'
     return subprocess.run(
         ["bash", "-c", body],
         capture_output=True,
