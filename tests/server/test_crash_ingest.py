@@ -136,13 +136,18 @@ def _hold_commits(session_factory: SessionFactory, hold: str, marker: Path) -> N
     """Block forever the first commit that holds events, at ``hold``, after creating ``marker``."""
     forever = threading.Event()
 
+    @event.listens_for(session_factory, "before_flush")
+    def before_flush(session: Session, _context: object, _instances: object) -> None:
+        # The batch may flush its events before it commits (the evidence log appends them after a flush).
+        if any(isinstance(row, Event) for row in session.new):
+            session.info["holds_events"] = True
+
     @event.listens_for(session_factory, "before_commit")
     def before_commit(session: Session) -> None:
-        holds_events = any(isinstance(row, Event) for row in session.new)
-        if holds_events and hold == "before_commit":
+        session.flush()
+        if session.info.get("holds_events") and hold == "before_commit":
             marker.touch()
             forever.wait()
-        session.info["holds_events"] = holds_events
 
     @event.listens_for(session_factory, "after_commit")
     def after_commit(session: Session) -> None:

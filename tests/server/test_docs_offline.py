@@ -25,7 +25,13 @@ from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 BASE = "http://testserver"
 PAGES = ["/docs", "/redoc"]
 #: Operations anyone may call (as in test_authz_matrix); every other one needs a login.
-PUBLIC_OPERATIONS = {("get", "/api/health"), ("post", "/api/auth/login"), ("get", "/metrics")}
+PUBLIC_OPERATIONS = {
+    ("get", "/api/health"),
+    ("post", "/api/auth/login"),
+    ("get", "/metrics"),
+    ("get", "/api/log/checkpoint"),  # the evidence log's signed checkpoint and its key are published
+    ("get", "/api/log/key"),
+}
 CSRF = {"X-Requested-With": "fetch"}
 REPO = Path(__file__).resolve().parents[2]
 
