@@ -34,7 +34,7 @@ class Role(StrEnum):
 
     @property
     def with_article(self) -> str:
-        """"a clerk", "an officer": the role in a sentence."""
+        """ "a clerk", "an officer": the role in a sentence."""
         return f"{'an' if self.value[0] in 'aeiou' else 'a'} {self.value}"
 
 
