@@ -7,6 +7,7 @@ subset (:mod:`server.notices.fonts`).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from xml.sax.saxutils import escape
@@ -153,9 +154,11 @@ def _x(text: str) -> str:
     return escape(text)
 
 
-def _table(rows: list[list[Flowable]], commands: list[tuple[object, ...]], styles: _Styles, **kwargs: object) -> Table:
+def _table(
+    rows: list[list[Flowable]], commands: Sequence[tuple[object, ...]], styles: _Styles, **kwargs: object
+) -> Table:
     """A table of flowables; its cells' font is ours too (reportlab's default would add an unembedded Helvetica)."""
-    table = Table(rows, **kwargs)  # type: ignore[arg-type]
+    table = Table(rows, **kwargs)
     table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), styles.font), *commands]))
     return table
 

@@ -154,8 +154,10 @@ def _parse(token: str) -> tuple[bytes, bytes, NoticeClaims]:
         raise ValueError("the payload does not have exactly the members v, k, n, d, c, i, x, h")
     for name, kind in _MEMBERS.items():
         value = members[name]
-        if type(value) is not kind or (kind is int and not 0 <= value <= _MAX_INT):
-            raise ValueError(f"the payload's {name!r} is not a {'non-negative integer' if kind is int else 'string'}")
+        if type(value) is not kind:
+            raise ValueError(f"the payload's {name!r} is not a{'n integer' if kind is int else ' string'}")
+        if isinstance(value, int) and not 0 <= value <= _MAX_INT:
+            raise ValueError(f"the payload's {name!r} is out of range")
     if members["v"] != VERSION:
         raise ValueError(f"token format version {members['v']}, not {VERSION}")
     digest = b64url_decode(members["h"])
