@@ -10,6 +10,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -84,8 +85,20 @@ class QrCode(Flowable):
 
 
 def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
-    """The PDF of ``notice``, set in the registered reportlab font ``font`` (a CJK one)."""
-    styles = _Styles(font)
+    """The PDF of ``notice``, set in the registered reportlab font ``font`` (a CJK one), on one page: long facts
+    (property and address may have 256 characters each) are set smaller until the page holds them."""
+    for scale in SCALES:
+        pdf, pages = _render(notice, _Styles(font, scale))
+        if pages == 1:
+            break
+    return pdf
+
+
+#: The type sizes tried, largest first.
+SCALES = (1.0, 0.85, 0.7, 0.55)
+
+
+def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
     facts = notice.facts
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
@@ -93,20 +106,20 @@ def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
         pagesize=A4,
         leftMargin=20 * mm,
         rightMargin=20 * mm,
-        topMargin=16 * mm,
-        bottomMargin=14 * mm,
+        topMargin=12 * mm,
+        bottomMargin=12 * mm,
         title=f"查封公告 Notice of seizure {facts.case_no}",
         author=facts.court,
         subject=f"electronic seal {facts.device_id}",
         creator="court-seal",
-        initialFontName=font,
+        initialFontName=styles.font,
         initialFontSize=10,
     )
     story = [
         Paragraph(_x(facts.court), styles.court),
         Paragraph("查 封 公 告", styles.title),
         Paragraph("NOTICE OF SEIZURE · ELECTRONIC COURT SEAL", styles.subtitle),
-        Spacer(1, 4 * mm),
+        Spacer(1, 3 * mm),
         _stack(
             [
                 Paragraph("本院依法查封下列财产，并加贴电子封条。", styles.zh),
@@ -114,39 +127,43 @@ def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
             ],
             styles,
         ),
-        Spacer(1, 3 * mm),
+        Spacer(1, 2 * mm),
         _facts_table(facts, styles),
-        Spacer(1, 5 * mm),
+        Spacer(1, 4 * mm),
         _warning(styles),
-        Spacer(1, 3 * mm),
+        Spacer(1, 2 * mm),
         Paragraph(_x(LAW_ZH), styles.small_zh),
         Paragraph(_x(LAW_EN), styles.small_en),
-        Spacer(1, 5 * mm),
+        Spacer(1, 3 * mm),
         KeepTogether(_qr_block(notice, styles)),
     ]
     doc.build(story)
-    return buffer.getvalue()
+    return buffer.getvalue(), doc.page
 
 
 class _Styles:
-    def __init__(self, font: str) -> None:
+    def __init__(self, font: str, scale: float = 1.0) -> None:
         self.font = font
-        base = ParagraphStyle("base", fontName=font, fontSize=11, leading=15, wordWrap="CJK")
-        self.court = ParagraphStyle("court", base, fontSize=18, leading=24, alignment=TA_CENTER)
-        self.title = ParagraphStyle("title", base, fontSize=30, leading=38, alignment=TA_CENTER, spaceBefore=4)
-        self.subtitle = ParagraphStyle("subtitle", base, fontSize=10, leading=13, alignment=TA_CENTER)
+
+        def style(name: str, parent: ParagraphStyle | None, size: float, leading: float, **kw: Any) -> ParagraphStyle:
+            return ParagraphStyle(name, parent, fontName=font, fontSize=size * scale, leading=leading * scale, **kw)
+
+        grey = colors.HexColor("#333333")
+        red = colors.HexColor("#b00000")
+        base = style("base", None, 11, 15, wordWrap="CJK")
+        self.court = style("court", base, 18, 24, alignment=TA_CENTER)
+        self.title = style("title", base, 28, 34, alignment=TA_CENTER, spaceBefore=2)
+        self.subtitle = style("subtitle", base, 10, 13, alignment=TA_CENTER)
         self.zh = base
-        self.en = ParagraphStyle("en", base, fontSize=8.5, leading=11, textColor=colors.HexColor("#333333"))
-        self.label_zh = ParagraphStyle("label_zh", base, fontSize=11, leading=14)
-        self.label_en = ParagraphStyle("label_en", self.en, fontSize=7.5, leading=9.5)
-        self.value = ParagraphStyle("value", base, fontSize=12, leading=16)
-        self.warning_zh = ParagraphStyle(
-            "warning_zh", base, fontSize=15, leading=21, textColor=colors.HexColor("#b00000")
-        )
-        self.warning_en = ParagraphStyle("warning_en", self.en, fontSize=9.5, leading=12.5)
-        self.small_zh = ParagraphStyle("small_zh", base, fontSize=8.5, leading=12)
-        self.small_en = ParagraphStyle("small_en", self.en, fontSize=7, leading=9)
-        self.url = ParagraphStyle("url", base, fontSize=6.5, leading=8.5)
+        self.en = style("en", base, 8.5, 11, textColor=grey)
+        self.label_zh = style("label_zh", base, 11, 14)
+        self.label_en = style("label_en", self.en, 7.5, 9.5)
+        self.value = style("value", base, 12, 16)
+        self.warning_zh = style("warning_zh", base, 15, 21, textColor=red)
+        self.warning_en = style("warning_en", self.en, 9.5, 12.5)
+        self.small_zh = style("small_zh", base, 8.5, 12)
+        self.small_en = style("small_en", self.en, 7, 9)
+        self.url = style("url", base, 6.5, 8.5)
 
 
 def _x(text: str) -> str:
@@ -176,8 +193,8 @@ def _facts_table(facts: NoticeFacts, styles: _Styles) -> Table:
     commands = [
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#999999")),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
     ]
     return _table(data, commands, styles, colWidths=[38 * mm, None])
 
