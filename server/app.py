@@ -19,7 +19,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.core.db import make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
-from server.errors import AlreadyExists, CommandsUnavailable, Conflict, NotFound
+from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError
@@ -116,6 +116,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
+    async def unprocessable(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
     async def bad_request(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
 
@@ -137,6 +140,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(Invalid, unprocessable)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
     app.add_exception_handler(NoticesUnavailable, unavailable)

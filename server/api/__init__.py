@@ -18,6 +18,7 @@ from server.api import (
     auth,
     cases,
     commands,
+    courts,
     events,
     health,
     log,
@@ -40,6 +41,7 @@ api_router.include_router(events.router)
 api_router.include_router(snapshots.router)
 api_router.include_router(notification_targets.router)
 api_router.include_router(cases.router)
+api_router.include_router(courts.router)
 api_router.include_router(seals.router)
 api_router.include_router(commands.router)
 api_router.include_router(alarms.router)

@@ -163,11 +163,26 @@ pid_file = "{broker.pid_file}"
     assert "absent" in capsys.readouterr().out  # no broker yet: the files wait for it
     broker.start()
     try:
-        assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
+        assert main(["case", "add", "(2021)苏0214执1234号", "--court", "无锡市新吴区人民法院", *base]) == 0
         seal_password = tmp_path / "seal-a.password"
         key = public_key_b64(generate_signing_key())
-        assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
-                     "--mqtt-password-file", str(seal_password), *base]) == 0
+        assert (
+            main(
+                [
+                    "seal",
+                    "add",
+                    "seal-a",
+                    "--case",
+                    "(2021)苏0214执1234号",
+                    "--public-key",
+                    key,
+                    "--mqtt-password-file",
+                    str(seal_password),
+                    *base,
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert "reloaded" in out and seal_password.read_text().strip() not in out
         assert seal_password.stat().st_mode & 0o077 == 0
@@ -212,9 +227,24 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
     key = public_key_b64(generate_signing_key())
     assert main(["init-db", *base]) == 0
     assert main(["broker", "server-account", *base]) == 0
-    assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
-    assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
-                 "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
+    assert main(["case", "add", "(2021)苏0214执1234号", "--court", "无锡市新吴区人民法院", *base]) == 0
+    assert (
+        main(
+            [
+                "seal",
+                "add",
+                "seal-a",
+                "--case",
+                "(2021)苏0214执1234号",
+                "--public-key",
+                key,
+                "--mqtt-password-file",
+                str(tmp_path / "a.pw"),
+                *base,
+            ]
+        )
+        == 0
+    )
     assert main(["seal", "rotate-password", "seal-a", "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
     assert main(["seal", "rotate-password", "seal-nobody", *base]) == 1
     engine = make_engine(database_url)
@@ -225,7 +255,9 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
         engine.dispose()
     assert trail == [
         ("-", "mqtt.server_account", SERVER_USERNAME),
+        ("-", "court.create", "苏0214"),
         ("-", "case.create", "(2021)苏0214执1234号"),
+        ("-", "case.status", "(2021)苏0214执1234号"),  # sealed by its first seal
         ("-", "seal.register", "seal-a"),
         ("-", "mqtt.create_account", "seal-a"),
         ("-", "mqtt.rotate_password", "seal-a"),
@@ -246,9 +278,7 @@ def test_a_seal_registered_through_the_api_gets_an_account_the_broker_accepts(
     from tests.server.auth_helpers import add_user, bearer, make_settings
 
     broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
-    files = BrokerFilesSettings(
-        password_file=broker.password_file, acl_file=broker.acl_file, pid_file=broker.pid_file
-    )
+    files = BrokerFilesSettings(password_file=broker.password_file, acl_file=broker.acl_file, pid_file=broker.pid_file)
     settings = make_settings(database_url, tmp_path).model_copy(update={"broker": files})
     add_user(session_factory, "clerk", Role.CLERK)
     clerk = bearer(session_factory, "clerk")
