@@ -23,8 +23,9 @@ from server.notices.facts import NoticeFacts, court_day, end_of_court_day
 from server.notices.keys import key_id
 from server.notices.models import Notice
 from server.notices.token import NoticeClaims, Refusal, sign_token, verify_token
+from server.seals.cases import get_case
 from server.seals.models import Case, Seal, SealBinding
-from server.seals.registry import get_case, get_seal
+from server.seals.registry import get_seal
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def notice_facts(session: Session, *, seal: Seal) -> NoticeFacts:
         judge=case.judge,
         judge_phone=case.judge_phone,
         sealed_on=court_day(_bound_at(session, seal)).isoformat(),
-        property=case.property,
+        property=case.sealed_property,
         address=case.address,
         seizure_expires_on=case.seizure_expires_on.isoformat() if case.seizure_expires_on else None,
         device_id=seal.device_id,

@@ -18,7 +18,8 @@ from server.core.db import make_engine, make_session_factory, session_scope
 from server.notices.facts import NoticeFacts
 from server.notices.keys import key_id
 from server.notices.token import NoticeClaims, b64url, b64url_decode, canonical_json, sign_token
-from server.seals.registry import add_case, register_seal
+from server.seals.cases import add_case
+from server.seals.registry import register_seal
 from tests.server.helpers import COURT_NAME
 
 CASE = "(2021)苏0214执1234号"
