@@ -8,8 +8,8 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from seal_protocol import EventType
+from seal_protocol.signing import generate_signing_key, load_signing_key
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
@@ -26,9 +27,10 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
+from server.notices.keys import key_id
 from server.notices.models import Notice
-from server.notices.service import revoke_notice
-from server.notices.token import b64url, b64url_decode
+from server.notices.service import check_notice, revoke_notice
+from server.notices.token import Refusal, b64url, b64url_decode, sign_token, verify_token
 from server.seals.cases import add_case, add_court, update_case
 from server.seals.registry import register_seal, unbind_seal
 from tests.server.auth_helpers import PUBLIC_BASE_URL, add_user, bearer, make_settings
@@ -319,3 +321,23 @@ def test_a_seizure_past_its_term_gets_no_notice(world: World) -> None:
         )
     response = world.client.get(f"/api/seals/{DEVICE}/notice.pdf", headers=world.headers())
     assert response.status_code == 409 and "renew" in response.json()["detail"]
+
+
+def test_an_expired_notice_still_shows_what_it_printed(world: World) -> None:
+    token = token_of(qr_text(world.pdf(), world.tmp_path))
+    key = load_signing_key(world.tmp_path / "notice.key").verify_key
+    with world.session_factory() as session:
+        check = check_notice(session, token=token, key=key, now=datetime(2029, 12, 3, 16, 0, tzinfo=UTC))
+        assert check.refusal is Refusal.EXPIRED and check.facts is not None and check.facts.case_no == CASE
+        before = check_notice(session, token=token, key=key, now=datetime(2029, 12, 3, 15, 59, 59, tzinfo=UTC))
+        assert before.authentic
+
+
+def test_a_token_signed_with_another_key_is_not_this_court_s(world: World) -> None:
+    other = generate_signing_key()
+    token = token_of(qr_text(world.pdf(), world.tmp_path))
+    claims = verify_token(token, load_signing_key(world.tmp_path / "notice.key").verify_key, now=utc_now()).claims
+    assert claims is not None
+    foreign = sign_token(replace(claims, key_id=key_id(other.verify_key)), other)
+    page = world.client.get(f"/notice/{foreign}").text
+    assert NOT_AUTHENTIC in page and "not issued by this court" in page and CASE not in page
