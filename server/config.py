@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -38,6 +39,24 @@ DATABASE_URL_ENV = "DATABASE_URL"
 def _empty_means_none(value: Any) -> Any:
     return None if value == "" else value
 
+
+def _public_url(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return value
+    if len(value) > 200:
+        raise ValueError("at most 200 characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// address with a host name, such as https://seal.court.example")
+    if parts.query or parts.fragment or value.endswith("/") or any(c.isspace() for c in value):
+        raise ValueError("no trailing slash, query, fragment or spaces: the notice's path is added to it")
+    return value
+
+
+#: The server's public address (``https://host[:port][/path]``), ``""`` or absent meaning unset.
+PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
 
 #: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
@@ -227,6 +246,40 @@ class EvidenceSettings(BaseModel):
     )
 
 
+class NoticeSettings(BaseModel):
+    """The printed seal notice (查封公告): its signing key, the public address its QR code points to, the font."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_file: OptionalPath = Field(
+        None,
+        description="The notice key: Ed25519 private key (base64, mode 0600; neither the command key nor the log's) "
+        "that signs the token in each notice's QR code. Made by `seal-server init` or `seal-server notice-key`, "
+        "which prints the public key to publish; back it up: notices signed with a lost key no longer verify. "
+        "Unset or unreadable: no notice is issued.",
+    )
+    public_base_url: PublicUrl = Field(
+        None,
+        description="The address the public reaches this server at, such as `https://seal.court.example` (no "
+        "trailing slash, query or fragment): the QR code of a notice holds `<public_base_url>/notice/<token>`. "
+        "Unset: no notice is printed, rather than one with a wrong address.",
+    )
+    default_validity_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="A notice's token expires at the end of its case's seizure term (查封期限) or, for a case with no "
+        "term recorded, this many days after it is issued.",
+    )
+    font_file: OptionalPath = Field(
+        None,
+        description="A CJK font with TrueType outlines (.ttf, or .ttc with font_index) embedded in the notice PDF. "
+        "Unset: WenQuanYi Zen Hei (Debian fonts-wqy-zenhei) or another known one where the system keeps it. "
+        "CFF-outline OpenType fonts (Noto CJK) cannot be embedded.",
+    )
+    font_index: int = Field(0, ge=0, le=63, description="The font's index in a .ttc collection (font_file).")
+
+
 class BrokerFilesSettings(BaseModel):
     """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
 
@@ -272,6 +325,9 @@ class Settings(BaseModel):
     )
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings, description="The signed Merkle log over the stored events."
+    )
+    notices: NoticeSettings = Field(
+        default_factory=NoticeSettings, description="The printed seal notice, its signed QR code and public page."
     )
 
 

@@ -57,6 +57,7 @@ class Permission(StrEnum):
     COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
     NOTIFY_ADMIN = "notify:admin"  # the webhooks a case's alarms go to
     QUARANTINE_READ = "quarantine:read"  # the messages the ingest refused (of any seal, of no case)
+    NOTICE_PRINT = "notice:print"  # the seal's printed notice (查封公告), issued with a signed QR code
 
 
 _P = Permission
@@ -64,11 +65,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLERK: frozenset(Permission),
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
-        | {_P.COMMAND_SEND, _P.COMMAND_DISARM}
+        | {_P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
-        | {_P.COMMAND_SEND}
+        | {_P.COMMAND_SEND, _P.NOTICE_PRINT}
     ),
     # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court.
     Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ}),

@@ -66,5 +66,3 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(64))
     client_ip: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utc_now)
-
-

@@ -1,5 +1,4 @@
-"""The tables of notifications: each case's webhook targets and the durable outbox of notifications.
-"""
+"""The tables of notifications: each case's webhook targets and the durable outbox of notifications."""
 
 from __future__ import annotations
 
