@@ -227,6 +227,37 @@ class EvidenceSettings(BaseModel):
     )
 
 
+class RemovalSettings(BaseModel):
+    """Removal requests: where their proof files are kept, how many and how large, and the creditor's time for a
+    written view."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proof_dir: OptionalPath = Field(
+        None,
+        description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
+        "SHA-256. Unset: `removal-proofs` beside snapshot_dir.",
+    )
+    proof_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
+    )
+    proof_max_files: int = Field(5, ge=1, le=20, description="At most this many proof files per request.")
+    creditor_view_window_s: int = Field(
+        5 * 24 * 3600,
+        ge=0,
+        le=60 * 24 * 3600,
+        description="After a request is filed, the creditor may give written views for this long (and until the "
+        "judge decides).",
+    )
+    settle_interval_s: float = Field(
+        5.0,
+        ge=0.05,
+        le=3600,
+        description="How often requests waiting for their seals are checked for every seal's signed "
+        "acknowledgement of the disarm (also at once when an answer is stored, and whenever a request is read).",
+    )
+
+
 class BrokerFilesSettings(BaseModel):
     """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
 
@@ -273,6 +304,14 @@ class Settings(BaseModel):
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings, description="The signed Merkle log over the stored events."
     )
+    removal: RemovalSettings = Field(
+        default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
+    )
+
+    @property
+    def proof_dir(self) -> Path:
+        """Where removal proofs are stored: ``[removal] proof_dir``, or ``removal-proofs`` beside snapshot_dir."""
+        return self.removal.proof_dir or self.snapshot_dir.parent / "removal-proofs"
 
 
 def parse_settings(

@@ -50,5 +50,3 @@ class Alarm(Base):
 
     first_event: Mapped[Event | None] = relationship(foreign_keys=[first_event_id])
     last_event: Mapped[Event | None] = relationship(foreign_keys=[last_event_id])
-
-

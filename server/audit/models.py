@@ -1,5 +1,4 @@
-"""The audit log's table: append-only (a database trigger refuses UPDATE and DELETE).
-"""
+"""The audit log's table: append-only (a database trigger refuses UPDATE and DELETE)."""
 
 from __future__ import annotations
 

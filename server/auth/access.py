@@ -34,7 +34,7 @@ class Role(StrEnum):
 
     @property
     def with_article(self) -> str:
-        """"a clerk", "an officer": the role in a sentence."""
+        """ "a clerk", "an officer": the role in a sentence."""
         return f"{'an' if self.value[0] in 'aeiou' else 'a'} {self.value}"
 
 
@@ -56,23 +56,38 @@ class Permission(StrEnum):
     COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
     NOTIFY_ADMIN = "notify:admin"  # the webhooks a case's alarms go to
     QUARANTINE_READ = "quarantine:read"  # the messages the ingest refused (of any seal, of no case)
+    ACCESS_CODE_ISSUE = "case:access-code"  # issue or rotate the debtor's access code of a case
+    REMOVAL_READ = "removal:read"  # a case's removal requests, their proofs, views, seals and history
+    REMOVAL_FILE = "removal:file"  # file a removal request, and withdraw it before the decision (the debtor)
+    REMOVAL_COMMENT = "removal:comment"  # a written view on a request (the creditor)
+    REMOVAL_REVIEW = "removal:review"  # take a request up for review
+    REMOVAL_DECIDE = "removal:decide"  # approve (the seals are disarmed) or reject, with reasons (the judge)
+    REMOVAL_RESEND = "removal:resend"  # a new disarm to a seal that did not acknowledge in time
+    REMOVAL_LIFT = "removal:lift"  # confirm on site that the seals are removed (the officer)
 
 
 _P = Permission
+#: What a removal request's parties, its judge and its officer do themselves: not the clerk's to do for them.
+_REMOVAL_ACTS = frozenset({_P.REMOVAL_FILE, _P.REMOVAL_COMMENT, _P.REMOVAL_DECIDE, _P.REMOVAL_LIFT})
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CLERK: frozenset(Permission),
+    # The clerk administers: everything but the acts of the removal workflow (reads them, takes requests up,
+    # issues the debtor's access code, re-sends a disarm).
+    Role.CLERK: frozenset(Permission) - _REMOVAL_ACTS,
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
         | {_P.COMMAND_SEND, _P.COMMAND_DISARM}
+        | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
-        | {_P.COMMAND_SEND}
+        | {_P.COMMAND_SEND, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
     ),
-    # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court.
-    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ}),
-    # The debtor sees the case and whether its seals are in place (the removal request comes with its own workflow).
-    Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ}),
+    # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court. A
+    # removal request is read and answered with written views.
+    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ, _P.REMOVAL_READ})
+    | {_P.REMOVAL_COMMENT},
+    # The debtor sees the case and whether its seals are in place, files a removal request and follows it.
+    Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.REMOVAL_READ, _P.REMOVAL_FILE}),
 }
 
 #: Roles that are assigned to cases; a clerk sees every case and is never assigned.

@@ -88,9 +88,7 @@ class LivenessChecker:
             if candidates:
                 # Lock the alarms first, then the seals: the ingest's order, so the two cannot deadlock. A seal that
                 # spoke in the meantime is no longer silent once its row is read again, locked.
-                book = AlarmBook(
-                    session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session)
-                )
+                book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session))
                 alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
                 rows = session.execute(
                     select(Seal.device_id, Seal.case_no, Seal.last_seen_at)

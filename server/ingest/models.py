@@ -1,5 +1,4 @@
-"""The ingest's own tables: the quarantine of refused messages and each seal's hash-chain state.
-"""
+"""The ingest's own tables: the quarantine of refused messages and each seal's hash-chain state."""
 
 from __future__ import annotations
 

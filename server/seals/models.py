@@ -1,5 +1,4 @@
-"""The tables of cases, seals, which case each seal was bound to when, and the broker accounts.
-"""
+"""The tables of cases, seals, which case each seal was bound to when, and the broker accounts."""
 
 from __future__ import annotations
 
