@@ -66,19 +66,33 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
     server_log = tmp_path / "server.log"
     with server_log.open("w") as log:
         server = subprocess.Popen(
-            [str(SEAL_SERVER), "run", "--config", str(server_config)], stdout=log, stderr=subprocess.STDOUT,
+            [str(SEAL_SERVER), "run", "--config", str(server_config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env=server_env,
         )
     try:
         for device_id, case_no in CASES.items():
             config = agent_config(tmp_path / device_id, broker, device_id, case_no)
             keys[device_id] = run(SEAL_AGENT, "keygen", "--config", config, env=agent_env()).strip()
-            run(SEAL_SERVER, "seal", "add", device_id, "--case", case_no, "--public-key", keys[device_id],
-                "--config", server_config, env=server_env)
+            run(
+                SEAL_SERVER,
+                "seal",
+                "add",
+                device_id,
+                "--case",
+                case_no,
+                "--public-key",
+                keys[device_id],
+                "--config",
+                server_config,
+                env=server_env,
+            )
             sinks[device_id] = tmp_path / device_id / "speaker.raw"
             agents[device_id] = start_agent(
                 ["simulate", "--config", str(config), "--presence-s", "0.3"],
-                agent_env(sinks[device_id]), tmp_path / device_id / "agent.log",
+                agent_env(sinks[device_id]),
+                tmp_path / device_id / "agent.log",
             )
 
         engine = make_engine(database_url)

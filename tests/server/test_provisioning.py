@@ -166,8 +166,23 @@ pid_file = "{broker.pid_file}"
         assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
         seal_password = tmp_path / "seal-a.password"
         key = public_key_b64(generate_signing_key())
-        assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
-                     "--mqtt-password-file", str(seal_password), *base]) == 0
+        assert (
+            main(
+                [
+                    "seal",
+                    "add",
+                    "seal-a",
+                    "--case",
+                    "(2021)苏0214执1234号",
+                    "--public-key",
+                    key,
+                    "--mqtt-password-file",
+                    str(seal_password),
+                    *base,
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert "reloaded" in out and seal_password.read_text().strip() not in out
         assert seal_password.stat().st_mode & 0o077 == 0
@@ -213,8 +228,23 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
     assert main(["init-db", *base]) == 0
     assert main(["broker", "server-account", *base]) == 0
     assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
-    assert main(["seal", "add", "seal-a", "--case", "(2021)苏0214执1234号", "--public-key", key,
-                 "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
+    assert (
+        main(
+            [
+                "seal",
+                "add",
+                "seal-a",
+                "--case",
+                "(2021)苏0214执1234号",
+                "--public-key",
+                key,
+                "--mqtt-password-file",
+                str(tmp_path / "a.pw"),
+                *base,
+            ]
+        )
+        == 0
+    )
     assert main(["seal", "rotate-password", "seal-a", "--mqtt-password-file", str(tmp_path / "a.pw"), *base]) == 0
     assert main(["seal", "rotate-password", "seal-nobody", *base]) == 1
     engine = make_engine(database_url)
@@ -246,9 +276,7 @@ def test_a_seal_registered_through_the_api_gets_an_account_the_broker_accepts(
     from tests.server.auth_helpers import add_user, bearer, make_settings
 
     broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
-    files = BrokerFilesSettings(
-        password_file=broker.password_file, acl_file=broker.acl_file, pid_file=broker.pid_file
-    )
+    files = BrokerFilesSettings(password_file=broker.password_file, acl_file=broker.acl_file, pid_file=broker.pid_file)
     settings = make_settings(database_url, tmp_path).model_copy(update={"broker": files})
     add_user(session_factory, "clerk", Role.CLERK)
     clerk = bearer(session_factory, "clerk")
