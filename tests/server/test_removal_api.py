@@ -273,3 +273,19 @@ def test_an_ack_that_came_too_late_for_the_command_still_counts(world: RemovalWo
         world.answer(device_id, row.id)
     assert world.commands(world.read(request_id))["seal-a1"].state == CommandState.ACKNOWLEDGED
     assert world.read(request_id)["state"] == "disarmed"
+
+
+def test_the_inbox_is_each_user_s_own(world: RemovalWorld) -> None:
+    request_id = world.filed()
+    [message] = world.client.get("/api/me/inbox", headers=world.as_("creditor")).json()
+    assert (message["kind"], message["case_no"], message["ref"]) == (
+        "removal.filed",
+        CASE_A,
+        f"removal-request:{request_id}",
+    )
+    assert message["text_zh"].startswith(f"案件{CASE_A}的被执行人提交了解除查封申请") and message["read_at"] is None
+    assert world.client.post(f"/api/me/inbox/{message['id']}/read", headers=world.as_("judge")).status_code == 404
+    read = world.client.post(f"/api/me/inbox/{message['id']}/read", headers=world.as_("creditor"))
+    assert read.status_code == 200 and read.json()["read_at"] is not None
+    assert world.client.get("/api/me/inbox?unread=true", headers=world.as_("creditor")).json() == []
+    assert len(world.client.get("/api/me/inbox?unread=true", headers=world.as_("judge")).json()) == 1
