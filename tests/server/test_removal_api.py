@@ -15,12 +15,17 @@ from sqlalchemy import select
 
 from server.app import create_app
 from server.audit.models import AuditEntry
+from server.commands.service import expire_due
 from server.commands.state import CommandState
 from server.config import CommandSettings, RemovalSettings
+from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
+from server.ingest.ingestor import Ingestor
+from server.removal.settler import settle_waiting
 from server.seals.models import Seal
 from tests.server.auth_helpers import make_settings
-from tests.server.helpers import CASE_A, CASE_B
+from tests.server.helpers import CASE_A, CASE_B, message
 from tests.server.removal_world import RemovalWorld, c, make_world
 
 TTL_S = 1
@@ -264,9 +269,6 @@ def test_an_ack_that_came_too_late_for_the_command_still_counts(world: RemovalWo
     commands = world.commands(world.approved(request_id))
     time.sleep(TTL_S + 0.2)
     with world.session_factory() as session:
-        from server.commands.service import expire_due
-        from server.core.base import utc_now
-
         expire_due(session, now=utc_now())
         session.commit()
     for device_id, row in commands.items():
@@ -289,3 +291,27 @@ def test_the_inbox_is_each_user_s_own(world: RemovalWorld) -> None:
     assert read.status_code == 200 and read.json()["read_at"] is not None
     assert world.client.get("/api/me/inbox?unread=true", headers=world.as_("creditor")).json() == []
     assert len(world.client.get("/api/me/inbox?unread=true", headers=world.as_("judge")).json()) == 1
+
+
+def test_the_ingest_wakes_the_settler_once_an_answer_is_committed(
+    world: RemovalWorld, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """The ingest knows nothing of removal requests: it calls back after committing a seal's answer, and the
+    settler (in its own transactions) finds the request whose last seal has just acknowledged."""
+    settled: list[list[int]] = []
+    world.ingestor = Ingestor(
+        session_factory,
+        metrics=IngestMetrics(),
+        snapshot_dir=tmp_path / "snapshots",
+        on_answer=lambda: settled.append(settle_waiting(session_factory, now=utc_now())),
+    )
+    request_id = world.filed()
+    commands = world.commands(world.approved(request_id))
+    world.answer("seal-a1", commands["seal-a1"].id)
+    seal = world.seals["seal-a2"]
+    world.ingestor.ingest([message(seal.event_topic, seal.event())])  # a heartbeat answers nothing
+    assert settled == [[]]
+    world.answer("seal-a2", commands["seal-a2"].id)
+    assert settled == [[], [request_id]]
+    listed = world.client.get(f"/api/cases/{c(CASE_A)}/removal-requests", headers=world.as_("judge")).json()
+    assert listed[0]["state"] == "disarmed"  # the list does not settle: the settler did
