@@ -20,7 +20,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.core.db import make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
-from server.errors import AlreadyExists, CommandsUnavailable, Conflict, NotFound
+from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError
@@ -28,7 +28,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
 from server.notify.worker import NotificationWorker, webhook_worker
-from server.removal.errors import IllegalTransition, ProofRefused, ProofStorageFailed
+from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
+    async def unprocessable(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
     async def bad_request(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
 
@@ -129,9 +132,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         state = exc.state if isinstance(exc, IllegalTransition) else None
         return JSONResponse({"detail": str(exc), "state": state}, status_code=status.HTTP_409_CONFLICT)
 
-    async def unprocessable(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
     async def too_many_attempts(_request: Request, exc: Exception) -> JSONResponse:
         retry_after = exc.retry_after_s if isinstance(exc, TooManyAttempts) else 60
         headers = {"Retry-After": str(retry_after)}
@@ -144,7 +144,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(IllegalTransition, illegal_transition)  # a Conflict that names the current state
-    app.add_exception_handler(ProofRefused, unprocessable)
+    app.add_exception_handler(Invalid, unprocessable)
     app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)

@@ -127,7 +127,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "run":
             return _run(settings)
-        case "case" | "seal" | "broker":
+        case "court" | "case" | "seal" | "broker":
             return run_seal_command(args, settings, _out)
         case "user":
             return _in_session(settings, lambda session: run_user_command(args, session, _out))

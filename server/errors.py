@@ -26,6 +26,10 @@ def found(row: T | None, message: str) -> T:
     return row
 
 
+class Invalid(ServerError, ValueError):
+    """A value that breaks a rule of the domain (a malformed case number, a court not named): 422 on the API."""
+
+
 class AlreadyExists(ServerError, ValueError):
     """A record that would duplicate an existing one."""
 

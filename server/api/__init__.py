@@ -19,6 +19,7 @@ from server.api import (
     auth,
     cases,
     commands,
+    courts,
     events,
     health,
     inbox,
@@ -46,6 +47,7 @@ api_router.include_router(access_codes.router)
 api_router.include_router(cases.router)
 api_router.include_router(removal_decisions.router)
 api_router.include_router(inbox.router)
+api_router.include_router(courts.router)
 api_router.include_router(seals.router)
 api_router.include_router(commands.router)
 api_router.include_router(alarms.router)

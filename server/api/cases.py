@@ -10,12 +10,19 @@ from sqlalchemy import select
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
-from server.api.schemas import AssignmentCreate, AssignmentPublic, CaseCreate, CasePublic, CaseUpdate
+from server.api.schemas import (
+    AssignmentCreate,
+    AssignmentPublic,
+    CaseCreate,
+    CasePublic,
+    CaseStatusChange,
+    CaseUpdate,
+)
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
 from server.auth.users import assign_user, case_members, get_user, unassign_user
-from server.seals.models import Case
-from server.seals.registry import add_case, update_case
+from server.seals.cases import add_case, set_case_status, update_case
+from server.seals.models import Case, CaseStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"], route_class=ValidatedRoute)
 
@@ -60,11 +67,24 @@ def remove_assignment(
     session.commit()
 
 
+@router.put("/{case_no:path}/status", responses=NOT_FOUND | {409: {"description": "Not from the current status"}})
+def change_status(
+    body: CaseStatusChange,
+    case: Annotated[Case, Depends(case_with(Permission.CASE_WRITE))],
+    clerk: CurrentUser,
+    session: SessionDep,
+) -> CasePublic:
+    """Close the case (clerk only); a removal moves it to lifting and lifted on its own."""
+    set_case_status(session, actor=clerk, case_no=case.case_no, status=CaseStatus(body.status), note=body.note)
+    session.commit()
+    return CasePublic.of(case)
+
+
 @router.get("")
 def read_cases(user: Annotated[User, Depends(requires(Permission.CASE_READ))], session: SessionDep) -> list[CasePublic]:
     """The cases you may see, by case number."""
     query = select(Case).where(case_filter(session, user, Case.case_no)).order_by(Case.case_no)
-    return [CasePublic.model_validate(case) for case in session.scalars(query)]
+    return [CasePublic.of(case) for case in session.scalars(query)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Case number taken"}})
@@ -74,13 +94,13 @@ def create_case(
     """Register an enforcement case (clerk only)."""
     case = add_case(session, actor=clerk, **body.model_dump())
     session.commit()
-    return CasePublic.model_validate(case)
+    return CasePublic.of(case)
 
 
 @router.get("/{case_no:path}", responses=NOT_FOUND)
 def read_case(case: Annotated[Case, Depends(case_with(Permission.CASE_READ))]) -> CasePublic:
     """One case."""
-    return CasePublic.model_validate(case)
+    return CasePublic.of(case)
 
 
 @router.patch("/{case_no:path}", responses=NOT_FOUND)
@@ -90,11 +110,12 @@ def edit_case(
     clerk: CurrentUser,
     session: SessionDep,
 ) -> CasePublic:
-    """Change a case's court, judge, address or parties (clerk only)."""
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    """Change a case's judge, address, what is sealed, its expiry or its parties (clerk only)."""
+    changes = body.model_dump(exclude_unset=True)
+    changes = {name: value for name, value in changes.items() if value is not None or name == "seizure_expires_on"}
     update_case(session, actor=clerk, case_no=case.case_no, changes=changes)
     session.commit()
-    return CasePublic.model_validate(case)
+    return CasePublic.of(case)
 
 
 def _assignment(case_no: str, user: User) -> AssignmentPublic:

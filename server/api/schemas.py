@@ -7,7 +7,7 @@ hostile value is a 422 naming the field, never a database error.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -15,6 +15,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from seal_protocol.topics import DEVICE_ID_PATTERN
 from server.auth.access import Role
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from server.seals.case_numbers import EXPECTED_FORM, parse_case_no
+from server.seals.models import Case
 
 #: No control characters (C0, DEL): identifiers, names, URLs, one-line fields.
 ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
@@ -33,7 +35,22 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range") from None
 
 
+def _canonical_case_no(value: str) -> str:
+    return parse_case_no(value).text
+
+
+def _court_code(value: str) -> str:
+    parse_case_no(f"(2000){value}执1号")
+    return value
+
+
 CaseNo = Annotated[str, StringConstraints(min_length=1, max_length=CASE_NO_MAX, pattern=ONE_LINE)]
+#: A new case's number: checked against the form of enforcement case numbers and written in its canonical form.
+EnforcementCaseNo = Annotated[CaseNo, AfterValidator(_canonical_case_no)]
+CourtCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=16, pattern=ONE_LINE), AfterValidator(_court_code)
+]
+Phone = Annotated[str, StringConstraints(max_length=32, pattern=ONE_LINE)]
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=USERNAME_MAX, pattern=ONE_LINE)]
 PublicKeyText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ONE_LINE)]
@@ -85,6 +102,13 @@ class SealPublic(BaseModel):
     last_seen_at: datetime | None
     last_event_at: datetime | None
     online: bool = Field(description="Reported online and heard from within offline_after_s.")
+    armed: bool | None = Field(
+        description="Armed, as the seal's latest signed event that tells says (not what the court sent); null if none "
+        "has told yet."
+    )
+    armed_at: datetime | None = Field(description="The time stamp of that event.")
+    installed_at: datetime | None = Field(description="When the seal was bound to its current case (installed).")
+    installed_by: str | None = Field(description="Who bound it; null when done on the command line or unbound.")
 
 
 class SealEnrolledPublic(SealPublic):
@@ -147,34 +171,100 @@ class SealEnrolmentPublic(BaseModel):
 class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    case_no: CaseNo = Field(description="案号, e.g. (2021)苏0214执1234号.")
-    court: Name = Field("", description="The court, e.g. 无锡市滨湖区人民法院.")
+    case_no: EnforcementCaseNo = Field(description=f"案号: {EXPECTED_FORM}")
+    court: Name = Field(
+        "",
+        description="The name of the court the case number names, e.g. 无锡市滨湖区人民法院: registers that court "
+        "the first time; must match its name afterwards; may be left out once the court is known.",
+    )
     judge: Name = Field("", description="The enforcement judge's name as printed on the notice.")
+    judge_phone: Phone = Field("", description="The judge's telephone number as printed on the notice.")
     address: Place = Field("", description="Where the sealed property is.")
+    sealed_property: Place = Field("", description="What is sealed (查封财产), as printed on the notice.")
     applicant: Place = Field("", description="申请执行人, the creditor.")
     debtor: Place = Field("", description="被执行人, the debtor.")
+    seizure_expires_on: date | None = Field(None, description="查封期限: the last day of the seizure.")
 
 
 class CaseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    court: Name | None = None
     judge: Name | None = None
+    judge_phone: Phone | None = None
     address: Place | None = None
+    sealed_property: Place | None = None
     applicant: Place | None = None
     debtor: Place | None = None
+    seizure_expires_on: date | None = None
 
 
 class CasePublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     case_no: str
-    court: str
+    court_code: str | None = Field(
+        description="The court's code in the case number (法院代字); null for a legacy number."
+    )
+    court: str = Field(description="The court's name.")
     judge: str
+    judge_phone: str
     address: str
+    sealed_property: str = Field(description="What is sealed (查封财产).")
     applicant: str
     debtor: str
+    seizure_expires_on: date | None
+    status: str = Field(description="open (no seal yet), sealed, lifting (removal approved), lifted or closed.")
+    status_changed_at: datetime | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, case: Case) -> CasePublic:
+        return cls(
+            case_no=case.case_no,
+            court_code=case.court_code,
+            court=case.court_name,
+            judge=case.judge,
+            judge_phone=case.judge_phone,
+            address=case.address,
+            sealed_property=case.sealed_property,
+            applicant=case.applicant,
+            debtor=case.debtor,
+            seizure_expires_on=case.seizure_expires_on,
+            status=case.status,
+            status_changed_at=case.status_changed_at,
+            created_at=case.created_at,
+        )
+
+
+class CaseStatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["closed"] = Field(description="The status to move to (the clerk may close a case).")
+    note: FreeText = Field("", description="Why.")
+
+
+class CourtCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: CourtCode = Field(description="法院代字, as case numbers carry it, e.g. 苏0214.")
+    name: Name = Field(min_length=1, description="e.g. 无锡市滨湖区人民法院.")
+    phone: Phone = Field("", description="The court's telephone number printed on notices.")
+    address: Place = ""
+
+
+class CourtUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ONE_LINE)] | None = None
+    phone: Phone | None = None
+    address: Place | None = None
+
+
+class CourtPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    phone: str
+    address: str
 
 
 class AssignmentCreate(BaseModel):

@@ -33,10 +33,11 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.errors import ServerError
 from server.seals.enrolment import enrol_seal, new_seal_password
-from server.seals.models import Seal
+from server.seals.models import Seal, SealBinding
 from server.seals.provisioning import apply_broker_files
 from server.seals.registry import (
     bind_seal,
+    current_bindings,
     is_online,
     last_known_armed,
     seal_bindings,
@@ -50,7 +51,23 @@ router = APIRouter(prefix="/seals", tags=["seals"], route_class=ValidatedRoute)
 NOT_FOUND: Responses = {404: {"description": "No such seal or case, or not one of yours"}}
 
 
-def seal_public(seal: Seal, *, offline_after_s: int, now: datetime | None = None) -> SealPublic:
+def seal_public(session: Session, seal: Seal, *, offline_after_s: int, now: datetime | None = None) -> SealPublic:
+    return seal_publics(session, [seal], offline_after_s=offline_after_s, now=now)[0]
+
+
+def seal_publics(
+    session: Session, seals: list[Seal], *, offline_after_s: int, now: datetime | None = None
+) -> list[SealPublic]:
+    """The seals as the API shows them: with their armed state and who installed them (their current binding)."""
+    bindings = current_bindings(session, device_ids=[seal.device_id for seal in seals])
+    names = usernames_by_id(session, {binding.bound_by for binding in bindings.values()})
+    now = now or datetime.now(UTC)
+    return [_seal_public(seal, bindings.get(seal.device_id), names, offline_after_s, now) for seal in seals]
+
+
+def _seal_public(
+    seal: Seal, binding: SealBinding | None, names: dict[int | None, str], offline_after_s: int, now: datetime
+) -> SealPublic:
     return SealPublic(
         device_id=seal.device_id,
         case_no=seal.case_no,
@@ -60,7 +77,11 @@ def seal_public(seal: Seal, *, offline_after_s: int, now: datetime | None = None
         status_changed_at=seal.status_changed_at,
         last_seen_at=seal.last_seen_at,
         last_event_at=seal.last_event_at,
-        online=is_online(seal, now=now or datetime.now(UTC), offline_after_s=offline_after_s),
+        online=is_online(seal, now=now, offline_after_s=offline_after_s),
+        armed=seal.armed,
+        armed_at=seal.armed_at,
+        installed_at=binding.bound_at if binding else None,
+        installed_by=names.get(binding.bound_by) if binding and binding.bound_by is not None else None,
     )
 
 
@@ -78,11 +99,8 @@ def list_seals(
     query = select(Seal).where(access.seal_filter(session, user))
     if case_no is not None:
         query = query.where(Seal.case_no == case_no)
-    now = datetime.now(UTC)
-    return [
-        seal_public(seal, offline_after_s=context.settings.offline_after_s, now=now)
-        for seal in session.scalars(query.order_by(Seal.device_id))
-    ]
+    seals = list(session.scalars(query.order_by(Seal.device_id)))
+    return seal_publics(session, seals, offline_after_s=context.settings.offline_after_s)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Device id taken"}})
@@ -102,7 +120,7 @@ def register(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
     _sync_broker(session, context)
-    public = seal_public(seal, offline_after_s=context.settings.offline_after_s)
+    public = seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
     return SealEnrolledPublic(
         **public.model_dump(), mqtt_password=credentials.password if credentials is not None else None
     )
@@ -133,9 +151,11 @@ def _sync_broker(session: Session, context: ServerContext) -> None:
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)
-def read_seal(seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], context: ContextDep) -> SealPublic:
+def read_seal(
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], session: SessionDep, context: ContextDep
+) -> SealPublic:
     """One seal."""
-    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+    return seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
 
 
 @router.get("/{device_id}/bindings", responses=NOT_FOUND)
@@ -201,7 +221,7 @@ def bind(
     seal = access.seal_for(session, user, device_id, Permission.SEAL_BIND)
     bind_seal(session, actor=user, device_id=seal.device_id, case_no=body.case_no, location=body.location)
     session.commit()
-    return seal_public(seal, offline_after_s=context.settings.offline_after_s)
+    return seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
 
 
 @router.delete(

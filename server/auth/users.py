@@ -18,7 +18,7 @@ from server.audit.service import Actor, record_audit
 from server.auth.access import ASSIGNABLE_ROLES, Role
 from server.auth.models import CaseAssignment, User
 from server.errors import AlreadyExists, Conflict, NotFound
-from server.seals.registry import get_case
+from server.seals.cases import get_case
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 

@@ -21,9 +21,14 @@ def last_known_armed(session: Session, *, device_id: str) -> bool | None:
         .order_by(Event.seq.desc())
         .limit(1)
     ).first()
-    if row is None:
+    return None if row is None else armed_state(row.type, row.payload)
+
+
+def armed_state(event_type: str, payload: dict[str, object]) -> bool | None:
+    """Whether an event of ``event_type`` with ``payload`` says the seal is armed; ``None`` if it does not tell."""
+    if event_type in (EventType.ARMED, EventType.DISARMED):
+        return bool(event_type == EventType.ARMED)
+    if event_type not in _ARMED_STATE_EVENTS:
         return None
-    if row.type in (EventType.ARMED, EventType.DISARMED):
-        return bool(row.type == EventType.ARMED)
-    armed = row.payload.get("armed")
+    armed = payload.get("armed")
     return armed if isinstance(armed, bool) else None

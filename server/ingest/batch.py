@@ -45,6 +45,7 @@ from server.alarms.book import AlarmBook
 from server.commands.service import apply_answer
 from server.evidence.log import append_events
 from server.evidence.models import Event, Snapshot
+from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
@@ -313,6 +314,9 @@ class IngestBatch:
         answer = apply_answer(self.session, envelope, at=message.received_at)
         seal.last_seen_at = message.received_at
         seal.last_event_at = message.received_at
+        armed = armed_state(row.type, envelope.payload)
+        if armed is not None and (seal.armed_seq is None or envelope.seq > seal.armed_seq):
+            seal.armed, seal.armed_at, seal.armed_seq = armed, envelope.occurred_at, envelope.seq
         detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from server.migrations.metadata import metadata
 
@@ -23,9 +25,32 @@ def _config(connection: object | None = None) -> Config:
     return config
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction to migrate on. SQLite alters a table by copying it and dropping the original,
+    which its foreign-key enforcement refuses while other tables' rows refer to it; so on SQLite enforcement is off
+    while migrating (it can only be switched outside a transaction) and every reference is checked before the
+    commit: a migration that would leave a dangling one is rolled back."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        raw = connection.connection.dbapi_connection  # outside SQLAlchemy's transaction, which would begin one
+        if sqlite and raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if dangling:
+                        raise RuntimeError(f"the migration would leave dangling references: {dangling[:5]}")
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema to ``revision`` (default: the newest)."""
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         command.upgrade(_config(connection), revision)
     logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
 
@@ -55,5 +80,5 @@ def autogenerate(engine: Engine, message: str) -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema back to ``revision`` (``"base"``: no tables at all)."""
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         command.downgrade(_config(connection), revision)

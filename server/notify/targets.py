@@ -15,7 +15,7 @@ from server.errors import AlreadyExists, ConfigError, found
 from server.notify.models import Notification, NotificationTarget
 from server.notify.outbox import DeliveryState, Role
 from server.notify.webhook import SECRET_MIN_LENGTH, read_secret, signing_key
-from server.seals.registry import get_case
+from server.seals.cases import get_case
 
 NO_SECRET = (
     "a webhook target needs a secret to sign with: give it its own, or set notify.webhook_secret_file for the "

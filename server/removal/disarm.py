@@ -30,7 +30,8 @@ from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, get_request
-from server.seals.models import Seal
+from server.seals.cases import set_case_status
+from server.seals.models import CaseStatus, Seal
 from server.seals.registry import unbind_seal
 
 
@@ -67,7 +68,7 @@ def approve_request(
     now: datetime,
 ) -> list[CourtCommand]:
     """The judge approves, with reasons: the request becomes ``approved`` and at once ``disarm_pending``, with a
-    signed ``disarm`` issued to every seal bound to the case."""
+    signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``."""
     if not reasons.strip():
         raise ValueError("an approval needs reasons")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
@@ -80,6 +81,8 @@ def approve_request(
     note = f"disarm sent to {len(seals)} seal(s)"
     sent = {"commands": {row.device_id: row.id for row in commands}}
     advance(session, request, RemovalAction.ISSUE_DISARM, actor=actor, now=now, note=note, details=sent)
+    status_note = f"removal request {request.id} approved"
+    set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTING, note=status_note)
     tell(session, request, "approved", now=now, extra=reasons)
     return commands
 
@@ -195,8 +198,8 @@ def waiting_request_ids(session: Session) -> list[int]:
 
 def confirm_lifted(session: Session, *, actor: Actor, request: RemovalRequest, note: str, now: datetime) -> list[str]:
     """An officer on site confirms the seals are physically removed: every seal of the case is unbound (events it
-    stamps after that, beyond the clock-skew allowance, no longer enter the case) and the request is ``lifted``.
-    Return the unbound seals' ids."""
+    stamps after that, beyond the clock-skew allowance, no longer enter the case), the request and the case are
+    ``lifted``. Return the unbound seals' ids."""
     transition(request.state, RemovalAction.LIFT)  # disarmed first: 409 otherwise
     seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
     for seal in seals:
@@ -204,5 +207,7 @@ def confirm_lifted(session: Session, *, actor: Actor, request: RemovalRequest, n
     unbound = [seal.device_id for seal in seals]
     advance(session, request, RemovalAction.LIFT, actor=actor, now=now, note=note, details={"unbound": unbound})
     request.lifted_by, request.lifted_at = actor.id, now
+    status_note = f"removal request {request.id}: the seals were removed on site"
+    set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTED, note=status_note)
     tell(session, request, "lifted", now=now)
     return unbound

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.errors import Conflict, ServerError
+from server.errors import Conflict, Invalid, ServerError
 
 
 class RemovalError(ServerError):
@@ -18,7 +18,7 @@ class IllegalTransition(RemovalError, Conflict):
         self.action = action
 
 
-class ProofRefused(RemovalError, ValueError):
+class ProofRefused(RemovalError, Invalid):
     """A proof file that is not what it claims, not a PDF/JPEG/PNG, too large, or one too many (422)."""
 
 

@@ -25,8 +25,8 @@ from server.removal.models import RemovalProof, RemovalRequest, RemovalView
 from server.removal.proofs import CheckedProof, ProofStore
 from server.removal.state import OPEN_STATES, RemovalAction, RemovalState, transition
 from server.removal.steps import FILE, advance, record_step
-from server.seals.models import Seal
-from server.seals.registry import get_case
+from server.seals.cases import get_case
+from server.seals.models import CaseStatus, Seal
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ def file_request(
     now: datetime,
 ) -> RemovalRequest:
     """File a request for ``case_no`` with its (checked) proof files; :class:`Conflict` if the case already has an
-    open one or no seal to lift, :class:`ProofRefused` for more files than allowed."""
+    open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than allowed."""
     case = get_case(session, case_no=case_no)
     if len(proofs) > settings.proof_max_files:
         raise ProofRefused(f"{len(proofs)} proof files: a request takes at most {settings.proof_max_files}")
     existing = open_request(session, case_no=case.case_no)
     if existing is not None:
         raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
+    if case.status != CaseStatus.SEALED:
+        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
     if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
         raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
     request = RemovalRequest(

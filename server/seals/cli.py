@@ -1,6 +1,9 @@
-"""``seal-server case …``, ``seal …`` and ``broker …``: cases, seals, their MQTT accounts and Mosquitto's files.
+"""``seal-server court …``, ``case …``, ``seal …`` and ``broker …``: courts, cases, seals, their MQTT accounts and
+Mosquitto's files.
 
-    seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
+    seal-server court add CODE NAME --config FILE [--phone ..] [--address ..]
+    seal-server case add CASE_NO --config FILE [--court NAME] [--judge ..] [--judge-phone ..] [--address ..]
+                                               [--property ..] [--expires YYYY-MM-DD]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
     seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]
     seal-server broker server-account --config FILE
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -21,9 +25,9 @@ from sqlalchemy.orm import Session
 from server.config import Settings
 from server.core.db import in_session
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
+from server.seals.cases import add_case, add_court
 from server.seals.enrolment import enrol_seal, new_seal_password
 from server.seals.provisioning import NewCredentials, apply_broker_files, server_account
-from server.seals.registry import add_case
 
 Out = Callable[[str], None]
 
@@ -34,9 +38,25 @@ def add_seal_commands(
     case = commands.add_parser("case", help="enforcement cases").add_subparsers(dest="action", required=True)
     case_add = case.add_parser("add", parents=[common], help="register a case")
     case_add.add_argument("case_no", metavar="CASE_NO", help="案号, e.g. '(2021)苏0214执1234号'")
-    case_add.add_argument("--court", default="", help="the court, e.g. 无锡市滨湖区人民法院")
+    case_add.add_argument(
+        "--court",
+        default="",
+        help="the name of the court the number names, e.g. 无锡市滨湖区人民法院 (needed the first time)",
+    )
     case_add.add_argument("--judge", default="", help="the enforcement judge")
+    case_add.add_argument("--judge-phone", default="", help="the judge's telephone number, printed on the notice")
     case_add.add_argument("--address", default="", help="where the sealed property is")
+    case_add.add_argument("--property", default="", help="what is sealed (查封财产), printed on the notice")
+    case_add.add_argument(
+        "--expires", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD", help="the seizure's last day"
+    )
+
+    court = commands.add_parser("court", help="courts").add_subparsers(dest="action", required=True)
+    court_add = court.add_parser("add", parents=[common], help="register a court by its code and name")
+    court_add.add_argument("code", metavar="CODE", help="法院代字 as case numbers carry it, e.g. 苏0214")
+    court_add.add_argument("name", metavar="NAME", help="e.g. 无锡市滨湖区人民法院")
+    court_add.add_argument("--phone", default="", help="the court's telephone number, printed on notices")
+    court_add.add_argument("--address", default="", help="the court's address")
 
     seal = commands.add_parser("seal", help="seals").add_subparsers(dest="action", required=True)
     seal_add = seal.add_parser("add", parents=[common], help="register a seal and bind it to a case (or rebind it)")
@@ -68,6 +88,8 @@ def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out) -> 
     match args.command, args.action:
         case "case", "add":
             _case_add(args, settings, out)
+        case "court", "add":
+            _court_add(args, settings, out)
         case "seal", "add":
             _seal_add(args, settings, out)
         case "seal", "rotate-password":
@@ -85,9 +107,25 @@ def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out) -> 
 def _case_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
     def add(session: Session) -> None:
         case = add_case(
-            session, actor=None, case_no=args.case_no, court=args.court, judge=args.judge, address=args.address
+            session,
+            actor=None,
+            case_no=args.case_no,
+            court=args.court,
+            judge=args.judge,
+            judge_phone=args.judge_phone,
+            address=args.address,
+            sealed_property=args.property,
+            seizure_expires_on=args.expires,
         )
-        out(f"case {case.case_no} added")
+        out(f"case {case.case_no} added ({case.court_name})")
+
+    in_session(settings.database_url, add)
+
+
+def _court_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+    def add(session: Session) -> None:
+        court = add_court(session, actor=None, code=args.code, name=args.name, phone=args.phone, address=args.address)
+        out(f"court {court.code} added: {court.name}")
 
     in_session(settings.database_url, add)
 

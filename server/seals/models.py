@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
     String,
     Text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.core.base import Base, BigId, UTCDateTime, utc_now
+
+
+class Court(Base):
+    """A people's court, by the code its case numbers carry (法院代字, e.g. 苏0214)."""
+
+    __tablename__ = "courts"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True, comment="法院代字, e.g. 苏0214.")
+    name: Mapped[str] = mapped_column(String(128), comment="e.g. 无锡市滨湖区人民法院.")
+    phone: Mapped[str] = mapped_column(String(32), default="", comment="The number printed on notices.")
+    address: Mapped[str] = mapped_column(String(256), default="")
+
+
+class CaseStatus(StrEnum):
+    """Where a case's seizure stands; :data:`server.seals.cases.CASE_TRANSITIONS` says how it moves."""
+
+    OPEN = "open"  # registered, no seal bound yet
+    SEALED = "sealed"  # the seizure stands: a seal was bound
+    LIFTING = "lifting"  # a removal was approved; the seals are being disarmed and removed
+    LIFTED = "lifted"  # the seals are off the premises
+    CLOSED = "closed"
 
 
 class Case(Base):
@@ -24,12 +46,25 @@ class Case(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_no: Mapped[str] = mapped_column(String(64), unique=True, comment="案号, e.g. (2021)苏0214执1234号")
-    court: Mapped[str] = mapped_column(String(128), default="")
+    court_code: Mapped[str | None] = mapped_column(
+        ForeignKey("courts.code"), index=True, comment="The court the case number names; null for a legacy number."
+    )
     judge: Mapped[str] = mapped_column(String(128), default="")
+    judge_phone: Mapped[str] = mapped_column(String(32), default="", comment="The judge's number on the notice.")
     address: Mapped[str] = mapped_column(String(256), default="", comment="Where the sealed property is.")
+    sealed_property: Mapped[str] = mapped_column(String(256), default="", comment="What is sealed (查封财产).")
     applicant: Mapped[str] = mapped_column(String(256), default="", comment="申请执行人, the creditor.")
     debtor: Mapped[str] = mapped_column(String(256), default="", comment="被执行人, the debtor.")
+    seizure_expires_on: Mapped[date | None] = mapped_column(comment="查封期限: the last day of the seizure.")
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value, comment="A CaseStatus.")
+    status_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    court_row: Mapped[Court | None] = relationship(lazy="joined")
+
+    @property
+    def court_name(self) -> str:
+        return self.court_row.name if self.court_row is not None else ""
 
 
 class Seal(Base):
@@ -47,6 +82,9 @@ class Seal(Base):
     status_changed_at: Mapped[datetime | None] = mapped_column(comment="When the court received that status.")
     last_seen_at: Mapped[datetime | None] = mapped_column(comment="When the court last received a valid message.")
     last_event_at: Mapped[datetime | None] = mapped_column(comment="When the court last stored an event.")
+    armed: Mapped[bool | None] = mapped_column(comment="Armed, as the seal's latest signed event that tells says.")
+    armed_at: Mapped[datetime | None] = mapped_column(comment="The ts of that event.")
+    armed_seq: Mapped[int | None] = mapped_column(BigInteger, comment="The seq of that event.")
 
 
 class SealBinding(Base):

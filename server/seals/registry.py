@@ -1,6 +1,6 @@
-"""Cases and seals: registering them and binding a seal to a case. Keyword-only functions on a session.
+"""Seals: registering them and binding a seal to a case (courts and cases: :mod:`server.seals.cases`).
 
-One function per business action (add or change a case, register a seal, bind, unbind), each writing its own audit
+Keyword-only functions on a session, one per business action (register a seal, bind, unbind), each writing its own audit
 entry with its ``actor`` (a user, or ``None`` for the command line); the API and the CLI both call them. Every
 binding and unbinding is kept in ``seal_bindings`` (who, when), so that an event that arrives late can be attributed
 to the case its seal was bound to when it happened. The caller owns the transaction (commit or roll back); these
@@ -21,55 +21,11 @@ from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.evidence.queries import last_known_armed
-from server.seals.models import Case, Seal, SealBinding
+from server.seals.cases import get_case, set_case_status
+from server.seals.models import CaseStatus, Seal, SealBinding
 
-CASE_NO_MAX = 64
-#: Case fields a clerk may change after creation.
-CASE_FIELDS = ("court", "judge", "address", "applicant", "debtor")
-
-
-def get_case(session: Session, *, case_no: str) -> Case:
-    case = session.scalar(select(Case).where(Case.case_no == case_no))
-    if case is None:
-        raise NotFound(f"unknown case {case_no!r}")
-    return case
-
-
-def add_case(
-    session: Session,
-    *,
-    actor: Actor | None,
-    case_no: str,
-    court: str = "",
-    judge: str = "",
-    address: str = "",
-    applicant: str = "",
-    debtor: str = "",
-) -> Case:
-    """Register an enforcement case; raise :class:`AlreadyExists` if its number is taken."""
-    case_no = case_no.strip()
-    if not 1 <= len(case_no) <= CASE_NO_MAX:
-        raise ValueError(f"a case number has 1 to {CASE_NO_MAX} characters, got {len(case_no)}")
-    if session.scalar(select(Case.id).where(Case.case_no == case_no)) is not None:
-        raise AlreadyExists(f"case {case_no!r} already exists")
-    case = Case(case_no=case_no, court=court, judge=judge, address=address, applicant=applicant, debtor=debtor)
-    session.add(case)
-    session.flush()
-    details = {name: getattr(case, name) for name in CASE_FIELDS}
-    record_audit(session, actor=actor, action="case.create", target=case.case_no, details=details)
-    return case
-
-
-def update_case(session: Session, *, actor: Actor | None, case_no: str, changes: dict[str, str]) -> Case:
-    """Change the descriptive fields of a case (the case number itself never changes)."""
-    case = get_case(session, case_no=case_no)
-    for name, value in changes.items():
-        if name not in CASE_FIELDS:
-            raise ValueError(f"case field {name!r} cannot be changed")
-        setattr(case, name, value)
-    session.flush()
-    record_audit(session, actor=actor, action="case.update", target=case.case_no, details=changes)
-    return case
+#: A case a seal may be bound to: a lifted or closed case takes no new seal.
+BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED, CaseStatus.LIFTING})
 
 
 def get_seal(session: Session, *, device_id: str) -> Seal:
@@ -96,7 +52,7 @@ def bind_seal(
 ) -> SealBinding:
     """Bind an unbound seal to a case; raise :class:`Conflict` if it is bound (unbind it first)."""
     seal = get_seal(session, device_id=device_id)
-    get_case(session, case_no=case_no)
+    case_no = get_case(session, case_no=case_no).case_no
     if seal.case_no is not None:
         raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
     return _bind(session, seal, case_no=case_no, actor=actor, location=location, now=utc_now())
@@ -117,6 +73,12 @@ def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:
     return list(session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())))
 
 
+def current_bindings(session: Session, *, device_ids: list[str]) -> dict[str, SealBinding]:
+    """The bindings that last (``unbound_at`` is null) of these seals, by device id."""
+    query = select(SealBinding).where(SealBinding.device_id.in_(device_ids), SealBinding.unbound_at.is_(None))
+    return {binding.device_id: binding for binding in session.scalars(query)}
+
+
 def register_seal(
     session: Session,
     *,
@@ -133,7 +95,7 @@ def register_seal(
     because a silently swapped key would let anyone holding the new one speak for the seal.
     """
     device_id, key = _checked_identity(device_id, public_key)
-    get_case(session, case_no=case_no)
+    case_no = get_case(session, case_no=case_no).case_no
     now = utc_now()
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     if seal is None:
@@ -185,6 +147,9 @@ def _bind(
     now: datetime,
     audit: bool = True,
 ) -> SealBinding:
+    case = get_case(session, case_no=case_no)
+    if CaseStatus(case.status) not in BINDABLE:
+        raise Conflict(f"case {case_no!r} is {case.status}: no seal can be bound to it")
     seal.case_no = case_no
     if location is not None:
         seal.location = location
@@ -195,6 +160,8 @@ def _bind(
     if audit:  # a registration that binds says so in its own entry
         details = {"case_no": case_no, "location": seal.location}
         record_audit(session, actor=actor, action="seal.bind", target=seal.device_id, details=details)
+    if case.status == CaseStatus.OPEN:
+        set_case_status(session, actor=actor, case_no=case_no, status=CaseStatus.SEALED, note="seal bound")
     return binding
 
 

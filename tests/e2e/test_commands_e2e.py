@@ -103,7 +103,7 @@ retry_interval_s = 0.2
     )
     env = dict(agent_env(), DATABASE_URL=database_url)
     run(SEAL_SERVER, "init-db", "--config", config, env=env)
-    run(SEAL_SERVER, "case", "add", CASE, "--config", config, env=env)
+    run(SEAL_SERVER, "case", "add", CASE, "--court", "无锡市新吴区人民法院", "--config", config, env=env)
     run(
         SEAL_SERVER,
         "user",

@@ -90,7 +90,7 @@ signing_key_file = "{tmp_path / "court" / "command.key"}"
     )
     env = dict(agent_env(), DATABASE_URL=database_url)
     run(SEAL_SERVER, "init-db", "--config", server_config, env=env)
-    run(SEAL_SERVER, "case", "add", CASE, "--config", server_config, env=env)
+    run(SEAL_SERVER, "case", "add", CASE, "--court", "无锡市新吴区人民法院", "--config", server_config, env=env)
     court_key = run(SEAL_SERVER, "court-key", "--config", server_config, env=env).strip()
     keys: dict[str, str] = {}
     state: dict[str, Path] = {}

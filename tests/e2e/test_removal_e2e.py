@@ -34,7 +34,8 @@ from server.core.db import make_engine, make_session_factory, session_scope
 from server.ingest.batch import BINDING_CLOCK_SKEW
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
-from server.seals.registry import add_case, register_seal
+from server.seals.cases import add_case
+from server.seals.registry import register_seal
 from tests.agent.helpers import RuntimeFactory, agent_env, pulse, verify_key, wait_until
 from tests.e2e.helpers import SEAL_SERVER, agent_config
 from tests.server.auth_helpers import PASSWORD, add_user

@@ -52,7 +52,7 @@ password_file = "{tmp_path / "server-mqtt-password"}"
     env = dict(agent_env(), DATABASE_URL=database_url)
     run(SEAL_SERVER, "init-db", "--config", config, env=env)
     for case_no in CASES.values():
-        run(SEAL_SERVER, "case", "add", case_no, "--config", config, env=env)
+        run(SEAL_SERVER, "case", "add", case_no, "--court", "无锡市新吴区人民法院", "--config", config, env=env)
     yield config, env
 
 

@@ -44,7 +44,8 @@ from server.evidence.models import Event, Snapshot
 from server.ingest.models import QuarantinedMessage
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
-from server.seals.registry import add_case, register_seal
+from server.seals.cases import add_case
+from server.seals.registry import register_seal
 
 REPO = Path(__file__).resolve().parents[2]
 SEAL_SERVER = Path(sys.executable).with_name("seal-server")

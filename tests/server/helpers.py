@@ -6,11 +6,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
 from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64, sign_envelope
 from server.core.db import SessionFactory, session_scope
 from server.ingest.results import Message
-from server.seals.registry import add_case, register_seal
+from server.seals.case_numbers import InvalidCaseNumber, parse_case_no
+from server.seals.cases import add_case
+from server.seals.models import Case
+from server.seals.registry import register_seal
 
 CASE_A = "(2021)苏0214执1234号"
 CASE_B = "(2022)苏0214执55号"
@@ -82,11 +87,29 @@ def message(topic: str, payload: bytes) -> Message:
     return Message(topic, payload, datetime.now(UTC))
 
 
+COURT_CODE = "苏0214"
+COURT_NAME = "无锡市滨湖区人民法院"
+
+
+def add_test_case(session: Session, case_no: str) -> Case:
+    """Add a case, its court named after its code (苏0214 by its real name); a number that is not an enforcement case
+    number is added as a legacy case (one stored before numbers were checked), as the migration keeps them."""
+    try:
+        code = parse_case_no(case_no).court_code
+    except InvalidCaseNumber:
+        case = Case(case_no=case_no)
+        session.add(case)
+        session.flush()
+        return case
+    court = COURT_NAME if code == COURT_CODE else f"{code}人民法院"
+    return add_case(session, actor=None, case_no=case_no, court=court, judge="王法官", judge_phone="0510-85000000")
+
+
 def register(session_factory: SessionFactory, *seals: SimulatedSeal) -> None:
     """Add each seal's case (once) and register the seal bound to it."""
     with session_scope(session_factory) as session:
         for case_no in dict.fromkeys(seal.case_no for seal in seals):
-            add_case(session, actor=None, case_no=case_no, court="无锡市滨湖区人民法院", judge="王法官")
+            add_test_case(session, case_no)
         for seal in seals:
             register_seal(
                 session,

@@ -124,7 +124,7 @@ def test_unknown_case_is_404(client: TestClient) -> None:
     assert "(2099)京01执9号" in response.json()["detail"]
 
 
-def test_case_number_with_a_slash(client: TestClient, session_factory: SessionFactory, tmp_path: Path) -> None:
+def test_legacy_case_number_with_a_slash(client: TestClient, session_factory: SessionFactory, tmp_path: Path) -> None:
     seal = SimulatedSeal("seal-s", "(2023)沪01/执7号")
     register(session_factory, seal)
     Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path).ingest(

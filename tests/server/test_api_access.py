@@ -21,7 +21,7 @@ from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
-from server.seals.registry import add_case
+from server.seals.cases import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message, register
 
@@ -40,7 +40,7 @@ def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -
         book = AlarmBook(session, fold_window=timedelta(0))
         for seal in seals:
             book.raise_alarm(AlarmKind.TAMPER, device_id=seal.device_id, case_no=seal.case_no, at=utc_now(), details={})
-        add_case(session, actor=None, case_no="(2021)苏0214执3号")
+        add_case(session, actor=None, case_no="(2021)苏0214执3号", court="无锡市滨湖区人民法院")
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (A,))
     with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as instance:

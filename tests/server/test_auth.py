@@ -22,7 +22,7 @@ from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_log
 from server.config import HttpSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
-from server.seals.registry import add_case
+from server.seals.cases import add_case
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
 
 CASE = "(2021)苏0214执1234号"
@@ -42,7 +42,7 @@ LIMITS = {
 def app_client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
     """A client of an app with a clerk and a judge; the cookie is Secure, so the client speaks https."""
     with session_scope(session_factory) as session:
-        add_case(session, actor=None, case_no=CASE)
+        add_case(session, actor=None, case_no=CASE, court="无锡市滨湖区人民法院")
     add_user(session_factory, "clerk", Role.CLERK)
     add_user(session_factory, "judge", Role.JUDGE, [CASE])
     settings = make_settings(database_url, tmp_path, cookie_secure=True, **LIMITS)
@@ -73,12 +73,12 @@ def login(client: TestClient, username: str = "judge", password: str = PASSWORD)
 
 
 def audit_actions(session_factory: SessionFactory) -> list[tuple[str, str, str]]:
-    """The audit log after the set-up's own entry (the case it adds)."""
+    """The audit log after the set-up's own entries (the court and case it adds)."""
     with session_factory() as session:
         rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id))
         entries = [(row.actor, row.action, row.target) for row in rows]
-    assert entries[:1] == [("-", "case.create", CASE)]
-    return entries[1:]
+    assert entries[:2] == [("-", "court.create", "苏0214"), ("-", "case.create", CASE)]
+    return entries[2:]
 
 
 def test_login_sets_a_strict_httponly_cookie_and_returns_a_token(app_client: TestClient) -> None:
@@ -290,7 +290,8 @@ def test_logins_and_changes_are_audited(app_client: TestClient, session_factory:
         ("clerk", "logout", "clerk"),
     ]
     page = app_client.get("/api/audit", headers=bearer(session_factory, "clerk")).json()
-    assert [e["action"] for e in page["entries"]] == ["logout", "case.create", "login", "case.create"]  # + set-up
+    set_up = ["case.create", "court.create"]
+    assert [e["action"] for e in page["entries"]] == ["logout", "case.create", "login", *set_up]
     judge_view = app_client.get("/api/audit", headers=bearer(session_factory, "judge"))
     assert judge_view.status_code == 403
 

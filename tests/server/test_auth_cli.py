@@ -25,7 +25,7 @@ def config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("DATABASE_URL", raising=False)
     path = write_config(tmp_path, database_url)
     assert main(["init-db", "--config", str(path)]) == 0
-    assert main(["case", "add", CASE, "--config", str(path)]) == 0
+    assert main(["case", "add", CASE, "--court", "无锡市新吴区人民法院", "--config", str(path)]) == 0
     return path
 
 

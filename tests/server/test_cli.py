@@ -66,7 +66,7 @@ def seals_and_cases(database_url: str) -> tuple[list[tuple[str, str | None, str,
     try:
         with make_session_factory(engine)() as session:
             seals = [(s.device_id, s.case_no, s.public_key, s.location) for s in session.scalars(select(Seal))]
-            cases = [(c.case_no, c.court) for c in session.scalars(select(Case))]
+            cases = [(c.case_no, c.court_name) for c in session.scalars(select(Case))]
             return seals, cases
     finally:
         engine.dispose()
@@ -83,10 +83,41 @@ def test_case_and_seal_registration(config: Path, database_url: str) -> None:
     assert seals == [("seal-01", CASE, key, "仓库")]
 
 
+def test_the_cli_adds_courts_and_cases_with_their_notice_fields(config: Path, database_url: str) -> None:
+    cfg = ["--config", str(config)]
+    assert main(["court", "add", "苏0214", "无锡市滨湖区人民法院", "--phone", "0510-85000000", *cfg]) == 0
+    assert main(["court", "add", "苏0214", "无锡市滨湖区人民法院", *cfg]) == 1  # already there
+    assert main(["case", "add", "(2021)苏0214民初1号", *cfg]) == 1  # not an enforcement case number
+    args = [
+        "case",
+        "add",
+        "（2021）苏0214执1234号",
+        "--judge",
+        "王法官",
+        "--property",
+        "101室",
+        "--expires",
+        "2027-12-31",
+    ]
+    assert main([*args, *cfg]) == 0
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            case = session.scalars(select(Case)).one()
+            assert (case.case_no, case.court_name, case.sealed_property, str(case.seizure_expires_on)) == (
+                "(2021)苏0214执1234号",
+                "无锡市滨湖区人民法院",
+                "101室",
+                "2027-12-31",
+            )
+    finally:
+        engine.dispose()
+
+
 def test_rebinding_keeps_the_key_unless_told(config: Path, database_url: str) -> None:
     key, other_key = public_key_b64(generate_signing_key()), public_key_b64(generate_signing_key())
     cfg = ["--config", str(config)]
-    assert main(["case", "add", CASE, *cfg]) == 0
+    assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", *cfg]) == 0
     assert main(["case", "add", "(2022)苏0214执9号", *cfg]) == 0
     assert main(["seal", "add", "seal-01", "--case", CASE, "--public-key", key, *cfg]) == 0
 
@@ -109,7 +140,7 @@ def test_rebinding_keeps_the_key_unless_told(config: Path, database_url: str) ->
     ],
 )
 def test_refusals_exit_1(config: Path, database_url: str, args: list[str]) -> None:
-    assert main(["case", "add", CASE, "--config", str(config)]) == 0
+    assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", "--config", str(config)]) == 0
     assert main([*args, "--config", str(config)]) == 1
     assert seals_and_cases(database_url)[0] == []
 
@@ -217,7 +248,7 @@ def test_notification_targets_on_the_command_line(
     config: Path, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = ["--config", str(config)]
-    assert main(["case", "add", CASE, *cfg]) == 0
+    assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", *cfg]) == 0
     secret = tmp_path / "creditor.secret"
     secret.write_text("creditor-secret-0123456789\n")
     add = ["notify", "add-target", "--case", CASE]

@@ -151,15 +151,24 @@ def test_openapi_names_the_bearer_token_on_every_protected_operation(client: Tes
 def test_a_post_with_only_a_bearer_token_needs_no_csrf_header(
     client: TestClient, session_factory: SessionFactory
 ) -> None:
-    response = client.post("/api/cases", json={"case_no": "(2026)docs-1"}, headers=bearer(session_factory, "clerk"))
+    response = client.post(
+        "/api/cases",
+        json={"case_no": "(2026)苏0214执1号", "court": "无锡市新吴区人民法院"},
+        headers=bearer(session_factory, "clerk"),
+    )
     assert response.status_code == 201, response.text
 
 
 def test_a_post_with_only_the_cookie_still_needs_the_csrf_header(client: TestClient) -> None:
     assert client.post("/api/auth/login", json={"username": "clerk", "password": PASSWORD}).status_code == 200
-    refused = client.post("/api/cases", json={"case_no": "(2026)docs-2"})
+    refused = client.post("/api/cases", json={"case_no": "(2026)苏0214执2号", "court": "无锡市新吴区人民法院"})
     assert refused.status_code == 403 and "X-Requested-With" in refused.json()["detail"]
-    assert client.post("/api/cases", json={"case_no": "(2026)docs-2"}, headers=CSRF).status_code == 201
+    assert (
+        client.post(
+            "/api/cases", json={"case_no": "(2026)苏0214执2号", "court": "无锡市新吴区人民法院"}, headers=CSRF
+        ).status_code
+        == 201
+    )
 
 
 def test_from_the_docs_page_the_token_decides_whatever_cookie_comes_along(client: TestClient) -> None:
@@ -170,7 +179,13 @@ def test_from_the_docs_page_the_token_decides_whatever_cookie_comes_along(client
     token = login.json()["access_token"]
     assert client.cookies.get("seal_session")
     headers = {"Authorization": f"Bearer {token}"}
-    with_token = client.post("/api/cases", json={"case_no": "(2026)docs-3"}, headers=headers)
+    with_token = client.post(
+        "/api/cases", json={"case_no": "(2026)苏0214执3号", "court": "无锡市新吴区人民法院"}, headers=headers
+    )
     assert with_token.status_code == 201, with_token.text
-    bad_token = client.post("/api/cases", json={"case_no": "(2026)docs-4"}, headers={"Authorization": "Bearer nope"})
+    bad_token = client.post(
+        "/api/cases",
+        json={"case_no": "(2026)苏0214执4号", "court": "无锡市新吴区人民法院"},
+        headers={"Authorization": "Bearer nope"},
+    )
     assert bad_token.status_code == 401

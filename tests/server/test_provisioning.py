@@ -163,7 +163,7 @@ pid_file = "{broker.pid_file}"
     assert "absent" in capsys.readouterr().out  # no broker yet: the files wait for it
     broker.start()
     try:
-        assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
+        assert main(["case", "add", "(2021)苏0214执1234号", "--court", "无锡市新吴区人民法院", *base]) == 0
         seal_password = tmp_path / "seal-a.password"
         key = public_key_b64(generate_signing_key())
         assert (
@@ -227,7 +227,7 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
     key = public_key_b64(generate_signing_key())
     assert main(["init-db", *base]) == 0
     assert main(["broker", "server-account", *base]) == 0
-    assert main(["case", "add", "(2021)苏0214执1234号", *base]) == 0
+    assert main(["case", "add", "(2021)苏0214执1234号", "--court", "无锡市新吴区人民法院", *base]) == 0
     assert (
         main(
             [
@@ -255,7 +255,9 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
         engine.dispose()
     assert trail == [
         ("-", "mqtt.server_account", SERVER_USERNAME),
+        ("-", "court.create", "苏0214"),
         ("-", "case.create", "(2021)苏0214执1234号"),
+        ("-", "case.status", "(2021)苏0214执1234号"),  # sealed by its first seal
         ("-", "seal.register", "seal-a"),
         ("-", "mqtt.create_account", "seal-a"),
         ("-", "mqtt.rotate_password", "seal-a"),

@@ -20,7 +20,7 @@ from server.cli import main
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
-from server.seals.registry import add_case
+from server.seals.cases import add_case
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, message
 from tests.server.test_cli import write_config
@@ -32,7 +32,7 @@ OTHER = "(2023)苏0214执78号"
 @pytest.fixture
 def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
     with session_scope(session_factory) as session:
-        add_case(session, actor=None, case_no=CASE)
+        add_case(session, actor=None, case_no=CASE, court="无锡市滨湖区人民法院")
         add_case(session, actor=None, case_no=OTHER)
     add_user(session_factory, "clerk", Role.CLERK)
     add_user(session_factory, "judge", Role.JUDGE, [CASE])

@@ -1,0 +1,69 @@
+"""Case numbers (案号) of enforcement cases, read and written in one canonical form.
+
+The Supreme People's Court's rules on case numbers (最高人民法院关于人民法院案件案号的若干规定) give every case number
+four parts: ``(收案年度)`` the year, ``法院代字`` the court's code (a province's one-character name followed by no,
+two or four digits — 苏, 苏02, 苏0214 — or 最高法), ``类型代字`` the kind of case, and ``案件编号`` its
+number, ending in ``号``: ``(2021)苏0214执1234号``. Enforcement cases are 执 and its variants (执恢 resumed,
+执保 preservation, 执异 objection, 执复 review, 执监 supervision, 执协 assistance, 执他 other).
+
+Both ASCII and full-width parentheses are written in practice; the canonical form uses ASCII ones, so that one case
+has one number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from server.errors import Invalid
+
+#: The kinds of enforcement case (类型代字) a seal can belong to.
+ENFORCEMENT_KINDS = ("执恢", "执保", "执异", "执复", "执监", "执协", "执他", "执")
+EXAMPLE = "(2021)苏0214执1234号"
+EXPECTED_FORM = (
+    f"案号应为“(年份)法院代字+执/执恢/执保等+序号+号”，例如 {EXAMPLE} / "
+    f"a case number is (year) court code, case kind (执, 执恢, 执保, …) and number, then 号, e.g. {EXAMPLE}"
+)
+
+_PATTERN = re.compile(
+    r"[(（](?P<year>(?:19|20)\d{2})[)）]"
+    r"(?P<court>最高法|[\u4e00-\u9fff](?:\d{2}){0,2})"
+    r"(?P<kind>" + "|".join(ENFORCEMENT_KINDS) + r")"
+    r"(?P<number>[1-9]\d{0,6})号"
+)
+
+
+class InvalidCaseNumber(Invalid):
+    """A text that is not an enforcement case number; the message shows the expected form."""
+
+
+@dataclass(frozen=True)
+class CaseNumber:
+    year: int
+    court_code: str
+    kind: str
+    number: int
+
+    @property
+    def text(self) -> str:
+        """The canonical form, e.g. ``(2021)苏0214执1234号``."""
+        return f"({self.year}){self.court_code}{self.kind}{self.number}号"
+
+
+def parse_case_no(text: str) -> CaseNumber:
+    """Read a case number; raise :class:`InvalidCaseNumber` (showing the expected form) if ``text`` is not one."""
+    match = _PATTERN.fullmatch(text.strip())
+    if match is None:
+        shown = text if len(text) <= 80 else text[:80] + "…"
+        raise InvalidCaseNumber(f"{shown!r} is not an enforcement case number. {EXPECTED_FORM}")
+    return CaseNumber(
+        year=int(match["year"]), court_code=match["court"], kind=match["kind"], number=int(match["number"])
+    )
+
+
+def canonical_case_no(text: str) -> str:
+    """The canonical form of a case number, or ``text`` unchanged (stripped) if it is not one (a legacy number)."""
+    try:
+        return parse_case_no(text).text
+    except InvalidCaseNumber:
+        return text.strip()

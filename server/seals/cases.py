@@ -1,0 +1,171 @@
+"""Courts and enforcement cases: registering them, changing them, and a case's status. Keyword-only functions on a
+session; each business action writes its own audit entry with its ``actor`` (a user, or ``None`` for the command
+line). The caller owns the transaction.
+
+A case's court is not free text: it is the court whose code the case number carries (苏0214 in
+``(2021)苏0214执1234号``), registered once with its name and telephone number.
+
+A case's status moves along one table (:data:`CASE_TRANSITIONS`): ``open`` until a seal is bound, ``sealed`` while
+the seizure stands, ``lifting`` once a removal was approved and the seals are being disarmed (back to ``sealed`` if
+that removal does not go through), ``lifted`` when the seals are off the premises, and ``closed`` when the clerk
+closes the case.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.audit.service import Actor, record_audit
+from server.core.base import utc_now
+from server.errors import AlreadyExists, Conflict, Invalid, NotFound
+from server.seals.case_numbers import canonical_case_no, parse_case_no
+from server.seals.models import Case, CaseStatus, Court
+
+#: Case fields a clerk may change after creation.
+CASE_FIELDS = ("judge", "judge_phone", "address", "sealed_property", "applicant", "debtor", "seizure_expires_on")
+#: Court fields that may be changed after registration (its code never changes).
+COURT_FIELDS = ("name", "phone", "address")
+
+_S = CaseStatus
+#: The status a case may move to from each status.
+CASE_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
+    _S.OPEN: frozenset({_S.SEALED, _S.CLOSED}),
+    _S.SEALED: frozenset({_S.LIFTING, _S.CLOSED}),
+    _S.LIFTING: frozenset({_S.SEALED, _S.LIFTED, _S.CLOSED}),
+    _S.LIFTED: frozenset({_S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
+
+
+def get_court(session: Session, *, code: str) -> Court:
+    court = session.get(Court, code)
+    if court is None:
+        raise NotFound(f"unknown court {code!r}")
+    return court
+
+
+def list_courts(session: Session) -> list[Court]:
+    return list(session.scalars(select(Court).order_by(Court.code)))
+
+
+def add_court(
+    session: Session, *, actor: Actor | None, code: str, name: str, phone: str = "", address: str = ""
+) -> Court:
+    """Register a court by its code (法院代字, e.g. 苏0214) and name; raise :class:`AlreadyExists` if known."""
+    code, name = code.strip(), name.strip()
+    parse_case_no(f"(2000){code}执1号")  # the code must be one a case number can carry
+    if not name:
+        raise Invalid("a court needs its name, e.g. 无锡市滨湖区人民法院")
+    if session.get(Court, code) is not None:
+        raise AlreadyExists(f"court {code!r} already exists")
+    court = Court(code=code, name=name, phone=phone, address=address)
+    session.add(court)
+    session.flush()
+    details = {"name": name, "phone": phone, "address": address}
+    record_audit(session, actor=actor, action="court.create", target=code, details=details)
+    return court
+
+
+def update_court(session: Session, *, actor: Actor | None, code: str, changes: dict[str, str]) -> Court:
+    court = get_court(session, code=code)
+    for name, value in changes.items():
+        if name not in COURT_FIELDS:
+            raise ValueError(f"court field {name!r} cannot be changed")
+        setattr(court, name, value)
+    session.flush()
+    record_audit(session, actor=actor, action="court.update", target=code, details=changes)
+    return court
+
+
+def get_case(session: Session, *, case_no: str) -> Case:
+    case = session.scalar(select(Case).where(Case.case_no == canonical_case_no(case_no)))
+    if case is None:
+        raise NotFound(f"unknown case {case_no!r}")
+    return case
+
+
+def add_case(
+    session: Session,
+    *,
+    actor: Actor | None,
+    case_no: str,
+    court: str = "",
+    judge: str = "",
+    judge_phone: str = "",
+    address: str = "",
+    sealed_property: str = "",
+    applicant: str = "",
+    debtor: str = "",
+    seizure_expires_on: date | None = None,
+) -> Case:
+    """Register an enforcement case under its canonical number; raise :class:`~.case_numbers.InvalidCaseNumber` if
+    the number is not one, :class:`AlreadyExists` if it is taken.
+
+    ``court`` is the name of the court the number names: it registers that court the first time and must match its
+    registered name afterwards (:class:`Conflict`); it may be left out once the court is known."""
+    number = parse_case_no(case_no)
+    if session.scalar(select(Case.id).where(Case.case_no == number.text)) is not None:
+        raise AlreadyExists(f"case {number.text!r} already exists")
+    known = session.get(Court, number.court_code)
+    if known is None:
+        if not court.strip():
+            raise Invalid(
+                f"court {number.court_code!r} is not registered: give its name (e.g. 无锡市滨湖区人民法院) with "
+                "the case, or register the court first"
+            )
+        add_court(session, actor=actor, code=number.court_code, name=court)
+    elif court.strip() and court.strip() != known.name:
+        raise Conflict(f"court {number.court_code!r} is {known.name!r}, not {court.strip()!r}")
+    case = Case(
+        case_no=number.text,
+        court_code=number.court_code,
+        judge=judge,
+        judge_phone=judge_phone,
+        address=address,
+        sealed_property=sealed_property,
+        applicant=applicant,
+        debtor=debtor,
+        seizure_expires_on=seizure_expires_on,
+        status=CaseStatus.OPEN.value,
+        status_changed_at=utc_now(),
+    )
+    session.add(case)
+    session.flush()
+    details = {name: _plain(getattr(case, name)) for name in CASE_FIELDS}
+    record_audit(session, actor=actor, action="case.create", target=case.case_no, details=details)
+    return case
+
+
+def update_case(session: Session, *, actor: Actor | None, case_no: str, changes: dict[str, object]) -> Case:
+    """Change the descriptive fields of a case (its number, court and status are not changed here)."""
+    case = get_case(session, case_no=case_no)
+    for name, value in changes.items():
+        if name not in CASE_FIELDS:
+            raise ValueError(f"case field {name!r} cannot be changed")
+        setattr(case, name, value)
+    session.flush()
+    details = {name: _plain(value) for name, value in changes.items()}
+    record_audit(session, actor=actor, action="case.update", target=case.case_no, details=details)
+    return case
+
+
+def set_case_status(session: Session, *, actor: Actor | None, case_no: str, status: CaseStatus, note: str = "") -> Case:
+    """Move the case to ``status`` along :data:`CASE_TRANSITIONS`; raise :class:`Conflict` naming the current status
+    if that move is not allowed."""
+    case = get_case(session, case_no=case_no)
+    current = CaseStatus(case.status)
+    if status not in CASE_TRANSITIONS[current]:
+        raise Conflict(f"case {case.case_no!r} is {current.value}: it cannot become {status.value}")
+    case.status = status.value
+    case.status_changed_at = utc_now()
+    session.flush()
+    details = {"from": current.value, "to": status.value, "note": note}
+    record_audit(session, actor=actor, action="case.status", target=case.case_no, details=details)
+    return case
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, date) else value
