@@ -101,6 +101,7 @@ class SealProgressPublic(BaseModel):
     answered_at: datetime | None
     reason: str | None = Field(description="Why the seal refused it.")
     commands: int = Field(description="Disarms sent to it for this request.")
+    armed: bool | None = Field(description="Armed, as the seal's latest signed event says (null: not yet said).")
 
 
 class StepPublic(BaseModel):
@@ -206,4 +207,5 @@ def _seal(progress: SealProgress) -> SealProgressPublic:
         answered_at=progress.answered_at,
         reason=progress.reason,
         commands=progress.commands,
+        armed=progress.armed,
     )

@@ -55,6 +55,7 @@ class SealProgress:
     answered_at: datetime | None
     reason: str | None
     commands: int  # how many disarms were issued to it for the request
+    armed: bool | None  # as the seal's latest signed event says (None: it has not said)
 
 
 def approve_request(
@@ -146,10 +147,12 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
     by_seal: dict[str, list[CourtCommand]] = {}
     for command in session.scalars(query):
         by_seal.setdefault(command.device_id, []).append(command)
-    return [_progress(device_id, commands, now) for device_id, commands in sorted(by_seal.items())]
+    rows = session.execute(select(Seal.device_id, Seal.armed).where(Seal.device_id.in_(by_seal)))
+    armed = {device_id: value for device_id, value in rows}
+    return [_progress(d, commands, now, armed.get(d)) for d, commands in sorted(by_seal.items())]
 
 
-def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime) -> SealProgress:
+def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime, armed: bool | None) -> SealProgress:
     acknowledged = [c for c in commands if c.state == CommandState.ACKNOWLEDGED]
     command = acknowledged[0] if acknowledged else commands[-1]
     if acknowledged:
@@ -170,6 +173,7 @@ def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime) -
         answered_at=command.answered_at,
         reason=command.reason,
         commands=len(commands),
+        armed=armed,
     )
 
 

@@ -207,6 +207,7 @@ def test_the_debtor_s_path_from_the_access_code_to_the_lifted_seal(
     api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
     approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "债务已清偿"})
     assert approved["state"] == "disarm_pending"
+    assert api.call("judge", "GET", f"/api/cases/{case}")["status"] == "lifting"
     [progress] = approved["seals"]
     assert (progress["device_id"], progress["status"]) == (SEAL, "sent")
     command_url = f"/api/commands/{progress['command_id']}"
@@ -222,13 +223,14 @@ def test_the_debtor_s_path_from_the_access_code_to_the_lifted_seal(
     listed = f"/api/cases/{case}/removal-requests"
     assert wait_until(lambda: api.call("debtor", "GET", listed)[0]["state"] == "disarmed", 20), log.read_text()
     shown = api.request(request_id)
-    assert shown["seals"][0]["status"] == "disarmed"
+    assert (shown["seals"][0]["status"], shown["seals"][0]["armed"]) == ("disarmed", False)  # its signed events say
     assert api.call("judge", "GET", command_url)["result"]["result"] == "disarmed"
     assert [s["actor"] for s in shown["history"] if s["action"] == "confirm_disarmed"] == ["-"]
 
     # The officer confirms the removal on site: the seal is unbound, the seizure lifted.
     lifted = api.call("officer", "POST", f"/api/removal-requests/{request_id}/lifted", json={"note": "现场拆除"})
     assert lifted["state"] == "lifted"
+    assert api.call("judge", "GET", f"/api/cases/{case}")["status"] == "lifted"
     [binding] = api.call("clerk", "GET", f"/api/seals/{SEAL}/bindings")
     assert binding["unbound_by"] == "officer" and binding["unbound_at"] is not None
 

@@ -52,6 +52,11 @@ def audit(world: RemovalWorld, prefix: str = "removal.") -> list[tuple[str, str,
         return [(e.actor, e.action, e.details["from"] or "", e.details["to"]) for e in entries]
 
 
+def case_status(world: RemovalWorld) -> str:
+    status: str = world.client.get(f"/api/cases/{c(CASE_A)}", headers=world.as_("judge")).json()["status"]
+    return status
+
+
 def inbox(world: RemovalWorld, who: str) -> list[str]:
     response = world.client.get("/api/me/inbox", headers=world.as_(who))
     assert response.status_code == 200, response.text
@@ -72,8 +77,10 @@ def test_approval_disarms_every_seal_and_waits_for_each_signed_ack(world: Remova
     assert [v["text"] for v in viewed["views"]] == ["同意解除，款项已收到。"]
     assert world.read(request_id, "judge")["views"][0]["author"] == "creditor"
 
+    assert case_status(world) == "sealed"
     approved = world.approved(request_id)
     assert approved["state"] == "disarm_pending" and approved["decision_reasons"] == "债务已清偿，准予解除查封。"
+    assert case_status(world) == "lifting"
     assert [(s["device_id"], s["status"]) for s in approved["seals"]] == [("seal-a1", "sent"), ("seal-a2", "sent")]
     commands = world.commands(approved)
     assert {row.action for row in commands.values()} == {"disarm"}
@@ -88,6 +95,8 @@ def test_approval_disarms_every_seal_and_waits_for_each_signed_ack(world: Remova
 
     lifted = world.ok("officer", request_id, "lifted", {"note": "现场拆除封条两枚"})
     assert (lifted["state"], lifted["lifted_by"]) == ("lifted", "officer")
+    assert case_status(world) == "lifted"
+    assert world.file().status_code == 409  # nothing is sealed any more
     with world.session_factory() as session:
         assert session.scalars(select(Seal.case_no).where(Seal.device_id.in_(["seal-a1", "seal-a2"]))).all() == [
             None,
@@ -167,6 +176,7 @@ def test_rejected_path_keeps_the_seals_and_allows_a_new_request(world: RemovalWo
     with world.session_factory() as session:
         assert session.scalars(select(Seal.case_no).where(Seal.device_id == "seal-a1")).one() == CASE_A
     assert inbox(world, "debtor")[-1] == "removal.rejected" and inbox(world, "creditor")[-1] == "removal.rejected"
+    assert case_status(world) == "sealed"
     assert world.file().status_code == 201  # decided: a new request may be filed
 
 
