@@ -147,8 +147,9 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
     by_seal: dict[str, list[CourtCommand]] = {}
     for command in session.scalars(query):
         by_seal.setdefault(command.device_id, []).append(command)
-    rows = session.execute(select(Seal.device_id, Seal.armed).where(Seal.device_id.in_(by_seal)))
-    armed = {device_id: value for device_id, value in rows}
+    armed: dict[str, bool | None] = {}
+    for device_id, value in session.execute(select(Seal.device_id, Seal.armed).where(Seal.device_id.in_(by_seal))):
+        armed[device_id] = value
     return [_progress(d, commands, now, armed.get(d)) for d, commands in sorted(by_seal.items())]
 
 
