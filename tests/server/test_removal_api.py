@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,18 @@ from sqlalchemy import select
 
 from server.app import create_app
 from server.audit.models import AuditEntry
+from server.auth.users import get_user
 from server.commands.service import expire_due
 from server.commands.state import CommandState
 from server.config import CommandSettings, RemovalSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
+from server.errors import Conflict
 from server.ingest.ingestor import Ingestor
+from server.removal.service import add_view
 from server.removal.settler import settle_waiting
+from server.removal.steps import get_request
 from server.seals.models import Seal
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, CASE_B, message
@@ -325,3 +330,16 @@ def test_the_ingest_wakes_the_settler_once_an_answer_is_committed(
     assert settled == [[], [request_id]]
     listed = world.client.get(f"/api/cases/{c(CASE_A)}/removal-requests", headers=world.as_("judge")).json()
     assert listed[0]["state"] == "disarmed"  # the list does not settle: the settler did
+
+
+def test_views_end_when_their_time_is_over(world: RemovalWorld) -> None:
+    request_id = world.filed()
+    with world.session_factory() as session:
+        request = get_request(session, request_id=request_id)
+        creditor = get_user(session, username="creditor")
+        late = request.views_due_at + timedelta(seconds=1)
+        with pytest.raises(Conflict, match="the time for views"):
+            add_view(session, actor=creditor, request=request, text="迟了", now=late)
+        add_view(session, actor=creditor, request=request, text="及时", now=late - timedelta(seconds=2))
+        session.commit()
+    assert [v["text"] for v in world.read(request_id, "judge")["views"]] == ["及时"]
