@@ -6,6 +6,9 @@
   *not found* (404), exactly like one that does not exist, so nobody learns which case numbers exist.
 - Then the role: a user who sees the case but whose role lacks the permission gets :class:`Forbidden` (403).
 - Seals that are bound to no case (the court's stock) are visible to the roles that may bind them.
+- A removal request's acts belong to people of its case: the debtor files and withdraws it, the creditor adds views,
+  the judge decides, the officer confirms the removal on site. The clerk reads them all, takes requests up, re-sends
+  a disarm and issues the debtor's access code, but does none of those acts in their stead.
 
 Routes never check roles themselves: they ask :func:`require`, :func:`case_for`, :func:`seal_for` or
 :func:`visible_case_nos`.
