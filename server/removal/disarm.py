@@ -25,7 +25,7 @@ from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, Invalid, NotFound
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest
 from server.removal.state import RemovalAction, RemovalState, transition
@@ -71,7 +71,7 @@ def approve_request(
     """The judge approves, with reasons: the request becomes ``approved`` and at once ``disarm_pending``, with a
     signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``."""
     if not reasons.strip():
-        raise ValueError("an approval needs reasons")
+        raise Invalid("an approval needs reasons")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
     seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
     if not seals:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
 from server.config import RemovalSettings
-from server.errors import Conflict
+from server.errors import Conflict, Invalid
 from server.removal.errors import ProofRefused, ProofStorageFailed
 from server.removal.grounds import RemovalGround
 from server.removal.messages import ground_text, tell
@@ -137,7 +137,7 @@ def cancel_request(session: Session, *, actor: Actor, request: RemovalRequest, n
 def reject_request(session: Session, *, actor: Actor, request: RemovalRequest, reasons: str, now: datetime) -> None:
     """The judge rejects the request, with reasons; the seals stay as they are."""
     if not reasons.strip():
-        raise ValueError("a rejection needs reasons")
+        raise Invalid("a rejection needs reasons")
     advance(session, request, RemovalAction.REJECT, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     tell(session, request, "rejected", now=now, extra=reasons)

@@ -175,6 +175,8 @@ def test_rejected_path_keeps_the_seals_and_allows_a_new_request(world: RemovalWo
     request_id = world.filed()
     world.ok("judge", request_id, "review")
     assert world.act("judge", request_id, "reject", {"reasons": ""}).status_code == 422
+    assert world.act("judge", request_id, "reject", {"reasons": " \n "}).status_code == 422
+    assert world.act("judge", request_id, "approve", {"reasons": "  "}).status_code == 422
     rejected = world.ok("judge", request_id, "reject", {"reasons": "回单与案件金额不符。"})
     assert (rejected["state"], rejected["decided_by"], rejected["next_actions"]) == ("rejected", "judge", [])
     assert rejected["seals"] == []
