@@ -28,7 +28,7 @@ from server.auth.access import Permission
 from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.errors import NotFound
-from server.removal.disarm import settle
+from server.removal.disarm import all_disarmed, settle
 from server.removal.errors import ProofRefused
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, ProofStore, check_proof
@@ -132,8 +132,8 @@ def read_request(
     """One removal request: its state, proofs, the creditor's views, each seal's disarm and its history."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
     now = utc_now()
-    if request.state == RemovalState.DISARM_PENDING:  # settled on read: the seals' acks may all be in
-        with context.session_factory() as writing:
+    if request.state == RemovalState.DISARM_PENDING and all_disarmed(session, request, now=now):
+        with context.session_factory() as writing:  # settled on read: every seal's ack is in
             settled = settle(writing, request_id=request_id, now=now)
             writing.commit()
         if settled:

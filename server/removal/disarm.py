@@ -178,16 +178,21 @@ def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime, a
     )
 
 
+def all_disarmed(session: Session, request: RemovalRequest, *, now: datetime) -> bool:
+    """Has each seal of ``request`` acknowledged a disarm (and was there any)?"""
+    progress = seal_progress(session, request, now=now)
+    return bool(progress) and all(p.status is SealStatus.DISARMED for p in progress)
+
+
 def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     """``disarm_pending`` → ``disarmed`` if each seal of the request has acknowledged a disarm; return whether it
     moved. Done by the server itself (no actor); safe to run any number of times, from several places at once."""
     request = get_request(session, request_id=request_id, for_update=True)
     if request.state != RemovalState.DISARM_PENDING:
         return False
-    progress = seal_progress(session, request, now=now)
-    if not progress or any(p.status is not SealStatus.DISARMED for p in progress):
+    if not all_disarmed(session, request, now=now):
         return False
-    acks = {p.device_id: p.command_id for p in progress}
+    acks = {p.device_id: p.command_id for p in seal_progress(session, request, now=now)}
     note = "each seal acknowledged the disarm with its signed command_ack"
     advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, note=note, details={"acks": acks})
     request.disarmed_at = now
