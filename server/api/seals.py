@@ -32,6 +32,7 @@ from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.errors import ServerError
+from server.seals.case_numbers import case_no_spellings
 from server.seals.enrolment import enrol_seal, new_seal_password
 from server.seals.models import Seal, SealBinding
 from server.seals.provisioning import apply_broker_files
@@ -98,7 +99,7 @@ def list_seals(
     """The seals you may see, with case, last status and last event time."""
     query = select(Seal).where(access.seal_filter(session, user))
     if case_no is not None:
-        query = query.where(Seal.case_no == case_no)
+        query = query.where(Seal.case_no.in_(case_no_spellings(case_no)))
     seals = list(session.scalars(query.order_by(Seal.device_id)))
     return seal_publics(session, seals, offline_after_s=context.settings.offline_after_s)
 

@@ -25,7 +25,7 @@ from server.auth.errors import Forbidden
 from server.auth.models import CaseAssignment, User
 from server.errors import NotFound
 from server.evidence.models import Snapshot
-from server.seals.case_numbers import canonical_case_no
+from server.seals.cases import find_case
 from server.seals.models import Case, Seal, SealBinding
 
 
@@ -134,7 +134,7 @@ def can_see_case(session: Session, user: User, case_no: str) -> bool:
 
 def case_for(session: Session, user: User, case_no: str, permission: Permission) -> Case:
     """The case, if the user sees it (else :class:`NotFound`) and may do ``permission`` on it (else Forbidden)."""
-    case = session.scalar(select(Case).where(Case.case_no == canonical_case_no(case_no)))
+    case = find_case(session, case_no=case_no)
     if case is None or not can_see_case(session, user, case.case_no):
         raise NotFound(f"unknown case {case_no!r}")
     require(user, permission)

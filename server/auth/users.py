@@ -18,6 +18,7 @@ from server.audit.service import Actor, record_audit
 from server.auth.access import ASSIGNABLE_ROLES, Role
 from server.auth.models import CaseAssignment, User
 from server.errors import AlreadyExists, Conflict, NotFound
+from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import get_case
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -93,7 +94,7 @@ def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no:
 
 def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None = None) -> CaseAssignment:
     """Assign a judge or officer to a case, or make a creditor or debtor a party to it."""
-    get_case(session, case_no=case_no)
+    case_no = get_case(session, case_no=case_no).case_no
     if Role(user.role) not in ASSIGNABLE_ROLES:
         raise Conflict(f"{Role(user.role).with_article} sees every case and is not assigned to cases")
     existing = session.scalar(
@@ -108,6 +109,7 @@ def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None 
 
 
 def unassign_case(session: Session, *, user: User, case_no: str) -> None:
+    case_no = canonical_case_no(case_no)
     assignment = session.scalar(
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )

@@ -65,13 +65,13 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
         details.pop("late", None)
         if late:
             details["late"] = True
-        book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
+        book.raise_alarm(kind, device_id=device_id, case_no=row.case_no, at=at, details=details, event=row)
     if not late:
         _speaker(book, envelope, row, at=at)
     recovered = RECOVERIES.get(envelope.type)
     if recovered is not None:
         note = f"{envelope.type.value} (seq {envelope.seq})"
-        book.close(recovered, device_id=device_id, at=at, note=note, case_no=envelope.case_no)
+        book.close(recovered, device_id=device_id, at=at, note=note, case_no=row.case_no)
 
 
 def _confirmed_intrusion(envelope: Envelope) -> bool:
@@ -105,7 +105,7 @@ def _speaker(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -
         else:
             details["warning_languages"] = envelope.payload.get("warning_languages")
         kind = AlarmKind.SPEAKER_FAILED
-        book.raise_alarm(kind, device_id=device_id, case_no=envelope.case_no, at=at, details=details, event=row)
+        book.raise_alarm(kind, device_id=device_id, case_no=row.case_no, at=at, details=details, event=row)
 
 
 def _speaker_outcome(envelope: Envelope) -> str | None:

@@ -52,6 +52,7 @@ from server.ingest.chain import ChainBook
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
 from server.notify.outbox import notifying
+from server.seals.case_numbers import case_no_spellings
 from server.seals.models import Seal, SealBinding
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class IngestBatch:
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
+        self._case_of: dict[tuple[str, int], str] = {}  # (device_id, seq) -> the case its event lands in
         self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
         self._events: list[Event] = []  # stored by this batch, in order: the log's new leaves
 
@@ -199,7 +201,7 @@ class IngestBatch:
             verify_envelope(envelope, self.keys.get(seal.public_key))
         except SignatureError as exc:
             raise Rejected(Reason.BAD_SIGNATURE, f"bad signature: {exc}") from None
-        self._check_case(seal, envelope)
+        self._case_of[(envelope.device_id, envelope.seq)] = self._check_case(seal, envelope)
         return envelope
 
     def _load_bindings(self, device_ids: set[str]) -> None:
@@ -207,14 +209,19 @@ class IngestBatch:
         for binding in self.session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())):
             self._bindings.setdefault(binding.device_id, []).append(binding)
 
-    def _check_case(self, seal: Seal, envelope: Envelope) -> None:
-        """The seal's current case takes all its events (whatever its clock says); an ended binding takes the
-        events stamped within it (:func:`binding_covers`)."""
-        if envelope.case_no == seal.case_no:
-            return
+    def _check_case(self, seal: Seal, envelope: Envelope) -> str:
+        """The case the event lands in. The seal's current case takes all its events (whatever its clock says); an
+        ended binding takes the events stamped within it (:func:`binding_covers`). The seal may spell the number
+        another way (full-width parentheses) than the court stores it."""
+        if envelope.case_no == seal.case_no and seal.case_no is not None:
+            return seal.case_no
+        spellings = case_no_spellings(envelope.case_no)
+        if seal.case_no in spellings:
+            return seal.case_no
         ts = envelope.occurred_at
-        if any(binding_covers(b, envelope.case_no, ts) for b in self._bindings.get(seal.device_id, ())):
-            return
+        for binding in self._bindings.get(seal.device_id, ()):
+            if any(binding_covers(binding, spelling, ts) for spelling in spellings):
+                return binding.case_no
         if seal.case_no is None:
             raise Rejected(
                 Reason.UNBOUND_SEAL,
@@ -295,7 +302,7 @@ class IngestBatch:
         self.chain.check(envelope, message.payload)
         row = Event(
             device_id=envelope.device_id,
-            case_no=envelope.case_no,
+            case_no=self._case_of[(envelope.device_id, envelope.seq)],
             seq=envelope.seq,
             event_id=event_id,
             type=envelope.type.value,
@@ -310,7 +317,7 @@ class IngestBatch:
         self._events.append(row)
         self._remember(envelope.device_id, envelope.seq, event_id, message.payload)
         self.chain.record(envelope, message.payload)
-        on_event(self.alarms, envelope, row, at=message.received_at, late=envelope.case_no != seal.case_no)
+        on_event(self.alarms, envelope, row, at=message.received_at, late=row.case_no != seal.case_no)
         answer = apply_answer(self.session, envelope, at=message.received_at)
         seal.last_seen_at = message.received_at
         seal.last_event_at = message.received_at

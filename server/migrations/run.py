@@ -10,6 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from server.migrations.metadata import metadata
@@ -49,7 +50,10 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to ``revision`` (default: the newest)."""
+    """Bring the database schema to ``revision`` (default: the newest); nothing is done (nor checked) if it is
+    there already."""
+    if revision == "head" and current_revision(engine) == ScriptDirectory.from_config(_config()).get_current_head():
+        return
     with _migrating(engine) as connection:
         command.upgrade(_config(connection), revision)
     logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))

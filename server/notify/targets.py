@@ -15,6 +15,7 @@ from server.errors import AlreadyExists, ConfigError, found
 from server.notify.models import Notification, NotificationTarget
 from server.notify.outbox import DeliveryState, Role
 from server.notify.webhook import SECRET_MIN_LENGTH, read_secret, signing_key
+from server.seals.case_numbers import case_no_spellings
 from server.seals.cases import get_case
 
 NO_SECRET = (
@@ -63,7 +64,7 @@ def add_notification_target(
 
     ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs.
     """
-    get_case(session, case_no=case_no)
+    case_no = get_case(session, case_no=case_no).case_no
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
@@ -85,7 +86,7 @@ def list_notification_targets(session: Session, *, case_no: str | None = None) -
     """The webhook targets of ``case_no`` (``None``: of every case), oldest first."""
     query = select(NotificationTarget)
     if case_no is not None:
-        query = query.where(NotificationTarget.case_no == case_no)
+        query = query.where(NotificationTarget.case_no.in_(case_no_spellings(case_no)))
     return list(session.scalars(query.order_by(NotificationTarget.id)))
 
 

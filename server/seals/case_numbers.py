@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from server.errors import Invalid
 
 #: The kinds of enforcement case (类型代字) a seal can belong to.
-ENFORCEMENT_KINDS = ("执恢", "执保", "执异", "执复", "执监", "执协", "执他", "执")
+ENFORCEMENT_KINDS = ("执恢", "执保", "执异", "执复", "执监", "执协", "执他", "执请", "执督", "执")
+#: The one-character names courts' codes start with: the provinces (as the courts abbreviate them) and 兵 (the
+#: Xinjiang Production and Construction Corps' courts); the Supreme People's Court is 最高法.
+PROVINCES = "京津冀晋蒙辽吉黑沪苏浙皖闽赣鲁豫鄂湘粤桂琼渝川黔云藏陕甘青宁新兵"
 EXAMPLE = "(2021)苏0214执1234号"
 EXPECTED_FORM = (
     f"案号应为“(年份)法院代字+执/执恢/执保等+序号+号”，例如 {EXAMPLE} / "
@@ -26,10 +29,10 @@ EXPECTED_FORM = (
 )
 
 _PATTERN = re.compile(
-    r"[(（](?P<year>(?:19|20)\d{2})[)）]"
-    r"(?P<court>最高法|[\u4e00-\u9fff](?:\d{2}){0,2})"
+    r"[(（〔](?P<year>(?:19|20)[0-9]{2})[)）〕]"
+    r"(?P<court>最高法|[" + PROVINCES + r"](?:[0-9]{2}){0,2})"
     r"(?P<kind>" + "|".join(ENFORCEMENT_KINDS) + r")"
-    r"(?P<number>[1-9]\d{0,6})号"
+    r"(?P<number>[1-9][0-9]{0,6})号"
 )
 
 
@@ -59,6 +62,17 @@ def parse_case_no(text: str) -> CaseNumber:
     return CaseNumber(
         year=int(match["year"]), court_code=match["court"], kind=match["kind"], number=int(match["number"])
     )
+
+
+def case_no_spellings(text: str) -> list[str]:
+    """The ways a case may be stored under ``text``: its canonical form first, then the forms a case stored before
+    numbers were checked may have (full-width parentheses, as typed)."""
+    try:
+        number = parse_case_no(text)
+    except InvalidCaseNumber:
+        return [text.strip()]
+    full_width = number.text.replace("(", "（", 1).replace(")", "）", 1)
+    return list(dict.fromkeys([number.text, full_width, text.strip()]))
 
 
 def canonical_case_no(text: str) -> str:

@@ -5,10 +5,10 @@ line). The caller owns the transaction.
 A case's court is not free text: it is the court whose code the case number carries (苏0214 in
 ``(2021)苏0214执1234号``), registered once with its name and telephone number.
 
-A case's status moves along one table (:data:`CASE_TRANSITIONS`): ``open`` until a seal is bound, ``sealed`` while
-the seizure stands, ``lifting`` once a removal was approved and the seals are being disarmed (back to ``sealed`` if
-that removal does not go through), ``lifted`` when the seals are off the premises, and ``closed`` when the clerk
-closes the case.
+A case's status moves along one table (:data:`CASE_TRANSITIONS`): ``open`` while no seal is bound, ``sealed`` while
+one is (the seizure stands), ``lifting`` once a removal was approved and the seals are being disarmed (back to
+``sealed`` if that removal does not go through), ``lifted`` when the seals are off the premises, and ``closed`` when
+the clerk closes the case (with no seal left bound).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, Invalid, NotFound
-from server.seals.case_numbers import canonical_case_no, parse_case_no
-from server.seals.models import Case, CaseStatus, Court
+from server.seals.case_numbers import case_no_spellings, parse_case_no
+from server.seals.models import Case, CaseStatus, Court, Seal
 
 #: Case fields a clerk may change after creation.
 CASE_FIELDS = ("judge", "judge_phone", "address", "sealed_property", "applicant", "debtor", "seizure_expires_on")
@@ -33,7 +33,7 @@ _S = CaseStatus
 #: The status a case may move to from each status.
 CASE_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
     _S.OPEN: frozenset({_S.SEALED, _S.CLOSED}),
-    _S.SEALED: frozenset({_S.LIFTING, _S.CLOSED}),
+    _S.SEALED: frozenset({_S.LIFTING, _S.OPEN, _S.CLOSED}),  # open: its last seal unbound outside a removal
     _S.LIFTING: frozenset({_S.SEALED, _S.LIFTED, _S.CLOSED}),
     _S.LIFTED: frozenset({_S.CLOSED}),
     _S.CLOSED: frozenset(),
@@ -74,14 +74,25 @@ def update_court(session: Session, *, actor: Actor | None, code: str, changes: d
     for name, value in changes.items():
         if name not in COURT_FIELDS:
             raise ValueError(f"court field {name!r} cannot be changed")
-        setattr(court, name, value)
+        if name == "name" and not value.strip():
+            raise Invalid("a court needs its name, e.g. 无锡市滨湖区人民法院")
+        setattr(court, name, value.strip())
+    if not changes:
+        return court
     session.flush()
     record_audit(session, actor=actor, action="court.update", target=code, details=changes)
     return court
 
 
+def find_case(session: Session, *, case_no: str) -> Case | None:
+    """The case ``case_no`` names, whichever way it is spelt (:func:`~.case_numbers.case_no_spellings`)."""
+    spellings = case_no_spellings(case_no)
+    cases = {case.case_no: case for case in session.scalars(select(Case).where(Case.case_no.in_(spellings)))}
+    return next((cases[spelling] for spelling in spellings if spelling in cases), None)
+
+
 def get_case(session: Session, *, case_no: str) -> Case:
-    case = session.scalar(select(Case).where(Case.case_no == canonical_case_no(case_no)))
+    case = find_case(session, case_no=case_no)
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")
     return case
@@ -107,7 +118,7 @@ def add_case(
     ``court`` is the name of the court the number names: it registers that court the first time and must match its
     registered name afterwards (:class:`Conflict`); it may be left out once the court is known."""
     number = parse_case_no(case_no)
-    if session.scalar(select(Case.id).where(Case.case_no == number.text)) is not None:
+    if find_case(session, case_no=number.text) is not None:
         raise AlreadyExists(f"case {number.text!r} already exists")
     known = session.get(Court, number.court_code)
     if known is None:
@@ -146,6 +157,8 @@ def update_case(session: Session, *, actor: Actor | None, case_no: str, changes:
         if name not in CASE_FIELDS:
             raise ValueError(f"case field {name!r} cannot be changed")
         setattr(case, name, value)
+    if not changes:
+        return case
     session.flush()
     details = {name: _plain(value) for name, value in changes.items()}
     record_audit(session, actor=actor, action="case.update", target=case.case_no, details=details)
@@ -159,6 +172,10 @@ def set_case_status(session: Session, *, actor: Actor | None, case_no: str, stat
     current = CaseStatus(case.status)
     if status not in CASE_TRANSITIONS[current]:
         raise Conflict(f"case {case.case_no!r} is {current.value}: it cannot become {status.value}")
+    if status is CaseStatus.CLOSED:
+        bound = session.scalars(select(Seal.device_id).where(Seal.case_no == case.case_no)).all()
+        if bound:
+            raise Conflict(f"case {case.case_no!r} still has seals bound ({', '.join(bound)}): remove them first")
     case.status = status.value
     case.status_changed_at = utc_now()
     session.flush()

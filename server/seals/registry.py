@@ -24,8 +24,8 @@ from server.evidence.queries import last_known_armed
 from server.seals.cases import get_case, set_case_status
 from server.seals.models import CaseStatus, Seal, SealBinding
 
-#: A case a seal may be bound to: a lifted or closed case takes no new seal.
-BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED, CaseStatus.LIFTING})
+#: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
+BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED})
 
 
 def get_seal(session: Session, *, device_id: str) -> Seal:
@@ -95,7 +95,10 @@ def register_seal(
     because a silently swapped key would let anyone holding the new one speak for the seal.
     """
     device_id, key = _checked_identity(device_id, public_key)
-    case_no = get_case(session, case_no=case_no).case_no
+    case = get_case(session, case_no=case_no)
+    if CaseStatus(case.status) not in BINDABLE:
+        raise Conflict(f"case {case.case_no!r} is {case.status}: no seal can be registered to it")
+    case_no = case.case_no
     now = utc_now()
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     if seal is None:
@@ -180,6 +183,10 @@ def _unbind(session: Session, seal: Seal, *, actor: Actor | None, now: datetime)
     session.flush()
     details = {"case_no": binding.case_no, "armed": armed}
     record_audit(session, actor=actor, action="seal.unbind", target=seal.device_id, details=details)
+    case = get_case(session, case_no=binding.case_no)
+    left = session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1))
+    if case.status == CaseStatus.SEALED and left is None:  # a removal (lifting) settles the status itself
+        set_case_status(session, actor=actor, case_no=case.case_no, status=CaseStatus.OPEN, note="last seal unbound")
     return binding
 
 

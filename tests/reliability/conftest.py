@@ -24,6 +24,10 @@ def long_run(config: pytest.Config) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not long_run(config):
+        skip = pytest.mark.skip(reason=f"a variant of the full run only: pytest --long or {LONG_ENV}=1")
+        for item in items:
+            if item.get_closest_marker("long_only") is not None:
+                item.add_marker(skip)
         return
     here = Path(__file__).parent
     for item in items:

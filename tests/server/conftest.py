@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with the schema at the newest revision, made once per run: each test's database is a copy."""
+    path = tmp_path_factory.mktemp("template") / "court.db"
+    template = make_engine(f"sqlite:///{path}")
+    init_db(template)
+    template.dispose()  # the last connection's close folds the write-ahead log into the file
+    return path
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine on ``database_url`` with the tables created."""
-    instance = make_engine(database_url)
-    init_db(instance)
+def engine(database_url: str, migrated_sqlite: Path) -> Iterator[Engine]:
+    """An engine on ``database_url`` with the tables created (on SQLite, a copy of a database migrated once)."""
+    target = make_url(database_url)
+    if target.get_backend_name() == "sqlite" and target.database and not Path(target.database).exists():
+        shutil.copyfile(migrated_sqlite, target.database)
+        instance = make_engine(database_url)
+    else:
+        instance = make_engine(database_url)
+        init_db(instance)
     try:
         yield instance
     finally:

@@ -11,12 +11,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from seal_protocol import EventType
+from server.alarms.models import Alarm
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
 from server.errors import Conflict
+from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.migrations.run import downgrade, upgrade
 from server.seals.case_numbers import InvalidCaseNumber, parse_case_no
@@ -38,6 +40,8 @@ CASE = "(2021)苏0214执1234号"
         ("(2024)京执异7号", 2024, "京", "执异", 7),
         ("(2022)最高法执监100号", 2022, "最高法", "执监", 100),
         (" (2020)沪0115执9999999号 ", 2020, "沪0115", "执", 9999999),
+        ("〔2023〕新01执督4号", 2023, "新01", "执督", 4),
+        ("(2023)兵08执请2号", 2023, "兵08", "执请", 2),
     ],
 )
 def test_enforcement_case_numbers_are_read_and_written_canonically(
@@ -64,6 +68,9 @@ def test_enforcement_case_numbers_are_read_and_written_canonically(
         "(2021)苏0214执1234号 and more",
         "(2021)su0214执1234号",
         "(2021)苏0214执2/3号",
+        "(2021)苏０２１４执1234号",  # full-width digits
+        "(2021)苏٠٢١٤执1234号",
+        "(2021)的执1号",  # not a province
     ],
 )
 def test_anything_else_is_refused_with_the_expected_form(text: str) -> None:
@@ -209,3 +216,33 @@ def test_migration_0007_keeps_courts_statuses_and_armed_states(
         assert (legacy.court_code, legacy.status) == (None, "open")
         stored = session.scalars(select(Seal).where(Seal.device_id == "seal-m")).one()
         assert (stored.armed, stored.armed_seq) == (False, 1)
+
+
+@pytest.mark.postgres
+def test_a_case_cannot_close_with_seals_and_a_lifting_case_takes_none(session_factory: SessionFactory) -> None:
+    register(session_factory, SimulatedSeal("seal-1", CASE), SimulatedSeal("seal-2", "(2021)苏0214执1235号"))
+    with session_scope(session_factory) as session:
+        with pytest.raises(Conflict, match="still has seals bound \\(seal-1\\)"):
+            set_case_status(session, actor=None, case_no=CASE, status=CaseStatus.CLOSED)
+        set_case_status(session, actor=None, case_no=CASE, status=CaseStatus.LIFTING)
+        unbind_seal(session, actor=None, device_id="seal-2")
+        assert get_case(session, case_no="(2021)苏0214执1235号").status == CaseStatus.OPEN  # its last seal left
+        with pytest.raises(Conflict, match="lifting: no seal can be bound"):
+            bind_seal(session, actor=None, device_id="seal-2", case_no=CASE)
+        unbind_seal(session, actor=None, device_id="seal-1")
+        assert get_case(session, case_no=CASE).status == CaseStatus.LIFTING  # the removal settles it
+
+
+@pytest.mark.postgres
+def test_a_seal_that_spells_its_case_full_width_lands_in_it(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """The agent signs the number as configured; the court stores the event (verbatim) in the case it names."""
+    register(session_factory, SimulatedSeal("seal-w", CASE))
+    full_width = SimulatedSeal("seal-w", "（2021）苏0214执1234号")
+    with session_scope(session_factory) as session:  # the same device, its key as registered
+        session.scalars(select(Seal).where(Seal.device_id == "seal-w")).one().public_key = full_width.public_key
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)
+    [result] = ingestor.ingest([message(full_width.event_topic, full_width.event(EventType.TAMPER, {}))])
+    assert result.outcome.value == "stored", result
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Event.case_no)).all() == [CASE]
+        assert session.scalars(select(Alarm.case_no)).all() == [CASE]
