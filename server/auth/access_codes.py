@@ -24,8 +24,7 @@ from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
 from server.auth.users import assign_case, create_user, find_user
 from server.errors import Conflict
-from server.seals.case_numbers import canonical_case_no
-from server.seals.cases import get_case
+from server.seals.cases import find_case, get_case
 
 #: No 0/O, 1/I/L: a code is read off paper and typed.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -96,8 +95,11 @@ def _code_account(session: Session, *, case_id: int, case_no: str, debtor: str, 
 
 
 def find_code(session: Session, *, case_no: str) -> CaseAccessCode | None:
-    """The case's live code (its hash and account), if it has one; the number in any accepted spelling."""
-    return session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == canonical_case_no(case_no)))
+    """The case's live code (its hash and account), if it has one; the number in any spelling it is found under."""
+    case = find_case(session, case_no=case_no)
+    if case is None:
+        return None
+    return session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
 
 
 def code_matches(row: CaseAccessCode | None, code: str) -> bool:
