@@ -66,6 +66,8 @@ def test_the_code_signs_the_debtor_in_for_that_case_only(world: RemovalWorld) ->
     login = world.client.post("/api/auth/login", json={"username": body["username"], "password": code})
     assert login.status_code == 401
     assert sign_in(world, code, CASE_B).status_code == 401  # another case's number with this code
+    full_width = CASE_A.replace("(", "（").replace(")", "）")  # as printed on a court's papers
+    assert sign_in(world, code, full_width).status_code == 200
     shown = world.client.get(f"/api/cases/{c(CASE_A)}/access-code", headers=world.as_("clerk")).json()
     assert shown["issued"] is True and "code" not in shown
 
