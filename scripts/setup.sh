@@ -10,6 +10,8 @@ APT_PACKAGES=(
   libasound2-dev       # ALSA headers: simpleaudio is built from source on Linux
   gcc python3-dev python3-venv
   make
+  fonts-wqy-zenhei     # the CJK font (TrueType outlines) embedded in the printed notice PDF
+  poppler-utils        # pdftotext, pdffonts, pdftoppm: the tests read the notice PDF back with them
 )
 # espeak-ng is needed only to regenerate sounds/*.wav (sounds/make_sounds.sh); the WAVs are committed.
 

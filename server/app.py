@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from server.api import api_router, metrics_router
+from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit
 from server.api.docs import add_docs
 from server.api.removal_requests import UPLOAD_PATH, upload_limit
@@ -27,6 +27,8 @@ from server.evidence.errors import LogKeyUnavailable, ProofError
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
+from server.notices.errors import NoticesUnavailable
+from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
@@ -49,7 +51,13 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         metrics = IngestMetrics()
         log_key = LogKey(settings.evidence.log_key_file, settings.evidence.log_origin)
         context = ServerContext(
-            settings, engine, session_factory, metrics, court_key=CourtKey(settings.commands), log_key=log_key
+            settings,
+            engine,
+            session_factory,
+            metrics,
+            court_key=CourtKey(settings.commands),
+            log_key=log_key,
+            notice_key=NoticeKey(settings.notices.key_file),
         )
         workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
         if with_ingest:
@@ -99,6 +107,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(metrics_router)
+    app.include_router(public_router)
     add_docs(app)
     app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, upload_limit(settings.removal))])
     _add_error_handlers(app)
@@ -148,4 +157,5 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
+    app.add_exception_handler(NoticesUnavailable, unavailable)
     app.add_exception_handler(ProofError, bad_request)

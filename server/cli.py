@@ -12,6 +12,8 @@
     seal-server user assign NAME --case CASE_NO --config FILE
     seal-server court-key --config FILE
     seal-server log-key --config FILE
+    seal-server notice DEVICE_ID -o FILE --config FILE
+    seal-server notice-key --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
@@ -51,6 +53,7 @@ from server.evidence.cli import add_log_key_command, run_log_key
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
+from server.notices.cli import add_notice_commands, run_notice, run_notice_key
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.removal.cli import add_removal_commands, run_removal_command
 from server.seals.cli import add_seal_commands, run_seal_command
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
     add_log_key_command(commands, common)
+    add_notice_commands(commands, common)
     add_notify_commands(commands, common)
     add_quarantine_commands(commands, common)
     add_removal_commands(commands, common)
@@ -135,6 +139,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return run_court_key(settings, _out)
         case "log-key":
             return run_log_key(settings, _out)
+        case "notice":
+            return _in_session(settings, lambda session: run_notice(args, settings, session, _out))
+        case "notice-key":
+            return run_notice_key(settings, _out)
         case "notify":
             return _in_session(
                 settings, lambda session: run_notify_command(args, session, _out, settings=settings.notify)

@@ -18,11 +18,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
@@ -30,17 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from server.config_types import OptionalPath, PublicUrl
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
-
-
-def _empty_means_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-#: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
-OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 
 
 class HttpSettings(BaseModel):
@@ -227,6 +219,40 @@ class EvidenceSettings(BaseModel):
     )
 
 
+class NoticeSettings(BaseModel):
+    """The printed seal notice (查封公告): its signing key, the public address its QR code points to, the font."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_file: OptionalPath = Field(
+        None,
+        description="The notice key: Ed25519 private key (base64, mode 0600; neither the command key nor the log's) "
+        "that signs the token in each notice's QR code. Made by `seal-server init` or `seal-server notice-key`, "
+        "which prints the public key to publish; back it up: notices signed with a lost key no longer verify. "
+        "Unset or unreadable: no notice is issued.",
+    )
+    public_base_url: PublicUrl = Field(
+        None,
+        description="The address the public reaches this server at, such as `https://seal.court.example` (no "
+        "trailing slash, query or fragment): the QR code of a notice holds `<public_base_url>/notice/<token>`. "
+        "Unset: no notice is printed, rather than one with a wrong address.",
+    )
+    default_validity_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="A notice's token expires at the end of its case's seizure term (查封期限) or, for a case with no "
+        "term recorded, this many days after it is issued.",
+    )
+    font_file: OptionalPath = Field(
+        None,
+        description="A CJK font with TrueType outlines (.ttf, or .ttc with font_index) embedded in the notice PDF. "
+        "Unset: WenQuanYi Zen Hei (Debian fonts-wqy-zenhei) or another known one where the system keeps it. "
+        "CFF-outline OpenType fonts (Noto CJK) cannot be embedded.",
+    )
+    font_index: int = Field(0, ge=0, le=63, description="The font's index in a .ttc collection (font_file).")
+
+
 class RemovalSettings(BaseModel):
     """Removal requests: where their proof files are kept, how many and how large, and the creditor's time for a
     written view."""
@@ -303,6 +329,9 @@ class Settings(BaseModel):
     )
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings, description="The signed Merkle log over the stored events."
+    )
+    notices: NoticeSettings = Field(
+        default_factory=NoticeSettings, description="The printed seal notice, its signed QR code and public page."
     )
     removal: RemovalSettings = Field(
         default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."

@@ -1,5 +1,5 @@
-"""What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the MQTT
-ingest and the command dispatcher. Built by ``create_app``."""
+"""What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the
+notice key, the MQTT ingest and the command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
+from server.notices.keys import NoticeKey
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ServerContext:
     metrics: IngestMetrics
     court_key: CourtKey
     log_key: LogKey
+    notice_key: NoticeKey
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None
 

@@ -1,11 +1,12 @@
-"""The REST API: one router per resource, all under ``/api`` except ``/metrics``.
+"""The REST API: one router per resource, all under ``/api`` except ``/metrics`` and the public notice page.
 
 Every route but ``/api/health``, ``/api/auth/login``, ``/api/auth/access-code`` (the debtor's sign-in with a
-case's access code), ``/api/removal-grounds`` and the log's ``/api/log/checkpoint`` and ``/api/log/key`` needs a
-logged-in user; what the user may see and do is
+case's access code), ``/api/removal-grounds``, the log's ``/api/log/checkpoint`` and ``/api/log/key`` and the
+notices' ``/api/notices/verify`` and ``/api/notices/key`` needs a logged-in user; what the user may see and do is
 decided by :mod:`server.auth.access`. ``/metrics`` is public for the Prometheus scraper (restrict it at the reverse
 proxy, or give it a token, when the network is not trusted). So are the OpenAPI document and its pages, ``/docs``
-and ``/redoc`` (:mod:`server.api.docs`, added by the app).
+and ``/redoc`` (:mod:`server.api.docs`, added by the app), and ``/notice/{token}``, the page a notice's QR code opens
+(:mod:`server.api.notice_page`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from server.api import (
     inbox,
     log,
     metrics,
+    notice_page,
+    notices,
     notification_targets,
     quarantine,
     removal_decisions,
@@ -54,7 +57,10 @@ api_router.include_router(alarms.router)
 api_router.include_router(audit.router)
 api_router.include_router(quarantine.router)
 api_router.include_router(log.router)
+api_router.include_router(notices.router)
 
 metrics_router = metrics.router
+#: The pages for the public outside ``/api``: the page a notice's QR code opens.
+public_router = notice_page.router
 
-__all__ = ["api_router", "metrics_router"]
+__all__ = ["api_router", "metrics_router", "public_router"]

@@ -68,6 +68,7 @@ class Permission(StrEnum):
     REMOVAL_DECIDE = "removal:decide"  # approve (the seals are disarmed) or reject, with reasons (the judge)
     REMOVAL_RESEND = "removal:resend"  # a new disarm to a seal that did not acknowledge in time
     REMOVAL_LIFT = "removal:lift"  # confirm on site that the seals are removed (the officer)
+    NOTICE_PRINT = "notice:print"  # the seal's printed notice (查封公告), issued with a signed QR code
 
 
 _P = Permission
@@ -79,12 +80,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLERK: frozenset(Permission) - _REMOVAL_ACTS,
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
-        | {_P.COMMAND_SEND, _P.COMMAND_DISARM}
+        | {_P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
         | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
-        | {_P.COMMAND_SEND, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
+        | {_P.COMMAND_SEND, _P.NOTICE_PRINT, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
     ),
     # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court. A
     # removal request is read and answered with written views.

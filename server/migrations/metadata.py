@@ -13,6 +13,7 @@ from server.commands import models as commands
 from server.core.base import Base
 from server.evidence import models as evidence
 from server.ingest import models as ingest
+from server.notices import models as notices
 from server.notify import models as notify
 from server.removal import models as removal
 from server.seals import models as seals
@@ -20,4 +21,16 @@ from server.seals import models as seals
 #: The schema the migrations build: every package's tables.
 metadata = Base.metadata
 
-__all__ = ["alarms", "audit", "auth", "commands", "evidence", "ingest", "metadata", "notify", "removal", "seals"]
+__all__ = [
+    "alarms",
+    "audit",
+    "auth",
+    "commands",
+    "evidence",
+    "ingest",
+    "metadata",
+    "notices",
+    "notify",
+    "removal",
+    "seals",
+]

@@ -1,7 +1,7 @@
 """``seal-server init DIR``: write a court server's directory (:mod:`server.setup.court_dir`).
 
 seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N]
-                     [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+                     [--public-url URL] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from server.config import NoticeSettings
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT
 from server.setup.court_dir import HTTP_PORT, InitOptions, init_court_dir
 
@@ -25,8 +28,9 @@ def add_init_command(
         help="write a court server's directory: server.toml, mosquitto.conf and the secrets (mode 0600)",
         description="Write DIR/server.toml (every setting, described), DIR/mosquitto.conf (the court's broker: "
         "authentication, the server's password and ACL files, persistence, queue limits, a plain listener on "
-        "127.0.0.1 for the server and a TLS listener for the seals), the server's MQTT password and the court's "
-        "command-signing key. Existing files are not overwritten without --force, and secrets never.",
+        "127.0.0.1 for the server and a TLS listener for the seals), the server's MQTT password, the court's "
+        "command-signing key, the evidence log's key and the notice key. Existing files are not overwritten without "
+        "--force, and secrets never.",
     )
     init.add_argument("directory", metavar="DIR", type=Path, help="the court server's directory (created if absent)")
     init.add_argument(
@@ -55,6 +59,13 @@ def add_init_command(
         help=f"the broker's TLS listener, the seals' (default {TLS_PORT})",
     )
     init.add_argument(
+        "--public-url",
+        type=_public_url,
+        default=None,
+        metavar="URL",
+        help="the address the public reaches the server at, for the QR codes of notices ([notices] public_base_url)",
+    )
+    init.add_argument(
         "--tls-ca",
         type=Path,
         default=None,
@@ -78,6 +89,7 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         settings_file=args.config,
+        public_base_url=args.public_url,
     )
     result = init_court_dir(args.directory, options, force=args.force)
     for path in result.written:
@@ -99,3 +111,11 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
     return port
+
+
+def _public_url(text: str) -> str:
+    try:
+        NoticeSettings(public_base_url=text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.errors()[0]['msg']}") from None
+    return text

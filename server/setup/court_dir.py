@@ -2,9 +2,9 @@
 
 It holds ``server.toml`` (every setting, described), ``mosquitto.conf`` (:mod:`server.seals.broker_config`) and the
 secrets, each created with mode 0600: the server's MQTT password (adopted by the first ``seal-server broker
-server-account``) and the court's command-signing key. Mosquitto's password and ACL files are the server's to
-write (``broker server-account``, ``seal add``). Every path written into the files is absolute, so the server and
-Mosquitto may be started from any directory.
+server-account``), the court's command-signing key, the evidence log's key and the notice key. Mosquitto's password
+and ACL files are the server's to write (``broker server-account``, ``seal add``). Every path written into the files
+is absolute, so the server and Mosquitto may be started from any directory.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class CourtDir:
         return self.directory / "evidence-log.key"
 
     @property
+    def notice_key_file(self) -> Path:
+        return self.directory / "notice.key"
+
+    @property
     def database_url(self) -> str:
         return f"sqlite:///{self.directory / 'court.db'}"
 
@@ -78,6 +82,8 @@ class InitOptions:
     tls_key: Path | None = None
     #: Where to write the server's settings (default: ``server.toml`` in the directory).
     settings_file: Path | None = None
+    #: ``[notices] public_base_url``: the address in the notices' QR codes (unset: notices are not printed).
+    public_base_url: str | None = None
 
 
 @dataclass
@@ -87,7 +93,9 @@ class InitResult:
     tls: TlsListener | None = None
 
 
-def court_settings(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT) -> dict[str, Any]:
+def court_settings(
+    court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT, public_base_url: str | None = None
+) -> dict[str, Any]:
     """The settings that differ from the model's defaults for a court server kept in ``court``."""
     return {
         "database_url": court.database_url,
@@ -102,6 +110,7 @@ def court_settings(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: in
         },
         "commands": {"signing_key_file": court.court_key_file},
         "evidence": {"log_key_file": court.log_key_file, "log_origin": f"{socket.gethostname()}/seal-log"},
+        "notices": {"key_file": court.notice_key_file, "public_base_url": public_base_url},
         "broker": {
             "password_file": court.broker.password_file,
             "acl_file": court.broker.acl_file,
@@ -110,7 +119,9 @@ def court_settings(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: in
     }
 
 
-def settings_text(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT) -> str:
+def settings_text(
+    court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT, public_base_url: str | None = None
+) -> str:
     """``server.toml`` for a court server kept in ``court``."""
     header = (
         "Settings of the court server (seal-server), written by `seal-server init`. Every key is here with its "
@@ -118,7 +129,8 @@ def settings_text(court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int
         "the directory the server is started in. For PostgreSQL set database_url = "
         '"postgresql+psycopg://user@host/db" (or DATABASE_URL).'
     )
-    return render_settings(court_settings(court, http_port=http_port, mqtt_port=mqtt_port), header=header)
+    values = court_settings(court, http_port=http_port, mqtt_port=mqtt_port, public_base_url=public_base_url)
+    return render_settings(values, header=header)
 
 
 def init_court_dir(directory: Path, options: InitOptions | None = None, *, force: bool = False) -> InitResult:
@@ -129,7 +141,7 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     settings_file = (options.settings_file or court.settings_file).absolute()
     tls = _tls_listener(court, options)
     config_files = [settings_file, court.broker.conf_file]
-    secret_files = [court.mqtt_password_file, court.court_key_file, court.log_key_file]
+    secret_files = [court.mqtt_password_file, court.court_key_file, court.log_key_file, court.notice_key_file]
     existing = [path for path in config_files + secret_files if path.exists()]
     if existing and not force:
         raise AlreadyExists(
@@ -140,7 +152,9 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     result = InitResult(tls=tls)
-    settings = settings_text(court, http_port=options.http_port, mqtt_port=options.mqtt_port)
+    settings = settings_text(
+        court, http_port=options.http_port, mqtt_port=options.mqtt_port, public_base_url=options.public_base_url
+    )
     write_private_file(settings_file, settings, CONFIG_MODE)
     conf = MosquittoConfig(court.broker, local_port=options.mqtt_port, tls=tls)
     write_private_file(court.broker.conf_file, conf.render(), CONFIG_MODE)
@@ -150,7 +164,8 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     else:
         write_private_file(court.mqtt_password_file, new_password() + "\n")
         result.written.append(court.mqtt_password_file)
-    for key_file in (court.court_key_file, court.log_key_file):  # the command key; the evidence log's own key
+    # The command key, the evidence log's own key, and the key that signs the notices' QR codes.
+    for key_file in (court.court_key_file, court.log_key_file, court.notice_key_file):
         _key, created = load_or_create_signing_key(key_file)  # mode 0600
         (result.written if created else result.kept).append(key_file)
     return result

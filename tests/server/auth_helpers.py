@@ -12,12 +12,13 @@ from server.auth.access import Role
 from server.auth.passwords import hash_password
 from server.auth.sessions import issue_session
 from server.auth.users import assign_case, create_user, get_user
-from server.config import CommandSettings, EvidenceSettings, MqttSettings, Settings
+from server.config import CommandSettings, EvidenceSettings, MqttSettings, NoticeSettings, Settings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 
 PASSWORD = "correct horse battery staple"
 LOG_ORIGIN = "court.example/seal-log"
+PUBLIC_BASE_URL = "https://seal.court.example"
 
 
 @cache
@@ -27,12 +28,14 @@ def password_hash() -> str:
 
 
 def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
-    """Settings of an API under test: no broker, and a court command key and a log key of its own in ``tmp_path``
-    (the log key as ``log.key``, made on first use)."""
+    """Settings of an API under test: no broker, and a court command key, a log key (``log.key``, made on first use)
+    and a notice key (``notice.key``) of its own in ``tmp_path``; notices lead to :data:`PUBLIC_BASE_URL`."""
     (tmp_path / "unused-password").write_text("unused\n")
     mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
     court_key = tmp_path / "court-command.key"
     load_or_create_signing_key(court_key)
+    notice_key = tmp_path / "notice.key"
+    load_or_create_signing_key(notice_key)
     return Settings(
         database_url=database_url,
         snapshot_dir=tmp_path / "snapshots",
@@ -40,6 +43,7 @@ def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
         auth={"cookie_secure": False, **auth},  # type: ignore[arg-type]
         commands=CommandSettings(signing_key_file=court_key),
         evidence=EvidenceSettings(log_key_file=tmp_path / "log.key", log_origin=LOG_ORIGIN),
+        notices=NoticeSettings(key_file=notice_key, public_base_url=PUBLIC_BASE_URL),
     )
 
 

@@ -51,6 +51,7 @@ CALLS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/api/audit?actor=" + quote("clerk\x00"), None, "actor"),
     ("GET", "/api/audit?target=" + "t" * 10_000, None, "target"),
     ("GET", f"/api/cases/{CASE}/events?type=" + "t" * 10_000, None, "type"),
+    ("GET", "/api/notices/verify?token=" + "t" * 10_000, None, "token"),
     ("GET", f"/api/cases/{CASE}/events?since=" + quote("0001-01-01T00:00:00+01:00"), None, "since"),
     ("GET", f"/api/cases/{CASE}/events?until=" + quote("9999-12-31T23:59:59-01:00"), None, "until"),
     ("POST", "/api/cases", {"case_no": "(2024)\x00号"}, "case_no"),

@@ -260,6 +260,10 @@ TABLE: list[Row] = [
         CLERK,
     ),
     Row("GET", "/api/log/checkpoint", "public", 200, fixed("/api/log/checkpoint")),
+    # A notice's QR code is read by anyone standing at the door: its page, its verdict and the key are public.
+    Row("GET", "/notice/{token}", "public", 200, fixed("/notice/not-a-token")),
+    Row("GET", "/api/notices/verify", "public", 200, fixed("/api/notices/verify?token=not-a-token")),
+    Row("GET", "/api/notices/key", "public", 200, fixed("/api/notices/key")),
     Row("GET", "/api/log/key", "public", 200, fixed("/api/log/key")),
     Row("GET", "/api/log/consistency", "self", 200, fixed("/api/log/consistency?old=1&new=2")),
     Row(
@@ -373,6 +377,14 @@ TABLE: list[Row] = [
     ),
     Row("GET", "/api/seals/{device_id}", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}")),
     Row("GET", "/api/seals/{device_id}/bindings", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/bindings")),
+    Row(
+        "GET",
+        "/api/seals/{device_id}/notice.pdf",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/notice.pdf"),
+        COURT,  # the court's staff post the notice; the parties read its page
+    ),
     Row(
         "GET",
         "/api/seals/{device_id}/enrolment",

@@ -33,6 +33,9 @@ PUBLIC_OPERATIONS = {
     ("get", "/metrics"),
     ("get", "/api/log/checkpoint"),  # the evidence log's signed checkpoint and its key are published
     ("get", "/api/log/key"),
+    ("get", "/api/notices/verify"),  # a notice's QR code is checked by whoever reads it, and with the public key
+    ("get", "/api/notices/key"),
+    ("get", "/notice/{token}"),
 }
 CSRF = {"X-Requested-With": "fetch"}
 REPO = Path(__file__).resolve().parents[2]

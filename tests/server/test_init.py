@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from seal_protocol.signing import load_signing_key, public_key_b64
 from server.cli import main
 from server.config import Settings, load_settings
 from server.evidence.checkpoints import parse_verifier_key
 from server.seals.broker_files import SERVER_USERNAME
 from server.setup.court_dir import CourtDir
 
-SECRET_FILES = ("court-server.mqtt-password", "court-command.key", "evidence-log.key")
+SECRET_FILES = ("court-server.mqtt-password", "court-command.key", "evidence-log.key", "notice.key")
 
 
 def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -59,6 +60,7 @@ def test_every_setting_is_written_with_its_description(court: Path) -> None:
     assert settings.mqtt.password_file == layout.mqtt_password_file
     assert settings.commands.signing_key_file == layout.court_key_file
     assert settings.evidence.log_key_file == layout.log_key_file
+    assert (settings.notices.key_file, settings.notices.public_base_url) == (layout.notice_key_file, None)
     assert (settings.broker.password_file, settings.broker.acl_file, settings.broker.pid_file) == (
         layout.broker.password_file,
         layout.broker.acl_file,
@@ -138,3 +140,25 @@ def test_log_key_prints_the_verifier_key_that_checks_the_log_s_checkpoints(
     assert stat.S_IMODE((court / "evidence-log.key").stat().st_mode) == 0o600
     assert main(["log-key", "--config", str(config)]) == 0  # the same key again, never a new one
     assert capsys.readouterr().out.strip() == line
+
+
+def test_notice_key_prints_the_public_key_of_the_key_init_made(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = court / "server.toml"
+    capsys.readouterr()
+    assert main(["notice-key", "--config", str(config)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line == public_key_b64(load_signing_key(court / "notice.key"))
+    assert main(["notice-key", "--config", str(config)]) == 0  # the same key again, never a new one
+    assert capsys.readouterr().out.strip() == line
+
+
+def test_init_takes_the_public_address_of_the_notices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "court"), "--public-url", "https://seal.court.example"]) == 0
+    settings = load_settings(tmp_path / "court" / "server.toml", env={})
+    assert settings.notices.public_base_url == "https://seal.court.example"
+    for wrong in ("https://seal.court.example/", "ftp://seal.court.example", "seal.court.example", "https://x/?a=1"):
+        with pytest.raises(SystemExit) as exited:
+            main(["init", str(tmp_path / "other"), "--public-url", wrong])
+        assert exited.value.code == 2
+        assert "--public-url" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

@@ -2,7 +2,7 @@
 them, their history), each case's debtor access code, and every user's in-app inbox.
 
 Revision ID: 8f2d6b4c1e37
-Revises: 7d4b1c2e9a10
+Revises: 8e5f2a7c3b19
 Create Date: 2026-12-04 15:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import server.core.base
 
 revision: str = "8f2d6b4c1e37"
-down_revision: str | None = "7d4b1c2e9a10"
+down_revision: str | None = "8e5f2a7c3b19"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,122 @@
+"""Seal notices (查封公告): the PDF for the court's staff, and the public verdict on a notice's token with the key
+that signs them.
+
+``GET /api/seals/{device_id}/notice.pdf`` issues the notice if its facts changed since the last one (so it writes,
+though a GET: printing the same notice twice must give the same paper, and it does). The verdict and the key are
+public, like the page the QR code opens (:mod:`server.api.notice_page`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
+from server.api.routing import ValidatedRoute
+from server.auth.access import Permission
+from server.core.base import utc_now
+from server.core.db import session_scope
+from server.notices.keys import key_id, public_key_text
+from server.notices.page import refusal_text
+from server.notices.printing import print_notice
+from server.notices.service import NoticeCheck, check_notice
+from server.notices.token import MAX_TOKEN_CHARS, Refusal
+from server.seals.models import Seal
+
+router = APIRouter(tags=["notices"], route_class=ValidatedRoute)
+
+PDF: Responses = {
+    200: {"content": {"application/pdf": {}}, "description": "The notice, an A4 PDF."},
+    404: {"description": "No such seal, or not of one of your cases"},
+    409: {"description": "The seal is bound to no case, or its case's seizure has expired"},
+    503: {"description": "The notice key, the public address or the CJK font is not configured"},
+}
+TokenQuery = Annotated[
+    str, Query(min_length=1, max_length=MAX_TOKEN_CHARS, description="The token of a notice's QR code.")
+]
+
+
+class NoticeSealState(BaseModel):
+    armed: bool | None = Field(description="Armed (true) or disarmed, from the seal's signed events; null: unknown.")
+    armed_at: datetime | None = Field(description="The time of the signed event that told.")
+    still_bound: bool = Field(description="Whether the seal is still bound to the notice's case.")
+
+
+class NoticePrinted(BaseModel):
+    id: int
+    issued_at: datetime
+    expires_at: datetime
+    facts: dict[str, Any] = Field(description="The facts exactly as printed (their SHA-256 is in the token).")
+
+
+class NoticeVerdict(BaseModel):
+    authentic: bool = Field(description="An authentic notice of this court, standing and not expired.")
+    reason: Refusal | None = Field(description="Why not, if not.")
+    reason_text: str | None = Field(description="The reason in Chinese / English.")
+    notice: NoticePrinted | None = Field(description="The notice, if the court signed it and has it on record.")
+    seal: NoticeSealState | None
+    case_status: str | None = Field(description="The status of the notice's case now.")
+
+
+class NoticeKeyPublic(BaseModel):
+    algorithm: str = "Ed25519"
+    public_key: str = Field(description="Standard base64 of the raw 32-byte public key.")
+    key_id: str = Field(description="The first 4 bytes of SHA-256(public key), hex: the token's `k`.")
+
+
+@router.get("/seals/{device_id}/notice.pdf", response_class=Response, responses=PDF)
+def seal_notice(
+    seal: Annotated[Seal, Depends(seal_with(Permission.NOTICE_PRINT))], user: CurrentUser, context: ContextDep
+) -> Response:
+    """The seal's printed notice (查封公告): an A4 PDF with its court-signed QR code."""
+    with session_scope(context.session_factory) as session:  # a writing session: a notice may be issued
+        printed = print_notice(
+            session,
+            actor=user,
+            device_id=seal.device_id,
+            key=context.notice_key,
+            settings=context.settings.notices,
+            now=utc_now(),
+        )
+        name = f"notice-{printed.issued.notice.id}-{seal.device_id}.pdf"
+    headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
+    return Response(printed.pdf, media_type="application/pdf", headers=headers)
+
+
+@router.get("/notices/verify")
+def verify_notice(token: TokenQuery, session: SessionDep, context: ContextDep) -> NoticeVerdict:
+    """Whether a notice's token is an authentic notice of this court, with what the notice printed (public)."""
+    check = check_notice(session, token=token, key=context.notice_key.verify_key, now=utc_now())
+    return verdict(check)
+
+
+@router.get("/notices/key")
+def notice_key(context: ContextDep) -> NoticeKeyPublic:
+    """The public key that verifies the notices' tokens (public)."""
+    key = context.notice_key.verify_key
+    return NoticeKeyPublic(public_key=public_key_text(key), key_id=key_id(key))
+
+
+def verdict(check: NoticeCheck) -> NoticeVerdict:
+    printed = None
+    if check.notice is not None and check.facts is not None:
+        notice = check.notice
+        printed = NoticePrinted(
+            id=notice.id, issued_at=notice.issued_at, expires_at=notice.expires_at, facts=asdict(check.facts)
+        )
+    state = None
+    if check.still_bound is not None:
+        state = NoticeSealState(armed=check.seal_armed, armed_at=check.seal_armed_at, still_bound=check.still_bound)
+    return NoticeVerdict(
+        authentic=check.authentic,
+        reason=check.refusal,
+        reason_text=" / ".join(refusal_text(check.refusal)) if check.refusal is not None else None,
+        notice=printed,
+        seal=state,
+        case_status=check.case_status,
+    )

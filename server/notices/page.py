@@ -1,0 +1,79 @@
+"""The public page a notice's QR code opens (``GET /notice/{token}``), and the words both it and the JSON verdict use.
+
+Jinja2 templates in ``templates/``, autoescaped; the page loads nothing from anywhere (no script, font or image), so
+it works on any phone and tells the reader nothing the paper does not, besides the seal's and the case's state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from server.notices.facts import COURT_TIME, court_day, fact_rows
+from server.notices.service import NoticeCheck
+from server.notices.token import Refusal
+
+#: Why a token is not authentic, in Chinese and English.
+REFUSAL_TEXT: dict[Refusal, tuple[str, str]] = {
+    Refusal.MALFORMED: (
+        "二维码内容不完整或不是本院的公告码",
+        "the code is incomplete or not a notice code of this court",
+    ),
+    Refusal.FOREIGN_KEY: ("不是本院签发的公告（签名密钥不符）", "not issued by this court (signed with another key)"),
+    Refusal.TAMPERED: ("公告码内容被篡改，签名不符", "the code was altered: its signature does not match"),
+    Refusal.EXPIRED: ("公告已过有效期", "the notice has expired"),
+    Refusal.UNKNOWN: ("本院无此公告的记录", "this court has no record of this notice"),
+    Refusal.SUPERSEDED: ("公告已被本院新签发的公告取代", "the court has replaced it with a newer notice"),
+    Refusal.REVOKED: ("公告已被本院撤销", "the court has revoked it"),
+}
+
+#: A case's status (server.seals.models.CaseStatus values), in Chinese and English.
+CASE_STATUS_TEXT: dict[str, tuple[str, str]] = {
+    "open": ("已立案，尚未查封", "open, not sealed yet"),
+    "sealed": ("查封中", "under seizure"),
+    "lifting": ("解除查封办理中", "removal of the seizure in progress"),
+    "lifted": ("已解除查封", "the seizure has been lifted"),
+    "closed": ("已结案", "closed"),
+}
+
+
+def refusal_text(refusal: Refusal) -> tuple[str, str]:
+    return REFUSAL_TEXT[refusal]
+
+
+def court_time(moment: datetime | None) -> str:
+    """``moment`` as the court's local time, ``2026-12-04 14:35 (UTC+8)``; ``""`` for none."""
+    if moment is None:
+        return ""
+    return moment.astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M") + " (UTC+8)"
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("server.notices", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["court_time"] = court_time
+    return env
+
+
+def render_notice_page(check: NoticeCheck | None) -> str:
+    """The page for ``check``; with ``check`` ``None``, the page saying that nothing can be checked now."""
+    template = _environment().get_template("notice.html")
+    refusal = check.refusal if check is not None else None
+    facts = check.facts if check is not None else None
+    notice = check.notice if check is not None else None
+    return template.render(
+        check=check,
+        facts=facts,
+        rows=fact_rows(facts) if facts is not None else [],
+        issued_on=court_day(notice.issued_at).isoformat() if notice is not None else "",
+        refusal=refusal_text(refusal) if refusal is not None else None,
+        case_status=CASE_STATUS_TEXT.get(check.case_status or "") if check is not None else None,
+    )

@@ -1,0 +1,222 @@
+"""Issuing notices and checking their tokens: the service functions the API and the CLI both call.
+
+A seal's notice is issued for the facts the paper prints (:class:`~server.notices.facts.NoticeFacts`). Asked again
+while those facts, the seal's case and the token's key are unchanged and the token has not expired, the same
+notice is printed again (the same id and, Ed25519 being deterministic, the same token): downloading a notice twice
+must not make the first copy on the door worthless. When the facts changed (a new judge's phone, a renewed
+seizure, …), a new notice is issued and supersedes the older ones of the seal, whose pages then say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seal_protocol.signing import SigningKey, VerifyKey
+from server.audit.service import Actor, record_audit
+from server.errors import Conflict, NotFound
+from server.notices.facts import NoticeFacts, court_day, end_of_court_day
+from server.notices.keys import key_id
+from server.notices.models import Notice
+from server.notices.token import NoticeClaims, Refusal, sign_token, verify_token
+from server.seals.cases import get_case
+from server.seals.models import Case, Seal, SealBinding
+from server.seals.registry import get_seal
+
+
+@dataclass(frozen=True)
+class IssuedNotice:
+    """A notice ready to print: its row, its token, and whether it was issued just now (else printed again)."""
+
+    notice: Notice
+    facts: NoticeFacts
+    token: str
+    new: bool
+
+
+@dataclass(frozen=True)
+class NoticeCheck:
+    """What the public page and ``/api/notices/verify`` say about a token. ``facts`` are shown only when the
+    court's key signed the token and the court has the notice on record (also when it expired or was replaced)."""
+
+    refusal: Refusal | None
+    detail: str = ""
+    notice: Notice | None = None
+    facts: NoticeFacts | None = None
+    seal_armed: bool | None = None
+    seal_armed_at: datetime | None = None
+    still_bound: bool | None = None
+    case_status: str | None = None
+
+    @property
+    def authentic(self) -> bool:
+        return self.refusal is None
+
+
+def notice_facts(session: Session, *, seal: Seal) -> NoticeFacts:
+    """The facts a notice of ``seal`` prints now; :class:`Conflict` if the seal is bound to no case."""
+    if seal.case_no is None:
+        raise Conflict(f"seal {seal.device_id!r} is bound to no case: there is nothing to give notice of")
+    case = get_case(session, case_no=seal.case_no)
+    court = case.court_row
+    return NoticeFacts(
+        court=court.name if court is not None else "",
+        court_phone=court.phone if court is not None else "",
+        case_no=case.case_no,
+        judge=case.judge,
+        judge_phone=case.judge_phone,
+        sealed_on=court_day(_bound_at(session, seal)).isoformat(),
+        property=case.sealed_property,
+        address=case.address,
+        seizure_expires_on=case.seizure_expires_on.isoformat() if case.seizure_expires_on else None,
+        device_id=seal.device_id,
+    )
+
+
+def issue_notice(
+    session: Session,
+    *,
+    actor: Actor | None,
+    device_id: str,
+    key: SigningKey,
+    default_validity: timedelta,
+    now: datetime,
+) -> IssuedNotice:
+    """The seal's notice for its current facts: the standing one (audited ``notice.reprint``), or a new one
+    (audited ``notice.issue``) that supersedes the others. :class:`Conflict` if the seal is bound to no case or its
+    seizure has expired."""
+    seal = get_seal(session, device_id=device_id)
+    facts = notice_facts(session, seal=seal)
+    case = get_case(session, case_no=facts.case_no)
+    digest = facts.sha256().hex()
+    kid = key_id(key.verify_key)
+    now = now.replace(microsecond=0)
+    standing = _standing(session, device_id)
+    for notice in standing:
+        if (notice.case_no, notice.facts_sha256, notice.key_id) == (
+            facts.case_no,
+            digest,
+            kid,
+        ) and notice.expires_at > now:
+            details = {"notice_id": notice.id, "case_no": notice.case_no}
+            record_audit(session, actor=actor, action="notice.reprint", target=device_id, details=details)
+            return IssuedNotice(notice, facts, token_of(notice, key), new=False)
+    if case.seizure_expires_on is not None:
+        expires_at = end_of_court_day(case.seizure_expires_on)
+        if expires_at <= now:
+            raise Conflict(f"the seizure of case {case.case_no} expired on {case.seizure_expires_on}: renew it first")
+    else:
+        expires_at = now + default_validity
+    notice = Notice(
+        device_id=device_id,
+        case_no=facts.case_no,
+        issued_at=now,
+        issued_by=actor.id if actor is not None else None,
+        facts=facts.canonical().decode("utf-8"),
+        facts_sha256=digest,
+        key_id=kid,
+        expires_at=expires_at,
+    )
+    session.add(notice)
+    session.flush()
+    for old in standing:
+        old.superseded_at, old.superseded_by = now, notice.id
+    details = {
+        "notice_id": notice.id,
+        "case_no": notice.case_no,
+        "facts_sha256": digest,
+        "expires_at": expires_at.isoformat(),
+        "supersedes": [old.id for old in standing],
+    }
+    record_audit(session, actor=actor, action="notice.issue", target=device_id, details=details)
+    return IssuedNotice(notice, facts, token_of(notice, key), new=True)
+
+
+def revoke_notice(session: Session, *, actor: Actor | None, notice_id: int, now: datetime) -> Notice:
+    """Mark a notice revoked (its page then says it is not authentic); audited ``notice.revoke``."""
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise NotFound(f"unknown notice {notice_id}")
+    if notice.revoked_at is not None:
+        raise Conflict(f"notice {notice_id} was revoked at {notice.revoked_at.isoformat()}")
+    notice.revoked_at, notice.revoked_by = now, actor.id if actor is not None else None
+    session.flush()
+    details = {"notice_id": notice.id, "case_no": notice.case_no}
+    record_audit(session, actor=actor, action="notice.revoke", target=notice.device_id, details=details)
+    return notice
+
+
+def token_of(notice: Notice, key: SigningKey) -> str:
+    claims = NoticeClaims(
+        notice_id=notice.id,
+        device_id=notice.device_id,
+        case_no=notice.case_no,
+        issued_at=notice.issued_at,
+        expires_at=notice.expires_at,
+        facts_sha256=bytes.fromhex(notice.facts_sha256),
+        key_id=notice.key_id,
+    )
+    return sign_token(claims, key)
+
+
+def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime) -> NoticeCheck:
+    """The verdict on ``token``: its signature and expiry (:func:`verify_token`), then the court's record of it."""
+    checked = verify_token(token, key, now=now)
+    claims = checked.claims
+    if claims is None:
+        return NoticeCheck(checked.refusal, checked.detail)
+    notice = session.get(Notice, claims.notice_id)
+    if notice is None or not _matches(notice, claims):
+        return NoticeCheck(Refusal.UNKNOWN, "the court has no such notice on record")
+    facts = NoticeFacts.from_json(notice.facts)
+    if hashlib.sha256(notice.facts.encode("utf-8")).digest() != claims.facts_sha256:
+        return NoticeCheck(Refusal.UNKNOWN, "the court's record of the notice does not match it")
+    refusal, detail = checked.refusal, checked.detail
+    if notice.revoked_at is not None:
+        refusal, detail = Refusal.REVOKED, f"revoked on {court_day(notice.revoked_at)}"
+    elif notice.superseded_at is not None:
+        refusal, detail = Refusal.SUPERSEDED, f"replaced by notice {notice.superseded_by}"
+    seal = session.scalar(select(Seal).where(Seal.device_id == notice.device_id))
+    case = session.scalar(select(Case).where(Case.case_no == notice.case_no))
+    return NoticeCheck(
+        refusal,
+        detail,
+        notice=notice,
+        facts=facts,
+        seal_armed=seal.armed if seal is not None else None,
+        seal_armed_at=seal.armed_at if seal is not None else None,
+        still_bound=seal is not None and seal.case_no == notice.case_no,
+        case_status=case.status if case is not None else None,
+    )
+
+
+def _matches(notice: Notice, claims: NoticeClaims) -> bool:
+    return (
+        notice.device_id == claims.device_id
+        and notice.case_no == claims.case_no
+        and notice.issued_at == claims.issued_at
+        and notice.expires_at == claims.expires_at
+        and notice.facts_sha256 == claims.facts_sha256.hex()
+    )
+
+
+def _standing(session: Session, device_id: str) -> list[Notice]:
+    """The seal's notices neither superseded nor revoked (normally at most one), newest first."""
+    query = select(Notice).where(
+        Notice.device_id == device_id, Notice.superseded_at.is_(None), Notice.revoked_at.is_(None)
+    )
+    return list(session.scalars(query.order_by(Notice.id.desc())))
+
+
+def _bound_at(session: Session, seal: Seal) -> datetime:
+    """When the seal's current binding began (its installation); its registration for a binding older than the
+    binding history."""
+    query = select(SealBinding.bound_at).where(
+        SealBinding.device_id == seal.device_id, SealBinding.unbound_at.is_(None), SealBinding.case_no == seal.case_no
+    )
+    bound_at = session.scalar(query.order_by(SealBinding.bound_at.desc()).limit(1))
+    return bound_at if bound_at is not None else seal.registered_at
