@@ -127,8 +127,9 @@ def start_server(var: Path, broker: PrivateBroker) -> tuple[subprocess.Popen[byt
         conf = _write_server_config(var, broker, port)
         log_path = var / "server.log"
         with log_path.open("wb") as log:
-            server = subprocess.Popen([BIN / "seal-server", "run", "--config", conf],
-                                      stdout=log, stderr=subprocess.STDOUT)
+            server = subprocess.Popen(
+                [BIN / "seal-server", "run", "--config", conf], stdout=log, stderr=subprocess.STDOUT
+            )
         if wait_server(port, server, log_path):
             return server, f"http://127.0.0.1:{port}"
         if "address already in use" not in log_path.read_text(errors="replace"):
@@ -164,15 +165,40 @@ def main() -> int:
         court_key = run(BIN / "seal-server", "court-key", "--config", server_conf).strip()
         broker.start()
         for case_no, court, judge, address in CASES:
-            run(BIN / "seal-server", "case", "add", case_no, "--config", server_conf,
-                "--court", court, "--judge", judge, "--address", address)
+            run(
+                BIN / "seal-server",
+                "case",
+                "add",
+                case_no,
+                "--config",
+                server_conf,
+                "--court",
+                court,
+                "--judge",
+                judge,
+                "--address",
+                address,
+            )
 
         logins = []
         for role, username, full_name, cases in ACCOUNTS:
             password = secrets.token_urlsafe(12)
             case_args = [arg for case_no in cases for arg in ("--case", case_no)]
-            run(BIN / "seal-server", "user", "add", username, "--role", role, "--full-name", full_name, *case_args,
-                "--password-stdin", "--config", server_conf, stdin=password + "\n")
+            run(
+                BIN / "seal-server",
+                "user",
+                "add",
+                username,
+                "--role",
+                role,
+                "--full-name",
+                full_name,
+                *case_args,
+                "--password-stdin",
+                "--config",
+                server_conf,
+                stdin=password + "\n",
+            )
             logins.append(f"login: {role} {username} {password}")
 
         alsa_env = _alsa_file_sink(var)
@@ -180,9 +206,22 @@ def main() -> int:
         for seal in SEALS:
             agent_conf = _write_agent_config(var, broker, seal, court_key)
             public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
-            run(BIN / "seal-server", "seal", "add", seal.device_id, "--case", seal.case_no,
-                "--public-key", public_key, "--location", seal.location, "--config", server_conf,
-                "--mqtt-password-file", var / seal.device_id / "mqtt-password")
+            run(
+                BIN / "seal-server",
+                "seal",
+                "add",
+                seal.device_id,
+                "--case",
+                seal.case_no,
+                "--public-key",
+                public_key,
+                "--location",
+                seal.location,
+                "--config",
+                server_conf,
+                "--mqtt-password-file",
+                var / seal.device_id / "mqtt-password",
+            )
 
         server, base_url = start_server(var, broker)
         children.append(("server", server))
@@ -191,9 +230,22 @@ def main() -> int:
             env = dict(os.environ, **alsa_env.get(seal.device_id, {}))
             log = open(var / f"{seal.device_id}.log", "wb")  # closed with the process
             agent = subprocess.Popen(
-                [BIN / "seal-agent", "simulate", "--config", var / seal.device_id / "agent.toml",
-                 "--trigger-every", str(seal.trigger_every_s), "--presence-s", "2", "--camera-file", camera_clip],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                [
+                    BIN / "seal-agent",
+                    "simulate",
+                    "--config",
+                    var / seal.device_id / "agent.toml",
+                    "--trigger-every",
+                    str(seal.trigger_every_s),
+                    "--presence-s",
+                    "2",
+                    "--camera-file",
+                    camera_clip,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
             children.append((seal.device_id, agent))
 
@@ -251,11 +303,11 @@ def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal, court_
         f"case_no = {toml_str(seal.case_no)}\n"
         f"state_dir = {toml_str(str(state))}\n"
         "heartbeat_s = 30\n"
-        "[mqtt]\nhost = \"127.0.0.1\"\n"
+        '[mqtt]\nhost = "127.0.0.1"\n'
         f"port = {broker.port}\n"
         f"password_file = {toml_str(str(password_file))}\n"
         f"[pir]\npin = {seal.pin}\n"
-        "[warning]\nlanguages = [\"zh\", \"en\"]\nrepeat_s = 10\nmax_repeats = 1\ncooldown_s = 5\n"
+        '[warning]\nlanguages = ["zh", "en"]\nrepeat_s = 10\nmax_repeats = 1\ncooldown_s = 5\n'
         f"[commands]\nserver_public_key = {toml_str(court_key)}\n"
     )
     return path
@@ -270,10 +322,7 @@ def _alsa_file_sink(var: Path) -> dict[str, dict[str, str]]:
         conf = var / seal.device_id / "alsa-file.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         out = var / seal.device_id / "speaker.raw"
-        conf.write_text(
-            "pcm.!default { type file; slave.pcm { type null }; "
-            f'file "{out}"; format "raw" }}\n'
-        )
+        conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{out}"; format "raw" }}\n')
         envs[seal.device_id] = {"ALSA_CONFIG_PATH": str(conf)}
     return envs
 
@@ -297,10 +346,10 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
     if file_sink:
         lines.append(f"  sound:     no sound card here: the warnings are written to {var}/seal-demo-*/speaker.raw")
     lines += [
-        "  API login: POST /api/auth/login {\"username\": …, \"password\": …} → cookie and bearer token;",
+        '  API login: POST /api/auth/login {"username": …, "password": …} → cookie and bearer token;',
         f"             try it in {base_url}/docs. Accounts (role, username, password), made for this run:",
         *logins,
-        "  commands:  as the clerk or the judge, POST {\"action\": \"disarm\"} (or arm, test_warning, snapshot, ping)",
+        '  commands:  as the clerk or the judge, POST {"action": "disarm"} (or arm, test_warning, snapshot, ping)',
         f"             to {base_url}/api/seals/seal-demo-1/commands; it stays pending until the seal's signed ack.",
         "  Ctrl-C stops the demo.",
         "",

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit
 from server.api.docs import add_docs
+from server.api.removal_requests import UPLOAD_PATH, upload_limit
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
@@ -29,14 +30,16 @@ from server.ingest.mqtt import MqttIngest
 from server.notices.errors import NoticesUnavailable
 from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
+from server.removal.errors import IllegalTransition, ProofStorageFailed
+from server.removal.settler import RemovalSettler
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
-    the liveness check, the notification worker, the command dispatcher (publishing and expiring commands) and the
-    log's checkpointer.
+    the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
+    log's checkpointer and the removal settler (woken by the ingest when a seal answers a command).
 
     The tables must exist (``seal-server init-db``).
     """
@@ -56,10 +59,15 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             log_key=log_key,
             notice_key=NoticeKey(settings.notices.key_file),
         )
-        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer] = []
+        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
         if with_ingest:
+            settler = RemovalSettler(session_factory, interval_s=settings.removal.settle_interval_s)
             ingestor = Ingestor(
-                session_factory, metrics=metrics, snapshot_dir=settings.snapshot_dir, alarms=settings.alarms
+                session_factory,
+                metrics=metrics,
+                snapshot_dir=settings.snapshot_dir,
+                alarms=settings.alarms,
+                on_answer=settler.wake,
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(
@@ -70,7 +78,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             )
             context.dispatcher = CommandDispatcher(settings.mqtt, settings.commands, session_factory, metrics=metrics)
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
-            workers = [liveness, notifier, context.dispatcher]
+            workers = [liveness, notifier, context.dispatcher, settler]
             if settings.evidence.log_key_file is not None:
                 interval_s = settings.evidence.checkpoint_interval_s
                 workers.append(Checkpointer(session_factory, log_key, interval_s=interval_s))
@@ -101,7 +109,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(public_router)
     add_docs(app)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, upload_limit(settings.removal))])
     _add_error_handlers(app)
     return app
 
@@ -129,6 +137,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def forbidden(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
 
+    async def illegal_transition(_request: Request, exc: Exception) -> JSONResponse:
+        state = exc.state if isinstance(exc, IllegalTransition) else None
+        return JSONResponse({"detail": str(exc), "state": state}, status_code=status.HTTP_409_CONFLICT)
+
     async def too_many_attempts(_request: Request, exc: Exception) -> JSONResponse:
         retry_after = exc.retry_after_s if isinstance(exc, TooManyAttempts) else 60
         headers = {"Retry-After": str(retry_after)}
@@ -140,7 +152,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(AlreadyExists, conflict)
     app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(IllegalTransition, illegal_transition)  # a Conflict that names the current state
     app.add_exception_handler(Invalid, unprocessable)
+    app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
     app.add_exception_handler(NoticesUnavailable, unavailable)

@@ -21,6 +21,9 @@
     seal-server notify remove ID --config FILE
     seal-server quarantine list --config FILE [--reason R] [--device DEVICE_ID] [--since TIME] [--before ID] [--limit N]
     seal-server quarantine show ID --config FILE
+    seal-server removal access-code CASE_NO --config FILE
+    seal-server removal list --config FILE [--case CASE_NO] [--open]
+    seal-server removal show ID --config FILE
 
 Every command also takes --log-level LEVEL (debug, info, warning, error; any case) and --log-format text|json,
 before or after its name.
@@ -52,6 +55,7 @@ from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
 from server.notices.cli import add_notice_commands, run_notice, run_notice_key
 from server.notify.cli import add_notify_commands, run_notify_command
+from server.removal.cli import add_removal_commands, run_removal_command
 from server.seals.cli import add_seal_commands, run_seal_command
 from server.setup.cli import add_init_command, run_init
 
@@ -86,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     add_notice_commands(commands, common)
     add_notify_commands(commands, common)
     add_quarantine_commands(commands, common)
+    add_removal_commands(commands, common)
     return parser
 
 
@@ -144,6 +149,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             )
         case "quarantine":
             return _in_session(settings, lambda session: run_quarantine_command(args, session, _out))
+        case "removal":
+            return _in_session(settings, lambda session: run_removal_command(args, session, _out))
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

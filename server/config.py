@@ -18,12 +18,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
@@ -31,35 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from server.config_types import OptionalPath, PublicUrl
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
-
-
-def _empty_means_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-def _public_url(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        return value
-    if len(value) > 200:
-        raise ValueError("at most 200 characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("an http:// or https:// address with a host name, such as https://seal.court.example")
-    if parts.query or parts.fragment or value.endswith("/") or any(c.isspace() for c in value):
-        raise ValueError("no trailing slash, query, fragment or spaces: the notice's path is added to it")
-    return value
-
-
-#: The server's public address (``https://host[:port][/path]``), ``""`` or absent meaning unset.
-PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
-
-#: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
-OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 
 
 class HttpSettings(BaseModel):
@@ -280,6 +253,37 @@ class NoticeSettings(BaseModel):
     font_index: int = Field(0, ge=0, le=63, description="The font's index in a .ttc collection (font_file).")
 
 
+class RemovalSettings(BaseModel):
+    """Removal requests: where their proof files are kept, how many and how large, and the creditor's time for a
+    written view."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proof_dir: OptionalPath = Field(
+        None,
+        description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
+        "SHA-256. Unset: `removal-proofs` beside snapshot_dir.",
+    )
+    proof_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
+    )
+    proof_max_files: int = Field(5, ge=1, le=20, description="At most this many proof files per request.")
+    creditor_view_window_s: int = Field(
+        5 * 24 * 3600,
+        ge=0,
+        le=60 * 24 * 3600,
+        description="After a request is filed, the creditor may give written views for this long (and until the "
+        "judge decides).",
+    )
+    settle_interval_s: float = Field(
+        5.0,
+        ge=0.05,
+        le=3600,
+        description="How often requests waiting for their seals are checked for every seal's signed "
+        "acknowledgement of the disarm (also at once when an answer is stored, and whenever a request is read).",
+    )
+
+
 class BrokerFilesSettings(BaseModel):
     """Where the server writes Mosquitto's password and ACL files, regenerated from its MQTT accounts."""
 
@@ -329,6 +333,14 @@ class Settings(BaseModel):
     notices: NoticeSettings = Field(
         default_factory=NoticeSettings, description="The printed seal notice, its signed QR code and public page."
     )
+    removal: RemovalSettings = Field(
+        default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
+    )
+
+    @property
+    def proof_dir(self) -> Path:
+        """Where removal proofs are stored: ``[removal] proof_dir``, or ``removal-proofs`` beside snapshot_dir."""
+        return self.removal.proof_dir or self.snapshot_dir.parent / "removal-proofs"
 
 
 def parse_settings(

@@ -1,6 +1,7 @@
 """The REST API: one router per resource, all under ``/api`` except ``/metrics`` and the public notice page.
 
-Every route but ``/api/health``, ``/api/auth/login``, the log's ``/api/log/checkpoint`` and ``/api/log/key`` and the
+Every route but ``/api/health``, ``/api/auth/login``, ``/api/auth/access-code`` (the debtor's sign-in with a
+case's access code), ``/api/removal-grounds``, the log's ``/api/log/checkpoint`` and ``/api/log/key`` and the
 notices' ``/api/notices/verify`` and ``/api/notices/key`` needs a logged-in user; what the user may see and do is
 decided by :mod:`server.auth.access`. ``/metrics`` is public for the Prometheus scraper (restrict it at the reverse
 proxy, or give it a token, when the network is not trusted). So are the OpenAPI document and its pages, ``/docs``
@@ -13,6 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api import (
+    access_codes,
     alarms,
     audit,
     auth,
@@ -21,12 +23,15 @@ from server.api import (
     courts,
     events,
     health,
+    inbox,
     log,
     metrics,
     notice_page,
     notices,
     notification_targets,
     quarantine,
+    removal_decisions,
+    removal_requests,
     seals,
     snapshots,
     users,
@@ -40,7 +45,11 @@ api_router.include_router(users.router)
 api_router.include_router(events.router)
 api_router.include_router(snapshots.router)
 api_router.include_router(notification_targets.router)
+api_router.include_router(removal_requests.router)
+api_router.include_router(access_codes.router)
 api_router.include_router(cases.router)
+api_router.include_router(removal_decisions.router)
+api_router.include_router(inbox.router)
 api_router.include_router(courts.router)
 api_router.include_router(seals.router)
 api_router.include_router(commands.router)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request, Response, status
 
 from server.api.deps import SESSION_COOKIE, ContextDep, CurrentUser, LoginDep, SessionDep
 from server.api.routing import ValidatedRoute
-from server.api.schemas import LoginPublic, LoginRequest, MePublic
+from server.api.schemas import AccessCodeLogin, LoginPublic, LoginRequest, MePublic
 from server.audit.service import record_audit
 from server.auth.access import Role
+from server.auth.access_codes import code_matches, find_code
 from server.auth.client_address import client_address
 from server.auth.errors import NotAuthenticated, TooManyAttempts
 from server.auth.models import User
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=ValidatedRoute)
 
 WRONG_CREDENTIALS = "wrong username or password"
+WRONG_CODE = "wrong case number or access code"
 
 
 def client_ip(request: Request, context: ContextDep) -> str:
@@ -82,8 +84,50 @@ def login(
     forget_login_attempt(session, attempt_id=attempt_id)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(body.password)
-    issued = issue_session(session, user=user, now=now, ttl_s=settings.session_ttl_s, client_ip=ip)
-    record_audit(session, actor=user, action="login", target=user.username, details={"ip": ip})
+    return _logged_in(session, user, response, context, ip=ip, details={"ip": ip})
+
+
+@router.post(
+    "/access-code",
+    responses={
+        401: {"description": "Wrong case number or access code"},
+        429: {"description": "Too many failed attempts; the Retry-After header and the detail say when to retry"},
+    },
+)
+def access_code_login(
+    body: AccessCodeLogin, request: Request, response: Response, session: SessionDep, context: ContextDep
+) -> LoginPublic:
+    """Sign in as the debtor of a case with the access code printed for the debtor: a session for that case only.
+    Failures are throttled like logins (the case number counts as the username)."""
+    now = utc_now()
+    ip = client_ip(request, context)
+    who = f"case:{body.case_no}"
+    try:
+        attempt_id = begin_login_attempt(
+            session, username=who, client_ip=ip, now=now, limits=throttle_limits(context.settings.auth)
+        )
+    except TooManyAttempts:
+        logger.warning("access code sign-in throttled: case %r from %s", body.case_no, ip)
+        raise
+    row = find_code(session, case_no=body.case_no)
+    user = session.get(User, row.user_id) if row is not None else None
+    session.commit()  # no transaction held while the code is checked
+    if not code_matches(row, body.code) or user is None or user.disabled:
+        record_audit(session, actor=None, action="login.failed", target=who[:128], details={"ip": ip, "via": "code"})
+        session.commit()
+        logger.warning("failed access code sign-in: case %r from %s", body.case_no, ip)
+        raise NotAuthenticated(WRONG_CODE)
+    forget_login_attempt(session, attempt_id=attempt_id)
+    return _logged_in(session, user, response, context, ip=ip, details={"ip": ip, "case_no": body.case_no})
+
+
+def _logged_in(
+    session: SessionDep, user: User, response: Response, context: ContextDep, *, ip: str, details: dict[str, str]
+) -> LoginPublic:
+    """Start the session of ``user``: its cookie on ``response``, its bearer token in the answer."""
+    settings = context.settings.auth
+    issued = issue_session(session, user=user, now=utc_now(), ttl_s=settings.session_ttl_s, client_ip=ip)
+    record_audit(session, actor=user, action="login", target=user.username, details=details)
     session.commit()
     logger.info("login: %s (%s) from %s", user.username, user.role, ip)
     response.set_cookie(

@@ -1,10 +1,13 @@
 """A cap on request bodies: no route takes more than :data:`MAX_BODY_BYTES`, so one huge request cannot cost the
 server its memory. A declared ``Content-Length`` over the cap is answered 413 at once; a body streamed without one
-is counted as it arrives and cut off with a 413 as soon as it passes the cap."""
+is counted as it arrives and cut off with a 413 as soon as it passes the cap. Upload routes (a removal request's
+proof files) get a larger cap of their own, by path; their files are spooled to disk as they arrive."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,19 +21,32 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413."""
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413; a POST to a path that matches a
+    pattern of ``larger`` may have that pattern's limit instead."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: Sequence[tuple[re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.larger = tuple(larger)
+
+    def limit_for(self, scope: Scope) -> int:
+        if scope.get("method") == "POST":
+            path = scope.get("path", "")
+            for pattern, limit in self.larger:
+                if pattern.fullmatch(path):
+                    return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _too_large(send, self.limit)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
             return
         received = 0
         started = False
@@ -40,7 +56,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -53,7 +69,7 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, self.limit)
+                await _too_large(send, limit)
 
 
 async def _too_large(send: Send, limit: int) -> None:

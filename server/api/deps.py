@@ -31,6 +31,8 @@ from server.auth.sessions import resolve_session
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
+from server.removal.models import RemovalRequest
+from server.removal.steps import get_request
 from server.seals.models import Case, Seal
 
 #: The ``responses=`` of a route: extra status codes for its OpenAPI description.
@@ -145,3 +147,13 @@ def seal_in_history_with(permission: Permission) -> Callable[[str, Session, User
 
 
 ClerkUser = Annotated[User, Depends(requires(Permission.USER_ADMIN))]
+
+
+def removal_request_for(
+    session: Session, user: User, request_id: int, permission: Permission, *, for_update: bool = False
+) -> RemovalRequest:
+    """The removal request, if its case is visible to the user (else 404, like one that does not exist) and the
+    user may do ``permission`` (else 403); ``for_update`` locks it for the action that follows."""
+    request = get_request(session, request_id=request_id, for_update=for_update)
+    access.check_case_visible(session, user, request.case_no, permission, what=f"removal request {request_id}")
+    return request

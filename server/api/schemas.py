@@ -303,6 +303,13 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
+class AccessCodeLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_no: CaseNo = Field(description="案号, as printed with the code.")
+    code: str = Field(min_length=1, max_length=64, pattern=ONE_LINE, description="The access code (被执行人查询码).")
+
+
 class UserPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

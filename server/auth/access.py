@@ -6,6 +6,9 @@
   *not found* (404), exactly like one that does not exist, so nobody learns which case numbers exist.
 - Then the role: a user who sees the case but whose role lacks the permission gets :class:`Forbidden` (403).
 - Seals that are bound to no case (the court's stock) are visible to the roles that may bind them.
+- A removal request's acts belong to people of its case: the debtor files and withdraws it, the creditor adds views,
+  the judge decides, the officer confirms the removal on site. The clerk reads them all, takes requests up, re-sends
+  a disarm and issues the debtor's access code, but does none of those acts in their stead.
 
 Routes never check roles themselves: they ask :func:`require`, :func:`case_for`, :func:`seal_for` or
 :func:`visible_case_nos`.
@@ -57,24 +60,39 @@ class Permission(StrEnum):
     COMMAND_DISARM = "command:disarm"  # disarm and arm: carries out a removal decision
     NOTIFY_ADMIN = "notify:admin"  # the webhooks a case's alarms go to
     QUARANTINE_READ = "quarantine:read"  # the messages the ingest refused (of any seal, of no case)
+    ACCESS_CODE_ISSUE = "case:access-code"  # issue or rotate the debtor's access code of a case
+    REMOVAL_READ = "removal:read"  # a case's removal requests, their proofs, views, seals and history
+    REMOVAL_FILE = "removal:file"  # file a removal request, and withdraw it before the decision (the debtor)
+    REMOVAL_COMMENT = "removal:comment"  # a written view on a request (the creditor)
+    REMOVAL_REVIEW = "removal:review"  # take a request up for review
+    REMOVAL_DECIDE = "removal:decide"  # approve (the seals are disarmed) or reject, with reasons (the judge)
+    REMOVAL_RESEND = "removal:resend"  # a new disarm to a seal that did not acknowledge in time
+    REMOVAL_LIFT = "removal:lift"  # confirm on site that the seals are removed (the officer)
     NOTICE_PRINT = "notice:print"  # the seal's printed notice (查封公告), issued with a signed QR code
 
 
 _P = Permission
+#: What a removal request's parties, its judge and its officer do themselves: not the clerk's to do for them.
+_REMOVAL_ACTS = frozenset({_P.REMOVAL_FILE, _P.REMOVAL_COMMENT, _P.REMOVAL_DECIDE, _P.REMOVAL_LIFT})
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CLERK: frozenset(Permission),
+    # The clerk administers: everything but the acts of the removal workflow (reads them, takes requests up,
+    # issues the debtor's access code, re-sends a disarm).
+    Role.CLERK: frozenset(Permission) - _REMOVAL_ACTS,
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
         | {_P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
+        | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
-        | {_P.COMMAND_SEND, _P.NOTICE_PRINT}
+        | {_P.COMMAND_SEND, _P.NOTICE_PRINT, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
     ),
-    # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court.
-    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ}),
-    # The debtor sees the case and whether its seals are in place (the removal request comes with its own workflow).
-    Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ}),
+    # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court. A
+    # removal request is read and answered with written views.
+    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ, _P.REMOVAL_READ})
+    | {_P.REMOVAL_COMMENT},
+    # The debtor sees the case and whether its seals are in place, files a removal request and follows it.
+    Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.REMOVAL_READ, _P.REMOVAL_FILE}),
 }
 
 #: Roles that are assigned to cases; a clerk sees every case and is never assigned.

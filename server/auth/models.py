@@ -66,3 +66,18 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(64))
     client_ip: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class CaseAccessCode(Base):
+    """The debtor's access code of a case (printed for the debtor): signing in with the case number and the code
+    starts a session of ``user_id``, a debtor account of that case only. One live code per case; a clerk rotates it
+    (the old code and its sessions end). Stored as an argon2id hash, like passwords."""
+
+    __tablename__ = "case_access_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), comment="The debtor account the code signs in.")
+    code_hash: Mapped[str] = mapped_column(String(256), comment="argon2id of the code; never the code itself.")
+    issued_at: Mapped[datetime] = mapped_column(default=utc_now)
+    issued_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), comment="Null when done on the CLI.")

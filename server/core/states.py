@@ -1,5 +1,6 @@
-"""A table of allowed state changes and its one transition function, for every state machine of the server
-(alarms, court commands; the removal requests will be one more)."""
+"""A table of allowed state changes and its one transition function, for the state machines of the server whose
+moves are named by the state they lead to (alarms, court commands). A removal request's moves are named by the
+action that makes them (approve, lift, …): its table and function are in :mod:`server.removal.state`."""
 
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
-"""Snapshot files, addressed by their SHA-256: ``<snapshot_dir>/<sha256>.jpg``.
+"""Snapshot files, addressed by their SHA-256: ``<snapshot_dir>/<sha256>.jpg``, and the check that one is a JPEG.
 
-A file is written to a temporary name, flushed to disk and renamed, and the directory is flushed too, so a crash
-leaves either no file or the whole file — and once the ingest acknowledges the message, the file survives a power
-cut. Writing the same picture twice is harmless: the name is its content's hash.
+A file is written atomically (:class:`~server.core.files.ContentStore`): once the ingest acknowledges the message,
+the file survives a power cut. Writing the same picture twice is harmless: the name is its content's hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +14,8 @@ from pathlib import Path
 from PIL import Image
 
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES as MAX_SNAPSHOT_BYTES
+from server.core.files import ContentStore
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Start-of-frame markers (baseline, progressive, lossless, arithmetic …); 0xC4, 0xC8 and 0xCC are not frames.
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
@@ -117,36 +114,8 @@ def _frame(data: bytes) -> _Frame | str:
     return "no JPEG scan"
 
 
-class SnapshotStore:
+class SnapshotStore(ContentStore):
+    """Snapshot files: ``<snapshot_dir>/<sha256>.jpg``."""
+
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def path_for(self, sha256: str) -> Path:
-        if not _SHA256.fullmatch(sha256):
-            raise ValueError(f"not a SHA-256 (64 lowercase hex digits): {sha256!r}")
-        return self.directory / f"{sha256}.jpg"
-
-    def put(self, sha256: str, data: bytes) -> Path:
-        """Store ``data`` under ``sha256`` (which the caller has checked) and return its path; raise ``OSError``."""
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError("snapshot bytes do not match their SHA-256")
-        path = self.path_for(sha256)
-        if path.exists() and path.stat().st_size == len(data):
-            return path
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a full disk must not also keep the half-written file
-            raise
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return path
+        super().__init__(directory, ".jpg")

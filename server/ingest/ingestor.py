@@ -13,7 +13,7 @@ counted only after their commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 
 class Ingestor:
-    """Verifies and stores messages; one instance per ingest worker (not thread-safe)."""
+    """Verifies and stores messages; one instance per ingest worker (not thread-safe).
+
+    ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
+    committed — whoever follows commands learns of it without the ingest knowing who they are."""
 
     def __init__(
         self,
@@ -43,8 +46,10 @@ class Ingestor:
         metrics: IngestMetrics,
         snapshot_dir: Path,
         alarms: AlarmSettings | None = None,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
+        self._on_answer = on_answer
         self.metrics = metrics
         self.snapshots = SnapshotStore(snapshot_dir)
         self._keys = VerifyKeyCache()
@@ -169,6 +174,8 @@ class Ingestor:
         assert result.command_answer is not None
         if result.command_answer in (AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED):
             logger.info("seal %s answered: %s", result.device_id, result.detail)
+            if self._on_answer is not None:
+                self._on_answer()
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)

@@ -15,9 +15,22 @@ from server.evidence import models as evidence
 from server.ingest import models as ingest
 from server.notices import models as notices
 from server.notify import models as notify
+from server.removal import models as removal
 from server.seals import models as seals
 
 #: The schema the migrations build: every package's tables.
 metadata = Base.metadata
 
-__all__ = ["alarms", "audit", "auth", "commands", "evidence", "ingest", "metadata", "notices", "notify", "seals"]
+__all__ = [
+    "alarms",
+    "audit",
+    "auth",
+    "commands",
+    "evidence",
+    "ingest",
+    "metadata",
+    "notices",
+    "notify",
+    "removal",
+    "seals",
+]

@@ -1,4 +1,6 @@
-"""The tables of notifications: each case's webhook targets and the durable outbox of notifications."""
+"""The tables of notifications: each case's webhook targets, the durable outbox of notifications, and each user's
+in-app inbox.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +54,20 @@ class Notification(Base):
 
     alarm: Mapped[Alarm] = relationship()
     target: Mapped[NotificationTarget | None] = relationship()
+
+
+class InboxMessage(Base):
+    """A message in one user's in-app inbox (a removal request filed, decided, …), Chinese first with English."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (Index(None, "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    kind: Mapped[str] = mapped_column(String(32), comment="What happened, e.g. removal.filed, removal.approved.")
+    case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
+    text_zh: Mapped[str] = mapped_column(Text)
+    text_en: Mapped[str] = mapped_column(Text)
+    ref: Mapped[str] = mapped_column(String(64), default="", comment="What it is about, e.g. removal-request:12.")
+    read_at: Mapped[datetime | None]

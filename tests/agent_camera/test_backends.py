@@ -53,8 +53,9 @@ def test_video_file_loops(clip):
 
 def test_video_file_in_real_time_skips_and_waits_like_a_live_camera(clip):
     fake = FakeTime()
-    camera = VideoFileCamera(clip("count", grey_frames(20), fps=10.0), realtime=True, clock=fake.clock,
-                             sleep=fake.sleep)
+    camera = VideoFileCamera(
+        clip("count", grey_frames(20), fps=10.0), realtime=True, clock=fake.clock, sleep=fake.sleep
+    )
 
     assert index_of(camera.read()) == 0
     fake.now += 0.5  # half a second later at 10 fps: frame 5 is due

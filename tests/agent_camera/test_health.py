@@ -148,8 +148,9 @@ def test_callback_that_raises_does_not_stop_the_monitor(clip):
     path = clip("room", static_frames(10))
     hidden = path.with_suffix(".hidden")
     path.rename(hidden)
-    monitor = CameraMonitor(VideoFileCamera(path, reopen_interval_s=0.05), on_health=on_health, fps=20.0,
-                            lost_after_s=0.3)
+    monitor = CameraMonitor(
+        VideoFileCamera(path, reopen_interval_s=0.05), on_health=on_health, fps=20.0, lost_after_s=0.3
+    )
     monitor.start()
     try:
         assert monitor.wait_for_state("lost", timeout=5.0)

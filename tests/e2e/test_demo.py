@@ -15,7 +15,10 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
     demo_dir = tmp_path / "demo"
     result = subprocess.run(
         ["make", "-s", "demo", "DEMO_SECONDS=20", f"DEMO_DIR={demo_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in demo_dir.glob("*.log"))
     assert result.returncode == 0, result.stdout + result.stderr + logs

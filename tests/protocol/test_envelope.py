@@ -90,8 +90,13 @@ def test_signature_covers_every_field():
     signed = sign_envelope(make(seq=3, pir=True), key)
     verify_key = verify_key_from_b64(public_key_b64(key))
     verify_envelope(decode_envelope(encode_envelope(signed)), verify_key)
-    for change in ({"seq": 4}, {"case_no": "(2021)苏0214执9999号"}, {"payload": {"pir": False}},
-                   {"event_id": uuid.uuid4()}, {"prev_hash": "0" * 64}):
+    for change in (
+        {"seq": 4},
+        {"case_no": "(2021)苏0214执9999号"},
+        {"payload": {"pir": False}},
+        {"event_id": uuid.uuid4()},
+        {"prev_hash": "0" * 64},
+    ):
         with pytest.raises(SignatureError, match="bad signature"):
             verify_envelope(signed.model_copy(update=change), verify_key)
     with pytest.raises(SignatureError, match="bad signature"):
@@ -124,8 +129,12 @@ def test_bad_public_key_is_refused():
 
 @pytest.mark.parametrize(
     ("data", "code"),
-    [(b"\xff", "invalid_utf8"), (b"{", "invalid_json"), (b"{}", "invalid_envelope"),
-     (b" " * (MAX_ENVELOPE_BYTES + 1), "oversized")],
+    [
+        (b"\xff", "invalid_utf8"),
+        (b"{", "invalid_json"),
+        (b"{}", "invalid_envelope"),
+        (b" " * (MAX_ENVELOPE_BYTES + 1), "oversized"),
+    ],
 )
 def test_refusal_codes(data: bytes, code: str):
     with pytest.raises(InvalidEnvelope) as info:

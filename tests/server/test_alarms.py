@@ -75,14 +75,20 @@ def test_an_intrusion_awaiting_camera_confirmation_alarms_only_once_confirmed(co
         court.a,
         court.a.event(),
         court.a.event(EventType.INTRUSION, {"armed": True, "warning": "pending_confirmation"}),  # seq 2
-        court.a.event(EventType.SNAPSHOT_TAKEN, {"trigger": "intrusion", "trigger_seq": 2,
-                                                 "warning": "suppressed_not_seen", "snapshots": []}),
+        court.a.event(
+            EventType.SNAPSHOT_TAKEN,
+            {"trigger": "intrusion", "trigger_seq": 2, "warning": "suppressed_not_seen", "snapshots": []},
+        ),
         court.a.event(EventType.INTRUSION, {"armed": True, "warning": "pending_confirmation"}),  # seq 4
     )
     assert court.alarms() == []  # the first was not confirmed, the second is still undecided
 
-    court.send(court.a, court.a.event(EventType.SNAPSHOT_TAKEN, {"trigger": "intrusion", "trigger_seq": 4,
-                                                                 "warning": "played", "snapshots": []}))
+    court.send(
+        court.a,
+        court.a.event(
+            EventType.SNAPSHOT_TAKEN, {"trigger": "intrusion", "trigger_seq": 4, "warning": "played", "snapshots": []}
+        ),
+    )
     [alarm] = court.alarms()
     assert (alarm.kind, alarm.details["trigger_seq"], alarm.details["event_type"]) == ("intrusion", 4, "snapshot_taken")
     # A follow-up without a pending decision (the usual case) raises nothing.

@@ -62,6 +62,19 @@ CALLS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/api/seals", {"device_id": "seal-new", "public_key": "k\x00"}, "public_key"),
     ("POST", "/api/seals/seal-a/commands", {"action": "ping", "args": {"k": "\x00"}}, "args"),
     ("POST", "/api/auth/login", {"username": "judge\x00", "password": "x"}, "username"),
+    ("POST", "/api/auth/access-code", {"case_no": "x" * 65, "code": "c"}, "case_no"),
+    ("POST", "/api/auth/access-code", {"case_no": "(2021)1号", "code": "c\x00"}, "code"),
+    ("GET", f"/api/removal-requests/{HUGE}", None, "request_id"),
+    ("GET", f"/api/removal-requests/1/proofs/{'A' * 64}", None, "sha256"),
+    ("GET", f"/api/cases/{CASE}/removal-requests?before={HUGE}", None, "before"),
+    ("POST", f"/api/removal-requests/{HUGE}/approve", {"reasons": "x"}, "request_id"),
+    ("POST", "/api/removal-requests/1/approve", {"reasons": ""}, "reasons"),
+    ("POST", "/api/removal-requests/1/reject", {"reasons": "r" * 5000}, "reasons"),
+    ("POST", "/api/removal-requests/1/views", {"text": "v\x00"}, "text"),
+    ("POST", "/api/removal-requests/1/cancel", {"note": "n" * 3000}, "note"),
+    ("POST", "/api/removal-requests/1/resend-disarm", {"device_id": "a b"}, "device_id"),
+    ("POST", f"/api/me/inbox/{HUGE}/read", None, "message_id"),
+    ("GET", "/api/me/inbox?limit=0", None, "limit"),
     (
         "POST",
         "/api/users",
@@ -108,5 +121,25 @@ def test_a_lone_surrogate_is_a_422_too(client: TestClient, url: str, body: str, 
     """JSON text may escape half of a UTF-16 pair; no UTF-8 text holds it — not the database, not the 422 that
     echoes it (which FastAPI's own handler fails to encode): the answer is still a 422 naming the field."""
     response = client.post(url, content=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"ground": "paid_in_full", "statement": "s\x00"}, "statement"),
+        ({"ground": "paid_in_full", "statement": "s" * 5000}, "statement"),
+        ({"ground": "paid_in_full", "statement": ""}, "statement"),
+        ({"ground": "bribe", "statement": "s"}, "ground"),
+    ],
+)
+def test_the_removal_request_form_is_bounded_too(
+    client: TestClient, session_factory: SessionFactory, form: dict[str, str], field: str
+) -> None:
+    """The filing is a multipart form (it carries proof files): its fields are bounded like a JSON body's."""
+    add_user(session_factory, "debtor", Role.DEBTOR, ["(2021)苏0214执1234号"])
+    url = f"/api/cases/{CASE}/removal-requests"
+    response = client.post(url, data=form, headers=bearer(session_factory, "debtor"))
     assert response.status_code == 422, response.text
     assert any(field in error["loc"] for error in response.json()["detail"])

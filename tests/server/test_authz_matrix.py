@@ -8,8 +8,10 @@ Scopes:
 - ``public``: anyone, logged in or not, gets ``ok``;
 - ``self``: any logged-in user gets ``ok`` (acts on their own login or account);
 - ``global``: roles in ``allowed`` get ``ok``, other roles 403;
-- ``case``: acts on one case's objects. A clerk gets ``ok`` on every case; another role gets ``ok`` on its own case
-  if in ``allowed``, else 403 — and 404 on a foreign case whatever its role, as if the case did not exist.
+- ``case``: acts on one case's objects. A clerk gets ``ok`` on every case if in ``allowed`` (the removal workflow's
+  acts — filing, views, the decision, the lifting — are the parties', the judge's and the officer's: 403 for a clerk);
+  another role gets ``ok`` on its own case if in ``allowed``, else 403 — and 404 on a foreign case whatever its
+  role, as if the case did not exist.
 Nobody logged in gets 401 except on ``public`` routes.
 """
 
@@ -32,13 +34,15 @@ from starlette.routing import Mount
 
 from seal_protocol import EventType, snapshot_topic
 from seal_protocol.commands import CommandAction
-from seal_protocol.signing import generate_signing_key, public_key_b64
+from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.auth.access import Role
-from server.auth.users import get_user
+from server.auth.access_codes import issue_access_code
+from server.auth.users import assign_case, get_user
 from server.commands.service import issue_command
+from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
@@ -47,12 +51,18 @@ from server.evidence.log import make_checkpoint
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
+from server.notify.inbox import post_messages
 from server.notify.targets import add_notification_target
+from server.removal.disarm import approve_request, settle
+from server.removal.grounds import RemovalGround
+from server.removal.proofs import ProofStore, check_proof
+from server.removal.service import file_request, review_request
 from server.seals.cases import add_case
 from server.seals.models import Seal
 from server.seals.registry import add_seal, register_seal, unbind_seal
 from tests.server.auth_helpers import LOG_ORIGIN, PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
+from tests.server.removal_world import pdf_bytes, picture_bytes
 
 OWN, FOREIGN = "(2021)苏0214执1号", "(2021)苏0214执恢2号"
 ROLES: list[Role | None] = [*Role, None]  # None: not logged in
@@ -65,6 +75,12 @@ _counter = itertools.count(1)
 @dataclass
 class World:
     session_factory: SessionFactory
+    tmp_path: Path
+    ingestor: Ingestor
+    court_key: SigningKey = field(default_factory=generate_signing_key)
+    requests: dict[str, int] = field(default_factory=dict)  # case -> a removal request with a proof
+    proofs: dict[str, str] = field(default_factory=dict)  # case -> the sha256 of its request's proof
+    inbox: dict[str, int] = field(default_factory=dict)  # username -> a message of theirs
     snapshots: dict[str, str] = field(default_factory=dict)  # case -> sha256
     alarms: dict[str, int] = field(default_factory=dict)  # case -> alarm id
     commands: dict[str, int] = field(default_factory=dict)  # case -> command id
@@ -99,6 +115,56 @@ class World:
         add_user(self.session_factory, username, role, cases)
         return username
 
+    def removal_case(self, case_no: str) -> tuple[str, SimulatedSeal]:
+        """A fresh case with a seal: the own kind (every role's user assigned) or the foreign kind (nobody)."""
+        new = f"(2023)苏0214执{next(_counter)}号"
+        seal = SimulatedSeal(self.fresh("seal-r"), new)
+        with session_scope(self.session_factory) as session:
+            add_case(session, actor=None, case_no=new)
+            register_seal(session, actor=None, device_id=seal.device_id, case_no=new, public_key=seal.public_key)
+            if case_no == OWN:
+                for role in ASSIGNABLE:
+                    assign_case(session, user=get_user(session, username=role.value), case_no=new)
+        return new, seal
+
+    def removal_request(self, case_no: str, state: str) -> int:
+        """A fresh request, on a fresh case of ``case_no``'s kind, in ``state`` (``waiting``: disarm_pending with
+        its seal's disarm expired unanswered)."""
+        new, seal = self.removal_case(case_no)
+        now = utc_now()
+        with session_scope(self.session_factory) as session:
+            request = file_request(
+                session,
+                actor=get_user(session, username="debtor"),
+                case_no=new,
+                ground=RemovalGround.PAID_IN_FULL,
+                statement="已清偿",
+                proofs=[],
+                store=ProofStore(self.tmp_path / "removal-proofs"),
+                settings=RemovalSettings(),
+                now=now,
+            )
+            judge = get_user(session, username="judge")
+            if state != "submitted":
+                review_request(session, actor=judge, request=request, note="", now=now)
+            if state in ("disarm_pending", "waiting", "disarmed"):
+                ttl, issued = timedelta(minutes=10), now - timedelta(hours=1 if state == "waiting" else 0)
+                approve_request(
+                    session, actor=judge, request=request, reasons="准予", key=self.court_key, ttl=ttl, now=issued
+                )
+            request_id, command_ids = request.id, [d.command_id for d in request.disarms]
+        if state == "disarmed":
+            for command_id in command_ids:
+                ack = {"command_id": command_id, "action": "disarm", "result": "disarmed"}
+                self.ingestor.ingest([message(seal.event_topic, seal.event(EventType.COMMAND_ACK, ack))])
+            with session_scope(self.session_factory) as session:
+                assert settle(session, request_id=request_id, now=utc_now())
+        return request_id
+
+    def access_code(self) -> str:
+        with session_scope(self.session_factory) as session:
+            return issue_access_code(session, actor=None, case_no=OWN, now=utc_now()).code
+
     def new_seal(self, case_no: str | None) -> str:
         device_id, key = self.fresh("seal"), public_key_b64(generate_signing_key())
         with session_scope(self.session_factory) as session:
@@ -117,6 +183,12 @@ def c(case_no: str) -> str:
 class Call:
     url: str
     json: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None  # a form, with files
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    mine: Callable[[str], str] | None = None  # the url of the caller's own object, by username
+
+
+ASSIGNABLE = (Role.JUDGE, Role.OFFICER, Role.CREDITOR, Role.DEBTOR)
 
 
 Prepare = Callable[[World, str], Call]  # (world, case number: own or foreign) -> the request
@@ -356,6 +428,127 @@ TABLE: list[Row] = [
     Row("GET", "/api/seals/{device_id}/commands", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands")),
     Row("GET", "/api/commands/{command_id}", "case", 200, lambda w, k: Call(f"/api/commands/{w.commands[k]}")),
     Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
+    Row("GET", "/api/removal-grounds", "public", 200, fixed("/api/removal-grounds")),
+    Row(
+        "POST",
+        "/api/auth/access-code",
+        "public",
+        200,
+        lambda w, _: Call("/api/auth/access-code", {"case_no": OWN, "code": w.access_code()}),
+    ),
+    Row(
+        "POST",
+        "/api/cases/{case_no}/access-code",
+        "case",
+        201,
+        lambda _, k: Call(f"/api/cases/{c(k)}/access-code"),
+        CLERK,
+    ),
+    Row(
+        "GET",
+        "/api/cases/{case_no}/access-code",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/access-code"),
+        CLERK,
+    ),
+    Row(
+        "POST",
+        "/api/cases/{case_no}/removal-requests",
+        "case",
+        201,
+        lambda w, k: Call(
+            f"/api/cases/{c(w.removal_case(k)[0])}/removal-requests",
+            data={"ground": "paid_in_full", "statement": "已清偿"},
+            files=[("files", ("回单.png", picture_bytes("PNG"), "image/png"))],
+        ),
+        frozenset({Role.DEBTOR}),
+    ),
+    Row(
+        "GET",
+        "/api/cases/{case_no}/removal-requests",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/removal-requests"),
+    ),
+    Row(
+        "GET",
+        "/api/removal-requests/{request_id}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.requests[k]}"),
+    ),
+    Row(
+        "GET",
+        "/api/removal-requests/{request_id}/proofs/{sha256}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.requests[k]}/proofs/{w.proofs[k]}"),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/cancel",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'submitted')}/cancel", {"note": "撤回"}),
+        frozenset({Role.DEBTOR}),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/views",
+        "case",
+        201,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'submitted')}/views", {"text": "同意"}),
+        frozenset({Role.CREDITOR}),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/review",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'submitted')}/review", {}),
+        CLERK | {Role.JUDGE},
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/approve",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'under_review')}/approve", {"reasons": "准予"}),
+        frozenset({Role.JUDGE}),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/reject",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'under_review')}/reject", {"reasons": "驳回"}),
+        frozenset({Role.JUDGE}),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/resend-disarm",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'waiting')}/resend-disarm", {}),
+        CLERK | {Role.JUDGE},
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/lifted",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'disarmed')}/lifted", {"note": "已拆除"}),
+        frozenset({Role.OFFICER}),
+    ),
+    Row("GET", "/api/me/inbox", "self", 200, fixed("/api/me/inbox")),
+    Row(
+        "POST",
+        "/api/me/inbox/{message_id}/read",
+        "self",
+        200,
+        lambda w, _: Call("/api/me/inbox/1/read", mine=lambda username: f"/api/me/inbox/{w.inbox[username]}/read"),
+    ),
     Row("GET", "/api/alarms", "global", 200, fixed("/api/alarms"), COURT | {Role.CREDITOR}),
     Row(
         "GET",
@@ -426,7 +619,7 @@ def expected(row: Row, role: Role | None, case_no: str) -> int:
         return row.ok if role in row.allowed else 403
     assert row.scope == "case", row.scope
     if role is Role.CLERK:
-        return row.ok
+        return row.ok if Role.CLERK in row.allowed else 403
     if case_no == FOREIGN:
         return 404
     return row.ok if role in row.allowed else 403
@@ -457,8 +650,8 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
             register_seal(
                 session, actor=None, device_id=seal.device_id, case_no=seal.case_no, public_key=seal.public_key
             )
-    world = World(session_factory)
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    world = World(session_factory, tmp_path, ingestor)
     for shade, seal in enumerate((own, foreign)):
         picture = jpeg_bytes(shade=shade)
         sha = hashlib.sha256(picture).hexdigest()
@@ -501,6 +694,26 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
         world.quarantined = refused.id
         world.events = {e.case_no: e.event_id for e in session.scalars(select(Event))}
         make_checkpoint(session, LogKey(tmp_path / "log.key", LOG_ORIGIN))  # the key make_settings names
+        for case_no, shade in ((OWN, 1), (FOREIGN, 2)):  # a removal request with a proof, per case
+            receipt = check_proof(pdf_bytes(str(shade)), filename="r.pdf", declared_type="", max_bytes=2**20)
+            request = file_request(
+                session,
+                actor=get_user(session, username="debtor"),
+                case_no=case_no,
+                ground=RemovalGround.PAID_IN_FULL,
+                statement="已清偿",
+                proofs=[receipt],
+                store=ProofStore(tmp_path / "removal-proofs"),  # the proof_dir of make_settings
+                settings=RemovalSettings(),
+                now=utc_now(),
+            )
+            world.requests[case_no], world.proofs[case_no] = request.id, receipt.sha256
+        for role in Role:
+            user = get_user(session, username=role.value)
+            [row] = post_messages(
+                session, user_ids=[user.id], kind="test", case_no=OWN, text_zh="测试", text_en="test", now=utc_now()
+            )
+            world.inbox[user.username] = row.id
     return world
 
 
@@ -525,7 +738,10 @@ def test_authorisation_matrix(client: TestClient, world: World, role: Role | Non
         for case_no in (OWN, FOREIGN):
             call = row.prepare(world, case_no)
             headers = bearer(world.session_factory, role.value) if role is not None else {}
-            response = client.request(row.method, call.url, json=call.json, headers=headers)
+            url = call.mine(role.value) if call.mine is not None and role is not None else call.url
+            response = client.request(
+                row.method, url, json=call.json, data=call.data, files=call.files, headers=headers
+            )
             client.cookies.clear()
             want = expected(row, role, case_no)
             if response.status_code != want:

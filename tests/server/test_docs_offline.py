@@ -28,6 +28,8 @@ PAGES = ["/docs", "/redoc"]
 PUBLIC_OPERATIONS = {
     ("get", "/api/health"),
     ("post", "/api/auth/login"),
+    ("post", "/api/auth/access-code"),  # the debtor's sign-in with the case's access code
+    ("get", "/api/removal-grounds"),
     ("get", "/metrics"),
     ("get", "/api/log/checkpoint"),  # the evidence log's signed checkpoint and its key are published
     ("get", "/api/log/key"),

@@ -22,8 +22,12 @@ def test_upgrade_matches_the_models_and_downgrades_cleanly(database_url: str) ->
         assert current_revision(engine) == head
 
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO audit_log (at, actor, action, target, details) "
-                              "VALUES (CURRENT_TIMESTAMP, '-', 'test', 'x', '{}')"))
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor, action, target, details) "
+                    "VALUES (CURRENT_TIMESTAMP, '-', 'test', 'x', '{}')"
+                )
+            )
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text("DELETE FROM audit_log"))
 

@@ -47,7 +47,6 @@ def test_an_unreachable_broker_is_a_warning_with_its_address_and_a_broker_that_c
             client.loop_stop()
 
 
-
 def test_a_refused_connection_is_one_error_with_the_address_and_the_account_and_its_end_is_told(
     tmp_path: Path, broker: PrivateBroker, caplog: pytest.LogCaptureFixture
 ) -> None:

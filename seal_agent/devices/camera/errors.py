@@ -9,4 +9,3 @@ class CameraError(Exception):
 
 class CameraUnavailable(CameraError, RuntimeError):
     """A backend could not be built (e.g. OpenCV is not installed). Read failures are states, never this."""
-

@@ -1,0 +1,107 @@
+"""The removal request's decision and what follows: the judge (or a clerk) takes it up, the judge approves — the
+signed ``disarm`` goes to every seal of the case at once — or rejects, with reasons; a seal that did not
+acknowledge in time gets a new disarm; an officer on site confirms the seals are removed, and the seizure is
+lifted. Each answer is the request as it then stands (:class:`~server.api.removal_schemas.RemovalRequestPublic`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, removal_request_for
+from server.api.params import RowIdPath
+from server.api.removal_schemas import NoteBody, ReasonsBody, RemovalRequestPublic, ResendBody, request_public
+from server.api.routing import ValidatedRoute
+from server.auth.access import Permission
+from server.context import ServerContext
+from server.core.base import utc_now
+from server.removal.disarm import approve_request, confirm_lifted, resend_disarm, settle
+from server.removal.service import reject_request, review_request
+
+router = APIRouter(prefix="/removal-requests", tags=["removal"], route_class=ValidatedRoute)
+
+RESPONSES: Responses = {
+    404: {"description": "No such removal request, or not of your cases"},
+    409: {"description": "The request's state does not allow it; the body names the state"},
+}
+SIGNING: Responses = {503: {"description": "Commands are not configured (no court signing key)"}}
+
+
+@router.post("/{request_id}/review", responses=RESPONSES)
+def review(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+    """Take a submitted removal request up for review (judge, clerk)."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_REVIEW, for_update=True)
+    now = utc_now()
+    review_request(session, actor=user, request=request, note=body.note, now=now)
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post("/{request_id}/approve", responses=RESPONSES | SIGNING)
+def approve(
+    request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
+    """Approve with reasons (judge): every seal of the case is sent the signed disarm; the request waits for each
+    seal's signed acknowledgement."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
+    key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
+    approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
+    session.commit()
+    _wake_dispatcher(context)
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post("/{request_id}/reject", responses=RESPONSES)
+def reject(request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+    """Reject with reasons (judge); the seals stay as they are."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
+    now = utc_now()
+    reject_request(session, actor=user, request=request, reasons=body.reasons, now=now)
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post("/{request_id}/resend-disarm", responses=RESPONSES | SIGNING)
+def resend(
+    request_id: RowIdPath, body: ResendBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
+    """Send a new signed disarm to the seals still waiting for one — offline past the last one's expiry, or that
+    refused it (judge, clerk)."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_RESEND, for_update=True)
+    key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
+    if settle(session, request_id=request.id, now=now):  # every ack is in after all: kept, and the resend is a 409
+        session.commit()
+    resend_disarm(
+        session, actor=user, request=request, device_id=body.device_id, note=body.note, key=key, ttl=ttl, now=now
+    )
+    session.commit()
+    _wake_dispatcher(context)
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post("/{request_id}/lifted", responses=RESPONSES)
+def lifted(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+    """Confirm on site that the seals are physically removed (officer): they are unbound and the seizure is lifted;
+    events they stamp afterwards no longer enter the case."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_LIFT, for_update=True)
+    now = utc_now()
+    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
+    confirm_lifted(session, actor=user, request=request, note=body.note, now=now)
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+def _ttl(context: ServerContext) -> timedelta:
+    return timedelta(seconds=context.settings.commands.ttl_s)
+
+
+def _wake_dispatcher(context: ServerContext) -> None:
+    if context.dispatcher is not None:
+        context.dispatcher.wake()

@@ -1,0 +1,198 @@
+"""Removal requests: the debtor files one (ground, statement, proof files), follows it and may withdraw it before
+the decision; the creditor adds written views; everyone of the case reads it. The decision and what follows are
+in :mod:`server.api.removal_decisions`; the states in :mod:`server.removal.state`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile, status
+from fastapi.responses import FileResponse
+
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with, removal_request_for
+from server.api.params import Before, RowIdPath
+from server.api.removal_schemas import (
+    STATEMENT_MAX,
+    GroundPublic,
+    NoteBody,
+    RemovalRequestPublic,
+    ViewBody,
+    grounds,
+    request_public,
+)
+from server.api.routing import ValidatedRoute
+from server.api.schemas import NO_NUL
+from server.auth.access import Permission
+from server.config import RemovalSettings
+from server.core.base import utc_now
+from server.errors import NotFound
+from server.removal.disarm import all_disarmed, settle
+from server.removal.errors import ProofRefused
+from server.removal.grounds import RemovalGround
+from server.removal.proofs import CheckedProof, ProofStore, check_proof
+from server.removal.service import add_view, cancel_request, file_request
+from server.removal.state import RemovalState
+from server.removal.steps import list_requests
+from server.seals.models import Case
+
+router = APIRouter(tags=["removal"], route_class=ValidatedRoute)
+
+#: The filing route takes proof files: its body may be larger than other routes' (server.api.body_limit).
+UPLOAD_PATH = re.compile(r"/api/cases/.+/removal-requests")
+NOT_FOUND: Responses = {404: {"description": "No such removal request, or not of your cases"}}
+STATE_CONFLICT: Responses = {409: {"description": "The request's state does not allow it; the body names the state"}}
+MAX_PAGE = 200
+
+
+def upload_limit(settings: RemovalSettings) -> int:
+    """The body a filing may have: every proof file at its largest, and the form around them."""
+    return settings.proof_max_files * settings.proof_max_bytes + 256 * 1024
+
+
+@router.get("/removal-grounds")
+def read_grounds() -> list[GroundPublic]:
+    """The grounds a removal request may rest on (查封规定 第二十八条), in Chinese and English."""
+    return grounds()
+
+
+@router.post(
+    "/cases/{case_no:path}/removal-requests",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        404: {"description": "No such case, or not yours"},
+        409: {"description": "The case has an open request already, or no seal to lift"},
+        413: {"description": "The upload is larger than all proof files together may be"},
+        422: {"description": "A proof file is refused: not a PDF/JPEG/PNG by content, misnamed, too large, too many"},
+    },
+)
+def file(
+    case: Annotated[Case, Depends(case_with(Permission.REMOVAL_FILE))],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+    ground: Annotated[RemovalGround, Form(description="Why the seizure should be lifted (GET /api/removal-grounds).")],
+    statement: Annotated[
+        str, Form(min_length=1, max_length=STATEMENT_MAX, pattern=NO_NUL, description="The debtor's statement.")
+    ],
+    files: Annotated[
+        list[UploadFile] | None, File(description="Proof files: PDF, JPEG or PNG, checked by their content.")
+    ] = None,
+) -> RemovalRequestPublic:
+    """File a removal request for your case, with proof files (debtor)."""
+    settings = context.settings.removal
+    uploads = files or []
+    if len(uploads) > settings.proof_max_files:
+        raise ProofRefused(f"{len(uploads)} proof files: a request takes at most {settings.proof_max_files}")
+    proofs = [_checked(upload, settings.proof_max_bytes) for upload in uploads]
+    now = utc_now()
+    request = file_request(
+        session,
+        actor=user,
+        case_no=case.case_no,
+        ground=ground,
+        statement=statement,
+        proofs=proofs,
+        store=ProofStore(context.settings.proof_dir),
+        settings=settings,
+        now=now,
+    )
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+def _checked(upload: UploadFile, max_bytes: int) -> CheckedProof:
+    data = upload.file.read(max_bytes + 1)
+    return check_proof(
+        data, filename=upload.filename or "", declared_type=upload.content_type or "", max_bytes=max_bytes
+    )
+
+
+@router.get("/cases/{case_no:path}/removal-requests", responses={404: {"description": "No such case, or not yours"}})
+def read_case_requests(
+    case: Annotated[Case, Depends(case_with(Permission.REMOVAL_READ))],
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Requests per page.")] = 20,
+    before: Before = None,
+) -> list[RemovalRequestPublic]:
+    """The case's removal requests, newest first."""
+    now = utc_now()
+    return [
+        request_public(session, r, now=now)
+        for r in list_requests(session, case_no=case.case_no, limit=limit, before=before)
+    ]
+
+
+@router.get("/removal-requests/{request_id}", responses=NOT_FOUND)
+def read_request(
+    request_id: RowIdPath, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
+    """One removal request: its state, proofs, the creditor's views, each seal's disarm and its history."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
+    now = utc_now()
+    if request.state == RemovalState.DISARM_PENDING and all_disarmed(session, request, now=now):
+        with context.session_factory() as writing:  # settled on read: every seal's ack is in
+            settled = settle(writing, request_id=request_id, now=now)
+            writing.commit()
+        if settled:
+            session.rollback()  # a new read, after the settling's commit
+            request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
+    return request_public(session, request, now=now)
+
+
+@router.get(
+    "/removal-requests/{request_id}/proofs/{sha256}",
+    responses=NOT_FOUND,
+    response_class=FileResponse,
+)
+def read_proof(
+    request_id: RowIdPath,
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The proof's SHA-256.")],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+) -> FileResponse:
+    """One proof file of a removal request, as a download."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
+    proof = next((p for p in request.proofs if p.sha256 == sha256), None)
+    if proof is None:
+        raise NotFound(f"removal request {request_id} has no proof {sha256}")
+    path = ProofStore(context.settings.proof_dir).proof_path(proof.sha256, proof.media_type)
+    if not path.is_file():
+        raise NotFound(f"the file of proof {sha256} is missing")
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    return FileResponse(
+        path,
+        media_type=proof.media_type,
+        filename=proof.filename,
+        content_disposition_type="attachment",
+        headers=headers,
+    )
+
+
+@router.post("/removal-requests/{request_id}/cancel", responses=NOT_FOUND | STATE_CONFLICT)
+def cancel(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+    """Withdraw your removal request before the judge decides (debtor)."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_FILE, for_update=True)
+    now = utc_now()
+    cancel_request(session, actor=user, request=request, note=body.note, now=now)
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post(
+    "/removal-requests/{request_id}/views",
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND | {409: {"description": "Decided already, or the time for views has ended"}},
+)
+def comment(request_id: RowIdPath, body: ViewBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+    """Add a written view on a removal request of your case, before the decision (creditor)."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_COMMENT, for_update=True)
+    now = utc_now()
+    add_view(session, actor=user, request=request, text=body.text, now=now)
+    session.commit()
+    session.expire_all()
+    return request_public(session, request, now=now)

@@ -1,0 +1,211 @@
+"""Request and response models of the removal workflow's routes (:mod:`server.api.removal_requests`,
+:mod:`server.api.removal_decisions`), and the one function that shows a request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.api.schemas import NO_NUL, DeviceId
+from server.auth.models import User
+from server.removal.disarm import SealProgress, SealStatus, seal_progress
+from server.removal.grounds import RemovalGround
+from server.removal.models import RemovalRequest
+from server.removal.state import RemovalAction, RemovalState, allowed_actions
+
+#: Reasons, notes, views and statements: free text, never empty where it is required.
+Note = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+Reasons = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
+STATEMENT_MAX = 4000
+
+STATE_LABELS: dict[RemovalState, str] = {
+    RemovalState.SUBMITTED: "已提交",
+    RemovalState.UNDER_REVIEW: "审查中",
+    RemovalState.APPROVED: "已准予",
+    RemovalState.REJECTED: "已驳回",
+    RemovalState.CANCELLED: "已撤回",
+    RemovalState.DISARM_PENDING: "等待封条解除布防",
+    RemovalState.DISARMED: "封条已解除布防，待现场拆除",
+    RemovalState.LIFTED: "查封已解除",
+}
+SEAL_LABELS: dict[SealStatus, str] = {
+    SealStatus.SENT: "指令已发出，等待封条应答",
+    SealStatus.WAITING_FOR_SEAL: "等待封条上线（指令已过期，可重新发送）",
+    SealStatus.REFUSED: "封条拒绝了指令（可重新发送）",
+    SealStatus.DISARMED: "已解除布防（封条已签名确认）",
+}
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Note = Field("", description="Why, or what was done (kept in the request's history and the audit log).")
+
+
+class ReasonsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reasons: Reasons = Field(description="The judge's reasons (required).")
+
+
+class ViewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Reasons = Field(description="The creditor's written view (申请执行人意见).")
+
+
+class ResendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: DeviceId | None = Field(None, description="Only this seal; null: every seal waiting for a new one.")
+    note: Note = ""
+
+
+class GroundPublic(BaseModel):
+    ground: RemovalGround
+    zh: str
+    en: str
+    article: str = Field(description="Where the 查封规定 (法释〔2004〕15号) lists it.")
+
+
+class ProofPublic(BaseModel):
+    sha256: str = Field(description="SHA-256 of the file; download it from the url.")
+    media_type: str
+    size: int
+    filename: str = Field(description="The name it was uploaded under.")
+    uploaded_at: datetime
+    url: str
+
+
+class ViewPublic(BaseModel):
+    view_id: int
+    author: str | None
+    at: datetime
+    text: str
+
+
+class SealProgressPublic(BaseModel):
+    device_id: str
+    status: SealStatus = Field(
+        description="sent (awaiting the seal's answer), waiting_for_seal (the disarm expired: the seal is offline; "
+        "re-send it), refused (re-send it), disarmed (its signed command_ack arrived)."
+    )
+    status_zh: str
+    command_id: int = Field(description="The acknowledged disarm, else the latest one (GET /api/commands/{id}).")
+    command_state: str
+    expires_at: datetime
+    answered_at: datetime | None
+    reason: str | None = Field(description="Why the seal refused it.")
+    commands: int = Field(description="Disarms sent to it for this request.")
+    armed: bool | None = Field(description="Armed, as the seal's latest signed event says (null: not yet said).")
+
+
+class StepPublic(BaseModel):
+    at: datetime
+    actor: str = Field(description="Username, or '-' for the server itself.")
+    action: str
+    from_state: RemovalState | None
+    to_state: RemovalState
+    note: str
+
+
+class RemovalRequestPublic(BaseModel):
+    request_id: int
+    case_no: str
+    state: RemovalState
+    state_zh: str
+    next_actions: list[RemovalAction] = Field(description="What the state allows next (for whoever may do it).")
+    ground: RemovalGround
+    ground_zh: str
+    ground_en: str
+    statement: str
+    filed_by: str | None
+    filed_at: datetime
+    views_due_at: datetime = Field(description="The creditor's written views are taken until then (and the decision).")
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reasons: str | None
+    disarmed_at: datetime | None
+    lifted_by: str | None
+    lifted_at: datetime | None
+    updated_at: datetime
+    proofs: list[ProofPublic]
+    views: list[ViewPublic]
+    seals: list[SealProgressPublic] = Field(description="After approval: each seal and its disarm.")
+    history: list[StepPublic] = Field(description="Every step, oldest first.")
+
+
+def grounds() -> list[GroundPublic]:
+    return [GroundPublic(ground=g, zh=g.label.zh, en=g.label.en, article=g.label.article) for g in RemovalGround]
+
+
+def request_public(session: Session, request: RemovalRequest, *, now: datetime) -> RemovalRequestPublic:
+    ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
+    wanted = {i for i in ids if i is not None}
+    names = {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}
+    state, ground = RemovalState(request.state), RemovalGround(request.ground)
+    base = f"/api/removal-requests/{request.id}/proofs"
+    return RemovalRequestPublic(
+        request_id=request.id,
+        case_no=request.case_no,
+        state=state,
+        state_zh=STATE_LABELS[state],
+        next_actions=allowed_actions(state),
+        ground=ground,
+        ground_zh=ground.label.zh,
+        ground_en=ground.label.en,
+        statement=request.statement,
+        filed_by=names.get(request.filed_by),
+        filed_at=request.filed_at,
+        views_due_at=request.views_due_at,
+        decided_by=names.get(request.decided_by) if request.decided_by else None,
+        decided_at=request.decided_at,
+        decision_reasons=request.decision_reasons,
+        disarmed_at=request.disarmed_at,
+        lifted_by=names.get(request.lifted_by) if request.lifted_by else None,
+        lifted_at=request.lifted_at,
+        updated_at=request.updated_at,
+        proofs=[
+            ProofPublic(
+                sha256=p.sha256,
+                media_type=p.media_type,
+                size=p.size,
+                filename=p.filename,
+                uploaded_at=p.uploaded_at,
+                url=f"{base}/{p.sha256}",
+            )
+            for p in request.proofs
+        ],
+        views=[ViewPublic(view_id=v.id, author=names.get(v.author_id), at=v.at, text=v.text) for v in request.views],
+        seals=[_seal(p) for p in seal_progress(session, request, now=now)],
+        history=[
+            StepPublic(
+                at=s.at,
+                actor=s.actor,
+                action=s.action,
+                from_state=RemovalState(s.from_state) if s.from_state else None,
+                to_state=RemovalState(s.to_state),
+                note=s.note,
+            )
+            for s in request.steps
+        ],
+    )
+
+
+def _seal(progress: SealProgress) -> SealProgressPublic:
+    return SealProgressPublic(
+        device_id=progress.device_id,
+        status=progress.status,
+        status_zh=SEAL_LABELS[progress.status],
+        command_id=progress.command_id,
+        command_state=progress.command_state,
+        expires_at=progress.expires_at,
+        answered_at=progress.answered_at,
+        reason=progress.reason,
+        commands=progress.commands,
+        armed=progress.armed,
+    )

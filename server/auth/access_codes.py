@@ -1,0 +1,118 @@
+"""The debtor's access code of a case: issued (and rotated) by a clerk, printed for the debtor, shown once.
+
+Signing in with the case number and the code starts a session of the case's *code account*: a debtor user made
+for the case on the first issue (``debtor-case-<case id>``), assigned to that case only, whose password no one
+knows (it cannot log in with a password). Rotating the code replaces its hash and ends every session of that
+account, so the old code and whatever it opened stop working at once. The code is 16 characters of an alphabet
+without look-alikes (about 80 bits), printed in groups of four; it is stored as an argon2id hash, like passwords,
+and compared without regard to case, spaces or hyphens.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.audit.service import Actor, record_audit
+from server.auth.access import Role
+from server.auth.models import CaseAccessCode, User
+from server.auth.passwords import hash_password, verify_password
+from server.auth.sessions import revoke_user_sessions
+from server.auth.users import assign_case, create_user, find_user
+from server.errors import Conflict
+from server.seals.cases import find_case, get_case
+
+#: No 0/O, 1/I/L: a code is read off paper and typed.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 16
+GROUP = 4
+#: A hash no password verifies against: the code account logs in with its code only.
+NO_PASSWORD = "!access-code-only"
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    case_no: str
+    code: str = ""  # shown once, never stored
+    username: str = ""
+    issued_at: datetime | None = None
+    rotated: bool = False
+
+
+def normalise_code(text: str) -> str:
+    """The code as stored and compared: upper case, without spaces or hyphens."""
+    return "".join(ch for ch in text.upper() if ch not in " -\t")
+
+
+def new_code() -> str:
+    raw = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + GROUP] for i in range(0, CODE_LENGTH, GROUP))
+
+
+def code_username(case_id: int) -> str:
+    return f"debtor-case-{case_id}"
+
+
+def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, now: datetime) -> IssuedCode:
+    """Issue the case's access code, or rotate it (ending the old code's sessions); audited as ``case.access_code``.
+    The code is in the answer only."""
+    case = get_case(session, case_no=case_no)
+    row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
+    code = new_code()
+    code_hash = hash_password(normalise_code(code))
+    if row is None:
+        user = _code_account(session, case_id=case.id, case_no=case.case_no, debtor=case.debtor, actor=actor)
+        row = CaseAccessCode(case_no=case.case_no, user_id=user.id, code_hash=code_hash)
+        session.add(row)
+        rotated = False
+    else:
+        account = session.get(User, row.user_id)
+        assert account is not None
+        user = account
+        row.code_hash = code_hash
+        revoke_user_sessions(session, user_id=user.id, now=now)
+        rotated = True
+    row.issued_at = now
+    row.issued_by = actor.id if actor is not None else None
+    session.flush()
+    details = {"username": user.username, "rotated": rotated}
+    record_audit(session, actor=actor, action="case.access_code", target=case.case_no, details=details)
+    return IssuedCode(case.case_no, code, user.username, now, rotated)
+
+
+def _code_account(session: Session, *, case_id: int, case_no: str, debtor: str, actor: Actor | None) -> User:
+    username = code_username(case_id)
+    if find_user(session, username=username) is not None:
+        raise Conflict(f"user {username!r} exists but holds no access code of case {case_no!r}")
+    full_name = f"被执行人 {debtor}".strip()[:128]
+    user = create_user(session, username=username, role=Role.DEBTOR, password_hash=NO_PASSWORD, full_name=full_name)
+    assign_case(session, user=user, case_no=case_no, by=actor)
+    return user
+
+
+def find_code(session: Session, *, case_no: str) -> CaseAccessCode | None:
+    """The case's live code (its hash and account), if it has one; the number in any spelling it is found under."""
+    case = find_case(session, case_no=case_no)
+    if case is None:
+        return None
+    return session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
+
+
+def code_matches(row: CaseAccessCode | None, code: str) -> bool:
+    """Is ``code`` the live code of ``row``? Costs an argon2 check even without a row, so timing tells nothing.
+    Call it outside any transaction (the check takes a while)."""
+    ok = verify_password(row.code_hash if row is not None else None, normalise_code(code))
+    return ok and row is not None
+
+
+def access_code_of(session: Session, *, case_no: str) -> IssuedCode | None:
+    """When the case's code was issued, and its account (never the code): ``None`` if it has none."""
+    row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case_no))
+    if row is None:
+        return None
+    user = session.get(User, row.user_id)
+    return IssuedCode(case_no, username=user.username if user else "", issued_at=row.issued_at)

@@ -1,0 +1,35 @@
+"""The annotated types of the server's settings (:mod:`server.config`): values a TOML file may leave empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+
+
+def _empty_means_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _public_url(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return value
+    if len(value) > 200:
+        raise ValueError("at most 200 characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// address with a host name, such as https://seal.court.example")
+    if parts.query or parts.fragment or value.endswith("/") or any(c.isspace() for c in value):
+        raise ValueError("no trailing slash, query, fragment or spaces: the notice's path is added to it")
+    return value
+
+
+#: The server's public address (``https://host[:port][/path]``), ``""`` or absent meaning unset.
+PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
+
+#: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]

@@ -1,0 +1,57 @@
+"""Files addressed by their SHA-256: ``<directory>/<sha256><suffix>`` (snapshots, removal proofs).
+
+A file is written to a temporary name, flushed to disk and renamed, and the directory is flushed too, so a crash
+leaves either no file or the whole file — and once the caller commits the row that names it, the file survives a
+power cut. Writing the same bytes twice is harmless: the name is their hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_sha256(text: str) -> bool:
+    return _SHA256.fullmatch(text) is not None
+
+
+class ContentStore:
+    """A directory of files named by the SHA-256 of their bytes (and ``suffix``)."""
+
+    def __init__(self, directory: Path, suffix: str = "") -> None:
+        self.directory = directory
+        self.suffix = suffix
+
+    def path_for(self, sha256: str, suffix: str | None = None) -> Path:
+        if not is_sha256(sha256):
+            raise ValueError(f"not a SHA-256 (64 lowercase hex digits): {sha256!r}")
+        return self.directory / f"{sha256}{self.suffix if suffix is None else suffix}"
+
+    def put(self, sha256: str, data: bytes, suffix: str | None = None) -> Path:
+        """Store ``data`` under ``sha256`` (which the caller has checked) and return its path; raise ``OSError``."""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("the bytes do not match their SHA-256")
+        path = self.path_for(sha256, suffix)
+        if path.exists() and path.stat().st_size == len(data):
+            return path
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb", opener=lambda p, flags: os.open(p, flags, 0o640)) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk must not also keep the half-written file
+            raise
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return path

@@ -1,0 +1,10 @@
+"""The debtor's path to a lifted seizure: a removal request (解除查封申请), the creditor's views, the judge's
+decision, the remote disarm of every seal of the case, and the officer's confirmation on site.
+
+- :mod:`~server.removal.state`: the request's states and its one transition function (pure);
+- :mod:`~server.removal.models`: its tables (requests, proof files, the creditor's views, the disarm commands
+  issued for it, its history);
+- :mod:`~server.removal.proofs`: proof files checked by content and stored by their SHA-256;
+- :mod:`~server.removal.service`: one function per business action, each writing its audit entry;
+- :mod:`~server.removal.settle`: a request waiting for its seals becomes ``disarmed`` once each has acknowledged.
+"""

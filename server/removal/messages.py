@@ -1,0 +1,93 @@
+"""What the people of a case read in their inboxes about its removal request, Chinese first with English, and who
+is told what: the debtor, the creditor and the judge of filings and decisions; the judge of the creditor's views;
+the officers when the seals are disarmed and it is time to go on site."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from server.auth.access import Role
+from server.auth.users import case_members
+from server.notify.inbox import post_messages
+from server.removal.grounds import RemovalGround
+from server.removal.models import RemovalRequest
+
+DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.OFFICER
+
+#: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail.
+MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
+    "filed": (
+        frozenset({DEBTOR, CREDITOR, JUDGE}),
+        "案件{case}的被执行人提交了解除查封申请（第{no}号），理由：{extra}。申请执行人可在期限内提出书面意见。",
+        "The debtor of case {case} filed removal request no. {no} (ground: {extra}). The creditor may give a written "
+        "view within the set time.",
+    ),
+    "view": (
+        frozenset({JUDGE}),
+        "申请执行人对案件{case}的解除查封申请（第{no}号）提出了书面意见。",
+        "The creditor gave a written view on removal request no. {no} of case {case}.",
+    ),
+    "under_review": (
+        frozenset({DEBTOR}),
+        "案件{case}的解除查封申请（第{no}号）已由法官受理审查。",
+        "Removal request no. {no} of case {case} is under review by the judge.",
+    ),
+    "cancelled": (
+        frozenset({DEBTOR, CREDITOR, JUDGE}),
+        "案件{case}的解除查封申请（第{no}号）已由被执行人撤回。",
+        "The debtor withdrew removal request no. {no} of case {case}.",
+    ),
+    "approved": (
+        frozenset({DEBTOR, CREDITOR, JUDGE}),
+        "法官准予解除案件{case}的查封（申请第{no}号），已向电子封条发出解除布防指令。理由：{extra}",
+        "The judge approved lifting the seizure of case {case} (request no. {no}); the seals have been sent the "
+        "signed disarm. Reasons: {extra}",
+    ),
+    "rejected": (
+        frozenset({DEBTOR, CREDITOR, JUDGE}),
+        "法官驳回了案件{case}的解除查封申请（第{no}号）。理由：{extra}",
+        "The judge rejected removal request no. {no} of case {case}. Reasons: {extra}",
+    ),
+    "disarmed": (
+        frozenset({DEBTOR, JUDGE, OFFICER}),
+        "案件{case}的全部电子封条已确认解除布防（申请第{no}号），请执行人员到场拆除并确认。",
+        "Every seal of case {case} has acknowledged the disarm (request no. {no}): an officer may now remove them "
+        "on site and confirm it.",
+    ),
+    "lifted": (
+        frozenset({DEBTOR, CREDITOR, JUDGE}),
+        "案件{case}的查封已解除：执行人员已到场拆除电子封条（申请第{no}号）。",
+        "The seizure of case {case} is lifted: an officer removed the seals on site (request no. {no}).",
+    ),
+}
+
+
+def tell(session: Session, request: RemovalRequest, kind: str, *, now: datetime, extra: str = "") -> None:
+    """Post the ``kind`` message about ``request`` to the inboxes of the roles it concerns."""
+    roles, zh, en = MESSAGES[kind]
+    values = {"case": request.case_no, "no": request.id, "extra": extra}
+    post_messages(
+        session,
+        user_ids=_recipients(session, request, roles),
+        kind=f"removal.{kind}",
+        case_no=request.case_no,
+        text_zh=zh.format(**values),
+        text_en=en.format(**values),
+        ref=f"removal-request:{request.id}",
+        now=now,
+    )
+
+
+def ground_text(ground: RemovalGround) -> str:
+    return f"{ground.label.zh} / {ground.label.en}"
+
+
+def _recipients(session: Session, request: RemovalRequest, roles: Iterable[Role]) -> list[int]:
+    wanted = {role.value for role in roles}
+    members = [user.id for user in case_members(session, case_no=request.case_no) if user.role in wanted]
+    if Role.DEBTOR in wanted and request.filed_by not in members:
+        members.append(request.filed_by)  # the filer hears back even if no longer assigned
+    return members

@@ -1,0 +1,143 @@
+"""The removal request's business actions before the decision takes effect: file it, take it up, the creditor's
+views, the debtor's withdrawal, the judge's rejection. One function each, called by the API and the CLI alike;
+each moves the request through :func:`~server.removal.steps.advance` (its audit entry) and tells the people of
+the case (:mod:`~server.removal.messages`). The caller commits. Approval, the disarm and the lifting are in
+:mod:`server.removal.disarm`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.audit.service import Actor
+from server.config import RemovalSettings
+from server.errors import Conflict, Invalid
+from server.removal.errors import ProofRefused, ProofStorageFailed
+from server.removal.grounds import RemovalGround
+from server.removal.messages import ground_text, tell
+from server.removal.models import RemovalProof, RemovalRequest, RemovalView
+from server.removal.proofs import CheckedProof, ProofStore
+from server.removal.state import OPEN_STATES, RemovalAction, RemovalState, transition
+from server.removal.steps import FILE, advance, record_step
+from server.seals.cases import get_case
+from server.seals.models import CaseStatus, Seal
+
+logger = logging.getLogger(__name__)
+
+
+def open_request(session: Session, *, case_no: str) -> RemovalRequest | None:
+    """The case's open request (not rejected, cancelled or lifted), if any."""
+    query = select(RemovalRequest).where(
+        RemovalRequest.case_no == case_no, RemovalRequest.state.in_([s.value for s in OPEN_STATES])
+    )
+    return session.scalars(query).first()
+
+
+def file_request(
+    session: Session,
+    *,
+    actor: Actor,
+    case_no: str,
+    ground: RemovalGround,
+    statement: str,
+    proofs: Sequence[CheckedProof],
+    store: ProofStore,
+    settings: RemovalSettings,
+    now: datetime,
+) -> RemovalRequest:
+    """File a request for ``case_no`` with its (checked) proof files; :class:`Conflict` if the case already has an
+    open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than allowed."""
+    case = get_case(session, case_no=case_no)
+    if len(proofs) > settings.proof_max_files:
+        raise ProofRefused(f"{len(proofs)} proof files: a request takes at most {settings.proof_max_files}")
+    existing = open_request(session, case_no=case.case_no)
+    if existing is not None:
+        raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
+    if case.status != CaseStatus.SEALED:
+        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
+    if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
+        raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
+    request = RemovalRequest(
+        case_no=case.case_no,
+        open_case_no=case.case_no,
+        state=RemovalState.SUBMITTED.value,
+        ground=ground.value,
+        statement=statement,
+        filed_by=actor.id,
+        filed_at=now,
+        views_due_at=now + timedelta(seconds=settings.creditor_view_window_s),
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():  # two filings at once: the unique open_case_no lets one through
+            session.add(request)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"case {case.case_no!r} has an open removal request") from None
+    kept: dict[str, CheckedProof] = {}
+    for proof in proofs:
+        kept.setdefault(proof.sha256, proof)  # the same file twice is one proof
+    for proof in kept.values():
+        try:
+            store.put_proof(proof)
+        except OSError as exc:
+            logger.error("cannot store proof %s of case %s: %s", proof.sha256, case.case_no, exc)
+            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: {exc.strerror}") from exc
+        session.add(
+            RemovalProof(
+                request_id=request.id,
+                sha256=proof.sha256,
+                size=proof.size,
+                media_type=proof.media_type,
+                filename=proof.filename,
+                uploaded_at=now,
+            )
+        )
+    details = {"ground": ground.value, "proofs": [p.sha256 for p in kept.values()]}
+    record_step(session, request, FILE, before=None, actor=actor, now=now, note=statement[:500], details=details)
+    tell(session, request, "filed", now=now, extra=ground_text(ground))
+    return request
+
+
+def review_request(session: Session, *, actor: Actor, request: RemovalRequest, note: str, now: datetime) -> None:
+    """The judge (or a clerk) takes the request up: ``submitted`` → ``under_review``."""
+    advance(session, request, RemovalAction.REVIEW, actor=actor, now=now, note=note)
+    tell(session, request, "under_review", now=now)
+
+
+def add_view(session: Session, *, actor: Actor, request: RemovalRequest, text: str, now: datetime) -> RemovalView:
+    """The creditor's written view, before the decision and within the time set for views."""
+    transition(request.state, RemovalAction.COMMENT)  # before the decision only (409 otherwise)
+    if now >= request.views_due_at:
+        raise Conflict(
+            f"the time for views on removal request {request.id} ended at {request.views_due_at:%Y-%m-%d %H:%M}Z"
+        )
+    view = RemovalView(request_id=request.id, author_id=actor.id, at=now, text=text)
+    session.add(view)
+    session.flush()
+    advance(
+        session, request, RemovalAction.COMMENT, actor=actor, now=now, note=text[:500], details={"view_id": view.id}
+    )
+    tell(session, request, "view", now=now)
+    return view
+
+
+def cancel_request(session: Session, *, actor: Actor, request: RemovalRequest, note: str, now: datetime) -> None:
+    """The debtor withdraws the request, before the decision."""
+    advance(session, request, RemovalAction.CANCEL, actor=actor, now=now, note=note)
+    tell(session, request, "cancelled", now=now)
+
+
+def reject_request(session: Session, *, actor: Actor, request: RemovalRequest, reasons: str, now: datetime) -> None:
+    """The judge rejects the request, with reasons; the seals stay as they are."""
+    if not reasons.strip():
+        raise Invalid("a rejection needs reasons")
+    advance(session, request, RemovalAction.REJECT, actor=actor, now=now, note=reasons)
+    request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
+    tell(session, request, "rejected", now=now, extra=reasons)

@@ -1,0 +1,58 @@
+"""The periodic round that settles requests waiting for their seals (:func:`~server.removal.disarm.settle`).
+
+It runs every ``[removal] settle_interval_s`` and at once when woken: the app wakes it when the ingest has stored a
+seal's answer to a command, so a request becomes ``disarmed`` moments after the last seal's signed ack — without
+the ingest (whose transaction holds the evidence) running any of the workflow itself. Each request is settled in
+its own transaction, so one that fails does not hold up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from server.core.base import utc_now
+from server.core.db import SessionFactory
+from server.core.rounds import RoundLoop
+from server.removal.disarm import settle, waiting_request_ids
+
+logger = logging.getLogger(__name__)
+
+
+def settle_waiting(session_factory: SessionFactory, *, now: datetime) -> list[int]:
+    """Settle every request waiting for its seals; return those that became ``disarmed``."""
+    with session_factory() as session:
+        waiting = waiting_request_ids(session)
+    settled = []
+    for request_id in waiting:
+        with session_factory() as session:
+            if settle(session, request_id=request_id, now=now):
+                settled.append(request_id)
+            session.commit()
+    for request_id in settled:
+        logger.info("removal request %d: every seal acknowledged the disarm", request_id)
+    return settled
+
+
+class RemovalSettler:
+    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
+
+    def __init__(
+        self, session_factory: SessionFactory, *, interval_s: float, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._loop = RoundLoop("removal-settler", self.run_round, interval_s)
+
+    def run_round(self) -> list[int]:
+        return settle_waiting(self._session_factory, now=self._clock())
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._loop.stop(timeout)

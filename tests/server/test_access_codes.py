@@ -1,0 +1,110 @@
+"""The debtor's access code: issued by a clerk and shown once, stored as an argon2 hash; signing in with the case
+number and the code gives a debtor session for that case only; rotating it ends the old code and its sessions;
+failed attempts are throttled like logins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from server.app import create_app
+from server.audit.models import AuditEntry
+from server.auth.models import CaseAccessCode
+from server.core.db import SessionFactory
+from tests.server.auth_helpers import PASSWORD, make_settings
+from tests.server.helpers import CASE_A, CASE_B
+from tests.server.removal_world import RemovalWorld, c, make_world
+
+
+@pytest.fixture
+def world(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
+    settings = make_settings(database_url, tmp_path, login_max_failures=3, login_user_max_failures=50)
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def issue(world: RemovalWorld, case_no: str = CASE_A, who: str = "clerk") -> Any:
+    return world.client.post(f"/api/cases/{c(case_no)}/access-code", headers=world.as_(who))
+
+
+def sign_in(world: RemovalWorld, code: str, case_no: str = CASE_A) -> Any:
+    return world.client.post("/api/auth/access-code", json={"case_no": case_no, "code": code})
+
+
+def test_the_code_signs_the_debtor_in_for_that_case_only(world: RemovalWorld) -> None:
+    issued = issue(world)
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    code = body["code"]
+    assert len(code) == 19 and code.count("-") == 3 and body["rotated"] is False
+    with world.session_factory() as session:
+        row = session.scalars(select(CaseAccessCode)).one()
+        assert row.code_hash.startswith("$argon2id$") and code not in row.code_hash
+
+    signed_in = sign_in(world, code.lower().replace("-", " "))  # typed off paper, any case, any spacing
+    assert signed_in.status_code == 200, signed_in.text
+    me = signed_in.json()["user"]
+    assert (me["role"], me["case_nos"], me["username"]) == ("debtor", [CASE_A], body["username"])
+    token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    assert world.client.get(f"/api/cases/{c(CASE_A)}", headers=token).status_code == 200
+    assert world.client.get(f"/api/cases/{c(CASE_B)}", headers=token).status_code == 404
+    assert world.client.get("/api/seals/seal-b", headers=token).status_code == 404
+
+    # The debtor files with it; the code is no password: the account cannot log in with one.
+    filed = world.client.post(
+        f"/api/cases/{c(CASE_A)}/removal-requests",
+        data={"ground": "settlement", "statement": "已达成执行和解"},
+        headers=token,
+    )
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["filed_by"] == body["username"]
+    login = world.client.post("/api/auth/login", json={"username": body["username"], "password": code})
+    assert login.status_code == 401
+    assert sign_in(world, code, CASE_B).status_code == 401  # another case's number with this code
+    full_width = CASE_A.replace("(", "（").replace(")", "）")  # as printed on a court's papers
+    assert sign_in(world, code, full_width).status_code == 200
+    shown = world.client.get(f"/api/cases/{c(CASE_A)}/access-code", headers=world.as_("clerk")).json()
+    assert shown["issued"] is True and "code" not in shown
+
+
+def test_rotation_ends_the_old_code_and_its_sessions(world: RemovalWorld) -> None:
+    old = issue(world).json()["code"]
+    session = sign_in(world, old).json()["access_token"]
+    rotated = issue(world).json()
+    assert rotated["rotated"] is True and rotated["code"] != old
+    assert world.client.get("/api/auth/me", headers={"Authorization": f"Bearer {session}"}).status_code == 401
+    assert sign_in(world, old).status_code == 401
+    assert sign_in(world, rotated["code"]).status_code == 200
+    with world.session_factory() as session_:
+        entries = session_.scalars(select(AuditEntry).where(AuditEntry.action == "case.access_code")).all()
+        assert [(e.actor, e.target, e.details["rotated"]) for e in entries] == [
+            ("clerk", CASE_A, False),
+            ("clerk", CASE_A, True),
+        ]
+
+
+def test_only_a_clerk_issues_codes(world: RemovalWorld) -> None:
+    assert issue(world, who="judge").status_code == 403
+    assert issue(world, who="debtor").status_code == 403
+    assert issue(world, CASE_B, who="judge").status_code == 404
+    assert issue(world, "(1999)无此案号").status_code == 404
+
+
+def test_failed_attempts_are_throttled(world: RemovalWorld) -> None:
+    code = issue(world).json()["code"]
+    assert [sign_in(world, "WRONG-CODE-0000-0000").status_code for _ in range(3)] == [401, 401, 401]
+    throttled = sign_in(world, code)  # even the right code waits now, from this address
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert sign_in(world, "x", "(1999)无此案号").status_code == 401  # a case without a code answers alike
+    with world.session_factory() as session:
+        failed = session.scalars(select(AuditEntry).where(AuditEntry.action == "login.failed")).all()
+        assert {e.target for e in failed} == {f"case:{CASE_A}", "case:(1999)无此案号"}
+
+
+def test_a_password_login_is_untouched(world: RemovalWorld) -> None:
+    assert world.client.post("/api/auth/login", json={"username": "debtor", "password": PASSWORD}).status_code == 200
