@@ -101,7 +101,8 @@ def court(tmp_path: Path) -> Iterator[Court]:
             Substitution(r"^\.venv/bin/", f"{BIN}/"),
             Substitution(
                 r"seal-server init (\S+)(.*)$",
-                rf"seal-server init \1\2 --http-port {http_port} --mqtt-port {mqtt_port} --mqtt-tls-port {mqtt_tls_port}",
+                rf"seal-server init \1\2 --http-port {http_port} --mqtt-port {mqtt_port} "
+                rf"--mqtt-tls-port {mqtt_tls_port}",
             ),
             Substitution(r"(seal-server user add .*)$", rf"\1 --password-stdin <<< {shlex.quote(clerk[1])}"),
             Substitution(r"<key from the Pi>", seal.public_key),
