@@ -40,6 +40,7 @@ from tests.agent.helpers import RuntimeFactory, agent_env, pulse, verify_key, wa
 from tests.e2e.helpers import SEAL_SERVER, agent_config
 from tests.server.auth_helpers import PASSWORD, add_user
 from tests.server.removal_world import pdf_bytes
+from tests.server.test_notices import qr_text, tampered, token_of
 
 CASE = "(2021)苏0214执1234号"
 SEAL = "seal-removal-1"
@@ -99,6 +100,7 @@ def court(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[
         engine.dispose()
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     http_port = free_port()
+    load_or_create_signing_key(tmp_path / "court" / "notice.key")
     config = tmp_path / "server.toml"
     config.write_text(
         f"""database_url = "{database_url}"
@@ -119,6 +121,9 @@ ttl_s = 60
 retry_interval_s = 0.2
 [removal]
 settle_interval_s = 0.5
+[notices]
+key_file = "{tmp_path / "court" / "notice.key"}"
+public_base_url = "https://seal.court.example"
 """,
         encoding="utf-8",
     )
@@ -173,6 +178,19 @@ def test_the_debtor_s_path_from_the_access_code_to_the_lifted_seal(
     assert wait_until(lambda: api.call("judge", "GET", f"/api/seals/{SEAL}")["last_event_at"] is not None, 20), (
         log.read_text()
     )
+
+    # The officer prints the seal's notice; its QR's URL carries a token the court signed: it verifies, a tampered
+    # one does not.
+    pdf = api.http.get(f"/api/seals/{SEAL}/notice.pdf", headers={"Authorization": f"Bearer {api.tokens['officer']}"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF"), pdf.text
+    url = qr_text(pdf.content, log.parent)
+    assert url.startswith("https://seal.court.example/notice/"), url
+    token = token_of(url)
+    verdict = api.http.get("/api/notices/verify", params={"token": token}).json()
+    assert verdict["authentic"] is True, verdict
+    assert api.http.get("/api/notices/verify", params={"token": tampered(token)}).json()["authentic"] is False
+    page = api.http.get(f"/notice/{token}")
+    assert page.status_code == 200 and CASE in page.text
 
     # The clerk issues the debtor's access code (printed for the debtor); the debtor signs in with it and files.
     case = quote(CASE, safe="")
