@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
@@ -19,6 +19,7 @@ from server.commands.keys import CourtKey
 from server.config import Settings
 from server.context import ServerContext
 from server.core.db import make_engine, make_session_factory
+from server.core.live import Change, LiveHub
 from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
@@ -27,11 +28,13 @@ from server.evidence.errors import LogKeyUnavailable, ProofError
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
+from server.ingest.results import IngestResult, Outcome
 from server.notices.errors import NoticesUnavailable
 from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
+from server.web import web_router
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +42,12 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
     the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
-    log's checkpointer and the removal settler (woken by the ingest when a seal answers a command).
+    log's checkpointer and the removal settler (woken by the ingest when a seal answers a command). What the ingest
+    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit.
 
     The tables must exist (``seal-server init-db``).
     """
+    hub = LiveHub(ring_size=settings.web.replay_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +63,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             court_key=CourtKey(settings.commands),
             log_key=log_key,
             notice_key=NoticeKey(settings.notices.key_file),
+            live=hub,
         )
         workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
         if with_ingest:
@@ -68,13 +74,16 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 snapshot_dir=settings.snapshot_dir,
                 alarms=settings.alarms,
                 on_answer=settler.wake,
+                on_commit=lambda results: hub.publish(live_changes(results)),
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(
                 session_factory,
                 offline_after_s=settings.offline_after_s,
                 interval_s=settings.liveness.check_interval_s,
+                offline_grace_s=settings.alarms.offline_grace_s,
                 metrics=metrics,
+                on_raised=lambda device_ids: hub.publish(Change("alarm", device_id) for device_id in device_ids),
             )
             context.dispatcher = CommandDispatcher(settings.mqtt, settings.commands, session_factory, metrics=metrics)
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
@@ -92,6 +101,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 worker.start()
             yield
         finally:
+            hub.close()  # the pages' streams end (already when a signal stops the server: server.cli)
             for worker in workers:
                 worker.stop()
             if context.ingest is not None:
@@ -108,10 +118,22 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     app.include_router(api_router)
     app.include_router(metrics_router)
     app.include_router(public_router)
+    app.include_router(web_router)
+    app.state.live = hub
     add_docs(app)
     app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, upload_limit(settings.removal))])
     _add_error_handlers(app)
     return app
+
+
+#: What each committed ingest outcome changes on the pages (duplicates, refusals and cleared statuses change nothing).
+_CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT: "snapshot"}
+
+
+def live_changes(results: Sequence[IngestResult]) -> list[Change]:
+    """The pages' changes of a committed ingest batch: one per seal and kind."""
+    seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
+    return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]
 
 
 def _add_error_handlers(app: FastAPI) -> None:

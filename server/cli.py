@@ -39,7 +39,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from types import FrameType
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -176,13 +177,29 @@ def _run(settings: Settings) -> int:
     try:
         # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For for any
         # connection from 127.0.0.1; the server decides that itself ([http] trusted_proxies, server.auth).
-        uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_config=None, proxy_headers=False)
+        config = uvicorn.Config(
+            app, host=settings.http.host, port=settings.http.port, log_config=None, proxy_headers=False
+        )
+        _stream_closing_server(config, close_streams=app.state.live.close).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if stopped:
         logger.info("court server stopped by signal %d", stopped[0])
     return 0
+
+
+def _stream_closing_server(config: Any, *, close_streams: Callable[[], None]) -> Any:
+    """A uvicorn server that ends the pages' live streams as soon as it is told to stop: uvicorn waits for every
+    open response before it shuts down, and a live stream would otherwise last until its own end."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            close_streams()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from server.config_sections import AlarmSettings, LivenessSettings, WebSettings
 from server.config_types import OptionalPath, PublicUrl
 from server.errors import ConfigError
 
@@ -78,26 +79,6 @@ class MqttSettings(BaseModel):
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
     batch_size: int = Field(
         100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
-    )
-
-
-class AlarmSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fold_window_s: int = Field(
-        300,
-        ge=0,
-        le=7 * 24 * 3600,
-        description="A repeat (same kind, same seal) within this long of the alarm's last occurrence is counted in "
-        "the open or acknowledged alarm instead of opening a new one. Offline and missing events always fold.",
-    )
-
-
-class LivenessSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    check_interval_s: float = Field(
-        15.0, ge=0.05, le=3600, description="How often the server looks for seals silent for offline_after_s."
     )
 
 
@@ -318,7 +299,9 @@ class Settings(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings, description="REST API listener.")
     mqtt: MqttSettings = Field(description="MQTT broker connection of the ingest.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Logins, sessions and their limits.")
-    alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Folding of repeated alarms.")
+    alarms: AlarmSettings = Field(
+        default_factory=AlarmSettings, description="Folding of repeated alarms; the grace of a restarting seal."
+    )
     liveness: LivenessSettings = Field(default_factory=LivenessSettings, description="The check for silent seals.")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="Webhook notifications of alarms.")
     commands: CommandSettings = Field(
@@ -336,6 +319,7 @@ class Settings(BaseModel):
     removal: RemovalSettings = Field(
         default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
     )
+    web: WebSettings = Field(default_factory=WebSettings, description="The court's pages and their live stream.")
 
     @property
     def proof_dir(self) -> Path:

@@ -1,9 +1,9 @@
 """What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the
-notice key, the MQTT ingest and the command dispatcher. Built by ``create_app``."""
+notice key, the pages' live bus, the MQTT ingest and the command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -11,6 +11,7 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
 from server.core.db import SessionFactory
+from server.core.live import LiveHub
 from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
@@ -26,6 +27,7 @@ class ServerContext:
     court_key: CourtKey
     log_key: LogKey
     notice_key: NoticeKey
+    live: LiveHub = field(default_factory=LiveHub)
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.errors import NotFound
 
@@ -64,6 +65,21 @@ def close_alarm(session: Session, *, alarm_id: int, user_id: int, note: str) -> 
     alarm.closed_at = utc_now()
     alarm.closed_note = _checked_note(note)
     session.flush()
+    return alarm
+
+
+def acknowledge_as(session: Session, *, actor: Actor, alarm_id: int, note: str) -> Alarm:
+    """A person acknowledges the alarm (the API and the pages alike): :func:`acknowledge_alarm`, audited. The caller
+    has checked that ``actor`` may (:mod:`server.auth.access`) and commits."""
+    alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=actor.id, note=note)
+    record_audit(session, actor=actor, action="alarm.ack", target=str(alarm_id), details={"case_no": alarm.case_no})
+    return alarm
+
+
+def close_as(session: Session, *, actor: Actor, alarm_id: int, note: str) -> Alarm:
+    """A person closes the alarm: :func:`close_alarm`, audited; the caller has checked access and commits."""
+    alarm = close_alarm(session, alarm_id=alarm_id, user_id=actor.id, note=note)
+    record_audit(session, actor=actor, action="alarm.close", target=str(alarm_id), details={"case_no": alarm.case_no})
     return alarm
 
 

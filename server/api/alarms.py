@@ -11,16 +11,16 @@ from sqlalchemy.orm import Session
 
 from server.alarms import AlarmState
 from server.alarms.models import Alarm
-from server.alarms.service import acknowledge_alarm, close_alarm, get_alarm, list_alarms
-from server.api.deps import CurrentUser, Responses, SessionDep, requires
+from server.alarms.service import acknowledge_as, close_as, get_alarm, list_alarms
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, requires
 from server.api.params import Before, RowIdPath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import FreeText
-from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
+from server.core.live import Change
 
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=ValidatedRoute)
 
@@ -80,22 +80,26 @@ def read_alarm(alarm_id: RowIdPath, user: CurrentUser, session: SessionDep) -> A
 
 
 @router.post("/{alarm_id}/ack", responses=NOT_FOUND | CONFLICT)
-def acknowledge(alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+def acknowledge(
+    alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> AlarmPublic:
     """Acknowledge an open alarm: you have seen it and take care of it (judge, officer, clerk)."""
     _alarm_for(session, user, alarm_id, Permission.ALARM_ACK)
-    alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)
-    record_audit(session, actor=user, action="alarm.ack", target=str(alarm_id), details={"case_no": alarm.case_no})
+    alarm = acknowledge_as(session, actor=user, alarm_id=alarm_id, note=body.note)
     session.commit()
+    context.live.publish([Change("alarm", alarm.device_id, alarm.case_no)])  # open screens show it at once
     return _public(session, [alarm])[0]
 
 
 @router.post("/{alarm_id}/close", responses=NOT_FOUND | CONFLICT)
-def close(alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep) -> AlarmPublic:
+def close(
+    alarm_id: RowIdPath, body: AlarmNote, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> AlarmPublic:
     """Close an alarm: dealt with, or a false alarm (judge, clerk)."""
     _alarm_for(session, user, alarm_id, Permission.ALARM_CLOSE)
-    alarm = close_alarm(session, alarm_id=alarm_id, user_id=user.id, note=body.note)
-    record_audit(session, actor=user, action="alarm.close", target=str(alarm_id), details={"case_no": alarm.case_no})
+    alarm = close_as(session, actor=user, alarm_id=alarm_id, note=body.note)
     session.commit()
+    context.live.publish([Change("alarm", alarm.device_id, alarm.case_no)])
     return _public(session, [alarm])[0]
 
 

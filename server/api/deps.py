@@ -18,16 +18,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.api.params import CaseNoPath, DeviceIdPath
 from server.auth import access
 from server.auth.access import Permission
+from server.auth.client_address import client_address
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.auth.models import User
-from server.auth.sessions import resolve_session
+from server.auth.sessions import IssuedSession, resolve_session
+from server.config import AuthSettings
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
@@ -62,6 +64,31 @@ def get_session(context: ContextDep, request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def client_ip(request: Request, context: ContextDep) -> str:
+    """The client's address: the socket's peer, or behind a trusted proxy the one it forwarded
+    (:mod:`server.auth.client_address`)."""
+    peer = request.client.host if request.client is not None else None
+    forwarded = request.headers.getlist("X-Forwarded-For")
+    return client_address(peer, forwarded, context.settings.http.trusted_proxies)
+
+
+def set_session_cookie(response: Response, issued: IssuedSession, settings: AuthSettings) -> None:
+    """The login's HttpOnly, same-site-only session cookie (the API's login and the sign-in page set the same)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.cookie,
+        max_age=settings.session_ttl_s,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from server.api.schemas import PasswordChange, UserCreate, UserPublic, UserUpdat
 from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.errors import Forbidden
-from server.auth.passwords import hash_password, verify_password
+from server.auth.login import change_password
+from server.auth.passwords import hash_password
 from server.auth.sessions import revoke_user_sessions
 from server.auth.users import get_user, list_users, register_user
 from server.core.base import utc_now
@@ -44,13 +45,9 @@ def add_user(body: UserCreate, clerk: ClerkUser, session: SessionDep) -> UserPub
 @router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
 def change_own_password(body: PasswordChange, login: LoginDep, session: SessionDep) -> None:
     """Change your own password; your other logins end."""
-    user = login.user
-    if not verify_password(user.password_hash, body.current_password):
-        raise Forbidden("the current password is wrong")
-    user.password_hash = hash_password(body.new_password)
-    revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=login.session_id)
-    record_audit(session, actor=user, action="user.password", target=user.username)
-    session.commit()
+    change_password(
+        session, user=login.user, session_id=login.session_id, current=body.current_password, new=body.new_password
+    )
 
 
 @router.get("/{username}")

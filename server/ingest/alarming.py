@@ -18,8 +18,10 @@
   ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
   alarm is live: the failure may have been a repeat, which has no event). Such an event whose warning ``played``
   (or a heartbeat whose ``speaker`` is ``ok``) closes it. Not for late events: the device has left the site.
-- Every stored event closes ``offline`` (the seal is speaking); an ``online`` status closes it too, an ``offline``
-  status (the Last Will, or a clean shutdown) raises it.
+- Every stored event closes ``offline`` (the seal is speaking). An ``offline`` status (the Last Will, or a clean
+  shutdown) raises it — at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check
+  raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
+  restarts cleanly pages nobody.
 - A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
 """
 
@@ -138,10 +140,14 @@ def _alarming(envelope: Envelope) -> bool:
     )
 
 
-def on_status(book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None) -> None:
-    """An ``offline`` status (usually the broker's Last Will) raises the offline alarm. ``online`` closes nothing:
-    a status is not signed, so only the seal's next signed event (:func:`on_event`) closes it."""
-    if state is SealStatus.OFFLINE and seal.case_no is not None:  # an unbound seal (in storage) offline: no alarm
+def on_status(
+    book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None, grace: bool = False
+) -> None:
+    """An ``offline`` status (usually the broker's Last Will) raises the offline alarm, unless the seal has a
+    ``grace`` to come back in (the liveness check raises it after that). ``online`` closes nothing: a status is not
+    signed, so only the seal's next signed event (:func:`on_event`) closes it."""
+    # An unbound seal (in storage) offline: no alarm.
+    if state is SealStatus.OFFLINE and seal.case_no is not None and not grace:
         details = {"reason": "offline_status", "status_ts": ts}
         book.raise_alarm(AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=at, details=details)
 

@@ -50,7 +50,16 @@ from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, SnapshotStore, jp
 from server.ingest.alarming import on_chain_change, on_event, on_status
 from server.ingest.chain import ChainBook
 from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, classify_envelope_error
+from server.ingest.results import (
+    IngestResult,
+    Message,
+    Outcome,
+    Reason,
+    Rejected,
+    classify_envelope_error,
+    device_of,
+    storable_text,
+)
 from server.notify.outbox import notifying
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import Seal, SealBinding
@@ -98,9 +107,16 @@ class IngestBatch:
     """Adds the rows of some messages to ``session``, in order; the caller commits."""
 
     def __init__(
-        self, session: Session, *, keys: VerifyKeyCache, snapshots: SnapshotStore, fold_window: timedelta
+        self,
+        session: Session,
+        *,
+        keys: VerifyKeyCache,
+        snapshots: SnapshotStore,
+        fold_window: timedelta,
+        offline_grace: timedelta = timedelta(0),
     ) -> None:
         self.session = session
+        self.offline_grace = offline_grace
         self.keys = keys
         self.snapshots = snapshots
         self.chain = ChainBook(session)
@@ -340,7 +356,7 @@ class IngestBatch:
             seal.status_changed_at = message.received_at
         # A status is not signed (the broker sends the Last Will), so it is no sign of life: only a new signed
         # event refreshes last_seen_at and closes an offline alarm.
-        on_status(self.alarms, seal, state, at=message.received_at, ts=ts)
+        on_status(self.alarms, seal, state, at=message.received_at, ts=ts, grace=self.offline_grace > timedelta(0))
         return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
 
     def _snapshot(self, topic: ParsedTopic, message: Message) -> IngestResult:
@@ -382,17 +398,3 @@ class IngestBatch:
         if seal is None:
             raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
         return seal
-
-
-def storable_text(text: str, limit: int) -> str:
-    """``text`` as every database stores it: lone surrogates and NUL written as escapes, cut to ``limit``."""
-    safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
-
-
-def device_of(topic: str) -> str | None:
-    """The device id of a topic that parses, else ``None`` (quarantine rows keep it when they can)."""
-    try:
-        return parse_topic(topic).device_id
-    except InvalidTopic:
-        return None

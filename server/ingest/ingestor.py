@@ -27,8 +27,8 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.batch import IngestBatch, VerifyKeyCache, device_of
-from server.ingest.results import IngestResult, Message, Outcome, Reason
+from server.ingest.batch import IngestBatch, VerifyKeyCache
+from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class Ingestor:
     """Verifies and stores messages; one instance per ingest worker (not thread-safe).
 
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
-    committed — whoever follows commands learns of it without the ingest knowing who they are."""
+    committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
+    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed)."""
 
     def __init__(
         self,
@@ -47,13 +48,17 @@ class Ingestor:
         snapshot_dir: Path,
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
+        on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
+        self._on_commit = on_commit
         self.metrics = metrics
         self.snapshots = SnapshotStore(snapshot_dir)
         self._keys = VerifyKeyCache()
-        self._fold_window = timedelta(seconds=(alarms or AlarmSettings()).fold_window_s)
+        alarms = alarms or AlarmSettings()
+        self._fold_window = timedelta(seconds=alarms.fold_window_s)
+        self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -73,13 +78,31 @@ class Ingestor:
                 type(exc).__name__,
                 exc,
             )
-            return [self._ingest_alone(message) for message in messages]
+            results = [self._ingest_alone(message) for message in messages]
+            self._committed(results)
+            return results
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
+        self._committed(results)
         return results
 
     def _batch(self, session: Session) -> IngestBatch:
-        return IngestBatch(session, keys=self._keys, snapshots=self.snapshots, fold_window=self._fold_window)
+        return IngestBatch(
+            session,
+            keys=self._keys,
+            snapshots=self.snapshots,
+            fold_window=self._fold_window,
+            offline_grace=self._offline_grace,
+        )
+
+    def _committed(self, results: list[IngestResult]) -> None:
+        """Tell ``on_commit`` (after the commit: never inside the transaction); its failure stops no ingest."""
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit(results)
+        except Exception:  # a listener's bug must not hold up the evidence
+            logger.exception("the ingest's on_commit listener failed")
 
     def _ingest_alone(self, message: Message) -> IngestResult:
         failure: Exception | None = None

@@ -7,6 +7,10 @@ proves nothing) every ``check_interval_s``: a seal bound to a case and silent fo
 an ``offline`` alarm too. The seal's next new event closes it (:mod:`server.ingest.alarming`). Seals never heard
 from (not installed yet) and unbound seals are left alone.
 
+Calm by design: with a grace (``[alarms] offline_grace_s``), an ``offline`` status does not raise the alarm in the
+ingest; this check raises it once the status is older than the grace and no new signed event came after it. A seal
+that restarts cleanly (its Last Will or its goodbye, then its start-up event a few seconds later) pages nobody.
+
 :func:`find_silent_seals` is the pure core; :class:`LivenessChecker` runs it on the database, on its own thread,
 with an injectable clock. Each check also refreshes the gauge of live alarms by kind in the metrics.
 """
@@ -40,6 +44,8 @@ class Sighting:
     device_id: str
     case_no: str | None
     last_seen_at: datetime | None
+    status: str | None = None
+    status_changed_at: datetime | None = None
 
 
 def find_silent_seals(
@@ -57,8 +63,28 @@ def find_silent_seals(
     ]
 
 
+def find_gone_seals(
+    now: datetime, sightings: Iterable[Sighting], *, grace_s: float, alarmed: Container[str] = ()
+) -> list[Sighting]:
+    """Seals bound to a case that said ``offline`` more than ``grace_s`` ago, not back since (no new signed event
+    after that status), and not ``alarmed`` yet."""
+    cutoff = now - timedelta(seconds=grace_s)
+    return [
+        s
+        for s in sightings
+        if s.case_no is not None
+        and s.status == "offline"
+        and s.status_changed_at is not None
+        and s.status_changed_at <= cutoff
+        and (s.last_seen_at is None or s.last_seen_at <= s.status_changed_at)
+        and s.device_id not in alarmed
+    ]
+
+
 class LivenessChecker:
-    """Opens ``offline`` alarms for silent seals: :meth:`check` once, or :meth:`start` a thread that checks."""
+    """Opens ``offline`` alarms for silent seals, and for seals gone offline past their grace (``offline_grace_s``
+    > 0): :meth:`check` once, or :meth:`start` a thread that checks. ``on_raised`` is called with the device ids of
+    the alarms raised, after the commit."""
 
     def __init__(
         self,
@@ -66,11 +92,15 @@ class LivenessChecker:
         *,
         offline_after_s: float,
         interval_s: float,
+        offline_grace_s: float = 0.0,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
+        on_raised: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self.offline_after_s = offline_after_s
+        self.offline_grace_s = offline_grace_s
+        self._on_raised = on_raised
         self.interval_s = interval_s
         self._metrics = metrics
         self._clock = clock
@@ -80,24 +110,30 @@ class LivenessChecker:
         """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids."""
         now = now or self._clock()
         cutoff = now - timedelta(seconds=self.offline_after_s)
+        bound = Seal.case_no.is_not(None)
         with self._session_factory() as session:
-            candidates = list(
-                session.scalars(select(Seal.device_id).where(Seal.case_no.is_not(None), Seal.last_seen_at < cutoff))
-            )
+            candidates = list(session.scalars(select(Seal.device_id).where(bound, Seal.last_seen_at < cutoff)))
+            if self.offline_grace_s > 0:
+                past_grace = now - timedelta(seconds=self.offline_grace_s)
+                said_offline = (Seal.status == "offline") & (Seal.status_changed_at <= past_grace)
+                candidates += session.scalars(select(Seal.device_id).where(bound, said_offline))
+            candidates = sorted(set(candidates))
             silent: list[Sighting] = []
+            gone: list[Sighting] = []
             if candidates:
                 # Lock the alarms first, then the seals: the ingest's order, so the two cannot deadlock. A seal that
                 # spoke in the meantime is no longer silent once its row is read again, locked.
                 book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session))
                 alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
+                columns = (Seal.device_id, Seal.case_no, Seal.last_seen_at, Seal.status, Seal.status_changed_at)
                 rows = session.execute(
-                    select(Seal.device_id, Seal.case_no, Seal.last_seen_at)
-                    .where(Seal.device_id.in_(candidates))
-                    .order_by(Seal.device_id)
-                    .with_for_update()
+                    select(*columns).where(Seal.device_id.in_(candidates)).order_by(Seal.device_id).with_for_update()
                 )
-                sightings = [Sighting(device_id, case_no, seen) for device_id, case_no, seen in rows]
+                sightings = [Sighting(*row) for row in rows]
                 silent = find_silent_seals(now, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)
+                if self.offline_grace_s > 0:
+                    alarmed |= {s.device_id for s in silent}
+                    gone = find_gone_seals(now, sightings, grace_s=self.offline_grace_s, alarmed=alarmed)
                 for seal in silent:
                     assert seal.case_no is not None and seal.last_seen_at is not None
                     details = {
@@ -108,18 +144,36 @@ class LivenessChecker:
                     book.raise_alarm(
                         AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details
                     )
+                for seal in gone:
+                    assert seal.case_no is not None and seal.status_changed_at is not None
+                    details = {
+                        "reason": "offline_status",
+                        "offline_since": seal.status_changed_at.isoformat(),
+                        "grace_s": self.offline_grace_s,
+                    }
+                    book.raise_alarm(
+                        AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details
+                    )
             session.commit()
             counts = count_live_by_kind(session)
         for seal in silent:
             logger.warning("seal %s silent since %s: offline alarm", seal.device_id, seal.last_seen_at)
+        for seal in gone:
+            logger.warning("seal %s offline since %s, not back: offline alarm", seal.device_id, seal.status_changed_at)
         if self._metrics is not None:
             self._metrics.set_alarms_live(counts)
-        return [seal.device_id for seal in silent]
+        raised = [seal.device_id for seal in silent + gone]
+        if raised and self._on_raised is not None:
+            self._on_raised(raised)
+        return raised
 
     def start(self) -> None:
         self._loop.start()
         logger.info(
-            "liveness check every %.1f s (offline after %d s of silence)", self.interval_s, self.offline_after_s
+            "liveness check every %.1f s (offline after %d s of silence, or %.0f s after an offline status)",
+            self.interval_s,
+            self.offline_after_s,
+            self.offline_grace_s,
         )
 
     def stop(self, timeout: float = 10.0) -> None:

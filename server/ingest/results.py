@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from seal_protocol import InvalidEnvelope
+from seal_protocol import InvalidEnvelope, InvalidTopic, parse_topic
 
 
 class Outcome(StrEnum):
@@ -77,3 +77,17 @@ def classify_envelope_error(exc: InvalidEnvelope) -> Reason:
         return Reason(exc.code)
     except ValueError:
         return Reason.INVALID_ENVELOPE
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as every database stores it: lone surrogates and NUL written as escapes, cut to ``limit``."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
+
+
+def device_of(topic: str) -> str | None:
+    """The device id of a topic that parses, else ``None`` (quarantine rows keep it when they can)."""
+    try:
+        return parse_topic(topic).device_id
+    except InvalidTopic:
+        return None

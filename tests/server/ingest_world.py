@@ -57,7 +57,10 @@ class Court:
             return state
 
 
-def make_court(session_factory: SessionFactory, tmp_path: Path, *, fold_window_s: int = 300) -> Court:
+def make_court(
+    session_factory: SessionFactory, tmp_path: Path, *, fold_window_s: int = 300, offline_grace_s: float = 0
+) -> Court:
+    """Two seals on two cases and an ingestor; ``offline_grace_s`` 0: an offline status raises its alarm at once."""
     a, b = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
     register(session_factory, a, b)
     metrics = IngestMetrics()
@@ -65,7 +68,7 @@ def make_court(session_factory: SessionFactory, tmp_path: Path, *, fold_window_s
         session_factory,
         metrics=metrics,
         snapshot_dir=tmp_path / "snapshots",
-        alarms=AlarmSettings(fold_window_s=fold_window_s),
+        alarms=AlarmSettings(fold_window_s=fold_window_s, offline_grace_s=offline_grace_s),
     )
     return Court(session_factory, ingestor, metrics, a, b)
 

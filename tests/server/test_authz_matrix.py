@@ -12,7 +12,8 @@ Scopes:
   acts — filing, views, the decision, the lifting — are the parties', the judge's and the officer's: 403 for a clerk);
   another role gets ``ok`` on its own case if in ``allowed``, else 403 — and 404 on a foreign case whatever its
   role, as if the case did not exist.
-Nobody logged in gets 401 except on ``public`` routes.
+Nobody logged in gets 401 except on ``public`` routes — or, on a page (``PAGES``), ``303`` to the sign-in page. Pages
+authenticate like the API (a cookie, or a bearer token as here) and decide access with the same policy.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from server.auth.access import Role
 from server.auth.access_codes import issue_access_code
 from server.auth.users import assign_case, get_user
 from server.commands.service import issue_command
-from server.config import RemovalSettings
+from server.config import RemovalSettings, WebSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
@@ -186,6 +187,7 @@ class Call:
     data: dict[str, Any] | None = None  # a form, with files
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     mine: Callable[[str], str] | None = None  # the url of the caller's own object, by username
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 ASSIGNABLE = (Role.JUDGE, Role.OFFICER, Role.CREDITOR, Role.DEBTOR)
@@ -202,6 +204,7 @@ class Row:
     ok: int
     prepare: Prepare
     allowed: frozenset[Role] = ALL
+    anonymous: int = 401  # what nobody logged in gets (on a page: 303 to the sign-in page)
 
 
 def fixed(url: str, json: dict[str, Any] | None = None) -> Prepare:
@@ -588,6 +591,44 @@ FINAL: list[Row] = [
         CLERK,
     ),
 ]
+#: The pages (server/web): the same policy, answered as pages. A page's POST without a bearer token needs the CSRF
+#: proof (here the htmx header); with one it needs none, like the API.
+PAGE = 303
+HTMX = {"X-Requested-With": "htmx"}
+PAGES: list[Row] = [
+    Row("GET", "/static/{path}", "public", 200, fixed("/static/app.js")),
+    Row("GET", "/login", "public", 200, fixed("/login")),
+    Row(
+        "POST",
+        "/login",
+        "public",
+        303,
+        lambda _w, _k: Call("/login", data={"username": "clerk", "password": PASSWORD}, headers=HTMX),
+    ),
+    Row("POST", "/lang", "public", 303, lambda _w, _k: Call("/lang", data={"lang": "en"}, headers=HTMX)),
+    Row("GET", "/", "self", 200, fixed("/"), anonymous=PAGE),
+    Row("GET", "/live", "self", 200, fixed("/live?view=overview"), anonymous=PAGE),
+    Row("GET", "/account/password", "self", 200, fixed("/account/password"), anonymous=PAGE),
+    Row(
+        "POST",
+        "/account/password",
+        "self",
+        200,
+        lambda _w, _k: Call("/account/password", data={"current": PASSWORD, "new": PASSWORD, "repeat": PASSWORD}),
+        anonymous=PAGE,
+    ),
+    Row("POST", "/logout", "self", 303, lambda _w, _k: Call("/logout", data={}), anonymous=PAGE),
+    Row(
+        "POST",
+        "/alarms/{alarm_id}/ack",
+        "case",
+        303,
+        lambda w, k: Call(f"/alarms/{w.new_alarm(k)}/ack", data={"note": "seen"}),
+        COURT,
+        anonymous=PAGE,
+    ),
+]
+TABLE += PAGES
 TABLE += FINAL
 
 VARIANTS: list[Row] = [
@@ -612,7 +653,7 @@ def expected(row: Row, role: Role | None, case_no: str) -> int:
     if row.scope == "public":
         return row.ok
     if role is None:
-        return 401
+        return row.anonymous
     if row.scope == "self":
         return row.ok
     if row.scope == "global":
@@ -719,7 +760,10 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
 
 @pytest.fixture
 def client(database_url: str, world: World, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as instance:
+    settings = make_settings(database_url, tmp_path)
+    # A page's live stream ends at once here (a browser would reconnect): its row is answered, not held open.
+    settings = settings.model_copy(update={"web": WebSettings(stream_max_s=0.05, heartbeat_s=0.05)})
+    with TestClient(create_app(settings, with_ingest=False)) as instance:
         yield instance
 
 
@@ -740,7 +784,13 @@ def test_authorisation_matrix(client: TestClient, world: World, role: Role | Non
             headers = bearer(world.session_factory, role.value) if role is not None else {}
             url = call.mine(role.value) if call.mine is not None and role is not None else call.url
             response = client.request(
-                row.method, url, json=call.json, data=call.data, files=call.files, headers=headers
+                row.method,
+                url,
+                json=call.json,
+                data=call.data,
+                files=call.files,
+                headers=headers | call.headers,
+                follow_redirects=False,
             )
             client.cookies.clear()
             want = expected(row, role, case_no)

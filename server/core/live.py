@@ -1,0 +1,164 @@
+"""The live bus: what changed, published after it was committed, for the browsers' streams to pick up.
+
+Whoever commits something a screen shows (the ingest, the liveness check, a person acknowledging an alarm) publishes
+a :class:`Change` *after* the commit — never inside the transaction, so nobody is told of a row that may yet be rolled
+back. A change says only *which* seal or case changed, never what: each stream reads the current state from the
+database with its own user's access checks (:mod:`server.web.live`), so a change carries nothing a user may not see.
+
+Every change gets the next number of this process's sequence; ``<epoch>.<seq>`` is the id a browser's stream
+reconnects with (``Last-Event-ID``). The last ``ring_size`` changes are kept, so a stream that missed a few is
+replayed; one that missed more — or comes from another epoch (the server restarted) — is told so, never left with a
+silent hole (:meth:`LiveHub.since` returns ``None``: "gap, reload").
+
+:meth:`LiveHub.publish` is thread-safe (the ingest publishes from its MQTT thread); a :class:`Subscription` is woken
+on the event loop it was made on. A subscription that does not keep up (more than ``max_pending`` changes waiting) is
+marked ``overflowed``: its stream says "gap" and ends instead of holding memory for a reader that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Something a screen shows changed: a seal's (``device_id``) state, events, snapshots or alarms, or a case's."""
+
+    what: str  # "event", "status", "snapshot", "alarm", "command", "case", …: what kind of thing changed
+    device_id: str | None = None
+    case_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A point in the live sequence: ``<epoch>.<seq>`` on the wire."""
+
+    epoch: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}.{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Position | None:
+        """The position in ``text``, or ``None`` if there is none or it is malformed."""
+        if not text or len(text) > 64:
+            return None
+        epoch, _, seq = text.strip().rpartition(".")
+        if not epoch or not seq.isascii() or not seq.isdigit():
+            return None
+        return cls(epoch, int(seq))
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One stream's inbox of numbered changes; :meth:`wait` on the event loop it was made on."""
+
+    hub: LiveHub
+    loop: asyncio.AbstractEventLoop
+    max_pending: int
+    pending: list[tuple[int, Change]] = field(default_factory=list)
+    overflowed: bool = False
+    closed: bool = False
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _deliver(self, numbered: list[tuple[int, Change]]) -> None:
+        """Called with the hub's lock held, from any thread."""
+        if len(self.pending) + len(numbered) > self.max_pending:
+            self.overflowed = True
+            self.pending.clear()
+        else:
+            self.pending.extend(numbered)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._ready.set)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    async def wait(self, timeout: float) -> list[tuple[int, Change]]:
+        """The changes published since the last call (perhaps none: ``timeout`` passed, or the hub closed)."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._ready.clear()
+        with self.hub.lock:
+            taken, self.pending = self.pending, []
+        return taken
+
+
+class LiveHub:
+    """The numbered changes of this server process, its last ``ring_size`` kept; the streams subscribed to it."""
+
+    def __init__(self, *, ring_size: int = 1024, max_pending: int = 4096) -> None:
+        self.epoch = secrets.token_hex(4)  # a new one per process: ids of a former process are never replayed
+        self.lock = threading.Lock()
+        self._seq = 0
+        self._ring: deque[tuple[int, Change]] = deque(maxlen=ring_size)
+        self._subscriptions: set[Subscription] = set()
+        self._max_pending = max_pending
+        self.closed = False
+
+    @property
+    def position(self) -> Position:
+        """The position of the last change published: a page rendered after reading this misses nothing later."""
+        with self.lock:
+            return Position(self.epoch, self._seq)
+
+    def publish(self, changes: Iterable[Change]) -> None:
+        """Number ``changes`` and hand them to every subscription (call after the commit; any thread)."""
+        with self.lock:
+            numbered = []
+            for change in changes:
+                self._seq += 1
+                numbered.append((self._seq, change))
+            if not numbered:
+                return
+            self._ring.extend(numbered)
+            for subscription in self._subscriptions:
+                subscription._deliver(numbered)
+
+    def subscribe(self) -> tuple[Subscription, Position]:
+        """A new subscription (on the running event loop), and the position it starts after."""
+        subscription = Subscription(self, asyncio.get_running_loop(), self._max_pending)
+        with self.lock:
+            subscription.closed = self.closed
+            self._subscriptions.add(subscription)
+            return subscription, Position(self.epoch, self._seq)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self.lock:
+            self._subscriptions.discard(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        with self.lock:
+            return len(self._subscriptions)
+
+    def since(self, after: Position, until: Position) -> list[tuple[int, Change]] | None:
+        """The changes after ``after`` up to ``until`` (a position of this epoch), or ``None`` if they cannot all be
+        given: ``after`` is of another epoch, in the future, or older than the ring."""
+        with self.lock:
+            if after.epoch != self.epoch or after.seq > until.seq:
+                return None
+            if after.seq == until.seq:
+                return []
+            oldest = self._ring[0][0] if self._ring else self._seq + 1
+            if after.seq + 1 < oldest:
+                return None
+            return [(seq, change) for seq, change in self._ring if after.seq < seq <= until.seq]
+
+    def close(self) -> None:
+        """The server is stopping: every stream ends (its browser shows the stale banner and reconnects later)."""
+        with self.lock:
+            self.closed = True
+            for subscription in self._subscriptions:
+                subscription.closed = True
+                subscription._wake()

@@ -1,0 +1,180 @@
+"""What the overview shows, read with the user's access checks (:mod:`server.auth.access`): the seals the user may
+see (``seal_filter``), the live alarms of the cases the user may see (``visible_case_nos``), pictures only for roles
+that may view them (``SNAPSHOT_READ``) — what the API would show the same user, and nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.alarms.models import Alarm
+from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.auth.users import usernames_by_id
+from server.evidence.models import Event, Snapshot
+from server.seals.models import Seal
+from server.seals.registry import is_online
+
+#: How many of a seal's latest events are looked through for its last heartbeat and its last other event.
+RECENT_EVENTS = 50
+#: Alarm kinds that alert (and may sound): someone is on the premises, or at the box.
+ALERTING = frozenset({AlarmKind.INTRUSION.value, AlarmKind.TAMPER.value})
+MAX_ALARMS = 200
+
+
+@dataclass(frozen=True)
+class EventLine:
+    type: str
+    ts: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class SealTile:
+    seal: Seal
+    online: bool
+    live_alarms: int
+    open_alarms: int
+    grace_left_s: int | None  # said offline, within its grace: seconds until its offline alarm
+    last_heartbeat: EventLine | None
+    last_event: EventLine | None  # the last event that is not a heartbeat (among the recent ones)
+    snapshot_sha: str | None  # None also when the user's role may not view pictures
+
+
+@dataclass(frozen=True)
+class Counts:
+    online: int
+    offline: int
+    in_alarm: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AlarmRow:
+    alarm: Alarm
+    location: str
+    acknowledged_by: str | None
+    can_ack: bool
+
+    @property
+    def alerting(self) -> bool:
+        return self.alarm.state == AlarmState.OPEN.value and self.alarm.kind in ALERTING
+
+
+def visible_seals(session: Session, user: User, device_ids: Collection[str] | None = None) -> list[Seal]:
+    """The seals ``user`` may see (all, or those of ``device_ids``): bound ones by case, then the court's stock."""
+    query = select(Seal).where(access.seal_filter(session, user))
+    if device_ids is not None:
+        query = query.where(Seal.device_id.in_(device_ids))
+    seals = list(session.scalars(query))
+    return sorted(seals, key=lambda s: (s.case_no is None, s.case_no or "", s.device_id))
+
+
+def live_alarms_by_seal(session: Session, device_ids: Collection[str]) -> dict[str, list[Alarm]]:
+    found: dict[str, list[Alarm]] = {d: [] for d in device_ids}
+    if device_ids:
+        query = select(Alarm).where(Alarm.device_id.in_(device_ids), Alarm.state.in_(LIVE_STATES))
+        for alarm in session.scalars(query):
+            found[alarm.device_id].append(alarm)
+    return found
+
+
+def seal_tiles(
+    session: Session, user: User, seals: list[Seal], *, now: datetime, offline_after_s: int, grace_s: float
+) -> list[SealTile]:
+    """The tiles of ``seals`` (already filtered by :func:`visible_seals`), seals with open alarms first."""
+    alarms = live_alarms_by_seal(session, [s.device_id for s in seals])
+    pictures = access.has_permission(user, Permission.SNAPSHOT_READ)
+    tiles = []
+    for seal in seals:
+        heartbeat, event = _recent(session, seal.device_id)
+        # Only the alarms of the case the seal guards now: a late alarm of a former case is that case's business.
+        live = [a for a in alarms[seal.device_id] if seal.case_no is not None and a.case_no == seal.case_no]
+        tiles.append(
+            SealTile(
+                seal=seal,
+                online=is_online(seal, now=now, offline_after_s=offline_after_s),
+                live_alarms=len(live),
+                open_alarms=sum(1 for a in live if a.state == AlarmState.OPEN.value),
+                grace_left_s=_grace_left(seal, live, now=now, grace_s=grace_s),
+                last_heartbeat=heartbeat,
+                last_event=event,
+                snapshot_sha=_latest_snapshot(session, seal) if pictures else None,
+            )
+        )
+    return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
+
+
+def counts(session: Session, seals: list[Seal], *, now: datetime, offline_after_s: int) -> Counts:
+    """Seals bound to a case: online, offline, with a live alarm (the court's stock is not counted)."""
+    bound = [s for s in seals if s.case_no is not None]
+    alarms = live_alarms_by_seal(session, [s.device_id for s in bound])
+    online = sum(1 for s in bound if is_online(s, now=now, offline_after_s=offline_after_s))
+    in_alarm = sum(1 for s in bound if any(a.case_no == s.case_no for a in alarms[s.device_id]))
+    return Counts(online=online, offline=len(bound) - online, in_alarm=in_alarm, total=len(bound))
+
+
+def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list[AlarmRow]:
+    """The live alarms of the cases ``user`` may see: open ones first, newest first within each state."""
+    query = select(Alarm).where(Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no))
+    alarms = list(session.scalars(query.order_by(Alarm.id.desc()).limit(limit)))
+    alarms.sort(key=lambda a: a.state != AlarmState.OPEN.value)
+    return rows_of(session, user, alarms)
+
+
+def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]:
+    query = select(Seal.device_id, Seal.location).where(Seal.device_id.in_({a.device_id for a in alarms}))
+    places: dict[str, str] = {row.device_id: row.location for row in session.execute(query)}
+    names = usernames_by_id(session, {a.acknowledged_by for a in alarms})
+    may_ack = access.has_permission(user, Permission.ALARM_ACK)
+    return [
+        AlarmRow(
+            alarm=a,
+            location=places.get(a.device_id, ""),
+            acknowledged_by=names.get(a.acknowledged_by) if a.acknowledged_by is not None else None,
+            can_ack=may_ack and a.state == AlarmState.OPEN.value,
+        )
+        for a in alarms
+    ]
+
+
+def _recent(session: Session, device_id: str) -> tuple[EventLine | None, EventLine | None]:
+    """The seal's last heartbeat and its last other event, among its :data:`RECENT_EVENTS` latest (a seal that
+    sent only heartbeats for a while shows its latest event, a heartbeat, as its last event)."""
+    query = (
+        select(Event.type, Event.ts, Event.received_at)
+        .where(Event.device_id == device_id)
+        .order_by(Event.seq.desc())
+        .limit(RECENT_EVENTS)
+    )
+    lines = [EventLine(*row) for row in session.execute(query)]
+    heartbeat = next((line for line in lines if line.type == "heartbeat"), None)
+    other = next((line for line in lines if line.type != "heartbeat"), lines[0] if lines else None)
+    return heartbeat, other
+
+
+def _latest_snapshot(session: Session, seal: Seal) -> str | None:
+    query = select(Snapshot.sha256).where(Snapshot.device_id == seal.device_id)
+    if seal.case_no is not None:
+        query = query.where(Snapshot.case_no == seal.case_no)
+    return session.scalar(query.order_by(Snapshot.id.desc()).limit(1))
+
+
+def _grace_left(seal: Seal, live: list[Alarm], *, now: datetime, grace_s: float) -> int | None:
+    """Seconds until a seal that said it is offline gets its offline alarm, if it is within its grace."""
+    if seal.status != "offline" or seal.status_changed_at is None or seal.case_no is None or grace_s <= 0:
+        return None
+    if any(a.kind == AlarmKind.OFFLINE.value for a in live):
+        return None
+    if seal.last_seen_at is not None and seal.last_seen_at > seal.status_changed_at:
+        return None  # back already: a signed event came after the offline status
+    left = (seal.status_changed_at + timedelta(seconds=grace_s) - now).total_seconds()
+    return max(0, math.ceil(left))

@@ -1,0 +1,78 @@
+"""The pages' words, Chinese first: one catalogue (``messages.toml``), a :class:`Translator` per language.
+
+Each key of the catalogue is ``<section>.<name>`` and holds ``zh`` and ``en``; ``{name}`` placeholders are filled
+with :meth:`str.format`. zh-CN is the default; the language is the ``seal_lang`` cookie (``zh-CN`` or ``en``), set by
+the language switch (``POST /lang``). A key missing from the catalogue renders as ``⟦key⟧`` — visible, and caught by
+the tests that look for raw keys on every page.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from server.notices.facts import COURT_TIME
+
+LANG_COOKIE = "seal_lang"
+LANGUAGES = ("zh-CN", "en")
+DEFAULT_LANGUAGE = "zh-CN"
+_COLUMN = {"zh-CN": "zh", "en": "en"}
+
+
+@cache
+def catalogue() -> dict[str, dict[str, str]]:
+    """Every message by its dotted key: ``{"overview.title": {"zh": …, "en": …}}``."""
+    data = tomllib.loads(resources.files("server.web").joinpath("messages.toml").read_text("utf-8"))
+    flat: dict[str, dict[str, str]] = {}
+    for section, entries in data.items():
+        for name, texts in entries.items():
+            flat[f"{section}.{name}"] = texts
+    return flat
+
+
+def language_of(cookie: str | None) -> str:
+    """The page language for a ``seal_lang`` cookie value: ``zh-CN`` unless it names another we have."""
+    return cookie if cookie in LANGUAGES else DEFAULT_LANGUAGE
+
+
+class Translator:
+    """The catalogue in one language: ``t("overview.title")``, ``t("overview.count", n=3)``."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language_of(language)
+        self._column = _COLUMN[self.language]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        texts = catalogue().get(key)
+        if texts is None or self._column not in texts:
+            return f"⟦{key}⟧"
+        text = texts[self._column]
+        return text.format(**values) if values else text
+
+    def maybe(self, key: str, fallback: str) -> str:
+        """The message of ``key`` if the catalogue has it, else ``fallback`` (a value with no words of its own,
+        such as an event type a newer seal sends)."""
+        texts = catalogue().get(key)
+        return texts[self._column] if texts is not None and self._column in texts else fallback
+
+    def when(self, moment: datetime | None) -> str:
+        """A moment as the court reads it: China Standard Time, to the second; ``—`` for none."""
+        if moment is None:
+            return "—"
+        return moment.astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+    def ago(self, moment: datetime | None, now: datetime) -> str:
+        """How long ago, in words: "12 秒前" / "12 s ago"."""
+        if moment is None:
+            return self("time.never")
+        seconds = max(0, int((now - moment).total_seconds()))
+        if seconds < 120:
+            return self("time.seconds_ago", n=seconds)
+        if seconds < 2 * 3600:
+            return self("time.minutes_ago", n=seconds // 60)
+        if seconds < 2 * 86400:
+            return self("time.hours_ago", n=seconds // 3600)
+        return self("time.days_ago", n=seconds // 86400)

@@ -1,0 +1,106 @@
+"""The overview (``/``): counts, live alarms (open first, acknowledged from here with a note) and every seal the user
+may see as a tile — kept current by the live view ``overview`` without a reload."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Response, status
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from server.alarms.service import NOTE_MAX, acknowledge_as, get_alarm
+from server.api.deps import SessionDep
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.config import Settings
+from server.core.base import utc_now
+from server.core.live import Change
+from server.web.dashboard import alarm_rows, counts, rows_of, seal_tiles, visible_seals
+from server.web.deps import SignedInPage
+from server.web.live import LiveRender, live_view
+from server.web.routing import PageRoute
+from server.web.security import CSRF_FIELD
+from server.web.templating import render_text
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _tiles_and_counts(
+    session: Session, user: User, settings: Settings, device_ids: set[str] | None = None
+) -> dict[str, Any]:
+    """What the overview shows: counts, alarms, and the tiles of the visible seals (of ``device_ids`` only, if
+    given); ``visible``: the device ids of every seal the user may see."""
+    now = utc_now()
+    every = visible_seals(session, user)
+    shown = every if device_ids is None else [s for s in every if s.device_id in device_ids]
+    offline_after_s = settings.offline_after_s
+    tiles = seal_tiles(
+        session, user, shown, now=now, offline_after_s=offline_after_s, grace_s=settings.alarms.offline_grace_s
+    )
+    return {
+        "tiles": tiles,
+        "counts": counts(session, every, now=now, offline_after_s=offline_after_s),
+        "alarms": alarm_rows(session, user),
+        "grace_s": int(settings.alarms.offline_grace_s),
+        "now": now,
+        "visible": {s.device_id for s in every},
+        "pictures": access.has_permission(user, Permission.SNAPSHOT_READ),
+    }
+
+
+@router.get("/")
+def overview(page: SignedInPage, session: SessionDep) -> Response:
+    """The overview: counts, alarms (open first), every seal you may see."""
+    assert page.user is not None
+    values = _tiles_and_counts(session, page.user, page.context.settings)
+    return page.render("overview.html", live_url=page.live_url("overview"), **values)
+
+
+@router.post("/alarms/{alarm_id}/ack")
+def acknowledge(
+    page: SignedInPage,
+    session: SessionDep,
+    alarm_id: AlarmId,
+    note: Annotated[str, Form(max_length=NOTE_MAX)] = "",
+) -> Response:
+    """Acknowledge an open alarm with a note (judge, officer, clerk); every open screen shows it at once."""
+    user = page.user
+    assert user is not None
+    alarm = get_alarm(session, alarm_id=alarm_id)
+    access.check_case_visible(session, user, alarm.case_no, Permission.ALARM_ACK, what=f"alarm {alarm_id}")
+    alarm = acknowledge_as(session, actor=user, alarm_id=alarm_id, note=note.strip())
+    session.commit()
+    page.context.live.publish([Change("alarm", alarm.device_id, alarm.case_no)])
+    if page.request.headers.get("HX-Request") != "true":
+        return RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
+    [row] = rows_of(session, user, [alarm])
+    return page.render("overview/_alarm.html", row=row, oob=False)
+
+
+@live_view("overview")
+def overview_changes(live: LiveRender, changes: list[Change]) -> str:
+    """The overview's fragments after ``changes``: the counts, the alarm list and the changed seals' tiles — or the
+    whole grid of tiles when a seal the page does not show yet is among them (or one has gone)."""
+    changed = {c.device_id for c in changes if c.device_id is not None}
+    values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
+    known = live.state.setdefault("devices", values["visible"])
+    context = {
+        "t": live.t,
+        "lang": live.t.language,
+        "oob": True,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": live.csrf_token,
+        **values,
+    }
+    parts = [render_text("overview/_counts.html", context), render_text("overview/_alarms.html", context)]
+    if values["visible"] != known:  # a seal came or went: the whole grid
+        live.state["devices"] = values["visible"]
+        context.update(_tiles_and_counts(live.session, live.user, live.context.settings))
+        parts.append(render_text("overview/_tiles.html", context))
+    else:
+        parts += [render_text("overview/_tile.html", {**context, "tile": tile}) for tile in values["tiles"]]
+    return "\n".join(parts)

@@ -1,0 +1,74 @@
+"""The route class of every page router: errors become pages, not JSON.
+
+No session → ``303`` to ``/login?next=<path>``; a hidden or unknown object → a 404 page (the same words as for
+one that does not exist); a role that may not → 403; a state that does not allow it → 409; invalid input → 422. An
+htmx request (``HX-Request``) gets the same status with a short fragment instead of a whole page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+
+from server.auth.errors import Forbidden, NotAuthenticated
+from server.errors import Conflict, Invalid, NotFound
+from server.web.deps import CsrfRefused, SignInRequired, page_language
+from server.web.templating import html_response, render_text
+
+logger = logging.getLogger(__name__)
+
+
+def sign_in_redirect(next_path: str) -> RedirectResponse:
+    target = "/login" if next_path in ("", "/", "/login") else f"/login?next={quote(next_path, safe='/')}"
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+
+
+def error_page(request: Request, status_code: int, message_key: str, **values: Any) -> Response:
+    t = page_language(request)
+    fragment = request.headers.get("HX-Request") == "true"
+    context = {"t": t, "lang": t.language, "message": t(message_key, **values), "status_code": status_code}
+    name = "_error_fragment.html" if fragment else "error.html"
+    return html_response(render_text(name, context), status_code)
+
+
+class PageRoute(APIRoute):
+    """An :class:`APIRoute` whose failures are answered as pages (see the module docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except (SignInRequired, NotAuthenticated):
+                return sign_in_redirect(request.url.path)
+            except NotFound:
+                return error_page(request, status.HTTP_404_NOT_FOUND, "error.not_found")
+            except CsrfRefused:
+                return error_page(request, status.HTTP_403_FORBIDDEN, "error.csrf")
+            except Forbidden:
+                return error_page(request, status.HTTP_403_FORBIDDEN, "error.forbidden")
+            except Conflict as exc:
+                detail = str(exc)[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+                return error_page(request, status.HTTP_409_CONFLICT, "error.conflict", detail=detail)
+            except (RequestValidationError, Invalid) as exc:
+                detail = _validation_detail(exc)
+                return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "error.invalid", detail=detail)
+
+        return route_handler
+
+
+def _validation_detail(exc: Exception) -> str:
+    """What was wrong, short, and encodable whatever the input held (a lone surrogate is written as its escape)."""
+    if isinstance(exc, RequestValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
+    else:
+        text = str(exc)
+    return text[:300].encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,162 @@
+/* The court's pages: the live stream's state, new-alarm alerts, the sound switch. No inline script (CSP).
+ *
+ * The stream (GET /live, wired in templates/_live.html through htmx's SSE extension) sends named events:
+ *   update    — HTML fragments with hx-swap-oob, swapped in by htmx; carries the id to resume from
+ *   heartbeat — every few seconds, so that a silent stream is noticed
+ *   gap       — too much was missed (or the server restarted): reload the page
+ *   signin    — the session has ended: go to the sign-in page
+ * The stale banner shows when the stream errs and is not back within a moment, or when nothing (not even a
+ * heartbeat) arrived for three heartbeat periods. While it shows, /api/health is polled; when the server answers
+ * again the page reloads (at most once a minute), so a restarted server's screen catches up by itself.
+ */
+(function () {
+  "use strict";
+
+  var live = { lastId: null, lastMessageAt: Date.now(), open: false, erredAt: null, heartbeatMs: 5000 };
+  var knownAlarms = new Set();
+  var audio = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  function show(id, shown) {
+    var el = $(id);
+    if (el) { el.classList.toggle("shown", shown); }
+  }
+
+  function heard(event) {
+    live.lastMessageAt = Date.now();
+    live.open = true;
+    live.erredAt = null;
+    if (event && event.lastEventId) { live.lastId = event.lastEventId; }
+    show("stale-banner", false);
+    document.body.dataset.live = "up";
+  }
+
+  function withResumePoint(url) {
+    if (!live.lastId) { return url; }
+    var parsed = new URL(url, window.location.href);
+    parsed.searchParams.set("since", live.lastId);
+    return parsed.pathname + parsed.search;
+  }
+
+  function createEventSource(url) {
+    var source = new EventSource(withResumePoint(url), { withCredentials: true });
+    source.addEventListener("open", function () { live.open = true; });
+    source.addEventListener("heartbeat", heard);
+    source.addEventListener("update", heard);
+    source.addEventListener("error", function () {
+      live.open = false;
+      if (live.erredAt === null) { live.erredAt = Date.now(); }
+    });
+    source.addEventListener("gap", function () {
+      source.close();
+      show("gap-banner", true);
+      window.setTimeout(function () { window.location.reload(); }, 300);
+    });
+    source.addEventListener("signin", function () {
+      source.close();
+      window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+    });
+    return source;
+  }
+
+  function stale() {
+    var now = Date.now();
+    var erred = !live.open && live.erredAt !== null && now - live.erredAt > 1500;
+    return erred || now - live.lastMessageAt > 3 * live.heartbeatMs;
+  }
+
+  var polling = false;
+  function watch() {
+    if (!$("live")) { return; }
+    var isStale = stale();
+    show("stale-banner", isStale);
+    document.body.dataset.live = isStale ? "stale" : "up";
+    if (isStale && !polling && Date.now() - live.lastMessageAt > 5000) {
+      polling = true;
+      fetch("/api/health", { cache: "no-store" }).then(function (response) {
+        polling = false;
+        var last = Number(window.sessionStorage.getItem("seal.reloadedAt") || 0);
+        if (response.status < 500 && Date.now() - last > 60000) {
+          window.sessionStorage.setItem("seal.reloadedAt", String(Date.now()));
+          window.location.reload();
+        }
+      }, function () { polling = false; });
+    }
+  }
+
+  /* New alarms: rows carry data-alarm-id; an open intrusion or tamper is data-alert="1". */
+  function scanAlarms(alerting) {
+    var rows = document.querySelectorAll("[data-alarm-id]");
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i];
+      var id = row.getAttribute("data-alarm-id");
+      if (knownAlarms.has(id)) { continue; }
+      knownAlarms.add(id);
+      if (alerting && row.getAttribute("data-alert") === "1") { alert(row); }
+    }
+  }
+
+  function alert(row) {
+    row.classList.add("new");
+    var banner = $("alert-banner");
+    if (banner) {
+      banner.textContent = banner.getAttribute("data-label") + "：" + row.getAttribute("data-alert-text");
+      banner.classList.add("shown");
+    }
+    if (soundOn()) { beep(); }
+  }
+
+  function soundOn() { return window.localStorage.getItem("seal.sound") === "1"; }
+
+  function beep() {
+    if (!audio) { return; }
+    var start = audio.currentTime;
+    [880, 660, 880].forEach(function (frequency, i) {
+      var tone = audio.createOscillator();
+      var gain = audio.createGain();
+      tone.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.25, start + i * 0.25);
+      gain.gain.exponentialRampToValueAtTime(0.001, start + i * 0.25 + 0.22);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(start + i * 0.25);
+      tone.stop(start + i * 0.25 + 0.23);
+    });
+  }
+
+  function showSound() {
+    var button = $("sound-toggle");
+    if (!button) { return; }
+    var on = soundOn();
+    button.textContent = button.getAttribute(on ? "data-on" : "data-off");
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    if (on && !audio && window.AudioContext) { audio = new window.AudioContext(); }
+  }
+
+  function setUp() {
+    var element = $("live");
+    if (element) {
+      live.heartbeatMs = 1000 * Number(element.getAttribute("data-heartbeat-s") || 5);
+      live.lastMessageAt = Date.now();
+      window.setInterval(watch, 1000);
+    }
+    scanAlarms(false);
+    document.body.addEventListener("htmx:sseMessage", function () { scanAlarms(true); });
+    document.body.addEventListener("htmx:afterSwap", function () { scanAlarms(false); });
+    var button = $("sound-toggle");
+    if (button) {
+      button.addEventListener("click", function () {
+        window.localStorage.setItem("seal.sound", soundOn() ? "0" : "1");
+        showSound();
+      });
+      showSound();
+    }
+    var banner = $("alert-banner");
+    if (banner) {
+      banner.addEventListener("click", function () { banner.classList.remove("shown"); });
+    }
+  }
+
+  if (window.htmx) { window.htmx.createEventSource = createEventSource; }
+  document.addEventListener("DOMContentLoaded", setUp);
+})();
