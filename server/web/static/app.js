@@ -142,7 +142,6 @@
     }
     scanAlarms(false);
     document.body.addEventListener("htmx:sseMessage", function () { scanAlarms(true); });
-    document.body.addEventListener("htmx:afterSwap", function () { scanAlarms(false); });
     var button = $("sound-toggle");
     if (button) {
       button.addEventListener("click", function () {

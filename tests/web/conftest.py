@@ -1,0 +1,146 @@
+"""Fixtures of the page tests: Debian's chromium (skipped, with the reason, only where it is not installed), the
+court server as its own process on a private Mosquitto, a case with one user per role, and a seal — the real agent
+code on gpiozero mock pins, a generated video as its camera — installed for the case.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from seal_agent.runtime import SealRuntime
+from seal_dev.broker import PrivateBroker
+from seal_dev.browser import PageWatch, chromium_path, launch, sign_in
+from seal_dev.court_process import CourtProcess, seal_config
+from server.auth.access import Role
+from server.core.db import session_scope
+from server.seals.cases import add_case
+from server.seals.registry import register_seal
+from tests.agent.conftest import mock_pins, runtimes  # noqa: F401 - fixtures, re-exported for these tests
+from tests.agent.helpers import RecordingSpeaker, RuntimeFactory, pulse, verify_key, wait_until
+from tests.agent_camera.clips import moving_rectangle_frames, write_clip
+from tests.server.auth_helpers import PASSWORD, add_user
+
+CASE = "(2021)苏0214执1234号"
+OTHER_CASE = "(2022)苏0214执567号"
+SEAL = "seal-web-1"
+PLACE = "新吴区长江路 18 号 3 号仓库"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+#: The page tests' stream: a heartbeat every second, so that a dead stream shows within three.
+WEB_SETTINGS = "[web]\nheartbeat_s = 1.0\n[liveness]\ncheck_interval_s = 1.0\n"
+
+if chromium_path() is None:
+    pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        instance = launch(playwright)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[CourtProcess]:
+    """The court server running, with two cases and a user per role on the first (``other-judge`` on the second)."""
+    process = CourtProcess(tmp_path / "court", broker, extra_settings=WEB_SETTINGS)
+    with session_scope(process.session_factory) as session:
+        add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院", judge="王法官")
+        add_case(session, actor=None, case_no=OTHER_CASE, court="无锡市新吴区人民法院", judge="李法官")
+    for role in Role:
+        add_user(process.session_factory, role.value, role, () if role is Role.CLERK else (CASE,))
+    add_user(process.session_factory, "other-judge", Role.JUDGE, (OTHER_CASE,))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+@dataclass
+class InstalledSeal:
+    runtime: SealRuntime
+    pins: MockFactory
+
+    def walk_in(self) -> None:
+        """A presence before the PIR sensor: its pin goes high and low again."""
+        pulse(self.pins)
+
+
+@pytest.fixture
+def seal(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    court: CourtProcess,
+    runtimes: RuntimeFactory,  # noqa: F811 - the fixture imported above
+    mock_pins: MockFactory,  # noqa: F811
+) -> InstalledSeal:
+    """A seal with a camera (someone walking, on video) installed for :data:`CASE`, started and heard from."""
+    video = write_clip(tmp_path / "walk.avi", moving_rectangle_frames(200))
+    config = seal_config(
+        tmp_path / SEAL,
+        broker,
+        device_id=SEAL,
+        case_no=CASE,
+        court_public_key=court.court_public_key,
+        camera_file=video,
+    )
+    runtime = runtimes(config, speaker=RecordingSpeaker())
+    key = base64.b64encode(bytes(verify_key(config))).decode("ascii")
+    with session_scope(court.session_factory) as session:
+        register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=key, location=PLACE)
+    runtime.start()
+    assert runtime.camera is not None and runtime.camera.monitor.wait_for_observations(8, 10)
+    assert wait_until(lambda: court_has_heard(court), 20), court.log_tail()
+    return InstalledSeal(runtime, mock_pins)
+
+
+def court_has_heard(court: CourtProcess) -> bool:
+    from sqlalchemy import select
+
+    from server.seals.models import Seal
+
+    with court.session_factory() as session:
+        return session.scalar(select(Seal.last_event_at).where(Seal.device_id == SEAL)) is not None
+
+
+SignIn = Callable[..., tuple[Page, PageWatch]]
+
+
+@pytest.fixture
+def signed_in(browser: Browser, court: CourtProcess) -> Iterator[SignIn]:
+    """``signed_in("judge", lang="en", viewport=(390, 844))`` → a page signed in through the sign-in page, watched."""
+    contexts: list[BrowserContext] = []
+
+    def make(username: str, *, lang: str = "zh-CN", viewport: tuple[int, int] = (1440, 900)) -> tuple[Page, PageWatch]:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale=lang)
+        contexts.append(context)
+        if lang != "zh-CN":
+            context.add_cookies([{"name": "seal_lang", "value": lang, "url": court.url}])
+        page = context.new_page()
+        watch = PageWatch(page)
+        sign_in(page, court.url, username, PASSWORD)
+        return page, watch
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot under var/screenshots/ (git-ignored)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
