@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit
@@ -35,6 +36,7 @@ from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
 from server.web import web_router
+from server.web.routing import page_not_found
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(public_router)
     app.include_router(web_router)
+    app.add_exception_handler(StarletteHTTPException, page_not_found)  # a browser's unknown URL: the 404 page
     app.state.live = hub
     add_docs(app)
     app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, upload_limit(settings.removal))])

@@ -1,6 +1,7 @@
 """What the overview shows, read with the user's access checks (:mod:`server.auth.access`): the seals the user may
-see (``seal_filter``), the live alarms of the cases the user may see (``visible_case_nos``), pictures only for roles
-that may view them (``SNAPSHOT_READ``) — what the API would show the same user, and nothing more.
+see (``seal_filter``); their events only for roles that may read events (``EVENT_READ``), alarms only for roles that
+may read alarms (``ALARM_READ``: a debtor sees whether the seals are in place, not what they saw), pictures only for
+roles that may view them (``SNAPSHOT_READ``) — what the API would show the same user, and nothing more.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class SealTile:
 class Counts:
     online: int
     offline: int
-    in_alarm: int
+    in_alarm: int | None  # None: the user's role may not read alarms
     total: int
 
 
@@ -91,13 +92,15 @@ def seal_tiles(
     session: Session, user: User, seals: list[Seal], *, now: datetime, offline_after_s: int, grace_s: float
 ) -> list[SealTile]:
     """The tiles of ``seals`` (already filtered by :func:`visible_seals`), seals with open alarms first."""
-    alarms = live_alarms_by_seal(session, [s.device_id for s in seals])
+    may_read_alarms = access.has_permission(user, Permission.ALARM_READ)
+    alarms = live_alarms_by_seal(session, [s.device_id for s in seals] if may_read_alarms else [])
     pictures = access.has_permission(user, Permission.SNAPSHOT_READ)
+    events = access.has_permission(user, Permission.EVENT_READ)
     tiles = []
     for seal in seals:
-        heartbeat, event = _recent(session, seal.device_id)
+        heartbeat, event = _recent(session, seal.device_id) if events else (None, None)
         # Only the alarms of the case the seal guards now: a late alarm of a former case is that case's business.
-        live = [a for a in alarms[seal.device_id] if seal.case_no is not None and a.case_no == seal.case_no]
+        live = [a for a in alarms.get(seal.device_id, []) if seal.case_no is not None and a.case_no == seal.case_no]
         tiles.append(
             SealTile(
                 seal=seal,
@@ -113,17 +116,22 @@ def seal_tiles(
     return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
 
 
-def counts(session: Session, seals: list[Seal], *, now: datetime, offline_after_s: int) -> Counts:
+def counts(session: Session, user: User, seals: list[Seal], *, now: datetime, offline_after_s: int) -> Counts:
     """Seals bound to a case: online, offline, with a live alarm (the court's stock is not counted)."""
     bound = [s for s in seals if s.case_no is not None]
-    alarms = live_alarms_by_seal(session, [s.device_id for s in bound])
     online = sum(1 for s in bound if is_online(s, now=now, offline_after_s=offline_after_s))
-    in_alarm = sum(1 for s in bound if any(a.case_no == s.case_no for a in alarms[s.device_id]))
+    in_alarm = None
+    if access.has_permission(user, Permission.ALARM_READ):
+        alarms = live_alarms_by_seal(session, [s.device_id for s in bound])
+        in_alarm = sum(1 for s in bound if any(a.case_no == s.case_no for a in alarms[s.device_id]))
     return Counts(online=online, offline=len(bound) - online, in_alarm=in_alarm, total=len(bound))
 
 
 def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list[AlarmRow]:
-    """The live alarms of the cases ``user`` may see: open ones first, newest first within each state."""
+    """The live alarms of the cases ``user`` may see (none if the role may not read alarms): open ones first, newest
+    first within each state."""
+    if not access.has_permission(user, Permission.ALARM_READ):
+        return []
     query = select(Alarm).where(Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no))
     alarms = list(session.scalars(query.order_by(Alarm.id.desc()).limit(limit)))
     alarms.sort(key=lambda a: a.state != AlarmState.OPEN.value)

@@ -39,7 +39,7 @@ def language_of(cookie: str | None) -> str:
 
 
 class Translator:
-    """The catalogue in one language: ``t("overview.title")``, ``t("overview.count", n=3)``."""
+    """The catalogue in one language: ``t("overview.title")``, ``t("alarm.count", n=3)``."""
 
     def __init__(self, language: str) -> None:
         self.language = language_of(language)

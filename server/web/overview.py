@@ -43,12 +43,13 @@ def _tiles_and_counts(
     )
     return {
         "tiles": tiles,
-        "counts": counts(session, every, now=now, offline_after_s=offline_after_s),
+        "counts": counts(session, user, every, now=now, offline_after_s=offline_after_s),
         "alarms": alarm_rows(session, user),
         "grace_s": int(settings.alarms.offline_grace_s),
         "now": now,
         "visible": {s.device_id for s in every},
         "pictures": access.has_permission(user, Permission.SNAPSHOT_READ),
+        "may_read_alarms": access.has_permission(user, Permission.ALARM_READ),
     }
 
 
@@ -96,7 +97,9 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
         "csrf_token": live.csrf_token,
         **values,
     }
-    parts = [render_text("overview/_counts.html", context), render_text("overview/_alarms.html", context)]
+    parts = [render_text("overview/_counts.html", context)]
+    if values["may_read_alarms"]:
+        parts.append(render_text("overview/_alarms.html", context))
     if values["visible"] != known:  # a seal came or went: the whole grid
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))

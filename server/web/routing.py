@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.errors import Conflict, Invalid, NotFound
@@ -36,6 +38,19 @@ def error_page(request: Request, status_code: int, message_key: str, **values: A
     context = {"t": t, "lang": t.language, "message": t(message_key, **values), "status_code": status_code}
     name = "_error_fragment.html" if fragment else "error.html"
     return html_response(render_text(name, context), status_code)
+
+
+#: Paths whose unknown URLs keep FastAPI's JSON 404: the API and the machine-read documents.
+NOT_PAGES = ("/api/", "/docs", "/redoc", "/openapi.json", "/metrics", "/static/", "/live")
+
+
+async def page_not_found(request: Request, exc: Exception) -> Response:
+    """An unknown URL a browser asked for gets the 404 page; the API's keep their JSON answer."""
+    assert isinstance(exc, StarletteHTTPException)
+    wants_page = "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(NOT_PAGES)
+    if exc.status_code == status.HTTP_404_NOT_FOUND and wants_page:
+        return error_page(request, status.HTTP_404_NOT_FOUND, "error.not_found")
+    return await http_exception_handler(request, exc)
 
 
 class PageRoute(APIRoute):

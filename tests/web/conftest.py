@@ -6,26 +6,40 @@ code on gpiozero mock pins, a generated video as its camera — installed for th
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from sqlalchemy import select
 
 from seal_agent.runtime import SealRuntime
 from seal_dev.broker import PrivateBroker
 from seal_dev.browser import PageWatch, chromium_path, launch, sign_in
 from seal_dev.court_process import CourtProcess, seal_config
+from seal_protocol import EventType, snapshot_topic
+from server.alarms.models import Alarm
+from server.app import create_app, live_changes
 from server.auth.access import Role
-from server.core.db import session_scope
+from server.config import WebSettings
+from server.core.db import SessionFactory, session_scope
+from server.core.live import LiveHub
+from server.core.metrics import IngestMetrics
+from server.ingest.ingestor import Ingestor
 from server.seals.cases import add_case
 from server.seals.registry import register_seal
 from tests.agent.conftest import mock_pins, runtimes  # noqa: F401 - fixtures, re-exported for these tests
 from tests.agent.helpers import RecordingSpeaker, RuntimeFactory, pulse, verify_key, wait_until
 from tests.agent_camera.clips import moving_rectangle_frames, write_clip
-from tests.server.auth_helpers import PASSWORD, add_user
+from tests.server.auth_helpers import PASSWORD, add_user, make_settings
+from tests.server.conftest import database_url, engine, migrated_sqlite, session_factory  # noqa: F401 - fixtures
+from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
 
 CASE = "(2021)苏0214执1234号"
 OTHER_CASE = "(2022)苏0214执567号"
@@ -35,12 +49,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 #: The page tests' stream: a heartbeat every second, so that a dead stream shows within three.
 WEB_SETTINGS = "[web]\nheartbeat_s = 1.0\n[liveness]\ncheck_interval_s = 1.0\n"
 
-if chromium_path() is None:
-    pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)", allow_module_level=True)
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    """Debian's chromium; the browser tests are skipped, saying so, only where it is not installed."""
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
     with sync_playwright() as playwright:
         instance = launch(playwright)
         try:
@@ -144,3 +157,88 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# -- pages in-process (no browser): the app under TestClient on the server tests' database -------------------------
+
+
+@dataclass
+class PagesWorld:
+    """Two cases; ``seal-web-1`` on :data:`CASE` with a heartbeat, an intrusion (alarm) and a snapshot; one user per
+    role on :data:`CASE` (named after the role), ``other-judge`` on :data:`OTHER_CASE`; the app, not yet started."""
+
+    session_factory: SessionFactory
+    ingestor: Ingestor
+    seal: SimulatedSeal
+    app: FastAPI
+    snapshot: str
+    alarm_id: int
+
+    @property
+    def hub(self) -> LiveHub:
+        hub: LiveHub = self.app.state.live
+        return hub
+
+    def ingest(self, *payloads: tuple[str, bytes]) -> None:
+        """Store messages as the running ingest would, and publish what changed after the commit."""
+        results = self.ingestor.ingest([message(topic, data) for topic, data in payloads])
+        self.hub.publish(live_changes(results))
+
+    def client(self, username: str | None = None) -> TestClient:
+        """A client of the app (started by the caller: ``with world.client("judge") as c``), signed in through
+        the sign-in page if ``username`` is given."""
+        client = TestClient(self.app, follow_redirects=False)
+        if username is not None:
+            client.__enter__()
+            form = client.get("/login")
+            token = csrf_of(form.text)
+            answer = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+            assert answer.status_code == 303, answer.text
+        return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]*)"', html)
+    assert found is not None, "no CSRF token on the page"
+    return found.group(1)
+
+
+@pytest.fixture
+def web_settings() -> WebSettings:
+    """The pages' settings of :func:`world`: a short stream (TestClient reads a response to its end)."""
+    return WebSettings(heartbeat_s=0.2, stream_max_s=0.6)
+
+
+@pytest.fixture
+def world(
+    session_factory: SessionFactory,  # noqa: F811 - the fixture imported above
+    database_url: str,  # noqa: F811
+    tmp_path: Path,
+    web_settings: WebSettings,
+) -> PagesWorld:
+    with session_scope(session_factory) as session:
+        add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院", judge="王法官")
+        add_case(session, actor=None, case_no=OTHER_CASE, court="无锡市新吴区人民法院", judge="李法官")
+    seal = SimulatedSeal(SEAL, CASE)
+    with session_scope(session_factory) as session:
+        register_seal(
+            session, actor=None, device_id=SEAL, case_no=CASE, public_key=seal.public_key, location=PLACE
+        )
+    for role in Role:
+        add_user(session_factory, role.value, role, () if role is Role.CLERK else (CASE,))
+    add_user(session_factory, "other-judge", Role.JUDGE, (OTHER_CASE,))
+    settings = make_settings(database_url, tmp_path, login_max_failures=3)
+    settings = settings.model_copy(update={"web": web_settings})
+    app = create_app(settings, with_ingest=False)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    picture = jpeg_bytes(shade=40)
+    snapshot = hashlib.sha256(picture).hexdigest()
+    world = PagesWorld(session_factory, ingestor, seal, app, snapshot, alarm_id=0)
+    world.ingest(
+        (seal.event_topic, seal.event(EventType.HEARTBEAT)),
+        (seal.event_topic, seal.event(EventType.INTRUSION, {"armed": True, "warning": "played"})),
+        (snapshot_topic(SEAL, snapshot), picture),
+    )
+    with session_factory() as session:
+        world.alarm_id = session.scalars(select(Alarm.id).where(Alarm.device_id == SEAL)).one()
+    return world

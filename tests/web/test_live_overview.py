@@ -33,3 +33,25 @@ def test_a_pir_trigger_appears_live_with_its_snapshot_and_is_acknowledged(
     expect(acknowledged).to_contain_text("已联系执行干警前往现场")
     assert watch.console_errors == [] and watch.page_errors == []
     assert watch.foreign_hosts(f"127.0.0.1:{court.port}") == set()
+
+
+def test_a_stopped_server_shows_the_stale_banner_and_its_restart_brings_the_missed_events(
+    court: CourtProcess, seal: InstalledSeal, signed_in: SignIn
+) -> None:
+    page, watch = signed_in("judge", lang="en")
+    banner = page.locator("#stale-banner")
+    expect(page.locator(f"#seal-{SEAL}")).to_be_visible()
+    expect(banner).to_be_hidden()
+
+    assert court.stop() == 0  # SIGTERM: the live streams end, uvicorn stops at once
+    expect(banner).to_be_visible(timeout=5000)
+    expect(banner).to_have_text("Connection lost, data may be stale")
+    screenshot(page, "overview-stale-en")
+
+    seal.walk_in()  # while the court is away: the seal keeps the event until the court's receipt
+    court.start()
+    expect(page.locator("#alarms [data-kind=intrusion]")).to_be_visible(timeout=20000)
+    expect(banner).to_be_hidden()
+    expect(page.locator(f"#seal-{SEAL} [data-last-event]")).not_to_have_attribute("data-last-event", "")
+    assert watch.page_errors == []
+    assert watch.foreign_hosts(f"127.0.0.1:{court.port}") == set()

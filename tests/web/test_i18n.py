@@ -1,0 +1,62 @@
+"""The pages' catalogue: every key a template or a page module uses is there, in Chinese and in English, with the
+same placeholders; every value an open-ended key is built from (roles, alarm kinds, states, severities, event types)
+has its words."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from seal_protocol import EventType
+from server.alarms.state import AlarmKind, AlarmState, Severity
+from server.auth.access import Role
+from server.web.i18n import Translator, catalogue
+
+WEB = Path(__file__).resolve().parents[2] / "server" / "web"
+#: t("section.key" …), page.t("…"), live.t("…"), self.t(…): a key written out in full.
+USED_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z_]+)["']""")
+#: t("section." ~ value) / t.maybe("section." ~ value, …): a key built from a value.
+BUILT_KEY = re.compile(r"""\bt(?:\.maybe)?\(\s*["']([a-z_]+)\.["']\s*~""")
+
+
+def sources() -> list[Path]:
+    return [*WEB.rglob("*.html"), *WEB.rglob("*.py")]
+
+
+def test_every_key_used_is_in_the_catalogue() -> None:
+    used = {key for path in sources() for key in USED_KEY.findall(path.read_text("utf-8"))}
+    assert used, "no key found: the pattern no longer matches how pages call t()"
+    assert used - catalogue().keys() == set()
+
+
+def test_every_entry_has_both_languages_and_the_same_placeholders() -> None:
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    wrong = {
+        key: texts
+        for key, texts in catalogue().items()
+        if set(texts) != {"zh", "en"} or not all(texts.values()) or fields(texts["zh"]) != fields(texts["en"])
+    }
+    assert wrong == {}
+
+
+def test_keys_built_from_values_have_words_for_every_value() -> None:
+    built = {prefix for path in sources() for prefix in BUILT_KEY.findall(path.read_text("utf-8"))}
+    values = {
+        "role": [r.value for r in Role],
+        "alarm_kind": [k.value for k in AlarmKind],
+        "alarm_state": [s.value for s in AlarmState],
+        "severity": [s.value for s in Severity],
+        "event": [e.value for e in EventType],
+    }
+    assert built <= values.keys(), "a key is built from values this test does not know: add them here"
+    missing = {f"{prefix}.{value}" for prefix in built for value in values[prefix]} - catalogue().keys()
+    assert missing == set()
+
+
+def test_a_missing_key_shows_itself_and_chinese_is_the_default() -> None:
+    assert Translator("zh-CN")("no_such.key") == "⟦no_such.key⟧"
+    assert Translator("fr")("login.title") == Translator("zh-CN")("login.title") == "登录"
+    assert Translator("en")("time.seconds_ago", n=5) == "5 s ago"

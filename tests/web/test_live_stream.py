@@ -1,0 +1,139 @@
+"""The live stream (``GET /live``) and its bus: replay after a reconnect, "gap" when it cannot, only what the user
+may see, heartbeats, and a subscriber that is always let go — when the browser leaves, when the server stops, when
+a client stops reading, when the session ends (on a real server: test_live_stream_served.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from seal_protocol import EventType
+from server.core.live import Change, LiveHub, Position
+from server.web.sse import EventStream, message
+from tests.web.conftest import SEAL, PagesWorld
+
+
+def events(text: str) -> list[dict[str, str]]:
+    """The SSE messages in ``text``: each one's fields (``data`` lines joined), the ``retry:`` line left out."""
+    found = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(": ")
+            if name == "data":
+                fields["data"] = fields["data"] + "\n" + value if "data" in fields else value
+            elif name in ("event", "id"):
+                fields[name] = value
+        if "event" in fields:
+            found.append(fields)
+    return found
+
+
+# -- the bus ----------------------------------------------------------------------------------------------------
+
+
+def test_the_bus_replays_from_a_position_of_its_epoch_and_says_when_it_cannot() -> None:
+    hub = LiveHub(ring_size=4)
+    start = hub.position
+    hub.publish([Change("event", "a"), Change("status", "b")])
+    now = hub.position
+    assert [c.device_id for _, c in hub.since(start, now) or []] == ["a", "b"]
+    assert hub.since(now, now) == []
+    assert hub.since(Position("another-epoch", 1), now) is None  # the server restarted: reload
+    assert hub.since(Position(hub.epoch, now.seq + 1), now) is None  # from the future
+    hub.publish(Change("event", str(i)) for i in range(5))
+    assert hub.since(start, hub.position) is None  # older than the ring
+    assert Position.parse(str(now)) == now and Position.parse("nonsense") is None and Position.parse(None) is None
+
+
+def test_a_subscriber_that_does_not_keep_up_is_marked_and_closing_wakes_every_one() -> None:
+    async def scenario() -> tuple[bool, bool, float]:
+        hub = LiveHub(max_pending=3)
+        slow, _ = hub.subscribe()
+        hub.publish(Change("event", str(i)) for i in range(4))
+        waiting, _ = hub.subscribe()
+        began = time.monotonic()
+        asyncio.get_running_loop().call_later(0.05, hub.close)
+        await waiting.wait(10)
+        return slow.overflowed, waiting.closed, time.monotonic() - began
+
+    overflowed, closed, waited = asyncio.run(scenario())
+    assert overflowed and closed and waited < 1
+
+
+def test_a_stream_whose_client_stops_reading_is_dropped_and_unsubscribed() -> None:
+    finished = threading.Event()
+
+    async def messages() -> AsyncGenerator[bytes, None]:
+        try:
+            while True:
+                yield message("heartbeat", "x")
+        finally:
+            finished.set()
+
+    async def scenario() -> float:
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)  # the client never says it left: its network vanished
+            return {"type": "http.disconnect"}
+
+        async def send(event: dict[str, Any]) -> None:
+            sent.append(event)
+            if event.get("more_body") and len(sent) > 3:
+                await asyncio.sleep(3600)  # the kernel's buffer is full: the write never completes
+
+        began = time.monotonic()
+        await EventStream(messages(), write_timeout_s=0.2)({"type": "http"}, receive, send)
+        return time.monotonic() - began
+
+    assert asyncio.run(scenario()) < 2
+    assert finished.is_set()
+
+
+# -- the stream through the app ------------------------------------------------------------------------------------
+
+
+def test_a_reconnecting_page_gets_what_it_missed_and_heartbeats(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        before = world.hub.position
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)))
+        after = world.hub.position
+        stream = events(client.get(f"/live?view=overview&since={before}").text)
+        update, *rest = stream
+        assert update["event"] == "update" and update["id"] == str(after)
+        assert f'id="seal-{SEAL}"' in update["data"] and 'hx-swap-oob="true"' in update["data"]
+        assert 'id="counts"' in update["data"] and 'id="alarms"' in update["data"]
+        assert [m["event"] for m in rest] and {m["event"] for m in rest} == {"heartbeat"}
+        assert all(m["id"] == str(after) for m in rest)
+        # The browser's own Last-Event-ID wins over the page's position: nothing missed, nothing sent again.
+        again = events(client.get(f"/live?since={before}", headers={"Last-Event-ID": str(after)}).text)
+        assert {m["event"] for m in again} == {"heartbeat"}
+    assert world.hub.subscribers == 0
+
+
+def test_a_stream_carries_only_what_its_user_may_see(world: PagesWorld) -> None:
+    before = world.hub.position
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
+    with world.client("other-judge") as client:
+        [update] = [m for m in events(client.get(f"/live?since={before}").text) if m["event"] == "update"]
+    assert SEAL not in update["data"] and "data-alarm-id" not in update["data"]
+    with world.client("debtor") as client:
+        [update] = [m for m in events(client.get(f"/live?since={before}").text) if m["event"] == "update"]
+    assert f'id="seal-{SEAL}"' in update["data"] and 'id="alarms"' not in update["data"]
+    assert "data-alarm-id" not in update["data"]
+
+
+def test_a_stream_that_cannot_replay_says_gap(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        restarted = events(client.get("/live?since=0badcafe.3").text)
+        assert [m["event"] for m in restarted] == ["gap"] and restarted[0]["id"] == str(world.hub.position)
+        old = world.hub.position
+        world.hub.publish(Change("event", SEAL) for _ in range(world.app.state.live._ring.maxlen + 1))
+        assert [m["event"] for m in events(client.get(f"/live?since={old}").text)] == ["gap"]
+        assert client.get("/live?view=nonsense").status_code == 404
+    with world.client() as anonymous:
+        assert anonymous.get("/live").status_code == 303

@@ -1,0 +1,170 @@
+"""The pages in-process (no browser): sign-in, its throttle and CSRF, sign-out, the password, the language, the
+overview as each role sees it (what the API would show them, no more), the alarm's acknowledgement, static files
+and headers."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from server.alarms.models import Alarm
+from server.audit.models import AuditEntry
+from server.auth.sessions import revoke_user_sessions
+from server.auth.users import get_user
+from server.core.base import utc_now
+from server.core.db import session_scope
+from server.web.security import CONTENT_SECURITY_POLICY
+from tests.server.auth_helpers import PASSWORD
+from tests.web.conftest import CASE, PLACE, SEAL, PagesWorld, csrf_of
+
+NEW_PASSWORD = "another horse battery staple"
+
+
+def test_a_page_without_a_session_leads_to_the_sign_in_page_and_back(world: PagesWorld) -> None:
+    with world.client() as client:
+        assert (client.get("/").status_code, client.get("/").headers["location"]) == (303, "/login")
+        answer = client.get("/account/password")
+        assert (answer.status_code, answer.headers["location"]) == (303, "/login?next=/account/password")
+        form = client.get("/login?next=/account/password")
+        assert 'name="next" value="/account/password"' in form.text
+        token = csrf_of(form.text)
+        data = {"username": "judge", "password": PASSWORD, "csrf_token": token, "next": "/account/password"}
+        signed_in = client.post("/login", data=data)
+        assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/account/password")
+        cookie = signed_in.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+def test_sign_in_refuses_a_form_from_elsewhere_and_never_leads_off_site(world: PagesWorld) -> None:
+    with world.client() as client:
+        token = csrf_of(client.get("/login").text)
+        for forged in ({}, {"csrf_token": "0" * 64}):
+            answer = client.post("/login", data={"username": "judge", "password": PASSWORD, **forged})
+            assert answer.status_code == 403 and "seal_session" not in answer.headers.get("set-cookie", "")
+        for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/logout"):
+            data = {"username": "judge", "password": PASSWORD, "csrf_token": token, "next": target}
+            assert client.post("/login", data=data).headers["location"] == "/"
+            client.cookies.delete("seal_session")  # signed out again: the form's token is the pre-session one
+
+
+def test_sign_in_is_throttled_like_the_api(world: PagesWorld) -> None:
+    with world.client() as client:
+        token = csrf_of(client.get("/login").text)
+        wrong = {"username": "judge", "password": "wrong password", "csrf_token": token}
+        assert [client.post("/login", data=wrong).status_code for _ in range(3)] == [401, 401, 401]
+        refused = client.post("/login", data={**wrong, "password": PASSWORD})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert "秒后再试" in refused.text
+    with world.session_factory() as session:
+        failures = session.scalars(select(AuditEntry).where(AuditEntry.action == "login.failed")).all()
+    assert len(failures) == 3
+
+
+def test_every_post_needs_the_form_token_or_the_htmx_header(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        url = f"/alarms/{world.alarm_id}/ack"
+        assert client.post(url, data={"note": "forged"}).status_code == 403
+        assert client.post("/logout", data={}).status_code == 403
+        assert client.post("/lang", data={"lang": "en"}).status_code == 403
+        with world.session_factory() as session:
+            assert session.get(Alarm, world.alarm_id).state == "open"  # type: ignore[union-attr]
+        htmx = client.post(url, data={"note": "已联系干警"}, headers={"X-Requested-With": "htmx", "HX-Request": "true"})
+        assert htmx.status_code == 200 and f'id="alarm-{world.alarm_id}"' in htmx.text and "已联系干警" in htmx.text
+        page = client.get("/")
+        assert client.post("/logout", data={"csrf_token": csrf_of(page.text)}).headers["location"] == "/login?bye=1"
+        assert client.get("/").status_code == 303  # the session ended with the sign-out
+    with world.session_factory() as session:
+        alarm = session.get(Alarm, world.alarm_id)
+        assert alarm is not None and (alarm.state, alarm.acknowledged_note) == ("acknowledged", "已联系干警")
+        actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions[-2:] == ["alarm.ack", "logout"]
+
+
+def test_a_plain_form_acknowledges_with_the_token_and_comes_back_to_the_overview(world: PagesWorld) -> None:
+    with world.client("officer") as client:
+        token = csrf_of(client.get("/").text)
+        answer = client.post(f"/alarms/{world.alarm_id}/ack", data={"note": "到场", "csrf_token": token})
+        assert (answer.status_code, answer.headers["location"]) == (303, "/")
+        again = client.post(f"/alarms/{world.alarm_id}/ack", data={"note": "again", "csrf_token": token})
+        assert again.status_code == 409 and "当前状态下不能执行此操作" in again.text
+    with world.client("creditor") as client:  # may read alarms, not acknowledge them
+        token = csrf_of(client.get("/").text)
+        assert client.post(f"/alarms/{world.alarm_id}/ack", data={"csrf_token": token}).status_code == 403
+    with world.client("other-judge") as client:  # another case's alarm is not found, as in the API
+        token = csrf_of(client.get("/").text)
+        assert client.post(f"/alarms/{world.alarm_id}/ack", data={"csrf_token": token}).status_code == 404
+
+
+def test_the_overview_shows_each_role_what_the_api_would_and_no_more(world: PagesWorld) -> None:
+    seen = {}
+    for username in ("clerk", "judge", "officer", "creditor", "debtor", "other-judge"):
+        with world.client(username) as client:
+            page = client.get("/")
+            assert page.status_code == 200
+            seen[username] = page.text
+    picture = f"/api/snapshots/{world.snapshot}"
+    for username in ("clerk", "judge", "officer"):
+        text = seen[username]
+        assert f'id="seal-{SEAL}"' in text and CASE in text and PLACE in text and picture in text
+        assert 'data-kind="intrusion"' in text and "有人进入" in text  # the alarm, and the seal's last event
+    assert 'data-kind="intrusion"' in seen["creditor"] and picture not in seen["creditor"]
+    assert "现场照片仅供法院查看" in seen["creditor"] and 'name="note"' not in seen["creditor"]  # no ack form
+    debtor = seen["debtor"]
+    assert f'id="seal-{SEAL}"' in debtor and picture not in debtor
+    assert "data-alarm-id" not in debtor and 'data-count="in_alarm"' not in debtor and "有人进入" not in debtor
+    assert SEAL not in seen["other-judge"] and CASE not in seen["other-judge"]
+
+
+def test_the_password_page_changes_it_and_ends_the_other_sign_ins(world: PagesWorld) -> None:
+    with world.client("judge") as elsewhere, world.client("judge") as client:
+        token = csrf_of(client.get("/account/password").text)
+        form = {"current": "not it", "new": NEW_PASSWORD, "repeat": NEW_PASSWORD, "csrf_token": token}
+        assert "当前密码不正确" in client.post("/account/password", data=form).text
+        short = client.post("/account/password", data={**form, "current": PASSWORD, "new": "short", "repeat": "short"})
+        assert short.status_code == 422 and "至少需要 12 个字符" in short.text
+        done = client.post("/account/password", data={**form, "current": PASSWORD})
+        assert done.status_code == 200 and "密码已修改" in done.text
+        assert client.get("/").status_code == 200 and elsewhere.get("/").status_code == 303
+
+
+def test_the_language_switch_and_the_pages_headers(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        page = client.get("/")
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert page.headers["cache-control"] == "no-store" and '<html lang="zh-CN">' in page.text
+        switched = client.post("/lang", data={"lang": "en", "next": "/", "csrf_token": csrf_of(page.text)})
+        assert switched.headers["location"] == "/"
+        english = client.get("/")
+        assert '<html lang="en">' in english.text and "Overview" in english.text and "Intrusion" in english.text
+        assert not re.search(r"<script>|style=|\son[a-z]+=", english.text)  # nothing inline: the CSP allows none
+
+
+def test_static_files_are_versioned_and_revalidated(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        url = re.search(r'src="(/static/app\.js\?v=[0-9a-f]{16})"', client.get("/").text)
+        assert url is not None
+        versioned = client.get(url.group(1))
+        assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+        plain = client.get("/static/app.js")
+        assert plain.headers["cache-control"] == "no-cache" and plain.content == versioned.content
+        etag = plain.headers["etag"]
+        assert client.get("/static/app.js", headers={"If-None-Match": etag}).status_code == 304
+        assert client.get("/static/README.md").status_code == 404
+        assert client.get("/static/../app.py").status_code == 404
+
+
+def test_an_unknown_page_is_a_page_and_an_unknown_api_url_stays_json(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        page = client.get("/no/such/page", headers={"Accept": "text/html"})
+        assert page.status_code == 404 and "没有找到" in page.text
+        api = client.get("/api/no/such", headers={"Accept": "text/html"})
+        assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+def test_a_revoked_session_is_signed_out_of_the_pages(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        assert client.get("/").status_code == 200
+        with session_scope(world.session_factory) as session:
+            revoke_user_sessions(session, user_id=get_user(session, username="judge").id, now=utc_now())
+        assert client.get("/").status_code == 303
