@@ -1,0 +1,80 @@
+"""Every page built so far, in Chromium, in zh-CN and in English, on a desk screen and a phone: no raw catalogue key,
+no mojibake, no console error, no request to any host but the court's server. A screenshot of each is saved under
+var/screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from seal_dev.browser import PageWatch
+from seal_dev.court_process import CourtProcess
+from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, screenshot
+
+#: A catalogue key shown as it is ("overview.title"), or the translator's mark for a missing one.
+RAW_KEY = re.compile(r"⟦|\b(?:app|nav|role|login|password|error|live|time|overview|alarm|alarm_kind|alarm_state|"
+                     r"severity|event)\.[a-z_]+\b")
+#: UTF-8 read as Latin-1 or CP-1252 ("æ³•é™¢"), or bytes that were no text at all.
+MOJIBAKE = re.compile(r"[\ufffd]|[ÃÂâåæçèé][\u0080-\u00bf€™‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜š›œžŸ]")
+LANGUAGES = {"zh-CN": "总览", "en": "Overview"}
+
+
+def check_page(page: Page, watch: PageWatch, court: CourtProcess, lang: str, name: str, status: int = 200) -> None:
+    """``status``: the page's own status; Chromium reports a page answered 404 as a console error, rightly."""
+    text = page.locator("body").inner_text()
+    assert page.locator("html").get_attribute("lang") == lang
+    assert not RAW_KEY.search(text), RAW_KEY.search(text)
+    assert not MOJIBAKE.search(text), MOJIBAKE.search(text)
+    if lang == "zh-CN":
+        assert re.search(r"[\u4e00-\u9fff]", text)
+    screenshot(page, f"{name}-{lang}")
+    own = f"status of {status} (Not Found) ({page.url})"
+    errors = [e for e in watch.console_errors if not (status == 404 and own in e)]
+    watch.console_errors.clear()
+    assert errors == [] and watch.page_errors == [], (errors, watch.page_errors)
+    assert watch.foreign_hosts(f"127.0.0.1:{court.port}") == set()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_page_in_both_languages(
+    lang: str, browser: Browser, court: CourtProcess, seal: InstalledSeal, signed_in: SignIn
+) -> None:
+    # The sign-in page, before anyone signs in (its language from the cookie, else Chinese).
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_cookies([{"name": "seal_lang", "value": lang, "url": court.url}])
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{court.url}/login")
+    expect(page.locator("form[action='/login']")).to_be_visible()
+    check_page(page, watch, court, lang, "login")
+    page.goto(f"{court.url}/no/such/page")
+    check_page(page, watch, court, lang, "not-found", status=404)
+    context.close()
+
+    seal.walk_in()  # an alarm on the overview, and a snapshot on its tile
+    page, watch = signed_in("judge", lang=lang)
+    expect(page.locator("h1")).to_contain_text(LANGUAGES[lang])
+    expect(page.locator("#alarms [data-kind=intrusion]")).to_be_visible(timeout=5000)
+    expect(page.locator(f"#seal-{SEAL} img.shot")).to_be_visible(timeout=10000)
+    page.wait_for_timeout(1500)  # a few heartbeats and updates go by: still no error
+    check_page(page, watch, court, lang, "overview-judge")
+    page.goto(f"{court.url}/account/password")
+    check_page(page, watch, court, lang, "password")
+
+    for username in ("creditor", "debtor"):
+        page, watch = signed_in(username, lang=lang, viewport=(390, 844))
+        expect(page.locator(f"#seal-{SEAL}")).to_contain_text(CASE)
+        expect(page.locator(f"#seal-{SEAL} img")).to_have_count(0)  # pictures stay with the court
+        check_page(page, watch, court, lang, f"overview-{username}-phone")
+
+
+def test_the_language_switch_keeps_the_page(court: CourtProcess, seal: InstalledSeal, signed_in: SignIn) -> None:
+    page, watch = signed_in("judge")
+    expect(page.locator("h1")).to_contain_text("总览")
+    page.click("header form[action='/lang'] button")
+    page.wait_for_url(f"{court.url}/")
+    expect(page.locator("h1")).to_contain_text("Overview")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert watch.console_errors == []
