@@ -8,6 +8,8 @@ import re
 
 from sqlalchemy import select
 
+from seal_protocol import encode_status
+from seal_protocol.status import SealStatus
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
 from server.auth.sessions import revoke_user_sessions
@@ -168,3 +170,11 @@ def test_a_revoked_session_is_signed_out_of_the_pages(world: PagesWorld) -> None
         with session_scope(world.session_factory) as session:
             revoke_user_sessions(session, user_id=get_user(session, username="judge").id, now=utc_now())
         assert client.get("/").status_code == 303
+
+
+def test_a_seal_within_its_grace_says_so_instead_of_alarming(world: PagesWorld) -> None:
+    world.ingest((world.seal.status_topic, encode_status(SealStatus.OFFLINE)))  # its Last Will: it may be restarting
+    with world.client("judge") as client:
+        page = client.get("/").text
+    assert "离线不足 60 秒：若封条未恢复" in page and 'data-kind="offline"' not in page
+    assert "封条重启后在 60 秒内恢复的，不发离线告警" in page
