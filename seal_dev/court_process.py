@@ -153,9 +153,11 @@ def seal_config(
     court_public_key: str,
     camera_file: Path | None = None,
     heartbeat_s: float = 600,
+    warning: str = "",
 ) -> Path:
     """A seal's configuration in ``directory`` (Mandarin warning, PIR on pin 17, no lid switch), with a broker account
-    for it and, given ``camera_file``, that video as its camera (snapshots on every trigger)."""
+    for it and, given ``camera_file``, that video as its camera (snapshots on every trigger). ``warning``: more
+    lines of its ``[warning]`` section (e.g. ``"cooldown_s = 0"``)."""
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
     broker.add_user(device_id, password)
@@ -188,6 +190,7 @@ keepalive_s = 10
 pin = 17
 [warning]
 languages = ["zh"]
+{warning}
 [tamper]
 enabled = false
 [commands]
