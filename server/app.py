@@ -69,7 +69,11 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         )
         workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
         if with_ingest:
-            settler = RemovalSettler(session_factory, interval_s=settings.removal.settle_interval_s)
+            settler = RemovalSettler(
+                session_factory,
+                interval_s=settings.removal.settle_interval_s,
+                on_settled=lambda case_nos: hub.publish(Change("removal", case_no=case_no) for case_no in case_nos),
+            )
             ingestor = Ingestor(
                 session_factory,
                 metrics=metrics,
@@ -87,7 +91,13 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 metrics=metrics,
                 on_raised=lambda device_ids: hub.publish(Change("alarm", device_id) for device_id in device_ids),
             )
-            context.dispatcher = CommandDispatcher(settings.mqtt, settings.commands, session_factory, metrics=metrics)
+            context.dispatcher = CommandDispatcher(
+                settings.mqtt,
+                settings.commands,
+                session_factory,
+                metrics=metrics,
+                on_changed=lambda device_ids: hub.publish(Change("command", device_id) for device_id in device_ids),
+            )
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
             workers = [liveness, notifier, context.dispatcher, settler]
             if settings.evidence.log_key_file is not None:

@@ -20,12 +20,11 @@ from seal_protocol.commands import CommandAction
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
 from server.api.params import Before, DeviceIdPath, RowIdPath
 from server.api.routing import ValidatedRoute
-from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.commands.models import CourtCommand
-from server.commands.service import get_command, issue_command, list_commands
+from server.commands.service import get_command, issue_command_as, list_commands
 from server.commands.state import CommandState
 from server.core.base import utc_now
 from server.seals.models import Seal
@@ -96,11 +95,9 @@ def issue(
     seal = access.seal_for(session, user, device_id, permission)
     key = context.court_key.get()
     ttl = timedelta(seconds=context.settings.commands.ttl_s)
-    row = issue_command(
-        session, seal=seal, action=body.action, args=body.args, key=key, ttl=ttl, user=user, now=utc_now()
+    row = issue_command_as(
+        session, actor=user, seal=seal, action=body.action, args=body.args, key=key, ttl=ttl, now=utc_now()
     )
-    details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "args": row.args}
-    record_audit(session, actor=user, action="command.issue", target=seal.device_id, details=details)
     session.commit()
     if context.dispatcher is not None:
         context.dispatcher.wake()

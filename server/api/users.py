@@ -8,14 +8,9 @@ from server.api.deps import ClerkUser, LoginDep, SessionDep
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
-from server.audit.service import record_audit
-from server.auth.access import Role
-from server.auth.errors import Forbidden
 from server.auth.login import change_password
 from server.auth.passwords import hash_password
-from server.auth.sessions import revoke_user_sessions
-from server.auth.users import get_user, list_users, register_user
-from server.core.base import utc_now
+from server.auth.users import change_user, get_user, list_users, register_user
 
 router = APIRouter(prefix="/users", tags=["users"], route_class=ValidatedRoute)
 
@@ -60,20 +55,15 @@ def read_user(username: UsernamePath, _clerk: ClerkUser, session: SessionDep) ->
 def update_user(username: UsernamePath, body: UserUpdate, clerk: ClerkUser, session: SessionDep) -> UserPublic:
     """Change a user's role, name or password, or disable them; role, password and disabling end their logins."""
     user = get_user(session, username=username)
-    if user.id == clerk.id and (body.disabled or (body.role is not None and body.role is not Role.CLERK)):
-        raise Forbidden("a clerk cannot disable or demote themself")
-    changes = body.model_dump(exclude_unset=True, exclude={"password"})
-    if body.role is not None:
-        user.role = body.role.value
-    if body.disabled is not None:
-        user.disabled = body.disabled
-    if body.full_name is not None:
-        user.full_name = body.full_name
-    if body.password is not None:
-        user.password_hash = hash_password(body.password)
-        changes["password"] = "reset"
-    if body.role is not None or body.disabled or body.password is not None:
-        revoke_user_sessions(session, user_id=user.id, now=utc_now())
-    record_audit(session, actor=clerk, action="user.update", target=user.username, details=changes)
+    password_hash = hash_password(body.password) if body.password is not None else None
+    change_user(
+        session,
+        actor=clerk,
+        user=user,
+        role=body.role,
+        disabled=body.disabled,
+        full_name=body.full_name,
+        password_hash=password_hash,
+    )
     session.commit()
     return UserPublic.model_validate(user)

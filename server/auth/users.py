@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor, record_audit
 from server.auth.access import ASSIGNABLE_ROLES, Role
+from server.auth.errors import Forbidden
 from server.auth.models import CaseAssignment, User
+from server.auth.sessions import revoke_user_sessions
+from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import get_case
@@ -75,6 +78,38 @@ def register_user(
         assign_case(session, user=user, case_no=case_no, by=actor)
     details = {"role": user.role, "case_nos": list(case_nos)}
     record_audit(session, actor=actor, action="user.create", target=user.username, details=details)
+    return user
+
+
+def change_user(
+    session: Session,
+    *,
+    actor: User,
+    user: User,
+    role: Role | None = None,
+    disabled: bool | None = None,
+    full_name: str | None = None,
+    password_hash: str | None = None,
+) -> User:
+    """A clerk changes a user's role, name or password, or disables (or enables) them; a new role, a new password
+    and disabling end the user's logins. A clerk cannot disable or demote themself (:class:`Forbidden`). Recorded as
+    ``user.update`` (a new password only as "reset")."""
+    if user.id == actor.id and (disabled or (role is not None and role is not Role.CLERK)):
+        raise Forbidden("a clerk cannot disable or demote themself")
+    changes: dict[str, object] = {}
+    if role is not None:
+        user.role = changes["role"] = role.value
+    if disabled is not None:
+        user.disabled = changes["disabled"] = disabled
+    if full_name is not None:
+        user.full_name = changes["full_name"] = full_name
+    if password_hash is not None:
+        user.password_hash = password_hash
+        changes["password"] = "reset"
+    if role is not None or disabled or password_hash is not None:
+        revoke_user_sessions(session, user_id=user.id, now=utc_now())
+    session.flush()
+    record_audit(session, actor=actor, action="user.update", target=user.username, details=changes)
     return user
 
 

@@ -15,6 +15,8 @@ at once when the API issues a command or the connection comes up):
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
 secret suffix, :func:`seal_protocol.transport.mqtt_client_id`) on the court server's account, with a clean session.
+``on_changed`` is told, after each round, the seals whose commands it expired or the broker accepted (the app
+publishes them on the pages' live bus).
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ class CommandDispatcher:
         *,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
+        on_changed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._mqtt = mqtt_settings
+        self._on_changed = on_changed
         self._refused = RefusedLog(mqtt_settings, "cmd")
         self.settings = settings
         self._session_factory = session_factory
@@ -117,6 +121,14 @@ class CommandDispatcher:
     # -- one round -------------------------------------------------------------------------------------------------
 
     def run_round(self) -> Round:
+        changed: set[str] = set()
+        try:
+            return self._round(changed)
+        finally:
+            if changed and self._on_changed is not None:
+                self._on_changed(sorted(changed))
+
+    def _round(self, changed: set[str]) -> Round:
         done = Round()
         now = self._clock()
         with self._session_factory() as session:
@@ -125,6 +137,7 @@ class CommandDispatcher:
         for command_id, device_id in expired:
             logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
         done.expired = [command_id for command_id, _ in expired]
+        changed.update(device_id for _, device_id in expired)
         if expired:
             self._metrics.count_command("expired", "", len(expired))
         if not self.connected:
@@ -140,7 +153,9 @@ class CommandDispatcher:
             result, error = self._publish(command)
             self._record(command.id, result, error)
             done.published.setdefault(result, []).append(command.id)
-            if result != "accepted":
+            if result == "accepted":
+                changed.add(command.device_id)
+            else:
                 held_back.add(command.device_id)
         return done
 

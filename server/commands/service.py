@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from seal_protocol import Envelope, EventType, parse_ts
 from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, encode_command, new_command
 from seal_protocol.signing import SigningKey
-from server.audit.service import Actor
+from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState, states_leading_to, transition
 from server.errors import Conflict, NotFound
@@ -82,6 +82,26 @@ def issue_command(
         raise ValueError(f"the command is {len(row.signed)} bytes, a seal accepts {MAX_COMMAND_BYTES} at most")
     row.issued_at, row.expires_at = parse_ts(command.issued_at), parse_ts(command.expires_at)
     session.flush()
+    return row
+
+
+def issue_command_as(
+    session: Session,
+    *,
+    actor: Actor,
+    seal: Seal,
+    action: CommandAction,
+    args: dict[str, Any],
+    key: SigningKey,
+    ttl: timedelta,
+    now: datetime,
+) -> CourtCommand:
+    """A person sends ``action`` to ``seal`` (the API and the pages alike): :func:`issue_command`, audited as
+    ``command.issue``. The caller has checked that ``actor`` may (:mod:`server.auth.access`), commits, and wakes the
+    dispatcher."""
+    row = issue_command(session, seal=seal, action=action, args=args, key=key, ttl=ttl, user=actor, now=now)
+    details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "args": row.args}
+    record_audit(session, actor=actor, action="command.issue", target=seal.device_id, details=details)
     return row
 
 

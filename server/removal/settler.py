@@ -3,7 +3,8 @@
 It runs every ``[removal] settle_interval_s`` and at once when woken: the app wakes it when the ingest has stored a
 seal's answer to a command, so a request becomes ``disarmed`` moments after the last seal's signed ack — without
 the ingest (whose transaction holds the evidence) running any of the workflow itself. Each request is settled in
-its own transaction, so one that fails does not hold up the others.
+its own transaction, so one that fails does not hold up the others. ``on_settled`` is told the case numbers of the
+requests a round settled, after their commits (the app publishes them on the pages' live bus).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import select
+
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.rounds import RoundLoop
 from server.removal.disarm import settle, waiting_request_ids
+from server.removal.models import RemovalRequest
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +43,26 @@ class RemovalSettler:
     """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
 
     def __init__(
-        self, session_factory: SessionFactory, *, interval_s: float, clock: Callable[[], datetime] = utc_now
+        self,
+        session_factory: SessionFactory,
+        *,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+        on_settled: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        self._on_settled = on_settled
         self._loop = RoundLoop("removal-settler", self.run_round, interval_s)
 
     def run_round(self) -> list[int]:
-        return settle_waiting(self._session_factory, now=self._clock())
+        settled = settle_waiting(self._session_factory, now=self._clock())
+        if settled and self._on_settled is not None:
+            query = select(RemovalRequest.case_no).where(RemovalRequest.id.in_(settled))
+            with self._session_factory() as session:
+                case_nos = sorted(set(session.scalars(query)))
+            self._on_settled(case_nos)
+        return settled
 
     def wake(self) -> None:
         self._loop.wake()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.web import auth_pages, live, overview, static
+from server.web import auth_pages, case_actions, case_page, live, overview, static
 
 web_router = APIRouter()
 web_router.include_router(static.router)
 web_router.include_router(auth_pages.router)
 web_router.include_router(live.router)
 web_router.include_router(overview.router)
+web_router.include_router(case_page.router)
+web_router.include_router(case_actions.router)
 
 __all__ = ["web_router"]

@@ -159,3 +159,45 @@
   if (window.htmx) { window.htmx.createEventSource = createEventSource; }
   document.addEventListener("DOMContentLoaded", setUp);
 })();
+
+/* The case page (and any page that uses these hooks):
+ *   data-live-list  — a list that takes a live update's rows (an element sent with hx-swap-oob="afterbegin"): a row
+ *                     the list has already (same id) is replaced where it stands, the others go to its top;
+ *   #snapshot-body  — a picture link loads its detail into the dialog, which then opens;
+ *   data-error-box  — a form's refusal (4xx: a conflict, a missing reason) is shown in the element of that id of its
+ *                     section, instead of being dropped by htmx.
+ */
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var detail = event.detail;
+    if (!detail.target || !detail.target.hasAttribute("data-live-list") || !detail.fragment) { return; }
+    Array.prototype.slice.call(detail.fragment.children).forEach(function (row) {
+      var present = row.id ? document.getElementById(row.id) : null;
+      if (present) {
+        present.replaceWith(row);
+        if (window.htmx) { window.htmx.process(row); }
+      }
+    });
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || target.id !== "snapshot-body") { return; }
+    var dialog = document.getElementById("snapshot-dialog");
+    if (dialog && !dialog.open) { dialog.showModal(); }
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    if (!detail.xhr || detail.xhr.status < 400 || !detail.elt) { return; }
+    var holder = detail.elt.closest("[data-error-box]");
+    var box = holder ? document.getElementById(holder.getAttribute("data-error-box")) : null;
+    if (!box) { return; }
+    detail.shouldSwap = true;
+    detail.isError = false;
+    detail.target = box;
+    detail.swapOverride = "innerHTML";
+  });
+})();

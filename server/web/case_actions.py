@@ -1,0 +1,209 @@
+"""The case page's forms: acknowledge or close an alarm with a note; send a seal a test warning, a snapshot request or
+a ping; take a removal request up, approve or reject it with reasons, send a new disarm, confirm the removal on
+site. Each calls the service function the API calls (which writes the audit entry), checks access as the API does,
+publishes the change on the live bus after the commit, and answers an htmx request with the part of the page it
+changed — a plain form with ``303`` back to the case page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Path, Response, status
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from seal_protocol.commands import CommandAction
+from seal_protocol.signing import SigningKey
+from seal_protocol.topics import DEVICE_ID_PATTERN
+from server.alarms.service import NOTE_MAX, acknowledge_as, close_as, get_alarm
+from server.api.deps import SessionDep
+from server.api.params import CaseNoPath
+from server.api.schemas import MAX_ROW_ID, NO_NUL
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.commands.service import issue_command_as
+from server.core.base import utc_now
+from server.core.live import Change
+from server.errors import CommandsUnavailable, Conflict, NotFound
+from server.removal.disarm import approve_request, confirm_lifted, resend_disarm, settle
+from server.removal.models import RemovalRequest
+from server.removal.service import reject_request, review_request
+from server.removal.steps import get_request
+from server.seals.models import Case
+from server.web.case_parts import part_values, render_parts
+from server.web.deps import Page, SignedInPage
+from server.web.routing import PageRoute
+from server.web.templating import html_response
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+Note = Annotated[str, Form(max_length=NOTE_MAX, pattern=NO_NUL)]
+Reasons = Annotated[str, Form(min_length=1, max_length=4000, pattern=NO_NUL)]
+PageCommand = Annotated[str, Form(pattern=r"^(test_warning|snapshot|ping)$")]
+DeviceId = Annotated[str, Form(min_length=1, max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]
+
+
+def _user(page: Page) -> User:
+    assert page.user is not None
+    return page.user
+
+
+def _answer(page: Page, session: Session, case: Case, part: str, changes: list[Change]) -> Response:
+    """After the commit: tell every open screen, then answer with the changed part (htmx) or the case page."""
+    page.context.live.publish(changes)
+    if page.request.headers.get("HX-Request") != "true":
+        url = f"/cases/{quote(case.case_no, safe='')}#case-{part}"
+        return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+    session.expire_all()
+    values = part_values(session, _user(page), case, page.context.settings, (part,))
+    return html_response(render_parts(values, t=page.t, csrf_token=page.csrf_token, parts=(part,), oob=False))
+
+
+@router.post("/cases/{case_no}/alarms/{alarm_id}/ack")
+def acknowledge(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, alarm_id: RowId, note: Note = ""
+) -> Response:
+    """Acknowledge an open alarm of the case with a note (judge, officer, clerk)."""
+    user = _user(page)
+    case = access.case_for(session, user, case_no, Permission.ALARM_ACK)
+    if get_alarm(session, alarm_id=alarm_id).case_no != case.case_no:
+        raise NotFound(f"unknown alarm {alarm_id}")
+    alarm = acknowledge_as(session, actor=user, alarm_id=alarm_id, note=note.strip())
+    session.commit()
+    return _answer(page, session, case, "alarms", [Change("alarm", alarm.device_id, alarm.case_no)])
+
+
+@router.post("/cases/{case_no}/alarms/{alarm_id}/close")
+def close(page: SignedInPage, session: SessionDep, case_no: CaseNoPath, alarm_id: RowId, note: Note = "") -> Response:
+    """Close an alarm of the case with a note: dealt with, or a false alarm (judge, clerk)."""
+    user = _user(page)
+    case = access.case_for(session, user, case_no, Permission.ALARM_CLOSE)
+    if get_alarm(session, alarm_id=alarm_id).case_no != case.case_no:
+        raise NotFound(f"unknown alarm {alarm_id}")
+    alarm = close_as(session, actor=user, alarm_id=alarm_id, note=note.strip())
+    session.commit()
+    return _answer(page, session, case, "alarms", [Change("alarm", alarm.device_id, alarm.case_no)])
+
+
+@router.post("/cases/{case_no}/commands")
+def send_command(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, device_id: DeviceId, action: PageCommand
+) -> Response:
+    """Send one of the case's seals a test warning, a snapshot request or a ping; pending until its signed answer."""
+    user = _user(page)
+    case = access.case_for(session, user, case_no, Permission.COMMAND_SEND)
+    seal = access.seal_for(session, user, device_id, Permission.COMMAND_SEND)
+    if seal.case_no != case.case_no:
+        raise NotFound(f"unknown seal {device_id!r}")
+    context = page.context
+    key, ttl = _signing(page)
+    issue_command_as(
+        session, actor=user, seal=seal, action=CommandAction(action), args={}, key=key, ttl=ttl, now=utc_now()
+    )
+    session.commit()
+    if context.dispatcher is not None:
+        context.dispatcher.wake()
+    return _answer(page, session, case, "commands", [Change("command", seal.device_id, case.case_no)])
+
+
+def _request_of(
+    session: Session, user: User, case_no: str, request_id: int, permission: Permission
+) -> tuple[Case, RemovalRequest]:
+    """The case (visible, else 404; the role may, else 403) and its request, locked for the act that follows."""
+    case = access.case_for(session, user, case_no, permission)
+    request = get_request(session, request_id=request_id, for_update=True)
+    if request.case_no != case.case_no:
+        raise NotFound(f"unknown removal request {request_id}")
+    return case, request
+
+
+def _decided(page: Page, session: Session, case: Case) -> Response:
+    if page.context.dispatcher is not None:
+        page.context.dispatcher.wake()
+    return _answer(page, session, case, "removal", [Change("removal", case_no=case.case_no)])
+
+
+def _signing(page: Page) -> tuple[SigningKey, timedelta]:
+    try:
+        key = page.context.court_key.get()
+    except CommandsUnavailable as exc:
+        raise Conflict(str(exc)) from None
+    return key, timedelta(seconds=page.context.settings.commands.ttl_s)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/review")
+def review(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, note: Note = ""
+) -> Response:
+    """Take a submitted removal request up for review (judge, clerk)."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_REVIEW)
+    review_request(session, actor=user, request=request, note=note.strip(), now=utc_now())
+    session.commit()
+    return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/approve")
+def approve(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, reasons: Reasons
+) -> Response:
+    """Approve with reasons (judge): every seal of the case is sent the signed disarm."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
+    key, ttl = _signing(page)
+    approve_request(session, actor=user, request=request, reasons=reasons, key=key, ttl=ttl, now=utc_now())
+    session.commit()
+    return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/reject")
+def reject(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, reasons: Reasons
+) -> Response:
+    """Reject with reasons (judge); the seals stay as they are."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
+    reject_request(session, actor=user, request=request, reasons=reasons, now=utc_now())
+    session.commit()
+    return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/resend")
+def resend(
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    request_id: RowId,
+    device_id: Annotated[str, Form(max_length=64, pattern=rf"^$|{DEVICE_ID_PATTERN.pattern}")] = "",
+    note: Note = "",
+) -> Response:
+    """Send a new signed disarm to the request's seals that are waiting for one, or to one of them (judge, clerk)."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_RESEND)
+    key, ttl = _signing(page)
+    now = utc_now()
+    if settle(session, request_id=request.id, now=now):  # every ack is in after all: kept, and the resend is a 409
+        session.commit()
+    resend_disarm(
+        session, actor=user, request=request, device_id=device_id or None, note=note, key=key, ttl=ttl, now=now
+    )
+    session.commit()
+    return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/lifted")
+def lifted(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, note: Note = ""
+) -> Response:
+    """Confirm on site that the seals are removed (officer): they are unbound and the seizure is lifted."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_LIFT)
+    now = utc_now()
+    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
+    confirm_lifted(session, actor=user, request=request, note=note.strip(), now=now)
+    session.commit()
+    return _decided(page, session, case)

@@ -1,0 +1,115 @@
+"""The parts of the case page, shared by its page (:mod:`server.web.case_page`: the page, its live view) and its
+forms (:mod:`server.web.case_actions`: each answers an htmx request with the part it changed). Each part is one
+element with a fixed id, which a live update replaces (``hx-swap-oob``); the timeline takes new rows at its top.
+
+Parts: ``status`` (the case and its status), ``seals``, ``alarms``, ``commands``, ``removal``; the timeline is
+rendered by the page and, in live updates, by :func:`timeline_update`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.config import Settings
+from server.core.base import utc_now
+from server.seals.models import Case
+from server.web.case_model import (
+    PAGE_COMMANDS,
+    alarm_cards,
+    command_rows,
+    events_after,
+    former_seals,
+    seal_rows,
+)
+from server.web.i18n import Translator
+from server.web.removal_model import request_cards
+from server.web.security import CSRF_FIELD
+from server.web.templating import render_text
+
+#: The parts a live update or a form's answer replaces, each its template under ``templates/case/``.
+PARTS = ("status", "seals", "alarms", "commands", "removal")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What the user's role may see and do on the case page (the policy is :mod:`server.auth.access`)."""
+
+    events: bool
+    pictures: bool
+    alarms: bool
+    commands: bool
+    send: bool
+    removal: bool
+    notice: bool
+
+    @classmethod
+    def of(cls, user: User) -> Allowed:
+        def may(permission: Permission) -> bool:
+            return access.has_permission(user, permission)
+
+        return cls(
+            events=may(Permission.EVENT_READ),
+            pictures=may(Permission.SNAPSHOT_READ),
+            alarms=may(Permission.ALARM_READ),
+            commands=may(Permission.SEAL_READ),
+            send=may(Permission.COMMAND_SEND),
+            removal=may(Permission.REMOVAL_READ),
+            notice=may(Permission.NOTICE_PRINT),
+        )
+
+
+def part_values(
+    session: Session, user: User, case: Case, settings: Settings, parts: tuple[str, ...] = PARTS
+) -> dict[str, Any]:
+    """What the parts named in ``parts`` show, for ``user``."""
+    now = utc_now()
+    allowed = Allowed.of(user)
+    values: dict[str, Any] = {"case": case, "case_no": case.case_no, "allowed": allowed, "now": now}
+    if "seals" in parts:
+        values["seals"] = seal_rows(session, case.case_no, now=now, offline_after_s=settings.offline_after_s)
+        values["former"] = former_seals(session, case.case_no)
+    if "alarms" in parts:
+        values["alarms"] = alarm_cards(session, user, case.case_no)
+    if "commands" in parts:
+        values["commands"] = command_rows(session, user, case.case_no)
+        values["command_seals"] = (
+            values["seals"]
+            if "seals" in values
+            else seal_rows(session, case.case_no, now=now, offline_after_s=settings.offline_after_s)
+        )
+        values["page_commands"] = PAGE_COMMANDS
+    if "removal" in parts:
+        values["requests"] = request_cards(session, user, case.case_no, now=now)
+    return values
+
+
+def render_parts(values: dict[str, Any], *, t: Translator, csrf_token: str, parts: tuple[str, ...], oob: bool) -> str:
+    """The HTML of ``parts`` (each its element with its id; ``oob``: marked for an out-of-band swap)."""
+    context = {**values, "t": t, "lang": t.language, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token, "oob": oob}
+    return "\n".join(render_text(f"case/_{part}.html", context) for part in parts if _shown(part, values["allowed"]))
+
+
+def _shown(part: str, allowed: Allowed) -> bool:
+    return {"alarms": allowed.alarms, "commands": allowed.commands, "removal": allowed.removal}.get(part, True)
+
+
+def timeline_update(
+    session: Session, case: Case, *, t: Translator, allowed: Allowed, after: int | None, now: datetime
+) -> tuple[str, int | None]:
+    """The timeline's rows a live update sends (the newest page, and whatever came after ``after``), as an element
+    that the page's timeline takes at its top — replacing the rows it has, adding the others — and the newest id."""
+    if not allowed.events:
+        return "", after
+    rows = events_after(session, case.case_no, after, pictures=allowed.pictures)
+    if not rows:
+        return "", after
+    context = {"t": t, "lang": t.language, "rows": rows, "case_no": case.case_no, "allowed": allowed, "now": now}
+    top = max(rows[0].event.id, after or 0)
+    return render_text("case/_timeline_update.html", context), top
