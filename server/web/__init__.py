@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.web import auth_pages, case_actions, case_page, live, overview, static
+from server.web import (
+    admin_cases,
+    admin_users,
+    audit_page,
+    auth_pages,
+    case_actions,
+    case_page,
+    live,
+    overview,
+    seal_page,
+    static,
+)
 
 web_router = APIRouter()
 web_router.include_router(static.router)
@@ -23,5 +34,9 @@ web_router.include_router(live.router)
 web_router.include_router(overview.router)
 web_router.include_router(case_page.router)
 web_router.include_router(case_actions.router)
+web_router.include_router(seal_page.router)
+web_router.include_router(audit_page.router)
+web_router.include_router(admin_users.router)
+web_router.include_router(admin_cases.router)
 
 __all__ = ["web_router"]

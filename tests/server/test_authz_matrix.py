@@ -56,6 +56,7 @@ from server.notify.inbox import post_messages
 from server.notify.targets import add_notification_target
 from server.removal.disarm import approve_request, settle
 from server.removal.grounds import RemovalGround
+from server.removal.models import RemovalRequest
 from server.removal.proofs import ProofStore, check_proof
 from server.removal.service import file_request, review_request
 from server.seals.cases import add_case
@@ -628,6 +629,213 @@ PAGES: list[Row] = [
         anonymous=PAGE,
     ),
 ]
+
+
+def case_url(w: World, k: str, state: str, action: str) -> str:
+    """The case page's form of ``action`` on a fresh removal request in ``state`` (on a fresh case of k's kind)."""
+    request_id = w.removal_request(k, state)
+    with w.session_factory() as session:
+        case_no = session.get(RemovalRequest, request_id).case_no  # type: ignore[union-attr]
+    return f"/cases/{c(case_no)}/removal/{request_id}/{action}"
+
+
+def snapshot_url(w: World, k: str) -> str:
+    """The dialog of a picture an event of a fresh case of k's kind names."""
+    new, seal = w.removal_case(k)
+    picture = jpeg_bytes(shade=next(_counter) % 200)
+    sha = hashlib.sha256(picture).hexdigest()
+    w.ingestor.ingest(
+        [
+            message(seal.event_topic, seal.event(EventType.SNAPSHOT_TAKEN, {"snapshots": [sha]})),
+            message(snapshot_topic(seal.device_id, sha), picture),
+        ]
+    )
+    with w.session_factory() as session:
+        event_id = session.scalars(select(Event.id).where(Event.case_no == new)).one()
+    return f"/cases/{c(new)}/events/{event_id}/snapshots/{sha}"
+
+
+def closable_case(w: World, k: str) -> str:
+    """A fresh case of k's kind whose seal was unbound again: it may be closed."""
+    new, seal = w.removal_case(k)
+    with session_scope(w.session_factory) as session:
+        unbind_seal(session, actor=None, device_id=seal.device_id)
+    return c(new)
+
+
+EVENTS = COURT | {Role.CREDITOR}
+#: The case page and its forms, the seal page, the audit log and the administration pages (server/web).
+PAGES += [
+    Row("GET", "/cases/{case_no}", "case", 200, lambda _, k: Call(f"/cases/{c(k)}"), anonymous=PAGE),
+    Row(
+        "GET",
+        "/cases/{case_no}/timeline",
+        "case",
+        200,
+        lambda _, k: Call(f"/cases/{c(k)}/timeline?before=9"),
+        EVENTS,
+        PAGE,
+    ),
+    Row(
+        "GET",
+        "/cases/{case_no}/events/{event_id}/snapshots/{sha256}",
+        "case",
+        200,
+        lambda w, k: Call(snapshot_url(w, k)),
+        COURT,
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/alarms/{alarm_id}/ack",
+        "case",
+        303,
+        lambda w, k: Call(f"/cases/{c(k)}/alarms/{w.new_alarm(k)}/ack", data={"note": "seen"}),
+        COURT,
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/alarms/{alarm_id}/close",
+        "case",
+        303,
+        lambda w, k: Call(f"/cases/{c(k)}/alarms/{w.new_alarm(k)}/close", data={"note": "false alarm"}),
+        CLERK | {Role.JUDGE},
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/commands",
+        "case",
+        303,
+        lambda _, k: Call(f"/cases/{c(k)}/commands", data={"device_id": seal_of(k), "action": "ping"}),
+        COURT,
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/review",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "submitted", "review"), data={"note": "受理"}),
+        CLERK | {Role.JUDGE},
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/approve",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "under_review", "approve"), data={"reasons": "准予"}),
+        frozenset({Role.JUDGE}),
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/reject",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "under_review", "reject"), data={"reasons": "驳回"}),
+        frozenset({Role.JUDGE}),
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/resend",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "waiting", "resend"), data={}),
+        CLERK | {Role.JUDGE},
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/lifted",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "disarmed", "lifted"), data={"note": "已拆除"}),
+        frozenset({Role.OFFICER}),
+        anonymous=PAGE,
+    ),
+    Row("GET", "/seals/{device_id}", "case", 200, lambda _, k: Call(f"/seals/{seal_of(k)}"), anonymous=PAGE),
+    Row("GET", "/audit", "global", 200, fixed("/audit?action=case.create"), CLERK, PAGE),
+    Row("GET", "/admin/users", "global", 200, fixed("/admin/users"), CLERK, PAGE),
+    Row(
+        "POST",
+        "/admin/users",
+        "global",
+        303,
+        lambda w, _: Call("/admin/users", data={"username": w.fresh("new"), "password": PASSWORD, "role": "officer"}),
+        CLERK,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/admin/users/{username}/disabled",
+        "global",
+        303,
+        lambda w, _: Call(f"/admin/users/{w.new_user(Role.OFFICER)}/disabled", data={"disabled": "1"}),
+        CLERK,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/admin/users/{username}/cases",
+        "global",
+        303,
+        lambda w, _: Call(f"/admin/users/{w.new_user(Role.OFFICER)}/cases", data={"case_no": OWN}),
+        CLERK,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/admin/users/{username}/cases/remove",
+        "global",
+        303,
+        lambda w, _: Call(f"/admin/users/{w.new_user(Role.OFFICER, (OWN,))}/cases/remove", data={"case_no": OWN}),
+        CLERK,
+        PAGE,
+    ),
+    Row("GET", "/admin/cases", "global", 200, fixed("/admin/cases"), CLERK, PAGE),
+    Row(
+        "POST",
+        "/admin/cases",
+        "global",
+        303,
+        lambda _w, _k: Call("/admin/cases", data={"case_no": f"(2024)苏0214执{next(_counter)}号"}),
+        CLERK,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/admin/cases/{case_no}/close",
+        "case",
+        303,
+        lambda w, k: Call(f"/admin/cases/{closable_case(w, k)}/close", data={"note": "结案"}),
+        CLERK,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/admin/cases/{case_no}/access-code",
+        "case",
+        200,
+        lambda _, k: Call(f"/admin/cases/{c(k)}/access-code", data={}),
+        CLERK,
+        PAGE,
+    ),
+    Row("GET", "/admin/courts", "global", 200, fixed("/admin/courts"), CLERK, PAGE),
+    Row(
+        "POST",
+        "/admin/courts",
+        "global",
+        303,
+        lambda _w, _k: Call("/admin/courts", data={"code": f"京{1000 + next(_counter)}", "name": "某人民法院"}),
+        CLERK,
+        PAGE,
+    ),
+]
+
 TABLE += PAGES
 TABLE += FINAL
 

@@ -9,9 +9,16 @@ import string
 from pathlib import Path
 
 from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
+from server.commands.state import CommandState
+from server.removal.disarm import SealStatus
+from server.removal.state import RemovalState
+from server.seals.models import CaseStatus
 from server.web.i18n import Translator, catalogue
+from server.web import admin_cases, admin_users
+from server.web.seal_model import HEALTH_FIELDS, HEARTBEAT_WORDS
 
 WEB = Path(__file__).resolve().parents[2] / "server" / "web"
 #: t("section.key" …), page.t("…"), live.t("…"), self.t(…): a key written out in full.
@@ -50,6 +57,14 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "alarm_state": [s.value for s in AlarmState],
         "severity": [s.value for s in Severity],
         "event": [e.value for e in EventType],
+        "case_status": [s.value for s in CaseStatus],
+        "case_removal_state": [s.value for s in RemovalState],
+        "case_seal_progress": [s.value for s in SealStatus],
+        "case_command_state": [s.value for s in CommandState],
+        "case_command_action": [a.value for a in CommandAction],
+        "seal_field": list(HEALTH_FIELDS),
+        "admin_done": [*admin_users.DONE, *admin_cases.DONE],
+        "seal_value": [f"{field}_{value}" for field, values in HEARTBEAT_WORDS.items() for value in values],
     }
     assert built <= values.keys(), "a key is built from values this test does not know: add them here"
     missing = {f"{prefix}.{value}" for prefix in built for value in values[prefix]} - catalogue().keys()
