@@ -1,0 +1,284 @@
+"""The case page in-process (no browser): what each role sees of a case (what the API would show them, no more), a
+foreign case's pages look like no case at all, the forms (alarms, commands, the removal's acts) act through the
+services and need the CSRF proof, the picture's verdict comes from the stored bytes, and the live view sends what
+changed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import select, update
+
+from seal_protocol import EventType
+from server.alarms.models import Alarm
+from server.audit.models import AuditEntry
+from server.auth.users import get_user
+from server.commands.models import CourtCommand
+from server.config import RemovalSettings
+from server.core.base import utc_now
+from server.core.db import session_scope
+from server.evidence.models import Event
+from server.removal.disarm import settle
+from server.removal.grounds import RemovalGround
+from server.removal.models import RemovalRequest
+from server.removal.proofs import ProofStore
+from server.removal.service import file_request
+from server.seals.registry import register_seal
+from tests.server.helpers import SimulatedSeal, jpeg_bytes
+from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
+from tests.web.test_live_stream import events
+
+CASE_URL = f"/cases/{quote(CASE, safe='')}"
+HTMX = {"X-Requested-With": "htmx", "HX-Request": "true"}
+
+
+def named_picture(world: PagesWorld) -> tuple[int, str]:
+    """An event of the world's seal that names the world's snapshot; (its id, the snapshot's SHA-256)."""
+    payload = {"snapshots": [world.snapshot], "trigger": "intrusion", "trigger_seq": 2}
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.SNAPSHOT_TAKEN, payload)))
+    with world.session_factory() as session:
+        event_id = session.scalars(select(Event.id).where(Event.type == "snapshot_taken")).one()
+    return event_id, world.snapshot
+
+
+def dialog_url(event_id: int, sha: str) -> str:
+    return f"{CASE_URL}/events/{event_id}/snapshots/{sha}"
+
+
+def file_removal(world: PagesWorld) -> int:
+    with session_scope(world.session_factory) as session:
+        request = file_request(
+            session,
+            actor=get_user(session, username="debtor"),
+            case_no=CASE,
+            ground=RemovalGround.PAID_IN_FULL,
+            statement="款项已全部付清，请求解除查封。",
+            proofs=[],
+            store=ProofStore(world.ingestor.snapshots.path_for("0" * 64).parent.parent / "proofs"),  # none filed
+            settings=RemovalSettings(),
+            now=utc_now(),
+        )
+        return request.id
+
+
+def test_the_judge_sees_every_part_of_the_case(world: PagesWorld) -> None:
+    event_id, sha = named_picture(world)
+    with world.client("judge") as client:
+        page = client.get(CASE_URL)
+    assert page.status_code == 200
+    html = page.text
+    for part in ("case-status", "case-seals", "case-alarms", "case-commands", "case-removal", "timeline"):
+        assert f'id="{part}"' in html
+    assert f'href="/seals/{SEAL}"' in html and "无锡市新吴区人民法院" in html and "查封中" in html
+    assert f'data-alarm-id="{world.alarm_id}"' in html and 'data-kind="intrusion"' in html
+    assert f'id="event-{event_id}"' in html and f'src="/api/snapshots/{sha}"' in html
+    assert 'data-type="heartbeat"' not in html  # the timeline leaves heartbeats to the seal page
+    assert "/live?view=case&amp;case_no=" in html
+    assert 'name="action" value="ping"' in html
+
+
+def test_roles_see_what_the_api_shows_them(world: PagesWorld) -> None:
+    event_id, sha = named_picture(world)
+    with world.client("creditor") as client:
+        html = client.get(CASE_URL).text
+        assert "现场照片仅供法院查看" in html and "/api/snapshots/" not in html  # no pictures
+        assert f'data-alarm-id="{world.alarm_id}"' in html and "/ack" not in html  # reads alarms, acts on none
+        assert 'name="action"' not in html  # sends no command
+        assert client.get(dialog_url(event_id, sha)).status_code == 403
+    with world.client("debtor") as client:
+        html = client.get(CASE_URL).text
+        assert 'id="case-alarms"' not in html and f'id="event-{event_id}"' not in html
+        assert "您的角色不能查看事件" in html
+        assert client.get(f"{CASE_URL}/timeline").status_code == 403
+
+
+def test_another_case_s_judge_finds_no_case_and_no_seal(world: PagesWorld) -> None:
+    event_id, sha = named_picture(world)
+    with world.client("other-judge") as client:
+        token = csrf_of(client.get("/").text)
+        missing = client.get(f"/cases/{quote('(1999)苏0214执9号', safe='')}")
+        assert missing.status_code == 404
+        for url in (CASE_URL, f"{CASE_URL}/timeline", dialog_url(event_id, sha), f"/seals/{SEAL}"):
+            answer = client.get(url)
+            assert (answer.status_code, answer.text) == (404, missing.text), url
+        ack = client.post(f"{CASE_URL}/alarms/{world.alarm_id}/ack", data={"csrf_token": token})
+        assert ack.status_code == 404
+    with world.client("judge") as client:  # the alarm of one's own case under another case's number: not found
+        token = csrf_of(client.get("/").text)
+        wrong = f"/cases/{quote('(2022)苏0214执567号', safe='')}/alarms/{world.alarm_id}/ack"
+        assert client.post(wrong, data={"csrf_token": token}).status_code == 404
+
+
+def test_every_form_of_the_case_page_needs_the_csrf_proof(world: PagesWorld) -> None:
+    request_id = file_removal(world)
+    forms = [
+        (f"{CASE_URL}/alarms/{world.alarm_id}/ack", {"note": "x"}),
+        (f"{CASE_URL}/alarms/{world.alarm_id}/close", {"note": "x"}),
+        (f"{CASE_URL}/commands", {"device_id": SEAL, "action": "ping"}),
+        (f"{CASE_URL}/removal/{request_id}/review", {}),
+        (f"{CASE_URL}/removal/{request_id}/approve", {"reasons": "x"}),
+        (f"{CASE_URL}/removal/{request_id}/reject", {"reasons": "x"}),
+        (f"{CASE_URL}/removal/{request_id}/resend", {}),
+        (f"{CASE_URL}/removal/{request_id}/lifted", {}),
+    ]
+    with world.client("judge") as client:
+        for url, data in forms:
+            assert client.post(url, data=data).status_code == 403, url
+            assert client.post(url, data={**data, "csrf_token": "0" * 64}).status_code == 403, url
+    with world.session_factory() as session:
+        assert session.get(Alarm, world.alarm_id).state == "open"  # type: ignore[union-attr]
+        assert session.scalars(select(CourtCommand)).all() == []
+        assert session.get(RemovalRequest, request_id).state == "submitted"  # type: ignore[union-attr]
+
+
+def test_an_alarm_is_acknowledged_then_closed_with_notes(world: PagesWorld) -> None:
+    url = f"{CASE_URL}/alarms/{world.alarm_id}"
+    with world.client("officer") as client:  # acknowledges, may not close
+        token = csrf_of(client.get(CASE_URL).text)
+        acked = client.post(f"{url}/ack", data={"note": "干警已到场", "csrf_token": token})
+        assert (acked.status_code, acked.headers["location"]) == (303, f"{CASE_URL}#case-alarms")
+        assert client.post(f"{url}/close", data={"note": "x", "csrf_token": token}).status_code == 403
+    with world.client("judge") as client:
+        closed = client.post(f"{url}/close", data={"note": "误报：保洁人员"}, headers=HTMX)
+        assert closed.status_code == 200 and closed.text.startswith('<section id="case-alarms"')
+        assert 'data-state="closed"' in closed.text and "误报：保洁人员" in closed.text and "干警已到场" in closed.text
+        again = client.post(f"{url}/close", data={"note": "again"}, headers=HTMX)
+        assert again.status_code == 409 and "当前状态下不能执行此操作" in again.text
+    with world.session_factory() as session:
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.target == str(world.alarm_id))).all()
+    assert actions == ["alarm.ack", "alarm.close"]
+
+
+def test_a_command_stays_pending_until_the_seal_s_signed_answer(world: PagesWorld) -> None:
+    with world.client("officer") as client:
+        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        assert sent.status_code == 200 and sent.text.startswith('<section id="case-commands"')
+        [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
+        assert 'data-state="pending"' in sent.text and "尚未发布到消息服务器" in sent.text
+        with session_scope(world.session_factory) as session:  # the broker took it: still not delivered
+            session.execute(update(CourtCommand).values(broker_accepted_at=datetime.now(UTC)))
+        assert "尚未送达" in client.get(CASE_URL).text
+        before = world.hub.position
+        answer = {"command_id": int(command_id), "action": "ping", "result": "pong", "armed": True, "camera": "ok"}
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, answer)))
+        stream = events(client.get(f"/live?view=case&case_no={quote(CASE, safe='')}&since={before}").text)
+    [update_message] = [m for m in stream if m["event"] == "update"]
+    html = update_message["data"]
+    assert 'id="case-commands" class="panel" hx-swap-oob="true"' in html
+    assert f'data-command-id="{command_id}" data-action="ping" data-state="acknowledged"' in html
+    assert '<ol id="timeline" hx-swap-oob="afterbegin">' in html and 'data-type="command_ack"' in html
+    with world.session_factory() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "command.issue")).one()
+    assert entry.actor == "officer" and entry.target == SEAL
+
+
+def test_the_live_view_sends_nothing_of_other_cases(world: PagesWorld) -> None:
+    other = SimulatedSeal("seal-other", "(2022)苏0214执567号")
+    with session_scope(world.session_factory) as session:
+        register_seal(
+            session, actor=None, device_id=other.device_id, case_no=other.case_no, public_key=other.public_key
+        )
+    with world.client("judge") as client:
+        before = world.hub.position
+        world.ingest((other.event_topic, other.event(EventType.INTRUSION, {"armed": True})))
+        stream = events(client.get(f"/live?view=case&case_no={quote(CASE, safe='')}&since={before}").text)
+    assert [m["event"] for m in stream if m["event"] == "update"] == []
+
+
+def test_the_picture_dialog_verifies_the_stored_bytes_again(world: PagesWorld) -> None:
+    event_id, sha = named_picture(world)
+    with world.client("judge") as client:
+        dialog = client.get(dialog_url(event_id, sha), headers=HTMX)
+        assert (
+            dialog.status_code == 200
+            and 'data-verdict="verified"' in dialog.text
+            and 'data-verified="yes"' in dialog.text
+        )
+        assert "签名验证通过" in dialog.text and sha in dialog.text
+        assert client.get(dialog_url(event_id, sha)).text.startswith("<!doctype html>")  # without htmx: a page
+        assert client.get(dialog_url(event_id, "0" * 64)).status_code == 404  # a picture the event does not name
+        with session_scope(world.session_factory) as session:  # a changed byte in the stored envelope
+            raw = session.get(Event, event_id).raw  # type: ignore[union-attr]
+            session.execute(
+                update(Event).where(Event.id == event_id).values(raw=raw.replace(b"intrusion", b"intrusioN"))
+            )
+        tampered = client.get(dialog_url(event_id, sha), headers=HTMX).text
+        assert 'data-verdict="failed"' in tampered and "验证未通过" in tampered
+        with session_scope(world.session_factory) as session:
+            session.execute(update(Event).where(Event.id == event_id).values(raw=raw))
+        path = world.ingestor.snapshots.path_for(sha)
+        path.write_bytes(jpeg_bytes(shade=99))
+        changed = client.get(dialog_url(event_id, sha), headers=HTMX).text
+        assert 'data-verdict="verified"' in changed and 'data-verified="no"' in changed and "文件已被改动" in changed
+
+
+def test_a_re_provisioned_seal_s_older_pictures_verify_with_its_earlier_key(world: PagesWorld) -> None:
+    event_id, sha = named_picture(world)
+    new = SimulatedSeal(SEAL, CASE)
+    with session_scope(world.session_factory) as session:
+        register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=new.public_key, replace_key=True)
+    with world.client("judge") as client:
+        dialog = client.get(dialog_url(event_id, sha), headers=HTMX).text
+    assert 'data-verdict="verified"' in dialog and "为封条此前登记的公钥" in dialog
+    assert hashlib.sha256(bytes(world.seal.key.verify_key)).hexdigest()[:16] in dialog
+
+
+def test_the_timeline_pages_back(world: PagesWorld) -> None:
+    world.ingest(*[(world.seal.event_topic, world.seal.event(EventType.TAMPER, {"state": "open"})) for _ in range(35)])
+    with world.client("judge") as client:
+        html = client.get(CASE_URL).text
+        shown = re.findall(r'<li id="event-(\d+)"', html)
+        [cursor] = re.findall(r"timeline\?before=(\d+)", html)[:1]
+        older = client.get(f"{CASE_URL}/timeline?before={cursor}", headers=HTMX).text
+        rest = re.findall(r'<li id="event-(\d+)"', older)
+    assert len(shown) == 30 and int(cursor) == int(shown[-1])
+    assert rest and set(rest).isdisjoint(shown) and max(map(int, rest)) < int(cursor)
+    assert 'id="timeline-more"' not in older  # 36 events (35 tamper, 1 intrusion) fit in two pages
+
+
+@pytest.mark.parametrize("who", ["clerk", "creditor"])
+def test_only_the_judge_decides_a_removal(world: PagesWorld, who: str) -> None:
+    request_id = file_removal(world)
+    with world.client(who) as client:
+        html = client.get(CASE_URL).text
+        assert f'data-request-id="{request_id}"' in html and "款项已全部付清" in html
+        assert 'data-act="approve"' not in html
+        answer = client.post(f"{CASE_URL}/removal/{request_id}/approve", data={"reasons": "x"}, headers=HTMX)
+        assert answer.status_code == 403
+
+
+def test_the_judge_takes_up_and_approves_and_each_seal_s_signed_ack_disarms(world: PagesWorld) -> None:
+    request_id = file_removal(world)
+    base = f"{CASE_URL}/removal/{request_id}"
+    with world.client("judge") as client:
+        assert 'data-act="review"' in client.get(CASE_URL).text
+        reviewed = client.post(f"{base}/review", data={"note": "受理"}, headers=HTMX)
+        assert 'data-removal-state="under_review"' in reviewed.text and 'data-act="approve"' in reviewed.text
+        assert client.post(f"{base}/approve", data={"reasons": ""}, headers=HTMX).status_code == 422
+        approved = client.post(f"{base}/approve", data={"reasons": "债务已清偿"}, headers=HTMX)
+        assert approved.status_code == 200 and 'data-removal-state="disarm_pending"' in approved.text
+        assert f'data-device="{SEAL}" data-progress="sent"' in approved.text
+        with world.session_factory() as session:
+            command = session.scalars(select(CourtCommand).where(CourtCommand.action == "disarm")).one()
+        ack = {"command_id": command.id, "action": "disarm", "result": "disarmed"}
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, ack)))
+        with session_scope(world.session_factory) as session:
+            assert settle(session, request_id=request_id, now=utc_now())
+        html = client.get(CASE_URL).text
+        assert 'data-removal-state="disarmed"' in html and 'data-progress="disarmed"' in html
+        assert 'data-act="lift"' not in html  # the officer's
+    with world.client("officer") as client:
+        lifted = client.post(f"{base}/lifted", data={"note": "现场已拆除"}, headers=HTMX)
+        assert 'data-removal-state="lifted"' in lifted.text
+        assert "已解除查封" in client.get(CASE_URL).text
+    with world.session_factory() as session:
+        query = select(AuditEntry.action).where(AuditEntry.action.like("removal.%")).order_by(AuditEntry.id)
+        actions = session.scalars(query).all()
+    assert actions == ["removal.file", "removal.review", "removal.approve", "removal.issue_disarm"] + [
+        "removal.confirm_disarmed",
+        "removal.lift",
+    ]
