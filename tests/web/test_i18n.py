@@ -16,8 +16,8 @@ from server.commands.state import CommandState
 from server.removal.disarm import SealStatus
 from server.removal.state import RemovalState
 from server.seals.models import CaseStatus
-from server.web.i18n import Translator, catalogue
 from server.web import admin_cases, admin_users
+from server.web.i18n import Translator, catalogue
 from server.web.seal_model import HEALTH_FIELDS, HEARTBEAT_WORDS
 
 WEB = Path(__file__).resolve().parents[2] / "server" / "web"
