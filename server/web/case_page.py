@@ -106,6 +106,8 @@ def case_changes(live: LiveRender, changes: list[Change]) -> str:
         return ""
     values = part_values(live.session, live.user, case, live.context.settings)
     html = render_parts(values, t=live.t, csrf_token=live.csrf_token, parts=PARTS, oob=True)
+    if not any(c.what in ("event", "snapshot") for c in changes):  # the timeline changes with events and pictures
+        return html
     rows, live.state["top"] = timeline_update(
         live.session, case, t=live.t, allowed=values["allowed"], after=live.state.get("top"), now=values["now"]
     )
