@@ -1,12 +1,13 @@
-"""Every form of the pages refuses a request without the CSRF proof, whatever it is; and the workers whose changes
-the case page shows tell the live bus: the command dispatcher (a command expired, or taken by the broker) and the
-removal settler (a request every seal has acknowledged)."""
+"""Every form of the pages refuses a request without the CSRF proof, whatever it is, and a value out of bounds as a
+422 page; and the workers whose changes the case page shows tell the live bus: the command dispatcher (a command
+expired, or taken by the broker) and the removal settler (a request every seal has acknowledged)."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
@@ -28,7 +29,7 @@ from server.removal.service import file_request, review_request
 from server.removal.settler import RemovalSettler
 from server.seals.models import Seal
 from server.web import web_router
-from tests.web.conftest import CASE, SEAL, PagesWorld
+from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
 
 
 def page_forms() -> list[str]:
@@ -112,3 +113,52 @@ def test_the_settler_tells_which_cases_requests_it_settled(world: PagesWorld, tm
     ack = {"command_id": command_id, "action": "disarm", "result": "disarmed"}
     world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, ack)))
     assert settler.run_round() == [request.id] and told == [[CASE]]
+
+
+HUGE = 2**64
+
+
+def test_page_inputs_out_of_bounds_are_422_pages_never_server_errors(world: PagesWorld) -> None:
+    case = f"/cases/{quote(CASE, safe='')}"
+    sha = "0" * 64
+    gets = [
+        f"{case}/timeline?before={HUGE}",
+        f"{case}/events/{HUGE}/snapshots/{sha}",
+        f"{case}/events/1/snapshots/{'Z' * 64}",
+        f"/cases/{'x' * 65}",
+        f"/seals/{'x' * 65}",
+        "/seals/bad%20id",
+        f"/audit?before={HUGE}",
+        "/audit?action=a%01b",
+        f"/audit?actor={'a' * 65}",
+    ]
+    posts: list[tuple[str, dict[str, str]]] = [
+        (f"{case}/alarms/{HUGE}/ack", {}),
+        (f"{case}/alarms/{world.alarm_id}/ack", {"note": "a\x00b"}),
+        (f"{case}/alarms/{world.alarm_id}/close", {"note": "注" * 2001}),
+        (f"{case}/commands", {"device_id": "../x", "action": "ping"}),
+        (f"{case}/commands", {"device_id": SEAL, "action": "disarm"}),  # a decision: not from this form
+        (f"{case}/removal/{HUGE}/approve", {"reasons": "x"}),
+        (f"{case}/removal/1/approve", {"reasons": "理" * 4001}),
+        (f"{case}/removal/1/reject", {"reasons": "a\x00"}),
+        (f"{case}/removal/1/resend", {"device_id": "no such/seal"}),
+        ("/admin/users", {"username": "A", "role": "officer", "password": "p" * 12}),
+        ("/admin/users", {"username": "ok-name", "role": "emperor", "password": "p" * 12}),
+        ("/admin/users", {"username": "ok-name", "role": "officer", "password": "short"}),
+        ("/admin/users", {"username": "ok-name", "role": "officer", "password": "p" * 12, "full_name": "a\nb"}),
+        ("/admin/users/judge/disabled", {"disabled": "2"}),
+        ("/admin/cases", {"case_no": "执" * 65}),
+        ("/admin/cases", {"case_no": "(2024)苏0214执9号", "seizure_expires_on": "someday"}),
+        ("/admin/cases", {"case_no": "(2024)苏0214执9号", "judge": "a\x01"}),
+        ("/admin/courts", {"code": "苏" * 17, "name": "某法院"}),
+    ]
+    with world.client("clerk") as clerk, world.client("judge") as judge:
+        for client in (clerk, judge):
+            for url in gets:
+                assert client.get(url).status_code == 422, url
+            token = csrf_of(client.get("/").text)
+            for url, data in posts:
+                if url.startswith("/admin") and client is judge:
+                    continue
+                answer = client.post(url, data={**data, "csrf_token": token})
+                assert answer.status_code == 422 and "输入有误" in answer.text, (url, answer.status_code)
