@@ -61,7 +61,11 @@ def _cases(page: Page, session: Session, *, status_code: int = 200, error: str =
         row.case_no: row.issued_at for row in session.execute(select(CaseAccessCode.case_no, CaseAccessCode.issued_at))
     }
     cases = list(session.scalars(select(Case).order_by(Case.created_at.desc(), Case.id.desc())))
-    closable = {c.case_no for c in cases if CaseStatus.CLOSED in CASE_TRANSITIONS[CaseStatus(c.status)]}
+    closable = {  # the status allows it and no seal is left bound (set_case_status checks both again)
+        c.case_no
+        for c in cases
+        if CaseStatus.CLOSED in CASE_TRANSITIONS[CaseStatus(c.status)] and not seals.get(c.case_no)
+    }
     return page.render(
         "admin/cases.html",
         status_code,
