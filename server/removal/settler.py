@@ -12,10 +12,15 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.rounds import RoundLoop
-from server.removal.disarm import settle, waiting_request_ids
+from server.removal.disarm import all_disarmed, settle, waiting_request_ids
+from server.removal.models import RemovalRequest
+from server.removal.state import RemovalState
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +40,48 @@ def settle_waiting(session_factory: SessionFactory, *, now: datetime) -> list[in
     return settled
 
 
+def settle_on_read(
+    session_factory: SessionFactory, reading: Session, request: RemovalRequest, *, now: datetime
+) -> bool:
+    """Before ``request`` (read on ``reading``) is shown: settle it in a transaction of its own if every seal has
+    acknowledged; return whether it moved (then ``reading`` is rolled back, and a new read sees the new state). The
+    API's ``GET /api/removal-requests/{id}`` and the pages show a request the same way."""
+    if request.state != RemovalState.DISARM_PENDING or not all_disarmed(reading, request, now=now):
+        return False
+    with session_factory() as writing:
+        settled = settle(writing, request_id=request.id, now=now)
+        writing.commit()
+    if settled:
+        reading.rollback()
+    return settled
+
+
 class RemovalSettler:
-    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
+    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored. ``on_settled`` is
+    called after a round's commits with the case numbers of the requests that became ``disarmed`` (the pages'
+    live bus: the debtor watching the request sees it at once)."""
 
     def __init__(
-        self, session_factory: SessionFactory, *, interval_s: float, clock: Callable[[], datetime] = utc_now
+        self,
+        session_factory: SessionFactory,
+        *,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+        on_settled: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        self._on_settled = on_settled
         self._loop = RoundLoop("removal-settler", self.run_round, interval_s)
 
     def run_round(self) -> list[int]:
-        return settle_waiting(self._session_factory, now=self._clock())
+        settled = settle_waiting(self._session_factory, now=self._clock())
+        if settled and self._on_settled is not None:
+            with self._session_factory() as session:
+                query = select(RemovalRequest.case_no).where(RemovalRequest.id.in_(settled))
+                case_nos = sorted(set(session.scalars(query)))
+            self._on_settled(case_nos)
+        return settled
 
     def wake(self) -> None:
         self._loop.wake()

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.web import auth_pages, live, overview, static
+from server.web import auth_pages, creditor, inbox, live, overview, portal, portal_signin, static
 
 web_router = APIRouter()
 web_router.include_router(static.router)
 web_router.include_router(auth_pages.router)
 web_router.include_router(live.router)
 web_router.include_router(overview.router)
+web_router.include_router(portal_signin.router)
+web_router.include_router(portal.router)
+web_router.include_router(creditor.router)
+web_router.include_router(inbox.router)
 
 __all__ = ["web_router"]
