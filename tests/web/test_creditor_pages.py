@@ -4,6 +4,7 @@ field), the window shown; live alarms; the CSRF rule; the words of every state o
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -130,5 +131,10 @@ def test_every_value_of_the_workflow_has_words_in_both_languages() -> None:
             *(module.ground(g) for g in RemovalGround),  # type: ignore[attr-defined]
         ]
         values = {s.value for s in CaseStatus} | {s.value for s in RemovalState} | {a.value for a in RemovalAction}
+        articles = [str(module.article(g)) for g in RemovalGround]  # type: ignore[attr-defined]
+        if language == "en":
+            assert all(re.fullmatch(r"Provisions on seizure, Art\. 28 \([12456]\)", a) for a in articles), articles
+        else:
+            assert all(a.startswith("查封规定第二十八条") for a in articles), articles
         wrong = [text for text in map(str, said) if not text.strip() or "⟦" in text or text.strip() in values]
         assert wrong == [], language
