@@ -35,8 +35,8 @@ from server.auth.access import Role
 from server.auth.passwords import hash_password
 from server.auth.users import assign_case, create_user
 from server.core.db import session_scope
-from server.seals.cases import add_case
 from server.seals.broker_files import SERVER_USERNAME
+from server.seals.cases import add_case
 from server.seals.registry import register_seal
 
 CASE = "(2021)苏0214执1234号"
@@ -100,8 +100,8 @@ def main(argv: list[str]) -> int:
 
     from seal_agent.config import load_config
     from seal_agent.runtime import SealRuntime
-    from seal_protocol.signing import load_signing_key
     from seal_dev.browser import launch, sign_in
+    from seal_protocol.signing import load_signing_key
     from server.alarms.models import Alarm
 
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as work:

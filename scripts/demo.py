@@ -330,6 +330,8 @@ def _alsa_file_sink(var: Path) -> dict[str, dict[str, str]]:
 def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) -> None:
     lines = [
         "",
+        f"dashboard: {base_url}/    ← 监控总览，用下面的账号登录 / open it and sign in with a login line below",
+        "",
         "法院电子封条演示 / Court electronic seal demo",
         f"  server:    {base_url}/docs        (OpenAPI; bound to 127.0.0.1)",
         f"  health:    {base_url}/api/health",
@@ -346,8 +348,9 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
     if file_sink:
         lines.append(f"  sound:     no sound card here: the warnings are written to {var}/seal-demo-*/speaker.raw")
     lines += [
-        '  API login: POST /api/auth/login {"username": …, "password": …} → cookie and bearer token;',
-        f"             try it in {base_url}/docs. Accounts (role, username, password), made for this run:",
+        f"  sign in:   {base_url}/login with a line below (the pages: zh-CN, English at the top right); the API:",
+        '             POST /api/auth/login {"username": …, "password": …} → cookie and bearer token, or in /docs.',
+        "             Accounts (role, username, password), made for this run:",
         *logins,
         '  commands:  as the clerk or the judge, POST {"action": "disarm"} (or arm, test_warning, snapshot, ping)',
         f"             to {base_url}/api/seals/seal-demo-1/commands; it stays pending until the seal's signed ack.",

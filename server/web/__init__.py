@@ -3,7 +3,7 @@ one Server-Sent Events stream per tab. Mounted by :func:`server.app.create_app` 
 
 Pages use the same services and the same access checks as the API (:mod:`server.auth.access`): a page never shows
 what the API would refuse. Page modules never import the API's route modules; shared logic lives in the areas'
-service modules. The contract a page module follows is ``/work/briefs/web-skeleton.md`` and docs/dashboard.md:
+service modules (docs/dashboard.md). A page module:
 - ``router = APIRouter(route_class=PageRoute, include_in_schema=False)``, included below;
 - a route takes ``page: SignedInPage`` (303 to ``/login`` without a session; a POST passes the CSRF check) or
   ``AnonymousPage``, and answers ``page.render("<template>", **values)``;

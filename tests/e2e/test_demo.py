@@ -1,30 +1,50 @@
-"""`make demo DEMO_SECONDS=N` — the README's first command — runs, stops by itself, and leaves both cases' events."""
+"""`make demo DEMO_SECONDS=N` — the README's first command — runs, prints the dashboard's URL first, its login lines
+sign in on the sign-in page while it runs, it stops by itself, and leaves both cases' events."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+from playwright.sync_api import sync_playwright
+
+from seal_dev.browser import chromium_path, launch, sign_in
 from tests.agent.helpers import REPO
 
 DEMO_CASES = {"(2021)苏0214执1234号", "(2022)苏0214执567号"}
 
 
 def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path) -> None:
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it): the sign-in check needs it")
     demo_dir = tmp_path / "demo"
-    result = subprocess.run(
-        ["make", "-s", "demo", "DEMO_SECONDS=20", f"DEMO_DIR={demo_dir}"],
+    demo = subprocess.Popen(
+        ["make", "-s", "demo", "DEMO_SECONDS=25", f"DEMO_DIR={demo_dir}"],
         cwd=REPO,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
     )
+    assert demo.stdout is not None
+    banner: list[str] = []
+    for line in demo.stdout:  # the banner, printed once the server and the seals run
+        banner.append(line)
+        if line.startswith("  Ctrl-C"):
+            break
+    signed_in = sign_in_on_the_page(banner, [line.split() for line in banner if line.startswith("login: ")])
+    stdout, stderr = demo.communicate(timeout=240)
+    stdout = "".join(banner) + stdout
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in demo_dir.glob("*.log"))
-    assert result.returncode == 0, result.stdout + result.stderr + logs
-    assert "http://127.0.0.1:" in result.stdout and "demo stopped" in result.stderr
+    assert demo.returncode == 0, stdout + stderr + logs
+    urls = re.findall(r"http://127\.0\.0\.1:\d+\S*", stdout)
+    assert urls and urls[0].endswith("/") and stdout.lstrip().startswith("dashboard: "), stdout
+    assert "demo stopped" in stderr
+    assert sorted(signed_in) == ["clerk", "creditor", "debtor", "judge", "officer"]
 
-    logins = [line.split() for line in result.stdout.splitlines() if line.startswith("login: ")]
+    logins = [line.split() for line in stdout.splitlines() if line.startswith("login: ")]
     assert sorted(fields[1] for fields in logins) == ["clerk", "creditor", "debtor", "judge", "officer"]
     assert all(len(fields) == 4 and len(fields[3]) >= 12 for fields in logins), logins
 
@@ -41,3 +61,21 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
     # No child outlived the demo: the broker's port is free again and no agent holds its outbox lock.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(demo_dir) not in ps, ps
+
+
+def sign_in_on_the_page(banner: list[str], logins: list[list[str]]) -> list[str]:
+    """Sign in on the dashboard's sign-in page, in Chromium, with each ``login: <role> <username> <password>`` line
+    (the demo's cookies are ``Secure``: a browser keeps them for http://127.0.0.1, which it counts as secure);
+    the roles that reached the overview."""
+    [dashboard] = [line.split()[1] for line in banner if line.startswith("dashboard: ")]
+    base = dashboard.rstrip("/")
+    roles = []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        for _login, role, username, password in logins:
+            page = browser.new_context().new_page()
+            sign_in(page, base, username, password)
+            assert "总览" in page.locator("h1").inner_text()
+            roles.append(role)
+        browser.close()
+    return roles

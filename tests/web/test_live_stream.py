@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any, TypeVar
 
 from seal_protocol import EventType
 from server.core.live import Change, LiveHub, Position
 from server.web.sse import EventStream, message
 from tests.web.conftest import SEAL, PagesWorld
+
+T = TypeVar("T")
 
 
 def events(text: str) -> list[dict[str, str]]:
@@ -30,6 +32,16 @@ def events(text: str) -> list[dict[str, str]]:
         if "event" in fields:
             found.append(fields)
     return found
+
+
+def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on an event loop of its own thread (Playwright's sync API may hold this thread's loop)."""
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(coroutine)))
+    thread.start()
+    thread.join(30)
+    assert results, "the scenario did not finish"
+    return results[0]
 
 
 # -- the bus ----------------------------------------------------------------------------------------------------
@@ -60,7 +72,7 @@ def test_a_subscriber_that_does_not_keep_up_is_marked_and_closing_wakes_every_on
         await waiting.wait(10)
         return slow.overflowed, waiting.closed, time.monotonic() - began
 
-    overflowed, closed, waited = asyncio.run(scenario())
+    overflowed, closed, waited = run_apart(scenario())
     assert overflowed and closed and waited < 1
 
 
@@ -90,7 +102,7 @@ def test_a_stream_whose_client_stops_reading_is_dropped_and_unsubscribed() -> No
         await EventStream(messages(), write_timeout_s=0.2)({"type": "http"}, receive, send)
         return time.monotonic() - began
 
-    assert asyncio.run(scenario()) < 2
+    assert run_apart(scenario()) < 2
     assert finished.is_set()
 
 

@@ -178,3 +178,18 @@ def test_a_seal_within_its_grace_says_so_instead_of_alarming(world: PagesWorld) 
         page = client.get("/").text
     assert "离线不足 60 秒：若封条未恢复" in page and 'data-kind="offline"' not in page
     assert "封条重启后在 60 秒内恢复的，不发离线告警" in page
+
+
+def test_page_inputs_are_bounded_and_refused_as_pages(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        token = csrf_of(client.get("/").text)
+        huge = client.post(f"/alarms/{2**64}/ack", data={"csrf_token": token})
+        assert huge.status_code == 422 and "输入有误" in huge.text
+        largest = client.post(f"/alarms/{2**63 - 1}/ack", data={"csrf_token": token})
+        assert largest.status_code == 404
+        long_note = client.post(f"/alarms/{world.alarm_id}/ack", data={"csrf_token": token, "note": "注" * 2001})
+        assert long_note.status_code == 422
+        assert client.get("/live?view=" + "x" * 100).status_code == 422
+        assert client.get("/live?since=" + "1" * 100).status_code == 422
+        long_name = client.post("/login", data={"csrf_token": token, "username": "u" * 65, "password": "p"})
+        assert long_name.status_code == 422
