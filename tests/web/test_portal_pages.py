@@ -250,3 +250,23 @@ def test_the_portal_in_english(portal: Portal) -> None:
         page = client.get(f"/portal/cases/{q(CASE)}").text
         assert "under seizure" in page and "The debt has been paid in full" in page and "Ask for the seizure" in page
         assert "⟦" not in page
+
+
+def test_the_portal_s_inputs_are_bounded_and_refused_as_pages(portal: Portal) -> None:
+    with portal.code_client() as client:
+        token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
+        assert client.post(f"/portal/requests/{2**64}/cancel", data={"csrf_token": token}).status_code == 422
+        assert client.post(f"/portal/requests/{2**63 - 1}/cancel", data={"csrf_token": token}).status_code == 404
+        long_note = client.post(
+            f"/portal/requests/{portal.other_request}/cancel", data={"csrf_token": token, "note": "注" * 2001}
+        )
+        assert long_note.status_code == 422 and "输入有误" in long_note.text
+        assert client.get(f"/portal/cases/{'案' * 65}").status_code == 422
+        assert client.get(f"/portal?case_no={'案' * 65}").status_code == 422
+        long_statement = {"csrf_token": token, "ground": "other", "statement": "述" * 4001}
+        assert client.post(f"/portal/cases/{q(CASE)}/requests", data=long_statement).status_code == 422
+        assert client.post("/inbox/0/read", data={"csrf_token": token}).status_code == 422
+    with portal.world.client() as anonymous:
+        token = csrf_of(anonymous.get("/portal").text)
+        long_code = anonymous.post("/portal/login", data={"csrf_token": token, "case_no": CASE, "code": "C" * 65})
+        assert long_code.status_code == 422
