@@ -32,7 +32,7 @@ from server.web.dashboard import AlarmRow, rows_of
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import see_other
-from server.web.removal_view import CaseView, case_url, case_view, my_cases
+from server.web.removal_view import CaseView, case_url, case_view, changed_parts, my_cases
 from server.web.routing import PageRoute
 from server.web.security import CSRF_FIELD
 from server.web.templating import render_text
@@ -138,7 +138,8 @@ def creditor_add_view(
 
 @live_view("creditor_case")
 def creditor_case_changes(live: LiveRender, changes: list[Change]) -> str:
-    """The case's seals, alarms and requests again when a change concerns it (the view being written stays)."""
+    """The case's seals and alarms again when a change concerns them, its requests when one moved (the view being
+    written is never replaced)."""
     view = case_view(
         live.session,
         live.user,
@@ -159,5 +160,10 @@ def creditor_case_changes(live: LiveRender, changes: list[Change]) -> str:
         "csrf_field": CSRF_FIELD,
         "csrf_token": live.csrf_token,
     }
-    names = ("portal/_status.html", "creditor/_alarms.html", "portal/_requests.html")
-    return "\n".join(render_text(name, values) for name in names)
+    parts = {
+        "status": render_text("portal/_status.html", values),
+        "alarms": render_text("creditor/_alarms.html", values),
+    }
+    if view.requests_touched_by(changes):
+        parts["requests"] = render_text("portal/_requests.html", values)
+    return "\n".join(changed_parts(live.state, parts))

@@ -32,7 +32,7 @@ from server.removal.service import cancel_request, file_request
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import PortalRoute, see_other
-from server.web.removal_view import CaseView, case_url, case_view
+from server.web.removal_view import CaseView, case_url, case_view, changed_parts
 from server.web.security import CSRF_FIELD
 from server.web.templating import render_text
 
@@ -203,8 +203,9 @@ def portal_cancel(
 
 @live_view("portal_case")
 def portal_case_changes(live: LiveRender, changes: list[Change]) -> str:
-    """The case's status, seals and requests again when a change concerns the case or one of its seals (the form
-    being filled in is never replaced)."""
+    """The case's status and seals again when a change concerns them, its requests when one moved or a seal it
+    waits for was heard from; only what differs from what this stream sent last (the form being filled in is never
+    replaced)."""
     view = case_view(
         live.session,
         live.user,
@@ -224,4 +225,7 @@ def portal_case_changes(live: LiveRender, changes: list[Change]) -> str:
         "csrf_field": CSRF_FIELD,
         "csrf_token": live.csrf_token,
     }
-    return "\n".join(render_text(name, values) for name in ("portal/_status.html", "portal/_requests.html"))
+    parts = {"status": render_text("portal/_status.html", values)}
+    if view.requests_touched_by(changes):
+        parts["requests"] = render_text("portal/_requests.html", values)
+    return "\n".join(changed_parts(live.state, parts))

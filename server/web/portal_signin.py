@@ -146,4 +146,3 @@ def portal_sign_out(page: SignedInPage, session: SessionDep) -> Response:
     response = see_other(f"{PORTAL_HOME}?bye=1")
     clear_session_cookie(response)
     return response
-

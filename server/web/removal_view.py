@@ -89,6 +89,15 @@ class CaseView:
         """Whether any of ``changes`` (of the live bus) is about this case or one of its seals."""
         return any(c.case_no == self.case.case_no or c.device_id in self.device_ids for c in changes)
 
+    def requests_touched_by(self, changes: list[Change]) -> bool:
+        """Whether ``changes`` may have changed the requests: one of them moved (a page, the API or the settler
+        published it), or a seal a request waits for has been heard from (its signed ack of the disarm). A seal's
+        heartbeat alone does not re-send the requests (which would fold the history a reader has opened)."""
+        waited_for = {p.device_id for r in self.requests if r.state == RemovalState.DISARM_PENDING for p in r.seals}
+        return any(
+            (c.what == "removal" and c.case_no == self.case.case_no) or c.device_id in waited_for for c in changes
+        )
+
 
 def case_url(case_no: str, prefix: str) -> str:
     """``/portal/cases/<case number, percent-encoded>`` (``prefix`` ``/portal`` or ``/creditor``)."""
@@ -162,3 +171,14 @@ def my_cases(session: Session, user: User, *, now: datetime, offline_after_s: in
     for case_no in sorted(visible):
         views.append(case_view(session, user, case_no, Permission.CASE_READ, offline_after_s=offline_after_s, now=now))
     return views
+
+
+def changed_parts(state: dict[str, str], parts: dict[str, str]) -> list[str]:
+    """The parts (name → HTML) that differ from what this stream last sent of them (``state``, the stream's memory);
+    remembers them. Swapping an unchanged part again would only reset what its reader opened or typed."""
+    changed = []
+    for name, html in parts.items():
+        if state.get(name) != html:
+            state[name] = html
+            changed.append(html)
+    return changed

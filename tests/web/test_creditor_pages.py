@@ -13,6 +13,7 @@ from sqlalchemy import select
 from seal_protocol import EventType
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.core.live import Change
 from server.removal.disarm import SealStatus
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest, RemovalView
@@ -101,7 +102,7 @@ def test_a_new_alarm_and_a_new_state_reach_the_creditor_s_page_live(portal: Port
         since = world.hub.position
         world.ingest((world.seal.event_topic, world.seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
         request_id = portal.file()
-        world.hub.publish([])  # the service wrote it: a page's or the API's commit would publish …
+        world.hub.publish([Change("removal", case_no=CASE)])  # as the page or the API filing it does
         [update] = [
             m
             for m in events(client.get(f"/live?view=creditor_case&case_no={q(CASE)}&since={since}").text)
@@ -113,7 +114,7 @@ def test_a_new_alarm_and_a_new_state_reach_the_creditor_s_page_live(portal: Port
             and 'data-kind="tamper"' in data
             and "<img" not in data
         )
-        assert f'id="request-{request_id}"' in data  # … and the seal's event carried it along
+        assert f'id="request-{request_id}"' in data
         assert 'id="view-form"' not in data  # the view being written is never replaced
 
 

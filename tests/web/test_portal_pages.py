@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from seal_protocol import EventType
 from server.audit.models import AuditEntry
 from server.core.base import utc_now
 from server.core.db import session_scope
@@ -17,6 +18,7 @@ from server.notices.service import issue_notice
 from server.removal.models import RemovalRequest
 from server.removal.settler import RemovalSettler
 from server.removal.steps import get_request
+from server.web.removal_view import changed_parts
 from tests.server.removal_world import pdf_bytes, picture_bytes
 from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of
 from tests.web.portal_world import HTMX, OTHER_SEAL, Portal, make_portal, q
@@ -143,6 +145,12 @@ def test_the_request_is_followed_to_disarmed_settled_on_read_and_live(portal: Po
         page = client.get(f"/portal/cases/{q(CASE)}").text
         assert 'data-state="disarmed"' in page and "执行干警将到场拆除封条" in page and "解除查封办理中" in page
         assert portal.state(request_id) == "disarmed"
+        heard = world.hub.position
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)))  # no request waits for it now
+        [update] = [
+            m for m in events(client.get(f"{live.split('&since=')[0]}&since={heard}").text) if m["event"] == "update"
+        ]
+        assert 'id="case-status"' in update["data"] and 'id="case-requests"' not in update["data"]
         other = world.hub.position
         world.hub.publish([])
         assert [
@@ -270,3 +278,10 @@ def test_the_portal_s_inputs_are_bounded_and_refused_as_pages(portal: Portal) ->
         token = csrf_of(anonymous.get("/portal").text)
         long_code = anonymous.post("/portal/login", data={"csrf_token": token, "case_no": CASE, "code": "C" * 65})
         assert long_code.status_code == 422
+
+
+def test_a_stream_sends_a_part_again_only_when_it_changed() -> None:
+    state: dict[str, str] = {}
+    assert changed_parts(state, {"status": "<a>", "requests": "<b>"}) == ["<a>", "<b>"]
+    assert changed_parts(state, {"status": "<a>", "requests": "<c>"}) == ["<c>"]
+    assert changed_parts(state, {"status": "<a>"}) == []
