@@ -29,11 +29,11 @@ from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import NotFound
+from server.removal.disarm import settle_on_read
 from server.removal.errors import ProofRefused
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, ProofStore, check_proof
 from server.removal.service import add_view, cancel_request, file_request
-from server.removal.settler import settle_on_read
 from server.removal.steps import list_requests
 from server.seals.models import Case
 

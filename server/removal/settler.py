@@ -3,7 +3,8 @@
 It runs every ``[removal] settle_interval_s`` and at once when woken: the app wakes it when the ingest has stored a
 seal's answer to a command, so a request becomes ``disarmed`` moments after the last seal's signed ack — without
 the ingest (whose transaction holds the evidence) running any of the workflow itself. Each request is settled in
-its own transaction, so one that fails does not hold up the others.
+its own transaction, so one that fails does not hold up the others. ``on_settled`` is told the case numbers of the
+requests a round settled, after their commits (the app publishes them on the pages' live bus).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.rounds import RoundLoop
-from server.removal.disarm import all_disarmed, settle, waiting_request_ids
+from server.removal.disarm import settle, waiting_request_ids
 from server.removal.models import RemovalRequest
-from server.removal.state import RemovalState
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +39,8 @@ def settle_waiting(session_factory: SessionFactory, *, now: datetime) -> list[in
     return settled
 
 
-def settle_on_read(
-    session_factory: SessionFactory, reading: Session, request: RemovalRequest, *, now: datetime
-) -> bool:
-    """Before ``request`` (read on ``reading``) is shown: settle it in a transaction of its own if every seal has
-    acknowledged; return whether it moved (then ``reading`` is rolled back, and a new read sees the new state). The
-    API's ``GET /api/removal-requests/{id}`` and the pages show a request the same way."""
-    if request.state != RemovalState.DISARM_PENDING or not all_disarmed(reading, request, now=now):
-        return False
-    with session_factory() as writing:
-        settled = settle(writing, request_id=request.id, now=now)
-        writing.commit()
-    if settled:
-        reading.rollback()
-    return settled
-
-
 class RemovalSettler:
-    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored. ``on_settled`` is
-    called after a round's commits with the case numbers of the requests that became ``disarmed`` (the pages'
-    live bus: the debtor watching the request sees it at once)."""
+    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
 
     def __init__(
         self,
@@ -77,8 +58,8 @@ class RemovalSettler:
     def run_round(self) -> list[int]:
         settled = settle_waiting(self._session_factory, now=self._clock())
         if settled and self._on_settled is not None:
+            query = select(RemovalRequest.case_no).where(RemovalRequest.id.in_(settled))
             with self._session_factory() as session:
-                query = select(RemovalRequest.case_no).where(RemovalRequest.id.in_(settled))
                 case_nos = sorted(set(session.scalars(query)))
             self._on_settled(case_nos)
         return settled

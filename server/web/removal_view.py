@@ -20,10 +20,9 @@ from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.core.db import SessionFactory
 from server.core.live import Change
-from server.removal.disarm import SealProgress, seal_progress
+from server.removal.disarm import SealProgress, seal_progress, settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
-from server.removal.settler import settle_on_read
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 from server.seals.models import Case, CaseStatus, Seal
