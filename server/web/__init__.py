@@ -20,10 +20,10 @@ web_router = APIRouter()
 web_router.include_router(static.router)
 web_router.include_router(auth_pages.router)
 web_router.include_router(live.router)
-web_router.include_router(overview.router)
 web_router.include_router(portal_signin.router)
 web_router.include_router(portal.router)
 web_router.include_router(creditor.router)
 web_router.include_router(inbox.router)
+web_router.include_router(overview.router)
 
 __all__ = ["web_router"]
