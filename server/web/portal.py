@@ -66,9 +66,7 @@ def _values(page: Page, view: CaseView, **extra: Any) -> dict[str, Any]:
         "grounds": list(RemovalGround),
         "max_files": settings.proof_max_files,
         "max_bytes": settings.proof_max_bytes,
-        "max_size": size_text(settings.proof_max_bytes),
         "statement_max": STATEMENT_MAX,
-        "size_text": size_text,
         "who": "debtor",
         "filed": None,
         "errors": {},
@@ -125,13 +123,12 @@ def portal_file(
         errors["ground"] = page.t("portal.ground_missing")
     if not statement.strip() or "\x00" in statement:
         errors["statement"] = page.t("portal.statement_missing")
-    uploads = list(files)
     proofs: list[CheckedProof] = []
-    if len(uploads) > settings.proof_max_files:
-        errors["files"] = page.t("portal.too_many_files", n=len(uploads), max=settings.proof_max_files)
+    if len(files) > settings.proof_max_files:
+        errors["files"] = page.t("portal.too_many_files", n=len(files), max=settings.proof_max_files)
     else:
         try:
-            proofs = [_checked(page, upload, settings) for upload in uploads]
+            proofs = [_checked(page, upload, settings) for upload in files]
         except ProofRefused as exc:
             errors["files"] = str(exc)
     if errors:
