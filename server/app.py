@@ -36,6 +36,7 @@ from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
 from server.web import web_router
+from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, page_not_found)  # a browser's unknown URL: the 404 page
     app.state.live = hub
     add_docs(app)
-    app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, upload_limit(settings.removal))])
+    uploads = upload_limit(settings.removal)
+    app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, uploads), (PORTAL_UPLOAD_PATH, uploads)])
     _add_error_handlers(app)
     return app
 

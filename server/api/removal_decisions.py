@@ -17,6 +17,7 @@ from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.context import ServerContext
 from server.core.base import utc_now
+from server.core.live import Change
 from server.removal.disarm import approve_request, confirm_lifted, resend_disarm, settle
 from server.removal.service import reject_request, review_request
 
@@ -30,12 +31,15 @@ SIGNING: Responses = {503: {"description": "Commands are not configured (no cour
 
 
 @router.post("/{request_id}/review", responses=RESPONSES)
-def review(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+def review(
+    request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
     """Take a submitted removal request up for review (judge, clerk)."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_REVIEW, for_update=True)
     now = utc_now()
     review_request(session, actor=user, request=request, note=body.note, now=now)
     session.commit()
+    _published(context, request.case_no)
     session.expire_all()
     return request_public(session, request, now=now)
 
@@ -51,17 +55,21 @@ def approve(
     approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
     session.commit()
     _wake_dispatcher(context)
+    _published(context, request.case_no)
     session.expire_all()
     return request_public(session, request, now=now)
 
 
 @router.post("/{request_id}/reject", responses=RESPONSES)
-def reject(request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+def reject(
+    request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
     """Reject with reasons (judge); the seals stay as they are."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     now = utc_now()
     reject_request(session, actor=user, request=request, reasons=body.reasons, now=now)
     session.commit()
+    _published(context, request.case_no)
     session.expire_all()
     return request_public(session, request, now=now)
 
@@ -81,12 +89,15 @@ def resend(
     )
     session.commit()
     _wake_dispatcher(context)
+    _published(context, request.case_no)
     session.expire_all()
     return request_public(session, request, now=now)
 
 
 @router.post("/{request_id}/lifted", responses=RESPONSES)
-def lifted(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+def lifted(
+    request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
     """Confirm on site that the seals are physically removed (officer): they are unbound and the seizure is lifted;
     events they stamp afterwards no longer enter the case."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_LIFT, for_update=True)
@@ -94,6 +105,7 @@ def lifted(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: Se
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
     confirm_lifted(session, actor=user, request=request, note=body.note, now=now)
     session.commit()
+    _published(context, request.case_no)
     session.expire_all()
     return request_public(session, request, now=now)
 
@@ -105,3 +117,8 @@ def _ttl(context: ServerContext) -> timedelta:
 def _wake_dispatcher(context: ServerContext) -> None:
     if context.dispatcher is not None:
         context.dispatcher.wake()
+
+
+def _published(context: ServerContext, case_no: str) -> None:
+    """Open pages of the case show the request's new state at once (after the commit)."""
+    context.live.publish([Change("removal", case_no=case_no)])

@@ -27,13 +27,13 @@ from server.api.schemas import NO_NUL
 from server.auth.access import Permission
 from server.config import RemovalSettings
 from server.core.base import utc_now
+from server.core.live import Change
 from server.errors import NotFound
-from server.removal.disarm import all_disarmed, settle
+from server.removal.disarm import settle_on_read
 from server.removal.errors import ProofRefused
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, ProofStore, check_proof
 from server.removal.service import add_view, cancel_request, file_request
-from server.removal.state import RemovalState
 from server.removal.steps import list_requests
 from server.seals.models import Case
 
@@ -99,6 +99,7 @@ def file(
         now=now,
     )
     session.commit()
+    context.live.publish([Change("removal", case_no=request.case_no)])  # open pages of the case show it at once
     session.expire_all()
     return request_public(session, request, now=now)
 
@@ -132,13 +133,10 @@ def read_request(
     """One removal request: its state, proofs, the creditor's views, each seal's disarm and its history."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
     now = utc_now()
-    if request.state == RemovalState.DISARM_PENDING and all_disarmed(session, request, now=now):
-        with context.session_factory() as writing:  # settled on read: every seal's ack is in
-            settled = settle(writing, request_id=request_id, now=now)
-            writing.commit()
-        if settled:
-            session.rollback()  # a new read, after the settling's commit
-            request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
+    case_no = request.case_no
+    if settle_on_read(context.session_factory, session, request, now=now):  # every seal's ack is in
+        context.live.publish([Change("removal", case_no=case_no)])
+        request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
     return request_public(session, request, now=now)
 
 
@@ -173,12 +171,15 @@ def read_proof(
 
 
 @router.post("/removal-requests/{request_id}/cancel", responses=NOT_FOUND | STATE_CONFLICT)
-def cancel(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+def cancel(
+    request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
     """Withdraw your removal request before the judge decides (debtor)."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_FILE, for_update=True)
     now = utc_now()
     cancel_request(session, actor=user, request=request, note=body.note, now=now)
     session.commit()
+    context.live.publish([Change("removal", case_no=request.case_no)])
     session.expire_all()
     return request_public(session, request, now=now)
 
@@ -188,11 +189,14 @@ def cancel(request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: Se
     status_code=status.HTTP_201_CREATED,
     responses=NOT_FOUND | {409: {"description": "Decided already, or the time for views has ended"}},
 )
-def comment(request_id: RowIdPath, body: ViewBody, user: CurrentUser, session: SessionDep) -> RemovalRequestPublic:
+def comment(
+    request_id: RowIdPath, body: ViewBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
     """Add a written view on a removal request of your case, before the decision (creditor)."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_COMMENT, for_update=True)
     now = utc_now()
     add_view(session, actor=user, request=request, text=body.text, now=now)
     session.commit()
+    context.live.publish([Change("removal", case_no=request.case_no)])
     session.expire_all()
     return request_public(session, request, now=now)

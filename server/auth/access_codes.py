@@ -34,6 +34,11 @@ GROUP = 4
 NO_PASSWORD = "!access-code-only"
 
 
+def is_code_account(user: User) -> bool:
+    """Whether ``user`` is a case's access-code account (it signs in with the code, and has no password to change)."""
+    return user.password_hash == NO_PASSWORD
+
+
 @dataclass(frozen=True)
 class IssuedCode:
     case_no: str

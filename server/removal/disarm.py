@@ -25,6 +25,7 @@ from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
+from server.core.db import SessionFactory
 from server.errors import Conflict, Invalid, NotFound
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest
@@ -198,6 +199,22 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     request.disarmed_at = now
     tell(session, request, "disarmed", now=now)
     return True
+
+
+def settle_on_read(
+    session_factory: SessionFactory, reading: Session, request: RemovalRequest, *, now: datetime
+) -> bool:
+    """Before ``request`` (read on ``reading``) is shown: :func:`settle` it in a transaction of its own if every seal
+    has acknowledged; return whether it moved (then ``reading`` is rolled back, and a new read sees the new state).
+    The API's ``GET /api/removal-requests/{id}`` and the pages show a request the same way."""
+    if request.state != RemovalState.DISARM_PENDING or not all_disarmed(reading, request, now=now):
+        return False
+    with session_factory() as writing:
+        settled = settle(writing, request_id=request.id, now=now)
+        writing.commit()
+    if settled:
+        reading.rollback()
+    return settled
 
 
 def waiting_request_ids(session: Session) -> list[int]:

@@ -21,8 +21,12 @@ from server.web import (
     auth_pages,
     case_actions,
     case_page,
+    creditor,
+    inbox,
     live,
     overview,
+    portal,
+    portal_signin,
     seal_page,
     static,
 )
@@ -31,6 +35,10 @@ web_router = APIRouter()
 web_router.include_router(static.router)
 web_router.include_router(auth_pages.router)
 web_router.include_router(live.router)
+web_router.include_router(portal_signin.router)
+web_router.include_router(portal.router)
+web_router.include_router(creditor.router)
+web_router.include_router(inbox.router)
 web_router.include_router(overview.router)
 web_router.include_router(case_page.router)
 web_router.include_router(case_actions.router)

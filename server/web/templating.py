@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from server.auth.access_codes import is_code_account
 from server.web.security import PAGE_HEADERS
 from server.web.static import static_url
 
@@ -27,6 +28,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["static"] = static_url
+    env.globals["is_code_account"] = is_code_account  # base.html: no password link for an access-code account
     return env
 
 

@@ -71,6 +71,8 @@ ROLES: list[Role | None] = [*Role, None]  # None: not logged in
 ALL = frozenset(Role)
 CLERK = frozenset({Role.CLERK})
 COURT = frozenset({Role.CLERK, Role.JUDGE, Role.OFFICER})
+DEBTOR = frozenset({Role.DEBTOR})
+CREDITOR = frozenset({Role.CREDITOR})
 _counter = itertools.count(1)
 
 
@@ -619,6 +621,60 @@ PAGES: list[Row] = [
         anonymous=PAGE,
     ),
     Row("POST", "/logout", "self", 303, lambda _w, _k: Call("/logout", data={}), anonymous=PAGE),
+    # The debtor's portal: its front door is open to all (the access code's form); the rest is the debtor's own case.
+    Row("GET", "/portal", "global", 200, fixed("/portal"), DEBTOR, anonymous=200),
+    Row(
+        "POST",
+        "/portal/login",
+        "public",
+        303,
+        lambda w, _k: Call("/portal/login", data={"case_no": OWN, "code": w.access_code()}, headers=HTMX),
+    ),
+    Row("POST", "/portal/logout", "self", 303, lambda _w, _k: Call("/portal/logout", data={}), anonymous=PAGE),
+    Row("GET", "/portal/cases/{case_no}", "case", 200, lambda _, k: Call(f"/portal/cases/{c(k)}"), DEBTOR, PAGE),
+    Row(
+        "POST",
+        "/portal/cases/{case_no}/requests",
+        "case",
+        303,
+        lambda w, k: Call(
+            f"/portal/cases/{c(w.removal_case(k)[0])}/requests",
+            data={"ground": "paid_in_full", "statement": "已清偿"},
+            files=[("files", ("回单.png", picture_bytes("PNG"), "image/png"))],
+        ),
+        DEBTOR,
+        PAGE,
+    ),
+    Row(
+        "POST",
+        "/portal/requests/{request_id}/cancel",
+        "case",
+        303,
+        lambda w, k: Call(f"/portal/requests/{w.removal_request(k, 'submitted')}/cancel", data={"note": "撤回"}),
+        DEBTOR,
+        PAGE,
+    ),
+    # The creditor's view: their own case only.
+    Row("GET", "/creditor", "global", 200, fixed("/creditor"), CREDITOR, anonymous=PAGE),
+    Row("GET", "/creditor/cases/{case_no}", "case", 200, lambda _, k: Call(f"/creditor/cases/{c(k)}"), CREDITOR, PAGE),
+    Row(
+        "POST",
+        "/creditor/requests/{request_id}/views",
+        "case",
+        303,
+        lambda w, k: Call(f"/creditor/requests/{w.removal_request(k, 'submitted')}/views", data={"text": "同意"}),
+        CREDITOR,
+        PAGE,
+    ),
+    Row("GET", "/inbox", "self", 200, fixed("/inbox"), anonymous=PAGE),
+    Row(
+        "POST",
+        "/inbox/{message_id}/read",
+        "self",
+        303,
+        lambda w, _: Call("/inbox/1/read", data={}, mine=lambda username: f"/inbox/{w.inbox[username]}/read"),
+        anonymous=PAGE,
+    ),
     Row(
         "POST",
         "/alarms/{alarm_id}/ack",

@@ -193,7 +193,7 @@ def test_the_page_of_a_valid_token_shows_the_facts_as_printed_and_no_party(world
     ):
         assert fact in html
     assert DEBTOR not in html and APPLICANT not in html
-    assert 'href="/portal"' in html and "查封中" in html
+    assert f'href="/portal?case_no={quote(CASE, safe="")}"' in html and "查封中" in html  # the portal's form, filled in
     assert "no-referrer" == page.headers["referrer-policy"]
     assert "default-src 'none'" in page.headers["content-security-policy"]
     references = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", html)

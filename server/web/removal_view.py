@@ -1,0 +1,183 @@
+"""What the debtor's portal and the creditor's view show of one case: its status, its seals (online, and armed or
+not as their signed events say — no pictures, no events), and its removal requests, each with its proofs, the
+creditor's views, each seal's progress after the approval and the history — what ``GET /api/removal-requests/{id}``
+shows the same user, read with the same access checks (:mod:`server.auth.access`) and settled on read the same way
+(:func:`server.removal.settler.settle_on_read`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.auth import access
+from server.auth.access import Permission
+from server.auth.models import User
+from server.auth.users import usernames_by_id
+from server.core.db import SessionFactory
+from server.core.live import Change
+from server.removal.disarm import SealProgress, seal_progress, settle_on_read
+from server.removal.grounds import RemovalGround
+from server.removal.models import RemovalRequest
+from server.removal.state import RemovalAction, RemovalState, allowed_actions
+from server.removal.steps import list_requests
+from server.seals.models import Case, CaseStatus, Seal
+from server.seals.registry import is_online
+
+#: Requests shown on a case's page (a case has at most one open request; the others are history).
+MAX_REQUESTS = 20
+
+
+@dataclass(frozen=True)
+class SealLine:
+    device_id: str
+    location: str
+    online: bool
+    armed: bool | None  # as the seal's latest signed event says; None: it has not said yet
+    armed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RequestView:
+    request: RemovalRequest
+    state: RemovalState
+    ground: RemovalGround
+    seals: list[SealProgress]  # after the approval: each seal the disarm went to
+    names: dict[int | None, str]  # usernames of the people named (filer, judge, officer, views' authors)
+    actions: list[RemovalAction]  # what the state allows next, for whoever may do it
+    now: datetime
+
+    @property
+    def may_cancel(self) -> bool:
+        return RemovalAction.CANCEL in self.actions
+
+    @property
+    def views_open(self) -> bool:
+        """Written views are still taken: before the decision and within the creditor's time."""
+        return RemovalAction.COMMENT in self.actions and self.now < self.request.views_due_at
+
+    def name(self, user_id: int | None) -> str:
+        return self.names.get(user_id, "—") if user_id is not None else "—"
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case: Case
+    seals: list[SealLine]
+    requests: list[RequestView]  # newest first
+    may_file: bool  # sealed, a seal bound, no request open (the role check is the route's)
+    device_ids: frozenset[str]  # the case's seals and those its requests sent a disarm to
+
+    @property
+    def status(self) -> CaseStatus:
+        return CaseStatus(self.case.status)
+
+    @property
+    def open_request(self) -> RequestView | None:
+        return next((r for r in self.requests if not r.state.is_final), None)
+
+    @property
+    def url_case_no(self) -> str:
+        return quote(self.case.case_no, safe="")
+
+    def concerned_by(self, changes: list[Change]) -> bool:
+        """Whether any of ``changes`` (of the live bus) is about this case or one of its seals."""
+        return any(c.case_no == self.case.case_no or c.device_id in self.device_ids for c in changes)
+
+    def requests_touched_by(self, changes: list[Change]) -> bool:
+        """Whether ``changes`` may have changed the requests: one of them moved (a page, the API or the settler
+        published it), or a seal a request waits for has been heard from (its signed ack of the disarm). A seal's
+        heartbeat alone does not re-send the requests (which would fold the history a reader has opened)."""
+        waited_for = {p.device_id for r in self.requests if r.state == RemovalState.DISARM_PENDING for p in r.seals}
+        return any(
+            (c.what == "removal" and c.case_no == self.case.case_no) or c.device_id in waited_for for c in changes
+        )
+
+
+def case_url(case_no: str, prefix: str) -> str:
+    """``/portal/cases/<case number, percent-encoded>`` (``prefix`` ``/portal`` or ``/creditor``)."""
+    return f"{prefix}/cases/{quote(case_no, safe='')}"
+
+
+def request_view(session: Session, request: RemovalRequest, *, now: datetime) -> RequestView:
+    ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
+    state = RemovalState(request.state)
+    return RequestView(
+        request=request,
+        state=state,
+        ground=RemovalGround(request.ground),
+        seals=seal_progress(session, request, now=now),
+        names=usernames_by_id(session, ids),
+        actions=allowed_actions(state),
+        now=now,
+    )
+
+
+def case_view(
+    session: Session,
+    user: User,
+    case_no: str,
+    permission: Permission,
+    *,
+    offline_after_s: int,
+    now: datetime,
+    settle_with: SessionFactory | None = None,
+) -> CaseView:
+    """The case as ``user`` may see it: :class:`~server.errors.NotFound` if they may not see it, ``Forbidden`` if
+    their role lacks ``permission`` (the page's own: filing for the debtor, views for the creditor). With
+    ``settle_with`` (a page's GET; never a live view, which only reads), a request whose seals have all acknowledged
+    is settled first, as the API does before it shows one."""
+    case = access.case_for(session, user, case_no, permission)
+    requests = []
+    if access.has_permission(user, Permission.REMOVAL_READ):
+        rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS)
+        if settle_with is not None and any(settle_on_read(settle_with, session, r, now=now) for r in rows):
+            case = access.case_for(session, user, case.case_no, permission)  # a new read after the settling
+            rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS)
+        requests = [request_view(session, r, now=now) for r in rows]
+    seals: list[Seal] = []
+    if access.has_permission(user, Permission.SEAL_READ):
+        seals = list(session.scalars(select(Seal).where(Seal.case_no == case.case_no).order_by(Seal.device_id)))
+    lines = [
+        SealLine(
+            device_id=s.device_id,
+            location=s.location,
+            online=is_online(s, now=now, offline_after_s=offline_after_s),
+            armed=s.armed,
+            armed_at=s.armed_at,
+        )
+        for s in seals
+    ]
+    open_request = any(not r.state.is_final for r in requests)
+    devices = {s.device_id for s in seals} | {p.device_id for r in requests for p in r.seals}
+    return CaseView(
+        case=case,
+        seals=lines,
+        requests=requests,
+        may_file=case.status == CaseStatus.SEALED and bool(seals) and not open_request,
+        device_ids=frozenset(devices),
+    )
+
+
+def my_cases(session: Session, user: User, *, now: datetime, offline_after_s: int) -> list[CaseView]:
+    """The cases ``user`` is a party to (a clerk's "every case" is not a party's list: none)."""
+    visible = access.visible_case_nos(session, user) or set()
+    views = []
+    for case_no in sorted(visible):
+        views.append(case_view(session, user, case_no, Permission.CASE_READ, offline_after_s=offline_after_s, now=now))
+    return views
+
+
+def changed_parts(state: dict[str, str], parts: dict[str, str]) -> list[str]:
+    """The parts (name → HTML) that differ from what this stream last sent of them (``state``, the stream's memory);
+    remembers them. Swapping an unchanged part again would only reset what its reader opened or typed."""
+    changed = []
+    for name, html in parts.items():
+        if state.get(name) != html:
+            state[name] = html
+            changed.append(html)
+    return changed
