@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         )
         workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
         if with_ingest:
-            settler = RemovalSettler(session_factory, interval_s=settings.removal.settle_interval_s)
+            settler = RemovalSettler(session_factory, interval_s=settings.removal.settle_interval_s, metrics=metrics)
             ingestor = Ingestor(
                 session_factory,
                 metrics=metrics,

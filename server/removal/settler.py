@@ -14,22 +14,31 @@ from datetime import datetime
 
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
 from server.removal.disarm import settle, waiting_request_ids
 
 logger = logging.getLogger(__name__)
 
 
-def settle_waiting(session_factory: SessionFactory, *, now: datetime) -> list[int]:
-    """Settle every request waiting for its seals; return those that became ``disarmed``."""
+def settle_waiting(
+    session_factory: SessionFactory, *, now: datetime, metrics: IngestMetrics | None = None
+) -> list[int]:
+    """Settle every request waiting for its seals; return those that became ``disarmed``. One that fails is logged
+    (with its traceback) and counted, and the others are settled all the same."""
     with session_factory() as session:
         waiting = waiting_request_ids(session)
     settled = []
     for request_id in waiting:
-        with session_factory() as session:
-            if settle(session, request_id=request_id, now=now):
-                settled.append(request_id)
-            session.commit()
+        try:
+            with session_factory() as session:
+                if settle(session, request_id=request_id, now=now):
+                    settled.append(request_id)
+                session.commit()
+        except Exception:  # one request's failure must not hold up the others'
+            logger.exception("removal request %d could not be settled", request_id)
+            if metrics is not None:
+                metrics.count_settle_failure()
     for request_id in settled:
         logger.info("removal request %d: every seal acknowledged the disarm", request_id)
     return settled
@@ -39,14 +48,20 @@ class RemovalSettler:
     """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
 
     def __init__(
-        self, session_factory: SessionFactory, *, interval_s: float, clock: Callable[[], datetime] = utc_now
+        self,
+        session_factory: SessionFactory,
+        *,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        self._metrics = metrics
         self._loop = RoundLoop("removal-settler", self.run_round, interval_s)
 
     def run_round(self) -> list[int]:
-        return settle_waiting(self._session_factory, now=self._clock())
+        return settle_waiting(self._session_factory, now=self._clock(), metrics=self._metrics)
 
     def wake(self) -> None:
         self._loop.wake()
