@@ -3,8 +3,8 @@
 FastAPI answers invalid input with a 422 that echoes the offending input; JSON text may carry a lone surrogate
 (``"\\ud800"``), which Python's JSON parser accepts and which no UTF-8 response can hold, so the default answer
 fails to encode and the client gets a 500 instead. Here the 422 is rendered ASCII-only (the surrogate as its JSON
-escape), so it reaches the client as the 422 it is. The 422 of a multipart form (proof files) says what is wrong
-with each part without echoing the part: a file's content is never sent back.
+escape), so it reaches the client as the 422 it is. The 422 of a form (proof files) says what is wrong with each part
+without echoing the part: a file's content is never sent back.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
+
+#: Bodies whose 422 does not echo the input: a form's parts may be files (proofs), not to be sent back.
+FORMS = ("multipart/", "application/x-www-form-urlencoded")
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -36,7 +39,7 @@ class ValidatedRoute(APIRoute):
                 return await handle(request)
             except RequestValidationError as exc:
                 errors = exc.errors()
-                if request.headers.get("content-type", "").lower().startswith("multipart/"):
+                if request.headers.get("content-type", "").lower().startswith(FORMS):
                     errors = [_without_input(error) for error in errors]
                 content = {"detail": jsonable_encoder(errors)}
                 return AsciiJSONResponse(content, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
