@@ -52,8 +52,8 @@ from server.evidence.log import make_checkpoint
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
-from server.notify.inbox import post_messages
 from server.notices.service import issue_notice
+from server.notify.inbox import post_messages
 from server.notify.targets import add_notification_target
 from server.removal.disarm import approve_request, settle
 from server.removal.grounds import RemovalGround
