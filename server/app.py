@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             settler = RemovalSettler(
                 session_factory,
                 interval_s=settings.removal.settle_interval_s,
+                metrics=metrics,
                 on_settled=lambda case_nos: hub.publish(Change("removal", case_no=case_no) for case_no in case_nos),
             )
             ingestor = Ingestor(

@@ -14,6 +14,7 @@
     seal-server log-key --config FILE
     seal-server notice DEVICE_ID -o FILE --config FILE
     seal-server notice-key --config FILE
+    seal-server notice-revoke NOTICE_ID --note TEXT --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
@@ -54,7 +55,7 @@ from server.evidence.cli import add_log_key_command, run_log_key
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
-from server.notices.cli import add_notice_commands, run_notice, run_notice_key
+from server.notices.cli import add_notice_commands, run_notice, run_notice_key, run_notice_revoke
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.removal.cli import add_removal_commands, run_removal_command
 from server.seals.cli import add_seal_commands, run_seal_command
@@ -144,6 +145,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _in_session(settings, lambda session: run_notice(args, settings, session, _out))
         case "notice-key":
             return run_notice_key(settings, _out)
+        case "notice-revoke":
+            return _in_session(settings, lambda session: run_notice_revoke(args, session, _out))
         case "notify":
             return _in_session(
                 settings, lambda session: run_notify_command(args, session, _out, settings=settings.notify)

@@ -36,7 +36,11 @@ class AccessCodePublic(BaseModel):
     issued_at: datetime | None
 
 
-@router.post("/{case_no:path}/access-code", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+@router.post(
+    "/{case_no:path}/access-code",
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND | {409: {"description": "The case is lifted or closed"}},
+)
 def issue_code(
     case: Annotated[Case, Depends(case_with(Permission.ACCESS_CODE_ISSUE))], clerk: CurrentUser, session: SessionDep
 ) -> AccessCodeIssued:

@@ -106,7 +106,7 @@ def issue(
 
 @router.get("/seals/{device_id}/commands", responses=SEAL_NOT_FOUND)
 def read_seal_commands(
-    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))],
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_STATUS))],
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Commands per page.")] = 50,
@@ -123,7 +123,7 @@ def read_seal_commands(
 def read_command(command_id: RowIdPath, user: CurrentUser, session: SessionDep) -> CommandPublic:
     """One command and what became of it."""
     row = get_command(session, command_id=command_id)
-    access.check_case_visible(session, user, row.case_no, Permission.SEAL_READ, what=f"command {command_id}")
+    access.check_case_visible(session, user, row.case_no, Permission.SEAL_STATUS, what=f"command {command_id}")
     return _public(session, [row])[0]
 
 

@@ -3,7 +3,8 @@ that signs them.
 
 ``GET /api/seals/{device_id}/notice.pdf`` issues the notice if its facts changed since the last one (so it writes,
 though a GET: printing the same notice twice must give the same paper, and it does). The verdict and the key are
-public, like the page the QR code opens (:mod:`server.api.notice_page`).
+public, like the page the QR code opens (:mod:`server.api.notice_page`). A clerk may revoke a notice; unbinding its
+seal revokes it too (:mod:`server.removal.release`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
+from server.api.params import RowIdPath
 from server.api.routing import ValidatedRoute
+from server.api.schemas import NO_NUL
+from server.auth import access
 from server.auth.access import Permission
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.notices.keys import key_id, public_key_text
 from server.notices.page import refusal_text
 from server.notices.printing import print_notice
-from server.notices.service import NoticeCheck, check_notice
+from server.notices.service import NoticeCheck, Revocation, check_notice, get_notice, revoke_notice
 from server.notices.token import MAX_TOKEN_CHARS, Refusal
 from server.seals.models import Seal
 
@@ -43,7 +47,9 @@ TokenQuery = Annotated[
 
 class NoticeSealState(BaseModel):
     armed: bool | None = Field(description="Armed (true) or disarmed, from the seal's signed events; null: unknown.")
-    armed_at: datetime | None = Field(description="The time of the signed event that told.")
+    armed_at: datetime | None = Field(
+        description="Always null: the time of the seal's latest signed word would tell anyone when it last spoke."
+    )
     still_bound: bool = Field(description="Whether the seal is still bound to the notice's case.")
 
 
@@ -61,6 +67,23 @@ class NoticeVerdict(BaseModel):
     notice: NoticePrinted | None = Field(description="The notice, if the court signed it and has it on record.")
     seal: NoticeSealState | None
     case_status: str | None = Field(description="The status of the notice's case now.")
+
+
+class NoticeRevoke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)] = Field(
+        description="Why the notice is revoked (kept in the audit log; the notice's page says it was revoked)."
+    )
+
+
+class NoticeRevoked(BaseModel):
+    id: int
+    device_id: str
+    case_no: str
+    revoked_at: datetime
+    reason: Revocation = Field(description="lifted, unbound (its seal was taken off the case) or revoked.")
+    note: str
 
 
 class NoticeKeyPublic(BaseModel):
@@ -86,6 +109,30 @@ def seal_notice(
         name = f"notice-{printed.issued.notice.id}-{seal.device_id}.pdf"
     headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
     return Response(printed.pdf, media_type="application/pdf", headers=headers)
+
+
+@router.post(
+    "/notices/{notice_id}/revoke",
+    responses={
+        404: {"description": "No such notice, or not of your cases"},
+        409: {"description": "Revoked already"},
+    },
+)
+def revoke(notice_id: RowIdPath, body: NoticeRevoke, user: CurrentUser, session: SessionDep) -> NoticeRevoked:
+    """Revoke a notice, saying why (clerk): its page and its verdict then say it no longer stands."""
+    notice = get_notice(session, notice_id=notice_id)
+    access.check_case_visible(session, user, notice.case_no, Permission.NOTICE_REVOKE, what=f"notice {notice_id}")
+    revoke_notice(session, actor=user, notice_id=notice.id, now=utc_now(), note=body.note)
+    session.commit()
+    assert notice.revoked_at is not None and notice.revoked_reason is not None
+    return NoticeRevoked(
+        id=notice.id,
+        device_id=notice.device_id,
+        case_no=notice.case_no,
+        revoked_at=notice.revoked_at,
+        reason=Revocation(notice.revoked_reason),
+        note=notice.revoked_note or "",
+    )
 
 
 @router.get("/notices/verify")

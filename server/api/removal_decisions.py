@@ -1,6 +1,7 @@
 """The removal request's decision and what follows: the judge (or a clerk) takes it up, the judge approves — the
 signed ``disarm`` goes to every seal of the case at once — or rejects, with reasons; a seal that did not
-acknowledge in time gets a new disarm; an officer on site confirms the seals are removed, and the seizure is
+acknowledge in time gets a new disarm; a seal that never answers is lifted without its acknowledgement, or the
+approval withdrawn, by the judge's decision; an officer on site confirms the seals are removed, and the seizure is
 lifted. Each answer is the request as it then stands (:class:`~server.api.removal_schemas.RemovalRequestPublic`).
 """
 
@@ -12,13 +13,22 @@ from fastapi import APIRouter
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, removal_request_for
 from server.api.params import RowIdPath
-from server.api.removal_schemas import NoteBody, ReasonsBody, RemovalRequestPublic, ResendBody, request_public
+from server.api.removal_schemas import (
+    LiftedBody,
+    NoteBody,
+    ReasonsBody,
+    RemovalRequestPublic,
+    ResendBody,
+    WithoutAckBody,
+    request_public,
+)
 from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.removal.disarm import approve_request, confirm_lifted, resend_disarm, settle
+from server.removal.disarm import approve_request, resend_disarm, settle
+from server.removal.lifting import abort_request, confirm_lifted, lift_without_ack
 from server.removal.service import reject_request, review_request
 
 router = APIRouter(prefix="/removal-requests", tags=["removal"], route_class=ValidatedRoute)
@@ -94,16 +104,49 @@ def resend(
     return request_public(session, request, now=now)
 
 
+@router.post("/{request_id}/lift-without-ack", responses=RESPONSES)
+def without_ack(
+    request_id: RowIdPath, body: WithoutAckBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
+    """Decide, with reasons, that seals which never acknowledged the disarm (stolen, broken) are lifted without
+    their acknowledgement (judge); the request is disarmed once every other seal has acknowledged."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
+    now = utc_now()
+    if settle(session, request_id=request.id, now=now):  # an ack that came a moment ago counts: kept, and a 409
+        session.commit()
+    lift_without_ack(session, actor=user, request=request, device_ids=body.device_ids, reasons=body.reasons, now=now)
+    session.commit()
+    _published(context, request.case_no)
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
+@router.post("/{request_id}/abort", responses=RESPONSES | SIGNING)
+def abort(
+    request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RemovalRequestPublic:
+    """Withdraw the approval, with reasons (judge): the seals are sent the signed arm and the seizure stands."""
+    request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
+    key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
+    abort_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
+    session.commit()
+    _wake_dispatcher(context)
+    _published(context, request.case_no)
+    session.expire_all()
+    return request_public(session, request, now=now)
+
+
 @router.post("/{request_id}/lifted", responses=RESPONSES)
 def lifted(
-    request_id: RowIdPath, body: NoteBody, user: CurrentUser, session: SessionDep, context: ContextDep
+    request_id: RowIdPath, body: LiftedBody, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> RemovalRequestPublic:
-    """Confirm on site that the seals are physically removed (officer): they are unbound and the seizure is lifted;
-    events they stamp afterwards no longer enter the case."""
+    """Confirm on site that the seals are physically removed, and what was found of any lifted without their
+    acknowledgement (officer): they are unbound and the seizure is lifted; events they stamp afterwards no longer
+    enter the case, their notices no longer stand."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_LIFT, for_update=True)
     now = utc_now()
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
-    confirm_lifted(session, actor=user, request=request, note=body.note, now=now)
+    confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
     session.commit()
     _published(context, request.case_no)
     session.expire_all()

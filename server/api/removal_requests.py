@@ -5,6 +5,7 @@ in :mod:`server.api.removal_decisions`; the states in :mod:`server.removal.state
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated
 
@@ -30,12 +31,13 @@ from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import NotFound
 from server.removal.disarm import settle_on_read
-from server.removal.errors import ProofRefused
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, ProofStore, check_proof
-from server.removal.service import add_view, cancel_request, file_request
+from server.removal.service import add_view, cancel_request, check_filing, file_request, store_proofs
 from server.removal.steps import list_requests
 from server.seals.models import Case
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["removal"], route_class=ValidatedRoute)
 
@@ -83,9 +85,13 @@ def file(
     """File a removal request for your case, with proof files (debtor)."""
     settings = context.settings.removal
     uploads = files or []
-    if len(uploads) > settings.proof_max_files:
-        raise ProofRefused(f"{len(uploads)} proof files: a request takes at most {settings.proof_max_files}")
+    # What fails without reading a file fails first; then no transaction is held (on SQLite: no write lock) while
+    # the files are checked — pictures decoded — and stored, and the filing's own transaction checks again.
+    check_filing(session, case_no=case.case_no, statement=statement, files=len(uploads), settings=settings)
+    session.commit()
     proofs = [_checked(upload, settings.proof_max_bytes) for upload in uploads]
+    store = ProofStore(context.settings.proof_dir)
+    store_proofs(store, proofs, case_no=case.case_no)
     now = utc_now()
     request = file_request(
         session,
@@ -94,7 +100,7 @@ def file(
         ground=ground,
         statement=statement,
         proofs=proofs,
-        store=ProofStore(context.settings.proof_dir),
+        store=store,
         settings=settings,
         now=now,
     )
@@ -159,8 +165,11 @@ def read_proof(
         raise NotFound(f"removal request {request_id} has no proof {sha256}")
     path = ProofStore(context.settings.proof_dir).proof_path(proof.sha256, proof.media_type)
     if not path.is_file():
+        logger.error(
+            "the file of proof %s of removal request %d is missing from %s: evidence is lost", sha256, request_id, path
+        )
         raise NotFound(f"the file of proof {sha256} is missing")
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
     return FileResponse(
         path,
         media_type=proof.media_type,

@@ -14,6 +14,7 @@ from server.api.schemas import NO_NUL, DeviceId
 from server.auth.models import User
 from server.removal.disarm import SealProgress, SealStatus, seal_progress
 from server.removal.grounds import RemovalGround
+from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 
@@ -31,13 +32,17 @@ STATE_LABELS: dict[RemovalState, str] = {
     RemovalState.DISARM_PENDING: "等待封条解除布防",
     RemovalState.DISARMED: "封条已解除布防，待现场拆除",
     RemovalState.LIFTED: "查封已解除",
+    RemovalState.ABORTED: "已撤销准予，查封继续",
 }
 SEAL_LABELS: dict[SealStatus, str] = {
     SealStatus.SENT: "指令已发出，等待封条应答",
     SealStatus.WAITING_FOR_SEAL: "等待封条上线（指令已过期，可重新发送）",
     SealStatus.REFUSED: "封条拒绝了指令（可重新发送）",
     SealStatus.DISARMED: "已解除布防（封条已签名确认）",
+    SealStatus.REARMED: "封条确认后又报告已布防（需重新发送解除指令）",
+    SealStatus.WITHOUT_ACK: "封条未确认，经法官决定不待其确认解除",
 }
+MAX_SEALS = 64
 
 
 class NoteBody(BaseModel):
@@ -63,6 +68,27 @@ class ResendBody(BaseModel):
 
     device_id: DeviceId | None = Field(None, description="Only this seal; null: every seal waiting for a new one.")
     note: Note = ""
+
+
+class WithoutAckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_ids: list[DeviceId] = Field(
+        min_length=1, max_length=MAX_SEALS, description="The seals that never acknowledged the disarm."
+    )
+    reasons: Reasons = Field(description="The judge's reasons (required), e.g. the seal was found destroyed.")
+
+
+class LiftedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Note = Field("", description="What was done on site (kept in the request's history and the audit log).")
+    found: dict[DeviceId, SealFound] = Field(
+        default_factory=dict,
+        max_length=MAX_SEALS,
+        description="Of each seal lifted without its acknowledgement: removed (found and taken off), destroyed or "
+        "missing. Required for those seals, refused for the others.",
+    )
 
 
 class GroundPublic(BaseModel):
@@ -92,7 +118,9 @@ class SealProgressPublic(BaseModel):
     device_id: str
     status: SealStatus = Field(
         description="sent (awaiting the seal's answer), waiting_for_seal (the disarm expired: the seal is offline; "
-        "re-send it), refused (re-send it), disarmed (its signed command_ack arrived)."
+        "re-send it), refused (re-send it), disarmed (its signed command_ack arrived), rearmed (it said it is armed "
+        "again after its ack: re-send it), without_ack (it never acknowledged; lifted without by the judge's "
+        "decision)."
     )
     status_zh: str
     command_id: int = Field(description="The acknowledged disarm, else the latest one (GET /api/commands/{id}).")
@@ -102,6 +130,7 @@ class SealProgressPublic(BaseModel):
     reason: str | None = Field(description="Why the seal refused it.")
     commands: int = Field(description="Disarms sent to it for this request.")
     armed: bool | None = Field(description="Armed, as the seal's latest signed event says (null: not yet said).")
+    found: SealFound | None = Field(description="Lifted without its acknowledgement: what the officer found on site.")
 
 
 class StepPublic(BaseModel):
@@ -208,4 +237,5 @@ def _seal(progress: SealProgress) -> SealProgressPublic:
         reason=progress.reason,
         commands=progress.commands,
         armed=progress.armed,
+        found=SealFound(progress.found) if progress.found is not None else None,
     )

@@ -3,7 +3,8 @@
 FastAPI answers invalid input with a 422 that echoes the offending input; JSON text may carry a lone surrogate
 (``"\\ud800"``), which Python's JSON parser accepts and which no UTF-8 response can hold, so the default answer
 fails to encode and the client gets a 500 instead. Here the 422 is rendered ASCII-only (the surrogate as its JSON
-escape), so it reaches the client as the 422 it is.
+escape), so it reaches the client as the 422 it is. The 422 of a form (proof files) says what is wrong with each part
+without echoing the part: a file's content is never sent back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
+
+#: Bodies whose 422 does not echo the input: a form's parts may be files (proofs), not to be sent back.
+FORMS = ("multipart/", "application/x-www-form-urlencoded")
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -34,7 +38,15 @@ class ValidatedRoute(APIRoute):
             try:
                 return await handle(request)
             except RequestValidationError as exc:
-                content = {"detail": jsonable_encoder(exc.errors())}
+                errors = exc.errors()
+                if request.headers.get("content-type", "").lower().startswith(FORMS):
+                    errors = [_without_input(error) for error in errors]
+                content = {"detail": jsonable_encoder(errors)}
                 return AsciiJSONResponse(content, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
         return route_handler
+
+
+def _without_input(error: Any) -> Any:
+    """An error of a multipart form without the input it refused: a file part's content is not sent back."""
+    return {key: value for key, value in error.items() if key != "input"} if isinstance(error, dict) else error

@@ -111,6 +111,16 @@ class SealPublic(BaseModel):
     installed_by: str | None = Field(description="Who bound it; null when done on the command line or unbound.")
 
 
+class SealPartyPublic(BaseModel):
+    """A seal as the debtor sees it: whether it is in place and armed — not its connection, nor when it last spoke."""
+
+    device_id: str
+    case_no: str | None
+    location: str
+    armed: bool | None = Field(description="Armed, as the seal's latest signed event that tells says; null: unknown.")
+    installed_at: datetime | None = Field(description="When the seal was bound to its current case (installed).")
+
+
 class SealEnrolledPublic(SealPublic):
     mqtt_password: str | None = Field(
         description="The seal's new MQTT password (its username is its device id), shown once: put it in the "

@@ -22,6 +22,7 @@ from server.api.schemas import (
     SealCreate,
     SealEnrolledPublic,
     SealEnrolmentPublic,
+    SealPartyPublic,
     SealPublic,
     SealRegistrationPublic,
 )
@@ -31,7 +32,10 @@ from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.context import ServerContext
+from server.core.base import utc_now
 from server.errors import ServerError
+from server.notices.service import Revocation
+from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
 from server.seals.enrolment import enrol_seal, new_seal_password
 from server.seals.models import Seal, SealBinding
@@ -42,7 +46,6 @@ from server.seals.registry import (
     is_online,
     last_known_armed,
     seal_bindings,
-    unbind_seal,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,22 @@ def _seal_public(
     )
 
 
+def seal_views(
+    session: Session, user: User, seals: list[Seal], *, offline_after_s: int
+) -> list[SealPublic] | list[SealPartyPublic]:
+    """The seals as ``user`` may see them: in full, or — without :attr:`Permission.SEAL_STATUS` (the debtor) —
+    only whether each is in place and armed."""
+    shown = seal_publics(session, seals, offline_after_s=offline_after_s)
+    if access.has_permission(user, Permission.SEAL_STATUS):
+        return shown
+    return [
+        SealPartyPublic(
+            device_id=s.device_id, case_no=s.case_no, location=s.location, armed=s.armed, installed_at=s.installed_at
+        )
+        for s in shown
+    ]
+
+
 SealReader = Annotated[User, Depends(requires(Permission.SEAL_READ))]
 
 
@@ -95,13 +114,13 @@ def list_seals(
     session: SessionDep,
     context: ContextDep,
     case_no: CaseNoQuery = None,
-) -> list[SealPublic]:
-    """The seals you may see, with case, last status and last event time."""
+) -> list[SealPublic] | list[SealPartyPublic]:
+    """The seals you may see, with case, last status and last event time (the debtor: whether each is armed)."""
     query = select(Seal).where(access.seal_filter(session, user))
     if case_no is not None:
         query = query.where(Seal.case_no.in_(case_no_spellings(case_no)))
     seals = list(session.scalars(query.order_by(Seal.device_id)))
-    return seal_publics(session, seals, offline_after_s=context.settings.offline_after_s)
+    return seal_views(session, user, seals, offline_after_s=context.settings.offline_after_s)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Device id taken"}})
@@ -153,10 +172,13 @@ def _sync_broker(session: Session, context: ServerContext) -> None:
 
 @router.get("/{device_id}", responses=NOT_FOUND)
 def read_seal(
-    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))], session: SessionDep, context: ContextDep
-) -> SealPublic:
-    """One seal."""
-    return seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_READ))],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+) -> SealPublic | SealPartyPublic:
+    """One seal (the debtor: whether it is in place and armed)."""
+    return seal_views(session, user, [seal], offline_after_s=context.settings.offline_after_s)[0]
 
 
 @router.get("/{device_id}/bindings", responses=NOT_FOUND)
@@ -228,15 +250,20 @@ def bind(
 @router.delete(
     "/{device_id}/binding",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=NOT_FOUND | {409: {"description": "Bound to no case"}},
+    responses=NOT_FOUND
+    | {409: {"description": "Bound to no case, or its case has an open removal request (which lifts it instead)"}},
 )
 def unbind(
     seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_BIND))], user: CurrentUser, session: SessionDep
 ) -> None:
-    """Unbind the seal from its case when it is removed (officer or clerk); the audit entry says whether it was
-    still armed."""
+    """Unbind the seal from its case when it is removed (officer or clerk): its pending commands for the case expire
+    and its notices there are revoked; the audit entry says whether it was still armed. While the case has an open
+    removal request, its seals come off through that request."""
     armed = last_known_armed(session, device_id=seal.device_id)
-    binding = unbind_seal(session, actor=user, device_id=seal.device_id)
+    released = release_seal(
+        session, actor=user, device_id=seal.device_id, now=utc_now(), reason=Revocation.UNBOUND, note="unbound by hand"
+    )
+    binding = released.binding
     session.commit()
     if armed:
         logger.warning("seal %s unbound from case %s by %s while armed", seal.device_id, binding.case_no, user.username)

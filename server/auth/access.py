@@ -46,7 +46,8 @@ class Permission(StrEnum):
     CASE_READ = "case:read"
     CASE_WRITE = "case:write"
     CASE_ASSIGN = "case:assign"
-    SEAL_READ = "seal:read"
+    SEAL_READ = "seal:read"  # a seal of the case: where, since when, whether it says it is armed
+    SEAL_STATUS = "seal:status"  # its connection (online, last heard from) and the commands sent to it
     SEAL_REGISTER = "seal:register"
     SEAL_BIND = "seal:bind"
     EVENT_READ = "event:read"
@@ -69,6 +70,7 @@ class Permission(StrEnum):
     REMOVAL_RESEND = "removal:resend"  # a new disarm to a seal that did not acknowledge in time
     REMOVAL_LIFT = "removal:lift"  # confirm on site that the seals are removed (the officer)
     NOTICE_PRINT = "notice:print"  # the seal's printed notice (查封公告), issued with a signed QR code
+    NOTICE_REVOKE = "notice:revoke"  # revoke a notice: its page then says it no longer stands
 
 
 _P = Permission
@@ -79,19 +81,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # issues the debtor's access code, re-sends a disarm).
     Role.CLERK: frozenset(Permission) - _REMOVAL_ACTS,
     Role.JUDGE: frozenset(
-        {_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE}
-        | {_P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
+        {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.EVENT_READ, _P.SNAPSHOT_READ}
+        | {_P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE, _P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
         | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND}
     ),
     Role.OFFICER: frozenset(
-        {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ, _P.ALARM_READ, _P.ALARM_ACK}
-        | {_P.COMMAND_SEND, _P.NOTICE_PRINT, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
+        {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ}
+        | {_P.ALARM_READ, _P.ALARM_ACK, _P.COMMAND_SEND, _P.NOTICE_PRINT, _P.REMOVAL_READ, _P.REMOVAL_LIFT}
     ),
     # The applicant follows the case read-only and is told of alarms; pictures (of people) stay with the court. A
     # removal request is read and answered with written views.
-    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.EVENT_READ, _P.ALARM_READ, _P.REMOVAL_READ})
-    | {_P.REMOVAL_COMMENT},
-    # The debtor sees the case and whether its seals are in place, files a removal request and follows it.
+    Role.CREDITOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.EVENT_READ, _P.ALARM_READ})
+    | {_P.REMOVAL_READ, _P.REMOVAL_COMMENT},
+    # The debtor sees the case and whether its seals are in place (armed, where, since when) — not whether they
+    # are online or when they last spoke, nor the commands sent to them: whoever holds the paper access code
+    # would learn when the seal on the door is deaf, or whether jamming it worked. Files a removal request and
+    # follows it.
     Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.REMOVAL_READ, _P.REMOVAL_FILE}),
 }
 

@@ -25,6 +25,7 @@ from server.auth.sessions import revoke_user_sessions
 from server.auth.users import assign_case, create_user, find_user
 from server.errors import Conflict
 from server.seals.cases import find_case, get_case
+from server.seals.models import CaseStatus
 
 #: No 0/O, 1/I/L: a code is read off paper and typed.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -64,8 +65,11 @@ def code_username(case_id: int) -> str:
 
 def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, now: datetime) -> IssuedCode:
     """Issue the case's access code, or rotate it (ending the old code's sessions); audited as ``case.access_code``.
-    The code is in the answer only."""
+    The code is in the answer only. :class:`Conflict` for a case that is lifted or closed (nor does its code sign
+    in any more: :func:`server.auth.login.sign_in_with_code`)."""
     case = get_case(session, case_no=case_no)
+    if case.status in (CaseStatus.LIFTED, CaseStatus.CLOSED):
+        raise Conflict(f"case {case.case_no!r} is {case.status}: its debtor needs no access code any more")
     row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
     code = new_code()
     code_hash = hash_password(normalise_code(code))

@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy.orm import Session
 
 from server.audit.service import record_audit
 from server.auth.access_codes import code_matches, find_code
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
-from server.auth.models import User
+from server.auth.models import CaseAccessCode, User
 from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.sessions import IssuedSession, issue_session, revoke_session, revoke_user_sessions
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
 from server.auth.users import find_user
 from server.config import AuthSettings
 from server.core.base import utc_now
+from server.seals.case_numbers import canonical_case_no
+from server.seals.cases import find_case
+from server.seals.models import CaseStatus
 
 logger = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "wrong username or password"
 WRONG_CODE = "wrong case number or access code"
+CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its access code no longer signs in"
+#: A case whose access code no longer signs in (nor is issued).
+CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
 WRONG_CURRENT_PASSWORD = "the current password is wrong"
 
 
@@ -56,10 +63,15 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
         logger.warning("login throttled: username %r from %s", username, ip)
         raise
     user = find_user(session, username=username)
+    checked_hash = user.password_hash if user is not None else None
     session.commit()  # no transaction (on SQLite: no write lock) held while the password is checked
-    password_ok = verify_password(user.password_hash if user is not None else None, password)
-    if user is None or not password_ok or user.disabled:
-        reason = "unknown user" if user is None else "wrong password" if not password_ok else "disabled"
+    password_ok = verify_password(checked_hash, password)
+    reason = "unknown user" if user is None else "wrong password" if not password_ok else None
+    if user is not None and reason is None:
+        # The session is issued in a transaction that looks again: a password changed, or the account disabled,
+        # while the password was being checked stops this sign-in as it ended the others.
+        reason = _changed_meanwhile(session, user, checked_hash)
+    if user is None or reason is not None:
         record_audit(session, actor=None, action="login.failed", target=username, details={"ip": ip, "reason": reason})
         session.commit()
         logger.warning("failed login: username %r from %s (%s)", username, ip, reason)
@@ -70,10 +82,22 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     return _start(session, user, settings, ip=ip, details={"ip": ip})
 
 
+def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = None) -> str | None:
+    """Why ``user`` may not sign in after all, read again and locked (until the session is issued) — disabled, or
+    their password changed since ``checked_hash`` was checked — or ``None``."""
+    session.refresh(user, with_for_update=True)
+    if user.disabled:
+        return "disabled"
+    if checked_hash is not None and user.password_hash != checked_hash:
+        return "password changed meanwhile"
+    return None
+
+
 def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, settings: AuthSettings) -> SignedIn:
     """Sign in as the debtor of a case with its access code: a session for that case only. Throttled like
     :func:`sign_in` (the case number counts as the username)."""
-    who = f"case:{case_no}"
+    case = find_case(session, case_no=case_no)
+    who = f"case:{case.case_no if case is not None else canonical_case_no(case_no)}"  # one count, however spelt
     try:
         attempt_id = begin_login_attempt(
             session, username=who, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
@@ -83,14 +107,34 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
         raise
     row = find_code(session, case_no=case_no)
     user = session.get(User, row.user_id) if row is not None else None
+    checked_hash = row.code_hash if row is not None else None
     session.commit()  # no transaction held while the code is checked
-    if not code_matches(row, code) or user is None or user.disabled:
-        record_audit(session, actor=None, action="login.failed", target=who[:128], details={"ip": ip, "via": "code"})
-        session.commit()
-        logger.warning("failed access code sign-in: case %r from %s", case_no, ip)
-        raise NotAuthenticated(WRONG_CODE)
+    if not code_matches(row, code) or row is None or user is None:
+        _refuse_code(session, who=who, case_no=case_no, ip=ip, reason="wrong code")
+    assert row is not None and user is not None
+    # Looked at again, locked, in the transaction that issues the session: a rotation committed while the code was
+    # checked stops this sign-in too; one that commits after it ends the session it issued.
+    reason = _code_changed_meanwhile(session, row, checked_hash) or _changed_meanwhile(session, user)
+    if reason is None and case is not None:
+        session.refresh(case)
+        reason = f"case {case.status}" if case.status in CODE_ENDED else None
+    if reason is not None:
+        _refuse_code(session, who=who, case_no=case_no, ip=ip, reason=reason)
     forget_login_attempt(session, attempt_id=attempt_id)
     return _start(session, user, settings, ip=ip, details={"ip": ip, "case_no": case_no})
+
+
+def _refuse_code(session: Session, *, who: str, case_no: str, ip: str, reason: str) -> NoReturn:
+    details = {"ip": ip, "via": "code", "reason": reason}
+    record_audit(session, actor=None, action="login.failed", target=who[:128], details=details)
+    session.commit()
+    logger.warning("failed access code sign-in: case %r from %s (%s)", case_no, ip, reason)
+    raise NotAuthenticated(CODE_OF_ENDED_CASE if reason.startswith("case ") else WRONG_CODE)
+
+
+def _code_changed_meanwhile(session: Session, row: CaseAccessCode, checked_hash: str | None) -> str | None:
+    session.refresh(row, with_for_update=True)
+    return "code rotated meanwhile" if row.code_hash != checked_hash else None
 
 
 def _start(session: Session, user: User, settings: AuthSettings, *, ip: str, details: dict[str, str]) -> SignedIn:

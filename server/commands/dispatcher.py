@@ -3,7 +3,8 @@
 The database is the queue; the MQTT client keeps nothing that matters. Each round (every ``retry_interval_s``, and
 at once when the API issues a command or the connection comes up):
 
-1. commands past their expiry without an answer become ``expired``;
+1. commands past their expiry without an answer become ``expired``, and so do pending commands issued for a case
+   their seal is no longer bound to;
 2. if connected, every pending command the broker has not accepted yet is published (QoS 1, oldest first) and the
    PUBACK awaited. *Accepted* means the broker took it for the seal's (persistent) session and is recorded in
    ``broker_accepted_at`` — it is **not** delivery: the command stays ``pending`` until the seal's signed answer
@@ -33,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
 from server.commands.models import CourtCommand
-from server.commands.service import expire_due, to_publish
+from server.commands.service import expire_due, expire_unbound, to_publish
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
@@ -133,6 +134,7 @@ class CommandDispatcher:
         now = self._clock()
         with self._session_factory() as session:
             expired = expire_due(session, now=now)
+            expired += expire_unbound(session, now=now)  # a seal moved on the command line, say
             session.commit()
         for command_id, device_id in expired:
             logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)

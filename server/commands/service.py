@@ -147,14 +147,66 @@ def expire_due(session: Session, *, now: datetime) -> list[tuple[int, str]]:
     return [(command_id, device_id) for command_id, device_id in session.execute(statement)]
 
 
-def to_publish(session: Session, *, now: datetime, limit: int = 100) -> list[CourtCommand]:
-    """Pending commands the broker has not accepted yet and that are still valid, oldest first."""
+def expire_unbound(
+    session: Session, *, now: datetime, device_id: str | None = None, actor: Actor | None = None, note: str = ""
+) -> list[tuple[int, str]]:
+    """Mark ``expired`` every pending command (of ``device_id``, or of any seal) issued for a case its seal is no
+    longer bound to — the seal was unbound, or moved to another case — and record each (audited
+    ``command.expire``); return their (id, device_id). A command issued for one case never reaches the seal once
+    it seals another's property (:func:`to_publish` holds them back even before this runs)."""
     query = (
         select(CourtCommand)
+        .join(Seal, Seal.device_id == CourtCommand.device_id)
+        .where(
+            CourtCommand.state == CommandState.PENDING.value,
+            (Seal.case_no.is_(None)) | (Seal.case_no != CourtCommand.case_no),
+        )
+        .order_by(CourtCommand.id)
+        .with_for_update(of=CourtCommand)
+    )
+    if device_id is not None:
+        query = query.where(CourtCommand.device_id == device_id)
+    return _expire(session, list(session.scalars(query)), now=now, actor=actor, note=note or "seal unbound")
+
+
+def withdraw_commands(
+    session: Session, *, command_ids: list[int], now: datetime, actor: Actor | None, note: str
+) -> list[tuple[int, str]]:
+    """Mark those of ``command_ids`` still pending ``expired``, so that they are published no more, and record
+    each (audited ``command.expire`` with ``note``); return their (id, device_id). One the broker has taken may
+    still reach its seal: a command issued after it (a higher id) is what makes the seal refuse it."""
+    query = (
+        select(CourtCommand)
+        .where(CourtCommand.id.in_(command_ids), CourtCommand.state == CommandState.PENDING.value)
+        .order_by(CourtCommand.id)
+        .with_for_update()
+    )
+    return _expire(session, list(session.scalars(query)), now=now, actor=actor, note=note)
+
+
+def _expire(
+    session: Session, rows: list[CourtCommand], *, now: datetime, actor: Actor | None, note: str
+) -> list[tuple[int, str]]:
+    for row in rows:
+        row.state = transition(row.state, CommandState.EXPIRED).value
+        row.updated_at = now
+        details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "note": note}
+        record_audit(session, actor=actor, action="command.expire", target=row.device_id, details=details)
+    session.flush()
+    return [(row.id, row.device_id) for row in rows]
+
+
+def to_publish(session: Session, *, now: datetime, limit: int = 100) -> list[CourtCommand]:
+    """Pending commands the broker has not accepted yet and that are still valid, oldest first — only those
+    issued for the case their seal is bound to now."""
+    query = (
+        select(CourtCommand)
+        .join(Seal, Seal.device_id == CourtCommand.device_id)
         .where(
             CourtCommand.state == CommandState.PENDING.value,
             CourtCommand.broker_accepted_at.is_(None),
             CourtCommand.expires_at > now,
+            Seal.case_no == CourtCommand.case_no,
         )
         .order_by(CourtCommand.id)
         .limit(limit)

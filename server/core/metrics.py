@@ -146,6 +146,9 @@ class IngestMetrics:
         self._commands_expired = Counter(
             "seal_commands_expired", "Commands that expired without an answer.", registry=r
         )
+        self._settle_failures = Counter(
+            "seal_removal_settle_failures", "Removal requests the settler could not settle (an error).", registry=r
+        )
 
     def _counted(self, counter: Counter, amount: float = 1) -> None:
         with self._cond:
@@ -194,6 +197,9 @@ class IngestMetrics:
             self._counted(self._commands_expired, n)
         else:
             raise ValueError(f"unknown command metric {kind!r}")
+
+    def count_settle_failure(self) -> None:
+        self._counted(self._settle_failures)
 
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:

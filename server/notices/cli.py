@@ -2,11 +2,12 @@
 
     seal-server notice DEVICE_ID -o FILE --config FILE
     seal-server notice-key --config FILE
+    seal-server notice-revoke NOTICE_ID --note TEXT --config FILE
 
 ``notice`` writes the PDF of the seal's notice (the standing one again, or a new one when its facts changed) and
 prints the notice's id and the URL in its QR code. ``notice-key`` creates ``[notices] key_file`` if it is missing
 (mode 0600; never overwritten) and prints the public key — standard base64 of the raw 32 bytes — for whoever wants
-to verify notices themselves (``docs/notice.md``).
+to verify notices themselves (``docs/notice.md``). ``notice-revoke`` revokes a notice, saying why.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from server.errors import ConfigError
 from server.notices.errors import NoticesUnavailable
 from server.notices.keys import NoticeKey, key_id, public_key_text, read_notice_key
 from server.notices.printing import print_notice
+from server.notices.service import revoke_notice
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,13 @@ def add_notice_commands(
         parents=[common],
         help="create the notice-signing key if missing; print its public key for verifiers",
     )
+    revoke = commands.add_parser(
+        "notice-revoke",
+        parents=[common],
+        help="revoke a notice (its page then says it no longer stands); unbinding its seal revokes it already",
+    )
+    revoke.add_argument("notice_id", metavar="NOTICE_ID", type=int, help="the notice's number (公告编号)")
+    revoke.add_argument("--note", required=True, help="why (kept in the audit log)")
 
 
 def run_notice(args: argparse.Namespace, settings: Settings, session: Session, out: Out) -> int:
@@ -68,6 +77,12 @@ def run_notice(args: argparse.Namespace, settings: Settings, session: Session, o
     state = "new notice" if printed.issued.new else "notice printed again"
     out(f"wrote {args.output}: {state} {notice.id} of case {notice.case_no}, valid until {notice.expires_at:%Y-%m-%d}")
     out(printed.url)
+    return 0
+
+
+def run_notice_revoke(args: argparse.Namespace, session: Session, out: Out) -> int:
+    notice = revoke_notice(session, actor=None, notice_id=args.notice_id, now=utc_now(), note=args.note)
+    out(f"notice {notice.id} of seal {notice.device_id} (case {notice.case_no}) revoked")
     return 0
 
 

@@ -11,7 +11,8 @@ from server.core.base import Base, BigId
 
 
 class Notice(Base):
-    """A printed seal notice (查封公告). A newer notice for the same seal supersedes it; a clerk may revoke it."""
+    """A printed seal notice (查封公告). A newer notice for the same seal supersedes it; unbinding its seal (the
+    seizure lifted, or the seal taken off by hand) revokes it, and so may a clerk."""
 
     __tablename__ = "notices"
 
@@ -28,3 +29,7 @@ class Notice(Base):
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("notices.id"), comment="The notice that replaced it.")
     revoked_at: Mapped[datetime | None]
     revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_reason: Mapped[str | None] = mapped_column(
+        String(16), comment="lifted, unbound or revoked (server.notices.service.Revocation)."
+    )
+    revoked_note: Mapped[str | None] = mapped_column(Text, comment="Why, in words (shown on the notice's page).")

@@ -27,6 +27,7 @@ REFUSAL_TEXT: dict[Refusal, tuple[str, str]] = {
     Refusal.UNKNOWN: ("本院无此公告的记录", "this court has no record of this notice"),
     Refusal.SUPERSEDED: ("公告已被本院新签发的公告取代", "the court has replaced it with a newer notice"),
     Refusal.REVOKED: ("公告已被本院撤销", "the court has revoked it"),
+    Refusal.LIFTED: ("查封已解除，本公告不再有效", "the seizure has been lifted: the notice no longer stands"),
 }
 
 #: A case's status (server.seals.models.CaseStatus values), in Chinese and English.

@@ -12,20 +12,29 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol.signing import SigningKey, VerifyKey
 from server.audit.service import Actor, record_audit
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, Invalid, NotFound
 from server.notices.facts import NoticeFacts, court_day, end_of_court_day
 from server.notices.keys import key_id
 from server.notices.models import Notice
 from server.notices.token import NoticeClaims, Refusal, sign_token, verify_token
 from server.seals.cases import get_case
-from server.seals.models import Case, Seal, SealBinding
+from server.seals.models import Case, CaseStatus, Seal, SealBinding
 from server.seals.registry import get_seal
+
+
+class Revocation(StrEnum):
+    """Why a notice was revoked."""
+
+    LIFTED = "lifted"  # the seizure was lifted: the seals were removed on site
+    UNBOUND = "unbound"  # its seal was taken off the case by hand
+    REVOKED = "revoked"  # a clerk revoked it
 
 
 @dataclass(frozen=True)
@@ -136,18 +145,59 @@ def issue_notice(
     return IssuedNotice(notice, facts, token_of(notice, key), new=True)
 
 
-def revoke_notice(session: Session, *, actor: Actor | None, notice_id: int, now: datetime) -> Notice:
-    """Mark a notice revoked (its page then says it is not authentic); audited ``notice.revoke``."""
-    notice = session.get(Notice, notice_id)
-    if notice is None:
-        raise NotFound(f"unknown notice {notice_id}")
+def revoke_notice(
+    session: Session,
+    *,
+    actor: Actor | None,
+    notice_id: int,
+    now: datetime,
+    note: str,
+    reason: Revocation = Revocation.REVOKED,
+) -> Notice:
+    """Mark a notice revoked, with why (its page then says it is not authentic, and why); audited
+    ``notice.revoke``. :class:`Conflict` if it was revoked already, :class:`Invalid` without a note."""
+    if not note.strip():
+        raise Invalid("say why the notice is revoked")
+    notice = get_notice(session, notice_id=notice_id, for_update=True)
     if notice.revoked_at is not None:
         raise Conflict(f"notice {notice_id} was revoked at {notice.revoked_at.isoformat()}")
-    notice.revoked_at, notice.revoked_by = now, actor.id if actor is not None else None
-    session.flush()
-    details = {"notice_id": notice.id, "case_no": notice.case_no}
-    record_audit(session, actor=actor, action="notice.revoke", target=notice.device_id, details=details)
+    _revoke(session, notice, actor=actor, now=now, reason=reason, note=note)
     return notice
+
+
+def get_notice(session: Session, *, notice_id: int, for_update: bool = False) -> Notice:
+    notice = session.get(Notice, notice_id, with_for_update=for_update or None)
+    if notice is None:
+        raise NotFound(f"unknown notice {notice_id}")
+    return notice
+
+
+def revoke_seal_notices(
+    session: Session,
+    *,
+    actor: Actor | None,
+    device_id: str,
+    case_no: str,
+    now: datetime,
+    reason: Revocation,
+    note: str = "",
+) -> list[int]:
+    """Revoke every standing notice of the seal for ``case_no`` (its binding there ended); return their ids."""
+    query = select(Notice).where(Notice.device_id == device_id, Notice.case_no == case_no, Notice.revoked_at.is_(None))
+    notices = list(session.scalars(query.order_by(Notice.id).with_for_update()))
+    for notice in notices:
+        _revoke(session, notice, actor=actor, now=now, reason=reason, note=note)
+    return [notice.id for notice in notices]
+
+
+def _revoke(
+    session: Session, notice: Notice, *, actor: Actor | None, now: datetime, reason: Revocation, note: str
+) -> None:
+    notice.revoked_at, notice.revoked_by = now, actor.id if actor is not None else None
+    notice.revoked_reason, notice.revoked_note = reason.value, note
+    session.flush()
+    details = {"notice_id": notice.id, "case_no": notice.case_no, "reason": reason.value, "note": note}
+    record_audit(session, actor=actor, action="notice.revoke", target=notice.device_id, details=details)
 
 
 def token_of(notice: Notice, key: SigningKey) -> str:
@@ -176,20 +226,31 @@ def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime)
     if hashlib.sha256(notice.facts.encode("utf-8")).digest() != claims.facts_sha256:
         return NoticeCheck(Refusal.UNKNOWN, "the court's record of the notice does not match it")
     refusal, detail = checked.refusal, checked.detail
-    if notice.revoked_at is not None:
-        refusal, detail = Refusal.REVOKED, f"revoked on {court_day(notice.revoked_at)}"
-    elif notice.superseded_at is not None:
-        refusal, detail = Refusal.SUPERSEDED, f"replaced by notice {notice.superseded_by}"
     seal = session.scalar(select(Seal).where(Seal.device_id == notice.device_id))
     case = session.scalar(select(Case).where(Case.case_no == notice.case_no))
+    still_bound = seal is not None and seal.case_no == notice.case_no
+    lifted = case is not None and case.status in (CaseStatus.LIFTED, CaseStatus.CLOSED)
+    if notice.revoked_at is not None:
+        lifted = notice.revoked_reason == Revocation.LIFTED
+        refusal = Refusal.LIFTED if lifted else Refusal.REVOKED
+        detail = f"revoked on {court_day(notice.revoked_at)}"
+        if notice.revoked_note:
+            detail += f": {notice.revoked_note}"
+    elif notice.superseded_at is not None:
+        refusal, detail = Refusal.SUPERSEDED, f"replaced by notice {notice.superseded_by}"
+    elif not still_bound:  # unbound without the notice revoked (a seal moved on the command line, say)
+        refusal = Refusal.LIFTED if lifted else Refusal.REVOKED
+        detail = "the seal is no longer bound to the notice's case"
     return NoticeCheck(
         refusal,
         detail,
         notice=notice,
         facts=facts,
         seal_armed=seal.armed if seal is not None else None,
-        seal_armed_at=seal.armed_at if seal is not None else None,
-        still_bound=seal is not None and seal.case_no == notice.case_no,
+        # Not the time: the seal's heartbeats say whether it is armed, and the time of the latest would tell anyone
+        # at the door (the debtor too) when the seal last spoke — whether it is offline, or whether jamming it worked.
+        seal_armed_at=None,
+        still_bound=still_bound,
         case_status=case.status if case is not None else None,
     )
 

@@ -49,7 +49,8 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"  # signed, but the court has no such notice on record
     SUPERSEDED = "superseded"  # a newer notice for the seal replaced it
-    REVOKED = "revoked"
+    REVOKED = "revoked"  # revoked by the court (a clerk), or its seal was taken off the case
+    LIFTED = "lifted"  # the seizure was lifted: the seals are off and the notice no longer stands
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@ decision, the remote disarm of every seal of the case, and the officer's confirm
 - :mod:`~server.removal.models`: its tables (requests, proof files, the creditor's views, the disarm commands
   issued for it, its history);
 - :mod:`~server.removal.proofs`: proof files checked by content and stored by their SHA-256;
-- :mod:`~server.removal.service`: one function per business action, each writing its audit entry;
-- :mod:`~server.removal.settle`: a request waiting for its seals becomes ``disarmed`` once each has acknowledged.
+- :mod:`~server.removal.service`: one function per business action before the decision, each writing its audit
+  entry;
+- :mod:`~server.removal.disarm`: the approval, the disarm to each seal, each seal's progress, and settling
+  ``disarmed`` once each has acknowledged (:mod:`~server.removal.settler` runs it);
+- :mod:`~server.removal.lifting`: the officer's confirmation on site, and the judge's decisions for a seal that never
+  answers (lift without its acknowledgement, or withdraw the approval);
+- :mod:`~server.removal.release`: unbinding a seal, by hand or by the lifting, with what its binding carried (its
+  pending commands expire, its notices are revoked).
 """

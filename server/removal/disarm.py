@@ -1,17 +1,18 @@
-"""From the judge's approval to the lifted seizure: the signed ``disarm`` to every seal of the case, each seal's
-progress, re-sending to a seal that was offline, settling ``disarmed`` once every seal has acknowledged, and the
-officer's confirmation on site (the seals unbound).
+"""From the judge's approval to a request ready to be lifted: the signed ``disarm`` to every seal of the case, each
+seal's progress, re-sending to a seal that was offline, and settling ``disarmed`` once every seal has acknowledged
+(or the judge decided to go without one that never answers, :mod:`server.removal.lifting`).
 
 A seal counts as disarmed only by its signed ``command_ack`` of a disarm issued for the request — the command's
-state, set by the ingest (:func:`server.commands.service.apply_answer`) in the transaction that stores the ack.
-The request learns of it in :func:`settle` (run by :class:`~server.removal.settler.RemovalSettler`, woken by the
-ingest after it stores an answer, and before a request is shown or acted on): the ingest's transaction holds
-evidence and stays free of the workflow, and the packages below this one never import it.
+state, set by the ingest (:func:`server.commands.service.apply_answer`) in the transaction that stores the ack —
+received while the seal was bound to the request's case, and not followed by a signed event saying it is armed
+again. The request learns of it in :func:`settle` (run by :class:`~server.removal.settler.RemovalSettler`, woken
+by the ingest after it stores an answer, and before a request is shown or acted on): the ingest's transaction
+holds evidence and stays free of the workflow, and the packages below this one never import it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,12 +29,11 @@ from server.commands.state import CommandState
 from server.core.db import SessionFactory
 from server.errors import Conflict, Invalid, NotFound
 from server.removal.messages import tell
-from server.removal.models import RemovalDisarm, RemovalRequest
+from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, get_request
-from server.seals.cases import set_case_status
-from server.seals.models import CaseStatus, Seal
-from server.seals.registry import unbind_seal
+from server.seals.cases import get_case, set_case_status
+from server.seals.models import CaseStatus, Seal, SealBinding
 
 
 class SealStatus(StrEnum):
@@ -43,6 +43,24 @@ class SealStatus(StrEnum):
     WAITING_FOR_SEAL = "waiting_for_seal"  # the disarm expired unanswered (the seal is offline): re-send it
     REFUSED = "refused"  # the seal refused the disarm (e.g. expired by its clock): re-send it
     DISARMED = "disarmed"  # its signed command_ack arrived
+    REARMED = "rearmed"  # it acknowledged, then its signed events said it is armed again: re-send a disarm
+    WITHOUT_ACK = "without_ack"  # it never acknowledged; the judge decided to lift it without its acknowledgement
+
+
+#: Whether a seal was bound to the request's case at a moment (by the court's clock).
+Binding = Callable[[datetime], bool]
+#: A seal that no longer holds the request up.
+SETTLED = frozenset({SealStatus.DISARMED, SealStatus.WITHOUT_ACK})
+#: A seal that needs a new disarm.
+DUE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.REARMED})
+#: What each status asks for, in a refusal.
+_WANTING = {
+    SealStatus.SENT: "the disarm is sent, no answer yet",
+    SealStatus.WAITING_FOR_SEAL: "the disarm expired unanswered: re-send it, or the judge decides to lift it "
+    "without its acknowledgement",
+    SealStatus.REFUSED: "it refused the disarm: re-send it",
+    SealStatus.REARMED: "its signed events say it is armed again: re-send the disarm",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,7 @@ class SealProgress:
     reason: str | None
     commands: int  # how many disarms were issued to it for the request
     armed: bool | None  # as the seal's latest signed event says (None: it has not said)
+    found: str | None = None  # lifted without its ack: what the officer found on site (server.removal.lifting)
 
 
 def approve_request(
@@ -74,6 +93,9 @@ def approve_request(
     if not reasons.strip():
         raise Invalid("an approval needs reasons")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
+    # The case's row is locked before its seals are listed: a seal being bound at this moment is either bound
+    # before (and disarmed) or waits, then finds the case lifting and is refused.
+    get_case(session, case_no=request.case_no, for_update=True)
     seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
     if not seals:
         raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm")
@@ -100,18 +122,20 @@ def resend_disarm(
     ttl: timedelta,
     now: datetime,
 ) -> list[CourtCommand]:
-    """A new signed ``disarm`` to each seal of the request that is waiting (its disarm expired unanswered) or
-    refused it — or to ``device_id`` only. :class:`Conflict` if no such seal needs one."""
+    """A new signed ``disarm`` to each seal of the request that is waiting (its disarm expired unanswered), refused
+    it or says it is armed again — and to a seal bound to the case that was sent none — or to ``device_id`` only.
+    :class:`Conflict` if no such seal needs one."""
     transition(request.state, RemovalAction.RESEND_DISARM)
     progress = {p.device_id: p for p in seal_progress(session, request, now=now)}
-    if device_id is not None and device_id not in progress:
+    unsent = unsent_seals(session, request, progress)
+    if device_id is not None and device_id not in progress and device_id not in unsent:
         raise NotFound(f"seal {device_id!r} is not one of removal request {request.id}")
-    again = (SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED)
-    due = [p for p in progress.values() if p.status in again and device_id in (None, p.device_id)]
+    due = [d for d, p in progress.items() if p.status in DUE] + unsent
+    due = [d for d in due if device_id in (None, d)]
     if not due:
         shown = ", ".join(f"{p.device_id}: {p.status.value}" for p in progress.values())
         raise Conflict(f"no seal of removal request {request.id} waits for a new disarm ({shown})")
-    seals = session.scalars(select(Seal).where(Seal.device_id.in_([p.device_id for p in due])).order_by(Seal.device_id))
+    seals = session.scalars(select(Seal).where(Seal.device_id.in_(due)).order_by(Seal.device_id))
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
     sent = {"commands": {row.device_id: row.id for row in commands}}
     advance(session, request, RemovalAction.RESEND_DISARM, actor=actor, now=now, note=note, details=sent)
@@ -138,7 +162,8 @@ def _disarm(
 
 
 def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -> list[SealProgress]:
-    """Each seal the request sent a disarm to, by device id: disarmed once any of its disarms is acknowledged."""
+    """Each seal the request sent a disarm to, by device id: disarmed once any of its disarms is acknowledged while
+    it was bound to the request's case, and no signed event of it said armed since."""
     query = (
         select(CourtCommand)
         .join(RemovalDisarm, RemovalDisarm.command_id == CourtCommand.id)
@@ -148,23 +173,69 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
     by_seal: dict[str, list[CourtCommand]] = {}
     for command in session.scalars(query):
         by_seal.setdefault(command.device_id, []).append(command)
-    armed: dict[str, bool | None] = {}
-    for device_id, value in session.execute(select(Seal.device_id, Seal.armed).where(Seal.device_id.in_(by_seal))):
-        armed[device_id] = value
-    return [_progress(d, commands, now, armed.get(d)) for d, commands in sorted(by_seal.items())]
+    seals = {seal.device_id: seal for seal in session.scalars(select(Seal).where(Seal.device_id.in_(by_seal)))}
+    spans: dict[str, list[SealBinding]] = {device_id: [] for device_id in by_seal}
+    for binding in session.scalars(select(SealBinding).where(SealBinding.device_id.in_(by_seal))):
+        spans[binding.device_id].append(binding)
+    waivers = waived(session, request)
+    return [
+        _progress(d, commands, now, seals[d], _binding_test(spans[d], request.case_no), waivers.get(d))
+        for d, commands in sorted(by_seal.items())
+    ]
 
 
-def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime, armed: bool | None) -> SealProgress:
-    acknowledged = [c for c in commands if c.state == CommandState.ACKNOWLEDGED]
-    command = acknowledged[0] if acknowledged else commands[-1]
-    if acknowledged:
-        status = SealStatus.DISARMED
-    elif command.state == CommandState.REJECTED:
+def waived(session: Session, request: RemovalRequest) -> dict[str, RemovalWaiver]:
+    """The seals of the request the judge decided to lift without their acknowledgement, by device id."""
+    query = select(RemovalWaiver).where(RemovalWaiver.request_id == request.id)
+    return {waiver.device_id: waiver for waiver in session.scalars(query)}
+
+
+def _binding_test(bindings: list[SealBinding], case_no: str) -> Binding:
+    def bound_to_case(at: datetime) -> bool:
+        if not bindings:  # bound before the binding history existed
+            return True
+        return any(
+            b.case_no == case_no and b.bound_at <= at and (b.unbound_at is None or at <= b.unbound_at) for b in bindings
+        )
+
+    return bound_to_case
+
+
+def _progress(
+    device_id: str,
+    commands: Sequence[CourtCommand],
+    now: datetime,
+    seal: Seal,
+    bound_to_case: Binding,
+    waiver: RemovalWaiver | None,
+) -> SealProgress:
+    acknowledged = [
+        c
+        for c in commands
+        if c.state == CommandState.ACKNOWLEDGED and c.answered_at is not None and bound_to_case(c.answered_at)
+    ]
+    ack = acknowledged[-1] if acknowledged else None
+    latest = commands[-1]
+    armed_again = (
+        ack is not None
+        and seal.armed is True
+        and seal.armed_seq is not None
+        and ack.answer_seq is not None
+        and seal.armed_seq > ack.answer_seq
+    )
+    command = latest
+    if ack is not None and not armed_again:
+        status, command = SealStatus.DISARMED, ack
+    elif ack is not None and latest.id <= ack.id:
+        status, command = SealStatus.REARMED, ack
+    elif latest.state == CommandState.REJECTED:
         status = SealStatus.REFUSED
-    elif command.state == CommandState.PENDING and command.expires_at > now:
+    elif latest.state == CommandState.PENDING and latest.expires_at > now:
         status = SealStatus.SENT
-    else:  # expired, or pending past its expiry (the dispatcher has not marked it yet)
+    else:  # expired, pending past its expiry (the dispatcher has not marked it yet), or answered while elsewhere
         status = SealStatus.WAITING_FOR_SEAL
+    if waiver is not None and status is not SealStatus.DISARMED:
+        status = SealStatus.WITHOUT_ACK
     return SealProgress(
         device_id=device_id,
         status=status,
@@ -175,27 +246,59 @@ def _progress(device_id: str, commands: Sequence[CourtCommand], now: datetime, a
         answered_at=command.answered_at,
         reason=command.reason,
         commands=len(commands),
-        armed=armed,
+        armed=seal.armed,
+        found=waiver.found if waiver is not None else None,
     )
 
 
+def unsent_seals(session: Session, request: RemovalRequest, progress: dict[str, SealProgress]) -> list[str]:
+    """Seals bound to the request's case now that were sent no disarm for it (none should be: the approval locks
+    the case; :func:`resend_disarm` sends them one)."""
+    bound = session.scalars(select(Seal.device_id).where(Seal.case_no == request.case_no).order_by(Seal.device_id))
+    return [device_id for device_id in bound if device_id not in progress]
+
+
+def unsettled(
+    session: Session, request: RemovalRequest, *, now: datetime, progress: list[SealProgress] | None = None
+) -> list[str]:
+    """What keeps the request from being disarmed, seal by seal: each not disarmed (nor lifted without its
+    acknowledgement by the judge's decision), and each bound to the case that was sent no disarm. Empty: ready."""
+    if progress is None:
+        progress = seal_progress(session, request, now=now)
+    if not progress:
+        return ["no disarm was sent"]
+    problems = [f"seal {p.device_id}: {_WANTING[p.status]}" for p in progress if p.status not in SETTLED]
+    unsent = unsent_seals(session, request, {p.device_id: p for p in progress})
+    problems += [f"seal {d} is bound to the case and was sent no disarm: re-send the disarm" for d in unsent]
+    return problems
+
+
 def all_disarmed(session: Session, request: RemovalRequest, *, now: datetime) -> bool:
-    """Has each seal of ``request`` acknowledged a disarm (and was there any)?"""
-    progress = seal_progress(session, request, now=now)
-    return bool(progress) and all(p.status is SealStatus.DISARMED for p in progress)
+    """Has each seal of ``request`` acknowledged a disarm (or been decided without), and is every seal bound to
+    the case one of them?"""
+    return not unsettled(session, request, now=now)
 
 
 def settle(session: Session, *, request_id: int, now: datetime) -> bool:
-    """``disarm_pending`` → ``disarmed`` if each seal of the request has acknowledged a disarm; return whether it
-    moved. Done by the server itself (no actor); safe to run any number of times, from several places at once."""
+    """``disarm_pending`` → ``disarmed`` if each seal of the request has acknowledged a disarm (or the judge decided
+    to lift it without) and no other seal is bound to the case; return whether it moved. Done by the server itself
+    (no actor); safe to run any number of times, from several places at once."""
     request = get_request(session, request_id=request_id, for_update=True)
     if request.state != RemovalState.DISARM_PENDING:
         return False
-    if not all_disarmed(session, request, now=now):
+    progress = seal_progress(session, request, now=now)
+    if unsettled(session, request, now=now, progress=progress):
         return False
-    acks = {p.device_id: p.command_id for p in seal_progress(session, request, now=now)}
+    acks = {p.device_id: p.command_id for p in progress if p.status is SealStatus.DISARMED}
+    without = [p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK]
     note = "each seal acknowledged the disarm with its signed command_ack"
-    advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, note=note, details={"acks": acks})
+    if without:
+        note = (
+            f"{', '.join(acks) or 'no seal'} acknowledged the disarm with its signed command_ack; "
+            f"{', '.join(without)} never acknowledged: lifted without its acknowledgement by the judge's decision"
+        )
+    details = {"acks": acks, "without_ack": without}
+    advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, note=note, details=details)
     request.disarmed_at = now
     tell(session, request, "disarmed", now=now)
     return True
@@ -221,20 +324,3 @@ def waiting_request_ids(session: Session) -> list[int]:
     """The requests waiting for their seals' acknowledgements."""
     query = select(RemovalRequest.id).where(RemovalRequest.state == RemovalState.DISARM_PENDING.value)
     return list(session.scalars(query.order_by(RemovalRequest.id)))
-
-
-def confirm_lifted(session: Session, *, actor: Actor, request: RemovalRequest, note: str, now: datetime) -> list[str]:
-    """An officer on site confirms the seals are physically removed: every seal of the case is unbound (events it
-    stamps after that, beyond the clock-skew allowance, no longer enter the case), the request and the case are
-    ``lifted``. Return the unbound seals' ids."""
-    transition(request.state, RemovalAction.LIFT)  # disarmed first: 409 otherwise
-    seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
-    for seal in seals:
-        unbind_seal(session, actor=actor, device_id=seal.device_id)
-    unbound = [seal.device_id for seal in seals]
-    advance(session, request, RemovalAction.LIFT, actor=actor, now=now, note=note, details={"unbound": unbound})
-    request.lifted_by, request.lifted_at = actor.id, now
-    status_note = f"removal request {request.id}: the seals were removed on site"
-    set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTED, note=status_note)
-    tell(session, request, "lifted", now=now)
-    return unbound

@@ -57,6 +57,18 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "Every seal of case {case} has acknowledged the disarm (request no. {no}): an officer may now remove them "
         "on site and confirm it.",
     ),
+    "without_ack": (
+        frozenset({DEBTOR, CREDITOR, JUDGE, OFFICER}),
+        "法官决定：案件{case}的电子封条{extra}未确认解除布防（申请第{no}号），不待其确认即予解除；执行人员到场时请查明其状况。",
+        "The judge decided that seal(s) {extra} of case {case}, which never acknowledged the disarm (request no. "
+        "{no}), are lifted without their acknowledgement; the officer on site records what became of them.",
+    ),
+    "aborted": (
+        frozenset({DEBTOR, CREDITOR, JUDGE, OFFICER}),
+        "法官撤销了对案件{case}解除查封的准予（申请第{no}号），查封继续，电子封条已收到重新布防指令。理由：{extra}",
+        "The judge withdrew the approval to lift the seizure of case {case} (request no. {no}): the seizure stands "
+        "and the seals have been sent the signed arm. Reasons: {extra}",
+    ),
     "lifted": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),
         "案件{case}的查封已解除：执行人员已到场拆除电子封条（申请第{no}号）。",

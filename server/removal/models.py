@@ -1,5 +1,6 @@
 """The tables of removal requests: the request, its proof files, the creditor's views, the disarm commands issued
-for it, and its history (every transition: who, when, the note — the audit log has the same entries).
+for it, the seals lifted without their acknowledgement, and its history (every transition: who, when, the note —
+the audit log has the same entries).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class RemovalRequest(Base):
     views: Mapped[list[RemovalView]] = relationship(order_by="RemovalView.id", viewonly=True)
     disarms: Mapped[list[RemovalDisarm]] = relationship(order_by="RemovalDisarm.command_id", viewonly=True)
     steps: Mapped[list[RemovalStep]] = relationship(order_by="RemovalStep.id", viewonly=True)
+    waivers: Mapped[list[RemovalWaiver]] = relationship(order_by="RemovalWaiver.id", viewonly=True)
 
 
 class RemovalProof(Base):
@@ -78,6 +80,24 @@ class RemovalDisarm(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("removal_requests.id"), index=True)
     command_id: Mapped[int] = mapped_column(ForeignKey("commands.id"), unique=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"))
+
+
+class RemovalWaiver(Base):
+    """The judge's decision that one seal of a request is lifted without its acknowledgement (it never answered:
+    stolen, broken, its battery dead), and what the officer found of it on site."""
+
+    __tablename__ = "removal_waivers"
+    __table_args__ = (UniqueConstraint("request_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("removal_requests.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"))
+    decided_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime] = mapped_column(default=utc_now)
+    reasons: Mapped[str] = mapped_column(Text, comment="The judge's reasons.")
+    found: Mapped[str | None] = mapped_column(
+        String(16), comment="removed, destroyed or missing, as the officer found it on site (server.removal.lifting)."
+    )
 
 
 class RemovalStep(Base):

@@ -1,8 +1,9 @@
 """Proof files of a removal request: PDF, JPEG or PNG, told by their content, never by their name.
 
 :func:`check_proof` reads the type from the magic bytes, then makes sure the file is one: a picture must decode
-(Pillow, bounded in pixels), a PDF must have its header, a ``startxref`` pointing inside the file and ``%%EOF`` at
-its end. A name whose extension names another type, or a declared content type that is another type, is a lie and
+(Pillow, bounded in pixels, a few at a time), a PDF must have its header, ``%%EOF`` at its end and a ``startxref``
+pointing at a cross-reference table (with its trailer) or stream. Call it with no transaction open: decoding takes
+a while. A name whose extension names another type, or a declared content type that is another type, is a lie and
 refused; a missing extension and ``application/octet-stream`` (a client that does not know) are not. Files are
 stored by their SHA-256 (:class:`ProofStore`), written atomically, once however often they are sent.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -22,15 +24,29 @@ from server.removal.errors import ProofRefused
 
 PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
 #: The extension a stored proof gets, and the extensions a name may carry, per type.
-EXTENSIONS = {PDF: (".pdf",), JPEG: (".jpg", ".jpeg"), PNG: (".png",)}
+EXTENSIONS = {PDF: (".pdf",), JPEG: (".jpg", ".jpeg", ".jpe", ".jfif"), PNG: (".png",)}
 #: Declared types that tell nothing (a client that does not know the type).
 UNDECLARED = frozenset({"", "application/octet-stream"})
-#: A scan or a phone's photo of a receipt; larger is no document.
-MAX_PIXELS = 50_000_000
+#: Other names clients give the three types.
+ALIASES = {"image/jpg": JPEG, "image/pjpeg": JPEG, "image/x-png": PNG}
+#: A phone's photo of a receipt (12 megapixels), an A4 page scanned at 400 dpi (15.5); larger is no document, and
+#: decoding it would hold a worker (and ~75 MB) for nothing.
+MAX_PIXELS = 25_000_000
+#: At most this many pictures are decoded at once, whatever the number of uploads: the others wait their turn.
+MAX_CONCURRENT_DECODES = 2
 #: Where a PDF's last ``%%EOF`` must be (writers append a line end or a few bytes after it).
 PDF_TAIL_BYTES = 1024
 _STARTXREF = re.compile(rb"startxref\s+(\d{1,20})\s+%%EOF")
+#: A cross-reference table's start: ``xref``, its first subsection (first object, count) and first entry.
+_XREF_TABLE = re.compile(rb"\s*xref\s+\d{1,10}[ \t]+\d{1,10}\s+\d{10}[ \t]\d{5}[ \t][nf]")
+#: A cross-reference stream's start: an indirect object whose dictionary follows.
+_XREF_STREAM = re.compile(rb"\s*\d{1,10}\s+\d{1,5}\s+obj\s*<<")
+_TRAILER = re.compile(rb"trailer\s*<<")
+#: How much of a trailer or cross-reference stream dictionary is looked at.
+PDF_DICT_BYTES = 4096
 MAX_FILENAME = 255
+
+decoding_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ def check_proof(data: bytes, *, filename: str, declared_type: str, max_bytes: in
     if extension and extension not in EXTENSIONS[media_type]:
         raise ProofRefused(f"{name}: the name says {extension}, the content is {media_type}")
     declared = declared_type.split(";")[0].strip().lower()
+    declared = ALIASES.get(declared, declared)
     if declared not in UNDECLARED and declared != media_type:
         raise ProofRefused(f"{name}: declared as {declared}, the content is {media_type}")
     problem = _pdf_problem(data) if media_type == PDF else _picture_problem(data, media_type)
@@ -83,16 +100,35 @@ def safe_filename(filename: str) -> str:
 
 
 def _pdf_problem(data: bytes) -> str | None:
+    """A light check of a PDF's structure (no parser): its header; ``startxref`` and ``%%EOF`` at its end; and at the
+    offset ``startxref`` gives, a cross-reference table (``xref`` and its first entry, then a trailer dictionary
+    naming the document's root) or a cross-reference stream (an object whose dictionary is ``/Type /XRef`` and
+    names the root). Any bytes between a header and a ``startxref`` are no PDF."""
     if not re.match(rb"%PDF-[12]\.\d", data):
         return "no PDF header (%PDF-1.x or %PDF-2.x)"
-    tail = data[-PDF_TAIL_BYTES:]
+    tail_at = max(0, len(data) - PDF_TAIL_BYTES)
+    tail = data[tail_at:]
     if b"%%EOF" not in tail:
         return "a PDF must end with %%EOF"
     found = list(_STARTXREF.finditer(tail))
     if not found:
         return "no startxref before the PDF's %%EOF"
-    if int(found[-1].group(1)) >= len(data):
-        return "the PDF's startxref points past its end"
+    offset, startxref_at = int(found[-1].group(1)), tail_at + found[-1].start()
+    if offset >= startxref_at:
+        return "the PDF's startxref does not point before itself"
+    if _XREF_TABLE.match(data, offset):  # (white space before it allowed: a writer's stray line end)
+        trailer = _TRAILER.search(data, offset, startxref_at)
+        if trailer is None:
+            return "the PDF's cross-reference table has no trailer"
+        dictionary = data[trailer.end() : trailer.end() + PDF_DICT_BYTES]
+    elif stream := _XREF_STREAM.match(data, offset):
+        dictionary = data[stream.end() : stream.end() + PDF_DICT_BYTES].split(b"stream", 1)[0]
+        if re.search(rb"/Type\s*/XRef\b", dictionary) is None:
+            return "the object startxref points at is no cross-reference stream"
+    else:
+        return "startxref does not point at a cross-reference table or stream"
+    if re.search(rb"/Root\s+\d+\s+\d+\s+R", dictionary) is None:
+        return "the PDF's trailer names no document root (/Root)"
     return None
 
 
@@ -103,7 +139,8 @@ def _picture_problem(data: bytes, media_type: str) -> str | None:
             width, height = picture.size
             if width * height > MAX_PIXELS:
                 return f"a {width}x{height} picture is larger than {MAX_PIXELS} pixels"
-            picture.load()
+            with decoding_slots:
+                picture.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"the {kind} picture does not decode: {exc}"
     return None

@@ -24,9 +24,9 @@ from server.removal.messages import ground_text, tell
 from server.removal.models import RemovalProof, RemovalRequest, RemovalView
 from server.removal.proofs import CheckedProof, ProofStore
 from server.removal.state import OPEN_STATES, RemovalAction, RemovalState, transition
-from server.removal.steps import FILE, advance, record_step
-from server.seals.cases import get_case
-from server.seals.models import CaseStatus, Seal
+from server.removal.steps import FILE, advance, hold_of, record_step
+from server.seals.cases import get_case, hold_case
+from server.seals.models import Case, CaseStatus, Seal
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,37 @@ def open_request(session: Session, *, case_no: str) -> RemovalRequest | None:
         RemovalRequest.case_no == case_no, RemovalRequest.state.in_([s.value for s in OPEN_STATES])
     )
     return session.scalars(query).first()
+
+
+def check_filing(session: Session, *, case_no: str, statement: str, files: int, settings: RemovalSettings) -> Case:
+    """The checks a filing must pass that need no proof file read: cheap, so that a filing bound to fail fails
+    before its pictures are decoded. :class:`Invalid` for an empty statement, :class:`ProofRefused` for more files
+    than allowed, :class:`Conflict` if the case has an open request already, is not sealed or has no seal."""
+    case = get_case(session, case_no=case_no)
+    if not statement.strip():
+        raise Invalid("a removal request needs a statement")
+    if files > settings.proof_max_files:
+        raise ProofRefused(f"{files} proof files: a request takes at most {settings.proof_max_files}")
+    existing = open_request(session, case_no=case.case_no)
+    if existing is not None:
+        raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
+    if case.status != CaseStatus.SEALED:
+        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
+    if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
+        raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
+    return case
+
+
+def store_proofs(store: ProofStore, proofs: Sequence[CheckedProof], *, case_no: str) -> None:
+    """Write the (checked) proof files to the store — before the filing's transaction, so that no write lock is held
+    while they are written; a file already there is not written again. :class:`ProofStorageFailed` if one cannot
+    be written (nothing is filed then)."""
+    for proof in {p.sha256: p for p in proofs}.values():
+        try:
+            store.put_proof(proof)
+        except OSError as exc:
+            logger.error("cannot store proof %s of case %s: %s", proof.sha256, case_no, exc)
+            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: {exc.strerror}") from exc
 
 
 def file_request(
@@ -51,18 +82,12 @@ def file_request(
     settings: RemovalSettings,
     now: datetime,
 ) -> RemovalRequest:
-    """File a request for ``case_no`` with its (checked) proof files; :class:`Conflict` if the case already has an
-    open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than allowed."""
-    case = get_case(session, case_no=case_no)
-    if len(proofs) > settings.proof_max_files:
-        raise ProofRefused(f"{len(proofs)} proof files: a request takes at most {settings.proof_max_files}")
-    existing = open_request(session, case_no=case.case_no)
-    if existing is not None:
-        raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
-    if case.status != CaseStatus.SEALED:
-        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
-    if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
-        raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
+    """File a request for ``case_no`` with its (checked) proof files, stored first (:func:`store_proofs`; a no-op
+    for files stored already); :class:`Conflict` if the case already has an open one, is not sealed or has no seal
+    to lift; :class:`ProofRefused` for more files than allowed. While the request is open it holds the case
+    (:func:`~server.removal.steps.hold_of`)."""
+    get_case(session, case_no=case_no, for_update=True)  # the case's seals cannot change while it is checked
+    case = check_filing(session, case_no=case_no, statement=statement, files=len(proofs), settings=settings)
     request = RemovalRequest(
         case_no=case.case_no,
         open_case_no=case.case_no,
@@ -80,15 +105,12 @@ def file_request(
             session.flush()
     except IntegrityError:
         raise Conflict(f"case {case.case_no!r} has an open removal request") from None
+    hold_case(session, case_no=case.case_no, holder=hold_of(request))
     kept: dict[str, CheckedProof] = {}
     for proof in proofs:
         kept.setdefault(proof.sha256, proof)  # the same file twice is one proof
+    store_proofs(store, list(kept.values()), case_no=case.case_no)
     for proof in kept.values():
-        try:
-            store.put_proof(proof)
-        except OSError as exc:
-            logger.error("cannot store proof %s of case %s: %s", proof.sha256, case.case_no, exc)
-            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: {exc.strerror}") from exc
         session.add(
             RemovalProof(
                 request_id=request.id,
@@ -114,6 +136,8 @@ def review_request(session: Session, *, actor: Actor, request: RemovalRequest, n
 def add_view(session: Session, *, actor: Actor, request: RemovalRequest, text: str, now: datetime) -> RemovalView:
     """The creditor's written view, before the decision and within the time set for views."""
     transition(request.state, RemovalAction.COMMENT)  # before the decision only (409 otherwise)
+    if not text.strip():
+        raise Invalid("a view needs its text")
     if now >= request.views_due_at:
         raise Conflict(
             f"the time for views on removal request {request.id} ended at {request.views_due_at:%Y-%m-%d %H:%M}Z"

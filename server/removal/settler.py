@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from server.core.base import utc_now
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
 from server.removal.disarm import settle, waiting_request_ids
 from server.removal.models import RemovalRequest
@@ -24,16 +25,24 @@ from server.removal.models import RemovalRequest
 logger = logging.getLogger(__name__)
 
 
-def settle_waiting(session_factory: SessionFactory, *, now: datetime) -> list[int]:
-    """Settle every request waiting for its seals; return those that became ``disarmed``."""
+def settle_waiting(
+    session_factory: SessionFactory, *, now: datetime, metrics: IngestMetrics | None = None
+) -> list[int]:
+    """Settle every request waiting for its seals; return those that became ``disarmed``. One that fails is logged
+    (with its traceback) and counted, and the others are settled all the same."""
     with session_factory() as session:
         waiting = waiting_request_ids(session)
     settled = []
     for request_id in waiting:
-        with session_factory() as session:
-            if settle(session, request_id=request_id, now=now):
-                settled.append(request_id)
-            session.commit()
+        try:
+            with session_factory() as session:
+                if settle(session, request_id=request_id, now=now):
+                    settled.append(request_id)
+                session.commit()
+        except Exception:  # one request's failure must not hold up the others'
+            logger.exception("removal request %d could not be settled", request_id)
+            if metrics is not None:
+                metrics.count_settle_failure()
     for request_id in settled:
         logger.info("removal request %d: every seal acknowledged the disarm", request_id)
     return settled
@@ -48,15 +57,17 @@ class RemovalSettler:
         *,
         interval_s: float,
         clock: Callable[[], datetime] = utc_now,
+        metrics: IngestMetrics | None = None,
         on_settled: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clock = clock
+        self._metrics = metrics
         self._on_settled = on_settled
         self._loop = RoundLoop("removal-settler", self.run_round, interval_s)
 
     def run_round(self) -> list[int]:
-        settled = settle_waiting(self._session_factory, now=self._clock())
+        settled = settle_waiting(self._session_factory, now=self._clock(), metrics=self._metrics)
         if settled and self._on_settled is not None:
             query = select(RemovalRequest.case_no).where(RemovalRequest.id.in_(settled))
             with self._session_factory() as session:

@@ -2,17 +2,25 @@
 
 ::
 
-    submitted ──review──▶ under_review ──approve──▶ approved ──issue_disarm──▶ disarm_pending
-        │                    │    └──reject──▶ rejected                          │  ▲ resend_disarm
-        └──────cancel────────┴──▶ cancelled                                       ▼  │
-                                                        lifted ◀──lift── disarmed ◀──confirm_disarmed
+    submitted ──review──▶ under_review ──approve──▶ approved ──issue_disarm──▶ disarm_pending ◀─┐ resend_disarm,
+        │                    │    └──reject──▶ rejected                          │   │    └────┘ lift_without_ack
+        └──────cancel────────┴──▶ cancelled                    confirm_disarmed  ▼   └──abort──▶ aborted
+                                                      lifted ◀──lift── disarmed ──abort──▶ aborted
+                                                                          └──resend_disarm──▶ disarm_pending
 
 - ``submitted``: the debtor filed it; the creditor is told and may give a written view (``comment``).
 - ``under_review``: the case's judge has taken it up; views are still taken until the decision.
 - ``approved`` → ``disarm_pending`` happen together: approving issues the signed ``disarm`` to every seal of the
   case. ``resend_disarm`` (a seal that was offline past the command's expiry) keeps it ``disarm_pending``.
-- ``disarmed``: each seal's signed ``command_ack`` arrived. ``lifted``: an officer confirmed the removal on site.
-- ``cancelled`` (by the debtor, before a decision), ``rejected`` and ``lifted`` are final.
+- ``lift_without_ack``: the judge decides, with reasons, that a seal which does not answer (stolen, broken, its
+  battery dead) is lifted without its acknowledgement; the request stays ``disarm_pending`` until every other seal
+  has acknowledged.
+- ``disarmed``: each seal's signed ``command_ack`` arrived (or the judge decided to go without it). A seal that
+  says it is armed again afterwards needs a new disarm (``resend_disarm``: back to ``disarm_pending``).
+- ``lifted``: an officer confirmed the removal on site.
+- ``abort``: the judge withdraws the approval, with reasons; the seals are sent a signed ``arm`` and the seizure
+  stands (the case is ``sealed`` again).
+- ``cancelled`` (by the debtor, before a decision), ``rejected``, ``aborted`` and ``lifted`` are final.
 
 An action the current state does not allow raises :class:`~server.removal.errors.IllegalTransition` (409).
 """
@@ -33,6 +41,7 @@ class RemovalState(StrEnum):
     DISARM_PENDING = "disarm_pending"
     DISARMED = "disarmed"
     LIFTED = "lifted"
+    ABORTED = "aborted"
 
     @property
     def is_final(self) -> bool:
@@ -51,9 +60,11 @@ class RemovalAction(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     ISSUE_DISARM = "issue_disarm"  # the signed disarm goes to every seal of the case
-    RESEND_DISARM = "resend_disarm"  # a new disarm to a seal that has not acknowledged: the state stays
-    CONFIRM_DISARMED = "confirm_disarmed"  # each seal's signed command_ack arrived
+    RESEND_DISARM = "resend_disarm"  # a new disarm to a seal that has not acknowledged (or is armed again)
+    LIFT_WITHOUT_ACK = "lift_without_ack"  # the judge: a seal that does not answer is lifted without its ack
+    CONFIRM_DISARMED = "confirm_disarmed"  # each seal's signed command_ack arrived (or the judge went without it)
     LIFT = "lift"  # an officer on site confirms the physical removal
+    ABORT = "abort"  # the judge withdraws the approval: the seals are armed again, the seizure stands
 
 
 S, A = RemovalState, RemovalAction
@@ -61,11 +72,17 @@ _TABLE: dict[RemovalState, dict[RemovalAction, RemovalState]] = {
     S.SUBMITTED: {A.REVIEW: S.UNDER_REVIEW, A.COMMENT: S.SUBMITTED, A.CANCEL: S.CANCELLED},
     S.UNDER_REVIEW: {A.APPROVE: S.APPROVED, A.REJECT: S.REJECTED, A.COMMENT: S.UNDER_REVIEW, A.CANCEL: S.CANCELLED},
     S.APPROVED: {A.ISSUE_DISARM: S.DISARM_PENDING},
-    S.DISARM_PENDING: {A.RESEND_DISARM: S.DISARM_PENDING, A.CONFIRM_DISARMED: S.DISARMED},
-    S.DISARMED: {A.LIFT: S.LIFTED},
+    S.DISARM_PENDING: {
+        A.RESEND_DISARM: S.DISARM_PENDING,
+        A.LIFT_WITHOUT_ACK: S.DISARM_PENDING,
+        A.CONFIRM_DISARMED: S.DISARMED,
+        A.ABORT: S.ABORTED,
+    },
+    S.DISARMED: {A.LIFT: S.LIFTED, A.RESEND_DISARM: S.DISARM_PENDING, A.ABORT: S.ABORTED},
     S.REJECTED: {},
     S.CANCELLED: {},
     S.LIFTED: {},
+    S.ABORTED: {},
 }
 del S, A
 

@@ -1,6 +1,7 @@
 """The one place a removal request changes state: :func:`advance` applies :func:`~server.removal.state.transition`,
-keeps the request's "open" mark, and writes the step (the request's own history) and the audit entry — who, when,
-from which state to which, and the note — in the caller's transaction."""
+keeps the request's "open" mark (and releases its hold on the case once it is final: :func:`hold_of`), and writes
+the step (the request's own history) and the audit entry — who, when, from which state to which, and the note — in
+the caller's transaction."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from server.audit.service import NO_ACTOR, Actor, record_audit
 from server.errors import NotFound
 from server.removal.models import RemovalRequest, RemovalStep
 from server.removal.state import RemovalAction, RemovalState, transition
+from server.seals.cases import hold_case
 
 FILE = "file"  # the filing: the step that has no state before it
+
+
+def hold_of(request: RemovalRequest) -> str:
+    """What holds the case while ``request`` is open (:attr:`server.seals.models.Case.held_by`): its seals are
+    unbound, and the case closed, only through the request."""
+    return f"removal-request:{request.id}"
 
 
 def get_request(session: Session, *, request_id: int, for_update: bool = False) -> RemovalRequest:
@@ -52,6 +60,8 @@ def advance(
     request.state = after.value
     request.updated_at = now
     request.open_case_no = None if after.is_final else request.case_no
+    if after.is_final:  # the case's seals may be unbound, and the case closed, again by anyone allowed to
+        hold_case(session, case_no=request.case_no, holder=None)
     record_step(session, request, action.value, before=before, actor=actor, now=now, note=note, details=details)
     return after
 

@@ -84,17 +84,41 @@ def update_court(session: Session, *, actor: Actor | None, code: str, changes: d
     return court
 
 
-def find_case(session: Session, *, case_no: str) -> Case | None:
-    """The case ``case_no`` names, whichever way it is spelt (:func:`~.case_numbers.case_no_spellings`)."""
+def find_case(session: Session, *, case_no: str, for_update: bool = False) -> Case | None:
+    """The case ``case_no`` names, whichever way it is spelt (:func:`~.case_numbers.case_no_spellings`);
+    ``for_update`` locks its row (PostgreSQL) until the transaction ends."""
     spellings = case_no_spellings(case_no)
-    cases = {case.case_no: case for case in session.scalars(select(Case).where(Case.case_no.in_(spellings)))}
+    query = select(Case).where(Case.case_no.in_(spellings))
+    if for_update:
+        # Only the case's row: its court is joined (nullable side of an outer join, which cannot be locked).
+        query = query.with_for_update(of=Case).execution_options(populate_existing=True)
+    cases = {case.case_no: case for case in session.scalars(query)}
     return next((cases[spelling] for spelling in spellings if spelling in cases), None)
 
 
-def get_case(session: Session, *, case_no: str) -> Case:
-    case = find_case(session, case_no=case_no)
+def get_case(session: Session, *, case_no: str, for_update: bool = False) -> Case:
+    """The case, or :class:`NotFound`. ``for_update`` locks its row until the transaction ends: whatever changes
+    which seals a case has, or acts on all of them (binding, unbinding, filing or approving a removal), locks it
+    first, so that those changes are seen whole, one after the other."""
+    case = find_case(session, case_no=case_no, for_update=for_update)
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")
+    return case
+
+
+def check_not_held(case: Case, *, through: str | None, doing: str) -> None:
+    """:class:`Conflict` if ``case`` is held (:attr:`Case.held_by`) by something else than ``through``."""
+    if case.held_by is not None and case.held_by != through:
+        raise Conflict(f"case {case.case_no!r} is held by {case.held_by} (open): {doing} only through it")
+
+
+def hold_case(session: Session, *, case_no: str, holder: str | None) -> Case:
+    """Mark the case held by ``holder`` (e.g. ``removal-request:12``), or release it with ``None``. Held, a case's
+    seals are unbound, and the case is closed, only by whoever passes ``through=holder``."""
+    case = get_case(session, case_no=case_no)
+    if holder is not None and case.held_by not in (None, holder):
+        raise Conflict(f"case {case.case_no!r} is already held by {case.held_by}")
+    case.held_by = holder
     return case
 
 
@@ -165,14 +189,24 @@ def update_case(session: Session, *, actor: Actor | None, case_no: str, changes:
     return case
 
 
-def set_case_status(session: Session, *, actor: Actor | None, case_no: str, status: CaseStatus, note: str = "") -> Case:
+def set_case_status(
+    session: Session,
+    *,
+    actor: Actor | None,
+    case_no: str,
+    status: CaseStatus,
+    note: str = "",
+    through: str | None = None,
+) -> Case:
     """Move the case to ``status`` along :data:`CASE_TRANSITIONS`; raise :class:`Conflict` naming the current status
-    if that move is not allowed."""
-    case = get_case(session, case_no=case_no)
+    if that move is not allowed, or if the case is closed while held (an open removal request) other than
+    ``through`` its holder."""
+    case = get_case(session, case_no=case_no, for_update=True)
     current = CaseStatus(case.status)
     if status not in CASE_TRANSITIONS[current]:
         raise Conflict(f"case {case.case_no!r} is {current.value}: it cannot become {status.value}")
     if status is CaseStatus.CLOSED:
+        check_not_held(case, through=through, doing="it is closed")
         bound = session.scalars(select(Seal.device_id).where(Seal.case_no == case.case_no)).all()
         if bound:
             raise Conflict(f"case {case.case_no!r} still has seals bound ({', '.join(bound)}): remove them first")

@@ -58,6 +58,11 @@ class Case(Base):
     seizure_expires_on: Mapped[date | None] = mapped_column(comment="查封期限: the last day of the seizure.")
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value, comment="A CaseStatus.")
     status_changed_at: Mapped[datetime | None]
+    held_by: Mapped[str | None] = mapped_column(
+        String(64),
+        comment="What holds the case, e.g. removal-request:12 while that request is open: its seals are then unbound, "
+        "and the case closed, only through it.",
+    )
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     court_row: Mapped[Court | None] = relationship(lazy="joined")

@@ -21,7 +21,7 @@ from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.evidence.queries import last_known_armed
-from server.seals.cases import get_case, set_case_status
+from server.seals.cases import check_not_held, get_case, set_case_status
 from server.seals.models import CaseStatus, Seal, SealBinding
 
 #: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
@@ -52,19 +52,30 @@ def bind_seal(
 ) -> SealBinding:
     """Bind an unbound seal to a case; raise :class:`Conflict` if it is bound (unbind it first)."""
     seal = get_seal(session, device_id=device_id)
-    case_no = get_case(session, case_no=case_no).case_no
+    case_no = get_case(session, case_no=case_no, for_update=True).case_no  # the case's seals change: lock it first
+    session.refresh(seal, with_for_update=True)
     if seal.case_no is not None:
         raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
     return _bind(session, seal, case_no=case_no, actor=actor, location=location, now=utc_now())
 
 
-def unbind_seal(session: Session, *, actor: Actor | None, device_id: str) -> SealBinding:
-    """End the seal's current binding; raise :class:`Conflict` if it is bound to no case. The audit entry says
-    whether the seal was still armed (it should have been disarmed after an approved removal)."""
+def unbind_seal(
+    session: Session, *, actor: Actor | None, device_id: str, through: str | None = None, note: str = ""
+) -> SealBinding:
+    """End the seal's current binding; raise :class:`Conflict` if it is bound to no case, or if its case is held
+    (an open removal request) by another than ``through``. The audit entry says whether the seal was still armed
+    (it should have been disarmed after an approved removal), and ``note``.
+
+    This is the binding alone: :func:`server.removal.release.release_seal` also ends what the binding carried (the
+    commands pending for the case, the notices on the door); the API and the lifting call that."""
     seal = get_seal(session, device_id=device_id)
     if seal.case_no is None:
         raise Conflict(f"seal {device_id!r} is not bound to a case")
-    return _unbind(session, seal, actor=actor, now=utc_now())
+    case = get_case(session, case_no=seal.case_no, for_update=True)  # the case's seals change: lock it first
+    session.refresh(seal, with_for_update=True)
+    if seal.case_no != case.case_no:
+        raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
+    return _unbind(session, seal, actor=actor, now=utc_now(), through=through, note=note)
 
 
 def seal_bindings(session: Session, *, device_id: str) -> list[SealBinding]:
@@ -95,7 +106,7 @@ def register_seal(
     because a silently swapped key would let anyone holding the new one speak for the seal.
     """
     device_id, key = _checked_identity(device_id, public_key)
-    case = get_case(session, case_no=case_no)
+    case = get_case(session, case_no=case_no, for_update=True)  # the case's seals may change: lock it first
     if CaseStatus(case.status) not in BINDABLE:
         raise Conflict(f"case {case.case_no!r} is {case.status}: no seal can be registered to it")
     case_no = case.case_no
@@ -111,8 +122,9 @@ def register_seal(
         seal.public_key = key
         seal.registered_at = now
     if seal.case_no != case_no:
-        if seal.case_no is not None:
-            _unbind(session, seal, actor=actor, now=now)
+        if seal.case_no is not None:  # moved from another case: that case's seals change too
+            get_case(session, case_no=seal.case_no, for_update=True)
+            _unbind(session, seal, actor=actor, now=now, note=f"moved to case {case_no}")
         _bind(session, seal, case_no=case_no, actor=actor, location=location, now=now, audit=False)
     elif location is not None:
         seal.location = location
@@ -168,20 +180,24 @@ def _bind(
     return binding
 
 
-def _unbind(session: Session, seal: Seal, *, actor: Actor | None, now: datetime) -> SealBinding:
+def _unbind(
+    session: Session, seal: Seal, *, actor: Actor | None, now: datetime, through: str | None = None, note: str = ""
+) -> SealBinding:
+    assert seal.case_no is not None
+    doing = f"seal {seal.device_id!r} is unbound"
+    check_not_held(get_case(session, case_no=seal.case_no), through=through, doing=doing)
     armed = last_known_armed(session, device_id=seal.device_id)
     binding = session.scalar(
         select(SealBinding).where(SealBinding.device_id == seal.device_id, SealBinding.unbound_at.is_(None))
     )
     if binding is None:  # bound before binding history existed
-        assert seal.case_no is not None
         binding = SealBinding(device_id=seal.device_id, case_no=seal.case_no, bound_at=seal.registered_at)
         session.add(binding)
     binding.unbound_at = now
     binding.unbound_by = actor.id if actor else None
     seal.case_no = None
     session.flush()
-    details = {"case_no": binding.case_no, "armed": armed}
+    details = {"case_no": binding.case_no, "armed": armed, "note": note}
     record_audit(session, actor=actor, action="seal.unbind", target=seal.device_id, details=details)
     case = get_case(session, case_no=binding.case_no)
     left = session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1))

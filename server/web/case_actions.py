@@ -28,7 +28,8 @@ from server.commands.service import issue_command_as
 from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import CommandsUnavailable, Conflict, NotFound
-from server.removal.disarm import approve_request, confirm_lifted, resend_disarm, settle
+from server.removal.disarm import approve_request, resend_disarm, settle
+from server.removal.lifting import confirm_lifted
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
 from server.removal.steps import get_request

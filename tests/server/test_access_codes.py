@@ -4,6 +4,8 @@ failed attempts are throttled like logins."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,3 +110,120 @@ def test_failed_attempts_are_throttled(world: RemovalWorld) -> None:
 
 def test_a_password_login_is_untouched(world: RemovalWorld) -> None:
     assert world.client.post("/api/auth/login", json={"username": "debtor", "password": PASSWORD}).status_code == 200
+
+
+def test_every_spelling_of_the_case_number_counts_as_one(world: RemovalWorld) -> None:
+    """The throttle counts the case, not the case number as typed: ASCII, full-width or 〔〕 brackets and blanks
+    around it are one case (three failures are allowed per case and address here)."""
+    issue(world)
+    body = CASE_A[1:]  # "2021)苏0214执1234号" without the opening bracket
+    spellings = [o + body.replace(")", cl, 1) for o in "(（〔" for cl in ")）〕"] + [" " + CASE_A, "\u3000" + CASE_A]
+    answers = [sign_in(world, "2222-2222-2222-2222", spelling).status_code for spelling in spellings[:4]]
+    assert answers == [401, 401, 401, 429]
+    with world.session_factory() as session:
+        failed = session.scalars(select(AuditEntry).where(AuditEntry.action == "login.failed")).all()
+        assert {e.target for e in failed} == {f"case:{CASE_A}"}
+
+
+def test_no_code_for_a_lifted_or_closed_case(world: RemovalWorld) -> None:
+    """A seizure lifted (or a case closed) needs no debtor's code: none is issued, and the one issued no longer
+    signs in."""
+    code = issue(world).json()["code"]
+    request_id = world.filed()
+    for device_id, row in world.commands(world.approved(request_id)).items():
+        world.answer(device_id, row.id)
+    world.ok("officer", request_id, "lifted", {"note": "拆除"})
+    refused = sign_in(world, code)
+    assert refused.status_code == 401 and "lifted or the case closed" in refused.json()["detail"]
+    assert sign_in(world, "2222-2222-2222-2222").json()["detail"] == "wrong case number or access code"
+    assert issue(world).status_code == 409
+
+
+def test_the_debtor_sees_whether_the_seals_are_armed_not_whether_they_are_online(world: RemovalWorld) -> None:
+    """Whoever holds the paper code must not learn when the seal on the door is deaf (offline, last heard from)
+    or whether jamming it worked (the commands and their fate): the debtor sees where each seal is and whether it
+    says it is armed."""
+    code = issue(world).json()["code"]
+    token = {"Authorization": f"Bearer {sign_in(world, code).json()['access_token']}"}
+    seal = world.client.get("/api/seals/seal-a1", headers=token)
+    assert seal.status_code == 200
+    assert set(seal.json()) == {"device_id", "case_no", "location", "armed", "installed_at"}
+    listed = world.client.get("/api/seals", headers=token).json()
+    assert [set(s) for s in listed] == [set(seal.json())] * 2
+    assert world.client.get("/api/seals/seal-a1/commands", headers=token).status_code == 403
+    for who in ("judge", "officer", "creditor", "clerk"):
+        full = world.client.get("/api/seals/seal-a1", headers=world.as_(who)).json()
+        assert {"online", "last_seen_at", "status"} <= set(full), who
+
+
+@pytest.fixture
+def lenient_world(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
+    settings = make_settings(
+        database_url, tmp_path, login_max_failures=100, login_address_max_failures=1000, login_user_max_failures=1000
+    )
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def test_a_sign_in_racing_the_rotation_of_its_code_gets_no_live_session(lenient_world: RemovalWorld) -> None:
+    """The code is checked with no transaction held (argon2 takes a while); the session is issued in a transaction
+    that reads the code's hash again, locked: a rotation committed during the check stops the sign-in, and one
+    that commits after it ends the session it issued. Rotations are started at offsets around the sign-in's."""
+    world = lenient_world
+    old = issue(world).json()["code"]
+    started = time.monotonic()
+    assert sign_in(world, "2222-2222-2222-2222").status_code == 401
+    check_s = time.monotonic() - started
+    survivors = []
+    for attempt in range(10):
+        offset = check_s * (-1.0 + 0.2 * attempt)  # < 0: the rotation starts first
+        result: dict[str, Any] = {}
+
+        def racing(result: dict[str, Any] = result, code: str = old, wait: float = max(0.0, -offset)) -> None:
+            time.sleep(wait)
+            result["answer"] = sign_in(world, code)
+
+        thread = threading.Thread(target=racing)
+        thread.start()
+        time.sleep(max(0.0, offset))
+        rotated = issue(world)
+        thread.join()
+        answer = result["answer"]
+        if answer.status_code == 200:
+            token = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+            if world.client.get("/api/auth/me", headers=token).status_code == 200:
+                survivors.append(round(offset / check_s, 1))
+        old = rotated.json()["code"]
+    assert not survivors, f"the old code opened a live session after its rotation (offsets {survivors} x the check)"
+
+
+def test_a_password_sign_in_racing_a_disabling_or_a_new_password_gets_no_live_session(
+    lenient_world: RemovalWorld,
+) -> None:
+    """The same for passwords: disabling the account, or a clerk setting a new password, while its old password is
+    being checked leaves the sign-in without a live session."""
+    world = lenient_world
+    clerk = world.as_("clerk")
+    survivors = []
+    for attempt, change in enumerate([{"disabled": True}, {"password": "a-new-password-1234"}] * 4):
+        username = f"officer-{attempt}"
+        created = world.client.post(
+            "/api/users", json={"username": username, "password": PASSWORD, "role": "officer"}, headers=clerk
+        )
+        assert created.status_code == 201, created.text
+        result: dict[str, Any] = {}
+
+        def racing(result: dict[str, Any] = result, username: str = username) -> None:
+            result["answer"] = world.client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+
+        thread = threading.Thread(target=racing)
+        thread.start()
+        time.sleep(0.02 * attempt)
+        assert world.client.patch(f"/api/users/{username}", json=change, headers=clerk).status_code == 200
+        thread.join()
+        answer = result["answer"]
+        if answer.status_code == 200:
+            token = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+            if world.client.get("/api/auth/me", headers=token).status_code == 200:
+                survivors.append((username, change))
+    assert not survivors, f"a sign-in outlived the change it raced: {survivors}"

@@ -52,11 +52,12 @@ from server.evidence.log import make_checkpoint
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
+from server.notices.service import issue_notice
 from server.notify.inbox import post_messages
 from server.notify.targets import add_notification_target
 from server.removal.disarm import approve_request, settle
 from server.removal.grounds import RemovalGround
-from server.removal.models import RemovalRequest
+from server.removal.models import RemovalDisarm, RemovalRequest
 from server.removal.proofs import ProofStore, check_proof
 from server.removal.service import file_request, review_request
 from server.seals.cases import add_case
@@ -165,6 +166,28 @@ class World:
                 assert settle(session, request_id=request_id, now=utc_now())
         return request_id
 
+    def request_and_seal(self, case_no: str, state: str) -> tuple[int, str]:
+        """A fresh request in ``state`` (as :meth:`removal_request`) and the seal it disarms."""
+        request_id = self.removal_request(case_no, state)
+        with self.session_factory() as session:
+            query = select(RemovalDisarm.device_id).where(RemovalDisarm.request_id == request_id)
+            device_id = session.scalars(query).first()
+        assert device_id is not None
+        return request_id, device_id
+
+    def new_notice(self, case_no: str) -> int:
+        """A standing notice of the case's seal (signed with any key: revoking it checks no signature)."""
+        with session_scope(self.session_factory) as session:
+            issued = issue_notice(
+                session,
+                actor=None,
+                device_id=seal_of(case_no),
+                key=self.court_key,
+                default_validity=timedelta(days=30),
+                now=utc_now(),
+            )
+            return issued.notice.id
+
     def access_code(self) -> str:
         with session_scope(self.session_factory) as session:
             return issue_access_code(session, actor=None, case_no=OWN, now=utc_now()).code
@@ -181,6 +204,12 @@ class World:
 
 def c(case_no: str) -> str:
     return quote(case_no, safe="")
+
+
+def without_ack(request_id: int, device_id: str) -> Call:
+    return Call(
+        f"/api/removal-requests/{request_id}/lift-without-ack", {"device_ids": [device_id], "reasons": "封条被毁"}
+    )
 
 
 @dataclass(frozen=True)
@@ -431,8 +460,23 @@ TABLE: list[Row] = [
         lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands", {"action": "ping"}),
         COURT,
     ),
-    Row("GET", "/api/seals/{device_id}/commands", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands")),
-    Row("GET", "/api/commands/{command_id}", "case", 200, lambda w, k: Call(f"/api/commands/{w.commands[k]}")),
+    # The seal's connection and the commands to it are not the debtor's to read (a jamming oracle).
+    Row(
+        "GET",
+        "/api/seals/{device_id}/commands",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/commands"),
+        ALL - {Role.DEBTOR},
+    ),
+    Row(
+        "GET",
+        "/api/commands/{command_id}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/commands/{w.commands[k]}"),
+        ALL - {Role.DEBTOR},
+    ),
     Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
     Row("GET", "/api/removal-grounds", "public", 200, fixed("/api/removal-grounds")),
     Row(
@@ -538,6 +582,30 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'waiting')}/resend-disarm", {}),
         CLERK | {Role.JUDGE},
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/lift-without-ack",
+        "case",
+        200,
+        lambda w, k: without_ack(*w.request_and_seal(k, "waiting")),
+        frozenset({Role.JUDGE}),
+    ),
+    Row(
+        "POST",
+        "/api/removal-requests/{request_id}/abort",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/removal-requests/{w.removal_request(k, 'waiting')}/abort", {"reasons": "撤销准予"}),
+        frozenset({Role.JUDGE}),
+    ),
+    Row(
+        "POST",
+        "/api/notices/{notice_id}/revoke",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/notices/{w.new_notice(k)}/revoke", {"note": "公告有误"}),
+        CLERK,
     ),
     Row(
         "POST",
@@ -971,6 +1039,9 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (OWN,))
     court_key = generate_signing_key()
+    # Each kind's readable request is on a case of its own: an open request holds its case, whose seals the rows
+    # below unbind and which the last row closes.
+    requested = {case_no: world.removal_case(case_no)[0] for case_no in (OWN, FOREIGN)}
     with session_scope(session_factory) as session:
         clerk = get_user(session, username="clerk")
         for device_id, case_no in (("seal-own", OWN), ("seal-foreign", FOREIGN)):
@@ -1004,7 +1075,7 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
             request = file_request(
                 session,
                 actor=get_user(session, username="debtor"),
-                case_no=case_no,
+                case_no=requested[case_no],
                 ground=RemovalGround.PAID_IN_FULL,
                 statement="已清偿",
                 proofs=[receipt],

@@ -17,6 +17,7 @@ from server.cli import main
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.notices.facts import NoticeFacts
 from server.notices.keys import key_id
+from server.notices.models import Notice
 from server.notices.token import NoticeClaims, b64url, b64url_decode, canonical_json, sign_token
 from server.seals.cases import add_case
 from server.seals.registry import register_seal
@@ -127,3 +128,22 @@ def test_the_documented_verifier_refuses_what_the_server_refuses() -> None:
     )
     with pytest.raises(AssertionError, match="expired"):
         verify_with_the_documented_code(sign_token(expired, key), public_key_b64(key))
+
+
+def test_notice_revoke_says_why(config: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["notice-key", "--config", str(config)]) == 0
+    out = config.parent / "notice.pdf"
+    assert main(["notice", "seal-0001", "-o", str(out), "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["notice-revoke", "1", "--note", "公告张贴位置有误，重新张贴", "--config", str(config)]) == 0
+    assert "notice 1 of seal seal-0001" in capsys.readouterr().out
+    assert main(["notice-revoke", "1", "--note", "again", "--config", str(config)]) == 1  # revoked already
+    assert main(["notice-revoke", "99", "--note", "x", "--config", str(config)]) == 1
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            notice = session.get(Notice, 1)
+            assert notice is not None
+            assert (notice.revoked_reason, notice.revoked_note) == ("revoked", "公告张贴位置有误，重新张贴")
+    finally:
+        engine.dispose()

@@ -261,10 +261,10 @@ def test_the_page_tells_the_seal_s_state_from_its_signed_events(world: World) ->
     world.send(world.seal.event(EventType.DISARMED, {"reason": "command", "by": "court"}))
     page = world.client.get(url).text
     assert "已撤防" in page and "disarmed" in page and AUTHENTIC in page
-    with session_scope(world.session_factory) as session:
+    with session_scope(world.session_factory) as session:  # the binding alone (as a move on the command line)
         unbind_seal(session, actor=None, device_id=DEVICE)
     page = world.client.get(url).text
-    assert "封条已不再属于本案" in page and AUTHENTIC in page
+    assert "封条已不再属于本案" in page and NOT_AUTHENTIC in page  # a notice stands only while its seal is bound
     response = world.client.get(f"/api/seals/{DEVICE}/notice.pdf", headers=world.headers())
     assert response.status_code == 409 and "bound to no case" in response.json()["detail"]
 
@@ -273,7 +273,7 @@ def test_a_revoked_notice_is_not_authentic(world: World) -> None:
     url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
     with session_scope(world.session_factory) as session:
         notice_id = session.scalars(select(Notice.id)).one()
-        revoke_notice(session, actor=None, notice_id=notice_id, now=utc_now())
+        revoke_notice(session, actor=None, notice_id=notice_id, now=utc_now(), note="公告有误")
     page = world.client.get(url).text
     assert NOT_AUTHENTIC in page and "revoked" in page
     assert (
@@ -341,3 +341,49 @@ def test_a_token_signed_with_another_key_is_not_this_court_s(world: World) -> No
     foreign = sign_token(replace(claims, key_id=key_id(other.verify_key)), other)
     page = world.client.get(f"/notice/{foreign}").text
     assert NOT_AUTHENTIC in page and "not issued by this court" in page and CASE not in page
+
+
+def verdict_of(world: World, url: str) -> dict[str, object]:
+    token = token_of(PUBLIC_BASE_URL + url)
+    verdict: dict[str, object] = world.client.get("/api/notices/verify", params={"token": token}).json()
+    return verdict
+
+
+def test_unbinding_the_seal_by_hand_revokes_its_notice(world: World) -> None:
+    """The paper left on the door no longer verifies as a standing seizure once its seal is taken off the case."""
+    url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
+    assert world.client.delete(f"/api/seals/{DEVICE}/binding", headers=world.headers("officer")).status_code == 204
+    verdict = verdict_of(world, url)
+    assert (verdict["authentic"], verdict["reason"]) == (False, "revoked")
+    assert NOT_AUTHENTIC in world.client.get(url).text
+    with world.session_factory() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "notice.revoke")).all()
+        assert (entry.actor, entry.details["reason"]) == ("officer", "unbound")
+        assert "unbound by hand" in entry.details["note"]
+
+
+def test_a_clerk_revokes_a_notice_saying_why(world: World) -> None:
+    url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
+    with world.session_factory() as session:
+        notice_id = session.scalars(select(Notice.id)).one()
+    revoke = f"/api/notices/{notice_id}/revoke"
+    assert world.client.post(revoke, json={"note": "x"}, headers=world.headers("judge")).status_code == 403
+    assert world.client.post(revoke, json={"note": ""}, headers=world.headers()).status_code == 422
+    assert world.client.post(revoke, json={"note": " "}, headers=world.headers()).status_code == 422
+    revoked = world.client.post(revoke, json={"note": "公告内容有误"}, headers=world.headers())
+    assert revoked.status_code == 200, revoked.text
+    assert (revoked.json()["reason"], revoked.json()["note"]) == ("revoked", "公告内容有误")
+    assert world.client.post(revoke, json={"note": "again"}, headers=world.headers()).status_code == 409
+    assert world.client.post("/api/notices/99/revoke", json={"note": "x"}, headers=world.headers()).status_code == 404
+    verdict = verdict_of(world, url)
+    assert (verdict["authentic"], verdict["reason"]) == (False, "revoked")
+
+
+def test_the_public_verdict_does_not_tell_when_the_seal_last_spoke(world: World) -> None:
+    """A seal's heartbeats say whether it is armed: the time of the latest would tell anyone at the door when the
+    seal last spoke (whether it is offline, or whether jamming it worked). The verdict gives the state only."""
+    url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
+    world.send(world.seal.event(EventType.HEARTBEAT, {"armed": True}))
+    verdict = verdict_of(world, url)
+    assert verdict["seal"] == {"armed": True, "armed_at": None, "still_bound": True}
+    assert "as signed by the seal at" not in world.client.get(url).text

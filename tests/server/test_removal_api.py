@@ -4,6 +4,7 @@ per case; the creditor's views; every illegal move a 409 naming the current stat
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
 
 from server.app import create_app
 from server.audit.models import AuditEntry
@@ -21,10 +23,12 @@ from server.commands.service import expire_due
 from server.commands.state import CommandState
 from server.config import CommandSettings, RemovalSettings
 from server.core.base import utc_now
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.errors import Conflict
 from server.ingest.ingestor import Ingestor
+from server.notices.service import issue_notice
+from server.removal.models import RemovalRequest
 from server.removal.service import add_view
 from server.removal.settler import settle_waiting
 from server.removal.steps import get_request
@@ -217,16 +221,20 @@ ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "approve": ("judge", {"reasons": "准予"}),
     "reject": ("judge", {"reasons": "驳回"}),
     "resend-disarm": ("judge", {}),
+    "lift-without-ack": ("judge", {"device_ids": ["seal-a2"], "reasons": "封条被毁"}),
+    "abort": ("judge", {"reasons": "撤销"}),
     "lifted": ("officer", {}),
 }
 #: The actions each state reached through the API allows (approved passes at once to disarm_pending).
 LEGAL = {
     "submitted": {"review", "cancel", "views"},
     "under_review": {"cancel", "views", "approve", "reject"},
-    "disarm_pending": {"resend-disarm"},  # once a seal is waiting for a new disarm
-    "disarmed": {"lifted"},
+    # resend-disarm once a seal is waiting for a new disarm (in disarmed: once one says it is armed again)
+    "disarm_pending": {"resend-disarm", "lift-without-ack", "abort"},
+    "disarmed": {"lifted", "resend-disarm", "abort"},
     "rejected": set(),
     "cancelled": set(),
+    "aborted": set(),
     "lifted": set(),
 }
 
@@ -250,6 +258,8 @@ def reach(world: RemovalWorld, state: str) -> int:
         assert world.read(request_id)["state"] == "disarmed"
         if state == "lifted":
             world.ok("officer", request_id, "lifted")
+    if state == "aborted":
+        world.ok("judge", request_id, "abort", {"reasons": "申请执行人提出异议"})
     return request_id
 
 
@@ -345,3 +355,73 @@ def test_views_end_when_their_time_is_over(world: RemovalWorld) -> None:
         add_view(session, actor=creditor, request=request, text="及时", now=late - timedelta(seconds=2))
         session.commit()
     assert [v["text"] for v in world.read(request_id, "judge")["views"]] == ["及时"]
+
+
+def test_lifting_revokes_the_notices_on_the_door(world: RemovalWorld) -> None:
+    """After the lifting the notice on the door no longer says "authentic notice of this court": it says the
+    seizure was lifted."""
+    context = world.client.app.state.context  # type: ignore[attr-defined]
+    with world.session_factory() as session:
+        issued = issue_notice(
+            session,
+            actor=None,
+            device_id="seal-a1",
+            key=context.notice_key.get(),
+            default_validity=timedelta(days=365),
+            now=utc_now(),
+        )
+        session.commit()
+    request_id = reach(world, "lifted")
+    verdict = world.client.get("/api/notices/verify", params={"token": issued.token}).json()
+    assert (verdict["case_status"], verdict["seal"]["still_bound"]) == ("lifted", False)
+    assert (verdict["authentic"], verdict["reason"]) == (False, "lifted")
+    assert verdict["reason_text"].startswith("查封已解除")
+    assert "查封已解除" in world.client.get(f"/notice/{issued.token}").text
+    with world.session_factory() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "notice.revoke")).all()
+        assert entry.details["reason"] == "lifted" and f"removal request {request_id}" in entry.details["note"]
+
+
+def test_a_blank_view_is_refused(world: RemovalWorld) -> None:
+    request_id = world.filed()
+    assert world.act("creditor", request_id, "views", {"text": " \n\u3000"}).status_code == 422
+    assert world.read(request_id, "judge")["views"] == []
+
+
+def test_proofs_are_not_cached_and_a_lost_one_is_an_error(
+    world: RemovalWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request_id = world.filed()
+    [proof] = world.read(request_id)["proofs"]
+    download = world.client.get(proof["url"], headers=world.as_("judge"))
+    assert download.status_code == 200 and download.headers["cache-control"] == "no-store"
+    (tmp_path / "removal-proofs" / f"{proof['sha256']}.pdf").unlink()
+    with caplog.at_level(logging.ERROR, logger="server.api.removal_requests"):
+        assert world.client.get(proof["url"], headers=world.as_("judge")).status_code == 404
+    assert any("evidence is lost" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_the_settler_goes_on_past_a_request_it_cannot_settle(
+    world: RemovalWorld, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One request whose settling fails (here the database refuses its write) is logged and counted; the others
+    are settled all the same."""
+    first, second = world.filed(), world.filed(who="debtor-b", case_no=CASE_B)
+    world.approved(first)
+    world.ok("judge-b", second, "review")
+    world.ok("judge-b", second, "approve", {"reasons": "准予"})
+    for request_id in (first, second):
+        for device_id, row in world.commands(world.read(request_id, "clerk")).items():
+            world.answer(device_id, row.id)
+    factory = make_session_factory(engine)
+
+    @event.listens_for(factory, "before_flush")
+    def refuse(session: Session, _context: object, _instances: object) -> None:
+        if any(isinstance(o, RemovalRequest) and o.id == first for o in session.dirty):
+            raise RuntimeError("the disk is full")
+
+    metrics = IngestMetrics()
+    with caplog.at_level(logging.ERROR, logger="server.removal.settler"):
+        assert settle_waiting(factory, now=utc_now(), metrics=metrics) == [second]
+    assert any(f"removal request {first} could not be settled" in r.getMessage() for r in caplog.records)
+    assert metrics.registry.get_sample_value("seal_removal_settle_failures_total") == 1

@@ -5,11 +5,17 @@ once by their SHA-256."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import io
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 
 from server.app import create_app
@@ -17,7 +23,7 @@ from server.config import RemovalSettings
 from server.core.db import SessionFactory
 from server.removal.errors import ProofRefused
 from server.removal.models import RemovalRequest
-from server.removal.proofs import JPEG, PDF, PNG, ProofStore, check_proof, safe_filename
+from server.removal.proofs import JPEG, MAX_PIXELS, PDF, PNG, ProofStore, check_proof, safe_filename
 from tests.server.auth_helpers import make_settings
 from tests.server.removal_world import RemovalWorld, make_world, pdf_bytes, picture_bytes, proof
 
@@ -55,7 +61,7 @@ def test_good_files_by_their_content() -> None:
         (b"\x89PNG\r\n\x1a\n" + bytes(100), "scan.png", "image/png", "does not decode"),
         (pdf_bytes().replace(b"%%EOF", b"%%END"), "r.pdf", "application/pdf", "must end with %%EOF"),
         (b"%PDF-1.4\n" + bytes(50) + b"\n%%EOF\n", "r.pdf", "application/pdf", "no startxref"),
-        (b"%PDF-1.4\nstartxref\n99999\n%%EOF\n", "r.pdf", "application/pdf", "points past its end"),
+        (b"%PDF-1.4\nstartxref\n99999\n%%EOF\n", "r.pdf", "application/pdf", "does not point before itself"),
         (pdf_bytes() + bytes(MAX), "big.pdf", "application/pdf", f"a proof file has at most {MAX}"),
     ],
 )
@@ -131,3 +137,174 @@ def test_good_uploads_are_stored_once(world: RemovalWorld, tmp_path: Path) -> No
         headers=world.as_("debtor-b"),
     )
     assert no_files.status_code == 422
+
+
+def xref_stream_pdf() -> bytes:
+    """A small PDF whose cross-reference is a stream (PDF 1.5+, as object-stream writers produce), uncompressed."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref_at = out.tell()
+    rows = [bytes([0, 0, 0, 255])] + [bytes([1]) + o.to_bytes(2, "big") + bytes([0]) for o in [*offsets, xref_at]]
+    table = b"".join(rows)
+    out.write(b"4 0 obj\n<< /Type /XRef /Size 5 /W [1 2 1] /Root 1 0 R /Length %d >>\nstream\n" % len(table))
+    out.write(table + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at)
+    return out.getvalue()
+
+
+def reportlab_pdf() -> bytes:
+    from reportlab.pdfgen.canvas import Canvas
+
+    out = io.BytesIO()
+    canvas = Canvas(out)
+    canvas.drawString(72, 720, "Bank receipt: paid in full")
+    canvas.save()
+    return out.getvalue()
+
+
+def test_a_pdf_has_a_cross_reference_where_startxref_points() -> None:
+    """Bytes between a PDF header and a ``startxref`` are no PDF (an HTML page would be served back as one): at the
+    offset there must be a cross-reference table with its trailer, or a cross-reference stream, naming the root."""
+    html = b"%PDF-1.4\n<html><body><script>alert(document.cookie)</script></body></html>\nstartxref\n0\n%%EOF\n"
+    assert "startxref does not point at a cross-reference table or stream" in refusal(html, "receipt.pdf", PDF)
+    good = pdf_bytes()
+    no_trailer = good.replace(b"trailer", b"trailed")
+    assert "has no trailer" in refusal(no_trailer, "r.pdf")
+    no_root = good.replace(b"/Root 1 0 R", b"/Info 1 0 R")
+    assert "no document root" in refusal(no_root, "r.pdf")
+    not_xref_stream = xref_stream_pdf().replace(b"/Type /XRef", b"/Type /Page")
+    assert "no cross-reference stream" in refusal(not_xref_stream, "r.pdf")
+    assert checked(xref_stream_pdf(), "scan.pdf", PDF) == PDF
+    assert checked(reportlab_pdf(), "receipt.pdf", PDF) == PDF
+
+
+def test_what_clients_call_a_jpeg_is_a_jpeg() -> None:
+    photo = picture_bytes("JPEG")
+    for name, declared in [("IMG.jfif", "image/jpeg"), ("a.jpe", "image/pjpeg"), ("b.jpg", "image/jpg")]:
+        assert checked(photo, name, declared) == JPEG
+    assert checked(picture_bytes("PNG"), "scan.png", "image/x-png") == PNG
+
+
+def test_a_picture_larger_than_a_document_is_refused_before_it_is_decoded() -> None:
+    """Larger than :data:`MAX_PIXELS` is refused from its header; a 50-megapixel PNG of a few kilobytes is not
+    decoded at all."""
+    out = io.BytesIO()
+    Image.new("1", (7100, 7100)).save(out, "PNG")
+    started = time.monotonic()
+    assert f"larger than {MAX_PIXELS} pixels" in refusal(out.getvalue(), "bomb.png", PNG)
+    assert time.monotonic() - started < 0.5
+
+
+def test_two_writers_of_the_same_file_at_once_both_succeed(tmp_path: Path) -> None:
+    """Each writer has its own temporary file: the same receipt filed twice at once (two threads) is stored, and
+    neither writer fails nor leaves a temporary file behind."""
+    data = os.urandom(4 * 1024 * 1024)
+    sha = hashlib.sha256(data).hexdigest()
+    failures = []
+    for attempt in range(5):
+        store = ProofStore(tmp_path / f"proofs-{attempt}")
+        barrier = threading.Barrier(2)
+
+        def put(barrier: threading.Barrier = barrier, store: ProofStore = store) -> None:
+            barrier.wait()
+            try:
+                store.put(sha, data, ".pdf")
+            except OSError as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=put) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [p.name for p in store.directory.iterdir()] == [f"{sha}.pdf"]
+        assert (store.directory / f"{sha}.pdf").read_bytes() == data
+    assert not failures, f"{len(failures)} of 5 concurrent pairs failed: {failures[0]!r}"
+
+
+def test_a_refused_form_does_not_echo_a_file_part(world: RemovalWorld) -> None:
+    """A form whose ``files`` part is no file is a 422 that says so without sending the part back."""
+    secret = b"SECRET-CONTENT-" + b"x" * 100
+    url = "/api/cases/%282021%29%E8%8B%8F0214%E6%89%A71234%E5%8F%B7/removal-requests"
+    form = {"ground": "paid_in_full", "statement": "x"}
+    as_text_part = world.client.post(url, data=form, files=[("files", (None, secret))], headers=world.as_("debtor"))
+    as_field = world.client.post(url, data=form | {"files": secret.decode()}, headers=world.as_("debtor"))
+    for response in (as_text_part, as_field):
+        assert response.status_code == 422, response.text
+        assert "files" in response.text and "SECRET-CONTENT" not in response.text
+
+
+def test_a_blank_statement_is_refused(world: RemovalWorld) -> None:
+    response = world.client.post(
+        "/api/cases/%282021%29%E8%8B%8F0214%E6%89%A71234%E5%8F%B7/removal-requests",
+        data={"ground": "paid_in_full", "statement": " \n\u3000"},
+        headers=world.as_("debtor"),
+    )
+    assert response.status_code == 422 and "statement" in response.json()["detail"]
+    assert requests_filed(world) == 0
+
+
+@pytest.fixture
+def roomy_world(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
+    """Proof files as large as shipped (10 MiB), ten of them."""
+    settings = make_settings(database_url, tmp_path).model_copy(update={"removal": RemovalSettings(proof_max_files=10)})
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def big_photo() -> bytes:
+    """A ~24-megapixel PNG (just under the limit) of a few hundred kilobytes: a tenth of a second to decode."""
+    out = io.BytesIO()
+    Image.new("RGB", (4900, 4900), (200, 200, 200)).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def other_writers_waits(database_url: str, filing: Callable[[], int]) -> tuple[list[int], list[float], float]:
+    """Run ``filing`` in a thread while another connection takes SQLite's write lock again and again; return the
+    answers, how long each of those waits took, and how long the filing took."""
+    path = database_url.removeprefix("sqlite:///")
+    answers: list[int] = []
+    thread = threading.Thread(target=lambda: answers.append(filing()))
+    waits = []
+    started = time.monotonic()
+    thread.start()
+    while thread.is_alive():
+        other = sqlite3.connect(path, timeout=30, isolation_level=None)
+        began = time.monotonic()
+        other.execute("BEGIN IMMEDIATE")
+        waits.append(time.monotonic() - began)
+        other.execute("ROLLBACK")
+        other.close()
+        time.sleep(0.02)
+    thread.join()
+    return answers, waits, time.monotonic() - started
+
+
+def test_pictures_are_decoded_with_no_write_lock_held(database_url: str, roomy_world: RemovalWorld) -> None:
+    """SQLite has one write lock for the whole court (the ingest storing evidence, the dispatcher, every user): a
+    filing checks what it can without reading a file, then decodes its pictures and stores them with no
+    transaction open. A filing bound to fail (the case has an open request) fails before any picture is decoded."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's single write lock")
+    world = roomy_world
+    photos = [proof(f"p{i}.png", big_photo(), "image/png") for i in range(10)]
+
+    def filing() -> int:
+        return world.file(files=photos).status_code
+
+    answers, waits, took = other_writers_waits(database_url, filing)
+    assert answers == [201]
+    assert took > 0.5, "the pictures took no time to decode: the test shows nothing"
+    assert max(waits) < 0.3, f"another writer waited {max(waits):.2f} s while a filing decoded pictures"
+
+    answers, waits, took = other_writers_waits(database_url, filing)  # the case has an open request now
+    assert answers == [409]
+    assert max(waits) < 0.3 and took < 1.0, "a filing bound to fail decoded its pictures first"

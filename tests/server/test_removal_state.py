@@ -20,8 +20,12 @@ ALLOWED = {
     (S.UNDER_REVIEW, A.REJECT): S.REJECTED,
     (S.APPROVED, A.ISSUE_DISARM): S.DISARM_PENDING,
     (S.DISARM_PENDING, A.RESEND_DISARM): S.DISARM_PENDING,
+    (S.DISARM_PENDING, A.LIFT_WITHOUT_ACK): S.DISARM_PENDING,  # a seal that never answers: the judge decides
     (S.DISARM_PENDING, A.CONFIRM_DISARMED): S.DISARMED,
+    (S.DISARM_PENDING, A.ABORT): S.ABORTED,
     (S.DISARMED, A.LIFT): S.LIFTED,
+    (S.DISARMED, A.RESEND_DISARM): S.DISARM_PENDING,  # a seal says it is armed again
+    (S.DISARMED, A.ABORT): S.ABORTED,
 }
 
 
@@ -39,8 +43,8 @@ def test_transition(state: RemovalState, action: RemovalAction) -> None:
 
 
 def test_final_and_open_states() -> None:
-    assert {s for s in S if s.is_final} == {S.REJECTED, S.CANCELLED, S.LIFTED}
-    assert OPEN_STATES == set(S) - {S.REJECTED, S.CANCELLED, S.LIFTED}
+    assert {s for s in S if s.is_final} == {S.REJECTED, S.CANCELLED, S.LIFTED, S.ABORTED}
+    assert OPEN_STATES == set(S) - {S.REJECTED, S.CANCELLED, S.LIFTED, S.ABORTED}
     assert {s for s in S if not s.is_decided} == {S.SUBMITTED, S.UNDER_REVIEW}
 
 
@@ -51,3 +55,10 @@ def test_allowed_actions_are_what_the_rules_allow() -> None:
 
 def test_the_debtor_cancels_only_before_a_decision() -> None:
     assert {s for (s, action) in ALLOWED if action is A.CANCEL} == {S.SUBMITTED, S.UNDER_REVIEW}
+
+
+def test_a_stuck_disarm_has_a_way_out_and_it_is_the_judge_s() -> None:
+    """A seal that never acknowledges must not leave a request open for ever: from disarm_pending the judge can go
+    without its acknowledgement, or withdraw the approval."""
+    out_of_pending = {action for (s, action) in ALLOWED if s is S.DISARM_PENDING}
+    assert {A.LIFT_WITHOUT_ACK, A.ABORT} <= out_of_pending

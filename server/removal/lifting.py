@@ -1,0 +1,172 @@
+"""The end of an approved request: the officer's confirmation on site (the seals unbound, the seizure ``lifted``),
+and the judge's two decisions for a request stuck waiting for a seal that never answers (stolen, broken, its
+battery dead) — lift it without its acknowledgement, or withdraw the approval (the seals armed again, the case
+``sealed``). Each moves the request through :func:`~server.removal.steps.advance` and tells the people of the case;
+the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seal_protocol.commands import CommandAction
+from seal_protocol.signing import SigningKey
+from server.audit.service import Actor, record_audit
+from server.commands.models import CourtCommand
+from server.commands.service import issue_command, withdraw_commands
+from server.errors import Conflict, Invalid, NotFound
+from server.notices.service import Revocation
+from server.removal.disarm import SealStatus, seal_progress, settle, unsettled, waived
+from server.removal.messages import tell
+from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
+from server.removal.release import release_seal
+from server.removal.state import RemovalAction, transition
+from server.removal.steps import advance, hold_of
+from server.seals.cases import get_case, set_case_status
+from server.seals.models import CaseStatus, Seal
+
+
+class SealFound(StrEnum):
+    """What the officer found on site of a seal lifted without its acknowledgement."""
+
+    REMOVED = "removed"  # there, and taken off
+    DESTROYED = "destroyed"
+    MISSING = "missing"
+
+
+def lift_without_ack(
+    session: Session,
+    *,
+    actor: Actor,
+    request: RemovalRequest,
+    device_ids: Sequence[str],
+    reasons: str,
+    now: datetime,
+) -> None:
+    """The judge decides, with reasons, that the seals ``device_ids`` — which have not acknowledged the disarm —
+    are lifted without their acknowledgement. The request stays ``disarm_pending`` until every other seal has
+    acknowledged (at once ``disarmed`` if they all have); the officer's confirmation then says what was found of
+    them. :class:`NotFound` for a seal the request did not send a disarm to, :class:`Conflict` for one that has
+    acknowledged or was decided already."""
+    if not reasons.strip():
+        raise Invalid("a decision to lift without a seal's acknowledgement needs reasons")
+    transition(request.state, RemovalAction.LIFT_WITHOUT_ACK)
+    progress = {p.device_id: p for p in seal_progress(session, request, now=now)}
+    named = list(dict.fromkeys(device_ids))
+    for device_id in named:
+        seal = progress.get(device_id)
+        if seal is None:
+            raise NotFound(f"seal {device_id!r} is not one of removal request {request.id}")
+        if seal.status in (SealStatus.DISARMED, SealStatus.WITHOUT_ACK):
+            raise Conflict(f"seal {device_id!r} of removal request {request.id} is {seal.status.value} already")
+    for device_id in named:
+        waiver = RemovalWaiver(
+            request_id=request.id, device_id=device_id, decided_by=actor.id, decided_at=now, reasons=reasons
+        )
+        session.add(waiver)
+    session.flush()
+    details = {"without_ack": named, "never_acknowledged": {d: progress[d].status.value for d in named}}
+    advance(session, request, RemovalAction.LIFT_WITHOUT_ACK, actor=actor, now=now, note=reasons, details=details)
+    tell(session, request, "without_ack", now=now, extra=", ".join(named))
+    settle(session, request_id=request.id, now=now)  # every other seal may have acknowledged already
+
+
+def confirm_lifted(
+    session: Session,
+    *,
+    actor: Actor,
+    request: RemovalRequest,
+    note: str,
+    now: datetime,
+    found: Mapping[str, SealFound] | None = None,
+) -> list[str]:
+    """An officer on site confirms the seals are physically removed — and, of each seal lifted without its
+    acknowledgement, whether it was found (and removed), destroyed or missing: every seal of the case is unbound
+    (events it stamps after that, beyond the clock-skew allowance, no longer enter the case; its pending commands
+    expire, its notices are revoked), the request and the case are ``lifted``. Return the unbound seals' ids.
+
+    :class:`Conflict` unless every seal bound to the case acknowledged the disarm (and says it is disarmed still)
+    or was decided without, and each seal that never acknowledged is named in ``found`` (and none that was not
+    decided without)."""
+    transition(request.state, RemovalAction.LIFT)  # disarmed first: 409 otherwise
+    get_case(session, case_no=request.case_no, for_update=True)
+    progress = seal_progress(session, request, now=now)
+    problems = unsettled(session, request, now=now, progress=progress)
+    if problems:
+        raise Conflict(f"removal request {request.id} cannot be lifted now: {'; '.join(problems)}")
+    waivers = waived(session, request)
+    found = dict(found or {})
+    never = {p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK}
+    unnamed, other = sorted(never - set(found)), sorted(set(found) - set(waivers))
+    if unnamed:
+        raise Conflict(
+            f"seal(s) {', '.join(unnamed)} were lifted without their acknowledgement: say whether each was found "
+            "(and removed), destroyed or missing"
+        )
+    if other:
+        raise Conflict(f"seal(s) {', '.join(other)} were not lifted without their acknowledgement: nothing to say")
+    for device_id, waiver in waivers.items():
+        if device_id in found:
+            waiver.found = SealFound(found[device_id]).value
+    seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
+    why = f"removal request {request.id}: the seizure was lifted, the seals removed on site"
+    for seal in seals:
+        release_seal(
+            session,
+            actor=actor,
+            device_id=seal.device_id,
+            now=now,
+            reason=Revocation.LIFTED,
+            note=why,
+            through=hold_of(request),
+        )
+    unbound = [seal.device_id for seal in seals]
+    details = {"unbound": unbound, "found": {d: SealFound(f).value for d, f in found.items()}}
+    advance(session, request, RemovalAction.LIFT, actor=actor, now=now, note=note, details=details)
+    request.lifted_by, request.lifted_at = actor.id, now
+    status_note = f"removal request {request.id}: the seals were removed on site"
+    set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTED, note=status_note)
+    tell(session, request, "lifted", now=now)
+    return unbound
+
+
+def abort_request(
+    session: Session,
+    *,
+    actor: Actor,
+    request: RemovalRequest,
+    reasons: str,
+    key: SigningKey,
+    ttl: timedelta,
+    now: datetime,
+) -> list[CourtCommand]:
+    """The judge withdraws the approval, with reasons: the request's disarms not yet answered are withdrawn (not
+    published any more), every seal of the request still bound to the case is sent a signed ``arm`` — issued after
+    the disarms, so a seal that gets both ends armed — and the case is ``sealed`` again. Return the arm commands."""
+    if not reasons.strip():
+        raise Invalid("withdrawing an approval needs reasons")
+    transition(request.state, RemovalAction.ABORT)
+    get_case(session, case_no=request.case_no, for_update=True)
+    disarms = list(session.scalars(select(RemovalDisarm).where(RemovalDisarm.request_id == request.id)))
+    why = f"removal request {request.id}: the approval was withdrawn"
+    withdrawn = withdraw_commands(session, command_ids=[d.command_id for d in disarms], now=now, actor=actor, note=why)
+    devices = sorted({d.device_id for d in disarms})
+    seals = session.scalars(select(Seal).where(Seal.device_id.in_(devices), Seal.case_no == request.case_no))
+    arms = []
+    for seal in seals.all():
+        row = issue_command(
+            session, seal=seal, action=CommandAction.ARM, args={}, key=key, ttl=ttl, user=actor, now=now
+        )
+        details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "removal_request": request.id}
+        record_audit(session, actor=actor, action="command.issue", target=seal.device_id, details=details)
+        arms.append(row)
+    details = {"withdrawn": [command_id for command_id, _ in withdrawn], "arm": {r.device_id: r.id for r in arms}}
+    advance(session, request, RemovalAction.ABORT, actor=actor, now=now, note=reasons, details=details)
+    set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.SEALED, note=why)
+    tell(session, request, "aborted", now=now, extra=reasons)
+    return arms
