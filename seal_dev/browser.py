@@ -66,9 +66,9 @@ class PageWatch:
 
 
 def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
-    """Sign in through the sign-in page, as a person would, and wait for the overview."""
+    """Sign in through the sign-in page, as a person would, and wait for the overview (a debtor's: the portal)."""
     page.goto(f"{base_url}/login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
+    page.wait_for_url(lambda url: url in (f"{base_url}/", f"{base_url}/portal"))

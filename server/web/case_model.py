@@ -1,6 +1,6 @@
 """What the case page (``/cases/{case_no}``) shows, read with the user's access checks: its seals, its timeline of
 events with their pictures, its alarms and the commands sent to its seals. Each part only for the roles the API
-shows it to (events ``EVENT_READ``, pictures ``SNAPSHOT_READ``, alarms ``ALARM_READ``, commands ``SEAL_READ``).
+shows it to (events ``EVENT_READ``, pictures ``SNAPSHOT_READ``, alarms ``ALARM_READ``, commands ``SEAL_STATUS``).
 The removal requests are in :mod:`server.web.removal_model`.
 
 The timeline leaves heartbeats out (every seal sends one every few minutes: the seal page shows the last one); it is
@@ -212,8 +212,9 @@ def alarm_cards(session: Session, user: User, case_no: str) -> list[AlarmCard]:
 
 
 def command_rows(session: Session, user: User, case_no: str) -> list[CommandRow]:
-    """The latest commands sent to the case's seals (those of the removal's disarms too), newest first."""
-    if not access.has_permission(user, Permission.SEAL_READ):
+    """The latest commands sent to the case's seals (those of the removal's disarms too), newest first; none for a
+    reader who may not see the seals' connection (the API's ``seal:status``)."""
+    if not access.has_permission(user, Permission.SEAL_STATUS):
         return []
     query = select(CourtCommand).where(CourtCommand.case_no == case_no).order_by(CourtCommand.id.desc())
     commands = list(session.scalars(query.limit(RECENT_COMMANDS)))

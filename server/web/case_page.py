@@ -75,7 +75,7 @@ def snapshot_page(
 def case_page(page: SignedInPage, session: SessionDep, case_no: CaseNoPath) -> Response:
     """The case: status, seals, timeline, alarms, commands and removal requests, kept current without a reload."""
     assert page.user is not None
-    case = access.case_for(session, page.user, case_no, Permission.CASE_READ)
+    case = access.case_for(session, page.user, case_no, Permission.SEAL_STATUS)  # not the debtor's: the portal is
     values = part_values(session, page.user, case, page.context.settings)
     allowed: Allowed = values["allowed"]
     rows, next_before = timeline(session, case.case_no, pictures=allowed.pictures) if allowed.events else ([], None)
@@ -98,7 +98,7 @@ def case_changes(live: LiveRender, changes: list[Change]) -> str:
     if case is None:
         return ""
     try:
-        access.case_for(live.session, live.user, case.case_no, Permission.CASE_READ)
+        access.case_for(live.session, live.user, case.case_no, Permission.SEAL_STATUS)
     except (NotFound, Forbidden):
         return ""
     devices = case_devices(live.session, case.case_no)

@@ -58,7 +58,7 @@ class Allowed:
             events=may(Permission.EVENT_READ),
             pictures=may(Permission.SNAPSHOT_READ),
             alarms=may(Permission.ALARM_READ),
-            commands=may(Permission.SEAL_READ),
+            commands=may(Permission.SEAL_STATUS),
             send=may(Permission.COMMAND_SEND),
             removal=may(Permission.REMOVAL_READ),
             notice=may(Permission.NOTICE_PRINT),

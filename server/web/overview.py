@@ -55,8 +55,11 @@ def _tiles_and_counts(
 
 @router.get("/")
 def overview(page: SignedInPage, session: SessionDep) -> Response:
-    """The overview: counts, alarms (open first), every seal you may see."""
+    """The overview: counts, alarms (open first), every seal you may see (a debtor is sent to the portal: whether
+    and when a seal was last heard from is not theirs to see)."""
     assert page.user is not None
+    if not access.has_permission(page.user, Permission.SEAL_STATUS):
+        return RedirectResponse("/portal", status_code=status.HTTP_303_SEE_OTHER)
     values = _tiles_and_counts(session, page.user, page.context.settings)
     return page.render("overview.html", live_url=page.live_url("overview"), **values)
 
@@ -86,6 +89,8 @@ def acknowledge(
 def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     """The overview's fragments after ``changes``: the counts, the alarm list and the changed seals' tiles — or the
     whole grid of tiles when a seal the page does not show yet is among them (or one has gone)."""
+    if not access.has_permission(live.user, Permission.SEAL_STATUS):
+        return ""
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     known = live.state.setdefault("devices", values["visible"])

@@ -36,7 +36,7 @@ MAX_REQUESTS = 20
 class SealLine:
     device_id: str
     location: str
-    online: bool
+    online: bool | None  # None: not for this reader (a debtor learns nothing of when a seal is heard from)
     armed: bool | None  # as the seal's latest signed event says; None: it has not said yet
     armed_at: datetime | None
 
@@ -142,13 +142,16 @@ def case_view(
     seals: list[Seal] = []
     if access.has_permission(user, Permission.SEAL_READ):
         seals = list(session.scalars(select(Seal).where(Seal.case_no == case.case_no).order_by(Seal.device_id)))
+    # Whether and when a seal was last heard from is not for whoever holds the debtor's paper code: it would tell
+    # when jamming works (the API's reduced seal view, ``seal:status``).
+    status = access.has_permission(user, Permission.SEAL_STATUS)
     lines = [
         SealLine(
             device_id=s.device_id,
             location=s.location,
-            online=is_online(s, now=now, offline_after_s=offline_after_s),
+            online=is_online(s, now=now, offline_after_s=offline_after_s) if status else None,
             armed=s.armed,
-            armed_at=s.armed_at,
+            armed_at=s.armed_at if status else None,
         )
         for s in seals
     ]

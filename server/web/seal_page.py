@@ -52,7 +52,7 @@ def _values(session: Session, user: User, seal: Seal, settings: Settings) -> dic
 def seal_page(page: SignedInPage, session: SessionDep, device_id: DeviceIdPath) -> Response:
     """One seal: state, health from its heartbeat, connection history, bindings, latest events, its notice."""
     assert page.user is not None
-    seal = access.seal_for(session, page.user, device_id, Permission.SEAL_READ)
+    seal = access.seal_for(session, page.user, device_id, Permission.SEAL_STATUS)
     values = _values(session, page.user, seal, page.context.settings)
     return page.render("seal.html", live_url=page.live_url("seal", device_id=seal.device_id), **values)
 
@@ -64,7 +64,7 @@ def seal_changes(live: LiveRender, changes: list[Change]) -> str:
     if not any(c.device_id == device_id for c in changes):
         return ""
     try:
-        seal = access.seal_for(live.session, live.user, device_id, Permission.SEAL_READ)
+        seal = access.seal_for(live.session, live.user, device_id, Permission.SEAL_STATUS)
     except (NotFound, Forbidden):
         return ""
     values = _values(live.session, live.user, seal, live.context.settings)

@@ -237,6 +237,7 @@ class Row:
     prepare: Prepare
     allowed: frozenset[Role] = ALL
     anonymous: int = 401  # what nobody logged in gets (on a page: 303 to the sign-in page)
+    redirected: frozenset[Role] = frozenset()  # roles sent elsewhere (303) by a page that is not theirs
 
 
 def fixed(url: str, json: dict[str, Any] | None = None) -> Prepare:
@@ -677,7 +678,7 @@ PAGES: list[Row] = [
         lambda _w, _k: Call("/login", data={"username": "clerk", "password": PASSWORD}, headers=HTMX),
     ),
     Row("POST", "/lang", "public", 303, lambda _w, _k: Call("/lang", data={"lang": "en"}, headers=HTMX)),
-    Row("GET", "/", "self", 200, fixed("/"), anonymous=PAGE),
+    Row("GET", "/", "self", 200, fixed("/"), anonymous=PAGE, redirected=frozenset({Role.DEBTOR})),
     Row("GET", "/live", "self", 200, fixed("/live?view=overview"), anonymous=PAGE),
     Row("GET", "/account/password", "self", 200, fixed("/account/password"), anonymous=PAGE),
     Row(
@@ -790,7 +791,7 @@ def closable_case(w: World, k: str) -> str:
 EVENTS = COURT | {Role.CREDITOR}
 #: The case page and its forms, the seal page, the audit log and the administration pages (server/web).
 PAGES += [
-    Row("GET", "/cases/{case_no}", "case", 200, lambda _, k: Call(f"/cases/{c(k)}"), anonymous=PAGE),
+    Row("GET", "/cases/{case_no}", "case", 200, lambda _, k: Call(f"/cases/{c(k)}"), ALL - {Role.DEBTOR}, PAGE),
     Row(
         "GET",
         "/cases/{case_no}/timeline",
@@ -881,7 +882,7 @@ PAGES += [
         frozenset({Role.OFFICER}),
         anonymous=PAGE,
     ),
-    Row("GET", "/seals/{device_id}", "case", 200, lambda _, k: Call(f"/seals/{seal_of(k)}"), anonymous=PAGE),
+    Row("GET", "/seals/{device_id}", "case", 200, lambda _, k: Call(f"/seals/{seal_of(k)}"), ALL - {Role.DEBTOR}, PAGE),
     Row("GET", "/audit", "global", 200, fixed("/audit?action=case.create"), CLERK, PAGE),
     Row("GET", "/admin/users", "global", 200, fixed("/admin/users"), CLERK, PAGE),
     Row(
@@ -986,6 +987,8 @@ def expected(row: Row, role: Role | None, case_no: str) -> int:
         return row.ok
     if role is None:
         return row.anonymous
+    if role in row.redirected:
+        return 303
     if row.scope == "self":
         return row.ok
     if row.scope == "global":

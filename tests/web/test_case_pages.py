@@ -89,10 +89,8 @@ def test_roles_see_what_the_api_shows_them(world: PagesWorld) -> None:
         assert f'data-alarm-id="{world.alarm_id}"' in html and "/ack" not in html  # reads alarms, acts on none
         assert 'name="action"' not in html  # sends no command
         assert client.get(dialog_url(event_id, sha)).status_code == 403
-    with world.client("debtor") as client:
-        html = client.get(CASE_URL).text
-        assert 'id="case-alarms"' not in html and f'id="event-{event_id}"' not in html
-        assert "您的角色不能查看事件" in html
+    with world.client("debtor") as client:  # the seals' connection and commands are not theirs: the portal is
+        assert client.get(CASE_URL).status_code == 403
         assert client.get(f"{CASE_URL}/timeline").status_code == 403
 
 

@@ -63,11 +63,13 @@ def test_every_page_in_both_languages(
     page.goto(f"{court.url}/account/password")
     check_page(page, watch, court, lang, "password")
 
-    for username in ("creditor", "debtor"):
-        page, watch = signed_in(username, lang=lang, viewport=(390, 844))
-        expect(page.locator(f"#seal-{SEAL}")).to_contain_text(CASE)
-        expect(page.locator(f"#seal-{SEAL} img")).to_have_count(0)  # pictures stay with the court
-        check_page(page, watch, court, lang, f"overview-{username}-phone")
+    page, watch = signed_in("creditor", lang=lang, viewport=(390, 844))
+    expect(page.locator(f"#seal-{SEAL}")).to_contain_text(CASE)
+    expect(page.locator(f"#seal-{SEAL} img")).to_have_count(0)  # pictures stay with the court
+    check_page(page, watch, court, lang, "overview-creditor-phone")
+    page, watch = signed_in("debtor", lang=lang, viewport=(390, 844))  # the overview is not theirs: the portal is
+    expect(page).to_have_url(f"{court.url}/portal")
+    check_page(page, watch, court, lang, "portal-debtor-phone")
 
 
 def test_the_language_switch_keeps_the_page(court: CourtProcess, seal: InstalledSeal, signed_in: SignIn) -> None:
