@@ -115,6 +115,6 @@ def test_unbinding_an_armed_seal_is_audited_as_armed(
     with session_factory() as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "seal.unbind").order_by(AuditEntry.id))
         assert [(e.target, e.details) for e in entries] == [
-            ("seal-a", {"case_no": CASE_A, "armed": True}),
-            ("seal-b", {"case_no": CASE_B, "armed": None}),
+            ("seal-a", {"case_no": CASE_A, "armed": True, "note": "unbound by hand"}),
+            ("seal-b", {"case_no": CASE_B, "armed": None, "note": "unbound by hand"}),
         ]

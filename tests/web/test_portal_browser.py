@@ -86,7 +86,8 @@ def judge_approves(court: CourtProcess) -> None:
         url = f"/api/removal-requests/{request['request_id']}"
         assert api.post(f"{url}/review", json={"note": "受理"}, headers=headers).status_code == 200
         approved = api.post(f"{url}/approve", json={"reasons": "债务已清偿，准予解除查封"}, headers=headers)
-        assert approved.status_code == 200 and approved.json()["state"] == "disarm_pending", approved.text
+        # disarm_pending, or already disarmed if the seal (on this same machine) answered before the response
+        assert approved.status_code == 200 and approved.json()["state"] in ("disarm_pending", "disarmed"), approved.text
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
