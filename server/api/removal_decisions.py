@@ -7,9 +7,10 @@ lifted. Each answer is the request as it then stands (:class:`~server.api.remova
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, removal_request_for
 from server.api.params import RowIdPath
@@ -29,6 +30,7 @@ from server.core.base import utc_now
 from server.core.live import Change
 from server.removal.disarm import approve_request, resend_disarm, settle
 from server.removal.lifting import abort_request, confirm_lifted, lift_without_ack
+from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
 
 router = APIRouter(prefix="/removal-requests", tags=["removal"], route_class=ValidatedRoute)
@@ -48,10 +50,7 @@ def review(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_REVIEW, for_update=True)
     now = utc_now()
     review_request(session, actor=user, request=request, note=body.note, now=now)
-    session.commit()
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now)
 
 
 @router.post("/{request_id}/approve", responses=RESPONSES | SIGNING)
@@ -63,11 +62,7 @@ def approve(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
     approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
-    session.commit()
-    _wake_dispatcher(context)
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now, commands=True)
 
 
 @router.post("/{request_id}/reject", responses=RESPONSES)
@@ -78,10 +73,7 @@ def reject(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     now = utc_now()
     reject_request(session, actor=user, request=request, reasons=body.reasons, now=now)
-    session.commit()
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now)
 
 
 @router.post("/{request_id}/resend-disarm", responses=RESPONSES | SIGNING)
@@ -97,11 +89,7 @@ def resend(
     resend_disarm(
         session, actor=user, request=request, device_id=body.device_id, note=body.note, key=key, ttl=ttl, now=now
     )
-    session.commit()
-    _wake_dispatcher(context)
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now, commands=True)
 
 
 @router.post("/{request_id}/lift-without-ack", responses=RESPONSES)
@@ -115,10 +103,7 @@ def without_ack(
     if settle(session, request_id=request.id, now=now):  # an ack that came a moment ago counts: kept, and a 409
         session.commit()
     lift_without_ack(session, actor=user, request=request, device_ids=body.device_ids, reasons=body.reasons, now=now)
-    session.commit()
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now)
 
 
 @router.post("/{request_id}/abort", responses=RESPONSES | SIGNING)
@@ -129,11 +114,7 @@ def abort(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
     abort_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
-    session.commit()
-    _wake_dispatcher(context)
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now, commands=True)
 
 
 @router.post("/{request_id}/lifted", responses=RESPONSES)
@@ -147,14 +128,23 @@ def lifted(
     now = utc_now()
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
     confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
-    session.commit()
-    _published(context, request.case_no)
-    session.expire_all()
-    return request_public(session, request, now=now)
+    return _committed(session, context, request, now=now)
 
 
 def _ttl(context: ServerContext) -> timedelta:
     return timedelta(seconds=context.settings.commands.ttl_s)
+
+
+def _committed(
+    session: Session, context: ServerContext, request: RemovalRequest, *, now: datetime, commands: bool = False
+) -> RemovalRequestPublic:
+    """Commit the decision, wake the dispatcher if it signed commands, tell open pages, answer the request anew."""
+    session.commit()
+    if commands:
+        _wake_dispatcher(context)
+    _published(context, request.case_no)
+    session.expire_all()
+    return request_public(session, request, now=now)
 
 
 def _wake_dispatcher(context: ServerContext) -> None:
