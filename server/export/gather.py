@@ -40,6 +40,10 @@ class TimeRange:
         return {"from": ts(self.start), "to": ts(self.end)}
 
 
+#: Every event, whenever it happened.
+ALL_TIME = TimeRange()
+
+
 @dataclass
 class EventLine:
     raw: bytes

@@ -23,7 +23,7 @@ from server.evidence.checkpoints import LogKey
 from server.evidence.snapshot_files import SnapshotStore
 from server.export.bundle import BundleWriter, Progress, json_lines, readme
 from server.export.errors import ExportFailed
-from server.export.gather import CaseEvidence, TimeRange, gather, ts
+from server.export.gather import ALL_TIME, CaseEvidence, TimeRange, gather, ts
 from server.export.models import EvidenceExport
 from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.removal.proofs import EXTENSIONS, ProofStore
@@ -59,7 +59,7 @@ def export_case(
     files: EvidenceFiles,
     actor: Actor | None,
     exported_by: str,
-    time_range: TimeRange = TimeRange(),
+    time_range: TimeRange = ALL_TIME,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
