@@ -1,1 +1,1 @@
-"""The evidence export: a case's events, snapshots, records and Merkle proofs as one zip (``docs/evidence.md``)."""
+"""The case's evidence bundle."""

@@ -79,7 +79,7 @@ class BundleWriter:
         return manifest
 
     def _write(self, path: str, data: bytes) -> None:
-        info = zipfile.ZipInfo(path, date_time=self._stamp)  # type: ignore[arg-type]
+        info = zipfile.ZipInfo(path, date_time=self._stamp)
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
         self._zip.writestr(info, data)

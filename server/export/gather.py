@@ -275,9 +275,7 @@ def _commands(session: Session, case_no: str, names: dict[int, str]) -> list[Jso
 
 
 def _removal(session: Session, case_no: str, names: dict[int, str]) -> list[JsonDict]:
-    rows = session.scalars(
-        select(RemovalRequest).where(RemovalRequest.case_no == case_no).order_by(RemovalRequest.id)
-    )
+    rows = session.scalars(select(RemovalRequest).where(RemovalRequest.case_no == case_no).order_by(RemovalRequest.id))
     return [_removal_record(r, names) for r in rows]
 
 

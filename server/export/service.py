@@ -70,12 +70,13 @@ def export_case(
     leaves = [line.leaf_index for line in evidence.events]
     checkpoint = covering_checkpoint(session, log_key, leaves)
     proofs = log_part(session, checkpoint, leaves)
+    verifier = log_key.verifier()
     head = {
         "case_no": case.case_no,
         "checkpoint_size": checkpoint.tree_size,
         "exported_at": ts(utc_now()),
         "exported_by": exported_by,
-        "log_key": log_key.verifier(),
+        "log_key": verifier,
         "log_origin": log_key.origin,
         "range": time_range.as_json(),
     }
@@ -85,7 +86,7 @@ def export_case(
     temp = Path(temp_name)
     try:
         with BundleWriter(temp, progress=progress) as writer:
-            _write_evidence(writer, evidence, proofs, files, verifier=head["log_key"])
+            _write_evidence(writer, evidence, proofs, files, verifier=verifier)
             manifest = writer.finish(head, key=log_key.get(), key_name=log_key.origin)
         digest = hashlib.sha256(manifest).hexdigest()
         _record(session, evidence, checkpoint.tree_size, actor=actor, exported_by=exported_by, digest=digest)
