@@ -8,7 +8,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from seal_verify.errors import BundleUnreadable
 
@@ -62,10 +62,10 @@ class Bundle:
         return {path: data for path, data in self.files.items() if path.startswith(prefix)}
 
 
-def read_bundle(path: Path) -> Bundle:
-    """The bundle at ``path``; :class:`BundleUnreadable` if it is no zip at all."""
+def read_bundle(source: Path | IO[bytes]) -> Bundle:
+    """The bundle at ``source`` (a path, or an open binary file); :class:`BundleUnreadable` if it is no zip."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         raise BundleUnreadable(f"not a readable zip file: {exc}") from None
     bundle = Bundle({})

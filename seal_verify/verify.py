@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from seal_verify import anchors, event_checks, log_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
@@ -38,7 +38,7 @@ CHECKS = (
 
 
 def verify_bundle(
-    path: str | Path,
+    path: str | Path | IO[bytes],
     *,
     known_checkpoint: str | bytes | None = None,
     consistency_proofs: Sequence[bytes] = (),
@@ -48,9 +48,10 @@ def verify_bundle(
     """The verdict on the bundle at ``path``. ``known_checkpoint``: a checkpoint note the verifier kept;
     ``consistency_proofs``: proof files (JSON) to or from it; ``log_key``: the log's verifier key, pinned."""
     checks = {name: Check(name, zh, en) for name, zh, en in CHECKS}
-    verdict = BundleVerdict(str(path), list(checks.values()))
+    name = str(path) if isinstance(path, str | Path) else getattr(path, "name", "<bundle>")
+    verdict = BundleVerdict(name, list(checks.values()))
     try:
-        bundle = read_bundle(Path(path))
+        bundle = read_bundle(Path(path) if isinstance(path, str) else path)
     except BundleUnreadable as exc:
         checks["bundle"].fail(str(exc))
         for check in verdict.checks[1:]:
@@ -108,8 +109,11 @@ def _steps(
         event_checks.check_signatures(checks["event_signatures"], lines, seals)
 
     def case() -> None:
-        record = load_object(bundle.get("case.json") or b"null", "case.json")
-        case_no = record.get("case_no")
+        try:
+            case_no = load_object(bundle.get("case.json") or b"null", "case.json").get("case_no")
+        except ValueError as exc:
+            checks["event_case"].fail(str(exc))
+            return
         manifest_case = (state.get("manifest") or {}).get("case_no")
         if manifest_case != case_no:
             checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")

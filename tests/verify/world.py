@@ -97,12 +97,17 @@ def read_members(path: Path) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def write_members(path: Path, members: dict[str, bytes]) -> Path:
+def zip_members(members: dict[str, bytes], *, compresslevel: int = 1) -> io.BytesIO:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
+    buffer.seek(0)
+    return buffer
+
+
+def write_members(path: Path, members: dict[str, bytes]) -> Path:
+    path.write_bytes(zip_members(members).getvalue())
     return path
 
 
