@@ -145,7 +145,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "log-key":
             return run_log_key(settings, _out)
         case "export":
-            return _in_session(settings, lambda session: run_export(args, settings, session, _out))
+            return run_export(args, settings, _out)
         case "notice":
             return _in_session(settings, lambda session: run_notice(args, settings, session, _out))
         case "notice-key":

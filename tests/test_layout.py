@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("seal_protocol", "seal_agent", "server", "seal_dev")
+PACKAGES = ("seal_protocol", "seal_agent", "seal_verify", "server", "seal_dev")
 
 
 def module_name(path: Path) -> str:
@@ -115,7 +115,8 @@ def test_packages_depend_one_way() -> None:
 @pytest.mark.parametrize(
     ("package", "must_not_import"),
     [
-        ("seal_protocol", ("seal_agent", "server", "seal_dev")),
+        ("seal_protocol", ("seal_agent", "seal_verify", "server", "seal_dev")),
+        ("seal_verify", ("seal_agent", "server", "seal_dev")),
         ("seal_agent", ("server", "seal_dev")),
         ("server", ("seal_agent", "seal_dev")),
     ],

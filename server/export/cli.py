@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from server.config import Settings
+from server.core.db import make_engine, make_session_factory
 from server.evidence.checkpoints import LogKey
 from server.export.gather import TimeRange
 from server.export.proofs import CHINA
@@ -50,9 +51,19 @@ def _progress(what: str, done: int, total: int) -> None:
         sys.stderr.flush()
 
 
-def run_export(args: argparse.Namespace, settings: Settings, session: Session, out: Callable[[str], None]) -> int:
+def run_export(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]) -> int:
+    """Export in a session of its own: the export commits twice (a fresh checkpoint, then its record)."""
     if args.start and args.end and args.start > args.end:
         raise ValueError("--from is after --to")
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return _export(args, settings, session, out)
+    finally:
+        engine.dispose()
+
+
+def _export(args: argparse.Namespace, settings: Settings, session: Session, out: Callable[[str], None]) -> int:
     result = export_case(
         session,
         case_no=args.case_no,

@@ -99,7 +99,7 @@ def gather(session: Session, case: Case, time_range: TimeRange) -> CaseEvidence:
 
 
 def _usernames(session: Session) -> dict[int, str]:
-    return {user_id: name for user_id, name in session.execute(select(User.id, User.username))}
+    return {row.id: row.username for row in session.execute(select(User.id, User.username))}
 
 
 def _events(session: Session, case_no: str, time_range: TimeRange) -> list[EventLine]:
