@@ -9,7 +9,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from seal_verify import merkle
+import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint

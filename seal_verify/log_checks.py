@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seal_verify import merkle
+import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key

@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from seal_verify import anchors, event_checks, log_checks
+import seal_verify.anchors as anchors
+import seal_verify.event_checks as event_checks
+import seal_verify.log_checks as log_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable
 from seal_verify.verdict import BundleVerdict, Check
