@@ -121,6 +121,25 @@ def check_case(check: Check, events: list[EventLine], case_no: str | None) -> No
     check.summary = f"case {case_no} / 案号 {case_no}"
 
 
+def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
+    """Every event's ``ts`` lies in the manifest's ``range`` (``null``: open on that side)."""
+    bounds = manifest.get("range")
+    if not isinstance(bounds, dict):
+        check.fail("manifest.json has no range")
+        return
+    start, end = (bounds.get(side) for side in ("from", "to"))
+    if (start is not None and _moment(start) is None) or (end is not None and _moment(end) is None):
+        check.fail(f"manifest.json: the range {bounds} is not of ts values")
+        return
+    low, high = _moment(start), _moment(end)
+    for line in events:
+        env = line.envelope
+        if env is None:
+            continue
+        if (low is not None and env.occurred_at < low) or (high is not None and env.occurred_at > high):
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) at {env.ts} is outside the range")
+
+
 def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
     by_device: dict[str, dict[int, EventLine]] = defaultdict(dict)
     for line in events:

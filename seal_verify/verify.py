@@ -27,7 +27,7 @@ CHECKS = (
     ("manifest_signature", "清单签名", "the manifest's signature"),
     ("checkpoint", "日志检查点签名", "the checkpoint's signature"),
     ("event_signatures", "封条对事件的签名", "the seals' signatures of the events"),
-    ("event_case", "事件所属案号", "each event's case number"),
+    ("event_case", "事件所属案号与时间范围", "each event's case number and time range"),
     ("hash_chains", "封条哈希链", "the seals' hash chains"),
     ("event_meta", "事件记录与顺序", "the events' records and order"),
     ("inclusion", "默克尔包含证明", "Merkle inclusion proofs"),
@@ -120,6 +120,7 @@ def _steps(
         if manifest_case != case_no:
             checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
         event_checks.check_case(checks["event_case"], state.get("events", []), case_no)
+        event_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
     def chains() -> None:
         event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))

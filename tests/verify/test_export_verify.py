@@ -80,7 +80,12 @@ def test_a_time_range_exports_the_events_in_it_and_states_where_a_chain_starts(
     verdict = verify_bundle(result.path)
     assert verdict.ok, verdict.text()
     assert any("starts at seq" in note for note in verdict.check("hash_chains").notes)
-    assert json.loads(read_members(result.path)["manifest.json"])["range"]["from"] is not None
+    members = read_members(result.path)
+    head = json.loads(members["manifest.json"])
+    assert head["range"]["from"] is not None
+    narrower = {**head, "range": {"from": head["range"]["from"], "to": head["range"]["from"]}}
+    forged = resign({**members, "manifest.json": json.dumps(narrower).encode()}, world.log_key)
+    assert verify_bundle(write_members(tmp_path / "narrow.zip", forged)).failed == ["event_case"]
 
 
 def test_a_deleted_event_is_a_gap_in_its_seals_chain(world: CourtWorld, tmp_path: Path) -> None:
