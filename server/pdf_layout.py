@@ -18,7 +18,7 @@ def font_table(
     rows: Sequence[Sequence[Flowable | str]], commands: Sequence[tuple[object, ...]], font: str, **kwargs: object
 ) -> Table:
     """A table whose cells are set in ``font`` (reportlab's default would add an unembedded Helvetica)."""
-    table = Table([list(row) for row in rows], **kwargs)  # type: ignore[arg-type]
+    table = Table([list(row) for row in rows], **kwargs)
     table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font), *commands]))
     return table
 

@@ -47,10 +47,9 @@ from server.export.report_sections import (
     heading,
     para,
     removals_table,
-    timeline,
-    type_counts,
 )
 from server.export.report_text import court_time
+from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_layout import markup
 

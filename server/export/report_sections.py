@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from PIL import Image as PILImage
@@ -19,19 +18,12 @@ from reportlab.platypus import Flowable, Image, Paragraph, Spacer, Table
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
-    EventFacts,
     HistoryEntry,
-    OfflinePeriod,
     RemovalFacts,
     SnapshotFacts,
 )
 from server.export.report_text import (
-    TIMELINE_TYPES,
     court_time,
-    event_details,
-    event_name,
-    outcome_words,
-    warning_words,
 )
 from server.pdf_layout import font_table, markup
 
@@ -41,8 +33,8 @@ logger = logging.getLogger(__name__)
 CONTACT_SHEET_MAX = 60
 THUMB_COLUMNS = 5
 THUMB_PX = 240
-#: Rows of the timeline per table: small tables split and lay out in linear time.
-TIMELINE_CHUNK = 60
+#: Rows per table: small tables split across pages and lay out in linear time.
+ROWS_PER_TABLE = 60
 GRID = colors.HexColor("#999999")
 
 
@@ -101,124 +93,9 @@ def grid(
     return font_table([head, *rows], commands, s.font, colWidths=list(widths), repeatRows=1)
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# --- timeline ---------------------------------------------------------------------------------------------------
-
-TIMELINE_HEADER = [("封条时钟", "seal's clock"), ("法院收到", "received"), ("封条", "seal"), ("序号", "seq"),
-                   ("事件", "event"), ("说明", "details")]  # fmt: skip
-TIMELINE_WIDTHS = [24 * mm, 24 * mm, 22 * mm, 11 * mm, 30 * mm, None]
-
-
-def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: ReportStyles) -> list[Flowable]:
-    """The significant events one per row (with the warning as signed, and for a warning that had started, the
-    outcome its ``warning_result`` reported), the periods without news, and the heartbeats counted per seal and day."""
-    results = {
-        (e.device_id, e.payload.get("trigger"), e.payload.get("trigger_seq")): e.payload
-        for e in events
-        if e.type == "warning_result"
-    }
-    decisions = {
-        (e.device_id, "intrusion", e.payload.get("trigger_seq")): e.payload
-        for e in events
-        if e.type == "snapshot_taken" and "warning" in e.payload
-    }
-    rows: list[tuple[Any, list[Flowable | str]]] = []
-    for event in events:
-        if event.type in TIMELINE_TYPES:
-            rows.append((event.received_at, _event_row(event, results, decisions, s)))
-    for period in offline:
-        note = cell("此期间法院未收到该封条的任何消息", "the court heard nothing from this seal", s, alert=True)
-        rows.append((period.since, [court_time(period.since), court_time(period.until), period.device_id, "",
-                                    cell("离线", "offline", s, alert=True), note]))  # fmt: skip
-    rows.sort(key=lambda item: item[0])
-    out: list[Flowable] = []
-    if not rows:
-        out += para("本案在导出范围内没有需要逐条列出的事件。", "No significant events in the exported range.", s)
-    for chunk in _chunks([row for _, row in rows], TIMELINE_CHUNK):
-        out.append(grid(TIMELINE_HEADER, chunk, TIMELINE_WIDTHS, s))
-    out += _heartbeats(events, s)
-    return out
-
-
-#: Events found by (device_id, trigger type, trigger seq): the warning results and the camera's decisions.
-_Found = Mapping[tuple[Any, Any, Any], Mapping[str, Any]]
-
-
-def _event_row(event: EventFacts, results: _Found, decisions: _Found, s: ReportStyles) -> list[Flowable | str]:
-    name = event_name(event.type)
-    zh, en = event_details(event.type, event.payload)
-    alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected"}
-    warning = _signed_warning(event)
-    if warning is not None:
-        words = warning_words(warning)
-        if words is not None:
-            zh, en = _join(zh, words[0]), _join(en, words[1])
-        alert = alert or _failed(warning)
-        if warning.get("warning") == "pending_confirmation":
-            decided = decisions.get((event.device_id, event.type, event.seq))
-            said = warning_words(decided) if decided is not None else None
-            dzh, den = said or ("未收到摄像头的决定", "no decision received")
-            zh, en = _join(zh, "摄像头确认后：" + dzh), _join(en, "after the camera's check: " + den)
-            alert = alert or (decided is not None and _failed(decided))
-            warning = decided or {}
-        if warning.get("warning") == "started":
-            outcome = results.get((event.device_id, event.type, event.seq))
-            ozh, oen = outcome_words(outcome)
-            zh, en = _join(zh, ozh), _join(en, oen)
-            alert = alert or (outcome is not None and _failed(outcome))
-    return [
-        court_time(event.ts),
-        court_time(event.received_at),
-        event.device_id,
-        str(event.seq),
-        cell(name[0], name[1], s, alert=alert),
-        cell(zh, en, s, alert=alert),
-    ]
-
-
-def _signed_warning(event: EventFacts) -> Mapping[str, Any] | None:
-    """The warning part of an event's payload (a test_warning command's result is its warning), if it has one."""
-    if event.type == "command_ack":
-        if event.payload.get("action") != "test_warning":
-            return None
-        return {**event.payload, "warning": event.payload.get("result")}
-    return event.payload if "warning" in event.payload else None
-
-
-def _failed(warning: Mapping[str, Any]) -> bool:
-    languages = warning.get("warning_languages")
-    return warning.get("warning") == "failed" or (
-        isinstance(languages, list) and any(isinstance(x, Mapping) and x.get("result") == "failed" for x in languages)
-    )
-
-
-def _join(first: str, second: str) -> str:
-    return f"{first}；{second}" if first else second
-
-
-def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]:
-    days = Counter((e.device_id, court_time(e.ts)[:10]) for e in events if e.type == "heartbeat")
-    if not days:
-        return []
-    rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]
-    header = [("封条", "seal"), ("日期（封条时钟）", "day (seal's clock)"), ("心跳次数", "heartbeats")]
-    return [
-        Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）"), s.h2),
-        Paragraph(markup("Heartbeats, counted per seal and day, not listed one by one"), s.en),
-        grid(header, rows, [40 * mm, 40 * mm, 30 * mm], s),
-    ]
-
-
-def type_counts(events: Sequence[EventFacts], s: ReportStyles) -> Table:
-    """How many events of each type each seal sent (every line of events.jsonl is counted here)."""
-    counts = Counter((e.device_id, e.type) for e in events)
-    rows = [[device, cell(*event_name(kind), s), str(n)] for (device, kind), n in sorted(counts.items())]
-    rows.append([cell("合计", "total", s), "", str(len(events))])
-    return grid([("封条", "seal"), ("事件类型", "event type"), ("条数", "count")], rows, [40 * mm, 70 * mm, 25 * mm], s)
 
 
 # --- snapshots --------------------------------------------------------------------------------------------------
@@ -239,7 +116,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
     width = (170 * mm) / THUMB_COLUMNS
     tiles = [_tile(x, width, s) for x in shown]
     if tiles:
-        rows = [list(r) + [""] * (THUMB_COLUMNS - len(r)) for r in _chunks(tiles, THUMB_COLUMNS)]
+        rows = [list(r) + [""] * (THUMB_COLUMNS - len(r)) for r in chunks(tiles, THUMB_COLUMNS)]
         out.append(font_table(rows, [("VALIGN", (0, 0), (-1, -1), "TOP")], s.font, colWidths=[width] * THUMB_COLUMNS))
     for title, items in ((("其余快照（见证据包中的文件）", "Other snapshots (files in the bundle)"), rest),
                          (("法院未存有的快照", "Snapshots the court does not hold"), missing)):  # fmt: skip
@@ -247,7 +124,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
             out += [Paragraph(markup(title[0]), s.h2), Paragraph(markup(title[1]), s.en)]
             names = [[cell(x.path, "", s), x.device_id, court_time(x.received_at)] for x in items]
             header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
-            for chunk in _chunks(names, TIMELINE_CHUNK):
+            for chunk in chunks(names, ROWS_PER_TABLE):
                 out.append(grid(header, chunk, [110 * mm, 28 * mm, 32 * mm], s))
     return out
 
@@ -289,7 +166,7 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
     rows = [[str(a.id), a.device_id, a.kind, a.severity, a.state, court_time(a.opened_at), str(a.count),
              _history(a.history, s)] for a in alarms]  # fmt: skip
     widths = [10 * mm, 20 * mm, 20 * mm, 13 * mm, 17 * mm, 22 * mm, 10 * mm, None]
-    return [grid(header, chunk, widths, s) for chunk in _chunks(rows, TIMELINE_CHUNK)]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
 
 def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Flowable]:
@@ -301,7 +178,7 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
              "—" if c.answer_seq is None else str(c.answer_seq), cell(c.answer or "—", "", s)]
             for c in commands]  # fmt: skip
     widths = [10 * mm, 20 * mm, 18 * mm, 24 * mm, 18 * mm, 18 * mm, 16 * mm, None]
-    return [grid(header, chunk, widths, s) for chunk in _chunks(rows, TIMELINE_CHUNK)]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
 
 def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:
@@ -313,4 +190,4 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
              cell("\n".join(p[:16] + "…" for p in r.proofs) or "—", "", s), _history(r.history, s)]
             for r in removals]  # fmt: skip
     widths = [10 * mm, 20 * mm, 16 * mm, 18 * mm, 24 * mm, 24 * mm, None]
-    return [grid(header, chunk, widths, s) for chunk in _chunks(rows, TIMELINE_CHUNK)]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]

@@ -204,7 +204,6 @@ def test_the_report_states_the_case_its_headings_in_both_languages_and_the_count
     assert f"{events}/{shots}/9" in text  # events / snapshots / audit entries on the cover
     assert "1/1/1" in text  # alarms / commands / removal requests
     assert "共3项核验，1项未通过" in text and "未通过FAILED" in text
-    assert f"合计total{events}" in text
     # Heartbeats are counted per China day, not listed: 30 hourly ones from 09:00 China time fall on two days.
     assert "seal-012026-11-3015" in text and "seal-012026-12-0115" in text
     assert text.count("心跳") < 10
@@ -319,5 +318,7 @@ def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pyt
     elapsed = time.perf_counter() - started
     with capsys.disabled():
         print(f"\nreport of 10,000 events ({heartbeats} heartbeats): {elapsed:.1f} s, {len(pdf)} bytes")
-    assert "合计total10000" in pdf_text(pdf)
-    assert elapsed < 60
+    text = pdf_text(pdf)
+    assert "10000/0/0" in text  # events / snapshots / audit entries on the cover
+    assert text.count("Errorope") >= 2 * (10_000 - heartbeats)  # every significant event listed, with its reasons
+    assert elapsed < 30
