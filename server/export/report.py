@@ -48,7 +48,7 @@ from server.export.report_sections import (
     para,
     removals_table,
 )
-from server.export.report_text import court_time
+from server.export.report_text import clip, court_time
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_layout import markup
@@ -157,7 +157,7 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
             "time stamp",
             f"{court_time(stamp.gen_time)} (UTC+8), {stamp.tsa_name}"
             if stamp
-            else "无（未配置时间戳服务） none configured",
+            else "无（本证据包没有时间戳） none: this bundle has no time stamp",
         ),
     ]
     table = grid(
@@ -191,9 +191,13 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
 def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     if not facts.checks:
         return para("导出时未进行核验。", "No verification was run at export.", s)
-    words = {True: ("通过", "passed"), False: ("未通过", "FAILED"), None: ("不适用", "not applicable")}
+    words = {True: ("通过", "passed"), False: ("未通过", "FAILED"), None: ("无此项", "absent")}
     rows = [
-        [cell(c.zh, c.en, s), cell(*words[c.ok], s, alert=c.ok is False), cell(c.detail or "—", "", s)]
+        [
+            cell(c.zh, c.en, s),
+            cell(*words[c.ok], s, alert=c.ok is False),
+            cell(clip(c.detail or "—", "seal-verify --json"), "", s),
+        ]
         for c in facts.checks
     ]
     failed = sum(c.ok is False for c in facts.checks)

@@ -31,14 +31,16 @@ SYSTEM = [
         "export itself is audited.",
     ),
     (
-        "第九十四条规定了可推定电子数据真实的情形（如由中立第三方平台记录、保存）。本系统由人民法院自身运行，"
-        "是否适用该推定由审理法官判断；时间戳（如有）由第三方时间戳机构出具，可独立于法院核验。《人民法院在线诉讼规则》"
-        "第十六条、第十七条：经技术核验一致的存储数据，推定未经篡改，除非有相反证据；seal-verify 即此种技术核验。",
-        "Art. 94 presumes electronic data authentic in some cases (e.g. recorded and kept by a neutral third-party "
-        "platform). This system is run by the court itself: whether the presumption applies is for the judge. A "
-        "time stamp, where present, comes from a third-party authority and can be checked without the court. Rules "
-        "on Online Litigation Art. 16–17: stored data that a technical verification shows consistent is presumed "
-        "unaltered unless rebutted; seal-verify is such a verification.",
+        "第九十四条规定了可推定电子数据真实的情形（如由记录和保存电子数据的中立第三方平台提供或确认、"
+        "以档案管理方式保管）。本系统由人民法院自身运行，是否适用该推定由审理法官判断；时间戳（如有）由第三方"
+        "时间戳机构出具，可独立于法院核验。《人民法院在线诉讼规则》第十六条、第十七条：经技术核验一致的存储数据，"
+        "推定未经篡改，除非有相反证据；seal-verify 即此种技术核验。",
+        "Art. 94 presumes electronic data authentic in some cases (e.g. provided or confirmed by a neutral "
+        "third-party platform that records and keeps it, or kept as archives). This system is run by the court "
+        "itself: whether the presumption applies is for the judge. A time stamp, where present, comes from a "
+        "third-party authority and can be checked without the court. Rules on Online Litigation Art. 16–17: stored "
+        "data that a technical verification shows consistent is presumed unaltered unless rebutted; seal-verify is "
+        "such a verification.",
     ),
 ]
 

@@ -22,9 +22,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import (
-    court_time,
-)
+from server.export.report_text import clip, court_time
 from server.pdf_layout import font_table, markup
 
 logger = logging.getLogger(__name__)
@@ -85,6 +83,8 @@ def grid(
         ("FONTSIZE", (0, 0), (-1, -1), 7.5),
         ("TOPPADDING", (0, 0), (-1, -1), 1.5),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
     ]
     if not header:
         return font_table(rows, commands, s.font, colWidths=list(widths))
@@ -125,12 +125,12 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
             names = [[cell(x.path, "", s), x.device_id, court_time(x.received_at)] for x in items]
             header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
             for chunk in chunks(names, ROWS_PER_TABLE):
-                out.append(grid(header, chunk, [110 * mm, 28 * mm, 32 * mm], s))
+                out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
     return out
 
 
 def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
-    caption = cell(f"{snapshot.sha256[:16]}…", f"{snapshot.device_id} {court_time(snapshot.received_at)}", s)
+    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_time(snapshot.received_at)}", s)
     picture: Flowable
     try:
         picture = _thumbnail(snapshot.jpeg or b"", width - 4 * mm)
@@ -153,9 +153,20 @@ def _thumbnail(jpeg: bytes, width: float) -> Image:
 # --- alarms, commands, removal requests --------------------------------------------------------------------------
 
 
-def _history(entries: Sequence[HistoryEntry], s: ReportStyles) -> Paragraph:
-    lines = [f"{court_time(h.at)} {h.actor} {h.action}" + (f"：{h.note}" if h.note else "") for h in entries]
+def _history(entries: Sequence[HistoryEntry], where: str, s: ReportStyles) -> Paragraph:
+    return _lines(
+        [f"{court_time(h.at)} {h.actor} {h.action}" + (f"：{clip(h.note, where)}" if h.note else "") for h in entries],
+        s,
+    )
+
+
+def _lines(lines: Sequence[str], s: ReportStyles) -> Paragraph:
     return Paragraph("<br/>".join(markup(line) for line in lines) or "—", s.cell)
+
+
+def _row(values: Sequence[Flowable | str], s: ReportStyles) -> list[Flowable]:
+    """A table row whose text cells wrap to their column."""
+    return [cell(v, "", s) if isinstance(v, str) else v for v in values]
 
 
 def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable]:
@@ -163,9 +174,9 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
         return para("无告警。", "No alarms.", s)
     header = [("编号", "id"), ("封条", "seal"), ("类型", "kind"), ("级别", "severity"), ("状态", "state"),
               ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
-    rows = [[str(a.id), a.device_id, a.kind, a.severity, a.state, court_time(a.opened_at), str(a.count),
-             _history(a.history, s)] for a in alarms]  # fmt: skip
-    widths = [10 * mm, 20 * mm, 20 * mm, 13 * mm, 17 * mm, 22 * mm, 10 * mm, None]
+    rows = [_row([str(a.id), a.device_id, a.kind, a.severity, a.state, court_time(a.opened_at), str(a.count),
+                  _history(a.history, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
+    widths = [10 * mm, 20 * mm, 20 * mm, 15 * mm, 18 * mm, 20 * mm, 10 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
 
@@ -174,10 +185,10 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
         return para("未向本案封条发送指令。", "No commands were sent to the case's seals.", s)
     header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), ("发出", "issued"), ("发出人", "by"),
               ("状态", "state"), ("应答事件序号", "answer seq"), ("应答", "answer")]  # fmt: skip
-    rows = [[str(c.id), c.device_id, c.action, court_time(c.issued_at), c.issued_by, c.state,
-             "—" if c.answer_seq is None else str(c.answer_seq), cell(c.answer or "—", "", s)]
+    rows = [_row([str(c.id), c.device_id, c.action, court_time(c.issued_at), c.issued_by, c.state,
+                  "—" if c.answer_seq is None else str(c.answer_seq), clip(c.answer or "—", "commands.jsonl")], s)
             for c in commands]  # fmt: skip
-    widths = [10 * mm, 20 * mm, 18 * mm, 24 * mm, 18 * mm, 18 * mm, 16 * mm, None]
+    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 20 * mm, 16 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
 
@@ -185,9 +196,9 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
     if not removals:
         return para("无解除查封申请。", "No removal requests.", s)
     header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
-              ("证明文件", "proofs"), ("经过与决定", "history and decision")]  # fmt: skip
-    rows = [[str(r.id), r.ground, r.state, r.filed_by, court_time(r.filed_at),
-             cell("\n".join(p[:16] + "…" for p in r.proofs) or "—", "", s), _history(r.history, s)]
+              ("证明文件（SHA-256）", "proofs (SHA-256)"), ("经过与决定", "history and decision")]  # fmt: skip
+    rows = [_row([str(r.id), r.ground, r.state, r.filed_by, court_time(r.filed_at),
+                  _lines([p[:16] + "…" for p in r.proofs], s), _history(r.history, "removal.jsonl", s)], s)
             for r in removals]  # fmt: skip
-    widths = [10 * mm, 20 * mm, 16 * mm, 18 * mm, 24 * mm, 24 * mm, None]
+    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 28 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]

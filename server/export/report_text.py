@@ -67,6 +67,18 @@ LANGUAGE_RESULT: dict[str, tuple[str, str]] = {
 }
 
 
+#: Characters of free text (a seal's reason, a person's note) one cell shows: a cell taller than a page could not
+#: be set at all; the full text is in the bundle's file.
+CLIP = 400
+
+
+def clip(text: str, where: str, limit: int = CLIP) -> str:
+    """``text``, cut to ``limit`` characters with a pointer to the file holding all of it."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…（全文见 {where} / full text in {where}）"
+
+
 def court_time(moment: datetime | None, *, seconds: bool = True) -> str:
     """``moment`` as China time (UTC+8); ``—`` for none."""
     if moment is None:
@@ -95,7 +107,7 @@ def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
             rzh, ren = LANGUAGE_RESULT.get(result, (result, result))
             reason = f"（{item['reason']}）" if item.get("reason") else ""
             parts_zh.append(f"{item.get('language')} {rzh}{reason}")
-            parts_en.append(f"{item.get('language')} {ren}")
+            parts_en.append(f"{item.get('language')} {ren}" + (f" ({item['reason']})" if item.get("reason") else ""))
         if parts_zh:
             zh += "：" + "；".join(parts_zh)
             en += ": " + "; ".join(parts_en)
@@ -124,8 +136,8 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
         )
     if kind in {"armed", "disarmed"}:
         return (
-            f"原因 {payload.get('reason')}，指令 {payload.get('by')}",
-            f"reason {payload.get('reason')}, by {payload.get('by')}",
+            f"原因 {_v(payload.get('reason'))}，指令 {_v(payload.get('by'))}",
+            f"reason {_v(payload.get('reason'))}, command {_v(payload.get('by'))}",
         )
     if kind == "warning_result":
         return (
@@ -145,3 +157,8 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
+
+
+def _v(value: object) -> str:
+    """A payload value as printed: ``—`` for none."""
+    return "—" if value is None else str(value)

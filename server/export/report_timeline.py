@@ -23,6 +23,7 @@ from server.export.report_facts import EventFacts, OfflinePeriod
 from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
 from server.export.report_text import (
     TIMELINE_TYPES,
+    clip,
     court_time,
     event_details,
     event_name,
@@ -69,8 +70,12 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
         (e.received_at, _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
     ]
     for period in offline:
-        note = ("此期间法院未收到该封条的任何消息", "the court heard nothing from this seal")
-        cells = [court_time(period.since), court_time(period.until), period.device_id, "", "离线 offline", _two(*note)]
+        until = court_time(period.until) if period.until else "导出时 the export"
+        note = (
+            f"至 {until}，法院未收到该封条的任何消息（法院时钟）",
+            f"until {until} the court heard nothing from this seal (court's clock)",
+        )
+        cells = ["", court_time(period.since), period.device_id, "", "离线 offline", _two(*note)]
         rows.append((period.since, (cells, True)))
     rows.sort(key=lambda item: item[0])
     out: list[Flowable] = []
@@ -108,7 +113,7 @@ def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
         event.device_id,
         str(event.seq),
         _two(*event_name(event.type)),
-        _two(zh, en),
+        _two(clip(zh, "events.jsonl"), clip(en, "events.jsonl")),
     ]
     return cells, alert
 

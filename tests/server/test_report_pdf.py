@@ -207,7 +207,7 @@ def test_the_report_states_the_case_its_headings_in_both_languages_and_the_count
     # Heartbeats are counted per China day, not listed: 30 hourly ones from 09:00 China time fall on two days.
     assert "seal-012026-11-3015" in text and "seal-012026-12-0115" in text
     assert text.count("心跳") < 10
-    assert "离线offline" in text and "此期间法院未收到该封条的任何消息" in text
+    assert "离线offline" in text and "至2026-11-3021:00:00，法院未收到该封条的任何消息" in text
     assert hashlib.sha256(base64.b64decode(KEY)).hexdigest() in text  # the key's fingerprint
 
 
@@ -240,7 +240,7 @@ def test_a_failed_warning_reads_as_failed_and_an_outcome_is_taken_from_its_warni
     )
     text = pdf_text(render_report(facts(events=events.items)))
     assert "警告播放失败：zh失败（ErroropeningPCMdevice.--CODE:-22）" in text
-    assert "warningfailed:zhfailed;enfailed" in text
+    assert "warningfailed:zhfailed(ErroropeningPCMdevice.--CODE:-22);enfailed(" in text
     assert "结果：警告播放失败" in text and "outcome:warningfailed" in text
     assert "结果：未收到warning_result事件" in text  # the last warning's outcome never came: said so, not guessed
 
@@ -290,7 +290,27 @@ def test_an_empty_case_renders() -> None:
     text = pdf_text(pdf)
     assert CASE in text and "0/0/0" in text
     assert "本案在导出范围内没有需要逐条列出的事件" in text and "导出时未进行核验" in text
-    assert "无（未配置时间戳服务）" in text
+    assert "无（本证据包没有时间戳）" in text
+
+
+def test_free_text_of_any_length_is_clipped_and_points_to_its_file() -> None:
+    """A seal's reason or a person's note may be long; a cell taller than a page could not be set at all."""
+    long = "很长的说明" * 4000
+    events = Events()
+    events.add("command_rejected", T0, command_id=9, reason="bad_signature", detail="x" * 20_000)
+    languages = [{"language": "zh", "result": "failed", "reason": long}]
+    events.add("intrusion", T0, warning="failed", warning_languages=languages, camera="ok", snapshots=[])
+    alarm = AlarmFacts(
+        1, "seal-01", "tamper", "critical", "closed", T0, 1, [HistoryEntry(T0, "judge.wang", "closed", long)]
+    )
+    removal = RemovalFacts(2, "paid", "rejected", "debtor.zhao", T0, [HistoryEntry(T0, "judge.wang", "rejected", long)])
+    pdf = render_report(
+        facts(events=events.items, alarms=[alarm], removals=[removal], checks=[Check("签名", "sig", False, long)])
+    )
+    text = pdf_text(pdf)
+    for where in ("events.jsonl", "alarms.jsonl", "removal.jsonl", "seal-verify--json"):
+        assert f"全文见{where}/fulltextin{where}" in text, where
+    assert text.count("很长的说明") < 2000
 
 
 def test_offline_periods_are_found_from_silences() -> None:
