@@ -245,6 +245,42 @@ def test_a_failed_warning_reads_as_failed_and_an_outcome_is_taken_from_its_warni
     assert "结果：未收到warning_result事件" in text  # the last warning's outcome never came: said so, not guessed
 
 
+def test_a_warning_decided_by_the_camera_and_a_test_warning_read_as_they_ended() -> None:
+    events = Events()
+    pending = events.add(
+        "intrusion", T0, warning="pending_confirmation", warning_languages=[], camera="ok", snapshots=[]
+    )
+    events.add(
+        "snapshot_taken",
+        T0 + timedelta(seconds=5),
+        trigger="intrusion",
+        trigger_seq=pending.seq,
+        snapshots=[],
+        camera_motion="seen",
+        warning="started",
+        warning_languages=[{"language": "zh", "result": "playing", "reason": None}],
+    )
+    events.add(
+        "warning_result",
+        T0 + timedelta(seconds=20),
+        trigger="intrusion",
+        trigger_seq=pending.seq,
+        warning="failed",
+        warning_languages=FAILED_LANGUAGES,
+    )
+    events.add(
+        "command_ack",
+        T0 + timedelta(minutes=5),
+        command_id=4,
+        action="test_warning",
+        result="failed",
+        warning_languages=FAILED_LANGUAGES,
+    )
+    text = pdf_text(render_report(facts(events=events.items)))
+    assert "待摄像头确认后决定是否警告；摄像头确认后：警告已开始播放：zh播放中；结果：警告播放失败" in text
+    assert "指令4test_warning→failed；警告播放失败" in text
+
+
 def test_a_played_warning_does_not_read_as_failed() -> None:
     events = Events()
     events.add("intrusion", T0, warning="played", warning_languages=PLAYED_LANGUAGES, camera="ok", snapshots=[])
@@ -326,6 +362,8 @@ def test_offline_periods_are_found_from_silences() -> None:
 
 @pytest.mark.parametrize("heartbeats", [0, 9_000], ids=["all-significant", "mostly-heartbeats"])
 def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """The brief's measure: about 6 s of CPU for 10,000 significant events (540 pages), under 1 s when most are
+    heartbeats; the bound is loose so a slower machine does not fail it."""
     events = Events()
     for n in range(10_000):
         at = T0 + timedelta(seconds=30 * n)
@@ -333,12 +371,12 @@ def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pyt
             events.add("heartbeat", at, speaker="ok")
         else:
             events.add("intrusion", at, warning="failed", warning_languages=FAILED_LANGUAGES, camera="ok", snapshots=[])
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     pdf = render_report(facts(events=events.items))
-    elapsed = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with capsys.disabled():
-        print(f"\nreport of 10,000 events ({heartbeats} heartbeats): {elapsed:.1f} s, {len(pdf)} bytes")
+        print(f"\nreport of 10,000 events ({heartbeats} heartbeats): {wall:.1f} s ({cpu:.1f} s CPU), {len(pdf)} bytes")
+    assert cpu < 30  # CPU time: the machine is shared, its wall time is not ours
     text = pdf_text(pdf)
     assert "10000/0/0" in text  # events / snapshots / audit entries on the cover
     assert text.count("Errorope") >= 2 * (10_000 - heartbeats)  # every significant event listed, with its reasons
-    assert elapsed < 30
