@@ -1,5 +1,5 @@
-"""The evidence report's long parts: the timeline (paginated in small tables, so 10,000 events set in bounded
-time), the contact sheet of snapshot thumbnails, and the tables of alarms, commands and removal requests."""
+"""The evidence report's styles and table pieces, the contact sheet of snapshot thumbnails, and the tables of alarms,
+commands and removal requests (each paginated in tables of :data:`ROWS_PER_TABLE` rows)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, court_time
+from server.export.report_text import clip, court_time, sort_time
 from server.pdf_layout import font_table, markup
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ class ReportStyles:
         self.h1_en = ParagraphStyle("h1_en", self.en, fontSize=10, leading=13, spaceAfter=4)
         self.h2 = ParagraphStyle("h2", base, fontSize=11, leading=15, spaceBefore=5)
         self.cell = ParagraphStyle("cell", base, fontSize=7.5, leading=9.5)
-        self.cell_en = ParagraphStyle("cell_en", self.cell, textColor=grey)
         self.alert = ParagraphStyle("alert", self.cell, textColor=colors.HexColor("#b00000"))
 
 
@@ -104,7 +103,7 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[Flowable]:
     """Up to :data:`CONTACT_SHEET_MAX` thumbnails of the snapshots the court holds, in order of receipt; the rest,
     and those it does not hold, are named by their path in the bundle."""
-    held = sorted((x for x in snapshots if x.jpeg is not None), key=lambda x: (x.received_at is None, x.received_at))
+    held = sorted((x for x in snapshots if x.jpeg is not None), key=lambda x: sort_time(x.received_at))
     shown, rest = held[:CONTACT_SHEET_MAX], held[CONTACT_SHEET_MAX:]
     missing = [x for x in snapshots if x.jpeg is None]
     out = para(

@@ -4,7 +4,7 @@ the seal signed it (never better than it was)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.notices.facts import COURT_TIME
@@ -79,11 +79,21 @@ def clip(text: str, where: str, limit: int = CLIP) -> str:
     return f"{text[:limit]}…（全文见 {where} / full text in {where}）"
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with a zone: a naive one is taken as UTC (as the database keeps times), never as local time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def sort_time(moment: datetime | None) -> float:
+    """A key ordering times, naive (UTC) and aware alike; none first."""
+    return as_utc(moment).timestamp() if moment is not None else float("-inf")
+
+
 def court_time(moment: datetime | None, *, seconds: bool = True) -> str:
     """``moment`` as China time (UTC+8); ``—`` for none."""
     if moment is None:
         return "—"
-    return moment.astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return as_utc(moment).astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def event_name(kind: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from server.export.report_text import (
     event_details,
     event_name,
     outcome_words,
+    sort_time,
     warning_words,
 )
 from server.pdf_layout import font_table, markup
@@ -66,8 +67,8 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
         for e in events
         if e.type == "snapshot_taken" and "warning" in e.payload
     }
-    rows: list[tuple[Any, _Row]] = [
-        (e.received_at, _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
+    rows: list[tuple[float, _Row]] = [
+        (sort_time(e.received_at), _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
     ]
     for period in offline:
         until = court_time(period.until) if period.until else "导出时 the export"
@@ -76,7 +77,7 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
             f"until {until} the court heard nothing from this seal (court's clock)",
         )
         cells = ["", court_time(period.since), period.device_id, "", "离线 offline", _two(*note)]
-        rows.append((period.since, (cells, True)))
+        rows.append((sort_time(period.since), (cells, True)))
     rows.sort(key=lambda item: item[0])
     out: list[Flowable] = []
     if not rows:

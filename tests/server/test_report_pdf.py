@@ -314,10 +314,15 @@ def test_thumbnails_are_images_bounded_and_the_rest_named_by_path() -> None:
     assert f"共{len(held) + 2}张快照：法院存有{len(held) + 1}张，缩略图{CONTACT_SHEET_MAX}张；未存有1张" in text
 
 
-def test_an_undecodable_snapshot_is_named_not_fatal() -> None:
-    pdf = render_report(facts(snapshots=[SnapshotFacts("e" * 64, "seal-01", T0, b"\xff\xd8 truncated")]))
-    assert "无法解码的图像" in pdf_text(pdf)
-    assert pdf_images(pdf) == []
+def test_an_undecodable_snapshot_is_named_not_fatal_and_unknown_times_sort_first() -> None:
+    broken = SnapshotFacts("e" * 64, "seal-01", T0, b"\xff\xd8 truncated")
+    undated = [SnapshotFacts(c * 64, "seal-01", None, jpeg(n)) for n, c in enumerate("ab")]
+    naive = SnapshotFacts("c" * 64, "seal-01", datetime(2026, 11, 29, 16, 0), jpeg(3))  # naive: UTC, as stored
+    pdf = render_report(facts(snapshots=[broken, *undated, naive]))
+    text = pdf_text(pdf)
+    assert "无法解码的图像" in text
+    assert "2026-11-3000:00:00" in text  # the naive time read as UTC, printed as China time
+    assert len(pdf_images(pdf)) == 3
 
 
 def test_an_empty_case_renders() -> None:
