@@ -385,3 +385,23 @@ def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pyt
     text = pdf_text(pdf)
     assert "10000/0/0" in text  # events / snapshots / audit entries on the cover
     assert text.count("Errorope") >= 2 * (10_000 - heartbeats)  # every significant event listed, with its reasons
+
+
+def test_timeline_cells_wrap_within_their_column_and_keep_every_character() -> None:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from server.export.report_timeline import wrap
+    from server.notices.fonts import find_font, register_font
+
+    font = register_font(find_font(None))
+    texts = [
+        "警告播放失败：zh 失败（Error opening PCM device. -- CODE: -22 -- MSG: Invalid argument）",
+        "snapshots/" + "e" * 64 + ".jpg and more words after it",
+        "很长的说明" * 30 + "\nsecond paragraph",
+        "",
+    ]
+    for text in texts:
+        for width in (40.0, 80.0, 190.0):
+            lines = wrap(text, font, width).split("\n")
+            assert all(stringWidth(line, font, 7) <= width + 0.01 for line in lines), (text, width, lines)
+            assert "".join("".join(lines).split()) == "".join(text.split())
