@@ -15,11 +15,12 @@ Uses ``rfc3161-client`` (Trail of Bits; the CMS check is OpenSSL's, at genTime) 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from rfc3161_client import PKIStatus, TimeStampResponse, VerificationError, VerifierBuilder, decode_timestamp_response
 
 SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
@@ -59,8 +60,10 @@ def verify_timestamp(
         roots = _unique(x509.load_pem_x509_certificates(roots_pem)) if roots_pem is not None else []
     except MALFORMED as exc:
         return TimestampVerdict(False, f"a certificate is not PEM X.509: {exc}", gen_time, pinned=pinned)
-    if any(cert not in chain for cert in embedded):
-        reason = "a certificate in the token is not in the kept chain: the token or the chain was altered"
+    if any(cert not in chain and cert not in roots for cert in embedded):
+        reason = (
+            "a certificate the token carries is not in the kept chain (nor pinned): the token or the chain was altered"
+        )
         return TimestampVerdict(False, reason, gen_time, pinned=pinned)
     try:
         signer = _signer(response, chain)
@@ -104,8 +107,14 @@ def _check(
     try:
         builder.build().verify(response, imprint.message)
     except VerificationError as exc:
-        return f"the time stamp does not verify at its genTime {response.tst_info.gen_time.isoformat()}: {exc}"
+        return f"the time stamp does not verify at its genTime {response.tst_info.gen_time.isoformat()}: {_said(exc)}"
     return ""
+
+
+def _said(exc: VerificationError) -> str:
+    """What OpenSSL said, without the error stack around it ("Verify error: certificate has expired")."""
+    details = re.findall(r'(?:data|reason): "([^"]+)"', str(exc))
+    return "; ".join(dict.fromkeys(details)) or str(exc)
 
 
 def _signer(response: TimeStampResponse, certs: list[x509.Certificate]) -> x509.Certificate | None:
@@ -125,7 +134,7 @@ def _self_signed(cert: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
