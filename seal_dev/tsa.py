@@ -190,15 +190,18 @@ class LocalTsa:
         return Handler
 
     def start(self) -> LocalTsa:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-tsa", daemon=True)
+        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731 (stops within 50 ms)
+        self._thread = threading.Thread(target=serve, name="local-tsa", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        if self._thread is None:
+            return
         self._server.shutdown()
         self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._thread.join(5)
+        self._thread = None
 
     def __enter__(self) -> LocalTsa:
         return self.start()
