@@ -14,6 +14,7 @@ import logging
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,12 +151,14 @@ Fault = Literal["none", "http-500", "garbage"]
 class LocalTsa:
     """An HTTP time-stamping authority on 127.0.0.1 backed by ``openssl ts -reply``; a context manager.
 
-    :attr:`fault` makes it answer wrongly; :attr:`queries` counts the queries it received."""
+    :attr:`fault` makes it answer wrongly; :attr:`queries` counts the queries it received; :attr:`before_reply`, if
+    set, is called (once, then cleared) before the next answer — a test's way to act while a client waits."""
 
     def __init__(self, pki: TsaPki) -> None:
         self.pki = pki
         self.fault: Fault = "none"
         self.queries = 0
+        self.before_reply: Callable[[], object] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread: threading.Thread | None = None
 
@@ -170,6 +173,9 @@ class LocalTsa:
             def do_POST(self) -> None:  # noqa: N802 (the http.server name)
                 query = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 tsa.queries += 1
+                hook, tsa.before_reply = tsa.before_reply, None
+                if hook is not None:
+                    hook()
                 if tsa.fault == "http-500":
                     self.send_error(500, "the TSA is out of order")
                     return

@@ -22,6 +22,7 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
+from server.errors import found
 from server.evidence.errors import TimestampFailed
 from server.evidence.models import LogCheckpoint, LogTimestamp
 from server.evidence.tsa import Stamp, TsaClient
@@ -40,15 +41,31 @@ def timestamp_of(session: Session, checkpoint: LogCheckpoint) -> tuple[bytes, by
     return None if row is None else (row.response, row.chain_pem.encode("ascii"))
 
 
-def stamp_checkpoint(session: Session, checkpoint: LogCheckpoint, client: TsaClient) -> LogTimestamp:
-    """The time stamp of ``checkpoint`` (committed already), asked of the TSA now if it has none; added to
-    ``session``, which the caller commits. :class:`TimestampFailed` if the TSA gives no token that verifies.
+def stamp_checkpoint(session_factory: SessionFactory, tree_size: int, client: TsaClient) -> tuple[bytes, bytes]:
+    """The time stamp of the (committed) checkpoint of ``tree_size`` leaves, as :func:`timestamp_of` gives it: the
+    kept one, or one asked of the TSA now, verified, kept and committed. :class:`TimestampFailed` if the TSA gives no
+    token that verifies; :class:`~server.errors.NotFound` if there is no such checkpoint. For the export, which
+    makes a fresh checkpoint and wants its token at once.
 
-    The TSA is asked while ``session`` is open: call it before taking any lock the ingest needs."""
-    kept = _row_of(session, checkpoint.id)
+    No transaction is open while the TSA is asked; call it with none open either (on SQLite every transaction
+    holds the database's write lock)."""
+    with session_factory() as session:
+        checkpoint = session.scalars(select(LogCheckpoint).where(LogCheckpoint.tree_size == tree_size)).one_or_none()
+        checkpoint = found(checkpoint, f"no checkpoint of tree size {tree_size}")
+        kept = timestamp_of(session, checkpoint)
+        checkpoint_id, note = checkpoint.id, checkpoint.note
     if kept is not None:
         return kept
-    return keep_stamp(session, checkpoint.id, client.stamp(checkpoint.note.encode("utf-8")), client.url)
+    stamp = client.stamp(note.encode("utf-8"))
+    with session_factory() as session:
+        row = keep_stamp(session, checkpoint_id, stamp, client.url)
+        try:
+            session.commit()
+        except IntegrityError:  # the time stamper kept one for it meanwhile: that one is it
+            session.rollback()
+            other = found(_row_of(session, checkpoint_id), "the checkpoint's time stamp vanished")
+            return other.response, other.chain_pem.encode("ascii")
+        return row.response, row.chain_pem.encode("ascii")
 
 
 def keep_stamp(session: Session, checkpoint_id: int, stamp: Stamp, tsa_url: str) -> LogTimestamp:

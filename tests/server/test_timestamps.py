@@ -20,6 +20,7 @@ from server.app import create_app, log_workers
 from server.config import EvidenceSettings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
+from server.errors import NotFound
 from server.evidence import log
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
@@ -182,25 +183,43 @@ def test_a_fresh_checkpoint_is_stamped_at_once_for_the_export(
         checkpoint = log.make_checkpoint(session, key)
         assert checkpoint is not None
         session.commit()
+        note = checkpoint.note.encode()
         assert timestamp_of(session, checkpoint) is None
-        row = stamp_checkpoint(session, checkpoint, client)
-        session.commit()
-        assert stamp_checkpoint(session, checkpoint, client) is row  # kept: the TSA is not asked twice
-        assert tsa.queries == 1
-        token, chain = timestamp_of(session, checkpoint) or (b"", b"")
-        assert verify_timestamp(token, checkpoint.note.encode(), chain, pki.ca_pem.read_bytes()).ok
+    token, chain = stamp_checkpoint(session_factory, 4, client)
+    assert verify_timestamp(token, note, chain, pki.ca_pem.read_bytes()).ok
+    assert stamp_checkpoint(session_factory, 4, client) == (token, chain)  # kept: the TSA is not asked twice
+    assert tsa.queries == 1
+    with session_factory() as session:
+        assert timestamp_of(session, session.scalars(select(LogCheckpoint)).one()) == (token, chain)
+    with pytest.raises(NotFound):
+        stamp_checkpoint(session_factory, 5, client)
+
     tsa.fault = "garbage"
     ingest(session_factory, tmp_path, seal, 1)
     with session_factory() as session:
-        fresh = log.make_checkpoint(session, key)
-        assert fresh is not None
+        assert log.make_checkpoint(session, key) is not None
         session.commit()
-        with pytest.raises(TimestampFailed) as failed:
-            stamp_checkpoint(session, fresh, client)
-        assert failed.value.kind == "malformed"
-        session.rollback()
+    with pytest.raises(TimestampFailed) as failed:
+        stamp_checkpoint(session_factory, 5, client)
+    assert failed.value.kind == "malformed"
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(LogTimestamp)) == 1
+
+
+def test_the_export_and_the_stamper_asking_at_once_keep_one_token(
+    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa
+) -> None:
+    ingest(session_factory, tmp_path, seal, 2)
+    checkpointer(tmp_path, session_factory).run_once()
+    client = TsaClient(tsa.url)
+    stamper = Timestamper(session_factory, client, metrics=IngestMetrics(), interval_s=60)
+    tsa.before_reply = stamper.run_once  # while the export waits for its token, the stamper keeps one
+    token, chain = stamp_checkpoint(session_factory, 2, client)
+    assert tsa.queries == 2
+    with session_factory() as session:
+        rows = session.scalars(select(LogTimestamp)).all()
+    assert len(rows) == 1
+    assert (rows[0].response, rows[0].chain_pem.encode()) == (token, chain)  # the stamper's, not the lost one
 
 
 def test_an_unreadable_roots_file_is_a_failure_not_an_unpinned_token(
