@@ -144,8 +144,15 @@ def sign_query(pki: TsaPki, query: bytes) -> bytes:
         return _openssl("ts", "-reply", "-config", pki.config, "-queryfile", tsq.name, "-out", "-")
 
 
-#: How the local TSA answers: as a TSA does, with HTTP 500, or with bytes that are no TimeStampResp.
-Fault = Literal["none", "http-500", "garbage"]
+def refusal(pki: TsaPki) -> bytes:
+    """A TimeStampResp that refuses (status rejection, badAlg): ``openssl ts -reply`` to a SHA-1 query."""
+    with tempfile.NamedTemporaryFile(suffix=".txt", dir=pki.directory) as data:
+        query = _openssl("ts", "-query", "-data", data.name, "-sha1", "-cert")
+    return sign_query(pki, query)
+
+
+#: How the local TSA answers: as a TSA does, with HTTP 500, with bytes that are no TimeStampResp, or with a refusal.
+Fault = Literal["none", "http-500", "garbage", "refuse"]
 
 
 class LocalTsa:
@@ -180,7 +187,10 @@ class LocalTsa:
                     self.send_error(500, "the TSA is out of order")
                     return
                 try:
-                    body = b"\x30\x03garbage" if tsa.fault == "garbage" else sign_query(tsa.pki, query)
+                    if tsa.fault == "refuse":
+                        body = refusal(tsa.pki)
+                    else:
+                        body = b"\x30\x03garbage" if tsa.fault == "garbage" else sign_query(tsa.pki, query)
                 except RuntimeError as exc:
                     self.send_error(400, str(exc)[:200])
                     return

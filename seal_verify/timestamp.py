@@ -51,6 +51,10 @@ def verify_timestamp(
     pinned = roots_pem is not None
     try:
         response = decode_timestamp_response(token_der)
+        if response.status != PKIStatus.GRANTED:  # no token inside (rfc3161-client refuses grantedWithMods too)
+            said = "; ".join(response.status_string) or "no reason given"
+            reason = f"the TSA did not grant a time stamp (status {response.status}: {said})"
+            return TimestampVerdict(False, reason, pinned=pinned)
         gen_time = response.tst_info.gen_time
         embedded = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
     except MALFORMED as exc:
@@ -83,8 +87,6 @@ def _check(
     pinned: bool,
 ) -> str:
     """Why the token does not hold, or ``""``."""
-    if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
-        return f"the TSA did not grant the time stamp (status {response.status})"
     imprint = response.tst_info.message_imprint
     if imprint.hash_algorithm != SHA256:
         return f"the message imprint is not SHA-256 (algorithm {imprint.hash_algorithm.dotted_string})"

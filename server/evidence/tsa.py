@@ -75,7 +75,7 @@ class TsaClient:
         )
         body = self._post(request.as_bytes())
         response = _decode(body)
-        if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
+        if response.status != PKIStatus.GRANTED:
             said = "; ".join(response.status_string) or "no reason given"
             raise TimestampFailed("refused", f"the TSA refused the time stamp (status {response.status}: {said})")
         try:

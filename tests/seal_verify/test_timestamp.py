@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
 
-from seal_dev.tsa import TsaPki, make_tsa_pki, sign_query
+from seal_dev.tsa import TsaPki, make_tsa_pki, refusal, sign_query
 from seal_verify.timestamp import verify_timestamp
 
 #: A checkpoint note's bytes (the data a log's time stamp covers).
@@ -87,6 +87,11 @@ def test_a_chain_of_another_tsa_fails(pki: TsaPki, other_pki: TsaPki) -> None:
     assert not alone.ok and "self-signed root" in alone.reason
     assert verify_timestamp(bare, NOTE, pki.tsa_pem.read_bytes(), pki.ca_pem.read_bytes()).ok
     assert not verify_timestamp(bare, NOTE, b"", pki.ca_pem.read_bytes()).ok
+
+
+def test_a_refusal_is_no_time_stamp(pki: TsaPki) -> None:
+    verdict = verify_timestamp(refusal(pki), NOTE, chain_of(pki), pki.ca_pem.read_bytes())
+    assert not verdict.ok and "did not grant" in verdict.reason and "not supported" in verdict.reason
 
 
 def test_garbage_is_a_verdict_not_a_crash(pki: TsaPki) -> None:

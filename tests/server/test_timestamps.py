@@ -98,7 +98,13 @@ def test_each_checkpoint_gets_a_token_that_verifies_offline(
 
 @pytest.mark.parametrize(
     ("fault", "kind"),
-    [("down", "unreachable"), ("http-500", "http_error"), ("garbage", "malformed"), ("wrong-root", "unverified")],
+    [
+        ("down", "unreachable"),
+        ("http-500", "http_error"),
+        ("garbage", "malformed"),
+        ("refuse", "refused"),
+        ("wrong-root", "unverified"),
+    ],
 )
 def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
     session_factory: SessionFactory,
@@ -117,7 +123,7 @@ def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
         stamper = Timestamper(
             session_factory, TsaClient(url, roots_file=roots, timeout_s=2), metrics=metrics, interval_s=60
         )
-        if fault in ("http-500", "garbage"):
+        if fault in ("http-500", "garbage", "refuse"):
             tsa.fault = fault  # type: ignore[assignment]
         if fault == "down":
             tsa.stop()
