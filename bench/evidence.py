@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ from seal_verify import verify_bundle  # noqa: E402
 from server.core.db import make_engine, make_session_factory, session_scope  # noqa: E402
 from server.core.metrics import IngestMetrics  # noqa: E402
 from server.evidence.checkpoints import LogKey  # noqa: E402
-from server.export.service import EvidenceFiles, export_case  # noqa: E402
+from server.export.service import ExportConfig, export_case  # noqa: E402
 from server.ingest.ingestor import Ingestor  # noqa: E402
 from server.ingest.results import Message  # noqa: E402
 from server.migrations.run import init_db  # noqa: E402
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             case_no=CASE,
             target=work / "case.zip",
             log_key=key,
-            files=EvidenceFiles(work / "snapshots", work / "removal-proofs"),
+            config=ExportConfig(work / "snapshots", work / "removal-proofs", timedelta(seconds=180)),
             actor=None,
             exported_by="bench",
         )

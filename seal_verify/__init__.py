@@ -1,5 +1,6 @@
-"""The offline verifier of the court's evidence bundles (``docs/evidence.md``): needs only this package,
-``seal_protocol`` and PyNaCl — no server, no network, no database."""
+"""The offline verifier of the evidence bundle (seal-verify); never imports the server. It needs only this package,
+``seal_protocol``, PyNaCl and (for time stamps) rfc3161-client — no server, no network, no database
+(``docs/evidence.md``)."""
 
 from seal_verify.verdict import BundleVerdict, Check, Status
 from seal_verify.verify import verify_bundle

@@ -17,7 +17,7 @@ from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.errors import Invalid
 from server.export.gather import TimeRange
-from server.export.service import EvidenceFiles, export_case
+from server.export.service import ExportConfig, export_case
 from server.seals.models import Case
 
 router = APIRouter(tags=["evidence"], route_class=ValidatedRoute)
@@ -49,7 +49,6 @@ def export_bundle(
         raise Invalid("from and to need a time zone (e.g. 2026-12-01T00:00:00+08:00)")
     if start is not None and end is not None and start > end:
         raise Invalid("from is after to")
-    settings = context.settings
     workdir = Path(tempfile.mkdtemp(prefix="seal-export-"))
     try:
         result = export_case(
@@ -57,7 +56,7 @@ def export_bundle(
             case_no=case.case_no,
             target=workdir / "case.zip",
             log_key=context.log_key,
-            files=EvidenceFiles(settings.snapshot_dir, settings.proof_dir),
+            config=ExportConfig.from_settings(context.settings),
             actor=user,
             exported_by=user.username,
             time_range=TimeRange(start, end),

@@ -41,10 +41,12 @@ def json_lines(values: Iterable[Any]) -> bytes:
 
 
 class BundleWriter:
-    """A zip being written at ``path``; :meth:`close` (or the context's end) closes it."""
+    """A zip being written at ``path`` (deflated; stored for a staging copy); :meth:`close` (or the context's
+    end) closes it."""
 
-    def __init__(self, path: Path, *, progress: Progress | None = None) -> None:
-        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    def __init__(self, path: Path, *, progress: Progress | None = None, compress: bool = True) -> None:
+        self._method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self._zip = zipfile.ZipFile(path, "w", compression=self._method, compresslevel=6 if compress else None)
         self._files: dict[str, dict[str, Any]] = {}
         self._progress = progress
         self._stamp = datetime.now(UTC).timetuple()[:6]
@@ -80,7 +82,7 @@ class BundleWriter:
 
     def _write(self, path: str, data: bytes) -> None:
         info = zipfile.ZipInfo(path, date_time=self._stamp)
-        info.compress_type = zipfile.ZIP_DEFLATED
+        info.compress_type = self._method
         info.external_attr = 0o644 << 16
         self._zip.writestr(info, data)
 

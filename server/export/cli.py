@@ -22,7 +22,7 @@ from server.core.db import make_engine, make_session_factory
 from server.evidence.checkpoints import LogKey
 from server.export.gather import TimeRange
 from server.export.proofs import CHINA
-from server.export.service import EvidenceFiles, export_case
+from server.export.service import ExportConfig, export_case
 
 
 def _moment(text: str) -> datetime:
@@ -69,7 +69,7 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
         case_no=args.case_no,
         target=args.output,
         log_key=LogKey(settings.evidence.log_key_file, settings.evidence.log_origin),
-        files=EvidenceFiles(settings.snapshot_dir, settings.proof_dir),
+        config=ExportConfig.from_settings(settings),
         actor=None,
         exported_by=getpass.getuser(),
         time_range=TimeRange(args.start, args.end),
@@ -79,4 +79,6 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
         f"{result.path}: case {result.case_no}, {result.events} events, {result.snapshots} snapshots, "
         f"checkpoint {result.checkpoint_size}; check it with: seal-verify {result.path}"
     )
+    if not result.verified:
+        out("警告：证据包自身核验未通过，详见 report.pdf / WARNING: the bundle does not verify; see report.pdf")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from seal_protocol import EventType, canonical_json, snapshot_topic
@@ -15,9 +15,10 @@ from server.config import Settings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
+from server.evidence.tsa import TsaClient
 from server.export.bundle import manifest_note_body, sign_note
 from server.export.gather import ALL_TIME, TimeRange
-from server.export.service import EvidenceFiles, ExportResult, export_case
+from server.export.service import ExportConfig, ExportResult, export_case
 from server.ingest.ingestor import Ingestor
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
@@ -51,14 +52,16 @@ class CourtWorld:
             self.ingestor.ingest([message(snapshot_topic(self.seals[seal].device_id, sha), data)])
         return sha
 
-    def export(self, case_no: str, target: Path, time_range: TimeRange = ALL_TIME) -> ExportResult:
+    def export(
+        self, case_no: str, target: Path, time_range: TimeRange = ALL_TIME, *, tsa: TsaClient | None = None
+    ) -> ExportResult:
         with self.session_factory() as session:
             return export_case(
                 session,
                 case_no=case_no,
                 target=target,
                 log_key=self.log_key,
-                files=EvidenceFiles(self.settings.snapshot_dir, self.settings.proof_dir),
+                config=replace(ExportConfig.from_settings(self.settings), tsa=tsa),
                 actor=None,
                 exported_by="cli:test",
                 time_range=time_range,

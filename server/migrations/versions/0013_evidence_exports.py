@@ -1,7 +1,7 @@
 """The evidence exports made, with the checkpoint each led to: later exports carry consistency proofs from them.
 
 Revision ID: 3c7e1a9f5d20
-Revises: 9b4e6d2a8c51
+Revises: a3c7e1f5b920
 Create Date: 2026-12-04 18:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import server.core.base
 
 revision: str = "3c7e1a9f5d20"
-down_revision: str | None = "9b4e6d2a8c51"
+down_revision: str | None = "a3c7e1f5b920"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

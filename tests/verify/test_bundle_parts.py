@@ -1,0 +1,88 @@
+"""The parts of a bundle other helpers made: the report PDF (from the records and the staged verdict) and the RFC
+3161 time stamp of the checkpoint (a local TSA made with ``openssl ts``)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from seal_dev.tsa import LocalTsa, TsaPki, make_tsa_pki
+from seal_verify import Status, verify_bundle
+from server.core.db import SessionFactory
+from server.evidence.tsa import TsaClient
+from tests.server.helpers import CASE_A
+from tests.verify.world import CourtWorld, build_world, read_members
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def world(session_factory: SessionFactory, database_url: str, tmp_path: Path) -> CourtWorld:
+    return build_world(session_factory, database_url, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TsaPki:
+    return make_tsa_pki(tmp_path_factory.mktemp("tsa"))
+
+
+@pytest.fixture
+def tsa(pki: TsaPki) -> Iterator[LocalTsa]:
+    with LocalTsa(pki) as server:
+        yield server
+
+
+def pdf_text(pdf: bytes) -> str:
+    return subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def test_the_report_states_the_case_and_the_staged_verdict(world: CourtWorld, tmp_path: Path) -> None:
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    text = pdf_text(members["report.pdf"])
+    assert CASE_A in text
+    assert "封条对事件的签名" in text and "the seals' signatures of the events" in text
+    assert "9 of 9 event signatures verify" in text
+
+
+def test_a_tampered_database_is_stated_in_the_report(world: CourtWorld, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from server.evidence.models import Event
+
+    with world.session_factory() as session:
+        event = session.scalars(select(Event).where(Event.device_id == "seal-a2", Event.seq == 1)).one()
+        event.raw = event.raw.replace(b'"armed":true', b'"armed":false')
+        session.commit()
+    result = world.export(CASE_A, tmp_path / "case.zip")
+    assert not result.verified
+    assert "8 of 9 event signatures verify" in pdf_text(read_members(result.path)["report.pdf"])
+
+
+def test_the_checkpoint_carries_its_time_stamp(world: CourtWorld, tmp_path: Path, tsa: LocalTsa, pki: TsaPki) -> None:
+    client = TsaClient(tsa.url, roots_file=pki.ca_pem)
+    result = world.export(CASE_A, tmp_path / "case.zip", tsa=client)
+    members = read_members(result.path)
+    assert {"log/checkpoint.tsr", "log/tsa-chain.pem", "report.pdf"} <= members.keys()
+    pinned = verify_bundle(result.path, tsa_roots_pem=pki.ca_pem.read_bytes())
+    assert pinned.ok, pinned.text()
+    assert pinned.check("timestamp").status is Status.OK and not pinned.check("timestamp").notes
+    unpinned = verify_bundle(result.path)
+    assert unpinned.ok and any("not pinned" in n for n in unpinned.check("timestamp").notes)
+    other = make_tsa_pki(tmp_path / "other", name="Another TSA")
+    wrong = verify_bundle(result.path, tsa_roots_pem=other.ca_pem.read_bytes())
+    assert wrong.failed == ["timestamp"], wrong.text()
+    assert "Seal Test TSA" in pdf_text(members["report.pdf"])
+
+
+def test_a_tsa_that_does_not_answer_leaves_the_bundle_without_a_time_stamp(
+    world: CourtWorld, tmp_path: Path, pki: TsaPki
+) -> None:
+    with LocalTsa(pki) as gone:
+        url = gone.url
+    result = world.export(CASE_A, tmp_path / "case.zip", tsa=TsaClient(url, roots_file=pki.ca_pem, timeout_s=2))
+    assert "log/checkpoint.tsr" not in read_members(result.path)
+    verdict = verify_bundle(result.path)
+    assert verdict.ok and verdict.check("timestamp").status is Status.ABSENT
