@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import logging
 import os
 import platform
 import random
@@ -108,6 +109,8 @@ def main() -> int:
     parser.add_argument("--seals", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("server.export.report").setLevel(logging.INFO)  # the report's render time
     work = Path(tempfile.mkdtemp(prefix="bench-evidence-"))
     try:
         return run(args, work)
@@ -163,6 +166,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"export (export_case):             {exported:7.2f} s   bundle {result.path.stat().st_size / 2**20:.1f} MiB")
     print(f"verify (verify_bundle in-process): {verified:6.2f} s   ok={verdict.ok}")
     print(f"verify (python -m seal_verify):   {verified_cli:7.2f} s   exit {cli.returncode}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     print(f"goal: verify < 10 s: {'met' if verified_cli < 10 and verdict.ok else 'MISSED'}")
     if not verdict.ok:
         print(verdict.text())
