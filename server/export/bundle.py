@@ -8,10 +8,10 @@ import base64
 import hashlib
 import logging
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from seal_protocol import canonical_json
 from seal_protocol.signing import SigningKey
@@ -21,8 +21,12 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "court-seal-evidence/1"
 MANIFEST_NOTE_LINE = f"{FORMAT} manifest"
-#: Called with (what, done, total) while a long part is written.
-Progress = Callable[[str, int, int], None]
+class Progress(Protocol):
+    """Told how an export goes: each phase, and the files copied so far of a part."""
+
+    def phase(self, what: str) -> None: ...
+
+    def files(self, what: str, done: int, total: int) -> None: ...
 
 
 def sign_note(body: str, name: str, key: SigningKey) -> str:
@@ -71,7 +75,7 @@ class BundleWriter:
         for done, (path, source) in enumerate(files, start=1):
             self.add(path, source.read_bytes())
             if self._progress is not None and (done % 100 == 0 or done == len(files)):
-                self._progress(what, done, len(files))
+                self._progress.files(what, done, len(files))
 
     def finish(self, head: dict[str, Any], *, key: SigningKey, key_name: str) -> bytes:
         """Write ``manifest.json`` (``head`` plus the files so far) and ``manifest.sig``; the manifest's bytes."""

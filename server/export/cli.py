@@ -45,10 +45,17 @@ def add_export_command(
     export.add_argument("--to", dest="end", type=_moment, metavar="TIME", help="events up to this ts")
 
 
-def _progress(what: str, done: int, total: int) -> None:
-    if total >= 100:
-        sys.stderr.write(f"\r{what}: {done}/{total}" + ("\n" if done == total else ""))
+class _StderrProgress:
+    """Each phase on a line of its own; the files copied of a part on one line, rewritten, when 100 or more."""
+
+    def phase(self, what: str) -> None:
+        sys.stderr.write(f"export: {what}\n")
         sys.stderr.flush()
+
+    def files(self, what: str, done: int, total: int) -> None:
+        if total >= 100:
+            sys.stderr.write(f"\rexport: {what} {done}/{total}" + ("\n" if done == total else ""))
+            sys.stderr.flush()
 
 
 def run_export(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]) -> int:
@@ -73,7 +80,7 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
         actor=None,
         exported_by=getpass.getuser(),
         time_range=TimeRange(args.start, args.end),
-        progress=_progress,
+        progress=_StderrProgress(),
     )
     out(
         f"{result.path}: case {result.case_no}, {result.events} events, {result.snapshots} snapshots, "

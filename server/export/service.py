@@ -175,9 +175,12 @@ def _write(
 ) -> tuple[bytes, bool]:
     """Stage the files, verify them, render the report; write the bundle. Its manifest, and the staged verdict."""
     evidence, verifier = staged.evidence, staged.head["log_key"]
+    step = progress.phase if progress is not None else (lambda _what: None)
+    step(f"staging {len(evidence.events)} events and their files")
     with BundleWriter(stage, progress=progress, compress=False) as writer:
         _write_evidence(writer, evidence, staged, config)
         writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin)
+    step("verifying the staged files (seal-verify)")
     verdict = verify_bundle(stage, log_key=verifier)
     checkpoint = staged.proofs.checkpoint
     stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
@@ -197,10 +200,13 @@ def _write(
             pictures=pictures,
             offline_after=config.offline_after,
         )
+        step("rendering the report")
+        report = render_report(facts)
+        step("writing the bundle")
         for name in staged_zip.namelist():
             if name not in ("manifest.json", "manifest.sig"):
                 writer.add(name, staged_zip.read(name))
-        writer.add("report.pdf", render_report(facts))
+        writer.add("report.pdf", report)
         return writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin), verdict.ok
 
 

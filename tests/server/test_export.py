@@ -71,7 +71,9 @@ def test_seal_server_export_writes_the_bundle(
     target = tmp_path / "out" / "case.zip"
     args = ["export", CASE_A.replace("(", "（").replace(")", "）"), "-o", str(target), "--config", str(config)]
     assert main(args) == 0
-    assert f"{target}: case {CASE_A}, 9 events, 3 snapshots" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"{target}: case {CASE_A}, 9 events, 3 snapshots" in printed.out
+    assert "export: verifying the staged files (seal-verify)" in printed.err
     assert verify_bundle(target, log_key=world.log_key.verifier()).ok
     assert [p.name for p in target.parent.iterdir()] == ["case.zip"]  # no temporary file left behind
     assert main(["export", "(2020)苏0214执9号", "-o", str(tmp_path / "x.zip"), "--config", str(config)]) == 1
