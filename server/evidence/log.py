@@ -139,7 +139,7 @@ def audit_leaves_of_case(session: Session, case_no: str) -> list[tuple[AuditEntr
         .where(AuditEntry.case_no == case_no)
         .order_by(LogLeaf.leaf_index)
     )
-    return [(entry, leaf) for entry, leaf in session.execute(query).tuples()]
+    return [(entry, leaf) for entry, leaf in session.execute(query)]
 
 
 def latest_checkpoint(session: Session) -> LogCheckpoint | None:

@@ -143,6 +143,8 @@ def _frontier(conn: sa.Connection, size: int) -> list[bytes]:
             h = conn.scalar(sa.select(leaves.c.leaf_hash).where(leaves.c.leaf_index == index))
         else:
             h = conn.scalar(sa.select(nodes.c.hash).where(nodes.c.level == level, nodes.c.node_index == index))
+        if h is None:
+            raise RuntimeError(f"the Merkle log lacks its node {(level, index)}: its tables are damaged")
         found.append(h)
     return found
 
