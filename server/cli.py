@@ -48,7 +48,6 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-import server.evidence.log  # noqa: F401  (installs the Merkle log's appender of the audit entries)
 from server.audit.service import acting_as, cli_actor_name
 from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key

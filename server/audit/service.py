@@ -5,8 +5,9 @@ Call :func:`record_audit` in the same transaction as the change it records, so t
 entry names its actor (the user; ``cli:<name>`` for the command line, see :func:`acting_as`; ``-`` for an anonymous
 caller), the case it concerns (``case_no``) and the notes given with the action (``details``). Its canonical JSON
 (:func:`entry_record`) is stored with the row and appended as a leaf to the server's Merkle log when the transaction
-commits (by the appender :mod:`server.evidence.log` installs, :func:`set_leaf_appender`): the log's writer lock is
-then the last lock the transaction takes, as in the ingest, so the two cannot deadlock.
+commits (by the appender :mod:`server.evidence.log` installs, :func:`set_leaf_appender`, when :mod:`server` is
+imported): the log's writer lock is then the last lock the transaction takes, as in the ingest, so the two cannot
+deadlock.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _append_pending(session: Session) -> None:
     if not entries:
         return
     if not _appenders:
-        raise RuntimeError("audit entries need the Merkle log: import server.evidence.log before committing them")
+        raise RuntimeError("audit entries need the Merkle log: server.evidence.log was not imported")
     _appenders[0](session, entries)
 
 

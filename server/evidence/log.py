@@ -3,10 +3,10 @@
 Every stored event is a leaf, ``SHA-256(0x00 || events.raw)``, appended in the transaction that stores the event
 (:func:`append_events`); every audit entry is a leaf, ``SHA-256(0x00 || audit_log.record)`` (the entry's canonical
 JSON with ``"kind": "audit"``), appended when the transaction that records the entry commits
-(:func:`append_audit_entries`, installed into :mod:`server.audit.service` on import). :func:`audit_leaves_of_case`
-gives a case's entries with their leaves, for the export. Beside the leaves, the hash of every complete subtree is
-stored (``log_nodes``): appending reads the O(log n) peaks of the tree, and a proof or a root is O(log n) lookups
-(:mod:`server.evidence.merkle`).
+(:func:`append_audit_entries`, installed into :mod:`server.audit.service` on import, which :mod:`server` does).
+:func:`audit_leaves_of_case` gives a case's entries with their leaves, for the export. Beside the leaves, the hash of
+every complete subtree is stored (``log_nodes``): appending reads the O(log n) peaks of the tree, and a proof or a
+root is O(log n) lookups (:mod:`server.evidence.merkle`).
 
 One writer appends at a time: on PostgreSQL a transaction-scoped advisory lock serialises the ingest workers (held
 from the append to the commit); on SQLite the write lock the transaction already holds does. The caller flushes its

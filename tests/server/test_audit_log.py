@@ -152,7 +152,7 @@ def test_reads_of_evidence_and_notes_are_the_case_s_entries_with_proofs(
             pairs = log.audit_leaves_of_case(session, CASE_A)
         assert [leaf.leaf_index for _, leaf in pairs] == sorted(leaf.leaf_index for _, leaf in pairs)
         assert all(entry.case_no == CASE_A for entry, _ in pairs)
-        by_action = {}
+        by_action: dict[str, list[AuditEntry]] = {}
         for entry, _ in pairs:
             by_action.setdefault(entry.action, []).append(entry)
         [snapshot] = by_action["evidence.snapshot"]
