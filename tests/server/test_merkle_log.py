@@ -45,7 +45,7 @@ def assert_whole_tree(session_factory: SessionFactory) -> int:
         assert [leaf.leaf_index for leaf in leaves] == list(range(len(events) + len(entries)))
         assert sorted(leaf.event_id for leaf in leaves if leaf.event_id is not None) == sorted(events)
         assert sorted(leaf.audit_id for leaf in leaves if leaf.audit_id is not None) == sorted(entries)
-        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id] for leaf in leaves]
+        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id or 0] for leaf in leaves]
         for leaf, raw in zip(leaves, raws, strict=True):
             assert leaf.leaf_hash == hashlib.sha256(b"\x00" + raw).digest()
         assert log.root_hash(session, len(raws)) == merkle.tree_hash(raws)
