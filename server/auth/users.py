@@ -72,12 +72,13 @@ def register_user(
     full_name: str = "",
     case_nos: Sequence[str] = (),
 ) -> User:
-    """Create a user assigned to ``case_nos`` at once, and record it (``user.create``)."""
+    """Create a user assigned to ``case_nos`` at once, and record it (``user.create``, and ``case.assign`` in each
+    case's entries)."""
     user = create_user(session, username=username, role=role, password_hash=password_hash, full_name=full_name)
-    for case_no in case_nos:
-        assign_case(session, user=user, case_no=case_no, by=actor)
     details = {"role": user.role, "case_nos": list(case_nos)}
     record_audit(session, actor=actor, action="user.create", target=user.username, details=details)
+    for case_no in case_nos:
+        assign_user(session, actor=actor, user=user, case_no=case_no)
     return user
 
 

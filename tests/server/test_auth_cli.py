@@ -59,6 +59,8 @@ def test_user_add_with_password_on_stdin(config: Path, database_url: str, monkey
             [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.create"))
             expected = (OS_USER, "wang", {"role": "judge", "case_nos": [CASE]})
             assert (entry.actor, entry.target, entry.details) == expected
+            [assigned] = session.scalars(select(AuditEntry).where(AuditEntry.action == "case.assign"))
+            assert (assigned.case_no, assigned.details) == (CASE, {"username": "wang"})  # in the case's entries
     finally:
         engine.dispose()
 

@@ -125,7 +125,7 @@ def test_the_clerk_creates_disables_and_assigns_users(world: PagesWorld) -> None
         assert user.disabled and user.role == "officer" and user.full_name == "李干警"
         query = select(AuditEntry.action).where(AuditEntry.actor == "clerk").order_by(AuditEntry.id)
         actions = [a for a in session.scalars(query) if a not in ("login",)]
-    assert actions == ["user.create", "case.assign", "user.update", "case.unassign"]
+    assert actions == ["user.create", "case.assign", "case.assign", "user.update", "case.unassign"]  # created in one
 
 
 def test_the_clerk_registers_and_closes_cases_and_courts(world: PagesWorld) -> None:
