@@ -70,9 +70,11 @@ def test_audit_entries_and_the_ingest_append_concurrently_without_deadlock(
     def auditing(writer: int) -> None:
         try:
             for i in range(rounds):
-                with session_scope(session_factory) as session:
-                    get_case(session, case_no=CASE_A, for_update=True)
+                with session_scope(session_factory) as session:  # an entry, then the case's row, then another:
+                    # had the first entry taken the log's lock at once, a worker holding the row's key share and
+                    # waiting for the log would wait for this writer, and this writer for it
                     record_audit(session, actor=None, action="case.note", target=f"{writer}-{i}", case_no=CASE_A)
+                    get_case(session, case_no=CASE_A, for_update=True)
                     record_audit(session, actor=None, action="case.note", target=f"{writer}-{i}b", case_no=CASE_A)
         except BaseException as exc:  # reported below
             errors.append(exc)
