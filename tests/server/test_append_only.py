@@ -4,6 +4,7 @@ concurrently without a deadlock; migration 0012 gives the entries stored before 
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -107,14 +108,23 @@ def test_migration_0012_gives_the_stored_entries_records_cases_and_leaves(
             ),
             {"case": CASE_A},
         )
+        conn.execute(
+            text(
+                "INSERT INTO audit_log (at, actor, action, target, details) "
+                "VALUES (CURRENT_TIMESTAMP, 'judge', 'alarm.ack', '7', :details)"
+            ),
+            {"details": f'{{"case_no": "{CASE_A}"}}'},
+        )
     upgrade(engine)
     with session_factory() as session:
         entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
         assert entries and all(entry.record == entry_record(entry) for entry in entries)
-        old = entries[-1]
-        assert (old.action, old.case_no, old.details) == ("case.update", CASE_A, {"note": "旧"})
+        old, ack = entries[-2:]
+        assert (old.action, old.case_no, old.details) == ("case.update", CASE_A, {"note": "旧"})  # by its target
+        assert (ack.action, ack.case_no) == ("alarm.ack", CASE_A)  # by its details
+        assert json.loads(ack.record)["case_no"] == CASE_A
         assert all(log.leaf_of_audit(session, entry) is not None for entry in entries)
-        assert entries[-1].id in [e.id for e, _ in log.audit_leaves_of_case(session, CASE_A)]
+        assert {old.id, ack.id} <= {e.id for e, _ in log.audit_leaves_of_case(session, CASE_A)}
     assert assert_whole_tree(session_factory) == 4
     ingest(session_factory, tmp_path, seal, 1)  # and the log grows on
     with session_scope(session_factory) as session:

@@ -3,8 +3,8 @@ JSON with ``"kind": "audit"``); ``log_leaves`` gets ``audit_id`` beside ``event_
 and the log's tables become append-only like the audit log.
 
 The entries already stored get their record (computed as :func:`server.audit.service.entry_record` does; the
-UPDATE trigger of ``audit_log`` is dropped around the backfill), their case where the target names a case, and
-their leaves after the existing ones, in id order.
+UPDATE trigger of ``audit_log`` is dropped around the backfill), their case where the target or the details' case_no
+name one, and their leaves after the existing ones, in id order.
 
 Revision ID: c7a3e9d1f2b4
 Revises: 9b4e6d2a8c51
@@ -112,15 +112,18 @@ def _at_text(at: datetime) -> str:
 
 
 def _backfill_records() -> None:
-    """Each stored entry's record (as server.audit.service.entry_record), and its case where its target is one."""
+    """Each stored entry's record (as server.audit.service.entry_record), and its case: its target if that is a case
+    number, else the ``case_no`` its details name (alarms, bindings, commands, notices) if that is one."""
     conn = op.get_bind()
     cases = sa.table("cases", sa.column("case_no", sa.String()))
-    conn.execute(audit.update().where(audit.c.target.in_(sa.select(cases.c.case_no))).values(case_no=audit.c.target))
+    known = set(conn.scalars(sa.select(cases.c.case_no)))
     after = 0
     while rows := conn.execute(
         sa.select(audit).where(audit.c.id > after).order_by(audit.c.id).limit(BACKFILL_CHUNK)
     ).all():
         for row in rows:
+            named = row.details.get("case_no") if isinstance(row.details, dict) else None
+            case_no = row.target if row.target in known else named if named in known else None
             record = {
                 "kind": "audit",
                 "id": row.id,
@@ -128,10 +131,11 @@ def _backfill_records() -> None:
                 "actor": row.actor,
                 "action": row.action,
                 "target": row.target,
-                "case_no": row.case_no,
+                "case_no": case_no,
                 "details": row.details,
             }
-            conn.execute(audit.update().where(audit.c.id == row.id).values(record=canonical_json(record)))
+            values = {"case_no": case_no, "record": canonical_json(record)}
+            conn.execute(audit.update().where(audit.c.id == row.id).values(**values))
         after = rows[-1].id
 
 
