@@ -170,6 +170,9 @@ def test_reads_of_evidence_and_notes_are_the_case_s_entries_with_proofs(
 
         published = client.get("/api/log/key").text.strip()
         clerk = bearer(session_factory, "clerk")
+        listed = client.get("/api/audit", params={"case_no": CASE_A, "limit": 500}, headers=clerk).json()["entries"]
+        assert sorted(e["id"] for e in listed) == sorted(entry.id for entry, _ in pairs)
+        assert all(e["case_no"] == CASE_A for e in listed)
         for entry, leaf in pairs:
             answer = client.get(f"/api/log/inclusion/audit/{entry.id}", headers=judge if entry.id % 2 else clerk)
             assert answer.status_code == 200, answer.text
