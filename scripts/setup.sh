@@ -13,6 +13,7 @@ APT_PACKAGES=(
   fonts-wqy-zenhei     # the CJK font (TrueType outlines) embedded in the printed notice PDF
   poppler-utils        # pdftotext, pdffonts, pdftoppm: the tests read the notice PDF back with them
   chromium             # the browser the page tests (tests/web/) drive through Playwright's Python API
+  openssl              # `openssl ts`: the throw-away time-stamping authority of the tests (seal_dev/tsa.py)
 )
 # espeak-ng is needed only to regenerate sounds/*.wav (sounds/make_sounds.sh); the WAVs are committed.
 

@@ -19,13 +19,15 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
 from server.context import ServerContext
-from server.core.db import make_engine, make_session_factory
+from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.live import Change, LiveHub
 from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
-from server.evidence.errors import LogKeyUnavailable, ProofError
+from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
+from server.evidence.timestamps import Timestamper
+from server.evidence.tsa import TsaClient
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
@@ -68,7 +70,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             notice_key=NoticeKey(settings.notices.key_file),
             live=hub,
         )
-        workers: list[LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | RemovalSettler] = []
+        workers: list[Worker] = []
         if with_ingest:
             settler = RemovalSettler(
                 session_factory,
@@ -103,8 +105,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
             workers = [liveness, notifier, context.dispatcher, settler]
             if settings.evidence.log_key_file is not None:
-                interval_s = settings.evidence.checkpoint_interval_s
-                workers.append(Checkpointer(session_factory, log_key, interval_s=interval_s))
+                workers += log_workers(settings, session_factory, log_key, metrics)
             else:
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         app.state.context = context
@@ -144,6 +145,25 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
 
 #: What each committed ingest outcome changes on the pages (duplicates, refusals and cleared statuses change nothing).
 _CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT: "snapshot"}
+
+
+Worker = LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | Timestamper | RemovalSettler
+
+
+def log_workers(
+    settings: Settings, session_factory: SessionFactory, log_key: LogKey, metrics: IngestMetrics
+) -> list[Worker]:
+    """The log's checkpointer and, with ``[evidence] tsa_url``, the time stamper it wakes after each checkpoint."""
+    evidence = settings.evidence
+    client = TsaClient.from_settings(evidence)
+    if client is None:
+        return [Checkpointer(session_factory, log_key, interval_s=evidence.checkpoint_interval_s)]
+    interval_s = evidence.checkpoint_interval_s
+    stamper = Timestamper(session_factory, client, metrics=metrics, interval_s=interval_s)
+    checkpointer = Checkpointer(session_factory, log_key, interval_s=interval_s, on_signed=lambda _: stamper.wake())
+    pinned = f"to the roots of {evidence.tsa_ca_file}" if evidence.tsa_ca_file else "unpinned (no tsa_ca_file)"
+    logger.info("log checkpoints are time-stamped by %s, verified %s", client.url, pinned)
+    return [checkpointer, stamper]
 
 
 def live_changes(results: Sequence[IngestResult]) -> list[Change]:
@@ -195,5 +215,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
+    app.add_exception_handler(TimestampFailed, unavailable)
     app.add_exception_handler(NoticesUnavailable, unavailable)
     app.add_exception_handler(ProofError, bad_request)

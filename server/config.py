@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from server.config_sections import AlarmSettings, LivenessSettings, WebSettings
-from server.config_types import OptionalPath, PublicUrl
+from server.config_types import OptionalHttpUrl, OptionalPath, PublicUrl
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -177,7 +177,8 @@ class CommandSettings(BaseModel):
 
 
 class EvidenceSettings(BaseModel):
-    """The server's Merkle log over the stored events: its signing key, its name, and how often it is signed."""
+    """The server's Merkle log over the stored events: its signing key, its name, how often it is signed, and the
+    time-stamping authority that stamps its checkpoints."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -198,6 +199,19 @@ class EvidenceSettings(BaseModel):
     checkpoint_interval_s: float = Field(
         10.0, ge=0.1, le=24 * 3600, description="How often a checkpoint is signed while the log grows."
     )
+    tsa_url: OptionalHttpUrl = Field(
+        None,
+        description="An RFC 3161 time-stamping authority (http or https URL, POST application/timestamp-query): "
+        "each signed checkpoint gets its token, verified and kept with the TSA's certificate chain; a TSA that is "
+        "down is asked again on the next rounds, and the checkpoint is never held back. Unset: no time stamps.",
+    )
+    tsa_ca_file: OptionalPath = Field(
+        None,
+        description="PEM root certificate(s) the TSA's chain must lead to. Unset: a token is accepted when the "
+        "chain the TSA returned is self-consistent (ends in its own self-signed root), which does not say who the "
+        "TSA is; set it for a TSA you trust.",
+    )
+    tsa_timeout_s: float = Field(10.0, ge=0.5, le=300, description="How long to wait for the TSA's answer.")
 
 
 class NoticeSettings(BaseModel):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 
 def _empty_means_none(value: Any) -> Any:
@@ -33,3 +33,9 @@ PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
 
 #: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
+
+#: An http(s) URL that may be left out (``""`` is ``None``), such as a time-stamping authority's.
+OptionalHttpUrl = Annotated[
+    Annotated[str, Field(pattern=r"^https?://[^\s/]+\S*$", max_length=2048)] | None,
+    BeforeValidator(_empty_means_none),
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("seal_protocol", "seal_agent", "server", "seal_dev")
+PACKAGES = ("seal_protocol", "seal_agent", "server", "seal_dev", "seal_verify")
 
 
 def module_name(path: Path) -> str:
@@ -118,6 +118,7 @@ def test_packages_depend_one_way() -> None:
         ("seal_protocol", ("seal_agent", "server", "seal_dev")),
         ("seal_agent", ("server", "seal_dev")),
         ("server", ("seal_agent", "seal_dev")),
+        ("seal_verify", ("server", "seal_agent", "seal_dev")),  # the offline verifier needs no server
     ],
 )
 def test_the_wire_contract_and_the_two_sides_stay_apart(package: str, must_not_import: tuple[str, ...]) -> None:

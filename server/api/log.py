@@ -1,8 +1,9 @@
-"""The Merkle log over the stored events: its latest signed checkpoint, its public key, and proofs against it.
+"""The Merkle log over the stored events: its latest signed checkpoint, its public key, the checkpoints' RFC 3161
+time stamps, and proofs against it.
 
-The checkpoint and the key are public (they reveal hashes only); a consistency proof needs a login; an event's
-inclusion proof is for whoever may read the event's case; an audit entry's (``/inclusion/audit/{id}``) for the judge
-of the entry's case and the clerk.
+The checkpoint, its time stamp and the key are public (they reveal hashes only); a consistency proof needs a login;
+an event's inclusion proof is for whoever may read the event's case; an audit entry's (``/inclusion/audit/{id}``)
+for the judge of the entry's case and the clerk.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from server.api.routing import ValidatedRoute
 from server.audit.models import AuditEntry
 from server.auth.access import Permission, check_case_visible
 from server.errors import Conflict, NotFound, found
-from server.evidence import log
+from server.evidence import log, timestamps
 from server.evidence.models import Event, LogLeaf
 
 router = APIRouter(prefix="/log", tags=["log"], route_class=ValidatedRoute)
@@ -30,6 +31,22 @@ NOTE: dict[int | str, dict[str, Any]] = {
     404: {"description": "No checkpoint signed yet"},
 }
 TreeSize = Annotated[int, Query(ge=1, le=2**62, description="A tree size (number of leaves).")]
+StampedSize = Annotated[
+    int | None,
+    Query(ge=1, le=2**62, description="The checkpoint's tree size; left out: the latest checkpoint with a time stamp."),
+]
+TOKEN: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/timestamp-reply": {}},
+        "description": "The RFC 3161 TimeStampResp (DER) over SHA-256 of the checkpoint's note bytes; the header "
+        "X-Checkpoint-Size names the checkpoint.",
+    },
+    404: {"description": "No such checkpoint, or it has no time stamp (yet)"},
+}
+CHAIN: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/pem-certificate-chain": {}}, "description": "The TSA's certificates, PEM."},
+    404: {"description": "No such checkpoint, or it has no time stamp (yet)"},
+}
 
 
 class InclusionProof(BaseModel):
@@ -63,6 +80,29 @@ def latest_checkpoint(session: SessionDep) -> PlainTextResponse:
     """The log's latest signed checkpoint."""
     row = found(log.latest_checkpoint(session), "no checkpoint of the log has been signed yet")
     return PlainTextResponse(row.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/checkpoint/timestamp", response_class=Response, responses=TOKEN)
+def checkpoint_timestamp(session: SessionDep, size: StampedSize = None) -> Response:
+    """The RFC 3161 time stamp of a checkpoint, as the time-stamping authority returned it."""
+    token, _chain, tree_size = _stamp(session, size)
+    headers = {"X-Checkpoint-Size": str(tree_size)}
+    return Response(token, media_type="application/timestamp-reply", headers=headers)
+
+
+@router.get("/checkpoint/timestamp/chain", response_class=Response, responses=CHAIN)
+def checkpoint_timestamp_chain(session: SessionDep, size: StampedSize = None) -> Response:
+    """The certificate chain of the time-stamping authority kept with a checkpoint's time stamp."""
+    _token, chain, tree_size = _stamp(session, size)
+    headers = {"X-Checkpoint-Size": str(tree_size)}
+    return Response(chain, media_type="application/pem-certificate-chain", headers=headers)
+
+
+def _stamp(session: SessionDep, size: int | None) -> tuple[bytes, bytes, int]:
+    what = "no checkpoint has a time stamp yet" if size is None else f"no checkpoint of tree size {size}"
+    checkpoint = found(timestamps.checkpoint_of_size(session, size), what)
+    stamp = found(timestamps.timestamp_of(session, checkpoint), f"the checkpoint of tree size {size} has no time stamp")
+    return stamp[0], stamp[1], checkpoint.tree_size
 
 
 @router.get("/key", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})

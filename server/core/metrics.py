@@ -37,6 +37,8 @@ class MetricsSnapshot:
     storage_retries: int = 0
     #: Messages acknowledged with nothing to store (an empty status: a retained status being cleared).
     ignored: int = 0
+    #: RFC 3161 time stamps of checkpoints by result: "stamped", or why none was kept (unreachable, refused, ...).
+    timestamps: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -146,6 +148,13 @@ class IngestMetrics:
         self._commands_expired = Counter(
             "seal_commands_expired", "Commands that expired without an answer.", registry=r
         )
+        self._timestamps = Counter(
+            "seal_log_timestamps",
+            "Time stamps asked of the TSA for log checkpoints, by result: stamped, or why none was kept "
+            "(unreachable, http_error, malformed, refused, unverified).",
+            ["result"],
+            registry=r,
+        )
         self._settle_failures = Counter(
             "seal_removal_settle_failures", "Removal requests the settler could not settle (an error).", registry=r
         )
@@ -198,6 +207,10 @@ class IngestMetrics:
         else:
             raise ValueError(f"unknown command metric {kind!r}")
 
+    def count_timestamp(self, result: str) -> None:
+        """A checkpoint's time stamp was kept (``stamped``) or not (the reason's class)."""
+        self._counted(self._timestamps.labels(result=result))
+
     def count_settle_failure(self) -> None:
         self._counted(self._settle_failures)
 
@@ -231,6 +244,7 @@ class IngestMetrics:
             },
             storage_retries=int(value("seal_ingest_storage_retries_total") or 0),
             ignored=int(value("seal_messages_ignored_total") or 0),
+            timestamps=self._by_label("seal_log_timestamps", "result"),
         )
 
     def _by_label(self, name: str, label: str) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from server.core.db import SessionFactory
 from server.core.rounds import RoundLoop
@@ -13,11 +14,20 @@ logger = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    """Every ``interval_s``, signs and stores a checkpoint if the log grew (:func:`make_checkpoint`)."""
+    """Every ``interval_s``, signs and stores a checkpoint if the log grew (:func:`make_checkpoint`); then calls
+    ``on_signed`` (the time stamper's wake-up) with its tree size."""
 
-    def __init__(self, session_factory: SessionFactory, key: LogKey, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        key: LogKey,
+        *,
+        interval_s: float,
+        on_signed: Callable[[int], object] | None = None,
+    ) -> None:
         self._session_factory = session_factory
         self._key = key
+        self._on_signed = on_signed
         self._loop = RoundLoop("log-checkpointer", self.run_once, interval_s)
 
     def run_once(self) -> int | None:
@@ -28,7 +38,10 @@ class Checkpointer:
                 return None
             session.commit()
             logger.info("log checkpoint signed at tree size %d", row.tree_size)
-            return row.tree_size
+            size = row.tree_size
+        if self._on_signed is not None:
+            self._on_signed(size)
+        return size
 
     def start(self) -> None:
         self._loop.start()

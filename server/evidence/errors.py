@@ -11,3 +11,14 @@ class ProofError(ServerError, ValueError):
 
 class LogKeyUnavailable(ServerError, RuntimeError):
     """Checkpoints cannot be signed: ``[evidence] log_key_file`` is not set or the key cannot be read (503)."""
+
+
+class TimestampFailed(ServerError, RuntimeError):
+    """The time-stamping authority gave no token that verifies. ``kind`` names the failure for the metric:
+    ``unreachable``, ``http_error``, ``malformed``, ``refused`` (not granted), ``unverified`` or ``roots``
+    (``[evidence] tsa_ca_file`` unreadable)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason

@@ -110,5 +110,26 @@ class LogCheckpoint(Base):
     made_at: Mapped[datetime]
 
 
-for _table in (Event.__table__, LogLeaf.__table__, LogNode.__table__, LogCheckpoint.__table__):
+class LogTimestamp(Base):
+    """The RFC 3161 time stamp of a signed checkpoint (:mod:`server.evidence.timestamps`): the TSA's answer over
+    SHA-256 of the checkpoint's note bytes, verified before it is kept, with the TSA's certificate chain."""
+
+    __tablename__ = "log_timestamps"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("log_checkpoints.id"), unique=True)
+    response: Mapped[bytes] = mapped_column(
+        LargeBinary, comment="The DER TimeStampResp exactly as the TSA returned it (its token inside)."
+    )
+    chain_pem: Mapped[str] = mapped_column(
+        Text, comment="The TSA's certificates (PEM): those in the token, and the pinned root it led to if any."
+    )
+    gen_time: Mapped[datetime] = mapped_column(comment="When the TSA says the note existed (the token's genTime).")
+    tsa_url: Mapped[str] = mapped_column(Text, comment="The TSA asked.")
+    tsa_subject: Mapped[str] = mapped_column(Text, comment="The subject of the TSA's signing certificate.")
+    pinned: Mapped[bool] = mapped_column(comment="The chain was verified to [evidence] tsa_ca_file's roots.")
+    obtained_at: Mapped[datetime]
+
+
+for _table in (Event.__table__, LogLeaf.__table__, LogNode.__table__, LogCheckpoint.__table__, LogTimestamp.__table__):
     append_only(_table)  # type: ignore[arg-type]

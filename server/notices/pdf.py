@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER
@@ -19,9 +18,10 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import FILL_NON_ZERO
-from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
 
 from server.notices.facts import NoticeFacts, fact_rows
+from server.pdf_layout import font_table, markup, stack
 
 WARNING_ZH = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任。"
 WARNING_EN = (
@@ -167,22 +167,17 @@ class _Styles:
 
 
 def _x(text: str) -> str:
-    """``text`` for reportlab's paragraph markup."""
-    return escape(text)
+    return markup(text)
 
 
 def _table(
     rows: list[list[Flowable]], commands: Sequence[tuple[object, ...]], styles: _Styles, **kwargs: object
 ) -> Table:
-    """A table of flowables; its cells' font is ours too (reportlab's default would add an unembedded Helvetica)."""
-    table = Table(rows, **kwargs)
-    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), styles.font), *commands]))
-    return table
+    return font_table(rows, commands, styles.font, **kwargs)
 
 
 def _stack(rows: list[Flowable], styles: _Styles) -> Table:
-    padding = [("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 0)]
-    return _table([[row] for row in rows], padding, styles)
+    return stack(rows, styles.font)
 
 
 def _facts_table(facts: NoticeFacts, styles: _Styles) -> Table:

@@ -99,7 +99,7 @@ def test_migration_0012_gives_the_stored_entries_records_cases_and_leaves(
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
     ingest(session_factory, tmp_path, seal, 4)
-    downgrade(engine, "9b4e6d2a8c51")
+    downgrade(engine, "a3c7e1f5b920")
     with engine.begin() as conn:  # an entry written before 0012, of the case by its target
         conn.execute(
             text(

@@ -310,6 +310,9 @@ TABLE: list[Row] = [
     Row("GET", "/api/notices/verify", "public", 200, fixed("/api/notices/verify?token=not-a-token")),
     Row("GET", "/api/notices/key", "public", 200, fixed("/api/notices/key")),
     Row("GET", "/api/log/key", "public", 200, fixed("/api/log/key")),
+    # A checkpoint's time stamp and its TSA's chain are as public as the checkpoint (this world has no TSA: 404).
+    Row("GET", "/api/log/checkpoint/timestamp", "public", 404, fixed("/api/log/checkpoint/timestamp")),
+    Row("GET", "/api/log/checkpoint/timestamp/chain", "public", 404, fixed("/api/log/checkpoint/timestamp/chain")),
     Row("GET", "/api/log/consistency", "self", 200, fixed("/api/log/consistency?old=1&new=2")),
     Row(
         "GET",

@@ -33,6 +33,8 @@ PUBLIC_OPERATIONS = {
     ("get", "/metrics"),
     ("get", "/api/log/checkpoint"),  # the evidence log's signed checkpoint and its key are published
     ("get", "/api/log/key"),
+    ("get", "/api/log/checkpoint/timestamp"),  # the checkpoint's RFC 3161 time stamp and its TSA's chain, as public
+    ("get", "/api/log/checkpoint/timestamp/chain"),
     ("get", "/api/notices/verify"),  # a notice's QR code is checked by whoever reads it, and with the public key
     ("get", "/api/notices/key"),
     ("get", "/notice/{token}"),

@@ -7,7 +7,7 @@ UPDATE trigger of ``audit_log`` is dropped around the backfill), their case wher
 name one, and their leaves after the existing ones, in id order.
 
 Revision ID: c7a3e9d1f2b4
-Revises: 9b4e6d2a8c51
+Revises: a3c7e1f5b920
 Create Date: 2026-12-12 10:00:00.000000
 """
 
@@ -23,11 +23,11 @@ from server.core.append_only import append_only_statements, drop_statements
 from server.evidence import merkle
 
 revision: str = "c7a3e9d1f2b4"
-down_revision: str | None = "9b4e6d2a8c51"
+down_revision: str | None = "a3c7e1f5b920"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-APPEND_ONLY = ("audit_log", "events", "log_leaves", "log_nodes", "log_checkpoints")
+APPEND_ONLY = ("audit_log", "events", "log_leaves", "log_nodes", "log_checkpoints", "log_timestamps")
 BACKFILL_CHUNK = 1000
 OLD_ACTOR_COMMENT = "The actor's username then, or '-'."
 NEW_ACTOR_COMMENT = "The user's username then; cli:<OS user or --actor> for the CLI; '-' for an anonymous caller."

@@ -1,0 +1,1 @@
+"""The case's evidence bundle."""

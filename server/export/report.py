@@ -1,0 +1,246 @@
+"""The evidence report (report.pdf in the case's bundle): an A4 PDF in Chinese with English, a pure function of
+:class:`ReportFacts` — the cover, the verification summary, the seals, the timeline, the snapshots' contact sheet,
+alarms, commands, removal requests, and the closing section on what the evidence shows and does not show.
+
+Set in the notice's embedded CJK font (:mod:`server.notices.fonts`) with the shared table pieces of
+:mod:`server.pdf_layout`. Work is bounded: the timeline lists only significant events in small tables and counts
+heartbeats per day; at most :data:`~server.export.report_sections.CONTACT_SHEET_MAX` thumbnails are drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+
+from server.evidence.verdicts import key_fingerprint
+from server.export.report_closing import closing
+from server.export.report_facts import (
+    AlarmFacts,
+    Binding,
+    Check,
+    CheckpointFacts,
+    CommandFacts,
+    EventFacts,
+    ExportFacts,
+    HistoryEntry,
+    OfflinePeriod,
+    RemovalFacts,
+    ReportFacts,
+    SealFacts,
+    SnapshotFacts,
+    TimestampFacts,
+    offline_periods,
+)
+from server.export.report_sections import (
+    ReportStyles,
+    alarms_table,
+    cell,
+    commands_table,
+    contact_sheet,
+    grid,
+    heading,
+    para,
+    removals_table,
+)
+from server.export.report_text import clip, court_time
+from server.export.report_timeline import timeline, type_counts
+from server.notices.fonts import FontChoice, find_font, register_font
+from server.pdf_layout import markup
+
+__all__ = [
+    "AlarmFacts",
+    "Binding",
+    "Check",
+    "CheckpointFacts",
+    "CommandFacts",
+    "EventFacts",
+    "ExportFacts",
+    "HistoryEntry",
+    "OfflinePeriod",
+    "RemovalFacts",
+    "ReportFacts",
+    "SealFacts",
+    "SnapshotFacts",
+    "TimestampFacts",
+    "offline_periods",
+    "render_report",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> bytes:
+    """The report PDF of ``facts``, set in ``font`` (default: the first CJK font the system has, as for the notice;
+    :class:`~server.notices.errors.NoticesUnavailable` if there is none)."""
+    started = time.perf_counter()
+    styles = ReportStyles(register_font(font or find_font(None)))
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=15 * mm,
+        bottomMargin=15 * mm,
+        title=f"电子封条证据报告 Evidence report {facts.case_no}",
+        author=facts.court,
+        subject=f"case {facts.case_no}, exported {court_time(facts.export.at)}",
+        creator="court-seal",
+        initialFontName=styles.font,
+        initialFontSize=9,
+    )
+
+    def footer(canvas: Canvas, document: SimpleDocTemplate) -> None:
+        canvas.saveState()
+        canvas.setFont(styles.font, 7)
+        canvas.drawString(18 * mm, 8 * mm, f"{facts.case_no} · 证据报告 evidence report · 第 {document.page} 页 page")
+        canvas.restoreState()
+
+    doc.build(_story(facts, styles), onFirstPage=footer, onLaterPages=footer)
+    pdf = buffer.getvalue()
+    logger.info(
+        "evidence report of %s: %d events, %d pages, %d bytes in %.2f s",
+        facts.case_no,
+        len(facts.events),
+        doc.page,
+        len(pdf),
+        time.perf_counter() - started,
+    )
+    return pdf
+
+
+def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+    story = _cover(facts, s)
+    story += heading("核验结果摘要", "Verification summary", s) + _checks(facts, s)
+    story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
+    story += heading("电子封条", "The seals", s) + _seals(facts, s)
+    story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
+    story += timeline(facts.events, facts.offline, s)
+    story += heading("快照", "Snapshots", s) + contact_sheet(facts.snapshots, s)
+    story += heading("告警", "Alarms", s) + alarms_table(facts.alarms, s)
+    story += heading("指令与应答", "Commands and answers", s) + commands_table(facts.commands, s)
+    story += heading("解除查封申请与决定", "Removal requests and decisions", s) + removals_table(facts.removals, s)
+    story += [PageBreak(), *closing(facts, s)]
+    return story
+
+
+def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+    export, checkpoint = facts.export, facts.checkpoint
+    stamp = facts.timestamp
+    rows = [
+        ("法院", "court", facts.court),
+        ("案号", "case number", facts.case_no),
+        ("导出时间", "exported at", f"{court_time(export.at)} (UTC+8)"),
+        ("导出人", "exported by", export.by),
+        ("时间范围", "range", f"{court_time(export.range_from)} — {court_time(export.range_to)}"),
+        (
+            "事件 / 快照 / 审计记录",
+            "events / snapshots / audit entries",
+            f"{len(facts.events)} / {len(facts.snapshots)} / {facts.audit_count}",
+        ),
+        (
+            "告警 / 指令 / 解除申请",
+            "alarms / commands / removal requests",
+            f"{len(facts.alarms)} / {len(facts.commands)} / {len(facts.removals)}",
+        ),
+        ("日志", "log origin", checkpoint.origin),
+        ("检查点", "checkpoint", f"tree size {checkpoint.size}, root {checkpoint.root_hex}"),
+        ("日志公钥", "log key", checkpoint.log_key),
+        (
+            "时间戳",
+            "time stamp",
+            f"{court_time(stamp.gen_time)} (UTC+8), {stamp.tsa_name}"
+            if stamp
+            else "无（本证据包没有时间戳） none: this bundle has no time stamp",
+        ),
+    ]
+    table = grid(
+        [("项目", "item"), ("内容", "value")],
+        [[cell(zh, en, s), cell(v, "", s)] for zh, en, v in rows],
+        [45 * mm, None],
+        s,
+    )
+    return [
+        Spacer(1, 10 * mm),
+        Paragraph(markup(facts.court), s.subtitle),
+        Paragraph("电子封条证据报告", s.title),
+        Paragraph("EVIDENCE REPORT OF THE ELECTRONIC COURT SEAL", s.subtitle),
+        Spacer(1, 6 * mm),
+        table,
+        Spacer(1, 4 * mm),
+        *para(
+            "本报告是证据包 case.zip 的一部分，仅为便于阅读；证据以包内文件为准。核验方法：在任何计算机上运行 "
+            "seal-verify case.zip（无需联网），它核验每个文件的 SHA-256、清单与检查点的签名（日志公钥见上）、"
+            "每条事件的签名与包含证明，以及时间戳。",
+            "This report is part of the bundle case.zip and only a reading aid: the files in the bundle are the "
+            "evidence. To check it, run seal-verify case.zip on any computer (no network needed): it checks every "
+            "file's SHA-256, the manifest's and checkpoint's signatures (log key above), every event's signature "
+            "and inclusion proof, and the time stamp.",
+            s,
+        ),
+        PageBreak(),
+    ]
+
+
+def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+    if not facts.checks:
+        return para("导出时未进行核验。", "No verification was run at export.", s)
+    words = {True: ("通过", "passed"), False: ("未通过", "FAILED"), None: ("无此项", "absent")}
+    rows = [
+        [
+            cell(c.zh, c.en, s),
+            cell(*words[c.ok], s, alert=c.ok is False),
+            cell(clip(c.detail or "—", "seal-verify --json"), "", s),
+        ]
+        for c in facts.checks
+    ]
+    failed = sum(c.ok is False for c in facts.checks)
+    summary = para(
+        f"共 {len(facts.checks)} 项核验，{failed} 项未通过。",
+        f"{len(facts.checks)} checks, {failed} failed.",
+        s,
+    )
+    return [
+        *summary,
+        grid([("核验项目", "check"), ("结果", "result"), ("说明", "detail")], rows, [60 * mm, 20 * mm, None], s),
+    ]
+
+
+def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+    if not facts.seals:
+        return para("本案没有绑定的封条。", "No seal is bound to this case.", s)
+    out: list[Flowable] = []
+    for seal in facts.seals:
+        rows = [
+            [cell("密钥指纹", "key fingerprint (SHA-256)", s), cell(_fingerprint(seal.public_key_b64), "", s)],
+            [cell("公钥", "public key", s), cell(seal.public_key_b64, "", s)],
+            [cell("登记", "enrolled", s), cell(f"{court_time(seal.registered_at)} {seal.registered_by}", "", s)],
+            [cell("位置", "location", s), cell(seal.location or "—", "", s)],
+        ]
+        for b in seal.bindings:
+            until = f"{court_time(b.unbound_at)} {b.unbound_by or ''}" if b.unbound_at else "至今 still bound"
+            rows.append(
+                [
+                    cell("绑定本案", "bound to the case", s),
+                    cell(f"{court_time(b.bound_at)} {b.bound_by} — {until}", "", s),
+                ]
+            )
+        out += [
+            Paragraph(markup(f"封条 Seal {seal.device_id}"), s.h2),
+            grid([], rows, [40 * mm, None], s),
+        ]
+    return out
+
+
+def _fingerprint(public_key_b64: str) -> str:
+    try:
+        digest = key_fingerprint(public_key_b64)
+    except ValueError:
+        return "公钥不是有效的 base64 not valid base64"
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))

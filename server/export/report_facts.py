@@ -1,0 +1,194 @@
+"""What the evidence report states, gathered by the export (:mod:`server.export`) and set by
+:func:`server.export.report.render_report`: plain values, no database rows, so the report is a pure function of them.
+
+Times are aware datetimes (UTC or any zone; the report prints them as China time). Actors are the names the audit
+log records (a user's login, ``system``, a CLI's OS user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A time the seal was bound to this case, and when it was unbound (``None``: still bound)."""
+
+    bound_at: datetime
+    bound_by: str
+    unbound_at: datetime | None = None
+    unbound_by: str | None = None
+
+
+@dataclass(frozen=True)
+class SealFacts:
+    """One seal of the case: its enrolled key (base64, as enrolled), its enrolment record and bindings."""
+
+    device_id: str
+    public_key_b64: str
+    registered_at: datetime
+    registered_by: str
+    location: str
+    bindings: Sequence[Binding] = ()
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """One line of ``events.jsonl`` as the report reads it: the signed fields and what the court recorded."""
+
+    device_id: str
+    seq: int
+    type: str
+    ts: datetime
+    received_at: datetime
+    leaf_index: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    """A snapshot an event of the case names; ``jpeg`` the bytes as stored, ``None`` if the court does not hold it."""
+
+    sha256: str
+    device_id: str
+    received_at: datetime | None
+    jpeg: bytes | None
+
+    @property
+    def path(self) -> str:
+        return f"snapshots/{self.sha256}.jpg"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step of an alarm's or a removal request's history: when, who, what (e.g. ``acknowledged``), the note."""
+
+    at: datetime
+    actor: str
+    action: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class AlarmFacts:
+    id: int
+    device_id: str
+    kind: str
+    severity: str
+    state: str
+    opened_at: datetime
+    count: int
+    history: Sequence[HistoryEntry] = ()
+
+
+@dataclass(frozen=True)
+class CommandFacts:
+    """A command sent to a seal of the case, and the seal's answer (``answer_seq``: the answering event's seq)."""
+
+    id: int
+    device_id: str
+    action: str
+    issued_by: str
+    issued_at: datetime
+    state: str
+    answer_seq: int | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class RemovalFacts:
+    """A removal request (解除查封申请) with its history; ``proofs``: the sha256 of each proof file."""
+
+    id: int
+    ground: str
+    state: str
+    filed_by: str
+    filed_at: datetime
+    history: Sequence[HistoryEntry] = ()
+    proofs: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class OfflinePeriod:
+    """A time the court heard nothing from a seal (``until`` ``None``: not heard from again before the export)."""
+
+    device_id: str
+    since: datetime
+    until: datetime | None
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """The signed checkpoint every proof in the bundle leads to, and the log's verifier key."""
+
+    origin: str
+    size: int
+    root_hex: str
+    log_key: str
+
+
+@dataclass(frozen=True)
+class TimestampFacts:
+    """The RFC 3161 time stamp over the checkpoint: the TSA's time and its name."""
+
+    gen_time: datetime
+    tsa_name: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification check: its name in Chinese and English, ``ok`` (``None``: not applicable here), detail."""
+
+    zh: str
+    en: str
+    ok: bool | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    """Who exported the bundle, when, and which range of time (``None`` ends: open)."""
+
+    by: str
+    at: datetime
+    range_from: datetime | None = None
+    range_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """Everything the report states about one case's evidence bundle."""
+
+    court: str
+    case_no: str
+    export: ExportFacts
+    checkpoint: CheckpointFacts
+    timestamp: TimestampFacts | None = None
+    checks: Sequence[Check] = ()
+    seals: Sequence[SealFacts] = ()
+    events: Sequence[EventFacts] = ()
+    snapshots: Sequence[SnapshotFacts] = ()
+    alarms: Sequence[AlarmFacts] = ()
+    commands: Sequence[CommandFacts] = ()
+    removals: Sequence[RemovalFacts] = ()
+    offline: Sequence[OfflinePeriod] = ()
+    audit_count: int = 0
+
+
+def offline_periods(events: Sequence[EventFacts], *, silence: timedelta, until: datetime) -> list[OfflinePeriod]:
+    """The periods longer than ``silence`` in which the court received nothing from a seal, by receipt time, up to
+    ``until`` (the export's time): what the export gives the report when it has no better record."""
+    last: dict[str, datetime] = {}
+    periods: list[OfflinePeriod] = []
+    for event in sorted(events, key=lambda e: (e.device_id, e.received_at)):
+        seen = last.get(event.device_id)
+        if seen is not None and event.received_at - seen > silence:
+            periods.append(OfflinePeriod(event.device_id, seen, event.received_at))
+        last[event.device_id] = event.received_at
+    for device_id, seen in last.items():
+        if until - seen > silence:
+            periods.append(OfflinePeriod(device_id, seen, None))
+    return sorted(periods, key=lambda p: (p.since, p.device_id))

@@ -1,0 +1,203 @@
+"""The evidence report's styles and table pieces, the contact sheet of snapshot thumbnails, and the tables of alarms,
+commands and removal requests (each paginated in tables of :data:`ROWS_PER_TABLE` rows)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+from reportlab.lib import colors
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.platypus import Flowable, Image, Paragraph, Spacer, Table
+
+from server.export.report_facts import (
+    AlarmFacts,
+    CommandFacts,
+    HistoryEntry,
+    RemovalFacts,
+    SnapshotFacts,
+)
+from server.export.report_text import clip, court_time, sort_time
+from server.pdf_layout import font_table, markup
+
+logger = logging.getLogger(__name__)
+
+#: Thumbnails on the contact sheet; the other snapshots are named by their path in the bundle.
+CONTACT_SHEET_MAX = 60
+THUMB_COLUMNS = 5
+THUMB_PX = 240
+#: Rows per table: small tables split across pages and lay out in linear time.
+ROWS_PER_TABLE = 60
+GRID = colors.HexColor("#999999")
+
+
+class ReportStyles:
+    """The report's paragraph styles, all in the embedded CJK font ``font``."""
+
+    def __init__(self, font: str) -> None:
+        self.font = font
+        grey = colors.HexColor("#444444")
+        base = ParagraphStyle("base", fontName=font, fontSize=10, leading=14, wordWrap="CJK")
+        self.body = base
+        self.en = ParagraphStyle("en", base, fontSize=8.5, leading=11.5, textColor=grey)
+        self.title = ParagraphStyle("title", base, fontSize=22, leading=30, alignment=1)
+        self.subtitle = ParagraphStyle("subtitle", base, fontSize=11, leading=15, alignment=1, textColor=grey)
+        self.h1 = ParagraphStyle("h1", base, fontSize=14, leading=19, spaceBefore=8, spaceAfter=1)
+        self.h1_en = ParagraphStyle("h1_en", self.en, fontSize=10, leading=13, spaceAfter=4)
+        self.h2 = ParagraphStyle("h2", base, fontSize=11, leading=15, spaceBefore=5)
+        self.cell = ParagraphStyle("cell", base, fontSize=7.5, leading=9.5)
+        self.alert = ParagraphStyle("alert", self.cell, textColor=colors.HexColor("#b00000"))
+
+
+def heading(zh: str, en: str, styles: ReportStyles) -> list[Flowable]:
+    return [Paragraph(markup(zh), styles.h1), Paragraph(markup(en), styles.h1_en)]
+
+
+def para(zh: str, en: str, styles: ReportStyles) -> list[Flowable]:
+    """A paragraph in Chinese, then its English."""
+    return [Paragraph(markup(zh), styles.body), Paragraph(markup(en), styles.en), Spacer(1, 1.5 * mm)]
+
+
+def cell(zh: str, en: str, styles: ReportStyles, *, alert: bool = False) -> Paragraph:
+    """A table cell: Chinese, a line break, English."""
+    text = markup(zh) + ("<br/>" + markup(en) if en and en != zh else "")
+    return Paragraph(text, styles.alert if alert else styles.cell)
+
+
+def grid(
+    header: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Flowable | str]],
+    widths: Sequence[float | None],
+    s: ReportStyles,
+) -> Table:
+    """A table with a bilingual header row repeated on every page (no header row if ``header`` is empty)."""
+    commands = [
+        ("GRID", (0, 0), (-1, -1), 0.3, GRID),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONTSIZE", (0, 0), (-1, -1), 7.5),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ]
+    if not header:
+        return font_table(rows, commands, s.font, colWidths=list(widths))
+    head = [cell(zh, en, s) for zh, en in header]
+    commands.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")))
+    return font_table([head, *rows], commands, s.font, colWidths=list(widths), repeatRows=1)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- snapshots --------------------------------------------------------------------------------------------------
+
+
+def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[Flowable]:
+    """Up to :data:`CONTACT_SHEET_MAX` thumbnails of the snapshots the court holds, in order of receipt; the rest,
+    and those it does not hold, are named by their path in the bundle."""
+    held = sorted((x for x in snapshots if x.jpeg is not None), key=lambda x: sort_time(x.received_at))
+    shown, rest = held[:CONTACT_SHEET_MAX], held[CONTACT_SHEET_MAX:]
+    missing = [x for x in snapshots if x.jpeg is None]
+    out = para(
+        f"共 {len(snapshots)} 张快照：法院存有 {len(held)} 张，缩略图 {len(shown)} 张；未存有 {len(missing)} 张。",
+        f"{len(snapshots)} snapshots: the court holds {len(held)}, {len(shown)} shown as thumbnails; "
+        f"{len(missing)} not held.",
+        s,
+    )
+    width = (170 * mm) / THUMB_COLUMNS
+    tiles = [_tile(x, width, s) for x in shown]
+    if tiles:
+        rows = [list(r) + [""] * (THUMB_COLUMNS - len(r)) for r in chunks(tiles, THUMB_COLUMNS)]
+        out.append(font_table(rows, [("VALIGN", (0, 0), (-1, -1), "TOP")], s.font, colWidths=[width] * THUMB_COLUMNS))
+    for title, items in ((("其余快照（见证据包中的文件）", "Other snapshots (files in the bundle)"), rest),
+                         (("法院未存有的快照", "Snapshots the court does not hold"), missing)):  # fmt: skip
+        if items:
+            out += [Paragraph(markup(title[0]), s.h2), Paragraph(markup(title[1]), s.en)]
+            names = [[cell(x.path, "", s), x.device_id, court_time(x.received_at)] for x in items]
+            header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
+            for chunk in chunks(names, ROWS_PER_TABLE):
+                out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
+    return out
+
+
+def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
+    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_time(snapshot.received_at)}", s)
+    picture: Flowable
+    try:
+        picture = _thumbnail(snapshot.jpeg or b"", width - 4 * mm)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        logger.warning("snapshot %s cannot be shown as a thumbnail: %s", snapshot.sha256, exc)
+        picture = cell("无法解码的图像", "not a readable image", s, alert=True)
+    return font_table([[picture], [caption]], [("LEFTPADDING", (0, 0), (-1, -1), 1)], s.font)
+
+
+def _thumbnail(jpeg: bytes, width: float) -> Image:
+    with PILImage.open(io.BytesIO(jpeg)) as image:
+        image.thumbnail((THUMB_PX, THUMB_PX))
+        small = io.BytesIO()
+        image.convert("RGB").save(small, "JPEG", quality=80)
+        ratio = image.height / image.width
+    small.seek(0)
+    return Image(small, width=width, height=width * ratio)
+
+
+# --- alarms, commands, removal requests --------------------------------------------------------------------------
+
+
+def _history(entries: Sequence[HistoryEntry], where: str, s: ReportStyles) -> Paragraph:
+    return _lines(
+        [f"{court_time(h.at)} {h.actor} {h.action}" + (f"：{clip(h.note, where)}" if h.note else "") for h in entries],
+        s,
+    )
+
+
+def _lines(lines: Sequence[str], s: ReportStyles) -> Paragraph:
+    return Paragraph("<br/>".join(markup(line) for line in lines) or "—", s.cell)
+
+
+def _row(values: Sequence[Flowable | str], s: ReportStyles) -> list[Flowable]:
+    """A table row whose text cells wrap to their column."""
+    return [cell(v, "", s) if isinstance(v, str) else v for v in values]
+
+
+def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable]:
+    if not alarms:
+        return para("无告警。", "No alarms.", s)
+    header = [("编号", "id"), ("封条", "seal"), ("类型", "kind"), ("级别", "severity"), ("状态", "state"),
+              ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
+    rows = [_row([str(a.id), a.device_id, a.kind, a.severity, a.state, court_time(a.opened_at), str(a.count),
+                  _history(a.history, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
+    widths = [10 * mm, 20 * mm, 20 * mm, 15 * mm, 18 * mm, 20 * mm, 10 * mm, None]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
+
+
+def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Flowable]:
+    if not commands:
+        return para("未向本案封条发送指令。", "No commands were sent to the case's seals.", s)
+    header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), ("发出", "issued"), ("发出人", "by"),
+              ("状态", "state"), ("应答事件序号", "answer seq"), ("应答", "answer")]  # fmt: skip
+    rows = [_row([str(c.id), c.device_id, c.action, court_time(c.issued_at), c.issued_by, c.state,
+                  "—" if c.answer_seq is None else str(c.answer_seq), clip(c.answer or "—", "commands.jsonl")], s)
+            for c in commands]  # fmt: skip
+    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 20 * mm, 16 * mm, None]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
+
+
+def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:
+    if not removals:
+        return para("无解除查封申请。", "No removal requests.", s)
+    header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
+              ("证明文件（SHA-256）", "proofs (SHA-256)"), ("经过与决定", "history and decision")]  # fmt: skip
+    rows = [_row([str(r.id), r.ground, r.state, r.filed_by, court_time(r.filed_at),
+                  _lines([p[:16] + "…" for p in r.proofs], s), _history(r.history, "removal.jsonl", s)], s)
+            for r in removals]  # fmt: skip
+    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 28 * mm, None]
+    return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]

@@ -1,0 +1,174 @@
+"""The evidence report's words: what each kind of event says, in Chinese and English, and the warning's outcome as
+the seal signed it (never better than it was)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from server.notices.facts import COURT_TIME
+
+#: The events the timeline lists one by one; every other type is counted (heartbeats per seal and day).
+TIMELINE_TYPES = frozenset(
+    {
+        "intrusion",
+        "tamper",
+        "command_ack",
+        "command_rejected",
+        "armed",
+        "disarmed",
+        "warning_result",
+        "outbox_full",
+        "agent_started",
+        "camera_blind",
+        "camera_recovered",
+        "camera_lost",
+        "camera_found",
+    }
+)
+
+EVENT_NAMES: dict[str, tuple[str, str]] = {
+    "intrusion": ("有人进入（人体感应）", "intrusion (motion sensor)"),
+    "tamper": ("封条外壳被打开或线路被剪断", "tamper (enclosure opened or wire cut)"),
+    "command_ack": ("执行法院指令", "court command executed"),
+    "command_rejected": ("拒绝法院指令", "court command refused"),
+    "armed": ("布防", "armed"),
+    "disarmed": ("撤防", "disarmed"),
+    "warning_result": ("语音警告的结果", "outcome of a spoken warning"),
+    "outbox_full": ("存储已满，删除部分快照", "store full: snapshots thinned"),
+    "agent_started": ("封条程序启动", "seal software started"),
+    "camera_blind": ("摄像头被遮挡或画面冻结", "camera blind (covered or frozen)"),
+    "camera_recovered": ("摄像头恢复", "camera recovered"),
+    "camera_lost": ("摄像头无画面", "camera lost"),
+    "camera_found": ("摄像头重新出画", "camera found again"),
+    "heartbeat": ("心跳", "heartbeat"),
+    "snapshot_taken": ("快照已存储", "snapshots stored"),
+}
+
+WARNING_WORDS: dict[str, tuple[str, str]] = {
+    "played": ("警告已播放", "warning played"),
+    "failed": ("警告播放失败", "warning failed"),
+    "stopped": ("警告被中止（未播完）", "warning stopped before it finished"),
+    "busy": ("未另行警告（前一警告仍在播放）", "no new warning (one was already playing)"),
+    "started": ("警告已开始播放", "warning started"),
+    "suppressed_disarmed": ("未警告（已撤防）", "no warning (disarmed)"),
+    "suppressed_cooldown": ("未警告（冷却期内）", "no warning (cool-down)"),
+    "suppressed_not_seen": ("未警告（摄像头未见人）", "no warning (camera saw no one)"),
+    "pending_confirmation": ("待摄像头确认后决定是否警告", "warning awaiting the camera's confirmation"),
+}
+
+LANGUAGE_RESULT: dict[str, tuple[str, str]] = {
+    "played": ("已播放", "played"),
+    "failed": ("失败", "failed"),
+    "stopped": ("中止", "stopped"),
+    "playing": ("播放中", "playing"),
+    "queued": ("待播放", "queued"),
+}
+
+
+#: Characters of free text (a seal's reason, a person's note) one cell shows: a cell taller than a page could not
+#: be set at all; the full text is in the bundle's file.
+CLIP = 400
+
+
+def clip(text: str, where: str, limit: int = CLIP) -> str:
+    """``text``, cut to ``limit`` characters with a pointer to the file holding all of it."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…（全文见 {where} / full text in {where}）"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with a zone: a naive one is taken as UTC (as the database keeps times), never as local time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def sort_time(moment: datetime | None) -> float:
+    """A key ordering times, naive (UTC) and aware alike; none first."""
+    return as_utc(moment).timestamp() if moment is not None else float("-inf")
+
+
+def court_time(moment: datetime | None, *, seconds: bool = True) -> str:
+    """``moment`` as China time (UTC+8); ``—`` for none."""
+    if moment is None:
+        return "—"
+    return as_utc(moment).astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def event_name(kind: str) -> tuple[str, str]:
+    return EVENT_NAMES.get(kind, (kind, kind))
+
+
+def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The warning of an event's payload as the seal signed it, per language with the reason of a failure; ``None``
+    if the payload names no warning."""
+    warning = payload.get("warning")
+    if not isinstance(warning, str):
+        return None
+    zh, en = WARNING_WORDS.get(warning, (f"警告：{warning}", f"warning: {warning}"))
+    languages = payload.get("warning_languages")
+    if isinstance(languages, Sequence) and not isinstance(languages, str | bytes):
+        parts_zh, parts_en = [], []
+        for item in languages:
+            if not isinstance(item, Mapping):
+                continue
+            result = str(item.get("result"))
+            rzh, ren = LANGUAGE_RESULT.get(result, (result, result))
+            reason = f"（{item['reason']}）" if item.get("reason") else ""
+            parts_zh.append(f"{item.get('language')} {rzh}{reason}")
+            parts_en.append(f"{item.get('language')} {ren}" + (f" ({item['reason']})" if item.get("reason") else ""))
+        if parts_zh:
+            zh += "：" + "；".join(parts_zh)
+            en += ": " + "; ".join(parts_en)
+    return zh, en
+
+
+def outcome_words(result: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The outcome a ``warning_result`` event reported for a warning that had ``started``."""
+    if result is None:
+        return "结果：未收到 warning_result 事件", "outcome: no warning_result event received"
+    words = warning_words(result) or ("结果不明", "outcome unknown")
+    return "结果：" + words[0], "outcome: " + words[1]
+
+
+def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
+    """What an event of type ``kind`` says beyond its name, in Chinese and English (without the warning)."""
+    if kind == "command_ack":
+        return (
+            f"指令 {payload.get('command_id')} {payload.get('action')} → {payload.get('result')}",
+            f"command {payload.get('command_id')} {payload.get('action')} → {payload.get('result')}",
+        )
+    if kind == "command_rejected":
+        return (
+            f"指令 {payload.get('command_id')}：{payload.get('reason')}",
+            f"command {payload.get('command_id')}: {payload.get('reason')} {payload.get('detail') or ''}".rstrip(),
+        )
+    if kind in {"armed", "disarmed"}:
+        return (
+            f"原因 {_v(payload.get('reason'))}，指令 {_v(payload.get('by'))}",
+            f"reason {_v(payload.get('reason'))}, command {_v(payload.get('by'))}",
+        )
+    if kind == "warning_result":
+        return (
+            f"针对序号 {payload.get('trigger_seq')} 的 {payload.get('trigger')} 事件",
+            f"for the {payload.get('trigger')} event seq {payload.get('trigger_seq')}",
+        )
+    if kind == "outbox_full":
+        thinned, unsent = payload.get("thinned"), payload.get("thinned_unsent")
+        return (
+            f"删除 {thinned} 张快照，其中 {unsent} 张法院未收到",
+            f"{thinned} snapshots thinned, {unsent} of them never reached the court",
+        )
+    if kind in {"intrusion", "tamper"}:
+        shots = payload.get("snapshots")
+        count = len(shots) if isinstance(shots, list) else 0
+        return f"摄像头 {payload.get('camera')}，快照 {count} 张", f"camera {payload.get('camera')}, {count} snapshots"
+    if kind.startswith("camera_"):
+        return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
+    return "", ""
+
+
+def _v(value: object) -> str:
+    """A payload value as printed: ``—`` for none."""
+    return "—" if value is None else str(value)

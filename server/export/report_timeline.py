@@ -1,0 +1,228 @@
+"""The report's timeline: every significant event one per row, the periods without news, heartbeats counted per
+seal and day, and the count of every event by type.
+
+10,000 events must set in bounded time, so the timeline's cells are plain text wrapped here with cached glyph
+widths (reportlab's CJK paragraphs measure every character again, ~1 ms per cell), in tables of
+:data:`ROWS_PER_TABLE` rows that split across pages in linear time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from reportlab.lib import colors
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.platypus import Flowable, Paragraph, Table
+
+from server.export.report_facts import EventFacts, OfflinePeriod
+from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
+from server.export.report_text import (
+    TIMELINE_TYPES,
+    clip,
+    court_time,
+    event_details,
+    event_name,
+    outcome_words,
+    sort_time,
+    warning_words,
+)
+from server.pdf_layout import font_table, markup
+
+TIMELINE_HEADER = [
+    ("封条时钟", "seal's clock"),
+    ("法院收到", "received"),
+    ("封条", "seal"),
+    ("序号", "seq"),
+    ("事件", "event"),
+    ("说明", "details"),
+]
+TIMELINE_WIDTHS = [22 * mm, 22 * mm, 20 * mm, 10 * mm, 30 * mm, 70 * mm]
+CELL_SIZE = 7
+CELL_LEADING = 8.5
+PADDING = 2.5
+ALERT = colors.HexColor("#b00000")
+#: A run of characters kept on one line where it fits: a Latin word, a number, a path.
+_TOKENS = re.compile(r"[\x21-\x7e]+|\s|.")
+
+#: Events found by (device_id, trigger type, trigger seq): the warning results and the camera's decisions.
+_Found = Mapping[tuple[Any, Any, Any], Mapping[str, Any]]
+_Row = tuple[list[str], bool]
+
+
+def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: ReportStyles) -> list[Flowable]:
+    """The significant events (with the warning as signed, and for a warning that had started, the outcome its
+    ``warning_result`` reported), the periods without news, and the heartbeats counted per seal and day."""
+    results = {
+        (e.device_id, e.payload.get("trigger"), e.payload.get("trigger_seq")): e.payload
+        for e in events
+        if e.type == "warning_result"
+    }
+    decisions = {
+        (e.device_id, "intrusion", e.payload.get("trigger_seq")): e.payload
+        for e in events
+        if e.type == "snapshot_taken" and "warning" in e.payload
+    }
+    rows: list[tuple[float, _Row]] = [
+        (sort_time(e.received_at), _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
+    ]
+    for period in offline:
+        until = court_time(period.until) if period.until else "导出时 the export"
+        note = (
+            f"至 {until}，法院未收到该封条的任何消息（法院时钟）",
+            f"until {until} the court heard nothing from this seal (court's clock)",
+        )
+        cells = ["", court_time(period.since), period.device_id, "", "离线 offline", _two(*note)]
+        rows.append((sort_time(period.since), (cells, True)))
+    rows.sort(key=lambda item: item[0])
+    out: list[Flowable] = []
+    if not rows:
+        out += para("本案在导出范围内没有需要逐条列出的事件。", "No significant events in the exported range.", s)
+    for chunk in chunks([row for _, row in rows], ROWS_PER_TABLE):
+        out.append(_text_table(chunk, s))
+    return out + _heartbeats(events, s)
+
+
+def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
+    zh, en = event_details(event.type, event.payload)
+    alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected"}
+    warning = _signed_warning(event)
+    if warning is not None:
+        words = warning_words(warning)
+        if words is not None:
+            zh, en = _join(zh, words[0]), _join(en, words[1])
+        alert = alert or _failed(warning)
+        if warning.get("warning") == "pending_confirmation":
+            decided = decisions.get((event.device_id, event.type, event.seq))
+            said = warning_words(decided) if decided is not None else None
+            dzh, den = said or ("未收到摄像头的决定", "no decision received")
+            zh, en = _join(zh, "摄像头确认后：" + dzh), _join(en, "after the camera's check: " + den)
+            alert = alert or (decided is not None and _failed(decided))
+            warning = decided or {}
+        if warning.get("warning") == "started":
+            outcome = results.get((event.device_id, event.type, event.seq))
+            ozh, oen = outcome_words(outcome)
+            zh, en = _join(zh, ozh), _join(en, oen)
+            alert = alert or (outcome is not None and _failed(outcome))
+    cells = [
+        court_time(event.ts),
+        court_time(event.received_at),
+        event.device_id,
+        str(event.seq),
+        _two(*event_name(event.type)),
+        _two(clip(zh, "events.jsonl"), clip(en, "events.jsonl")),
+    ]
+    return cells, alert
+
+
+def _signed_warning(event: EventFacts) -> Mapping[str, Any] | None:
+    """The warning part of an event's payload (a test_warning command's result is its warning), if it has one."""
+    if event.type == "command_ack":
+        if event.payload.get("action") != "test_warning":
+            return None
+        return {**event.payload, "warning": event.payload.get("result")}
+    return event.payload if "warning" in event.payload else None
+
+
+def _failed(warning: Mapping[str, Any]) -> bool:
+    languages = warning.get("warning_languages")
+    return warning.get("warning") == "failed" or (
+        isinstance(languages, list) and any(isinstance(x, Mapping) and x.get("result") == "failed" for x in languages)
+    )
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}；{second}" if first else second
+
+
+def _two(zh: str, en: str) -> str:
+    return f"{zh}\n{en}" if en and en != zh else zh
+
+
+def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
+    """A timeline table of plain-text cells wrapped to their columns; alert rows in red."""
+    head = [f"{zh}\n{en}" for zh, en in TIMELINE_HEADER]
+    body = [
+        [wrap(text, s.font, width - 2 * PADDING) for text, width in zip(cells, TIMELINE_WIDTHS, strict=True)]
+        for cells, _alert in rows
+    ]
+    commands: list[tuple[object, ...]] = [
+        ("GRID", (0, 0), (-1, -1), 0.3, GRID),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("FONTSIZE", (0, 0), (-1, -1), CELL_SIZE),
+        ("LEADING", (0, 0), (-1, -1), CELL_LEADING),
+        ("LEFTPADDING", (0, 0), (-1, -1), PADDING),
+        ("RIGHTPADDING", (0, 0), (-1, -1), PADDING),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+    ]
+    commands += [("TEXTCOLOR", (4, n), (5, n), ALERT) for n, (_c, alert) in enumerate(rows, 1) if alert]
+    return font_table([head, *body], commands, s.font, colWidths=TIMELINE_WIDTHS, repeatRows=1)
+
+
+def wrap(text: str, font: str, width: float, size: float = CELL_SIZE) -> str:
+    """``text`` broken into lines no wider than ``width`` points: between any two CJK characters, between Latin
+    words (a word wider than the line is cut)."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line, used = "", 0.0
+        for token in _TOKENS.findall(paragraph):
+            w = _width(token, font, size)
+            if used + w > width and line.strip():
+                lines.append(line.rstrip())
+                line, used = "", 0.0
+                if token.isspace():
+                    continue
+            while w > width and len(token) > 1:  # a word longer than the whole line
+                cut = _fit(token, font, size, width - used)
+                lines.append(line + token[:cut])
+                token, line, used = token[cut:], "", 0.0
+                w = _width(token, font, size)
+            line, used = line + token, used + w
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _fit(token: str, font: str, size: float, room: float) -> int:
+    used, n = 0.0, 0
+    for char in token:
+        used += _char_width(char, font, size)
+        if used > room:
+            break
+        n += 1
+    return max(n, 1)
+
+
+def _width(token: str, font: str, size: float) -> float:
+    return sum(_char_width(char, font, size) for char in token)
+
+
+@cache
+def _char_width(char: str, font: str, size: float) -> float:
+    return float(stringWidth(char, font, size))
+
+
+def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]:
+    days = Counter((e.device_id, court_time(e.ts)[:10]) for e in events if e.type == "heartbeat")
+    if not days:
+        return []
+    rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]
+    header = [("封条", "seal"), ("日期（封条时钟）", "day (seal's clock)"), ("心跳次数", "heartbeats")]
+    return [
+        Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）"), s.h2),
+        Paragraph(markup("Heartbeats, counted per seal and day, not listed one by one"), s.en),
+        *[grid(header, chunk, [40 * mm, 40 * mm, 30 * mm], s) for chunk in chunks(rows, ROWS_PER_TABLE)],
+    ]
+
+
+def type_counts(events: Sequence[EventFacts], s: ReportStyles) -> Table:
+    """How many events of each type each seal sent (every line of events.jsonl is counted here)."""
+    counts = Counter((e.device_id, e.type) for e in events)
+    rows = [[device, cell(*event_name(kind), s), str(n)] for (device, kind), n in sorted(counts.items())]
+    rows.append([cell("合计", "total", s), "", str(len(events))])
+    return grid([("封条", "seal"), ("事件类型", "event type"), ("条数", "count")], rows, [40 * mm, 70 * mm, 25 * mm], s)
