@@ -36,7 +36,9 @@ Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configurati
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -47,6 +49,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from server.audit.service import acting_as, cli_actor_name
 from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", required=True, type=Path, metavar="FILE", help="the server's TOML configuration file"
     )
+    common.add_argument(
+        "--actor",
+        metavar="NAME",
+        help="who runs the command, for the audit log (recorded as cli:NAME; default: the OS user)",
+    )
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
     add_log_options(parser, defaults=True)
@@ -106,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return run_init(args, _out)
         settings = load_settings(args.config)
-        return _dispatch(args, settings)
+        with acting_as(cli_actor_name(args.actor or _os_user())):
+            return _dispatch(args, settings)
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2
@@ -116,6 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as exc:
         logger.error("database error: %s", exc)
         return 1
+
+
+def _os_user() -> str:
+    """The OS user running the command (its uid if the system has no name for it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

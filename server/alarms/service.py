@@ -72,14 +72,20 @@ def acknowledge_as(session: Session, *, actor: Actor, alarm_id: int, note: str) 
     """A person acknowledges the alarm (the API and the pages alike): :func:`acknowledge_alarm`, audited. The caller
     has checked that ``actor`` may (:mod:`server.auth.access`) and commits."""
     alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=actor.id, note=note)
-    record_audit(session, actor=actor, action="alarm.ack", target=str(alarm_id), details={"case_no": alarm.case_no})
+    details = {"case_no": alarm.case_no, "note": note}
+    record_audit(
+        session, actor=actor, action="alarm.ack", target=str(alarm_id), case_no=alarm.case_no, details=details
+    )
     return alarm
 
 
 def close_as(session: Session, *, actor: Actor, alarm_id: int, note: str) -> Alarm:
     """A person closes the alarm: :func:`close_alarm`, audited; the caller has checked access and commits."""
     alarm = close_alarm(session, alarm_id=alarm_id, user_id=actor.id, note=note)
-    record_audit(session, actor=actor, action="alarm.close", target=str(alarm_id), details={"case_no": alarm.case_no})
+    details = {"case_no": alarm.case_no, "note": note}
+    record_audit(
+        session, actor=actor, action="alarm.close", target=str(alarm_id), case_no=alarm.case_no, details=details
+    )
     return alarm
 
 

@@ -35,8 +35,11 @@ def read_audit(
     target: Annotated[
         str | None, Query(max_length=128, pattern=ONE_LINE, description="Only this target (case, seal, user…).")
     ] = None,
+    case_no: Annotated[
+        str | None, Query(max_length=64, pattern=ONE_LINE, description="Only the entries of this case.")
+    ] = None,
 ) -> AuditPage:
-    """The audit log, newest first, in pages; filter by action, actor and target (clerk only)."""
+    """The audit log, newest first, in pages; filter by action, actor, target and case (clerk only)."""
     query = select(AuditEntry)
     if before is not None:
         query = query.where(AuditEntry.id < before)
@@ -46,6 +49,8 @@ def read_audit(
         query = query.where(AuditEntry.actor == actor)
     if target is not None:
         query = query.where(AuditEntry.target == target)
+    if case_no is not None:
+        query = query.where(AuditEntry.case_no == case_no)
     rows = session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
     return AuditPage(

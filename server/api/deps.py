@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.api.params import CaseNoPath, DeviceIdPath
+from server.audit.service import record_audit
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.client_address import client_address
@@ -32,7 +33,7 @@ from server.auth.sessions import IssuedSession, resolve_session
 from server.config import AuthSettings
 from server.context import ServerContext
 from server.core.base import utc_now
-from server.core.db import READ_ONLY
+from server.core.db import READ_ONLY, session_scope
 from server.removal.models import RemovalRequest
 from server.removal.steps import get_request
 from server.seals.models import Case, Seal
@@ -64,6 +65,21 @@ def get_session(context: ContextDep, request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def audit_read(
+    context: ServerContext,
+    user: User,
+    *,
+    action: str,
+    target: str,
+    case_no: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a read of evidence (one entry per request; ``evidence.*`` actions) in a writing session of its own:
+    the request's session of a GET only reads. Called once the read is allowed and its evidence found."""
+    with session_scope(context.session_factory) as session:
+        record_audit(session, actor=user, action=action, target=target, case_no=case_no, details=details)
 
 
 def client_ip(request: Request, context: ContextDep) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import StringConstraints
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from server.api.deps import CurrentUser, SessionDep, case_with, seal_with
+from server.api.deps import ContextDep, CurrentUser, SessionDep, audit_read, case_with, seal_with
 from server.api.params import Before
 from server.api.routing import ValidatedRoute
 from server.api.schemas import ONE_LINE, EventPage, EventPublic, Moment, SealEventPage
@@ -45,6 +45,19 @@ class EventFilter:
     ) -> None:
         self.limit, self.before, self.types, self.since, self.until = limit, before, type, since, until
 
+    def audited(self, page: Sequence[EventPublic]) -> dict[str, Any]:
+        """What the audit entry of a page says: the filters and the events shown."""
+        return {
+            "limit": self.limit,
+            "before": self.before,
+            "types": self.types,
+            "since": self.since.isoformat() if self.since is not None else None,
+            "until": self.until.isoformat() if self.until is not None else None,
+            "events": len(page),
+            "first_id": page[-1].id if page else None,
+            "last_id": page[0].id if page else None,
+        }
+
     def page(self, session: Session, query: Select[Event]) -> tuple[list[EventPublic], int | None]:
         if self.before is not None:
             query = query.where(Event.id < self.before)
@@ -64,10 +77,16 @@ Filters = Annotated[EventFilter, Depends()]
 
 @router.get("/cases/{case_no:path}/events", responses={404: {"description": "No such case, or not one of yours"}})
 def list_case_events(
-    case: Annotated[Case, Depends(case_with(Permission.EVENT_READ))], session: SessionDep, filters: Filters
+    case: Annotated[Case, Depends(case_with(Permission.EVENT_READ))],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+    filters: Filters,
 ) -> EventPage:
-    """The case's events, newest first, in pages; filter by type and time."""
+    """The case's events, newest first, in pages; filter by type and time (audited ``evidence.events``)."""
     events, next_before = filters.page(session, select(Event).where(Event.case_no == case.case_no))
+    details = filters.audited(events)
+    audit_read(context, user, action="evidence.events", target=case.case_no, case_no=case.case_no, details=details)
     return EventPage(case_no=case.case_no, events=events, next_before=next_before)
 
 
@@ -76,11 +95,17 @@ def list_seal_events(
     seal: Annotated[Seal, Depends(seal_with(Permission.EVENT_READ))],
     user: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
     filters: Filters,
 ) -> SealEventPage:
-    """The seal's events in the cases you may see (a seal moves between cases), newest first, in pages."""
+    """The seal's events in the cases you may see (a seal moves between cases), newest first, in pages (audited
+    ``evidence.events``, with the case when the page's events are of one case)."""
     query = select(Event).where(Event.device_id == seal.device_id, case_filter(session, user, Event.case_no))
     events, next_before = filters.page(session, query)
+    cases = sorted({event.case_no for event in events})
+    details = {"device_id": seal.device_id, "cases": cases, **filters.audited(events)}
+    case_no = cases[0] if len(cases) == 1 else None
+    audit_read(context, user, action="evidence.events", target=seal.device_id, case_no=case_no, details=details)
     return SealEventPage(device_id=seal.device_id, events=events, next_before=next_before)
 
 

@@ -2,7 +2,8 @@
 time stamps, and proofs against it.
 
 The checkpoint, its time stamp and the key are public (they reveal hashes only); a consistency proof needs a login;
-an event's inclusion proof is for whoever may read the event's case.
+an event's inclusion proof is for whoever may read the event's case; an audit entry's (``/inclusion/audit/{id}``)
+for the judge of the entry's case and the clerk.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, CurrentUser, SessionDep
 from server.api.routing import ValidatedRoute
+from server.audit.models import AuditEntry
 from server.auth.access import Permission, check_case_visible
 from server.errors import Conflict, NotFound, found
 from server.evidence import log, timestamps
-from server.evidence.models import Event
+from server.evidence.models import Event, LogLeaf
 
 router = APIRouter(prefix="/log", tags=["log"], route_class=ValidatedRoute)
 
@@ -51,6 +54,17 @@ class InclusionProof(BaseModel):
     leaf_index: int = Field(description="The event's leaf in the log.")
     tree_size: int = Field(description="The size of the tree of `checkpoint`.")
     leaf_hash: str = Field(description="SHA-256(0x00 || the event's signed bytes), hex.")
+    proof: list[str] = Field(description="The RFC 9162 inclusion proof, bottom up, hex.")
+    checkpoint: str = Field(description="The signed checkpoint the proof leads to.")
+
+
+class AuditInclusionProof(BaseModel):
+    audit_id: int = Field(description="The audit entry's id.")
+    case_no: str = Field(description="The case the entry concerns.")
+    record: str = Field(description="The entry's leaf bytes (canonical JSON, kind=audit), as UTF-8 text.")
+    leaf_index: int = Field(description="The entry's leaf in the log.")
+    tree_size: int = Field(description="The size of the tree of `checkpoint`.")
+    leaf_hash: str = Field(description="SHA-256(0x00 || record), hex.")
     proof: list[str] = Field(description="The RFC 9162 inclusion proof, bottom up, hex.")
     checkpoint: str = Field(description="The signed checkpoint the proof leads to.")
 
@@ -109,18 +123,52 @@ def inclusion_proof(
         raise NotFound(f"unknown event {event_id}")
     check_case_visible(session, user, event.case_no, Permission.EVENT_READ, what=f"event {event_id}")
     leaf = found(log.leaf_of(session, event), f"event {event_id} is not in the log")
-    checkpoint = log.latest_checkpoint(session)
-    if checkpoint is None or checkpoint.tree_size <= leaf.leaf_index:
-        raise Conflict(f"event {event_id} is not in a signed checkpoint yet: ask again in a few seconds")
-    proof = log.inclusion_proof(session, leaf.leaf_index, checkpoint.tree_size)
+    size, proof, note = _proof(session, leaf, f"event {event_id}")
     return InclusionProof(
         event_id=event_id,
         leaf_index=leaf.leaf_index,
-        tree_size=checkpoint.tree_size,
+        tree_size=size,
         leaf_hash=leaf.leaf_hash.hex(),
-        proof=[h.hex() for h in proof],
-        checkpoint=checkpoint.note,
+        proof=proof,
+        checkpoint=note,
     )
+
+
+@router.get(
+    "/inclusion/audit/{audit_id}", responses={404: {"description": "No such entry, or not of one of your cases"}}
+)
+def audit_inclusion_proof(
+    audit_id: Annotated[int, Path(ge=1, le=2**62, description="The audit entry's id.")],
+    user: CurrentUser,
+    session: SessionDep,
+) -> AuditInclusionProof:
+    """The proof that an audit entry of a case is in the log, against the latest checkpoint."""
+    entry = session.get(AuditEntry, audit_id)
+    if entry is None or entry.case_no is None:  # entries of no case are the administrator's (the audit page)
+        raise NotFound(f"unknown audit entry {audit_id}")
+    what = f"audit entry {audit_id}"
+    check_case_visible(session, user, entry.case_no, Permission.AUDIT_PROOF, what=what)
+    leaf = found(log.leaf_of_audit(session, entry), f"{what} is not in the log")
+    size, proof, note = _proof(session, leaf, what)
+    return AuditInclusionProof(
+        audit_id=audit_id,
+        case_no=entry.case_no,
+        record=entry.record.decode("utf-8"),
+        leaf_index=leaf.leaf_index,
+        tree_size=size,
+        leaf_hash=leaf.leaf_hash.hex(),
+        proof=proof,
+        checkpoint=note,
+    )
+
+
+def _proof(session: Session, leaf: LogLeaf, what: str) -> tuple[int, list[str], str]:
+    """The latest checkpoint's size, the leaf's inclusion proof against it (hex), and its note."""
+    checkpoint = log.latest_checkpoint(session)
+    if checkpoint is None or checkpoint.tree_size <= leaf.leaf_index:
+        raise Conflict(f"{what} is not in a signed checkpoint yet: ask again in a few seconds")
+    proof = log.inclusion_proof(session, leaf.leaf_index, checkpoint.tree_size)
+    return checkpoint.tree_size, [h.hex() for h in proof], checkpoint.note
 
 
 @router.get("/consistency")

@@ -12,7 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile, status
 from fastapi.responses import FileResponse
 
-from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with, removal_request_for
+from server.api.deps import (
+    ContextDep,
+    CurrentUser,
+    Responses,
+    SessionDep,
+    audit_read,
+    case_with,
+    removal_request_for,
+)
 from server.api.params import Before, RowIdPath
 from server.api.removal_schemas import (
     STATEMENT_MAX,
@@ -169,6 +177,8 @@ def read_proof(
             "the file of proof %s of removal request %d is missing from %s: evidence is lost", sha256, request_id, path
         )
         raise NotFound(f"the file of proof {sha256} is missing")
+    details = {"request_id": request_id, "filename": proof.filename}
+    audit_read(context, user, action="evidence.proof", target=sha256, case_no=request.case_no, details=details)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
     return FileResponse(
         path,

@@ -377,10 +377,13 @@ class AuditPublic(BaseModel):
 
     id: int = Field(description="Increasing; the paging cursor.")
     at: datetime
-    actor: str = Field(description="Username of the actor, or '-' for the CLI or an anonymous caller.")
+    actor: str = Field(
+        description="Username of the actor; cli:<OS user or --actor> for the command line; '-' for an anonymous caller."
+    )
     action: str
     target: str
-    details: dict[str, Any]
+    case_no: str | None = Field(description="The case the action concerns, if any.")
+    details: dict[str, Any] = Field(description="The facts and the notes given with the action.")
 
 
 class AuditPage(BaseModel):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from server.api.deps import ContextDep, CurrentUser, SessionDep, case_with
+from server.api.deps import ContextDep, CurrentUser, SessionDep, audit_read, case_with
 from server.api.routing import ValidatedRoute
 from server.api.schemas import SnapshotPublic
 from server.auth.access import Permission, snapshot_for
@@ -45,4 +45,6 @@ def download_snapshot(sha256: Sha256, user: CurrentUser, session: SessionDep, co
     path = SnapshotStore(context.settings.snapshot_dir).path_for(snapshot.sha256)
     if not path.is_file():
         raise NotFound(f"snapshot {sha256} is recorded but its file is missing")
+    details = {"device_id": snapshot.device_id}
+    audit_read(context, user, action="evidence.snapshot", target=sha256, case_no=snapshot.case_no, details=details)
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

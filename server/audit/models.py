@@ -1,13 +1,18 @@
-"""The audit log's table: append-only (a database trigger refuses UPDATE and DELETE)."""
+"""The audit log's table: append-only (a database trigger refuses UPDATE and DELETE).
+
+Each entry is also a leaf of the server's Merkle log (:mod:`server.evidence.log`): ``record`` holds the leaf's bytes,
+the entry as canonical JSON (:func:`server.audit.service.entry_record`), written with the row and never changed.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, ForeignKey, String, event
+from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.core.append_only import append_only, append_only_statements
 from server.core.base import Base, BigId, utc_now
 
 
@@ -21,32 +26,24 @@ class AuditEntry(Base):
     actor_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id"), comment="Null: the CLI or an anonymous caller."
     )
-    actor: Mapped[str] = mapped_column(String(64), comment="The actor's username then, or '-'.")
+    actor: Mapped[str] = mapped_column(
+        String(64),
+        comment="The user's username then; cli:<OS user or --actor> for the CLI; '-' for an anonymous caller.",
+    )
     action: Mapped[str] = mapped_column(String(32), index=True, comment="e.g. login, case.create, seal.bind.")
     target: Mapped[str] = mapped_column(String(128), default="")
+    case_no: Mapped[str | None] = mapped_column(
+        String(64), index=True, comment="The case the action concerns (its seals, alarms, notices...), if any."
+    )
     details: Mapped[dict[str, Any]]
+    record: Mapped[bytes] = mapped_column(
+        LargeBinary, comment="The entry's leaf bytes in the Merkle log: canonical JSON with kind=audit, verbatim."
+    )
 
 
-_APPEND_ONLY_MESSAGE = "audit_log is append-only"
-
-
-#: The statements that make ``audit_log`` append-only, per dialect; run after the table is created (by
-#: ``create_all`` through the listener below, and by the migration that creates the table).
+#: The statements that make ``audit_log`` append-only, per dialect (run by the migration that created the table).
 AUDIT_LOG_TRIGGERS: dict[str, list[str]] = {
-    "sqlite": [
-        f"CREATE TRIGGER audit_log_no_{op.lower()} BEFORE {op} ON audit_log "
-        f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"
-        for op in ("UPDATE", "DELETE")
-    ],
-    "postgresql": [
-        "CREATE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-        f"$$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$",
-        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
-        "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()",
-    ],
+    dialect: append_only_statements("audit_log", dialect) for dialect in ("sqlite", "postgresql")
 }
 
-
-for _dialect, _statements in AUDIT_LOG_TRIGGERS.items():
-    for _statement in _statements:
-        event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
+append_only(AuditEntry.__table__)  # type: ignore[arg-type]

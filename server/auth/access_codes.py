@@ -89,7 +89,9 @@ def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, no
     row.issued_by = actor.id if actor is not None else None
     session.flush()
     details = {"username": user.username, "rotated": rotated}
-    record_audit(session, actor=actor, action="case.access_code", target=case.case_no, details=details)
+    record_audit(
+        session, actor=actor, action="case.access_code", target=case.case_no, case_no=case.case_no, details=details
+    )
     return IssuedCode(case.case_no, code, user.username, now, rotated)
 
 

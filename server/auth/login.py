@@ -109,8 +109,9 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
     user = session.get(User, row.user_id) if row is not None else None
     checked_hash = row.code_hash if row is not None else None
     session.commit()  # no transaction held while the code is checked
+    known = case.case_no if case is not None else None  # the case's audit entries get the sign-ins to it
     if not code_matches(row, code) or row is None or user is None:
-        _refuse_code(session, who=who, case_no=case_no, ip=ip, reason="wrong code")
+        _refuse_code(session, who=who, case_no=case_no, known=known, ip=ip, reason="wrong code")
     assert row is not None and user is not None
     # Looked at again, locked, in the transaction that issues the session: a rotation committed while the code was
     # checked stops this sign-in too; one that commits after it ends the session it issued.
@@ -119,14 +120,14 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
         session.refresh(case)
         reason = f"case {case.status}" if case.status in CODE_ENDED else None
     if reason is not None:
-        _refuse_code(session, who=who, case_no=case_no, ip=ip, reason=reason)
+        _refuse_code(session, who=who, case_no=case_no, known=known, ip=ip, reason=reason)
     forget_login_attempt(session, attempt_id=attempt_id)
-    return _start(session, user, settings, ip=ip, details={"ip": ip, "case_no": case_no})
+    return _start(session, user, settings, ip=ip, details={"ip": ip, "case_no": case_no}, case_no=known)
 
 
-def _refuse_code(session: Session, *, who: str, case_no: str, ip: str, reason: str) -> NoReturn:
+def _refuse_code(session: Session, *, who: str, case_no: str, known: str | None, ip: str, reason: str) -> NoReturn:
     details = {"ip": ip, "via": "code", "reason": reason}
-    record_audit(session, actor=None, action="login.failed", target=who[:128], details=details)
+    record_audit(session, actor=None, action="login.failed", target=who[:128], case_no=known, details=details)
     session.commit()
     logger.warning("failed access code sign-in: case %r from %s (%s)", case_no, ip, reason)
     raise NotAuthenticated(CODE_OF_ENDED_CASE if reason.startswith("case ") else WRONG_CODE)
@@ -137,9 +138,17 @@ def _code_changed_meanwhile(session: Session, row: CaseAccessCode, checked_hash:
     return "code rotated meanwhile" if row.code_hash != checked_hash else None
 
 
-def _start(session: Session, user: User, settings: AuthSettings, *, ip: str, details: dict[str, str]) -> SignedIn:
+def _start(
+    session: Session,
+    user: User,
+    settings: AuthSettings,
+    *,
+    ip: str,
+    details: dict[str, str],
+    case_no: str | None = None,
+) -> SignedIn:
     issued = issue_session(session, user=user, now=utc_now(), ttl_s=settings.session_ttl_s, client_ip=ip)
-    record_audit(session, actor=user, action="login", target=user.username, details=details)
+    record_audit(session, actor=user, action="login", target=user.username, case_no=case_no, details=details)
     session.commit()
     logger.info("login: %s (%s) from %s", user.username, user.role, ip)
     return SignedIn(user, issued)

@@ -72,12 +72,13 @@ def register_user(
     full_name: str = "",
     case_nos: Sequence[str] = (),
 ) -> User:
-    """Create a user assigned to ``case_nos`` at once, and record it (``user.create``)."""
+    """Create a user assigned to ``case_nos`` at once, and record it (``user.create``, and ``case.assign`` in each
+    case's entries)."""
     user = create_user(session, username=username, role=role, password_hash=password_hash, full_name=full_name)
-    for case_no in case_nos:
-        assign_case(session, user=user, case_no=case_no, by=actor)
     details = {"role": user.role, "case_nos": list(case_nos)}
     record_audit(session, actor=actor, action="user.create", target=user.username, details=details)
+    for case_no in case_nos:
+        assign_user(session, actor=actor, user=user, case_no=case_no)
     return user
 
 
@@ -117,14 +118,16 @@ def assign_user(session: Session, *, actor: Actor | None, user: User, case_no: s
     """Assign ``user`` to a case (:func:`assign_case`), and record it (``case.assign``)."""
     assignment = assign_case(session, user=user, case_no=case_no, by=actor)
     details = {"username": user.username}
-    record_audit(session, actor=actor, action="case.assign", target=assignment.case_no, details=details)
+    case_no = assignment.case_no
+    record_audit(session, actor=actor, action="case.assign", target=case_no, case_no=case_no, details=details)
     return assignment
 
 
 def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> None:
     """Take ``user`` off a case (:func:`unassign_case`), and record it (``case.unassign``)."""
     unassign_case(session, user=user, case_no=case_no)
-    record_audit(session, actor=actor, action="case.unassign", target=case_no, details={"username": user.username})
+    details = {"username": user.username}
+    record_audit(session, actor=actor, action="case.unassign", target=case_no, case_no=case_no, details=details)
 
 
 def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None = None) -> CaseAssignment:

@@ -101,7 +101,9 @@ def issue_command_as(
     dispatcher."""
     row = issue_command(session, seal=seal, action=action, args=args, key=key, ttl=ttl, user=actor, now=now)
     details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "args": row.args}
-    record_audit(session, actor=actor, action="command.issue", target=seal.device_id, details=details)
+    record_audit(
+        session, actor=actor, action="command.issue", target=seal.device_id, case_no=row.case_no, details=details
+    )
     return row
 
 
@@ -191,7 +193,9 @@ def _expire(
         row.state = transition(row.state, CommandState.EXPIRED).value
         row.updated_at = now
         details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "note": note}
-        record_audit(session, actor=actor, action="command.expire", target=row.device_id, details=details)
+        record_audit(
+            session, actor=actor, action="command.expire", target=row.device_id, case_no=row.case_no, details=details
+        )
     session.flush()
     return [(row.id, row.device_id) for row in rows]
 

@@ -1,12 +1,17 @@
-"""The server's append-only Merkle log over the stored events, kept in the database.
+"""The server's append-only Merkle log over the stored events and the audit entries, kept in the database.
 
 Every stored event is a leaf, ``SHA-256(0x00 || events.raw)``, appended in the transaction that stores the event
-(:func:`append_events`). Beside the leaves, the hash of every complete subtree is stored (``log_nodes``): appending
-reads the O(log n) peaks of the tree, and a proof or a root is O(log n) lookups (:mod:`server.evidence.merkle`).
+(:func:`append_events`); every audit entry is a leaf, ``SHA-256(0x00 || audit_log.record)`` (the entry's canonical
+JSON with ``"kind": "audit"``), appended when the transaction that records the entry commits
+(:func:`append_audit_entries`, installed into :mod:`server.audit.service` on import, which :mod:`server` does).
+:func:`audit_leaves_of_case` gives a case's entries with their leaves, for the export. Beside the leaves, the hash of
+every complete subtree is stored (``log_nodes``): appending reads the O(log n) peaks of the tree, and a proof or a
+root is O(log n) lookups (:mod:`server.evidence.merkle`).
 
 One writer appends at a time: on PostgreSQL a transaction-scoped advisory lock serialises the ingest workers (held
 from the append to the commit); on SQLite the write lock the transaction already holds does. The caller flushes its
-other rows before the append, so a worker holding the log's lock never waits for rows another worker holds.
+other rows before the append, so a worker holding the log's lock never waits for rows another worker holds; an
+audit entry's leaf is appended at its transaction's commit, after its other rows are flushed, for the same reason.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
+from server.audit.models import AuditEntry
+from server.audit.service import set_leaf_appender
 from server.core.base import utc_now
 from server.evidence import merkle
 from server.evidence.checkpoints import Checkpoint, LogKey, sign_checkpoint
@@ -55,23 +62,41 @@ def read_nodes(session: Session, wanted: Iterable[merkle.Node]) -> dict[merkle.N
     return found
 
 
-def append_events(session: Session, events: Sequence[Event]) -> None:
-    """Append ``events`` (flushed: they have ids) as leaves, in order, with the subtrees they complete."""
-    if not events:
+#: A leaf to append: ``("event", events.id, events.raw)`` or ``("audit", audit_log.id, audit_log.record)``.
+Leaf = tuple[str, int, bytes]
+_ID_COLUMN = {"event": "event_id", "audit": "audit_id"}
+
+
+def append_leaves(session: Session, new: Sequence[Leaf]) -> None:
+    """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete."""
+    if not new:
         return
     lock_log(session)
     size = tree_size(session)
     peaks = read_nodes(session, merkle.peaks(size))
     frontier = [peaks[node] for node in merkle.peaks(size)]
-    _, made = merkle.append(size, frontier, [merkle.leaf_hash(event.raw) for event in events])
+    _, made = merkle.append(size, frontier, [merkle.leaf_hash(data) for _, _, data in new])
     leaves = [
-        {"leaf_index": index, "event_id": event.id, "leaf_hash": h}
-        for ((_, index), h), event in zip((m for m in made if m[0][0] == 0), events, strict=True)
+        {"leaf_index": index, "event_id": None, "audit_id": None, _ID_COLUMN[kind]: row_id, "leaf_hash": h}
+        for ((_, index), h), (kind, row_id, _) in zip((m for m in made if m[0][0] == 0), new, strict=True)
     ]
     nodes = [{"level": level, "node_index": index, "hash": h} for (level, index), h in made if level > 0]
     session.execute(insert(LogLeaf), leaves)
     if nodes:
         session.execute(insert(LogNode), nodes)
+
+
+def append_events(session: Session, events: Sequence[Event]) -> None:
+    """Append ``events`` (flushed: they have ids) as leaves, in order (the ingest, after its other rows)."""
+    append_leaves(session, [("event", event.id, event.raw) for event in events])
+
+
+def append_audit_entries(session: Session, entries: Sequence[AuditEntry]) -> None:
+    """Append ``entries`` (flushed) as leaves, in order; :mod:`server.audit.service` calls it at the commit."""
+    append_leaves(session, [("audit", entry.id, entry.record) for entry in entries])
+
+
+set_leaf_appender(append_audit_entries)
 
 
 def root_hash(session: Session, size: int) -> bytes:
@@ -113,6 +138,24 @@ def _hashes(session: Session, ranges: Sequence[merkle.Range]) -> list[bytes]:
 
 def leaf_of(session: Session, event: Event) -> LogLeaf | None:
     return session.scalars(select(LogLeaf).where(LogLeaf.event_id == event.id)).one_or_none()
+
+
+def leaf_of_audit(session: Session, entry: AuditEntry) -> LogLeaf | None:
+    return session.scalars(select(LogLeaf).where(LogLeaf.audit_id == entry.id)).one_or_none()
+
+
+def audit_leaves_of_case(session: Session, case_no: str) -> list[tuple[AuditEntry, LogLeaf]]:
+    """The audit entries of the case ``case_no`` (``audit_log.case_no``) with their leaves, by leaf index.
+
+    Each entry's leaf bytes are ``entry.record`` exactly; ``leaf.leaf_hash`` is ``SHA-256(0x00 || entry.record)``.
+    """
+    query = (
+        select(AuditEntry, LogLeaf)
+        .join(LogLeaf, LogLeaf.audit_id == AuditEntry.id)
+        .where(AuditEntry.case_no == case_no)
+        .order_by(LogLeaf.leaf_index)
+    )
+    return [(entry, leaf) for entry, leaf in session.execute(query)]
 
 
 def latest_checkpoint(session: Session) -> LogCheckpoint | None:

@@ -1,5 +1,6 @@
 """The tables of the evidence: verified events with their signed bytes, the snapshots' records, and the Merkle log
-over the events with its signed checkpoints.
+over the events and the audit entries with its signed checkpoints. Events and the log's tables are append-only (a
+database trigger refuses UPDATE and DELETE, :mod:`server.core.append_only`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -20,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.core.append_only import append_only
 from server.core.base import Base, BigId
 
 
@@ -65,14 +68,23 @@ class Snapshot(Base):
 
 
 class LogLeaf(Base):
-    """One leaf of the server's append-only Merkle log (:mod:`server.evidence.merkle`): a stored event, in the order
-    of storing. Written in the transaction that stores the event."""
+    """One leaf of the server's append-only Merkle log (:mod:`server.evidence.merkle`): a stored event or an audit
+    entry, in the order of storing. Written in the transaction that stores the event or the entry."""
 
     __tablename__ = "log_leaves"
+    __table_args__ = (
+        CheckConstraint(
+            "(event_id IS NULL AND audit_id IS NOT NULL) OR (event_id IS NOT NULL AND audit_id IS NULL)",
+            name="one_kind",
+        ),
+    )
 
     leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
-    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), comment="SHA-256(0x00 || events.raw).")
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), unique=True)
+    audit_id: Mapped[int | None] = mapped_column(ForeignKey("audit_log.id"), unique=True)
+    leaf_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(32), comment="SHA-256(0x00 || events.raw), or SHA-256(0x00 || audit_log.record)."
+    )
 
 
 class LogNode(Base):
@@ -117,3 +129,7 @@ class LogTimestamp(Base):
     tsa_subject: Mapped[str] = mapped_column(Text, comment="The subject of the TSA's signing certificate.")
     pinned: Mapped[bool] = mapped_column(comment="The chain was verified to [evidence] tsa_ca_file's roots.")
     obtained_at: Mapped[datetime]
+
+
+for _table in (Event.__table__, LogLeaf.__table__, LogNode.__table__, LogCheckpoint.__table__, LogTimestamp.__table__):
+    append_only(_table)  # type: ignore[arg-type]

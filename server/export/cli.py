@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from server.audit.service import actor_name
 from server.config import Settings
 from server.core.db import make_engine, make_session_factory
 from server.evidence.checkpoints import LogKey
@@ -78,7 +78,7 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
         log_key=LogKey(settings.evidence.log_key_file, settings.evidence.log_origin),
         config=ExportConfig.from_settings(settings),
         actor=None,
-        exported_by=getpass.getuser(),
+        exported_by=actor_name(None),
         time_range=TimeRange(args.start, args.end),
         progress=_StderrProgress(),
     )

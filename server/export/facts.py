@@ -77,6 +77,7 @@ def report_facts(
         commands=[_command(c) for c in evidence.commands],
         removals=[_removal(r) for r in evidence.removal],
         offline=offline_periods(events, silence=offline_after, until=exported_at),
+        audit_count=len(evidence.audit),
     )
 
 

@@ -21,6 +21,7 @@ from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
 from server.auth.models import User
 from server.commands.models import CourtCommand
+from server.evidence import log
 from server.evidence.models import Event, LogLeaf, Snapshot
 from server.export.errors import ExportFailed
 from server.removal.models import RemovalRequest
@@ -64,6 +65,16 @@ class EventLine:
 
 
 @dataclass
+class AuditLine:
+    record: bytes  # the entry's leaf bytes exactly
+    audit_id: int
+    leaf_index: int
+
+    def meta(self) -> JsonDict:
+        return {"audit_id": self.audit_id, "leaf_index": self.leaf_index}
+
+
+@dataclass
 class CaseEvidence:
     """Everything of one case that goes into its bundle, in the bundle's order."""
 
@@ -75,6 +86,11 @@ class CaseEvidence:
     alarms: list[JsonDict] = field(default_factory=list)
     commands: list[JsonDict] = field(default_factory=list)
     removal: list[JsonDict] = field(default_factory=list)
+    audit: list[AuditLine] = field(default_factory=list)
+
+    def leaf_indices(self) -> list[int]:
+        """The leaves the bundle proves: its events', then its audit entries' (the order of log/proofs.jsonl)."""
+        return [line.leaf_index for line in self.events] + [line.leaf_index for line in self.audit]
 
 
 def ts(moment: datetime | None) -> str | None:
@@ -95,6 +111,7 @@ def gather(session: Session, case: Case, time_range: TimeRange) -> CaseEvidence:
         alarms=_alarms(session, case.case_no, names),
         commands=_commands(session, case.case_no, names),
         removal=_removal(session, case.case_no, names),
+        audit=_audit(session, case.case_no, time_range),
     )
 
 
@@ -117,6 +134,16 @@ def _events(session: Session, case_no: str, time_range: TimeRange) -> list[Event
     if unlogged:
         raise ExportFailed(f"events not in the Merkle log (the log's tables are damaged): {unlogged[:5]}")
     return lines
+
+
+def _audit(session: Session, case_no: str, time_range: TimeRange) -> list[AuditLine]:
+    """The case's audit entries (those whose ``at`` lies in the range) with their leaves, by leaf index."""
+    return [
+        AuditLine(entry.record, entry.id, leaf.leaf_index)
+        for entry, leaf in log.audit_leaves_of_case(session, case_no)
+        if (time_range.start is None or entry.at >= time_range.start)
+        and (time_range.end is None or entry.at <= time_range.end)
+    ]
 
 
 def _bound_devices(session: Session, case_no: str) -> set[str]:

@@ -135,7 +135,7 @@ def _prepare(
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")
     evidence = gather(session, case, time_range)
-    leaves = [line.leaf_index for line in evidence.events]
+    leaves = evidence.leaf_indices()
     checkpoint = covering_checkpoint(session, log_key, leaves)
     proofs = log_part(session, checkpoint, leaves)
     stamp = _timestamp(session, checkpoint, config.tsa)
@@ -228,6 +228,8 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
     writer.add("commands.jsonl", json_lines(evidence.commands))
     writer.add_files("removal proofs", _proof_files(evidence, ProofStore(config.proof_dir)))
     writer.add("removal.jsonl", json_lines(evidence.removal))
+    writer.add("audit.jsonl", b"".join(line.record + b"\n" for line in evidence.audit))
+    writer.add("audit-meta.jsonl", json_lines(line.meta() for line in evidence.audit))
     writer.add("log/checkpoint.txt", proofs.checkpoint.note.encode("utf-8"))
     writer.add("log/proofs.jsonl", json_lines(proofs.proofs))
     writer.add("log/consistency.jsonl", json_lines(proofs.consistency))
@@ -283,4 +285,11 @@ def _record(session: Session, staged: _Staged, *, actor: Actor | None, exported_
         "exported_by": exported_by,
         "manifest_sha256": digest,
     }
-    record_audit(session, actor=actor, action="evidence.export", target=evidence.case_no, details=details)
+    record_audit(
+        session,
+        actor=actor,
+        action="evidence.export",
+        target=evidence.case_no,
+        case_no=evidence.case_no,
+        details=details,
+    )

@@ -112,7 +112,9 @@ def issue_notice(
             kid,
         ) and notice.expires_at > now:
             details = {"notice_id": notice.id, "case_no": notice.case_no}
-            record_audit(session, actor=actor, action="notice.reprint", target=device_id, details=details)
+            record_audit(
+                session, actor=actor, action="notice.reprint", target=device_id, case_no=notice.case_no, details=details
+            )
             return IssuedNotice(notice, facts, token_of(notice, key), new=False)
     if case.seizure_expires_on is not None:
         expires_at = end_of_court_day(case.seizure_expires_on)
@@ -141,7 +143,7 @@ def issue_notice(
         "expires_at": expires_at.isoformat(),
         "supersedes": [old.id for old in standing],
     }
-    record_audit(session, actor=actor, action="notice.issue", target=device_id, details=details)
+    record_audit(session, actor=actor, action="notice.issue", target=device_id, case_no=notice.case_no, details=details)
     return IssuedNotice(notice, facts, token_of(notice, key), new=True)
 
 
@@ -197,7 +199,9 @@ def _revoke(
     notice.revoked_reason, notice.revoked_note = reason.value, note
     session.flush()
     details = {"notice_id": notice.id, "case_no": notice.case_no, "reason": reason.value, "note": note}
-    record_audit(session, actor=actor, action="notice.revoke", target=notice.device_id, details=details)
+    record_audit(
+        session, actor=actor, action="notice.revoke", target=notice.device_id, case_no=notice.case_no, details=details
+    )
 
 
 def token_of(notice: Notice, key: SigningKey) -> str:

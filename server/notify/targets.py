@@ -48,7 +48,9 @@ def add_target(
         signing_key(secret)
     target = add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
     details = target_audit_details(target)
-    record_audit(session, actor=actor, action="notify.add_target", target=str(target.id), details=details)
+    record_audit(
+        session, actor=actor, action="notify.add_target", target=str(target.id), case_no=target.case_no, details=details
+    )
     return target
 
 
@@ -98,7 +100,7 @@ def remove_notification_target(session: Session, *, actor: Actor | None, target_
     """Stop sending alarms to a target: its pending notifications are recorded failed, and the notifications already
     written keep their role and URL but no longer refer to it."""
     target = get_notification_target(session, target_id=target_id)
-    details = target_audit_details(target)
+    details, case_no = target_audit_details(target), target.case_no
     session.execute(
         update(Notification)
         .where(Notification.target_id == target_id, Notification.state == DeliveryState.PENDING.value)
@@ -107,5 +109,7 @@ def remove_notification_target(session: Session, *, actor: Actor | None, target_
     session.execute(update(Notification).where(Notification.target_id == target_id).values(target_id=None))
     session.delete(target)
     session.flush()
-    record_audit(session, actor=actor, action="notify.remove_target", target=str(target_id), details=details)
+    record_audit(
+        session, actor=actor, action="notify.remove_target", target=str(target_id), case_no=case_no, details=details
+    )
     return target

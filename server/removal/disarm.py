@@ -157,7 +157,9 @@ def _disarm(
     row = issue_command(session, seal=seal, action=CommandAction.DISARM, args={}, key=key, ttl=ttl, user=actor, now=now)
     session.add(RemovalDisarm(request_id=request.id, command_id=row.id, device_id=seal.device_id))
     details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "removal_request": request.id}
-    record_audit(session, actor=actor, action="command.issue", target=seal.device_id, details=details)
+    record_audit(
+        session, actor=actor, action="command.issue", target=seal.device_id, case_no=row.case_no, details=details
+    )
     return row
 
 

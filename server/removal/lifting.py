@@ -163,7 +163,9 @@ def abort_request(
             session, seal=seal, action=CommandAction.ARM, args={}, key=key, ttl=ttl, user=actor, now=now
         )
         details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "removal_request": request.id}
-        record_audit(session, actor=actor, action="command.issue", target=seal.device_id, details=details)
+        record_audit(
+            session, actor=actor, action="command.issue", target=seal.device_id, case_no=row.case_no, details=details
+        )
         arms.append(row)
     details = {"withdrawn": [command_id for command_id, _ in withdrawn], "arm": {r.device_id: r.id for r in arms}}
     advance(session, request, RemovalAction.ABORT, actor=actor, now=now, note=reasons, details=details)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.audit.service import NO_ACTOR, Actor, record_audit
+from server.audit.service import Actor, actor_name, record_audit
 from server.errors import NotFound
 from server.removal.models import RemovalRequest, RemovalStep
 from server.removal.state import RemovalAction, RemovalState, transition
@@ -81,7 +81,7 @@ def record_step(
         request_id=request.id,
         at=now,
         actor_id=actor.id if actor is not None else None,
-        actor=actor.username if actor is not None else NO_ACTOR,
+        actor=actor_name(actor),
         action=action,
         from_state=before.value if before is not None else None,
         to_state=request.state,
@@ -95,5 +95,12 @@ def record_step(
         "note": note,
         **(details or {}),
     }
-    record_audit(session, actor=actor, action=f"removal.{action}", target=request.case_no, details=audited)
+    record_audit(
+        session,
+        actor=actor,
+        action=f"removal.{action}",
+        target=request.case_no,
+        case_no=request.case_no,
+        details=audited,
+    )
     return step

@@ -170,7 +170,7 @@ def add_case(
     session.add(case)
     session.flush()
     details = {name: _plain(getattr(case, name)) for name in CASE_FIELDS}
-    record_audit(session, actor=actor, action="case.create", target=case.case_no, details=details)
+    record_audit(session, actor=actor, action="case.create", target=case.case_no, case_no=case.case_no, details=details)
     return case
 
 
@@ -185,7 +185,7 @@ def update_case(session: Session, *, actor: Actor | None, case_no: str, changes:
         return case
     session.flush()
     details = {name: _plain(value) for name, value in changes.items()}
-    record_audit(session, actor=actor, action="case.update", target=case.case_no, details=details)
+    record_audit(session, actor=actor, action="case.update", target=case.case_no, case_no=case.case_no, details=details)
     return case
 
 
@@ -214,7 +214,7 @@ def set_case_status(
     case.status_changed_at = utc_now()
     session.flush()
     details = {"from": current.value, "to": status.value, "note": note}
-    record_audit(session, actor=actor, action="case.status", target=case.case_no, details=details)
+    record_audit(session, actor=actor, action="case.status", target=case.case_no, case_no=case.case_no, details=details)
     return case
 
 

@@ -29,7 +29,7 @@ from server.seals.broker_files import (
     password_file_text,
     write_private_file,
 )
-from server.seals.models import AccountKind, MqttAccount
+from server.seals.models import AccountKind, MqttAccount, Seal
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotat
         credentials = create_account(session, username=device_id, kind=AccountKind.SEAL)
     if credentials is not None:
         action = "mqtt.rotate_password" if rotate else "mqtt.create_account"
-        record_audit(session, actor=actor, action=action, target=device_id)
+        case_no = session.scalar(select(Seal.case_no).where(Seal.device_id == device_id))
+        record_audit(session, actor=actor, action=action, target=device_id, case_no=case_no)
     return credentials
 
 

@@ -136,7 +136,9 @@ def register_seal(
 def _record_registration(session: Session, actor: Actor | None, seal: Seal) -> None:
     """The enrolment record (``GET /api/seals/{id}/enrolment`` reads it): who registered which key, bound where."""
     details = {"case_no": seal.case_no, "public_key": seal.public_key}
-    record_audit(session, actor=actor, action="seal.register", target=seal.device_id, details=details)
+    record_audit(
+        session, actor=actor, action="seal.register", target=seal.device_id, case_no=seal.case_no, details=details
+    )
 
 
 def public_key_b64_normalised(text: str) -> str:
@@ -174,7 +176,9 @@ def _bind(
     session.flush()
     if audit:  # a registration that binds says so in its own entry
         details = {"case_no": case_no, "location": seal.location}
-        record_audit(session, actor=actor, action="seal.bind", target=seal.device_id, details=details)
+        record_audit(
+            session, actor=actor, action="seal.bind", target=seal.device_id, case_no=case.case_no, details=details
+        )
     if case.status == CaseStatus.OPEN:
         set_case_status(session, actor=actor, case_no=case_no, status=CaseStatus.SEALED, note="seal bound")
     return binding
@@ -198,7 +202,9 @@ def _unbind(
     seal.case_no = None
     session.flush()
     details = {"case_no": binding.case_no, "armed": armed, "note": note}
-    record_audit(session, actor=actor, action="seal.unbind", target=seal.device_id, details=details)
+    record_audit(
+        session, actor=actor, action="seal.unbind", target=seal.device_id, case_no=binding.case_no, details=details
+    )
     case = get_case(session, case_no=binding.case_no)
     left = session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1))
     if case.status == CaseStatus.SEALED and left is None:  # a removal (lifting) settles the status itself

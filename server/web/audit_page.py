@@ -1,5 +1,5 @@
 """The audit log page (``/audit``, clerk: ``AUDIT_READ``): every human action, newest first, in pages, filtered by
-action, actor and target like ``GET /api/audit``. Details are shown as JSON text, escaped like everything else."""
+action, actor, target and case like ``GET /api/audit``. Details are shown as JSON text, escaped like everything else."""
 
 from __future__ import annotations
 
@@ -36,19 +36,22 @@ def audit_page(
     action: Annotated[str, Query(max_length=32, pattern=ONE_LINE)] = "",
     actor: Annotated[str, Query(max_length=64, pattern=ONE_LINE)] = "",
     target: Annotated[str, Query(max_length=128, pattern=ONE_LINE)] = "",
+    case_no: Annotated[str, Query(max_length=64, pattern=ONE_LINE)] = "",
     before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> Response:
-    """The audit log, newest first, in pages; filter by action, actor and target (clerk)."""
+    """The audit log, newest first, in pages; filter by action, actor, target and case (clerk)."""
     assert page.user is not None
     access.require(page.user, Permission.AUDIT_READ)
     query = select(AuditEntry)
-    filters = {"action": action.strip(), "actor": actor.strip(), "target": target.strip()}
+    filters = {"action": action.strip(), "actor": actor.strip(), "target": target.strip(), "case_no": case_no.strip()}
     if filters["action"]:
         query = query.where(AuditEntry.action == filters["action"])
     if filters["actor"]:
         query = query.where(AuditEntry.actor == filters["actor"])
     if filters["target"]:
         query = query.where(AuditEntry.target == filters["target"])
+    if filters["case_no"]:
+        query = query.where(AuditEntry.case_no == filters["case_no"])
     if before is not None:
         query = query.where(AuditEntry.id < before)
     rows = list(session.scalars(query.order_by(AuditEntry.id.desc()).limit(PAGE + 1)))

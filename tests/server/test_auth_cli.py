@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from server.auth.users import assigned_case_nos, get_user
 from server.cli import main
 from server.core.db import make_engine, make_session_factory
 from tests.server.test_cli import write_config
+
+OS_USER = f"cli:{getpass.getuser()}"  # the actor of the audit entries of a command run by this user
 
 CASE = "(2021)苏0214执1234号"
 GOOD = "a long enough password"
@@ -54,7 +57,10 @@ def test_user_add_with_password_on_stdin(config: Path, database_url: str, monkey
     try:
         with make_session_factory(engine)() as session:
             [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.create"))
-            assert (entry.actor, entry.target, entry.details) == ("-", "wang", {"role": "judge", "case_nos": [CASE]})
+            expected = (OS_USER, "wang", {"role": "judge", "case_nos": [CASE]})
+            assert (entry.actor, entry.target, entry.details) == expected
+            [assigned] = session.scalars(select(AuditEntry).where(AuditEntry.action == "case.assign"))
+            assert (assigned.case_no, assigned.details) == (CASE, {"username": "wang"})  # in the case's entries
     finally:
         engine.dispose()
 
@@ -113,6 +119,6 @@ def test_user_list_and_assign(
         with make_session_factory(engine)() as session:
             [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "case.assign"))
             # the same details as `POST /api/cases/{case_no}/assignments`
-            assert (entry.actor, entry.target, entry.details) == ("-", "(2022)苏0214执9号", {"username": "zhao"})
+            assert (entry.actor, entry.target, entry.details) == (OS_USER, "(2022)苏0214执9号", {"username": "zhao"})
     finally:
         engine.dispose()

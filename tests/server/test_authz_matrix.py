@@ -39,6 +39,7 @@ from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.app import create_app
+from server.audit.service import record_audit
 from server.auth.access import Role
 from server.auth.access_codes import issue_access_code
 from server.auth.users import assign_case, get_user
@@ -192,6 +193,14 @@ class World:
         with session_scope(self.session_factory) as session:
             return issue_access_code(session, actor=None, case_no=OWN, now=utc_now()).code
 
+    def audit_entry(self, case_no: str) -> int:
+        """A fresh audit entry of the case, in a signed checkpoint."""
+        with session_scope(self.session_factory) as session:
+            entry = record_audit(session, actor=None, action="case.note", target=case_no, case_no=case_no)
+        with session_scope(self.session_factory) as session:
+            make_checkpoint(session, LogKey(self.tmp_path / "log.key", LOG_ORIGIN))
+        return entry.id
+
     def new_seal(self, case_no: str | None) -> str:
         device_id, key = self.fresh("seal"), public_key_b64(generate_signing_key())
         with session_scope(self.session_factory) as session:
@@ -312,6 +321,14 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/log/inclusion/{w.events[k]}"),
         COURT | {Role.CREDITOR},  # whoever reads the case's events
+    ),
+    Row(
+        "GET",
+        "/api/log/inclusion/audit/{audit_id}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/log/inclusion/audit/{w.audit_entry(k)}"),
+        frozenset({Role.CLERK, Role.JUDGE}),  # the case's judge, the clerk: who may export its evidence
     ),
     Row("GET", "/api/cases", "global", 200, fixed("/api/cases")),
     Row("GET", "/api/courts", "global", 200, fixed("/api/courts")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -265,10 +266,8 @@ def test_notification_targets_on_the_command_line(
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1
     global_secret.write_text("global-secret-0123456789\n")
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 0
-    assert (
-        main([*add, "--role", "creditor", "--url", "https://bank.example/hook", "--secret-file", str(secret), *cfg])
-        == 0
-    )
+    creditor_hook = ["--url", "https://bank.example/hook", "--secret-file", str(secret)]
+    assert main([*add, "--role", "creditor", *creditor_hook, "--actor", "clerk-li", *cfg]) == 0
     assert main([*add, "--role", "judge", "--url", "https://court.example/hook", *cfg]) == 1  # already there
     assert main([*add, "--role", "judge", "--url", "ftp://court.example", *cfg]) == 1
     assert (
@@ -300,9 +299,9 @@ def test_notification_targets_on_the_command_line(
             creditor = {"case_no": CASE, "role": "creditor", "url": "https://bank.example/hook", "has_secret": True}
             # the same details as through the API (server.notify.targets.target_audit_details)
             assert [(e.actor, e.action, e.details) for e in audit] == [
-                ("-", "notify.add_target", judge),
-                ("-", "notify.add_target", creditor),
-                ("-", "notify.remove_target", judge),
+                (f"cli:{getpass.getuser()}", "notify.add_target", judge),  # the OS user who ran the command
+                ("cli:clerk-li", "notify.add_target", creditor),  # --actor
+                (f"cli:{getpass.getuser()}", "notify.remove_target", judge),
             ]
     finally:
         engine.dispose()

@@ -52,7 +52,7 @@ def test_the_judge_and_a_clerk_download_a_bundle_that_verifies_others_do_not(
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "evidence.export")).all()
         exports = session.scalars(select(EvidenceExport)).all()
     assert [e.actor for e in entries] == ["judge-a", "clerk", "clerk"]
-    assert all(e.target == CASE_A and e.details["checkpoint_size"] > 0 for e in entries)
+    assert all(e.case_no == CASE_A and e.details["checkpoint_size"] > 0 for e in entries)
     assert [x.events for x in exports] == [9, 9, 0]
 
 
@@ -74,7 +74,8 @@ def test_seal_server_export_writes_the_bundle(
     printed = capsys.readouterr()
     assert f"{target}: case {CASE_A}, 9 events, 3 snapshots" in printed.out
     assert "export: verifying the staged files (seal-verify)" in printed.err
-    assert verify_bundle(target, log_key=world.log_key.verifier()).ok
+    verdict = verify_bundle(target, log_key=world.log_key.verifier())
+    assert verdict.ok and verdict.facts["exported_by"].startswith("cli:")
     assert [p.name for p in target.parent.iterdir()] == ["case.zip"]  # no temporary file left behind
     assert main(["export", "(2020)苏0214执9号", "-o", str(tmp_path / "x.zip"), "--config", str(config)]) == 1
     assert not (tmp_path / "x.zip").exists()

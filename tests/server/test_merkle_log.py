@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 
 from seal_protocol import EventType
 from server.app import create_app
+from server.audit.models import AuditEntry
 from server.auth.access import Role
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
@@ -35,18 +36,20 @@ def ingest(session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal,
 
 
 def assert_whole_tree(session_factory: SessionFactory) -> int:
-    """The stored log is the RFC 6962 tree of the stored events, in id order, with no index twice; its size."""
+    """The stored log is the RFC 6962 tree of the stored events and audit entries (in the order of their commits), with
+    no index twice and every row a leaf; the number of event leaves."""
     with session_factory() as session:
-        events = session.scalars(select(Event).order_by(Event.id)).all()
+        events = {e.id: e.raw for e in session.scalars(select(Event))}
+        entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
         leaves = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index)).all()
-        assert [leaf.leaf_index for leaf in leaves] == list(range(len(events)))
-        assert sorted(leaf.event_id for leaf in leaves) == [e.id for e in events]
-        by_id = {e.id: e for e in events}
-        for leaf in leaves:
-            assert leaf.leaf_hash == hashlib.sha256(b"\x00" + by_id[leaf.event_id].raw).digest()
-        raws = [by_id[leaf.event_id].raw for leaf in leaves]
+        assert [leaf.leaf_index for leaf in leaves] == list(range(len(events) + len(entries)))
+        assert sorted(leaf.event_id for leaf in leaves if leaf.event_id is not None) == sorted(events)
+        assert sorted(leaf.audit_id for leaf in leaves if leaf.audit_id is not None) == sorted(entries)
+        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id or 0] for leaf in leaves]
+        for leaf, raw in zip(leaves, raws, strict=True):
+            assert leaf.leaf_hash == hashlib.sha256(b"\x00" + raw).digest()
         assert log.root_hash(session, len(raws)) == merkle.tree_hash(raws)
-        return len(raws)
+        return len(events)
 
 
 def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_checkpoint(
@@ -60,10 +63,13 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
 
     key = LogKey(tmp_path / "log.key", ORIGIN)
     checkpointer = Checkpointer(session_factory, key, interval_s=60)
-    assert checkpointer.run_once() == 7
+    with session_factory() as session:
+        first = log.tree_size(session)  # the 7 events and the audit entries of the registration
+    assert checkpointer.run_once() == first
     assert checkpointer.run_once() is None  # the log did not grow
     ingest(session_factory, tmp_path, seal, 4)
-    assert checkpointer.run_once() == 11
+    second = first + 4
+    assert checkpointer.run_once() == second
 
     settings = make_settings(database_url, tmp_path)  # the log key of ``key`` above
     add_user(session_factory, "judge-a", Role.JUDGE, (CASE_A,))
@@ -73,7 +79,7 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
         note = client.get("/api/log/checkpoint")
         assert note.headers["content-type"].startswith("text/plain")
         checkpoint = open_checkpoint(note.text, published)
-        assert checkpoint.tree_size == 11
+        assert checkpoint.tree_size == second
 
         headers = bearer(session_factory, "judge-a")
         with session_factory() as session:
@@ -92,12 +98,13 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
             merkle.verify_inclusion(body["leaf_index"], signed.tree_size, leaf, proof, signed.root_hash)
 
         with session_factory() as session:
-            old_root = log.root_hash(session, 7)
-        answer = client.get("/api/log/consistency", params={"old": 7, "new": 11}, headers=headers)
+            old_root = log.root_hash(session, first)
+        answer = client.get("/api/log/consistency", params={"old": first, "new": second}, headers=headers)
         assert answer.status_code == 200, answer.text
         proof = [bytes.fromhex(h) for h in answer.json()["proof"]]
-        merkle.verify_consistency(7, 11, old_root, checkpoint.root_hash, proof)
-        assert client.get("/api/log/consistency", params={"old": 7, "new": 99}, headers=headers).status_code == 400
+        merkle.verify_consistency(first, second, old_root, checkpoint.root_hash, proof)
+        too_far = {"old": first, "new": 999}
+        assert client.get("/api/log/consistency", params=too_far, headers=headers).status_code == 400
 
 
 def test_concurrent_appenders_keep_one_tree(session_factory: SessionFactory, tmp_path: Path) -> None:
@@ -126,12 +133,13 @@ def test_migration_0006_backfills_the_stored_events(
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
     ingest(session_factory, tmp_path, seal, 9)
+    event_leaves = select(LogLeaf.event_id, LogLeaf.leaf_hash).where(LogLeaf.event_id.is_not(None))
     with session_factory() as session:
-        before = session.execute(select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.leaf_hash)).all()
-        root = log.root_hash(session, 9)
+        before = set(session.execute(event_leaves).all())
     downgrade(engine, "5a1c0e7d9b42")
-    upgrade(engine)
+    upgrade(engine)  # 0006 appends the events, then 0012 the audit entries
     with session_factory() as session:
-        assert session.execute(select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.leaf_hash)).all() == before
-        assert log.root_hash(session, 9) == root
+        assert set(session.execute(event_leaves).all()) == before
+        first = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index).limit(9)).all()
+        assert all(leaf.event_id is not None for leaf in first)
     assert assert_whole_tree(session_factory) == 9

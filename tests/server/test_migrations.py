@@ -24,9 +24,10 @@ def test_upgrade_matches_the_models_and_downgrades_cleanly(database_url: str) ->
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO audit_log (at, actor, action, target, details) "
-                    "VALUES (CURRENT_TIMESTAMP, '-', 'test', 'x', '{}')"
-                )
+                    "INSERT INTO audit_log (at, actor, action, target, details, record) "
+                    "VALUES (CURRENT_TIMESTAMP, '-', 'test', 'x', '{}', :record)"
+                ),
+                {"record": b'{"kind":"audit"}'},
             )
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text("DELETE FROM audit_log"))

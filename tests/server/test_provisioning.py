@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from server.errors import AlreadyExists
 from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import AccountKind, MqttAccount
 from server.seals.provisioning import create_account, disable_account, rotate_password, write_broker_files
+
+OS_USER = f"cli:{getpass.getuser()}"  # the actor of the audit entries of a command run by this user
 
 
 class Client:
@@ -250,17 +253,18 @@ def test_cli_actions_are_audited(tmp_path: Path, database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         with make_session_factory(engine)() as session:
-            trail = [(e.actor, e.action, e.target) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+            entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            trail = [(e.actor, e.action, e.target, e.case_no) for e in entries]
     finally:
         engine.dispose()
     assert trail == [
-        ("-", "mqtt.server_account", SERVER_USERNAME),
-        ("-", "court.create", "苏0214"),
-        ("-", "case.create", "(2021)苏0214执1234号"),
-        ("-", "case.status", "(2021)苏0214执1234号"),  # sealed by its first seal
-        ("-", "seal.register", "seal-a"),
-        ("-", "mqtt.create_account", "seal-a"),
-        ("-", "mqtt.rotate_password", "seal-a"),
+        (OS_USER, "mqtt.server_account", SERVER_USERNAME, None),
+        (OS_USER, "court.create", "苏0214", None),
+        (OS_USER, "case.create", "(2021)苏0214执1234号", "(2021)苏0214执1234号"),
+        (OS_USER, "case.status", "(2021)苏0214执1234号", "(2021)苏0214执1234号"),  # sealed by its first seal
+        (OS_USER, "seal.register", "seal-a", "(2021)苏0214执1234号"),
+        (OS_USER, "mqtt.create_account", "seal-a", "(2021)苏0214执1234号"),  # a seal of the case
+        (OS_USER, "mqtt.rotate_password", "seal-a", "(2021)苏0214执1234号"),
     ]
 
 

@@ -51,6 +51,13 @@ def seal(session_factory: SessionFactory) -> SimulatedSeal:
     return seal
 
 
+@pytest.fixture
+def base(session_factory: SessionFactory, seal: SimulatedSeal) -> int:
+    """The leaves before the seal's first event: the audit entries of its registration (docs/audit.md)."""
+    with session_factory() as session:
+        return log.tree_size(session)
+
+
 def checkpointer(tmp_path: Path, session_factory: SessionFactory) -> Checkpointer:
     return Checkpointer(session_factory, LogKey(tmp_path / "log.key", LOG_ORIGIN), interval_s=60)
 
@@ -63,23 +70,23 @@ def kept(session_factory: SessionFactory) -> dict[int, LogTimestamp]:
 
 
 def test_each_checkpoint_gets_a_token_that_verifies_offline(
-    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, pki: TsaPki
+    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, pki: TsaPki, base: int
 ) -> None:
     metrics = IngestMetrics()
     client = TsaClient(tsa.url, roots_file=pki.ca_pem, timeout_s=5)
     stamper = Timestamper(session_factory, client, metrics=metrics, interval_s=60)
     signer = checkpointer(tmp_path, session_factory)
     ingest(session_factory, tmp_path, seal, 3)
-    assert signer.run_once() == 3
+    assert signer.run_once() == base + 3
     ingest(session_factory, tmp_path, seal, 2)
-    assert signer.run_once() == 5
+    assert signer.run_once() == base + 5
     assert stamper.run_once() == 2
     assert stamper.run_once() == 0  # nothing left to stamp: the TSA is not asked again
     assert tsa.queries == 2
     assert metrics.snapshot().timestamps == {"stamped": 2}
 
     stamps = kept(session_factory)
-    assert sorted(stamps) == [3, 5]
+    assert sorted(stamps) == [base + 3, base + 5]
     with session_factory() as session:
         for checkpoint in session.scalars(select(LogCheckpoint)):
             token, chain = timestamp_of(session, checkpoint) or (b"", b"")
@@ -110,6 +117,7 @@ def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
     session_factory: SessionFactory,
     tmp_path: Path,
     seal: SimulatedSeal,
+    base: int,
     pki: TsaPki,
     fault: str,
     kind: str,
@@ -130,14 +138,14 @@ def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
         ingest(session_factory, tmp_path, seal, 2)
         signer = checkpointer(tmp_path, session_factory)
         with caplog.at_level(logging.WARNING, logger="server.evidence.timestamps"):
-            assert signer.run_once() == 2  # the checkpoint is made and kept whatever the TSA does
+            assert signer.run_once() == base + 2  # the checkpoint is made and kept whatever the TSA does
             assert stamper.run_once() == 0
             assert stamper.run_once() == 0
         assert metrics.snapshot().timestamps == {kind: 2}
         assert kept(session_factory) == {}
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1  # once while it keeps failing the same way, not every round
-        assert "tree size 2" in warnings[0].getMessage() and "asked again" in warnings[0].getMessage()
+        assert f"tree size {base + 2}" in warnings[0].getMessage() and "asked again" in warnings[0].getMessage()
 
     # The TSA answers again (a new one at the same place, trusted): the next round stamps the waiting checkpoint.
     with LocalTsa(pki) as fixed:
@@ -145,9 +153,9 @@ def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
             session_factory, TsaClient(fixed.url, roots_file=pki.ca_pem), metrics=metrics, interval_s=60
         )
         ingest(session_factory, tmp_path, seal, 1)
-        assert signer.run_once() == 3
+        assert signer.run_once() == base + 3
         assert stamper.run_once() == 2
-    assert sorted(kept(session_factory)) == [2, 3]
+    assert sorted(kept(session_factory)) == [base + 2, base + 3]
     assert metrics.snapshot().timestamps == {kind: 2, "stamped": 2}
 
 
@@ -165,7 +173,7 @@ def test_the_reason_is_in_the_log_line(
 
 
 def test_a_backlog_is_stamped_newest_first_a_few_per_round(
-    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa
+    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, base: int
 ) -> None:
     signer = checkpointer(tmp_path, session_factory)
     for _ in range(STAMPS_PER_ROUND + 2):
@@ -173,14 +181,14 @@ def test_a_backlog_is_stamped_newest_first_a_few_per_round(
         signer.run_once()
     stamper = Timestamper(session_factory, TsaClient(tsa.url), metrics=IngestMetrics(), interval_s=60)
     assert stamper.run_once() == STAMPS_PER_ROUND
-    assert sorted(kept(session_factory)) == list(range(3, STAMPS_PER_ROUND + 3))
+    assert sorted(kept(session_factory)) == list(range(base + 3, base + STAMPS_PER_ROUND + 3))
     assert not any(stamp.pinned for stamp in kept(session_factory).values())  # no tsa_ca_file: self-consistent only
     assert stamper.run_once() == 2
     assert len(kept(session_factory)) == STAMPS_PER_ROUND + 2
 
 
 def test_a_fresh_checkpoint_is_stamped_at_once_for_the_export(
-    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, pki: TsaPki
+    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, pki: TsaPki, base: int
 ) -> None:
     ingest(session_factory, tmp_path, seal, 4)
     key = LogKey(tmp_path / "log.key", LOG_ORIGIN)
@@ -191,14 +199,14 @@ def test_a_fresh_checkpoint_is_stamped_at_once_for_the_export(
         session.commit()
         note = checkpoint.note.encode()
         assert timestamp_of(session, checkpoint) is None
-    token, chain = stamp_checkpoint(session_factory, 4, client)
+    token, chain = stamp_checkpoint(session_factory, base + 4, client)
     assert verify_timestamp(token, note, chain, pki.ca_pem.read_bytes()).ok
-    assert stamp_checkpoint(session_factory, 4, client) == (token, chain)  # kept: the TSA is not asked twice
+    assert stamp_checkpoint(session_factory, base + 4, client) == (token, chain)  # kept: the TSA is not asked twice
     assert tsa.queries == 1
     with session_factory() as session:
         assert timestamp_of(session, session.scalars(select(LogCheckpoint)).one()) == (token, chain)
     with pytest.raises(NotFound):
-        stamp_checkpoint(session_factory, 5, client)
+        stamp_checkpoint(session_factory, base + 5, client)
 
     tsa.fault = "garbage"
     ingest(session_factory, tmp_path, seal, 1)
@@ -206,21 +214,21 @@ def test_a_fresh_checkpoint_is_stamped_at_once_for_the_export(
         assert log.make_checkpoint(session, key) is not None
         session.commit()
     with pytest.raises(TimestampFailed) as failed:
-        stamp_checkpoint(session_factory, 5, client)
+        stamp_checkpoint(session_factory, base + 5, client)
     assert failed.value.kind == "malformed"
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(LogTimestamp)) == 1
 
 
 def test_the_export_and_the_stamper_asking_at_once_keep_one_token(
-    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa
+    session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa, base: int
 ) -> None:
     ingest(session_factory, tmp_path, seal, 2)
     checkpointer(tmp_path, session_factory).run_once()
     client = TsaClient(tsa.url)
     stamper = Timestamper(session_factory, client, metrics=IngestMetrics(), interval_s=60)
     tsa.before_reply = stamper.run_once  # while the export waits for its token, the stamper keeps one
-    token, chain = stamp_checkpoint(session_factory, 2, client)
+    token, chain = stamp_checkpoint(session_factory, base + 2, client)
     assert tsa.queries == 2
     with session_factory() as session:
         rows = session.scalars(select(LogTimestamp)).all()
@@ -242,7 +250,7 @@ def test_an_unreadable_roots_file_is_a_failure_not_an_unpinned_token(
 
 def test_the_running_workers_stamp_what_the_checkpointer_signs(
     database_url: str, session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal, tsa: LocalTsa,
-    pki: TsaPki,
+    pki: TsaPki, base: int,
 ) -> None:  # fmt: skip
     settings = make_settings(database_url, tmp_path)
     tsa_settings = {"tsa_url": tsa.url, "tsa_ca_file": pki.ca_pem, "checkpoint_interval_s": 0.2}
@@ -255,12 +263,12 @@ def test_the_running_workers_stamp_what_the_checkpointer_signs(
         worker.start()
     try:
         deadline = time.monotonic() + 10
-        while 2 not in kept(session_factory) and time.monotonic() < deadline:
+        while base + 2 not in kept(session_factory) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         for worker in workers:
             worker.stop()
-    assert 2 in kept(session_factory)
+    assert base + 2 in kept(session_factory)
 
     without = log_workers(
         make_settings(database_url, tmp_path), session_factory, LogKey(None, LOG_ORIGIN), IngestMetrics()
@@ -271,11 +279,11 @@ def test_the_running_workers_stamp_what_the_checkpointer_signs(
         answer = api.get("/api/log/checkpoint/timestamp")  # public, as the checkpoint is
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "application/timestamp-reply"
-        assert answer.headers["x-checkpoint-size"] == "2"
-        chain = api.get("/api/log/checkpoint/timestamp/chain", params={"size": 2})
+        assert answer.headers["x-checkpoint-size"] == str(base + 2)
+        chain = api.get("/api/log/checkpoint/timestamp/chain", params={"size": base + 2})
         assert chain.headers["content-type"].startswith("application/pem-certificate-chain")
         note = api.get("/api/log/checkpoint").text
         assert verify_timestamp(answer.content, note.encode(), chain.content, pki.ca_pem.read_bytes()).ok
-        assert api.get("/api/log/checkpoint/timestamp", params={"size": 2}).content == answer.content
+        assert api.get("/api/log/checkpoint/timestamp", params={"size": base + 2}).content == answer.content
         assert api.get("/api/log/checkpoint/timestamp", params={"size": 99}).status_code == 404
         assert api.get("/api/log/checkpoint/timestamp", params={"size": 0}).status_code == 422

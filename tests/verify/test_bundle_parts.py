@@ -14,7 +14,7 @@ from seal_verify import Status, verify_bundle
 from server.core.db import SessionFactory
 from server.evidence.tsa import TsaClient
 from tests.server.helpers import CASE_A
-from tests.verify.world import CourtWorld, build_world, read_members
+from tests.verify.world import CourtWorld, build_world, drop_append_only_triggers, read_members
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -52,6 +52,7 @@ def test_a_tampered_database_is_stated_in_the_report(world: CourtWorld, tmp_path
 
     from server.evidence.models import Event
 
+    drop_append_only_triggers(world)
     with world.session_factory() as session:
         event = session.scalars(select(Event).where(Event.device_id == "seal-a2", Event.seq == 1)).one()
         event.raw = event.raw.replace(b'"armed":true', b'"armed":false')

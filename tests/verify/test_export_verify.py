@@ -15,9 +15,18 @@ from server.core.db import SessionFactory
 from server.evidence.models import Event
 from server.export.models import EvidenceExport
 from tests.server.helpers import CASE_A, CASE_B
-from tests.verify.world import CourtWorld, build_world, join, lines, read_members, resign, write_members
+from tests.verify.world import (
+    CourtWorld,
+    build_world,
+    drop_append_only_triggers,
+    join,
+    lines,
+    read_members,
+    resign,
+    write_members,
+)
 
-ABSENT_WITHOUT_TSA = {"audit", "timestamp", "known_checkpoint"}
+ABSENT_WITHOUT_TSA = {"timestamp", "known_checkpoint"}
 
 
 @pytest.fixture
@@ -32,6 +41,7 @@ def test_an_exported_case_verifies_and_holds_what_the_court_holds(world: CourtWo
     statuses = {c.name: c.status for c in verdict.checks}
     assert {n for n, s in statuses.items() if s is Status.ABSENT} <= ABSENT_WITHOUT_TSA | {"consistency"}
     assert statuses["event_signatures"] is Status.OK and statuses["inclusion"] is Status.OK
+    assert statuses["audit"] is Status.OK
 
     members = read_members(result.path)
     with world.session_factory() as session:
@@ -51,6 +61,11 @@ def test_an_exported_case_verifies_and_holds_what_the_court_holds(world: CourtWo
     assert [(e.case_no, e.checkpoint_size) for e in exports] == [(CASE_A, result.checkpoint_size)]
     assert audit[0].target == CASE_A and audit[0].details["checkpoint_size"] == result.checkpoint_size
     assert "全部检查通过" in verdict.text()
+    entries = [json.loads(line) for line in lines(members["audit.jsonl"])]
+    assert entries and {e["case_no"] for e in entries} == {CASE_A} and {e["kind"] for e in entries} == {"audit"}
+    assert "seal.register" in {e["action"] for e in entries}
+    proved = {json.loads(p)["leaf_index"] for p in lines(members["log/proofs.jsonl"])}
+    assert len(proved) == result.events + len(entries)
 
 
 def test_a_later_export_proves_consistency_with_the_checkpoint_an_earlier_one_led_to(
@@ -110,6 +125,7 @@ def test_a_deleted_event_is_a_gap_in_its_seals_chain(world: CourtWorld, tmp_path
 
 
 def test_an_event_moved_to_another_case_is_of_the_wrong_case(world: CourtWorld, tmp_path: Path) -> None:
+    drop_append_only_triggers(world)
     with world.session_factory() as session:
         event = session.scalars(select(Event).where(Event.device_id == "seal-a2").order_by(Event.seq)).first()
         assert event is not None

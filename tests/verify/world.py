@@ -7,14 +7,21 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy import delete, select, text
+
 from seal_protocol import EventType, canonical_json, snapshot_topic
+from server.audit.models import AuditEntry
 from server.config import Settings
+from server.core.append_only import drop_statements
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
+from server.evidence import log
 from server.evidence.checkpoints import LogKey
+from server.evidence.models import Event, LogCheckpoint, LogLeaf, LogNode, LogTimestamp
 from server.evidence.tsa import TsaClient
 from server.export.bundle import manifest_note_body, sign_note
 from server.export.gather import ALL_TIME, TimeRange
@@ -90,6 +97,46 @@ def build_world(session_factory: SessionFactory, database_url: str, tmp_path: Pa
     for seal in ("a1", "a2", "b1", "a1", "a1"):
         world.send(seal)
     return world
+
+
+# -- an attacker who holds the database and the log key -----------------------------------------------------------
+
+#: The tables the database keeps append-only (:mod:`server.core.append_only`): the attacker drops their triggers.
+APPEND_ONLY = ("events", "log_leaves", "log_nodes", "log_checkpoints", "log_timestamps", "audit_log")
+
+
+def drop_append_only_triggers(world: CourtWorld) -> None:
+    """What the database's owner can do: the triggers that keep the evidence tables append-only, dropped."""
+    with world.session_factory() as session:
+        dialect = session.get_bind().dialect.name
+        for table in APPEND_ONLY:
+            for statement in drop_statements(table, dialect):
+                session.execute(text(statement))
+        session.commit()
+
+
+def rebuild_log(world: CourtWorld, *, sizes_to_sign: Sequence[int] = ()) -> None:
+    """The log made anew, in its old order, from the events and audit entries as they are now (rows deleted are
+    left out), with checkpoints signed by the log's key at ``sizes_to_sign`` (the sizes earlier checkpoints had)
+    and at the end."""
+    with world.session_factory() as session:
+        order = session.execute(select(LogLeaf.event_id, LogLeaf.audit_id).order_by(LogLeaf.leaf_index)).all()
+        events = {e.id: e.raw for e in session.scalars(select(Event))}
+        entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
+        leaves: list[log.Leaf] = [
+            ("event", event_id, events[event_id]) if event_id is not None else ("audit", audit_id, entries[audit_id])
+            for event_id, audit_id in order
+            if (event_id in events if event_id is not None else audit_id in entries)
+        ]
+        for table in (LogTimestamp, LogNode, LogLeaf, LogCheckpoint):
+            session.execute(delete(table))
+        done = 0
+        for size in [*sizes_to_sign, len(leaves)]:
+            log.append_leaves(session, leaves[done:size])
+            done = size
+            log.make_checkpoint(session, world.log_key)
+            session.flush()
+        session.commit()
 
 
 # -- a bundle rewritten by someone who holds the log key ----------------------------------------------------------

@@ -79,6 +79,10 @@ def test_the_audit_log_is_the_clerk_s_filtered_and_escaped(world: PagesWorld) ->
         by_actor = client.get("/audit?actor=clerk").text
         assert set(re.findall(r'data-action="([a-z_.]+)"', by_actor)) == {"court.create", "login"}
         assert client.get("/audit?target=%E4%BA%AC0105").text.count("data-entry-id=") == 1
+        of_case = client.get("/audit", params={"case_no": CASE}).text
+        with world.session_factory() as session:
+            ids = session.scalars(select(AuditEntry.id).where(AuditEntry.case_no == CASE)).all()
+        assert ids and sorted(int(i) for i in re.findall(r'data-entry-id="(\d+)"', of_case)) == sorted(ids)[-100:]
         assert client.get("/audit?action=a%0Ab").status_code == 422
     for who in ("judge", "officer"):
         with world.client(who) as client:
@@ -125,7 +129,7 @@ def test_the_clerk_creates_disables_and_assigns_users(world: PagesWorld) -> None
         assert user.disabled and user.role == "officer" and user.full_name == "李干警"
         query = select(AuditEntry.action).where(AuditEntry.actor == "clerk").order_by(AuditEntry.id)
         actions = [a for a in session.scalars(query) if a not in ("login",)]
-    assert actions == ["user.create", "case.assign", "user.update", "case.unassign"]
+    assert actions == ["user.create", "case.assign", "case.assign", "user.update", "case.unassign"]  # created in one
 
 
 def test_the_clerk_registers_and_closes_cases_and_courts(world: PagesWorld) -> None:

@@ -1,7 +1,7 @@
 """The evidence exports made, with the checkpoint each led to: later exports carry consistency proofs from them.
 
 Revision ID: 3c7e1a9f5d20
-Revises: a3c7e1f5b920
+Revises: c7a3e9d1f2b4
 Create Date: 2026-12-04 18:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import server.core.base
 
 revision: str = "3c7e1a9f5d20"
-down_revision: str | None = "a3c7e1f5b920"
+down_revision: str | None = "c7a3e9d1f2b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
