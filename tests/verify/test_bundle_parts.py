@@ -87,3 +87,43 @@ def test_a_tsa_that_does_not_answer_leaves_the_bundle_without_a_time_stamp(
     assert "log/checkpoint.tsr" not in read_members(result.path)
     verdict = verify_bundle(result.path)
     assert verdict.ok and verdict.check("timestamp").status is Status.ABSENT
+
+
+def test_a_removal_request_and_its_proof_files_are_in_the_bundle(world: CourtWorld, tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from server.auth.access import Role
+    from server.auth.users import get_user
+    from server.config import RemovalSettings
+    from server.core.base import utc_now
+    from server.core.db import session_scope
+    from server.removal.grounds import RemovalGround
+    from server.removal.proofs import ProofStore, check_proof
+    from server.removal.service import file_request
+    from tests.server.auth_helpers import add_user
+    from tests.server.removal_world import pdf_bytes
+
+    add_user(world.session_factory, "debtor-a", Role.DEBTOR, (CASE_A,))
+    pdf = pdf_bytes("paid in full")
+    proof = check_proof(pdf, filename="receipt.pdf", declared_type="application/pdf", max_bytes=1 << 20)
+    with session_scope(world.session_factory) as session:
+        file_request(
+            session,
+            actor=get_user(session, username="debtor-a"),
+            case_no=CASE_A,
+            ground=list(RemovalGround)[0],
+            statement="债务已清偿 / the debt is paid",
+            proofs=[proof],
+            store=ProofStore(world.settings.proof_dir),
+            settings=RemovalSettings(),
+            now=utc_now(),
+        )
+    result = world.export(CASE_A, tmp_path / "case.zip")
+    members = read_members(result.path)
+    sha = hashlib.sha256(pdf).hexdigest()
+    assert members[f"removal/{sha}.pdf"] == pdf
+    (request,) = [json.loads(line) for line in members["removal.jsonl"].splitlines()]
+    assert request["filed_by"] == "debtor-a" and request["proofs"][0]["present"] is True
+    assert request["steps"][0]["action"] == "file"
+    assert verify_bundle(result.path).ok

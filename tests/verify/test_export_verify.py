@@ -167,3 +167,30 @@ def test_a_pinned_log_key_must_be_the_bundles(world: CourtWorld, tmp_path: Path)
     other = verifier_key(world.log_key.origin, generate_signing_key().verify_key)
     verdict = verify_bundle(result.path, log_key=other)
     assert {"log_key", "manifest_signature", "checkpoint"} <= set(verdict.failed)
+
+
+def test_a_seal_moved_to_another_case_and_back_leaves_a_stated_gap(world: CourtWorld, tmp_path: Path) -> None:
+    from server.core.db import session_scope
+    from server.seals.registry import register_seal
+
+    seal = world.seals["a2"]
+
+    def move(case_no: str) -> None:
+        with session_scope(world.session_factory) as session:
+            register_seal(session, actor=None, device_id=seal.device_id, case_no=case_no, public_key=seal.public_key)
+        seal.case_no = case_no
+
+    move(CASE_B)
+    world.send("a2")
+    world.send("a2")
+    move(CASE_A)
+    world.send("a2")
+    verdict = verify_bundle(world.export(CASE_A, tmp_path / "a.zip").path)
+    assert verdict.ok, verdict.text()
+    assert any(
+        "seqs 4–5 missing (the seal was bound to another case meanwhile)" in n
+        for n in verdict.check("hash_chains").notes
+    )
+    other = verify_bundle(world.export(CASE_B, tmp_path / "b.zip").path)
+    assert other.ok, other.text()
+    assert any("seal-a2: the chain starts at seq 4" in n for n in other.check("hash_chains").notes)
