@@ -127,3 +127,42 @@ def test_a_removal_request_and_its_proof_files_are_in_the_bundle(world: CourtWor
     assert request["filed_by"] == "debtor-a" and request["proofs"][0]["present"] is True
     assert request["steps"][0]["action"] == "file"
     assert verify_bundle(result.path).ok
+
+
+def test_a_command_and_the_seals_answer_are_in_the_bundle(world: CourtWorld, tmp_path: Path) -> None:
+    import base64
+    import json
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from seal_protocol import EventType
+    from seal_protocol.commands import CommandAction
+    from seal_protocol.signing import generate_signing_key
+    from server.auth.access import Role
+    from server.auth.users import get_user
+    from server.commands.service import issue_command
+    from server.core.base import utc_now
+    from server.core.db import session_scope
+    from server.seals.models import Seal
+    from tests.server.auth_helpers import add_user
+
+    add_user(world.session_factory, "judge-a", Role.JUDGE, (CASE_A,))
+    with session_scope(world.session_factory) as session:
+        command = issue_command(
+            session,
+            seal=session.scalars(select(Seal).where(Seal.device_id == "seal-a1")).one(),
+            action=CommandAction.PING,
+            args={},
+            key=generate_signing_key(),
+            ttl=timedelta(minutes=10),
+            user=get_user(session, username="judge-a"),
+            now=utc_now(),
+        )
+        command_id, signed = command.id, command.signed
+    world.send("a1", EventType.COMMAND_ACK, {"command_id": command_id, "action": "ping", "result": "pong"})
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    (line,) = [json.loads(x) for x in members["commands.jsonl"].splitlines()]
+    assert base64.b64decode(line["signed"]) == signed
+    assert line["issued_by"] == "judge-a" and line["action"] == "ping"
+    assert line["answer_seq"] == world.seals["a1"].seq and line["state"] == "acknowledged"
