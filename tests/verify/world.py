@@ -123,11 +123,12 @@ def rebuild_log(world: CourtWorld, *, sizes_to_sign: Sequence[int] = ()) -> None
         order = session.execute(select(LogLeaf.event_id, LogLeaf.audit_id).order_by(LogLeaf.leaf_index)).all()
         events = {e.id: e.raw for e in session.scalars(select(Event))}
         entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
-        leaves: list[log.Leaf] = [
-            ("event", event_id, events[event_id]) if event_id is not None else ("audit", audit_id, entries[audit_id])
-            for event_id, audit_id in order
-            if (event_id in events if event_id is not None else audit_id in entries)
-        ]
+        leaves: list[log.Leaf] = []
+        for event_id, audit_id in order:
+            if event_id is not None and event_id in events:
+                leaves.append(("event", event_id, events[event_id]))
+            elif audit_id is not None and audit_id in entries:
+                leaves.append(("audit", audit_id, entries[audit_id]))
         for table in (LogTimestamp, LogNode, LogLeaf, LogCheckpoint):
             session.execute(delete(table))
         done = 0
