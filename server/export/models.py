@@ -1,4 +1,5 @@
-"""The exports made: which checkpoint each led to, so later exports carry consistency proofs from it."""
+"""The exports made: which checkpoint each led to, so later exports carry consistency proofs from it. Append-only
+(a database trigger refuses UPDATE and DELETE, :mod:`server.core.append_only`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.core.append_only import append_only
 from server.core.base import Base, BigId
 
 
@@ -24,3 +26,6 @@ class EvidenceExport(Base):
     exported_by: Mapped[str] = mapped_column(String(64), comment="The user's name, or the CLI's actor.")
     events: Mapped[int] = mapped_column(Integer, comment="How many events the bundle holds.")
     manifest_sha256: Mapped[str] = mapped_column(String(64), comment="SHA-256 (hex) of the bundle's manifest.json.")
+
+
+append_only(EvidenceExport.__table__)  # type: ignore[arg-type]

@@ -81,3 +81,17 @@ def test_seal_server_export_writes_the_bundle(
     assert not (tmp_path / "x.zip").exists()
     late = ["--from", "2026-12-01T08:00", "--to", "2026-12-01T07:00"]
     assert main([*args, *late]) == 1
+
+
+def test_the_record_of_exports_is_append_only(
+    session_factory: SessionFactory, database_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    world = build_world(session_factory, database_url, tmp_path)
+    world.export(CASE_A, tmp_path / "case.zip")
+    for change in (update(EvidenceExport).values(checkpoint_size=1), delete(EvidenceExport)):
+        with session_factory() as session, pytest.raises(DBAPIError, match="append-only"):
+            session.execute(change)
+            session.flush()

@@ -1,4 +1,5 @@
 """The evidence exports made, with the checkpoint each led to: later exports carry consistency proofs from them.
+Append-only, like the evidence tables.
 
 Revision ID: 3c7e1a9f5d20
 Revises: c7a3e9d1f2b4
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import server.core.base
+from server.core.append_only import append_only_statements, drop_statements
 
 revision: str = "3c7e1a9f5d20"
 down_revision: str | None = "c7a3e9d1f2b4"
@@ -44,9 +46,13 @@ def upgrade() -> None:
     with op.batch_alter_table("evidence_exports", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_evidence_exports_case_no"), ["case_no"], unique=False)
         batch_op.create_index(batch_op.f("ix_evidence_exports_checkpoint_size"), ["checkpoint_size"], unique=False)
+    for statement in append_only_statements("evidence_exports", op.get_bind().dialect.name):
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    for statement in drop_statements("evidence_exports", op.get_bind().dialect.name):
+        op.execute(statement)
     with op.batch_alter_table("evidence_exports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_evidence_exports_checkpoint_size"))
         batch_op.drop_index(batch_op.f("ix_evidence_exports_case_no"))
