@@ -12,6 +12,7 @@
     seal-server user assign NAME --case CASE_NO --config FILE
     seal-server court-key --config FILE
     seal-server log-key --config FILE
+    seal-server export CASE_NO -o FILE --config FILE [--from TIME] [--to TIME]
     seal-server notice DEVICE_ID -o FILE --config FILE
     seal-server notice-key --config FILE
     seal-server notice-revoke NOTICE_ID --note TEXT --config FILE
@@ -55,6 +56,7 @@ from server.config import Settings, load_settings
 from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
+from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     add_user_commands(commands, common)
     add_court_key_command(commands, common)
     add_log_key_command(commands, common)
+    add_export_command(commands, common)
     add_notice_commands(commands, common)
     add_notify_commands(commands, common)
     add_quarantine_commands(commands, common)
@@ -158,6 +161,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return run_court_key(settings, _out)
         case "log-key":
             return run_log_key(settings, _out)
+        case "export":
+            return run_export(args, settings, _out)
         case "notice":
             return _in_session(settings, lambda session: run_notice(args, settings, session, _out))
         case "notice-key":

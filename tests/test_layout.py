@@ -115,7 +115,7 @@ def test_packages_depend_one_way() -> None:
 @pytest.mark.parametrize(
     ("package", "must_not_import"),
     [
-        ("seal_protocol", ("seal_agent", "server", "seal_dev")),
+        ("seal_protocol", ("seal_agent", "seal_verify", "server", "seal_dev")),
         ("seal_agent", ("server", "seal_dev")),
         ("server", ("seal_agent", "seal_dev")),
         ("seal_verify", ("server", "seal_agent", "seal_dev")),  # the offline verifier needs no server

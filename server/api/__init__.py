@@ -22,6 +22,7 @@ from server.api import (
     commands,
     courts,
     events,
+    export,
     health,
     inbox,
     log,
@@ -44,6 +45,7 @@ api_router.include_router(users.router)
 # Routes ending in /cases/{case_no}/<something> before the cases router's /cases/{case_no}, which would take them.
 api_router.include_router(events.router)
 api_router.include_router(snapshots.router)
+api_router.include_router(export.router)
 api_router.include_router(notification_targets.router)
 api_router.include_router(removal_requests.router)
 api_router.include_router(access_codes.router)

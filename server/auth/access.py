@@ -72,6 +72,7 @@ class Permission(StrEnum):
     NOTICE_PRINT = "notice:print"  # the seal's printed notice (查封公告), issued with a signed QR code
     NOTICE_REVOKE = "notice:revoke"  # revoke a notice: its page then says it no longer stands
     AUDIT_PROOF = "audit:proof"  # the Merkle inclusion proof of a case's audit entry (its judge; the clerk)
+    EVIDENCE_EXPORT = "evidence:export"  # download the case's evidence bundle (docs/evidence.md)
 
 
 _P = Permission
@@ -84,7 +85,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.EVENT_READ, _P.SNAPSHOT_READ}
         | {_P.ALARM_READ, _P.ALARM_ACK, _P.ALARM_CLOSE, _P.COMMAND_SEND, _P.COMMAND_DISARM, _P.NOTICE_PRINT}
-        | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND, _P.AUDIT_PROOF}
+        | {_P.REMOVAL_READ, _P.REMOVAL_REVIEW, _P.REMOVAL_DECIDE, _P.REMOVAL_RESEND}
+        | {_P.AUDIT_PROOF, _P.EVIDENCE_EXPORT}
     ),
     Role.OFFICER: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.SEAL_BIND, _P.EVENT_READ, _P.SNAPSHOT_READ}

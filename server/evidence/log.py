@@ -109,6 +109,22 @@ def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
     return _hashes(session, merkle.inclusion_ranges(index, size))
 
 
+def inclusion_proofs(session: Session, indices: Iterable[int], size: int) -> dict[int, list[bytes]]:
+    """The inclusion proofs of many leaves in the tree of ``size`` leaves, reading the nodes they share once (an
+    export proves every event of a case)."""
+    ranges = {index: merkle.inclusion_ranges(index, size) for index in indices}
+    wanted = merkle.nodes_of(r for proof in ranges.values() for r in proof)
+    nodes: dict[merkle.Node, bytes] = {}
+    for level in {level for level, _ in wanted}:
+        at_level = sorted(index for lvl, index in wanted if lvl == level)
+        for start in range(0, len(at_level), 500):
+            nodes.update(read_nodes(session, ((level, index) for index in at_level[start : start + 500])))
+    hashes: dict[merkle.Range, bytes] = {}
+    for start, end in {r for proof in ranges.values() for r in proof}:
+        hashes[(start, end)] = merkle.range_hash(start, end, nodes)
+    return {index: [hashes[r] for r in proof] for index, proof in ranges.items()}
+
+
 def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
     if new > tree_size(session):
         raise ProofError(f"the log has fewer than {new} leaves")

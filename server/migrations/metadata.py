@@ -12,6 +12,7 @@ from server.auth import models as auth
 from server.commands import models as commands
 from server.core.base import Base
 from server.evidence import models as evidence
+from server.export import models as export
 from server.ingest import models as ingest
 from server.notices import models as notices
 from server.notify import models as notify
@@ -27,6 +28,7 @@ __all__ = [
     "auth",
     "commands",
     "evidence",
+    "export",
     "ingest",
     "metadata",
     "notices",

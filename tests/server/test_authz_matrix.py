@@ -363,6 +363,14 @@ TABLE: list[Row] = [
     Row("GET", "/api/cases/{case_no}/snapshots", "case", 200, lambda _, k: Call(f"/api/cases/{c(k)}/snapshots"), COURT),
     Row(
         "GET",
+        "/api/cases/{case_no}/export.zip",
+        "case",
+        200,
+        lambda _, k: Call(f"/api/cases/{c(k)}/export.zip"),
+        frozenset({Role.CLERK, Role.JUDGE}),
+    ),
+    Row(
+        "GET",
         "/api/cases/{case_no}/assignments",
         "case",
         200,

@@ -1,0 +1,119 @@
+"""What anchors the bundle's checkpoint outside the bundle: a checkpoint the verifier kept from earlier (with a
+consistency proof to or from it), and the RFC 3161 time stamp of the checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+import seal_verify.merkle as merkle
+from seal_verify.bundle import Bundle, load_object
+from seal_verify.errors import NoteError, ProofError
+from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint
+from seal_verify.verdict import Check
+
+
+def parse_proof_file(data: bytes) -> dict[str, Any]:
+    """A consistency proof given by the verifier: the bundle's JSON form (``hashes`` in base64) or the server's
+    ``GET /api/log/consistency`` answer (``proof`` in hex)."""
+    proof = load_object(data, "the consistency proof file")
+    try:
+        if "hashes" in proof:
+            hashes = [b64decode(h) for h in proof["hashes"]]
+        else:
+            hashes = [bytes.fromhex(h) for h in proof["proof"]]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise ValueError("the consistency proof file has no hashes (base64) or proof (hex) list") from None
+    old, new = proof.get("old_size"), proof.get("new_size")
+    if not isinstance(old, int) or not isinstance(new, int):
+        raise ValueError("the consistency proof file needs old_size and new_size")
+    return {"old_size": old, "new_size": new, "hashes": hashes}
+
+
+def check_known(
+    check: Check,
+    known_note: bytes,
+    key: NoteKey | None,
+    checkpoint: Checkpoint | None,
+    bundled: dict[int, dict[str, Any]],
+    given: Sequence[dict[str, Any]],
+) -> None:
+    """The kept checkpoint is signed by the log's key, and it and the bundle's are of one append-only log."""
+    if key is None or checkpoint is None:
+        check.fail("no log key or checkpoint in the bundle to compare with")
+        return
+    try:
+        known = open_checkpoint(known_note, key)
+    except NoteError as exc:
+        check.fail(f"the kept checkpoint: {exc}")
+        return
+    check.summary = (
+        f"kept size {known.size}, bundle size {checkpoint.size} / 保存的检查点 {known.size}，证据包 {checkpoint.size}"
+    )
+    if known.origin != checkpoint.origin:
+        check.fail(f"the kept checkpoint is of log {known.origin!r}, not {checkpoint.origin!r}")
+        return
+    old, new = (known, checkpoint) if known.size <= checkpoint.size else (checkpoint, known)
+    if old.size == new.size:
+        if old.root != new.root:
+            check.fail("the kept checkpoint has the same size but another root: the log was rewritten / 日志被改写")
+        return
+    proofs = [p["hashes"] for p in given if (p["old_size"], p["new_size"]) == (old.size, new.size)]
+    line = bundled.get(old.size) if new is checkpoint else None
+    if line is not None:
+        if line["root"] != old.root:
+            check.fail("the bundle's proof starts from another root than the kept checkpoint's: the log was rewritten")
+            return
+        proofs.append([base64.b64decode(h) for h in line["hashes"]])
+    if not proofs:
+        check.fail(_no_proof(known, checkpoint))
+        return
+    problems = []
+    for hashes in proofs:
+        try:
+            merkle.verify_consistency(old.size, new.size, old.root, new.root, hashes)
+            return
+        except ProofError as exc:
+            problems.append(str(exc))
+    check.fail(f"no consistency proof from size {old.size} to {new.size} verifies: {'; '.join(problems)}")
+
+
+def _no_proof(known: Checkpoint, checkpoint: Checkpoint) -> str:
+    if known.size > checkpoint.size:
+        return (
+            f"the kept checkpoint ({known.size} leaves) is larger than the bundle's ({checkpoint.size}): leaves were "
+            "removed from the log, or this bundle is older — give --consistency-proof from the server's log / "
+            "保存的检查点比证据包的大：日志可能被删减"
+        )
+    return (
+        f"no consistency proof from size {known.size} to {checkpoint.size} in the bundle: give --consistency-proof / "
+        "证据包中没有从保存的检查点出发的一致性证明"
+    )
+
+
+def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> dict[str, Any]:
+    """The RFC 3161 token of log/checkpoint.txt (``seal_verify.timestamp``); facts for the verdict."""
+    token = bundle.get("log/checkpoint.tsr")
+    if token is None:
+        check.absent("the server has no time-stamping authority configured / 服务器未配置可信时间戳")
+        return {}
+    note, chain = bundle.get("log/checkpoint.txt"), bundle.get("log/tsa-chain.pem")
+    if note is None or chain is None:
+        check.fail("log/checkpoint.tsr without log/checkpoint.txt or log/tsa-chain.pem")
+        return {}
+    try:
+        timestamp = importlib.import_module("seal_verify.timestamp")
+    except ImportError:
+        check.fail("this seal-verify cannot check RFC 3161 time stamps (seal_verify.timestamp is missing)")
+        return {}
+    verdict = timestamp.verify_timestamp(token, note, chain, roots_pem)
+    if not verdict.ok:
+        check.fail(str(verdict.reason))
+        return {}
+    if not verdict.pinned:
+        check.note("the TSA's chain is not pinned (give --tsa-root) / 未指定时间戳机构根证书")
+    check.summary = f"{verdict.gen_time} by {verdict.tsa_subject}"
+    return {"timestamp": str(verdict.gen_time), "tsa": str(verdict.tsa_subject)}

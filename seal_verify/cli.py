@@ -1,0 +1,75 @@
+"""``seal-verify``: check a court evidence bundle offline and print the verdict (zh-CN and English, or JSON).
+
+    seal-verify case.zip [--log-key KEY] [--known-checkpoint FILE [--consistency-proof FILE ...]]
+                         [--tsa-root FILE] [--json]
+
+Exit status: 0 every check holds; 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given
+as an option cannot be read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from seal_verify.verify import verify_bundle
+
+logger = logging.getLogger("seal_verify.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seal-verify",
+        description="离线验证法院电子封条证据包 / Verify a court electronic-seal evidence bundle offline.",
+    )
+    parser.add_argument("bundle", type=Path, metavar="case.zip", help="the evidence bundle")
+    parser.add_argument("--log-key", metavar="KEY", help="the log's verifier key (name+keyid+base64), pinned")
+    parser.add_argument(
+        "--known-checkpoint", type=Path, metavar="FILE", help="a checkpoint (signed note) you kept from earlier"
+    )
+    parser.add_argument(
+        "--consistency-proof",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a consistency proof (JSON) to or from the kept checkpoint, e.g. GET /api/log/consistency's answer",
+    )
+    parser.add_argument("--tsa-root", type=Path, metavar="FILE", help="the TSA's root certificate(s), PEM, pinned")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    return parser
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="seal-verify: %(levelname)s %(message)s")
+    try:
+        known = _read(args.known_checkpoint)
+        proofs = [p.read_bytes() for p in args.consistency_proof]
+        roots = _read(args.tsa_root)
+    except OSError as exc:
+        sys.stderr.write(f"seal-verify: cannot read {exc.filename}: {exc.strerror}\n")
+        return 2
+    if proofs and known is None:
+        sys.stderr.write("seal-verify: --consistency-proof needs --known-checkpoint\n")
+        return 2
+    verdict = verify_bundle(
+        args.bundle, known_checkpoint=known, consistency_proofs=proofs, tsa_roots_pem=roots, log_key=args.log_key
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(verdict.text() + "\n")
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The checks of the seals' own word: each event's signature with its seal's enrolled key, its case, the seals'
+hash chains, the meta lines, and the snapshots the events name (``docs/evidence.md``, ``docs/protocol.md``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from seal_protocol import Envelope, InvalidEnvelope, SignatureError, decode_envelope, parse_ts
+from seal_protocol.signing import verify_envelope, verify_key_from_b64
+from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
+from seal_verify.verdict import Check
+
+_PARENTHESES = str.maketrans({"（": "(", "）": ")", "〔": "(", "〕": ")"})
+
+
+def normalise_case_no(text: str) -> str:
+    """Full-width and 〔〕 parentheses as ASCII ones, surrounding white space removed."""
+    return text.strip().translate(_PARENTHESES)
+
+
+@dataclass
+class EventLine:
+    number: int  # 1-based line number in events.jsonl
+    raw: bytes
+    envelope: Envelope | None
+    problem: str | None
+
+
+def read_events(bundle: Bundle) -> tuple[list[EventLine], str | None]:
+    """The lines of events.jsonl, each decoded (protocol.md's rules), or why the file cannot be split."""
+    data = bundle.get("events.jsonl")
+    if data is None:
+        return [], "events.jsonl is missing"
+    try:
+        lines = split_lines(data, "events.jsonl")
+    except ValueError as exc:
+        return [], str(exc)
+    events = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            events.append(EventLine(number, raw, decode_envelope(raw), None))
+        except InvalidEnvelope as exc:
+            events.append(EventLine(number, raw, None, f"line {number} is not a canonical event envelope: {exc}"))
+    return events, None
+
+
+def read_seals(bundle: Bundle, check: Check) -> dict[str, dict[str, Any]]:
+    seals = {}
+    for path, data in sorted(bundle.under("seals/").items()):
+        device_id = path.removeprefix("seals/").removesuffix(".json")
+        try:
+            record = load_object(data, path)
+        except ValueError as exc:
+            check.fail(str(exc))
+            continue
+        if record.get("device_id") != device_id:
+            check.fail(f"{path} holds the record of {record.get('device_id')!r}")
+            continue
+        seals[device_id] = record
+    return seals
+
+
+def _seal_keys(record: dict[str, Any]) -> list[VerifyKey]:
+    texts = [record.get("public_key")]
+    enrolment = record.get("enrolment")
+    if isinstance(enrolment, list):
+        texts += [e.get("public_key") for e in reversed(enrolment) if isinstance(e, dict)]
+    keys = []
+    for text in dict.fromkeys(t for t in texts if isinstance(t, str)):
+        try:
+            keys.append(verify_key_from_b64(text))
+        except SignatureError:
+            continue
+    return keys
+
+
+def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
+    keys = {device_id: _seal_keys(record) for device_id, record in seals.items()}
+    verified = 0
+    for line in events:
+        if line.envelope is None:
+            check.fail(line.problem or f"line {line.number} is no event")
+            continue
+        env = line.envelope
+        if env.device_id not in keys:
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}): no seals/{env.device_id}.json")
+            continue
+        if not keys[env.device_id]:
+            check.fail(f"seals/{env.device_id}.json has no valid public key")
+            continue
+        if not any(_verifies(env, key) for key in keys[env.device_id]):
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}): the signature does not verify")
+            continue
+        verified += 1
+    check.summary = f"{verified} of {len(events)} event signatures verify / {verified}/{len(events)} 个事件签名有效"
+
+
+def _verifies(envelope: Envelope, key: VerifyKey) -> bool:
+    try:
+        verify_envelope(envelope, key)
+    except SignatureError:
+        return False
+    return True
+
+
+def check_case(check: Check, events: list[EventLine], case_no: str | None) -> None:
+    if case_no is None:
+        check.fail("case.json has no case_no")
+        return
+    want = normalise_case_no(case_no)
+    for line in events:
+        if line.envelope is not None and normalise_case_no(line.envelope.case_no) != want:
+            env = line.envelope
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) is of case {env.case_no}, not {case_no}")
+    check.summary = f"case {case_no} / 案号 {case_no}"
+
+
+def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
+    """Every event's ``ts`` lies in the manifest's ``range`` (``null``: open on that side)."""
+    bounds = manifest.get("range")
+    if not isinstance(bounds, dict):
+        check.fail("manifest.json has no range")
+        return
+    start, end = (bounds.get(side) for side in ("from", "to"))
+    if (start is not None and _moment(start) is None) or (end is not None and _moment(end) is None):
+        check.fail(f"manifest.json: the range {bounds} is not of ts values")
+        return
+    low, high = _moment(start), _moment(end)
+    for line in events:
+        env = line.envelope
+        if env is None:
+            continue
+        if (low is not None and env.occurred_at < low) or (high is not None and env.occurred_at > high):
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) at {env.ts} is outside the range")
+
+
+def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
+    by_device: dict[str, dict[int, EventLine]] = defaultdict(dict)
+    for line in events:
+        if line.envelope is None:
+            continue
+        chain = by_device[line.envelope.device_id]
+        if line.envelope.seq in chain:
+            seq, earlier = line.envelope.seq, chain[line.envelope.seq].number
+            check.fail(f"{line.envelope.device_id}: seq {seq} twice (lines {earlier}, {line.number})")
+            continue
+        chain[line.envelope.seq] = line
+    for device_id, chain in sorted(by_device.items()):
+        _check_chain(check, device_id, chain, seals.get(device_id, {}))
+    check.summary = f"{len(by_device)} seal chain(s) / {len(by_device)} 条封条哈希链"
+
+
+def _check_chain(check: Check, device_id: str, chain: dict[int, EventLine], seal: dict[str, Any]) -> None:
+    seqs = sorted(chain)
+    first = chain[seqs[0]].envelope
+    assert first is not None
+    if seqs[0] == 1 and first.prev_hash is not None:
+        check.fail(f"{device_id}: seq 1 names a previous event")
+    elif seqs[0] > 1:
+        check.note(f"{device_id}: the chain starts at seq {seqs[0]} (earlier events are outside this case or range)")
+    for before, after in zip(seqs, seqs[1:], strict=False):
+        env = chain[after].envelope
+        assert env is not None
+        if after != before + 1:
+            gap = f"{device_id}: seqs {before + 1}–{after - 1} missing" if after > before + 2 else None
+            gap = gap or f"{device_id}: seq {before + 1} missing"
+            if _between_bindings(chain[before], chain[after], seal):
+                check.note(gap + " (the seal was bound to another case meanwhile)")
+            else:
+                check.fail(gap)
+            continue
+        if env.prev_hash != hashlib.sha256(chain[before].raw).hexdigest():
+            check.fail(f"{device_id}: seq {after} does not name the hash of seq {before}")
+    check.note(f"{device_id}: seq {seqs[0]}–{seqs[-1]}, {len(seqs)} events")
+
+
+def _between_bindings(before: EventLine, after: EventLine, seal: dict[str, Any]) -> bool:
+    """Whether the seal's bindings to this case show it unbound between the two events (by their ts)."""
+    assert before.envelope is not None and after.envelope is not None
+    start, end = before.envelope.occurred_at, after.envelope.occurred_at
+    bindings = seal.get("bindings")
+    if not isinstance(bindings, list):
+        return False
+    for binding in bindings:
+        unbound = _moment(binding.get("unbound_at")) if isinstance(binding, dict) else None
+        if unbound is not None and start <= unbound <= end:
+            return True
+    return False
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return parse_ts(value)
+    except ValueError:
+        return None
+
+
+def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[int | None]:
+    """Check events-meta.jsonl; the leaf index of each event line (``None`` where unknown)."""
+    try:
+        metas = object_lines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return [None] * len(events)
+    if bundle.get("events-meta.jsonl") is None:
+        check.fail("events-meta.jsonl is missing")
+    if len(metas) != len(events):
+        check.fail(f"events-meta.jsonl has {len(metas)} lines for {len(events)} events")
+    indices: list[int | None] = []
+    last = -1
+    for line, meta in zip(events, metas + [{}] * (len(events) - len(metas)), strict=False):
+        index = meta.get("leaf_index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            indices.append(None)
+            continue
+        indices.append(index)
+        env = line.envelope
+        if env is not None and (meta.get("device_id"), meta.get("seq"), meta.get("event_id")) != (
+            env.device_id,
+            env.seq,
+            str(env.event_id),
+        ):
+            check.fail(f"events-meta.jsonl line {line.number} is not about event line {line.number}")
+        if index <= last:
+            check.fail(f"event line {line.number}: leaf index {index} is not after {last} (reordered or twice)")
+        last = max(last, index)
+    return indices
+
+
+def named_snapshots(envelope: Envelope) -> list[str]:
+    listed = envelope.payload.get("snapshots")
+    names = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
+    single = envelope.payload.get("snapshot")
+    return [*names, single] if isinstance(single, str) else names
+
+
+def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> None:
+    named = {sha for line in events if line.envelope for sha in named_snapshots(line.envelope)}
+    try:
+        records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return
+    listed: dict[str, bool] = {}
+    for record in records:
+        sha, present = record.get("sha256"), record.get("present")
+        if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
+            check.fail(f"snapshots.jsonl: a bad or repeated line for {sha!r}")
+            continue
+        listed[sha] = present
+        if sha not in named:
+            check.fail(f"snapshot {sha} is named by no event in the bundle")
+        if present and f"snapshots/{sha}.jpg" not in bundle.files:
+            check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
+    for path, data in sorted(bundle.under("snapshots/").items()):
+        sha = path.removeprefix("snapshots/").removesuffix(".jpg")
+        if hashlib.sha256(data).hexdigest() != sha:
+            check.fail(f"{path}: its bytes do not hash to its name")
+        if not listed.get(sha, False):
+            check.fail(f"{path} is not listed as present in snapshots.jsonl")
+    for sha in sorted(named - listed.keys()):
+        check.fail(f"snapshot {sha}, named by an event, is not listed in snapshots.jsonl")
+    present = sum(listed.values())
+    check.summary = (
+        f"{present} snapshots present, {len(listed) - present} named but not held / "
+        f"{present} 张照片在包内，{len(listed) - present} 张事件提及但服务器未收到"
+    )

@@ -1,0 +1,238 @@
+"""The checks of the server's word: the manifest and its signature, the log's key and checkpoint, every inclusion
+proof, the consistency proofs, a checkpoint the verifier kept, the audit lines (``docs/evidence.md``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import seal_verify.merkle as merkle
+from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
+from seal_verify.errors import NoteError, ProofError
+from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
+from seal_verify.verdict import Check
+
+FORMAT = "court-seal-evidence/1"
+MANIFEST_FILES = ("manifest.json", "manifest.sig")
+
+
+def manifest_note_body(manifest: bytes) -> str:
+    return f"{FORMAT} manifest\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
+    data = bundle.get("manifest.json")
+    if data is None:
+        check.fail("manifest.json is missing")
+        return None
+    try:
+        manifest = load_object(data, "manifest.json")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return None
+    if manifest.get("format") != FORMAT:
+        check.fail(f"manifest.json: format {manifest.get('format')!r}, not {FORMAT}")
+    return manifest
+
+
+def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        check.fail("manifest.json: files is not a list of objects")
+        return
+    paths = [f.get("path") for f in files]
+    if paths != sorted(set(paths), key=str):
+        check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
+    for entry in files:
+        path = entry.get("path")
+        data = bundle.get(path) if isinstance(path, str) and path not in MANIFEST_FILES else None
+        if data is None:
+            check.fail(f"{path}: listed in the manifest but missing")
+        elif hashlib.sha256(data).hexdigest() != entry.get("sha256") or len(data) != entry.get("size"):
+            check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
+    for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
+        check.fail(f"{path}: in the bundle but not in the manifest")
+    check.summary = f"{len(files)} files / {len(files)} 个文件"
+
+
+def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None, pinned: str | None) -> NoteKey | None:
+    """The key every signature is checked with: the pinned one if given, else log/key.txt's."""
+    key = None
+    data = bundle.get("log/key.txt")
+    try:
+        if data is None:
+            raise NoteError("log/key.txt is missing")
+        key = parse_key(data.decode("utf-8"))
+    except (NoteError, UnicodeDecodeError) as exc:
+        check.fail(f"log/key.txt: {exc}")
+    if key is not None and manifest is not None and manifest.get("log_key") != key.text:
+        check.fail("log/key.txt is not the manifest's log_key")
+    if pinned is None:
+        if key is not None:
+            check.note(f"not pinned (give --log-key to pin it) / 未指定公钥: {key.text}")
+        return key
+    try:
+        pinned_key = parse_key(pinned)
+    except NoteError as exc:
+        check.fail(f"--log-key: {exc}")
+        return None
+    if key is None or key.text != pinned_key.text:
+        check.fail("the bundle's log key is not the pinned one / 证据包的日志公钥与指定的不同")
+    check.summary = f"pinned / 已指定: {pinned_key.text}"
+    return pinned_key
+
+
+def check_manifest_signature(check: Check, bundle: Bundle, key: NoteKey | None) -> None:
+    note, manifest = bundle.get("manifest.sig"), bundle.get("manifest.json")
+    if key is None or note is None or manifest is None:
+        check.fail("no key, manifest.sig or manifest.json to check")
+        return
+    try:
+        body = open_note(note, key)
+    except NoteError as exc:
+        check.fail(str(exc))
+        return
+    if body != manifest_note_body(manifest):
+        check.fail("manifest.sig is not the signature of this manifest.json")
+
+
+def check_checkpoint(
+    check: Check, bundle: Bundle, key: NoteKey | None, manifest: dict[str, Any] | None
+) -> Checkpoint | None:
+    note = bundle.get("log/checkpoint.txt")
+    if key is None or note is None:
+        check.fail("no key or log/checkpoint.txt to check")
+        return None
+    try:
+        checkpoint = open_checkpoint(note, key)
+    except NoteError as exc:
+        check.fail(str(exc))
+        return None
+    if checkpoint.origin != key.name:
+        check.fail(f"the checkpoint's origin {checkpoint.origin!r} is not the key's name {key.name!r}")
+    if manifest is not None and manifest.get("log_origin") != checkpoint.origin:
+        check.fail("the checkpoint's origin is not the manifest's log_origin")
+    if manifest is not None and manifest.get("checkpoint_size") != checkpoint.size:
+        check.fail(f"the checkpoint's size {checkpoint.size} is not the manifest's checkpoint_size")
+    check.summary = f"{checkpoint.origin}, size {checkpoint.size} / 树大小 {checkpoint.size}"
+    return checkpoint
+
+
+def _hashes(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise ValueError("hashes is not a list of base64 strings")
+    return [b64decode(h) for h in value]
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+@dataclass
+class Leaf:
+    what: str  # "event line 3", "audit line 1"
+    data: bytes
+    index: int | None
+
+
+def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkpoint: Checkpoint | None) -> None:
+    if checkpoint is None:
+        check.fail("no checkpoint to check the proofs against")
+        return
+    try:
+        proofs = object_lines(bundle.get("log/proofs.jsonl"), "log/proofs.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return
+    by_index: dict[int, dict[str, Any]] = {}
+    for line in proofs:
+        index = line.get("leaf_index")
+        if not isinstance(index, int) or index in by_index:
+            check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {index!r}")
+            continue
+        by_index[index] = line
+    seen: set[int] = set()
+    for leaf in leaves:
+        if leaf.index is None or leaf.index in seen:
+            check.fail(f"{leaf.what}: no leaf index, or one another line has")
+            continue
+        seen.add(leaf.index)
+        proof = by_index.get(leaf.index)
+        if proof is None:
+            check.fail(f"{leaf.what}: no inclusion proof for leaf {leaf.index}")
+            continue
+        try:
+            if _int(proof.get("tree_size")) != checkpoint.size:
+                raise ProofError(f"the proof is against size {proof.get('tree_size')}, not the checkpoint's")
+            hashes = _hashes(proof.get("hashes"))
+            if merkle.root_from_inclusion(leaf.index, checkpoint.size, merkle.leaf_hash(leaf.data), hashes) != (
+                checkpoint.root
+            ):
+                raise ProofError("the proof does not lead to the checkpoint's root")
+        except (ProofError, ValueError) as exc:
+            check.fail(f"{leaf.what} (leaf {leaf.index}): {exc}")
+    for index in sorted(set(by_index) - seen):
+        check.fail(f"log/proofs.jsonl: a proof of leaf {index}, which no line of the bundle is")
+    check.summary = f"{len(leaves)} leaves / {len(leaves)} 个叶子, tree size {checkpoint.size}"
+
+
+def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | None) -> dict[int, dict[str, Any]]:
+    """Check every proof of log/consistency.jsonl; the good ones by old size."""
+    good: dict[int, dict[str, Any]] = {}
+    try:
+        lines = object_lines(data, "log/consistency.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return good
+    if not lines:
+        check.absent("no earlier checkpoint to prove / 没有较早的检查点")
+        return good
+    if checkpoint is None:
+        check.fail("no checkpoint to check the proofs against")
+        return good
+    for n, line in enumerate(lines, start=1):
+        try:
+            old, new = _int(line.get("old_size")), _int(line.get("new_size"))
+            root_text = line.get("old_root")
+            old_root = b64decode(root_text if isinstance(root_text, str) else "")
+            if new != checkpoint.size:
+                raise ProofError(f"it leads to size {new}, not the checkpoint's")
+            merkle.verify_consistency(old, new, old_root, checkpoint.root, _hashes(line.get("hashes")))
+        except (ProofError, ValueError) as exc:
+            check.fail(f"log/consistency.jsonl line {n}: {exc}")
+            continue
+        good[old] = {**line, "root": old_root}
+    check.summary = f"{len(good)} proofs from earlier checkpoints / {len(good)} 个一致性证明"
+    return good
+
+
+def check_audit(check: Check, bundle: Bundle) -> list[Leaf]:
+    data, meta_data = bundle.get("audit.jsonl"), bundle.get("audit-meta.jsonl")
+    if data is None and meta_data is None:
+        check.absent("the bundle has no audit entries / 证据包不含审计记录")
+        return []
+    leaves: list[Leaf] = []
+    try:
+        lines = split_lines(data or b"", "audit.jsonl")
+        metas = object_lines(meta_data, "audit-meta.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return leaves
+    if len(metas) != len(lines):
+        check.fail(f"audit-meta.jsonl has {len(metas)} lines for {len(lines)} audit entries")
+    for n, line in enumerate(lines, start=1):
+        meta = metas[n - 1] if n <= len(metas) else {}
+        try:
+            entry = load_object(line, f"audit.jsonl line {n}")
+            if entry.get("kind") != "audit" or entry.get("id") != meta.get("audit_id"):
+                raise ValueError(f"audit.jsonl line {n} is not the audit entry its meta line names")
+        except ValueError as exc:
+            check.fail(str(exc))
+        index = meta.get("leaf_index")
+        leaves.append(Leaf(f"audit line {n}", line, index if isinstance(index, int) else None))
+    check.summary = f"{len(lines)} audit entries / {len(lines)} 条审计记录"
+    return leaves

@@ -1,0 +1,112 @@
+"""C2SP signed notes, verifier keys and checkpoints, parsed and checked on their own (``docs/evidence.md``).
+
+A verifier key is ``<name>+<key id hex>+<base64(0x01 || Ed25519 public key)>``; a signed note is its body (lines
+ending in a newline), a blank line, then lines ``— <name> <base64(key id || signature)>``; a checkpoint's body is
+the origin, the decimal tree size and the base64 root hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from seal_verify.errors import NoteError
+
+ED25519 = b"\x01"
+DASH = "\u2014"
+
+
+@dataclass(frozen=True)
+class NoteKey:
+    name: str
+    key_id: bytes
+    key: VerifyKey
+    text: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + ED25519 + public_key).digest()[:4]
+
+
+def b64decode(text: str) -> bytes:
+    """Strict standard base64; :class:`ValueError` otherwise."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+
+
+def parse_key(text: str) -> NoteKey:
+    """The verifier key ``text`` (one line, surrounding white space ignored)."""
+    text = text.strip()
+    parts = text.split("+", 2)
+    if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
+        raise NoteError("not a verifier key (name+keyid+base64)")
+    name, hex_id, b64 = parts
+    try:
+        kid, raw = bytes.fromhex(hex_id), b64decode(b64)
+    except ValueError:
+        raise NoteError("not a verifier key (name+keyid+base64)") from None
+    if len(kid) != 4 or raw[:1] != ED25519 or len(raw) != 33 or key_id(name, raw[1:]) != kid:
+        raise NoteError("the verifier key is not an Ed25519 key whose id matches its name")
+    return NoteKey(name, kid, VerifyKey(raw[1:]), text)
+
+
+def open_note(note: bytes, key: NoteKey) -> str:
+    """The body of the signed ``note`` (with its final newline) if ``key`` signed it; else :class:`NoteError`."""
+    try:
+        text = note.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteError("the note is not UTF-8") from None
+    body, sep, signatures = text.partition("\n\n")
+    if not sep or not body or not signatures.endswith("\n"):
+        raise NoteError("not a signed note: a body, a blank line and signature lines expected")
+    body += "\n"
+    for line in signatures[:-1].split("\n"):
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != DASH or parts[1] != key.name:
+            continue
+        try:
+            stamp = b64decode(parts[2])
+        except ValueError:
+            continue
+        if stamp[:4] != key.key_id or len(stamp) != 68:
+            continue
+        try:
+            key.key.verify(body.encode("utf-8"), stamp[4:])
+        except (BadSignatureError, ValueError):
+            raise NoteError(f"the signature by {key.name} does not verify") from None
+        return body
+    raise NoteError(f"the note has no signature by {key.name} (key id {key.key_id.hex()})")
+
+
+def parse_checkpoint(body: str) -> Checkpoint:
+    lines = body.split("\n")
+    if len(lines) < 4 or lines[-1] != "" or not lines[0]:
+        raise NoteError("not a checkpoint: origin, decimal size and base64 root hash expected")
+    size_text = lines[1]
+    if not (size_text.isascii() and size_text.isdigit()) or size_text != str(int(size_text)):
+        raise NoteError("the checkpoint's size is not a decimal number")
+    try:
+        root = b64decode(lines[2])
+    except ValueError:
+        raise NoteError("the checkpoint's root hash is not base64") from None
+    if len(root) != 32:
+        raise NoteError("the checkpoint's root hash is not 32 bytes")
+    return Checkpoint(lines[0], int(size_text), root)
+
+
+def open_checkpoint(note: bytes, key: NoteKey) -> Checkpoint:
+    return parse_checkpoint(open_note(note, key))

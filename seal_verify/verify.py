@@ -1,0 +1,187 @@
+"""``verify_bundle``: every check of ``docs/evidence.md`` on one bundle, in order, into a :class:`BundleVerdict`.
+
+A check that meets something it did not expect fails with the reason; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import seal_verify.anchors as anchors
+import seal_verify.event_checks as event_checks
+import seal_verify.log_checks as log_checks
+from seal_verify.bundle import Bundle, load_object, read_bundle
+from seal_verify.errors import BundleUnreadable
+from seal_verify.verdict import BundleVerdict, Check
+
+logger = logging.getLogger(__name__)
+
+#: The checks, in the verdict's order: name, zh-CN, English.
+CHECKS = (
+    ("bundle", "证据包结构", "the bundle's layout"),
+    ("manifest_files", "文件清单与文件一致", "every file matches the manifest"),
+    ("log_key", "日志公钥", "the log's key"),
+    ("manifest_signature", "清单签名", "the manifest's signature"),
+    ("checkpoint", "日志检查点签名", "the checkpoint's signature"),
+    ("event_signatures", "封条对事件的签名", "the seals' signatures of the events"),
+    ("event_case", "事件所属案号与时间范围", "each event's case number and time range"),
+    ("hash_chains", "封条哈希链", "the seals' hash chains"),
+    ("event_meta", "事件记录与顺序", "the events' records and order"),
+    ("inclusion", "默克尔包含证明", "Merkle inclusion proofs"),
+    ("snapshots", "照片哈希", "the snapshots' hashes"),
+    ("audit", "审计记录", "the audit entries"),
+    ("consistency", "日志一致性证明", "the log's consistency proofs"),
+    ("timestamp", "可信时间戳", "the RFC 3161 time stamp"),
+    ("known_checkpoint", "与保存的检查点一致", "consistent with the checkpoint you kept"),
+)
+
+
+def verify_bundle(
+    path: str | Path | IO[bytes],
+    *,
+    known_checkpoint: str | bytes | None = None,
+    consistency_proofs: Sequence[bytes] = (),
+    tsa_roots_pem: bytes | None = None,
+    log_key: str | None = None,
+) -> BundleVerdict:
+    """The verdict on the bundle at ``path``. ``known_checkpoint``: a checkpoint note the verifier kept;
+    ``consistency_proofs``: proof files (JSON) to or from it; ``log_key``: the log's verifier key, pinned."""
+    checks = {name: Check(name, zh, en) for name, zh, en in CHECKS}
+    name = str(path) if isinstance(path, str | Path) else getattr(path, "name", "<bundle>")
+    verdict = BundleVerdict(name, list(checks.values()))
+    try:
+        bundle = read_bundle(Path(path) if isinstance(path, str) else path)
+    except BundleUnreadable as exc:
+        checks["bundle"].fail(str(exc))
+        for check in verdict.checks[1:]:
+            check.fail("the bundle cannot be read / 无法读取证据包")
+        return verdict
+    for problem in bundle.problems:
+        checks["bundle"].fail(problem)
+    state: dict[str, Any] = {}
+    for step in _steps(bundle, checks, state, known_checkpoint, consistency_proofs, tsa_roots_pem, log_key):
+        name, run = step
+        try:
+            run()
+        except Exception as exc:  # a defect or an input no rule foresaw: the check fails, the others go on
+            logger.exception("check %s could not be completed", name)
+            checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
+    verdict.facts = state.get("facts", {})
+    return verdict
+
+
+def _steps(
+    bundle: Bundle,
+    checks: dict[str, Check],
+    state: dict[str, Any],
+    known: str | bytes | None,
+    proof_files: Sequence[bytes],
+    roots: bytes | None,
+    pinned: str | None,
+) -> list[tuple[str, Callable[[], None]]]:
+    """The checks as steps sharing ``state`` (the manifest, the key, the checkpoint, the events, ...)."""
+
+    def manifest() -> None:
+        state["manifest"] = log_checks.read_manifest(checks["manifest_files"], bundle)
+        if state["manifest"] is not None:
+            log_checks.check_files(checks["manifest_files"], bundle, state["manifest"])
+            head = state["manifest"]
+            state["facts"] = {k: head.get(k) for k in ("case_no", "exported_at", "exported_by", "range")}
+
+    def key() -> None:
+        state["key"] = log_checks.check_log_key(checks["log_key"], bundle, state.get("manifest"), pinned)
+
+    def signature() -> None:
+        log_checks.check_manifest_signature(checks["manifest_signature"], bundle, state.get("key"))
+
+    def checkpoint() -> None:
+        cp = log_checks.check_checkpoint(checks["checkpoint"], bundle, state.get("key"), state.get("manifest"))
+        state["checkpoint"] = cp
+
+    def events() -> None:
+        lines, problem = event_checks.read_events(bundle)
+        state["events"] = lines
+        if problem:
+            checks["event_signatures"].fail(problem)
+        seals = event_checks.read_seals(bundle, checks["event_signatures"])
+        state["seals"] = seals
+        event_checks.check_signatures(checks["event_signatures"], lines, seals)
+
+    def case() -> None:
+        try:
+            case_no = load_object(bundle.get("case.json") or b"null", "case.json").get("case_no")
+        except ValueError as exc:
+            checks["event_case"].fail(str(exc))
+            return
+        manifest_case = (state.get("manifest") or {}).get("case_no")
+        if manifest_case != case_no:
+            checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
+        event_checks.check_case(checks["event_case"], state.get("events", []), case_no)
+        event_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
+
+    def chains() -> None:
+        event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
+
+    def meta() -> None:
+        state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
+
+    def audit() -> None:
+        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle)
+
+    def inclusion() -> None:
+        indices = state.get("leaf_indices") or [None] * len(state.get("events", []))
+        leaves = [
+            log_checks.Leaf(f"event line {line.number}", line.raw, index)
+            for line, index in zip(state.get("events", []), indices, strict=False)
+        ]
+        leaves += state.get("audit_leaves", [])
+        log_checks.check_inclusion(checks["inclusion"], bundle, leaves, state.get("checkpoint"))
+
+    def snapshots() -> None:
+        event_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []))
+
+    def consistency() -> None:
+        data = bundle.get("log/consistency.jsonl")
+        state["consistency"] = log_checks.read_consistency(checks["consistency"], data, state.get("checkpoint"))
+
+    def timestamp() -> None:
+        state.setdefault("facts", {}).update(anchors.check_timestamp(checks["timestamp"], bundle, roots))
+
+    def kept() -> None:
+        if known is None:
+            checks["known_checkpoint"].absent("no kept checkpoint given (--known-checkpoint) / 未提供保存的检查点")
+            return
+        note = known.encode("utf-8") if isinstance(known, str) else known
+        try:
+            given = [anchors.parse_proof_file(data) for data in proof_files]
+        except ValueError as exc:
+            checks["known_checkpoint"].fail(str(exc))
+            return
+        anchors.check_known(
+            checks["known_checkpoint"],
+            note,
+            state.get("key"),
+            state.get("checkpoint"),
+            state.get("consistency", {}),
+            given,
+        )
+
+    return [
+        ("manifest_files", manifest),
+        ("log_key", key),
+        ("manifest_signature", signature),
+        ("checkpoint", checkpoint),
+        ("event_signatures", events),
+        ("event_case", case),
+        ("hash_chains", chains),
+        ("event_meta", meta),
+        ("audit", audit),
+        ("inclusion", inclusion),
+        ("snapshots", snapshots),
+        ("consistency", consistency),
+        ("timestamp", timestamp),
+        ("known_checkpoint", kept),
+    ]

@@ -1,0 +1,120 @@
+"""Writing a bundle: the zip members in the layout of ``docs/evidence.md``, each file's SHA-256 and size kept for the
+manifest, then the manifest and its signed note by the log key. The zip goes to a temporary file beside the target
+and is renamed over it only when complete (by the caller, after the export is recorded)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import zipfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from seal_protocol import canonical_json
+from seal_protocol.signing import SigningKey
+from server.evidence.checkpoints import DASH, key_id
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "court-seal-evidence/1"
+MANIFEST_NOTE_LINE = f"{FORMAT} manifest"
+class Progress(Protocol):
+    """Told how an export goes: each phase, and the files copied so far of a part."""
+
+    def phase(self, what: str) -> None: ...
+
+    def files(self, what: str, done: int, total: int) -> None: ...
+
+
+def sign_note(body: str, name: str, key: SigningKey) -> str:
+    """A C2SP signed note of ``body`` (lines ending in a newline) by ``key`` under the key name ``name``."""
+    signature = key.sign(body.encode("utf-8")).signature
+    stamp = base64.b64encode(key_id(name, bytes(key.verify_key)) + signature).decode("ascii")
+    return f"{body}\n{DASH} {name} {stamp}\n"
+
+
+def manifest_note_body(manifest: bytes) -> str:
+    return f"{MANIFEST_NOTE_LINE}\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def json_lines(values: Iterable[Any]) -> bytes:
+    return b"".join(canonical_json(value) + b"\n" for value in values)
+
+
+class BundleWriter:
+    """A zip being written at ``path`` (deflated; stored for a staging copy); :meth:`close` (or the context's
+    end) closes it."""
+
+    def __init__(self, path: Path, *, progress: Progress | None = None, compress: bool = True) -> None:
+        self._method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self._zip = zipfile.ZipFile(path, "w", compression=self._method, compresslevel=6 if compress else None)
+        self._files: dict[str, dict[str, Any]] = {}
+        self._progress = progress
+        self._stamp = datetime.now(UTC).timetuple()[:6]
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def add(self, path: str, data: bytes) -> None:
+        if path in self._files or path in ("manifest.json", "manifest.sig"):
+            raise ValueError(f"{path} written twice")
+        self._write(path, data)
+        self._files[path] = {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+    def add_files(self, what: str, files: list[tuple[str, Path]]) -> None:
+        """Copy the files ``(zip path, source)``, reporting progress."""
+        for done, (path, source) in enumerate(files, start=1):
+            self.add(path, source.read_bytes())
+            if self._progress is not None and (done % 100 == 0 or done == len(files)):
+                self._progress.files(what, done, len(files))
+
+    def finish(self, head: dict[str, Any], *, key: SigningKey, key_name: str) -> bytes:
+        """Write ``manifest.json`` (``head`` plus the files so far) and ``manifest.sig``; the manifest's bytes."""
+        manifest = canonical_json({**head, "format": FORMAT, "files": [self._files[p] for p in sorted(self._files)]})
+        self._write("manifest.json", manifest)
+        self._write("manifest.sig", sign_note(manifest_note_body(manifest), key_name, key).encode("utf-8"))
+        return manifest
+
+    def _write(self, path: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(path, date_time=self._stamp)
+        info.compress_type = self._method
+        info.external_attr = 0o644 << 16
+        self._zip.writestr(info, data)
+
+
+def readme(case_no: str, verifier_key: str) -> bytes:
+    text = f"""电子封条证据包 — 案号 {case_no}
+
+本文件是法院电子封条系统导出的证据包：封条签名的事件原文、抓拍照片、告警、指令、解封申请、审计记录，
+以及每个事件在服务器默克尔日志中的包含证明和日志签名检查点。格式见 docs/evidence.md。
+
+离线验证（不需要服务器、网络或数据库）：
+    seal-verify case.zip
+建议同时固定日志公钥，并提供以前保存的检查点：
+    seal-verify case.zip --log-key '{verifier_key}' --known-checkpoint 旧检查点.txt
+日志公钥：
+    {verifier_key}
+
+Electronic seal evidence bundle — case {case_no}
+
+This file is an evidence bundle exported by the court's electronic seal system: the events exactly as the seals
+signed them, the snapshots, alarms, commands, removal requests, audit entries, and for every event its inclusion
+proof in the server's Merkle log with the log's signed checkpoint. Its format is docs/evidence.md.
+
+Verify it offline (no server, network or database needed):
+    seal-verify case.zip
+Better, pin the log's key and give a checkpoint you kept from before:
+    seal-verify case.zip --log-key '{verifier_key}' --known-checkpoint old-checkpoint.txt
+The log's key:
+    {verifier_key}
+"""
+    return text.encode("utf-8")

@@ -1,0 +1,17 @@
+"""Errors of the evidence export."""
+
+from __future__ import annotations
+
+from server.errors import Conflict, ServerError
+
+
+class ExportError(ServerError):
+    """Base class of the export's errors."""
+
+
+class ExportFailed(ExportError, RuntimeError):
+    """The bundle cannot be made truthfully (an event outside the log, a file that cannot be read or written)."""
+
+
+class NothingLogged(ExportError, Conflict):
+    """The log has no leaf yet, so no checkpoint can be signed for the bundle (409)."""

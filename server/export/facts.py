@@ -1,0 +1,173 @@
+"""The report's facts (:class:`~server.export.report_facts.ReportFacts`) from what the bundle holds: the gathered
+records, the checkpoint and its time stamp, and ``seal-verify``'s verdict on the staged files."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from seal_protocol import parse_ts
+from seal_protocol.wirejson import loads_wire_json
+from seal_verify import BundleVerdict, Status
+from seal_verify.timestamp import TimestampVerdict
+from server.export.gather import CaseEvidence, JsonDict
+from server.export.report_facts import (
+    AlarmFacts,
+    Binding,
+    Check,
+    CheckpointFacts,
+    CommandFacts,
+    EventFacts,
+    ExportFacts,
+    HistoryEntry,
+    RemovalFacts,
+    ReportFacts,
+    SealFacts,
+    SnapshotFacts,
+    TimestampFacts,
+    offline_periods,
+)
+
+#: Problems of a failed check named in the report (all of them are in seal-verify's own verdict).
+PROBLEMS_SHOWN = 5
+
+
+def _at(text: str | None) -> datetime | None:
+    return None if text is None else parse_ts(text)
+
+
+def _at_known(text: str) -> datetime:
+    moment = _at(text)
+    assert moment is not None
+    return moment
+
+
+def report_facts(
+    evidence: CaseEvidence,
+    *,
+    head: JsonDict,
+    checkpoint: CheckpointFacts,
+    stamp: TimestampVerdict | None,
+    verdict: BundleVerdict,
+    pictures: dict[str, bytes],
+    offline_after: timedelta,
+) -> ReportFacts:
+    """``pictures``: the bytes of the snapshots the bundle holds, by SHA-256."""
+    exported_at = _at_known(head["exported_at"])
+    events = [_event(line.raw, line.meta()) for line in evidence.events]
+    return ReportFacts(
+        court=evidence.case.get("court_name") or evidence.case.get("court_code") or "",
+        case_no=evidence.case_no,
+        export=ExportFacts(
+            by=head["exported_by"],
+            at=exported_at,
+            range_from=_at(head["range"]["from"]),
+            range_to=_at(head["range"]["to"]),
+        ),
+        checkpoint=checkpoint,
+        timestamp=_timestamp(stamp),
+        checks=[_check(c.zh, c.en, c.status, c.summary, c.problems) for c in verdict.checks],
+        seals=[_seal(record) for record in evidence.seals.values()],
+        events=events,
+        snapshots=[
+            SnapshotFacts(s["sha256"], s["device_id"], _at(s["received_at"]), pictures.get(s["sha256"]))
+            for s in evidence.snapshots
+        ],
+        alarms=[_alarm(a) for a in evidence.alarms],
+        commands=[_command(c) for c in evidence.commands],
+        removals=[_removal(r) for r in evidence.removal],
+        offline=offline_periods(events, silence=offline_after, until=exported_at),
+        audit_count=len(evidence.audit),
+    )
+
+
+def _timestamp(stamp: TimestampVerdict | None) -> TimestampFacts | None:
+    if stamp is None or not stamp.ok or stamp.gen_time is None:
+        return None
+    return TimestampFacts(stamp.gen_time, stamp.tsa_subject or "")
+
+
+def _check(zh: str, en: str, status: Status, summary: str, problems: list[str]) -> Check:
+    detail = "; ".join([summary, *problems[:PROBLEMS_SHOWN]] if summary else problems[:PROBLEMS_SHOWN])
+    if len(problems) > PROBLEMS_SHOWN:
+        detail += f"; … {len(problems) - PROBLEMS_SHOWN} more / 另有 {len(problems) - PROBLEMS_SHOWN} 条"
+    ok = None if status is Status.ABSENT else status is Status.OK
+    return Check(zh, en, ok, detail)
+
+
+def _event(raw: bytes, meta: JsonDict) -> EventFacts:
+    envelope = loads_wire_json(raw, what="event")
+    return EventFacts(
+        device_id=meta["device_id"],
+        seq=meta["seq"],
+        type=envelope["type"],
+        ts=parse_ts(envelope["ts"]),
+        received_at=_at_known(meta["received_at"]),
+        leaf_index=meta["leaf_index"],
+        payload=envelope["payload"],
+    )
+
+
+def _seal(record: JsonDict) -> SealFacts:
+    enrolment = record["enrolment"]
+    return SealFacts(
+        device_id=record["device_id"],
+        public_key_b64=record["public_key"],
+        registered_at=_at_known(record["registered_at"]),
+        registered_by=enrolment[-1]["actor"] if enrolment else "",
+        location=record["location"],
+        bindings=[
+            Binding(_at_known(b["bound_at"]), b["bound_by"] or "cli", _at(b["unbound_at"]), b["unbound_by"])
+            for b in record["bindings"]
+        ],
+    )
+
+
+def _history(*steps: tuple[str | None, str | None, str, str | None]) -> list[HistoryEntry]:
+    return [HistoryEntry(_at_known(at), actor or "system", action, note) for at, actor, action, note in steps if at]
+
+
+def _alarm(a: JsonDict) -> AlarmFacts:
+    history = _history(
+        (a["acknowledged_at"], a["acknowledged_by"], "acknowledged", a["acknowledged_note"]),
+        (a["closed_at"], a["closed_by"], "closed", a["closed_note"]),
+    )
+    return AlarmFacts(
+        id=a["id"],
+        device_id=a["device_id"],
+        kind=a["kind"],
+        severity=a["severity"],
+        state=a["state"],
+        opened_at=_at_known(a["opened_at"]),
+        count=a["count"],
+        history=history,
+    )
+
+
+def _command(c: JsonDict) -> CommandFacts:
+    result: Any = c["result"]
+    answer = c["reason"] or (str(result.get("result")) if isinstance(result, dict) and "result" in result else None)
+    return CommandFacts(
+        id=c["id"],
+        device_id=c["device_id"],
+        action=c["action"],
+        issued_by=c["issued_by"] or "cli",
+        issued_at=_at_known(c["issued_at"]),
+        state=c["state"],
+        answer_seq=c["answer_seq"],
+        answer=answer,
+    )
+
+
+def _removal(r: JsonDict) -> RemovalFacts:
+    return RemovalFacts(
+        id=r["id"],
+        ground=r["ground"],
+        state=r["state"],
+        filed_by=r["filed_by"] or "",
+        filed_at=_at_known(r["filed_at"]),
+        history=[
+            HistoryEntry(_at_known(s["at"]), s["actor"], s["action"], s["note"] or None) for s in r["steps"]
+        ],
+        proofs=[p["sha256"] for p in r["proofs"]],
+    )

@@ -1,0 +1,91 @@
+"""The log part of a bundle: the checkpoint every proof leads to, an inclusion proof per leaf, and consistency
+proofs from the checkpoints a verifier may have kept (those earlier exports led to, and each day's last)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.evidence import log
+from server.evidence.checkpoints import LogKey
+from server.evidence.models import LogCheckpoint
+from server.export.errors import NothingLogged
+from server.export.gather import JsonDict
+from server.export.models import EvidenceExport
+
+#: China Standard Time: a day's last checkpoint is the last one before midnight here.
+CHINA = timezone(timedelta(hours=8))
+
+
+@dataclass
+class LogPart:
+    checkpoint: LogCheckpoint
+    proofs: list[JsonDict]
+    consistency: list[JsonDict]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def covering_checkpoint(session: Session, key: LogKey, leaf_indices: Sequence[int]) -> LogCheckpoint:
+    """The latest checkpoint if it covers every leaf of ``leaf_indices``, else a fresh one of the whole log (made
+    and committed here; if the checkpointer made one of that size meanwhile, that one)."""
+    needed = max(leaf_indices, default=-1) + 1
+    latest = log.latest_checkpoint(session)
+    if latest is not None and latest.tree_size >= needed:
+        return latest
+    try:
+        with session.begin_nested():
+            log.make_checkpoint(session, key)
+    except IntegrityError:  # the checkpointer signed the same size first
+        pass
+    session.commit()
+    latest = log.latest_checkpoint(session)
+    if latest is None or latest.tree_size < needed:
+        if needed == 0:
+            raise NothingLogged("the log has no leaf yet: no checkpoint can be signed for the bundle")
+        raise RuntimeError(f"no checkpoint covers leaf {needed - 1}: the log's tables are damaged")
+    return latest
+
+
+def log_part(session: Session, checkpoint: LogCheckpoint, leaf_indices: Sequence[int]) -> LogPart:
+    size = checkpoint.tree_size
+    proofs = log.inclusion_proofs(session, leaf_indices, size)
+    lines = [{"hashes": [b64(h) for h in proofs[i]], "leaf_index": i, "tree_size": size} for i in leaf_indices]
+    consistency = []
+    for old in _kept_checkpoints(session, size):
+        hashes = log.consistency_proof(session, old.tree_size, size)
+        consistency.append(
+            {
+                "hashes": [b64(h) for h in hashes],
+                "new_size": size,
+                "old_root": b64(old.root_hash),
+                "old_size": old.tree_size,
+            }
+        )
+    return LogPart(checkpoint, lines, consistency)
+
+
+def _kept_checkpoints(session: Session, size: int) -> list[LogCheckpoint]:
+    """The checkpoints smaller than ``size`` a verifier may hold: those earlier exports led to, each day's last."""
+    exported = select(EvidenceExport.checkpoint_size).where(EvidenceExport.checkpoint_size < size).distinct()
+    rows = session.execute(
+        select(LogCheckpoint.tree_size, LogCheckpoint.made_at)
+        .where(LogCheckpoint.tree_size < size)
+        .order_by(LogCheckpoint.tree_size)
+    )
+    last_of_day: dict[date, int] = {}
+    for tree_size, made_at in rows:
+        last_of_day[made_at.astimezone(CHINA).date()] = tree_size  # ascending: the last one stays
+    sizes = set(last_of_day.values()) | set(session.scalars(exported))
+    if not sizes:
+        return []
+    found = session.scalars(select(LogCheckpoint).where(LogCheckpoint.tree_size.in_(sorted(sizes))))
+    return sorted(found, key=lambda row: row.tree_size)

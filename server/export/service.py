@@ -1,0 +1,295 @@
+"""Exporting a case's evidence: one service function, called by the CLI and the API alike.
+
+1. The records are gathered and the checkpoint that covers them chosen (or signed), with its RFC 3161 time stamp
+   (kept, or asked of the TSA now; a TSA that does not answer leaves the bundle without one, and says so in the log).
+2. Every file but the report is staged in a zip of its own, with a signed manifest, and ``seal-verify`` checks it.
+3. The report is rendered from the records and that verdict; the bundle is the staged files plus the report, under
+   a new signed manifest, written to a temporary file beside ``target``.
+4. The export is recorded (an audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry
+   a consistency proof from it) and committed; only then is the file renamed to ``target``. A failure on the way
+   leaves no partial bundle and no record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from seal_verify import verify_bundle
+from seal_verify.timestamp import TimestampVerdict, verify_timestamp
+from server.audit.service import Actor, record_audit
+from server.config import Settings
+from server.core.base import utc_now
+from server.core.db import make_session_factory
+from server.errors import NotFound
+from server.evidence.checkpoints import LogKey
+from server.evidence.errors import TimestampFailed
+from server.evidence.models import LogCheckpoint
+from server.evidence.snapshot_files import SnapshotStore
+from server.evidence.timestamps import stamp_checkpoint, timestamp_of
+from server.evidence.tsa import TsaClient
+from server.export.bundle import BundleWriter, Progress, json_lines, readme
+from server.export.errors import ExportFailed
+from server.export.facts import report_facts
+from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, gather, ts
+from server.export.models import EvidenceExport
+from server.export.proofs import LogPart, covering_checkpoint, log_part
+from server.export.report import CheckpointFacts, render_report
+from server.removal.proofs import EXTENSIONS, ProofStore
+from server.seals.cases import find_case
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    case_no: str
+    events: int
+    snapshots: int
+    checkpoint_size: int
+    manifest_sha256: str
+    verified: bool  # seal-verify's verdict on the staged files
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What an export needs of the server's configuration."""
+
+    snapshot_dir: Path
+    proof_dir: Path
+    offline_after: timedelta
+    tsa: TsaClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExportConfig:
+        return cls(
+            settings.snapshot_dir,
+            settings.proof_dir,
+            timedelta(seconds=settings.offline_after_s),
+            TsaClient.from_settings(settings.evidence),
+        )
+
+
+@dataclass
+class _Staged:
+    evidence: CaseEvidence
+    proofs: LogPart
+    stamp: tuple[bytes, bytes] | None
+    head: JsonDict
+
+
+def export_case(
+    session: Session,
+    *,
+    case_no: str,
+    target: Path,
+    log_key: LogKey,
+    config: ExportConfig,
+    actor: Actor | None,
+    exported_by: str,
+    time_range: TimeRange = ALL_TIME,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
+    staged = _prepare(session, case_no, log_key, config, exported_by, time_range)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage, temp = _temp_beside(target, ".stage"), _temp_beside(target, ".part")
+    try:
+        manifest, verdict_ok = _write(staged, stage, temp, log_key, config, progress)
+        digest = hashlib.sha256(manifest).hexdigest()
+        _record(session, staged, actor=actor, exported_by=exported_by, digest=digest)
+        session.commit()
+        os.replace(temp, target)
+    except OSError as exc:
+        raise ExportFailed(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        stage.unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
+    evidence, size = staged.evidence, staged.proofs.checkpoint.tree_size
+    present = sum(1 for s in evidence.snapshots if s["present"])
+    logger.info(
+        "case %s exported to %s: %d events, %d snapshots, checkpoint %d%s",
+        evidence.case_no,
+        target,
+        len(evidence.events),
+        present,
+        size,
+        "" if verdict_ok else " — its own verification FAILED (see the report)",
+    )
+    return ExportResult(target, evidence.case_no, len(evidence.events), present, size, digest, verdict_ok)
+
+
+def _prepare(
+    session: Session, case_no: str, log_key: LogKey, config: ExportConfig, exported_by: str, time_range: TimeRange
+) -> _Staged:
+    case = find_case(session, case_no=case_no)
+    if case is None:
+        raise NotFound(f"unknown case {case_no!r}")
+    evidence = gather(session, case, time_range)
+    leaves = evidence.leaf_indices()
+    checkpoint = covering_checkpoint(session, log_key, leaves)
+    proofs = log_part(session, checkpoint, leaves)
+    stamp = _timestamp(session, checkpoint, config.tsa)
+    head = {
+        "case_no": case.case_no,
+        "checkpoint_size": checkpoint.tree_size,
+        "exported_at": ts(utc_now()),
+        "exported_by": exported_by,
+        "log_key": log_key.verifier(),
+        "log_origin": log_key.origin,
+        "range": time_range.as_json(),
+    }
+    return _Staged(evidence, proofs, stamp, head)
+
+
+def _timestamp(session: Session, checkpoint: LogCheckpoint, tsa: TsaClient | None) -> tuple[bytes, bytes] | None:
+    """The checkpoint's token and chain: the kept ones, or (with a TSA) asked for now; ``None`` without."""
+    kept = timestamp_of(session, checkpoint)
+    if kept is not None or tsa is None:
+        return kept
+    session.commit()  # no transaction open while the TSA is asked (SQLite: it would hold the write lock)
+    try:
+        return stamp_checkpoint(make_session_factory(session.get_bind()), checkpoint.tree_size, tsa)  # type: ignore[arg-type]
+    except TimestampFailed as exc:
+        logger.warning("the export's checkpoint %d has no time stamp: %s", checkpoint.tree_size, exc)
+        return None
+
+
+def _temp_beside(target: Path, suffix: str) -> Path:
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(handle)
+    return Path(name)
+
+
+def _write(
+    staged: _Staged, stage: Path, temp: Path, log_key: LogKey, config: ExportConfig, progress: Progress | None
+) -> tuple[bytes, bool]:
+    """Stage the files, verify them, render the report; write the bundle. Its manifest, and the staged verdict."""
+    evidence, verifier = staged.evidence, staged.head["log_key"]
+    step = progress.phase if progress is not None else (lambda _what: None)
+    step(f"staging {len(evidence.events)} events and their files")
+    with BundleWriter(stage, progress=progress, compress=False) as writer:
+        _write_evidence(writer, evidence, staged, config)
+        writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin)
+    step("verifying the staged files (seal-verify)")
+    verdict = verify_bundle(stage, log_key=verifier)
+    checkpoint = staged.proofs.checkpoint
+    stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
+    cp = CheckpointFacts(log_key.origin, checkpoint.tree_size, checkpoint.root_hash.hex(), verifier)
+    with zipfile.ZipFile(stage) as staged_zip, BundleWriter(temp) as writer:
+        pictures = {
+            name.removeprefix("snapshots/").removesuffix(".jpg"): staged_zip.read(name)
+            for name in staged_zip.namelist()
+            if name.startswith("snapshots/")
+        }
+        facts = report_facts(
+            evidence,
+            head=staged.head,
+            checkpoint=cp,
+            stamp=stamp_verdict,
+            verdict=verdict,
+            pictures=pictures,
+            offline_after=config.offline_after,
+        )
+        step("rendering the report")
+        report = render_report(facts)
+        step("writing the bundle")
+        for name in staged_zip.namelist():
+            if name not in ("manifest.json", "manifest.sig"):
+                writer.add(name, staged_zip.read(name))
+        writer.add("report.pdf", report)
+        return writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin), verdict.ok
+
+
+def _stamp_verdict(stamp: tuple[bytes, bytes] | None, note: bytes) -> TimestampVerdict | None:
+    return None if stamp is None else verify_timestamp(stamp[0], note, stamp[1])
+
+
+def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Staged, config: ExportConfig) -> None:
+    proofs, verifier = staged.proofs, staged.head["log_key"]
+    writer.add("README.txt", readme(evidence.case_no, verifier))
+    writer.add("case.json", json_lines([evidence.case])[:-1])
+    for device_id, record in evidence.seals.items():
+        writer.add(f"seals/{device_id}.json", json_lines([record])[:-1])
+    writer.add("events.jsonl", b"".join(line.raw + b"\n" for line in evidence.events))
+    writer.add("events-meta.jsonl", json_lines(line.meta() for line in evidence.events))
+    writer.add_files("snapshots", _snapshot_files(evidence, SnapshotStore(config.snapshot_dir)))
+    writer.add("snapshots.jsonl", json_lines(evidence.snapshots))
+    writer.add("alarms.jsonl", json_lines(evidence.alarms))
+    writer.add("commands.jsonl", json_lines(evidence.commands))
+    writer.add_files("removal proofs", _proof_files(evidence, ProofStore(config.proof_dir)))
+    writer.add("removal.jsonl", json_lines(evidence.removal))
+    writer.add("audit.jsonl", b"".join(line.record + b"\n" for line in evidence.audit))
+    writer.add("audit-meta.jsonl", json_lines(line.meta() for line in evidence.audit))
+    writer.add("log/checkpoint.txt", proofs.checkpoint.note.encode("utf-8"))
+    writer.add("log/proofs.jsonl", json_lines(proofs.proofs))
+    writer.add("log/consistency.jsonl", json_lines(proofs.consistency))
+    writer.add("log/key.txt", (verifier + "\n").encode("ascii"))
+    if staged.stamp is not None:
+        writer.add("log/checkpoint.tsr", staged.stamp[0])
+        writer.add("log/tsa-chain.pem", staged.stamp[1])
+
+
+def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Path]]:
+    """The held snapshots' files; a row whose file is gone is listed ``present: false`` (and logged)."""
+    found = []
+    for record in evidence.snapshots:
+        if not record["present"]:
+            continue
+        path = store.path_for(record["sha256"])
+        if path.is_file():
+            found.append((f"snapshots/{record['sha256']}.jpg", path))
+        else:
+            logger.warning("snapshot %s of case %s is recorded but its file is missing", path, evidence.case_no)
+            record.update(present=False, received_at=None, size=None)
+    return found
+
+
+def _proof_files(evidence: CaseEvidence, store: ProofStore) -> list[tuple[str, Path]]:
+    found: dict[str, Path] = {}
+    for request in evidence.removal:
+        for proof in request["proofs"]:
+            path = store.proof_path(proof["sha256"], proof["media_type"])
+            proof["present"] = path.is_file()
+            if proof["present"]:
+                found[f"removal/{proof['sha256']}{EXTENSIONS[proof['media_type']][0]}"] = path
+            else:
+                logger.warning("removal proof %s of case %s is missing", path, evidence.case_no)
+    return sorted(found.items())
+
+
+def _record(session: Session, staged: _Staged, *, actor: Actor | None, exported_by: str, digest: str) -> None:
+    evidence, size = staged.evidence, staged.proofs.checkpoint.tree_size
+    session.add(
+        EvidenceExport(
+            case_no=evidence.case_no,
+            checkpoint_size=size,
+            exported_at=utc_now(),
+            exported_by=exported_by[:64],
+            events=len(evidence.events),
+            manifest_sha256=digest,
+        )
+    )
+    details = {
+        "checkpoint_size": size,
+        "events": len(evidence.events),
+        "exported_by": exported_by,
+        "manifest_sha256": digest,
+    }
+    record_audit(
+        session,
+        actor=actor,
+        action="evidence.export",
+        target=evidence.case_no,
+        case_no=evidence.case_no,
+        details=details,
+    )
