@@ -2,6 +2,8 @@
 DEMO_SECONDS ?= 0
 DEMO_DIR ?= var/demo
 VENV := .venv
+# pytest-xdist workers: the suites mostly wait on real brokers, servers and browsers, so more workers than cores pay.
+TEST_WORKERS ?= 4
 
 .PHONY: setup demo test lint clean
 
@@ -16,7 +18,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf var/demo .pytest_cache .mypy_cache .ruff_cache

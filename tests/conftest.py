@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the reliability suites at their full counts (also SEAL_LONG_TESTS=1); see docs/reliability.md",
     )
+
+
+#: Modules whose PostgreSQL variants run only in the full run (``pytest --long`` or ``SEAL_LONG_TESTS=1``): they test
+#: HTTP routes, permissions, pages and command-line parsing, where the database is storage only, and their SQLite
+#: variants run always. Every module that tests what the database does (the ingest, chains, the Merkle log, migrations,
+#: locks and races, removal and command workflows, time stamps, the export) keeps its PostgreSQL variant in the default
+#: run, as do the end-to-end tests.
+PG_IN_FULL_RUN_ONLY = frozenset(
+    {
+        "tests/server/test_api.py",
+        "tests/server/test_api_access.py",
+        "tests/server/test_api_bounds.py",
+        "tests/server/test_api_fuzz.py",
+        "tests/server/test_auth_cli.py",
+        "tests/server/test_authz_matrix.py",
+        "tests/server/test_cli.py",
+        "tests/server/test_docs_offline.py",
+        "tests/server/test_notices.py",
+        "tests/web/test_case_pages.py",
+        "tests/web/test_creditor_pages.py",
+        "tests/web/test_pages.py",
+        "tests/web/test_portal_pages.py",
+        "tests/web/test_seal_audit_admin_pages.py",
+    }
+)
+
+
+def full_run(config: pytest.Config) -> bool:
+    """The full run: ``pytest --long`` or ``SEAL_LONG_TESTS=1`` (full counts, every variant)."""
+    return bool(config.getoption("--long", default=False)) or os.environ.get("SEAL_LONG_TESTS", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside the full run, leave out the PostgreSQL variants of :data:`PG_IN_FULL_RUN_ONLY` (shown as deselected)."""
+    if full_run(config):
+        return
+    root = Path(str(config.rootpath))
+    kept, left = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        module = Path(str(item.path)).relative_to(root).as_posix()
+        (left if on_postgres and module in PG_IN_FULL_RUN_ONLY else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)

@@ -132,7 +132,7 @@ retry_interval_s = 0.2
         )
     court = Court(f"http://127.0.0.1:{http_port}")
     try:
-        assert wait_until(lambda: _healthy(court), 30), log.read_text()
+        assert wait_until(lambda: _healthy(court), 90), log.read_text()
         court.login("clerk", CLERK_PASSWORD)
         yield court, {"seals": seals, "log": log}
     finally:
@@ -181,7 +181,7 @@ def test_disarm_is_acknowledged_and_an_offline_seal_s_command_expires(
     try:
         # Both seals have spoken (their MQTT sessions exist); then B's agent is stopped.
         for device_id in seals:
-            assert wait_until(lambda d=device_id: court.get(f"/api/seals/{d}")["last_event_at"] is not None, 30), (
+            assert wait_until(lambda d=device_id: court.get(f"/api/seals/{d}")["last_event_at"] is not None, 90), (
                 log.read_text()
             )
         stop(agents[SEAL_B])

@@ -134,7 +134,7 @@ public_base_url = "https://seal.court.example"
         )
     api = Court(f"http://127.0.0.1:{http_port}")
     try:
-        assert wait_until(lambda: _connected(api), 30), log.read_text()
+        assert wait_until(lambda: _connected(api), 90), log.read_text()
         yield api, seal_config, log
     finally:
         api.http.close()

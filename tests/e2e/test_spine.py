@@ -103,7 +103,7 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
                 return list(session.scalars(select(Event).order_by(Event.device_id, Event.seq)))
 
         # Wait for each seal's start-up event so the pin is being watched, then walk into the room.
-        assert wait_until(lambda: {e.device_id for e in rows()} == set(CASES), 30), server_log.read_text()
+        assert wait_until(lambda: {e.device_id for e in rows()} == set(CASES), 90), server_log.read_text()
         for agent in agents.values():
             assert agent.stdin is not None
             agent.stdin.write("m\n")
@@ -116,7 +116,7 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
                     found[event.device_id].append(event)
             return found
 
-        assert wait_until(lambda: all(intrusions().values()), 30), server_log.read_text()
+        assert wait_until(lambda: all(intrusions().values()), 90), server_log.read_text()
         with wave.open(str(DEFAULT_SOUNDS_DIR / "warning_zh.wav")) as wav:
             pcm = wav.readframes(wav.getnframes())
         for device_id, sink in sinks.items():

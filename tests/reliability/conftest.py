@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from seal_dev.broker import PrivateBroker
+from tests.conftest import full_run
 from tests.reliability.harness import Court, Seal, court_key
 
 LONG_ENV = "SEAL_LONG_TESTS"
@@ -17,9 +17,7 @@ LONG_ENV = "SEAL_LONG_TESTS"
 LONG_TIMEOUT_S = 1800
 
 
-def long_run(config: pytest.Config) -> bool:
-    """Full counts: ``pytest --long`` or ``SEAL_LONG_TESTS=1``."""
-    return bool(config.getoption("--long", default=False)) or os.environ.get(LONG_ENV, "") not in ("", "0")
+long_run = full_run
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
