@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from seal_protocol import EventType, canonical_json, snapshot_topic
+from seal_verify import merkle as verifier
 from server.alarms.models import Alarm
 from server.app import create_app
 from server.audit.models import AuditEntry
@@ -180,8 +181,9 @@ def test_reads_of_evidence_and_notes_are_the_case_s_entries_with_proofs(
             assert body["record"].encode() == entry.record and body["leaf_index"] == leaf.leaf_index
             signed = open_checkpoint(body["checkpoint"], published)
             proof_hashes = [bytes.fromhex(h) for h in body["proof"]]
-            merkle.verify_inclusion(
-                leaf.leaf_index, signed.tree_size, merkle.leaf_hash(entry.record), proof_hashes, signed.root_hash
+            leaf_hash = merkle.leaf_hash(entry.record)
+            assert verifier.root_from_inclusion(leaf.leaf_index, signed.tree_size, leaf_hash, proof_hashes) == (
+                signed.root_hash
             )
         first = pairs[0][0].id
         assert (

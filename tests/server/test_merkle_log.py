@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from seal_protocol import EventType
+from seal_verify import merkle as verifier
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
@@ -95,14 +96,14 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
             leaf = merkle.leaf_hash(event.raw)
             assert body["leaf_hash"] == leaf.hex() and body["tree_size"] == signed.tree_size
             proof = [bytes.fromhex(h) for h in body["proof"]]
-            merkle.verify_inclusion(body["leaf_index"], signed.tree_size, leaf, proof, signed.root_hash)
+            assert verifier.root_from_inclusion(body["leaf_index"], signed.tree_size, leaf, proof) == signed.root_hash
 
         with session_factory() as session:
             old_root = log.root_hash(session, first)
         answer = client.get("/api/log/consistency", params={"old": first, "new": second}, headers=headers)
         assert answer.status_code == 200, answer.text
         proof = [bytes.fromhex(h) for h in answer.json()["proof"]]
-        merkle.verify_consistency(first, second, old_root, checkpoint.root_hash, proof)
+        verifier.verify_consistency(first, second, old_root, checkpoint.root_hash, proof)
         too_far = {"old": first, "new": 999}
         assert client.get("/api/log/consistency", params=too_far, headers=headers).status_code == 400
 
