@@ -18,7 +18,7 @@ from server.app import create_app
 from server.audit.models import AuditEntry
 from server.audit.service import acting_as, at_text, entry_record, record_audit
 from server.auth.access import Role
-from server.auth.users import get_user
+from server.auth.users import get_user, unassign_user
 from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
@@ -202,3 +202,21 @@ def test_reads_of_evidence_and_notes_are_the_case_s_entries_with_proofs(
             newest = session.scalar(select(func.max(AuditEntry.id)))
         assert client.get(f"/api/log/inclusion/audit/{newest}", headers=judge).status_code == 409
     assert_whole_tree(session_factory)
+
+
+def test_taking_a_user_off_a_case_typed_with_full_width_parentheses_is_an_entry_of_that_case(
+    session_factory: SessionFactory,
+) -> None:
+    """The clerk's form passes the case number as typed: the entry must still name the case as stored, or it is
+    missing from the case's export and from its judge's proofs."""
+    register(session_factory, SimulatedSeal("seal-a", CASE_A))
+    add_user(session_factory, "judge-a", Role.JUDGE, [CASE_A])
+    add_user(session_factory, "clerk", Role.CLERK)
+    typed = CASE_A.replace("(", "（").replace(")", "）")
+    with session_scope(session_factory) as session:
+        clerk = get_user(session, username="clerk")
+        unassign_user(session, actor=clerk, user=get_user(session, username="judge-a"), case_no=typed)
+    with session_factory() as session:
+        entries = [e for e, _ in log.audit_leaves_of_case(session, CASE_A) if e.action == "case.unassign"]
+        assert len(entries) == 1
+        assert entries[0].target == CASE_A and json.loads(entries[0].record)["case_no"] == CASE_A
