@@ -220,3 +220,36 @@ def test_taking_a_user_off_a_case_typed_with_full_width_parentheses_is_an_entry_
         entries = [e for e, _ in log.audit_leaves_of_case(session, CASE_A) if e.action == "case.unassign"]
         assert len(entries) == 1
         assert entries[0].target == CASE_A and json.loads(entries[0].record)["case_no"] == CASE_A
+
+
+def test_a_picture_shown_again_and_again_is_one_entry_per_reader_not_a_leaf_per_page_view(
+    database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """The pages show thumbnails through ``/api/snapshots/{sha}`` (no-store): every page view and every live update
+    of an overview tile fetches them again. A repeated identical read by the same user within the window is not
+    re-recorded; another user's read, or a read of other evidence, is."""
+    client, sha, _request_id = world(database_url, session_factory, tmp_path)
+    with client:
+        judge, clerk = bearer(session_factory, "judge-a"), bearer(session_factory, "clerk")
+        case_url = f"/api/cases/{quote(CASE_A, safe='')}"
+
+        def entries(action: str, actor: str) -> int:
+            with session_factory() as session:
+                return sum(
+                    1 for e, _ in log.audit_leaves_of_case(session, CASE_A) if (e.action, e.actor) == (action, actor)
+                )
+
+        assert client.get(f"/api/snapshots/{sha}", headers=judge).status_code == 200
+        leaves = leaf_count(session_factory)
+        for _ in range(20):
+            assert client.get(f"/api/snapshots/{sha}", headers=judge).status_code == 200
+        assert leaf_count(session_factory) == leaves
+        assert entries("evidence.snapshot", "judge-a") == 1
+        assert client.get(f"/api/snapshots/{sha}", headers=clerk).status_code == 200
+        assert entries("evidence.snapshot", "clerk") == 1
+
+        for _ in range(3):
+            assert client.get(f"{case_url}/events", params={"limit": 5}, headers=judge).status_code == 200
+        assert entries("evidence.events", "judge-a") == 1
+        assert client.get(f"{case_url}/events", params={"limit": 4}, headers=judge).status_code == 200
+        assert entries("evidence.events", "judge-a") == 2  # another read: other details
