@@ -39,7 +39,7 @@ from server.evidence.tsa import TsaClient
 from server.export.bundle import BundleWriter, Progress, json_lines, readme
 from server.export.errors import ExportFailed
 from server.export.facts import report_facts
-from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, gather, ts
+from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
 from server.export.models import EvidenceExport
 from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.export.report import CheckpointFacts, render_report
@@ -134,10 +134,11 @@ def _prepare(
     case = find_case(session, case_no=case_no)
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")
-    evidence = gather(session, case, time_range)
-    leaves = evidence.leaf_indices()
-    checkpoint = covering_checkpoint(session, log_key, leaves)
-    proofs = log_part(session, checkpoint, leaves)
+    # The checkpoint first, then the records below it: on PostgreSQL each read sees what is committed before it, so
+    # records read first could miss an event the ingest stores meanwhile that a later checkpoint covers.
+    checkpoint = covering_checkpoint(session, log_key, case_leaves(session, case.case_no))
+    evidence = gather(session, case, time_range, below=checkpoint.tree_size)
+    proofs = log_part(session, checkpoint, evidence.leaf_indices())
     stamp = _timestamp(session, checkpoint, config.tsa)
     head = {
         "case_no": case.case_no,
