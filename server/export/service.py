@@ -6,8 +6,8 @@
 3. The report is rendered from the records and that verdict; the bundle is the staged files plus the report, under
    a new signed manifest, written to a temporary file beside ``target``.
 4. The export is recorded (an audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry
-   a consistency proof from it) and committed; only then is the file renamed to ``target``. A failure on the way
-   leaves no partial bundle and no record.
+   a consistency proof from it) in a short transaction of its own, and committed; only then is the file renamed to
+   ``target``. A failure on the way leaves no partial bundle and no record.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def export_case(
 ) -> ExportResult:
     """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
     staged = _prepare(session, case_no, log_key, config, exported_by, time_range)
+    session.commit()  # no transaction while the bundle is staged, verified and rendered (SQLite: its write lock)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage, temp = _temp_beside(target, ".stage"), _temp_beside(target, ".part")
     try:
