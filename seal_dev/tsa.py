@@ -14,6 +14,7 @@ import logging
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -152,7 +153,9 @@ def refusal(pki: TsaPki) -> bytes:
 
 
 #: How the local TSA answers: as a TSA does, with HTTP 500, with bytes that are no TimeStampResp, or with a refusal.
-Fault = Literal["none", "http-500", "garbage", "refuse"]
+#: ``trickle``: the right answer, a byte every :data:`TRICKLE_S` seconds (a TSA that answers, slowly).
+Fault = Literal["none", "http-500", "garbage", "refuse", "trickle"]
+TRICKLE_S = 0.2
 
 
 class LocalTsa:
@@ -198,7 +201,16 @@ class LocalTsa:
                 self.send_header("Content-Type", "application/timestamp-reply")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if tsa.fault != "trickle":
+                    self.wfile.write(body)
+                    return
+                try:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(TRICKLE_S)
+                except OSError:  # the client gave up
+                    pass
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the http.server name)
                 logger.debug("local TSA: " + format, *args)

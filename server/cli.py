@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--actor",
         metavar="NAME",
-        help="who runs the command, for the audit log (recorded as cli:NAME; default: the OS user)",
+        help="who runs the command, for the audit log (recorded as cli:NAME; default: the OS user; not for run)",
     )
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return run_init(args, _out)
         settings = load_settings(args.config)
+        if args.command == "run":  # the server's entries name their users ('-': an anonymous caller), not its OS user
+            return _dispatch(args, settings)
         with acting_as(cli_actor_name(args.actor or _os_user())):
             return _dispatch(args, settings)
     except ConfigError as exc:

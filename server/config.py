@@ -211,7 +211,9 @@ class EvidenceSettings(BaseModel):
         "chain the TSA returned is self-consistent (ends in its own self-signed root), which does not say who the "
         "TSA is; set it for a TSA you trust.",
     )
-    tsa_timeout_s: float = Field(10.0, ge=0.5, le=300, description="How long to wait for the TSA's answer.")
+    tsa_timeout_s: float = Field(
+        10.0, ge=0.5, le=300, description="How long to wait for the TSA's whole answer (connecting, sending, reading)."
+    )
 
 
 class NoticeSettings(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
@@ -23,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.api.params import CaseNoPath, DeviceIdPath
-from server.audit.service import record_audit
+from server.audit.service import record_read
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.client_address import client_address
@@ -44,6 +45,8 @@ Responses = dict[int | str, dict[str, Any]]
 SESSION_COOKIE = "seal_session"
 CSRF_HEADER = "X-Requested-With"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The same read of evidence by the same user within this time is one audit entry (thumbnails shown again).
+READ_REPEAT_WINDOW = timedelta(minutes=10)
 
 
 def get_context(request: Request) -> ServerContext:
@@ -76,10 +79,19 @@ def audit_read(
     case_no: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Record a read of evidence (one entry per request; ``evidence.*`` actions) in a writing session of its own:
-    the request's session of a GET only reads. Called once the read is allowed and its evidence found."""
+    """Record a read of evidence (``evidence.*`` actions) in a writing session of its own: the request's session of
+    a GET only reads. Called once the read is allowed and its evidence found. The same read by the same user within
+    :data:`READ_REPEAT_WINDOW` is recorded once (:func:`~server.audit.service.record_read`)."""
     with session_scope(context.session_factory) as session:
-        record_audit(session, actor=user, action=action, target=target, case_no=case_no, details=details)
+        record_read(
+            session,
+            actor=user,
+            action=action,
+            target=target,
+            case_no=case_no,
+            details=details,
+            within=READ_REPEAT_WINDOW,
+        )
 
 
 def client_ip(request: Request, context: ContextDep) -> str:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from server.api.deps import ContextDep, CurrentUser, SessionDep, case_with
+from server.api.deps import ContextDep, CurrentUser, case_with
 from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.errors import Invalid
@@ -39,7 +39,6 @@ Moment = Annotated[
 def export_bundle(
     case: Annotated[Case, Depends(case_with(Permission.EVIDENCE_EXPORT))],
     user: CurrentUser,
-    session: SessionDep,
     context: ContextDep,
     start: Annotated[Moment, Query(alias="from")] = None,
     end: Annotated[Moment, Query(alias="to")] = None,
@@ -50,17 +49,20 @@ def export_bundle(
     if start is not None and end is not None and start > end:
         raise Invalid("from is after to")
     workdir = Path(tempfile.mkdtemp(prefix="seal-export-"))
+    # A session that writes (the GET's own reads without SQLite's write lock, and its read snapshot could not become
+    # a write once the ingest committed): the export signs a checkpoint if it must, and records itself.
     try:
-        result = export_case(
-            session,
-            case_no=case.case_no,
-            target=workdir / "case.zip",
-            log_key=context.log_key,
-            config=ExportConfig.from_settings(context.settings),
-            actor=user,
-            exported_by=user.username,
-            time_range=TimeRange(start, end),
-        )
+        with context.session_factory() as writing:
+            result = export_case(
+                writing,
+                case_no=case.case_no,
+                target=workdir / "case.zip",
+                log_key=context.log_key,
+                config=ExportConfig.from_settings(context.settings),
+                actor=user,
+                exported_by=user.username,
+                time_range=TimeRange(start, end),
+            )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session
 
 from seal_protocol import canonical_json
@@ -128,6 +128,36 @@ def record_audit(
     session.flush()
     session.info.setdefault(_PENDING, []).append(entry)
     return entry
+
+
+def record_read(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    target: str,
+    case_no: str | None,
+    details: dict[str, Any] | None,
+    within: timedelta,
+) -> AuditEntry | None:
+    """Record a read of evidence by ``actor`` (:func:`record_audit`), unless the same read — same action, target,
+    case and details — by the same user is recorded less than ``within`` ago: then ``None``. A page shown again, or
+    an overview tile updated live, fetches its pictures again; each would otherwise be an entry and a leaf of the
+    log, while nothing new was read. Two such reads at the same moment on PostgreSQL may both be recorded."""
+    details = details or {}
+    same_case = AuditEntry.case_no.is_(None) if case_no is None else AuditEntry.case_no == case_no
+    recent = session.scalars(
+        select(AuditEntry.details).where(
+            AuditEntry.actor_id == actor.id,
+            AuditEntry.action == action,
+            AuditEntry.target == target[:128],
+            same_case,
+            AuditEntry.at >= utc_now() - within,
+        )
+    )
+    if any(seen == details for seen in recent):
+        return None
+    return record_audit(session, actor=actor, action=action, target=target, case_no=case_no, details=details)
 
 
 def _next_id(session: Session) -> int:

@@ -22,7 +22,7 @@ from server.auth.sessions import revoke_user_sessions
 from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.seals.case_numbers import canonical_case_no
-from server.seals.cases import get_case
+from server.seals.cases import find_case, get_case
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
@@ -125,7 +125,7 @@ def assign_user(session: Session, *, actor: Actor | None, user: User, case_no: s
 
 def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> None:
     """Take ``user`` off a case (:func:`unassign_case`), and record it (``case.unassign``)."""
-    unassign_case(session, user=user, case_no=case_no)
+    case_no = unassign_case(session, user=user, case_no=case_no)
     details = {"username": user.username}
     record_audit(session, actor=actor, action="case.unassign", target=case_no, case_no=case_no, details=details)
 
@@ -146,8 +146,10 @@ def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None 
     return assignment
 
 
-def unassign_case(session: Session, *, user: User, case_no: str) -> None:
-    case_no = canonical_case_no(case_no)
+def unassign_case(session: Session, *, user: User, case_no: str) -> str:
+    """Take ``user`` off the case ``case_no`` names (however it is spelt); the case number as stored."""
+    case = find_case(session, case_no=case_no)
+    case_no = case.case_no if case is not None else canonical_case_no(case_no)
     assignment = session.scalar(
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )
@@ -155,6 +157,7 @@ def unassign_case(session: Session, *, user: User, case_no: str) -> None:
         raise NotFound(f"user {user.username!r} is not assigned to case {case_no!r}")
     session.delete(assignment)
     session.flush()
+    return case_no
 
 
 def assigned_case_nos(session: Session, *, user: User) -> list[str]:

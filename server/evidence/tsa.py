@@ -2,18 +2,21 @@
 bytes (a checkpoint's note), and returns it only once it verifies.
 
 The query (``rfc3161-client``) asks for SHA-256, a random nonce and the TSA's certificates; it is POSTed as
-``application/timestamp-query`` (stdlib ``urllib``: one request, no session to keep). The answer must be a granted
-``TimeStampResp`` with the query's nonce, and :func:`seal_verify.timestamp.verify_timestamp` must accept it: the
-imprint, the TSA's signature, and its chain at the token's genTime — to the roots of ``[evidence] tsa_ca_file`` when
-set, else to the chain's own self-signed root (self-consistent only, not pinned).
+``application/timestamp-query`` (stdlib ``http.client``: one request, no session to keep; ``tsa_timeout_s`` bounds
+the whole exchange). The answer must be a granted ``TimeStampResp`` with the query's nonce, and
+:func:`seal_verify.timestamp.verify_timestamp` must accept it: the imprint, the TSA's signature, and its chain at the
+token's genTime — to the roots of ``[evidence] tsa_ca_file`` when set, else to the chain's own self-signed root
+(self-consistent only, not pinned).
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import urllib.error
-import urllib.request
+import socket
+import threading
+import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 #: The largest answer read from a TSA (a token with a long chain is a few kilobytes).
 MAX_RESPONSE_BYTES = 1 << 20
+HEADERS = {"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"}
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,45 @@ class TsaClient:
             ) from None
 
     def _post(self, query: bytes) -> bytes:
-        headers = {"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"}
-        request = urllib.request.Request(self.url, data=query, headers=headers, method="POST")
+        """POST ``query``; the answer's body. The whole exchange is bounded by ``timeout_s`` (a watchdog shuts the
+        socket down then), not only each read: a TSA trickling its answer is given up like one that is down."""
+        url = urllib.parse.urlsplit(self.url)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection = kind(url.hostname or "", url.port, timeout=self.timeout_s)
+        late = threading.Event()
+        watchdog: threading.Timer | None = None
+        started = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:  # noqa: S310 (http(s) by config)
-                body: bytes = answer.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            raise TimestampFailed("http_error", f"the TSA {self.url} answered HTTP {exc.code} {exc.reason}") from None
-        except urllib.error.URLError as exc:
-            raise TimestampFailed("unreachable", f"the TSA {self.url} cannot be reached: {exc.reason}") from None
+            connection.connect()  # within timeout_s; the socket is the watchdog's (the connection lets go of it)
+            remaining = max(self.timeout_s - (time.monotonic() - started), 0.0)
+            watchdog = threading.Timer(remaining, _cut, args=(connection.sock, late))
+            watchdog.start()
+            connection.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), query, HEADERS)
+            answer = connection.getresponse()
+            body = answer.read(MAX_RESPONSE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
-            raise TimestampFailed("unreachable", f"the TSA {self.url} did not answer: {exc!r}") from None
+            why = f"did not answer within {self.timeout_s:g} s" if late.is_set() else f"cannot be reached: {exc!r}"
+            raise TimestampFailed("unreachable", f"the TSA {self.url} {why}") from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            connection.close()
+        if late.is_set():  # cut off at the end: what was read may be short
+            raise TimestampFailed("unreachable", f"the TSA {self.url} did not answer within {self.timeout_s:g} s")
+        if answer.status != 200:
+            raise TimestampFailed("http_error", f"the TSA {self.url} answered HTTP {answer.status} {answer.reason}")
         if len(body) > MAX_RESPONSE_BYTES:
             raise TimestampFailed("malformed", f"the TSA's answer is larger than {MAX_RESPONSE_BYTES} bytes")
         return body
+
+
+def _cut(sock: socket.socket, late: threading.Event) -> None:
+    """The watchdog's act: wake the read under way (shutdown, unlike close, does that from another thread)."""
+    late.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _decode(body: bytes) -> TimeStampResponse:

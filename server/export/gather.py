@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import utc_now_ms
@@ -97,10 +97,27 @@ def ts(moment: datetime | None) -> str | None:
     return None if moment is None else utc_now_ms(moment)
 
 
-def gather(session: Session, case: Case, time_range: TimeRange) -> CaseEvidence:
-    """The evidence of ``case`` in ``time_range``, as the bundle lists it."""
+def case_leaves(session: Session, case_no: str) -> list[int]:
+    """The last leaf of the case's events and audit entries in the log (none: an empty list), for choosing the
+    checkpoint."""
+    last_event = select(func.max(LogLeaf.leaf_index)).join(Event, LogLeaf.event_id == Event.id)
+    last_entry = select(func.max(LogLeaf.leaf_index)).join(AuditEntry, LogLeaf.audit_id == AuditEntry.id)
+    found = [
+        index
+        for index in (
+            session.scalar(last_event.where(Event.case_no == case_no)),
+            session.scalar(last_entry.where(AuditEntry.case_no == case_no)),
+        )
+        if index is not None
+    ]
+    return [max(found)] if found else []
+
+
+def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -> CaseEvidence:
+    """The evidence of ``case`` in ``time_range`` whose leaves are below ``below`` (the checkpoint's tree size), as
+    the bundle lists it."""
     names = _usernames(session)
-    events = _events(session, case.case_no, time_range)
+    events = _events(session, case.case_no, time_range, below)
     device_ids = sorted({e.device_id for e in events} | _bound_devices(session, case.case_no))
     return CaseEvidence(
         case_no=case.case_no,
@@ -111,7 +128,7 @@ def gather(session: Session, case: Case, time_range: TimeRange) -> CaseEvidence:
         alarms=_alarms(session, case.case_no, names),
         commands=_commands(session, case.case_no, names),
         removal=_removal(session, case.case_no, names),
-        audit=_audit(session, case.case_no, time_range),
+        audit=_audit(session, case.case_no, time_range, below),
     )
 
 
@@ -119,11 +136,11 @@ def _usernames(session: Session) -> dict[int, str]:
     return {row.id: row.username for row in session.execute(select(User.id, User.username))}
 
 
-def _events(session: Session, case_no: str, time_range: TimeRange) -> list[EventLine]:
+def _events(session: Session, case_no: str, time_range: TimeRange, below: int) -> list[EventLine]:
     query = (
         select(Event.raw, Event.device_id, Event.seq, Event.event_id, Event.received_at, LogLeaf.leaf_index)
         .outerjoin(LogLeaf, LogLeaf.event_id == Event.id)
-        .where(Event.case_no == case_no)
+        .where(Event.case_no == case_no, or_(LogLeaf.leaf_index.is_(None), LogLeaf.leaf_index < below))
     )
     if time_range.start is not None:
         query = query.where(Event.ts >= time_range.start)
@@ -136,12 +153,13 @@ def _events(session: Session, case_no: str, time_range: TimeRange) -> list[Event
     return lines
 
 
-def _audit(session: Session, case_no: str, time_range: TimeRange) -> list[AuditLine]:
+def _audit(session: Session, case_no: str, time_range: TimeRange, below: int) -> list[AuditLine]:
     """The case's audit entries (those whose ``at`` lies in the range) with their leaves, by leaf index."""
     return [
         AuditLine(entry.record, entry.id, leaf.leaf_index)
         for entry, leaf in log.audit_leaves_of_case(session, case_no)
-        if (time_range.start is None or entry.at >= time_range.start)
+        if leaf.leaf_index < below
+        and (time_range.start is None or entry.at >= time_range.start)
         and (time_range.end is None or entry.at <= time_range.end)
     ]
 

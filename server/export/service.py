@@ -6,8 +6,8 @@
 3. The report is rendered from the records and that verdict; the bundle is the staged files plus the report, under
    a new signed manifest, written to a temporary file beside ``target``.
 4. The export is recorded (an audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry
-   a consistency proof from it) and committed; only then is the file renamed to ``target``. A failure on the way
-   leaves no partial bundle and no record.
+   a consistency proof from it) in a short transaction of its own, and committed; only then is the file renamed to
+   ``target``. A failure on the way leaves no partial bundle and no record.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from server.evidence.tsa import TsaClient
 from server.export.bundle import BundleWriter, Progress, json_lines, readme
 from server.export.errors import ExportFailed
 from server.export.facts import report_facts
-from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, gather, ts
+from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
 from server.export.models import EvidenceExport
 from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.export.report import CheckpointFacts, render_report
@@ -101,6 +101,7 @@ def export_case(
 ) -> ExportResult:
     """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
     staged = _prepare(session, case_no, log_key, config, exported_by, time_range)
+    session.commit()  # no transaction while the bundle is staged, verified and rendered (SQLite: its write lock)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage, temp = _temp_beside(target, ".stage"), _temp_beside(target, ".part")
     try:
@@ -134,10 +135,11 @@ def _prepare(
     case = find_case(session, case_no=case_no)
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")
-    evidence = gather(session, case, time_range)
-    leaves = evidence.leaf_indices()
-    checkpoint = covering_checkpoint(session, log_key, leaves)
-    proofs = log_part(session, checkpoint, leaves)
+    # The checkpoint first, then the records below it: on PostgreSQL each read sees what is committed before it, so
+    # records read first could miss an event the ingest stores meanwhile that a later checkpoint covers.
+    checkpoint = covering_checkpoint(session, log_key, case_leaves(session, case.case_no))
+    evidence = gather(session, case, time_range, below=checkpoint.tree_size)
+    proofs = log_part(session, checkpoint, evidence.leaf_indices())
     stamp = _timestamp(session, checkpoint, config.tsa)
     head = {
         "case_no": case.case_no,

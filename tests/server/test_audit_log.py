@@ -19,7 +19,7 @@ from server.app import create_app
 from server.audit.models import AuditEntry
 from server.audit.service import acting_as, at_text, entry_record, record_audit
 from server.auth.access import Role
-from server.auth.users import get_user
+from server.auth.users import get_user, unassign_user
 from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
@@ -204,3 +204,54 @@ def test_reads_of_evidence_and_notes_are_the_case_s_entries_with_proofs(
             newest = session.scalar(select(func.max(AuditEntry.id)))
         assert client.get(f"/api/log/inclusion/audit/{newest}", headers=judge).status_code == 409
     assert_whole_tree(session_factory)
+
+
+def test_taking_a_user_off_a_case_typed_with_full_width_parentheses_is_an_entry_of_that_case(
+    session_factory: SessionFactory,
+) -> None:
+    """The clerk's form passes the case number as typed: the entry must still name the case as stored, or it is
+    missing from the case's export and from its judge's proofs."""
+    register(session_factory, SimulatedSeal("seal-a", CASE_A))
+    add_user(session_factory, "judge-a", Role.JUDGE, [CASE_A])
+    add_user(session_factory, "clerk", Role.CLERK)
+    typed = CASE_A.replace("(", "（").replace(")", "）")
+    with session_scope(session_factory) as session:
+        clerk = get_user(session, username="clerk")
+        unassign_user(session, actor=clerk, user=get_user(session, username="judge-a"), case_no=typed)
+    with session_factory() as session:
+        entries = [e for e, _ in log.audit_leaves_of_case(session, CASE_A) if e.action == "case.unassign"]
+        assert len(entries) == 1
+        assert entries[0].target == CASE_A and json.loads(entries[0].record)["case_no"] == CASE_A
+
+
+def test_a_picture_shown_again_and_again_is_one_entry_per_reader_not_a_leaf_per_page_view(
+    database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """The pages show thumbnails through ``/api/snapshots/{sha}`` (no-store): every page view and every live update
+    of an overview tile fetches them again. A repeated identical read by the same user within the window is not
+    re-recorded; another user's read, or a read of other evidence, is."""
+    client, sha, _request_id = world(database_url, session_factory, tmp_path)
+    with client:
+        judge, clerk = bearer(session_factory, "judge-a"), bearer(session_factory, "clerk")
+        case_url = f"/api/cases/{quote(CASE_A, safe='')}"
+
+        def entries(action: str, actor: str) -> int:
+            with session_factory() as session:
+                return sum(
+                    1 for e, _ in log.audit_leaves_of_case(session, CASE_A) if (e.action, e.actor) == (action, actor)
+                )
+
+        assert client.get(f"/api/snapshots/{sha}", headers=judge).status_code == 200
+        leaves = leaf_count(session_factory)
+        for _ in range(20):
+            assert client.get(f"/api/snapshots/{sha}", headers=judge).status_code == 200
+        assert leaf_count(session_factory) == leaves
+        assert entries("evidence.snapshot", "judge-a") == 1
+        assert client.get(f"/api/snapshots/{sha}", headers=clerk).status_code == 200
+        assert entries("evidence.snapshot", "clerk") == 1
+
+        for _ in range(3):
+            assert client.get(f"{case_url}/events", params={"limit": 5}, headers=judge).status_code == 200
+        assert entries("evidence.events", "judge-a") == 1
+        assert client.get(f"{case_url}/events", params={"limit": 4}, headers=judge).status_code == 200
+        assert entries("evidence.events", "judge-a") == 2  # another read: other details

@@ -239,8 +239,9 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
     assert f"http://127.0.0.1:{port}" in text
     assert process.returncode == 0, text
     with sqlite3.connect(tmp_path / "court.db") as db:
-        [(details,)] = db.execute("SELECT details FROM audit_log WHERE action = 'login.failed'").fetchall()
+        [(actor, details)] = db.execute("SELECT actor, details FROM audit_log WHERE action = 'login.failed'").fetchall()
         addresses = [row[0] for row in db.execute("SELECT client_ip FROM login_failures")]
+    assert actor == "-"  # an anonymous caller: not the OS user who started the server (cli:<user>)
     assert json.loads(details)["ip"] == "127.0.0.1"
     assert addresses == ["127.0.0.1"]
 

@@ -287,3 +287,16 @@ def test_the_running_workers_stamp_what_the_checkpointer_signs(
         assert api.get("/api/log/checkpoint/timestamp", params={"size": base + 2}).content == answer.content
         assert api.get("/api/log/checkpoint/timestamp", params={"size": 99}).status_code == 404
         assert api.get("/api/log/checkpoint/timestamp", params={"size": 0}).status_code == 422
+
+
+def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_within_the_timeout(tsa: LocalTsa, pki: TsaPki) -> None:
+    """``tsa_timeout_s`` bounds the whole exchange, not each read: a TSA trickling its (right) answer would otherwise
+    hold the time stamper's round, or an export waiting for its checkpoint's token, for as long as it likes."""
+    client = TsaClient(tsa.url, roots_file=pki.ca_pem, timeout_s=1)
+    assert client.stamp(b"a note\n").verdict.ok  # it answers in time when it does not trickle
+    tsa.fault = "trickle"
+    started = time.monotonic()
+    with pytest.raises(TimestampFailed) as failed:
+        client.stamp(b"a note\n")
+    assert time.monotonic() - started < 2.5
+    assert failed.value.kind == "unreachable" and "within 1" in str(failed.value)

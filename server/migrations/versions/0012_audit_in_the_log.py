@@ -181,10 +181,11 @@ def _append_entries() -> None:
 
 def downgrade() -> None:
     """Back to a log of events only: the log is rebuilt from the events, and its checkpoints (over audit leaves
-    too) are dropped; the entries lose their case and record."""
+    too) are dropped with their time stamps; the entries lose their case and record."""
     dialect = op.get_bind().dialect.name
     for table in APPEND_ONLY:
         _run(drop_statements(table, dialect))
+    op.execute("DELETE FROM log_timestamps")  # they reference the checkpoints (0011)
     op.execute("DELETE FROM log_checkpoints")
     op.execute("DELETE FROM log_nodes")
     op.execute("DELETE FROM log_leaves")
