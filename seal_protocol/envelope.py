@@ -89,7 +89,8 @@ class EventType(StrEnum):
 def utc_now_ms(now: datetime | None = None) -> str:
     """Format ``now`` (default: the current time) as the envelope's ``ts``: UTC, milliseconds, ``Z``."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y does not pad a year below 1000 to four digits (glibc), and the ts has four.
+    return moment.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def parse_ts(ts: str) -> datetime:

@@ -14,6 +14,7 @@ from seal_protocol import (
     new_envelope,
     utc_now_ms,
 )
+from seal_protocol.envelope import parse_ts
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import (
     generate_signing_key,
@@ -53,6 +54,10 @@ def test_utc_now_ms_shape():
     from datetime import UTC, datetime
 
     assert utc_now_ms(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+    # Four digits of year however small (strftime's %Y gives "999" on glibc, which parse_ts rightly refuses).
+    for year in (1, 999):
+        ts = utc_now_ms(datetime(year, 1, 1, tzinfo=UTC))
+        assert ts == f"{year:04d}-01-01T00:00:00.000Z" and parse_ts(ts) == datetime(year, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
