@@ -11,6 +11,7 @@ from typing import Any
 import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
 from seal_verify.errors import NoteError, ProofError
+from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
 from seal_verify.verdict import Check
 
@@ -210,7 +211,8 @@ def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | 
     return good
 
 
-def check_audit(check: Check, bundle: Bundle) -> list[Leaf]:
+def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
+    """Each audit line an entry of the bundle's case (``case_no``, compared normalised) with its meta line."""
     data, meta_data = bundle.get("audit.jsonl"), bundle.get("audit-meta.jsonl")
     if data is None and meta_data is None:
         check.absent("the bundle has no audit entries / 证据包不含审计记录")
@@ -230,6 +232,9 @@ def check_audit(check: Check, bundle: Bundle) -> list[Leaf]:
             entry = load_object(line, f"audit.jsonl line {n}")
             if entry.get("kind") != "audit" or entry.get("id") != meta.get("audit_id"):
                 raise ValueError(f"audit.jsonl line {n} is not the audit entry its meta line names")
+            named = entry.get("case_no")
+            if not isinstance(case_no, str) or not isinstance(named, str) or _case(named) != _case(case_no):
+                raise ValueError(f"audit.jsonl line {n} is an entry of case {named!r}, not {case_no!r}")
         except ValueError as exc:
             check.fail(str(exc))
         index = meta.get("leaf_index")

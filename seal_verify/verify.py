@@ -15,7 +15,7 @@ import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable
-from seal_verify.verdict import BundleVerdict, Check
+from seal_verify.verdict import BundleVerdict, Check, Status
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def verify_bundle(
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
     verdict.facts = state.get("facts", {})
+    pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
+    verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
     return verdict
 
 
@@ -116,6 +118,7 @@ def _steps(
         except ValueError as exc:
             checks["event_case"].fail(str(exc))
             return
+        state["case_no"] = case_no
         manifest_case = (state.get("manifest") or {}).get("case_no")
         if manifest_case != case_no:
             checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
@@ -129,7 +132,7 @@ def _steps(
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
 
     def audit() -> None:
-        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle)
+        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, state.get("case_no"))
 
     def inclusion() -> None:
         indices = state.get("leaf_indices") or [None] * len(state.get("events", []))

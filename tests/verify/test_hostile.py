@@ -1,0 +1,119 @@
+"""A hostile reader's bundles: made with a log key of one's own, a zip that declares more than it may hold, and a
+dishonest server's bundle that passes off another case's audit entries as this case's."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from seal_protocol import canonical_json
+from seal_verify import verify_bundle
+from seal_verify.bundle import MAX_TOTAL_BYTES
+from seal_verify.cli import main
+from server.core.db import SessionFactory
+from server.evidence import log
+from server.evidence.checkpoints import LogKey
+from server.export.bundle import sign_note
+from tests.server.helpers import CASE_A, CASE_B
+from tests.verify.world import CourtWorld, build_world, join, lines, read_members, resign, write_members, zip_members
+
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def world(session_factory: SessionFactory, database_url: str, tmp_path: Path) -> CourtWorld:
+    return build_world(session_factory, database_url, tmp_path)
+
+
+def with_own_key(members: dict[str, bytes], key: LogKey) -> dict[str, bytes]:
+    """The bundle re-signed throughout by ``key`` (same origin): key.txt, the manifest's log_key, the checkpoint."""
+    head = json.loads(members["manifest.json"])
+    body = members["log/checkpoint.txt"].decode("utf-8").partition("\n\n")[0] + "\n"
+    members = {
+        **members,
+        "log/key.txt": (key.verifier() + "\n").encode("ascii"),
+        "manifest.json": canonical_json({**head, "log_key": key.verifier()}),
+        "log/checkpoint.txt": sign_note(body, key.origin, key.get()).encode("utf-8"),
+    }
+    return resign(members, key)
+
+
+@SQLITE
+def test_a_bundle_signed_with_a_key_of_ones_own_is_not_accepted_unless_the_key_is_pinned(
+    world: CourtWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = world.export(CASE_A, tmp_path / "case.zip").path
+    members = read_members(real)
+    alarms = [json.loads(line) for line in lines(members["alarms.jsonl"])]
+    alarms[0]["closed_note"] = "误报 false alarm, closed by the judge"  # the server's record, rewritten
+    members["alarms.jsonl"] = join([canonical_json(a) for a in alarms])
+    own = LogKey(tmp_path / "forger.key", world.log_key.origin)
+    forged = write_members(tmp_path / "forged.zip", with_own_key(members, own))
+
+    verdict = verify_bundle(forged)
+    assert verdict.ok and not verdict.anchored and not verdict.trusted  # self-consistent, nothing more
+    assert "NOT ANCHORED" in verdict.text() and "every check holds" not in verdict.text()
+    assert main([str(forged)]) == 3
+    assert "未经核对" in capsys.readouterr().out
+    assert main([str(forged), "--log-key", world.log_key.verifier()]) == 1
+    kept = tmp_path / "kept.txt"
+    kept.write_bytes(read_members(real)["log/checkpoint.txt"])
+    assert main([str(forged), "--known-checkpoint", str(kept)]) == 1
+    # the genuine bundle: anchored by the pinned key, or by the checkpoint kept from it
+    assert main([str(real), "--log-key", world.log_key.verifier()]) == 0
+    assert main([str(real), "--known-checkpoint", str(kept)]) == 0
+    capsys.readouterr()
+    assert main([str(real), "--json"]) == 3
+    assert json.loads(capsys.readouterr().out)["anchored"] is False
+
+
+def test_a_zip_declaring_more_than_a_bundle_holds_is_refused_unread() -> None:
+    """Small members whose directory entries declare 200 MiB each (under the per-member bound), more in all than the
+    total bound: refused before any member is decompressed."""
+    count = MAX_TOTAL_BYTES // (200 * 2**20) + 1
+    names = {f"snapshots/{n:064x}.jpg": b"\xff\xd8 small" for n in range(count)}
+    data = bytearray(zip_members(names).getvalue())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:  # central directory headers: the uncompressed size is at offset 24
+        data[at + 24 : at + 28] = struct.pack("<I", 200 * 2**20)
+        at = data.find(b"PK\x01\x02", at + 4)
+    verdict = verify_bundle(io.BytesIO(bytes(data)))
+    assert not verdict.ok
+    problems = verdict.check("bundle").problems
+    assert len(problems) == 1 and "more than a bundle holds" in problems[0], problems
+
+
+@SQLITE
+def test_another_cases_audit_entries_passed_off_as_this_cases_are_caught(world: CourtWorld, tmp_path: Path) -> None:
+    """A dishonest server (it holds the log key) adds genuine log leaves of case B's audit entries, with valid
+    inclusion proofs, to case A's bundle: each audit entry must name the bundle's case."""
+    other = read_members(world.export(CASE_B, tmp_path / "b.zip").path)
+    members = read_members(world.export(CASE_A, tmp_path / "a.zip").path)
+    size = json.loads(members["manifest.json"])["checkpoint_size"]
+    entries = list(zip(lines(members["audit.jsonl"]), lines(members["audit-meta.jsonl"]), strict=True))
+    entries += zip(lines(other["audit.jsonl"]), lines(other["audit-meta.jsonl"]), strict=True)
+    entries.sort(key=lambda pair: json.loads(pair[1])["leaf_index"])
+    indices = [json.loads(meta)["leaf_index"] for _, meta in entries]
+    events = [json.loads(meta)["leaf_index"] for meta in lines(members["events-meta.jsonl"])]
+    with world.session_factory() as session:
+        proofs = [
+            canonical_json(
+                {
+                    "hashes": [base64.b64encode(h).decode() for h in log.inclusion_proof(session, i, size)],
+                    "leaf_index": i,
+                    "tree_size": size,
+                }
+            )
+            for i in [*events, *indices]
+        ]
+    members["audit.jsonl"] = join([line for line, _ in entries])
+    members["audit-meta.jsonl"] = join([meta for _, meta in entries])
+    members["log/proofs.jsonl"] = join(proofs)
+    verdict = verify_bundle(write_members(tmp_path / "mixed.zip", resign(members, world.log_key)))
+    assert verdict.failed == ["audit"], verdict.text()
+    assert any(CASE_B in p for p in verdict.check("audit").problems)
