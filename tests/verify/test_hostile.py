@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,56 @@ def test_another_cases_audit_entries_passed_off_as_this_cases_are_caught(world: 
     verdict = verify_bundle(write_members(tmp_path / "mixed.zip", resign(members, world.log_key)))
     assert verdict.failed == ["audit"], verdict.text()
     assert any(CASE_B in p for p in verdict.check("audit").problems)
+
+
+def _prefix_hidden_entry(data: bytes) -> bytes:
+    """A local entry of a forged events.jsonl before the real zip: a reader going by local headers shows it."""
+    forged = b'{"forged":true}\n'
+    name = b"events.jsonl"
+    crc = zlib.crc32(forged)
+    head = struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0x21, crc, len(forged), len(forged), len(name), 0)
+    return head + name + forged + data
+
+
+def _central(data: bytes, name: bytes) -> int:
+    """The offset of the directory entry of member ``name``."""
+    at = data.find(b"PK\x01\x02")
+    while data[at + 46 : at + 46 + len(name)] != name:
+        at = data.find(b"PK\x01\x02", at + 4)
+    return at
+
+
+def _local(data: bytes, name: bytes) -> int:
+    return struct.unpack_from("<L", data, _central(data, name) + 42)[0]
+
+
+def _set(data: bytes, at: int, value: bytes) -> bytes:
+    return data[:at] + value + data[at + len(value) :]
+
+
+MUTATIONS = {
+    "a hidden entry before the members": _prefix_hidden_entry,
+    "a local header whose size is not the directory's": lambda d: _set(
+        d, _local(d, b"alarms.jsonl") + 22, struct.pack("<L", 7)
+    ),
+    "a directory entry of zip version 25.5": lambda d: _set(d, _central(d, b"case.json") + 6, bytes([255])),
+    "bad deflate data": lambda d: _set(d, _local(d, b"events.jsonl") + 30 + len(b"events.jsonl"), b"\xff\xff"),
+    "a name cut at a NUL byte": lambda d: d.replace(b"README.txt", b"case.json\x00"),
+    "an empty name": lambda d: d.replace(b"README.txt", b"\x00" * 10),
+    "a comment": lambda d: _set(d, len(d) - 2, struct.pack("<H", 5)) + b"hello",
+}
+
+
+@SQLITE
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_a_zip_with_bytes_outside_what_is_verified_fails_and_never_crashes(
+    world: CourtWorld, tmp_path: Path, mutation: str
+) -> None:
+    data = world.export(CASE_A, tmp_path / "case.zip").path.read_bytes()
+    assert verify_bundle(io.BytesIO(data), log_key=world.log_key.verifier()).trusted
+    changed = MUTATIONS[mutation](data)
+    assert changed != data
+    verdict = verify_bundle(io.BytesIO(changed), log_key=world.log_key.verifier())  # raises nothing
+    assert "bundle" in verdict.failed, verdict.text()
+    crashed = [p for c in verdict.checks for p in c.problems if p.startswith("could not be checked")]
+    assert not crashed, crashed
