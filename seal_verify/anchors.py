@@ -19,7 +19,7 @@ from seal_verify.verdict import Check
 def parse_proof_file(data: bytes) -> dict[str, Any]:
     """A consistency proof given by the verifier: the bundle's JSON form (``hashes`` in base64) or the server's
     ``GET /api/log/consistency`` answer (``proof`` in hex)."""
-    proof = load_object(data, "the consistency proof file")
+    proof = load_object(data, "the consistency proof file", canonical=False)
     try:
         if "hashes" in proof:
             hashes = [b64decode(h) for h in proof["hashes"]]

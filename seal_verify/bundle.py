@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from seal_protocol import canonical_json
 from seal_verify.errors import BundleUnreadable
 
 FIXED_PATHS = frozenset(
@@ -167,16 +168,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_json(data: bytes) -> Any:
     """Strict JSON: UTF-8, no duplicate keys; :class:`ValueError` otherwise."""
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ValueError("it nests too deep") from None
 
 
-def load_object(data: bytes, what: str) -> dict[str, Any]:
+def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, Any]:
+    """The JSON object ``data``; :class:`ValueError` unless it is one, and (``canonical``, as every file and line of
+    a bundle is) unless ``data`` is its canonical JSON (``seal_protocol.canonical_json``) byte for byte."""
     try:
         value = load_json(data)
     except ValueError as exc:
         raise ValueError(f"{what} is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{what} is not a JSON object")
+    if canonical and canonical_json(value) != data:
+        raise ValueError(f"{what} is not canonical JSON (RFC 8785: sorted keys, no white space, no escapes needed)")
     return value
 
 

@@ -132,7 +132,8 @@ def _steps(
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
 
     def audit() -> None:
-        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, state.get("case_no"))
+        case_no = state.get("case_no", (state.get("manifest") or {}).get("case_no"))  # event_case: the same
+        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, case_no)
 
     def inclusion() -> None:
         indices = state.get("leaf_indices") or [None] * len(state.get("events", []))

@@ -171,3 +171,43 @@ def test_a_zip_with_bytes_outside_what_is_verified_fails_and_never_crashes(
     assert "bundle" in verdict.failed, verdict.text()
     crashed = [p for c in verdict.checks for p in c.problems if p.startswith("could not be checked")]
     assert not crashed, crashed
+
+
+def _spaced(data: bytes) -> bytes:
+    """Each line (or the whole file) as the same JSON with white space: valid, not canonical."""
+    if data.endswith(b"\n"):
+        return join([json.dumps(json.loads(line)).encode() for line in lines(data)])
+    return json.dumps(json.loads(data), indent=1).encode()
+
+
+@SQLITE
+@pytest.mark.parametrize(
+    ("path", "check"),
+    [
+        ("events-meta.jsonl", "event_meta"),
+        ("log/proofs.jsonl", "inclusion"),
+        ("snapshots.jsonl", "snapshots"),
+        ("audit-meta.jsonl", "audit"),
+        ("case.json", "event_case"),
+        ("seals/seal-a1.json", "event_signatures"),
+    ],
+)
+def test_a_file_that_is_json_but_not_canonical_fails_as_the_format_says(
+    world: CourtWorld, tmp_path: Path, path: str, check: str
+) -> None:
+    """docs/evidence.md: every .json file and .jsonl line is canonical JSON; a verifier that follows it to the
+    letter rejects these, so seal-verify does too (even re-signed by the log key's holder)."""
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    members[path] = _spaced(members[path])
+    verdict = verify_bundle(write_members(tmp_path / "spaced.zip", resign(members, world.log_key)))
+    assert check in verdict.failed, verdict.text()
+    assert any("not canonical" in p for p in verdict.check(check).problems), verdict.check(check).problems
+
+
+@SQLITE
+def test_json_nested_too_deep_fails_its_check_without_a_trace(world: CourtWorld, tmp_path: Path) -> None:
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    members["case.json"] = b"[" * 100_000 + b"]" * 100_000
+    verdict = verify_bundle(write_members(tmp_path / "deep.zip", resign(members, world.log_key)))
+    assert verdict.failed == ["event_case"], verdict.text()
+    assert any("nests too deep" in p for p in verdict.check("event_case").problems)
