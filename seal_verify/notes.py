@@ -97,8 +97,8 @@ def parse_checkpoint(body: str) -> Checkpoint:
     if len(lines) < 4 or lines[-1] != "" or not lines[0]:
         raise NoteError("not a checkpoint: origin, decimal size and base64 root hash expected")
     size_text = lines[1]
-    if not (size_text.isascii() and size_text.isdigit()) or size_text != str(int(size_text)):
-        raise NoteError("the checkpoint's size is not a decimal number")
+    if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or size_text != str(int(size_text)):
+        raise NoteError("the checkpoint's size is not a decimal number (of at most 20 digits, a uint64)")
     try:
         root = b64decode(lines[2])
     except ValueError:

@@ -211,3 +211,17 @@ def test_json_nested_too_deep_fails_its_check_without_a_trace(world: CourtWorld,
     verdict = verify_bundle(write_members(tmp_path / "deep.zip", resign(members, world.log_key)))
     assert verdict.failed == ["event_case"], verdict.text()
     assert any("nests too deep" in p for p in verdict.check("event_case").problems)
+
+
+@SQLITE
+def test_a_checkpoint_of_a_5000_digit_size_is_refused_as_a_checkpoint(world: CourtWorld, tmp_path: Path) -> None:
+    """Signed by the log key's holder: int() of 5,000 digits raised ValueError past the note parser."""
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    origin, _, root = members["log/checkpoint.txt"].decode().partition("\n\n")[0].split("\n")
+    note = sign_note(f"{origin}\n{'9' * 5000}\n{root}\n", world.log_key.origin, world.log_key.get())
+    members["log/checkpoint.txt"] = note.encode()
+    verdict = verify_bundle(write_members(tmp_path / "big.zip", resign(members, world.log_key)))
+    problems = verdict.check("checkpoint").problems
+    assert problems and "not a decimal number" in problems[0], problems
+    kept = verify_bundle(world.export(CASE_A, tmp_path / "again.zip").path, known_checkpoint=note)
+    assert any("not a decimal number" in p for p in kept.check("known_checkpoint").problems)
