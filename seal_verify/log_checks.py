@@ -35,6 +35,8 @@ def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
         return None
     if manifest.get("format") != FORMAT:
         check.fail(f"manifest.json: format {manifest.get('format')!r}, not {FORMAT}")
+    if not isinstance(manifest.get("exported_by"), str) or not isinstance(manifest.get("case_no"), str):
+        check.fail("manifest.json: case_no and exported_by must be strings")
     return manifest
 
 
@@ -44,6 +46,9 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         check.fail("manifest.json: files is not a list of objects")
         return
     paths = [f.get("path") for f in files]
+    if not all(isinstance(path, str) for path in paths):
+        check.fail("manifest.json: a path of files is not a string")
+        return
     if paths != sorted(set(paths), key=str):
         check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
     for entry in files:
@@ -152,7 +157,7 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkp
     by_index: dict[int, dict[str, Any]] = {}
     for line in proofs:
         index = line.get("leaf_index")
-        if not isinstance(index, int) or index in by_index:
+        if not isinstance(index, int) or isinstance(index, bool) or index in by_index:
             check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {index!r}")
             continue
         by_index[index] = line
@@ -238,6 +243,7 @@ def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
         except ValueError as exc:
             check.fail(str(exc))
         index = meta.get("leaf_index")
-        leaves.append(Leaf(f"audit line {n}", line, index if isinstance(index, int) else None))
+        good = isinstance(index, int) and not isinstance(index, bool)
+        leaves.append(Leaf(f"audit line {n}", line, index if good else None))
     check.summary = f"{len(lines)} audit entries / {len(lines)} 条审计记录"
     return leaves

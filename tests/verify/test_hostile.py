@@ -8,6 +8,7 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from seal_verify.cli import main
 from server.core.db import SessionFactory
 from server.evidence import log
 from server.evidence.checkpoints import LogKey
-from server.export.bundle import sign_note
+from server.export.bundle import manifest_note_body, sign_note
 from tests.server.helpers import CASE_A, CASE_B
 from tests.verify.world import CourtWorld, build_world, join, lines, read_members, resign, write_members, zip_members
 
@@ -225,3 +226,70 @@ def test_a_checkpoint_of_a_5000_digit_size_is_refused_as_a_checkpoint(world: Cou
     assert problems and "not a decimal number" in problems[0], problems
     kept = verify_bundle(world.export(CASE_A, tmp_path / "again.zip").path, known_checkpoint=note)
     assert any("not a decimal number" in p for p in kept.check("known_checkpoint").problems)
+
+
+Edit = Callable[[dict[str, bytes]], None]
+
+
+def _edit_line(path: str, edit: Callable[[dict], None], *, where: Callable[[dict], bool] = lambda r: True) -> Edit:
+    def apply(members: dict[str, bytes]) -> None:
+        records = [json.loads(line) for line in lines(members[path])]
+        edit(next(r for r in records if where(r)))
+        members[path] = join([canonical_json(r) for r in records])
+
+    return apply
+
+
+RECORD_EDITS: dict[str, tuple[Edit, str]] = {
+    "a held snapshot's size is not its file's": (
+        _edit_line("snapshots.jsonl", lambda r: r.update(size=1), where=lambda r: r["present"]),
+        "snapshots",
+    ),
+    "a snapshot line without its size": (_edit_line("snapshots.jsonl", lambda r: r.pop("size")), "snapshots"),
+    "a snapshot of a seal that no event naming it is of": (
+        _edit_line("snapshots.jsonl", lambda r: r.update(device_id="seal-b1")),
+        "snapshots",
+    ),
+    "a snapshot line whose device_id is a list": (
+        _edit_line("snapshots.jsonl", lambda r: r.update(device_id=["x"])),
+        "snapshots",
+    ),
+    "an event's received_at that is no time": (
+        _edit_line("events-meta.jsonl", lambda r: r.update(received_at={})),
+        "event_meta",
+    ),
+    "a meta line's seq true for 1": (
+        _edit_line("events-meta.jsonl", lambda r: r.update(seq=True), where=lambda r: r["seq"] == 1),
+        "event_meta",
+    ),
+    "an audit leaf_index true for 1": (
+        _edit_line("audit-meta.jsonl", lambda r: r.update(leaf_index=True), where=lambda r: r["leaf_index"] == 1),
+        "inclusion",
+    ),
+}
+
+
+@SQLITE
+@pytest.mark.parametrize("edit", sorted(RECORD_EDITS))
+def test_the_servers_records_re_signed_with_wrong_values_fail_and_never_crash(
+    world: CourtWorld, tmp_path: Path, edit: str
+) -> None:
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    change, check = RECORD_EDITS[edit]
+    change(members)
+    verdict = verify_bundle(write_members(tmp_path / "edited.zip", resign(members, world.log_key)))
+    assert check in verdict.failed, verdict.text()
+    crashed = [p for c in verdict.checks for p in c.problems if p.startswith("could not be checked")]
+    assert not crashed, crashed
+
+
+@SQLITE
+def test_a_manifest_path_that_is_a_list_fails_the_manifest_check(world: CourtWorld, tmp_path: Path) -> None:
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    head = json.loads(members["manifest.json"])
+    head["files"][0]["path"] = ["README.txt"]
+    members["manifest.json"] = canonical_json(head)
+    note = sign_note(manifest_note_body(members["manifest.json"]), world.log_key.origin, world.log_key.get())
+    members["manifest.sig"] = note.encode()
+    verdict = verify_bundle(write_members(tmp_path / "listed.zip", members))
+    assert verdict.check("manifest_files").problems == ["manifest.json: a path of files is not a string"]
