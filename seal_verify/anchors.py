@@ -97,6 +97,9 @@ def _no_proof(known: Checkpoint, checkpoint: Checkpoint) -> str:
 def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> dict[str, Any]:
     """The RFC 3161 token of log/checkpoint.txt (``seal_verify.timestamp``); facts for the verdict."""
     token = bundle.get("log/checkpoint.tsr")
+    if token is None and roots_pem is not None:
+        check.fail("the bundle has no time stamp, though a TSA root was pinned (--tsa-root) / 未附可信时间戳")
+        return {}
     if token is None:
         check.absent("the server has no time-stamping authority configured / 服务器未配置可信时间戳")
         return {}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from seal_dev.tsa import LocalTsa, make_tsa_pki
 from seal_protocol import canonical_json
 from seal_verify import verify_bundle
 from seal_verify.bundle import MAX_TOTAL_BYTES
@@ -20,6 +21,7 @@ from seal_verify.cli import main
 from server.core.db import SessionFactory
 from server.evidence import log
 from server.evidence.checkpoints import LogKey
+from server.evidence.tsa import TsaClient
 from server.export.bundle import manifest_note_body, sign_note
 from tests.server.helpers import CASE_A, CASE_B
 from tests.verify.world import CourtWorld, build_world, join, lines, read_members, resign, write_members, zip_members
@@ -293,3 +295,21 @@ def test_a_manifest_path_that_is_a_list_fails_the_manifest_check(world: CourtWor
     members["manifest.sig"] = note.encode()
     verdict = verify_bundle(write_members(tmp_path / "listed.zip", members))
     assert verdict.check("manifest_files").problems == ["manifest.json: a path of files is not a string"]
+
+
+@SQLITE
+def test_a_time_stamp_removed_by_the_server_fails_when_the_tsa_is_pinned(world: CourtWorld, tmp_path: Path) -> None:
+    """Who pins the TSA's root expects a time stamp: a dishonest server that drops it (and re-signs the manifest)
+    must not get an 'absent' that passes."""
+    pki = make_tsa_pki(tmp_path / "tsa")
+    with LocalTsa(pki) as tsa:
+        result = world.export(CASE_A, tmp_path / "case.zip", tsa=TsaClient(tsa.url, roots_file=pki.ca_pem))
+    members = read_members(result.path)
+    roots = pki.ca_pem.read_bytes()
+    assert verify_bundle(result.path, tsa_roots_pem=roots, log_key=world.log_key.verifier()).trusted
+    for name in ("log/checkpoint.tsr", "log/tsa-chain.pem"):
+        del members[name]
+    dropped = write_members(tmp_path / "dropped.zip", resign(members, world.log_key))
+    verdict = verify_bundle(dropped, tsa_roots_pem=roots, log_key=world.log_key.verifier())
+    assert verdict.failed == ["timestamp"], verdict.text()
+    assert verify_bundle(dropped, log_key=world.log_key.verifier()).trusted  # nobody asked for one: absent
