@@ -119,4 +119,7 @@ def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> di
     if not verdict.pinned:
         check.note("the TSA's chain is not pinned (give --tsa-root) / 未指定时间戳机构根证书")
     check.summary = f"{verdict.gen_time} by {verdict.tsa_subject}"
-    return {"timestamp": str(verdict.gen_time), "tsa": str(verdict.tsa_subject)}
+    tsa = str(verdict.tsa_subject)
+    if not verdict.pinned:
+        tsa += " (unpinned: not checked who / 未核对机构)"
+    return {"timestamp": str(verdict.gen_time), "tsa": tsa}
