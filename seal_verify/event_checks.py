@@ -109,9 +109,9 @@ def _verifies(envelope: Envelope, key: VerifyKey) -> bool:
     return True
 
 
-def check_case(check: Check, events: list[EventLine], case_no: str | None) -> None:
-    if case_no is None:
-        check.fail("case.json has no case_no")
+def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
+    if not isinstance(case_no, str):
+        check.fail(f"case.json has no case_no string ({case_no!r})")
         return
     want = normalise_case_no(case_no)
     for line in events:

@@ -118,7 +118,6 @@ def _steps(
         except ValueError as exc:
             checks["event_case"].fail(str(exc))
             return
-        state["case_no"] = case_no
         manifest_case = (state.get("manifest") or {}).get("case_no")
         if manifest_case != case_no:
             checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
@@ -132,7 +131,7 @@ def _steps(
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
 
     def audit() -> None:
-        case_no = state.get("case_no", (state.get("manifest") or {}).get("case_no"))  # event_case: the same
+        case_no = (state.get("manifest") or {}).get("case_no")  # event_case checks case.json's is the same
         state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, case_no)
 
     def inclusion() -> None:

@@ -313,3 +313,13 @@ def test_a_time_stamp_removed_by_the_server_fails_when_the_tsa_is_pinned(world: 
     verdict = verify_bundle(dropped, tsa_roots_pem=roots, log_key=world.log_key.verifier())
     assert verdict.failed == ["timestamp"], verdict.text()
     assert verify_bundle(dropped, log_key=world.log_key.verifier()).trusted  # nobody asked for one: absent
+
+
+@SQLITE
+def test_a_case_json_whose_case_no_is_a_list_fails_without_a_trace(world: CourtWorld, tmp_path: Path) -> None:
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    case = json.loads(members["case.json"])
+    members["case.json"] = canonical_json({**case, "case_no": [case["case_no"]]})
+    verdict = verify_bundle(write_members(tmp_path / "listed.zip", resign(members, world.log_key)))
+    assert verdict.failed == ["event_case"], verdict.text()
+    assert not any(p.startswith("could not be checked") for p in verdict.check("event_case").problems)
