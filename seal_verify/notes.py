@@ -74,15 +74,9 @@ def open_note(note: bytes, key: NoteKey) -> str:
     if not sep or not body or not signatures.endswith("\n"):
         raise NoteError("not a signed note: a body, a blank line and signature lines expected")
     body += "\n"
-    for line in signatures[:-1].split("\n"):
-        parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != DASH or parts[1] != key.name:
-            continue
-        try:
-            stamp = b64decode(parts[2])
-        except ValueError:
-            continue
-        if stamp[:4] != key.key_id or len(stamp) != 68:
+    stamps = [_signature_line(line) for line in signatures[:-1].split("\n")]
+    for name, stamp in stamps:
+        if name != key.name or stamp[:4] != key.key_id or len(stamp) != 68:
             continue
         try:
             key.key.verify(body.encode("utf-8"), stamp[4:])
@@ -90,6 +84,18 @@ def open_note(note: bytes, key: NoteKey) -> str:
             raise NoteError(f"the signature by {key.name} does not verify") from None
         return body
     raise NoteError(f"the note has no signature by {key.name} (key id {key.key_id.hex()})")
+
+
+def _signature_line(line: str) -> tuple[str, bytes]:
+    """The key name and the key id + signature of a line ``— <name> <base64>``: every line after the blank line must
+    be one, of any key (as golang.org/x/mod/sumdb/note requires); else :class:`NoteError`."""
+    parts = line.split(" ")
+    try:
+        if len(parts) != 3 or parts[0] != DASH or not parts[1] or len(stamp := b64decode(parts[2])) < 5:
+            raise ValueError
+    except ValueError:
+        raise NoteError(f"a line after the note's body is no signature line: {line[:80]!r}") from None
+    return parts[1], stamp
 
 
 def parse_checkpoint(body: str) -> Checkpoint:

@@ -323,3 +323,20 @@ def test_a_case_json_whose_case_no_is_a_list_fails_without_a_trace(world: CourtW
     verdict = verify_bundle(write_members(tmp_path / "listed.zip", resign(members, world.log_key)))
     assert verdict.failed == ["event_case"], verdict.text()
     assert not any(p.startswith("could not be checked") for p in verdict.check("event_case").problems)
+
+
+@SQLITE
+def test_a_checkpoint_note_with_a_line_that_is_no_signature_is_malformed(world: CourtWorld, tmp_path: Path) -> None:
+    """golang.org/x/mod/sumdb/note rejects such a note; so does seal-verify (a second verifier reaches the same
+    verdict). A line of another key before the log's own is fine."""
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    note = members["log/checkpoint.txt"].decode()
+    body, _, signatures = note.partition("\n\n")
+    other = sign_note(body + "\n", "witness.example", LogKey(tmp_path / "witness.key", "witness.example").get())
+    cosigned = f"{body}\n\n{other.partition(chr(10) * 2)[2]}{signatures}"
+    members["log/checkpoint.txt"] = cosigned.encode()
+    assert verify_bundle(write_members(tmp_path / "cosigned.zip", resign(members, world.log_key))).ok
+    members["log/checkpoint.txt"] = (note + "trailing words\n").encode()
+    verdict = verify_bundle(write_members(tmp_path / "junk.zip", resign(members, world.log_key)))
+    assert "checkpoint" in verdict.failed
+    assert any("no signature line" in p for p in verdict.check("checkpoint").problems)
