@@ -60,6 +60,9 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
     for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
         check.fail(f"{path}: in the bundle but not in the manifest")
+    for path, data in sorted(bundle.under("removal/").items()):  # removal/<sha256>.<ext>: named by its hash
+        if hashlib.sha256(data).hexdigest() != path.removeprefix("removal/").partition(".")[0]:
+            check.fail(f"{path}: its bytes do not hash to its name")
     check.summary = f"{len(files)} files / {len(files)} 个文件"
 
 
