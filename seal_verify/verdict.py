@@ -95,6 +95,7 @@ class BundleVerdict:
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "trusted": self.trusted,  # what seal-verify exits 0 for: ok and anchored
             "ok": self.ok,
             "anchored": self.anchored,
             "facts": self.facts,

@@ -73,7 +73,8 @@ def test_a_bundle_signed_with_a_key_of_ones_own_is_not_accepted_unless_the_key_i
     assert main([str(real), "--known-checkpoint", str(kept)]) == 0
     capsys.readouterr()
     assert main([str(real), "--json"]) == 3
-    assert json.loads(capsys.readouterr().out)["anchored"] is False
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["ok"], answer["anchored"], answer["trusted"]) == (True, False, False)
 
 
 def test_a_zip_declaring_more_than_a_bundle_holds_is_refused_unread() -> None:
