@@ -156,7 +156,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     verified = time.perf_counter() - started
     started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = subprocess.run([sys.executable, "-m", "seal_verify", str(result.path)], env=env, capture_output=True)
+    command = [sys.executable, "-m", "seal_verify", str(result.path), "--log-key", key.verifier()]
+    cli = subprocess.run(command, env=env, capture_output=True)  # without the key pinned it would exit 3
     verified_cli = time.perf_counter() - started
     engine.dispose()
 

@@ -19,7 +19,7 @@ from seal_verify.verdict import Check
 def parse_proof_file(data: bytes) -> dict[str, Any]:
     """A consistency proof given by the verifier: the bundle's JSON form (``hashes`` in base64) or the server's
     ``GET /api/log/consistency`` answer (``proof`` in hex)."""
-    proof = load_object(data, "the consistency proof file")
+    proof = load_object(data, "the consistency proof file", canonical=False)
     try:
         if "hashes" in proof:
             hashes = [b64decode(h) for h in proof["hashes"]]
@@ -97,6 +97,9 @@ def _no_proof(known: Checkpoint, checkpoint: Checkpoint) -> str:
 def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> dict[str, Any]:
     """The RFC 3161 token of log/checkpoint.txt (``seal_verify.timestamp``); facts for the verdict."""
     token = bundle.get("log/checkpoint.tsr")
+    if token is None and roots_pem is not None:
+        check.fail("the bundle has no time stamp, though a TSA root was pinned (--tsa-root) / 未附可信时间戳")
+        return {}
     if token is None:
         check.absent("the server has no time-stamping authority configured / 服务器未配置可信时间戳")
         return {}
@@ -116,4 +119,7 @@ def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> di
     if not verdict.pinned:
         check.note("the TSA's chain is not pinned (give --tsa-root) / 未指定时间戳机构根证书")
     check.summary = f"{verdict.gen_time} by {verdict.tsa_subject}"
-    return {"timestamp": str(verdict.gen_time), "tsa": str(verdict.tsa_subject)}
+    tsa = str(verdict.tsa_subject)
+    if not verdict.pinned:
+        tsa += " (unpinned: not checked who / 未核对机构)"
+    return {"timestamp": str(verdict.gen_time), "tsa": tsa}

@@ -3,8 +3,9 @@
     seal-verify case.zip [--log-key KEY] [--known-checkpoint FILE [--consistency-proof FILE ...]]
                          [--tsa-root FILE] [--json]
 
-Exit status: 0 every check holds; 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given
-as an option cannot be read).
+Exit status: 0 every check holds and the log key is anchored (``--log-key``, or a kept checkpoint that verifies with
+it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read);
+3 every check holds but the log key is not anchored: the bundle is only self-consistent, which anyone can forge.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2) + "\n")
     else:
         sys.stdout.write(verdict.text() + "\n")
-    return 0 if verdict.ok else 1
+    if not verdict.ok:
+        return 1
+    return 0 if verdict.anchored else 3
 
 
 if __name__ == "__main__":

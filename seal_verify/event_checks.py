@@ -109,9 +109,9 @@ def _verifies(envelope: Envelope, key: VerifyKey) -> bool:
     return True
 
 
-def check_case(check: Check, events: list[EventLine], case_no: str | None) -> None:
-    if case_no is None:
-        check.fail("case.json has no case_no")
+def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
+    if not isinstance(case_no, str):
+        check.fail(f"case.json has no case_no string ({case_no!r})")
         return
     want = normalise_case_no(case_no)
     for line in events:
@@ -124,9 +124,11 @@ def check_case(check: Check, events: list[EventLine], case_no: str | None) -> No
 def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
     """Every event's ``ts`` lies in the manifest's ``range`` (``null``: open on that side)."""
     bounds = manifest.get("range")
-    if not isinstance(bounds, dict):
-        check.fail("manifest.json has no range")
+    if not isinstance(bounds, dict) or set(bounds) != {"from", "to"}:
+        check.fail("manifest.json has no range {from, to}")
         return
+    if _moment(manifest.get("exported_at")) is None:
+        check.fail(f"manifest.json: exported_at {manifest.get('exported_at')!r} is no time")
     start, end = (bounds.get(side) for side in ("from", "to"))
     if (start is not None and _moment(start) is None) or (end is not None and _moment(end) is None):
         check.fail(f"manifest.json: the range {bounds} is not of ts values")
@@ -194,6 +196,11 @@ def _between_bindings(before: EventLine, after: EventLine, seal: dict[str, Any])
     return False
 
 
+def _strict(value: Any) -> Any:
+    """``value``, but a JSON ``true``/``false`` not as the integers 1/0 Python takes them for."""
+    return str(value) if isinstance(value, bool) else value
+
+
 def _moment(value: Any) -> datetime | None:
     try:
         return parse_ts(value)
@@ -220,8 +227,10 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
             indices.append(None)
             continue
         indices.append(index)
+        if _moment(meta.get("received_at")) is None:
+            check.fail(f"events-meta.jsonl line {line.number}: received_at {meta.get('received_at')!r} is no time")
         env = line.envelope
-        if env is not None and (meta.get("device_id"), meta.get("seq"), meta.get("event_id")) != (
+        if env is not None and (meta.get("device_id"), _strict(meta.get("seq")), meta.get("event_id")) != (
             env.device_id,
             env.seq,
             str(env.event_id),
@@ -240,8 +249,34 @@ def named_snapshots(envelope: Envelope) -> list[str]:
     return [*names, single] if isinstance(single, str) else names
 
 
+SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
+
+
+def _record_problem(record: dict[str, Any], seals: set[str], data: bytes | None) -> str | None:
+    """What is wrong in a snapshots.jsonl line: its seal is not one whose event names it; present, its size is not
+    the file's or it has no received_at; not present, it has a size or a received_at."""
+    if set(record) != SNAPSHOT_KEYS:
+        return f"its keys are not {sorted(SNAPSHOT_KEYS)}"
+    device_id = record.get("device_id")
+    if not isinstance(device_id, str) or (seals and device_id not in seals):
+        return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
+    if record.get("present") is True and data is not None:
+        if record.get("size") != len(data) or isinstance(record.get("size"), bool):
+            return f"size {record.get('size')!r}, but the file has {len(data)} bytes"
+        if _moment(record.get("received_at")) is None:
+            return "no received_at time"
+    elif record.get("present") is False and (record.get("size"), record.get("received_at")) != (None, None):
+        return "not held, yet it has a size or a received_at"
+    return None
+
+
 def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> None:
-    named = {sha for line in events if line.envelope for sha in named_snapshots(line.envelope)}
+    named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
+    for line in events:
+        envelope = line.envelope
+        if envelope is not None:
+            for name in named_snapshots(envelope):
+                named[name].add(envelope.device_id)
     try:
         records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
     except ValueError as exc:
@@ -258,6 +293,9 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> No
             check.fail(f"snapshot {sha} is named by no event in the bundle")
         if present and f"snapshots/{sha}.jpg" not in bundle.files:
             check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
+        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"))
+        if problem:
+            check.fail(f"snapshots.jsonl, {sha}: {problem}")
     for path, data in sorted(bundle.under("snapshots/").items()):
         sha = path.removeprefix("snapshots/").removesuffix(".jpg")
         if hashlib.sha256(data).hexdigest() != sha:

@@ -11,6 +11,7 @@ from typing import Any
 import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
 from seal_verify.errors import NoteError, ProofError
+from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
 from seal_verify.verdict import Check
 
@@ -34,6 +35,8 @@ def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
         return None
     if manifest.get("format") != FORMAT:
         check.fail(f"manifest.json: format {manifest.get('format')!r}, not {FORMAT}")
+    if not isinstance(manifest.get("exported_by"), str) or not isinstance(manifest.get("case_no"), str):
+        check.fail("manifest.json: case_no and exported_by must be strings")
     return manifest
 
 
@@ -43,6 +46,9 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         check.fail("manifest.json: files is not a list of objects")
         return
     paths = [f.get("path") for f in files]
+    if not all(isinstance(path, str) for path in paths):
+        check.fail("manifest.json: a path of files is not a string")
+        return
     if paths != sorted(set(paths), key=str):
         check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
     for entry in files:
@@ -54,6 +60,9 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
     for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
         check.fail(f"{path}: in the bundle but not in the manifest")
+    for path, data in sorted(bundle.under("removal/").items()):  # removal/<sha256>.<ext>: named by its hash
+        if hashlib.sha256(data).hexdigest() != path.removeprefix("removal/").partition(".")[0]:
+            check.fail(f"{path}: its bytes do not hash to its name")
     check.summary = f"{len(files)} files / {len(files)} 个文件"
 
 
@@ -151,7 +160,7 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkp
     by_index: dict[int, dict[str, Any]] = {}
     for line in proofs:
         index = line.get("leaf_index")
-        if not isinstance(index, int) or index in by_index:
+        if not isinstance(index, int) or isinstance(index, bool) or index in by_index:
             check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {index!r}")
             continue
         by_index[index] = line
@@ -210,7 +219,8 @@ def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | 
     return good
 
 
-def check_audit(check: Check, bundle: Bundle) -> list[Leaf]:
+def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
+    """Each audit line an entry of the bundle's case (``case_no``, compared normalised) with its meta line."""
     data, meta_data = bundle.get("audit.jsonl"), bundle.get("audit-meta.jsonl")
     if data is None and meta_data is None:
         check.absent("the bundle has no audit entries / 证据包不含审计记录")
@@ -230,9 +240,13 @@ def check_audit(check: Check, bundle: Bundle) -> list[Leaf]:
             entry = load_object(line, f"audit.jsonl line {n}")
             if entry.get("kind") != "audit" or entry.get("id") != meta.get("audit_id"):
                 raise ValueError(f"audit.jsonl line {n} is not the audit entry its meta line names")
+            named = entry.get("case_no")
+            if not isinstance(case_no, str) or not isinstance(named, str) or _case(named) != _case(case_no):
+                raise ValueError(f"audit.jsonl line {n} is an entry of case {named!r}, not {case_no!r}")
         except ValueError as exc:
             check.fail(str(exc))
         index = meta.get("leaf_index")
-        leaves.append(Leaf(f"audit line {n}", line, index if isinstance(index, int) else None))
+        good = isinstance(index, int) and not isinstance(index, bool)
+        leaves.append(Leaf(f"audit line {n}", line, index if good else None))
     check.summary = f"{len(lines)} audit entries / {len(lines)} 条审计记录"
     return leaves

@@ -74,15 +74,9 @@ def open_note(note: bytes, key: NoteKey) -> str:
     if not sep or not body or not signatures.endswith("\n"):
         raise NoteError("not a signed note: a body, a blank line and signature lines expected")
     body += "\n"
-    for line in signatures[:-1].split("\n"):
-        parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != DASH or parts[1] != key.name:
-            continue
-        try:
-            stamp = b64decode(parts[2])
-        except ValueError:
-            continue
-        if stamp[:4] != key.key_id or len(stamp) != 68:
+    stamps = [_signature_line(line) for line in signatures[:-1].split("\n")]
+    for name, stamp in stamps:
+        if name != key.name or stamp[:4] != key.key_id or len(stamp) != 68:
             continue
         try:
             key.key.verify(body.encode("utf-8"), stamp[4:])
@@ -92,13 +86,25 @@ def open_note(note: bytes, key: NoteKey) -> str:
     raise NoteError(f"the note has no signature by {key.name} (key id {key.key_id.hex()})")
 
 
+def _signature_line(line: str) -> tuple[str, bytes]:
+    """The key name and the key id + signature of a line ``— <name> <base64>``: every line after the blank line must
+    be one, of any key (as golang.org/x/mod/sumdb/note requires); else :class:`NoteError`."""
+    parts = line.split(" ")
+    try:
+        if len(parts) != 3 or parts[0] != DASH or not parts[1] or len(stamp := b64decode(parts[2])) < 5:
+            raise ValueError
+    except ValueError:
+        raise NoteError(f"a line after the note's body is no signature line: {line[:80]!r}") from None
+    return parts[1], stamp
+
+
 def parse_checkpoint(body: str) -> Checkpoint:
     lines = body.split("\n")
     if len(lines) < 4 or lines[-1] != "" or not lines[0]:
         raise NoteError("not a checkpoint: origin, decimal size and base64 root hash expected")
     size_text = lines[1]
-    if not (size_text.isascii() and size_text.isdigit()) or size_text != str(int(size_text)):
-        raise NoteError("the checkpoint's size is not a decimal number")
+    if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or size_text != str(int(size_text)):
+        raise NoteError("the checkpoint's size is not a decimal number (of at most 20 digits, a uint64)")
     try:
         root = b64decode(lines[2])
     except ValueError:

@@ -17,6 +17,15 @@ class Status(StrEnum):
     ABSENT = "absent"
 
 
+#: The verdict's last lines when every check holds but the log key came from the bundle itself.
+UNANCHORED = (
+    "结论：证据包自身一致，但日志公钥未经核对（未给出 --log-key 或保存的检查点）：任何人都能用自己的密钥制作"
+    "这样的证据包。请将日志公钥与法院公布的公钥核对后再用 --log-key 验证。",
+    "Verdict: NOT ANCHORED — the bundle is self-consistent, but its log key was neither pinned (--log-key) nor "
+    "checked against a kept checkpoint: anyone can make such a bundle with a key of their own. Compare the key with "
+    "the one the court publishes and verify again with --log-key.",
+)
+
 _MARKS = {Status.OK: "✔ 通过 ok", Status.FAILED: "✘ 未通过 FAILED", Status.ABSENT: "– 无 absent"}
 
 
@@ -58,13 +67,23 @@ class Check:
 
 @dataclass
 class BundleVerdict:
+    """``ok``: no check failed. ``anchored``: the log key was tied to something outside the bundle — pinned with
+    ``--log-key``, or a kept checkpoint verified with it. A bundle that is ``ok`` but not ``anchored`` is only
+    self-consistent: anyone can make one with a log key (and seal keys) of their own."""
+
     path: str
     checks: list[Check]
     facts: dict[str, Any] = field(default_factory=dict)
+    anchored: bool = False
 
     @property
     def ok(self) -> bool:
         return all(check.status is not Status.FAILED for check in self.checks)
+
+    @property
+    def trusted(self) -> bool:
+        """Every check holds and the log key is anchored: what ``seal-verify`` exits 0 for."""
+        return self.ok and self.anchored
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
@@ -76,7 +95,9 @@ class BundleVerdict:
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "trusted": self.trusted,  # what seal-verify exits 0 for: ok and anchored
             "ok": self.ok,
+            "anchored": self.anchored,
             "facts": self.facts,
             "checks": [check.as_json() for check in self.checks],
         }
@@ -94,8 +115,10 @@ class BundleVerdict:
                     lines.append(
                         f"    {label} … {len(items) - TEXT_DETAILS} more / 另有 {len(items) - TEXT_DETAILS} 条"
                     )
-        if self.ok:
+        if self.trusted:
             lines.append("结论：全部检查通过。 Verdict: every check holds.")
+        elif self.ok:
+            lines += UNANCHORED
         else:
             lines.append(f"结论：检查未通过。 Verdict: FAILED ({', '.join(self.failed)}).")
         return "\n".join(lines)

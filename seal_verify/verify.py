@@ -15,7 +15,7 @@ import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable
-from seal_verify.verdict import BundleVerdict, Check
+from seal_verify.verdict import BundleVerdict, Check, Status
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def verify_bundle(
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
     verdict.facts = state.get("facts", {})
+    pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
+    verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
     return verdict
 
 
@@ -129,7 +131,8 @@ def _steps(
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
 
     def audit() -> None:
-        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle)
+        case_no = (state.get("manifest") or {}).get("case_no")  # event_case checks case.json's is the same
+        state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, case_no)
 
     def inclusion() -> None:
         indices = state.get("leaf_indices") or [None] * len(state.get("events", []))

@@ -97,11 +97,12 @@ def readme(case_no: str, verifier_key: str) -> bytes:
 本文件是法院电子封条系统导出的证据包：封条签名的事件原文、抓拍照片、告警、指令、解封申请、审计记录，
 以及每个事件在服务器默克尔日志中的包含证明和日志签名检查点。格式见 docs/evidence.md。
 
-离线验证（不需要服务器、网络或数据库）：
-    seal-verify case.zip
-建议同时固定日志公钥，并提供以前保存的检查点：
-    seal-verify case.zip --log-key '{verifier_key}' --known-checkpoint 旧检查点.txt
-日志公钥：
+离线验证（不需要服务器、网络或数据库），用法院公布的日志公钥（不要从本文件抄写：伪造的证据包会写上伪造者的公钥）：
+    seal-verify case.zip --log-key 法院公布的日志公钥
+或提供以前保存的检查点：
+    seal-verify case.zip --known-checkpoint 旧检查点.txt
+不给二者时，seal-verify 只能核验证据包自身一致（退出码 3，“未经核对”），不能证明它来自法院。
+本证据包自称的日志公钥（须与法院公布的一致）：
     {verifier_key}
 
 Electronic seal evidence bundle — case {case_no}
@@ -110,11 +111,14 @@ This file is an evidence bundle exported by the court's electronic seal system: 
 signed them, the snapshots, alarms, commands, removal requests, audit entries, and for every event its inclusion
 proof in the server's Merkle log with the log's signed checkpoint. Its format is docs/evidence.md.
 
-Verify it offline (no server, network or database needed):
-    seal-verify case.zip
-Better, pin the log's key and give a checkpoint you kept from before:
-    seal-verify case.zip --log-key '{verifier_key}' --known-checkpoint old-checkpoint.txt
-The log's key:
+Verify it offline (no server, network or database needed) with the log key the court publishes (do not copy it
+from this file: a forged bundle would show the forger's key here):
+    seal-verify case.zip --log-key THE-COURTS-PUBLISHED-LOG-KEY
+or with a checkpoint you kept from before:
+    seal-verify case.zip --known-checkpoint old-checkpoint.txt
+Without either, seal-verify can only tell that the bundle is self-consistent (exit status 3, "NOT ANCHORED"), not
+that it comes from the court.
+The log key this bundle claims (it must be the court's published one):
     {verifier_key}
 """
     return text.encode("utf-8")

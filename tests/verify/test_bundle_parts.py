@@ -14,7 +14,14 @@ from seal_verify import Status, verify_bundle
 from server.core.db import SessionFactory
 from server.evidence.tsa import TsaClient
 from tests.server.helpers import CASE_A
-from tests.verify.world import CourtWorld, build_world, drop_append_only_triggers, read_members
+from tests.verify.world import (
+    CourtWorld,
+    build_world,
+    drop_append_only_triggers,
+    read_members,
+    resign,
+    write_members,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -72,6 +79,7 @@ def test_the_checkpoint_carries_its_time_stamp(world: CourtWorld, tmp_path: Path
     assert pinned.check("timestamp").status is Status.OK and not pinned.check("timestamp").notes
     unpinned = verify_bundle(result.path)
     assert unpinned.ok and any("not pinned" in n for n in unpinned.check("timestamp").notes)
+    assert "unpinned" in unpinned.facts["tsa"] and "unpinned" not in pinned.facts["tsa"]
     other = make_tsa_pki(tmp_path / "other", name="Another TSA")
     wrong = verify_bundle(result.path, tsa_roots_pem=other.ca_pem.read_bytes())
     assert wrong.failed == ["timestamp"], wrong.text()
@@ -127,6 +135,11 @@ def test_a_removal_request_and_its_proof_files_are_in_the_bundle(world: CourtWor
     assert request["filed_by"] == "debtor-a" and request["proofs"][0]["present"] is True
     assert request["steps"][0]["action"] == "file"
     assert verify_bundle(result.path).ok
+    # a proof file swapped by whoever holds the log key: the file no longer hashes to its name
+    members[f"removal/{sha}.pdf"] = pdf_bytes("not paid")
+    swapped = verify_bundle(write_members(tmp_path / "swapped.zip", resign(members, world.log_key)))
+    assert swapped.failed == ["manifest_files"], swapped.text()
+    assert swapped.check("manifest_files").problems == [f"removal/{sha}.pdf: its bytes do not hash to its name"]
 
 
 def test_a_command_and_the_seals_answer_are_in_the_bundle(world: CourtWorld, tmp_path: Path) -> None:

@@ -52,9 +52,9 @@ def test_exit_status_and_readable_verdicts(
     text = capsys.readouterr().out
     assert "全部检查通过" in text and "every check holds" in text and "封条对事件的签名" in text
 
-    assert main([str(path), "--json"]) == 0
+    assert main([str(path), "--json", "--log-key", key]) == 0
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["ok"] is True and verdict["facts"]["case_no"] == CASE_A
+    assert verdict["ok"] is True and verdict["anchored"] is True and verdict["facts"]["case_no"] == CASE_A
     assert {c["name"]: c["status"] for c in verdict["checks"]}["event_signatures"] == "ok"
 
     members = read_members(path)
@@ -95,7 +95,7 @@ def test_a_kept_checkpoint_and_a_proof_file_from_the_server(
     assert "larger than the bundle's" in capsys.readouterr().out
     (tmp_path / "proof.json").write_text(json.dumps({"old_size": old_size, "new_size": size, "proof": proof}))
     args = [str(path), "--known-checkpoint", str(tmp_path / "newer.txt"), "--consistency-proof"]
-    assert main([*args, str(tmp_path / "proof.json")]) == 0
+    assert main([*args, str(tmp_path / "proof.json")]) == 0  # the kept checkpoint anchors the key
     bad = proof[:-1] + ["00" * 32]
     (tmp_path / "bad.json").write_text(json.dumps({"old_size": old_size, "new_size": size, "proof": bad}))
     assert main([*args, str(tmp_path / "bad.json")]) == 1
