@@ -84,7 +84,8 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
     )
     out(
         f"{result.path}: case {result.case_no}, {result.events} events, {result.snapshots} snapshots, "
-        f"checkpoint {result.checkpoint_size}; check it with: seal-verify {result.path}"
+        f"checkpoint {result.checkpoint_size}; check it with: seal-verify {result.path} --log-key KEY (the log key "
+        "`seal-server log-key` prints, as the court publishes it)"
     )
     if not result.verified:
         out("警告：证据包自身核验未通过，详见 report.pdf / WARNING: the bundle does not verify; see report.pdf")

@@ -176,12 +176,13 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         Spacer(1, 4 * mm),
         *para(
             "本报告是证据包 case.zip 的一部分，仅为便于阅读；证据以包内文件为准。核验方法：在任何计算机上运行 "
-            "seal-verify case.zip（无需联网），它核验每个文件的 SHA-256、清单与检查点的签名（日志公钥见上）、"
-            "每条事件的签名与包含证明，以及时间戳。",
+            "seal-verify case.zip --log-key 公钥（无需联网；公钥须取自法院的公布，而非本包），"
+            "它核验每个文件的 SHA-256、清单与检查点的签名、每条事件的签名与包含证明，以及时间戳。",
             "This report is part of the bundle case.zip and only a reading aid: the files in the bundle are the "
-            "evidence. To check it, run seal-verify case.zip on any computer (no network needed): it checks every "
-            "file's SHA-256, the manifest's and checkpoint's signatures (log key above), every event's signature "
-            "and inclusion proof, and the time stamp.",
+            "evidence. To check it, run seal-verify case.zip --log-key KEY on any computer (no network needed; KEY "
+            "is the log key the court publishes, not the one in this bundle): it "
+            "checks every file's SHA-256, the manifest's and checkpoint's signatures, every event's signature and "
+            "inclusion proof, and the time stamp.",
             s,
         ),
         PageBreak(),

@@ -144,8 +144,10 @@ def closing(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     out.append(grid([("", ""), ("环节", "link"), ("说明", "what it is")], rows, [8 * mm, 35 * mm, None], s))
     out += heading("三、各项证据的核验方法", "3. How each item can be checked", s)
     out += para(
-        "在任何计算机上运行 seal-verify case.zip（无需联网、无需法院系统），下列各项均自动核验。",
-        "Run seal-verify case.zip on any computer (no network, no court system): it checks each item below.",
+        "在任何计算机上运行 seal-verify case.zip --log-key 公钥（法院公布的日志公钥；或 --known-checkpoint 文件："
+        "早先保存的检查点），无需联网、无需法院系统，下列各项均自动核验。",
+        "Run seal-verify case.zip --log-key KEY (the log key the court publishes; or --known-checkpoint FILE: a "
+        "checkpoint kept earlier) on any computer (no network, no court system): it checks each item below.",
         s,
     )
     rows = [[cell(path, "", s), cell(zh, en, s)] for path, zh, en in CHECKS]
