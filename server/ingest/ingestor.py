@@ -27,8 +27,10 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.batch import IngestBatch, VerifyKeyCache
+from server.ingest.batch import IngestBatch
+from server.ingest.checks import prepare
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
+from server.ingest.seal_cache import IngestCache
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Ingestor:
         self._on_commit = on_commit
         self.metrics = metrics
         self.snapshots = SnapshotStore(snapshot_dir)
-        self._keys = VerifyKeyCache()
+        self.cache = IngestCache()
         alarms = alarms or AlarmSettings()
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
@@ -64,10 +66,13 @@ class Ingestor:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
         if not messages:
             return []
+        prepared = [prepare(message, self.cache) for message in messages]  # before the transaction: no lock held
         try:
             with self._session_factory() as session:
-                results = self._batch(session).apply(messages)
+                batch = self._batch(session)
+                results = batch.apply(messages, prepared)
                 session.commit()
+            self.cache.committed(batch.chain.heads())
         except StorageUnavailable:
             raise
         except Exception as exc:  # whose fault it is is decided right below
@@ -89,7 +94,7 @@ class Ingestor:
     def _batch(self, session: Session) -> IngestBatch:
         return IngestBatch(
             session,
-            keys=self._keys,
+            cache=self.cache,
             snapshots=self.snapshots,
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
@@ -111,8 +116,10 @@ class Ingestor:
         for _attempt in range(2):
             try:
                 with self._session_factory() as session:
-                    [result] = self._batch(session).apply([message])
+                    batch = self._batch(session)
+                    [result] = batch.apply([message])
                     session.commit()
+                self.cache.committed(batch.chain.heads())
                 self._record(message, result)
                 return result
             except StorageUnavailable:
