@@ -80,6 +80,24 @@ class MqttSettings(BaseModel):
     batch_size: int = Field(
         100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
     )
+    shared_group: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>/seal/v1/+/... so that "
+        "several ingest processes (`seal-server ingest --workers N`, or one per machine) split the stream, each "
+        "message going to one of them. Absent: a plain subscription (one ingest takes every message). Retained "
+        "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes.",
+    )
+    gap_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="With a shared group: how long an event beyond a gap in its seal's chain is held back "
+        "(unacknowledged) for its predecessor, which another worker may be storing, before it is stored and the "
+        "gap raises missing_events. 0: at once (right for one worker).",
+    )
 
 
 class NotifySettings(BaseModel):

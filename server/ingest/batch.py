@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
 from server.alarms.book import AlarmBook
 from server.commands.service import apply_answer
+from server.core.base import utc_now
 from server.evidence.log import append_events
 from server.evidence.models import Event, Snapshot
 from server.evidence.queries import armed_state
@@ -116,9 +117,12 @@ class IngestBatch:
         snapshots: SnapshotStore,
         fold_window: timedelta,
         offline_grace: timedelta = timedelta(0),
+        gap_wait: timedelta = timedelta(0),
     ) -> None:
         self.session = session
         self.offline_grace = offline_grace
+        self.gap_wait = gap_wait
+        self._now = utc_now()
         self.cache = cache
         self.snapshots = snapshots
         self.chain = ChainBook(session, cache)
@@ -295,6 +299,9 @@ class IngestBatch:
         if event_id in self._by_event_id:
             device_id, seq = self._by_event_id[event_id]
             raise Rejected(Reason.DUPLICATE_EVENT_ID, f"event_id {event_id} is already stored as {device_id} seq {seq}")
+        if self._waits_for_predecessor(envelope, message):
+            top = self.chain.max_seq(envelope.device_id)
+            return IngestResult(Outcome.DEFERRED, seal.device_id, detail=f"seq {envelope.seq} waits for seq {top + 1}")
         self.chain.check(envelope, message.payload)
         case_no = self._case_of[(envelope.device_id, envelope.seq)]
         index = len(self._rows)
@@ -327,6 +334,12 @@ class IngestBatch:
             self._armed[seal.device_id] = (armed, envelope.occurred_at, envelope.seq)
         detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
+
+    def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
+        """Would the event open a gap that another worker may be about to fill? (Only with several workers.)"""
+        if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1:
+            return False
+        return message.received_at + self.gap_wait > self._now
 
     def _event_row(self, index: int) -> Callable[[], Event]:
         """The ORM row of the batch's ``index``-th event, for an alarm that names it (once it is inserted)."""

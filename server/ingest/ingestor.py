@@ -40,7 +40,9 @@ class Ingestor:
 
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
     committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
-    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed)."""
+    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
+    ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
+    which another worker sharing the subscription may hold; 0 with one worker."""
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class Ingestor:
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
+        gap_wait_s: float = 0.0,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -61,6 +64,7 @@ class Ingestor:
         alarms = alarms or AlarmSettings()
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
+        self._gap_wait = timedelta(seconds=gap_wait_s)
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -98,6 +102,7 @@ class Ingestor:
             snapshots=self.snapshots,
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
+            gap_wait=self._gap_wait,
         )
 
     def _committed(self, results: list[IngestResult]) -> None:
@@ -199,6 +204,8 @@ class Ingestor:
             case Outcome.IGNORED:
                 logger.info("ignored a message on %r: %s", message.topic, result.detail)
                 self.metrics.count_ignored()
+            case Outcome.DEFERRED:
+                logger.debug("held back a message on %r: %s", message.topic, result.detail)
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None

@@ -9,6 +9,11 @@
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them; they become duplicates).
 - Connected means a CONNACK with a success reason code, nothing less.
+- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>/…``): several ingest
+  processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
+  idempotent on (``device_id``, ``seq``) and the chain state is locked per seal, so two workers that see events of
+  one seal store each once, in a consistent chain; an event beyond a gap waits ``gap_wait_s`` for its predecessor
+  (:attr:`Outcome.DEFERRED`) rather than raise a ``missing_events`` alarm that the other worker is about to close.
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
@@ -41,7 +46,7 @@ from server.core.mqtt import RefusedLog, connect_in_background, make_client, pub
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
-from server.ingest.results import IngestResult, Message
+from server.ingest.results import IngestResult, Message, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
 #: After a storage failure, wait this long before retrying the batch (doubling up to the maximum).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
+#: An event held back for its predecessor (``[mqtt] gap_wait_s``) is offered to the next batch after this long.
+DEFERRED_RETRY_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +70,11 @@ class MqttIngest:
     """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`; receipts what it committed,
     signed with ``court_key``. ``start()`` / ``stop()``."""
 
-    def __init__(self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None) -> None:
+    def __init__(
+        self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None, role: str = ""
+    ) -> None:
         self.settings = settings
+        self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor = ingestor
         self._court_key = court_key
         self._queue: queue.Queue[_Received] = queue.Queue()
@@ -102,7 +112,7 @@ class MqttIngest:
         if self._client is not None:
             return
         settings = self.settings
-        client = make_client(settings, manual_ack=True)
+        client = make_client(settings, role=self._role, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -158,12 +168,17 @@ class MqttIngest:
         logger.info("connected to the broker (session present: %s)", flags.session_present)
         # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(subscription_all(kind), options) for kind in SUBSCRIBED_KINDS])
+        client.subscribe([(self._filter(kind), options) for kind in SUBSCRIBED_KINDS])
+
+    def _filter(self, kind: MessageKind) -> str:
+        """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
+        group = self.settings.shared_group
+        return subscription_all(kind) if group is None else f"$share/{group}/{subscription_all(kind)}"
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
         for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
             if code.is_failure:
-                logger.error("subscription to %s refused: %s", subscription_all(kind), code)
+                logger.error("subscription to %s refused: %s", self._filter(kind), code)
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any
@@ -219,15 +234,25 @@ class MqttIngest:
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
                 return
             delay = min(delay * 2, RETRY_MAX_S)
+        held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
+        done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
         with self._lock:
-            for _ in batch:
+            for _ in done:
                 self.ingestor.metrics.commit_latency.observe(committed - self._unstored.popleft())
             if self._storage_failing_since is not None:
                 logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
                 self._storage_failing_since = None
-        self._ack(batch)
+        self._ack(done)
         self._send_receipts(batch, results)
+        if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged
+            timer = threading.Timer(DEFERRED_RETRY_S, self._offer_again, [held])
+            timer.daemon = True
+            timer.start()
+
+    def _offer_again(self, items: list[_Received]) -> None:
+        for item in items:
+            self._queue.put(item)
 
     def _storage_failed(self) -> None:
         self.ingestor.metrics.count_storage_retry()
