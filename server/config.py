@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from server.config_sections import AlarmSettings, LivenessSettings, WebSettings
-from server.config_types import OptionalPath, PublicUrl
+from server.config_types import OptionalName, OptionalPath, PublicUrl
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -80,7 +80,7 @@ class MqttSettings(BaseModel):
     batch_size: int = Field(
         100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
     )
-    shared_group: str | None = Field(
+    shared_group: OptionalName = Field(
         None,
         min_length=1,
         max_length=64,
@@ -88,7 +88,7 @@ class MqttSettings(BaseModel):
         description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>/seal/v1/+/... so that "
         "several ingest processes (`seal-server ingest --workers N`, or one per machine) split the stream, each "
         "message going to one of them. Absent: a plain subscription (one ingest takes every message). Retained "
-        "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes.",
+        "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes. Empty: absent.",
     )
     gap_wait_s: float = Field(
         0.0,

@@ -33,3 +33,6 @@ PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
 
 #: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
+
+#: A name that may be left out: absent, or ``""`` in the file, is ``None``.
+OptionalName = Annotated[str | None, BeforeValidator(_empty_means_none)]
