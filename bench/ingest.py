@@ -163,8 +163,8 @@ def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: floa
     print(f"  {meter.report()}")
 
 
-def check_database(court: CourtProcess, fleet: Fleet) -> bool:
-    expected = sum(len(seal.messages) for seal in fleet.seals)
+def check_database(court: CourtProcess, seals: list[BenchSeal]) -> bool:
+    expected = sum(len(seal.messages) for seal in seals)
     with court.session_factory() as session:
         stored = session.scalar(select(func.count()).select_from(Event))
         pairs = select(Event.device_id, Event.seq).distinct().subquery()
@@ -224,7 +224,7 @@ def main(argv: list[str]) -> int:
             court.start()
             court_rate(court, fleet, args.events, baseline, args.profile)
             latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate)
-            ok = check_database(court, fleet)
+            ok = check_database(court, seals)
         finally:
             if fleet is not None:
                 fleet.close()
