@@ -28,10 +28,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
@@ -55,9 +55,10 @@ from server.ingest.checks import (
 )
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of, storable_text
+from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
 from server.notify.outbox import notifying
-from server.seals.models import Seal, SealBinding
+from server.seals.models import SealBinding
 
 __all__ = ["BINDING_CLOCK_SKEW", "IngestBatch", "binding_covers"]
 
@@ -68,41 +69,6 @@ QUARANTINE_RAW_LIMIT = 256 * 1024
 #: The quarantine's text columns are cut to these many characters.
 QUARANTINE_TOPIC_LIMIT = 512
 QUARANTINE_DETAIL_LIMIT = 2000
-
-_EVENTS = cast(Table, Event.__table__)
-_SEALS = cast(Table, Seal.__table__)
-_STORED = (Event.device_id, Event.seq, Event.event_id, Event.prev_hash, Event.raw)
-_SAME_ID = select(*_STORED).where(Event.event_id.in_(bindparam("event_ids", expanding=True)))
-_NEAR = select(*_STORED).where(tuple_(Event.device_id, Event.seq).in_(bindparam("pairs", expanding=True)))
-_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-_SEEN = (
-    update(_SEALS)
-    .where(_SEALS.c.device_id == bindparam("b_device_id"))
-    .values(last_seen_at=bindparam("b_at"), last_event_at=bindparam("b_at"))
-)
-_ARMED = (
-    update(_SEALS)
-    .where(
-        _SEALS.c.device_id == bindparam("b_device_id"),
-        or_(_SEALS.c.armed_seq.is_(None), _SEALS.c.armed_seq < bindparam("b_seq")),
-    )
-    .values(armed=bindparam("b_armed"), armed_at=bindparam("b_armed_at"), armed_seq=bindparam("b_seq"))
-)
-_STATUS = (
-    update(_SEALS)
-    .where(_SEALS.c.device_id == bindparam("b_device_id"))
-    .values(status=bindparam("b_status"), status_changed_at=bindparam("b_at"))
-)
-
-
-class _Leaf:
-    """A stored event as the Merkle log needs it: its id and its bytes."""
-
-    __slots__ = ("id", "raw")
-
-    def __init__(self, id: int, raw: bytes) -> None:  # noqa: A002 - the column's name
-        self.id = id
-        self.raw = raw
 
 
 class IngestBatch:
@@ -137,9 +103,7 @@ class IngestBatch:
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
-        self._seen: dict[str, datetime] = {}  # device_id -> received_at of its last stored event
-        self._armed: dict[str, tuple[bool, datetime, int]] = {}  # device_id -> (armed, ts, seq) of its newest
-        self._status: dict[str, tuple[str, datetime]] = {}  # device_id -> (status, received_at) changed to
+        self._changes = SealChanges()
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
         """``prepared``: :func:`prepare` of each message, made before the transaction (else made here)."""
@@ -155,17 +119,17 @@ class IngestBatch:
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
             results = [self._apply_one(m, c) for m, c in zip(messages, checked, strict=True)]
-            self._write_events()
+            self._ids = insert_events(self.session, self._rows)
             for settle in self._settle:
                 settle()
             at = max(m.received_at for m in messages)
             for change in self.chain.changes():
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
-            self._write_seals()
+            self._changes.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
-                leaves = [_Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]
+                leaves = [Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]
                 append_events(self.session, cast(list[Event], leaves))  # it reads .id and .raw only
             return results
 
@@ -252,10 +216,10 @@ class IngestBatch:
         link the chain check needs and the cache does not hold."""
         if not envelopes:
             return
-        rows = list(self.session.execute(_SAME_ID, {"event_ids": sorted({str(e.event_id) for e in envelopes})}))
+        rows = list(self.session.execute(SAME_ID, {"event_ids": sorted({str(e.event_id) for e in envelopes})}))
         pairs = sorted((d, s) for d, seqs in self.chain.lookups(envelopes).items() for s in seqs)
         if pairs:
-            rows += self.session.execute(_NEAR, {"pairs": pairs})
+            rows += self.session.execute(NEAR, {"pairs": pairs})
         for device_id, seq, event_id, prev_hash, raw in rows:
             self._remember(device_id, seq, event_id, raw)
             self.chain.remember(device_id, seq, raw, prev_hash)
@@ -327,11 +291,8 @@ class IngestBatch:
         row = self._event_row(index)
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         answer = apply_answer(self.session, envelope, at=message.received_at)
-        self._seen[seal.device_id] = message.received_at
         armed = armed_state(envelope.type.value, envelope.payload)
-        newest = self._armed.get(seal.device_id)
-        if armed is not None and (newest is None or envelope.seq > newest[2]):
-            self._armed[seal.device_id] = (armed, envelope.occurred_at, envelope.seq)
+        self._changes.event(seal.device_id, message.received_at, armed, envelope.occurred_at, envelope.seq)
         detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 
@@ -351,23 +312,6 @@ class IngestBatch:
 
         return row
 
-    def _write_events(self) -> None:
-        if self._rows:
-            self._ids = list(self.session.execute(_INSERT_EVENTS, self._rows).scalars())
-
-    def _write_seals(self) -> None:
-        if self._seen:
-            self.session.execute(_SEEN, [{"b_device_id": d, "b_at": at} for d, at in self._seen.items()])
-        if self._armed:
-            values = [
-                {"b_device_id": d, "b_armed": armed, "b_armed_at": ts, "b_seq": seq}
-                for d, (armed, ts, seq) in self._armed.items()
-            ]
-            self.session.execute(_ARMED, values)
-        if self._status:
-            values = [{"b_device_id": d, "b_status": s, "b_at": at} for d, (s, at) in self._status.items()]
-            self.session.execute(_STATUS, values)
-
     def _status_message(self, topic: ParsedTopic, message: Message) -> IngestResult:
         if not message.payload:
             return IngestResult(Outcome.IGNORED, topic.device_id, detail="retained status cleared")
@@ -376,9 +320,10 @@ class IngestBatch:
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
         seal = self._seal(topic.device_id)
-        current = self._status[seal.device_id][0] if seal.device_id in self._status else seal.status
+        changed = self._changes.status
+        current = changed[seal.device_id][0] if seal.device_id in changed else seal.status
         if current != state.value:
-            self._status[seal.device_id] = (state.value, message.received_at)
+            changed[seal.device_id] = (state.value, message.received_at)
         # A status is not signed (the broker sends the Last Will), so it is no sign of life: only a new signed
         # event refreshes last_seen_at and closes an offline alarm.
         grace = self.offline_grace > timedelta(0)
