@@ -14,7 +14,9 @@ committed batch is receipted.
 2. Throughput: the same bytes, the same way, into ``seal-server run``: events/s from the first publish to the last
    receipt (a receipt is sent after the batch's commit and acknowledgement), and the ratio to the baseline.
 3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → receipt p50/p99 (an
-   upper bound of publish → commit).
+   upper bound of publish → commit, which includes this process's own handling of the receipt); meanwhile a real
+   ``SealRuntime`` on mock pins (:mod:`ingest_pir`) is triggered every 0.25 s: PIR edge → its ``intrusion`` row in
+   the court's database (polled every 2 ms), also measured on the idle court before.
 
 Then the database is checked: every event stored once (0 lost, 0 duplicated), nothing quarantined. CPU seconds of
 each process (Mosquitto, the subscriber or the court, this load generator) are read from /proc per phase.
@@ -28,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +40,7 @@ from pathlib import Path
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bench_support import Series, machine
 from ingest_load import BenchSeal, Fleet
+from ingest_pir import PirProbe
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -149,10 +153,18 @@ def court_rate(court: CourtProcess, fleet: Fleet, events: int, baseline: float, 
     print(f"  ratio to the bare subscriber: {rate / baseline:.2f}; published in {end - start:.2f} s; {meter.report()}")
 
 
-def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: float) -> None:
+def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: float, probe: PirProbe | None) -> None:
     assert court.process is not None and court.broker._process is not None
     meter = CpuMeter({"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()})
+    pir = Series(f"PIR edge -> intrusion row in the court's database, under {rate:g} events/s")
+    gap_s = 0.25
+    triggers = max(1, int((last - first + 1) * len(fleet.seals) / rate / (gap_s + 0.05)) - 2)
+    thread = threading.Thread(target=probe.measure, args=(triggers, gap_s, pir)) if probe else None
+    if thread is not None:
+        thread.start()
     start, end = fleet.publish(first, last, rate=rate)
+    if thread is not None:
+        thread.join()
     wanted = [seal.hashes[i] for seal in fleet.seals for i in range(first - 1, last)]
     if not fleet.wait_receipts(set(wanted), timeout=300):
         raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
@@ -160,14 +172,17 @@ def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: floa
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")
     series.values = [fleet.receipted[h] - fleet.published[h] for h in wanted]
     print(series.row(target_ms=50))
+    if pir.values:
+        print(pir.row(target_ms=50))
     print(f"  {meter.report()}")
 
 
 def check_database(court: CourtProcess, seals: list[BenchSeal]) -> bool:
     expected = sum(len(seal.messages) for seal in seals)
+    ours = Event.device_id.in_([seal.device_id for seal in seals])
     with court.session_factory() as session:
-        stored = session.scalar(select(func.count()).select_from(Event))
-        pairs = select(Event.device_id, Event.seq).distinct().subquery()
+        stored = session.scalar(select(func.count()).select_from(Event).where(ours))
+        pairs = select(Event.device_id, Event.seq).where(ours).distinct().subquery()
         distinct = session.scalar(select(func.count()).select_from(pairs))
         quarantined = session.scalar(select(func.count()).select_from(QuarantinedMessage))
     lost = expected - int(distinct or 0)
@@ -184,8 +199,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seals", type=int, default=100, help="simulated seals, each its own client and key")
     parser.add_argument("--events", type=int, default=100, help="events per seal in the throughput phases")
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
-    parser.add_argument("--rate-events", type=int, default=30, help="events per seal in the latency phase")
+    parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
     parser.add_argument("--batch-size", type=int, default=200, help="the court's [mqtt] batch_size")
+    parser.add_argument("--no-pir", dest="pir", action="store_false", help="no real seal (PIR edge -> row)")
     parser.add_argument("--profile", type=Path, help="write py-spy's collapsed stacks of the court's throughput here")
     parser.add_argument("--database-url", help="a PostgreSQL URL (a fresh schema is made there); default SQLite")
     args = parser.parse_args(argv)
@@ -209,6 +225,7 @@ def main(argv: list[str]) -> int:
         settings = court.config_path.read_text().replace("batch_size = 200", f"batch_size = {args.batch_size}")
         court.config_path.write_text(settings)
         fleet = None
+        probe: PirProbe | None = None
         ok = False
         try:
             with session_scope(court.session_factory) as session:
@@ -222,10 +239,19 @@ def main(argv: list[str]) -> int:
             fleet.wait_connected(120)
             baseline = bare_rate(root, broker, fleet, args.events)
             court.start()
+            if args.pir:
+                probe = PirProbe(root / "pir-seal", broker, court, CASE)
+                probe.start()
             court_rate(court, fleet, args.events, baseline, args.profile)
-            latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate)
+            if probe is not None:
+                idle = Series("PIR edge -> intrusion row in the court's database, idle court")
+                probe.measure(20, 0.25, idle)
+                print(idle.row(target_ms=50))
+            latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate, probe)
             ok = check_database(court, seals)
         finally:
+            if probe is not None:
+                probe.close()
             if fleet is not None:
                 fleet.close()
             court.close()
