@@ -1,6 +1,6 @@
 """How many verified events per second the court commits, against a bare subscriber in the same run. By hand:
 
-    .venv/bin/python bench/ingest.py [--seals 100] [--events 100] [--rate 1000] [--rate-events 30]
+    .venv/bin/python bench/ingest.py [--seals 100] [--events 100] [--rate 1000] [--rate-events 60] [--prefill N]
                                      [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 What runs: a private Mosquitto with the court's configuration and the generated ACL (:mod:`seal_dev.broker`); N
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bench_support import Series, machine
-from ingest_load import BenchSeal, Fleet
+from ingest_load import BenchSeal, Fleet, prefill
 from ingest_pir import PirProbe
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
@@ -201,6 +201,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
     parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
     parser.add_argument("--batch-size", type=int, default=200, help="the court's [mqtt] batch_size")
+    parser.add_argument("--prefill", type=int, default=0, help="events stored (other seals) before the run")
     parser.add_argument("--no-pir", dest="pir", action="store_false", help="no real seal (PIR edge -> row)")
     parser.add_argument("--profile", type=Path, help="write py-spy's collapsed stacks of the court's throughput here")
     parser.add_argument("--database-url", help="a PostgreSQL URL (a fresh schema is made there); default SQLite")
@@ -234,6 +235,10 @@ def main(argv: list[str]) -> int:
                     register_seal(
                         session, actor=None, device_id=seal.device_id, case_no=CASE, public_key=seal.public_key
                     )
+            if args.prefill:
+                t0 = time.monotonic()
+                prefill(court.session_factory, CASE, args.prefill)
+                print(f"database: {args.prefill} events stored beforehand in {time.monotonic() - t0:.0f} s")
             print(f"database: {court.database_url.split('?')[0]}; court batch_size {args.batch_size}")
             fleet = Fleet(seals, broker.port)
             fleet.wait_connected(120)
