@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,18 +154,45 @@ def court_rate(court: CourtProcess, fleet: Fleet, events: int, baseline: float, 
     print(f"  ratio to the bare subscriber: {rate / baseline:.2f}; published in {end - start:.2f} s; {meter.report()}")
 
 
-def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: float, probe: PirProbe | None) -> None:
+def commit_buckets(court: CourtProcess) -> dict[float, float]:
+    """The court's receive → commit histogram (``/metrics``): cumulative count per upper bound in seconds."""
+    with urllib.request.urlopen(f"{court.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("seal_ingest_commit_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def commit_row(before: dict[float, float], after: dict[float, float]) -> str:
+    """What share of the phase's events the court committed within each bound, from receiving them."""
+    total = after[float("inf")] - before.get(float("inf"), 0)
+    shares = [
+        f"<= {1000 * bound:g} ms {100 * (after[bound] - before.get(bound, 0)) / total:.1f} %"
+        for bound in sorted(after)
+        if bound <= 0.25
+    ]
+    return f"receive -> commit (the court's histogram, {total:.0f} messages): " + ", ".join(shares)
+
+
+def latency(
+    court: CourtProcess, fleet: Fleet, first: int, last: int, rate: float, probe: PirProbe | None, profile: Path | None
+) -> None:
     assert court.process is not None and court.broker._process is not None
     meter = CpuMeter({"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()})
+    buckets = commit_buckets(court)
     pir = Series(f"PIR edge -> intrusion row in the court's database, under {rate:g} events/s")
     gap_s = 0.25
     triggers = max(1, int((last - first + 1) * len(fleet.seals) / rate / (gap_s + 0.05)) - 2)
     thread = threading.Thread(target=probe.measure, args=(triggers, gap_s, pir)) if probe else None
     if thread is not None:
         thread.start()
-    start, end = fleet.publish(first, last, rate=rate)
-    if thread is not None:
-        thread.join()
+    with profiled(court.process.pid, None if profile is None else profile.with_suffix(".latency.txt")):
+        start, end = fleet.publish(first, last, rate=rate)
+        if thread is not None:
+            thread.join()
     wanted = [seal.hashes[i] for seal in fleet.seals for i in range(first - 1, last)]
     if not fleet.wait_receipts(set(wanted), timeout=300):
         raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
@@ -172,6 +200,7 @@ def latency(court: CourtProcess, fleet: Fleet, first: int, last: int, rate: floa
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")
     series.values = [fleet.receipted[h] - fleet.published[h] for h in wanted]
     print(series.row(target_ms=50))
+    print(commit_row(buckets, commit_buckets(court)))
     if pir.values:
         print(pir.row(target_ms=50))
     print(f"  {meter.report()}")
@@ -252,7 +281,7 @@ def main(argv: list[str]) -> int:
                 idle = Series("PIR edge -> intrusion row in the court's database, idle court")
                 probe.measure(20, 0.25, idle)
                 print(idle.row(target_ms=50))
-            latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate, probe)
+            latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate, probe, args.profile)
             ok = check_database(court, seals)
         finally:
             if probe is not None:

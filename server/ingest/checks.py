@@ -20,10 +20,10 @@ from seal_protocol import (
     MessageKind,
     ParsedTopic,
     SignatureError,
-    decode_envelope,
+    decode_signed_envelope,
     parse_topic,
 )
-from seal_protocol.signing import VerifyKey, verify_envelope
+from seal_protocol.signing import VerifyKey, verify_bytes
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
 from server.seals.case_numbers import case_no_spellings
@@ -43,6 +43,7 @@ class Prepared:
     checked: Envelope | ParsedTopic | Rejected
     key: str | None = None
     problem: str | None = None  # why the signature did not verify against ``key``
+    signing_bytes: bytes = b""  # of an envelope: the bytes its signature covers
 
 
 def prepare(message: Message, cache: IngestCache) -> Prepared:
@@ -50,20 +51,20 @@ def prepare(message: Message, cache: IngestCache) -> Prepared:
         topic = parse_topic(message.topic)
         if topic.kind is not MessageKind.EVENT:
             return Prepared(topic)
-        envelope = _decoded(topic, message)
+        envelope, signed = _decoded(topic, message)
     except InvalidTopic as exc:
         return Prepared(Rejected(Reason.INVALID_TOPIC, str(exc)))
     except Rejected as rejected:
         return Prepared(rejected)
     key_text, key = cache.key_text(envelope.device_id), cache.key_of(envelope.device_id)
     if key_text is None or key is None:
-        return Prepared(envelope)
-    return Prepared(envelope, key_text, signature_problem(envelope, key))
+        return Prepared(envelope, signing_bytes=signed)
+    return Prepared(envelope, key_text, signature_problem(envelope, signed, key), signed)
 
 
-def _decoded(topic: ParsedTopic, message: Message) -> Envelope:
+def _decoded(topic: ParsedTopic, message: Message) -> tuple[Envelope, bytes]:
     try:
-        envelope = decode_envelope(message.payload)
+        envelope, signed = decode_signed_envelope(message.payload)
     except InvalidEnvelope as exc:
         raise Rejected(classify_envelope_error(exc), str(exc)) from None
     if envelope.device_id != topic.device_id:
@@ -71,13 +72,14 @@ def _decoded(topic: ParsedTopic, message: Message) -> Envelope:
             Reason.DEVICE_MISMATCH,
             f"envelope device_id {envelope.device_id!r} differs from the topic's {topic.device_id!r}",
         )
-    return envelope
+    return envelope, signed
 
 
-def signature_problem(envelope: Envelope, key: VerifyKey) -> str | None:
-    """Why the envelope's signature does not verify against ``key``; None if it does."""
+def signature_problem(envelope: Envelope, signing_bytes: bytes, key: VerifyKey) -> str | None:
+    """Why the envelope's signature (over ``signing_bytes``, its :meth:`~Envelope.signing_bytes`) does not verify
+    against ``key``; None if it does."""
     try:
-        verify_envelope(envelope, key)
+        verify_bytes(key, signing_bytes, envelope.sig)
     except SignatureError as exc:
         return str(exc)
     return None
@@ -88,7 +90,7 @@ def check_signature(prepared: Prepared, envelope: Envelope, seal: SealRow, cache
     problem = prepared.problem
     if prepared.key != seal.public_key:  # not checked yet, or checked with a key that has changed since
         try:
-            problem = signature_problem(envelope, cache.verify_key(seal.public_key))
+            problem = signature_problem(envelope, prepared.signing_bytes, cache.verify_key(seal.public_key))
         except SignatureError as exc:  # the stored key is none: nothing verifies against it
             problem = str(exc)
     if problem is not None:
