@@ -76,7 +76,8 @@ class CpuMeter:
         wall = time.monotonic() - self.t0
         used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
         parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
-        return f"CPU over {wall:.1f} s: " + ", ".join(parts)
+        load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
+        return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
 
 
 @contextmanager

@@ -19,6 +19,7 @@
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
 - After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
+  Receipts are signed and sent on a thread of their own, so the next batch need not wait for them.
   Without the key no receipt is sent (a warning at start says so) and seals keep and re-send their events.
 """
 
@@ -86,6 +87,10 @@ class MqttIngest:
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
+        # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
+        # receipt per seal does not hold up the next batch's commit (None: stop).
+        self._receipts: queue.Queue[tuple[list[Message], list[IngestResult]] | None] = queue.Queue()
+        self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
 
     @property
@@ -126,6 +131,8 @@ class MqttIngest:
         self._client = client
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-ingest-worker", daemon=True)
         self._worker.start()
+        self._receipter = threading.Thread(target=self._run_receipts, name="mqtt-ingest-receipts", daemon=True)
+        self._receipter.start()
         connect_in_background(client, settings, persistent=True)
         logger.info(
             "MQTT ingest connecting to %s:%d as %s (client id %s)",
@@ -146,6 +153,10 @@ class MqttIngest:
             if self._worker.is_alive():
                 logger.error("ingest worker did not stop within %.1f s", timeout)
             self._worker = None
+        if self._receipter is not None:  # the receipts of what was committed go out before the disconnect
+            self._receipts.put(None)
+            self._receipter.join(timeout)
+            self._receipter = None
         self._client = None
         client.disconnect()  # queued after the last acknowledgements, so they are sent first
         client.loop_stop()
@@ -244,7 +255,7 @@ class MqttIngest:
                 logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
                 self._storage_failing_since = None
         self._ack(done)
-        self._send_receipts(batch, results)
+        self._receipts.put(([item.message for item in batch], results))
         if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged
             timer = threading.Timer(DEFERRED_RETRY_S, self._offer_again, [held])
             timer.daemon = True
@@ -275,12 +286,19 @@ class MqttIngest:
         if stale:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 
-    def _send_receipts(self, batch: list[_Received], results: list[IngestResult]) -> None:
+    def _run_receipts(self) -> None:
+        while (work := self._receipts.get()) is not None:
+            try:
+                self._send_receipts(*work)
+            except Exception:  # a defect here must not stop the receipts of later batches
+                logger.exception("receipts of %d messages not sent", len(work[0]))
+
+    def _send_receipts(self, messages: list[Message], results: list[IngestResult]) -> None:
         """Publish the committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
         key, client = self._receipt_key(), self._client
         if key is None or client is None:
             return
-        for topic, payload in receipts_for([item.message for item in batch], results, key=key):
+        for topic, payload in receipts_for(messages, results, key=key):
             info = client.publish(topic, payload, qos=1)
             problem = publish_problem(info)
             if problem is not None and info.rc != mqtt.MQTT_ERR_NO_CONN:  # disconnected: the seal sends again
