@@ -35,7 +35,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
@@ -59,9 +59,32 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
+    """User + system CPU seconds of process ``pid`` and its living children so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    own = (int(fields[11]) + int(fields[12])) / TICK
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(child) for child in task.read_text().split()]
+    return own + sum(cpu_seconds(child) for child in children)
+
+
+@contextmanager
+def more_workers(court: CourtProcess, count: int) -> Iterator[subprocess.Popen[bytes] | None]:
+    """``seal-server ingest --workers count`` beside the court (its settings already name a shared group)."""
+    if count == 0:
+        yield None
+        return
+    env = dict(os.environ, PYTHONPATH=str(bench_support.ROOT))
+    command = [sys.executable, "-m", "server.cli", "ingest", "--config", str(court.config_path)]
+    log = (court.directory / "workers.log").open("ab")
+    process = subprocess.Popen([*command, "--workers", str(count)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(8)  # the workers start and subscribe (the bench has no other way to know)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        log.close()
 
 
 class CpuMeter:
@@ -140,9 +163,13 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         print(f"  py-spy profile of the court (collapsed stacks): {output}")
 
 
-def court_rate(court: CourtProcess, fleet: Fleet, events: int, baseline: float, profile: Path | None) -> None:
+def court_rate(
+    court: CourtProcess, fleet: Fleet, events: int, baseline: float, profile: Path | None, workers: int | None
+) -> None:
     assert court.process is not None and court.broker._process is not None
     pids = {"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()}
+    if workers is not None:
+        pids["ingest workers"] = workers
     wanted = {seal.hashes[i] for seal in fleet.seals for i in range(events)}
     with profiled(court.process.pid, profile):
         meter = CpuMeter(pids)
@@ -175,7 +202,7 @@ def commit_row(before: dict[float, float], after: dict[float, float]) -> str:
         for bound in sorted(after)
         if bound <= 0.25
     ]
-    return f"receive -> commit (the court's histogram, {total:.0f} messages): " + ", ".join(shares)
+    return f"receive -> commit (seal-server run's own histogram, {total:.0f} messages): " + ", ".join(shares)
 
 
 def latency(
@@ -231,6 +258,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
     parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
     parser.add_argument("--batch-size", type=int, default=200, help="the court's [mqtt] batch_size")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ingest processes in all: seal-server run and N-1 `ingest` workers"
+    )
     parser.add_argument("--prefill", type=int, default=0, help="events stored (other seals) before the run")
     parser.add_argument("--no-pir", dest="pir", action="store_false", help="no real seal (PIR edge -> row)")
     parser.add_argument("--profile", type=Path, help="write py-spy's collapsed stacks of the court's throughput here")
@@ -253,11 +283,15 @@ def main(argv: list[str]) -> int:
         broker.users.update({seal.device_id: seal.password for seal in seals})
         broker.start()
         court = CourtProcess(root / "court", broker, extra_settings="", database=url)
-        settings = court.config_path.read_text().replace("batch_size = 200", f"batch_size = {args.batch_size}")
+        mqtt = f"batch_size = {args.batch_size}"
+        if args.workers > 1:
+            mqtt += '\nshared_group = "court-ingest"\ngap_wait_s = 1.0'
+        settings = court.config_path.read_text().replace("batch_size = 200", mqtt)
         court.config_path.write_text(settings)
         fleet = None
         probe: PirProbe | None = None
         ok = False
+        stack = ExitStack()
         try:
             with session_scope(court.session_factory) as session:
                 add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院")
@@ -274,10 +308,11 @@ def main(argv: list[str]) -> int:
             fleet.wait_connected(120)
             baseline = bare_rate(root, broker, fleet, args.events)
             court.start()
+            extra = stack.enter_context(more_workers(court, args.workers - 1))
             if args.pir:
                 probe = PirProbe(root / "pir-seal", broker, court, CASE)
                 probe.start()
-            court_rate(court, fleet, args.events, baseline, args.profile)
+            court_rate(court, fleet, args.events, baseline, args.profile, None if extra is None else extra.pid)
             if probe is not None:
                 idle = Series("PIR edge -> intrusion row in the court's database, idle court")
                 probe.measure(20, 0.25, idle)
@@ -285,6 +320,7 @@ def main(argv: list[str]) -> int:
             latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate, probe, args.profile)
             ok = check_database(court, seals)
         finally:
+            stack.close()
             if probe is not None:
                 probe.close()
             if fleet is not None:
