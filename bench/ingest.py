@@ -56,16 +56,19 @@ from server.seals.registry import register_seal
 
 CASE = "(2021)苏0214执1234号"
 TICK = os.sysconf("SC_CLK_TCK")
+WORKERS = "ingest workers"  # seal-server ingest --workers: a parent and its worker processes
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its living children so far."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` (and of its living children) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / TICK
-    children = []
+    if not children:
+        return own
+    pids = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        children += [int(child) for child in task.read_text().split()]
-    return own + sum(cpu_seconds(child) for child in children)
+        pids += [int(child) for child in task.read_text().split()]
+    return own + sum(cpu_seconds(child, children=True) for child in pids)
 
 
 @contextmanager
@@ -92,12 +95,12 @@ class CpuMeter:
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.start = {name: cpu_seconds(pid, children=name == WORKERS) for name, pid in pids.items()}
         self.t0 = time.monotonic()
 
     def report(self) -> str:
         wall = time.monotonic() - self.t0
-        used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        used = {name: cpu_seconds(pid, children=name == WORKERS) - self.start[name] for name, pid in self.pids.items()}
         parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
         load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
         return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
@@ -169,7 +172,7 @@ def court_rate(
     assert court.process is not None and court.broker._process is not None
     pids = {"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()}
     if workers is not None:
-        pids["ingest workers"] = workers
+        pids[WORKERS] = workers
     wanted = {seal.hashes[i] for seal in fleet.seals for i in range(events)}
     with profiled(court.process.pid, profile):
         meter = CpuMeter(pids)
