@@ -56,7 +56,7 @@ SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
 #: An event held back for its predecessor (``[mqtt] gap_wait_s``) is offered to the next batch after this long.
-DEFERRED_RETRY_S = 0.02
+DEFERRED_RETRY_S = 0.05  # each retry decodes and verifies the held events again: not too often
 
 
 @dataclass(frozen=True, slots=True)
