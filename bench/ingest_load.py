@@ -76,7 +76,8 @@ class BenchSeal:
 class Fleet:
     """Every bench seal connected to the broker; :meth:`publish` a range of each seal's events."""
 
-    def __init__(self, seals: list[BenchSeal], port: int) -> None:
+    def __init__(self, seals: list[BenchSeal], port: int, *, wave: int = 0) -> None:
+        """``wave``: connect that many seals at a time, each wave once the last is in (0: all at once)."""
         self.seals = seals
         self.published: dict[str, float] = {}  # sha256 -> time.time() of publish()
         self.receipted: dict[str, float] = {}  # sha256 -> time.time() the receipt came
@@ -95,10 +96,17 @@ class Fleet:
             client.connect_async("127.0.0.1", port)
             client.loop_start()
             self._clients.append(client)
+            if wave and len(self._clients) % wave == 0:
+                self._wait(wave, 600)
+        self._pending = len(self._clients) % wave if wave else len(self._clients)
 
     def wait_connected(self, timeout: float) -> None:
+        self._wait(self._pending, timeout)
+        self._pending = 0
+
+    def _wait(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for _ in self.seals:
+        for _ in range(count):
             if not self._connected.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise TimeoutError("not every bench seal connected")
 
