@@ -83,6 +83,7 @@ class MqttIngest:
         self._storage_failing_since: float | None = None
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker granted our subscriptions on this connection
         self._generation = 0
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
@@ -100,6 +101,10 @@ class MqttIngest:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker has granted the subscriptions (a shared group's member gets its share from then)."""
+        return self._subscribed.wait(timeout)
 
     @property
     def receipts_enabled(self) -> bool:
@@ -187,15 +192,20 @@ class MqttIngest:
         return subscription_all(kind) if group is None else f"$share/{group}/{subscription_all(kind)}"
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        refused = False
         for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
             if code.is_failure:
+                refused = True
                 logger.error("subscription to %s refused: %s", self._filter(kind), code)
+        if not refused:
+            self._subscribed.set()
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         with self._lock:
             self._generation += 1  # packet ids of the lost connection must not be acknowledged any more
         if was_connected and not self._stopping.is_set():

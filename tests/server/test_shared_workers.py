@@ -40,7 +40,7 @@ def test_two_workers_split_one_stream_and_store_each_event_once(
             ingestor = Ingestor(factory, metrics=metrics, snapshot_dir=tmp_path / "snapshots", gap_wait_s=3.0)
             worker = MqttIngest(settings, ingestor, role=role)
             worker.start()
-            assert worker.wait_connected(WAIT_S), f"worker {role} did not connect"
+            assert worker.wait_subscribed(WAIT_S), f"worker {role} did not subscribe"
             workers.append((worker, metrics))
         connections = [seal_connection(broker, seal.device_id) for seal in seals]
         with connections[0] as conn_a, connections[1] as conn_b:
