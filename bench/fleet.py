@@ -38,9 +38,11 @@ from server.seals.broker_files import PBKDF2_ITERATIONS, SERVER_USERNAME
 from server.seals.cases import add_case
 from server.seals.registry import register_seal
 
-#: Seals connecting at a time. All at once, 1,000 seals never all got in here: Mosquitto checks about 30 passwords a
-#: second (PBKDF2, one thread), paho gives up on a CONNACK after 5 s and tries again later, and the broker spent its
-#: time on connections whose client had already given up (see docs/benchmarks.md).
+#: Seals connecting at a time, so that the connect rate measured is what the broker sustains, not a herd's.
+#: LIMIT: every simulated seal is a paho client in this one process, and paho's loop uses select(), which cannot
+#: watch a descriptor above 1023 (it then reports the connection lost and retries, silently): with three descriptors
+#: per client, about 330 seals is the most this bench can hold. Larger fleets need the seals spread over several
+#: processes (docs/benchmarks.md, "Fleet").
 WAVE = 50
 
 
