@@ -5,7 +5,8 @@
 
 What runs: as ``bench/ingest.py`` (its own Mosquitto with the court's configuration: passwords hashed with
 PBKDF2-SHA512 at ``server.seals.broker_files.PBKDF2_ITERATIONS`` rounds, the generated ACL; ``seal-server run``;
-simulated seals, each its own MQTT client, account and key, in this process).
+simulated seals, each its own MQTT client, account and key, spread over member processes of 250:
+:mod:`fleet_procs`).
 
 1. Baseline (no court yet): the bare subscriber (``bench/bare_subscriber.py``) takes a storm of ``--storm-seals``
    seals reconnecting at once, each sending ``--storm-events`` buffered events: the time it takes to receive it.
