@@ -40,6 +40,8 @@ class CourtProcess:
     extra_settings: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Another database than the SQLite file in ``directory`` (e.g. a PostgreSQL URL for a bench).
+    database: str | None = None
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ class CourtProcess:
         self.court_public_key = public_key_b64(key)
         load_or_create_signing_key(self.directory / "notice.key")
         (self.directory / "server-mqtt-password").write_text(self.broker.users[SERVER_USERNAME] + "\n")
-        self.database_url = f"sqlite:///{self.directory / 'court.sqlite'}"
+        self.database_url = self.database or f"sqlite:///{self.directory / 'court.sqlite'}"
         self.config_path.write_text(self._settings(), encoding="utf-8")
         engine = make_engine(self.database_url)
         try:

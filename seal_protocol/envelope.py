@@ -198,8 +198,16 @@ def envelope_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_envelope(data: bytes) -> Envelope:
-    """Parse wire bytes into an :class:`Envelope`; raise :class:`InvalidEnvelope` with a readable reason.
+def decode_signed_envelope(data: bytes) -> tuple[Envelope, bytes]:
+    """:func:`decode_envelope`, and the envelope's :meth:`~Envelope.signing_bytes` made from the same encoding
+    (the ingest verifies every event it decodes: one encoding instead of two)."""
+    envelope, fields = _decode(data)
+    del fields["sig"]
+    return envelope, canonical_json(fields)
+
+
+def _decode(data: bytes) -> tuple[Envelope, dict[str, Any]]:
+    """The envelope of ``data`` and its JSON fields (see :func:`decode_envelope`).
 
     Refused, in this order: ``oversized``; ``invalid_utf8``; ``invalid_json`` (see :mod:`seal_protocol.wirejson`);
     ``invalid_envelope`` (a missing or unknown field, a JSON type other than the field's, a value out of bounds);
@@ -214,8 +222,9 @@ def decode_envelope(data: bytes) -> Envelope:
         envelope = Envelope.model_validate(obj, context=_PARSED_FROM_WIRE)
     except ValidationError as exc:
         raise InvalidEnvelope(_describe(exc)) from None
+    fields = envelope.as_json_dict()
     try:
-        canonical = encode_envelope(envelope)
+        canonical = canonical_json(fields)
     except UnicodeEncodeError:  # a surrogate loads_wire_json let through would be a defect: refuse, never raise
         raise InvalidEnvelope("invalid JSON: a string holds a surrogate", "invalid_json") from None
     if canonical != data:
@@ -224,7 +233,17 @@ def decode_envelope(data: bytes) -> Envelope:
             "(key order, white space, escapes or number form differ)",
             "non_canonical",
         )
-    return envelope
+    return envelope, fields
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Parse wire bytes into an :class:`Envelope`; raise :class:`InvalidEnvelope` with a readable reason.
+
+    Refused, in this order: ``oversized``; ``invalid_utf8``; ``invalid_json`` (see :mod:`seal_protocol.wirejson`);
+    ``invalid_envelope`` (a missing or unknown field, a JSON type other than the field's, a value out of bounds);
+    ``non_canonical`` (valid, but other bytes than the canonical encoding of the same envelope).
+    """
+    return _decode(data)[0]
 
 
 def _describe(exc: ValidationError) -> str:

@@ -58,7 +58,7 @@ def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
         raise InvalidEnvelope(f"invalid UTF-8 at byte {exc.start} of the {what}", "invalid_utf8") from None
     # In valid JSON, U+0000 and surrogates can only come from \u escapes (raw control characters and raw
     # surrogates are refused by the parser and the UTF-8 decoder): look for those escapes in the text.
-    escape = _FORBIDDEN_ESCAPE.search(text)
+    escape = _FORBIDDEN_ESCAPE.search(text) if "\\u" in text else None  # most messages hold no \u escape at all
     if escape is not None:
         raise InvalidEnvelope(
             f"invalid JSON: {escape.group()[-6:]} at character {escape.end() - 6} (NUL, and surrogate escapes: a lone "
@@ -80,6 +80,8 @@ def loads_wire_json(data: bytes, *, what: str = "message") -> Any:
 def _nesting_exceeds(text: str, limit: int) -> bool:
     """Do arrays and objects in the JSON ``text`` nest deeper than ``limit``? (Strings removed, then innermost
     brackets removed level by level: at most ``limit + 1`` passes of a regular expression.)"""
+    if text.count("[") + text.count("{") <= limit:  # no deeper than the brackets it holds (in strings or not)
+        return False
     skeleton = _STRING.sub("0", text)
     for _level in range(limit):
         skeleton, found = _INNERMOST.subn("0", skeleton)
@@ -165,7 +167,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
         raise ValueError(f"duplicate key {duplicate!r}")
     for key in result:
-        if not _KEY.fullmatch(key):
+        if not (key.isascii() and key.isprintable()):  # what _KEY matches, without a regular expression per key
             raise ValueError(f"object keys are printable ASCII: {key[:40]!r}")
     return result
 

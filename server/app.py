@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 alarms=settings.alarms,
                 on_answer=settler.wake,
                 on_commit=lambda results: hub.publish(live_changes(results)),
+                gap_wait_s=settings.mqtt.gap_wait_s,
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(

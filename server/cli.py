@@ -58,6 +58,7 @@ from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
+from server.ingest.workers import add_ingest_command, run_ingest
 from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
 from server.notices.cli import add_notice_commands, run_notice, run_notice_key, run_notice_revoke
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     add_notify_commands(commands, common)
     add_quarantine_commands(commands, common)
     add_removal_commands(commands, common)
+    add_ingest_command(commands, common)
     return parser
 
 
@@ -155,6 +157,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "run":
             return _run(settings)
+        case "ingest":
+            return run_ingest(args, settings)
         case "court" | "case" | "seal" | "broker":
             return run_seal_command(args, settings, _out)
         case "user":

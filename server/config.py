@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from server.config_sections import AlarmSettings, LivenessSettings, WebSettings
-from server.config_types import OptionalHttpUrl, OptionalPath, PublicUrl
+from server.config_types import OptionalHttpUrl, OptionalName, OptionalPath, PublicUrl
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -79,6 +79,24 @@ class MqttSettings(BaseModel):
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
     batch_size: int = Field(
         100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
+    )
+    shared_group: OptionalName = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>/seal/v1/+/... so that "
+        "several ingest processes (`seal-server ingest --workers N`, or one per machine) split the stream, each "
+        "message going to one of them. Absent: a plain subscription (one ingest takes every message). Retained "
+        "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes. Empty: absent.",
+    )
+    gap_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="With a shared group: how long an event beyond a gap in its seal's chain is held back "
+        "(unacknowledged) for its predecessor, which another worker may be storing, before it is stored and the "
+        "gap raises missing_events. 0: at once (right for one worker).",
     )
 
 

@@ -39,3 +39,6 @@ OptionalHttpUrl = Annotated[
     Annotated[str, Field(pattern=r"^https?://[^\s/]+\S*$", max_length=2048)] | None,
     BeforeValidator(_empty_means_none),
 ]
+
+#: A name that may be left out: absent, or ``""`` in the file, is ``None``.
+OptionalName = Annotated[str | None, BeforeValidator(_empty_means_none)]

@@ -17,8 +17,9 @@ audit entry's leaf is appended at its transaction's commit, after its other rows
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import Table, and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
@@ -81,9 +82,10 @@ def append_leaves(session: Session, new: Sequence[Leaf]) -> None:
         for ((_, index), h), (kind, row_id, _) in zip((m for m in made if m[0][0] == 0), new, strict=True)
     ]
     nodes = [{"level": level, "node_index": index, "hash": h} for (level, index), h in made if level > 0]
-    session.execute(insert(LogLeaf), leaves)
+    # The tables, not the mapped classes: a Core executemany, without the ORM's bulk-insert bookkeeping per row.
+    session.execute(insert(cast(Table, LogLeaf.__table__)), leaves)
     if nodes:
-        session.execute(insert(LogNode), nodes)
+        session.execute(insert(cast(Table, LogNode.__table__)), nodes)
 
 
 def append_events(session: Session, events: Sequence[Event]) -> None:

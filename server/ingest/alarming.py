@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,6 @@ from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.evidence.models import Event
 from server.ingest.chain import ChainChange, count_missing
-from server.seals.models import Seal
 
 EVENT_ALARMS = {
     EventType.INTRUSION: AlarmKind.INTRUSION,
@@ -53,8 +53,12 @@ RECOVERIES = {
 LATE_ALARMS = frozenset({AlarmKind.INTRUSION, AlarmKind.TAMPER})
 
 
-def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, late: bool = False) -> None:
-    """``late``: the event belongs to a binding of the seal that has ended."""
+def on_event(
+    book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime, late: bool = False
+) -> None:
+    """The alarms an event stored in ``case_no`` raises or closes. ``row`` gives its stored row, for the alarms
+    that name it (asked only then: most events raise none). ``late``: the event belongs to a binding of the seal
+    that has ended."""
     device_id = envelope.device_id
     book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
     kind = EVENT_ALARMS.get(envelope.type)
@@ -67,13 +71,13 @@ def on_event(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime, l
         details.pop("late", None)
         if late:
             details["late"] = True
-        book.raise_alarm(kind, device_id=device_id, case_no=row.case_no, at=at, details=details, event=row)
+        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
     if not late:
-        _speaker(book, envelope, row, at=at)
+        _speaker(book, envelope, case_no=case_no, row=row, at=at)
     recovered = RECOVERIES.get(envelope.type)
     if recovered is not None:
         note = f"{envelope.type.value} (seq {envelope.seq})"
-        book.close(recovered, device_id=device_id, at=at, note=note, case_no=row.case_no)
+        book.close(recovered, device_id=device_id, at=at, note=note, case_no=case_no)
 
 
 def _confirmed_intrusion(envelope: Envelope) -> bool:
@@ -91,7 +95,7 @@ def _confirmed_intrusion(envelope: Envelope) -> bool:
 _WARNING_EVENTS = frozenset({EventType.INTRUSION, EventType.TAMPER, EventType.SNAPSHOT_TAKEN, EventType.WARNING_RESULT})
 
 
-def _speaker(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -> None:
+def _speaker(book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime) -> None:
     """Raise ``speaker_failed`` on a warning that failed, close it on one that played."""
     device_id = envelope.device_id
     details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
@@ -107,7 +111,7 @@ def _speaker(book: AlarmBook, envelope: Envelope, row: Event, *, at: datetime) -
         else:
             details["warning_languages"] = envelope.payload.get("warning_languages")
         kind = AlarmKind.SPEAKER_FAILED
-        book.raise_alarm(kind, device_id=device_id, case_no=row.case_no, at=at, details=details, event=row)
+        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
 
 
 def _speaker_outcome(envelope: Envelope) -> str | None:
@@ -141,15 +145,22 @@ def _alarming(envelope: Envelope) -> bool:
 
 
 def on_status(
-    book: AlarmBook, seal: Seal, state: SealStatus, *, at: datetime, ts: str | None, grace: bool = False
+    book: AlarmBook,
+    device_id: str,
+    state: SealStatus,
+    *,
+    case_no: str | None,
+    at: datetime,
+    ts: str | None,
+    grace: bool = False,
 ) -> None:
     """An ``offline`` status (usually the broker's Last Will) raises the offline alarm, unless the seal has a
     ``grace`` to come back in (the liveness check raises it after that). ``online`` closes nothing: a status is not
     signed, so only the seal's next signed event (:func:`on_event`) closes it."""
     # An unbound seal (in storage) offline: no alarm.
-    if state is SealStatus.OFFLINE and seal.case_no is not None and not grace:
+    if state is SealStatus.OFFLINE and case_no is not None and not grace:
         details = {"reason": "offline_status", "status_ts": ts}
-        book.raise_alarm(AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=at, details=details)
+        book.raise_alarm(AlarmKind.OFFLINE, device_id=device_id, case_no=case_no, at=at, details=details)
 
 
 def on_chain_change(book: AlarmBook, change: ChainChange, *, case_no: str | None, at: datetime) -> None:

@@ -10,15 +10,18 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
   filling them shrinks the missing ranges. The ingest turns a change of the ranges into a ``missing_events`` alarm.
 
 The state of a chain (``chain_state``: ``max_seq`` and the missing ranges) is loaded locked for update, once per
-transaction, and created from the stored events for a seal that has none yet.
+transaction, and created from the stored events for a seal that has none yet; the states a transaction changed are
+written back in one statement. The link to the head (the event at ``max_seq``) comes from the worker's cache when it
+is still the head (:mod:`server.ingest.seal_cache`), so the usual next event needs no read of the events table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
@@ -26,6 +29,7 @@ from server.core.base import utc_now
 from server.evidence.models import Event
 from server.ingest.models import ChainState
 from server.ingest.results import Reason, Rejected
+from server.ingest.seal_cache import Head, IngestCache
 
 Range = tuple[int, int]
 
@@ -77,12 +81,34 @@ class ChainChange:
     max_seq: int
 
 
-class ChainBook:
-    """The chains of the seals of one transaction."""
+@dataclass(slots=True)
+class _State:
+    max_seq: int
+    missing: list[Range]
+    changed: bool = False
 
-    def __init__(self, session: Session) -> None:
+
+_CHAIN_ROWS = (
+    select(ChainState.device_id, ChainState.max_seq, ChainState.missing)
+    .where(ChainState.device_id.in_(bindparam("device_ids", expanding=True)))
+    .order_by(ChainState.device_id)
+    .with_for_update()
+)
+_CHAIN_TABLE = cast(Table, ChainState.__table__)
+_CHAIN_UPDATE = (
+    update(_CHAIN_TABLE)
+    .where(_CHAIN_TABLE.c.device_id == bindparam("b_device_id"))
+    .values(max_seq=bindparam("b_max_seq"), missing=bindparam("b_missing"), updated_at=bindparam("b_updated_at"))
+)
+
+
+class ChainBook:
+    """The chains of the seals of one transaction. ``cache`` supplies heads known from earlier transactions."""
+
+    def __init__(self, session: Session, cache: IngestCache | None = None) -> None:
         self.session = session
-        self._states: dict[str, ChainState] = {}
+        self.cache = cache
+        self._states: dict[str, _State] = {}
         self._before: dict[str, list[Range]] = {}
         self._links: dict[tuple[str, int], Link] = {}
 
@@ -90,20 +116,13 @@ class ChainBook:
         """Lock (or create) the chain states of ``device_ids``."""
         if not device_ids:
             return
-        query = (
-            select(ChainState)
-            .where(ChainState.device_id.in_(device_ids))
-            .order_by(ChainState.device_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        for state in self.session.scalars(query):
-            self._states[state.device_id] = state
+        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": sorted(device_ids)}):
+            self._states[device_id] = _State(int(max_seq), _ranges(missing))
         new = device_ids - self._states.keys()
         if new:
             self._create(new)
         for device_id in device_ids:
-            self._before[device_id] = _ranges(self._states[device_id].missing)
+            self._before[device_id] = list(self._states[device_id].missing)
 
     def _create(self, device_ids: set[str]) -> None:
         """Chain states of seals seen for the first time (or stored before chain states existed)."""
@@ -111,20 +130,36 @@ class ChainBook:
         rows = self.session.execute(select(Event.device_id, Event.seq).where(Event.device_id.in_(device_ids)))
         for device_id, seq in rows:
             seqs[device_id].append(seq)
-        for device_id, stored in seqs.items():
+        now = utc_now()
+        values = []
+        for device_id, stored in sorted(seqs.items()):
             top = max(stored, default=0)
-            missing = [list(r) for r in ranges_of(stored, upto=top)]
-            state = ChainState(device_id=device_id, max_seq=top, missing=missing, updated_at=utc_now())
-            self.session.add(state)
-            self._states[device_id] = state
+            missing = ranges_of(stored, upto=top)
+            values.append({"device_id": device_id, "max_seq": top, "missing": _lists(missing), "updated_at": now})
+            self._states[device_id] = _State(top, missing)
+        self.session.execute(insert(_CHAIN_TABLE), values)
 
-    def neighbours(self, envelopes: Iterable[Envelope]) -> dict[str, set[int]]:
-        """Seqs next to the envelopes' that may be stored: their links must be checked."""
+    def max_seq(self, device_id: str) -> int:
+        return self._states[device_id].max_seq
+
+    def lookups(self, envelopes: Iterable[Envelope]) -> dict[str, set[int]]:
+        """Seqs of stored events the envelopes must be checked against: their own (a redelivery or a replay) and
+        their neighbours'. A neighbour that is the seal's cached head needs no lookup."""
         wanted: dict[str, set[int]] = {}
         for envelope in envelopes:
-            top = self._states[envelope.device_id].max_seq
-            near = {s for s in (envelope.seq - 1, envelope.seq + 1) if 1 <= s <= top}
-            wanted.setdefault(envelope.device_id, set()).update(near)
+            device_id, seq = envelope.device_id, envelope.seq
+            top = self._states[device_id].max_seq
+            if seq <= top:
+                near = {s for s in (seq - 1, seq, seq + 1) if 1 <= s <= top}
+            elif seq == top + 1 and top >= 1:
+                head = self.cache.head(device_id, top) if self.cache is not None else None
+                if head is not None:
+                    self._links.setdefault((device_id, top), Link(head.hash, head.prev_hash))
+                    continue
+                near = {top}
+            else:
+                continue
+            wanted.setdefault(device_id, set()).update(near)
         return wanted
 
     def remember(self, device_id: str, seq: int, raw: bytes, prev_hash: str | None) -> None:
@@ -157,20 +192,43 @@ class ChainBook:
         seq = envelope.seq
         if seq > state.max_seq:
             if seq > state.max_seq + 1:
-                state.missing = [*state.missing, [state.max_seq + 1, seq - 1]]
+                state.missing = [*state.missing, (state.max_seq + 1, seq - 1)]
             state.max_seq = seq
         else:
-            state.missing = [list(r) for r in without(_ranges(state.missing), seq)]
-        state.updated_at = utc_now()
+            state.missing = without(state.missing, seq)
+        state.changed = True
         self.remember(envelope.device_id, seq, raw, envelope.prev_hash)
+
+    def write(self) -> None:
+        """Store the states this transaction changed (one statement for them all)."""
+        now = utc_now()
+        values = [
+            {"b_device_id": d, "b_max_seq": s.max_seq, "b_missing": _lists(s.missing), "b_updated_at": now}
+            for d, s in self._states.items()
+            if s.changed
+        ]
+        if values:
+            self.session.execute(_CHAIN_UPDATE, values)
+
+    def heads(self) -> dict[str, Head]:
+        """The heads this transaction knows (valid once it commits)."""
+        heads = {}
+        for device_id, state in self._states.items():
+            link = self._links.get((device_id, state.max_seq))
+            if link is not None:
+                heads[device_id] = Head(state.max_seq, link.hash, link.prev_hash)
+        return heads
 
     def changes(self) -> Iterator[ChainChange]:
         """Seals whose missing ranges changed in this transaction."""
         for device_id, before in self._before.items():
             state = self._states[device_id]
-            after = _ranges(state.missing)
-            if after != before:
-                yield ChainChange(device_id, before, after, state.max_seq)
+            if state.missing != before:
+                yield ChainChange(device_id, before, list(state.missing), state.max_seq)
+
+
+def _lists(missing: list[Range]) -> list[list[int]]:
+    return [[first, last] for first, last in missing]
 
 
 def _ranges(stored: list[list[int]]) -> list[Range]:

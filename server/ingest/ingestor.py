@@ -27,8 +27,10 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.batch import IngestBatch, VerifyKeyCache
+from server.ingest.batch import IngestBatch
+from server.ingest.checks import prepare
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
+from server.ingest.seal_cache import IngestCache
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ class Ingestor:
 
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
     committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
-    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed)."""
+    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
+    ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
+    which another worker sharing the subscription may hold; 0 with one worker."""
 
     def __init__(
         self,
@@ -49,25 +53,30 @@ class Ingestor:
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
+        gap_wait_s: float = 0.0,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
         self._on_commit = on_commit
         self.metrics = metrics
         self.snapshots = SnapshotStore(snapshot_dir)
-        self._keys = VerifyKeyCache()
+        self.cache = IngestCache()
         alarms = alarms or AlarmSettings()
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
+        self._gap_wait = timedelta(seconds=gap_wait_s)
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
         if not messages:
             return []
+        prepared = [prepare(message, self.cache) for message in messages]  # before the transaction: no lock held
         try:
             with self._session_factory() as session:
-                results = self._batch(session).apply(messages)
+                batch = self._batch(session)
+                results = batch.apply(messages, prepared)
                 session.commit()
+            self.cache.committed(batch.chain.heads())
         except StorageUnavailable:
             raise
         except Exception as exc:  # whose fault it is is decided right below
@@ -89,10 +98,11 @@ class Ingestor:
     def _batch(self, session: Session) -> IngestBatch:
         return IngestBatch(
             session,
-            keys=self._keys,
+            cache=self.cache,
             snapshots=self.snapshots,
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
+            gap_wait=self._gap_wait,
         )
 
     def _committed(self, results: list[IngestResult]) -> None:
@@ -111,8 +121,10 @@ class Ingestor:
         for _attempt in range(2):
             try:
                 with self._session_factory() as session:
-                    [result] = self._batch(session).apply([message])
+                    batch = self._batch(session)
+                    [result] = batch.apply([message])
                     session.commit()
+                self.cache.committed(batch.chain.heads())
                 self._record(message, result)
                 return result
             except StorageUnavailable:
@@ -192,6 +204,8 @@ class Ingestor:
             case Outcome.IGNORED:
                 logger.info("ignored a message on %r: %s", message.topic, result.detail)
                 self.metrics.count_ignored()
+            case Outcome.DEFERRED:
+                logger.debug("held back a message on %r: %s", message.topic, result.detail)
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None

@@ -9,11 +9,17 @@
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them; they become duplicates).
 - Connected means a CONNACK with a success reason code, nothing less.
+- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>/…``): several ingest
+  processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
+  idempotent on (``device_id``, ``seq``) and the chain state is locked per seal, so two workers that see events of
+  one seal store each once, in a consistent chain; an event beyond a gap waits ``gap_wait_s`` for its predecessor
+  (:attr:`Outcome.DEFERRED`) rather than raise a ``missing_events`` alarm that the other worker is about to close.
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
 - After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
+  Receipts are signed and sent on a thread of their own, so the next batch need not wait for them.
   Without the key no receipt is sent (a warning at start says so) and seals keep and re-send their events.
 """
 
@@ -41,7 +47,7 @@ from server.core.mqtt import RefusedLog, connect_in_background, make_client, pub
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
-from server.ingest.results import IngestResult, Message
+from server.ingest.results import IngestResult, Message, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
 #: After a storage failure, wait this long before retrying the batch (doubling up to the maximum).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
+#: An event held back for its predecessor (``[mqtt] gap_wait_s``) is offered to the next batch after this long.
+DEFERRED_RETRY_S = 0.05  # each retry decodes and verifies the held events again: not too often
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +71,11 @@ class MqttIngest:
     """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`; receipts what it committed,
     signed with ``court_key``. ``start()`` / ``stop()``."""
 
-    def __init__(self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None) -> None:
+    def __init__(
+        self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None, role: str = ""
+    ) -> None:
         self.settings = settings
+        self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor = ingestor
         self._court_key = court_key
         self._queue: queue.Queue[_Received] = queue.Queue()
@@ -72,10 +83,15 @@ class MqttIngest:
         self._storage_failing_since: float | None = None
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # the broker granted our subscriptions on this connection
         self._generation = 0
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
+        # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
+        # receipt per seal does not hold up the next batch's commit (None: stop).
+        self._receipts: queue.Queue[tuple[list[Message], list[IngestResult]] | None] = queue.Queue()
+        self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
 
     @property
@@ -85,6 +101,10 @@ class MqttIngest:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker has granted the subscriptions (a shared group's member gets its share from then)."""
+        return self._subscribed.wait(timeout)
 
     @property
     def receipts_enabled(self) -> bool:
@@ -102,7 +122,7 @@ class MqttIngest:
         if self._client is not None:
             return
         settings = self.settings
-        client = make_client(settings, manual_ack=True)
+        client = make_client(settings, role=self._role, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -116,6 +136,8 @@ class MqttIngest:
         self._client = client
         self._worker = threading.Thread(target=self._run_worker, name="mqtt-ingest-worker", daemon=True)
         self._worker.start()
+        self._receipter = threading.Thread(target=self._run_receipts, name="mqtt-ingest-receipts", daemon=True)
+        self._receipter.start()
         connect_in_background(client, settings, persistent=True)
         logger.info(
             "MQTT ingest connecting to %s:%d as %s (client id %s)",
@@ -136,6 +158,10 @@ class MqttIngest:
             if self._worker.is_alive():
                 logger.error("ingest worker did not stop within %.1f s", timeout)
             self._worker = None
+        if self._receipter is not None:  # the receipts of what was committed go out before the disconnect
+            self._receipts.put(None)
+            self._receipter.join(timeout)
+            self._receipter = None
         self._client = None
         client.disconnect()  # queued after the last acknowledgements, so they are sent first
         client.loop_stop()
@@ -158,18 +184,28 @@ class MqttIngest:
         logger.info("connected to the broker (session present: %s)", flags.session_present)
         # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(subscription_all(kind), options) for kind in SUBSCRIBED_KINDS])
+        client.subscribe([(self._filter(kind), options) for kind in SUBSCRIBED_KINDS])
+
+    def _filter(self, kind: MessageKind) -> str:
+        """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
+        group = self.settings.shared_group
+        return subscription_all(kind) if group is None else f"$share/{group}/{subscription_all(kind)}"
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        refused = False
         for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
             if code.is_failure:
-                logger.error("subscription to %s refused: %s", subscription_all(kind), code)
+                refused = True
+                logger.error("subscription to %s refused: %s", self._filter(kind), code)
+        if not refused:
+            self._subscribed.set()
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         with self._lock:
             self._generation += 1  # packet ids of the lost connection must not be acknowledged any more
         if was_connected and not self._stopping.is_set():
@@ -219,15 +255,25 @@ class MqttIngest:
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
                 return
             delay = min(delay * 2, RETRY_MAX_S)
+        held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
+        done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
         with self._lock:
-            for _ in batch:
+            for _ in done:
                 self.ingestor.metrics.commit_latency.observe(committed - self._unstored.popleft())
             if self._storage_failing_since is not None:
                 logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
                 self._storage_failing_since = None
-        self._ack(batch)
-        self._send_receipts(batch, results)
+        self._ack(done)
+        self._receipts.put(([item.message for item in batch], results))
+        if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged
+            timer = threading.Timer(DEFERRED_RETRY_S, self._offer_again, [held])
+            timer.daemon = True
+            timer.start()
+
+    def _offer_again(self, items: list[_Received]) -> None:
+        for item in items:
+            self._queue.put(item)
 
     def _storage_failed(self) -> None:
         self.ingestor.metrics.count_storage_retry()
@@ -250,12 +296,19 @@ class MqttIngest:
         if stale:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 
-    def _send_receipts(self, batch: list[_Received], results: list[IngestResult]) -> None:
+    def _run_receipts(self) -> None:
+        while (work := self._receipts.get()) is not None:
+            try:
+                self._send_receipts(*work)
+            except Exception:  # a defect here must not stop the receipts of later batches
+                logger.exception("receipts of %d messages not sent", len(work[0]))
+
+    def _send_receipts(self, messages: list[Message], results: list[IngestResult]) -> None:
         """Publish the committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
         key, client = self._receipt_key(), self._client
         if key is None or client is None:
             return
-        for topic, payload in receipts_for([item.message for item in batch], results, key=key):
+        for topic, payload in receipts_for(messages, results, key=key):
             info = client.publish(topic, payload, qos=1)
             problem = publish_problem(info)
             if problem is not None and info.rc != mqtt.MQTT_ERR_NO_CONN:  # disconnected: the seal sends again

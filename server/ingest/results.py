@@ -16,6 +16,9 @@ class Outcome(StrEnum):
     SNAPSHOT = "snapshot"
     IGNORED = "ignored"  # an empty retained status: the broker clearing it, not a message from the seal
     QUARANTINED = "quarantined"
+    #: An event beyond a gap, held back a moment (``[mqtt] gap_wait_s``) for its predecessor, which another ingest
+    #: worker of a shared subscription may be storing: nothing is stored, and the message is not acknowledged yet.
+    DEFERRED = "deferred"
 
 
 class Reason(StrEnum):

@@ -20,9 +20,11 @@ from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 #: The plain listener for programs on the broker's own machine (the court server), and the TLS one for the seals.
 LOCAL_PORT = 1883
 TLS_PORT = 8883
-#: In flight to one client at a time: at least the ingest's batch (``[mqtt] batch_size``, 100 by default), since the
-#: server acknowledges a message only after the batch holding it is committed.
-MAX_INFLIGHT_MESSAGES = 100
+#: In flight to one client at a time: well above the ingest's batch (``[mqtt] batch_size``, 100 by default), since the
+#: server acknowledges a message only after the batch holding it is committed: with no more than one batch in flight
+#: the broker waits for the commit and the ingest waits for the broker in turn (measured: the ingest idle half the
+#: time, bench/ingest.py). A seal publishes at most 25 messages unacknowledged, so only the court's clients use this.
+MAX_INFLIGHT_MESSAGES = 1000
 #: The memory a client's queue may take while it is away. Beyond it the broker drops new QoS 1 messages for that
 #: client; a seal keeps every event and snapshot in its outbox until the court's receipt, and sends it again.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
@@ -113,7 +115,8 @@ class MosquittoConfig:
             "# dropped, and the seals send them again: they keep every event and snapshot until the court's receipt.",
             "max_queued_messages 0",
             f"max_queued_bytes {MAX_QUEUED_BYTES}",
-            "# At least [mqtt] batch_size of the server: it acknowledges a message when its batch is committed.",
+            "# Well above [mqtt] batch_size of the server: it acknowledges a message when its batch is committed,",
+            "# and the next batch should be arriving meanwhile.",
             f"max_inflight_messages {self.max_inflight_messages}",
             "# Nothing a seal sends is larger than a snapshot; a larger message is refused by the broker itself.",
             "# (Mosquitto suggests max_packet_size instead: that limit would count the topic and headers too.)",

@@ -9,6 +9,7 @@ from seal_protocol import (
     InvalidEnvelope,
     canonical_json,
     decode_envelope,
+    decode_signed_envelope,
     encode_envelope,
     envelope_hash,
     new_envelope,
@@ -108,6 +109,18 @@ def test_signature_covers_every_field():
         verify_envelope(signed, generate_signing_key().verify_key)
     with pytest.raises(SignatureError, match="unsigned"):
         verify_envelope(make(), verify_key)
+
+
+def test_decoding_for_verification_gives_the_signed_bytes():
+    key = generate_signing_key()
+    for payload in ({}, {"note": "门口有人 \u00e9\n\t\"", "nested": {"a": [1, {"b": None}]}}, {"sig": "x" * 10}):
+        signed = sign_envelope(make(seq=7, **payload), key)
+        envelope, signing_bytes = decode_signed_envelope(encode_envelope(signed))
+        assert envelope == decode_envelope(encode_envelope(signed))
+        assert signing_bytes == signed.signing_bytes()
+        key.verify_key.verify(signing_bytes, bytes.fromhex(signed.sig or ""))
+    with pytest.raises(InvalidEnvelope):
+        decode_signed_envelope(encode_envelope(signed).replace(b'"seq":7', b'"seq": 7'))
 
 
 def test_chain_hash_is_sha256_of_encoded_bytes():

@@ -3,7 +3,8 @@ loses nothing and stores nothing twice once it is restarted — the broker redel
 
 The ingest runs in a child process (this module, run with ``python -m``): the real :class:`MqttIngest` and
 :class:`Ingestor` on the test database, with a SQLAlchemy session hook that, once armed, announces the first commit
-holding events (by creating a marker file) and then blocks it forever — until the test kills the process.
+holding events (inserted through the session; by creating a marker file) and then blocks it forever — until the test
+kills the process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status
@@ -136,11 +137,12 @@ def _hold_commits(session_factory: SessionFactory, hold: str, marker: Path) -> N
     """Block forever the first commit that holds events, at ``hold``, after creating ``marker``."""
     forever = threading.Event()
 
-    @event.listens_for(session_factory, "before_flush")
-    def before_flush(session: Session, _context: object, _instances: object) -> None:
-        # The batch may flush its events before it commits (the evidence log appends them after a flush).
-        if any(isinstance(row, Event) for row in session.new):
-            session.info["holds_events"] = True
+    @event.listens_for(session_factory, "do_orm_execute")
+    def on_execute(state: ORMExecuteState) -> None:
+        # The batch inserts its events with a Core statement through the session (not as ORM objects).
+        table = getattr(state.statement, "table", None)
+        if state.is_insert and getattr(table, "name", None) == Event.__tablename__:
+            state.session.info["holds_events"] = True
 
     @event.listens_for(session_factory, "before_commit")
     def before_commit(session: Session) -> None:

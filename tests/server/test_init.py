@@ -79,7 +79,7 @@ def test_mosquitto_conf_is_the_courts(court: Path) -> None:
         "persistence true",
         f"persistence_location {court / 'mosquitto'}/",
         "max_queued_messages 0",
-        "max_inflight_messages 100",
+        "max_inflight_messages 1000",
         "message_size_limit 8388608",
         "listener 1883 127.0.0.1",
         "listener 8883",

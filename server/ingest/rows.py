@@ -1,0 +1,82 @@
+"""The rows an ingest batch writes with Core statements: its events, in one multi-row insert, and what they change
+in the seals' rows (last seen, armed, status), one executemany each. Compiled once, cached by SQLAlchemy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from server.evidence.models import Event
+from server.seals.models import Seal
+
+_EVENTS = cast(Table, Event.__table__)
+_SEALS = cast(Table, Seal.__table__)
+_STORED = (Event.device_id, Event.seq, Event.event_id, Event.prev_hash, Event.raw)
+#: Stored events with one of some event ids; stored events at some (device_id, seq) pairs.
+SAME_ID = select(*_STORED).where(Event.event_id.in_(bindparam("event_ids", expanding=True)))
+NEAR = select(*_STORED).where(tuple_(Event.device_id, Event.seq).in_(bindparam("pairs", expanding=True)))
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+_SEEN = (
+    update(_SEALS)
+    .where(_SEALS.c.device_id == bindparam("b_device_id"))
+    .values(last_seen_at=bindparam("b_at"), last_event_at=bindparam("b_at"))
+)
+_ARMED = (  # only over an older armed state: another transaction may have stored a newer one
+    update(_SEALS)
+    .where(
+        _SEALS.c.device_id == bindparam("b_device_id"),
+        or_(_SEALS.c.armed_seq.is_(None), _SEALS.c.armed_seq < bindparam("b_seq")),
+    )
+    .values(armed=bindparam("b_armed"), armed_at=bindparam("b_armed_at"), armed_seq=bindparam("b_seq"))
+)
+_STATUS = (
+    update(_SEALS)
+    .where(_SEALS.c.device_id == bindparam("b_device_id"))
+    .values(status=bindparam("b_status"), status_changed_at=bindparam("b_at"))
+)
+
+
+class Leaf:
+    """A stored event as the Merkle log needs it: its id and its bytes."""
+
+    __slots__ = ("id", "raw")
+
+    def __init__(self, id: int, raw: bytes) -> None:  # noqa: A002 - the column's name
+        self.id = id
+        self.raw = raw
+
+
+def insert_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
+    """Insert ``rows`` of the events table; their ids, in order."""
+    return list(session.execute(_INSERT_EVENTS, rows).scalars()) if rows else []
+
+
+class SealChanges:
+    """What a batch changes in its seals' rows, written once at the end."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, datetime] = {}  # device_id -> received_at of its last stored event
+        self.armed: dict[str, tuple[bool, datetime, int]] = {}  # device_id -> (armed, ts, seq) of its newest
+        self.status: dict[str, tuple[str, datetime]] = {}  # device_id -> (status, received_at) changed to
+
+    def event(self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int) -> None:
+        self.seen[device_id] = received_at
+        newest = self.armed.get(device_id)
+        if armed is not None and (newest is None or seq > newest[2]):
+            self.armed[device_id] = (armed, ts, seq)
+
+    def write(self, session: Session) -> None:
+        if self.seen:
+            session.execute(_SEEN, [{"b_device_id": d, "b_at": at} for d, at in self.seen.items()])
+        if self.armed:
+            values = [
+                {"b_device_id": d, "b_armed": armed, "b_armed_at": ts, "b_seq": seq}
+                for d, (armed, ts, seq) in self.armed.items()
+            ]
+            session.execute(_ARMED, values)
+        if self.status:
+            values = [{"b_device_id": d, "b_status": s, "b_at": at} for d, (s, at) in self.status.items()]
+            session.execute(_STATUS, values)

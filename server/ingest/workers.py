@@ -1,0 +1,137 @@
+"""``seal-server ingest --workers N``: the ingest alone (no web pages, no API), in N processes sharing the stream.
+
+    seal-server ingest --config FILE [--workers N]
+
+Each worker is its own process (its own interpreter, so its own core) with its own MQTT client id
+(``<client_id>-ingest-<i>``, each a persistent session) subscribed through the MQTT v5 shared subscription
+``$share/<[mqtt] shared_group>/seal/v1/+/…``: the broker hands each message to one of them. More processes on other
+machines join the same group with the same configuration. ``seal-server run`` with the same ``shared_group`` is one
+more member (and the one that serves the pages, checks liveness, sends commands and notifications).
+
+Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
+worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
+worker after the batch in hand; what is unacknowledged stays with the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from server.commands.keys import CourtKey
+from server.config import Settings, load_settings
+from server.core.db import make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
+from server.errors import ConfigError
+from server.ingest.ingestor import Ingestor
+from server.ingest.mqtt import MqttIngest
+from server.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+MAX_WORKERS = 64
+
+
+def add_ingest_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "ingest",
+        parents=[common],
+        help="只接收封条消息（无网页、无接口），可多进程分担 / ingest seal messages only, in N worker processes",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"worker processes (1 to {MAX_WORKERS}; more than one needs [mqtt] shared_group)",
+    )
+
+
+def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``args.workers`` ingest workers until SIGTERM/SIGINT; 0 if every worker stopped cleanly."""
+    workers = int(args.workers)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: 1 to {MAX_WORKERS}, not {workers}")
+    if workers > 1 and settings.mqtt.shared_group is None:
+        raise ConfigError(
+            "多个接收进程需要共享订阅：请设置 [mqtt] shared_group / several workers need [mqtt] shared_group "
+            "(otherwise each would take every message)"
+        )
+    if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
+        logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
+    if workers == 1:
+        return run_worker(settings, role="ingest-1")
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections inherited
+    level, log_format = args.log_level or "INFO", args.log_format or "text"
+    processes = [
+        context.Process(target=_worker_main, args=(args.config, i, level, log_format), name=f"ingest-{i}", daemon=False)
+        for i in range(1, workers + 1)
+    ]
+    stop = threading.Event()
+    previous = _on_signals(lambda: stop.set())
+    try:
+        for process in processes:
+            process.start()
+        logger.info("%d ingest workers started in the shared group %s", workers, settings.mqtt.shared_group)
+        while not stop.wait(0.5):
+            if any(not p.is_alive() for p in processes):
+                logger.error("an ingest worker ended; stopping the others")
+                break
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                process.terminate()  # SIGTERM: the worker finishes its batch
+        for process in processes:
+            process.join(30)
+        _restore(previous)
+    codes = [p.exitcode for p in processes]
+    logger.info("ingest workers stopped (exit codes %s)", codes)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
+    configure_logging(level, log_format=log_format)
+    raise SystemExit(run_worker(load_settings(config), role=f"ingest-{index}"))
+
+
+def run_worker(settings: Settings, *, role: str) -> int:
+    """One worker, in this process, until SIGTERM/SIGINT."""
+    engine = make_engine(settings.database_url)
+    stop = threading.Event()
+    previous = _on_signals(lambda: stop.set())
+    try:
+        ingestor = Ingestor(
+            make_session_factory(engine),
+            metrics=IngestMetrics(),
+            snapshot_dir=settings.snapshot_dir,
+            alarms=settings.alarms,
+            gap_wait_s=settings.mqtt.gap_wait_s,
+        )
+        ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
+        ingest.start()
+        logger.info("ingest worker %s running", role)
+        stop.wait()
+        ingest.stop()
+    finally:
+        _restore(previous)
+        engine.dispose()
+    return 0
+
+
+def _on_signals(handler: Callable[[], None]) -> dict[int, Any]:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        handler()
+
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
