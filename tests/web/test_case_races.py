@@ -5,11 +5,14 @@ until the stream has replaced the part — and the page must still have its fiel
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import quote
 
-from playwright.sync_api import Page, Response, Route, expect
+from playwright.sync_api import APIResponse, Page, Route, expect
 
 from seal_dev.court_process import CourtProcess
+from server.alarms.book import AlarmBook
+from server.alarms.state import AlarmKind
 from server.auth.users import get_user
 from server.config import RemovalSettings
 from server.core.base import utc_now
@@ -31,7 +34,7 @@ class HeldAnswer:
 
     def __init__(self) -> None:
         self.route: Route | None = None
-        self.response: Response | None = None
+        self.response: APIResponse | None = None
 
     def __call__(self, route: Route) -> None:
         if self.route is not None:
@@ -57,11 +60,15 @@ COUNT_ANSWERS = """() => {
 }"""
 
 
-def file_removal(court: CourtProcess) -> None:
-    """A seal (registered, never started: no answer is needed here) seals the case; the debtor files a request."""
+def install_seal(court: CourtProcess) -> None:
+    """A seal of the case, registered and never started: no seal's answer is needed here."""
     with session_scope(court.session_factory) as session:
         key = SimulatedSeal(SEAL, CASE).public_key
         register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=key, location=PLACE)
+
+
+def file_removal(court: CourtProcess) -> None:
+    install_seal(court)
     with session_scope(court.session_factory) as session:  # the debtor filed it (the portal's part)
         file_request(
             session,
@@ -76,10 +83,19 @@ def file_removal(court: CourtProcess) -> None:
         )
 
 
-def open_case(signed_in: SignIn, court: CourtProcess) -> Page:
-    page, _watch = signed_in("judge")
+def open_intrusion_alarm(court: CourtProcess) -> None:
+    """An open intrusion alarm of the seal, as the ingest raises it."""
+    install_seal(court)
+    with session_scope(court.session_factory) as session:
+        book = AlarmBook(session, fold_window=timedelta(minutes=5))
+        book.raise_alarm(AlarmKind.INTRUSION, device_id=SEAL, case_no=CASE, at=utc_now(), details={})
+
+
+def open_case(signed_in: SignIn, court: CourtProcess, lang: str = "zh-CN") -> Page:
+    page, _watch = signed_in("judge", lang=lang)
     page.goto(f"{court.url}{CASE_PATH}")
     expect(page.locator("body")).to_have_attribute("data-live", "up", timeout=5000)
+    page.evaluate(COUNT_ANSWERS)
     return page
 
 
@@ -88,7 +104,6 @@ def test_the_live_update_before_the_clicks_answer_keeps_the_form_and_what_was_ty
 ) -> None:
     file_removal(court)
     page = open_case(signed_in, court)
-    page.evaluate(COUNT_ANSWERS)
     held = HeldAnswer()
     page.route("**/removal/*/review", held)
     request = page.locator("#case-removal article.request")
@@ -102,3 +117,28 @@ def test_the_live_update_before_the_clicks_answer_keeps_the_form_and_what_was_ty
     expect(reasons).to_have_value(REASONS, timeout=2000)
     assert page.locator("textarea[name=reasons]").count() == 1
     assert page.locator("#--htmx-preserve-pantry--").count() == 0
+    request.locator("button[data-act=approve]").click()  # the form is whole: its reasons go with it
+    expect(request.locator(f"tr[data-device='{SEAL}']")).to_be_visible(timeout=5000)
+    expect(request).to_contain_text(REASONS)
+
+
+def test_an_alarms_close_note_survives_the_acks_answer_coming_after_the_live_update(
+    court: CourtProcess, signed_in: SignIn
+) -> None:
+    open_intrusion_alarm(court)
+    page = open_case(signed_in, court, lang="en")
+    alarm = page.locator("#case-alarms [data-kind=intrusion]")
+    expect(alarm).to_have_attribute("data-state", "open")
+    alarm.locator("input[name=note]").first.fill("Officer on the way")  # the ack note (the close note is second)
+    held = HeldAnswer()
+    page.route("**/alarms/*/ack", held)
+    alarm.get_by_role("button", name="Acknowledge").click()
+    expect(alarm).to_have_attribute("data-state", "acknowledged", timeout=10000)  # the stream's update
+    note = alarm.locator("input[name=note]")
+    note.fill("False alarm: the cleaner")
+    held.release(page)
+    expect(note).to_have_value("False alarm: the cleaner", timeout=2000)
+    expect(alarm).to_contain_text("Officer on the way")
+    alarm.get_by_role("button", name="Close").click()
+    expect(alarm).to_have_attribute("data-state", "closed")
+    expect(alarm).to_contain_text("False alarm: the cleaner")
