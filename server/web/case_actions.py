@@ -54,14 +54,16 @@ def _user(page: Page) -> User:
 
 
 def _answer(page: Page, session: Session, case: Case, part: str, changes: list[Change]) -> Response:
-    """After the commit: tell every open screen, then answer with the changed part (htmx) or the case page."""
+    """After the commit: tell every open screen, then answer with the changed part (htmx: marked ``hx-swap-oob``,
+    whichever of it and the stream's update comes first) or the case page."""
     page.context.live.publish(changes)
     if page.request.headers.get("HX-Request") != "true":
         url = f"/cases/{quote(case.case_no, safe='')}#case-{part}"
         return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
     session.expire_all()
     values = part_values(session, _user(page), case, page.context.settings, (part,))
-    return html_response(render_parts(values, t=page.t, csrf_token=page.csrf_token, parts=(part,), oob=False))
+    # Out of band, as the live stream sends it: swapped by id when it arrives (see templates/case.html).
+    return html_response(render_parts(values, t=page.t, csrf_token=page.csrf_token, parts=(part,), oob=True))
 
 
 @router.post("/cases/{case_no}/alarms/{alarm_id}/ack")
