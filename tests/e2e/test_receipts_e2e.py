@@ -14,7 +14,6 @@ import secrets
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +67,6 @@ def test_events_the_broker_acknowledged_survive_its_sigkill_while_the_court_was_
     tmp_path: Path, memory_broker: PrivateBroker, database_url: str
 ) -> None:
     broker = memory_broker
-    started = time.monotonic()
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     server_config = tmp_path / "server.toml"
     server_config.write_text(
@@ -167,7 +165,6 @@ signing_key_file = "{tmp_path / "court" / "command.key"}"
                     assert envelope.prev_hash == previous, f"{device_id}: chain broken at seq {row.seq}"
                     previous = envelope_hash(row.raw)
             assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
-        assert time.monotonic() - started < 60
     finally:
         for agent in agents.values():
             agent.send_signal(signal.SIGTERM)
