@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from server.config_sections import AlarmSettings, LivenessSettings, WebSettings
-from server.config_types import OptionalHttpUrl, OptionalName, OptionalPath, PublicUrl
+from server.config_sections import AlarmSettings, EvidenceSettings, LivenessSettings, NoticeSettings, WebSettings
+from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -192,80 +192,6 @@ class CommandSettings(BaseModel):
         "and commands past their expiry are marked expired.",
     )
     publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
-
-
-class EvidenceSettings(BaseModel):
-    """The server's Merkle log over the stored events: its signing key, its name, how often it is signed, and the
-    time-stamping authority that stamps its checkpoints."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    log_key_file: OptionalPath = Field(
-        None,
-        description="The log's own Ed25519 private key (base64, mode 0600; not the court's command key), created "
-        "on first use or by `seal-server log-key`, which prints the public key to publish; back it up. Unset: the "
-        "log is kept but no checkpoint is signed.",
-    )
-    log_origin: str = Field(
-        "seal-server.invalid/log",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^\s+]+$",
-        description="The log's name in its checkpoints (and its key's name): unique to this server, such as "
-        "`<court host name>/seal-log`; no spaces or '+'.",
-    )
-    checkpoint_interval_s: float = Field(
-        10.0, ge=0.1, le=24 * 3600, description="How often a checkpoint is signed while the log grows."
-    )
-    tsa_url: OptionalHttpUrl = Field(
-        None,
-        description="An RFC 3161 time-stamping authority (http or https URL, POST application/timestamp-query): "
-        "each signed checkpoint gets its token, verified and kept with the TSA's certificate chain; a TSA that is "
-        "down is asked again on the next rounds, and the checkpoint is never held back. Unset: no time stamps.",
-    )
-    tsa_ca_file: OptionalPath = Field(
-        None,
-        description="PEM root certificate(s) the TSA's chain must lead to. Unset: a token is accepted when the "
-        "chain the TSA returned is self-consistent (ends in its own self-signed root), which does not say who the "
-        "TSA is; set it for a TSA you trust.",
-    )
-    tsa_timeout_s: float = Field(
-        10.0, ge=0.5, le=300, description="How long to wait for the TSA's whole answer (connecting, sending, reading)."
-    )
-
-
-class NoticeSettings(BaseModel):
-    """The printed seal notice (查封公告): its signing key, the public address its QR code points to, the font."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    key_file: OptionalPath = Field(
-        None,
-        description="The notice key: Ed25519 private key (base64, mode 0600; neither the command key nor the log's) "
-        "that signs the token in each notice's QR code. Made by `seal-server init` or `seal-server notice-key`, "
-        "which prints the public key to publish; back it up: notices signed with a lost key no longer verify. "
-        "Unset or unreadable: no notice is issued.",
-    )
-    public_base_url: PublicUrl = Field(
-        None,
-        description="The address the public reaches this server at, such as `https://seal.court.example` (no "
-        "trailing slash, query or fragment): the QR code of a notice holds `<public_base_url>/notice/<token>`. "
-        "Unset: no notice is printed, rather than one with a wrong address.",
-    )
-    default_validity_days: int = Field(
-        365,
-        ge=1,
-        le=3650,
-        description="A notice's token expires at the end of its case's seizure term (查封期限) or, for a case with no "
-        "term recorded, this many days after it is issued.",
-    )
-    font_file: OptionalPath = Field(
-        None,
-        description="A CJK font with TrueType outlines (.ttf, or .ttc with font_index) embedded in the notice PDF. "
-        "Unset: WenQuanYi Zen Hei (Debian fonts-wqy-zenhei) or another known one where the system keeps it. "
-        "CFF-outline OpenType fonts (Noto CJK) cannot be embedded.",
-    )
-    font_index: int = Field(0, ge=0, le=63, description="The font's index in a .ttc collection (font_file).")
 
 
 class RemovalSettings(BaseModel):
