@@ -320,6 +320,10 @@ class IngestBatch:
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
         seal = self._seal(topic.device_id)
+        if seal.status_changed_at is not None and message.received_at < seal.status_changed_at:
+            # Another worker of a shared group stored a status received after this one: this one is out of date
+            # (an offline Last Will that arrives after the seal's online) and changes nothing, nor raises an alarm.
+            return IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value} (older than the stored one)")
         changed = self._changes.status
         current = changed[seal.device_id][0] if seal.device_id in changed else seal.status
         if current != state.value:

@@ -32,9 +32,12 @@ _ARMED = (  # only over an older armed state: another transaction may have store
     )
     .values(armed=bindparam("b_armed"), armed_at=bindparam("b_armed_at"), armed_seq=bindparam("b_seq"))
 )
-_STATUS = (
+_STATUS = (  # only over an older status: with shared workers, an older status may commit after a newer one
     update(_SEALS)
-    .where(_SEALS.c.device_id == bindparam("b_device_id"))
+    .where(
+        _SEALS.c.device_id == bindparam("b_device_id"),
+        or_(_SEALS.c.status_changed_at.is_(None), _SEALS.c.status_changed_at <= bindparam("b_at")),
+    )
     .values(status=bindparam("b_status"), status_changed_at=bindparam("b_at"))
 )
 
