@@ -41,3 +41,19 @@ def test_an_older_status_committed_last_does_not_win(court: Court, tmp_path: Pat
         seal = session.scalars(select(Seal).where(Seal.device_id == a.device_id)).one()
         assert (seal.status, seal.status_changed_at) == ("online", back_at)
     assert court.alarms("offline") == []
+
+
+def test_an_older_event_committed_last_does_not_set_last_seen_back(court: Court, tmp_path: Path) -> None:
+    other = Ingestor(court.session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "other")
+    a = court.a
+    first, second = a.event(), a.event()
+    first_at = datetime.now(UTC) - timedelta(seconds=2)
+    second_at = first_at + timedelta(seconds=1)
+
+    [stored_second] = other.ingest([Message(a.event_topic, second, second_at)])
+    [stored_first] = court.ingestor.ingest([Message(a.event_topic, first, first_at)])  # received first, committed last
+
+    assert (stored_second.outcome, stored_first.outcome) == (Outcome.STORED, Outcome.STORED)
+    with court.session_factory() as session:
+        seal = session.scalars(select(Seal).where(Seal.device_id == a.device_id)).one()
+        assert (seal.last_seen_at, seal.last_event_at) == (second_at, second_at)
