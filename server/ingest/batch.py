@@ -98,7 +98,7 @@ class IngestBatch:
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
-        self._case_of: dict[tuple[str, int], str] = {}  # (device_id, seq) -> the case its event lands in
+        self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
         self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
@@ -114,11 +114,11 @@ class IngestBatch:
             self._seals = read_seals(self.session, cast(set[str], device_ids))
             self.cache.saw(self._seals)
             self.alarms.expect(self._seals)
-            checked = [self._check(p) for p in prepared]
+            checked = [self._check(i, p) for i, p in enumerate(prepared)]
             envelopes = [c for c in checked if isinstance(c, Envelope)]
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
-            results = [self._apply_one(m, c) for m, c in zip(messages, checked, strict=True)]
+            results = [self._apply_one(i, m, c) for i, (m, c) in enumerate(zip(messages, checked, strict=True))]
             self._ids = insert_events(self.session, self._rows)
             for settle in self._settle:
                 settle()
@@ -173,14 +173,15 @@ class IngestBatch:
 
     # -- phase 1: what the seal's row decides (the rest was checked before the transaction) ------------------------
 
-    def _check(self, prepared: Prepared) -> Envelope | ParsedTopic | Rejected:
+    def _check(self, place: int, prepared: Prepared) -> Envelope | ParsedTopic | Rejected:
         envelope = prepared.checked
         if not isinstance(envelope, Envelope):
             return envelope
         try:
             seal = self._seal(envelope.device_id)
             check_signature(prepared, envelope, seal, self.cache)
-            self._case_of[(envelope.device_id, envelope.seq)] = self._check_case(seal, envelope)
+            # by the message's place, not its (device_id, seq): a replay of that seq in the batch names its own case
+            self._case_of[place] = self._check_case(seal, envelope)
         except Rejected as rejected:
             return rejected
         return envelope
@@ -230,12 +231,12 @@ class IngestBatch:
 
     # -- phase 2: in order, against stored events and the ones this batch added ------------------------------------
 
-    def _apply_one(self, message: Message, checked: Envelope | ParsedTopic | Rejected) -> IngestResult:
+    def _apply_one(self, place: int, message: Message, checked: Envelope | ParsedTopic | Rejected) -> IngestResult:
         try:
             if isinstance(checked, Rejected):
                 raise checked
             if isinstance(checked, Envelope):
-                return self._store_event(checked, message)
+                return self._store_event(checked, message, self._case_of[place])
             match checked.kind:
                 case MessageKind.STATUS:
                     return self._status_message(checked, message)
@@ -248,7 +249,7 @@ class IngestBatch:
             self._quarantine(message, result)
             return result
 
-    def _store_event(self, envelope: Envelope, message: Message) -> IngestResult:
+    def _store_event(self, envelope: Envelope, message: Message, case_no: str) -> IngestResult:
         seal = self._seal(envelope.device_id)
         event_id = str(envelope.event_id)
         assert envelope.sig is not None  # verify_envelope refuses unsigned envelopes
@@ -267,7 +268,6 @@ class IngestBatch:
             top = self.chain.max_seq(envelope.device_id)
             return IngestResult(Outcome.DEFERRED, seal.device_id, detail=f"seq {envelope.seq} waits for seq {top + 1}")
         self.chain.check(envelope, message.payload)
-        case_no = self._case_of[(envelope.device_id, envelope.seq)]
         index = len(self._rows)
         self._rows.append(
             {
@@ -320,6 +320,10 @@ class IngestBatch:
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
         seal = self._seal(topic.device_id)
+        if seal.status_changed_at is not None and message.received_at < seal.status_changed_at:
+            # Another worker of a shared group stored a status received after this one: this one is out of date
+            # (an offline Last Will that arrives after the seal's online) and changes nothing, nor raises an alarm.
+            return IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value} (older than the stored one)")
         changed = self._changes.status
         current = changed[seal.device_id][0] if seal.device_id in changed else seal.status
         if current != state.value:

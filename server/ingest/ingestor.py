@@ -70,8 +70,10 @@ class Ingestor:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
         if not messages:
             return []
-        prepared = [prepare(message, self.cache) for message in messages]  # before the transaction: no lock held
         try:
+            # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
+            # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
+            prepared = [prepare(message, self.cache) for message in messages]
             with self._session_factory() as session:
                 batch = self._batch(session)
                 results = batch.apply(messages, prepared)

@@ -19,9 +19,12 @@ _STORED = (Event.device_id, Event.seq, Event.event_id, Event.prev_hash, Event.ra
 SAME_ID = select(*_STORED).where(Event.event_id.in_(bindparam("event_ids", expanding=True)))
 NEAR = select(*_STORED).where(tuple_(Event.device_id, Event.seq).in_(bindparam("pairs", expanding=True)))
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-_SEEN = (
+_SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
     update(_SEALS)
-    .where(_SEALS.c.device_id == bindparam("b_device_id"))
+    .where(
+        _SEALS.c.device_id == bindparam("b_device_id"),
+        or_(_SEALS.c.last_seen_at.is_(None), _SEALS.c.last_seen_at <= bindparam("b_at")),
+    )
     .values(last_seen_at=bindparam("b_at"), last_event_at=bindparam("b_at"))
 )
 _ARMED = (  # only over an older armed state: another transaction may have stored a newer one
@@ -32,9 +35,12 @@ _ARMED = (  # only over an older armed state: another transaction may have store
     )
     .values(armed=bindparam("b_armed"), armed_at=bindparam("b_armed_at"), armed_seq=bindparam("b_seq"))
 )
-_STATUS = (
+_STATUS = (  # only over an older status: with shared workers, an older status may commit after a newer one
     update(_SEALS)
-    .where(_SEALS.c.device_id == bindparam("b_device_id"))
+    .where(
+        _SEALS.c.device_id == bindparam("b_device_id"),
+        or_(_SEALS.c.status_changed_at.is_(None), _SEALS.c.status_changed_at <= bindparam("b_at")),
+    )
     .values(status=bindparam("b_status"), status_changed_at=bindparam("b_at"))
 )
 
@@ -63,7 +69,7 @@ class SealChanges:
         self.status: dict[str, tuple[str, datetime]] = {}  # device_id -> (status, received_at) changed to
 
     def event(self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int) -> None:
-        self.seen[device_id] = received_at
+        self.seen[device_id] = max(self.seen.get(device_id, received_at), received_at)  # a re-offered held event
         newest = self.armed.get(device_id)
         if armed is not None and (newest is None or seq > newest[2]):
             self.armed[device_id] = (armed, ts, seq)

@@ -31,7 +31,7 @@ from server.seals.models import Seal
 KEY_LIMIT = 100_000
 HEAD_LIMIT = 100_000
 
-_SEAL_ROWS = select(Seal.device_id, Seal.public_key, Seal.case_no, Seal.status).where(
+_SEAL_ROWS = select(Seal.device_id, Seal.public_key, Seal.case_no, Seal.status, Seal.status_changed_at).where(
     Seal.device_id.in_(bindparam("device_ids", expanding=True))
 )
 
@@ -44,6 +44,7 @@ class SealRow:
     public_key: str
     case_no: str | None
     status: str | None
+    status_changed_at: datetime | None  # when the court received that status
 
 
 @dataclass(frozen=True, slots=True)

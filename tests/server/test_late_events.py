@@ -118,3 +118,24 @@ def test_unbinding_an_armed_seal_is_audited_as_armed(
             ("seal-a", {"case_no": CASE_A, "armed": True, "note": "unbound by hand"}),
             ("seal-b", {"case_no": CASE_B, "armed": None, "note": "unbound by hand"}),
         ]
+
+
+def test_a_replay_in_another_case_in_the_same_batch_does_not_move_the_stored_event(court: Court) -> None:
+    """Two signed events of one seq in one batch, each valid for its own case (a seal whose outbox was wiped after it
+    moved starts again at seq 1 while its old seq 1 is still delivered): the first is stored in the case it names,
+    the second is a replay — the second's case check must not decide where the first is stored."""
+    a = court.a
+    old = a.event(EventType.TAMPER, {"state": "open", "armed": True}, at=T0 + timedelta(minutes=20))
+    unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1), then_bind_to=CASE_B)
+    a.seq, a.prev_hash = 0, None  # the wiped seal starts its chain again, in its new case
+    again = a.event(case_no=CASE_B)
+
+    results = court.send(a, old, again)
+
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.STORED, None),
+        (Outcome.QUARANTINED, Reason.REPLAYED_SEQ),
+    ]
+    assert event_cases(court) == [(1, CASE_A)]
+    [alarm] = court.alarms("tamper")
+    assert alarm.case_no == CASE_A
