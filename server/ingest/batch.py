@@ -99,6 +99,7 @@ class IngestBatch:
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
         self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
+        self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
@@ -180,10 +181,15 @@ class IngestBatch:
         try:
             seal = self._seal(envelope.device_id)
             check_signature(prepared, envelope, seal, self.cache)
+        except Rejected as rejected:
+            return rejected
+        try:
             # by the message's place, not its (device_id, seq): a replay of that seq in the batch names its own case
             self._case_of[place] = self._check_case(seal, envelope)
         except Rejected as rejected:
-            return rejected
+            # Decided in phase 2, once the stored events are read: the very bytes already stored are a redelivery
+            # (stored while the seal was bound, whatever its clock said), not a refusal that would never end.
+            self._case_refused[place] = rejected
         return envelope
 
     def _check_case(self, seal: SealRow, envelope: Envelope) -> str:
@@ -235,6 +241,11 @@ class IngestBatch:
         try:
             if isinstance(checked, Rejected):
                 raise checked
+            if isinstance(checked, Envelope) and place in self._case_refused:
+                stored = self._by_seq.get((checked.device_id, checked.seq))
+                if stored is not None and stored[1] == message.payload:
+                    return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
+                raise self._case_refused[place]
             if isinstance(checked, Envelope):
                 return self._store_event(checked, message, self._case_of[place])
             match checked.kind:

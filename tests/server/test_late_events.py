@@ -139,3 +139,25 @@ def test_a_replay_in_another_case_in_the_same_batch_does_not_move_the_stored_eve
     assert event_cases(court) == [(1, CASE_A)]
     [alarm] = court.alarms("tamper")
     assert alarm.case_no == CASE_A
+
+
+def test_a_stored_event_delivered_again_after_the_unbinding_is_a_duplicate_whatever_its_clock(court: Court) -> None:
+    """A seal whose clock is wrong stores an event while bound (its current binding takes every event it sends); the
+    court's receipt is lost, the seal is unbound, and it sends the same bytes again: they are stored already, so a
+    duplicate (acknowledged and receipted), not an ``unbound_seal`` refusal the seal would meet for ever. Other bytes
+    of that time are still refused."""
+    a = court.a
+    lost_clock = a.event(EventType.TAMPER, {"state": "open", "armed": True}, at=T0 - timedelta(days=400))
+    [first] = court.send(a, lost_clock)
+    assert (first.outcome, first.reason) == (Outcome.STORED, None)
+    unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1))
+    other = a.event(at=T0 - timedelta(days=400))
+
+    results = court.send(a, lost_clock, other)
+
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.DUPLICATE, None),
+        (Outcome.QUARANTINED, Reason.UNBOUND_SEAL),
+    ]
+    assert event_cases(court) == [(1, CASE_A)]
+
