@@ -24,7 +24,6 @@ from server.api.schemas import MAX_ROW_ID
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
-from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import Conflict
 from server.removal.service import add_view
@@ -32,9 +31,8 @@ from server.web.dashboard import AlarmRow, rows_of
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import see_other
-from server.web.removal_view import CaseView, case_url, case_view, changed_parts, my_cases
+from server.web.removal_view import CaseView, case_url, case_view, live_case_parts, live_case_values, my_cases
 from server.web.routing import PageRoute
-from server.web.security import CSRF_FIELD
 from server.web.templating import render_text
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -140,30 +138,13 @@ def creditor_add_view(
 def creditor_case_changes(live: LiveRender, changes: list[Change]) -> str:
     """The case's seals and alarms again when a change concerns them, its requests when one moved (the view being
     written is never replaced)."""
-    view = case_view(
-        live.session,
-        live.user,
-        live.params.get("case_no", ""),
-        Permission.REMOVAL_COMMENT,
-        offline_after_s=live.context.settings.offline_after_s,
-        now=utc_now(),
-    )
-    if not view.concerned_by(changes):
+    found = live_case_values(live, changes, Permission.REMOVAL_COMMENT, "creditor")
+    if found is None:
         return ""
-    values = {
-        "t": live.t,
-        "lang": live.t.language,
-        "oob": True,
-        "view": view,
-        "who": "creditor",
-        "alarms": case_alarms(live.session, live.user, view.case.case_no),
-        "csrf_field": CSRF_FIELD,
-        "csrf_token": live.csrf_token,
-    }
+    view, values = found
+    values["alarms"] = case_alarms(live.session, live.user, view.case.case_no)
     parts = {
         "status": render_text("portal/_status.html", values),
         "alarms": render_text("creditor/_alarms.html", values),
     }
-    if view.requests_touched_by(changes):
-        parts["requests"] = render_text("portal/_requests.html", values)
-    return "\n".join(changed_parts(live.state, parts))
+    return live_case_parts(live, changes, view, values, parts)

@@ -22,7 +22,6 @@ from server.api.removal_schemas import STATEMENT_MAX
 from server.api.schemas import MAX_ROW_ID
 from server.auth.access import Permission
 from server.config import RemovalSettings
-from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import Conflict
 from server.removal.errors import ProofRefused, ProofStorageFailed
@@ -32,8 +31,7 @@ from server.removal.service import cancel_request, file_request
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import PortalRoute, see_other
-from server.web.removal_view import CaseView, case_url, case_view, changed_parts
-from server.web.security import CSRF_FIELD
+from server.web.removal_view import CaseView, case_url, case_view, live_case_parts, live_case_values
 from server.web.templating import render_text
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -203,26 +201,8 @@ def portal_case_changes(live: LiveRender, changes: list[Change]) -> str:
     """The case's status and seals again when a change concerns them, its requests when one moved or a seal it
     waits for was heard from; only what differs from what this stream sent last (the form being filled in is never
     replaced)."""
-    view = case_view(
-        live.session,
-        live.user,
-        live.params.get("case_no", ""),
-        Permission.REMOVAL_FILE,
-        offline_after_s=live.context.settings.offline_after_s,
-        now=utc_now(),
-    )
-    if not view.concerned_by(changes):
+    found = live_case_values(live, changes, Permission.REMOVAL_FILE, "debtor")
+    if found is None:
         return ""
-    values = {
-        "t": live.t,
-        "lang": live.t.language,
-        "oob": True,
-        "view": view,
-        "who": "debtor",
-        "csrf_field": CSRF_FIELD,
-        "csrf_token": live.csrf_token,
-    }
-    parts = {"status": render_text("portal/_status.html", values)}
-    if view.requests_touched_by(changes):
-        parts["requests"] = render_text("portal/_requests.html", values)
-    return "\n".join(changed_parts(live.state, parts))
+    view, values = found
+    return live_case_parts(live, changes, view, values, {"status": render_text("portal/_status.html", values)})

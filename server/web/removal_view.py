@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
+from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.live import Change
 from server.removal.disarm import SealProgress, seal_progress, settle_on_read
@@ -27,6 +29,9 @@ from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 from server.seals.models import Case, CaseStatus, Seal
 from server.seals.registry import is_online
+from server.web.live import LiveRender
+from server.web.security import CSRF_FIELD
+from server.web.templating import render_text
 
 #: Requests shown on a case's page (a case has at most one open request; the others are history).
 MAX_REQUESTS = 20
@@ -184,3 +189,40 @@ def changed_parts(state: dict[str, str], parts: dict[str, str]) -> list[str]:
             state[name] = html
             changed.append(html)
     return changed
+
+
+def live_case_values(
+    live: LiveRender, changes: list[Change], permission: Permission, who: str
+) -> tuple[CaseView, dict[str, Any]] | None:
+    """The party's case view of the stream's ``case_no`` and the values its parts render with, or ``None`` when no
+    change concerns it (the portal's and the creditor's live views)."""
+    view = case_view(
+        live.session,
+        live.user,
+        live.params.get("case_no", ""),
+        permission,
+        offline_after_s=live.context.settings.offline_after_s,
+        now=utc_now(),
+    )
+    if not view.concerned_by(changes):
+        return None
+    values = {
+        "t": live.t,
+        "lang": live.t.language,
+        "oob": True,
+        "view": view,
+        "who": who,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": live.csrf_token,
+    }
+    return view, values
+
+
+def live_case_parts(
+    live: LiveRender, changes: list[Change], view: CaseView, values: dict[str, Any], parts: dict[str, str]
+) -> str:
+    """``parts`` and, when a request moved, the requests: only those that differ from what the stream sent last (the
+    form being filled in is never replaced)."""
+    if view.requests_touched_by(changes):
+        parts["requests"] = render_text("portal/_requests.html", values)
+    return "\n".join(changed_parts(live.state, parts))
