@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session
 
 from seal_protocol import canonical_json
+from seal_protocol.envelope import utc_now_ms
 from server.audit.models import AuditEntry
 from server.core.base import utc_now
 
@@ -77,8 +78,8 @@ def actor_name(actor: Actor | None) -> str:
 
 
 def at_text(at: datetime) -> str:
-    """``at`` as in the entry's record: UTC with milliseconds and ``Z``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    """``at`` as in the entry's record: UTC with milliseconds and ``Z``, as an envelope's ``ts``."""
+    return utc_now_ms(at)
 
 
 def entry_record(entry: AuditEntry) -> bytes:
