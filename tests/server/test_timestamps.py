@@ -298,5 +298,7 @@ def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_within_the_timeout(tsa:
     started = time.monotonic()
     with pytest.raises(TimestampFailed) as failed:
         client.stamp(b"a note\n")
-    assert time.monotonic() - started < 2.5
+    # Not a speed figure: a TSA trickling its answer held the round for as long as it trickled (the test was killed at
+    # 120 s) before the whole exchange was bounded; ten times the timeout tells the two apart on a loaded machine.
+    assert time.monotonic() - started < 10
     assert failed.value.kind == "unreachable" and "within 1" in str(failed.value)
