@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from seal_protocol import MessageKind, subscription_all
+from server.core.mqtt import send_at_once
 from server.seals.broker_files import SERVER_USERNAME
 
 
@@ -35,6 +36,7 @@ class BareSubscriber:
         self.done = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-subscriber", protocol=mqtt.MQTTv5)
         client.username_pw_set(SERVER_USERNAME, password)
+        client.on_socket_open = send_at_once  # TCP_NODELAY, as the court's and the seals' clients
         client.on_connect = self._on_connect
         client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         client.on_message = self._on_message

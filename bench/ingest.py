@@ -155,7 +155,9 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
     if output is None:
         yield
         return
-    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--output", str(output)]
+    # --gil: only the thread holding the GIL is sampled, so the shares are of the court's Python time
+    command = ["py-spy", "record", "--gil", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    command += ["--output", str(output)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy attaches
     try:
@@ -231,10 +233,31 @@ def latency(
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")
     series.values = [fleet.receipted[h] - fleet.published[h] for h in wanted]
     print(series.row(target_ms=50))
+    for row in legs(court, fleet, first, last):
+        print(row.row())
     print(commit_row(buckets, commit_buckets(court)))
     if pir.values:
         print(pir.row(target_ms=50))
     print(f"  {meter.report()}")
+
+
+def legs(court: CourtProcess, fleet: Fleet, first: int, last: int) -> list[Series]:
+    """Where publish -> receipt went, per event: publish -> the court's receive time (``events.received_at``, taken
+    in paho's callback; one clock, one machine), and that receive -> the receipt back in this process (the court's
+    batch and commit, the receipt's signing and trip through the broker, and this process's own handling of it)."""
+    ours = {(seal.device_id, seq): seal.hashes[seq - 1] for seal in fleet.seals for seq in range(first, last + 1)}
+    query = select(Event.device_id, Event.seq, Event.received_at).where(
+        Event.device_id.in_({seal.device_id for seal in fleet.seals}), Event.seq.between(first, last)
+    )
+    to_court = Series("  of which publish -> received by the court")
+    to_receipt = Series("  of which received by the court -> receipt back")
+    with court.session_factory() as session:
+        for device_id, seq, received_at in session.execute(query):
+            digest = ours[(device_id, seq)]
+            at = received_at.timestamp()
+            to_court.values.append(at - fleet.published[digest])
+            to_receipt.values.append(fleet.receipted[digest] - at)
+    return [to_court, to_receipt]
 
 
 def check_database(court: CourtProcess, seals: list[BenchSeal]) -> bool:
@@ -261,6 +284,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
     parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
     parser.add_argument("--batch-size", type=int, default=200, help="the court's [mqtt] batch_size")
+    parser.add_argument("--linger-ms", type=float, help="the court's [mqtt] batch_linger_ms (default: its default)")
     parser.add_argument(
         "--workers", type=int, default=1, help="ingest processes in all: seal-server run and N-1 `ingest` workers"
     )
@@ -287,6 +311,8 @@ def main(argv: list[str]) -> int:
         broker.start()
         court = CourtProcess(root / "court", broker, extra_settings="", database=url)
         mqtt = f"batch_size = {args.batch_size}"
+        if args.linger_ms is not None:
+            mqtt += f"\nbatch_linger_ms = {args.linger_ms}"
         if args.workers > 1:
             mqtt += '\nshared_group = "court-ingest"\ngap_wait_s = 1.0'
         settings = court.config_path.read_text().replace("batch_size = 200", mqtt)

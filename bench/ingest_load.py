@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from seal_protocol import EventType, encode_envelope, event_topic, new_envelope
 from seal_protocol.signing import SigningKey, generate_signing_key, sign_envelope
 from seal_protocol.topics import receipt_topic
+from server.core.mqtt import send_at_once
 
 
 def heartbeat_payload(seq: int) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class Fleet:
         for seal in seals:
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=seal.device_id, protocol=mqtt.MQTTv5)
             client.username_pw_set(seal.device_id, seal.password)
+            client.on_socket_open = send_at_once  # TCP_NODELAY, as the court's and the seals' clients
             client.max_queued_messages_set(0)
             client.max_inflight_messages_set(100)
             client.on_connect = self._on_connect

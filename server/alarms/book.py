@@ -14,14 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.core.value_lists import one_of
 from server.evidence.models import Event
+
+_ALARMS = cast(Table, Alarm.__table__)
+#: Which of some seals have a live alarm (Core columns: no ORM work per execution; one SQL text for any list).
+_HAVING_LIVE = (
+    select(_ALARMS.c.device_id)
+    .where(one_of(_ALARMS.c.device_id, "device_ids"), _ALARMS.c.state.in_(LIVE_STATES))
+    .distinct()
+)
 
 
 class AlarmBook:
@@ -113,14 +122,19 @@ class AlarmBook:
         return closing
 
     def _load(self, device_ids: set[str]) -> None:
+        for device_id in device_ids:
+            self._live[device_id] = []
+        # Most seals have no live alarm: a plain Core query finds the few that do, and only their alarms are loaded
+        # as ORM rows (locked). The ingest asks for every batch, so this saves the ORM's work per batch.
+        having = sorted(self.session.scalars(_HAVING_LIVE, {"device_ids": sorted(device_ids)}))
+        if not having:
+            return
         query = (
             select(Alarm)
-            .where(Alarm.device_id.in_(device_ids), Alarm.state.in_(LIVE_STATES))
+            .where(Alarm.device_id.in_(having), Alarm.state.in_(LIVE_STATES))
             .order_by(Alarm.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        for device_id in device_ids:
-            self._live[device_id] = []
         for alarm in self.session.scalars(query):
             self._live[alarm.device_id].append(alarm)

@@ -17,6 +17,7 @@ audit entry's leaf is appended at its transaction's commit, after its other rows
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, and_, func, insert, or_, select, text
@@ -68,15 +69,32 @@ Leaf = tuple[str, int, bytes]
 _ID_COLUMN = {"event": "event_id", "audit": "audit_id"}
 
 
-def append_leaves(session: Session, new: Sequence[Leaf]) -> None:
-    """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete."""
+@dataclass(frozen=True, slots=True)
+class Frontier:
+    """The log's size and the hashes of its :func:`merkle.peaks` after a transaction that committed. The log is
+    append-only (its rows refuse UPDATE and DELETE), so the peaks of a committed size never change: a writer that
+    finds the log still at ``size`` may append from these instead of reading them again."""
+
+    size: int
+    hashes: tuple[bytes, ...]
+
+
+def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None = None) -> Frontier | None:
+    """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete.
+
+    ``known``: a frontier this writer got from an earlier append whose transaction committed; used only if the log
+    is still at its size. Returns the frontier after the append (valid once this transaction commits), or None if
+    nothing was appended."""
     if not new:
-        return
+        return None
     lock_log(session)
     size = tree_size(session)
-    peaks = read_nodes(session, merkle.peaks(size))
-    frontier = [peaks[node] for node in merkle.peaks(size)]
-    _, made = merkle.append(size, frontier, [merkle.leaf_hash(data) for _, _, data in new])
+    if known is not None and known.size == size:
+        frontier = list(known.hashes)
+    else:
+        peaks = read_nodes(session, merkle.peaks(size))
+        frontier = [peaks[node] for node in merkle.peaks(size)]
+    after, made = merkle.append(size, frontier, [merkle.leaf_hash(data) for _, _, data in new])
     leaves = [
         {"leaf_index": index, "event_id": None, "audit_id": None, _ID_COLUMN[kind]: row_id, "leaf_hash": h}
         for ((_, index), h), (kind, row_id, _) in zip((m for m in made if m[0][0] == 0), new, strict=True)
@@ -86,11 +104,13 @@ def append_leaves(session: Session, new: Sequence[Leaf]) -> None:
     session.execute(insert(cast(Table, LogLeaf.__table__)), leaves)
     if nodes:
         session.execute(insert(cast(Table, LogNode.__table__)), nodes)
+    return Frontier(size + len(new), tuple(after))
 
 
-def append_events(session: Session, events: Sequence[Event]) -> None:
-    """Append ``events`` (flushed: they have ids) as leaves, in order (the ingest, after its other rows)."""
-    append_leaves(session, [("event", event.id, event.raw) for event in events])
+def append_events(session: Session, events: Sequence[Event], known: Frontier | None = None) -> Frontier | None:
+    """Append ``events`` (flushed: they have ids) as leaves, in order (the ingest, after its other rows); see
+    :func:`append_leaves` for ``known`` and what is returned."""
+    return append_leaves(session, [("event", event.id, event.raw) for event in events], known)
 
 
 def append_audit_entries(session: Session, entries: Sequence[AuditEntry]) -> None:

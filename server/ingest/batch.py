@@ -38,7 +38,7 @@ from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, d
 from server.alarms.book import AlarmBook
 from server.commands.service import apply_answer
 from server.core.base import utc_now
-from server.evidence.log import append_events
+from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event, Snapshot
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, SnapshotStore, jpeg_problem
@@ -73,7 +73,7 @@ QUARANTINE_DETAIL_LIMIT = 2000
 
 class IngestBatch:
     """Adds the rows of some messages to ``session``, in order; the caller commits, then hands
-    :meth:`ChainBook.heads` of :attr:`chain` to the cache."""
+    :meth:`ChainBook.heads` of :attr:`chain` and :attr:`frontier` to the cache."""
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class IngestBatch:
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
+        self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
         """``prepared``: :func:`prepare` of each message, made before the transaction (else made here)."""
@@ -131,7 +132,8 @@ class IngestBatch:
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
                 leaves = [Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]
-                append_events(self.session, cast(list[Event], leaves))  # it reads .id and .raw only
+                # it reads .id and .raw only
+                self.frontier = append_events(self.session, cast(list[Event], leaves), self.cache.frontier)
             return results
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:

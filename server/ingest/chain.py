@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
 from server.core.base import utc_now
+from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.ingest.models import ChainState
 from server.ingest.results import Reason, Rejected
@@ -88,13 +89,13 @@ class _State:
     changed: bool = False
 
 
+_CHAIN_TABLE = cast(Table, ChainState.__table__)
 _CHAIN_ROWS = (
-    select(ChainState.device_id, ChainState.max_seq, ChainState.missing)
-    .where(ChainState.device_id.in_(bindparam("device_ids", expanding=True)))
-    .order_by(ChainState.device_id)
+    select(_CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing)
+    .where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
+    .order_by(_CHAIN_TABLE.c.device_id)
     .with_for_update()
 )
-_CHAIN_TABLE = cast(Table, ChainState.__table__)
 _CHAIN_UPDATE = (
     update(_CHAIN_TABLE)
     .where(_CHAIN_TABLE.c.device_id == bindparam("b_device_id"))

@@ -78,7 +78,7 @@ class Ingestor:
                 batch = self._batch(session)
                 results = batch.apply(messages, prepared)
                 session.commit()
-            self.cache.committed(batch.chain.heads())
+            self.cache.committed(batch.chain.heads(), batch.frontier)
         except StorageUnavailable:
             raise
         except Exception as exc:  # whose fault it is is decided right below
@@ -126,7 +126,7 @@ class Ingestor:
                     batch = self._batch(session)
                     [result] = batch.apply([message])
                     session.commit()
-                self.cache.committed(batch.chain.heads())
+                self.cache.committed(batch.chain.heads(), batch.frontier)
                 self._record(message, result)
                 return result
             except StorageUnavailable:

@@ -232,6 +232,10 @@ class MqttIngest:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
+        linger = self.settings.batch_linger_ms / 1000
+        if linger > 0 and self._queue.qsize() + 1 < self.settings.batch_size:
+            # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
+            self._stopping.wait(linger)
         batch = [first]
         while len(batch) < self.settings.batch_size:
             try:

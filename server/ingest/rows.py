@@ -9,15 +9,16 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.seals.models import Seal
 
 _EVENTS = cast(Table, Event.__table__)
 _SEALS = cast(Table, Seal.__table__)
-_STORED = (Event.device_id, Event.seq, Event.event_id, Event.prev_hash, Event.raw)
-#: Stored events with one of some event ids; stored events at some (device_id, seq) pairs.
-SAME_ID = select(*_STORED).where(Event.event_id.in_(bindparam("event_ids", expanding=True)))
-NEAR = select(*_STORED).where(tuple_(Event.device_id, Event.seq).in_(bindparam("pairs", expanding=True)))
+_STORED = (_EVENTS.c.device_id, _EVENTS.c.seq, _EVENTS.c.event_id, _EVENTS.c.prev_hash, _EVENTS.c.raw)
+#: Stored events with one of some event ids; stored events at some (device_id, seq) pairs (rare: expanding is fine).
+SAME_ID = select(*_STORED).where(one_of(_EVENTS.c.event_id, "event_ids"))
+NEAR = select(*_STORED).where(tuple_(_EVENTS.c.device_id, _EVENTS.c.seq).in_(bindparam("pairs", expanding=True)))
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 _SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
     update(_SEALS)

@@ -20,20 +20,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
+from server.core.value_lists import one_of
+from server.evidence.log import Frontier
 from server.seals.models import Seal
 
 #: Bounds of the caches: beyond them a cache starts again empty (a court has some thousands of seals).
 KEY_LIMIT = 100_000
 HEAD_LIMIT = 100_000
 
-_SEAL_ROWS = select(Seal.device_id, Seal.public_key, Seal.case_no, Seal.status, Seal.status_changed_at).where(
-    Seal.device_id.in_(bindparam("device_ids", expanding=True))
-)
+_SEALS = cast(Table, Seal.__table__)  # Core columns: the statement skips the ORM's per-execution work
+_SEAL_ROWS = select(
+    _SEALS.c.device_id, _SEALS.c.public_key, _SEALS.c.case_no, _SEALS.c.status, _SEALS.c.status_changed_at
+).where(one_of(_SEALS.c.device_id, "device_ids"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,8 @@ class IngestCache:
         self._keys: dict[str, tuple[str, VerifyKey]] = {}  # device_id -> (public key text, parsed)
         self._parsed: dict[str, VerifyKey] = {}  # public key text -> parsed
         self._heads: dict[str, Head] = {}
+        #: The Merkle log's peaks after this worker's last committed append (valid while the log keeps that size).
+        self.frontier: Frontier | None = None
 
     def key_text(self, device_id: str) -> str | None:
         """The key (base64) the seal had at the last transaction that read it, if any."""
@@ -109,8 +115,10 @@ class IngestCache:
         head = self._heads.get(device_id)
         return head if head is not None and head.seq == max_seq else None
 
-    def committed(self, heads: Mapping[str, Head]) -> None:
-        """Heads of a transaction that committed."""
+    def committed(self, heads: Mapping[str, Head], frontier: Frontier | None = None) -> None:
+        """Heads (and the log's frontier, if it appended) of a transaction that committed."""
+        if frontier is not None:
+            self.frontier = frontier
         if len(self._heads) + len(heads) > HEAD_LIMIT:
             self._heads.clear()
         self._heads.update(heads)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -22,6 +23,7 @@ from server.evidence import log, merkle
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey, open_checkpoint
 from server.evidence.models import Event, LogLeaf
+from server.ingest.batch import IngestBatch
 from server.ingest.ingestor import Ingestor
 from server.migrations.run import downgrade, upgrade
 from tests.server.auth_helpers import LOG_ORIGIN, add_user, bearer, make_settings
@@ -144,3 +146,33 @@ def test_migration_0006_backfills_the_stored_events(
         first = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index).limit(9)).all()
         assert all(leaf.event_id is not None for leaf in first)
     assert assert_whole_tree(session_factory) == 9
+
+
+def test_an_ingest_appends_from_its_committed_frontier_only(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """An ingest worker keeps the log's peaks of its last committed append. Peaks made by a transaction that rolled
+    back are never kept: were they, another writer's leaf at the same index would make the next append build on
+    hashes that are not in the tree."""
+    seal, other = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, seal, other)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    for _ in range(3):
+        ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    with session_factory() as session:
+        size = log.tree_size(session)
+    assert ingestor.cache.frontier is not None and ingestor.cache.frontier.size == size
+
+    pending = message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))
+    with session_factory() as session:  # the worker's batch appends a leaf, then its transaction rolls back
+        batch = IngestBatch(session, cache=ingestor.cache, snapshots=ingestor.snapshots, fold_window=timedelta(0))
+        batch.apply([pending])
+        assert batch.frontier is not None and batch.frontier.size == size + 1
+        session.rollback()
+    assert ingestor.cache.frontier.size == size
+
+    # another writer takes that index with another leaf; the worker then appends on top of it
+    Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots").ingest(
+        [message(other.event_topic, other.event(EventType.HEARTBEAT, {"armed": True}))]
+    )
+    ingestor.ingest([pending])
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    assert assert_whole_tree(session_factory) == 6

@@ -1,0 +1,80 @@
+"""``column IN (a list given at execution)`` as one fixed SQL text, whatever the list's length.
+
+SQLAlchemy's expanding ``IN`` renders one placeholder per value at every execution, so a statement whose list length
+varies is rendered anew each time, and SQLite prepares it anew (its statement cache is keyed by the text). The hot
+path of the ingest runs such a statement several times per batch. :func:`one_of` instead binds the whole list as one
+parameter: ``column = ANY(:list)`` (a PostgreSQL array) or ``column IN (SELECT value FROM json_each(:list))`` on
+SQLite (JSON1, built into SQLite since 3.38 and into every Python 3.11 we support). Values are strings or integers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement, bindparam
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.sqltypes import NULLTYPE
+from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
+
+
+class ValueList(TypeDecorator[Sequence[Any]]):
+    """A list bound as one parameter: a PostgreSQL array of ``item``, or a JSON array elsewhere."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(self.item))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> Any:
+        if value is None:
+            raise ValueError("a value list is a list, not None")
+        if any(isinstance(item, str) and "\x00" in item for item in value):
+            # SQLite's json_each would cut the text at the NUL (and match another value); PostgreSQL refuses it
+            raise ValueError("a value list's strings cannot hold U+0000")
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value), ensure_ascii=False)
+
+
+class OneOf(ColumnElement[Any]):
+    """``column`` is one of the values bound to ``name`` (see the module's docstring)."""
+
+    # not Boolean: on SQLite a Boolean clause is rendered "… = 1", which no index serves
+    type: TypeEngine[Any] = NULLTYPE
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.values = bindparam(name, type_=ValueList(column.type))
+
+
+def one_of(column: ColumnElement[Any], name: str) -> OneOf:
+    return OneOf(column, name)
+
+
+@compiles(OneOf, "postgresql")
+def _any(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+
+
+@compiles(OneOf)
+def _json_each(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    values = compiler.process(element.values, **kw)
+    return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({values}))"

@@ -1,0 +1,71 @@
+"""``one_of``: a column matched against a list bound as one parameter, on SQLite (json_each) and PostgreSQL (ANY):
+the rows it finds, whatever the list's length and the values' characters, one SQL text for every length, and on
+SQLite a plan that uses the column's index (a Boolean clause would be rendered ``… = 1`` and scan the table)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from sqlalchemy import Engine, Table, select
+from sqlalchemy.exc import StatementError
+
+from server.core.value_lists import one_of
+from server.seals.models import Seal
+from tests.server.helpers import CASE_A, SimulatedSeal, register
+
+SEALS = cast(Table, Seal.__table__)
+QUERY = select(SEALS.c.device_id).where(one_of(SEALS.c.device_id, "ids")).order_by(SEALS.c.device_id)
+NAMES = ["seal-1", "seal-2", "seal-3", "a", "seal-10", "z-9"]
+#: Values no device id can have, looked for all the same: they must find nothing and break nothing.
+ODD = ["seal-'quote'", 'seal-"double"', "seal-中文", "seal-[1,2]", "seal-\\back", "", "seal-%", "seal-_"]
+
+
+@pytest.fixture
+def registered(engine: Engine) -> Engine:
+    from server.core.db import make_session_factory
+
+    register(make_session_factory(engine), *(SimulatedSeal(name, CASE_A) for name in NAMES))
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("wanted", "found"),
+    [
+        ([], []),
+        (["seal-1"], ["seal-1"]),
+        (["seal-1", "seal-unknown"], ["seal-1"]),
+        (NAMES, sorted(NAMES)),
+        ([*NAMES, *NAMES], sorted(NAMES)),
+        (ODD, []),  # no pattern, no quoting trouble: values are values
+        ([*ODD, "seal-3"], ["seal-3"]),
+    ],
+)
+def test_one_of_finds_exactly_the_listed_values(registered: Engine, wanted: list[str], found: list[str]) -> None:
+    with registered.connect() as conn:
+        assert list(conn.scalars(QUERY, {"ids": wanted})) == found
+
+
+def test_a_nul_in_a_value_is_refused(registered: Engine) -> None:
+    """SQLite's json_each would cut "seal-1\\0" to "seal-1" and find that seal: refused on both databases alike."""
+    with registered.connect() as conn, pytest.raises(StatementError, match="U\\+0000"):
+        conn.scalars(QUERY, {"ids": ["seal-2", "seal-1\x00"]})
+
+
+def test_one_sql_text_for_every_length(registered: Engine) -> None:
+    texts = set()
+    for length in (1, 2, 5):
+        compiled = QUERY.compile(dialect=registered.dialect)
+        texts.add(str(compiled))
+        with registered.connect() as conn:
+            assert len(list(conn.scalars(QUERY, {"ids": NAMES[:length]}))) == length
+    assert len(texts) == 1
+
+
+def test_sqlite_searches_the_index(registered: Engine) -> None:
+    if registered.dialect.name != "sqlite":
+        pytest.skip("the plan is SQLite's")
+    sql = str(QUERY.compile(dialect=registered.dialect))
+    with registered.connect() as conn:
+        plan = " / ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("[]",)))
+    assert "SEARCH seals USING" in plan and "SCAN seals" not in plan, plan
