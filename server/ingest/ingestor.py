@@ -8,6 +8,10 @@ then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing fro
 one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
 ``internal_error`` and the exception's class — and the others are stored as usual. Outcomes are logged and
 counted only after their commit.
+
+A transaction that lost a race with another worker — PostgreSQL's deadlock or serialization failure (SQLSTATE
+``40P01``, ``40001``) — is no message's fault: it is tried again (the batch, then each message alone), and if it
+keeps losing, :class:`StorageUnavailable` is raised rather than any message quarantined.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
@@ -33,6 +37,11 @@ from server.ingest.results import IngestResult, Message, Outcome, Reason, device
 from server.ingest.seal_cache import IngestCache
 
 logger = logging.getLogger(__name__)
+
+#: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
+RACE_SQLSTATES = frozenset({"40P01", "40001"})
+#: How many times a transaction that keeps losing races is tried before the storage counts as unavailable.
+RACE_ATTEMPTS = 5
 
 
 class Ingestor:
@@ -70,30 +79,40 @@ class Ingestor:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
         if not messages:
             return []
-        try:
-            # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
-            # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
-            prepared = [prepare(message, self.cache) for message in messages]
-            with self._session_factory() as session:
-                batch = self._batch(session)
-                results = batch.apply(messages, prepared)
-                session.commit()
-            self.cache.committed(batch.chain.heads())
-        except StorageUnavailable:
-            raise
-        except Exception as exc:  # whose fault it is is decided right below
-            self._raise_if_database_down(exc)
-            logger.warning(
-                "batch of %d messages failed (%s: %s); storing them one by one",
-                len(messages),
-                type(exc).__name__,
-                exc,
-            )
-            results = [self._ingest_alone(message) for message in messages]
-            self._committed(results)
-            return results
+        attempt = 1
+        while True:
+            try:
+                # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
+                # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
+                prepared = [prepare(message, self.cache) for message in messages]
+                with self._session_factory() as session:
+                    batch = self._batch(session)
+                    results = batch.apply(messages, prepared)
+                    session.commit()
+                self.cache.committed(batch.chain.heads())
+                break
+            except StorageUnavailable:
+                raise
+            except Exception as exc:  # whose fault it is is decided right below
+                self._raise_if_database_down(exc)
+                if lost_a_race(exc) and attempt < RACE_ATTEMPTS:
+                    logger.info("batch of %d messages lost a race (%s); trying it again", len(messages), exc)
+                    attempt += 1
+                    continue
+                return self._ingest_one_by_one(messages, exc)
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
+        self._committed(results)
+        return results
+
+    def _ingest_one_by_one(self, messages: Sequence[Message], exc: Exception) -> list[IngestResult]:
+        logger.warning(
+            "batch of %d messages failed (%s: %s); storing them one by one",
+            len(messages),
+            type(exc).__name__,
+            exc,
+        )
+        results = [self._ingest_alone(message) for message in messages]
         self._committed(results)
         return results
 
@@ -119,8 +138,10 @@ class Ingestor:
     def _ingest_alone(self, message: Message) -> IngestResult:
         failure: Exception | None = None
         # A unique-constraint race with another worker resolves itself on the second try (as a duplicate), and so
-        # does a writer that held the database a moment too long.
-        for _attempt in range(2):
+        # does a writer that held the database a moment too long. A lost race (a deadlock, a serialization failure)
+        # is not counted against the message: it is tried again, up to RACE_ATTEMPTS times in all.
+        faults, races = 0, 0
+        while faults < 2:
             try:
                 with self._session_factory() as session:
                     batch = self._batch(session)
@@ -131,9 +152,15 @@ class Ingestor:
                 return result
             except StorageUnavailable:
                 raise
-            except Exception as exc:  # the message's own fault unless the database is down
+            except Exception as exc:  # the message's own fault unless the database is down or another worker won
                 self._raise_if_database_down(exc)
+                if lost_a_race(exc):
+                    races += 1
+                    if races >= RACE_ATTEMPTS:
+                        raise StorageUnavailable(f"a message keeps losing races with other workers: {exc}") from exc
+                    continue
                 failure = exc
+                faults += 1
         assert failure is not None
         result = self._failure_result(message, failure)
         self._store_quarantine(message, result)
@@ -218,3 +245,8 @@ class Ingestor:
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)
+
+
+def lost_a_race(exc: Exception) -> bool:
+    """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)?"""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES

@@ -1,0 +1,157 @@
+"""Two ingest workers writing one PostgreSQL database at once: they lock rows in one order (no deadlock), a deadlock
+or serialization failure is retried rather than blamed on a message, and the quarantine counts every copy."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from seal_protocol import encode_status
+from seal_protocol.status import SealStatus
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
+from server.errors import StorageUnavailable
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
+from server.ingest.results import Message, Outcome
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
+
+SEALS_PER_SIDE = 4
+ROUNDS = 120
+FALLBACK = "storing them one by one"
+
+
+@pytest.fixture
+def postgres_url(database_url: str) -> str:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a race between two PostgreSQL workers (SQLite serialises its writers at BEGIN)")
+    return database_url
+
+
+@pytest.fixture
+def second_engine(postgres_url: str, engine: Engine) -> Iterator[Engine]:
+    """The second worker's own connections, as another process would have (after ``engine`` made the tables)."""
+    other = make_engine(postgres_url)
+    try:
+        yield other
+    finally:
+        other.dispose()
+
+
+def _run_both(first: Callable[[], None], second: Callable[[], None]) -> None:
+    """Run the two workers' loops at once; re-raise what either raised."""
+    errors: list[BaseException] = []
+
+    def run(loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # reported to the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(loop,)) for loop in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    if errors:
+        raise errors[0]
+
+
+def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_deadlock(
+    session_factory: SessionFactory, second_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Worker 1 stores events of seals A… and statuses of seals B…; worker 2 the other way round: each batch updates
+    rows of every seal, in the opposite order of the other's."""
+    side_a = [SimulatedSeal(f"seal-a{i}", CASE_A) for i in range(SEALS_PER_SIDE)]
+    side_b = [SimulatedSeal(f"seal-b{i}", CASE_B) for i in range(SEALS_PER_SIDE)]
+    register(session_factory, *side_a, *side_b)
+    metrics = [IngestMetrics(), IngestMetrics()]
+    workers = [
+        Ingestor(factory, metrics=m, snapshot_dir=tmp_path / "snapshots")
+        for factory, m in zip((session_factory, make_session_factory(second_engine)), metrics, strict=True)
+    ]
+    for seal in side_a + side_b:  # chain states exist: the race is between updates of existing rows
+        workers[0].ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    def batch(events: list[SimulatedSeal], statuses: list[SimulatedSeal], round_no: int) -> list[Message]:
+        state = SealStatus.ONLINE if round_no % 2 else SealStatus.OFFLINE  # a change each round: the row is written
+        at = datetime.now(UTC)
+        messages = [Message(seal.event_topic, seal.event(), at) for seal in events]
+        return messages + [Message(seal.status_topic, encode_status(state), at) for seal in statuses]
+
+    def loop(worker: Ingestor, events: list[SimulatedSeal], statuses: list[SimulatedSeal]) -> Callable[[], None]:
+        def run() -> None:
+            for round_no in range(ROUNDS):
+                results = worker.ingest(batch(events, statuses, round_no))
+                assert {r.outcome for r in results} <= {Outcome.STORED, Outcome.STATUS}, results
+
+        return run
+
+    caplog.set_level(logging.WARNING, logger="server.ingest")
+    _run_both(loop(workers[0], side_a, side_b[::-1]), loop(workers[1], side_b, side_a[::-1]))
+
+    fallbacks = [r.getMessage() for r in caplog.records if FALLBACK in r.getMessage()]
+    assert fallbacks == [], f"{len(fallbacks)} batches failed, the first: {fallbacks[0]}"
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+        stored = session.scalar(select(func.count()).select_from(Event))
+    assert stored == 2 * SEALS_PER_SIDE * (ROUNDS + 1)
+
+
+def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
+    """Make the next ``times`` inserts of events fail as a lost race does (the database raises ``sqlstate``): a
+    trigger counting with a sequence, which no rollback winds back."""
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SEQUENCE lost_races MAXVALUE {times + 1} NO CYCLE"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION lose_a_race() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                f" IF (SELECT last_value < {times} OR NOT is_called FROM lost_races) THEN"
+                "   PERFORM nextval('lost_races');"
+                f"   RAISE EXCEPTION 'lost a race (test)' USING ERRCODE = '{sqlstate}';"
+                " END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(text("CREATE TRIGGER lose_races BEFORE INSERT ON events EXECUTE FUNCTION lose_a_race()"))
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_lost_race_is_retried_and_blames_no_message(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path, sqlstate: str
+) -> None:
+    """A deadlock or a serialization failure is transient: before, the batch fell back to one message at a time and
+    a message that lost twice more was quarantined as ``storage_error``."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    _lose_races(engine, sqlstate, times=3)  # the batch, then the message alone, twice
+
+    [result] = ingestor.ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    assert result.outcome is Outcome.STORED, result
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+        assert list(session.scalars(select(Event.seq))) == [1]
+
+
+def test_a_race_lost_again_and_again_leaves_the_messages_unacknowledged_not_quarantined(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path
+) -> None:
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    _lose_races(engine, "40P01", times=100)
+
+    with pytest.raises(StorageUnavailable):  # the caller acknowledges nothing and tries again later
+        ingestor.ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
