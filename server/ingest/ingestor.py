@@ -33,6 +33,7 @@ from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import prepare
+from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
 
@@ -188,7 +189,7 @@ class Ingestor:
         """
         try:
             with self._session_factory() as session:
-                IngestBatch.quarantine(session, message, result)
+                add_copies(session, message, result)
                 session.commit()
             return
         except SQLAlchemyError as exc:
@@ -197,7 +198,7 @@ class Ingestor:
             refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
         try:
             with self._session_factory() as session:
-                IngestBatch.quarantine(session, message, result, detail=refusal, keep_raw=False)
+                add_copies(session, message, result, detail=refusal, keep_raw=False)
                 session.commit()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(f"cannot store a quarantine row: {exc}") from exc

@@ -36,9 +36,9 @@ def postgres_url(database_url: str) -> str:
 
 
 @pytest.fixture
-def second_engine(postgres_url: str, engine: Engine) -> Iterator[Engine]:
+def second_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
     """The second worker's own connections, as another process would have (after ``engine`` made the tables)."""
-    other = make_engine(postgres_url)
+    other = make_engine(database_url)
     try:
         yield other
     finally:
@@ -66,7 +66,11 @@ def _run_both(first: Callable[[], None], second: Callable[[], None]) -> None:
 
 
 def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_deadlock(
-    session_factory: SessionFactory, second_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    session_factory: SessionFactory,
+    postgres_url: str,
+    second_engine: Engine,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Worker 1 stores events of seals A… and statuses of seals B…; worker 2 the other way round: each batch updates
     rows of every seal, in the opposite order of the other's."""
@@ -155,3 +159,37 @@ def test_a_race_lost_again_and_again_leaves_the_messages_unacknowledged_not_quar
 
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+
+
+COPIES_PER_BATCH = 2
+
+
+def test_two_workers_quarantining_the_same_bytes_count_every_copy(
+    session_factory: SessionFactory, second_engine: Engine, tmp_path: Path
+) -> None:
+    """A seal sending a refused message again and again, its copies split between two workers: one row, whose
+    ``copies`` is the number of copies sent (before, on PostgreSQL, both read the row and wrote back their own count
+    + 1, and could both insert it). SQLite's writers queue at BEGIN; its variant checks the same counting."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    refused = b'{"not": "an envelope"}'
+    workers = [
+        Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+        for factory in (session_factory, make_session_factory(second_engine))
+    ]
+
+    def loop(worker: Ingestor) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(ROUNDS):
+                at = datetime.now(UTC)
+                results = worker.ingest([Message(seal.event_topic, refused, at)] * COPIES_PER_BATCH)
+                assert {r.outcome for r in results} == {Outcome.QUARANTINED}, results
+
+        return run
+
+    _run_both(loop(workers[0]), loop(workers[1]))
+
+    with session_factory() as session:
+        rows = list(session.scalars(select(QuarantinedMessage)))
+    assert [(row.reason, row.copies) for row in rows] == [("invalid_envelope", 2 * ROUNDS * COPIES_PER_BATCH)]
+    assert rows[0].last_received_at is not None and rows[0].last_received_at > rows[0].received_at
