@@ -77,10 +77,12 @@ class IngestBatch:
         fold_window: timedelta,
         offline_grace: timedelta = timedelta(0),
         gap_wait: timedelta = timedelta(0),
+        may_hold: int = 0,
     ) -> None:
         self.session = session
         self.offline_grace = offline_grace
         self.gap_wait = gap_wait
+        self.may_hold = may_hold  # how many more events this batch may hold back for gap_wait
         self._now = utc_now()
         self.cache = cache
         self.snapshots = snapshots
@@ -268,10 +270,14 @@ class IngestBatch:
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
-        """Would the event open a gap that another worker may be about to fill? (Only with several workers.)"""
+        """Would the event open a gap that another worker may be about to fill? (Only with several workers, and
+        only ``may_hold`` events: held, they are unacknowledged and fill the broker's in-flight window.)"""
         if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1:
             return False
-        return message.received_at + self.gap_wait > self._now
+        if message.received_at + self.gap_wait <= self._now or self.may_hold <= 0:
+            return False
+        self.may_hold -= 1
+        return True
 
     def _event_row(self, index: int) -> Callable[[], Event]:
         """The ORM row of the batch's ``index``-th event, for an alarm that names it (once it is inserted)."""

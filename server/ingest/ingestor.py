@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
 from server.config import AlarmSettings
+from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
@@ -52,7 +53,9 @@ class Ingestor:
     committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
     called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
     ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
-    which another worker sharing the subscription may hold; 0 with one worker."""
+    which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
+    messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
+    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``)."""
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class Ingestor:
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
+        gap_wait_max_held: int = 100,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -75,6 +79,8 @@ class Ingestor:
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
         self._gap_wait = timedelta(seconds=gap_wait_s)
+        self._max_held = gap_wait_max_held
+        self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -87,7 +93,7 @@ class Ingestor:
                 # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
                 prepared = [prepare(message, self.cache) for message in messages]
                 with self._session_factory() as session:
-                    batch = self._batch(session)
+                    batch = self._batch(session, messages)
                     results = batch.apply(messages, prepared)
                     session.commit()
                 self.cache.committed(batch.chain.heads())
@@ -117,7 +123,7 @@ class Ingestor:
         self._committed(results)
         return results
 
-    def _batch(self, session: Session) -> IngestBatch:
+    def _batch(self, session: Session, messages: Sequence[Message]) -> IngestBatch:
         return IngestBatch(
             session,
             cache=self.cache,
@@ -125,7 +131,17 @@ class Ingestor:
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
             gap_wait=self._gap_wait,
+            may_hold=self._may_hold(messages),
         )
+
+    def _may_hold(self, messages: Sequence[Message]) -> int:
+        """How many of ``messages`` may be held back: the bound, less the messages held back outside them (a held
+        message older than the wait is no longer held: the next time it comes, it is stored)."""
+        if not self._gap_wait:
+            return 0
+        cutoff = utc_now() - self._gap_wait
+        self._held = {m for m in self._held if m.received_at > cutoff}
+        return max(0, self._max_held - len(self._held.difference(messages)))
 
     def _committed(self, results: list[IngestResult]) -> None:
         """Tell ``on_commit`` (after the commit: never inside the transaction); its failure stops no ingest."""
@@ -145,7 +161,7 @@ class Ingestor:
         while faults < 2:
             try:
                 with self._session_factory() as session:
-                    batch = self._batch(session)
+                    batch = self._batch(session, [message])
                     [result] = batch.apply([message])
                     session.commit()
                 self.cache.committed(batch.chain.heads())
@@ -215,6 +231,10 @@ class Ingestor:
 
     def _record(self, message: Message, result: IngestResult) -> None:
         """Log and count a committed outcome."""
+        if result.outcome is Outcome.DEFERRED:
+            self._held.add(message)
+        else:
+            self._held.discard(message)
         match result.outcome:
             case Outcome.STORED:
                 self.metrics.count_stored()
