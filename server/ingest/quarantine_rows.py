@@ -42,7 +42,7 @@ _COUNT_COPIES = (
         last_received_at=case((_LAST > _AT, _LAST), else_=_AT),
     )
 )
-_LOCK = text("SELECT pg_advisory_xact_lock(:class_key, :key)")
+_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:class_key AS integer), CAST(:key AS integer))")
 
 Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
 
