@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, case, func, text, update
+from sqlalchemy import CursorResult, Table, bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from server.ingest.models import QuarantinedMessage
@@ -34,9 +34,10 @@ _QUARANTINE = cast(Table, QuarantinedMessage.__table__)
 _Q = _QUARANTINE.c
 _LAST = func.coalesce(_Q.last_received_at, _Q.received_at)
 _AT = bindparam("b_at", type_=_Q.last_received_at.type)
-_COUNT_COPIES = (
+_SAME = (_Q.sha256 == bindparam("b_sha256"), _Q.reason == bindparam("b_reason"), _Q.topic == bindparam("b_topic"))
+_COUNT_COPIES = (  # into the oldest row of the key: rows from before copies were counted atomically may be several
     update(_QUARANTINE)
-    .where(_Q.sha256 == bindparam("b_sha256"), _Q.reason == bindparam("b_reason"), _Q.topic == bindparam("b_topic"))
+    .where(_Q.id == select(func.min(_Q.id)).where(*_SAME).scalar_subquery())
     .values(
         copies=_Q.copies + bindparam("b_copies"),
         last_received_at=case((_LAST > _AT, _LAST), else_=_AT),

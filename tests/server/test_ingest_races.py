@@ -20,6 +20,7 @@ from server.errors import StorageUnavailable
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
+from server.ingest.quarantine_rows import quarantine_row
 from server.ingest.results import Message, Outcome
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 
@@ -194,3 +195,21 @@ def test_two_workers_quarantining_the_same_bytes_count_every_copy(
         rows = list(session.scalars(select(QuarantinedMessage)))
     assert [(row.reason, row.copies) for row in rows] == [("invalid_envelope", 2 * ROUNDS * COPIES_PER_BATCH)]
     assert rows[0].last_received_at is not None and rows[0].last_received_at > rows[0].received_at
+
+
+def test_a_copy_counts_on_one_row_where_earlier_races_left_two(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """Rows written before copies were counted in the database may repeat a key: a new copy counts on the oldest."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    refused = Message(seal.event_topic, b"not json", datetime.now(UTC))
+    [result] = ingestor.ingest([refused])
+    with session_factory() as session:  # the second row a race of two workers used to leave
+        session.add(quarantine_row(refused, result))
+        session.commit()
+
+    ingestor.ingest([refused, refused])
+
+    with session_factory() as session:
+        copies = list(session.scalars(select(QuarantinedMessage.copies).order_by(QuarantinedMessage.id)))
+    assert copies == [3, 1]
