@@ -64,6 +64,7 @@ __all__ = ["BINDING_CLOCK_SKEW", "QUARANTINE_RAW_LIMIT", "IngestBatch", "binding
 
 logger = logging.getLogger(__name__)
 
+
 class IngestBatch:
     """Adds the rows of some messages to ``session``, in order; the caller commits, then hands
     :meth:`ChainBook.heads` of :attr:`chain` to the cache."""

@@ -4,7 +4,7 @@ in the seals' rows (last seen, armed, status), one executemany each. Compiled on
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
 (sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
 does), then seal rows (sorted by ``device_id``, all at once before they are written), then quarantine rows (sorted
-by key, :mod:`server.ingest.quarantining`), then the log's writer lock — so two workers cannot deadlock."""
+by key, :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock."""
 
 from __future__ import annotations
 
