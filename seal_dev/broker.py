@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.seals.broker_config import BrokerFiles, MosquittoConfig, TlsListener
+from server.seals.broker_config import MAX_INFLIGHT_MESSAGES, BrokerFiles, MosquittoConfig, TlsListener
 from server.seals.broker_files import BrokerError, acl_text, write_password_file
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class PrivateBroker:
     manage_accounts: bool = True
     tls: TlsListener | None = None
     autosave_interval_s: int = 1
+    #: The court's window (1,000) unless a test needs one it can fill.
+    max_inflight_messages: int = MAX_INFLIGHT_MESSAGES
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +80,7 @@ class PrivateBroker:
             tls=self.tls,
             persistence=self.persistence,
             autosave_interval_s=self.autosave_interval_s,
+            max_inflight_messages=self.max_inflight_messages,
         )
 
     @property

@@ -86,6 +86,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 on_answer=settler.wake,
                 on_commit=lambda results: hub.publish(live_changes(results)),
                 gap_wait_s=settings.mqtt.gap_wait_s,
+                gap_wait_max_held=settings.mqtt.gap_wait_max_held,
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(

@@ -107,6 +107,16 @@ class MqttSettings(BaseModel):
         "(unacknowledged) for its predecessor, which another worker may be storing, before it is stored and the "
         "gap raises missing_events. 0: at once (right for one worker).",
     )
+    gap_wait_max_held: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="At most this many events are held back at a time (gap_wait_s) by one ingest process: held, "
+        "they are unacknowledged, so they take places of the broker's in-flight window (Mosquitto's "
+        "max_inflight_messages, 1000) that every other seal's messages need. Beyond it, an event beyond a gap is "
+        "stored at once, as with gap_wait_s = 0 (the gap raises missing_events, which closes when the missing "
+        "events arrive). Keep it well below the window.",
+    )
 
 
 class NotifySettings(BaseModel):

@@ -53,22 +53,16 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of, storable_text
+from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT, QuarantineCopies
+from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
 from server.notify.outbox import notifying
 from server.seals.models import SealBinding
 
-__all__ = ["BINDING_CLOCK_SKEW", "IngestBatch", "binding_covers"]
+__all__ = ["BINDING_CLOCK_SKEW", "QUARANTINE_RAW_LIMIT", "IngestBatch", "binding_covers"]
 
 logger = logging.getLogger(__name__)
-
-#: A quarantined message is kept up to this many bytes (its full size is recorded).
-QUARANTINE_RAW_LIMIT = 256 * 1024
-#: The quarantine's text columns are cut to these many characters.
-QUARANTINE_TOPIC_LIMIT = 512
-QUARANTINE_DETAIL_LIMIT = 2000
 
 
 class IngestBatch:
@@ -84,10 +78,12 @@ class IngestBatch:
         fold_window: timedelta,
         offline_grace: timedelta = timedelta(0),
         gap_wait: timedelta = timedelta(0),
+        may_hold: int = 0,
     ) -> None:
         self.session = session
         self.offline_grace = offline_grace
         self.gap_wait = gap_wait
+        self.may_hold = may_hold  # how many more events this batch may hold back for gap_wait
         self._now = utc_now()
         self.cache = cache
         self.snapshots = snapshots
@@ -100,7 +96,7 @@ class IngestBatch:
         self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
         self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
-        self._quarantined: dict[tuple[str, str, str], QuarantinedMessage] = {}  # (sha256, topic, reason) -> row
+        self._quarantined = QuarantineCopies()
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
@@ -129,6 +125,7 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session)
+            self._quarantined.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
                 leaves = [Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]
@@ -137,42 +134,8 @@ class IngestBatch:
             return results
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:
-        """The quarantine row of ``message``, or one more copy on the row of the same bytes, topic and reason."""
-        assert result.reason is not None
-        key = (hashlib.sha256(message.payload).hexdigest(), message.topic, result.reason.value)
-        row = self._quarantined.get(key)
-        if row is None:
-            sha256, topic, reason = key
-            query = select(QuarantinedMessage).where(
-                QuarantinedMessage.sha256 == sha256, QuarantinedMessage.reason == reason
-            )
-            row = next((r for r in self.session.scalars(query) if r.topic == topic), None)
-        if row is None:
-            row = self.quarantine(self.session, message, result)
-        else:
-            row.copies += 1
-            row.last_received_at = max(row.last_received_at or row.received_at, message.received_at)
-        self._quarantined[key] = row
-
-    @staticmethod
-    def quarantine(
-        session: Session, message: Message, result: IngestResult, *, detail: str | None = None, keep_raw: bool = True
-    ) -> QuarantinedMessage:
-        """Add the quarantine row of ``message`` (whose ``result`` says why); texts are made storable."""
-        assert result.reason is not None
-        row = QuarantinedMessage(
-            received_at=message.received_at,
-            topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
-            device_id=result.device_id,
-            reason=result.reason.value,
-            detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
-            size=len(message.payload),
-            raw=message.payload[:QUARANTINE_RAW_LIMIT] if keep_raw else b"",
-            sha256=hashlib.sha256(message.payload).hexdigest(),
-            copies=1,
-        )
-        session.add(row)
-        return row
+        """One more copy of ``message`` for the quarantine, written at the batch's end (:mod:`.quarantine_rows`)."""
+        self._quarantined.add(message, result)
 
     # -- phase 1: what the seal's row decides (the rest was checked before the transaction) ------------------------
 
@@ -310,10 +273,14 @@ class IngestBatch:
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
-        """Would the event open a gap that another worker may be about to fill? (Only with several workers.)"""
+        """Would the event open a gap that another worker may be about to fill? (Only with several workers, and
+        only ``may_hold`` events: held, they are unacknowledged and fill the broker's in-flight window.)"""
         if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1:
             return False
-        return message.received_at + self.gap_wait > self._now
+        if message.received_at + self.gap_wait <= self._now or self.may_hold <= 0:
+            return False
+        self.may_hold -= 1
+        return True
 
     def _event_row(self, index: int) -> Callable[[], Event]:
         """The ORM row of the batch's ``index``-th event, for an alarm that names it (once it is inserted)."""

@@ -8,6 +8,10 @@ then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing fro
 one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
 ``internal_error`` and the exception's class — and the others are stored as usual. Outcomes are logged and
 counted only after their commit.
+
+A transaction that lost a race with another worker — PostgreSQL's deadlock or serialization failure (SQLSTATE
+``40P01``, ``40001``) — is no message's fault: it is tried again (the batch, then each message alone), and if it
+keeps losing, :class:`StorageUnavailable` is raised rather than any message quarantined.
 """
 
 from __future__ import annotations
@@ -18,21 +22,28 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
 from server.config import AlarmSettings
+from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import prepare
+from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
 
 logger = logging.getLogger(__name__)
+
+#: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
+RACE_SQLSTATES = frozenset({"40P01", "40001"})
+#: How many times a transaction that keeps losing races is tried before the storage counts as unavailable.
+RACE_ATTEMPTS = 5
 
 
 class Ingestor:
@@ -42,7 +53,9 @@ class Ingestor:
     committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
     called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
     ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
-    which another worker sharing the subscription may hold; 0 with one worker."""
+    which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
+    messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
+    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``)."""
 
     def __init__(
         self,
@@ -54,6 +67,7 @@ class Ingestor:
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
+        gap_wait_max_held: int = 100,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -65,39 +79,51 @@ class Ingestor:
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
         self._gap_wait = timedelta(seconds=gap_wait_s)
+        self._max_held = gap_wait_max_held
+        self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
         if not messages:
             return []
-        try:
-            # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
-            # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
-            prepared = [prepare(message, self.cache) for message in messages]
-            with self._session_factory() as session:
-                batch = self._batch(session)
-                results = batch.apply(messages, prepared)
-                session.commit()
-            self.cache.committed(batch.chain.heads(), batch.frontier)
-        except StorageUnavailable:
-            raise
-        except Exception as exc:  # whose fault it is is decided right below
-            self._raise_if_database_down(exc)
-            logger.warning(
-                "batch of %d messages failed (%s: %s); storing them one by one",
-                len(messages),
-                type(exc).__name__,
-                exc,
-            )
-            results = [self._ingest_alone(message) for message in messages]
-            self._committed(results)
-            return results
+        attempt = 1
+        while True:
+            try:
+                # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
+                # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
+                prepared = [prepare(message, self.cache) for message in messages]
+                with self._session_factory() as session:
+                    batch = self._batch(session, messages)
+                    results = batch.apply(messages, prepared)
+                    session.commit()
+                self.cache.committed(batch.chain.heads(), batch.frontier)
+                break
+            except StorageUnavailable:
+                raise
+            except Exception as exc:  # whose fault it is is decided right below
+                self._raise_if_database_down(exc)
+                if lost_a_race(exc) and attempt < RACE_ATTEMPTS:
+                    logger.info("batch of %d messages lost a race (%s); trying it again", len(messages), exc)
+                    attempt += 1
+                    continue
+                return self._ingest_one_by_one(messages, exc)
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
         self._committed(results)
         return results
 
-    def _batch(self, session: Session) -> IngestBatch:
+    def _ingest_one_by_one(self, messages: Sequence[Message], exc: Exception) -> list[IngestResult]:
+        logger.warning(
+            "batch of %d messages failed (%s: %s); storing them one by one",
+            len(messages),
+            type(exc).__name__,
+            exc,
+        )
+        results = [self._ingest_alone(message) for message in messages]
+        self._committed(results)
+        return results
+
+    def _batch(self, session: Session, messages: Sequence[Message]) -> IngestBatch:
         return IngestBatch(
             session,
             cache=self.cache,
@@ -105,7 +131,17 @@ class Ingestor:
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
             gap_wait=self._gap_wait,
+            may_hold=self._may_hold(messages),
         )
+
+    def _may_hold(self, messages: Sequence[Message]) -> int:
+        """How many of ``messages`` may be held back: the bound, less the messages held back outside them (a held
+        message older than the wait is no longer held: the next time it comes, it is stored)."""
+        if not self._gap_wait:
+            return 0
+        cutoff = utc_now() - self._gap_wait
+        self._held = {m for m in self._held if m.received_at > cutoff}
+        return max(0, self._max_held - len(self._held.difference(messages)))
 
     def _committed(self, results: list[IngestResult]) -> None:
         """Tell ``on_commit`` (after the commit: never inside the transaction); its failure stops no ingest."""
@@ -119,11 +155,13 @@ class Ingestor:
     def _ingest_alone(self, message: Message) -> IngestResult:
         failure: Exception | None = None
         # A unique-constraint race with another worker resolves itself on the second try (as a duplicate), and so
-        # does a writer that held the database a moment too long.
-        for _attempt in range(2):
+        # does a writer that held the database a moment too long. A lost race (a deadlock, a serialization failure)
+        # is not counted against the message: it is tried again, up to RACE_ATTEMPTS times in all.
+        faults, races = 0, 0
+        while faults < 2:
             try:
                 with self._session_factory() as session:
-                    batch = self._batch(session)
+                    batch = self._batch(session, [message])
                     [result] = batch.apply([message])
                     session.commit()
                 self.cache.committed(batch.chain.heads(), batch.frontier)
@@ -131,9 +169,15 @@ class Ingestor:
                 return result
             except StorageUnavailable:
                 raise
-            except Exception as exc:  # the message's own fault unless the database is down
+            except Exception as exc:  # the message's own fault unless the database is down or another worker won
                 self._raise_if_database_down(exc)
+                if lost_a_race(exc):
+                    races += 1
+                    if races >= RACE_ATTEMPTS:
+                        raise StorageUnavailable(f"a message keeps losing races with other workers: {exc}") from exc
+                    continue
                 failure = exc
+                faults += 1
         assert failure is not None
         result = self._failure_result(message, failure)
         self._store_quarantine(message, result)
@@ -161,7 +205,7 @@ class Ingestor:
         """
         try:
             with self._session_factory() as session:
-                IngestBatch.quarantine(session, message, result)
+                add_copies(session, message, result)
                 session.commit()
             return
         except SQLAlchemyError as exc:
@@ -170,7 +214,7 @@ class Ingestor:
             refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
         try:
             with self._session_factory() as session:
-                IngestBatch.quarantine(session, message, result, detail=refusal, keep_raw=False)
+                add_copies(session, message, result, detail=refusal, keep_raw=False)
                 session.commit()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(f"cannot store a quarantine row: {exc}") from exc
@@ -187,6 +231,10 @@ class Ingestor:
 
     def _record(self, message: Message, result: IngestResult) -> None:
         """Log and count a committed outcome."""
+        if result.outcome is Outcome.DEFERRED:
+            self._held.add(message)
+        else:
+            self._held.discard(message)
         match result.outcome:
             case Outcome.STORED:
                 self.metrics.count_stored()
@@ -218,3 +266,8 @@ class Ingestor:
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)
+
+
+def lost_a_race(exc: Exception) -> bool:
+    """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)?"""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES

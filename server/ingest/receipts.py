@@ -14,7 +14,7 @@ those bytes too). Not receipted, so that the seal keeps them and sends them agai
 * a signed event that conflicts with the stored chain (``replayed_seq``, ``duplicate_event_id``, ``broken_chain``,
   e.g. a seal whose outbox was lost and that starts again at seq 1): it is the seal's own signed evidence and must
   not leave the seal for a quarantine row;
-* a quarantined message larger than the quarantine keeps (:data:`~server.ingest.batch.QUARANTINE_RAW_LIMIT`).
+* a quarantined message larger than the quarantine keeps (:data:`~server.ingest.quarantine_rows.QUARANTINE_RAW_LIMIT`).
 
 Only the reasons the bytes alone earn (:data:`RECEIPTED_QUARANTINE`) are receipted: no copy of them can ever be
 stored. Statuses and messages on no seal's topic get no receipt.
@@ -33,7 +33,7 @@ from seal_protocol.errors import InvalidTopic
 from seal_protocol.receipts import MAX_RECEIPT_HASHES, encode_receipt
 from seal_protocol.signing import SigningKey
 from seal_protocol.topics import MessageKind, parse_topic, receipt_topic
-from server.ingest.batch import QUARANTINE_RAW_LIMIT
+from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.ingest.results import IngestResult, Message, Outcome, Reason
 
 #: Outcomes after which the court holds the message's exact bytes.

@@ -1,5 +1,10 @@
 """The rows an ingest batch writes with Core statements: its events, in one multi-row insert, and what they change
-in the seals' rows (last seen, armed, status), one executemany each. Compiled once, cached by SQLAlchemy."""
+in the seals' rows (last seen, armed, status), one executemany each. Compiled once, cached by SQLAlchemy.
+
+Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
+(sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
+does), then seal rows (sorted by ``device_id``, all at once before they are written), then quarantine rows (sorted
+by key, :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock."""
 
 from __future__ import annotations
 
@@ -19,6 +24,14 @@ _STORED = (_EVENTS.c.device_id, _EVENTS.c.seq, _EVENTS.c.event_id, _EVENTS.c.pre
 #: Stored events with one of some event ids; stored events at some (device_id, seq) pairs (rare: expanding is fine).
 SAME_ID = select(*_STORED).where(one_of(_EVENTS.c.event_id, "event_ids"))
 NEAR = select(*_STORED).where(tuple_(_EVENTS.c.device_id, _EVENTS.c.seq).in_(bindparam("pairs", expanding=True)))
+#: Locks the seal rows a batch is about to write, in ``device_id`` order (``NO KEY UPDATE``: rows referring to a seal
+#: may still be inserted meanwhile).
+_LOCK_SEALS = (
+    select(_SEALS.c.device_id)
+    .where(one_of(_SEALS.c.device_id, "device_ids"))
+    .order_by(_SEALS.c.device_id)
+    .with_for_update(key_share=True)
+)
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
 _SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
     update(_SEALS)
@@ -76,14 +89,19 @@ class SealChanges:
             self.armed[device_id] = (armed, ts, seq)
 
     def write(self, session: Session) -> None:
+        """The three updates, after locking every row they write in ``device_id`` order: one statement after
+        another, they would otherwise lock a seal updated by the second before one updated by the first."""
+        written = sorted(self.seen.keys() | self.armed.keys() | self.status.keys())
+        if len(written) > 1 and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer at a time
+            session.execute(_LOCK_SEALS, {"device_ids": written})
         if self.seen:
-            session.execute(_SEEN, [{"b_device_id": d, "b_at": at} for d, at in self.seen.items()])
+            session.execute(_SEEN, [{"b_device_id": d, "b_at": self.seen[d]} for d in sorted(self.seen)])
         if self.armed:
             values = [
                 {"b_device_id": d, "b_armed": armed, "b_armed_at": ts, "b_seq": seq}
-                for d, (armed, ts, seq) in self.armed.items()
+                for d, (armed, ts, seq) in sorted(self.armed.items())
             ]
             session.execute(_ARMED, values)
         if self.status:
-            values = [{"b_device_id": d, "b_status": s, "b_at": at} for d, (s, at) in self.status.items()]
+            values = [{"b_device_id": d, "b_status": s, "b_at": at} for d, (s, at) in sorted(self.status.items())]
             session.execute(_STATUS, values)

@@ -113,6 +113,7 @@ def run_worker(settings: Settings, *, role: str) -> int:
             snapshot_dir=settings.snapshot_dir,
             alarms=settings.alarms,
             gap_wait_s=settings.mqtt.gap_wait_s,
+            gap_wait_max_held=settings.mqtt.gap_wait_max_held,
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
         ingest.start()

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType
 from server.alarms.models import Alarm
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
+from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
-from tests.server.helpers import CASE_A, SimulatedSeal, register
+from server.seals.broker_files import SERVER_USERNAME
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.test_mqtt_ingest import WAIT_S, Running, event_rows, start_ingest
 
@@ -72,3 +77,66 @@ def test_a_real_gap_ends_the_gap_wait_with_the_missing_events_alarm(
 
     assert [seq for _, _, seq in event_rows(session_factory)] == [1, 3]
     assert _alarms(session_factory) == [("missing_events", "open", [[2, 2]])]
+
+
+WINDOW = 20  # the broker's in-flight window to the court (max_inflight_messages), small enough to fill
+HELD_AT_MOST = 5
+BEYOND_GAP = 2 * WINDOW
+
+
+def _stored_seqs(session_factory: SessionFactory, device_id: str) -> list[int]:
+    with session_factory() as session:
+        return sorted(session.scalars(select(Event.seq).where(Event.device_id == device_id)))
+
+
+def test_events_held_back_beyond_a_gap_cannot_fill_the_in_flight_window(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """A seal draining more than the broker's in-flight window beyond a real gap, with a long ``gap_wait_s``: at most
+    ``gap_wait_max_held`` events are held back, the others are stored as without a wait (the gap raises
+    missing_events), so another seal's events are stored at once, not after ``gap_wait_s``. Before the bound, the
+    held events filled the window and the other seal waited for the whole ``gap_wait_s``."""
+    a, b = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, a, b)
+    events_a = [a.event(EventType.HEARTBEAT) for _ in range(BEYOND_GAP + 2)]
+    events_b = [b.event(EventType.HEARTBEAT) for _ in range(5)]
+    account = {SERVER_USERNAME: secrets.token_urlsafe(16)}
+    broker = PrivateBroker(tmp_path / "broker", account, max_inflight_messages=WINDOW)
+    broker.start()
+    settings = server_mqtt_settings(broker, tmp_path).model_copy(
+        update={"gap_wait_s": 10.0, "gap_wait_max_held": HELD_AT_MOST}
+    )
+    metrics = IngestMetrics()
+    ingestor = Ingestor(
+        session_factory, metrics=metrics, snapshot_dir=tmp_path, gap_wait_s=10.0, gap_wait_max_held=HELD_AT_MOST
+    )
+    ingest = MqttIngest(settings, ingestor)
+    ingest.start()
+    running = Running(ingest, metrics)
+    try:
+        assert ingest.wait_subscribed(WAIT_S)
+        with seal_connection(broker, a.device_id) as conn_a, seal_connection(broker, b.device_id) as conn_b:
+            conn_a.publish(a.event_topic, events_a[0])
+            running.wait(lambda m: m.stored >= 1, "seq 1")
+            for data in events_a[2:]:  # seq 2 is missing: every one of these is beyond the gap
+                conn_a.publish(a.event_topic, data)
+            sent_b = time.monotonic()
+            for data in events_b:
+                conn_b.publish(b.event_topic, data)
+            while _stored_seqs(session_factory, b.device_id) != [1, 2, 3, 4, 5]:
+                assert time.monotonic() - sent_b < 5.0, "the other seal's events waited behind the held-back ones"
+                time.sleep(0.05)
+            running.wait(lambda m: m.stored >= 1 + BEYOND_GAP + 5, "every event beyond the gap")
+            assert _alarms(session_factory) == [("missing_events", "open", [[2, 2]])]
+
+            conn_a.publish(a.event_topic, events_a[1])  # the seal's outbox sends the missing one after all
+            running.wait(lambda m: m.stored >= 2 + BEYOND_GAP + 5, "the missing event")
+    finally:
+        ingest.stop()
+        broker.stop()
+
+    assert _stored_seqs(session_factory, a.device_id) == list(range(1, BEYOND_GAP + 3)), "an event was lost"
+    [(kind, state, _missing)] = _alarms(session_factory)
+    assert (kind, state) == ("missing_events", "closed")
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0

@@ -1,0 +1,127 @@
+"""Writing the quarantine: one row per (bytes, topic, reason), whose ``copies`` counts every copy received, exactly,
+however many workers receive them.
+
+A batch collects its refused messages (:class:`QuarantineCopies`) and writes them at its end, in key order (the lock
+order of :mod:`server.ingest.rows`): per key, ``copies = copies + n`` in the database, not in Python, and an insert
+only if no row was updated. On PostgreSQL a transaction-scoped advisory lock on the bytes' hash, taken first, makes
+that update-or-insert atomic: a worker about to insert the same key waits, then finds the row and counts into it.
+On SQLite a writing transaction holds the database's write lock from its ``BEGIN`` (:mod:`server.core.db`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, bindparam, case, func, select, text, update
+from sqlalchemy.orm import Session
+
+from server.ingest.models import QuarantinedMessage
+from server.ingest.results import IngestResult, Message, storable_text
+
+#: A quarantined message is kept up to this many bytes (its full size is recorded).
+QUARANTINE_RAW_LIMIT = 256 * 1024
+#: The quarantine's text columns are cut to these many characters.
+QUARANTINE_TOPIC_LIMIT = 512
+QUARANTINE_DETAIL_LIMIT = 2000
+#: The first key of the PostgreSQL advisory locks of quarantine rows ("quar"); the second is from the bytes' hash.
+#: Two-key advisory locks never conflict with one-key ones such as the log's writer lock.
+QUARANTINE_LOCK_CLASS = 0x7175_6172
+
+_QUARANTINE = cast(Table, QuarantinedMessage.__table__)
+_Q = _QUARANTINE.c
+_LAST = func.coalesce(_Q.last_received_at, _Q.received_at)
+_AT = bindparam("b_at", type_=_Q.last_received_at.type)
+_SAME = (_Q.sha256 == bindparam("b_sha256"), _Q.reason == bindparam("b_reason"), _Q.topic == bindparam("b_topic"))
+_COUNT_COPIES = (  # into the oldest row of the key: rows from before copies were counted atomically may be several
+    update(_QUARANTINE)
+    .where(_Q.id == select(func.min(_Q.id)).where(*_SAME).scalar_subquery())
+    .values(
+        copies=_Q.copies + bindparam("b_copies"),
+        last_received_at=case((_LAST > _AT, _LAST), else_=_AT),
+    )
+)
+_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:class_key AS integer), CAST(:key AS integer))")
+
+Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
+
+
+@dataclass(slots=True)
+class _Copies:
+    message: Message  # the first copy
+    result: IngestResult
+    count: int
+    last_received_at: datetime
+
+
+class QuarantineCopies:
+    """The refused messages of one batch, counted per key, written by :meth:`write`."""
+
+    def __init__(self) -> None:
+        self._copies: dict[Key, _Copies] = {}
+
+    def add(self, message: Message, result: IngestResult) -> None:
+        key = _key(message, result)
+        known = self._copies.get(key)
+        if known is None:
+            self._copies[key] = _Copies(message, result, 1, message.received_at)
+        else:
+            known.count += 1
+            known.last_received_at = max(known.last_received_at, message.received_at)
+
+    def write(self, session: Session) -> None:
+        for key in sorted(self._copies):
+            copies = self._copies[key]
+            add_copies(session, copies.message, copies.result, count=copies.count, last=copies.last_received_at)
+
+
+def add_copies(
+    session: Session,
+    message: Message,
+    result: IngestResult,
+    *,
+    count: int = 1,
+    last: datetime | None = None,
+    detail: str | None = None,
+    keep_raw: bool = True,
+) -> None:
+    """Count ``count`` copies of ``message`` (the last received at ``last``) on its quarantine row, made if there is
+    none; ``result`` says why it is refused. ``detail`` and ``keep_raw`` apply to a new row only."""
+    sha256, topic, reason = _key(message, result)
+    last = last or message.received_at
+    if session.get_bind().dialect.name == "postgresql":
+        lock = int.from_bytes(bytes.fromhex(sha256[:8]), "big", signed=True)
+        session.execute(_LOCK, {"class_key": QUARANTINE_LOCK_CLASS, "key": lock})
+    values = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic, "b_copies": count, "b_at": last}
+    if cast(CursorResult[Any], session.execute(_COUNT_COPIES, values)).rowcount:
+        return
+    row = quarantine_row(message, result, detail=detail, keep_raw=keep_raw)
+    row.copies = count
+    row.last_received_at = last if count > 1 else None
+    session.add(row)
+
+
+def quarantine_row(
+    message: Message, result: IngestResult, *, detail: str | None = None, keep_raw: bool = True
+) -> QuarantinedMessage:
+    """The quarantine row of one copy of ``message`` (whose ``result`` says why); texts are made storable."""
+    assert result.reason is not None
+    return QuarantinedMessage(
+        received_at=message.received_at,
+        topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
+        device_id=result.device_id,
+        reason=result.reason.value,
+        detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
+        size=len(message.payload),
+        raw=message.payload[:QUARANTINE_RAW_LIMIT] if keep_raw else b"",
+        sha256=hashlib.sha256(message.payload).hexdigest(),
+        copies=1,
+    )
+
+
+def _key(message: Message, result: IngestResult) -> Key:
+    assert result.reason is not None
+    sha256 = hashlib.sha256(message.payload).hexdigest()
+    return sha256, storable_text(message.topic, QUARANTINE_TOPIC_LIMIT), result.reason.value

@@ -1,0 +1,215 @@
+"""Two ingest workers writing one PostgreSQL database at once: they lock rows in one order (no deadlock), a deadlock
+or serialization failure is retried rather than blamed on a message, and the quarantine counts every copy."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from seal_protocol import encode_status
+from seal_protocol.status import SealStatus
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
+from server.errors import StorageUnavailable
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.models import QuarantinedMessage
+from server.ingest.quarantine_rows import quarantine_row
+from server.ingest.results import Message, Outcome
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
+
+SEALS_PER_SIDE = 4
+ROUNDS = 120
+#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
+FAILED = ("storing them one by one", "lost a race")
+
+
+@pytest.fixture
+def postgres_url(database_url: str) -> str:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a race between two PostgreSQL workers (SQLite serialises its writers at BEGIN)")
+    return database_url
+
+
+@pytest.fixture
+def second_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
+    """The second worker's own connections, as another process would have (after ``engine`` made the tables)."""
+    other = make_engine(database_url)
+    try:
+        yield other
+    finally:
+        other.dispose()
+
+
+def _run_both(first: Callable[[], None], second: Callable[[], None]) -> None:
+    """Run the two workers' loops at once; re-raise what either raised."""
+    errors: list[BaseException] = []
+
+    def run(loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # reported to the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(loop,)) for loop in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    if errors:
+        raise errors[0]
+
+
+def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_deadlock(
+    session_factory: SessionFactory,
+    postgres_url: str,
+    second_engine: Engine,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Worker 1 stores events of seals A… and statuses of seals B…; worker 2 the other way round: each batch updates
+    rows of every seal, in the opposite order of the other's."""
+    side_a = [SimulatedSeal(f"seal-a{i}", CASE_A) for i in range(SEALS_PER_SIDE)]
+    side_b = [SimulatedSeal(f"seal-b{i}", CASE_B) for i in range(SEALS_PER_SIDE)]
+    register(session_factory, *side_a, *side_b)
+    metrics = [IngestMetrics(), IngestMetrics()]
+    workers = [
+        Ingestor(factory, metrics=m, snapshot_dir=tmp_path / "snapshots")
+        for factory, m in zip((session_factory, make_session_factory(second_engine)), metrics, strict=True)
+    ]
+    for seal in side_a + side_b:  # chain states exist: the race is between updates of existing rows
+        workers[0].ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    def batch(events: list[SimulatedSeal], statuses: list[SimulatedSeal], round_no: int) -> list[Message]:
+        state = SealStatus.ONLINE if round_no % 2 else SealStatus.OFFLINE  # a change each round: the row is written
+        at = datetime.now(UTC)
+        messages = [Message(seal.event_topic, seal.event(), at) for seal in events]
+        return messages + [Message(seal.status_topic, encode_status(state), at) for seal in statuses]
+
+    def loop(worker: Ingestor, events: list[SimulatedSeal], statuses: list[SimulatedSeal]) -> Callable[[], None]:
+        def run() -> None:
+            for round_no in range(ROUNDS):
+                results = worker.ingest(batch(events, statuses, round_no))
+                assert {r.outcome for r in results} <= {Outcome.STORED, Outcome.STATUS}, results
+
+        return run
+
+    caplog.set_level(logging.INFO, logger="server.ingest")
+    _run_both(loop(workers[0], side_a, side_b[::-1]), loop(workers[1], side_b, side_a[::-1]))
+
+    failed = [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
+    assert failed == [], f"{len(failed)} batches failed, the first: {failed[0]}"
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+        stored = session.scalar(select(func.count()).select_from(Event))
+    assert stored == 2 * SEALS_PER_SIDE * (ROUNDS + 1)
+
+
+def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
+    """Make the next ``times`` inserts of events fail as a lost race does (the database raises ``sqlstate``): a
+    trigger counting with a sequence, which no rollback winds back."""
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SEQUENCE lost_races MAXVALUE {times + 1} NO CYCLE"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION lose_a_race() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                f" IF (SELECT last_value < {times} OR NOT is_called FROM lost_races) THEN"
+                "   PERFORM nextval('lost_races');"
+                f"   RAISE EXCEPTION 'lost a race (test)' USING ERRCODE = '{sqlstate}';"
+                " END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(text("CREATE TRIGGER lose_races BEFORE INSERT ON events EXECUTE FUNCTION lose_a_race()"))
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_lost_race_is_retried_and_blames_no_message(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path, sqlstate: str
+) -> None:
+    """A deadlock or a serialization failure is transient: before, the batch fell back to one message at a time and
+    a message that lost twice more was quarantined as ``storage_error``."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    _lose_races(engine, sqlstate, times=3)  # the batch, then the message alone, twice
+
+    [result] = ingestor.ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    assert result.outcome is Outcome.STORED, result
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+        assert list(session.scalars(select(Event.seq))) == [1]
+
+
+def test_a_race_lost_again_and_again_leaves_the_messages_unacknowledged_not_quarantined(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path
+) -> None:
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    _lose_races(engine, "40P01", times=100)
+
+    with pytest.raises(StorageUnavailable):  # the caller acknowledges nothing and tries again later
+        ingestor.ingest([Message(seal.event_topic, seal.event(), datetime.now(UTC))])
+
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
+
+
+COPIES_PER_BATCH = 2
+
+
+def test_two_workers_quarantining_the_same_bytes_count_every_copy(
+    session_factory: SessionFactory, second_engine: Engine, tmp_path: Path
+) -> None:
+    """A seal sending a refused message again and again, its copies split between two workers: one row, whose
+    ``copies`` is the number of copies sent (before, on PostgreSQL, both read the row and wrote back their own count
+    + 1, and could both insert it). SQLite's writers queue at BEGIN; its variant checks the same counting."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    refused = b'{"not": "an envelope"}'
+    workers = [
+        Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+        for factory in (session_factory, make_session_factory(second_engine))
+    ]
+
+    def loop(worker: Ingestor) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(ROUNDS):
+                at = datetime.now(UTC)
+                results = worker.ingest([Message(seal.event_topic, refused, at)] * COPIES_PER_BATCH)
+                assert {r.outcome for r in results} == {Outcome.QUARANTINED}, results
+
+        return run
+
+    _run_both(loop(workers[0]), loop(workers[1]))
+
+    with session_factory() as session:
+        rows = list(session.scalars(select(QuarantinedMessage)))
+    assert [(row.reason, row.copies) for row in rows] == [("invalid_envelope", 2 * ROUNDS * COPIES_PER_BATCH)]
+    assert rows[0].last_received_at is not None and rows[0].last_received_at > rows[0].received_at
+
+
+def test_a_copy_counts_on_one_row_where_earlier_races_left_two(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """Rows written before copies were counted in the database may repeat a key: a new copy counts on the oldest."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    refused = Message(seal.event_topic, b"not json", datetime.now(UTC))
+    [result] = ingestor.ingest([refused])
+    with session_factory() as session:  # the second row a race of two workers used to leave
+        session.add(quarantine_row(refused, result))
+        session.commit()
+
+    ingestor.ingest([refused, refused])
+
+    with session_factory() as session:
+        copies = list(session.scalars(select(QuarantinedMessage.copies).order_by(QuarantinedMessage.id)))
+    assert copies == [3, 1]
