@@ -283,7 +283,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--events", type=int, default=100, help="events per seal in the throughput phases")
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
     parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
-    parser.add_argument("--batch-size", type=int, default=200, help="the court's [mqtt] batch_size")
+    parser.add_argument("--batch-size", type=int, default=500, help="the court's [mqtt] batch_size")
     parser.add_argument("--linger-ms", type=float, help="the court's [mqtt] batch_linger_ms (default: its default)")
     parser.add_argument(
         "--workers", type=int, default=1, help="ingest processes in all: seal-server run and N-1 `ingest` workers"

@@ -78,7 +78,12 @@ class MqttSettings(BaseModel):
     )
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
     batch_size: int = Field(
-        100, ge=1, le=5000, description="At most this many messages are stored per database transaction."
+        500,
+        ge=1,
+        le=5000,
+        description="At most this many messages are stored per database transaction (keep it below the broker's "
+        "max_inflight_messages, 1000 in the generated configuration). Larger batches cost less CPU per message "
+        "(bench/ingest.py: about 10 % less at 500 than at 100).",
     )
     batch_linger_ms: float = Field(
         5.0,

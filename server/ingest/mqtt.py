@@ -262,12 +262,13 @@ class MqttIngest:
         held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
         done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
-        with self._lock:
-            for _ in done:
-                self.ingestor.metrics.commit_latency.observe(committed - self._unstored.popleft())
-            if self._storage_failing_since is not None:
-                logger.warning("storing works again after %.1f s", time.monotonic() - self._storage_failing_since)
-                self._storage_failing_since = None
+        with self._lock:  # held briefly: paho's thread takes it for every message received
+            received = [self._unstored.popleft() for _ in done]
+            failing_since, self._storage_failing_since = self._storage_failing_since, None
+        for at in received:
+            self.ingestor.metrics.commit_latency.observe(committed - at)
+        if failing_since is not None:
+            logger.warning("storing works again after %.1f s", time.monotonic() - failing_since)
         self._ack(done)
         self._receipts.put(([item.message for item in batch], results))
         if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged

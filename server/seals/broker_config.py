@@ -20,7 +20,7 @@ from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 #: The plain listener for programs on the broker's own machine (the court server), and the TLS one for the seals.
 LOCAL_PORT = 1883
 TLS_PORT = 8883
-#: In flight to one client at a time: well above the ingest's batch (``[mqtt] batch_size``, 100 by default), since the
+#: In flight to one client at a time: well above the ingest's batch (``[mqtt] batch_size``, 500 by default), since the
 #: server acknowledges a message only after the batch holding it is committed: with no more than one batch in flight
 #: the broker waits for the commit and the ingest waits for the broker in turn (measured: the ingest idle half the
 #: time, bench/ingest.py). A seal publishes at most 25 messages unacknowledged, so only the court's clients use this.
