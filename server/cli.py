@@ -36,6 +36,7 @@ Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configurati
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import os
@@ -211,6 +212,10 @@ def _run(settings: Settings) -> int:
         config = uvicorn.Config(
             app, host=settings.http.host, port=settings.http.port, log_config=None, proxy_headers=False
         )
+        # What is allocated by now (modules, classes, the app) lives as long as the process: moved out of the
+        # garbage collector's sight, so that a full collection no longer walks it (it held the interpreter for
+        # 130-190 ms about once a second under 1,000 events/s: bench/ingest.py, docs/benchmarks.md).
+        gc.freeze()
         _stream_closing_server(config, close_streams=app.state.live.close).run()
     finally:
         for sig, handler in previous.items():

@@ -16,6 +16,7 @@ worker after the batch in hand; what is unacknowledged stays with the broker.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import multiprocessing
 import signal
@@ -117,6 +118,7 @@ def run_worker(settings: Settings, *, role: str) -> int:
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
         ingest.start()
+        gc.freeze()  # what start-up allocated lives as long as the process: out of the full collections' way
         logger.info("ingest worker %s running", role)
         stop.wait()
         ingest.stop()
