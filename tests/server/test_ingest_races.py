@@ -213,3 +213,61 @@ def test_a_copy_counts_on_one_row_where_earlier_races_left_two(session_factory: 
     with session_factory() as session:
         copies = list(session.scalars(select(QuarantinedMessage.copies).order_by(QuarantinedMessage.id)))
     assert copies == [3, 1]
+
+
+def test_the_liveness_check_and_the_ingest_of_a_seal_with_a_live_alarm_do_not_deadlock(
+    postgres_url: str, engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The liveness check locks a seal's live alarms, then its seal row; the ingest's insert of an event already
+    holds a key-share lock on that row (the foreign key's check) when it asks for the alarms. A FOR UPDATE on the
+    seal row waits for that key-share lock: a deadlock, whichever of the two PostgreSQL then kills. A third
+    transaction holding a key-share lock on the seal row pins the check between its two locks while the ingest
+    takes its own; the check must not wait for key-share locks at all."""
+    from datetime import timedelta
+
+    from seal_protocol import EventType
+    from server.core.base import utc_now
+    from server.ingest.liveness import LivenessChecker
+    from tests.server.helpers import message
+
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    checker = LivenessChecker(session_factory, offline_after_s=60, interval_s=1)
+    later = utc_now() + timedelta(hours=1)
+    assert checker.check(later) == ["seal-a"]  # its offline alarm is live now
+
+    def waiting() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) or 0
+
+    def wait_for(count: int) -> None:
+        deadline = datetime.now(UTC) + timedelta(seconds=2)
+        while waiting() < count and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported to the test's thread below
+            errors.append(exc)
+
+    returning = message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR KEY SHARE"))
+        check = threading.Thread(target=run, args=(lambda: checker.check(later + timedelta(hours=1)),))
+        check.start()
+        wait_for(1)  # the check holds the alarm (and, before the fix, waits for the seal row)
+        ingest = threading.Thread(target=run, args=(lambda: ingestor.ingest([returning]),))
+        ingest.start()
+        wait_for(2)  # the ingest holds its key-share lock and waits for the alarm
+        pin.rollback()
+        check.join(20)
+        ingest.join(20)
+    assert not errors, errors
+    assert not [r for r in caplog.records if any(text_ in r.getMessage() for text_ in FAILED)]
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
