@@ -80,3 +80,9 @@ def test_a_value_longer_than_the_column_finds_nothing(engine: Engine) -> None:
     with engine.connect() as conn:
         assert list(conn.scalars(QUERY, {"ids": [longest + "y"]})) == []
         assert list(conn.scalars(QUERY, {"ids": [longest]})) == [longest]
+
+
+def test_a_list_of_5000_values_is_one_parameter(registered: Engine) -> None:
+    wanted = [f"seal-x{i}" for i in range(5000)] + ["seal-2"]
+    with registered.connect() as conn:
+        assert list(conn.scalars(QUERY, {"ids": wanted})) == ["seal-2"]
