@@ -112,8 +112,8 @@ def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_d
     assert stored == 2 * SEALS_PER_SIDE * (ROUNDS + 1)
 
 
-def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
-    """Make the next ``times`` inserts of events fail as a lost race does (the database raises ``sqlstate``): a
+def _lose_races(engine: Engine, sqlstate: str, times: int, table: str = "events") -> None:
+    """Make the next ``times`` inserts into ``table`` fail as a lost race does (the database raises ``sqlstate``): a
     trigger counting with a sequence, which no rollback winds back."""
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SEQUENCE lost_races MAXVALUE {times + 1} NO CYCLE"))
@@ -126,7 +126,7 @@ def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
                 " END IF; RETURN NEW; END $$"
             )
         )
-        conn.execute(text("CREATE TRIGGER lose_races BEFORE INSERT ON events EXECUTE FUNCTION lose_a_race()"))
+        conn.execute(text(f"CREATE TRIGGER lose_races BEFORE INSERT ON {table} EXECUTE FUNCTION lose_a_race()"))
 
 
 @pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
@@ -271,3 +271,30 @@ def test_the_liveness_check_and_the_ingest_of_a_seal_with_a_live_alarm_do_not_de
     assert not [r for r in caplog.records if any(text_ in r.getMessage() for text_ in FAILED)]
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 2
+
+
+def test_a_race_lost_by_the_quarantine_row_of_a_failing_message_keeps_its_bytes(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path
+) -> None:
+    """A message whose rows the database refuses is quarantined alone; should that quarantine row lose a race, it is
+    tried again, not stored without the message's bytes as if the database had refused the bytes themselves."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    with engine.begin() as conn:  # every event refused: the message fails its batch and twice alone
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'refused (test)' USING ERRCODE = 'P0001'; END $$"
+            )
+        )
+        conn.execute(text("CREATE TRIGGER refuse_events BEFORE INSERT ON events EXECUTE FUNCTION refuse_events()"))
+    _lose_races(engine, "40001", times=1, table="quarantine")
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    payload = seal.event()
+
+    [result] = ingestor.ingest([Message(seal.event_topic, payload, datetime.now(UTC))])
+
+    assert result.outcome is Outcome.QUARANTINED, result
+    with session_factory() as session:
+        [row] = session.scalars(select(QuarantinedMessage)).all()
+        assert (row.raw, row.copies) == (payload, 1), row.detail
