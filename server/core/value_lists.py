@@ -37,7 +37,9 @@ class ValueList(TypeDecorator[Sequence[Any]]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(ARRAY(self.item))
+            # not VARCHAR(n)[]: that cast cuts a longer value to n characters, which then finds another row
+            item = String() if isinstance(self.item, String) else self.item
+            return dialect.type_descriptor(ARRAY(item))
         return dialect.type_descriptor(String())
 
     def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> Any:

@@ -73,28 +73,35 @@ _ID_COLUMN = {"event": "event_id", "audit": "audit_id"}
 class Frontier:
     """The log's size and the hashes of its :func:`merkle.peaks` after a transaction that committed. The log is
     append-only (its rows refuse UPDATE and DELETE), so the peaks of a committed size never change: a writer that
-    finds the log still at ``size`` may append from these instead of reading them again."""
+    finds the log still at ``size``, ending with the leaf ``last``, may append from these instead of reading them
+    again. ``last`` matters when the database lost its last commits (a failover to an asynchronous replica, a
+    restored backup): other writers may have brought the log back to ``size`` with other leaves."""
 
     size: int
     hashes: tuple[bytes, ...]
+    last: bytes  # the hash of the leaf at size - 1
 
 
 def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None = None) -> Frontier | None:
     """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete.
 
     ``known``: a frontier this writer got from an earlier append whose transaction committed; used only if the log
-    is still at its size. Returns the frontier after the append (valid once this transaction commits), or None if
-    nothing was appended."""
+    is still at its size and ends with its last leaf. Returns the frontier after the append (valid once this
+    transaction commits), or None if nothing was appended."""
     if not new:
         return None
     lock_log(session)
-    size = tree_size(session)
-    if known is not None and known.size == size:
+    newest = session.execute(
+        select(LogLeaf.leaf_index, LogLeaf.leaf_hash).order_by(LogLeaf.leaf_index.desc()).limit(1)
+    ).first()
+    size = 0 if newest is None else newest.leaf_index + 1
+    if known is not None and newest is not None and (known.size, known.last) == (size, newest.leaf_hash):
         frontier = list(known.hashes)
     else:
         peaks = read_nodes(session, merkle.peaks(size))
         frontier = [peaks[node] for node in merkle.peaks(size)]
-    after, made = merkle.append(size, frontier, [merkle.leaf_hash(data) for _, _, data in new])
+    hashes = [merkle.leaf_hash(data) for _, _, data in new]
+    after, made = merkle.append(size, frontier, hashes)
     leaves = [
         {"leaf_index": index, "event_id": None, "audit_id": None, _ID_COLUMN[kind]: row_id, "leaf_hash": h}
         for ((_, index), h), (kind, row_id, _) in zip((m for m in made if m[0][0] == 0), new, strict=True)
@@ -104,7 +111,7 @@ def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None 
     session.execute(insert(cast(Table, LogLeaf.__table__)), leaves)
     if nodes:
         session.execute(insert(cast(Table, LogNode.__table__)), nodes)
-    return Frontier(size + len(new), tuple(after))
+    return Frontier(size + len(new), tuple(after), hashes[-1])
 
 
 def append_events(session: Session, events: Sequence[Event], known: Frontier | None = None) -> Frontier | None:

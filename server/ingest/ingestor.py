@@ -198,20 +198,27 @@ class Ingestor:
         return IngestResult(Outcome.QUARANTINED, device_of(message.topic), reason, detail)
 
     def _store_quarantine(self, message: Message, result: IngestResult) -> None:
-        """Commit ``result``'s quarantine row; raise :class:`StorageUnavailable` only if the database is down.
+        """Commit ``result``'s quarantine row; raise :class:`StorageUnavailable` only if the database is down (or the
+        row loses a race every time: a lost race is tried again, never taken for a refusal of the bytes).
 
         Should the database refuse the row itself, a row with the topic and the size but without the bytes is
         stored instead, so that even then one message cannot hold up the others.
         """
-        try:
-            with self._session_factory() as session:
-                add_copies(session, message, result)
-                session.commit()
-            return
-        except SQLAlchemyError as exc:
-            self._raise_if_database_down(exc)
-            logger.error("the quarantine row of a message from %r was refused: %s", message.topic, exc)
-            refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                with self._session_factory() as session:
+                    add_copies(session, message, result)
+                    session.commit()
+                return
+            except SQLAlchemyError as exc:
+                self._raise_if_database_down(exc)
+                if lost_a_race(exc):  # not a refusal of the bytes: try again (and at last, count as unavailable)
+                    if attempt == RACE_ATTEMPTS:
+                        raise StorageUnavailable(f"a quarantine row keeps losing races: {exc}") from exc
+                    continue
+                logger.error("the quarantine row of a message from %r was refused: %s", message.topic, exc)
+                refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
+                break
         try:
             with self._session_factory() as session:
                 add_copies(session, message, result, detail=refusal, keep_raw=False)

@@ -122,12 +122,17 @@ class LivenessChecker:
             gone: list[Sighting] = []
             if candidates:
                 # Lock the alarms first, then the seals: the ingest's order, so the two cannot deadlock. A seal that
-                # spoke in the meantime is no longer silent once its row is read again, locked.
+                # spoke in the meantime is no longer silent once its row is read again, locked. FOR NO KEY UPDATE,
+                # as the ingest's: FOR UPDATE would also wait for the key-share lock of an ingest that has inserted
+                # the seal's event and waits for the alarm this check holds (a deadlock).
                 book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session))
                 alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
                 columns = (Seal.device_id, Seal.case_no, Seal.last_seen_at, Seal.status, Seal.status_changed_at)
                 rows = session.execute(
-                    select(*columns).where(Seal.device_id.in_(candidates)).order_by(Seal.device_id).with_for_update()
+                    select(*columns)
+                    .where(Seal.device_id.in_(candidates))
+                    .order_by(Seal.device_id)
+                    .with_for_update(key_share=True)
                 )
                 sightings = [Sighting(*row) for row in rows]
                 silent = find_silent_seals(now, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)

@@ -112,8 +112,8 @@ def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_d
     assert stored == 2 * SEALS_PER_SIDE * (ROUNDS + 1)
 
 
-def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
-    """Make the next ``times`` inserts of events fail as a lost race does (the database raises ``sqlstate``): a
+def _lose_races(engine: Engine, sqlstate: str, times: int, table: str = "events") -> None:
+    """Make the next ``times`` inserts into ``table`` fail as a lost race does (the database raises ``sqlstate``): a
     trigger counting with a sequence, which no rollback winds back."""
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SEQUENCE lost_races MAXVALUE {times + 1} NO CYCLE"))
@@ -126,7 +126,7 @@ def _lose_races(engine: Engine, sqlstate: str, times: int) -> None:
                 " END IF; RETURN NEW; END $$"
             )
         )
-        conn.execute(text("CREATE TRIGGER lose_races BEFORE INSERT ON events EXECUTE FUNCTION lose_a_race()"))
+        conn.execute(text(f"CREATE TRIGGER lose_races BEFORE INSERT ON {table} EXECUTE FUNCTION lose_a_race()"))
 
 
 @pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
@@ -213,3 +213,88 @@ def test_a_copy_counts_on_one_row_where_earlier_races_left_two(session_factory: 
     with session_factory() as session:
         copies = list(session.scalars(select(QuarantinedMessage.copies).order_by(QuarantinedMessage.id)))
     assert copies == [3, 1]
+
+
+def test_the_liveness_check_and_the_ingest_of_a_seal_with_a_live_alarm_do_not_deadlock(
+    postgres_url: str, engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The liveness check locks a seal's live alarms, then its seal row; the ingest's insert of an event already
+    holds a key-share lock on that row (the foreign key's check) when it asks for the alarms. A FOR UPDATE on the
+    seal row waits for that key-share lock: a deadlock, whichever of the two PostgreSQL then kills. A third
+    transaction holding a key-share lock on the seal row pins the check between its two locks while the ingest
+    takes its own; the check must not wait for key-share locks at all."""
+    from datetime import timedelta
+
+    from seal_protocol import EventType
+    from server.core.base import utc_now
+    from server.ingest.liveness import LivenessChecker
+    from tests.server.helpers import message
+
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    checker = LivenessChecker(session_factory, offline_after_s=60, interval_s=1)
+    later = utc_now() + timedelta(hours=1)
+    assert checker.check(later) == ["seal-a"]  # its offline alarm is live now
+
+    def waiting() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) or 0
+
+    def wait_for(count: int) -> None:
+        deadline = datetime.now(UTC) + timedelta(seconds=2)
+        while waiting() < count and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported to the test's thread below
+            errors.append(exc)
+
+    returning = message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR KEY SHARE"))
+        check = threading.Thread(target=run, args=(lambda: checker.check(later + timedelta(hours=1)),))
+        check.start()
+        wait_for(1)  # the check holds the alarm (and, before the fix, waits for the seal row)
+        ingest = threading.Thread(target=run, args=(lambda: ingestor.ingest([returning]),))
+        ingest.start()
+        wait_for(2)  # the ingest holds its key-share lock and waits for the alarm
+        pin.rollback()
+        check.join(20)
+        ingest.join(20)
+    assert not errors, errors
+    assert not [r for r in caplog.records if any(text_ in r.getMessage() for text_ in FAILED)]
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
+
+
+def test_a_race_lost_by_the_quarantine_row_of_a_failing_message_keeps_its_bytes(
+    session_factory: SessionFactory, engine: Engine, postgres_url: str, tmp_path: Path
+) -> None:
+    """A message whose rows the database refuses is quarantined alone; should that quarantine row lose a race, it is
+    tried again, not stored without the message's bytes as if the database had refused the bytes themselves."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    with engine.begin() as conn:  # every event refused: the message fails its batch and twice alone
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'refused (test)' USING ERRCODE = 'P0001'; END $$"
+            )
+        )
+        conn.execute(text("CREATE TRIGGER refuse_events BEFORE INSERT ON events EXECUTE FUNCTION refuse_events()"))
+    _lose_races(engine, "40001", times=1, table="quarantine")
+    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    payload = seal.event()
+
+    [result] = ingestor.ingest([Message(seal.event_topic, payload, datetime.now(UTC))])
+
+    assert result.outcome is Outcome.QUARANTINED, result
+    with session_factory() as session:
+        [row] = session.scalars(select(QuarantinedMessage)).all()
+        assert (row.raw, row.copies) == (payload, 1), row.detail

@@ -5,10 +5,12 @@ backfills the events stored before it."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
@@ -176,3 +178,39 @@ def test_an_ingest_appends_from_its_committed_frontier_only(session_factory: Ses
     ingestor.ingest([pending])
     ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
     assert assert_whole_tree(session_factory) == 6
+
+
+def test_a_worker_appends_on_the_stored_peaks_after_the_database_lost_its_last_commits(
+    engine: Engine, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """A failover to an asynchronous replica (docs/deploy.md) or a restored backup loses the last commits: the log is
+    smaller than a worker's committed frontier. Once other writers bring it back to that size with other leaves, the
+    worker must not append on its remembered peaks: they are not the tree's, and every hash above them would be
+    wrong for good (the log is append-only)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the database's loss is played with SQLite's backup API")
+    seal, other = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, seal, other)
+    worker = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    for _ in range(2):
+        worker.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    saved = sqlite3.connect(tmp_path / "saved.db")
+    live = engine.raw_connection()
+    database = live.driver_connection
+    assert isinstance(database, sqlite3.Connection)
+    database.backup(saved)
+    worker.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])  # then lost
+    assert worker.cache.frontier is not None
+    size = worker.cache.frontier.size
+
+    saved.backup(database)  # the database as it was before the worker's last commit
+    live.close()
+    saved.close()
+    engine.dispose()
+    peer = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    peer.ingest([message(other.event_topic, other.event(EventType.HEARTBEAT, {"armed": True}))])
+    with session_factory() as session:
+        assert log.tree_size(session) == size  # the worker's size again, with another last leaf
+    for _ in range(4):  # the subtrees these complete are built on the worker's peaks, if it kept them
+        worker.ingest([message(other.event_topic, other.event(EventType.HEARTBEAT, {"armed": True}))])
+    assert assert_whole_tree(session_factory) == 2 + 1 + 4

@@ -69,3 +69,20 @@ def test_sqlite_searches_the_index(registered: Engine) -> None:
     with registered.connect() as conn:
         plan = " / ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("[]",)))
     assert "SEARCH seals USING" in plan and "SCAN seals" not in plan, plan
+
+
+def test_a_value_longer_than_the_column_finds_nothing(engine: Engine) -> None:
+    """PostgreSQL's cast to VARCHAR(64)[] would cut a 65-character value to 64 and find the seal it starts with."""
+    from server.core.db import make_session_factory
+
+    longest = "seal-" + "x" * 59  # 64 characters: the column's length
+    register(make_session_factory(engine), SimulatedSeal(longest, CASE_A))
+    with engine.connect() as conn:
+        assert list(conn.scalars(QUERY, {"ids": [longest + "y"]})) == []
+        assert list(conn.scalars(QUERY, {"ids": [longest]})) == [longest]
+
+
+def test_a_list_of_5000_values_is_one_parameter(registered: Engine) -> None:
+    wanted = [f"seal-x{i}" for i in range(5000)] + ["seal-2"]
+    with registered.connect() as conn:
+        assert list(conn.scalars(QUERY, {"ids": wanted})) == ["seal-2"]
