@@ -99,8 +99,10 @@ class Ingestor:
                 self.cache.committed(batch.chain.heads(), batch.frontier)
                 break
             except StorageUnavailable:
+                self.cache.frontier = None  # the database went away: what it holds when it is back is read anew
                 raise
             except Exception as exc:  # whose fault it is is decided right below
+                self.cache.frontier = None
                 self._raise_if_database_down(exc)
                 if lost_a_race(exc) and attempt < RACE_ATTEMPTS:
                     logger.info("batch of %d messages lost a race (%s); trying it again", len(messages), exc)
@@ -168,8 +170,10 @@ class Ingestor:
                 self._record(message, result)
                 return result
             except StorageUnavailable:
+                self.cache.frontier = None
                 raise
             except Exception as exc:  # the message's own fault unless the database is down or another worker won
+                self.cache.frontier = None
                 self._raise_if_database_down(exc)
                 if lost_a_race(exc):
                     races += 1

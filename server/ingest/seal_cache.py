@@ -76,7 +76,8 @@ class IngestCache:
         self._keys: dict[str, tuple[str, VerifyKey]] = {}  # device_id -> (public key text, parsed)
         self._parsed: dict[str, VerifyKey] = {}  # public key text -> parsed
         self._heads: dict[str, Head] = {}
-        #: The Merkle log's peaks after this worker's last committed append (valid while the log keeps that size).
+        #: The Merkle log's peaks after this worker's last committed append (valid while the log keeps that size and
+        #: last leaf); forgotten at any failure of a transaction (a failover or a restore breaks the connection first).
         self.frontier: Frontier | None = None
 
     def key_text(self, device_id: str) -> str | None:

@@ -214,3 +214,35 @@ def test_a_worker_appends_on_the_stored_peaks_after_the_database_lost_its_last_c
     for _ in range(4):  # the subtrees these complete are built on the worker's peaks, if it kept them
         worker.ingest([message(other.event_topic, other.event(EventType.HEARTBEAT, {"armed": True}))])
     assert assert_whole_tree(session_factory) == 2 + 1 + 4
+
+
+def test_a_worker_forgets_the_logs_peaks_when_the_database_goes_away(tmp_path: Path) -> None:
+    """A database that does not answer may come back as another one (a failover, a restored backup): the worker reads
+    the log's peaks again then, whatever it remembered."""
+    from server.core.db import make_engine, make_session_factory
+    from server.errors import StorageUnavailable
+    from server.migrations.run import init_db
+
+    path = tmp_path / "court.db"
+    engine = make_engine(f"sqlite:///{path}")
+    init_db(engine)
+    factory = make_session_factory(engine)
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(factory, seal)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    assert ingestor.cache.frontier is not None
+
+    engine.dispose()
+    path.rename(tmp_path / "away.db")
+    path.mkdir()  # no database there: every connection fails
+    try:
+        with pytest.raises(StorageUnavailable):
+            ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+        assert ingestor.cache.frontier is None
+    finally:
+        path.rmdir()
+        (tmp_path / "away.db").rename(path)
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    assert assert_whole_tree(factory) >= 2
+    engine.dispose()
