@@ -165,7 +165,9 @@ def test_what_is_not_receipted_is_sent_again_after_a_reconnect(
     court.receipting = True  # from now on the court receipts what it receives
     broker.stop()
     broker.start()
-    assert court.wait_for(lambda c: copies(c, 1) == 2 and copies(c, 2) == 2, timeout=15)
+    # At least once: the broker may also deliver again a copy the court had in flight when it stopped (QoS 1), so
+    # seq 2 may come three times; seq 1, acknowledged long before, comes again only because the seal sent it again.
+    assert court.wait_for(lambda c: copies(c, 1) >= 2 and copies(c, 2) >= 2, timeout=15)
     assert runtime.delivery.events.wait_drained(5)
     assert check_chain(court.of(DEVICE), verify_key(config)) == [1, 2]
 
