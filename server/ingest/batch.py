@@ -151,14 +151,14 @@ class IngestBatch:
             seal = self._seal(envelope.device_id)
             check_signature(prepared, envelope, seal, self.cache)
         except Rejected as rejected:
-            return rejected
+            return rejected.kept()
         try:
             # by the message's place, not its (device_id, seq): a replay of that seq in the batch names its own case
             self._case_of[place] = self._check_case(seal, envelope)
         except Rejected as rejected:
             # Decided in phase 2, once the stored events are read: the very bytes already stored are a redelivery
             # (stored while the seal was bound, whatever its clock said), not a refusal that would never end.
-            self._case_refused[place] = rejected
+            self._case_refused[place] = rejected.kept()
         return envelope
 
     def _check_case(self, seal: SealRow, envelope: Envelope) -> str:
@@ -207,14 +207,15 @@ class IngestBatch:
     # -- phase 2: in order, against stored events and the ones this batch added ------------------------------------
 
     def _apply_one(self, place: int, message: Message, checked: Envelope | ParsedTopic | Rejected) -> IngestResult:
+        # A refusal decided earlier is not raised again: its new traceback would name this frame, which names it.
+        if isinstance(checked, Rejected):
+            return self._refused(message, checked)
         try:
-            if isinstance(checked, Rejected):
-                raise checked
             if isinstance(checked, Envelope) and place in self._case_refused:
                 stored = self._by_seq.get((checked.device_id, checked.seq))
                 if stored is not None and stored[1] == message.payload:
                     return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
-                raise self._case_refused[place]
+                return self._refused(message, self._case_refused[place])
             if isinstance(checked, Envelope):
                 return self._store_event(checked, message, self._case_of[place])
             match checked.kind:
@@ -225,9 +226,12 @@ class IngestBatch:
                 case _:
                     raise Rejected(Reason.UNEXPECTED_KIND, f"the court does not ingest {checked.kind} messages")
         except Rejected as rejected:
-            result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), rejected.reason, rejected.detail)
-            self._quarantine(message, result)
-            return result
+            return self._refused(message, rejected)
+
+    def _refused(self, message: Message, rejected: Rejected) -> IngestResult:
+        result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), rejected.reason, rejected.detail)
+        self._quarantine(message, result)
+        return result
 
     def _store_event(self, envelope: Envelope, message: Message, case_no: str) -> IngestResult:
         seal = self._seal(envelope.device_id)

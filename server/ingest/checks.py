@@ -55,7 +55,7 @@ def prepare(message: Message, cache: IngestCache) -> Prepared:
     except InvalidTopic as exc:
         return Prepared(Rejected(Reason.INVALID_TOPIC, str(exc)))
     except Rejected as rejected:
-        return Prepared(rejected)
+        return Prepared(rejected.kept())
     key_text, key = cache.key_text(envelope.device_id), cache.key_of(envelope.device_id)
     if key_text is None or key is None:
         return Prepared(envelope, signing_bytes=signed)

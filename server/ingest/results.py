@@ -73,6 +73,12 @@ class Rejected(Exception):
         self.reason = reason
         self.detail = detail
 
+    def kept(self) -> Rejected:
+        """This refusal as a value to keep (in a batch, in a :class:`~server.ingest.checks.Prepared`): a copy without
+        traceback or context. Their frames, each naming its caller's, reach the batch that keeps the refusal: a
+        reference cycle that would leave the whole batch (its session, its rows) to the garbage collector."""
+        return Rejected(self.reason, self.detail)
+
 
 def classify_envelope_error(exc: InvalidEnvelope) -> Reason:
     """Map :func:`seal_protocol.decode_envelope`'s refusal code to a quarantine reason."""

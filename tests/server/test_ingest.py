@@ -516,3 +516,22 @@ def test_a_batch_leaves_no_garbage_cycles(session_factory: SessionFactory, tmp_p
     cycles, found = garbage_cycles(lambda: court.send(court.b, *alarming))
     assert cycles < 20, found
     assert len(court.alarms("intrusion")) == 1  # the batches did raise the alarm (their closures ran)
+
+
+def test_a_batch_with_refusals_leaves_no_garbage_cycles(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """A refusal kept as a value (decided before the transaction, by the seal's row, or by its case) and raised again
+    when its turn came carried a traceback whose frames named the batch, which held the refusal: the whole batch
+    (its session, every row) was left in a cycle again, batch after batch, while a seal sent such messages."""
+    court = make_court(session_factory, tmp_path)
+    court.send(court.a, court.a.event(EventType.HEARTBEAT, {"armed": True}))  # first use: caches fill
+    court.send(court.a, b"not json")
+    heartbeats = [court.a.event(EventType.HEARTBEAT, {"armed": True}) for _ in range(20)]
+    refused = [
+        b"not json",  # refused before the transaction
+        court.a.event(seq=1000, key=generate_signing_key()),  # by the seal's row: bad signature
+        court.a.event(seq=1001, case_no=CASE_B),  # by the seal's case: wrong case
+    ]
+    assert garbage_cycles(lambda: court.send(court.a, *heartbeats[:10], *refused, *heartbeats[10:])) == (0, [])
+    reasons = [q.reason for q in court.quarantine()]
+    assert reasons.count("bad_signature") == 1 and reasons.count("wrong_case") == 1, reasons
+    assert court.seqs(court.a.device_id) == list(range(1, 22))
