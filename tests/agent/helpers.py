@@ -163,6 +163,17 @@ class CourtSubscriber:
             info.wait_for_publish(timeout)
             assert info.is_published()
 
+    def sync(self, timeout: float = 5.0) -> None:
+        """Return once the broker holds this client's acknowledgements of every message it has received so far (a
+        broker stopped then has none of them in flight to deliver again).
+
+        paho acknowledges a message on its network thread once ``on_message`` has returned, and each end handles a
+        connection's packets in order: the broker's answer to a first publish is handled after every message that
+        came before it (whose acknowledgements are queued by then), and its answer to a second one after the broker
+        has read those acknowledgements. Published on the receipt topic of a seal that does not exist."""
+        for _ in range(2):
+            self.publish_receipt("seal-sync", b"sync", timeout=timeout)
+
     def snapshot_hashes(self, device_id: str) -> set[str]:
         with self._cond:
             return {item.sha for item in self.snapshots if item.device_id == device_id}
