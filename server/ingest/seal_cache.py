@@ -77,7 +77,9 @@ class IngestCache:
         self._parsed: dict[str, VerifyKey] = {}  # public key text -> parsed
         self._heads: dict[str, Head] = {}
         #: The Merkle log's peaks after this worker's last committed append (valid while the log keeps that size and
-        #: last leaf); forgotten at any failure of a transaction (a failover or a restore breaks the connection first).
+        #: last leaf, which :func:`~server.evidence.log.append_leaves` checks at each use); forgotten at any failure
+        #: of an ingest transaction. That check is what guards against a failover or a restored backup: either can
+        #: pass without any transaction failing (the pool's pre-ping replaces a dead connection unseen).
         self.frontier: Frontier | None = None
 
     def key_text(self, device_id: str) -> str | None:
