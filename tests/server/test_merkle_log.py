@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from seal_protocol import EventType
 from seal_verify import merkle as verifier
@@ -246,3 +246,29 @@ def test_a_worker_forgets_the_logs_peaks_when_the_database_goes_away(tmp_path: P
     ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
     assert assert_whole_tree(factory) >= 2
     engine.dispose()
+
+
+def test_a_worker_and_audit_entries_interleave_in_one_tree(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """Audit entries are appended by transactions of their own (a clerk's, the liveness check's), which never see
+    the ingest worker's remembered peaks: the worker finds the log longer than it left it and reads the peaks again;
+    an audit entry whose transaction rolls back appends nothing for it to trip on."""
+    from server.audit.service import record_audit
+
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    worker = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    entries = select(func.count()).select_from(AuditEntry)
+    with session_factory() as session:
+        before = session.scalar(entries)
+    for i in range(12):
+        worker.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+        for j in range(i % 3):  # 0, 1 or 2 entries between two batches: the log grows by other leaves
+            with session_factory() as session:
+                record_audit(session, actor=None, action="case.note", target=f"note-{i}-{j}", case_no=CASE_A)
+                if i % 4 == 3:
+                    session.rollback()  # appended nothing: an entry's leaf is added at its commit
+                else:
+                    session.commit()
+    assert assert_whole_tree(session_factory) == 12
+    with session_factory() as session:
+        assert session.scalar(entries) == before + 9
