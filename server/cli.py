@@ -215,6 +215,7 @@ def _run(settings: Settings) -> int:
         # What is allocated by now (modules, classes, the app) lives as long as the process: moved out of the
         # garbage collector's sight, so that a full collection no longer walks it (it held the interpreter for
         # 130-190 ms about once a second under 1,000 events/s: bench/ingest.py, docs/benchmarks.md).
+        gc.collect()
         gc.freeze()
         _stream_closing_server(config, close_streams=app.state.live.close).run()
     finally:

@@ -117,8 +117,9 @@ def run_worker(settings: Settings, *, role: str) -> int:
             gap_wait_max_held=settings.mqtt.gap_wait_max_held,
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
+        gc.collect()  # start-up's garbage freed first, then what is left (it lives as long as the process) is
+        gc.freeze()  # moved out of the full collections' way
         ingest.start()
-        gc.freeze()  # what start-up allocated lives as long as the process: out of the full collections' way
         logger.info("ingest worker %s running", role)
         stop.wait()
         ingest.stop()
