@@ -253,6 +253,7 @@ class IngestBatch:
             return IngestResult(Outcome.DEFERRED, seal.device_id, detail=f"seq {envelope.seq} waits for seq {top + 1}")
         self.chain.check(envelope, message.payload)
         index = len(self._rows)
+        occurred_at = envelope.occurred_at  # parsed from its text at each call: once
         self._rows.append(
             {
                 "device_id": envelope.device_id,
@@ -260,7 +261,7 @@ class IngestBatch:
                 "seq": envelope.seq,
                 "event_id": event_id,
                 "type": envelope.type.value,
-                "ts": envelope.occurred_at,
+                "ts": occurred_at,
                 "received_at": message.received_at,
                 "prev_hash": envelope.prev_hash,
                 "sig": envelope.sig,
@@ -276,7 +277,7 @@ class IngestBatch:
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         answer = apply_answer(self.session, envelope, at=message.received_at)
         armed = armed_state(envelope.type.value, envelope.payload)
-        self._changes.event(seal.device_id, message.received_at, armed, envelope.occurred_at, envelope.seq)
+        self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
         detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
         return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
 
