@@ -10,7 +10,8 @@ Ed25519 key, registered and bound to a case in the court's database; the real ``
 committed batch is receipted.
 
 1. Baseline: ``bench/bare_subscriber.py`` (own process, the court's account) takes the stream of N × events signed
-   heartbeats (about 577 bytes, QoS 1) published as fast as paho takes them: its receive rate. No court runs.
+   heartbeats (about 577 bytes, QoS 1) published as fast as paho takes them: its receive rate, the median of
+   ``--baseline-runs`` runs (3). No court runs.
 2. Throughput: the same bytes, the same way, into ``seal-server run``: events/s from the first publish to the last
    receipt (a receipt is sent after the batch's commit and acknowledgement), and the ratio to the baseline.
 3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → receipt p50/p99 (an
@@ -285,6 +286,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="events/s in all in the latency phase")
     parser.add_argument("--rate-events", type=int, default=60, help="events per seal in the latency phase")
     parser.add_argument("--batch-size", type=int, default=500, help="the court's [mqtt] batch_size")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="bare subscriber runs (their median)")
     parser.add_argument("--linger-ms", type=float, help="the court's [mqtt] batch_linger_ms (default: its default)")
     parser.add_argument(
         "--workers", type=int, default=1, help="ingest processes in all: seal-server run and N-1 `ingest` workers"
@@ -337,7 +339,12 @@ def main(argv: list[str]) -> int:
             print(f"database: {court.database_url.split('?')[0]}; court batch_size {args.batch_size}")
             fleet = Fleet(seals, broker.port)
             fleet.wait_connected(120)
-            baseline = bare_rate(root, broker, fleet, args.events)
+            # the bare subscriber's rate is the publisher's, which wanders by ±25 % from run to run: the median of a
+            # few runs (the same bytes each time; the court has seen none of them)
+            rates = sorted(bare_rate(root, broker, fleet, args.events) for _ in range(args.baseline_runs))
+            baseline = rates[len(rates) // 2]
+            runs = ", ".join(f"{rate:,.0f}" for rate in rates)
+            print(f"baseline: median of {len(rates)} runs {baseline:,.0f} msg/s (runs: {runs})")
             court.start()
             extra = stack.enter_context(more_workers(court, args.workers - 1))
             if args.pir:
