@@ -12,6 +12,7 @@ nothing and stores nothing: the fastest a Python MQTT client on this machine tak
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 import time
@@ -68,6 +69,37 @@ class BareSubscriber:
             self._client.disconnect()
             self._client.loop_stop()
         print(f"received {self.count} first {self.first:.6f} last {self.last:.6f}", flush=True)
+
+
+class BareProcess:
+    """The bench's side: this script in a process of its own, started and waited for until ``ready``; then
+    :meth:`result` reads its count and the wall-clock time of its last message."""
+
+    def __init__(self, root: Path, port: int, password: str, expect: int) -> None:
+        password_file = root / "bare-password"
+        password_file.write_text(password + "\n")
+        args = [sys.executable, __file__, "--port", str(port), "--password-file", str(password_file)]
+        self.process = subprocess.Popen(
+            [*args, "--expect", str(expect)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare subscriber did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def result(self) -> tuple[int, float]:
+        """``(count, last)`` once it has received what it expected (it still runs: read its CPU, then :meth:`stop`)."""
+        assert self.process.stdout is not None
+        words = self.process.stdout.readline().split()
+        return int(words[1]), float(words[5])
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
 
 
 def main(argv: list[str]) -> int:

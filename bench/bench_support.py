@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from seal_agent.interfaces import WarningPlayback  # noqa: E402
 from seal_dev.broker import PrivateBroker  # noqa: E402
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64  # noqa: E402
 from server.seals.broker_files import SERVER_USERNAME  # noqa: E402
@@ -28,6 +29,22 @@ PIR_PIN = 17
 EDGE_GAP_S = 0.06
 #: Triggers (and plays) done first and not counted: the first ALSA open reads its configuration.
 WARM_UP = 5
+
+
+class SilentSpeaker:
+    """A seal's speaker whose warning "plays" at once (the speaker's latency is bench/agent_latency.py's business)."""
+
+    def play_warning(self) -> WarningPlayback | None:
+        playback = WarningPlayback(("zh",))
+        playback.finished("zh", "played")
+        playback.end()
+        return playback
+
+    def stop(self) -> None:
+        pass
+
+    def is_playing(self) -> bool:
+        return False
 
 
 # -- statistics and output -----------------------------------------------------------------------------------------

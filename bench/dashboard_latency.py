@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
-from bench_support import PIR_PIN, machine
+from bench_support import PIR_PIN, SilentSpeaker, machine
 
-from seal_agent.interfaces import WarningPlayback
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess, seal_config
 from server.auth.access import Role
@@ -56,22 +55,6 @@ WATCH_ALARMS = """
   new MutationObserver(note).observe(document.body, { childList: true, subtree: true });
 }
 """
-
-
-class SilentSpeaker:
-    """The warning "plays" at once (the speaker's latency is bench/agent_latency.py's business)."""
-
-    def play_warning(self) -> WarningPlayback | None:
-        playback = WarningPlayback(("zh",))
-        playback.finished("zh", "played")
-        playback.end()
-        return playback
-
-    def stop(self) -> None:
-        pass
-
-    def is_playing(self) -> bool:
-        return False
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
+from bare_subscriber import BareProcess
 from bench_support import machine
 from fleet_procs import PER_PROCESS, ProcessFleet
 from ingest import CASE, CpuMeter, check_database, fresh_database
@@ -62,27 +62,17 @@ def storm_events(seals: list[BenchSeal]) -> int:
 
 def bare_storm(root: Path, broker: PrivateBroker, storm: list[BenchSeal]) -> float:
     """The storm into the bare subscriber; its duration from the first reconnect to the last message received."""
-    password_file = root / "bare-password"
-    password_file.write_text(broker.users[SERVER_USERNAME] + "\n")
-    script = Path(__file__).with_name("bare_subscriber.py")
     expected = storm_events(storm)
-    args = [sys.executable, str(script), "--port", str(broker.port), "--password-file", str(password_file)]
-    process = subprocess.Popen(
-        [*args, "--expect", str(expected)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdin is not None and broker._process is not None
-    if process.stdout.readline().strip() != "ready":
-        raise RuntimeError("the bare subscriber did not start")
-    meter = CpuMeter({"mosquitto": broker._process.pid, "bare subscriber": process.pid, "load": os.getpid()})
+    bare = BareProcess(root, broker.port, broker.users[SERVER_USERNAME], expected)
+    assert broker._process is not None
+    meter = CpuMeter({"mosquitto": broker._process.pid, "bare subscriber": bare.pid, "load": os.getpid()})
     start = time.time()
     fleet = connect(storm, broker.port, "baseline storm")
     fleet.publish(2, len(storm[0].messages))
-    words = process.stdout.readline().split()
+    count, last = bare.result()
     print(f"  {meter.report()}")
-    process.stdin.close()
-    process.wait(10)
+    bare.stop()
     fleet.close()
-    count, last = int(words[1]), float(words[5])
     print(
         f"baseline: bare subscriber received {count}/{expected} storm events {last - start:.1f} s after the storm "
         f"began ({count / (last - start):,.0f}/s)"

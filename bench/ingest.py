@@ -41,6 +41,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
+from bare_subscriber import BareProcess
 from bench_support import Series, machine
 from ingest_load import BenchSeal, Fleet, prefill
 from ingest_pir import PirProbe
@@ -128,23 +129,13 @@ def fresh_database(url: str | None) -> Iterator[str | None]:
 
 def bare_rate(root: Path, broker: PrivateBroker, fleet: Fleet, events: int) -> float:
     expected = len(fleet.seals) * events
-    password_file = root / "bare-password"
-    password_file.write_text(broker.users[SERVER_USERNAME] + "\n")
-    script = Path(__file__).with_name("bare_subscriber.py")
-    args = [sys.executable, str(script), "--port", str(broker.port), "--password-file", str(password_file)]
-    process = subprocess.Popen(
-        [*args, "--expect", str(expected)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdin is not None and broker._process is not None
-    if process.stdout.readline().strip() != "ready":
-        raise RuntimeError("the bare subscriber did not start")
-    meter = CpuMeter({"mosquitto": broker._process.pid, "bare subscriber": process.pid, "load": os.getpid()})
+    bare = BareProcess(root, broker.port, broker.users[SERVER_USERNAME], expected)
+    assert broker._process is not None
+    meter = CpuMeter({"mosquitto": broker._process.pid, "bare subscriber": bare.pid, "load": os.getpid()})
     start, end = fleet.publish(1, events)
-    words = process.stdout.readline().split()
+    count, last = bare.result()
     cpu = meter.report()
-    process.stdin.close()
-    process.wait(10)
-    count, last = int(words[1]), float(words[5])
+    bare.stop()
     rate = count / (last - start)
     print(f"baseline: bare paho subscriber received {count}/{expected} in {last - start:.2f} s: {rate:,.0f} msg/s")
     print(f"  published in {end - start:.2f} s; {cpu}")

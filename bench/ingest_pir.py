@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import bench_support
-from bench_support import PIR_PIN, Series
+from bench_support import PIR_PIN, Series, SilentSpeaker
 from sqlalchemy import func, select
 
-from seal_agent.interfaces import WarningPlayback
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess, seal_config
 from server.core.db import SessionFactory, make_engine, make_session_factory, session_scope
@@ -31,22 +30,6 @@ from server.evidence.models import Event
 from server.seals.registry import register_seal
 
 DEVICE = "seal-bench-pir"
-
-
-class SilentSpeaker:
-    """The warning "plays" at once (the speaker's latency is bench/agent_latency.py's business)."""
-
-    def play_warning(self) -> WarningPlayback | None:
-        playback = WarningPlayback(("zh",))
-        playback.finished("zh", "played")
-        playback.end()
-        return playback
-
-    def stop(self) -> None:
-        pass
-
-    def is_playing(self) -> bool:
-        return False
 
 
 class PirProbe:
@@ -98,18 +81,18 @@ def intrusions(session_factory: SessionFactory) -> int:
         return int(session.scalar(query) or 0)
 
 
-def measure(pin: object, session_factory: SessionFactory, triggers: int, gap_s: float) -> list[float]:
+def measure(pin: Any, session_factory: SessionFactory, triggers: int, gap_s: float) -> list[float]:
     values = []
     for _ in range(triggers):
         before = intrusions(session_factory)
         t0 = time.perf_counter()
-        pin.drive_high()  # type: ignore[attr-defined]
+        pin.drive_high()
         while intrusions(session_factory) == before:
             if time.perf_counter() - t0 > 30:
                 raise TimeoutError("no intrusion row within 30 s")
             time.sleep(0.002)
         values.append(time.perf_counter() - t0)
-        pin.drive_low()  # type: ignore[attr-defined]
+        pin.drive_low()
         time.sleep(gap_s)
     return values
 
@@ -149,5 +132,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    assert bench_support.ROOT  # the checkout is on sys.path (bench_support put it there)
     sys.exit(main(sys.argv[1:]))
