@@ -53,14 +53,14 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT, QuarantineCopies
+from server.ingest.quarantine_rows import QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
 from server.notify.outbox import notifying
 from server.seals.models import SealBinding
 
-__all__ = ["BINDING_CLOCK_SKEW", "QUARANTINE_RAW_LIMIT", "IngestBatch", "binding_covers"]
+__all__ = ["BINDING_CLOCK_SKEW", "IngestBatch", "binding_covers"]
 
 logger = logging.getLogger(__name__)
 
