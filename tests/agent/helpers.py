@@ -61,6 +61,7 @@ COURT_PUBLIC_KEY = public_key_b64(COURT_KEY)
 class Received:
     envelope: Envelope
     data: bytes
+    dup: bool = False  # the broker's DUP flag: a copy it delivers again (after a reconnect of this subscriber)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class CourtSubscriber:
             self.send_receipt(topic.device_id, [hashlib.sha256(message.payload).hexdigest()], wait=False)
         with self._cond:
             if topic.kind is MessageKind.EVENT:
-                self.events.append(Received(decode_envelope(message.payload), bytes(message.payload)))
+                self.events.append(Received(decode_envelope(message.payload), bytes(message.payload), message.dup))
                 self.arrivals.append(f"event:{self.events[-1].envelope.type.value}")
             elif topic.kind is MessageKind.STATUS:
                 self.statuses.append((topic.device_id, decode_status(message.payload)[0]))
