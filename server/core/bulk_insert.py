@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import LargeBinary, Table, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeEngine
 
 
 class BulkInsert:
@@ -43,15 +42,6 @@ class BulkInsert:
         compiled = self._statement.values(dict.fromkeys(self._columns)).compile(dialect=dialect)
         if compiled.positiontup != list(self._columns):  # the statement's parameters, in the columns' order
             raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {compiled.positiontup}")
-        processors = [(c, _processor(self._table.c[c].type, dialect)) for c in self._columns]
+        processors = [(c, self._table.c[c].type._cached_bind_processor(dialect)) for c in self._columns]
         self._sqlite = (compiled.string, processors)
         return self._sqlite
-
-
-def _processor(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    """The column type's bind processor; none for binary columns, whose ``bytes`` the driver takes as they are
-    (SQLAlchemy's would wrap each value in ``sqlite3.Binary``, a memoryview of the same bytes)."""
-    if isinstance(kind, LargeBinary):
-        return None
-    processor: Callable[[Any], Any] | None = kind._cached_bind_processor(dialect)
-    return processor
