@@ -42,6 +42,9 @@ class BulkInsert:
         compiled = self._statement.values(dict.fromkeys(self._columns)).compile(dialect=dialect)
         if compiled.positiontup != list(self._columns):  # the statement's parameters, in the columns' order
             raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {compiled.positiontup}")
-        processors = [(c, self._table.c[c].type._cached_bind_processor(dialect)) for c in self._columns]
-        self._sqlite = (compiled.string, processors)
-        return self._sqlite
+        processors: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (c, self._table.c[c].type._cached_bind_processor(dialect)) for c in self._columns
+        ]
+        compiled_sqlite = (compiled.string, processors)
+        self._sqlite = compiled_sqlite
+        return compiled_sqlite
