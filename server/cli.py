@@ -191,7 +191,9 @@ def _run(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.stores import Stores
 
+    Stores.from_settings(settings).check()  # the bucket must answer before the server takes any event
     engine = make_engine(settings.database_url)
     try:
         init_db(engine)
