@@ -458,10 +458,11 @@ def test_snapshot_store_refuses_a_name_that_is_not_a_hash(tmp_path: Path) -> Non
 
     store = SnapshotStore(tmp_path)
     with pytest.raises(ValueError, match="SHA-256"):
-        store.path_for("../../etc/passwd")
+        store.name_for("../../etc/passwd")
     data = b"\xff\xd8jpeg"
     sha = hashlib.sha256(data).hexdigest()
-    assert store.put(sha, data).read_bytes() == data
+    store.put(sha, data)
+    assert (tmp_path / f"{sha}.jpg").read_bytes() == data == store.read(sha)
     with pytest.raises(ValueError, match="do not match"):
         store.put(sha, b"other")
 
