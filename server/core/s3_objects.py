@@ -113,7 +113,10 @@ class S3Objects:
         """The bucket answers, takes our credentials, and refuses a second write of a key (If-None-Match): the
         probe object (a few fixed bytes under :data:`WRITE_ONCE_PROBE`) is written on the first start, and must be
         refused from then on."""
-        self._call("reach the bucket", lambda: self._client.head_bucket(Bucket=self.bucket), pause=False)
+        try:
+            self._call("reach the bucket", lambda: self._client.head_bucket(Bucket=self.bucket), pause=False)
+        except _Missing:
+            raise ContentStoreUnavailable(f"{self.description}: there is no bucket {self.bucket!r}") from None
         probe = b"write-once probe of the court seal server\n"
         self._write_once(WRITE_ONCE_PROBE, probe, pause=False)
         if self._write_once(WRITE_ONCE_PROBE, probe, pause=False):
