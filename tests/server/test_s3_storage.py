@@ -244,9 +244,10 @@ def test_the_server_does_not_start_on_a_store_it_cannot_use(
 
     config = tmp_path / "server.toml"
     config.write_text(server_toml(settings.model_copy(update={"storage": storage})))
-    assert server_main(["run", "--config", str(config)]) == 2  # (seal-server run), before it opens anything
-    logged = capfd.readouterr().err
-    assert "无法使用证据存储" in logged and "cannot be used" in logged and wrong_secret not in logged
+    for command in ("run", "ingest"):  # seal-server run, seal-server ingest: before either opens anything
+        assert server_main([command, "--config", str(config)]) == 2
+        logged = capfd.readouterr().err
+        assert "无法使用证据存储" in logged and "cannot be used" in logged and wrong_secret not in logged
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
