@@ -244,6 +244,8 @@ def test_the_server_does_not_start_on_a_store_it_cannot_use(
 
     config = tmp_path / "server.toml"
     config.write_text(server_toml(settings.model_copy(update={"storage": storage})))
+    assert server_main(["check-config", "--config", str(config)]) == 0  # reads the file; reaches no store
+    assert f"storage s3://{storage.bucket}/{storage.key_prefix} at " in capfd.readouterr().out
     for command in ("run", "ingest"):  # seal-server run, seal-server ingest: before either opens anything
         assert server_main([command, "--config", str(config)]) == 2
         logged = capfd.readouterr().err
