@@ -37,7 +37,8 @@ def s3_settings(
 
 class Relay:
     """Forwards TCP connections from its own port of 127.0.0.1 to ``target``'s, while :attr:`mode` is ``"on"``;
-    ``"off"``: nothing listens (connections refused); ``"silent"``: connections are taken and never answered."""
+    ``"off"``: nothing listens (connections refused) and the open ones are cut; ``"silent"``: connections are taken
+    and never answered."""
 
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
@@ -66,6 +67,10 @@ class Relay:
         if server is not None:
             server.close()
         for conn in self._held:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             conn.close()
         self._held.clear()
 
@@ -85,6 +90,7 @@ class Relay:
             except OSError:
                 conn.close()
                 continue
+            self._held += [conn, upstream]  # cut when the relay goes off
             for source, sink in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.s3 import PrivateS3
@@ -34,11 +35,13 @@ from server.export.service import ExportConfig, export_case
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Outcome, Reason
+from server.removal.models import RemovalRequest
 from server.setup.settings_file import render_settings
 from server.stores import Stores
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+from tests.server.removal_world import make_world, pdf_bytes, proof
 from tests.server.s3_helpers import Relay, s3_settings
 from tests.server.test_mqtt_receipts import listen
 
@@ -221,6 +224,47 @@ def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once
     finally:
         relay.close()
     assert first < 5, f"a silent store held the write for {first:.1f} s"
+
+
+def test_a_removal_proof_is_filed_into_the_bucket_and_refused_with_503_while_the_store_is_down(
+    s3_store: PrivateS3, session_factory: SessionFactory, database_url: str, tmp_path: Path
+) -> None:
+    relay = Relay(s3_store.ports["s3.port"])
+    relay.set("on")
+    settings = s3_settings(
+        make_settings(database_url, tmp_path),
+        s3_store,
+        tmp_path,
+        endpoint_url=relay.url,
+        connect_timeout_s=0.5,
+        max_attempts=1,
+        pause_after_failure_s=0.2,
+    )
+    try:
+        with TestClient(create_app(settings, with_ingest=False)) as client:
+            world = make_world(session_factory, tmp_path, client)
+            receipt = pdf_bytes("bank receipt")
+            sha = hashlib.sha256(receipt).hexdigest()
+            request_id = world.filed(files=[proof("回单.pdf", receipt, "application/pdf")])
+            key = f"{settings.storage.key_prefix}removal-proofs/{sha}.pdf"
+            assert s3_store.client().get_object(Bucket=s3_store.bucket, Key=key)["Body"].read() == receipt
+            url = f"/api/removal-requests/{request_id}/proofs/{sha}"
+            served = client.get(url, headers=world.as_("judge"))
+            assert served.status_code == 200 and served.content == receipt
+            assert served.headers["content-disposition"] == "attachment; filename*=utf-8''%E5%9B%9E%E5%8D%95.pdf"
+            assert client.get(url, headers=world.as_("judge-b")).status_code == 404
+
+            world.ok("debtor", request_id, "cancel", {"note": "filed again below"})
+            relay.set("off")
+            other = pdf_bytes("another receipt")
+            refused = world.file(files=[proof("回单2.pdf", other, "application/pdf")])
+            assert refused.status_code == 503 and "try again later" in refused.json()["detail"]
+            assert relay.url not in refused.text  # the store's address is the court's business
+            assert client.get(url, headers=world.as_("judge")).status_code == 503
+            with session_factory() as session:
+                assert session.scalar(select(func.count(RemovalRequest.id))) == 1  # nothing filed without its proof
+    finally:
+        relay.close()
 
 
 @pytest.mark.parametrize("fault", ["wrong secret", "no such bucket", "no endpoint"])
