@@ -187,11 +187,11 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
             time.sleep(0.6)  # the pause after the failure runs out
             conn.publish(snapshot_topic(seal.device_id, sha), picture)  # as the seal's courier sends it again
             assert receipted(receipts, seal, court_key, {sha}) == {sha}
+        assert metrics.snapshot().snapshots == 1
+        assert stores.snapshots.read(sha) == picture
     finally:
         ingest.stop()
         relay.close()
-    assert metrics.snapshot().snapshots == 1
-    assert stores.snapshots.read(sha) == picture
 
 
 def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once(
