@@ -66,7 +66,9 @@ class StorageSettings(BaseModel):
         "https://bucket.endpoint/key.",
     )
     connect_timeout_s: float = Field(3.0, ge=0.1, le=60, description="Time allowed to connect to the endpoint.")
-    read_timeout_s: float = Field(10.0, ge=0.1, le=300, description="Time allowed for the endpoint's answer.")
+    read_timeout_s: float = Field(
+        5.0, ge=0.1, le=300, description="Time allowed for the endpoint's answer (each read of it, not the whole)."
+    )
     max_attempts: int = Field(
         2,
         ge=1,
@@ -78,8 +80,9 @@ class StorageSettings(BaseModel):
         10.0,
         ge=0,
         le=600,
-        description="After the endpoint failed, requests fail at once for this long instead of each waiting for "
-        "its timeouts (the snapshots are quarantined unreceipted, and the seals send them again). 0: always try.",
+        description="After the endpoint failed, requests fail at once for this long (doubled after each further "
+        "failure in a row, up to 5 minutes) instead of each waiting for its timeouts: the snapshots are quarantined "
+        "unreceipted, and the seals send them again. 0: always try.",
     )
 
     @model_validator(mode="after")

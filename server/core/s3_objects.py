@@ -6,8 +6,8 @@ key exists, without touching it. botocore's errors are converted here, at the bo
 :class:`~server.errors.ContentStoreUnavailable` (the store did not answer, failed, or refused our credentials) or
 :class:`~server.errors.ContentStoreError`; both are :class:`OSError`\\s, like a disk's. Requests are bounded
 (connect and read timeouts, few attempts), and after a failure the backend fails at once for
-``pause_after_failure_s`` instead of waiting for the timeouts of every request, so that a dead endpoint cannot hold
-the ingest for long.
+``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes) instead of waiting for
+the timeouts of every request, so that a dead endpoint cannot hold the ingest for long.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _REFUSED = frozenset(
         "InvalidBucketName",
     }
 )
+#: The longest pause after failures in a row (:meth:`S3Objects._failed`).
+MAX_PAUSE_S = 300.0
 #: The object written (once) by :meth:`S3Objects.check` to see that the store honours If-None-Match.
 WRITE_ONCE_PROBE = ".write-once-probe"
 
@@ -88,6 +90,7 @@ class S3Objects:
         self._pause_s = pause_after_failure_s
         self._lock = threading.Lock()
         self._paused_until = 0.0
+        self._failures = 0  # in a row
         self._failure = ""
 
     def put_once(self, name: str, data: bytes) -> bool:
@@ -172,14 +175,19 @@ class S3Objects:
             self._failed(reason)
             raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
         with self._lock:
-            self._paused_until = 0.0
+            self._paused_until, self._failures = 0.0, 0
         return answer
 
     def _failed(self, reason: str) -> None:
-        logger.warning("%s: %s", self.description, reason)
+        """Pause: ``pause_after_failure_s``, doubled after each further failure in a row up to
+        :data:`MAX_PAUSE_S`, so that a store that keeps swallowing requests holds the ingest a few seconds in minutes,
+        not a few seconds in every few."""
         with self._lock:
-            self._paused_until = time.monotonic() + self._pause_s
+            self._failures += 1
+            pause = min(self._pause_s * 2 ** (self._failures - 1), max(self._pause_s, MAX_PAUSE_S))
+            self._paused_until = time.monotonic() + pause
             self._failure = reason
+        logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
 
 
 class _Exists(Exception):
