@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -197,6 +198,7 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
 def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once(
     s3_store: PrivateS3, database_url: str, tmp_path: Path
 ) -> None:
+    """Each failure in a row doubles the pause in which requests fail at once (here 1 s, then 2 s)."""
     relay = Relay(s3_store.ports["s3.port"])
     relay.set("silent")  # takes the connection, never answers
     settings = s3_settings(
@@ -207,23 +209,30 @@ def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once
         connect_timeout_s=0.5,
         read_timeout_s=0.5,
         max_attempts=2,
-        pause_after_failure_s=30,
+        pause_after_failure_s=1.0,
     )
     store = Stores.from_settings(settings).snapshots
     data = jpeg_bytes(shade=6)
     sha = hashlib.sha256(data).hexdigest()
     try:
         started = time.monotonic()
-        with pytest.raises(ContentStoreUnavailable):
+        with pytest.raises(ContentStoreUnavailable, match="timeout"):
             store.put(sha, data)
-        first = time.monotonic() - started
-        started = time.monotonic()
-        with pytest.raises(ContentStoreUnavailable, match="tried again in"):
-            store.put(sha, data)
-        assert time.monotonic() - started < 0.1
+        probe = time.monotonic() - started
+        assert probe < 5, f"a silent store held the write for {probe:.1f} s"
+        pauses = []
+        for _round in range(2):
+            started = time.monotonic()
+            with pytest.raises(ContentStoreUnavailable, match="tried again in") as paused:
+                store.put(sha, data)
+            assert time.monotonic() - started < 0.1
+            pauses.append(float(re.findall(r"tried again in ([0-9.]+) s", str(paused.value))[0]))
+            time.sleep(pauses[-1] + 0.05)
+            with pytest.raises(ContentStoreUnavailable, match="timeout"):  # tried again: the timeouts once more
+                store.put(sha, data)
     finally:
         relay.close()
-    assert first < 5, f"a silent store held the write for {first:.1f} s"
+    assert 0.8 < pauses[0] <= 1.0 and 1.8 < pauses[1] <= 2.0, pauses
 
 
 def test_a_removal_proof_is_filed_into_the_bucket_and_refused_with_503_while_the_store_is_down(
