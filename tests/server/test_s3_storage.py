@@ -196,13 +196,13 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
 
 
 def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once(
-    s3_store: PrivateS3, database_url: str, tmp_path: Path
+    s3_store: PrivateS3, tmp_path: Path
 ) -> None:
     """Each failure in a row doubles the pause in which requests fail at once (here 1 s, then 2 s)."""
     relay = Relay(s3_store.ports["s3.port"])
     relay.set("silent")  # takes the connection, never answers
     settings = s3_settings(
-        make_settings(database_url, tmp_path),
+        make_settings(no_database(tmp_path), tmp_path),
         s3_store,
         tmp_path,
         endpoint_url=relay.url,
@@ -278,9 +278,9 @@ def test_a_removal_proof_is_filed_into_the_bucket_and_refused_with_503_while_the
 
 @pytest.mark.parametrize("fault", ["wrong secret", "no such bucket", "no endpoint"])
 def test_the_server_does_not_start_on_a_store_it_cannot_use(
-    fault: str, s3_store: PrivateS3, database_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    fault: str, s3_store: PrivateS3, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    settings = s3_settings(make_settings(database_url, tmp_path), s3_store, tmp_path, connect_timeout_s=0.5)
+    settings = s3_settings(make_settings(no_database(tmp_path), tmp_path), s3_store, tmp_path, connect_timeout_s=0.5)
     storage = settings.storage
     wrong_secret = "wrong-" + s3_store.secret_access_key
     if fault == "wrong secret":
@@ -335,6 +335,11 @@ def export(session_factory: SessionFactory, settings: Settings, target: Path, *,
         )
     assert result.verified
     return result.path
+
+
+def no_database(tmp_path: Path) -> str:
+    """The URL of a database the test never opens (the store is all it is about)."""
+    return f"sqlite:///{tmp_path / 'unused.db'}"
 
 
 def court_key_of(settings: Settings) -> SigningKey:
