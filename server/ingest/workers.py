@@ -34,6 +34,7 @@ from server.errors import ConfigError
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.logs import configure_logging
+from server.stores import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
+    Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
         return run_worker(settings, role="ingest-1")
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections inherited
@@ -108,10 +110,11 @@ def run_worker(settings: Settings, *, role: str) -> int:
     stop = threading.Event()
     previous = _on_signals(lambda: stop.set())
     try:
+        metrics = IngestMetrics()
         ingestor = Ingestor(
             make_session_factory(engine),
-            metrics=IngestMetrics(),
-            snapshot_dir=settings.snapshot_dir,
+            metrics=metrics,
+            snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
             alarms=settings.alarms,
             gap_wait_s=settings.mqtt.gap_wait_s,
             gap_wait_max_held=settings.mqtt.gap_wait_max_held,
