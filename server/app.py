@@ -28,7 +28,7 @@ from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
 from server.evidence.timestamps import Timestamper
 from server.evidence.tsa import TsaClient
-from server.ingest.ingestor import Ingestor
+from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import IngestResult, Outcome
@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 on_commit=lambda results: hub.publish(live_changes(results)),
                 gap_wait_s=settings.mqtt.gap_wait_s,
                 gap_wait_max_held=settings.mqtt.gap_wait_max_held,
+                verifier=verifier_for(settings.mqtt, metrics),
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(

@@ -95,6 +95,13 @@ class MqttSettings(BaseModel):
         "a millisecond of CPU whatever its size). It adds at most this much to an event's time to its commit. 0: "
         "store at once.",
     )
+    verifier_process: bool = Field(
+        True,
+        description="Check the events' Ed25519 signatures partly in a process of its own, while the ingest decodes "
+        "the next events of the batch (about as much CPU as the decoding, on another core and outside the "
+        "ingest's interpreter lock). If that process fails, the ingest checks them itself. false: all in the "
+        "ingest's thread (a single-core machine).",
+    )
     shared_group: OptionalName = Field(
         None,
         min_length=1,

@@ -111,6 +111,11 @@ class IngestMetrics:
         self._storage_retries = Counter(
             "seal_ingest_storage_retries", "Batches retried because the database did not answer.", registry=r
         )
+        self._verifier_failures = Counter(
+            "seal_ingest_verifier_failures",
+            "Times the verifier process failed (the ingest then checked the signatures itself).",
+            registry=r,
+        )
         #: Receive → commit seconds of every message the ingest stored.
         self.commit_latency = Histogram(
             "seal_ingest_commit_seconds",
@@ -191,6 +196,9 @@ class IngestMetrics:
 
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)
+
+    def count_verifier_failure(self) -> None:
+        self._counted(self._verifier_failures)
 
     def count_notification(self, *, delivered: bool, final: bool) -> None:
         """One webhook attempt: delivered, or failed (``final``: no attempt is left, the notification failed)."""

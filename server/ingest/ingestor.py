@@ -26,17 +26,18 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
-from server.config import AlarmSettings
+from server.config import AlarmSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
-from server.ingest.checks import prepare
+from server.ingest.checks import prepare_all
 from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
+from server.ingest.verifier import ProcessVerifier, Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class Ingestor:
     which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
     messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
     beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``). The pictures go to
-    ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``)."""
+    ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``). ``verifier``: who checks the
+    signatures (:mod:`server.ingest.verifier`; default: this thread); :meth:`close` stops it."""
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class Ingestor:
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
         gap_wait_max_held: int = 100,
+        verifier: Verifier | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -88,6 +91,11 @@ class Ingestor:
         self._gap_wait = timedelta(seconds=gap_wait_s)
         self._max_held = gap_wait_max_held
         self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
+        self.verifier = verifier or Verifier()
+
+    def close(self) -> None:
+        """Stop what the ingest started (the verifier process)."""
+        self.verifier.close()
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -98,7 +106,7 @@ class Ingestor:
             try:
                 # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
                 # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
-                prepared = [prepare(message, self.cache) for message in messages]
+                prepared = prepare_all(messages, self.cache, self.verifier)
                 with self._session_factory() as session:
                     batch = self._batch(session, messages)
                     results = batch.apply(messages, prepared)
@@ -289,3 +297,10 @@ class Ingestor:
 def lost_a_race(exc: Exception) -> bool:
     """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)?"""
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
+
+
+def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:
+    """The signature checker ``[mqtt] verifier_process`` asks for."""
+    if settings.verifier_process:
+        return ProcessVerifier(on_failure=metrics.count_verifier_failure)
+    return Verifier()

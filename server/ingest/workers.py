@@ -31,7 +31,7 @@ from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.errors import ConfigError
-from server.ingest.ingestor import Ingestor
+from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.mqtt import MqttIngest
 from server.logs import configure_logging
 from server.stores import Stores
@@ -118,6 +118,7 @@ def run_worker(settings: Settings, *, role: str) -> int:
             alarms=settings.alarms,
             gap_wait_s=settings.mqtt.gap_wait_s,
             gap_wait_max_held=settings.mqtt.gap_wait_max_held,
+            verifier=verifier_for(settings.mqtt, metrics),
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
         gc.collect()  # start-up's garbage freed first, then what is left (it lives as long as the process) is
