@@ -29,7 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from server.config_sections import AlarmSettings, EvidenceSettings, LivenessSettings, NoticeSettings, WebSettings
+from server.config_sections import (
+    AlarmSettings,
+    EvidenceSettings,
+    IngestSettings,
+    LivenessSettings,
+    LiveSettings,
+    NoticeSettings,
+    WebSettings,
+)
 from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
 
@@ -304,6 +312,12 @@ class Settings(BaseModel):
         default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
     )
     web: WebSettings = Field(default_factory=WebSettings, description="The court's pages and their live stream.")
+    live: LiveSettings = Field(
+        default_factory=LiveSettings, description="The court's live feed: every process's changes on every page."
+    )
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings, description="The `seal-server ingest` workers' own metrics endpoints."
+    )
 
     @property
     def proof_dir(self) -> Path:

@@ -42,3 +42,6 @@ OptionalHttpUrl = Annotated[
 
 #: A name that may be left out: absent, or ``""`` in the file, is ``None``.
 OptionalName = Annotated[str | None, BeforeValidator(_empty_means_none)]
+
+#: A TCP port that may be left out: absent, or ``""`` in the file, is ``None``.
+OptionalPort = Annotated[int | None, BeforeValidator(_empty_means_none)]
