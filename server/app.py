@@ -45,13 +45,14 @@ from server.web.routing import page_not_found
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool | None = None) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
     the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
     log's checkpointer and the removal settler (woken by the ingest when a seal answers a command). What the ingest
     and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit; with
     ``[live] feed`` (the default) the bus also shares its changes with the court's other processes over the broker,
-    and shows theirs (:mod:`server.core.live_feed`).
+    and shows theirs (:mod:`server.core.live_feed`). ``with_feed`` (default: ``with_ingest``) runs the feed without
+    the ingest: a process that only serves pages.
 
     The tables must exist (``seal-server init-db``).
     """
@@ -75,9 +76,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
         )
         workers: list[Worker] = []
         feed: LiveFeed | None = None
+        if settings.live.feed and (with_ingest if with_feed is None else with_feed):
+            feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
         if with_ingest:
-            if settings.live.feed:
-                feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
             settler = RemovalSettler(
                 session_factory,
                 interval_s=settings.removal.settle_interval_s,
