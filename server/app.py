@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,6 +44,9 @@ from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
 
 logger = logging.getLogger(__name__)
+
+#: At start, the pages wait this long at most for the live feed's subscription (a broker that answers: milliseconds).
+FEED_START_WAIT_S = 2.0
 
 
 def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool | None = None) -> FastAPI:
@@ -122,6 +126,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             if feed is not None:
                 feed.start()
                 hub.forward_to(feed.send)
+                # A page served before the subscription is granted would be told "gap" (reload) when it is.
+                if not await to_thread.run_sync(feed.wait_subscribed, FEED_START_WAIT_S):
+                    logger.warning("live feed: not subscribed after %.0f s (pages reload then)", FEED_START_WAIT_S)
             if context.ingest is not None:
                 context.ingest.start()
             for worker in workers:

@@ -72,6 +72,7 @@ class LiveFeed:
         self._senders: OrderedDict[str, int] = OrderedDict()  # sender → its last number seen (paho's thread)
         self._warned: dict[str, float] = {}
         self._client: mqtt.Client | None = None
+        self._last: mqtt.MQTTMessageInfo | None = None  # the last message handed to paho
         self._thread: threading.Thread | None = None
         self._refused = RefusedLog(settings, "live feed")
 
@@ -102,8 +103,16 @@ class LiveFeed:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        began = time.monotonic()
         if self._thread is not None:
             self._thread.join(STOP_FLUSH_S)
+        with self._cond:
+            left, last = len(self._waiting), self._last
+        if left:
+            self.metrics.count_live_feed("unsent")
+            logger.warning("live feed: %d changes could not be sent before stopping (no broker)", left)
+        if last is not None and self.connected:  # the broker's PUBACK, so that the DISCONNECT does not overtake it
+            last.wait_for_publish(max(0.1, STOP_FLUSH_S - (time.monotonic() - began)))
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -141,10 +150,13 @@ class LiveFeed:
     def _publish(self, seq: int, changes: list[Change]) -> None:
         assert self._client is not None
         try:
-            problem = publish_problem(self._client.publish(FEED_TOPIC, encode(self.sender, seq, changes), qos=1))
+            info = self._client.publish(FEED_TOPIC, encode(self.sender, seq, changes), qos=1)
         except (ValueError, RuntimeError) as exc:  # paho refuses the message itself
-            problem = str(exc)
+            problem: str | None = str(exc)
+        else:
+            problem = publish_problem(info)
         if problem is None:
+            self._last = info
             self.metrics.count_live_feed("sent")
             return
         self.metrics.count_live_feed("unsent")  # its number is skipped for the receivers: their pages reload
@@ -191,7 +203,14 @@ class LiveFeed:
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:
         if reason_code.is_failure:  # e.g. "Not authorized": the ACL lacks the feed's topic
             self.metrics.count_live_feed("unsent")
-            self._warn("refused", "live feed: the broker refused message id %d: %s", mid, reason_code, error=True)
+            self._warn(
+                "refused",
+                "live feed: the broker refused a message (%s, id %d): the other processes' pages do not show this "
+                "one's changes. Regenerate the broker's ACL: seal-server broker write-files",
+                reason_code,
+                mid,
+                error=True,
+            )
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -60,8 +60,9 @@ class MetricsEndpoint:
     ) -> None:
         self.host = host
         self.port = port
-        # A registry around the collector (not the collector itself): it answers ``?name[]=`` queries too.
-        self._registry = CollectorRegistry(auto_describe=False)
+        # A registry around the collector (not the collector itself), which learns the names of its metrics by
+        # collecting them once: it answers ``?name[]=…`` queries too.
+        self._registry = CollectorRegistry(auto_describe=True)
         self._registry.register(
             _ScrapeTime(metrics, broker_connected=broker_connected, progress=progress, reasons=reasons)
         )
