@@ -243,3 +243,21 @@ def test_a_seals_account_can_neither_read_nor_write_the_feed(
     assert heard == [], "a seal read the court's feed"
     assert page.take() == [Change("event", "seal-0001")], "a seal's message reached the pages"
     assert run.feed_count("received") == 0
+
+
+def test_sending_never_waits_for_an_absent_broker_and_what_waited_is_sent_when_it_is_back(
+    broker: PrivateBroker, processes: Callable[..., Process]
+) -> None:
+    worker = processes(pages=False)
+    broker.stop()
+    assert wait_until(lambda: not worker.feed.connected)
+
+    began = time.monotonic()
+    for batch in range(200):  # 200 committed batches of 50 events, as an ingest would commit them
+        worker.feed.send(Change("event", f"seal-{batch}-{i}") for i in range(50))
+    assert time.monotonic() - began < 1, "an absent broker held up the ingest's thread"
+    assert worker.feed_count("sent") == 0
+
+    broker.start()
+    assert wait_until(lambda: worker.feed_count("sent") == 20, 20), "10,000 waiting changes: 20 messages of 500"
+    assert worker.feed_count("unsent") == 0
