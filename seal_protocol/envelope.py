@@ -202,8 +202,21 @@ def decode_signed_envelope(data: bytes) -> tuple[Envelope, bytes]:
     """:func:`decode_envelope`, and the envelope's :meth:`~Envelope.signing_bytes` made from the same encoding
     (the ingest verifies every event it decodes: one encoding instead of two)."""
     envelope, fields = _decode(data)
-    del fields["sig"]
-    return envelope, canonical_json(fields)
+    return envelope, _without_sig(data, fields)
+
+
+def _without_sig(data: bytes, fields: dict[str, Any]) -> bytes:
+    """The canonical encoding of ``fields`` without ``sig``, cut from ``data``, their canonical encoding.
+
+    Keys are sorted, so ``data`` ends with ``,"sig":…`` and then the three keys that sort after it (``ts``,
+    ``type``, ``v``, whose values the checks have made plain ASCII): removing that pair is encoding the fields
+    without it, without encoding them again."""
+    sig = fields["sig"]
+    pair = b',"sig":' + (b"null" if sig is None else b'"' + sig.encode("ascii") + b'"')
+    tail = f',"ts":"{fields["ts"]}","type":"{fields["type"]}","v":{fields["v"]}}}'.encode("ascii")
+    if data.endswith(pair + tail):
+        return data[: -len(pair) - len(tail)] + tail
+    return canonical_json({key: value for key, value in fields.items() if key != "sig"})  # not reached: kept safe
 
 
 def _decode(data: bytes) -> tuple[Envelope, dict[str, Any]]:
@@ -222,7 +235,9 @@ def _decode(data: bytes) -> tuple[Envelope, dict[str, Any]]:
         envelope = Envelope.model_validate(obj, context=_PARSED_FROM_WIRE)
     except ValidationError as exc:
         raise InvalidEnvelope(_describe(exc)) from None
-    fields = envelope.as_json_dict()
+    # The parsed fields, not the model's dump: they are the same values (exact types checked above, the UUID's
+    # text is its canonical form), and the bytes must be the encoding of what was parsed.
+    fields = obj
     try:
         canonical = canonical_json(fields)
     except UnicodeEncodeError:  # a surrogate loads_wire_json let through would be a defect: refuse, never raise

@@ -24,7 +24,7 @@ from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.live import Change, LiveHub
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
-from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
+from server.errors import AlreadyExists, CommandsUnavailable, Conflict, ContentStoreError, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
@@ -39,6 +39,7 @@ from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
+from server.stores import Stores
 from server.web import web_router
 from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             court_key=CourtKey(settings.commands),
             log_key=log_key,
             notice_key=NoticeKey(settings.notices.key_file),
+            stores=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch),
             live=hub,
         )
         workers: list[Worker] = []
@@ -92,7 +94,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             ingestor = Ingestor(
                 session_factory,
                 metrics=metrics,
-                snapshot_dir=settings.snapshot_dir,
+                snapshots=context.stores.snapshots,
                 alarms=settings.alarms,
                 on_answer=settler.wake,
                 on_commit=lambda results: hub.publish(live_changes(results)),
@@ -211,6 +213,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         state = exc.state if isinstance(exc, IllegalTransition) else None
         return JSONResponse({"detail": str(exc), "state": state}, status_code=status.HTTP_409_CONFLICT)
 
+    async def store_failed(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s: the evidence store failed: %s", request.method, request.url.path, exc)
+        detail = "证据存储暂时无法读取，请稍后再试。 / The evidence store cannot be read now: try again later."
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
     async def too_many_attempts(_request: Request, exc: Exception) -> JSONResponse:
         retry_after = exc.retry_after_s if isinstance(exc, TooManyAttempts) else 60
         headers = {"Retry-After": str(retry_after)}
@@ -225,6 +232,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IllegalTransition, illegal_transition)  # a Conflict that names the current state
     app.add_exception_handler(Invalid, unprocessable)
     app.add_exception_handler(ProofStorageFailed, unavailable)
+    app.add_exception_handler(ContentStoreError, store_failed)  # the store's address stays out of the answer
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
     app.add_exception_handler(TimestampFailed, unavailable)

@@ -38,6 +38,7 @@ from server.config_sections import (
     NoticeSettings,
     WebSettings,
 )
+from server.config_storage import StorageSettings
 from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
 
@@ -235,7 +236,7 @@ class RemovalSettings(BaseModel):
     proof_dir: OptionalPath = Field(
         None,
         description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
-        "SHA-256. Unset: `removal-proofs` beside snapshot_dir.",
+        "SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = \"s3\".",
     )
     proof_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
@@ -281,7 +282,9 @@ class Settings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path/court.db or postgresql+psycopg://user@host/db. "
         f"${DATABASE_URL_ENV} overrides it.",
     )
-    snapshot_dir: Path = Field(description="Directory of snapshot files, each named by its SHA-256.")
+    snapshot_dir: Path = Field(
+        description="Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = \"s3\")."
+    )
     offline_after_s: int = Field(
         180,
         ge=10,
@@ -312,6 +315,10 @@ class Settings(BaseModel):
         default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
     )
     web: WebSettings = Field(default_factory=WebSettings, description="The court's pages and their live stream.")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings,
+        description="Where snapshots and removal proofs are kept: a directory, or an S3-compatible bucket.",
+    )
     live: LiveSettings = Field(
         default_factory=LiveSettings, description="The court's live feed: every process's changes on every page."
     )

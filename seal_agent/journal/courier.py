@@ -12,7 +12,10 @@ events (the recorder's callers' threads) only put messages on its queue. While c
 handed to the publisher and not yet acknowledged by the broker, always in key order.
 
 After every (re)connect the courier sends everything not receipted again, in key order (the broker may have lost
-it); while connected, an item the court does not receipt in time is sent again by itself, with a doubling interval
+it). It hands nothing out on a connection before it has handled that connection's coming up, a message on its queue
+like the PUBACKs: the publisher counts as connected from its CONNACK, and an item handed out before the courier
+rewinds may be PUBACKed by then, no longer in flight, and sent a second time by the pass the rewind starts. While
+connected, an item the court does not receipt in time is sent again by itself, with a doubling interval
 (the rules: :mod:`seal_agent.journal.resend`).
 
 A PUBACK with a failure reason (e.g. "Not authorized") keeps the item: the courier logs it, stops handing out new
@@ -129,6 +132,7 @@ class Courier(Generic[ItemT]):
         # Owned by the worker thread:
         self._cursor = 0  # highest key handed to the publisher in the current pass
         self._in_flight: set[int] = set()  # handed to the publisher, no PUBACK yet
+        self._link_up = False  # the last connection change handled was the link coming up (and its pass started)
         self._rewound: tuple[int, float] | None = None  # (from key, at) of a pass that re-sends
         self._stalled_until: float | None = None
         # Shared, for wait_drained():
@@ -230,6 +234,7 @@ class Courier(Generic[ItemT]):
                 self._receipted(message.hashes)
             elif isinstance(message, _Connection):
                 logger.debug("%s courier: broker %s", self.name, "connected" if message.connected else "disconnected")
+                self._link_up = message.connected
                 if message.connected:
                     self._rewind(0)  # the broker may have lost what it acknowledged: send all not receipted
                     self._resends.reconnected(self._clock.monotonic())  # and every item's back-off starts again
@@ -250,8 +255,14 @@ class Courier(Generic[ItemT]):
     def _check_receipt_timeout(self) -> None:
         """Choose what to send again by itself: overdue items a later receipt shows lost, or the oldest as a probe."""
         now = self._clock.monotonic()
-        if self._resends.check_due(now) and self._connected():
+        if self._resends.check_due(now) and self._can_send():
             self._resends.choose(now, cursor=self._cursor, in_flight=self._in_flight)
+
+    def _can_send(self) -> bool:
+        """Connected now, and this connection's coming up handled. Handed to paho while it is not connected, an item
+        would go out as soon as the socket is open, before the older items paho re-sends at CONNACK; handed out
+        between the CONNACK and the courier's handling of it, it would go again in the pass that starts then."""
+        return self._link_up and self._connected()
 
     def _rewind(self, key: int) -> None:
         self._cursor = min(self._cursor, key)
@@ -266,9 +277,7 @@ class Courier(Generic[ItemT]):
                 return
             self._stalled_until = None
             self._rewind(0)  # start again from the oldest item not receipted
-        if not self._connected():
-            # Handed to paho now, an item would go out as soon as the socket is open, before the older items paho
-            # re-sends at CONNACK: order is kept by waiting for the connection (the courier is told about it).
+        if not self._can_send():
             self._update_drained()
             return
         room = self.window - len(self._in_flight)

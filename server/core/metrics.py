@@ -189,6 +189,13 @@ class IngestMetrics:
         self._live_feed_connected = Gauge(
             "seal_live_feed_connected", "1 while the court's live feed holds an accepted MQTT connection.", registry=r
         )
+        self._content_mismatches = Counter(
+            "seal_content_mismatches",
+            "Stored objects (snapshots, removal proofs) found holding other bytes than the SHA-256 they are named by, "
+            "by store.",
+            ["store"],
+            registry=r,
+        )
 
     def _counted(self, counter: Counter, amount: float = 1) -> None:
         with self._cond:
@@ -255,6 +262,13 @@ class IngestMetrics:
 
     def set_live_feed_connected(self, connected: bool) -> None:
         self._live_feed_connected.set(int(connected))
+
+    def count_content_mismatch(self, store: str) -> None:
+        """An object of ``store`` (its kind: snapshot, removal proof) holds other bytes than its name promises."""
+        self._counted(self._content_mismatches.labels(store=store))
+
+    def content_mismatches(self) -> dict[str, int]:
+        return self._by_label("seal_content_mismatches", "store")
 
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:

@@ -20,12 +20,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select, text
+from sqlalchemy import Table, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
 from server.audit.service import set_leaf_appender
 from server.core.base import utc_now
+from server.core.bulk_insert import BulkInsert
 from server.evidence import merkle
 from server.evidence.checkpoints import Checkpoint, LogKey, sign_checkpoint
 from server.evidence.errors import ProofError
@@ -82,6 +83,11 @@ class Frontier:
     last: bytes  # the hash of the leaf at size - 1
 
 
+# The tables, not the mapped classes: without the ORM's bulk-insert bookkeeping per row.
+_INSERT_LEAVES = BulkInsert(cast(Table, LogLeaf.__table__), ["leaf_index", "event_id", "audit_id", "leaf_hash"])
+_INSERT_NODES = BulkInsert(cast(Table, LogNode.__table__), ["level", "node_index", "hash"])
+
+
 def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None = None) -> Frontier | None:
     """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete.
 
@@ -107,10 +113,8 @@ def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None 
         for ((_, index), h), (kind, row_id, _) in zip((m for m in made if m[0][0] == 0), new, strict=True)
     ]
     nodes = [{"level": level, "node_index": index, "hash": h} for (level, index), h in made if level > 0]
-    # The tables, not the mapped classes: a Core executemany, without the ORM's bulk-insert bookkeeping per row.
-    session.execute(insert(cast(Table, LogLeaf.__table__)), leaves)
-    if nodes:
-        session.execute(insert(cast(Table, LogNode.__table__)), nodes)
+    _INSERT_LEAVES.execute(session, leaves)
+    _INSERT_NODES.execute(session, nodes)
     return Frontier(size + len(new), tuple(after), hashes[-1])
 
 

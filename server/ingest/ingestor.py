@@ -55,14 +55,16 @@ class Ingestor:
     ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
     which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
     messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
-    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``)."""
+    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``). The pictures go to
+    ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``)."""
 
     def __init__(
         self,
         session_factory: SessionFactory,
         *,
         metrics: IngestMetrics,
-        snapshot_dir: Path,
+        snapshots: SnapshotStore | None = None,
+        snapshot_dir: Path | None = None,
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
@@ -73,7 +75,12 @@ class Ingestor:
         self._on_answer = on_answer
         self._on_commit = on_commit
         self.metrics = metrics
-        self.snapshots = SnapshotStore(snapshot_dir)
+        if (snapshots is None) == (snapshot_dir is None):
+            raise TypeError("give the snapshots' store, or the directory of one (snapshot_dir), not both")
+        if snapshots is None:
+            assert snapshot_dir is not None
+            snapshots = SnapshotStore(snapshot_dir, on_mismatch=metrics.count_content_mismatch)
+        self.snapshots = snapshots
         self.cache = IngestCache()
         alarms = alarms or AlarmSettings()
         self._fold_window = timedelta(seconds=alarms.fold_window_s)

@@ -14,6 +14,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from server.core.bulk_insert import BulkInsert
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.seals.models import Seal
@@ -33,6 +34,10 @@ _LOCK_SEALS = (
     .with_for_update(key_share=True)
 )
 _INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+#: SQLite returns the ids of a multi-row insert in no promised order, so SQLAlchemy inserts row by row there: plain
+#: rows in one executemany, then their ids by event id (unique), cost a tenth of that.
+_INSERT_EVENTS_PLAIN = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"])
+_IDS = select(_EVENTS.c.event_id, _EVENTS.c.id).where(one_of(_EVENTS.c.event_id, "event_ids"))
 _SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
     update(_SEALS)
     .where(
@@ -71,7 +76,13 @@ class Leaf:
 
 def insert_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
     """Insert ``rows`` of the events table; their ids, in order."""
-    return list(session.execute(_INSERT_EVENTS, rows).scalars()) if rows else []
+    if not rows:
+        return []
+    if session.get_bind().dialect.name != "sqlite":
+        return list(session.execute(_INSERT_EVENTS, rows).scalars())
+    _INSERT_EVENTS_PLAIN.execute(session, rows)
+    ids: dict[object, int] = dict(session.execute(_IDS, {"event_ids": [row["event_id"] for row in rows]}).all())
+    return [ids[row["event_id"]] for row in rows]
 
 
 class SealChanges:

@@ -43,6 +43,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Reason
 from server.logs import configure_logging
+from server.stores import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
+    Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
         return run_worker(settings, role="ingest-1", index=1)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections inherited
@@ -128,7 +130,7 @@ def run_worker(settings: Settings, *, role: str, index: int = 1) -> int:
         ingestor = Ingestor(
             make_session_factory(engine),
             metrics=metrics,
-            snapshot_dir=settings.snapshot_dir,
+            snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
             alarms=settings.alarms,
             on_commit=(lambda results: feed.send(live_changes(results))) if feed is not None else None,
             gap_wait_s=settings.mqtt.gap_wait_s,

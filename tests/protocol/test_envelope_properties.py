@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seal_protocol import EventType, InvalidEnvelope, decode_envelope, encode_envelope, new_envelope
+from seal_protocol.envelope import decode_signed_envelope
 from seal_protocol.signing import SignatureError, generate_signing_key, sign_envelope, verify_envelope
 from seal_protocol.status import decode_status
 from seal_protocol.wirejson import canonical_json
@@ -53,6 +54,8 @@ def _accepted_is_byte_exact(data: bytes) -> None:
         assert exc.code in {"oversized", "invalid_utf8", "invalid_json", "invalid_envelope", "non_canonical"}
         return
     assert encode_envelope(envelope) == data
+    # The bytes the ingest verifies (cut from the received bytes) are those the envelope's signature covers.
+    assert decode_signed_envelope(data) == (envelope, envelope.signing_bytes())
     try:
         verify_envelope(envelope, KEY.verify_key)
     except SignatureError:
