@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,6 +22,7 @@ from server.config import Settings
 from server.context import ServerContext
 from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.live import Change, LiveHub
+from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, ContentStoreError, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
@@ -28,10 +30,10 @@ from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
 from server.evidence.timestamps import Timestamper
 from server.evidence.tsa import TsaClient
+from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
-from server.ingest.results import IngestResult, Outcome
 from server.notices.errors import NoticesUnavailable
 from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
@@ -44,12 +46,18 @@ from server.web.routing import page_not_found
 
 logger = logging.getLogger(__name__)
 
+#: At start, the pages wait this long at most for the live feed's subscription (a broker that answers: milliseconds).
+FEED_START_WAIT_S = 2.0
 
-def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
+
+def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool | None = None) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
     the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
     log's checkpointer and the removal settler (woken by the ingest when a seal answers a command). What the ingest
-    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit.
+    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit; with
+    ``[live] feed`` (the default) the bus also shares its changes with the court's other processes over the broker,
+    and shows theirs (:mod:`server.core.live_feed`). ``with_feed`` (default: ``with_ingest``) runs the feed without
+    the ingest: a process that only serves pages.
 
     The tables must exist (``seal-server init-db``).
     """
@@ -73,6 +81,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             live=hub,
         )
         workers: list[Worker] = []
+        feed: LiveFeed | None = None
+        if settings.live.feed and (with_ingest if with_feed is None else with_feed):
+            feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
         if with_ingest:
             settler = RemovalSettler(
                 session_factory,
@@ -115,6 +126,12 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         app.state.context = context
         try:
+            if feed is not None:
+                feed.start()
+                hub.forward_to(feed.send)
+                # A page served before the subscription is granted would be told "gap" (reload) when it is.
+                if not await to_thread.run_sync(feed.wait_subscribed, FEED_START_WAIT_S):
+                    logger.warning("live feed: not subscribed after %.0f s (pages reload then)", FEED_START_WAIT_S)
             if context.ingest is not None:
                 context.ingest.start()
             for worker in workers:
@@ -126,6 +143,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 worker.stop()
             if context.ingest is not None:
                 context.ingest.stop()
+            if feed is not None:  # after the ingest's last batch: its changes are sent on
+                hub.forward_to(None)
+                feed.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -148,10 +168,6 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     return app
 
 
-#: What each committed ingest outcome changes on the pages (duplicates, refusals and cleared statuses change nothing).
-_CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT: "snapshot"}
-
-
 Worker = LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | Timestamper | RemovalSettler
 
 
@@ -169,12 +185,6 @@ def log_workers(
     pinned = f"to the roots of {evidence.tsa_ca_file}" if evidence.tsa_ca_file else "unpinned (no tsa_ca_file)"
     logger.info("log checkpoints are time-stamped by %s, verified %s", client.url, pinned)
     return [checkpointer, stamper]
-
-
-def live_changes(results: Sequence[IngestResult]) -> list[Change]:
-    """The pages' changes of a committed ingest batch: one per seal and kind."""
-    seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
-    return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]
 
 
 def _add_error_handlers(app: FastAPI) -> None:

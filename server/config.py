@@ -29,7 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from server.config_sections import AlarmSettings, EvidenceSettings, LivenessSettings, NoticeSettings, WebSettings
+from server.config_sections import (
+    AlarmSettings,
+    EvidenceSettings,
+    IngestSettings,
+    LivenessSettings,
+    LiveSettings,
+    NoticeSettings,
+    WebSettings,
+)
 from server.config_storage import StorageSettings
 from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
@@ -317,6 +325,12 @@ class Settings(BaseModel):
     storage: StorageSettings = Field(
         default_factory=StorageSettings,
         description="Where snapshots and removal proofs are kept: a directory, or an S3-compatible bucket.",
+    )
+    live: LiveSettings = Field(
+        default_factory=LiveSettings, description="The court's live feed: every process's changes on every page."
+    )
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings, description="The `seal-server ingest` workers' own metrics endpoints."
     )
 
     @property

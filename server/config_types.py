@@ -47,3 +47,6 @@ OptionalName = Annotated[str | None, BeforeValidator(_empty_means_none)]
 BucketName = Annotated[
     Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None, BeforeValidator(_empty_means_none)
 ]
+
+#: A TCP port that may be left out: absent, or ``""`` in the file, is ``None``.
+OptionalPort = Annotated[int | None, BeforeValidator(_empty_means_none)]
