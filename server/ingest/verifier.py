@@ -13,12 +13,14 @@ checks those signatures itself (logged, counted), and a new process is started a
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
 import pickle
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
 
 from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
 
@@ -84,8 +86,8 @@ class ProcessVerifier(Verifier):
         self._on_failure = on_failure
         self.answer_timeout_s = answer_timeout_s
         self.restart_after_s = restart_after_s
-        self._process: Any = None
-        self._connection: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: _Pipe | None = None
         self._failed_at: float | None = None
         self._numbered = 0
 
@@ -95,22 +97,17 @@ class ProcessVerifier(Verifier):
                 return Checks()  # checked here for a while after a failure
         return _SharedChecks(self)
 
-    def connected(self) -> Connection | None:
-        """The verifier process's end of the pipe, started now if none runs (None if it cannot be)."""
+    def connected(self) -> _Pipe | None:
+        """The pipe to the verifier process, started now if none runs (None if it cannot be)."""
         if self._connection is not None:
             return self._connection
         try:
-            context = multiprocessing.get_context("spawn")  # not fork: this process runs threads (paho's, the web's)
-            ours, theirs = context.Pipe()
-            process = context.Process(target=serve, args=(theirs,), name="seal-verifier", daemon=True)
-            process.start()
-            theirs.close()
+            self._process, self._connection = _start()
         except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
             logger.exception("cannot start the verifier process; the ingest checks signatures itself")
             self._failed()
             return None
-        self._process, self._connection = process, ours
-        return ours
+        return self._connection
 
     def number(self) -> int:
         """A new chunk's number (they grow: answers to an abandoned chunk are recognised and skipped)."""
@@ -120,7 +117,7 @@ class ProcessVerifier(Verifier):
     @property
     def pid(self) -> int | None:
         """The verifier process's, while one runs."""
-        return None if self._process is None else int(self._process.pid)
+        return None if self._process is None else self._process.pid
 
     def failed(self, exc: BaseException) -> None:
         logger.error(
@@ -140,10 +137,49 @@ class ProcessVerifier(Verifier):
         if connection is not None:
             connection.close()  # the process sees the end and exits
         if process is not None:
-            process.join(1.0)
-            if process.is_alive():
+            try:
+                process.wait(1.0)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join(1.0)
+                process.wait(1.0)
+
+
+class _Pipe:
+    """Both directions to a verifier process: framed messages (:mod:`multiprocessing.connection`) on two OS pipes."""
+
+    def __init__(self, to_process: Connection, from_process: Connection) -> None:
+        self._to, self._from = to_process, from_process
+
+    def send_bytes(self, data: bytes) -> None:
+        self._to.send_bytes(data)
+
+    def poll(self, timeout: float) -> bool:
+        return self._from.poll(timeout)
+
+    def recv_bytes(self) -> bytes:
+        return self._from.recv_bytes()
+
+    def close(self) -> None:
+        self._to.close()
+        self._from.close()
+
+
+def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
+    """A verifier process (``python -m server.ingest.verifier``: a fresh interpreter that imports only what it
+    needs — not this process's main module — and inherits none of its threads) and the pipe to it."""
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    try:
+        command = [sys.executable, "-m", "server.ingest.verifier", str(to_read), str(from_write)]
+        process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
+    except BaseException:
+        for fd in (to_write, from_read):
+            os.close(fd)
+        raise
+    finally:
+        os.close(to_read)
+        os.close(from_write)
+    return process, _Pipe(Connection(to_write, readable=False), Connection(from_read, writable=False))
 
 
 class _SharedChecks(Checks):
@@ -153,7 +189,7 @@ class _SharedChecks(Checks):
     def __init__(self, verifier: ProcessVerifier) -> None:
         super().__init__()
         self._verifier = verifier
-        self._connection: Connection | None = None
+        self._connection: _Pipe | None = None
         self._usable = True
         self._keys: list[VerifyKey] = []
         self._chunk: list[Job] = []
@@ -210,12 +246,12 @@ class _SharedChecks(Checks):
         self._verifier.failed(exc)
 
 
-def serve(connection: Connection) -> None:
+def serve(receive: Connection, send: Connection) -> None:
     """The verifier process: answer each chunk of checks until the ingest closes its end."""
     keys: dict[bytes, VerifyKey] = {}
     while True:
         try:
-            number, jobs = pickle.loads(connection.recv_bytes())
+            number, jobs = pickle.loads(receive.recv_bytes())
         except (EOFError, OSError):
             return
         if len(keys) > KEYS_KEPT:
@@ -226,4 +262,9 @@ def serve(connection: Connection) -> None:
             if verify_key is None:
                 verify_key = keys[key] = VerifyKey(key)
             answers.append(check(verify_key, signed, sig))
-        connection.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+        send.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
