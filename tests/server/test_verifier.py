@@ -7,9 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from seal_protocol.signing import SigningKey, generate_signing_key
+from server.core.db import SessionFactory
+from server.ingest.results import Outcome, Reason
 from server.ingest.verifier import CHUNK, Checks, ProcessVerifier, Verifier
+from tests.server.ingest_world import make_court
 
 KEYS = [generate_signing_key() for _ in range(3)]
 
@@ -117,3 +121,26 @@ def test_the_answers_of_an_abandoned_batch_are_never_taken_for_the_next() -> Non
         assert failures == [] and verifier.pid is not None  # the same process, still trusted
     finally:
         verifier.close()
+
+
+def test_an_ingest_batch_checked_by_the_process_stores_and_refuses_as_the_thread_would(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Three chunks of one seal's events, one of them signed with another key: the forged one is refused with the
+    reason the ingest's own check gives, every other event is stored, and the process did the checking."""
+    court = make_court(session_factory, tmp_path)
+    verifier = ProcessVerifier()
+    court.ingestor.verifier = verifier
+    try:
+        court.send(court.a, court.a.event())  # the seal's key is now known to the ingest: later checks go out
+        forged_at = CHUNK + 5  # in the second chunk
+        payloads = [court.a.event(key=generate_signing_key() if n == forged_at else None) for n in range(3 * CHUNK + 2)]
+        results = court.send(court.a, *payloads)
+        assert verifier.pid is not None
+    finally:
+        court.ingestor.close()
+    outcomes = [r.outcome for r in results]
+    assert outcomes[forged_at] is Outcome.QUARANTINED and results[forged_at].reason is Reason.BAD_SIGNATURE
+    assert outcomes.count(Outcome.STORED) == len(payloads) - 1
+    forged_seq = forged_at + 2  # the first event sent alone was seq 1
+    assert court.seqs("seal-a") == [seq for seq in range(1, len(payloads) + 2) if seq != forged_seq]
