@@ -37,6 +37,8 @@ ANSWER_TIMEOUT_S = 10.0
 #: Keys the verifier process keeps (a seal's key is parsed once, not per event).
 KEYS_KEPT = 10_000
 
+#: What the verifier process says first, as chunk 0, once it can check.
+READY = "ready"
 #: A check: the seal's key (32 bytes), the bytes its signature covers, the signature (hex).
 Job = tuple[bytes, bytes, str | None]
 
@@ -89,6 +91,8 @@ class ProcessVerifier(Verifier):
         self._process: subprocess.Popen[bytes] | None = None
         self._connection: _Pipe | None = None
         self._failed_at: float | None = None
+        self._started_at = 0.0
+        self._ready = False
         self._numbered = 0
 
     def checks(self) -> Checks:
@@ -98,16 +102,29 @@ class ProcessVerifier(Verifier):
         return _SharedChecks(self)
 
     def connected(self) -> _Pipe | None:
-        """The pipe to the verifier process, started now if none runs (None if it cannot be)."""
-        if self._connection is not None:
-            return self._connection
-        try:
-            self._process, self._connection = _start()
-        except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
-            logger.exception("cannot start the verifier process; the ingest checks signatures itself")
-            self._failed()
-            return None
-        return self._connection
+        """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
+        runs: a fresh interpreter takes most of a second, during which this thread checks everything itself rather
+        than wait), or if it cannot be."""
+        if self._connection is None:
+            try:
+                self._process, self._connection = _start()
+            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
+                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
+                self._failed()
+                return None
+            self._started_at, self._ready = time.monotonic(), False
+        if not self._ready:
+            try:
+                if self._connection.poll(0):
+                    self._ready = pickle.loads(self._connection.recv_bytes()) == (0, READY)
+                    if not self._ready:
+                        raise ValueError("the verifier process did not say it was ready")
+                elif time.monotonic() - self._started_at > self.answer_timeout_s:
+                    raise TimeoutError(f"not ready within {self.answer_timeout_s:g} s")
+            except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+                self.failed(exc)
+                return None
+        return self._connection if self._ready else None
 
     def number(self) -> int:
         """A new chunk's number (they grow: answers to an abandoned chunk are recognised and skipped)."""
@@ -249,6 +266,7 @@ class _SharedChecks(Checks):
 def serve(receive: Connection, send: Connection) -> None:
     """The verifier process: answer each chunk of checks until the ingest closes its end."""
     keys: dict[bytes, VerifyKey] = {}
+    send.send_bytes(pickle.dumps((0, READY)))
     while True:
         try:
             number, jobs = pickle.loads(receive.recv_bytes())

@@ -32,6 +32,16 @@ def _job(n: int) -> tuple[SigningKey, bytes, str | None]:
     return key, data, key.sign(data).signature.hex()
 
 
+def _started(verifier: ProcessVerifier) -> int:
+    """Start the verifier process and wait until it is ready (meanwhile batches are checked here); its pid."""
+    deadline = time.monotonic() + 30
+    while verifier.connected() is None:
+        assert time.monotonic() < deadline, "the verifier process did not get ready"
+        time.sleep(0.05)
+    assert verifier.pid is not None
+    return verifier.pid
+
+
 def _answers(checks: Checks, count: int) -> list[str | None]:
     for n in range(count):
         key, data, sig = _job(n)
@@ -45,6 +55,9 @@ def test_the_process_answers_as_the_ingest_would_across_chunks() -> None:
     try:
         _answers(verifier.checks(), CHUNK - 1)
         assert verifier.pid is None  # a batch smaller than a chunk (a low rate) is checked here and starts nothing
+        assert _answers(verifier.checks(), CHUNK + 1) == _answers(Verifier().checks(), CHUNK + 1)  # while it starts
+        assert verifier.pid is not None
+        _started(verifier)
         for count in (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7):
             expected = _answers(Verifier().checks(), count)
             assert _answers(verifier.checks(), count) == expected
@@ -59,9 +72,7 @@ def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
     failures: list[int] = []
     verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=0.5)
     try:
-        _answers(verifier.checks(), CHUNK)  # a full chunk: started
-        pid = verifier.pid
-        assert pid is not None
+        pid = _started(verifier)
         checks = verifier.checks()
         key, data, sig = _job(0)
         for _ in range(2 * CHUNK):  # two chunks sent ...
@@ -75,7 +86,8 @@ def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
         assert verifier.pid is None
         time.sleep(0.6)
         assert _answers(verifier.checks(), CHUNK + 3) == _answers(Verifier().checks(), CHUNK + 3)
-        assert verifier.pid not in (None, pid)  # a new process, after the pause
+        assert _started(verifier) != pid  # a new process, after the pause
+        assert _answers(verifier.checks(), 2 * CHUNK + 3) == _answers(Verifier().checks(), 2 * CHUNK + 3)
     finally:
         verifier.close()
 
@@ -85,9 +97,7 @@ def test_a_stuck_process_is_given_up_after_the_timeout() -> None:
     verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
     pid = None
     try:
-        _answers(verifier.checks(), CHUNK)  # started (a process's start may take longer than the timeout below)
-        pid = verifier.pid
-        assert pid is not None
+        pid = _started(verifier)  # (a process's start may take longer than the timeout below)
         verifier.answer_timeout_s = 0.5
         os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
@@ -109,6 +119,7 @@ def test_the_answers_of_an_abandoned_batch_are_never_taken_for_the_next() -> Non
     failures: list[int] = []
     verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
     try:
+        _started(verifier)
         abandoned = verifier.checks()
         key, data, sig = _job(0)  # a good signature
         for _ in range(3 * CHUNK):
@@ -133,6 +144,7 @@ def test_an_ingest_batch_checked_by_the_process_stores_and_refuses_as_the_thread
     court.ingestor.verifier = verifier
     try:
         court.send(court.a, court.a.event())  # the seal's key is now known to the ingest: later checks go out
+        _started(verifier)
         forged_at = CHUNK + 5  # in the second chunk
         payloads = [court.a.event(key=generate_signing_key() if n == forged_at else None) for n in range(3 * CHUNK + 2)]
         results = court.send(court.a, *payloads)
