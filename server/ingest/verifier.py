@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -31,8 +33,8 @@ logger = logging.getLogger(__name__)
 CHUNK = 64
 #: After the verifier process failed, the ingest checks every signature itself for this long before starting another.
 RESTART_AFTER_S = 30.0
-#: How long the ingest waits for the answers to one chunk (64 checks take about 3 ms) before it takes the process for
-#: stuck, stops it and checks those signatures itself.
+#: How long the ingest waits for the answers to one chunk (64 checks take about 3 ms), or for the process to take a
+#: chunk it sends (a full pipe), before it takes the process for stuck, stops it and checks those signatures itself.
 ANSWER_TIMEOUT_S = 10.0
 #: Keys the verifier process keeps (a seal's key is parsed once, not per event).
 KEYS_KEPT = 10_000
@@ -162,13 +164,31 @@ class ProcessVerifier(Verifier):
 
 
 class _Pipe:
-    """Both directions to a verifier process: framed messages (:mod:`multiprocessing.connection`) on two OS pipes."""
+    """Both directions to a verifier process, on two OS pipes. To it: length-prefixed frames written without
+    blocking (:meth:`send_bytes` gives up at its deadline, so a process that reads nothing more cannot hold the
+    ingest); from it: :mod:`multiprocessing.connection` messages, read with :meth:`poll`'s timeout."""
 
-    def __init__(self, to_process: Connection, from_process: Connection) -> None:
+    def __init__(self, to_process: int, from_process: Connection) -> None:
+        os.set_blocking(to_process, False)  # this end only: the process reads its own end blocking
         self._to, self._from = to_process, from_process
+        self._writable = select.poll()
+        self._writable.register(to_process, select.POLLOUT)
 
-    def send_bytes(self, data: bytes) -> None:
-        self._to.send_bytes(data)
+    def send_bytes(self, data: bytes, timeout: float) -> None:
+        """Write one frame; raise :class:`TimeoutError` if the process has not taken it all within ``timeout``."""
+        frame = memoryview(_FRAME.pack(len(data)) + data)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frame = frame[os.write(self._to, frame) :]
+            except BlockingIOError:
+                pass
+            if not frame:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the verifier process took no checks for {timeout:g} s")
+            self._writable.poll(left * 1000)
 
     def poll(self, timeout: float) -> bool:
         return self._from.poll(timeout)
@@ -177,8 +197,32 @@ class _Pipe:
         return self._from.recv_bytes()
 
     def close(self) -> None:
-        self._to.close()
+        os.close(self._to)
         self._from.close()
+
+
+#: The length of a frame to the verifier process.
+_FRAME = struct.Struct("!I")
+
+
+def _read_frame(fd: int) -> bytes | None:
+    """The next frame the ingest wrote on ``fd``; None at the end (the ingest closed its end)."""
+    header = _read_exactly(fd, _FRAME.size)
+    if header is None:
+        return None
+    (size,) = _FRAME.unpack(header)
+    return _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts, left = [], size
+    while left:
+        part = os.read(fd, left)
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
@@ -196,7 +240,7 @@ def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
     finally:
         os.close(to_read)
         os.close(from_write)
-    return process, _Pipe(Connection(to_write, readable=False), Connection(from_read, writable=False))
+    return process, _Pipe(to_write, Connection(from_read, writable=False))
 
 
 class _SharedChecks(Checks):
@@ -223,7 +267,8 @@ class _SharedChecks(Checks):
                     return
             number = self._verifier.number()
             try:
-                self._connection.send_bytes(pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL))
+                data = pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL)
+                self._connection.send_bytes(data, self._verifier.answer_timeout_s)
             except (OSError, ValueError) as exc:
                 self._broken(exc)
                 return
@@ -263,15 +308,18 @@ class _SharedChecks(Checks):
         self._verifier.failed(exc)
 
 
-def serve(receive: Connection, send: Connection) -> None:
+def serve(receive: int, send: Connection) -> None:
     """The verifier process: answer each chunk of checks until the ingest closes its end."""
     keys: dict[bytes, VerifyKey] = {}
     send.send_bytes(pickle.dumps((0, READY)))
     while True:
         try:
-            number, jobs = pickle.loads(receive.recv_bytes())
-        except (EOFError, OSError):
+            frame = _read_frame(receive)
+        except OSError:
             return
+        if frame is None:
+            return
+        number, jobs = pickle.loads(frame)
         if len(keys) > KEYS_KEPT:
             keys.clear()
         answers = []
@@ -285,4 +333,4 @@ def serve(receive: Connection, send: Connection) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
-    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    serve(int(sys.argv[1]), Connection(int(sys.argv[2]), readable=False))

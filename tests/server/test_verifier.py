@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -156,3 +157,30 @@ def test_an_ingest_batch_checked_by_the_process_stores_and_refuses_as_the_thread
     assert outcomes.count(Outcome.STORED) == len(payloads) - 1
     forged_seq = forged_at + 2  # the first event sent alone was seq 1
     assert court.seqs("seal-a") == [seq for seq in range(1, len(payloads) + 2) if seq != forged_seq]
+
+
+def test_a_stuck_process_does_not_hold_the_sends_of_a_large_batch() -> None:
+    """A process that reads nothing more fills the pipe to it (64 KB, one or two chunks of real events): the ingest's
+    send must give up after the timeout too, not block for good with the batch in hand (a stalled ingest)."""
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
+    pid = None
+    try:
+        pid = _started(verifier)
+        verifier.answer_timeout_s = 0.5
+        os.kill(pid, signal.SIGSTOP)
+        count = 20 * CHUNK  # ≈ 270 KB of checks: far more than the pipe holds
+        answers: list[list[str | None]] = []
+        thread = threading.Thread(target=lambda: answers.append(_answers(verifier.checks(), count)), daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "the ingest's thread is stuck sending to a stuck verifier process"
+        assert answers == [_answers(Verifier().checks(), count)]
+        assert failures == [1] and verifier.pid is None
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)  # also ends the thread's send, should it be blocked
+            except ProcessLookupError:
+                pass
+        verifier.close()
