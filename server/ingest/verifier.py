@@ -309,26 +309,24 @@ class _SharedChecks(Checks):
 
 
 def serve(receive: int, send: Connection) -> None:
-    """The verifier process: answer each chunk of checks until the ingest closes its end."""
+    """The verifier process: answer each chunk of checks until the ingest closes its end (or is gone: an ingest
+    killed, or stopped while this process starts, reads no hello or answer, and that ends this process as quietly)."""
     keys: dict[bytes, VerifyKey] = {}
-    send.send_bytes(pickle.dumps((0, READY)))
-    while True:
-        try:
-            frame = _read_frame(receive)
-        except OSError:
-            return
-        if frame is None:
-            return
-        number, jobs = pickle.loads(frame)
-        if len(keys) > KEYS_KEPT:
-            keys.clear()
-        answers = []
-        for key, signed, sig in jobs:
-            verify_key = keys.get(key)
-            if verify_key is None:
-                verify_key = keys[key] = VerifyKey(key)
-            answers.append(check(verify_key, signed, sig))
-        send.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        send.send_bytes(pickle.dumps((0, READY)))
+        while (frame := _read_frame(receive)) is not None:
+            number, jobs = pickle.loads(frame)
+            if len(keys) > KEYS_KEPT:
+                keys.clear()
+            answers = []
+            for key, signed, sig in jobs:
+                verify_key = keys.get(key)
+                if verify_key is None:
+                    verify_key = keys[key] = VerifyKey(key)
+                answers.append(check(verify_key, signed, sig))
+            send.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:  # a broken pipe: the ingest is gone
+        return
 
 
 if __name__ == "__main__":

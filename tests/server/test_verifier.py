@@ -5,17 +5,23 @@ started later. Real processes, real Ed25519 (PyNaCl), nothing stubbed."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from seal_protocol.signing import SigningKey, generate_signing_key
 from server.core.db import SessionFactory
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import CHUNK, Checks, ProcessVerifier, Verifier
+from server.ingest.verifier import CHUNK, READY, Checks, ProcessVerifier, Verifier
 from tests.server.ingest_world import make_court
 
+REPO = Path(__file__).resolve().parents[2]
 KEYS = [generate_signing_key() for _ in range(3)]
 
 
@@ -184,3 +190,35 @@ def test_a_stuck_process_does_not_hold_the_sends_of_a_large_batch() -> None:
             except ProcessLookupError:
                 pass
         verifier.close()
+
+
+def _lone_process(*, hello_read: bool) -> subprocess.CompletedProcess[bytes]:
+    """A verifier process whose ingest is gone: nobody reads its hello (``hello_read`` False), or the answer to the
+    chunk of checks it was sent. What it says on its way out, and how it ends."""
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    command = [sys.executable, "-m", "server.ingest.verifier", str(to_read), str(from_write)]
+    if not hello_read:
+        os.close(from_read)
+    process = subprocess.Popen(command, pass_fds=(to_read, from_write), stderr=subprocess.PIPE, cwd=REPO)
+    os.close(to_read)
+    os.close(from_write)
+    if hello_read:
+        assert pickle.loads(Connection(from_read, writable=False).recv_bytes()) == (0, READY)  # closes from_read
+    key, data, sig = _job(0)
+    chunk = pickle.dumps((1, [(bytes(key.verify_key), data, sig)] * CHUNK))
+    try:
+        os.write(to_write, struct.pack("!I", len(chunk)) + chunk)
+    except BrokenPipeError:  # it ended already
+        pass
+    os.close(to_write)
+    _, stderr = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(command, process.returncode, b"", stderr)
+
+
+def test_a_process_whose_ingest_is_gone_ends_quietly() -> None:
+    """The ingest killed (or stopped) while its verifier process starts or answers: the process ends, without a
+    traceback in the court's log for an error that is none."""
+    for hello_read in (False, True):
+        ended = _lone_process(hello_read=hello_read)
+        assert (ended.returncode, ended.stderr.decode()) == (0, ""), hello_read
