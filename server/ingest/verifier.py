@@ -12,6 +12,7 @@ checks those signatures itself (logged, counted), and a new process is started a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -225,13 +226,20 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(parts)
 
 
+#: How the verifier process starts: in isolated mode (``-I``: nothing from its working directory or the environment on
+#: its module path) with this process's module path (``sys.path``, as :mod:`multiprocessing`'s spawn passes it), so
+#: that it runs this very code. ``-m`` would put the working directory first: a ``server`` package planted there
+#: (a server started in /tmp) would be run, and answer every signature "good".
+_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from server.ingest.verifier import main; main()"
+
+
 def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
-    """A verifier process (``python -m server.ingest.verifier``: a fresh interpreter that imports only what it
-    needs — not this process's main module — and inherits none of its threads) and the pipe to it."""
+    """A verifier process (a fresh interpreter that imports only what it needs — not this process's main module —
+    and inherits none of its threads) and the pipe to it."""
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
     try:
-        command = [sys.executable, "-m", "server.ingest.verifier", str(to_read), str(from_write)]
+        command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]
         process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
     except BaseException:
         for fd in (to_write, from_read):
@@ -329,6 +337,11 @@ def serve(receive: int, send: Connection) -> None:
         return
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
-    serve(int(sys.argv[1]), Connection(int(sys.argv[2]), readable=False))
+    serve(int(sys.argv[-2]), Connection(int(sys.argv[-1]), readable=False))
+
+
+if __name__ == "__main__":
+    main()

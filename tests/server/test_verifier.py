@@ -15,6 +15,8 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import pytest
+
 from seal_protocol.signing import SigningKey, generate_signing_key
 from server.core.db import SessionFactory
 from server.ingest.results import Outcome, Reason
@@ -222,3 +224,40 @@ def test_a_process_whose_ingest_is_gone_ends_quietly() -> None:
     for hello_read in (False, True):
         ended = _lone_process(hello_read=hello_read)
         assert (ended.returncode, ended.stderr.decode()) == (0, ""), hello_read
+
+
+def test_the_process_runs_the_ingests_own_code_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started in a directory where someone else can write (/tmp, a shared home) must not run a
+    ``server/ingest/verifier.py`` planted there: it would answer every forged signature "good"."""
+    planted = tmp_path / "server" / "ingest"
+    planted.mkdir(parents=True)
+    for package in (tmp_path / "server", planted):
+        (package / "__init__.py").write_text("")
+    ran = tmp_path / "planted-code-ran"
+    (planted / "verifier.py").write_text(
+        "import pickle, struct, sys\n"
+        "from multiprocessing.connection import Connection\n"
+        f"open({str(ran)!r}, 'w').close()\n"
+        "send = Connection(int(sys.argv[2]), readable=False)\n"
+        "send.send_bytes(pickle.dumps((0, 'ready')))\n"
+        "with open(int(sys.argv[1]), 'rb', buffering=0) as receive:\n"
+        "    while header := receive.read(4):\n"
+        "        number, jobs = pickle.loads(receive.read(struct.unpack('!I', header)[0]))\n"
+        "        send.send_bytes(pickle.dumps((number, [None] * len(jobs))))\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    verifier = ProcessVerifier()
+    try:
+        _started(verifier)
+        key, data, _ = _job(0)
+        forged = KEYS[1].sign(data).signature.hex()
+        checks = verifier.checks()
+        for _ in range(2 * CHUNK):
+            checks.add(key.verify_key, data, forged)
+        assert checks.results() == ["bad signature"] * (2 * CHUNK)
+    finally:
+        verifier.close()
+    assert not ran.exists()
