@@ -171,7 +171,8 @@ class _Pipe:
 
     def __init__(self, to_process: int, from_process: Connection) -> None:
         os.set_blocking(to_process, False)  # this end only: the process reads its own end blocking
-        self._to, self._from = to_process, from_process
+        self._to_end = Connection(to_process, readable=False)  # owns the descriptor: closed once, or when dropped
+        self._from = from_process
         self._writable = select.poll()
         self._writable.register(to_process, select.POLLOUT)
 
@@ -181,7 +182,7 @@ class _Pipe:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                frame = frame[os.write(self._to, frame) :]
+                frame = frame[os.write(self._to_end.fileno(), frame) :]  # OSError once closed
             except BlockingIOError:
                 pass
             if not frame:
@@ -198,7 +199,7 @@ class _Pipe:
         return self._from.recv_bytes()
 
     def close(self) -> None:
-        os.close(self._to)
+        self._to_end.close()
         self._from.close()
 
 
