@@ -16,6 +16,16 @@ A deferred transaction that upgrades to a writer after another connection commit
 at ``BEGIN``, where the busy timeout does apply, so writers queue instead of failing. A session that only reads
 (the API's GET requests) opts out with :data:`READ_ONLY` and keeps WAL's concurrent readers. PostgreSQL ignores the
 option.
+
+On PostgreSQL every transaction is ``READ COMMITTED``, set by the engine whatever the server's
+``default_transaction_isolation`` (a DBA may make it ``repeatable read`` or ``serializable``). The writers rely on
+it: each statement reads what was committed before it began, so a writer that reads after taking a lock sees what
+the lock's previous holder committed. The Merkle log's writers read the log's size after its advisory lock is
+granted (:func:`server.evidence.log.append_leaves`); under ``REPEATABLE READ`` that size would come from a snapshot
+taken at the transaction's first statement, before the lock, and two writers would insert the same leaf index (one
+failing with a unique violation, or under ``SERIALIZABLE`` a serialization failure). Likewise the ingest reads a
+seal's chain state, the liveness check its seal row, the notification worker a notification, locked, and decides on
+what they hold then.
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ SQLITE_BEGIN = "sqlite_begin"
 #: Execution options of a session that never writes: ``factory(bind=engine.execution_options(**READ_ONLY))``.
 READ_ONLY = {SQLITE_BEGIN: "DEFERRED"}
 
+#: The isolation of every transaction on PostgreSQL, set by the engine whatever the server's default.
+POSTGRESQL_ISOLATION = "READ COMMITTED"
+
 SessionFactory = sessionmaker[Session]
 
 
@@ -62,6 +75,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if parsed.get_backend_name() == "postgresql":
+        # READ COMMITTED whatever the server's default_transaction_isolation (see the module's docstring). psycopg 3
+        # then begins each transaction with ``BEGIN ISOLATION LEVEL READ COMMITTED``.
+        level = kwargs.setdefault("isolation_level", POSTGRESQL_ISOLATION)
+        if level != POSTGRESQL_ISOLATION:
+            raise ValueError(f"the court's transactions need {POSTGRESQL_ISOLATION} on PostgreSQL, not {level!r}")
         # Every moment is stored and read in UTC: a server whose default time zone is another one could otherwise
         # not even read back an event stamped near year 1 or 9999 (psycopg: "timestamp too large").
         # ``options`` given in the URL (e.g. ``?options=-csearch_path=…``) are kept: connect_args would replace them.
