@@ -52,6 +52,13 @@ SQLITE_BEGIN = "sqlite_begin"
 #: Execution options of a session that never writes: ``factory(bind=engine.execution_options(**READ_ONLY))``.
 READ_ONLY = {SQLITE_BEGIN: "DEFERRED"}
 
+#: ``with_for_update`` of a row lock that changes no key (``FOR NO KEY UPDATE`` on PostgreSQL; SQLite ignores it):
+#: a row inserted meanwhile may still refer to the locked one. ``FOR UPDATE`` waits for the key-share locks that the
+#: foreign keys of such inserts take — an ingest inserting an event of the case, or of the seal — and so would wait
+#: in a circle with the ingest (server/ingest/rows.py lists the order of the shared locks). No row of the court
+#: changes its key, and none is deleted while others may refer to it.
+NO_KEY_UPDATE = {"key_share": True}
+
 #: The isolation of every transaction on PostgreSQL, set by the engine whatever the server's default.
 POSTGRESQL_ISOLATION = "READ COMMITTED"
 

@@ -6,24 +6,21 @@ the same leaf index."""
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from seal_protocol import EventType
 from server.audit.service import record_audit
-from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.db import SessionFactory, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.evidence.log import lock_log
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import IngestResult, Outcome
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
+from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
 from tests.server.test_merkle_log import assert_whole_tree
 
 #: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
@@ -36,11 +33,7 @@ def strict_engine(request: pytest.FixtureRequest, database_url: str, engine: Eng
     default (as ``ALTER DATABASE … SET default_transaction_isolation`` would, for this engine's connections only)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("isolation levels of PostgreSQL (SQLite's writers queue at BEGIN IMMEDIATE)")
-    url = make_url(database_url)
-    level = request.param.replace(" ", "\\ ")
-    name = f"strict-{uuid.uuid4().hex[:12]}"  # the pids this test waits for: other tests share the advisory locks
-    options = f"{url.query.get('options', '')} -c default_transaction_isolation={level} -c application_name={name}"
-    strict = make_engine(url.update_query_dict({"options": options}).render_as_string(hide_password=False))
+    strict = named_engine(database_url, default_transaction_isolation=request.param)
     try:
         yield strict
     finally:
@@ -53,44 +46,17 @@ def test_the_court_s_transactions_are_read_committed_whatever_the_server_s_defau
         assert conn.scalar(text("SHOW transaction_isolation")) == "read committed"
 
 
-def _blocked_by(engine: Engine, holder: int) -> int:
-    """How many backends of ``engine`` wait for a lock the backend ``holder`` holds."""
-    with engine.connect() as conn:
-        query = text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = current_setting('application_name') AND :holder = ANY(pg_blocking_pids(pid))"
-        )
-        return conn.scalar(query, {"holder": holder}) or 0
-
-
-def _run_while_holding_the_log(
-    factory: SessionFactory, engine: Engine, waiter: Callable[[], object]
-) -> list[BaseException]:
+def _run_while_holding_the_log(factory: SessionFactory, engine: Engine, waiter: Callable[[], object]) -> None:
     """A clerk's transaction takes the log's lock and records an audit entry; ``waiter`` runs on a thread until it
     waits for that lock (its transaction has read before: its snapshot, under REPEATABLE READ, is older than the
-    entry's leaf); then the clerk commits, appending the leaf. What ``waiter`` raised is returned."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            waiter()
-        except BaseException as exc:  # reported to the test's thread
-            errors.append(exc)
-
+    entry's leaf); then the clerk commits, appending the leaf. Raises what ``waiter`` raised."""
     with factory() as clerk:
         record_audit(clerk, actor=None, action="case.note", target="first", case_no=CASE_A)
         lock_log(clerk)  # as the commit's append does: held until the commit
-        holder = clerk.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while _blocked_by(engine, holder) == 0 and thread.is_alive() and datetime.now(UTC) < deadline:
-            threading.Event().wait(0.02)
-        assert _blocked_by(engine, holder) == 1, "the second writer never waited for the log's lock"
+        second = Side(waiter)
+        wait_for_lock_waits(engine, 1)
         clerk.commit()
-    thread.join(30)
-    assert not thread.is_alive(), "the second writer hung"
-    return errors
+    second.join()
 
 
 def test_an_ingest_waiting_for_the_log_s_lock_appends_after_the_leaf_committed_meanwhile(
@@ -107,9 +73,8 @@ def test_an_ingest_waiting_for_the_log_s_lock_appends_after_the_leaf_committed_m
     batch = [message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True})) for _ in range(3)]
 
     with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"):
-        errors = _run_while_holding_the_log(factory, strict_engine, lambda: results.extend(worker.ingest(batch)))
+        _run_while_holding_the_log(factory, strict_engine, lambda: results.extend(worker.ingest(batch)))
 
-    assert errors == []
     assert [r.outcome for r in results] == [Outcome.STORED] * 3
     failed = [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
     assert failed == [], failed
@@ -130,7 +95,6 @@ def test_a_clerk_waiting_for_the_log_s_lock_appends_after_the_leaf_committed_mea
             record_audit(session, actor=None, action="case.note", target="second", case_no=CASE_A)
             session.commit()
 
-    errors = _run_while_holding_the_log(factory, strict_engine, second_clerk)
+    _run_while_holding_the_log(factory, strict_engine, second_clerk)
 
-    assert errors == []
     assert assert_whole_tree(session_factory) == 0
