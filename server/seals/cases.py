@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
-from server.core.db import NO_KEY_UPDATE
 from server.errors import AlreadyExists, Conflict, Invalid, NotFound
 from server.seals.case_numbers import case_no_spellings, parse_case_no
 from server.seals.models import Case, CaseStatus, Court, Seal
@@ -93,7 +92,7 @@ def find_case(session: Session, *, case_no: str, for_update: bool = False) -> Ca
     query = select(Case).where(Case.case_no.in_(spellings))
     if for_update:
         # Only the case's row: its court is joined (nullable side of an outer join, which cannot be locked).
-        query = query.with_for_update(of=Case, **NO_KEY_UPDATE).execution_options(populate_existing=True)
+        query = query.with_for_update(of=Case, key_share=True).execution_options(populate_existing=True)
     cases = {case.case_no: case for case in session.scalars(query)}
     return next((cases[spelling] for spelling in spellings if spelling in cases), None)
 

@@ -11,11 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
 from seal_protocol import EventType
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key
+from server.app import create_app
 from server.auth.access import Role
 from server.auth.users import get_user
 from server.commands.models import CourtCommand
@@ -28,15 +30,19 @@ from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
 from server.notices.service import Revocation
+from server.removal.lifting import abort_request
 from server.removal.release import release_seal
+from server.removal.steps import get_request
 from server.seals.models import Seal
-from tests.server.auth_helpers import add_user
+from tests.server.auth_helpers import add_user, make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
+from tests.server.removal_world import RemovalWorld, make_world
 
 #: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
 FAILED = ("storing them one by one", "lost a race")
 COURT_KEY = generate_signing_key()
+_TTL = timedelta(minutes=10)
 
 
 @pytest.fixture
@@ -61,7 +67,7 @@ def _issue(factory: SessionFactory, device_id: str, action: CommandAction) -> in
             action=action,
             args={},
             key=COURT_KEY,
-            ttl=timedelta(minutes=10),
+            ttl=_TTL,
             user=user,
             now=utc_now(),
         )
@@ -122,3 +128,58 @@ def test_unbinding_a_seal_while_its_answer_to_a_command_is_ingested_does_not_dea
         assert command is not None and command.state == CommandState.ACKNOWLEDGED  # maybe expired first
         assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-a")) is None
         assert len(session.scalars(select(Event.id)).all()) == 2
+
+
+@pytest.fixture
+def world(
+    pg_engine: Engine, database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> Iterator[RemovalWorld]:
+    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def test_withdrawing_an_approval_while_a_seal_acknowledges_its_disarm_does_not_deadlock(
+    world: RemovalWorld, pg_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The judge's withdrawal (``POST /api/removal-requests/{id}/abort``) withdraws the disarms still pending, then
+    sends each seal an ``arm``, locking the seal's row; the ingest of a seal's ``command_ack`` of its disarm locks its
+    seal's row, then the command. Before, the withdrawal locked the commands first: stopped between the two (the pin
+    holds the judge's row, which the withdrawal's audit entries refer to), it held the disarm the ingest waited for,
+    then waited for the seal the ingest held."""
+    request_id = world.filed()
+    disarms = world.commands(world.approved(request_id))
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    seal = world.seals["seal-a1"]
+    disarm = disarms["seal-a1"].id
+    payload = {"command_id": disarm, "action": "disarm", "result": "disarmed"}
+    ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, payload))
+
+    def withdraw() -> None:
+        with session_scope(factory) as session:
+            judge = get_user(session, username="judge")
+            request = get_request(session, request_id=request_id, for_update=True)
+            reasons = "撤回批准。Approval withdrawn."
+            abort_request(
+                session, actor=judge, request=request, reasons=reasons, key=COURT_KEY, ttl=_TTL, now=utc_now()
+            )
+
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM users WHERE username = 'judge' FOR UPDATE"))
+        judge = Side(withdraw)
+        wait_for_lock_waits(pg_engine, 1)  # the judge holds the disarms (now: and the seals) and waits for the pin
+        ingest = Side(lambda: ingestor.ingest([ack]))
+        wait_for_lock_waits(pg_engine, 2)  # the ingest waits too (before: holding the seal)
+        pin.rollback()
+        judge.join()
+        [result] = ingest.join()
+
+    assert result.outcome is Outcome.STORED, result
+    assert _failed(caplog) == []
+    with factory() as session:
+        states = dict(
+            session.execute(
+                select(CourtCommand.action, CourtCommand.state).where(CourtCommand.device_id == "seal-a1")
+            ).all()
+        )
+    assert states == {"disarm": CommandState.ACKNOWLEDGED, "arm": CommandState.PENDING}  # withdrawn, then answered
