@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.errors import ConfigError
@@ -63,6 +63,15 @@ NO_KEY_UPDATE = {"key_share": True}
 POSTGRESQL_ISOLATION = "READ COMMITTED"
 
 SessionFactory = sessionmaker[Session]
+
+#: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
+RACE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)? Nothing
+    it did was kept: the same work may simply be tried again."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, text
 from seal_protocol import EventType
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key
-from server.app import create_app
+from server.app import LOST_RACE_TEXT, create_app
 from server.auth.access import Role
 from server.auth.users import get_user
 from server.commands.models import CourtCommand
@@ -38,6 +38,7 @@ from tests.server.auth_helpers import add_user, make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
 from tests.server.removal_world import RemovalWorld, make_world
+from tests.server.test_ingest_races import _lose_races
 
 #: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
 FAILED = ("storing them one by one", "lost a race")
@@ -183,3 +184,25 @@ def test_withdrawing_an_approval_while_a_seal_acknowledges_its_disarm_does_not_d
             ).all()
         )
     assert states == {"disarm": CommandState.ACKNOWLEDGED, "arm": CommandState.PENDING}  # withdrawn, then answered
+
+
+def test_an_action_that_loses_a_race_is_answered_503_try_again_and_changes_nothing(
+    world: RemovalWorld, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL breaks a deadlock (or a serialization failure) by failing one transaction; when that is a person's
+    action, they are told to try again (before: a bare 500 Internal Server Error). The database here fails the
+    unbinding's audit entry once with deadlock_detected, as it would the loser of a deadlock."""
+    _lose_races(engine, "40P01", times=1, table="audit_log")
+    unbind = "/api/seals/seal-b/binding"
+
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        refused = world.client.delete(unbind, headers=world.as_("clerk"))
+
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["detail"] == LOST_RACE_TEXT
+    assert any("lost a race" in r.getMessage() for r in caplog.records)
+    with world.session_factory() as session:
+        assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-b")) is not None  # nothing kept
+    again = world.client.delete(unbind, headers=world.as_("clerk"))
+    assert again.status_code == 204, again.text
