@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from seal_protocol import EventType
 from server.audit.service import record_audit
-from server.core.db import SessionFactory, make_session_factory
+from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.evidence.log import lock_log
 from server.ingest.ingestor import Ingestor
@@ -98,3 +98,8 @@ def test_a_clerk_waiting_for_the_log_s_lock_appends_after_the_leaf_committed_mea
     _run_while_holding_the_log(factory, strict_engine, second_clerk)
 
     assert assert_whole_tree(session_factory) == 0
+
+
+def test_an_engine_with_another_isolation_is_refused() -> None:
+    with pytest.raises(ValueError, match="READ COMMITTED"):
+        make_engine("postgresql+psycopg://court@db.invalid/court", isolation_level="REPEATABLE READ")
