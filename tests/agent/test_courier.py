@@ -4,7 +4,8 @@ shows only by chance (the end-to-end cases are in ``test_receipts.py``)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,56 @@ def test_an_event_committed_while_the_connection_comes_up_is_sent_once(outbox: O
         assert link.sent == [1, 2, 3, 4, 5]
     finally:
         courier.stop()
+
+
+class SlowOutbox(Outbox):
+    """The real outbox, whose marking of PUBACKs can be held (a slow SD card): the courier is then between taking
+    its messages and handing items out, while the publisher goes on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.hold = threading.Event()  # set: the next mark waits for ``release``
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def broker_acknowledged(self, seqs: Collection[int]) -> None:
+        if self.hold.is_set():
+            self.hold.clear()
+            self.holding.set()
+            self.release.wait(5)
+        super().broker_acknowledged(seqs)
+
+
+def test_a_reconnect_the_courier_has_not_handled_yet_sends_nothing_before_its_pass(tmp_path: Path) -> None:
+    """The link drops and comes back (the publisher connected again, the courier not yet told) while the courier is
+    busy: it must not take the new connection for the one whose coming up it handled, and hand out an item that the
+    new connection's pass then sends a second time."""
+    link = Link()
+    outbox = SlowOutbox(tmp_path / "outbox.sqlite")
+    with outbox:
+        courier = Courier(outbox, link.send, SystemClock(), connected=link.up.is_set)
+        link.courier = courier
+        for _ in range(3):
+            outbox.append(body)
+        courier.start()
+        try:
+            link.up.set()
+            courier.on_connection(True)
+            assert wait_until(lambda: link.sent == [1, 2, 3], 5)
+            outbox.hold.set()
+            outbox.append(body)
+            courier.notify()
+            assert outbox.holding.wait(5)  # the courier marks event 4's PUBACK, slowly …
+            link.up.clear()  # … the link drops …
+            courier.on_connection(False)
+            link.up.set()  # … and comes back (CONNACK): the publisher has not told the courier yet …
+            outbox.append(body)  # … and an event is committed
+            del link.sent[:]
+            outbox.release.set()
+            wait_until(lambda: bool(link.sent), 0.5)
+            courier.on_connection(True)  # the new connection's pass: everything not receipted, once
+            assert wait_until(lambda: 5 in link.sent and link.sent.count(5) + len(link.sent) >= 6, 5)
+            time.sleep(0.2)  # a second copy would be on its way by now
+            assert link.sent == [1, 2, 3, 4, 5]
+        finally:
+            courier.stop()
