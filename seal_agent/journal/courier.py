@@ -239,7 +239,13 @@ class Courier(Generic[ItemT]):
                     )
                     self._stall()
             elif isinstance(message, _Receipt):
-                self._receipted(message.hashes)
+                try:
+                    self._receipted(message.hashes)
+                except Exception:  # not raised past the messages behind it: a connection change lost would stall
+                    logger.exception(
+                        "%s courier: cannot apply a court receipt; retrying in %.0f s", self.name, self.retry_s
+                    )
+                    self._stall()  # the items stay queued: sent again, the court receipts them again
             elif isinstance(message, _Connection):
                 logger.debug("%s courier: broker %s", self.name, "connected" if message.connected else "disconnected")
                 self._link_up = message.connected
