@@ -45,10 +45,12 @@ from seal_verify import verify_bundle  # noqa: E402
 from server.core.db import make_engine, make_session_factory, session_scope  # noqa: E402
 from server.core.metrics import IngestMetrics  # noqa: E402
 from server.evidence.checkpoints import LogKey  # noqa: E402
+from server.evidence.snapshot_files import SnapshotStore  # noqa: E402
 from server.export.service import ExportConfig, export_case  # noqa: E402
 from server.ingest.ingestor import Ingestor  # noqa: E402
 from server.ingest.results import Message  # noqa: E402
 from server.migrations.run import init_db  # noqa: E402
+from server.removal.proofs import ProofStore  # noqa: E402
 from server.seals.cases import add_case  # noqa: E402
 from server.seals.registry import register_seal  # noqa: E402
 
@@ -146,7 +148,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
             case_no=CASE,
             target=work / "case.zip",
             log_key=key,
-            config=ExportConfig(work / "snapshots", work / "removal-proofs", timedelta(seconds=180)),
+            config=ExportConfig(
+                SnapshotStore(work / "snapshots"), ProofStore(work / "removal-proofs"), timedelta(seconds=180)
+            ),
             actor=None,
             exported_by="bench",
         )

@@ -60,6 +60,10 @@ from server.seals.registry import register_seal
 CASE = "(2021)苏0214执1234号"
 TICK = os.sysconf("SC_CLK_TCK")
 WORKERS = "ingest workers"  # seal-server ingest --workers: a parent and its worker processes
+#: Counted with their living children: the court's verifier process ([mqtt] verifier_process), the workers'.
+WITH_CHILDREN = {"court", WORKERS}
+#: Events per seal the court takes before it is measured (:func:`warm_up`).
+WARM_UP = 1
 
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
@@ -98,12 +102,14 @@ class CpuMeter:
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self.start = {name: cpu_seconds(pid, children=name == WORKERS) for name, pid in pids.items()}
+        self.start = {name: cpu_seconds(pid, children=name in WITH_CHILDREN) for name, pid in pids.items()}
         self.t0 = time.monotonic()
 
     def report(self) -> str:
         wall = time.monotonic() - self.t0
-        used = {name: cpu_seconds(pid, children=name == WORKERS) - self.start[name] for name, pid in self.pids.items()}
+        used = {
+            name: cpu_seconds(pid, children=name in WITH_CHILDREN) - self.start[name] for name, pid in self.pids.items()
+        }
         parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
         load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
         return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
@@ -161,17 +167,35 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         print(f"  py-spy profile of the court (collapsed stacks): {output}")
 
 
+def warm_up(fleet: Fleet, count: int) -> None:
+    """``count`` events per seal into the court before it is measured, then a pause: the first large batch starts
+    the court's verifier process ([mqtt] verifier_process), which takes most of a second to get ready (meanwhile
+    the ingest checks signatures itself); the measure is of the court as it runs, not as it starts."""
+    wanted = {seal.hashes[i] for seal in fleet.seals for i in range(count)}
+    fleet.publish(1, count)
+    if not fleet.wait_receipts(wanted, timeout=120):
+        raise TimeoutError("the warm-up's events were not receipted")
+    time.sleep(2.0)
+    print(f"court: warmed up with {len(wanted)} events")
+
+
 def court_rate(
-    court: CourtProcess, fleet: Fleet, events: int, baseline: float, profile: Path | None, workers: int | None
+    court: CourtProcess,
+    fleet: Fleet,
+    first: int,
+    events: int,
+    baseline: float,
+    profile: Path | None,
+    workers: int | None,
 ) -> None:
     assert court.process is not None and court.broker._process is not None
     pids = {"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()}
     if workers is not None:
         pids[WORKERS] = workers
-    wanted = {seal.hashes[i] for seal in fleet.seals for i in range(events)}
+    wanted = {seal.hashes[i] for seal in fleet.seals for i in range(first - 1, first - 1 + events)}
     with profiled(court.process.pid, profile):
         meter = CpuMeter(pids)
-        start, end = fleet.publish(1, events)
+        start, end = fleet.publish(first, first - 1 + events)
         if not fleet.wait_receipts(wanted, timeout=600):
             raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
     last = max(fleet.receipted[h] for h in wanted)
@@ -280,6 +304,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline-runs", type=int, default=3, help="bare subscriber runs (their median)")
     parser.add_argument("--linger-ms", type=float, help="the court's [mqtt] batch_linger_ms (default: its default)")
     parser.add_argument(
+        "--no-verifier-process",
+        dest="verifier_process",
+        action="store_false",
+        help="the court's [mqtt] verifier_process = false (every signature checked in the ingest's thread)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="ingest processes in all: seal-server run and N-1 `ingest` workers"
     )
     parser.add_argument("--prefill", type=int, default=0, help="events stored (other seals) before the run")
@@ -291,7 +321,7 @@ def main(argv: list[str]) -> int:
     seals = [BenchSeal(f"seal-bench-{n:05d}", CASE) for n in range(args.seals)]
     t0 = time.monotonic()
     for seal in seals:
-        seal.make_events(args.events + args.rate_events)
+        seal.make_events(WARM_UP + args.events + args.rate_events)
     sizes = sorted(len(m) for seal in seals for m in seal.messages)
     gc.freeze()  # the generator's signed events live to the end: its own collections' pauses are not the court's
     print(f"ingest bench on {machine()}")
@@ -308,6 +338,8 @@ def main(argv: list[str]) -> int:
         mqtt = f"batch_size = {args.batch_size}"
         if args.linger_ms is not None:
             mqtt += f"\nbatch_linger_ms = {args.linger_ms}"
+        if not args.verifier_process:
+            mqtt += "\nverifier_process = false"
         if args.workers > 1:
             mqtt += '\nshared_group = "court-ingest"\ngap_wait_s = 1.0'
         settings = court.config_path.read_text().replace("batch_size = 200", mqtt)
@@ -341,12 +373,15 @@ def main(argv: list[str]) -> int:
             if args.pir:
                 probe = PirProbe(root / "pir-seal", broker, court, CASE)
                 probe.start()
-            court_rate(court, fleet, args.events, baseline, args.profile, None if extra is None else extra.pid)
+            warm_up(fleet, WARM_UP)
+            workers = None if extra is None else extra.pid
+            court_rate(court, fleet, WARM_UP + 1, args.events, baseline, args.profile, workers)
             if probe is not None:
                 idle = Series("PIR edge -> intrusion row in the court's database, idle court")
                 probe.measure(20, 0.25, idle)
                 print(idle.row(target_ms=50))
-            latency(court, fleet, args.events + 1, args.events + args.rate_events, args.rate, probe, args.profile)
+            first = WARM_UP + args.events + 1
+            latency(court, fleet, first, first - 1 + args.rate_events, args.rate, probe, args.profile)
             ok = check_database(court, seals)
         finally:
             stack.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
@@ -22,34 +23,42 @@ from server.config import Settings
 from server.context import ServerContext
 from server.core.db import SessionFactory, lost_a_race, make_engine, make_session_factory
 from server.core.live import Change, LiveHub
+from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
-from server.errors import AlreadyExists, CommandsUnavailable, Conflict, Invalid, NotFound
+from server.errors import AlreadyExists, CommandsUnavailable, Conflict, ContentStoreError, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
 from server.evidence.timestamps import Timestamper
 from server.evidence.tsa import TsaClient
-from server.ingest.ingestor import Ingestor
+from server.ingest.changes import live_changes
+from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.liveness import LivenessChecker
 from server.ingest.mqtt import MqttIngest
-from server.ingest.results import IngestResult, Outcome
 from server.notices.errors import NoticesUnavailable
 from server.notices.keys import NoticeKey
 from server.notify.worker import NotificationWorker, webhook_worker
 from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
+from server.stores import Stores
 from server.web import web_router
 from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
 
 logger = logging.getLogger(__name__)
 
+#: At start, the pages wait this long at most for the live feed's subscription (a broker that answers: milliseconds).
+FEED_START_WAIT_S = 2.0
 
-def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
+
+def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool | None = None) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
     the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
     log's checkpointer and the removal settler (woken by the ingest when a seal answers a command). What the ingest
-    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit.
+    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit; with
+    ``[live] feed`` (the default) the bus also shares its changes with the court's other processes over the broker,
+    and shows theirs (:mod:`server.core.live_feed`). ``with_feed`` (default: ``with_ingest``) runs the feed without
+    the ingest: a process that only serves pages.
 
     The tables must exist (``seal-server init-db``).
     """
@@ -69,9 +78,13 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             court_key=CourtKey(settings.commands),
             log_key=log_key,
             notice_key=NoticeKey(settings.notices.key_file),
+            stores=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch),
             live=hub,
         )
         workers: list[Worker] = []
+        feed: LiveFeed | None = None
+        if settings.live.feed and (with_ingest if with_feed is None else with_feed):
+            feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
         if with_ingest:
             settler = RemovalSettler(
                 session_factory,
@@ -82,12 +95,13 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
             ingestor = Ingestor(
                 session_factory,
                 metrics=metrics,
-                snapshot_dir=settings.snapshot_dir,
+                snapshots=context.stores.snapshots,
                 alarms=settings.alarms,
                 on_answer=settler.wake,
                 on_commit=lambda results: hub.publish(live_changes(results)),
                 gap_wait_s=settings.mqtt.gap_wait_s,
                 gap_wait_max_held=settings.mqtt.gap_wait_max_held,
+                verifier=verifier_for(settings.mqtt, metrics),
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(
@@ -113,6 +127,12 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         app.state.context = context
         try:
+            if feed is not None:
+                feed.start()
+                hub.forward_to(feed.send)
+                # A page served before the subscription is granted would be told "gap" (reload) when it is.
+                if not await to_thread.run_sync(feed.wait_subscribed, FEED_START_WAIT_S):
+                    logger.warning("live feed: not subscribed after %.0f s (pages reload then)", FEED_START_WAIT_S)
             if context.ingest is not None:
                 context.ingest.start()
             for worker in workers:
@@ -124,6 +144,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
                 worker.stop()
             if context.ingest is not None:
                 context.ingest.stop()
+            if feed is not None:  # after the ingest's last batch: its changes are sent on
+                hub.forward_to(None)
+                feed.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -146,10 +169,6 @@ def create_app(settings: Settings, *, with_ingest: bool = True) -> FastAPI:
     return app
 
 
-#: What each committed ingest outcome changes on the pages (duplicates, refusals and cleared statuses change nothing).
-_CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT: "snapshot"}
-
-
 Worker = LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | Timestamper | RemovalSettler
 
 
@@ -167,12 +186,6 @@ def log_workers(
     pinned = f"to the roots of {evidence.tsa_ca_file}" if evidence.tsa_ca_file else "unpinned (no tsa_ca_file)"
     logger.info("log checkpoints are time-stamped by %s, verified %s", client.url, pinned)
     return [checkpointer, stamper]
-
-
-def live_changes(results: Sequence[IngestResult]) -> list[Change]:
-    """The pages' changes of a committed ingest batch: one per seal and kind."""
-    seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
-    return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]
 
 
 #: What a request that lost a race with another transaction (PostgreSQL broke a deadlock by failing it) is told.
@@ -221,6 +234,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         state = exc.state if isinstance(exc, IllegalTransition) else None
         return JSONResponse({"detail": str(exc), "state": state}, status_code=status.HTTP_409_CONFLICT)
 
+    async def store_failed(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s: the evidence store failed: %s", request.method, request.url.path, exc)
+        detail = "证据存储暂时无法读取，请稍后再试。 / The evidence store cannot be read now: try again later."
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
     async def too_many_attempts(_request: Request, exc: Exception) -> JSONResponse:
         retry_after = exc.retry_after_s if isinstance(exc, TooManyAttempts) else 60
         headers = {"Retry-After": str(retry_after)}
@@ -235,6 +253,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IllegalTransition, illegal_transition)  # a Conflict that names the current state
     app.add_exception_handler(Invalid, unprocessable)
     app.add_exception_handler(ProofStorageFailed, unavailable)
+    app.add_exception_handler(ContentStoreError, store_failed)  # the store's address stays out of the answer
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
     app.add_exception_handler(TimestampFailed, unavailable)

@@ -145,7 +145,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "check-config":
             _out(
                 f"{args.config}: ok (database {_safe_url(settings.database_url)}, broker "
-                f"{settings.mqtt.host}:{settings.mqtt.port}, API {settings.http.host}:{settings.http.port})"
+                f"{settings.mqtt.host}:{settings.mqtt.port}, API {settings.http.host}:{settings.http.port}, "
+                f"storage {_storage(settings)})"
             )
             return 0
         case "init-db":
@@ -191,7 +192,9 @@ def _run(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.stores import Stores
 
+    Stores.from_settings(settings).check()  # the bucket must answer before the server takes any event
     engine = make_engine(settings.database_url)
     try:
         init_db(engine)
@@ -241,6 +244,13 @@ def _stream_closing_server(config: Any, *, close_streams: Callable[[], None]) ->
 
 def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
     return in_session(settings.database_url, work)
+
+
+def _storage(settings: Settings) -> str:
+    storage = settings.storage
+    if storage.backend == "s3":
+        return f"s3://{storage.bucket}/{storage.key_prefix} at {storage.endpoint_url or 'AWS ' + storage.region}"
+    return f"directory {settings.snapshot_dir}"
 
 
 def _safe_url(url: str) -> str:

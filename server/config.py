@@ -29,7 +29,16 @@ from pydantic import (
     model_validator,
 )
 
-from server.config_sections import AlarmSettings, EvidenceSettings, LivenessSettings, NoticeSettings, WebSettings
+from server.config_sections import (
+    AlarmSettings,
+    EvidenceSettings,
+    IngestSettings,
+    LivenessSettings,
+    LiveSettings,
+    NoticeSettings,
+    WebSettings,
+)
+from server.config_storage import StorageSettings
 from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
 
@@ -93,6 +102,13 @@ class MqttSettings(BaseModel):
         "before it stores them, so that a steady stream is stored in fewer, larger transactions (each costs about "
         "a millisecond of CPU whatever its size). It adds at most this much to an event's time to its commit. 0: "
         "store at once.",
+    )
+    verifier_process: bool = Field(
+        True,
+        description="Check the events' Ed25519 signatures partly in a process of its own, while the ingest decodes "
+        "the next events of the batch (about as much CPU as the decoding, on another core and outside the "
+        "ingest's interpreter lock). If that process fails, the ingest checks them itself. false: all in the "
+        "ingest's thread (a single-core machine).",
     )
     shared_group: OptionalName = Field(
         None,
@@ -227,7 +243,7 @@ class RemovalSettings(BaseModel):
     proof_dir: OptionalPath = Field(
         None,
         description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
-        "SHA-256. Unset: `removal-proofs` beside snapshot_dir.",
+        "SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = \"s3\".",
     )
     proof_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
@@ -273,7 +289,9 @@ class Settings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path/court.db or postgresql+psycopg://user@host/db. "
         f"${DATABASE_URL_ENV} overrides it.",
     )
-    snapshot_dir: Path = Field(description="Directory of snapshot files, each named by its SHA-256.")
+    snapshot_dir: Path = Field(
+        description="Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = \"s3\")."
+    )
     offline_after_s: int = Field(
         180,
         ge=10,
@@ -304,6 +322,16 @@ class Settings(BaseModel):
         default_factory=RemovalSettings, description="Removal requests: proof files and the creditor's views."
     )
     web: WebSettings = Field(default_factory=WebSettings, description="The court's pages and their live stream.")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings,
+        description="Where snapshots and removal proofs are kept: a directory, or an S3-compatible bucket.",
+    )
+    live: LiveSettings = Field(
+        default_factory=LiveSettings, description="The court's live feed: every process's changes on every page."
+    )
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings, description="The `seal-server ingest` workers' own metrics endpoints."
+    )
 
     @property
     def proof_dir(self) -> Path:

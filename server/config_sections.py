@@ -1,11 +1,11 @@
-"""Sections of the server's settings (:mod:`server.config`) about alarms, liveness, the pages' live stream, the
-evidence log and the printed notice."""
+"""Sections of the server's settings (:mod:`server.config`) about alarms, liveness, the pages' live stream and the
+court's live feed, the ingest workers' metrics, the evidence log and the printed notice."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.config_types import OptionalHttpUrl, OptionalPath, PublicUrl
+from server.config_types import OptionalHttpUrl, OptionalPath, OptionalPort, PublicUrl
 
 
 class AlarmSettings(BaseModel):
@@ -64,6 +64,36 @@ class WebSettings(BaseModel):
         le=1_000_000,
         description="How many recent changes the server keeps to replay to a reconnecting page; a page that missed "
         "more is told to reload.",
+    )
+
+
+class LiveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feed: bool = Field(
+        True,
+        description="Share what each court process commits (seal-server run, each seal-server ingest worker, on any "
+        "machine) over the court's broker (topic court/v1/live, the court's account only), so that every process's "
+        "pages show it live. false: a page shows only what its own process commits until it is reloaded (right "
+        "only for one process).",
+    )
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address each `seal-server ingest` worker serves its Prometheus /metrics on (seal-server run "
+        "serves its own on the API's listener). Only an address Prometheus must reach: not a public one.",
+    )
+    metrics_port: OptionalPort = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the first `seal-server ingest` worker's /metrics; worker i (1..N) serves on "
+        "metrics_port + i - 1. Unset: the workers serve no metrics (each logs a warning at start).",
     )
 
 

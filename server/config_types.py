@@ -42,3 +42,11 @@ OptionalHttpUrl = Annotated[
 
 #: A name that may be left out: absent, or ``""`` in the file, is ``None``.
 OptionalName = Annotated[str | None, BeforeValidator(_empty_means_none)]
+
+#: An S3 bucket's name (3–63 lowercase letters, digits, dots and hyphens) that may be left out (``""`` is ``None``).
+BucketName = Annotated[
+    Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None, BeforeValidator(_empty_means_none)
+]
+
+#: A TCP port that may be left out: absent, or ``""`` in the file, is ``None``.
+OptionalPort = Annotated[int | None, BeforeValidator(_empty_means_none)]

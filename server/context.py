@@ -1,5 +1,6 @@
 """What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the
-notice key, the pages' live bus, the MQTT ingest and the command dispatcher. Built by ``create_app``."""
+notice key, the stores of snapshots and removal proofs, the pages' live bus, the MQTT ingest and the command
+dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
 from server.notices.keys import NoticeKey
+from server.stores import Stores
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ServerContext:
     court_key: CourtKey
     log_key: LogKey
     notice_key: NoticeKey
+    stores: Stores
     live: LiveHub = field(default_factory=LiveHub)
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None

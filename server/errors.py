@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -48,3 +49,23 @@ class BrokerUnavailable(ServerError, ConnectionError):
 
 class CommandsUnavailable(ServerError, RuntimeError):
     """Commands cannot be issued: the court's signing key is not configured or cannot be read."""
+
+
+class ContentStoreError(ServerError, OSError):
+    """The store of snapshots and proof files failed: the same path as a disk error of the directory store (the
+    ingest quarantines the message unreceipted, so the seal sends it again; a filing is refused with 503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EIO, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class ContentStoreUnavailable(ContentStoreError):
+    """The store did not answer (connection refused, timed out, a 5xx), or refused our credentials."""
+
+
+class ContentMismatch(ContentStoreError):
+    """An object stored under a SHA-256 holds other bytes: someone with the store's write access put them there
+    first, or they were damaged. Never taken for the object we meant to store."""

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("text", "json")
 
-#: Libraries whose INFO lines say nothing an operator needs (Alembic announces its context on every start): they log
-#: from WARNING up, unless the level asked for is DEBUG.
-QUIET_LOGGERS = ("alembic",)
+#: Libraries whose INFO lines say nothing an operator needs (Alembic announces its context on every start; botocore
+#: where it found credentials): they log from WARNING up, unless the level asked for is DEBUG.
+QUIET_LOGGERS = ("alembic", "boto3", "botocore")
 
 
 def add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:

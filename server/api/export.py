@@ -58,7 +58,7 @@ def export_bundle(
                 case_no=case.case_no,
                 target=workdir / "case.zip",
                 log_key=context.log_key,
-                config=ExportConfig.from_settings(context.settings),
+                config=ExportConfig.from_settings(context.settings, stores=context.stores),
                 actor=user,
                 exported_by=user.username,
                 time_range=TimeRange(start, end),

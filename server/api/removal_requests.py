@@ -10,7 +10,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from server.api.deps import (
     ContextDep,
@@ -33,6 +33,7 @@ from server.api.removal_schemas import (
 )
 from server.api.routing import ValidatedRoute
 from server.api.schemas import NO_NUL
+from server.api.stored import stored_response
 from server.auth.access import Permission
 from server.config import RemovalSettings
 from server.core.base import utc_now
@@ -40,7 +41,7 @@ from server.core.live import Change
 from server.errors import NotFound
 from server.removal.disarm import settle_on_read
 from server.removal.grounds import RemovalGround
-from server.removal.proofs import CheckedProof, ProofStore, check_proof
+from server.removal.proofs import CheckedProof, check_proof
 from server.removal.service import add_view, cancel_request, check_filing, file_request, store_proofs
 from server.removal.steps import list_requests
 from server.seals.models import Case
@@ -98,7 +99,7 @@ def file(
     check_filing(session, case_no=case.case_no, statement=statement, files=len(uploads), settings=settings)
     session.commit()
     proofs = [_checked(upload, settings.proof_max_bytes) for upload in uploads]
-    store = ProofStore(context.settings.proof_dir)
+    store = context.stores.proofs
     store_proofs(store, proofs, case_no=case.case_no)
     now = utc_now()
     request = file_request(
@@ -157,7 +158,7 @@ def read_request(
 @router.get(
     "/removal-requests/{request_id}/proofs/{sha256}",
     responses=NOT_FOUND,
-    response_class=FileResponse,
+    response_class=StreamingResponse,
 )
 def read_proof(
     request_id: RowIdPath,
@@ -165,28 +166,26 @@ def read_proof(
     user: CurrentUser,
     session: SessionDep,
     context: ContextDep,
-) -> FileResponse:
+) -> StreamingResponse:
     """One proof file of a removal request, as a download."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
     proof = next((p for p in request.proofs if p.sha256 == sha256), None)
     if proof is None:
         raise NotFound(f"removal request {request_id} has no proof {sha256}")
-    path = ProofStore(context.settings.proof_dir).proof_path(proof.sha256, proof.media_type)
-    if not path.is_file():
+    store = context.stores.proofs
+    blob = store.open_proof(proof.sha256, proof.media_type)
+    if blob is None:
         logger.error(
-            "the file of proof %s of removal request %d is missing from %s: evidence is lost", sha256, request_id, path
+            "the file of proof %s of removal request %d is missing from %s: evidence is lost",
+            sha256,
+            request_id,
+            store.backend.description,
         )
         raise NotFound(f"the file of proof {sha256} is missing")
     details = {"request_id": request_id, "filename": proof.filename}
     audit_read(context, user, action="evidence.proof", target=sha256, case_no=request.case_no, details=details)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
-    return FileResponse(
-        path,
-        media_type=proof.media_type,
-        filename=proof.filename,
-        content_disposition_type="attachment",
-        headers=headers,
-    )
+    return stored_response(blob, media_type=proof.media_type, headers=headers, attachment=proof.filename)
 
 
 @router.post("/removal-requests/{request_id}/cancel", responses=NOT_FOUND | STATE_CONFLICT)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from server.api.deps import ContextDep, CurrentUser, SessionDep, audit_read, case_with
 from server.api.routing import ValidatedRoute
 from server.api.schemas import SnapshotPublic
+from server.api.stored import stored_response
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
 from server.evidence.models import Snapshot
-from server.evidence.snapshot_files import SnapshotStore
 from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
@@ -33,18 +33,20 @@ def list_case_snapshots(
 
 @router.get(
     "/snapshots/{sha256}",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The JPEG, byte for byte as the seal sent it."},
         404: {"description": "No such snapshot, or not of one of your cases"},
     },
 )
-def download_snapshot(sha256: Sha256, user: CurrentUser, session: SessionDep, context: ContextDep) -> FileResponse:
+def download_snapshot(
+    sha256: Sha256, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> StreamingResponse:
     """Download a snapshot of a case you may see."""
     snapshot = snapshot_for(session, user, sha256)
-    path = SnapshotStore(context.settings.snapshot_dir).path_for(snapshot.sha256)
-    if not path.is_file():
+    blob = context.stores.snapshots.open(snapshot.sha256)  # streamed through the server: no link to the store
+    if blob is None:
         raise NotFound(f"snapshot {sha256} is recorded but its file is missing")
     details = {"device_id": snapshot.device_id}
     audit_read(context, user, action="evidence.snapshot", target=sha256, case_no=snapshot.case_no, details=details)
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+    return stored_response(blob, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

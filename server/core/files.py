@@ -1,4 +1,5 @@
-"""Files addressed by their SHA-256: ``<directory>/<sha256><suffix>`` (snapshots, removal proofs).
+"""A directory of files named by their SHA-256: ``<directory>/<sha256><suffix>`` (the default
+:class:`~server.core.object_store.ObjectBackend` of snapshots and removal proofs).
 
 A file is written to a temporary name of its own, flushed to disk and renamed, and the directory is flushed too, so a
 crash leaves either no file or the whole file — and once the caller commits the row that names it, the file survives
@@ -7,11 +8,14 @@ a power cut. Writing the same bytes twice, even at once, is harmless: the name i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+from server.core.blobs import CHUNK_BYTES, Blob
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -20,33 +24,31 @@ def is_sha256(text: str) -> bool:
     return _SHA256.fullmatch(text) is not None
 
 
-class ContentStore:
-    """A directory of files named by the SHA-256 of their bytes (and ``suffix``)."""
+class DirectoryObjects:
+    """Objects as files of one directory, created when the first is written."""
 
-    def __init__(self, directory: Path, suffix: str = "") -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.suffix = suffix
+        self.description = f"directory {directory}"
 
-    def path_for(self, sha256: str, suffix: str | None = None) -> Path:
-        if not is_sha256(sha256):
-            raise ValueError(f"not a SHA-256 (64 lowercase hex digits): {sha256!r}")
-        return self.directory / f"{sha256}{self.suffix if suffix is None else suffix}"
+    def path_for(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"not an object's name: {name!r}")
+        return self.directory / name
 
-    def put(self, sha256: str, data: bytes, suffix: str | None = None) -> Path:
-        """Store ``data`` under ``sha256`` (which the caller has checked) and return its path; raise ``OSError``.
+    def put_once(self, name: str, data: bytes) -> bool:
+        """Write ``data`` as ``name`` unless that file exists.
 
         Each writer has a temporary file of its own (:func:`tempfile.mkstemp` in the directory): two writers of
         the same bytes at once — the same receipt filed twice — each write and rename their own, and neither
         truncates a file the other is about to rename. The first rename is the file; the second replaces it with
-        the same bytes."""
-        path = self.path_for(sha256, suffix)
-        if path.exists() and path.stat().st_size == len(data):
-            return path  # already stored (its name is its hash): no need to read the data again
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError("the bytes do not match their SHA-256")
+        the same bytes (the caller has checked that the name is their hash)."""
+        path = self.path_for(name)
+        if path.exists():
+            return False
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(temp)
         try:
             with open(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o640)
@@ -62,4 +64,28 @@ class ContentStore:
             os.fsync(directory)
         finally:
             os.close(directory)
-        return path
+        return True
+
+    def open(self, name: str) -> Blob | None:
+        try:
+            fh = self.path_for(name).open("rb")
+        except FileNotFoundError:
+            return None
+        return Blob(os.fstat(fh.fileno()).st_size, _chunks(fh))
+
+    def size(self, name: str) -> int | None:
+        try:
+            return self.path_for(name).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def check(self) -> None:
+        """Nothing to check: the directory is created by the first write, and a disk error fails that write."""
+
+
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    try:
+        while chunk := fh.read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        fh.close()

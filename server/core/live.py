@@ -10,9 +10,15 @@ reconnects with (``Last-Event-ID``). The last ``ring_size`` changes are kept, so
 replayed; one that missed more — or comes from another epoch (the server restarted) — is told so, never left with a
 silent hole (:meth:`LiveHub.since` returns ``None``: "gap, reload").
 
+Changes cross processes through the court's live feed (:mod:`server.core.live_feed`): :meth:`LiveHub.publish` hands
+what this process committed to the feed too (:meth:`LiveHub.forward_to`), and the feed hands what other processes
+committed to :meth:`LiveHub.relay`, which delivers it here and sends it nowhere. When the feed cannot say what this
+process missed (its connection dropped, a message of another process went missing), it calls :meth:`LiveHub.gap`:
+every open stream is told "gap, reload" and the epoch changes, so no position given out before is replayed.
+
 :meth:`LiveHub.publish` is thread-safe (the ingest publishes from its MQTT thread); a :class:`Subscription` is woken
 on the event loop it was made on. A subscription that does not keep up (more than ``max_pending`` changes waiting) is
-marked ``overflowed``: its stream says "gap" and ends instead of holding memory for a reader that is gone.
+marked with the gap ``overflow``: its stream says "gap" and ends instead of holding memory for a reader that is gone.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import asyncio
 import secrets
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -63,17 +69,29 @@ class Subscription:
     loop: asyncio.AbstractEventLoop
     max_pending: int
     pending: list[tuple[int, Change]] = field(default_factory=list)
-    overflowed: bool = False
+    #: Why this stream cannot go on without a reload ("overflow", "feed", …), or ``None``.
+    gap: str | None = None
     closed: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def overflowed(self) -> bool:
+        """Changes were missed (:attr:`gap` says why): the stream must say "gap" and end."""
+        return self.gap is not None
 
     def _deliver(self, numbered: list[tuple[int, Change]]) -> None:
         """Called with the hub's lock held, from any thread."""
         if len(self.pending) + len(numbered) > self.max_pending:
-            self.overflowed = True
-            self.pending.clear()
+            self._missed("overflow")
         else:
             self.pending.extend(numbered)
+            self._wake()
+
+    def _missed(self, reason: str) -> None:
+        """Called with the hub's lock held, from any thread."""
+        if self.gap is None:
+            self.gap = reason
+        self.pending.clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -104,6 +122,7 @@ class LiveHub:
         self._ring: deque[tuple[int, Change]] = deque(maxlen=ring_size)
         self._subscriptions: set[Subscription] = set()
         self._max_pending = max_pending
+        self._forward: Callable[[list[Change]], None] | None = None
         self.closed = False
 
     @property
@@ -112,8 +131,23 @@ class LiveHub:
         with self.lock:
             return Position(self.epoch, self._seq)
 
+    def forward_to(self, send: Callable[[list[Change]], None] | None) -> None:
+        """Hand what :meth:`publish` gets to ``send`` as well (the live feed; it must not block), or to nobody."""
+        with self.lock:
+            self._forward = send
+
     def publish(self, changes: Iterable[Change]) -> None:
-        """Number ``changes`` and hand them to every subscription (call after the commit; any thread)."""
+        """Number ``changes`` and hand them to every subscription, and to the feed for the court's other processes
+        (call after the commit; any thread)."""
+        changes = list(changes)
+        self.relay(changes)
+        forward = self._forward
+        if forward is not None and changes:
+            forward(changes)
+
+    def relay(self, changes: Iterable[Change]) -> None:
+        """Number ``changes`` and hand them to every subscription of this process only (what another process
+        committed, received from the feed; any thread)."""
         with self.lock:
             numbered = []
             for change in changes:
@@ -154,6 +188,18 @@ class LiveHub:
             if after.seq + 1 < oldest:
                 return None
             return [(seq, change) for seq, change in self._ring if after.seq < seq <= until.seq]
+
+    def gap(self, reason: str) -> None:
+        """Changes may have been missed (``reason``: what the streams are told): every open stream says "gap" and
+        ends (its page reloads), and a new epoch begins, so that no position given out before is replayed."""
+        with self.lock:
+            self.epoch = secrets.token_hex(4)
+            # A number skipped: a stream that read the new epoch with a number of the old one (it took changes just
+            # before the gap) cannot be replayed from there, even when nothing is published after the gap.
+            self._seq += 1
+            self._ring.clear()
+            for subscription in self._subscriptions:
+                subscription._missed(reason)
 
     def close(self) -> None:
         """The server is stopping: every stream ends (its browser shows the stale banner and reconnects later)."""

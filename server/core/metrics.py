@@ -4,6 +4,11 @@ Counters are incremented only after the transaction holding the message's row ha
 retried message by message is never counted twice. The gauge of live alarms by kind is refreshed by the liveness
 checker on each of its rounds; the gauges of seals and of the ingest's progress are set when ``/metrics`` is read.
 :meth:`IngestMetrics.snapshot` reads the same registry back (for the health check and the tests).
+
+Each process has its own registry and serves it itself: ``seal-server run`` on its ``/metrics``, each ``seal-server
+ingest`` worker on a port of its own (:mod:`server.core.metrics_http`), each a Prometheus target. prometheus_client's
+multiprocess mode was not chosen: it works on one machine only, needs a directory wiped at every start, and does not
+support what this registry does (gauges cleared and set at scrape time).
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class MetricsSnapshot:
     ignored: int = 0
     #: RFC 3161 time stamps of checkpoints by result: "stamped", or why none was kept (unreachable, refused, ...).
     timestamps: dict[str, int] = field(default_factory=dict)
+    #: Messages of the court's live feed by result (sent, unsent, received, duplicate, malformed).
+    live_feed: dict[str, int] = field(default_factory=dict)
+    #: The pages' streams told to reload because changes may have been missed, by reason.
+    live_gaps: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -73,7 +82,9 @@ class IngestMetrics:
     """The server's registry of metrics. Thread-safe; :meth:`wait_until` lets a caller (a test, a health probe) wait
     for progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, seal_gauges: bool = True) -> None:
+        """``seal_gauges``: the gauges of seals online and registered, which ``seal-server run`` sets from the
+        database at each scrape (an ingest worker has none: its /metrics would say 0)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._cond = threading.Condition()
         self._lock = threading.Lock()  # the gauges a scrape sets, and the reasons it lists
@@ -90,10 +101,13 @@ class IngestMetrics:
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
-        self._seals_online = Gauge(
-            "seal_seals_online", "Seals whose last status is online and that were heard from recently.", registry=r
-        )
-        self._seals_registered = Gauge("seal_seals_registered", "Seals registered.", registry=r)
+        self._seals_online: Gauge | None = None
+        self._seals_registered: Gauge | None = None
+        if seal_gauges:
+            self._seals_online = Gauge(
+                "seal_seals_online", "Seals whose last status is online and that were heard from recently.", registry=r
+            )
+            self._seals_registered = Gauge("seal_seals_registered", "Seals registered.", registry=r)
         self._broker_connected = Gauge(
             "seal_broker_connected", "1 if the ingest holds an accepted MQTT connection.", registry=r
         )
@@ -110,6 +124,11 @@ class IngestMetrics:
         )
         self._storage_retries = Counter(
             "seal_ingest_storage_retries", "Batches retried because the database did not answer.", registry=r
+        )
+        self._verifier_failures = Counter(
+            "seal_ingest_verifier_failures",
+            "Times the verifier process failed (the ingest then checked the signatures itself).",
+            registry=r,
         )
         #: Receive → commit seconds of every message the ingest stored.
         self.commit_latency = Histogram(
@@ -158,6 +177,30 @@ class IngestMetrics:
         self._settle_failures = Counter(
             "seal_removal_settle_failures", "Removal requests the settler could not settle (an error).", registry=r
         )
+        self._live_feed = Counter(
+            "seal_live_feed_messages",
+            "Messages of the court's live feed, by result: sent, unsent (the broker did not take it: its receivers "
+            "see a hole and reload), received, duplicate, malformed (ignored).",
+            ["result"],
+            registry=r,
+        )
+        self._live_gaps = Counter(
+            "seal_live_gaps",
+            "Times the open pages were told to reload because changes of other processes may have been missed, by "
+            "reason: disconnected, subscribed (the feed was down a while), hole (a message was missed).",
+            ["reason"],
+            registry=r,
+        )
+        self._live_feed_connected = Gauge(
+            "seal_live_feed_connected", "1 while the court's live feed holds an accepted MQTT connection.", registry=r
+        )
+        self._content_mismatches = Counter(
+            "seal_content_mismatches",
+            "Stored objects (snapshots, removal proofs) found holding other bytes than the SHA-256 they are named by, "
+            "by store.",
+            ["store"],
+            registry=r,
+        )
 
     def _counted(self, counter: Counter, amount: float = 1) -> None:
         with self._cond:
@@ -184,6 +227,9 @@ class IngestMetrics:
 
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)
+
+    def count_verifier_failure(self) -> None:
+        self._counted(self._verifier_failures)
 
     def count_notification(self, *, delivered: bool, final: bool) -> None:
         """One webhook attempt: delivered, or failed (``final``: no attempt is left, the notification failed)."""
@@ -213,6 +259,24 @@ class IngestMetrics:
 
     def count_settle_failure(self) -> None:
         self._counted(self._settle_failures)
+
+    def count_live_feed(self, result: str, n: int = 1) -> None:
+        """A message of the live feed was sent, not sent, received, a duplicate, or malformed."""
+        self._counted(self._live_feed.labels(result=result), n)
+
+    def count_live_gap(self, reason: str) -> None:
+        """The pages were told to reload (``reason``: why changes may have been missed)."""
+        self._counted(self._live_gaps.labels(reason=reason))
+
+    def set_live_feed_connected(self, connected: bool) -> None:
+        self._live_feed_connected.set(int(connected))
+
+    def count_content_mismatch(self, store: str) -> None:
+        """An object of ``store`` (its kind: snapshot, removal proof) holds other bytes than its name promises."""
+        self._counted(self._content_mismatches.labels(store=store))
+
+    def content_mismatches(self) -> dict[str, int]:
+        return self._by_label("seal_content_mismatches", "store")
 
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:
@@ -245,6 +309,8 @@ class IngestMetrics:
             storage_retries=int(value("seal_ingest_storage_retries_total") or 0),
             ignored=int(value("seal_messages_ignored_total") or 0),
             timestamps=self._by_label("seal_log_timestamps", "result"),
+            live_feed=self._by_label("seal_live_feed_messages", "result"),
+            live_gaps=self._by_label("seal_live_gaps", "reason"),
         )
 
     def _by_label(self, name: str, label: str) -> dict[str, int]:
@@ -272,14 +338,21 @@ class IngestMetrics:
     ) -> str:
         """The Prometheus text format (version 0.0.4) of the registry, with the gauges only a scrape knows set
         first. Every known reason is listed, at 0 if never seen."""
-        progress = progress or IngestProgress(0, 0.0, None)
         with self._lock:
-            for reason in reasons:
-                self._rejected.labels(reason=reason)
+            assert self._seals_online is not None and self._seals_registered is not None, "made without seal gauges"
             self._seals_online.set(seals_online)
             self._seals_registered.set(seals_total)
-            self._broker_connected.set(int(broker_connected))
-            self._unstored.set(progress.unstored)
-            self._oldest_unstored.set(round(progress.oldest_unstored_s, 3))
-            self._storage_failing.set(int(progress.storage_failing_since is not None))
+            self.set_scrape_gauges(broker_connected=broker_connected, reasons=reasons, progress=progress)
             return generate_latest(self.registry).decode("utf-8")
+
+    def set_scrape_gauges(
+        self, *, broker_connected: bool, reasons: Iterable[str], progress: IngestProgress | None
+    ) -> None:
+        """Set the ingest's gauges that only a scrape knows, and list every known reason (at 0 if never seen)."""
+        progress = progress or IngestProgress(0, 0.0, None)
+        for reason in reasons:
+            self._rejected.labels(reason=reason)
+        self._broker_connected.set(int(broker_connected))
+        self._unstored.set(progress.unstored)
+        self._oldest_unstored.set(round(progress.oldest_unstored_s, 3))
+        self._storage_failing.set(int(progress.storage_failing_since is not None))

@@ -1,20 +1,24 @@
-"""Snapshot files, addressed by their SHA-256: ``<snapshot_dir>/<sha256>.jpg``, and the check that one is a JPEG.
+"""Snapshots, addressed by their SHA-256: ``<sha256>.jpg`` in a directory or a bucket, and the check that one is a
+JPEG.
 
-A file is written atomically (:class:`~server.core.files.ContentStore`): once the ingest acknowledges the message,
-the file survives a power cut. Writing the same picture twice is harmless: the name is its content's hash.
+An object is written once and completely (:class:`~server.core.object_store.ContentStore`): once the ingest
+acknowledges the message, the picture survives a power cut. Writing the same picture twice is harmless: the name is
+its content's hash.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES as MAX_SNAPSHOT_BYTES
-from server.core.files import ContentStore
+from server.core.blobs import ObjectBackend
+from server.core.object_store import ContentStore
 
 #: Start-of-frame markers (baseline, progressive, lossless, arithmetic …); 0xC4, 0xC8 and 0xCC are not frames.
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
@@ -115,7 +119,7 @@ def _frame(data: bytes) -> _Frame | str:
 
 
 class SnapshotStore(ContentStore):
-    """Snapshot files: ``<snapshot_dir>/<sha256>.jpg``."""
+    """Snapshots: ``<sha256>.jpg`` in ``backend`` (a :class:`~pathlib.Path`: ``snapshot_dir``)."""
 
-    def __init__(self, directory: Path) -> None:
-        super().__init__(directory, ".jpg")
+    def __init__(self, backend: ObjectBackend | Path, *, on_mismatch: Callable[[str], None] | None = None) -> None:
+        super().__init__(backend, ".jpg", kind="snapshot", on_mismatch=on_mismatch)

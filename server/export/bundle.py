@@ -8,7 +8,7 @@ import base64
 import hashlib
 import logging
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,10 +70,13 @@ class BundleWriter:
         self._write(path, data)
         self._files[path] = {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
-    def add_files(self, what: str, files: list[tuple[str, Path]]) -> None:
-        """Copy the files ``(zip path, source)``, reporting progress."""
-        for done, (path, source) in enumerate(files, start=1):
-            self.add(path, source.read_bytes())
+    def add_files(self, what: str, files: list[tuple[str, Callable[[], bytes | None]]]) -> None:
+        """Add the files ``(zip path, read)``, one read at a time, reporting progress; a file ``read`` gives
+        ``None`` for is left out."""
+        for done, (path, read) in enumerate(files, start=1):
+            data = read()
+            if data is not None:
+                self.add(path, data)
             if self._progress is not None and (done % 100 == 0 or done == len(files)):
                 self._progress.files(what, done, len(files))
 

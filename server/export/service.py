@@ -17,8 +17,10 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -29,7 +31,7 @@ from server.audit.service import Actor, record_audit
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.db import make_session_factory
-from server.errors import NotFound
+from server.errors import ContentMismatch, ContentStoreError, NotFound
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import TimestampFailed
 from server.evidence.models import LogCheckpoint
@@ -45,8 +47,12 @@ from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.export.report import CheckpointFacts, render_report
 from server.removal.proofs import EXTENSIONS, ProofStore
 from server.seals.cases import find_case
+from server.stores import Stores
 
 logger = logging.getLogger(__name__)
+
+#: Reads a file for the bundle: its bytes, or ``None`` to leave it out.
+Reader = Callable[[], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -64,16 +70,18 @@ class ExportResult:
 class ExportConfig:
     """What an export needs of the server's configuration."""
 
-    snapshot_dir: Path
-    proof_dir: Path
+    snapshots: SnapshotStore
+    proofs: ProofStore
     offline_after: timedelta
     tsa: TsaClient | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ExportConfig:
+    def from_settings(cls, settings: Settings, *, stores: Stores | None = None) -> ExportConfig:
+        """The export's configuration; ``stores``: the server's, or (a command) built from ``settings``."""
+        stores = stores or Stores.from_settings(settings)
         return cls(
-            settings.snapshot_dir,
-            settings.proof_dir,
+            stores.snapshots,
+            stores.proofs,
             timedelta(seconds=settings.offline_after_s),
             TsaClient.from_settings(settings.evidence),
         )
@@ -110,6 +118,8 @@ def export_case(
         _record(session, staged, actor=actor, exported_by=exported_by, digest=digest)
         session.commit()
         os.replace(temp, target)
+    except ContentStoreError as exc:  # (an OSError too: before the disk's)
+        raise ExportFailed(f"the evidence store cannot be read: {exc}") from None
     except OSError as exc:
         raise ExportFailed(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
@@ -224,11 +234,11 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
         writer.add(f"seals/{device_id}.json", json_lines([record])[:-1])
     writer.add("events.jsonl", b"".join(line.raw + b"\n" for line in evidence.events))
     writer.add("events-meta.jsonl", json_lines(line.meta() for line in evidence.events))
-    writer.add_files("snapshots", _snapshot_files(evidence, SnapshotStore(config.snapshot_dir)))
+    writer.add_files("snapshots", _snapshot_files(evidence, config.snapshots))
     writer.add("snapshots.jsonl", json_lines(evidence.snapshots))
     writer.add("alarms.jsonl", json_lines(evidence.alarms))
     writer.add("commands.jsonl", json_lines(evidence.commands))
-    writer.add_files("removal proofs", _proof_files(evidence, ProofStore(config.proof_dir)))
+    writer.add_files("removal proofs", _proof_files(evidence, config.proofs))
     writer.add("removal.jsonl", json_lines(evidence.removal))
     writer.add("audit.jsonl", b"".join(line.record + b"\n" for line in evidence.audit))
     writer.add("audit-meta.jsonl", json_lines(line.meta() for line in evidence.audit))
@@ -241,32 +251,50 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
         writer.add("log/tsa-chain.pem", staged.stamp[1])
 
 
-def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Path]]:
-    """The held snapshots' files; a row whose file is gone is listed ``present: false`` (and logged)."""
-    found = []
+def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Reader]]:
+    """The held snapshots' files, each read (and its hash checked) when it is added; a row whose file is gone, or
+    holds other bytes than its hash, is listed ``present: false`` (and logged; a mismatch is counted too)."""
+    found: list[tuple[str, Reader]] = []
     for record in evidence.snapshots:
-        if not record["present"]:
-            continue
-        path = store.path_for(record["sha256"])
-        if path.is_file():
-            found.append((f"snapshots/{record['sha256']}.jpg", path))
-        else:
-            logger.warning("snapshot %s of case %s is recorded but its file is missing", path, evidence.case_no)
-            record.update(present=False, received_at=None, size=None)
+        if record["present"]:
+            found.append((f"snapshots/{record['sha256']}.jpg", partial(_snapshot_bytes, store, record, evidence)))
     return found
 
 
-def _proof_files(evidence: CaseEvidence, store: ProofStore) -> list[tuple[str, Path]]:
-    found: dict[str, Path] = {}
+def _snapshot_bytes(store: SnapshotStore, record: JsonDict, evidence: CaseEvidence) -> bytes | None:
+    data = _checked_read(lambda: store.read(record["sha256"]), f"snapshot {record['sha256']}", evidence)
+    if data is None:
+        record.update(present=False, received_at=None, size=None)
+    return data
+
+
+def _proof_files(evidence: CaseEvidence, store: ProofStore) -> list[tuple[str, Reader]]:
+    proofs: dict[str, list[JsonDict]] = {}  # a zip path -> the records of that file (one file, maybe many requests)
     for request in evidence.removal:
         for proof in request["proofs"]:
-            path = store.proof_path(proof["sha256"], proof["media_type"])
-            proof["present"] = path.is_file()
-            if proof["present"]:
-                found[f"removal/{proof['sha256']}{EXTENSIONS[proof['media_type']][0]}"] = path
-            else:
-                logger.warning("removal proof %s of case %s is missing", path, evidence.case_no)
-    return sorted(found.items())
+            proofs.setdefault(f"removal/{proof['sha256']}{EXTENSIONS[proof['media_type']][0]}", []).append(proof)
+    return [(path, partial(_proof_bytes, store, records, evidence)) for path, records in sorted(proofs.items())]
+
+
+def _proof_bytes(store: ProofStore, records: list[JsonDict], evidence: CaseEvidence) -> bytes | None:
+    sha256, media_type = records[0]["sha256"], records[0]["media_type"]
+    data = _checked_read(lambda: store.read_proof(sha256, media_type), f"removal proof {sha256}", evidence)
+    for proof in records:
+        proof["present"] = data is not None
+    return data
+
+
+def _checked_read(read: Callable[[], bytes | None], what: str, evidence: CaseEvidence) -> bytes | None:
+    """What ``read`` gives, or ``None`` (logged) if the file is missing or holds other bytes than its hash (the
+    store has logged and counted that): the bundle never carries bytes other than the ones recorded."""
+    try:
+        data = read()
+    except ContentMismatch:
+        logger.error("%s of case %s holds other bytes than recorded: left out of the bundle", what, evidence.case_no)
+        return None
+    if data is None:
+        logger.warning("%s of case %s is recorded but its file is missing", what, evidence.case_no)
+    return data
 
 
 def _record(session: Session, staged: _Staged, *, actor: Actor | None, exported_by: str, digest: str) -> None:

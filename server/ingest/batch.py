@@ -358,8 +358,9 @@ class IngestBatch:
         try:
             self.snapshots.put(actual, message.payload)
         except OSError as exc:  # this picture alone waits: quarantined unreceipted, the seal sends it again
-            logger.error("cannot write snapshot %s of %s: %s", actual, seal.device_id, exc)
-            raise Rejected(Reason.STORAGE_ERROR, f"storage error: cannot write the snapshot file: {exc}") from exc
+            # (a disk's error, or the bucket's: unreachable, refusing us, or holding other bytes under this name)
+            logger.error("cannot store snapshot %s of %s: %s", actual, seal.device_id, exc)
+            raise Rejected(Reason.STORAGE_ERROR, f"storage error: cannot store the snapshot: {exc}") from exc
         self.session.add(
             Snapshot(
                 sha256=actual,

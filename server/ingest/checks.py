@@ -10,7 +10,8 @@ other than the one tried (then the signature is verified again with the stored k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from seal_protocol import (
@@ -23,9 +24,10 @@ from seal_protocol import (
     decode_signed_envelope,
     parse_topic,
 )
-from seal_protocol.signing import VerifyKey, verify_bytes
+from seal_protocol.signing import VerifyKey
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
+from server.ingest.verifier import Checks, Verifier, check
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
 
@@ -46,7 +48,12 @@ class Prepared:
     signing_bytes: bytes = b""  # of an envelope: the bytes its signature covers
 
 
-def prepare(message: Message, cache: IngestCache) -> Prepared:
+#: The problem of a signature whose check has not been answered yet: a refusal, should it ever stay unanswered.
+UNANSWERED = "signature check not answered"
+
+
+def prepare(message: Message, cache: IngestCache, checks: Checks | None = None) -> Prepared:
+    """``checks``: the batch's signature checks, answered later (:func:`prepare_all`); None: checked here."""
     try:
         topic = parse_topic(message.topic)
         if topic.kind is not MessageKind.EVENT:
@@ -59,7 +66,18 @@ def prepare(message: Message, cache: IngestCache) -> Prepared:
     key_text, key = cache.key_text(envelope.device_id), cache.key_of(envelope.device_id)
     if key_text is None or key is None:
         return Prepared(envelope, signing_bytes=signed)
-    return Prepared(envelope, key_text, signature_problem(envelope, signed, key), signed)
+    if checks is None:
+        return Prepared(envelope, key_text, signature_problem(envelope, signed, key), signed)
+    checks.add(key, signed, envelope.sig)
+    return Prepared(envelope, key_text, UNANSWERED, signed)
+
+
+def prepare_all(messages: Sequence[Message], cache: IngestCache, verifier: Verifier) -> list[Prepared]:
+    """:func:`prepare` of each message, the signatures checked by ``verifier`` while the next ones are decoded."""
+    checks = verifier.checks()
+    prepared = [prepare(message, cache, checks) for message in messages]
+    answers = iter(checks.results())  # one per check added: in order, one per prepared message with a key
+    return [p if p.problem is not UNANSWERED else replace(p, problem=next(answers)) for p in prepared]
 
 
 def _decoded(topic: ParsedTopic, message: Message) -> tuple[Envelope, bytes]:
@@ -78,11 +96,7 @@ def _decoded(topic: ParsedTopic, message: Message) -> tuple[Envelope, bytes]:
 def signature_problem(envelope: Envelope, signing_bytes: bytes, key: VerifyKey) -> str | None:
     """Why the envelope's signature (over ``signing_bytes``, its :meth:`~Envelope.signing_bytes`) does not verify
     against ``key``; None if it does."""
-    try:
-        verify_bytes(key, signing_bytes, envelope.sig)
-    except SignatureError as exc:
-        return str(exc)
-    return None
+    return check(key, signing_bytes, envelope.sig)
 
 
 def check_signature(prepared: Prepared, envelope: Envelope, seal: SealRow, cache: IngestCache) -> None:

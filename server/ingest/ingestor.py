@@ -26,17 +26,18 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
-from server.config import AlarmSettings
+from server.config import AlarmSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, lost_a_race
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
-from server.ingest.checks import prepare
+from server.ingest.checks import prepare_all
 from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
+from server.ingest.verifier import ProcessVerifier, Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -53,25 +54,34 @@ class Ingestor:
     ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
     which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
     messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
-    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``)."""
+    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``). The pictures go to
+    ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``). ``verifier``: who checks the
+    signatures (:mod:`server.ingest.verifier`; default: this thread); :meth:`close` stops it."""
 
     def __init__(
         self,
         session_factory: SessionFactory,
         *,
         metrics: IngestMetrics,
-        snapshot_dir: Path,
+        snapshots: SnapshotStore | None = None,
+        snapshot_dir: Path | None = None,
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
         gap_wait_max_held: int = 100,
+        verifier: Verifier | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
         self._on_commit = on_commit
         self.metrics = metrics
-        self.snapshots = SnapshotStore(snapshot_dir)
+        if (snapshots is None) == (snapshot_dir is None):
+            raise TypeError("give the snapshots' store, or the directory of one (snapshot_dir), not both")
+        if snapshots is None:
+            assert snapshot_dir is not None
+            snapshots = SnapshotStore(snapshot_dir, on_mismatch=metrics.count_content_mismatch)
+        self.snapshots = snapshots
         self.cache = IngestCache()
         alarms = alarms or AlarmSettings()
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
@@ -79,6 +89,11 @@ class Ingestor:
         self._gap_wait = timedelta(seconds=gap_wait_s)
         self._max_held = gap_wait_max_held
         self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
+        self.verifier = verifier or Verifier()
+
+    def close(self) -> None:
+        """Stop what the ingest started (the verifier process)."""
+        self.verifier.close()
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
@@ -89,7 +104,7 @@ class Ingestor:
             try:
                 # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
                 # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
-                prepared = [prepare(message, self.cache) for message in messages]
+                prepared = prepare_all(messages, self.cache, self.verifier)
                 with self._session_factory() as session:
                     batch = self._batch(session, messages)
                     results = batch.apply(messages, prepared)
@@ -275,3 +290,10 @@ class Ingestor:
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)
+
+
+def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:
+    """The signature checker ``[mqtt] verifier_process`` asks for."""
+    if settings.verifier_process:
+        return ProcessVerifier(on_failure=metrics.count_verifier_failure)
+    return Verifier()

@@ -49,6 +49,8 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
 from server.ingest.results import IngestResult, Message, Outcome
 
+#: A committed batch's messages and their outcomes, for its receipts.
+Committed = tuple[list[Message], list[IngestResult]]
 logger = logging.getLogger(__name__)
 
 SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
@@ -90,7 +92,7 @@ class MqttIngest:
         self._worker: threading.Thread | None = None
         # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
         # receipt per seal does not hold up the next batch's commit (None: stop).
-        self._receipts: queue.Queue[tuple[list[Message], list[IngestResult]] | None] = queue.Queue()
+        self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
 
@@ -157,6 +159,8 @@ class MqttIngest:
             self._worker.join(timeout)
             if self._worker.is_alive():
                 logger.error("ingest worker did not stop within %.1f s", timeout)
+            else:
+                self.ingestor.close()
             self._worker = None
         if self._receipter is not None:  # the receipts of what was committed go out before the disconnect
             self._receipts.put(None)
@@ -302,11 +306,13 @@ class MqttIngest:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 
     def _run_receipts(self) -> None:
-        while (work := self._receipts.get()) is not None:
+        more = True
+        while more and (work := self._receipts.get()) is not None:
+            messages, results, more = take_waiting(work, self._receipts)
             try:
-                self._send_receipts(*work)
+                self._send_receipts(messages, results)
             except Exception:  # a defect here must not stop the receipts of later batches
-                logger.exception("receipts of %d messages not sent", len(work[0]))
+                logger.exception("receipts of %d messages not sent", len(messages))
 
     def _send_receipts(self, messages: list[Message], results: list[IngestResult]) -> None:
         """Publish the committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
@@ -326,3 +332,24 @@ class MqttIngest:
             return self._court_key.get()
         except CommandsUnavailable:
             return None
+
+
+def take_waiting(
+    first: Committed, waiting: queue.Queue[Committed | None]
+) -> tuple[list[Message], list[IngestResult], bool]:
+    """``first`` and every committed batch already waiting behind it, as one: one receipt per seal for all of them.
+
+    When the receipts keep up, nothing waits and each batch is receipted alone, at once. When they fall behind — a
+    reconnect storm, whose batches hold events of hundreds of seals, costs a signed receipt per seal per batch — the
+    batches that piled up meanwhile share their receipts, so the work per event falls as the load rises. The third
+    value is False if the end (``None``) was among them."""
+    messages, results = list(first[0]), list(first[1])
+    while True:
+        try:
+            work = waiting.get_nowait()
+        except queue.Empty:
+            return messages, results, True
+        if work is None:
+            return messages, results, False
+        messages += work[0]
+        results += work[1]

@@ -8,6 +8,11 @@ Each worker is its own process (its own interpreter, so its own core) with its o
 machines join the same group with the same configuration. ``seal-server run`` with the same ``shared_group`` is one
 more member (and the one that serves the pages, checks liveness, sends commands and notifications).
 
+Each worker publishes what its batches commit on the court's live feed (``[live] feed``, :mod:`server.core.live_feed`:
+one message per committed batch at most, never waited for), so that the pages of ``seal-server run`` show it live, and
+serves its own Prometheus ``/metrics`` on ``[ingest] metrics_host``:``metrics_port + i - 1`` (worker ``i``, from 1)
+if ``metrics_port`` is set.
+
 Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
 worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
 worker after the batch in hand; what is unacknowledged stays with the broker.
@@ -29,11 +34,16 @@ from typing import Any
 from server.commands.keys import CourtKey
 from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory
+from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
+from server.core.metrics_http import MetricsEndpoint
 from server.errors import ConfigError
-from server.ingest.ingestor import Ingestor
+from server.ingest.changes import live_changes
+from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.mqtt import MqttIngest
+from server.ingest.results import Reason
 from server.logs import configure_logging
+from server.stores import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +77,9 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
+    Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
-        return run_worker(settings, role="ingest-1")
+        return run_worker(settings, role="ingest-1", index=1)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections inherited
     level, log_format = args.log_level or "INFO", args.log_format or "text"
     processes = [
@@ -99,34 +110,73 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
     configure_logging(level, log_format=log_format)
-    raise SystemExit(run_worker(load_settings(config), role=f"ingest-{index}"))
+    try:
+        code = run_worker(load_settings(config), role=f"ingest-{index}", index=index)
+    except ConfigError as exc:  # as seal-server's main says it: one line, exit status 2
+        logger.error("%s", exc)
+        code = 2
+    raise SystemExit(code)
 
 
-def run_worker(settings: Settings, *, role: str) -> int:
-    """One worker, in this process, until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, *, role: str, index: int = 1) -> int:
+    """One worker (the ``index``-th, from 1), in this process, until SIGTERM/SIGINT."""
     engine = make_engine(settings.database_url)
     stop = threading.Event()
     previous = _on_signals(lambda: stop.set())
+    metrics = IngestMetrics(seal_gauges=False)
+    feed = LiveFeed(settings.mqtt, metrics=metrics, role=role) if settings.live.feed else None
+    endpoint: MetricsEndpoint | None = None
     try:
         ingestor = Ingestor(
             make_session_factory(engine),
-            metrics=IngestMetrics(),
-            snapshot_dir=settings.snapshot_dir,
+            metrics=metrics,
+            snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
             alarms=settings.alarms,
+            on_commit=(lambda results: feed.send(live_changes(results))) if feed is not None else None,
             gap_wait_s=settings.mqtt.gap_wait_s,
             gap_wait_max_held=settings.mqtt.gap_wait_max_held,
+            verifier=verifier_for(settings.mqtt, metrics),
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
+        endpoint = _metrics_endpoint(settings, index, metrics, ingest)
         gc.collect()  # start-up's garbage freed first, then what is left (it lives as long as the process) is
         gc.freeze()  # moved out of the full collections' way
+        if feed is not None:
+            feed.start()
         ingest.start()
         logger.info("ingest worker %s running", role)
         stop.wait()
         ingest.stop()
     finally:
         _restore(previous)
+        if feed is not None:  # after the ingest's last batch: its changes are sent on
+            feed.stop()
+        if endpoint is not None:
+            endpoint.stop()
         engine.dispose()
     return 0
+
+
+def _metrics_endpoint(
+    settings: Settings, index: int, metrics: IngestMetrics, ingest: MqttIngest
+) -> MetricsEndpoint | None:
+    """Worker ``index``'s /metrics, started, or ``None`` (a warning) without ``[ingest] metrics_port``."""
+    port = settings.ingest.metrics_port
+    if port is None:
+        logger.warning("[ingest] metrics_port is not set: this worker's metrics are not served")
+        return None
+    if port + index - 1 > 65535:
+        raise ConfigError(f"[ingest] metrics_port {port}: worker {index} would need port {port + index - 1}")
+    endpoint = MetricsEndpoint(
+        settings.ingest.metrics_host,
+        port + index - 1,
+        metrics,
+        broker_connected=lambda: ingest.connected,
+        progress=ingest.progress,
+        reasons=[reason.value for reason in Reason],
+    )
+    endpoint.start()
+    return endpoint
 
 
 def _on_signals(handler: Callable[[], None]) -> dict[int, Any]:

@@ -5,7 +5,7 @@
 pointing at a cross-reference table (with its trailer) or stream. Call it with no transaction open: decoding takes
 a while. A name whose extension names another type, or a declared content type that is another type, is a lie and
 refused; a missing extension and ``application/octet-stream`` (a client that does not know) are not. Files are
-stored by their SHA-256 (:class:`ProofStore`), written atomically, once however often they are sent.
+stored by their SHA-256 (:class:`ProofStore`), written once and completely, however often they are sent.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import hashlib
 import io
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from server.core.files import ContentStore
+from server.core.blobs import Blob, ObjectBackend
+from server.core.object_store import ContentStore
 from server.removal.errors import ProofRefused
 
 PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
@@ -147,10 +149,20 @@ def _picture_problem(data: bytes, media_type: str) -> str | None:
 
 
 class ProofStore(ContentStore):
-    """Proof files: ``<proof_dir>/<sha256>.pdf|.jpg|.png``."""
+    """Proof files: ``<sha256>.pdf|.jpg|.png`` in ``backend`` (a :class:`~pathlib.Path`: ``proof_dir``)."""
 
-    def put_proof(self, proof: CheckedProof) -> Path:
-        return self.put(proof.sha256, proof.data, EXTENSIONS[proof.media_type][0])
+    def __init__(self, backend: ObjectBackend | Path, *, on_mismatch: Callable[[str], None] | None = None) -> None:
+        super().__init__(backend, kind="removal proof", on_mismatch=on_mismatch)
 
-    def proof_path(self, sha256: str, media_type: str) -> Path:
-        return self.path_for(sha256, EXTENSIONS[media_type][0])
+    def put_proof(self, proof: CheckedProof) -> None:
+        self.put(proof.sha256, proof.data, EXTENSIONS[proof.media_type][0])
+
+    def proof_name(self, sha256: str, media_type: str) -> str:
+        return self.name_for(sha256, EXTENSIONS[media_type][0])
+
+    def open_proof(self, sha256: str, media_type: str) -> Blob | None:
+        return self.open(sha256, EXTENSIONS[media_type][0])
+
+    def read_proof(self, sha256: str, media_type: str) -> bytes | None:
+        """The proof's bytes, checked against their SHA-256 (:meth:`ContentStore.read`); ``None`` if missing."""
+        return self.read(sha256, EXTENSIONS[media_type][0])

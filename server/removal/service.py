@@ -67,7 +67,8 @@ def store_proofs(store: ProofStore, proofs: Sequence[CheckedProof], *, case_no: 
             store.put_proof(proof)
         except OSError as exc:
             logger.error("cannot store proof %s of case %s: %s", proof.sha256, case_no, exc)
-            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: {exc.strerror}") from exc
+            # The client is told no more than that: the store's address and the disk's paths are the court's.
+            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: try again later") from exc
 
 
 def file_request(

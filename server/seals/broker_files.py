@@ -2,7 +2,8 @@
 
 The ACL gives each seal exactly its own topics through ``%u`` (the authenticated username, which equals the
 device id); ``%c`` (the client id) would be spoofable. The court server's account reads every seal's outgoing
-topics and writes commands and receipts.
+topics and writes commands and receipts, and it alone reads and writes the court's live feed (its processes' changes
+for the pages, :mod:`server.core.live_feed`), a topic outside ``seal/v1/`` that no seal's pattern reaches.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from seal_protocol.topics import MessageKind, topic_filter
+from server.core.live_wire import FEED_TOPIC
 from server.errors import ServerError
 
 SERVER_USERNAME = "court-server"
@@ -29,8 +31,8 @@ class BrokerError(ServerError, RuntimeError):
 
 
 def acl_text(server_username: str = SERVER_USERNAME) -> str:
-    """The Mosquitto ACL: the server reads all seals and writes commands and receipts; each seal only its own
-    topics."""
+    """The Mosquitto ACL: the server reads all seals, writes commands and receipts, and reads and writes the court's
+    live feed; each seal only its own topics."""
     seal_writes = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
     court_writes = (MessageKind.CMD, MessageKind.RECEIPT)
     return "\n".join(
@@ -39,6 +41,7 @@ def acl_text(server_username: str = SERVER_USERNAME) -> str:
             f"user {server_username}",
             *(f"topic read {topic_filter(kind)}" for kind in seal_writes),
             *(f"topic write {topic_filter(kind)}" for kind in court_writes),
+            f"topic readwrite {FEED_TOPIC}",
             "",
             "# Every other account is a seal whose username is its device id.",
             *(f"pattern write {topic_filter(kind, '%u')}" for kind in seal_writes),

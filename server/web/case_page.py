@@ -64,7 +64,7 @@ def snapshot_page(
         case_no=case.case_no,
         event_id=event_id,
         sha256=sha256,
-        snapshot_dir=page.context.settings.snapshot_dir,
+        store=page.context.stores.snapshots,
     )
     if page.request.headers.get("HX-Request") == "true":
         return page.render("case/_snapshot.html", case=case, detail=detail)

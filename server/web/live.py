@@ -9,9 +9,10 @@ carries nothing a user may not see.
 
 Messages (each with ``id: <epoch>.<seq>`` but ``signin``): ``update`` (the fragments), ``heartbeat`` (every
 ``[web] heartbeat_s``; data: the server's time), ``gap`` (the changes since the page's ``since`` or the browser's
-``Last-Event-ID`` cannot be replayed: reload), ``signin`` (the session ended). The stream re-checks its session at
-every render and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser
-reconnects at once with its ``Last-Event-ID`` and misses nothing).
+``Last-Event-ID`` cannot be replayed, or changes were missed — the stream fell behind, or the court's live feed lost
+some: reload; data: why), ``signin`` (the session ended). The stream re-checks its session at every render and at
+least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser reconnects at once with its
+``Last-Event-ID`` and misses nothing).
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ class _Stream:
             checked = time.monotonic()
             while not subscription.closed and (left := deadline - time.monotonic()) > 0:
                 numbered = await subscription.wait(min(settings.heartbeat_s, left))
-                if subscription.overflowed:
-                    yield message("gap", "overflow", id=str(covered))
+                if subscription.gap is not None:  # "overflow": too slow; "feed": the court's feed lost changes
+                    yield message("gap", subscription.gap, id=str(covered))
                     return
                 if subscription.closed:
                     return

@@ -26,7 +26,7 @@ from server.core.live import Change
 from server.errors import Conflict
 from server.removal.errors import ProofRefused, ProofStorageFailed
 from server.removal.grounds import RemovalGround
-from server.removal.proofs import CheckedProof, ProofStore, check_proof, safe_filename, sniff
+from server.removal.proofs import CheckedProof, check_proof, safe_filename, sniff
 from server.removal.service import cancel_request, file_request
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
@@ -141,7 +141,7 @@ def portal_file(
             ground=RemovalGround(chosen),
             statement=statement,
             proofs=proofs,
-            store=ProofStore(page.context.settings.proof_dir),
+            store=page.context.stores.proofs,
             settings=settings,
             now=page.now,
         )

@@ -6,9 +6,7 @@ its file is unchanged, or the dialog says which of the two is not so."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,7 +51,7 @@ def enrolled_keys(session: Session, device_id: str) -> list[str]:
 
 
 def snapshot_detail(
-    session: Session, *, case_no: str, event_id: int, sha256: str, snapshot_dir: Path
+    session: Session, *, case_no: str, event_id: int, sha256: str, store: SnapshotStore
 ) -> SnapshotDetail:
     """The picture ``sha256`` of event ``event_id`` of ``case_no``; :class:`NotFound` unless the event is the
     case's, names the picture, and the picture is stored for the case."""
@@ -73,13 +71,5 @@ def snapshot_detail(
         event=event,
         verdict=verdict,
         named=verdict.names_snapshot(sha256),
-        file_sha256=_file_hash(SnapshotStore(snapshot_dir).path_for(sha256)),
+        file_sha256=store.hash_of(sha256),
     )
-
-
-def _file_hash(path: Path) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return hashlib.sha256(data).hexdigest()

@@ -458,12 +458,33 @@ def test_snapshot_store_refuses_a_name_that_is_not_a_hash(tmp_path: Path) -> Non
 
     store = SnapshotStore(tmp_path)
     with pytest.raises(ValueError, match="SHA-256"):
-        store.path_for("../../etc/passwd")
+        store.name_for("../../etc/passwd")
     data = b"\xff\xd8jpeg"
     sha = hashlib.sha256(data).hexdigest()
-    assert store.put(sha, data).read_bytes() == data
+    store.put(sha, data)
+    assert (tmp_path / f"{sha}.jpg").read_bytes() == data == store.read(sha)
     with pytest.raises(ValueError, match="do not match"):
         store.put(sha, b"other")
+
+
+def test_a_file_under_a_picture_s_name_with_other_bytes_is_an_error_not_the_picture(tmp_path: Path) -> None:
+    """As in a bucket: a file already there is read back, and other bytes (of any size) are refused and counted,
+    never taken for the picture nor silently replaced."""
+    from server.errors import ContentMismatch
+    from server.evidence.snapshot_files import SnapshotStore
+
+    metrics = IngestMetrics()
+    store = SnapshotStore(tmp_path, on_mismatch=metrics.count_content_mismatch)
+    data = b"\xff\xd8jpeg"
+    sha = hashlib.sha256(data).hexdigest()
+    for other in (b"\xff\xd8JPEG", b"longer bytes"):  # the same size, another size
+        (tmp_path / f"{sha}.jpg").write_bytes(other)
+        with pytest.raises(ContentMismatch):
+            store.put(sha, data)
+        with pytest.raises(ContentMismatch):
+            store.read(sha)
+        assert (tmp_path / f"{sha}.jpg").read_bytes() == other and store.hash_of(sha) != sha
+    assert metrics.content_mismatches() == {"snapshot": 6}
 
 
 def test_copies_of_a_refused_message_count_on_one_row(world: World) -> None:

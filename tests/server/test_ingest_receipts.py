@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from seal_protocol.receipts import MAX_RECEIPT_HASHES, check_receipt
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.topics import receipt_topic, snapshot_topic, status_topic
 from server.core.db import SessionFactory
+from server.ingest.mqtt import Committed, take_waiting
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.ingest.receipts import committed_hashes, receipts_for
 from server.ingest.results import IngestResult, Message, Outcome, Reason
@@ -84,3 +86,31 @@ def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> No
     receipts = receipts_for(many, [IngestResult(Outcome.STORED, "seal-a")] * len(many), key=COURT_KEY)
     sizes = [len(check_receipt(d, device_id="seal-a", court_key=COURT_KEY.verify_key).committed) for _, d in receipts]
     assert sizes == [MAX_RECEIPT_HASHES, 5]
+
+
+def test_batches_waiting_for_their_receipts_share_one_per_seal() -> None:
+    """A reconnect storm's batches each hold events of hundreds of seals: when their receipts fall behind, the
+    batches waiting are receipted together (one signed receipt per seal), and the end of the queue is kept."""
+
+    def batch(*pairs: tuple[str, bytes]) -> Committed:
+        messages = [Message(f"seal/v1/{device}/event", data, NOW) for device, data in pairs]
+        return messages, [IngestResult(Outcome.STORED, device) for device, _ in pairs]
+
+    waiting: queue.Queue[Committed | None] = queue.Queue()
+    first = batch(("seal-a", b"a1"), ("seal-b", b"b1"))
+    waiting.put(batch(("seal-a", b"a2"), ("seal-c", b"c1")))
+    waiting.put(batch(("seal-b", b"b2"), ("seal-a", b"a1")))  # a redelivery of a1: receipted once
+    messages, results, more = take_waiting(first, waiting)
+    assert more and waiting.empty()
+    receipts = receipts_for(messages, results, key=COURT_KEY)
+    assert sorted(topic for topic, _ in receipts) == [receipt_topic(d) for d in ("seal-a", "seal-b", "seal-c")]
+    committed = {topic: json.loads(data)["committed"] for topic, data in receipts}
+    assert committed[receipt_topic("seal-a")] == [sha(b"a1"), sha(b"a2")]
+    assert committed[receipt_topic("seal-b")] == [sha(b"b1"), sha(b"b2")]
+
+    waiting.put(batch(("seal-c", b"c2")))
+    waiting.put(None)  # stopping: what was committed before is still receipted, and nothing after is waited for
+    waiting.put(batch(("seal-c", b"c3")))
+    messages, _, more = take_waiting(batch(("seal-a", b"a3")), waiting)
+    assert not more and [m.payload for m in messages] == [b"a3", b"c2"]
+    assert take_waiting(batch(("seal-a", b"a4")), queue.Queue())[2]  # nothing waiting: the batch alone, at once

@@ -79,9 +79,11 @@ def test_uploaded_names_are_shown_not_trusted() -> None:
 def test_the_store_is_content_addressed(tmp_path: Path) -> None:
     store = ProofStore(tmp_path)
     good = check_proof(pdf_bytes(), filename="a.pdf", declared_type="", max_bytes=MAX)
-    path = store.put_proof(good)
-    assert path == tmp_path / f"{hashlib.sha256(pdf_bytes()).hexdigest()}.pdf" and path.read_bytes() == pdf_bytes()
-    assert store.put_proof(good) == path and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
+    store.put_proof(good)
+    path = tmp_path / f"{hashlib.sha256(pdf_bytes()).hexdigest()}.pdf"
+    assert path.read_bytes() == pdf_bytes() == store.read_proof(good.sha256, good.media_type)
+    store.put_proof(good)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
 
 
 @pytest.fixture
@@ -225,8 +227,9 @@ def test_two_writers_of_the_same_file_at_once_both_succeed(tmp_path: Path) -> No
             thread.start()
         for thread in threads:
             thread.join()
-        assert [p.name for p in store.directory.iterdir()] == [f"{sha}.pdf"]
-        assert (store.directory / f"{sha}.pdf").read_bytes() == data
+        directory = tmp_path / f"proofs-{attempt}"
+        assert [p.name for p in directory.iterdir()] == [f"{sha}.pdf"]
+        assert (directory / f"{sha}.pdf").read_bytes() == data
     assert not failures, f"{len(failures)} of 5 concurrent pairs failed: {failures[0]!r}"
 
 

@@ -25,12 +25,13 @@ from seal_dev.browser import PageWatch, chromium_path, launch, sign_in
 from seal_dev.court_process import CourtProcess, seal_config
 from seal_protocol import EventType, snapshot_topic
 from server.alarms.models import Alarm
-from server.app import create_app, live_changes
+from server.app import create_app
 from server.auth.access import Role
 from server.config import WebSettings
 from server.core.db import SessionFactory, session_scope
 from server.core.live import LiveHub
 from server.core.metrics import IngestMetrics
+from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor
 from server.seals.cases import add_case
 from server.seals.registry import register_seal

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -22,6 +23,7 @@ from server.config import RemovalSettings
 from server.core.append_only import append_only_statements, drop_statements
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.core.files import DirectoryObjects
 from server.evidence.models import Event
 from server.removal.disarm import settle
 from server.removal.grounds import RemovalGround
@@ -59,7 +61,7 @@ def file_removal(world: PagesWorld) -> int:
             ground=RemovalGround.PAID_IN_FULL,
             statement="款项已全部付清，请求解除查封。",
             proofs=[],
-            store=ProofStore(world.ingestor.snapshots.path_for("0" * 64).parent.parent / "proofs"),  # none filed
+            store=ProofStore(snapshot_dir(world).parent / "proofs"),  # none filed
             settings=RemovalSettings(),
             now=utc_now(),
         )
@@ -214,8 +216,7 @@ def test_the_picture_dialog_verifies_the_stored_bytes_again(world: PagesWorld) -
             session.execute(update(Event).where(Event.id == event_id).values(raw=raw))
             for statement in append_only_statements("events", dialect):
                 session.execute(text(statement))
-        path = world.ingestor.snapshots.path_for(sha)
-        path.write_bytes(jpeg_bytes(shade=99))
+        (snapshot_dir(world) / f"{sha}.jpg").write_bytes(jpeg_bytes(shade=99))
         changed = client.get(dialog_url(event_id, sha), headers=HTMX).text
         assert 'data-verdict="verified"' in changed and 'data-verified="no"' in changed and "文件已被改动" in changed
 
@@ -286,3 +287,9 @@ def test_the_judge_takes_up_and_approves_and_each_seal_s_signed_ack_disarms(worl
         "removal.confirm_disarmed",
         "removal.lift",
     ]
+
+
+def snapshot_dir(world: PagesWorld) -> Path:
+    backend = world.ingestor.snapshots.backend
+    assert isinstance(backend, DirectoryObjects)
+    return backend.directory

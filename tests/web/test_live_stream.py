@@ -76,6 +76,24 @@ def test_a_subscriber_that_does_not_keep_up_is_marked_and_closing_wakes_every_on
     assert overflowed and closed and waited < 1
 
 
+def test_a_gap_ends_every_open_subscription_and_nothing_from_before_it_is_replayed() -> None:
+    async def scenario() -> tuple[str | None, str | None, bool]:
+        hub = LiveHub()
+        open_one, _ = hub.subscribe()
+        hub.publish([Change("event", "a")])
+        before = hub.position
+        hub.gap("feed")
+        # A stream that took its last changes just before the gap and read the epoch just after it:
+        mixed = Position(hub.epoch, before.seq)
+        later, _ = hub.subscribe()
+        now = hub.position
+        return open_one.gap, later.gap, hub.since(before, now) is None and hub.since(mixed, now) is None
+
+    open_gap, later_gap, not_replayed = run_apart(scenario())
+    assert open_gap == "feed" and later_gap is None
+    assert not_replayed, "a position from before the gap was replayed: the changes missed would be a silent hole"
+
+
 def test_a_stream_whose_client_stops_reading_is_dropped_and_unsubscribed() -> None:
     finished = threading.Event()
 

@@ -1,0 +1,260 @@
+"""The court's live feed: what each court process commits, shown live on the pages every other process serves.
+
+Every process that commits something a screen shows (``seal-server run``, each ``seal-server ingest`` worker, on any
+machine) publishes its :class:`~server.core.live.Change`\\ s on one topic of the court's own broker
+(:data:`~server.core.live_wire.FEED_TOPIC`), readable and writable by the court's account only; every process that
+serves pages subscribes to it and relays what the others sent to its :class:`~server.core.live.LiveHub`. The broker
+was chosen because every court process already holds a connection to it, whatever the database (SQLite or
+PostgreSQL) and on whichever machine; PostgreSQL's LISTEN/NOTIFY would leave SQLite courts without it, and polling
+the database would cost a query per process and interval, and a delay.
+
+Sending (:meth:`LiveFeed.send`: any thread, never blocking): changes are gathered, one per kind and seal or case,
+and the feed's own thread publishes what has gathered as one message (QoS 1): an ingest batch of 500 events becomes
+one message, and batches committed while one is being sent become the next. While the broker is away the changes
+wait (at most :data:`MAX_WAITING`; beyond, they are dropped and a message number skipped, which the receivers see).
+
+Receiving: the feed cannot know what it missed while its connection was down, so when the connection drops, and when
+the subscription is granted again, it calls :meth:`LiveHub.gap`: every open stream says "gap" and its page reloads.
+A message whose number skips one of its sender's (lost, or dropped by its sender) does the same. A malformed message
+is logged, counted and ignored (if it was a sender's, its next message shows the hole).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from server.config import MqttSettings
+from server.core.live import Change, LiveHub
+from server.core.live_wire import FEED_TOPIC, MAX_CHANGES, MalformedFeedMessage, decode, encode
+from server.core.metrics import IngestMetrics
+from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
+
+logger = logging.getLogger(__name__)
+
+#: At most this many changes wait for the broker; beyond, they are dropped (the receivers' pages reload).
+MAX_WAITING = 10_000
+#: The last message number of at most this many senders is remembered (each process start is a new sender).
+KNOWN_SENDERS = 1024
+#: How long :meth:`LiveFeed.stop` waits for what is waiting to be handed to the broker.
+STOP_FLUSH_S = 2.0
+#: A repeated warning (dropped changes, malformed messages) is logged at most this often.
+WARN_EVERY_S = 60.0
+
+
+class LiveFeed:
+    """This process's end of the court's live feed: :meth:`send` (always) and, given a ``hub``, what the court's
+    other processes send relayed to it. :meth:`start` / :meth:`stop`."""
+
+    def __init__(
+        self, settings: MqttSettings, *, metrics: IngestMetrics, hub: LiveHub | None = None, role: str = "live"
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.hub = hub
+        self.sender = secrets.token_hex(8)  # a new sender at each start: its numbers begin at 1 again
+        self._role = f"{role}-{self.sender}"  # the client id: a clean session, unique even if two configs are alike
+        self._cond = threading.Condition()
+        self._waiting: dict[Change, None] = {}  # ordered, without repeats
+        self._seq = 0
+        self._connected = False
+        self._stopping = False
+        self._subscribed = threading.Event()
+        self._senders: OrderedDict[str, int] = OrderedDict()  # sender → its last number seen (paho's thread)
+        self._warned: dict[str, float] = {}
+        self._client: mqtt.Client | None = None
+        self._last: mqtt.MQTTMessageInfo | None = None  # the last message handed to paho
+        self._thread: threading.Thread | None = None
+        self._refused = RefusedLog(settings, "live feed")
+
+    @property
+    def connected(self) -> bool:
+        with self._cond:
+            return self._connected
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker granted the subscription (only with a hub): from then, others' changes arrive."""
+        return self._subscribed.wait(timeout)
+
+    def start(self) -> None:
+        """Connect in the background; raise ``ConfigError`` / ``BrokerUnavailable`` as the ingest does."""
+        client = make_client(self.settings, role=self._role)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
+        self._thread.start()
+        connect_in_background(client, self.settings, persistent=False)
+
+    def stop(self) -> None:
+        """Hand what is waiting to the broker (for :data:`STOP_FLUSH_S` at most), then disconnect."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        began = time.monotonic()
+        if self._thread is not None:
+            self._thread.join(STOP_FLUSH_S)
+        with self._cond:
+            left, last = len(self._waiting), self._last
+        if left:
+            self.metrics.count_live_feed("unsent")
+            logger.warning("live feed: %d changes could not be sent before stopping (no broker)", left)
+        if last is not None and self.connected:  # the broker's PUBACK, so that the DISCONNECT does not overtake it
+            last.wait_for_publish(max(0.1, STOP_FLUSH_S - (time.monotonic() - began)))
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self.metrics.set_live_feed_connected(False)
+
+    def send(self, changes: Iterable[Change]) -> None:
+        """Publish ``changes`` (committed) to the court's other processes, soon; never blocks."""
+        with self._cond:
+            for change in changes:
+                self._waiting[change] = None
+            if len(self._waiting) > MAX_WAITING:
+                dropped = len(self._waiting)
+                self._waiting.clear()
+                self._seq += 1  # a number skipped: the receivers' pages reload
+                self.metrics.count_live_feed("unsent")
+                self._warn("dropped", "live feed: %d changes waited for the broker and were dropped", dropped)
+            self._cond.notify()
+
+    # -- sending, on the feed's thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or (self._connected and bool(self._waiting)))
+                if not (self._connected and self._waiting):
+                    return  # stopping, with nothing that can be sent
+                changes, self._waiting = list(self._waiting), {}
+                numbered = []
+                for start in range(0, len(changes), MAX_CHANGES):
+                    self._seq += 1
+                    numbered.append((self._seq, changes[start : start + MAX_CHANGES]))
+            for seq, part in numbered:
+                self._publish(seq, part)
+
+    def _publish(self, seq: int, changes: list[Change]) -> None:
+        assert self._client is not None
+        try:
+            info = self._client.publish(FEED_TOPIC, encode(self.sender, seq, changes), qos=1)
+        except (ValueError, RuntimeError) as exc:  # paho refuses the message itself
+            problem: str | None = str(exc)
+        else:
+            problem = publish_problem(info)
+        if problem is None:
+            self._last = info
+            self.metrics.count_live_feed("sent")
+            return
+        self.metrics.count_live_feed("unsent")  # its number is skipped for the receivers: their pages reload
+        self._warn("unsent", "live feed: message %d not sent (%s): the other processes' pages reload", seq, problem)
+
+    # -- paho's callbacks, on its network thread ------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: ReasonCode, _p: Any) -> None:
+        if reason_code.is_failure:
+            self._refused.refused(reason_code)
+            return
+        self._refused.accepted()
+        logger.info("live feed connected to the broker at %s:%d", self.settings.host, self.settings.port)
+        with self._cond:
+            self._connected = True
+            self._cond.notify_all()
+        self.metrics.set_live_feed_connected(True)
+        if self.hub is not None:
+            client.subscribe(FEED_TOPIC, options=SubscribeOptions(qos=1, noLocal=True))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: ReasonCode, _p: Any) -> None:
+        with self._cond:
+            was, self._connected = self._connected, False
+            stopping = self._stopping
+        self._subscribed.clear()
+        self.metrics.set_live_feed_connected(False)
+        if was and not stopping:
+            logger.warning("live feed: the connection to the broker was lost (%s); reconnecting", reason_code)
+            self._gap("disconnected")
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: list[ReasonCode], _p: Any) -> None:
+        if any(code.is_failure for code in reason_codes):
+            logger.error(
+                "live feed: the broker refused the subscription to %s (%s): the pages of this process do not show "
+                "what the court's other processes commit. Regenerate the broker's ACL: seal-server broker write-files",
+                FEED_TOPIC,
+                ", ".join(str(code) for code in reason_codes),
+            )
+            return
+        self._senders.clear()  # what was missed while away is unknown: numbers are taken afresh
+        self._subscribed.set()
+        self._gap("subscribed")
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:
+        if reason_code.is_failure:  # e.g. "Not authorized": the ACL lacks the feed's topic
+            self.metrics.count_live_feed("unsent")
+            self._warn(
+                "refused",
+                "live feed: the broker refused a message (%s, id %d): the other processes' pages do not show this "
+                "one's changes. Regenerate the broker's ACL: seal-server broker write-files",
+                reason_code,
+                mid,
+                error=True,
+            )
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._received(bytes(message.payload))
+        except Exception:  # paho's thread must go on whatever a message holds
+            logger.exception("live feed: a message could not be handled")
+
+    def _received(self, payload: bytes) -> None:
+        try:
+            decoded = decode(payload)
+        except MalformedFeedMessage as exc:
+            self.metrics.count_live_feed("malformed")
+            self._warn("malformed", "live feed: malformed message ignored (%s)", exc)
+            return
+        if decoded.sender == self.sender or self.hub is None:
+            return
+        last = self._senders.get(decoded.sender)
+        if last is not None and decoded.seq <= last:
+            self.metrics.count_live_feed("duplicate")
+            return
+        self.metrics.count_live_feed("received")
+        self._senders[decoded.sender] = decoded.seq
+        self._senders.move_to_end(decoded.sender)
+        while len(self._senders) > KNOWN_SENDERS:
+            self._senders.popitem(last=False)
+        if last is not None and decoded.seq > last + 1:
+            logger.warning(
+                "live feed: messages %d to %d of %s were missed; the pages reload",
+                last + 1,
+                decoded.seq - 1,
+                decoded.sender,
+            )
+            self._gap("hole")
+        self.hub.relay(decoded.live_changes)
+
+    def _gap(self, reason: str) -> None:
+        if self.hub is not None:
+            self.metrics.count_live_gap(reason)
+            self.hub.gap("feed")
+
+    def _warn(self, key: str, text: str, *args: object, error: bool = False) -> None:
+        """Log ``text`` at most every :data:`WARN_EVERY_S` per ``key`` (the counters count every one)."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -WARN_EVERY_S) < WARN_EVERY_S:
+            return
+        self._warned[key] = now
+        logger.log(logging.ERROR if error else logging.WARNING, text, *args)

@@ -1,0 +1,86 @@
+"""``/metrics`` of a process that serves no pages (a ``seal-server ingest`` worker): prometheus_client's own HTTP
+server on ``[ingest] metrics_host`` (127.0.0.1 unless configured) and a port of the worker's own.
+
+Each worker is a Prometheus target of its own (``instance`` tells them apart): counters, gauges and histograms are
+each process's, exact, and Prometheus adds them up (``sum without (instance) (…)``). The gauges only a scrape knows
+(the broker connection, the messages not yet stored) are set by a collector just before the registry is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from server.core.metrics import IngestMetrics, IngestProgress
+from server.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class _ScrapeTime(Collector):
+    """The registry of ``metrics``, its scrape-time gauges set first."""
+
+    def __init__(
+        self,
+        metrics: IngestMetrics,
+        *,
+        broker_connected: Callable[[], bool],
+        progress: Callable[[], IngestProgress],
+        reasons: Iterable[str],
+    ) -> None:
+        self.metrics = metrics
+        self.broker_connected = broker_connected
+        self.progress = progress
+        self.reasons = list(reasons)
+
+    def collect(self) -> Iterable[Metric]:
+        self.metrics.set_scrape_gauges(
+            broker_connected=self.broker_connected(), reasons=self.reasons, progress=self.progress()
+        )
+        return self.metrics.registry.collect()
+
+
+class MetricsEndpoint:
+    """GET ``http://host:port/metrics`` (Prometheus text format) until :meth:`stop`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: IngestMetrics,
+        *,
+        broker_connected: Callable[[], bool],
+        progress: Callable[[], IngestProgress],
+        reasons: Iterable[str],
+    ) -> None:
+        self.host = host
+        self.port = port
+        # A registry around the collector (not the collector itself), which learns the names of its metrics by
+        # collecting them once: it answers ``?name[]=…`` queries too.
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._registry.register(
+            _ScrapeTime(metrics, broker_connected=broker_connected, progress=progress, reasons=reasons)
+        )
+        self._server: WSGIServer | None = None
+
+    def start(self) -> None:
+        """Listen; raise :class:`ConfigError` if the address cannot be bound (in use, not this machine's)."""
+        try:
+            self._server, _thread = start_http_server(self.port, addr=self.host, registry=self._registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"[ingest] metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc} "
+                "(另一个进程占用了该端口？/ is another process using the port?)"
+            ) from None
+        logger.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,198 @@
+"""Objects in a bucket of an S3-compatible store (Garage, Ceph RGW, SeaweedFS, AWS S3): the bucket backend of the
+content stores (:mod:`server.core.object_store`), through boto3.
+
+Each object is written once: ``PUT`` with ``If-None-Match: *``, which the store refuses (412) if an object of that
+key exists, without touching it. botocore's errors are converted here, at the boundary, into
+:class:`~server.errors.ContentStoreUnavailable` (the store did not answer, failed, or refused our credentials) or
+:class:`~server.errors.ContentStoreError`; both are :class:`OSError`\\s, like a disk's. Requests are bounded
+(connect and read timeouts, few attempts), and after a failure the backend fails at once for
+``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes) instead of waiting for
+the timeouts of every request, so that a dead endpoint cannot hold the ingest for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from server.config import StorageSettings
+from server.core.blobs import CHUNK_BYTES, Blob
+from server.errors import ContentStoreError, ContentStoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Error codes that mean: an object of this key exists (412), or another conditional write of it is under way (409).
+_EXISTS = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+#: Codes of a store that refuses us: it is unavailable to us as much as a dead one.
+_REFUSED = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+    }
+)
+#: The longest pause after failures in a row (:meth:`S3Objects._failed`).
+MAX_PAUSE_S = 300.0
+#: The object written (once) by :meth:`S3Objects.check` to see that the store honours If-None-Match.
+WRITE_ONCE_PROBE = ".write-once-probe"
+
+
+def make_client(settings: StorageSettings, secret_access_key: str) -> Any:
+    """A boto3 S3 client for ``settings`` (thread-safe; one per server process)."""
+    config = Config(
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        s3={"addressing_style": settings.addressing_style},
+        signature_version="s3v4",
+        # Only the checksums S3 requires: stores other than AWS refuse or mishandle the CRC32 trailers that
+        # botocore adds by default since 1.36.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    verify: bool | str = settings.verify_tls
+    if settings.verify_tls and settings.ca_file is not None:
+        verify = str(settings.ca_file)
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=secret_access_key,
+        verify=verify,
+        config=config,
+    )
+
+
+class S3Objects:
+    """Objects under ``prefix`` in ``bucket``; ``client`` as :func:`make_client` makes it."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, *, pause_after_failure_s: float = 10.0) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.description = f"s3://{bucket}/{prefix} at {client.meta.endpoint_url}"
+        self._pause_s = pause_after_failure_s
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._failures = 0  # in a row
+        self._failure = ""
+
+    def put_once(self, name: str, data: bytes) -> bool:
+        return self._write_once(name, data, pause=True)
+
+    def open(self, name: str) -> Blob | None:
+        key = self.prefix + name
+        try:
+            answer = self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key))
+        except _Missing:
+            return None
+        return Blob(int(answer["ContentLength"]), self._chunks(key, answer["Body"]))
+
+    def size(self, name: str) -> int | None:
+        key = self.prefix + name
+        try:
+            answer = self._call(f"look up {key}", lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        except _Missing:
+            return None
+        return int(answer["ContentLength"])
+
+    def check(self) -> None:
+        """The bucket answers, takes our credentials, and refuses a second write of a key (If-None-Match): the
+        probe object (a few fixed bytes under :data:`WRITE_ONCE_PROBE`) is written on the first start, and must be
+        refused from then on."""
+        try:
+            self._call("reach the bucket", lambda: self._client.head_bucket(Bucket=self.bucket), pause=False)
+        except _Missing:
+            raise ContentStoreUnavailable(f"{self.description}: there is no bucket {self.bucket!r}") from None
+        probe = b"write-once probe of the court seal server\n"
+        self._write_once(WRITE_ONCE_PROBE, probe, pause=False)
+        if self._write_once(WRITE_ONCE_PROBE, probe, pause=False):
+            raise ContentStoreUnavailable(
+                f"{self.description}: the store wrote {self.prefix}{WRITE_ONCE_PROBE} again despite If-None-Match: *, "
+                "so it could overwrite evidence; use a store that honours conditional writes"
+            )
+
+    def _write_once(self, name: str, data: bytes, *, pause: bool) -> bool:
+        key = self.prefix + name
+        try:
+            self._call(
+                f"write {key}",
+                lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*"),
+                pause=pause,
+            )
+        except _Exists:
+            return False
+        return True
+
+    def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(CHUNK_BYTES)
+        except (BotoCoreError, OSError) as exc:
+            self._failed(f"reading {key} failed: {exc}")
+            raise ContentStoreUnavailable(f"{self.description}: reading {key} failed: {exc}") from exc
+        finally:
+            body.close()
+
+    def _call(self, what: str, request: Callable[[], T], *, pause: bool = True) -> T:
+        with self._lock:
+            left = self._paused_until - time.monotonic()
+            failure = self._failure
+        if pause and left > 0:
+            raise ContentStoreUnavailable(f"{self.description}: {failure} (tried again in {left:.1f} s)")
+        try:
+            answer = request()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _EXISTS:
+                raise _Exists from None
+            if code in _MISSING:
+                raise _Missing from None
+            reason = f"cannot {what}: {code or status} {error.get('Message', '')}".rstrip()
+            if code in _REFUSED or status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+                self._failed(reason)
+                raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
+            raise ContentStoreError(f"{self.description}: {reason}") from None
+        except BotoCoreError as exc:
+            reason = f"cannot {what}: {exc}"
+            self._failed(reason)
+            raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
+        with self._lock:
+            self._paused_until, self._failures = 0.0, 0
+        return answer
+
+    def _failed(self, reason: str) -> None:
+        """Pause: ``pause_after_failure_s``, doubled after each further failure in a row up to
+        :data:`MAX_PAUSE_S`, so that a store that keeps swallowing requests holds the ingest a few seconds in minutes,
+        not a few seconds in every few."""
+        with self._lock:
+            self._failures += 1
+            pause = min(self._pause_s * 2 ** (self._failures - 1), max(self._pause_s, MAX_PAUSE_S))
+            self._paused_until = time.monotonic() + pause
+            self._failure = reason
+        logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
+
+
+class _Exists(Exception):
+    """An object of the key exists (412), or is being written by another conditional request (409)."""
+
+
+class _Missing(Exception):
+    """No object of the key (404)."""

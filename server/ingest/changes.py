@@ -1,0 +1,18 @@
+"""What a committed ingest batch changes on the pages: the :class:`~server.core.live.Change`\\ s the live bus (and
+the court's live feed) is told, one per seal and kind, however many events the batch held."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from server.core.live import Change
+from server.ingest.results import IngestResult, Outcome
+
+#: What each committed ingest outcome changes on the pages (duplicates, refusals and cleared statuses change nothing).
+_CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT: "snapshot"}
+
+
+def live_changes(results: Sequence[IngestResult]) -> list[Change]:
+    """The pages' changes of a committed ingest batch: one per seal and kind."""
+    seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
+    return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]

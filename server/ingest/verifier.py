@@ -1,0 +1,299 @@
+"""The Ed25519 checks of an ingest batch, partly in a process of their own while the batch is decoded.
+
+A signature check costs about as much CPU as decoding the event, and it is the one step of the ingest that needs no
+Python. With ``[mqtt] verifier_process`` the ingest's thread hands the checks of a batch's messages, a chunk at a
+time, to a verifier process as it decodes them, checks the last few itself, then collects the answers: the checks
+run beside the decoding instead of after it, on another core, and outside this process's interpreter lock.
+
+The answers are the refusal texts :func:`~server.ingest.checks.signature_problem` gives, in the order the checks were
+added. A check is never taken as passed without an answer: if the process is gone or answers nonsense, this thread
+checks those signatures itself (logged, counted), and a new process is started at a later batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
+
+logger = logging.getLogger(__name__)
+
+#: Checks sent to the verifier process at a time (≈ 40 KB): the first chunk starts being checked after this many
+#: messages are decoded, and the last (smaller) one is checked by the ingest's thread itself.
+CHUNK = 64
+#: After the verifier process failed, the ingest checks every signature itself for this long before starting another.
+RESTART_AFTER_S = 30.0
+#: Chunks sent and not yet answered, at most: the ingest reads answers before it sends more, so that neither pipe can
+#: fill up with one side waiting for the other (a pipe holds 64 KB; a chunk's answers take at most about 1 KB).
+MAX_UNANSWERED = 8
+#: How long the ingest waits for the answers to one chunk (64 checks take about 3 ms) before it takes the process for
+#: stuck, stops it and checks those signatures itself.
+ANSWER_TIMEOUT_S = 10.0
+#: Keys the verifier process keeps (a seal's key is parsed once, not per event).
+KEYS_KEPT = 10_000
+
+#: What the verifier process says first, as chunk 0, once it can check.
+READY = "ready"
+#: A check: the seal's key (32 bytes), the bytes its signature covers, the signature (hex).
+Job = tuple[bytes, bytes, str | None]
+
+
+def check(key: VerifyKey, signed: bytes, sig: str | None) -> str | None:
+    """Why the signature ``sig`` of ``signed`` does not verify against ``key``; None if it does."""
+    try:
+        verify_bytes(key, signed, sig)
+    except SignatureError as exc:
+        return str(exc)
+    return None
+
+
+class Checks:
+    """The signature checks of one batch, answered in the order they were added (checked here, at once)."""
+
+    def __init__(self) -> None:
+        self.answers: list[str | None] = []
+
+    def add(self, key: VerifyKey, signed: bytes, sig: str | None) -> None:
+        self.answers.append(check(key, signed, sig))
+
+    def results(self) -> list[str | None]:
+        return self.answers
+
+
+class Verifier:
+    """Checks signatures in this thread; :class:`ProcessVerifier` shares them with a process."""
+
+    def checks(self) -> Checks:
+        return Checks()
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessVerifier(Verifier):
+    """Hands most of a batch's checks to a verifier process (started at the first batch, again after a failure)."""
+
+    def __init__(
+        self,
+        *,
+        on_failure: Callable[[], None] | None = None,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        restart_after_s: float = RESTART_AFTER_S,
+    ) -> None:
+        self._on_failure = on_failure
+        self.answer_timeout_s = answer_timeout_s
+        self.restart_after_s = restart_after_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: _Pipe | None = None
+        self._failed_at: float | None = None
+        self._started_at = 0.0
+        self._ready = False
+        self._numbered = 0
+
+    def checks(self) -> Checks:
+        if self._connection is None and self._failed_at is not None:
+            if time.monotonic() - self._failed_at < self.restart_after_s:
+                return Checks()  # checked here for a while after a failure
+        return _SharedChecks(self)
+
+    def connected(self) -> _Pipe | None:
+        """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
+        runs: a fresh interpreter takes most of a second, during which this thread checks everything itself rather
+        than wait), or if it cannot be."""
+        if self._connection is None:
+            try:
+                self._process, self._connection = _start()
+            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
+                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
+                self._failed()
+                return None
+            self._started_at, self._ready = time.monotonic(), False
+        if not self._ready:
+            try:
+                if self._connection.poll(0):
+                    self._ready = pickle.loads(self._connection.recv_bytes()) == (0, READY)
+                    if not self._ready:
+                        raise ValueError("the verifier process did not say it was ready")
+                elif time.monotonic() - self._started_at > self.answer_timeout_s:
+                    raise TimeoutError(f"not ready within {self.answer_timeout_s:g} s")
+            except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+                self.failed(exc)
+                return None
+        return self._connection if self._ready else None
+
+    def number(self) -> int:
+        """A new chunk's number (they grow: answers to an abandoned chunk are recognised and skipped)."""
+        self._numbered += 1
+        return self._numbered
+
+    @property
+    def pid(self) -> int | None:
+        """The verifier process's, while one runs."""
+        return None if self._process is None else self._process.pid
+
+    def failed(self, exc: BaseException) -> None:
+        logger.error(
+            "the verifier process failed (%s: %s); the ingest checks signatures itself", type(exc).__name__, exc
+        )
+        self._failed()
+
+    def _failed(self) -> None:
+        self._failed_at = time.monotonic()
+        if self._on_failure is not None:
+            self._on_failure()
+        self.close()
+
+    def close(self) -> None:
+        connection, process = self._connection, self._process
+        self._connection = self._process = None
+        if connection is not None:
+            connection.close()  # the process sees the end and exits
+        if process is not None:
+            try:
+                process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(1.0)
+
+
+class _Pipe:
+    """Both directions to a verifier process: framed messages (:mod:`multiprocessing.connection`) on two OS pipes."""
+
+    def __init__(self, to_process: Connection, from_process: Connection) -> None:
+        self._to, self._from = to_process, from_process
+
+    def send_bytes(self, data: bytes) -> None:
+        self._to.send_bytes(data)
+
+    def poll(self, timeout: float) -> bool:
+        return self._from.poll(timeout)
+
+    def recv_bytes(self) -> bytes:
+        return self._from.recv_bytes()
+
+    def close(self) -> None:
+        self._to.close()
+        self._from.close()
+
+
+def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
+    """A verifier process (``python -m server.ingest.verifier``: a fresh interpreter that imports only what it
+    needs — not this process's main module — and inherits none of its threads) and the pipe to it."""
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    try:
+        command = [sys.executable, "-m", "server.ingest.verifier", str(to_read), str(from_write)]
+        process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
+    except BaseException:
+        for fd in (to_write, from_read):
+            os.close(fd)
+        raise
+    finally:
+        os.close(to_read)
+        os.close(from_write)
+    return process, _Pipe(Connection(to_write, readable=False), Connection(from_read, writable=False))
+
+
+class _SharedChecks(Checks):
+    """Each full chunk goes to the verifier process (started with the first: a batch smaller than a chunk, as at a
+    low rate, is checked here and starts nothing); the rest is checked here."""
+
+    def __init__(self, verifier: ProcessVerifier) -> None:
+        super().__init__()
+        self._verifier = verifier
+        self._connection: _Pipe | None = None
+        self._usable = True
+        self._keys: list[VerifyKey] = []
+        self._chunk: list[Job] = []
+        self._sent: list[tuple[int, list[Job]]] = []
+        self._answered: list[str | None] = []  # the answers of the first self._collected chunks sent
+        self._collected = 0
+
+    def add(self, key: VerifyKey, signed: bytes, sig: str | None) -> None:
+        self._keys.append(key)
+        self._chunk.append((bytes(key), signed, sig))
+        if len(self._chunk) == CHUNK and self._usable:
+            if self._connection is None:
+                self._connection = self._verifier.connected()
+                if self._connection is None:
+                    self._usable = False
+                    return
+            number = self._verifier.number()
+            try:
+                self._connection.send_bytes(pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL))
+            except (OSError, ValueError) as exc:
+                self._broken(exc)
+                return
+            self._sent.append((number, self._chunk))
+            self._chunk = []
+            while len(self._sent) - self._collected > MAX_UNANSWERED:
+                self._collect()  # the answers are read as they come: they can never fill the pipe and block it
+
+    def results(self) -> list[str | None]:
+        """The answers of the chunks sent, then of the rest, checked here meanwhile."""
+        unsent = self._keys[len(self._keys) - len(self._chunk) :]
+        rest = [check(key, signed, sig) for key, (_, signed, sig) in zip(unsent, self._chunk, strict=True)]
+        while self._collected < len(self._sent):
+            self._collect()
+        return self._answered + rest
+
+    def _collect(self) -> None:
+        number, chunk = self._sent[self._collected]
+        self._answered += self._answers(number, chunk)
+        self._collected += 1
+
+    def _answers(self, number: int, chunk: list[Job]) -> list[str | None]:
+        """The process's answers to chunk ``number``. Answers to an older chunk (of a batch that failed before it
+        read them) are skipped: an answer is only ever taken for the very checks it answers."""
+        if self._connection is not None:
+            deadline = time.monotonic() + self._verifier.answer_timeout_s
+            try:
+                while True:
+                    if not self._connection.poll(max(0.0, deadline - time.monotonic())):
+                        raise TimeoutError(f"no answer within {self._verifier.answer_timeout_s:g} s")
+                    answered, answers = pickle.loads(self._connection.recv_bytes())
+                    if answered == number and isinstance(answers, list) and len(answers) == len(chunk):
+                        return answers
+                    if not (isinstance(answered, int) and answered < number):
+                        raise ValueError(f"answers to chunk {answered!r} where {number} was expected")
+            except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+                self._broken(exc)
+        keys: dict[bytes, VerifyKey] = {}
+        return [check(keys.setdefault(k, VerifyKey(k)), signed, sig) for k, signed, sig in chunk]
+
+    def _broken(self, exc: BaseException) -> None:
+        self._connection, self._usable = None, False
+        self._verifier.failed(exc)
+
+
+def serve(receive: Connection, send: Connection) -> None:
+    """The verifier process: answer each chunk of checks until the ingest closes its end."""
+    keys: dict[bytes, VerifyKey] = {}
+    send.send_bytes(pickle.dumps((0, READY)))
+    while True:
+        try:
+            number, jobs = pickle.loads(receive.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if len(keys) > KEYS_KEPT:
+            keys.clear()
+        answers = []
+        for key, signed, sig in jobs:
+            verify_key = keys.get(key)
+            if verify_key is None:
+                verify_key = keys[key] = VerifyKey(key)
+            answers.append(check(verify_key, signed, sig))
+        send.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

@@ -1,0 +1,77 @@
+"""An ingest worker's own /metrics (``[ingest] metrics_port``): served by prometheus_client's HTTP server on the
+configured address, its scrape-time gauges set at each scrape, selectable by name; a port already taken is a clear
+configuration error, not a worker that runs without its metrics."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from seal_dev.broker import free_port
+from server.core.metrics import IngestMetrics, IngestProgress
+from server.core.metrics_http import MetricsEndpoint
+from server.errors import ConfigError
+from tests.prometheus import samples
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[MetricsEndpoint, IngestMetrics, list[bool]]]:
+    metrics = IngestMetrics(seal_gauges=False)
+    connected = [False]
+    instance = MetricsEndpoint(
+        "127.0.0.1",
+        free_port(),
+        metrics,
+        broker_connected=lambda: connected[0],
+        progress=lambda: IngestProgress(3, 1.5, None),
+        reasons=["bad_signature"],
+    )
+    instance.start()
+    try:
+        yield instance, metrics, connected
+    finally:
+        instance.stop()
+
+
+def test_a_worker_serves_its_counters_gauges_and_histogram(
+    endpoint: tuple[MetricsEndpoint, IngestMetrics, list[bool]],
+) -> None:
+    instance, metrics, connected = endpoint
+    metrics.count_stored()
+    metrics.count_rejected("wrong_case")
+    metrics.commit_latency.observe(0.02)
+    url = f"http://{instance.host}:{instance.port}/metrics"
+
+    first = samples(httpx.get(url).text)
+    connected[0] = True
+    second = samples(httpx.get(url).text)
+
+    assert first["seal_events_ingested_total"] == 1.0
+    assert first['seal_messages_rejected_total{reason="wrong_case"}'] == 1.0
+    assert first['seal_messages_rejected_total{reason="bad_signature"}'] == 0.0  # every known reason is listed
+    assert first["seal_ingest_commit_seconds_count"] == 1.0
+    assert first["seal_ingest_unstored_messages"] == 3.0 and first["seal_ingest_oldest_unstored_seconds"] == 1.5
+    assert (first["seal_broker_connected"], second["seal_broker_connected"]) == (0.0, 1.0)  # set at each scrape
+    assert "seal_seals_online" not in first
+    only = samples(httpx.get(url, params={"name[]": "seal_events_ingested_total"}).text)
+    assert only == {"seal_events_ingested_total": 1.0}
+
+
+def test_a_metrics_port_already_taken_is_a_configuration_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = MetricsEndpoint(
+            "127.0.0.1",
+            port,
+            IngestMetrics(seal_gauges=False),
+            broker_connected=lambda: True,
+            progress=lambda: IngestProgress(0, 0.0, None),
+            reasons=[],
+        )
+        with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{port}"):
+            endpoint.start()
