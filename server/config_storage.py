@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.config_types import BucketName, OptionalHttpUrl, OptionalName, OptionalPath
 
@@ -43,7 +43,7 @@ class StorageSettings(BaseModel):
         max_length=200,
         pattern=r"^(?:[A-Za-z0-9._-]+/)*$",
         description='Put before every key, ending with "/" (e.g. "court-0214/"), so that several courts can share '
-        'a bucket. "": none.',
+        'a bucket; no segment may be "." or "..". "": none.',
     )
     access_key_id: OptionalName = Field(
         None, max_length=128, description='The access key id; required with backend = "s3".'
@@ -84,6 +84,15 @@ class StorageSettings(BaseModel):
         "failure in a row, up to 5 minutes) instead of each waiting for its timeouts: the snapshots are quarantined "
         "unreceipted, and the seals send them again. 0: always try.",
     )
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_dot_segments(cls, prefix: str) -> str:
+        # A store or a proxy in front of it that normalises the request's path would take "a/../" out of the prefix
+        # (and "../" out of the bucket): keys go exactly where they are named, or nowhere.
+        if any(segment in (".", "..") for segment in prefix.split("/")):
+            raise ValueError(f'a segment of {prefix!r} is "." or "..": name the prefix\'s directories plainly')
+        return prefix
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket_and_a_key(self) -> StorageSettings:
