@@ -217,6 +217,23 @@ def test_changes_the_sender_had_to_drop_make_the_receivers_reload(
     assert worker.feed_count("unsent") == 1
 
 
+def test_changes_dropped_by_a_sender_that_then_goes_quiet_make_the_receivers_reload_all_the_same(
+    processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
+) -> None:
+    """The hole is shown at once, not only when the sender next has something to send (perhaps never)."""
+    worker, run = processes(pages=False), processes()
+    assert run.hub is not None
+    page = page_of(run.hub)
+    worker.feed.send([Change("event", "seal-1")])
+    assert wait_until(lambda: page.take() == [Change("event", "seal-1")])
+
+    worker.feed.send(Change("event", f"seal-{i}") for i in range(MAX_WAITING + 1))  # dropped; nothing follows
+
+    assert wait_until(lambda: page.subscription.gap == "feed"), "the pages were left with a silent hole"
+    assert run.metrics.snapshot().live_gaps.get("hole") == 1
+    assert page.take() == [Change("event", "seal-1")], "an empty message delivers nothing"
+
+
 def test_a_seals_account_can_neither_read_nor_write_the_feed(
     broker: PrivateBroker, processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
 ) -> None:
