@@ -262,6 +262,24 @@ def test_a_seals_account_can_neither_read_nor_write_the_feed(
     assert run.feed_count("received") == 0
 
 
+@pytest.mark.parametrize("pattern", ["#", "+/v1/live", "court/+/+", "$share/pages/court/v1/live", "$share/pages/#"])
+def test_no_wildcard_nor_shared_subscription_lets_a_seal_read_the_feed(
+    pattern: str, broker: PrivateBroker, processes: Callable[..., Process]
+) -> None:
+    worker = processes(pages=False)
+    with seal_connection(broker, "seal-0003") as seal:
+        granted: list[object] = []
+        heard: list[tuple[str, bytes]] = []
+        seal.client.on_subscribe = lambda _c, _u, _mid, codes, _p: granted.append(codes)
+        seal.client.on_message = lambda _c, _u, message: heard.append((message.topic, message.payload))
+        seal.client.subscribe(pattern, qos=1)
+        assert wait_until(lambda: granted)
+        worker.feed.send([Change("event", "seal-0003")])
+        assert wait_until(lambda: worker.feed_count("sent") == 1)
+        time.sleep(0.5)
+    assert [topic for topic, _payload in heard if topic == FEED_TOPIC] == [], f"{pattern} read the court's feed"
+
+
 def test_sending_never_waits_for_an_absent_broker_and_what_waited_is_sent_when_it_is_back(
     broker: PrivateBroker, processes: Callable[..., Process]
 ) -> None:
