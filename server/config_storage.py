@@ -4,6 +4,7 @@ kept — a directory (the default) or an S3-compatible bucket (Garage, Ceph RGW,
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,13 +86,28 @@ class StorageSettings(BaseModel):
         "unreceipted, and the seals send them again. 0: always try.",
     )
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, url: str | None) -> str | None:
+        # The address is shown (check-config) and logged with every failure of the store: it must hold no secret.
+        if url is not None and "@" in urlsplit(url).netloc:
+            raise ValueError(
+                "地址中不得含用户名或密码（地址会写入日志），请使用 access_key_id 与 secret_access_key_file / "
+                "the endpoint's URL holds a user name or password: give them as access_key_id and "
+                "secret_access_key_file, never in the URL (it is logged)"
+            )
+        return url
+
     @field_validator("key_prefix")
     @classmethod
     def _no_dot_segments(cls, prefix: str) -> str:
         # A store or a proxy in front of it that normalises the request's path would take "a/../" out of the prefix
         # (and "../" out of the bucket): keys go exactly where they are named, or nowhere.
         if any(segment in (".", "..") for segment in prefix.split("/")):
-            raise ValueError(f'a segment of {prefix!r} is "." or "..": name the prefix\'s directories plainly')
+            raise ValueError(
+                f'key_prefix 的各级不得为 "." 或 ".." / a segment of {prefix!r} is "." or "..": name the prefix\'s '
+                "directories plainly"
+            )
         return prefix
 
     @model_validator(mode="after")

@@ -36,6 +36,13 @@ def test_a_key_prefix_of_plain_segments_is_taken(prefix: str) -> None:
     )
 
 
+@pytest.mark.parametrize("url", ["https://GK31c2:s3cr3t@s3.court.example", "http://user@127.0.0.1:3900/"])
+def test_an_endpoint_url_with_credentials_is_refused_since_the_address_is_shown_and_logged(url: str) -> None:
+    with pytest.raises(ValidationError, match="endpoint_url") as refused:
+        StorageSettings(backend="s3", endpoint_url=url, bucket="evidence", access_key_id="court")
+    assert "s3cr3t" not in str(refused.value).split("input_value")[0]
+
+
 class _NotFound(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
