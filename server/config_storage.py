@@ -75,7 +75,8 @@ class StorageSettings(BaseModel):
         ge=1,
         le=10,
         description="Attempts per request (the first included) when the endpoint fails or times out: a dead "
-        "endpoint holds a snapshot's ingest at most this many times connect_timeout_s + read_timeout_s.",
+        "endpoint holds a snapshot's ingest at most this many times connect_timeout_s + read_timeout_s (a write "
+        "waits a second more for the store's 100 Continue), never inside a database transaction.",
     )
     pause_after_failure_s: float = Field(
         10.0,

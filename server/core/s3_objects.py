@@ -56,7 +56,8 @@ def make_client(settings: StorageSettings, secret_access_key: str) -> Any:
     config = Config(
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,
-        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first attempt, as [storage] max_attempts does (botocore's max_attempts does not)
+        retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
         s3={"addressing_style": settings.addressing_style},
         signature_version="s3v4",
         # Only the checksums S3 requires: stores other than AWS refuse or mishandle the CRC32 trailers that

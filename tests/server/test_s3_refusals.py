@@ -8,6 +8,7 @@ behind a proxy that routes the bucket nowhere)."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,3 +86,59 @@ def test_a_store_that_answers_a_write_with_404_is_unavailable(not_found_endpoint
         store.put(sha, data)
     with pytest.raises(ContentStoreUnavailable, match="tried again in"):  # paused like any other failure
         store.put(sha, data)
+
+
+class _BlackHole:
+    """A real socket that takes connections and never answers; it counts them (one per attempt of a request)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self._open = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join(5)
+        self._server.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_max_attempts_counts_the_first_attempt(attempts: int) -> None:
+    """``max_attempts`` attempts of a request, the first included, as the setting says — so that a store that does
+    not answer holds a request for the bound the documentation gives, not one more attempt of it."""
+    hole = _BlackHole()
+    storage = StorageSettings(
+        backend="s3",
+        endpoint_url=hole.url,
+        bucket="evidence",
+        access_key_id="court",
+        connect_timeout_s=0.5,
+        read_timeout_s=0.3,
+        max_attempts=attempts,
+        pause_after_failure_s=0,
+    )
+    try:
+        for request in ("read", "write"):
+            objects = S3Objects(make_client(storage, "not-a-real-secret"), "evidence", "snapshots/")
+            before = len(hole.connections)
+            with pytest.raises(ContentStoreUnavailable, match="timeout"):
+                objects.open("a" * 64) if request == "read" else objects.put_once("a" * 64, b"picture")
+            assert len(hole.connections) - before == attempts, request
+    finally:
+        hole.close()
