@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router, metrics_router, public_router
@@ -20,7 +21,7 @@ from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
 from server.config import Settings
 from server.context import ServerContext
-from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.db import SessionFactory, lost_a_race, make_engine, make_session_factory
 from server.core.live import Change, LiveHub
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
@@ -187,7 +188,26 @@ def log_workers(
     return [checkpointer, stamper]
 
 
+#: What a request that lost a race with another transaction (PostgreSQL broke a deadlock by failing it) is told.
+LOST_RACE_TEXT = (
+    "数据库正忙（与另一项操作冲突），本次操作未作任何更改，请重试。"
+    " The database was busy (a conflict with another action): nothing was changed, please try again."
+)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
+    async def lost_race(request: Request, exc: Exception) -> JSONResponse:
+        if not lost_a_race(exc):
+            raise exc  # the database's other failures stay server errors (500, logged with the traceback)
+        cause = getattr(exc, "orig", exc)
+        logger.warning(
+            "%s %s lost a race with another transaction, nothing kept: %s", request.method, request.url.path, cause
+        )
+        headers = {"Retry-After": "1"}
+        return JSONResponse(
+            {"detail": LOST_RACE_TEXT}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers
+        )
+
     async def not_found(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
 
@@ -239,3 +259,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TimestampFailed, unavailable)
     app.add_exception_handler(NoticesUnavailable, unavailable)
     app.add_exception_handler(ProofError, bad_request)
+    app.add_exception_handler(OperationalError, lost_race)  # deadlock_detected, serialization_failure

@@ -14,7 +14,9 @@ handed to the publisher and not yet acknowledged by the broker, always in key or
 After every (re)connect the courier sends everything not receipted again, in key order (the broker may have lost
 it). It hands nothing out on a connection before it has handled that connection's coming up, a message on its queue
 like the PUBACKs: the publisher counts as connected from its CONNACK, and an item handed out before the courier
-rewinds may be PUBACKed by then, no longer in flight, and sent a second time by the pass the rewind starts. While
+rewinds may be PUBACKed by then, no longer in flight, and sent a second time by the pass the rewind starts. Nor while
+a connection change it was told of waits on its queue: the link may have dropped and come back since the coming up
+it handled last. While
 connected, an item the court does not receipt in time is sent again by itself, with a doubling interval
 (the rules: :mod:`seal_agent.journal.resend`).
 
@@ -133,6 +135,10 @@ class Courier(Generic[ItemT]):
         self._cursor = 0  # highest key handed to the publisher in the current pass
         self._in_flight: set[int] = set()  # handed to the publisher, no PUBACK yet
         self._link_up = False  # the last connection change handled was the link coming up (and its pass started)
+        self._changes_handled = 0  # connection changes handled, of the ``_changes_told``
+        # Shared: connection changes put on the queue (counted and put under the lock, in the queue's order)
+        self._changes_told = 0
+        self._told_lock = threading.Lock()
         self._rewound: tuple[int, float] | None = None  # (from key, at) of a pass that re-sends
         self._stalled_until: float | None = None
         # Shared, for wait_drained():
@@ -175,7 +181,9 @@ class Courier(Generic[ItemT]):
         self._queue.put(_Receipt(frozenset(hashes)))
 
     def on_connection(self, connected: bool) -> None:
-        self._queue.put(_Connection(connected))
+        with self._told_lock:
+            self._changes_told += 1
+            self._queue.put(_Connection(connected))
 
     # -- worker thread ----------------------------------------------------------------------------------------
 
@@ -231,10 +239,17 @@ class Courier(Generic[ItemT]):
                     )
                     self._stall()
             elif isinstance(message, _Receipt):
-                self._receipted(message.hashes)
+                try:
+                    self._receipted(message.hashes)
+                except Exception:  # not raised past the messages behind it: a connection change lost would stall
+                    logger.exception(
+                        "%s courier: cannot apply a court receipt; retrying in %.0f s", self.name, self.retry_s
+                    )
+                    self._stall()  # the items stay queued: sent again, the court receipts them again
             elif isinstance(message, _Connection):
                 logger.debug("%s courier: broker %s", self.name, "connected" if message.connected else "disconnected")
                 self._link_up = message.connected
+                self._changes_handled += 1
                 if message.connected:
                     self._rewind(0)  # the broker may have lost what it acknowledged: send all not receipted
                     self._resends.reconnected(self._clock.monotonic())  # and every item's back-off starts again
@@ -261,8 +276,10 @@ class Courier(Generic[ItemT]):
     def _can_send(self) -> bool:
         """Connected now, and this connection's coming up handled. Handed to paho while it is not connected, an item
         would go out as soon as the socket is open, before the older items paho re-sends at CONNACK; handed out
-        between the CONNACK and the courier's handling of it, it would go again in the pass that starts then."""
-        return self._link_up and self._connected()
+        between the CONNACK and the courier's handling of it, it would go again in the pass that starts then. The
+        link is read first: connected then, with every change told since handled, it is the link whose coming up
+        was handled last (a drop and a new CONNACK in between would have told a change first)."""
+        return self._connected() and self._changes_handled == self._changes_told and self._link_up
 
     def _rewind(self, key: int) -> None:
         self._cursor = min(self._cursor, key)

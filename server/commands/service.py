@@ -22,6 +22,7 @@ from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState, states_leading_to, transition
+from server.core.db import NO_KEY_UPDATE
 from server.errors import Conflict, NotFound
 from server.seals.models import Seal
 
@@ -56,7 +57,7 @@ def issue_command(
     """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`)."""
     # Lock (and re-read) the seal: commands to it get their ids in the order they commit, as a seal refuses a
     # lower id than one it accepted, and an unbinding in the meantime is seen.
-    session.refresh(seal, with_for_update=True)
+    session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no is None:
         raise Conflict(f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only")
     row = CourtCommand(

@@ -16,6 +16,16 @@ A deferred transaction that upgrades to a writer after another connection commit
 at ``BEGIN``, where the busy timeout does apply, so writers queue instead of failing. A session that only reads
 (the API's GET requests) opts out with :data:`READ_ONLY` and keeps WAL's concurrent readers. PostgreSQL ignores the
 option.
+
+On PostgreSQL every transaction is ``READ COMMITTED``, set by the engine whatever the server's
+``default_transaction_isolation`` (a DBA may make it ``repeatable read`` or ``serializable``). The writers rely on
+it: each statement reads what was committed before it began, so a writer that reads after taking a lock sees what
+the lock's previous holder committed. The Merkle log's writers read the log's size after its advisory lock is
+granted (:func:`server.evidence.log.append_leaves`); under ``REPEATABLE READ`` that size would come from a snapshot
+taken at the transaction's first statement, before the lock, and two writers would insert the same leaf index (one
+failing with a unique violation, or under ``SERIALIZABLE`` a serialization failure). Likewise the ingest reads a
+seal's chain state, the liveness check its seal row, the notification worker a notification, locked, and decides on
+what they hold then.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.errors import ConfigError
@@ -42,7 +52,26 @@ SQLITE_BEGIN = "sqlite_begin"
 #: Execution options of a session that never writes: ``factory(bind=engine.execution_options(**READ_ONLY))``.
 READ_ONLY = {SQLITE_BEGIN: "DEFERRED"}
 
+#: ``with_for_update`` of a row lock that changes no key (``FOR NO KEY UPDATE`` on PostgreSQL; SQLite ignores it):
+#: a row inserted meanwhile may still refer to the locked one. ``FOR UPDATE`` waits for the key-share locks that the
+#: foreign keys of such inserts take — an ingest inserting an event of the case, or of the seal — and so would wait
+#: in a circle with the ingest (server/ingest/rows.py lists the order of the shared locks). No row of the court
+#: changes its key, and none is deleted while others may refer to it.
+NO_KEY_UPDATE = {"key_share": True}
+
+#: The isolation of every transaction on PostgreSQL, set by the engine whatever the server's default.
+POSTGRESQL_ISOLATION = "READ COMMITTED"
+
 SessionFactory = sessionmaker[Session]
+
+#: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
+RACE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)? Nothing
+    it did was kept: the same work may simply be tried again."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -62,6 +91,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if parsed.get_backend_name() == "postgresql":
+        # READ COMMITTED whatever the server's default_transaction_isolation (see the module's docstring). psycopg 3
+        # then begins each transaction with ``BEGIN ISOLATION LEVEL READ COMMITTED``.
+        level = kwargs.setdefault("isolation_level", POSTGRESQL_ISOLATION)
+        if level != POSTGRESQL_ISOLATION:
+            raise ValueError(f"the court's transactions need {POSTGRESQL_ISOLATION} on PostgreSQL, not {level!r}")
         # Every moment is stored and read in UTC: a server whose default time zone is another one could otherwise
         # not even read back an event stamped near year 1 or 9999 (psycopg: "timestamp too large").
         # ``options`` given in the URL (e.g. ``?options=-csearch_path=…``) are kept: connect_args would replace them.

@@ -11,8 +11,9 @@ the key the seal had at the worker's last transaction, are checked before the tr
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
 quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
 closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction,
-and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`), and so
-is each stored event's leaf in the Merkle log (:func:`append_events`, after the batch's other rows are written).
+and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`, once the
+seals' rows are locked: the lock order of :mod:`server.ingest.rows`), and so is each stored event's leaf in the
+Merkle log (:func:`append_events`, after the batch's other rows are written).
 
 An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of
 compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import select
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
 from server.alarms.book import AlarmBook
-from server.commands.service import apply_answer
+from server.commands.service import ANSWER_TYPES, apply_answer
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event, Snapshot
@@ -102,6 +104,7 @@ class IngestBatch:
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
+        self._answers: list[tuple[int, Envelope, datetime]] = []  # (place, answer, received_at), in message order
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -130,6 +133,7 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session)
+            self._apply_answers(results)
             self._quarantined.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
@@ -137,6 +141,14 @@ class IngestBatch:
                 # it reads .id and .raw only
                 self.frontier = append_events(self.session, cast(list[Event], leaves), self.cache.frontier)
             return results
+
+    def _apply_answers(self, results: list[IngestResult]) -> None:
+        """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
+        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands)."""
+        for place, envelope, at in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
+            answer = apply_answer(self.session, envelope, at=at)
+            detail = f"command {envelope.payload.get('command_id')}: {answer}"
+            results[place] = replace(results[place], detail=detail, command_answer=answer)
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:
         """One more copy of ``message`` for the quarantine, written at the batch's end (:mod:`.quarantine_rows`)."""
@@ -218,7 +230,7 @@ class IngestBatch:
                     return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
                 return self._refused(message, self._case_refused[place])
             if isinstance(checked, Envelope):
-                return self._store_event(checked, message, self._case_of[place])
+                return self._store_event(place, checked, message, self._case_of[place])
             match checked.kind:
                 case MessageKind.STATUS:
                     return self._status_message(checked, message)
@@ -234,7 +246,7 @@ class IngestBatch:
         self._quarantine(message, result)
         return result
 
-    def _store_event(self, envelope: Envelope, message: Message, case_no: str) -> IngestResult:
+    def _store_event(self, place: int, envelope: Envelope, message: Message, case_no: str) -> IngestResult:
         seal = self._seal(envelope.device_id)
         event_id = str(envelope.event_id)
         assert envelope.sig is not None  # verify_envelope refuses unsigned envelopes
@@ -276,11 +288,11 @@ class IngestBatch:
         at = message.received_at
         row = self._event_row(index)
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
-        answer = apply_answer(self.session, envelope, at=message.received_at)
+        if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
+            self._answers.append((place, envelope, message.received_at))
         armed = armed_state(envelope.type.value, envelope.payload)
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
-        detail = f"command {envelope.payload.get('command_id')}: {answer}" if answer is not None else ""
-        return IngestResult(Outcome.STORED, seal.device_id, detail=detail, command_answer=answer)
+        return IngestResult(Outcome.STORED, seal.device_id)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
         """Would the event open a gap that another worker may be about to fill? (Only with several workers, and
@@ -360,6 +372,11 @@ class IngestBatch:
         if seal is None:
             raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
         return seal
+
+
+def _command_id(envelope: Envelope) -> int:
+    command_id = envelope.payload.get("command_id")
+    return command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
 
 
 def _device(checked: Envelope | ParsedTopic | Rejected) -> str | None:

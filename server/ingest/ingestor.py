@@ -22,13 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.commands.service import AnswerOutcome
 from server.config import AlarmSettings, MqttSettings
 from server.core.base import utc_now
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, lost_a_race
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
@@ -42,8 +42,6 @@ from server.ingest.verifier import ProcessVerifier, Verifier
 
 logger = logging.getLogger(__name__)
 
-#: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
-RACE_SQLSTATES = frozenset({"40P01", "40001"})
 #: How many times a transaction that keeps losing races is tried before the storage counts as unavailable.
 RACE_ATTEMPTS = 5
 
@@ -300,11 +298,6 @@ class Ingestor:
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)
-
-
-def lost_a_race(exc: Exception) -> bool:
-    """Did ``exc`` end a transaction that lost a race with another (a deadlock, a serialization failure)?"""
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
 def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:

@@ -3,8 +3,16 @@ in the seals' rows (last seen, armed, status), one executemany each. Compiled on
 
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
 (sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
-does), then seal rows (sorted by ``device_id``, all at once before they are written), then quarantine rows (sorted
-by key, :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock."""
+does), then seal rows (sorted by ``device_id``, all at once before they are written), then the commands its answers
+settle (by id, :meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
+:mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock.
+
+The web's and the command line's writers keep that order where they share rows with it: a case's row (locked
+first, by whatever changes its seals), then seal rows (by ``device_id``), then their commands (by id), notices,
+and the log's lock at the commit (:mod:`server.audit.service`); an alarm's acknowledgement or closing locks that
+alarm alone. Case and seal rows are locked ``FOR NO KEY UPDATE`` (:data:`server.core.db.NO_KEY_UPDATE`): the
+ingest's inserts of events, alarms and snapshots take key-share locks on their case's and seal's rows (the foreign
+keys' checks), which ``FOR UPDATE`` would wait for. docs/deploy.md lists the writers and their locks."""
 
 from __future__ import annotations
 

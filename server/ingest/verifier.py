@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 CHUNK = 64
 #: After the verifier process failed, the ingest checks every signature itself for this long before starting another.
 RESTART_AFTER_S = 30.0
+#: Chunks sent and not yet answered, at most: the ingest reads answers before it sends more, so that neither pipe can
+#: fill up with one side waiting for the other (a pipe holds 64 KB; a chunk's answers take at most about 1 KB).
+MAX_UNANSWERED = 8
 #: How long the ingest waits for the answers to one chunk (64 checks take about 3 ms) before it takes the process for
 #: stuck, stops it and checks those signatures itself.
 ANSWER_TIMEOUT_S = 10.0
@@ -211,6 +214,8 @@ class _SharedChecks(Checks):
         self._keys: list[VerifyKey] = []
         self._chunk: list[Job] = []
         self._sent: list[tuple[int, list[Job]]] = []
+        self._answered: list[str | None] = []  # the answers of the first self._collected chunks sent
+        self._collected = 0
 
     def add(self, key: VerifyKey, signed: bytes, sig: str | None) -> None:
         self._keys.append(key)
@@ -229,15 +234,21 @@ class _SharedChecks(Checks):
                 return
             self._sent.append((number, self._chunk))
             self._chunk = []
+            while len(self._sent) - self._collected > MAX_UNANSWERED:
+                self._collect()  # the answers are read as they come: they can never fill the pipe and block it
 
     def results(self) -> list[str | None]:
         """The answers of the chunks sent, then of the rest, checked here meanwhile."""
         unsent = self._keys[len(self._keys) - len(self._chunk) :]
         rest = [check(key, signed, sig) for key, (_, signed, sig) in zip(unsent, self._chunk, strict=True)]
-        answers: list[str | None] = []
-        for number, chunk in self._sent:
-            answers += self._answers(number, chunk)
-        return answers + rest
+        while self._collected < len(self._sent):
+            self._collect()
+        return self._answered + rest
+
+    def _collect(self) -> None:
+        number, chunk = self._sent[self._collected]
+        self._answered += self._answers(number, chunk)
+        self._collected += 1
 
     def _answers(self, number: int, chunk: list[Job]) -> list[str | None]:
         """The process's answers to chunk ``number``. Answers to an older chunk (of a batch that failed before it

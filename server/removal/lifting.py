@@ -113,7 +113,10 @@ def confirm_lifted(
     for device_id, waiver in waivers.items():
         if device_id in found:
             waiver.found = SealFound(found[device_id]).value
-    seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
+    # All the seals before any of their commands (each release locks its seal's pending commands): the ingest locks
+    # the rows of a batch's seals at once, then the commands their answers settle (server.ingest.rows).
+    query = select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)
+    seals = list(session.scalars(query.with_for_update(key_share=True)))
     why = f"removal request {request.id}: the seizure was lifted, the seals removed on site"
     for seal in seals:
         release_seal(
@@ -154,11 +157,14 @@ def abort_request(
     get_case(session, case_no=request.case_no, for_update=True)
     disarms = list(session.scalars(select(RemovalDisarm).where(RemovalDisarm.request_id == request.id)))
     why = f"removal request {request.id}: the approval was withdrawn"
-    withdrawn = withdraw_commands(session, command_ids=[d.command_id for d in disarms], now=now, actor=actor, note=why)
     devices = sorted({d.device_id for d in disarms})
-    seals = session.scalars(select(Seal).where(Seal.device_id.in_(devices), Seal.case_no == request.case_no))
+    # The seals before their commands (the lock order of server.ingest.rows): the ingest of a seal's answer to its
+    # disarm holds the seal's row when it locks the command.
+    query = select(Seal).where(Seal.device_id.in_(devices), Seal.case_no == request.case_no).order_by(Seal.device_id)
+    seals = list(session.scalars(query.with_for_update(key_share=True)))
+    withdrawn = withdraw_commands(session, command_ids=[d.command_id for d in disarms], now=now, actor=actor, note=why)
     arms = []
-    for seal in seals.all():
+    for seal in seals:
         row = issue_command(
             session, seal=seal, action=CommandAction.ARM, args={}, key=key, ttl=ttl, user=actor, now=now
         )

@@ -86,12 +86,13 @@ def update_court(session: Session, *, actor: Actor | None, code: str, changes: d
 
 def find_case(session: Session, *, case_no: str, for_update: bool = False) -> Case | None:
     """The case ``case_no`` names, whichever way it is spelt (:func:`~.case_numbers.case_no_spellings`);
-    ``for_update`` locks its row (PostgreSQL) until the transaction ends."""
+    ``for_update`` locks its row (PostgreSQL, ``FOR NO KEY UPDATE``: :data:`~server.core.db.NO_KEY_UPDATE`) until
+    the transaction ends."""
     spellings = case_no_spellings(case_no)
     query = select(Case).where(Case.case_no.in_(spellings))
     if for_update:
         # Only the case's row: its court is joined (nullable side of an outer join, which cannot be locked).
-        query = query.with_for_update(of=Case).execution_options(populate_existing=True)
+        query = query.with_for_update(of=Case, key_share=True).execution_options(populate_existing=True)
     cases = {case.case_no: case for case in session.scalars(query)}
     return next((cases[spelling] for spelling in spellings if spelling in cases), None)
 

@@ -19,6 +19,7 @@ from seal_protocol import InvalidTopic, SignatureError, validate_device_id
 from seal_protocol.signing import verify_key_from_b64
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
+from server.core.db import NO_KEY_UPDATE
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
@@ -53,7 +54,7 @@ def bind_seal(
     """Bind an unbound seal to a case; raise :class:`Conflict` if it is bound (unbind it first)."""
     seal = get_seal(session, device_id=device_id)
     case_no = get_case(session, case_no=case_no, for_update=True).case_no  # the case's seals change: lock it first
-    session.refresh(seal, with_for_update=True)
+    session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no is not None:
         raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
     return _bind(session, seal, case_no=case_no, actor=actor, location=location, now=utc_now())
@@ -72,7 +73,7 @@ def unbind_seal(
     if seal.case_no is None:
         raise Conflict(f"seal {device_id!r} is not bound to a case")
     case = get_case(session, case_no=seal.case_no, for_update=True)  # the case's seals change: lock it first
-    session.refresh(seal, with_for_update=True)
+    session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no != case.case_no:
         raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
     return _unbind(session, seal, actor=actor, now=utc_now(), through=through, note=note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from seal_agent.devices.camera import Snapshot, VideoFileCamera, encode_jpeg
 from seal_agent.errors import InvalidSnapshotHash, SnapshotNotFound
 from seal_agent.journal.snapshot_store import SnapshotStore
-from tests.agent_camera.clips import HEIGHT, WIDTH, moving_rectangle_frames
+from tests.agent_camera.clips import HEIGHT, WIDTH, moving_rectangle_frames, textured_scene
 
 
 def decodes(jpeg: bytes) -> bool:
@@ -75,6 +76,33 @@ def test_latest_snapshot_is_a_jpeg(clip, monitor_factory):
     snapshot = monitor.latest_snapshot()
 
     assert snapshot is not None and snapshot.offset_s == 0 and decodes(snapshot.jpeg)
+
+
+class LargeSensorCamera:
+    """A live camera with a large sensor: analysing each frame takes the monitor a few milliseconds."""
+
+    def __init__(self, width: int = 1920, height: int = 1440) -> None:
+        scene = np.asarray(cv2.resize(textured_scene(), (width, height)), dtype=np.uint8)
+        self._frames = itertools.cycle([scene, scene ^ 1])  # sensor noise: never two alike in a row
+
+    def read(self) -> np.ndarray:
+        return next(self._frames)
+
+    def close(self) -> None:
+        pass
+
+
+def test_whoever_sees_ok_can_take_a_snapshot(monitor_factory):
+    # The state is polled, not waited on: at whatever moment "ok" shows, the frame that made it so is in the ring.
+    for _ in range(3):
+        monitor = monitor_factory(LargeSensorCamera())
+        deadline = time.monotonic() + 10.0
+        while monitor.state != "ok":
+            assert time.monotonic() < deadline, f"still {monitor.state} after 10 s"
+            time.sleep(0)  # lets the monitor thread take the GIL back at once
+
+        assert monitor.latest_snapshot() is not None
+        monitor.stop(timeout=2.0)
 
 
 def jpeg_of(seed: int, size: int = 64) -> bytes:

@@ -2,9 +2,9 @@
 loses nothing and stores nothing twice once it is restarted — the broker redelivers what was not acknowledged.
 
 The ingest runs in a child process (this module, run with ``python -m``): the real :class:`MqttIngest` and
-:class:`Ingestor` on the test database, with a SQLAlchemy session hook that, once armed, announces the first commit
-holding events (inserted through the session; by creating a marker file) and then blocks it forever — until the test
-kills the process.
+:class:`Ingestor` on the test database, with SQLAlchemy hooks that, once armed, announce the first commit holding
+events (an insert into the events table, seen at the driver; by creating a marker file) and then block it forever —
+until the test kills the process.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy.orm import Session
 
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status
@@ -133,20 +133,21 @@ def test_sigkill_during_a_burst_loses_nothing_and_doubles_nothing(
 # -- the child ----------------------------------------------------------------------------------------------------
 
 
-def _hold_commits(session_factory: SessionFactory, hold: str, marker: Path) -> None:
+def _hold_commits(engine: Engine, session_factory: SessionFactory, hold: str, marker: Path) -> None:
     """Block forever the first commit that holds events, at ``hold``, after creating ``marker``."""
     forever = threading.Event()
 
-    @event.listens_for(session_factory, "do_orm_execute")
-    def on_execute(state: ORMExecuteState) -> None:
-        # The batch inserts its events with a Core statement through the session (not as ORM objects).
-        table = getattr(state.statement, "table", None)
-        if state.is_insert and getattr(table, "name", None) == Event.__tablename__:
-            state.session.info["holds_events"] = True
+    @event.listens_for(engine, "before_cursor_execute")
+    def on_execute(connection: Connection, cursor: object, statement: str, *args: object) -> None:
+        # Seen at the driver: on SQLite the batch hands its events to the driver's executemany, not to the session.
+        if statement.startswith(f"INSERT INTO {Event.__tablename__} "):
+            connection.info["holds_events"] = True
 
     @event.listens_for(session_factory, "before_commit")
     def before_commit(session: Session) -> None:
         session.flush()
+        if session.connection().info.pop("holds_events", False):
+            session.info["holds_events"] = True
         if session.info.get("holds_events") and hold == "before_commit":
             marker.touch()
             forever.wait()
@@ -164,7 +165,7 @@ def child_main(argv: list[str]) -> int:
     engine = make_engine(database_url)
     session_factory = make_session_factory(engine)
     if hold != "none":
-        _hold_commits(session_factory, hold, Path(directory) / "holding")
+        _hold_commits(engine, session_factory, hold, Path(directory) / "holding")
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=Path(directory) / "snapshots")
     ingest = MqttIngest(MqttSettings.model_validate(json.loads(mqtt_json)), ingestor)
     stop = threading.Event()

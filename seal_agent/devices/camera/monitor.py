@@ -81,6 +81,7 @@ class CameraMonitor:
         self._bursts: list[SnapshotBurst] = []
         self._lock = threading.Lock()  # ring, bursts and motion history; never held while encoding
         self._changed = threading.Condition()  # notified after every observation
+        self._state = self._health.state.value  # published with the rest of an observation (see _observe)
         self._last_t = -math.inf
         self._previous: Image | None = None
         self._grabber = FrameGrabber(camera, self.interval, clock)
@@ -148,8 +149,12 @@ class CameraMonitor:
 
     @property
     def state(self) -> str:
-        """``"starting"``, ``"ok"``, ``"blind"`` or ``"lost"``."""
-        return self._health.state.value
+        """``"starting"``, ``"ok"``, ``"blind"`` or ``"lost"``.
+
+        It changes only once the observation that changed it is in the ring buffer and the motion history, so whoever
+        sees ``"ok"`` can take :meth:`latest_snapshot` of the frame behind it.
+        """
+        return self._state
 
     def wait_for_state(self, state: str, timeout: float) -> bool:
         """Block until :attr:`state` equals ``state``; ``False`` on timeout."""
@@ -276,6 +281,7 @@ class CameraMonitor:
             while self._motion and self._motion[0][0] < horizon:
                 self._motion.popleft()
         with self._changed:
+            self._state = self._health.state.value
             self._last_t = max(self._last_t, t)
             self.observations += 1
             self._changed.notify_all()

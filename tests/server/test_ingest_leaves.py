@@ -1,0 +1,114 @@
+"""The events a batch stores get their own ids and their log leaves in the order of the messages, whatever else the
+batch holds: copies, clashes and refusals between them, and after a batch that failed and was stored one by one. The
+log is checked against an RFC 6962 tree computed here from the stored bytes, not by the server's own code."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import select, text
+
+from seal_protocol import EventType, decode_envelope, envelope_hash
+from server.audit.models import AuditEntry
+from server.core.db import SessionFactory
+from server.evidence import log
+from server.evidence.models import Event, LogLeaf
+from server.ingest.results import Outcome
+from tests.server.helpers import message
+from tests.server.ingest_world import Court, make_court, resigned
+
+
+def _tree_hash(leaves: list[bytes]) -> bytes:
+    """RFC 6962's Merkle Tree Hash, as the RFC writes it."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _tree_hash(leaves[:k]) + _tree_hash(leaves[k:])).digest()
+
+
+def _check_log(session_factory: SessionFactory, stored: list[bytes]) -> None:
+    """The log's event leaves are ``stored``, in order, each naming the row with those bytes; the root is theirs."""
+    with session_factory() as session:
+        events = {e.id: e.raw for e in session.scalars(select(Event))}
+        entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
+        leaves = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index)).all()
+        assert [leaf.leaf_index for leaf in leaves] == list(range(len(leaves)))
+        assert [events[leaf.event_id] for leaf in leaves if leaf.event_id is not None] == stored
+        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id or 0] for leaf in leaves]
+        assert [leaf.leaf_hash for leaf in leaves] == [hashlib.sha256(b"\x00" + raw).digest() for raw in raws]
+        assert log.root_hash(session, len(raws)) == _tree_hash(raws)
+        assert sorted(events.values()) == sorted(stored)
+
+
+def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    court: Court = make_court(session_factory, tmp_path)
+    a, b = court.a, court.b
+    a1, a2, b1 = a.event(), a.event(), b.event()
+    assert {r.outcome for r in court.ingestor.ingest([message(a.event_topic, d) for d in (a1, a2)])} == {Outcome.STORED}
+    assert court.send(b, b1)[0].outcome is Outcome.STORED
+
+    a3, b2 = a.event(EventType.TAMPER, {"note": '","sig":"' + "0" * 128 + '"'}), b.event()
+    # b's next seq under a's stored event_id; seq 3 of a again with other bytes (neither changes the seals' chains)
+    stolen_id = resigned(b2, b.key, event_id=decode_envelope(a1).event_id, seq=b.seq + 1, prev_hash=envelope_hash(b2))
+    replay = resigned(a3, a.key, payload={"other": 1})
+    a4, b3 = a.event(), b.event()
+    batch = [
+        (a.event_topic, a3),
+        (a.event_topic, a2),  # stored by the first batch: a redelivery
+        (b.event_topic, b2),
+        (b.event_topic, stolen_id),  # another seal's stored event_id
+        (a.event_topic, b"{not json"),
+        (a.event_topic, a4),
+        (a.event_topic, replay),  # seq 3 again, other bytes
+        (b.event_topic, b3),
+        (a.event_topic, a3),  # a copy within the batch
+    ]
+    results = court.ingestor.ingest([message(topic, data) for topic, data in batch])
+    assert [r.outcome for r in results] == [
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+        Outcome.QUARANTINED,
+        Outcome.QUARANTINED,
+        Outcome.STORED,
+        Outcome.QUARANTINED,
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+    ]
+    _check_log(session_factory, [a1, a2, b1, a3, b2, a4, b3])
+
+    # A batch the database fails (a trigger refuses one row) is stored one by one: the others keep their order.
+    with session_factory() as session:
+        dialect = session.get_bind().dialect.name
+    a5, a6, b4, a7 = a.event(), a.event(), b.event(), a.event()
+    refuse_seq = 6  # a6
+    with session_factory() as session:
+        if dialect == "postgresql":
+            session.execute(
+                text(
+                    "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.seq = {refuse_seq} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
+                    "$$ LANGUAGE plpgsql"
+                )
+            )
+            session.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_event()")
+            )
+        else:
+            session.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = {refuse_seq} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+        session.commit()
+    results = court.ingestor.ingest([message(b.event_topic, b4)] + [message(a.event_topic, d) for d in (a5, a6, a7)])
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED, Outcome.STORED]
+    _check_log(session_factory, [a1, a2, b1, a3, b2, a4, b3, b4, a5, a7])

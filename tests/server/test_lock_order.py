@@ -1,0 +1,208 @@
+"""The web's writers and the ingest lock the rows they share in one order on PostgreSQL, so neither waits for the
+other in a circle (a deadlock, which PostgreSQL breaks by failing one of them: the ingest tries its batch again, a
+person's action ends on an error page). Each test interleaves two real transactions, a third one (the pin) holding
+one of them between two of its steps while the other takes its own locks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, text
+
+from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
+from seal_protocol.signing import generate_signing_key
+from server.app import LOST_RACE_TEXT, create_app
+from server.auth.access import Role
+from server.auth.users import get_user
+from server.commands.models import CourtCommand
+from server.commands.service import issue_command
+from server.commands.state import CommandState
+from server.core.base import utc_now
+from server.core.db import SessionFactory, make_session_factory, session_scope
+from server.core.metrics import IngestMetrics
+from server.evidence.models import Event
+from server.ingest.ingestor import Ingestor
+from server.ingest.results import Outcome
+from server.notices.service import Revocation
+from server.removal.lifting import abort_request
+from server.removal.release import release_seal
+from server.removal.steps import get_request
+from server.seals.models import Seal
+from tests.server.auth_helpers import add_user, make_settings
+from tests.server.helpers import CASE_A, SimulatedSeal, message, register
+from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
+from tests.server.removal_world import RemovalWorld, make_world
+from tests.server.test_ingest_races import _lose_races
+
+#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
+FAILED = ("storing them one by one", "lost a race")
+COURT_KEY = generate_signing_key()
+_TTL = timedelta(minutes=10)
+
+
+@pytest.fixture
+def pg_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
+    """Connections of their own name on the test's schema (after ``engine`` made the tables)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's row locks (SQLite's writers queue at BEGIN IMMEDIATE)")
+    named = named_engine(database_url)
+    try:
+        yield named
+    finally:
+        named.dispose()
+
+
+def _issue(factory: SessionFactory, device_id: str, action: CommandAction) -> int:
+    with session_scope(factory) as session:
+        seal = session.scalars(select(Seal).where(Seal.device_id == device_id)).one()
+        user = get_user(session, username="clerk")
+        row = issue_command(
+            session,
+            seal=seal,
+            action=action,
+            args={},
+            key=COURT_KEY,
+            ttl=_TTL,
+            user=user,
+            now=utc_now(),
+        )
+        return row.id
+
+
+def _failed(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
+
+
+#: Where the pin stops the clerk's unbinding: between the case and the seal (it holds the seal's row), or between the
+#: seal and the commands (it holds the clerk's row, which the unbinding's rows refer to: the binding's unbound_by).
+PINS = {
+    "before the seal": "SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR NO KEY UPDATE",
+    "before the commands": "SELECT 1 FROM users WHERE username = 'clerk' FOR UPDATE",
+}
+
+
+@pytest.mark.parametrize("pin_sql", PINS.values(), ids=PINS.keys())
+def test_unbinding_a_seal_while_its_answer_to_a_command_is_ingested_does_not_deadlock(
+    pg_engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, pin_sql: str
+) -> None:
+    """The clerk's unbinding (``DELETE /api/seals/{id}/binding``: :func:`release_seal`) locks the case, the seal,
+    then the seal's pending commands, to expire them. The ingest of the seal's ``command_ack`` locked the command
+    (to acknowledge it) before its insert of the event, whose foreign keys take a key-share lock on the case and the
+    seal, and before it updates the seal's row. Before: the case was locked FOR UPDATE, which waits for key-share
+    locks (stopped before the seal, the clerk held it), and the ingest locked the command before the seal (stopped
+    before the commands, the clerk held the seal): each waited for the other, and PostgreSQL failed the ingest's
+    batch, which then tried again — or the clerk's action, an error page."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    add_user(session_factory, "clerk", Role.CLERK)
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    command_id = _issue(factory, "seal-a", CommandAction.DISARM)
+    ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": command_id, "action": "disarm"}))
+
+    def unbind() -> None:
+        with session_scope(factory) as session:
+            clerk = get_user(session, username="clerk")
+            release_seal(session, actor=clerk, device_id="seal-a", now=utc_now(), reason=Revocation.UNBOUND)
+
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
+        pin.execute(text(pin_sql))
+        clerk = Side(unbind)
+        wait_for_lock_waits(pg_engine, 1)  # the clerk holds the case (and the seal) and waits for the pin
+        ingest = Side(lambda: ingestor.ingest([ack]))
+        wait_for_lock_waits(pg_engine, 2)  # the ingest waits too (before: holding the command)
+        pin.rollback()
+        clerk.join()
+        [result] = ingest.join()
+
+    assert result.outcome is Outcome.STORED, result
+    assert _failed(caplog) == []
+    with factory() as session:
+        command = session.get(CourtCommand, command_id)
+        assert command is not None and command.state == CommandState.ACKNOWLEDGED  # maybe expired first
+        assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-a")) is None
+        assert len(session.scalars(select(Event.id)).all()) == 2
+
+
+@pytest.fixture
+def world(
+    pg_engine: Engine, database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> Iterator[RemovalWorld]:
+    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def test_withdrawing_an_approval_while_a_seal_acknowledges_its_disarm_does_not_deadlock(
+    world: RemovalWorld, pg_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The judge's withdrawal (``POST /api/removal-requests/{id}/abort``) withdraws the disarms still pending, then
+    sends each seal an ``arm``, locking the seal's row; the ingest of a seal's ``command_ack`` of its disarm locks its
+    seal's row, then the command. Before, the withdrawal locked the commands first: stopped between the two (the pin
+    holds the judge's row, which the withdrawal's audit entries refer to), it held the disarm the ingest waited for,
+    then waited for the seal the ingest held."""
+    request_id = world.filed()
+    disarms = world.commands(world.approved(request_id))
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    seal = world.seals["seal-a1"]
+    disarm = disarms["seal-a1"].id
+    payload = {"command_id": disarm, "action": "disarm", "result": "disarmed"}
+    ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, payload))
+
+    def withdraw() -> None:
+        with session_scope(factory) as session:
+            judge = get_user(session, username="judge")
+            request = get_request(session, request_id=request_id, for_update=True)
+            reasons = "撤回批准。Approval withdrawn."
+            abort_request(
+                session, actor=judge, request=request, reasons=reasons, key=COURT_KEY, ttl=_TTL, now=utc_now()
+            )
+
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM users WHERE username = 'judge' FOR UPDATE"))
+        judge = Side(withdraw)
+        wait_for_lock_waits(pg_engine, 1)  # the judge holds the disarms (now: and the seals) and waits for the pin
+        ingest = Side(lambda: ingestor.ingest([ack]))
+        wait_for_lock_waits(pg_engine, 2)  # the ingest waits too (before: holding the seal)
+        pin.rollback()
+        judge.join()
+        [result] = ingest.join()
+
+    assert result.outcome is Outcome.STORED, result
+    assert _failed(caplog) == []
+    with factory() as session:
+        states = dict(
+            session.execute(
+                select(CourtCommand.action, CourtCommand.state).where(CourtCommand.device_id == "seal-a1")
+            ).all()
+        )
+    assert states == {"disarm": CommandState.ACKNOWLEDGED, "arm": CommandState.PENDING}  # withdrawn, then answered
+
+
+def test_an_action_that_loses_a_race_is_answered_503_try_again_and_changes_nothing(
+    world: RemovalWorld, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL breaks a deadlock (or a serialization failure) by failing one transaction; when that is a person's
+    action, they are told to try again (before: a bare 500 Internal Server Error). The database here fails the
+    unbinding's audit entry once with deadlock_detected, as it would the loser of a deadlock."""
+    _lose_races(engine, "40P01", times=1, table="audit_log")
+    unbind = "/api/seals/seal-b/binding"
+
+    with caplog.at_level(logging.WARNING, logger="server.app"):
+        refused = world.client.delete(unbind, headers=world.as_("clerk"))
+
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["detail"] == LOST_RACE_TEXT
+    assert any("lost a race" in r.getMessage() for r in caplog.records)
+    with world.session_factory() as session:
+        assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-b")) is not None  # nothing kept
+    again = world.client.delete(unbind, headers=world.as_("clerk"))
+    assert again.status_code == 204, again.text
