@@ -4,8 +4,9 @@ kept — a directory (the default) or an S3-compatible bucket (Garage, Ceph RGW,
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.config_types import BucketName, OptionalHttpUrl, OptionalName, OptionalPath
 
@@ -43,7 +44,7 @@ class StorageSettings(BaseModel):
         max_length=200,
         pattern=r"^(?:[A-Za-z0-9._-]+/)*$",
         description='Put before every key, ending with "/" (e.g. "court-0214/"), so that several courts can share '
-        'a bucket. "": none.',
+        'a bucket; no segment may be "." or "..". "": none.',
     )
     access_key_id: OptionalName = Field(
         None, max_length=128, description='The access key id; required with backend = "s3".'
@@ -74,7 +75,8 @@ class StorageSettings(BaseModel):
         ge=1,
         le=10,
         description="Attempts per request (the first included) when the endpoint fails or times out: a dead "
-        "endpoint holds a snapshot's ingest at most this many times connect_timeout_s + read_timeout_s.",
+        "endpoint holds a snapshot's ingest at most this many times connect_timeout_s + read_timeout_s (a write "
+        "waits a second more for the store's 100 Continue), never inside a database transaction.",
     )
     pause_after_failure_s: float = Field(
         10.0,
@@ -84,6 +86,30 @@ class StorageSettings(BaseModel):
         "failure in a row, up to 5 minutes) instead of each waiting for its timeouts: the snapshots are quarantined "
         "unreceipted, and the seals send them again. 0: always try.",
     )
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, url: str | None) -> str | None:
+        # The address is shown (check-config) and logged with every failure of the store: it must hold no secret.
+        if url is not None and "@" in urlsplit(url).netloc:
+            raise ValueError(
+                "地址中不得含用户名或密码（地址会写入日志），请使用 access_key_id 与 secret_access_key_file / "
+                "the endpoint's URL holds a user name or password: give them as access_key_id and "
+                "secret_access_key_file, never in the URL (it is logged)"
+            )
+        return url
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_dot_segments(cls, prefix: str) -> str:
+        # A store or a proxy in front of it that normalises the request's path would take "a/../" out of the prefix
+        # (and "../" out of the bucket): keys go exactly where they are named, or nowhere.
+        if any(segment in (".", "..") for segment in prefix.split("/")):
+            raise ValueError(
+                f'key_prefix 的各级不得为 "." 或 ".." / a segment of {prefix!r} is "." or "..": name the prefix\'s '
+                "directories plainly"
+            )
+        return prefix
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket_and_a_key(self) -> StorageSettings:

@@ -11,7 +11,8 @@ the database would cost a query per process and interval, and a delay.
 Sending (:meth:`LiveFeed.send`: any thread, never blocking): changes are gathered, one per kind and seal or case,
 and the feed's own thread publishes what has gathered as one message (QoS 1): an ingest batch of 500 events becomes
 one message, and batches committed while one is being sent become the next. While the broker is away the changes
-wait (at most :data:`MAX_WAITING`; beyond, they are dropped and a message number skipped, which the receivers see).
+wait (at most :data:`MAX_WAITING`; beyond, they are dropped and a message number skipped, which the receivers see:
+a message with no changes follows if nothing else does).
 
 Receiving: the feed cannot know what it missed while its connection was down, so when the connection drops, and when
 the subscription is granted again, it calls :meth:`LiveHub.gap`: every open stream says "gap" and its page reloads.
@@ -49,6 +50,9 @@ KNOWN_SENDERS = 1024
 STOP_FLUSH_S = 2.0
 #: A repeated warning (dropped changes, malformed messages) is logged at most this often.
 WARN_EVERY_S = 60.0
+#: After a message number was skipped, an empty message follows (at most this often) if nothing else does, so that
+#: the receivers see the hole now rather than whenever this process next has changes to send.
+OWED_RETRY_S = 1.0
 
 
 class LiveFeed:
@@ -66,6 +70,8 @@ class LiveFeed:
         self._cond = threading.Condition()
         self._waiting: dict[Change, None] = {}  # ordered, without repeats
         self._seq = 0
+        self._owed = False  # a number was skipped since the last message handed to paho: the receivers must see it
+        self._owed_retry = 0.0  # (monotonic) not before then: an empty message that fails is not sent in a loop
         self._connected = False
         self._stopping = False
         self._subscribed = threading.Event()
@@ -127,21 +133,29 @@ class LiveFeed:
                 dropped = len(self._waiting)
                 self._waiting.clear()
                 self._seq += 1  # a number skipped: the receivers' pages reload
+                self._owed = True
                 self.metrics.count_live_feed("unsent")
                 self._warn("dropped", "live feed: %d changes waited for the broker and were dropped", dropped)
             self._cond.notify()
 
     # -- sending, on the feed's thread ----------------------------------------------------------------------------
 
+    def _due(self) -> bool:
+        """Something to send now (called with the condition's lock held): changes, or a skipped number to show."""
+        owed = self._owed and time.monotonic() >= self._owed_retry
+        return self._connected and (bool(self._waiting) or owed)
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or (self._connected and bool(self._waiting)))
-                if not (self._connected and self._waiting):
+                while not (self._stopping or self._due()):
+                    self._cond.wait(OWED_RETRY_S if self._owed else None)  # (owed: due again within a second)
+                if not self._due():
                     return  # stopping, with nothing that can be sent
                 changes, self._waiting = list(self._waiting), {}
+                self._owed, self._owed_retry = False, time.monotonic() + OWED_RETRY_S
                 numbered = []
-                for start in range(0, len(changes), MAX_CHANGES):
+                for start in range(0, max(len(changes), 1), MAX_CHANGES):  # no changes: an empty message
                     self._seq += 1
                     numbered.append((self._seq, changes[start : start + MAX_CHANGES]))
             for seq, part in numbered:
@@ -160,6 +174,8 @@ class LiveFeed:
             self.metrics.count_live_feed("sent")
             return
         self.metrics.count_live_feed("unsent")  # its number is skipped for the receivers: their pages reload
+        with self._cond:
+            self._owed = True
         self._warn("unsent", "live feed: message %d not sent (%s): the other processes' pages reload", seq, problem)
 
     # -- paho's callbacks, on its network thread ------------------------------------------------------------------

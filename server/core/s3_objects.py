@@ -56,7 +56,8 @@ def make_client(settings: StorageSettings, secret_access_key: str) -> Any:
     config = Config(
         connect_timeout=settings.connect_timeout_s,
         read_timeout=settings.read_timeout_s,
-        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first attempt, as [storage] max_attempts does (botocore's max_attempts does not)
+        retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
         s3={"addressing_style": settings.addressing_style},
         signature_version="s3v4",
         # Only the checksums S3 requires: stores other than AWS refuse or mishandle the CRC32 trailers that
@@ -135,6 +136,7 @@ class S3Objects:
                 f"write {key}",
                 lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*"),
                 pause=pause,
+                writing=True,
             )
         except _Exists:
             return False
@@ -149,7 +151,9 @@ class S3Objects:
         finally:
             body.close()
 
-    def _call(self, what: str, request: Callable[[], T], *, pause: bool = True) -> T:
+    def _call(self, what: str, request: Callable[[], T], *, pause: bool = True, writing: bool = False) -> T:
+        """``request``'s answer; raise :class:`_Exists` (412, 409), :class:`_Missing` (404 to a read; to a write,
+        there is no bucket or endpoint to write to: unavailable) or an :class:`OSError`."""
         with self._lock:
             left = self._paused_until - time.monotonic()
             failure = self._failure
@@ -163,10 +167,11 @@ class S3Objects:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _EXISTS:
                 raise _Exists from None
-            if code in _MISSING:
+            if code in _MISSING and not writing:
                 raise _Missing from None
             reason = f"cannot {what}: {code or status} {error.get('Message', '')}".rstrip()
-            if code in _REFUSED or status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+            down = status >= 500 or code in _REFUSED or code in ("SlowDown", "ServiceUnavailable", "InternalError")
+            if down or (writing and (code in _MISSING or status == 404)):  # a write's 404: no bucket there
                 self._failed(reason)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
             raise ContentStoreError(f"{self.description}: {reason}") from None

@@ -1,7 +1,9 @@
 """The checks of a message that need no transaction, and the case check of an event.
 
 :func:`prepare` runs before the batch's transaction begins, so that neither decoding nor Ed25519 holds the
-database's write lock: the topic parses; the envelope decodes (size, UTF-8, JSON, schema, canonical form); its
+database's write lock: the topic parses; a snapshot's bytes are a JPEG of the size and hash its topic says
+(:func:`snapshot_refusal`; the picture is then written to its store before the transaction too,
+:mod:`server.ingest.snapshot_writes`); the envelope decodes (size, UTF-8, JSON, schema, canonical form); its
 ``device_id`` equals the topic's; and the signature is checked against the key the seal had at the worker's last
 transaction (:class:`~server.ingest.seal_cache.IngestCache`). :class:`~server.ingest.batch.IngestBatch` then reads
 the seal's row and checks again, in the protocol's order, whatever that row changes: an unknown seal, or a key
@@ -10,6 +12,7 @@ other than the one tried (then the signature is verified again with the stored k
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,6 +28,7 @@ from seal_protocol import (
     parse_topic,
 )
 from seal_protocol.signing import VerifyKey
+from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, jpeg_problem
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
 from server.ingest.verifier import Checks, Verifier, check
@@ -56,6 +60,9 @@ def prepare(message: Message, cache: IngestCache, checks: Checks | None = None) 
     """``checks``: the batch's signature checks, answered later (:func:`prepare_all`); None: checked here."""
     try:
         topic = parse_topic(message.topic)
+        if topic.kind is MessageKind.SNAPSHOT:
+            refusal = snapshot_refusal(topic, message.payload)
+            return Prepared(topic if refusal is None else refusal)
         if topic.kind is not MessageKind.EVENT:
             return Prepared(topic)
         envelope, signed = _decoded(topic, message)
@@ -78,6 +85,19 @@ def prepare_all(messages: Sequence[Message], cache: IngestCache, verifier: Verif
     prepared = [prepare(message, cache, checks) for message in messages]
     answers = iter(checks.results())  # one per check added: in order, one per prepared message with a key
     return [p if p.problem is not UNANSWERED else replace(p, problem=next(answers)) for p in prepared]
+
+
+def snapshot_refusal(topic: ParsedTopic, payload: bytes) -> Rejected | None:
+    """Why the bytes of a snapshot cannot be stored under ``topic`` (size, hash, JPEG), or ``None``."""
+    if len(payload) > MAX_SNAPSHOT_BYTES:
+        return Rejected(Reason.INVALID_SNAPSHOT, f"snapshot of {len(payload)} bytes, limit {MAX_SNAPSHOT_BYTES}")
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != topic.sha256:
+        return Rejected(Reason.SNAPSHOT_MISMATCH, f"snapshot bytes hash to {actual}, the topic says {topic.sha256}")
+    problem = jpeg_problem(payload)
+    if problem is not None:
+        return Rejected(Reason.INVALID_SNAPSHOT, f"not a JPEG image: {problem}")
+    return None
 
 
 def _decoded(topic: ParsedTopic, message: Message) -> tuple[Envelope, bytes]:

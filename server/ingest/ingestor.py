@@ -33,10 +33,11 @@ from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
-from server.ingest.checks import prepare_all
+from server.ingest.checks import prepare, prepare_all
 from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
+from server.ingest.snapshot_writes import write_snapshots
 from server.ingest.verifier import ProcessVerifier, Verifier
 
 logger = logging.getLogger(__name__)
@@ -100,13 +101,16 @@ class Ingestor:
         if not messages:
             return []
         attempt = 1
+        written: set[str] = set()  # the snapshots written to their store (once: a batch tried again has them)
         while True:
             try:
                 # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
                 # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
+                # The pictures are written to their store here too: a slow store never holds the database.
                 prepared = prepare_all(messages, self.cache, self.verifier)
+                prepared = write_snapshots(self._session_factory, self.snapshots, messages, prepared, written)
                 with self._session_factory() as session:
-                    batch = self._batch(session, messages)
+                    batch = self._batch(session, messages, written)
                     results = batch.apply(messages, prepared)
                     session.commit()
                 self.cache.committed(batch.chain.heads(), batch.frontier)
@@ -121,24 +125,24 @@ class Ingestor:
                     logger.info("batch of %d messages lost a race (%s); trying it again", len(messages), exc)
                     attempt += 1
                     continue
-                return self._ingest_one_by_one(messages, exc)
+                return self._ingest_one_by_one(messages, exc, written)
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
         self._committed(results)
         return results
 
-    def _ingest_one_by_one(self, messages: Sequence[Message], exc: Exception) -> list[IngestResult]:
+    def _ingest_one_by_one(self, messages: Sequence[Message], exc: Exception, written: set[str]) -> list[IngestResult]:
         logger.warning(
             "batch of %d messages failed (%s: %s); storing them one by one",
             len(messages),
             type(exc).__name__,
             exc,
         )
-        results = [self._ingest_alone(message) for message in messages]
+        results = [self._ingest_alone(message, written) for message in messages]
         self._committed(results)
         return results
 
-    def _batch(self, session: Session, messages: Sequence[Message]) -> IngestBatch:
+    def _batch(self, session: Session, messages: Sequence[Message], written: set[str]) -> IngestBatch:
         return IngestBatch(
             session,
             cache=self.cache,
@@ -147,6 +151,7 @@ class Ingestor:
             offline_grace=self._offline_grace,
             gap_wait=self._gap_wait,
             may_hold=self._may_hold(messages),
+            written_snapshots=written,
         )
 
     def _may_hold(self, messages: Sequence[Message]) -> int:
@@ -167,7 +172,7 @@ class Ingestor:
         except Exception:  # a listener's bug must not hold up the evidence
             logger.exception("the ingest's on_commit listener failed")
 
-    def _ingest_alone(self, message: Message) -> IngestResult:
+    def _ingest_alone(self, message: Message, written: set[str]) -> IngestResult:
         failure: Exception | None = None
         # A unique-constraint race with another worker resolves itself on the second try (as a duplicate), and so
         # does a writer that held the database a moment too long. A lost race (a deadlock, a serialization failure)
@@ -175,9 +180,12 @@ class Ingestor:
         faults, races = 0, 0
         while faults < 2:
             try:
+                prepared = write_snapshots(
+                    self._session_factory, self.snapshots, [message], [prepare(message, self.cache)], written
+                )
                 with self._session_factory() as session:
-                    batch = self._batch(session, [message])
-                    [result] = batch.apply([message])
+                    batch = self._batch(session, [message], written)
+                    [result] = batch.apply([message], prepared)
                     session.commit()
                 self.cache.committed(batch.chain.heads(), batch.frontier)
                 self._record(message, result)

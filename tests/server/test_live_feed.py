@@ -217,6 +217,23 @@ def test_changes_the_sender_had_to_drop_make_the_receivers_reload(
     assert worker.feed_count("unsent") == 1
 
 
+def test_changes_dropped_by_a_sender_that_then_goes_quiet_make_the_receivers_reload_all_the_same(
+    processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
+) -> None:
+    """The hole is shown at once, not only when the sender next has something to send (perhaps never)."""
+    worker, run = processes(pages=False), processes()
+    assert run.hub is not None
+    page = page_of(run.hub)
+    worker.feed.send([Change("event", "seal-1")])
+    assert wait_until(lambda: page.take() == [Change("event", "seal-1")])
+
+    worker.feed.send(Change("event", f"seal-{i}") for i in range(MAX_WAITING + 1))  # dropped; nothing follows
+
+    assert wait_until(lambda: page.subscription.gap == "feed"), "the pages were left with a silent hole"
+    assert run.metrics.snapshot().live_gaps.get("hole") == 1
+    assert page.take() == [Change("event", "seal-1")], "an empty message delivers nothing"
+
+
 def test_a_seals_account_can_neither_read_nor_write_the_feed(
     broker: PrivateBroker, processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
 ) -> None:
@@ -243,6 +260,24 @@ def test_a_seals_account_can_neither_read_nor_write_the_feed(
     assert heard == [], "a seal read the court's feed"
     assert page.take() == [Change("event", "seal-0001")], "a seal's message reached the pages"
     assert run.feed_count("received") == 0
+
+
+@pytest.mark.parametrize("pattern", ["#", "+/v1/live", "court/+/+", "$share/pages/court/v1/live", "$share/pages/#"])
+def test_no_wildcard_nor_shared_subscription_lets_a_seal_read_the_feed(
+    pattern: str, broker: PrivateBroker, processes: Callable[..., Process]
+) -> None:
+    worker = processes(pages=False)
+    with seal_connection(broker, "seal-0003") as seal:
+        granted: list[object] = []
+        heard: list[tuple[str, bytes]] = []
+        seal.client.on_subscribe = lambda _c, _u, _mid, codes, _p: granted.append(codes)
+        seal.client.on_message = lambda _c, _u, message: heard.append((message.topic, message.payload))
+        seal.client.subscribe(pattern, qos=1)
+        assert wait_until(lambda: granted)
+        worker.feed.send([Change("event", "seal-0003")])
+        assert wait_until(lambda: worker.feed_count("sent") == 1)
+        time.sleep(0.5)
+    assert [topic for topic, _payload in heard if topic == FEED_TOPIC] == [], f"{pattern} read the court's feed"
 
 
 def test_sending_never_waits_for_an_absent_broker_and_what_waited_is_sent_when_it_is_back(

@@ -1,0 +1,84 @@
+"""Snapshots of a batch, checked and written to their store before the batch's transaction begins.
+
+A store on another machine (an S3-compatible bucket) may take its timeouts to answer, or not answer at all; written
+inside the transaction, the picture would hold the database meanwhile — on SQLite its one write lock, for which every
+other writer (the web, the other workers, the liveness check) waits, and fails after the busy timeout. So the bytes
+are checked before it (:func:`~server.ingest.checks.snapshot_refusal`, in :func:`~server.ingest.checks.prepare`)
+and written here (:func:`write_snapshots`), and the transaction only adds the rows. An object written for a batch
+that then fails is harmless: its name is its hash, and the seal sends the picture again.
+
+Only pictures of registered seals that the court does not hold yet are written here (read on a read-only session,
+which takes no lock): a redelivery costs no request to the store, and a stranger's picture no object. The rare rest
+(the same picture for a second case) is written by the batch as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from seal_protocol import MessageKind, ParsedTopic
+from server.core.db import READ_ONLY, SessionFactory
+from server.evidence.models import Snapshot
+from server.evidence.snapshot_files import SnapshotStore
+from server.ingest.checks import Prepared
+from server.ingest.results import Message, Reason, Rejected
+from server.seals.models import Seal
+
+logger = logging.getLogger(__name__)
+
+
+def write_snapshots(
+    session_factory: SessionFactory,
+    store: SnapshotStore,
+    messages: Sequence[Message],
+    prepared: list[Prepared],
+    written: set[str],
+) -> list[Prepared]:
+    """Write the checked snapshots among ``messages`` that the court does not hold yet, adding their hashes to
+    ``written``; a picture that cannot be written is refused (``storage_error``: not receipted, sent again)."""
+    wanted = {
+        i: p.checked
+        for i, p in enumerate(prepared)
+        if isinstance(p.checked, ParsedTopic) and p.checked.kind is MessageKind.SNAPSHOT
+    }
+    if not wanted:
+        return prepared
+    shas = {_sha(topic) for topic in wanted.values()} - written
+    try:
+        known, held = _known(session_factory, {topic.device_id for topic in wanted.values()}, shas)
+    except SQLAlchemyError as exc:  # the batch's own transaction will say what the database has
+        logger.warning("snapshots are written inside the transaction: the database could not be read (%s)", exc)
+        return prepared
+    result = list(prepared)
+    for i, topic in wanted.items():
+        sha = _sha(topic)
+        if sha in written or sha in held or topic.device_id not in known:
+            continue
+        try:
+            store.put(sha, messages[i].payload)
+        except OSError as exc:  # this picture alone waits: quarantined unreceipted, the seal sends it again
+            # (a disk's error, or the bucket's: unreachable, refusing us, or holding other bytes under this name)
+            logger.error("cannot store snapshot %s of %s: %s", sha, topic.device_id, exc)
+            refusal = Rejected(Reason.STORAGE_ERROR, f"storage error: cannot store the snapshot: {exc}")
+            result[i] = Prepared(refusal)
+            continue
+        written.add(sha)
+    return result
+
+
+def _sha(topic: ParsedTopic) -> str:
+    assert topic.sha256 is not None  # a snapshot topic names its hash
+    return topic.sha256
+
+
+def _known(session_factory: SessionFactory, device_ids: set[str], shas: set[str]) -> tuple[set[str], set[str]]:
+    """The registered seals among ``device_ids``, and the hashes among ``shas`` of pictures the court holds."""
+    engine = session_factory.kw["bind"]
+    with session_factory(bind=engine.execution_options(**READ_ONLY)) as session:
+        known = set(session.scalars(select(Seal.device_id).where(Seal.device_id.in_(device_ids))))
+        held = set(session.scalars(select(Snapshot.sha256).where(Snapshot.sha256.in_(shas)))) if shas else set()
+    return known, held
