@@ -77,7 +77,9 @@ def test_two_worker_processes_share_the_stream(
     output = _Output(process)
     try:
         deadline = time.monotonic() + WAIT_S
-        while output.count("connected to the broker") < 2:  # messages published before a subscription go nowhere
+        # messages published before a subscription go nowhere; the ingest's own line (the live feed logs that it
+        # connected too)
+        while output.count("connected to the broker (session present") < 2:
             assert time.monotonic() < deadline and process.poll() is None, (
                 f"the workers did not connect: {output.lines}"
             )
