@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seal_dev.broker import free_port
+from seal_dev.broker import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -148,12 +148,7 @@ class PrivateS3:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def __enter__(self) -> PrivateS3:
         self.start()
