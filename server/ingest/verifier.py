@@ -353,7 +353,3 @@ def main() -> None:
     """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
     serve(int(sys.argv[-2]), Connection(int(sys.argv[-1]), readable=False))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,6 +4,7 @@ started later. Real processes, real Ed25519 (PyNaCl), nothing stubbed."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -20,7 +21,7 @@ import pytest
 from seal_protocol.signing import SigningKey, generate_signing_key
 from server.core.db import SessionFactory
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import CHUNK, READY, Checks, ProcessVerifier, Verifier
+from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier
 from tests.server.ingest_world import make_court
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,10 +110,8 @@ def test_a_stuck_process_is_given_up_after_the_timeout() -> None:
         pid = _started(verifier)  # (a process's start may take longer than the timeout below)
         verifier.answer_timeout_s = 0.5
         os.kill(pid, signal.SIGSTOP)
-        started = time.monotonic()
         assert _answers(verifier.checks(), 3 * CHUNK) == _answers(Verifier().checks(), 3 * CHUNK)
-        assert time.monotonic() - started < 5  # one timeout, then every check here: not one timeout per chunk
-        assert failures == [1] and verifier.pid is None
+        assert failures == [1] and verifier.pid is None  # one timeout, then every check here: not one per chunk
     finally:
         verifier.close()
         if pid is not None:
@@ -199,7 +198,7 @@ def _lone_process(*, hello_read: bool) -> subprocess.CompletedProcess[bytes]:
     chunk of checks it was sent. What it says on its way out, and how it ends."""
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    command = [sys.executable, "-m", "server.ingest.verifier", str(to_read), str(from_write)]
+    command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]  # as _start
     if not hello_read:
         os.close(from_read)
     process = subprocess.Popen(command, pass_fds=(to_read, from_write), stderr=subprocess.PIPE, cwd=REPO)
