@@ -241,8 +241,9 @@ class LiveFeed:
             self.metrics.count_live_feed("malformed")
             self._warn("malformed", "live feed: malformed message ignored (%s)", exc)
             return
-        if decoded.sender == self.sender or self.hub is None:
+        if decoded.sender == self.sender:  # its own (should the broker not honour noLocal)
             return
+        assert self.hub is not None  # only a feed with a hub subscribes
         last = self._senders.get(decoded.sender)
         if last is not None and decoded.seq <= last:
             self.metrics.count_live_feed("duplicate")

@@ -260,9 +260,9 @@ class IngestMetrics:
     def count_settle_failure(self) -> None:
         self._counted(self._settle_failures)
 
-    def count_live_feed(self, result: str, n: int = 1) -> None:
+    def count_live_feed(self, result: str) -> None:
         """A message of the live feed was sent, not sent, received, a duplicate, or malformed."""
-        self._counted(self._live_feed.labels(result=result), n)
+        self._counted(self._live_feed.labels(result=result))
 
     def count_live_gap(self, reason: str) -> None:
         """The pages were told to reload (``reason``: why changes may have been missed)."""

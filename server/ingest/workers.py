@@ -77,6 +77,9 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
+    port = settings.ingest.metrics_port
+    if port is not None and port + workers - 1 > 65535:  # each worker serves /metrics on port + its index - 1
+        raise ConfigError(f"[ingest] metrics_port {port}: worker {workers} would need port {port + workers - 1}")
     Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
         return run_worker(settings, role="ingest-1", index=1)
@@ -165,8 +168,6 @@ def _metrics_endpoint(
     if port is None:
         logger.warning("[ingest] metrics_port is not set: this worker's metrics are not served")
         return None
-    if port + index - 1 > 65535:
-        raise ConfigError(f"[ingest] metrics_port {port}: worker {index} would need port {port + index - 1}")
     endpoint = MetricsEndpoint(
         settings.ingest.metrics_host,
         port + index - 1,

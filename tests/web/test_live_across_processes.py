@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from server.config import WebSettings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.seals.broker_files import SERVER_USERNAME
+from tests.agent.helpers import wait_until as polled
 from tests.prometheus import samples
 from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, register
@@ -38,14 +39,8 @@ SEAL = "seal-live-1"
 WAIT_S = 30.0
 
 
-def wait_until(predicate: object, timeout: float = WAIT_S) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S) -> bool:
+    return polled(lambda: bool(predicate()), timeout)
 
 
 @pytest.fixture
