@@ -8,8 +8,9 @@ and written here (:func:`write_snapshots`), and the transaction only adds the ro
 that then fails is harmless: its name is its hash, and the seal sends the picture again.
 
 Only pictures of registered seals that the court does not hold yet are written here (read on a read-only session,
-which takes no lock): a redelivery costs no request to the store, and a stranger's picture no object. The rare rest
-(the same picture for a second case) is written by the batch as before.
+which takes no lock): a redelivery costs no request to the store, and a stranger's picture no object. A picture
+the court holds already (for this case or another) was written before its row was committed: it counts as written,
+and the batch writes nothing inside its transaction.
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def write_snapshots(
     except SQLAlchemyError as exc:  # the batch's own transaction will say what the database has
         logger.warning("snapshots are written inside the transaction: the database could not be read (%s)", exc)
         return prepared
+    written |= held  # in the store already: written before its row was committed
     result = list(prepared)
     for i, topic in wanted.items():
         sha = _sha(topic)
-        if sha in written or sha in held or topic.device_id not in known:
+        if sha in written or topic.device_id not in known:
             continue
         try:
             store.put(sha, messages[i].payload)

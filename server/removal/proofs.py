@@ -157,9 +157,6 @@ class ProofStore(ContentStore):
     def put_proof(self, proof: CheckedProof) -> None:
         self.put(proof.sha256, proof.data, EXTENSIONS[proof.media_type][0])
 
-    def proof_name(self, sha256: str, media_type: str) -> str:
-        return self.name_for(sha256, EXTENSIONS[media_type][0])
-
     def open_proof(self, sha256: str, media_type: str) -> Blob | None:
         return self.open(sha256, EXTENSIONS[media_type][0])
 
