@@ -1,5 +1,6 @@
-"""The rows an ingest batch writes with Core statements: its events, in one multi-row insert, and what they change
-in the seals' rows (last seen, armed, status), one executemany each. Compiled once, cached by SQLAlchemy.
+"""The rows an ingest batch writes with Core statements: its events, in one executemany (their ids read back by
+event id), and what they change in the seals' rows (last seen, armed, status), one executemany each. Compiled
+once, cached by SQLAlchemy.
 
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
 (sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from server.core.bulk_insert import BulkInsert
@@ -41,10 +42,10 @@ _LOCK_SEALS = (
     .order_by(_SEALS.c.device_id)
     .with_for_update(key_share=True)
 )
-_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-#: SQLite returns the ids of a multi-row insert in no promised order, so SQLAlchemy inserts row by row there: plain
-#: rows in one executemany, then their ids by event id (unique), cost a tenth of that.
-_INSERT_EVENTS_PLAIN = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"])
+#: Plain rows in one executemany, then their ids by event id (unique): SQLite returns the ids of a multi-row insert in
+#: no promised order (SQLAlchemy would insert row by row there), and on PostgreSQL a multi-row ``RETURNING`` insert
+#: is a new statement text for every number of rows (parsed and planned again each batch).
+_INSERT_EVENTS = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"])
 _IDS = select(_EVENTS.c.event_id, _EVENTS.c.id).where(one_of(_EVENTS.c.event_id, "event_ids"))
 _SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
     update(_SEALS)
@@ -86,9 +87,7 @@ def insert_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
     """Insert ``rows`` of the events table; their ids, in order."""
     if not rows:
         return []
-    if session.get_bind().dialect.name != "sqlite":
-        return list(session.execute(_INSERT_EVENTS, rows).scalars())
-    _INSERT_EVENTS_PLAIN.execute(session, rows)
+    _INSERT_EVENTS.execute(session, rows)
     ids: dict[object, int] = dict(session.execute(_IDS, {"event_ids": [row["event_id"] for row in rows]}).all())
     return [ids[row["event_id"]] for row in rows]
 

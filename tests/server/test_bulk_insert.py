@@ -1,4 +1,4 @@
-"""``BulkInsert``: rows handed to the driver (SQLite) or to SQLAlchemy's executemany (PostgreSQL) are stored exactly
+"""``BulkInsert``: rows handed to the driver's executemany (tuples on SQLite, mappings on PostgreSQL) are stored exactly
 as SQLAlchemy's own insert stores them — the same text of a time, the same JSON, the same bytes, the same NULLs —
 so that what the ingest writes reads back like any other row."""
 
