@@ -21,7 +21,8 @@ from server.migrations.run import downgrade, upgrade
 from server.seals.cases import get_case
 from tests.server.auth_helpers import LOG_ORIGIN
 from tests.server.helpers import CASE_A, SimulatedSeal, register
-from tests.server.test_merkle_log import assert_whole_tree, ingest
+from tests.server.log_checks import assert_whole_tree
+from tests.server.test_merkle_log import ingest
 
 #: Each append-only table and a column to try to change.
 TABLES = {

@@ -33,8 +33,8 @@ from server.removal.proofs import ProofStore, check_proof
 from server.removal.service import file_request
 from tests.server.auth_helpers import LOG_ORIGIN, add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
+from tests.server.log_checks import assert_whole_tree
 from tests.server.removal_world import pdf_bytes
-from tests.server.test_merkle_log import assert_whole_tree
 
 
 def leaf_count(session_factory: SessionFactory) -> int:

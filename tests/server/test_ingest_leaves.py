@@ -1,48 +1,19 @@
 """The events a batch stores get their own ids and their log leaves in the order of the messages, whatever else the
 batch holds: copies, clashes and refusals between them, and after a batch that failed and was stored one by one. The
-log is checked against an RFC 6962 tree computed here from the stored bytes, not by the server's own code."""
+log is checked against an RFC 6962 tree computed from the stored bytes by the tests (:mod:`tests.server.log_checks`)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from seal_protocol import EventType, decode_envelope, envelope_hash
-from server.audit.models import AuditEntry
 from server.core.db import SessionFactory
-from server.evidence import log
-from server.evidence.models import Event, LogLeaf
 from server.ingest.results import Outcome
 from tests.server.helpers import message
 from tests.server.ingest_world import Court, make_court, resigned
-
-
-def _tree_hash(leaves: list[bytes]) -> bytes:
-    """RFC 6962's Merkle Tree Hash, as the RFC writes it."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return hashlib.sha256(b"\x01" + _tree_hash(leaves[:k]) + _tree_hash(leaves[k:])).digest()
-
-
-def _check_log(session_factory: SessionFactory, stored: list[bytes]) -> None:
-    """The log's event leaves are ``stored``, in order, each naming the row with those bytes; the root is theirs."""
-    with session_factory() as session:
-        events = {e.id: e.raw for e in session.scalars(select(Event))}
-        entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
-        leaves = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index)).all()
-        assert [leaf.leaf_index for leaf in leaves] == list(range(len(leaves)))
-        assert [events[leaf.event_id] for leaf in leaves if leaf.event_id is not None] == stored
-        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id or 0] for leaf in leaves]
-        assert [leaf.leaf_hash for leaf in leaves] == [hashlib.sha256(b"\x00" + raw).digest() for raw in raws]
-        assert log.root_hash(session, len(raws)) == _tree_hash(raws)
-        assert sorted(events.values()) == sorted(stored)
+from tests.server.log_checks import logged_events
 
 
 def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
@@ -82,7 +53,7 @@ def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
         Outcome.STORED,
         Outcome.DUPLICATE,
     ]
-    _check_log(session_factory, [a1, a2, b1, a3, b2, a4, b3])
+    assert logged_events(session_factory) == [a1, a2, b1, a3, b2, a4, b3]
 
     # A batch the database fails (a trigger refuses one row) is stored one by one: the others keep their order.
     with session_factory() as session:
@@ -111,4 +82,4 @@ def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
         session.commit()
     results = court.ingestor.ingest([message(b.event_topic, b4)] + [message(a.event_topic, d) for d in (a5, a6, a7)])
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED, Outcome.STORED]
-    _check_log(session_factory, [a1, a2, b1, a3, b2, a4, b3, b4, a5, a7])
+    assert logged_events(session_factory) == [a1, a2, b1, a3, b2, a4, b3, b4, a5, a7]

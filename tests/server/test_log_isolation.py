@@ -20,8 +20,8 @@ from server.evidence.log import lock_log
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import IngestResult, Outcome
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
+from tests.server.log_checks import assert_whole_tree
 from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
-from tests.server.test_merkle_log import assert_whole_tree
 
 #: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
 FAILED = ("storing them one by one", "lost a race")

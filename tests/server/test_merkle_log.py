@@ -4,7 +4,6 @@ backfills the events stored before it."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 from datetime import timedelta
@@ -30,6 +29,7 @@ from server.ingest.ingestor import Ingestor
 from server.migrations.run import downgrade, upgrade
 from tests.server.auth_helpers import LOG_ORIGIN, add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+from tests.server.log_checks import assert_whole_tree
 
 ORIGIN = LOG_ORIGIN
 
@@ -38,23 +38,6 @@ def ingest(session_factory: SessionFactory, tmp_path: Path, seal: SimulatedSeal,
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
     for _ in range(count):
         ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
-
-
-def assert_whole_tree(session_factory: SessionFactory) -> int:
-    """The stored log is the RFC 6962 tree of the stored events and audit entries (in the order of their commits), with
-    no index twice and every row a leaf; the number of event leaves."""
-    with session_factory() as session:
-        events = {e.id: e.raw for e in session.scalars(select(Event))}
-        entries = {a.id: a.record for a in session.scalars(select(AuditEntry))}
-        leaves = session.scalars(select(LogLeaf).order_by(LogLeaf.leaf_index)).all()
-        assert [leaf.leaf_index for leaf in leaves] == list(range(len(events) + len(entries)))
-        assert sorted(leaf.event_id for leaf in leaves if leaf.event_id is not None) == sorted(events)
-        assert sorted(leaf.audit_id for leaf in leaves if leaf.audit_id is not None) == sorted(entries)
-        raws = [events[leaf.event_id] if leaf.event_id is not None else entries[leaf.audit_id or 0] for leaf in leaves]
-        for leaf, raw in zip(leaves, raws, strict=True):
-            assert leaf.leaf_hash == hashlib.sha256(b"\x00" + raw).digest()
-        assert log.root_hash(session, len(raws)) == merkle.tree_hash(raws)
-        return len(events)
 
 
 def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_checkpoint(
