@@ -79,8 +79,8 @@ def _sha(topic: ParsedTopic) -> str:
 
 def _known(session_factory: SessionFactory, device_ids: set[str], shas: set[str]) -> tuple[set[str], set[str]]:
     """The registered seals among ``device_ids``, and the hashes among ``shas`` of pictures the court holds."""
-    engine = session_factory.kw["bind"]
-    with session_factory(bind=engine.execution_options(**READ_ONLY)) as session:
+    with session_factory() as session:
+        session.connection(execution_options=READ_ONLY)  # before the first statement: SQLite's BEGIN DEFERRED
         known = set(session.scalars(select(Seal.device_id).where(Seal.device_id.in_(device_ids))))
         held = set(session.scalars(select(Snapshot.sha256).where(Snapshot.sha256.in_(shas)))) if shas else set()
     return known, held
