@@ -97,9 +97,6 @@ class ContentStore:
     def size(self, sha256: str, suffix: str | None = None) -> int | None:
         return self.backend.size(self.name_for(sha256, suffix))
 
-    def exists(self, sha256: str, suffix: str | None = None) -> bool:
-        return self.size(sha256, suffix) is not None
-
     def _hash(self, name: str) -> str | None:
         blob = self.backend.open(name)
         if blob is None:
