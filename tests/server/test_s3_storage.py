@@ -43,7 +43,7 @@ from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.removal_world import make_world, pdf_bytes, proof
-from tests.server.s3_helpers import Relay, s3_settings
+from tests.server.s3_helpers import Relay, no_database, s3_settings
 from tests.server.test_mqtt_receipts import listen
 
 WAIT_S = 10.0
@@ -335,11 +335,6 @@ def export(session_factory: SessionFactory, settings: Settings, target: Path, *,
         )
     assert result.verified
     return result.path
-
-
-def no_database(tmp_path: Path) -> str:
-    """The URL of a database the test never opens (the store is all it is about)."""
-    return f"sqlite:///{tmp_path / 'unused.db'}"
 
 
 def court_key_of(settings: Settings) -> SigningKey:
