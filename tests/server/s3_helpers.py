@@ -16,6 +16,7 @@ from seal_dev.broker import free_port
 from seal_dev.s3 import PrivateS3
 from server.config import Settings
 from server.config_storage import StorageSettings
+from tests.agent.helpers import wait_until
 
 
 def s3_settings(
@@ -83,6 +84,12 @@ class Relay:
     def heal(self, key: str) -> None:
         """Forward the requests for ``key`` again."""
         del self._faults[key]
+
+    def connections_at_least(self, count: int, timeout: float) -> int:
+        """:attr:`connections` once it has reached ``count`` (or ``timeout`` has passed): a connection is counted
+        when the relay's thread takes it, a moment after the client has made it."""
+        wait_until(lambda: self.connections >= count, timeout)
+        return self.connections
 
     def close(self) -> None:
         server, self._server = self._server, None
