@@ -82,9 +82,10 @@ class StorageSettings(BaseModel):
         10.0,
         ge=0,
         le=600,
-        description="After the endpoint failed, requests fail at once for this long (doubled after each further "
-        "failure in a row, up to 5 minutes) instead of each waiting for its timeouts: the snapshots are quarantined "
-        "unreceipted, and the seals send them again. 0: always try.",
+        description="After the store failed as a whole (no answer, 503, refused credentials), requests fail at "
+        "once for this long (doubled after each further failure in a row, up to 5 minutes) instead of each waiting "
+        "for its timeouts: the snapshots are quarantined unreceipted, and the seals send them again. An error about "
+        "one object fails that request alone. 0: always try.",
     )
 
     @field_validator("endpoint_url")

@@ -63,7 +63,8 @@ class ContentStoreError(ServerError, OSError):
 
 
 class ContentStoreUnavailable(ContentStoreError):
-    """The store did not answer (connection refused, timed out, a 5xx), or refused our credentials."""
+    """The store as a whole cannot be used: it did not answer (connection refused, timed out), is busy or down (503),
+    or refused our credentials. (An error about one object is a plain :class:`ContentStoreError`.)"""
 
 
 class ContentMismatch(ContentStoreError):

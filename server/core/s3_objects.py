@@ -3,11 +3,13 @@ content stores (:mod:`server.core.object_store`), through boto3.
 
 Each object is written once: ``PUT`` with ``If-None-Match: *``, which the store refuses (412) if an object of that
 key exists, without touching it. botocore's errors are converted here, at the boundary, into
-:class:`~server.errors.ContentStoreUnavailable` (the store did not answer, failed, or refused our credentials) or
-:class:`~server.errors.ContentStoreError`; both are :class:`OSError`\\s, like a disk's. Requests are bounded
-(connect and read timeouts, few attempts), and after a failure the backend fails at once for
-``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes) instead of waiting for
-the timeouts of every request, so that a dead endpoint cannot hold the ingest for long.
+:class:`~server.errors.ContentStoreUnavailable` (the store as a whole cannot be used: it did not answer, is busy or
+down, or refused our credentials) or :class:`~server.errors.ContentStoreError` (it answered with an error about
+this one request: a 500 for a damaged object, a 4xx about it); both are :class:`OSError`\\s, like a disk's.
+Requests are bounded (connect and read timeouts, few attempts), and after the store has been unavailable the backend
+fails at once for ``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes)
+instead of waiting for the timeouts of every request, so that a dead endpoint cannot hold the ingest for long. An
+error about one object fails that request alone (logged, naming the object): the others are still tried.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as ConnectionFailed
 
 from server.config import StorageSettings
 from server.core.blobs import CHUNK_BYTES, Blob
@@ -33,7 +36,8 @@ T = TypeVar("T")
 #: Error codes that mean: an object of this key exists (412), or another conditional write of it is under way (409).
 _EXISTS = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
-#: Codes of a store that refuses us: it is unavailable to us as much as a dead one.
+#: Codes of a store that refuses us (our account, our credentials, our clock, the bucket): it is unavailable to us as
+#: much as a dead one, for every object alike.
 _REFUSED = frozenset(
     {
         "AccessDenied",
@@ -41,10 +45,17 @@ _REFUSED = frozenset(
         "Forbidden",
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
+        "RequestTimeTooSkewed",
         "NoSuchBucket",
         "InvalidBucketName",
     }
 )
+#: Answers of a store that is busy or down as a whole; 502 and 504 are a proxy's word that the store behind it did
+#: not answer. Any other 5xx (a 500 for one damaged object) is about that request alone.
+_DOWN = frozenset({"SlowDown", "ServiceUnavailable"})
+_DOWN_STATUS = frozenset({502, 503, 504})
+#: botocore's errors of a request that got no answer: connection refused or reset, timed out.
+_NO_ANSWER = (ConnectionFailed, HTTPClientError)
 #: The longest pause after failures in a row (:meth:`S3Objects._failed`).
 MAX_PAUSE_S = 300.0
 #: The object written (once) by :meth:`S3Objects.check` to see that the store honours If-None-Match.
@@ -153,7 +164,8 @@ class S3Objects:
 
     def _call(self, what: str, request: Callable[[], T], *, pause: bool = True, writing: bool = False) -> T:
         """``request``'s answer; raise :class:`_Exists` (412, 409), :class:`_Missing` (404 to a read; to a write,
-        there is no bucket or endpoint to write to: unavailable) or an :class:`OSError`."""
+        there is no bucket or endpoint to write to: unavailable) or an :class:`OSError` — a
+        :class:`~server.errors.ContentStoreUnavailable` (and a pause) only if the store as a whole cannot be used."""
         with self._lock:
             left = self._paused_until - time.monotonic()
             failure = self._failure
@@ -170,17 +182,19 @@ class S3Objects:
             if code in _MISSING and not writing:
                 raise _Missing from None
             reason = f"cannot {what}: {code or status} {error.get('Message', '')}".rstrip()
-            down = status >= 500 or code in _REFUSED or code in ("SlowDown", "ServiceUnavailable", "InternalError")
-            if down or (writing and (code in _MISSING or status == 404)):  # a write's 404: no bucket there
+            if _unavailable(code, status, writing=writing):
                 self._failed(reason)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
+            self._failed_alone(reason)
             raise ContentStoreError(f"{self.description}: {reason}") from None
-        except BotoCoreError as exc:
+        except _NO_ANSWER as exc:
             reason = f"cannot {what}: {exc}"
             self._failed(reason)
             raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
-        with self._lock:
-            self._paused_until, self._failures = 0.0, 0
+        except BotoCoreError as exc:  # botocore's own refusal of this request (a parameter, an unreadable answer)
+            self._failed_alone(f"cannot {what}: {exc}")
+            raise ContentStoreError(f"{self.description}: cannot {what}: {exc}") from None
+        self._answered()
         return answer
 
     def _failed(self, reason: str) -> None:
@@ -193,6 +207,26 @@ class S3Objects:
             self._paused_until = time.monotonic() + pause
             self._failure = reason
         logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
+
+    def _failed_alone(self, reason: str) -> None:
+        """A request failed for itself (``reason`` names its object), while the store answers: no pause, and the
+        failures in a row end."""
+        self._answered()
+        logger.warning(
+            "%s: %s (this request alone: the store answers and is tried for the others)", self.description, reason
+        )
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._paused_until, self._failures = 0.0, 0
+
+
+def _unavailable(code: str, status: int, *, writing: bool) -> bool:
+    """Whether an error answer says the store as a whole cannot be used now (busy, down, refusing us; a write's
+    404: no bucket there), rather than that this one request failed."""
+    if code in _REFUSED or code in _DOWN or status in _DOWN_STATUS:
+        return True
+    return writing and (code in _MISSING or status == 404)
 
 
 class _Exists(Exception):

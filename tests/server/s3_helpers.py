@@ -1,18 +1,22 @@
 """S3 for tests: settings naming the session's private store (:class:`seal_dev.s3.PrivateS3`) under a key prefix of
-the test's own, and a TCP relay in front of it that a test can take down and bring back (a dead endpoint, then the
-same endpoint alive again), or make swallow requests without answering (a black hole)."""
+the test's own, and a relay in front of it that a test can take down and bring back (a dead endpoint, then the same
+endpoint alive again), make swallow requests without answering (a black hole), or make answer an error for one object
+(a damaged object, a busy store); it counts the connections and requests that reach it."""
 
 from __future__ import annotations
 
+import io
 import secrets
 import socket
 import threading
+from http import HTTPStatus
 from pathlib import Path
 
 from seal_dev.broker import free_port
 from seal_dev.s3 import PrivateS3
 from server.config import Settings
 from server.config_storage import StorageSettings
+from tests.agent.helpers import wait_until
 
 
 def s3_settings(
@@ -35,15 +39,25 @@ def s3_settings(
     return settings.model_copy(update={"storage": storage})
 
 
+def no_database(tmp_path: Path) -> str:
+    """The URL of a database the test never opens (the store is all it is about)."""
+    return f"sqlite:///{tmp_path / 'unused.db'}"
+
+
 class Relay:
-    """Forwards TCP connections from its own port of 127.0.0.1 to ``target``'s, while :attr:`mode` is ``"on"``;
+    """Forwards HTTP requests from its own port of 127.0.0.1 to ``target``'s, while :attr:`mode` is ``"on"``;
     ``"off"``: nothing listens (connections refused) and the open ones are cut; ``"silent"``: connections are taken
-    and never answered."""
+    and never answered. It counts what reaches it — :attr:`connections` taken, :attr:`requests` read (``"PUT
+    /bucket/key"``; none in ``"silent"``) — and answers a request whose path names a key given to :meth:`fail` with
+    an S3 error of its own instead of forwarding it (a store that fails for that one object, or is busy)."""
 
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
         self.target_port = target_port
         self.mode = "off"
+        self.connections = 0
+        self.requests: list[str] = []
+        self._faults: dict[str, tuple[int, str]] = {}
         self._server: socket.socket | None = None
         self._held: list[socket.socket] = []
 
@@ -61,6 +75,21 @@ class Relay:
             server.settimeout(0.2)
             self._server = server
             threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def fail(self, key: str, status: int, code: str) -> None:
+        """Answer each request whose path contains ``key`` with ``status`` and an S3 error ``code`` (and close its
+        connection); the store never sees it."""
+        self._faults[key] = (status, code)
+
+    def heal(self, key: str) -> None:
+        """Forward the requests for ``key`` again."""
+        del self._faults[key]
+
+    def connections_at_least(self, count: int, timeout: float) -> int:
+        """:attr:`connections` once it has reached ``count`` (or ``timeout`` has passed): a connection is counted
+        when the relay's thread takes it, a moment after the client has made it."""
+        wait_until(lambda: self.connections >= count, timeout)
+        return self.connections
 
     def close(self) -> None:
         server, self._server = self._server, None
@@ -82,17 +111,88 @@ class Relay:
                 continue
             except OSError:
                 return
-            if self.mode == "silent":
-                self._held.append(conn)
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                conn.close()
-                continue
-            self._held += [conn, upstream]  # cut when the relay goes off
-            for source, sink in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+            self.connections += 1
+            self._held.append(conn)  # cut when the relay goes off
+            if self.mode != "silent":
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        """Read the requests of one connection, answer the failed ones, and forward the others (their answers flow
+        back through :func:`_pipe`)."""
+        upstream: socket.socket | None = None
+        reader = conn.makefile("rb")
+        try:
+            while head := _read_head(reader):
+                method, path, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+                self.requests.append(f"{method} {path}")
+                headers = _headers(head)
+                length = int(headers.get("content-length", "0"))
+                assert "transfer-encoding" not in headers, "botocore frames its requests by Content-Length"
+                fault = next((f for key, f in self._faults.items() if key in path), None)
+                if fault is not None:
+                    if headers.get("expect", "").lower() != "100-continue":  # else the body is never sent
+                        reader.read(length)
+                    _answer_error(conn, method, *fault)
+                    return
+                if upstream is None:
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                    self._held.append(upstream)
+                    threading.Thread(target=_pipe, args=(upstream, conn), daemon=True).start()
+                upstream.sendall(head)
+                _copy(reader, upstream, length)  # (after the store's 100 Continue, if the client waits for one)
+        except (OSError, ValueError):  # cut (the relay went off, the store closed the connection)
+            pass
+        finally:
+            reader.close()
+            for sock in (conn, upstream):
+                if sock is not None:
+                    sock.close()
+
+
+def _read_head(reader: io.BufferedReader) -> bytes:
+    """A request's line and headers, up to the empty line; ``b""`` once the client has closed the connection."""
+    head = b""
+    while line := reader.readline(65536):
+        head += line
+        if line == b"\r\n":
+            return head
+    return b""
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+
+
+def _copy(reader: io.BufferedReader, sink: socket.socket, length: int) -> None:
+    while length > 0:
+        chunk = reader.read1(min(length, 65536))
+        if not chunk:
+            raise ConnectionResetError("the client closed the connection inside a request's body")
+        sink.sendall(chunk)
+        length -= len(chunk)
+
+
+def _answer_error(conn: socket.socket, method: str, status: int, code: str) -> None:
+    """Answer ``status`` with an S3 error document naming ``code``, then close the connection (after the client has
+    read the answer: closing with its bytes unread would reset the connection under it)."""
+    body = (
+        b""
+        if method == "HEAD"
+        else (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>failed by the test's relay</Message></Error>"
+        ).encode()
+    )
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    conn.sendall(head.encode() + body)
+    conn.shutdown(socket.SHUT_WR)
+    conn.settimeout(5)
+    while conn.recv(65536):  # until the client closes its side
+        pass
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import queue
 import re
-import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,7 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.errors import ConfigError, ContentMismatch, ContentStoreUnavailable
 from server.evidence.checkpoints import LogKey
+from server.evidence.snapshot_files import SnapshotStore
 from server.export.service import ExportConfig, export_case
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
@@ -39,11 +40,12 @@ from server.ingest.results import Outcome, Reason
 from server.removal.models import RemovalRequest
 from server.setup.settings_file import render_settings
 from server.stores import Stores
+from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import add_user, bearer, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.removal_world import make_world, pdf_bytes, proof
-from tests.server.s3_helpers import Relay, s3_settings
+from tests.server.s3_helpers import Relay, no_database, s3_settings
 from tests.server.test_mqtt_receipts import listen
 
 WAIT_S = 10.0
@@ -185,7 +187,7 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
             assert s3_store.client().list_objects_v2(Bucket=s3_store.bucket, Prefix=key)["KeyCount"] == 0
             relay.set("on")  # the endpoint is back
 
-            time.sleep(0.6)  # the pause after the failure runs out
+            assert wait_until(lambda: answers(stores.snapshots, sha), WAIT_S)  # the pause after the failure ran out
             conn.publish(snapshot_topic(seal.device_id, sha), picture)  # as the seal's courier sends it again
             assert receipted(receipts, seal, court_key, {sha}) == {sha}
         assert metrics.snapshot().snapshots == 1
@@ -196,9 +198,10 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
 
 
 def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once(
-    s3_store: PrivateS3, tmp_path: Path
+    s3_store: PrivateS3, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Each failure in a row doubles the pause in which requests fail at once (here 1 s, then 2 s)."""
+    """A probe of a silent store is its attempts and no more; then every request fails at once, reaching no store,
+    for a pause doubled after each failure in a row (here 1 s, then 2 s, then 4 s)."""
     relay = Relay(s3_store.ports["s3.port"])
     relay.set("silent")  # takes the connection, never answers
     settings = s3_settings(
@@ -215,24 +218,19 @@ def test_a_store_that_does_not_answer_costs_its_timeouts_once_then_fails_at_once
     data = jpeg_bytes(shade=6)
     sha = hashlib.sha256(data).hexdigest()
     try:
-        started = time.monotonic()
-        with pytest.raises(ContentStoreUnavailable, match="timeout"):
-            store.put(sha, data)
-        probe = time.monotonic() - started
-        assert probe < 5, f"a silent store held the write for {probe:.1f} s"
-        pauses = []
-        for _round in range(2):
-            started = time.monotonic()
-            with pytest.raises(ContentStoreUnavailable, match="tried again in") as paused:
-                store.put(sha, data)
-            assert time.monotonic() - started < 0.1
-            pauses.append(float(re.findall(r"tried again in ([0-9.]+) s", str(paused.value))[0]))
-            time.sleep(pauses[-1] + 0.05)
-            with pytest.raises(ContentStoreUnavailable, match="timeout"):  # tried again: the timeouts once more
-                store.put(sha, data)
+        assert "timeout" in failure_of(lambda: store.put(sha, data))
+        # One connection per attempt (max_attempts 2), counted once the relay's thread has taken it: a bounded probe.
+        assert relay.connections_at_least(2, WAIT_S) == 2
+        for probes in (2, 3):
+            assert "tried again in" in failure_of(lambda: store.put(sha, data))
+            assert relay.connections == 2 * (probes - 1)  # paused: the request reached no store
+            # Once the pause runs out, the store is tried again: the timeouts once more, and a longer pause.
+            assert wait_until(lambda: "tried again in" not in failure_of(lambda: store.put(sha, data)), WAIT_S)
+            assert relay.connections_at_least(2 * probes, WAIT_S) == 2 * probes
     finally:
         relay.close()
-    assert 0.8 < pauses[0] <= 1.0 and 1.8 < pauses[1] <= 2.0, pauses
+    # Three probes, each failing by its timeouts, each followed by a pause twice as long as the last.
+    assert re.findall(r"timeout.*\(not tried again for ([0-9.]+) s\)", caplog.text) == ["1.0", "2.0", "4.0"]
 
 
 def test_a_removal_proof_is_filed_into_the_bucket_and_refused_with_503_while_the_store_is_down(
@@ -308,6 +306,22 @@ def test_the_server_does_not_start_on_a_store_it_cannot_use(
 # -- helpers -------------------------------------------------------------------------------------------------------
 
 
+def failure_of(request: Callable[[], object]) -> str:
+    """What the store said when it refused ``request`` (it must refuse it)."""
+    with pytest.raises(ContentStoreUnavailable) as failed:
+        request()
+    return str(failed.value)
+
+
+def answers(store: SnapshotStore, sha: str) -> bool:
+    """Whether ``store`` answers a request (while paused after a failure it refuses each at once)."""
+    try:
+        store.exists(sha)
+    except ContentStoreUnavailable:
+        return False
+    return True
+
+
 def receipted(
     receipts: queue.Queue[tuple[str, bytes]], seal: SimulatedSeal, court_key: SigningKey, expected: set[str]
 ) -> set[str]:
@@ -335,11 +349,6 @@ def export(session_factory: SessionFactory, settings: Settings, target: Path, *,
         )
     assert result.verified
     return result.path
-
-
-def no_database(tmp_path: Path) -> str:
-    """The URL of a database the test never opens (the store is all it is about)."""
-    return f"sqlite:///{tmp_path / 'unused.db'}"
 
 
 def court_key_of(settings: Settings) -> SigningKey:

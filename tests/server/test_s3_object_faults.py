@@ -1,0 +1,138 @@
+"""An error answer about one object fails that object alone; a store that is busy, down or refusing us is paused for
+every object. A real SeaweedFS behind the tests' relay, which answers an error of its own for the requests of one
+key and forwards the others; a real database for the ingest."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from seal_dev.s3 import PrivateS3
+from seal_protocol import EventType, snapshot_topic
+from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
+from server.errors import ContentStoreError, ContentStoreUnavailable
+from server.evidence.snapshot_files import SnapshotStore
+from server.ingest.ingestor import Ingestor
+from server.ingest.results import Message, Outcome, Reason
+from server.stores import Stores
+from tests.server.auth_helpers import make_settings
+from tests.server.helpers import CASE_A, SimulatedSeal, jpeg_bytes, message, register
+from tests.server.s3_helpers import Relay, no_database, s3_settings
+
+#: Long enough that a store paused by the first failure would refuse every later request of a test.
+PAUSE_S = 60.0
+
+
+@pytest.fixture
+def relay(s3_store: PrivateS3) -> Iterator[Relay]:
+    relay = Relay(s3_store.ports["s3.port"])
+    relay.set("on")
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (400, "InvalidRequest")])
+def test_an_error_answer_about_one_object_fails_that_object_alone(
+    status: int, code: str, relay: Relay, s3_store: PrivateS3, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    damaged, picture = jpeg_bytes(shade=20), jpeg_bytes(shade=21)
+    relay.fail(sha_of(damaged), status, code)
+    with pytest.raises(ContentStoreError, match=code) as failed:
+        store.put(sha_of(damaged), damaged)
+    assert not isinstance(failed.value, ContentStoreUnavailable)
+    assert requests_for(relay, damaged) == ["PUT"]  # one attempt (max_attempts 1), answered by the relay
+
+    store.put(sha_of(picture), picture)  # right after: tried, not paused
+    store.put(sha_of(picture), picture)  # (again: refused by If-None-Match, read back, a no-op)
+    assert store.read(sha_of(picture)) == picture
+    logged = [r.getMessage() for r in caplog.records if r.name == "server.core.s3_objects"]
+    assert [line for line in logged if f"snapshots/{sha_of(damaged)}.jpg: {code}" in line and "alone" in line]
+    assert not [line for line in logged if "not tried again" in line]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(503, "SlowDown"), (503, "ServiceUnavailable"), (504, "GatewayTimeout"), (403, "AccessDenied")],
+)
+def test_a_store_that_is_busy_or_refuses_us_is_paused_for_every_object(
+    status: int, code: str, relay: Relay, s3_store: PrivateS3, tmp_path: Path
+) -> None:
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    first, other = jpeg_bytes(shade=22), jpeg_bytes(shade=23)
+    relay.fail(sha_of(first), status, code)
+    with pytest.raises(ContentStoreUnavailable, match=code):
+        store.put(sha_of(first), first)
+    tried = len(relay.requests)
+    with pytest.raises(ContentStoreUnavailable, match="tried again in"):
+        store.put(sha_of(other), other)
+    assert len(relay.requests) == tried  # paused: the other object's write never reached the store
+
+
+def test_a_picture_the_store_fails_is_quarantined_alone_and_the_event_and_the_others_are_stored(
+    relay: Relay, s3_store: PrivateS3, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """As when the store is down: the picture is refused unreceipted (``storage_error``, counted) and the seal sends
+    it again; the event that names it, and the batch's other picture, are stored."""
+    seal = SimulatedSeal("seal-damaged", CASE_A)
+    register(session_factory, seal)
+    metrics = IngestMetrics()
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    ingestor = Ingestor(session_factory, metrics=metrics, snapshots=store)
+    damaged, picture = jpeg_bytes(shade=24), jpeg_bytes(shade=25)
+    relay.fail(sha_of(damaged), 500, "InternalError")
+    event = seal.event(
+        EventType.INTRUSION, {"armed": True, "warning": "played", "snapshots": [sha_of(damaged), sha_of(picture)]}
+    )
+    try:
+        results = ingestor.ingest([snapshot(seal, damaged), snapshot(seal, picture), message(seal.event_topic, event)])
+        assert [(r.outcome, r.reason) for r in results] == [
+            (Outcome.QUARANTINED, Reason.STORAGE_ERROR),
+            (Outcome.SNAPSHOT, None),
+            (Outcome.STORED, None),
+        ]
+        assert "InternalError" in results[0].detail
+        counted = metrics.snapshot()
+        assert (counted.rejected, counted.snapshots, counted.stored) == ({"storage_error": 1}, 1, 1)
+
+        relay.heal(sha_of(damaged))  # the store reads the object again; the seal sends the picture again
+        [again] = ingestor.ingest([snapshot(seal, damaged)])
+        assert again.outcome is Outcome.SNAPSHOT
+        assert (store.read(sha_of(damaged)), store.read(sha_of(picture))) == (damaged, picture)
+    finally:
+        ingestor.close()
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def relayed_snapshots(s3_store: PrivateS3, relay: Relay, tmp_path: Path) -> SnapshotStore:
+    """The snapshots' store on ``s3_store`` through ``relay``: one attempt per request, a long pause."""
+    settings = s3_settings(
+        make_settings(no_database(tmp_path), tmp_path),
+        s3_store,
+        tmp_path,
+        endpoint_url=relay.url,
+        max_attempts=1,
+        pause_after_failure_s=PAUSE_S,
+    )
+    return Stores.from_settings(settings).snapshots
+
+
+def requests_for(relay: Relay, data: bytes) -> list[str]:
+    """The methods of the requests for ``data``'s object that reached ``relay``."""
+    return [request.split(" ")[0] for request in relay.requests if sha_of(data) in request]
+
+
+def snapshot(seal: SimulatedSeal, data: bytes) -> Message:
+    return message(snapshot_topic(seal.device_id, sha_of(data)), data)
+
+
+def sha_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
