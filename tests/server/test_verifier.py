@@ -260,3 +260,33 @@ def test_the_process_runs_the_ingests_own_code_whatever_the_working_directory(
     finally:
         verifier.close()
     assert not ran.exists()
+
+
+def test_the_signals_that_stop_the_ingest_do_not_end_the_process() -> None:
+    """A Ctrl-C reaches every process of the terminal's group, systemd's stop every process of the unit, at once; the
+    verifier process must not end from them (a failure counted, a traceback during its start) but when the ingest,
+    having finished its batch, closes the pipe. Here they come as it starts, then in the middle of a batch."""
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
+    try:
+        assert verifier.connected() is None  # started now: it is importing its modules
+        pid = verifier.pid
+        assert pid is not None
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            os.kill(pid, stop)
+        assert _started(verifier) == pid
+        checks = verifier.checks()
+        for n in range(2 * CHUNK):
+            key, data, sig = _job(n)
+            checks.add(key.verify_key, data, sig)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            os.kill(pid, stop)
+        for n in range(2 * CHUNK, 4 * CHUNK + 3):
+            key, data, sig = _job(n)
+            checks.add(key.verify_key, data, sig)
+        assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
+        assert failures == [] and verifier.pid == pid
+    finally:
+        verifier.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended (and reaped) by the close
