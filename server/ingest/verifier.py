@@ -21,6 +21,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -100,8 +101,13 @@ class ProcessVerifier(Verifier):
         self._started_at = 0.0
         self._ready = False
         self._numbered = 0
+        self._closed = False
+        # The ingest's thread starts the process; the thread that stops the ingest may close it meanwhile.
+        self._lock = threading.Lock()
 
     def checks(self) -> Checks:
+        if self._closed:
+            return Checks()
         if self._connection is None and self._failed_at is not None:
             if time.monotonic() - self._failed_at < self.restart_after_s:
                 return Checks()  # checked here for a while after a failure
@@ -111,18 +117,15 @@ class ProcessVerifier(Verifier):
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
         runs: a fresh interpreter takes most of a second, during which this thread checks everything itself rather
         than wait), or if it cannot be."""
-        if self._connection is None:
-            try:
-                self._process, self._connection = _start()
-            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
-                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
-                self._failed()
-                return None
-            self._started_at, self._ready = time.monotonic(), False
+        if self._connection is None and not self._start():
+            return None
+        connection = self._connection  # None, or closed, if the verifier was closed meanwhile: a failure not counted
+        if connection is None:
+            return None
         if not self._ready:
             try:
-                if self._connection.poll(0):
-                    self._ready = pickle.loads(self._connection.recv_bytes()) == (0, READY)
+                if connection.poll(0):
+                    self._ready = pickle.loads(connection.recv_bytes()) == (0, READY)
                     if not self._ready:
                         raise ValueError("the verifier process did not say it was ready")
                 elif time.monotonic() - self._started_at > self.answer_timeout_s:
@@ -130,7 +133,22 @@ class ProcessVerifier(Verifier):
             except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
                 self.failed(exc)
                 return None
-        return self._connection if self._ready else None
+        return connection if self._ready else None
+
+    def _start(self) -> bool:
+        """Start a verifier process; False if the verifier is closed, or if it cannot be started (logged, counted)."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._process, self._connection = _start()
+            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
+                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
+            else:
+                self._started_at, self._ready = time.monotonic(), False
+                return True
+        self._failed()
+        return False
 
     def number(self) -> int:
         """A new chunk's number (they grow: answers to an abandoned chunk are recognised and skipped)."""
@@ -143,6 +161,8 @@ class ProcessVerifier(Verifier):
         return None if self._process is None else self._process.pid
 
     def failed(self, exc: BaseException) -> None:
+        if self._closed:
+            return  # closed under a batch in hand (a stop that did not wait for it): the batch checks the rest itself
         logger.error(
             "the verifier process failed (%s: %s); the ingest checks signatures itself", type(exc).__name__, exc
         )
@@ -152,11 +172,19 @@ class ProcessVerifier(Verifier):
         self._failed_at = time.monotonic()
         if self._on_failure is not None:
             self._on_failure()
-        self.close()
+        self._end_process()
 
     def close(self) -> None:
-        connection, process = self._connection, self._process
-        self._connection = self._process = None
+        """End the verifier process, for good: every check is made in this thread from now on. Any thread may call
+        it, also while the ingest's thread is in a batch: the checks that batch sent are then made by that thread."""
+        with self._lock:
+            self._closed = True
+        self._end_process()
+
+    def _end_process(self) -> None:
+        with self._lock:
+            connection, process = self._connection, self._process
+            self._connection = self._process = None
         if connection is not None:
             connection.close()  # the process sees the end and exits
         if process is not None:
