@@ -27,6 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
+from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -263,12 +264,6 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 #: that it runs this very code. ``-m`` would put the working directory first: a ``server`` package planted there
 #: (a server started in /tmp) would be run, and answer every signature "good".
 _BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from server.ingest.verifier import main; main()"
-#: The signals that stop the ingest, which a stop often sends to every process of it at once: a Ctrl-C to the
-#: terminal's process group, systemd's stop of the unit's control group. The verifier process ignores them, from its
-#: first instruction on: it ends when the ingest, after the batch in hand, closes its pipe, or when the ingest is gone
-#: (the pipe's end as well). Ended first, it would cost that batch a failure counted and logged for nothing, and a
-#: Ctrl-C during its start (a second of imports) a KeyboardInterrupt traceback.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
@@ -278,11 +273,8 @@ def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
     from_read, from_write = os.pipe()
     try:
         command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # the process inherits the mask ...
-        try:
+        with stop_signals_blocked():  # until main() ignores them
             process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # ... this thread gets its own back
     except BaseException:
         for fd in (to_write, from_read):
             os.close(fd)
@@ -388,8 +380,12 @@ def serve(receive: int, send: Connection) -> None:
 
 
 def main() -> None:
-    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors."""
-    for stop in _STOP_SIGNALS:  # blocked since the start (_start): one sent meanwhile is dropped now
+    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors.
+
+    It ignores the signals that stop the ingest, which a stop often sends to every process at once (a Ctrl-C, systemd's
+    stop): it ends when the ingest, after the batch in hand, closes the pipe, or is gone (the pipe's end as well).
+    Ended first, it would cost that batch a failure counted and logged for nothing."""
+    for stop in STOP_SIGNALS:  # blocked since its start: one that came meanwhile is dropped now
         signal.signal(stop, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    unblock_stop_signals()
     serve(int(sys.argv[-2]), Connection(int(sys.argv[-1]), readable=False))

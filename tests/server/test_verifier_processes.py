@@ -21,21 +21,9 @@ from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import SealConnection, seal_connection
-from tests.server.test_ingest_workers_cli import REPO, WAIT_S, _Output, _settings, _stored
+from tests.server.test_ingest_workers_cli import REPO, WAIT_S, _children, _cmdline, _Output, _settings, _stored
 
 ROUNDS, EVENTS = 3, 300  # batches of up to 300 events: several chunks each for the verifier process
-
-
-def _children(pid: int) -> list[int]:
-    """``pid``'s child processes (whichever of its threads started them)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
-            pass
-    return found
 
 
 def _descendants(pid: int) -> list[int]:
@@ -49,14 +37,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _verifiers(pid: int) -> list[int]:
     """The verifier processes among ``pid``'s descendants."""
-    found = []
-    for child in _descendants(pid):
-        try:
-            if b"server.ingest.verifier" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-        except OSError:
-            pass
-    return found
+    return [child for child in _descendants(pid) if b"server.ingest.verifier" in _cmdline(child)]
 
 
 def _alive(pid: int) -> bool:
@@ -173,13 +154,15 @@ def _assert_clean(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "ingests", "stop"),
+    ("command", "ingests", "stop", "everyone"),
     [
-        (["ingest", "--workers", "1"], 1, signal.SIGKILL),
-        (["ingest", "--workers", "2"], 2, signal.SIGTERM),
-        (["run"], 1, signal.SIGINT),
+        (["ingest", "--workers", "1"], 1, signal.SIGKILL, False),
+        (["ingest", "--workers", "2"], 2, signal.SIGTERM, False),
+        (["run"], 1, signal.SIGINT, False),
+        (["ingest", "--workers", "2"], 2, signal.SIGTERM, True),
+        (["run"], 1, signal.SIGINT, True),
     ],
-    ids=["ingest-killed", "ingest-2-workers-stopped", "run-stopped"],
+    ids=["ingest-killed", "ingest-2-workers-stopped", "run-stopped", "systemd-stops-2-workers", "ctrl-c-stops-run"],
 )
 def test_the_verifier_process_ends_with_its_ingest(
     broker: PrivateBroker,
@@ -189,41 +172,22 @@ def test_the_verifier_process_ends_with_its_ingest(
     command: list[str],
     ingests: int,
     stop: signal.Signals,
+    everyone: bool,
 ) -> None:
+    """``everyone``: the signal goes to every process at once, and here it reaches the verifier processes first (the
+    order is anyone's): they go on checking the batches their ingests have in hand, and end after them."""
     with _court(command, ingests, broker, database_url, session_factory, tmp_path) as court:
-        court.start_verifiers(session_factory)
-        text = court.stop(stop)
+        verifiers = court.start_verifiers(session_factory)
+        if everyone:
+            for pid in verifiers:
+                os.kill(pid, stop)
+            court.publish()
+            court.wait_stored(session_factory)
+            assert court.verifiers() == verifiers
+        text = court.stop(stop, everyone=everyone)
     _assert_clean(text)
     if stop is not signal.SIGKILL:
         assert court.process.returncode == 0, text
-
-
-@pytest.mark.parametrize(
-    ("command", "ingests", "stop"),
-    [(["ingest", "--workers", "2"], 2, signal.SIGTERM), (["run"], 1, signal.SIGINT)],
-    ids=["systemd-stops-ingest-2-workers", "ctrl-c-stops-run"],
-)
-def test_a_stop_sent_to_every_process_at_once_ends_the_ingest_cleanly(
-    broker: PrivateBroker,
-    database_url: str,
-    session_factory: SessionFactory,
-    tmp_path: Path,
-    command: list[str],
-    ingests: int,
-    stop: signal.Signals,
-) -> None:
-    """The signal reaches the verifier processes first here (at once, the order is anyone's): they go on checking
-    the batches their ingests have in hand, and end after them."""
-    with _court(command, ingests, broker, database_url, session_factory, tmp_path) as court:
-        verifiers = court.start_verifiers(session_factory)
-        for pid in verifiers:
-            os.kill(pid, stop)
-        court.publish()
-        court.wait_stored(session_factory)
-        assert court.verifiers() == verifiers
-        text = court.stop(stop, everyone=True)
-    _assert_clean(text)
-    assert court.process.returncode == 0, text
 
 
 def test_a_ctrl_c_while_the_verifier_process_starts_ends_the_server_cleanly(
