@@ -176,8 +176,8 @@ class ProcessVerifier(Verifier):
         self._end_process()
 
     def close(self) -> None:
-        """End the verifier process, for good: every check is made in this thread from now on. Any thread may call
-        it, also while the ingest's thread is in a batch: the checks that batch sent are then made by that thread."""
+        """End the verifier process, for good: the ingest's thread makes every check itself from now on. Any thread
+        may call it, also while the ingest's thread is in a batch: that thread then makes the checks it sent too."""
         with self._lock:
             self._closed = True
         self._end_process()
