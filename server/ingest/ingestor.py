@@ -93,7 +93,8 @@ class Ingestor:
         self.verifier = verifier or Verifier()
 
     def close(self) -> None:
-        """Stop what the ingest started (the verifier process)."""
+        """Stop what the ingest started (the verifier process), for good; also while another thread is in a batch
+        (its signatures are then all checked there)."""
         self.verifier.close()
 
     def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:

@@ -159,9 +159,8 @@ class MqttIngest:
             self._worker.join(timeout)
             if self._worker.is_alive():
                 logger.error("ingest worker did not stop within %.1f s", timeout)
-            else:
-                self.ingestor.close()
             self._worker = None
+        self.ingestor.close()  # its verifier process ends now, whatever the worker does (it checks its batch itself)
         if self._receipter is not None:  # the receipts of what was committed go out before the disconnect
             self._receipts.put(None)
             self._receipter.join(timeout)

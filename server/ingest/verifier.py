@@ -21,11 +21,13 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
+from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +102,13 @@ class ProcessVerifier(Verifier):
         self._started_at = 0.0
         self._ready = False
         self._numbered = 0
+        self._closed = False
+        # The ingest's thread starts the process; the thread that stops the ingest may close it meanwhile.
+        self._lock = threading.Lock()
 
     def checks(self) -> Checks:
+        if self._closed:
+            return Checks()
         if self._connection is None and self._failed_at is not None:
             if time.monotonic() - self._failed_at < self.restart_after_s:
                 return Checks()  # checked here for a while after a failure
@@ -111,18 +118,15 @@ class ProcessVerifier(Verifier):
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
         runs: a fresh interpreter takes most of a second, during which this thread checks everything itself rather
         than wait), or if it cannot be."""
-        if self._connection is None:
-            try:
-                self._process, self._connection = _start()
-            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
-                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
-                self._failed()
-                return None
-            self._started_at, self._ready = time.monotonic(), False
+        if self._connection is None and not self._start():
+            return None
+        connection = self._connection  # None, or closed, if the verifier was closed meanwhile: a failure not counted
+        if connection is None:
+            return None
         if not self._ready:
             try:
-                if self._connection.poll(0):
-                    self._ready = pickle.loads(self._connection.recv_bytes()) == (0, READY)
+                if connection.poll(0):
+                    self._ready = pickle.loads(connection.recv_bytes()) == (0, READY)
                     if not self._ready:
                         raise ValueError("the verifier process did not say it was ready")
                 elif time.monotonic() - self._started_at > self.answer_timeout_s:
@@ -130,7 +134,22 @@ class ProcessVerifier(Verifier):
             except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
                 self.failed(exc)
                 return None
-        return self._connection if self._ready else None
+        return connection if self._ready else None
+
+    def _start(self) -> bool:
+        """Start a verifier process; False if the verifier is closed, or if it cannot be started (logged, counted)."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._process, self._connection = _start()
+            except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
+                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
+            else:
+                self._started_at, self._ready = time.monotonic(), False
+                return True
+        self._failed()
+        return False
 
     def number(self) -> int:
         """A new chunk's number (they grow: answers to an abandoned chunk are recognised and skipped)."""
@@ -143,6 +162,8 @@ class ProcessVerifier(Verifier):
         return None if self._process is None else self._process.pid
 
     def failed(self, exc: BaseException) -> None:
+        if self._closed:
+            return  # closed under a batch in hand (a stop that did not wait for it): the batch checks the rest itself
         logger.error(
             "the verifier process failed (%s: %s); the ingest checks signatures itself", type(exc).__name__, exc
         )
@@ -152,11 +173,19 @@ class ProcessVerifier(Verifier):
         self._failed_at = time.monotonic()
         if self._on_failure is not None:
             self._on_failure()
-        self.close()
+        self._end_process()
 
     def close(self) -> None:
-        connection, process = self._connection, self._process
-        self._connection = self._process = None
+        """End the verifier process, for good: the ingest's thread makes every check itself from now on. Any thread
+        may call it, also while the ingest's thread is in a batch: that thread then makes the checks it sent too."""
+        with self._lock:
+            self._closed = True
+        self._end_process()
+
+    def _end_process(self) -> None:
+        with self._lock:
+            connection, process = self._connection, self._process
+            self._connection = self._process = None
         if connection is not None:
             connection.close()  # the process sees the end and exits
         if process is not None:
@@ -244,7 +273,8 @@ def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
     from_read, from_write = os.pipe()
     try:
         command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]
-        process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
+        with stop_signals_blocked():  # until main() ignores them
+            process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
     except BaseException:
         for fd in (to_write, from_read):
             os.close(fd)
@@ -350,6 +380,12 @@ def serve(receive: int, send: Connection) -> None:
 
 
 def main() -> None:
-    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest stops it (closing the pipe), not a Ctrl-C to the group
+    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors.
+
+    It ignores the signals that stop the ingest, which a stop often sends to every process at once (a Ctrl-C, systemd's
+    stop): it ends when the ingest, after the batch in hand, closes the pipe, or is gone (the pipe's end as well).
+    Ended first, it would cost that batch a failure counted and logged for nothing."""
+    for stop in STOP_SIGNALS:  # blocked since its start: one that came meanwhile is dropped now
+        signal.signal(stop, signal.SIG_IGN)
+    unblock_stop_signals()
     serve(int(sys.argv[-2]), Connection(int(sys.argv[-1]), readable=False))

@@ -26,7 +26,9 @@ import logging
 import multiprocessing
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,6 +39,7 @@ from server.core.db import make_engine, make_session_factory
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint
+from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
 from server.errors import ConfigError
 from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor, verifier_for
@@ -82,50 +85,56 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"[ingest] metrics_port {port}: worker {workers} would need port {port + workers - 1}")
     Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
-        return run_worker(settings, role="ingest-1", index=1)
+        with _stop_on_signals() as stop:
+            return run_worker(settings, stop, role="ingest-1", index=1)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or connections inherited
     level, log_format = args.log_level or "INFO", args.log_format or "text"
     processes = [
         context.Process(target=_worker_main, args=(args.config, i, level, log_format), name=f"ingest-{i}", daemon=False)
         for i in range(1, workers + 1)
     ]
-    stop = threading.Event()
-    previous = _on_signals(lambda: stop.set())
-    try:
-        for process in processes:
-            process.start()
-        logger.info("%d ingest workers started in the shared group %s", workers, settings.mqtt.shared_group)
-        while not stop.wait(0.5):
-            if any(not p.is_alive() for p in processes):
-                logger.error("an ingest worker ended; stopping the others")
-                break
-    finally:
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                process.terminate()  # SIGTERM: the worker finishes its batch
-        for process in processes:
-            process.join(30)
-        _restore(previous)
+    # The spawn start runs multiprocessing's resource tracker first, which unblocks the stop signals once it has
+    # started it (CPython 3.11): started before they are blocked for the workers, it cannot unblock them.
+    resource_tracker.ensure_running()
+    with _stop_on_signals() as stop:
+        try:
+            for process in processes:
+                with stop_signals_blocked():  # the worker takes them once it can stop (_worker_main)
+                    process.start()
+            logger.info("%d ingest workers started in the shared group %s", workers, settings.mqtt.shared_group)
+            while not stop.wait(0.5):
+                if any(not p.is_alive() for p in processes):
+                    logger.error("an ingest worker ended; stopping the others")
+                    break
+        finally:
+            for process in processes:
+                if process.is_alive() and process.pid is not None:
+                    process.terminate()  # SIGTERM: the worker finishes its batch
+            for process in processes:
+                process.join(30)
     codes = [p.exitcode for p in processes]
     logger.info("ingest workers stopped (exit codes %s)", codes)
     return 0 if all(code == 0 for code in codes) else 1
 
 
 def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
+    """A worker process. A stop signal that came while it started (they were blocked) or comes until it has ended
+    stops it: a Ctrl-C or systemd's stop reaches it as well as its parent, which then sends SIGTERM too."""
+    stop = threading.Event()
+    _on_signals(stop.set)  # for good: a second stop signal must not kill it as it ends (exit status -15)
+    unblock_stop_signals()
     configure_logging(level, log_format=log_format)
     try:
-        code = run_worker(load_settings(config), role=f"ingest-{index}", index=index)
+        code = run_worker(load_settings(config), stop, role=f"ingest-{index}", index=index)
     except ConfigError as exc:  # as seal-server's main says it: one line, exit status 2
         logger.error("%s", exc)
         code = 2
     raise SystemExit(code)
 
 
-def run_worker(settings: Settings, *, role: str, index: int = 1) -> int:
-    """One worker (the ``index``-th, from 1), in this process, until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, stop: threading.Event, *, role: str, index: int = 1) -> int:
+    """One worker (the ``index``-th, from 1), in this process, until ``stop`` is set."""
     engine = make_engine(settings.database_url)
-    stop = threading.Event()
-    previous = _on_signals(lambda: stop.set())
     metrics = IngestMetrics(seal_gauges=False)
     feed = LiveFeed(settings.mqtt, metrics=metrics, role=role) if settings.live.feed else None
     endpoint: MetricsEndpoint | None = None
@@ -151,7 +160,6 @@ def run_worker(settings: Settings, *, role: str, index: int = 1) -> int:
         stop.wait()
         ingest.stop()
     finally:
-        _restore(previous)
         if feed is not None:  # after the ingest's last batch: its changes are sent on
             feed.stop()
         if endpoint is not None:
@@ -180,13 +188,20 @@ def _metrics_endpoint(
     return endpoint
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM sets while in the block."""
+    stop = threading.Event()
+    previous = _on_signals(stop.set)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _on_signals(handler: Callable[[], None]) -> dict[int, Any]:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         handler()
 
-    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore(previous: dict[int, Any]) -> None:
-    for sig, old in previous.items():
-        signal.signal(sig, old)
+    return {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}

@@ -1,5 +1,6 @@
 """``seal-server ingest --workers 2``: two worker processes share one stream through the broker; SIGTERM stops
-both cleanly. Without ``[mqtt] shared_group`` several workers are refused (each would take every message)."""
+both cleanly, also one sent to every process while they start. Without ``[mqtt] shared_group`` several workers are
+refused (each would take every message)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
@@ -39,9 +41,31 @@ def _settings(path: Path, database_url: str, broker: PrivateBroker, *, group: st
 
 
 def _ingest(config: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``seal-server ingest``, in a process group of its own (as a shell or systemd starts it)."""
     command = [sys.executable, "-m", "server.cli", "ingest", "--config", str(config), "--workers", str(workers)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _children(pid: int) -> list[int]:
+    """``pid``'s child processes (whichever of its threads started them)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            pass
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
 
 
 def _stored(session_factory: SessionFactory) -> list[int]:
@@ -112,3 +136,31 @@ def test_several_workers_need_a_shared_group(broker: PrivateBroker, tmp_path: Pa
     output = process.communicate(timeout=60)[0].decode(errors="replace")
     assert process.returncode == 2
     assert "[mqtt] shared_group" in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd-stop"])
+def test_a_stop_sent_to_every_process_while_the_workers_start_ends_them_cleanly(
+    broker: PrivateBroker,
+    database_url: str,
+    session_factory: SessionFactory,
+    tmp_path: Path,
+    stop: signal.Signals,
+) -> None:
+    """A Ctrl-C (every process of the terminal's group) or systemd's stop (every process of the unit) while the
+    workers import their modules, before they can stop: each stops once it can, without a KeyboardInterrupt
+    traceback and without dying of the signal (the parent, which sends them SIGTERM as well, would exit 1)."""
+    config = _settings(tmp_path / "server.toml", database_url, broker, group="court-ingest")
+    process = _ingest(config, 2)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while sum(b"spawn_main" in _cmdline(pid) for pid in _children(process.pid)) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "the workers did not start"
+            time.sleep(0.01)
+        os.killpg(process.pid, stop)
+        output = process.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in output, output
+    assert process.returncode == 0, output

@@ -18,11 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from seal_dev.broker import PrivateBroker
 from seal_protocol.signing import SigningKey, generate_signing_key
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
+from server.ingest.ingestor import Ingestor
+from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Outcome, Reason
 from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier
+from tests.agent.helpers import wait_until
+from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_world import make_court
+from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+from tests.server.test_ingest_workers_cli import _stored
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = [generate_signing_key() for _ in range(3)]
@@ -260,3 +268,90 @@ def test_the_process_runs_the_ingests_own_code_whatever_the_working_directory(
     finally:
         verifier.close()
     assert not ran.exists()
+
+
+def test_the_signals_that_stop_the_ingest_do_not_end_the_process() -> None:
+    """A Ctrl-C reaches every process of the terminal's group, systemd's stop every process of the unit, at once; the
+    verifier process must not end from them (a failure counted, a traceback during its start) but when the ingest,
+    having finished its batch, closes the pipe. Here they come as it starts, then in the middle of a batch."""
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
+    try:
+        assert verifier.connected() is None  # started now: it is importing its modules
+        pid = verifier.pid
+        assert pid is not None
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            os.kill(pid, stop)
+        assert _started(verifier) == pid
+        checks = verifier.checks()
+        for n in range(2 * CHUNK):
+            key, data, sig = _job(n)
+            checks.add(key.verify_key, data, sig)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            os.kill(pid, stop)
+        for n in range(2 * CHUNK, 4 * CHUNK + 3):
+            key, data, sig = _job(n)
+            checks.add(key.verify_key, data, sig)
+        assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
+        assert failures == [] and verifier.pid == pid
+    finally:
+        verifier.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended (and reaped) by the close
+
+
+def test_closed_under_a_batch_in_hand_the_batch_checks_the_rest_itself() -> None:
+    """The ingest's stop may close the verifier while its worker is still in a batch (a worker that did not stop in
+    time): that batch's answers are all still right, no failure is counted, and no process is started again."""
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=0.0)
+    _started(verifier)
+    checks = verifier.checks()
+    for n in range(2 * CHUNK):  # two chunks sent to the process ...
+        key, data, sig = _job(n)
+        checks.add(key.verify_key, data, sig)
+    verifier.close()  # ... which is gone before it answered them
+    for n in range(2 * CHUNK, 4 * CHUNK + 3):
+        key, data, sig = _job(n)
+        checks.add(key.verify_key, data, sig)
+    assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
+    assert _answers(verifier.checks(), 3 * CHUNK) == _answers(Verifier().checks(), 3 * CHUNK)
+    assert failures == [] and verifier.pid is None
+
+
+def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
+    broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``MqttIngest.stop`` waits so long for the worker's batch; a worker still in it (here: waiting for a stuck
+    verifier process) must not keep the process running. The stop ends it; the batch, then checked by the worker
+    itself, is stored, with no failure counted."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1), answer_timeout_s=60.0)
+    ingestor = Ingestor(
+        session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots", verifier=verifier
+    )
+    settings = server_mqtt_settings(broker, tmp_path).model_copy(update={"batch_size": 500, "batch_linger_ms": 300})
+    ingest = MqttIngest(settings, ingestor)
+    pid = _started(verifier)
+    try:
+        ingest.start()
+        assert ingest.wait_subscribed(30), "the ingest did not subscribe"
+        with seal_connection(broker, seal.device_id) as conn:
+            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(30)
+            assert wait_until(lambda: len(_stored(session_factory)) == 1, 30)  # the seal's key is known from now on
+            os.kill(pid, signal.SIGSTOP)
+            for info in [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(3 * CHUNK)]:
+                info.wait_for_publish(30)
+            assert wait_until(lambda: ingest.progress().unstored == 3 * CHUNK, 30)
+            ingest.stop(timeout=0.5)
+        assert "ingest worker did not stop within 0.5 s" in caplog.text  # it was in its batch, waiting for answers
+        assert verifier.pid is None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # ended (and reaped) by the stop
+        assert wait_until(lambda: len(_stored(session_factory)) == 1 + 3 * CHUNK, 30)
+        assert failures == []
+    finally:
+        ingest.stop()
+        verifier.close()

@@ -1,6 +1,8 @@
 """The verifier process under the real commands: ``seal-server ingest`` (one worker, or several) and ``seal-server
 run`` start one per ingest with the first large batch, and it ends with its ingest, whether that is stopped (SIGTERM,
-SIGINT) or killed (SIGKILL) — no process left behind, no traceback, no failure logged."""
+SIGINT) or killed (SIGKILL) — no process left behind, no traceback, no failure logged. Also when the stop reaches
+every process at once, as a Ctrl-C reaches the terminal's process group and systemd's stop the unit's control group:
+the verifier process ignores it, goes on checking until its ingest has finished, then ends."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,36 +20,24 @@ import pytest
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from tests.server.helpers import CASE_A, SimulatedSeal, register
-from tests.server.mqtt_helpers import seal_connection
-from tests.server.test_ingest_workers_cli import REPO, WAIT_S, _Output, _settings, _stored
+from tests.server.mqtt_helpers import SealConnection, seal_connection
+from tests.server.test_ingest_workers_cli import REPO, WAIT_S, _children, _cmdline, _Output, _settings, _stored
 
 ROUNDS, EVENTS = 3, 300  # batches of up to 300 events: several chunks each for the verifier process
 
 
-def _children(pid: int) -> list[int]:
-    """``pid``'s child processes (whichever of its threads started them)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
-            pass
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        found += children
+        todo += children
     return found
 
 
 def _verifiers(pid: int) -> list[int]:
     """The verifier processes among ``pid``'s descendants."""
-    found, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            todo.append(child)
-            try:
-                if b"server.ingest.verifier" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(child)
-            except OSError:
-                pass
-    return found
+    return [child for child in _descendants(pid) if b"server.ingest.verifier" in _cmdline(child)]
 
 
 def _alive(pid: int) -> bool:
@@ -55,14 +47,122 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class _Court:
+    """A real ``seal-server`` command in a process group of its own (as a shell or systemd starts one), and a seal
+    whose key it knows (the first event stored), connected to publish more."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], output: _Output, seal: SimulatedSeal, conn: SealConnection
+    ) -> None:
+        self.process, self.output = process, output
+        self._seal, self._conn = seal, conn
+        self.published = 1
+        self.seen: list[int] = []  # every process it started, to be checked ended (or killed by the test)
+
+    def publish(self) -> None:
+        """Publish a round of events (one batch for an ingest lingering 300 ms)."""
+        for info in [
+            self._conn.client.publish(self._seal.event_topic, self._seal.event(), qos=1) for _ in range(EVENTS)
+        ]:
+            info.wait_for_publish(WAIT_S)
+        self.published += EVENTS
+
+    def wait_stored(self, session_factory: SessionFactory) -> None:
+        deadline = time.monotonic() + WAIT_S + 60
+        while len(_stored(session_factory)) < self.published:
+            assert time.monotonic() < deadline, f"{len(_stored(session_factory))} of {self.published} stored"
+            time.sleep(0.05)
+
+    def verifiers(self) -> list[int]:
+        """Its verifier processes now."""
+        self.seen = sorted(set(self.seen) | set(_descendants(self.process.pid)))
+        return _verifiers(self.process.pid)
+
+    def start_verifiers(self, session_factory: SessionFactory) -> list[int]:
+        """Rounds of events until the verifier processes started with the first large batch are ready; their pids."""
+        for _ in range(ROUNDS):
+            self.publish()
+            time.sleep(1.0)  # the first large batch starts the process (ready in about a second)
+        self.wait_stored(session_factory)
+        verifiers = self.verifiers()
+        assert verifiers, self.output.text()
+        return verifiers
+
+    def stop(self, stop: signal.Signals, *, everyone: bool = False) -> str:
+        """Send ``stop`` to the command (``everyone``: to every process of its group at once); what it wrote once
+        it and every process it started have ended."""
+        self.verifiers()
+        if everyone:
+            os.killpg(self.process.pid, stop)
+        else:
+            self.process.send_signal(stop)
+        self.process.wait(60)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in self.seen):
+            assert time.monotonic() < deadline, f"left running: {[pid for pid in self.seen if _alive(pid)]}"
+            time.sleep(0.05)
+        return self.output.text()
+
+
+@contextmanager
+def _court(
+    command: list[str],
+    ingests: int,
+    broker: PrivateBroker,
+    database_url: str,
+    session_factory: SessionFactory,
+    tmp_path: Path,
+) -> Iterator[_Court]:
+    """``seal-server <command>`` with ``ingests`` ingests connected, batches of up to 500 events lingering 300 ms."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    config = _settings(tmp_path / "server.toml", database_url, broker, group="court-ingest")
+    text = config.read_text().replace("batch_size = 5\n", "batch_size = 500\nbatch_linger_ms = 300\n")
+    config.write_text(text + f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", *command, "--config", str(config)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    output = _Output(process)
+    court = None
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while output.count("connected to the broker (session present") < ingests:
+            assert time.monotonic() < deadline and process.poll() is None, "".join(output.lines)
+            time.sleep(0.05)
+        time.sleep(0.5)  # the SUBSCRIBE follows the CONNACK
+        with seal_connection(broker, seal.device_id) as conn:
+            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(WAIT_S)
+            court = _Court(process, output, seal, conn)
+            court.wait_stored(session_factory)  # the seal's key is known from now on: its events are checked
+            yield court
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in court.seen if court is not None else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _assert_clean(text: str) -> None:
+    assert "Traceback" not in text and "verifier process failed" not in text, text
+
+
 @pytest.mark.parametrize(
-    ("command", "ingests", "stop"),
+    ("command", "ingests", "stop", "everyone"),
     [
-        (["ingest", "--workers", "1"], 1, signal.SIGKILL),
-        (["ingest", "--workers", "2"], 2, signal.SIGTERM),
-        (["run"], 1, signal.SIGINT),
+        (["ingest", "--workers", "1"], 1, signal.SIGKILL, False),
+        (["ingest", "--workers", "2"], 2, signal.SIGTERM, False),
+        (["run"], 1, signal.SIGINT, False),
+        (["ingest", "--workers", "2"], 2, signal.SIGTERM, True),
+        (["run"], 1, signal.SIGINT, True),
     ],
-    ids=["ingest-killed", "ingest-2-workers-stopped", "run-stopped"],
+    ids=["ingest-killed", "ingest-2-workers-stopped", "run-stopped", "systemd-stops-2-workers", "ctrl-c-stops-run"],
 )
 def test_the_verifier_process_ends_with_its_ingest(
     broker: PrivateBroker,
@@ -72,56 +172,35 @@ def test_the_verifier_process_ends_with_its_ingest(
     command: list[str],
     ingests: int,
     stop: signal.Signals,
+    everyone: bool,
 ) -> None:
-    seal = SimulatedSeal("seal-a", CASE_A)
-    register(session_factory, seal)
-    config = _settings(tmp_path / "server.toml", database_url, broker, group="court-ingest")
-    text = config.read_text().replace("batch_size = 5\n", "batch_size = 500\nbatch_linger_ms = 300\n")
-    config.write_text(text + f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n')
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *command, "--config", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    output = _Output(process)
-    verifiers: list[int] = []
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while output.count("connected to the broker (session present") < ingests:
-            assert time.monotonic() < deadline and process.poll() is None, "".join(output.lines)
-            time.sleep(0.05)
-        time.sleep(0.5)  # the SUBSCRIBE follows the CONNACK
-        with seal_connection(broker, seal.device_id) as conn:
-            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(WAIT_S)
-            while not _stored(session_factory):  # the seal's key is known from now on: its events are checked
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            for _ in range(ROUNDS):
-                for info in [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(EVENTS)]:
-                    info.wait_for_publish(WAIT_S)
-                time.sleep(1.0)  # the first large batch starts the process (ready in about a second)
-            while len(_stored(session_factory)) < 1 + ROUNDS * EVENTS:
-                assert time.monotonic() < deadline + 60, f"{len(_stored(session_factory))} stored"
-                time.sleep(0.05)
-        verifiers = _verifiers(process.pid)
-        assert verifiers, "".join(output.lines)
-        process.send_signal(stop)
-        process.wait(60)
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in verifiers):
-            assert time.monotonic() < deadline, f"left running: {[pid for pid in verifiers if _alive(pid)]}"
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for pid in verifiers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    text = output.text()
-    assert "Traceback" not in text and "verifier process failed" not in text, text
+    """``everyone``: the signal goes to every process at once, and here it reaches the verifier processes first (the
+    order is anyone's): they go on checking the batches their ingests have in hand, and end after them."""
+    with _court(command, ingests, broker, database_url, session_factory, tmp_path) as court:
+        verifiers = court.start_verifiers(session_factory)
+        if everyone:
+            for pid in verifiers:
+                os.kill(pid, stop)
+            court.publish()
+            court.wait_stored(session_factory)
+            assert court.verifiers() == verifiers
+        text = court.stop(stop, everyone=everyone)
+    _assert_clean(text)
     if stop is not signal.SIGKILL:
-        assert process.returncode == 0, text
+        assert court.process.returncode == 0, text
+
+
+def test_a_ctrl_c_while_the_verifier_process_starts_ends_the_server_cleanly(
+    broker: PrivateBroker, database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """A Ctrl-C that comes while the verifier process imports its modules (about a second after the first large
+    batch) reaches it too: no KeyboardInterrupt traceback from it, no failure, nothing left running."""
+    with _court(["run"], 1, broker, database_url, session_factory, tmp_path) as court:
+        court.publish()
+        deadline = time.monotonic() + WAIT_S
+        while not court.verifiers():
+            assert time.monotonic() < deadline, court.output.text()
+            time.sleep(0.01)
+        text = court.stop(signal.SIGINT, everyone=True)
+    _assert_clean(text)
+    assert court.process.returncode == 0, text
