@@ -16,8 +16,11 @@ a message with no changes follows if nothing else does).
 
 Receiving: the feed cannot know what it missed while its connection was down, so when the connection drops, and when
 the subscription is granted again, it calls :meth:`LiveHub.gap`: every open stream says "gap" and its page reloads.
-A message whose number skips one of its sender's (lost, or dropped by its sender) does the same. A malformed message
-is logged, counted and ignored (if it was a sender's, its next message shows the hole).
+A message whose number skips one of its sender's (lost, or dropped by its sender) does the same, and so does the first
+message heard from a sender if it is not that sender's first (numbered above 1): the messages before it were sent
+before this subscription, or since and lost, and nothing in them tells which. Reloading is always safe; it costs one
+reload more per sender still running after each subscription (at its next message). A malformed message is logged,
+counted and ignored (if it was a sender's, its next message shows the hole).
 """
 
 from __future__ import annotations
@@ -253,7 +256,14 @@ class LiveFeed:
         self._senders.move_to_end(decoded.sender)
         while len(self._senders) > KNOWN_SENDERS:
             self._senders.popitem(last=False)
-        if last is not None and decoded.seq > last + 1:
+        if last is None and decoded.seq > 1:
+            logger.info(
+                "live feed: %s first heard at its message %d; the pages reload (what it sent before is unknown)",
+                decoded.sender,
+                decoded.seq,
+            )
+            self._gap("unknown_sender")
+        elif last is not None and decoded.seq > last + 1:
             logger.warning(
                 "live feed: messages %d to %d of %s were missed; the pages reload",
                 last + 1,
