@@ -82,9 +82,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             live=hub,
         )
         workers: list[Worker] = []
-        feed: LiveFeed | None = None
         if settings.live.feed and (with_ingest if with_feed is None else with_feed):
-            feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
+            context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
+        feed = context.feed
         if with_ingest:
             settler = RemovalSettler(
                 session_factory,

@@ -68,6 +68,8 @@ class LiveFeed:
         self.settings = settings
         self.metrics = metrics
         self.hub = hub
+        #: How many times the open pages were told "gap" (reload) since the start, the first subscription included.
+        self.gaps = 0
         self.sender = secrets.token_hex(8)  # a new sender at each start: its numbers begin at 1 again
         self._role = f"{role}-{self.sender}"  # the client id: a clean session, unique even if two configs are alike
         self._cond = threading.Condition()
@@ -89,6 +91,11 @@ class LiveFeed:
     def connected(self) -> bool:
         with self._cond:
             return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """The broker granted the subscription and the connection holds (only with a hub): others' changes arrive."""
+        return self._subscribed.is_set()
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Wait until the broker granted the subscription (only with a hub): from then, others' changes arrive."""
@@ -275,6 +282,7 @@ class LiveFeed:
 
     def _gap(self, reason: str) -> None:
         if self.hub is not None:
+            self.gaps += 1
             self.metrics.count_live_gap(reason)
             self.hub.gap("feed")
 

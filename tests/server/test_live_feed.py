@@ -245,6 +245,7 @@ def test_a_sender_first_heard_past_its_first_message_makes_the_receivers_reload(
         gaps = run.metrics.snapshot().live_gaps
         assert (gaps.get("unknown_sender"), gaps.get("hole")) == (1, None), gaps
         assert metrics.snapshot().live_feed.get("unsent") == 1
+        assert run.feed.gaps == 2  # its first subscription, and this one
     finally:
         late.stop()
 
