@@ -20,7 +20,8 @@ A message whose number skips one of its sender's (lost, or dropped by its sender
 message heard from a sender if it is not that sender's first (numbered above 1): the messages before it were sent
 before this subscription, or since and lost, and nothing in them tells which. Reloading is always safe; it costs one
 reload more per sender still running after each subscription (at its next message). A malformed message is logged,
-counted and ignored (if it was a sender's, its next message shows the hole).
+counted and ignored (if it was a sender's, its next message shows the hole). ``on_received`` is told the changes of
+every message relayed (the app wakes its removal settler when another process stored a seal's answer).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -60,14 +61,22 @@ OWED_RETRY_S = 1.0
 
 class LiveFeed:
     """This process's end of the court's live feed: :meth:`send` (always) and, given a ``hub``, what the court's
-    other processes send relayed to it. :meth:`start` / :meth:`stop`."""
+    other processes send relayed to it, and then to ``on_received`` (on paho's thread: it must not block).
+    :meth:`start` / :meth:`stop`."""
 
     def __init__(
-        self, settings: MqttSettings, *, metrics: IngestMetrics, hub: LiveHub | None = None, role: str = "live"
+        self,
+        settings: MqttSettings,
+        *,
+        metrics: IngestMetrics,
+        hub: LiveHub | None = None,
+        role: str = "live",
+        on_received: Callable[[list[Change]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.hub = hub
+        self.on_received = on_received
         #: How many times the open pages were told "gap" (reload) since the start, the first subscription included.
         self.gaps = 0
         self.sender = secrets.token_hex(8)  # a new sender at each start: its numbers begin at 1 again
@@ -278,7 +287,10 @@ class LiveFeed:
                 decoded.sender,
             )
             self._gap("hole")
-        self.hub.relay(decoded.live_changes)
+        changes = decoded.live_changes
+        self.hub.relay(changes)
+        if self.on_received is not None:
+            self.on_received(changes)
 
     def _gap(self, reason: str) -> None:
         if self.hub is not None:
