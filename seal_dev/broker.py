@@ -72,6 +72,8 @@ class PrivateBroker:
     autosave_interval_s: int = 1
     #: The court's window (1,000) unless a test needs one it can fill.
     max_inflight_messages: int = MAX_INFLIGHT_MESSAGES
+    #: ACL lines written after the court's (:func:`acl_text`): the rules of a test's own accounts.
+    extra_acl: str = ""
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,7 +125,7 @@ class PrivateBroker:
     def write_files(self) -> None:
         if self.manage_accounts:
             write_password_file(self.password_file, self.users)
-            self.acl_file.write_text(acl_text())
+            self.acl_file.write_text(acl_text() + self.extra_acl)
         self.files.persistence_dir.mkdir(exist_ok=True)
         self.conf_path.write_text(self.config.render())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
@@ -58,7 +58,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
     and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit; with
     ``[live] feed`` (the default) the bus also shares its changes with the court's other processes over the broker,
     and shows theirs (:mod:`server.core.live_feed`). ``with_feed`` (default: ``with_ingest``) runs the feed without
-    the ingest: a process that only serves pages.
+    the ingest: a process that only serves pages. The settler is woken, too, when the feed says that another process
+    stored a seal's answer (:func:`wake_on_answers`).
 
     The tables must exist (``seal-server init-db``).
     """
@@ -82,9 +83,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             live=hub,
         )
         workers: list[Worker] = []
-        feed: LiveFeed | None = None
-        if settings.live.feed and (with_ingest if with_feed is None else with_feed):
-            feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub)
+        settler: RemovalSettler | None = None
         if with_ingest:
             settler = RemovalSettler(
                 session_factory,
@@ -125,6 +124,10 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 workers += log_workers(settings, session_factory, log_key, metrics)
             else:
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
+        if settings.live.feed and (with_ingest if with_feed is None else with_feed):
+            woken = None if settler is None else wake_on_answers(settler)
+            context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub, on_received=woken)
+        feed = context.feed
         app.state.context = context
         try:
             if feed is not None:
@@ -170,6 +173,18 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
 
 
 Worker = LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | Timestamper | RemovalSettler
+
+
+def wake_on_answers(settler: RemovalSettler) -> Callable[[list[Change]], None]:
+    """What the live feed calls with another process's changes: a seal's answer that decided its command, stored by
+    an ingest worker (``command``, :func:`server.ingest.changes.live_changes`), wakes ``settler`` as this process's
+    own ingest does. A command sent or expired elsewhere says ``command`` too: one round more, which finds nothing."""
+
+    def received(changes: list[Change]) -> None:
+        if any(change.what == "command" for change in changes):
+            settler.wake()
+
+    return received
 
 
 def log_workers(

@@ -1,6 +1,6 @@
 """What a running server holds: settings, database, metrics, the court's command key, the log's signing key, the
-notice key, the stores of snapshots and removal proofs, the pages' live bus, the MQTT ingest and the command
-dispatcher. Built by ``create_app``."""
+notice key, the stores of snapshots and removal proofs, the pages' live bus and the court's live feed, the MQTT ingest
+and the command dispatcher. Built by ``create_app``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from server.commands.keys import CourtKey
 from server.config import Settings
 from server.core.db import SessionFactory
 from server.core.live import LiveHub
+from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
 from server.ingest.mqtt import MqttIngest
@@ -33,6 +34,7 @@ class ServerContext:
     live: LiveHub = field(default_factory=LiveHub)
     ingest: MqttIngest | None = None
     dispatcher: CommandDispatcher | None = None
+    feed: LiveFeed | None = None
 
     @property
     def broker_connected(self) -> bool:

@@ -1,4 +1,11 @@
-"""Health of the server: database, broker connection, and whether the ingest makes progress."""
+"""Health of the server: database, broker connection, whether the ingest makes progress, and the live feed.
+
+The live feed (:mod:`server.core.live_feed`) configured but not subscribed makes the status "degraded", not "error"
+(the answer stays 200): the pages still answer and are right when they are loaded, and their streams show what this
+process commits, but not what the court's other processes do — an intrusion stored by an ingest worker would not
+appear on an open overview until it is reloaded. That is a court that does not work as it should, which an operator
+must hear of; it is no reason for a load balancer to take the process out.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +26,8 @@ router = APIRouter(tags=["health"])
 
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded", "error"] = Field(
-        description="ok: database, broker and ingest fine; degraded: no broker connection, the ingest is "
-        "retrying or stalled, or it cannot sign receipts; error: no database."
+        description="ok: database, broker, ingest and live feed fine; degraded: no broker connection, the ingest is "
+        "retrying or stalled, it cannot sign receipts, or the live feed is not subscribed; error: no database."
     )
     broker: Literal["connected", "disconnected"]
     db: Literal["ok", "error"]
@@ -34,11 +41,20 @@ class HealthPublic(BaseModel):
     )
     ingest_unstored: int = Field(description="Messages received from the broker and not yet stored.")
     ingest_oldest_unstored_s: float = Field(description="Age of the oldest of them, in seconds (0: none).")
+    feed: Literal["subscribed", "unsubscribed", "off"] = Field(
+        description="The court's live feed, which shows the court's other processes' changes on this one's pages: "
+        "unsubscribed: connecting, or the broker refused it (the pages miss those changes until it is back, then "
+        "reload); off: [live] feed = false."
+    )
+    feed_gaps: int = Field(
+        description="How many times the live feed told this process's open pages to reload since it started (the "
+        "first subscription included): a dropped connection, a missed message."
+    )
 
 
 @router.get("/health")
 def health(session: SessionDep, context: ContextDep, response: Response) -> HealthPublic:
-    """Is the database answering, the ingest connected to the broker and keeping up? 503 without a database."""
+    """Database answering, ingest connected and keeping up, live feed subscribed? 503 without a database."""
     try:
         session.execute(text("SELECT 1"))
         db_ok = True
@@ -49,7 +65,10 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
     progress = context.ingest.progress() if context.ingest is not None else None
     ingest = "off" if progress is None else progress.state
     receipts: Literal["on", "off"] = "on" if context.ingest is not None and context.ingest.receipts_enabled else "off"
-    healthy = broker == "connected" and ingest == "ok" and receipts == "on"
+    feed: Literal["subscribed", "unsubscribed", "off"] = "off"
+    if context.feed is not None:
+        feed = "subscribed" if context.feed.subscribed else "unsubscribed"
+    healthy = broker == "connected" and ingest == "ok" and receipts == "on" and feed != "unsubscribed"
     health = HealthPublic(
         status="ok" if healthy else "degraded",
         broker=broker,
@@ -58,6 +77,8 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
         receipts=receipts,
         ingest_unstored=progress.unstored if progress else 0,
         ingest_oldest_unstored_s=round(progress.oldest_unstored_s, 3) if progress else 0.0,
+        feed=feed,
+        feed_gaps=context.feed.gaps if context.feed is not None else 0,
     )
     if not db_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -43,6 +43,10 @@ class AnswerOutcome(StrEnum):
     UNREADABLE = "unreadable"  # the seal could not read something on its cmd topic (command_id null)
 
 
+#: The answers that decided their command (its state changed): whoever follows commands is told of these.
+DECIDING_ANSWERS = frozenset({AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED})
+
+
 def issue_command(
     session: Session,
     *,

@@ -16,8 +16,12 @@ a message with no changes follows if nothing else does).
 
 Receiving: the feed cannot know what it missed while its connection was down, so when the connection drops, and when
 the subscription is granted again, it calls :meth:`LiveHub.gap`: every open stream says "gap" and its page reloads.
-A message whose number skips one of its sender's (lost, or dropped by its sender) does the same. A malformed message
-is logged, counted and ignored (if it was a sender's, its next message shows the hole).
+A message whose number skips one of its sender's (lost, or dropped by its sender) does the same, and so does the first
+message heard from a sender if it is not that sender's first (numbered above 1): the messages before it were sent
+before this subscription, or since and lost, and nothing in them tells which. Reloading is always safe; it costs one
+reload more per sender still running after each subscription (at its next message). A malformed message is logged,
+counted and ignored (if it was a sender's, its next message shows the hole). ``on_received`` is told the changes of
+every message relayed (the app wakes its removal settler when another process stored a seal's answer).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -57,14 +61,24 @@ OWED_RETRY_S = 1.0
 
 class LiveFeed:
     """This process's end of the court's live feed: :meth:`send` (always) and, given a ``hub``, what the court's
-    other processes send relayed to it. :meth:`start` / :meth:`stop`."""
+    other processes send relayed to it, and then to ``on_received`` (on paho's thread: it must not block).
+    :meth:`start` / :meth:`stop`."""
 
     def __init__(
-        self, settings: MqttSettings, *, metrics: IngestMetrics, hub: LiveHub | None = None, role: str = "live"
+        self,
+        settings: MqttSettings,
+        *,
+        metrics: IngestMetrics,
+        hub: LiveHub | None = None,
+        role: str = "live",
+        on_received: Callable[[list[Change]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.hub = hub
+        self.on_received = on_received
+        #: How many times the open pages were told "gap" (reload) since the start, the first subscription included.
+        self.gaps = 0
         self.sender = secrets.token_hex(8)  # a new sender at each start: its numbers begin at 1 again
         self._role = f"{role}-{self.sender}"  # the client id: a clean session, unique even if two configs are alike
         self._cond = threading.Condition()
@@ -86,6 +100,11 @@ class LiveFeed:
     def connected(self) -> bool:
         with self._cond:
             return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """The broker granted the subscription and the connection holds (only with a hub): others' changes arrive."""
+        return self._subscribed.is_set()
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Wait until the broker granted the subscription (only with a hub): from then, others' changes arrive."""
@@ -253,7 +272,14 @@ class LiveFeed:
         self._senders.move_to_end(decoded.sender)
         while len(self._senders) > KNOWN_SENDERS:
             self._senders.popitem(last=False)
-        if last is not None and decoded.seq > last + 1:
+        if last is None and decoded.seq > 1:
+            logger.info(
+                "live feed: %s first heard at its message %d; the pages reload (what it sent before is unknown)",
+                decoded.sender,
+                decoded.seq,
+            )
+            self._gap("unknown_sender")
+        elif last is not None and decoded.seq > last + 1:
             logger.warning(
                 "live feed: messages %d to %d of %s were missed; the pages reload",
                 last + 1,
@@ -261,10 +287,14 @@ class LiveFeed:
                 decoded.sender,
             )
             self._gap("hole")
-        self.hub.relay(decoded.live_changes)
+        changes = decoded.live_changes
+        self.hub.relay(changes)
+        if self.on_received is not None:
+            self.on_received(changes)
 
     def _gap(self, reason: str) -> None:
         if self.hub is not None:
+            self.gaps += 1
             self.metrics.count_live_gap(reason)
             self.hub.gap("feed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from server.commands.service import DECIDING_ANSWERS
 from server.core.live import Change
 from server.ingest.results import IngestResult, Outcome
 
@@ -13,6 +14,10 @@ _CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT:
 
 
 def live_changes(results: Sequence[IngestResult]) -> list[Change]:
-    """The pages' changes of a committed ingest batch: one per seal and kind."""
+    """The pages' changes of a committed ingest batch: one per seal and kind. A seal's answer that acknowledged or
+    rejected its command changes that command too (``command``: what wakes the removal settler of a process that
+    hears it on the live feed, :mod:`server.app`)."""
     seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
+    answered = {r.device_id for r in results if r.command_answer in DECIDING_ANSWERS and r.device_id is not None}
+    seen |= {("command", device_id) for device_id in answered}
     return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from server.commands.service import AnswerOutcome
+from server.commands.service import DECIDING_ANSWERS
 from server.config import AlarmSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, lost_a_race
@@ -292,7 +292,7 @@ class Ingestor:
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None
-        if result.command_answer in (AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED):
+        if result.command_answer in DECIDING_ANSWERS:
             logger.info("seal %s answered: %s", result.device_id, result.detail)
             if self._on_answer is not None:
                 self._on_answer()

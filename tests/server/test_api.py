@@ -22,10 +22,13 @@ from server.context import ServerContext
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
+from tests.agent.helpers import wait_until
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user, bearer
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+
+WAIT_S = 20.0
 
 
 def make_settings(
@@ -145,6 +148,8 @@ def test_health_without_broker(client: TestClient) -> None:
         "receipts": "off",
         "ingest_unstored": 0,
         "ingest_oldest_unstored_s": 0.0,
+        "feed": "off",
+        "feed_gaps": 0,
     }
 
 
@@ -222,3 +227,26 @@ def test_health_is_degraded_when_the_ingest_cannot_sign_receipts(
         assert context.ingest is not None and context.ingest.wait_connected(10)
         health = instance.get("/api/health").json()
     assert (health["status"], health["broker"], health["receipts"]) == ("degraded", "connected", "off")
+
+
+def test_health_reports_the_live_feed_and_its_gaps_while_the_broker_is_away_and_back(
+    broker: PrivateBroker, database_url: str, tmp_path: Path
+) -> None:
+    """A feed that is not subscribed makes the status "degraded" (the pages miss the other processes' changes) but
+    the answer stays 200; every reload it asked of the pages is counted, the first subscription included."""
+    app = create_app(make_settings(database_url, tmp_path, broker))
+    with TestClient(app) as instance:
+
+        def health() -> tuple[str, str, int]:
+            response = instance.get("/api/health")
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            return answer["status"], answer["feed"], answer["feed_gaps"]
+
+        assert wait_until(lambda: health() == ("ok", "subscribed", 1), WAIT_S), health()
+        broker.stop()
+        # The dropped connection: the pages reload.
+        assert wait_until(lambda: health() == ("degraded", "unsubscribed", 2), WAIT_S), health()
+        broker.start()
+        # Subscribed anew: they reload again (what was committed meanwhile is unknown).
+        assert wait_until(lambda: health() == ("ok", "subscribed", 3), WAIT_S), health()

@@ -216,7 +216,7 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
-                if health["broker"] == "connected":
+                if (health["broker"], health["feed"]) == ("connected", "subscribed"):  # the two connect apart
                     break
             except httpx.HTTPError:
                 pass

@@ -228,6 +228,28 @@ def test_changes_dropped_by_a_sender_that_then_goes_quiet_make_the_receivers_rel
     assert page.take() == [Change("event", "seal-1")], "an empty message delivers nothing"
 
 
+def test_a_sender_first_heard_past_its_first_message_makes_the_receivers_reload(
+    broker: PrivateBroker, tmp_path: Path, processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
+) -> None:
+    """A new sender whose first message was lost looks like one that started before the receiver subscribed: what
+    came before its first message heard is unknown, so the pages reload."""
+    run = processes()
+    assert run.hub is not None
+    page = page_of(run.hub)
+    metrics = IngestMetrics()
+    late = LiveFeed(server_mqtt_settings(broker, tmp_path), metrics=metrics, role="late")
+    late.send(Change("event", f"seal-{i}") for i in range(MAX_WAITING + 1))  # dropped: its number 1 is skipped
+    late.start()
+    try:
+        assert wait_until(lambda: page.subscription.gap == "feed"), "the pages were left with a silent hole"
+        gaps = run.metrics.snapshot().live_gaps
+        assert (gaps.get("unknown_sender"), gaps.get("hole")) == (1, None), gaps
+        assert metrics.snapshot().live_feed.get("unsent") == 1
+        assert run.feed.gaps == 2  # its first subscription, and this one
+    finally:
+        late.stop()
+
+
 def test_a_seals_account_can_neither_read_nor_write_the_feed(
     broker: PrivateBroker, processes: Callable[..., Process], page_of: Callable[[LiveHub], Page]
 ) -> None:

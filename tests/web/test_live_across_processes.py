@@ -1,11 +1,13 @@
 """Live across processes, all real: a ``seal-server ingest`` worker process stores a seal's signed intrusion, and the
 judge's overview stream on another process (the court's pages under uvicorn, with the same database and broker)
 shows it without a reload; the worker's own /metrics counts it. When the pages' process loses the broker, its open
-stream says "gap" (reload) instead of missing what the workers commit meanwhile."""
+stream says "gap" (reload) instead of missing what the workers commit meanwhile. A seal's answer stored by a worker
+wakes the removal settler of ``run`` through the feed, as an answer stored by ``run``'s own ingest does."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,24 +21,34 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import EventType
+from seal_protocol.topics import MessageKind, topic_filter
 from server.app import create_app
 from server.auth.access import Role
-from server.config import WebSettings
+from server.config import RemovalSettings, WebSettings
 from server.core.db import SessionFactory
+from server.core.live_wire import FEED_TOPIC
 from server.core.metrics import IngestMetrics
+from server.removal.models import RemovalRequest
 from server.seals.broker_files import SERVER_USERNAME
 from tests.agent.helpers import wait_until as polled
 from tests.prometheus import samples
 from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, register
-from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+from tests.server.mqtt_helpers import SealConnection, seal_connection, server_mqtt_settings
+from tests.server.removal_world import make_world
 
 REPO = Path(__file__).resolve().parents[2]
 SEAL = "seal-live-1"
 WAIT_S = 30.0
+#: The removal settler's interval in the ``run`` process: far longer than the test waits for the request to settle.
+SETTLE_INTERVAL_S = 60.0
+SETTLED_WITHIN_S = 20.0
+#: The ``run`` process's broker account: the feed and the commands, but none of the seals' messages (test's ACL).
+RUN_USERNAME = "court-run"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = WAIT_S) -> bool:
@@ -137,6 +149,18 @@ def _scrape(port: int) -> dict[str, float]:
         return {}
 
 
+def _stored_once_resent(connection: SealConnection, topic: str, event: bytes, metrics_port: int, stored: float) -> bool:
+    """Send ``event`` until the worker (its /metrics on ``metrics_port``) counts ``stored`` events: its subscription
+    is there then. A message sent before it goes nowhere, so the seal sends the same event again, as its outbox
+    would."""
+
+    def sent_and_stored() -> bool:
+        connection.publish(topic, event)
+        return wait_until(lambda: _scrape(metrics_port).get("seal_events_ingested_total") == stored, 1)
+
+    return wait_until(sent_and_stored)
+
+
 @contextmanager
 def ingest_worker(config: Path) -> Iterator[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "server.cli", "ingest", "--config", str(config), "--workers", "1"]
@@ -165,15 +189,9 @@ def test_an_intrusion_stored_by_an_ingest_worker_is_shown_live_by_another_proces
     with ingest_worker(config) as worker, seal_connection(broker, SEAL) as connection:
         up = wait_until(lambda: _scrape(metrics_port).get("seal_live_feed_connected") == 1.0)
         assert up, f"the worker's feed did not connect: {log.read_text(errors='replace')}"
-        # The worker's subscription is there once a heartbeat is stored: a message sent before it goes nowhere, so
-        # the seal sends the same heartbeat again until then, as its outbox would.
         heartbeat = seal.event(EventType.HEARTBEAT)
-
-        def heartbeat_stored() -> bool:
-            connection.publish(seal.event_topic, heartbeat)
-            return wait_until(lambda: _scrape(metrics_port).get("seal_events_ingested_total") == 1.0, 1)
-
-        assert wait_until(heartbeat_stored), log.read_text(errors="replace")
+        stored = _stored_once_resent(connection, seal.event_topic, heartbeat, metrics_port, 1)
+        assert stored, log.read_text(errors="replace")
 
         with judges_overview(pages) as messages:
             connection.publish(seal.event_topic, seal.event(EventType.INTRUSION, {"armed": True, "warning": "played"}))
@@ -196,3 +214,63 @@ def test_a_pages_process_that_loses_the_broker_tells_its_open_streams_gap(broker
         broker.stop()
         event, data = _next_other_than_heartbeat(messages, 20)
     assert (event, data) == ("gap", "feed")
+
+
+def _request_state(session_factory: SessionFactory, request_id: int) -> str:
+    """The request's state in the database (reading it through the API would settle it)."""
+    with session_factory() as session:
+        request = session.get(RemovalRequest, request_id)
+        assert request is not None
+        return request.state
+
+
+def test_a_disarm_ack_stored_by_a_worker_process_wakes_the_settler_of_run(
+    broker: PrivateBroker, database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """``run`` (its settler's interval 60 s) and a ``seal-server ingest`` worker: the worker stores both seals' signed
+    acks of the disarm, and the ``command`` changes it sends on the live feed wake ``run``'s settler: the request is
+    ``disarmed`` well before the interval. ``run``'s account may not read the seals' topics (ACL lines of the test's
+    own), so its own ingest, which would wake the settler itself, never takes an answer."""
+    password = secrets.token_urlsafe(12)
+    broker.extra_acl = (
+        f"user {RUN_USERNAME}\ntopic readwrite {FEED_TOPIC}\ntopic write {topic_filter(MessageKind.CMD)}\n"
+    )
+    broker.add_user(RUN_USERNAME, password)
+    broker.reload()
+    (tmp_path / "run").mkdir()
+    mqtt = server_mqtt_settings(broker, tmp_path / "run", password=password).model_copy(
+        update={"username": RUN_USERNAME}
+    )
+    settings = make_settings(database_url, tmp_path / "run").model_copy(
+        update={"mqtt": mqtt, "removal": RemovalSettings(settle_interval_s=SETTLE_INTERVAL_S)}
+    )
+    app = create_app(settings)
+    metrics_port = free_port()
+    (tmp_path / "worker").mkdir()
+    config = _worker_config(tmp_path / "worker" / "server.toml", database_url, broker, metrics_port)
+    log = config.parent / "worker.log"
+    with TestClient(app) as client:
+        world = make_world(session_factory, tmp_path, client)
+        request_id = world.filed()
+        commands = world.commands(world.approved(request_id))
+        assert app.state.context.feed.wait_subscribed(WAIT_S), "run's feed did not subscribe"
+        a1, a2 = world.seals["seal-a1"], world.seals["seal-a2"]
+        with (
+            ingest_worker(config),
+            seal_connection(broker, a1.device_id) as one,
+            seal_connection(broker, a2.device_id) as two,
+        ):
+            heartbeat = a1.event(EventType.HEARTBEAT)
+            stored = _stored_once_resent(one, a1.event_topic, heartbeat, metrics_port, 1)
+            assert stored, log.read_text(errors="replace")
+            for seal, connection in ((a1, one), (a2, two)):
+                ack = {"command_id": commands[seal.device_id].id, "action": "disarm", "result": "disarmed"}
+                connection.publish(seal.event_topic, seal.event(EventType.COMMAND_ACK, ack))
+
+            settled = wait_until(lambda: _request_state(session_factory, request_id) == "disarmed", SETTLED_WITHIN_S)
+            acks = 'seal_command_answers_total{outcome="acknowledged"}'
+            both_acked = wait_until(lambda: _scrape(metrics_port).get(acks) == 2.0)
+        run_stored = app.state.context.metrics.snapshot().stored
+    assert both_acked, f"the worker did not store both acks: {log.read_text(errors='replace')}"
+    assert run_stored == 0, "run's own ingest took a seal's message"
+    assert settled, f"the request is {_request_state(session_factory, request_id)}: run's settler was not woken"
