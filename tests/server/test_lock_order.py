@@ -26,6 +26,7 @@ from server.commands.state import CommandState
 from server.core.base import utc_now
 from server.core.db import SessionFactory, make_session_factory, session_scope
 from server.core.metrics import IngestMetrics
+from server.errors import Conflict
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
@@ -33,9 +34,10 @@ from server.notices.service import Revocation
 from server.removal.lifting import abort_request
 from server.removal.release import release_seal
 from server.removal.steps import get_request
-from server.seals.models import Seal
+from server.seals.models import Seal, SealBinding
+from server.seals.registry import register_seal
 from tests.server.auth_helpers import add_user, make_settings
-from tests.server.helpers import CASE_A, SimulatedSeal, message, register
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, add_test_case, message, register
 from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
 from tests.server.removal_world import RemovalWorld, make_world
 from tests.server.test_ingest_races import _lose_races
@@ -43,6 +45,8 @@ from tests.server.test_ingest_races import _lose_races
 #: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
 FAILED = ("storing them one by one", "lost a race")
 COURT_KEY = generate_signing_key()
+#: A case whose number sorts before CASE_A's and CASE_B's.
+FIRST_CASE = "(2020)苏0214执1号"
 _TTL = timedelta(minutes=10)
 
 
@@ -206,3 +210,69 @@ def test_an_action_that_loses_a_race_is_answered_503_try_again_and_changes_nothi
         assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-b")) is not None  # nothing kept
     again = world.client.delete(unbind, headers=world.as_("clerk"))
     assert again.status_code == 204, again.text
+
+
+def _move(factory: SessionFactory, seal: SimulatedSeal, to: str) -> None:
+    """Register ``seal`` (bound) to the case ``to``: it moves there."""
+    with session_scope(factory) as session:
+        register_seal(session, actor=None, device_id=seal.device_id, case_no=to, public_key=seal.public_key)
+
+
+def test_two_registrations_moving_seals_between_two_cases_in_opposite_directions_do_not_deadlock(
+    pg_engine: Engine, session_factory: SessionFactory
+) -> None:
+    """Registering a bound seal to another case (``seal-server seal add`` / ``POST /api/seals`` with a case) moves
+    it: both cases' seals change, so both case rows are locked. Before, the new case was locked first, then the
+    seal's old one: seal-a moving from A to B and seal-b from B to A locked the two cases in opposite orders. The pin
+    holds seal-a's row, which the first registration writes between its two cases; the second one then takes its
+    new case, and each waited for the other's."""
+    seal_a, seal_b = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
+    register(session_factory, seal_a, seal_b)
+    factory = make_session_factory(pg_engine)
+
+    with pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR NO KEY UPDATE"))
+        first = Side(lambda: _move(factory, seal_a, CASE_B))
+        wait_for_lock_waits(pg_engine, 1)  # it holds both cases (before: case B only) and waits for seal-a
+        second = Side(lambda: _move(factory, seal_b, CASE_A))
+        wait_for_lock_waits(pg_engine, 2)  # it waits for a case (before: holding case A)
+        pin.rollback()
+        first.join()
+        second.join()
+
+    with factory() as session:
+        assert dict(session.execute(select(Seal.device_id, Seal.case_no)).all()) == {
+            "seal-a": CASE_B,
+            "seal-b": CASE_A,
+        }
+        open_bindings = select(SealBinding.device_id, SealBinding.case_no).where(SealBinding.unbound_at.is_(None))
+        assert sorted(session.execute(open_bindings).all()) == [("seal-a", CASE_B), ("seal-b", CASE_A)]
+
+
+def test_a_registration_that_finds_its_seal_moved_meanwhile_is_refused_and_moves_nothing(
+    pg_engine: Engine, session_factory: SessionFactory
+) -> None:
+    """A registration locks the case the seal leaves as it read it before any lock (cases come before seals);
+    should another registration move the seal in between, the seal's row, locked last, names another case: the
+    registration is refused (look again), as an unbinding is in that race, rather than taking the seal from a case
+    it would then lock out of order."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    with session_scope(session_factory) as session:
+        add_test_case(session, FIRST_CASE)  # first in case_no order: locked before the seal's case
+        add_test_case(session, CASE_B)
+    factory = make_session_factory(pg_engine)
+
+    with pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM cases WHERE case_no = :case_no FOR NO KEY UPDATE"), {"case_no": FIRST_CASE})
+        late = Side(lambda: _move(factory, seal, FIRST_CASE))
+        wait_for_lock_waits(pg_engine, 1)  # it read seal-a in case A and waits for the first case
+        _move(session_factory, seal, CASE_B)  # another registration moves seal-a meanwhile
+        pin.rollback()
+        with pytest.raises(Conflict, match="moved meanwhile"):
+            late.join()
+
+    with factory() as session:
+        assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-a")) == CASE_B
+        open_bindings = select(SealBinding.case_no).where(SealBinding.unbound_at.is_(None))
+        assert session.scalars(open_bindings).all() == [CASE_B]
