@@ -20,9 +20,11 @@ from seal_protocol.signing import generate_signing_key
 from server.app import LOST_RACE_TEXT, create_app
 from server.auth.access import Role
 from server.auth.users import get_user
+from server.commands.dispatcher import CommandDispatcher
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
+from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, make_session_factory, session_scope
 from server.core.metrics import IngestMetrics
@@ -62,7 +64,7 @@ def pg_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
         named.dispose()
 
 
-def _issue(factory: SessionFactory, device_id: str, action: CommandAction) -> int:
+def _issue(factory: SessionFactory, device_id: str, action: CommandAction, ttl: timedelta = _TTL) -> int:
     with session_scope(factory) as session:
         seal = session.scalars(select(Seal).where(Seal.device_id == device_id)).one()
         user = get_user(session, username="clerk")
@@ -72,7 +74,7 @@ def _issue(factory: SessionFactory, device_id: str, action: CommandAction) -> in
             action=action,
             args={},
             key=COURT_KEY,
-            ttl=_TTL,
+            ttl=ttl,
             user=user,
             now=utc_now(),
         )
@@ -276,3 +278,63 @@ def test_a_registration_that_finds_its_seal_moved_meanwhile_is_refused_and_moves
         assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-a")) == CASE_B
         open_bindings = select(SealBinding.case_no).where(SealBinding.unbound_at.is_(None))
         assert session.scalars(open_bindings).all() == [CASE_B]
+
+
+#: How the dispatcher's round comes to expire command 1 (issued first: the lower id) besides command 2 (expired by
+#: its time): by its time too, though it was written since (the broker accepted it: its row is newer, and expires
+#: later) — or because its seal was moved to another case before command 2 was issued for the new one.
+EXPIRING = ["due", "moved"]
+
+
+@pytest.mark.parametrize("how", EXPIRING)
+def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_deadlock(
+    pg_engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """An ingest batch applies the answers of its seals' commands in id order (whatever their order in the batch,
+    reversed here). Before, the dispatcher's round locked
+    the commands it expired in no order of theirs: one ``UPDATE`` of the commands past their expiry, in the order
+    the table or its (state, expires_at) index happened to hold them, then the pending commands of moved seals, in
+    the same transaction. Command 2 first, then command 1: the pin holds command 2 while the dispatcher waits for
+    it, and the batch locks command 1 and queues behind; each then waited for the other's."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    add_user(session_factory, "clerk", Role.CLERK)
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    first = _issue(factory, "seal-a", CommandAction.DISARM)
+    if how == "moved":
+        with session_scope(session_factory) as session:
+            add_test_case(session, CASE_B)
+        _move(factory, seal, CASE_B)
+        seal.case_no = CASE_B
+    second = _issue(factory, "seal-a", CommandAction.ARM, ttl=_TTL / 2)
+    with factory.begin() as session:  # the broker accepted command 1 after command 2 was issued
+        session.execute(text("UPDATE commands SET publish_attempts = 1 WHERE id = :id"), {"id": first})
+    dispatcher = CommandDispatcher(
+        MqttSettings(password_file=tmp_path / "unused"),
+        CommandSettings(),
+        factory,
+        clock=lambda: utc_now() + (_TTL if how == "due" else _TTL / 2) + timedelta(minutes=1),
+    )
+    answers = [
+        message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": command_id, "action": action}))
+        for command_id, action in ((second, "arm"), (first, "disarm"))
+    ]
+
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM commands WHERE id = :id FOR NO KEY UPDATE"), {"id": second})
+        expiring = Side(dispatcher.run_round)  # not connected: the round only expires
+        wait_for_lock_waits(pg_engine, 1)  # it waits for command 2 (now: holding command 1, if due)
+        ingest = Side(lambda: ingestor.ingest(answers))
+        wait_for_lock_waits(pg_engine, 2)  # the batch waits too (before: holding command 1)
+        pin.rollback()
+        expired = expiring.join().expired
+        results = ingest.join()
+
+    assert expired == ([first, second] if how == "due" else [second])
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED], results
+    assert _failed(caplog) == []
+    with factory() as session:
+        states = session.scalars(select(CourtCommand.state).where(CourtCommand.id.in_([first, second])))
+        assert list(states) == [CommandState.ACKNOWLEDGED] * 2  # expired first, or not
