@@ -60,6 +60,10 @@ class Side:
         except BaseException as exc:  # handed to the test's thread by join()
             self._error = exc
 
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
     def join(self, timeout_s: float = 30) -> Any:
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), "a transaction hung"

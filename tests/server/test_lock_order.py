@@ -19,16 +19,18 @@ from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key
 from server.app import LOST_RACE_TEXT, create_app
 from server.auth.access import Role
+from server.auth.login import SignedIn, sign_in
 from server.auth.users import get_user
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
-from server.config import CommandSettings, MqttSettings
+from server.config import AuthSettings, CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, make_session_factory, session_scope
 from server.core.metrics import IngestMetrics
 from server.errors import Conflict
+from server.evidence.log import lock_log
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
@@ -38,9 +40,10 @@ from server.removal.release import release_seal
 from server.removal.steps import get_request
 from server.seals.models import Seal, SealBinding
 from server.seals.registry import register_seal
-from tests.server.auth_helpers import add_user, make_settings
+from tests.agent.helpers import wait_until
+from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, add_test_case, message, register
-from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
+from tests.server.pg_locks import Side, lock_waits, named_engine, wait_for_lock_waits
 from tests.server.removal_world import RemovalWorld, make_world
 from tests.server.test_ingest_races import _lose_races
 
@@ -338,3 +341,36 @@ def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_de
     with factory() as session:
         states = session.scalars(select(CourtCommand.state).where(CourtCommand.id.in_([first, second])))
         assert list(states) == [CommandState.ACKNOWLEDGED] * 2  # expired first, or not
+
+
+def test_a_user_s_action_does_not_wait_for_their_sign_in_elsewhere(
+    pg_engine: Engine, session_factory: SessionFactory
+) -> None:
+    """Signing in locks the user's row until the session is issued, so that the account disabled or the password
+    changed meanwhile stops it. Before, ``FOR UPDATE``: it held off every row inserted meanwhile that names the user
+    too — here the clerk's unbinding elsewhere (its binding's ``unbound_by``, its audit entry), which holds the case
+    and the seal the ingest waits for. The pin holds the log's lock, where the sign-in waits at its commit."""
+    register(session_factory, SimulatedSeal("seal-a", CASE_A))
+    add_user(session_factory, "clerk", Role.CLERK)
+    factory = make_session_factory(pg_engine)
+
+    def sign_in_clerk() -> SignedIn:
+        with factory() as session:
+            return sign_in(session, username="clerk", password=PASSWORD, ip="203.0.113.9", settings=AuthSettings())
+
+    def unbind() -> None:  # not committed: its commit would wait for the pin, as any writer's
+        with factory() as session:
+            clerk = get_user(session, username="clerk")
+            release_seal(session, actor=clerk, device_id="seal-a", now=utc_now(), reason=Revocation.UNBOUND)
+            session.flush()
+
+    with factory() as pin:
+        lock_log(pin)
+        signing_in = Side(sign_in_clerk)
+        wait_for_lock_waits(pg_engine, 1)  # it holds the clerk's row and waits for the log
+        unbinding = Side(unbind)
+        assert wait_until(lambda: unbinding.finished or lock_waits(pg_engine) == 2, 10)
+        assert unbinding.finished, "the unbinding waits for the clerk's sign-in"
+        pin.rollback()
+        unbinding.join()
+        assert signing_in.join().user.username == "clerk"
