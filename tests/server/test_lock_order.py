@@ -43,28 +43,14 @@ from server.seals.registry import register_seal
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, add_test_case, message, register
-from tests.server.pg_locks import Side, lock_waits, named_engine, wait_for_lock_waits
+from tests.server.pg_locks import Side, failed_batches, lock_waits, wait_for_lock_waits
 from tests.server.removal_world import RemovalWorld, make_world
 from tests.server.test_ingest_races import _lose_races
 
-#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
-FAILED = ("storing them one by one", "lost a race")
 COURT_KEY = generate_signing_key()
 #: A case whose number sorts before CASE_A's and CASE_B's.
 FIRST_CASE = "(2020)苏0214执1号"
 _TTL = timedelta(minutes=10)
-
-
-@pytest.fixture
-def pg_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
-    """Connections of their own name on the test's schema (after ``engine`` made the tables)."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's row locks (SQLite's writers queue at BEGIN IMMEDIATE)")
-    named = named_engine(database_url)
-    try:
-        yield named
-    finally:
-        named.dispose()
 
 
 def _issue(factory: SessionFactory, device_id: str, action: CommandAction, ttl: timedelta = _TTL) -> int:
@@ -82,10 +68,6 @@ def _issue(factory: SessionFactory, device_id: str, action: CommandAction, ttl: 
             now=utc_now(),
         )
         return row.id
-
-
-def _failed(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
 
 
 #: Where the pin stops the clerk's unbinding: between the case and the seal (it holds the seal's row), or between the
@@ -132,7 +114,7 @@ def test_unbinding_a_seal_while_its_answer_to_a_command_is_ingested_does_not_dea
         [result] = ingest.join()
 
     assert result.outcome is Outcome.STORED, result
-    assert _failed(caplog) == []
+    assert failed_batches(caplog) == []
     with factory() as session:
         command = session.get(CourtCommand, command_id)
         assert command is not None and command.state == CommandState.ACKNOWLEDGED  # maybe expired first
@@ -185,7 +167,7 @@ def test_withdrawing_an_approval_while_a_seal_acknowledges_its_disarm_does_not_d
         [result] = ingest.join()
 
     assert result.outcome is Outcome.STORED, result
-    assert _failed(caplog) == []
+    assert failed_batches(caplog) == []
     with factory() as session:
         states = dict(
             session.execute(
@@ -337,7 +319,7 @@ def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_de
 
     assert expired == ([first, second] if how == "due" else [second])
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED], results
-    assert _failed(caplog) == []
+    assert failed_batches(caplog) == []
     with factory() as session:
         states = session.scalars(select(CourtCommand.state).where(CourtCommand.id.in_([first, second])))
         assert list(states) == [CommandState.ACKNOWLEDGED] * 2  # expired first, or not
