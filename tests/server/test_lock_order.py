@@ -70,6 +70,20 @@ def _issue(factory: SessionFactory, device_id: str, action: CommandAction, ttl: 
         return row.id
 
 
+def _armed_seal(
+    session_factory: SessionFactory, pg_engine: Engine, tmp_path: Path
+) -> tuple[SimulatedSeal, SessionFactory, Ingestor]:
+    """seal-a bound to case A, armed as its first event (stored) says, and the clerk who sends it commands; sessions
+    and an ingest on ``pg_engine``'s connections."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    add_user(session_factory, "clerk", Role.CLERK)
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    return seal, factory, ingestor
+
+
 #: Where the pin stops the clerk's unbinding: between the case and the seal (it holds the seal's row), or between the
 #: seal and the commands (it holds the clerk's row, which the unbinding's rows refer to: the binding's unbound_by).
 PINS = {
@@ -89,12 +103,7 @@ def test_unbinding_a_seal_while_its_answer_to_a_command_is_ingested_does_not_dea
     locks (stopped before the seal, the clerk held it), and the ingest locked the command before the seal (stopped
     before the commands, the clerk held the seal): each waited for the other, and PostgreSQL failed the ingest's
     batch, which then tried again — or the clerk's action, an error page."""
-    seal = SimulatedSeal("seal-a", CASE_A)
-    register(session_factory, seal)
-    add_user(session_factory, "clerk", Role.CLERK)
-    factory = make_session_factory(pg_engine)
-    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
-    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    seal, factory, ingestor = _armed_seal(session_factory, pg_engine, tmp_path)
     command_id = _issue(factory, "seal-a", CommandAction.DISARM)
     ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": command_id, "action": "disarm"}))
 
@@ -276,17 +285,12 @@ def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_de
     pg_engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
 ) -> None:
     """An ingest batch applies the answers of its seals' commands in id order (whatever their order in the batch,
-    reversed here). Before, the dispatcher's round locked
-    the commands it expired in no order of theirs: one ``UPDATE`` of the commands past their expiry, in the order
-    the table or its (state, expires_at) index happened to hold them, then the pending commands of moved seals, in
-    the same transaction. Command 2 first, then command 1: the pin holds command 2 while the dispatcher waits for
-    it, and the batch locks command 1 and queues behind; each then waited for the other's."""
-    seal = SimulatedSeal("seal-a", CASE_A)
-    register(session_factory, seal)
-    add_user(session_factory, "clerk", Role.CLERK)
-    factory = make_session_factory(pg_engine)
-    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
-    ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    reversed here). Before, the dispatcher's round locked the commands it expired in no order of theirs: one
+    ``UPDATE`` of the commands past their expiry, in the order the table or its (state, expires_at) index happened
+    to hold them, then the pending commands of moved seals, in the same transaction. Command 2 first, then command
+    1: the pin holds command 2 while the dispatcher waits for it, and the batch locks command 1 and queues behind;
+    each then waited for the other's."""
+    seal, factory, ingestor = _armed_seal(session_factory, pg_engine, tmp_path)
     first = _issue(factory, "seal-a", CommandAction.DISARM)
     if how == "moved":
         with session_scope(session_factory) as session:
