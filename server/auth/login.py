@@ -23,6 +23,7 @@ from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_log
 from server.auth.users import find_user
 from server.config import AuthSettings
 from server.core.base import utc_now
+from server.core.db import NO_KEY_UPDATE
 from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import find_case
 from server.seals.models import CaseStatus
@@ -84,8 +85,14 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
 
 def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = None) -> str | None:
     """Why ``user`` may not sign in after all, read again and locked (until the session is issued) — disabled, or
-    their password changed since ``checked_hash`` was checked — or ``None``."""
-    session.refresh(user, with_for_update=True)
+    their password changed since ``checked_hash`` was checked — or ``None``.
+
+    ``FOR NO KEY UPDATE`` (:data:`~server.core.db.NO_KEY_UPDATE`): it waits for, and holds off, every change of the
+    user's row (disabling, a new role or password, another sign-in), and nothing else. ``FOR UPDATE`` would also
+    hold off every row inserted meanwhile that names the user — an audit entry of theirs, a binding, a command, an
+    inbox message to them — whose transaction holds a case's or a seal's row that others (the ingest) then wait
+    for."""
+    session.refresh(user, with_for_update=NO_KEY_UPDATE)
     if user.disabled:
         return "disabled"
     if checked_hash is not None and user.password_hash != checked_hash:
@@ -134,7 +141,7 @@ def _refuse_code(session: Session, *, who: str, case_no: str, known: str | None,
 
 
 def _code_changed_meanwhile(session: Session, row: CaseAccessCode, checked_hash: str | None) -> str | None:
-    session.refresh(row, with_for_update=True)
+    session.refresh(row, with_for_update=NO_KEY_UPDATE)
     return "code rotated meanwhile" if row.code_hash != checked_hash else None
 
 

@@ -132,10 +132,13 @@ class CommandDispatcher:
     def _round(self, changed: set[str]) -> Round:
         done = Round()
         now = self._clock()
-        with self._session_factory() as session:
-            expired = expire_due(session, now=now)
-            expired += expire_unbound(session, now=now)  # a seal moved on the command line, say
-            session.commit()
+        expired: list[tuple[int, str]] = []
+        # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
+        # by the second would be locked after a higher one expired by the first.
+        for expire in (expire_due, expire_unbound):  # expire_unbound: a seal moved on the command line, say
+            with self._session_factory() as session:
+                expired += expire(session, now=now)
+                session.commit()
         for command_id, device_id in expired:
             logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
         done.expired = [command_id for command_id, _ in expired]

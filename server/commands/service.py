@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, parse_ts
@@ -23,6 +23,7 @@ from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.db import NO_KEY_UPDATE
+from server.core.value_lists import one_of
 from server.errors import Conflict, NotFound
 from server.seals.models import Seal
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ANSWER_TYPES = (EventType.COMMAND_ACK, EventType.COMMAND_REJECTED)
 MAX_COMMAND_ID = 2**53 - 1  # the protocol's bound (seal_protocol.commands.Command)
+_COMMANDS = cast(Table, CourtCommand.__table__)
 
 
 class AnswerOutcome(StrEnum):
@@ -142,16 +144,29 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
 
 
 def expire_due(session: Session, *, now: datetime) -> list[tuple[int, str]]:
-    """Mark every command past its expiry without an answer ``expired``; return their (id, device_id)."""
+    """Mark every command past its expiry without an answer ``expired``; return their (id, device_id), by id.
+
+    The commands are locked first, by id, as an ingest batch locks those its answers settle: an ``UPDATE`` alone
+    locks them in whatever order the table or its (state, expires_at) index holds them, and would wait in a circle
+    with a batch answering two of them."""
     sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
-    statement = (
-        update(CourtCommand)
+    due = (
+        select(CourtCommand.id)
         .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
-        .values(state=CommandState.EXPIRED.value, updated_at=now)
-        .returning(CourtCommand.id, CourtCommand.device_id)
-        .execution_options(synchronize_session=False)
+        .order_by(CourtCommand.id)
+        .with_for_update(key_share=True)
     )
-    return [(command_id, device_id) for command_id, device_id in session.execute(statement)]
+    command_ids = list(session.scalars(due))
+    if not command_ids:
+        return []
+    statement = (
+        update(_COMMANDS)
+        .where(one_of(_COMMANDS.c.id, "command_ids"))
+        .values(state=CommandState.EXPIRED.value, updated_at=now)
+        .returning(_COMMANDS.c.id, _COMMANDS.c.device_id)
+    )
+    expired = session.execute(statement, {"command_ids": command_ids})
+    return sorted((command_id, device_id) for command_id, device_id in expired)
 
 
 def expire_unbound(

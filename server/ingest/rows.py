@@ -9,11 +9,12 @@ settle (by id, :meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine 
 :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock.
 
 The web's and the command line's writers keep that order where they share rows with it: a case's row (locked
-first, by whatever changes its seals), then seal rows (by ``device_id``), then their commands (by id), notices,
-and the log's lock at the commit (:mod:`server.audit.service`); an alarm's acknowledgement or closing locks that
-alarm alone. Case and seal rows are locked ``FOR NO KEY UPDATE`` (:data:`server.core.db.NO_KEY_UPDATE`): the
-ingest's inserts of events, alarms and snapshots take key-share locks on their case's and seal's rows (the foreign
-keys' checks), which ``FOR UPDATE`` would wait for. docs/deploy.md lists the writers and their locks."""
+first, by whatever changes its seals; a seal that moves changes two cases, locked by ``case_no``), then seal rows
+(by ``device_id``), then their commands (by id), notices, and the log's lock at the commit
+(:mod:`server.audit.service`); an alarm's acknowledgement or closing locks that alarm alone. Case and seal rows
+are locked ``FOR NO KEY UPDATE`` (:data:`server.core.db.NO_KEY_UPDATE`): the ingest's inserts of events, alarms
+and snapshots take key-share locks on their case's and seal's rows (the foreign keys' checks), which ``FOR UPDATE``
+would wait for. docs/deploy.md lists the writers and their locks."""
 
 from __future__ import annotations
 

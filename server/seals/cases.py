@@ -100,7 +100,8 @@ def find_case(session: Session, *, case_no: str, for_update: bool = False) -> Ca
 def get_case(session: Session, *, case_no: str, for_update: bool = False) -> Case:
     """The case, or :class:`NotFound`. ``for_update`` locks its row until the transaction ends: whatever changes
     which seals a case has, or acts on all of them (binding, unbinding, filing or approving a removal), locks it
-    first, so that those changes are seen whole, one after the other."""
+    first, so that those changes are seen whole, one after the other. Whatever locks two cases (a seal moving from
+    one to the other) locks them in ``case_no`` order."""
     case = find_case(session, case_no=case_no, for_update=for_update)
     if case is None:
         raise NotFound(f"unknown case {case_no!r}")

@@ -23,7 +23,7 @@ from server.core.db import NO_KEY_UPDATE
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
-from server.seals.models import CaseStatus, Seal, SealBinding
+from server.seals.models import Case, CaseStatus, Seal, SealBinding
 
 #: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
 BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED})
@@ -107,24 +107,27 @@ def register_seal(
     because a silently swapped key would let anyone holding the new one speak for the seal.
     """
     device_id, key = _checked_identity(device_id, public_key)
-    case = get_case(session, case_no=case_no, for_update=True)  # the case's seals may change: lock it first
+    seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+    moved_from = seal.case_no if seal is not None else None
+    case = _lock_cases(session, case_no=case_no, moved_from=moved_from)
     if CaseStatus(case.status) not in BINDABLE:
         raise Conflict(f"case {case.case_no!r} is {case.status}: no seal can be registered to it")
     case_no = case.case_no
     now = utc_now()
-    seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     if seal is None:
         seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location or "")
         session.add(seal)
         session.flush()
     else:
+        session.refresh(seal, with_for_update=NO_KEY_UPDATE)
+        if seal.case_no != moved_from:
+            raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
         if seal.public_key != key and not replace_key:
             raise Conflict(f"seal {device_id!r} is registered with another public key; pass replace_key to change it")
         seal.public_key = key
         seal.registered_at = now
     if seal.case_no != case_no:
-        if seal.case_no is not None:  # moved from another case: that case's seals change too
-            get_case(session, case_no=seal.case_no, for_update=True)
+        if seal.case_no is not None:  # moved from another case (locked above): that case's seals change too
             _unbind(session, seal, actor=actor, now=now, note=f"moved to case {case_no}")
         _bind(session, seal, case_no=case_no, actor=actor, location=location, now=now, audit=False)
     elif location is not None:
@@ -132,6 +135,16 @@ def register_seal(
     session.flush()
     _record_registration(session, actor, seal)
     return seal
+
+
+def _lock_cases(session: Session, *, case_no: str, moved_from: str | None) -> Case:
+    """Lock the case a seal is registered to and, if it moves, the case it leaves (both cases' seals change), in
+    ``case_no`` order: two registrations moving seals between the same two cases in opposite directions would
+    otherwise each hold one case and wait for the other. Return the case registered to."""
+    target = get_case(session, case_no=case_no).case_no  # as stored: the spelling the order goes by
+    numbers = sorted({target} | ({moved_from} if moved_from is not None else set()))
+    locked = {number: get_case(session, case_no=number, for_update=True) for number in numbers}
+    return locked[target]
 
 
 def _record_registration(session: Session, actor: Actor | None, seal: Seal) -> None:

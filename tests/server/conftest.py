@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.migrations.run import init_db
+from tests.server.pg_locks import named_engine
 
 PG_ENV = "SEAL_TEST_DATABASE_URL"
 
@@ -69,3 +70,16 @@ def engine(database_url: str, migrated_sqlite: Path) -> Iterator[Engine]:
 @pytest.fixture
 def session_factory(engine: Engine) -> SessionFactory:
     return make_session_factory(engine)
+
+
+@pytest.fixture
+def pg_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
+    """Connections of their own name (:func:`~tests.server.pg_locks.named_engine`) on the test's PostgreSQL schema,
+    after ``engine`` made the tables; the SQLite variant is skipped."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's row locks (SQLite's writers queue at BEGIN IMMEDIATE)")
+    named = named_engine(database_url)
+    try:
+        yield named
+    finally:
+        named.dispose()

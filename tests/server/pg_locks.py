@@ -1,6 +1,6 @@
 """Helpers of the tests that interleave transactions on PostgreSQL: an engine whose connections name themselves, so
 a test counts the lock waits of its own transactions only (other tests share the database and its advisory locks),
-and threads whose failures the test sees."""
+threads whose failures the test sees, and the ingest's log lines of a race it lost."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from server.core.db import make_engine
+
+#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
+FAILED = ("storing them one by one", "lost a race")
 
 
 def named_engine(database_url: str, **settings: str) -> Engine:
@@ -60,9 +64,19 @@ class Side:
         except BaseException as exc:  # handed to the test's thread by join()
             self._error = exc
 
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
     def join(self, timeout_s: float = 30) -> Any:
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), "a transaction hung"
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def failed_batches(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The ingest's log lines (captured by ``caplog``) of a batch that failed or lost a race: none, where no
+    transaction waited for another in a circle."""
+    return [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]

@@ -6,28 +6,29 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from seal_protocol import encode_status
+from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
+from server.core.base import utc_now
 from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
+from server.ingest.liveness import LivenessChecker
 from server.ingest.models import QuarantinedMessage
 from server.ingest.quarantine_rows import quarantine_row
 from server.ingest.results import Message, Outcome
-from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
+from tests.server.pg_locks import Side, failed_batches, wait_for_lock_waits
 
 SEALS_PER_SIDE = 4
 ROUNDS = 120
-#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
-FAILED = ("storing them one by one", "lost a race")
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_two_workers_with_batches_over_the_same_seals_in_opposite_orders_never_d
     caplog.set_level(logging.INFO, logger="server.ingest")
     _run_both(loop(workers[0], side_a, side_b[::-1]), loop(workers[1], side_b, side_a[::-1]))
 
-    failed = [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
+    failed = failed_batches(caplog)
     assert failed == [], f"{len(failed)} batches failed, the first: {failed[0]}"
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
@@ -216,59 +217,34 @@ def test_a_copy_counts_on_one_row_where_earlier_races_left_two(session_factory: 
 
 
 def test_the_liveness_check_and_the_ingest_of_a_seal_with_a_live_alarm_do_not_deadlock(
-    postgres_url: str, engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_engine: Engine, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The liveness check locks a seal's live alarms, then its seal row; the ingest's insert of an event already
     holds a key-share lock on that row (the foreign key's check) when it asks for the alarms. A FOR UPDATE on the
     seal row waits for that key-share lock: a deadlock, whichever of the two PostgreSQL then kills. A third
-    transaction holding a key-share lock on the seal row pins the check between its two locks while the ingest
-    takes its own; the check must not wait for key-share locks at all."""
-    from datetime import timedelta
-
-    from seal_protocol import EventType
-    from server.core.base import utc_now
-    from server.ingest.liveness import LivenessChecker
-    from tests.server.helpers import message
-
+    transaction holding a share lock on the seal row (which lets key-share locks through, not the check's) pins the
+    check between its two locks while the ingest takes its own; the check must not wait for key-share locks at
+    all."""
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
-    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)
+    factory = make_session_factory(pg_engine)
+    ingestor = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)
     ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
-    checker = LivenessChecker(session_factory, offline_after_s=60, interval_s=1)
+    checker = LivenessChecker(factory, offline_after_s=60, interval_s=1)
     later = utc_now() + timedelta(hours=1)
     assert checker.check(later) == ["seal-a"]  # its offline alarm is live now
 
-    def waiting() -> int:
-        with engine.connect() as conn:
-            return conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) or 0
-
-    def wait_for(count: int) -> None:
-        deadline = datetime.now(UTC) + timedelta(seconds=2)
-        while waiting() < count and datetime.now(UTC) < deadline:
-            threading.Event().wait(0.05)
-
-    errors: list[BaseException] = []
-
-    def run(work: Callable[[], object]) -> None:
-        try:
-            work()
-        except BaseException as exc:  # reported to the test's thread below
-            errors.append(exc)
-
     returning = message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))
-    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), engine.connect() as pin:
-        pin.execute(text("SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR KEY SHARE"))
-        check = threading.Thread(target=run, args=(lambda: checker.check(later + timedelta(hours=1)),))
-        check.start()
-        wait_for(1)  # the check holds the alarm (and, before the fix, waits for the seal row)
-        ingest = threading.Thread(target=run, args=(lambda: ingestor.ingest([returning]),))
-        ingest.start()
-        wait_for(2)  # the ingest holds its key-share lock and waits for the alarm
+    with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM seals WHERE device_id = 'seal-a' FOR SHARE"))
+        check = Side(lambda: checker.check(later + timedelta(hours=1)))
+        wait_for_lock_waits(pg_engine, 1)  # the check holds the alarm and waits for the seal row
+        ingest = Side(lambda: ingestor.ingest([returning]))
+        wait_for_lock_waits(pg_engine, 2)  # the ingest holds its key-share lock and waits for the alarm
         pin.rollback()
-        check.join(20)
-        ingest.join(20)
-    assert not errors, errors
-    assert not [r for r in caplog.records if any(text_ in r.getMessage() for text_ in FAILED)]
+        check.join()
+        ingest.join()
+    assert failed_batches(caplog) == []
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 2
 

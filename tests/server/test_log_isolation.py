@@ -21,10 +21,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.results import IngestResult, Outcome
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 from tests.server.log_checks import assert_whole_tree
-from tests.server.pg_locks import Side, named_engine, wait_for_lock_waits
-
-#: What the ingest logs when a batch fails (then stores its messages one by one) or loses a race (then tries again).
-FAILED = ("storing them one by one", "lost a race")
+from tests.server.pg_locks import Side, failed_batches, named_engine, wait_for_lock_waits
 
 
 @pytest.fixture(params=["repeatable read", "serializable"])
@@ -76,8 +73,7 @@ def test_an_ingest_waiting_for_the_log_s_lock_appends_after_the_leaf_committed_m
         _run_while_holding_the_log(factory, strict_engine, lambda: results.extend(worker.ingest(batch)))
 
     assert [r.outcome for r in results] == [Outcome.STORED] * 3
-    failed = [r.getMessage() for r in caplog.records if any(f in r.getMessage() for f in FAILED)]
-    assert failed == [], failed
+    assert failed_batches(caplog) == []
     assert assert_whole_tree(session_factory) == 4
 
 
