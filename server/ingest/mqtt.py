@@ -43,7 +43,7 @@ from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.metrics import IngestProgress
-from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
+from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
@@ -143,11 +143,11 @@ class MqttIngest:
         self._receipter.start()
         connect_in_background(client, settings, persistent=True)
         logger.info(
-            "MQTT ingest connecting to %s:%d as %s (client id %s)",
+            "MQTT ingest connecting to %s:%d as %s (client id %s-…)",
             settings.host,
             settings.port,
             settings.username,
-            settings.client_id,
+            client_name(settings, self._role),
         )
 
     def stop(self, timeout: float = 10.0) -> None:
