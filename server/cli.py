@@ -2,8 +2,10 @@
 
     seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N] [--tls-… FILE]
     seal-server run --config FILE
+    seal-server ingest --config FILE [--workers N]
     seal-server init-db --config FILE
     seal-server check-config --config FILE
+    seal-server court add CODE NAME --config FILE [--phone ..] [--address ..]
     seal-server case add CASE_NO --config FILE [--court ..] [--judge ..] [--address ..]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
     seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]

@@ -39,10 +39,9 @@ def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = Fa
     ingest's persistent session lives under the plain id). Raise ``ConfigError`` for an unreadable password file
     and :class:`BrokerUnavailable` for an unusable CA file."""
     password = read_password(settings.password_file)
-    name = f"{settings.client_id}-{role}" if role else settings.client_id
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=mqtt_client_id(name, password),
+        client_id=mqtt_client_id(client_name(settings, role), password),
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
@@ -56,6 +55,12 @@ def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = Fa
     client.on_connect_fail = _UnreachableLog(settings, role or "ingest")
     client.on_socket_open = send_at_once
     return client
+
+
+def client_name(settings: MqttSettings, role: str = "") -> str:
+    """The readable part of the client id of ``role``'s client; the broker sees it followed by a suffix that only the
+    password's holder can compute (:func:`~seal_protocol.transport.mqtt_client_id`), never logged here."""
+    return f"{settings.client_id}-{role}" if role else settings.client_id
 
 
 def send_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -10,9 +10,10 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
   filling them shrinks the missing ranges. The ingest turns a change of the ranges into a ``missing_events`` alarm.
 
 The state of a chain (``chain_state``: ``max_seq`` and the missing ranges) is loaded locked for update, once per
-transaction, and created from the stored events for a seal that has none yet; the states a transaction changed are
-written back in one statement. The link to the head (the event at ``max_seq``) comes from the worker's cache when it
-is still the head (:mod:`server.ingest.seal_cache`), so the usual next event needs no read of the events table.
+transaction, and created from the stored events for a seal that has none yet (on PostgreSQL, a row another worker
+created meanwhile is kept and read instead); the states a transaction changed are written back in one statement. The
+link to the head (the event at ``max_seq``) comes from the worker's cache when it is still the head
+(:mod:`server.ingest.seal_cache`), so the usual next event needs no read of the events table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
@@ -138,7 +140,14 @@ class ChainBook:
             missing = ranges_of(stored, upto=top)
             values.append({"device_id": device_id, "max_seq": top, "missing": _lists(missing), "updated_at": now})
             self._states[device_id] = _State(top, missing)
-        self.session.execute(insert(_CHAIN_TABLE), values)
+        if self.session.get_bind().dialect.name != "postgresql":
+            self.session.execute(insert(_CHAIN_TABLE), values)  # SQLite: this transaction is the only writer
+            return
+        # Another worker may be making the same seal's row (its first events went to both): the insert waits for that
+        # transaction and keeps the row it committed, which is then read, locked, in place of the one made here.
+        self.session.execute(postgresql.insert(_CHAIN_TABLE).on_conflict_do_nothing(), values)
+        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": sorted(device_ids)}):
+            self._states[device_id] = _State(int(max_seq), _ranges(missing))
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq

@@ -43,7 +43,7 @@ from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.metrics import IngestProgress
-from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
+from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
@@ -129,6 +129,7 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         if self._receipt_key() is None:
             logger.warning(
                 "no court command key ([commands] signing_key_file): no receipts are sent, so seals keep every event "
@@ -142,11 +143,11 @@ class MqttIngest:
         self._receipter.start()
         connect_in_background(client, settings, persistent=True)
         logger.info(
-            "MQTT ingest connecting to %s:%d as %s (client id %s)",
+            "MQTT ingest connecting to %s:%d as %s (client id %s-…)",
             settings.host,
             settings.port,
             settings.username,
-            settings.client_id,
+            client_name(settings, self._role),
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -188,6 +189,10 @@ class MqttIngest:
         # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(self._filter(kind), options) for kind in SUBSCRIBED_KINDS])
+        if flags.session_present and self.settings.shared_group is not None:
+            # A session kept from before shared_group was set still holds the plain subscriptions, through which
+            # the broker would send this process every message on top of its share of the group's.
+            client.unsubscribe([subscription_all(kind) for kind in SUBSCRIBED_KINDS])
 
     def _filter(self, kind: MessageKind) -> str:
         """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
@@ -202,6 +207,12 @@ class MqttIngest:
                 logger.error("subscription to %s refused: %s", self._filter(kind), code)
         if not refused:
             self._subscribed.set()
+
+    def _on_unsubscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any
+    ) -> None:
+        if any(code.value == 0 for code in codes):  # the others say "no subscription found": nothing was left over
+            logger.info("plain subscriptions kept in the session from before [mqtt] shared_group was set: removed")
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any

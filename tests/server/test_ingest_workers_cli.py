@@ -125,6 +125,8 @@ def test_two_worker_processes_share_the_stream(
     text = output.text()
     assert process.returncode == 0, text
     assert "ingest worker ingest-1 running" in text and "ingest worker ingest-2 running" in text
+    # Each says which session is its own (the broker's client id, but for its secret suffix).
+    assert all(f"(client id court-server-ingest-ingest-{i}-…)" in text for i in (1, 2)), text
     assert _stored(session_factory) == list(range(1, EVENTS + 1))
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0

@@ -17,6 +17,7 @@ from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
+from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 
@@ -75,3 +76,42 @@ def test_two_workers_split_one_stream_and_store_each_event_once(
         assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == 0
         # An event that reached one worker before its predecessor reached the other waited for it: no gap alarm.
         assert session.scalar(select(func.count()).select_from(Alarm).where(Alarm.kind == "missing_events")) == 0
+
+
+def test_a_process_that_joins_the_group_leaves_the_plain_subscription_its_session_kept(
+    broker: PrivateBroker, database_url: str, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """``seal-server run`` started once without ``shared_group`` keeps its plain subscriptions in its persistent
+    session; after ``shared_group`` is set it must take only its share, not every message on top of it."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    alone = server_mqtt_settings(broker, tmp_path)
+    grouped = alone.model_copy(update={"shared_group": "court-ingest"})
+    snapshots = tmp_path / "snapshots"
+    before = MqttIngest(alone, Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=snapshots))
+    before.start()
+    assert before.wait_subscribed(WAIT_S), "the plain subscription was not granted"
+    before.stop()
+
+    engine = make_engine(database_url)
+    members: list[tuple[MqttIngest, IngestMetrics]] = []
+    try:
+        for role, factory in (("", session_factory), ("w2", make_session_factory(engine))):
+            metrics = IngestMetrics()
+            member = MqttIngest(grouped, Ingestor(factory, metrics=metrics, snapshot_dir=snapshots), role=role)
+            member.start()
+            assert member.wait_subscribed(WAIT_S), f"member {role!r} did not subscribe"
+            members.append((member, metrics))
+        with seal_connection(broker, seal.device_id) as conn:
+            sent = [conn.client.publish(seal.event_topic, seal.event(EventType.HEARTBEAT), qos=1) for _ in range(40)]
+            for info in sent:
+                info.wait_for_publish(WAIT_S)
+            assert wait_until(lambda: sum(m.snapshot().stored for _, m in members) == 40, WAIT_S), members
+    finally:
+        for member, _ in members:
+            member.stop()
+        engine.dispose()
+
+    # Every message went to one member: no copy came through a plain subscription left in the first one's session.
+    assert [m.snapshot().duplicates for _, m in members] == [0, 0]
+    assert all(m.snapshot().stored > 0 for _, m in members), [m.snapshot().stored for _, m in members]
