@@ -54,6 +54,9 @@ _REFUSED = frozenset(
 #: not answer. Any other 5xx (a 500 for one damaged object) is about that request alone.
 _DOWN = frozenset({"SlowDown", "ServiceUnavailable"})
 _DOWN_STATUS = frozenset({502, 503, 504})
+#: Server errors (5xx) in a row, each answering its own request, after which the store is taken to be failing as a
+#: whole (a backend that answers 500 to everything), not each object: it is paused as if it were down.
+SERVER_ERRORS_IN_ROW = 3
 #: botocore's errors of a request that got no answer: connection refused or reset, timed out.
 _NO_ANSWER = (ConnectionFailed, HTTPClientError)
 #: The longest pause after failures in a row (:meth:`S3Objects._failed`).
@@ -104,6 +107,7 @@ class S3Objects:
         self._paused_until = 0.0
         self._failures = 0  # in a row
         self._failure = ""
+        self._server_errors = 0  # 5xx answers in a row, each about its own request
 
     def put_once(self, name: str, data: bytes) -> bool:
         return self._write_once(name, data, pause=True)
@@ -182,10 +186,13 @@ class S3Objects:
             if code in _MISSING and not writing:
                 raise _Missing from None
             reason = f"cannot {what}: {code or status} {error.get('Message', '')}".rstrip()
-            if _unavailable(code, status, writing=writing):
+            in_row = self._server_error(status)
+            if in_row >= SERVER_ERRORS_IN_ROW:
+                reason = f"{reason} ({in_row} server errors in a row, of different requests: the store's own)"
+            if _unavailable(code, status, writing=writing) or in_row >= SERVER_ERRORS_IN_ROW:
                 self._failed(reason)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
-            self._failed_alone(reason)
+            self._failed_alone(reason, server_error=in_row > 0)
             raise ContentStoreError(f"{self.description}: {reason}") from None
         except _NO_ANSWER as exc:
             reason = f"cannot {what}: {exc}"
@@ -208,17 +215,27 @@ class S3Objects:
             self._failure = reason
         logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
 
-    def _failed_alone(self, reason: str) -> None:
+    def _failed_alone(self, reason: str, *, server_error: bool = False) -> None:
         """A request failed for itself (``reason`` names its object), while the store answers: no pause, and the
-        failures in a row end."""
-        self._answered()
+        failures in a row end (a server error still counts towards :data:`SERVER_ERRORS_IN_ROW`)."""
+        self._answered(server_error=server_error)
         logger.warning(
             "%s: %s (this request alone: the store answers and is tried for the others)", self.description, reason
         )
 
-    def _answered(self) -> None:
+    def _server_error(self, status: int) -> int:
+        """The server errors in a row, this answer's ``status`` counted (0 if it is none)."""
+        if status < 500:
+            return 0
+        with self._lock:
+            self._server_errors += 1
+            return self._server_errors
+
+    def _answered(self, *, server_error: bool = False) -> None:
         with self._lock:
             self._paused_until, self._failures = 0.0, 0
+            if not server_error:
+                self._server_errors = 0
 
 
 def _unavailable(code: str, status: int, *, writing: bool) -> bool:

@@ -75,6 +75,33 @@ def test_a_store_that_is_busy_or_refuses_us_is_paused_for_every_object(
     assert len(relay.requests) == tried  # paused: the other object's write never reached the store
 
 
+def test_server_errors_of_different_objects_in_a_row_pause_the_store(
+    relay: Relay, s3_store: PrivateS3, tmp_path: Path
+) -> None:
+    """A backend that answers 500 to everything is failing as a whole: after three such answers in a row, each about
+    its own object, the store is paused as a down one is; an answer between them that succeeds starts the count
+    again."""
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    pictures = [jpeg_bytes(shade=30 + n) for n in range(5)]
+    for picture in pictures[:4]:
+        relay.fail(sha_of(picture), 500, "InternalError")
+    for picture in pictures[:2]:
+        with pytest.raises(ContentStoreError, match="InternalError") as alone:
+            store.put(sha_of(picture), picture)
+        assert not isinstance(alone.value, ContentStoreUnavailable)
+    store.put(sha_of(pictures[4]), pictures[4])  # an answer that succeeds: the count starts again
+    for picture in pictures[:2]:
+        with pytest.raises(ContentStoreError) as alone:
+            store.put(sha_of(picture), picture)
+        assert not isinstance(alone.value, ContentStoreUnavailable)
+    with pytest.raises(ContentStoreUnavailable, match="3 server errors in a row"):
+        store.put(sha_of(pictures[2]), pictures[2])
+    tried = len(relay.requests)
+    with pytest.raises(ContentStoreUnavailable, match="tried again in"):
+        store.put(sha_of(pictures[3]), pictures[3])
+    assert len(relay.requests) == tried  # paused: that write never reached the store
+
+
 def test_a_picture_the_store_fails_is_quarantined_alone_and_the_event_and_the_others_are_stored(
     relay: Relay, s3_store: PrivateS3, session_factory: SessionFactory, tmp_path: Path
 ) -> None:
