@@ -11,6 +11,8 @@ delivered then, or dropped if it chose to ignore them.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,3 +33,21 @@ def stop_signals_blocked() -> Iterator[None]:
 def unblock_stop_signals() -> None:
     """In a process started inside :func:`stop_signals_blocked`, once its handling of them is set."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+#: How often :func:`wait_for_stop` looks.
+STOP_POLL_S = 0.1
+
+
+def wait_for_stop(stop: threading.Event, timeout: float | None = None) -> bool:
+    """``stop.wait(timeout)`` for the main thread, whose signal handlers set ``stop``: it looks at the event every
+    :data:`STOP_POLL_S` instead of waiting inside it. A handler runs between two of the main thread's bytecodes;
+    run while that thread waits inside the event, holding the event's lock, its ``set`` would wait for that lock
+    forever."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not stop.is_set():
+        left = STOP_POLL_S if deadline is None else min(STOP_POLL_S, deadline - time.monotonic())
+        if left <= 0:
+            return False
+        time.sleep(left)
+    return True

@@ -39,7 +39,7 @@ from server.core.db import make_engine, make_session_factory
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint
-from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
+from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals, wait_for_stop
 from server.errors import ConfigError
 from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor, verifier_for
@@ -102,7 +102,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 with stop_signals_blocked():  # the worker takes them once it can stop (_worker_main)
                     process.start()
             logger.info("%d ingest workers started in the shared group %s", workers, settings.mqtt.shared_group)
-            while not stop.wait(0.5):
+            while not wait_for_stop(stop, 0.5):
                 if any(not p.is_alive() for p in processes):
                     logger.error("an ingest worker ended; stopping the others")
                     break
@@ -157,7 +157,7 @@ def run_worker(settings: Settings, stop: threading.Event, *, role: str, index: i
             feed.start()
         ingest.start()
         logger.info("ingest worker %s running", role)
-        stop.wait()
+        wait_for_stop(stop)
         ingest.stop()
     finally:
         if feed is not None:  # after the ingest's last batch: its changes are sent on
