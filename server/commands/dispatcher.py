@@ -132,19 +132,19 @@ class CommandDispatcher:
     def _round(self, changed: set[str]) -> Round:
         done = Round()
         now = self._clock()
-        expired: list[tuple[int, str]] = []
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
-        # by the second would be locked after a higher one expired by the first.
+        # by the second would be locked after a higher one expired by the first. What each committed is told at
+        # once: should the second fail, the first's expiries are not due again, and would never be.
         for expire in (expire_due, expire_unbound):  # expire_unbound: a seal moved on the command line, say
             with self._session_factory() as session:
-                expired += expire(session, now=now)
+                expired = expire(session, now=now)
                 session.commit()
-        for command_id, device_id in expired:
-            logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
-        done.expired = [command_id for command_id, _ in expired]
-        changed.update(device_id for _, device_id in expired)
-        if expired:
-            self._metrics.count_command("expired", "", len(expired))
+            for command_id, device_id in expired:
+                logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
+            done.expired += [command_id for command_id, _ in expired]
+            changed.update(device_id for _, device_id in expired)
+            if expired:
+                self._metrics.count_command("expired", "", len(expired))
         if not self.connected:
             return done
         with self._session_factory() as session:
