@@ -126,7 +126,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         if settings.live.feed and (with_ingest if with_feed is None else with_feed):
             woken = None if settler is None else wake_on_answers(settler)
-            context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub, on_received=woken)
+            on_gap = None if settler is None else settler.wake  # a missed change may have been such an answer
+            context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub, on_received=woken, on_gap=on_gap)
         feed = context.feed
         app.state.context = context
         try:

@@ -21,7 +21,8 @@ message heard from a sender if it is not that sender's first (numbered above 1):
 before this subscription, or since and lost, and nothing in them tells which. Reloading is always safe; it costs one
 reload more per sender still running after each subscription (at its next message). A malformed message is logged,
 counted and ignored (if it was a sender's, its next message shows the hole). ``on_received`` is told the changes of
-every message relayed (the app wakes its removal settler when another process stored a seal's answer).
+every message relayed (the app wakes its removal settler when another process stored a seal's answer), ``on_gap``
+of every gap (the settler is woken then too: the missed changes may have been such answers).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ OWED_RETRY_S = 1.0
 
 class LiveFeed:
     """This process's end of the court's live feed: :meth:`send` (always) and, given a ``hub``, what the court's
-    other processes send relayed to it, and then to ``on_received`` (on paho's thread: it must not block).
+    other processes send relayed to it, and then to ``on_received`` (on paho's thread: it must not block); a gap
+    to ``on_gap`` (the same).
     :meth:`start` / :meth:`stop`."""
 
     def __init__(
@@ -72,11 +74,13 @@ class LiveFeed:
         hub: LiveHub | None = None,
         role: str = "live",
         on_received: Callable[[list[Change]], None] | None = None,
+        on_gap: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.hub = hub
         self.on_received = on_received
+        self.on_gap = on_gap
         #: How many times the open pages were told "gap" (reload) since the start, the first subscription included.
         self.gaps = 0
         self.sender = secrets.token_hex(8)  # a new sender at each start: its numbers begin at 1 again
@@ -297,6 +301,8 @@ class LiveFeed:
             self.gaps += 1
             self.metrics.count_live_gap(reason)
             self.hub.gap("feed")
+        if self.on_gap is not None:  # what was missed may be anything: whatever on_received would have done
+            self.on_gap()
 
     def _warn(self, key: str, text: str, *args: object, error: bool = False) -> None:
         """Log ``text`` at most every :data:`WARN_EVERY_S` per ``key`` (the counters count every one)."""
