@@ -103,6 +103,7 @@ class ProcessVerifier(Verifier):
         self._ready = False
         self._numbered = 0
         self._closed = False
+        self._in_hand = 0  # batches whose checks are under way (the ingest's thread may be using the pipe)
         # The ingest's thread starts the process; the thread that stops the ingest may close it meanwhile.
         self._lock = threading.Lock()
 
@@ -177,10 +178,26 @@ class ProcessVerifier(Verifier):
 
     def close(self) -> None:
         """End the verifier process, for good: the ingest's thread makes every check itself from now on. Any thread
-        may call it, also while the ingest's thread is in a batch: that thread then makes the checks it sent too."""
+        may call it, also while the ingest's thread is in a batch: that thread then makes the checks it sent too.
+        The pipe of a batch in hand is left to that thread (it may be reading or writing it: closed here, its
+        descriptors' numbers could be taken by a socket meanwhile); the process is killed, so that the thread sees
+        its end, and the pipe is closed when the batch lets go of it."""
         with self._lock:
             self._closed = True
-        self._end_process()
+            in_hand = self._in_hand > 0
+        if not in_hand:
+            self._end_process()
+            return
+        with self._lock:
+            process, self._connection, self._process = self._process, None, None
+        if process is not None:
+            process.kill()
+            process.wait(1.0)
+
+    def taken(self, in_hand: bool) -> None:
+        """A batch's checks begin (``True``) or end: the pipe is in hand meanwhile (see :meth:`close`)."""
+        with self._lock:
+            self._in_hand += 1 if in_hand else -1
 
     def _end_process(self) -> None:
         with self._lock:
@@ -292,6 +309,7 @@ class _SharedChecks(Checks):
     def __init__(self, verifier: ProcessVerifier) -> None:
         super().__init__()
         self._verifier = verifier
+        verifier.taken(True)
         self._connection: _Pipe | None = None
         self._usable = True
         self._keys: list[VerifyKey] = []
@@ -323,11 +341,15 @@ class _SharedChecks(Checks):
 
     def results(self) -> list[str | None]:
         """The answers of the chunks sent, then of the rest, checked here meanwhile."""
-        unsent = self._keys[len(self._keys) - len(self._chunk) :]
-        rest = [check(key, signed, sig) for key, (_, signed, sig) in zip(unsent, self._chunk, strict=True)]
-        while self._collected < len(self._sent):
-            self._collect()
-        return self._answered + rest
+        try:
+            unsent = self._keys[len(self._keys) - len(self._chunk) :]
+            rest = [check(key, signed, sig) for key, (_, signed, sig) in zip(unsent, self._chunk, strict=True)]
+            while self._collected < len(self._sent):
+                self._collect()
+            return self._answered + rest
+        finally:
+            self._connection = None
+            self._verifier.taken(False)
 
     def _collect(self) -> None:
         number, chunk = self._sent[self._collected]

@@ -310,7 +310,11 @@ def test_closed_under_a_batch_in_hand_the_batch_checks_the_rest_itself() -> None
     for n in range(2 * CHUNK):  # two chunks sent to the process ...
         key, data, sig = _job(n)
         checks.add(key.verify_key, data, sig)
+    pipe, process = checks._connection, verifier._process
+    assert pipe is not None and process is not None
     verifier.close()  # ... which is gone before it answered them
+    # The pipe stays the batch's (its thread may be in the middle of a read or a write of it); the process ends.
+    assert not pipe._to_end.closed and process.poll() is not None
     for n in range(2 * CHUNK, 4 * CHUNK + 3):
         key, data, sig = _job(n)
         checks.add(key.verify_key, data, sig)
