@@ -44,7 +44,8 @@ class HealthPublic(BaseModel):
     feed: Literal["subscribed", "unsubscribed", "off"] = Field(
         description="The court's live feed, which shows the court's other processes' changes on this one's pages: "
         "unsubscribed: connecting, or the broker refused it (the pages miss those changes until it is back, then "
-        "reload); off: [live] feed = false."
+        "reload); off: [live] feed = false, or this process runs no feed (no ingest, and not asked to serve the pages "
+        "live)."
     )
     feed_gaps: int = Field(
         description="How many times the live feed told this process's open pages to reload since it started (the "

@@ -50,10 +50,11 @@ _REFUSED = frozenset(
         "InvalidBucketName",
     }
 )
-#: Answers of a store that is busy or down as a whole; 502 and 504 are a proxy's word that the store behind it did
-#: not answer. Any other 5xx (a 500 for one damaged object) is about that request alone.
-_DOWN = frozenset({"SlowDown", "ServiceUnavailable"})
-_DOWN_STATUS = frozenset({502, 503, 504})
+#: Answers of a store that is busy or down as a whole (429 and SlowDown: it throttles us); 502 and 504 are a proxy's
+#: word that the store behind it did not answer. Any other 5xx (a 500 for one damaged object) is about that request
+#: alone.
+_DOWN = frozenset({"SlowDown", "ServiceUnavailable", "TooManyRequests"})
+_DOWN_STATUS = frozenset({429, 502, 503, 504})
 #: Server errors (5xx) in a row, each answering its own request, after which the store is taken to be failing as a
 #: whole (a backend that answers 500 to everything), not each object: it is paused as if it were down.
 SERVER_ERRORS_IN_ROW = 3

@@ -59,7 +59,13 @@ def test_an_error_answer_about_one_object_fails_that_object_alone(
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(503, "SlowDown"), (503, "ServiceUnavailable"), (504, "GatewayTimeout"), (403, "AccessDenied")],
+    [
+        (503, "SlowDown"),
+        (503, "ServiceUnavailable"),
+        (429, "TooManyRequests"),
+        (504, "GatewayTimeout"),
+        (403, "AccessDenied"),
+    ],
 )
 def test_a_store_that_is_busy_or_refuses_us_is_paused_for_every_object(
     status: int, code: str, relay: Relay, s3_store: PrivateS3, tmp_path: Path
