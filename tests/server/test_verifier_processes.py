@@ -78,14 +78,18 @@ class _Court:
         self.seen = sorted(set(self.seen) | set(_descendants(self.process.pid)))
         return _verifiers(self.process.pid)
 
-    def start_verifiers(self, session_factory: SessionFactory) -> list[int]:
-        """Rounds of events until the verifier processes started with the first large batch are ready; their pids."""
-        for _ in range(ROUNDS):
+    def start_verifiers(self, session_factory: SessionFactory, count: int = 1) -> list[int]:
+        """Rounds of events until the ``count`` verifier processes (one per ingest, started with its first large
+        batch) are ready; their pids."""
+        verifiers: list[int] = []
+        for _ in range(ROUNDS * 3):
             self.publish()
             time.sleep(1.0)  # the first large batch starts the process (ready in about a second)
-        self.wait_stored(session_factory)
-        verifiers = self.verifiers()
-        assert verifiers, self.output.text()
+            self.wait_stored(session_factory)
+            verifiers = self.verifiers()
+            if len(verifiers) >= count and self.published >= ROUNDS * EVENTS:
+                break
+        assert len(verifiers) == count, self.output.text()
         return verifiers
 
     def stop(self, stop: signal.Signals, *, everyone: bool = False) -> str:
@@ -177,7 +181,7 @@ def test_the_verifier_process_ends_with_its_ingest(
     """``everyone``: the signal goes to every process at once, and here it reaches the verifier processes first (the
     order is anyone's): they go on checking the batches their ingests have in hand, and end after them."""
     with _court(command, ingests, broker, database_url, session_factory, tmp_path) as court:
-        verifiers = court.start_verifiers(session_factory)
+        verifiers = court.start_verifiers(session_factory, ingests)
         if everyone:
             for pid in verifiers:
                 os.kill(pid, stop)
