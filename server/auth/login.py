@@ -1,8 +1,8 @@
 """Signing in, out and changing one's password: one function per action, each writing its audit entry, called by the
 API's routes (:mod:`server.api.auth`, :mod:`server.api.users`) and by the pages (:mod:`server.web.auth_pages`) alike.
 
-Failed sign-ins are throttled (:mod:`server.auth.throttle`); the password or code is checked with no transaction
-held (on SQLite: no write lock while argon2 works).
+Failed sign-ins are throttled (:mod:`server.auth.throttle`); the password or code is checked, and a password hash with
+old argon2 parameters made anew, with no transaction held (on SQLite: no write lock while argon2 works).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from server.audit.service import record_audit
 from server.auth.access_codes import code_matches, find_code
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.auth.models import CaseAccessCode, User
-from server.auth.passwords import hash_password, needs_rehash, verify_password
+from server.auth.passwords import hash_password, rehashed, verify_password
 from server.auth.sessions import IssuedSession, issue_session, revoke_session, revoke_user_sessions
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
 from server.auth.users import find_user
@@ -67,6 +67,8 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     checked_hash = user.password_hash if user is not None else None
     session.commit()  # no transaction (on SQLite: no write lock) held while the password is checked
     password_ok = verify_password(checked_hash, password)
+    # A hash with old argon2 parameters is made anew here, with no transaction held either.
+    new_hash = rehashed(checked_hash, password) if password_ok and checked_hash is not None else None
     reason = "unknown user" if user is None else "wrong password" if not password_ok else None
     if user is not None and reason is None:
         # The session is issued in a transaction that looks again: a password changed, or the account disabled,
@@ -78,8 +80,8 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
         logger.warning("failed login: username %r from %s (%s)", username, ip, reason)
         raise NotAuthenticated(WRONG_CREDENTIALS)
     forget_login_attempt(session, attempt_id=attempt_id)
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if new_hash is not None:  # the stored hash is still the one verified (_changed_meanwhile, under the row's lock)
+        user.password_hash = new_hash
     return _start(session, user, settings, ip=ip, details={"ip": ip})
 
 

@@ -53,5 +53,10 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+def rehashed(password_hash: str, password: str) -> str | None:
+    """A new hash of ``password`` (which matches ``password_hash``) if ``password_hash`` was made with other argon2
+    parameters than the current ones, else ``None``. The rules are not checked again: it is the password in use."""
+    if not _hasher.check_needs_rehash(password_hash):
+        return None
+    with hashing_slots:
+        return _hasher.hash(password)

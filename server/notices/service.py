@@ -242,7 +242,7 @@ def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime)
             detail += f": {notice.revoked_note}"
     elif notice.superseded_at is not None:
         refusal, detail = Refusal.SUPERSEDED, f"replaced by notice {notice.superseded_by}"
-    elif not still_bound:  # unbound without the notice revoked (a seal moved on the command line, say)
+    elif not still_bound:  # the binding ended without the notice revoked (unbind_seal alone)
         refusal = Refusal.LIFTED if lifted else Refusal.REVOKED
         detail = "the seal is no longer bound to the notice's case"
     return NoticeCheck(

@@ -1,5 +1,6 @@
 """Taking a seal off its case, and ending what its binding there carried: the one service behind the officer's or
-clerk's unbinding by hand (``DELETE /api/seals/{device_id}/binding``) and the lifting of a seizure.
+clerk's unbinding by hand (``DELETE /api/seals/{device_id}/binding``) and the lifting of a seizure; and what a seal
+moved to another case by its registration leaves behind (:func:`end_binding`).
 
 Unbinding (:func:`server.seals.registry.unbind_seal`) is the binding alone, refused while an open removal request
 holds the case (except through that request). Here, besides: the commands still pending for the case expire
@@ -42,9 +43,18 @@ def release_seal(
     """Unbind the seal (``through`` the holder of its case, if held), expire its pending commands for the case and
     revoke its notices there with ``reason``. The caller commits."""
     binding = unbind_seal(session, actor=actor, device_id=device_id, through=through, note=note)
+    return end_binding(session, actor=actor, binding=binding, now=now, reason=reason, note=note)
+
+
+def end_binding(
+    session: Session, *, actor: Actor | None, binding: SealBinding, now: datetime, reason: Revocation, note: str = ""
+) -> Released:
+    """End what ``binding`` carried, once it has ended (the seal was unbound, or moved to another case): expire the
+    seal's commands pending for its case and revoke its notices there with ``reason``, both recorded with ``note``.
+    The caller commits."""
     why = f"seal unbound from case {binding.case_no}" + (f": {note}" if note else "")
-    expired = expire_unbound(session, now=now, device_id=device_id, actor=actor, note=why)
+    expired = expire_unbound(session, now=now, device_id=binding.device_id, actor=actor, note=why)
     revoked = revoke_seal_notices(
-        session, actor=actor, device_id=device_id, case_no=binding.case_no, now=now, reason=reason, note=why
+        session, actor=actor, device_id=binding.device_id, case_no=binding.case_no, now=now, reason=reason, note=why
     )
     return Released(binding, [command_id for command_id, _ in expired], revoked)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
+from server.core.base import utc_now
+from server.notices.service import Revocation
+from server.removal.release import end_binding
 from server.seals.models import MqttAccount, Seal
 from server.seals.provisioning import NewCredentials, seal_account
 from server.seals.registry import add_seal, get_seal, register_seal
@@ -29,13 +32,16 @@ def enrol_seal(
     """Register a seal with its public key and give it an MQTT account.
 
     Without ``case_no`` the seal is new and bound to no case (:class:`AlreadyExists` if its id is taken); with one it
-    is registered and bound there, or rebound if already registered (see :func:`register_seal`). The credentials are
-    None when the seal already had an account (its password is kept; see :func:`new_seal_password`).
+    is registered and bound there, or rebound if already registered (see :func:`register_seal`). A seal that moves
+    there from another case is taken off that one as by an unbinding by hand, in the same transaction: its commands
+    pending for that case expire and its notices there are revoked (``unbound``), so that a disarm decided for the
+    old case never reaches it and the paper on the old door no longer verifies. The credentials are None when the
+    seal already had an account (its password is kept; see :func:`new_seal_password`).
     """
     if case_no is None:
         seal = add_seal(session, actor=actor, device_id=device_id, public_key=public_key, location=location or "")
     else:
-        seal = register_seal(
+        registered = register_seal(
             session,
             actor=actor,
             device_id=device_id,
@@ -44,6 +50,12 @@ def enrol_seal(
             location=location,
             replace_key=replace_key,
         )
+        seal = registered.seal
+        if registered.left is not None:
+            note = f"moved to case {seal.case_no}"
+            end_binding(
+                session, actor=actor, binding=registered.left, now=utc_now(), reason=Revocation.UNBOUND, note=note
+            )
     return seal, seal_account(session, actor=actor, device_id=seal.device_id, rotate=False)
 
 

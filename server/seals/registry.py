@@ -10,6 +10,7 @@ functions only add, check and record.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -91,6 +92,12 @@ def current_bindings(session: Session, *, device_ids: list[str]) -> dict[str, Se
     return {binding.device_id: binding for binding in session.scalars(query)}
 
 
+@dataclass(frozen=True)
+class Registered:
+    seal: Seal
+    left: SealBinding | None  # the binding to another case that the registration ended (the seal moved), if any
+
+
 def register_seal(
     session: Session,
     *,
@@ -100,11 +107,15 @@ def register_seal(
     public_key: str,
     location: str | None = None,
     replace_key: bool = False,
-) -> Seal:
+) -> Registered:
     """Register ``device_id`` with its public key and bind it to ``case_no``; rebind it if already registered.
 
     A registered seal keeps its key: a different one is refused unless ``replace_key`` (a re-provisioned device),
     because a silently swapped key would let anyone holding the new one speak for the seal.
+
+    A seal bound to another case moves: its binding there ends (as :func:`unbind_seal`, refused while that case is
+    held) and the new one begins. This is the bindings alone: :func:`server.seals.enrolment.enrol_seal` also ends
+    what the old binding carried (the commands pending for that case, the notices on its door).
     """
     device_id, key = _checked_identity(device_id, public_key)
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
@@ -126,15 +137,16 @@ def register_seal(
             raise Conflict(f"seal {device_id!r} is registered with another public key; pass replace_key to change it")
         seal.public_key = key
         seal.registered_at = now
+    left = None
     if seal.case_no != case_no:
         if seal.case_no is not None:  # moved from another case (locked above): that case's seals change too
-            _unbind(session, seal, actor=actor, now=now, note=f"moved to case {case_no}")
+            left = _unbind(session, seal, actor=actor, now=now, note=f"moved to case {case_no}")
         _bind(session, seal, case_no=case_no, actor=actor, location=location, now=now, audit=False)
     elif location is not None:
         seal.location = location
     session.flush()
     _record_registration(session, actor, seal)
-    return seal
+    return Registered(seal, left)
 
 
 def _lock_cases(session: Session, *, case_no: str, moved_from: str | None) -> Case:

@@ -8,22 +8,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
 from server.auth.errors import TooManyAttempts
+from server.auth.login import SignedIn, sign_in
 from server.auth.models import AuthSession, LoginFailure, User
-from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
+from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, rehashed, verify_password
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
-from server.config import HttpSettings
+from server.auth.users import create_user
+from server.config import AuthSettings, HttpSettings
 from server.core.base import utc_now
-from server.core.db import SessionFactory, session_scope
+from server.core.db import SessionFactory, make_session_factory, session_scope
 from server.seals.cases import add_case
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
+from tests.server.pg_locks import Side, wait_for_lock_waits
 
 CASE = "(2021)苏0214执1234号"
 CSRF = {"X-Requested-With": "fetch"}
@@ -336,3 +340,64 @@ def test_password_checks_wait_for_a_free_slot() -> None:
             hashing_slots.release()
     assert done.wait(10)
     thread.join(10)
+
+
+#: Weaker argon2 parameters than the current ones (argon2-cffi's defaults): a hash stored before they were raised.
+OLD_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+
+
+def add_user_with_old_hash(session_factory: SessionFactory, username: str, password: str) -> str:
+    old = OLD_HASHER.hash(password)
+    with session_scope(session_factory) as session:
+        create_user(session, username=username, role=Role.OFFICER, password_hash=old)
+    return old
+
+
+def stored_hash(session_factory: SessionFactory, username: str) -> str | None:
+    with session_factory() as session:
+        return session.scalar(select(User.password_hash).where(User.username == username))
+
+
+def test_a_hash_with_old_argon2_parameters_is_made_anew_at_sign_in(
+    app_client: TestClient, session_factory: SessionFactory
+) -> None:
+    """Also for a password shorter than today's rule (set before it): before, the rehash checked the rules again and
+    the sign-in failed with an error."""
+    for username, password in [("officer1", PASSWORD), ("officer2", "old pass")]:
+        old = add_user_with_old_hash(session_factory, username, password)
+        assert login(app_client, username, password)["user"]["username"] == username  # type: ignore[index]
+        new = stored_hash(session_factory, username)
+        assert new is not None and new != old
+        assert verify_password(new, password) and rehashed(new, password) is None
+        assert login(app_client, username, password)["user"]["username"] == username  # type: ignore[index]
+        assert stored_hash(session_factory, username) == new  # current parameters: kept
+
+
+def test_the_rehash_at_sign_in_is_made_before_the_user_s_row_is_locked(
+    pg_engine: Engine, session_factory: SessionFactory
+) -> None:
+    """The new hash is made with no transaction held; the transaction that locks the user's row (and on SQLite holds
+    the database's write lock) only stores it. Before, argon2 ran in it, with every other writer of the row waiting.
+    The pin holds the user's row until the sign-in waits for it (it has checked the password by then); then every
+    hashing slot is taken: a sign-in that still had to hash, holding the row, would never finish."""
+    old = add_user_with_old_hash(session_factory, "officer1", PASSWORD)
+    factory = make_session_factory(pg_engine)
+
+    def sign_in_officer() -> SignedIn:
+        with factory() as session:
+            return sign_in(session, username="officer1", password=PASSWORD, ip="203.0.113.9", settings=AuthSettings())
+
+    with pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM users WHERE username = 'officer1' FOR NO KEY UPDATE"))
+        signing_in = Side(sign_in_officer)
+        wait_for_lock_waits(pg_engine, 1)
+        for _ in range(MAX_CONCURRENT_HASHES):
+            assert hashing_slots.acquire(timeout=5)
+        try:
+            pin.rollback()
+            assert signing_in.join().user.username == "officer1"
+        finally:
+            for _ in range(MAX_CONCURRENT_HASHES):
+                hashing_slots.release()
+    new = stored_hash(session_factory, "officer1")
+    assert new is not None and new != old and verify_password(new, PASSWORD) and rehashed(new, PASSWORD) is None

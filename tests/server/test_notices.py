@@ -22,6 +22,8 @@ from seal_protocol.signing import generate_signing_key, load_signing_key
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
+from server.cli import main
+from server.commands.service import to_publish
 from server.config import NoticeSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
@@ -261,7 +263,7 @@ def test_the_page_tells_the_seal_s_state_from_its_signed_events(world: World) ->
     world.send(world.seal.event(EventType.DISARMED, {"reason": "command", "by": "court"}))
     page = world.client.get(url).text
     assert "已撤防" in page and "disarmed" in page and AUTHENTIC in page
-    with session_scope(world.session_factory) as session:  # the binding alone (as a move on the command line)
+    with session_scope(world.session_factory) as session:  # the binding alone, its notice not revoked
         unbind_seal(session, actor=None, device_id=DEVICE)
     page = world.client.get(url).text
     assert "封条已不再属于本案" in page and NOT_AUTHENTIC in page  # a notice stands only while its seal is bound
@@ -360,6 +362,55 @@ def test_unbinding_the_seal_by_hand_revokes_its_notice(world: World) -> None:
         [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "notice.revoke")).all()
         assert (entry.actor, entry.details["reason"]) == ("officer", "unbound")
         assert "unbound by hand" in entry.details["note"]
+
+
+def test_a_seal_moved_to_another_case_on_the_command_line_leaves_no_notice_or_command_of_the_old_one(
+    world: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``seal-server seal add --case`` of a bound seal moves it: the old case's binding ends as by an unbinding by
+    hand, in the same transaction. Before, the old notice stayed on record and its disarm stayed pending: moved back
+    (a mistaken case number corrected), the notice verified again and the disarm was publishable again."""
+    url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
+    issued = world.client.post(
+        f"/api/seals/{DEVICE}/commands", json={"action": "disarm"}, headers=world.headers("judge")
+    )
+    assert issued.status_code == 202, issued.text
+    command_id = issued.json()["command_id"]
+    other = f"(2021){COURT_CODE}执5678号"
+    with session_scope(world.session_factory) as session:
+        add_case(session, actor=None, case_no=other)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = ["--config", str(cli_config(world.tmp_path, database_url))]
+    for case_no in (other, CASE):  # away and back
+        assert main(["seal", "add", DEVICE, "--case", case_no, "--public-key", world.seal.public_key, *config]) == 0
+    verdict = verdict_of(world, url)
+    assert (verdict["authentic"], verdict["reason"]) == (False, "revoked")
+    assert NOT_AUTHENTIC in world.client.get(url).text
+    command = world.client.get(f"/api/commands/{command_id}", headers=world.headers("judge")).json()
+    assert command["state"] == "expired"
+    with world.session_factory() as session:
+        assert command_id not in [row.id for row in to_publish(session, now=utc_now())]
+        [revoked] = session.scalars(select(AuditEntry).where(AuditEntry.action == "notice.revoke")).all()
+        [expired] = session.scalars(select(AuditEntry).where(AuditEntry.action == "command.expire")).all()
+    for entry in (revoked, expired):
+        assert (entry.case_no, entry.details["note"]) == (CASE, f"seal unbound from case {CASE}: moved to case {other}")
+    assert revoked.details["reason"] == "unbound"
+    assert AUTHENTIC in world.client.get(qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)).text
+
+
+def cli_config(tmp_path: Path, database_url: str) -> Path:
+    """A ``server.toml`` for ``seal-server`` commands on the world's database."""
+    (tmp_path / "cli-mqtt-password").write_text("unused\n")
+    path = tmp_path / "server.toml"
+    path.write_text(
+        f'''database_url = "{database_url}"
+snapshot_dir = "{tmp_path / "snapshots"}"
+[mqtt]
+password_file = "{tmp_path / "cli-mqtt-password"}"
+''',
+        encoding="utf-8",
+    )
+    return path
 
 
 def test_a_clerk_revokes_a_notice_saying_why(world: World) -> None:
