@@ -67,6 +67,7 @@ from server.migrations.run import init_db
 from server.notices.cli import add_notice_commands, run_notice, run_notice_key, run_notice_revoke
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.removal.cli import add_removal_commands, run_removal_command
+from server.removal.release import take_off_moved
 from server.seals.cli import add_seal_commands, run_seal_command
 from server.setup.cli import add_init_command, run_init
 
@@ -164,7 +165,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         case "ingest":
             return run_ingest(args, settings)
         case "court" | "case" | "seal" | "broker":
-            return run_seal_command(args, settings, _out)
+            return run_seal_command(args, settings, _out, on_moved=take_off_moved)
         case "user":
             return _in_session(settings, lambda session: run_user_command(args, session, _out))
         case "court-key":

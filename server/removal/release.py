@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
 from server.commands.service import expire_unbound
+from server.core.base import utc_now
 from server.notices.service import Revocation, revoke_seal_notices
 from server.seals.models import SealBinding
 from server.seals.registry import unbind_seal
@@ -58,3 +59,11 @@ def end_binding(
         session, actor=actor, device_id=binding.device_id, case_no=binding.case_no, now=now, reason=reason, note=why
     )
     return Released(binding, [command_id for command_id, _ in expired], revoked)
+
+
+def take_off_moved(session: Session, actor: Actor | None, left: SealBinding, case_no: str) -> None:
+    """A seal its registration moved to ``case_no`` is taken off the case of ``left`` as by an unbinding by hand
+    (:func:`end_binding`, ``unbound``): :func:`server.seals.enrolment.enrol_seal`'s ``on_moved``."""
+    end_binding(
+        session, actor=actor, binding=left, now=utc_now(), reason=Revocation.UNBOUND, note=f"moved to case {case_no}"
+    )

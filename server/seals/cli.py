@@ -26,7 +26,7 @@ from server.config import Settings
 from server.core.db import in_session
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.cases import add_case, add_court
-from server.seals.enrolment import enrol_seal, new_seal_password
+from server.seals.enrolment import OnMoved, enrol_seal, new_seal_password
 from server.seals.provisioning import NewCredentials, apply_broker_files, server_account
 
 Out = Callable[[str], None]
@@ -84,14 +84,14 @@ def add_seal_commands(
     broker.add_parser("write-files", parents=[common], help="regenerate Mosquitto's password and ACL files")
 
 
-def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out) -> int:
+def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out, *, on_moved: OnMoved) -> int:
     match args.command, args.action:
         case "case", "add":
             _case_add(args, settings, out)
         case "court", "add":
             _court_add(args, settings, out)
         case "seal", "add":
-            _seal_add(args, settings, out)
+            _seal_add(args, settings, out, on_moved)
         case "seal", "rotate-password":
             _seal_rotate(args, settings, out)
         case "broker", "server-account":
@@ -130,7 +130,7 @@ def _court_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
     in_session(settings.database_url, add)
 
 
-def _seal_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+def _seal_add(args: argparse.Namespace, settings: Settings, out: Out, on_moved: OnMoved) -> None:
     def enrol(session: Session) -> NewCredentials | None:
         seal, credentials = enrol_seal(
             session,
@@ -140,6 +140,7 @@ def _seal_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
             public_key=args.public_key,
             location=args.location,
             replace_key=args.replace_key,
+            on_moved=on_moved,
         )
         out(f"seal {seal.device_id} bound to case {seal.case_no}")
         return credentials

@@ -8,15 +8,18 @@ rewrites the broker's files (:func:`server.seals.provisioning.apply_broker_files
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
-from server.core.base import utc_now
-from server.notices.service import Revocation
-from server.removal.release import end_binding
-from server.seals.models import MqttAccount, Seal
+from server.seals.models import MqttAccount, Seal, SealBinding
 from server.seals.provisioning import NewCredentials, seal_account
 from server.seals.registry import add_seal, get_seal, register_seal
+
+#: What takes a seal moved by its registration off its old case (session, actor, the binding that ended, the new
+#: case): :func:`server.removal.release.take_off_moved`, above this package, given by the caller.
+OnMoved = Callable[[Session, Actor | None, SealBinding, str], None]
 
 
 def enrol_seal(
@@ -28,15 +31,18 @@ def enrol_seal(
     case_no: str | None = None,
     location: str | None = None,
     replace_key: bool = False,
+    on_moved: OnMoved | None = None,
 ) -> tuple[Seal, NewCredentials | None]:
     """Register a seal with its public key and give it an MQTT account.
 
     Without ``case_no`` the seal is new and bound to no case (:class:`AlreadyExists` if its id is taken); with one it
     is registered and bound there, or rebound if already registered (see :func:`register_seal`). A seal that moves
-    there from another case is taken off that one as by an unbinding by hand, in the same transaction: its commands
-    pending for that case expire and its notices there are revoked (``unbound``), so that a disarm decided for the
-    old case never reaches it and the paper on the old door no longer verifies. The credentials are None when the
-    seal already had an account (its password is kept; see :func:`new_seal_password`).
+    there from another case must be taken off that one as by an unbinding by hand, in the same transaction: its
+    commands pending for that case expire and its notices there are revoked, so that a disarm decided for the old
+    case never reaches it and the paper on the old door no longer verifies. That is ``on_moved`` (session, actor,
+    the binding that ended, the new case): :func:`server.removal.release.take_off_moved`, which lives above this
+    package; without it a move is refused. The credentials are None when the seal already had an account (its
+    password is kept; see :func:`new_seal_password`).
     """
     if case_no is None:
         seal = add_seal(session, actor=actor, device_id=device_id, public_key=public_key, location=location or "")
@@ -52,10 +58,9 @@ def enrol_seal(
         )
         seal = registered.seal
         if registered.left is not None:
-            note = f"moved to case {seal.case_no}"
-            end_binding(
-                session, actor=actor, binding=registered.left, now=utc_now(), reason=Revocation.UNBOUND, note=note
-            )
+            if on_moved is None:
+                raise RuntimeError(f"seal {device_id} moved to case {case_no} with nothing to take it off the old one")
+            on_moved(session, actor, registered.left, seal.case_no or case_no)
     return seal, seal_account(session, actor=actor, device_id=seal.device_id, rotate=False)
 
 
