@@ -16,9 +16,7 @@ import json
 import logging
 import os
 import pickle
-import select
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +26,7 @@ from multiprocessing.connection import Connection
 
 from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
 from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
+from server.ingest.verifier_pipe import Pipe, read_frame
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class ProcessVerifier(Verifier):
         self.answer_timeout_s = answer_timeout_s
         self.restart_after_s = restart_after_s
         self._process: subprocess.Popen[bytes] | None = None
-        self._connection: _Pipe | None = None
+        self._connection: Pipe | None = None
         self._failed_at: float | None = None
         self._started_at = 0.0
         self._ready = False
@@ -115,7 +114,7 @@ class ProcessVerifier(Verifier):
                 return Checks()  # checked here for a while after a failure
         return _SharedChecks(self)
 
-    def connected(self) -> _Pipe | None:
+    def connected(self) -> Pipe | None:
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
         runs: a fresh interpreter takes most of a second, during which this thread checks everything itself rather
         than wait), or if it cannot be."""
@@ -213,69 +212,6 @@ class ProcessVerifier(Verifier):
                 process.wait(1.0)
 
 
-class _Pipe:
-    """Both directions to a verifier process, on two OS pipes. To it: length-prefixed frames written without
-    blocking (:meth:`send_bytes` gives up at its deadline, so a process that reads nothing more cannot hold the
-    ingest); from it: :mod:`multiprocessing.connection` messages, read with :meth:`poll`'s timeout."""
-
-    def __init__(self, to_process: int, from_process: Connection) -> None:
-        os.set_blocking(to_process, False)  # this end only: the process reads its own end blocking
-        self._to_end = Connection(to_process, readable=False)  # owns the descriptor: closed once, or when dropped
-        self._from = from_process
-        self._writable = select.poll()
-        self._writable.register(to_process, select.POLLOUT)
-
-    def send_bytes(self, data: bytes, timeout: float) -> None:
-        """Write one frame; raise :class:`TimeoutError` if the process has not taken it all within ``timeout``."""
-        frame = memoryview(_FRAME.pack(len(data)) + data)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                frame = frame[os.write(self._to_end.fileno(), frame) :]  # OSError once closed
-            except BlockingIOError:
-                pass
-            if not frame:
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"the verifier process took no checks for {timeout:g} s")
-            self._writable.poll(left * 1000)
-
-    def poll(self, timeout: float) -> bool:
-        return self._from.poll(timeout)
-
-    def recv_bytes(self) -> bytes:
-        return self._from.recv_bytes()
-
-    def close(self) -> None:
-        self._to_end.close()
-        self._from.close()
-
-
-#: The length of a frame to the verifier process.
-_FRAME = struct.Struct("!I")
-
-
-def _read_frame(fd: int) -> bytes | None:
-    """The next frame the ingest wrote on ``fd``; None at the end (the ingest closed its end)."""
-    header = _read_exactly(fd, _FRAME.size)
-    if header is None:
-        return None
-    (size,) = _FRAME.unpack(header)
-    return _read_exactly(fd, size)
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    parts, left = [], size
-    while left:
-        part = os.read(fd, left)
-        if not part:
-            return None
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
-
-
 #: How the verifier process starts: in isolated mode (``-I``: nothing from its working directory or the environment on
 #: its module path) with this process's module path (``sys.path``, as :mod:`multiprocessing`'s spawn passes it), so
 #: that it runs this very code. ``-m`` would put the working directory first: a ``server`` package planted there
@@ -283,7 +219,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 _BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from server.ingest.verifier import main; main()"
 
 
-def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
+def _start() -> tuple[subprocess.Popen[bytes], Pipe]:
     """A verifier process (a fresh interpreter that imports only what it needs — not this process's main module —
     and inherits none of its threads) and the pipe to it."""
     to_read, to_write = os.pipe()
@@ -299,7 +235,7 @@ def _start() -> tuple[subprocess.Popen[bytes], _Pipe]:
     finally:
         os.close(to_read)
         os.close(from_write)
-    return process, _Pipe(to_write, Connection(from_read, writable=False))
+    return process, Pipe(to_write, Connection(from_read, writable=False))
 
 
 class _SharedChecks(Checks):
@@ -310,7 +246,7 @@ class _SharedChecks(Checks):
         super().__init__()
         self._verifier = verifier
         verifier.taken(True)
-        self._connection: _Pipe | None = None
+        self._connection: Pipe | None = None
         self._usable = True
         self._keys: list[VerifyKey] = []
         self._chunk: list[Job] = []
@@ -386,7 +322,7 @@ def serve(receive: int, send: Connection) -> None:
     keys: dict[bytes, VerifyKey] = {}
     try:
         send.send_bytes(pickle.dumps((0, READY)))
-        while (frame := _read_frame(receive)) is not None:
+        while (frame := read_frame(receive)) is not None:
             number, jobs = pickle.loads(frame)
             if len(keys) > KEYS_KEPT:
                 keys.clear()
