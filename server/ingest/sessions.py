@@ -12,14 +12,15 @@ expiry of 0 (the new, empty session ends at the disconnect), then disconnects. W
 dropped by the broker; that loses no evidence, since a seal keeps every event until the court's receipt names it
 and sends it again after its ``[delivery] receipt_timeout_s``.
 
-MQTT gives no way to ask whether a client id is connected without taking its session over. So each connection is
-held for :data:`HOLD_S`, longer than a court client waits before it reconnects (:data:`RECONNECT_MAX_S`): a worker
-that is still running reconnects and takes its session back, the broker closes our connection (Mosquitto 2.0 just
-closes it; a broker may say "Session taken over"), and that id is reported as taken back (exit status 1). That
-worker goes on (it subscribes again on every connection); what its session held is dropped and sent again by the
-seals, as above. A connection that breaks for another reason during the hold is reported the same way: run the
-command again once no worker with that id runs. Stop the workers first: a worker that starts only after the hold
-is not seen.
+It refuses, touching no session, when a ``seal-server run`` or ``ingest`` started with the same configuration file
+holds one of them on this machine (:mod:`server.ingest.running_here`). Elsewhere, MQTT gives no way to ask whether a
+client id is connected without taking its session over. So each connection is held for :data:`HOLD_S`, longer than
+a court client waits before it reconnects (:data:`RECONNECT_MAX_S`): a worker that is still running reconnects and
+takes its session back, the broker closes our connection (Mosquitto 2.0 just closes it; a broker may say "Session
+taken over"), and that id is reported as taken back (exit status 1). That worker goes on (it subscribes again on
+every connection); what its session held is dropped and sent again by the seals, as above. A connection that breaks
+for another reason during the hold is reported the same way: run the command again once no worker with that id
+runs. Stop the workers first: a worker that starts only after the hold is not seen.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from server.config import MqttSettings, Settings
 from server.core.mqtt import RECONNECT_MAX_S, client_name, make_client
-from server.errors import BrokerUnavailable, ConfigError
+from server.errors import BrokerUnavailable, ConfigError, Conflict
+from server.ingest.running_here import roles_running_here
 from server.ingest.workers import MAX_WORKERS
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,13 @@ def add_end_sessions_command(commands: Any, common: argparse.ArgumentParser) -> 
 def run_end_sessions(args: argparse.Namespace, settings: Settings, out: Callable[[str], None]) -> int:
     """End the sessions ``args`` names; 0 if every one was ended, 1 if one was running or could not be ended."""
     roles = session_roles(args.workers, args.worker, run=args.run)
+    running = roles_running_here(args.config)
+    busy = [f"{client_name(settings.mqtt, role)}-… (process {running[role]})" for role in roles if role in running]
+    if busy:
+        raise Conflict(
+            f"end-sessions: refused, these clients run on this machine with {args.config}: {', '.join(busy)}; "
+            "stop them first (ending their sessions would take them over)"
+        )
     outcomes = end_sessions(settings.mqtt, roles)
     for role, outcome in outcomes.items():
         out(f"{client_name(settings.mqtt, role)}-…: {_SAY[outcome]}")

@@ -3,6 +3,7 @@ the shared group's messages once ended, and a worker that is still running is re
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import SealConnection, seal_connection, server_mqtt_settings
 from tests.server.test_cli import write_config
+from tests.server.test_ingest_workers_cli import _ingest, _Output
 
 WAIT_S = 30.0
 FIRST, THEN = 20, 10
@@ -132,6 +134,36 @@ def test_a_running_worker_is_reported_and_goes_on(
             assert wait_until(lambda: _stored(session_factory) == {1, 2, 3, 4, 5}, WAIT_S), _stored(session_factory)
     finally:
         running.stop()
+
+
+def test_a_worker_running_here_is_refused_before_its_session_is_touched(
+    broker: PrivateBroker,
+    database_url: str,
+    session_factory: SessionFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server_mqtt_settings(broker, tmp_path)  # the court account's password, in the file the configuration names
+    config = write_config(tmp_path, database_url, mqtt_port=broker.port)
+    process = _ingest(config, 1)
+    output = _Output(process)
+    try:
+        connected = "connected to the broker (session present"
+        assert wait_until(lambda: output.count(connected) == 1 or process.poll() is not None, WAIT_S), output.lines
+        capsys.readouterr()
+        assert main(["end-sessions", "--workers", "2", "--config", str(config)]) == 1
+        refusal = capsys.readouterr().err
+        assert "refused" in refusal and f"court-server-ingest-ingest-1-… (process {process.pid})" in refusal, refusal
+        assert main(["end-sessions", "--worker", "2", "--config", str(config)]) == 0  # not one of its workers
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.text()
+    assert process.returncode == 0, text
+    assert output.count(connected) == 1 and "disconnected from the broker" not in text, text
 
 
 def test_the_sessions_must_be_named(tmp_path: Path, database_url: str) -> None:
