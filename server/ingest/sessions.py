@@ -73,8 +73,8 @@ class _Attempt:
 
     @property
     def reason(self) -> str:
-        """What the broker said last: its CONNACK, or why the connection ended before our disconnect."""
-        said = self.dropped or self.connack
+        """The broker's CONNACK, or why it ended the connection before our disconnect."""
+        said = self.dropped if self.outcome() is SessionEnd.TAKEN_BACK else self.connack
         return "no answer" if said is None else str(said)
 
     def outcome(self) -> SessionEnd:

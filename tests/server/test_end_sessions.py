@@ -11,7 +11,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
-from seal_dev.broker import PrivateBroker
+from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import EventType
 from server.cli import main
 from server.config import MqttSettings
@@ -170,3 +170,22 @@ def test_the_sessions_must_be_named(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
     assert main(["end-sessions", "--config", str(config)]) == 2
     assert main(["end-sessions", "--worker", "0", "--config", str(config)]) == 2
+
+
+def test_a_refused_login_or_an_unreachable_broker_ends_nothing_and_says_why(
+    broker: PrivateBroker, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, database_url, mqtt_port=broker.port)  # a wrong password for the court account
+    assert main(["end-sessions", "--worker", "1", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert (
+        captured.out
+        == "court-server-ingest-ingest-1-…: not ended: the broker refused the connection or did not answer\n"
+    )
+    assert "session of ingest-1 (client id court-server-ingest-ingest-1-…): refused (Not authorized)" in captured.err, (
+        captured.err
+    )
+
+    config = write_config(tmp_path, database_url, mqtt_port=free_port())
+    assert main(["end-sessions", "--worker", "1", "--config", str(config)]) == 1
+    assert "cannot reach the broker at 127.0.0.1:" in capsys.readouterr().err
