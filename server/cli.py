@@ -3,6 +3,7 @@
     seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [--mqtt-tls-port N] [--tls-… FILE]
     seal-server run --config FILE
     seal-server ingest --config FILE [--workers N]
+    seal-server end-sessions --config FILE [--workers N] [--worker I ...] [--run]
     seal-server init-db --config FILE
     seal-server check-config --config FILE
     seal-server court add CODE NAME --config FILE [--phone ..] [--address ..]
@@ -61,6 +62,7 @@ from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
+from server.ingest.sessions import add_end_sessions_command, run_end_sessions
 from server.ingest.workers import add_ingest_command, run_ingest
 from server.logs import add_log_options, configure_logging
 from server.migrations.run import init_db
@@ -110,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     add_quarantine_commands(commands, common)
     add_removal_commands(commands, common)
     add_ingest_command(commands, common)
+    add_end_sessions_command(commands, common)
     return parser
 
 
@@ -164,6 +167,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _run(settings)
         case "ingest":
             return run_ingest(args, settings)
+        case "end-sessions":
+            return run_end_sessions(args, settings, _out)
         case "court" | "case" | "seal" | "broker":
             return run_seal_command(args, settings, _out, on_moved=take_off_moved)
         case "user":

@@ -15,7 +15,9 @@ if ``metrics_port`` is set.
 
 Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
 worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
-worker after the batch in hand; what is unacknowledged stays with the broker.
+worker after the batch in hand; what is unacknowledged stays with the broker. A worker taken away for good stays a
+member of the group in its session until ``[mqtt] session_expiry_s``: ``seal-server end-sessions``
+(:mod:`server.ingest.sessions`) ends it.
 """
 
 from __future__ import annotations
