@@ -33,7 +33,7 @@ def roles_running_here(config: Path) -> dict[str, int]:
 
 
 def _started_with(entry: Path, argv: list[str], config: Path) -> bool:
-    is_server = any(Path(arg).name == "seal-server" for arg in argv[:2]) or "server.cli" in argv[:3]
+    is_server = any(Path(arg).name == "seal-server" for arg in argv[:2]) or "server.cli" in argv[:6]  # python -X … -m
     value = _option(argv, "--config")
     if not is_server or value is None:
         return False
@@ -52,9 +52,14 @@ def _roles(argv: list[str]) -> list[str]:
 
 
 def _option(argv: list[str], name: str) -> str | None:
+    """The value of option ``name`` in ``argv``, also given by a prefix of its name (``--worker 3``, ``--conf=…``),
+    as argparse takes it (an ambiguous one would have stopped that process)."""
     for i, arg in enumerate(argv):
-        if arg == name and i + 1 < len(argv):
+        given, equals, value = arg.partition("=")
+        if len(given) < 3 or not given.startswith("--") or not name.startswith(given):
+            continue
+        if equals:
+            return value
+        if i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
     return None

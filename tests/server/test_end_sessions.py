@@ -4,6 +4,8 @@ the shared group's messages once ended, and a worker that is still running is re
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState
 from server.ingest.mqtt import MqttIngest
+from server.ingest.running_here import roles_running_here
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import SealConnection, seal_connection, server_mqtt_settings
@@ -189,3 +192,26 @@ def test_a_refused_login_or_an_unreachable_broker_ends_nothing_and_says_why(
     config = write_config(tmp_path, database_url, mqtt_port=free_port())
     assert main(["end-sessions", "--worker", "1", "--config", str(config)]) == 1
     assert "cannot reach the broker at 127.0.0.1:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--conf", "{config}", "--worker", "3"],  # argparse takes a prefix of an option's name
+        ["--config={config}", "--workers=3"],
+    ],
+    ids=["abbreviated", "equals"],
+)
+def test_a_worker_started_with_any_spelling_of_its_options_is_seen_running(options: list[str], tmp_path: Path) -> None:
+    """The command lines of this machine's processes, as argparse would read them: a process whose argv is that of
+    ``seal-server ingest … --workers 3`` (here a Python that sleeps, under that name) holds workers 1 to 3."""
+    config = tmp_path / "server.toml"
+    config.write_text("")
+    argv = ["seal-server", "-c", "import time; time.sleep(60)", "ingest", *(o.format(config=config) for o in options)]
+    process = subprocess.Popen(argv, executable=sys.executable, cwd=tmp_path)
+    try:
+        assert wait_until(lambda: roles_running_here(config).get("ingest-3") == process.pid, 10)
+        assert {"ingest-1", "ingest-2"} <= roles_running_here(config).keys()
+    finally:
+        process.kill()
+        process.wait()
