@@ -55,8 +55,9 @@ _REFUSED = frozenset(
 #: alone.
 _DOWN = frozenset({"SlowDown", "ServiceUnavailable", "TooManyRequests"})
 _DOWN_STATUS = frozenset({429, 502, 503, 504})
-#: Server errors (5xx) in a row, each answering its own request, after which the store is taken to be failing as a
-#: whole (a backend that answers 500 to everything), not each object: it is paused as if it were down.
+#: Objects answered with a server error (5xx) in a row, no request answered well between them, after which the store
+#: is taken to be failing as a whole (a backend that answers 500 to everything), not each object: it is paused as if
+#: it were down. One damaged object asked for again and again counts once.
 SERVER_ERRORS_IN_ROW = 3
 #: botocore's errors of a request that got no answer: connection refused or reset, timed out.
 _NO_ANSWER = (ConnectionFailed, HTTPClientError)
@@ -108,7 +109,7 @@ class S3Objects:
         self._paused_until = 0.0
         self._failures = 0  # in a row
         self._failure = ""
-        self._server_errors = 0  # 5xx answers in a row, each about its own request
+        self._server_errors: set[str] = set()  # the keys of 5xx answers since the last request answered well
 
     def put_once(self, name: str, data: bytes) -> bool:
         return self._write_once(name, data, pause=True)
@@ -116,7 +117,7 @@ class S3Objects:
     def open(self, name: str) -> Blob | None:
         key = self.prefix + name
         try:
-            answer = self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key))
+            answer = self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key), key=key)
         except _Missing:
             return None
         return Blob(int(answer["ContentLength"]), self._chunks(key, answer["Body"]))
@@ -124,7 +125,9 @@ class S3Objects:
     def size(self, name: str) -> int | None:
         key = self.prefix + name
         try:
-            answer = self._call(f"look up {key}", lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+            answer = self._call(
+                f"look up {key}", lambda: self._client.head_object(Bucket=self.bucket, Key=key), key=key
+            )
         except _Missing:
             return None
         return int(answer["ContentLength"])
@@ -152,6 +155,7 @@ class S3Objects:
                 f"write {key}",
                 lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*"),
                 pause=pause,
+                key=key,
                 writing=True,
             )
         except _Exists:
@@ -167,7 +171,9 @@ class S3Objects:
         finally:
             body.close()
 
-    def _call(self, what: str, request: Callable[[], T], *, pause: bool = True, writing: bool = False) -> T:
+    def _call(
+        self, what: str, request: Callable[[], T], *, pause: bool = True, writing: bool = False, key: str = ""
+    ) -> T:
         """``request``'s answer; raise :class:`_Exists` (412, 409), :class:`_Missing` (404 to a read; to a write,
         there is no bucket or endpoint to write to: unavailable) or an :class:`OSError` — a
         :class:`~server.errors.ContentStoreUnavailable` (and a pause) only if the store as a whole cannot be used."""
@@ -187,9 +193,9 @@ class S3Objects:
             if code in _MISSING and not writing:
                 raise _Missing from None
             reason = f"cannot {what}: {code or status} {error.get('Message', '')}".rstrip()
-            in_row = self._server_error(status)
+            in_row = self._server_error(status, key)
             if in_row >= SERVER_ERRORS_IN_ROW:
-                reason = f"{reason} ({in_row} server errors in a row, of different requests: the store's own)"
+                reason = f"{reason} ({in_row} objects with server errors in a row: the store's own)"
             if _unavailable(code, status, writing=writing) or in_row >= SERVER_ERRORS_IN_ROW:
                 self._failed(reason)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
@@ -224,19 +230,20 @@ class S3Objects:
             "%s: %s (this request alone: the store answers and is tried for the others)", self.description, reason
         )
 
-    def _server_error(self, status: int) -> int:
-        """The server errors in a row, this answer's ``status`` counted (0 if it is none)."""
+    def _server_error(self, status: int, key: str) -> int:
+        """How many objects got a server error since the last request answered well, this answer's ``status``
+        counted (0 if it is none). One damaged object asked for again and again counts once."""
         if status < 500:
             return 0
         with self._lock:
-            self._server_errors += 1
-            return self._server_errors
+            self._server_errors.add(key)
+            return len(self._server_errors)
 
     def _answered(self, *, server_error: bool = False) -> None:
         with self._lock:
             self._paused_until, self._failures = 0.0, 0
             if not server_error:
-                self._server_errors = 0
+                self._server_errors.clear()
 
 
 def _unavailable(code: str, status: int, *, writing: bool) -> bool:

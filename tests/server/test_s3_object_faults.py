@@ -100,12 +100,26 @@ def test_server_errors_of_different_objects_in_a_row_pause_the_store(
         with pytest.raises(ContentStoreError) as alone:
             store.put(sha_of(picture), picture)
         assert not isinstance(alone.value, ContentStoreUnavailable)
-    with pytest.raises(ContentStoreUnavailable, match="3 server errors in a row"):
+    with pytest.raises(ContentStoreUnavailable, match="3 objects with server errors in a row"):
         store.put(sha_of(pictures[2]), pictures[2])
     tried = len(relay.requests)
     with pytest.raises(ContentStoreUnavailable, match="tried again in"):
         store.put(sha_of(pictures[3]), pictures[3])
     assert len(relay.requests) == tried  # paused: that write never reached the store
+
+
+def test_one_damaged_object_asked_for_again_and_again_does_not_pause_the_store(
+    relay: Relay, s3_store: PrivateS3, tmp_path: Path
+) -> None:
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    damaged, picture = jpeg_bytes(shade=40), jpeg_bytes(shade=41)
+    relay.fail(sha_of(damaged), 500, "InternalError")
+    for _ in range(5):  # a page shown again and again, a seal sending the picture again
+        with pytest.raises(ContentStoreError) as alone:
+            store.put(sha_of(damaged), damaged)
+        assert not isinstance(alone.value, ContentStoreUnavailable)
+    store.put(sha_of(picture), picture)  # not paused
+    assert store.read(sha_of(picture)) == picture
 
 
 def test_a_picture_the_store_fails_is_quarantined_alone_and_the_event_and_the_others_are_stored(
