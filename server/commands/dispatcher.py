@@ -135,7 +135,7 @@ class CommandDispatcher:
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
         # by the second would be locked after a higher one expired by the first. What each committed is told at
         # once: should the second fail, the first's expiries are not due again, and would never be.
-        for expire in (expire_due, expire_unbound):  # expire_unbound: a seal moved on the command line, say
+        for expire in (expire_due, expire_unbound):  # expire_unbound: a binding ended by other means
             with self._session_factory() as session:
                 expired = expire(session, now=now)
                 session.commit()

@@ -11,7 +11,6 @@ delivered then, or dropped if it chose to ignore them.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,11 +38,24 @@ def unblock_stop_signals() -> None:
 STOP_POLL_S = 0.1
 
 
-def wait_for_stop(stop: threading.Event, timeout: float | None = None) -> bool:
-    """``stop.wait(timeout)`` for the main thread, whose signal handlers set ``stop``: it looks at the event every
-    :data:`STOP_POLL_S` instead of waiting inside it. A handler runs between two of the main thread's bytecodes;
-    run while that thread waits inside the event, holding the event's lock, its ``set`` would wait for that lock
-    forever."""
+class StopFlag:
+    """Set by a stop signal's handler, looked at by :func:`wait_for_stop`. A plain attribute, not a
+    :class:`threading.Event`: a handler runs between two of the main thread's bytecodes, or inside another handler
+    (a worker gets SIGTERM from systemd and from its parent at once), and an event's ``set`` would then wait
+    forever for the lock that the interrupted code holds."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def wait_for_stop(stop: StopFlag, timeout: float | None = None) -> bool:
+    """Whether ``stop`` was set within ``timeout`` (None: wait for it), looking every :data:`STOP_POLL_S`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while not stop.is_set():
         left = STOP_POLL_S if deadline is None else min(STOP_POLL_S, deadline - time.monotonic())

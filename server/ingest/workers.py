@@ -27,7 +27,6 @@ import gc
 import logging
 import multiprocessing
 import signal
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import resource_tracker
@@ -41,7 +40,13 @@ from server.core.db import make_engine, make_session_factory
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint
-from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals, wait_for_stop
+from server.core.stop_signals import (
+    STOP_SIGNALS,
+    StopFlag,
+    stop_signals_blocked,
+    unblock_stop_signals,
+    wait_for_stop,
+)
 from server.errors import ConfigError
 from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor, verifier_for
@@ -122,7 +127,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
     """A worker process. A stop signal that came while it started (they were blocked) or comes until it has ended
     stops it: a Ctrl-C or systemd's stop reaches it as well as its parent, which then sends SIGTERM too."""
-    stop = threading.Event()
+    stop = StopFlag()
     _on_signals(stop.set)  # for good: a second stop signal must not kill it as it ends (exit status -15)
     unblock_stop_signals()
     configure_logging(level, log_format=log_format)
@@ -134,7 +139,7 @@ def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
     raise SystemExit(code)
 
 
-def run_worker(settings: Settings, stop: threading.Event, *, role: str, index: int = 1) -> int:
+def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1) -> int:
     """One worker (the ``index``-th, from 1), in this process, until ``stop`` is set."""
     engine = make_engine(settings.database_url)
     metrics = IngestMetrics(seal_gauges=False)
@@ -191,9 +196,9 @@ def _metrics_endpoint(
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event that SIGINT or SIGTERM sets while in the block."""
-    stop = threading.Event()
+def _stop_on_signals() -> Iterator[StopFlag]:
+    """A flag that SIGINT or SIGTERM sets while in the block."""
+    stop = StopFlag()
     previous = _on_signals(stop.set)
     try:
         yield stop
