@@ -184,32 +184,39 @@ class ProcessVerifier(Verifier):
         with self._lock:
             self._closed = True
             in_hand = self._in_hand > 0
-        if not in_hand:
-            self._end_process()
-            return
-        with self._lock:
-            process, self._connection, self._process = self._process, None, None
-        if process is not None:
-            process.kill()
-            process.wait(1.0)
+            connection, process = self._connection, self._process
+            self._connection = self._process = None
+        self._end(None if in_hand else connection, process)
 
-    def taken(self, in_hand: bool) -> None:
-        """A batch's checks begin (``True``) or end: the pipe is in hand meanwhile (see :meth:`close`)."""
+    def taken(self, in_hand: bool) -> bool:
+        """A batch's checks begin (``True``: False, and nothing taken, once the verifier is closed) or end: the pipe
+        is in hand meanwhile (see :meth:`close`)."""
         with self._lock:
+            if in_hand and self._closed:
+                return False
             self._in_hand += 1 if in_hand else -1
+            return True
 
     def _end_process(self) -> None:
         with self._lock:
             connection, process = self._connection, self._process
             self._connection = self._process = None
+        self._end(connection, process)
+
+    @staticmethod
+    def _end(connection: Pipe | None, process: subprocess.Popen[bytes] | None) -> None:
+        """Close ``connection`` (the process sees the end and exits); without one (a batch holds it), kill it."""
         if connection is not None:
-            connection.close()  # the process sees the end and exits
-        if process is not None:
-            try:
-                process.wait(1.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(1.0)
+            connection.close()
+        if process is None:
+            return
+        if connection is None:
+            process.kill()
+        try:
+            process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(1.0)
 
 
 #: How the verifier process starts: in isolated mode (``-I``: nothing from its working directory or the environment on
@@ -245,9 +252,9 @@ class _SharedChecks(Checks):
     def __init__(self, verifier: ProcessVerifier) -> None:
         super().__init__()
         self._verifier = verifier
-        verifier.taken(True)
+        self._taken = verifier.taken(True)
         self._connection: Pipe | None = None
-        self._usable = True
+        self._usable = self._taken  # a verifier closed meanwhile: every check made here
         self._keys: list[VerifyKey] = []
         self._chunk: list[Job] = []
         self._sent: list[tuple[int, list[Job]]] = []
@@ -285,7 +292,8 @@ class _SharedChecks(Checks):
             return self._answered + rest
         finally:
             self._connection = None
-            self._verifier.taken(False)
+            if self._taken:
+                self._verifier.taken(False)
 
     def _collect(self) -> None:
         number, chunk = self._sent[self._collected]

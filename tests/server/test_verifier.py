@@ -25,7 +25,7 @@ from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier
+from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier, _SharedChecks
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_world import make_court
@@ -320,6 +320,21 @@ def test_closed_under_a_batch_in_hand_the_batch_checks_the_rest_itself() -> None
         checks.add(key.verify_key, data, sig)
     assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
     assert _answers(verifier.checks(), 3 * CHUNK) == _answers(Verifier().checks(), 3 * CHUNK)
+    assert failures == [] and verifier.pid is None
+
+
+def test_a_batch_that_begins_as_the_verifier_closes_takes_no_pipe_and_starts_no_process() -> None:
+    """The stop's thread closes the verifier between the ingest's ``checks()`` and its batch taking the pipe: the
+    batch is refused the pipe (which the close may be closing) and makes every check itself."""
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=0.0)
+    _started(verifier)
+    verifier.close()
+    checks = _SharedChecks(verifier)  # as made by checks() just before the close
+    for n in range(2 * CHUNK + 1):
+        key, data, sig = _job(n)
+        checks.add(key.verify_key, data, sig)
+    assert checks.results() == _answers(Verifier().checks(), 2 * CHUNK + 1)
     assert failures == [] and verifier.pid is None
 
 
