@@ -137,9 +137,15 @@ def end_sessions(settings: MqttSettings, roles: Sequence[str], *, hold_s: float 
     ``hold_s`` to see whether a running client takes it back. Raise :class:`BrokerUnavailable` if the broker
     cannot be reached."""
     attempts: list[_Attempt] = []
+    unreachable: dict[str, BrokerUnavailable] = {}  # roles whose connection failed after others' were made
     try:
         for role in roles:
-            attempts.append(_connect(settings, role))
+            try:
+                attempts.append(_connect(settings, role))
+            except BrokerUnavailable as exc:
+                unreachable[role] = exc
+        if not attempts:
+            raise next(iter(unreachable.values()))
         _loop_until(attempts, lambda: all(a.connack is not None for a in attempts), CONNACK_TIMEOUT_S)
         _loop_until(attempts, lambda: False, hold_s)
     finally:
@@ -147,7 +153,10 @@ def end_sessions(settings: MqttSettings, roles: Sequence[str], *, hold_s: float 
             attempt.leaving = True
             attempt.client.disconnect()  # with session expiry 0: the broker ends the session now
         _loop_until(attempts, lambda: all(a.client.socket() is None for a in attempts), CONNACK_TIMEOUT_S)
-    outcomes = {attempt.role: attempt.outcome() for attempt in attempts}
+    for role, failure in unreachable.items():  # the broker went away during the run: said, with what was done before
+        logger.error("session of %s (client id %s-…): %s (%s)", role, client_name(settings, role), "not ended", failure)
+    made = {attempt.role: attempt.outcome() for attempt in attempts}
+    outcomes = {role: made.get(role, SessionEnd.REFUSED) for role in roles}  # in the order asked
     for attempt in attempts:
         log = logger.info if outcomes[attempt.role] is SessionEnd.ENDED else logger.error
         log(
