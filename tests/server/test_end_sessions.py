@@ -3,7 +3,6 @@ the shared group's messages once ended, and a worker that is still running is re
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import select
 
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import EventType
@@ -20,18 +18,16 @@ from server.config import MqttSettings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.mqtt import make_client
-from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState
 from server.ingest.mqtt import MqttIngest
 from server.ingest.running_here import roles_running_here
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
+from tests.server.ingest_processes import WAIT_S, ProcessOutput, start_ingest, stopping, stored_seqs
 from tests.server.mqtt_helpers import SealConnection, seal_connection, server_mqtt_settings
 from tests.server.test_cli import write_config
-from tests.server.test_ingest_workers_cli import _ingest, _Output
 
-WAIT_S = 30.0
 FIRST, THEN = 20, 10
 
 
@@ -42,11 +38,6 @@ def _member(settings: MqttSettings, session_factory: SessionFactory, tmp_path: P
     member.start()
     assert member.wait_subscribed(WAIT_S), f"worker {index} did not subscribe"
     return member
-
-
-def _stored(session_factory: SessionFactory) -> set[int]:
-    with session_factory() as session:
-        return set(session.scalars(select(Event.seq)))
 
 
 def _publish(conn: SealConnection, seal: SimulatedSeal, payloads: list[bytes]) -> None:
@@ -91,15 +82,15 @@ def test_ending_a_stopped_workers_session_gives_the_group_every_message_again(
             assert main(["end-sessions", "--worker", "2", "--config", str(config)]) == 0
             _publish(conn, seal, [payloads[seq] for seq in range(FIRST + 1, FIRST + THEN + 1)])
             later = set(range(FIRST + 1, FIRST + THEN + 1))
-            assert wait_until(lambda: later <= _stored(session_factory), WAIT_S), _stored(session_factory)
+            assert wait_until(lambda: later <= set(stored_seqs(session_factory)), WAIT_S), stored_seqs(session_factory)
             # The broker sends one session's messages in order: what worker 1 got of the first ones is stored too.
-            first = _stored(session_factory) - later
+            first = set(stored_seqs(session_factory)) - later
             assert 0 < len(first) < FIRST, f"the stopped worker's session took no share: {sorted(first)}"
 
             # The seal sends again what no receipt named: the gap fills, nothing is lost.
             _publish(conn, seal, [payloads[seq] for seq in sorted(set(range(1, FIRST + 1)) - first)])
-            everything = set(payloads)
-            assert wait_until(lambda: _stored(session_factory) == everything, WAIT_S), _stored(session_factory)
+            everything = sorted(payloads)
+            assert wait_until(lambda: stored_seqs(session_factory) == everything, WAIT_S), stored_seqs(session_factory)
         with session_factory() as session:
             chain = session.get(ChainState, seal.device_id)
             assert chain is not None and (chain.max_seq, chain.missing) == (FIRST + THEN, [])
@@ -134,7 +125,8 @@ def test_a_running_worker_is_reported_and_goes_on(
         assert running.wait_subscribed(WAIT_S)
         with seal_connection(broker, seal.device_id) as conn:
             _publish(conn, seal, [seal.event(EventType.HEARTBEAT) for _ in range(5)])
-            assert wait_until(lambda: _stored(session_factory) == {1, 2, 3, 4, 5}, WAIT_S), _stored(session_factory)
+            five = [1, 2, 3, 4, 5]
+            assert wait_until(lambda: stored_seqs(session_factory) == five, WAIT_S), stored_seqs(session_factory)
     finally:
         running.stop()
 
@@ -148,9 +140,9 @@ def test_a_worker_running_here_is_refused_before_its_session_is_touched(
 ) -> None:
     server_mqtt_settings(broker, tmp_path)  # the court account's password, in the file the configuration names
     config = write_config(tmp_path, database_url, mqtt_port=broker.port)
-    process = _ingest(config, 1)
-    output = _Output(process)
-    try:
+    process = start_ingest(config, 1)
+    output = ProcessOutput(process)
+    with stopping(process):
         connected = "connected to the broker (session present"
         assert wait_until(lambda: output.count(connected) == 1 or process.poll() is not None, WAIT_S), output.lines
         capsys.readouterr()
@@ -158,12 +150,6 @@ def test_a_worker_running_here_is_refused_before_its_session_is_touched(
         refusal = capsys.readouterr().err
         assert "refused" in refusal and f"court-server-ingest-ingest-1-… (process {process.pid})" in refusal, refusal
         assert main(["end-sessions", "--worker", "2", "--config", str(config)]) == 0  # not one of its workers
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     text = output.text()
     assert process.returncode == 0, text
     assert output.count(connected) == 1 and "disconnected from the broker" not in text, text

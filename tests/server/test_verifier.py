@@ -28,9 +28,9 @@ from server.ingest.results import Outcome, Reason
 from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier, _SharedChecks
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
+from tests.server.ingest_processes import stored_seqs
 from tests.server.ingest_world import make_court
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
-from tests.server.test_ingest_workers_cli import _stored
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = [generate_signing_key() for _ in range(3)]
@@ -359,7 +359,7 @@ def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
         assert ingest.wait_subscribed(30), "the ingest did not subscribe"
         with seal_connection(broker, seal.device_id) as conn:
             conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(30)
-            assert wait_until(lambda: len(_stored(session_factory)) == 1, 30)  # the seal's key is known from now on
+            assert wait_until(lambda: len(stored_seqs(session_factory)) == 1, 30)  # the seal's key is known from now on
             os.kill(pid, signal.SIGSTOP)
             for info in [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(3 * CHUNK)]:
                 info.wait_for_publish(30)
@@ -369,7 +369,7 @@ def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
         assert verifier.pid is None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # ended (and reaped) by the stop
-        assert wait_until(lambda: len(_stored(session_factory)) == 1 + 3 * CHUNK, 30)
+        assert wait_until(lambda: len(stored_seqs(session_factory)) == 1 + 3 * CHUNK, 30)
         assert failures == []
     finally:
         ingest.stop()

@@ -20,8 +20,16 @@ import pytest
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from tests.server.helpers import CASE_A, SimulatedSeal, register
+from tests.server.ingest_processes import (
+    REPO,
+    WAIT_S,
+    ProcessOutput,
+    child_pids,
+    cmdline_of,
+    ingest_config,
+    stored_seqs,
+)
 from tests.server.mqtt_helpers import SealConnection, seal_connection
-from tests.server.test_ingest_workers_cli import REPO, WAIT_S, _children, _cmdline, _Output, _settings, _stored
 
 ROUNDS, EVENTS = 3, 300  # batches of up to 300 events: several chunks each for the verifier process
 
@@ -29,7 +37,7 @@ ROUNDS, EVENTS = 3, 300  # batches of up to 300 events: several chunks each for 
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
-        children = _children(todo.pop())
+        children = child_pids(todo.pop())
         found += children
         todo += children
     return found
@@ -37,7 +45,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _verifiers(pid: int) -> list[int]:
     """The verifier processes among ``pid``'s descendants."""
-    return [child for child in _descendants(pid) if b"server.ingest.verifier" in _cmdline(child)]
+    return [child for child in _descendants(pid) if b"server.ingest.verifier" in cmdline_of(child)]
 
 
 def _alive(pid: int) -> bool:
@@ -52,7 +60,7 @@ class _Court:
     whose key it knows (the first event stored), connected to publish more."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], output: _Output, seal: SimulatedSeal, conn: SealConnection
+        self, process: subprocess.Popen[bytes], output: ProcessOutput, seal: SimulatedSeal, conn: SealConnection
     ) -> None:
         self.process, self.output = process, output
         self._seal, self._conn = seal, conn
@@ -69,8 +77,8 @@ class _Court:
 
     def wait_stored(self, session_factory: SessionFactory) -> None:
         deadline = time.monotonic() + WAIT_S + 60
-        while len(_stored(session_factory)) < self.published:
-            assert time.monotonic() < deadline, f"{len(_stored(session_factory))} of {self.published} stored"
+        while len(stored_seqs(session_factory)) < self.published:
+            assert time.monotonic() < deadline, f"{len(stored_seqs(session_factory))} of {self.published} stored"
             time.sleep(0.05)
 
     def verifiers(self) -> list[int]:
@@ -120,7 +128,7 @@ def _court(
     """``seal-server <command>`` with ``ingests`` ingests connected, batches of up to 500 events lingering 300 ms."""
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
-    config = _settings(tmp_path / "server.toml", database_url, broker, group="court-ingest")
+    config = ingest_config(tmp_path / "server.toml", database_url, broker, group="court-ingest")
     text = config.read_text().replace("batch_size = 5\n", "batch_size = 500\nbatch_linger_ms = 300\n")
     config.write_text(text + f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n')
     process = subprocess.Popen(
@@ -131,7 +139,7 @@ def _court(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    output = _Output(process)
+    output = ProcessOutput(process)
     court = None
     try:
         deadline = time.monotonic() + WAIT_S
