@@ -101,12 +101,7 @@ def test_a_snapshot_is_stored_in_the_bucket_served_behind_the_access_checks_and_
     register(session_factory, seal, SimulatedSeal("seal-other", CASE_B))  # (another case, another judge)
     metrics = IngestMetrics()
     stores = Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch)
-    ingest = MqttIngest(
-        server_mqtt_settings(broker, tmp_path),
-        Ingestor(session_factory, metrics=metrics, snapshots=stores.snapshots),
-        court_key=CourtKey(settings.commands),
-    )
-    ingest.start()
+    ingest = s3_ingest(settings, stores, broker, session_factory, metrics, tmp_path)
     picture = jpeg_bytes(shade=3)
     sha = hashlib.sha256(picture).hexdigest()
     try:
@@ -166,12 +161,7 @@ def test_a_snapshot_sent_while_the_store_is_down_is_not_receipted_and_is_stored_
     register(session_factory, seal)
     metrics = IngestMetrics()
     stores = Stores.from_settings(settings)
-    ingest = MqttIngest(
-        server_mqtt_settings(broker, tmp_path),
-        Ingestor(session_factory, metrics=metrics, snapshots=stores.snapshots),
-        court_key=CourtKey(settings.commands),
-    )
-    ingest.start()
+    ingest = s3_ingest(settings, stores, broker, session_factory, metrics, tmp_path)
     picture = jpeg_bytes(shade=5)
     sha = hashlib.sha256(picture).hexdigest()
     try:
@@ -304,6 +294,21 @@ def test_the_server_does_not_start_on_a_store_it_cannot_use(
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+
+
+def s3_ingest(
+    settings: Settings,
+    stores: Stores,
+    broker: PrivateBroker,
+    session_factory: SessionFactory,
+    metrics: IngestMetrics,
+    tmp_path: Path,
+) -> MqttIngest:
+    """The court's ingest, started, its snapshots in ``stores``, its receipts signed with the court's key."""
+    ingestor = Ingestor(session_factory, metrics=metrics, snapshots=stores.snapshots)
+    ingest = MqttIngest(server_mqtt_settings(broker, tmp_path), ingestor, court_key=CourtKey(settings.commands))
+    ingest.start()
+    return ingest
 
 
 def failure_of(request: Callable[[], object]) -> str:
