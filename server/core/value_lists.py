@@ -5,19 +5,22 @@ varies is rendered anew each time, and SQLite prepares it anew (its statement ca
 path of the ingest runs such a statement several times per batch. :func:`one_of` instead binds the whole list as one
 parameter: ``column = ANY(:list)`` (a PostgreSQL array) or ``column IN (SELECT value FROM json_each(:list))`` on
 SQLite (JSON1, built into SQLite since 3.38 and into every Python 3.11 we support). Values are strings or integers.
+
+:func:`unnest_of` is the same idea for many rows at once on PostgreSQL: one array bound per column
+(:mod:`server.core.bulk_insert`, :mod:`server.core.bulk_update`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import String, cast, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement, bindparam
+from sqlalchemy.sql import ColumnElement, TableValuedAlias, bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.type_api import TypeEngine
@@ -80,3 +83,17 @@ def _any(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
 def _json_each(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
     values = compiler.process(element.values, **kw)
     return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({values}))"
+
+
+def unnest_of(columns: Mapping[str, TypeEngine[Any]], *, prefix: str = "") -> TableValuedAlias:
+    """PostgreSQL's ``unnest(CAST(:name AS type[]), …) AS anon(name, …)``: rows made of one array bound per name (the
+    arrays of equal length, each bound as ``prefix`` + its name), to insert or update many rows in one statement.
+    Each array is of the unbounded kind of its type (``VARCHAR[]``, not ``VARCHAR(36)[]``: that cast would cut a
+    longer value instead of refusing it)."""
+
+    def array(name: str, item: TypeEngine[Any]) -> ColumnElement[Any]:
+        stored = item.impl_instance if isinstance(item, TypeDecorator) else item
+        return cast(bindparam(prefix + name), ARRAY(String() if isinstance(stored, String) else item))
+
+    arrays = [array(name, item) for name, item in columns.items()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived()

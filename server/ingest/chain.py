@@ -22,12 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
 from server.core.base import utc_now
+from server.core.bulk_update import BulkUpdate
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.ingest.models import ChainState
@@ -98,10 +99,11 @@ _CHAIN_ROWS = (
     .order_by(_CHAIN_TABLE.c.device_id)
     .with_for_update()
 )
-_CHAIN_UPDATE = (
-    update(_CHAIN_TABLE)
-    .where(_CHAIN_TABLE.c.device_id == bindparam("b_device_id"))
-    .values(max_seq=bindparam("b_max_seq"), missing=bindparam("b_missing"), updated_at=bindparam("b_updated_at"))
+_CHAIN_UPDATE = BulkUpdate(
+    _CHAIN_TABLE,
+    "device_id",
+    {name: _CHAIN_TABLE.c[name].type for name in ("device_id", "max_seq", "missing", "updated_at")},
+    values=lambda v: {"max_seq": v["max_seq"], "missing": v["missing"], "updated_at": v["updated_at"]},
 )
 
 
@@ -213,12 +215,11 @@ class ChainBook:
         """Store the states this transaction changed (one statement for them all)."""
         now = utc_now()
         values = [
-            {"b_device_id": d, "b_max_seq": s.max_seq, "b_missing": _lists(s.missing), "b_updated_at": now}
-            for d, s in self._states.items()
+            {"device_id": d, "max_seq": s.max_seq, "missing": _lists(s.missing), "updated_at": now}
+            for d, s in sorted(self._states.items())
             if s.changed
         ]
-        if values:
-            self.session.execute(_CHAIN_UPDATE, values)
+        _CHAIN_UPDATE.execute(self.session, values)
 
     def heads(self) -> dict[str, Head]:
         """The heads this transaction knows (valid once it commits)."""

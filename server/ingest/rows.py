@@ -1,6 +1,6 @@
-"""The rows an ingest batch writes with Core statements: its events, in one executemany (their ids read back by
-event id), and what they change in the seals' rows (last seen, armed, status), one executemany each. Compiled
-once, cached by SQLAlchemy.
+"""The rows an ingest batch writes with Core statements: its events (:class:`~server.core.bulk_insert.BulkInsert`,
+their ids by event id), and what they change in the seals' rows (last seen, armed, status,
+:class:`~server.core.bulk_update.BulkUpdate`), one statement each for any number of rows. Compiled once.
 
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
 (sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
@@ -25,10 +25,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from server.core.bulk_insert import BulkInsert
+from server.core.bulk_update import BulkUpdate
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.seals.models import Seal
@@ -47,34 +48,29 @@ _LOCK_SEALS = (
     .order_by(_SEALS.c.device_id)
     .with_for_update(key_share=True)
 )
-#: Plain rows in one executemany, then their ids by event id (unique): SQLite returns the ids of a multi-row insert in
-#: no promised order (SQLAlchemy would insert row by row there), and on PostgreSQL a multi-row ``RETURNING`` insert
-#: is a new statement text for every number of rows (parsed and planned again each batch).
-_INSERT_EVENTS = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"])
-_IDS = select(_EVENTS.c.event_id, _EVENTS.c.id).where(one_of(_EVENTS.c.event_id, "event_ids"))
-_SEEN = (  # only forward: with shared workers, an event received earlier may commit after a later one
-    update(_SEALS)
-    .where(
-        _SEALS.c.device_id == bindparam("b_device_id"),
-        or_(_SEALS.c.last_seen_at.is_(None), _SEALS.c.last_seen_at <= bindparam("b_at")),
-    )
-    .values(last_seen_at=bindparam("b_at"), last_event_at=bindparam("b_at"))
+#: One fixed statement for any number of rows, the ids returned by event id (unique): :mod:`server.core.bulk_insert`.
+_INSERT_EVENTS = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"], ids_by="event_id")
+_KEY = {"device_id": _SEALS.c.device_id.type}
+_SEEN = BulkUpdate(  # only forward: with shared workers, an event received earlier may commit after a later one
+    _SEALS,
+    "device_id",
+    {**_KEY, "at": _SEALS.c.last_seen_at.type},
+    values=lambda v: {"last_seen_at": v["at"], "last_event_at": v["at"]},
+    where=lambda v: or_(_SEALS.c.last_seen_at.is_(None), _SEALS.c.last_seen_at <= v["at"]),
 )
-_ARMED = (  # only over an older armed state: another transaction may have stored a newer one
-    update(_SEALS)
-    .where(
-        _SEALS.c.device_id == bindparam("b_device_id"),
-        or_(_SEALS.c.armed_seq.is_(None), _SEALS.c.armed_seq < bindparam("b_seq")),
-    )
-    .values(armed=bindparam("b_armed"), armed_at=bindparam("b_armed_at"), armed_seq=bindparam("b_seq"))
+_ARMED = BulkUpdate(  # only over an older armed state: another transaction may have stored a newer one
+    _SEALS,
+    "device_id",
+    {**_KEY, "armed": _SEALS.c.armed.type, "armed_at": _SEALS.c.armed_at.type, "seq": _SEALS.c.armed_seq.type},
+    values=lambda v: {"armed": v["armed"], "armed_at": v["armed_at"], "armed_seq": v["seq"]},
+    where=lambda v: or_(_SEALS.c.armed_seq.is_(None), _SEALS.c.armed_seq < v["seq"]),
 )
-_STATUS = (  # only over an older status: with shared workers, an older status may commit after a newer one
-    update(_SEALS)
-    .where(
-        _SEALS.c.device_id == bindparam("b_device_id"),
-        or_(_SEALS.c.status_changed_at.is_(None), _SEALS.c.status_changed_at <= bindparam("b_at")),
-    )
-    .values(status=bindparam("b_status"), status_changed_at=bindparam("b_at"))
+_STATUS = BulkUpdate(  # only over an older status: with shared workers, an older status may commit after a newer one
+    _SEALS,
+    "device_id",
+    {**_KEY, "status": _SEALS.c.status.type, "at": _SEALS.c.status_changed_at.type},
+    values=lambda v: {"status": v["status"], "status_changed_at": v["at"]},
+    where=lambda v: or_(_SEALS.c.status_changed_at.is_(None), _SEALS.c.status_changed_at <= v["at"]),
 )
 
 
@@ -90,11 +86,7 @@ class Leaf:
 
 def insert_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
     """Insert ``rows`` of the events table; their ids, in order."""
-    if not rows:
-        return []
-    _INSERT_EVENTS.execute(session, rows)
-    ids: dict[object, int] = dict(session.execute(_IDS, {"event_ids": [row["event_id"] for row in rows]}).all())
-    return [ids[row["event_id"]] for row in rows]
+    return _INSERT_EVENTS.execute(session, rows)
 
 
 class SealChanges:
@@ -117,14 +109,8 @@ class SealChanges:
         written = sorted(self.seen.keys() | self.armed.keys() | self.status.keys())
         if len(written) > 1 and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer at a time
             session.execute(_LOCK_SEALS, {"device_ids": written})
-        if self.seen:
-            session.execute(_SEEN, [{"b_device_id": d, "b_at": self.seen[d]} for d in sorted(self.seen)])
-        if self.armed:
-            values = [
-                {"b_device_id": d, "b_armed": armed, "b_armed_at": ts, "b_seq": seq}
-                for d, (armed, ts, seq) in sorted(self.armed.items())
-            ]
-            session.execute(_ARMED, values)
-        if self.status:
-            values = [{"b_device_id": d, "b_status": s, "b_at": at} for d, (s, at) in sorted(self.status.items())]
-            session.execute(_STATUS, values)
+        _SEEN.execute(session, [{"device_id": d, "at": self.seen[d]} for d in sorted(self.seen)])
+        armed = sorted(self.armed.items())
+        _ARMED.execute(session, [{"device_id": d, "armed": a, "armed_at": ts, "seq": seq} for d, (a, ts, seq) in armed])
+        status = sorted(self.status.items())
+        _STATUS.execute(session, [{"device_id": d, "status": s, "at": at} for d, (s, at) in status])

@@ -1,13 +1,15 @@
-"""``BulkInsert``: rows handed to the driver's executemany (tuples on SQLite, mappings on PostgreSQL) are stored exactly
-as SQLAlchemy's own insert stores them — the same text of a time, the same JSON, the same bytes, the same NULLs —
-so that what the ingest writes reads back like any other row."""
+"""``BulkInsert``: rows handed to the driver's executemany (tuples on SQLite) or as one array per column (PostgreSQL)
+are stored exactly as SQLAlchemy's own insert stores them — the same text of a time, the same JSON, the same bytes,
+the same NULLs — so that what the ingest writes reads back like any other row."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy.exc import DataError
 
 from server.core.bulk_insert import BulkInsert
 from server.core.db import make_session_factory
@@ -63,3 +65,28 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
         assert [(e.ts, e.received_at, e.payload, e.raw, e.prev_hash) for e in events] == [
             (r["ts"], r["received_at"], r["payload"], r["raw"], r["prev_hash"]) for r in _rows("seal-bulk", 1)
         ]
+
+
+def test_the_ids_come_back_in_the_rows_order(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    register(factory, SimulatedSeal("seal-bulk", CASE_A))
+    rows = list(reversed(_rows("seal-bulk", 1)))  # not the order of their keys
+    with factory() as session:
+        ids = BulkInsert(EVENTS, COLUMNS, ids_by="event_id").execute(session, rows)
+        session.commit()
+    with factory() as session:
+        stored = dict(session.execute(select(Event.event_id, Event.id)).tuples().all())
+    assert ids == [stored[row["event_id"]] for row in rows]
+    assert len(set(ids)) == 3
+
+
+def test_a_value_longer_than_its_column_is_refused_not_cut(engine: Engine) -> None:
+    """On PostgreSQL the rows go as arrays: an array of ``VARCHAR(36)`` would cut a 37-character event id to 36
+    characters without a word (SQLite keeps no lengths: nothing to check there)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no lengths")
+    factory = make_session_factory(engine)
+    register(factory, SimulatedSeal("seal-bulk", CASE_A))
+    [row] = _rows("seal-bulk", 1)[:1]
+    with factory() as session, pytest.raises(DataError, match="too long"):
+        BulkInsert(EVENTS, COLUMNS).execute(session, [{**row, "event_id": row["event_id"] + "0"}])

@@ -1,0 +1,81 @@
+"""Many rows of one table updated at once, each by its key, in one fixed statement.
+
+The statement is written once, over named values: ``values`` gives the columns to set and ``where`` the condition
+besides the key, both from the values' column expressions. It is then run:
+
+- on SQLite as an executemany of ``UPDATE … WHERE key = :key AND …`` (SQLite runs in this process: a row costs a call
+  into its library, no round trip);
+- on PostgreSQL as one ``UPDATE … FROM unnest(CAST(:key AS type[]), …) AS v(key, …) WHERE table.key = v.key AND …``,
+  one array bound per name (:func:`server.core.value_lists.unnest_of`): one round trip and one plan for any number of
+  rows, where an executemany is a Bind and an Execute per row.
+
+The rows must name distinct keys (PostgreSQL would update a row once, from any one of the values naming it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, bindparam, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.type_api import TypeEngine
+
+from server.core.value_lists import unnest_of
+
+#: The values' column expressions by name -> what the statement makes of them.
+Values = Mapping[str, ColumnElement[Any]]
+
+
+class BulkUpdate:
+    """``UPDATE table SET values(v) WHERE table.key = v.key AND where(v)`` for every row ``v`` given.
+
+    ``params``: the names of the values and their types (the key's included, under the key column's name); a row given
+    to :meth:`execute` is a mapping of those names."""
+
+    def __init__(
+        self,
+        table: Table,
+        key: str,
+        params: Mapping[str, TypeEngine[Any]],
+        *,
+        values: Callable[[Values], Mapping[str, ColumnElement[Any]]],
+        where: Callable[[Values], ColumnElement[bool]] | None = None,
+    ) -> None:
+        if key not in params:
+            raise ValueError(f"the key {key!r} must be one of the params")
+        self._params = dict(params)
+        self._processors: dict[str, list[tuple[str, Callable[[Any], Any] | None]]] = {}  # dialect name -> by name
+        binds = {name: bindparam(f"b_{name}", type_=item) for name, item in params.items()}
+        self._per_row = self._statement(table, key, binds, values, where)
+        arrays = unnest_of(params, prefix="a_")  # not the columns' own names: update() keeps those for its SET
+        self._arrays = self._statement(table, key, {name: arrays.c[name] for name in params}, values, where)
+
+    @staticmethod
+    def _statement(
+        table: Table,
+        key: str,
+        v: Values,
+        values: Callable[[Values], Mapping[str, ColumnElement[Any]]],
+        where: Callable[[Values], ColumnElement[bool]] | None,
+    ) -> Any:
+        conditions = [table.c[key] == v[key]] + ([] if where is None else [where(v)])
+        return update(table).where(*conditions).values(values(v))
+
+    def execute(self, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        dialect = session.get_bind().dialect
+        if dialect.name != "postgresql":
+            session.execute(self._per_row, [{f"b_{name}": row[name] for name in self._params} for row in rows])
+            return
+        processors = self._processors.get(dialect.name)
+        if (
+            processors is None
+        ):  # the arrays' items are bound as their types would bind them (a time in UTC, JSON's text)
+            processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
+            self._processors[dialect.name] = processors
+        arrays = {
+            f"a_{n}": [row[n] for row in rows] if p is None else [p(row[n]) for row in rows] for n, p in processors
+        }
+        session.execute(self._arrays, arrays)
