@@ -46,7 +46,8 @@ def no_database(tmp_path: Path) -> str:
 
 
 class Relay:
-    """Forwards HTTP requests from its own port of 127.0.0.1 to ``target``'s, while :attr:`mode` is ``"on"``;
+    """Forwards HTTP requests from its own port of 127.0.0.1 to ``target_port`` (0: nothing behind it, for a relay that
+    only swallows), while :attr:`mode` is ``"on"``;
     ``"off"``: nothing listens (connections refused) and the open ones are cut; ``"silent"``: connections are taken
     and never answered. It counts what reaches it — :attr:`connections` taken, :attr:`requests` read (``"PUT
     /bucket/key"``; none in ``"silent"``) — and answers a request whose path names a key given to :meth:`fail` with
