@@ -2,7 +2,8 @@
 API's routes (:mod:`server.api.auth`, :mod:`server.api.users`) and by the pages (:mod:`server.web.auth_pages`) alike.
 
 Failed sign-ins are throttled (:mod:`server.auth.throttle`); the password or code is checked, and a password hash with
-old argon2 parameters made anew, with no transaction held (on SQLite: no write lock while argon2 works).
+old argon2 parameters made anew, with no transaction held (on SQLite: no write lock while argon2 works). So is a
+changed password's: the current one is checked and the new one hashed before the user's row is locked.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its
 #: A case whose access code no longer signs in (nor is issued).
 CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
 WRONG_CURRENT_PASSWORD = "the current password is wrong"
+CHANGED_MEANWHILE = "your password was changed, or your account disabled, meanwhile: this login has ended; log in again"
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,24 @@ def sign_out(session: Session, *, user: User, session_id: int) -> None:
 
 
 def change_password(session: Session, *, user: User, session_id: int, current: str, new: str) -> None:
-    """Change ``user``'s own password; their other logins end. Raise :class:`Forbidden` if ``current`` is wrong.
-    The caller has checked the new password's length (the API's and the page's models do)."""
-    if not verify_password(user.password_hash, current):
+    """Change ``user``'s own password; their other logins end. Raise :class:`Forbidden` if ``current`` is wrong, and
+    :class:`NotAuthenticated` if the password was changed or the user disabled while they were being checked (that
+    ended this login too). The caller has checked the new password's length (the API's and the page's models do).
+
+    As at sign-in, argon2 works with no transaction held (on SQLite the request's transaction holds the write lock
+    from its first statement): the current password is checked and the new one hashed first, then the transaction
+    that locks the user's row looks again (:func:`_changed_meanwhile`) and only stores the new hash."""
+    checked_hash, username = user.password_hash, user.username
+    session.commit()
+    if not verify_password(checked_hash, current):
         raise Forbidden(WRONG_CURRENT_PASSWORD)
-    user.password_hash = hash_password(new)
+    new_hash = hash_password(new)
+    reason = _changed_meanwhile(session, user, checked_hash)
+    if reason is not None:
+        session.rollback()
+        logger.warning("password change of %s refused: %s", username, reason)
+        raise NotAuthenticated(CHANGED_MEANWHILE)
+    user.password_hash = new_hash
     revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=session_id)
     record_audit(session, actor=user, action="user.password", target=user.username)
     session.commit()

@@ -9,6 +9,7 @@ each process's, exact, and Prometheus adds them up (``sum without (instance) (�
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIServer
 
@@ -73,10 +74,7 @@ class MetricsEndpoint:
         try:
             self._server, _thread = start_http_server(self.port, addr=self.host, registry=self._registry)
         except OSError as exc:
-            raise ConfigError(
-                f"[ingest] metrics: cannot listen on {self.host}:{self.port}: {exc.strerror or exc} "
-                "(另一个进程占用了该端口？/ is another process using the port?)"
-            ) from None
+            raise ConfigError(_cannot_listen(self.host, self.port, exc)) from None
         logger.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
     def stop(self) -> None:
@@ -84,3 +82,27 @@ class MetricsEndpoint:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` (as :meth:`MetricsEndpoint.start` would) if ``host``:``port`` cannot be listened
+    on now: a socket is bound there as prometheus_client's server binds it (the address family ``host`` resolves
+    to first, ``SO_REUSEADDR``: a port whose last connections are in TIME_WAIT is free), then closed at once. So
+    that ``seal-server ingest --workers N`` finds a busy port before it starts any worker; another process may
+    still take the port before the worker listens, and that worker then fails as it would have."""
+    try:
+        family, _type, _proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror too: a host name that does not resolve
+        raise ConfigError(_cannot_listen(host, port, exc)) from None
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    return (
+        f"[ingest] metrics: cannot listen on {host}:{port}: {exc.strerror or exc} "
+        "(另一个进程占用了该端口？/ is another process using the port?)"
+    )

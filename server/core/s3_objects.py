@@ -9,7 +9,8 @@ this one request: a 500 for a damaged object, a 4xx about it); both are :class:`
 Requests are bounded (connect and read timeouts, few attempts), and after the store has been unavailable the backend
 fails at once for ``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes)
 instead of waiting for the timeouts of every request, so that a dead endpoint cannot hold the ingest for long. An
-error about one object fails that request alone (logged, naming the object): the others are still tried.
+error about one object fails that request alone (logged, naming the object): the others are still tried. Only an
+answer to a request sent after the pause began ends it: one already in flight then says nothing of the store since.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class S3Objects:
         self._pause_s = pause_after_failure_s
         self._lock = threading.Lock()
         self._paused_until = 0.0
+        self._pauses = 0  # how many times the store has been paused: which pause a request was sent under
         self._failures = 0  # in a row
         self._failure = ""
         self._server_errors: set[str] = set()  # the keys of 5xx answers since the last request answered well
@@ -180,6 +182,7 @@ class S3Objects:
         with self._lock:
             left = self._paused_until - time.monotonic()
             failure = self._failure
+            sent_after = self._pauses
         if pause and left > 0:
             raise ContentStoreUnavailable(f"{self.description}: {failure} (tried again in {left:.1f} s)")
         try:
@@ -199,16 +202,16 @@ class S3Objects:
             if _unavailable(code, status, writing=writing) or in_row >= SERVER_ERRORS_IN_ROW:
                 self._failed(reason)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
-            self._failed_alone(reason, server_error=in_row > 0)
+            self._failed_alone(reason, sent_after, server_error=in_row > 0)
             raise ContentStoreError(f"{self.description}: {reason}") from None
         except _NO_ANSWER as exc:
             reason = f"cannot {what}: {exc}"
             self._failed(reason)
             raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
         except BotoCoreError as exc:  # botocore's own refusal of this request (a parameter, an unreadable answer)
-            self._failed_alone(f"cannot {what}: {exc}")
+            self._failed_alone(f"cannot {what}: {exc}", sent_after)
             raise ContentStoreError(f"{self.description}: cannot {what}: {exc}") from None
-        self._answered()
+        self._answered(sent_after)
         return answer
 
     def _failed(self, reason: str) -> None:
@@ -216,16 +219,18 @@ class S3Objects:
         :data:`MAX_PAUSE_S`, so that a store that keeps swallowing requests holds the ingest a few seconds in minutes,
         not a few seconds in every few."""
         with self._lock:
+            self._pauses += 1
             self._failures += 1
             pause = min(self._pause_s * 2 ** (self._failures - 1), max(self._pause_s, MAX_PAUSE_S))
             self._paused_until = time.monotonic() + pause
             self._failure = reason
         logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
 
-    def _failed_alone(self, reason: str, *, server_error: bool = False) -> None:
+    def _failed_alone(self, reason: str, sent_after: int, *, server_error: bool = False) -> None:
         """A request failed for itself (``reason`` names its object), while the store answers: no pause, and the
-        failures in a row end (a server error still counts towards :data:`SERVER_ERRORS_IN_ROW`)."""
-        self._answered(server_error=server_error)
+        failures in a row end (a server error still counts towards :data:`SERVER_ERRORS_IN_ROW`) — if the request
+        was sent after the last pause (:meth:`_answered`)."""
+        self._answered(sent_after, server_error=server_error)
         logger.warning(
             "%s: %s (this request alone: the store answers and is tried for the others)", self.description, reason
         )
@@ -239,9 +244,14 @@ class S3Objects:
             self._server_errors.add(key)
             return len(self._server_errors)
 
-    def _answered(self, *, server_error: bool = False) -> None:
+    def _answered(self, sent_after: int, *, server_error: bool = False) -> None:
+        """The store answered a request sent when it had been paused ``sent_after`` times. That ends the pause and
+        the failures in a row only if no pause has begun since: a request already in flight when another thread
+        found the store down (a request sent before the timeouts ran out, a 503 answered to another object) says
+        nothing of the store since then, and must not let every request through the pause just set."""
         with self._lock:
-            self._paused_until, self._failures = 0.0, 0
+            if sent_after == self._pauses:
+                self._paused_until, self._failures = 0.0, 0
             if not server_error:
                 self._server_errors.clear()
 

@@ -11,7 +11,7 @@ more member (and the one that serves the pages, checks liveness, sends commands 
 Each worker publishes what its batches commit on the court's live feed (``[live] feed``, :mod:`server.core.live_feed`:
 one message per committed batch at most, never waited for), so that the pages of ``seal-server run`` show it live, and
 serves its own Prometheus ``/metrics`` on ``[ingest] metrics_host``:``metrics_port + i - 1`` (worker ``i``, from 1)
-if ``metrics_port`` is set.
+if ``metrics_port`` is set; a port of these that is taken stops the command before any worker starts.
 
 Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
 worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
@@ -39,7 +39,7 @@ from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
-from server.core.metrics_http import MetricsEndpoint
+from server.core.metrics_http import MetricsEndpoint, check_can_listen
 from server.core.stop_signals import (
     STOP_SIGNALS,
     StopFlag,
@@ -87,9 +87,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if settings.mqtt.shared_group is not None and settings.mqtt.gap_wait_s == 0:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
-    port = settings.ingest.metrics_port
-    if port is not None and port + workers - 1 > 65535:  # each worker serves /metrics on port + its index - 1
-        raise ConfigError(f"[ingest] metrics_port {port}: worker {workers} would need port {port + workers - 1}")
+    _check_metrics_ports(settings, workers)
     Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
     if workers == 1:
         with _stop_on_signals() as stop:
@@ -122,6 +120,25 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     codes = [p.exitcode for p in processes]
     logger.info("ingest workers stopped (exit codes %s)", codes)
     return 0 if all(code == 0 for code in codes) else 1
+
+
+def _check_metrics_ports(settings: Settings, workers: int) -> None:
+    """Raise :class:`ConfigError` naming the first worker whose metrics port (``[ingest] metrics_port`` + its index
+    - 1) cannot be listened on, before any worker starts: else that worker would fail as it started, and every
+    other be stopped after starting for nothing."""
+    port = settings.ingest.metrics_port
+    if port is None:
+        return
+    if port + workers - 1 > 65535:
+        raise ConfigError(f"[ingest] metrics_port {port}: worker {workers} would need port {port + workers - 1}")
+    for index in range(1, workers + 1):
+        try:
+            check_can_listen(settings.ingest.metrics_host, port + index - 1)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"接收进程 {index} 的指标端口不可用，未启动任何接收进程 / ingest worker {index}'s metrics port is not "
+                f"free, no worker started: {exc}"
+            ) from None
 
 
 def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:

@@ -1,7 +1,8 @@
 """S3 for tests: settings naming the session's private store (:class:`seal_dev.s3.PrivateS3`) under a key prefix of
 the test's own, and a relay in front of it that a test can take down and bring back (a dead endpoint, then the same
-endpoint alive again), make swallow requests without answering (a black hole), or make answer an error for one object
-(a damaged object, a busy store); it counts the connections and requests that reach it."""
+endpoint alive again), make swallow requests without answering (a black hole), make answer an error for one object
+(a damaged object, a busy store), or hold one object's requests until the test lets them go (a request in flight);
+it counts the connections and requests that reach it."""
 
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ def no_database(tmp_path: Path) -> str:
 
 
 class Relay:
-    """Forwards HTTP requests from its own port of 127.0.0.1 to ``target``'s, while :attr:`mode` is ``"on"``;
+    """Forwards HTTP requests from its own port of 127.0.0.1 to ``target_port`` (0: nothing behind it, for a relay that
+    only swallows), while :attr:`mode` is ``"on"``;
     ``"off"``: nothing listens (connections refused) and the open ones are cut; ``"silent"``: connections are taken
     and never answered. It counts what reaches it — :attr:`connections` taken, :attr:`requests` read (``"PUT
     /bucket/key"``; none in ``"silent"``) — and answers a request whose path names a key given to :meth:`fail` with
-    an S3 error of its own instead of forwarding it (a store that fails for that one object, or is busy)."""
+    an S3 error of its own instead of forwarding it (a store that fails for that one object, or is busy). A request
+    whose path names a key given to :meth:`hold` waits, read but neither answered nor forwarded, until released."""
 
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
@@ -58,6 +61,7 @@ class Relay:
         self.connections = 0
         self.requests: list[str] = []
         self._faults: dict[str, tuple[int, str]] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._server: socket.socket | None = None
         self._held: list[socket.socket] = []
 
@@ -80,6 +84,13 @@ class Relay:
         """Answer each request whose path contains ``key`` with ``status`` and an S3 error ``code`` (and close its
         connection); the store never sees it."""
         self._faults[key] = (status, code)
+
+    def hold(self, key: str) -> threading.Event:
+        """Keep each request whose path contains ``key`` in flight (counted in :attr:`requests`, then unanswered)
+        until the event returned is set; then it is failed or forwarded as any other. It waits ten seconds at most."""
+        release = threading.Event()
+        self._holds[key] = release
+        return release
 
     def heal(self, key: str) -> None:
         """Forward the requests for ``key`` again."""
@@ -128,6 +139,9 @@ class Relay:
                 headers = _headers(head)
                 length = int(headers.get("content-length", "0"))
                 assert "transfer-encoding" not in headers, "botocore frames its requests by Content-Length"
+                held = next((event for key, event in self._holds.items() if key in path), None)
+                if held is not None:
+                    held.wait(10)
                 fault = next((f for key, f in self._faults.items() if key in path), None)
                 if fault is not None:
                     if headers.get("expect", "").lower() != "100-continue":  # else the body is never sent

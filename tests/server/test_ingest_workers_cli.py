@@ -1,18 +1,19 @@
 """``seal-server ingest --workers 2``: two worker processes share one stream through the broker; SIGTERM stops
 both cleanly, also one sent to every process while they start. Without ``[mqtt] shared_group`` several workers are
-refused (each would take every message)."""
+refused (each would take every message), and so are workers one of whose metrics ports is taken."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from seal_dev.broker import PrivateBroker
+from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from server.ingest.models import QuarantinedMessage
 from tests.server.helpers import CASE_A, SimulatedSeal, register
@@ -72,6 +73,44 @@ def test_several_workers_need_a_shared_group(broker: PrivateBroker, tmp_path: Pa
     output = process.communicate(timeout=60)[0].decode(errors="replace")
     assert process.returncode == 2
     assert "[mqtt] shared_group" in output
+
+
+@pytest.mark.parametrize("busy", [1, 2])
+def test_workers_one_of_whose_metrics_ports_is_taken_are_refused_before_any_starts(
+    busy: int, broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """Worker ``busy``'s port (``metrics_port + busy - 1``) is held by another process: the command says which, exits
+    with a configuration error, and starts no worker. Before, the workers started, the one with the busy port failed,
+    and the others were stopped (exit status 1)."""
+    metrics_port, taken = port_after_a_taken_one() if busy == 2 else taken_port()
+    with taken:
+        config = ingest_config(tmp_path / "server.toml", f"sqlite:///{tmp_path / 'c.db'}", broker, group="court")
+        with config.open("a", encoding="utf-8") as toml:
+            toml.write(f"[ingest]\nmetrics_port = {metrics_port}\n")
+        process = start_ingest(config, 2)
+        output = process.communicate(timeout=60)[0].decode(errors="replace")
+    assert process.returncode == 2, output
+    busy_port = metrics_port + busy - 1
+    assert f"ingest worker {busy}'s metrics port is not free, no worker started" in output, output
+    assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in output, output
+    assert "ingest worker" not in output.replace(f"ingest worker {busy}'s metrics port", ""), output  # none ran
+
+
+def taken_port() -> tuple[int, socket.socket]:
+    """A port of 127.0.0.1 and the listening socket that holds it."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    return taken.getsockname()[1], taken
+
+
+def port_after_a_taken_one() -> tuple[int, socket.socket]:
+    """A free port of 127.0.0.1 and a listening socket holding the next one."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            return port, socket.create_server(("127.0.0.1", port + 1))
+        except OSError:  # the next one is someone else's: try another
+            continue
+    raise AssertionError("no free port followed by a free one")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd-stop"])

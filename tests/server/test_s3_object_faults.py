@@ -5,6 +5,7 @@ key and forwards the others; a real database for the ingest."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Message, Outcome, Reason
 from server.stores import Stores
+from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, jpeg_bytes, message, register
 from tests.server.s3_helpers import Relay, no_database, s3_settings
@@ -120,6 +122,50 @@ def test_one_damaged_object_asked_for_again_and_again_does_not_pause_the_store(
         assert not isinstance(alone.value, ContentStoreUnavailable)
     store.put(sha_of(picture), picture)  # not paused
     assert store.read(sha_of(picture)) == picture
+
+
+@pytest.mark.parametrize("answer", ["an error about its object", "its object"])
+def test_the_answer_to_a_request_in_flight_when_the_store_was_paused_does_not_end_the_pause(
+    answer: str, relay: Relay, s3_store: PrivateS3, tmp_path: Path
+) -> None:
+    """A page reads a picture; while its request is in flight, the ingest finds the store busy and pauses it. The
+    read's answer (an error about its own object, or the object) was sent before the pause: it says nothing of the
+    store since, and the pause stays for every other object."""
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    in_flight, busy, later = jpeg_bytes(shade=50), jpeg_bytes(shade=51), jpeg_bytes(shade=52)
+    store.put(sha_of(in_flight), in_flight)
+    if answer == "an error about its object":
+        relay.fail(sha_of(in_flight), 400, "InvalidRequest")
+    release = relay.hold(sha_of(in_flight))
+    read: list[bytes | None | ContentStoreError] = []
+
+    def read_in_flight() -> None:
+        try:
+            read.append(store.read(sha_of(in_flight)))
+        except ContentStoreError as exc:
+            read.append(exc)
+
+    reader = threading.Thread(target=read_in_flight)
+    reader.start()
+    try:
+        assert wait_until(lambda: "GET" in requests_for(relay, in_flight), 5)  # in flight, held by the relay
+        relay.fail(sha_of(busy), 503, "SlowDown")
+        with pytest.raises(ContentStoreUnavailable, match="SlowDown"):
+            store.put(sha_of(busy), busy)
+    finally:
+        release.set()
+        reader.join(10)
+    [answered] = read
+    if answer == "its object":
+        assert answered == in_flight
+    else:
+        assert isinstance(answered, ContentStoreError) and "InvalidRequest" in str(answered)
+        assert not isinstance(answered, ContentStoreUnavailable)
+
+    tried = len(relay.requests)
+    with pytest.raises(ContentStoreUnavailable, match="SlowDown.*tried again in"):
+        store.put(sha_of(later), later)
+    assert len(relay.requests) == tried  # still paused: that write never reached the store
 
 
 def test_a_picture_the_store_fails_is_quarantined_alone_and_the_event_and_the_others_are_stored(

@@ -8,7 +8,6 @@ behind a proxy that routes the bucket nowhere)."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from server.core.s3_objects import S3Objects, make_client
 from server.errors import ContentStoreUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from tests.server.helpers import jpeg_bytes
+from tests.server.s3_helpers import Relay
 
 
 @pytest.mark.parametrize("prefix", ["../", "./", "court/../", "court/./x/", "a/../../"])
@@ -88,41 +88,12 @@ def test_a_store_that_answers_a_write_with_404_is_unavailable(not_found_endpoint
         store.put(sha, data)
 
 
-class _BlackHole:
-    """A real socket that takes connections and never answers; it counts them (one per attempt of a request)."""
-
-    def __init__(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self._open = True
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while self._open:
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections.append(conn)
-
-    def close(self) -> None:
-        self._open = False
-        self._thread.join(5)
-        self._server.close()
-        for conn in self.connections:
-            conn.close()
-
-
 @pytest.mark.parametrize("attempts", [1, 2])
 def test_max_attempts_counts_the_first_attempt(attempts: int) -> None:
     """``max_attempts`` attempts of a request, the first included, as the setting says — so that a store that does
     not answer holds a request for the bound the documentation gives, not one more attempt of it."""
-    hole = _BlackHole()
+    hole = Relay(target_port=0)  # nothing behind it: it only swallows
+    hole.set("silent")
     storage = StorageSettings(
         backend="s3",
         endpoint_url=hole.url,
@@ -136,9 +107,10 @@ def test_max_attempts_counts_the_first_attempt(attempts: int) -> None:
     try:
         for request in ("read", "write"):
             objects = S3Objects(make_client(storage, "not-a-real-secret"), "evidence", "snapshots/")
-            before = len(hole.connections)
+            before = hole.connections
             with pytest.raises(ContentStoreUnavailable, match="timeout"):
                 objects.open("a" * 64) if request == "read" else objects.put_once("a" * 64, b"picture")
-            assert len(hole.connections) - before == attempts, request
+            # one connection per attempt (counted as the relay takes it, a moment after the client made it)
+            assert hole.connections_at_least(before + attempts, 2) - before == attempts, request
     finally:
         hole.close()

@@ -12,7 +12,7 @@ import pytest
 
 from seal_dev.broker import free_port
 from server.core.metrics import IngestMetrics, IngestProgress
-from server.core.metrics_http import MetricsEndpoint
+from server.core.metrics_http import MetricsEndpoint, check_can_listen
 from server.errors import ConfigError
 from tests.prometheus import samples
 
@@ -75,3 +75,28 @@ def test_a_metrics_port_already_taken_is_a_configuration_error() -> None:
         )
         with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{port}"):
             endpoint.start()
+
+
+def test_the_check_of_a_port_finds_a_taken_one_and_leaves_a_free_one_free(
+    endpoint: tuple[MetricsEndpoint, IngestMetrics, list[bool]],
+) -> None:
+    """What ``seal-server ingest --workers N`` checks before starting any worker: the port of a running endpoint is
+    refused as its start would refuse it; a free port passes, and is still free for the endpoint to listen on."""
+    running = endpoint[0]
+    with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{running.port}"):
+        check_can_listen("127.0.0.1", running.port)
+    port = free_port()
+    check_can_listen("127.0.0.1", port)
+    after = MetricsEndpoint(
+        "127.0.0.1",
+        port,
+        IngestMetrics(seal_gauges=False),
+        broker_connected=lambda: True,
+        progress=lambda: IngestProgress(0, 0.0, None),
+        reasons=[],
+    )
+    after.start()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+    finally:
+        after.stop()

@@ -1,0 +1,98 @@
+"""Changing one's own password: the current password is checked and the new one hashed with no transaction held
+(argon2 takes 64 MiB and tens of milliseconds, more while it waits for a hashing slot), and the transaction that
+stores the new hash looks at the user's row again — a reset or a disabling committed meanwhile stops the change."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from server.auth.access import Role
+from server.auth.errors import NotAuthenticated
+from server.auth.login import change_password
+from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
+from server.auth.sessions import issue_session, resolve_session
+from server.auth.users import change_user, get_user
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from tests.agent.helpers import wait_until
+from tests.server.auth_helpers import PASSWORD, add_user
+from tests.server.pg_locks import Side
+
+NEW = "a brand new passphrase"
+RESET = "the clerk's reset passphrase"
+
+
+@pytest.mark.parametrize("meanwhile", ["reset", "disabled"])
+def test_a_password_change_hashes_with_no_transaction_held_and_a_change_meanwhile_stops_it(
+    meanwhile: str, session_factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An officer changes their password while every hashing slot is taken (other sign-ins hashing). The change
+    waits for a slot holding no transaction, so the clerk's reset of that password (or disabling of the officer)
+    commits meanwhile — before, it waited for the change's transaction: on SQLite the database's write lock, taken
+    by the request's first statement. Then the change, which checked the old password, is refused (the reset ended
+    the officer's logins, this one too) instead of overwriting the reset (before, on PostgreSQL, it did)."""
+    add_user(session_factory, "clerk", Role.CLERK)
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        token = issue_session(session, user=get_user(session, username="officer"), now=utc_now(), ttl_s=3600).token
+    reset_hash = hash_password(RESET)
+    read = threading.Event()
+
+    def change() -> None:
+        with session_factory() as session:  # a request of the officer's: its login resolved as the API's get_login does
+            resolved = resolve_session(session, secret=token, via_cookie=False, now=utc_now())
+            assert resolved is not None
+            login, officer = resolved
+            read.set()
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+
+    def reset() -> None:
+        with session_scope(session_factory) as session:
+            clerk, officer = get_user(session, username="clerk"), get_user(session, username="officer")
+            if meanwhile == "reset":
+                change_user(session, actor=clerk, user=officer, password_hash=reset_hash)
+            else:
+                change_user(session, actor=clerk, user=officer, disabled=True)
+
+    for _ in range(MAX_CONCURRENT_HASHES):
+        assert hashing_slots.acquire(timeout=5)
+    try:
+        changing = Side(change)
+        assert read.wait(5)
+        resetting = Side(reset)
+        assert wait_until(lambda: resetting.finished, 5), "the clerk's change waited for the password change's"
+        resetting.join()
+    finally:
+        for _ in range(MAX_CONCURRENT_HASHES):
+            hashing_slots.release()
+    with pytest.raises(NotAuthenticated, match="meanwhile"):
+        changing.join()
+
+    with session_factory() as session:
+        officer = get_user(session, username="officer")
+        assert verify_password(officer.password_hash, RESET if meanwhile == "reset" else PASSWORD)
+        assert not verify_password(officer.password_hash, NEW)
+        assert officer.disabled is (meanwhile == "disabled")
+        assert resolve_session(session, secret=token, via_cookie=False, now=utc_now()) is None  # ended by the clerk
+    refused = [r.getMessage() for r in caplog.records if r.name == "server.auth.login"]
+    changed = "password changed meanwhile" if meanwhile == "reset" else "disabled"
+    assert refused == [f"password change of officer refused: {changed}"]
+
+
+def test_a_password_change_with_nothing_meanwhile_stores_the_new_hash_and_ends_the_other_logins(
+    session_factory: SessionFactory,
+) -> None:
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        officer = get_user(session, username="officer")
+        mine, other = (issue_session(session, user=officer, now=utc_now(), ttl_s=3600) for _ in range(2))
+    with session_factory() as session:
+        login, officer = resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) or (None, None)
+        assert login is not None and officer is not None
+        change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+    with session_factory() as session:
+        assert verify_password(get_user(session, username="officer").password_hash, NEW)
+        assert resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) is not None
+        assert resolve_session(session, secret=other.token, via_cookie=False, now=utc_now()) is None
