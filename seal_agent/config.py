@@ -159,7 +159,11 @@ class AgentConfig(_Section):
         pattern=DEVICE_ID_PATTERN.pattern,
         description="The seal's id: 1-64 of a-z 0-9 _ -; also its MQTT username and topic level.",
     )
-    case_no: str = Field(min_length=1, max_length=64, description="The enforcement case (案号) the seal is bound to.")
+    case_no: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The enforcement case (案号) the seal is bound to; it obeys only commands issued for it.",
+    )
     state_dir: Path = Field(
         description="Directory for the device key (device.key), the outbox (outbox.sqlite) and snapshots/."
     )

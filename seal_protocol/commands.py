@@ -1,8 +1,13 @@
 """Court → seal commands, signed by the court server's Ed25519 key.
 
 A seal pins the server's public key from its configuration and refuses a command that is unsigned, wrongly signed,
-addressed to another device, expired, or replayed (its ``command_id`` not above the last accepted one). It answers
-every command with a signed ``command_ack`` or ``command_rejected`` event naming the ``command_id``.
+addressed to another device or issued for another case than the one it guards, expired, or replayed (its
+``command_id`` not above the last accepted one). It answers every command with a signed ``command_ack`` or
+``command_rejected`` event naming the ``command_id``.
+
+The case matters because a seal moves between cases: the court ends a binding's pending commands when the seal is
+moved, but a command the broker already took for the seal's persistent session still reaches it afterwards. Its
+signed ``case_no`` lets the seal tell a disarm decided for its old case from one for the case it guards now.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
+from seal_protocol.case_numbers import same_case_no
 from seal_protocol.envelope import Timestamp, parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope, SignatureError
 from seal_protocol.signing import SigningKey, VerifyKey, sign_bytes, verify_bytes
@@ -31,6 +37,7 @@ _WIRE_TYPES: dict[str, tuple[type, ...]] = {
     "v": (int,),
     "command_id": (int,),
     "device_id": (str,),
+    "case_no": (str,),
     "action": (str,),
     "args": (dict,),
     "issued_at": (str,),
@@ -54,6 +61,7 @@ class RejectReason(StrEnum):
     UNSIGNED = "unsigned"
     BAD_SIGNATURE = "bad_signature"
     WRONG_DEVICE = "wrong_device"
+    WRONG_CASE = "wrong_case"  # issued for another case than the one the seal is configured for
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REPLAYED = "replayed"
@@ -65,6 +73,9 @@ class Command(BaseModel):
     v: Literal[1] = Field(1, description="Schema version of the command.")
     command_id: StrictInt = Field(ge=1, le=MAX_SAFE_INTEGER, description="Strictly increasing per device.")
     device_id: str = Field(pattern=DEVICE_ID_PATTERN.pattern, description="The seal the command is for.")
+    case_no: str = Field(
+        min_length=1, max_length=64, description="The enforcement case (案号) the seal was bound to when issued."
+    )
     action: CommandAction = Field(description="What the seal is asked to do.")
     args: dict[str, Any] = Field(default_factory=dict, description="Action-specific arguments.")
     issued_at: Timestamp = Field(description="When the court issued it (UTC, ms).")
@@ -87,6 +98,7 @@ def new_command(
     *,
     command_id: int,
     device_id: str,
+    case_no: str,
     action: CommandAction,
     key: SigningKey,
     ttl: timedelta = timedelta(minutes=10),
@@ -98,6 +110,7 @@ def new_command(
     unsigned = Command(
         command_id=command_id,
         device_id=device_id,
+        case_no=case_no,
         action=action,
         args=args or {},
         issued_at=utc_now_ms(issued),
@@ -123,12 +136,17 @@ def check_command(
     data: bytes,
     *,
     device_id: str,
+    case_no: str,
     server_key: VerifyKey,
     last_accepted_id: int,
     now: datetime,
     clock_skew: timedelta = timedelta(seconds=120),
 ) -> Command:
-    """Parse and check a received command; raise :class:`CommandRefused` with the reason, else return it."""
+    """Parse and check a received command for the seal ``device_id`` guarding ``case_no``; raise
+    :class:`CommandRefused` with the reason, else return it.
+
+    The case numbers are compared as the court compares them (:func:`~seal_protocol.case_numbers.same_case_no`):
+    a seal configured with full-width parentheses obeys a command that names its case with ASCII ones."""
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandRefused(RejectReason.MALFORMED, f"{len(data)} bytes, limit {MAX_COMMAND_BYTES}")
     try:
@@ -146,6 +164,10 @@ def check_command(
         raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", cid) from None
     if command.device_id != device_id:
         raise CommandRefused(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id}", cid)
+    if not same_case_no(command.case_no, case_no):
+        raise CommandRefused(
+            RejectReason.WRONG_CASE, f"issued for case {command.case_no}, this seal guards {case_no}", cid
+        )
     if now > parse_ts(command.expires_at):
         raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
     if parse_ts(command.issued_at) > now + clock_skew:

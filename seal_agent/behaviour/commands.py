@@ -3,7 +3,10 @@
 The rule for every command that reaches the seal's ``cmd`` topic:
 
 * :func:`seal_protocol.commands.check_command` decides; a refusal records ``command_rejected``
-  ``{command_id, reason, detail}`` (``command_id`` is null when the command could not be read).
+  ``{command_id, reason, detail}`` (``command_id`` is null when the command could not be read). A command
+  issued for another case than the configured ``case_no`` (one decided before the seal was moved, delivered late
+  from the broker's session) is refused as ``wrong_case``, as the court would file it: spellings of one number
+  are one case.
 * An accepted command is carried out first; only then is ``command_ack`` ``{command_id, action, result, …}``
   recorded, and in the same outbox transaction the command's id becomes the last accepted one. A second delivery
   of the same command (a QoS 1 redelivery after a crash) is therefore refused as ``replayed``: its ack exists.
@@ -73,6 +76,7 @@ class CommandDesk:
                 command = check_command(
                     data,
                     device_id=self._recorder.device_id,
+                    case_no=self._recorder.case_no,
                     server_key=self._server_key or self._nobody,
                     last_accepted_id=self.last_accepted_id,
                     now=self._clock.now(),

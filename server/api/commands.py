@@ -74,7 +74,7 @@ class CommandPublic(BaseModel):
     answered_at: datetime | None = Field(description="When the seal's answer was received.")
     answer_seq: int | None = Field(description="seq of the seal's command_ack / command_rejected event.")
     result: dict[str, Any] | None = Field(description="The answer's payload (e.g. result: disarmed).")
-    reason: str | None = Field(description="Why the seal refused it: expired, replayed, bad_signature, …")
+    reason: str | None = Field(description="Why the seal refused it: expired, replayed, wrong_case, bad_signature, …")
     command: str = Field(description="The signed command as published (verify with the court's public key).")
 
 

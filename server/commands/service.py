@@ -81,8 +81,15 @@ def issue_command(
     )
     session.add(row)
     session.flush()  # the row id is the command_id that gets signed
-    command = new_command(
-        command_id=row.id, device_id=seal.device_id, action=action, key=key, ttl=ttl, args=args, now=now
+    command = new_command(  # it names the case: a seal moved to another case meanwhile refuses it (wrong_case)
+        command_id=row.id,
+        device_id=seal.device_id,
+        case_no=seal.case_no,
+        action=action,
+        key=key,
+        ttl=ttl,
+        args=args,
+        now=now,
     )
     row.signed = encode_command(command)
     if len(row.signed) > MAX_COMMAND_BYTES:
@@ -174,8 +181,10 @@ def expire_unbound(
 ) -> list[tuple[int, str]]:
     """Mark ``expired`` every pending command (of ``device_id``, or of any seal) issued for a case its seal is no
     longer bound to — the seal was unbound, or moved to another case — and record each (audited
-    ``command.expire``); return their (id, device_id). A command issued for one case never reaches the seal once
-    it seals another's property (:func:`to_publish` holds them back even before this runs)."""
+    ``command.expire``); return their (id, device_id). A command issued for one case is not published once its
+    seal seals another's property (:func:`to_publish` holds them back even before this runs); one the broker took
+    before the move may still reach the seal, which refuses it as ``wrong_case`` (the command names its case), and
+    its answer then settles it ``rejected``."""
     query = (
         select(CourtCommand)
         .join(Seal, Seal.device_id == CourtCommand.device_id)

@@ -4,7 +4,9 @@ moved to another case by its registration leaves behind (:func:`end_binding`).
 
 Unbinding (:func:`server.seals.registry.unbind_seal`) is the binding alone, refused while an open removal request
 holds the case (except through that request). Here, besides: the commands still pending for the case expire
-(recorded), so that a disarm decided for one case never reaches the seal once it seals another's property; and
+(recorded), so that a disarm decided for one case is not published to the seal once it seals another's property
+(one the broker already took for the seal's session may still reach it: it names its case under the court's
+signature, and the seal refuses it as ``wrong_case``); and
 the seal's notices for the case are revoked (recorded, with why), so that the paper left on the door no longer
 verifies as a standing seizure.
 """

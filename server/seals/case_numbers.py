@@ -1,83 +1,49 @@
-"""Case numbers (案号) of enforcement cases, read and written in one canonical form.
+"""Case numbers (案号) on the court's side: the wire contract's definition (:mod:`seal_protocol.case_numbers`:
+the form, the canonical spelling, :func:`same_case_no`), and a number that is not an enforcement case number
+refused as :class:`InvalidCaseNumber` (422 on the API, showing the expected form).
 
-The Supreme People's Court's rules on case numbers (最高人民法院关于人民法院案件案号的若干规定) give every case number
-four parts: ``(收案年度)`` the year, ``法院代字`` the court's code (a province's one-character name followed by no,
-two or four digits — 苏, 苏02, 苏0214 — or 最高法), ``类型代字`` the kind of case, and ``案件编号`` its
-number, ending in ``号``: ``(2021)苏0214执1234号``. Enforcement cases are 执 and its variants (执恢 resumed,
-执保 preservation, 执异 objection, 执复 review, 执监 supervision, 执协 assistance, 执他 other).
-
-Both ASCII and full-width parentheses are written in practice; the canonical form uses ASCII ones, so that one case
-has one number.
+The definition lives in the protocol because a seal compares case numbers too (a court command names the case it
+was issued for, and the seal refuses one for another case): one definition, so that the seal and the court never
+disagree on whether two spellings are one case.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
+from seal_protocol.case_numbers import (
+    ENFORCEMENT_KINDS,
+    EXAMPLE,
+    EXPECTED_FORM,
+    PROVINCES,
+    CaseNumber,
+    canonical_case_no,
+    case_no_spellings,
+    read_case_no,
+    same_case_no,
+)
 from server.errors import Invalid
 
-#: The kinds of enforcement case (类型代字) a seal can belong to.
-ENFORCEMENT_KINDS = ("执恢", "执保", "执异", "执复", "执监", "执协", "执他", "执请", "执督", "执")
-#: The one-character names courts' codes start with: the provinces (as the courts abbreviate them) and 兵 (the
-#: Xinjiang Production and Construction Corps' courts); the Supreme People's Court is 最高法.
-PROVINCES = "京津冀晋蒙辽吉黑沪苏浙皖闽赣鲁豫鄂湘粤桂琼渝川黔云藏陕甘青宁新兵"
-EXAMPLE = "(2021)苏0214执1234号"
-EXPECTED_FORM = (
-    f"案号应为“(年份)法院代字+执/执恢/执保等+序号+号”，例如 {EXAMPLE} / "
-    f"a case number is (year) court code, case kind (执, 执恢, 执保, …) and number, then 号, e.g. {EXAMPLE}"
-)
-
-_PATTERN = re.compile(
-    r"[(（〔](?P<year>(?:19|20)[0-9]{2})[)）〕]"
-    r"(?P<court>最高法|[" + PROVINCES + r"](?:[0-9]{2}){0,2})"
-    r"(?P<kind>" + "|".join(ENFORCEMENT_KINDS) + r")"
-    r"(?P<number>[1-9][0-9]{0,6})号"
-)
+__all__ = [
+    "ENFORCEMENT_KINDS",
+    "EXAMPLE",
+    "EXPECTED_FORM",
+    "PROVINCES",
+    "CaseNumber",
+    "InvalidCaseNumber",
+    "canonical_case_no",
+    "case_no_spellings",
+    "parse_case_no",
+    "same_case_no",
+]
 
 
 class InvalidCaseNumber(Invalid):
     """A text that is not an enforcement case number; the message shows the expected form."""
 
 
-@dataclass(frozen=True)
-class CaseNumber:
-    year: int
-    court_code: str
-    kind: str
-    number: int
-
-    @property
-    def text(self) -> str:
-        """The canonical form, e.g. ``(2021)苏0214执1234号``."""
-        return f"({self.year}){self.court_code}{self.kind}{self.number}号"
-
-
 def parse_case_no(text: str) -> CaseNumber:
     """Read a case number; raise :class:`InvalidCaseNumber` (showing the expected form) if ``text`` is not one."""
-    match = _PATTERN.fullmatch(text.strip())
-    if match is None:
+    number = read_case_no(text)
+    if number is None:
         shown = text if len(text) <= 80 else text[:80] + "…"
         raise InvalidCaseNumber(f"{shown!r} is not an enforcement case number. {EXPECTED_FORM}")
-    return CaseNumber(
-        year=int(match["year"]), court_code=match["court"], kind=match["kind"], number=int(match["number"])
-    )
-
-
-def case_no_spellings(text: str) -> list[str]:
-    """The ways a case may be stored under ``text``: its canonical form first, then the forms a case stored before
-    numbers were checked may have (full-width parentheses, as typed)."""
-    try:
-        number = parse_case_no(text)
-    except InvalidCaseNumber:
-        return [text.strip()]
-    full_width = number.text.replace("(", "（", 1).replace(")", "）", 1)
-    return list(dict.fromkeys([number.text, full_width, text.strip()]))
-
-
-def canonical_case_no(text: str) -> str:
-    """The canonical form of a case number, or ``text`` unchanged (stripped) if it is not one (a legacy number)."""
-    try:
-        return parse_case_no(text).text
-    except InvalidCaseNumber:
-        return text.strip()
+    return number

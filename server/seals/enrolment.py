@@ -39,7 +39,8 @@ def enrol_seal(
     is registered and bound there, or rebound if already registered (see :func:`register_seal`). A seal that moves
     there from another case must be taken off that one as by an unbinding by hand, in the same transaction: its
     commands pending for that case expire and its notices there are revoked, so that a disarm decided for the old
-    case never reaches it and the paper on the old door no longer verifies. That is ``on_moved`` (session, actor,
+    case is not published to it (one the broker already holds for it names the old case, and the seal refuses it)
+    and the paper on the old door no longer verifies. That is ``on_moved`` (session, actor,
     the binding that ended, the new case): :func:`server.removal.release.take_off_moved`, which lives above this
     package; without it a move is refused. The credentials are None when the seal already had an account (its
     password is kept; see :func:`new_seal_password`).

@@ -1,5 +1,6 @@
 """Signed court commands through a real broker, published with the court server's account: every refusal reason,
-accepted actions answered by signed acks after the action, and the last accepted id surviving a restart."""
+accepted actions answered by signed acks after the action, the last accepted id surviving a restart, and a command
+for the case a seal was moved from refused when the broker delivers it late."""
 
 from __future__ import annotations
 
@@ -32,16 +33,20 @@ from tests.agent.helpers import (
 from tests.agent_camera.clips import moving_rectangle_frames, write_clip
 
 DEVICE = "seal-test-1"
+CASE_NO = "(2021)苏0214执1234号"  # the case of write_config's seal
+OTHER_CASE = "(2022)苏0214执55号"
 
 
 def command(command_id: int, action: CommandAction = CommandAction.PING, **kwargs: object) -> bytes:
-    options: dict[str, object] = {"device_id": DEVICE, "key": COURT_KEY}
+    options: dict[str, object] = {"device_id": DEVICE, "case_no": CASE_NO, "key": COURT_KEY}
     options.update(kwargs)
     return encode_command(new_command(command_id=command_id, action=action, **options))  # type: ignore[arg-type]
 
 
 def unsigned(command_id: int) -> bytes:
-    signed = new_command(command_id=command_id, device_id=DEVICE, action=CommandAction.PING, key=COURT_KEY)
+    signed = new_command(
+        command_id=command_id, device_id=DEVICE, case_no=CASE_NO, action=CommandAction.PING, key=COURT_KEY
+    )
     return encode_command(Command.model_validate({**signed.model_dump(), "sig": None}))
 
 
@@ -87,12 +92,44 @@ def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscri
         (command(5), 5, "replayed"),  # the very same id again
         (command(4), 4, "replayed"),  # an older one
         (command(10, device_id="seal-other"), 10, "wrong_device"),
+        (command(11, case_no=OTHER_CASE), 11, "wrong_case"),
     ]
     for payload, command_id, reason in cases:
         kind, answer = send(court, payload)
         assert (kind, answer["command_id"], answer["reason"]) == ("command_rejected", command_id, reason), answer
         assert answer["detail"]
     check_chain(court.of(DEVICE), verify_key(seal_config))
+
+
+def test_a_disarm_for_the_case_the_seal_was_moved_from_is_refused_when_the_broker_delivers_it_late(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """The seal is offline with its persistent session when the court's disarm for its case reaches the broker; the
+    seal is then moved to another case (installed there with that case in its configuration) and comes back. The
+    broker delivers the old disarm, validly signed: the seal must refuse it as ``wrong_case`` and stay armed. Its
+    installer wrote the new case with full-width parentheses; the court's disarm for it names it in the court's
+    canonical form (ASCII ones): that is one case, and the seal obeys."""
+    config = write_config(tmp_path, broker)
+    runtime = online(runtimes, config, court)
+    runtime.close()  # offline; the broker keeps its session and its cmd subscription
+    court.publish_command(DEVICE, command(1, CommandAction.DISARM, case_no=CASE_NO))
+    written = OTHER_CASE.replace("(", "（").replace(")", "）")
+    config.write_text(config.read_text(encoding="utf-8").replace(CASE_NO, written), encoding="utf-8")
+    assert load_config(config).case_no == written  # the same seal, key and MQTT account (its session), moved
+
+    again = online(runtimes, config, court)
+    assert court.wait_for(lambda c: bool(answers(c)), timeout=5), "the late command was not answered"
+    [(kind, answer)] = answers(court)
+    assert (kind, answer["command_id"], answer.get("reason")) == ("command_rejected", 1, "wrong_case"), answer
+    assert CASE_NO in str(answer["detail"]) and written in str(answer["detail"])
+    assert again.agent.armed
+    assert "disarmed" not in court.types(DEVICE)
+    rejected = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "command_rejected")
+    assert rejected.case_no == written  # the refusal is signed and filed under the case the seal guards now
+
+    assert send(court, command(2, CommandAction.DISARM, case_no=OTHER_CASE))[1]["result"] == "disarmed"
+    assert not again.agent.armed
+    check_chain(court.of(DEVICE), verify_key(config))
 
 
 def test_without_a_court_key_the_seal_does_not_start(

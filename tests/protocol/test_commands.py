@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,15 +15,21 @@ from seal_protocol.signing import generate_signing_key
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 COURT = generate_signing_key()
+CASE = "(2021)苏0214执1234号"
+OTHER_CASE = "(2022)苏0214执55号"
+CASE_FIELD = f'"case_no":"{CASE}"'.encode()
 
 
-def check(data: bytes, *, last: int = 0, now: datetime = NOW, device: str = "seal-a"):
-    return check_command(data, device_id=device, server_key=COURT.verify_key, last_accepted_id=last, now=now)
+def check(data: bytes, *, last: int = 0, now: datetime = NOW, device: str = "seal-a", case: str = CASE):
+    return check_command(
+        data, device_id=device, case_no=case, server_key=COURT.verify_key, last_accepted_id=last, now=now
+    )
 
 
 def signed(command_id: int = 5, **kw):
     kw.setdefault("key", COURT)
     kw.setdefault("now", NOW)
+    kw.setdefault("case_no", CASE)
     return encode_command(new_command(command_id=command_id, device_id="seal-a", action=CommandAction.DISARM, **kw))
 
 
@@ -36,6 +43,9 @@ def test_valid_command_accepted():
     [
         ({"key": generate_signing_key()}, {}, RejectReason.BAD_SIGNATURE),
         ({}, {"device": "seal-b"}, RejectReason.WRONG_DEVICE),
+        ({}, {"case": OTHER_CASE}, RejectReason.WRONG_CASE),
+        ({"case_no": OTHER_CASE}, {}, RejectReason.WRONG_CASE),
+        ({"case_no": "(2021)苏0214执12345号"}, {}, RejectReason.WRONG_CASE),  # one digit more is another case
         ({"ttl": timedelta(seconds=30)}, {"now": NOW + timedelta(seconds=31)}, RejectReason.EXPIRED),
         ({"now": NOW + timedelta(hours=1)}, {}, RejectReason.NOT_YET_VALID),
         ({}, {"last": 5}, RejectReason.REPLAYED),
@@ -52,8 +62,6 @@ def test_unsigned_and_malformed():
     with pytest.raises(CommandRefused) as info:
         check(unsigned)
     assert info.value.reason is RejectReason.MALFORMED
-    import json
-
     obj = json.loads(signed())
     obj["sig"] = None
     with pytest.raises(CommandRefused) as info:
@@ -81,10 +89,60 @@ def test_tampered_action_fails_signature():
         lambda b: b.replace(b'"args":{}', b'"args":{"a":1,"a":2}'),
         lambda b: b.replace(b',"device_id"', b', "device_id"'),
         lambda b: b[:-1] + b',"extra":1}',
+        lambda b: b.replace(CASE_FIELD + b",", b""),
+        lambda b: b.replace(CASE_FIELD, b'"case_no":1234'),
+        lambda b: b.replace(CASE_FIELD, b'"case_no":""'),
     ],
-    ids=["bool-id", "bool-v", "surrogate", "float", "duplicate-key", "white-space", "extra-field"],
+    ids=[
+        "bool-id",
+        "bool-v",
+        "surrogate",
+        "float",
+        "duplicate-key",
+        "white-space",
+        "extra-field",
+        "no-case",
+        "int-case",
+        "empty-case",
+    ],
 )
 def test_a_command_is_parsed_strictly(change):
     with pytest.raises(CommandRefused) as info:
         check(change(signed()))
     assert info.value.reason is RejectReason.MALFORMED
+
+
+def test_the_case_is_in_the_signed_bytes():
+    command = json.loads(signed())
+    assert command["case_no"] == CASE
+    data = signed().replace(CASE.encode(), OTHER_CASE.encode())
+    with pytest.raises(CommandRefused) as info:
+        check(data, case=OTHER_CASE)  # the seal of the other case gets a command edited to name its case
+    assert info.value.reason is RejectReason.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("issued_for", "configured"),
+    [
+        (CASE, "（2021）苏0214执1234号"),  # the court's canonical form; the installer typed full-width parentheses
+        ("（2021）苏0214执1234号", CASE),  # a case the court stored before numbers were checked
+        (CASE, "〔2021〕苏0214执1234号"),
+        (CASE, f" {CASE} "),
+        ("旧案 2019-17", "旧案 2019-17"),  # a legacy number that is no enforcement case number: compared as written
+    ],
+)
+def test_a_command_for_the_seals_case_in_another_spelling_is_obeyed(issued_for, configured):
+    command = check(signed(case_no=issued_for), case=configured)
+    assert command.case_no == issued_for
+
+
+def test_the_case_is_checked_after_the_signature_and_the_device_before_the_expiry():
+    with pytest.raises(CommandRefused) as info:
+        check(signed(case_no=OTHER_CASE, key=generate_signing_key()))
+    assert info.value.reason is RejectReason.BAD_SIGNATURE
+    with pytest.raises(CommandRefused) as info:
+        check(signed(case_no=OTHER_CASE), device="seal-b")
+    assert info.value.reason is RejectReason.WRONG_DEVICE
+    with pytest.raises(CommandRefused) as info:
+        check(signed(case_no=OTHER_CASE, ttl=timedelta(seconds=30)), now=NOW + timedelta(minutes=1), last=5)
+    assert info.value.reason is RejectReason.WRONG_CASE

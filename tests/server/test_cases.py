@@ -234,10 +234,14 @@ def test_a_case_cannot_close_with_seals_and_a_lifting_case_takes_none(session_fa
 
 
 @pytest.mark.postgres
-def test_a_seal_that_spells_its_case_full_width_lands_in_it(session_factory: SessionFactory, tmp_path: Path) -> None:
-    """The agent signs the number as configured; the court stores the event (verbatim) in the case it names."""
+@pytest.mark.parametrize("spelling", ["（2021）苏0214执1234号", "〔2021〕苏0214执1234号", "(2021）苏0214执1234号"])
+def test_a_seal_that_spells_its_case_full_width_lands_in_it(
+    session_factory: SessionFactory, tmp_path: Path, spelling: str
+) -> None:
+    """The agent signs the number as configured; the court stores the event (verbatim) in the case it names — any
+    spelling the seal itself takes for its case when it checks a command's (``same_case_no``, one definition)."""
     register(session_factory, SimulatedSeal("seal-w", CASE))
-    full_width = SimulatedSeal("seal-w", "（2021）苏0214执1234号")
+    full_width = SimulatedSeal("seal-w", spelling)
     with session_scope(session_factory) as session:  # the same device, its key as registered
         session.scalars(select(Seal).where(Seal.device_id == "seal-w")).one().public_key = full_width.public_key
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from seal_protocol import EventType
-from seal_protocol.commands import CommandAction, RejectReason, check_command
+from seal_protocol.commands import CommandAction, CommandRefused, RejectReason, check_command
 from seal_protocol.signing import generate_signing_key
 from server.auth.access import Role
 from server.auth.users import get_user
@@ -24,6 +24,8 @@ from server.errors import Conflict
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.results import Outcome
+from server.removal.release import take_off_moved
+from server.seals.enrolment import enrol_seal
 from server.seals.models import Seal
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user
@@ -117,10 +119,56 @@ def test_an_issued_command_is_pending_signed_and_numbered_upwards_per_seal(world
     assert (row.state, row.broker_accepted_at, row.answered_at) == ("pending", None, None)
     assert row.expires_at - row.issued_at == timedelta(minutes=10)
     command = check_command(
-        row.signed, device_id="seal-a", server_key=COURT_KEY.verify_key, last_accepted_id=0, now=utc_now()
+        row.signed,
+        device_id="seal-a",
+        case_no=CASE_A,
+        server_key=COURT_KEY.verify_key,
+        last_accepted_id=0,
+        now=utc_now(),
     )
-    assert (command.command_id, command.action) == (ids[0], CommandAction.DISARM)
+    assert (command.command_id, command.action, command.case_no) == (ids[0], CommandAction.DISARM, CASE_A)
     assert command.issued_at.startswith(row.issued_at.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_command_the_broker_delivers_after_its_seal_moved_is_refused_for_its_case_and_settled_rejected(
+    world: World, session_factory: SessionFactory
+) -> None:
+    """The court signs the case of the seal's binding into the command. The seal is then moved to another case
+    (``seal-server seal add --case``: the old binding's pending commands expire), but the broker had already taken
+    the disarm for the seal's session: the seal, now guarding case B, refuses those very bytes as ``wrong_case``,
+    and its signed answer settles the command ``rejected`` with that reason."""
+    command_id = world.issue(CommandAction.DISARM)
+    with session_scope(session_factory) as session:
+        enrol_seal(
+            session,
+            actor=None,
+            device_id="seal-a",
+            public_key=world.seal.public_key,
+            case_no=CASE_B,
+            on_moved=take_off_moved,
+        )
+    assert world.command(command_id).state == "expired"
+
+    world.seal.case_no = CASE_B  # installed on case B: its configuration names it
+    with pytest.raises(CommandRefused) as refused:
+        check_command(
+            world.command(command_id).signed,
+            device_id="seal-a",
+            case_no=world.seal.case_no,
+            server_key=COURT_KEY.verify_key,
+            last_accepted_id=0,
+            now=utc_now(),
+        )
+    assert (refused.value.reason, refused.value.command_id) == (RejectReason.WRONG_CASE, command_id)
+
+    assert world.reject(command_id, refused.value.reason.value) is Outcome.STORED
+    row = world.command(command_id)
+    assert (row.state, row.reason, row.case_no) == ("rejected", "wrong_case", CASE_A)
+    assert row.answered_at is not None and row.answer_seq == world.seal.seq
+    assert world.answers() == {"rejected": 1}
+    with session_factory() as session:
+        event = session.scalars(select(Event).where(Event.type == "command_rejected")).one()
+        assert event.case_no == CASE_B  # the refusal is on the record of the case the seal guards
 
 
 def test_an_unbound_seal_gets_no_command(world: World, session_factory: SessionFactory) -> None:

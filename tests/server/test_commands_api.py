@@ -60,6 +60,7 @@ def test_a_judge_disarms_and_the_command_is_pending_until_the_seal_answers(
     signed = check_command(
         command["command"].encode(),
         device_id="seal-a",
+        case_no=CASE_A,
         server_key=load_signing_key(tmp_path / "court-command.key").verify_key,
         last_accepted_id=0,
         now=utc_now(),

@@ -40,10 +40,13 @@ def test_creates_a_private_key_once_and_prints_its_public_key(
     # What is printed is what a seal pins, and it verifies what the server signs with the file's key.
     pinned = CommandsConfig(server_public_key=public_key).verify_key()
     assert pinned is not None
+    key = load_signing_key(key_file)
+    case_no = "(2021)苏0214执1234号"
     data = encode_command(
-        new_command(command_id=1, device_id="seal-1", action=CommandAction.PING, key=load_signing_key(key_file))
+        new_command(command_id=1, device_id="seal-1", case_no=case_no, action=CommandAction.PING, key=key)
     )
-    assert check_command(data, device_id="seal-1", server_key=pinned, last_accepted_id=0, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    assert check_command(data, device_id="seal-1", case_no=case_no, server_key=pinned, last_accepted_id=0, now=now)
 
 
 def test_without_a_key_file_setting_it_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
