@@ -164,14 +164,16 @@ def check_command(
         raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", cid) from None
     if command.device_id != device_id:
         raise CommandRefused(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id}", cid)
-    if not same_case_no(command.case_no, case_no):
-        raise CommandRefused(
-            RejectReason.WRONG_CASE, f"issued for case {command.case_no}, this seal guards {case_no}", cid
-        )
     if now > parse_ts(command.expires_at):
         raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
     if parse_ts(command.issued_at) > now + clock_skew:
         raise CommandRefused(RejectReason.NOT_YET_VALID, f"issued in the future ({command.issued_at})", cid)
     if cid <= last_accepted_id:
         raise CommandRefused(RejectReason.REPLAYED, f"id {cid} is not above the last accepted {last_accepted_id}", cid)
+    # Last: a command this seal carried out, delivered again after it was given another case (its acknowledgement
+    # not yet taken by the broker), is answered "replayed", never "wrong_case", which would say it was not obeyed.
+    if not same_case_no(command.case_no, case_no):
+        raise CommandRefused(
+            RejectReason.WRONG_CASE, f"issued for case {command.case_no}, this seal guards {case_no}", cid
+        )
     return command

@@ -27,12 +27,12 @@ from seal_protocol import (
     decode_signed_envelope,
     parse_topic,
 )
-from seal_protocol.case_numbers import same_case_no
 from seal_protocol.signing import VerifyKey
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, jpeg_problem
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
 from server.ingest.verifier import Checks, Verifier, check
+from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
 
 #: How far a seal's clock may be off when its event is matched to a binding that has ended: an event stamped up to
@@ -132,9 +132,9 @@ def check_signature(prepared: Prepared, envelope: Envelope, seal: SealRow, cache
 
 
 def binding_covers(binding: SealBinding, case_no: str, ts: datetime, *, skew: timedelta = BINDING_CLOCK_SKEW) -> bool:
-    """Was the seal bound to ``case_no`` (in any spelling) by ``binding`` when it says the event happened (``ts``),
-    give or take ``skew``?"""
-    if not same_case_no(binding.case_no, case_no) or ts < binding.bound_at - skew:
+    """Was the seal bound to ``case_no`` by ``binding`` when it says the event happened (``ts``), give or take
+    ``skew``?"""
+    if binding.case_no != case_no or ts < binding.bound_at - skew:
         return False
     return binding.unbound_at is None or ts < binding.unbound_at + skew
 
@@ -143,16 +143,17 @@ def current_case(seal: SealRow, envelope: Envelope) -> str | None:
     """The seal's current case if the envelope names it (in any spelling), else None (look at its bindings)."""
     if seal.case_no is None:
         return None
-    if same_case_no(envelope.case_no, seal.case_no):  # the seal checks a command's case the same way
+    if envelope.case_no == seal.case_no or seal.case_no in case_no_spellings(envelope.case_no):
         return seal.case_no
     return None
 
 
 def case_of_bindings(seal: SealRow, envelope: Envelope, bindings: list[SealBinding]) -> str:
     """The case of the binding (newest first) the event's time falls in; raise ``unbound_seal``/``wrong_case``."""
+    spellings = case_no_spellings(envelope.case_no)
     ts = envelope.occurred_at
     for binding in bindings:
-        if binding_covers(binding, envelope.case_no, ts):
+        if any(binding_covers(binding, spelling, ts) for spelling in spellings):
             return binding.case_no
     if seal.case_no is None:
         raise Rejected(

@@ -136,7 +136,9 @@ def test_a_command_for_the_seals_case_in_another_spelling_is_obeyed(issued_for, 
     assert command.case_no == issued_for
 
 
-def test_the_case_is_checked_after_the_signature_and_the_device_before_the_expiry():
+def test_the_case_is_checked_last():
+    """After the replay, above all: a command carried out, then delivered again once the seal guards another case,
+    is answered ``replayed`` (it was obeyed), not ``wrong_case``."""
     with pytest.raises(CommandRefused) as info:
         check(signed(case_no=OTHER_CASE, key=generate_signing_key()))
     assert info.value.reason is RejectReason.BAD_SIGNATURE
@@ -144,5 +146,11 @@ def test_the_case_is_checked_after_the_signature_and_the_device_before_the_expir
         check(signed(case_no=OTHER_CASE), device="seal-b")
     assert info.value.reason is RejectReason.WRONG_DEVICE
     with pytest.raises(CommandRefused) as info:
-        check(signed(case_no=OTHER_CASE, ttl=timedelta(seconds=30)), now=NOW + timedelta(minutes=1), last=5)
+        check(signed(case_no=OTHER_CASE, ttl=timedelta(seconds=30)), now=NOW + timedelta(minutes=1))
+    assert info.value.reason is RejectReason.EXPIRED
+    with pytest.raises(CommandRefused) as info:
+        check(signed(case_no=OTHER_CASE), last=5)  # id 5 was carried out
+    assert info.value.reason is RejectReason.REPLAYED
+    with pytest.raises(CommandRefused) as info:
+        check(signed(case_no=OTHER_CASE), last=4)
     assert info.value.reason is RejectReason.WRONG_CASE
