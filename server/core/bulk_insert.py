@@ -71,8 +71,10 @@ class BulkInsert:
         key = table.c[self._ids_by] if self._ids_by is not None else None
         processors = [(c, table.c[c].type._cached_bind_processor(dialect)) for c in columns]
         if dialect.name == "postgresql":
-            source = unnest_of({c: table.c[c].type for c in columns})
-            statement = insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
+            # in the arrays' order, so that the ids are given in the rows' order, as an executemany gives them
+            source = unnest_of({c: table.c[c].type for c in columns}, ordinality="n")
+            rows_in_order = select(*(source.c[c] for c in columns)).order_by(source.c.n)
+            statement = insert(table).from_select(columns, rows_in_order)
             if key is not None:
                 statement = statement.returning(key, table.c.id)
             sql = statement.compile(dialect=dialect)

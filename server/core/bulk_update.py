@@ -44,6 +44,7 @@ class BulkUpdate:
     ) -> None:
         if key not in params:
             raise ValueError(f"the key {key!r} must be one of the params")
+        self._key = key
         self._params = dict(params)
         self._processors: dict[str, list[tuple[str, Callable[[Any], Any] | None]]] = {}  # dialect name -> by name
         binds = {name: bindparam(f"b_{name}", type_=item) for name, item in params.items()}
@@ -65,6 +66,8 @@ class BulkUpdate:
     def execute(self, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
+        if len({row[self._key] for row in rows}) != len(rows):  # SQLite would apply each, PostgreSQL any one of them
+            raise ValueError(f"rows naming the same {self._key} twice")
         dialect = session.get_bind().dialect
         if dialect.name != "postgresql":
             session.execute(self._per_row, [{f"b_{name}": row[name] for name in self._params} for row in rows])

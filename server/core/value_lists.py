@@ -16,7 +16,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String, cast, func
+from sqlalchemy import Enum, String, cast, column, func
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -85,15 +86,26 @@ def _json_each(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({values}))"
 
 
-def unnest_of(columns: Mapping[str, TypeEngine[Any]], *, prefix: str = "") -> TableValuedAlias:
+def unnest_of(
+    columns: Mapping[str, TypeEngine[Any]], *, prefix: str = "", ordinality: str | None = None
+) -> TableValuedAlias:
     """PostgreSQL's ``unnest(CAST(:name AS type[]), …) AS anon(name, …)``: rows made of one array bound per name (the
-    arrays of equal length, each bound as ``prefix`` + its name), to insert or update many rows in one statement.
-    Each array is of the unbounded kind of its type (``VARCHAR[]``, not ``VARCHAR(36)[]``: that cast would cut a
-    longer value instead of refusing it)."""
+    arrays of equal length, each bound as ``prefix`` + its name), to insert or update many rows in one statement;
+    ``ordinality``: the name of one more column, each row's place in the arrays (1, 2, …). Each array is of the
+    unbounded kind of its type (``VARCHAR[]``, not ``VARCHAR(36)[]``: that cast would cut a longer value instead of
+    refusing it)."""
+    arrays = [cast(bindparam(prefix + name), ARRAY(_array_item(item))) for name, item in columns.items()]
+    typed = [column(name, item) for name, item in columns.items()]
+    return func.unnest(*arrays).table_valued(*typed, with_ordinality=ordinality).render_derived()
 
-    def array(name: str, item: TypeEngine[Any]) -> ColumnElement[Any]:
-        stored = item.impl_instance if isinstance(item, TypeDecorator) else item
-        return cast(bindparam(prefix + name), ARRAY(String() if isinstance(stored, String) else item))
 
-    arrays = [array(name, item) for name, item in columns.items()]
-    return func.unnest(*arrays).table_valued(*columns).render_derived()
+def _array_item(item: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The type of an array's items for a column of type ``item``, as PostgreSQL stores the column (a variant, or a
+    decorator's type there): plain text unbounded, anything else itself (a native enum, a UUID)."""
+    stored = item.dialect_impl(_POSTGRESQL)
+    if isinstance(stored, TypeDecorator):
+        stored = stored.impl_instance.dialect_impl(_POSTGRESQL)
+    return String() if isinstance(stored, String) and not isinstance(stored, Enum) else stored
+
+
+_POSTGRESQL = postgresql.dialect()

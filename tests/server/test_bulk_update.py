@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import Engine, Table, or_, text, update
 
 from server.core.bulk_update import BulkUpdate
@@ -64,3 +65,11 @@ def test_rows_are_updated_by_key_where_the_condition_holds_as_sqlalchemy_updates
         state = session.get(ChainState, "seal-0")
         assert state is not None
         assert (state.max_seq, state.missing, state.updated_at) == (12, missing, AT)
+
+
+def test_rows_naming_one_key_twice_are_refused(engine: Engine) -> None:
+    """SQLite would apply both, PostgreSQL either one: neither is what the caller meant."""
+    factory = make_session_factory(engine)
+    row = {"device_id": "seal-0", "max_seq": 12, "missing": [], "updated_at": AT}
+    with factory() as session, pytest.raises(ValueError, match="twice"):
+        FORWARD.execute(session, [row, {**row, "max_seq": 13}])

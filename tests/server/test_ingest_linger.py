@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from seal_dev.broker import PrivateBroker
-from server.core.db import make_engine, make_session_factory
+from server.core.db import READ_ONLY, make_engine, make_session_factory
 from server.migrations.run import init_db
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
@@ -27,10 +27,12 @@ def test_a_message_that_waited_for_the_batch_before_is_not_made_to_linger_again(
     engine = make_engine(f"sqlite:///{path}")
     init_db(engine)
     factory = make_session_factory(engine)
+    reader = make_session_factory(engine.execution_options(**READ_ONLY))  # its polls take no write lock
     seal = SimulatedSeal("seal-a", CASE_A)
     register(factory, seal)
     settings = server_mqtt_settings(broker, tmp_path).model_copy(update={"batch_linger_ms": LINGER_S * 1000})
     running = start_ingest(settings, factory, tmp_path)
+    assert running.ingest.wait_subscribed(30), "the ingest did not subscribe"
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         with seal_connection(broker, seal.device_id) as conn:
@@ -41,7 +43,7 @@ def test_a_message_that_waited_for_the_batch_before_is_not_made_to_linger_again(
             time.sleep(LINGER_S + 0.5)  # the second waits behind it, longer than a linger
             holder.execute("COMMIT")
             released = time.monotonic()
-            assert wait_until(lambda: stored_seqs(factory) == [1, 2], 10 * LINGER_S)
+            assert wait_until(lambda: stored_seqs(reader) == [1, 2], 10 * LINGER_S)
             waited = time.monotonic() - released
         # stored with the first batch's commit, plus a moment; lingering again would have taken LINGER_S more
         assert waited < LINGER_S / 2, f"the second event was stored {waited:.2f} s after the first batch's lock"

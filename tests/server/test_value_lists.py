@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Enum, String, Table, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import StatementError
 
-from server.core.value_lists import one_of
+from server.core.base import UTCDateTime
+from server.core.value_lists import one_of, unnest_of
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 
@@ -86,3 +88,17 @@ def test_a_list_of_5000_values_is_one_parameter(registered: Engine) -> None:
     wanted = [f"seal-x{i}" for i in range(5000)] + ["seal-2"]
     with registered.connect() as conn:
         assert list(conn.scalars(QUERY, {"ids": wanted})) == ["seal-2"]
+
+
+def test_the_arrays_are_of_the_types_postgresql_stores_the_columns_in() -> None:
+    """Text unbounded (a cast to VARCHAR(36)[] would cut a longer value); a native enum, a variant for PostgreSQL and
+    a decorated type as PostgreSQL stores them."""
+    columns = {
+        "text": String(36),
+        "mood": Enum("calm", "alert", name="mood"),
+        "ref": String(36).with_variant(postgresql.UUID(), "postgresql"),
+        "at": UTCDateTime(),
+    }
+    sql = str(select(unnest_of(columns)).compile(dialect=postgresql.psycopg.dialect()))
+    for cast_to in ("VARCHAR[]", "mood[]", "UUID[]", "TIMESTAMP WITH TIME ZONE[]"):
+        assert f"AS {cast_to})" in sql, sql
