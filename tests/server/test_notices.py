@@ -110,16 +110,23 @@ def pdf_fonts(pdf: bytes) -> list[list[str]]:
 
 
 def qr_text(pdf: bytes, tmp_path: Path) -> str:
-    """What the QR code on the PDF's page says, read as a phone would: the page as a picture, then OpenCV."""
+    """What the QR code on the PDF's page says, read as a phone would: the page as a picture, then OpenCV — looking
+    again, nearer or farther, as a phone does when its first look finds nothing."""
     import cv2
 
     (tmp_path / "notice.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "200", "-png", "-singlefile", "notice.pdf", "page"], cwd=tmp_path, check=True)
-    picture = cv2.imread(str(tmp_path / "page.png"))
-    # OpenCV's ArUco-based detector: its classic QRCodeDetector misses about one code in ten of this size (version 13)
-    # even on a flawless picture, which zbar and phones read.
-    text, _points, _code = cv2.QRCodeDetectorAruco().detectAndDecode(picture)
-    return str(text)
+    # OpenCV's detectors each miss some codes of this size (version 13) on a flawless picture, which zbar and phones
+    # read; which ones depends on the code's content (the token's times), so one look at one size fails now and then.
+    for dpi in (200, 300, 150):
+        subprocess.run(
+            ["pdftoppm", "-r", str(dpi), "-png", "-singlefile", "notice.pdf", "page"], cwd=tmp_path, check=True
+        )
+        picture = cv2.imread(str(tmp_path / "page.png"))
+        for detector in (cv2.QRCodeDetectorAruco(), cv2.QRCodeDetector()):
+            text, _points, _code = detector.detectAndDecode(picture)
+            if text:
+                return str(text)
+    return ""
 
 
 def token_of(url: str) -> str:
