@@ -37,6 +37,10 @@ CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its
 #: A case whose access code no longer signs in (nor is issued).
 CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
 WRONG_CURRENT_PASSWORD = "the current password is wrong"
+#: Why a sign-in or a password change that checked a password hash replaced since may not go on (so far).
+PASSWORD_CHANGED = "password changed meanwhile"
+#: How many times a sign-in checks the password against a hash stored meanwhile (:func:`_look_again`).
+LOOKS_AGAIN = 3
 CHANGED_MEANWHILE = "your password was changed, or your account disabled, meanwhile: this login has ended; log in again"
 
 
@@ -75,7 +79,7 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     if user is not None and reason is None:
         # The session is issued in a transaction that looks again: a password changed, or the account disabled,
         # while the password was being checked stops this sign-in as it ended the others.
-        reason = _changed_meanwhile(session, user, checked_hash)
+        reason, new_hash = _look_again(session, user, password, checked_hash, new_hash)
     if user is None or reason is not None:
         record_audit(session, actor=None, action="login.failed", target=username, details={"ip": ip, "reason": reason})
         session.commit()
@@ -85,6 +89,30 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     if new_hash is not None:  # the stored hash is still the one verified (_changed_meanwhile, under the row's lock)
         user.password_hash = new_hash
     return _start(session, user, settings, ip=ip, details={"ip": ip})
+
+
+def _look_again(
+    session: Session, user: User, password: str, checked_hash: str | None, new_hash: str | None
+) -> tuple[str | None, str | None]:
+    """Why ``user`` may not sign in after all (:func:`_changed_meanwhile`), or ``None``, with the hash to store (a
+    rehash of the one stored, or ``None``); the user's row is then locked until the session is issued.
+
+    A hash stored meanwhile is not always a new password: another sign-in of the user at the same moment made the
+    same password's hash anew (old argon2 parameters). So the password is checked again, against the hash stored
+    now, with no transaction held (the row's lock, on SQLite the write lock, is let go while argon2 works): a
+    password changed by its owner or reset by a clerk does not match it and still stops this sign-in; a disabled
+    account stops it whatever the hash. A few times at most, should the hash keep changing."""
+    for _ in range(LOOKS_AGAIN):
+        reason = _changed_meanwhile(session, user, checked_hash)
+        if reason != PASSWORD_CHANGED:
+            return reason, new_hash
+        checked_hash, username = user.password_hash, user.username
+        session.commit()  # no lock held while the password is checked again (and ``user`` is not read meanwhile)
+        if not verify_password(checked_hash, password):
+            return reason, None
+        logger.info("login of %s: the password hash was made anew meanwhile, and the password matches it", username)
+        new_hash = rehashed(checked_hash, password)
+    return _changed_meanwhile(session, user, checked_hash), new_hash
 
 
 def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = None) -> str | None:
@@ -100,7 +128,7 @@ def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = 
     if user.disabled:
         return "disabled"
     if checked_hash is not None and user.password_hash != checked_hash:
-        return "password changed meanwhile"
+        return PASSWORD_CHANGED
     return None
 
 
