@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from server.audit.service import record_audit
 from server.auth.access_codes import code_matches, find_code
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
-from server.auth.models import CaseAccessCode, User
+from server.auth.models import AuthSession, CaseAccessCode, User
 from server.auth.passwords import hash_password, rehashed, verify_password
 from server.auth.sessions import IssuedSession, issue_session, revoke_session, revoke_user_sessions
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
@@ -37,7 +37,15 @@ CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its
 #: A case whose access code no longer signs in (nor is issued).
 CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
 WRONG_CURRENT_PASSWORD = "the current password is wrong"
+#: Why a sign-in or a password change that checked a password hash replaced since may not go on (so far).
+PASSWORD_CHANGED = "password changed meanwhile"
+#: How many times a sign-in checks the password against a hash stored meanwhile (:func:`_look_again`).
+LOOKS_AGAIN = 3
 CHANGED_MEANWHILE = "your password was changed, or your account disabled, meanwhile: this login has ended; log in again"
+LOGIN_ENDED = (
+    "此次登录已结束（已在别处退出，或已过期），请重新登录。 / "
+    "This login has ended meanwhile (signed out, or expired): log in again."
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     if user is not None and reason is None:
         # The session is issued in a transaction that looks again: a password changed, or the account disabled,
         # while the password was being checked stops this sign-in as it ended the others.
-        reason = _changed_meanwhile(session, user, checked_hash)
+        reason, new_hash = _look_again(session, user, password, checked_hash, new_hash)
     if user is None or reason is not None:
         record_audit(session, actor=None, action="login.failed", target=username, details={"ip": ip, "reason": reason})
         session.commit()
@@ -85,6 +93,30 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
     if new_hash is not None:  # the stored hash is still the one verified (_changed_meanwhile, under the row's lock)
         user.password_hash = new_hash
     return _start(session, user, settings, ip=ip, details={"ip": ip})
+
+
+def _look_again(
+    session: Session, user: User, password: str, checked_hash: str | None, new_hash: str | None
+) -> tuple[str | None, str | None]:
+    """Why ``user`` may not sign in after all (:func:`_changed_meanwhile`), or ``None``, with the hash to store (a
+    rehash of the one stored, or ``None``); the user's row is then locked until the session is issued.
+
+    A hash stored meanwhile is not always a new password: another sign-in of the user at the same moment made the
+    same password's hash anew (old argon2 parameters). So the password is checked again, against the hash stored
+    now, with no transaction held (the row's lock, on SQLite the write lock, is let go while argon2 works): a
+    password changed by its owner or reset by a clerk does not match it and still stops this sign-in; a disabled
+    account stops it whatever the hash. A few times at most, should the hash keep changing."""
+    for _ in range(LOOKS_AGAIN):
+        reason = _changed_meanwhile(session, user, checked_hash)
+        if reason != PASSWORD_CHANGED:
+            return reason, new_hash
+        checked_hash, username = user.password_hash, user.username
+        session.commit()  # no lock held while the password is checked again (and ``user`` is not read meanwhile)
+        if not verify_password(checked_hash, password):
+            return reason, None
+        logger.info("login of %s: the password hash was made anew meanwhile, and the password matches it", username)
+        new_hash = rehashed(checked_hash, password)
+    return _changed_meanwhile(session, user, checked_hash), new_hash
 
 
 def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = None) -> str | None:
@@ -100,7 +132,7 @@ def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = 
     if user.disabled:
         return "disabled"
     if checked_hash is not None and user.password_hash != checked_hash:
-        return "password changed meanwhile"
+        return PASSWORD_CHANGED
     return None
 
 
@@ -175,7 +207,8 @@ def sign_out(session: Session, *, user: User, session_id: int) -> None:
 def change_password(session: Session, *, user: User, session_id: int, current: str, new: str) -> None:
     """Change ``user``'s own password; their other logins end. Raise :class:`Forbidden` if ``current`` is wrong, and
     :class:`NotAuthenticated` if the password was changed or the user disabled while they were being checked (that
-    ended this login too). The caller has checked the new password's length (the API's and the page's models do).
+    ended this login too), or this login (``session_id``) ended meanwhile: signed out in another tab, ended by a
+    clerk, expired. The caller has checked the new password's length (the API's and the page's models do).
 
     As at sign-in, argon2 works with no transaction held (on SQLite the request's transaction holds the write lock
     from its first statement): the current password is checked and the new one hashed first, then the transaction
@@ -186,11 +219,25 @@ def change_password(session: Session, *, user: User, session_id: int, current: s
         raise Forbidden(WRONG_CURRENT_PASSWORD)
     new_hash = hash_password(new)
     reason = _changed_meanwhile(session, user, checked_hash)
-    if reason is not None:
+    ended = _login_ended(session, session_id) if reason is None else None
+    if reason is not None or ended is not None:
         session.rollback()
-        logger.warning("password change of %s refused: %s", username, reason)
-        raise NotAuthenticated(CHANGED_MEANWHILE)
+        logger.warning("password change of %s refused: %s", username, reason or ended)
+        raise NotAuthenticated(CHANGED_MEANWHILE if reason is not None else LOGIN_ENDED)
     user.password_hash = new_hash
     revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=session_id)
     record_audit(session, actor=user, action="user.password", target=user.username)
     session.commit()
+
+
+def _login_ended(session: Session, session_id: int) -> str | None:
+    """Why the login ``session_id`` no longer acts, read again and locked after the user's row (as
+    :func:`_changed_meanwhile` locks it) until the change commits — signed out, ended (a clerk's change of the
+    user's role), expired since the request found it live — or ``None``. A sign-out that comes later waits for the
+    change, and then ends this login as it would have."""
+    login = session.get(AuthSession, session_id, with_for_update=NO_KEY_UPDATE, populate_existing=True)
+    if login is None or login.revoked_at is not None:
+        return "this login ended meanwhile"
+    if login.expires_at <= utc_now():
+        return "this login expired meanwhile"
+    return None

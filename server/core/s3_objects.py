@@ -10,7 +10,9 @@ Requests are bounded (connect and read timeouts, few attempts), and after the st
 fails at once for ``pause_after_failure_s`` (doubled after each further failure in a row, up to five minutes)
 instead of waiting for the timeouts of every request, so that a dead endpoint cannot hold the ingest for long. An
 error about one object fails that request alone (logged, naming the object): the others are still tried. Only an
-answer to a request sent after the pause began ends it: one already in flight then says nothing of the store since.
+answer to a request sent after the pause began ends it, and only the failure of such a request lengthens it: one
+already in flight then says nothing of the store since (requests that time out together against a dead store pause
+it as one failure does, not as many in a row).
 """
 
 from __future__ import annotations
@@ -119,10 +121,12 @@ class S3Objects:
     def open(self, name: str) -> Blob | None:
         key = self.prefix + name
         try:
-            answer = self._call(f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key), key=key)
+            answer, sent_after = self._send(
+                f"read {key}", lambda: self._client.get_object(Bucket=self.bucket, Key=key), key=key
+            )
         except _Missing:
             return None
-        return Blob(int(answer["ContentLength"]), self._chunks(key, answer["Body"]))
+        return Blob(int(answer["ContentLength"]), self._chunks(key, answer["Body"], sent_after))
 
     def size(self, name: str) -> int | None:
         key = self.prefix + name
@@ -164,11 +168,11 @@ class S3Objects:
             return False
         return True
 
-    def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
+    def _chunks(self, key: str, body: Any, sent_after: int) -> Iterator[bytes]:
         try:
             yield from body.iter_chunks(CHUNK_BYTES)
         except (BotoCoreError, OSError) as exc:
-            self._failed(f"reading {key} failed: {exc}")
+            self._failed(f"reading {key} failed: {exc}", sent_after)
             raise ContentStoreUnavailable(f"{self.description}: reading {key} failed: {exc}") from exc
         finally:
             body.close()
@@ -179,6 +183,13 @@ class S3Objects:
         """``request``'s answer; raise :class:`_Exists` (412, 409), :class:`_Missing` (404 to a read; to a write,
         there is no bucket or endpoint to write to: unavailable) or an :class:`OSError` — a
         :class:`~server.errors.ContentStoreUnavailable` (and a pause) only if the store as a whole cannot be used."""
+        return self._send(what, request, pause=pause, writing=writing, key=key)[0]
+
+    def _send(
+        self, what: str, request: Callable[[], T], *, pause: bool = True, writing: bool = False, key: str = ""
+    ) -> tuple[T, int]:
+        """As :meth:`_call`, with the number of pauses the request was sent under (for a failure met later, while
+        the answer's body is read)."""
         with self._lock:
             left = self._paused_until - time.monotonic()
             failure = self._failure
@@ -200,31 +211,45 @@ class S3Objects:
             if in_row >= SERVER_ERRORS_IN_ROW:
                 reason = f"{reason} ({in_row} objects with server errors in a row: the store's own)"
             if _unavailable(code, status, writing=writing) or in_row >= SERVER_ERRORS_IN_ROW:
-                self._failed(reason)
+                self._failed(reason, sent_after)
                 raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
             self._failed_alone(reason, sent_after, server_error=in_row > 0)
             raise ContentStoreError(f"{self.description}: {reason}") from None
         except _NO_ANSWER as exc:
             reason = f"cannot {what}: {exc}"
-            self._failed(reason)
+            self._failed(reason, sent_after)
             raise ContentStoreUnavailable(f"{self.description}: {reason}") from None
         except BotoCoreError as exc:  # botocore's own refusal of this request (a parameter, an unreadable answer)
             self._failed_alone(f"cannot {what}: {exc}", sent_after)
             raise ContentStoreError(f"{self.description}: cannot {what}: {exc}") from None
         self._answered(sent_after)
-        return answer
+        return answer, sent_after
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, sent_after: int) -> None:
         """Pause: ``pause_after_failure_s``, doubled after each further failure in a row up to
         :data:`MAX_PAUSE_S`, so that a store that keeps swallowing requests holds the ingest a few seconds in minutes,
-        not a few seconds in every few."""
+        not a few seconds in every few. Only a request sent after the last pause began (``sent_after`` pauses, as
+        :meth:`_answered` counts) pauses it again: the others were in flight together with the one that began it,
+        and their failures are the same evidence again — ten requests timing out at once against a dead store must
+        not double the pause ten times, to its longest."""
         with self._lock:
-            self._pauses += 1
-            self._failures += 1
-            pause = min(self._pause_s * 2 ** (self._failures - 1), max(self._pause_s, MAX_PAUSE_S))
-            self._paused_until = time.monotonic() + pause
-            self._failure = reason
-        logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, pause)
+            stale = sent_after != self._pauses
+            if not stale:
+                self._pauses += 1
+                self._failures += 1
+                pause = min(self._pause_s * 2 ** (self._failures - 1), max(self._pause_s, MAX_PAUSE_S))
+                self._paused_until = time.monotonic() + pause
+                self._failure = reason
+            left = max(self._paused_until - time.monotonic(), 0.0)
+        if stale:
+            logger.warning(
+                "%s: %s (a request sent before the store was last paused: the pause is not lengthened, %.1f s left)",
+                self.description,
+                reason,
+                left,
+            )
+        else:
+            logger.warning("%s: %s (not tried again for %.1f s)", self.description, reason, left)
 
     def _failed_alone(self, reason: str, sent_after: int, *, server_error: bool = False) -> None:
         """A request failed for itself (``reason`` names its object), while the store answers: no pause, and the

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
+from sqlalchemy import select
+
 from seal_protocol.signing import load_or_create_signing_key
 from server.auth.access import Role
-from server.auth.passwords import hash_password
+from server.auth.models import User
+from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots
 from server.auth.sessions import issue_session
 from server.auth.users import assign_case, create_user, get_user
 from server.config import CommandSettings, EvidenceSettings, MqttSettings, NoticeSettings, Settings
@@ -19,6 +24,8 @@ from server.core.db import SessionFactory, session_scope
 PASSWORD = "correct horse battery staple"
 LOG_ORIGIN = "court.example/seal-log"
 PUBLIC_BASE_URL = "https://seal.court.example"
+#: Weaker argon2 parameters than the current ones (argon2-cffi's defaults): a hash stored before they were raised.
+OLD_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
 
 @cache
@@ -60,3 +67,31 @@ def bearer(session_factory: SessionFactory, username: str) -> dict[str, str]:
         user = get_user(session, username=username)
         issued = issue_session(session, user=user, now=utc_now(), ttl_s=3600)
     return {"Authorization": f"Bearer {issued.token}"}
+
+
+def add_user_with_old_hash(session_factory: SessionFactory, username: str, password: str) -> str:
+    """An officer whose password hash was made with :data:`OLD_HASHER`'s parameters; that hash."""
+    old = OLD_HASHER.hash(password)
+    with session_scope(session_factory) as session:
+        create_user(session, username=username, role=Role.OFFICER, password_hash=old)
+    return old
+
+
+def stored_hash(session_factory: SessionFactory, username: str) -> str | None:
+    with session_factory() as session:
+        return session.scalar(select(User.password_hash).where(User.username == username))
+
+
+@contextmanager
+def hashing_slots_taken() -> Iterator[None]:
+    """Every hashing slot taken (as by other sign-ins hashing) until the block ends: a password check or hash waits
+    for one meanwhile, with no transaction held."""
+    taken = 0
+    try:
+        for _ in range(MAX_CONCURRENT_HASHES):
+            assert hashing_slots.acquire(timeout=5)
+            taken += 1
+        yield
+    finally:
+        for _ in range(taken):
+            hashing_slots.release()

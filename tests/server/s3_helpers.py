@@ -142,6 +142,8 @@ class Relay:
                 held = next((event for key, event in self._holds.items() if key in path), None)
                 if held is not None:
                     held.wait(10)
+                    if self.mode == "off":  # it went off meanwhile: the request was cut, never forwarded
+                        return
                 fault = next((f for key, f in self._faults.items() if key in path), None)
                 if fault is not None:
                     if headers.get("expect", "").lower() != "100-continue":  # else the body is never sent
@@ -210,8 +212,8 @@ def _answer_error(conn: socket.socket, method: str, status: int, code: str) -> N
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    source.settimeout(None)
     try:
+        source.settimeout(None)
         while data := source.recv(65536):
             sink.sendall(data)
     except OSError:

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -21,12 +20,11 @@ from server.auth.login import SignedIn, sign_in
 from server.auth.models import AuthSession, LoginFailure, User
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, rehashed, verify_password
 from server.auth.throttle import ThrottleLimits, begin_login_attempt, forget_login_attempt
-from server.auth.users import create_user
 from server.config import AuthSettings, HttpSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, make_session_factory, session_scope
 from server.seals.cases import add_case
-from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
+from tests.server.auth_helpers import PASSWORD, add_user, add_user_with_old_hash, bearer, make_settings, stored_hash
 from tests.server.pg_locks import Side, wait_for_lock_waits
 
 CASE = "(2021)苏0214执1234号"
@@ -340,22 +338,6 @@ def test_password_checks_wait_for_a_free_slot() -> None:
             hashing_slots.release()
     assert done.wait(10)
     thread.join(10)
-
-
-#: Weaker argon2 parameters than the current ones (argon2-cffi's defaults): a hash stored before they were raised.
-OLD_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
-
-
-def add_user_with_old_hash(session_factory: SessionFactory, username: str, password: str) -> str:
-    old = OLD_HASHER.hash(password)
-    with session_scope(session_factory) as session:
-        create_user(session, username=username, role=Role.OFFICER, password_hash=old)
-    return old
-
-
-def stored_hash(session_factory: SessionFactory, username: str) -> str | None:
-    with session_factory() as session:
-        return session.scalar(select(User.password_hash).where(User.username == username))
 
 
 def test_a_hash_with_old_argon2_parameters_is_made_anew_at_sign_in(

@@ -1,6 +1,7 @@
 """Changing one's own password: the current password is checked and the new one hashed with no transaction held
 (argon2 takes 64 MiB and tens of milliseconds, more while it waits for a hashing slot), and the transaction that
-stores the new hash looks at the user's row again — a reset or a disabling committed meanwhile stops the change."""
+stores the new hash looks at the user's row again — a reset or a disabling committed meanwhile stops the change —
+and at the login it is made from: one ended meanwhile (signed out in another tab) stops it too."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 
 from server.auth.access import Role
 from server.auth.errors import NotAuthenticated
-from server.auth.login import change_password
+from server.auth.login import change_password, sign_out
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
 from server.auth.sessions import issue_session, resolve_session
 from server.auth.users import change_user, get_user
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from tests.agent.helpers import wait_until
-from tests.server.auth_helpers import PASSWORD, add_user
+from tests.server.auth_helpers import PASSWORD, add_user, hashing_slots_taken
 from tests.server.pg_locks import Side
 
 NEW = "a brand new passphrase"
@@ -96,3 +97,47 @@ def test_a_password_change_with_nothing_meanwhile_stores_the_new_hash_and_ends_t
         assert verify_password(get_user(session, username="officer").password_hash, NEW)
         assert resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) is not None
         assert resolve_session(session, secret=other.token, via_cookie=False, now=utc_now()) is None
+
+
+@pytest.mark.parametrize("meanwhile", ["signed out", "role changed"])
+def test_a_password_change_from_a_login_ended_meanwhile_is_refused(
+    meanwhile: str, session_factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The officer changes their password in one tab and signs out in another while the change waits for a hashing
+    slot (or a clerk changes their role, which ends their logins): the change, made from a login that has ended, is
+    refused as a reset meanwhile refuses it (401, log in again) — before, it went through, and ended the officer's
+    other logins."""
+    add_user(session_factory, "clerk", Role.CLERK)
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        officer = get_user(session, username="officer")
+        mine, other = (issue_session(session, user=officer, now=utc_now(), ttl_s=3600) for _ in range(2))
+    read = threading.Event()
+
+    def change() -> None:
+        with session_factory() as session:  # a request of the officer's, its login live when resolved
+            resolved = resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now())
+            assert resolved is not None
+            login, officer = resolved
+            read.set()
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+
+    with hashing_slots_taken():
+        changing = Side(change)
+        assert read.wait(5)
+        with session_scope(session_factory) as session:
+            officer = get_user(session, username="officer")
+            if meanwhile == "signed out":
+                sign_out(session, user=officer, session_id=mine.session_id)
+            else:
+                change_user(session, actor=get_user(session, username="clerk"), user=officer, role=Role.JUDGE)
+    with pytest.raises(NotAuthenticated, match="This login has ended meanwhile"):
+        changing.join()
+
+    with session_factory() as session:
+        assert verify_password(get_user(session, username="officer").password_hash, PASSWORD)  # not changed
+        assert resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) is None
+        still = resolve_session(session, secret=other.token, via_cookie=False, now=utc_now())
+        assert (still is not None) is (meanwhile == "signed out")  # not ended by the change
+    refused = [r.getMessage() for r in caplog.records if r.name == "server.auth.login"]
+    assert refused == ["password change of officer refused: this login ended meanwhile"]

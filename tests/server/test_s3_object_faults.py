@@ -5,6 +5,7 @@ key and forwards the others; a real database for the ingest."""
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,50 @@ def test_the_answer_to_a_request_in_flight_when_the_store_was_paused_does_not_en
     with pytest.raises(ContentStoreUnavailable, match="SlowDown.*tried again in"):
         store.put(sha_of(later), later)
     assert len(relay.requests) == tried  # still paused: that write never reached the store
+
+
+@pytest.mark.parametrize("failure", ["no answer", "SlowDown"])
+def test_requests_in_flight_together_that_fail_pause_the_store_as_one_failure_does(
+    failure: str, relay: Relay, s3_store: PrivateS3, tmp_path: Path
+) -> None:
+    """Four pictures are being written when the store dies (their connections cut) or says it is busy (503): the
+    first failure pauses it for ``pause_after_failure_s``; the others were sent before that pause began and do not
+    double it three times more (to its longest, five minutes)."""
+    store = relayed_snapshots(s3_store, relay, tmp_path)
+    pictures = [jpeg_bytes(shade=60 + n) for n in range(4)]
+    releases = [relay.hold(sha_of(picture)) for picture in pictures]
+    failed: list[BaseException] = []
+
+    def write(picture: bytes) -> None:
+        try:
+            store.put(sha_of(picture), picture)
+        except ContentStoreUnavailable as exc:
+            failed.append(exc)
+
+    writers = [threading.Thread(target=write, args=(picture,)) for picture in pictures]
+    for writer in writers:
+        writer.start()
+    try:
+        # all four in flight, held by the relay: each was sent before any failed
+        assert wait_until(lambda: all(requests_for(relay, picture) == ["PUT"] for picture in pictures), 5)
+        if failure == "no answer":
+            relay.set("off")
+        else:
+            for picture in pictures:
+                relay.fail(sha_of(picture), 503, "SlowDown")
+    finally:
+        for release in releases:
+            release.set()
+        for writer in writers:
+            writer.join(10)
+    assert len(failed) == len(pictures)
+    assert not [exc for exc in failed if "tried again in" in str(exc)]  # each reached the store and failed there
+
+    later = jpeg_bytes(shade=64)
+    with pytest.raises(ContentStoreUnavailable, match="tried again in") as paused:
+        store.put(sha_of(later), later)
+    left = re.search(r"tried again in ([0-9.]+) s", str(paused.value))
+    assert left is not None and PAUSE_S - 10 < float(left[1]) <= PAUSE_S  # one failure's pause, not 2, 4 or 8 times
 
 
 def test_a_picture_the_store_fails_is_quarantined_alone_and_the_event_and_the_others_are_stored(
