@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
             assert runtime.delivery.events.wait_drained(20), "the court did not receipt agent_started"
 
             def alarms_stored() -> int:
-                with court.session_factory() as session:
+                with court.reader() as session:
                     return int(session.scalar(select(func.count(Alarm.id))) or 0)
 
             db: list[float] = []

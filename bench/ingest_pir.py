@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess, seal_config
-from server.core.db import SessionFactory, make_engine, make_session_factory, session_scope
+from server.core.db import READ_ONLY, SessionFactory, make_engine, make_session_factory, session_scope
 from server.evidence.models import Event
 from server.seals.registry import register_seal
 
@@ -114,7 +114,9 @@ def main(argv: list[str]) -> int:
     print(base64.b64encode(bytes(load_signing_key(config.key_path).verify_key)).decode("ascii"), flush=True)
     sys.stdin.readline()  # registered with the court
     engine = make_engine(args.database_url)
-    session_factory = make_session_factory(engine)
+    # polled every 2 ms while the court writes: on SQLite a poll that took the write lock (BEGIN IMMEDIATE, as the
+    # court's own sessions do) would wait for the court's batches in SQLite's busy handler, up to 100 ms a sleep
+    session_factory = make_session_factory(engine.execution_options(**READ_ONLY))
     runtime.start()
     try:
         assert runtime.publisher.wait_connected(30), "the PIR seal did not connect"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
-from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.db import READ_ONLY, SessionFactory, make_engine, make_session_factory
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
 
@@ -58,6 +58,9 @@ class CourtProcess:
             engine.dispose()
         self._engine = make_engine(self.database_url)
         self.session_factory: SessionFactory = make_session_factory(self._engine)
+        #: Sessions that only read: on SQLite they begin DEFERRED, so that polling the court's database while it is
+        #: measured takes no write lock (a poll that does waits in SQLite's busy handler, up to 100 ms a sleep).
+        self.reader: SessionFactory = make_session_factory(self._engine.execution_options(**READ_ONLY))
 
     @property
     def config_path(self) -> Path:
