@@ -98,10 +98,10 @@ class MqttSettings(BaseModel):
         5.0,
         ge=0,
         le=1000,
-        description="When fewer than batch_size messages are waiting, the ingest stores them this long after the "
-        "first of them arrived (at once if it has waited that long already for the batch before), so that a steady "
-        "stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever its size). "
-        "It adds at most this much to an event's time to its commit. 0: store at once.",
+        description="When fewer than batch_size messages are waiting as a batch begins, the ingest waits this long "
+        "once before it stores them, so that a steady stream is stored in fewer, larger transactions (each costs "
+        "about a millisecond of CPU whatever its size). It adds at most this much to an event's time to its commit, "
+        "besides the wait for the batch before it. 0: store at once.",
     )
     verifier_process: bool = Field(
         True,
@@ -243,7 +243,7 @@ class RemovalSettings(BaseModel):
     proof_dir: OptionalPath = Field(
         None,
         description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
-        'SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = "s3".',
+        "SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = \"s3\".",
     )
     proof_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
@@ -290,7 +290,7 @@ class Settings(BaseModel):
         f"${DATABASE_URL_ENV} overrides it.",
     )
     snapshot_dir: Path = Field(
-        description='Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = "s3").'
+        description="Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = \"s3\")."
     )
     offline_after_s: int = Field(
         180,

@@ -67,7 +67,6 @@ class _Received:
     mid: int
     qos: int
     message: Message
-    arrived: float  # time.monotonic() in paho's callback
 
 
 class MqttIngest:
@@ -229,12 +228,10 @@ class MqttIngest:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         received_at = datetime.now(UTC)
         topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
-        arrived = time.monotonic()
         with self._lock:
             generation = self._generation
-            self._unstored.append(arrived)
-        message = Message(topic, bytes(msg.payload), received_at)
-        self._queue.put(_Received(generation, msg.mid, msg.qos, message, arrived))
+            self._unstored.append(time.monotonic())
+        self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
@@ -249,9 +246,7 @@ class MqttIngest:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        # The linger counts from the first message's arrival, not from now: a message that waited for the batch
-        # before it has lingered already (at a steady rate, every batch would otherwise wait the linger again).
-        linger = self.settings.batch_linger_ms / 1000 - (time.monotonic() - first.arrived)
+        linger = self.settings.batch_linger_ms / 1000
         if linger > 0 and self._queue.qsize() + 1 < self.settings.batch_size:
             # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
             self._stopping.wait(linger)
