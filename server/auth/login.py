@@ -41,7 +41,12 @@ WRONG_CURRENT_PASSWORD = "the current password is wrong"
 PASSWORD_CHANGED = "password changed meanwhile"
 #: How many times a sign-in checks the password against a hash stored meanwhile (:func:`_look_again`).
 LOOKS_AGAIN = 3
-CHANGED_MEANWHILE = "your password was changed, or your account disabled, meanwhile: this login has ended; log in again"
+#: Why a sign-in or a password change may not go on: the account was disabled meanwhile.
+DISABLED = "disabled"
+CHANGED_MEANWHILE = (
+    "你的密码已被更改，或账号已被停用：此次登录已结束，请重新登录。 / "
+    "Your password was changed, or your account disabled, meanwhile: this login has ended; log in again."
+)
 LOGIN_ENDED = (
     "此次登录已结束（已在别处退出，或已过期），请重新登录。 / "
     "This login has ended meanwhile (signed out, or expired): log in again."
@@ -130,7 +135,7 @@ def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = 
     for."""
     session.refresh(user, with_for_update=NO_KEY_UPDATE)
     if user.disabled:
-        return "disabled"
+        return DISABLED
     if checked_hash is not None and user.password_hash != checked_hash:
         return PASSWORD_CHANGED
     return None
@@ -206,28 +211,41 @@ def sign_out(session: Session, *, user: User, session_id: int) -> None:
 
 def change_password(session: Session, *, user: User, session_id: int, current: str, new: str) -> None:
     """Change ``user``'s own password; their other logins end. Raise :class:`Forbidden` if ``current`` is wrong, and
-    :class:`NotAuthenticated` if the password was changed or the user disabled while they were being checked (that
-    ended this login too), or this login (``session_id``) ended meanwhile: signed out in another tab, ended by a
-    clerk, expired. The caller has checked the new password's length (the API's and the page's models do).
+    :class:`NotAuthenticated` if the user was disabled while they were being checked, or this login (``session_id``)
+    ended meanwhile: signed out in another tab, ended by a clerk (a reset of the password, a change of role), expired.
+    The caller has checked the new password's length (the API's and the page's models do).
 
     As at sign-in, argon2 works with no transaction held (on SQLite the request's transaction holds the write lock
     from its first statement): the current password is checked and the new one hashed first, then the transaction
-    that locks the user's row looks again (:func:`_changed_meanwhile`) and only stores the new hash."""
+    that locks the user's row looks again (:func:`_changed_meanwhile`, :func:`_login_ended`) and only stores the new
+    hash. A hash stored meanwhile while this login lives on was not a clerk's (a reset ends the user's logins): a
+    sign-in made the same password's hash anew (old argon2 parameters), or another request of this login changed the
+    password (the form sent twice). The current password is then checked again against the hash stored now: it
+    matches the first, not the second (``Forbidden``, as the second request would have been told after the first)."""
     checked_hash, username = user.password_hash, user.username
-    session.commit()
-    if not verify_password(checked_hash, current):
-        raise Forbidden(WRONG_CURRENT_PASSWORD)
-    new_hash = hash_password(new)
-    reason = _changed_meanwhile(session, user, checked_hash)
-    ended = _login_ended(session, session_id) if reason is None else None
-    if reason is not None or ended is not None:
-        session.rollback()
-        logger.warning("password change of %s refused: %s", username, reason or ended)
-        raise NotAuthenticated(CHANGED_MEANWHILE if reason is not None else LOGIN_ENDED)
-    user.password_hash = new_hash
-    revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=session_id)
-    record_audit(session, actor=user, action="user.password", target=user.username)
-    session.commit()
+    new_hash: str | None = None
+    for _ in range(LOOKS_AGAIN):
+        session.commit()  # no transaction held while argon2 works (``user`` is not read meanwhile)
+        if not verify_password(checked_hash, current):
+            raise Forbidden(WRONG_CURRENT_PASSWORD)
+        new_hash = new_hash or hash_password(new)
+        reason = _changed_meanwhile(session, user, checked_hash)
+        ended = None if reason == DISABLED else _login_ended(session, session_id)
+        if reason == DISABLED or ended is not None:
+            session.rollback()
+            logger.warning("password change of %s refused: %s", username, reason or ended)
+            raise NotAuthenticated(LOGIN_ENDED if reason is None else CHANGED_MEANWHILE)
+        if reason is None:
+            user.password_hash = new_hash
+            revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=session_id)
+            record_audit(session, actor=user, action="user.password", target=user.username)
+            session.commit()
+            return
+        logger.info("password change of %s: the hash was stored anew meanwhile; checking again", username)
+        checked_hash = user.password_hash
+    session.rollback()
+    logger.warning("password change of %s refused: its hash kept changing", username)
+    raise NotAuthenticated(CHANGED_MEANWHILE)
 
 
 def _login_ended(session: Session, session_id: int) -> str | None:

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from server.auth.access import Role
-from server.auth.errors import NotAuthenticated
-from server.auth.login import change_password, sign_out
+from server.auth.errors import Forbidden, NotAuthenticated
+from server.auth.login import WRONG_CURRENT_PASSWORD, change_password, sign_out
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
 from server.auth.sessions import issue_session, resolve_session
 from server.auth.users import change_user, get_user
@@ -141,3 +141,67 @@ def test_a_password_change_from_a_login_ended_meanwhile_is_refused(
         assert (still is not None) is (meanwhile == "signed out")  # not ended by the change
     refused = [r.getMessage() for r in caplog.records if r.name == "server.auth.login"]
     assert refused == ["password change of officer refused: this login ended meanwhile"]
+
+
+def _changing(session_factory: SessionFactory, token: str, read: threading.Event) -> Side:
+    """A request of the officer's changing their password (its login resolved as the API's get_login does), on a
+    thread of its own; ``read`` is set once it has read the officer's row."""
+
+    def change() -> None:
+        with session_factory() as session:
+            resolved = resolve_session(session, secret=token, via_cookie=False, now=utc_now())
+            assert resolved is not None
+            login, officer = resolved
+            read.set()
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+
+    return Side(change)
+
+
+def test_a_password_change_sent_twice_from_one_login_changes_it_once_and_keeps_the_login(
+    session_factory: SessionFactory,
+) -> None:
+    """The form sent twice (a double click): both requests checked the old password; the second finds the first's
+    hash stored, and this login live. It is told the current password is wrong (403), as it would have been had it
+    come after the first — not that its login ended (401: before, the page then sent the officer to sign in, and
+    the sign-in page back to the form, with neither "done" nor an error)."""
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        token = issue_session(session, user=get_user(session, username="officer"), now=utc_now(), ttl_s=3600).token
+    read = [threading.Event(), threading.Event()]
+    with hashing_slots_taken():
+        sides = [_changing(session_factory, token, event) for event in read]
+        assert all(event.wait(5) for event in read)
+    outcomes = []
+    for side in sides:
+        try:
+            side.join()
+            outcomes.append("changed")
+        except Forbidden as refused:
+            outcomes.append(str(refused))
+    assert sorted(outcomes) == sorted(["changed", WRONG_CURRENT_PASSWORD])
+    with session_factory() as session:
+        assert verify_password(get_user(session, username="officer").password_hash, NEW)
+        assert resolve_session(session, secret=token, via_cookie=False, now=utc_now()) is not None
+
+
+def test_a_password_change_goes_on_over_the_same_password_hashed_anew_by_a_sign_in_meanwhile(
+    session_factory: SessionFactory,
+) -> None:
+    """A sign-in of the officer (their hash made with older argon2 parameters) stores the same password's hash
+    anew while the change waits for a hashing slot: the change checks the current password again against that
+    hash, and goes on (before: refused, "this login has ended", though nothing had ended it)."""
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        token = issue_session(session, user=get_user(session, username="officer"), now=utc_now(), ttl_s=3600).token
+    anew = hash_password(PASSWORD)  # what the sign-in's rehash stores
+    read = threading.Event()
+    with hashing_slots_taken():
+        changing = _changing(session_factory, token, read)
+        assert read.wait(5)
+        with session_scope(session_factory) as session:
+            get_user(session, username="officer").password_hash = anew
+    changing.join()
+    with session_factory() as session:
+        assert verify_password(get_user(session, username="officer").password_hash, NEW)
+        assert resolve_session(session, secret=token, via_cookie=False, now=utc_now()) is not None
