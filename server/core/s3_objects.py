@@ -275,8 +275,9 @@ class S3Objects:
         found the store down (a request sent before the timeouts ran out, a 503 answered to another object) says
         nothing of the store since then, and must not let every request through the pause just set."""
         with self._lock:
-            if sent_after == self._pauses:
-                self._paused_until, self._failures = 0.0, 0
+            if sent_after != self._pauses:
+                return  # (nor does it end the server errors in a row that paused the store)
+            self._paused_until, self._failures = 0.0, 0
             if not server_error:
                 self._server_errors.clear()
 
