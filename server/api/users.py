@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
-from server.api.deps import ClerkUser, LoginDep, SessionDep
+from server.api.deps import ClerkUser, ContextDep, LoginDep, SessionDep, client_ip
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate
@@ -37,11 +37,27 @@ def add_user(body: UserCreate, clerk: ClerkUser, session: SessionDep) -> UserPub
     return UserPublic.model_validate(user)
 
 
-@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
-def change_own_password(body: PasswordChange, login: LoginDep, session: SessionDep) -> None:
-    """Change your own password; your other logins end."""
+@router.put(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        401: {"description": "This login has ended (meanwhile: signed out, or the password reset, or disabled)"},
+        403: {"description": "The current password is wrong"},
+        429: {"description": "Too many wrong passwords (they count as failed logins); Retry-After says when"},
+    },
+)
+def change_own_password(
+    body: PasswordChange, login: LoginDep, request: Request, session: SessionDep, context: ContextDep
+) -> None:
+    """Change your own password; your other logins end. Wrong current passwords are throttled as failed logins."""
     change_password(
-        session, user=login.user, session_id=login.session_id, current=body.current_password, new=body.new_password
+        session,
+        user=login.user,
+        session_id=login.session_id,
+        current=body.current_password,
+        new=body.new_password,
+        ip=client_ip(request, context),
+        settings=context.settings.auth,
     )
 
 

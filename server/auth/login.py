@@ -209,8 +209,12 @@ def sign_out(session: Session, *, user: User, session_id: int) -> None:
     session.commit()
 
 
-def change_password(session: Session, *, user: User, session_id: int, current: str, new: str) -> None:
-    """Change ``user``'s own password; their other logins end. Raise :class:`Forbidden` if ``current`` is wrong, and
+def change_password(
+    session: Session, *, user: User, session_id: int, current: str, new: str, ip: str, settings: AuthSettings
+) -> None:
+    """Change ``user``'s own password; their other logins end. Raise :class:`TooManyAttempts` if wrong current
+    passwords are throttled (they count as failed sign-ins of the user from ``ip``: a stolen login must not guess
+    the password faster than a sign-in may), :class:`Forbidden` if ``current`` is wrong (audited), and
     :class:`NotAuthenticated` if the user was disabled while they were being checked, or this login (``session_id``)
     ended meanwhile: signed out in another tab, ended by a clerk (a reset of the password, a change of role), expired.
     The caller has checked the new password's length (the API's and the page's models do).
@@ -223,20 +227,32 @@ def change_password(session: Session, *, user: User, session_id: int, current: s
     password (the form sent twice). The current password is then checked again against the hash stored now: it
     matches the first, not the second (``Forbidden``, as the second request would have been told after the first)."""
     checked_hash, username = user.password_hash, user.username
+    try:
+        attempt_id = begin_login_attempt(
+            session, username=username, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
+        )
+    except TooManyAttempts:
+        logger.warning("password change throttled: %s from %s", username, ip)
+        raise
     new_hash: str | None = None
     for _ in range(LOOKS_AGAIN):
         session.commit()  # no transaction held while argon2 works (``user`` is not read meanwhile)
         if not verify_password(checked_hash, current):
+            record_audit(session, actor=user, action="user.password.failed", target=username, details={"ip": ip})
+            session.commit()
             raise Forbidden(WRONG_CURRENT_PASSWORD)
         new_hash = new_hash or hash_password(new)
         reason = _changed_meanwhile(session, user, checked_hash)
         ended = None if reason == DISABLED else _login_ended(session, session_id)
         if reason == DISABLED or ended is not None:
             session.rollback()
+            forget_login_attempt(session, attempt_id=attempt_id)  # the password was right
+            session.commit()
             logger.warning("password change of %s refused: %s", username, reason or ended)
             raise NotAuthenticated(LOGIN_ENDED if reason is None else CHANGED_MEANWHILE)
         if reason is None:
             user.password_hash = new_hash
+            forget_login_attempt(session, attempt_id=attempt_id)
             revoke_user_sessions(session, user_id=user.id, now=utc_now(), keep=session_id)
             record_audit(session, actor=user, action="user.password", target=user.username)
             session.commit()
@@ -244,6 +260,8 @@ def change_password(session: Session, *, user: User, session_id: int, current: s
         logger.info("password change of %s: the hash was stored anew meanwhile; checking again", username)
         checked_hash = user.password_hash
     session.rollback()
+    forget_login_attempt(session, attempt_id=attempt_id)
+    session.commit()
     logger.warning("password change of %s refused: its hash kept changing", username)
     raise NotAuthenticated(CHANGED_MEANWHILE)
 

@@ -123,7 +123,7 @@ def password_page(page: SignedInPage) -> Response:
 
 @router.post("/account/password")
 def password_submit(
-    page: SignedInPage, session: SessionDep, current: Secret, new: Secret, repeat: Secret
+    page: SignedInPage, request: Request, session: SessionDep, current: Secret, new: Secret, repeat: Secret
 ) -> Response:
     """Change your own password (your other sign-ins end)."""
     assert page.login is not None
@@ -134,9 +134,22 @@ def password_submit(
         error = page.t("password.mismatch")
     else:
         try:
-            change_password(session, user=page.login.user, session_id=page.login.session_id, current=current, new=new)
+            change_password(
+                session,
+                user=page.login.user,
+                session_id=page.login.session_id,
+                current=current,
+                new=new,
+                ip=client_ip(request, page.context),
+                settings=page.context.settings.auth,
+            )
         except Forbidden:
             error = page.t("password.wrong_current")
+        except TooManyAttempts as exc:
+            error = page.t("login.throttled", seconds=exc.retry_after_s)
+            response = page.render("password.html", 429, error=error, done=False, min_length=MIN_PASSWORD_LENGTH)
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
     status_code = status.HTTP_422_UNPROCESSABLE_CONTENT if error else status.HTTP_200_OK
     return page.render("password.html", status_code, error=error, done=not error, min_length=MIN_PASSWORD_LENGTH)
 

@@ -282,6 +282,19 @@ def test_change_own_password_ends_other_logins(app_client: TestClient, session_f
     assert login(app_client, "judge", "a brand new passphrase")["user"]["username"] == "judge"  # type: ignore[index]
 
 
+def test_wrong_current_passwords_are_throttled_as_failed_logins(app_client: TestClient) -> None:
+    """A stolen login guessing its user's password through the password change gets as many tries as a sign-in
+    from its address (``login_max_failures``: 3 here), then 429 with Retry-After, the right password included."""
+    mine = {"Authorization": f"Bearer {login(app_client)['access_token']}"}
+    body = {"current_password": "wrong one", "new_password": "a brand new passphrase"}
+    for _ in range(LIMITS["login_max_failures"]):
+        assert app_client.put("/api/users/me/password", json=body, headers=mine).status_code == 403
+    throttled = app_client.put("/api/users/me/password", json=body | {"current_password": PASSWORD}, headers=mine)
+    assert throttled.status_code == 429, throttled.text
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert app_client.post("/api/auth/login", json={"username": "judge", "password": PASSWORD}).status_code == 429
+
+
 def test_logins_and_changes_are_audited(app_client: TestClient, session_factory: SessionFactory) -> None:
     login(app_client, "clerk")
     app_client.post("/api/cases", json={"case_no": "(2024)苏0214执3号"}, headers=CSRF)

@@ -8,13 +8,16 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import select
 
+from server.audit.models import AuditEntry
 from server.auth.access import Role
-from server.auth.errors import Forbidden, NotAuthenticated
+from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.auth.login import WRONG_CURRENT_PASSWORD, change_password, sign_out
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots, verify_password
 from server.auth.sessions import issue_session, resolve_session
 from server.auth.users import change_user, get_user
+from server.config import AuthSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from tests.agent.helpers import wait_until
@@ -22,6 +25,7 @@ from tests.server.auth_helpers import PASSWORD, add_user, hashing_slots_taken
 from tests.server.pg_locks import Side
 
 NEW = "a brand new passphrase"
+FROM = {"ip": "203.0.113.9", "settings": AuthSettings()}  # where the request came from, the court's settings
 RESET = "the clerk's reset passphrase"
 
 
@@ -47,7 +51,7 @@ def test_a_password_change_hashes_with_no_transaction_held_and_a_change_meanwhil
             assert resolved is not None
             login, officer = resolved
             read.set()
-            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW, **FROM)
 
     def reset() -> None:
         with session_scope(session_factory) as session:
@@ -92,7 +96,7 @@ def test_a_password_change_with_nothing_meanwhile_stores_the_new_hash_and_ends_t
     with session_factory() as session:
         login, officer = resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) or (None, None)
         assert login is not None and officer is not None
-        change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+        change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW, **FROM)
     with session_factory() as session:
         assert verify_password(get_user(session, username="officer").password_hash, NEW)
         assert resolve_session(session, secret=mine.token, via_cookie=False, now=utc_now()) is not None
@@ -120,7 +124,7 @@ def test_a_password_change_from_a_login_ended_meanwhile_is_refused(
             assert resolved is not None
             login, officer = resolved
             read.set()
-            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW, **FROM)
 
     with hashing_slots_taken():
         changing = Side(change)
@@ -153,7 +157,7 @@ def _changing(session_factory: SessionFactory, token: str, read: threading.Event
             assert resolved is not None
             login, officer = resolved
             read.set()
-            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW)
+            change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW, **FROM)
 
     return Side(change)
 
@@ -205,3 +209,38 @@ def test_a_password_change_goes_on_over_the_same_password_hashed_anew_by_a_sign_
     with session_factory() as session:
         assert verify_password(get_user(session, username="officer").password_hash, NEW)
         assert resolve_session(session, secret=token, via_cookie=False, now=utc_now()) is not None
+
+
+def test_wrong_current_passwords_are_audited_and_throttled_as_failed_sign_ins(session_factory: SessionFactory) -> None:
+    """A stolen login must not guess the password faster than a sign-in may: each wrong current password is a
+    failed attempt of the user from that address (audited), and past the limit the change is refused (429) before
+    any password is checked — the right one included."""
+    add_user(session_factory, "officer", Role.OFFICER)
+    with session_scope(session_factory) as session:
+        token = issue_session(session, user=get_user(session, username="officer"), now=utc_now(), ttl_s=3600).token
+    settings = AuthSettings(login_max_failures=3)
+
+    def change(current: str) -> None:
+        with session_factory() as session:
+            resolved = resolve_session(session, secret=token, via_cookie=False, now=utc_now())
+            assert resolved is not None
+            login, officer = resolved
+            change_password(
+                session,
+                user=officer,
+                session_id=login.id,
+                current=current,
+                new=NEW,
+                ip="203.0.113.9",
+                settings=settings,
+            )
+
+    for guess in range(3):
+        with pytest.raises(Forbidden):
+            change(f"guess number {guess}")
+    with pytest.raises(TooManyAttempts):
+        change(PASSWORD)
+    with session_factory() as session:
+        assert verify_password(get_user(session, username="officer").password_hash, PASSWORD)  # not changed
+        failed = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.password.failed")).all()
+        assert [(entry.target, entry.details) for entry in failed] == [("officer", {"ip": "203.0.113.9"})] * 3
