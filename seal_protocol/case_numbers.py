@@ -7,9 +7,10 @@ number, ending in ``号``: ``(2021)苏0214执1234号``. Enforcement cases are �
 执保 preservation, 执异 objection, 执复 review, 执监 supervision, 执协 assistance, 执他 other).
 
 Both ASCII and full-width parentheses (and 〔〕) are written in practice; the canonical form uses ASCII ones, so that
-one case has one number. The wire carries a case number as the seal or the court wrote it: both sides compare
-numbers with :func:`same_case_no` — the court when it files a seal's event under a case, the seal when it checks
-that a court command was issued for the case it guards.
+one case has one number. The wire carries a case number as the seal or the court wrote it. The seal compares a
+command's number with its own by :func:`same_case_no` (their canonical forms); the court files a seal's event under
+a stored number among the envelope's :func:`case_no_spellings` (canonical, full-width, as written), as it finds cases
+by number — a narrower rule, so that no event of a case stored under an older spelling lands in another row.
 """
 
 from __future__ import annotations

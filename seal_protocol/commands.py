@@ -145,8 +145,8 @@ def check_command(
     """Parse and check a received command for the seal ``device_id`` guarding ``case_no``; raise
     :class:`CommandRefused` with the reason, else return it.
 
-    The case numbers are compared as the court compares them (:func:`~seal_protocol.case_numbers.same_case_no`):
-    a seal configured with full-width parentheses obeys a command that names its case with ASCII ones."""
+    The case numbers are compared by their canonical form (:func:`~seal_protocol.case_numbers.same_case_no`): a
+    seal configured with full-width parentheses obeys a command that names its case with ASCII ones."""
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandRefused(RejectReason.MALFORMED, f"{len(data)} bytes, limit {MAX_COMMAND_BYTES}")
     try:
@@ -164,14 +164,15 @@ def check_command(
         raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", cid) from None
     if command.device_id != device_id:
         raise CommandRefused(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id}", cid)
+    # The replay first: a command this seal carried out, delivered again (its acknowledgement not yet taken by the
+    # broker) once it has expired or the seal has been given another case, is answered "replayed", never "expired"
+    # or "wrong_case", which would put in its signed evidence that a command it obeyed was refused.
+    if cid <= last_accepted_id:
+        raise CommandRefused(RejectReason.REPLAYED, f"id {cid} is not above the last accepted {last_accepted_id}", cid)
     if now > parse_ts(command.expires_at):
         raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
     if parse_ts(command.issued_at) > now + clock_skew:
         raise CommandRefused(RejectReason.NOT_YET_VALID, f"issued in the future ({command.issued_at})", cid)
-    if cid <= last_accepted_id:
-        raise CommandRefused(RejectReason.REPLAYED, f"id {cid} is not above the last accepted {last_accepted_id}", cid)
-    # Last: a command this seal carried out, delivered again after it was given another case (its acknowledgement
-    # not yet taken by the broker), is answered "replayed", never "wrong_case", which would say it was not obeyed.
     if not same_case_no(command.case_no, case_no):
         raise CommandRefused(
             RejectReason.WRONG_CASE, f"issued for case {command.case_no}, this seal guards {case_no}", cid

@@ -25,6 +25,7 @@ from server.auth.users import find_user
 from server.config import AuthSettings
 from server.core.base import utc_now
 from server.core.db import NO_KEY_UPDATE
+from server.errors import Conflict
 from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import find_case
 from server.seals.models import CaseStatus
@@ -36,10 +37,11 @@ WRONG_CODE = "wrong case number or access code"
 CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its access code no longer signs in"
 #: A case whose access code no longer signs in (nor is issued).
 CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
-WRONG_CURRENT_PASSWORD = "the current password is wrong"
+WRONG_CURRENT_PASSWORD = "当前密码不正确。 / The current password is wrong."
+KEPT_CHANGING = "密码在此期间多次更改，请重试。 / The password kept changing meanwhile: try again."
 #: Why a sign-in or a password change that checked a password hash replaced since may not go on (so far).
 PASSWORD_CHANGED = "password changed meanwhile"
-#: How many times a sign-in checks the password against a hash stored meanwhile (:func:`_look_again`).
+#: How many times a sign-in (:func:`_look_again`) or a password change checks against a hash stored meanwhile.
 LOOKS_AGAIN = 3
 #: Why a sign-in or a password change may not go on: the account was disabled meanwhile.
 DISABLED = "disabled"
@@ -225,7 +227,8 @@ def change_password(
     hash. A hash stored meanwhile while this login lives on was not a clerk's (a reset ends the user's logins): a
     sign-in made the same password's hash anew (old argon2 parameters), or another request of this login changed the
     password (the form sent twice). The current password is then checked again against the hash stored now: it
-    matches the first, not the second (``Forbidden``, as the second request would have been told after the first)."""
+    matches the first; for the second the new one does (that change is made: done), else it is ``Forbidden``. Should
+    the hash keep changing, :class:`~server.errors.Conflict` (try again)."""
     checked_hash, username = user.password_hash, user.username
     try:
         attempt_id = begin_login_attempt(
@@ -235,9 +238,14 @@ def change_password(
         logger.warning("password change throttled: %s from %s", username, ip)
         raise
     new_hash: str | None = None
-    for _ in range(LOOKS_AGAIN):
+    for look in range(LOOKS_AGAIN):
         session.commit()  # no transaction held while argon2 works (``user`` is not read meanwhile)
         if not verify_password(checked_hash, current):
+            if look > 0 and verify_password(checked_hash, new):  # this login's same change, sent twice: done
+                forget_login_attempt(session, attempt_id=attempt_id)
+                session.commit()
+                logger.info("password change of %s: already made by another request of this login", username)
+                return
             record_audit(session, actor=user, action="user.password.failed", target=username, details={"ip": ip})
             session.commit()
             raise Forbidden(WRONG_CURRENT_PASSWORD)
@@ -263,7 +271,7 @@ def change_password(
     forget_login_attempt(session, attempt_id=attempt_id)
     session.commit()
     logger.warning("password change of %s refused: its hash kept changing", username)
-    raise NotAuthenticated(CHANGED_MEANWHILE)
+    raise Conflict(KEPT_CHANGING)
 
 
 def _login_ended(session: Session, session_id: int) -> str | None:

@@ -136,9 +136,12 @@ def test_a_command_for_the_seals_case_in_another_spelling_is_obeyed(issued_for, 
     assert command.case_no == issued_for
 
 
-def test_the_case_is_checked_last():
-    """After the replay, above all: a command carried out, then delivered again once the seal guards another case,
-    is answered ``replayed`` (it was obeyed), not ``wrong_case``."""
+def test_a_command_carried_out_and_delivered_again_is_answered_replayed_whatever_else_is_wrong():
+    """Delivered again once it has expired, or once the seal guards another case, a command the seal carried out is
+    answered ``replayed`` (it was obeyed), not ``expired`` nor ``wrong_case``; the case is checked last."""
+    with pytest.raises(CommandRefused) as info:
+        check(signed(ttl=timedelta(seconds=30)), now=NOW + timedelta(minutes=1), last=5)  # id 5 was carried out
+    assert info.value.reason is RejectReason.REPLAYED
     with pytest.raises(CommandRefused) as info:
         check(signed(case_no=OTHER_CASE, key=generate_signing_key()))
     assert info.value.reason is RejectReason.BAD_SIGNATURE

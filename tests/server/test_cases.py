@@ -238,8 +238,8 @@ def test_a_case_cannot_close_with_seals_and_a_lifting_case_takes_none(session_fa
 def test_a_seal_that_spells_its_case_full_width_lands_in_it(
     session_factory: SessionFactory, tmp_path: Path, spelling: str
 ) -> None:
-    """The agent signs the number as configured; the court stores the event (verbatim) in the case it names — any
-    spelling the seal itself takes for its case when it checks a command's (``same_case_no``, one definition)."""
+    """The agent signs the number as configured; the court stores the event (verbatim) in the case it names, stored
+    under the canonical spelling, whichever of these the seal was configured with."""
     register(session_factory, SimulatedSeal("seal-w", CASE))
     full_width = SimulatedSeal("seal-w", spelling)
     with session_scope(session_factory) as session:  # the same device, its key as registered
