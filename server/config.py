@@ -243,7 +243,7 @@ class RemovalSettings(BaseModel):
     proof_dir: OptionalPath = Field(
         None,
         description="Directory of the proof files of removal requests (PDF, JPEG, PNG), each named by its "
-        "SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = \"s3\".",
+        'SHA-256. Unset: `removal-proofs` beside snapshot_dir. Not used with [storage] backend = "s3".',
     )
     proof_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
@@ -290,7 +290,7 @@ class Settings(BaseModel):
         f"${DATABASE_URL_ENV} overrides it.",
     )
     snapshot_dir: Path = Field(
-        description="Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = \"s3\")."
+        description='Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = "s3").'
     )
     offline_after_s: int = Field(
         180,
