@@ -71,15 +71,22 @@ def throttle_limits(settings: AuthSettings) -> ThrottleLimits:
     )
 
 
-def sign_in(session: Session, *, username: str, password: str, ip: str, settings: AuthSettings) -> SignedIn:
-    """Check the password and start a session; raise :class:`TooManyAttempts` or :class:`NotAuthenticated`."""
+def _attempt(session: Session, username: str, ip: str, settings: AuthSettings, *, what: str) -> int:
+    """An attempt at ``username``'s secret from ``ip``, counted before the secret is checked
+    (:func:`~server.auth.throttle.begin_login_attempt`: its id, to forget it if the secret is right); raise
+    :class:`TooManyAttempts`, logged, past a limit."""
     try:
-        attempt_id = begin_login_attempt(
+        return begin_login_attempt(
             session, username=username, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
         )
     except TooManyAttempts:
-        logger.warning("login throttled: username %r from %s", username, ip)
+        logger.warning("%s throttled: %r from %s", what, username, ip)
         raise
+
+
+def sign_in(session: Session, *, username: str, password: str, ip: str, settings: AuthSettings) -> SignedIn:
+    """Check the password and start a session; raise :class:`TooManyAttempts` or :class:`NotAuthenticated`."""
+    attempt_id = _attempt(session, username, ip, settings, what="login")
     user = find_user(session, username=username)
     checked_hash = user.password_hash if user is not None else None
     session.commit()  # no transaction (on SQLite: no write lock) held while the password is checked
@@ -148,13 +155,7 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
     :func:`sign_in` (the case number counts as the username)."""
     case = find_case(session, case_no=case_no)
     who = f"case:{case.case_no if case is not None else canonical_case_no(case_no)}"  # one count, however spelt
-    try:
-        attempt_id = begin_login_attempt(
-            session, username=who, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
-        )
-    except TooManyAttempts:
-        logger.warning("access code sign-in throttled: case %r from %s", case_no, ip)
-        raise
+    attempt_id = _attempt(session, who, ip, settings, what="access code sign-in")
     row = find_code(session, case_no=case_no)
     user = session.get(User, row.user_id) if row is not None else None
     checked_hash = row.code_hash if row is not None else None
@@ -230,13 +231,7 @@ def change_password(
     matches the first; for the second the new one does (that change is made: done), else it is ``Forbidden``. Should
     the hash keep changing, :class:`~server.errors.Conflict` (try again)."""
     checked_hash, username = user.password_hash, user.username
-    try:
-        attempt_id = begin_login_attempt(
-            session, username=username, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
-        )
-    except TooManyAttempts:
-        logger.warning("password change throttled: %s from %s", username, ip)
-        raise
+    attempt_id = _attempt(session, username, ip, settings, what="password change")
     new_hash: str | None = None
     for look in range(LOOKS_AGAIN):
         session.commit()  # no transaction held while argon2 works (``user`` is not read meanwhile)

@@ -16,7 +16,7 @@ from server.auth.access import Role
 from server.auth.models import User
 from server.auth.passwords import MAX_CONCURRENT_HASHES, hash_password, hashing_slots
 from server.auth.sessions import issue_session
-from server.auth.users import assign_case, create_user, get_user
+from server.auth.users import assign_case, change_user, create_user, get_user
 from server.config import CommandSettings, EvidenceSettings, MqttSettings, NoticeSettings, Settings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
@@ -95,3 +95,14 @@ def hashing_slots_taken() -> Iterator[None]:
     finally:
         for _ in range(taken):
             hashing_slots.release()
+
+
+def clerk_acts_on_officer(session_factory: SessionFactory, meanwhile: str, reset_hash: str) -> None:
+    """The clerk resets the officer's password to ``reset_hash`` (``meanwhile`` "reset") or disables them
+    ("disabled"); either ends the officer's logins."""
+    with session_scope(session_factory) as session:
+        clerk, officer = get_user(session, username="clerk"), get_user(session, username="officer")
+        if meanwhile == "reset":
+            change_user(session, actor=clerk, user=officer, password_hash=reset_hash)
+        else:
+            change_user(session, actor=clerk, user=officer, disabled=True)

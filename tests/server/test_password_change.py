@@ -22,7 +22,7 @@ from server.config import AuthSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
 from tests.agent.helpers import wait_until
-from tests.server.auth_helpers import PASSWORD, add_user, hashing_slots_taken
+from tests.server.auth_helpers import PASSWORD, add_user, clerk_acts_on_officer, hashing_slots_taken
 from tests.server.pg_locks import Side
 
 NEW = "a brand new passphrase"
@@ -55,12 +55,7 @@ def test_a_password_change_hashes_with_no_transaction_held_and_a_change_meanwhil
             change_password(session, user=officer, session_id=login.id, current=PASSWORD, new=NEW, **FROM)
 
     def reset() -> None:
-        with session_scope(session_factory) as session:
-            clerk, officer = get_user(session, username="clerk"), get_user(session, username="officer")
-            if meanwhile == "reset":
-                change_user(session, actor=clerk, user=officer, password_hash=reset_hash)
-            else:
-                change_user(session, actor=clerk, user=officer, disabled=True)
+        clerk_acts_on_officer(session_factory, meanwhile, reset_hash)
 
     for _ in range(MAX_CONCURRENT_HASHES):
         assert hashing_slots.acquire(timeout=5)

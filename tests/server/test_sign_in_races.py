@@ -18,11 +18,17 @@ from server.auth.access import Role
 from server.auth.errors import NotAuthenticated
 from server.auth.login import SignedIn, sign_in
 from server.auth.passwords import hash_password, rehashed, verify_password
-from server.auth.users import change_user, get_user
 from server.config import AuthSettings
-from server.core.db import SessionFactory, session_scope
+from server.core.db import SessionFactory
 from tests.agent.helpers import wait_until
-from tests.server.auth_helpers import PASSWORD, add_user, add_user_with_old_hash, hashing_slots_taken, stored_hash
+from tests.server.auth_helpers import (
+    PASSWORD,
+    add_user,
+    add_user_with_old_hash,
+    clerk_acts_on_officer,
+    hashing_slots_taken,
+    stored_hash,
+)
 from tests.server.pg_locks import Side
 
 RESET = "the clerk's reset passphrase"
@@ -65,12 +71,7 @@ def test_a_reset_or_a_disabling_meanwhile_still_stops_a_sign_in(
     with hashing_slots_taken(), users_read(engine) as reads:
         signing_in = Side(lambda: sign_in_officer(session_factory))
         assert wait_until(lambda: len(reads) == 1, 5)  # it has read the old hash, and waits for a slot to check it
-        with session_scope(session_factory) as session:
-            clerk, officer = get_user(session, username="clerk"), get_user(session, username="officer")
-            if meanwhile == "reset":
-                change_user(session, actor=clerk, user=officer, password_hash=reset_hash)
-            else:
-                change_user(session, actor=clerk, user=officer, disabled=True)
+        clerk_acts_on_officer(session_factory, meanwhile, reset_hash)
     with pytest.raises(NotAuthenticated):
         signing_in.join()
     reason = "password changed meanwhile" if meanwhile == "reset" else "disabled"
