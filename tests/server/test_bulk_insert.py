@@ -75,7 +75,7 @@ def test_the_ids_come_back_in_the_rows_order(engine: Engine) -> None:
         ids = BulkInsert(EVENTS, COLUMNS, ids_by="event_id").execute(session, rows)
         session.commit()
     with factory() as session:
-        stored = {event_id: id_ for event_id, id_ in session.execute(select(Event.event_id, Event.id))}
+        stored = dict(session.execute(select(Event.event_id, Event.id)).all())
     assert ids == [stored[row["event_id"]] for row in rows]
     assert ids == sorted(set(ids))  # made in the rows' order, as an executemany makes them
 
