@@ -72,10 +72,9 @@ class BulkUpdate:
         if dialect.name != "postgresql":
             session.execute(self._per_row, [{f"b_{name}": row[name] for name in self._params} for row in rows])
             return
+        # the arrays' items are bound as their types would bind them (a time in UTC, JSON's text)
         processors = self._processors.get(dialect.name)
-        if (
-            processors is None
-        ):  # the arrays' items are bound as their types would bind them (a time in UTC, JSON's text)
+        if processors is None:
             processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
             self._processors[dialect.name] = processors
         arrays = {
