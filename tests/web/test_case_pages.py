@@ -293,3 +293,17 @@ def snapshot_dir(world: PagesWorld) -> Path:
     backend = world.ingestor.snapshots.backend
     assert isinstance(backend, DirectoryObjects)
     return backend.directory
+
+
+def test_a_command_the_seal_refused_says_why_in_the_pages_language(world: PagesWorld) -> None:
+    """The seal's reason is a token of the protocol (``wrong_case``); the commands' panel says it in words, Chinese
+    first, as it says the command's state (every reason has words: test_i18n)."""
+    with world.client("officer") as client:
+        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
+        refusal = {"command_id": int(command_id), "reason": "wrong_case", "detail": "issued for case (2020)…"}
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_REJECTED, refusal)))
+        page = client.get(CASE_URL).text
+    panel = page.split('<section id="case-commands"')[1].split("</section>")[0]
+    assert f'data-command-id="{command_id}" data-action="ping" data-state="rejected"' in panel
+    assert "案号不符（封条已用于其他案件）" in panel and "wrong_case" not in panel

@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 from seal_protocol import EventType
-from seal_protocol.commands import CommandAction
+from seal_protocol.commands import CommandAction, RejectReason
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
@@ -62,6 +62,7 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "case_seal_progress": [s.value for s in SealStatus],
         "case_command_state": [s.value for s in CommandState],
         "case_command_action": [a.value for a in CommandAction],
+        "case_command_reason": [r.value for r in RejectReason],
         "seal_field": list(HEALTH_FIELDS),
         "admin_done": [*admin_users.DONE, *admin_cases.DONE],
         "seal_value": [f"{field}_{value}" for field, values in HEARTBEAT_WORDS.items() for value in values],
