@@ -49,22 +49,21 @@ class BulkInsert:
         connection = session.connection()
         compiled = self._compiled.get(connection.dialect.name) or self._compile(connection.dialect)
         processors = compiled.processors
-        ids: dict[Any, int]
         if compiled.arrays:  # PostgreSQL: one array per column
             arrays = {c: [row[c] for row in rows] if p is None else [p(row[c]) for row in rows] for c, p in processors}
-            result = connection.exec_driver_sql(compiled.sql, arrays)
-            if self._ids_by is None:
-                return []
-            ids = dict(result.all())
-        else:  # SQLite: a tuple per row, then their ids read back by the unique column
+            inserted = connection.exec_driver_sql(compiled.sql, arrays)
+        else:  # SQLite: a tuple per row
             values = [tuple(row[c] if p is None else p(row[c]) for c, p in processors) for row in rows]
             connection.exec_driver_sql(compiled.sql, values)
-            if compiled.read_ids is None:
-                return []
-            assert self._ids_by is not None
-            ids = dict(session.execute(compiled.read_ids, {"keys": [row[self._ids_by] for row in rows]}).all())
-        assert self._ids_by is not None
-        return [ids[row[self._ids_by]] for row in rows]
+        if self._ids_by is None:
+            return []
+        keys = [row[self._ids_by] for row in rows]
+        ids: dict[Any, int]
+        if compiled.read_ids is None:  # PostgreSQL: returned by the insert
+            ids = dict(inserted.all())
+        else:  # SQLite: read back by the unique column
+            ids = dict(session.execute(compiled.read_ids, {"keys": keys}).all())
+        return [ids[key] for key in keys]
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         table, columns = self._table, list(self._columns)

@@ -17,6 +17,18 @@ from server.errors import ConfigError
 from tests.prometheus import samples
 
 
+def _idle_endpoint(port: int) -> MetricsEndpoint:
+    """An endpoint on 127.0.0.1:``port`` of a worker with nothing counted (not started)."""
+    return MetricsEndpoint(
+        "127.0.0.1",
+        port,
+        IngestMetrics(seal_gauges=False),
+        broker_connected=lambda: True,
+        progress=lambda: IngestProgress(0, 0.0, None),
+        reasons=[],
+    )
+
+
 @pytest.fixture
 def endpoint() -> Iterator[tuple[MetricsEndpoint, IngestMetrics, list[bool]]]:
     metrics = IngestMetrics(seal_gauges=False)
@@ -65,14 +77,7 @@ def test_a_metrics_port_already_taken_is_a_configuration_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        endpoint = MetricsEndpoint(
-            "127.0.0.1",
-            port,
-            IngestMetrics(seal_gauges=False),
-            broker_connected=lambda: True,
-            progress=lambda: IngestProgress(0, 0.0, None),
-            reasons=[],
-        )
+        endpoint = _idle_endpoint(port)
         with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{port}"):
             endpoint.start()
 
@@ -87,14 +92,7 @@ def test_the_check_of_a_port_finds_a_taken_one_and_leaves_a_free_one_free(
         check_can_listen("127.0.0.1", running.port)
     port = free_port()
     check_can_listen("127.0.0.1", port)
-    after = MetricsEndpoint(
-        "127.0.0.1",
-        port,
-        IngestMetrics(seal_gauges=False),
-        broker_connected=lambda: True,
-        progress=lambda: IngestProgress(0, 0.0, None),
-        reasons=[],
-    )
+    after = _idle_endpoint(port)
     after.start()
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
