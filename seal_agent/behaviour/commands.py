@@ -5,8 +5,8 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * :func:`seal_protocol.commands.check_command` decides; a refusal records ``command_rejected``
   ``{command_id, reason, detail}`` (``command_id`` is null when the command could not be read). A command
   issued for another case than the configured ``case_no`` (one decided before the seal was moved, delivered late
-  from the broker's session) is refused as ``wrong_case``, as the court would file it: spellings of one number
-  are one case.
+  from the broker's session) is refused as ``wrong_case``; spellings of one number (one canonical form) are one
+  case.
 * An accepted command is carried out first; only then is ``command_ack`` ``{command_id, action, result, …}``
   recorded, and in the same outbox transaction the command's id becomes the last accepted one. A second delivery
   of the same command (a QoS 1 redelivery after a crash) is therefore refused as ``replayed``: its ack exists.

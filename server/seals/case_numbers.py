@@ -3,8 +3,8 @@ the form, the canonical spelling, :func:`same_case_no`), and a number that is no
 refused as :class:`InvalidCaseNumber` (422 on the API, showing the expected form).
 
 The definition lives in the protocol because a seal compares case numbers too (a court command names the case it
-was issued for, and the seal refuses one for another case): one definition, so that the seal and the court never
-disagree on whether two spellings are one case.
+was issued for, and the seal refuses one for another case): one definition of the form and the canonical spelling
+for both. (The court files events by the narrower :func:`case_no_spellings`, as it finds cases by number.)
 """
 
 from __future__ import annotations
