@@ -4,9 +4,10 @@
 database's write lock: the topic parses; a snapshot's bytes are a JPEG of the size and hash its topic says
 (:func:`snapshot_refusal`; the picture is then written to its store before the transaction too,
 :mod:`server.ingest.snapshot_writes`); the envelope decodes (size, UTF-8, JSON, schema, canonical form); its
-``device_id`` equals the topic's; and the signature is checked against the key the seal had at the worker's last
-transaction (:class:`~server.ingest.seal_cache.IngestCache`). :class:`~server.ingest.batch.IngestBatch` then reads
-the seal's row and checks again, in the protocol's order, whatever that row changes: an unknown seal, or a key
+``device_id`` equals the topic's; and the signature is checked against the key the topic's seal had at the worker's
+last transaction (:class:`~server.ingest.seal_cache.IngestCache`); a batch's events are decoded and checked partly
+by the verifier process (:mod:`server.ingest.verifier`). :class:`~server.ingest.batch.IngestBatch` then reads the
+seal's row and checks again, in the protocol's order, whatever that row changes: an unknown seal, or a key
 other than the one tried (then the signature is verified again with the stored key).
 """
 
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from seal_protocol import (
     Envelope,
@@ -31,7 +33,7 @@ from seal_protocol.signing import VerifyKey
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, jpeg_problem
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
-from server.ingest.verifier import Checks, Verifier, check
+from server.ingest.verifier import Answer, Opened, Verifier, check, open_event, refusal
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
 
@@ -52,39 +54,62 @@ class Prepared:
     signing_bytes: bytes = b""  # of an envelope: the bytes its signature covers
 
 
-#: The problem of a signature whose check has not been answered yet: a refusal, should it ever stay unanswered.
-UNANSWERED = "signature check not answered"
+#: An event to open (decode and check): its topic, and the key (base64 and parsed) the topic's seal had.
+_ToOpen = tuple[ParsedTopic, str, VerifyKey]
 
 
-def prepare(message: Message, cache: IngestCache, checks: Checks | None = None) -> Prepared:
-    """``checks``: the batch's signature checks, answered later (:func:`prepare_all`); None: checked here."""
-    try:
-        topic = parse_topic(message.topic)
-        if topic.kind is MessageKind.SNAPSHOT:
-            refusal = snapshot_refusal(topic, message.payload)
-            return Prepared(topic if refusal is None else refusal)
-        if topic.kind is not MessageKind.EVENT:
-            return Prepared(topic)
-        envelope, signed = _decoded(topic, message)
-    except InvalidTopic as exc:
-        return Prepared(Rejected(Reason.INVALID_TOPIC, str(exc)))
-    except Rejected as rejected:
-        return Prepared(rejected.kept())
-    key_text, key = cache.key_text(envelope.device_id), cache.key_of(envelope.device_id)
-    if key_text is None or key is None:
-        return Prepared(envelope, signing_bytes=signed)
-    if checks is None:
-        return Prepared(envelope, key_text, signature_problem(envelope, signed, key), signed)
-    checks.add(key, signed, envelope.sig)
-    return Prepared(envelope, key_text, UNANSWERED, signed)
+def prepare(message: Message, cache: IngestCache) -> Prepared:
+    """The checks of one message that need no transaction, made here."""
+    triaged = _triage(message, cache)
+    if isinstance(triaged, Prepared):
+        return triaged
+    topic, key_text, key = triaged
+    return opened(topic, key_text, open_event(key, message.payload))
 
 
 def prepare_all(messages: Sequence[Message], cache: IngestCache, verifier: Verifier) -> list[Prepared]:
-    """:func:`prepare` of each message, the signatures checked by ``verifier`` while the next ones are decoded."""
+    """:func:`prepare` of each message, the events decoded and checked by ``verifier`` while the next are added."""
     checks = verifier.checks()
-    prepared = [prepare(message, cache, checks) for message in messages]
-    answers = iter(checks.results())  # one per check added: in order, one per prepared message with a key
-    return [p if p.problem is not UNANSWERED else replace(p, problem=next(answers)) for p in prepared]
+    triaged = []
+    for message in messages:
+        triaged.append(one := _triage(message, cache))
+        if not isinstance(one, Prepared):
+            checks.add(one[2], message.payload)
+    answers = iter(checks.results())  # one per event added, in order
+    return [one if isinstance(one, Prepared) else opened(one[0], one[1], next(answers)) for one in triaged]
+
+
+def _triage(message: Message, cache: IngestCache) -> Prepared | _ToOpen:
+    """A message refused or prepared at once, or an event to open with its seal's key."""
+    try:
+        topic = parse_topic(message.topic)
+    except InvalidTopic as exc:
+        return Prepared(Rejected(Reason.INVALID_TOPIC, str(exc)))
+    if topic.kind is MessageKind.SNAPSHOT:
+        refused = snapshot_refusal(topic, message.payload)
+        return Prepared(topic if refused is None else refused)
+    if topic.kind is not MessageKind.EVENT:
+        return Prepared(topic)
+    key_text, key = cache.key_text(topic.device_id), cache.key_of(topic.device_id)
+    if key_text is not None and key is not None:
+        return topic, key_text, key
+    try:  # a seal not heard of yet: its key is read in the transaction, and the signature checked then
+        envelope, signed = _decoded(topic, message)
+    except Rejected as rejected:
+        return Prepared(rejected.kept())
+    return Prepared(envelope, signing_bytes=signed)
+
+
+def opened(topic: ParsedTopic, key: str, answer: Answer) -> Prepared:
+    """The event of an :class:`Answer` to the topic's seal's key ``key``: refused if its bytes are, or if it names
+    another seal than its topic (whatever its signature: the topic's key was the one tried)."""
+    invalid = refusal(answer)
+    if invalid is not None:
+        return Prepared(Rejected(classify_envelope_error(invalid), str(invalid)))
+    envelope, signed, problem = cast(Opened, answer)
+    if envelope.device_id != topic.device_id:
+        return Prepared(_device_mismatch(envelope, topic))
+    return Prepared(envelope, key, problem, signed)
 
 
 def snapshot_refusal(topic: ParsedTopic, payload: bytes) -> Rejected | None:
@@ -106,11 +131,15 @@ def _decoded(topic: ParsedTopic, message: Message) -> tuple[Envelope, bytes]:
     except InvalidEnvelope as exc:
         raise Rejected(classify_envelope_error(exc), str(exc)) from None
     if envelope.device_id != topic.device_id:
-        raise Rejected(
-            Reason.DEVICE_MISMATCH,
-            f"envelope device_id {envelope.device_id!r} differs from the topic's {topic.device_id!r}",
-        )
+        raise _device_mismatch(envelope, topic)
     return envelope, signed
+
+
+def _device_mismatch(envelope: Envelope, topic: ParsedTopic) -> Rejected:
+    return Rejected(
+        Reason.DEVICE_MISMATCH,
+        f"envelope device_id {envelope.device_id!r} differs from the topic's {topic.device_id!r}",
+    )
 
 
 def signature_problem(envelope: Envelope, signing_bytes: bytes, key: VerifyKey) -> str | None:

@@ -1,13 +1,16 @@
-"""The Ed25519 checks of an ingest batch, partly in a process of their own while the batch is decoded.
+"""The decoding and Ed25519 checks of an ingest batch's events, partly in a process of their own.
 
-A signature check costs about as much CPU as decoding the event, and it is the one step of the ingest that needs no
-Python. With ``[mqtt] verifier_process`` the ingest's thread hands the checks of a batch's messages, a chunk at a
-time, to a verifier process as it decodes them, checks the last few itself, then collects the answers: the checks
-run beside the decoding instead of after it, on another core, and outside this process's interpreter lock.
+Decoding an event (JSON, the schema, the canonical form) and checking its signature are most of what the ingest's
+thread does per event outside its transaction, and neither needs the database. With ``[mqtt] verifier_process`` the
+ingest's thread hands the events of a batch whose seal's key it knows, a chunk at a time, to a verifier process that
+decodes each and checks its signature (:func:`open_event`); it opens the last few itself meanwhile, then collects
+the answers: this work runs beside the ingest's thread instead of in it, on another core, and outside this process's
+interpreter lock.
 
-The answers are the refusal texts :func:`~server.ingest.checks.signature_problem` gives, in the order the checks were
-added. A check is never taken as passed without an answer: if the process is gone or answers nonsense, this thread
-checks those signatures itself (logged, counted), and a new process is started at a later batch.
+The answers are what :func:`open_event` gives here, in the order the events were added: the envelope, the bytes its
+signature covers and the signature's problem, or the decoding's refusal. Nothing is taken as decoded or checked
+without an answer of that shape: if the process is gone or answers nonsense, this thread opens those events itself
+(logged, counted), and a new process is started at a later batch.
 """
 
 from __future__ import annotations
@@ -22,23 +25,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 
+from seal_protocol import Envelope, InvalidEnvelope, decode_signed_envelope
 from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
 from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
-from server.ingest.verifier_pipe import Pipe, read_frame
+from server.ingest.verifier_pipe import Pipe, read_frame, write_frame
 
 logger = logging.getLogger(__name__)
 
-#: Checks sent to the verifier process at a time (≈ 40 KB): the first chunk starts being checked after this many
-#: messages are decoded, and the last (smaller) one is checked by the ingest's thread itself.
+#: Events sent to the verifier process at a time (≈ 40 KB; their answers ≈ 80 KB): the first chunk starts being
+#: opened after this many are added, and the last (smaller) one is opened by the ingest's thread itself.
 CHUNK = 64
 #: After the verifier process failed, the ingest checks every signature itself for this long before starting another.
 RESTART_AFTER_S = 30.0
-#: Chunks sent and not yet answered, at most: the ingest reads answers before it sends more, so that neither pipe can
-#: fill up with one side waiting for the other (a pipe holds 64 KB; a chunk's answers take at most about 1 KB).
+#: Chunks sent and not yet answered, at most. The answers of the chunks beyond it are read before more is sent; and
+#: while a send waits for room in the pipe, the answers that come are read meanwhile (:class:`Pipe`), so that neither
+#: side can wait for the other with both pipes full.
 MAX_UNANSWERED = 8
-#: How long the ingest waits for the answers to one chunk (64 checks take about 3 ms), or for the process to take a
+#: How long the ingest waits for the answers to one chunk (64 events take about 5 ms), or for the process to take a
 #: chunk it sends (a full pipe), before it takes the process for stuck, stops it and checks those signatures itself.
 ANSWER_TIMEOUT_S = 10.0
 #: Keys the verifier process keeps (a seal's key is parsed once, not per event).
@@ -46,8 +50,45 @@ KEYS_KEPT = 10_000
 
 #: What the verifier process says first, as chunk 0, once it can check.
 READY = "ready"
-#: A check: the seal's key (32 bytes), the bytes its signature covers, the signature (hex).
-Job = tuple[bytes, bytes, str | None]
+#: An event to open: the key (32 bytes) its seal had at the ingest's last transaction, the message's bytes.
+Job = tuple[bytes, bytes]
+#: An event opened: its envelope, the bytes its signature covers, and why the signature does not verify against the
+#: key (None: it does).
+Opened = tuple[Envelope, bytes, str | None]
+#: An event whose bytes are refused: :class:`InvalidEnvelope`'s code and text.
+Refused = tuple[str, str]
+Answer = Opened | Refused
+
+
+def open_event(key: VerifyKey, data: bytes) -> Answer:
+    """Decode the bytes of an event (:func:`decode_signed_envelope`) and check its signature against ``key``."""
+    try:
+        envelope, signed = decode_signed_envelope(data)
+    except InvalidEnvelope as exc:
+        return exc.code, str(exc)
+    return envelope, signed, check(key, signed, envelope.sig)
+
+
+def refusal(answer: Answer) -> InvalidEnvelope | None:
+    """The decoding's refusal an answer carries, if it is one."""
+    if len(answer) == 2:
+        code, text = answer
+        return InvalidEnvelope(text, code)
+    return None
+
+
+def _well_formed(answer: object) -> bool:
+    """An answer of the verifier process has the shape of :data:`Answer` (its values come from this very code)."""
+    if not isinstance(answer, tuple):
+        return False
+    if len(answer) == 2:
+        return all(isinstance(part, str) for part in answer)
+    return (
+        len(answer) == 3
+        and isinstance(answer[0], Envelope)
+        and isinstance(answer[1], bytes)
+        and (answer[2] is None or isinstance(answer[2], str))
+    )
 
 
 def check(key: VerifyKey, signed: bytes, sig: str | None) -> str | None:
@@ -60,20 +101,20 @@ def check(key: VerifyKey, signed: bytes, sig: str | None) -> str | None:
 
 
 class Checks:
-    """The signature checks of one batch, answered in the order they were added (checked here, at once)."""
+    """The events of one batch to open, answered in the order they were added (opened here, at once)."""
 
     def __init__(self) -> None:
-        self.answers: list[str | None] = []
+        self.answers: list[Answer] = []
 
-    def add(self, key: VerifyKey, signed: bytes, sig: str | None) -> None:
-        self.answers.append(check(key, signed, sig))
+    def add(self, key: VerifyKey, data: bytes) -> None:
+        self.answers.append(open_event(key, data))
 
-    def results(self) -> list[str | None]:
+    def results(self) -> list[Answer]:
         return self.answers
 
 
 class Verifier:
-    """Checks signatures in this thread; :class:`ProcessVerifier` shares them with a process."""
+    """Opens events in this thread; :class:`ProcessVerifier` shares them with a process."""
 
     def checks(self) -> Checks:
         return Checks()
@@ -83,7 +124,7 @@ class Verifier:
 
 
 class ProcessVerifier(Verifier):
-    """Hands most of a batch's checks to a verifier process (started at the first batch, again after a failure)."""
+    """Hands most of a batch's events to a verifier process (started at the first batch, again after a failure)."""
 
     def __init__(
         self,
@@ -144,7 +185,7 @@ class ProcessVerifier(Verifier):
             try:
                 self._process, self._connection = _start()
             except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
-                logger.exception("cannot start the verifier process; the ingest checks signatures itself")
+                logger.exception("cannot start the verifier process; the ingest decodes and checks events itself")
             else:
                 self._started_at, self._ready = time.monotonic(), False
                 return True
@@ -165,7 +206,7 @@ class ProcessVerifier(Verifier):
         if self._closed:
             return  # closed under a batch in hand (a stop that did not wait for it): the batch checks the rest itself
         logger.error(
-            "the verifier process failed (%s: %s); the ingest checks signatures itself", type(exc).__name__, exc
+            "the verifier process failed (%s: %s); the ingest decodes and checks events itself", type(exc).__name__, exc
         )
         self._failed()
 
@@ -242,7 +283,7 @@ def _start() -> tuple[subprocess.Popen[bytes], Pipe]:
     finally:
         os.close(to_read)
         os.close(from_write)
-    return process, Pipe(to_write, Connection(from_read, writable=False))
+    return process, Pipe(to_write, from_read)
 
 
 class _SharedChecks(Checks):
@@ -258,12 +299,12 @@ class _SharedChecks(Checks):
         self._keys: list[VerifyKey] = []
         self._chunk: list[Job] = []
         self._sent: list[tuple[int, list[Job]]] = []
-        self._answered: list[str | None] = []  # the answers of the first self._collected chunks sent
+        self._answered: list[Answer] = []  # the answers of the first self._collected chunks sent
         self._collected = 0
 
-    def add(self, key: VerifyKey, signed: bytes, sig: str | None) -> None:
+    def add(self, key: VerifyKey, data: bytes) -> None:
         self._keys.append(key)
-        self._chunk.append((bytes(key), signed, sig))
+        self._chunk.append((bytes(key), data))
         if len(self._chunk) == CHUNK and self._usable:
             if self._connection is None:
                 self._connection = self._verifier.connected()
@@ -274,7 +315,7 @@ class _SharedChecks(Checks):
             try:
                 data = pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL)
                 self._connection.send_bytes(data, self._verifier.answer_timeout_s)
-            except (OSError, ValueError) as exc:
+            except (OSError, EOFError, ValueError) as exc:  # EOFError: an answer read meanwhile, cut off
                 self._broken(exc)
                 return
             self._sent.append((number, self._chunk))
@@ -282,11 +323,11 @@ class _SharedChecks(Checks):
             while len(self._sent) - self._collected > MAX_UNANSWERED:
                 self._collect()  # the answers are read as they come: they can never fill the pipe and block it
 
-    def results(self) -> list[str | None]:
-        """The answers of the chunks sent, then of the rest, checked here meanwhile."""
+    def results(self) -> list[Answer]:
+        """The answers of the chunks sent, then of the rest, opened here meanwhile."""
         try:
             unsent = self._keys[len(self._keys) - len(self._chunk) :]
-            rest = [check(key, signed, sig) for key, (_, signed, sig) in zip(unsent, self._chunk, strict=True)]
+            rest = [open_event(key, data) for key, (_, data) in zip(unsent, self._chunk, strict=True)]
             while self._collected < len(self._sent):
                 self._collect()
             return self._answered + rest
@@ -300,7 +341,7 @@ class _SharedChecks(Checks):
         self._answered += self._answers(number, chunk)
         self._collected += 1
 
-    def _answers(self, number: int, chunk: list[Job]) -> list[str | None]:
+    def _answers(self, number: int, chunk: list[Job]) -> list[Answer]:
         """The process's answers to chunk ``number``. Answers to an older chunk (of a batch that failed before it
         read them) are skipped: an answer is only ever taken for the very checks it answers."""
         if self._connection is not None:
@@ -311,36 +352,38 @@ class _SharedChecks(Checks):
                         raise TimeoutError(f"no answer within {self._verifier.answer_timeout_s:g} s")
                     answered, answers = pickle.loads(self._connection.recv_bytes())
                     if answered == number and isinstance(answers, list) and len(answers) == len(chunk):
+                        if not all(_well_formed(answer) for answer in answers):
+                            raise ValueError(f"answers to chunk {number} not of the shape of an answer")
                         return answers
                     if not (isinstance(answered, int) and answered < number):
                         raise ValueError(f"answers to chunk {answered!r} where {number} was expected")
             except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
                 self._broken(exc)
         keys: dict[bytes, VerifyKey] = {}
-        return [check(keys.setdefault(k, VerifyKey(k)), signed, sig) for k, signed, sig in chunk]
+        return [open_event(keys.setdefault(k, VerifyKey(k)), data) for k, data in chunk]
 
     def _broken(self, exc: BaseException) -> None:
         self._connection, self._usable = None, False
         self._verifier.failed(exc)
 
 
-def serve(receive: int, send: Connection) -> None:
-    """The verifier process: answer each chunk of checks until the ingest closes its end (or is gone: an ingest
+def serve(receive: int, send: int) -> None:
+    """The verifier process: answer each chunk of events until the ingest closes its end (or is gone: an ingest
     killed, or stopped while this process starts, reads no hello or answer, and that ends this process as quietly)."""
     keys: dict[bytes, VerifyKey] = {}
     try:
-        send.send_bytes(pickle.dumps((0, READY)))
+        write_frame(send, pickle.dumps((0, READY)))
         while (frame := read_frame(receive)) is not None:
             number, jobs = pickle.loads(frame)
             if len(keys) > KEYS_KEPT:
                 keys.clear()
             answers = []
-            for key, signed, sig in jobs:
+            for key, data in jobs:
                 verify_key = keys.get(key)
                 if verify_key is None:
                     verify_key = keys[key] = VerifyKey(key)
-                answers.append(check(verify_key, signed, sig))
-            send.send_bytes(pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
+                answers.append(open_event(verify_key, data))
+            write_frame(send, pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
     except OSError:  # a broken pipe: the ingest is gone
         return
 
@@ -354,4 +397,4 @@ def main() -> None:
     for stop in STOP_SIGNALS:  # blocked since its start: one that came meanwhile is dropped now
         signal.signal(stop, signal.SIG_IGN)
     unblock_stop_signals()
-    serve(int(sys.argv[-2]), Connection(int(sys.argv[-1]), readable=False))
+    serve(int(sys.argv[-2]), int(sys.argv[-1]))

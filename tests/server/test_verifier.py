@@ -1,9 +1,11 @@
-"""The verifier process: its answers are the ingest's own, in order, across chunks; and when it dies, stalls or
-cannot start, every signature is still checked (by the ingest's thread), the failure counted, and a new process
-started later. Real processes, real Ed25519 (PyNaCl), nothing stubbed."""
+"""The verifier process: its answers (the decoded envelope and its signature's check, or the decoding's refusal) are
+the ingest's own, in order, across chunks; and when it dies, stalls or cannot start, every event is still decoded
+and checked (by the ingest's thread), the failure counted, and a new process started later. Real processes, real
+Ed25519 (PyNaCl), real envelopes, nothing stubbed."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -13,19 +15,20 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from seal_dev.broker import PrivateBroker
-from seal_protocol.signing import SigningKey, generate_signing_key
+from seal_protocol import encode_envelope, new_envelope
+from seal_protocol.signing import SigningKey, generate_signing_key, sign_envelope
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier, _SharedChecks
+from server.ingest.verifier import _BOOT, CHUNK, READY, Answer, Checks, ProcessVerifier, Verifier, _SharedChecks
+from server.ingest.verifier_pipe import FRAME, Pipe, read_frame
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import stored_seqs
@@ -36,18 +39,31 @@ REPO = Path(__file__).resolve().parents[2]
 KEYS = [generate_signing_key() for _ in range(3)]
 
 
-def _job(n: int) -> tuple[SigningKey, bytes, str | None]:
-    """The n-th check: good, forged (another key's signature), unsigned, or a signature that is not hex."""
+@functools.cache
+def _event(n: int, signer: SigningKey | None) -> bytes:
+    """The bytes of the n-th event of a seal, signed by ``signer`` (None: unsigned); the same bytes each time."""
+    envelope = new_envelope(
+        device_id="seal-a", case_no=CASE_A, seq=n + 1, type="heartbeat", payload={"note": f"门口有人 {n}"}
+    )
+    return encode_envelope(envelope if signer is None else sign_envelope(envelope, signer))
+
+
+def _job(n: int) -> tuple[SigningKey, bytes]:
+    """The n-th event to open: good, forged (another key's signature), unsigned, or bytes that are no envelope."""
     key = KEYS[n % 3]
-    data = f"event {n} 门口有人".encode()
     kind = n % 7
     if kind == 3:
-        return key, data, KEYS[(n + 1) % 3].sign(data).signature.hex()
+        return key, _event(n, KEYS[(n + 1) % 3])
     if kind == 5:
-        return key, data, None
+        return key, _event(n, None)
     if kind == 6:
-        return key, data, "zz" * 64
-    return key, data, key.sign(data).signature.hex()
+        return key, b'{"device_id": "seal-a", ' + str(n).encode()
+    return key, _event(n, key)
+
+
+def _problems(answers: list[Answer]) -> list[str | None]:
+    """Each answer's signature problem (None: good), or the decoding's refusal code."""
+    return [answer[2] if len(answer) == 3 else f"refused: {answer[0]}" for answer in answers]
 
 
 def _started(verifier: ProcessVerifier) -> int:
@@ -60,10 +76,10 @@ def _started(verifier: ProcessVerifier) -> int:
     return verifier.pid
 
 
-def _answers(checks: Checks, count: int) -> list[str | None]:
+def _answers(checks: Checks, count: int) -> list[Answer]:
     for n in range(count):
-        key, data, sig = _job(n)
-        checks.add(key.verify_key, data, sig)
+        key, data = _job(n)
+        checks.add(key.verify_key, data)
     return checks.results()
 
 
@@ -76,11 +92,11 @@ def test_the_process_answers_as_the_ingest_would_across_chunks() -> None:
         assert _answers(verifier.checks(), CHUNK + 1) == _answers(Verifier().checks(), CHUNK + 1)  # while it starts
         assert verifier.pid is not None
         _started(verifier)
-        for count in (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7):
+        for count in (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7, 20 * CHUNK):  # answers: ≈ 1.6 MB
             expected = _answers(Verifier().checks(), count)
             assert _answers(verifier.checks(), count) == expected
         assert verifier.pid is not None and failures == []
-        assert {None, "bad signature", "unsigned"} <= set(expected)  # every kind of answer was asked
+        assert {None, "bad signature", "unsigned", "refused: invalid_json"} <= set(_problems(expected))  # every kind
     finally:
         verifier.close()
     assert verifier.pid is None
@@ -92,13 +108,12 @@ def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
     try:
         pid = _started(verifier)
         checks = verifier.checks()
-        key, data, sig = _job(0)
+        key, data = _job(0)
         for _ in range(2 * CHUNK):  # two chunks sent ...
-            checks.add(key.verify_key, data, sig)
+            checks.add(key.verify_key, data)
         os.kill(pid, signal.SIGKILL)  # ... and the process gone before it answers them all
-        forged = KEYS[1].sign(data).signature.hex()
-        checks.add(key.verify_key, data, forged)
-        assert checks.results() == [None] * (2 * CHUNK) + ["bad signature"]
+        checks.add(key.verify_key, _event(0, KEYS[1]))
+        assert _problems(checks.results()) == [None] * (2 * CHUNK) + ["bad signature"]
         assert failures == [1] and verifier.pid is None
         assert _answers(verifier.checks(), CHUNK + 3) == _answers(Verifier().checks(), CHUNK + 3)  # local meanwhile
         assert verifier.pid is None
@@ -137,14 +152,14 @@ def test_the_answers_of_an_abandoned_batch_are_never_taken_for_the_next() -> Non
     try:
         _started(verifier)
         abandoned = verifier.checks()
-        key, data, sig = _job(0)  # a good signature
+        key, data = _job(0)  # a good signature
         for _ in range(3 * CHUNK):
-            abandoned.add(key.verify_key, data, sig)  # three chunks answered "good", and never read
-        forged = KEYS[2].sign(data).signature.hex()
+            abandoned.add(key.verify_key, data)  # three chunks answered "good", and never read
+        forged = _event(0, KEYS[2])
         checks = verifier.checks()
         for _ in range(3 * CHUNK):
-            checks.add(key.verify_key, data, forged)
-        assert checks.results() == ["bad signature"] * (3 * CHUNK)
+            checks.add(key.verify_key, forged)
+        assert _problems(checks.results()) == ["bad signature"] * (3 * CHUNK)
         assert failures == [] and verifier.pid is not None  # the same process, still trusted
     finally:
         verifier.close()
@@ -213,9 +228,10 @@ def _lone_process(*, hello_read: bool) -> subprocess.CompletedProcess[bytes]:
     os.close(to_read)
     os.close(from_write)
     if hello_read:
-        assert pickle.loads(Connection(from_read, writable=False).recv_bytes()) == (0, READY)  # closes from_read
-    key, data, sig = _job(0)
-    chunk = pickle.dumps((1, [(bytes(key.verify_key), data, sig)] * CHUNK))
+        assert pickle.loads(read_frame(from_read) or b"") == (0, READY)
+        os.close(from_read)
+    key, data = _job(0)
+    chunk = pickle.dumps((1, [(bytes(key.verify_key), data)] * CHUNK))
     try:
         os.write(to_write, struct.pack("!I", len(chunk)) + chunk)
     except BrokenPipeError:  # it ended already
@@ -243,28 +259,31 @@ def test_the_process_runs_the_ingests_own_code_whatever_the_working_directory(
     for package in (tmp_path / "server", planted):
         (package / "__init__.py").write_text("")
     ran = tmp_path / "planted-code-ran"
-    (planted / "verifier.py").write_text(
+    (planted / "verifier.py").write_text(  # answers every event "decoded, signature good"
         "import pickle, struct, sys\n"
-        "from multiprocessing.connection import Connection\n"
+        "from seal_protocol import decode_signed_envelope\n"
         f"open({str(ran)!r}, 'w').close()\n"
-        "send = Connection(int(sys.argv[2]), readable=False)\n"
-        "send.send_bytes(pickle.dumps((0, 'ready')))\n"
+        "send = open(int(sys.argv[2]), 'wb')\n"
+        "def answer(data):\n"
+        "    send.write(struct.pack('!I', len(data)) + data)\n"
+        "    send.flush()\n"
+        "answer(pickle.dumps((0, 'ready')))\n"
         "with open(int(sys.argv[1]), 'rb', buffering=0) as receive:\n"
         "    while header := receive.read(4):\n"
         "        number, jobs = pickle.loads(receive.read(struct.unpack('!I', header)[0]))\n"
-        "        send.send_bytes(pickle.dumps((number, [None] * len(jobs))))\n",
+        "        answer(pickle.dumps((number, [(*decode_signed_envelope(data), None) for _, data in jobs])))\n",
         encoding="utf-8",
     )
     monkeypatch.chdir(tmp_path)
     verifier = ProcessVerifier()
     try:
         _started(verifier)
-        key, data, _ = _job(0)
-        forged = KEYS[1].sign(data).signature.hex()
+        key, _ = _job(0)
+        forged = _event(0, KEYS[1])
         checks = verifier.checks()
         for _ in range(2 * CHUNK):
-            checks.add(key.verify_key, data, forged)
-        assert checks.results() == ["bad signature"] * (2 * CHUNK)
+            checks.add(key.verify_key, forged)
+        assert _problems(checks.results()) == ["bad signature"] * (2 * CHUNK)
     finally:
         verifier.close()
     assert not ran.exists()
@@ -285,13 +304,13 @@ def test_the_signals_that_stop_the_ingest_do_not_end_the_process() -> None:
         assert _started(verifier) == pid
         checks = verifier.checks()
         for n in range(2 * CHUNK):
-            key, data, sig = _job(n)
-            checks.add(key.verify_key, data, sig)
+            key, data = _job(n)
+            checks.add(key.verify_key, data)
         for stop in (signal.SIGINT, signal.SIGTERM):
             os.kill(pid, stop)
         for n in range(2 * CHUNK, 4 * CHUNK + 3):
-            key, data, sig = _job(n)
-            checks.add(key.verify_key, data, sig)
+            key, data = _job(n)
+            checks.add(key.verify_key, data)
         assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
         assert failures == [] and verifier.pid == pid
     finally:
@@ -308,16 +327,16 @@ def test_closed_under_a_batch_in_hand_the_batch_checks_the_rest_itself() -> None
     _started(verifier)
     checks = verifier.checks()
     for n in range(2 * CHUNK):  # two chunks sent to the process ...
-        key, data, sig = _job(n)
-        checks.add(key.verify_key, data, sig)
+        key, data = _job(n)
+        checks.add(key.verify_key, data)
     pipe, process = checks._connection, verifier._process
     assert pipe is not None and process is not None
     verifier.close()  # ... which is gone before it answered them
     # The pipe stays the batch's (its thread may be in the middle of a read or a write of it); the process ends.
-    assert not pipe._to_end.closed and process.poll() is not None
+    assert not pipe.closed and process.poll() is not None
     for n in range(2 * CHUNK, 4 * CHUNK + 3):
-        key, data, sig = _job(n)
-        checks.add(key.verify_key, data, sig)
+        key, data = _job(n)
+        checks.add(key.verify_key, data)
     assert checks.results() == _answers(Verifier().checks(), 4 * CHUNK + 3)
     assert _answers(verifier.checks(), 3 * CHUNK) == _answers(Verifier().checks(), 3 * CHUNK)
     assert failures == [] and verifier.pid is None
@@ -332,8 +351,8 @@ def test_a_batch_that_begins_as_the_verifier_closes_takes_no_pipe_and_starts_no_
     verifier.close()
     checks = _SharedChecks(verifier)  # as made by checks() just before the close
     for n in range(2 * CHUNK + 1):
-        key, data, sig = _job(n)
-        checks.add(key.verify_key, data, sig)
+        key, data = _job(n)
+        checks.add(key.verify_key, data)
     assert checks.results() == _answers(Verifier().checks(), 2 * CHUNK + 1)
     assert failures == [] and verifier.pid is None
 
@@ -374,3 +393,28 @@ def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
     finally:
         ingest.stop()
         verifier.close()
+
+
+def test_a_frame_cut_off_half_way_holds_the_ingest_no_longer_than_its_timeout() -> None:
+    """A process stopped (or slow) in the middle of writing its answers: the ingest waits for the rest of the frame at
+    most its timeout, never for good; the frame is taken once whole; the process's end is seen as the end."""
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    pipe = Pipe(to_write, from_read)
+    try:
+        answer = pickle.dumps((1, ["答复"] * 10_000))  # larger than a pipe holds, as a chunk's answers are
+        frame = FRAME.pack(len(answer)) + answer
+        os.write(from_write, frame[:1000])
+        started = time.monotonic()
+        assert not pipe.poll(0.2)
+        assert 0.2 <= time.monotonic() - started < 5
+        writer = threading.Thread(target=lambda: os.write(from_write, frame[1000:]) and os.close(from_write))
+        writer.start()
+        assert pipe.poll(10) and pickle.loads(pipe.recv_bytes()) == (1, ["答复"] * 10_000)
+        writer.join(10)
+        assert pipe.poll(10)  # the end
+        with pytest.raises(EOFError):
+            pipe.recv_bytes()
+    finally:
+        pipe.close()
+        os.close(to_read)
