@@ -69,14 +69,51 @@ def prepare(message: Message, cache: IngestCache) -> Prepared:
 
 def prepare_all(messages: Sequence[Message], cache: IngestCache, verifier: Verifier) -> list[Prepared]:
     """:func:`prepare` of each message, the events decoded and checked by ``verifier`` while the next are added."""
-    checks = verifier.checks()
-    triaged = []
-    for message in messages:
-        triaged.append(one := _triage(message, cache))
-        if not isinstance(one, Prepared):
-            checks.add(one[2], message.payload)
-    answers = iter(checks.results())  # one per event added, in order
-    return [one if isinstance(one, Prepared) else opened(one[0], one[1], next(answers)) for one in triaged]
+    return Opening(messages, cache, verifier).prepared()
+
+
+class Opening:
+    """:func:`prepare_all` in steps: made, it has handed the batch's events to ``verifier``, which opens them
+    meanwhile; :meth:`collect` takes the answers — before another batch's events may be handed over (the verifier
+    answers one batch at a time) — and :meth:`prepared` gives the messages prepared. ``ahead``: the batch is opened
+    ahead of its turn, while the one before it is stored; every event goes to the verifier process, whose answers
+    will be there by then (else the last few are opened here, at :meth:`collect`, rather than wait for them)."""
+
+    def __init__(self, messages: Sequence[Message], cache: IngestCache, verifier: Verifier, *, ahead: bool = False):
+        self._checks = verifier.checks()
+        self._prepared: list[Prepared] | None = None
+        self._failure: Exception | None = None
+        try:
+            self._triaged = []
+            for message in messages:
+                self._triaged.append(one := _triage(message, cache))
+                if not isinstance(one, Prepared):
+                    self._checks.add(one[2], message.payload)
+            if ahead:
+                self._checks.send_all()
+        except BaseException:
+            self._checks.abandon()
+            raise
+
+    def collect(self) -> None:
+        """Take the answers (once); what goes wrong is raised by :meth:`prepared`."""
+        if self._prepared is not None or self._failure is not None:
+            return
+        try:
+            answers = iter(self._checks.results())  # one per event added, in order
+            self._prepared = [
+                one if isinstance(one, Prepared) else opened(one[0], one[1], next(answers)) for one in self._triaged
+            ]
+        except Exception as exc:  # noqa: BLE001 - raised by prepared(), where the ingest deals with it
+            self._failure = exc.with_traceback(None)
+
+    def prepared(self) -> list[Prepared]:
+        """Each message prepared, in order."""
+        self.collect()
+        if self._prepared is None:
+            assert self._failure is not None
+            raise self._failure
+        return self._prepared
 
 
 def _triage(message: Message, cache: IngestCache) -> Prepared | _ToOpen:

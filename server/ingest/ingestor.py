@@ -33,7 +33,7 @@ from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
-from server.ingest.checks import prepare, prepare_all
+from server.ingest.checks import Opening, prepare, prepare_all
 from server.ingest.quarantine_rows import add_copies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
 from server.ingest.seal_cache import IngestCache
@@ -97,8 +97,18 @@ class Ingestor:
         (its signatures are then all checked there)."""
         self.verifier.close()
 
-    def ingest(self, messages: Sequence[Message]) -> list[IngestResult]:
-        """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`."""
+    def opening(self, messages: Sequence[Message], *, ahead: bool = False) -> Opening | None:
+        """Hand the events of a batch to the verifier (``ahead``: all of them, the batch to be stored after the one
+        in hand, to be opened meanwhile); give the result to :meth:`ingest`. None if that fails: :meth:`ingest` then
+        prepares the batch itself, where a message that makes the checks raise is quarantined alone."""
+        try:
+            return Opening(messages, self.cache, self.verifier, ahead=ahead)
+        except Exception:  # noqa: BLE001 - a defect of the checks: ingest() meets it again, and deals with it there
+            return None
+
+    def ingest(self, messages: Sequence[Message], opening: Opening | None = None) -> list[IngestResult]:
+        """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`.
+        ``opening``: the messages' checks begun by :meth:`opening`."""
         if not messages:
             return []
         attempt = 1
@@ -108,7 +118,10 @@ class Ingestor:
                 # Before the transaction (no lock held), inside the try: a message that makes the checks raise is
                 # quarantined alone below, instead of failing the whole batch again and again (a stalled stream).
                 # The pictures are written to their store here too: a slow store never holds the database.
-                prepared = prepare_all(messages, self.cache, self.verifier)
+                if opening is not None:
+                    prepared, opening = opening.prepared(), None
+                else:
+                    prepared = prepare_all(messages, self.cache, self.verifier)
                 prepared = write_snapshots(self._session_factory, self.snapshots, messages, prepared, written)
                 with self._session_factory() as session:
                     batch = self._batch(session, messages, written)

@@ -45,6 +45,7 @@ from server.config import MqttSettings
 from server.core.metrics import IngestProgress
 from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
+from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
 from server.ingest.results import IngestResult, Message, Outcome
@@ -236,10 +237,27 @@ class MqttIngest:
     # -- worker ----------------------------------------------------------------------------------------------------
 
     def _run_worker(self) -> None:
+        ahead: tuple[list[_Received], Opening | None] | None = None  # the next batch, its events being opened
         while not self._stopping.is_set():
-            batch = self._next_batch()
-            if batch:
-                self._store_and_ack(batch)
+            if ahead is None:
+                batch = self._next_batch()
+                if not batch:
+                    continue
+                opening = None
+            else:
+                (batch, opening), ahead = ahead, None
+            if self._queue.qsize() >= self.settings.batch_size:
+                # A backlog: the verifier process opens the next full batch while this one is stored. It takes one
+                # batch at a time: this one's answers are collected first.
+                if opening is None:
+                    opening = self.ingestor.opening([item.message for item in batch])
+                if opening is not None:
+                    opening.collect()
+                following = self._take(self.settings.batch_size)
+                ahead = following, self.ingestor.opening([item.message for item in following], ahead=True)
+            self._store_and_ack(batch, opening)
+        if ahead is not None and ahead[1] is not None:
+            ahead[1].collect()  # lets go of the verifier; the batch stays unacknowledged, the broker sends it again
 
     def _next_batch(self) -> list[_Received]:
         try:
@@ -250,24 +268,29 @@ class MqttIngest:
         if linger > 0 and self._queue.qsize() + 1 < self.settings.batch_size:
             # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
             self._stopping.wait(linger)
-        batch = [first]
-        while len(batch) < self.settings.batch_size:
+        return [first, *self._take(self.settings.batch_size - 1)]
+
+    def _take(self, most: int) -> list[_Received]:
+        """Up to ``most`` messages that are waiting, without waiting."""
+        taken: list[_Received] = []
+        while len(taken) < most:
             try:
-                batch.append(self._queue.get_nowait())
+                taken.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return taken
 
-    def _store_and_ack(self, batch: list[_Received]) -> None:
+    def _store_and_ack(self, batch: list[_Received], opening: Opening | None = None) -> None:
         delay = RETRY_MIN_S
         while True:
             try:
-                results = self.ingestor.ingest([item.message for item in batch])
+                results = self.ingestor.ingest([item.message for item in batch], opening)
                 break
             except StorageUnavailable as exc:
                 logger.error("cannot store %d messages, retrying in %.1f s: %s", len(batch), delay, exc)
             except Exception:  # a defect of the ingest itself: nothing could be stored, so treat it as storage
                 logger.exception("unexpected error storing %d messages; retrying in %.1f s", len(batch), delay)
+            opening = None  # taken by the attempt: a new one prepares the batch again
             self._storage_failed()
             if self._stopping.wait(delay):
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))

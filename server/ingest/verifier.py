@@ -109,8 +109,15 @@ class Checks:
     def add(self, key: VerifyKey, data: bytes) -> None:
         self.answers.append(open_event(key, data))
 
+    def send_all(self) -> None:
+        """Hand over every event added, also a last chunk that is not full (the batch is opened ahead of its turn:
+        the answers will be there when it comes)."""
+
     def results(self) -> list[Answer]:
         return self.answers
+
+    def abandon(self) -> None:
+        """The batch will not take its answers (it failed before): let go of what it holds."""
 
 
 class Verifier:
@@ -288,7 +295,7 @@ def _start() -> tuple[subprocess.Popen[bytes], Pipe]:
 
 class _SharedChecks(Checks):
     """Each full chunk goes to the verifier process (started with the first: a batch smaller than a chunk, as at a
-    low rate, is checked here and starts nothing); the rest is checked here."""
+    low rate, is opened here and starts nothing); the rest is opened here, unless :meth:`send_all` sent it too."""
 
     def __init__(self, verifier: ProcessVerifier) -> None:
         super().__init__()
@@ -305,23 +312,33 @@ class _SharedChecks(Checks):
     def add(self, key: VerifyKey, data: bytes) -> None:
         self._keys.append(key)
         self._chunk.append((bytes(key), data))
-        if len(self._chunk) == CHUNK and self._usable:
+        if len(self._chunk) == CHUNK:
+            self._send()
+
+    def send_all(self) -> None:
+        if self._chunk:
+            self._send()
+
+    def _send(self) -> None:
+        """Hand the chunk in hand to the process (if it can take it: else it stays, to be opened here)."""
+        if not self._usable:
+            return
+        if self._connection is None:
+            self._connection = self._verifier.connected()
             if self._connection is None:
-                self._connection = self._verifier.connected()
-                if self._connection is None:
-                    self._usable = False
-                    return
-            number = self._verifier.number()
-            try:
-                data = pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL)
-                self._connection.send_bytes(data, self._verifier.answer_timeout_s)
-            except (OSError, EOFError, ValueError) as exc:  # EOFError: an answer read meanwhile, cut off
-                self._broken(exc)
+                self._usable = False
                 return
-            self._sent.append((number, self._chunk))
-            self._chunk = []
-            while len(self._sent) - self._collected > MAX_UNANSWERED:
-                self._collect()  # the answers are read as they come: they can never fill the pipe and block it
+        number = self._verifier.number()
+        try:
+            data = pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL)
+            self._connection.send_bytes(data, self._verifier.answer_timeout_s)
+        except (OSError, ValueError) as exc:
+            self._broken(exc)
+            return
+        self._sent.append((number, self._chunk))
+        self._chunk = []
+        while len(self._sent) - self._collected > MAX_UNANSWERED:
+            self._collect()  # more answers than the pipes hold are never left unread
 
     def results(self) -> list[Answer]:
         """The answers of the chunks sent, then of the rest, opened here meanwhile."""
@@ -332,9 +349,14 @@ class _SharedChecks(Checks):
                 self._collect()
             return self._answered + rest
         finally:
-            self._connection = None
-            if self._taken:
-                self._verifier.taken(False)
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Answers of chunks sent and not collected are skipped by the next batch (:meth:`_answers`)."""
+        self._connection = None
+        if self._taken:
+            self._taken = False
+            self._verifier.taken(False)
 
     def _collect(self) -> None:
         number, chunk = self._sent[self._collected]

@@ -418,3 +418,45 @@ def test_a_frame_cut_off_half_way_holds_the_ingest_no_longer_than_its_timeout() 
     finally:
         pipe.close()
         os.close(to_read)
+
+
+def test_a_backlog_is_opened_a_batch_ahead_and_stored_once_in_order(
+    broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Events that piled up while the court was away come in full batches: the verifier process opens each next
+    batch while the one before it is stored. Every event is stored once, in the seal's order, with the forged one
+    refused, and the process never fails (answers taken for the wrong batch would be a failure, or worse)."""
+    seal = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, seal)
+    failures: list[int] = []
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
+    ingestor = Ingestor(
+        session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots", verifier=verifier
+    )
+    settings = server_mqtt_settings(broker, tmp_path).model_copy(update={"batch_size": 2 * CHUNK + 5})
+    count = 12 * CHUNK
+    forged_at = 7 * CHUNK + 3
+    try:
+        first = MqttIngest(settings, ingestor)
+        first.start()
+        assert first.wait_subscribed(30), "the ingest did not subscribe"
+        with seal_connection(broker, seal.device_id) as conn:
+            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(30)
+            assert wait_until(lambda: len(stored_seqs(session_factory)) == 1, 30)  # the seal's key is known now
+            _started(verifier)
+            first.stop()  # the court is away: its session keeps what comes meanwhile
+            payloads = [seal.event(key=KEYS[0] if n == forged_at else None) for n in range(count)]
+            for info in [conn.client.publish(seal.event_topic, data, qos=1) for data in payloads]:
+                info.wait_for_publish(30)
+        again = MqttIngest(settings, ingestor)
+        again.start()
+        try:
+            assert wait_until(lambda: len(stored_seqs(session_factory)) == count, 60)
+            assert wait_until(lambda: again.progress().unstored == 0, 30)
+        finally:
+            again.stop()
+    finally:
+        verifier.close()
+    forged_seq = forged_at + 2  # the first event, sent alone, was seq 1
+    assert stored_seqs(session_factory) == [seq for seq in range(1, count + 2) if seq != forged_seq]
+    assert failures == []
