@@ -8,6 +8,7 @@ each process's, exact, and Prometheus adds them up (``sum without (instance) (�
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -70,10 +71,11 @@ class MetricsEndpoint:
         self._server: WSGIServer | None = None
 
     def start(self) -> None:
-        """Listen; raise :class:`ConfigError` if the address cannot be bound (in use, not this machine's)."""
+        """Listen; raise :class:`ConfigError` if the address cannot be bound (in use, not this machine's, a host
+        name that does not resolve)."""
         try:
             self._server, _thread = start_http_server(self.port, addr=self.host, registry=self._registry)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name no DNS label can spell ("a..b")
             raise ConfigError(_cannot_listen(self.host, self.port, exc)) from None
         logger.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
@@ -97,12 +99,29 @@ def check_can_listen(host: str, port: int) -> None:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(address)
-    except OSError as exc:  # socket.gaierror too: a host name that does not resolve
+    except (OSError, UnicodeError) as exc:  # socket.gaierror too: a host name that does not resolve
         raise ConfigError(_cannot_listen(host, port, exc)) from None
 
 
-def _cannot_listen(host: str, port: int, exc: OSError) -> str:
-    return (
-        f"[ingest] metrics: cannot listen on {host}:{port}: {exc.strerror or exc} "
-        "(另一个进程占用了该端口？/ is another process using the port?)"
-    )
+def _cannot_listen(host: str, port: int, exc: OSError | UnicodeError) -> str:
+    """Why ``host``:``port`` cannot be listened on, with the likely cause, Chinese first, where the error names one:
+    a host name that does not resolve is no busy port, and a busy port no wrong address."""
+    what = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    if isinstance(exc, socket.gaierror | UnicodeError):
+        hint = _UNRESOLVED
+    else:
+        hint = _HINTS.get(exc.errno or 0, "")
+    return f"[ingest] metrics: cannot listen on {host}:{port}: {what}" + (f" ({hint})" if hint else "")
+
+
+_UNRESOLVED = (
+    "无法解析该主机名，请检查 [ingest] metrics_host / the host name does not resolve: check [ingest] metrics_host"
+)
+#: The likely cause of a socket error, by its errno; other errors are said as they are, without a guess.
+_HINTS = {
+    errno.EADDRINUSE: "另一个进程占用了该端口？/ is another process using the port?",
+    errno.EADDRNOTAVAIL: (
+        "该地址不属于本机，请检查 [ingest] metrics_host / "
+        "the address is not this machine's: check [ingest] metrics_host"
+    ),
+}

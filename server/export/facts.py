@@ -146,7 +146,7 @@ def _alarm(a: JsonDict) -> AlarmFacts:
 
 def _command(c: JsonDict) -> CommandFacts:
     result: Any = c["result"]
-    answer = c["reason"] or (str(result.get("result")) if isinstance(result, dict) and "result" in result else None)
+    answer = str(result.get("result")) if isinstance(result, dict) and "result" in result else None
     return CommandFacts(
         id=c["id"],
         device_id=c["device_id"],
@@ -156,6 +156,7 @@ def _command(c: JsonDict) -> CommandFacts:
         state=c["state"],
         answer_seq=c["answer_seq"],
         answer=answer,
+        reason=c["reason"],
     )
 
 
@@ -166,8 +167,6 @@ def _removal(r: JsonDict) -> RemovalFacts:
         state=r["state"],
         filed_by=r["filed_by"] or "",
         filed_at=_at_known(r["filed_at"]),
-        history=[
-            HistoryEntry(_at_known(s["at"]), s["actor"], s["action"], s["note"] or None) for s in r["steps"]
-        ],
+        history=[HistoryEntry(_at_known(s["at"]), s["actor"], s["action"], s["note"] or None) for s in r["steps"]],
         proofs=[p["sha256"] for p in r["proofs"]],
     )

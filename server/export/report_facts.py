@@ -86,7 +86,9 @@ class AlarmFacts:
 
 @dataclass(frozen=True)
 class CommandFacts:
-    """A command sent to a seal of the case, and the seal's answer (``answer_seq``: the answering event's seq)."""
+    """A command sent to a seal of the case, and the seal's answer (``answer_seq``: the answering event's seq):
+    ``answer`` the result it reported having carried the command out, ``reason`` the token it refused it with
+    (:class:`seal_protocol.commands.RejectReason`)."""
 
     id: int
     device_id: str
@@ -96,6 +98,7 @@ class CommandFacts:
     state: str
     answer_seq: int | None = None
     answer: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """The evidence report's styles and table pieces, the contact sheet of snapshot thumbnails, and the tables of alarms,
-commands and removal requests (each paginated in tables of :data:`ROWS_PER_TABLE` rows)."""
+commands and removal requests (each paginated in tables of :data:`ROWS_PER_TABLE` rows). Their tokens (a command's
+``disarm``, ``rejected``, ``wrong_case``) are set in words, Chinese first, as the case page says them; the bundle's
+JSONL files keep the tokens."""
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from PIL import Image as PILImage
@@ -22,8 +24,9 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, court_time, sort_time
+from server.export.report_text import clip, court_time, ground_words, sort_time
 from server.pdf_layout import font_table, markup
+from server.words import words
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +155,20 @@ def _thumbnail(jpeg: bytes, width: float) -> Image:
 # --- alarms, commands, removal requests --------------------------------------------------------------------------
 
 
-def _history(entries: Sequence[HistoryEntry], where: str, s: ReportStyles) -> Paragraph:
-    return _lines(
-        [f"{court_time(h.at)} {h.actor} {h.action}" + (f"：{clip(h.note, where)}" if h.note else "") for h in entries],
-        s,
-    )
+def _history(
+    entries: Sequence[HistoryEntry], step: Callable[[str], tuple[str, str]], where: str, s: ReportStyles
+) -> Paragraph:
+    """One line per step: when, who, what in Chinese and English (``step`` of its action), the note."""
+    lines = []
+    for h in entries:
+        note = f"：{clip(h.note, where)}" if h.note else ""
+        lines.append(f"{court_time(h.at)} {h.actor} {_both(*step(h.action))}{note}")
+    return _lines(lines, s)
+
+
+def _both(zh: str, en: str) -> str:
+    """Words on one line, Chinese first: ``已关闭 Closed``."""
+    return zh if zh == en else f"{zh} {en}"
 
 
 def _lines(lines: Sequence[str], s: ReportStyles) -> Paragraph:
@@ -173,8 +185,10 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
         return para("无告警。", "No alarms.", s)
     header = [("编号", "id"), ("封条", "seal"), ("类型", "kind"), ("级别", "severity"), ("状态", "state"),
               ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
-    rows = [_row([str(a.id), a.device_id, a.kind, a.severity, a.state, court_time(a.opened_at), str(a.count),
-                  _history(a.history, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
+    rows = [_row([str(a.id), a.device_id, cell(*words("alarm_kind", a.kind), s),
+                  cell(*words("severity", a.severity), s), cell(*words("alarm_state", a.state), s),
+                  court_time(a.opened_at), str(a.count),
+                  _history(a.history, _alarm_step, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
     widths = [10 * mm, 20 * mm, 20 * mm, 15 * mm, 18 * mm, 20 * mm, 10 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
@@ -184,11 +198,31 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
         return para("未向本案封条发送指令。", "No commands were sent to the case's seals.", s)
     header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), ("发出", "issued"), ("发出人", "by"),
               ("状态", "state"), ("应答事件序号", "answer seq"), ("应答", "answer")]  # fmt: skip
-    rows = [_row([str(c.id), c.device_id, c.action, court_time(c.issued_at), c.issued_by, c.state,
-                  "—" if c.answer_seq is None else str(c.answer_seq), clip(c.answer or "—", "commands.jsonl")], s)
+    rows = [_row([str(c.id), c.device_id, cell(*words("case_command_action", c.action), s), court_time(c.issued_at),
+                  c.issued_by, cell(*words("case_command_state", c.state), s),
+                  "—" if c.answer_seq is None else str(c.answer_seq), _answer(c, s)], s)
             for c in commands]  # fmt: skip
     widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 20 * mm, 16 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
+
+
+def _answer(command: CommandFacts, s: ReportStyles) -> Paragraph:
+    """The seal's refusal in words, or the result it reported as it signed it (free text, clipped)."""
+    if command.reason:
+        return cell(*words("case_command_reason", command.reason), s, alert=True)
+    return cell(clip(command.answer or "—", "commands.jsonl"), "", s)
+
+
+def _alarm_step(action: str) -> tuple[str, str]:
+    """An alarm's step (``acknowledged``, ``closed``): the state it left the alarm in."""
+    return words("alarm_state", action)
+
+
+def _removal_step(action: str) -> tuple[str, str]:
+    """A removal request's step (``file``, ``approve``, ``issue_disarm``): as the portal's history says it."""
+    key = f"action_{action}"
+    found = words("portal", key)
+    return (action, action) if found == (key, key) else found
 
 
 def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:
@@ -196,8 +230,9 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
         return para("无解除查封申请。", "No removal requests.", s)
     header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
               ("证明文件（SHA-256）", "proofs (SHA-256)"), ("经过与决定", "history and decision")]  # fmt: skip
-    rows = [_row([str(r.id), r.ground, r.state, r.filed_by, court_time(r.filed_at),
-                  _lines([p[:16] + "…" for p in r.proofs], s), _history(r.history, "removal.jsonl", s)], s)
+    rows = [_row([str(r.id), cell(*ground_words(r.ground), s), cell(*words("case_removal_state", r.state), s),
+                  r.filed_by, court_time(r.filed_at), _lines([p[:16] + "…" for p in r.proofs], s),
+                  _history(r.history, _removal_step, "removal.jsonl", s)], s)
             for r in removals]  # fmt: skip
     widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 28 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]

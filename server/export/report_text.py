@@ -1,5 +1,8 @@
 """The evidence report's words: what each kind of event says, in Chinese and English, and the warning's outcome as
-the seal signed it (never better than it was)."""
+the seal signed it (never better than it was). The tokens the case page words too (a command's action, state and
+refusal reason, an alarm's kind and state, a removal request's state and steps) take the same words, from the
+pages' catalogue (:func:`server.words.words`); a removal request's ground, its label (:mod:`server.removal.grounds`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.notices.facts import COURT_TIME
+from server.removal.grounds import RemovalGround
+from server.words import words
 
 #: The events the timeline lists one by one; every other type is counted (heartbeats per seal and day).
 TIMELINE_TYPES = frozenset(
@@ -100,6 +105,15 @@ def event_name(kind: str) -> tuple[str, str]:
     return EVENT_NAMES.get(kind, (kind, kind))
 
 
+def ground_words(ground: str) -> tuple[str, str]:
+    """A removal request's ground in Chinese and English (the token itself if it names none we know)."""
+    try:
+        label = RemovalGround(ground).label
+    except ValueError:
+        return ground, ground
+    return label.zh, label.en
+
+
 def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
     """The warning of an event's payload as the seal signed it, per language with the reason of a failure; ``None``
     if the payload names no warning."""
@@ -135,14 +149,16 @@ def outcome_words(result: Mapping[str, Any] | None) -> tuple[str, str]:
 def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     """What an event of type ``kind`` says beyond its name, in Chinese and English (without the warning)."""
     if kind == "command_ack":
+        azh, aen = words("case_command_action", str(payload.get("action")))
         return (
-            f"指令 {payload.get('command_id')} {payload.get('action')} → {payload.get('result')}",
-            f"command {payload.get('command_id')} {payload.get('action')} → {payload.get('result')}",
+            f"指令 {payload.get('command_id')} {azh} → {payload.get('result')}",
+            f"command {payload.get('command_id')} {aen} → {payload.get('result')}",
         )
     if kind == "command_rejected":
+        rzh, ren = words("case_command_reason", str(payload.get("reason")))
         return (
-            f"指令 {payload.get('command_id')}：{payload.get('reason')}",
-            f"command {payload.get('command_id')}: {payload.get('reason')} {payload.get('detail') or ''}".rstrip(),
+            f"指令 {payload.get('command_id')}：{rzh}",
+            f"command {payload.get('command_id')}: {ren}" + (f": {payload['detail']}" if payload.get("detail") else ""),
         )
     if kind in {"armed", "disarmed"}:
         return (

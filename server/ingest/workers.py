@@ -136,8 +136,8 @@ def _check_metrics_ports(settings: Settings, workers: int) -> None:
             check_can_listen(settings.ingest.metrics_host, port + index - 1)
         except ConfigError as exc:
             raise ConfigError(
-                f"接收进程 {index} 的指标端口不可用，未启动任何接收进程 / ingest worker {index}'s metrics port is not "
-                f"free, no worker started: {exc}"
+                f"接收进程 {index} 无法监听其指标端口，未启动任何接收进程 / ingest worker {index} cannot listen on its "
+                f"metrics port, no worker started: {exc}"
             ) from None
 
 

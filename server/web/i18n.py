@@ -1,4 +1,5 @@
-"""The pages' words, Chinese first: one catalogue (``messages.toml``), a :class:`Translator` per language.
+"""The pages' words, Chinese first: one catalogue (``messages.toml``, read by :mod:`server.words`, which the evidence
+report reads too), a :class:`Translator` per language.
 
 Each key of the catalogue is ``<section>.<name>`` and holds ``zh`` and ``en``; ``{name}`` placeholders are filled
 with :meth:`str.format`. zh-CN is the default; the language is the ``seal_lang`` cookie (``zh-CN`` or ``en``), set by
@@ -8,29 +9,18 @@ the tests that look for raw keys on every page.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from server.notices.facts import COURT_TIME
+from server.words import catalogue
 
 LANG_COOKIE = "seal_lang"
 LANGUAGES = ("zh-CN", "en")
 DEFAULT_LANGUAGE = "zh-CN"
 _COLUMN = {"zh-CN": "zh", "en": "en"}
 
-
-@cache
-def catalogue() -> dict[str, dict[str, str]]:
-    """Every message by its dotted key: ``{"overview.title": {"zh": …, "en": …}}``."""
-    data = tomllib.loads(resources.files("server.web").joinpath("messages.toml").read_text("utf-8"))
-    flat: dict[str, dict[str, str]] = {}
-    for section, entries in data.items():
-        for name, texts in entries.items():
-            flat[f"{section}.{name}"] = texts
-    return flat
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "LANG_COOKIE", "Translator", "catalogue", "language_of"]
 
 
 def language_of(cookie: str | None) -> str:

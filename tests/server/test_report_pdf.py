@@ -278,7 +278,84 @@ def test_a_warning_decided_by_the_camera_and_a_test_warning_read_as_they_ended()
     )
     text = pdf_text(render_report(facts(events=events.items)))
     assert "待摄像头确认后决定是否警告；摄像头确认后：警告已开始播放：zh播放中；结果：警告播放失败" in text
-    assert "指令4test_warning→failed；警告播放失败" in text
+    assert "指令4测试警示音→failed；警告播放失败" in text
+
+
+def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_first() -> None:
+    """A command's action, state and the seal's refusal reason, an alarm's kind, severity, state and steps, a removal
+    request's ground, state and steps: in the words the case page says them, Chinese first, never the protocol's
+    token (the bundle's JSONL files keep the tokens; every token the report words has words: test_i18n)."""
+    events = Events()
+    events.add("command_rejected", T0, command_id=8, reason="wrong_case", detail="issued for case (2020)")
+    events.add("command_ack", T0 + timedelta(minutes=1), command_id=9, action="disarm", result="disarmed")
+    commands = [
+        CommandFacts(8, "seal-01", "disarm", "judge.wang", T0, "rejected", 1, None, "wrong_case"),
+        CommandFacts(9, "seal-01", "disarm", "judge.wang", T0, "acknowledged", 2, "disarmed"),
+        CommandFacts(10, "seal-01", "test_warning", "clerk.li", T0, "expired"),
+    ]
+    alarm = AlarmFacts(
+        1,
+        "seal-01",
+        "tamper",
+        "critical",
+        "closed",
+        T0,
+        1,
+        [HistoryEntry(T0, "officer.zhou", "acknowledged"), HistoryEntry(T0, "judge.wang", "closed", "已核实")],
+    )
+    removal = RemovalFacts(
+        3,
+        "paid_in_full",
+        "disarm_pending",
+        "debtor.zhao",
+        T0,
+        [HistoryEntry(T0, "debtor.zhao", "file"), HistoryEntry(T0, "judge.wang", "issue_disarm")],
+    )
+    text = pdf_text(render_report(facts(events=events.items, commands=commands, alarms=[alarm], removals=[removal])))
+    commands_part = text.split("指令与应答")[-1].split("解除查封申请与决定")[0]
+    for said in (
+        "撤防Disarm",
+        "封条拒绝Refusedbytheseal",
+        "案号不符（封条已用于其他案件）Issuedforanothercasethanthesealguards",
+        "已送达并执行Deliveredanddone",
+        "disarmed",  # the result the seal reported, as it signed it
+        "测试警示音Testwarning",
+        "超时未应答Noanswerintime",
+    ):
+        assert said in commands_part, said
+    for said in (
+        "指令8：案号不符（封条已用于其他案件）",
+        "command8:Issuedforanothercasethanthesealguards:issuedforcase(2020)",
+        "指令9撤防→disarmed",
+        "command9Disarm→disarmed",
+        "防拆（外壳被打开）Tamper(lidopened)",
+        "紧急Critical",
+        "已关闭Closed",
+        "officer.zhou已确认Acknowledged",
+        "judge.wang已关闭Closed：已核实",
+        "债务已经清偿Thedebthasbeenpaidinfull",
+        "等待封条撤防",
+        "Waitingforthesealstodisarm",
+        "debtor.zhao提交申请Filed",
+        "judge.wang向封条发出解除布防指令Disarmsenttotheseals",
+    ):
+        assert said in text, said
+    for token in ("wrong_case", "test_warning", "paid_in_full", "disarm_pending", "issue_disarm", "critical"):
+        assert token not in text, token
+
+
+def test_a_token_without_words_is_shown_as_it_is() -> None:
+    """A value a newer seal or a later version of the court sends has no words yet: it reads as its token, never as
+    nothing and never as a crash."""
+    events = Events()
+    events.add("command_rejected", T0, command_id=8, reason="battery_low")
+    commands = [CommandFacts(8, "seal-01", "self_destruct", "judge.wang", T0, "lost", 1, None, "battery_low")]
+    alarm = AlarmFacts(1, "seal-01", "flood", "extreme", "snoozed", T0, 1, [HistoryEntry(T0, "judge.wang", "snoozed")])
+    removal = RemovalFacts(3, "paid", "pondering", "debtor.zhao", T0, [HistoryEntry(T0, "judge.wang", "ponder")])
+    text = pdf_text(render_report(facts(events=events.items, commands=commands, alarms=[alarm], removals=[removal])))
+    for token in ("battery_low", "self_destruct", "lost", "flood", "extreme", "snoozed", "paid", "pondering"):
+        assert token in text, token
+    assert "judge.wangponder" in text and "action_ponder" not in text
 
 
 def test_a_played_warning_does_not_read_as_failed() -> None:

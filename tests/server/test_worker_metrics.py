@@ -1,6 +1,7 @@
 """An ingest worker's own /metrics (``[ingest] metrics_port``): served by prometheus_client's HTTP server on the
 configured address, its scrape-time gauges set at each scrape, selectable by name; a port already taken is a clear
-configuration error, not a worker that runs without its metrics."""
+configuration error, not a worker that runs without its metrics, and a host name that does not resolve is said so,
+not taken for a busy port."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from server.errors import ConfigError
 from tests.prometheus import samples
 
 
-def _idle_endpoint(port: int) -> MetricsEndpoint:
-    """An endpoint on 127.0.0.1:``port`` of a worker with nothing counted (not started)."""
+def _idle_endpoint(port: int, host: str = "127.0.0.1") -> MetricsEndpoint:
+    """An endpoint on ``host``:``port`` of a worker with nothing counted (not started)."""
     return MetricsEndpoint(
-        "127.0.0.1",
+        host,
         port,
         IngestMetrics(seal_gauges=False),
         broker_connected=lambda: True,
@@ -78,8 +79,9 @@ def test_a_metrics_port_already_taken_is_a_configuration_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         endpoint = _idle_endpoint(port)
-        with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=rf"\[ingest\] metrics: cannot listen on 127.0.0.1:{port}") as raised:
             endpoint.start()
+    assert "(另一个进程占用了该端口？/ is another process using the port?)" in str(raised.value)
 
 
 def test_the_check_of_a_port_finds_a_taken_one_and_leaves_a_free_one_free(
@@ -98,3 +100,28 @@ def test_the_check_of_a_port_finds_a_taken_one_and_leaves_a_free_one_free(
         assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
     finally:
         after.stop()
+
+
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "a..b"], ids=["unknown-name", "no-name-at-all"])
+def test_a_metrics_host_that_does_not_resolve_is_said_so_not_taken_for_a_busy_port(host: str) -> None:
+    """A name no resolver knows (``.invalid`` never resolves, RFC 2606), or one no DNS label can spell (``a..b``,
+    which Python's resolver refused with a UnicodeError, not a socket error): the check before the workers start and
+    the worker's own start say the host name does not resolve, Chinese first; neither guesses at a busy port."""
+    port = free_port()
+    for attempt in (lambda: check_can_listen(host, port), _idle_endpoint(port, host).start):
+        with pytest.raises(ConfigError) as raised:
+            attempt()
+        said = str(raised.value)
+        assert said.startswith(f"[ingest] metrics: cannot listen on {host}:{port}: "), said
+        assert "(无法解析该主机名，请检查 [ingest] metrics_host / the host name does not resolve" in said, said
+        assert "端口" not in said and "port?" not in said, said
+
+
+def test_an_address_not_of_this_machine_is_said_so() -> None:
+    """192.0.2.1 (TEST-NET-1, RFC 5737) is no address of any machine's own: not a busy port either."""
+    port = free_port()
+    with pytest.raises(ConfigError) as raised:
+        check_can_listen("192.0.2.1", port)
+    said = str(raised.value)
+    assert "(该地址不属于本机，请检查 [ingest] metrics_host / the address is not this machine's" in said, said
+    assert "端口" not in said, said

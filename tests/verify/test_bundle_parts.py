@@ -179,3 +179,51 @@ def test_a_command_and_the_seals_answer_are_in_the_bundle(world: CourtWorld, tmp
     assert base64.b64decode(line["signed"]) == signed
     assert line["issued_by"] == "judge-a" and line["action"] == "ping"
     assert line["answer_seq"] == world.seals["a1"].seq and line["state"] == "acknowledged"
+
+
+def test_a_command_the_seal_refused_reads_in_words_in_the_report_and_as_its_token_in_the_jsonl(
+    world: CourtWorld, tmp_path: Path
+) -> None:
+    """The report says the refused disarm and why in words, Chinese first, as the case page does; commands.jsonl and
+    events.jsonl keep the protocol's tokens (they are the machine's record)."""
+    import json
+    import re
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from seal_protocol import EventType
+    from seal_protocol.commands import CommandAction
+    from seal_protocol.signing import generate_signing_key
+    from server.auth.access import Role
+    from server.auth.users import get_user
+    from server.commands.service import issue_command
+    from server.core.base import utc_now
+    from server.core.db import session_scope
+    from server.seals.models import Seal
+    from tests.server.auth_helpers import add_user
+
+    add_user(world.session_factory, "judge-a", Role.JUDGE, (CASE_A,))
+    with session_scope(world.session_factory) as session:
+        command_id = issue_command(
+            session,
+            seal=session.scalars(select(Seal).where(Seal.device_id == "seal-a1")).one(),
+            action=CommandAction.DISARM,
+            args={},
+            key=generate_signing_key(),
+            ttl=timedelta(minutes=10),
+            user=get_user(session, username="judge-a"),
+            now=utc_now(),
+        ).id
+    refusal = {"command_id": command_id, "reason": "wrong_case", "detail": "issued for another case"}
+    world.send("a1", EventType.COMMAND_REJECTED, refusal)
+    members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
+    (line,) = [json.loads(x) for x in members["commands.jsonl"].splitlines()]
+    assert (line["action"], line["state"], line["reason"]) == ("disarm", "rejected", "wrong_case")
+    assert b'"reason":"wrong_case"' in members["events.jsonl"]
+    text = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
+    commands = text.split("指令与应答")[-1].split("解除查封申请与决定")[0]
+    for said in ("撤防Disarm", "封条拒绝Refusedbytheseal", "案号不符（封条已用于其他案件）"):
+        assert said in commands, said
+    assert f"指令{command_id}：案号不符（封条已用于其他案件）" in text  # the timeline's refusal event
+    assert "wrong_case" not in text and "rejected" not in text

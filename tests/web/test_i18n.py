@@ -1,6 +1,6 @@
 """The pages' catalogue: every key a template or a page module uses is there, in Chinese and in English, with the
 same placeholders; every value an open-ended key is built from (roles, alarm kinds, states, severities, event types)
-has its words."""
+has its words — on the pages and in the evidence report, which words the same tokens from the same catalogue."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
 from server.removal.disarm import SealStatus
-from server.removal.state import RemovalState
+from server.removal.grounds import GROUND_LABELS, RemovalGround
+from server.removal.state import RemovalAction, RemovalState
+from server.removal.steps import FILE
 from server.seals.models import CaseStatus
 from server.web import admin_cases, admin_users
 from server.web.i18n import Translator, catalogue
 from server.web.seal_model import HEALTH_FIELDS, HEARTBEAT_WORDS
 
 WEB = Path(__file__).resolve().parents[2] / "server" / "web"
+EXPORT = Path(__file__).resolve().parents[2] / "server" / "export"
 #: t("section.key" …), page.t("…"), live.t("…"), self.t(…): a key written out in full.
 USED_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z_]+)["']""")
 #: t("section." ~ value) / t.maybe("section." ~ value, …): a key built from a value.
@@ -70,6 +73,31 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
     assert built <= values.keys(), "a key is built from values this test does not know: add them here"
     missing = {f"{prefix}.{value}" for prefix in built for value in values[prefix]} - catalogue().keys()
     assert missing == set()
+
+
+#: words("section", token): the evidence report's words for a token, from the catalogue.
+REPORT_WORDS = re.compile(r"""\bwords\(\s*["']([a-z_]+)["']""")
+
+
+def test_every_token_the_evidence_report_words_has_words() -> None:
+    """The report (server/export) sets a command's action, state and refusal reason, an alarm's kind, severity and
+    steps, a removal request's state and steps in the catalogue's words: each value it may meet has them."""
+    used = {section for path in EXPORT.glob("*.py") for section in REPORT_WORDS.findall(path.read_text("utf-8"))}
+    assert used, "no words() call found: the pattern no longer matches how the report words its tokens"
+    values = {
+        "case_command_action": [a.value for a in CommandAction],
+        "case_command_state": [s.value for s in CommandState],
+        "case_command_reason": [r.value for r in RejectReason],
+        "alarm_kind": [k.value for k in AlarmKind],
+        "alarm_state": [s.value for s in AlarmState],  # an alarm's steps too: acknowledged, closed
+        "severity": [s.value for s in Severity],
+        "case_removal_state": [s.value for s in RemovalState],
+        "portal": [f"action_{a}" for a in (FILE, *(a.value for a in RemovalAction))],  # a removal request's steps
+    }
+    assert used <= values.keys(), "the report words values this test does not know: add them here"
+    missing = {f"{section}.{value}" for section in used for value in values[section]} - catalogue().keys()
+    assert missing == set()
+    assert set(GROUND_LABELS) == set(RemovalGround)  # a ground's words are its label
 
 
 def test_a_missing_key_shows_itself_and_chinese_is_the_default() -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
+from sqlalchemy import func, select
 
 from seal_dev.browser import PageWatch
 from seal_dev.court_process import CourtProcess
+from server.audit.models import AuditEntry
+from tests.server.auth_helpers import PASSWORD
 from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, screenshot
 
 #: A catalogue key shown as it is ("overview.title"), or the translator's mark for a missing one.
@@ -80,3 +83,37 @@ def test_the_language_switch_keeps_the_page(court: CourtProcess, seal: Installed
     expect(page.locator("h1")).to_contain_text("Overview")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     assert watch.console_errors == []
+
+
+def test_a_double_click_changes_the_password_once(court: CourtProcess, signed_in: SignIn) -> None:
+    """The password form is posted once however its button is clicked twice. A second post would find the password
+    already changed and answer "当前密码不正确" over a change that was made (and count as a failed try). The posts
+    are held until both clicks are in, as a slow network would hold them."""
+    page, watch = signed_in("officer")
+    page.goto(f"{court.url}/account/password")
+    held: list[Route] = []
+    page.route("**/account/password", lambda route: held.append(route) if route.request.method == "POST" else None)
+    new = "a-new-password-of-the-officer"
+    page.fill("input[name=current]", PASSWORD)
+    page.fill("input[name=new]", new)
+    page.fill("input[name=repeat]", new)
+    button = page.locator("form[action='/account/password'] button[type=submit]")
+    box = button.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(150)  # a person's double click; the first post is on its way
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)
+    assert len(held) == 1, [route.request.url for route in held]
+    held[0].continue_()
+    expect(page.locator(".flash.ok")).to_be_visible()
+    expect(page.locator(".flash.error")).to_have_count(0)
+    with court.session_factory() as session:
+        actions = session.execute(
+            select(AuditEntry.action, func.count())
+            .where(AuditEntry.actor == "officer", AuditEntry.action.like("user.password%"))
+            .group_by(AuditEntry.action)
+        ).all()
+    assert dict(actions) == {"user.password": 1}
+    assert watch.console_errors == [] and watch.page_errors == []

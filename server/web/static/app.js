@@ -165,7 +165,9 @@
  *                     the list has already (same id) is replaced where it stands, the others go to its top;
  *   #snapshot-body  — a picture link loads its detail into the dialog, which then opens;
  *   data-error-box  — a form's refusal (4xx: a conflict, a missing reason) is shown in the element of that id of its
- *                     section, instead of being dropped by htmx.
+ *                     section, instead of being dropped by htmx;
+ *   data-send-once  — a form posted (not by htmx) once: a second click or Enter while the first is on its way is
+ *                     dropped, and its button says data-busy. Without script the form posts as ever.
  */
 (function () {
   "use strict";
@@ -199,5 +201,33 @@
     detail.isError = false;
     detail.target = box;
     detail.swapOverride = "innerHTML";
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.hasAttribute("data-send-once")) { return; }
+    if (form.dataset.sent === "1") { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+    var button = event.submitter || form.querySelector("button[type=submit]");
+    if (!button) { return; }
+    window.setTimeout(function () {  // once the form's data is taken: a disabled button would not be in it
+      button.disabled = true;
+      if (form.hasAttribute("data-busy")) {
+        button.dataset.label = button.textContent;
+        button.textContent = form.getAttribute("data-busy");
+      }
+    }, 0);
+  });
+
+  /* Back to a page the browser kept (back/forward cache): its forms may be sent again. */
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    document.querySelectorAll("form[data-send-once][data-sent]").forEach(function (form) {
+      delete form.dataset.sent;
+      form.querySelectorAll("button[type=submit]").forEach(function (button) {
+        button.disabled = false;
+        if (button.dataset.label !== undefined) { button.textContent = button.dataset.label; }
+      });
+    });
   });
 })();
