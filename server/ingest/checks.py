@@ -31,9 +31,10 @@ from seal_protocol import (
 )
 from seal_protocol.signing import VerifyKey
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES, jpeg_problem
+from server.ingest.opened import Answer, Opened, check, open_event, refusal
 from server.ingest.results import Message, Reason, Rejected, classify_envelope_error
 from server.ingest.seal_cache import IngestCache, SealRow
-from server.ingest.verifier import Answer, Opened, Verifier, check, open_event, refusal
+from server.ingest.verifier import Verifier
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
 

@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from seal_protocol import Envelope, InvalidEnvelope, decode_signed_envelope
-from seal_protocol.signing import SignatureError, VerifyKey, verify_bytes
+from seal_protocol.signing import VerifyKey
 from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
+from server.ingest.opened import Answer, Job, open_event, well_formed
 from server.ingest.verifier_pipe import Pipe, read_frame, write_frame
 
 logger = logging.getLogger(__name__)
@@ -50,54 +50,6 @@ KEYS_KEPT = 10_000
 
 #: What the verifier process says first, as chunk 0, once it can check.
 READY = "ready"
-#: An event to open: the key (32 bytes) its seal had at the ingest's last transaction, the message's bytes.
-Job = tuple[bytes, bytes]
-#: An event opened: its envelope, the bytes its signature covers, and why the signature does not verify against the
-#: key (None: it does).
-Opened = tuple[Envelope, bytes, str | None]
-#: An event whose bytes are refused: :class:`InvalidEnvelope`'s code and text.
-Refused = tuple[str, str]
-Answer = Opened | Refused
-
-
-def open_event(key: VerifyKey, data: bytes) -> Answer:
-    """Decode the bytes of an event (:func:`decode_signed_envelope`) and check its signature against ``key``."""
-    try:
-        envelope, signed = decode_signed_envelope(data)
-    except InvalidEnvelope as exc:
-        return exc.code, str(exc)
-    return envelope, signed, check(key, signed, envelope.sig)
-
-
-def refusal(answer: Answer) -> InvalidEnvelope | None:
-    """The decoding's refusal an answer carries, if it is one."""
-    if len(answer) == 2:
-        code, text = answer
-        return InvalidEnvelope(text, code)
-    return None
-
-
-def _well_formed(answer: object) -> bool:
-    """An answer of the verifier process has the shape of :data:`Answer` (its values come from this very code)."""
-    if not isinstance(answer, tuple):
-        return False
-    if len(answer) == 2:
-        return all(isinstance(part, str) for part in answer)
-    return (
-        len(answer) == 3
-        and isinstance(answer[0], Envelope)
-        and isinstance(answer[1], bytes)
-        and (answer[2] is None or isinstance(answer[2], str))
-    )
-
-
-def check(key: VerifyKey, signed: bytes, sig: str | None) -> str | None:
-    """Why the signature ``sig`` of ``signed`` does not verify against ``key``; None if it does."""
-    try:
-        verify_bytes(key, signed, sig)
-    except SignatureError as exc:
-        return str(exc)
-    return None
 
 
 class Checks:
@@ -374,7 +326,7 @@ class _SharedChecks(Checks):
                         raise TimeoutError(f"no answer within {self._verifier.answer_timeout_s:g} s")
                     answered, answers = pickle.loads(self._connection.recv_bytes())
                     if answered == number and isinstance(answers, list) and len(answers) == len(chunk):
-                        if not all(_well_formed(answer) for answer in answers):
+                        if not all(well_formed(answer) for answer in answers):
                             raise ValueError(f"answers to chunk {number} not of the shape of an answer")
                         return answers
                     if not (isinstance(answered, int) and answered < number):

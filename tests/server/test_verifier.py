@@ -26,8 +26,9 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
+from server.ingest.opened import Answer
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import _BOOT, CHUNK, READY, Answer, Checks, ProcessVerifier, Verifier, _SharedChecks
+from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier, _SharedChecks
 from server.ingest.verifier_pipe import FRAME, Pipe, read_frame
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
