@@ -105,10 +105,10 @@ class MqttSettings(BaseModel):
     )
     verifier_process: bool = Field(
         True,
-        description="Check the events' Ed25519 signatures partly in a process of its own, while the ingest decodes "
-        "the next events of the batch (about as much CPU as the decoding, on another core and outside the "
-        "ingest's interpreter lock). If that process fails, the ingest checks them itself. false: all in the "
-        "ingest's thread (a single-core machine).",
+        description="Decode the events of a large batch and check their Ed25519 signatures partly in a process of "
+        "its own, while the ingest's thread does the rest (under a backlog: while it stores the batch before), on "
+        "another core and outside the ingest's interpreter lock. If that process fails, the ingest does it all "
+        "itself. false: all in the ingest's thread (a single-core machine).",
     )
     shared_group: OptionalName = Field(
         None,
