@@ -17,11 +17,12 @@ Merkle log (:func:`append_events`, after the batch's other rows are written).
 
 An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of
 compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
-chain states (locked), one for stored events that share an ``event_id`` (and one for stored neighbours, needed only
-for redeliveries, gaps and a worker's first event of a seal), then one executemany inserting the events (and one
-read of their ids), one update of the chain states, two of the seals. Alarms are settled after the events are
-inserted, in the messages' order; alarms about gaps once per batch, so events of one seal arriving out of order
-within a batch raise no alarm. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands.
+chain states (on PostgreSQL two: one that locks them, making those missing, then the read), one for stored events
+that share an ``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first
+event of a seal), then one executemany inserting the events (and one read of their ids), one update of the chain
+states, two of the seals. Alarms are settled after the events are inserted, in the messages' order; alarms about gaps
+once per batch, so events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the
+rare rows: quarantine, snapshots, alarms, commands.
 """
 
 from __future__ import annotations

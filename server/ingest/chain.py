@@ -10,10 +10,17 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
   filling them shrinks the missing ranges. The ingest turns a change of the ranges into a ``missing_events`` alarm.
 
 The state of a chain (``chain_state``: ``max_seq`` and the missing ranges) is loaded locked for update, once per
-transaction, and created from the stored events for a seal that has none yet (on PostgreSQL, a row another worker
-created meanwhile is kept and read instead); the states a transaction changed are written back in one statement. The
-link to the head (the event at ``max_seq``) comes from the worker's cache when it is still the head
-(:mod:`server.ingest.seal_cache`), so the usual next event needs no read of the events table.
+transaction; a seal that has none yet (its first events, or events stored before chain states existed) gets one made
+from its stored events. The states a transaction changed are written back in one statement. The link to the head (the
+event at ``max_seq``) comes from the worker's cache when it is still the head (:mod:`server.ingest.seal_cache`), so
+the usual next event needs no read of the events table.
+
+On PostgreSQL one statement makes the missing states and locks the others, in one pass in ``device_id`` order
+(:data:`_MAKE_OR_LOCK`): making a state holds its key as locking it does (another worker making or locking it waits
+for this transaction), so it has to take its place in that order. Locking the states found, then making the missing
+ones, made a state before one sorting after it that another worker, having made the first, could be waiting for: a
+deadlock (``tests/server/test_ingest_races.py``). A state another worker made meanwhile is waited for, then locked
+and read as that worker left it. SQLite has one writer at a time: the states are read, and the missing ones made.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, false, insert, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, envelope_hash
 from server.core.base import utc_now
 from server.core.bulk_update import BulkUpdate
-from server.core.value_lists import one_of
+from server.core.value_lists import one_of, unnest_of
 from server.evidence.models import Event
 from server.ingest.models import ChainState
 from server.ingest.results import Reason, Rejected
@@ -93,11 +100,30 @@ class _State:
 
 
 _CHAIN_TABLE = cast(Table, ChainState.__table__)
-_CHAIN_ROWS = (
-    select(_CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing)
-    .where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
-    .order_by(_CHAIN_TABLE.c.device_id)
-    .with_for_update()
+#: The chain states of some seals, read once :data:`_MAKE_OR_LOCK` holds them (SQLite: its one writer holds them all).
+_CHAIN_ROWS = select(_CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing).where(
+    one_of(_CHAIN_TABLE.c.device_id, "device_ids")
+)
+_WANTED = unnest_of({"device_id": _CHAIN_TABLE.c.device_id.type}, prefix="wanted_")
+#: PostgreSQL: the chain states of some seals, each made empty if missing (returned: filled from the stored events in
+#: this transaction) or else locked (``DO UPDATE … WHERE false`` locks the row it finds and changes nothing), one after
+#: the other in ``device_id`` order. Each waits for a transaction that holds its key: one that made it and has not
+#: committed, or that locked or wrote it.
+_MAKE_OR_LOCK = (
+    postgresql.insert(_CHAIN_TABLE)
+    .from_select(
+        ["device_id", "max_seq", "missing", "updated_at"],
+        select(
+            _WANTED.c.device_id,
+            literal(0, _CHAIN_TABLE.c.max_seq.type),
+            literal([], _CHAIN_TABLE.c.missing.type),
+            bindparam("now", type_=_CHAIN_TABLE.c.updated_at.type),
+        ).order_by(_WANTED.c.device_id),
+    )
+    .on_conflict_do_update(
+        index_elements=[_CHAIN_TABLE.c.device_id], set_={"max_seq": _CHAIN_TABLE.c.max_seq}, where=false()
+    )
+    .returning(_CHAIN_TABLE.c.device_id)
 )
 _CHAIN_UPDATE = BulkUpdate(
     _CHAIN_TABLE,
@@ -118,38 +144,38 @@ class ChainBook:
         self._links: dict[tuple[str, int], Link] = {}
 
     def load(self, device_ids: set[str]) -> None:
-        """Lock (or create) the chain states of ``device_ids``."""
+        """Lock the chain states of ``device_ids``, making those missing, in ``device_id`` order."""
         if not device_ids:
             return
-        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": sorted(device_ids)}):
+        wanted = sorted(device_ids)
+        on_postgresql = self.session.get_bind().dialect.name == "postgresql"
+        made: set[str] = set()
+        if on_postgresql:
+            made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
+        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
             self._states[device_id] = _State(int(max_seq), _ranges(missing))
-        new = device_ids - self._states.keys()
-        if new:
-            self._create(new)
+        if not on_postgresql:  # SQLite: this transaction is the only writer
+            made = device_ids - self._states.keys()
+            if made:
+                now = utc_now()
+                rows = [{"device_id": d, "max_seq": 0, "missing": [], "updated_at": now} for d in sorted(made)]
+                self.session.execute(insert(_CHAIN_TABLE), rows)
+        if made:
+            self._fill(made)
         for device_id in device_ids:
             self._before[device_id] = list(self._states[device_id].missing)
 
-    def _create(self, device_ids: set[str]) -> None:
-        """Chain states of seals seen for the first time (or stored before chain states existed)."""
+    def _fill(self, device_ids: set[str]) -> None:
+        """The states just made, from the seals' stored events: none for a seal heard of for the first time, some for
+        one stored before chain states existed (no other transaction stores a seal's events without its state).
+        Written back with the states changed (:meth:`write`)."""
         seqs: dict[str, list[int]] = {device_id: [] for device_id in device_ids}
         rows = self.session.execute(select(Event.device_id, Event.seq).where(Event.device_id.in_(device_ids)))
         for device_id, seq in rows:
             seqs[device_id].append(seq)
-        now = utc_now()
-        values = []
-        for device_id, stored in sorted(seqs.items()):
+        for device_id, stored in seqs.items():
             top = max(stored, default=0)
-            missing = ranges_of(stored, upto=top)
-            values.append({"device_id": device_id, "max_seq": top, "missing": _lists(missing), "updated_at": now})
-            self._states[device_id] = _State(top, missing)
-        if self.session.get_bind().dialect.name != "postgresql":
-            self.session.execute(insert(_CHAIN_TABLE), values)  # SQLite: this transaction is the only writer
-            return
-        # Another worker may be making the same seal's row (its first events went to both): the insert waits for that
-        # transaction and keeps the row it committed, which is then read, locked, in place of the one made here.
-        self.session.execute(postgresql.insert(_CHAIN_TABLE).on_conflict_do_nothing(), values)
-        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": sorted(device_ids)}):
-            self._states[device_id] = _State(int(max_seq), _ranges(missing))
+            self._states[device_id] = _State(top, ranges_of(stored, upto=top), changed=True)
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq

@@ -3,14 +3,12 @@ their ids by event id), and what they change in the seals' rows (last seen, arme
 :class:`~server.core.bulk_update.BulkUpdate`), one statement each for any number of rows. Compiled once.
 
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
-(sorted by ``device_id``), then live alarms (by id, :class:`server.alarms.book.AlarmBook`, as the liveness check
-does), then seal rows (sorted by ``device_id``, all at once before they are written), then the commands its answers
-settle (by id, :meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
-:mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock. One exception:
-the chain states of seals heard of for the first time are made after the existing ones are locked
-(:meth:`~server.ingest.chain.ChainBook.load`), so a batch whose new seal sorts before one of its known seals can,
-while another worker makes the same new seal's state, wait in a circle with it; PostgreSQL then fails one batch,
-which is tried again ("lost a race": nothing is stored twice or lost).
+(sorted by ``device_id``; those of seals heard of for the first time are made in their place in that order, by the
+statement that locks the others: :meth:`~server.ingest.chain.ChainBook.load`), then live alarms (by id,
+:class:`server.alarms.book.AlarmBook`, as the liveness check does), then seal rows (sorted by ``device_id``, all at
+once before they are written), then the commands its answers settle (by id,
+:meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
+:mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock.
 
 The web's and the command line's writers keep that order where they share rows with it: a case's row (locked
 first, by whatever changes its seals; a seal that moves changes two cases, locked by ``case_no``), then seal rows

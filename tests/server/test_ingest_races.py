@@ -26,8 +26,9 @@ from server.ingest.liveness import LivenessChecker
 from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.quarantine_rows import quarantine_row
 from server.ingest.results import Message, Outcome
+from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, message, register
-from tests.server.pg_locks import Side, failed_batches, wait_for_lock_waits
+from tests.server.pg_locks import Side, failed_batches, lock_waits, wait_for_lock_waits
 
 SEALS_PER_SIDE = 4
 ROUNDS = 120
@@ -308,4 +309,59 @@ def test_two_workers_making_a_new_seals_chain_state_at_once_store_their_batches_
         assert list(session.scalars(select(Event.seq).order_by(Event.seq))) == [1, 2]
         chain = session.get(ChainState, seal.device_id)
         assert chain is not None and (chain.max_seq, chain.missing) == (2, [])
+        assert session.scalar(select(func.count()).select_from(Alarm)) == 0
+
+
+def _blocked_by(engine: Engine, pid: int) -> int:
+    """How many connections wait for a lock that the backend ``pid`` holds."""
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+        return conn.scalar(text(query), {"pid": pid}) or 0
+
+
+def test_two_workers_sharing_a_new_seal_and_a_known_one_do_not_deadlock(
+    session_factory: SessionFactory, pg_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers B and C both get seal-a's first event and seal-b's next one (a redelivery: the same bytes); seal-a
+    sorts first. Before, a batch locked the chain states it found, then made the missing ones. B found neither (it
+    looked before worker D made seal-b's), made seal-a's, then waited for seal-b's; C found seal-b's, locked it, then
+    waited to make seal-a's, which B held: each waited for the other, and PostgreSQL failed one batch, which was
+    tried again. Now the states are made or locked in one pass in ``device_id`` order: C waits for seal-a's holding
+    nothing. What sets the scene: a transaction making seal-a's state that then fails, which B's first look waits
+    for; D making seal-b's; E holding seal-b's (written: its transaction is held by the log's lock) while B and C
+    come to it."""
+    new, known = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_A)
+    register(session_factory, new, known)
+    first, second = (message(known.event_topic, known.event()) for _ in range(2))
+    shared = [message(new.event_topic, new.event()), message(known.event_topic, known.event())]
+    factory = make_session_factory(pg_engine)
+    b, c, d, e = (Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path) for _ in range(4))
+
+    with caplog.at_level(logging.INFO, logger="server.ingest"), pg_engine.connect() as making, factory() as pin:
+        making.execute(
+            text("INSERT INTO chain_state (device_id, max_seq, missing, updated_at) VALUES ('seal-a', 0, '[]', now())")
+        )
+        maker = making.scalar(text("SELECT pg_backend_pid()"))
+        worker_b = Side(lambda: b.ingest(shared))
+        wait_for_lock_waits(pg_engine, 1)  # B waits for seal-a's state (before: having found neither state)
+        assert [r.outcome for r in d.ingest([first])] == [Outcome.STORED]  # seal-b's state is made
+        lock_log(pin)
+        worker_e = Side(lambda: e.ingest([second]))
+        wait_for_lock_waits(pg_engine, 2)  # E holds seal-b's state and waits for the log
+        making.rollback()
+        assert wait_until(lambda: _blocked_by(pg_engine, maker) == 0 and lock_waits(pg_engine) == 2, 10)
+        worker_c = Side(lambda: c.ingest(shared))  # B made seal-a's state and waits for seal-b's (E)
+        wait_for_lock_waits(pg_engine, 3)  # C waits for seal-a's, B's (before: for seal-b's, to hold it next)
+        pin.rollback()
+        results = [worker_b.join(), worker_c.join(), worker_e.join()]
+
+    assert failed_batches(caplog) == []
+    [from_b, from_c, from_e] = ([r.outcome for r in batch] for batch in results)
+    assert sorted([from_b, from_c]) == [[Outcome.DUPLICATE] * 2, [Outcome.STORED] * 2]  # whichever went first
+    assert from_e == [Outcome.STORED]
+    with session_factory() as session:
+        stored = session.execute(select(Event.device_id, Event.seq).order_by(Event.device_id, Event.seq)).all()
+        assert stored == [("seal-a", 1), ("seal-b", 1), ("seal-b", 2), ("seal-b", 3)]
+        chains = session.execute(select(ChainState.device_id, ChainState.max_seq, ChainState.missing)).all()
+        assert sorted(chains) == [("seal-a", 1, []), ("seal-b", 3, [])]
         assert session.scalar(select(func.count()).select_from(Alarm)) == 0
