@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from seal_protocol import (
+    MAX_ENVELOPE_BYTES,
     Envelope,
     InvalidEnvelope,
     InvalidTopic,
@@ -81,7 +82,7 @@ class Opening:
     will be there by then (else the last few are opened here, at :meth:`collect`, rather than wait for them)."""
 
     def __init__(self, messages: Sequence[Message], cache: IngestCache, verifier: Verifier, *, ahead: bool = False):
-        self._checks = verifier.checks()
+        self._checks = verifier.checks(ahead=ahead)
         self._prepared: list[Prepared] | None = None
         self._failure: Exception | None = None
         try:
@@ -108,6 +109,12 @@ class Opening:
         except Exception as exc:  # noqa: BLE001 - raised by prepared(), where the ingest deals with it
             self._failure = exc.with_traceback(None)
 
+    def abandon(self) -> None:
+        """The batch will not be stored now (the ingest stops): let go of the verifier without waiting for it."""
+        if self._prepared is None and self._failure is None:
+            self._checks.abandon()
+            self._failure = RuntimeError("the batch's opening was abandoned")
+
     def prepared(self) -> list[Prepared]:
         """Each message prepared, in order."""
         self.collect()
@@ -129,9 +136,11 @@ def _triage(message: Message, cache: IngestCache) -> Prepared | _ToOpen:
     if topic.kind is not MessageKind.EVENT:
         return Prepared(topic)
     key_text, key = cache.key_text(topic.device_id), cache.key_of(topic.device_id)
-    if key_text is not None and key is not None:
+    if key_text is not None and key is not None and len(message.payload) <= MAX_ENVELOPE_BYTES:
         return topic, key_text, key
-    try:  # a seal not heard of yet: its key is read in the transaction, and the signature checked then
+    # A seal not heard of yet (its key is read in the transaction, and the signature checked then), or bytes that
+    # are refused unread: decoded here.
+    try:
         envelope, signed = _decoded(topic, message)
     except Rejected as rejected:
         return Prepared(rejected.kept())

@@ -110,6 +110,8 @@ class Ingestor:
         """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`.
         ``opening``: the messages' checks begun by :meth:`opening`."""
         if not messages:
+            if opening is not None:
+                opening.abandon()
             return []
         attempt = 1
         written: set[str] = set()  # the snapshots written to their store (once: a batch tried again has them)

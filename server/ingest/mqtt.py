@@ -246,7 +246,7 @@ class MqttIngest:
                 opening = None
             else:
                 (batch, opening), ahead = ahead, None
-            if self._queue.qsize() >= self.settings.batch_size:
+            if self._queue.qsize() >= self.settings.batch_size and self.ingestor.verifier.shares():
                 # A backlog: the verifier process opens the next full batch while this one is stored. It takes one
                 # batch at a time: this one's answers are collected first.
                 if opening is None:
@@ -257,7 +257,7 @@ class MqttIngest:
                 ahead = following, self.ingestor.opening([item.message for item in following], ahead=True)
             self._store_and_ack(batch, opening)
         if ahead is not None and ahead[1] is not None:
-            ahead[1].collect()  # lets go of the verifier; the batch stays unacknowledged, the broker sends it again
+            ahead[1].abandon()  # the batch stays unacknowledged: the broker sends it again
 
     def _next_batch(self) -> list[_Received]:
         try:

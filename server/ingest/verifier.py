@@ -2,54 +2,52 @@
 
 Decoding an event (JSON, the schema, the canonical form) and checking its signature are most of what the ingest's
 thread does per event outside its transaction, and neither needs the database. With ``[mqtt] verifier_process`` the
-ingest's thread hands the events of a batch whose seal's key it knows, a chunk at a time, to a verifier process that
-decodes each and checks its signature (:func:`open_event`); it opens the last few itself meanwhile, then collects
-the answers: this work runs beside the ingest's thread instead of in it, on another core, and outside this process's
-interpreter lock.
+ingest's thread hands the events of a batch whose seal's key it knows, a chunk at a time, to a verifier process
+(:mod:`server.ingest.verifier_process`) that decodes each and checks its signature (:func:`open_event`); it opens
+every other chunk, and the last few, itself meanwhile, then collects the answers: this work runs beside the ingest's
+thread instead of in it, on another core, and outside this process's interpreter lock. A batch opened ahead of its
+turn (under a backlog, while the ingest stores the batch before) goes to the process whole.
 
 The answers are what :func:`open_event` gives here, in the order the events were added: the envelope, the bytes its
-signature covers and the signature's problem, or the decoding's refusal. Nothing is taken as decoded or checked
-without an answer of that shape: if the process is gone or answers nonsense, this thread opens those events itself
-(logged, counted), and a new process is started at a later batch.
+signature covers and the signature's problem, or the decoding's refusal. The process is this very code in a process
+of the court's own (started as :data:`~server.ingest.verifier_process.BOOT` says), trusted as this thread is: what
+it decoded is what is stored. Nothing is taken without an answer of that shape to exactly those events, in the
+process's own numbering: if the process is gone, stalls or answers anything else, this thread opens those events
+itself (logged, counted), and a new process is started at a later batch. One batch at a time: while a batch's events
+are with the process, another batch's are opened here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import pickle
-import signal
 import subprocess
-import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from seal_protocol.signing import VerifyKey
-from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
-from server.ingest.opened import Answer, Job, open_event, well_formed
-from server.ingest.verifier_pipe import Pipe, read_frame, write_frame
+from server.ingest.opened import Answer, open_event, well_formed
+from server.ingest.verifier_pipe import Pipe
+from server.ingest.verifier_process import READY, start
 
 logger = logging.getLogger(__name__)
 
 #: Events sent to the verifier process at a time (≈ 40 KB; their answers ≈ 80 KB): the first chunk starts being
-#: opened after this many are added, and the last (smaller) one is opened by the ingest's thread itself.
+#: opened after this many are added.
 CHUNK = 64
-#: After the verifier process failed, the ingest checks every signature itself for this long before starting another.
+#: After the verifier process failed, the ingest opens every event itself for this long before starting another.
 RESTART_AFTER_S = 30.0
-#: Chunks sent and not yet answered, at most. The answers of the chunks beyond it are read before more is sent; and
-#: while a send waits for room in the pipe, the answers that come are read meanwhile (:class:`Pipe`), so that neither
-#: side can wait for the other with both pipes full.
+#: Chunks sent and not yet collected, at most: beyond, the oldest one's answers are collected before more is sent.
+#: The pipes hold about a batch's chunks and answers (:data:`~server.ingest.verifier_process.PIPE_SIZE`), and while
+#: a send waits for room, the answers that come are read meanwhile (:class:`Pipe`): neither side can wait for the
+#: other with both pipes full.
 MAX_UNANSWERED = 8
 #: How long the ingest waits for the answers to one chunk (64 events take about 5 ms), or for the process to take a
-#: chunk it sends (a full pipe), before it takes the process for stuck, stops it and checks those signatures itself.
+#: chunk it sends (a full pipe), before it takes the process for stuck, stops it and opens those events itself.
 ANSWER_TIMEOUT_S = 10.0
-#: Keys the verifier process keeps (a seal's key is parsed once, not per event).
-KEYS_KEPT = 10_000
-
-#: What the verifier process says first, as chunk 0, once it can check.
-READY = "ready"
 
 
 class Checks:
@@ -75,8 +73,13 @@ class Checks:
 class Verifier:
     """Opens events in this thread; :class:`ProcessVerifier` shares them with a process."""
 
-    def checks(self) -> Checks:
+    def checks(self, *, ahead: bool = False) -> Checks:
+        """The checks of a batch (``ahead``: opened ahead of its turn, see :meth:`Checks.send_all`)."""
         return Checks()
+
+    def shares(self) -> bool:
+        """Whether a batch's events would now be opened partly elsewhere (else opening one ahead gains nothing)."""
+        return False
 
     def close(self) -> None:
         pass
@@ -103,16 +106,21 @@ class ProcessVerifier(Verifier):
         self._numbered = 0
         self._closed = False
         self._in_hand = 0  # batches whose checks are under way (the ingest's thread may be using the pipe)
+        self.answered = 0  # events the process has opened (and whose answers were taken), since the start
         # The ingest's thread starts the process; the thread that stops the ingest may close it meanwhile.
         self._lock = threading.Lock()
 
-    def checks(self) -> Checks:
-        if self._closed:
+    def checks(self, *, ahead: bool = False) -> Checks:
+        if not self.shares() or self._in_hand > 0:  # the process answers one batch at a time: others open here
             return Checks()
+        return _SharedChecks(self, ahead=ahead)
+
+    def shares(self) -> bool:
+        if self._closed:
+            return False
         if self._connection is None and self._failed_at is not None:
-            if time.monotonic() - self._failed_at < self.restart_after_s:
-                return Checks()  # checked here for a while after a failure
-        return _SharedChecks(self)
+            return time.monotonic() - self._failed_at >= self.restart_after_s  # opened here for a while after a failure
+        return True
 
     def connected(self) -> Pipe | None:
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
@@ -142,7 +150,7 @@ class ProcessVerifier(Verifier):
             if self._closed:
                 return False
             try:
-                self._process, self._connection = _start()
+                self._process, self._connection = start()
             except Exception:  # noqa: BLE001 - whatever it is, the ingest goes on checking signatures itself
                 logger.exception("cannot start the verifier process; the ingest decodes and checks events itself")
             else:
@@ -161,9 +169,12 @@ class ProcessVerifier(Verifier):
         """The verifier process's, while one runs."""
         return None if self._process is None else self._process.pid
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, connection: Pipe | None = None) -> None:
+        """The process behind ``connection`` (default: the current one) failed: end it, count it."""
         if self._closed:
             return  # closed under a batch in hand (a stop that did not wait for it): the batch checks the rest itself
+        if connection is not None and connection is not self._connection:
+            return  # a process ended already (its failure was counted then): not the one running now
         logger.error(
             "the verifier process failed (%s: %s); the ingest decodes and checks events itself", type(exc).__name__, exc
         )
@@ -219,87 +230,70 @@ class ProcessVerifier(Verifier):
             process.wait(1.0)
 
 
-#: How the verifier process starts: in isolated mode (``-I``: nothing from its working directory or the environment on
-#: its module path) with this process's module path (``sys.path``, as :mod:`multiprocessing`'s spawn passes it), so
-#: that it runs this very code. ``-m`` would put the working directory first: a ``server`` package planted there
-#: (a server started in /tmp) would be run, and answer every signature "good".
-_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from server.ingest.verifier import main; main()"
-
-
-def _start() -> tuple[subprocess.Popen[bytes], Pipe]:
-    """A verifier process (a fresh interpreter that imports only what it needs — not this process's main module —
-    and inherits none of its threads) and the pipe to it."""
-    to_read, to_write = os.pipe()
-    from_read, from_write = os.pipe()
-    try:
-        command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]
-        with stop_signals_blocked():  # until main() ignores them
-            process = subprocess.Popen(command, pass_fds=(to_read, from_write), stdin=subprocess.DEVNULL)
-    except BaseException:
-        for fd in (to_write, from_read):
-            os.close(fd)
-        raise
-    finally:
-        os.close(to_read)
-        os.close(from_write)
-    return process, Pipe(to_write, from_read)
-
-
 class _SharedChecks(Checks):
-    """Each full chunk goes to the verifier process (started with the first: a batch smaller than a chunk, as at a
-    low rate, is opened here and starts nothing); the rest is opened here, unless :meth:`send_all` sent it too."""
+    """A batch's events, a chunk at a time: to the verifier process (started with the first full chunk: a batch
+    smaller than a chunk, as at a low rate, is opened here and starts nothing), or opened here meanwhile — every
+    other chunk, and the last, smaller one — so that both sides work at once. Opened ahead (``ahead``), every chunk
+    goes to the process: the ingest's thread is busy storing the batch before."""
 
-    def __init__(self, verifier: ProcessVerifier) -> None:
+    def __init__(self, verifier: ProcessVerifier, *, ahead: bool = False) -> None:
         super().__init__()
         self._verifier = verifier
+        self._ahead = ahead
         self._taken = verifier.taken(True)
         self._connection: Pipe | None = None
         self._usable = self._taken  # a verifier closed meanwhile: every check made here
-        self._keys: list[VerifyKey] = []
-        self._chunk: list[Job] = []
-        self._sent: list[tuple[int, list[Job]]] = []
-        self._answered: list[Answer] = []  # the answers of the first self._collected chunks sent
-        self._collected = 0
+        self._chunk: list[tuple[VerifyKey, bytes]] = []
+        # In order: the answers of a chunk opened here (or collected), or a chunk sent (its number and events).
+        self._parts: list[list[Answer] | tuple[int, list[tuple[VerifyKey, bytes]]]] = []
+        self._unanswered: deque[int] = deque()  # the parts sent and not collected, in the order sent
+        self._sent_last = False
 
     def add(self, key: VerifyKey, data: bytes) -> None:
-        self._keys.append(key)
-        self._chunk.append((bytes(key), data))
+        self._chunk.append((key, data))
         if len(self._chunk) == CHUNK:
-            self._send()
+            chunk, self._chunk = self._chunk, []
+            if (self._ahead or not self._sent_last) and self._send(chunk):
+                self._sent_last = True
+            else:
+                self._parts.append([open_event(k, d) for k, d in chunk])
+                self._sent_last = False
 
     def send_all(self) -> None:
-        if self._chunk:
-            self._send()
+        if self._chunk and self._send(self._chunk):
+            self._chunk = []
 
-    def _send(self) -> None:
-        """Hand the chunk in hand to the process (if it can take it: else it stays, to be opened here)."""
+    def _send(self, chunk: list[tuple[VerifyKey, bytes]]) -> bool:
+        """Hand ``chunk`` to the process; False if it cannot take it (it is then opened here)."""
         if not self._usable:
-            return
+            return False
         if self._connection is None:
             self._connection = self._verifier.connected()
             if self._connection is None:
                 self._usable = False
-                return
+                return False
         number = self._verifier.number()
         try:
-            data = pickle.dumps((number, self._chunk), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps((number, [(bytes(k), d) for k, d in chunk]), protocol=pickle.HIGHEST_PROTOCOL)
             self._connection.send_bytes(data, self._verifier.answer_timeout_s)
         except (OSError, ValueError) as exc:
             self._broken(exc)
-            return
-        self._sent.append((number, self._chunk))
-        self._chunk = []
-        while len(self._sent) - self._collected > MAX_UNANSWERED:
-            self._collect()  # more answers than the pipes hold are never left unread
+            return False
+        self._unanswered.append(len(self._parts))
+        self._parts.append((number, chunk))
+        while len(self._unanswered) > MAX_UNANSWERED:
+            self._collect()  # no more than that many chunks' answers wait in the pipe
+        return True
 
     def results(self) -> list[Answer]:
-        """The answers of the chunks sent, then of the rest, opened here meanwhile."""
+        """The answers of every event added, in order: the process's, and those opened here meanwhile."""
         try:
-            unsent = self._keys[len(self._keys) - len(self._chunk) :]
-            rest = [open_event(key, data) for key, (_, data) in zip(unsent, self._chunk, strict=True)]
-            while self._collected < len(self._sent):
+            if self._chunk:
+                self._parts.append([open_event(k, d) for k, d in self._chunk])
+                self._chunk = []
+            while self._unanswered:
                 self._collect()
-            return self._answered + rest
+            return [answer for part in self._parts if isinstance(part, list) for answer in part]
         finally:
             self.abandon()
 
@@ -311,64 +305,34 @@ class _SharedChecks(Checks):
             self._verifier.taken(False)
 
     def _collect(self) -> None:
-        number, chunk = self._sent[self._collected]
-        self._answered += self._answers(number, chunk)
-        self._collected += 1
+        at = self._unanswered.popleft()
+        number, chunk = cast(tuple[int, list[tuple[VerifyKey, bytes]]], self._parts[at])
+        self._parts[at] = self._answers(number, chunk)
 
-    def _answers(self, number: int, chunk: list[Job]) -> list[Answer]:
-        """The process's answers to chunk ``number``. Answers to an older chunk (of a batch that failed before it
-        read them) are skipped: an answer is only ever taken for the very checks it answers."""
+    def _answers(self, number: int, chunk: list[tuple[VerifyKey, bytes]]) -> list[Answer]:
+        """The process's answers to chunk ``number``; the events it could not open, opened here. Answers to an older
+        chunk (of a batch that failed before it read them) are skipped: an answer is only ever taken for the very
+        events it answers."""
+        answers: list[Answer | None] = [None] * len(chunk)
         if self._connection is not None:
             deadline = time.monotonic() + self._verifier.answer_timeout_s
             try:
                 while True:
                     if not self._connection.poll(max(0.0, deadline - time.monotonic())):
                         raise TimeoutError(f"no answer within {self._verifier.answer_timeout_s:g} s")
-                    answered, answers = pickle.loads(self._connection.recv_bytes())
-                    if answered == number and isinstance(answers, list) and len(answers) == len(chunk):
-                        if not all(well_formed(answer) for answer in answers):
+                    answered, given = pickle.loads(self._connection.recv_bytes())
+                    if answered == number and isinstance(given, list) and len(given) == len(chunk):
+                        if not all(answer is None or well_formed(answer) for answer in given):
                             raise ValueError(f"answers to chunk {number} not of the shape of an answer")
-                        return answers
+                        answers = given
+                        self._verifier.answered += sum(answer is not None for answer in given)
+                        break
                     if not (isinstance(answered, int) and answered < number):
                         raise ValueError(f"answers to chunk {answered!r} where {number} was expected")
-            except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it is (garbled bytes too), the process is not trusted
                 self._broken(exc)
-        keys: dict[bytes, VerifyKey] = {}
-        return [open_event(keys.setdefault(k, VerifyKey(k)), data) for k, data in chunk]
+        return [open_event(k, d) if answer is None else answer for answer, (k, d) in zip(answers, chunk, strict=True)]
 
     def _broken(self, exc: BaseException) -> None:
-        self._connection, self._usable = None, False
-        self._verifier.failed(exc)
-
-
-def serve(receive: int, send: int) -> None:
-    """The verifier process: answer each chunk of events until the ingest closes its end (or is gone: an ingest
-    killed, or stopped while this process starts, reads no hello or answer, and that ends this process as quietly)."""
-    keys: dict[bytes, VerifyKey] = {}
-    try:
-        write_frame(send, pickle.dumps((0, READY)))
-        while (frame := read_frame(receive)) is not None:
-            number, jobs = pickle.loads(frame)
-            if len(keys) > KEYS_KEPT:
-                keys.clear()
-            answers = []
-            for key, data in jobs:
-                verify_key = keys.get(key)
-                if verify_key is None:
-                    verify_key = keys[key] = VerifyKey(key)
-                answers.append(open_event(verify_key, data))
-            write_frame(send, pickle.dumps((number, answers), protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError:  # a broken pipe: the ingest is gone
-        return
-
-
-def main() -> None:
-    """The verifier process's entry point (:data:`_BOOT`): ``argv`` ends with the pipes' two descriptors.
-
-    It ignores the signals that stop the ingest, which a stop often sends to every process at once (a Ctrl-C, systemd's
-    stop): it ends when the ingest, after the batch in hand, closes the pipe, or is gone (the pipe's end as well).
-    Ended first, it would cost that batch a failure counted and logged for nothing."""
-    for stop in STOP_SIGNALS:  # blocked since its start: one that came meanwhile is dropped now
-        signal.signal(stop, signal.SIG_IGN)
-    unblock_stop_signals()
-    serve(int(sys.argv[-2]), int(sys.argv[-1]))
+        connection, self._connection, self._usable = self._connection, None, False
+        self._verifier.failed(exc, connection)

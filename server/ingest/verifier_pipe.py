@@ -16,6 +16,9 @@ from collections import deque
 FRAME = struct.Struct("!I")
 #: Read at most this much at once from the process.
 READ_SIZE = 1 << 16
+#: The largest frame taken from the process: the answers to a chunk of the largest events the protocol admits
+#: (64 × two copies of 64 KB), with room. A longer one is refused, not read (a process that lies about it).
+MAX_FRAME = 32 << 20
 
 
 class Pipe:
@@ -62,9 +65,12 @@ class Pipe:
         """Whether a whole frame from the process (or its end) is there, waiting for one at most ``timeout``."""
         deadline = time.monotonic() + timeout
         while not self._inbox and not self._ended:
-            if self._readable.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            left = deadline - time.monotonic()
+            if self._readable.poll(max(0.0, left) * 1000):
                 self._read()
-            elif time.monotonic() >= deadline:
+                if not self._inbox and not self._ended and time.monotonic() >= deadline:
+                    return False  # a process that keeps writing, never a whole frame, holds no longer either
+            elif left <= 0:
                 return False
         return True
 
@@ -84,6 +90,8 @@ class Pipe:
             pass
         while len(self._received) >= FRAME.size:
             (size,) = FRAME.unpack_from(self._received)
+            if size > MAX_FRAME:
+                raise ValueError(f"a frame of {size} bytes from the verifier process, limit {MAX_FRAME}")
             if len(self._received) < FRAME.size + size:
                 break
             self._inbox.append(bytes(self._received[FRAME.size : FRAME.size + size]))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from seal_dev.broker import PrivateBroker
-from seal_protocol import encode_envelope, new_envelope
+from seal_protocol import EventType, encode_envelope, new_envelope
 from seal_protocol.signing import SigningKey, generate_signing_key, sign_envelope
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
@@ -28,8 +28,9 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
 from server.ingest.opened import Answer
 from server.ingest.results import Outcome, Reason
-from server.ingest.verifier import _BOOT, CHUNK, READY, Checks, ProcessVerifier, Verifier, _SharedChecks
-from server.ingest.verifier_pipe import FRAME, Pipe, read_frame
+from server.ingest.verifier import CHUNK, Checks, ProcessVerifier, Verifier, _SharedChecks
+from server.ingest.verifier_pipe import read_frame
+from server.ingest.verifier_process import BOOT, READY
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import stored_seqs
@@ -44,7 +45,7 @@ KEYS = [generate_signing_key() for _ in range(3)]
 def _event(n: int, signer: SigningKey | None) -> bytes:
     """The bytes of the n-th event of a seal, signed by ``signer`` (None: unsigned); the same bytes each time."""
     envelope = new_envelope(
-        device_id="seal-a", case_no=CASE_A, seq=n + 1, type="heartbeat", payload={"note": f"门口有人 {n}"}
+        device_id="seal-a", case_no=CASE_A, seq=n + 1, type=EventType.HEARTBEAT, payload={"note": f"门口有人 {n}"}
     )
     return encode_envelope(envelope if signer is None else sign_envelope(envelope, signer))
 
@@ -108,13 +109,13 @@ def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
     verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=0.5)
     try:
         pid = _started(verifier)
-        checks = verifier.checks()
+        checks = verifier.checks(ahead=True)
         key, data = _job(0)
-        for _ in range(2 * CHUNK):  # two chunks sent ...
+        for _ in range(4 * CHUNK):  # four chunks sent (a batch opened ahead goes to the process whole) ...
             checks.add(key.verify_key, data)
-        os.kill(pid, signal.SIGKILL)  # ... and the process gone before it answers them all
+        os.kill(pid, signal.SIGKILL)  # ... and the process gone before it answers them all (≈ 5 ms a chunk)
         checks.add(key.verify_key, _event(0, KEYS[1]))
-        assert _problems(checks.results()) == [None] * (2 * CHUNK) + ["bad signature"]
+        assert _problems(checks.results()) == [None] * (4 * CHUNK) + ["bad signature"]
         assert failures == [1] and verifier.pid is None
         assert _answers(verifier.checks(), CHUNK + 3) == _answers(Verifier().checks(), CHUNK + 3)  # local meanwhile
         assert verifier.pid is None
@@ -154,8 +155,9 @@ def test_the_answers_of_an_abandoned_batch_are_never_taken_for_the_next() -> Non
         _started(verifier)
         abandoned = verifier.checks()
         key, data = _job(0)  # a good signature
-        for _ in range(3 * CHUNK):
-            abandoned.add(key.verify_key, data)  # three chunks answered "good", and never read
+        for _ in range(4 * CHUNK):
+            abandoned.add(key.verify_key, data)  # two chunks sent, answered "good", and never read
+        abandoned.abandon()  # as a batch that fails does
         forged = _event(0, KEYS[2])
         checks = verifier.checks()
         for _ in range(3 * CHUNK):
@@ -191,8 +193,8 @@ def test_an_ingest_batch_checked_by_the_process_stores_and_refuses_as_the_thread
 
 
 def test_a_stuck_process_does_not_hold_the_sends_of_a_large_batch() -> None:
-    """A process that reads nothing more fills the pipe to it (64 KB, one or two chunks of real events): the ingest's
-    send must give up after the timeout too, not block for good with the batch in hand (a stalled ingest)."""
+    """A process that reads nothing more fills the pipe to it (1 MB: a chunk of the largest events is more): the
+    ingest's send must give up after the timeout too, not block for good with the batch in hand (a stalled ingest)."""
     failures: list[int] = []
     verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
     pid = None
@@ -200,13 +202,27 @@ def test_a_stuck_process_does_not_hold_the_sends_of_a_large_batch() -> None:
         pid = _started(verifier)
         verifier.answer_timeout_s = 0.5
         os.kill(pid, signal.SIGSTOP)
-        count = 20 * CHUNK  # ≈ 270 KB of checks: far more than the pipe holds
-        answers: list[list[str | None]] = []
-        thread = threading.Thread(target=lambda: answers.append(_answers(verifier.checks(), count)), daemon=True)
+        key = KEYS[0]
+        data = encode_envelope(
+            sign_envelope(
+                new_envelope(
+                    device_id="seal-a", case_no=CASE_A, seq=1, type=EventType.HEARTBEAT, payload={"x": "门" * 20_000}
+                ),
+                key,
+            )
+        )  # ≈ 60 KB: a chunk of them ≈ 4 MB
+        answers: list[list[Answer]] = []
+
+        def batch(checks: Checks) -> list[Answer]:
+            for _ in range(2 * CHUNK):
+                checks.add(key.verify_key, data)
+            return checks.results()
+
+        thread = threading.Thread(target=lambda: answers.append(batch(verifier.checks())), daemon=True)
         thread.start()
         thread.join(10)
         assert not thread.is_alive(), "the ingest's thread is stuck sending to a stuck verifier process"
-        assert answers == [_answers(Verifier().checks(), count)]
+        assert answers == [batch(Verifier().checks())] and _problems(answers[0]) == [None] * (2 * CHUNK)
         assert failures == [1] and verifier.pid is None
     finally:
         if pid is not None:
@@ -222,7 +238,7 @@ def _lone_process(*, hello_read: bool) -> subprocess.CompletedProcess[bytes]:
     chunk of checks it was sent. What it says on its way out, and how it ends."""
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    command = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(to_read), str(from_write)]  # as _start
+    command = [sys.executable, "-I", "-c", BOOT, json.dumps(sys.path), str(to_read), str(from_write)]  # as start
     if not hello_read:
         os.close(from_read)
     process = subprocess.Popen(command, pass_fds=(to_read, from_write), stderr=subprocess.PIPE, cwd=REPO)
@@ -254,13 +270,13 @@ def test_the_process_runs_the_ingests_own_code_whatever_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server started in a directory where someone else can write (/tmp, a shared home) must not run a
-    ``server/ingest/verifier.py`` planted there: it would answer every forged signature "good"."""
+    ``server/ingest/verifier_process.py`` planted there: it would answer every forged signature "good"."""
     planted = tmp_path / "server" / "ingest"
     planted.mkdir(parents=True)
     for package in (tmp_path / "server", planted):
         (package / "__init__.py").write_text("")
     ran = tmp_path / "planted-code-ran"
-    (planted / "verifier.py").write_text(  # answers every event "decoded, signature good"
+    (planted / "verifier_process.py").write_text(  # answers every event "decoded, signature good"
         "import pickle, struct, sys\n"
         "from seal_protocol import decode_signed_envelope\n"
         f"open({str(ran)!r}, 'w').close()\n"
@@ -394,70 +410,3 @@ def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
     finally:
         ingest.stop()
         verifier.close()
-
-
-def test_a_frame_cut_off_half_way_holds_the_ingest_no_longer_than_its_timeout() -> None:
-    """A process stopped (or slow) in the middle of writing its answers: the ingest waits for the rest of the frame at
-    most its timeout, never for good; the frame is taken once whole; the process's end is seen as the end."""
-    to_read, to_write = os.pipe()
-    from_read, from_write = os.pipe()
-    pipe = Pipe(to_write, from_read)
-    try:
-        answer = pickle.dumps((1, ["答复"] * 10_000))  # larger than a pipe holds, as a chunk's answers are
-        frame = FRAME.pack(len(answer)) + answer
-        os.write(from_write, frame[:1000])
-        started = time.monotonic()
-        assert not pipe.poll(0.2)
-        assert 0.2 <= time.monotonic() - started < 5
-        writer = threading.Thread(target=lambda: os.write(from_write, frame[1000:]) and os.close(from_write))
-        writer.start()
-        assert pipe.poll(10) and pickle.loads(pipe.recv_bytes()) == (1, ["答复"] * 10_000)
-        writer.join(10)
-        assert pipe.poll(10)  # the end
-        with pytest.raises(EOFError):
-            pipe.recv_bytes()
-    finally:
-        pipe.close()
-        os.close(to_read)
-
-
-def test_a_backlog_is_opened_a_batch_ahead_and_stored_once_in_order(
-    broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path
-) -> None:
-    """Events that piled up while the court was away come in full batches: the verifier process opens each next
-    batch while the one before it is stored. Every event is stored once, in the seal's order, with the forged one
-    refused, and the process never fails (answers taken for the wrong batch would be a failure, or worse)."""
-    seal = SimulatedSeal("seal-a", CASE_A)
-    register(session_factory, seal)
-    failures: list[int] = []
-    verifier = ProcessVerifier(on_failure=lambda: failures.append(1))
-    ingestor = Ingestor(
-        session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots", verifier=verifier
-    )
-    settings = server_mqtt_settings(broker, tmp_path).model_copy(update={"batch_size": 2 * CHUNK + 5})
-    count = 12 * CHUNK
-    forged_at = 7 * CHUNK + 3
-    try:
-        first = MqttIngest(settings, ingestor)
-        first.start()
-        assert first.wait_subscribed(30), "the ingest did not subscribe"
-        with seal_connection(broker, seal.device_id) as conn:
-            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(30)
-            assert wait_until(lambda: len(stored_seqs(session_factory)) == 1, 30)  # the seal's key is known now
-            _started(verifier)
-            first.stop()  # the court is away: its session keeps what comes meanwhile
-            payloads = [seal.event(key=KEYS[0] if n == forged_at else None) for n in range(count)]
-            for info in [conn.client.publish(seal.event_topic, data, qos=1) for data in payloads]:
-                info.wait_for_publish(30)
-        again = MqttIngest(settings, ingestor)
-        again.start()
-        try:
-            assert wait_until(lambda: len(stored_seqs(session_factory)) == count, 60)
-            assert wait_until(lambda: again.progress().unstored == 0, 30)
-        finally:
-            again.stop()
-    finally:
-        verifier.close()
-    forged_seq = forged_at + 2  # the first event, sent alone, was seq 1
-    assert stored_seqs(session_factory) == [seq for seq in range(1, count + 2) if seq != forged_seq]
-    assert failures == []
