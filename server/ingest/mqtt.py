@@ -49,6 +49,7 @@ from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
 from server.ingest.results import IngestResult, Message, Outcome
+from server.ingest.verifier import CHUNK
 
 #: A committed batch's messages and their outcomes, for its receipts.
 Committed = tuple[list[Message], list[IngestResult]]
@@ -246,9 +247,9 @@ class MqttIngest:
                 opening = None
             else:
                 (batch, opening), ahead = ahead, None
-            if self._queue.qsize() >= self.settings.batch_size and self.ingestor.verifier.shares():
-                # A backlog: the verifier process opens the next full batch while this one is stored. It takes one
-                # batch at a time: this one's answers are collected first.
+            if self._queue.qsize() >= min(self.settings.batch_size, 2 * CHUNK) and self.ingestor.verifier.shares():
+                # A backlog (two chunks or more wait behind this batch): the verifier process opens the next batch
+                # while this one is stored. It takes one batch at a time: this one's answers are collected first.
                 if opening is None:
                     opening = self.ingestor.opening([item.message for item in batch])
                 if opening is not None:
