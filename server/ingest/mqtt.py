@@ -254,8 +254,9 @@ class MqttIngest:
                     opening = self.ingestor.opening([item.message for item in batch])
                 if opening is not None:
                     opening.collect()
-                following = self._take(self.settings.batch_size)
-                ahead = following, self.ingestor.opening([item.message for item in following], ahead=True)
+                if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
+                    following = self._take(self.settings.batch_size)
+                    ahead = following, self.ingestor.opening([item.message for item in following], ahead=True)
             self._store_and_ack(batch, opening)
         if ahead is not None and ahead[1] is not None:
             ahead[1].abandon()  # the batch stays unacknowledged: the broker sends it again

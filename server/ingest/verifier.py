@@ -111,16 +111,16 @@ class ProcessVerifier(Verifier):
         self._lock = threading.Lock()
 
     def checks(self, *, ahead: bool = False) -> Checks:
-        if not self.shares() or self._in_hand > 0:  # the process answers one batch at a time: others open here
+        if self._closed or self._in_hand > 0:  # the process answers one batch at a time: others are opened here
             return Checks()
+        if self._connection is None and self._failed_at is not None:
+            if time.monotonic() - self._failed_at < self.restart_after_s:
+                return Checks()  # opened here for a while after a failure
         return _SharedChecks(self, ahead=ahead)
 
     def shares(self) -> bool:
-        if self._closed:
-            return False
-        if self._connection is None and self._failed_at is not None:
-            return time.monotonic() - self._failed_at >= self.restart_after_s  # opened here for a while after a failure
-        return True
+        """A process is ready (one starting, or none after a failure, opens nothing)."""
+        return not self._closed and self._connection is not None and self._ready
 
     def connected(self) -> Pipe | None:
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
@@ -139,7 +139,7 @@ class ProcessVerifier(Verifier):
                         raise ValueError("the verifier process did not say it was ready")
                 elif time.monotonic() - self._started_at > self.answer_timeout_s:
                     raise TimeoutError(f"not ready within {self.answer_timeout_s:g} s")
-            except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever its first words are, they are not "ready"
                 self.failed(exc)
                 return None
         return connection if self._ready else None
@@ -227,14 +227,17 @@ class ProcessVerifier(Verifier):
             process.wait(1.0)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(1.0)
+            try:
+                process.wait(1.0)
+            except subprocess.TimeoutExpired:  # stuck in the kernel: reaped by the system when it ends, not waited for
+                logger.warning("the verifier process (pid %d) did not end when killed", process.pid)
 
 
 class _SharedChecks(Checks):
-    """A batch's events, a chunk at a time: to the verifier process (started with the first full chunk: a batch
-    smaller than a chunk, as at a low rate, is opened here and starts nothing), or opened here meanwhile — every
-    other chunk, and the last, smaller one — so that both sides work at once. Opened ahead (``ahead``), every chunk
-    goes to the process: the ingest's thread is busy storing the batch before."""
+    """A batch's events, a chunk at a time: to the verifier process (started with the first full chunk: a batch in
+    its turn smaller than a chunk, as at a low rate, is opened here and starts nothing), or opened here meanwhile —
+    every other chunk, and the last, smaller one — so that both sides work at once. Opened ahead (``ahead``), every
+    chunk goes to the process: the ingest's thread is busy storing the batch before."""
 
     def __init__(self, verifier: ProcessVerifier, *, ahead: bool = False) -> None:
         super().__init__()

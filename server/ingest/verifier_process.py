@@ -3,9 +3,9 @@ its own interpreter, and what it does — open each chunk of events it reads, an
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
+import logging
 import os
 import pickle
 import signal
@@ -17,6 +17,8 @@ from seal_protocol.signing import VerifyKey
 from server.core.stop_signals import STOP_SIGNALS, stop_signals_blocked, unblock_stop_signals
 from server.ingest.opened import Answer, open_event
 from server.ingest.verifier_pipe import Pipe, read_frame, write_frame
+
+logger = logging.getLogger(__name__)
 
 #: Keys the verifier process keeps (a seal's key is parsed once, not per event).
 KEYS_KEPT = 10_000
@@ -64,9 +66,13 @@ def _enlarge(fd: int) -> None:
     """Make the pipe of ``fd`` hold :data:`PIPE_SIZE` (or as much as the system lets: ``fs.pipe-max-size``)."""
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        return
     except OSError:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+        pass
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+    except (OSError, ValueError) as exc:  # fs.pipe-user-pages-soft reached: it works, with less overlap
+        logger.warning("the pipes to the verifier process stay small (%s): batches overlap less", exc)
 
 
 def serve(receive: int, send: int) -> None:

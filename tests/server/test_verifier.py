@@ -179,10 +179,10 @@ def test_an_ingest_batch_checked_by_the_process_stores_and_refuses_as_the_thread
     try:
         court.send(court.a, court.a.event())  # the seal's key is now known to the ingest: later checks go out
         _started(verifier)
-        forged_at = CHUNK + 5  # in the second chunk
+        forged_at = 5  # in the first chunk: the process's (the second and the rest are opened by the ingest's thread)
         payloads = [court.a.event(key=generate_signing_key() if n == forged_at else None) for n in range(3 * CHUNK + 2)]
         results = court.send(court.a, *payloads)
-        assert verifier.pid is not None
+        assert verifier.pid is not None and verifier.answered == 2 * CHUNK  # the first and third chunks
     finally:
         court.ingestor.close()
     outcomes = [r.outcome for r in results]
