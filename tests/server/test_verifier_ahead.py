@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Message, Reason
 from server.ingest.verifier import CHUNK, ProcessVerifier, Verifier
 from server.ingest.verifier_pipe import FRAME, MAX_FRAME, Pipe, read_frame, write_frame
-from server.ingest.verifier_process import READY, serve
+from server.ingest.verifier_process import READY, serve, start
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import stored_seqs
@@ -178,3 +179,17 @@ def test_a_frame_cut_off_half_way_holds_the_ingest_no_longer_than_its_timeout() 
     finally:
         pipe.close()
         os.close(to_read)
+
+
+def test_the_pipe_to_the_process_holds_a_batch_it_does_not_read_yet() -> None:
+    """A batch opened ahead is sent whole while the process is still opening the one before: the pipe must take it
+    (about 300 KB for 500 events) without waiting for the process to read — at Linux's default 64 KB it would not."""
+    process, pipe = start()
+    try:
+        assert pipe.poll(30) and pickle.loads(pipe.recv_bytes()) == (0, READY)
+        os.kill(process.pid, signal.SIGSTOP)  # reads nothing more
+        pipe.send_bytes(b"x" * 900_000, timeout=2.0)  # a TimeoutError if the pipe held less
+    finally:
+        process.kill()
+        process.wait(10)
+        pipe.close()
