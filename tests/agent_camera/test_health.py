@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 
@@ -159,6 +160,71 @@ def test_callback_that_raises_does_not_stop_the_monitor(clip):
     finally:
         monitor.stop(timeout=2.0)
     assert calls == ["camera_lost", "camera_found"]
+
+
+class ScriptedCamera:
+    """A driver double: ``read()`` gives the frames the test put, in order; ``None`` (no frame) when none is left."""
+
+    def __init__(self) -> None:
+        self._frames: queue.Queue[np.ndarray] = queue.Queue()
+
+    def put(self, *frames: np.ndarray) -> None:
+        for frame in frames:
+            self._frames.put(frame)
+
+    def read(self) -> np.ndarray | None:
+        try:
+            return self._frames.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_found_is_reported_when_its_frame_cannot_be_a_snapshot(monitor_factory, health_log):
+    camera = ScriptedCamera()
+    monitor = monitor_factory(camera)
+    health_log.wait_for("camera_lost")
+    burst = monitor.snapshots_around(time.monotonic(), before_s=0.0, after_s=10.0, max_frames=1)  # wants a new frame
+
+    # A driver hiccup: an empty image, then the room. The empty image ends the loss and JPEG cannot encode it for
+    # the waiting burst: camera_found is reported all the same, and the next frame becomes the snapshot.
+    camera.put(np.zeros((0, 0, 3), np.uint8), *static_frames(40))
+
+    assert health_log.wait_for("camera_found")["down_ms"] >= 400
+    assert burst.wait(5.0) and len(burst.later) == 1
+    assert monitor.state == "ok"
+    assert health_log.kinds == ["camera_lost", "camera_found"]
+
+
+def test_blind_is_reported_when_its_frame_cannot_be_a_snapshot(monitor_factory, health_log):
+    camera = ScriptedCamera()
+    monitor = monitor_factory(camera, lost_after_s=30.0)
+    burst = monitor.snapshots_around(time.monotonic(), before_s=0.0, after_s=10.0, max_frames=1)
+
+    # Dark frames too wide for JPEG (over 65,500 pixels): each is blind, and each fails as the burst's snapshot.
+    camera.put(*[np.zeros((1, 70_000, 3), np.uint8)] * 20)
+
+    assert health_log.wait_for("camera_blind")["reason"] == "uniform"
+    assert monitor.state == "blind"
+    assert burst.later == [] and not burst.done
+    camera.put(*static_frames(20))
+    health_log.wait_for("camera_recovered")
+    assert burst.wait(5.0) and len(burst.later) == 1
+
+
+def test_frames_that_cannot_be_analysed_are_failed_reads(monitor_factory, health_log):
+    camera = ScriptedCamera()
+    monitor = monitor_factory(camera)
+    raw_yuyv = np.full((240, 320, 2), 128, np.uint8)  # a driver left in raw YUYV: two channels, not BGR
+    camera.put(*[raw_yuyv] * 16)
+
+    assert health_log.wait_for("camera_lost")["reason"] == "bad_frame"
+    assert monitor.state == "lost" and monitor.observations > 0
+    camera.put(*static_frames(20))
+    health_log.wait_for("camera_found")
+    assert monitor.wait_for_state("ok", timeout=1.0)
 
 
 def test_health_tracker_transitions_on_a_fake_clock():

@@ -81,7 +81,7 @@ class CameraMonitor:
         self._bursts: list[SnapshotBurst] = []
         self._lock = threading.Lock()  # ring, bursts and motion history; never held while encoding
         self._changed = threading.Condition()  # notified after every observation
-        self._state = self._health.state.value  # published with the rest of an observation (see _observe)
+        self._state = self._health.state.value  # published after each observation (see _publish)
         self._last_t = -math.inf
         self._previous: Image | None = None
         self._grabber = FrameGrabber(camera, self.interval, clock)
@@ -152,7 +152,8 @@ class CameraMonitor:
         """``"starting"``, ``"ok"``, ``"blind"`` or ``"lost"``.
 
         It changes only once the observation that changed it is in the ring buffer and the motion history, so whoever
-        sees ``"ok"`` can take :meth:`latest_snapshot` of the frame behind it.
+        sees ``"ok"`` can take :meth:`latest_snapshot` of the frame behind it (unless analysing that frame failed:
+        logged; the state follows the health events all the same).
         """
         return self._state
 
@@ -162,7 +163,7 @@ class CameraMonitor:
             return self._changed.wait_for(lambda: self.state == state, timeout)
 
     def wait_for_observations(self, count: int, timeout: float) -> bool:
-        """Block until :attr:`observations` (frames and failed reads analysed so far) reaches ``count``."""
+        """Block until :attr:`observations` (frames and failed reads so far, analysed or not) reaches ``count``."""
         with self._changed:
             return self._changed.wait_for(lambda: self.observations >= count, timeout)
 
@@ -244,25 +245,42 @@ class CameraMonitor:
             if self._stop.is_set():
                 break
             t, image = item if item is not None else (self._clock(), None)
-            reason = "read_failed" if item is not None else "read_stalled"
+            events: list[HealthEvent] = []
             try:
-                events = self._observe(t, image, reason)
+                # The tracker moves first; once it has, its events are reported even if the analysis raises: it
+                # will not report that transition again (a seal whose camera went blind must say so).
+                image, blind, events = self._judge(t, image, "read_failed" if item is not None else "read_stalled")
+                self._analyse(t, image, blind, found=any(event.kind == CAMERA_FOUND for event in events))
             except Exception:
                 logger.exception("camera monitor failed to process an observation")
-                events = []
-            self._expire_bursts(self._clock())
+            self._publish(t)
             for event in events:
                 self._report(event)
+            self._expire_bursts(self._clock())
 
-    def _observe(self, t: float, image: Image | None, failure_reason: str) -> list[HealthEvent]:
-        if image is None:
-            events = self._health.failure(t, failure_reason)
-            motion: bool | None = None
-        else:
-            blind = blind_reason(image, self._previous, self._blind_max_stddev)
-            self._previous = image
-            events = self._health.frame(t, blind)
-            if any(event.kind == CAMERA_FOUND for event in events):
+    def _judge(
+        self, t: float, image: Image | None, failure_reason: str
+    ) -> tuple[Image | None, str | None, list[HealthEvent]]:
+        """The health tracker's step: ``(image, blind reason, transitions)``. A frame whose blindness cannot even be
+        judged (not a BGR or grey image, e.g. raw two-channel YUYV) counts as a failed read: a camera that sends only
+        such frames is lost, not "starting" or "ok" for ever."""
+        if image is not None:
+            try:
+                blind = blind_reason(image, self._previous, self._blind_max_stddev)
+            except (ValueError, TypeError, IndexError) as exc:
+                shape = getattr(image, "shape", type(image).__name__)
+                logger.warning("camera frame %s cannot be analysed (%s); counted as a failed read", shape, exc)
+                image, failure_reason = None, "bad_frame"
+            else:
+                self._previous = image
+                return image, blind, self._health.frame(t, blind)
+        return None, None, self._health.failure(t, failure_reason)
+
+    def _analyse(self, t: float, image: Image | None, blind: str | None, *, found: bool) -> None:
+        """Motion, ring buffer and post-trigger snapshots for one observation (``image`` None: no usable frame)."""
+        motion: bool | None = None
+        if image is not None:
+            if found:
                 self._detector.reset()
             motion = self._detector.feed(image)
             if blind is not None and motion is not True:
@@ -280,12 +298,14 @@ class CameraMonitor:
             horizon = t - self.motion_history_s
             while self._motion and self._motion[0][0] < horizon:
                 self._motion.popleft()
+
+    def _publish(self, t: float) -> None:
+        """The tracker's state and the observation at ``t`` become visible (analysed or not), and waiters wake."""
         with self._changed:
             self._state = self._health.state.value
             self._last_t = max(self._last_t, t)
             self.observations += 1
             self._changed.notify_all()
-        return events
 
     def _expire_bursts(self, now: float) -> None:
         with self._lock:
