@@ -17,11 +17,12 @@ from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import FILL_NON_ZERO
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
 
 from server.notices.facts import NoticeFacts, fact_rows
-from server.pdf_layout import font_table, markup, stack
+from server.pdf_layout import address_lines, font_table, markup, stack
 
 WARNING_ZH = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任。"
 WARNING_EN = (
@@ -96,6 +97,9 @@ def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
 
 #: The type sizes tried, largest first.
 SCALES = (1.0, 0.85, 0.7, 0.55)
+#: The page's margins, and the width of text between them.
+SIDE_MARGIN = 20 * mm
+TEXT_WIDTH = A4[0] - 2 * SIDE_MARGIN
 
 
 def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
@@ -104,8 +108,8 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
     doc = SimpleDocTemplate(
         buffer,
         pagesize=A4,
-        leftMargin=20 * mm,
-        rightMargin=20 * mm,
+        leftMargin=SIDE_MARGIN,
+        rightMargin=SIDE_MARGIN,
         topMargin=12 * mm,
         bottomMargin=12 * mm,
         title=f"查封公告 Notice of seizure {facts.case_no}",
@@ -230,4 +234,6 @@ def _qr_block(notice: PrintedNotice, styles: _Styles) -> list[Flowable]:
     )
     commands = [("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0)]
     table = _table([[QrCode(notice.url, QR_SIZE), caption]], commands, styles, colWidths=[QR_SIZE + 4 * mm, None])
-    return [table, Paragraph(_x(notice.url), styles.url)]
+    style = styles.url
+    lines = address_lines(notice.url, lambda text: stringWidth(text, style.fontName, style.fontSize), TEXT_WIDTH * 0.98)
+    return [table, Paragraph("<br/>".join(_x(line) for line in lines), style)]
