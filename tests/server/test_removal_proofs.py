@@ -306,8 +306,11 @@ def test_pictures_are_decoded_with_no_write_lock_held(database_url: str, roomy_w
     answers, waits, took = other_writers_waits(database_url, filing)
     assert answers == [201]
     assert took > 0.5, "the pictures took no time to decode: the test shows nothing"
-    assert max(waits) < 0.3, f"another writer waited {max(waits):.2f} s while a filing decoded pictures"
+    # Decoding under the write lock would make another writer wait about as long as the filing took; its own
+    # transactions' share stays a small part of it, also when a loaded machine slows everything down.
+    assert max(waits) < took / 2, f"another writer waited {max(waits):.2f} s of {took:.2f} s while pictures decoded"
 
+    decoding = took
     answers, waits, took = other_writers_waits(database_url, filing)  # the case has an open request now
     assert answers == [409]
-    assert max(waits) < 0.3 and took < 1.0, "a filing bound to fail decoded its pictures first"
+    assert max(waits) < decoding / 2 and took < decoding / 2, "a filing bound to fail decoded its pictures first"
