@@ -8,6 +8,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from seal_agent.devices.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
 from seal_agent.devices.camera.health import HealthTracker, blind_reason
@@ -188,9 +189,11 @@ def test_found_is_reported_when_its_frame_cannot_be_a_snapshot(monitor_factory, 
     health_log.wait_for("camera_lost")
     burst = monitor.snapshots_around(time.monotonic(), before_s=0.0, after_s=10.0, max_frames=1)  # wants a new frame
 
-    # A driver hiccup: an empty image, then the room. The empty image ends the loss and JPEG cannot encode it for
-    # the waiting burst: camera_found is reported all the same, and the next frame becomes the snapshot.
-    camera.put(np.zeros((0, 0, 3), np.uint8), *static_frames(40))
+    # A driver hiccup: an image too wide for JPEG (over 65,500 pixels), then the room. The wide image ends the loss
+    # and JPEG cannot encode it for the waiting burst: camera_found is reported all the same, and the next frame
+    # becomes the snapshot.
+    wide = np.random.default_rng(7).integers(0, 256, (1, 70_000, 3), dtype=np.uint8)  # not blind: sensor noise
+    camera.put(wide, *static_frames(40))
 
     assert health_log.wait_for("camera_found")["down_ms"] >= 400
     assert burst.wait(5.0) and len(burst.later) == 1
@@ -214,11 +217,18 @@ def test_blind_is_reported_when_its_frame_cannot_be_a_snapshot(monitor_factory, 
     assert burst.wait(5.0) and len(burst.later) == 1
 
 
-def test_frames_that_cannot_be_analysed_are_failed_reads(monitor_factory, health_log):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.full((240, 320, 2), 128, np.uint8),  # a driver left in raw YUYV: two channels, not BGR
+        np.zeros((0, 0, 3), np.uint8),  # an empty image: no spread to judge, not a good frame
+    ],
+    ids=["raw_yuyv", "empty"],
+)
+def test_frames_that_cannot_be_analysed_are_failed_reads(monitor_factory, health_log, bad):
     camera = ScriptedCamera()
     monitor = monitor_factory(camera)
-    raw_yuyv = np.full((240, 320, 2), 128, np.uint8)  # a driver left in raw YUYV: two channels, not BGR
-    camera.put(*[raw_yuyv] * 16)
+    camera.put(*[bad] * 16)
 
     assert health_log.wait_for("camera_lost")["reason"] == "bad_frame"
     assert monitor.state == "lost" and monitor.observations > 0

@@ -41,6 +41,8 @@ class HealthEvent:
 def blind_reason(image: Image, previous: Image | None, max_stddev: float) -> str | None:
     """``"uniform"`` if the image is (nearly) one grey level, ``"frozen"`` if it is bit-identical to the previous
     frame (a live sensor always has some noise), else ``None``."""
+    if image.size == 0:  # its spread is NaN, which no threshold would call "uniform": it would pass for a good frame
+        raise ValueError("an empty image")
     sample = image[::4, ::4]
     grey = sample.astype(np.float32) @ _BGR_TO_GREY if sample.ndim == 3 else sample.astype(np.float32)
     if float(grey.std()) < max_stddev:
