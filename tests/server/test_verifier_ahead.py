@@ -8,7 +8,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,11 +85,10 @@ def test_a_second_batch_while_the_first_is_with_the_process_is_opened_here() -> 
             key, data = _job(n)
             ahead.add(key.verify_key, data)
         ahead.send_all()
-        started = time.monotonic()
         again = verifier.checks()
         assert _answers(again, 4 * CHUNK) == _answers(Verifier().checks(), 4 * CHUNK)
         assert ahead.results() == _answers(Verifier().checks(), 3 * CHUNK + 5)
-        assert time.monotonic() - started < 4  # no answer waited out its timeout
+        # An answer skipped would have been waited for until the timeout, then counted a failure.
         assert failures == [] and verifier.answered == 3 * CHUNK + 5  # the ahead batch's, all of them
     finally:
         verifier.close()
@@ -161,9 +159,7 @@ def test_a_frame_cut_off_half_way_holds_the_ingest_no_longer_than_its_timeout() 
         answer = pickle.dumps((1, ["答复"] * 10_000))  # larger than a pipe holds, as a chunk's answers are
         frame = FRAME.pack(len(answer)) + answer
         os.write(from_write, frame[:1000])
-        started = time.monotonic()
-        assert not pipe.poll(0.2)
-        assert 0.2 <= time.monotonic() - started < 5
+        assert not pipe.poll(0.2)  # a poll that waited for the rest for good would hang (pytest-timeout)
 
         def write_the_rest() -> None:
             os.write(from_write, frame[1000:])
