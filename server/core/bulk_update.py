@@ -6,8 +6,8 @@ besides the key, both from the values' column expressions. It is then run:
 - on SQLite as an executemany of ``UPDATE … WHERE key = :key AND …`` (SQLite runs in this process: a row costs a call
   into its library, no round trip);
 - on PostgreSQL as one ``UPDATE … FROM unnest(CAST(:key AS type[]), …) AS v(key, …) WHERE table.key = v.key AND …``,
-  one array bound per name (:func:`server.core.value_lists.unnest_of`): one round trip and one plan for any number of
-  rows, where an executemany is a Bind and an Execute per row.
+  one array bound per name (:func:`server.core.value_lists.unnest_of`, in the binary format): one round trip and one
+  plan for any number of rows, where an executemany is a Bind and an Execute per row.
 
 The rows must name distinct keys (PostgreSQL would update a row once, from any one of the values naming it).
 """
@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, bindparam, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.type_api import TypeEngine
 
-from server.core.value_lists import unnest_of
+from server.core.value_lists import binary_placeholders, unnest_of
 
 #: The values' column expressions by name -> what the statement makes of them.
 Values = Mapping[str, ColumnElement[Any]]
@@ -46,7 +47,8 @@ class BulkUpdate:
             raise ValueError(f"the key {key!r} must be one of the params")
         self._key = key
         self._params = dict(params)
-        self._processors: dict[str, list[tuple[str, Callable[[Any], Any] | None]]] = {}  # dialect name -> by name
+        #: dialect name -> the arrays' statement and each value's bind processor
+        self._compiled: dict[str, tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]] = {}
         binds = {name: bindparam(f"b_{name}", type_=item) for name, item in params.items()}
         self._per_row = self._statement(table, key, binds, values, where)
         arrays = unnest_of(params, prefix="a_")  # not the columns' own names: update() keeps those for its SET
@@ -72,12 +74,19 @@ class BulkUpdate:
         if dialect.name != "postgresql":
             session.execute(self._per_row, [{f"b_{name}": row[name] for name in self._params} for row in rows])
             return
-        # the arrays' items are bound as their types would bind them (a time in UTC, JSON's text)
-        processors = self._processors.get(dialect.name)
-        if processors is None:
-            processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
-            self._processors[dialect.name] = processors
+        sql, processors = self._compiled.get(dialect.name) or self._compile(dialect)
         arrays = {
             f"a_{n}": [row[n] for row in rows] if p is None else [p(row[n]) for row in rows] for n, p in processors
         }
-        session.execute(self._arrays, arrays)
+        session.connection().exec_driver_sql(sql, arrays)
+
+    def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+        """The statement's text, its arrays in the binary format, and each value's bind processor: the arrays' items
+        are bound as their types would bind them (a time in UTC, JSON's text)."""
+        compiled = self._arrays.compile(dialect=dialect)
+        names = [f"a_{name}" for name in self._params]
+        if sorted(compiled.bind_names.values()) != sorted(names):  # one array parameter per value, its name
+            raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {compiled.bind_names.values()}")
+        processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
+        self._compiled[dialect.name] = made = (binary_placeholders(compiled.string, names), processors)
+        return made

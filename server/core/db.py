@@ -31,6 +31,7 @@ what they hold then.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.errors import ConfigError
@@ -46,6 +47,10 @@ from server.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: A pooled connection (PostgreSQL) idle longer than this is pinged before use (:func:`_ping_when_idle`).
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "seal_idle_since"
 
 #: The execution option naming how a SQLite transaction begins: ``IMMEDIATE`` (the default) or ``DEFERRED``.
 SQLITE_BEGIN = "sqlite_begin"
@@ -89,7 +94,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    ping_when_idle = not kwargs.pop("pool_pre_ping", False)  # True: every checkout pinged, as SQLAlchemy does
     if parsed.get_backend_name() == "postgresql":
         # READ COMMITTED whatever the server's default_transaction_isolation (see the module's docstring). psycopg 3
         # then begins each transaction with ``BEGIN ISOLATION LEVEL READ COMMITTED``.
@@ -108,7 +113,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c timezone=UTC -c plan_cache_mode=force_custom_plan".strip()
         kwargs["connect_args"] = connect_args
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, pool_pre_ping=not ping_when_idle, **kwargs)
+    if ping_when_idle:
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before it is handed out only if it lay idle in the pool for more than
+    :data:`PING_AFTER_IDLE_S` (``pool_pre_ping`` pings at every checkout: a round trip more for each of the ingest's
+    transactions, which follow each other without a pause). A connection that fails the ping is replaced before
+    anyone uses it; one that died while in use fails that transaction, which its writer tries again (the ingest's
+    batch: :class:`~server.errors.StorageUnavailable`)."""
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # None: a new connection, which just answered
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the connection is not to be used
+            logger.info("a pooled database connection failed its ping, replaced: %s", exc)
+            raise DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection did not answer its ping")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -13,7 +13,7 @@ SQLite (JSON1, built into SQLite since 3.38 and into every Python 3.11 we suppor
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Enum, String, cast, column, func
@@ -97,6 +97,19 @@ def unnest_of(
     arrays = [cast(bindparam(prefix + name), ARRAY(_array_item(item))) for name, item in columns.items()]
     typed = [column(name, item) for name, item in columns.items()]
     return func.unnest(*arrays).table_valued(*typed, with_ordinality=ordinality).render_derived()
+
+
+def binary_placeholders(sql: str, names: Iterable[str]) -> str:
+    """``sql`` (compiled for psycopg) with the parameters ``names`` sent in PostgreSQL's binary format
+    (``%(name)b``): an array of values then goes as each value's bytes with its length, where the text format
+    quotes and escapes every item (psycopg does it in Python, item by item, and the server parses it back); a
+    JSON text or a picture's bytes are most of a row. A name not in ``sql`` as ``%(name)s`` is an error."""
+    for name in names:
+        placeholder = f"%({name})s"
+        if placeholder not in sql:
+            raise ValueError(f"no parameter {placeholder} in {sql!r}")
+        sql = sql.replace(placeholder, f"%({name})b")
+    return sql
 
 
 def _array_item(item: TypeEngine[Any]) -> TypeEngine[Any]:

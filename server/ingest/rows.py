@@ -21,13 +21,13 @@ would wait for. docs/deploy.md lists the writers and their locks."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from server.core.bulk_insert import BulkInsert
-from server.core.bulk_update import BulkUpdate
+from server.core.bulk_update import BulkUpdate, Values
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.seals.models import Seal
@@ -48,27 +48,52 @@ _LOCK_SEALS = (
 )
 #: One fixed statement for any number of rows, the ids returned by event id (unique): :mod:`server.core.bulk_insert`.
 _INSERT_EVENTS = BulkInsert(_EVENTS, [c.name for c in _EVENTS.c if c.name != "id"], ids_by="event_id")
-_KEY = {"device_id": _SEALS.c.device_id.type}
-_SEEN = BulkUpdate(  # only forward: with shared workers, an event received earlier may commit after a later one
-    _SEALS,
-    "device_id",
-    {**_KEY, "at": _SEALS.c.last_seen_at.type},
-    values=lambda v: {"last_seen_at": v["at"], "last_event_at": v["at"]},
-    where=lambda v: or_(_SEALS.c.last_seen_at.is_(None), _SEALS.c.last_seen_at <= v["at"]),
-)
-_ARMED = BulkUpdate(  # only over an older armed state: another transaction may have stored a newer one
-    _SEALS,
-    "device_id",
-    {**_KEY, "armed": _SEALS.c.armed.type, "armed_at": _SEALS.c.armed_at.type, "seq": _SEALS.c.armed_seq.type},
-    values=lambda v: {"armed": v["armed"], "armed_at": v["armed_at"], "armed_seq": v["seq"]},
-    where=lambda v: or_(_SEALS.c.armed_seq.is_(None), _SEALS.c.armed_seq < v["seq"]),
-)
-_STATUS = BulkUpdate(  # only over an older status: with shared workers, an older status may commit after a newer one
-    _SEALS,
-    "device_id",
-    {**_KEY, "status": _SEALS.c.status.type, "at": _SEALS.c.status_changed_at.type},
-    values=lambda v: {"status": v["status"], "status_changed_at": v["at"]},
-    where=lambda v: or_(_SEALS.c.status_changed_at.is_(None), _SEALS.c.status_changed_at <= v["at"]),
+_SEAL_CHANGE_TYPES = {
+    "device_id": _SEALS.c.device_id.type,
+    "seen_at": _SEALS.c.last_seen_at.type,
+    "armed": _SEALS.c.armed.type,
+    "armed_at": _SEALS.c.armed_at.type,
+    "armed_seq": _SEALS.c.armed_seq.type,
+    "status": _SEALS.c.status.type,
+    "status_at": _SEALS.c.status_changed_at.type,
+}
+
+
+def _seal_conditions(v: Values) -> tuple[ColumnElement[bool], ColumnElement[bool], ColumnElement[bool]]:
+    """When each of a seal's changes applies: only forward, since with shared workers an event or a status received
+    earlier may commit after a later one, and another transaction may have stored a newer armed state."""
+    seals = _SEALS.c
+    seen = and_(v["seen_at"].is_not(None), or_(seals.last_seen_at.is_(None), seals.last_seen_at <= v["seen_at"]))
+    armed = and_(v["armed_seq"].is_not(None), or_(seals.armed_seq.is_(None), seals.armed_seq < v["armed_seq"]))
+    status = and_(
+        v["status"].is_not(None),
+        or_(seals.status_changed_at.is_(None), seals.status_changed_at <= v["status_at"]),
+    )
+    return seen, armed, status
+
+
+def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
+    seen, armed, status = _seal_conditions(v)
+    seals = _SEALS.c
+
+    def if_(condition: ColumnElement[bool], new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
+        return case((condition, new), else_=old)
+
+    return {
+        "last_seen_at": if_(seen, v["seen_at"], seals.last_seen_at),
+        "last_event_at": if_(seen, v["seen_at"], seals.last_event_at),
+        "armed": if_(armed, v["armed"], seals.armed),
+        "armed_at": if_(armed, v["armed_at"], seals.armed_at),
+        "armed_seq": if_(armed, v["armed_seq"], seals.armed_seq),
+        "status": if_(status, v["status"], seals.status),
+        "status_changed_at": if_(status, v["status_at"], seals.status_changed_at),
+    }
+
+
+#: A batch's changes to its seals' rows (last seen, armed, status), one statement for all: each part applies only
+#: forward (:func:`_seal_conditions`), and a row none of whose parts applies is not written.
+_SEAL_CHANGES = BulkUpdate(
+    _SEALS, "device_id", _SEAL_CHANGE_TYPES, values=_seal_values, where=lambda v: or_(*_seal_conditions(v))
 )
 
 
@@ -102,13 +127,14 @@ class SealChanges:
             self.armed[device_id] = (armed, ts, seq)
 
     def write(self, session: Session) -> None:
-        """The three updates, after locking every row they write in ``device_id`` order: one statement after
-        another, they would otherwise lock a seal updated by the second before one updated by the first."""
+        """One update of every seal changed, after locking their rows in ``device_id`` order: the update itself
+        locks them in the order it meets them, which another worker's may not share."""
         written = sorted(self.seen.keys() | self.armed.keys() | self.status.keys())
         if len(written) > 1 and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer at a time
             session.execute(_LOCK_SEALS, {"device_ids": written})
-        _SEEN.execute(session, [{"device_id": d, "at": self.seen[d]} for d in sorted(self.seen)])
-        armed = sorted(self.armed.items())
-        _ARMED.execute(session, [{"device_id": d, "armed": a, "armed_at": ts, "seq": seq} for d, (a, ts, seq) in armed])
-        status = sorted(self.status.items())
-        _STATUS.execute(session, [{"device_id": d, "status": s, "at": at} for d, (s, at) in status])
+        rows = []
+        for device_id in written:  # None: that part does not change
+            armed = dict(zip(("armed", "armed_at", "armed_seq"), self.armed.get(device_id, (None,) * 3), strict=True))
+            status = dict(zip(("status", "status_at"), self.status.get(device_id, (None,) * 2), strict=True))
+            rows.append({"device_id": device_id, "seen_at": self.seen.get(device_id), **armed, **status})
+        _SEAL_CHANGES.execute(session, rows)

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from server.core.db import (
+    PING_AFTER_IDLE_S,
     READ_ONLY,
     SQLITE_BUSY_TIMEOUT_MS,
     SessionFactory,
@@ -118,3 +119,46 @@ def test_sqlite_read_only_sessions_do_not_wait_for_a_writer(tmp_path: Path) -> N
                 assert time.monotonic() - started < SQLITE_BUSY_TIMEOUT_MS / 1000 / 2
     finally:
         engine.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def _terminate(admin: Engine, pid: int) -> None:
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid}, 5000)").scalar_one()
+
+
+def test_a_pooled_connection_that_died_while_idle_is_replaced_unseen(database_url: str, engine: Engine) -> None:
+    """A connection that lay idle in the pool is pinged before use: one the server ended meanwhile (a restart, a
+    failover, an idle timeout) is replaced before anyone uses it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    pooled = make_engine(database_url)
+    try:
+        first = _backend_pid(pooled)
+        _terminate(engine, first)
+        time.sleep(PING_AFTER_IDLE_S + 0.2)
+        assert _backend_pid(pooled) != first  # no error: the dead connection was replaced at its checkout
+    finally:
+        pooled.dispose()
+
+
+def test_a_connection_used_just_before_is_not_pinged(database_url: str, engine: Engine) -> None:
+    """Transactions that follow each other (the ingest's batches) take their connection without a ping, a round trip
+    each: a connection ended just after its last use fails the next transaction (which its writer tries again), and
+    the one after gets a new connection."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    pooled = make_engine(database_url)
+    try:
+        first = _backend_pid(pooled)
+        _terminate(engine, first)
+        with pytest.raises(DBAPIError) as failed:
+            _backend_pid(pooled)
+        assert failed.value.connection_invalidated
+        assert _backend_pid(pooled) != first
+    finally:
+        pooled.dispose()
