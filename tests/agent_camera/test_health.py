@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import queue
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 from seal_agent.devices.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
 from seal_agent.devices.camera.health import HealthTracker, blind_reason
 from tests.agent_camera.clips import black_frames, static_frames, textured_scene, write_clip
+from tests.agent_camera.drivers import ScriptedCamera
 
 
 def test_black_clip_that_becomes_normal_is_blind_then_recovered(clip, monitor_factory, health_log):
@@ -161,26 +161,6 @@ def test_callback_that_raises_does_not_stop_the_monitor(clip):
     finally:
         monitor.stop(timeout=2.0)
     assert calls == ["camera_lost", "camera_found"]
-
-
-class ScriptedCamera:
-    """A driver double: ``read()`` gives the frames the test put, in order; ``None`` (no frame) when none is left."""
-
-    def __init__(self) -> None:
-        self._frames: queue.Queue[np.ndarray] = queue.Queue()
-
-    def put(self, *frames: np.ndarray) -> None:
-        for frame in frames:
-            self._frames.put(frame)
-
-    def read(self) -> np.ndarray | None:
-        try:
-            return self._frames.get_nowait()
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        pass
 
 
 def test_found_is_reported_when_its_frame_cannot_be_a_snapshot(monitor_factory, health_log):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Camera, Frame, Image, Snapshot
 from .burst import SnapshotBurst, SnapshotCallback
 from .config import CameraConfig
-from .errors import CameraError, CameraUnavailable
+from .errors import CameraError, CameraUnavailable, FrameNotEncodable
 from .health import CAMERA_BLIND, CAMERA_FOUND, CAMERA_LOST, CAMERA_RECOVERED, CameraState, HealthEvent
 from .ring import FrameRing
 
@@ -58,6 +58,7 @@ __all__ = [
     "CameraState",
     "CameraUnavailable",
     "Frame",
+    "FrameNotEncodable",
     "FrameRing",
     "HealthCallback",
     "HealthEvent",

@@ -77,6 +77,13 @@ class SnapshotBurst:
         if full:
             self._done.set()
 
+    def give_back(self, slots: int) -> None:
+        """``slots`` pictures planned for :attr:`ready` could not be taken (their frames cannot be encoded): the burst
+        takes that many more later frames, unless it has stopped waiting for later ones."""
+        with self._lock:
+            if slots > 0 and not self._done.is_set() and len(self._later) < self.max_later:
+                self.max_later += slots
+
     def expire(self, now: float) -> bool:
         """Mark the burst done if ``now`` is past its deadline (or unconditionally with ``now=inf``); return done."""
         if now > self.deadline:
@@ -84,11 +91,27 @@ class SnapshotBurst:
         return self._done.is_set()
 
 
-def spread_evenly(frames: list[Frame], count: int) -> list[Frame]:
-    """At most ``count`` of ``frames`` spread evenly over them, always keeping the newest."""
-    if len(frames) <= count:
-        return frames
+def snapshots_spread(frames: list[Frame], count: int, snapshot: Callable[[Frame], Snapshot | None]) -> list[Snapshot]:
+    """``snapshot()`` of at most ``count`` of ``frames`` spread evenly over them, always picking the newest; a pick
+    that gives ``None`` (its frame cannot be a snapshot) gives way to the newest frame between it and the previous pick
+    that can. In time order."""
+    taken: list[Snapshot] = []
+    floor = 0
+    for pick in _spread_indices(len(frames), count):
+        for index in range(pick, floor - 1, -1):
+            found = snapshot(frames[index])
+            if found is not None:
+                taken.append(found)
+                break
+        floor = pick + 1
+    return taken
+
+
+def _spread_indices(length: int, count: int) -> list[int]:
+    """Indices of at most ``count`` of ``length`` items spread evenly over them, always with the last."""
+    if length <= count:
+        return list(range(length))
     if count == 1:
-        return frames[-1:]
-    last = len(frames) - 1
-    return [frames[round(i * last / (count - 1))] for i in range(count)]
+        return [length - 1]
+    last = length - 1
+    return [round(i * last / (count - 1)) for i in range(count)]

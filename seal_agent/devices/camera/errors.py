@@ -9,3 +9,7 @@ class CameraError(Exception):
 
 class CameraUnavailable(CameraError, RuntimeError):
     """A backend could not be built (e.g. OpenCV is not installed). Read failures are states, never this."""
+
+
+class FrameNotEncodable(CameraError, ValueError):
+    """The JPEG encoder refuses a frame (e.g. wider or taller than 65,500 pixels, or not 1, 3 or 4 channels)."""

@@ -13,12 +13,14 @@ from enum import StrEnum
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
 from .base import Camera, Frame, Image, Snapshot
-from .burst import SnapshotBurst, SnapshotCallback, spread_evenly
+from .burst import SnapshotBurst, SnapshotCallback, snapshots_spread
 from .config import CameraConfig
+from .errors import FrameNotEncodable
 from .grabber import FrameGrabber
 from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason
 from .motion import MotionDetector, encode_jpeg_within
 from .ring import FrameRing
+from .throttle import ThrottledWarning
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ class CameraMonitor:
     *monitor* thread analyses the frames (ring buffer, motion, health, post-trigger snapshots). ``on_health`` and
     snapshot callbacks run on the monitor thread: keep them short (queue the work, e.g. into the outbox).
     Every other method is thread-safe and non-blocking unless it takes a ``timeout``.
+
+    A frame that cannot be analysed, or cannot be encoded as JPEG, is logged at once the first time and then at most
+    once per ``bad_frame_log_interval_s`` with the count since the previous line (a broken driver sends them at the
+    frame rate).
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class CameraMonitor:
         snapshot_after_s: float = 3.0,
         snapshot_max_frames: int = 6,
         motion_history_s: float = 60.0,
+        bad_frame_log_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if fps <= 0:
@@ -85,6 +92,12 @@ class CameraMonitor:
         self._last_t = -math.inf
         self._previous: Image | None = None
         self._grabber = FrameGrabber(camera, self.interval, clock)
+        self._unanalysable = ThrottledWarning(
+            logger, "camera frame %s cannot be analysed (%s); counted as a failed read", bad_frame_log_interval_s, clock
+        )
+        self._unencodable = ThrottledWarning(
+            logger, "no snapshot of a camera frame: %s", bad_frame_log_interval_s, clock
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.observations = 0
@@ -135,6 +148,8 @@ class CameraMonitor:
             bursts, self._bursts = self._bursts, []
         for burst in bursts:
             burst.expire(math.inf)
+        self._unanalysable.flush()
+        self._unencodable.flush()
         with self._changed:
             self._changed.notify_all()
 
@@ -189,9 +204,12 @@ class CameraMonitor:
         return self.motion_verdict(t0, t1, timeout=timeout) is MotionVerdict.SEEN
 
     def latest_snapshot(self) -> Snapshot | None:
-        """The newest frame in the ring buffer as JPEG, or ``None`` if there is none."""
-        frame = self._ring.latest()
-        return None if frame is None else self._encode(frame, frame.t)  # None too if it cannot fit the limit
+        """The newest frame in the ring buffer that can be a snapshot, as JPEG; ``None`` if there is none."""
+        for frame in reversed(self._ring.between(-math.inf, math.inf)):
+            snapshot = self._snapshot(frame, frame.t)
+            if snapshot is not None:
+                return snapshot
+        return None
 
     def snapshots_around(
         self,
@@ -207,7 +225,9 @@ class CameraMonitor:
 
         Returns at once with ``burst.ready`` filled from the ring buffer (up to half of ``max_frames`` before the
         trigger, spread over the window and always including the newest); the rest arrive in ``burst.later``
-        (``on_snapshot`` per frame, ``burst.wait(timeout)`` for all).
+        (``on_snapshot`` per frame, ``burst.wait(timeout)`` for all). A frame that cannot be a snapshot (JPEG cannot
+        encode it) costs only itself: a frame before the trigger gives way to an older one still unchosen, else its
+        place goes to a later frame, as does a later frame's place to the next one.
         """
         before_s = self.snapshot_before_s if before_s is None else before_s
         after_s = self.snapshot_after_s if after_s is None else after_s
@@ -217,14 +237,16 @@ class CameraMonitor:
         with self._lock:
             before = self._ring.between(trigger_time - before_s, trigger_time)
             share = math.ceil(max_frames / 2) if after_s > 0 else max_frames
-            chosen = spread_evenly(before, share)
+            from_before = min(len(before), share)
+            room = max_frames - from_before  # for frames after the trigger
             already = [f for f in self._ring.between(trigger_time, math.inf) if f.t > trigger_time]
-            frames = chosen + (already[: max_frames - len(chosen)] if after_s > 0 else [])
+            already = already if after_s > 0 else []
+            planned = from_before + min(len(already), room)
             burst = SnapshotBurst(
                 trigger_time,
                 [],
                 deadline=trigger_time + after_s,
-                max_later=max_frames - len(frames) if after_s > 0 else 0,
+                max_later=max_frames - planned if after_s > 0 else 0,
                 on_snapshot=on_snapshot,
             )
             if not burst.done and not self._stop.is_set():
@@ -232,8 +254,18 @@ class CameraMonitor:
             else:
                 burst.expire(math.inf)
         # Encoded outside the lock: the monitor thread keeps analysing frames meanwhile.
-        # A frame that cannot be made to fit the snapshot limit is left out (so the trigger's event never lists it).
-        burst.ready = [s for s in (self._encode(frame, trigger_time) for frame in frames) if s is not None]
+        # A frame that cannot be encoded or made to fit the snapshot limit is left out (the trigger's event never
+        # lists it).
+        ready = snapshots_spread(before, share, lambda frame: self._snapshot(frame, trigger_time))
+        after: list[Snapshot] = []
+        for frame in already:
+            if len(after) >= room:
+                break
+            snapshot = self._snapshot(frame, trigger_time)
+            if snapshot is not None:
+                after.append(snapshot)
+        burst.ready = ready + after
+        burst.give_back(planned - len(burst.ready))
         return burst
 
     # -- threads -----------------------------------------------------------------------------------------------------
@@ -253,6 +285,8 @@ class CameraMonitor:
                 self._analyse(t, image, blind, found=any(event.kind == CAMERA_FOUND for event in events))
             except Exception:
                 logger.exception("camera monitor failed to process an observation")
+            self._unanalysable.tick()
+            self._unencodable.tick()
             self._publish(t)
             for event in events:
                 self._report(event)
@@ -268,8 +302,7 @@ class CameraMonitor:
             try:
                 blind = blind_reason(image, self._previous, self._blind_max_stddev)
             except (ValueError, TypeError, IndexError) as exc:
-                shape = getattr(image, "shape", type(image).__name__)
-                logger.warning("camera frame %s cannot be analysed (%s); counted as a failed read", shape, exc)
+                self._unanalysable.note(getattr(image, "shape", type(image).__name__), exc)
                 image, failure_reason = None, "bad_frame"
             else:
                 self._previous = image
@@ -289,10 +322,10 @@ class CameraMonitor:
             with self._lock:
                 self._ring.append(frame)
                 wanting = [burst for burst in self._bursts if burst.wants(t)]
-            for burst in wanting:
-                snapshot = self._encode(frame, burst.trigger_time)
-                if snapshot is not None:
-                    burst.add(snapshot)
+            jpeg = self._jpeg(frame) if wanting else None  # once for all; if None, the bursts wait for the next frame
+            if jpeg is not None:
+                for burst in wanting:
+                    burst.add(Snapshot(t=t, offset_s=t - burst.trigger_time, jpeg=jpeg))
         with self._lock:
             self._motion.append((t, motion))
             horizon = t - self.motion_history_s
@@ -320,7 +353,16 @@ class CameraMonitor:
         except Exception:
             logger.exception("on_health callback failed for %s", event.kind)
 
-    def _encode(self, frame: Frame, trigger_time: float) -> Snapshot | None:
-        """The frame as a snapshot within the size limit (re-encoded smaller if need be); None if it cannot fit."""
-        jpeg = encode_jpeg_within(frame.image, self.jpeg_quality, self.max_snapshot_bytes)
+    def _snapshot(self, frame: Frame, trigger_time: float) -> Snapshot | None:
+        """The frame as a snapshot of the trigger at ``trigger_time``; None if it cannot be one (see :meth:`_jpeg`)."""
+        jpeg = self._jpeg(frame)
         return None if jpeg is None else Snapshot(t=frame.t, offset_s=frame.t - trigger_time, jpeg=jpeg)
+
+    def _jpeg(self, frame: Frame) -> bytes | None:
+        """The frame as JPEG within the size limit (re-encoded smaller if need be); None (logged) if JPEG cannot
+        encode it or it cannot fit."""
+        try:
+            return encode_jpeg_within(frame.image, self.jpeg_quality, self.max_snapshot_bytes)
+        except FrameNotEncodable as exc:
+            self._unencodable.note(exc)
+            return None

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .base import Image
+from .errors import FrameNotEncodable
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ _MIN_SIDE = 16
 
 def encode_jpeg_within(image: Image, quality: int, limit_bytes: int) -> bytes | None:
     """JPEG bytes of ``image`` of at most ``limit_bytes``: at ``quality`` if that fits, else at a lower quality, and
-    if still too big at half the size (repeatedly); ``None`` (logged) if nothing fits. Raises ``ValueError`` if OpenCV
-    cannot encode it."""
+    if still too big at half the size (repeatedly); ``None`` (logged) if nothing fits. Raises
+    :class:`FrameNotEncodable` (a ``ValueError``) if OpenCV cannot encode it."""
     jpeg = encode_jpeg(image, quality)
     if len(jpeg) <= limit_bytes:
         return jpeg
@@ -104,8 +105,11 @@ def encode_jpeg_within(image: Image, quality: int, limit_bytes: int) -> bytes | 
 
 
 def encode_jpeg(image: Image, quality: int = 80) -> bytes:
-    """JPEG bytes of ``image``; raises ``ValueError`` if OpenCV cannot encode it."""
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """JPEG bytes of ``image``; raises :class:`FrameNotEncodable` (a ``ValueError``) if OpenCV cannot encode it."""
+    try:
+        ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    except cv2.error as exc:  # e.g. a two-channel image: OpenCV asserts rather than returning False
+        raise FrameNotEncodable(f"cannot encode a frame of shape {image.shape} as JPEG: {exc}") from exc
     if not ok:
-        raise ValueError(f"cannot encode a frame of shape {image.shape} as JPEG")
+        raise FrameNotEncodable(f"cannot encode a frame of shape {image.shape} as JPEG")
     return bytes(buffer.tobytes())
