@@ -207,10 +207,14 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
 
 
 def _answer(command: CommandFacts, s: ReportStyles) -> Paragraph:
-    """The seal's refusal in words, or the result it reported as it signed it (free text, clipped)."""
+    """The seal's refusal in words, or the result it reported in words (a result without words as the seal signed
+    it, clipped)."""
     if command.reason:
         return cell(*words("case_command_reason", command.reason), s, alert=True)
-    return cell(clip(command.answer or "—", "commands.jsonl"), "", s)
+    if command.answer is None:
+        return cell("—", "", s)
+    zh, en = words("case_command_result", command.answer)
+    return cell(clip(zh, "commands.jsonl"), clip(en, "commands.jsonl"), s)
 
 
 def _alarm_step(action: str) -> tuple[str, str]:
@@ -219,10 +223,8 @@ def _alarm_step(action: str) -> tuple[str, str]:
 
 
 def _removal_step(action: str) -> tuple[str, str]:
-    """A removal request's step (``file``, ``approve``, ``issue_disarm``): as the portal's history says it."""
-    key = f"action_{action}"
-    found = words("portal", key)
-    return (action, action) if found == (key, key) else found
+    """A removal request's step (``file``, ``approve``, ``issue_disarm``): as the case page's history says it."""
+    return words("removal_step", action)
 
 
 def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:

@@ -278,13 +278,13 @@ def test_a_warning_decided_by_the_camera_and_a_test_warning_read_as_they_ended()
     )
     text = pdf_text(render_report(facts(events=events.items)))
     assert "待摄像头确认后决定是否警告；摄像头确认后：警告已开始播放：zh播放中；结果：警告播放失败" in text
-    assert "指令4测试警示音→failed；警告播放失败" in text
+    assert "指令4测试警示音→警示音播放失败；警告播放失败" in text
 
 
 def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_first() -> None:
-    """A command's action, state and the seal's refusal reason, an alarm's kind, severity, state and steps, a removal
-    request's ground, state and steps: in the words the case page says them, Chinese first, never the protocol's
-    token (the bundle's JSONL files keep the tokens; every token the report words has words: test_i18n)."""
+    """A command's action, state, the seal's refusal reason and result, an alarm's kind, severity, state and steps,
+    a removal request's ground, state and steps: in the words the case page says them, Chinese first, never the
+    protocol's token (the bundle's JSONL files keep the tokens; every token the report words has words: test_i18n)."""
     events = Events()
     events.add("command_rejected", T0, command_id=8, reason="wrong_case", detail="issued for case (2020)")
     events.add("command_ack", T0 + timedelta(minutes=1), command_id=9, action="disarm", result="disarmed")
@@ -318,7 +318,7 @@ def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_f
         "封条拒绝Refusedbytheseal",
         "案号不符（封条已用于其他案件）Issuedforanothercasethanthesealguards",
         "已送达并执行Deliveredanddone",
-        "disarmed",  # the result the seal reported, as it signed it
+        "已撤防Disarmed",  # the result the seal reported
         "测试警示音Testwarning",
         "超时未应答Noanswerintime",
     ):
@@ -326,8 +326,8 @@ def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_f
     for said in (
         "指令8：案号不符（封条已用于其他案件）",
         "command8:Issuedforanothercasethanthesealguards:issuedforcase(2020)",
-        "指令9撤防→disarmed",
-        "command9Disarm→disarmed",
+        "指令9撤防→已撤防",
+        "command9Disarm→Disarmed",
         "防拆（外壳被打开）Tamper(lidopened)",
         "紧急Critical",
         "已关闭Closed",
@@ -340,7 +340,8 @@ def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_f
         "judge.wang向封条发出解除布防指令Disarmsenttotheseals",
     ):
         assert said in text, said
-    for token in ("wrong_case", "test_warning", "paid_in_full", "disarm_pending", "issue_disarm", "critical"):
+    tokens = ("wrong_case", "test_warning", "paid_in_full", "disarm_pending", "issue_disarm", "critical", "disarmed")
+    for token in tokens:
         assert token not in text, token
 
 
