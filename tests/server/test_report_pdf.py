@@ -9,6 +9,7 @@ import io
 import re
 import subprocess
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -463,6 +464,23 @@ def test_ten_thousand_events_render_whole(heartbeats: int, capsys: pytest.Captur
     text = pdf_text(pdf)
     assert "10000/0/0" in text  # events / snapshots / audit entries on the cover
     assert text.count("Errorope") >= 2 * (10_000 - heartbeats)  # every significant event listed, with its reasons
+
+
+def test_an_id_in_a_table_cell_is_never_broken_just_after_one_of_its_hyphens() -> None:
+    """A cell breaks a long value where its column ends, but never just after a '-': a reader, and pdftotext, take
+    a '-' at a line's end for a hyphenation and leave it out, and an event's UUID (or a seal's id) would be another.
+    Each id below is set in a narrow column (an alarm's seal), a paragraph cell (a check's detail) and a timeline
+    cell (a seal's reason), after text of every length up to a line's, so that breaks fall at each of its places."""
+    ids = [str(uuid.UUID(int=n * 0x9E3779B97F4A7C15F39CC0605CEDC834 % 2**128)) for n in range(1, 41)]
+    events = Events()
+    for n, event_id in enumerate(ids):
+        events.add("camera_lost", T0, reason=f"{'x' * (n % 60)}{event_id}")
+    alarms = [
+        AlarmFacts(n, f"seal-{event_id}", "tamper", "critical", "open", T0, 1, []) for n, event_id in enumerate(ids)
+    ]
+    checks = [Check("事件", "events", False, f"{'事' * (n % 40)}{event_id}") for n, event_id in enumerate(ids)]
+    text = pdf_text(render_report(facts(events=events.items, alarms=alarms, checks=checks)))
+    assert {event_id: text.count(event_id) for event_id in ids} == dict.fromkeys(ids, 3)
 
 
 def test_timeline_cells_wrap_within_their_column_and_keep_every_character() -> None:
