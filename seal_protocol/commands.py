@@ -54,6 +54,17 @@ class CommandAction(StrEnum):
     PING = "ping"
 
 
+#: What a seal's ``command_ack`` says it did (its ``result``), for each action (docs/protocol.md, the
+#: ``command_ack`` row): a test warning's is the warning's outcome as the seal's events record it.
+COMMAND_RESULTS: dict[CommandAction, tuple[str, ...]] = {
+    CommandAction.DISARM: ("disarmed", "already_disarmed"),
+    CommandAction.ARM: ("armed", "already_armed"),
+    CommandAction.TEST_WARNING: ("started", "played", "failed", "stopped", "busy"),
+    CommandAction.SNAPSHOT: ("taken", "no_frame", "no_camera"),
+    CommandAction.PING: ("pong",),
+}
+
+
 class RejectReason(StrEnum):
     """Why a seal refused a command; carried in the ``command_rejected`` event's payload."""
 

@@ -25,7 +25,7 @@ from server.export.report_facts import (
     SnapshotFacts,
 )
 from server.export.report_text import clip, court_time, ground_words, sort_time
-from server.pdf_layout import font_table, markup
+from server.pdf_layout import TextCell, font_table, markup
 from server.words import words
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ def para(zh: str, en: str, styles: ReportStyles) -> list[Flowable]:
     return [Paragraph(markup(zh), styles.body), Paragraph(markup(en), styles.en), Spacer(1, 1.5 * mm)]
 
 
-def cell(zh: str, en: str, styles: ReportStyles, *, alert: bool = False) -> Paragraph:
-    """A table cell: Chinese, a line break, English."""
-    text = markup(zh) + ("<br/>" + markup(en) if en and en != zh else "")
-    return Paragraph(text, styles.alert if alert else styles.cell)
+def cell(zh: str, en: str, styles: ReportStyles, *, alert: bool = False) -> TextCell:
+    """A table cell: Chinese, a line break, English (never broken just after a ``-``: :class:`TextCell`)."""
+    text = zh + ("\n" + en if en and en != zh else "")
+    return TextCell(text, styles.alert if alert else styles.cell)
 
 
 def grid(
@@ -157,7 +157,7 @@ def _thumbnail(jpeg: bytes, width: float) -> Image:
 
 def _history(
     entries: Sequence[HistoryEntry], step: Callable[[str], tuple[str, str]], where: str, s: ReportStyles
-) -> Paragraph:
+) -> TextCell:
     """One line per step: when, who, what in Chinese and English (``step`` of its action), the note."""
     lines = []
     for h in entries:
@@ -171,8 +171,8 @@ def _both(zh: str, en: str) -> str:
     return zh if zh == en else f"{zh} {en}"
 
 
-def _lines(lines: Sequence[str], s: ReportStyles) -> Paragraph:
-    return Paragraph("<br/>".join(markup(line) for line in lines) or "—", s.cell)
+def _lines(lines: Sequence[str], s: ReportStyles) -> TextCell:
+    return TextCell("\n".join(lines) or "—", s.cell)
 
 
 def _row(values: Sequence[Flowable | str], s: ReportStyles) -> list[Flowable]:
@@ -206,11 +206,15 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
 
 
-def _answer(command: CommandFacts, s: ReportStyles) -> Paragraph:
-    """The seal's refusal in words, or the result it reported as it signed it (free text, clipped)."""
+def _answer(command: CommandFacts, s: ReportStyles) -> TextCell:
+    """The seal's refusal in words, or the result it reported in words (a result without words as the seal signed
+    it, clipped)."""
     if command.reason:
         return cell(*words("case_command_reason", command.reason), s, alert=True)
-    return cell(clip(command.answer or "—", "commands.jsonl"), "", s)
+    if command.answer is None:
+        return cell("—", "", s)
+    zh, en = words("case_command_result", command.answer)
+    return cell(clip(zh, "commands.jsonl"), clip(en, "commands.jsonl"), s)
 
 
 def _alarm_step(action: str) -> tuple[str, str]:
@@ -219,10 +223,8 @@ def _alarm_step(action: str) -> tuple[str, str]:
 
 
 def _removal_step(action: str) -> tuple[str, str]:
-    """A removal request's step (``file``, ``approve``, ``issue_disarm``): as the portal's history says it."""
-    key = f"action_{action}"
-    found = words("portal", key)
-    return (action, action) if found == (key, key) else found
+    """A removal request's step (``file``, ``approve``, ``issue_disarm``): as the case page's history says it."""
+    return words("removal_step", action)
 
 
 def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:

@@ -150,10 +150,8 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     """What an event of type ``kind`` says beyond its name, in Chinese and English (without the warning)."""
     if kind == "command_ack":
         azh, aen = words("case_command_action", str(payload.get("action")))
-        return (
-            f"指令 {payload.get('command_id')} {azh} → {payload.get('result')}",
-            f"command {payload.get('command_id')} {aen} → {payload.get('result')}",
-        )
+        rzh, ren = words("case_command_result", str(payload.get("result")))
+        return f"指令 {payload.get('command_id')} {azh} → {rzh}", f"command {payload.get('command_id')} {aen} → {ren}"
     if kind == "command_rejected":
         rzh, ren = words("case_command_reason", str(payload.get("reason")))
         return (

@@ -8,7 +8,6 @@ widths (reportlab's CJK paragraphs measure every character again, ~1 ms per cell
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -31,7 +30,7 @@ from server.export.report_text import (
     sort_time,
     warning_words,
 )
-from server.pdf_layout import font_table, markup
+from server.pdf_layout import font_table, markup, text_lines
 
 TIMELINE_HEADER = [
     ("封条时钟", "seal's clock"),
@@ -46,8 +45,6 @@ CELL_SIZE = 7
 CELL_LEADING = 8.5
 PADDING = 2.5
 ALERT = colors.HexColor("#b00000")
-#: A run of characters kept on one line where it fits: a Latin word, a number, a path.
-_TOKENS = re.compile(r"[\x21-\x7e]+|\s|.")
 
 #: Events found by (device_id, trigger type, trigger seq): the warning results and the camera's decisions.
 _Found = Mapping[tuple[Any, Any, Any], Mapping[str, Any]]
@@ -166,36 +163,10 @@ def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
 
 
 def wrap(text: str, font: str, width: float, size: float = CELL_SIZE) -> str:
-    """``text`` broken into lines no wider than ``width`` points: between any two CJK characters, between Latin
-    words (a word wider than the line is cut)."""
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        line, used = "", 0.0
-        for token in _TOKENS.findall(paragraph):
-            w = _width(token, font, size)
-            if used + w > width and line.strip():
-                lines.append(line.rstrip())
-                line, used = "", 0.0
-                if token.isspace():
-                    continue
-            while w > width and len(token) > 1:  # a word longer than the whole line
-                cut = _fit(token, font, size, width - used)
-                lines.append(line + token[:cut])
-                token, line, used = token[cut:], "", 0.0
-                w = _width(token, font, size)
-            line, used = line + token, used + w
-        lines.append(line.rstrip())
-    return "\n".join(lines)
-
-
-def _fit(token: str, font: str, size: float, room: float) -> int:
-    used, n = 0.0, 0
-    for char in token:
-        used += _char_width(char, font, size)
-        if used > room:
-            break
-        n += 1
-    return max(n, 1)
+    """``text`` broken into lines no wider than ``width`` points (but for a hanging 、 or ）) as
+    :func:`~server.pdf_layout.text_lines` breaks it: between any two CJK characters, between Latin words (a word
+    wider than the line is cut), never just after a ``-``."""
+    return "\n".join(text_lines(text, lambda run: _width(run, font, size), width))
 
 
 def _width(token: str, font: str, size: float) -> float:

@@ -18,7 +18,7 @@ from seal_agent.config import load_config
 from seal_agent.errors import ConfigError, OutboxError
 from seal_agent.interfaces import WarningPlayback
 from seal_dev.broker import PrivateBroker
-from seal_protocol.commands import Command, CommandAction, encode_command, new_command
+from seal_protocol.commands import COMMAND_RESULTS, Command, CommandAction, encode_command, new_command
 from seal_protocol.signing import generate_signing_key
 from tests.agent.helpers import (
     COURT_KEY,
@@ -59,11 +59,14 @@ def answers(court: CourtSubscriber) -> list[tuple[str, dict[str, object]]]:
 
 
 def send(court: CourtSubscriber, payload: bytes) -> tuple[str, dict[str, object]]:
-    """Publish one command and return the seal's answer to it."""
+    """Publish one command and return the seal's answer to it (an ack's result one the protocol names)."""
     before = len(answers(court))
     court.publish_command(DEVICE, payload)
     assert court.wait_for(lambda c: len(answers(c)) > before, timeout=5), "the seal did not answer"
-    return answers(court)[before]
+    kind, answer = answers(court)[before]
+    if kind == "command_ack":
+        assert answer["result"] in COMMAND_RESULTS[CommandAction(str(answer["action"]))], answer
+    return kind, answer
 
 
 @pytest.fixture

@@ -307,3 +307,37 @@ def test_a_command_the_seal_refused_says_why_in_the_pages_language(world: PagesW
     panel = page.split('<section id="case-commands"')[1].split("</section>")[0]
     assert f'data-command-id="{command_id}" data-action="ping" data-state="rejected"' in panel
     assert "案号不符（封条已用于其他案件）" in panel and "wrong_case" not in panel
+
+
+def test_a_command_s_result_is_said_in_words_in_the_pages_language(world: PagesWorld) -> None:
+    """The result the seal signed in its ack is a token of the protocol (``pong``); the commands' panel says it in
+    words, as it says the command's state (every result has words: test_i18n)."""
+    with world.client("officer") as client:
+        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
+        answer = {"command_id": int(command_id), "action": "ping", "result": "pong", "armed": True, "camera": "ok"}
+        world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, answer)))
+        panels = {}
+        for lang in ("zh-CN", "en"):
+            client.cookies.set("seal_lang", lang)
+            panels[lang] = client.get(CASE_URL).text.split('<section id="case-commands"')[1].split("</section>")[0]
+    assert f'data-command-id="{command_id}" data-action="ping" data-state="acknowledged"' in panels["zh-CN"]
+    assert "连通正常" in panels["zh-CN"] and "Reachable" in panels["en"]
+    assert all("pong" not in panel for panel in panels.values())
+
+
+def test_a_removal_request_s_history_says_its_steps_in_words_in_the_pages_language(world: PagesWorld) -> None:
+    """A step of the history is a token (``file``, ``review``); the page says it in words, as the portal's history
+    and the evidence report do (every step has words: test_i18n)."""
+    request_id = file_removal(world)
+    with world.client("judge") as client:
+        client.post(f"{CASE_URL}/removal/{request_id}/review", data={"note": "受理"}, headers=HTMX)
+        histories = {}
+        for lang in ("zh-CN", "en"):
+            client.cookies.set("seal_lang", lang)
+            page = client.get(CASE_URL).text
+            histories[lang] = page.split(f'id="removal-{request_id}"')[1].split("<summary>")[1].split("</ol>")[0]
+    assert '<span data-step="file">提交申请</span>' in histories["zh-CN"]
+    assert '<span data-step="review">受理审查</span>' in histories["zh-CN"]
+    assert '<span data-step="file">Filed</span>' in histories["en"]
+    assert '<span data-step="review">Taken up for review</span>' in histories["en"]

@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 from seal_protocol import EventType
-from seal_protocol.commands import CommandAction, RejectReason
+from seal_protocol.commands import COMMAND_RESULTS, CommandAction, RejectReason
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
@@ -28,6 +28,10 @@ EXPORT = Path(__file__).resolve().parents[2] / "server" / "export"
 USED_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z_]+)["']""")
 #: t("section." ~ value) / t.maybe("section." ~ value, …): a key built from a value.
 BUILT_KEY = re.compile(r"""\bt(?:\.maybe)?\(\s*["']([a-z_]+)\.["']\s*~""")
+#: A removal request's steps: the filing and each action on it (server/removal/steps.py).
+STEPS = [FILE, *(a.value for a in RemovalAction)]
+#: Every result a seal's command_ack may report.
+RESULTS = [result for results in COMMAND_RESULTS.values() for result in results]
 
 
 def sources() -> list[Path]:
@@ -66,6 +70,8 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "case_command_state": [s.value for s in CommandState],
         "case_command_action": [a.value for a in CommandAction],
         "case_command_reason": [r.value for r in RejectReason],
+        "case_command_result": RESULTS,
+        "removal_step": STEPS,
         "seal_field": list(HEALTH_FIELDS),
         "admin_done": [*admin_users.DONE, *admin_cases.DONE],
         "seal_value": [f"{field}_{value}" for field, values in HEARTBEAT_WORDS.items() for value in values],
@@ -80,8 +86,9 @@ REPORT_WORDS = re.compile(r"""\bwords\(\s*["']([a-z_]+)["']""")
 
 
 def test_every_token_the_evidence_report_words_has_words() -> None:
-    """The report (server/export) sets a command's action, state and refusal reason, an alarm's kind, severity and
-    steps, a removal request's state and steps in the catalogue's words: each value it may meet has them."""
+    """The report (server/export) sets a command's action, state, refusal reason and result, an alarm's kind,
+    severity and steps, a removal request's state and steps in the catalogue's words: each value it may meet has
+    them."""
     used = {section for path in EXPORT.glob("*.py") for section in REPORT_WORDS.findall(path.read_text("utf-8"))}
     assert used, "no words() call found: the pattern no longer matches how the report words its tokens"
     values = {
@@ -91,8 +98,9 @@ def test_every_token_the_evidence_report_words_has_words() -> None:
         "alarm_kind": [k.value for k in AlarmKind],
         "alarm_state": [s.value for s in AlarmState],  # an alarm's steps too: acknowledged, closed
         "severity": [s.value for s in Severity],
+        "case_command_result": RESULTS,
         "case_removal_state": [s.value for s in RemovalState],
-        "portal": [f"action_{a}" for a in (FILE, *(a.value for a in RemovalAction))],  # a removal request's steps
+        "removal_step": STEPS,
     }
     assert used <= values.keys(), "the report words values this test does not know: add them here"
     missing = {f"{section}.{value}" for section in used for value in values[section]} - catalogue().keys()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route, expect
+from sqlalchemy import func, select
 
 from seal_dev.browser import PageWatch
 from seal_dev.court_process import CourtProcess
+from server.audit.models import AuditEntry
 from server.auth.access import Role
 from server.auth.access_codes import issue_access_code
 from server.config import NoticeSettings
@@ -212,3 +215,55 @@ def test_the_creditor_sees_only_their_case_a_live_alarm_without_its_picture_and_
     page.wait_for_url(re.compile(r".*\?added=\d+.*"))
     expect(page.locator("#case-requests .views")).to_contain_text("和解款项已全部收到，同意解除查封。")
     check_page(page, watch, court, lang, "creditor-view-added-phone")
+
+
+def double_click(page: Page, button: Locator) -> None:
+    """A person's double click on ``button``: the second click 150 ms after the first, whose post is on its way."""
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(150)
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)
+
+
+def test_a_double_click_files_a_request_once_and_withdraws_it_once(
+    court: CourtProcess, seal: InstalledSeal, signed_in: SignIn, tmp_path: Path
+) -> None:
+    """The portal's forms are posted once however their button is clicked twice (data-send-once, as the password
+    form is): a second withdrawal would find the request withdrawn already and answer 409 over the withdrawal that
+    was made, a second filing would find one open. The posts are held until both clicks are in, as a slow network
+    would hold them."""
+    page, watch = signed_in("debtor")
+    page.goto(f"{court.url}/portal/cases/{quote(CASE, safe='')}")
+    held: list[Route] = []
+    posts = re.compile(r".*/portal/(cases/[^/]+/requests|requests/\d+/cancel)$")
+    page.route(posts, lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+
+    receipt = tmp_path / "银行回单.pdf"
+    receipt.write_bytes(pdf_bytes())
+    page.check("input[name=ground][value=paid_in_full]")
+    page.fill("#statement", "已于 3 月 1 日通过银行转账全部清偿，附回单。")
+    page.set_input_files("#files", str(receipt))
+    double_click(page, page.locator("#file-form button[type=submit]"))
+    assert len(held) == 1, [route.request.url for route in held]
+    held[0].continue_()
+    page.wait_for_url(re.compile(r".*\?filed=\d+.*"))
+
+    request = page.locator("#case-requests article.request").first
+    request.locator("form.cancel summary").click()
+    request.locator("form.cancel textarea[name=note]").fill("已与申请执行人另行协商")
+    double_click(page, request.locator("form.cancel button[type=submit]"))
+    assert len(held) == 2, [route.request.url for route in held]
+    held[1].continue_()
+    expect(page.locator("#case-requests article.request").first).to_have_attribute("data-state", "cancelled")
+    with court.session_factory() as session:
+        actions = session.execute(
+            select(AuditEntry.action, func.count())
+            .where(AuditEntry.actor == "debtor", AuditEntry.action.like("removal.%"))
+            .group_by(AuditEntry.action)
+        ).all()
+    assert dict(actions) == {"removal.file": 1, "removal.cancel": 1}
+    assert watch.console_errors == [] and watch.page_errors == [], (watch.console_errors, watch.page_errors)

@@ -1,6 +1,6 @@
 /* The debtor's filing form: the proof files' number, size and type are checked before anything is sent, and the
- * fault is shown beside the field (the server checks them again, by their content, and says so the same way); the
- * form is sent once. No inline script (CSP). */
+ * fault is shown beside the field (the server checks them again, by their content, and says so the same way). The
+ * form is sent once by app.js (data-send-once), which leaves alone a sending refused here. No inline script (CSP). */
 (function () {
   "use strict";
 
@@ -45,15 +45,6 @@
       if (show(input)) {
         event.preventDefault();
         input.focus();
-        return;
-      }
-      var button = form.querySelector("button[type=submit]");
-      if (button) {
-        if (button.disabled) { event.preventDefault(); return; }
-        window.setTimeout(function () {
-          button.disabled = true;
-          button.textContent = form.getAttribute("data-busy");
-        }, 0);
       }
     });
   }
