@@ -36,6 +36,11 @@ MAX_PIXELS = 40_000_000
 #: Compressed data per pixel and colour component: noise at quality 100 needs about 2 bytes; a picture never more.
 MAX_BYTES_PER_SAMPLE = 3
 _HEADROOM_BYTES = 2048  # the marker segments a JPEG always has (tables, frame and scan headers)
+#: Scans a picture may have: a camera's JPEG has one, a progressive one about ten. The decoder goes over the whole
+#: picture once per scan, and a scan can take a dozen bytes: a few hundred KiB of scans of a large picture would
+#: hold the ingest of every seal for minutes while it decodes (libjpeg-turbo's ``-maxscans`` guards against the same).
+MAX_SCANS = 100
+_SCAN_MARKER = b"\xff\xda"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,11 @@ def jpeg_problem(data: bytes) -> str | None:
     fits = pixels * frame.components * MAX_BYTES_PER_SAMPLE + frame.metadata + _HEADROOM_BYTES
     if len(data) > fits:
         return f"{len(data)} bytes is more than a {frame.width}x{frame.height} JPEG can hold ({fits})"
+    # Counted over the whole picture: outside the marker segments a 0xFF byte is followed by 0x00 or a marker, so
+    # this counts every scan (and, in metadata, any such pair too: never fewer than there are).
+    scans = data.count(_SCAN_MARKER)
+    if scans > MAX_SCANS:
+        return f"{scans} scans; a picture has at most {MAX_SCANS}"
     return _decode_problem(data)
 
 

@@ -1,0 +1,75 @@
+"""Hostile messages from a seal's own broker account, through a real Mosquitto into the running ingest: each one
+affects that message only — refused with its reason, logged and counted — and the seals' events around it are
+stored (the other hostile shapes: ``test_mqtt_ingest.py``, ``test_ingest.py``, ``tests/reliability/test_fuzz.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from seal_dev.broker import PrivateBroker
+from seal_protocol import EventType, snapshot_topic
+from server.core.db import SessionFactory
+from server.evidence.models import Snapshot
+from server.ingest.models import QuarantinedMessage
+from tests.server.helpers import CASE_A, SimulatedSeal, register
+from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+from tests.server.test_mqtt_ingest import Running, event_rows, start_ingest
+
+
+@pytest.fixture
+def seal(session_factory: SessionFactory) -> SimulatedSeal:
+    a = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, a)
+    return a
+
+
+@pytest.fixture
+def running(broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path) -> Iterator[Running]:
+    run = start_ingest(server_mqtt_settings(broker, tmp_path), session_factory, tmp_path)
+    try:
+        yield run
+    finally:
+        run.ingest.stop()
+
+
+def progressive_jpeg(extra_scans: int = 0) -> bytes:
+    """A real progressive JPEG (Pillow's: 10 scans), with its smallest scan repeated ``extra_scans`` more times
+    before the end marker: libjpeg decodes every scan again over the whole picture (a repeated one is only a
+    warning), so the time a picture takes to decode grows with its scans, not with its bytes."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(out, "JPEG", progressive=True)
+    data = out.getvalue()
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    ends = [*starts[1:], len(data) - 2]
+    smallest = min((data[s:e] for s, e in zip(starts, ends, strict=True)), key=len)
+    return data[:-2] + smallest * extra_scans + b"\xff\xd9"
+
+
+def test_a_picture_of_too_many_scans_is_refused_and_the_events_around_it_are_stored(
+    broker: PrivateBroker, running: Running, seal: SimulatedSeal, session_factory: SessionFactory
+) -> None:
+    """A few hundred KiB of repeated scans of a 40-megapixel picture held the ingest of every seal for minutes while
+    it was decoded, and then was stored as a snapshot. A camera's JPEG has one scan, a progressive one about ten."""
+    hostile, camera = progressive_jpeg(extra_scans=2000), progressive_jpeg()
+    hostile_sha, camera_sha = hashlib.sha256(hostile).hexdigest(), hashlib.sha256(camera).hexdigest()
+    with seal_connection(broker, seal.device_id) as conn:
+        conn.publish(seal.event_topic, seal.event())
+        conn.publish(snapshot_topic(seal.device_id, hostile_sha), hostile)
+        conn.publish(snapshot_topic(seal.device_id, camera_sha), camera)
+        conn.publish(seal.event_topic, seal.event(EventType.INTRUSION, {"snapshots": [camera_sha]}))
+        snap = running.wait(lambda m: m.stored + m.snapshots + m.rejected_total >= 4, "the four messages")
+
+    assert (snap.stored, snap.snapshots, snap.rejected) == (2, 1, {"invalid_snapshot": 1})
+    assert [seq for _d, _c, seq in event_rows(session_factory)] == [1, 2]
+    with session_factory() as session:
+        assert list(session.scalars(select(Snapshot.sha256))) == [camera_sha]
+        [refused] = session.scalars(select(QuarantinedMessage))
+    assert (refused.reason, refused.sha256) == ("invalid_snapshot", hostile_sha)
+    assert "scans" in refused.detail
