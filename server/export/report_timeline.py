@@ -55,14 +55,14 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
     """The significant events (with the warning as signed, and for a warning that had started, the outcome its
     ``warning_result`` reported), the periods without news, and the heartbeats counted per seal and day."""
     results = {
-        (e.device_id, e.payload.get("trigger"), e.payload.get("trigger_seq")): e.payload
+        (e.device_id, e.payload["trigger"], e.payload["trigger_seq"]): e.payload
         for e in events
-        if e.type == "warning_result"
+        if e.type == "warning_result" and _names_event(e.payload, "trigger")
     }
     decisions = {
-        (e.device_id, "intrusion", e.payload.get("trigger_seq")): e.payload
+        (e.device_id, "intrusion", e.payload["trigger_seq"]): e.payload
         for e in events
-        if e.type == "snapshot_taken" and "warning" in e.payload
+        if e.type == "snapshot_taken" and "warning" in e.payload and _names_event(e.payload)
     }
     rows: list[tuple[float, _Row]] = [
         (sort_time(e.received_at), _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
@@ -82,6 +82,12 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
     for chunk in chunks([row for _, row in rows], ROWS_PER_TABLE):
         out.append(_text_table(chunk, s))
     return out + _heartbeats(events, s)
+
+
+def _names_event(payload: Mapping[str, Any], *names: str) -> bool:
+    """Whether ``payload`` names an event by a ``trigger_seq`` (and each of ``names``) of the agent's JSON types: a
+    signed payload may hold any JSON there (an object is no key of a dict; ``true`` is no seq 1)."""
+    return type(payload.get("trigger_seq")) is int and all(type(payload.get(name)) is str for name in names)
 
 
 def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
