@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from server.notices.facts import COURT_TIME
+from server.core.court_clock import court_clock
 from server.removal.grounds import RemovalGround
 from server.words import words
 
@@ -98,7 +98,7 @@ def court_time(moment: datetime | None, *, seconds: bool = True) -> str:
     """``moment`` as China time (UTC+8); ``—`` for none."""
     if moment is None:
         return "—"
-    return as_utc(moment).astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return court_clock(moment, seconds=seconds)
 
 
 def event_name(kind: str) -> tuple[str, str]:

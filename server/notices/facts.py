@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 
+from server.core.court_clock import COURT_TIME
 from server.notices.token import canonical_json
-
-#: Dates on the notice are the court's calendar days: China Standard Time, which has no daylight saving.
-COURT_TIME = timezone(timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from server.notices.facts import COURT_TIME, court_day, fact_rows
+from server.core.court_clock import court_clock
+from server.notices.facts import court_day, fact_rows
 from server.notices.service import NoticeCheck
 from server.notices.token import Refusal
 
@@ -48,7 +49,7 @@ def court_time(moment: datetime | None) -> str:
     """``moment`` as the court's local time, ``2026-12-04 14:35 (UTC+8)``; ``""`` for none."""
     if moment is None:
         return ""
-    return moment.astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M") + " (UTC+8)"
+    return court_clock(moment, seconds=False, zone=" (UTC+8)")
 
 
 @cache

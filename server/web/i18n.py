@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from server.notices.facts import COURT_TIME
+from server.core.court_clock import court_clock
 from server.words import catalogue
 
 LANG_COOKIE = "seal_lang"
@@ -49,10 +49,11 @@ class Translator:
         return texts[self._column] if texts is not None and self._column in texts else fallback
 
     def when(self, moment: datetime | None) -> str:
-        """A moment as the court reads it: China Standard Time, to the second; ``—`` for none."""
+        """A moment as the court reads it: China Standard Time, to the second (:func:`court_clock`); ``—`` for
+        none."""
         if moment is None:
             return "—"
-        return moment.astimezone(COURT_TIME).strftime("%Y-%m-%d %H:%M:%S")
+        return court_clock(moment)
 
     def ago(self, moment: datetime | None, now: datetime) -> str:
         """How long ago, in words: "12 秒前" / "12 s ago"."""
