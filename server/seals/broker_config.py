@@ -4,9 +4,9 @@ tests, the benchmarks and the demo run too (``seal_dev.broker.PrivateBroker``), 
 Each line is chosen, none left to Mosquitto's defaults where those would hurt: no anonymous access, the password and
 ACL files the server regenerates (:mod:`server.seals.provisioning`), persistence, a queue that does not silently
 drop QoS 1 messages for a slow subscriber (Mosquitto's 1,000-message default does), room in flight for a full ingest
-batch, messages no larger than a snapshot, and a pid file through which the server makes the broker re-read its
-files. Seals reach the broker over TLS; the court server, on the same machine, over a plain listener bound to
-127.0.0.1.
+batch, messages no larger than a snapshot (packets no larger than one with its topic), and a pid file through which
+the server makes the broker re-read its files. Seals reach the broker over TLS; the court server, on the same
+machine, over a plain listener bound to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ MAX_INFLIGHT_MESSAGES = 1000
 #: The memory a client's queue may take while it is away. Beyond it the broker drops new QoS 1 messages for that
 #: client; a seal keeps every event and snapshot in its outbox until the court's receipt, and sends it again.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
+#: The largest MQTT packet the broker takes or sends: a snapshot (``message_size_limit``, which counts the payload
+#: only), its topic (at most 64 KiB) and room for a few properties. MQTT v5 user properties travel with a message to
+#: its subscribers: without this bound a seal's account could make the broker keep, and hand the court, a message of
+#: up to 256 MiB of them.
+MAX_PACKET_BYTES = MAX_SNAPSHOT_BYTES + 128 * 1024
 #: How often the broker saves its sessions and queues (it also saves when it stops).
 AUTOSAVE_INTERVAL_S = 60
 
@@ -122,8 +127,10 @@ class MosquittoConfig:
             "# acknowledgement) waits for the peer's delayed TCP acknowledgement of the one before, about 40 ms.",
             "set_tcp_nodelay true",
             "# Nothing a seal sends is larger than a snapshot; a larger message is refused by the broker itself.",
-            "# (Mosquitto suggests max_packet_size instead: that limit would count the topic and headers too.)",
             f"message_size_limit {MAX_SNAPSHOT_BYTES}",
+            "# Nor larger with its topic and properties (message_size_limit counts the payload only): MQTT v5 user",
+            "# properties go with a message to its subscribers. A larger packet closes the sender's connection.",
+            f"max_packet_size {MAX_PACKET_BYTES}",
             "",
             f"log_dest file {files.log_file}",
             "log_type error",

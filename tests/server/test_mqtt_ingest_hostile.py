@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from PIL import Image
 from sqlalchemy import select
 
@@ -20,7 +23,7 @@ from server.evidence.models import Snapshot
 from server.ingest.models import QuarantinedMessage
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
-from tests.server.test_mqtt_ingest import Running, event_rows, start_ingest
+from tests.server.test_mqtt_ingest import WAIT_S, Running, event_rows, start_ingest
 
 
 @pytest.fixture
@@ -73,3 +76,29 @@ def test_a_picture_of_too_many_scans_is_refused_and_the_events_around_it_are_sto
         [refused] = session.scalars(select(QuarantinedMessage))
     assert (refused.reason, refused.sha256) == ("invalid_snapshot", hostile_sha)
     assert "scans" in refused.detail
+
+
+def test_mqtt_properties_larger_than_a_topic_never_reach_the_court(
+    broker: PrivateBroker, running: Running, seal: SimulatedSeal, session_factory: SessionFactory
+) -> None:
+    """MQTT v5 user properties travel with a message to its subscribers, and the broker's limit on a message
+    (``message_size_limit``) counts its payload only: a seal's event with megabytes of them (256 MiB are possible)
+    was kept by the broker and handed to the court whole. The broker now refuses a packet larger than a snapshot
+    with its topic (and closes that connection, as for a payload too large); the court gets the seal's next one."""
+    refused, later = seal.event(), seal.event()
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("note", "x" * 65_000)] * 160  # 10 MB
+    with seal_connection(broker, seal.device_id) as conn:
+        closed = threading.Event()
+        conn.client.on_disconnect = lambda *_args: closed.set()
+        info = conn.client.publish(seal.event_topic, refused, qos=1, properties=properties)
+        assert closed.wait(WAIT_S), "the broker took the message"  # refused: no PUBACK, the connection closed
+        assert not info.is_published()
+    with seal_connection(broker, seal.device_id) as conn:
+        small = Properties(PacketTypes.PUBLISH)
+        small.UserProperty = [("note", "x" * 1000)]
+        conn.client.publish(seal.event_topic, later, qos=1, properties=small).wait_for_publish(5)
+        snap = running.wait(lambda m: m.stored + m.rejected_total >= 1, "the next event")
+
+    assert (snap.stored, snap.rejected) == (1, {})
+    assert [seq for _d, _c, seq in event_rows(session_factory)] == [2]
