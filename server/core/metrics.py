@@ -48,6 +48,8 @@ class MetricsSnapshot:
     live_feed: dict[str, int] = field(default_factory=dict)
     #: The pages' streams told to reload because changes may have been missed, by reason.
     live_gaps: dict[str, int] = field(default_factory=dict)
+    #: Messages at QoS 0 dropped unread: the ingest held more than its bound (server.ingest.backlog).
+    dropped: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -101,6 +103,12 @@ class IngestMetrics:
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
+        self._dropped = Counter(
+            "seal_messages_dropped",
+            "Messages at QoS 0 dropped unread while the ingest held more than its bound of messages unstored (seals "
+            "publish at QoS 1).",
+            registry=r,
+        )
         self._seals_online: Gauge | None = None
         self._seals_registered: Gauge | None = None
         if seal_gauges:
@@ -225,6 +233,9 @@ class IngestMetrics:
     def count_ignored(self) -> None:
         self._counted(self._ignored)
 
+    def count_dropped(self) -> None:
+        self._counted(self._dropped)
+
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)
 
@@ -311,6 +322,7 @@ class IngestMetrics:
             timestamps=self._by_label("seal_log_timestamps", "result"),
             live_feed=self._by_label("seal_live_feed_messages", "result"),
             live_gaps=self._by_label("seal_live_gaps", "reason"),
+            dropped=int(value("seal_messages_dropped_total") or 0),
         )
 
     def _by_label(self, name: str, label: str) -> dict[str, int]:

@@ -17,6 +17,8 @@
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
+- The broker bounds the messages at QoS 1 in flight to us; those at QoS 0, which nobody acknowledges, are bounded by
+  the bytes held unstored (:mod:`server.ingest.backlog`): past it, one is dropped, counted and logged.
 - After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
   Receipts are signed and sent on a thread of their own, so the next batch need not wait for them.
@@ -29,7 +31,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,7 @@ from server.config import MqttSettings
 from server.core.metrics import IngestProgress
 from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
 from server.errors import CommandsUnavailable, StorageUnavailable
+from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
 from server.ingest.receipts import receipts_for
@@ -73,18 +75,23 @@ class _Received:
 
 class MqttIngest:
     """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`; receipts what it committed,
-    signed with ``court_key``. ``start()`` / ``stop()``."""
+    signed with ``court_key``. ``start()`` / ``stop()``. ``qos0_backlog_bytes``: see :mod:`server.ingest.backlog`."""
 
     def __init__(
-        self, settings: MqttSettings, ingestor: Ingestor, *, court_key: CourtKey | None = None, role: str = ""
+        self,
+        settings: MqttSettings,
+        ingestor: Ingestor,
+        *,
+        court_key: CourtKey | None = None,
+        role: str = "",
+        qos0_backlog_bytes: int = QOS0_BACKLOG_BYTES,
     ) -> None:
         self.settings = settings
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor = ingestor
         self._court_key = court_key
         self._queue: queue.Queue[_Received] = queue.Queue()
-        self._unstored: deque[float] = deque()  # time.monotonic() of each received, unstored message, oldest first
-        self._storage_failing_since: float | None = None
+        self._backlog = Backlog(qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped)
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()  # the broker granted our subscriptions on this connection
@@ -117,9 +124,7 @@ class MqttIngest:
         return self._receipt_key() is not None
 
     def progress(self) -> IngestProgress:
-        with self._lock:
-            oldest = time.monotonic() - self._unstored[0] if self._unstored else 0.0
-            return IngestProgress(len(self._unstored), oldest, self._storage_failing_since)
+        return self._backlog.progress()
 
     def start(self) -> None:
         """Connect in the background and start the worker; raise ``ConfigError`` / :class:`BrokerUnavailable`."""
@@ -230,9 +235,10 @@ class MqttIngest:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         received_at = datetime.now(UTC)
         topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
+        if not self._backlog.received(msg.qos, len(msg.payload), topic):
+            return
         with self._lock:
             generation = self._generation
-            self._unstored.append(time.monotonic())
         self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
@@ -301,9 +307,7 @@ class MqttIngest:
         held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
         done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
-        with self._lock:  # held briefly: paho's thread takes it for every message received
-            received = [self._unstored.popleft() for _ in done]
-            failing_since, self._storage_failing_since = self._storage_failing_since, None
+        received, failing_since = self._backlog.stored([len(item.message.payload) for item in done])
         for at in received:
             self.ingestor.metrics.commit_latency.observe(committed - at)
         if failing_since is not None:
@@ -321,9 +325,7 @@ class MqttIngest:
 
     def _storage_failed(self) -> None:
         self.ingestor.metrics.count_storage_retry()
-        with self._lock:
-            if self._storage_failing_since is None:
-                self._storage_failing_since = time.monotonic()
+        self._backlog.failing()
 
     def _ack(self, batch: list[_Received]) -> None:
         client = self._client

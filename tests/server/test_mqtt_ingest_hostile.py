@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,15 @@ from sqlalchemy import select
 
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, snapshot_topic
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, make_engine, make_session_factory
+from server.core.metrics import IngestMetrics
 from server.evidence.models import Snapshot
+from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
+from server.ingest.mqtt import MqttIngest
+from server.migrations.run import init_db
 from tests.server.helpers import CASE_A, SimulatedSeal, register
-from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
+from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 from tests.server.test_mqtt_ingest import WAIT_S, Running, event_rows, start_ingest
 
 
@@ -102,3 +107,39 @@ def test_mqtt_properties_larger_than_a_topic_never_reach_the_court(
 
     assert (snap.stored, snap.rejected) == (1, {})
     assert [seq for _d, _c, seq in event_rows(session_factory)] == [2]
+
+
+def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up(
+    broker: PrivateBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A seal publishes at QoS 1 and nobody acknowledges a message at QoS 0: the broker sends each at once, however
+    many the court holds unstored, and paho's thread takes them as fast as they come. A seal's account publishing at
+    QoS 0 filled the court's memory faster than the ingest stored (800 MB in 8 s, one publisher): past its bound
+    the ingest now drops such a message, counts it and says so. Here the database does not answer, so nothing is
+    stored meanwhile; the event at QoS 1 waits, and is stored once it does."""
+    database = make_engine(f"sqlite:///{tmp_path / 'not-yet.db'}")  # no tables yet: storing fails and is retried
+    factory = make_session_factory(database)
+    seal = SimulatedSeal("seal-a", CASE_A)
+    metrics = IngestMetrics()
+    ingestor = Ingestor(factory, metrics=metrics, snapshot_dir=tmp_path / "snapshots")
+    ingest = MqttIngest(server_mqtt_settings(broker, tmp_path), ingestor, qos0_backlog_bytes=100_000)
+    caplog.set_level(logging.INFO, logger="server.ingest")
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(WAIT_S)
+        with seal_connection(broker, seal.device_id) as conn:
+            conn.publish(seal.event_topic, seal.event())
+            assert wait_for_log(caplog, lambda r: r.getMessage().startswith("cannot store"), WAIT_S)
+            for n in range(20):
+                conn.client.publish(seal.event_topic, b"not json %d" % n + b" " * 50_000, qos=0)
+            assert metrics.wait_until(lambda m: m.dropped >= 19, WAIT_S), metrics.snapshot()
+            assert ingest.progress().unstored == 2  # the event, and the one message at QoS 0 within the bound
+            init_db(database)  # the database answers
+            register(factory, seal)
+            snap = Running(ingest, metrics).wait(lambda m: m.stored + m.rejected_total >= 2, "what was held")
+    finally:
+        ingest.stop()
+        database.dispose()
+    assert (snap.stored, snap.rejected, snap.dropped) == (1, {"invalid_json": 1}, 19)
+    assert ingest.progress().unstored == 0
+    assert any("dropped" in r.getMessage() and "QoS 0" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,96 @@
+"""What the MQTT ingest has received and not yet stored: how many messages, how old the oldest, whether storing
+fails (:class:`IngestProgress`, read by ``/api/health`` and ``/metrics``) — and how many bytes, which bounds the
+messages at QoS 0 it takes.
+
+The broker bounds what it has in flight to the court at QoS 1 (``max_inflight_messages``): the court acknowledges a
+message after its commit, and the broker sends no more until it does. A message at QoS 0 is never acknowledged: the
+broker sends each at once and paho's thread takes them as fast as they come, so a seal's account publishing at QoS 0
+(the protocol says QoS 1; a seal never does otherwise) could fill the court's memory faster than the ingest stores.
+Past :data:`QOS0_BACKLOG_BYTES` held, a message at QoS 0 is dropped unread, counted (``seal_messages_dropped``) and
+logged: QoS 0 is "at most once", and a seal keeps every event and snapshot until the court's receipt, which a
+dropped message never gets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from server.core.metrics import IngestProgress
+
+logger = logging.getLogger(__name__)
+
+#: The bytes of messages received and not yet stored beyond which a message at QoS 0 is dropped (the broker bounds
+#: those at QoS 1; a batch of events is about 500 KB, a snapshot at most 8 MiB).
+QOS0_BACKLOG_BYTES = 64 * 1024 * 1024
+#: A run of drops is logged once when it begins, then at most this often (with the count since).
+DROP_LOG_INTERVAL_S = 10.0
+
+
+class Backlog:
+    """The messages received and not stored. Thread-safe: paho's thread receives, the ingest's worker stores."""
+
+    def __init__(self, *, qos0_bytes: int = QOS0_BACKLOG_BYTES, on_drop: Callable[[], None] | None = None) -> None:
+        self._qos0_bytes = qos0_bytes
+        self._on_drop = on_drop
+        self._lock = threading.Lock()
+        self._received: deque[float] = deque()  # time.monotonic() of each message held, oldest first
+        self._bytes = 0
+        self._failing_since: float | None = None
+        self._drops = 0  # dropped since the last log line
+        self._drop_logged_at: float | None = None
+
+    def received(self, qos: int, size: int, topic: str) -> bool:
+        """Hold a message of ``size`` bytes; False (and it is dropped, counted and logged) for one at QoS 0 that
+        would take the bytes held past the bound."""
+        now = time.monotonic()
+        with self._lock:
+            if qos > 0 or self._bytes + size <= self._qos0_bytes:
+                self._received.append(now)
+                self._bytes += size
+                return True
+            held, self._drops = self._bytes, self._drops + 1
+            log = self._drop_logged_at is None or now - self._drop_logged_at >= DROP_LOG_INTERVAL_S
+            if log:
+                drops, self._drops, self._drop_logged_at = self._drops, 0, now
+        if self._on_drop is not None:
+            self._on_drop()
+        if log:
+            logger.warning(
+                "dropped %d message(s) at QoS 0 (the last on %r, %d bytes): the ingest holds %d bytes unstored, "
+                "more than its bound of %d for QoS 0 (seals publish at QoS 1)",
+                drops,
+                topic[:200],
+                size,
+                held,
+                self._qos0_bytes,
+            )
+        return False
+
+    def stored(self, sizes: list[int]) -> tuple[list[float], float | None]:
+        """Messages of ``sizes`` bytes are stored: when the oldest as many were received, and since when storing had
+        failed (None: it had not); it works now."""
+        unlogged = 0
+        with self._lock:
+            received = [self._received.popleft() for _ in sizes]
+            self._bytes -= sum(sizes)
+            failing_since, self._failing_since = self._failing_since, None
+            if not self._received:  # the run of drops, if any, is over: the next one is logged at once
+                unlogged, self._drops, self._drop_logged_at = self._drops, 0, None
+        if unlogged:
+            logger.warning("dropped %d more message(s) at QoS 0 before the ingest caught up", unlogged)
+        return received, failing_since
+
+    def failing(self) -> None:
+        """Storing failed (the database does not answer): the batch is retried."""
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+
+    def progress(self) -> IngestProgress:
+        with self._lock:
+            oldest = time.monotonic() - self._received[0] if self._received else 0.0
+            return IngestProgress(len(self._received), oldest, self._failing_since)
