@@ -34,8 +34,8 @@ from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, prepare, prepare_all
-from server.ingest.quarantine_rows import add_copies
-from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of
+from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QUARANTINE_TOPIC_LIMIT, add_copies
+from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
 from server.ingest.verifier import ProcessVerifier, Verifier
@@ -235,7 +235,7 @@ class Ingestor:
             reason = Reason.INTERNAL_ERROR
             detail = f"internal error: {type(failure).__name__}: {failure}"
         if not isinstance(failure, IntegrityError | DataError):  # a bug, or a database refusal to look into
-            logger.error("%s on a message from %r", detail[:200], message.topic, exc_info=failure)
+            logger.error("%s on a message from %r", detail[:200], _topic(message), exc_info=failure)
         return IngestResult(Outcome.QUARANTINED, device_of(message.topic), reason, detail)
 
     def _store_quarantine(self, message: Message, result: IngestResult) -> None:
@@ -257,7 +257,7 @@ class Ingestor:
                     if attempt == RACE_ATTEMPTS:
                         raise StorageUnavailable(f"a quarantine row keeps losing races: {exc}") from exc
                     continue
-                logger.error("the quarantine row of a message from %r was refused: %s", message.topic, exc)
+                logger.error("the quarantine row of a message from %r was refused: %s", _topic(message), exc)
                 refusal = f"{result.detail[:1000]} (its bytes could not be kept: {type(exc).__name__})"
                 break
         try:
@@ -278,18 +278,20 @@ class Ingestor:
             raise StorageUnavailable(f"database unavailable: {probe}") from exc
 
     def _record(self, message: Message, result: IngestResult) -> None:
-        """Log and count a committed outcome."""
+        """Log and count a committed outcome. The log line says what a quarantine row keeps: the topic and the detail
+        cut to their columns (a topic may take 64 KiB, and a refusal names it)."""
         if result.outcome is Outcome.DEFERRED:
             self._held.add(message)
         else:
             self._held.discard(message)
+        topic, detail = _topic(message), storable_text(result.detail, QUARANTINE_DETAIL_LIMIT)
         match result.outcome:
             case Outcome.STORED:
                 self.metrics.count_stored()
                 if result.command_answer is not None:
                     self._record_answer(message, result)
             case Outcome.DUPLICATE:
-                logger.info("duplicate from %s ignored: %s", message.topic, result.detail)
+                logger.info("duplicate from %s ignored: %s", topic, detail)
                 self.metrics.count_duplicate()
             case Outcome.STATUS:
                 self.metrics.count_status()
@@ -297,13 +299,13 @@ class Ingestor:
                 self.metrics.count_snapshot()
             case Outcome.QUARANTINED:
                 assert result.reason is not None
-                logger.warning("quarantined a message on %r: %s: %s", message.topic, result.reason, result.detail)
+                logger.warning("quarantined a message on %r: %s: %s", topic, result.reason, detail)
                 self.metrics.count_rejected(result.reason)
             case Outcome.IGNORED:
-                logger.info("ignored a message on %r: %s", message.topic, result.detail)
+                logger.info("ignored a message on %r: %s", topic, detail)
                 self.metrics.count_ignored()
             case Outcome.DEFERRED:
-                logger.debug("held back a message on %r: %s", message.topic, result.detail)
+                logger.debug("held back a message on %r: %s", topic, detail)
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None
@@ -314,6 +316,11 @@ class Ingestor:
         else:
             logger.warning("answer from %s stored as an event, no command changed: %s", message.topic, result.detail)
         self.metrics.count_command("answer", result.command_answer)
+
+
+def _topic(message: Message) -> str:
+    """The message's topic as logged: as its quarantine row keeps it."""
+    return storable_text(message.topic, QUARANTINE_TOPIC_LIMIT)
 
 
 def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:

@@ -143,3 +143,29 @@ def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up
     assert (snap.stored, snap.rejected, snap.dropped) == (1, {"invalid_json": 1}, 19)
     assert ingest.progress().unstored == 0
     assert any("dropped" in r.getMessage() and "QoS 0" in r.getMessage() for r in caplog.records)
+
+
+def test_a_topic_of_64_kib_gets_its_quarantine_row_and_a_log_line_of_a_few_kib(
+    broker: PrivateBroker,
+    running: Running,
+    seal: SimulatedSeal,
+    session_factory: SessionFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ACL lets a seal write any last level under its ``snapshot`` topic, up to MQTT's 65,535 bytes. The refusal
+    named the topic twice in full in its log line: 120 KB of log for a message of three bytes. The line says what the
+    quarantine row keeps (its topic and detail cut to their columns), and the row is there."""
+    caplog.set_level(logging.INFO, logger="server.ingest")
+    topic = snapshot_topic(seal.device_id, "0" * 64).removesuffix("0" * 64) + "é" * 32_000
+    with seal_connection(broker, seal.device_id) as conn:
+        conn.publish(topic, b"abc")
+        conn.publish(seal.event_topic, seal.event())
+        snap = running.wait(lambda m: m.stored + m.rejected_total >= 2, "both messages")
+
+    assert (snap.stored, snap.rejected) == (1, {"invalid_topic": 1})
+    with session_factory() as session:
+        [row] = session.scalars(select(QuarantinedMessage))
+    assert (row.reason, row.size, row.raw) == ("invalid_topic", 3, b"abc")
+    assert row.topic.startswith(topic[:100])
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("quarantined a message")]
+    assert "invalid_topic" in line and len(line) < 4096, len(line)
