@@ -61,7 +61,7 @@ def _file(world: CourtWorld, statement: str, proofs: int, now: datetime) -> int:
 
 def _oversized_case(world: CourtWorld) -> tuple[list[str], int]:
     """The case's removal requests (``WITHDRAWN`` filed and withdrawn, then one of 200 steps), its alarms closed
-    with the longest notes, a seal's answer of 20,000 characters: the markers of every step, in order, and the id
+    with the longest notes, a seal's reason of 22,500 characters: the markers of every step, in order, and the id
     of the long request."""
     for name, role in (("debtor-a", Role.DEBTOR), ("creditor-a", Role.CREDITOR), ("judge-a", Role.JUDGE)):
         add_user(world.session_factory, name, role, (CASE_A,))
