@@ -1,6 +1,6 @@
 """Pieces of page layout the court's PDFs share (the notice, the evidence report): reportlab tables whose every cell
-is set in our embedded CJK font, text escaped for reportlab's paragraph markup, and text broken into lines that never
-end just after a ``-`` (an address; a table cell's text)."""
+is set in our embedded CJK font (and whose rows may split across pages), text escaped for reportlab's paragraph
+markup, and text broken into lines that never end just after a ``-`` (an address; a table cell's text)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.textsplit import ALL_CANNOT_END, ALL_CANNOT_START
 from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
+from reportlab.platypus import Flowable, Table, TableStyle
 
 #: A run of characters kept on one line where it fits: a Latin word, a number, an id, a path; any other character
 #: is a run of its own (Chinese breaks between any two characters).
@@ -28,10 +28,25 @@ def markup(text: str) -> str:
 
 
 def font_table(
-    rows: Sequence[Sequence[Flowable | str]], commands: Sequence[tuple[object, ...]], font: str, **kwargs: object
+    rows: Sequence[Sequence[Flowable | str]],
+    commands: Sequence[tuple[object, ...]],
+    font: str,
+    *,
+    split_rows: bool = False,
+    **kwargs: object,
 ) -> Table:
-    """A table whose cells are set in ``font`` (reportlab's default would add an unembedded Helvetica)."""
-    table = Table([list(row) for row in rows], **kwargs)
+    """A table whose cells are set in ``font`` (reportlab's default would add an unembedded Helvetica).
+
+    ``split_rows``: a row too tall for the room left on a page is split between two lines of its cells
+    (:meth:`TextCell.split`), the rest going on in the next page's table, so that no cell is too tall to be set.
+    Reportlab splits only the cells that hold a list of flowables (a lone flowable it would leave out of both
+    halves): each flowable is put in one."""
+    if not split_rows:
+        table = Table([list(row) for row in rows], **kwargs)
+    else:
+        cells = [[[c] if isinstance(c, Flowable) else c for c in row] for row in rows]
+        # A split within a row is tried first (where the page ends, not after a row and a repeated header).
+        table = Table(cells, splitByRow=0, splitInRow=1, **kwargs)
     table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font), *commands]))
     return table
 
@@ -119,28 +134,55 @@ def _line_end(line: str, last: str, following: str) -> tuple[str, str]:
 
 class TextCell(Flowable):
     """A table cell of plain text set in ``style``, broken by :func:`text_lines` for the width its column gives it
-    (reportlab's CJK wrapping breaks a run anywhere, also just after a ``-``)."""
+    (reportlab's CJK wrapping breaks a run anywhere, also just after a ``-``). Taller than the room left on a page,
+    it splits between two of its lines (:meth:`split`): a table whose rows split (:func:`font_table`) carries the
+    rest of the row to the next page, so no text is too long to be set."""
 
-    def __init__(self, text: str, style: ParagraphStyle) -> None:
+    #: Points: a cell no taller is not split (its row begins the next page instead).
+    SPLITS_OVER = 250.0
+    #: Lines a split leaves at the foot of a page, and carries to the next, at least.
+    EDGE_LINES = 3
+
+    def __init__(self, text: str, style: ParagraphStyle, *, lines: Sequence[str] | None = None) -> None:
         super().__init__()
         self.text = text
         self.style = style
-        self._paragraph: Paragraph | None = None  # set for the width the table gives
+        self._broken: tuple[float, list[str]] | None = (0.0, list(lines)) if lines is not None else None
 
     def _width_of(self, text: str) -> float:
         return float(stringWidth(text, self.style.fontName, self.style.fontSize))
 
+    def _lines(self, availWidth: float) -> list[str]:
+        """The text's lines for a cell ``availWidth`` wide (a part split off keeps the lines it was given)."""
+        if self._broken is None or self._broken[0] not in (0.0, availWidth):
+            room = availWidth - self.style.leftIndent - self.style.rightIndent
+            self._broken = (availWidth, text_lines(self.text, self._width_of, room))
+        return self._broken[1]
+
     def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
-        room = availWidth - self.style.leftIndent - self.style.rightIndent
-        lines = text_lines(self.text, self._width_of, room)
-        self._paragraph = Paragraph("<br/>".join(markup(line) for line in lines), self.style)
-        # An em more, for a hanging 、: the paragraph sets these lines as they are, and breaks none again.
-        _width, height = self._paragraph.wrap(availWidth + self.style.fontSize, availHeight)
-        return availWidth, float(height)
+        self.width, self.height = availWidth, self.style.leading * len(self._lines(availWidth))
+        return self.width, self.height  # (a table splitting a row reads them as attributes)
+
+    def split(self, availWidth: float, availHeight: float) -> list[Flowable]:
+        """The lines that fit in ``availHeight``, and the rest: two cells, each of :attr:`EDGE_LINES` lines at least;
+        none (the row goes to the next page whole) if the cell is no taller than :attr:`SPLITS_OVER`, or if fewer
+        lines fit. The lines are those of the last :meth:`wrap` (a table asks to split a cell at its column's width,
+        its padding included)."""
+        lines = self._broken[1] if self._broken is not None else self._lines(availWidth)
+        fit = min(int(availHeight // self.style.leading), len(lines) - self.EDGE_LINES)
+        if len(lines) * self.style.leading <= self.SPLITS_OVER or fit < self.EDGE_LINES:
+            return []
+        return [TextCell("\n".join(part), self.style, lines=part) for part in (lines[:fit], lines[fit:])]
 
     def draw(self) -> None:
-        assert self._paragraph is not None, "drawn before it was wrapped"
-        self._paragraph.drawOn(self.canv, 0, 0)
+        """The lines as they are (a hanging 、 past the column's end; none broken again)."""
+        assert self._broken is not None, "drawn before it was wrapped"
+        self.canv.setFillColor(self.style.textColor)
+        text = self.canv.beginText(self.style.leftIndent, self.height - self.style.fontSize)
+        text.setFont(self.style.fontName, self.style.fontSize, self.style.leading)
+        for line in self._broken[1]:
+            text.textLine(line)
+        self.canv.drawText(text)
 
     def minWidth(self) -> float:
         """The widest run (a table sizes a column of no set width by it, as it would a paragraph's widest word)."""

@@ -1,7 +1,8 @@
 """The evidence report's styles and table pieces, the contact sheet of snapshot thumbnails, and the tables of alarms,
-commands and removal requests (each paginated in tables of :data:`ROWS_PER_TABLE` rows). Their tokens (a command's
-``disarm``, ``rejected``, ``wrong_case``) are set in words, Chinese first, as the case page says them; the bundle's
-JSONL files keep the tokens."""
+commands and removal requests, a request's steps one per row (each paginated in tables of :data:`ROWS_PER_TABLE`
+rows; a row taller than a page splits across pages). Their tokens (a command's ``disarm``, ``rejected``,
+``wrong_case``) are set in words, Chinese first, as the case page says them; the bundle's JSONL files keep the
+tokens."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from PIL import UnidentifiedImageError
 from reportlab.lib import colors
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, Image, Paragraph, Spacer, Table
+from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer, Table
 
 from server.export.report_facts import (
     AlarmFacts,
@@ -78,7 +79,8 @@ def grid(
     widths: Sequence[float | None],
     s: ReportStyles,
 ) -> Table:
-    """A table with a bilingual header row repeated on every page (no header row if ``header`` is empty)."""
+    """A table with a bilingual header row repeated on every page (no header row if ``header`` is empty), whose rows
+    split across pages where one is taller than a page (:func:`~server.pdf_layout.font_table`)."""
     commands = [
         ("GRID", (0, 0), (-1, -1), 0.3, GRID),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -89,10 +91,10 @@ def grid(
         ("RIGHTPADDING", (0, 0), (-1, -1), 3),
     ]
     if not header:
-        return font_table(rows, commands, s.font, colWidths=list(widths))
+        return font_table(rows, commands, s.font, split_rows=True, colWidths=list(widths))
     head = [cell(zh, en, s) for zh, en in header]
     commands.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")))
-    return font_table([head, *rows], commands, s.font, colWidths=list(widths), repeatRows=1)
+    return font_table([head, *rows], commands, s.font, split_rows=True, colWidths=list(widths), repeatRows=1)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -228,13 +230,39 @@ def _removal_step(action: str) -> tuple[str, str]:
 
 
 def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Flowable]:
+    """The requests one per row, then their steps one per row (a request may have any number: each view of the
+    creditor, each disarm sent again is one)."""
     if not removals:
         return para("无解除查封申请。", "No removal requests.", s)
     header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
-              ("证明文件（SHA-256）", "proofs (SHA-256)"), ("经过与决定", "history and decision")]  # fmt: skip
+              ("经过", "steps"), ("证明文件（SHA-256）", "proofs (SHA-256)")]  # fmt: skip
     rows = [_row([str(r.id), cell(*ground_words(r.ground), s), cell(*words("case_removal_state", r.state), s),
-                  r.filed_by, court_time(r.filed_at), _lines([p[:16] + "…" for p in r.proofs], s),
-                  _history(r.history, _removal_step, "removal.jsonl", s)], s)
+                  r.filed_by, court_time(r.filed_at), str(len(r.history)),
+                  _lines([p[:16] + "…" for p in r.proofs], s)], s)
             for r in removals]  # fmt: skip
-    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 28 * mm, None]
+    widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 12 * mm, None]
+    out: list[Flowable] = [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
+    steps = [(r.id, h) for r in removals for h in r.history]
+    if steps:
+        out += [CondPageBreak(30 * mm), Paragraph(markup("申请的经过与决定"), s.h2)]
+        out.append(Paragraph(markup("Steps and decisions"), s.en))
+        out += _steps_tables(("申请", "request"), steps, _removal_step, "removal.jsonl", s)
+    return out
+
+
+def _steps_tables(
+    owner: tuple[str, str],
+    steps: Sequence[tuple[int, HistoryEntry]],
+    step: Callable[[str], tuple[str, str]],
+    where: str,
+    s: ReportStyles,
+) -> list[Flowable]:
+    """Steps one per row — whose (``owner``, by its id), when, who, what (``step`` of its action), the note
+    (clipped, pointing to ``where``) — in tables of :data:`ROWS_PER_TABLE` rows."""
+    header = [owner, ("时间", "at"), ("人员", "by"), ("经过", "step"), ("说明", "note")]
+    rows = [
+        _row([str(owner_id), court_time(h.at), h.actor, cell(*step(h.action), s), clip(h.note or "—", where)], s)
+        for owner_id, h in steps
+    ]
+    widths = [12 * mm, 20 * mm, 22 * mm, 30 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]

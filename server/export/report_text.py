@@ -72,8 +72,9 @@ LANGUAGE_RESULT: dict[str, tuple[str, str]] = {
 }
 
 
-#: Characters of free text (a seal's reason, a person's note) one cell shows: a cell taller than a page could not
-#: be set at all; the full text is in the bundle's file.
+#: Characters of free text (a seal's reason, a person's note) one cell shows, so that one text does not fill pages of
+#: the report (a longer cell would split across them: :class:`~server.pdf_layout.TextCell`); the full text is in the
+#: bundle's file the cell names.
 CLIP = 400
 
 

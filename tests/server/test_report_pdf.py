@@ -414,7 +414,8 @@ def test_an_empty_case_renders() -> None:
 
 
 def test_free_text_of_any_length_is_clipped_and_points_to_its_file() -> None:
-    """A seal's reason or a person's note may be long; a cell taller than a page could not be set at all."""
+    """A seal's reason or a person's note may be long: the report shows its beginning and names the file holding all
+    of it (cells of any height set whole: test_report_sizes)."""
     long = "很长的说明" * 4000
     events = Events()
     events.add("command_rejected", T0, command_id=9, reason="bad_signature", detail="x" * 20_000)
