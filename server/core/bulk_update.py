@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, bindparam, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.sql.type_api import TypeEngine, _BindProcessorType
 
 from server.core.value_lists import binary_placeholders, unnest_of
+
+_Processor = _BindProcessorType[Any]  # a type's bind processor for a dialect
 
 #: The values' column expressions by name -> what the statement makes of them.
 Values = Mapping[str, ColumnElement[Any]]
@@ -48,7 +50,7 @@ class BulkUpdate:
         self._key = key
         self._params = dict(params)
         #: dialect name -> the arrays' statement and each value's bind processor
-        self._compiled: dict[str, tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]] = {}
+        self._compiled: dict[str, tuple[str, list[tuple[str, _Processor | None]]]] = {}
         binds = {name: bindparam(f"b_{name}", type_=item) for name, item in params.items()}
         self._per_row = self._statement(table, key, binds, values, where)
         arrays = unnest_of(params, prefix="a_")  # not the columns' own names: update() keeps those for its SET
@@ -80,7 +82,7 @@ class BulkUpdate:
         }
         session.connection().exec_driver_sql(sql, arrays)
 
-    def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+    def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, _Processor | None]]]:
         """The statement's text, its arrays in the binary format, and each value's bind processor: the arrays' items
         are bound as their types would bind them (a time in UTC, JSON's text)."""
         compiled = self._arrays.compile(dialect=dialect)

@@ -177,7 +177,7 @@ def _x(text: str) -> str:
 def _table(
     rows: list[list[Flowable]], commands: Sequence[tuple[object, ...]], styles: _Styles, **kwargs: object
 ) -> Table:
-    return font_table(rows, commands, styles.font, **kwargs)
+    return font_table(rows, commands, styles.font, split_rows=False, **kwargs)
 
 
 def _stack(rows: list[Flowable], styles: _Styles) -> Table:
