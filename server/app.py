@@ -84,7 +84,10 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
         )
         workers: list[Worker] = []
         settler: RemovalSettler | None = None
-        if with_ingest:
+        # The ingest's own connections, pinged only after an idle second: its transactions follow each other, and it
+        # tries a batch again if its connection died meanwhile (server.core.db._ping_when_idle).
+        ingest_engine = make_engine(settings.database_url, ping_after_idle=True) if with_ingest else None
+        if ingest_engine is not None:
             settler = RemovalSettler(
                 session_factory,
                 interval_s=settings.removal.settle_interval_s,
@@ -92,7 +95,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 on_settled=lambda case_nos: hub.publish(Change("removal", case_no=case_no) for case_no in case_nos),
             )
             ingestor = Ingestor(
-                session_factory,
+                make_session_factory(ingest_engine),
                 metrics=metrics,
                 snapshots=context.stores.snapshots,
                 alarms=settings.alarms,
@@ -152,6 +155,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 hub.forward_to(None)
                 feed.stop()
             engine.dispose()
+            if ingest_engine is not None:
+                ingest_engine.dispose()
 
     app = FastAPI(
         title="Court electronic seal server",

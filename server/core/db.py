@@ -79,8 +79,10 @@ def lost_a_race(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; on SQLite the pragmas above are set on every new connection."""
+def make_engine(url: str, *, ping_after_idle: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url``; on SQLite the pragmas above are set on every new connection. A pooled connection is
+    pinged before each use (``pool_pre_ping``), or with ``ping_after_idle`` only after it lay idle
+    (:func:`_ping_when_idle`: the ingest's own engine)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -94,7 +96,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    ping_when_idle = not kwargs.pop("pool_pre_ping", False)  # True: every checkout pinged, as SQLAlchemy does
+    kwargs.setdefault("pool_pre_ping", not ping_after_idle)
     if parsed.get_backend_name() == "postgresql":
         # READ COMMITTED whatever the server's default_transaction_isolation (see the module's docstring). psycopg 3
         # then begins each transaction with ``BEGIN ISOLATION LEVEL READ COMMITTED``.
@@ -113,8 +115,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c timezone=UTC -c plan_cache_mode=force_custom_plan".strip()
         kwargs["connect_args"] = connect_args
-    engine = create_engine(parsed, pool_pre_ping=not ping_when_idle, **kwargs)
-    if ping_when_idle:
+    engine = create_engine(parsed, **kwargs)
+    if ping_after_idle:
         _ping_when_idle(engine)
     return engine
 
@@ -123,8 +125,9 @@ def _ping_when_idle(engine: Engine) -> None:
     """Ping a pooled connection before it is handed out only if it lay idle in the pool for more than
     :data:`PING_AFTER_IDLE_S` (``pool_pre_ping`` pings at every checkout: a round trip more for each of the ingest's
     transactions, which follow each other without a pause). A connection that fails the ping is replaced before
-    anyone uses it; one that died while in use fails that transaction, which its writer tries again (the ingest's
-    batch: :class:`~server.errors.StorageUnavailable`)."""
+    anyone uses it; one that died less than that after its last use fails the next transaction. Only for a writer
+    that tries a failed transaction again, as the ingest does its batch (:class:`~server.errors.StorageUnavailable`);
+    the web's, the workers' and the command line's engines ping at every checkout."""
 
     @event.listens_for(engine, "checkin")
     def checked_in(_dbapi_connection: Any, record: Any) -> None:

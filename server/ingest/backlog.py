@@ -26,8 +26,17 @@ logger = logging.getLogger(__name__)
 #: The bytes of messages received and not yet stored beyond which a message at QoS 0 is dropped (the broker bounds
 #: those at QoS 1; a batch of events is about 500 KB, a snapshot at most 8 MiB).
 QOS0_BACKLOG_BYTES = 64 * 1024 * 1024
+#: What holding a message costs besides its payload and topic (its objects, its place in the queue): a flood of
+#: empty messages is bounded too.
+MESSAGE_OVERHEAD_BYTES = 1024
 #: A run of drops is logged once when it begins, then at most this often (with the count since).
 DROP_LOG_INTERVAL_S = 10.0
+
+
+def footprint(topic: str, payload_size: int) -> int:
+    """The bytes a message held costs: its payload, its topic (up to 4 bytes a character in memory: a seal's account
+    may name a snapshot's topic of 64 KiB), and :data:`MESSAGE_OVERHEAD_BYTES`."""
+    return payload_size + 4 * len(topic) + MESSAGE_OVERHEAD_BYTES
 
 
 class Backlog:
@@ -44,13 +53,14 @@ class Backlog:
         self._drop_logged_at: float | None = None
 
     def received(self, qos: int, size: int, topic: str) -> bool:
-        """Hold a message of ``size`` bytes; False (and it is dropped, counted and logged) for one at QoS 0 that
-        would take the bytes held past the bound."""
+        """Hold a message of ``size`` bytes of payload; False (and it is dropped, counted and logged) for one at QoS 0
+        whose :func:`footprint` would take the bytes held past the bound."""
         now = time.monotonic()
+        cost = footprint(topic, size)
         with self._lock:
-            if qos > 0 or self._bytes + size <= self._qos0_bytes:
+            if qos > 0 or self._bytes + cost <= self._qos0_bytes:
                 self._received.append(now)
-                self._bytes += size
+                self._bytes += cost
                 return True
             held, self._drops = self._bytes, self._drops + 1
             log = self._drop_logged_at is None or now - self._drop_logged_at >= DROP_LOG_INTERVAL_S
@@ -70,13 +80,13 @@ class Backlog:
             )
         return False
 
-    def stored(self, sizes: list[int]) -> tuple[list[float], float | None]:
-        """Messages of ``sizes`` bytes are stored: when the oldest as many were received, and since when storing had
-        failed (None: it had not); it works now."""
+    def stored(self, messages: list[tuple[str, int]]) -> tuple[list[float], float | None]:
+        """Messages (topic, payload size) are stored: when the oldest as many were received, and since when storing
+        had failed (None: it had not); it works now."""
         unlogged = 0
         with self._lock:
-            received = [self._received.popleft() for _ in sizes]
-            self._bytes -= sum(sizes)
+            received = [self._received.popleft() for _ in messages]
+            self._bytes -= sum(footprint(topic, size) for topic, size in messages)
             failing_since, self._failing_since = self._failing_since, None
             if not self._received:  # the run of drops, if any, is over: the next one is logged at once
                 unlogged, self._drops, self._drop_logged_at = self._drops, 0, None

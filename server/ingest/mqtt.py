@@ -307,7 +307,9 @@ class MqttIngest:
         held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
         done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
-        received, failing_since = self._backlog.stored([len(item.message.payload) for item in done])
+        received, failing_since = self._backlog.stored(
+            [(item.message.topic, len(item.message.payload)) for item in done]
+        )
         for at in received:
             self.ingestor.metrics.commit_latency.observe(committed - at)
         if failing_since is not None:

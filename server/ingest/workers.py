@@ -158,7 +158,7 @@ def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
 
 def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1) -> int:
     """One worker (the ``index``-th, from 1), in this process, until ``stop`` is set."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, ping_after_idle=True)  # the ingest's alone: it retries a batch
     metrics = IngestMetrics(seal_gauges=False)
     feed = LiveFeed(settings.mqtt, metrics=metrics, role=role) if settings.live.feed else None
     endpoint: MetricsEndpoint | None = None

@@ -136,7 +136,7 @@ def test_a_pooled_connection_that_died_while_idle_is_replaced_unseen(database_ur
     failover, an idle timeout) is replaced before anyone uses it."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
-    pooled = make_engine(database_url)
+    pooled = make_engine(database_url, ping_after_idle=True)
     try:
         first = _backend_pid(pooled)
         _terminate(engine, first)
@@ -147,18 +147,32 @@ def test_a_pooled_connection_that_died_while_idle_is_replaced_unseen(database_ur
 
 
 def test_a_connection_used_just_before_is_not_pinged(database_url: str, engine: Engine) -> None:
-    """Transactions that follow each other (the ingest's batches) take their connection without a ping, a round trip
-    each: a connection ended just after its last use fails the next transaction (which its writer tries again), and
-    the one after gets a new connection."""
+    """On the ingest's engine, transactions that follow each other (its batches) take their connection without a
+    ping, a round trip each: a connection ended just after its last use fails the next transaction (which the ingest
+    tries again), and the one after gets a new connection."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
-    pooled = make_engine(database_url)
+    pooled = make_engine(database_url, ping_after_idle=True)
     try:
         first = _backend_pid(pooled)
         _terminate(engine, first)
         with pytest.raises(DBAPIError) as failed:
             _backend_pid(pooled)
         assert failed.value.connection_invalidated
+        assert _backend_pid(pooled) != first
+    finally:
+        pooled.dispose()
+
+
+def test_other_engines_ping_at_every_checkout(database_url: str, engine: Engine) -> None:
+    """The web's and the workers' engines (which do not try a failed transaction again) ping each connection before
+    use: one ended just after its last use is replaced unseen."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    pooled = make_engine(database_url)
+    try:
+        first = _backend_pid(pooled)
+        _terminate(engine, first)
         assert _backend_pid(pooled) != first
     finally:
         pooled.dispose()

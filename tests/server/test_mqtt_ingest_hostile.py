@@ -145,6 +145,28 @@ def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up
     assert any("dropped" in r.getMessage() and "QoS 0" in r.getMessage() for r in caplog.records)
 
 
+def test_empty_messages_at_qos_0_on_long_topics_are_bounded_too(broker: PrivateBroker, tmp_path: Path) -> None:
+    """The bound counts what a message held costs, not its payload alone: empty messages on snapshot topics of
+    60,000 characters (a seal's account may name any) are held as their topics, and are dropped past the bound."""
+    database = make_engine(f"sqlite:///{tmp_path / 'not-yet.db'}")  # no tables: nothing is stored meanwhile
+    seal = SimulatedSeal("seal-a", CASE_A)
+    metrics = IngestMetrics()
+    ingestor = Ingestor(make_session_factory(database), metrics=metrics, snapshot_dir=tmp_path / "snapshots")
+    ingest = MqttIngest(server_mqtt_settings(broker, tmp_path), ingestor, qos0_backlog_bytes=2_000_000)
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(WAIT_S)
+        prefix = snapshot_topic(seal.device_id, "0" * 64)[:-64]  # the ACL lets a seal name any last level
+        with seal_connection(broker, seal.device_id) as conn:
+            for n in range(20):
+                conn.client.publish(prefix + f"{n:02d}" + "f" * 60_000, b"", qos=0)
+            assert metrics.wait_until(lambda m: m.dropped >= 12, WAIT_S), metrics.snapshot()
+            assert ingest.progress().unstored == 20 - metrics.snapshot().dropped  # 240 KB each: 8 held at most
+    finally:
+        ingest.stop()
+        database.dispose()
+
+
 def test_a_topic_of_64_kib_gets_its_quarantine_row_and_a_log_line_of_a_few_kib(
     broker: PrivateBroker,
     running: Running,
