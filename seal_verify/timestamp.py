@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from rfc3161_client import PKIStatus, TimeStampResponse, VerificationError, VerifierBuilder, decode_timestamp_response
 
+from seal_verify.errors import is_library_panic
+
 SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 #: What parsing hostile bytes may raise (rfc3161-client and cryptography report bad DER as ValueError, a bad X.509
 #: version as InvalidVersion, an unknown key or signature algorithm as UnsupportedAlgorithm, a name whose string
@@ -48,6 +50,17 @@ def verify_timestamp(
 ) -> TimestampVerdict:
     """The verdict on ``token_der`` (a DER TimeStampResp) as a time stamp of ``data``, with the TSA's certificate
     chain ``chain_pem`` (PEM, as kept), against the roots ``roots_pem`` (PEM) if given."""
+    try:
+        return _verify(token_der, data, chain_pem, roots_pem)
+    except BaseException as exc:
+        if not is_library_panic(exc):
+            raise
+        said = str(exc).partition("(")[0][:200]  # the panic's first words, without OpenSSL's error stack
+        reason = f"the time stamp library cannot parse a certificate or the token (it panicked: {said})"
+        return TimestampVerdict(False, reason, pinned=roots_pem is not None)
+
+
+def _verify(token_der: bytes, data: bytes, chain_pem: bytes, roots_pem: bytes | None) -> TimestampVerdict:
     pinned = roots_pem is not None
     try:
         response = decode_timestamp_response(token_der)
