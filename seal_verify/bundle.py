@@ -42,6 +42,15 @@ PATTERNS = (
     re.compile(r"snapshots/[0-9a-f]{64}\.jpg"),
     re.compile(r"removal/[0-9a-f]{64}\.(?:pdf|jpg|png)"),
 )
+#: Lines of one JSON-lines file, at most. Each line becomes an object of a few hundred bytes, so 20 million empty
+#: lines (19 MiB, 100 KB zipped) took 4 GB; the 256 MiB a member may hold has room for fewer than a million events,
+#: audit entries or proofs of a real bundle (the bench's 10,000 events make 10,000 lines of each).
+MAX_LINES = 1_000_000
+#: Strings, arrays and objects in the bundle's JSON, at most. Parsed, each costs 50-230 bytes of memory for as few as
+#: 2-3 bytes of the file ('[],' is a list of 56 bytes), so 120 MiB of '[],' took over 3 GB. A real bundle holds about
+#: 60 per event (its line, meta line and proof): this admits some 600,000 events, as the member bound does, and
+#: bounds the memory of any bundle by what a real one of that size needs.
+MAX_JSON_VALUES = 40_000_000
 
 
 def in_layout(path: str) -> bool:
@@ -102,7 +111,19 @@ def _read(fp: IO[bytes]) -> Bundle:
         seen: set[str] = set()
         for info in infos:
             _add(bundle, fp, info, where.get(id(info)), seen)
+    values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
+    if values > MAX_JSON_VALUES:
+        raise BundleUnreadable(
+            f"the bundle's JSON holds about {values:,} strings, arrays and objects, more than a bundle holds (at most "
+            f"{MAX_JSON_VALUES:,}): not parsed / 证据包过大，未解析"
+        )
     return bundle
+
+
+def json_values(data: bytes) -> int:
+    """About how many strings, arrays and objects the JSON ``data`` holds (quotes and brackets inside strings count
+    too: more, never fewer), counted without parsing it."""
+    return data.count(b"{") + data.count(b"[") + data.count(b'"') // 2
 
 
 def _add(bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.Placed | None, seen: set[str]) -> None:
@@ -161,11 +182,14 @@ def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, 
 
 
 def split_lines(data: bytes, what: str) -> list[bytes]:
-    """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not."""
+    """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not, or if
+    there are more than MAX_LINES (counted before they are split)."""
     if not data:
         return []
     if not data.endswith(b"\n"):
         raise ValueError(f"{what} does not end in a newline")
+    if data.count(b"\n") > MAX_LINES:
+        raise ValueError(f"{what} has more than {MAX_LINES:,} lines, more than a bundle holds: not read / 行数过多")
     return data[:-1].split(b"\n")
 
 

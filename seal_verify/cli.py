@@ -4,19 +4,21 @@
                          [--tsa-root FILE] [--json]
 
 Exit status: 0 every check holds and the log key is anchored (``--log-key``, or a kept checkpoint that verifies with
-it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read);
-3 every check holds but the log key is not anchored: the bundle is only self-consistent, which anyone can forge.
+it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read, or
+holds more than 1 MiB); 3 every check holds but the log key is not anchored: the bundle is only self-consistent,
+which anyone can forge.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from seal_verify.verdict import json_text
 from seal_verify.verify import verify_bundle
 
 logger = logging.getLogger("seal_verify.cli")
@@ -45,17 +47,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: Path | None) -> bytes | None:
-    return None if path is None else path.read_bytes()
+#: A kept checkpoint, a consistency proof or TSA roots are a few kilobytes: a file larger than this is none of them
+#: (and /dev/zero was read until memory ran out).
+MAX_OPTION_BYTES = 1024 * 1024
+
+
+class OptionFileTooLarge(OSError):
+    """A file given as an option is larger than MAX_OPTION_BYTES."""
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(MAX_OPTION_BYTES + 1)
+    if len(data) > MAX_OPTION_BYTES:
+        raise OptionFileTooLarge(errno.EFBIG, f"more than {MAX_OPTION_BYTES} bytes: no checkpoint, proof or PEM", path)
+    return data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="seal-verify: %(levelname)s %(message)s")
     try:
-        known = _read(args.known_checkpoint)
-        proofs = [p.read_bytes() for p in args.consistency_proof]
-        roots = _read(args.tsa_root)
+        known = None if args.known_checkpoint is None else _read(args.known_checkpoint)
+        proofs = [_read(p) for p in args.consistency_proof]
+        roots = None if args.tsa_root is None else _read(args.tsa_root)
     except OSError as exc:
         sys.stderr.write(f"seal-verify: cannot read {exc.filename}: {exc.strerror}\n")
         return 2
@@ -66,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.bundle, known_checkpoint=known, consistency_proofs=proofs, tsa_roots_pem=roots, log_key=args.log_key
     )
     if args.json:
-        sys.stdout.write(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text(verdict.as_json()) + "\n")
     else:
         sys.stdout.write(verdict.text() + "\n")
     if not verdict.ok:
