@@ -32,10 +32,10 @@ UNANCHORED = (
 )
 
 #: Unicode categories of characters that drive a terminal or reorder what it shows (controls, format characters such
-#: as U+202E RIGHT-TO-LEFT OVERRIDE, line and paragraph separators). The verdict shows text from the bundle (its
-#: manifest's fields, member names) with them escaped: a forged bundle's escape sequences could otherwise hide the real
-#: verdict and show a line of their own.
-_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+#: as U+202E RIGHT-TO-LEFT OVERRIDE, line and paragraph separators), and lone surrogates (no UTF-8 can be written of
+#: them). The verdict shows text from the bundle (its manifest's fields, member names) with them escaped: a forged
+#: bundle's escape sequences could otherwise hide the real verdict and show a line of their own.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def printable(text: str) -> str:

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from seal_protocol import canonical_json
-from seal_verify import verify_bundle
+from seal_verify import BundleVerdict, Check, verify_bundle
 from seal_verify.cli import main
+from seal_verify.verdict import json_text
 from tests.verify.world import Exported, export_once, zip_members
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +134,13 @@ def test_json_of_millions_of_empty_arrays_is_refused_before_it_is_parsed(exporte
     assert done.returncode == 1, done.stderr[-2000:]
     assert "MemoryError" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "strings, arrays and objects" in done.stdout, done.stdout[-3000:]
+
+
+def test_every_verdict_can_be_written_as_utf8() -> None:
+    """A lone surrogate (JSON's "\\ud800" parses to one) in a problem or a fact would end the output with a
+    UnicodeEncodeError: it is escaped like a control character."""
+    check = Check("bundle", "证据包结构", "the bundle's layout")
+    check.fail("a name: \ud800\x1b")
+    verdict = BundleVerdict("case.zip", [check], facts={"exported_by": "\udfff"})
+    assert "\\ud800\\x1b" in verdict.text().encode("utf-8").decode("utf-8")
+    assert json.loads(json_text(verdict.as_json()).encode("utf-8"))["facts"]["exported_by"] == "\udfff"
