@@ -4,6 +4,7 @@ of millions of tiny lines."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -144,3 +145,38 @@ def test_every_verdict_can_be_written_as_utf8() -> None:
     verdict = BundleVerdict("case.zip", [check], facts={"exported_by": "\udfff"})
     assert "\\ud800\\x1b" in verdict.text().encode("utf-8").decode("utf-8")
     assert json.loads(json_text(verdict.as_json()).encode("utf-8"))["facts"]["exported_by"] == "\udfff"
+
+
+@pytest.mark.parametrize("path", ["log/checkpoint.txt", "manifest.sig"])
+def test_a_note_of_millions_of_signature_lines_is_malformed_in_bounded_memory(
+    exported: Exported, tmp_path: Path, path: str
+) -> None:
+    """Each signature line became a tuple with its decoded stamp: 15 million lines of another key (240 MiB, 250 KB
+    zipped) took 4.5 GB. A note has at most 100 signature lines (as golang.org/x/mod/sumdb/note) and 1 MiB."""
+    body, _, signatures = exported.members[path].decode().partition("\n\n")
+    note = body + "\n\n" + "\u2014 x AAAAAAA=\n" * 3_000_000 + signatures
+    members = {**exported.members, path: note.encode()}
+    bundle = tmp_path / "signatures.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    done = _run(str(bundle), "--log-key", exported.log_key, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "MemoryError" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "more than 1048576 bytes" in done.stdout, done.stdout[-3000:]
+    few = body + "\n\n" + "\u2014 x AAAAAAA=\n" * 101 + signatures
+    verdict = verify_bundle(zip_members({**exported.members, path: few.encode()}), log_key=exported.log_key)
+    assert any("more than 100 signature lines" in p for c in verdict.checks for p in c.problems), verdict.text()
+
+
+def test_a_signature_line_added_to_the_manifests_note_fails(exported: Exported) -> None:
+    """manifest.sig is the one file no manifest lists: a line of another key added to it verified (exit 0), a
+    change to the bundle that nothing showed. The server signs it alone; the bundle's checkpoint, listed in the
+    manifest, and a kept checkpoint may carry witnesses' lines."""
+    note = exported.members["manifest.sig"].decode()
+    witness = f"\u2014 witness.example {base64.b64encode(bytes(68)).decode()}\n"
+    body, _, signature = note.partition("\n\n")
+    for changed in (note + witness, f"{body}\n\n{witness}{signature}"):
+        members = {**exported.members, "manifest.sig": changed.encode()}
+        verdict = verify_bundle(zip_members(members), log_key=exported.log_key)
+        assert verdict.failed == ["manifest_signature"], verdict.text()
