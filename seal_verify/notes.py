@@ -46,11 +46,16 @@ def key_id(name: str, public_key: bytes) -> bytes:
 
 
 def b64decode(text: str) -> bytes:
-    """Strict standard base64; :class:`ValueError` otherwise."""
+    """Strict standard base64, canonical (RFC 4648 §3.5: pad bits zero, so each value has one spelling: the last
+    character of a signature could otherwise be changed among four that decode alike); :class:`ValueError`
+    otherwise."""
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical base64 (its pad bits are not zero)")
+    return raw
 
 
 def parse_key(text: str) -> NoteKey:

@@ -180,3 +180,19 @@ def test_a_signature_line_added_to_the_manifests_note_fails(exported: Exported) 
         members = {**exported.members, "manifest.sig": changed.encode()}
         verdict = verify_bundle(zip_members(members), log_key=exported.log_key)
         assert verdict.failed == ["manifest_signature"], verdict.text()
+
+
+def test_another_base64_spelling_of_the_manifests_signature_fails(exported: Exported) -> None:
+    """The stamp's last base64 character carries 2 bits that decode to nothing: 'Q', 'R', 'S' and 'T' before '='
+    all gave the same 68 bytes, so manifest.sig (which no manifest lists) could be changed and still verify. Base64
+    in a bundle is canonical (RFC 4648 §3.5: the pad bits are zero)."""
+    note = exported.members["manifest.sig"].decode()
+    stamp = note.rstrip("\n").rpartition(" ")[2]
+    assert stamp.endswith("=") and not stamp.endswith("==")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    at = alphabet.index(stamp[-2])
+    same = alphabet[at ^ 1]  # the low 2 bits of the last character before "=" are padding
+    assert base64.b64decode(stamp[:-2] + same + "=") == base64.b64decode(stamp)
+    members = {**exported.members, "manifest.sig": note.replace(stamp, stamp[:-2] + same + "=").encode()}
+    verdict = verify_bundle(zip_members(members), log_key=exported.log_key)
+    assert verdict.failed == ["manifest_signature"], verdict.text()
