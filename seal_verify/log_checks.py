@@ -51,12 +51,16 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         return
     if paths != sorted(set(paths), key=str):
         check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
+    digests: dict[str, str] = {}  # each member hashed once, however often it is listed
     for entry in files:
         path = entry.get("path")
         data = bundle.get(path) if isinstance(path, str) and path not in MANIFEST_FILES else None
         if data is None:
             check.fail(f"{path}: listed in the manifest but missing")
-        elif hashlib.sha256(data).hexdigest() != entry.get("sha256") or len(data) != entry.get("size"):
+            continue
+        if path not in digests:
+            digests[path] = hashlib.sha256(data).hexdigest()
+        if digests[path] != entry.get("sha256") or len(data) != entry.get("size"):
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
     for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
         check.fail(f"{path}: in the bundle but not in the manifest")

@@ -94,3 +94,17 @@ def test_gaps_times_a_seals_bindings_is_bounded(exported: Exported, tmp_path: Pa
     }
     out = _verify_within(exported, members, tmp_path, 60)
     assert "seal-a1: seq 2 missing" in out, out[-3000:]
+
+
+def test_a_path_listed_many_times_in_the_manifest_is_hashed_once(exported: Exported, tmp_path: Path) -> None:
+    """Each entry of the manifest's files hashed its member: report.pdf of 64 MiB listed 10,000 times is 640 GB
+    to hash (no key needed: the manifest's signature fails, the check still runs). A member is hashed once."""
+    head = json.loads(exported.members["manifest.json"])
+    entry = {"path": "report.pdf", "sha256": "0" * 64, "size": 1}
+    members = {
+        **exported.members,
+        "report.pdf": bytes(64 * 2**20),
+        "manifest.json": canonical_json({**head, "files": [*head["files"], *[entry] * 10_000]}),
+    }
+    out = _verify_within(exported, members, tmp_path, 60)
+    assert "a path is listed twice" in out, out[-3000:]
