@@ -59,8 +59,8 @@ def check_end(fp: IO[bytes], size: int) -> list[str]:
     signature, disk, first_disk, on_disk, entries, length, offset, comment = _END.unpack(fp.read(_END.size))
     if signature != b"PK\x05\x06" or comment:
         raise BundleUnreadable(
-            "not a zip file that its end record ends (an archive comment, or bytes after the zip) / 不是以结束记录"
-            "结尾的 zip 文件"
+            "no zip end record ends the file: it is no zip, or cut short, or has an archive comment or bytes after "
+            "the zip / 文件末尾没有 zip 结束记录（不是 zip 文件、被截断，或末尾有注释或多余字节）"
         )
     problems: list[str] = []
     records = size - _END.size  # where the directory must end

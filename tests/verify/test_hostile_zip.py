@@ -295,3 +295,18 @@ def test_a_zip64_end_record_is_read_and_must_agree(exported: Exported) -> None:
     assert verify_bundle(io.BytesIO(zip64_end(exported.data)), log_key=exported.log_key).trusted
     verdict = verify_bundle(io.BytesIO(zip64_end(exported.data, entries_delta=-1)), log_key=exported.log_key)
     assert any("counts" in p for p in verdict.check("bundle").problems), verdict.text()
+
+
+@pytest.mark.parametrize(
+    "name", ["../README.txt", "/case.json", "seals/../case.json", "case.json/", "log\\key.txt", "./case.json", "C:/x"]
+)
+def test_a_member_whose_name_leaves_or_bends_the_layout_fails(exported: Exported, name: str) -> None:
+    verdict = verify_bundle(io.BytesIO(rezip({**exported.members, name: b"x"})), log_key=exported.log_key)
+    assert any("not a path of the bundle's layout" in p for p in verdict.check("bundle").problems), verdict.text()
+
+
+@pytest.mark.parametrize("cut", [1, 21, 22, 100, 5000])
+def test_a_bundle_cut_short_is_refused_and_says_so(exported: Exported, cut: int) -> None:
+    verdict = verify_bundle(io.BytesIO(exported.data[:-cut]), log_key=exported.log_key)
+    assert not verdict.ok
+    assert any("cut short" in p for p in verdict.check("bundle").problems), verdict.text()
