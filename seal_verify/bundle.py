@@ -90,6 +90,13 @@ def read_bundle(source: Path | IO[bytes]) -> Bundle:
 
 def _read(fp: IO[bytes]) -> Bundle:
     try:
+        return _read_zip(fp)
+    except MemoryError:  # within the bounds, but more than this machine has: no traceback, a reason
+        raise BundleUnreadable("not enough memory to hold the bundle / 内存不足，无法读取证据包") from None
+
+
+def _read_zip(fp: IO[bytes]) -> Bundle:
+    try:
         problems = archive.check_end(fp, fp.seek(0, 2))
         zipped = zipfile.ZipFile(fp)
     except BundleUnreadable:

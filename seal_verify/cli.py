@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,14 @@ def _read(path: Path) -> bytes:
     return data
 
 
+def _print(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped (seal-verify case.zip | head): the exit status still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's final flush finds no pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="seal-verify: %(levelname)s %(message)s")
@@ -80,10 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = verify_bundle(
         args.bundle, known_checkpoint=known, consistency_proofs=proofs, tsa_roots_pem=roots, log_key=args.log_key
     )
-    if args.json:
-        sys.stdout.write(json_text(verdict.as_json()) + "\n")
-    else:
-        sys.stdout.write(verdict.text() + "\n")
+    _print(json_text(verdict.as_json()) if args.json else verdict.text())
     if not verdict.ok:
         return 1
     return 0 if verdict.anchored else 3

@@ -66,6 +66,9 @@ def verify_bundle(
         name, run = step
         try:
             run()
+        except MemoryError:  # within the bounds, but more than this machine has: a reason, not a defect's trace
+            logger.error("check %s ran out of memory", name)
+            checks[name].fail("not enough memory to complete this check / 内存不足，无法完成此项检查")
         except BaseException as exc:  # a defect or an input no rule foresaw: the check fails, the others go on
             if not isinstance(exc, Exception) and not is_library_panic(exc):
                 raise  # an interrupt, an exit

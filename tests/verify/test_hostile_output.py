@@ -65,17 +65,18 @@ def test_text_from_the_bundle_cannot_drive_the_terminal(
     assert json.loads(out)["facts"]["exported_by"] == HOSTILE  # faithfully, for a program
 
 
-def _bounded() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+def _run(*args: str, timeout: int = 60, memory: int = 2**30) -> subprocess.CompletedProcess[str]:
+    """seal-verify as a user runs it, in a process of at most ``memory`` bytes of address space."""
 
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "seal_verify", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_bounded,
+        preexec_fn=bounded,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
@@ -196,3 +197,35 @@ def test_another_base64_spelling_of_the_manifests_signature_fails(exported: Expo
     members = {**exported.members, "manifest.sig": note.replace(stamp, stamp[:-2] + same + "=").encode()}
     verdict = verify_bundle(zip_members(members), log_key=exported.log_key)
     assert verdict.failed == ["manifest_signature"], verdict.text()
+
+
+def test_a_bundle_larger_than_the_memory_at_hand_is_refused_with_a_reason(exported: Exported, tmp_path: Path) -> None:
+    """A report.pdf of 250 MiB (within the bounds) in a process of 500 MB: zlib's MemoryError ended seal-verify with
+    a traceback."""
+    members = {**exported.members, "report.pdf": bytes(250 * 2**20)}
+    bundle = tmp_path / "large.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    done = _run(str(bundle), "--log-key", exported.log_key, memory=500 * 2**20)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "not enough memory" in done.stdout, done.stdout[-3000:]
+
+
+@pytest.mark.parametrize("form", [[], ["--json"]])
+def test_a_reader_that_stops_reading_ends_no_traceback(exported: Exported, tmp_path: Path, form: list[str]) -> None:
+    """seal-verify case.zip --json | head: the pipe closed before the verdict was written, BrokenPipeError."""
+    bundle = tmp_path / "case.zip"
+    bundle.write_bytes(exported.data)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "seal_verify", str(bundle), "--log-key", exported.log_key, *form],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.close()
+    errors = run.stderr.read().decode()
+    assert run.wait(60) == 0, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
