@@ -229,3 +229,21 @@ def test_a_reader_that_stops_reading_ends_no_traceback(exported: Exported, tmp_p
     errors = run.stderr.read().decode()
     assert run.wait(60) == 0, errors
     assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "ascii"])
+def test_the_verdict_is_written_in_any_output_encoding(exported: Exported, tmp_path: Path, encoding: str) -> None:
+    """Windows in China writes redirected output in GBK (code page 936), which has no '✔': seal-verify case.zip >
+    verdict.txt ended in UnicodeEncodeError. What the encoding cannot hold is written as a Python escape."""
+    bundle = tmp_path / "case.zip"
+    bundle.write_bytes(exported.data)
+    done = subprocess.run(
+        [sys.executable, "-m", "seal_verify", str(bundle), "--log-key", exported.log_key],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": encoding},
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    out = done.stdout.decode(encoding)
+    assert "Verdict: every check holds" in out and "\\u2714" in out
+    assert encoding != "gbk" or "全部检查通过" in out
