@@ -77,6 +77,8 @@ def read_bundle(source: Path | IO[bytes]) -> Bundle:
     if not isinstance(source, Path):
         return _read(source)
     try:
+        if not source.exists():
+            raise BundleUnreadable(f"{source}: no such file / 文件不存在")
         if not source.is_file():  # stat first: opening a FIFO would wait for a writer, /dev/zero has no end
             raise BundleUnreadable(
                 f"{source} is not a regular file (a directory, a device, a pipe): give the zip file as exported / "

@@ -310,3 +310,9 @@ def test_a_bundle_cut_short_is_refused_and_says_so(exported: Exported, cut: int)
     verdict = verify_bundle(io.BytesIO(exported.data[:-cut]), log_key=exported.log_key)
     assert not verdict.ok
     assert any("cut short" in p for p in verdict.check("bundle").problems), verdict.text()
+
+
+def test_a_missing_bundle_is_named_missing(tmp_path: Path) -> None:
+    """Since paths are checked to be regular files first, a missing one read as 'not a regular file'."""
+    verdict = verify_bundle(tmp_path / "absent.zip")
+    assert verdict.check("bundle").problems == [f"{tmp_path / 'absent.zip'}: no such file / 文件不存在"]
