@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import seal_verify.archive as archive
 from seal_protocol import canonical_json
 from seal_verify.errors import BundleUnreadable
 
@@ -43,21 +42,15 @@ PATTERNS = (
     re.compile(r"snapshots/[0-9a-f]{64}\.jpg"),
     re.compile(r"removal/[0-9a-f]{64}\.(?:pdf|jpg|png)"),
 )
-#: A member larger than this is not something the server writes (a snapshot is at most a few MiB).
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
-#: The bundle is read into memory: more than this in all (as the zip's directory declares it, which also bounds what
-#: is decompressed) or more members than this is refused before anything is read (a zip bomb of many members).
-#: The bench's case of 10,000 events and 1,000 snapshots is about 60 MiB.
-MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
-MAX_MEMBERS = 200_000
-#: What ``zipfile`` raises on hostile bytes, beyond BadZipFile: NotImplementedError (a RuntimeError) for a "zip
-#: version" above 6.3, IndexError and struct.error for a cut extra field, zlib.error for bad deflate data.
-ZIP_ERRORS = (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, IndexError, struct.error, zlib.error)
-#: A zip local file header (APPNOTE 4.3.7): signature, version, flags, method, time, date, CRC, sizes, name and
-#: extra field lengths.
-_LOCAL = struct.Struct("<4s2B4HL2L2H")
-_LOCAL_SIGNATURE = b"PK\x03\x04"
-_DESCRIPTOR = b"PK\x07\x08"
+#: Lines of one JSON-lines file, at most. Each line becomes an object of a few hundred bytes, so 20 million empty
+#: lines (19 MiB, 100 KB zipped) took 4 GB; the 256 MiB a member may hold has room for fewer than a million events,
+#: audit entries or proofs of a real bundle (the bench's 10,000 events make 10,000 lines of each).
+MAX_LINES = 1_000_000
+#: Strings, arrays and objects in the bundle's JSON, at most. Parsed, each costs 50-230 bytes of memory for as few as
+#: 2-3 bytes of the file ('[],' is a list of 56 bytes), so 120 MiB of '[],' took over 3 GB. A real bundle holds about
+#: 60 per event (its line, meta line and proof): this admits some 600,000 events, as the member bound does, and
+#: bounds the memory of any bundle by what a real one of that size needs.
+MAX_JSON_VALUES = 40_000_000
 
 
 def in_layout(path: str) -> bool:
@@ -79,81 +72,90 @@ class Bundle:
 
 
 def read_bundle(source: Path | IO[bytes]) -> Bundle:
-    """The bundle at ``source`` (a path, or an open binary file); :class:`BundleUnreadable` if it is no zip."""
+    """The bundle at ``source`` (a path to a regular file, or an open binary file); :class:`BundleUnreadable` if it
+    is no zip, or larger than a bundle."""
+    if not isinstance(source, Path):
+        return _read(source)
     try:
-        archive = zipfile.ZipFile(source)
-    except ZIP_ERRORS as exc:
-        raise BundleUnreadable(f"not a readable zip file: {exc}") from None
-    bundle = Bundle({})
-    with archive:
-        infos = archive.infolist()
-        total = sum(info.file_size for info in infos)
-        if len(infos) > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
+        if not source.exists():
+            raise BundleUnreadable(f"{source}: no such file / 文件不存在")
+        if not source.is_file():  # stat first: opening a FIFO would wait for a writer, /dev/zero has no end
             raise BundleUnreadable(
-                f"the zip declares {len(infos)} members of {total} bytes in all, more than a bundle holds "
-                f"(at most {MAX_MEMBERS} members, {MAX_TOTAL_BYTES} bytes): not read / 证据包过大，未读取"
+                f"{source} is not a regular file (a directory, a device, a pipe): give the zip file as exported / "
+                "不是普通文件"
             )
+        with source.open("rb") as fp:
+            return _read(fp)
+    except OSError as exc:
+        raise BundleUnreadable(f"cannot read {source}: {exc.strerror}") from None
+
+
+def _read(fp: IO[bytes]) -> Bundle:
+    try:
+        return _read_zip(fp)
+    except MemoryError:  # within the bounds, but more than this machine has: no traceback, a reason
+        raise BundleUnreadable("not enough memory to hold the bundle / 内存不足，无法读取证据包") from None
+
+
+def _read_zip(fp: IO[bytes]) -> Bundle:
+    try:
+        problems = archive.check_end(fp, fp.seek(0, 2))
+        zipped = zipfile.ZipFile(fp)
+    except BundleUnreadable:
+        raise
+    except archive.ZIP_ERRORS as exc:
+        raise BundleUnreadable(f"not a readable zip file: {exc}") from None
+    bundle = Bundle({}, problems)
+    with zipped:
+        infos = zipped.infolist()
+        total = sum(info.file_size for info in infos)
+        if len(infos) > archive.MAX_MEMBERS or total > archive.MAX_TOTAL_BYTES:
+            raise archive.too_large(f"the zip declares {len(infos)} members of {total} bytes in all")
         try:
-            bundle.problems += unlisted_bytes(archive, infos)
-        except ZIP_ERRORS as exc:
-            bundle.problems.append(f"the zip's members cannot be located: {exc}")
+            placed, problems = archive.place_members(fp, infos, zipped.start_dir)
+        except archive.ZIP_ERRORS as exc:
+            placed, problems = [], [f"the zip's members cannot be located: {exc}"]
+        bundle.problems += problems
+        where = {id(member.info): member for member in placed}
+        seen: set[str] = set()
         for info in infos:
-            name = info.filename
-            if name in bundle.files:
-                bundle.problems.append(f"{name} is in the zip twice")
-                continue
-            if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
-                # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
-                bundle.problems.append(f"{name} is not a path of the bundle's layout")
-                continue
-            if info.file_size > MAX_MEMBER_BYTES:
-                bundle.problems.append(f"{name} is larger than {MAX_MEMBER_BYTES} bytes")
-                continue
-            try:
-                bundle.files[name] = archive.read(info)
-            except ZIP_ERRORS as exc:
-                bundle.problems.append(f"{name} cannot be read from the zip: {exc}")
+            _add(bundle, fp, info, where.get(id(info)), seen)
+    values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
+    if values > MAX_JSON_VALUES:
+        raise BundleUnreadable(
+            f"the bundle's JSON holds about {values:,} strings, arrays and objects, more than a bundle holds (at most "
+            f"{MAX_JSON_VALUES:,}): not parsed / 证据包过大，未解析"
+        )
     return bundle
 
 
-def unlisted_bytes(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[str]:
-    """Problems with bytes of the zip that its directory does not describe: data before, between or after the
-    members (a hidden entry that a reader going by local headers would show instead), a local header that differs
-    from its directory entry, an archive comment. Every byte of a bundle is then covered by what is verified."""
-    fp, expected, problems = archive.fp, 0, []
-    assert fp is not None
-    for info in sorted(infos, key=lambda i: i.header_offset):
-        if info.header_offset != expected:
-            problems.append(f"bytes {expected}–{info.header_offset} of the zip belong to no member")
-        fp.seek(info.header_offset)
-        raw = fp.read(_LOCAL.size)
-        if len(raw) != _LOCAL.size:
-            problems.append(f"{info.filename}: its local header is cut short")
-            return problems
-        head = _LOCAL.unpack(raw)
-        sizes = (head[7], head[8], head[9]) if not info.flag_bits & 0x08 else (info.CRC, -1, -1)
-        if (
-            head[0] != _LOCAL_SIGNATURE
-            or (head[3], head[4], head[5], head[6]) != (info.flag_bits, info.compress_type, *_dos_time(info))
-            or sizes[0] != info.CRC
-            or sizes[1] not in (-1, info.compress_size, 0xFFFFFFFF)
-            or sizes[2] not in (-1, info.file_size, 0xFFFFFFFF)
-        ):
-            problems.append(f"{info.filename}: its local header is not its directory entry")
-        expected = info.header_offset + _LOCAL.size + head[10] + head[11] + info.compress_size
-        if info.flag_bits & 0x08:
-            fp.seek(expected)
-            expected += 16 if fp.read(4) == _DESCRIPTOR else 12
-    if expected != archive.start_dir:
-        problems.append(f"bytes {expected}–{archive.start_dir} of the zip belong to no member")
-    if archive.comment:
-        problems.append("the zip has a comment, which a bundle does not")
-    return problems
+def json_values(data: bytes) -> int:
+    """About how many strings, arrays and objects the JSON ``data`` holds (quotes and brackets inside strings count
+    too: more, never fewer), counted without parsing it."""
+    return data.count(b"{") + data.count(b"[") + data.count(b'"') // 2
 
 
-def _dos_time(info: zipfile.ZipInfo) -> tuple[int, int]:
-    y, mo, d, h, mi, s = info.date_time
-    return (h << 11 | mi << 5 | s // 2, (y - 1980) << 9 | mo << 5 | d)
+def _add(bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.Placed | None, seen: set[str]) -> None:
+    """Read ``info``'s member into ``bundle`` if it is where its local header says (``member``; the problem is
+    already stated if not) and nothing about it is wrong; else state what is."""
+    name = info.filename
+    if name in seen:
+        bundle.problems.append(f"{name} is in the zip twice")
+        return
+    seen.add(name)
+    if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
+        # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
+        bundle.problems.append(f"{name} is not a path of the bundle's layout")
+        return
+    problem = archive.member_problem(info)
+    if problem is not None:
+        bundle.problems.append(problem)
+    if problem is not None or member is None:
+        return
+    try:
+        bundle.files[name] = archive.read_member(fp, member)
+    except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
+        bundle.problems.append(f"{name} cannot be read from the zip: {exc}")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -189,11 +191,14 @@ def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, 
 
 
 def split_lines(data: bytes, what: str) -> list[bytes]:
-    """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not."""
+    """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not, or if
+    there are more than MAX_LINES (counted before they are split)."""
     if not data:
         return []
     if not data.endswith(b"\n"):
         raise ValueError(f"{what} does not end in a newline")
+    if data.count(b"\n") > MAX_LINES:
+        raise ValueError(f"{what} has more than {MAX_LINES:,} lines, more than a bundle holds: not read / 行数过多")
     return data[:-1].split(b"\n")
 
 

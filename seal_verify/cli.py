@@ -4,19 +4,23 @@
                          [--tsa-root FILE] [--json]
 
 Exit status: 0 every check holds and the log key is anchored (``--log-key``, or a kept checkpoint that verifies with
-it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read);
-3 every check holds but the log key is not anchored: the bundle is only self-consistent, which anyone can forge.
+it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read, or
+holds more than 1 MiB); 3 every check holds but the log key is not anchored: the bundle is only self-consistent,
+which anyone can forge.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
+import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from seal_verify.verdict import json_text
 from seal_verify.verify import verify_bundle
 
 logger = logging.getLogger("seal_verify.cli")
@@ -45,17 +49,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: Path | None) -> bytes | None:
-    return None if path is None else path.read_bytes()
+#: A kept checkpoint, a consistency proof or TSA roots are a few kilobytes: a file larger than this is none of them
+#: (and /dev/zero was read until memory ran out).
+MAX_OPTION_BYTES = 1024 * 1024
+
+
+class OptionFileTooLarge(OSError):
+    """A file given as an option is larger than MAX_OPTION_BYTES."""
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(MAX_OPTION_BYTES + 1)
+    if len(data) > MAX_OPTION_BYTES:
+        raise OptionFileTooLarge(errno.EFBIG, f"more than {MAX_OPTION_BYTES} bytes: no checkpoint, proof or PEM", path)
+    return data
+
+
+def _print(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped (seal-verify case.zip | head): the exit status still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's final flush finds no pipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # GBK (Windows in China, redirected) has no '✔': escape what it lacks
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="seal-verify: %(levelname)s %(message)s")
     try:
-        known = _read(args.known_checkpoint)
-        proofs = [p.read_bytes() for p in args.consistency_proof]
-        roots = _read(args.tsa_root)
+        known = None if args.known_checkpoint is None else _read(args.known_checkpoint)
+        proofs = [_read(p) for p in args.consistency_proof]
+        roots = None if args.tsa_root is None else _read(args.tsa_root)
     except OSError as exc:
         sys.stderr.write(f"seal-verify: cannot read {exc.filename}: {exc.strerror}\n")
         return 2
@@ -65,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = verify_bundle(
         args.bundle, known_checkpoint=known, consistency_proofs=proofs, tsa_roots_pem=roots, log_key=args.log_key
     )
-    if args.json:
-        sys.stdout.write(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2) + "\n")
-    else:
-        sys.stdout.write(verdict.text() + "\n")
+    _print(json_text(verdict.as_json()) if args.json else verdict.text())
     if not verdict.ok:
         return 1
     return 0 if verdict.anchored else 3

@@ -51,12 +51,16 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         return
     if paths != sorted(set(paths), key=str):
         check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
+    digests: dict[str, str] = {}  # each member hashed once, however often it is listed
     for entry in files:
         path = entry.get("path")
         data = bundle.get(path) if isinstance(path, str) and path not in MANIFEST_FILES else None
         if data is None:
             check.fail(f"{path}: listed in the manifest but missing")
-        elif hashlib.sha256(data).hexdigest() != entry.get("sha256") or len(data) != entry.get("size"):
+            continue
+        if path not in digests:
+            digests[path] = hashlib.sha256(data).hexdigest()
+        if digests[path] != entry.get("sha256") or len(data) != entry.get("size"):
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
     for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
         check.fail(f"{path}: in the bundle but not in the manifest")
@@ -105,6 +109,8 @@ def check_manifest_signature(check: Check, bundle: Bundle, key: NoteKey | None) 
         return
     if body != manifest_note_body(manifest):
         check.fail("manifest.sig is not the signature of this manifest.json")
+    if note.partition(b"\n\n")[2].count(b"\n") != 1:  # no file lists manifest.sig: any byte added goes unseen
+        check.fail("manifest.sig has signature lines besides the log key's; the server signs it alone")
 
 
 def check_checkpoint(

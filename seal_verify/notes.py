@@ -19,6 +19,11 @@ from seal_verify.errors import NoteError
 
 ED25519 = b"\x01"
 DASH = "\u2014"
+#: golang.org/x/mod/sumdb/note refuses a note of more than 100 signatures ("avoid spending forever parsing a note
+#: with many signatures"); each line was a tuple and a decoded stamp here, so 15 million took 4.5 GB. A checkpoint or
+#: the manifest's note is a few hundred bytes: one of more than a MiB is no note of a log.
+MAX_SIGNATURES = 100
+MAX_NOTE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,16 @@ def key_id(name: str, public_key: bytes) -> bytes:
 
 
 def b64decode(text: str) -> bytes:
-    """Strict standard base64; :class:`ValueError` otherwise."""
+    """Strict standard base64, canonical (RFC 4648 §3.5: pad bits zero, so each value has one spelling: the last
+    character of a signature could otherwise be changed among four that decode alike); :class:`ValueError`
+    otherwise."""
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical base64 (its pad bits are not zero)")
+    return raw
 
 
 def parse_key(text: str) -> NoteKey:
@@ -66,6 +76,8 @@ def parse_key(text: str) -> NoteKey:
 
 def open_note(note: bytes, key: NoteKey) -> str:
     """The body of the signed ``note`` (with its final newline) if ``key`` signed it; else :class:`NoteError`."""
+    if len(note) > MAX_NOTE_BYTES:
+        raise NoteError(f"the note has more than {MAX_NOTE_BYTES} bytes")
     try:
         text = note.decode("utf-8")
     except UnicodeDecodeError:
@@ -73,6 +85,8 @@ def open_note(note: bytes, key: NoteKey) -> str:
     body, sep, signatures = text.partition("\n\n")
     if not sep or not body or not signatures.endswith("\n"):
         raise NoteError("not a signed note: a body, a blank line and signature lines expected")
+    if signatures.count("\n") > MAX_SIGNATURES:
+        raise NoteError(f"the note has more than {MAX_SIGNATURES} signature lines")
     body += "\n"
     stamps = [_signature_line(line) for line in signatures[:-1].split("\n")]
     for name, stamp in stamps:
@@ -99,8 +113,8 @@ def _signature_line(line: str) -> tuple[str, bytes]:
 
 
 def parse_checkpoint(body: str) -> Checkpoint:
-    lines = body.split("\n")
-    if len(lines) < 4 or lines[-1] != "" or not lines[0]:
+    lines = body.split("\n", 3)  # origin, size, root hash, then extension lines (if any) and the final newline
+    if len(lines) < 4 or not body.endswith("\n") or not lines[0]:
         raise NoteError("not a checkpoint: origin, decimal size and base64 root hash expected")
     size_text = lines[1]
     if not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20) or size_text != str(int(size_text)):

@@ -23,11 +23,20 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from rfc3161_client import PKIStatus, TimeStampResponse, VerificationError, VerifierBuilder, decode_timestamp_response
 
+from seal_verify.errors import is_library_panic
+
 SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 #: What parsing hostile bytes may raise (rfc3161-client and cryptography report bad DER as ValueError, a bad X.509
 #: version as InvalidVersion, an unknown key or signature algorithm as UnsupportedAlgorithm, a name whose string
 #: has an unknown ASN.1 type as KeyError).
 MALFORMED = (ValueError, TypeError, KeyError, x509.InvalidVersion, UnsupportedAlgorithm)
+#: A token is a few kilobytes and a TSA's chain a few certificates. Each certificate of the chain was compared with
+#: every other (and the token's, and checked for a self-signature): 20,000 of them took 27 s, the 256 MiB a bundle's
+#: member may hold hours. Larger tokens and chains are refused before they are parsed, and pinned roots of more than a
+#: system's whole set of CAs.
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_CERTIFICATES = 100
+MAX_ROOTS = 1000
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,24 @@ def verify_timestamp(
 ) -> TimestampVerdict:
     """The verdict on ``token_der`` (a DER TimeStampResp) as a time stamp of ``data``, with the TSA's certificate
     chain ``chain_pem`` (PEM, as kept), against the roots ``roots_pem`` (PEM) if given."""
+    try:
+        return _verify(token_der, data, chain_pem, roots_pem)
+    except BaseException as exc:
+        if not is_library_panic(exc):
+            raise
+        said = str(exc).partition("(")[0][:200]  # the panic's first words, without OpenSSL's error stack
+        reason = f"the time stamp library cannot parse a certificate or the token (it panicked: {said})"
+        return TimestampVerdict(False, reason, pinned=roots_pem is not None)
+
+
+def _verify(token_der: bytes, data: bytes, chain_pem: bytes, roots_pem: bytes | None) -> TimestampVerdict:
     pinned = roots_pem is not None
+    if len(token_der) > MAX_TOKEN_BYTES:
+        return TimestampVerdict(False, f"the token has more than {MAX_TOKEN_BYTES} bytes", pinned=pinned)
+    bounds = (("the kept chain holds", chain_pem, MAX_CERTIFICATES), ("the roots hold", roots_pem, MAX_ROOTS))
+    for what, pem, most in bounds:
+        if pem is not None and pem.count(b"-----BEGIN CERTIFICATE-----") > most:
+            return TimestampVerdict(False, f"{what} more than {most} certificates", pinned=pinned)
     try:
         response = decode_timestamp_response(token_der)
         if response.status != PKIStatus.GRANTED:  # no token inside (rfc3161-client refuses grantedWithMods too)
@@ -56,7 +82,11 @@ def verify_timestamp(
             reason = f"the TSA did not grant a time stamp (status {response.status}: {said})"
             return TimestampVerdict(False, reason, pinned=pinned)
         gen_time = response.tst_info.gen_time
-        embedded = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+        carried = response.signed_data.certificates
+        if len(carried) > MAX_CERTIFICATES:
+            reason = f"the token carries more than {MAX_CERTIFICATES} certificates"
+            return TimestampVerdict(False, reason, pinned=pinned)
+        embedded = [x509.load_der_x509_certificate(der) for der in carried]
     except MALFORMED as exc:
         return TimestampVerdict(False, f"not a well-formed RFC 3161 TimeStampResp: {exc}", pinned=pinned)
     try:
@@ -142,8 +172,4 @@ def _self_signed(cert: x509.Certificate) -> bool:
 
 
 def _unique(certs: list[x509.Certificate]) -> list[x509.Certificate]:
-    seen: list[x509.Certificate] = []
-    for cert in certs:
-        if cert not in seen:
-            seen.append(cert)
-    return seen
+    return list(dict.fromkeys(certs))  # a certificate hashes and compares by its DER bytes

@@ -3,12 +3,17 @@ line and details; readable as text (Chinese first) or as JSON."""
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-#: At most this many details of one check are printed as text (all are in the JSON).
+#: At most this many details of one check are printed as text (all that are kept are in the JSON).
 TEXT_DETAILS = 20
+#: At most this many problems and notes of one check are kept; the rest are counted (``problems_omitted``): a
+#: bundle of a million bad lines made a million problems, each kept and printed in the JSON.
+KEPT_DETAILS = 1000
 
 
 class Status(StrEnum):
@@ -26,6 +31,34 @@ UNANCHORED = (
     "the one the court publishes and verify again with --log-key.",
 )
 
+#: Unicode categories of characters that drive a terminal or reorder what it shows (controls, format characters such
+#: as U+202E RIGHT-TO-LEFT OVERRIDE, line and paragraph separators), and lone surrogates (no UTF-8 can be written of
+#: them). The verdict shows text from the bundle (its manifest's fields, member names) with them escaped: a forged
+#: bundle's escape sequences could otherwise hide the real verdict and show a line of their own.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` with every character of :data:`_HIDDEN` shown as a Python escape (``\\x1b``, ``\\u202e``)."""
+    if text.isprintable():  # also false for harmless spaces such as U+3000: then look at each character
+        return text
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
+def _json_escape(c: str) -> str:
+    if ord(c) <= 0xFFFF:
+        return f"\\u{ord(c):04x}"
+    high, low = divmod(ord(c) - 0x10000, 0x400)
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+
+
+def json_text(value: Any) -> str:
+    """``value`` as indented JSON (UTF-8 text, not ASCII escapes), with every character of :data:`_HIDDEN` escaped:
+    ``json.dumps`` escapes only C0 controls, so C1 controls and bidirectional overrides reached the terminal."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    return "".join(_json_escape(c) if c != "\n" and unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
 _MARKS = {Status.OK: "✔ 通过 ok", Status.FAILED: "✘ 未通过 FAILED", Status.ABSENT: "– 无 absent"}
 
 
@@ -40,13 +73,22 @@ class Check:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     summary: str = ""
+    #: Problems and notes past KEPT_DETAILS, counted but not kept.
+    problems_omitted: int = 0
+    notes_omitted: int = 0
 
     def fail(self, problem: str) -> None:
         self.status = Status.FAILED
-        self.problems.append(problem)
+        if len(self.problems) < KEPT_DETAILS:
+            self.problems.append(problem)
+        else:
+            self.problems_omitted += 1
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
+        if len(self.notes) < KEPT_DETAILS:
+            self.notes.append(text)
+        else:
+            self.notes_omitted += 1
 
     def absent(self, why: str) -> Check:
         self.status = Status.ABSENT
@@ -61,7 +103,9 @@ class Check:
             "status": self.status.value,
             "summary": self.summary,
             "problems": self.problems,
+            "problems_omitted": self.problems_omitted,
             "notes": self.notes,
+            "notes_omitted": self.notes_omitted,
         }
 
 
@@ -109,16 +153,18 @@ class BundleVerdict:
             lines.append(f"{_MARKS[check.status]:<18} {check.zh} / {check.en}")
             if check.summary:
                 lines.append(f"    {check.summary}")
-            for label, items in (("✘", check.problems), ("·", check.notes)):
+            for label, items, omitted in (
+                ("✘", check.problems, check.problems_omitted),
+                ("·", check.notes, check.notes_omitted),
+            ):
                 lines += [f"    {label} {item}" for item in items[:TEXT_DETAILS]]
-                if len(items) > TEXT_DETAILS:
-                    lines.append(
-                        f"    {label} … {len(items) - TEXT_DETAILS} more / 另有 {len(items) - TEXT_DETAILS} 条"
-                    )
+                more = max(len(items) - TEXT_DETAILS, 0) + omitted
+                if more:
+                    lines.append(f"    {label} … {more} more / 另有 {more} 条")
         if self.trusted:
             lines.append("结论：全部检查通过。 Verdict: every check holds.")
         elif self.ok:
             lines += UNANCHORED
         else:
             lines.append(f"结论：检查未通过。 Verdict: FAILED ({', '.join(self.failed)}).")
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)

@@ -14,7 +14,7 @@ import seal_verify.anchors as anchors
 import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
-from seal_verify.errors import BundleUnreadable
+from seal_verify.errors import BundleUnreadable, is_library_panic
 from seal_verify.verdict import BundleVerdict, Check, Status
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,12 @@ def verify_bundle(
         name, run = step
         try:
             run()
-        except Exception as exc:  # a defect or an input no rule foresaw: the check fails, the others go on
+        except MemoryError:  # within the bounds, but more than this machine has: a reason, not a defect's trace
+            logger.error("check %s ran out of memory", name)
+            checks[name].fail("not enough memory to complete this check / 内存不足，无法完成此项检查")
+        except BaseException as exc:  # a defect or an input no rule foresaw: the check fails, the others go on
+            if not isinstance(exc, Exception) and not is_library_panic(exc):
+                raise  # an interrupt, an exit
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
     verdict.facts = state.get("facts", {})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
 
 from seal_dev.tsa import TsaPki, make_tsa_pki, refusal, sign_query
@@ -153,3 +154,35 @@ def test_a_tsa_certificate_not_valid_at_gen_time_fails(tmp_path: Path) -> None:
         verdict = verify_timestamp(token_of(pki, NOTE), NOTE, chain_of(pki), pki.ca_pem.read_bytes())
         assert not verdict.ok
         assert "not yet valid" in verdict.reason or "expired" in verdict.reason, verdict.reason
+
+
+def test_a_certificate_the_library_cannot_parse_fails_without_a_panic(pki: TsaPki) -> None:
+    """A pinned root whose issuer's UTF8String is not UTF-8: cryptography loads it (names are parsed when read),
+    then rfc3161-client's Rust code unwrapped OpenSSL's parse error and panicked — pyo3's PanicException, a
+    BaseException that went through every ``except Exception`` and ended seal-verify with a traceback."""
+    token = token_of(pki, NOTE)
+    der = bytearray(x509.load_pem_x509_certificate(pki.ca_pem.read_bytes()).public_bytes(Encoding.DER))
+    at = der.find(b"Seal Test TSA Root")  # the issuer's, before the subject's
+    der[at + 2] = 0xA1  # a UTF-8 continuation byte with nothing to continue
+    root = x509.load_der_x509_certificate(bytes(der)).public_bytes(Encoding.PEM)
+    verdict = verify_timestamp(token, NOTE, chain_of(pki), root)
+    assert not verdict.ok and verdict.pinned
+    assert "cannot parse" in verdict.reason, verdict.reason
+
+
+def test_a_chain_of_thousands_of_certificates_is_refused_before_they_are_compared(pki: TsaPki) -> None:
+    """Each certificate of the kept chain was compared with every one before it (and with the token's, and checked
+    for a self-signature): 20,000 distinct ones (12 MiB, 200 KB zipped) took 27 s, the 256 MiB a member may hold
+    hours. A chain and the token hold at most MAX_CERTIFICATES certificates, pinned roots MAX_ROOTS."""
+    token = token_of(pki, NOTE)
+    der = x509.load_pem_x509_certificate(pki.ca_pem.read_bytes()).public_bytes(Encoding.DER)
+    serial = x509.load_der_x509_certificate(der).serial_number.to_bytes(20, "big")
+    at = der.find(serial[-8:])
+    others = []
+    for n in range(5000):  # the root with another serial number: distinct certificates that parse
+        changed = der[:at] + n.to_bytes(4, "big") + der[at + 4 :]
+        others.append(x509.load_der_x509_certificate(changed).public_bytes(Encoding.PEM))
+    for chain, roots, most in ((chain_of(pki) + b"".join(others), None, 100), (chain_of(pki), b"".join(others), 1000)):
+        verdict = verify_timestamp(token, NOTE, chain, roots)
+        assert not verdict.ok and f"more than {most} certificates" in verdict.reason, verdict.reason
+    assert verify_timestamp(token, NOTE, chain_of(pki) + b"".join(others[:90]), None).ok

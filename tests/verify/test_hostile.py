@@ -16,7 +16,7 @@ import pytest
 from seal_dev.tsa import LocalTsa, make_tsa_pki
 from seal_protocol import canonical_json
 from seal_verify import verify_bundle
-from seal_verify.bundle import MAX_TOTAL_BYTES
+from seal_verify.archive import MAX_TOTAL_BYTES
 from seal_verify.cli import main
 from server.core.db import SessionFactory
 from server.evidence import log

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from seal_protocol import EventType, canonical_json, snapshot_topic
 from server.audit.models import AuditEntry
 from server.config import Settings
 from server.core.append_only import drop_statements
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
 from server.evidence import log
 from server.evidence.checkpoints import LogKey
@@ -183,3 +184,28 @@ def lines(data: bytes) -> list[bytes]:
 
 def join(parts: list[bytes]) -> bytes:
     return b"".join(part + b"\n" for part in parts)
+
+
+# -- one real bundle for tests that only rewrite its zip --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A real bundle's bytes, its members, and the log key it verifies with."""
+
+    data: bytes
+    members: dict[str, bytes]
+    log_key: str
+
+
+def export_once(tmp_path: Path, migrated_sqlite: Path) -> Exported:
+    """Case A of :func:`build_world` exported, on a copy of the migrated SQLite template (for module fixtures)."""
+    shutil.copyfile(migrated_sqlite, tmp_path / "court.db")
+    url = f"sqlite:///{tmp_path / 'court.db'}"
+    engine = make_engine(url)
+    try:
+        world = build_world(make_session_factory(engine), url, tmp_path)
+        path = world.export(CASE_A, tmp_path / "case.zip").path
+        return Exported(path.read_bytes(), read_members(path), world.log_key.verifier())
+    finally:
+        engine.dispose()
