@@ -43,10 +43,9 @@ from pathlib import Path
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bare_subscriber import BareProcess
 from bench_support import Series, machine
-from ingest_load import BenchSeal, Fleet, prefill
+from ingest_load import BenchSeal, Fleet, fresh_database, prefill
 from ingest_pir import PirProbe
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess
@@ -113,24 +112,6 @@ class CpuMeter:
         parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
         load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
         return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
-
-
-@contextmanager
-def fresh_database(url: str | None) -> Iterator[str | None]:
-    """None (the court's own SQLite file), or a new schema on the PostgreSQL of ``url``, dropped afterwards."""
-    if url is None:
-        yield None
-        return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def bare_rate(root: Path, broker: PrivateBroker, fleet: Fleet, events: int) -> float:

@@ -10,7 +10,7 @@ database server's share (wall minus CPU, when the database is another process). 
     .venv/bin/python bench/ingest_batch.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/ingest_batch.py --events 100 --seals 100 --batches 200
 
-On PostgreSQL the run uses a schema of its own, dropped at the end.
+On PostgreSQL the run uses a schema of its own, dropped at the end (`ingest_load.fresh_database`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import bench_support  # noqa: F401 - puts the checkout on sys.path
-from ingest_load import BenchSeal
+from ingest_load import BenchSeal, fresh_database
 
 from seal_protocol import event_topic
 from server.core.db import make_engine, make_session_factory, session_scope
@@ -40,26 +37,6 @@ from server.seals.cases import add_case
 from server.seals.registry import register_seal
 
 CASE = "(2026)苏0214执1234号"
-
-
-@contextmanager
-def database(url: str | None, directory: Path) -> Iterator[str]:
-    """The URL of a new, empty database: a SQLite file, or a schema of its own on the PostgreSQL of ``url``."""
-    if url is None:
-        yield f"sqlite:///{directory / 'court.db'}"
-        return
-    from sqlalchemy import create_engine, make_url, text
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -84,7 +61,8 @@ def main(argv: list[str]) -> int:
     for seal in seals:
         seal.make_events(rounds)
     print(f"{args.seals} seals, {rounds} signed heartbeats each, made in {time.monotonic() - started:.1f} s")
-    with tempfile.TemporaryDirectory(prefix="ingest-batch-") as tmp, database(args.database_url, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="ingest-batch-") as tmp, fresh_database(args.database_url) as schema:
+        url = schema or f"sqlite:///{Path(tmp) / 'court.db'}"
         engine = make_engine(url)
         init_db(engine)
         factory = make_session_factory(engine)

@@ -16,11 +16,16 @@ import json
 import secrets
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from seal_protocol import EventType, encode_envelope, event_topic, new_envelope
 from seal_protocol.signing import SigningKey, generate_signing_key, sign_envelope
@@ -197,3 +202,21 @@ def prefill(session_factory: Any, case_no: str, count: int, *, seals: int = 100,
         with session_scope(session_factory) as session:
             ids = insert_events(session, rows)
             append_events(session, [Leaf(i, raw) for i in ids])  # type: ignore[arg-type]
+
+
+@contextmanager
+def fresh_database(url: str | None) -> Iterator[str | None]:
+    """None (the court's own SQLite file), or a new schema on the PostgreSQL of ``url``, dropped afterwards."""
+    if url is None:
+        yield None
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
