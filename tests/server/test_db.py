@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -126,53 +128,43 @@ def _backend_pid(engine: Engine) -> int:
         return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
 
 
-def _terminate(admin: Engine, pid: int) -> None:
-    with admin.connect() as conn:
-        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid}, 5000)").scalar_one()
+@contextmanager
+def _ended_after_use(database_url: str, admin: Engine, *, ping_after_idle: bool) -> Iterator[tuple[Engine, int]]:
+    """An engine whose one pooled connection was used, then ended by the server (``pg_terminate_backend``: a
+    restart, a failover, an idle timeout); and that connection's backend pid."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    pooled = make_engine(database_url, ping_after_idle=ping_after_idle)
+    try:
+        first = _backend_pid(pooled)
+        with admin.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({first}, 5000)").scalar_one()
+        yield pooled, first
+    finally:
+        pooled.dispose()
 
 
 def test_a_pooled_connection_that_died_while_idle_is_replaced_unseen(database_url: str, engine: Engine) -> None:
-    """A connection that lay idle in the pool is pinged before use: one the server ended meanwhile (a restart, a
-    failover, an idle timeout) is replaced before anyone uses it."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no server to end a connection")
-    pooled = make_engine(database_url, ping_after_idle=True)
-    try:
-        first = _backend_pid(pooled)
-        _terminate(engine, first)
+    """A connection that lay idle in the pool is pinged before use: one the server ended meanwhile is replaced
+    before anyone uses it."""
+    with _ended_after_use(database_url, engine, ping_after_idle=True) as (pooled, first):
         time.sleep(PING_AFTER_IDLE_S + 0.2)
         assert _backend_pid(pooled) != first  # no error: the dead connection was replaced at its checkout
-    finally:
-        pooled.dispose()
 
 
 def test_a_connection_used_just_before_is_not_pinged(database_url: str, engine: Engine) -> None:
     """On the ingest's engine, transactions that follow each other (its batches) take their connection without a
     ping, a round trip each: a connection ended just after its last use fails the next transaction (which the ingest
     tries again), and the one after gets a new connection."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no server to end a connection")
-    pooled = make_engine(database_url, ping_after_idle=True)
-    try:
-        first = _backend_pid(pooled)
-        _terminate(engine, first)
+    with _ended_after_use(database_url, engine, ping_after_idle=True) as (pooled, first):
         with pytest.raises(DBAPIError) as failed:
             _backend_pid(pooled)
         assert failed.value.connection_invalidated
         assert _backend_pid(pooled) != first
-    finally:
-        pooled.dispose()
 
 
 def test_other_engines_ping_at_every_checkout(database_url: str, engine: Engine) -> None:
     """The web's and the workers' engines (which do not try a failed transaction again) ping each connection before
     use: one ended just after its last use is replaced unseen."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no server to end a connection")
-    pooled = make_engine(database_url)
-    try:
-        first = _backend_pid(pooled)
-        _terminate(engine, first)
+    with _ended_after_use(database_url, engine, ping_after_idle=False) as (pooled, first):
         assert _backend_pid(pooled) != first
-    finally:
-        pooled.dispose()
