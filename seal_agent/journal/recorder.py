@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from seal_agent.interfaces import Clock
@@ -45,13 +46,20 @@ class EventRecorder:
         return self._outbox
 
     def record(
-        self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
+        self,
+        type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, str] | None = None,
+        at: datetime | None = None,
     ) -> StoredEvent:
         """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
 
+        ``at`` is the event's time (default: now): a retried commit keeps the time the event happened.
+
         Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
         """
-        now = self._clock.now()
+        now = at or self._clock.now()
         body = dict(payload or {})
 
         def build(seq: int, prev_hash: str | None) -> bytes:
