@@ -18,6 +18,10 @@ from seal_agent.interfaces import WarningPlayback
 logger = logging.getLogger(__name__)
 
 _ASOUND_CARDS = Path("/proc/asound/cards")
+#: What simpleaudio's ``play_buffer`` accepts (it raises ValueError for anything else, at every play).
+PLAYABLE_CHANNELS = (1, 2)
+PLAYABLE_SAMPLE_BYTES = (1, 2, 3, 4)
+PLAYABLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000)
 
 
 def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
@@ -60,9 +64,11 @@ class WarningSpeaker:
         self._sounds: list[tuple[str, str, simpleaudio.WaveObject]] = []
         for path, language in zip(files, languages, strict=True):
             try:
-                self._sounds.append((path.name, language, simpleaudio.WaveObject.from_wave_file(str(path))))
+                sound = simpleaudio.WaveObject.from_wave_file(str(path))
             except (OSError, EOFError, wave.Error) as exc:
                 raise AudioError(f"cannot load warning sound {path}: {exc}") from exc
+            _check_playable(path, sound)
+            self._sounds.append((path.name, language, sound))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._current: simpleaudio.PlayObject | None = None
@@ -110,9 +116,11 @@ class WarningSpeaker:
             for name, language, sound in self._sounds:
                 if self._stop.is_set():
                     break
-                self._play_one(playback, name, language, sound)
-        except Exception:
-            logger.exception("warning playback failed")
+                try:
+                    self._play_one(playback, name, language, sound)
+                except Exception as exc:  # this clip's top level: it failed (never "stopped"); the next is tried
+                    logger.exception("warning %s failed", name)
+                    playback.finished(language, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._current = None
@@ -154,3 +162,16 @@ class WarningSpeaker:
             hook(name)
         except Exception:
             logger.exception("on_started hook failed for %s", name)
+
+
+def _check_playable(path: Path, sound: simpleaudio.WaveObject) -> None:
+    """Refuse at start a WAV that simpleaudio loads but can never play (it would fail at every intrusion)."""
+    problems = []
+    if sound.num_channels not in PLAYABLE_CHANNELS:
+        problems.append(f"{sound.num_channels} channels (1 or 2 can be played)")
+    if sound.bytes_per_sample not in PLAYABLE_SAMPLE_BYTES:
+        problems.append(f"{sound.bytes_per_sample} bytes per sample (1 to 4 can be played)")
+    if sound.sample_rate not in PLAYABLE_RATES:
+        problems.append(f"{sound.sample_rate} Hz (playable: {', '.join(map(str, PLAYABLE_RATES))} Hz)")
+    if problems:
+        raise AudioError(f"warning sound {path} cannot be played: {'; '.join(problems)}")
