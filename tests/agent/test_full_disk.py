@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -17,6 +17,8 @@ from seal_agent.errors import OutboxError
 from seal_dev.broker import PrivateBroker
 from seal_protocol import parse_ts
 from tests.agent.helpers import CourtSubscriber, RuntimeFactory, check_chain, pulse, verify_key, write_config
+from tests.agent.test_camera_agent import camera_section
+from tests.agent_camera.clips import black_frames, write_clip
 
 DEVICE = "seal-test-1"
 
@@ -67,6 +69,38 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
         started = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "agent_started")
         # Signed with the time of the edge (within a second of the start here), not of the later commit.
         assert parse_ts(intrusions[0].ts) - parse_ts(started.ts) < timedelta(seconds=1)
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_camera_health_event_refused_by_a_full_disk_is_committed_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """``camera_blind`` comes from the camera's own thread, which must not wait for the disk: the event is held in
+    memory and committed, with its own time, before the next event (a heartbeat)."""
+    video = write_clip(tmp_path / "covered.avi", black_frames(40))
+    config = write_config(tmp_path, broker, camera=camera_section(video), heartbeat_s=1)
+    failures = _OutboxFailures()
+    logging.getLogger("seal_agent").addHandler(failures)
+    try:
+        runtime = runtimes(config)  # the outbox exists from here on
+        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+        database.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"camera_blind\"') > 0 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+        )
+        runtime.start()
+        assert failures.wait(1, timeout=10), "the camera never reported the covered lens"
+        held_at = datetime.now(UTC)
+        assert runtime.recorder.held == 1
+        database.execute("DROP TRIGGER disk_full")  # room again
+        database.close()
+
+        assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=10), "camera_blind was lost"
+        assert court.payloads(DEVICE, "camera_blind")[0]["reason"] == "uniform"
+        blind = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "camera_blind")
+        assert parse_ts(blind.ts) <= held_at  # the time it was seen, not the time of the later commit
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
