@@ -16,7 +16,15 @@ from seal_agent.config import load_config
 from seal_agent.errors import OutboxError
 from seal_dev.broker import PrivateBroker
 from seal_protocol import parse_ts
-from tests.agent.helpers import CourtSubscriber, RuntimeFactory, check_chain, pulse, verify_key, write_config
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    RuntimeFactory,
+    check_chain,
+    pulse,
+    verify_key,
+    write_config,
+)
 from tests.agent.test_camera_agent import camera_section
 from tests.agent_camera.clips import black_frames, write_clip
 
@@ -104,3 +112,25 @@ def test_a_camera_health_event_refused_by_a_full_disk_is_committed_once_there_is
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+    database.execute(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON outbox "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+    )
+    runtime.start()  # agent_started cannot be committed: the seal runs anyway
+    assert runtime.publisher.wait_listening(5)
+    pulse(mock_pins)
+    assert speaker.wait_plays(1), "a seal started on a full disk does not warn"
+    database.execute("DROP TRIGGER disk_full")  # room again
+    database.close()
+
+    assert court.wait_for(lambda c: c.types(DEVICE) == ["agent_started", "intrusion"], timeout=15), court.types(DEVICE)
+    check_chain(court.of(DEVICE), verify_key(config))
