@@ -53,11 +53,12 @@ class EventRecorder:
         """Commit one event for a thread that must not wait (the camera's, the spool's); if the outbox refuses it
         (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in memory with its time and commit it before
         the next event (a heartbeat at the latest). Never raises an OutboxError."""
+        at = self._clock.now()
         try:
-            self.record(type, payload)
+            self.record(type, payload, at=at)
         except OutboxError:
             with self._order:
-                self._held.append((type, dict(payload or {}), self._clock.now()))
+                self._held.append((type, dict(payload or {}), at))
             logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
 
     @property
@@ -83,7 +84,12 @@ class EventRecorder:
         with self._order:
             while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
                 held_type, held_payload, held_at = self._held[0]
-                self._commit(held_type, held_payload, held_at, None)
+                try:
+                    self._commit(held_type, held_payload, held_at, None)
+                except OutboxError:
+                    raise
+                except Exception:  # an event that can never be built must not block every later one
+                    logger.exception("held %s cannot be recorded; dropped: %s", held_type.value, held_payload)
                 self._held.pop(0)
             stored = self._commit(type, dict(payload or {}), now, settings)
         self.on_committed()
