@@ -12,16 +12,13 @@ from pathlib import Path
 import simpleaudio
 from simpleaudio._simpleaudio import SimpleaudioError
 
+from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import AudioError
 from seal_agent.interfaces import WarningPlayback
 
 logger = logging.getLogger(__name__)
 
 _ASOUND_CARDS = Path("/proc/asound/cards")
-#: What simpleaudio's ``play_buffer`` accepts (it raises ValueError for anything else, at every play).
-PLAYABLE_CHANNELS = (1, 2)
-PLAYABLE_SAMPLE_BYTES = (1, 2, 3, 4)
-PLAYABLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000)
 
 
 def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
@@ -67,7 +64,9 @@ class WarningSpeaker:
                 sound = simpleaudio.WaveObject.from_wave_file(str(path))
             except (OSError, EOFError, wave.Error) as exc:
                 raise AudioError(f"cannot load warning sound {path}: {exc}") from exc
-            _check_playable(path, sound)
+            problem = unplayable(path)
+            if problem is not None:  # simpleaudio would refuse it at every intrusion: refuse it now
+                raise AudioError(f"warning sound {problem}")
             self._sounds.append((path.name, language, sound))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -162,16 +161,3 @@ class WarningSpeaker:
             hook(name)
         except Exception:
             logger.exception("on_started hook failed for %s", name)
-
-
-def _check_playable(path: Path, sound: simpleaudio.WaveObject) -> None:
-    """Refuse at start a WAV that simpleaudio loads but can never play (it would fail at every intrusion)."""
-    problems = []
-    if sound.num_channels not in PLAYABLE_CHANNELS:
-        problems.append(f"{sound.num_channels} channels (1 or 2 can be played)")
-    if sound.bytes_per_sample not in PLAYABLE_SAMPLE_BYTES:
-        problems.append(f"{sound.bytes_per_sample} bytes per sample (1 to 4 can be played)")
-    if sound.sample_rate not in PLAYABLE_RATES:
-        problems.append(f"{sound.sample_rate} Hz (playable: {', '.join(map(str, PLAYABLE_RATES))} Hz)")
-    if problems:
-        raise AudioError(f"warning sound {path} cannot be played: {'; '.join(problems)}")
