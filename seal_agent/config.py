@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from seal_agent.devices.camera.config import CameraConfig
+from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import ConfigError
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
@@ -270,6 +271,8 @@ def check_files(config: AgentConfig) -> list[str]:
     for index, path in enumerate(config.warning.sound_files()):
         if not path.is_file():
             problems.append(f"warning.languages.{index}: {path} does not exist")
+        elif (problem := unplayable(path)) is not None:
+            problems.append(f"warning.languages.{index}: {problem}")
     state_dir = config.state_dir
     if state_dir.exists() and not state_dir.is_dir():
         problems.append(f"state_dir: {state_dir} is not a directory")

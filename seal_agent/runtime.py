@@ -177,8 +177,8 @@ class SealRuntime:
     @staticmethod
     def _wire_camera(camera: SealCamera, recorder: EventRecorder) -> None:
         """The camera's health transitions and the spool's thinnings are events of their own."""
-        camera.monitor.on_health = lambda kind, details: _discard(recorder.record(EventType(kind), details))
-        camera.spool.on_thinned = lambda payload: _discard(recorder.record(EventType.OUTBOX_FULL, payload))
+        camera.monitor.on_health = lambda kind, details: recorder.record_or_hold(EventType(kind), details)
+        camera.spool.on_thinned = lambda payload: recorder.record_or_hold(EventType.OUTBOX_FULL, payload)
 
     def start(self) -> None:
         self.delivery.start()
@@ -213,7 +213,3 @@ def _device_key(config: AgentConfig) -> SigningKey:
     if created:
         logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
     return key
-
-
-def _discard(value: object) -> None:
-    pass

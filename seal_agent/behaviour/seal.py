@@ -110,7 +110,8 @@ class SealAgent:
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + self.heartbeat_s
         self._respond.start()
-        self._recorder.record(
+        # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
+        self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
             {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
         )

@@ -20,6 +20,9 @@ waits for the camera before the event is committed:
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
+An event the outbox refuses (a full disk) is evidence: it is kept in memory and committed again, with the time of
+its first attempt, until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up.
+
 It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
 
@@ -32,17 +35,28 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
+from seal_agent.errors import OutboxError
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence, WarningPlayback
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: Commits one signed event (``SealAgent.record``).
-RecordEvent = Callable[[EventType, Mapping[str, Any]], StoredEvent]
+#: A trigger's event the outbox refused (a full disk) is committed again after this many seconds, doubling up to
+#: :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk has room.
+RECORD_RETRY_S = 0.5
+RECORD_RETRY_MAX_S = 30.0
+
+
+class RecordEvent(Protocol):
+    """Commits one signed event with the time ``at`` (default now) (``EventRecorder.record``)."""
+
+    def __call__(self, type: EventType, payload: Mapping[str, Any], *, at: datetime | None = None) -> StoredEvent: ...
+
+
 #: Called with a trigger's committed event, on the trigger worker's thread.
 OnRecorded = Callable[[StoredEvent], None]
 #: An intrusion's ``warning`` while the camera has not yet confirmed or denied the presence.
@@ -90,8 +104,10 @@ class TriggerResponder:
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self._speaker = speaker
-        self.speaker_health = SpeakerHealth(now or (lambda: datetime.now(UTC)))
-        self._record = record
+        self._now = now or (lambda: datetime.now(UTC))
+        self.speaker_health = SpeakerHealth(self._now)
+        self._record_once = record
+        self._stopping = threading.Event()
         self._camera = camera
         self._policy = camera_policy or CameraPolicy()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -108,6 +124,7 @@ class TriggerResponder:
     # -- life cycle -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="seal-triggers", daemon=True)
         self._worker.start()
 
@@ -115,6 +132,7 @@ class TriggerResponder:
         """Record every trigger already queued, then wait for confirmations and follow-ups (each at most
         ``timeout`` s; stop the camera first so that they finish at once)."""
         worker, self._worker = self._worker, None
+        self._stopping.set()  # an event the outbox keeps refusing is tried once more, not for ever
         if worker is not None:
             self._jobs.put(None)
             worker.join(timeout)
@@ -331,6 +349,22 @@ class TriggerResponder:
         self._record(EventType.SNAPSHOT_TAKEN, details)
         if trigger.start is not None and trigger.seq is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
+
+    def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
+        """Commit a trigger's event; while the outbox refuses it (a full disk), try again with a doubling delay,
+        with the time of the first attempt, until it is committed or the responder stops (then raise)."""
+        at = self._now()
+        delay = RECORD_RETRY_S
+        while True:
+            try:
+                return self._record_once(type, payload, at=at)
+            except OutboxError:
+                if self._stopping.is_set():
+                    logger.critical("%s of %s not committed before stopping: %s", type.value, at, dict(payload))
+                    raise
+                logger.exception("%s not committed; kept in memory, trying again in %.1f s", type.value, delay)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import simpleaudio
 from simpleaudio._simpleaudio import SimpleaudioError
 
+from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import AudioError
 from seal_agent.interfaces import WarningPlayback
 
@@ -60,9 +61,13 @@ class WarningSpeaker:
         self._sounds: list[tuple[str, str, simpleaudio.WaveObject]] = []
         for path, language in zip(files, languages, strict=True):
             try:
-                self._sounds.append((path.name, language, simpleaudio.WaveObject.from_wave_file(str(path))))
+                sound = simpleaudio.WaveObject.from_wave_file(str(path))
             except (OSError, EOFError, wave.Error) as exc:
                 raise AudioError(f"cannot load warning sound {path}: {exc}") from exc
+            problem = unplayable(path)
+            if problem is not None:  # simpleaudio would refuse it at every intrusion: refuse it now
+                raise AudioError(f"warning sound {problem}")
+            self._sounds.append((path.name, language, sound))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._current: simpleaudio.PlayObject | None = None
@@ -110,9 +115,11 @@ class WarningSpeaker:
             for name, language, sound in self._sounds:
                 if self._stop.is_set():
                     break
-                self._play_one(playback, name, language, sound)
-        except Exception:
-            logger.exception("warning playback failed")
+                try:
+                    self._play_one(playback, name, language, sound)
+                except Exception as exc:  # this clip's top level: it failed (never "stopped"); the next is tried
+                    logger.exception("warning %s failed", name)
+                    playback.finished(language, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._current = None

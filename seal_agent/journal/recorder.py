@@ -12,9 +12,12 @@ snapshot spool's thinning (wired by the runtime). The recorder calls nothing bac
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
+from seal_agent.errors import OutboxError
 from seal_agent.interfaces import Clock
 from seal_agent.journal.outbox import Outbox, StoredEvent
 from seal_protocol import EventType, encode_envelope, new_envelope
@@ -38,6 +41,25 @@ class EventRecorder:
         self._clock = clock
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
+        self._order = threading.Lock()  # held events are committed before any later one, in their order
+        self._held: list[tuple[EventType, dict[str, Any], datetime]] = []
+
+    @property
+    def held(self) -> int:
+        """Events the outbox refused (a full disk) that wait in memory for the next commit."""
+        return len(self._held)
+
+    def record_or_hold(self, type: EventType, payload: Mapping[str, Any] | None = None) -> None:
+        """Commit one event for a thread that must not wait (the camera's, the spool's); if the outbox refuses it
+        (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in memory with its time and commit it before
+        the next event (a heartbeat at the latest). Never raises an OutboxError."""
+        at = self._clock.now()
+        try:
+            self.record(type, payload, at=at)
+        except OutboxError:
+            with self._order:
+                self._held.append((type, dict(payload or {}), at))
+            logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
 
     @property
     def outbox(self) -> Outbox:
@@ -45,15 +67,37 @@ class EventRecorder:
         return self._outbox
 
     def record(
-        self, type: EventType, payload: Mapping[str, Any] | None = None, *, settings: Mapping[str, str] | None = None
+        self,
+        type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, str] | None = None,
+        at: datetime | None = None,
     ) -> StoredEvent:
         """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
 
+        ``at`` is the event's time (default: now): a retried commit keeps the time the event happened.
+
         Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
         """
-        now = self._clock.now()
-        body = dict(payload or {})
+        now = at or self._clock.now()
+        with self._order:
+            while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
+                held_type, held_payload, held_at = self._held[0]
+                try:
+                    self._commit(held_type, held_payload, held_at, None)
+                except OutboxError:
+                    raise
+                except Exception:  # an event that can never be built must not block every later one
+                    logger.exception("held %s cannot be recorded; dropped: %s", held_type.value, held_payload)
+                self._held.pop(0)
+            stored = self._commit(type, dict(payload or {}), now, settings)
+        self.on_committed()
+        return stored
 
+    def _commit(
+        self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None
+    ) -> StoredEvent:
         def build(seq: int, prev_hash: str | None) -> bytes:
             envelope = new_envelope(
                 device_id=self.device_id,
@@ -68,7 +112,6 @@ class EventRecorder:
 
         stored = self._outbox.append(build, settings=settings)
         logger.info("event seq=%d %s committed", stored.seq, type.value)
-        self.on_committed()
         return stored
 
 

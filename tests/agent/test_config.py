@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import wave
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,23 @@ def test_delivery_timeouts_default_to_a_minute_doubling_up_to_an_hour_and_must_b
     assert (config.delivery.receipt_timeout_s, config.delivery.receipt_timeout_max_s) == (60, 3600)
     problems = problems_of(VALID + "[delivery]\nreceipt_timeout_s = 120\nreceipt_timeout_max_s = 60\n")
     assert any(p.startswith("delivery: ") and "receipt_timeout_max_s" in p for p in problems), problems
+
+
+def test_a_warning_sound_that_simpleaudio_cannot_play_is_a_config_problem(tmp_path: Path) -> None:
+    """simpleaudio loads a three-channel WAV but refuses it at every play: ``check-config`` says so."""
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    (sounds / "warning_en.wav").write_bytes((DEFAULT_SOUNDS_DIR / "warning_en.wav").read_bytes())
+    with wave.open(str(sounds / "warning_zh.wav"), "wb") as out:
+        out.setnchannels(3)
+        out.setsampwidth(2)
+        out.setframerate(22050)
+        out.writeframes(bytes(3 * 2 * 2205))
+    config = parse_config(
+        VALID.replace("var/demo/seal-demo-1/mqtt-password", str(DEFAULT_SOUNDS_DIR / "warning_en.wav")).replace(
+            'sounds_dir = ""', f'sounds_dir = "{sounds}"'
+        )
+    )
+    problems = [p for p in check_files(config) if p.startswith("warning.")]
+    assert len(problems) == 1 and problems[0].startswith("warning.languages.0:"), problems
+    assert "3 channels" in problems[0]

@@ -1,0 +1,136 @@
+"""A full disk while someone is at the seal: the outbox refuses the trigger's event (a real SQLite error, from a
+trigger put on the seal's database file). The event is evidence: it must be committed and sent once the disk has
+room again, with the time of the trigger, never dropped after a log line."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from seal_agent.config import load_config
+from seal_agent.errors import OutboxError
+from seal_dev.broker import PrivateBroker
+from seal_protocol import parse_ts
+from tests.agent.helpers import (
+    CourtSubscriber,
+    RecordingSpeaker,
+    RuntimeFactory,
+    check_chain,
+    pulse,
+    verify_key,
+    write_config,
+)
+from tests.agent.test_camera_agent import camera_section
+from tests.agent_camera.clips import black_frames, write_clip
+
+DEVICE = "seal-test-1"
+
+
+class _OutboxFailures(logging.Handler):
+    """Counts the agent's log records that carry an :class:`OutboxError`, and wakes :meth:`wait` on each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info is not None and isinstance(record.exc_info[1], OutboxError):
+            with self._cond:
+                self.count += 1
+                self._cond.notify_all()
+
+    def wait(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count >= count, timeout)
+
+
+def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    failures = _OutboxFailures()
+    logging.getLogger("seal_agent").addHandler(failures)
+    try:
+        runtime = runtimes(config)
+        runtime.start()
+        assert runtime.publisher.wait_listening(5)
+        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+        database.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"intrusion\"') > 0 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+        )
+        pulse(mock_pins)
+        assert failures.wait(2, timeout=10), "the seal did not try again to commit the intrusion"
+        assert not court.payloads(DEVICE, "intrusion")
+        database.execute("DROP TRIGGER disk_full")  # room again
+        database.close()
+
+        assert court.wait_for(lambda c: bool(c.payloads(DEVICE, "intrusion")), timeout=15), "the intrusion was lost"
+        intrusions = [r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "intrusion"]
+        assert len(intrusions) == 1
+        started = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "agent_started")
+        # Signed with the time of the edge (within a second of the start here), not of the later commit.
+        assert parse_ts(intrusions[0].ts) - parse_ts(started.ts) < timedelta(seconds=1)
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_camera_health_event_refused_by_a_full_disk_is_committed_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """``camera_blind`` comes from the camera's own thread, which must not wait for the disk: the event is held in
+    memory and committed, with its own time, before the next event (a heartbeat)."""
+    video = write_clip(tmp_path / "covered.avi", black_frames(40))
+    config = write_config(tmp_path, broker, camera=camera_section(video), heartbeat_s=1)
+    failures = _OutboxFailures()
+    logging.getLogger("seal_agent").addHandler(failures)
+    try:
+        runtime = runtimes(config)  # the outbox exists from here on
+        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+        database.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"camera_blind\"') > 0 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+        )
+        runtime.start()
+        assert failures.wait(1, timeout=10), "the camera never reported the covered lens"
+        held_at = datetime.now(UTC)
+        assert runtime.recorder.held == 1
+        database.execute("DROP TRIGGER disk_full")  # room again
+        database.close()
+
+        assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=10), "camera_blind was lost"
+        assert court.payloads(DEVICE, "camera_blind")[0]["reason"] == "uniform"
+        blind = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "camera_blind")
+        assert parse_ts(blind.ts) <= held_at  # the time it was seen, not the time of the later commit
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    config = write_config(tmp_path, broker)
+    speaker = RecordingSpeaker()
+    runtime = runtimes(config, speaker=speaker)
+    database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+    database.execute(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON outbox "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
+    )
+    runtime.start()  # agent_started cannot be committed: the seal runs anyway
+    assert runtime.publisher.wait_listening(5)
+    pulse(mock_pins)
+    assert speaker.wait_plays(1), "a seal started on a full disk does not warn"
+    database.execute("DROP TRIGGER disk_full")  # room again
+    database.close()
+
+    assert court.wait_for(lambda c: c.types(DEVICE) == ["agent_started", "intrusion"], timeout=15), court.types(DEVICE)
+    check_chain(court.of(DEVICE), verify_key(config))
