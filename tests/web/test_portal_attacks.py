@@ -1,0 +1,27 @@
+"""The portal attacked from outside, through the real app: stale or crafted forms, malformed bodies — each answered
+as a page, in the order the API answers them (what fails without reading a proof file fails first)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web.conftest import CASE, PagesWorld, csrf_of
+from tests.web.portal_world import Portal, make_portal, q
+
+
+@pytest.fixture
+def portal(world: PagesWorld) -> Portal:
+    return make_portal(world)
+
+
+def test_a_stale_form_is_refused_for_the_case_s_state_before_its_files_are_read(portal: Portal) -> None:
+    with portal.code_client() as client:
+        token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)  # the form, with no request open yet
+        open_id = portal.file()  # filed meanwhile (another tab, the API)
+        base = {"csrf_token": token, "ground": "paid_in_full", "statement": "已全部清偿。"}
+        not_a_picture = ("files", ("回单.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))
+        stale = client.post(f"/portal/cases/{q(CASE)}/requests", data=base, files=[not_a_picture])
+        assert stale.status_code == 409, stale.status_code
+        assert "现在不能提交申请" in stale.text and f"no. {open_id}" in stale.text
+        assert 'aria-invalid="true"' not in stale.text  # the file was never looked at
+    assert portal.state(open_id) == "submitted"
