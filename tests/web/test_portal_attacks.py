@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.server.removal_world import pdf_bytes
 from tests.web.conftest import CASE, PagesWorld, csrf_of
 from tests.web.portal_world import Portal, make_portal, q
 
@@ -25,3 +26,25 @@ def test_a_stale_form_is_refused_for_the_case_s_state_before_its_files_are_read(
         assert "现在不能提交申请" in stale.text and f"no. {open_id}" in stale.text
         assert 'aria-invalid="true"' not in stale.text  # the file was never looked at
     assert portal.state(open_id) == "submitted"
+
+
+def test_a_body_that_cannot_be_read_as_the_form_is_answered_as_a_page(portal: Portal) -> None:
+    with portal.code_client() as client:
+        token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
+        base = {"csrf_token": token, "ground": "paid_in_full", "statement": "已全部清偿。"}
+        long_name = ("files", ("回" * 2000 + ".pdf", pdf_bytes(), "application/pdf"))  # a part's header over 4 KB
+        refused = client.post(f"/portal/cases/{q(CASE)}/requests", data=base, files=[long_name])
+        assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
+        assert "提交的表单无法读取" in refused.text and "multipart" not in refused.text
+        fragment = client.post(
+            f"/portal/cases/{q(CASE)}/requests", data=base, files=[long_name], headers={"HX-Request": "true"}
+        )
+        assert fragment.status_code == 400 and "<html" not in fragment.text and "提交的表单无法读取" in fragment.text
+    with portal.world.client() as anonymous:
+        broken = anonymous.post(
+            "/portal/login",
+            content=b'--B\r\nContent-Disposition: form-data; name="' + b"c" * 5000 + b'"\r\n\r\nx\r\n--B--\r\n',
+            headers={"Content-Type": "multipart/form-data; boundary=B"},
+        )
+        assert broken.status_code == 400 and broken.headers["content-type"].startswith("text/html")
+        assert "提交的表单无法读取" in broken.text
