@@ -97,6 +97,8 @@ def portal_case(
 ) -> Response:
     """Your case: its status and seals, your removal request (file it, follow it live, withdraw it)."""
     view = _case(page, session, case_no)
+    if filed not in {r.request.id for r in view.requests}:
+        filed = None  # a link may say "filed" only of a request of this case: none is made up for the debtor
     return page.render("portal_case.html", **_values(page, view, filed=filed))
 
 

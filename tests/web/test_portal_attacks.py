@@ -48,3 +48,12 @@ def test_a_body_that_cannot_be_read_as_the_form_is_answered_as_a_page(portal: Po
         )
         assert broken.status_code == 400 and broken.headers["content-type"].startswith("text/html")
         assert "提交的表单无法读取" in broken.text
+
+
+def test_a_link_cannot_tell_the_debtor_a_request_was_filed_that_was_not(portal: Portal) -> None:
+    with portal.code_client() as client:
+        for made_up in (999, portal.other_request):  # no such request; another case's
+            page = client.get(f"/portal/cases/{q(CASE)}?filed={made_up}")
+            assert page.status_code == 200 and "申请已提交" not in page.text and 'id="file-form"' in page.text
+        mine = portal.file()
+        assert f"申请已提交（第 {mine} 号）" in client.get(f"/portal/cases/{q(CASE)}?filed={mine}").text
