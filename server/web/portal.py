@@ -132,7 +132,14 @@ def portal_file(
     # form, a request filed meanwhile, a case lifted); then no transaction is held while the files are checked —
     # pictures decoded — and stored, and the filing's own transaction checks again.
     try:
-        check_filing(session, case_no=view.case.case_no, statement=statement, files=len(files), settings=settings)
+        check_filing(
+            session,
+            case_no=view.case.case_no,
+            statement=statement,
+            files=len(files),
+            settings=settings,
+            now=page.now,
+        )
         session.commit()
         proofs = [_checked(page, upload, settings) for upload in files]
         store_proofs(page.context.stores.proofs, proofs, case_no=view.case.case_no)

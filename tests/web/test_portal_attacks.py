@@ -4,8 +4,10 @@ as a page, in the order the API answers them (what fails without reading a proof
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from tests.server.removal_world import pdf_bytes
+from server.removal.models import RemovalProof
+from tests.server.removal_world import pdf_bytes, picture_bytes
 from tests.web.conftest import CASE, PagesWorld, csrf_of
 from tests.web.portal_world import Portal, make_portal, q
 
@@ -57,3 +59,35 @@ def test_a_link_cannot_tell_the_debtor_a_request_was_filed_that_was_not(portal: 
             assert page.status_code == 200 and "申请已提交" not in page.text and 'id="file-form"' in page.text
         mine = portal.file()
         assert f"申请已提交（第 {mine} 号）" in client.get(f"/portal/cases/{q(CASE)}?filed={mine}").text
+
+
+def test_filing_and_withdrawing_again_and_again_is_capped_per_case_and_day(portal: Portal) -> None:
+    """Each filing's proof files stay in the store for good: a debtor (or whoever holds the code) who files and
+    withdraws in a loop would fill it. ``[removal] max_filings_per_day`` (5) ends the loop, for this case only."""
+    url = f"/portal/cases/{q(CASE)}/requests"
+    with portal.code_client() as client:
+        for shade in range(5):
+            token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
+            base = {"csrf_token": token, "ground": "paid_in_full", "statement": "已全部清偿。"}
+            photo = ("files", (f"{shade}.png", picture_bytes("PNG", shade=shade), "image/png"))
+            filed = client.post(url, data=base, files=[photo])
+            assert filed.status_code == 303, filed.text
+            request_id = int(filed.headers["location"].split("filed=")[1].split("#")[0])
+            withdrawn = client.post(f"/portal/requests/{request_id}/cancel", data={"csrf_token": token})
+            assert withdrawn.status_code == 303 and portal.state(request_id) == "cancelled"
+        token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
+        base = {"csrf_token": token, "ground": "paid_in_full", "statement": "已全部清偿。"}
+        sixth = client.post(url, data=base, files=[("files", ("6.png", picture_bytes("PNG", shade=6), "image/png"))])
+        assert sixth.status_code == 409 and "现在不能提交申请" in sixth.text and "24 hours" in sixth.text
+    with portal.world.session_factory() as session:
+        stored = session.scalars(select(RemovalProof.sha256)).all()
+        assert len(stored) == 5  # the sixth file was not stored
+    api = portal.world.client("debtor")
+    with api:
+        refused = api.post(
+            f"/api/cases/{q(CASE)}/removal-requests",
+            data={"ground": "paid_in_full", "statement": "x"},
+            headers={"X-Requested-With": "test"},
+        )
+        assert refused.status_code == 409 and "24 hours" in refused.json()["detail"]
+    assert portal.state(portal.other_request) == "submitted"  # the other case is not counted with this one
