@@ -249,6 +249,13 @@ class RemovalSettings(BaseModel):
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
     )
     proof_max_files: int = Field(5, ge=1, le=20, description="At most this many proof files per request.")
+    max_filings_per_day: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="At most this many removal requests are filed for a case in 24 hours, withdrawn or rejected "
+        "ones included: proof files are kept for good, and filing and withdrawing in a loop must not fill the store.",
+    )
     creditor_view_window_s: int = Field(
         5 * 24 * 3600,
         ge=0,

@@ -96,7 +96,9 @@ def file(
     uploads = files or []
     # What fails without reading a file fails first; then no transaction is held (on SQLite: no write lock) while
     # the files are checked — pictures decoded — and stored, and the filing's own transaction checks again.
-    check_filing(session, case_no=case.case_no, statement=statement, files=len(uploads), settings=settings)
+    check_filing(
+        session, case_no=case.case_no, statement=statement, files=len(uploads), settings=settings, now=utc_now()
+    )
     session.commit()
     proofs = [_checked(upload, settings.proof_max_bytes) for upload in uploads]
     store = context.stores.proofs

@@ -30,6 +30,9 @@ from server.seals.models import Case, CaseStatus, Seal
 
 logger = logging.getLogger(__name__)
 
+#: The period ``[removal] max_filings_per_day`` counts over.
+FILING_PERIOD = timedelta(hours=24)
+
 
 def open_request(session: Session, *, case_no: str) -> RemovalRequest | None:
     """The case's open request (not rejected, cancelled or lifted), if any."""
@@ -39,10 +42,13 @@ def open_request(session: Session, *, case_no: str) -> RemovalRequest | None:
     return session.scalars(query).first()
 
 
-def check_filing(session: Session, *, case_no: str, statement: str, files: int, settings: RemovalSettings) -> Case:
+def check_filing(
+    session: Session, *, case_no: str, statement: str, files: int, settings: RemovalSettings, now: datetime
+) -> Case:
     """The checks a filing must pass that need no proof file read: cheap, so that a filing bound to fail fails
     before its pictures are decoded. :class:`Invalid` for an empty statement, :class:`ProofRefused` for more files
-    than allowed, :class:`Conflict` if the case has an open request already, is not sealed or has no seal."""
+    than allowed, :class:`Conflict` if the case has an open request already, has had ``max_filings_per_day`` in the
+    last 24 hours (:func:`check_filings_today`), is not sealed or has no seal."""
     case = get_case(session, case_no=case_no)
     if not statement.strip():
         raise Invalid("a removal request needs a statement")
@@ -51,11 +57,31 @@ def check_filing(session: Session, *, case_no: str, statement: str, files: int, 
     existing = open_request(session, case_no=case.case_no)
     if existing is not None:
         raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
+    check_filings_today(session, case_no=case.case_no, settings=settings, now=now)
     if case.status != CaseStatus.SEALED:
         raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
     if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
         raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
     return case
+
+
+def check_filings_today(session: Session, *, case_no: str, settings: RemovalSettings, now: datetime) -> None:
+    """:class:`Conflict` if ``max_filings_per_day`` requests were filed for the case in the 24 hours before ``now``
+    (whatever became of them), saying when the next may be filed: each filing's proof files stay in the store."""
+    since = now - FILING_PERIOD
+    query = (
+        select(RemovalRequest.filed_at)
+        .where(RemovalRequest.case_no == case_no, RemovalRequest.filed_at > since)
+        .order_by(RemovalRequest.filed_at.desc())
+        .limit(settings.max_filings_per_day)
+    )
+    recent = session.scalars(query).all()
+    if len(recent) >= settings.max_filings_per_day:
+        after = recent[-1] + FILING_PERIOD
+        raise Conflict(
+            f"case {case_no!r} has had {len(recent)} removal requests in 24 hours, the most allowed: "
+            f"the next may be filed after {after:%Y-%m-%d %H:%M}Z"
+        )
 
 
 def store_proofs(store: ProofStore, proofs: Sequence[CheckedProof], *, case_no: str) -> None:
@@ -88,7 +114,7 @@ def file_request(
     to lift; :class:`ProofRefused` for more files than allowed. While the request is open it holds the case
     (:func:`~server.removal.steps.hold_of`)."""
     get_case(session, case_no=case_no, for_update=True)  # the case's seals cannot change while it is checked
-    case = check_filing(session, case_no=case_no, statement=statement, files=len(proofs), settings=settings)
+    case = check_filing(session, case_no=case_no, statement=statement, files=len(proofs), settings=settings, now=now)
     request = RemovalRequest(
         case_no=case.case_no,
         open_case_no=case.case_no,

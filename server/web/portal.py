@@ -27,7 +27,7 @@ from server.errors import Conflict
 from server.removal.errors import ProofRefused, ProofStorageFailed
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, check_proof, safe_filename, sniff
-from server.removal.service import cancel_request, file_request
+from server.removal.service import cancel_request, check_filing, file_request, store_proofs
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import PortalRoute, see_other
@@ -97,6 +97,8 @@ def portal_case(
 ) -> Response:
     """Your case: its status and seals, your removal request (file it, follow it live, withdraw it)."""
     view = _case(page, session, case_no)
+    if filed not in {r.request.id for r in view.requests}:
+        filed = None  # a link may say "filed" only of a request of this case: none is made up for the debtor
     return page.render("portal_case.html", **_values(page, view, filed=filed))
 
 
@@ -121,19 +123,26 @@ def portal_file(
         errors["ground"] = page.t("portal.ground_missing")
     if not statement.strip() or "\x00" in statement:
         errors["statement"] = page.t("portal.statement_missing")
-    proofs: list[CheckedProof] = []
     if len(files) > settings.proof_max_files:
         errors["files"] = page.t("portal.too_many_files", n=len(files), max=settings.proof_max_files)
-    else:
-        try:
-            proofs = [_checked(page, upload, settings) for upload in files]
-        except ProofRefused as exc:
-            errors["files"] = str(exc)
     if errors:
-        status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-        return page.render("portal_case.html", status_code, **_values(page, view, errors=errors, form=form))
+        return _refused(page, view, status.HTTP_422_UNPROCESSABLE_CONTENT, errors, form)
     assert chosen is not None
+    # As the API files (server.api.removal_requests.file): what fails without reading a file fails first (a stale
+    # form, a request filed meanwhile, a case lifted); then no transaction is held while the files are checked —
+    # pictures decoded — and stored, and the filing's own transaction checks again.
     try:
+        check_filing(
+            session,
+            case_no=view.case.case_no,
+            statement=statement,
+            files=len(files),
+            settings=settings,
+            now=page.now,
+        )
+        session.commit()
+        proofs = [_checked(page, upload, settings) for upload in files]
+        store_proofs(page.context.stores.proofs, proofs, case_no=view.case.case_no)
         request = file_request(
             session,
             actor=user,
@@ -148,15 +157,25 @@ def portal_file(
         session.commit()
     except Conflict as exc:
         session.rollback()
-        errors = {"form": page.t("portal.cannot_file", detail=str(exc))}
         view = _case(page, session, case_no, settle=False)
-        return page.render("portal_case.html", 409, **_values(page, view, errors=errors, form=form))
+        return _refused(
+            page, view, status.HTTP_409_CONFLICT, {"form": page.t("portal.cannot_file", detail=str(exc))}, form
+        )
+    except ProofRefused as exc:
+        session.rollback()
+        return _refused(page, view, status.HTTP_422_UNPROCESSABLE_CONTENT, {"files": str(exc)}, form)
     except ProofStorageFailed:
         session.rollback()
-        errors = {"files": page.t("portal.storage_failed")}
-        return page.render("portal_case.html", 503, **_values(page, view, errors=errors, form=form))
+        return _refused(
+            page, view, status.HTTP_503_SERVICE_UNAVAILABLE, {"files": page.t("portal.storage_failed")}, form
+        )
     page.context.live.publish([Change("removal", case_no=request.case_no)])
     return see_other(f"{case_url(request.case_no, '/portal')}?filed={request.id}#request-{request.id}")
+
+
+def _refused(page: Page, view: CaseView, status_code: int, errors: dict[str, str], form: dict[str, str]) -> Response:
+    """The case's page again, with the form as it was sent and why it was refused."""
+    return page.render("portal_case.html", status_code, **_values(page, view, errors=errors, form=form))
 
 
 def _checked(page: Page, upload: UploadFile, settings: RemovalSettings) -> CheckedProof:

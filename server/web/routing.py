@@ -1,8 +1,9 @@
 """The route class of every page router: errors become pages, not JSON.
 
 No session → ``303`` to ``/login?next=<path>``; a hidden or unknown object → a 404 page (the same words as for
-one that does not exist); a role that may not → 403; a state that does not allow it → 409; invalid input → 422. An
-htmx request (``HX-Request``) gets the same status with a short fragment instead of a whole page.
+one that does not exist); a role that may not → 403; a state that does not allow it → 409; invalid input → 422; a
+body that cannot be read as its form → 400. An htmx request (``HX-Request``) gets the same status with a short
+fragment instead of a whole page.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class PageRoute(APIRoute):
             except (RequestValidationError, Invalid) as exc:
                 detail = _validation_detail(exc)
                 return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "error.invalid", detail=detail)
+            except StarletteHTTPException as exc:
+                if exc.status_code != status.HTTP_400_BAD_REQUEST:
+                    raise
+                # Starlette's refusal of a body it cannot parse as the form (a part's header too long, too many
+                # parts, a broken multipart body): a page too, not FastAPI's JSON.
+                return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_form")
 
         return route_handler
 

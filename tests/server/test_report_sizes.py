@@ -53,7 +53,7 @@ def _file(world: CourtWorld, statement: str, proofs: int, now: datetime) -> int:
             statement=statement,
             proofs=files,
             store=ProofStore(world.settings.proof_dir),
-            settings=RemovalSettings(proof_max_files=20),
+            settings=RemovalSettings(proof_max_files=20, max_filings_per_day=1000),  # WITHDRAWN filings in a day
             now=now,
         )
         return request.id
