@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from seal_dev.broker import PrivateBroker
 from server.core.db import SessionFactory
@@ -61,16 +62,26 @@ def test_a_backlog_is_opened_a_batch_ahead_and_stored_once_in_order(
     ingestor.ingest([Message(seal.event_topic, seal.event(seq=1), datetime.now(UTC))])  # the seal's key is known
     _started(verifier)
     again = MqttIngest(settings, ingestor)
+    # The seal's row held locked until the whole backlog is in the court's queue: the first batch waits for it, so
+    # that every batch after it finds a backlog behind it (else the drain may keep up with the broker's delivery,
+    # and a batch in its turn is shared half and half)
+    holder = session_factory()
+    holder.execute(text("UPDATE seals SET location = location WHERE device_id = :d"), {"d": seal.device_id})
     again.start()
     try:
+        assert wait_until(lambda: again.progress().unstored == count, 30), again.progress()
+        holder.rollback()
         assert wait_until(lambda: len(stored_seqs(session_factory)) == count, 60)
         assert wait_until(lambda: again.progress().unstored == 0, 30)
     finally:
+        holder.close()
         again.stop()
     forged_seq = forged_at + 2  # the first event, sent alone, was seq 1
     assert stored_seqs(session_factory) == [seq for seq in range(1, count + 2) if seq != forged_seq]
     assert failures == []
-    assert verifier.answered >= 0.75 * count  # in its turn, only every other chunk of a batch would go to it
+    # Opened in its turn, a batch of 133 gives the process one chunk of 64 (48 %), a last one of 103 gives 62 %; the
+    # batches opened ahead go to it whole: 77-87 % in all, by where the first batch ends
+    assert verifier.answered >= 0.7 * count, verifier.answered
 
 
 def test_a_second_batch_while_the_first_is_with_the_process_is_opened_here() -> None:
