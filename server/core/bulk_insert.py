@@ -13,7 +13,7 @@ server plans it again. :class:`BulkInsert` instead, each value passed through th
   Execute per row for the server, and the client waits for all of them; one statement is one round trip, planned
   once (psycopg prepares it after a few executions). The arrays are of the unbounded types (``VARCHAR[]``, not
   ``VARCHAR(36)[]``, whose cast would cut a longer value instead of refusing it as the column does), sent in the
-  binary format (:func:`~server.core.value_lists.binary_placeholders`).
+  binary format (:func:`~server.core.value_lists.array_statement`).
 
 ``ids_by``: the name of a unique column by which the inserted rows' generated ``id`` is returned, in the rows' order:
 PostgreSQL's ``RETURNING``; on SQLite (which returns the ids of a multi-row insert in no promised order) a read by that
@@ -29,7 +29,7 @@ from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from server.core.value_lists import binary_placeholders, one_of, unnest_of
+from server.core.value_lists import array_statement, one_of, unnest_of
 
 
 class BulkInsert:
@@ -77,10 +77,7 @@ class BulkInsert:
             statement = insert(table).from_select(columns, rows_in_order)
             if key is not None:
                 statement = statement.returning(key, table.c.id)
-            sql = statement.compile(dialect=dialect)
-            if sorted(sql.bind_names.values()) != sorted(columns):  # one array parameter per column, its name
-                raise RuntimeError(f"unexpected parameters of {sql.string!r}: {sql.bind_names.values()}")
-            made = _Compiled(binary_placeholders(sql.string, columns), True, processors, None)
+            made = _Compiled(array_statement(statement, columns, dialect), True, processors, None)
         else:
             sql = insert(table).inline().values(dict.fromkeys(columns)).compile(dialect=dialect)
             if not sql.positional or sql.positiontup != columns:  # the parameters, in the columns' order

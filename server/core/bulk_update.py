@@ -22,7 +22,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.type_api import TypeEngine, _BindProcessorType
 
-from server.core.value_lists import binary_placeholders, unnest_of
+from server.core.value_lists import array_statement, unnest_of
 
 _Processor = _BindProcessorType[Any]  # a type's bind processor for a dialect
 
@@ -85,10 +85,7 @@ class BulkUpdate:
     def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, _Processor | None]]]:
         """The statement's text, its arrays in the binary format, and each value's bind processor: the arrays' items
         are bound as their types would bind them (a time in UTC, JSON's text)."""
-        compiled = self._arrays.compile(dialect=dialect)
-        names = [f"a_{name}" for name in self._params]
-        if sorted(compiled.bind_names.values()) != sorted(names):  # one array parameter per value, its name
-            raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {compiled.bind_names.values()}")
+        sql = array_statement(self._arrays, [f"a_{name}" for name in self._params], dialect)
         processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
-        self._compiled[dialect.name] = made = (binary_placeholders(compiled.string, names), processors)
+        self._compiled[dialect.name] = made = (sql, processors)
         return made

@@ -13,15 +13,16 @@ SQLite (JSON1, built into SQLite since 3.38 and into every Python 3.11 we suppor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from typing import cast as typed
 
 from sqlalchemy import Enum, String, cast, column, func
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement, TableValuedAlias, bindparam
+from sqlalchemy.sql import ClauseElement, ColumnElement, TableValuedAlias, bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.type_api import TypeEngine
@@ -99,16 +100,17 @@ def unnest_of(
     return func.unnest(*arrays).table_valued(*typed, with_ordinality=ordinality).render_derived()
 
 
-def binary_placeholders(sql: str, names: Iterable[str]) -> str:
-    """``sql`` (compiled for psycopg) with the parameters ``names`` sent in PostgreSQL's binary format
-    (``%(name)b``): an array of values then goes as each value's bytes with its length, where the text format
-    quotes and escapes every item (psycopg does it in Python, item by item, and the server parses it back); a
-    JSON text or a picture's bytes are most of a row. A name not in ``sql`` as ``%(name)s`` is an error."""
+def array_statement(statement: ClauseElement, names: Sequence[str], dialect: Dialect) -> str:
+    """``statement`` (over :func:`unnest_of`'s arrays) compiled for psycopg, its parameters exactly ``names``, each
+    sent in PostgreSQL's binary format (``%(name)b``): an array of values then goes as each value's bytes with its
+    length, where the text format quotes and escapes every item (psycopg does it in Python, item by item, and the
+    server parses it back); a JSON text or a picture's bytes are most of a row."""
+    compiled = typed(SQLCompiler, statement.compile(dialect=dialect))
+    if sorted(compiled.bind_names.values()) != sorted(names):  # one array parameter per name, and no other
+        raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {compiled.bind_names.values()}")
+    sql = compiled.string
     for name in names:
-        placeholder = f"%({name})s"
-        if placeholder not in sql:
-            raise ValueError(f"no parameter {placeholder} in {sql!r}")
-        sql = sql.replace(placeholder, f"%({name})b")
+        sql = sql.replace(f"%({name})s", f"%({name})b")
     return sql
 
 
