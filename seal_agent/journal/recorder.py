@@ -55,11 +55,16 @@ class EventRecorder:
         the next event (a heartbeat at the latest). Never raises an OutboxError."""
         at = self._clock.now()
         try:
-            self.record(type, payload, at=at)
+            with self._order:  # held in the same turn as its try: no later event is committed in between
+                try:
+                    self._record_in_order(type, dict(payload or {}), None, at)
+                except OutboxError:
+                    self._held.append((type, dict(payload or {}), at))
+                    raise
         except OutboxError:
-            with self._order:
-                self._held.append((type, dict(payload or {}), at))
             logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
+            return
+        self.on_committed()
 
     @property
     def outbox(self) -> Outbox:
@@ -80,20 +85,25 @@ class EventRecorder:
 
         Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
         """
-        now = at or self._clock.now()
         with self._order:
-            while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
-                held_type, held_payload, held_at = self._held[0]
-                try:
-                    self._commit(held_type, held_payload, held_at, None)
-                except OutboxError:
-                    raise
-                except Exception:  # an event that can never be built must not block every later one
-                    logger.exception("held %s cannot be recorded; dropped: %s", held_type.value, held_payload)
-                self._held.pop(0)
-            stored = self._commit(type, dict(payload or {}), now, settings)
+            stored = self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now())
         self.on_committed()
         return stored
+
+    def _record_in_order(
+        self, type: EventType, body: dict[str, Any], settings: Mapping[str, str] | None, now: datetime
+    ) -> StoredEvent:
+        """The held events, then this one (``_order`` held)."""
+        while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
+            held_type, held_payload, held_at = self._held[0]
+            try:
+                self._commit(held_type, held_payload, held_at, None)
+            except OutboxError:
+                raise
+            except Exception:  # an event that can never be built must not block every later one
+                logger.exception("held %s cannot be recorded; dropped: %s", held_type.value, held_payload)
+            self._held.pop(0)
+        return self._commit(type, body, now, settings)
 
     def _commit(
         self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None

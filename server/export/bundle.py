@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "court-seal-evidence/1"
 MANIFEST_NOTE_LINE = f"{FORMAT} manifest"
+
+
 class Progress(Protocol):
     """Told how an export goes: each phase, and the files copied so far of a part."""
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import actor_name
 from server.config import Settings
+from server.core.court_clock import COURT_TIME
 from server.core.db import make_engine, make_session_factory
 from server.evidence.checkpoints import LogKey
 from server.export.gather import TimeRange
-from server.export.proofs import CHINA
 from server.export.service import ExportConfig, export_case
 
 
@@ -30,7 +30,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=COURT_TIME)
 
 
 def add_export_command(

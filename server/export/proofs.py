@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.core.court_clock import COURT_TIME
 from server.evidence import log
 from server.evidence.checkpoints import LogKey
 from server.evidence.models import LogCheckpoint
@@ -20,7 +21,6 @@ from server.export.gather import JsonDict
 from server.export.models import EvidenceExport
 
 #: China Standard Time: a day's last checkpoint is the last one before midnight here.
-CHINA = timezone(timedelta(hours=8))
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _kept_checkpoints(session: Session, size: int) -> list[LogCheckpoint]:
     )
     last_of_day: dict[date, int] = {}
     for tree_size, made_at in rows:
-        last_of_day[made_at.astimezone(CHINA).date()] = tree_size  # ascending: the last one stays
+        last_of_day[made_at.astimezone(COURT_TIME).date()] = tree_size  # ascending: the last one stays
     sizes = set(last_of_day.values()) | set(session.scalars(exported))
     if not sizes:
         return []
