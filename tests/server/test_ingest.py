@@ -307,6 +307,25 @@ def test_snapshot_is_stored_by_its_hash(world: World, tmp_path: Path) -> None:
         assert row is not None and (row.device_id, row.case_no, row.size) == ("seal-a", CASE_A, len(jpeg))
 
 
+def test_snapshot_with_a_thumbnail_in_its_metadata_is_stored(world: World, tmp_path: Path) -> None:
+    """An EXIF thumbnail is a JPEG of its own, scan header included, inside the picture's metadata (APP1): only the
+    scans from the picture's first on are counted against its colour components."""
+    import cv2
+    import numpy as np
+
+    thumbnail = jpeg_bytes(8, 6)
+    app1 = b"Exif\0\0" + thumbnail
+    ok, encoded = cv2.imencode(".jpg", np.full((24, 32), 128, dtype=np.uint8))  # grey: one component, one scan
+    picture = encoded.tobytes()
+    with_thumbnail = picture[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + picture[2:]
+    digest = hashlib.sha256(with_thumbnail).hexdigest()
+
+    [result] = world.ingestor.ingest([message(snapshot_topic("seal-a", digest), with_thumbnail)])
+
+    assert (result.outcome, result.reason) == (Outcome.SNAPSHOT, None)
+    assert (tmp_path / "snapshots" / f"{digest}.jpg").read_bytes() == with_thumbnail
+
+
 def _wrapped(body: bytes, *, width: int = 1, height: int = 1) -> bytes:
     """A JPEG's start, a frame header of ``width`` x ``height`` and a scan header around ``body``, then its end."""
     size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
