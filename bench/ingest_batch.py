@@ -9,6 +9,7 @@ database server's share (wall minus CPU, when the database is another process). 
     .venv/bin/python bench/ingest_batch.py                                   # SQLite, 20 events of 20 seals
     .venv/bin/python bench/ingest_batch.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/ingest_batch.py --events 100 --seals 100 --batches 200
+    .venv/bin/python bench/ingest_batch.py --database-url … --statements --round-trips   # where a batch's time goes
 
 On PostgreSQL the run uses a schema of its own, dropped at the end (`ingest_load.fresh_database`).
 """
@@ -52,6 +53,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batches", type=int, default=300, help="batches measured (300)")
     parser.add_argument("--warm-up", type=int, default=20, help="batches before those measured (20)")
     parser.add_argument("--statements", action="store_true", help="also time each SQL statement of a batch")
+    parser.add_argument(
+        "--round-trips", action="store_true", help="PostgreSQL: also time a trivial statement, alone and pipelined"
+    )
     args = parser.parse_args(argv)
     if args.events % args.seals:
         parser.error("--events must be a multiple of --seals")
@@ -67,6 +71,7 @@ def main(argv: list[str]) -> int:
         init_db(engine)
         factory = make_session_factory(engine)
         timings = timed_statements(engine) if args.statements else None
+        trips = round_trips(engine) if args.round_trips and engine.dialect.name == "postgresql" else None
         with session_scope(factory) as session:
             add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院")
             for seal in seals:
@@ -108,12 +113,41 @@ def main(argv: list[str]) -> int:
         f"  per event: wall {statistics.median(walls) / args.events * 1000:.0f} µs, CPU here "
         f"{statistics.median(cpus) / args.events * 1000:.0f} µs"
     )
+    if trips is not None:
+        print(
+            f"  a trivial statement's round trip: {trips[0]:.0f} µs one after another, {trips[1]:.0f} µs each in "
+            "psycopg's pipeline mode (what pipelining could save a statement at most)"
+        )
     if timings is not None:
         print("  statements per batch (median ms each, in the order of their first execution):")
         for statement, took in timings.items():
             line = " ".join(statement.split())[:100]
             print(f"  {len(took) / args.batches:5.1f} × {statistics.median(took):6.3f} ms  {line}")
     return 0
+
+
+def round_trips(engine: Any, n: int = 2000) -> tuple[float, float]:
+    """µs per ``SELECT 1`` on one of ``engine``'s connections: each answer read before the next is sent, and all
+    sent at once in psycopg's pipeline mode (the answers read at its end)."""
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        for _ in range(100):
+            conn.execute("SELECT 1").fetchall()
+        started = time.perf_counter()
+        for _ in range(n):
+            conn.execute("SELECT 1").fetchall()
+        alone = (time.perf_counter() - started) / n * 1e6
+        started = time.perf_counter()
+        with conn.pipeline():
+            for _ in range(n):
+                conn.execute("SELECT 1")
+        pipelined = (time.perf_counter() - started) / n * 1e6
+        conn.autocommit = False
+    finally:
+        raw.close()
+    return alone, pipelined
 
 
 def timed_statements(engine: Any) -> dict[str, list[float]]:
