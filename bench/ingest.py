@@ -14,10 +14,11 @@ committed batch is receipted.
    ``--baseline-runs`` runs (3). No court runs.
 2. Throughput: the same bytes, the same way, into ``seal-server run``: events/s from the first publish to the last
    receipt (a receipt is sent after the batch's commit and acknowledgement), and the ratio to the baseline.
-3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → receipt p50/p99 (an
-   upper bound of publish → commit, which includes this process's own handling of the receipt); meanwhile a real
-   ``SealRuntime`` on mock pins (:mod:`ingest_pir`) is triggered every 0.25 s: PIR edge → its ``intrusion`` row in
-   the court's database (polled every 2 ms), also measured on the idle court before.
+3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → committed p50/p99 (each
+   event's row as first seen by a process polling the court's database every 2 ms, :mod:`ingest_pir`; with one
+   ingest worker) and publish → receipt (which adds the receipt's signing, its trip and this process's handling of
+   it); meanwhile a real ``SealRuntime`` on mock pins (:mod:`ingest_pir`, that same process) is triggered every
+   0.25 s: PIR edge → its ``intrusion`` row in the court's database, also measured on the idle court before.
 
 Then the database is checked: every event stored once (0 lost, 0 duplicated), nothing quarantined. CPU seconds of
 each process (Mosquitto, the subscriber or the court, this load generator) are read from /proc per phase.
@@ -32,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -44,7 +44,7 @@ import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bare_subscriber import BareProcess
 from bench_support import Series, machine
 from ingest_load import BenchSeal, Fleet, fresh_database, prefill
-from ingest_pir import PirProbe
+from ingest_pir import POLL_S, PirProbe
 from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
@@ -209,28 +209,43 @@ def commit_row(before: dict[float, float], after: dict[float, float]) -> str:
 
 
 def latency(
-    court: CourtProcess, fleet: Fleet, first: int, last: int, rate: float, probe: PirProbe | None, profile: Path | None
+    court: CourtProcess,
+    fleet: Fleet,
+    phase: tuple[int, int, float],
+    probe: PirProbe | None,
+    profile: Path | None,
+    workers: int,
 ) -> None:
+    """Events ``first``..``last`` of each seal at ``rate`` per second in all (``phase``): publish → committed (seen by
+    the PIR seal's process; one ingest worker only), publish → receipt, and PIR edge → row meanwhile."""
+    first, last, rate = phase
     assert court.process is not None and court.broker._process is not None
     meter = CpuMeter({"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()})
     buckets = commit_buckets(court)
     pir = Series(f"PIR edge -> intrusion row in the court's database, under {rate:g} events/s")
     gap_s = 0.25
     triggers = max(1, int((last - first + 1) * len(fleet.seals) / rate / (gap_s + 0.05)) - 2)
-    thread = threading.Thread(target=probe.measure, args=(triggers, gap_s, pir)) if probe else None
-    if thread is not None:
-        thread.start()
+    wanted = [seal.hashes[i] for seal in fleet.seals for i in range(first - 1, last)]
+    if probe is not None:  # with one ingest writer only: the probe reads rows in id order (bench/ingest_pir.py)
+        probe.begin(triggers, gap_s, until_rows=len(wanted) if workers == 1 else 0)
     with profiled(court.process.pid, None if profile is None else profile.with_suffix(".latency.txt")):
         start, end = fleet.publish(first, last, rate=rate)
-        if thread is not None:
-            thread.join()
-    wanted = [seal.hashes[i] for seal in fleet.seals for i in range(first - 1, last)]
     if not fleet.wait_receipts(set(wanted), timeout=300):
         raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
+    seen = {} if probe is None else probe.result(pir)
     achieved = len(wanted) / (end - start)
+    if seen:
+        committed = Series(f"publish -> committed at {achieved:,.0f} events/s (target {rate:g})")
+        committed.values = [
+            seen[(seal.device_id, seq)] - fleet.published[seal.hashes[seq - 1]]
+            for seal in fleet.seals
+            for seq in range(first, last + 1)
+        ]
+        print(committed.row(target_ms=50))
+        print(f"  (seen in the database by the PIR seal's process, polling every {1000 * POLL_S:g} ms: an upper bound)")
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")
     series.values = [fleet.receipted[h] - fleet.published[h] for h in wanted]
-    print(series.row(target_ms=50))
+    print(series.row(target_ms=50 if not seen else None))
     for row in legs(court, fleet, first, last):
         print(row.row())
     print(commit_row(buckets, commit_buckets(court)))
@@ -359,10 +374,12 @@ def main(argv: list[str]) -> int:
             court_rate(court, fleet, WARM_UP + 1, args.events, baseline, args.profile, workers)
             if probe is not None:
                 idle = Series("PIR edge -> intrusion row in the court's database, idle court")
-                probe.measure(20, 0.25, idle)
+                probe.begin(20, 0.25)
+                probe.result(idle)
                 print(idle.row(target_ms=50))
             first = WARM_UP + args.events + 1
-            latency(court, fleet, first, first - 1 + args.rate_events, args.rate, probe, args.profile)
+            phase = (first, first - 1 + args.rate_events, args.rate)
+            latency(court, fleet, phase, probe, args.profile, args.workers)
             ok = check_database(court, seals)
         finally:
             stack.close()

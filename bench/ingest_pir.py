@@ -3,8 +3,14 @@
 The real ``SealRuntime`` on gpiozero ``MockFactory`` pins (a silent speaker, as in ``bench/dashboard_latency.py``),
 registered in the court's database and pinning the court's key, **in a process of its own**: a seal is a device of
 its own, and in the bench's process it would wait for the interpreter lock behind the hundred simulated seals'
-threads. :meth:`PirProbe.measure` asks that process to drive the PIR pin high and poll the court's database (every
+threads. :meth:`PirProbe.begin` asks that process to drive the PIR pin high and poll the court's database (every
 2 ms, its own connection) until the seal's ``intrusion`` row is committed, and reads back the times.
+
+The same poll sees every other event row as it is committed: with ``until_rows``, the process keeps polling after
+its triggers until that many rows of other seals have appeared, and gives the time (``time.time()``) each was first
+seen — an upper bound of its commit's, by the poll's interval and query — so that the bench measures publish →
+committed itself, not only publish → receipt. Rows are read by increasing id, which is their commit order only with
+one ingest writer (the court alone, not ``--workers``).
 
     python bench/ingest_pir.py --config AGENT_TOML --database-url URL   # what PirProbe runs; commands on stdin
 """
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_support import PIR_PIN, Series, SilentSpeaker
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess, seal_config
@@ -62,11 +68,21 @@ class PirProbe:
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError("the PIR seal did not start")
 
-    def measure(self, triggers: int, gap_s: float, series: Series) -> None:
+    def begin(self, triggers: int, gap_s: float, until_rows: int = 0) -> None:
+        """Start ``triggers`` PIR edges ``gap_s`` apart; returns once the process polls (rows committed from then on
+        are seen); with ``until_rows`` it polls on until that many rows of other seals were committed."""
         assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(f"{triggers} {gap_s}\n")
+        self.process.stdin.write(f"{triggers} {gap_s} {until_rows}\n")
         self.process.stdin.flush()
-        series.values += json.loads(self.process.stdout.readline())
+        if self.process.stdout.readline().strip() != "polling":
+            raise RuntimeError("the PIR seal's process did not start polling")
+
+    def result(self, series: Series) -> dict[tuple[str, int], float]:
+        """Each edge → row time added to ``series``; the time each row of other seals was first seen committed."""
+        assert self.process is not None and self.process.stdout is not None
+        answer = json.loads(self.process.stdout.readline())
+        series.values += answer["pir"]
+        return {(device_id, seq): at for device_id, seq, at in answer["seen"]}
 
     def close(self) -> None:
         if self.process is not None:
@@ -75,26 +91,43 @@ class PirProbe:
             self.process.wait(30)
 
 
-def intrusions(session_factory: SessionFactory) -> int:
+#: Rows committed since the last poll: ids only grow (one writer), so ``id > last`` is what is new.
+_NEW_ROWS = (
+    select(Event.id, Event.device_id, Event.seq, Event.type).where(Event.id > bindparam("last")).order_by(Event.id)
+)
+POLL_S = 0.002
+
+
+def measure(pin: Any, session_factory: SessionFactory, triggers: int, gap_s: float, until_rows: int) -> dict[str, Any]:
+    """Drive the pin high ``triggers`` times, each ``gap_s`` after the last one's row, polling every :data:`POLL_S`
+    for new event rows all along, and on until ``until_rows`` rows of other seals were seen."""
+    pir: list[float] = []
+    seen: list[tuple[str, int, float]] = []
     with session_factory() as session:
-        query = select(func.count()).select_from(Event).where(Event.device_id == DEVICE, Event.type == "intrusion")
-        return int(session.scalar(query) or 0)
-
-
-def measure(pin: Any, session_factory: SessionFactory, triggers: int, gap_s: float) -> list[float]:
-    values = []
-    for _ in range(triggers):
-        before = intrusions(session_factory)
-        t0 = time.perf_counter()
-        pin.drive_high()
-        while intrusions(session_factory) == before:
-            if time.perf_counter() - t0 > 30:
-                raise TimeoutError("no intrusion row within 30 s")
-            time.sleep(0.002)
-        values.append(time.perf_counter() - t0)
-        pin.drive_low()
-        time.sleep(gap_s)
-    return values
+        last = int(session.scalar(select(func.max(Event.id))) or 0)
+    print("polling", flush=True)
+    edge_at: float | None = None
+    next_edge = time.perf_counter()
+    deadline = time.perf_counter() + 600
+    while len(pir) < triggers or len(seen) < until_rows:
+        if len(pir) < triggers and edge_at is None and time.perf_counter() >= next_edge:
+            edge_at = time.perf_counter()
+            pin.drive_high()
+        with session_factory() as session:
+            rows = session.execute(_NEW_ROWS, {"last": last}).all()
+        now, wall = time.perf_counter(), time.time()
+        for row_id, device_id, seq, kind in rows:
+            last = max(last, row_id)
+            if device_id != DEVICE:
+                seen.append((device_id, seq, wall))
+            elif kind == "intrusion" and edge_at is not None:
+                pir.append(now - edge_at)
+                pin.drive_low()
+                edge_at, next_edge = None, now + gap_s
+        if now > deadline or (edge_at is not None and now - edge_at > 30):
+            raise TimeoutError(f"{len(pir)} of {triggers} intrusion rows, {len(seen)} of {until_rows} rows seen")
+        time.sleep(POLL_S)
+    return {"pir": pir, "seen": seen}
 
 
 def main(argv: list[str]) -> int:
@@ -122,10 +155,10 @@ def main(argv: list[str]) -> int:
         assert runtime.publisher.wait_connected(30), "the PIR seal did not connect"
         assert runtime.delivery.events.wait_drained(60), "the court did not receipt agent_started"
         print("ready", flush=True)
-        for line in sys.stdin:  # "TRIGGERS GAP_S" per measurement; EOF: stop
-            triggers, gap_s = line.split()
-            values = measure(factory.pin(PIR_PIN), session_factory, int(triggers), float(gap_s))
-            print(json.dumps(values), flush=True)
+        for line in sys.stdin:  # "TRIGGERS GAP_S UNTIL_ROWS" per measurement; EOF: stop
+            triggers, gap_s, until_rows = line.split()
+            answer = measure(factory.pin(PIR_PIN), session_factory, int(triggers), float(gap_s), int(until_rows))
+            print(json.dumps(answer), flush=True)
     finally:
         runtime.close()
         factory.close()
