@@ -42,7 +42,7 @@ from server.errors import NotFound
 from server.removal.disarm import settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, check_proof
-from server.removal.service import add_view, cancel_request, check_filing, file_request, store_proofs
+from server.removal.service import add_view, cancel_request, file_with_proofs
 from server.removal.steps import list_requests
 from server.seals.models import Case
 
@@ -93,30 +93,20 @@ def file(
 ) -> RemovalRequestPublic:
     """File a removal request for your case, with proof files (debtor)."""
     settings = context.settings.removal
-    uploads = files or []
-    # What fails without reading a file fails first; then no transaction is held (on SQLite: no write lock) while
-    # the files are checked — pictures decoded — and stored, and the filing's own transaction checks again.
-    check_filing(
-        session, case_no=case.case_no, statement=statement, files=len(uploads), settings=settings, now=utc_now()
-    )
-    session.commit()
-    proofs = [_checked(upload, settings.proof_max_bytes) for upload in uploads]
-    store = context.stores.proofs
-    store_proofs(store, proofs, case_no=case.case_no)
-    now = utc_now()
-    request = file_request(
+    request = file_with_proofs(
         session,
         actor=user,
         case_no=case.case_no,
         ground=ground,
         statement=statement,
-        proofs=proofs,
-        store=store,
+        uploads=files or [],
+        check=lambda upload: _checked(upload, settings.proof_max_bytes),
+        store=context.stores.proofs,
         settings=settings,
-        now=now,
+        clock=utc_now,
     )
-    session.commit()
     context.live.publish([Change("removal", case_no=request.case_no)])  # open pages of the case show it at once
+    now = request.filed_at
     session.expire_all()
     return request_public(session, request, now=now)
 

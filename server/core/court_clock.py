@@ -8,13 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 COURT_TIME = timezone(timedelta(hours=8), "CST")
 
 
-def court_clock(moment: datetime, *, seconds: bool = True, zone: str = "") -> str:
+#: What a time not (yet) known is written as: on the pages, in the evidence report, on the notice page.
+NO_TIME = "—"
+
+
+def court_clock(moment: datetime | None, *, seconds: bool = True, zone: str = "") -> str:
     """``moment`` on the court's clock, ``2026-12-04 14:35:07`` (``2026-12-04 14:35`` without ``seconds``), then
-    ``zone``. A naive moment is taken as UTC, as the database keeps every time.
+    ``zone``; :data:`NO_TIME` for none. A naive moment is taken as UTC, as the database keeps every time.
 
     A seal signs the time of its own clock, any moment of the years 0001–9999 (``docs/protocol.md``), and the court
     stores it as signed: a moment whose court time would be past the year 9999 — which no ``datetime`` holds — is
     written in UTC, as stored, and said so (``9999-12-31 23:59:59 UTC``), never an error on the page that shows it."""
+    if moment is None:
+        return NO_TIME
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:

@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
+from server.core.court_clock import court_clock
 from server.evidence.verdicts import key_fingerprint
 from server.export.report_closing import closing
 from server.export.report_facts import (
@@ -48,7 +49,7 @@ from server.export.report_sections import (
     para,
     removals_table,
 )
-from server.export.report_text import clip, court_time
+from server.export.report_text import clip
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_layout import markup
@@ -90,7 +91,7 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
         bottomMargin=15 * mm,
         title=f"电子封条证据报告 Evidence report {facts.case_no}",
         author=facts.court,
-        subject=f"case {facts.case_no}, exported {court_time(facts.export.at)}",
+        subject=f"case {facts.case_no}, exported {court_clock(facts.export.at)}",
         creator="court-seal",
         initialFontName=styles.font,
         initialFontSize=9,
@@ -136,9 +137,9 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     rows = [
         ("法院", "court", facts.court),
         ("案号", "case number", facts.case_no),
-        ("导出时间", "exported at", f"{court_time(export.at)} (UTC+8)"),
+        ("导出时间", "exported at", f"{court_clock(export.at)} (UTC+8)"),
         ("导出人", "exported by", export.by),
-        ("时间范围", "range", f"{court_time(export.range_from)} — {court_time(export.range_to)}"),
+        ("时间范围", "range", f"{court_clock(export.range_from)} — {court_clock(export.range_to)}"),
         (
             "事件 / 快照 / 审计记录",
             "events / snapshots / audit entries",
@@ -155,7 +156,7 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         (
             "时间戳",
             "time stamp",
-            f"{court_time(stamp.gen_time)} (UTC+8), {stamp.tsa_name}"
+            f"{court_clock(stamp.gen_time)} (UTC+8), {stamp.tsa_name}"
             if stamp
             else "无（本证据包没有时间戳） none: this bundle has no time stamp",
         ),
@@ -221,15 +222,15 @@ def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         rows = [
             [cell("密钥指纹", "key fingerprint (SHA-256)", s), cell(_fingerprint(seal.public_key_b64), "", s)],
             [cell("公钥", "public key", s), cell(seal.public_key_b64, "", s)],
-            [cell("登记", "enrolled", s), cell(f"{court_time(seal.registered_at)} {seal.registered_by}", "", s)],
+            [cell("登记", "enrolled", s), cell(f"{court_clock(seal.registered_at)} {seal.registered_by}", "", s)],
             [cell("位置", "location", s), cell(seal.location or "—", "", s)],
         ]
         for b in seal.bindings:
-            until = f"{court_time(b.unbound_at)} {b.unbound_by or ''}" if b.unbound_at else "至今 still bound"
+            until = f"{court_clock(b.unbound_at)} {b.unbound_by or ''}" if b.unbound_at else "至今 still bound"
             rows.append(
                 [
                     cell("绑定本案", "bound to the case", s),
-                    cell(f"{court_time(b.bound_at)} {b.bound_by} — {until}", "", s),
+                    cell(f"{court_clock(b.bound_at)} {b.bound_by} — {until}", "", s),
                 ]
             )
         out += [

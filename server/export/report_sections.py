@@ -18,6 +18,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer, Table
 
+from server.core.court_clock import court_clock
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
@@ -25,7 +26,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, court_time, ground_words, sort_time
+from server.export.report_text import clip, ground_words, sort_time
 from server.pdf_layout import TextCell, font_table, markup
 from server.words import words
 
@@ -126,7 +127,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
                          (("法院未存有的快照", "Snapshots the court does not hold"), missing)):  # fmt: skip
         if items:
             out += [Paragraph(markup(title[0]), s.h2), Paragraph(markup(title[1]), s.en)]
-            names = [[cell(x.path, "", s), x.device_id, court_time(x.received_at)] for x in items]
+            names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at)] for x in items]
             header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
             for chunk in chunks(names, ROWS_PER_TABLE):
                 out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
@@ -134,7 +135,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
 
 
 def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
-    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_time(snapshot.received_at)}", s)
+    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_clock(snapshot.received_at)}", s)
     picture: Flowable
     try:
         picture = _thumbnail(snapshot.jpeg or b"", width - 4 * mm)
@@ -164,7 +165,7 @@ def _history(
     lines = []
     for h in entries:
         note = f"：{clip(h.note, where)}" if h.note else ""
-        lines.append(f"{court_time(h.at)} {h.actor} {_both(*step(h.action))}{note}")
+        lines.append(f"{court_clock(h.at)} {h.actor} {_both(*step(h.action))}{note}")
     return _lines(lines, s)
 
 
@@ -189,7 +190,7 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
               ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
     rows = [_row([str(a.id), a.device_id, cell(*words("alarm_kind", a.kind), s),
                   cell(*words("severity", a.severity), s), cell(*words("alarm_state", a.state), s),
-                  court_time(a.opened_at), str(a.count),
+                  court_clock(a.opened_at), str(a.count),
                   _history(a.history, _alarm_step, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
     widths = [10 * mm, 20 * mm, 20 * mm, 15 * mm, 18 * mm, 20 * mm, 10 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
@@ -200,7 +201,7 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
         return para("未向本案封条发送指令。", "No commands were sent to the case's seals.", s)
     header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), ("发出", "issued"), ("发出人", "by"),
               ("状态", "state"), ("应答事件序号", "answer seq"), ("应答", "answer")]  # fmt: skip
-    rows = [_row([str(c.id), c.device_id, cell(*words("case_command_action", c.action), s), court_time(c.issued_at),
+    rows = [_row([str(c.id), c.device_id, cell(*words("case_command_action", c.action), s), court_clock(c.issued_at),
                   c.issued_by, cell(*words("case_command_state", c.state), s),
                   "—" if c.answer_seq is None else str(c.answer_seq), _answer(c, s)], s)
             for c in commands]  # fmt: skip
@@ -237,7 +238,7 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
     header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
               ("经过", "steps"), ("证明文件（SHA-256）", "proofs (SHA-256)")]  # fmt: skip
     rows = [_row([str(r.id), cell(*ground_words(r.ground), s), cell(*words("case_removal_state", r.state), s),
-                  r.filed_by, court_time(r.filed_at), str(len(r.history)),
+                  r.filed_by, court_clock(r.filed_at), str(len(r.history)),
                   _lines([p[:16] + "…" for p in r.proofs], s)], s)
             for r in removals]  # fmt: skip
     widths = [10 * mm, 20 * mm, 18 * mm, 20 * mm, 20 * mm, 12 * mm, None]
@@ -261,7 +262,7 @@ def _steps_tables(
     (clipped, pointing to ``where``) — in tables of :data:`ROWS_PER_TABLE` rows."""
     header = [owner, ("时间", "at"), ("人员", "by"), ("经过", "step"), ("说明", "note")]
     rows = [
-        _row([str(owner_id), court_time(h.at), h.actor, cell(*step(h.action), s), clip(h.note or "—", where)], s)
+        _row([str(owner_id), court_clock(h.at), h.actor, cell(*step(h.action), s), clip(h.note or "—", where)], s)
         for owner_id, h in steps
     ]
     widths = [12 * mm, 20 * mm, 22 * mm, 30 * mm, None]

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from server.core.court_clock import court_clock
 from server.removal.grounds import RemovalGround
 from server.words import words
 
@@ -93,13 +92,6 @@ def as_utc(moment: datetime) -> datetime:
 def sort_time(moment: datetime | None) -> float:
     """A key ordering times, naive (UTC) and aware alike; none first."""
     return as_utc(moment).timestamp() if moment is not None else float("-inf")
-
-
-def court_time(moment: datetime | None, *, seconds: bool = True) -> str:
-    """``moment`` as China time (UTC+8); ``—`` for none."""
-    if moment is None:
-        return "—"
-    return court_clock(moment, seconds=seconds)
 
 
 def event_name(kind: str) -> tuple[str, str]:

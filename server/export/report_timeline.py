@@ -18,12 +18,12 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table
 
+from server.core.court_clock import court_clock
 from server.export.report_facts import EventFacts, OfflinePeriod
 from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
 from server.export.report_text import (
     TIMELINE_TYPES,
     clip,
-    court_time,
     event_details,
     event_name,
     outcome_words,
@@ -68,12 +68,12 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
         (sort_time(e.received_at), _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
     ]
     for period in offline:
-        until = court_time(period.until) if period.until else "导出时 the export"
+        until = court_clock(period.until) if period.until else "导出时 the export"
         note = (
             f"至 {until}，法院未收到该封条的任何消息（法院时钟）",
             f"until {until} the court heard nothing from this seal (court's clock)",
         )
-        cells = ["", court_time(period.since), period.device_id, "", "离线 offline", _two(*note)]
+        cells = ["", court_clock(period.since), period.device_id, "", "离线 offline", _two(*note)]
         rows.append((sort_time(period.since), (cells, True)))
     rows.sort(key=lambda item: item[0])
     out: list[Flowable] = []
@@ -112,8 +112,8 @@ def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
             zh, en = _join(zh, ozh), _join(en, oen)
             alert = alert or (outcome is not None and _failed(outcome))
     cells = [
-        court_time(event.ts),
-        court_time(event.received_at),
+        court_clock(event.ts),
+        court_clock(event.received_at),
         event.device_id,
         str(event.seq),
         _two(*event_name(event.type)),
@@ -185,7 +185,7 @@ def _char_width(char: str, font: str, size: float) -> float:
 
 
 def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]:
-    days = Counter((e.device_id, court_time(e.ts)[:10]) for e in events if e.type == "heartbeat")
+    days = Counter((e.device_id, court_clock(e.ts)[:10]) for e in events if e.type == "heartbeat")
     if not days:
         return []
     rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]

@@ -6,8 +6,7 @@ it works on any phone and tells the reader nothing the paper does not, besides t
 
 from __future__ import annotations
 
-from datetime import datetime
-from functools import cache
+from functools import cache, partial
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -45,13 +44,6 @@ def refusal_text(refusal: Refusal) -> tuple[str, str]:
     return REFUSAL_TEXT[refusal]
 
 
-def court_time(moment: datetime | None) -> str:
-    """``moment`` as the court's local time, ``2026-12-04 14:35 (UTC+8)``; ``""`` for none."""
-    if moment is None:
-        return ""
-    return court_clock(moment, seconds=False, zone=" (UTC+8)")
-
-
 @cache
 def _environment() -> Environment:
     env = Environment(
@@ -61,7 +53,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["court_time"] = court_time
+    # a moment as the court's local time, ``2026-12-04 14:35 (UTC+8)``
+    env.filters["court_time"] = partial(court_clock, seconds=False, zone=" (UTC+8)")
     return env
 
 

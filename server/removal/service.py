@@ -1,15 +1,16 @@
 """The removal request's business actions before the decision takes effect: file it, take it up, the creditor's
 views, the debtor's withdrawal, the judge's rejection. One function each, called by the API and the CLI alike;
 each moves the request through :func:`~server.removal.steps.advance` (its audit entry) and tells the people of
-the case (:mod:`~server.removal.messages`). The caller commits. Approval, the disarm and the lifting are in
-:mod:`server.removal.disarm`.
+the case (:mod:`~server.removal.messages`). The caller commits — but for :func:`file_with_proofs`, which must
+commit before the proof files are checked. Approval, the disarm and the lifting are in :mod:`server.removal.disarm`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: The period ``[removal] max_filings_per_day`` counts over.
 FILING_PERIOD = timedelta(hours=24)
+
+#: A proof file as an edge receives it (the API's and the portal's upload).
+Upload = TypeVar("Upload")
 
 
 def open_request(session: Session, *, case_no: str) -> RemovalRequest | None:
@@ -109,10 +113,11 @@ def file_request(
     settings: RemovalSettings,
     now: datetime,
 ) -> RemovalRequest:
-    """File a request for ``case_no`` with its (checked) proof files, stored first (:func:`store_proofs`; a no-op
-    for files stored already); :class:`Conflict` if the case already has an open one, is not sealed or has no seal
-    to lift; :class:`ProofRefused` for more files than allowed. While the request is open it holds the case
-    (:func:`~server.removal.steps.hold_of`)."""
+    """File a request for ``case_no`` with its (checked) proof files, stored first (:func:`store_proofs`: call it
+    with no transaction open, and no write lock is held while they are written); :class:`Conflict` if the case
+    already has an open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than
+    allowed. While the request is open it holds the case (:func:`~server.removal.steps.hold_of`)."""
+    store_proofs(store, proofs, case_no=case_no)
     get_case(session, case_no=case_no, for_update=True)  # the case's seals cannot change while it is checked
     case = check_filing(session, case_no=case_no, statement=statement, files=len(proofs), settings=settings, now=now)
     request = RemovalRequest(
@@ -136,7 +141,6 @@ def file_request(
     kept: dict[str, CheckedProof] = {}
     for proof in proofs:
         kept.setdefault(proof.sha256, proof)  # the same file twice is one proof
-    store_proofs(store, list(kept.values()), case_no=case.case_no)
     for proof in kept.values():
         session.add(
             RemovalProof(
@@ -151,6 +155,43 @@ def file_request(
     details = {"ground": ground.value, "proofs": [p.sha256 for p in kept.values()]}
     record_step(session, request, FILE, before=None, actor=actor, now=now, note=statement[:500], details=details)
     tell(session, request, "filed", now=now, extra=ground_text(ground))
+    return request
+
+
+def file_with_proofs(
+    session: Session,
+    *,
+    actor: Actor,
+    case_no: str,
+    ground: RemovalGround,
+    statement: str,
+    uploads: Sequence[Upload],
+    check: Callable[[Upload], CheckedProof],
+    store: ProofStore,
+    settings: RemovalSettings,
+    clock: Callable[[], datetime],
+) -> RemovalRequest:
+    """File a request with the proof files an edge received (the API's, the portal's), and commit it. What fails
+    without reading a file fails first (:func:`check_filing`: a stale form, a request filed meanwhile, a case
+    lifted), and is committed; then, with no transaction held (on SQLite: no write lock), ``check`` makes each upload
+    a proof — pictures decoded, in the edge's words when refused — and :func:`file_request` stores them and checks
+    again in its own transaction. Raises what those raise, nothing filed (the caller rolls back); the caller
+    publishes the change."""
+    check_filing(session, case_no=case_no, statement=statement, files=len(uploads), settings=settings, now=clock())
+    session.commit()
+    proofs = [check(upload) for upload in uploads]
+    request = file_request(
+        session,
+        actor=actor,
+        case_no=case_no,
+        ground=ground,
+        statement=statement,
+        proofs=proofs,
+        store=store,
+        settings=settings,
+        now=clock(),
+    )
+    session.commit()
     return request
 
 

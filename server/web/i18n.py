@@ -49,10 +49,7 @@ class Translator:
         return texts[self._column] if texts is not None and self._column in texts else fallback
 
     def when(self, moment: datetime | None) -> str:
-        """A moment as the court reads it: China Standard Time, to the second (:func:`court_clock`); ``—`` for
-        none."""
-        if moment is None:
-            return "—"
+        """A moment as the court reads it: China Standard Time, to the second; ``—`` for none (:func:`court_clock`)."""
         return court_clock(moment)
 
     def ago(self, moment: datetime | None, now: datetime) -> str:

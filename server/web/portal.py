@@ -2,10 +2,11 @@
 their signed events say), the removal request — filed here with its proof files, followed live to ``disarmed``
 (each seal's progress, the history), withdrawn before the decision — and the earlier requests.
 
-The same services and checks as the API's (:mod:`server.api.removal_requests`): ``file_request`` with proofs
-checked by :func:`server.removal.proofs.check_proof`, ``cancel_request``; the case by ``case_for(…, REMOVAL_FILE)``,
-a request by ``removal_request_for``. A refused input is shown next to its field (422), a state that does not allow
-it as a message above the form (409) — never a 500. Each change is published on the live bus after its commit.
+The same services and checks as the API's (:mod:`server.api.removal_requests`): ``file_with_proofs`` with proofs
+checked by :func:`server.removal.proofs.check_proof` (refused in the page's words), ``cancel_request``; the case by
+``case_for(…, REMOVAL_FILE)``, a request by ``removal_request_for``. A refused input is shown next to its field
+(422), a state that does not allow it as a message above the form (409) — never a 500. Each change is published on
+the live bus after its commit.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from server.errors import Conflict
 from server.removal.errors import ProofRefused, ProofStorageFailed
 from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, check_proof, safe_filename, sniff
-from server.removal.service import cancel_request, check_filing, file_request, store_proofs
+from server.removal.service import cancel_request, file_with_proofs
 from server.web.deps import Page, SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.portal_signin import PortalRoute, see_other
@@ -128,33 +129,19 @@ def portal_file(
     if errors:
         return _refused(page, view, status.HTTP_422_UNPROCESSABLE_CONTENT, errors, form)
     assert chosen is not None
-    # As the API files (server.api.removal_requests.file): what fails without reading a file fails first (a stale
-    # form, a request filed meanwhile, a case lifted); then no transaction is held while the files are checked —
-    # pictures decoded — and stored, and the filing's own transaction checks again.
     try:
-        check_filing(
-            session,
-            case_no=view.case.case_no,
-            statement=statement,
-            files=len(files),
-            settings=settings,
-            now=page.now,
-        )
-        session.commit()
-        proofs = [_checked(page, upload, settings) for upload in files]
-        store_proofs(page.context.stores.proofs, proofs, case_no=view.case.case_no)
-        request = file_request(
+        request = file_with_proofs(  # as the API files: what fails without reading a file fails first
             session,
             actor=user,
             case_no=view.case.case_no,
             ground=RemovalGround(chosen),
             statement=statement,
-            proofs=proofs,
+            uploads=files,
+            check=lambda upload: _checked(page, upload, settings),
             store=page.context.stores.proofs,
             settings=settings,
-            now=page.now,
+            clock=lambda: page.now,
         )
-        session.commit()
     except Conflict as exc:
         session.rollback()
         view = _case(page, session, case_no, settle=False)

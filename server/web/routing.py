@@ -2,7 +2,8 @@
 
 No session → ``303`` to ``/login?next=<path>``; a hidden or unknown object → a 404 page (the same words as for
 one that does not exist); a role that may not → 403; a state that does not allow it → 409; invalid input → 422; a
-body that cannot be read as its form → 400. An htmx request (``HX-Request``) gets the same status with a short
+body that cannot be read as its form → 400 (in the page's words, never the parser's), any other 400 with the error's
+own words. An htmx request (``HX-Request``) gets the same status with a short
 fragment instead of a whole page.
 """
 
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.errors import Conflict, Invalid, NotFound
@@ -26,6 +28,11 @@ from server.web.deps import CsrfRefused, SignInRequired, page_language
 from server.web.templating import html_response, render_text
 
 logger = logging.getLogger(__name__)
+
+#: FastAPI's 400 for a request body it could not parse (``fastapi.routing``), raised from the parser's error.
+BODY_NOT_PARSED = "There was an error parsing the body"
+#: How many causes of an error are looked through for the form parser's.
+MAX_CAUSES = 8
 
 
 def sign_in_redirect(next_path: str) -> RedirectResponse:
@@ -72,7 +79,7 @@ class PageRoute(APIRoute):
             except Forbidden:
                 return error_page(request, status.HTTP_403_FORBIDDEN, "error.forbidden")
             except Conflict as exc:
-                detail = str(exc)[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+                detail = _clean(str(exc))
                 return error_page(request, status.HTTP_409_CONFLICT, "error.conflict", detail=detail)
             except (RequestValidationError, Invalid) as exc:
                 detail = _validation_detail(exc)
@@ -80,17 +87,46 @@ class PageRoute(APIRoute):
             except StarletteHTTPException as exc:
                 if exc.status_code != status.HTTP_400_BAD_REQUEST:
                     raise
-                # Starlette's refusal of a body it cannot parse as the form (a part's header too long, too many
-                # parts, a broken multipart body): a page too, not FastAPI's JSON.
-                return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_form")
+                return _bad_request(request, exc)
 
         return route_handler
 
 
+def _bad_request(request: Request, exc: StarletteHTTPException) -> Response:
+    """A 400 as a page, not FastAPI's JSON: a body that cannot be parsed as the form (a part's header too long, too
+    many parts, a broken multipart body) in the page's words — the parser's would mean nothing to the reader —, any
+    other with the error's own words."""
+    detail = _clean(str(exc.detail))
+    logger.info("refused %s %s (400): %s", request.method, request.url.path, detail)
+    if _form_not_parsed(exc):
+        return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_form")
+    return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_request", detail=detail)
+
+
+def _form_not_parsed(exc: BaseException) -> bool:
+    """Whether ``exc`` is the refusal of a body its parser could not read: Starlette's form parser's error lies
+    behind it (Starlette raises its 400 while handling it), or it is FastAPI's own."""
+    if str(getattr(exc, "detail", "")) == BODY_NOT_PARSED:
+        return True
+    cause: BaseException | None = exc
+    for _ in range(MAX_CAUSES):
+        if cause is None:
+            return False
+        if isinstance(cause, MultiPartException):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _validation_detail(exc: Exception) -> str:
-    """What was wrong, short, and encodable whatever the input held (a lone surrogate is written as its escape)."""
+    """What was wrong, short (:func:`_clean`)."""
     if isinstance(exc, RequestValidationError):
         text = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
     else:
         text = str(exc)
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """``text`` short, and encodable whatever the input held (a lone surrogate is written as its escape)."""
     return text[:300].encode("utf-8", "backslashreplace").decode("utf-8")

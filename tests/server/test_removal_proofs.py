@@ -10,16 +10,20 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
 from server.app import create_app
 from server.config import RemovalSettings
+from server.core.blobs import Blob, ObjectBackend
 from server.core.db import SessionFactory
 from server.removal.errors import ProofRefused
 from server.removal.models import RemovalRequest
@@ -139,6 +143,44 @@ def test_good_uploads_are_stored_once(world: RemovalWorld, tmp_path: Path) -> No
         headers=world.as_("debtor-b"),
     )
     assert no_files.status_code == 422
+
+
+class CountedObjects:
+    """The proof store's real backend, counting the objects written to it and read from it."""
+
+    def __init__(self, backend: ObjectBackend) -> None:
+        self.backend = backend
+        self.description = backend.description
+        self.puts: Counter[str] = Counter()
+        self.opens: Counter[str] = Counter()
+
+    def put_once(self, name: str, data: bytes) -> bool:
+        self.puts[name] += 1
+        return self.backend.put_once(name, data)
+
+    def open(self, name: str) -> Blob | None:
+        self.opens[name] += 1
+        return self.backend.open(name)
+
+    def size(self, name: str) -> int | None:
+        return self.backend.size(name)
+
+    def check(self) -> None:
+        self.backend.check()
+
+
+def test_a_filing_writes_each_proof_once(world: RemovalWorld) -> None:
+    """Stored before the filing's transaction, and not a second time in it (written again, then read back and
+    hashed, while the case is locked)."""
+    store: ProofStore = cast(FastAPI, world.client.app).state.context.stores.proofs
+    counted = CountedObjects(store.backend)
+    store.backend = counted
+    receipt, photo = pdf_bytes("once"), picture_bytes("PNG")
+    files = [proof("a.pdf", receipt, "application/pdf"), proof("b.png", photo, "image/png")]
+    assert world.file(files=files).status_code == 201
+    names = [f"{hashlib.sha256(receipt).hexdigest()}.pdf", f"{hashlib.sha256(photo).hexdigest()}.png"]
+    assert counted.puts == dict.fromkeys(names, 1)
+    assert not counted.opens
 
 
 def xref_stream_pdf() -> bytes:
