@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from seal_agent.journal.outbox import StoredEvent
-
 
 class SealAgentError(Exception):
     """Base class of every error raised by ``seal_agent``."""
@@ -37,11 +32,11 @@ class EventRefused(SealAgentError, ValueError):
 
 class EventLost(SealAgentError, ValueError):
     """An event could never be recorded (refused by the outbox, or it cannot be built: oversized, a payload that
-    is not wire JSON). A signed ``event_lost`` event saying so was committed in its place: ``marker``."""
+    is not wire JSON). A signed ``event_lost`` event saying so was committed in its place, with ``seq``."""
 
-    def __init__(self, message: str, marker: StoredEvent) -> None:
+    def __init__(self, message: str, seq: int) -> None:
         super().__init__(message)
-        self.marker = marker
+        self.seq = seq
 
 
 class OutboxLocked(OutboxError):

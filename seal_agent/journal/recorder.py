@@ -156,7 +156,8 @@ class EventRecorder:
             marker = self._commit(EventType.EVENT_LOST, lost, self._clock.now(), None)
         except (EventRefused, InvalidEnvelope) as exc:
             # A small event of the seal's own is refused as well: the database is at fault, not the event.
-            raise OutboxError(f"the outbox refuses even an event_lost ({exc.code}: {exc}); {type.value} is kept") from exc
+            refused = f"the outbox refuses even an event_lost ({exc.code}: {exc}); {type.value} is kept"
+            raise OutboxError(refused) from exc
         logger.error(
             "%s of %s can never be recorded (%s: %s; payload %s); event_lost seq=%d committed in its place",
             type.value,
@@ -166,7 +167,7 @@ class EventRecorder:
             _clipped(body),
             marker.seq,
         )
-        raise EventLost(f"{type.value} of {lost['lost_ts']} lost ({reason}: {detail})", marker)
+        raise EventLost(f"{type.value} of {lost['lost_ts']} lost ({reason}: {detail})", marker.seq)
 
     def _commit(
         self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None

@@ -120,7 +120,7 @@ def test_an_event_too_big_for_the_outbox_is_replaced_and_the_caller_told(
 
     events = committed(outbox)
     assert [e.type for e in events] == [EventType.EVENT_LOST, EventType.EVENT_LOST, EventType.HEARTBEAT]
-    assert lost.value.marker.seq == events[0].seq == 1
+    assert lost.value.seq == events[0].seq == 1
 
 
 @pytest.mark.parametrize(
