@@ -140,7 +140,9 @@ class Outbox:
     def append(self, build: EventBuilder, *, settings: Mapping[str, str] | None = None) -> StoredEvent:
         """Commit the next event: ``build(seq, prev_hash)`` gives its bytes; ``settings`` change atomically with it.
 
-        If ``build`` raises, nothing is committed and the sequence number is not consumed.
+        If ``build`` raises, nothing is committed and the sequence number is not consumed. A SQLite error raises
+        :class:`OutboxError` for a passing condition of the disk or the database (:data:`PASSING_CONDITIONS`: try
+        again), :class:`~seal_agent.errors.EventRefused` for any other (this event's next try would meet it too).
         """
         with self._lock:
             try:
