@@ -16,7 +16,27 @@ class ConfigError(SealAgentError, ValueError):
 
 
 class OutboxError(SealAgentError, OSError):
-    """The on-device outbox could not be opened or written."""
+    """The on-device outbox could not be opened or written: for an event, a condition of the disk or the database
+    (full, an I/O error, locked) that a later try may not meet; the event is kept and tried again."""
+
+
+class EventRefused(SealAgentError, ValueError):
+    """The outbox refused one event with an error that is not a passing condition of the disk or the database (e.g.
+    ``SQLITE_TOOBIG``): trying that event again would meet it again. The message is SQLite's; ``code`` its error
+    name (e.g. ``SQLITE_TOOBIG``), or the exception's class where SQLite gave none."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class EventLost(SealAgentError, ValueError):
+    """An event could never be recorded (refused by the outbox, or it cannot be built: oversized, a payload that
+    is not wire JSON). A signed ``event_lost`` event saying so was committed in its place, with ``seq``."""
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class OutboxLocked(OutboxError):

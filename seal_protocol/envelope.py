@@ -84,6 +84,7 @@ class EventType(StrEnum):
     SNAPSHOT_TAKEN = "snapshot_taken"
     WARNING_RESULT = "warning_result"
     AGENT_STARTED = "agent_started"
+    EVENT_LOST = "event_lost"
 
 
 def utc_now_ms(now: datetime | None = None) -> str:

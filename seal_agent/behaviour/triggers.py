@@ -22,6 +22,9 @@ waits for the camera before the event is committed:
 
 An event the outbox refuses (a full disk) is evidence: it is kept in memory and committed again, with the time of
 its first attempt, until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up.
+An event that can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it
+cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes
+on with the next trigger.
 
 It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
@@ -38,15 +41,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
-from seal_agent.errors import OutboxError
+from seal_agent.errors import EventLost, OutboxError
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence, WarningPlayback
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: A trigger's event the outbox refused (a full disk) is committed again after this many seconds, doubling up to
-#: :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk has room.
+#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many
+#: seconds, doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk
+#: has room.
 RECORD_RETRY_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
 
@@ -285,6 +289,8 @@ class TriggerResponder:
     def _run(self, job: Callable[[], None]) -> None:
         try:
             job()
+        except EventLost as lost:  # its event_lost is committed; the next trigger goes on
+            logger.error("a trigger's event was lost: %s", lost)
         except Exception:  # the worker's top level: log, and go on with the next trigger
             logger.exception("recording a trigger failed")
         finally:
@@ -351,8 +357,10 @@ class TriggerResponder:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
     def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
-        """Commit a trigger's event; while the outbox refuses it (a full disk), try again with a doubling delay,
-        with the time of the first attempt, until it is committed or the responder stops (then raise)."""
+        """Commit a trigger's event; while the outbox refuses it (:class:`OutboxError`: a full disk), try again with a
+        doubling delay, with the time of the first attempt, until it is committed or the responder stops (then
+        raise). An event that can never be recorded raises :class:`~seal_agent.errors.EventLost` at once (its
+        ``event_lost`` is committed in its place)."""
         at = self._now()
         delay = RECORD_RETRY_S
         while True:

@@ -32,12 +32,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seal_agent.errors import OutboxError, OutboxLocked
+from seal_agent.errors import EventRefused, OutboxError, OutboxLocked
 from seal_agent.journal.outbox_schema import migrate
 from seal_protocol import envelope_hash
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
 EventBuilder = Callable[[int, str | None], bytes]
+
+#: SQLite's primary result codes of a condition of the disk or the database, not of the event being written: busy or
+#: locked (another connection), out of memory, an I/O error, a full disk, an interrupt, the lock protocol, a file it
+#: cannot open (a journal, out of descriptors). An event refused so is kept and tried again (:class:`OutboxError`).
+PASSING_CONDITIONS = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,9 @@ class Outbox:
     def append(self, build: EventBuilder, *, settings: Mapping[str, str] | None = None) -> StoredEvent:
         """Commit the next event: ``build(seq, prev_hash)`` gives its bytes; ``settings`` change atomically with it.
 
-        If ``build`` raises, nothing is committed and the sequence number is not consumed.
+        If ``build`` raises, nothing is committed and the sequence number is not consumed. A SQLite error raises
+        :class:`OutboxError` for a passing condition of the disk or the database (:data:`PASSING_CONDITIONS`: try
+        again), :class:`~seal_agent.errors.EventRefused` for any other (this event's next try would meet it too).
         """
         with self._lock:
             try:
@@ -143,10 +161,13 @@ class Outbox:
                         self._set(key, value)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK would then fail,
+                    # and its error would hide the one that says what happened.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise OutboxError(f"cannot commit event to {self.path}: {exc}") from exc
+                raise _append_error(exc, self.path) from exc
         return StoredEvent(seq, data)
 
     def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
@@ -196,6 +217,17 @@ class Outbox:
         """``envelope_hash`` of the last committed event's bytes: the next event's ``prev_hash``."""
         with self._lock:
             return self._read_meta("last_hash")
+
+    def lower_limits(self, *, value_bytes: int | None = None, pages: int | None = None) -> None:
+        """Lower SQLite's own limits on this outbox's connection: the longest value it stores (``value_bytes``,
+        ``SQLITE_LIMIT_LENGTH``: a longer event is refused with ``SQLITE_TOOBIG``) and the size of the database
+        (``pages``, ``max_page_count``: a write that needs more fails as on a full disk, ``SQLITE_FULL``). For drills
+        and tests, which meet these refusals for real."""
+        with self._lock:
+            if value_bytes is not None:
+                self._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, value_bytes)
+            if pages is not None:
+                self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
 
     # -- snapshot queue -----------------------------------------------------------------------------------------
 
@@ -325,3 +357,14 @@ class Outbox:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+
+def _append_error(exc: sqlite3.Error, path: Path) -> OutboxError | EventRefused:
+    """What a SQLite error committing one event means: a passing condition (:data:`PASSING_CONDITIONS`, kept and
+    tried again) or a refusal of this event (``SQLITE_TOOBIG``, a constraint, and anything else, even without a
+    code) that its next try would meet again. Whether such a refusal is really the event's own, and not the
+    database's, the recorder finds out by committing a small event in its place."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in PASSING_CONDITIONS:
+        return OutboxError(f"cannot commit event to {path}: {exc}")
+    return EventRefused(str(exc), getattr(exc, "sqlite_errorname", None) or type(exc).__name__)

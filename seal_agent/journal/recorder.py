@@ -4,26 +4,33 @@ outbox, and delivery is told.
 Everything in the seal that raises an event calls :meth:`EventRecorder.record` itself: the seal's behaviour (arm,
 disarm, heartbeat, ``agent_started``), its trigger responder (``intrusion``, ``tamper``, ``snapshot_taken``,
 ``warning_result``), the court command desk (``command_ack``, ``command_rejected``), the camera's health and the
-snapshot spool's thinning (wired by the runtime). The recorder calls nothing back but
+snapshot spool's thinning (wired by the runtime). An event that can never be recorded is replaced by a signed
+``event_lost`` (see :class:`EventRecorder`). The recorder calls nothing back but
 :attr:`EventRecorder.on_committed`, which :class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's
 ``notify``: the data path runs one way, into the journal and on to delivery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from seal_agent.errors import OutboxError
+from seal_agent.errors import EventLost, EventRefused, OutboxError
 from seal_agent.interfaces import Clock
 from seal_agent.journal.outbox import Outbox, StoredEvent
-from seal_protocol import EventType, encode_envelope, new_envelope
+from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
 from seal_protocol.signing import SigningKey, sign_envelope
 
 logger = logging.getLogger(__name__)
+
+#: Characters of the reason an ``event_lost`` event carries (the log has all of it).
+LOST_DETAIL_CHARS = 300
+#: Characters of a lost event's payload the log shows.
+LOG_PAYLOAD_CHARS = 2000
 
 
 class EventRecorder:
@@ -31,6 +38,13 @@ class EventRecorder:
 
     The envelope is built and signed inside the outbox transaction, so ``seq`` and ``prev_hash`` are exactly the
     ones committed with it, even when several threads record at once.
+
+    An event that can never be recorded costs that event only, and the court learns of it: one the outbox refuses for
+    a reason of its own (:class:`~seal_agent.errors.EventRefused`, e.g. ``SQLITE_TOOBIG``) or that cannot be built
+    (oversized, a payload that is not wire JSON) is replaced, at its place in the chain, by a signed ``event_lost``
+    event naming its type, its time and the reason (then :class:`~seal_agent.errors.EventLost` is raised). If the
+    outbox refuses that small event too, the fault is the database's, not the event's: it is then an
+    :class:`~seal_agent.errors.OutboxError` like a full disk, and the event is kept and tried again.
     """
 
     def __init__(self, *, device_id: str, case_no: str, signing_key: SigningKey, outbox: Outbox, clock: Clock) -> None:
@@ -43,6 +57,7 @@ class EventRecorder:
         self.on_committed: Callable[[], None] = _nothing
         self._order = threading.Lock()  # held events are committed before any later one, in their order
         self._held: list[tuple[EventType, dict[str, Any], datetime]] = []
+        self._commits = 0  # events committed so far (under _order)
 
     @property
     def held(self) -> int:
@@ -52,19 +67,22 @@ class EventRecorder:
     def record_or_hold(self, type: EventType, payload: Mapping[str, Any] | None = None) -> None:
         """Commit one event for a thread that must not wait (the camera's, the spool's); if the outbox refuses it
         (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in memory with its time and commit it before
-        the next event (a heartbeat at the latest). Never raises an OutboxError."""
+        the next event (a heartbeat at the latest). Never raises an OutboxError, nor an EventLost (its
+        ``event_lost`` is committed)."""
         at = self._clock.now()
-        try:
-            with self._order:  # held in the same turn as its try: no later event is committed in between
-                try:
-                    self._record_in_order(type, dict(payload or {}), None, at)
-                except OutboxError:
-                    self._held.append((type, dict(payload or {}), at))
-                    raise
-        except OutboxError:
-            logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
-            return
-        self.on_committed()
+        body = dict(payload or {})
+        with self._notifying():
+            try:
+                with self._order:  # held in the same turn as its try: no later event is committed in between
+                    try:
+                        self._record_in_order(type, body, None, at)
+                    except OutboxError:
+                        self._held.append((type, body, at))
+                        raise
+            except OutboxError:
+                logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
+            except EventLost:
+                pass  # logged, and its event_lost committed in its place
 
     @property
     def outbox(self) -> Outbox:
@@ -83,12 +101,22 @@ class EventRecorder:
 
         ``at`` is the event's time (default: now): a retried commit keeps the time the event happened.
 
-        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed.
+        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed now (a full disk: try
+        again), :class:`~seal_agent.errors.EventLost` if it never can be (its ``event_lost`` was committed instead,
+        without ``settings``).
         """
-        with self._order:
-            stored = self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now())
-        self.on_committed()
-        return stored
+        with self._notifying(), self._order:
+            return self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now())
+
+    @contextlib.contextmanager
+    def _notifying(self) -> Iterator[None]:
+        """Tell delivery once, on the way out, if anything was committed meanwhile (held events, an event_lost)."""
+        before = self._commits
+        try:
+            yield
+        finally:
+            if self._commits != before:
+                self.on_committed()
 
     def _record_in_order(
         self, type: EventType, body: dict[str, Any], settings: Mapping[str, str] | None, now: datetime
@@ -97,13 +125,49 @@ class EventRecorder:
         while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
             held_type, held_payload, held_at = self._held[0]
             try:
-                self._commit(held_type, held_payload, held_at, None)
-            except OutboxError:
-                raise
-            except Exception:  # an event that can never be built must not block every later one
-                logger.exception("held %s cannot be recorded; dropped: %s", held_type.value, held_payload)
+                self._commit_or_replace(held_type, held_payload, held_at, None)
+            except EventLost:
+                pass  # its event_lost stands in its place
             self._held.pop(0)
-        return self._commit(type, body, now, settings)
+        return self._commit_or_replace(type, body, now, settings)
+
+    def _commit_or_replace(
+        self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None
+    ) -> StoredEvent:
+        """Commit the event, or, if it can never be, an ``event_lost`` in its place (then raise EventLost)."""
+        try:
+            return self._commit(type, body, now, settings)
+        except OutboxError:
+            raise  # a passing condition: the caller keeps the event and tries again
+        except EventRefused as exc:
+            reason, detail = "outbox_refused", f"{exc.code}: {exc}"
+        except InvalidEnvelope as exc:
+            reason, detail = ("oversized" if exc.code == "oversized" else "invalid_payload"), str(exc)
+        except Exception as exc:  # a fault building this one event must not block every later one
+            logger.exception("%s cannot be built", type.value)
+            reason, detail = "internal_error", f"{exc.__class__.__name__}: {exc}"
+        lost = {
+            "lost_type": type.value,
+            "lost_ts": utc_now_ms(now),
+            "reason": reason,
+            "detail": detail[:LOST_DETAIL_CHARS],
+        }
+        try:
+            marker = self._commit(EventType.EVENT_LOST, lost, self._clock.now(), None)
+        except (EventRefused, InvalidEnvelope) as exc:
+            # A small event of the seal's own is refused as well: the database is at fault, not the event.
+            refused = f"the outbox refuses even an event_lost ({exc.code}: {exc}); {type.value} is kept"
+            raise OutboxError(refused) from exc
+        logger.error(
+            "%s of %s can never be recorded (%s: %s; payload %s); event_lost seq=%d committed in its place",
+            type.value,
+            lost["lost_ts"],
+            reason,
+            detail,
+            _clipped(body),
+            marker.seq,
+        )
+        raise EventLost(f"{type.value} of {lost['lost_ts']} lost ({reason}: {detail})", marker.seq)
 
     def _commit(
         self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None
@@ -121,8 +185,15 @@ class EventRecorder:
             return encode_envelope(sign_envelope(envelope, self._key))
 
         stored = self._outbox.append(build, settings=settings)
+        self._commits += 1
         logger.info("event seq=%d %s committed", stored.seq, type.value)
         return stored
+
+
+def _clipped(body: Mapping[str, Any]) -> str:
+    """An event's payload for the log, cut to a few lines (it may be what made it too big)."""
+    text = repr(dict(body))
+    return text if len(text) <= LOG_PAYLOAD_CHARS else f"{text[:LOG_PAYLOAD_CHARS]}… ({len(text)} characters)"
 
 
 def _nothing() -> None:

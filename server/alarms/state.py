@@ -24,6 +24,7 @@ class AlarmKind(StrEnum):
     MISSING_EVENTS = "missing_events"
     OUTBOX_FULL = "outbox_full"
     SPEAKER_FAILED = "speaker_failed"
+    EVENT_LOST = "event_lost"
 
     @property
     def severity(self) -> Severity:
@@ -45,6 +46,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.MISSING_EVENTS: Severity.HIGH,
     AlarmKind.OUTBOX_FULL: Severity.MEDIUM,
     AlarmKind.SPEAKER_FAILED: Severity.HIGH,  # a seal that cannot warn deters nobody
+    AlarmKind.EVENT_LOST: Severity.HIGH,  # what happened is not on the record: someone must look
 }
 
 CONDITIONS = frozenset({AlarmKind.OFFLINE, AlarmKind.MISSING_EVENTS, AlarmKind.SPEAKER_FAILED})

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from seal_protocol import parse_ts
+from server.core.court_clock import court_clock
 from server.removal.grounds import RemovalGround
 from server.words import words
 
@@ -29,6 +31,7 @@ TIMELINE_TYPES = frozenset(
         "camera_recovered",
         "camera_lost",
         "camera_found",
+        "event_lost",
     }
 )
 
@@ -48,6 +51,15 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "camera_found": ("摄像头重新出画", "camera found again"),
     "heartbeat": ("心跳", "heartbeat"),
     "snapshot_taken": ("快照已存储", "snapshots stored"),
+    "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
+}
+
+#: Why a seal could not record an event (``event_lost``'s ``reason``).
+LOST_REASONS: dict[str, tuple[str, str]] = {
+    "outbox_refused": ("封条存储拒收", "refused by the seal's store"),
+    "oversized": ("事件过大", "event too large"),
+    "invalid_payload": ("事件内容无效", "invalid event content"),
+    "internal_error": ("封条程序错误", "seal software error"),
 }
 
 WARNING_WORDS: dict[str, tuple[str, str]] = {
@@ -167,6 +179,16 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
             f"删除 {thinned} 张快照，其中 {unsent} 张法院未收到",
             f"{thinned} snapshots thinned, {unsent} of them never reached the court",
         )
+    if kind == "event_lost":
+        lost_zh, lost_en = event_name(str(payload.get("lost_type")))
+        reason = str(payload.get("reason"))
+        rzh, ren = LOST_REASONS.get(reason, (reason, reason))
+        at = _ts_words(payload.get("lost_ts"))
+        detail = f"：{payload['detail']}" if payload.get("detail") else ""
+        return (
+            f"{at} 的“{lost_zh}”事件未能记录，原因：{rzh}{detail}",
+            f"the {lost_en} event of {at} could not be recorded: {ren}" + (f": {payload['detail']}" if detail else ""),
+        )
     if kind in {"intrusion", "tamper"}:
         shots = payload.get("snapshots")
         count = len(shots) if isinstance(shots, list) else 0
@@ -174,6 +196,14 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
+
+
+def _ts_words(ts: object) -> str:
+    """An envelope-style ``ts`` as court time; the text itself if it is none."""
+    try:
+        return court_clock(parse_ts(str(ts)))
+    except ValueError:
+        return _v(ts)
 
 
 def _v(value: object) -> str:

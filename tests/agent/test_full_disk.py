@@ -1,21 +1,21 @@
-"""A full disk while someone is at the seal: the outbox refuses the trigger's event (a real SQLite error, from a
-trigger put on the seal's database file). The event is evidence: it must be committed and sent once the disk has
-room again, with the time of the trigger, never dropped after a log line."""
+"""A full disk while someone is at the seal: the outbox refuses the trigger's event (SQLite's own ``SQLITE_FULL``, the
+database filled to its size by :class:`~tests.agent.full_disk.FullDisk`). The event is evidence: it must be committed
+and sent once the disk has room again, with the time of the trigger, never dropped after a log line, and no
+``event_lost`` stands in for it. The court receipts nothing while the disk is full: its receipts would make room."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.config import load_config
 from seal_agent.errors import OutboxError
 from seal_dev.broker import PrivateBroker
 from seal_protocol import parse_ts
+from tests.agent.full_disk import FullDisk
 from tests.agent.helpers import (
     CourtSubscriber,
     RecordingSpeaker,
@@ -23,6 +23,7 @@ from tests.agent.helpers import (
     check_chain,
     pulse,
     verify_key,
+    wait_until,
     write_config,
 )
 from tests.agent.test_camera_agent import camera_section
@@ -60,17 +61,15 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
         runtime = runtimes(config)
         runtime.start()
         assert runtime.publisher.wait_listening(5)
-        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
-        database.execute(
-            "CREATE TRIGGER disk_full BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"intrusion\"') > 0 "
-            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
-        )
+        court.receipting = False
+        disk = FullDisk(runtime.recorder)
+        disk.fill()
         pulse(mock_pins)
         assert failures.wait(2, timeout=10), "the seal did not try again to commit the intrusion"
         assert not court.payloads(DEVICE, "intrusion")
         held_at = datetime.now(UTC)
-        database.execute("DROP TRIGGER disk_full")  # room again
-        database.close()
+        disk.make_room()
+        court.receipting = True
 
         assert court.wait_for(lambda c: bool(c.payloads(DEVICE, "intrusion")), timeout=15), "the intrusion was lost"
         intrusions = [r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "intrusion"]
@@ -78,6 +77,7 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
         started = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "agent_started")
         # Signed with the time of the edge, not of the later commit (after the room was made).
         assert parse_ts(started.ts) <= parse_ts(intrusions[0].ts) <= held_at
+        assert "event_lost" not in court.types(DEVICE)
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
@@ -90,29 +90,23 @@ def test_a_camera_health_event_refused_by_a_full_disk_is_committed_once_there_is
     memory and committed, with its own time, before the next event (a heartbeat)."""
     video = write_clip(tmp_path / "covered.avi", black_frames(40))
     config = write_config(tmp_path, broker, camera=camera_section(video), heartbeat_s=1)
-    failures = _OutboxFailures()
-    logging.getLogger("seal_agent").addHandler(failures)
-    try:
-        runtime = runtimes(config)  # the outbox exists from here on
-        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
-        database.execute(
-            "CREATE TRIGGER disk_full BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"camera_blind\"') > 0 "
-            "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
-        )
-        runtime.start()
-        assert failures.wait(1, timeout=10), "the camera never reported the covered lens"
-        held_at = datetime.now(UTC)
-        assert runtime.recorder.held == 1
-        database.execute("DROP TRIGGER disk_full")  # room again
-        database.close()
+    runtime = runtimes(config)  # the outbox exists from here on
+    court.receipting = False
+    disk = FullDisk(runtime.recorder)
+    disk.fill()
+    runtime.start()  # agent_started is held: the first event held
+    # The second: the camera's report of the covered lens (heartbeats are not held: the timer tries each once).
+    assert wait_until(lambda: runtime.recorder.held >= 2, timeout=10), "the camera never reported the covered lens"
+    held_at = datetime.now(UTC)
+    disk.make_room()
+    court.receipting = True
 
-        assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=10), "camera_blind was lost"
-        assert court.payloads(DEVICE, "camera_blind")[0]["reason"] == "uniform"
-        blind = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "camera_blind")
-        assert parse_ts(blind.ts) <= held_at  # the time it was seen, not the time of the later commit
-        check_chain(court.of(DEVICE), verify_key(config))
-    finally:
-        logging.getLogger("seal_agent").removeHandler(failures)
+    assert court.wait_for(lambda c: "camera_blind" in c.types(DEVICE), timeout=10), "camera_blind was lost"
+    assert court.payloads(DEVICE, "camera_blind")[0]["reason"] == "uniform"
+    blind = next(r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "camera_blind")
+    assert parse_ts(blind.ts) <= held_at  # the time it was seen, not the time of the later commit
+    assert "event_lost" not in court.types(DEVICE)
+    check_chain(court.of(DEVICE), verify_key(config))
 
 
 def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_there_is_room(
@@ -121,17 +115,20 @@ def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_th
     config = write_config(tmp_path, broker)
     speaker = RecordingSpeaker()
     runtime = runtimes(config, speaker=speaker)
-    database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
-    database.execute(
-        "CREATE TRIGGER disk_full BEFORE INSERT ON outbox "
-        "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
-    )
+    court.receipting = False
+    disk = FullDisk(runtime.recorder)
+    disk.fill()
     runtime.start()  # agent_started cannot be committed: the seal runs anyway
     assert runtime.publisher.wait_listening(5)
     pulse(mock_pins)
     assert speaker.wait_plays(1), "a seal started on a full disk does not warn"
-    database.execute("DROP TRIGGER disk_full")  # room again
-    database.close()
+    disk.make_room()
+    court.receipting = True
 
-    assert court.wait_for(lambda c: c.types(DEVICE) == ["agent_started", "intrusion"], timeout=15), court.types(DEVICE)
+    def after_the_fill(c: CourtSubscriber) -> list[str]:
+        return [r.envelope.type.value for r in c.of(DEVICE) if r.envelope.seq > len(disk.fillers)]
+
+    assert court.wait_for(lambda c: after_the_fill(c) == ["agent_started", "intrusion"], timeout=15), court.types(
+        DEVICE
+    )
     check_chain(court.of(DEVICE), verify_key(config))

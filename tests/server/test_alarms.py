@@ -274,4 +274,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "missing_events": 0,
             "outbox_full": 0,
             "speaker_failed": 0,
+            "event_lost": 0,
         }
