@@ -197,6 +197,7 @@ class SealRuntime:
             if self.camera is not None:
                 self.camera.close()
             self.agent.stop()
+            self.recorder.close()  # nothing records any more: what the outbox refused is tried once more, or logged
             self.delivery.stop()
             self.publisher.stop()
         self._stack.close()

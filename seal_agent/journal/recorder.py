@@ -84,6 +84,25 @@ class EventRecorder:
             except EventLost:
                 pass  # logged, and its event_lost committed in its place
 
+    def close(self) -> None:
+        """The agent stops: the held events are tried once more, in order; those the outbox still refuses are given
+        up, each with a CRITICAL log line holding its type, time and payload — the only place it is kept then."""
+        with self._notifying(), self._order:
+            while self._held:
+                held_type, held_payload, held_at = self._held[0]
+                try:
+                    self._commit_or_replace(held_type, held_payload, held_at, None)
+                except EventLost:
+                    pass  # its event_lost stands in its place
+                except OutboxError as exc:
+                    for given_up, payload, at in self._held:
+                        logger.critical(
+                            "%s of %s not committed before stopping (%s): %s", given_up.value, at, exc, payload
+                        )
+                    self._held.clear()
+                    return
+                self._held.pop(0)
+
     @property
     def outbox(self) -> Outbox:
         """The outbox the events are committed to (for reading its depth and settings)."""

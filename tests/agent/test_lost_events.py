@@ -164,6 +164,41 @@ def test_a_full_disk_keeps_the_events_in_memory_and_in_order_and_loses_none(
     assert events[1].payload == THINNING
 
 
+def test_events_held_when_the_agent_stops_are_tried_once_more_then_logged_whole(
+    outbox: Outbox, recorder: EventRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Held events lived only in memory: a stop dropped them without a word. Closing the recorder tries them once
+    more; those the outbox still refuses are given up with a CRITICAL line each, payload and all."""
+    disk = FullDisk(recorder)
+    disk.fill()
+    recorder.record_or_hold(EventType.CAMERA_BLIND, {"reason": "uniform", "after_ms": 500})
+    recorder.record_or_hold(EventType.OUTBOX_FULL, THINNING)
+    assert recorder.held == 2
+
+    recorder.close()
+
+    assert recorder.held == 0
+    given_up = [r for r in caplog.records if r.levelname == "CRITICAL"]
+    assert [r.getMessage().split(" of ")[0] for r in given_up] == ["camera_blind", "outbox_full"]
+    assert "'after_ms': 500" in given_up[0].getMessage() and THINNING["snapshots"][-1] in given_up[1].getMessage()
+    assert [e.type for e in committed(outbox)] == [EventType.HEARTBEAT] * len(disk.fillers)
+
+
+def test_events_held_when_the_agent_stops_are_committed_if_there_is_room_by_then(
+    outbox: Outbox, recorder: EventRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FullDisk(recorder)
+    disk.fill()
+    recorder.record_or_hold(EventType.CAMERA_BLIND, {"reason": "uniform", "after_ms": 500})
+    disk.make_room()
+
+    recorder.close()
+
+    assert recorder.held == 0
+    assert [e.type for e in committed(outbox)] == [EventType.CAMERA_BLIND]
+    assert not [r for r in caplog.records if r.levelname == "CRITICAL"]
+
+
 def test_a_refusal_the_event_lost_meets_too_is_the_databases_and_the_event_is_kept(
     outbox: Outbox, recorder: EventRecorder
 ) -> None:
