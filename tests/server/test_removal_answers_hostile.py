@@ -141,3 +141,24 @@ def test_acks_that_prove_nothing_for_the_request_change_nothing(world: RemovalWo
     assert shown["state"] == "aborted"
     status = world.client.get(f"/api/cases/{c(CASE_A)}", headers=world.as_("judge")).json()["status"]
     assert status == "sealed"
+
+
+def test_a_seal_that_refused_one_copy_of_the_disarm_and_carried_out_another_counts_as_disarmed(
+    world: RemovalWorld,
+) -> None:
+    """The dispatcher publishes a command again when the broker's PUBACK is lost, so a seal may get it twice. A seal
+    booted with a clock behind (no RTC, before NTP) refuses the first copy ``not_yet_valid``; its clock set, it
+    carries out the second and signs its ``command_ack``. The signed ack is what happened: the command is
+    acknowledged and the seal disarmed, whichever answer the court stores first."""
+    request_id = world.filed()
+    commands = world.commands(world.approved(request_id))
+    world.answer("seal-a1", commands["seal-a1"].id)
+    seal, command_id = world.seals["seal-a2"], commands["seal-a2"].id
+    refusal = {"command_id": command_id, "reason": "not_yet_valid", "detail": "issued in the future"}
+    [refused] = world.ingestor.ingest([message(seal.event_topic, seal.event(EventType.COMMAND_REJECTED, refusal))])
+    assert refused.command_answer == "rejected"
+    assert [(s["status"], s["reason"]) for s in world.read(request_id)["seals"]][1] == ("refused", "not_yet_valid")
+    assert world.answer("seal-a2", command_id).command_answer == "acknowledged"
+    row = command(world, command_id)
+    assert (row.state, row.reason, row.result and row.result["result"]) == ("acknowledged", None, "disarmed")
+    assert world.read(request_id)["state"] == "disarmed"
