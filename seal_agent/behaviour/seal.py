@@ -204,23 +204,26 @@ class SealAgent:
         return self._respond.camera_state
 
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
-        """Record a ``heartbeat`` event now."""
-        return self._recorder.record(
-            EventType.HEARTBEAT,
-            {
-                "outbox_depth": self._outbox.depth(),
-                "snapshots_pending": 0 if self._camera is None else self._outbox.snapshot_depth(),
-                "uptime_s": int(self._clock.monotonic() - self._started_at),
-                "agent_version": self.agent_version,
-                "pir_state": "motion" if self._motion.is_active else "idle",
-                "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
-                "camera": self.camera_state,
-                "armed": self._armed,
-                "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
-                **self._respond.speaker_health.payload(),
-                **(extra or {}),
-            },
-        )
+        """Record a ``heartbeat`` event now. Its ``armed`` is read and recorded under the lock that :meth:`arm` and
+        :meth:`disarm` record under: the court takes the latest ``seq`` that tells as the seal's state, so a heartbeat
+        that read ``armed`` before a disarm must not be recorded after the ``disarmed`` (nor its ``command_ack``)."""
+        with self._lock:
+            return self._recorder.record(
+                EventType.HEARTBEAT,
+                {
+                    "outbox_depth": self._outbox.depth(),
+                    "snapshots_pending": 0 if self._camera is None else self._outbox.snapshot_depth(),
+                    "uptime_s": int(self._clock.monotonic() - self._started_at),
+                    "agent_version": self.agent_version,
+                    "pir_state": "motion" if self._motion.is_active else "idle",
+                    "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
+                    "camera": self.camera_state,
+                    "armed": self._armed,
+                    "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
+                    **self._respond.speaker_health.payload(),
+                    **(extra or {}),
+                },
+            )
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 

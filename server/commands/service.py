@@ -17,7 +17,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, parse_ts
-from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, encode_command, new_command
+from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, RejectReason, encode_command, new_command
 from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
@@ -41,6 +41,7 @@ class AnswerOutcome(StrEnum):
     REJECTED = "rejected"
     UNKNOWN_COMMAND = "unknown_command"  # no such command for this seal
     ALREADY_FINAL = "already_final"  # a second answer (e.g. `replayed` after a QoS 1 redelivery): state kept
+    REPLAYED = "replayed"  # `replayed` before the seal's first answer was stored (another worker has it): state kept
     ACTION_MISMATCH = "action_mismatch"  # an ack naming another action than the one issued: state kept
     UNREADABLE = "unreadable"  # the seal could not read something on its cmd topic (command_id null)
 
@@ -138,6 +139,9 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     if acknowledged and payload.get("action") != row.action:
         return AnswerOutcome.ACTION_MISMATCH
     target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
+    if not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not CommandState(row.state).is_final:
+        # The seal had accepted this id already: its own answer (an earlier seq) decides, wherever it is stored.
+        return AnswerOutcome.REPLAYED
     try:
         row.state = transition(row.state, target).value
     except Conflict:

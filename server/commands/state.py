@@ -4,7 +4,10 @@
 the seal's signed ``command_ack`` makes it ``acknowledged`` (delivered and carried out), its ``command_rejected``
 makes it ``rejected``. A command still pending when it expires becomes ``expired`` — "no answer in time", not "not
 carried out": the seal checks the expiry by its own clock, so an answer that arrives afterwards (a seal that was
-offline with the ack in its outbox) still moves it on to ``acknowledged`` or ``rejected``. Those two are final.
+offline with the ack in its outbox) still moves it on to ``acknowledged`` or ``rejected``. ``acknowledged`` is
+final; ``rejected`` too, except for the seal's ack: a command published twice (a PUBACK lost) may be refused in
+one copy (``not_yet_valid``: a clock not yet set) and carried out in the other, and the signed ack says what
+happened.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ _MACHINE = StateMachine(
         CommandState.PENDING: {CommandState.ACKNOWLEDGED, CommandState.REJECTED, CommandState.EXPIRED},
         CommandState.EXPIRED: {CommandState.ACKNOWLEDGED, CommandState.REJECTED},
         CommandState.ACKNOWLEDGED: set(),
-        CommandState.REJECTED: set(),
+        CommandState.REJECTED: {CommandState.ACKNOWLEDGED},  # another copy carried out: its signed ack wins
     },
     refusal=lambda state, target: f"a command that is {state.value} cannot become {target.value}",
 )

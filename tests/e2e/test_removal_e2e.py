@@ -82,9 +82,9 @@ class Court:
         return shown
 
 
-@pytest.fixture
-def court(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[Court, Path, Path]]:
-    """The court server running with a court key, one case, a seal installed for it and the case's people."""
+def install_court(tmp_path: Path, broker: PrivateBroker, database_url: str, *, ttl_s: float = 60) -> tuple[Path, Path]:
+    """A court with a court key, one case, the case's people and a seal's configuration for it; return the server's
+    configuration (commands valid ``ttl_s``) and the seal's."""
     court_key, _created = load_or_create_signing_key(tmp_path / "court" / "command.key")
     seal_config = agent_config(tmp_path / SEAL, broker, SEAL, CASE, public_key_b64(court_key))
     engine = make_engine(database_url)
@@ -117,7 +117,7 @@ password_file = "{tmp_path / "server-mqtt-password"}"
 cookie_secure = false
 [commands]
 signing_key_file = "{tmp_path / "court" / "command.key"}"
-ttl_s = 60
+ttl_s = {ttl_s}
 retry_interval_s = 0.2
 [removal]
 settle_interval_s = 0.5
@@ -127,24 +127,53 @@ public_base_url = "https://seal.court.example"
 """,
         encoding="utf-8",
     )
-    log = tmp_path / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [str(SEAL_SERVER), "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=agent_env()
-        )
-    api = Court(f"http://127.0.0.1:{http_port}")
-    try:
-        assert wait_until(lambda: _connected(api), 90), log.read_text()
-        yield api, seal_config, log
-    finally:
-        api.http.close()
+    return config, seal_config
+
+
+class CourtServer:
+    """``seal-server run`` with ``config`` as its own process, logging to ``log``: :meth:`start`, :meth:`stop`."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        port = next(line for line in config.read_text().splitlines() if line.startswith("port = "))
+        self.api = Court(f"http://127.0.0.1:{port.split(' = ')[1]}")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self._process = subprocess.Popen(
+                [str(SEAL_SERVER), "run", "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=agent_env(),
+            )
+        assert wait_until(lambda: _connected(self.api), 90), self.log.read_text()
+
+    def stop(self) -> None:
+        """SIGTERM, as an operator's restart does; it must exit cleanly."""
+        server, self._process = self._process, None
+        if server is None:
+            return
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    assert server.returncode == 0, log.read_text()
+        assert server.returncode == 0, self.log.read_text()
+
+
+@pytest.fixture
+def court(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[Court, Path, Path]]:
+    """The court server running with a court key, one case, a seal installed for it and the case's people."""
+    config, seal_config = install_court(tmp_path, broker, database_url)
+    server = CourtServer(config, tmp_path / "server.log")
+    try:
+        server.start()
+        yield server.api, seal_config, server.log
+    finally:
+        server.api.http.close()
+        server.stop()
 
 
 def _connected(api: Court) -> bool:
