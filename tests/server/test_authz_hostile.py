@@ -20,6 +20,7 @@ from sqlalchemy import select
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
+from server.auth.access_codes import issue_access_code
 from server.auth.models import User
 from server.auth.sessions import issue_session
 from server.auth.users import get_user
@@ -281,3 +282,37 @@ def test_a_seal_s_tile_shows_nothing_of_a_former_case(client: TestClient, world:
     clerk = client.get("/", headers=bearer(world.session_factory, "clerk")).text
     clerk_tile = clerk[clerk.index('id="seal-seal-foreign"') :].split("</article>")[0]
     assert (world.snapshots[FOREIGN] in clerk_tile) is not moved  # the clerk sees the stock seal's past
+
+
+# -- the debtor's access code: it opens its own case, whatever an administrator does to its account ------------
+
+
+def test_an_access_code_account_cannot_be_given_another_case_a_role_or_a_password(
+    client: TestClient, world: World
+) -> None:
+    """The paper code signs in as the case's code account: assigning that account another case, giving it another
+    role or a password (by the API or the administration pages) would make case A's code open case B, or the court's
+    screens. Each is refused (409), and the code still opens its own case only."""
+    with session_scope(world.session_factory) as session:
+        issued = issue_access_code(session, actor=None, case_no=OWN, now=utc_now())
+    account, clerk = issued.username, bearer(world.session_factory, "clerk")
+    attempts = {
+        "page: assign another case": client.post(
+            f"/admin/users/{account}/cases", data={"case_no": FOREIGN}, headers=clerk | CSRF
+        ),
+        "API: assign another case": client.post(
+            f"/api/cases/{quote(FOREIGN, safe='')}/assignments", json={"username": account}, headers=clerk
+        ),
+        "API: another role": client.patch(f"/api/users/{account}", json={"role": "judge"}, headers=clerk),
+        "API: a password": client.patch(f"/api/users/{account}", json={"password": PASSWORD}, headers=clerk),
+    }
+    assert {what: answer.status_code for what, answer in attempts.items()} == dict.fromkeys(attempts, 409)
+    assert client.patch(f"/api/users/{account}", json={"role": "debtor"}, headers=clerk).status_code == 200
+    signed_in = client.post("/api/auth/access-code", json={"case_no": OWN, "code": issued.code})
+    assert signed_in.status_code == 200, signed_in.text
+    debtor = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    client.cookies.clear()
+    me = client.get("/api/auth/me", headers=debtor).json()
+    assert me["role"] == "debtor" and me["case_nos"] == [OWN]
+    assert client.get(f"/api/cases/{quote(FOREIGN, safe='')}", headers=debtor).status_code == 404
+    assert client.post("/api/auth/login", json={"username": account, "password": PASSWORD}).status_code == 401
