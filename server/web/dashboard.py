@@ -139,14 +139,16 @@ def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list
 
 
 def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]:
-    query = select(Seal.device_id, Seal.location).where(Seal.device_id.in_({a.device_id for a in alarms}))
-    places: dict[str, str] = {row.device_id: row.location for row in session.execute(query)}
+    """The rows of ``alarms``, each with its seal's place while the seal still guards the alarm's case (a seal since
+    moved on stands at another case's premises: not for this alarm's readers)."""
+    query = select(Seal.device_id, Seal.case_no, Seal.location).where(Seal.device_id.in_({a.device_id for a in alarms}))
+    places: dict[tuple[str, str | None], str] = {(r.device_id, r.case_no): r.location for r in session.execute(query)}
     names = usernames_by_id(session, {a.acknowledged_by for a in alarms})
     may_ack = access.has_permission(user, Permission.ALARM_ACK)
     return [
         AlarmRow(
             alarm=a,
-            location=places.get(a.device_id, ""),
+            location=places.get((a.device_id, a.case_no), ""),
             acknowledged_by=names.get(a.acknowledged_by) if a.acknowledged_by is not None else None,
             can_ack=may_ack and a.state == AlarmState.OPEN.value,
         )
