@@ -7,8 +7,10 @@ a route or view added later without its check fails here.
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -316,3 +318,42 @@ def test_an_access_code_account_cannot_be_given_another_case_a_role_or_a_passwor
     assert me["role"] == "debtor" and me["case_nos"] == [OWN]
     assert client.get(f"/api/cases/{quote(FOREIGN, safe='')}", headers=debtor).status_code == 404
     assert client.post("/api/auth/login", json={"username": account, "password": PASSWORD}).status_code == 401
+
+
+def test_an_alarm_of_a_former_case_does_not_name_where_its_seal_is_now(client: TestClient, world: World) -> None:
+    """A live alarm of the user's case whose seal was since moved to another case: the alarm lists (the overview,
+    the creditor's page) must not tell where that other case's premises are."""
+    elsewhere = "被执行人乙的仓库 B-warehouse"
+    with session_scope(world.session_factory) as session:
+        unbind_seal(session, actor=None, device_id="seal-own")
+        bind_seal(session, actor=None, device_id="seal-own", case_no=FOREIGN, location=elsewhere)
+    pages = {
+        "judge: /": client.get("/", headers=bearer(world.session_factory, "judge")),
+        "creditor: case": client.get(
+            f"/creditor/cases/{quote(OWN, safe='')}", headers=bearer(world.session_factory, "creditor")
+        ),
+    }
+    assert {name: page.status_code for name, page in pages.items()} == dict.fromkeys(pages, 200)
+    assert all(f'data-alarm-id="{world.alarms[OWN]}"' in page.text for page in pages.values())  # the alarm is shown
+    assert [name for name, page in pages.items() if elsewhere in page.text] == []
+
+
+def test_a_case_s_evidence_bundle_names_no_other_case_of_its_seals(client: TestClient, world: World) -> None:
+    """seal-foreign was registered for the foreign case and moved to ours; seal-own moved from ours to the foreign
+    case's premises. Our case's bundle must tell neither the foreign case's number nor where its premises are."""
+    elsewhere = "被执行人乙的仓库 B-warehouse"
+    with session_scope(world.session_factory) as session:
+        unbind_seal(session, actor=None, device_id="seal-own")
+        unbind_seal(session, actor=None, device_id="seal-foreign")
+        bind_seal(session, actor=None, device_id="seal-foreign", case_no=OWN, location="本案 here")
+        bind_seal(session, actor=None, device_id="seal-own", case_no=FOREIGN, location=elsewhere)
+    answer = client.get(f"/api/cases/{quote(OWN, safe='')}/export.zip", headers=bearer(world.session_factory, "clerk"))
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as bundle:
+        found = {
+            (name, said)
+            for name in bundle.namelist()
+            for said in (FOREIGN, elsewhere)
+            if said.encode() in bundle.read(name)
+        }
+    assert found == set()
