@@ -309,6 +309,16 @@ def test_an_access_code_account_cannot_be_given_another_case_a_role_or_a_passwor
         "API: a password": client.patch(f"/api/users/{account}", json={"password": PASSWORD}, headers=clerk),
     }
     assert {what: answer.status_code for what, answer in attempts.items()} == dict.fromkeys(attempts, 409)
+    taken_off = client.delete(f"/api/cases/{quote(OWN, safe='')}/assignments/{account}", headers=clerk)
+    assert taken_off.status_code == 204, taken_off.text  # then given the other case instead: refused too
+    moved = client.post(f"/api/cases/{quote(FOREIGN, safe='')}/assignments", json={"username": account}, headers=clerk)
+    assert moved.status_code == 409
+    assert (
+        client.post(
+            f"/api/cases/{quote(OWN, safe='')}/assignments", json={"username": account}, headers=clerk
+        ).status_code
+        == 201
+    )
     assert client.patch(f"/api/users/{account}", json={"role": "debtor"}, headers=clerk).status_code == 200
     signed_in = client.post("/api/auth/access-code", json={"case_no": OWN, "code": issued.code})
     assert signed_in.status_code == 200, signed_in.text
