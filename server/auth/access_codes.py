@@ -22,7 +22,7 @@ from server.auth.access import Role
 from server.auth.models import CaseAccessCode, User
 from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
-from server.auth.users import assign_case, create_user, find_user
+from server.auth.users import NO_PASSWORD, assign_case, create_user, find_user
 from server.errors import Conflict
 from server.seals.cases import find_case, get_case
 from server.seals.models import CaseStatus
@@ -31,13 +31,6 @@ from server.seals.models import CaseStatus
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 16
 GROUP = 4
-#: A hash no password verifies against: the code account logs in with its code only.
-NO_PASSWORD = "!access-code-only"
-
-
-def is_code_account(user: User) -> bool:
-    """Whether ``user`` is a case's access-code account (it signs in with the code, and has no password to change)."""
-    return user.password_hash == NO_PASSWORD
 
 
 @dataclass(frozen=True)

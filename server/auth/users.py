@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from server.audit.service import Actor, record_audit
 from server.auth.access import ASSIGNABLE_ROLES, Role
 from server.auth.errors import Forbidden
-from server.auth.models import CaseAssignment, User
+from server.auth.models import CaseAccessCode, CaseAssignment, User
 from server.auth.sessions import revoke_user_sessions
 from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
@@ -46,6 +46,16 @@ def find_user(session: Session, *, username: str) -> User | None:
 
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
+
+
+#: The password hash of a case's access-code account (:mod:`server.auth.access_codes`): no password verifies
+#: against it, so the account signs in with its case's code only.
+NO_PASSWORD = "!access-code-only"
+
+
+def is_code_account(user: User) -> bool:
+    """Whether ``user`` is a case's access-code account (it signs in with the code, and has no password to change)."""
+    return user.password_hash == NO_PASSWORD
 
 
 def create_user(
@@ -97,6 +107,12 @@ def change_user(
     ``user.update`` (a new password only as "reset")."""
     if user.id == actor.id and (disabled or (role is not None and role is not Role.CLERK)):
         raise Forbidden("a clerk cannot disable or demote themself")
+    if is_code_account(user) and ((role is not None and role is not Role.DEBTOR) or password_hash is not None):
+        # Whoever holds the paper code signs in as this account: another role or a password would be theirs too.
+        raise Conflict(
+            f"{user.username} 是案件查询码账号，不能改角色或设密码。 / {user.username!r} is a case's access-code "
+            "account: it keeps the debtor's role and no password"
+        )
     changes: dict[str, object] = {}
     if role is not None:
         user.role = changes["role"] = role.value
@@ -130,11 +146,26 @@ def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no:
     record_audit(session, actor=actor, action="case.unassign", target=case_no, case_no=case_no, details=details)
 
 
+def _not_its_code_case(session: Session, user: User, case_no: str) -> bool:
+    """Whether ``case_no`` is not the case of the access code that signs ``user`` in (before the code's row is
+    written, when the account is made: whether it has a case already)."""
+    code_case = session.scalar(select(CaseAccessCode.case_no).where(CaseAccessCode.user_id == user.id))
+    if code_case is not None:
+        return code_case != case_no
+    return session.scalar(select(CaseAssignment.id).where(CaseAssignment.user_id == user.id).limit(1)) is not None
+
+
 def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None = None) -> CaseAssignment:
-    """Assign a judge or officer to a case, or make a creditor or debtor a party to it."""
+    """Assign a judge or officer to a case, or make a creditor or debtor a party to it. A case's access-code
+    account is assigned to its own case when it is made, and to no other: its paper code would open that one too."""
     case_no = get_case(session, case_no=case_no).case_no
     if Role(user.role) not in ASSIGNABLE_ROLES:
         raise Conflict(f"{Role(user.role).with_article} sees every case and is not assigned to cases")
+    if is_code_account(user) and _not_its_code_case(session, user, case_no):
+        raise Conflict(
+            f"{user.username} 是案件查询码账号，只属于该案件。 / {user.username!r} is a case's access-code account: "
+            "it belongs to that case only"
+        )
     existing = session.scalar(
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )

@@ -216,15 +216,29 @@ def _seal_record(session: Session, device_id: str, case_no: str, names: dict[int
             {
                 "actor": e.actor,
                 "at": ts(e.at),
-                "case_no": e.details.get("case_no"),
+                # A registration that bound the seal to another case: that case is not this bundle's to name.
+                "case_no": case_no if e.details.get("case_no") == case_no else None,
                 "public_key": e.details.get("public_key"),
             }
             for e in enrolments
         ],
-        "location": seal.location,
+        "location": _location_in_case(session, seal, case_no),
         "public_key": seal.public_key,
         "registered_at": ts(seal.registered_at),
     }
+
+
+def _location_in_case(session: Session, seal: Seal, case_no: str) -> str:
+    """Where the seal stood for ``case_no``: its place now while it guards the case, else the place its last binding
+    to the case recorded (``seal.bind``; "" if none did) — never where it stands for another case since."""
+    if seal.case_no == case_no:
+        return seal.location
+    query = select(AuditEntry.details).where(
+        AuditEntry.action == "seal.bind", AuditEntry.target == seal.device_id, AuditEntry.case_no == case_no
+    )
+    details = session.scalars(query.order_by(AuditEntry.id.desc()).limit(1)).first()
+    location = details.get("location") if isinstance(details, dict) else None
+    return location if isinstance(location, str) else ""
 
 
 def _name(names: dict[int, str], user_id: int | None) -> str | None:

@@ -11,8 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState
@@ -98,7 +98,7 @@ def seal_tiles(
     events = access.has_permission(user, Permission.EVENT_READ)
     tiles = []
     for seal in seals:
-        heartbeat, event = _recent(session, seal.device_id) if events else (None, None)
+        heartbeat, event = _recent(session, user, seal) if events else (None, None)
         # Only the alarms of the case the seal guards now: a late alarm of a former case is that case's business.
         live = [a for a in alarms.get(seal.device_id, []) if seal.case_no is not None and a.case_no == seal.case_no]
         tiles.append(
@@ -110,7 +110,7 @@ def seal_tiles(
                 grace_left_s=_grace_left(seal, live, now=now, grace_s=grace_s),
                 last_heartbeat=heartbeat,
                 last_event=event,
-                snapshot_sha=_latest_snapshot(session, seal) if pictures else None,
+                snapshot_sha=_latest_snapshot(session, user, seal) if pictures else None,
             )
         )
     return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
@@ -139,14 +139,16 @@ def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list
 
 
 def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]:
-    query = select(Seal.device_id, Seal.location).where(Seal.device_id.in_({a.device_id for a in alarms}))
-    places: dict[str, str] = {row.device_id: row.location for row in session.execute(query)}
+    """The rows of ``alarms``, each with its seal's place while the seal still guards the alarm's case (a seal since
+    moved on stands at another case's premises: not for this alarm's readers)."""
+    query = select(Seal.device_id, Seal.case_no, Seal.location).where(Seal.device_id.in_({a.device_id for a in alarms}))
+    places: dict[tuple[str, str | None], str] = {(r.device_id, r.case_no): r.location for r in session.execute(query)}
     names = usernames_by_id(session, {a.acknowledged_by for a in alarms})
     may_ack = access.has_permission(user, Permission.ALARM_ACK)
     return [
         AlarmRow(
             alarm=a,
-            location=places.get(a.device_id, ""),
+            location=places.get((a.device_id, a.case_no), ""),
             acknowledged_by=names.get(a.acknowledged_by) if a.acknowledged_by is not None else None,
             can_ack=may_ack and a.state == AlarmState.OPEN.value,
         )
@@ -154,12 +156,23 @@ def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]
     ]
 
 
-def _recent(session: Session, device_id: str) -> tuple[EventLine | None, EventLine | None]:
+def _of_the_seal_s_case(
+    session: Session, user: User, seal: Seal, column: InstrumentedAttribute[str]
+) -> ColumnElement[bool]:
+    """A WHERE clause on a row's case number ``column``: the case the seal guards now (a seal moved on shows nothing
+    of its former case), and, for a seal of the court's stock, a case the user may see."""
+    if seal.case_no is not None:
+        return column == seal.case_no
+    return access.case_filter(session, user, column)
+
+
+def _recent(session: Session, user: User, seal: Seal) -> tuple[EventLine | None, EventLine | None]:
     """The seal's last heartbeat and its last other event, among its :data:`RECENT_EVENTS` latest (a seal that
-    sent only heartbeats for a while shows its latest event, a heartbeat, as its last event)."""
+    sent only heartbeats for a while shows its latest event, a heartbeat, as its last event); only events of the
+    case it guards now (of a stock seal: of cases the user may see)."""
     query = (
         select(Event.type, Event.ts, Event.received_at)
-        .where(Event.device_id == device_id)
+        .where(Event.device_id == seal.device_id, _of_the_seal_s_case(session, user, seal, Event.case_no))
         .order_by(Event.seq.desc())
         .limit(RECENT_EVENTS)
     )
@@ -169,10 +182,11 @@ def _recent(session: Session, device_id: str) -> tuple[EventLine | None, EventLi
     return heartbeat, other
 
 
-def _latest_snapshot(session: Session, seal: Seal) -> str | None:
-    query = select(Snapshot.sha256).where(Snapshot.device_id == seal.device_id)
-    if seal.case_no is not None:
-        query = query.where(Snapshot.case_no == seal.case_no)
+def _latest_snapshot(session: Session, user: User, seal: Seal) -> str | None:
+    """The seal's latest picture of the case it guards now (of a stock seal: of a case the user may see)."""
+    query = select(Snapshot.sha256).where(
+        Snapshot.device_id == seal.device_id, _of_the_seal_s_case(session, user, seal, Snapshot.case_no)
+    )
     return session.scalar(query.order_by(Snapshot.id.desc()).limit(1))
 
 

@@ -94,6 +94,11 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     known = live.state.setdefault("devices", values["visible"])
+    cases = access.visible_case_nos(live.session, live.user)
+    if cases is not None and not any(
+        c.device_id in known or c.device_id in values["visible"] or c.case_no in cases for c in changes
+    ):
+        return ""  # nothing of the user's: not even when something happened elsewhere is theirs to learn
     context = {
         "t": live.t,
         "lang": live.t.language,

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from server.auth.access_codes import is_code_account
+from server.auth.users import is_code_account
 from server.web.security import PAGE_HEADERS
 from server.web.static import static_url
 
