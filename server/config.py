@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ class HttpSettings(BaseModel):
         description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed: a request "
         "from one of them is the right-most address of that header that is not one of them. Empty (the default): "
         "the client is the socket's peer and X-Forwarded-For is ignored.",
+    )
+    metrics_from: tuple[IPvAnyNetwork, ...] = Field(
+        (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
+        max_length=64,
+        description="Networks (IP addresses or CIDR networks) whose clients may read /metrics (Prometheus), the "
+        "client being what trusted_proxies makes of the request; any other client gets 404. Default: this machine "
+        "only — the counts (seals online, messages refused) are the court's, not the public's.",
     )
 
 

@@ -1,14 +1,15 @@
-"""Prometheus metrics of the ingest."""
+"""Prometheus metrics of the ingest, for the clients of ``[http] metrics_from`` (this machine by default)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from server.api.deps import ContextDep, SessionDep
+from server.api.deps import ContextDep, SessionDep, client_ip
+from server.auth.client_address import is_trusted, parse_address
 from server.ingest.results import Reason
 from server.seals.models import Seal
 from server.seals.registry import count_online
@@ -19,8 +20,11 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: SessionDep, context: ContextDep) -> PlainTextResponse:
-    """Events ingested, messages rejected by reason, seals online (Prometheus text format)."""
+def metrics(request: Request, session: SessionDep, context: ContextDep) -> PlainTextResponse:
+    """Events ingested, messages rejected by reason, seals online (Prometheus text format); 404 for a client outside
+    ``[http] metrics_from``."""
+    if not is_trusted(parse_address(client_ip(request, context)), context.settings.http.metrics_from):
+        raise HTTPException(status_code=404, detail="Not Found")
     online = count_online(session, now=datetime.now(UTC), offline_after_s=context.settings.offline_after_s)
     total = int(session.scalar(select(func.count(Seal.id))) or 0)
     body = context.metrics.exposition(

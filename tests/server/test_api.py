@@ -17,7 +17,7 @@ from seal_protocol.signing import generate_signing_key, load_or_create_signing_k
 from seal_protocol.status import SealStatus
 from server.app import create_app
 from server.auth.access import Role
-from server.config import CommandSettings, MqttSettings, Settings
+from server.config import CommandSettings, HttpSettings, MqttSettings, Settings
 from server.context import ServerContext
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
@@ -170,15 +170,54 @@ def test_seals_with_case_status_and_last_event(client: TestClient, seals: tuple[
     assert (b["case_no"], b["status"], b["online"]) == (CASE_B, None, False)
 
 
-def test_metrics_without_ingest(client: TestClient, seals: tuple[SimulatedSeal, SimulatedSeal]) -> None:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    values = samples(response.text)
-    assert values["seal_seals_online"] == 1
-    assert values["seal_seals_registered"] == 2
-    assert values["seal_broker_connected"] == 0
-    assert values['seal_messages_rejected_total{reason="bad_signature"}'] == 0
+#: A request from this machine (TestClient's own peer, "testclient", is no address: it is refused /metrics).
+HERE = ("127.0.0.1", 50000)
+
+
+def test_metrics_without_ingest(database_url: str, tmp_path: Path, seals: tuple[SimulatedSeal, SimulatedSeal]) -> None:
+    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False), client=HERE) as client:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        values = samples(response.text)
+        assert values["seal_seals_online"] == 1
+        assert values["seal_seals_registered"] == 2
+        assert values["seal_broker_connected"] == 0
+        assert values['seal_messages_rejected_total{reason="bad_signature"}'] == 0
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "http", "status"),
+    [
+        (HERE, None, {}, 200),
+        (("::1", 50000), None, {}, 200),
+        (("203.0.113.7", 50000), None, {}, 404),  # the public (a debtor watching the seals online fall)
+        (HERE, "203.0.113.7", {"trusted_proxies": ["127.0.0.1"]}, 404),  # the public, through the court's proxy
+        (HERE, "203.0.113.7", {}, 200),  # a header no trusted proxy wrote changes nothing
+        (("203.0.113.7", 50000), "127.0.0.1", {}, 404),  # nor does one from the public
+        (("10.1.2.3", 50000), None, {"metrics_from": ["10.1.0.0/16"]}, 200),  # the court's Prometheus
+        (("testclient", 50000), None, {}, 404),  # no address at all
+    ],
+    ids=["loopback", "loopback-v6", "public", "public-via-proxy", "spoofed", "spoofed-public", "configured", "none"],
+)
+def test_metrics_answer_only_the_networks_configured(
+    database_url: str,
+    session_factory: SessionFactory,  # the schema
+    tmp_path: Path,
+    peer: tuple[str, int],
+    forwarded: str | None,
+    http: dict[str, list[str]],
+    status: int,
+) -> None:
+    """The court's counts — seals online, messages refused by reason, the broker's state — are not the public's:
+    ``[http] metrics_from`` (this machine by default) names who may scrape them."""
+    settings = make_settings(database_url, tmp_path)
+    settings = settings.model_copy(update={"http": HttpSettings.model_validate({**settings.http.model_dump(), **http})})
+    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    with TestClient(create_app(settings, with_ingest=False), client=peer) as client:
+        response = client.get("/metrics", headers=headers)
+    assert response.status_code == status, response.text
+    assert ("seal_seals_online" in response.text) == (status == 200)
 
 
 def test_app_runs_the_ingest(
@@ -193,7 +232,7 @@ def test_app_runs_the_ingest(
     register(session_factory, a)
     add_user(session_factory, "clerk", Role.CLERK)
     app = create_app(make_settings(database_url, tmp_path, broker))
-    with TestClient(app, headers=bearer(session_factory, "clerk")) as instance:
+    with TestClient(app, headers=bearer(session_factory, "clerk"), client=HERE) as instance:
         context: ServerContext = app.state.context
         assert context.ingest is not None and context.ingest.wait_connected(10)
         health = instance.get("/api/health").json()
