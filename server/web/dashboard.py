@@ -10,8 +10,9 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, null, or_, select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
@@ -29,6 +30,8 @@ RECENT_EVENTS = 50
 #: Alarm kinds that alert (and may sound): someone is on the premises, or at the box.
 ALERTING = frozenset({AlarmKind.INTRUSION.value, AlarmKind.TAMPER.value})
 MAX_ALARMS = 200
+#: Seals per statement (an IN list of this many ids stays within every database's limit on parameters).
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,10 @@ def seal_tiles(
     alarms = live_alarms_by_seal(session, [s.device_id for s in seals] if may_read_alarms else [])
     pictures = access.has_permission(user, Permission.SNAPSHOT_READ)
     events = access.has_permission(user, Permission.EVENT_READ)
+    recent = _recent_by_seal(session, seals, pictures=pictures, events=events)
     tiles = []
     for seal in seals:
-        heartbeat, event = _recent(session, seal.device_id) if events else (None, None)
+        heartbeat, event, snapshot = recent.get(seal.device_id, (None, None, None))
         # Only the alarms of the case the seal guards now: a late alarm of a former case is that case's business.
         live = [a for a in alarms.get(seal.device_id, []) if seal.case_no is not None and a.case_no == seal.case_no]
         tiles.append(
@@ -110,7 +114,7 @@ def seal_tiles(
                 grace_left_s=_grace_left(seal, live, now=now, grace_s=grace_s),
                 last_heartbeat=heartbeat,
                 last_event=event,
-                snapshot_sha=_latest_snapshot(session, seal) if pictures else None,
+                snapshot_sha=snapshot,
             )
         )
     return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
@@ -132,10 +136,23 @@ def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list
     first within each state."""
     if not access.has_permission(user, Permission.ALARM_READ):
         return []
-    query = select(Alarm).where(Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no))
-    alarms = list(session.scalars(query.order_by(Alarm.id.desc()).limit(limit)))
-    alarms.sort(key=lambda a: a.state != AlarmState.OPEN.value)
+    visible = access.case_filter(session, user, Alarm.case_no)
+    alarms: list[Alarm] = []
+    for state in (AlarmState.OPEN.value, AlarmState.ACKNOWLEDGED.value):  # the limit after the order: open first
+        if len(alarms) < limit:
+            query = select(Alarm).where(Alarm.state == state, visible).order_by(Alarm.id.desc())
+            alarms += session.scalars(query.limit(limit - len(alarms)))
     return rows_of(session, user, alarms)
+
+
+def live_alarm_total(session: Session, user: User) -> int:
+    """How many live alarms the user may see (the overview lists at most :data:`MAX_ALARMS` and says so)."""
+    if not access.has_permission(user, Permission.ALARM_READ):
+        return 0
+    query = select(func.count(Alarm.id)).where(
+        Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no)
+    )
+    return session.scalar(query) or 0
 
 
 def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]:
@@ -154,26 +171,47 @@ def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]
     ]
 
 
-def _recent(session: Session, device_id: str) -> tuple[EventLine | None, EventLine | None]:
-    """The seal's last heartbeat and its last other event, among its :data:`RECENT_EVENTS` latest (a seal that
-    sent only heartbeats for a while shows its latest event, a heartbeat, as its last event)."""
-    query = (
-        select(Event.type, Event.ts, Event.received_at)
-        .where(Event.device_id == device_id)
-        .order_by(Event.seq.desc())
-        .limit(RECENT_EVENTS)
+def _recent_by_seal(
+    session: Session, seals: list[Seal], *, pictures: bool, events: bool
+) -> dict[str, tuple[EventLine | None, EventLine | None, str | None]]:
+    """Per seal: its last heartbeat and its last other event among its :data:`RECENT_EVENTS` latest numbers (a seal that sent
+    only heartbeats for a while shows its latest event, a heartbeat, as its last event), and its latest picture of
+    the case it guards — a few statements for all the seals, not a query per seal (each seal's rows are still found
+    through its index, ``(device_id, seq)``)."""
+    if not seals or not (pictures or events):
+        return {}
+    last_seq = select(func.max(Event.seq)).where(Event.device_id == Seal.device_id).correlate(Seal).scalar_subquery()
+
+    def latest(*where: Any) -> Any:
+        query = select(Event.id).where(Event.device_id == Seal.device_id, Event.seq > last_seq - RECENT_EVENTS, *where)
+        return query.order_by(Event.seq.desc()).limit(1).correlate(Seal).scalar_subquery()
+
+    snapshot = (
+        select(Snapshot.sha256)
+        .where(Snapshot.device_id == Seal.device_id, or_(Seal.case_no.is_(None), Snapshot.case_no == Seal.case_no))
+        .order_by(Snapshot.id.desc())
+        .limit(1)
+        .correlate(Seal)
+        .scalar_subquery()
     )
-    lines = [EventLine(*row) for row in session.execute(query)]
-    heartbeat = next((line for line in lines if line.type == "heartbeat"), None)
-    other = next((line for line in lines if line.type != "heartbeat"), lines[0] if lines else None)
-    return heartbeat, other
-
-
-def _latest_snapshot(session: Session, seal: Seal) -> str | None:
-    query = select(Snapshot.sha256).where(Snapshot.device_id == seal.device_id)
-    if seal.case_no is not None:
-        query = query.where(Snapshot.case_no == seal.case_no)
-    return session.scalar(query.order_by(Snapshot.id.desc()).limit(1))
+    columns = [latest(Event.type == "heartbeat"), latest(Event.type != "heartbeat"), latest()] if events else []
+    rows: list[Any] = []
+    ids = [s.device_id for s in seals]
+    for start in range(0, len(ids), CHUNK):
+        query = select(Seal.device_id, snapshot if pictures else null(), *columns)
+        rows += session.execute(query.where(Seal.device_id.in_(ids[start : start + CHUNK]))).all()
+    wanted = [event_id for row in rows for event_id in row[2:] if event_id is not None]
+    lines: dict[int, EventLine] = {}
+    for start in range(0, len(wanted), CHUNK):
+        query = select(Event.id, Event.type, Event.ts, Event.received_at).where(
+            Event.id.in_(wanted[start : start + CHUNK])
+        )
+        lines.update({row.id: EventLine(row.type, row.ts, row.received_at) for row in session.execute(query)})
+    found: dict[str, tuple[EventLine | None, EventLine | None, str | None]] = {}
+    for row in rows:
+        heartbeat, other, last = (lines.get(i) if i is not None else None for i in (row[2:] or (None,) * 3))
+        found[row[0]] = (heartbeat, other or last, row[1])
+    return found
 
 
 def _grace_left(seal: Seal, live: list[Alarm], *, now: datetime, grace_s: float) -> int | None:

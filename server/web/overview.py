@@ -17,7 +17,7 @@ from server.auth.models import User
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.live import Change
-from server.web.dashboard import alarm_rows, counts, rows_of, seal_tiles, visible_seals
+from server.web.dashboard import alarm_rows, counts, live_alarm_total, rows_of, seal_tiles, visible_seals
 from server.web.deps import SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.routing import PageRoute
@@ -45,6 +45,7 @@ def _tiles_and_counts(
         "tiles": tiles,
         "counts": counts(session, user, every, now=now, offline_after_s=offline_after_s),
         "alarms": alarm_rows(session, user),
+        "alarms_total": live_alarm_total(session, user),
         "grace_s": int(settings.alarms.offline_grace_s),
         "now": now,
         "visible": {s.device_id for s in every},
