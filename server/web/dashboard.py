@@ -174,10 +174,10 @@ def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]
 def _recent_by_seal(
     session: Session, seals: list[Seal], *, pictures: bool, events: bool
 ) -> dict[str, tuple[EventLine | None, EventLine | None, str | None]]:
-    """Per seal: its last heartbeat and its last other event among its :data:`RECENT_EVENTS` latest numbers (a seal that sent
-    only heartbeats for a while shows its latest event, a heartbeat, as its last event), and its latest picture of
-    the case it guards — a few statements for all the seals, not a query per seal (each seal's rows are still found
-    through its index, ``(device_id, seq)``)."""
+    """Per seal: its last heartbeat and its last other event among its :data:`RECENT_EVENTS` latest numbers (a seal
+    that sent only heartbeats for a while shows its latest event, a heartbeat, as its last event), and its latest
+    picture of the case it guards — a few statements for all the seals, not a query per seal (each seal's rows are
+    still found through its index, ``(device_id, seq)``)."""
     if not seals or not (pictures or events):
         return {}
     last_seq = select(func.max(Event.seq)).where(Event.device_id == Seal.device_id).correlate(Seal).scalar_subquery()
