@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType
@@ -35,6 +35,8 @@ PAGE = 30
 LIVE_MAX = 200
 RECENT_COMMANDS = 20
 CLOSED_ALARMS = 20
+#: The most live alarms the page lists (every live update sends them again); it says how many it leaves out.
+LIVE_ALARMS = 100
 #: Payload fields worth a glance in the timeline (the whole signed envelope is one click away).
 SUMMARY_FIELDS = ("warning", "camera", "camera_motion", "action", "result", "reason", "state", "trigger", "armed")
 #: What the timeline leaves out.
@@ -189,8 +191,11 @@ def alarm_cards(session: Session, user: User, case_no: str) -> list[AlarmCard]:
     """The case's live alarms (open first), then its last closed ones; none for roles that may not read alarms."""
     if not access.has_permission(user, Permission.ALARM_READ):
         return []
-    live = select(Alarm).where(Alarm.case_no == case_no, Alarm.state.in_(LIVE_STATES)).order_by(Alarm.id.desc())
-    alarms = sorted(session.scalars(live), key=lambda a: a.state != AlarmState.OPEN.value)
+    alarms: list[Alarm] = []
+    for state in LIVE_STATES:  # open first, newest first; the limit after the order
+        if len(alarms) < LIVE_ALARMS:
+            live = select(Alarm).where(Alarm.case_no == case_no, Alarm.state == state).order_by(Alarm.id.desc())
+            alarms += session.scalars(live.limit(LIVE_ALARMS - len(alarms)))
     closed = select(Alarm).where(Alarm.case_no == case_no, Alarm.state == AlarmState.CLOSED.value)
     alarms += list(session.scalars(closed.order_by(Alarm.id.desc()).limit(CLOSED_ALARMS)))
     query = select(Seal.device_id, Seal.location).where(Seal.case_no == case_no)
@@ -209,6 +214,14 @@ def alarm_cards(session: Session, user: User, case_no: str) -> list[AlarmCard]:
         )
         for a in alarms
     ]
+
+
+def live_alarm_count(session: Session, user: User, case_no: str) -> int:
+    """How many live alarms the case has (the page lists at most :data:`LIVE_ALARMS`); 0 for roles without alarms."""
+    if not access.has_permission(user, Permission.ALARM_READ):
+        return 0
+    query = select(func.count(Alarm.id)).where(Alarm.case_no == case_no, Alarm.state.in_(LIVE_STATES))
+    return session.scalar(query) or 0
 
 
 def command_rows(session: Session, user: User, case_no: str) -> list[CommandRow]:

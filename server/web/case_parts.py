@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from server.alarms.state import AlarmState
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
@@ -26,6 +27,7 @@ from server.web.case_model import (
     command_rows,
     events_after,
     former_seals,
+    live_alarm_count,
     seal_rows,
 )
 from server.web.i18n import Translator
@@ -77,6 +79,8 @@ def part_values(
         values["former"] = former_seals(session, case.case_no)
     if "alarms" in parts:
         values["alarms"] = alarm_cards(session, user, case.case_no)
+        shown = sum(1 for card in values["alarms"] if card.alarm.state != AlarmState.CLOSED.value)
+        values["alarms_left_out"] = live_alarm_count(session, user, case.case_no) - shown
     if "commands" in parts:
         values["commands"] = command_rows(session, user, case.case_no)
         values["command_seals"] = (

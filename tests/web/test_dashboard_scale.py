@@ -13,6 +13,7 @@ from sqlalchemy import insert
 from server.alarms.models import Alarm
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.web.case_model import LIVE_ALARMS
 from server.web.dashboard import MAX_ALARMS
 from tests.conftest import full_run
 from tests.web.conftest import CASE, SEAL, PagesWorld
@@ -65,3 +66,16 @@ def test_a_clerks_overview_of_a_real_court(world: PagesWorld, request: pytest.Fi
     assert taken < 50
     assert len(TILE.findall(html)) == 2001
     assert html.count("data-alarm-id=") == MAX_ALARMS and 'data-alarms-total="1001"' in html
+
+
+def test_the_case_page_lists_a_bounded_number_of_live_alarms_open_first_and_says_how_many_it_leaves_out(
+    world: PagesWorld,
+) -> None:
+    """Every live update of the case sends its alarms again: a case with a thousand live alarms must not send a
+    thousand cards with each event."""
+    acknowledged_alarms(world, LIVE_ALARMS + 10)
+    with world.client("judge") as client:
+        html = client.get(f"/cases/{CASE}").text
+    assert html.count('id="case-alarm-') == LIVE_ALARMS
+    assert f'id="case-alarm-{world.alarm_id}"' in html, "the open alarm fell behind the limit"
+    assert 'data-alarms-left-out="11"' in html
