@@ -31,8 +31,12 @@ from server.seals.registry import current_bindings, is_online
 
 #: Events per page of the timeline.
 PAGE = 30
-#: The most events a live update adds at once (a seal back from a long time offline sends its outbox).
+#: The most events a live update adds at once (a seal back from a long time offline sends its outbox); when more
+#: came, the timeline is sent afresh.
 LIVE_MAX = 200
+#: The most rows the page's timeline keeps while live updates add to it (app.js drops the oldest; the page then
+#: links to the timeline's page for them).
+TIMELINE_MAX = 300
 RECENT_COMMANDS = 20
 CLOSED_ALARMS = 20
 #: The most live alarms the page lists (every live update sends them again); it says how many it leaves out.
@@ -138,14 +142,17 @@ def timeline(
     return event_rows(session, case_no, page, pictures=pictures), page[-1].id if len(events) > limit else None
 
 
-def events_after(session: Session, case_no: str, after: int | None, *, pictures: bool) -> list[EventRow]:
-    """The newest page, and every event newer than ``after`` (at most :data:`LIVE_MAX`): what a live update
-    brings (the page keeps the rows it has and adds the others at the top)."""
+def events_after(session: Session, case_no: str, after: int | None, *, pictures: bool) -> list[EventRow] | None:
+    """The newest page, and every event newer than ``after``: what a live update brings (the page keeps the rows
+    it has and adds the others at the top) — or ``None`` if more than :data:`LIVE_MAX` came after ``after``: they
+    are not all sent, and the page takes the newest page afresh instead (:func:`timeline`), without a hole."""
     query = select(Event).where(Event.case_no == case_no, Event.type.not_in(HIDDEN_TYPES))
     newest = list(session.scalars(query.order_by(Event.id.desc()).limit(PAGE)))
     if after is not None and len(newest) == PAGE and newest[-1].id > after:  # more came than a page
-        newer = query.where(Event.id > after).order_by(Event.id.desc()).limit(LIVE_MAX)
+        newer = query.where(Event.id > after).order_by(Event.id.desc()).limit(LIVE_MAX + 1)
         newest = list(session.scalars(newer))
+        if len(newest) > LIVE_MAX:
+            return None
     return event_rows(session, case_no, newest, pictures=pictures)
 
 
