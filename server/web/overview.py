@@ -88,8 +88,9 @@ def acknowledge(
 
 @live_view("overview")
 def overview_changes(live: LiveRender, changes: list[Change]) -> str:
-    """The overview's fragments after ``changes``: the counts, the alarm list and the changed seals' tiles — or the
-    whole grid of tiles when a seal the page does not show yet is among them (or one has gone)."""
+    """The overview's fragments after ``changes``: the counts, the alarm list (if it changed since this stream last
+    sent it) and the changed seals' tiles — or the whole grid of tiles when a seal the page does not show yet is
+    among them (or one has gone)."""
     if not access.has_permission(live.user, Permission.SEAL_STATUS):
         return ""
     changed = {c.device_id for c in changes if c.device_id is not None}
@@ -105,7 +106,11 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     }
     parts = [render_text("overview/_counts.html", context)]
     if values["may_read_alarms"]:
-        parts.append(render_text("overview/_alarms.html", context))
+        # Sent when it changed only: a court's seals send heartbeats all day, and each would send the list again.
+        alarms = render_text("overview/_alarms.html", context)
+        if alarms != live.state.get("alarms"):
+            live.state["alarms"] = alarms
+            parts.append(alarms)
     if values["visible"] != known:  # a seal came or went: the whole grid
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))

@@ -1,8 +1,12 @@
-"""A case page left open while a busy case's events stream in, in Debian's chromium on a real server (uvicorn, the
-page tests' database): its timeline keeps at most :data:`TIMELINE_MAX` rows, newest first, each once, with a link to
-the older ones; a burst of more events than one update carries brings the newest page afresh rather than a hole."""
+"""Pages left open for hours, on a real server (uvicorn, the page tests' database). A case page, in Debian's
+chromium, while a busy case's events stream in: its timeline keeps at most :data:`TIMELINE_MAX` rows, newest first,
+each once, with a link to the older ones; a burst of more events than one update carries brings the newest page
+afresh rather than a hole. An open overview is sent the alarm list only when it changed."""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -15,8 +19,8 @@ from server.evidence.models import Event
 from server.web.case_model import LIVE_MAX, PAGE, TIMELINE_MAX
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import PASSWORD
-from tests.web.conftest import CASE, PagesWorld
-from tests.web.test_live_stream_served import served  # noqa: F401 - the fixture
+from tests.web.conftest import CASE, SEAL, PagesWorld
+from tests.web.test_live_stream_served import served, signed_in_client  # noqa: F401 - served: the fixture
 
 ROWS = "() => [...document.querySelectorAll('#timeline > li[data-event-id]')].map(li => Number(li.dataset.eventId))"
 
@@ -71,3 +75,33 @@ def test_a_case_page_left_open_keeps_a_bounded_timeline_newest_first_without_hol
         assert not watch.console_errors and not watch.page_errors
     finally:
         context.close()
+
+
+def next_update(lines: Iterator[str]) -> str:
+    """The data of the stream's next ``update`` message."""
+    for line in lines:
+        if line == "event: update":
+            return "\n".join(itertools.takewhile(bool, lines))
+    raise AssertionError("the stream ended without an update")
+
+
+def test_an_open_overview_is_sent_the_alarm_list_only_when_it_changed(
+    world: PagesWorld,
+    served: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A court's 2,000 seals send a heartbeat every few minutes: the overview's alarm list (up to 200 rows, 144 KB)
+    must not travel to every open tab with each of them."""
+    seal = world.seal
+    with signed_in_client(served) as client, client.stream("GET", "/live?view=overview") as response:
+        lines = response.iter_lines()
+        assert wait_until(lambda: world.hub.subscribers == 1, 5)
+        world.ingest((seal.event_topic, seal.event(EventType.HEARTBEAT)))
+        first = next_update(lines)
+        assert f'id="seal-{SEAL}"' in first and 'id="alarms"' in first  # the stream's first: everything
+        world.ingest((seal.event_topic, seal.event(EventType.HEARTBEAT)))
+        beat = next_update(lines)
+        assert f'id="seal-{SEAL}"' in beat and 'id="counts"' in beat
+        assert 'id="alarms"' not in beat, "the unchanged alarm list was sent again with a heartbeat"
+        world.ingest((seal.event_topic, seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
+        alarm = next_update(lines)
+        assert 'id="alarms"' in alarm and alarm.count("data-alarm-id=") == 2
