@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, null, or_, select
+from sqlalchemy import distinct, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
@@ -126,8 +126,14 @@ def counts(session: Session, user: User, seals: list[Seal], *, now: datetime, of
     online = sum(1 for s in bound if is_online(s, now=now, offline_after_s=offline_after_s))
     in_alarm = None
     if access.has_permission(user, Permission.ALARM_READ):
-        alarms = live_alarms_by_seal(session, [s.device_id for s in bound])
-        in_alarm = sum(1 for s in bound if any(a.case_no == s.case_no for a in alarms[s.device_id]))
+        in_alarm = 0
+        ids = [s.device_id for s in bound]
+        for start in range(0, len(ids), CHUNK):  # counted by the database: no alarm is loaded
+            query = select(func.count(distinct(Seal.device_id))).join(
+                Alarm, (Alarm.device_id == Seal.device_id) & (Alarm.case_no == Seal.case_no)
+            )
+            query = query.where(Alarm.state.in_(LIVE_STATES), Seal.device_id.in_(ids[start : start + CHUNK]))
+            in_alarm += session.scalar(query) or 0
     return Counts(online=online, offline=len(bound) - online, in_alarm=in_alarm, total=len(bound))
 
 
@@ -143,6 +149,16 @@ def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list
             query = select(Alarm).where(Alarm.state == state, visible).order_by(Alarm.id.desc())
             alarms += session.scalars(query.limit(limit - len(alarms)))
     return rows_of(session, user, alarms)
+
+
+def alarms_signature(rows: list[AlarmRow], total: int) -> tuple[object, ...]:
+    """What the overview's alarm list shows of ``rows`` (and the count of the others): equal signatures, equal lists."""
+    shown = [
+        (r.alarm.id, r.alarm.state, r.alarm.count, r.alarm.last_seen_at, r.alarm.acknowledged_note, r.acknowledged_by)
+        + (r.location, r.can_ack, repr(r.alarm.details))
+        for r in rows
+    ]
+    return (total, *shown)
 
 
 def live_alarm_total(session: Session, user: User) -> int:

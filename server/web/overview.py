@@ -17,7 +17,15 @@ from server.auth.models import User
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.live import Change
-from server.web.dashboard import alarm_rows, counts, live_alarm_total, rows_of, seal_tiles, visible_seals
+from server.web.dashboard import (
+    alarm_rows,
+    alarms_signature,
+    counts,
+    live_alarm_total,
+    rows_of,
+    seal_tiles,
+    visible_seals,
+)
 from server.web.deps import SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.routing import PageRoute
@@ -107,10 +115,10 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     parts = [render_text("overview/_counts.html", context)]
     if values["may_read_alarms"]:
         # Sent when it changed only: a court's seals send heartbeats all day, and each would send the list again.
-        alarms = render_text("overview/_alarms.html", context)
-        if alarms != live.state.get("alarms"):
-            live.state["alarms"] = alarms
-            parts.append(alarms)
+        signature = alarms_signature(values["alarms"], values["alarms_total"])
+        if signature != live.state.get("alarms"):
+            live.state["alarms"] = signature
+            parts.append(render_text("overview/_alarms.html", context))
     if values["visible"] != known:  # a seal came or went: the whole grid
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))

@@ -17,7 +17,7 @@ from server.web.case_model import LIVE_ALARMS
 from server.web.dashboard import MAX_ALARMS
 from tests.conftest import full_run
 from tests.web.conftest import CASE, SEAL, PagesWorld
-from tests.web.court_scale import Scale, counting_queries, seed
+from tests.web.court_scale import Scale, counting_queries, seal_id, seed
 
 TILE = re.compile(r'<article id="seal-')
 
@@ -79,3 +79,15 @@ def test_the_case_page_lists_a_bounded_number_of_live_alarms_open_first_and_says
     assert html.count('id="case-alarm-') == LIVE_ALARMS
     assert f'id="case-alarm-{world.alarm_id}"' in html, "the open alarm fell behind the limit"
     assert 'data-alarms-left-out="11"' in html
+
+
+def test_the_counts_are_those_of_the_database(world: PagesWorld) -> None:
+    """Seals in alarm: those with a live alarm of the case they guard now (a late alarm of a former case is not)."""
+    seed(world.session_factory, Scale(cases=3, seals=6, alarms=3))
+    now = utc_now()
+    former = {"device_id": seal_id(3), "case_no": CASE, "kind": "intrusion", "severity": "high", "state": "open"}
+    with session_scope(world.session_factory) as session:
+        session.execute(insert(Alarm), [{**former, "opened_at": now, "last_seen_at": now}])
+    _taken, html = overview_statements(world, "clerk")
+    shown = dict(re.findall(r'data-count="(\w+)">(\d+)<', html))
+    assert shown == {"online": "6", "offline": "1", "in_alarm": str(1 + 3)}
