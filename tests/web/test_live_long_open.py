@@ -1,7 +1,8 @@
 """Pages left open for hours, on a real server (uvicorn, the page tests' database). A case page, in Debian's
 chromium, while a busy case's events stream in: its timeline keeps at most :data:`TIMELINE_MAX` rows, newest first,
 each once, with a link to the older ones; a burst of more events than one update carries brings the newest page
-afresh rather than a hole. An open overview is sent the alarm list only when it changed."""
+afresh rather than a hole. An open overview is sent the alarm list only when it changed; after a burst of alarms,
+and after a reload forced by more changes than its stream holds ("gap"), it shows what the database holds."""
 
 from __future__ import annotations
 
@@ -10,18 +11,26 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
 from seal_dev.browser import PageWatch, sign_in
 from seal_protocol import EventType
+from server.alarms.models import Alarm
+from server.alarms.state import LIVE_STATES, AlarmState
 from server.config import WebSettings
+from server.core.db import session_scope
+from server.core.live import Change
 from server.evidence.models import Event
+from server.seals.registry import register_seal
 from server.web.case_model import LIVE_MAX, PAGE, TIMELINE_MAX
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import PASSWORD
+from tests.server.helpers import SimulatedSeal
 from tests.web.conftest import CASE, SEAL, PagesWorld
 from tests.web.test_live_stream_served import served, signed_in_client  # noqa: F401 - served: the fixture
 
+BURST_SEALS = 20
 ROWS = "() => [...document.querySelectorAll('#timeline > li[data-event-id]')].map(li => Number(li.dataset.eventId))"
 
 
@@ -29,6 +38,14 @@ ROWS = "() => [...document.querySelectorAll('#timeline > li[data-event-id]')].ma
 def web_settings() -> WebSettings:
     """A stream that lasts the test (a heartbeat every second, as in the browser tests)."""
     return WebSettings(heartbeat_s=1.0, stream_max_s=300)
+
+
+def live_up(page: Page) -> bool:
+    """The page's stream is up (``False`` too while the page is being reloaded)."""
+    try:
+        return bool(page.evaluate("() => document.body.dataset.live === 'up' && !window.__beforeReload"))
+    except PlaywrightError:  # the page is between two documents
+        return False
 
 
 def intrusions(world: PagesWorld, n: int) -> None:
@@ -59,7 +76,7 @@ def test_a_case_page_left_open_keeps_a_bounded_timeline_newest_first_without_hol
         watch = PageWatch(page)
         sign_in(page, served, "judge", PASSWORD)
         page.goto(f"{served}/cases/{CASE}")
-        page.wait_for_function("document.body.dataset.live === 'up'")
+        assert wait_until(lambda: live_up(page), 10)
         for _ in range(TIMELINE_MAX // 25 + 2):  # more than the timeline keeps, an update at a time
             intrusions(world, 25)
         assert wait_until(lambda: shows_newest(page, world), 20)
@@ -105,3 +122,63 @@ def test_an_open_overview_is_sent_the_alarm_list_only_when_it_changed(
         world.ingest((seal.event_topic, seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
         alarm = next_update(lines)
         assert 'id="alarms"' in alarm and alarm.count("data-alarm-id=") == 2
+
+
+SHOWN = """() => ({
+  counts: Object.fromEntries(
+    [...document.querySelectorAll('#counts [data-count]')].map(e => [e.dataset.count, e.textContent])),
+  alarms: [...document.querySelectorAll('#alarms [data-alarm-id]')].map(e => Number(e.dataset.alarmId)),
+  alarming: [...document.querySelectorAll('#tiles > article.alarming')].map(e => e.dataset.device).sort(),
+})"""
+
+
+def stored(world: PagesWorld) -> dict[str, object]:
+    """What the judge's overview should show, read from the database."""
+    with world.session_factory() as session:
+        live = select(Alarm).where(Alarm.state.in_(LIVE_STATES)).order_by(Alarm.id.desc())
+        alarms = list(session.scalars(live))
+    in_alarm = sorted({a.device_id for a in alarms if a.state == AlarmState.OPEN.value})
+    return {"alarms": sorted(a.id for a in alarms), "alarming": in_alarm, "in_alarm": str(len(in_alarm))}
+
+
+def test_an_open_overview_after_a_burst_and_after_an_overflow_shows_what_is_stored(
+    world: PagesWorld,
+    served: str,  # noqa: F811 - the fixture imported above
+    browser: Browser,
+) -> None:
+    seals = [SimulatedSeal(f"seal-burst-{i:02d}", CASE) for i in range(BURST_SEALS)]
+    with session_scope(world.session_factory) as session:
+        for seal in seals:
+            register_seal(session, actor=None, device_id=seal.device_id, case_no=CASE, public_key=seal.public_key)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        watch = PageWatch(page)
+        sign_in(page, served, "judge", PASSWORD)
+        assert wait_until(lambda: live_up(page), 10)
+        for i in range(5 * BURST_SEALS):  # one commit (and one live change) each, as fast as they come
+            seal = seals[i % BURST_SEALS]
+            kind = EventType.TAMPER if i % 3 == 0 else EventType.INTRUSION
+            world.ingest((seal.event_topic, seal.event(kind, {"armed": True, "warning": "played"})))
+        want = stored(world)
+
+        def matches() -> bool:
+            shown = page.evaluate(SHOWN)
+            return (sorted(shown["alarms"]), shown["alarming"], shown["counts"]["in_alarm"]) == (
+                want["alarms"],
+                want["alarming"],
+                want["in_alarm"],
+            )
+
+        assert wait_until(matches, 20), (page.evaluate(SHOWN), want)
+        shown = page.evaluate(SHOWN)
+        assert len(shown["alarms"]) == len(set(shown["alarms"])), "an alarm row is shown twice"
+        assert shown["alarms"] == sorted(shown["alarms"], reverse=True), "the open alarms are out of order"
+
+        page.evaluate("() => { window.__beforeReload = true; }")  # gone with the document when the page reloads
+        world.hub.publish(Change("event", f"elsewhere-{i}") for i in range(5000))  # more than a stream holds
+        assert wait_until(lambda: live_up(page), 20), "the page did not reload"
+        assert matches()
+        assert not watch.console_errors and not watch.page_errors
+    finally:
+        context.close()
