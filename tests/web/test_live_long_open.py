@@ -7,8 +7,12 @@ and after a reload forced by more changes than its stream holds ("gap"), it show
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 from playwright.sync_api import Error as PlaywrightError
@@ -25,9 +29,11 @@ from server.evidence.models import Event
 from server.seals.registry import register_seal
 from server.web.case_model import LIVE_MAX, PAGE, TIMELINE_MAX
 from tests.agent.helpers import wait_until
+from tests.conftest import full_run
 from tests.server.auth_helpers import PASSWORD
 from tests.server.helpers import SimulatedSeal
 from tests.web.conftest import CASE, SEAL, PagesWorld
+from tests.web.court_scale import Scale, seal_id, seed
 from tests.web.test_live_stream_served import served, signed_in_client  # noqa: F401 - served: the fixture
 
 BURST_SEALS = 20
@@ -37,7 +43,7 @@ ROWS = "() => [...document.querySelectorAll('#timeline > li[data-event-id]')].ma
 @pytest.fixture
 def web_settings() -> WebSettings:
     """A stream that lasts the test (a heartbeat every second, as in the browser tests)."""
-    return WebSettings(heartbeat_s=1.0, stream_max_s=300)
+    return WebSettings(heartbeat_s=1.0, stream_max_s=300, write_timeout_s=2)
 
 
 def live_up(page: Page) -> bool:
@@ -182,3 +188,49 @@ def test_an_open_overview_after_a_burst_and_after_an_overflow_shows_what_is_stor
         assert not watch.console_errors and not watch.page_errors
     finally:
         context.close()
+
+
+def test_a_stalled_tab_is_let_go_and_the_others_keep_up(
+    world: PagesWorld,
+    served: str,  # noqa: F811 - the fixture imported above
+    request: pytest.FixtureRequest,
+) -> None:
+    """A tab of a laptop whose lid closed: its connection stays, nothing is read. The kernel's buffers take a few MB
+    first (the clerk's updates of 200 tiles fill them in seconds); then its writes time out, it is let go, and the
+    tab that reads gets its updates meanwhile. (Long: some seconds, as the machine's socket buffers go.)"""
+    if not full_run(request.config):
+        pytest.skip("a stalled tab's socket buffers take seconds to fill: in the full run (SEAL_LONG_TESTS=1)")
+    seed(world.session_factory, Scale(cases=5, seals=200, alarms=0))
+    with httpx.Client(base_url=served) as client:  # the clerk: every seal's tile
+        assert client.post("/api/auth/login", json={"username": "clerk", "password": PASSWORD}).status_code == 200
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    host, port = served.removeprefix("http://").split(":")
+    stalled = socket.create_connection((host, int(port)))
+    try:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(f"GET /live?view=overview HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n".encode())
+        assert wait_until(lambda: world.hub.subscribers == 1, 5)
+        updates: list[str] = []
+        reading = threading.Thread(target=read_updates, args=(served, cookie, updates), daemon=True)
+        reading.start()
+        assert wait_until(lambda: world.hub.subscribers == 2, 5)
+        published = 0
+        while world.hub.subscribers == 2 and published < 600:
+            world.hub.publish([Change("event", seal_id(k)) for k in range(200)])
+            published += 1
+            time.sleep(0.05)  # a busy court's pace, not a wait for a condition
+        assert world.hub.subscribers == 1, "the stalled tab was never let go"
+        got = len(updates)
+        world.hub.publish([Change("event", seal_id(0))])
+        assert wait_until(lambda: len(updates) > got, 10), "the tab that reads does not keep up"
+        assert reading.is_alive() and world.hub.subscribers == 1
+    finally:
+        stalled.close()
+
+
+def read_updates(base: str, cookie: str, updates: list[str]) -> None:
+    with httpx.Client(base_url=base, timeout=30, headers={"Cookie": cookie}) as client:
+        with client.stream("GET", "/live?view=overview") as response:
+            for line in response.iter_lines():
+                if line == "event: update":
+                    updates.append(line)
