@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import insert
@@ -14,6 +15,7 @@ from server.alarms.models import Alarm
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.web.case_model import LIVE_ALARMS
+from server.web.creditor import MAX_ALARMS as CREDITOR_ALARMS
 from server.web.dashboard import MAX_ALARMS
 from tests.conftest import full_run
 from tests.web.conftest import CASE, SEAL, PagesWorld
@@ -91,3 +93,15 @@ def test_the_counts_are_those_of_the_database(world: PagesWorld) -> None:
     _taken, html = overview_statements(world, "clerk")
     shown = dict(re.findall(r'data-count="(\w+)">(\d+)<', html))
     assert shown == {"online": "6", "offline": "1", "in_alarm": str(1 + 3)}
+
+
+def test_the_creditor_sees_a_live_alarm_however_many_newer_alarms_were_closed(world: PagesWorld) -> None:
+    later = utc_now() + timedelta(minutes=1)
+    row = {"case_no": CASE, "device_id": SEAL, "kind": "camera_blind", "severity": "medium", "state": "closed"}
+    with session_scope(world.session_factory) as session:
+        rows = [{**row, "opened_at": later, "last_seen_at": later, "closed_at": later}] * (CREDITOR_ALARMS + 5)
+        session.execute(insert(Alarm), rows)
+    with world.client("creditor") as client:
+        html = client.get(f"/creditor/cases/{quote(CASE)}").text
+    assert f'id="alarm-{world.alarm_id}"' in html, "the live alarm fell behind the limit"
+    assert html.count("data-alarm-id=") == CREDITOR_ALARMS
