@@ -52,6 +52,11 @@ class SealTile:
     last_event: EventLine | None  # the last event that is not a heartbeat (among the recent ones)
     snapshot_sha: str | None  # None also when the user's role may not view pictures
 
+    @property
+    def rank(self) -> int:
+        """Where the tile goes among the others: seals with open alarms (0), with acknowledged ones (1), calm (2)."""
+        return 0 if self.open_alarms else 1 if self.live_alarms else 2
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -117,7 +122,7 @@ def seal_tiles(
                 snapshot_sha=snapshot,
             )
         )
-    return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
+    return sorted(tiles, key=lambda t: t.rank)
 
 
 def counts(session: Session, user: User, seals: list[Seal], *, now: datetime, offline_after_s: int) -> Counts:

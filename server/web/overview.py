@@ -57,6 +57,7 @@ def _tiles_and_counts(
         "grace_s": int(settings.alarms.offline_grace_s),
         "now": now,
         "visible": {s.device_id for s in every},
+        "order": {s.device_id: i for i, s in enumerate(every)},  # a tile's place within its rank (app.js)
         "pictures": access.has_permission(user, Permission.SNAPSHOT_READ),
         "may_read_alarms": access.has_permission(user, Permission.ALARM_READ),
     }

@@ -21,7 +21,9 @@ from sqlalchemy import select
 from seal_dev.browser import PageWatch, sign_in
 from seal_protocol import EventType
 from server.alarms.models import Alarm
+from server.alarms.service import close_alarm
 from server.alarms.state import LIVE_STATES, AlarmState
+from server.auth.users import get_user
 from server.config import WebSettings
 from server.core.db import session_scope
 from server.core.live import Change
@@ -234,3 +236,44 @@ def read_updates(base: str, cookie: str, updates: list[str]) -> None:
             for line in response.iter_lines():
                 if line == "event: update":
                     updates.append(line)
+
+
+def tile_order(page: Page) -> list[str]:
+    return list(page.evaluate("() => [...document.querySelectorAll('#tiles > article')].map(e => e.dataset.device)"))
+
+
+def test_an_open_overview_keeps_its_tiles_in_the_order_a_reload_gives(
+    world: PagesWorld,
+    served: str,  # noqa: F811 - the fixture imported above
+    browser: Browser,
+) -> None:
+    """Seals with open alarms first: a seal far down the grid that raises an alarm moves to the top, without a
+    reload, and back among the calm ones when its alarm is closed."""
+    seals = [SimulatedSeal(f"seal-order-{i}", CASE) for i in range(6)]
+    with session_scope(world.session_factory) as session:
+        for seal in seals:
+            register_seal(session, actor=None, device_id=seal.device_id, case_no=CASE, public_key=seal.public_key)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sign_in(page, served, "judge", PASSWORD)
+        assert wait_until(lambda: live_up(page), 10)
+        assert tile_order(page) == [SEAL] + [s.device_id for s in seals]
+        last = seals[-1]
+        world.ingest((last.event_topic, last.event(EventType.INTRUSION, {"armed": True, "warning": "played"})))
+        assert wait_until(lambda: tile_order(page)[:2] == sorted([SEAL, last.device_id]), 10), tile_order(page)
+        live = tile_order(page)
+        page.reload()
+        assert wait_until(lambda: live_up(page), 10)
+        assert tile_order(page) == live, "the order of the tiles after a live update is not the page's order"
+        with session_scope(world.session_factory) as session:
+            clerk = get_user(session, username="clerk").id
+            close_alarm(session, alarm_id=world.alarm_id, user_id=clerk, note="误报")
+        world.hub.publish([Change("alarm", SEAL, CASE)])
+        assert wait_until(lambda: tile_order(page)[-1] == SEAL, 10), tile_order(page)  # calm, last by its case
+        live = tile_order(page)
+        page.reload()
+        assert wait_until(lambda: live_up(page), 10)
+        assert tile_order(page) == live
+    finally:
+        context.close()

@@ -156,6 +156,36 @@
     }
   }
 
+  /* A tile sent alone replaces its own element where it stood: move it to where the grid's order puts it (seals with
+   * open alarms first, then with acknowledged ones, then the calm ones; by case and seal within each). */
+  function tileKey(tile) {
+    return [Number(tile.getAttribute("data-rank")), Number(tile.getAttribute("data-order"))];
+  }
+
+  function placeTile(tile) {
+    var grid = tile.parentElement;
+    if (!grid || grid.id !== "tiles" || !tile.hasAttribute("data-rank")) { return; }
+    var key = tileKey(tile);
+    var tiles = grid.querySelectorAll(":scope > article[data-rank]");
+    var before = null;
+    for (var i = 0; i < tiles.length; i++) {
+      var other = tileKey(tiles[i]);
+      if (tiles[i] !== tile && (other[0] > key[0] || (other[0] === key[0] && other[1] > key[1]))) {
+        before = tiles[i];
+        break;
+      }
+    }
+    if (before !== tile.nextElementSibling || (before === null && tile !== grid.lastElementChild)) {
+      grid.insertBefore(tile, before);
+    }
+  }
+
+  /* After the settle: until then htmx gives a swapped element its predecessor's attributes (for CSS transitions). */
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var tile = event.target;
+    if (tile && tile.hasAttribute && tile.hasAttribute("data-rank")) { placeTile(tile); }
+  });
+
   if (window.htmx) { window.htmx.createEventSource = createEventSource; }
   document.addEventListener("DOMContentLoaded", setUp);
 })();
