@@ -92,7 +92,7 @@ def acknowledge(
     if page.request.headers.get("HX-Request") != "true":
         return RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
     [row] = rows_of(session, user, [alarm])
-    return page.render("overview/_alarm.html", row=row, oob=False)
+    return page.render("overview/_alarm.html", row=row, oob=False, alarm_alone=True)
 
 
 @live_view("overview")

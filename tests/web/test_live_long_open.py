@@ -277,3 +277,31 @@ def test_an_open_overview_keeps_its_tiles_in_the_order_a_reload_gives(
         assert tile_order(page) == live
     finally:
         context.close()
+
+
+def test_a_note_typed_on_the_overview_survives_the_alarm_list_sent_again_and_is_sent(
+    world: PagesWorld,
+    served: str,  # noqa: F811 - the fixture imported above
+    browser: Browser,
+) -> None:
+    """A court's alarm list changes often (any new alarm, any repeat folded in): a note half typed into an
+    acknowledgement must not be wiped by it."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        watch = PageWatch(page)
+        sign_in(page, served, "judge", PASSWORD)
+        assert wait_until(lambda: live_up(page), 10)
+        note = page.locator(f"#alarm-{world.alarm_id} input[name=note]")
+        note.fill("已联系执行干警")
+        seal = world.seal
+        world.ingest((seal.event_topic, seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
+        assert wait_until(lambda: page.locator("#alarms [data-kind=tamper]").count() == 1, 10)
+        assert note.input_value() == "已联系执行干警", "the list sent again wiped the note being typed"
+        page.locator(f"#alarm-{world.alarm_id} button[type=submit]").click()
+        done = page.locator(f"#alarms #alarm-{world.alarm_id}[data-state=acknowledged]")
+        assert wait_until(lambda: done.count() == 1 and "已联系执行干警" in done.inner_text(), 10)
+        assert page.locator(f"#alarm-{world.alarm_id}").count() == 1
+        assert not watch.console_errors and not watch.page_errors
+    finally:
+        context.close()
