@@ -43,6 +43,7 @@ PG_IN_FULL_RUN_ONLY = frozenset(
         "tests/server/test_notices.py",
         "tests/web/test_case_pages.py",
         "tests/web/test_creditor_pages.py",
+        "tests/web/test_live_long_open.py",
         "tests/web/test_pages.py",
         "tests/web/test_portal_pages.py",
         "tests/web/test_seal_audit_admin_pages.py",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType
@@ -31,10 +31,16 @@ from server.seals.registry import current_bindings, is_online
 
 #: Events per page of the timeline.
 PAGE = 30
-#: The most events a live update adds at once (a seal back from a long time offline sends its outbox).
+#: The most events a live update adds at once (a seal back from a long time offline sends its outbox); when more
+#: came, the timeline is sent afresh.
 LIVE_MAX = 200
+#: The most rows the page's timeline keeps while live updates add to it (app.js drops the oldest; the page then
+#: links to the timeline's page for them).
+TIMELINE_MAX = 300
 RECENT_COMMANDS = 20
 CLOSED_ALARMS = 20
+#: The most live alarms the page lists (every live update sends them again); it says how many it leaves out.
+LIVE_ALARMS = 100
 #: Payload fields worth a glance in the timeline (the whole signed envelope is one click away).
 SUMMARY_FIELDS = ("warning", "camera", "camera_motion", "action", "result", "reason", "state", "trigger", "armed")
 #: What the timeline leaves out.
@@ -136,14 +142,17 @@ def timeline(
     return event_rows(session, case_no, page, pictures=pictures), page[-1].id if len(events) > limit else None
 
 
-def events_after(session: Session, case_no: str, after: int | None, *, pictures: bool) -> list[EventRow]:
-    """The newest page, and every event newer than ``after`` (at most :data:`LIVE_MAX`): what a live update
-    brings (the page keeps the rows it has and adds the others at the top)."""
+def events_after(session: Session, case_no: str, after: int | None, *, pictures: bool) -> list[EventRow] | None:
+    """The newest page, and every event newer than ``after``: what a live update brings (the page keeps the rows
+    it has and adds the others at the top) — or ``None`` if more than :data:`LIVE_MAX` came after ``after``: they
+    are not all sent, and the page takes the newest page afresh instead (:func:`timeline`), without a hole."""
     query = select(Event).where(Event.case_no == case_no, Event.type.not_in(HIDDEN_TYPES))
     newest = list(session.scalars(query.order_by(Event.id.desc()).limit(PAGE)))
     if after is not None and len(newest) == PAGE and newest[-1].id > after:  # more came than a page
-        newer = query.where(Event.id > after).order_by(Event.id.desc()).limit(LIVE_MAX)
+        newer = query.where(Event.id > after).order_by(Event.id.desc()).limit(LIVE_MAX + 1)
         newest = list(session.scalars(newer))
+        if len(newest) > LIVE_MAX:
+            return None
     return event_rows(session, case_no, newest, pictures=pictures)
 
 
@@ -189,8 +198,11 @@ def alarm_cards(session: Session, user: User, case_no: str) -> list[AlarmCard]:
     """The case's live alarms (open first), then its last closed ones; none for roles that may not read alarms."""
     if not access.has_permission(user, Permission.ALARM_READ):
         return []
-    live = select(Alarm).where(Alarm.case_no == case_no, Alarm.state.in_(LIVE_STATES)).order_by(Alarm.id.desc())
-    alarms = sorted(session.scalars(live), key=lambda a: a.state != AlarmState.OPEN.value)
+    alarms: list[Alarm] = []
+    for state in LIVE_STATES:  # open first, newest first; the limit after the order
+        if len(alarms) < LIVE_ALARMS:
+            live = select(Alarm).where(Alarm.case_no == case_no, Alarm.state == state).order_by(Alarm.id.desc())
+            alarms += session.scalars(live.limit(LIVE_ALARMS - len(alarms)))
     closed = select(Alarm).where(Alarm.case_no == case_no, Alarm.state == AlarmState.CLOSED.value)
     alarms += list(session.scalars(closed.order_by(Alarm.id.desc()).limit(CLOSED_ALARMS)))
     query = select(Seal.device_id, Seal.location).where(Seal.case_no == case_no)
@@ -209,6 +221,14 @@ def alarm_cards(session: Session, user: User, case_no: str) -> list[AlarmCard]:
         )
         for a in alarms
     ]
+
+
+def live_alarm_count(session: Session, user: User, case_no: str) -> int:
+    """How many live alarms the case has (the page lists at most :data:`LIVE_ALARMS`); 0 for roles without alarms."""
+    if not access.has_permission(user, Permission.ALARM_READ):
+        return 0
+    query = select(func.count(Alarm.id)).where(Alarm.case_no == case_no, Alarm.state.in_(LIVE_STATES))
+    return session.scalar(query) or 0
 
 
 def command_rows(session: Session, user: User, case_no: str) -> list[CommandRow]:

@@ -19,7 +19,7 @@ from server.auth.errors import Forbidden
 from server.core.live import Change
 from server.errors import NotFound
 from server.seals.cases import find_case
-from server.web.case_model import case_devices, timeline
+from server.web.case_model import TIMELINE_MAX, case_devices, timeline
 from server.web.case_parts import PARTS, Allowed, part_values, render_parts, timeline_update
 from server.web.deps import SignedInPage
 from server.web.live import LiveRender, live_view
@@ -86,6 +86,7 @@ def case_page(page: SignedInPage, session: SessionDep, case_no: CaseNoPath) -> R
         parts=parts,
         rows=rows,
         next_before=next_before,
+        timeline_max=TIMELINE_MAX,
         **values,
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from server.alarms.state import AlarmState
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
@@ -22,11 +23,14 @@ from server.core.base import utc_now
 from server.seals.models import Case
 from server.web.case_model import (
     PAGE_COMMANDS,
+    TIMELINE_MAX,
     alarm_cards,
     command_rows,
     events_after,
     former_seals,
+    live_alarm_count,
     seal_rows,
+    timeline,
 )
 from server.web.i18n import Translator
 from server.web.removal_model import request_cards
@@ -77,6 +81,8 @@ def part_values(
         values["former"] = former_seals(session, case.case_no)
     if "alarms" in parts:
         values["alarms"] = alarm_cards(session, user, case.case_no)
+        shown = sum(1 for card in values["alarms"] if card.alarm.state != AlarmState.CLOSED.value)
+        values["alarms_left_out"] = live_alarm_count(session, user, case.case_no) - shown
     if "commands" in parts:
         values["commands"] = command_rows(session, user, case.case_no)
         values["command_seals"] = (
@@ -104,12 +110,17 @@ def timeline_update(
     session: Session, case: Case, *, t: Translator, allowed: Allowed, after: int | None, now: datetime
 ) -> tuple[str, int | None]:
     """The timeline's rows a live update sends (the newest page, and whatever came after ``after``), as an element
-    that the page's timeline takes at its top — replacing the rows it has, adding the others — and the newest id."""
+    that the page's timeline takes at its top — replacing the rows it has, adding the others — and the newest id;
+    or, when more came than an update carries, the timeline whole again (its newest page), which replaces it."""
     if not allowed.events:
         return "", after
     rows = events_after(session, case.case_no, after, pictures=allowed.pictures)
+    context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
+    if rows is None:
+        page, next_before = timeline(session, case.case_no, pictures=allowed.pictures)
+        values = {**context, "rows": page, "next_before": next_before, "timeline_max": TIMELINE_MAX, "oob": True}
+        return render_text("case/_timeline.html", values), max(page[0].event.id, after or 0)
     if not rows:
         return "", after
-    context = {"t": t, "lang": t.language, "rows": rows, "case_no": case.case_no, "allowed": allowed, "now": now}
     top = max(rows[0].event.id, after or 0)
-    return render_text("case/_timeline_update.html", context), top
+    return render_text("case/_timeline_update.html", {**context, "rows": rows}), top

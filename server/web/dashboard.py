@@ -10,8 +10,9 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, distinct, func, null, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from server.alarms.models import Alarm
@@ -29,6 +30,8 @@ RECENT_EVENTS = 50
 #: Alarm kinds that alert (and may sound): someone is on the premises, or at the box.
 ALERTING = frozenset({AlarmKind.INTRUSION.value, AlarmKind.TAMPER.value})
 MAX_ALARMS = 200
+#: Seals per statement (an IN list of this many ids stays within every database's limit on parameters).
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class SealTile:
     last_heartbeat: EventLine | None
     last_event: EventLine | None  # the last event that is not a heartbeat (among the recent ones)
     snapshot_sha: str | None  # None also when the user's role may not view pictures
+
+    @property
+    def rank(self) -> int:
+        """Where the tile goes among the others: seals with open alarms (0), with acknowledged ones (1), calm (2)."""
+        return 0 if self.open_alarms else 1 if self.live_alarms else 2
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,10 @@ def seal_tiles(
     alarms = live_alarms_by_seal(session, [s.device_id for s in seals] if may_read_alarms else [])
     pictures = access.has_permission(user, Permission.SNAPSHOT_READ)
     events = access.has_permission(user, Permission.EVENT_READ)
+    recent = _recent_by_seal(session, user, seals, pictures=pictures, events=events)
     tiles = []
     for seal in seals:
-        heartbeat, event = _recent(session, user, seal) if events else (None, None)
+        heartbeat, event, snapshot = recent.get(seal.device_id, (None, None, None))
         # Only the alarms of the case the seal guards now: a late alarm of a former case is that case's business.
         live = [a for a in alarms.get(seal.device_id, []) if seal.case_no is not None and a.case_no == seal.case_no]
         tiles.append(
@@ -110,10 +119,10 @@ def seal_tiles(
                 grace_left_s=_grace_left(seal, live, now=now, grace_s=grace_s),
                 last_heartbeat=heartbeat,
                 last_event=event,
-                snapshot_sha=_latest_snapshot(session, user, seal) if pictures else None,
+                snapshot_sha=snapshot,
             )
         )
-    return sorted(tiles, key=lambda t: (t.open_alarms == 0, t.live_alarms == 0))
+    return sorted(tiles, key=lambda t: t.rank)
 
 
 def counts(session: Session, user: User, seals: list[Seal], *, now: datetime, offline_after_s: int) -> Counts:
@@ -122,8 +131,14 @@ def counts(session: Session, user: User, seals: list[Seal], *, now: datetime, of
     online = sum(1 for s in bound if is_online(s, now=now, offline_after_s=offline_after_s))
     in_alarm = None
     if access.has_permission(user, Permission.ALARM_READ):
-        alarms = live_alarms_by_seal(session, [s.device_id for s in bound])
-        in_alarm = sum(1 for s in bound if any(a.case_no == s.case_no for a in alarms[s.device_id]))
+        in_alarm = 0
+        ids = [s.device_id for s in bound]
+        for start in range(0, len(ids), CHUNK):  # counted by the database: no alarm is loaded
+            query = select(func.count(distinct(Seal.device_id))).join(
+                Alarm, (Alarm.device_id == Seal.device_id) & (Alarm.case_no == Seal.case_no)
+            )
+            query = query.where(Alarm.state.in_(LIVE_STATES), Seal.device_id.in_(ids[start : start + CHUNK]))
+            in_alarm += session.scalar(query) or 0
     return Counts(online=online, offline=len(bound) - online, in_alarm=in_alarm, total=len(bound))
 
 
@@ -132,10 +147,33 @@ def alarm_rows(session: Session, user: User, *, limit: int = MAX_ALARMS) -> list
     first within each state."""
     if not access.has_permission(user, Permission.ALARM_READ):
         return []
-    query = select(Alarm).where(Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no))
-    alarms = list(session.scalars(query.order_by(Alarm.id.desc()).limit(limit)))
-    alarms.sort(key=lambda a: a.state != AlarmState.OPEN.value)
+    visible = access.case_filter(session, user, Alarm.case_no)
+    alarms: list[Alarm] = []
+    for state in (AlarmState.OPEN.value, AlarmState.ACKNOWLEDGED.value):  # the limit after the order: open first
+        if len(alarms) < limit:
+            query = select(Alarm).where(Alarm.state == state, visible).order_by(Alarm.id.desc())
+            alarms += session.scalars(query.limit(limit - len(alarms)))
     return rows_of(session, user, alarms)
+
+
+def alarms_signature(rows: list[AlarmRow], total: int) -> tuple[object, ...]:
+    """What the overview's alarm list shows of ``rows`` (and the count of the others): equal signatures, equal lists."""
+    shown = [
+        (r.alarm.id, r.alarm.state, r.alarm.count, r.alarm.last_seen_at, r.alarm.acknowledged_note, r.acknowledged_by)
+        + (r.location, r.can_ack, repr(r.alarm.details))
+        for r in rows
+    ]
+    return (total, *shown)
+
+
+def live_alarm_total(session: Session, user: User) -> int:
+    """How many live alarms the user may see (the overview lists at most :data:`MAX_ALARMS` and says so)."""
+    if not access.has_permission(user, Permission.ALARM_READ):
+        return 0
+    query = select(func.count(Alarm.id)).where(
+        Alarm.state.in_(LIVE_STATES), access.case_filter(session, user, Alarm.case_no)
+    )
+    return session.scalar(query) or 0
 
 
 def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]:
@@ -156,38 +194,62 @@ def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]
     ]
 
 
-def _of_the_seal_s_case(
-    session: Session, user: User, seal: Seal, column: InstrumentedAttribute[str]
-) -> ColumnElement[bool]:
-    """A WHERE clause on a row's case number ``column``: the case the seal guards now (a seal moved on shows nothing
-    of its former case), and, for a seal of the court's stock, a case the user may see."""
-    if seal.case_no is not None:
-        return column == seal.case_no
-    return access.case_filter(session, user, column)
-
-
-def _recent(session: Session, user: User, seal: Seal) -> tuple[EventLine | None, EventLine | None]:
-    """The seal's last heartbeat and its last other event, among its :data:`RECENT_EVENTS` latest (a seal that
-    sent only heartbeats for a while shows its latest event, a heartbeat, as its last event); only events of the
-    case it guards now (of a stock seal: of cases the user may see)."""
-    query = (
-        select(Event.type, Event.ts, Event.received_at)
-        .where(Event.device_id == seal.device_id, _of_the_seal_s_case(session, user, seal, Event.case_no))
-        .order_by(Event.seq.desc())
-        .limit(RECENT_EVENTS)
+def _of_the_seal_s_case(session: Session, user: User, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """A WHERE clause on a row's case number ``column``, correlated with :class:`Seal`: the case the seal guards now
+    (a seal moved on shows nothing of its former case), and, for a seal of the court's stock, a case the user may
+    see."""
+    return or_(
+        and_(Seal.case_no.is_not(None), column == Seal.case_no),
+        and_(Seal.case_no.is_(None), access.case_filter(session, user, column)),
     )
-    lines = [EventLine(*row) for row in session.execute(query)]
-    heartbeat = next((line for line in lines if line.type == "heartbeat"), None)
-    other = next((line for line in lines if line.type != "heartbeat"), lines[0] if lines else None)
-    return heartbeat, other
 
 
-def _latest_snapshot(session: Session, user: User, seal: Seal) -> str | None:
-    """The seal's latest picture of the case it guards now (of a stock seal: of a case the user may see)."""
-    query = select(Snapshot.sha256).where(
-        Snapshot.device_id == seal.device_id, _of_the_seal_s_case(session, user, seal, Snapshot.case_no)
+def _recent_by_seal(
+    session: Session, user: User, seals: list[Seal], *, pictures: bool, events: bool
+) -> dict[str, tuple[EventLine | None, EventLine | None, str | None]]:
+    """Per seal: its last heartbeat and its last other event among its :data:`RECENT_EVENTS` latest numbers (a seal
+    that sent only heartbeats for a while shows its latest event, a heartbeat, as its last event), and its latest
+    picture — only of the case it guards now (of a stock seal: of cases the user may see) — in a few statements for
+    all the seals, not a query per seal (each seal's rows are still found through its index, ``(device_id, seq)``)."""
+    if not seals or not (pictures or events):
+        return {}
+    last_seq = select(func.max(Event.seq)).where(Event.device_id == Seal.device_id).correlate(Seal).scalar_subquery()
+
+    def latest(*where: Any) -> Any:
+        query = select(Event.id).where(
+            Event.device_id == Seal.device_id,
+            Event.seq > last_seq - RECENT_EVENTS,
+            _of_the_seal_s_case(session, user, Event.case_no),
+            *where,
+        )
+        return query.order_by(Event.seq.desc()).limit(1).correlate(Seal).scalar_subquery()
+
+    snapshot = (
+        select(Snapshot.sha256)
+        .where(Snapshot.device_id == Seal.device_id, _of_the_seal_s_case(session, user, Snapshot.case_no))
+        .order_by(Snapshot.id.desc())
+        .limit(1)
+        .correlate(Seal)
+        .scalar_subquery()
     )
-    return session.scalar(query.order_by(Snapshot.id.desc()).limit(1))
+    columns = [latest(Event.type == "heartbeat"), latest(Event.type != "heartbeat"), latest()] if events else []
+    rows: list[Any] = []
+    ids = [s.device_id for s in seals]
+    for start in range(0, len(ids), CHUNK):
+        query = select(Seal.device_id, snapshot if pictures else null(), *columns)
+        rows += session.execute(query.where(Seal.device_id.in_(ids[start : start + CHUNK]))).all()
+    wanted = [event_id for row in rows for event_id in row[2:] if event_id is not None]
+    lines: dict[int, EventLine] = {}
+    for start in range(0, len(wanted), CHUNK):
+        query = select(Event.id, Event.type, Event.ts, Event.received_at).where(
+            Event.id.in_(wanted[start : start + CHUNK])
+        )
+        lines.update({row.id: EventLine(row.type, row.ts, row.received_at) for row in session.execute(query)})
+    found: dict[str, tuple[EventLine | None, EventLine | None, str | None]] = {}
+    for row in rows:
+        heartbeat, other, last = (lines.get(i) if i is not None else None for i in (row[2:] or (None,) * 3))
+        found[row[0]] = (heartbeat, other or last, row[1])
+    return found
 
 
 def _grace_left(seal: Seal, live: list[Alarm], *, now: datetime, grace_s: float) -> int | None:

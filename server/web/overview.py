@@ -17,7 +17,15 @@ from server.auth.models import User
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.live import Change
-from server.web.dashboard import alarm_rows, counts, rows_of, seal_tiles, visible_seals
+from server.web.dashboard import (
+    alarm_rows,
+    alarms_signature,
+    counts,
+    live_alarm_total,
+    rows_of,
+    seal_tiles,
+    visible_seals,
+)
 from server.web.deps import SignedInPage
 from server.web.live import LiveRender, live_view
 from server.web.routing import PageRoute
@@ -45,9 +53,11 @@ def _tiles_and_counts(
         "tiles": tiles,
         "counts": counts(session, user, every, now=now, offline_after_s=offline_after_s),
         "alarms": alarm_rows(session, user),
+        "alarms_total": live_alarm_total(session, user),
         "grace_s": int(settings.alarms.offline_grace_s),
         "now": now,
         "visible": {s.device_id for s in every},
+        "order": {s.device_id: i for i, s in enumerate(every)},  # a tile's place within its rank (app.js)
         "pictures": access.has_permission(user, Permission.SNAPSHOT_READ),
         "may_read_alarms": access.has_permission(user, Permission.ALARM_READ),
     }
@@ -82,13 +92,14 @@ def acknowledge(
     if page.request.headers.get("HX-Request") != "true":
         return RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
     [row] = rows_of(session, user, [alarm])
-    return page.render("overview/_alarm.html", row=row, oob=False)
+    return page.render("overview/_alarm.html", row=row, oob=False, alarm_alone=True)
 
 
 @live_view("overview")
 def overview_changes(live: LiveRender, changes: list[Change]) -> str:
-    """The overview's fragments after ``changes``: the counts, the alarm list and the changed seals' tiles — or the
-    whole grid of tiles when a seal the page does not show yet is among them (or one has gone)."""
+    """The overview's fragments after ``changes``: the counts, the alarm list (if it changed since this stream last
+    sent it) and the changed seals' tiles — or the whole grid of tiles when a seal the page does not show yet is
+    among them (or one has gone)."""
     if not access.has_permission(live.user, Permission.SEAL_STATUS):
         return ""
     changed = {c.device_id for c in changes if c.device_id is not None}
@@ -109,7 +120,11 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     }
     parts = [render_text("overview/_counts.html", context)]
     if values["may_read_alarms"]:
-        parts.append(render_text("overview/_alarms.html", context))
+        # Sent when it changed only: a court's seals send heartbeats all day, and each would send the list again.
+        signature = alarms_signature(values["alarms"], values["alarms_total"])
+        if signature != live.state.get("alarms"):
+            live.state["alarms"] = signature
+            parts.append(render_text("overview/_alarms.html", context))
     if values["visible"] != known:  # a seal came or went: the whole grid
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))

@@ -156,6 +156,36 @@
     }
   }
 
+  /* A tile sent alone replaces its own element where it stood: move it to where the grid's order puts it (seals with
+   * open alarms first, then with acknowledged ones, then the calm ones; by case and seal within each). */
+  function tileKey(tile) {
+    return [Number(tile.getAttribute("data-rank")), Number(tile.getAttribute("data-order"))];
+  }
+
+  function placeTile(tile) {
+    var grid = tile.parentElement;
+    if (!grid || grid.id !== "tiles" || !tile.hasAttribute("data-rank")) { return; }
+    var key = tileKey(tile);
+    var tiles = grid.querySelectorAll(":scope > article[data-rank]");
+    var before = null;
+    for (var i = 0; i < tiles.length; i++) {
+      var other = tileKey(tiles[i]);
+      if (tiles[i] !== tile && (other[0] > key[0] || (other[0] === key[0] && other[1] > key[1]))) {
+        before = tiles[i];
+        break;
+      }
+    }
+    if (before !== tile.nextElementSibling || (before === null && tile !== grid.lastElementChild)) {
+      grid.insertBefore(tile, before);
+    }
+  }
+
+  /* After the settle: until then htmx gives a swapped element its predecessor's attributes (for CSS transitions). */
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var tile = event.target;
+    if (tile && tile.hasAttribute && tile.hasAttribute("data-rank")) { placeTile(tile); }
+  });
+
   if (window.htmx) { window.htmx.createEventSource = createEventSource; }
   document.addEventListener("DOMContentLoaded", setUp);
 })();
@@ -163,6 +193,8 @@
 /* The case page (and any page that uses these hooks):
  *   data-live-list  — a list that takes a live update's rows (an element sent with hx-swap-oob="afterbegin"): a row
  *                     the list has already (same id) is replaced where it stands, the others go to its top;
+ *   data-live-max   — such a list keeps at most that many rows (a tab open for days): the oldest go, and the list
+ *                     ends with a link to them (data-older-url + the id of the last row kept; data-older-label);
  *   #snapshot-body  — a picture link loads its detail into the dialog, which then opens;
  *   data-error-box  — a form's refusal (4xx: a conflict, a missing reason) is shown in the element of that id of its
  *                     section, instead of being dropped by htmx;
@@ -182,6 +214,25 @@
         if (window.htmx) { window.htmx.process(row); }
       }
     });
+  });
+
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var list = event.detail.target;
+    if (!list || !list.hasAttribute || !list.hasAttribute("data-live-max")) { return; }
+    var max = Number(list.getAttribute("data-live-max"));
+    var rows = list.querySelectorAll(":scope > li[data-event-id]");
+    if (!(max > 0) || rows.length <= max) { return; }
+    for (var i = max; i < rows.length; i++) { rows[i].remove(); }
+    var more = list.querySelector(":scope > #timeline-more");
+    if (more) { more.remove(); }
+    var item = document.createElement("li");
+    item.id = "timeline-more";
+    item.className = "more";
+    var link = document.createElement("a");
+    link.href = list.getAttribute("data-older-url") + rows[max - 1].getAttribute("data-event-id");
+    link.textContent = list.getAttribute("data-older-label");
+    item.appendChild(link);
+    list.appendChild(item);
   });
 
   document.addEventListener("htmx:afterSwap", function (event) {
