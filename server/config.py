@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    IPvAnyNetwork,
     ValidationError,
     model_validator,
 )
@@ -33,6 +31,7 @@ from pydantic import (
 from server.config_sections import (
     AlarmSettings,
     EvidenceSettings,
+    HttpSettings,
     IngestSettings,
     LivenessSettings,
     LiveSettings,
@@ -44,27 +43,6 @@ from server.config_types import OptionalName, OptionalPath
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
-
-
-class HttpSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field("127.0.0.1", min_length=1, description="Address the REST API listens on.")
-    port: int = Field(8080, ge=1, le=65535, description="TCP port of the REST API.")
-    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
-        (),
-        max_length=64,
-        description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed: a request "
-        "from one of them is the right-most address of that header that is not one of them. Empty (the default): "
-        "the client is the socket's peer and X-Forwarded-For is ignored.",
-    )
-    metrics_from: tuple[IPvAnyNetwork, ...] = Field(
-        (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
-        max_length=64,
-        description="Networks (IP addresses or CIDR networks) whose clients may read /metrics (Prometheus), the "
-        "client being what trusted_proxies makes of the request; any other client gets 404. Default: this machine "
-        "only — the counts (seals online, messages refused) are the court's, not the public's.",
-    )
 
 
 class MqttSettings(BaseModel):
