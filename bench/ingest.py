@@ -15,7 +15,7 @@ committed batch is receipted.
 2. Throughput: the same bytes, the same way, into ``seal-server run``: events/s from the first publish to the last
    receipt (a receipt is sent after the batch's commit and acknowledgement), and the ratio to the baseline.
 3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → committed p50/p99 (each
-   event's row as first seen by a process polling the court's database every 2 ms, :mod:`ingest_pir`; with one
+   event's row as first seen by a process polling the court's database every 2–10 ms, :mod:`ingest_pir`; with one
    ingest worker) and publish → receipt (which adds the receipt's signing, its trip and this process's handling of
    it); meanwhile a real ``SealRuntime`` on mock pins (:mod:`ingest_pir`, that same process) is triggered every
    0.25 s: PIR edge → its ``intrusion`` row in the court's database, also measured on the idle court before.
@@ -44,7 +44,7 @@ import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bare_subscriber import BareProcess
 from bench_support import Series, machine
 from ingest_load import BenchSeal, Fleet, fresh_database, prefill
-from ingest_pir import POLL_S, PirProbe
+from ingest_pir import POLL_S, ROWS_POLL_S, PirProbe
 from sqlalchemy import func, select
 
 from seal_dev.broker import PrivateBroker
@@ -242,7 +242,10 @@ def latency(
             for seq in range(first, last + 1)
         ]
         print(committed.row(target_ms=50))
-        print(f"  (seen in the database by the PIR seal's process, polling every {1000 * POLL_S:g} ms: an upper bound)")
+        print(
+            f"  (seen in the database by the PIR seal's process, polling every {1000 * POLL_S:g}–{1000 * ROWS_POLL_S:g}"
+            " ms: an upper bound)"
+        )
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")
     series.values = [fleet.receipted[h] - fleet.published[h] for h in wanted]
     print(series.row(target_ms=50 if not seen else None))

@@ -94,6 +94,9 @@ class SealAgent:
         self._present = False
         self._mismatch_since: float | None = None
         self._lock = threading.RLock()
+        # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
+        # The sensor callbacks never take it: a PIR edge never waits for a commit to start the warning.
+        self._arming = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
@@ -160,13 +163,14 @@ class SealAgent:
 
     def arm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already."""
-        with self._lock:
+        with self._arming:
             if self._armed:
                 return False
             self._recorder.record(EventType.ARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1"})
-            self._armed = True
-            self._policy.reset()
-            play = self._present and self._policy.motion_started(self._clock.monotonic())
+            with self._lock:
+                self._armed = True
+                self._policy.reset()
+                play = self._present and self._policy.motion_started(self._clock.monotonic())
         if play:
             self._respond.play_warning()
         self._wake.set()
@@ -174,12 +178,13 @@ class SealAgent:
 
     def disarm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Disarm the seal (no warnings; events still recorded); records ``disarmed``. False if already so."""
-        with self._lock:
+        with self._arming:
             if not self._armed:
                 return False
             self._recorder.record(EventType.DISARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "0"})
-            self._armed = False
-            self._policy.reset()
+            with self._lock:
+                self._armed = False
+                self._policy.reset()
         self._speaker.stop()
         return True
 
@@ -206,8 +211,9 @@ class SealAgent:
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now. Its ``armed`` is read and recorded under the lock that :meth:`arm` and
         :meth:`disarm` record under: the court takes the latest ``seq`` that tells as the seal's state, so a heartbeat
-        that read ``armed`` before a disarm must not be recorded after the ``disarmed`` (nor its ``command_ack``)."""
-        with self._lock:
+        that read ``armed`` before a disarm must not be recorded after the ``disarmed`` (nor its ``command_ack``). Not
+        the sensor callbacks' lock: a PIR edge meanwhile starts its warning at once."""
+        with self._arming:
             return self._recorder.record(
                 EventType.HEARTBEAT,
                 {
