@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: Characters of the reason an ``event_lost`` event carries (the log has all of it).
 LOST_DETAIL_CHARS = 300
-#: Characters of a lost event's payload the log shows.
-LOG_PAYLOAD_CHARS = 2000
+#: Characters of a lost event's payload the log shows: the log is then its only record, so any payload an envelope
+#: could carry (64 KiB) is logged whole; only one of a size no envelope holds is cut.
+LOG_PAYLOAD_CHARS = 256 * 1024
 
 
 class EventRecorder:
@@ -57,6 +58,7 @@ class EventRecorder:
         self.on_committed: Callable[[], None] = _nothing
         self._order = threading.Lock()  # held events are committed before any later one, in their order
         self._held: list[tuple[EventType, dict[str, Any], datetime]] = []
+        self._closed = False  # close() has given up what was held: nothing is held any more
         self._commits = 0  # events committed so far (under _order)
 
     @property
@@ -76,7 +78,10 @@ class EventRecorder:
                 with self._order:  # held in the same turn as its try: no later event is committed in between
                     try:
                         self._record_in_order(type, body, None, at)
-                    except OutboxError:
+                    except OutboxError as exc:
+                        if self._closed:  # nobody will try it again: its only record is this line
+                            logger.critical("%s of %s not committed after stopping (%s): %s", type.value, at, exc, body)
+                            return
                         self._held.append((type, body, at))
                         raise
             except OutboxError:
@@ -86,8 +91,10 @@ class EventRecorder:
 
     def close(self) -> None:
         """The agent stops: the held events are tried once more, in order; those the outbox still refuses are given
-        up, each with a CRITICAL log line holding its type, time and payload — the only place it is kept then."""
+        up, each with a CRITICAL log line holding its type, time and payload — the only place it is kept then; so is
+        any event a thread still running records later, should the outbox refuse it."""
         with self._notifying(), self._order:
+            self._closed = True
             while self._held:
                 held_type, held_payload, held_at = self._held[0]
                 try:
@@ -173,9 +180,12 @@ class EventRecorder:
         }
         try:
             marker = self._commit(EventType.EVENT_LOST, lost, self._clock.now(), None)
-        except (EventRefused, InvalidEnvelope) as exc:
-            # A small event of the seal's own is refused as well: the database is at fault, not the event.
-            refused = f"the outbox refuses even an event_lost ({exc.code}: {exc}); {type.value} is kept"
+        except OutboxError:
+            raise  # a passing condition after all: the event is kept, and tried again
+        except Exception as exc:
+            # A small event of the seal's own is refused as well (or cannot be made): the fault is not the event's.
+            said = getattr(exc, "code", None) or exc.__class__.__name__
+            refused = f"the outbox refuses even an event_lost ({said}: {exc}); {type.value} is kept"
             raise OutboxError(refused) from exc
         logger.error(
             "%s of %s can never be recorded (%s: %s; payload %s); event_lost seq=%d committed in its place",

@@ -80,7 +80,7 @@ def committed(outbox: Outbox) -> list[Envelope]:
 
 
 def test_a_held_event_the_outbox_then_refuses_for_its_own_reason_gives_way_to_its_event_lost(
-    outbox: Outbox, recorder: EventRecorder
+    outbox: Outbox, recorder: EventRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The review's case: an event held through a full disk that the outbox, once there is room, refuses for a reason
     of its own (``SQLITE_TOOBIG``) no longer blocks every later event, heartbeats included."""
@@ -105,6 +105,8 @@ def test_a_held_event_the_outbox_then_refuses_for_its_own_reason_gives_way_to_it
     assert lost["lost_type"] == "outbox_full" and lost["reason"] == "outbox_refused"
     assert lost["detail"].startswith("SQLITE_TOOBIG: ")
     assert before <= parse_ts(lost["lost_ts"]) <= parse_ts(events[1].ts)  # when it happened, then when it was lost
+    [said] = [r.getMessage() for r in caplog.records if "can never be recorded" in r.getMessage()]
+    assert THINNING["snapshots"][-1] in said  # the log is the lost payload's only record: whole, not cut at 2,000
 
 
 def test_an_event_too_big_for_the_outbox_is_replaced_and_the_caller_told(
@@ -182,6 +184,22 @@ def test_events_held_when_the_agent_stops_are_tried_once_more_then_logged_whole(
     assert [r.getMessage().split(" of ")[0] for r in given_up] == ["camera_blind", "outbox_full"]
     assert "'after_ms': 500" in given_up[0].getMessage() and THINNING["snapshots"][-1] in given_up[1].getMessage()
     assert [e.type for e in committed(outbox)] == [EventType.HEARTBEAT] * len(disk.fillers)
+
+
+def test_an_event_refused_after_the_recorder_closed_is_logged_whole_not_held(
+    recorder: EventRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread that outlives the stop (a spool thinning after a ``snapshot`` command) may still record: held then,
+    the event would vanish at exit without the line ``close()`` writes."""
+    disk = FullDisk(recorder)
+    disk.fill()
+    recorder.close()
+
+    recorder.record_or_hold(EventType.OUTBOX_FULL, THINNING)
+
+    assert recorder.held == 0
+    [given_up] = [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"]
+    assert given_up.startswith("outbox_full of ") and THINNING["snapshots"][-1] in given_up
 
 
 def test_events_held_when_the_agent_stops_are_committed_if_there_is_room_by_then(
