@@ -67,5 +67,5 @@ def take_off_moved(session: Session, actor: Actor | None, left: SealBinding, cas
     """A seal its registration moved to ``case_no`` is taken off the case of ``left`` as by an unbinding by hand
     (:func:`end_binding`, ``unbound``): :func:`server.seals.enrolment.enrol_seal`'s ``on_moved``."""
     end_binding(
-        session, actor=actor, binding=left, now=utc_now(), reason=Revocation.UNBOUND, note=f"moved to case {case_no}"
+        session, actor=actor, binding=left, now=utc_now(), reason=Revocation.UNBOUND, note="moved to another case"
     )

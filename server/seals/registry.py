@@ -140,7 +140,7 @@ def register_seal(
     left = None
     if seal.case_no != case_no:
         if seal.case_no is not None:  # moved from another case (locked above): that case's seals change too
-            left = _unbind(session, seal, actor=actor, now=now, note=f"moved to case {case_no}")
+            left = _unbind(session, seal, actor=actor, now=now, note="moved to another case")
         _bind(session, seal, case_no=case_no, actor=actor, location=location, now=now, audit=False)
     elif location is not None:
         seal.location = location
@@ -226,6 +226,7 @@ def _unbind(
     binding.unbound_at = now
     binding.unbound_by = actor.id if actor else None
     seal.case_no = None
+    seal.location = ""  # the premises of the case it left: not the business of whoever reads it next
     session.flush()
     details = {"case_no": binding.case_no, "armed": armed, "note": note}
     record_audit(

@@ -195,12 +195,12 @@ def rows_of(session: Session, user: User, alarms: list[Alarm]) -> list[AlarmRow]
 
 
 def _of_the_seal_s_case(session: Session, user: User, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
-    """A WHERE clause on a row's case number ``column``, correlated with :class:`Seal`: the case the seal guards now
-    (a seal moved on shows nothing of its former case), and, for a seal of the court's stock, a case the user may
-    see."""
-    return or_(
-        and_(Seal.case_no.is_not(None), column == Seal.case_no),
-        and_(Seal.case_no.is_(None), access.case_filter(session, user, column)),
+    """A WHERE clause on a row's case number ``column``, correlated with :class:`Seal`: a case the user may see, and
+    the case the seal guards now (a seal moved on shows nothing of its former case; a stock seal, of any case the
+    user may see)."""
+    return and_(
+        access.case_filter(session, user, column),  # also for a bound seal: it may have moved since it was listed
+        or_(Seal.case_no.is_(None), column == Seal.case_no),
     )
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from server.app import create_app
 from server.audit.models import AuditEntry
@@ -29,7 +29,8 @@ from server.auth.users import get_user
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.core.live import Change
-from server.seals.registry import bind_seal, unbind_seal
+from server.seals.models import Seal
+from server.seals.registry import bind_seal, register_seal, unbind_seal
 from server.web import live as live_module
 from tests.server import test_authz_matrix as matrix
 from tests.server.auth_helpers import PASSWORD, add_user, bearer, make_settings
@@ -270,16 +271,19 @@ def test_a_change_of_the_user_s_own_case_is_heard(client: TestClient, world: Wor
 
 @pytest.mark.parametrize("moved", [False, True], ids=["in-stock", "moved-to-own-case"])
 def test_a_seal_s_tile_shows_nothing_of_a_former_case(client: TestClient, world: World, moved: bool) -> None:
-    """seal-foreign took a picture and saw an intrusion for the foreign case; unbound (stock, which an officer sees)
-    or then bound to the user's own case, its tile must not show that picture or that event."""
+    """seal-foreign took a picture and saw an intrusion for the foreign case, whose premises it guarded; unbound
+    (stock, which an officer sees) or then bound to the user's own case with no place given, its tile must not show
+    that picture, that event or those premises."""
+    premises = "被执行人乙的仓库 B-warehouse"
     with session_scope(world.session_factory) as session:
+        session.execute(update(Seal).where(Seal.device_id == "seal-foreign").values(location=premises))
         unbind_seal(session, actor=None, device_id="seal-foreign")
         if moved:
             bind_seal(session, actor=None, device_id="seal-foreign", case_no=OWN)
     page = client.get("/", headers=bearer(world.session_factory, "officer"))
     assert page.status_code == 200
     tile = page.text[page.text.index('id="seal-seal-foreign"') :].split("</article>")[0]
-    assert world.snapshots[FOREIGN] not in tile
+    assert world.snapshots[FOREIGN] not in tile and premises not in tile
     assert 'data-last-event=""' in tile  # not the foreign case's intrusion
     clerk = client.get("/", headers=bearer(world.session_factory, "clerk")).text
     clerk_tile = clerk[clerk.index('id="seal-seal-foreign"') :].split("</article>")[0]
@@ -348,15 +352,25 @@ def test_an_alarm_of_a_former_case_does_not_name_where_its_seal_is_now(client: T
     assert [name for name, page in pages.items() if elsewhere in page.text] == []
 
 
-def test_a_case_s_evidence_bundle_names_no_other_case_of_its_seals(client: TestClient, world: World) -> None:
+@pytest.mark.parametrize("how", ["by hand", "by registration"])
+def test_a_case_s_evidence_bundle_names_no_other_case_of_its_seals(client: TestClient, world: World, how: str) -> None:
     """seal-foreign was registered for the foreign case and moved to ours; seal-own moved from ours to the foreign
-    case's premises. Our case's bundle must tell neither the foreign case's number nor where its premises are."""
+    case's premises — unbound and bound by hand, or registered again for the other case (whose notes on our case's
+    own audit entries named the case it went to). Our case's bundle must tell neither the foreign case's number nor
+    where its premises are."""
     elsewhere = "被执行人乙的仓库 B-warehouse"
+    moves = (("seal-own", FOREIGN, elsewhere), ("seal-foreign", OWN, "本案 here"))
     with session_scope(world.session_factory) as session:
-        unbind_seal(session, actor=None, device_id="seal-own")
-        unbind_seal(session, actor=None, device_id="seal-foreign")
-        bind_seal(session, actor=None, device_id="seal-foreign", case_no=OWN, location="本案 here")
-        bind_seal(session, actor=None, device_id="seal-own", case_no=FOREIGN, location=elsewhere)
+        for device_id, case_no, location in moves:
+            if how == "by hand":
+                unbind_seal(session, actor=None, device_id=device_id)
+                bind_seal(session, actor=None, device_id=device_id, case_no=case_no, location=location)
+            else:
+                key = session.scalar(select(Seal.public_key).where(Seal.device_id == device_id))
+                assert key is not None
+                register_seal(
+                    session, actor=None, device_id=device_id, case_no=case_no, public_key=key, location=location
+                )
     answer = client.get(f"/api/cases/{quote(OWN, safe='')}/export.zip", headers=bearer(world.session_factory, "clerk"))
     assert answer.status_code == 200
     with zipfile.ZipFile(io.BytesIO(answer.content)) as bundle:
