@@ -178,6 +178,8 @@ class EventRecorder:
             "reason": reason,
             "detail": detail[:LOST_DETAIL_CHARS],
         }
+        if type in (EventType.COMMAND_ACK, EventType.COMMAND_REJECTED):  # which command the lost answer was to
+            lost |= {key: body[key] for key in ("command_id", "action") if isinstance(body.get(key), int | str)}
         try:
             marker = self._commit(EventType.EVENT_LOST, lost, self._clock.now(), None)
         except OutboxError:

@@ -125,6 +125,23 @@ def test_an_event_too_big_for_the_outbox_is_replaced_and_the_caller_told(
     assert lost.value.seq == events[0].seq == 1
 
 
+def test_a_lost_answer_to_a_command_names_the_command(outbox: Outbox, recorder: EventRecorder) -> None:
+    """The court ties an answer to its command by ``command_id``: an ``event_lost`` standing for a lost
+    ``command_ack`` says which command the seal answered (and carried out), so the judge can tell."""
+    outbox.lower_limits(value_bytes=VALUE_LIMIT)
+    answer = {"command_id": 7, "action": "disarm", "result": "disarmed", "note": "x" * VALUE_LIMIT}
+    with pytest.raises(EventLost):
+        recorder.record(EventType.COMMAND_ACK, answer)
+
+    [event] = committed(outbox)
+    assert event.type is EventType.EVENT_LOST
+    assert (event.payload["lost_type"], event.payload["command_id"], event.payload["action"]) == (
+        "command_ack",
+        7,
+        "disarm",
+    )
+
+
 @pytest.mark.parametrize(
     ("payload", "reason", "detail"),
     [

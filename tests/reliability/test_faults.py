@@ -87,7 +87,7 @@ def test_agent_sigkilled_at_random_moments_during_a_burst(court: Court, make_sea
     burst_with_kills(seal, kills, rng, trigger_every=TRIGGER_EVERY_S, max_life_s=2.5)
     assert seal.kills == kills
     created = _finish(court, [seal], started, "agent SIGKILL")
-    assert created[seal.device_id] > kills, "the burst made fewer events than kills"
+    assert created[seal.device_id] > (kills + 1) // 2, "fewer events than the lives that recorded"
 
 
 def test_server_sigkilled_during_ingest(court: Court, make_seal: SealFactory, scale: Scale) -> None:
