@@ -130,6 +130,10 @@ def test_an_open_overview_is_sent_the_alarm_list_only_when_it_changed(
         world.ingest((seal.event_topic, seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
         alarm = next_update(lines)
         assert 'id="alarms"' in alarm and alarm.count("data-alarm-id=") == 2
+        world.ingest((seal.event_topic, seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
+        folded = next_update(lines)  # the repeat folds into the open alarm: no new row, the row changes
+        assert 'id="alarms"' in folded, "a live alarm that changed (a repeat folded into it) was not sent"
+        assert folded.count("data-alarm-id=") == 2
 
 
 SHOWN = """() => ({
