@@ -89,19 +89,29 @@ def _events(api: Court, kind: str) -> list[dict[str, Any]]:
     return events
 
 
+def _filed_then_away(
+    installed: tuple[CourtServer, Path], runtimes: RuntimeFactory, database_url: str
+) -> tuple[CourtServer, Path, MovableClock, int]:
+    """The seal connects once (the broker keeps a session for it from then on) and is heard; the debtor files; the
+    seal goes away. Returns the server, the seal's configuration, its clock and the request's id."""
+    server, seal_config = installed
+    clock = MovableClock()
+    first = runtimes(seal_config, clock=clock)
+    _register(database_url, seal_config)
+    first.start()
+    request_id = _filed(server.api)
+    heard = lambda: server.api.call("judge", "GET", f"/api/seals/{SEAL}")["last_event_at"] is not None  # noqa: E731
+    assert wait_until(heard, 20)
+    first.close()
+    return server, seal_config, clock, request_id
+
+
 @pytest.mark.timeout(120)
 def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_says_so(
     installed: tuple[CourtServer, Path], runtimes: RuntimeFactory, mock_pins: MockFactory, database_url: str
 ) -> None:
-    server, seal_config = installed
+    server, seal_config, clock, request_id = _filed_then_away(installed, runtimes, database_url)
     api = server.api
-    clock = MovableClock()
-    first = runtimes(seal_config, clock=clock)
-    _register(database_url, seal_config)
-    first.start()  # it connects once: the broker keeps a session for it from now on
-    request_id = _filed(api)
-    assert wait_until(lambda: api.call("judge", "GET", f"/api/seals/{SEAL}")["last_event_at"] is not None, 20)
-    first.close()
 
     api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
     approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
@@ -139,15 +149,8 @@ def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_s
 def test_a_court_restart_between_the_disarm_and_its_ack_settles_once(
     installed: tuple[CourtServer, Path], runtimes: RuntimeFactory, mock_pins: MockFactory, database_url: str
 ) -> None:
-    server, seal_config = installed
+    server, seal_config, clock, request_id = _filed_then_away(installed, runtimes, database_url)
     api = server.api
-    clock = MovableClock()
-    first = runtimes(seal_config, clock=clock)
-    _register(database_url, seal_config)
-    first.start()
-    request_id = _filed(api)
-    assert wait_until(lambda: api.call("judge", "GET", f"/api/seals/{SEAL}")["last_event_at"] is not None, 20)
-    first.close()
 
     api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
     approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
