@@ -37,6 +37,7 @@ PG_IN_FULL_RUN_ONLY = frozenset(
         "tests/server/test_api_bounds.py",
         "tests/server/test_api_fuzz.py",
         "tests/server/test_auth_cli.py",
+        "tests/server/test_authz_hostile.py",
         "tests/server/test_authz_matrix.py",
         "tests/server/test_cli.py",
         "tests/server/test_docs_offline.py",
