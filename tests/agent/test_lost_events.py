@@ -19,8 +19,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.behaviour.seal import SystemClock
-from seal_agent.errors import EventLost, OutboxError
-from seal_agent.journal.outbox import Outbox
+from seal_agent.errors import EventLost, EventRefused, OutboxError
+from seal_agent.journal.outbox import Outbox, _append_error
 from seal_agent.journal.recorder import EventRecorder
 from seal_dev.broker import PrivateBroker
 from seal_protocol import Envelope, EventType, decode_envelope, envelope_hash, parse_ts
@@ -123,6 +123,29 @@ def test_an_event_too_big_for_the_outbox_is_replaced_and_the_caller_told(
     events = committed(outbox)
     assert [e.type for e in events] == [EventType.EVENT_LOST, EventType.EVENT_LOST, EventType.HEARTBEAT]
     assert lost.value.seq == events[0].seq == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "kept"),
+    [
+        (sqlite3.SQLITE_IOERR_WRITE, True),  # extended codes: their primary code decides
+        (sqlite3.SQLITE_BUSY_SNAPSHOT, True),
+        (sqlite3.SQLITE_FULL, True),
+        (sqlite3.SQLITE_CONSTRAINT_UNIQUE, False),
+        (sqlite3.SQLITE_TOOBIG, False),
+    ],
+    ids=["ioerr-write", "busy-snapshot", "full", "constraint-unique", "toobig"],
+)
+def test_an_extended_sqlite_code_is_classified_by_its_primary_code(code: int, kept: bool, tmp_path: Path) -> None:
+    """SQLite reports extended result codes (``SQLITE_IOERR_WRITE`` is 778): what is a passing condition is decided
+    by the primary code in their low byte."""
+    error = sqlite3.OperationalError("as SQLite said it")
+    error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    error.sqlite_errorname = f"code {code}"  # type: ignore[attr-defined]
+
+    classified = _append_error(error, tmp_path / "outbox.sqlite")
+
+    assert isinstance(classified, OutboxError if kept else EventRefused)
 
 
 def test_a_lost_answer_to_a_command_names_the_command(outbox: Outbox, recorder: EventRecorder) -> None:
