@@ -140,8 +140,8 @@ def test_an_extended_sqlite_code_is_classified_by_its_primary_code(code: int, ke
     """SQLite reports extended result codes (``SQLITE_IOERR_WRITE`` is 778): what is a passing condition is decided
     by the primary code in their low byte."""
     error = sqlite3.OperationalError("as SQLite said it")
-    error.sqlite_errorcode = code  # type: ignore[attr-defined]
-    error.sqlite_errorname = f"code {code}"  # type: ignore[attr-defined]
+    error.sqlite_errorcode = code
+    error.sqlite_errorname = f"code {code}"
 
     classified = _append_error(error, tmp_path / "outbox.sqlite")
 
