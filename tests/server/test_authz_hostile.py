@@ -290,6 +290,17 @@ def test_a_seal_s_tile_shows_nothing_of_a_former_case(client: TestClient, world:
     assert (world.snapshots[FOREIGN] in clerk_tile) is not moved  # the clerk sees the stock seal's past
 
 
+def test_a_stock_seal_s_tile_shows_the_officer_his_own_case_s_past(client: TestClient, world: World) -> None:
+    """The other side of the test above: back in stock, seal-own still shows an officer of its case that case's last
+    event and picture (a filter that hid everything would pass the test above)."""
+    with session_scope(world.session_factory) as session:
+        unbind_seal(session, actor=None, device_id="seal-own")
+    page = client.get("/", headers=bearer(world.session_factory, "officer"))
+    tile = page.text[page.text.index('id="seal-seal-own"') :].split("</article>")[0]
+    assert world.snapshots[OWN] in tile
+    assert 'data-last-event=""' not in tile
+
+
 # -- the debtor's access code: it opens its own case, whatever an administrator does to its account ------------
 
 
