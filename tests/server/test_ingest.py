@@ -542,6 +542,18 @@ def garbage_cycles(send: Callable[[], object]) -> tuple[int, list[str]]:
     return cycles, found
 
 
+def fewest_cycles(sends: list[Callable[[], object]]) -> tuple[int, list[str]]:
+    """:func:`garbage_cycles` of each of ``sends`` in turn, until one leaves none: the fewest found. Another thread of
+    this process (one an earlier test left running) may let go of a structure of its own while a batch runs, and the
+    collection then finds it; a batch's own cycles come back with every batch."""
+    fewest = garbage_cycles(sends[0])
+    for send in sends[1:]:
+        if fewest[0] == 0:
+            break
+        fewest = min(fewest, garbage_cycles(send))
+    return fewest
+
+
 def test_a_batch_leaves_no_garbage_cycles(session_factory: SessionFactory, tmp_path: Path) -> None:
     """Everything a batch allocates is freed by reference counting when it ends: left as cycles (the batch and every
     row it held, about 24 objects per event), it was found by the garbage collector's full collections, which then
@@ -549,11 +561,13 @@ def test_a_batch_leaves_no_garbage_cycles(session_factory: SessionFactory, tmp_p
     court = make_court(session_factory, tmp_path)
     court.send(court.a, court.a.event(EventType.HEARTBEAT, {"armed": True}))  # first use: caches fill
     court.send(court.b, court.b.event(EventType.INTRUSION, {"pir": True}))
-    heartbeats = [court.a.event(EventType.HEARTBEAT, {"armed": True}) for _ in range(20)]
-    assert garbage_cycles(lambda: court.send(court.a, *heartbeats)) == (0, [])
-    # a batch that raises an alarm: the ORM's query of the live alarms leaves a few objects, not a cycle per event
-    alarming = [court.b.event(EventType.INTRUSION, {"pir": True}), *(court.b.event() for _ in range(20))]
-    cycles, found = garbage_cycles(lambda: court.send(court.b, *alarming))
+    heartbeats = [[court.a.event(EventType.HEARTBEAT, {"armed": True}) for _ in range(20)] for _ in range(3)]
+    assert fewest_cycles([lambda batch=batch: court.send(court.a, *batch) for batch in heartbeats]) == (0, [])
+    # a batch that raises an alarm (or folds into it): the ORM's query of the live alarms leaves a few objects, not a
+    # cycle per event
+    alarming = [[court.b.event(EventType.INTRUSION, {"pir": True}), *(court.b.event() for _ in range(20))]]
+    alarming += [[court.b.event(EventType.INTRUSION, {"pir": True}), *(court.b.event() for _ in range(20))]]
+    cycles, found = fewest_cycles([lambda batch=batch: court.send(court.b, *batch) for batch in alarming])
     assert cycles < 20, found
     assert len(court.alarms("intrusion")) == 1  # the batches did raise the alarm (their closures ran)
 
