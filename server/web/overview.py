@@ -102,10 +102,17 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
     among them (or one has gone)."""
     if not access.has_permission(live.user, Permission.SEAL_STATUS):
         return ""
+    cases = access.visible_case_nos(live.session, live.user)
+    shown = live.state.get("devices")
+    if (
+        cases is not None
+        and shown is not None
+        and not any(c.device_id in shown or c.case_no is None or c.case_no in cases for c in changes)
+    ):
+        return ""  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     known = live.state.setdefault("devices", values["visible"])
-    cases = access.visible_case_nos(live.session, live.user)
     if cases is not None and not any(
         c.device_id in known or c.device_id in values["visible"] or c.case_no in cases for c in changes
     ):
