@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 from sqlalchemy import select
 
 from seal_agent.runtime import SealRuntime
@@ -243,3 +243,14 @@ def world(
     with session_factory() as session:
         world.alarm_id = session.scalars(select(Alarm.id).where(Alarm.device_id == SEAL)).one()
     return world
+
+
+def held_posts(page: Page, held: list[Route], count: int) -> None:
+    """Wait until ``count`` requests are held by a route (a loaded machine may take seconds to send the first),
+    then half a second more, and check no more came: a second post of the same click would come meanwhile."""
+    for _ in range(200):
+        if len(held) >= count:
+            break
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(500)
+    assert len(held) == count, [route.request.url for route in held]

@@ -40,11 +40,19 @@ class HeldAnswer:
         if self.route is not None:
             route.continue_()
             return
-        self.route, self.response = route, route.fetch()
+        self.route = route
+        self.response = route.fetch()
 
     def release(self, page: Page) -> None:
         """Give the page its answer and wait until htmx has handled it (``loadend`` follows the handler htmx sets
-        as ``onload``; htmx's own events may not reach the document when the form was replaced meanwhile)."""
+        as ``onload``; htmx's own events may not reach the document when the form was replaced meanwhile).
+
+        The live stream's update may come while the handler still waits for the server's answer (the server
+        publishes before it answers): the handler runs only while the test waits in Playwright, so wait here."""
+        for _ in range(200):
+            if self.response is not None:
+                break
+            page.wait_for_timeout(50)
         assert self.route is not None and self.response is not None, "the request was not made"
         self.route.fulfill(response=self.response)
         page.wait_for_function("() => window.answersHandled === 1", timeout=5000)

@@ -14,7 +14,7 @@ from seal_dev.browser import PageWatch
 from seal_dev.court_process import CourtProcess
 from server.audit.models import AuditEntry
 from tests.server.auth_helpers import PASSWORD
-from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, screenshot
+from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, held_posts, screenshot
 
 #: A catalogue key shown as it is ("overview.title"), or the translator's mark for a missing one.
 RAW_KEY = re.compile(r"⟦|\b(?:app|nav|role|login|password|error|live|time|overview|alarm|alarm_kind|alarm_state|"
@@ -104,8 +104,7 @@ def test_a_double_click_changes_the_password_once(court: CourtProcess, signed_in
     page.mouse.click(x, y)
     page.wait_for_timeout(150)  # a person's double click; the first post is on its way
     page.mouse.click(x, y)
-    page.wait_for_timeout(500)
-    assert len(held) == 1, [route.request.url for route in held]
+    held_posts(page, held, 1)
     held[0].continue_()
     expect(page.locator(".flash.ok")).to_be_visible()
     expect(page.locator(".flash.error")).to_have_count(0)

@@ -28,7 +28,7 @@ from server.notices.keys import NoticeKey
 from server.notices.printing import print_notice
 from tests.server.auth_helpers import PASSWORD, add_user
 from tests.server.removal_world import pdf_bytes, picture_bytes
-from tests.web.conftest import CASE, OTHER_CASE, SEAL, InstalledSeal, SignIn, screenshot
+from tests.web.conftest import CASE, OTHER_CASE, SEAL, InstalledSeal, SignIn, held_posts, screenshot
 from tests.web.test_page_tour import MOJIBAKE
 
 PHONE = {"width": 390, "height": 844}
@@ -226,7 +226,6 @@ def double_click(page: Page, button: Locator) -> None:
     page.mouse.click(x, y)
     page.wait_for_timeout(150)
     page.mouse.click(x, y)
-    page.wait_for_timeout(500)
 
 
 def test_a_double_click_files_a_request_once_and_withdraws_it_once(
@@ -248,7 +247,7 @@ def test_a_double_click_files_a_request_once_and_withdraws_it_once(
     page.fill("#statement", "已于 3 月 1 日通过银行转账全部清偿，附回单。")
     page.set_input_files("#files", str(receipt))
     double_click(page, page.locator("#file-form button[type=submit]"))
-    assert len(held) == 1, [route.request.url for route in held]
+    held_posts(page, held, 1)
     held[0].continue_()
     page.wait_for_url(re.compile(r".*\?filed=\d+.*"))
 
@@ -256,7 +255,7 @@ def test_a_double_click_files_a_request_once_and_withdraws_it_once(
     request.locator("form.cancel summary").click()
     request.locator("form.cancel textarea[name=note]").fill("已与申请执行人另行协商")
     double_click(page, request.locator("form.cancel button[type=submit]"))
-    assert len(held) == 2, [route.request.url for route in held]
+    held_posts(page, held, 2)
     held[1].continue_()
     expect(page.locator("#case-requests article.request").first).to_have_attribute("data-state", "cancelled")
     with court.session_factory() as session:
