@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,7 +137,8 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         yield
         return
     # --gil: only the thread holding the GIL is sampled, so the shares are of the court's Python time
-    command = ["py-spy", "record", "--gil", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    spy_path = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))  # the venv's, not on PATH
+    command = [spy_path, "record", "--gil", "--pid", str(pid), "--format", "raw", "--rate", "200"]
     command += ["--output", str(output)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy attaches

@@ -7,6 +7,7 @@ in the package whose code owns it; :mod:`server.migrations.metadata` collects th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         # SQLite has no time zones: store naive UTC there.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        """On SQLite, one function from the aware datetime to the text SQLAlchemy's ``DATETIME`` stores
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC): what :meth:`process_bind_param` and that type's own processor make
+        together, at a fraction of the cost (the ingest binds several times per event)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: store timezone-aware UTC datetimes only")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

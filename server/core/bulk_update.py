@@ -3,8 +3,10 @@
 The statement is written once, over named values: ``values`` gives the columns to set and ``where`` the condition
 besides the key, both from the values' column expressions. It is then run:
 
-- on SQLite as an executemany of ``UPDATE … WHERE key = :key AND …`` (SQLite runs in this process: a row costs a call
-  into its library, no round trip);
+- on SQLite as the driver's executemany of ``UPDATE … WHERE key = :key AND …`` with named parameters, each value
+  passed through its type's bind processor once (SQLite runs in this process: a row costs a call into its library, no
+  round trip; SQLAlchemy's own executemany would build each row's positional parameters, a value once for every place
+  the statement names it);
 - on PostgreSQL as one ``UPDATE … FROM unnest(CAST(:key AS type[]), …) AS v(key, …) WHERE table.key = v.key AND …``,
   one array bound per name (:func:`server.core.value_lists.unnest_of`, in the binary format): one round trip and one
   plan for any number of rows, where an executemany is a Bind and an Execute per row.
@@ -15,10 +17,11 @@ The rows must name distinct keys (PostgreSQL would update a row once, from any o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.type_api import TypeEngine, _BindProcessorType
 
@@ -72,20 +75,30 @@ class BulkUpdate:
             return
         if len({row[self._key] for row in rows}) != len(rows):  # SQLite would apply each, PostgreSQL any one of them
             raise ValueError(f"rows naming the same {self._key} twice")
-        dialect = session.get_bind().dialect
-        if dialect.name != "postgresql":
-            session.execute(self._per_row, [{f"b_{name}": row[name] for name in self._params} for row in rows])
-            return
+        connection = session.connection()
+        dialect = connection.dialect
         sql, processors = self._compiled.get(dialect.name) or self._compile(dialect)
+        if dialect.name != "postgresql":  # a mapping of named values per row
+            values = [{f"b_{n}": row[n] if p is None else p(row[n]) for n, p in processors} for row in rows]
+            connection.exec_driver_sql(sql, values)
+            return
         arrays = {
             f"a_{n}": [row[n] for row in rows] if p is None else [p(row[n]) for row in rows] for n, p in processors
         }
-        session.connection().exec_driver_sql(sql, arrays)
+        connection.exec_driver_sql(sql, arrays)
 
     def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, _Processor | None]]]:
-        """The statement's text, its arrays in the binary format, and each value's bind processor: the arrays' items
-        are bound as their types would bind them (a time in UTC, JSON's text)."""
-        sql = array_statement(self._arrays, [f"a_{name}" for name in self._params], dialect)
+        """The statement's text and each value's bind processor, so that a value is bound as its type would bind it
+        (a time in UTC, JSON's text): on PostgreSQL the arrays' statement in the binary format; elsewhere the per-row
+        statement with named parameters (``:b_name``, however often the statement names it)."""
+        if dialect.name == "postgresql":
+            sql = array_statement(self._arrays, [f"a_{name}" for name in self._params], dialect)
+        else:
+            named = cast(type[DefaultDialect], type(dialect))(paramstyle="named")  # the same dialect, but ``:name``
+            compiled = self._per_row.compile(dialect=named)
+            if compiled.positional or set(compiled.params) != {f"b_{name}" for name in self._params}:
+                raise RuntimeError(f"unexpected parameters of {compiled.string!r}: {sorted(compiled.params)}")
+            sql = compiled.string
         processors = [(name, item._cached_bind_processor(dialect)) for name, item in self._params.items()]
         self._compiled[dialect.name] = made = (sql, processors)
         return made

@@ -6,11 +6,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.sqlite import DATETIME
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
@@ -56,6 +57,35 @@ def test_timestamps_come_back_aware_utc(session_factory: SessionFactory) -> None
         assert case is not None
         assert case.created_at == moment and case.created_at.tzinfo is not None
         assert case.created_at.utcoffset() == timedelta(0) and case.created_at.hour == 5
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 26, 13, 3, 23, 123000, tzinfo=timezone(timedelta(hours=8))),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 0, 0, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=UTC),  # a year of three digits: still four
+    ],
+)
+def test_sqlite_stores_a_time_as_sqlalchemys_datetime_text(tmp_path: Path, moment: datetime) -> None:
+    """``UTCDateTime``'s own SQLite bind processor writes the text SQLAlchemy's ``DATETIME`` writes for the same
+    moment in naive UTC (rows written before it, and SQLAlchemy's comparisons, sort and match the same way)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'court.db'}")
+    try:
+        init_db(engine)
+        factory = make_session_factory(engine)
+        with session_scope(factory) as session:
+            session.add(Case(case_no="x", created_at=moment))
+        naive = moment.astimezone(UTC).replace(tzinfo=None)
+        expected = DATETIME().bind_processor(engine.dialect)(naive)  # type: ignore[misc]
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT created_at FROM cases").scalar() == expected
+        with factory() as session:
+            assert session.scalar(select(Case.created_at)) == moment
+            assert session.scalar(select(func.count()).where(Case.created_at == moment)) == 1
+    finally:
+        engine.dispose()
 
 
 def test_naive_timestamps_are_refused(session_factory: SessionFactory) -> None:
