@@ -388,9 +388,9 @@ def test_a_stop_that_gives_up_on_a_stuck_worker_still_ends_the_process(
         session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots", verifier=verifier
     )
     # The stuck batch must reach the process: a batch of fewer than CHUNK events is checked by the worker itself.
-    # A long linger lets all 3 * CHUNK events arrive before the batch is taken, on a loaded machine too.
+    # The longest linger the configuration allows lets all 3 * CHUNK events arrive before the batch is taken.
     settings = server_mqtt_settings(broker, tmp_path).model_copy(
-        update={"batch_size": 3 * CHUNK, "batch_linger_ms": 3000}
+        update={"batch_size": 3 * CHUNK, "batch_linger_ms": 1000}
     )
     ingest = MqttIngest(settings, ingestor)
     pid = _started(verifier)
