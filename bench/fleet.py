@@ -29,8 +29,9 @@ from pathlib import Path
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bare_subscriber import BareProcess
 from bench_support import machine
+from cpu import CpuMeter
 from fleet_procs import PER_PROCESS, ProcessFleet
-from ingest import CASE, CpuMeter, check_database, fresh_database
+from ingest import CASE, check_database, fresh_database
 from ingest_load import BenchSeal
 
 from seal_dev.broker import PrivateBroker

@@ -44,6 +44,7 @@ from pathlib import Path
 import bench_support  # noqa: F401 - puts the checkout on sys.path for seal_dev
 from bare_subscriber import BareProcess
 from bench_support import Series, machine
+from cpu import WORKERS, CpuMeter
 from ingest_load import BenchSeal, Fleet, fresh_database, prefill
 from ingest_pir import POLL_S, ROWS_POLL_S, PirProbe
 from sqlalchemy import func, select
@@ -58,24 +59,8 @@ from server.seals.cases import add_case
 from server.seals.registry import register_seal
 
 CASE = "(2021)苏0214执1234号"
-TICK = os.sysconf("SC_CLK_TCK")
-WORKERS = "ingest workers"  # seal-server ingest --workers: a parent and its worker processes
-#: Counted with their living children: the court's verifier process ([mqtt] verifier_process), the workers'.
-WITH_CHILDREN = {"court", WORKERS}
 #: Events per seal the court takes before it is measured (:func:`warm_up`).
 WARM_UP = 1
-
-
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU seconds of process ``pid`` (and of its living children) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / TICK
-    if not children:
-        return own
-    pids = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        pids += [int(child) for child in task.read_text().split()]
-    return own + sum(cpu_seconds(child, children=True) for child in pids)
 
 
 @contextmanager
@@ -95,24 +80,6 @@ def more_workers(court: CourtProcess, count: int) -> Iterator[subprocess.Popen[b
         process.send_signal(signal.SIGTERM)
         process.wait(60)
         log.close()
-
-
-class CpuMeter:
-    """CPU seconds of some processes over a phase."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.start = {name: cpu_seconds(pid, children=name in WITH_CHILDREN) for name, pid in pids.items()}
-        self.t0 = time.monotonic()
-
-    def report(self) -> str:
-        wall = time.monotonic() - self.t0
-        used = {
-            name: cpu_seconds(pid, children=name in WITH_CHILDREN) - self.start[name] for name, pid in self.pids.items()
-        }
-        parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
-        load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
-        return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
 
 
 def bare_rate(root: Path, broker: PrivateBroker, fleet: Fleet, events: int) -> float:
@@ -177,7 +144,7 @@ def court_rate(
         pids[WORKERS] = workers
     wanted = {seal.hashes[i] for seal in fleet.seals for i in range(first - 1, first - 1 + events)}
     with profiled(court.process.pid, profile):
-        meter = CpuMeter(pids)
+        meter = CpuMeter(pids, postgres=court.database_url.startswith("postgresql"))
         start, end = fleet.publish(first, first - 1 + events)
         if not fleet.wait_receipts(wanted, timeout=600):
             raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
@@ -222,7 +189,10 @@ def latency(
     the PIR seal's process; one ingest worker only), publish → receipt, and PIR edge → row meanwhile."""
     first, last, rate = phase
     assert court.process is not None and court.broker._process is not None
-    meter = CpuMeter({"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()})
+    meter = CpuMeter(
+        {"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()},
+        postgres=court.database_url.startswith("postgresql"),
+    )
     buckets = commit_buckets(court)
     pir = Series(f"PIR edge -> intrusion row in the court's database, under {rate:g} events/s")
     gap_s = 0.25
