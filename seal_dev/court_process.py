@@ -96,7 +96,7 @@ key_file = "{d / "notice.key"}"
 public_base_url = "https://seal.court.example"
 {self.extra_settings}"""
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until it answers with its broker connected."""
         assert self.process is None or self.process.poll() is not None, "already running"
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
@@ -112,7 +112,7 @@ public_base_url = "https://seal.court.example"
             time.sleep(0.1)
         raise TimeoutError(f"seal-server not ready in {timeout} s: {self.log_tail()}")
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         """Stop the server as systemd would (SIGTERM); return its exit status."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

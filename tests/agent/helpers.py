@@ -104,7 +104,7 @@ class CourtSubscriber:
         client.on_message = self._on_message
         self._client = client
 
-    def start(self, timeout: float = 10.0) -> CourtSubscriber:
+    def start(self, timeout: float = 30.0) -> CourtSubscriber:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 300 if self.persistent else 0
         self._client.connect_async(
@@ -145,7 +145,7 @@ class CourtSubscriber:
                 self.arrivals.append(f"snapshot:{item.sha}")
             self._cond.notify_all()
 
-    def publish_command(self, device_id: str, payload: bytes, timeout: float = 5.0) -> None:
+    def publish_command(self, device_id: str, payload: bytes, timeout: float = 30.0) -> None:
         """Publish ``payload`` on the seal's ``cmd`` topic at QoS 1 and wait for the broker's PUBACK."""
         info = self._client.publish(cmd_topic(device_id), payload, qos=1)
         info.wait_for_publish(timeout)
@@ -157,14 +157,14 @@ class CourtSubscriber:
         """Publish a receipt for ``hashes`` (signed by ``key``, default the court's) to the seal, QoS 1."""
         self.publish_receipt(device_id, encode_receipt(device_id, hashes, key or self.key), wait=wait)
 
-    def publish_receipt(self, device_id: str, payload: bytes, *, wait: bool = True, timeout: float = 5.0) -> None:
+    def publish_receipt(self, device_id: str, payload: bytes, *, wait: bool = True, timeout: float = 30.0) -> None:
         """Publish ``payload`` on the seal's ``receipt`` topic at QoS 1 (and wait for the broker's PUBACK)."""
         info = self._client.publish(receipt_topic(device_id), payload, qos=1)
         if wait:
             info.wait_for_publish(timeout)
             assert info.is_published()
 
-    def sync(self, timeout: float = 5.0) -> None:
+    def sync(self, timeout: float = 30.0) -> None:
         """Return once the broker holds this client's acknowledgements of every message it has received so far (a
         broker stopped then has none of them in flight to deliver again).
 
@@ -183,7 +183,7 @@ class CourtSubscriber:
         """Payloads of ``device_id``'s events of ``type``, in arrival order."""
         return [r.envelope.payload for r in self.of(device_id) if r.envelope.type.value == type]
 
-    def wait_for(self, predicate: Callable[[CourtSubscriber], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[CourtSubscriber], bool], timeout: float = 30.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self), timeout)
 
@@ -203,7 +203,7 @@ class CourtSubscriber:
         return states[-1] if states else None
 
 
-def warning_outcome(court: CourtSubscriber, device_id: str, event: Envelope, timeout: float = 10.0) -> dict[str, Any]:
+def warning_outcome(court: CourtSubscriber, device_id: str, event: Envelope, timeout: float = 30.0) -> dict[str, Any]:
     """What the warning of ``event`` (an intrusion, tamper or test_warning ack) really did: the event's own
     ``warning``/``result`` and ``warning_languages`` if the warning was over when it was committed, else those of the
     ``warning_result`` naming its seq (waited for)."""
@@ -273,7 +273,7 @@ class RecordingSpeaker:
     def is_playing(self) -> bool:
         return False
 
-    def wait_plays(self, count: int, timeout: float = 5.0) -> bool:
+    def wait_plays(self, count: int, timeout: float = 30.0) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.plays >= count, timeout)
 

@@ -49,7 +49,7 @@ class DisarmedMeanwhile(Mapping[str, object]):
 
 class EdgeMeanwhile(DisarmedMeanwhile):
     """A heartbeat's extra fields, read while it is being recorded: someone walks in, and the warning must start
-    without waiting for the heartbeat's commit (``played``: whether it did, within 10 s, while the heartbeat waited)."""
+    without waiting for the heartbeat's commit (``played``: whether it did, within 30 s, while the heartbeat waited)."""
 
     def __init__(self, factory: MockFactory, speaker: RecordingSpeaker) -> None:
         self.factory, self.speaker, self.played = factory, speaker, False
@@ -57,7 +57,7 @@ class EdgeMeanwhile(DisarmedMeanwhile):
     def keys(self) -> list[str]:  # type: ignore[override]
         # the edge on a thread of its own, as lgpio's callback thread on a Pi (a mock pin calls back on the caller's)
         threading.Thread(target=self.factory.pin(17).drive_high, daemon=True).start()
-        self.played = self.speaker.wait_plays(1, timeout=10)
+        self.played = self.speaker.wait_plays(1, timeout=30)
         return []
 
 

@@ -10,6 +10,8 @@ import subprocess
 import wave
 from pathlib import Path
 
+import pytest
+
 from seal_agent.config import DEFAULT_SOUNDS_DIR, load_config
 from seal_agent.journal.outbox import Outbox
 from seal_dev.broker import PrivateBroker
@@ -40,7 +42,7 @@ def keygen(config: Path) -> str:
 def stop(process: subprocess.Popen[str], log: Path) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        assert process.wait(timeout=15) == 0, log.read_text()
+        assert process.wait(timeout=60) == 0, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
@@ -70,12 +72,12 @@ def test_pir_edge_plays_the_warning_into_an_alsa_file_and_the_court_receives_the
     log = tmp_path / "agent.log"
     agent = start_agent(["simulate", "--config", str(config), "--presence-s", "0.5"], agent_env(sink), log)
     try:
-        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE), log.read_text()
+        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE, timeout=60), log.read_text()
         assert agent.stdin is not None
         agent.stdin.write("m\n")
         agent.stdin.flush()
         assert court.wait_for(lambda c: "intrusion" in c.types(DEVICE)), log.read_text()
-        assert wait_until(lambda: sink.exists() and sink.read_bytes() == expected_pcm, timeout=10), log.read_text()
+        assert wait_until(lambda: sink.exists() and sink.read_bytes() == expected_pcm, timeout=30), log.read_text()
         intrusion = next(r.envelope for r in court.of(DEVICE) if r.envelope.type is EventType.INTRUSION)
         # The clip's end is reported while the agent runs (stopping it at once could cut the report short, and a
         # warning cut short by a stop is truly "stopped").
@@ -111,6 +113,7 @@ def kill(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
+@pytest.mark.timeout(300)  # three agent processes started one after the other
 def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBroker) -> None:
     config = write_config(tmp_path, broker, cooldown_s=0)
     public_key = verify_key_from_b64(keygen(config))
@@ -122,7 +125,7 @@ def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBrok
         # 1. Killed while connected: the Last Will says offline at once.
         agent = start_agent(burst, env, log)
         try:
-            assert court.wait_for(lambda c: len(c.seqs(DEVICE)) >= 20, timeout=15), log.read_text()
+            assert court.wait_for(lambda c: len(c.seqs(DEVICE)) >= 20, timeout=60), log.read_text()
         finally:
             kill(agent)
         assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
@@ -130,10 +133,10 @@ def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBrok
         # 2. Killed while the broker is down, with events committed but certainly not acknowledged.
         agent = start_agent(burst, env, log)
         try:
-            assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE), log.read_text()
+            assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE, timeout=60), log.read_text()
             broker.stop()
             target = committed_seq(log) + 20
-            assert wait_until(lambda: committed_seq(log) >= target, timeout=10), log.read_text()[-2000:]
+            assert wait_until(lambda: committed_seq(log) >= target, timeout=30), log.read_text()[-2000:]
         finally:
             kill(agent)
         broker.start()
@@ -145,7 +148,7 @@ def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBrok
         again = start_agent(["simulate", "--config", str(config)], env, log)
         try:
             everything = set(range(1, last_before_kill + 2))  # + the restarted agent's agent_started
-            assert court.wait_for(lambda c: everything <= c.seqs(DEVICE), timeout=20), (
+            assert court.wait_for(lambda c: everything <= c.seqs(DEVICE), timeout=60), (
                 sorted(everything - court.seqs(DEVICE)),
                 log.read_text()[-3000:],
             )
@@ -171,16 +174,16 @@ def test_simulate_with_a_camera_file_sends_snapshots_and_t_opens_the_lid(
     args = ["simulate", "--config", str(config), "--presence-s", "0.2", "--camera-file", str(video)]
     agent = start_agent(args, agent_env(tmp_path / "alsa-out.raw"), log)
     try:
-        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE), log.read_text()
+        assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE, timeout=60), log.read_text()
         assert agent.stdin is not None
-        assert wait_until(lambda: "camera" in log.read_text(), timeout=5)
+        assert wait_until(lambda: "camera" in log.read_text(), timeout=60)
         agent.stdin.write("t\nm\n")
         agent.stdin.flush()
-        assert court.wait_for(lambda c: {"tamper", "intrusion"} <= set(c.types(DEVICE)), timeout=10), log.read_text()
+        assert court.wait_for(lambda c: {"tamper", "intrusion"} <= set(c.types(DEVICE)), timeout=30), log.read_text()
         tamper = court.payloads(DEVICE, "tamper")[0]
         assert tamper["at_start"] is False  # the simulated lid starts shut
         shas = set(tamper["snapshots"]) | set(court.payloads(DEVICE, "intrusion")[0]["snapshots"])
-        assert shas and court.wait_for(lambda c: shas <= c.snapshot_hashes(DEVICE), timeout=10), log.read_text()
+        assert shas and court.wait_for(lambda c: shas <= c.snapshot_hashes(DEVICE), timeout=30), log.read_text()
         stop(agent, log)
     finally:
         if agent.poll() is None:

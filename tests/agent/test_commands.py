@@ -62,7 +62,7 @@ def send(court: CourtSubscriber, payload: bytes) -> tuple[str, dict[str, object]
     """Publish one command and return the seal's answer to it (an ack's result one the protocol names)."""
     before = len(answers(court))
     court.publish_command(DEVICE, payload)
-    assert court.wait_for(lambda c: len(answers(c)) > before, timeout=5), "the seal did not answer"
+    assert court.wait_for(lambda c: len(answers(c)) > before, timeout=30), "the seal did not answer"
     kind, answer = answers(court)[before]
     if kind == "command_ack":
         assert answer["result"] in COMMAND_RESULTS[CommandAction(str(answer["action"]))], answer
@@ -77,7 +77,7 @@ def seal_config(tmp_path: Path, broker: PrivateBroker) -> Path:
 def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwargs: object):  # type: ignore[no-untyped-def]
     runtime = runtimes(config, **kwargs)
     runtime.start()
-    assert runtime.publisher.wait_listening(5)
+    assert runtime.publisher.wait_listening(30)
     return runtime
 
 
@@ -121,7 +121,7 @@ def test_a_disarm_for_the_case_the_seal_was_moved_from_is_refused_when_the_broke
     assert load_config(config).case_no == written  # the same seal, key and MQTT account (its session), moved
 
     again = online(runtimes, config, court)
-    assert court.wait_for(lambda c: bool(answers(c)), timeout=5), "the late command was not answered"
+    assert court.wait_for(lambda c: bool(answers(c)), timeout=30), "the late command was not answered"
     [(kind, answer)] = answers(court)
     assert (kind, answer["command_id"], answer.get("reason")) == ("command_rejected", 1, "wrong_case"), answer
     assert CASE_NO in str(answer["detail"]) and written in str(answer["detail"])
@@ -180,11 +180,11 @@ def test_snapshot_command_stores_and_sends_the_latest_frame(
     camera = f'[camera]\nsource = "{video}"\nfps = 10.0'
     config = write_config(tmp_path, broker, camera=camera)
     runtime = online(runtimes, config, court)
-    assert runtime.camera is not None and runtime.camera.monitor.wait_for_state("ok", 5)
+    assert runtime.camera is not None and runtime.camera.monitor.wait_for_state("ok", 30)
     kind, answer = send(court, command(1, CommandAction.SNAPSHOT))
     assert kind == "command_ack" and answer["result"] == "taken"
     sha = answer["snapshot"]
-    assert court.wait_for(lambda c: sha in c.snapshot_hashes(DEVICE), timeout=5)
+    assert court.wait_for(lambda c: sha in c.snapshot_hashes(DEVICE), timeout=30)
     data = next(s.data for s in court.snapshots if s.sha == sha)
     assert hashlib.sha256(data).hexdigest() == sha
 
@@ -217,14 +217,14 @@ def test_a_command_whose_answer_cannot_be_committed_is_delivered_again(
             "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
         )
         court.publish_command(DEVICE, command(5))
-        assert failures.seen.wait(5), "the seal did not try to answer"
+        assert failures.seen.wait(30), "the seal did not try to answer"
         assert not answers(court)
         database.execute("DROP TRIGGER refuse_acks")  # the disk has room again
 
         broker.stop()  # the seal reconnects; the broker's session still holds the unacknowledged command
         broker.start()
-        assert runtime.publisher.wait_listening(10)
-        assert court.wait_for(lambda c: bool(answers(c)), timeout=15), "the command was consumed without an answer"
+        assert runtime.publisher.wait_listening(30)
+        assert court.wait_for(lambda c: bool(answers(c)), timeout=30), "the command was consumed without an answer"
         assert answers(court)[0] == (
             "command_ack", {"command_id": 5, "action": "ping", "result": "pong", "armed": True, "camera": "none"}
         )  # fmt: skip

@@ -60,7 +60,7 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
     try:
         runtime = runtimes(config)
         runtime.start()
-        assert runtime.publisher.wait_listening(5)
+        assert runtime.publisher.wait_listening(30)
         court.receipting = False
         disk = FullDisk(runtime.recorder)
         disk.fill()
@@ -119,7 +119,7 @@ def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_th
     disk = FullDisk(runtime.recorder)
     disk.fill()
     runtime.start()  # agent_started cannot be committed: the seal runs anyway
-    assert runtime.publisher.wait_listening(5)
+    assert runtime.publisher.wait_listening(30)
     pulse(mock_pins)
     assert speaker.wait_plays(1), "a seal started on a full disk does not warn"
     disk.make_room()

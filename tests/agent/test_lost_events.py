@@ -301,7 +301,7 @@ def test_an_intrusion_the_outbox_refuses_for_its_own_reason_does_not_hold_up_the
     )
     database.close()
     runtime.start()
-    assert runtime.publisher.wait_listening(5)
+    assert runtime.publisher.wait_listening(30)
 
     pulse(mock_pins)
     assert court.wait_for(lambda c: "event_lost" in c.types(DEVICE)), court.types(DEVICE)

@@ -41,7 +41,7 @@ class HealthLog:
         with self._changed:
             return [kind for kind, _ in self.events]
 
-    def wait_for(self, kind: str, timeout: float = 5.0) -> dict[str, int | str]:
+    def wait_for(self, kind: str, timeout: float = 30.0) -> dict[str, int | str]:
         with self._changed:
             found = self._changed.wait_for(lambda: any(k == kind for k, _ in self.events), timeout)
             assert found, f"no {kind} within {timeout} s; got {[k for k, _ in self.events]}"

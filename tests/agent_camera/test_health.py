@@ -23,7 +23,7 @@ def test_black_clip_that_becomes_normal_is_blind_then_recovered(clip, monitor_fa
     assert blind["reason"] == "uniform"
     assert isinstance(blind["after_ms"], int) and blind["after_ms"] >= 400
     health_log.wait_for("camera_recovered")
-    assert monitor.wait_for_state("ok", timeout=1.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
     assert health_log.kinds[:2] == ["camera_blind", "camera_recovered"]
 
 
@@ -38,9 +38,9 @@ def test_frozen_image_is_blind(clip, monitor_factory, health_log):
 def test_normal_scene_is_ok_and_never_blind(clip, monitor_factory, health_log):
     monitor = monitor_factory(VideoFileCamera(clip("room", static_frames(30))))
 
-    assert monitor.wait_for_state("ok", timeout=5.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
     now = time.monotonic()
-    monitor.motion_verdict(now, now + 1.0, timeout=5.0)  # returns once a frame at now + 1 s (> blind_after_s) is in
+    monitor.motion_verdict(now, now + 1.0, timeout=30.0)  # returns once a frame at now + 1 s (> blind_after_s) is in
     assert monitor.observations >= 20
     assert health_log.kinds == []
     assert monitor.state == "ok"
@@ -64,14 +64,14 @@ def test_missing_file_is_lost_then_found_when_it_appears(tmp_path, monitor_facto
     write_clip(path, static_frames(20))
     found = health_log.wait_for("camera_found")
     assert isinstance(found["down_ms"], int) and found["down_ms"] >= 400
-    assert monitor.wait_for_state("ok", timeout=1.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
     assert health_log.kinds == ["camera_lost", "camera_found"]
 
 
 def test_deleted_file_is_lost(clip, monitor_factory, health_log):
     path = clip("short", static_frames(5))
     monitor = monitor_factory(VideoFileCamera(path, loop=True, reopen_interval_s=0.05))
-    assert monitor.wait_for_state("ok", timeout=5.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
 
     path.unlink()  # at the end of the clip the camera reopens the path, as a replugged device would
 
@@ -155,7 +155,7 @@ def test_callback_that_raises_does_not_stop_the_monitor(clip):
     )
     monitor.start()
     try:
-        assert monitor.wait_for_state("lost", timeout=5.0)
+        assert monitor.wait_for_state("lost", timeout=30.0)
         hidden.rename(path)
         assert got_found.wait(5.0)
     finally:
@@ -214,7 +214,7 @@ def test_frames_that_cannot_be_analysed_are_failed_reads(monitor_factory, health
     assert monitor.state == "lost" and monitor.observations > 0
     camera.put(*static_frames(20))
     health_log.wait_for("camera_found")
-    assert monitor.wait_for_state("ok", timeout=1.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
 
 
 def test_health_tracker_transitions_on_a_fake_clock():

@@ -25,9 +25,9 @@ def decodes(jpeg: bytes) -> bool:
 
 def test_snapshots_before_at_once_and_after_by_callback(clip, monitor_factory, tmp_path):
     monitor = monitor_factory(VideoFileCamera(clip("walker", moving_rectangle_frames(40))), ring_seconds=1.0)
-    assert monitor.wait_for_state("ok", timeout=5.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
     warm = time.monotonic()
-    monitor.motion_verdict(warm, warm + 0.5, timeout=5.0)  # the ring now holds ~0.5 s of frames
+    monitor.motion_verdict(warm, warm + 0.5, timeout=30.0)  # the ring now holds ~0.5 s of frames
     arrived: list[Snapshot] = []
     arrived_lock = threading.Lock()
 
@@ -36,13 +36,13 @@ def test_snapshots_before_at_once_and_after_by_callback(clip, monitor_factory, t
             arrived.append(snapshot)
 
     trigger = time.monotonic()
-    burst = monitor.snapshots_around(trigger, before_s=1.0, after_s=0.5, max_frames=6, on_snapshot=on_snapshot)
+    burst = monitor.snapshots_around(trigger, before_s=1.0, after_s=2.0, max_frames=6, on_snapshot=on_snapshot)
 
     assert 1 <= len(burst.ready) <= 3  # at most half of max_frames come from before the trigger
     assert all(s.offset_s <= 0 for s in burst.ready) and all(decodes(s.jpeg) for s in burst.ready)
-    assert burst.wait(timeout=5.0)
+    assert burst.wait(timeout=30.0)
     assert 1 <= len(burst.later) <= 6 - len(burst.ready)
-    assert all(0 < s.offset_s <= 0.5 for s in burst.later) and all(decodes(s.jpeg) for s in burst.later)
+    assert all(0 < s.offset_s <= 2.0 for s in burst.later) and all(decodes(s.jpeg) for s in burst.later)
     with arrived_lock:
         assert arrived == burst.later
     times = [s.t for s in burst.snapshots]
@@ -64,14 +64,14 @@ def test_burst_when_the_camera_is_lost_has_nothing_and_ends_at_its_deadline(tmp_
     burst = monitor.snapshots_around(time.monotonic(), before_s=1.0, after_s=0.2, max_frames=4)
 
     assert burst.ready == []
-    assert burst.wait(timeout=5.0)
+    assert burst.wait(timeout=30.0)
     assert burst.later == []
     assert monitor.latest_snapshot() is None
 
 
 def test_latest_snapshot_is_a_jpeg(clip, monitor_factory):
     monitor = monitor_factory(VideoFileCamera(clip("walker", moving_rectangle_frames(20))))
-    assert monitor.wait_for_state("ok", timeout=5.0)
+    assert monitor.wait_for_state("ok", timeout=30.0)
 
     snapshot = monitor.latest_snapshot()
 

@@ -200,7 +200,7 @@ def test_disarm_is_acknowledged_and_an_offline_seal_s_command_expires(
         assert agents[SEAL_A].stdin is not None
         agents[SEAL_A].stdin.write("m\n")
         agents[SEAL_A].stdin.flush()
-        assert wait_until(lambda: court.events(SEAL_A, "intrusion"), 20), log.read_text()
+        assert wait_until(lambda: court.events(SEAL_A, "intrusion"), 30), log.read_text()
         [intrusion] = court.events(SEAL_A, "intrusion")
         assert (intrusion["payload"]["warning"], intrusion["payload"]["armed"]) == ("suppressed_disarmed", False)
         assert [a for a in court.get("/api/alarms") if a["kind"] == "intrusion"] == []

@@ -128,7 +128,7 @@ def court(tmp_path: Path) -> Iterator[Court]:
         pid_file = directory / "mosquitto.pid"
         if pid_file.exists():  # the broker the README started (as a daemon): stop it by its pid
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            assert wait_until(lambda: not pid_file.exists(), 10), "the README's mosquitto did not stop"
+            assert wait_until(lambda: not pid_file.exists(), 30), "the README's mosquitto did not stop"
 
 
 def test_the_readme_sets_up_a_court_server_that_stores_a_seals_event(court: Court) -> None:
@@ -165,6 +165,6 @@ def test_the_readme_sets_up_a_court_server_that_stores_a_seals_event(court: Cour
         events: list[dict[str, object]] = page.json()["events"]
         return events
 
-    assert wait_until(lambda: bool(stored()), 20), court.output()
+    assert wait_until(lambda: bool(stored()), 30), court.output()
     [row] = stored()
     assert (row["seq"], row["case_no"], row["envelope"]) == (1, seal.case_no, event.decode())

@@ -129,7 +129,7 @@ signing_key_file = "{tmp_path / "court" / "command.key"}"
     try:
         start_server()
         assert wait_until(lambda: all(stored(d) for d in SEALS), 90), logs()  # agent_started of each
-        assert wait_until(lambda: all(outbox_rows(state[d]) == 0 for d in SEALS), 10), logs()  # receipted
+        assert wait_until(lambda: all(outbox_rows(state[d]) == 0 for d in SEALS), 30), logs()  # receipted
 
         servers[-1].send_signal(signal.SIGTERM)  # the court goes away; the broker keeps its session's messages
         assert servers[-1].wait(15) == 0, logs()

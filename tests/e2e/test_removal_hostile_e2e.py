@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,13 +27,18 @@ from tests.agent.helpers import RuntimeFactory, verify_key, wait_until
 from tests.e2e.test_removal_e2e import CASE, SEAL, Court, CourtServer, MovableClock, install_court
 from tests.server.removal_world import pdf_bytes
 
-#: The disarm's life in these tests: the seal stays away longer than that.
-TTL_S = 4
+#: The disarm's life when the seal stays away longer than that: long enough for the broker to take it on a loaded
+#: machine (an expired command is not published), short enough to wait out.
+TTL_S = 8
+#: The disarm's life across a court restart: the seal must get it after the server stopped and the seal started.
+RESTART_TTL_S = 120
 
 
-@pytest.fixture
-def installed(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[CourtServer, Path]]:
-    config, seal_config = install_court(tmp_path, broker, database_url, ttl_s=TTL_S)
+@contextmanager
+def _running_court(
+    tmp_path: Path, broker: PrivateBroker, database_url: str, ttl_s: float
+) -> Iterator[tuple[CourtServer, Path]]:
+    config, seal_config = install_court(tmp_path, broker, database_url, ttl_s=ttl_s)
     server = CourtServer(config, tmp_path / "server.log")
     try:
         server.start()
@@ -40,6 +46,18 @@ def installed(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Itera
     finally:
         server.api.http.close()
         server.stop()
+
+
+@pytest.fixture
+def installed(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[CourtServer, Path]]:
+    with _running_court(tmp_path, broker, database_url, TTL_S) as running:
+        yield running
+
+
+@pytest.fixture
+def installed_long(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[CourtServer, Path]]:
+    with _running_court(tmp_path, broker, database_url, RESTART_TTL_S) as running:
+        yield running
 
 
 def _register(database_url: str, seal_config: Path) -> None:
@@ -101,12 +119,12 @@ def _filed_then_away(
     first.start()
     request_id = _filed(server.api)
     heard = lambda: server.api.call("judge", "GET", f"/api/seals/{SEAL}")["last_event_at"] is not None  # noqa: E731
-    assert wait_until(heard, 20)
+    assert wait_until(heard, 30)
     first.close()
     return server, seal_config, clock, request_id
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_says_so(
     installed: tuple[CourtServer, Path], runtimes: RuntimeFactory, mock_pins: MockFactory, database_url: str
 ) -> None:
@@ -116,20 +134,20 @@ def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_s
     api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
     approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
     sent = [approved["seals"][0]["command_id"]]
-    assert wait_until(lambda: _accepted(api, sent[0]), 10), server.log.read_text()
-    assert wait_until(lambda: _seal(api, request_id)["status"] == "waiting_for_seal", 3 * TTL_S)
-    assert wait_until(lambda: api.call("judge", "GET", f"/api/commands/{sent[0]}")["state"] == "expired", 10)
+    assert wait_until(lambda: _accepted(api, sent[0]), 30), server.log.read_text()
+    assert wait_until(lambda: _seal(api, request_id)["status"] == "waiting_for_seal", TTL_S + 30)
+    assert wait_until(lambda: api.call("judge", "GET", f"/api/commands/{sent[0]}")["state"] == "expired", 30)
     # The clerk re-sends while the seal is still away: the broker keeps that one for it as well.
     again = api.call("clerk", "POST", f"/api/removal-requests/{request_id}/resend-disarm", json={})
     sent.append(again["seals"][0]["command_id"])
-    assert sent[1] > sent[0] and wait_until(lambda: _accepted(api, sent[1]), 10)
-    assert wait_until(lambda: _seal(api, request_id)["status"] == "waiting_for_seal", 3 * TTL_S)
+    assert sent[1] > sent[0] and wait_until(lambda: _accepted(api, sent[1]), 30)
+    assert wait_until(lambda: _seal(api, request_id)["status"] == "waiting_for_seal", TTL_S + 30)
 
     # Back: both disarms reach it, both expired by its clock — refused, and the request says so.
     second = runtimes(seal_config, clock=clock)
     second.start()
     refused = lambda: [api.call("judge", "GET", f"/api/commands/{i}")["state"] for i in sent] == ["rejected"] * 2  # noqa: E731
-    assert wait_until(refused, 20), server.log.read_text()
+    assert wait_until(refused, 30), server.log.read_text()
     seal = _seal(api, request_id)
     assert (seal["status"], seal["reason"], seal["commands"], seal["armed"]) == ("refused", "expired", 2, True)
     assert api.request(request_id)["state"] == "disarm_pending"
@@ -139,28 +157,28 @@ def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_s
     # A new disarm while it listens is carried out and acknowledged: disarmed, then lifted.
     third = api.call("judge", "POST", f"/api/removal-requests/{request_id}/resend-disarm", json={})
     assert third["seals"][0]["commands"] == 3
-    assert wait_until(lambda: api.request(request_id)["state"] == "disarmed", 20), server.log.read_text()
+    assert wait_until(lambda: api.request(request_id)["state"] == "disarmed", 30), server.log.read_text()
     assert not second.agent.armed and _seal(api, request_id)["status"] == "disarmed"
     lifted = api.call("officer", "POST", f"/api/removal-requests/{request_id}/lifted", json={"note": "现场拆除"})
     assert lifted["state"] == "lifted"
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_court_restart_between_the_disarm_and_its_ack_settles_once(
-    installed: tuple[CourtServer, Path], runtimes: RuntimeFactory, mock_pins: MockFactory, database_url: str
+    installed_long: tuple[CourtServer, Path], runtimes: RuntimeFactory, mock_pins: MockFactory, database_url: str
 ) -> None:
-    server, seal_config, clock, request_id = _filed_then_away(installed, runtimes, database_url)
+    server, seal_config, clock, request_id = _filed_then_away(installed_long, runtimes, database_url)
     api = server.api
 
     api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
     approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
     command_id = approved["seals"][0]["command_id"]
-    assert wait_until(lambda: _accepted(api, command_id), 10), server.log.read_text()
+    assert wait_until(lambda: _accepted(api, command_id), 30), server.log.read_text()
     server.stop()  # the court goes down with the disarm in the broker, the seal still away
 
     second = runtimes(seal_config, clock=clock)
     second.start()
-    assert wait_until(lambda: not second.agent.armed, 20)  # it obeyed while the court was down
+    assert wait_until(lambda: not second.agent.armed, 30)  # it obeyed while the court was down
     server.start()
     for who in ("judge", "officer"):
         api.login(who)

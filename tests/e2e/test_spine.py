@@ -120,7 +120,7 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
         with wave.open(str(DEFAULT_SOUNDS_DIR / "warning_zh.wav")) as wav:
             pcm = wav.readframes(wav.getnframes())
         for device_id, sink in sinks.items():
-            assert wait_until(lambda s=sink: s.exists() and s.read_bytes() == pcm, 10), f"{device_id}: no warning"
+            assert wait_until(lambda s=sink: s.exists() and s.read_bytes() == pcm, 30), f"{device_id}: no warning"
 
         for event in rows():
             assert event.case_no == CASES[event.device_id]

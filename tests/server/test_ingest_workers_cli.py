@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from server.ingest.models import QuarantinedMessage
+from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import (
     WAIT_S,
@@ -49,11 +50,20 @@ def test_two_worker_processes_share_the_stream(
                 f"the workers did not connect: {output.lines}"
             )
             time.sleep(0.05)
-        time.sleep(0.5)  # their SUBSCRIBE follows the CONNACK
         with seal_connection(broker, seal.device_id) as conn:
-            sent = [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(EVENTS)]
+            # Their SUBSCRIBE follows the CONNACK: the seal sends its first event again until it is stored, as its
+            # outbox would (sent before, it went nowhere).
+            first = seal.event()
+
+            def sent_and_stored() -> bool:
+                conn.client.publish(seal.event_topic, first, qos=1).wait_for_publish(WAIT_S)
+                return wait_until(lambda: len(stored_seqs(session_factory)) >= 1, 5)
+
+            assert wait_until(sent_and_stored, WAIT_S), output.text()
+            sent = [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(EVENTS - 1)]
             for info in sent:
                 info.wait_for_publish(WAIT_S)
+            deadline = time.monotonic() + WAIT_S
             while len(stored_seqs(session_factory)) < EVENTS:
                 assert time.monotonic() < deadline, f"only {len(stored_seqs(session_factory))} of {EVENTS} stored"
                 time.sleep(0.05)

@@ -34,7 +34,7 @@ from server.seals.models import Seal
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 
-WAIT_S = 10.0
+WAIT_S = 30.0
 
 
 @dataclass
@@ -51,7 +51,7 @@ def start_ingest(settings: MqttSettings, session_factory: SessionFactory, tmp_pa
     metrics = IngestMetrics()
     ingest = MqttIngest(settings, Ingestor(session_factory, metrics=metrics, snapshot_dir=tmp_path / "snapshots"))
     ingest.start()
-    assert ingest.wait_connected(WAIT_S), "the ingest did not connect"
+    assert ingest.wait_subscribed(WAIT_S), "the ingest did not subscribe"  # connected, then subscribed
     return Running(ingest, metrics)
 
 

@@ -80,6 +80,7 @@ def test_a_real_gap_ends_the_gap_wait_with_the_missing_events_alarm(
 
 WINDOW = 20  # the broker's in-flight window to the court (max_inflight_messages), small enough to fill
 HELD_AT_MOST = 5
+GAP_WAIT_S = 2 * WAIT_S  # the long wait for a missing event: the test's waits run out well before it
 BEYOND_GAP = 2 * WINDOW
 
 
@@ -103,11 +104,11 @@ def test_events_held_back_beyond_a_gap_cannot_fill_the_in_flight_window(
     broker = PrivateBroker(tmp_path / "broker", account, max_inflight_messages=WINDOW)
     broker.start()
     settings = server_mqtt_settings(broker, tmp_path).model_copy(
-        update={"gap_wait_s": 10.0, "gap_wait_max_held": HELD_AT_MOST}
+        update={"gap_wait_s": GAP_WAIT_S, "gap_wait_max_held": HELD_AT_MOST}
     )
     metrics = IngestMetrics()
     ingestor = Ingestor(
-        session_factory, metrics=metrics, snapshot_dir=tmp_path, gap_wait_s=10.0, gap_wait_max_held=HELD_AT_MOST
+        session_factory, metrics=metrics, snapshot_dir=tmp_path, gap_wait_s=GAP_WAIT_S, gap_wait_max_held=HELD_AT_MOST
     )
     ingest = MqttIngest(settings, ingestor)
     ingest.start()
@@ -121,8 +122,8 @@ def test_events_held_back_beyond_a_gap_cannot_fill_the_in_flight_window(
                 conn_a.publish(a.event_topic, data)
             for data in events_b:
                 conn_b.publish(b.event_topic, data)
-            # Without the bound the held-back events filled the window for gap_wait_s (10 s, the wait's own limit):
-            # nothing else reached the ingest meanwhile, and this wait ran out.
+            # Without the bound the held-back events filled the window for gap_wait_s (longer than this wait's own
+            # limit): nothing else reached the ingest meanwhile, and this wait ran out.
             running.wait(lambda m: m.stored >= 1 + BEYOND_GAP + 5, "every event beyond the gap and the other seal's")
             assert _stored_seqs(session_factory, b.device_id) == [1, 2, 3, 4, 5]
             assert _alarms(session_factory) == [("missing_events", "open", [[2, 2]])]

@@ -24,7 +24,7 @@ from server.ingest.mqtt import MqttIngest
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 
-WAIT_S = 10.0
+WAIT_S = 30.0
 
 
 def listen(client: mqtt.Client, topic: str) -> queue.Queue[tuple[str, bytes]]:
@@ -42,7 +42,7 @@ def start(broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path
     ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
     ingest = MqttIngest(server_mqtt_settings(broker, tmp_path), ingestor, court_key=key)
     ingest.start()
-    assert ingest.wait_connected(WAIT_S)
+    assert ingest.wait_subscribed(WAIT_S)  # connected, then subscribed: from then on it gets what is sent
     return ingest
 
 

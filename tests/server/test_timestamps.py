@@ -129,7 +129,7 @@ def test_a_failing_tsa_holds_no_checkpoint_back_and_is_asked_again(
         url = tsa.url
         roots = other.ca_pem if fault == "wrong-root" else pki.ca_pem
         stamper = Timestamper(
-            session_factory, TsaClient(url, roots_file=roots, timeout_s=2), metrics=metrics, interval_s=60
+            session_factory, TsaClient(url, roots_file=roots, timeout_s=10), metrics=metrics, interval_s=60
         )
         if fault in ("http-500", "garbage", "refuse"):
             tsa.fault = fault  # type: ignore[assignment]
@@ -292,7 +292,7 @@ def test_the_running_workers_stamp_what_the_checkpointer_signs(
 def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_within_the_timeout(tsa: LocalTsa, pki: TsaPki) -> None:
     """``tsa_timeout_s`` bounds the whole exchange, not each read: a TSA trickling its (right) answer would otherwise
     hold the time stamper's round, or an export waiting for its checkpoint's token, for as long as it likes."""
-    client = TsaClient(tsa.url, roots_file=pki.ca_pem, timeout_s=1)
+    client = TsaClient(tsa.url, roots_file=pki.ca_pem, timeout_s=5)  # the local TSA runs openssl for each answer
     assert client.stamp(b"a note\n").verdict.ok  # it answers in time when it does not trickle
     tsa.fault = "trickle"
     started = time.monotonic()
@@ -300,5 +300,5 @@ def test_a_tsa_that_answers_a_byte_at_a_time_is_given_up_within_the_timeout(tsa:
         client.stamp(b"a note\n")
     # Not a speed figure: a TSA trickling its answer held the round for as long as it trickled (the test was killed at
     # 120 s) before the whole exchange was bounded; ten times the timeout tells the two apart on a loaded machine.
-    assert time.monotonic() - started < 10
-    assert failed.value.kind == "unreachable" and "within 1" in str(failed.value)
+    assert time.monotonic() - started < 50
+    assert failed.value.kind == "unreachable" and "within 5 s" in str(failed.value)

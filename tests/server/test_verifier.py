@@ -106,7 +106,7 @@ def test_the_process_answers_as_the_ingest_would_across_chunks() -> None:
 
 def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
     failures: list[int] = []
-    verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=0.5)
+    verifier = ProcessVerifier(on_failure=lambda: failures.append(1), restart_after_s=3.0)
     try:
         pid = _started(verifier)
         checks = verifier.checks(ahead=True)
@@ -119,7 +119,7 @@ def test_a_dead_process_costs_a_local_check_not_an_answer() -> None:
         assert failures == [1] and verifier.pid is None
         assert _answers(verifier.checks(), CHUNK + 3) == _answers(Verifier().checks(), CHUNK + 3)  # local meanwhile
         assert verifier.pid is None
-        time.sleep(0.6)
+        time.sleep(3.1)
         assert _answers(verifier.checks(), CHUNK + 3) == _answers(Verifier().checks(), CHUNK + 3)
         assert _started(verifier) != pid  # a new process, after the pause
         assert _answers(verifier.checks(), 2 * CHUNK + 3) == _answers(Verifier().checks(), 2 * CHUNK + 3)

@@ -19,6 +19,7 @@ import pytest
 
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
+from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import (
     REPO,
@@ -32,6 +33,10 @@ from tests.server.ingest_processes import (
 from tests.server.mqtt_helpers import SealConnection, seal_connection
 
 ROUNDS, EVENTS = 3, 300  # batches of up to 300 events: several chunks each for the verifier process
+#: How long an ingest's batch waits for more messages (the most the configuration allows): one wait per batch, so
+#: that a round of EVENTS gives each worker a batch of several chunks (the verifier process starts with the first)
+#: even on a slow machine.
+LINGER_MS = 1000
 
 
 def _descendants(pid: int) -> list[int]:
@@ -68,7 +73,7 @@ class _Court:
         self.seen: list[int] = []  # every process it started, to be checked ended (or killed by the test)
 
     def publish(self) -> None:
-        """Publish a round of events (one batch for an ingest lingering 300 ms)."""
+        """Publish a round of events (one batch for an ingest lingering ``LINGER_MS``)."""
         for info in [
             self._conn.client.publish(self._seal.event_topic, self._seal.event(), qos=1) for _ in range(EVENTS)
         ]:
@@ -125,11 +130,12 @@ def _court(
     session_factory: SessionFactory,
     tmp_path: Path,
 ) -> Iterator[_Court]:
-    """``seal-server <command>`` with ``ingests`` ingests connected, batches of up to 500 events lingering 300 ms."""
+    """``seal-server <command>`` with ``ingests`` ingests connected, batches of up to 500 events lingering
+    ``LINGER_MS``."""
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
     config = ingest_config(tmp_path / "server.toml", database_url, broker, group="court-ingest")
-    text = config.read_text().replace("batch_size = 5\n", "batch_size = 500\nbatch_linger_ms = 300\n")
+    text = config.read_text().replace("batch_size = 5\n", f"batch_size = 500\nbatch_linger_ms = {LINGER_MS}\n")
     config.write_text(text + f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n')
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", *command, "--config", str(config)],
@@ -146,11 +152,18 @@ def _court(
         while output.count("connected to the broker (session present") < ingests:
             assert time.monotonic() < deadline and process.poll() is None, "".join(output.lines)
             time.sleep(0.05)
-        time.sleep(0.5)  # the SUBSCRIBE follows the CONNACK
         with seal_connection(broker, seal.device_id) as conn:
-            conn.client.publish(seal.event_topic, seal.event(), qos=1).wait_for_publish(WAIT_S)
             court = _Court(process, output, seal, conn)
-            court.wait_stored(session_factory)  # the seal's key is known from now on: its events are checked
+            # The SUBSCRIBE follows the CONNACK, and a message sent before it goes nowhere: the seal sends its first
+            # event again until it is stored, as its outbox would. Its key is known from then on: its events are
+            # checked.
+            first = seal.event()
+
+            def sent_and_stored() -> bool:
+                conn.client.publish(seal.event_topic, first, qos=1).wait_for_publish(WAIT_S)
+                return wait_until(lambda: len(stored_seqs(session_factory)) >= 1, LINGER_MS / 1000 + 5)
+
+            assert wait_until(sent_and_stored, WAIT_S + 60), output.text()
             yield court
     finally:
         if process.poll() is None:
@@ -176,6 +189,7 @@ def _assert_clean(text: str) -> None:
     ],
     ids=["ingest-killed", "ingest-2-workers-stopped", "run-stopped", "systemd-stops-2-workers", "ctrl-c-stops-run"],
 )
+@pytest.mark.timeout(300)  # rounds of batches, each lingering LINGER_MS, on a loaded machine
 def test_the_verifier_process_ends_with_its_ingest(
     broker: PrivateBroker,
     database_url: str,
@@ -202,6 +216,7 @@ def test_the_verifier_process_ends_with_its_ingest(
         assert court.process.returncode == 0, text
 
 
+@pytest.mark.timeout(300)
 def test_a_ctrl_c_while_the_verifier_process_starts_ends_the_server_cleanly(
     broker: PrivateBroker, database_url: str, session_factory: SessionFactory, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
-from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 from sqlalchemy import select
 
 from seal_agent.runtime import SealRuntime
@@ -47,14 +47,30 @@ OTHER_CASE = "(2022)苏0214执567号"
 SEAL = "seal-web-1"
 PLACE = "新吴区长江路 18 号 3 号仓库"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+#: How long an expect() in the page tests waits by default, in ms.
+EXPECT_TIMEOUT_MS = 20_000
+#: pytest-timeout's limit of a test that starts seal-server (allowed 90 s) or drives Chromium: pyproject's 120 s per
+#: test, setup included, is too little for those on a loaded machine.
+PROCESS_TEST_TIMEOUT_S = 300
 #: The page tests' stream: a heartbeat every second, so that a dead stream shows within three.
 WEB_SETTINGS = "[web]\nheartbeat_s = 1.0\n[liveness]\ncheck_interval_s = 1.0\n"
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ())) & {"court", "browser", "pages"}
+        if here in Path(str(item.path)).parents and uses and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PROCESS_TEST_TIMEOUT_S))
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Debian's chromium; the browser tests are skipped, saying so, only where it is not installed."""
     if chromium_path() is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+    # Every expect() without a timeout of its own waits this long: Playwright's 5 s is short for a server round trip
+    # and a live stream's push on a loaded machine (a test that checks something does not happen says its own).
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         instance = launch(playwright)
         try:

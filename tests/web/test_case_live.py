@@ -33,7 +33,7 @@ def open_case(
 ) -> tuple[Page, PageWatch]:
     page, watch = signed_in(who, lang=lang)
     page.goto(f"{court.url}{CASE_PATH}")
-    expect(page.locator("body")).to_have_attribute("data-live", "up", timeout=5000)  # the stream is open
+    expect(page.locator("body")).to_have_attribute("data-live", "up", timeout=20000)  # the stream is open
     return page, watch
 
 
@@ -60,11 +60,11 @@ def test_the_judge_approves_a_removal_and_watches_the_seal_disarm(
     request.locator("textarea[name=reasons]").fill("被执行人已履行全部义务，准予解除查封。")
     request.locator("button[data-act=approve]").click()
     progress = request.locator(f"tr[data-device='{SEAL}']")
-    expect(progress).to_be_visible(timeout=5000)
+    expect(progress).to_be_visible(timeout=20000)
     # No reload from here on: the seal's signed ack, the settling and the seal's "disarmed" event arrive live.
     expect(request).to_have_attribute("data-state", "disarmed", timeout=20000)
     expect(progress).to_have_attribute("data-progress", "disarmed")
-    expect(page.locator(f"#case-seal-{SEAL} [data-armed]")).to_have_attribute("data-armed", "disarmed", timeout=10000)
+    expect(page.locator(f"#case-seal-{SEAL} [data-armed]")).to_have_attribute("data-armed", "disarmed", timeout=20000)
     expect(page.locator("#case-status [data-case-status]")).to_have_attribute("data-case-status", "lifting")
     expect(page.locator("#timeline [data-type=command_ack]").first).to_be_visible()
     screenshot(page, "case-removal-disarmed-zh")
@@ -78,7 +78,7 @@ def test_an_alarm_is_acknowledged_and_closed_with_notes(
     expect(page.locator("#case-alarms")).to_contain_text("No alarm on this case.")
     seal.walk_in()
     alarm = page.locator("#case-alarms [data-kind=intrusion]")
-    expect(alarm).to_have_attribute("data-state", "open", timeout=5000)
+    expect(alarm).to_have_attribute("data-state", "open", timeout=20000)
     expect(page.locator("#alert-banner")).to_be_visible()
     alarm.locator("input[name=note]").first.fill("Officer on the way")
     alarm.get_by_role("button", name="Acknowledge").click()
@@ -101,7 +101,7 @@ def test_a_ping_is_pending_until_the_seal_answers(court: CourtProcess, seal: Ins
     answered = sent.value.text()
     assert 'data-action="ping"' in answered and ('data-state="pending"' in answered or "pong" in answered)
     row = page.locator("#case-commands tr[data-action=ping]")
-    expect(row).to_have_attribute("data-state", "acknowledged", timeout=15000)
+    expect(row).to_have_attribute("data-state", "acknowledged", timeout=20000)
     expect(row).to_contain_text("已送达并执行")
     screenshot(page, "case-command-ping-zh")
     clean(watch, court)
@@ -113,7 +113,7 @@ def test_a_picture_opens_with_its_verified_signature(
     page, watch = open_case(signed_in, court)
     seal.walk_in()
     thumb = page.locator("#timeline a.thumb").first
-    expect(thumb).to_be_visible(timeout=15000)
+    expect(thumb).to_be_visible(timeout=20000)
     thumb.click()
     dialog = page.locator("#snapshot-dialog")
     expect(dialog).to_be_visible()

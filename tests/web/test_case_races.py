@@ -49,13 +49,13 @@ class HeldAnswer:
 
         The live stream's update may come while the handler still waits for the server's answer (the server
         publishes before it answers): the handler runs only while the test waits in Playwright, so wait here."""
-        for _ in range(200):
+        for _ in range(600):  # 30 s
             if self.response is not None:
                 break
             page.wait_for_timeout(50)
         assert self.route is not None and self.response is not None, "the request was not made"
         self.route.fulfill(response=self.response)
-        page.wait_for_function("() => window.answersHandled === 1", timeout=5000)
+        page.wait_for_function("() => window.answersHandled === 1", timeout=20000)
 
 
 COUNT_ANSWERS = """() => {
@@ -102,7 +102,7 @@ def open_intrusion_alarm(court: CourtProcess) -> None:
 def open_case(signed_in: SignIn, court: CourtProcess, lang: str = "zh-CN") -> Page:
     page, _watch = signed_in("judge", lang=lang)
     page.goto(f"{court.url}{CASE_PATH}")
-    expect(page.locator("body")).to_have_attribute("data-live", "up", timeout=5000)
+    expect(page.locator("body")).to_have_attribute("data-live", "up", timeout=20000)
     page.evaluate(COUNT_ANSWERS)
     return page
 
@@ -117,16 +117,16 @@ def test_the_live_update_before_the_clicks_answer_keeps_the_form_and_what_was_ty
     request = page.locator("#case-removal article.request")
     request.locator("button[data-act=review]").click()
     # The answer is held: only the live stream can have brought the new state (and the new field).
-    expect(request).to_have_attribute("data-state", "under_review", timeout=10000)
+    expect(request).to_have_attribute("data-state", "under_review", timeout=20000)
     reasons = request.locator("form.decide textarea[name=reasons]")
     reasons.fill(REASONS)
     held.release(page)  # the click's answer arrives after the stream's update of the same part
     expect(request).to_have_attribute("data-state", "under_review")
-    expect(reasons).to_have_value(REASONS, timeout=2000)
+    expect(reasons).to_have_value(REASONS, timeout=20000)
     assert page.locator("textarea[name=reasons]").count() == 1
     assert page.locator("#--htmx-preserve-pantry--").count() == 0
     request.locator("button[data-act=approve]").click()  # the form is whole: its reasons go with it
-    expect(request.locator(f"tr[data-device='{SEAL}']")).to_be_visible(timeout=5000)
+    expect(request.locator(f"tr[data-device='{SEAL}']")).to_be_visible(timeout=20000)
     expect(request).to_contain_text(REASONS)
 
 
@@ -141,11 +141,11 @@ def test_an_alarms_close_note_survives_the_acks_answer_coming_after_the_live_upd
     held = HeldAnswer()
     page.route("**/alarms/*/ack", held)
     alarm.get_by_role("button", name="Acknowledge").click()
-    expect(alarm).to_have_attribute("data-state", "acknowledged", timeout=10000)  # the stream's update
+    expect(alarm).to_have_attribute("data-state", "acknowledged", timeout=20000)  # the stream's update
     note = alarm.locator("input[name=note]")
     note.fill("False alarm: the cleaner")
     held.release(page)
-    expect(note).to_have_value("False alarm: the cleaner", timeout=2000)
+    expect(note).to_have_value("False alarm: the cleaner", timeout=20000)
     expect(alarm).to_contain_text("Officer on the way")
     alarm.get_by_role("button", name="Close").click()
     expect(alarm).to_have_attribute("data-state", "closed")

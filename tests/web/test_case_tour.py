@@ -45,9 +45,9 @@ def test_every_case_seal_audit_and_admin_page_in_both_languages(
     page, watch = signed_in("judge", lang=lang)
     page.goto(f"{court.url}{CASE_PATH}")
     expect(page.locator("h1")).to_contain_text(TITLES[lang])
-    expect(page.locator("#case-alarms [data-kind=intrusion]")).to_be_visible(timeout=5000)
+    expect(page.locator("#case-alarms [data-kind=intrusion]")).to_be_visible(timeout=20000)
     thumb = page.locator("#timeline a.thumb").first
-    expect(thumb).to_be_visible(timeout=15000)
+    expect(thumb).to_be_visible(timeout=20000)
     check(page, watch, court, lang, "case-judge")
     picture = thumb.get_attribute("href")
     page.goto(f"{court.url}{picture}")

@@ -4,7 +4,9 @@ the stale banner; it starts again — what happened meanwhile arrives."""
 
 from __future__ import annotations
 
-from playwright.sync_api import expect
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Route, expect
 
 from seal_dev.court_process import CourtProcess
 from tests.web.conftest import CASE, PLACE, SEAL, InstalledSeal, SignIn, screenshot
@@ -21,10 +23,10 @@ def test_a_pir_trigger_appears_live_with_its_snapshot_and_is_acknowledged(
 
     seal.walk_in()
     alarm = page.locator("#alarms [data-kind=intrusion]")
-    expect(alarm).to_be_visible(timeout=5000)
+    expect(alarm).to_be_visible(timeout=20000)
     expect(page.locator("#alert-banner")).to_be_visible()
     expect(page.locator("#alert-banner")).to_contain_text("入侵")
-    expect(tile.locator("img.shot")).to_be_visible(timeout=10000)
+    expect(tile.locator("img.shot")).to_be_visible(timeout=20000)
     screenshot(page, "overview-alarm-zh")
 
     alarm.locator("input[name=note]").fill("已联系执行干警前往现场")
@@ -44,7 +46,7 @@ def test_a_stopped_server_shows_the_stale_banner_and_its_restart_brings_the_miss
     expect(banner).to_be_hidden()
 
     assert court.stop() == 0  # SIGTERM: the live streams end, uvicorn stops at once
-    expect(banner).to_be_visible(timeout=5000)
+    expect(banner).to_be_visible(timeout=20000)
     expect(banner).to_have_text("Connection lost, data may be stale")
     screenshot(page, "overview-stale-en")
 
@@ -55,3 +57,41 @@ def test_a_stopped_server_shows_the_stale_banner_and_its_restart_brings_the_miss
     expect(page.locator(f"#seal-{SEAL} [data-last-event]")).not_to_have_attribute("data-last-event", "")
     assert watch.page_errors == []
     assert watch.foreign_hosts(f"127.0.0.1:{court.port}") == set()
+
+
+#: Records every value the page's body takes for data-live, from before the page's scripts run.
+RECORD_LIVE_STATES = """window.__liveStates = [];
+new MutationObserver(function () { window.__liveStates.push(document.body.dataset.live); })
+  .observe(document, { subtree: true, attributes: true, attributeFilter: ["data-live"] });"""
+
+
+def _is_stream(url: str) -> bool:
+    return urlsplit(url).path == "/live"
+
+
+def test_the_page_says_its_stream_is_up_only_once_the_stream_has_spoken(court: CourtProcess, signed_in: SignIn) -> None:
+    """``data-live="up"`` comes from the stream's first message (the server's heartbeat once the page is subscribed),
+    not from the page having loaded: while its stream has not connected, the page says ``connecting``."""
+    page, watch = signed_in("judge")
+    expect(page.locator("body")).to_have_attribute("data-live", "up")
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(_is_stream, hold)
+    page.add_init_script(RECORD_LIVE_STATES)
+    page.reload()
+    for _ in range(600):  # 30 s for the page to ask for its stream (which is held: no answer, no error)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page did not open its stream"
+    page.wait_for_function("() => window.__liveStates.length >= 2")  # app.js has looked at the stream twice
+    states = page.evaluate("() => window.__liveStates")
+    assert "up" not in states and states[0] == "connecting", states
+
+    held[0].continue_()
+    page.unroute(_is_stream, hold)
+    expect(page.locator("body")).to_have_attribute("data-live", "up")
+    assert watch.page_errors == []

@@ -73,7 +73,7 @@ def test_a_subscriber_that_does_not_keep_up_is_marked_and_closing_wakes_every_on
         return slow.overflowed, waiting.closed, time.monotonic() - began
 
     overflowed, closed, waited = run_apart(scenario())
-    assert overflowed and closed and waited < 1
+    assert overflowed and closed and waited < 5  # woken by the close, not the wait's 10 s
 
 
 def test_a_gap_ends_every_open_subscription_and_nothing_from_before_it_is_replayed() -> None:
@@ -120,7 +120,7 @@ def test_a_stream_whose_client_stops_reading_is_dropped_and_unsubscribed() -> No
         await EventStream(messages(), write_timeout_s=0.2)({"type": "http"}, receive, send)
         return time.monotonic() - began
 
-    assert run_apart(scenario()) < 2
+    assert run_apart(scenario()) < 20  # the write timeout, not the hour the write would take
     assert finished.is_set()
 
 

@@ -38,7 +38,7 @@ def served(world: PagesWorld) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    assert wait_until(lambda: server.started, 10)
+    assert wait_until(lambda: server.started, 30)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -64,7 +64,7 @@ def test_a_browser_that_leaves_is_let_go_at_once(world: PagesWorld, served: str)
             lines = response.iter_lines()
             assert any(line == "event: heartbeat" for line in lines)
             assert world.hub.subscribers == 1
-        assert wait_until(lambda: world.hub.subscribers == 0, 5)
+        assert wait_until(lambda: world.hub.subscribers == 0, 20)  # not the stream_max_s of 60
 
 
 def test_a_stopping_server_ends_every_stream_and_a_revoked_session_gets_signin(world: PagesWorld, served: str) -> None:
@@ -77,10 +77,10 @@ def test_a_stopping_server_ends_every_stream_and_a_revoked_session_gets_signin(w
             world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)))  # the next render checks
             rest = [line for line in lines if line.startswith("event: ")]
         assert rest[-1] == "event: signin"
-        assert wait_until(lambda: world.hub.subscribers == 0, 5)
+        assert wait_until(lambda: world.hub.subscribers == 0, 20)  # not the stream_max_s of 60
     with signed_in_client(served) as client, client.stream("GET", "/live?view=overview") as response:
         lines = response.iter_lines()
         assert next(line for line in lines if line.startswith("event: ")) == "event: heartbeat"
         began = time.monotonic()
         world.hub.close()
-        assert list(lines) is not None and time.monotonic() - began < 2  # the stream ended, not the timeout
+        assert list(lines) is not None and time.monotonic() - began < 20  # the stream ended, not stream_max_s

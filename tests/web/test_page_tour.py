@@ -59,8 +59,8 @@ def test_every_page_in_both_languages(
     seal.walk_in()  # an alarm on the overview, and a snapshot on its tile
     page, watch = signed_in("judge", lang=lang)
     expect(page.locator("h1")).to_contain_text(LANGUAGES[lang])
-    expect(page.locator("#alarms [data-kind=intrusion]")).to_be_visible(timeout=5000)
-    expect(page.locator(f"#seal-{SEAL} img.shot")).to_be_visible(timeout=10000)
+    expect(page.locator("#alarms [data-kind=intrusion]")).to_be_visible(timeout=20000)
+    expect(page.locator(f"#seal-{SEAL} img.shot")).to_be_visible(timeout=20000)
     page.wait_for_timeout(1500)  # a few heartbeats and updates go by: still no error
     check_page(page, watch, court, lang, "overview-judge")
     page.goto(f"{court.url}/account/password")

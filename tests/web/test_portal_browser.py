@@ -162,7 +162,7 @@ def test_the_debtor_goes_from_the_notice_to_a_filed_request_and_watches_it_disar
     judge_approves(court)
     expect(request).to_have_attribute("data-state", "disarmed", timeout=30000)
     expect(request.locator(f"[data-device='{SEAL}']")).to_have_attribute("data-status", "disarmed")
-    expect(page.locator(f"#case-status [data-device='{SEAL}']")).to_have_attribute("data-armed", "0", timeout=10000)
+    expect(page.locator(f"#case-status [data-device='{SEAL}']")).to_have_attribute("data-armed", "0", timeout=20000)
     expect(page.locator("#case-status [data-case-status=lifting]")).to_be_visible()
     assert page.evaluate("document.body.dataset.marker") == "no reload"
     check_page(page, watch, court, lang, "portal-disarmed-phone")
@@ -201,7 +201,7 @@ def test_the_creditor_sees_only_their_case_a_live_alarm_without_its_picture_and_
 
     seal.walk_in()
     alarm = page.locator("#case-alarms [data-kind=intrusion]")
-    expect(alarm).to_be_visible(timeout=10000)
+    expect(alarm).to_be_visible(timeout=20000)
     expect(page.locator("#alert-banner")).to_be_visible()
     expect(page.locator("main img")).to_have_count(0)  # pictures stay with the court
     request = page.locator("#case-requests article.request").first

@@ -8,11 +8,13 @@
  * The stale banner shows when the stream errs and is not back within a moment, or when nothing (not even a
  * heartbeat) arrived for three heartbeat periods. While it shows, /api/health is polled; when the server answers
  * again the page reloads (at most once a minute), so a restarted server's screen catches up by itself.
+ * The body's data-live says "up" only once the stream has delivered a message (the server sends a heartbeat as soon
+ * as the page is subscribed), "connecting" until then, "stale" while the banner shows.
  */
 (function () {
   "use strict";
 
-  var live = { lastId: null, lastMessageAt: Date.now(), open: false, erredAt: null, heartbeatMs: 5000 };
+  var live = { lastId: null, lastMessageAt: Date.now(), open: false, heard: false, erredAt: null, heartbeatMs: 5000 };
   var knownAlarms = new Set();
   var audio = null;
 
@@ -26,6 +28,7 @@
   function heard(event) {
     live.lastMessageAt = Date.now();
     live.open = true;
+    live.heard = true;
     live.erredAt = null;
     if (event && event.lastEventId) { live.lastId = event.lastEventId; }
     show("stale-banner", false);
@@ -71,7 +74,7 @@
     if (!$("live")) { return; }
     var isStale = stale();
     show("stale-banner", isStale);
-    document.body.dataset.live = isStale ? "stale" : "up";
+    document.body.dataset.live = isStale ? "stale" : live.heard ? "up" : "connecting";
     if (isStale && !polling && Date.now() - live.lastMessageAt > 5000) {
       polling = true;
       fetch("/api/health", { cache: "no-store" }).then(function (response) {
