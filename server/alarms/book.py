@@ -31,6 +31,15 @@ _HAVING_LIVE = (
     .where(one_of(_ALARMS.c.device_id, "device_ids"), _ALARMS.c.state.in_(LIVE_STATES))
     .distinct()
 )
+#: The live alarms of some seals, as ORM rows, locked (in id order) and loaded afresh. One statement for every batch:
+#: a statement built per batch would also leave its parameters in reference cycles for the collector to find.
+_LIVE_ALARMS = (
+    select(Alarm)
+    .where(one_of(_ALARMS.c.device_id, "device_ids"), _ALARMS.c.state.in_(LIVE_STATES))
+    .order_by(Alarm.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 class AlarmBook:
@@ -129,12 +138,5 @@ class AlarmBook:
         having = sorted(self.session.scalars(_HAVING_LIVE, {"device_ids": sorted(device_ids)}))
         if not having:
             return
-        query = (
-            select(Alarm)
-            .where(Alarm.device_id.in_(having), Alarm.state.in_(LIVE_STATES))
-            .order_by(Alarm.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        for alarm in self.session.scalars(query):
+        for alarm in self.session.scalars(_LIVE_ALARMS, {"device_ids": having}):
             self._live[alarm.device_id].append(alarm)
