@@ -53,9 +53,18 @@ class CpuMeter:
         used = {
             name: cpu_seconds(pid, children=name in WITH_CHILDREN) - self.start[name] for name, pid in self.pids.items()
         }
+        parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
         if self.postgres is not None:
             now = postgres_cpu()
-            used["postgresql server"] = sum(now[pid] - self.postgres.get(pid, 0.0) for pid in now)
-        parts = [f"{name} {seconds:.1f} s ({100 * seconds / wall:.0f} %)" for name, seconds in used.items()]
+            if not now:  # another machine's, another namespace's, or /proc hides it
+                parts.append("postgresql server not seen (not measured)")
+            else:
+                seconds = sum(_since(self.postgres.get(pid, 0.0), used_now) for pid, used_now in now.items())
+                parts.append(f"postgresql server {seconds:.1f} s ({100 * seconds / wall:.0f} %)")
         load = os.getloadavg()[0]  # other work on the machine: the figures are ratios in one run for that reason
         return f"CPU over {wall:.1f} s: " + ", ".join(parts) + f"; load average {load:.1f}"
+
+
+def _since(before: float, now: float) -> float:
+    """A process's CPU seconds since ``before``; from 0 if it is a new process that took an ended one's pid."""
+    return now - before if now >= before else now

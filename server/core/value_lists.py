@@ -31,19 +31,26 @@ from sqlalchemy.types import TypeDecorator
 
 
 class ValueList(TypeDecorator[Sequence[Any]]):
-    """A list bound as one parameter: a PostgreSQL array of ``item``, or a JSON array elsewhere."""
+    """A list bound as one parameter: a PostgreSQL array of the items of ``column``, or a JSON array elsewhere.
+
+    The column's type is read when a dialect first needs it, not when the statement is built: a foreign key's
+    column has no type of its own (``NullType``) until its table's target is known, which may be after a module's
+    statements are built."""
 
     impl = String
     cache_ok = True
 
-    def __init__(self, item: TypeEngine[Any]) -> None:
+    def __init__(self, column: ColumnElement[Any]) -> None:
         super().__init__()
-        self.item = item
+        self.column = column  # the cache key names the column: one list type per column
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
+            item = self.column.type
+            if item._isnull:
+                raise TypeError(f"a value list of {self.column!r}, whose type is not known yet")
             # not VARCHAR(n)[]: that cast cuts a longer value to n characters, which then finds another row
-            item = String() if isinstance(self.item, String) else self.item
+            item = String() if isinstance(item, String) else item
             return dialect.type_descriptor(ARRAY(item))
         return dialect.type_descriptor(String())
 
@@ -69,7 +76,7 @@ class OneOf(ColumnElement[Any]):
 
     def __init__(self, column: ColumnElement[Any], name: str) -> None:
         self.column = column
-        self.values = bindparam(name, type_=ValueList(column.type))
+        self.values = bindparam(name, type_=ValueList(column))
 
 
 def one_of(column: ColumnElement[Any], name: str) -> OneOf:

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
-from sqlalchemy import Engine, Enum, String, Table, select
+from sqlalchemy import Column, Engine, Enum, ForeignKey, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import StatementError
 
 from server.core.base import UTCDateTime
+from server.core.db import make_engine
 from server.core.value_lists import one_of, unnest_of
 from server.seals.models import Seal
 from tests.server.helpers import CASE_A, SimulatedSeal, register
@@ -102,3 +103,23 @@ def test_the_arrays_are_of_the_types_postgresql_stores_the_columns_in() -> None:
     sql = str(select(unnest_of(columns)).compile(dialect=postgresql.psycopg.dialect()))
     for cast_to in ("VARCHAR[]", "mood[]", "UUID[]", "TIMESTAMP WITH TIME ZONE[]"):
         assert f"AS {cast_to})" in sql, sql
+
+
+def test_a_foreign_keys_list_takes_the_type_its_target_gives_it_later(database_url: str) -> None:
+    """A foreign key's column has no type of its own until its target table is known: a statement built before (at a
+    module's import, say) still binds the column's list as the type the target gives it."""
+    metadata = MetaData()
+    child = Table(
+        "vl_child", metadata, Column("id", Integer, primary_key=True), Column("ref", ForeignKey("vl_ref.key"))
+    )
+    statement = select(child.c.id).where(one_of(child.c.ref, "refs")).order_by(child.c.id)
+    Table("vl_ref", metadata, Column("key", String(20), primary_key=True))  # the target, defined afterwards
+    instance = make_engine(database_url)
+    try:
+        metadata.create_all(instance)
+        with instance.begin() as conn:
+            conn.execute(metadata.tables["vl_ref"].insert(), [{"key": "a"}, {"key": "b"}])
+            conn.execute(child.insert(), [{"id": 1, "ref": "a"}, {"id": 2, "ref": "b"}])
+            assert list(conn.scalars(statement, {"refs": ["b", "c"]})) == [2]
+    finally:
+        instance.dispose()
