@@ -45,8 +45,11 @@ def test_a_stopped_server_shows_the_stale_banner_and_its_restart_brings_the_miss
     expect(page.locator(f"#seal-{SEAL}")).to_be_visible()
     expect(banner).to_be_hidden()
 
+    page.evaluate(RECORD_LIVE_STATES)  # from now on: "up" until the stream ends
     assert court.stop() == 0  # SIGTERM: the live streams end, uvicorn stops at once
     expect(banner).to_be_visible(timeout=20000)
+    states = page.evaluate("() => window.__liveStates")
+    assert states[states.index("stale") - 1] == "connecting", states  # not "up" once the stream had ended
     expect(banner).to_have_text("Connection lost, data may be stale")
     screenshot(page, "overview-stale-en")
 

@@ -8,8 +8,9 @@
  * The stale banner shows when the stream errs and is not back within a moment, or when nothing (not even a
  * heartbeat) arrived for three heartbeat periods. While it shows, /api/health is polled; when the server answers
  * again the page reloads (at most once a minute), so a restarted server's screen catches up by itself.
- * The body's data-live says "up" only once the stream has delivered a message (the server sends a heartbeat as soon
- * as the page is subscribed), "connecting" until then, "stale" while the banner shows.
+ * The body's data-live says "up" only once the stream has delivered a message since it last opened or erred (the
+ * server sends a heartbeat as soon as the page is subscribed), "connecting" until then, "stale" while the banner
+ * shows.
  */
 (function () {
   "use strict";
@@ -49,7 +50,9 @@
     source.addEventListener("update", heard);
     source.addEventListener("error", function () {
       live.open = false;
+      live.heard = false;  // "up" again only once the stream, reconnected, has delivered a message
       if (live.erredAt === null) { live.erredAt = Date.now(); }
+      if (document.body.dataset.live === "up") { document.body.dataset.live = "connecting"; }  // not at the next tick
     });
     source.addEventListener("gap", function () {
       source.close();
