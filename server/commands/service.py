@@ -17,7 +17,14 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, parse_ts
-from seal_protocol.commands import MAX_COMMAND_BYTES, CommandAction, RejectReason, encode_command, new_command
+from seal_protocol.commands import (
+    COMMAND_RESULTS,
+    MAX_COMMAND_BYTES,
+    CommandAction,
+    RejectReason,
+    encode_command,
+    new_command,
+)
 from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
@@ -43,6 +50,7 @@ class AnswerOutcome(StrEnum):
     ALREADY_FINAL = "already_final"  # a second answer (e.g. `replayed` after a QoS 1 redelivery): state kept
     REPLAYED = "replayed"  # `replayed` before the seal's first answer was stored (another worker has it): state kept
     ACTION_MISMATCH = "action_mismatch"  # an ack naming another action than the one issued: state kept
+    RESULT_MISMATCH = "result_mismatch"  # an ack whose result is none its action has (a disarm "armed"): state kept
     UNREADABLE = "unreadable"  # the seal could not read something on its cmd topic (command_id null)
 
 
@@ -138,6 +146,8 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     acknowledged = envelope.type is EventType.COMMAND_ACK
     if acknowledged and payload.get("action") != row.action:
         return AnswerOutcome.ACTION_MISMATCH
+    if acknowledged and payload.get("result") not in COMMAND_RESULTS[CommandAction(row.action)]:
+        return AnswerOutcome.RESULT_MISMATCH  # it proves nothing done: a disarm "armed", a ping "disarmed"
     target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
     if not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not CommandState(row.state).is_final:
         # The seal had accepted this id already: its own answer (an earlier seq) decides, wherever it is stored.

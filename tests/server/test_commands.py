@@ -202,10 +202,13 @@ def test_answers_that_fit_no_command_are_stored_and_counted_but_change_nothing(w
     world.ack(mine + theirs + 1000)  # no such command
     world.ack(theirs)  # seal-a answers seal-b's command
     world.ack(mine, action="arm")  # the seal says it did something else
+    world.ack(mine, result="armed")  # or that what it did is what another action does
+    world.ack(mine)  # or nothing at all
     world.reject(None, "malformed")  # something unreadable was on its cmd topic
-    assert world.events("command_ack") == 3 and world.events("command_rejected") == 1
+    assert world.events("command_ack") == 5 and world.events("command_rejected") == 1
     assert world.command(mine).state == world.command(theirs).state == "pending"
-    assert world.answers() == {"unknown_command": 2, "action_mismatch": 1, "unreadable": 1}
+    expected = {"unknown_command": 2, "action_mismatch": 1, "result_mismatch": 2, "unreadable": 1}
+    assert world.answers() == expected
     text = world.metrics.exposition(seals_online=0, seals_total=2, broker_connected=True, reasons=[])
     assert samples(text)['seal_command_answers_total{outcome="unknown_command"}'] == 2
 
@@ -223,7 +226,9 @@ def test_a_second_answer_keeps_the_first(world: World) -> None:
 def test_an_answer_the_seal_did_not_sign_changes_nothing(world: World) -> None:
     command_id = world.issue()
     forged = world.seal.event(
-        EventType.COMMAND_ACK, {"command_id": command_id, "action": "disarm"}, key=generate_signing_key()
+        EventType.COMMAND_ACK,
+        {"command_id": command_id, "action": "disarm", "result": "disarmed"},
+        key=generate_signing_key(),
     )
     [result] = world.ingestor.ingest([message(world.seal.event_topic, forged)])
     assert result.outcome is Outcome.QUARANTINED
@@ -232,7 +237,7 @@ def test_an_answer_the_seal_did_not_sign_changes_nothing(world: World) -> None:
 
 def test_expiry_then_a_late_answer(world: World, session_factory: SessionFactory) -> None:
     late, answered, fresh = world.issue(), world.issue(), world.issue(ttl=timedelta(hours=1))
-    world.ack(answered)
+    world.ack(answered, result="disarmed")
     with session_scope(session_factory) as session:
         expired = expire_due(session, now=utc_now() + timedelta(minutes=11))
     assert expired == [(late, "seal-a")]

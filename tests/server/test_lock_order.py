@@ -105,7 +105,8 @@ def test_unbinding_a_seal_while_its_answer_to_a_command_is_ingested_does_not_dea
     batch, which then tried again — or the clerk's action, an error page."""
     seal, factory, ingestor = _armed_seal(session_factory, pg_engine, tmp_path)
     command_id = _issue(factory, "seal-a", CommandAction.DISARM)
-    ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": command_id, "action": "disarm"}))
+    payload = {"command_id": command_id, "action": "disarm", "result": "disarmed"}
+    ack = message(seal.event_topic, seal.event(EventType.COMMAND_ACK, payload))
 
     def unbind() -> None:
         with session_scope(factory) as session:
@@ -307,8 +308,8 @@ def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_de
         clock=lambda: utc_now() + (_TTL if how == "due" else _TTL / 2) + timedelta(minutes=1),
     )
     answers = [
-        message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": command_id, "action": action}))
-        for command_id, action in ((second, "arm"), (first, "disarm"))
+        message(seal.event_topic, seal.event(EventType.COMMAND_ACK, {"command_id": n, "action": a, "result": r}))
+        for n, a, r in ((second, "arm", "armed"), (first, "disarm", "disarmed"))
     ]
 
     with caplog.at_level(logging.INFO, logger="server.ingest.ingestor"), pg_engine.connect() as pin:
