@@ -39,13 +39,14 @@ def postgres_cpu() -> dict[int, float]:
 
 
 class CpuMeter:
-    """CPU seconds of some processes over a phase; with ``postgres``, also of the PostgreSQL server's processes (of
-    every client: keep other work off the server while measuring; a backend that ended meanwhile is not counted)."""
+    """CPU seconds of some processes over a phase; with a PostgreSQL ``database_url``, also of the server's processes
+    (of every client: keep other work off the server while measuring; a backend that ended meanwhile is not
+    counted)."""
 
-    def __init__(self, pids: dict[str, int], *, postgres: bool = False) -> None:
+    def __init__(self, pids: dict[str, int], *, database_url: str = "") -> None:
         self.pids = pids
         self.start = {name: cpu_seconds(pid, children=name in WITH_CHILDREN) for name, pid in pids.items()}
-        self.postgres = postgres_cpu() if postgres else None
+        self.postgres = postgres_cpu() if database_url.startswith("postgresql") else None
         self.t0 = time.monotonic()
 
     def report(self) -> str:

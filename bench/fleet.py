@@ -93,7 +93,7 @@ def court_phase(court: CourtProcess, seals: list[BenchSeal], storm: list[BenchSe
     within = last - t0
     print(f"court: a heartbeat from each of {len(seals)} seals receipted within {within:.1f} s")
     fleet.close()  # the storm's seals drop off (an outage); the others' heartbeats are done
-    meter = CpuMeter(pids, postgres=court.database_url.startswith("postgresql"))
+    meter = CpuMeter(pids, database_url=court.database_url)
     start = time.time()
     storm_fleet = connect(storm, court.broker.port, "court storm")
     storm_fleet.publish(2, len(storm[0].messages))

@@ -144,7 +144,7 @@ def court_rate(
         pids[WORKERS] = workers
     wanted = {seal.hashes[i] for seal in fleet.seals for i in range(first - 1, first - 1 + events)}
     with profiled(court.process.pid, profile):
-        meter = CpuMeter(pids, postgres=court.database_url.startswith("postgresql"))
+        meter = CpuMeter(pids, database_url=court.database_url)
         start, end = fleet.publish(first, first - 1 + events)
         if not fleet.wait_receipts(wanted, timeout=600):
             raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
@@ -191,7 +191,7 @@ def latency(
     assert court.process is not None and court.broker._process is not None
     meter = CpuMeter(
         {"mosquitto": court.broker._process.pid, "court": court.process.pid, "load": os.getpid()},
-        postgres=court.database_url.startswith("postgresql"),
+        database_url=court.database_url,
     )
     buckets = commit_buckets(court)
     pir = Series(f"PIR edge -> intrusion row in the court's database, under {rate:g} events/s")

@@ -96,6 +96,13 @@ def _seal(api: Court, request_id: int) -> dict[str, Any]:
     return dict(seal)
 
 
+def _approved(api: Court, request_id: int) -> int:
+    """The judge takes the request up and approves it; the id of the disarm sent to its one seal."""
+    api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
+    approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
+    return int(approved["seals"][0]["command_id"])
+
+
 def _accepted(api: Court, command_id: int) -> bool:
     return api.call("judge", "GET", f"/api/commands/{command_id}")["broker_accepted_at"] is not None
 
@@ -131,9 +138,7 @@ def test_a_seal_away_longer_than_its_disarms_live_refuses_them_and_the_request_s
     server, seal_config, clock, request_id = _filed_then_away(installed, runtimes, database_url)
     api = server.api
 
-    api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
-    approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
-    sent = [approved["seals"][0]["command_id"]]
+    sent = [_approved(api, request_id)]
     assert wait_until(lambda: _accepted(api, sent[0]), 30), server.log.read_text()
     assert wait_until(lambda: _seal(api, request_id)["status"] == "waiting_for_seal", TTL_S + 30)
     assert wait_until(lambda: api.call("judge", "GET", f"/api/commands/{sent[0]}")["state"] == "expired", 30)
@@ -170,9 +175,7 @@ def test_a_court_restart_between_the_disarm_and_its_ack_settles_once(
     server, seal_config, clock, request_id = _filed_then_away(installed_long, runtimes, database_url)
     api = server.api
 
-    api.call("judge", "POST", f"/api/removal-requests/{request_id}/review", json={"note": "受理"})
-    approved = api.call("judge", "POST", f"/api/removal-requests/{request_id}/approve", json={"reasons": "已清偿"})
-    command_id = approved["seals"][0]["command_id"]
+    command_id = _approved(api, request_id)
     assert wait_until(lambda: _accepted(api, command_id), 30), server.log.read_text()
     server.stop()  # the court goes down with the disarm in the broker, the seal still away
 

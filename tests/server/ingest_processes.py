@@ -18,6 +18,9 @@ from seal_dev.broker import PrivateBroker
 from server.core.db import SessionFactory
 from server.evidence.models import Event
 from server.seals.broker_files import SERVER_USERNAME
+from tests.agent.helpers import wait_until
+from tests.server.helpers import SimulatedSeal
+from tests.server.mqtt_helpers import SealConnection
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -66,6 +69,21 @@ def cmdline_of(pid: int) -> bytes:
 def stored_seqs(session_factory: SessionFactory) -> list[int]:
     with session_factory() as session:
         return list(session.scalars(select(Event.seq).order_by(Event.seq)))
+
+
+def first_event_stored(
+    conn: SealConnection, seal: SimulatedSeal, session_factory: SessionFactory, *, each_s: float, within_s: float
+) -> bool:
+    """The seal's first event, sent again every ``each_s`` until it is stored, as its outbox would: an ingest's
+    SUBSCRIBE follows its CONNACK, and a message published before it goes nowhere. False if not stored within
+    ``within_s``."""
+    first = seal.event()
+
+    def sent_and_stored() -> bool:
+        conn.client.publish(seal.event_topic, first, qos=1).wait_for_publish(WAIT_S)
+        return wait_until(lambda: len(stored_seqs(session_factory)) >= 1, each_s)
+
+    return wait_until(sent_and_stored, within_s)
 
 
 class ProcessOutput:

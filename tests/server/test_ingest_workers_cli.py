@@ -16,13 +16,13 @@ from sqlalchemy import func, select
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
 from server.ingest.models import QuarantinedMessage
-from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import (
     WAIT_S,
     ProcessOutput,
     child_pids,
     cmdline_of,
+    first_event_stored,
     ingest_config,
     start_ingest,
     stopping,
@@ -51,15 +51,7 @@ def test_two_worker_processes_share_the_stream(
             )
             time.sleep(0.05)
         with seal_connection(broker, seal.device_id) as conn:
-            # Their SUBSCRIBE follows the CONNACK: the seal sends its first event again until it is stored, as its
-            # outbox would (sent before, it went nowhere).
-            first = seal.event()
-
-            def sent_and_stored() -> bool:
-                conn.client.publish(seal.event_topic, first, qos=1).wait_for_publish(WAIT_S)
-                return wait_until(lambda: len(stored_seqs(session_factory)) >= 1, 5)
-
-            assert wait_until(sent_and_stored, WAIT_S), output.text()
+            assert first_event_stored(conn, seal, session_factory, each_s=5, within_s=WAIT_S), output.text()
             sent = [conn.client.publish(seal.event_topic, seal.event(), qos=1) for _ in range(EVENTS - 1)]
             for info in sent:
                 info.wait_for_publish(WAIT_S)

@@ -19,7 +19,6 @@ import pytest
 
 from seal_dev.broker import PrivateBroker, free_port
 from server.core.db import SessionFactory
-from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import (
     REPO,
@@ -27,6 +26,7 @@ from tests.server.ingest_processes import (
     ProcessOutput,
     child_pids,
     cmdline_of,
+    first_event_stored,
     ingest_config,
     stored_seqs,
 )
@@ -154,16 +154,9 @@ def _court(
             time.sleep(0.05)
         with seal_connection(broker, seal.device_id) as conn:
             court = _Court(process, output, seal, conn)
-            # The SUBSCRIBE follows the CONNACK, and a message sent before it goes nowhere: the seal sends its first
-            # event again until it is stored, as its outbox would. Its key is known from then on: its events are
-            # checked.
-            first = seal.event()
-
-            def sent_and_stored() -> bool:
-                conn.client.publish(seal.event_topic, first, qos=1).wait_for_publish(WAIT_S)
-                return wait_until(lambda: len(stored_seqs(session_factory)) >= 1, LINGER_MS / 1000 + 5)
-
-            assert wait_until(sent_and_stored, WAIT_S + 60), output.text()
+            # Its key is known once its first event is stored: its events are checked from then on.
+            each_s = LINGER_MS / 1000 + 5
+            assert first_event_stored(conn, seal, session_factory, each_s=each_s, within_s=WAIT_S + 60), output.text()
             yield court
     finally:
         if process.poll() is None:
