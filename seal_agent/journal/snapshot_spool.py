@@ -8,15 +8,15 @@ before queueing it: it is queued when the spool is built, so such a crash never 
 :class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.journal.courier.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
-always holds. When a new snapshot takes the store over its quota, the store is thinned down to
-``THIN_TO_FRACTION`` of the quota (so thinning, and its ``outbox_full`` event, happens once per ~10 % of the quota
-rather than per snapshot): first the oldest snapshots the court has receipted (it holds them), then, only if that is
-not enough, the oldest the broker acknowledged but the court has not receipted, and last the oldest never
-acknowledged (the newest evidence, of what is going on now, is worth more than the oldest). The snapshot just taken
-is never thinned. Every thinning is reported through ``on_thinned`` with the payloads of ``outbox_full`` events
-(``part`` of ``parts``, at most :data:`MAX_LISTED` names each, so that every thinned snapshot is named); their
-``unsent_lost`` name each thinned snapshot the court had not receipted (acknowledged by the broker or not), since
-nothing says the court has it.
+always holds, on the disk too: when a new snapshot would take the store over its quota, the store is thinned before
+the new one is written, down to ``THIN_TO_FRACTION`` of the quota with the new one in it (so thinning, and its
+``outbox_full`` event, happens once per ~10 % of the quota rather than per snapshot): first the oldest snapshots the
+court has receipted (it holds them), then, only if that is not enough, the oldest the broker acknowledged but the
+court has not receipted, and last the oldest never acknowledged (the newest evidence, of what is going on now, is
+worth more than the oldest). The snapshot being added is never thinned. Every thinning is reported through
+``on_thinned`` with the payloads of ``outbox_full`` events (``part`` of ``parts``, at most :data:`MAX_LISTED` names
+each, so that every thinned snapshot is named); their ``unsent_lost`` name each thinned snapshot the court had not
+receipted (acknowledged by the broker or not), since nothing says the court has it.
 """
 
 from __future__ import annotations
@@ -67,29 +67,40 @@ class SnapshotSpool:
         return self.store.quota_bytes
 
     def add(self, jpeg: bytes) -> str:
-        """Store ``jpeg``, queue it for the court, thin the store if it is over quota; return the hash.
+        """Store ``jpeg``, queue it for the court, thin the store first if it would take it over its quota; return the
+        hash.
 
-        Snapshots are added one at a time (several threads add them): a thinning never sees a stored snapshot that
-        is not queued yet, and so never takes it for a sent one. A snapshot over :data:`MAX_SNAPSHOT_BYTES` (the
-        broker would close the connection on it) raises :class:`SnapshotTooLarge` and is neither stored nor queued;
-        the camera re-encodes frames to fit before they get here.
+        Room is made before the file is written, so the disk never holds more than the quota, not even between a
+        write and its thinning. Snapshots are added one at a time (several threads add them, and nothing else
+        writes to the store): a thinning never sees a stored snapshot that is not queued yet, and so never takes it
+        for a sent one. A thinning is reported even if the write after it fails. A snapshot over
+        :data:`MAX_SNAPSHOT_BYTES` (the broker would close the connection on it) raises :class:`SnapshotTooLarge`
+        and is neither stored nor queued; the camera re-encodes frames to fit before they get here.
         """
         if len(jpeg) > MAX_SNAPSHOT_BYTES:
             raise SnapshotTooLarge(
                 f"a snapshot of {len(jpeg)} bytes is over the {MAX_SNAPSHOT_BYTES}-byte limit: not stored nor queued"
             )
-        with self._lock:
-            sha, created = self.store.write(jpeg)
-            if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
-                self._outbox.queue_snapshot(sha)
-            if created:
-                self._total += len(jpeg)
-            payloads = self._thin(sha) if self._total > self.store.quota_bytes else []
-        self.notify()
-        handler = self.on_thinned
-        if handler is not None:
-            for payload in payloads:
-                handler(payload)
+        payloads: list[dict[str, Any]] = []
+        try:
+            with self._lock:
+                sha = self.store.address(jpeg)  # a non-JPEG is refused before anything is thinned
+                coming = 0 if sha in self.store else len(jpeg)
+                gone, lost = self._thin(sha, coming) if self._total + coming > self.store.quota_bytes else ([], set())
+                try:
+                    created = self.store.write(jpeg)[1]
+                    if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
+                        self._outbox.queue_snapshot(sha)
+                    if created:
+                        self._total += len(jpeg)
+                finally:
+                    payloads = _reports(self.store.quota_bytes, self._total, gone, lost) if gone else []
+            self.notify()
+        finally:
+            handler = self.on_thinned
+            if handler is not None:
+                for payload in payloads:
+                    handler(payload)
         return sha
 
     def depth(self) -> int:
@@ -144,22 +155,23 @@ class SnapshotSpool:
 
     # -- quota ------------------------------------------------------------------------------------------------
 
-    def _thin(self, newest: str) -> list[dict[str, Any]]:
-        """Thin the store (the spool's lock is held); the ``outbox_full`` payloads (none if nothing went)."""
+    def _thin(self, newest: str, coming: int) -> tuple[list[str], set[str]]:
+        """Make room for ``coming`` more bytes of ``newest`` (the spool's lock is held; ``newest`` is not thinned if
+        it is stored already): the snapshots thinned, oldest first, and those of them the court had not receipted."""
         quota = self.store.quota_bytes
-        target = int(quota * THIN_TO_FRACTION)
+        target = max(0, int(quota * THIN_TO_FRACTION) - coming)
         queued = self._outbox.queued_snapshots()
         never_acknowledged = self._outbox.queued_snapshots(broker_acknowledged=False)
         thinned = self.store.thin_to_quota(protected=queued | {newest}, target_bytes=target)
         lost: list[str] = []
         for protected in (never_acknowledged | {newest}, {newest}):
-            if self.store.total_bytes() <= quota:
+            if self.store.total_bytes() + coming <= quota:
                 break
             lost += self.store.thin_to_quota(protected=protected, target_bytes=target)
         self._outbox.forget_snapshots(thinned + lost)
         self._total = self.store.total_bytes()
         if not thinned and not lost:
-            return []
+            return [], set()
         logger.warning(
             "snapshot quota of %d bytes reached: thinned %d receipted and %d unreceipted snapshot(s) (%d of them "
             "never acknowledged by the broker)",
@@ -168,7 +180,7 @@ class SnapshotSpool:
             len(lost),
             len(never_acknowledged.intersection(lost)),
         )
-        return _reports(quota, self._total, thinned + lost, set(lost))
+        return thinned + lost, set(lost)
 
     def _queue_unqueued(self) -> None:
         """Queue stored snapshots that are neither queued nor receipted (the process died between storing and

@@ -61,11 +61,16 @@ class SnapshotStore:
         """Store ``jpeg`` and return its SHA-256 hex; storing the same bytes again changes nothing."""
         return self.write(jpeg)[0]
 
-    def write(self, jpeg: bytes) -> tuple[str, bool]:
-        """Store ``jpeg``: its SHA-256 hex, and whether this call created the file (False: it was stored already)."""
+    @staticmethod
+    def address(jpeg: bytes) -> str:
+        """The hash ``jpeg`` is stored under; :class:`ValueError` if it is not a JPEG image."""
         if not jpeg.startswith(_JPEG_MAGIC):
             raise ValueError("not a JPEG image (missing SOI marker)")
-        sha = sha256_hex(jpeg)
+        return sha256_hex(jpeg)
+
+    def write(self, jpeg: bytes) -> tuple[str, bool]:
+        """Store ``jpeg``: its SHA-256 hex, and whether this call created the file (False: it was stored already)."""
+        sha = self.address(jpeg)
         target = self.path(sha)
         with self._lock:
             if target.exists():

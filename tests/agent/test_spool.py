@@ -3,6 +3,8 @@ process that died before queueing them."""
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -145,3 +147,71 @@ def test_a_thinning_of_more_than_200_snapshots_names_every_one_over_several_repo
     assert [sha for r in reports for sha in r["unsent_lost"]] == gone[3:]  # all but what the court receipted
     assert sum(r["thinned"] for r in reports) == len(gone)
     assert sum(r["thinned_unsent"] for r in reports) == len(gone) - 3
+
+
+def _stored_on_disk(directory: Path) -> int:
+    """Every byte under the store's directory, half-written files included."""
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def test_the_disk_never_holds_more_than_the_quota_not_even_while_a_snapshot_is_written(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room is made before a snapshot is written: at each fsync of a new file the store's directory is within the
+    quota (a store that wrote first and thinned after was over it by the new snapshot until the thinning)."""
+    jpegs = [jpeg_of(seed) for seed in range(40)]
+    directory = tmp_path / "snapshots"
+    store = SnapshotStore(directory, quota_bytes=sum(len(j) for j in jpegs) // 4)
+    spool = SnapshotSpool(store, outbox)
+    thinnings: list[Mapping[str, Any]] = []
+    spool.on_thinned = thinnings.append
+    on_disk: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        on_disk.append(_stored_on_disk(directory))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    for jpeg in jpegs:
+        spool.add(jpeg)
+    assert len(thinnings) >= 2 and len(on_disk) >= len(jpegs)
+    assert max(on_disk) <= store.quota_bytes
+    assert all(payload["stored_bytes"] <= store.quota_bytes for payload in thinnings)
+
+
+def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills (or fails) after room was made: the snapshot is not stored, and what was thinned for it is still
+    reported and out of the send queue."""
+    jpegs = [jpeg_of(seed) for seed in range(6)]
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in jpegs[:5]))
+    spool = SnapshotSpool(store, outbox)
+    thinnings: list[Mapping[str, Any]] = []
+    spool.on_thinned = thinnings.append
+    kept = [spool.add(jpeg) for jpeg in jpegs[:5]]
+    assert thinnings == []
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        spool.add(jpegs[5])
+    [payload] = thinnings
+    assert payload["snapshots"] == kept[: len(payload["snapshots"])] and payload["thinned"] >= 1
+    assert payload["unsent_lost"] == payload["snapshots"]  # none had reached the court
+    assert set(store.hashes()) == set(kept) - set(payload["snapshots"])
+    assert outbox.queued_snapshots() == set(store.hashes())
+    assert payload["stored_bytes"] == store.total_bytes()
+
+
+def test_a_non_jpeg_thins_nothing(tmp_path: Path, outbox: Outbox) -> None:
+    jpegs = [jpeg_of(seed) for seed in range(3)]
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in jpegs))
+    spool = SnapshotSpool(store, outbox)
+    kept = [spool.add(jpeg) for jpeg in jpegs]
+    with pytest.raises(ValueError, match="not a JPEG"):
+        spool.add(b"GIF89a" + b"\0" * 10_000)
+    assert set(store.hashes()) == set(kept)
