@@ -64,6 +64,12 @@ class AlarmBook:
         """Load the alarms of these seals too, with the first that is needed (one query instead of several)."""
         self._wanted.update(device_ids)
 
+    def lock(self) -> None:
+        """Load the live alarms of every seal expected, locked, now: before the rows that come after them in the lock
+        order (:mod:`server.ingest.rows`) are locked."""
+        if missing := self._wanted - self._live.keys():
+            self._load(missing)
+
     def live(self, device_id: str, kind: AlarmKind | None = None) -> list[Alarm]:
         """The seal's open and acknowledged alarms (of ``kind``), oldest first."""
         if device_id not in self._live:
@@ -117,11 +123,22 @@ class AlarmBook:
             alarm.details = details
 
     def close(
-        self, kind: AlarmKind, *, device_id: str, at: datetime, note: str, case_no: str | None = None
+        self,
+        kind: AlarmKind,
+        *,
+        device_id: str,
+        at: datetime,
+        note: str,
+        case_no: str | None = None,
+        only: Callable[[Alarm], bool] | None = None,
     ) -> list[Alarm]:
-        """Close the seal's live alarms of ``kind`` (of ``case_no`` only, if given) on behalf of the system (a
-        recovery); return them."""
-        closing = [a for a in self.live(device_id, kind) if case_no is None or a.case_no == case_no]
+        """Close the seal's live alarms of ``kind`` (of ``case_no`` only, if given; those ``only`` says, if given) on
+        behalf of the system (a recovery); return them."""
+        closing = [
+            a
+            for a in self.live(device_id, kind)
+            if (case_no is None or a.case_no == case_no) and (only is None or only(a))
+        ]
         for alarm in closing:
             alarm.state = transition(alarm.state, AlarmState.CLOSED).value
             alarm.closed_at = at

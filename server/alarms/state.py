@@ -25,6 +25,8 @@ class AlarmKind(StrEnum):
     OUTBOX_FULL = "outbox_full"
     SPEAKER_FAILED = "speaker_failed"
     EVENT_LOST = "event_lost"
+    ARM_FAILED = "arm_failed"
+    DISARM_FAILED = "disarm_failed"
 
     @property
     def severity(self) -> Severity:
@@ -32,8 +34,8 @@ class AlarmKind(StrEnum):
 
     @property
     def is_condition(self) -> bool:
-        """A condition (offline, missing events, a failed speaker) has at most one live alarm per seal: repeats
-        always fold into it."""
+        """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out) has at most one
+        live alarm per seal: repeats always fold into it."""
         return self in CONDITIONS
 
 
@@ -47,9 +49,19 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.OUTBOX_FULL: Severity.MEDIUM,
     AlarmKind.SPEAKER_FAILED: Severity.HIGH,  # a seal that cannot warn deters nobody
     AlarmKind.EVENT_LOST: Severity.HIGH,  # what happened is not on the record: someone must look
+    AlarmKind.ARM_FAILED: Severity.HIGH,  # the seal may stay disarmed on a sealed site
+    AlarmKind.DISARM_FAILED: Severity.MEDIUM,  # a lifting waits for it
 }
 
-CONDITIONS = frozenset({AlarmKind.OFFLINE, AlarmKind.MISSING_EVENTS, AlarmKind.SPEAKER_FAILED})
+CONDITIONS = frozenset(
+    {
+        AlarmKind.OFFLINE,
+        AlarmKind.MISSING_EVENTS,
+        AlarmKind.SPEAKER_FAILED,
+        AlarmKind.ARM_FAILED,
+        AlarmKind.DISARM_FAILED,
+    }
+)
 
 
 class AlarmState(StrEnum):

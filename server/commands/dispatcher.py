@@ -3,8 +3,8 @@
 The database is the queue; the MQTT client keeps nothing that matters. Each round (every ``retry_interval_s``, and
 at once when the API issues a command or the connection comes up):
 
-1. commands past their expiry without an answer become ``expired``, and so do pending commands issued for a case
-   their seal is no longer bound to;
+1. commands past their expiry without an answer become ``expired`` (an arm or a disarm with its alarm,
+   :mod:`server.commands.failures`), and so do pending commands issued for a case their seal is no longer bound to;
 2. if connected, every pending command the broker has not accepted yet is published (QoS 1, oldest first) and the
    PUBACK awaited. *Accepted* means the broker took it for the seal's (persistent) session and is recorded in
    ``broker_accepted_at`` — it is **not** delivery: the command stays ``pending`` until the seal's signed answer
@@ -33,8 +33,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
+from server.commands.failures import expire_due_and_alarm
 from server.commands.models import CourtCommand
-from server.commands.service import expire_due, expire_unbound, to_publish
+from server.commands.service import expire_unbound, to_publish
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
@@ -135,7 +136,7 @@ class CommandDispatcher:
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
         # by the second would be locked after a higher one expired by the first. What each committed is told at
         # once: should the second fail, the first's expiries are not due again, and would never be.
-        for expire in (expire_due, expire_unbound):  # expire_unbound: a binding ended by other means
+        for expire in (expire_due_and_alarm, expire_unbound):  # expire_unbound: a binding ended by other means
             with self._session_factory() as session:
                 expired = expire(session, now=now)
                 session.commit()

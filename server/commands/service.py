@@ -164,8 +164,20 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
 
-def expire_due(session: Session, *, now: datetime) -> list[tuple[int, str]]:
-    """Mark every command past its expiry without an answer ``expired``; return their (id, device_id), by id.
+def due_commands(session: Session, *, now: datetime) -> list[tuple[int, str]]:
+    """The commands past their expiry without an answer, as (id, device_id), by id; read without a lock."""
+    sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
+    due = (
+        select(CourtCommand.id, CourtCommand.device_id)
+        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
+        .order_by(CourtCommand.id)
+    )
+    return [(command_id, device_id) for command_id, device_id in session.execute(due)]
+
+
+def expire_due(session: Session, *, now: datetime, command_ids: list[int] | None = None) -> list[tuple[int, str]]:
+    """Mark every command (of ``command_ids``, if given) past its expiry without an answer ``expired``; return their
+    (id, device_id), by id.
 
     The commands are locked first, by id, as an ingest batch locks those its answers settle: an ``UPDATE`` alone
     locks them in whatever order the table or its (state, expires_at) index holds them, and would wait in a circle
@@ -177,6 +189,10 @@ def expire_due(session: Session, *, now: datetime) -> list[tuple[int, str]]:
         .order_by(CourtCommand.id)
         .with_for_update(key_share=True)
     )
+    if command_ids is not None:
+        if not command_ids:
+            return []
+        due = due.where(CourtCommand.id.in_(command_ids))
     command_ids = list(session.scalars(due))
     if not command_ids:
         return []

@@ -38,7 +38,9 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
 from server.alarms.book import AlarmBook
-from server.commands.service import ANSWER_TYPES, apply_answer
+from server.commands.failures import close_failed, raise_failed
+from server.commands.models import CourtCommand
+from server.commands.service import ANSWER_TYPES, AnswerOutcome, apply_answer
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event, Snapshot
@@ -105,7 +107,8 @@ class IngestBatch:
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
-        self._answers: list[tuple[int, Envelope, datetime]] = []  # (place, answer, received_at), in message order
+        # (place, answer, received_at, its stored row), in message order
+        self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -145,9 +148,19 @@ class IngestBatch:
 
     def _apply_answers(self, results: list[IngestResult]) -> None:
         """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
-        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands)."""
-        for place, envelope, at in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
+        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands). A refused arm or disarm
+        raises its alarm, an acknowledged one closes it (:mod:`server.commands.failures`: the seal's live alarms were
+        locked when its event was stored, before the seals' rows)."""
+        for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
             answer = apply_answer(self.session, envelope, at=at)
+            if answer in (AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED):
+                command = self.session.get(CourtCommand, envelope.payload["command_id"])
+                assert command is not None  # locked and changed by apply_answer
+                if answer is AnswerOutcome.ACKNOWLEDGED:
+                    close_failed(self.alarms, command, at=at)
+                else:
+                    reason = f"the seal refused it: {command.reason}"
+                    raise_failed(self.alarms, command, at=at, reason=reason, event=row())
             detail = f"command {envelope.payload.get('command_id')}: {answer}"
             results[place] = replace(results[place], detail=detail, command_answer=answer)
 
@@ -290,7 +303,7 @@ class IngestBatch:
         row = self._event_row(index)
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
-            self._answers.append((place, envelope, message.received_at))
+            self._answers.append((place, envelope, message.received_at, row))
         armed = armed_state(envelope.type.value, envelope.payload)
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
         return IngestResult(Outcome.STORED, seal.device_id)

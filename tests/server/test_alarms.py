@@ -275,4 +275,6 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "outbox_full": 0,
             "speaker_failed": 0,
             "event_lost": 0,
+            "arm_failed": 0,
+            "disarm_failed": 0,
         }

@@ -1,0 +1,236 @@
+"""An arm or a disarm the seal did not carry out — expired unanswered, or refused — opens an alarm for a person, and
+the seal's acknowledgement of it (or of a later one) closes it. Through the dispatcher's round and the ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
+from server.alarms.models import Alarm
+from server.app import create_app
+from server.commands.dispatcher import CommandDispatcher
+from server.commands.models import CourtCommand
+from server.config import CommandSettings, MqttSettings
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
+from server.core.metrics import IngestMetrics
+from server.evidence.models import Event
+from server.ingest.results import Outcome
+from server.notify.models import Notification
+from server.notify.targets import add_notification_target
+from server.removal.release import take_off_moved
+from server.seals.enrolment import enrol_seal
+from tests.server.auth_helpers import make_settings
+from tests.server.helpers import CASE_A, CASE_B, message
+from tests.server.removal_world import RemovalWorld, make_world
+from tests.server.test_commands import World
+
+TTL = timedelta(minutes=10)
+
+
+@pytest.fixture
+def world(session_factory: SessionFactory, tmp_path: Path) -> World:
+    return World(session_factory, tmp_path / "snapshots")
+
+
+@pytest.fixture
+def expire_round(session_factory: SessionFactory, tmp_path: Path) -> Callable[[], list[int]]:
+    """One round of the real dispatcher, 11 minutes from now (not connected: the round expires, publishes nothing)."""
+    dispatcher = CommandDispatcher(
+        MqttSettings(port=1, password_file=tmp_path / "server-password"),
+        CommandSettings(),
+        session_factory,
+        metrics=IngestMetrics(),
+        clock=lambda: utc_now() + TTL + timedelta(minutes=1),
+    )
+    return lambda: dispatcher.run_round().expired
+
+
+def alarms(session_factory: SessionFactory, device_id: str = "seal-a") -> list[Alarm]:
+    with session_factory() as session:
+        query = select(Alarm).where(Alarm.device_id == device_id).order_by(Alarm.id)
+        return list(session.scalars(query))
+
+
+def shown(alarm: Alarm) -> tuple[str, str, str, str, int, Any]:
+    return alarm.kind, alarm.severity, alarm.state, alarm.case_no, alarm.count, alarm.details["command_id"]
+
+
+def test_an_arm_that_expires_unanswered_opens_a_high_alarm_and_a_ping_none(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    ping, arm = world.issue(CommandAction.PING), world.issue(CommandAction.ARM)
+    assert expire_round() == [ping, arm]
+    [alarm] = alarms(session_factory)
+    assert shown(alarm) == ("arm_failed", "high", "open", CASE_A, 1, arm)
+    assert alarm.details["action"] == "arm" and alarm.details["state"] == "expired"
+    assert "no answer" in alarm.details["reason"]
+    assert expire_round() == [] and len(alarms(session_factory)) == 1  # expired once, alarmed once
+
+
+def test_the_alarm_notifies_the_case_s_targets(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    with session_scope(session_factory) as session:
+        add_notification_target(session, case_no=CASE_A, role="judge", url="https://judge.example/hook")
+    world.issue(CommandAction.ARM)
+    expire_round()
+    [alarm] = alarms(session_factory)
+    with session_factory() as session:
+        notified = list(session.scalars(select(Notification.alarm_id)))
+    assert notified == [alarm.id]
+
+
+def test_a_refused_disarm_opens_a_medium_alarm_naming_the_refusal(
+    world: World, session_factory: SessionFactory
+) -> None:
+    disarm = world.issue(CommandAction.DISARM)
+    assert world.reject(disarm, "not_yet_valid") is Outcome.STORED
+    [alarm] = alarms(session_factory)
+    assert shown(alarm) == ("disarm_failed", "medium", "open", CASE_A, 1, disarm)
+    assert alarm.details["state"] == "rejected" and "not_yet_valid" in alarm.details["reason"]
+    with session_factory() as session:
+        event = session.scalars(select(Event).where(Event.type == "command_rejected")).one()
+    assert alarm.first_event_id == event.id  # the seal's signed refusal
+
+
+def test_the_seal_s_acknowledgement_closes_the_alarm_late_or_of_a_later_command(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    first = world.issue(CommandAction.ARM)
+    expire_round()
+    world.ack(first, action="arm", result="armed")  # carried out while offline: the ack was in its outbox
+    [alarm] = alarms(session_factory)
+    assert (alarm.state, alarm.closed_by) == ("closed", None) and f"command {first}" in (alarm.closed_note or "")
+
+    second = world.issue(CommandAction.ARM)
+    assert world.reject(second, "not_yet_valid") is Outcome.STORED
+    third = world.issue(CommandAction.ARM)
+    world.ack(third, action="arm", result="already_armed")
+    assert [a.state for a in alarms(session_factory)] == ["closed", "closed"]
+
+
+def test_an_earlier_command_s_ack_does_not_close_a_later_failure(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    """Two arms expire: one alarm, folded, naming the later; the earlier one's late ack proves nothing about it."""
+    earlier, later = world.issue(CommandAction.ARM), world.issue(CommandAction.ARM)
+    assert expire_round() == [earlier, later]
+    [alarm] = alarms(session_factory)
+    assert shown(alarm) == ("arm_failed", "high", "open", CASE_A, 1, later)
+    world.ack(earlier, action="arm", result="armed")
+    [alarm] = alarms(session_factory)
+    assert alarm.state == "open"
+    world.ack(later, action="arm", result="already_armed")
+    assert [a.state for a in alarms(session_factory)] == ["closed"]
+
+
+def test_failures_of_one_seal_fold_into_its_live_alarm(world: World, session_factory: SessionFactory) -> None:
+    first = world.issue(CommandAction.DISARM)
+    world.reject(first, "not_yet_valid")
+    second = world.issue(CommandAction.DISARM)
+    world.reject(second, "expired")
+    [alarm] = alarms(session_factory)
+    assert shown(alarm) == ("disarm_failed", "medium", "open", CASE_A, 2, second)
+
+
+def test_a_command_followed_by_a_later_arm_or_disarm_opens_none(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    """A withdrawn approval: its disarm, then the arm that undoes it. What the court wants now is the arm."""
+    disarm = world.issue(CommandAction.DISARM)
+    arm = world.issue(CommandAction.ARM)
+    world.issue(CommandAction.PING)  # not an arm or a disarm: supersedes nothing
+    world.reject(disarm, "expired")
+    assert alarms(session_factory) == []
+    assert arm in expire_round()
+    assert [shown(a) for a in alarms(session_factory)] == [("arm_failed", "high", "open", CASE_A, 1, arm)]
+
+
+def test_a_command_of_a_case_its_seal_left_opens_none(
+    world: World, session_factory: SessionFactory, expire_round: Callable[[], list[int]]
+) -> None:
+    disarm = world.issue(CommandAction.DISARM)
+    with session_scope(session_factory) as session:
+        enrol_seal(
+            session,
+            actor=None,
+            device_id="seal-a",
+            public_key=world.seal.public_key,
+            case_no=CASE_B,
+            on_moved=take_off_moved,
+        )
+    world.seal.case_no = CASE_B
+    world.reject(disarm, "wrong_case")
+    assert world.command(disarm).state == "rejected"
+    assert expire_round() == [] and alarms(session_factory) == []
+
+
+def test_an_arm_whose_expiry_is_not_due_opens_nothing(world: World, session_factory: SessionFactory) -> None:
+    world.issue(CommandAction.ARM, ttl=timedelta(hours=1))
+    dispatcher = CommandDispatcher(
+        MqttSettings(port=1, password_file=Path("/nonexistent")),
+        CommandSettings(),
+        session_factory,
+        clock=lambda: utc_now() + TTL + timedelta(minutes=1),
+    )
+    assert dispatcher.run_round().expired == [] and alarms(session_factory) == []
+
+
+@pytest.fixture
+def removal(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
+    settings = make_settings(database_url, tmp_path)
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        yield make_world(session_factory, tmp_path, client)
+
+
+def test_a_withdrawn_approval_whose_arm_goes_unanswered_calls_the_judge(
+    removal: RemovalWorld, session_factory: SessionFactory
+) -> None:
+    """The judge withdraws an approval after one seal disarmed; the arms that follow go unanswered (the seals are
+    offline), so both seals may stay disarmed on a sealed case. The judge's alarms say so; the withdrawn disarm the
+    other seal refuses later says nothing (the arm after it is what counts); a seal's ack of its arm closes its own."""
+    request_id = removal.filed()
+    disarms = removal.commands(removal.approved(request_id))
+    removal.answer("seal-a1", disarms["seal-a1"].id)
+    assert removal.ok("judge", request_id, "abort", {"reasons": "申请执行人提出异议，撤销准予。"})["state"] == "aborted"
+    with session_factory() as session:
+        query = select(CourtCommand.device_id, CourtCommand.id).where(CourtCommand.action == "arm")
+        arms = {row.device_id: row.id for row in session.execute(query)}
+    assert sorted(arms) == ["seal-a1", "seal-a2"]
+    assert removal.answer("seal-a2", disarms["seal-a2"].id, ack=False).command_answer == "rejected"
+
+    def judge_sees() -> list[tuple[str, str, str, int]]:
+        response = removal.client.get("/api/alarms", params={"case_no": CASE_A}, headers=removal.as_("judge"))
+        assert response.status_code == 200, response.text
+        return sorted((a["device_id"], a["kind"], a["state"], a["details"]["command_id"]) for a in response.json())
+
+    assert judge_sees() == []
+    dispatcher = CommandDispatcher(
+        MqttSettings(port=1, password_file=Path("/nonexistent")),
+        CommandSettings(),
+        session_factory,
+        clock=lambda: utc_now() + timedelta(days=1),
+    )
+    assert sorted(dispatcher.run_round().expired) == sorted(arms.values())
+    assert judge_sees() == [
+        ("seal-a1", "arm_failed", "open", arms["seal-a1"]),
+        ("seal-a2", "arm_failed", "open", arms["seal-a2"]),
+    ]
+    seal = removal.seals["seal-a1"]
+    ack = seal.event(EventType.COMMAND_ACK, {"command_id": arms["seal-a1"], "action": "arm", "result": "armed"})
+    removal.ingestor.ingest([message(seal.event_topic, ack)])
+    assert judge_sees() == [
+        ("seal-a1", "arm_failed", "closed", arms["seal-a1"]),
+        ("seal-a2", "arm_failed", "open", arms["seal-a2"]),
+    ]
+    other_court = removal.client.get("/api/alarms", headers=removal.as_("judge-b"))
+    assert other_court.status_code == 200 and other_court.json() == []
