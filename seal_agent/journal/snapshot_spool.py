@@ -88,11 +88,7 @@ class SnapshotSpool:
                 coming = 0 if sha in self.store else len(jpeg)
                 gone, lost = self._thin(sha, coming) if self._total + coming > self.store.quota_bytes else ([], set())
                 try:
-                    created = self.store.write(jpeg)[1]
-                    if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
-                        self._outbox.queue_snapshot(sha)
-                    if created:
-                        self._total += len(jpeg)
+                    self._store_and_queue(sha, jpeg)
                 finally:
                     payloads = _reports(self.store.quota_bytes, self._total, gone, lost) if gone else []
             self.notify()
@@ -102,6 +98,20 @@ class SnapshotSpool:
                 for payload in payloads:
                     handler(payload)
         return sha
+
+    def _store_and_queue(self, sha: str, jpeg: bytes) -> None:
+        """Write the snapshot and queue it (the lock is held). A file this call wrote is removed again if it cannot
+        be queued: stored but not queued, it would count toward no total and be thinned as if the court had it."""
+        created = self.store.write(jpeg)[1]
+        try:
+            if created or not self._outbox.was_receipted(sha):  # a frame the court holds is not sent again
+                self._outbox.queue_snapshot(sha)
+        except BaseException:
+            if created:
+                self.store.delete(sha)
+            raise
+        if created:
+            self._total += len(jpeg)
 
     def depth(self) -> int:
         """Snapshots waiting for the court's receipt."""

@@ -5,6 +5,7 @@ at once when the API issues a command or the connection comes up):
 
 1. commands past their expiry without an answer become ``expired`` (an arm or a disarm with its alarm,
    :mod:`server.commands.failures`), and so do pending commands issued for a case their seal is no longer bound to;
+   the alarms of arms and disarms whose condition has ended are closed;
 2. if connected, every pending command the broker has not accepted yet is published (QoS 1, oldest first) and the
    PUBACK awaited. *Accepted* means the broker took it for the seal's (persistent) session and is recorded in
    ``broker_accepted_at`` — it is **not** delivery: the command stays ``pending`` until the seal's signed answer
@@ -33,7 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
-from server.commands.failures import expire_due_and_alarm
+from server.commands.failures import close_settled, expire_due_and_alarm
 from server.commands.models import CourtCommand
 from server.commands.service import expire_unbound, to_publish
 from server.config import CommandSettings, MqttSettings
@@ -146,6 +147,12 @@ class CommandDispatcher:
             changed.update(device_id for _, device_id in expired)
             if expired:
                 self._metrics.count_command("expired", "", len(expired))
+        with self._session_factory() as session:
+            closed = [(a.id, a.kind, a.device_id, a.closed_note) for a in close_settled(session, now=now)]
+            session.commit()
+        for alarm_id, kind, device_id, note in closed:
+            logger.info("alarm %d (%s, seal %s) closed: %s", alarm_id, kind, device_id, note)
+            changed.add(device_id)
         if not self.connected:
             return done
         with self._session_factory() as session:

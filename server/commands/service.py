@@ -164,15 +164,15 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
 
-def due_commands(session: Session, *, now: datetime) -> list[tuple[int, str]]:
-    """The commands past their expiry without an answer, as (id, device_id), by id; read without a lock."""
+def due_commands(session: Session, *, now: datetime) -> list[tuple[int, str, CommandAction]]:
+    """The commands past their expiry without an answer, as (id, device_id, action), by id; read without a lock."""
     sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
     due = (
-        select(CourtCommand.id, CourtCommand.device_id)
+        select(CourtCommand.id, CourtCommand.device_id, CourtCommand.action)
         .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
         .order_by(CourtCommand.id)
     )
-    return [(command_id, device_id) for command_id, device_id in session.execute(due)]
+    return [(command_id, device_id, CommandAction(action)) for command_id, device_id, action in session.execute(due)]
 
 
 def expire_due(session: Session, *, now: datetime, command_ids: list[int] | None = None) -> list[tuple[int, str]]:

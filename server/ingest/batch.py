@@ -38,9 +38,8 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
 from server.alarms.book import AlarmBook
-from server.commands.failures import close_failed, raise_failed
-from server.commands.models import CourtCommand
-from server.commands.service import ANSWER_TYPES, AnswerOutcome, apply_answer
+from server.commands.failures import Settled, on_settled
+from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, apply_answer
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event, Snapshot
@@ -107,8 +106,7 @@ class IngestBatch:
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
-        # (place, answer, received_at, its stored row), in message order
-        self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []
+        self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []  # (place, answer, at, its row)
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -148,21 +146,17 @@ class IngestBatch:
 
     def _apply_answers(self, results: list[IngestResult]) -> None:
         """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
-        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands). A refused arm or disarm
-        raises its alarm, an acknowledged one closes it (:mod:`server.commands.failures`: the seal's live alarms were
-        locked when its event was stored, before the seals' rows)."""
+        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
+        alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
+        stored, before the seals' rows)."""
+        settled: list[Settled] = []
         for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
             answer = apply_answer(self.session, envelope, at=at)
-            if answer in (AnswerOutcome.ACKNOWLEDGED, AnswerOutcome.REJECTED):
-                command = self.session.get(CourtCommand, envelope.payload["command_id"])
-                assert command is not None  # locked and changed by apply_answer
-                if answer is AnswerOutcome.ACKNOWLEDGED:
-                    close_failed(self.alarms, command, at=at)
-                else:
-                    reason = f"the seal refused it: {command.reason}"
-                    raise_failed(self.alarms, command, at=at, reason=reason, event=row())
+            if answer in DECIDING_ANSWERS:
+                settled.append(Settled(envelope.payload["command_id"], answer, at, row))
             detail = f"command {envelope.payload.get('command_id')}: {answer}"
             results[place] = replace(results[place], detail=detail, command_answer=answer)
+        on_settled(self.alarms, settled)
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:
         """One more copy of ``message`` for the quarantine, written at the batch's end (:mod:`.quarantine_rows`)."""

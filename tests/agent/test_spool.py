@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from seal_agent.devices.camera import encode_jpeg
+from seal_agent.errors import OutboxError
 from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.snapshot_spool import SnapshotSpool
 from seal_agent.journal.snapshot_store import SnapshotStore
@@ -215,3 +216,27 @@ def test_a_non_jpeg_thins_nothing(tmp_path: Path, outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="not a JPEG"):
         spool.add(b"GIF89a" + b"\0" * 10_000)
     assert set(store.hashes()) == set(kept)
+
+
+def test_a_snapshot_the_outbox_cannot_queue_is_not_left_stored(tmp_path: Path, outbox: Outbox) -> None:
+    """The outbox's disk is full (SQLite's ``SQLITE_FULL``, for real): the snapshot that cannot be queued is removed
+    again, so it is neither left out of the quota's count nor thinned later as one the court holds."""
+    jpegs = [jpeg_of(seed) for seed in range(400)]
+    store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
+    spool = SnapshotSpool(store, outbox)
+    with sqlite3.connect(outbox.path) as db:
+        outbox.lower_limits(pages=int(db.execute("PRAGMA page_count").fetchone()[0]))
+    queued: list[str] = []
+    with pytest.raises(OutboxError, match="full"):
+        for jpeg in jpegs:
+            queued.append(spool.add(jpeg))
+    refused = store.address(jpegs[len(queued)])
+    assert queued and refused not in store
+    assert set(store.hashes()) == set(queued) == outbox.queued_snapshots()
+    # The quota's count is the disk's: a quota just above what is stored thins nothing at the next snapshot's size.
+    outbox.lower_limits(pages=1_000_000)
+    thinnings: list[Mapping[str, Any]] = []
+    spool.on_thinned = thinnings.append
+    store.quota_bytes = store.total_bytes() + len(jpegs[-1])
+    spool.add(jpegs[-1])
+    assert thinnings == [] and store.total_bytes() == store.quota_bytes
