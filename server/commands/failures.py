@@ -76,6 +76,7 @@ def raise_failed(
         "action": command.action,
         "state": command.state,
         "reason": reason,
+        "refusal": command.reason,  # the seal's RejectReason, if it refused it
         "issued_at": command.issued_at.isoformat(),
         "expires_at": command.expires_at.isoformat(),
     }

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
-from server.alarms.state import LIVE_STATES, AlarmState
+from server.alarms.state import AlarmState
 from server.api.deps import SessionDep, removal_request_for
 from server.api.params import CaseNoPath, RowIdPath
 from server.api.schemas import MAX_ROW_ID
@@ -43,15 +43,15 @@ MAX_ALARMS = 50
 
 
 def case_alarms(session: Session, user: User, case_no: str) -> list[AlarmRow]:
-    """The case's alarms (open first, newest first), or none for a role that may not read alarms."""
+    """The case's alarms (open, then acknowledged, then closed; each newest first; at most :data:`MAX_ALARMS`: no
+    acknowledged or closed one pushes out an open one), or none for a role that may not read alarms."""
     if not access.has_permission(user, Permission.ALARM_READ):
         return []
     alarms: list[Alarm] = []
-    for states in (LIVE_STATES, (AlarmState.CLOSED.value,)):  # the limit after the order: live ones first
+    for state in (AlarmState.OPEN, AlarmState.ACKNOWLEDGED, AlarmState.CLOSED):  # the limit after the order
         if len(alarms) < MAX_ALARMS:
-            query = select(Alarm).where(Alarm.case_no == case_no, Alarm.state.in_(states)).order_by(Alarm.id.desc())
+            query = select(Alarm).where(Alarm.case_no == case_no, Alarm.state == state.value).order_by(Alarm.id.desc())
             alarms += session.scalars(query.limit(MAX_ALARMS - len(alarms)))
-    alarms.sort(key=lambda a: a.state != AlarmState.OPEN.value)  # open, then acknowledged, then closed
     return rows_of(session, user, alarms)
 
 

@@ -15,10 +15,13 @@ import pytest
 from sqlalchemy import select, text, update
 
 from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
+from seal_protocol.signing import generate_signing_key
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
 from server.auth.users import get_user
 from server.commands.models import CourtCommand
+from server.commands.service import issue_command
 from server.config import RemovalSettings
 from server.core.append_only import append_only_statements, drop_statements
 from server.core.base import utc_now
@@ -30,8 +33,10 @@ from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
 from server.removal.proofs import ProofStore
 from server.removal.service import file_request
+from server.seals.models import Seal
 from server.seals.registry import register_seal
 from tests.server.helpers import SimulatedSeal, jpeg_bytes
+from tests.server.test_command_alarms import TTL, run_round
 from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
 from tests.web.test_live_stream import events
 
@@ -341,3 +346,26 @@ def test_a_removal_request_s_history_says_its_steps_in_words_in_the_pages_langua
     assert '<span data-step="review">受理审查</span>' in histories["zh-CN"]
     assert '<span data-step="file">Filed</span>' in histories["en"]
     assert '<span data-step="review">Taken up for review</span>' in histories["en"]
+
+
+def test_an_arm_the_seal_never_answered_is_an_alarm_that_names_the_command(world: PagesWorld) -> None:
+    """The judge's case page, the overview and the creditor's page say which command went unanswered."""
+    with session_scope(world.session_factory) as session:
+        seal = session.scalars(select(Seal).where(Seal.device_id == SEAL)).one()
+        clerk = get_user(session, username="clerk")
+        key, now = generate_signing_key(), utc_now()
+        arm = issue_command(
+            session, seal=seal, action=CommandAction.ARM, args={}, key=key, ttl=TTL, user=clerk, now=now
+        )
+        command_id = arm.id
+    assert run_round(world.session_factory) == [command_id]
+    shown = f'data-command-id="{command_id}"'
+    for username, path in (
+        ("judge", f"/cases/{quote(CASE)}"),
+        ("judge", "/"),
+        ("creditor", f"/creditor/cases/{quote(CASE)}"),
+    ):
+        with world.client(username) as client:
+            html = client.get(path).text
+        assert 'data-kind="arm_failed"' in html and shown in html, (username, path)
+        assert f"指令 #{command_id}：超时未应答" in html and "布防指令未执行" in html, (username, path)

@@ -105,3 +105,13 @@ def test_the_creditor_sees_a_live_alarm_however_many_newer_alarms_were_closed(wo
         html = client.get(f"/creditor/cases/{quote(CASE)}").text
     assert f'id="alarm-{world.alarm_id}"' in html, "the live alarm fell behind the limit"
     assert html.count("data-alarm-id=") == CREDITOR_ALARMS
+
+
+def test_the_creditor_sees_an_open_alarm_however_many_newer_alarms_were_acknowledged(world: PagesWorld) -> None:
+    acknowledged_alarms(world, CREDITOR_ALARMS + 5)
+    with world.client("creditor") as client:
+        html = client.get(f"/creditor/cases/{quote(CASE)}").text
+    assert f'id="alarm-{world.alarm_id}"' in html, "the open alarm fell behind the limit"
+    assert html.count("data-alarm-id=") == CREDITOR_ALARMS
+    first = re.search(r'data-alarm-id="(\d+)"', html)
+    assert first is not None and int(first.group(1)) == world.alarm_id  # open first
