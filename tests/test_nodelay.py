@@ -32,7 +32,7 @@ def test_the_servers_client_sends_at_once(tmp_path: Path, broker: PrivateBroker)
     client.on_connect = lambda *args: connected.set()
     connect_in_background(client, settings, persistent=False)
     try:
-        assert connected.wait(10)
+        assert connected.wait(30)
         assert nodelay(client.socket())
     finally:
         client.disconnect()

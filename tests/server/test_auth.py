@@ -349,7 +349,7 @@ def test_password_checks_wait_for_a_free_slot() -> None:
     finally:
         for _ in range(MAX_CONCURRENT_HASHES):
             hashing_slots.release()
-    assert done.wait(10)
+    assert done.wait(30)
     thread.join(10)
 
 

@@ -212,7 +212,7 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
     )
     try:
         health = None
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).json()
@@ -234,7 +234,7 @@ def test_run_serves_the_api_and_ingests(tmp_path: Path, broker: PrivateBroker) -
         assert spoofed.status_code == 401
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=15)
+        output, _ = process.communicate(timeout=60)
     text = output.decode(errors="replace")
     assert f"http://127.0.0.1:{port}" in text
     assert process.returncode == 0, text

@@ -58,7 +58,7 @@ class SealInbox:
         props.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
         self.client.loop_start()
-        assert self._subscribed.wait(10)
+        assert self._subscribed.wait(30)
         return self
 
     def close(self) -> None:

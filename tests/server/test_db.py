@@ -114,7 +114,7 @@ def test_sqlite_writers_that_read_first_queue_instead_of_failing(tmp_path: Path)
             with session_scope(factory) as session:
                 count = session.scalar(select(func.count(Case.id)))
                 second_read.set()
-                assert first_committed.wait(10)
+                assert first_committed.wait(30)
                 session.add(Case(case_no=f"case-{count}"))
         except BaseException as exc:  # reported to the test thread
             errors.append(exc)

@@ -61,7 +61,7 @@ def test_a_password_change_hashes_with_no_transaction_held_and_a_change_meanwhil
         assert hashing_slots.acquire(timeout=5)
     try:
         changing = Side(change)
-        assert read.wait(5)
+        assert read.wait(30)
         resetting = Side(reset)
         assert wait_until(lambda: resetting.finished, 5), "the clerk's change waited for the password change's"
         resetting.join()
@@ -124,7 +124,7 @@ def test_a_password_change_from_a_login_ended_meanwhile_is_refused(
 
     with hashing_slots_taken():
         changing = Side(change)
-        assert read.wait(5)
+        assert read.wait(30)
         with session_scope(session_factory) as session:
             officer = get_user(session, username="officer")
             if meanwhile == "signed out":
@@ -172,7 +172,7 @@ def test_a_password_change_sent_twice_from_one_login_changes_it_once_and_keeps_t
     read = [threading.Event(), threading.Event()]
     with hashing_slots_taken():
         sides = [_changing(session_factory, token, event) for event in read]
-        assert all(event.wait(5) for event in read)
+        assert all(event.wait(30) for event in read)
     for side in sides:
         side.join()
     with session_factory() as session:
@@ -196,7 +196,7 @@ def test_a_password_change_goes_on_over_the_same_password_hashed_anew_by_a_sign_
     read = threading.Event()
     with hashing_slots_taken():
         changing = _changing(session_factory, token, read)
-        assert read.wait(5)
+        assert read.wait(30)
         with session_scope(session_factory) as session:
             get_user(session, username="officer").password_hash = anew
     changing.join()

@@ -262,7 +262,7 @@ def test_the_running_workers_stamp_what_the_checkpointer_signs(
     for worker in workers:
         worker.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while base + 2 not in kept(session_factory) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:

@@ -198,5 +198,5 @@ def test_the_pipe_to_the_process_holds_a_batch_it_does_not_read_yet() -> None:
         pipe.send_bytes(b"x" * 900_000, timeout=2.0)  # a TimeoutError if the pipe held less
     finally:
         process.kill()
-        process.wait(10)
+        process.wait(60)
         pipe.close()

@@ -114,7 +114,7 @@ class _Court:
         else:
             self.process.send_signal(stop)
         self.process.wait(60)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while any(_alive(pid) for pid in self.seen):
             assert time.monotonic() < deadline, f"left running: {[pid for pid in self.seen if _alive(pid)]}"
             time.sleep(0.05)
