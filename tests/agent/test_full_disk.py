@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.errors import OutboxError
@@ -169,3 +170,34 @@ def test_an_intrusion_queued_behind_one_refused_by_a_full_disk_is_signed_with_th
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_heartbeat_due_on_a_full_disk_is_skipped_and_says_so(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A heartbeat is the seal's state when it is committed: one falling due while the disk is full is skipped, not
+    held, and the log says so (not a timer failure); the next one after the disk has room is committed."""
+    config = write_config(tmp_path, broker, heartbeat_s=1)
+    runtime = runtimes(config)
+    runtime.start()
+    assert runtime.publisher.wait_listening(30)
+    court.receipting = False
+    disk = FullDisk(runtime.recorder)
+    with caplog.at_level(logging.WARNING, logger="seal_agent"):
+        disk.fill()
+        assert wait_until(lambda: "heartbeat skipped" in caplog.text, timeout=10), caplog.text
+    assert "timer handler failed" not in caplog.text
+    assert runtime.recorder.held == 0  # nothing kept in memory for it
+
+    def beats(c: CourtSubscriber) -> int:  # the timer's, not the empty ones that filled the disk
+        return len([payload for payload in c.payloads(DEVICE, "heartbeat") if payload])
+
+    beats_before = beats(court)
+    disk.make_room()
+    court.receipting = True
+    assert court.wait_for(lambda c: beats(c) > beats_before, timeout=15)
+    check_chain(court.of(DEVICE), verify_key(config))
