@@ -312,7 +312,7 @@ def test_a_command_arriving_while_the_seal_stops_is_not_taken_and_is_answered_af
     def stop_then_a_command_arrives() -> None:  # the runtime's own stop of the agent, then the court's command
         stop_agent()
         court.publish_command(DEVICE, command(1, CommandAction.TEST_WARNING))
-        assert handled.seen.wait(10), "the command did not reach the seal"
+        assert handled.seen.wait(30), "the command did not reach the seal"
 
     agent_log = logging.getLogger("seal_agent")
     level = agent_log.level

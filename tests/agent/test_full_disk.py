@@ -152,11 +152,11 @@ def test_an_intrusion_queued_behind_one_refused_by_a_full_disk_is_signed_with_th
         disk = FullDisk(runtime.recorder)
         disk.fill()
         pulse(mock_pins)
-        assert failures.wait(2, timeout=10), "the seal did not try again to commit the first intrusion"
+        assert failures.wait(2, timeout=30), "the seal did not try again to commit the first intrusion"
         before_edge = datetime.now(UTC)
         pulse(mock_pins)  # a second presence, queued behind the first
         after_edge = datetime.now(UTC)
-        assert failures.wait(4, timeout=10)  # the first still refused: seconds pass before the second is committed
+        assert failures.wait(4, timeout=30)  # the first still refused: seconds pass before the second is committed
         disk.make_room()
         court.receipting = True
 
@@ -189,7 +189,7 @@ def test_a_heartbeat_due_on_a_full_disk_is_skipped_and_says_so(
     disk = FullDisk(runtime.recorder)
     with caplog.at_level(logging.WARNING, logger="seal_agent"):
         disk.fill()
-        assert wait_until(lambda: "heartbeat skipped" in caplog.text, timeout=10), caplog.text
+        assert wait_until(lambda: "heartbeat skipped" in caplog.text, timeout=30), caplog.text
     assert "timer handler failed" not in caplog.text
     assert runtime.recorder.held == 0  # nothing kept in memory for it
 
@@ -199,5 +199,5 @@ def test_a_heartbeat_due_on_a_full_disk_is_skipped_and_says_so(
     beats_before = beats(court)
     disk.make_room()
     court.receipting = True
-    assert court.wait_for(lambda c: beats(c) > beats_before, timeout=15)
+    assert court.wait_for(lambda c: beats(c) > beats_before, timeout=30)
     check_chain(court.of(DEVICE), verify_key(config))
