@@ -39,6 +39,11 @@ class EventLost(SealAgentError, ValueError):
         self.seq = seq
 
 
+class SealStopping(SealAgentError, RuntimeError):
+    """The seal is stopping and takes no more court commands: one that arrives now is left unacknowledged, and the
+    broker delivers it again when the seal is back (or the court sees it expire)."""
+
+
 class OutboxLocked(OutboxError):
     """Another agent process already uses this outbox (the same ``state_dir``)."""
 

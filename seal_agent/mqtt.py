@@ -51,7 +51,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_agent import __version__
-from seal_agent.errors import ConfigError, PublishError
+from seal_agent.errors import ConfigError, PublishError, SealStopping
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
 from seal_protocol.topics import receipt_topic
@@ -360,6 +360,9 @@ class MqttPublisher:
             return
         try:
             handler(bytes(message.payload))
+        except SealStopping:
+            logger.info("command (mid %d) not taken: the seal is stopping; the broker delivers it again", message.mid)
+            return
         except Exception:  # paho's network thread: a failing command must not kill the connection
             logger.exception(
                 "command (mid %d) not answered; left unacknowledged, the broker delivers it again after a reconnect",

@@ -194,6 +194,7 @@ class SealRuntime:
         outbox."""
         if self._started:
             self._started = False
+            self.commands.close()  # a command the stopped agent could not follow up is not taken (it comes again)
             if self.camera is not None:
                 self.camera.close()
             self.agent.stop()

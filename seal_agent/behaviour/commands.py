@@ -19,6 +19,10 @@ of the action or of committing the answer (:class:`~seal_agent.errors.OutboxErro
 the command then stays unacknowledged and the broker delivers it again at the next connection. Every action can
 be repeated safely (arm/disarm answer ``already_…``), and an action whose answer was not committed has not
 advanced the last accepted id, so the redelivered command is carried out and answered then.
+
+Once the seal stops (:meth:`CommandDesk.close`, before the agent stops), a command is not taken at all
+(:class:`~seal_agent.errors.SealStopping`): an ack given then could promise a follow-up (a ``test_warning``'s
+``warning_result``) that a stopped agent never records. It stays unacknowledged like one whose answer failed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 from seal_agent.behaviour.seal import SealAgent
 from seal_agent.behaviour.warning_outcome import WarningStart
+from seal_agent.errors import SealStopping
 from seal_agent.interfaces import Clock
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
@@ -56,6 +61,7 @@ class CommandDesk:
         self._nobody = SigningKey.generate().verify_key
         self._lock = threading.Lock()
         self._warning: WarningStart | None = None  # the test warning whose warning_result may follow its ack
+        self._closed = False
         self._actions: dict[CommandAction, Callable[[Command], dict[str, Any]]] = {
             CommandAction.DISARM: self._disarm,
             CommandAction.ARM: self._arm,
@@ -70,8 +76,16 @@ class CommandDesk:
     def last_accepted_id(self) -> int:
         return int(self._recorder.outbox.setting(LAST_COMMAND_SETTING) or 0)
 
+    def close(self) -> None:
+        """Take no more commands (the seal is stopping); waits for the one being carried out, whose follow-up the
+        agent's stop then records."""
+        with self._lock:
+            self._closed = True
+
     def handle(self, data: bytes) -> None:
         with self._lock:
+            if self._closed:
+                raise SealStopping("the seal is stopping: the command is not taken")
             try:
                 command = check_command(
                     data,

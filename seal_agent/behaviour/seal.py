@@ -31,6 +31,7 @@ from seal_agent import __version__
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
+from seal_agent.errors import OutboxError
 from seal_agent.interfaces import Clock, EvidenceCamera, MotionSource, Speaker, Switch
 from seal_agent.journal.outbox import StoredEvent
 from seal_agent.journal.recorder import EventRecorder
@@ -301,7 +302,19 @@ class SealAgent:
         if play:
             self._respond.play_warning()
         if beat:
+            self._beat()
+
+    def _beat(self) -> None:
+        """The timer's heartbeat. One falling due while the outbox refuses events (a full disk) is skipped, not held:
+        it reports the seal's state when it is committed, and the next one, ``heartbeat_s`` later, reports it then."""
+        try:
             self.heartbeat()
+        except OutboxError as exc:
+            logger.warning(
+                "heartbeat skipped (not held: the next is due in %.0f s): the outbox refuses events: %s",
+                self.heartbeat_s,
+                exc,
+            )
 
     def _catch_missed_edge(self, now: float) -> None:
         """If the sensor's level disagrees with our belief for a while, an edge was lost: act on the level."""

@@ -20,8 +20,13 @@ waits for the camera before the event is committed:
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
-An event the outbox refuses (a full disk) is evidence: it is kept in memory and committed again, with the time of
-its first attempt, until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up.
+A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts), not
+the time the worker commits it: capture, a slow commit or earlier triggers retried on a full disk delay the commit,
+never the ``ts``. Its ``seq`` follows the commit order, so a ``ts`` may be earlier than that of an event committed
+before it (e.g. a heartbeat or camera event committed while the trigger waited in the queue). An event the outbox
+refuses (a full disk) is evidence: it is kept in memory and committed again, with that time (a follow-up event: the
+time of its first attempt), until the disk has room (the worker waits, so later triggers keep their order); only a
+stop gives up.
 An event that can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it
 cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes
 on with the next trigger.
@@ -80,11 +85,13 @@ class CameraPolicy:
 
 
 class _Trigger:
-    """One trigger: its kind and time; its event's seq once committed; a pending confirmation's outcome."""
+    """One trigger: its kind and the time of its edge (``at`` on the monotonic clock the camera's windows use, ``ts``
+    the wall time its event is signed with); its event's seq once committed; a pending confirmation's outcome."""
 
-    def __init__(self, kind: str, at: float) -> None:
+    def __init__(self, kind: str, at: float, ts: datetime) -> None:
         self.kind = kind
         self.at = at
+        self.ts = ts
         self.seq: int | None = None
         self.outcome: str | None = None  # the warning decided by a confirmation, if one was pending
         self.start: WarningStart | None = None  # the warning that confirmation started
@@ -213,7 +220,7 @@ class TriggerResponder:
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
         """
-        trigger = _Trigger("intrusion", now)
+        trigger = _Trigger("intrusion", now, self._now())
         verdict: str | None = None
         start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
@@ -251,8 +258,8 @@ class TriggerResponder:
 
     def tamper(self, now: float, *, armed: bool, at_start: bool) -> None:
         """The enclosure was opened at ``now``: warn unless disarmed (a disarmed seal is being removed)."""
+        trigger = _Trigger("tamper", now, self._now())
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
-        trigger = _Trigger("tamper", now)
         trigger.decided.set()
 
         def commit() -> None:
@@ -302,7 +309,7 @@ class TriggerResponder:
         self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any], evidence: TriggerEvidence | None
     ) -> StoredEvent:
         try:
-            stored = self._record(type, payload)
+            stored = self._record(type, payload, at=trigger.ts)
             trigger.seq = stored.seq
         finally:
             if evidence is not None:  # the snapshots are kept even if the event could not be committed
@@ -356,12 +363,13 @@ class TriggerResponder:
         if trigger.start is not None and trigger.seq is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
-    def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
-        """Commit a trigger's event; while the outbox refuses it (:class:`OutboxError`: a full disk), try again with a
-        doubling delay, with the time of the first attempt, until it is committed or the responder stops (then
-        raise). An event that can never be recorded raises :class:`~seal_agent.errors.EventLost` at once (its
-        ``event_lost`` is committed in its place)."""
-        at = self._now()
+    def _record(self, type: EventType, payload: Mapping[str, Any], *, at: datetime | None = None) -> StoredEvent:
+        """Commit a trigger's event with the time ``at`` it happened (a trigger's edge; default: now, the first
+        attempt); while the outbox refuses it (:class:`OutboxError`: a full disk), try again with a doubling delay,
+        with that same time, until it is committed or the responder stops (then raise). An event that can never be
+        recorded raises :class:`~seal_agent.errors.EventLost` at once (its ``event_lost`` is committed in its
+        place)."""
+        at = at or self._now()
         delay = RECORD_RETRY_S
         while True:
             try:

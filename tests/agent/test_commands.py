@@ -17,7 +17,9 @@ from gpiozero.pins.mock import MockFactory
 from seal_agent.config import load_config
 from seal_agent.errors import ConfigError, OutboxError
 from seal_agent.interfaces import WarningPlayback
+from seal_agent.journal.outbox import Outbox
 from seal_dev.broker import PrivateBroker
+from seal_protocol import decode_envelope
 from seal_protocol.commands import COMMAND_RESULTS, Command, CommandAction, encode_command, new_command
 from seal_protocol.signing import generate_signing_key
 from tests.agent.helpers import (
@@ -278,4 +280,58 @@ def test_a_test_warning_still_playing_is_acknowledged_started_and_its_outcome_fo
     assert heartbeat["speaker"] == "failed"
     assert heartbeat["speaker_failure"]["language"] == "en"
     assert heartbeat["speaker_failure"]["reason"] == "Error opening PCM device."
+    check_chain(court.of(DEVICE), verify_key(seal_config))
+
+
+class _CommandSeen(logging.Handler):
+    """Set once the seal took a command or left it untaken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        self.lines.append(line)
+        if line.startswith("court command") or "not taken" in line:
+            self.seen.set()
+
+
+def test_a_command_arriving_while_the_seal_stops_is_not_taken_and_is_answered_after_the_restart(
+    seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """Once the agent is stopped, a warning_result could never follow a ``started`` ack: a test_warning arriving while
+    the runtime closes (the publisher still listens during the delivery drain) is not taken, and the broker delivers
+    it again to the restarted seal, which answers it."""
+    runtime = online(runtimes, seal_config, court, speaker=HeldSpeaker())
+    court.receipting = False  # the outbox keeps what the seal recorded
+    stop_agent = runtime.agent.stop
+    handled = _CommandSeen()
+
+    def stop_then_a_command_arrives() -> None:  # the runtime's own stop of the agent, then the court's command
+        stop_agent()
+        court.publish_command(DEVICE, command(1, CommandAction.TEST_WARNING))
+        assert handled.seen.wait(30), "the command did not reach the seal"
+
+    agent_log = logging.getLogger("seal_agent")
+    level = agent_log.level
+    agent_log.addHandler(handled)
+    agent_log.setLevel(logging.INFO)
+    try:
+        runtime.agent.stop = stop_then_a_command_arrives  # type: ignore[method-assign]
+        runtime.close()
+    finally:
+        agent_log.removeHandler(handled)
+        agent_log.setLevel(level)
+    with Outbox(load_config(seal_config).outbox_path) as outbox:
+        recorded = [decode_envelope(e.data).type.value for e in outbox.pending(limit=1000)]
+    assert "command_ack" not in recorded and "command_rejected" not in recorded, (recorded, handled.lines)
+
+    court.receipting = True
+    online(runtimes, seal_config, court)  # the broker's session still holds the command
+    assert court.wait_for(lambda c: bool(answers(c)), timeout=30), "the command was consumed without an answer"
+    assert [(kind, answer["command_id"], answer["result"]) for kind, answer in answers(court)] == [
+        ("command_ack", 1, "played")
+    ]
     check_chain(court.of(DEVICE), verify_key(seal_config))

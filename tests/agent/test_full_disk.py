@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from seal_agent.errors import OutboxError
@@ -131,4 +132,72 @@ def test_a_seal_started_on_a_full_disk_still_warns_and_its_events_follow_once_th
     assert court.wait_for(lambda c: after_the_fill(c) == ["agent_started", "intrusion"], timeout=15), court.types(
         DEVICE
     )
+    check_chain(court.of(DEVICE), verify_key(config))
+
+
+def test_an_intrusion_queued_behind_one_refused_by_a_full_disk_is_signed_with_the_time_of_its_edge(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    """The trigger worker retries the first intrusion while the disk is full; the second waits behind it. Its ``ts``
+    is when the PIR saw it (its edge), not when the worker got to it after the disk had room; ``seq`` keeps the order
+    of the commits (the edges' order)."""
+    config = write_config(tmp_path, broker)
+    failures = _OutboxFailures()
+    logging.getLogger("seal_agent").addHandler(failures)
+    try:
+        runtime = runtimes(config)
+        runtime.start()
+        assert runtime.publisher.wait_listening(30)
+        court.receipting = False
+        disk = FullDisk(runtime.recorder)
+        disk.fill()
+        pulse(mock_pins)
+        assert failures.wait(2, timeout=30), "the seal did not try again to commit the first intrusion"
+        before_edge = datetime.now(UTC)
+        pulse(mock_pins)  # a second presence, queued behind the first
+        after_edge = datetime.now(UTC)
+        assert failures.wait(4, timeout=30)  # the first still refused: seconds pass before the second is committed
+        disk.make_room()
+        court.receipting = True
+
+        assert court.wait_for(lambda c: len(c.payloads(DEVICE, "intrusion")) == 2, timeout=30), court.types(DEVICE)
+        first, second = (r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "intrusion")
+        assert first.seq < second.seq
+        assert parse_ts(first.ts) <= before_edge
+        # ts carries milliseconds: the edge's time, cut to them
+        assert before_edge.replace(microsecond=before_edge.microsecond // 1000 * 1000) <= parse_ts(second.ts)
+        assert parse_ts(second.ts) <= after_edge, f"signed {parse_ts(second.ts) - after_edge} after its edge"
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_a_heartbeat_due_on_a_full_disk_is_skipped_and_says_so(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A heartbeat is the seal's state when it is committed: one falling due while the disk is full is skipped, not
+    held, and the log says so (not a timer failure); the next one after the disk has room is committed."""
+    config = write_config(tmp_path, broker, heartbeat_s=1)
+    runtime = runtimes(config)
+    runtime.start()
+    assert runtime.publisher.wait_listening(30)
+    court.receipting = False
+    disk = FullDisk(runtime.recorder)
+    with caplog.at_level(logging.WARNING, logger="seal_agent"):
+        disk.fill()
+        assert wait_until(lambda: "heartbeat skipped" in caplog.text, timeout=30), caplog.text
+    assert "timer handler failed" not in caplog.text
+    assert runtime.recorder.held == 0  # nothing kept in memory for it
+
+    def beats(c: CourtSubscriber) -> int:  # the timer's, not the empty ones that filled the disk
+        return len([payload for payload in c.payloads(DEVICE, "heartbeat") if payload])
+
+    beats_before = beats(court)
+    disk.make_room()
+    court.receipting = True
+    assert court.wait_for(lambda c: beats(c) > beats_before, timeout=30)
     check_chain(court.of(DEVICE), verify_key(config))

@@ -231,7 +231,44 @@ def test_health_tracker_transitions_on_a_fake_clock():
     lost = tracker.failure(13.0, "read_failed")
     assert [(e.kind, e.details) for e in lost] == [("camera_lost", {"reason": "read_failed", "after_ms": 3000})]
     assert tracker.failure(20.0, "read_failed") == []  # reported once
-    assert [e.kind for e in tracker.frame(21.0, "uniform")] == ["camera_found"] and tracker.state == "ok"
+    # Found: no verdict on the image yet (its first frame is dark), not "ok"; it is judged from the frames again.
+    assert [e.kind for e in tracker.frame(21.0, "uniform")] == ["camera_found"] and tracker.state == "starting"
+    assert tracker.frame(22.0, None) == [] and tracker.state == "ok"
+
+
+def test_health_tracker_a_blind_camera_lost_and_found_with_a_good_image_is_recovered_once():
+    """camera_blind opens an alarm at the court that only camera_recovered closes: a loss in between must not swallow
+    it."""
+    tracker = HealthTracker(blind_after_s=5.0, lost_after_s=3.0, recover_frames=2)
+    tracker.start(0.0)
+    tracker.frame(1.0, "uniform")
+    assert [e.kind for e in tracker.frame(6.0, "uniform")] == ["camera_blind"]
+    assert tracker.failure(7.0, "read_failed") == []  # unplugged
+    assert [e.kind for e in tracker.failure(10.0, "read_failed")] == ["camera_lost"]
+    found = tracker.frame(20.0, None)  # plugged in again, the lens uncovered
+    assert [e.kind for e in found] == ["camera_found"] and tracker.state == "starting"  # blind until shown otherwise
+    recovered = tracker.frame(21.0, None)
+    assert [(e.kind, e.details) for e in recovered] == [("camera_recovered", {"down_ms": 20000})]  # blind since 1.0
+    assert tracker.state == "ok"
+    assert tracker.frame(22.0, None) == [] and tracker.failure(23.0, "read_failed") == []  # once
+
+
+def test_health_tracker_a_lens_still_covered_after_found_is_never_ok_and_blind_again_without_a_second_report():
+    tracker = HealthTracker(blind_after_s=5.0, lost_after_s=3.0, recover_frames=2)
+    tracker.start(0.0)
+    tracker.frame(1.0, "uniform")
+    assert [e.kind for e in tracker.frame(6.0, "uniform")] == ["camera_blind"]
+    tracker.failure(7.0, "read_failed")
+    assert [e.kind for e in tracker.failure(10.0, "read_failed")] == ["camera_lost"]
+    assert [e.kind for e in tracker.frame(12.0, "uniform")] == ["camera_found"]
+    states = []
+    for t in range(13, 18):  # still covered
+        assert tracker.frame(float(t), "uniform") == []  # the camera_blind of 6.0 is still open: not reported again
+        states.append(tracker.state)
+    assert states == ["starting"] * 4 + ["blind"]  # blind again after blind_after_s, never "ok" meanwhile
+    assert tracker.frame(18.0, None) == [] and tracker.state == "blind"
+    assert [(e.kind, e.details) for e in tracker.frame(19.0, None)] == [("camera_recovered", {"down_ms": 18000})]
+    assert tracker.state == "ok"
 
 
 def test_blind_reason():

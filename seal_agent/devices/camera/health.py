@@ -62,6 +62,12 @@ class HealthTracker:
     - blind: every frame for ``blind_after_s`` was blind → ``camera_blind``; ``recover_frames`` good frames in a row
       → ``camera_recovered``.
     - lost: no frame for ``lost_after_s`` → ``camera_lost`` (from any state); the next frame → ``camera_found``.
+
+    A blind condition outlives a loss: after ``camera_found`` the state is ``starting`` (no verdict yet) until the
+    frames give one — ``recover_frames`` good frames end a blind condition with ``camera_recovered`` (``down_ms``
+    from when it began), frames still blind for ``blind_after_s`` make the state ``blind`` again without a second
+    ``camera_blind`` (the first is still open). So every ``camera_blind`` is followed by exactly one
+    ``camera_recovered`` once the image is good again, and a camera is never ``ok`` on frames that did not show it.
     """
 
     def __init__(self, blind_after_s: float, lost_after_s: float, recover_frames: int = 2) -> None:
@@ -70,8 +76,9 @@ class HealthTracker:
         self.recover_frames = recover_frames
         self.state = CameraState.STARTING
         self._fail_since: float | None = None
-        self._blind_since: float | None = None
-        self._down_since = 0.0
+        self._blind_since: float | None = None  # the first of the blind frames in a row now
+        self._blinded_at: float | None = None  # when the blind condition reported by camera_blind began (if open)
+        self._lost_at = 0.0
         self._good_run = 0
 
     def start(self, now: float) -> None:
@@ -83,17 +90,18 @@ class HealthTracker:
         events: list[HealthEvent] = []
         self._fail_since = None
         if self.state is CameraState.LOST:
-            events.append(HealthEvent(CAMERA_FOUND, {"down_ms": _ms(now - self._down_since)}))
-            self.state = CameraState.OK
+            events.append(HealthEvent(CAMERA_FOUND, {"down_ms": _ms(now - self._lost_at)}))
+            self.state = CameraState.STARTING  # what the image shows is judged again from the frames
             self._blind_since = None
             self._good_run = 0
         if reason is None:
             self._blind_since = None
             self._good_run += 1
-            if self.state is CameraState.STARTING:
+            if self._blinded_at is None:
                 self.state = CameraState.OK
-            elif self.state is CameraState.BLIND and self._good_run >= self.recover_frames:
-                events.append(HealthEvent(CAMERA_RECOVERED, {"down_ms": _ms(now - self._down_since)}))
+            elif self._good_run >= self.recover_frames:
+                events.append(HealthEvent(CAMERA_RECOVERED, {"down_ms": _ms(now - self._blinded_at)}))
+                self._blinded_at = None
                 self.state = CameraState.OK
             return events
         self._good_run = 0
@@ -101,8 +109,9 @@ class HealthTracker:
             self._blind_since = now
         if self.state is not CameraState.BLIND and now - self._blind_since >= self.blind_after_s:
             self.state = CameraState.BLIND
-            self._down_since = self._blind_since
-            events.append(HealthEvent(CAMERA_BLIND, {"reason": reason, "after_ms": _ms(now - self._blind_since)}))
+            if self._blinded_at is None:
+                self._blinded_at = self._blind_since
+                events.append(HealthEvent(CAMERA_BLIND, {"reason": reason, "after_ms": _ms(now - self._blind_since)}))
         return events
 
     def failure(self, now: float, reason: str) -> list[HealthEvent]:
@@ -112,6 +121,6 @@ class HealthTracker:
             self._fail_since = now
         if self.state is not CameraState.LOST and now - self._fail_since >= self.lost_after_s:
             self.state = CameraState.LOST
-            self._down_since = self._fail_since
+            self._lost_at = self._fail_since
             return [HealthEvent(CAMERA_LOST, {"reason": reason, "after_ms": _ms(now - self._fail_since)})]
         return []
