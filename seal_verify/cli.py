@@ -5,8 +5,8 @@
 
 Exit status: 0 every check holds and the log key is anchored (``--log-key``, or a kept checkpoint that verifies with
 it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read, or
-holds more than 1 MiB); 3 every check holds but the log key is not anchored: the bundle is only self-consistent,
-which anyone can forge.
+holds more than 1 MiB; a ``--log-key`` that is no verifier key); 3 every check holds but the log key is not
+anchored: the bundle is only self-consistent, which anyone can forge.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from seal_verify.errors import NoteError
+from seal_verify.notes import parse_key
 from seal_verify.verdict import json_text
 from seal_verify.verify import verify_bundle
 
@@ -86,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         roots = None if args.tsa_root is None else _read(args.tsa_root)
     except OSError as exc:
         sys.stderr.write(f"seal-verify: cannot read {exc.filename}: {exc.strerror}\n")
+        return 2
+    try:
+        if args.log_key is not None:
+            parse_key(args.log_key)
+    except NoteError as exc:
+        sys.stderr.write(f"seal-verify: --log-key: {exc}\n")
         return 2
     if proofs and known is None:
         sys.stderr.write("seal-verify: --consistency-proof needs --known-checkpoint\n")

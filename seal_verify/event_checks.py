@@ -1,5 +1,6 @@
 """The checks of the seals' own word: each event's signature with its seal's enrolled key, its case, the seals'
-hash chains, the meta lines, and the snapshots the events name (``docs/evidence.md``, ``docs/protocol.md``)."""
+hash chains and the meta lines (``docs/evidence.md``, ``docs/protocol.md``); the snapshots are
+``seal_verify.snapshot_checks``'s."""
 
 from __future__ import annotations
 
@@ -147,27 +148,6 @@ def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
     check.summary = f"case {case_no} / 案号 {case_no}"
 
 
-def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
-    """Every event's ``ts`` lies in the manifest's ``range`` (``null``: open on that side)."""
-    bounds = manifest.get("range")
-    if not isinstance(bounds, dict) or set(bounds) != {"from", "to"}:
-        check.fail("manifest.json has no range {from, to}")
-        return
-    if _moment(manifest.get("exported_at")) is None:
-        check.fail(f"manifest.json: exported_at {manifest.get('exported_at')!r} is no time")
-    start, end = (bounds.get(side) for side in ("from", "to"))
-    if (start is not None and _moment(start) is None) or (end is not None and _moment(end) is None):
-        check.fail(f"manifest.json: the range {bounds} is not of ts values")
-        return
-    low, high = _moment(start), _moment(end)
-    for line in events:
-        env = line.envelope
-        if env is None:
-            continue
-        if (low is not None and env.occurred_at < low) or (high is not None and env.occurred_at > high):
-            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) at {env.ts} is outside the range")
-
-
 def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
     by_device: dict[str, dict[int, EventLine]] = defaultdict(dict)
     for line in events:
@@ -269,72 +249,3 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
             check.fail(f"event line {line.number}: leaf index {index} is not after {last} (reordered or twice)")
         last = max(last, index)
     return indices
-
-
-def named_snapshots(envelope: Envelope) -> list[str]:
-    listed = envelope.payload.get("snapshots")
-    names = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
-    single = envelope.payload.get("snapshot")
-    return [*names, single] if isinstance(single, str) else names
-
-
-SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
-
-
-def _record_problem(record: dict[str, Any], seals: set[str], data: bytes | None) -> str | None:
-    """What is wrong in a snapshots.jsonl line: its seal is not one whose event names it; present, its size is not
-    the file's or it has no received_at; not present, it has a size or a received_at."""
-    if set(record) != SNAPSHOT_KEYS:
-        return f"its keys are not {sorted(SNAPSHOT_KEYS)}"
-    device_id = record.get("device_id")
-    if not isinstance(device_id, str) or (seals and device_id not in seals):
-        return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
-    if record.get("present") is True and data is not None:
-        if record.get("size") != len(data) or isinstance(record.get("size"), bool):
-            return f"size {record.get('size')!r}, but the file has {len(data)} bytes"
-        if _moment(record.get("received_at")) is None:
-            return "no received_at time"
-    elif record.get("present") is False and (record.get("size"), record.get("received_at")) != (None, None):
-        return "not held, yet it has a size or a received_at"
-    return None
-
-
-def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> None:
-    named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
-    for line in events:
-        envelope = line.envelope
-        if envelope is not None:
-            for name in named_snapshots(envelope):
-                named[name].add(envelope.device_id)
-    try:
-        records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
-    except ValueError as exc:
-        check.fail(str(exc))
-        return
-    listed: dict[str, bool] = {}
-    for record in records:
-        sha, present = record.get("sha256"), record.get("present")
-        if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
-            check.fail(f"snapshots.jsonl: a bad or repeated line for {sha!r}")
-            continue
-        listed[sha] = present
-        if sha not in named:
-            check.fail(f"snapshot {sha} is named by no event in the bundle")
-        if present and f"snapshots/{sha}.jpg" not in bundle.files:
-            check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
-        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"))
-        if problem:
-            check.fail(f"snapshots.jsonl, {sha}: {problem}")
-    for path, data in sorted(bundle.under("snapshots/").items()):
-        sha = path.removeprefix("snapshots/").removesuffix(".jpg")
-        if hashlib.sha256(data).hexdigest() != sha:
-            check.fail(f"{path}: its bytes do not hash to its name")
-        if not listed.get(sha, False):
-            check.fail(f"{path} is not listed as present in snapshots.jsonl")
-    for sha in sorted(named - listed.keys()):
-        check.fail(f"snapshot {sha}, named by an event, is not listed in snapshots.jsonl")
-    present = sum(listed.values())
-    check.summary = (
-        f"{present} snapshots present, {len(listed) - present} named but not held / "
-        f"{present} 张照片在包内，{len(listed) - present} 张事件提及但服务器未收到"
-    )

@@ -91,7 +91,7 @@ def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None,
     except NoteError as exc:
         check.fail(f"--log-key: {exc}")
         return None
-    if key is None or key.text != pinned_key.text:
+    if key is None or not key.same_key(pinned_key):
         check.fail("the bundle's log key is not the pinned one / 证据包的日志公钥与指定的不同")
     check.summary = f"pinned / 已指定: {pinned_key.text}"
     return pinned_key
@@ -170,6 +170,8 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkp
             check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {index!r}")
             continue
         by_index[index] = line
+    if [line.get("leaf_index") for line in proofs] != [leaf.index for leaf in leaves]:
+        check.fail("log/proofs.jsonl is not one proof per event line then per audit line, in their order")
     seen: set[int] = set()
     for leaf in leaves:
         if leaf.index is None or leaf.index in seen:
@@ -253,6 +255,9 @@ def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
             check.fail(str(exc))
         index = meta.get("leaf_index")
         good = isinstance(index, int) and not isinstance(index, bool)
+        last = leaves[-1].index if leaves else None
+        if isinstance(index, int) and good and last is not None and index <= last:
+            check.fail(f"audit line {n}: leaf index {index} is not after {last} (reordered or twice)")
         leaves.append(Leaf(f"audit line {n}", line, index if good else None))
     check.summary = f"{len(lines)} audit entries / {len(lines)} 条审计记录"
     return leaves

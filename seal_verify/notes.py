@@ -33,6 +33,10 @@ class NoteKey:
     key: VerifyKey
     text: str
 
+    def same_key(self, other: NoteKey) -> bool:
+        """The same name and Ed25519 key, however the key id's hex was spelt (case, white space)."""
+        return (self.name, self.key_id, bytes(self.key)) == (other.name, other.key_id, bytes(other.key))
+
 
 @dataclass(frozen=True)
 class Checkpoint:

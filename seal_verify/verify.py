@@ -13,6 +13,8 @@ from typing import IO, Any
 import seal_verify.anchors as anchors
 import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
+import seal_verify.range_checks as range_checks
+import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
 from seal_verify.verdict import BundleVerdict, Check, Status
@@ -74,10 +76,20 @@ def verify_bundle(
                 raise  # an interrupt, an exit
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
+    _nothing_checked(checks, state)
     verdict.facts = state.get("facts", {})
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
     verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
     return verdict
+
+
+def _nothing_checked(checks: dict[str, Check], state: dict[str, Any]) -> None:
+    """The checks that held because they had nothing to check (a bundle without events) read "absent", not "ok"."""
+    empty = {name: not state.get("events") for name in ("event_signatures", "hash_chains", "event_meta")}
+    empty["inclusion"] = not state.get("events") and not state.get("audit_leaves")
+    for name, nothing in empty.items():
+        if nothing and checks[name].status is Status.OK:
+            checks[name].absent("nothing to check: the bundle has no such lines / 无可检查的内容")
 
 
 def _steps(
@@ -127,7 +139,7 @@ def _steps(
         if manifest_case != case_no:
             checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
         event_checks.check_case(checks["event_case"], state.get("events", []), case_no)
-        event_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
+        range_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
     def chains() -> None:
         event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
@@ -149,7 +161,7 @@ def _steps(
         log_checks.check_inclusion(checks["inclusion"], bundle, leaves, state.get("checkpoint"))
 
     def snapshots() -> None:
-        event_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []))
+        snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []))
 
     def consistency() -> None:
         data = bundle.get("log/consistency.jsonl")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import utc_now_ms
@@ -32,7 +32,8 @@ JsonDict = dict[str, Any]
 
 @dataclass(frozen=True)
 class TimeRange:
-    """Events whose ``ts`` (the seal's clock) lies in ``[start, end]``; ``None``: open on that side."""
+    """Events whose ``ts`` (the seal's clock) lies in ``[start, end]`` (``None``: open on that side), with the events
+    inside each seal's chain between them."""
 
     start: datetime | None = None
     end: datetime | None = None
@@ -137,15 +138,20 @@ def _usernames(session: Session) -> dict[int, str]:
 
 
 def _events(session: Session, case_no: str, time_range: TimeRange, below: int) -> list[EventLine]:
-    query = (
-        select(Event.raw, Event.device_id, Event.seq, Event.event_id, Event.received_at, LogLeaf.leaf_index)
-        .outerjoin(LogLeaf, LogLeaf.event_id == Event.id)
-        .where(Event.case_no == case_no, or_(LogLeaf.leaf_index.is_(None), LogLeaf.leaf_index < below))
-    )
-    if time_range.start is not None:
-        query = query.where(Event.ts >= time_range.start)
-    if time_range.end is not None:
-        query = query.where(Event.ts <= time_range.end)
+    """The case's events in the range, and each seal's events between its first and last seq in the range: a seal
+    whose clock stepped back has events inside its chain whose ``ts`` is outside (left out, the chain had a gap)."""
+    logged = or_(LogLeaf.leaf_index.is_(None), LogLeaf.leaf_index < below)
+    query = select(Event.raw, Event.device_id, Event.seq, Event.event_id, Event.received_at, LogLeaf.leaf_index)
+    query = query.outerjoin(LogLeaf, LogLeaf.event_id == Event.id).where(Event.case_no == case_no, logged)
+    within = [Event.ts >= time_range.start] if time_range.start is not None else []
+    within += [Event.ts <= time_range.end] if time_range.end is not None else []
+    if within:
+        spans = select(Event.device_id, func.min(Event.seq), func.max(Event.seq)).outerjoin(
+            LogLeaf, LogLeaf.event_id == Event.id
+        )
+        spans = spans.where(Event.case_no == case_no, logged, *within).group_by(Event.device_id)
+        chains = [and_(Event.device_id == d, Event.seq.between(lo, hi)) for d, lo, hi in session.execute(spans)]
+        query = query.where(or_(*chains) if chains else false())
     lines = [EventLine(*row) for row in session.execute(query.order_by(LogLeaf.leaf_index))]
     unlogged = [f"{line.device_id}#{line.seq}" for line in lines if line.leaf_index is None]
     if unlogged:

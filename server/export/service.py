@@ -253,7 +253,8 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
 
 def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Reader]]:
     """The held snapshots' files, each read (and its hash checked) when it is added; a row whose file is gone, or
-    holds other bytes than its hash, is listed ``present: false`` (and logged; a mismatch is counted too)."""
+    holds other bytes than its hash, is listed ``present: false`` with the row's ``received_at`` and ``size``: the
+    court received it and lost it, which ``seal-verify`` fails (and it is logged; a mismatch is counted too)."""
     found: list[tuple[str, Reader]] = []
     for record in evidence.snapshots:
         if record["present"]:
@@ -264,7 +265,7 @@ def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[
 def _snapshot_bytes(store: SnapshotStore, record: JsonDict, evidence: CaseEvidence) -> bytes | None:
     data = _checked_read(lambda: store.read(record["sha256"]), f"snapshot {record['sha256']}", evidence)
     if data is None:
-        record.update(present=False, received_at=None, size=None)
+        record["present"] = False
     return data
 
 

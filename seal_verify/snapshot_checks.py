@@ -1,0 +1,107 @@
+"""The check of the snapshots the events name: each picture the bundle carries hashes to its name and is listed
+``present``; a picture not carried is listed either as never received, or as received by the court and lost since
+(its file missing or altered in the court's store): evidence destroyed, which fails (``docs/evidence.md``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+from seal_protocol import Envelope
+from seal_verify.bundle import Bundle, object_lines
+from seal_verify.event_checks import EventLine
+from seal_verify.event_checks import _moment as moment
+from seal_verify.verdict import Check, Status
+
+SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
+
+
+def named_snapshots(envelope: Envelope) -> list[str]:
+    listed = envelope.payload.get("snapshots")
+    names = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
+    single = envelope.payload.get("snapshot")
+    return [*names, single] if isinstance(single, str) else names
+
+
+def _size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _record_problem(record: dict[str, Any], seals: set[str], data: bytes | None) -> str | None:
+    """What is wrong in a snapshots.jsonl line: its seal is not one whose event names it; present, its size is not
+    the file's or it has no received_at; not present, it has one of size and received_at without the other."""
+    if set(record) != SNAPSHOT_KEYS:
+        return f"its keys are not {sorted(SNAPSHOT_KEYS)}"
+    device_id = record.get("device_id")
+    if not isinstance(device_id, str) or (seals and device_id not in seals):
+        return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
+    size, received_at = record.get("size"), record.get("received_at")
+    if record.get("present") is True and data is not None:
+        if size != len(data) or isinstance(size, bool):
+            return f"size {size!r}, but the file has {len(data)} bytes"
+        if moment(received_at) is None:
+            return "no received_at time"
+    elif record.get("present") is False and (size, received_at) != (None, None):
+        if not _size(size) or moment(received_at) is None:
+            return "not held, yet only one of size and received_at, or not a size and a time"
+    return None
+
+
+def _lost(record: dict[str, Any]) -> bool:
+    """A line of a picture the court received (it has a received_at) but no longer holds."""
+    return record.get("present") is False and record.get("received_at") is not None
+
+
+def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> None:
+    named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
+    for line in events:
+        envelope = line.envelope
+        if envelope is not None:
+            for name in named_snapshots(envelope):
+                named[name].add(envelope.device_id)
+    try:
+        records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
+    except ValueError as exc:
+        check.fail(str(exc))
+        return
+    listed: dict[str, bool] = {}
+    lost = 0
+    for record in records:
+        sha, present = record.get("sha256"), record.get("present")
+        if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
+            check.fail(f"snapshots.jsonl: a bad or repeated line for {sha!r}")
+            continue
+        listed[sha] = present
+        if sha not in named:
+            check.fail(f"snapshot {sha} is named by no event in the bundle")
+        if present and f"snapshots/{sha}.jpg" not in bundle.files:
+            check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
+        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"))
+        if problem:
+            check.fail(f"snapshots.jsonl, {sha}: {problem}")
+        elif _lost(record):
+            lost += 1
+            check.fail(
+                f"快照 {sha} 法院已于 {record['received_at']} 收到（{record['size']} 字节），"
+                "但其文件现已缺失或被改动 / "
+                f"snapshot {sha} was received by the court at {record['received_at']} ({record['size']} bytes), "
+                "but its file is now missing or altered in the court's store"
+            )
+    for path, data in sorted(bundle.under("snapshots/").items()):
+        sha = path.removeprefix("snapshots/").removesuffix(".jpg")
+        if hashlib.sha256(data).hexdigest() != sha:
+            check.fail(f"{path}: its bytes do not hash to its name")
+        if not listed.get(sha, False):
+            check.fail(f"{path} is not listed as present in snapshots.jsonl")
+    for sha in sorted(named - listed.keys()):
+        check.fail(f"snapshot {sha}, named by an event, is not listed in snapshots.jsonl")
+    if not records and not named and check.status is Status.OK:
+        check.absent("no event names a snapshot / 事件未提及照片")
+        return
+    present = sum(listed.values())
+    never = len(listed) - present - lost
+    check.summary = (
+        f"{present} 张照片在包内，{never} 张事件提及但服务器未收到，{lost} 张服务器收到后丢失或被改动 / "
+        f"{present} snapshots present, {never} named but never received, {lost} received but lost or altered"
+    )
