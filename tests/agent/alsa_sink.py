@@ -20,8 +20,9 @@ def alsa_file_config(sink: Path) -> Path:
     """Write (next to ``sink``) and return an ALSA config whose default device writes into ``sink`` at a speaker's
     pace: every play's samples, in order (two plays in a row cannot be told apart). Point ``ALSA_CONFIG_PATH`` at it."""
     fifo = sink.with_suffix(".fifo")
-    os.mkfifo(fifo)
-    threading.Thread(target=_take, args=(fifo, sink), name="alsa-sink", daemon=True).start()
+    if not fifo.exists():  # else its reader is still there (a seal restarted on the same sink)
+        os.mkfifo(fifo)
+        threading.Thread(target=_take, args=(fifo, sink), name="alsa-sink", daemon=True).start()
     conf = sink.with_suffix(".conf")
     conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{fifo}"; format "raw" }}\n')
     return conf
