@@ -9,8 +9,11 @@ receipt or a command's bytes (:class:`~seal_agent.journal.delivery.Delivery` and
 
 Threads: the sensor's callbacks run on the sensor library's thread and only decide and start the warning; the
 trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.behaviour.triggers`); the timer (repeats,
-heartbeats, missed-edge check) runs on ``seal-agent-timer``. Decisions are made under one lock; disk, camera and
-speaker I/O happen outside it.
+heartbeats, missed-edge check) runs on ``seal-agent-timer``. Decisions are made under one lock, and a warning
+they decide on is started under it too: :meth:`SealAgent.arm` and :meth:`SealAgent.disarm` commit their event and
+change the state under that lock (a disarm also stops the speaker under it), so an edge sees the seal armed or
+disarmed, never between, and a disarmed seal never starts a warning. Camera I/O and the triggers' events happen
+outside it.
 
 What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
 :class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence,
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: How often the timer compares the sensor's level with the presence we believe in (a missed edge is caught).
 RECONCILE_S = 1.0
+#: How long arm or disarm wait for the events of the edges decided before them to be committed.
+SETTLE_S = 2.0
 _ARMED_SETTING = "armed"
 
 __all__ = ["SealAgent", "SystemClock"]
@@ -94,9 +99,10 @@ class SealAgent:
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
         self._mismatch_since: float | None = None
+        # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
         self._lock = threading.RLock()
         # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
-        # The sensor callbacks never take it: a PIR edge never waits for a commit to start the warning.
+        # The sensor callbacks never take it.
         self._arming = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -163,31 +169,37 @@ class SealAgent:
         return self._present
 
     def arm(self, reason: str = "local", *, by: int | None = None) -> bool:
-        """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already."""
-        with self._arming:
+        """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already.
+
+        Someone already present is warned at once; like a repeat, that warning has no event of its own (the
+        presence's ``intrusion`` was recorded when it began): its outcome shows in the heartbeat's ``speaker``."""
+        with self._arming, self._lock:
             if self._armed:
                 return False
-            self._recorder.record(EventType.ARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1"})
-            with self._lock:
-                self._armed = True
-                self._policy.reset()
-                play = self._present and self._policy.motion_started(self._clock.monotonic())
-        if play:
-            self._respond.play_warning()
+            self._change(EventType.ARMED, reason, by, armed=True)
+            if self._present and self._policy.motion_started(self._clock.monotonic()):
+                self._respond.play_warning()
         self._wake.set()
         return True
 
     def disarm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Disarm the seal (no warnings; events still recorded); records ``disarmed``. False if already so."""
-        with self._arming:
+        with self._arming, self._lock:
             if not self._armed:
                 return False
-            self._recorder.record(EventType.DISARMED, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "0"})
-            with self._lock:
-                self._armed = False
-                self._policy.reset()
-        self._speaker.stop()
+            self._change(EventType.DISARMED, reason, by, armed=False)
+            self._speaker.stop()  # under the lock: no edge starts a warning between the state and the stop
         return True
+
+    def _change(self, type: EventType, reason: str, by: int | None, *, armed: bool) -> None:
+        """Commit ``armed``/``disarmed`` and take the state it tells (under both locks). The events of the edges
+        decided before it are committed first (at most :data:`SETTLE_S`), so the events keep the order in which the
+        seal decided: an ``intrusion`` with the old ``armed`` never follows the change."""
+        if not self._respond.wait_recorded(SETTLE_S):
+            logger.warning("a trigger's event is still not committed; recording %s after it", type.value)
+        self._recorder.record(type, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1" if armed else "0"})
+        self._armed = armed
+        self._policy.reset()
 
     def test_warning(self) -> WarningStart:
         """Play the warning now, armed or not (a court's ``test_warning``): ``started``, ``busy`` or ``failed``."""
@@ -254,9 +266,19 @@ class SealAgent:
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
-        self._respond.intrusion(
-            now, armed=armed, wanted=wanted, on_not_seen=self._cancel_warning, on_recorded=self._intrusion_recorded
-        )
+            self._respond.intrusion(
+                now,
+                armed=armed,
+                wanted=wanted,
+                on_not_seen=self._cancel_warning,
+                while_armed=self._while_armed,
+                on_recorded=self._intrusion_recorded,
+            )
+
+    def _while_armed(self, action: Callable[[], WarningStart]) -> WarningStart | None:
+        """Run ``action`` (start a warning) under the lock if the seal is armed; None if it is disarmed."""
+        with self._lock:
+            return action() if self._armed else None
 
     def _intrusion_recorded(self, stored: StoredEvent) -> None:
         self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
@@ -278,7 +300,8 @@ class SealAgent:
 
     def _tamper_opened(self, at_start: bool = False) -> None:
         """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed); the event follows."""
-        self._respond.tamper(self._clock.monotonic(), armed=self._armed, at_start=at_start)
+        with self._lock:
+            self._respond.tamper(self._clock.monotonic(), armed=self._armed, at_start=at_start)
 
     # -- timer thread -----------------------------------------------------------------------------------------
 
@@ -295,12 +318,11 @@ class SealAgent:
         now = self._clock.monotonic()
         self._catch_missed_edge(now)
         with self._lock:
-            play = self._armed and self._policy.due(now)
+            if self._armed and self._policy.due(now):
+                self._respond.play_warning()
             beat = now >= self._next_heartbeat
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s
-        if play:
-            self._respond.play_warning()
         if beat:
             self._beat()
 

@@ -68,6 +68,8 @@ class RecordEvent(Protocol):
 
 #: Called with a trigger's committed event, on the trigger worker's thread.
 OnRecorded = Callable[[StoredEvent], None]
+#: Runs its argument (start the warning) atomically with the seal's armed state if it is armed; None if disarmed.
+WhileArmed = Callable[[Callable[[], WarningStart]], WarningStart | None]
 #: An intrusion's ``warning`` while the camera has not yet confirmed or denied the presence.
 PENDING_CONFIRMATION = "pending_confirmation"
 #: How long a camera verdict may wait beyond the end of its window.
@@ -213,12 +215,15 @@ class TriggerResponder:
         armed: bool,
         wanted: bool,
         on_not_seen: Callable[[], None],
+        while_armed: WhileArmed,
         on_recorded: OnRecorded | None = None,
     ) -> None:
         """A presence began at ``now``; ``wanted``: the seal's warning policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
-        so the seal can cancel the repeats it scheduled; ``on_recorded`` with the committed event.
+        so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
+        ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
+        with the committed event.
         """
         trigger = _Trigger("intrusion", now, self._now())
         verdict: str | None = None
@@ -229,7 +234,7 @@ class TriggerResponder:
                 start = self.play_warning()
             else:
                 start = WarningStart(PENDING_CONFIRMATION)
-                self._helper("seal-confirm", lambda: self._confirm(trigger, on_not_seen))
+                self._helper("seal-confirm", lambda: self._confirm(trigger, on_not_seen, while_armed))
         elif wanted:
             start = self.play_warning()
         else:
@@ -330,8 +335,9 @@ class TriggerResponder:
             return self._camera.motion_verdict(now - window, now, 0.0)
         return self._camera.motion_verdict(now - window, now + window, window + VERDICT_GRACE_S)
 
-    def _confirm(self, trigger: _Trigger, on_not_seen: Callable[[], None]) -> None:
-        """The confirmation thread: warn unless the camera says ``not_seen`` around the edge."""
+    def _confirm(self, trigger: _Trigger, on_not_seen: Callable[[], None], while_armed: WhileArmed) -> None:
+        """The confirmation thread: warn unless the camera says ``not_seen`` around the edge or the seal was
+        disarmed meanwhile."""
         try:
             verdict = self._verdict(trigger.at, late=True)
             trigger.late_verdict = verdict
@@ -339,8 +345,8 @@ class TriggerResponder:
                 on_not_seen()
                 trigger.outcome = "suppressed_not_seen"
             else:  # seen, or unknown: a blind or lost camera never silences the seal
-                trigger.start = self.play_warning()
-                trigger.outcome = trigger.start.result
+                trigger.start = while_armed(self.play_warning)
+                trigger.outcome = "suppressed_disarmed" if trigger.start is None else trigger.start.result
         finally:
             trigger.decided.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,9 @@ from seal_agent.interfaces import WarningPlayback
 logger = logging.getLogger(__name__)
 
 _ASOUND_CARDS = Path("/proc/asound/cards")
+#: A clip whose playback ended (without a stop) before this share of its duration did not play: simpleaudio's thread
+#: gives up silently when ALSA refuses its samples mid-play (a speaker unplugged, a device error).
+PLAYED_SHARE = 0.75
 
 
 def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
@@ -38,7 +42,10 @@ class WarningSpeaker:
     The files are loaded once at construction, so a missing or broken file stops the agent at start, not at the
     first intrusion. ``languages`` name the files in the warning's outcome (default: the file name without
     ``warning_`` and the suffix). A file that cannot be played (no sound card, device busy) is logged and reported
-    as that language's ``failed`` with simpleaudio's reason; the next file is still tried.
+    as that language's ``failed`` with simpleaudio's reason; the next file is still tried. simpleaudio raises
+    nothing when the device refuses the samples after it opened: its thread just ends. So a clip counts as
+    ``played`` only if its playback lasted at least :data:`PLAYED_SHARE` of its duration; one that ended sooner
+    without a stop is ``failed`` (the reason gives the measured and expected durations).
 
     ``on_started(name)`` (optional) is called on the playback thread each time simpleaudio accepted a file's PCM
     buffer (``play()`` returned: the ALSA device is open and simpleaudio's own thread is writing to it), e.g. to
@@ -141,17 +148,24 @@ class WarningSpeaker:
             play.stop()
             playback.finished(language, "stopped")
             return
+        began = time.monotonic()
         playback.playing(language)
         self._started(name)
         play.wait_done()
+        lasted = time.monotonic() - began
         with self._lock:
             self._current = None
+        expected = _duration_s(sound)
         if self._stop.is_set():
             playback.finished(language, "stopped")
             logger.info("warning %s stopped", name)
+        elif lasted < PLAYED_SHARE * expected:
+            reason = f"playback ended after {lasted:.2f} s of {expected:.2f} s (the sound device stopped taking them)"
+            logger.error("warning %s failed: %s", name, reason)
+            playback.finished(language, "failed", reason)
         else:
             playback.finished(language, "played")
-            logger.info("warning %s played", name)
+            logger.info("warning %s played (%.2f s of %.2f s)", name, lasted, expected)
 
     def _started(self, name: str) -> None:
         hook = self.on_started
@@ -161,3 +175,9 @@ class WarningSpeaker:
             hook(name)
         except Exception:
             logger.exception("on_started hook failed for %s", name)
+
+
+def _duration_s(sound: simpleaudio.WaveObject) -> float:
+    """How long ``sound`` plays."""
+    frame_bytes = sound.num_channels * sound.bytes_per_sample
+    return len(sound.audio_data) / (frame_bytes * sound.sample_rate)

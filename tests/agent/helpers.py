@@ -47,6 +47,7 @@ from seal_protocol.signing import (
 )
 from seal_protocol.topics import receipt_topic
 from server.seals.broker_files import SERVER_USERNAME
+from tests.agent.alsa_sink import alsa_file_config
 
 REPO = Path(__file__).resolve().parents[2]
 #: ``runtimes(config_path, speaker=..., **SealRuntime kwargs)`` from the ``runtimes`` fixture.
@@ -345,9 +346,7 @@ def agent_env(alsa_sink: Path | None = None) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     env.pop("GPIOZERO_PIN_FACTORY", None)
     if alsa_sink is not None:
-        conf = alsa_sink.with_suffix(".conf")
-        conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{alsa_sink}"; format "raw" }}\n')
-        env["ALSA_CONFIG_PATH"] = str(conf)
+        env["ALSA_CONFIG_PATH"] = str(alsa_file_config(alsa_sink))
     return env
 
 

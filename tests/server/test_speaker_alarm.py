@@ -24,6 +24,8 @@ from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import Envelope, EventType, decode_envelope
 from server.core.db import SessionFactory
+from tests.agent.alsa_sink import alsa_file_config
+from tests.agent.helpers import wait_until
 from tests.server.ingest_world import Court, make_court
 
 PIN = 17
@@ -60,7 +62,7 @@ class Seal:
         """Someone comes and goes; wait until the intrusion and its follow-ups are recorded."""
         pin = self.factory.pin(PIN)
         pin.drive_high()
-        assert self.agent.wait_recorded(10, follow_ups=True)
+        assert self.agent.wait_recorded(30, follow_ups=True)  # a warning plays for seconds
         pin.drive_low()
 
     def new_events(self) -> list[tuple[Envelope, bytes]]:
@@ -121,9 +123,7 @@ def test_a_seal_that_cannot_open_its_sound_device_says_failed_per_language_and_t
 
     # The sound device works again: the next warning plays both languages and closes the alarm.
     sink = tmp_path / "alsa-out.raw"
-    working = tmp_path / "alsa-file.conf"
-    working.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{sink}"; format "raw" }}\n')
-    monkeypatch.setenv("ALSA_CONFIG_PATH", str(working))
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(alsa_file_config(sink)))
     seal.presence()
     seal.agent.heartbeat()
 
@@ -136,8 +136,11 @@ def test_a_seal_that_cannot_open_its_sound_device_says_failed_per_language_and_t
         assert (result["warning"], result["warning_languages"]) == ("played", played)
     else:
         assert (intrusion["warning"], intrusion["warning_languages"]) == ("played", played)
-    with wave.open(str(DEFAULT_SOUNDS_DIR / "warning_en.wav")) as wav:
-        assert sink.read_bytes() == wav.readframes(wav.getnframes())  # the last clip, byte for byte
+    clips = []
+    for language in LANGUAGES:
+        with wave.open(str(DEFAULT_SOUNDS_DIR / f"warning_{language}.wav")) as wav:
+            clips.append(wav.readframes(wav.getnframes()))
+    assert wait_until(lambda: sink.read_bytes() == b"".join(clips), timeout=10)  # every clip, byte for byte
     [heartbeat] = of_type(events, "heartbeat")
     assert heartbeat["speaker"] == "ok" and heartbeat["speaker_failure"]["language"] == "en"  # the last failure kept
 
