@@ -26,10 +26,9 @@ never the ``ts``. Its ``seq`` follows the commit order, so a ``ts`` may be earli
 before it (e.g. a heartbeat or camera event committed while the trigger waited in the queue). An event the outbox
 refuses (a full disk) is evidence: it is kept in memory and committed again, with that time (a follow-up event: the
 time of its first attempt), until the disk has room (the worker waits, so later triggers keep their order); only a
-stop gives up.
-An event that can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it
-cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes
-on with the next trigger.
+stop gives up. An event that can never be recorded (the outbox refuses it for a reason of its own, e.g.
+``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its
+place, and the worker goes on with the next trigger.
 
 It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
