@@ -26,6 +26,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from seal_dev.alsa_sink import alsa_file_config  # noqa: E402
 from seal_dev.broker import PrivateBroker, free_port  # noqa: E402
 from server.setup.court_dir import CourtDir, settings_text  # noqa: E402
 
@@ -319,10 +320,8 @@ def _alsa_file_sink(var: Path) -> dict[str, dict[str, str]]:
         return {}
     envs = {}
     for seal in SEALS:
-        conf = var / seal.device_id / "alsa-file.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        out = var / seal.device_id / "speaker.raw"
-        conf.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{out}"; format "raw" }}\n')
+        (var / seal.device_id).mkdir(parents=True, exist_ok=True)
+        conf = alsa_file_config(var / seal.device_id / "speaker.raw")  # taken at a speaker's pace
         envs[seal.device_id] = {"ALSA_CONFIG_PATH": str(conf)}
     return envs
 

@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from seal_agent.config import load_config
 from seal_agent.interfaces import WarningPlayback
 from seal_agent.runtime import SealRuntime
+from seal_dev.alsa_sink import alsa_file_config
 from seal_dev.broker import PrivateBroker
 from seal_protocol import (
     Envelope,
@@ -47,7 +48,6 @@ from seal_protocol.signing import (
 )
 from seal_protocol.topics import receipt_topic
 from server.seals.broker_files import SERVER_USERNAME
-from tests.agent.alsa_sink import alsa_file_config
 
 REPO = Path(__file__).resolve().parents[2]
 #: ``runtimes(config_path, speaker=..., **SealRuntime kwargs)`` from the ``runtimes`` fixture.

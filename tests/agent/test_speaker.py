@@ -16,7 +16,7 @@ from seal_agent.config import DEFAULT_SOUNDS_DIR
 from seal_agent.devices.speaker import WarningSpeaker
 from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import AudioError
-from tests.agent.alsa_sink import alsa_file_config
+from seal_dev.alsa_sink import alsa_file_config
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from seal_dev.alsa_sink import alsa_file_config
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.errors import InvalidEnvelope, SignatureError
@@ -366,10 +367,7 @@ class Seal:
         self.signing_key = key
         self.public_key = public_key_b64(key)
         self.write_config()
-        sink = self.directory / "speaker.raw"
-        alsa = self.directory / "alsa.conf"
-        alsa.write_text(f'pcm.!default {{ type file; slave.pcm {{ type null }}; file "{sink}"; format "raw" }}\n')
-        self.env = child_env(ALSA_CONFIG_PATH=str(alsa))
+        self.env = child_env(ALSA_CONFIG_PATH=str(alsa_file_config(self.directory / "speaker.raw")))
         self.log_path = self.directory / "agent.log"
 
     def write_config(self) -> None:

@@ -22,9 +22,9 @@ from seal_agent.devices.pir import PirSensor
 from seal_agent.devices.speaker import WarningSpeaker
 from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.recorder import EventRecorder
+from seal_dev.alsa_sink import alsa_file_config
 from seal_protocol import Envelope, EventType, decode_envelope
 from server.core.db import SessionFactory
-from tests.agent.alsa_sink import alsa_file_config
 from tests.agent.helpers import wait_until
 from tests.server.ingest_world import Court, make_court
 

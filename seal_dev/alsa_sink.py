@@ -1,6 +1,7 @@
-"""ALSA's default device as a file, for the real :class:`~seal_agent.devices.speaker.WarningSpeaker`: the samples
-played land in it, taken no faster than a speaker plays them (a clip counts as played only if its playback lasted
-about its duration; ALSA's ``null`` device alone takes a 4 s clip in 50 ms)."""
+"""ALSA's default device as a file, for the real :class:`~seal_agent.devices.speaker.WarningSpeaker` on a machine
+without a sound card (the tests, ``make demo``): the samples played land in it, taken no faster than a speaker plays
+them (a clip counts as played only if its playback lasted about its duration; ALSA's ``null`` device alone takes a
+4 s clip in 50 ms). The pace is kept by a thread of the process that calls :func:`alsa_file_config`."""
 
 from __future__ import annotations
 
