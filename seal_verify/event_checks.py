@@ -39,7 +39,6 @@ class SealLog:
     keys: list[tuple[int, str]] = field(default_factory=list)  # (leaf, base64 key) of each seal.register
     enrolled: list[tuple[Any, str]] = field(default_factory=list)  # (at, base64 key) of each seal.register
     unbound: list[int] = field(default_factory=list)  # the leaves of its seal.unbind of this case
-    head: tuple[int, bytes] | None = None  # the leaf and bytes of its last logged event of this case
 
     def key_at(self, leaf: int) -> str | None:
         """The key of the seal's last registration logged before ``leaf``; None if none was."""

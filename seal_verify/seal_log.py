@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal_protocol import InvalidEnvelope, SignatureError, canonical_json, decode_envelope, parse_ts
+from seal_protocol import SignatureError, canonical_json
 from seal_protocol.signing import verify_key_from_b64
-from seal_verify.event_checks import EventLine, SealLog, normalise_case_no
+from seal_verify.event_checks import SealLog, normalise_case_no
 from seal_verify.log_checks import Leaf
 from seal_verify.verdict import Check
 
 #: What a seal's logged entries may be: its registrations (any case), its bindings to this case and their ends.
 ACTIONS = ("seal.register", "seal.bind", "seal.unbind")
 ITEM_KEYS = {"entry", "leaf_index"}
-HEAD_KEYS = {"event", "leaf_index"}
 
 
 def read_seal_logs(
@@ -50,69 +49,14 @@ def read_seal_logs(
             elif entry["action"] == "seal.unbind":
                 found.unbound.append(index)
         _check_record(check, device_id, record, found)
-        found.head = _head(check, device_id, record.get("head"))
-        if found.head is not None:
-            leaves.append(Leaf(f"seals/{device_id}.json head", found.head[1], found.head[0]))
     return logs, leaves
-
-
-def _head(check: Check, device_id: str, head: Any) -> tuple[int, bytes] | None:
-    if head is None:
-        return None
-    if not isinstance(head, dict) or set(head) != HEAD_KEYS or not isinstance(head["event"], dict):
-        check.fail(f"seals/{device_id}.json: head is not an object of exactly {sorted(HEAD_KEYS)}")
-        return None
-    index = head["leaf_index"]
-    if not _leaf(index):
-        check.fail(f"seals/{device_id}.json: head has no leaf_index")
-        return None
-    return int(index), canonical_json(head["event"])
-
-
-def check_heads(
-    check: Check, events: list[EventLine], indices: list[int | None], logs: dict[str, SealLog], manifest: Any
-) -> None:
-    """Each seal's chain reaches its head, the seal's last logged event of this case: the head is an event line (or
-    lies outside the range), and no event of the seal in the bundle was logged after it."""
-    bounds = manifest.get("range") if isinstance(manifest, dict) else None
-    start, end = (bounds.get(side) for side in ("from", "to")) if isinstance(bounds, dict) else (None, None)
-    lines = {(leaf, line.raw): line for line, leaf in zip(events, indices, strict=True) if line.envelope is not None}
-    last: dict[str, int] = {}
-    for (leaf, _), line in lines.items():
-        assert line.envelope is not None
-        if leaf is not None:
-            last[line.envelope.device_id] = max(leaf, last.get(line.envelope.device_id, -1))
-    for device_id, log in sorted(logs.items()):
-        if log.head is None:
-            if device_id in last:
-                check.fail(f"{device_id}: 封条记录无 head / seals/{device_id}.json names no head (its last event)")
-            continue
-        leaf, data = log.head
-        if last.get(device_id, -1) > leaf:
-            check.fail(
-                f"{device_id}: head（叶子 {leaf}）不是最后一条事件 / its head (leaf {leaf}) is not its last event"
-            )
-        elif (leaf, data) not in lines and not _outside(data, start, end):
-            check.fail(
-                f"{device_id}: 该封条本案最后一条记入日志的事件（叶子 {leaf}）不在证据包内 / its last logged event of "
-                f"this case (leaf {leaf}) is not in events.jsonl: the events after the bundle's last are left out"
-            )
-
-
-def _outside(data: bytes, start: Any, end: Any) -> bool:
-    """Whether the event ``data`` is stamped outside the range [start, end] (strings of ts, or None)."""
-    try:
-        at = decode_envelope(data).occurred_at
-        return (start is not None and at < parse_ts(start)) or (end is not None and at > parse_ts(end))
-    except (InvalidEnvelope, ValueError, TypeError):
-        return False
 
 
 def _problem(item: Any, device_id: str, case: str | None, last: int) -> str | None:
     if not isinstance(item, dict) or set(item) != ITEM_KEYS or not isinstance(item["entry"], dict):
         return f"not an object of exactly {sorted(ITEM_KEYS)} with an entry object"
     entry, index = item["entry"], item["leaf_index"]
-    if not _leaf(index) or index <= last:
+    if not isinstance(index, int) or isinstance(index, bool) or index <= last:
         return f"leaf_index {index!r} is not after the previous one's"
     if entry.get("kind") != "audit" or entry.get("target") != device_id or entry.get("action") not in ACTIONS:
         return f"not a {'/'.join(ACTIONS)} audit entry of {device_id}"
@@ -145,7 +89,3 @@ def _check_record(check: Check, device_id: str, record: dict[str, Any], found: S
     listed = [(e.get("at"), e.get("public_key")) if isinstance(e, dict) else e for e in enrolment or []]
     if not isinstance(enrolment, list) or listed != found.enrolled:
         check.fail(f"{path}: enrolment 与日志中的登记记录不符 / enrolment is not the seal's logged registrations")
-
-
-def _leaf(index: Any) -> bool:
-    return isinstance(index, int) and not isinstance(index, bool) and index >= 0

@@ -24,7 +24,7 @@ from server.commands.models import CourtCommand
 from server.evidence import log
 from server.evidence.models import Event, LogLeaf, Snapshot
 from server.export.errors import ExportFailed
-from server.export.seal_log import enrolment, head, seal_log
+from server.export.seal_log import enrolment, seal_log
 from server.removal.models import RemovalRequest
 from server.seals.models import Case, Seal, SealBinding
 
@@ -92,16 +92,11 @@ class CaseEvidence:
 
     def leaf_indices(self) -> list[int]:
         """The leaves the bundle proves (the order of log/proofs.jsonl): its events', its audit entries', then those
-        of the seals' logged entries (``logged``) and heads (``head``) that are no event or audit line, by seal and
-        leaf."""
-        events, audit = [line.leaf_index for line in self.events], [line.leaf_index for line in self.audit]
-        known = set(events) | set(audit)
-        more = [
-            item["leaf_index"]
-            for _, seal in sorted(self.seals.items())
-            for item in [*seal["logged"], *([seal["head"]] if seal["head"] else [])]
-        ]
-        return events + audit + [i for i in more if i not in known]
+        of the seals' logged entries (``logged``) that are no audit line, by seal and leaf."""
+        audit = [line.leaf_index for line in self.audit]
+        known = set(audit)
+        logged = [item["leaf_index"] for _, seal in sorted(self.seals.items()) for item in seal["logged"]]
+        return [line.leaf_index for line in self.events] + audit + [i for i in logged if i not in known]
 
 
 def ts(moment: datetime | None) -> str | None:
@@ -225,7 +220,6 @@ def _seal_record(session: Session, device_id: str, case_no: str, names: dict[int
         ],
         "device_id": device_id,
         "enrolment": enrolment(logged, case_no),
-        "head": head(session, device_id, case_no, below),
         "location": _location_in_case(session, seal, case_no),
         "logged": logged,
         "public_key": seal.public_key,

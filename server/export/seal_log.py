@@ -11,10 +11,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from seal_protocol.case_numbers import same_case_no
-from seal_protocol.wirejson import loads_wire_json
 from server.audit.models import AuditEntry
-from server.evidence.models import Event, LogLeaf
+from server.evidence.models import LogLeaf
 
 JsonDict = dict[str, Any]
 
@@ -53,22 +51,3 @@ def enrolment(logged: list[JsonDict], case_no: str) -> list[JsonDict]:
         for item in logged
         if item["entry"]["action"] == "seal.register"
     ]
-
-
-def head(session: Session, device_id: str, case_no: str, below: int) -> JsonDict | None:
-    """The seal's last event below the checkpoint whose signed ``case_no`` names the case (``{"event": the event as
-    JSON, "leaf_index": n}``), whatever case its row is filed under: the seal's chain in the bundle must reach it.
-    Read newest first until one names the case (a seal that moved on has its later events of other cases read)."""
-    query = (
-        select(Event.raw, LogLeaf.leaf_index)
-        .join(LogLeaf, LogLeaf.event_id == Event.id)
-        .where(Event.device_id == device_id, LogLeaf.leaf_index < below)
-        .order_by(LogLeaf.leaf_index.desc())
-        .execution_options(yield_per=500)
-    )
-    for raw, index in session.execute(query):
-        event = loads_wire_json(raw, what="event")
-        named = event.get("case_no")
-        if isinstance(named, str) and same_case_no(named, case_no):
-            return {"event": event, "leaf_index": index}
-    return None
