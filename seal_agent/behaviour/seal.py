@@ -259,7 +259,8 @@ class SealAgent:
         logger.info("enclosure closed again")
 
     def _motion_started(self) -> None:
-        now = self._clock.monotonic()
+        # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
+        now, wall = self._clock.monotonic(), self._clock.now()
         with self._lock:
             if self._present:
                 return
@@ -273,6 +274,7 @@ class SealAgent:
                 on_not_seen=self._cancel_warning,
                 while_armed=self._while_armed,
                 on_recorded=self._intrusion_recorded,
+                wall=wall,
             )
 
     def _while_armed(self, action: Callable[[], WarningStart]) -> WarningStart | None:
@@ -300,8 +302,9 @@ class SealAgent:
 
     def _tamper_opened(self, at_start: bool = False) -> None:
         """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed); the event follows."""
+        now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
         with self._lock:
-            self._respond.tamper(self._clock.monotonic(), armed=self._armed, at_start=at_start)
+            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall)
 
     # -- timer thread -----------------------------------------------------------------------------------------
 

@@ -28,9 +28,8 @@ refuses (a full disk) is evidence: it is kept in memory and committed again, wit
 time of its first attempt), until the disk has room (the worker waits, so later triggers keep their order); only a
 stop gives up. An event that can never be recorded (the outbox refuses it for a reason of its own, e.g.
 ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its
-place, and the worker goes on with the next trigger.
-
-It imports no hardware library: speaker, camera and the function that records an event are its arguments.
+place, and the worker goes on with the next trigger. It imports no hardware library: speaker, camera and the
+function that records an event are its arguments.
 """
 
 from __future__ import annotations
@@ -216,15 +215,16 @@ class TriggerResponder:
         on_not_seen: Callable[[], None],
         while_armed: WhileArmed,
         on_recorded: OnRecorded | None = None,
+        wall: datetime | None = None,
     ) -> None:
-        """A presence began at ``now``; ``wanted``: the seal's warning policy asked for a warning.
+        """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
         ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
         with the committed event.
         """
-        trigger = _Trigger("intrusion", now, self._now())
+        trigger = _Trigger("intrusion", now, wall or self._now())
         verdict: str | None = None
         start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
@@ -260,9 +260,9 @@ class TriggerResponder:
 
         self._submit(commit)
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool) -> None:
-        """The enclosure was opened at ``now``: warn unless disarmed (a disarmed seal is being removed)."""
-        trigger = _Trigger("tamper", now, self._now())
+    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime | None = None) -> None:
+        """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
+        trigger = _Trigger("tamper", now, wall or self._now())
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
         trigger.decided.set()
 

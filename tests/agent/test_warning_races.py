@@ -5,9 +5,10 @@ it tells, and a camera confirmation still pending at a disarm plays nothing and 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ from seal_agent.behaviour.seal import SealAgent, SystemClock
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.devices.pir import PirSensor
 from seal_agent.devices.tamper import TamperSwitch
+from seal_agent.errors import OutboxError
 from seal_agent.interfaces import WarningPlayback
 from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.recorder import EventRecorder
 from seal_dev.broker import PrivateBroker
-from seal_protocol import EventType, decode_envelope
+from seal_protocol import EventType, decode_envelope, parse_ts
 from seal_protocol.signing import generate_signing_key
+from tests.agent.full_disk import FullDisk
 from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory, pulse, wait_until, write_config
 from tests.agent.test_camera_agent import camera_section
 from tests.agent_camera.clips import black_frames, write_clip
@@ -77,6 +80,7 @@ class Seal:
     agent: SealAgent
     outbox: Outbox
     pins: MockFactory
+    recorder: EventRecorder
 
     def events(self) -> list[Any]:
         return [decode_envelope(e.data) for e in self.outbox.pending(limit=1000)]
@@ -110,7 +114,7 @@ def make_seal(tmp_path: Path) -> Iterator[Callable[..., Seal]]:
             tamper=lid,
         )
         closers.extend([pins.reset, outbox.close, lid.close, sensor.close, agent.stop])
-        return Seal(agent, outbox, pins)
+        return Seal(agent, outbox, pins, recorder)
 
     yield make
     for close in reversed(closers):
@@ -186,3 +190,38 @@ def test_a_disarm_while_the_camera_confirms_plays_nothing_and_says_so(
     [follow_up] = court.payloads(device, "snapshot_taken")
     assert (intrusion["armed"], intrusion["warning"]) == (True, "pending_confirmation")
     assert (follow_up["warning"], follow_up.get("warning_languages")) == ("suppressed_disarmed", None), follow_up
+
+
+def test_a_lid_opened_while_a_disarm_settles_is_signed_with_the_time_of_its_edge(
+    make_seal: Callable[..., Seal],
+) -> None:
+    """A disarm waits (holding the agent's lock, at most SETTLE_S) for an intrusion's event stuck on a full disk, and
+    then fails itself: the seal stays armed. A lid opened meanwhile warns once the lock is free, but its event is
+    signed with the time of its edge, not of the lock's release (it was ~1.8 s late)."""
+    speaker = RecordingSpeaker()
+    seal = make_seal(speaker)
+    seal.agent.start()
+    disk = FullDisk(seal.recorder)
+    disk.fill()
+    seal.pins.pin(PIR).drive_high()  # someone: a warning, and an intrusion event stuck in the worker's retries
+    assert speaker.wait_plays(1, 30)
+    failed: list[BaseException] = []
+    disarming = threading.Thread(target=lambda: _disarm(seal.agent, failed))
+    disarming.start()
+    time.sleep(0.2)  # the disarm is settling now
+    opened = datetime.now(UTC)
+    seal.pins.pin(LID).drive_high()  # the lid opens on the armed seal (its handler runs on this thread)
+    disarming.join(30)
+    assert len(failed) == 1 and isinstance(failed[0], OutboxError) and seal.agent.armed
+    disk.make_room()
+    assert wait_until(lambda: any(e.type is EventType.TAMPER for e in seal.events()), 30)
+    [tamper] = [e for e in seal.events() if e.type is EventType.TAMPER]
+    assert tamper.payload["armed"] is True
+    assert (parse_ts(tamper.ts) - opened).total_seconds() < 1.0, (tamper.ts, opened)
+
+
+def _disarm(agent: SealAgent, failed: list[BaseException]) -> None:
+    try:
+        agent.disarm("court command 9", by=9)
+    except OutboxError as exc:
+        failed.append(exc)
