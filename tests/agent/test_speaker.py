@@ -17,6 +17,7 @@ from seal_agent.devices.speaker import WarningSpeaker
 from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import AudioError
 from seal_dev.alsa_sink import alsa_file_config
+from tests.agent.helpers import wait_until
 
 
 @pytest.fixture
@@ -106,3 +107,14 @@ def test_a_warning_the_sound_device_stops_taking_mid_play_failed(
     assert "of 4.14 s" in languages[0]["reason"] and "of 3.50 s" in languages[1]["reason"], languages
     assert health.payload()["speaker"] == "failed"
     assert "warning warning_zh.wav failed: playback ended after" in caplog.text
+
+
+def test_the_first_clip_through_a_fresh_sink_is_taken_at_a_speaker_s_pace(tmp_path: Path, alsa_file: Path) -> None:
+    """1 s of sound is less than a pipe's default 64 KiB: were the sink's buffer made small only after the first
+    play had filled it (a race the sink's reader could lose), that play would end at once, and the speaker would
+    rightly call it failed. The last samples leave the pipe after the play's end."""
+    speaker = WarningSpeaker([_wav(tmp_path / "warning_zh.wav")])
+    playback = speaker.play_warning()
+    assert playback is not None and playback.wait_ended(30)
+    assert playback.outcome() == ("played", [{"language": "zh", "result": "played", "reason": None}])
+    assert wait_until(lambda: alsa_file.stat().st_size == 2 * 22050, 30)
