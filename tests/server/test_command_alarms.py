@@ -25,8 +25,6 @@ from server.evidence.models import Event
 from server.ingest.results import Outcome
 from server.notify.models import Notification
 from server.notify.targets import add_notification_target
-from server.removal.release import take_off_moved
-from server.seals.enrolment import enrol_seal
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, CASE_B, message
 from tests.server.removal_world import RemovalWorld, make_world
@@ -167,16 +165,7 @@ def test_a_command_of_a_case_its_seal_left_opens_none(
     session_factory: SessionFactory,
 ) -> None:
     disarm = world.issue(CommandAction.DISARM)
-    with session_scope(session_factory) as session:
-        enrol_seal(
-            session,
-            actor=None,
-            device_id="seal-a",
-            public_key=world.seal.public_key,
-            case_no=CASE_B,
-            on_moved=take_off_moved,
-        )
-    world.seal.case_no = CASE_B
+    world.move_to(CASE_B)
     world.reject(disarm, "wrong_case")
     assert world.command(disarm).state == "rejected"
     assert run_round(session_factory) == [] and alarms(session_factory) == []

@@ -94,6 +94,20 @@ class World:
     def reject(self, command_id: int | None, reason: str = "expired") -> Outcome:
         return self.answer(EventType.COMMAND_REJECTED, {"command_id": command_id, "reason": reason, "detail": "x"})
 
+    def move_to(self, case_no: str) -> None:
+        """``seal-server seal add --case``: the seal moves to ``case_no`` (its old binding's pending commands expire),
+        and is installed there (its configuration names the case)."""
+        with session_scope(self.session_factory) as session:
+            enrol_seal(
+                session,
+                actor=None,
+                device_id="seal-a",
+                public_key=self.seal.public_key,
+                case_no=case_no,
+                on_moved=take_off_moved,
+            )
+        self.seal.case_no = case_no
+
     def command(self, command_id: int) -> CourtCommand:
         with self.session_factory() as session:
             row = session.get(CourtCommand, command_id)
@@ -139,18 +153,8 @@ def test_a_command_the_broker_delivers_after_its_seal_moved_is_refused_for_its_c
     the disarm for the seal's session: the seal, now guarding case B, refuses those very bytes as ``wrong_case``,
     and its signed answer settles the command ``rejected`` with that reason."""
     command_id = world.issue(CommandAction.DISARM)
-    with session_scope(session_factory) as session:
-        enrol_seal(
-            session,
-            actor=None,
-            device_id="seal-a",
-            public_key=world.seal.public_key,
-            case_no=CASE_B,
-            on_moved=take_off_moved,
-        )
+    world.move_to(CASE_B)
     assert world.command(command_id).state == "expired"
-
-    world.seal.case_no = CASE_B  # installed on case B: its configuration names it
     with pytest.raises(CommandRefused) as refused:
         check_command(
             world.command(command_id).signed,
