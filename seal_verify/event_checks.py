@@ -94,7 +94,6 @@ def check_signatures(
     ``seal.register`` logged before the event's leaf (``indices``, from events-meta.jsonl)."""
     keys: dict[str, VerifyKey] = {}
     verified = 0
-    early: list[str] = []
     for line, leaf in zip(events, indices, strict=True):
         if line.envelope is None:
             check.fail(line.problem or f"line {line.number} is no event")
@@ -104,24 +103,15 @@ def check_signatures(
         if env.device_id not in logs:
             check.fail(f"{where}: no seals/{env.device_id}.json")
             continue
-        log = logs[env.device_id]
-        text = log.key_at(leaf) if leaf is not None else None
-        if text is None and leaf is not None and log.keys:
-            # Logged before any registration of its seal: stored before audit entries were leaves (migration 0012
-            # gave them leaves after every event then stored). Its leaf is fixed in the log's history, so no one
-            # can add such an event now: any key the seal's logged registrations name may have signed it.
-            candidates = [k for _, k in log.keys]
-            if any(_verifies(_key(keys, k), env.signing_bytes(), env.sig) for k in candidates):
-                early.append(where)
-                verified += 1
-                continue
+        text = logs[env.device_id].key_at(leaf) if leaf is not None else None
         if text is None:
             check.fail(
                 f"{where}: 日志中在该事件之前没有该封条的登记，无法确定其公钥 / no registration of the seal is logged "
                 f"before the event (leaf {leaf}): its key then is unknown"
             )
             continue
-        if not _verifies(_key(keys, text), env.signing_bytes(), env.sig):
+        key = keys.get(text) or keys.setdefault(text, verify_key_from_b64(text))  # read_seal_logs checked it
+        if not _verifies(key, env.signing_bytes(), env.sig):
             check.fail(
                 f"{where}: 签名与事件记入日志时封条登记的公钥不符 / the signature does not verify with the seal's key, "
                 f"its key when it was logged (that of its last registration before leaf {leaf})"
@@ -129,17 +119,6 @@ def check_signatures(
             continue
         verified += 1
     check.summary = f"{verified} of {len(events)} event signatures verify / {verified}/{len(events)} 个事件签名有效"
-    if early:
-        check.note(
-            f"{len(early)} 个事件记入日志早于其封条的任何登记（审计记录记入日志之前存储），按该封条登记过的公钥核验 / "
-            f"{len(early)} event(s) logged before any registration of their seal (stored before audit entries were "
-            f"logged) verify with a key the seal's logged registrations name, e.g. {early[0]}"
-        )
-
-
-def _key(keys: dict[str, VerifyKey], text: str) -> VerifyKey:
-    """The parsed key of ``text`` (read_seal_logs checked it), parsed once."""
-    return keys.get(text) or keys.setdefault(text, verify_key_from_b64(text))
 
 
 def _verifies(key: VerifyKey, signed: bytes, sig: str | None) -> bool:

@@ -2,10 +2,8 @@
 leaves (``seals/<device_id>.json`` ``logged``), which ``inclusion`` proves are in the log (``docs/evidence.md``).
 
 A seal's key for an event is the key of its last ``seal.register`` logged before the event's leaf; a gap in its
-chain is excused only by a ``seal.unbind`` of this case logged between the two events' leaves (an event logged
-before any registration of its seal, stored before audit entries were leaves, may have any key those registrations
-name). The record's ``enrolment`` must agree with those entries; its ``public_key`` is the database's word, and is
-not used."""
+chain is excused only by a ``seal.unbind`` of this case logged between the two events' leaves. The record's
+``public_key`` and ``enrolment`` must agree with those entries: they are the database's word, and are not used."""
 
 from __future__ import annotations
 
@@ -76,13 +74,16 @@ def _problem(item: Any, device_id: str, case: str | None, last: int) -> str | No
 
 
 def _check_record(check: Check, device_id: str, record: dict[str, Any], found: SealLog) -> None:
-    """The seal has a logged registration, and the record's ``enrolment`` lists those registrations. Its
-    ``public_key`` (the database's key now) is not compared: a registration logged after the checkpoint the bundle
-    is proved against (the seal re-keyed in another case since) is not among them; no event is checked with it."""
+    """The record's ``public_key`` is its last logged registration's key, its ``enrolment`` those registrations."""
     path = f"seals/{device_id}.json"
     if not found.keys:
         check.fail(
             f"{path}: 日志中没有该封条的登记（seal.register），无法确认其公钥 / no logged registration of the seal"
+        )
+    elif record.get("public_key") != found.keys[-1][1]:
+        check.fail(
+            f"{path}: public_key 不是日志中最后一次登记的公钥（数据库中的公钥被改动？） / public_key "
+            f"{record.get('public_key')!r} is not the key of the seal's last logged registration"
         )
     enrolment = record.get("enrolment")
     listed = [(e.get("at"), e.get("public_key")) if isinstance(e, dict) else e for e in enrolment or []]
