@@ -17,7 +17,6 @@ import seal_verify.range_checks as range_checks
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
-from seal_verify.seal_log import read_seal_logs
 from seal_verify.verdict import BundleVerdict, Check, Status
 
 logger = logging.getLogger(__name__)
@@ -126,13 +125,9 @@ def _steps(
         state["events"] = lines
         if problem:
             checks["event_signatures"].fail(problem)
-        state["seals"] = event_checks.read_seals(bundle, checks["event_signatures"])
-
-    def signatures() -> None:  # after event_meta and audit: the keys by the leaves of the seals' logged entries
-        case_no = (state.get("manifest") or {}).get("case_no")  # event_case checks case.json's is the same
-        logs, state["seal_leaves"] = read_seal_logs(checks["event_signatures"], state.get("seals", {}), case_no)
-        state["seal_logs"] = logs
-        event_checks.check_signatures(checks["event_signatures"], state.get("events", []), _indices(), logs)
+        seals = event_checks.read_seals(bundle, checks["event_signatures"])
+        state["seals"] = seals
+        event_checks.check_signatures(checks["event_signatures"], lines, seals)
 
     def case() -> None:
         try:
@@ -147,12 +142,7 @@ def _steps(
         range_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
     def chains() -> None:
-        event_checks.check_chains(
-            checks["hash_chains"], state.get("events", []), _indices(), state.get("seal_logs", {})
-        )
-
-    def _indices() -> list[int | None]:
-        return state.get("leaf_indices") or [None] * len(state.get("events", []))
+        event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
 
     def meta() -> None:
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
@@ -162,13 +152,12 @@ def _steps(
         state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, case_no)
 
     def inclusion() -> None:
+        indices = state.get("leaf_indices") or [None] * len(state.get("events", []))
         leaves = [
             log_checks.Leaf(f"event line {line.number}", line.raw, index)
-            for line, index in zip(state.get("events", []), _indices(), strict=False)
+            for line, index in zip(state.get("events", []), indices, strict=False)
         ]
         leaves += state.get("audit_leaves", [])
-        proved = {(leaf.index, leaf.data) for leaf in leaves}  # a seal's entry that is an audit line: proved there
-        leaves += [leaf for leaf in state.get("seal_leaves", []) if (leaf.index, leaf.data) not in proved]
         log_checks.check_inclusion(checks["inclusion"], bundle, leaves, state.get("checkpoint"))
 
     def snapshots() -> None:
@@ -207,10 +196,9 @@ def _steps(
         ("checkpoint", checkpoint),
         ("event_signatures", events),
         ("event_case", case),
+        ("hash_chains", chains),
         ("event_meta", meta),
         ("audit", audit),
-        ("event_signatures", signatures),
-        ("hash_chains", chains),
         ("inclusion", inclusion),
         ("snapshots", snapshots),
         ("consistency", consistency),

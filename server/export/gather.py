@@ -24,7 +24,6 @@ from server.commands.models import CourtCommand
 from server.evidence import log
 from server.evidence.models import Event, LogLeaf, Snapshot
 from server.export.errors import ExportFailed
-from server.export.seal_log import enrolment, seal_log
 from server.removal.models import RemovalRequest
 from server.seals.models import Case, Seal, SealBinding
 
@@ -91,12 +90,8 @@ class CaseEvidence:
     audit: list[AuditLine] = field(default_factory=list)
 
     def leaf_indices(self) -> list[int]:
-        """The leaves the bundle proves (the order of log/proofs.jsonl): its events', its audit entries', then those
-        of the seals' logged entries (``logged``) that are no audit line, by seal and leaf."""
-        audit = [line.leaf_index for line in self.audit]
-        known = set(audit)
-        logged = [item["leaf_index"] for _, seal in sorted(self.seals.items()) for item in seal["logged"]]
-        return [line.leaf_index for line in self.events] + audit + [i for i in logged if i not in known]
+        """The leaves the bundle proves: its events', then its audit entries' (the order of log/proofs.jsonl)."""
+        return [line.leaf_index for line in self.events] + [line.leaf_index for line in self.audit]
 
 
 def ts(moment: datetime | None) -> str | None:
@@ -128,7 +123,7 @@ def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -
     return CaseEvidence(
         case_no=case.case_no,
         case=_case_record(case),
-        seals={d: _seal_record(session, d, case.case_no, names, below) for d in device_ids},
+        seals={d: _seal_record(session, d, case.case_no, names) for d in device_ids},
         events=events,
         snapshots=_snapshots(session, case.case_no, events),
         alarms=_alarms(session, case.case_no, names),
@@ -200,14 +195,18 @@ def _case_record(case: Case) -> JsonDict:
     }
 
 
-def _seal_record(session: Session, device_id: str, case_no: str, names: dict[int, str], below: int) -> JsonDict:
+def _seal_record(session: Session, device_id: str, case_no: str, names: dict[int, str]) -> JsonDict:
     seal = session.scalars(select(Seal).where(Seal.device_id == device_id)).one()
     bindings = session.scalars(
         select(SealBinding)
         .where(SealBinding.device_id == device_id, SealBinding.case_no == case_no)
         .order_by(SealBinding.id)
     )
-    logged = seal_log(session, device_id, case_no, below)
+    enrolments = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == "seal.register", AuditEntry.target == device_id)
+        .order_by(AuditEntry.id)
+    )
     return {
         "bindings": [
             {
@@ -219,9 +218,17 @@ def _seal_record(session: Session, device_id: str, case_no: str, names: dict[int
             for b in bindings
         ],
         "device_id": device_id,
-        "enrolment": enrolment(logged, case_no),
+        "enrolment": [
+            {
+                "actor": e.actor,
+                "at": ts(e.at),
+                # A registration that bound the seal to another case: that case is not this bundle's to name.
+                "case_no": case_no if e.details.get("case_no") == case_no else None,
+                "public_key": e.details.get("public_key"),
+            }
+            for e in enrolments
+        ],
         "location": _location_in_case(session, seal, case_no),
-        "logged": logged,
         "public_key": seal.public_key,
         "registered_at": ts(seal.registered_at),
     }
