@@ -6,6 +6,7 @@ seal sends it again; the API serves it behind the usual access checks, and the e
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import re
 import zipfile
@@ -133,12 +134,15 @@ def test_a_snapshot_is_stored_in_the_bucket_served_behind_the_access_checks_and_
     log_key = LogKey(settings.evidence.log_key_file, settings.evidence.log_origin)
     assert verify_bundle(bundle, log_key=log_key.verifier()).ok
 
-    # Whoever holds the bucket's keys overwrites the picture: the next export leaves those bytes out, and says so.
+    # Whoever holds the bucket's keys overwrites the picture: the next export leaves those bytes out, says the court
+    # received the picture and lost it, and its own check of the bundle fails.
     s3_store.client().put_object(Bucket=s3_store.bucket, Key=key, Body=jpeg_bytes(shade=4))
-    again = export(session_factory, settings, tmp_path / "again.zip", stores=stores)
+    again = export(session_factory, settings, tmp_path / "again.zip", stores=stores, verified=False)
     with zipfile.ZipFile(again) as archive:
         assert f"snapshots/{sha}.jpg" not in archive.namelist()
-        assert b'"present":false' in archive.read("snapshots.jsonl")
+        [line] = [json.loads(line) for line in archive.read("snapshots.jsonl").splitlines()]
+        assert line["present"] is False and line["received_at"] is not None
+    assert verify_bundle(again, log_key=log_key.verifier()).failed == ["snapshots"]
     assert metrics.content_mismatches() == {"snapshot": 1}
 
 
@@ -341,7 +345,14 @@ def receipted(
     return committed
 
 
-def export(session_factory: SessionFactory, settings: Settings, target: Path, *, stores: Stores | None = None) -> Path:
+def export(
+    session_factory: SessionFactory,
+    settings: Settings,
+    target: Path,
+    *,
+    stores: Stores | None = None,
+    verified: bool = True,
+) -> Path:
     with session_factory() as session:
         result = export_case(
             session,
@@ -352,7 +363,7 @@ def export(session_factory: SessionFactory, settings: Settings, target: Path, *,
             actor=None,
             exported_by="cli:test",
         )
-    assert result.verified
+    assert result.verified is verified
     return result.path
 
 
