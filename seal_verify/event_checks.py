@@ -194,7 +194,7 @@ def _unbindings(seal: dict[str, Any]) -> list[datetime]:
     bindings = seal.get("bindings")
     if not isinstance(bindings, list):
         return []
-    moments = (_moment(b.get("unbound_at")) for b in bindings if isinstance(b, dict))
+    moments = (moment(b.get("unbound_at")) for b in bindings if isinstance(b, dict))
     return sorted(m for m in moments if m is not None)
 
 
@@ -210,7 +210,7 @@ def _strict(value: Any) -> Any:
     return str(value) if isinstance(value, bool) else value
 
 
-def _moment(value: Any) -> datetime | None:
+def moment(value: Any) -> datetime | None:
     try:
         return parse_ts(value)
     except ValueError:
@@ -236,7 +236,7 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
             indices.append(None)
             continue
         indices.append(index)
-        if _moment(meta.get("received_at")) is None:
+        if moment(meta.get("received_at")) is None:
             check.fail(f"events-meta.jsonl line {line.number}: received_at {meta.get('received_at')!r} is no time")
         env = line.envelope
         if env is not None and (meta.get("device_id"), _strict(meta.get("seq")), meta.get("event_id")) != (

@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from seal_verify.event_checks import EventLine
-from seal_verify.event_checks import _moment as moment
+from seal_verify.event_checks import EventLine, moment
 from seal_verify.verdict import Check
 
 

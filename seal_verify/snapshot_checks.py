@@ -10,8 +10,7 @@ from typing import Any
 
 from seal_protocol import Envelope
 from seal_verify.bundle import Bundle, object_lines
-from seal_verify.event_checks import EventLine
-from seal_verify.event_checks import _moment as moment
+from seal_verify.event_checks import EventLine, moment
 from seal_verify.verdict import Check, Status
 
 SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,9 +54,12 @@ class _OutboxFailures(logging.Handler):
             return self._cond.wait_for(lambda: self.count >= count, timeout)
 
 
-def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is_room(
+@contextmanager
+def _intrusion_on_a_full_disk(
     tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
-) -> None:
+) -> Iterator[tuple[Path, FullDisk, _OutboxFailures]]:
+    """A running seal whose court does not receipt, its outbox's disk full, and a presence its worker must retry:
+    the seal's config, the disk, and the count of the outbox's refusals logged."""
     config = write_config(tmp_path, broker)
     failures = _OutboxFailures()
     logging.getLogger("seal_agent").addHandler(failures)
@@ -66,6 +71,15 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
         disk = FullDisk(runtime.recorder)
         disk.fill()
         pulse(mock_pins)
+        yield config, disk, failures
+    finally:
+        logging.getLogger("seal_agent").removeHandler(failures)
+
+
+def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is_room(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    with _intrusion_on_a_full_disk(tmp_path, broker, court, runtimes, mock_pins) as (config, disk, failures):
         assert failures.wait(2, timeout=10), "the seal did not try again to commit the intrusion"
         assert not court.payloads(DEVICE, "intrusion")
         held_at = datetime.now(UTC)
@@ -80,8 +94,6 @@ def test_an_intrusion_refused_by_a_full_disk_is_committed_and_sent_once_there_is
         assert parse_ts(started.ts) <= parse_ts(intrusions[0].ts) <= held_at
         assert "event_lost" not in court.types(DEVICE)
         check_chain(court.of(DEVICE), verify_key(config))
-    finally:
-        logging.getLogger("seal_agent").removeHandler(failures)
 
 
 def test_a_camera_health_event_refused_by_a_full_disk_is_committed_once_there_is_room(
@@ -141,17 +153,7 @@ def test_an_intrusion_queued_behind_one_refused_by_a_full_disk_is_signed_with_th
     """The trigger worker retries the first intrusion while the disk is full; the second waits behind it. Its ``ts``
     is when the PIR saw it (its edge), not when the worker got to it after the disk had room; ``seq`` keeps the order
     of the commits (the edges' order)."""
-    config = write_config(tmp_path, broker)
-    failures = _OutboxFailures()
-    logging.getLogger("seal_agent").addHandler(failures)
-    try:
-        runtime = runtimes(config)
-        runtime.start()
-        assert runtime.publisher.wait_listening(30)
-        court.receipting = False
-        disk = FullDisk(runtime.recorder)
-        disk.fill()
-        pulse(mock_pins)
+    with _intrusion_on_a_full_disk(tmp_path, broker, court, runtimes, mock_pins) as (config, disk, failures):
         assert failures.wait(2, timeout=30), "the seal did not try again to commit the first intrusion"
         before_edge = datetime.now(UTC)
         pulse(mock_pins)  # a second presence, queued behind the first
@@ -168,8 +170,6 @@ def test_an_intrusion_queued_behind_one_refused_by_a_full_disk_is_signed_with_th
         assert before_edge.replace(microsecond=before_edge.microsecond // 1000 * 1000) <= parse_ts(second.ts)
         assert parse_ts(second.ts) <= after_edge, f"signed {parse_ts(second.ts) - after_edge} after its edge"
         check_chain(court.of(DEVICE), verify_key(config))
-    finally:
-        logging.getLogger("seal_agent").removeHandler(failures)
 
 
 def test_a_heartbeat_due_on_a_full_disk_is_skipped_and_says_so(
