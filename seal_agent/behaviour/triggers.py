@@ -214,8 +214,8 @@ class TriggerResponder:
         wanted: bool,
         on_not_seen: Callable[[], None],
         while_armed: WhileArmed,
+        wall: datetime,
         on_recorded: OnRecorded | None = None,
-        wall: datetime | None = None,
     ) -> None:
         """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
 
@@ -224,7 +224,7 @@ class TriggerResponder:
         ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
         with the committed event.
         """
-        trigger = _Trigger("intrusion", now, wall or self._now())
+        trigger = _Trigger("intrusion", now, wall)
         verdict: str | None = None
         start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
@@ -260,9 +260,9 @@ class TriggerResponder:
 
         self._submit(commit)
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime | None = None) -> None:
+    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime) -> None:
         """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
-        trigger = _Trigger("tamper", now, wall or self._now())
+        trigger = _Trigger("tamper", now, wall)
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
         trigger.decided.set()
 
