@@ -93,7 +93,12 @@ class PirProbe:
 
 #: Rows committed since the last poll: ids only grow (one writer), so ``id > last`` is what is new.
 _NEW_ROWS = (
-    select(Event.id, Event.device_id, Event.seq, Event.type).where(Event.id > bindparam("last")).order_by(Event.id)
+    select(Event.id, Event.device_id, Event.seq).where(Event.id > bindparam("last")).order_by(Event.id)
+)
+#: The PIR seal's own rows after a seq: by seq, not id, so that an intrusion row committed by one of several ingest
+#: workers after a row with a higher id (``--workers``) is still seen.
+_SEAL_ROWS = (
+    select(Event.seq, Event.type).where(Event.device_id == DEVICE, Event.seq > bindparam("after")).order_by(Event.seq)
 )
 POLL_S = 0.002
 #: Between two PIR edges, rows are only waited for (publish → committed): a poll every 2 ms all along would cost the
@@ -108,6 +113,7 @@ def measure(pin: Any, session_factory: SessionFactory, triggers: int, gap_s: flo
     seen: list[tuple[str, int, float]] = []
     with session_factory() as session:
         last = int(session.scalar(select(func.max(Event.id))) or 0)
+        after = int(session.scalar(select(func.max(Event.seq)).where(Event.device_id == DEVICE)) or 0)
     print("polling", flush=True)
     edge_at: float | None = None
     next_edge = time.perf_counter()
@@ -117,13 +123,16 @@ def measure(pin: Any, session_factory: SessionFactory, triggers: int, gap_s: flo
             edge_at = time.perf_counter()
             pin.drive_high()
         with session_factory() as session:
-            rows = session.execute(_NEW_ROWS, {"last": last}).all()
+            rows = session.execute(_NEW_ROWS, {"last": last}).all() if until_rows else []
+            own = session.execute(_SEAL_ROWS, {"after": after}).all() if edge_at is not None else []
         now, wall = time.perf_counter(), time.time()
-        for row_id, device_id, seq, kind in rows:
+        for row_id, device_id, seq in rows:  # asked for only with one writer: else out of id order
             last = max(last, row_id)
-            if device_id != DEVICE and until_rows:  # asked for: else rows of several writers, out of id order
+            if device_id != DEVICE:
                 seen.append((device_id, seq, wall))
-            elif kind == "intrusion" and edge_at is not None:
+        for seq, kind in own:
+            after = max(after, seq)
+            if kind == "intrusion" and edge_at is not None:
                 pir.append(now - edge_at)
                 pin.drive_low()
                 edge_at, next_edge = None, now + gap_s
