@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,7 +41,14 @@ class Conflict(ServerError, ValueError):
 
 
 class StorageUnavailable(ServerError, RuntimeError):
-    """The database cannot store even a quarantine row; messages stay unacknowledged and are retried."""
+    """The database cannot store even a quarantine row; messages stay unacknowledged and are retried.
+
+    ``stored``: the outcomes of the messages that were committed before it went away, the first of those handed
+    over, in order (a batch stored one by one); they are done, and must not be stored or counted again."""
+
+    def __init__(self, message: str, *, stored: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.stored = list(stored)
 
 
 class BrokerUnavailable(ServerError, ConnectionError):

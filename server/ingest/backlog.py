@@ -80,14 +80,16 @@ class Backlog:
             )
         return False
 
-    def stored(self, messages: list[tuple[str, int]]) -> tuple[list[float], float | None]:
+    def stored(self, messages: list[tuple[str, int]], *, works: bool = True) -> tuple[list[float], float | None]:
         """Messages (topic, payload size) are stored: when the oldest as many were received, and since when storing
-        had failed (None: it had not); it works now."""
+        had failed (None: it had not); it works now (``works=False``: these were stored before it failed again)."""
         unlogged = 0
         with self._lock:
             received = [self._received.popleft() for _ in messages]
             self._bytes -= sum(footprint(topic, size) for topic, size in messages)
-            failing_since, self._failing_since = self._failing_since, None
+            failing_since = self._failing_since
+            if works:
+                self._failing_since = None
             if not self._received:  # the run of drops, if any, is over: the next one is logged at once
                 unlogged, self._drops, self._drop_logged_at = self._drops, 0, None
         if unlogged:

@@ -34,7 +34,7 @@ from server.errors import StorageUnavailable
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, prepare, prepare_all
-from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QUARANTINE_TOPIC_LIMIT, add_copies
+from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, add_copies, stored_topic
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
@@ -107,7 +107,8 @@ class Ingestor:
             return None
 
     def ingest(self, messages: Sequence[Message], opening: Opening | None = None) -> list[IngestResult]:
-        """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable`.
+        """Store ``messages`` and return their outcomes, all committed; raise :class:`StorageUnavailable` (whose
+        ``stored`` has the outcomes of the first messages if they were committed before the database went away).
         ``opening``: the messages' checks begun by :meth:`opening`."""
         if not messages:
             if opening is not None:
@@ -154,7 +155,13 @@ class Ingestor:
             type(exc).__name__,
             exc,
         )
-        results = [self._ingest_alone(message, written) for message in messages]
+        results: list[IngestResult] = []
+        for message in messages:
+            try:
+                results.append(self._ingest_alone(message, written))
+            except StorageUnavailable as exc:  # those before it are committed: done, not to be stored again
+                self._committed(results)
+                raise StorageUnavailable(str(exc), stored=results) from exc
         self._committed(results)
         return results
 
@@ -320,7 +327,7 @@ class Ingestor:
 
 def _topic(message: Message) -> str:
     """The message's topic as logged: as its quarantine row keeps it."""
-    return storable_text(message.topic, QUARANTINE_TOPIC_LIMIT)
+    return stored_topic(message.topic)
 
 
 def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -296,6 +296,10 @@ class MqttIngest:
                 break
             except StorageUnavailable as exc:
                 logger.error("cannot store %d messages, retrying in %.1f s: %s", len(batch), delay, exc)
+                if exc.stored:  # the first ones were committed before the database went away: done, not tried again
+                    done = len(exc.stored)
+                    self._settle(batch[:done], cast(list[IngestResult], exc.stored), works=False)
+                    batch = batch[done:]
             except Exception:  # a defect of the ingest itself: nothing could be stored, so treat it as storage
                 logger.exception("unexpected error storing %d messages; retrying in %.1f s", len(batch), delay)
             opening = None  # taken by the attempt: a new one prepares the batch again
@@ -304,15 +308,20 @@ class MqttIngest:
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
                 return
             delay = min(delay * 2, RETRY_MAX_S)
+        self._settle(batch, results)
+
+    def _settle(self, batch: list[_Received], results: list[IngestResult], *, works: bool = True) -> None:
+        """``batch``'s outcomes are committed: acknowledge it, receipt it, offer again what was held back
+        (``works=False``: these were committed before the database went away, the rest of their batch waits)."""
         held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
         done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
         committed = time.monotonic()
         received, failing_since = self._backlog.stored(
-            [(item.message.topic, len(item.message.payload)) for item in done]
+            [(item.message.topic, len(item.message.payload)) for item in done], works=works
         )
         for at in received:
             self.ingestor.metrics.commit_latency.observe(committed - at)
-        if failing_since is not None:
+        if failing_since is not None and works:
             logger.warning("storing works again after %.1f s", time.monotonic() - failing_since)
         self._ack(done)
         self._receipts.put(([item.message for item in batch], results))

@@ -19,11 +19,11 @@ from sqlalchemy import CursorResult, Table, bindparam, case, func, select, text,
 from sqlalchemy.orm import Session
 
 from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Message, storable_text
+from server.ingest.results import IngestResult, Message, storable, storable_text
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
 QUARANTINE_RAW_LIMIT = 256 * 1024
-#: The quarantine's text columns are cut to these many characters.
+#: The quarantine's text columns are cut to these many characters (a longer topic keeps its hash: :func:`stored_topic`).
 QUARANTINE_TOPIC_LIMIT = 512
 QUARANTINE_DETAIL_LIMIT = 2000
 #: The first key of the PostgreSQL advisory locks of quarantine rows ("quar"); the second is from the bytes' hash.
@@ -110,7 +110,7 @@ def quarantine_row(
     assert result.reason is not None
     return QuarantinedMessage(
         received_at=message.received_at,
-        topic=storable_text(message.topic, QUARANTINE_TOPIC_LIMIT),
+        topic=stored_topic(message.topic),
         device_id=result.device_id,
         reason=result.reason.value,
         detail=storable_text(result.detail if detail is None else detail, QUARANTINE_DETAIL_LIMIT),
@@ -124,4 +124,16 @@ def quarantine_row(
 def _key(message: Message, result: IngestResult) -> Key:
     assert result.reason is not None
     sha256 = hashlib.sha256(message.payload).hexdigest()
-    return sha256, storable_text(message.topic, QUARANTINE_TOPIC_LIMIT), result.reason.value
+    return sha256, stored_topic(message.topic), result.reason.value
+
+
+def stored_topic(topic: str) -> str:
+    """``topic`` as its quarantine row keeps it (and the log names it): as it is, made storable, if it fits
+    :data:`QUARANTINE_TOPIC_LIMIT`; else its start and the SHA-256 of the whole, so that two long topics that begin
+    alike stay two rows, each naming its own topic (a seal's account may publish a topic of 64 KiB)."""
+    safe = storable(topic)
+    if len(safe) <= QUARANTINE_TOPIC_LIMIT:
+        return safe
+    digest = hashlib.sha256(safe.encode("utf-8")).hexdigest()
+    suffix = f"… ({len(safe)} characters, sha256 {digest})"
+    return safe[: QUARANTINE_TOPIC_LIMIT - len(suffix)] + suffix

@@ -20,7 +20,12 @@ Only the reasons the bytes alone earn (:data:`RECEIPTED_QUARANTINE`) are receipt
 stored. Statuses and messages on no seal's topic get no receipt.
 
 Naming bytes by their hash makes a receipt safe whoever provoked it: a message forged with a seal's password is
-receipted under its own hash, which matches nothing in the seal's outbox.
+receipted under its own hash, which matches nothing in the seal's outbox. But a receipt does not say the kind, and
+a seal deletes whatever it keeps under that hash, event or picture: so quarantined bytes are receipted only if the
+seal cannot be keeping them as anything but what their topic says (:func:`_other_kind`) — a seal's event (its bytes
+begin with ``{``) published on its snapshot topic, its picture (a JPEG) published on its event topic, or a picture
+on a snapshot topic that names another hash would otherwise be deleted by the seal while the court holds only a
+quarantine row.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from datetime import datetime
 from seal_protocol.errors import InvalidTopic
 from seal_protocol.receipts import MAX_RECEIPT_HASHES, encode_receipt
 from seal_protocol.signing import SigningKey
-from seal_protocol.topics import MessageKind, parse_topic, receipt_topic
+from seal_protocol.topics import MessageKind, ParsedTopic, parse_topic, receipt_topic
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.ingest.results import IngestResult, Message, Outcome, Reason
 
@@ -76,8 +81,26 @@ def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult
             continue
         if topic.kind not in RECEIPTED_KINDS:
             continue
+        if result.outcome is Outcome.QUARANTINED and _other_kind(topic, message.payload):
+            continue
         by_device.setdefault(topic.device_id, {})[hashlib.sha256(message.payload).hexdigest()] = None
     return {device_id: list(hashes) for device_id, hashes in by_device.items()}
+
+
+#: How every event a seal keeps begins (canonical JSON: an object, no space before it), and every picture (a JPEG's
+#: start-of-image marker).
+EVENT_START = b"{"
+JPEG_START = b"\xff\xd8"
+
+
+def _other_kind(topic: ParsedTopic, payload: bytes) -> bool:
+    """Whether a seal may keep ``payload`` as another message than the one ``topic`` says: as an event, if it came as
+    a snapshot; as a picture, if it came as an event, or as a snapshot under another hash than the topic's."""
+    if topic.kind is MessageKind.EVENT:
+        return payload.startswith(JPEG_START)
+    if payload.startswith(EVENT_START):
+        return True
+    return payload.startswith(JPEG_START) and hashlib.sha256(payload).hexdigest() != topic.sha256
 
 
 def receipts_for(

@@ -88,9 +88,14 @@ def classify_envelope_error(exc: InvalidEnvelope) -> Reason:
         return Reason.INVALID_ENVELOPE
 
 
+def storable(text: str) -> str:
+    """``text`` as every database stores it: lone surrogates and NUL written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def storable_text(text: str, limit: int) -> str:
-    """``text`` as every database stores it: lone surrogates and NUL written as escapes, cut to ``limit``."""
-    safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    """:func:`storable` ``text``, cut to ``limit``."""
+    safe = storable(text)
     return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
@@ -119,3 +120,27 @@ def register(session_factory: SessionFactory, *seals: SimulatedSeal) -> None:
                 public_key=seal.public_key,
                 location="仓库",
             )
+
+
+def refuse_seq_in_the_database(session_factory: SessionFactory, database_url: str, seq: int) -> None:
+    """Make the database itself refuse to store events with ``seq`` (a trigger), as a full or broken table would."""
+    with session_factory() as session:
+        if database_url.startswith("postgresql"):
+            session.execute(
+                text(
+                    "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.seq = {seq} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
+                    "$$ LANGUAGE plpgsql"
+                )
+            )
+            session.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_event()")
+            )
+        else:
+            session.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = {seq} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+        session.commit()

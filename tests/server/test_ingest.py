@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from seal_protocol import EventType, canonical_json, decode_envelope, encode_envelope, encode_status, snapshot_topic
 from seal_protocol.signing import generate_signing_key, sign_envelope
@@ -25,7 +25,15 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import Message, Outcome, Reason
 from server.seals.models import Seal
-from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, jpeg_bytes, message, register
+from tests.server.helpers import (
+    CASE_A,
+    CASE_B,
+    SimulatedSeal,
+    jpeg_bytes,
+    message,
+    refuse_seq_in_the_database,
+    register,
+)
 from tests.server.ingest_world import make_court
 
 
@@ -256,6 +264,20 @@ def test_quarantine_keeps_the_device_of_a_parsable_topic(world: World) -> None:
     assert row.device_id == "seal-a"
 
 
+def test_long_topics_that_begin_alike_keep_a_quarantine_row_each_naming_its_own(world: World) -> None:
+    """A seal's account may publish any last level under its snapshot topic, up to 64 KiB. Two such topics that share
+    the stored topic's first 512 characters were counted as two copies of one row, and the second was kept nowhere:
+    each has its row, which names its topic by its start, its length and the SHA-256 of the whole."""
+    stem = snapshot_topic("seal-a", "f" * 64) + "f" * 600
+    first, second = stem + "-first", stem + "-second"
+    world.ingestor.ingest([message(topic, b"\xff\xd8same") for topic in (first, second, first)])
+    rows = sorted(world.quarantine(), key=lambda row: row.copies)
+    assert [(row.reason, row.copies) for row in rows] == [("invalid_topic", 1), ("invalid_topic", 2)]
+    for row, topic in zip(rows, (second, first), strict=True):
+        assert len(row.topic) <= 512 and row.topic.startswith(stem[:300])
+        assert row.topic.endswith(f"({len(topic)} characters, sha256 {hashlib.sha256(topic.encode()).hexdigest()})")
+
+
 def test_status_updates_the_seal(world: World) -> None:
     results = world.ingestor.ingest([message(world.a.status_topic, encode_status(SealStatus.ONLINE))])
     assert results[0].outcome is Outcome.STATUS
@@ -383,33 +405,9 @@ def test_nul_character_is_refused_by_the_protocol_on_every_database(world: World
     assert [row.raw for row in world.events()] == [good]
 
 
-def _refuse_seq_in_the_database(world: World, database_url: str, seq: int) -> None:
-    """Make the database itself refuse to store events with ``seq`` (a trigger), as a full or broken table would."""
-    with world.session_factory() as session:
-        if database_url.startswith("postgresql"):
-            session.execute(
-                text(
-                    "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
-                    f"IF NEW.seq = {seq} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
-                    "$$ LANGUAGE plpgsql"
-                )
-            )
-            session.execute(
-                text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_event()")
-            )
-        else:
-            session.execute(
-                text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = {seq} "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-                )
-            )
-        session.commit()
-
-
 def test_row_the_database_refuses_is_quarantined_alone(world: World, database_url: str) -> None:
     """One message's row fails in the database: the batch is stored one by one, and only that one is quarantined."""
-    _refuse_seq_in_the_database(world, database_url, seq=2)
+    refuse_seq_in_the_database(world.session_factory, database_url, seq=2)
     first, refused, third = world.a.event(), world.a.event(), world.a.event()
     other = world.b.event()
 
