@@ -41,7 +41,9 @@ SEAL_NOT_FOUND: Responses = {404: {"description": "No such seal, or not one of y
 class CommandCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: CommandAction = Field(description="disarm, arm (judge, clerk); test_warning, snapshot, ping (+ officer).")
+    action: CommandAction = Field(
+        description="disarm, arm (the case's judge); test_warning, snapshot, ping (also the clerk and officers)."
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="Action-specific arguments (none are used yet).")
 
     @field_validator("args")

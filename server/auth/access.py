@@ -76,11 +76,12 @@ class Permission(StrEnum):
 
 
 _P = Permission
-#: What a removal request's parties, its judge and its officer do themselves: not the clerk's to do for them.
-_REMOVAL_ACTS = frozenset({_P.REMOVAL_FILE, _P.REMOVAL_COMMENT, _P.REMOVAL_DECIDE, _P.REMOVAL_LIFT})
+#: What a removal request's parties, its judge and its officer do themselves: not the clerk's to do for them — nor
+#: disarming (or arming) a seal by a command of its own, which is deciding whether the seal guards the property.
+_REMOVAL_ACTS = frozenset({_P.REMOVAL_FILE, _P.REMOVAL_COMMENT, _P.REMOVAL_DECIDE, _P.REMOVAL_LIFT, _P.COMMAND_DISARM})
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # The clerk administers: everything but the acts of the removal workflow (reads them, takes requests up,
-    # issues the debtor's access code, re-sends a disarm).
+    # issues the debtor's access code, re-sends a disarm the judge's approval issued).
     Role.CLERK: frozenset(Permission) - _REMOVAL_ACTS,
     Role.JUDGE: frozenset(
         {_P.CASE_READ, _P.SEAL_READ, _P.SEAL_STATUS, _P.EVENT_READ, _P.SNAPSHOT_READ}

@@ -1004,8 +1004,8 @@ VARIANTS: list[Row] = [
         allowed,
     )
     for action, allowed in [
-        ("disarm", CLERK | {Role.JUDGE}),
-        ("arm", CLERK | {Role.JUDGE}),
+        ("disarm", {Role.JUDGE}),
+        ("arm", {Role.JUDGE}),
         ("test_warning", COURT),
         ("snapshot", COURT),
     ]

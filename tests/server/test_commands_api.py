@@ -92,7 +92,9 @@ def test_a_judge_disarms_and_the_command_is_pending_until_the_seal_answers(
         ("creditor", "ping", 403),
         ("debtor", "ping", 403),
         ("debtor", "disarm", 403),
-        ("clerk", "arm", 202),
+        ("clerk", "arm", 403),  # the clerk administers; whether a seal guards is the judge's to decide
+        ("clerk", "disarm", 403),
+        ("clerk", "test_warning", 202),
         ("judge-b", "disarm", 404),  # another case's seal does not exist for you
     ],
 )
