@@ -11,6 +11,8 @@ those bytes too). Not receipted, so that the seal keeps them and sends them agai
 * a message quarantined for what the court knows of the seal (``unknown_seal``, ``bad_signature``,
   ``unbound_seal``, ``wrong_case``): a clerk who registers the seal, corrects its enrolled key or its binding lets
   the seal's next copy into the case log, where a receipt would have left it in the quarantine for good;
+* an event that names another seal than its topic (``device_mismatch``): a seal whose configured id was changed
+  holds its old identity's signed events, which would be deleted for a quarantine row;
 * a signed event that conflicts with the stored chain (``replayed_seq``, ``duplicate_event_id``, ``broken_chain``,
   e.g. a seal whose outbox was lost and that starts again at seq 1): it is the seal's own signed evidence and must
   not leave the seal for a quarantine row;
@@ -57,7 +59,6 @@ RECEIPTED_QUARANTINE = frozenset(
         Reason.INVALID_JSON,
         Reason.INVALID_ENVELOPE,
         Reason.NON_CANONICAL,
-        Reason.DEVICE_MISMATCH,
         Reason.SNAPSHOT_MISMATCH,
         Reason.INVALID_SNAPSHOT,
     }

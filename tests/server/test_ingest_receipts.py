@@ -65,17 +65,20 @@ def test_stored_duplicate_snapshot_and_quarantined_messages_are_receipted_to_the
     assert json.loads(receipts[0][1])["committed"] == [sha(a1), sha(a2), sha(respaced)]  # arrival order, distinct
 
 
-def test_bytes_a_seal_may_keep_as_another_kind_are_not_receipted_when_quarantined(
+def test_bytes_a_seal_may_keep_as_something_else_are_not_receipted_when_quarantined(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
     """A receipt names bytes, not a kind, and a seal deletes whatever it keeps under that hash. So the seal's genuine
     event published (by its account) on its snapshot topic, its picture on its event topic, or a picture on a
     snapshot topic naming another hash — each quarantined, none stored — must not be receipted: the seal would
-    delete the evidence the court only holds as a quarantine row. Garbage of either kind still is."""
+    delete the evidence the court only holds as a quarantine row. Nor an event naming another seal than its topic
+    (a seal whose configured id changed sends its old identity's events). Garbage of either kind still is."""
     court = make_court(session_factory, tmp_path)
     event, picture, other = court.a.event(), jpeg_bytes(), jpeg_bytes(shade=200)
     not_a_picture, not_an_event = b"GIF89a not a picture", b"\x00\x01 not an event"
+    renamed = court.b.event()  # seal-b's signed event sent on seal-a's topic: a seal whose configured id changed
     messages = [
+        Message(court.a.event_topic, renamed, NOW),  # device_mismatch: the seal keeps its old identity's evidence
         Message(snapshot_topic("seal-a", sha(event)), event, NOW),  # invalid_snapshot: the bytes are the seal's event
         Message(court.a.event_topic, picture, NOW),  # invalid_utf8: the bytes are a picture the seal may keep
         Message(snapshot_topic("seal-a", sha(other)), picture, NOW),  # snapshot_mismatch: a picture under another hash
@@ -84,13 +87,14 @@ def test_bytes_a_seal_may_keep_as_another_kind_are_not_receipted_when_quarantine
     ]
     results = court.ingestor.ingest(messages)
     assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.QUARANTINED, Reason.DEVICE_MISMATCH),
         (Outcome.QUARANTINED, Reason.INVALID_SNAPSHOT),
         (Outcome.QUARANTINED, Reason.INVALID_UTF8),
         (Outcome.QUARANTINED, Reason.SNAPSHOT_MISMATCH),
         (Outcome.QUARANTINED, Reason.INVALID_SNAPSHOT),
         (Outcome.QUARANTINED, Reason.INVALID_JSON),
     ]
-    assert court.seqs("seal-a") == [] and len(court.quarantine()) == 5
+    assert court.seqs("seal-a") == [] and len(court.quarantine()) == 6
 
     assert committed_hashes(messages, results) == {"seal-a": [sha(not_a_picture), sha(not_an_event)]}
 
