@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
 from server.core.db import SessionFactory
-from server.errors import Conflict, Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound, Said
 from server.evidence.queries import armed_in_case
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
@@ -92,14 +93,16 @@ def approve_request(
     """The judge approves, with reasons: the request becomes ``approved`` and at once ``disarm_pending``, with a
     signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``."""
     if not reasons.strip():
-        raise Invalid("an approval needs reasons")
+        raise Invalid("an approval needs reasons").saying("refusal.reasons_missing")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
     # The case's row is locked before its seals are listed: a seal being bound at this moment is either bound
     # before (and disarmed) or waits, then finds the case lifting and is refused.
     get_case(session, case_no=request.case_no, for_update=True)
     seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
     if not seals:
-        raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm")
+        raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm").saying(
+            "refusal.nothing_to_disarm"
+        )
     advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
@@ -135,7 +138,10 @@ def resend_disarm(
     due = [d for d in due if device_id in (None, d)]
     if not due:
         shown = ", ".join(f"{p.device_id}: {p.status.value}" for p in progress.values())
-        raise Conflict(f"no seal of removal request {request.id} waits for a new disarm ({shown})")
+        said = [_said(p.device_id, p.status) for p in progress.values()]
+        raise Conflict(f"no seal of removal request {request.id} waits for a new disarm ({shown})").saying(
+            "refusal.nothing_to_resend", seals=said
+        )
     seals = session.scalars(select(Seal).where(Seal.device_id.in_(due)).order_by(Seal.device_id))
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
     sent = {"commands": {row.device_id: row.id for row in commands}}
@@ -154,7 +160,9 @@ def _disarm(
     now: datetime,
 ) -> CourtCommand:
     if seal.case_no != request.case_no:
-        raise Conflict(f"seal {seal.device_id!r} is no longer bound to case {request.case_no!r}")
+        raise Conflict(f"seal {seal.device_id!r} is no longer bound to case {request.case_no!r}").saying(
+            "refusal.seal_moved", device=seal.device_id
+        )
     row = issue_command(session, seal=seal, action=CommandAction.DISARM, args={}, key=key, ttl=ttl, user=actor, now=now)
     session.add(RemovalDisarm(request_id=request.id, command_id=row.id, device_id=seal.device_id))
     details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "removal_request": request.id}
@@ -297,18 +305,34 @@ def unsent_seals(session: Session, request: RemovalRequest, progress: dict[str, 
     return [device_id for device_id in bound if device_id not in progress]
 
 
+class Unsettled(NamedTuple):
+    """What keeps a request from being disarmed: for the API (``text``) and in the court's words (``said``)."""
+
+    text: str
+    said: Said
+
+
+def _said(device_id: str, status: SealStatus) -> Said:
+    return Said("refusal.seal_is", {"device": device_id, "status": Said(f"case_seal_progress.{status.value}")})
+
+
 def unsettled(
     session: Session, request: RemovalRequest, *, now: datetime, progress: list[SealProgress] | None = None
-) -> list[str]:
+) -> list[Unsettled]:
     """What keeps the request from being disarmed, seal by seal: each not disarmed (nor lifted without its
     acknowledgement by the judge's decision), and each bound to the case that was sent no disarm. Empty: ready."""
     if progress is None:
         progress = seal_progress(session, request, now=now)
     if not progress:
-        return ["no disarm was sent"]
-    problems = [f"seal {p.device_id}: {_WANTING[p.status]}" for p in progress if p.status not in SETTLED]
-    unsent = unsent_seals(session, request, {p.device_id: p for p in progress})
-    problems += [f"seal {d} is bound to the case and was sent no disarm: re-send the disarm" for d in unsent]
+        return [Unsettled("no disarm was sent", Said("refusal.no_disarm_sent"))]
+    problems = [
+        Unsettled(f"seal {p.device_id}: {_WANTING[p.status]}", _said(p.device_id, p.status))
+        for p in progress
+        if p.status not in SETTLED
+    ]
+    for d in unsent_seals(session, request, {p.device_id: p for p in progress}):
+        text = f"seal {d} is bound to the case and was sent no disarm: re-send the disarm"
+        problems.append(Unsettled(text, Said("refusal.seal_unsent", {"device": d})))
     return problems
 
 
