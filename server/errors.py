@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Said:
+    """What a person is told, in the court's words: a key of the catalogue (:mod:`server.words`) and the values of
+    its placeholders — a :class:`Said` among them in its own words, a list of them one after the other, a
+    ``datetime`` on the court's clock (``Translator.say`` in :mod:`server.web.i18n`)."""
+
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+
 class ServerError(Exception):
-    """Base class of every error raised by ``server``."""
+    """Base class of every error raised by ``server``. Its message is the API's (English, for whoever calls it);
+    :attr:`said`, if set, is what a page tells a member of the public, Chinese first (:meth:`saying`)."""
+
+    said: Said | None = None
+
+    def saying(self, key: str, **values: object) -> Self:
+        """This error, with what a person is told of it: ``raise Conflict("…").saying("refusal.no_seal")``."""
+        self.said = Said(key, values)
+        return self
 
 
 class ConfigError(ServerError, ValueError):

@@ -129,7 +129,10 @@ class SealProgressPublic(BaseModel):
     answered_at: datetime | None
     reason: str | None = Field(description="Why the seal refused it.")
     commands: int = Field(description="Disarms sent to it for this request.")
-    armed: bool | None = Field(description="Armed, as the seal's latest signed event says (null: not yet said).")
+    armed: bool | None = Field(
+        description="Armed, as the seal's latest signed event in the request's case says, while it was bound to it "
+        "and, for a final request, until it became final (null: not said there)."
+    )
     found: SealFound | None = Field(description="Lifted without its acknowledgement: what the officer found on site.")
 
 

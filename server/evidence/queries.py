@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType
@@ -22,6 +25,42 @@ def last_known_armed(session: Session, *, device_id: str) -> bool | None:
         .limit(1)
     ).first()
     return None if row is None else armed_state(row.type, row.payload)
+
+
+#: A span of the court's clock, its end ``None`` while it lasts.
+Span = tuple[datetime, datetime | None]
+
+
+def armed_in_case(
+    session: Session, *, device_id: str, case_no: str, spans: Sequence[Span] | None, until: datetime
+) -> tuple[bool, int] | None:
+    """Whether the seal's latest event that tells, stored in ``case_no``, received within one of ``spans`` (its
+    bindings to that case; ``None``: any time) and by ``until``, said it was armed, with that event's seq; ``None``
+    if none did. What another case's events say of the seal is not this case's business."""
+    if spans is not None and not spans:
+        return None
+    query = (
+        select(Event.type, Event.payload, Event.seq)
+        .where(
+            Event.device_id == device_id,
+            Event.case_no == case_no,
+            Event.type.in_([t.value for t in _ARMED_STATE_EVENTS]),
+            Event.received_at <= until,
+        )
+        .order_by(Event.seq.desc())
+    )
+    if spans is not None:
+        within = [and_(Event.received_at >= start, Event.received_at <= (end or until)) for start, end in spans]
+        query = query.where(or_(*within))
+    result = session.execute(query.execution_options(yield_per=64))  # newest first: mostly the first row tells
+    try:
+        for event_type, payload, seq in result:
+            armed = armed_state(event_type, payload)
+            if armed is not None:
+                return armed, seq
+        return None
+    finally:
+        result.close()
 
 
 def armed_state(event_type: str, payload: dict[str, object]) -> bool | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,7 +28,8 @@ from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.commands.state import CommandState
 from server.core.db import SessionFactory
-from server.errors import Conflict, Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound, Said
+from server.evidence.queries import armed_in_case
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
 from server.removal.state import RemovalAction, RemovalState, transition
@@ -74,7 +76,7 @@ class SealProgress:
     answered_at: datetime | None
     reason: str | None
     commands: int  # how many disarms were issued to it for the request
-    armed: bool | None  # as the seal's latest signed event says (None: it has not said)
+    armed: bool | None  # as its latest signed event in the request's case says (None: it has not said there)
     found: str | None = None  # lifted without its ack: what the officer found on site (server.removal.lifting)
 
 
@@ -91,14 +93,16 @@ def approve_request(
     """The judge approves, with reasons: the request becomes ``approved`` and at once ``disarm_pending``, with a
     signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``."""
     if not reasons.strip():
-        raise Invalid("an approval needs reasons")
+        raise Invalid("an approval needs reasons").saying("refusal.reasons_missing")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
     # The case's row is locked before its seals are listed: a seal being bound at this moment is either bound
     # before (and disarmed) or waits, then finds the case lifting and is refused.
     get_case(session, case_no=request.case_no, for_update=True)
     seals = list(session.scalars(select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)))
     if not seals:
-        raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm")
+        raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm").saying(
+            "refusal.nothing_to_disarm"
+        )
     advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
@@ -134,7 +138,10 @@ def resend_disarm(
     due = [d for d in due if device_id in (None, d)]
     if not due:
         shown = ", ".join(f"{p.device_id}: {p.status.value}" for p in progress.values())
-        raise Conflict(f"no seal of removal request {request.id} waits for a new disarm ({shown})")
+        said = [_said(p.device_id, p.status) for p in progress.values()]
+        raise Conflict(f"no seal of removal request {request.id} waits for a new disarm ({shown})").saying(
+            "refusal.nothing_to_resend", seals=said
+        )
     seals = session.scalars(select(Seal).where(Seal.device_id.in_(due)).order_by(Seal.device_id))
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
     sent = {"commands": {row.device_id: row.id for row in commands}}
@@ -153,7 +160,9 @@ def _disarm(
     now: datetime,
 ) -> CourtCommand:
     if seal.case_no != request.case_no:
-        raise Conflict(f"seal {seal.device_id!r} is no longer bound to case {request.case_no!r}")
+        raise Conflict(f"seal {seal.device_id!r} is no longer bound to case {request.case_no!r}").saying(
+            "refusal.seal_moved", device=seal.device_id
+        )
     row = issue_command(session, seal=seal, action=CommandAction.DISARM, args={}, key=key, ttl=ttl, user=actor, now=now)
     session.add(RemovalDisarm(request_id=request.id, command_id=row.id, device_id=seal.device_id))
     details = {"command_id": row.id, "action": row.action, "case_no": row.case_no, "removal_request": request.id}
@@ -165,25 +174,63 @@ def _disarm(
 
 def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -> list[SealProgress]:
     """Each seal the request sent a disarm to, by device id: disarmed once any of its disarms is acknowledged while
-    it was bound to the request's case, and no signed event of it said armed since."""
+    it was bound to the request's case, and no signed event of it in that case, while bound to it, said armed since.
+
+    Only the seal's events and answers in the request's case count — never what it says once bound to another —
+    and a final request is shown as it stood when it became final (:func:`as_of`): its record does not change."""
+    until = as_of(request, now)
     query = (
         select(CourtCommand)
         .join(RemovalDisarm, RemovalDisarm.command_id == CourtCommand.id)
         .where(RemovalDisarm.request_id == request.id)
         .order_by(CourtCommand.id)
     )
-    by_seal: dict[str, list[CourtCommand]] = {}
+    by_seal: dict[str, list[_Disarm]] = {}
     for command in session.scalars(query):
-        by_seal.setdefault(command.device_id, []).append(command)
-    seals = {seal.device_id: seal for seal in session.scalars(select(Seal).where(Seal.device_id.in_(by_seal)))}
+        by_seal.setdefault(command.device_id, []).append(_Disarm.of(command, until))
     spans: dict[str, list[SealBinding]] = {device_id: [] for device_id in by_seal}
     for binding in session.scalars(select(SealBinding).where(SealBinding.device_id.in_(by_seal))):
         spans[binding.device_id].append(binding)
     waivers = waived(session, request)
-    return [
-        _progress(d, commands, now, seals[d], _binding_test(spans[d], request.case_no), waivers.get(d))
-        for d, commands in sorted(by_seal.items())
-    ]
+    progress = []
+    for device_id, commands in sorted(by_seal.items()):
+        bindings = spans[device_id]
+        windows = (
+            None if not bindings else [(b.bound_at, b.unbound_at) for b in bindings if b.case_no == request.case_no]
+        )
+        said = armed_in_case(session, device_id=device_id, case_no=request.case_no, spans=windows, until=until)
+        bound = _binding_test(bindings, request.case_no)
+        progress.append(_progress(device_id, commands, until, said, bound, waivers.get(device_id)))
+    return progress
+
+
+def as_of(request: RemovalRequest, now: datetime) -> datetime:
+    """The moment ``request`` is shown as of: ``now`` while it is open, the moment it became final (its last step)
+    once it is — a seal that answers, or is armed again (an ``arm`` after an abort, or in another case), afterwards
+    no longer belongs to its record."""
+    return request.updated_at if RemovalState(request.state).is_final else now
+
+
+@dataclass(frozen=True)
+class _Disarm:
+    """A disarm of the request as it stood at a moment: an answer received later is not there yet."""
+
+    id: int
+    state: str
+    issued_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+    answer_seq: int | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, command: CourtCommand, until: datetime) -> _Disarm:
+        if command.answered_at is None or command.answered_at <= until:
+            answer = (command.state, command.answered_at, command.answer_seq, command.reason)
+        else:  # answered after the request became final, which withdrew or ended every unanswered disarm
+            answer = (CommandState.EXPIRED.value, None, None, None)
+        state, answered_at, answer_seq, reason = answer
+        return cls(command.id, state, command.issued_at, command.expires_at, answered_at, answer_seq, reason)
 
 
 def waived(session: Session, request: RemovalRequest) -> dict[str, RemovalWaiver]:
@@ -205,12 +252,14 @@ def _binding_test(bindings: list[SealBinding], case_no: str) -> Binding:
 
 def _progress(
     device_id: str,
-    commands: Sequence[CourtCommand],
+    commands: Sequence[_Disarm],
     now: datetime,
-    seal: Seal,
+    said: tuple[bool, int] | None,
     bound_to_case: Binding,
     waiver: RemovalWaiver | None,
 ) -> SealProgress:
+    """``said``: whether the seal's latest signed event in the request's case (while bound to it) said armed, and
+    its seq."""
     acknowledged = [
         c
         for c in commands
@@ -219,11 +268,7 @@ def _progress(
     ack = acknowledged[-1] if acknowledged else None
     latest = commands[-1]
     armed_again = (
-        ack is not None
-        and seal.armed is True
-        and seal.armed_seq is not None
-        and ack.answer_seq is not None
-        and seal.armed_seq > ack.answer_seq
+        ack is not None and said is not None and said[0] and ack.answer_seq is not None and said[1] > ack.answer_seq
     )
     command = latest
     if ack is not None and not armed_again:
@@ -248,7 +293,7 @@ def _progress(
         answered_at=command.answered_at,
         reason=command.reason,
         commands=len(commands),
-        armed=seal.armed,
+        armed=said[0] if said is not None else None,
         found=waiver.found if waiver is not None else None,
     )
 
@@ -260,18 +305,34 @@ def unsent_seals(session: Session, request: RemovalRequest, progress: dict[str, 
     return [device_id for device_id in bound if device_id not in progress]
 
 
+class Unsettled(NamedTuple):
+    """What keeps a request from being disarmed: for the API (``text``) and in the court's words (``said``)."""
+
+    text: str
+    said: Said
+
+
+def _said(device_id: str, status: SealStatus) -> Said:
+    return Said("refusal.seal_is", {"device": device_id, "status": Said(f"case_seal_progress.{status.value}")})
+
+
 def unsettled(
     session: Session, request: RemovalRequest, *, now: datetime, progress: list[SealProgress] | None = None
-) -> list[str]:
+) -> list[Unsettled]:
     """What keeps the request from being disarmed, seal by seal: each not disarmed (nor lifted without its
     acknowledgement by the judge's decision), and each bound to the case that was sent no disarm. Empty: ready."""
     if progress is None:
         progress = seal_progress(session, request, now=now)
     if not progress:
-        return ["no disarm was sent"]
-    problems = [f"seal {p.device_id}: {_WANTING[p.status]}" for p in progress if p.status not in SETTLED]
-    unsent = unsent_seals(session, request, {p.device_id: p for p in progress})
-    problems += [f"seal {d} is bound to the case and was sent no disarm: re-send the disarm" for d in unsent]
+        return [Unsettled("no disarm was sent", Said("refusal.no_disarm_sent"))]
+    problems = [
+        Unsettled(f"seal {p.device_id}: {_WANTING[p.status]}", _said(p.device_id, p.status))
+        for p in progress
+        if p.status not in SETTLED
+    ]
+    for d in unsent_seals(session, request, {p.device_id: p for p in progress}):
+        text = f"seal {d} is bound to the case and was sent no disarm: re-send the disarm"
+        problems.append(Unsettled(text, Said("refusal.seal_unsent", {"device": d})))
     return problems
 
 

@@ -19,7 +19,7 @@ from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command, withdraw_commands
-from server.errors import Conflict, Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound, Said
 from server.notices.service import Revocation
 from server.removal.disarm import SealStatus, seal_progress, settle, unsettled, waived
 from server.removal.messages import tell
@@ -54,7 +54,9 @@ def lift_without_ack(
     them. :class:`NotFound` for a seal the request did not send a disarm to, :class:`Conflict` for one that has
     acknowledged or was decided already."""
     if not reasons.strip():
-        raise Invalid("a decision to lift without a seal's acknowledgement needs reasons")
+        raise Invalid("a decision to lift without a seal's acknowledgement needs reasons").saying(
+            "refusal.reasons_missing"
+        )
     transition(request.state, RemovalAction.LIFT_WITHOUT_ACK)
     progress = {p.device_id: p for p in seal_progress(session, request, now=now)}
     named = list(dict.fromkeys(device_ids))
@@ -63,7 +65,9 @@ def lift_without_ack(
         if seal is None:
             raise NotFound(f"seal {device_id!r} is not one of removal request {request.id}")
         if seal.status in (SealStatus.DISARMED, SealStatus.WITHOUT_ACK):
-            raise Conflict(f"seal {device_id!r} of removal request {request.id} is {seal.status.value} already")
+            raise Conflict(f"seal {device_id!r} of removal request {request.id} is {seal.status.value} already").saying(
+                "refusal.seal_decided", device=device_id, status=Said(f"case_seal_progress.{seal.status.value}")
+            )
     for device_id in named:
         waiver = RemovalWaiver(
             request_id=request.id, device_id=device_id, decided_by=actor.id, decided_at=now, reasons=reasons
@@ -98,7 +102,10 @@ def confirm_lifted(
     progress = seal_progress(session, request, now=now)
     problems = unsettled(session, request, now=now, progress=progress)
     if problems:
-        raise Conflict(f"removal request {request.id} cannot be lifted now: {'; '.join(problems)}")
+        text = "; ".join(p.text for p in problems)
+        raise Conflict(f"removal request {request.id} cannot be lifted now: {text}").saying(
+            "refusal.not_disarmed", seals=[p.said for p in problems]
+        )
     waivers = waived(session, request)
     found = dict(found or {})
     never = {p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK}
@@ -107,9 +114,11 @@ def confirm_lifted(
         raise Conflict(
             f"seal(s) {', '.join(unnamed)} were lifted without their acknowledgement: say whether each was found "
             "(and removed), destroyed or missing"
-        )
+        ).saying("refusal.found_missing", devices=", ".join(unnamed))
     if other:
-        raise Conflict(f"seal(s) {', '.join(other)} were not lifted without their acknowledgement: nothing to say")
+        raise Conflict(
+            f"seal(s) {', '.join(other)} were not lifted without their acknowledgement: nothing to say"
+        ).saying("refusal.found_not_asked", devices=", ".join(other))
     for device_id, waiver in waivers.items():
         if device_id in found:
             waiver.found = SealFound(found[device_id]).value
@@ -152,7 +161,7 @@ def abort_request(
     published any more), every seal of the request still bound to the case is sent a signed ``arm`` — issued after
     the disarms, so a seal that gets both ends armed — and the case is ``sealed`` again. Return the arm commands."""
     if not reasons.strip():
-        raise Invalid("withdrawing an approval needs reasons")
+        raise Invalid("withdrawing an approval needs reasons").saying("refusal.reasons_missing")
     transition(request.state, RemovalAction.ABORT)
     get_case(session, case_no=request.case_no, for_update=True)
     disarms = list(session.scalars(select(RemovalDisarm).where(RemovalDisarm.request_id == request.id)))

@@ -26,6 +26,8 @@ from server.removal.errors import ProofRefused
 
 PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
 #: The extension a stored proof gets, and the extensions a name may carry, per type.
+#: What each type is called in a refusal.
+KINDS = {PDF: "PDF", JPEG: "JPEG", PNG: "PNG"}
 EXTENSIONS = {PDF: (".pdf",), JPEG: (".jpg", ".jpeg", ".jpe", ".jfif"), PNG: (".png",)}
 #: Declared types that tell nothing (a client that does not know the type).
 UNDECLARED = frozenset({"", "application/octet-stream"})
@@ -75,22 +77,34 @@ def check_proof(data: bytes, *, filename: str, declared_type: str, max_bytes: in
     """``data`` as a proof file, or :class:`ProofRefused` saying why not (naming the file)."""
     name = safe_filename(filename)
     if len(data) > max_bytes:
-        raise ProofRefused(f"{name}: {len(data)} bytes, a proof file has at most {max_bytes}")
+        raise ProofRefused(f"{name}: {len(data)} bytes, a proof file has at most {max_bytes}").saying(
+            "refusal.proof_too_large", name=name, size=len(data), max=max_bytes
+        )
     if not data:
-        raise ProofRefused(f"{name}: the file is empty")
+        raise ProofRefused(f"{name}: the file is empty").saying("refusal.proof_empty", name=name)
     media_type = sniff(data)
     if media_type is None:
-        raise ProofRefused(f"{name}: not a PDF, JPEG or PNG file (by its content)")
+        raise ProofRefused(f"{name}: not a PDF, JPEG or PNG file (by its content)").saying(
+            "refusal.proof_type", name=name
+        )
+    kind = KINDS[media_type]
     extension = PurePosixPath(name).suffix.lower()
     if extension and extension not in EXTENSIONS[media_type]:
-        raise ProofRefused(f"{name}: the name says {extension}, the content is {media_type}")
+        raise ProofRefused(f"{name}: the name says {extension}, the content is {media_type}").saying(
+            "refusal.proof_name_lie", name=name, extension=extension, kind=kind
+        )
     declared = declared_type.split(";")[0].strip().lower()
     declared = ALIASES.get(declared, declared)
     if declared not in UNDECLARED and declared != media_type:
-        raise ProofRefused(f"{name}: declared as {declared}, the content is {media_type}")
-    problem = _pdf_problem(data) if media_type == PDF else _picture_problem(data, media_type)
-    if problem is not None:
-        raise ProofRefused(f"{name}: {problem}")
+        raise ProofRefused(f"{name}: declared as {declared}, the content is {media_type}").saying(
+            "refusal.proof_type_lie", name=name, kind=kind
+        )
+    if media_type == PDF:
+        problem = _pdf_problem(data)
+        if problem is not None:
+            raise ProofRefused(f"{name}: {problem}").saying("refusal.proof_broken_pdf", name=name)
+    else:
+        _check_picture(data, kind, name)
     return CheckedProof(hashlib.sha256(data).hexdigest(), media_type, len(data), name, data)
 
 
@@ -134,18 +148,24 @@ def _pdf_problem(data: bytes) -> str | None:
     return None
 
 
-def _picture_problem(data: bytes, media_type: str) -> str | None:
-    kind = "JPEG" if media_type == JPEG else "PNG"
+def _check_picture(data: bytes, kind: str, name: str) -> None:
+    """:class:`ProofRefused` unless ``data`` decodes as a ``kind`` (JPEG or PNG) picture of at most
+    :data:`MAX_PIXELS` (refused from its header when larger)."""
     try:
         with Image.open(io.BytesIO(data), formats=[kind]) as picture:
             width, height = picture.size
-            if width * height > MAX_PIXELS:
-                return f"a {width}x{height} picture is larger than {MAX_PIXELS} pixels"
-            with decoding_slots:
-                picture.load()
+            too_large = width * height > MAX_PIXELS
+            if not too_large:
+                with decoding_slots:
+                    picture.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"the {kind} picture does not decode: {exc}"
-    return None
+        raise ProofRefused(f"{name}: the {kind} picture does not decode: {exc}").saying(
+            "refusal.proof_broken_picture", name=name
+        ) from exc
+    if too_large:
+        raise ProofRefused(f"{name}: a {width}x{height} picture is larger than {MAX_PIXELS} pixels").saying(
+            "refusal.proof_too_many_pixels", name=name, width=width, height=height, megapixels=MAX_PIXELS // 1_000_000
+        )
 
 
 class ProofStore(ContentStore):

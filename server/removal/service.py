@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
 from server.config import RemovalSettings
-from server.errors import Conflict, Invalid
+from server.errors import Conflict, Invalid, Said
 from server.removal.errors import ProofRefused, ProofStorageFailed
 from server.removal.grounds import RemovalGround
 from server.removal.messages import ground_text, tell
@@ -55,17 +55,23 @@ def check_filing(
     last 24 hours (:func:`check_filings_today`), is not sealed or has no seal."""
     case = get_case(session, case_no=case_no)
     if not statement.strip():
-        raise Invalid("a removal request needs a statement")
+        raise Invalid("a removal request needs a statement").saying("refusal.statement_missing")
     if files > settings.proof_max_files:
-        raise ProofRefused(f"{files} proof files: a request takes at most {settings.proof_max_files}")
+        raise ProofRefused(f"{files} proof files: a request takes at most {settings.proof_max_files}").saying(
+            "refusal.too_many_files", n=files, max=settings.proof_max_files
+        )
     existing = open_request(session, case_no=case.case_no)
     if existing is not None:
-        raise Conflict(f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})")
+        raise Conflict(
+            f"case {case.case_no!r} has an open removal request: no. {existing.id} ({existing.state})"
+        ).saying("refusal.open_request", no=existing.id, state=Said(f"case_removal_state.{existing.state}"))
     check_filings_today(session, case_no=case.case_no, settings=settings, now=now)
     if case.status != CaseStatus.SEALED:
-        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed")
+        raise Conflict(f"case {case.case_no!r} is {case.status}: a removal request is filed while it is sealed").saying(
+            "refusal.case_not_sealed", status=Said(f"case_status.{case.status}")
+        )
     if session.scalar(select(Seal.id).where(Seal.case_no == case.case_no).limit(1)) is None:
-        raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift")
+        raise Conflict(f"no seal is bound to case {case.case_no!r}: there is nothing to lift").saying("refusal.no_seal")
     return case
 
 
@@ -85,7 +91,7 @@ def check_filings_today(session: Session, *, case_no: str, settings: RemovalSett
         raise Conflict(
             f"case {case_no!r} has had {len(recent)} removal requests in 24 hours, the most allowed: "
             f"the next may be filed after {after:%Y-%m-%d %H:%M}Z"
-        )
+        ).saying("refusal.too_many_filings", n=len(recent), after=after)
 
 
 def store_proofs(store: ProofStore, proofs: Sequence[CheckedProof], *, case_no: str) -> None:
@@ -136,7 +142,7 @@ def file_request(
             session.add(request)
             session.flush()
     except IntegrityError:
-        raise Conflict(f"case {case.case_no!r} has an open removal request") from None
+        raise Conflict(f"case {case.case_no!r} has an open removal request").saying("refusal.filed_meanwhile") from None
     hold_case(session, case_no=case.case_no, holder=hold_of(request))
     kept: dict[str, CheckedProof] = {}
     for proof in proofs:
@@ -205,11 +211,11 @@ def add_view(session: Session, *, actor: Actor, request: RemovalRequest, text: s
     """The creditor's written view, before the decision and within the time set for views."""
     transition(request.state, RemovalAction.COMMENT)  # before the decision only (409 otherwise)
     if not text.strip():
-        raise Invalid("a view needs its text")
+        raise Invalid("a view needs its text").saying("refusal.view_missing")
     if now >= request.views_due_at:
         raise Conflict(
             f"the time for views on removal request {request.id} ended at {request.views_due_at:%Y-%m-%d %H:%M}Z"
-        )
+        ).saying("refusal.views_over", no=request.id, until=request.views_due_at)
     view = RemovalView(request_id=request.id, author_id=actor.id, at=now, text=text)
     session.add(view)
     session.flush()
@@ -229,7 +235,7 @@ def cancel_request(session: Session, *, actor: Actor, request: RemovalRequest, n
 def reject_request(session: Session, *, actor: Actor, request: RemovalRequest, reasons: str, now: datetime) -> None:
     """The judge rejects the request, with reasons; the seals stay as they are."""
     if not reasons.strip():
-        raise Invalid("a rejection needs reasons")
+        raise Invalid("a rejection needs reasons").saying("refusal.reasons_missing")
     advance(session, request, RemovalAction.REJECT, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     tell(session, request, "rejected", now=now, extra=reasons)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from server.errors import Said
 from server.removal.errors import IllegalTransition
 
 
@@ -100,6 +101,10 @@ def transition(state: RemovalState | str, action: RemovalAction) -> RemovalState
             current.value,
             action.value,
             f"a removal request that is {current.value} cannot {action.value}: it allows {allowed}",
+        ).saying(
+            "refusal.state",
+            state=Said(f"case_removal_state.{current.value}"),
+            action=Said(f"refused_action.{action.value}"),
         )
     return target
 

@@ -129,7 +129,7 @@ def creditor_add_view(
             session.commit()
         except Conflict as exc:
             session.rollback()
-            error, status_code = page.t("creditor.view_refused", detail=str(exc)), status.HTTP_409_CONFLICT
+            error, status_code = page.t("creditor.view_refused", detail=page.t.refusal(exc)), status.HTTP_409_CONFLICT
     if error:
         view = _view(page, session, case_no, settle=False)
         values = _values(page, session, view, errors={"text": error}, text=text)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from server.core.court_clock import court_clock
+from server.errors import Said, ServerError
 from server.words import catalogue
 
 LANG_COOKIE = "seal_lang"
@@ -47,6 +48,24 @@ class Translator:
         such as an event type a newer seal sends)."""
         texts = catalogue().get(key)
         return texts[self._column] if texts is not None and self._column in texts else fallback
+
+    def say(self, said: Said) -> str:
+        """``said`` in this language: its values said first (:class:`~server.errors.Said`)."""
+        return self(said.key, **{name: self._value(value) for name, value in said.values.items()})
+
+    def refusal(self, exc: ServerError) -> str:
+        """Why ``exc`` refused, in words a member of the public reads: its own (:attr:`ServerError.said`), or, for an
+        error that has none, its message as it is."""
+        return self.say(exc.said) if exc.said is not None else str(exc)
+
+    def _value(self, value: object) -> object:
+        if isinstance(value, Said):
+            return self.say(value)
+        if isinstance(value, datetime):
+            return self.when(value)
+        if isinstance(value, list | tuple):
+            return ("；" if self.language == "zh-CN" else "; ").join(str(self._value(v)) for v in value)
+        return value
 
     def when(self, moment: datetime | None) -> str:
         """A moment as the court reads it: China Standard Time, to the second; ``—`` for none (:func:`court_clock`)."""

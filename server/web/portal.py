@@ -146,11 +146,15 @@ def portal_file(
         session.rollback()
         view = _case(page, session, case_no, settle=False)
         return _refused(
-            page, view, status.HTTP_409_CONFLICT, {"form": page.t("portal.cannot_file", detail=str(exc))}, form
+            page,
+            view,
+            status.HTTP_409_CONFLICT,
+            {"form": page.t("portal.cannot_file", detail=page.t.refusal(exc))},
+            form,
         )
     except ProofRefused as exc:
         session.rollback()
-        return _refused(page, view, status.HTTP_422_UNPROCESSABLE_CONTENT, {"files": str(exc)}, form)
+        return _refused(page, view, status.HTTP_422_UNPROCESSABLE_CONTENT, {"files": page.t.refusal(exc)}, form)
     except ProofStorageFailed:
         session.rollback()
         return _refused(
@@ -181,7 +185,7 @@ def _checked(page: Page, upload: UploadFile, settings: RemovalSettings) -> Check
             data, filename=name, declared_type=upload.content_type or "", max_bytes=settings.proof_max_bytes
         )
     except ProofRefused as exc:
-        raise ProofRefused(page.t("portal.file_refused", detail=str(exc))) from exc
+        raise ProofRefused(page.t("portal.file_refused", detail=page.t.refusal(exc))) from exc
 
 
 @router.post("/portal/requests/{request_id}/cancel")

@@ -79,10 +79,10 @@ class PageRoute(APIRoute):
             except Forbidden:
                 return error_page(request, status.HTTP_403_FORBIDDEN, "error.forbidden")
             except Conflict as exc:
-                detail = _clean(str(exc))
+                detail = _clean(page_language(request).refusal(exc))
                 return error_page(request, status.HTTP_409_CONFLICT, "error.conflict", detail=detail)
             except (RequestValidationError, Invalid) as exc:
-                detail = _validation_detail(exc)
+                detail = _validation_detail(request, exc)
                 return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "error.invalid", detail=detail)
             except StarletteHTTPException as exc:
                 if exc.status_code != status.HTTP_400_BAD_REQUEST:
@@ -118,12 +118,12 @@ def _form_not_parsed(exc: BaseException) -> bool:
     return False
 
 
-def _validation_detail(exc: Exception) -> str:
+def _validation_detail(request: Request, exc: RequestValidationError | Invalid) -> str:
     """What was wrong, short (:func:`_clean`)."""
     if isinstance(exc, RequestValidationError):
         text = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
     else:
-        text = str(exc)
+        text = page_language(request).refusal(exc)
     return _clean(text)
 
 

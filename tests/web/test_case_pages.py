@@ -369,3 +369,19 @@ def test_an_arm_the_seal_never_answered_is_an_alarm_that_names_the_command(world
             html = client.get(path).text
         assert 'data-kind="arm_failed"' in html and shown in html, (username, path)
         assert f"指令 #{command_id}：超时未应答" in html and "布防指令未执行" in html, (username, path)
+
+
+def test_a_removal_step_the_request_s_state_refuses_is_said_in_the_court_s_words(world: PagesWorld) -> None:
+    """The case page's 409 for a removal step says what the request's state is and what cannot be done, in
+    Chinese (in English on an English page) — not the workflow's internal names."""
+    request_id = file_removal(world)
+    with world.client("officer") as client:
+        token = csrf_of(client.get(CASE_URL).text)
+        refused = client.post(f"{CASE_URL}/removal/{request_id}/lifted", data={"csrf_token": token})
+        assert refused.status_code == 409
+        assert "该申请目前为“已提交”，已不能确认现场拆除。" in refused.text
+        assert "submitted" not in refused.text and "allows" not in refused.text
+        client.cookies.set("seal_lang", "en")
+        english = client.post(f"{CASE_URL}/removal/{request_id}/lifted", data={"csrf_token": token})
+        assert english.status_code == 409
+        assert "The request is now “Submitted”: confirming the removal on site is no longer possible." in english.text

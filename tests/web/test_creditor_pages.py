@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from seal_protocol import EventType
 from server.core.base import utc_now
+from server.core.court_clock import court_clock
 from server.core.db import session_scope
 from server.core.live import Change
 from server.removal.disarm import SealStatus
@@ -24,7 +25,7 @@ from server.web.templating import environment
 from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of
 from tests.web.portal_world import OTHER_SEAL, Portal, make_portal, q
 from tests.web.test_live_stream import events
-from tests.web.test_portal_pages import field_error
+from tests.web.test_portal_pages import field_error, in_chinese
 
 
 @pytest.fixture
@@ -65,11 +66,12 @@ def test_a_creditor_adds_a_view_while_allowed_and_each_refusal_shows_beside_the_
         with session_scope(portal.world.session_factory) as session:
             request = session.get(RemovalRequest, request_id)
             assert request is not None
-            request.views_due_at = utc_now() - timedelta(seconds=1)
+            request.views_due_at = due = utc_now() - timedelta(seconds=1)
         page = client.get(f"/creditor/cases/{q(CASE)}").text
         assert 'id="view-form"' not in page and "提出意见的期限已于" in page
         late = client.post(url, data={"text": "补充意见", "csrf_token": token})
-        assert late.status_code == 409 and "the time for views" in field_error(late.text, "view")
+        assert late.status_code == 409 and "提出意见的期限已于" in in_chinese(field_error(late.text, "view"))
+        assert court_clock(due) in field_error(late.text, "view")  # the court's time, not UTC
         assert "补充意见" in late.text  # what was written stays
     with portal.world.session_factory() as session:
         views = session.scalars(select(RemovalView.text).where(RemovalView.request_id == request_id)).all()

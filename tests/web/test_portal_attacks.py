@@ -3,13 +3,17 @@ as a page, in the order the API answers them (what fails without reading a proof
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+from datetime import timedelta
 
-from server.removal.models import RemovalProof
+import pytest
+from sqlalchemy import func, select
+
+from server.core.court_clock import court_clock
+from server.removal.models import RemovalProof, RemovalRequest
 from tests.server.removal_world import pdf_bytes, picture_bytes
 from tests.web.conftest import CASE, PagesWorld, csrf_of
 from tests.web.portal_world import Portal, make_portal, q
+from tests.web.test_portal_pages import field_error, in_chinese
 
 
 @pytest.fixture
@@ -25,7 +29,7 @@ def test_a_stale_form_is_refused_for_the_case_s_state_before_its_files_are_read(
         not_a_picture = ("files", ("回单.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))
         stale = client.post(f"/portal/cases/{q(CASE)}/requests", data=base, files=[not_a_picture])
         assert stale.status_code == 409, stale.status_code
-        assert "现在不能提交申请" in stale.text and f"no. {open_id}" in stale.text
+        assert "现在不能提交申请" in stale.text and f"第 {open_id} 号" in in_chinese(field_error(stale.text, "form"))
         assert 'aria-invalid="true"' not in stale.text  # the file was never looked at
     assert portal.state(open_id) == "submitted"
 
@@ -78,7 +82,12 @@ def test_filing_and_withdrawing_again_and_again_is_capped_per_case_and_day(porta
         token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
         base = {"csrf_token": token, "ground": "paid_in_full", "statement": "已全部清偿。"}
         sixth = client.post(url, data=base, files=[("files", ("6.png", picture_bytes("PNG", shade=6), "image/png"))])
-        assert sixth.status_code == 409 and "现在不能提交申请" in sixth.text and "24 hours" in sixth.text
+        assert sixth.status_code == 409 and "现在不能提交申请" in sixth.text
+    with portal.world.session_factory() as session:
+        first = session.scalar(select(func.min(RemovalRequest.filed_at)).where(RemovalRequest.case_no == CASE))
+        assert first is not None
+    said = in_chinese(field_error(sixth.text, "form"))
+    assert "24 小时内已提交 5 份申请" in said and court_clock(first + timedelta(hours=24))[:16] in said  # court time
     with portal.world.session_factory() as session:
         stored = session.scalars(select(RemovalProof.sha256)).all()
         assert len(stored) == 5  # the sixth file was not stored

@@ -5,6 +5,8 @@ and only the debtor's own case, with the CSRF rule on every form."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -34,6 +36,26 @@ def field_error(html: str, field: str) -> str:
     """The text of the error shown beside ``field`` (``<p class="field-error" id="<field>-error">``)."""
     start = html.index(f'id="{field}-error"')
     return html[html.index(">", start) + 1 : html.index("</p>", start)]
+
+
+#: Latin words a reason in Chinese may hold: the names of the files the debtor chose, and their types.
+_LATIN_ALLOWED = re.compile(r"[\w.-]*\.(?:pdf|png|jpe?g|txt)\b|\b(?:PDF|JPEG|PNG|MB|KB)\b")
+
+
+def in_chinese(reason: str) -> str:
+    """``reason`` (a refusal as the page shows it), checked to be said in Chinese to the member of the public who
+    reads it: no English sentence, no internal name (``disarm_pending``, ``cancel``), no time in UTC (``…Z``)."""
+    text = html.unescape(reason)
+    rest = _LATIN_ALLOWED.sub("", text)
+    assert re.search(r"[\u4e00-\u9fff]", rest) and not re.search(r"[A-Za-z]", rest), text
+    return text
+
+
+def shown_error(page: str) -> str:
+    """The message of an error page (``<p class="flash error">``)."""
+    found = re.search(r'<p class="flash error" role="alert"[^>]*>(.*?)</p>', page, re.S)
+    assert found is not None, page[:500]
+    return found.group(1)
 
 
 def test_the_notice_leads_to_the_form_filled_in_and_the_code_signs_in(portal: Portal) -> None:
@@ -93,6 +115,11 @@ def test_the_debtor_files_with_proofs_and_each_refusal_is_shown_beside_its_field
         assert "已于 3 月 1 日全部清偿。" in no_ground.text  # what was written stays
         lie = client.post(url, data=base, files=[("files", ("回单.pdf", picture_bytes("PNG"), "application/pdf"))])
         assert lie.status_code == 422 and "证明材料未通过检查" in field_error(lie.text, "files")
+        assert "扩展名是 .pdf，内容却是 PNG 文件" in in_chinese(field_error(lie.text, "files"))
+        declared = client.post(url, data=base, files=[("files", ("回单", picture_bytes("PNG"), "application/pdf"))])
+        assert declared.status_code == 422 and "PNG" in in_chinese(field_error(declared.text, "files"))
+        broken = client.post(url, data=base, files=[("files", ("回单.pdf", b"%PDF-1.4\nnot a pdf", "application/pdf"))])
+        assert broken.status_code == 422 and "不是完整有效的 PDF" in in_chinese(field_error(broken.text, "files"))
         text = client.post(url, data=base, files=[("files", ("a.txt", b"hello", "text/plain"))])
         assert "不是 PDF、JPEG 或 PNG 格式" in field_error(text.text, "files")
         many = [("files", (f"{i}.png", picture_bytes("PNG", shade=i), "image/png")) for i in range(6)]
@@ -117,7 +144,10 @@ def test_the_debtor_files_with_proofs_and_each_refusal_is_shown_beside_its_field
         )
         assert 'id="file-form"' not in page.text  # one open request per case: no second form
         again = client.post(url, data=base, files=[receipt])
-        assert again.status_code == 409 and "现在不能提交申请" in again.text and "open removal request" in again.text
+        assert again.status_code == 409 and "现在不能提交申请" in again.text
+        assert "已有一份正在办理的解除查封申请" in in_chinese(field_error(again.text, "form"))
+        english = client.post(url, data=base, files=[receipt], cookies={"seal_lang": "en"})
+        assert "already has a removal request in progress" in field_error(english.text, "form")
     with portal.world.session_factory() as session:
         [request] = session.scalars(select(RemovalRequest).where(RemovalRequest.case_no == CASE)).all()
         assert (request.state, request.ground, len(request.proofs)) == ("submitted", "paid_in_full", 2)
@@ -186,6 +216,7 @@ def test_the_debtor_withdraws_before_the_decision_only(portal: Portal) -> None:
         portal.approve(second)
         late = client.post(f"/portal/requests/{second}/cancel", data={"csrf_token": csrf_of(page)})
         assert late.status_code == 409 and "当前状态下不能执行此操作" in late.text
+        assert "已不能撤回申请" in in_chinese(shown_error(late.text))
         assert portal.state(second) == "disarm_pending"
 
 
