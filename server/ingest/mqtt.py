@@ -49,12 +49,10 @@ from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
-from server.ingest.receipts import receipts_for
+from server.ingest.receipts import Committed, receipts_for, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome
 from server.ingest.verifier import CHUNK
 
-#: A committed batch's messages and their outcomes, for its receipts.
-Committed = tuple[list[Message], list[IngestResult]]
 logger = logging.getLogger(__name__)
 
 SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
@@ -380,24 +378,3 @@ class MqttIngest:
             return self._court_key.get()
         except CommandsUnavailable:
             return None
-
-
-def take_waiting(
-    first: Committed, waiting: queue.Queue[Committed | None]
-) -> tuple[list[Message], list[IngestResult], bool]:
-    """``first`` and every committed batch already waiting behind it, as one: one receipt per seal for all of them.
-
-    When the receipts keep up, nothing waits and each batch is receipted alone, at once. When they fall behind — a
-    reconnect storm, whose batches hold events of hundreds of seals, costs a signed receipt per seal per batch — the
-    batches that piled up meanwhile share their receipts, so the work per event falls as the load rises. The third
-    value is False if the end (``None``) was among them."""
-    messages, results = list(first[0]), list(first[1])
-    while True:
-        try:
-            work = waiting.get_nowait()
-        except queue.Empty:
-            return messages, results, True
-        if work is None:
-            return messages, results, False
-        messages += work[0]
-        results += work[1]

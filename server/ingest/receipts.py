@@ -33,6 +33,7 @@ quarantine row.
 from __future__ import annotations
 
 import hashlib
+import queue
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -43,6 +44,8 @@ from seal_protocol.topics import MessageKind, ParsedTopic, parse_topic, receipt_
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.ingest.results import IngestResult, Message, Outcome, Reason
 
+#: A committed batch's messages and their outcomes, for its receipts.
+Committed = tuple[list[Message], list[IngestResult]]
 #: Outcomes after which the court holds the message's exact bytes.
 HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
 #: Quarantine reasons that the bytes alone earn, so that no copy of them can ever be stored: those are receipted (the
@@ -120,3 +123,24 @@ def receipts_for(
             chunk = hashes[start : start + MAX_RECEIPT_HASHES]
             receipts.append((topic, encode_receipt(device_id, chunk, key, now=now)))
     return receipts
+
+
+def take_waiting(
+    first: Committed, waiting: queue.Queue[Committed | None]
+) -> tuple[list[Message], list[IngestResult], bool]:
+    """``first`` and every committed batch already waiting behind it, as one: one receipt per seal for all of them.
+
+    When the receipts keep up, nothing waits and each batch is receipted alone, at once. When they fall behind — a
+    reconnect storm, whose batches hold events of hundreds of seals, costs a signed receipt per seal per batch — the
+    batches that piled up meanwhile share their receipts, so the work per event falls as the load rises. The third
+    value is False if the end (``None``) was among them."""
+    messages, results = list(first[0]), list(first[1])
+    while True:
+        try:
+            work = waiting.get_nowait()
+        except queue.Empty:
+            return messages, results, True
+        if work is None:
+            return messages, results, False
+        messages += work[0]
+        results += work[1]

@@ -12,9 +12,8 @@ from seal_protocol.receipts import MAX_RECEIPT_HASHES, check_receipt
 from seal_protocol.signing import generate_signing_key
 from seal_protocol.topics import receipt_topic, snapshot_topic, status_topic
 from server.core.db import SessionFactory
-from server.ingest.mqtt import Committed, take_waiting
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
-from server.ingest.receipts import committed_hashes, receipts_for
+from server.ingest.receipts import Committed, committed_hashes, receipts_for, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome, Reason
 from tests.server.helpers import jpeg_bytes
 from tests.server.ingest_world import make_court
