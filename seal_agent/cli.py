@@ -25,8 +25,8 @@ from typing import NoReturn, TextIO
 from seal_agent import __version__
 from seal_agent.config import AgentConfig, check_camera, check_files, load_config
 from seal_agent.errors import ConfigError, SealAgentError
-from seal_agent.runtime import SealRuntime
-from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+from seal_agent.runtime import SealRuntime, keygen
+from seal_protocol.signing import public_key_b64
 
 logger = logging.getLogger("seal_agent.cli")
 
@@ -178,8 +178,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key, created = load_or_create_signing_key(config.key_path)
+    key, created = keygen(config)
     logger.info("%s device key %s", "created" if created else "existing", config.key_path)
     _out(public_key_b64(key))
     return EXIT_OK

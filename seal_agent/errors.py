@@ -48,6 +48,16 @@ class OutboxLocked(OutboxError):
     """Another agent process already uses this outbox (the same ``state_dir``)."""
 
 
+class OutboxMissing(OutboxError):
+    """An outbox that must already exist (a seal with a history) is missing, empty, or holds no outbox tables."""
+
+
+class SealStateError(SealAgentError, RuntimeError):
+    """The state directory does not hold what this configuration's seal needs to carry on its chain: the outbox or
+    the device key is lost, or they belong to another device id or key. The agent refuses to start rather than fork
+    the chain or sign it with a key or id the court does not hold for it; the message says what to do."""
+
+
 class AudioError(SealAgentError, RuntimeError):
     """A warning sound could not be loaded."""
 

@@ -23,7 +23,7 @@ from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
 from seal_agent.interfaces import Clock, Speaker
 from seal_protocol import EventType
-from seal_protocol.signing import SigningKey, load_or_create_signing_key, public_key_b64
+from seal_protocol.signing import SigningKey
 
 if TYPE_CHECKING:
     from seal_agent.devices.evidence import SealCamera
@@ -58,8 +58,8 @@ class SealRuntime:
         clock: Clock | None = None,
     ) -> None:
         from seal_agent.behaviour.commands import CommandDesk
+        from seal_agent.journal.chain import open_chain
         from seal_agent.journal.delivery import Delivery
-        from seal_agent.journal.outbox import Outbox
         from seal_agent.journal.recorder import EventRecorder
 
         self.config = config
@@ -68,8 +68,10 @@ class SealRuntime:
         self._stack = ExitStack()
         try:
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            key = _device_key(config)
-            self.outbox: Outbox = self._stack.enter_context(Outbox(config.outbox_path))
+            key, outbox = open_chain(
+                config.state_dir, config.device_id, key_path=config.key_path, outbox_path=config.outbox_path
+            )  # refuses a state_dir whose outbox or key is lost, or that holds another seal's chain
+            self.outbox: Outbox = self._stack.enter_context(outbox)
             self._build_devices(pin_factory, speaker)
             self.publisher = self._build_publisher(reconnect_max_s)
             self.recorder: EventRecorder = EventRecorder(
@@ -210,8 +212,9 @@ class SealRuntime:
         self.close()
 
 
-def _device_key(config: AgentConfig) -> SigningKey:
-    key, created = load_or_create_signing_key(config.key_path)
-    if created:
-        logger.info("created device key %s; public key %s", config.key_path, public_key_b64(key))
-    return key
+def keygen(config: AgentConfig) -> tuple[SigningKey, bool]:
+    """``seal-agent keygen``: the device key, and whether it was created (only for a state_dir with no chain yet)."""
+    from seal_agent.journal.chain import keygen
+
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return keygen(config.state_dir, key_path=config.key_path, outbox_path=config.outbox_path)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seal_agent.errors import EventRefused, OutboxError, OutboxLocked
+from seal_agent.errors import EventRefused, OutboxError, OutboxLocked, OutboxMissing
 from seal_agent.journal.outbox_schema import migrate
 from seal_protocol import envelope_hash
 
@@ -95,18 +95,24 @@ class Outbox:
     they can change in the same transaction as an event.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open the outbox at ``path``; a missing or empty file is a new outbox if ``create``, else
+        :class:`~seal_agent.errors.OutboxMissing` (as is a file that holds no outbox tables)."""
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
         try:
+            if not create and (not path.exists() or path.stat().st_size == 0):
+                raise OutboxMissing(f"{path} is {'empty' if path.exists() else 'missing'}")
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            migrate(self._db, path)
+            migrate(self._db, path, create=create)
         except (sqlite3.Error, OSError, OutboxError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             os.close(self._lock_fd)
             if isinstance(exc, OutboxError):
                 raise  # already says what is wrong with the file
@@ -330,7 +336,8 @@ class Outbox:
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # see append
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot {what} in {self.path}: {exc}") from exc

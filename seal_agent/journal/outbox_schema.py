@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from seal_agent.errors import OutboxError
+from seal_agent.errors import OutboxError, OutboxMissing
 from seal_protocol import envelope_hash
 
 logger = logging.getLogger(__name__)
@@ -60,24 +60,45 @@ _V1_TO_V2_SNAPSHOTS = (
 )
 
 
-def migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Create the schema in a new file, or bring an older file's up to :data:`SCHEMA_VERSION` (one transaction)."""
+def migrate(db: sqlite3.Connection, path: Path, *, create: bool = True) -> None:
+    """Create the schema in a new file (only if ``create``: else :class:`OutboxMissing`), or bring an older file's
+    up to :data:`SCHEMA_VERSION` (one transaction). A file already at it is only read: a seal whose disk is full
+    still opens its outbox."""
+    if _current(db, path, create=create):
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if version > SCHEMA_VERSION:
-            raise OutboxError(f"{path} has outbox schema {version}, newer than this agent's {SCHEMA_VERSION}")
-        if "outbox" not in tables:
-            for statement in _SCHEMA:
-                db.execute(statement)
-        elif "snapshot_receipted" not in tables:
-            _migrate_from_v1(db, path)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if not _current(db, path, create=create):  # another process may have migrated it meanwhile
+            tables = _tables(db)
+            if "outbox" not in tables:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            elif "snapshot_receipted" not in tables:
+                _migrate_from_v1(db, path)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK would then fail, and its error
+        # would hide the one that says what happened.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _current(db: sqlite3.Connection, path: Path, *, create: bool) -> bool:
+    """Whether the file is at :data:`SCHEMA_VERSION` already; raise if it is newer, or holds no outbox and
+    ``create`` is false."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise OutboxError(f"{path} has outbox schema {version}, newer than this agent's {SCHEMA_VERSION}")
+    tables = _tables(db)
+    if "outbox" not in tables and not create:
+        raise OutboxMissing(f"{path} holds no outbox")
+    return version == SCHEMA_VERSION and {"outbox", "snapshot_receipted", "meta"} <= tables
 
 
 def _migrate_from_v1(db: sqlite3.Connection, path: Path) -> None:
