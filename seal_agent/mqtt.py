@@ -27,8 +27,9 @@
   lost in a crash costs only a re-send, which the court receipts again. A command is handed to ``on_command`` on
   paho's network thread and acknowledged by hand (paho's ``manual_ack``): the broker gets the PUBACK only after
   ``on_command`` returned, i.e. after the seal has committed its answer. If it raises (the action failed, or the
-  answer could not be committed, e.g. on a full disk), the command stays unacknowledged and the broker delivers it
-  again at the next connection; a crash has the same effect. A command is never consumed without an answer.
+  answer could not be committed, e.g. on a full disk), that command and every later one on the connection stay
+  unacknowledged, and the connection is renewed after a back-off so that the broker delivers them again, in order
+  (:class:`~seal_agent.mqtt_commands.CommandInbox`). A command is never consumed without an answer.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_agent import __version__
-from seal_agent.errors import ConfigError, PublishError, SealStopping
+from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
+from seal_agent.mqtt_commands import CommandInbox
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
 from seal_protocol.topics import receipt_topic
 from seal_protocol.transport import mqtt_client_id
@@ -148,6 +150,7 @@ class MqttPublisher:
         client.on_subscribe = self._handle_subscribe
         client.on_socket_open = _send_at_once
         self._client = client
+        self._commands = CommandInbox(client, self.url)
         self._set_will()
 
     # -- Publisher --------------------------------------------------------------------------------------------
@@ -194,6 +197,7 @@ class MqttPublisher:
     def stop(self, timeout: float = 3.0) -> None:
         """Publish the retained ``offline`` status (if connected), disconnect and stop the network thread."""
         self._stopping = True
+        self._commands.close()
         if self._connected.is_set():
             payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
             try:
@@ -265,6 +269,7 @@ class MqttPublisher:
             self._refused = reason_code  # paho disconnects next: _handle_disconnect draws the delay and logs it
             return
         self._subscribed.clear()
+        self._commands.new_connection()
         self._connected.set()
         again = " again" if self._problem is not None else ""
         self._problem = None
@@ -295,6 +300,7 @@ class MqttPublisher:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._subscribed.clear()
+        self._commands.new_connection()
         self._set_will()  # a fresh timestamp for the next connection's Last Will
         if self._stopping:
             return
@@ -358,18 +364,7 @@ class MqttPublisher:
             logger.warning("ignoring a message on %s", message.topic)
             self._client.ack(message.mid, message.qos)
             return
-        try:
-            handler(bytes(message.payload))
-        except SealStopping:
-            logger.info("command (mid %d) not taken: the seal is stopping; the broker delivers it again", message.mid)
-            return
-        except Exception:  # paho's network thread: a failing command must not kill the connection
-            logger.exception(
-                "command (mid %d) not answered; left unacknowledged, the broker delivers it again after a reconnect",
-                message.mid,
-            )
-            return
-        self._client.ack(message.mid, message.qos)
+        self._commands.deliver(handler, message)
 
     def _handle_receipt(self, handler: ReceiptHandler, message: mqtt.MQTTMessage) -> None:
         try:

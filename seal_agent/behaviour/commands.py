@@ -10,15 +10,24 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * An accepted command is carried out first; only then is ``command_ack`` ``{command_id, action, result, …}``
   recorded, and in the same outbox transaction the command's id becomes the last accepted one. A second delivery
   of the same command (a QoS 1 redelivery after a crash) is therefore refused as ``replayed``: its ack exists.
+* A command carried out whose answer could not be committed (:class:`~seal_agent.errors.OutboxError`, e.g. a full
+  disk; or :class:`~seal_agent.errors.EventLost`) is *unanswered*: the desk remembers its result, and when the
+  court's command comes again it is answered with that result and not carried out again — also if it has expired
+  meanwhile, names a case the seal no longer guards, or if a later id was accepted in between: such a delivery is
+  acknowledged, never refused (``replayed``, ``expired``, ``wrong_case``), since the seal obeyed it. A test warning
+  is answered with its outcome as it stands then. The memory is the process's; an ``arm`` or ``disarm`` also
+  survives a restart, through the state's ``by`` that the seal committed with its ``armed``/``disarmed`` event
+  (:attr:`~seal_agent.behaviour.seal.SealAgent.changed_by`): the restarted seal answers it ``armed``/``disarmed``.
+  A ping, snapshot or test warning whose answer was lost with the process is carried out again if still valid.
 * A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
   runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
 
 Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return. A failure
-of the action or of committing the answer (:class:`~seal_agent.errors.OutboxError`, e.g. a full disk) propagates:
-the command then stays unacknowledged and the broker delivers it again at the next connection. Every action can
-be repeated safely (arm/disarm answer ``already_…``), and an action whose answer was not committed has not
-advanced the last accepted id, so the redelivered command is carried out and answered then.
+of the action or of committing the answer propagates: the command then stays unacknowledged, the publisher takes no
+later command on that connection and renews it after a back-off, and the broker delivers them again, in order, the
+failed one first (:mod:`seal_agent.mqtt`). An action that failed was not carried out (an ``arm`` whose ``armed``
+could not be committed did not arm) and is tried again then.
 
 Once the seal stops (:meth:`CommandDesk.close`, before the agent stops), a command is not taken at all
 (:class:`~seal_agent.errors.SealStopping`): an ack given then could promise a follow-up (a ``test_warning``'s
@@ -30,6 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from seal_agent.behaviour.seal import SealAgent
@@ -44,6 +54,21 @@ from seal_protocol.signing import SigningKey, VerifyKey
 logger = logging.getLogger(__name__)
 
 LAST_COMMAND_SETTING = "last_command_id"
+#: How many commands carried out but not answered the desk remembers (one at a time, unless the broker lost some).
+UNANSWERED_KEPT = 16
+#: Refusals of a genuine court command for this seal (its signature checked) that one it obeyed never gets.
+_OBEYED_REFUSALS = frozenset(
+    {RejectReason.REPLAYED, RejectReason.EXPIRED, RejectReason.NOT_YET_VALID, RejectReason.WRONG_CASE}
+)
+
+
+@dataclass(slots=True)
+class _Done:
+    """A command carried out: its action and result (for a test warning, the warning, settled when answering)."""
+
+    action: CommandAction
+    result: dict[str, Any]
+    warning: WarningStart | None = None
 
 
 class CommandDesk:
@@ -60,8 +85,14 @@ class CommandDesk:
         # Without a pinned key, signatures are checked against a key whose private half was thrown away.
         self._nobody = SigningKey.generate().verify_key
         self._lock = threading.Lock()
-        self._warning: WarningStart | None = None  # the test warning whose warning_result may follow its ack
+        self._warning: WarningStart | None = None  # the test warning the action being carried out started
         self._closed = False
+        self._unanswered: dict[int, _Done] = {}  # command id -> carried out, its answer not committed
+        by = agent.changed_by  # an arm/disarm whose state the seal committed but whose answer it may not have
+        if by is not None and by > self.last_accepted_id:
+            armed = agent.armed
+            action = CommandAction.ARM if armed else CommandAction.DISARM
+            self._unanswered[by] = _Done(action, {"result": "armed" if armed else "disarmed"})
         self._actions: dict[CommandAction, Callable[[Command], dict[str, Any]]] = {
             CommandAction.DISARM: self._disarm,
             CommandAction.ARM: self._arm,
@@ -96,18 +127,44 @@ class CommandDesk:
                     now=self._clock.now(),
                 )
             except CommandRefused as refused:
-                self._reject(refused)
+                done = self._unanswered.get(refused.command_id or 0)
+                if done is None or refused.reason not in _OBEYED_REFUSALS:
+                    self._reject(refused)
+                    return
+                logger.info("court command %s again: carried out, now answered", refused.command_id)
+                self._answer(refused.command_id or 0, done)
                 return
-            logger.info("court command %d accepted: %s", command.command_id, command.action.value)
-            self._warning = None
-            result = self._actions[command.action](command)
-            stored = self._recorder.record(
-                EventType.COMMAND_ACK,
-                {"command_id": command.command_id, "action": command.action.value, **result},
-                settings={LAST_COMMAND_SETTING: str(command.command_id)},
-            )
-            if self._warning is not None:
-                self._agent.follow_warning(self._warning, trigger="command_ack", trigger_seq=stored.seq)
+            done = self._unanswered.get(command.command_id)
+            if done is None:
+                logger.info("court command %d accepted: %s", command.command_id, command.action.value)
+                self._warning = None
+                result = self._actions[command.action](command)
+                done = _Done(command.action, result, self._warning)
+                self._remember(command.command_id, done)
+            self._answer(command.command_id, done)
+
+    def _remember(self, command_id: int, done: _Done) -> None:
+        """Keep ``done`` until its answer is committed (the oldest goes first past :data:`UNANSWERED_KEPT`)."""
+        self._unanswered[command_id] = done
+        while len(self._unanswered) > UNANSWERED_KEPT:
+            self._unanswered.pop(min(self._unanswered))
+
+    def _answer(self, command_id: int, done: _Done) -> None:
+        """Commit ``command_ack`` for a command carried out; the last accepted id never goes back (a command answered
+        late, after a later one was accepted, leaves it at the later one)."""
+        result = done.result
+        if done.warning is not None:  # the test warning as it stands now (it may have ended since the first try)
+            state, languages = done.warning.settle()
+            result = {"result": state, "warning_languages": languages}
+        last = max(command_id, self.last_accepted_id)
+        stored = self._recorder.record(
+            EventType.COMMAND_ACK,
+            {"command_id": command_id, "action": done.action.value, **result},
+            settings={LAST_COMMAND_SETTING: str(last)},
+        )
+        del self._unanswered[command_id]
+        if done.warning is not None:
+            self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
 
     def _reject(self, refused: CommandRefused) -> None:
         detail = str(refused).split(": ", 1)[-1]
@@ -129,8 +186,7 @@ class CommandDesk:
 
     def _test_warning(self, command: Command) -> dict[str, Any]:
         self._warning = self._agent.test_warning()
-        result, languages = self._warning.settle()
-        return {"result": result, "warning_languages": languages}
+        return {}  # the answer settles it
 
     def _snapshot(self, command: Command) -> dict[str, Any]:
         if self._agent.camera_state == "none":

@@ -47,6 +47,8 @@ RECONCILE_S = 1.0
 #: How long arm or disarm wait for the events of the edges decided before them to be committed.
 SETTLE_S = 2.0
 _ARMED_SETTING = "armed"
+#: The court command whose ``armed``/``disarmed`` set the present state ("" for a local change), committed with it.
+_CHANGED_BY_SETTING = "armed_by"
 
 __all__ = ["SealAgent", "SystemClock"]
 
@@ -168,6 +170,12 @@ class SealAgent:
         """True while the seal believes someone is present."""
         return self._present
 
+    @property
+    def changed_by(self) -> int | None:
+        """The court command whose ``armed``/``disarmed`` event set the present state (its ``by``), if one did."""
+        by = self._outbox.setting(_CHANGED_BY_SETTING)
+        return int(by) if by else None
+
     def arm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already.
 
@@ -197,7 +205,8 @@ class SealAgent:
         seal decided: an ``intrusion`` with the old ``armed`` never follows the change."""
         if not self._respond.wait_recorded(SETTLE_S):
             logger.warning("a trigger's event is still not committed; recording %s after it", type.value)
-        self._recorder.record(type, {"reason": reason, "by": by}, settings={_ARMED_SETTING: "1" if armed else "0"})
+        state = {_ARMED_SETTING: "1" if armed else "0", _CHANGED_BY_SETTING: "" if by is None else str(by)}
+        self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
         self._policy.reset()
 
