@@ -1,8 +1,8 @@
 """Court → seal commands end to end, every part real and in its own process: ``seal-server run``, two
 ``seal-agent simulate`` seals pinning the key ``seal-server court-key`` printed, a private Mosquitto.
 
-A clerk logs in and disarms seal A: the command is pending until the seal's signed ``command_ack`` is stored, then
-acknowledged, and the seal's next intrusion says ``warning: suppressed_disarmed``. Seal B's agent is stopped: its
+The case's judge logs in and disarms seal A: the command is pending until the seal's signed ``command_ack`` is stored,
+then acknowledged, and the seal's next intrusion says ``warning: suppressed_disarmed``. Seal B's agent is stopped: its
 command is accepted by the broker for B's session but stays pending — never shown delivered — and expires after
 its ttl. When B comes back, the broker hands it the stale command, B refuses it as expired, and the court shows that.
 """
@@ -27,12 +27,12 @@ from tests.prometheus import samples
 
 CASE = "(2021)苏0214执1234号"
 SEAL_A, SEAL_B = "seal-cmd-a", "seal-cmd-b"
-CLERK_PASSWORD = "a long enough clerk password"
+JUDGE_PASSWORD = "a long enough judge password"
 TTL_S = 8
 
 
 class Court:
-    """The running server's API, as the clerk."""
+    """The running server's API, as the case's judge."""
 
     def __init__(self, base: str) -> None:
         self.http = httpx.Client(base_url=base, timeout=10)
@@ -77,7 +77,7 @@ class Court:
 
 @pytest.fixture
 def stack(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[tuple[Court, dict[str, Any]]]:
-    """The server running with a court key, a clerk, a case and two seals whose configs pin the key."""
+    """The server running with a court key, a case, its judge and two seals whose configs pin the key."""
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     http_port = free_port()
     config = tmp_path / "server.toml"
@@ -108,14 +108,16 @@ retry_interval_s = 0.2
         SEAL_SERVER,
         "user",
         "add",
-        "clerk",
+        "zhang",
         "--role",
-        "clerk",
+        "judge",
+        "--case",
+        CASE,
         "--password-stdin",
         "--config",
         config,
         env=env,
-        stdin=CLERK_PASSWORD + "\n",
+        stdin=JUDGE_PASSWORD + "\n",
     )
     court_key = run(SEAL_SERVER, "court-key", "--config", config, env=env).strip()
     assert CommandsConfig(server_public_key=court_key).verify_key() is not None
@@ -133,7 +135,7 @@ retry_interval_s = 0.2
     court = Court(f"http://127.0.0.1:{http_port}")
     try:
         assert wait_until(lambda: _healthy(court), 90), log.read_text()
-        court.login("clerk", CLERK_PASSWORD)
+        court.login("zhang", JUDGE_PASSWORD)
         yield court, {"seals": seals, "log": log}
     finally:
         court.http.close()
