@@ -82,4 +82,3 @@ def test_an_arm_whose_purpose_an_earlier_acknowledged_arm_fulfils_opens_no_alarm
     assert alarms(session_factory) == []
     world.reject(second, "expired")  # the seal's late refusal of the second: still nothing to do
     assert alarms(session_factory) == []
-
