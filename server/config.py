@@ -218,6 +218,13 @@ class CommandSettings(BaseModel):
         "and commands past their expiry are marked expired.",
     )
     publish_timeout_s: float = Field(10.0, ge=0.1, le=120, description="Wait for the broker's PUBACK per publish.")
+    seals_per_round: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="How many seals' commands one round publishes at most: those whose first unpublished command "
+        "failed the fewest publishes first, so seals nobody receives take turns and hold up no other seal.",
+    )
 
 
 class RemovalSettings(BaseModel):

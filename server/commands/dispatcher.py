@@ -6,13 +6,17 @@ at once when the API issues a command or the connection comes up):
 1. commands past their expiry without an answer become ``expired`` (an arm or a disarm with its alarm,
    :mod:`server.commands.failures`), and so do pending commands issued for a case their seal is no longer bound to;
    the alarms of arms and disarms whose condition has ended are closed;
-2. if connected, every pending command the broker has not accepted yet is published (QoS 1, oldest first) and the
-   PUBACK awaited. *Accepted* means the broker took it for the seal's (persistent) session and is recorded in
-   ``broker_accepted_at`` — it is **not** delivery: the command stays ``pending`` until the seal's signed answer
-   arrives through the ingest. A refusal, a timeout, or "No matching subscribers" (the seal has no session: never
-   connected, or its session expired, so nobody would get it) leaves it unaccepted, with ``publish_error``; it is
-   published again next round, until it expires. After one failure, that seal's later commands wait for the next
-   round, so a seal never sees a higher id before a lower one.
+2. if connected, the pending commands the broker has not accepted yet are published (QoS 1, by id) and each
+   PUBACK awaited — those of at most ``seals_per_round`` seals, the seals whose first such command failed the
+   fewest publishes first (:func:`~server.commands.service.to_publish`): seals nobody receives take turns and hold
+   up no other. Each command is locked and looked at again as it is handed to paho (:meth:`_publish`): one
+   withdrawn, expired, answered or of a seal moved since the round read it is not published. *Accepted* means the
+   broker took it for the seal's (persistent) session and is recorded in ``broker_accepted_at`` — it is **not**
+   delivery: the command stays ``pending`` until the seal's signed answer arrives through the ingest. A refusal, a
+   timeout, or "No matching subscribers" (the seal has no session: never connected, or its session expired, so
+   nobody would get it) leaves it unaccepted, with ``publish_error`` and one more ``publish_attempts``; it is
+   published again at its seal's turn, until it expires. After one failure, that seal's later commands wait for
+   the next round, so a seal never sees a higher id before a lower one.
 
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
@@ -36,7 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from seal_protocol import cmd_topic
 from server.commands.failures import close_settled, expire_due_and_alarm
 from server.commands.models import CourtCommand
-from server.commands.service import expire_unbound, to_publish
+from server.commands.service import claim_for_publish, expire_unbound, to_publish
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory
@@ -51,10 +55,12 @@ NO_MATCHING_SUBSCRIBERS = 16  # an MQTT v5 PUBACK reason code that is not a fail
 
 @dataclass
 class Round:
-    """What one round did: command ids by publish result, and the ids it expired."""
+    """What one round did: command ids by publish result, the ids it expired, and those it read as due but found
+    withdrawn, expired, settled or of a moved seal when it came to publish them (not published)."""
 
     published: dict[str, list[int]] = field(default_factory=dict)
     expired: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
 
 
 class CommandDispatcher:
@@ -156,27 +162,44 @@ class CommandDispatcher:
         if not self.connected:
             return done
         with self._session_factory() as session:
-            due = to_publish(session, now=now)
+            due = [(c.id, c.device_id) for c in to_publish(session, now=now, seals=self.settings.seals_per_round)]
         held_back: set[str] = set()
-        for command in due:
+        for command_id, device_id in due:
             if self._loop.stopping or not self.connected:
                 break
-            if command.device_id in held_back:
+            if device_id in held_back:
                 continue
-            result, error = self._publish(command)
-            self._record(command.id, result, error)
-            done.published.setdefault(result, []).append(command.id)
+            outcome = self._publish(command_id, now)
+            if outcome is None:  # withdrawn, expired, settled or its seal moved since the round read it
+                done.dropped.append(command_id)
+                continue
+            result, error = outcome
+            self._record(command_id, result, error)
+            done.published.setdefault(result, []).append(command_id)
             if result == "accepted":
-                changed.add(command.device_id)
+                changed.add(device_id)
             else:
-                held_back.add(command.device_id)
+                held_back.add(device_id)
         return done
 
-    def _publish(self, command: CourtCommand) -> tuple[str, str | None]:
+    def _publish(self, command_id: int, now: datetime) -> tuple[str, str | None] | None:
+        """Publish the command if it may still be (``None`` if not) and wait for the PUBACK: (result, error).
+
+        The command is locked and looked at again (:func:`~server.commands.service.claim_for_publish`) in a
+        transaction that ends only once paho has the message: a withdrawal, an expiry, an answer or a move of its
+        seal committed before is seen, and one that commits later waits for the hand-over — it comes after the
+        publish, which is what the later command it issues (the abort's ``arm``, a higher id) is for. The PUBACK is
+        awaited outside: it changes nothing of whether the message goes out (paho sends what it queued, again after
+        a reconnect), and inside it would hold the command — and an ingest batch with its answer, or the judge's
+        withdrawal — for up to ``publish_timeout_s`` of a slow broker."""
         client = self._client
         if client is None:
             return "not_connected", "the dispatcher is stopped"
-        info = client.publish(cmd_topic(command.device_id), command.signed, qos=1)
+        with self._session_factory() as session:
+            command = claim_for_publish(session, command_id=command_id, now=now)
+            if command is None:
+                return None
+            info = client.publish(cmd_topic(command.device_id), command.signed, qos=1)
         problem = publish_problem(info)
         if problem is not None:
             return "not_connected", f"publish failed: {problem}"

@@ -7,21 +7,24 @@ case — one live alarm per seal, later failures folded into it — raised in th
 the dispatcher's expiry of a command past its expiry unanswered (:func:`~server.commands.service.expire_due`), the
 ingest's applying of the seal's signed ``command_rejected``. A command followed by a later ``arm`` or ``disarm`` to
 its seal (a withdrawn approval's disarms are followed by its arm), or whose seal left its case, raises none: what
-the court wants of the seal now is the later command. The system closes the alarm when the seal acknowledges that
-command (late) or a later arm or disarm (:func:`close_failed`, in the ingest): what the court wants of it now is
-done. The command dispatcher's rounds close what that missed (:func:`close_settled`): an ack applied beside the
-expiry that raised the alarm, by a transaction that had read the seal's alarms before that expiry committed (two
-alarms for one command, then, of a refusal); and the alarm of a seal no longer bound to its case (a lifting).
+the court wants of the seal now is the later command. Nor does one whose purpose the seal's signed answers already
+fulfil: it acknowledged an earlier command of the same action, with no command of the other action issued between
+(:func:`fulfilled_by`: a disarm re-sent after the first one expired, whose late ack then arrives). The system closes
+the alarm when the seal acknowledges that command (late), a later arm or disarm, or an earlier one that fulfils it
+so (:func:`close_failed`, in the ingest): what the court wants of it now is done. The command dispatcher's rounds
+close what that missed (:func:`close_settled`): an ack applied beside the expiry that raised the alarm, by a
+transaction that had read the seal's alarms before that expiry committed (two alarms for one command, then, of a
+refusal); and the alarm of a seal no longer bound to its case (a lifting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from seal_protocol.commands import CommandAction
 from server.alarms.book import AlarmBook
@@ -36,6 +39,24 @@ from server.seals.models import Seal
 
 #: The alarm of each action whose failure needs a person.
 FAILURE_ALARMS = {CommandAction.ARM: AlarmKind.ARM_FAILED, CommandAction.DISARM: AlarmKind.DISARM_FAILED}
+_ACTION_OF = {kind.value: action.value for action, kind in FAILURE_ALARMS.items()}
+#: The latest command of one action a seal acknowledged in a case below a failed one, above any of the other action.
+_OTHER = aliased(CourtCommand)
+_FULFILLED = select(func.max(CourtCommand.id)).where(
+    CourtCommand.device_id == bindparam("device_id"),
+    CourtCommand.case_no == bindparam("case_no"),
+    CourtCommand.action == bindparam("action"),
+    (CourtCommand.state == CommandState.ACKNOWLEDGED.value) | CourtCommand.id.in_(bindparam("acked", expanding=True)),
+    CourtCommand.id < bindparam("failed"),
+    CourtCommand.id
+    > select(func.coalesce(func.max(_OTHER.id), 0))
+    .where(
+        _OTHER.device_id == bindparam("device_id"),
+        _OTHER.action.in_(bindparam("other", expanding=True)),
+        _OTHER.id < bindparam("failed"),
+    )
+    .scalar_subquery(),
+)
 #: The latest arm or disarm each of some seals acknowledged.
 _ACKNOWLEDGED = (
     select(CourtCommand.device_id, func.max(CourtCommand.id))
@@ -61,16 +82,26 @@ _LATEST = select(
 
 
 def raise_failed(
-    book: AlarmBook, command: CourtCommand, *, at: datetime, reason: str, event: Event | None = None
+    book: AlarmBook,
+    command: CourtCommand,
+    *,
+    at: datetime,
+    reason: str,
+    event: Event | None = None,
+    acked: frozenset[int] = frozenset(),
 ) -> Alarm | None:
     """The seal's alarm for ``command`` (expired or rejected, ``reason`` why), if its action has one, no later arm
-    or disarm was issued to the seal, and the seal is bound to the command's case still."""
+    or disarm was issued to the seal, the seal is bound to the command's case still, and no earlier command the
+    seal acknowledged (in the database, or of ``acked``: the caller's, not flushed yet) fulfils it."""
     kind = FAILURE_ALARMS.get(CommandAction(command.action))
     if kind is None:
         return None
     latest, case_no = book.session.execute(_LATEST, {"device_id": command.device_id}).one()
     if latest != command.id or case_no != command.case_no:
         return None
+    fulfilled = fulfilled_by(book.session, command.device_id, command.case_no, command.action, command.id, acked)
+    if fulfilled is not None:
+        return None  # the seal's signed ack of an earlier one says it has done what this one asked
     details = {
         "command_id": command.id,
         "action": command.action,
@@ -85,23 +116,50 @@ def raise_failed(
     )
 
 
-def close_failed(book: AlarmBook, command: CourtCommand, *, at: datetime) -> list[Alarm]:
+def close_failed(
+    book: AlarmBook, command: CourtCommand, *, at: datetime, acked: frozenset[int] = frozenset()
+) -> list[Alarm]:
     """Close the seal's arm and disarm alarms in ``command``'s case raised for this command or an earlier one: the
-    seal acknowledged ``command``, an arm or a disarm (what the court wants of it now, done)."""
+    seal acknowledged ``command``, an arm or a disarm (what the court wants of it now, done); and those raised for a
+    later command of the same action that the ack fulfils (no command of the other action issued between).
+    ``acked``: the other commands the caller's transaction acknowledged (not flushed yet)."""
     if CommandAction(command.action) not in FAILURE_ALARMS:
         return []
     note = f"the seal acknowledged command {command.id} ({command.action})"
+
+    def ended(alarm: Alarm) -> bool:
+        failed = _failed_command(alarm)
+        if failed <= command.id:
+            return True
+        return _fulfilled(book.session, alarm, acked | {command.id}) is not None
+
     closed: list[Alarm] = []
     for kind in FAILURE_ALARMS.values():
         closed += book.close(
-            kind,
-            device_id=command.device_id,
-            at=at,
-            note=note,
-            case_no=command.case_no,
-            only=lambda alarm: _failed_command(alarm) <= command.id,
+            kind, device_id=command.device_id, at=at, note=note, case_no=command.case_no, only=ended
         )
     return closed
+
+
+def fulfilled_by(
+    session: Session, device_id: str, case_no: str, action: str, failed_id: int, acked: Collection[int] = ()
+) -> int | None:
+    """The latest command of ``action`` (an arm or a disarm) to the seal in ``case_no``, below ``failed_id``, that
+    the seal acknowledged with no command of the other action issued between them: the seal's signed word that it
+    has done what ``failed_id`` asks (it carries out commands in id order), so ``failed_id``'s failure needs no
+    person. ``None`` if there is none. ``acked``: commands acknowledged in the caller's transaction, not flushed."""
+    other = [a.value for a in FAILURE_ALARMS if a.value != action]
+    values = {"device_id": device_id, "case_no": case_no, "action": action, "failed": failed_id, "other": other}
+    found: int | None = session.execute(_FULFILLED, {**values, "acked": sorted(acked)}).scalar_one_or_none()
+    return found
+
+
+def _fulfilled(session: Session, alarm: Alarm, acked: Collection[int] = ()) -> int | None:
+    """:func:`fulfilled_by` for the command an arm or disarm alarm names."""
+    failed = _failed_command(alarm)
+    if failed > MAX_COMMAND_ID or alarm.case_no is None:
+        return None
+    return fulfilled_by(session, alarm.device_id, alarm.case_no, _ACTION_OF[alarm.kind], failed, acked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +177,18 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
     closes them (:func:`close_failed`); a refusal raises one (:func:`raise_failed`), after every answer of the batch,
     unless another copy of the command was carried out in it."""
     refused: list[tuple[CourtCommand, Settled]] = []
+    acked = frozenset(one.command_id for one in settled if one.outcome is AnswerOutcome.ACKNOWLEDGED)
     for one in settled:
         command = book.session.get(CourtCommand, one.command_id)
         assert command is not None  # locked and changed by the answer
         if one.outcome is AnswerOutcome.ACKNOWLEDGED:
-            close_failed(book, command, at=one.at)
+            close_failed(book, command, at=one.at, acked=acked)
         else:
             refused.append((command, one))
     for command, one in refused:
         if command.state == CommandState.REJECTED.value:
             reason = f"the seal refused it: {command.reason}"
-            raise_failed(book, command, at=one.at, reason=reason, event=one.row())
+            raise_failed(book, command, at=one.at, reason=reason, event=one.row(), acked=acked)
 
 
 def expire_due_and_alarm(session: Session, *, now: datetime) -> list[tuple[int, str]]:
@@ -167,6 +226,7 @@ def close_settled(session: Session, *, now: datetime) -> list[Alarm]:
         acked=dict(session.execute(_ACKNOWLEDGED, {"device_ids": devices}).all()),
         bound=dict(session.execute(_BOUND, {"device_ids": devices}).all()),
         newest={},
+        fulfilled={alarm.id: _fulfilled(session, alarm) for alarm in live},
     )
     for alarm in live:
         key = (alarm.device_id, alarm.case_no, alarm.kind)
@@ -190,11 +250,12 @@ def close_settled(session: Session, *, now: datetime) -> list[Alarm]:
 @dataclass
 class _Ended:
     """What ends an arm or disarm alarm: the latest arm or disarm each seal acknowledged, the case each is bound
-    to, and the newest live alarm of each (seal, case, kind)."""
+    to, the newest live alarm of each (seal, case, kind), and the earlier ack that fulfils each alarm's command."""
 
     acked: dict[str, int]
     bound: dict[str, str | None]
     newest: dict[tuple[str, str, str], int]
+    fulfilled: dict[int, int | None]
 
     def why(self, alarm: Alarm) -> str | None:
         """Why the alarm's condition has ended, if it has."""
@@ -203,6 +264,9 @@ class _Ended:
         acked = self.acked.get(alarm.device_id)
         if acked is not None and acked >= _failed_command(alarm):
             return f"the seal acknowledged command {acked}"
+        fulfilled = self.fulfilled.get(alarm.id)
+        if fulfilled is not None:
+            return f"the seal acknowledged command {fulfilled}, which did what the failed one asked"
         newest = self.newest[(alarm.device_id, alarm.case_no, alarm.kind)]
         if newest != alarm.id:
             return f"a duplicate of alarm {newest}"

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from seal_protocol import Envelope, EventType, parse_ts
 from seal_protocol.commands import (
@@ -259,22 +259,66 @@ def _expire(
     return [(row.id, row.device_id) for row in rows]
 
 
-def to_publish(session: Session, *, now: datetime, limit: int = 100) -> list[CourtCommand]:
-    """Pending commands the broker has not accepted yet and that are still valid, oldest first — only those
-    issued for the case their seal is bound to now."""
+def to_publish(session: Session, *, now: datetime, seals: int = 100) -> list[CourtCommand]:
+    """The commands one round publishes, read without a lock: of at most ``seals`` seals, each one's pending
+    commands the broker has not accepted yet, still valid and issued for the case the seal is bound to now, by id.
+
+    The seals are those whose first such command has failed the fewest publishes, then the oldest: a command never
+    tried goes before any that failed, and seals nobody receives ("no matching subscribers" until their commands
+    expire) take turns — a backlog beyond ``seals`` rotates, each tried seal one attempt further back — so no seal's
+    commands wait for another's. A seal's commands stay in id order (the dispatcher holds back the rest of a seal's
+    after one fails)."""
+    due = (
+        CourtCommand.state == CommandState.PENDING.value,
+        CourtCommand.broker_accepted_at.is_(None),
+        CourtCommand.expires_at > now,
+        Seal.case_no == CourtCommand.case_no,
+    )
+    heads = (
+        select(CourtCommand.device_id, func.min(CourtCommand.id).label("head"))
+        .join(Seal, Seal.device_id == CourtCommand.device_id)
+        .where(*due)
+        .group_by(CourtCommand.device_id)
+        .subquery()
+    )
+    first = aliased(CourtCommand)
+    chosen = (
+        select(heads.c.device_id)
+        .join(first, first.id == heads.c.head)
+        .order_by(first.publish_attempts, first.id)
+        .limit(seals)
+    )
+    device_ids = list(session.scalars(chosen))
+    if not device_ids:
+        return []
     query = (
         select(CourtCommand)
         .join(Seal, Seal.device_id == CourtCommand.device_id)
-        .where(
-            CourtCommand.state == CommandState.PENDING.value,
-            CourtCommand.broker_accepted_at.is_(None),
-            CourtCommand.expires_at > now,
-            Seal.case_no == CourtCommand.case_no,
-        )
+        .where(*due, CourtCommand.device_id.in_(device_ids))
         .order_by(CourtCommand.id)
-        .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def claim_for_publish(session: Session, *, command_id: int, now: datetime) -> CourtCommand | None:
+    """Lock the command (alone) and return it if it may still be published: pending, not accepted by the broker,
+    unexpired, and issued for the case its seal is bound to now. Read after the lock: whatever withdrew, expired or
+    settled it, or moved or unbound its seal, locks the command (an unbinding: the seal's pending commands) before
+    it commits, so it has either committed and is seen here, or waits for the caller's transaction. The caller
+    hands the command to the MQTT client before that transaction ends (SQLite: its write lock is held till then)."""
+    query = (
+        select(CourtCommand)
+        .where(CourtCommand.id == command_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    row = session.scalars(query).one_or_none()
+    if row is None or row.state != CommandState.PENDING.value or row.broker_accepted_at is not None:
+        return None
+    if row.expires_at <= now:
+        return None
+    bound = session.scalar(select(Seal.case_no).where(Seal.device_id == row.device_id))
+    return row if bound == row.case_no else None
 
 
 def list_commands(

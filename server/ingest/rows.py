@@ -13,7 +13,9 @@ once before they are written), then the commands its answers settle (by id,
 The web's and the command line's writers keep that order where they share rows with it: a case's row (locked
 first, by whatever changes its seals; a seal that moves changes two cases, locked by ``case_no``), then seal rows
 (by ``device_id``), then their commands (by id), notices, and the log's lock at the commit
-(:mod:`server.audit.service`); an alarm's acknowledgement or closing locks that alarm alone. Case and seal rows
+(:mod:`server.audit.service`); an alarm's acknowledgement or closing locks that alarm alone, and the command
+dispatcher locks each command it publishes alone, until the MQTT client has it
+(:func:`~server.commands.service.claim_for_publish`). Case and seal rows
 are locked ``FOR NO KEY UPDATE`` (:data:`server.core.db.NO_KEY_UPDATE`): the ingest's inserts of events, alarms
 and snapshots take key-share locks on their case's and seal's rows (the foreign keys' checks), which ``FOR UPDATE``
 would wait for. docs/deploy.md lists the writers and their locks."""

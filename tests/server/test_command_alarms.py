@@ -114,7 +114,7 @@ def test_the_seal_s_acknowledgement_closes_the_alarm_late_or_of_a_later_command(
     [alarm] = alarms(session_factory)
     assert (alarm.state, alarm.closed_by) == ("closed", None) and f"command {first}" in (alarm.closed_note or "")
 
-    second = world.issue(CommandAction.ARM)
+    second = world.issue(CommandAction.DISARM)
     assert world.reject(second, "not_yet_valid") is Outcome.STORED
     third = world.issue(CommandAction.ARM)
     world.ack(third, action="arm", result="already_armed")
@@ -125,9 +125,12 @@ def test_an_earlier_command_s_ack_does_not_close_a_later_failure(
     world: World,
     session_factory: SessionFactory,
 ) -> None:
-    """Two arms expire: one alarm, folded, naming the later; the earlier one's late ack proves nothing about it."""
-    earlier, later = world.issue(CommandAction.ARM), world.issue(CommandAction.ARM)
-    assert run_round(session_factory) == [earlier, later]
+    """An arm, a disarm, an arm expire: one alarm, naming the later arm; the earlier arm's late ack proves nothing
+    about it (the seal may have carried out the disarm after it)."""
+    earlier = world.issue(CommandAction.ARM)
+    disarm = world.issue(CommandAction.DISARM)
+    later = world.issue(CommandAction.ARM)
+    assert run_round(session_factory) == [earlier, disarm, later]
     [alarm] = alarms(session_factory)
     assert shown(alarm) == ("arm_failed", "high", "open", CASE_A, 1, later)
     world.ack(earlier, action="arm", result="armed")

@@ -42,13 +42,13 @@ DEVICE = "seal-a"
 class SealInbox:
     """The seal's side: its own account, a persistent session, subscribed to its cmd topic at QoS 1."""
 
-    def __init__(self, broker: PrivateBroker) -> None:
+    def __init__(self, broker: PrivateBroker, device_id: str = DEVICE) -> None:
         self.received: list[bytes] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(DEVICE, broker.users[DEVICE])
-        self.client.on_connect = lambda c, *_: c.subscribe(cmd_topic(DEVICE), qos=1)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(device_id, broker.users[device_id])
+        self.client.on_connect = lambda c, *_: c.subscribe(cmd_topic(device_id), qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.port = broker.port
