@@ -18,11 +18,11 @@ store found over its quota when the spool is built (the quota was lowered) is th
 
 A snapshot is never deleted before the thinning is on record. Every thinning is committed first as ``outbox_full``
 events (``part`` of ``parts``, at most :data:`MAX_LISTED` names each, so that every thinned snapshot is named; their
-``unsent_lost`` name each thinned snapshot the court had not receipted, acknowledged by the broker or not, since
-nothing says the court has it), each in one transaction with the outbox setting :data:`THINNING_SETTING` that holds the
-whole thinning and how many of its parts are recorded; only then are the files deleted and forgotten by the queue,
-and the setting cleared. A crash at any instant therefore leaves every thinned snapshot either on disk or named lost:
-the next spool built on the outbox records the parts still missing, deletes what the thinning named and clears it
+``unsent_lost`` name each thinned snapshot the court had not receipted, acknowledged by the broker or not, since nothing
+says the court has it), each in one transaction with the outbox setting :data:`THINNING_SETTING` that holds the whole
+thinning and how many of its parts are recorded; only then are the snapshots dropped from the queue, their files
+deleted, and the setting cleared. A crash at any instant therefore leaves every thinned snapshot either on disk or named
+lost: the next spool built on the outbox records the parts still missing, deletes what the thinning named and clears it
 (as does the next snapshot added, if the outbox refused the events for a while). If the outbox refuses the events (a
 full disk), nothing is deleted and the new snapshot is not stored (:class:`~seal_agent.errors.OutboxError`).
 """
@@ -214,14 +214,14 @@ class SnapshotSpool:
 
     def _carry_out(self, payloads: list[dict[str, Any]], *, recorded: int) -> None:
         """Record the thinning's ``outbox_full`` events from part ``recorded + 1`` on, each with the thinning's
-        record in its transaction; then delete and forget the snapshots they name, and clear the record."""
+        record in its transaction; then drop the snapshots they name from the queue, delete them, clear the record."""
         for part in range(recorded + 1, len(payloads) + 1):
             record = json.dumps({"payloads": payloads, "recorded": part}, separators=(",", ":"))
             self._thinning_pending = True
             self._recorder.record(EventType.OUTBOX_FULL, payloads[part - 1], settings={THINNING_SETTING: record})
         gone = [sha for payload in payloads for sha in payload["snapshots"]]
+        self._outbox.forget_snapshots(gone)  # first: the courier, reading the queue meanwhile, finds no missing file
         self.store.delete_all(gone)
-        self._outbox.forget_snapshots(gone)
         self._outbox.set_setting(THINNING_SETTING, "")
         self._thinning_pending = False
         self._total = self.store.total_bytes()
