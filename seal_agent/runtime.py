@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from seal_agent.devices.evidence import SealCamera
     from seal_agent.journal.outbox import Outbox
     from seal_agent.journal.recorder import EventRecorder
+    from seal_agent.journal.snapshot_spool import SnapshotSpool
     from seal_agent.mqtt import MqttPublisher
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class SealRuntime:
     the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
     empty the outbox. ``reconnect_max_s`` overrides ``[mqtt]``, ``receipt_timeout_s`` / ``receipt_timeout_max_s``
     ``[delivery]`` (tests).
-    A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it.
+    A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it. The snapshot spool
+    is built camera or not: snapshots an earlier run queued are delivered, and counted in every heartbeat, all the same.
     """
 
     def __init__(
@@ -78,10 +80,10 @@ class SealRuntime:
                 device_id=config.device_id, case_no=config.case_no, signing_key=key, outbox=self.outbox,
                 clock=self.clock,
             )  # fmt: skip
+            self.spool = self._build_spool()
             self._build_camera()
             self.delivery = Delivery(
-                self.publisher, self.recorder, court_key=court, clock=self.clock,
-                snapshots=self.camera.spool if self.camera is not None else None, retry_s=retry_s,
+                self.publisher, self.recorder, court_key=court, clock=self.clock, snapshots=self.spool, retry_s=retry_s,
                 receipt_timeout_s=receipt_timeout_s or config.delivery.receipt_timeout_s,
                 receipt_timeout_max_s=receipt_timeout_max_s or config.delivery.receipt_timeout_max_s,
             )  # fmt: skip
@@ -128,20 +130,33 @@ class SealRuntime:
             reconnect_max_s=reconnect_max_s or config.mqtt.reconnect_max_s,
         )
 
+    def _build_spool(self) -> SnapshotSpool | None:
+        from seal_agent.journal.snapshot_spool import SnapshotSpool
+        from seal_agent.journal.snapshot_store import SnapshotStore
+
+        directory = self.config.snapshot_dir
+        try:
+            store = SnapshotStore(directory, self.config.camera.snapshot_quota_bytes)
+            spool = SnapshotSpool(store, self.recorder)
+        except OSError as exc:
+            logger.error("snapshot store %s cannot be used (%s): no snapshot is stored or sent", directory, exc)
+            return None
+        if not self.config.camera.enabled and spool.depth():
+            logger.warning("no camera configured: the %d snapshot(s) queued before are still delivered", spool.depth())
+        return spool
+
     def _build_camera(self) -> None:
         from seal_agent.devices.camera import CameraError, CameraUnavailable
 
         self.camera: SealCamera | None = None
         self._camera_monitored = False
         config = self.config.camera
-        if not config.enabled:
-            logger.info("no camera configured")
+        if not config.enabled or self.spool is None:
+            logger.info("no camera configured" if self.spool is not None else "no camera without a snapshot store")
             return
         try:
             from seal_agent.devices.camera import CameraMonitor, open_camera
             from seal_agent.devices.evidence import SealCamera
-            from seal_agent.journal.snapshot_spool import SnapshotSpool
-            from seal_agent.journal.snapshot_store import SnapshotStore
 
             source = open_camera(config.source)
             if source is None:
@@ -150,8 +165,7 @@ class SealRuntime:
             # it, and deliberately leaves open a camera whose read() hangs: closing that one could crash).
             self._stack.callback(lambda: None if self._camera_monitored else source.close())
             monitor = CameraMonitor.from_config(config, source, clock=self.clock.monotonic)
-            store = SnapshotStore(self.config.snapshot_dir, config.snapshot_quota_bytes)
-            self.camera = SealCamera(monitor, SnapshotSpool(store, self.outbox))
+            self.camera = SealCamera(monitor, self.spool)
         except (CameraError, OSError) as exc:
             logger.error("camera %r cannot be used (%s); the seal runs without it", config.source, exc)
 
@@ -178,9 +192,8 @@ class SealRuntime:
 
     @staticmethod
     def _wire_camera(camera: SealCamera, recorder: EventRecorder) -> None:
-        """The camera's health transitions and the spool's thinnings are events of their own."""
+        """The camera's health transitions are events of their own (the spool records its thinnings itself)."""
         camera.monitor.on_health = lambda kind, details: recorder.record_or_hold(EventType(kind), details)
-        camera.spool.on_thinned = lambda payload: recorder.record_or_hold(EventType.OUTBOX_FULL, payload)
 
     def start(self) -> None:
         self.delivery.start()

@@ -240,7 +240,7 @@ class SealAgent:
                 EventType.HEARTBEAT,
                 {
                     "outbox_depth": self._outbox.depth(),
-                    "snapshots_pending": 0 if self._camera is None else self._outbox.snapshot_depth(),
+                    "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
                     "uptime_s": int(self._clock.monotonic() - self._started_at),
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",

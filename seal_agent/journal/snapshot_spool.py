@@ -8,28 +8,39 @@ before queueing it: it is queued when the spool is built, so such a crash never 
 :class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.journal.courier.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
-always holds, on the disk too: when a new snapshot would take the store over its quota, the store is thinned before
-the new one is written, down to ``THIN_TO_FRACTION`` of the quota with the new one in it (so thinning, and its
-``outbox_full`` event, happens once per ~10 % of the quota rather than per snapshot): first the oldest snapshots the
-court has receipted (it holds them), then, only if that is not enough, the oldest the broker acknowledged but the
-court has not receipted, and last the oldest never acknowledged (the newest evidence, of what is going on now, is
-worth more than the oldest). The snapshot being added is never thinned. Every thinning is reported through
-``on_thinned`` with the payloads of ``outbox_full`` events (``part`` of ``parts``, at most :data:`MAX_LISTED` names
-each, so that every thinned snapshot is named); their ``unsent_lost`` name each thinned snapshot the court had not
-receipted (acknowledged by the broker or not), since nothing says the court has it.
+always holds, on the disk too (it counts every file under the store's directory): when a new snapshot would take the
+store over its quota, the store is thinned before the new one is written, down to ``THIN_TO_FRACTION`` of the quota
+with the new one in it (so thinning, and its ``outbox_full`` event, happens once per ~10 % of the quota rather than per
+snapshot): first the oldest snapshots the court has receipted (it holds them), then, only if that is not enough, the
+oldest the broker acknowledged but the court has not receipted, and last the oldest never acknowledged (the newest
+evidence, of what is going on now, is worth more than the oldest). The snapshot being added is never thinned. A
+store found over its quota when the spool is built (the quota was lowered) is thinned the same way at once.
+
+A snapshot is never deleted before the thinning is on record. Every thinning is committed first as ``outbox_full``
+events (``part`` of ``parts``, at most :data:`MAX_LISTED` names each, so that every thinned snapshot is named; their
+``unsent_lost`` name each thinned snapshot the court had not receipted, acknowledged by the broker or not, since nothing
+says the court has it), each in one transaction with the outbox setting :data:`THINNING_SETTING` that holds the whole
+thinning and how many of its parts are recorded; only then are the snapshots dropped from the queue, their files
+deleted, and the setting cleared. A crash at any instant therefore leaves every thinned snapshot either on disk or named
+lost: the next spool built on the outbox records the parts still missing, deletes what the thinning named and clears it
+(as does the next snapshot added, if the outbox refused the events for a while). If the outbox refuses the events (a
+full disk), nothing is deleted and the new snapshot is not stored (:class:`~seal_agent.errors.OutboxError`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from seal_agent.errors import SnapshotNotFound, SnapshotTooLarge
-from seal_agent.journal.outbox import Outbox, SnapshotItem
+from seal_agent.errors import EventLost, OutboxError, SnapshotNotFound, SnapshotTooLarge
+from seal_agent.journal.outbox import SnapshotItem
+from seal_agent.journal.recorder import EventRecorder
 from seal_agent.journal.snapshot_store import SnapshotStore
+from seal_protocol import EventType
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
 logger = logging.getLogger(__name__)
@@ -41,26 +52,45 @@ THIN_TO_FRACTION = 0.9
 MAX_LISTED = 200
 #: Outbox setting: the outbox records sent (now: receipted) snapshots (absent in an outbox made before it did).
 SENT_RECORDED_SETTING = "snapshot_sent_recorded"
+#: Outbox setting: a thinning whose ``outbox_full`` events are (being) recorded but whose files may still be there,
+#: as JSON ``{"payloads": [...], "recorded": n}``; empty when none is under way.
+THINNING_SETTING = "snapshot_thinning"
 
 #: Snapshots over the size limit found in the queue are moved here (under the store's directory, outside its quota).
 OVERSIZED_DIR = "oversized"
 
-ThinningHandler = Callable[[Mapping[str, Any]], None]
-
-
 class SnapshotSpool:
-    """Stores, queues and thins snapshots. Thread-safe; ``notify`` is called after each queued snapshot."""
+    """Stores, queues and thins snapshots; records each thinning through ``recorder`` (whose outbox holds the queue).
+    Thread-safe; ``notify`` is called after each queued snapshot.
 
-    def __init__(self, store: SnapshotStore, outbox: Outbox) -> None:
+    Built at start: it completes a thinning a crash interrupted, queues what was stored but never queued, and thins a
+    store over its quota. A failure to record that thinning (a full disk) is logged; the next snapshot tries again.
+    """
+
+    def __init__(self, store: SnapshotStore, recorder: EventRecorder) -> None:
         self.store = store
-        self._outbox = outbox
+        self._recorder = recorder
+        self._outbox = recorder.outbox
         self._lock = threading.Lock()
-        self._total = store.total_bytes()
-        self._queue_unqueued()
-        #: Called with an ``outbox_full`` payload after snapshots were thinned.
-        self.on_thinned: ThinningHandler | None = None
         #: Called after a snapshot was queued (the snapshot courier's ``notify``).
         self.notify: Callable[[], None] = _nothing
+        self._thinning_pending = True  # whether the outbox may hold an unfinished thinning
+        try:
+            self._finish_thinning()
+        except (OutboxError, EventLost) as exc:
+            logger.error("an interrupted thinning cannot be completed yet (%s); its snapshots are kept", exc)
+        self._total = store.total_bytes()
+        self._queue_unqueued()
+        if self._total > store.quota_bytes:
+            logger.warning(
+                "the snapshot store holds %d bytes, over its quota of %d bytes: thinned now",
+                self._total,
+                store.quota_bytes,
+            )
+            try:
+                self._thin(None, 0)
+            except (OutboxError, EventLost) as exc:
+                logger.error("the snapshot store stays over its quota: its thinning cannot be recorded (%s)", exc)
 
     @property
     def quota_bytes(self) -> int:
@@ -75,28 +105,22 @@ class SnapshotSpool:
         writes to the store): a thinning never sees a stored snapshot that is not queued yet, and so never takes it
         for a sent one. A thinning is reported even if the write after it fails. A snapshot over
         :data:`MAX_SNAPSHOT_BYTES` (the broker would close the connection on it) raises :class:`SnapshotTooLarge`
-        and is neither stored nor queued; the camera re-encodes frames to fit before they get here.
+        and is neither stored nor queued; the camera re-encodes frames to fit before they get here. A thinning whose
+        ``outbox_full`` the outbox refuses (:class:`~seal_agent.errors.OutboxError`) deletes nothing, and the new
+        snapshot is then not stored either.
         """
         if len(jpeg) > MAX_SNAPSHOT_BYTES:
             raise SnapshotTooLarge(
                 f"a snapshot of {len(jpeg)} bytes is over the {MAX_SNAPSHOT_BYTES}-byte limit: not stored nor queued"
             )
-        payloads: list[dict[str, Any]] = []
-        try:
-            with self._lock:
-                sha = self.store.address(jpeg)  # a non-JPEG is refused before anything is thinned
-                coming = 0 if sha in self.store else len(jpeg)
-                gone, lost = self._thin(sha, coming) if self._total + coming > self.store.quota_bytes else ([], set())
-                try:
-                    self._store_and_queue(sha, jpeg)
-                finally:
-                    payloads = _reports(self.store.quota_bytes, self._total, gone, lost) if gone else []
-            self.notify()
-        finally:
-            handler = self.on_thinned
-            if handler is not None:
-                for payload in payloads:
-                    handler(payload)
+        with self._lock:
+            sha = self.store.address(jpeg)  # a non-JPEG is refused before anything is thinned
+            self._finish_thinning()
+            coming = 0 if sha in self.store else len(jpeg)
+            if self._total + coming > self.store.quota_bytes:
+                self._thin(sha, coming)
+            self._store_and_queue(sha, jpeg)
+        self.notify()
         return sha
 
     def _store_and_queue(self, sha: str, jpeg: bytes) -> None:
@@ -160,37 +184,64 @@ class SnapshotSpool:
                 os.replace(source, target)
             except OSError as exc:
                 return f"{source} (it could not be moved: {exc})"
-            self._total -= size
+        logger.warning("%s (%d bytes) is kept outside the queue but still counts toward the quota", target, size)
         return str(target)
 
     # -- quota ------------------------------------------------------------------------------------------------
 
-    def _thin(self, newest: str, coming: int) -> tuple[list[str], set[str]]:
+    def _thin(self, newest: str | None, coming: int) -> None:
         """Make room for ``coming`` more bytes of ``newest`` (the spool's lock is held; ``newest`` is not thinned if
-        it is stored already): the snapshots thinned, oldest first, and those of them the court had not receipted."""
+        it is stored already): choose, record, then delete."""
         quota = self.store.quota_bytes
         target = max(0, int(quota * THIN_TO_FRACTION) - coming)
         queued = self._outbox.queued_snapshots()
         never_acknowledged = self._outbox.queued_snapshots(broker_acknowledged=False)
-        thinned = self.store.thin_to_quota(protected=queued | {newest}, target_bytes=target)
-        lost: list[str] = []
-        for protected in (never_acknowledged | {newest}, {newest}):
-            if self.store.total_bytes() + coming <= quota:
-                break
-            lost += self.store.thin_to_quota(protected=protected, target_bytes=target)
-        self._outbox.forget_snapshots(thinned + lost)
-        self._total = self.store.total_bytes()
-        if not thinned and not lost:
-            return [], set()
+        spared = set() if newest is None else {newest}
+        passes = (queued | spared, never_acknowledged | spared, spared)
+        chosen, left = _choose(self.store.entries(), self.store.total_bytes(), passes, target, quota - coming)
+        if not any(chosen):
+            return
+        receipted, lost = chosen[0], chosen[1] + chosen[2]
         logger.warning(
-            "snapshot quota of %d bytes reached: thinned %d receipted and %d unreceipted snapshot(s) (%d of them "
+            "snapshot quota of %d bytes reached: thinning %d receipted and %d unreceipted snapshot(s) (%d of them "
             "never acknowledged by the broker)",
             quota,
-            len(thinned),
+            len(receipted),
             len(lost),
-            len(never_acknowledged.intersection(lost)),
+            len(chosen[2]),
         )
-        return thinned + lost, set(lost)
+        self._carry_out(_reports(quota, left + coming, receipted + lost, set(lost)), recorded=0)
+
+    def _carry_out(self, payloads: list[dict[str, Any]], *, recorded: int) -> None:
+        """Record the thinning's ``outbox_full`` events from part ``recorded + 1`` on, each with the thinning's
+        record in its transaction; then drop the snapshots they name from the queue, delete them, clear the record."""
+        for part in range(recorded + 1, len(payloads) + 1):
+            record = json.dumps({"payloads": payloads, "recorded": part}, separators=(",", ":"))
+            self._thinning_pending = True
+            self._recorder.record(EventType.OUTBOX_FULL, payloads[part - 1], settings={THINNING_SETTING: record})
+        gone = [sha for payload in payloads for sha in payload["snapshots"]]
+        self._outbox.forget_snapshots(gone)  # first: the courier, reading the queue meanwhile, finds no missing file
+        self.store.delete_all(gone)
+        self._outbox.set_setting(THINNING_SETTING, "")
+        self._thinning_pending = False
+        self._total = self.store.total_bytes()
+
+    def _finish_thinning(self) -> None:
+        """Complete a thinning whose record is in the outbox (a crash or a refused event cut it short)."""
+        if not self._thinning_pending:
+            return
+        text = self._outbox.setting(THINNING_SETTING)
+        if not text:
+            self._thinning_pending = False
+            return
+        record = json.loads(text)
+        payloads, recorded = record["payloads"], int(record["recorded"])
+        logger.warning(
+            "completing a thinning that was cut short (%d of its %d outbox_full event(s) recorded)",
+            recorded,
+            len(payloads),
+        )
+        self._carry_out(payloads, recorded=recorded)
 
     def _queue_unqueued(self) -> None:
         """Queue stored snapshots that are neither queued nor receipted (the process died between storing and
@@ -212,6 +263,28 @@ class SnapshotSpool:
                 logger.warning("%d snapshot(s) stored by an older agent queued for the court's receipt", len(unqueued))
         elif unqueued:
             logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
+
+
+def _choose(
+    entries: Sequence[tuple[str, int]], total: int, passes: Sequence[Collection[str]], target: int, limit: int
+) -> tuple[list[list[str]], int]:
+    """Which snapshots to thin, oldest first, in passes sparing fewer and fewer: each pass takes what it does not spare
+    until ``total`` is down to ``target``; a pass after the first runs only while ``total`` is over ``limit``. The
+    snapshots each pass took, and the bytes left."""
+    taken: set[str] = set()
+    chosen: list[list[str]] = []
+    for number, spared in enumerate(passes):
+        this: list[str] = []
+        if number == 0 or total > limit:
+            for sha, size in entries:
+                if total <= target:
+                    break
+                if sha not in spared and sha not in taken:
+                    this.append(sha)
+                    taken.add(sha)
+                    total -= size
+        chosen.append(this)
+    return chosen, total
 
 
 def _reports(quota: int, stored: int, gone: list[str], lost: set[str]) -> list[dict[str, Any]]:

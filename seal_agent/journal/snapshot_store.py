@@ -1,7 +1,10 @@
 """A content-addressed, quota-bounded store of JPEG snapshots on the device's disk.
 
 Layout: ``<directory>/<sha[:2]>/<sha>.jpg`` where ``sha`` is the SHA-256 (hex) of the file's bytes. Events are never
-dropped to make room; only snapshots are thinned, oldest first, sparing the ones still needed.
+dropped to make room; only snapshots are thinned, oldest first, sparing the ones still needed. The quota counts every
+file under the directory, not only the snapshots (a file set aside as oversized, anything else put there); a write is
+made in a temporary ``.tmp-*.jpg`` beside its target, and the leftovers of a write a crash cut short are removed when
+the store is opened.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class SnapshotStore:
         self.quota_bytes = quota_bytes
         self._lock = threading.Lock()
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_interrupted_writes()
         # Age is the file's mtime, made strictly increasing (a burst of snapshots lands within one clock tick, and a
         # Pi without a real-time clock may boot with a clock behind the newest stored snapshot).
         self._last_stamp = max((stat.st_mtime_ns for stat in self._stats()), default=0)
@@ -116,8 +120,25 @@ class SnapshotStore:
         """Every stored snapshot, oldest first."""
         return [sha for sha, _size in self._entries()]
 
+    def entries(self) -> list[tuple[str, int]]:
+        """``(sha, size)`` of every stored snapshot, oldest first."""
+        return self._entries()
+
     def total_bytes(self) -> int:
-        return sum(size for _sha, size in self._entries())
+        """Every byte of every file under the store's directory: what the quota counts."""
+        total = 0
+        for root, _dirs, files in os.walk(self.directory):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.lstat(os.path.join(root, name)).st_size
+        return total
+
+    def delete_all(self, shas: Collection[str]) -> None:
+        """Remove these snapshots (those already gone are skipped)."""
+        with self._lock:
+            for sha in shas:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path(sha).unlink()
 
     def thin_to_quota(self, protected: Collection[str] = frozenset(), target_bytes: int | None = None) -> list[str]:
         """Delete the oldest snapshots not in ``protected`` until the store holds at most ``target_bytes`` (default:
@@ -129,7 +150,7 @@ class SnapshotStore:
         removed: list[str] = []
         with self._lock:
             entries = self._entries()
-            total = sum(size for _sha, size in entries)
+            total = self.total_bytes()
             for sha, size in entries:
                 if total <= target:
                     break
@@ -142,6 +163,17 @@ class SnapshotStore:
         if removed:
             logger.info("thinned %d snapshots to fit the %d-byte quota", len(removed), self.quota_bytes)
         return removed
+
+    def _remove_interrupted_writes(self) -> None:
+        """Remove the temporary files of writes a crash cut short (they would hold disk space outside any count)."""
+        for bucket in os.scandir(self.directory):
+            if not (bucket.is_dir() and len(bucket.name) == 2):
+                continue
+            for entry in os.scandir(bucket.path):
+                if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False):
+                    size = entry.stat(follow_symlinks=False).st_size
+                    os.unlink(entry.path)
+                    logger.warning("removed %s (%d bytes), left by a write a crash cut short", entry.path, size)
 
     def _entries(self) -> list[tuple[str, int]]:
         """``(sha, size)`` of every snapshot, oldest (by modification time) first."""

@@ -18,6 +18,7 @@ from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.snapshot_spool import OVERSIZED_DIR, SnapshotSpool
 from seal_agent.journal.snapshot_store import SnapshotStore
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
+from tests.agent.spool_helpers import recorder_on
 
 
 def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -56,7 +57,7 @@ def test_a_frame_that_cannot_fit_gives_no_snapshot(caplog: pytest.LogCaptureFixt
 
 def test_a_snapshot_over_the_limit_is_neither_stored_nor_queued(tmp_path: Path, outbox: Outbox) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=100 * 2**20)
-    spool = SnapshotSpool(store, outbox)
+    spool = SnapshotSpool(store, recorder_on(outbox))
     with pytest.raises(SnapshotTooLarge):
         spool.add(b"\xff\xd8" + bytes(MAX_SNAPSHOT_BYTES))
     assert store.hashes() == [] and spool.depth() == 0
@@ -68,7 +69,7 @@ def test_an_oversized_snapshot_already_queued_is_dropped_and_set_aside(
     tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=100 * 2**20)
-    spool = SnapshotSpool(store, outbox)
+    spool = SnapshotSpool(store, recorder_on(outbox))
     big = store.put(b"\xff\xd8" + bytes(MAX_SNAPSHOT_BYTES + 1000))  # as an agent without the limit stored it
     outbox.queue_snapshot(big)
     small = spool.add(encode_jpeg(noise(32, 32)))
@@ -76,5 +77,5 @@ def test_an_oversized_snapshot_already_queued_is_dropped_and_set_aside(
     assert "over the 8388608-byte limit" in caplog.text
     assert outbox.queued_snapshots() == {small} and big not in store
     assert (store.directory / OVERSIZED_DIR / f"{big}.jpg").is_file()  # the local copy is kept
-    SnapshotSpool(store, outbox)  # the next start does not queue it again
+    SnapshotSpool(store, recorder_on(outbox))  # the next start does not queue it again
     assert outbox.queued_snapshots() == {small}

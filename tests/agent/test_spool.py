@@ -1,14 +1,13 @@
 """The snapshot spool on a real store and a real outbox: quota accounting of duplicates, and snapshots stored by a
-process that died before queueing them."""
+process that died before queueing them. Thinnings are read back as the ``outbox_full`` events the outbox holds."""
 
 from __future__ import annotations
 
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,18 +17,18 @@ from seal_agent.errors import OutboxError
 from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.snapshot_spool import SnapshotSpool
 from seal_agent.journal.snapshot_store import SnapshotStore
+from tests.agent.spool_helpers import jpeg_of, recorder_on, thinnings
 from tests.agent.test_outbox import V1_SCHEMA
-
-
-def jpeg_of(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    return encode_jpeg(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), quality=90)
 
 
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     with Outbox(tmp_path / "outbox.db") as box:
         yield box
+
+
+def spool_on(store: SnapshotStore, outbox: Outbox) -> SnapshotSpool:
+    return SnapshotSpool(store, recorder_on(outbox))
 
 
 def send_all(spool: SnapshotSpool) -> None:
@@ -44,24 +43,22 @@ def test_storing_a_snapshot_again_does_not_count_toward_the_quota(tmp_path: Path
     total = sum(len(jpeg) for jpeg in jpegs)
     # Under the quota, but above the 90 % that a thinning frees down to: one more byte counted twice would thin.
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=total + max(len(j) for j in jpegs) // 2)
-    spool = SnapshotSpool(store, outbox)
-    thinnings: list[Mapping[str, Any]] = []
-    spool.on_thinned = thinnings.append
+    spool = spool_on(store, outbox)
     hashes = [spool.add(jpeg) for jpeg in jpegs]
     send_all(spool)
     assert spool.add(jpegs[-1]) == hashes[-1]  # the same frame in a second trigger's snapshots
-    assert thinnings == []
+    assert thinnings(outbox) == []
     assert store.hashes() == hashes and store.total_bytes() == total
     assert spool.depth() == 0  # and a frame the court already has is not sent again
 
 
 def test_a_snapshot_stored_but_never_queued_is_queued_at_the_next_start(tmp_path: Path, outbox: Outbox) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
-    first = SnapshotSpool(store, outbox)
+    first = spool_on(store, outbox)
     sent = first.add(jpeg_of(1))
     send_all(first)
     orphan = store.put(jpeg_of(2))  # the process died here, before queueing it
-    SnapshotSpool(store, outbox)  # the next start
+    spool_on(store, outbox)  # the next start
     assert [queued.sha for queued in outbox.pending_snapshots()] == [orphan]
     assert sent in outbox.receipted_snapshots()
 
@@ -69,10 +66,10 @@ def test_a_snapshot_stored_but_never_queued_is_queued_at_the_next_start(tmp_path
 def test_a_store_from_before_sent_snapshots_were_recorded_is_queued(tmp_path: Path, outbox: Outbox) -> None:
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
     old = store.put(jpeg_of(3))  # stored and sent by an agent that kept no record: at most the broker took it
-    spool = SnapshotSpool(store, outbox)
+    spool = spool_on(store, outbox)
     assert outbox.queued_snapshots(broker_acknowledged=False) == {old} and outbox.receipted_snapshots() == set()
     send_all(spool)
-    SnapshotSpool(store, outbox)  # the next start: receipted, not queued again
+    spool_on(store, outbox)  # the next start: receipted, not queued again
     assert spool.depth() == 0 and outbox.receipted_snapshots() == {old}
 
 
@@ -87,14 +84,12 @@ def test_snapshots_an_outbox_of_schema_1_had_sent_are_sent_again_and_count_as_un
         db.executemany("INSERT INTO snapshot_sent VALUES (?)", [(kept,), (thinned_before,)])
         db.executemany("INSERT INTO meta VALUES (?, ?)", [("snapshot_sent_recorded", "1"), ("last_seq", "7")])
     with Outbox(path) as outbox:
-        spool = SnapshotSpool(store, outbox)
+        spool = spool_on(store, outbox)
         assert [item.sha for item in spool.pending(after=0, limit=10)] == [kept]
         assert outbox.queued_snapshots() == {kept} and not outbox.was_receipted(kept)
         store.quota_bytes = len(jpeg_of(4)) + len(jpeg_of(5)) - 1  # the next snapshot thins the re-queued one
-        thinnings: list[Mapping[str, Any]] = []
-        spool.on_thinned = thinnings.append
         spool.add(jpeg_of(5))
-        [payload] = thinnings
+        [payload] = thinnings(outbox)
         assert payload["snapshots"] == [kept] and payload["unsent_lost"] == [kept]
 
 
@@ -109,15 +104,13 @@ def test_thinning_takes_receipted_snapshots_first_then_broker_acknowledged_ones_
     quota = int(total - len(small[0]) - len(small[1]) / 2)
     assert sum(len(j) for j in small) <= quota < total
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=quota)
-    spool = SnapshotSpool(store, outbox)
-    thinnings: list[Mapping[str, Any]] = []
-    spool.on_thinned = thinnings.append
+    spool = spool_on(store, outbox)
     a, b, c, d = [spool.add(jpeg) for jpeg in small]
     keys = {item.sha: item.key for item in spool.pending(after=0, limit=10)}
     spool.broker_acknowledged([keys[a], keys[b]])
     spool.court_receipted([a])  # a: the court holds it; b: only the broker took it; c, d: not even that
     e = spool.add(big)
-    [payload] = thinnings
+    [payload] = thinnings(outbox)
     assert payload["snapshots"] == [a, b]
     assert (payload["thinned"], payload["thinned_unsent"], payload["unsent_lost"]) == (2, 1, [b])
     assert set(store.hashes()) == {c, d, e}
@@ -130,15 +123,14 @@ def test_a_thinning_of_more_than_200_snapshots_names_every_one_over_several_repo
     tiny = [jpeg_of(seed) for seed in range(450)]
     big = encode_jpeg(np.random.default_rng(7).integers(0, 255, (950, 950, 3), dtype=np.uint8), quality=90)
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in tiny) + 1)
-    spool = SnapshotSpool(store, outbox)
-    reports: list[Mapping[str, Any]] = []
-    spool.on_thinned = reports.append
+    spool = spool_on(store, outbox)
     hashes = [spool.add(jpeg) for jpeg in tiny]  # none sent: the link is down
     keys = {item.sha: item.key for item in spool.pending(after=0, limit=1000)}
     spool.broker_acknowledged([keys[sha] for sha in hashes[:5]])
     spool.court_receipted(hashes[:3])  # three the court holds, two only the broker took
-    assert reports == []
+    assert thinnings(outbox) == []
     spool.add(big)
+    reports = thinnings(outbox)
     gone = [sha for sha in hashes if sha not in store]
     parts = -(-len(gone) // 200)
     assert parts >= 2  # one thinning, several reports
@@ -163,9 +155,7 @@ def test_the_disk_never_holds_more_than_the_quota_not_even_while_a_snapshot_is_w
     jpegs = [jpeg_of(seed) for seed in range(40)]
     directory = tmp_path / "snapshots"
     store = SnapshotStore(directory, quota_bytes=sum(len(j) for j in jpegs) // 4)
-    spool = SnapshotSpool(store, outbox)
-    thinnings: list[Mapping[str, Any]] = []
-    spool.on_thinned = thinnings.append
+    spool = spool_on(store, outbox)
     on_disk: list[int] = []
     real_fsync = os.fsync
 
@@ -176,9 +166,9 @@ def test_the_disk_never_holds_more_than_the_quota_not_even_while_a_snapshot_is_w
     monkeypatch.setattr(os, "fsync", fsync)
     for jpeg in jpegs:
         spool.add(jpeg)
-    assert len(thinnings) >= 2 and len(on_disk) >= len(jpegs)
+    assert len(thinnings(outbox)) >= 2 and len(on_disk) >= len(jpegs)
     assert max(on_disk) <= store.quota_bytes
-    assert all(payload["stored_bytes"] <= store.quota_bytes for payload in thinnings)
+    assert all(payload["stored_bytes"] <= store.quota_bytes for payload in thinnings(outbox))
 
 
 def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
@@ -188,11 +178,9 @@ def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
     reported and out of the send queue."""
     jpegs = [jpeg_of(seed) for seed in range(6)]
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in jpegs[:5]))
-    spool = SnapshotSpool(store, outbox)
-    thinnings: list[Mapping[str, Any]] = []
-    spool.on_thinned = thinnings.append
+    spool = spool_on(store, outbox)
     kept = [spool.add(jpeg) for jpeg in jpegs[:5]]
-    assert thinnings == []
+    assert thinnings(outbox) == []
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -200,18 +188,18 @@ def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError):
         spool.add(jpegs[5])
-    [payload] = thinnings
+    [payload] = thinnings(outbox)
     assert payload["snapshots"] == kept[: len(payload["snapshots"])] and payload["thinned"] >= 1
     assert payload["unsent_lost"] == payload["snapshots"]  # none had reached the court
     assert set(store.hashes()) == set(kept) - set(payload["snapshots"])
     assert outbox.queued_snapshots() == set(store.hashes())
-    assert payload["stored_bytes"] == store.total_bytes()
+    assert payload["stored_bytes"] == store.total_bytes() + len(jpegs[5])  # what it made room for
 
 
 def test_a_non_jpeg_thins_nothing(tmp_path: Path, outbox: Outbox) -> None:
     jpegs = [jpeg_of(seed) for seed in range(3)]
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in jpegs))
-    spool = SnapshotSpool(store, outbox)
+    spool = spool_on(store, outbox)
     kept = [spool.add(jpeg) for jpeg in jpegs]
     with pytest.raises(ValueError, match="not a JPEG"):
         spool.add(b"GIF89a" + b"\0" * 10_000)
@@ -223,7 +211,7 @@ def test_a_snapshot_the_outbox_cannot_queue_is_not_left_stored(tmp_path: Path, o
     again, so it is neither left out of the quota's count nor thinned later as one the court holds."""
     jpegs = [jpeg_of(seed) for seed in range(400)]
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=10_000_000)
-    spool = SnapshotSpool(store, outbox)
+    spool = spool_on(store, outbox)
     with sqlite3.connect(outbox.path) as db:
         outbox.lower_limits(pages=int(db.execute("PRAGMA page_count").fetchone()[0]))
     queued: list[str] = []
@@ -235,8 +223,6 @@ def test_a_snapshot_the_outbox_cannot_queue_is_not_left_stored(tmp_path: Path, o
     assert set(store.hashes()) == set(queued) == outbox.queued_snapshots()
     # The quota's count is the disk's: a quota just above what is stored thins nothing at the next snapshot's size.
     outbox.lower_limits(pages=1_000_000)
-    thinnings: list[Mapping[str, Any]] = []
-    spool.on_thinned = thinnings.append
     store.quota_bytes = store.total_bytes() + len(jpegs[-1])
     spool.add(jpegs[-1])
-    assert thinnings == [] and store.total_bytes() == store.quota_bytes
+    assert thinnings(outbox) == [] and store.total_bytes() == store.quota_bytes
