@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -124,6 +126,28 @@ class LiveHub:
         self._max_pending = max_pending
         self._forward: Callable[[list[Change]], None] | None = None
         self.closed = False
+        self._token_key = secrets.token_bytes(16)
+
+    def token(self, position: Position) -> str:
+        """``position`` as the browser is given it: one AES block under this process's key, so that the number of
+        changes between two positions (anywhere in the court), or whether there were any, cannot be read from them."""
+        # 4 random bytes first: two tokens of one position differ too (a page loaded twice says nothing).
+        plain = secrets.token_bytes(4) + bytes.fromhex(position.epoch) + position.seq.to_bytes(8, "big")
+        encryptor = Cipher(algorithms.AES(self._token_key), modes.ECB()).encryptor()  # one block: the bare cipher
+        return (encryptor.update(plain) + encryptor.finalize()).hex()
+
+    def position_of(self, token: str | None) -> Position | None:
+        """The position a :meth:`token` stands for (``None``: ``token`` is no token at all)."""
+        if not token or len(token) != 32:
+            return None
+        try:
+            cipher = bytes.fromhex(token)
+        except ValueError:
+            return None
+        decryptor = Cipher(algorithms.AES(self._token_key), modes.ECB()).decryptor()
+        plain = decryptor.update(cipher) + decryptor.finalize()
+        # Another process's token, one of an earlier epoch or one made up decrypts to some other epoch: "gap".
+        return Position(plain[4:8].hex(), int.from_bytes(plain[8:], "big"))
 
     @property
     def position(self) -> Position:

@@ -7,7 +7,8 @@ service modules (docs/dashboard.md). A page module:
 - ``router = APIRouter(route_class=PageRoute, include_in_schema=False)``, included below;
 - a route takes ``page: SignedInPage`` (303 to ``/login`` without a session; a POST passes the CSRF check) or
   ``AnonymousPage``, and answers ``page.render("<template>", **values)``;
-- a live page passes ``live_url=page.live_url("<view>")`` and registers ``@live_view("<view>")``.
+- a live page passes ``live_url=page.live_url("<view>")`` and registers ``@live_view("<view>")``; a page of one
+  case or seal registers it ``whole=True`` and takes its digest first (``take_digest``, :mod:`server.web.live`).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from server.core.live import Change
 from server.errors import NotFound
 from server.seals.cases import find_case
 from server.web.case_model import TIMELINE_MAX, case_devices, timeline
-from server.web.case_parts import PARTS, Allowed, part_values, render_parts, timeline_update
+from server.web.case_parts import PARTS, Allowed, part_values, render_parts, timeline_update, timeline_whole
 from server.web.deps import SignedInPage
-from server.web.live import LiveRender, live_view
+from server.web.live import LiveRender, live_view, take_digest
 from server.web.routing import PageRoute
 from server.web.snapshot_model import snapshot_detail
 
@@ -75,6 +75,7 @@ def snapshot_page(
 def case_page(page: SignedInPage, session: SessionDep, case_no: CaseNoPath) -> Response:
     """The case: status, seals, timeline, alarms, commands and removal requests, kept current without a reload."""
     assert page.user is not None
+    take_digest(page, session, "case", case_no=case_no)  # before the page reads what it shows
     case = access.case_for(session, page.user, case_no, Permission.SEAL_STATUS)  # not the debtor's: the portal is
     values = part_values(session, page.user, case, page.context.settings)
     allowed: Allowed = values["allowed"]
@@ -91,25 +92,34 @@ def case_page(page: SignedInPage, session: SessionDep, case_no: CaseNoPath) -> R
     )
 
 
-@live_view("case")
-def case_changes(live: LiveRender, changes: list[Change]) -> str:
-    """The case page's parts after ``changes`` of its case or its seals (none for other cases' changes): every part
-    again, and the timeline's new rows. Typed text in the page's forms stays (``hx-preserve``)."""
+@live_view("case", whole=True)
+def case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, str]:
+    """The case page's parts after ``changes`` of its case or its seals (none for other cases' changes), and the
+    timeline's new rows; with ``changes=None``, every part and the timeline whole. The stream sends only the parts
+    that differ; typed text in the page's forms stays (``hx-preserve``)."""
     case = find_case(live.session, case_no=live.params.get("case_no", ""))
     if case is None:
-        return ""
+        return {}
     try:
         access.case_for(live.session, live.user, case.case_no, Permission.SEAL_STATUS)
     except (NotFound, Forbidden):
-        return ""
+        return {}
     devices = case_devices(live.session, case.case_no)
-    if not any(c.case_no == case.case_no or c.device_id in devices for c in changes):
-        return ""
+    if changes is not None and not any(c.case_no == case.case_no or c.device_id in devices for c in changes):
+        return {}
     values = part_values(live.session, live.user, case, live.context.settings)
-    html = render_parts(values, t=live.t, csrf_token=live.csrf_token, parts=PARTS, oob=True)
+    parts = {
+        part: render_parts(values, t=live.t, csrf_token=live.csrf_token, parts=(part,), oob=True) for part in PARTS
+    }
+    allowed, now = values["allowed"], values["now"]
+    if changes is None:
+        parts["timeline"], live.state["top"] = timeline_whole(
+            live.session, case, t=live.t, allowed=allowed, after=None, now=now
+        )
+        return parts
     if not any(c.what in ("event", "snapshot") for c in changes):  # the timeline changes with events and pictures
-        return html
+        return parts
     rows, live.state["top"] = timeline_update(
-        live.session, case, t=live.t, allowed=values["allowed"], after=live.state.get("top"), now=values["now"]
+        live.session, case, t=live.t, allowed=allowed, after=live.state.get("top"), now=now
     )
-    return f"{html}\n{rows}" if rows else html
+    return {**parts, "+timeline": rows}

@@ -117,10 +117,20 @@ def timeline_update(
     rows = events_after(session, case.case_no, after, pictures=allowed.pictures)
     context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
     if rows is None:
-        page, next_before = timeline(session, case.case_no, pictures=allowed.pictures)
-        values = {**context, "rows": page, "next_before": next_before, "timeline_max": TIMELINE_MAX, "oob": True}
-        return render_text("case/_timeline.html", values), max(page[0].event.id, after or 0)
+        return timeline_whole(session, case, t=t, allowed=allowed, after=after, now=now)
     if not rows:
         return "", after
     top = max(rows[0].event.id, after or 0)
     return render_text("case/_timeline_update.html", {**context, "rows": rows}), top
+
+
+def timeline_whole(
+    session: Session, case: Case, *, t: Translator, allowed: Allowed, after: int | None, now: datetime
+) -> tuple[str, int | None]:
+    """The timeline whole (its newest page, replacing the page's), and its newest id (or ``after``)."""
+    if not allowed.events:
+        return "", after
+    page, next_before = timeline(session, case.case_no, pictures=allowed.pictures)
+    context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
+    values = {**context, "rows": page, "next_before": next_before, "timeline_max": TIMELINE_MAX, "oob": True}
+    return render_text("case/_timeline.html", values), max([after or 0, *(row.event.id for row in page[:1])]) or None

@@ -29,7 +29,7 @@ from server.errors import Conflict
 from server.removal.service import add_view
 from server.web.dashboard import AlarmRow, rows_of
 from server.web.deps import Page, SignedInPage
-from server.web.live import LiveRender, live_view
+from server.web.live import LiveRender, live_view, take_digest
 from server.web.portal_signin import see_other
 from server.web.removal_view import CaseView, case_url, case_view, live_case_parts, live_case_values, my_cases
 from server.web.routing import PageRoute
@@ -66,6 +66,7 @@ def _view(page: Page, session: Session, case_no: str, *, settle: bool = True) ->
         offline_after_s=context.settings.offline_after_s,
         now=page.now,
         settle_with=context.session_factory if settle else None,
+        before_read=lambda: take_digest(page, session, "creditor_case", case_no=case_no),
     )
 
 
@@ -138,17 +139,17 @@ def creditor_add_view(
     return see_other(f"{case_url(case_no, '/creditor')}?added={request_id}#request-{request_id}")
 
 
-@live_view("creditor_case")
-def creditor_case_changes(live: LiveRender, changes: list[Change]) -> str:
+@live_view("creditor_case", whole=True)
+def creditor_case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, str]:
     """The case's seals and alarms again when a change concerns them, its requests when one moved (the view being
     written is never replaced)."""
     found = live_case_values(live, changes, Permission.REMOVAL_COMMENT, "creditor")
     if found is None:
-        return ""
+        return {}
     view, values = found
     values["alarms"] = case_alarms(live.session, live.user, view.case.case_no)
     parts = {
         "status": render_text("portal/_status.html", values),
         "alarms": render_text("creditor/_alarms.html", values),
     }
-    return live_case_parts(live, changes, view, values, parts)
+    return live_case_parts(changes, view, values, parts)

@@ -59,6 +59,7 @@ class Page:
     t: Translator
     login: PageLogin | None = None
     live_since: Position | None = None  # taken before the page reads the database: the stream resumes after it
+    live_digest: str | None = None  # a whole view's: what the page shows (server.web.live.take_digest)
     now: datetime = field(default_factory=utc_now)
 
     @property
@@ -71,10 +72,10 @@ class Page:
         return csrf_token_for(secret) if secret else ""
 
     def live_url(self, view: str, **params: str) -> str:
-        """The live stream of this page: ``/live?view=<view>&since=<position>&…``."""
+        """The live stream of this page: ``/live?view=<view>&since=<digest or sealed position>&…``."""
         assert self.live_since is not None
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {"view": view, **params}.items())
-        return f"/live?{query}&since={self.live_since}"
+        return f"/live?{query}&since={self.live_digest or self.context.live.token(self.live_since)}"
 
     def globals(self) -> dict[str, Any]:
         user = self.user

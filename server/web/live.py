@@ -7,17 +7,30 @@ and ``hx-swap-oob="true"``, which htmx swaps into the page. The page passes ``li
 name, on a short read-only database session of its own, with the same access checks as the page: a change itself
 carries nothing a user may not see.
 
-Messages (each with ``id: <epoch>.<seq>`` but ``signin``): ``update`` (the fragments), ``heartbeat`` (every
-``[web] heartbeat_s``; data: the server's time), ``gap`` (the changes since the page's ``since`` or the browser's
-``Last-Event-ID`` cannot be replayed, or changes were missed — the stream fell behind, or the court's live feed lost
-some: reload; data: why), ``signin`` (the session ended). The stream re-checks its session at every render and at
-least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser reconnects at once with its
-``Last-Event-ID`` and misses nothing).
+A view returns its parts by name (key → HTML); the stream sends a part only when it differs from what the browser
+has of it, so an ``update`` comes only when what its user sees changed — never because something they may not see
+(a debtor's seal heard from, another case) happened. A view registered ``whole=True`` renders every part of its
+page when asked with ``changes=None``: its page passes the digest of those parts (:func:`page_digest`, taken before
+the page reads the database), and its stream starts by rendering them again and sending them if they differ — so a
+change between the page and its stream is delivered, and none is sent twice. Its messages' ids are that digest (a
+reconnect's ``Last-Event-ID`` says what the browser has). Other views (the overview) replay the changes after the
+page's position; their ids are positions sealed by the hub (:meth:`LiveHub.token`), which do not show how much
+happened in the court between two of them. Parts whose name begins with ``+`` (the timeline's new rows) are sent
+whenever not empty and remembered by no digest.
+
+Messages: ``update`` (the fragments; with an id), ``heartbeat`` (every ``[web] heartbeat_s``; data: the server's
+time; no id, so the browser's ``Last-Event-ID`` stays its last update's), ``gap`` (the changes since the page or the
+browser's ``Last-Event-ID`` cannot be replayed, or changes were missed — the stream fell behind, or the court's live
+feed lost some: reload; data: why), ``signin`` (the session ended). The stream re-checks its session at every render
+and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser reconnects at once
+with its ``Last-Event-ID`` and misses nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -33,9 +46,9 @@ from server.auth.sessions import resolve_session
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
-from server.core.live import Change, Position
+from server.core.live import Change, Position, Subscription
 from server.errors import NotFound
-from server.web.deps import PageLogin, SignInRequired, find_page_login, page_language
+from server.web.deps import Page, PageLogin, SignInRequired, find_page_login, page_language
 from server.web.i18n import Translator
 from server.web.routing import PageRoute
 from server.web.security import csrf_token_for
@@ -64,20 +77,60 @@ class LiveRender:
     state: dict[str, Any]
 
 
-#: A view: (what to render with, the changes) → the HTML of its changed fragments ("" for nothing to send).
-View = Callable[[LiveRender, list[Change]], str]
-_VIEWS: dict[str, View] = {}
+#: A view: (what to render with, the changes — ``None``: every part of the page) → its parts by name.
+View = Callable[[LiveRender, list[Change] | None], dict[str, str]]
+_VIEWS: dict[str, tuple[View, bool]] = {}
 
 
-def live_view(name: str) -> Callable[[View], View]:
-    """Register the decorated function as the live view ``name``."""
+def live_view(name: str, *, whole: bool = False) -> Callable[[View], View]:
+    """Register the decorated function as the live view ``name`` (``whole``: it renders every part when asked with
+    ``changes=None``, and its page passes :func:`page_digest`)."""
 
     def register(function: View) -> View:
         assert name not in _VIEWS, f"live view {name!r} registered twice"
-        _VIEWS[name] = function
+        _VIEWS[name] = (function, whole)
         return function
 
     return register
+
+
+#: Hex digits of a part's digest: its changes are told apart but for one in 4 billion.
+DIGEST_HEX = 8
+
+
+def _digest(html: str) -> str:
+    return hashlib.sha256(html.encode()).hexdigest()[:DIGEST_HEX]
+
+
+def part_digests(parts: dict[str, str]) -> dict[str, str]:
+    return {k: _digest(v) for k, v in parts.items() if not k.startswith("+")}
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    """What a browser has of a page's parts: their digests in the order of their names (a case page's six: 48
+    characters, within the 64 of ``since`` and ``Last-Event-ID``)."""
+    return "".join(digest for _name, digest in sorted(digests.items()))
+
+
+def _known(given: str | None, names: list[str]) -> dict[str, str]:
+    """The digests by name that ``given`` (a :func:`digest_of` of parts named ``names``) stands for, or none."""
+    if not given or len(given) != DIGEST_HEX * len(names):
+        return {}
+    names = sorted(names)
+    return {name: given[i * DIGEST_HEX : (i + 1) * DIGEST_HEX] for i, name in enumerate(names)}
+
+
+def take_digest(page: Page, session: Session, view: str, **params: str) -> None:
+    """Give ``page`` the digest of the parts of the ``whole`` view ``view`` as they are now, read on the page's
+    ``session`` (whose objects it then expires): a page takes it *before* it reads what it shows, so that its stream
+    sends whatever changed after (a change in between is sent again at worst, never missed). Its ``live_url`` then
+    carries it."""
+    login = page.login
+    assert login is not None
+    csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
+    render = LiveRender(session, login.user, page.t, params, page.context, csrf_token, {})
+    page.live_digest = digest_of(part_digests(_VIEWS[view][0](render, None)))
+    session.expire_all()
 
 
 @router.get("/live")
@@ -94,13 +147,18 @@ async def live(
     login = await _login(request, context)
     if login is None:
         raise SignInRequired(request.url.path)
-    render = _VIEWS.get(view)
-    if render is None:
+    found = _VIEWS.get(view)
+    if found is None:
         raise NotFound(f"no live view {view!r}")
     params = {k: v for k, v in (("case_no", case_no), ("device_id", device_id)) if v is not None}
-    after = Position.parse(last_event_id) or Position.parse(since)
-    stream = _Stream(context, login, page_language(request), render, params)
-    return EventStream(stream.messages(after), write_timeout_s=context.settings.web.write_timeout_s)
+    stream = _Stream(context, login, page_language(request), found[0], params)
+    if found[1]:
+        messages = stream.whole(last_event_id or since)
+    else:
+        given = last_event_id or since
+        after = context.live.position_of(given)
+        messages = stream.replayed(after, unknown=given is not None and after is None)
+    return EventStream(messages, write_timeout_s=context.settings.web.write_timeout_s)
 
 
 async def _login(request: Request, context: ServerContext) -> PageLogin | None:
@@ -125,51 +183,99 @@ class _Stream:
         self.signed_in = True
         self.failed = False
         self.state: dict[str, Any] = {}
+        self.shown: dict[str, str] = {}  # part name → digest of what the browser has of it
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
 
-    async def messages(self, after: Position | None) -> AsyncGenerator[bytes, None]:
-        hub, settings = self.context.live, self.context.settings.web
+    async def whole(self, shown: str | None) -> AsyncGenerator[bytes, None]:
+        """The stream of a ``whole`` view: it starts from what the browser has (``shown``: the page's digest, or the
+        id of the last update it received), and its ids are digests of what the browser has."""
+        subscription, _covered = self.context.live.subscribe()
+        try:
+            yield retry(RECONNECT_MS)
+            parts = await self._render(None)
+            if self._ending():
+                yield self._ending()
+                return
+            self.shown = _known(shown, [name for name in parts if not name.startswith("+")])
+            html = self._changed(parts)  # the parts that differ from what the browser has
+            if html:
+                yield message("update", html, id=digest_of(self.shown))
+            async for chunk in self._follow(subscription, None):
+                yield chunk
+        finally:
+            self.context.live.unsubscribe(subscription)
+
+    async def replayed(self, after: Position | None, *, unknown: bool) -> AsyncGenerator[bytes, None]:
+        """The stream of a view that replays the changes after the page's position (``after``; ``unknown``: the one
+        given is no position: "gap"); its ids are positions sealed by the hub."""
+        hub = self.context.live
         subscription, covered = hub.subscribe()
         try:
             yield retry(RECONNECT_MS)
+            if unknown:
+                yield message("gap", "reload")
+                return
             if after is not None:
                 missed = hub.since(after, covered)
                 if missed is None:
-                    yield message("gap", "reload", id=str(covered))
+                    yield message("gap", "reload")
                     return
                 if missed:
-                    html = await self._render([change for _seq, change in missed])
+                    html = self._changed(await self._render([change for _seq, change in missed]))
                     if self._ending():
                         yield self._ending()
                         return
                     if html:
-                        yield message("update", html, id=str(covered))
-            yield self._heartbeat(covered)
-            deadline = time.monotonic() + settings.stream_max_s
-            checked = time.monotonic()
-            while not subscription.closed and (left := deadline - time.monotonic()) > 0:
-                numbered = await subscription.wait(min(settings.heartbeat_s, left))
-                if subscription.gap is not None:  # "overflow": too slow; "feed": the court's feed lost changes
-                    yield message("gap", subscription.gap, id=str(covered))
-                    return
-                if subscription.closed:
-                    return
-                if numbered:
-                    covered = Position(hub.epoch, numbered[-1][0])
-                    html = await self._render([change for _seq, change in numbered])
-                    checked = time.monotonic()
-                elif time.monotonic() - checked > SESSION_RECHECK_S:
-                    html = ""
-                    self.signed_in = await to_thread.run_sync(self._session_alive)
-                    checked = time.monotonic()
-                else:
-                    html = ""
-                if self._ending():
-                    yield self._ending()
-                    return
-                yield message("update", html, id=str(covered)) if html else self._heartbeat(covered)
+                        yield message("update", html, id=hub.token(covered))
+            async for chunk in self._follow(subscription, covered):
+                yield chunk
         finally:
             hub.unsubscribe(subscription)
+
+    async def _follow(self, subscription: Subscription, covered: Position | None) -> AsyncGenerator[bytes, None]:
+        """Heartbeats, on a clock of their own (a change that shows nothing neither sends nor moves one), and the
+        updates of the changes as they come (``covered``: the replayed view's position)."""
+        hub, settings = self.context.live, self.context.settings.web
+        yield self._heartbeat()
+        now = time.monotonic()
+        deadline, beat, checked = now + settings.stream_max_s, now + settings.heartbeat_s, now
+        while not subscription.closed and (left := deadline - time.monotonic()) > 0:
+            numbered = await subscription.wait(max(0.0, min(beat - time.monotonic(), left)))
+            if subscription.gap is not None:  # "overflow": too slow; "feed": the court's feed lost changes
+                yield message("gap", subscription.gap)
+                return
+            if subscription.closed:
+                return
+            html = ""
+            if numbered:
+                if covered is not None:
+                    covered = Position(hub.epoch, numbered[-1][0])
+                html = self._changed(await self._render([change for _seq, change in numbered]))
+                checked = time.monotonic()
+            elif time.monotonic() - checked > SESSION_RECHECK_S:
+                self.signed_in = await to_thread.run_sync(self._session_alive)
+                checked = time.monotonic()
+            if self._ending():
+                yield self._ending()
+                return
+            if html:
+                yield message("update", html, id=hub.token(covered) if covered is not None else digest_of(self.shown))
+            if time.monotonic() >= beat:
+                yield self._heartbeat()
+                beat += settings.heartbeat_s * max(1, math.ceil((time.monotonic() - beat) / settings.heartbeat_s))
+
+    def _changed(self, parts: dict[str, str]) -> str:
+        """The parts that differ from what this stream sent (or its page showed) of them; remembers them."""
+        changed = []
+        for name, html in parts.items():
+            if name.startswith("+"):
+                changed.append(html)
+                continue
+            digest = _digest(html)
+            if self.shown.get(name) != digest:
+                self.shown[name] = digest
+                changed.append(html)
+        return "\n".join(html for html in changed if html)
 
     def _ending(self) -> bytes:
         """The stream's last message, if it must end: the session ended, or the view failed (reload)."""
@@ -180,10 +286,10 @@ class _Stream:
         return b""
 
     @staticmethod
-    def _heartbeat(covered: Position) -> bytes:
-        return message("heartbeat", utc_now().isoformat(timespec="seconds"), id=str(covered))
+    def _heartbeat() -> bytes:
+        return message("heartbeat", utc_now().isoformat(timespec="seconds"))
 
-    async def _render(self, changes: list[Change]) -> str:
+    async def _render(self, changes: list[Change] | None) -> dict[str, str]:
         return await to_thread.run_sync(self._render_now, changes)
 
     def _read_session(self) -> Session:
@@ -199,16 +305,16 @@ class _Stream:
         resolved = resolve_session(session, secret=login.secret, via_cookie=login.via_cookie, now=utc_now())
         return resolved[1] if resolved is not None else None
 
-    def _render_now(self, changes: list[Change]) -> str:
+    def _render_now(self, changes: list[Change] | None) -> dict[str, str]:
         with self._read_session() as session:
             user = self._user(session)
             if user is None:
                 self.signed_in = False
-                return ""
+                return {}
             try:
                 render = LiveRender(session, user, self.t, self.params, self.context, self.csrf_token, self.state)
                 return self.view(render, changes)
             except Exception:  # a view's bug ends this stream (the page reloads), not the server
                 logger.exception("live view failed for %s", user.username)
                 self.failed = True
-                return ""
+                return {}

@@ -96,12 +96,12 @@ def acknowledge(
 
 
 @live_view("overview")
-def overview_changes(live: LiveRender, changes: list[Change]) -> str:
+def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, str]:
     """The overview's fragments after ``changes``: the counts, the alarm list (if it changed since this stream last
     sent it) and the changed seals' tiles — or the whole grid of tiles when a seal the page does not show yet is
     among them (or one has gone)."""
-    if not access.has_permission(live.user, Permission.SEAL_STATUS):
-        return ""
+    if changes is None or not access.has_permission(live.user, Permission.SEAL_STATUS):
+        return {}
     cases = access.visible_case_nos(live.session, live.user)
     shown = live.state.get("devices")
     if (
@@ -109,14 +109,14 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
         and shown is not None
         and not any(c.device_id in shown or c.case_no is None or c.case_no in cases for c in changes)
     ):
-        return ""  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
+        return {}  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     known = live.state.setdefault("devices", values["visible"])
     if cases is not None and not any(
         c.device_id in known or c.device_id in values["visible"] or c.case_no in cases for c in changes
     ):
-        return ""  # nothing of the user's: not even when something happened elsewhere is theirs to learn
+        return {}  # nothing of the user's: not even when something happened elsewhere is theirs to learn
     context = {
         "t": live.t,
         "lang": live.t.language,
@@ -125,17 +125,19 @@ def overview_changes(live: LiveRender, changes: list[Change]) -> str:
         "csrf_token": live.csrf_token,
         **values,
     }
-    parts = [render_text("overview/_counts.html", context)]
+    parts = {"counts": render_text("overview/_counts.html", context)}
     if values["may_read_alarms"]:
-        # Sent when it changed only: a court's seals send heartbeats all day, and each would send the list again.
+        # Rendered when it changed only: a court's seals send heartbeats all day (the stream sends only what differs).
         signature = alarms_signature(values["alarms"], values["alarms_total"])
         if signature != live.state.get("alarms"):
             live.state["alarms"] = signature
-            parts.append(render_text("overview/_alarms.html", context))
-    if values["visible"] != known:  # a seal came or went: the whole grid
+            parts["alarms"] = render_text("overview/_alarms.html", context)
+    if values["visible"] != known:  # a seal came or went: the whole grid (sent with a new name: always)
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))
-        parts.append(render_text("overview/_tiles.html", context))
-    else:
-        parts += [render_text("overview/_tile.html", {**context, "tile": tile}) for tile in values["tiles"]]
-    return "\n".join(parts)
+        return {**parts, "+tiles": render_text("overview/_tiles.html", context)}
+    parts.update(
+        (f"tile {tile.seal.device_id}", render_text("overview/_tile.html", {**context, "tile": tile}))
+        for tile in values["tiles"]
+    )
+    return parts

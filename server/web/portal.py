@@ -30,7 +30,7 @@ from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, check_proof, safe_filename, sniff
 from server.removal.service import cancel_request, file_with_proofs
 from server.web.deps import Page, SignedInPage
-from server.web.live import LiveRender, live_view
+from server.web.live import LiveRender, live_view, take_digest
 from server.web.portal_signin import PortalRoute, see_other
 from server.web.removal_view import CaseView, case_url, case_view, live_case_parts, live_case_values
 from server.web.templating import render_text
@@ -86,6 +86,7 @@ def _case(page: Page, session: SessionDep, case_no: str, *, settle: bool = True)
         offline_after_s=context.settings.offline_after_s,
         now=page.now,
         settle_with=context.session_factory if settle else None,
+        before_read=lambda: take_digest(page, session, "portal_case", case_no=case_no),
     )
 
 
@@ -206,13 +207,13 @@ def portal_cancel(
     return see_other(f"{case_url(case_no, '/portal')}#request-{request_id}")
 
 
-@live_view("portal_case")
-def portal_case_changes(live: LiveRender, changes: list[Change]) -> str:
+@live_view("portal_case", whole=True)
+def portal_case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, str]:
     """The case's status and seals again when a change concerns them, its requests when one moved or a seal it
     waits for was heard from; only what differs from what this stream sent last (the form being filled in is never
     replaced)."""
     found = live_case_values(live, changes, Permission.REMOVAL_FILE, "debtor")
     if found is None:
-        return ""
+        return {}
     view, values = found
-    return live_case_parts(live, changes, view, values, {"status": render_text("portal/_status.html", values)})
+    return live_case_parts(changes, view, values, {"status": render_text("portal/_status.html", values)})

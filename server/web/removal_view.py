@@ -7,6 +7,7 @@ shows the same user, read with the same access checks (:mod:`server.auth.access`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,17 +134,25 @@ def case_view(
     offline_after_s: int,
     now: datetime,
     settle_with: SessionFactory | None = None,
+    before_read: Callable[[], None] | None = None,
 ) -> CaseView:
     """The case as ``user`` may see it: :class:`~server.errors.NotFound` if they may not see it, ``Forbidden`` if
     their role lacks ``permission`` (the page's own: filing for the debtor, views for the creditor). With
     ``settle_with`` (a page's GET; never a live view, which only reads), a request whose seals have all acknowledged
-    is settled first, as the API does before it shows one."""
+    is settled first, as the API does before it shows one. ``before_read`` is called after the settling and before
+    what is shown is read (a page takes its live view's digest there; it leaves nothing loaded in ``session``)."""
     case = access.case_for(session, user, case_no, permission)
+    readable = access.has_permission(user, Permission.REMOVAL_READ)
+    rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS) if readable else []
+    settled = settle_with is not None and any(settle_on_read(settle_with, session, r, now=now) for r in rows)
+    if before_read is not None:
+        before_read()
+    if settled or before_read is not None:  # a new read after the settling (and the digest)
+        session.expire_all()
+        case = access.case_for(session, user, case.case_no, permission)
     requests = []
-    if access.has_permission(user, Permission.REMOVAL_READ):
-        rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS)
-        if settle_with is not None and any(settle_on_read(settle_with, session, r, now=now) for r in rows):
-            case = access.case_for(session, user, case.case_no, permission)  # a new read after the settling
+    if readable:
+        if settled or before_read is not None:
             rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS)
         requests = [request_view(session, r, now=now) for r in rows]
     seals: list[Seal] = []
@@ -182,23 +191,12 @@ def my_cases(session: Session, user: User, *, now: datetime, offline_after_s: in
     return views
 
 
-def changed_parts(state: dict[str, str], parts: dict[str, str]) -> list[str]:
-    """The parts (name → HTML) that differ from what this stream last sent of them (``state``, the stream's memory);
-    remembers them. Swapping an unchanged part again would only reset what its reader opened or typed."""
-    changed = []
-    for name, html in parts.items():
-        if state.get(name) != html:
-            state[name] = html
-            changed.append(html)
-    return changed
-
-
 def live_case_values(
-    live: LiveRender, changes: list[Change], permission: Permission, who: str
+    live: LiveRender, changes: list[Change] | None, permission: Permission, who: str
 ) -> tuple[CaseView, dict[str, Any]] | None:
     """The party's case view of the stream's ``case_no`` and the values its parts render with, or ``None`` when no
-    change concerns it, or the user may not see it (the portal's and the creditor's live views; the stream's
-    ``case_no`` is the browser's to choose)."""
+    change concerns it (``changes=None``: every part is asked for), or the user may not see it (the portal's and the
+    creditor's live views; the stream's ``case_no`` is the browser's to choose)."""
     try:
         view = case_view(
             live.session,
@@ -210,7 +208,7 @@ def live_case_values(
         )
     except (NotFound, Forbidden):
         return None
-    if not view.concerned_by(changes):
+    if changes is not None and not view.concerned_by(changes):
         return None
     values = {
         "t": live.t,
@@ -225,10 +223,10 @@ def live_case_values(
 
 
 def live_case_parts(
-    live: LiveRender, changes: list[Change], view: CaseView, values: dict[str, Any], parts: dict[str, str]
-) -> str:
-    """``parts`` and, when a request moved, the requests: only those that differ from what the stream sent last (the
-    form being filled in is never replaced)."""
-    if view.requests_touched_by(changes):
+    changes: list[Change] | None, view: CaseView, values: dict[str, Any], parts: dict[str, str]
+) -> dict[str, str]:
+    """``parts`` and, when a request moved (or every part is asked for), the requests. The stream sends only those
+    that differ from what the browser has (the form being filled in is never replaced)."""
+    if changes is None or view.requests_touched_by(changes):
         parts["requests"] = render_text("portal/_requests.html", values)
-    return "\n".join(changed_parts(live.state, parts))
+    return parts

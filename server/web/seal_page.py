@@ -22,7 +22,7 @@ from server.errors import NotFound
 from server.seals.models import Seal
 from server.seals.registry import is_online
 from server.web.deps import SignedInPage
-from server.web.live import LiveRender, live_view
+from server.web.live import LiveRender, live_view, take_digest
 from server.web.routing import PageRoute
 from server.web.seal_model import binding_lines, connection_history, health, recent_events
 from server.web.templating import render_text
@@ -52,20 +52,21 @@ def _values(session: Session, user: User, seal: Seal, settings: Settings) -> dic
 def seal_page(page: SignedInPage, session: SessionDep, device_id: DeviceIdPath) -> Response:
     """One seal: state, health from its heartbeat, connection history, bindings, latest events, its notice."""
     assert page.user is not None
+    take_digest(page, session, "seal", device_id=device_id)
     seal = access.seal_for(session, page.user, device_id, Permission.SEAL_STATUS)
     values = _values(session, page.user, seal, page.context.settings)
     return page.render("seal.html", live_url=page.live_url("seal", device_id=seal.device_id), **values)
 
 
-@live_view("seal")
-def seal_changes(live: LiveRender, changes: list[Change]) -> str:
+@live_view("seal", whole=True)
+def seal_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, str]:
     """The seal page's state again when the seal sent something (or its alarms, commands changed)."""
     device_id = live.params.get("device_id", "")
-    if not any(c.device_id == device_id for c in changes):
-        return ""
+    if changes is not None and not any(c.device_id == device_id for c in changes):
+        return {}
     try:
         seal = access.seal_for(live.session, live.user, device_id, Permission.SEAL_STATUS)
     except (NotFound, Forbidden):
-        return ""
+        return {}
     values = _values(live.session, live.user, seal, live.context.settings)
-    return render_text("seal/_live.html", {"t": live.t, "lang": live.t.language, "oob": True, **values})
+    return {"state": render_text("seal/_live.html", {"t": live.t, "lang": live.t.language, "oob": True, **values})}

@@ -38,7 +38,7 @@ from server.seals.registry import register_seal
 from tests.server.helpers import SimulatedSeal, jpeg_bytes
 from tests.server.test_command_alarms import TTL, run_round
 from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
-from tests.web.test_live_stream import events
+from tests.web.test_live_stream import events, live_url_of
 
 CASE_URL = f"/cases/{quote(CASE, safe='')}"
 HTMX = {"X-Requested-With": "htmx", "HX-Request": "true"}
@@ -167,16 +167,16 @@ def test_a_command_stays_pending_until_the_seal_s_signed_answer(world: PagesWorl
         assert 'data-state="pending"' in sent.text and "尚未发布到消息服务器" in sent.text
         with session_scope(world.session_factory) as session:  # the broker took it: still not delivered
             session.execute(update(CourtCommand).values(broker_accepted_at=datetime.now(UTC)))
-        assert "尚未送达" in client.get(CASE_URL).text
-        before = world.hub.position
+        page = client.get(CASE_URL).text
+        assert "尚未送达" in page
         answer = {"command_id": int(command_id), "action": "ping", "result": "pong", "armed": True, "camera": "ok"}
         world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, answer)))
-        stream = events(client.get(f"/live?view=case&case_no={quote(CASE, safe='')}&since={before}").text)
+        stream = events(client.get(live_url_of(page)).text)  # the page's stream starts from what the page shows
     [update_message] = [m for m in stream if m["event"] == "update"]
     html = update_message["data"]
     assert 'id="case-commands" class="panel" hx-swap-oob="true"' in html
     assert f'data-command-id="{command_id}" data-action="ping" data-state="acknowledged"' in html
-    assert '<ol id="timeline" hx-swap-oob="afterbegin">' in html and 'data-type="command_ack"' in html
+    assert '<section id="case-timeline" class="panel"' in html and 'data-type="command_ack"' in html
     with world.session_factory() as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "command.issue")).one()
     assert entry.actor == "officer" and entry.target == SEAL
@@ -189,10 +189,12 @@ def test_the_live_view_sends_nothing_of_other_cases(world: PagesWorld) -> None:
             session, actor=None, device_id=other.device_id, case_no=other.case_no, public_key=other.public_key
         )
     with world.client("judge") as client:
-        before = world.hub.position
+        live = live_url_of(client.get(CASE_URL).text)
         world.ingest((other.event_topic, other.event(EventType.INTRUSION, {"armed": True})))
-        stream = events(client.get(f"/live?view=case&case_no={quote(CASE, safe='')}&since={before}").text)
-    assert [m["event"] for m in stream if m["event"] == "update"] == []
+        stream = events(client.get(live).text)
+    updates = [m["data"] for m in stream if m["event"] == "update"]
+    # At most the seals' "N s ago", should the clock have moved on between the page and its stream.
+    assert all(re.findall(r'<section id="([^"]+)"', data) == ["case-seals"] for data in updates), updates
 
 
 def test_the_picture_dialog_verifies_the_stored_bytes_again(world: PagesWorld) -> None:

@@ -5,6 +5,8 @@ a client stops reading, when the session ends (on a real server: test_live_strea
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Coroutine
@@ -32,6 +34,17 @@ def events(text: str) -> list[dict[str, str]]:
         if "event" in fields:
             found.append(fields)
     return found
+
+
+def token_now(world: PagesWorld) -> str:
+    """The live bus's position now, as a page gives it to its stream (sealed by the hub)."""
+    return world.hub.token(world.hub.position)
+
+
+def live_url_of(page: str) -> str:
+    """The URL of the live stream a page's HTML connects to."""
+    [url] = re.findall(r'sse-connect="([^"]+)"', page)
+    return html.unescape(url)
 
 
 def run_apart(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -129,24 +142,24 @@ def test_a_stream_whose_client_stops_reading_is_dropped_and_unsubscribed() -> No
 
 def test_a_reconnecting_page_gets_what_it_missed_and_heartbeats(world: PagesWorld) -> None:
     with world.client("judge") as client:
-        before = world.hub.position
+        before = token_now(world)
         world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)))
         after = world.hub.position
         stream = events(client.get(f"/live?view=overview&since={before}").text)
         update, *rest = stream
-        assert update["event"] == "update" and update["id"] == str(after)
+        assert update["event"] == "update" and world.hub.position_of(update["id"]) == after
         assert f'id="seal-{SEAL}"' in update["data"] and 'hx-swap-oob="true"' in update["data"]
         assert 'id="counts"' in update["data"] and 'id="alarms"' in update["data"]
         assert [m["event"] for m in rest] and {m["event"] for m in rest} == {"heartbeat"}
-        assert all(m["id"] == str(after) for m in rest)
+        assert all("id" not in m for m in rest)  # a heartbeat leaves the browser's Last-Event-ID as it is
         # The browser's own Last-Event-ID wins over the page's position: nothing missed, nothing sent again.
-        again = events(client.get(f"/live?since={before}", headers={"Last-Event-ID": str(after)}).text)
+        again = events(client.get(f"/live?since={before}", headers={"Last-Event-ID": update["id"]}).text)
         assert {m["event"] for m in again} == {"heartbeat"}
     assert world.hub.subscribers == 0
 
 
 def test_a_stream_carries_only_what_its_user_may_see(world: PagesWorld) -> None:
-    before = world.hub.position
+    before = token_now(world)
     world.ingest((world.seal.event_topic, world.seal.event(EventType.TAMPER, {"armed": True, "warning": "played"})))
     with world.client("other-judge") as client:  # not even an update (something happened, at that moment)
         assert [m for m in events(client.get(f"/live?since={before}").text) if m["event"] == "update"] == []
@@ -157,9 +170,11 @@ def test_a_stream_carries_only_what_its_user_may_see(world: PagesWorld) -> None:
 
 def test_a_stream_that_cannot_replay_says_gap(world: PagesWorld) -> None:
     with world.client("judge") as client:
-        restarted = events(client.get("/live?since=0badcafe.3").text)
-        assert [m["event"] for m in restarted] == ["gap"] and restarted[0]["id"] == str(world.hub.position)
-        old = world.hub.position
+        restarted = events(client.get("/live?since=0badcafe.3").text)  # no position this process gave out
+        assert [m["event"] for m in restarted] == ["gap"] and "id" not in restarted[0]
+        another = LiveHub().token(world.hub.position)  # another process's (or one made up)
+        assert [m["event"] for m in events(client.get(f"/live?since={another}").text)] == ["gap"]
+        old = token_now(world)
         world.hub.publish(Change("event", SEAL) for _ in range(world.app.state.live._ring.maxlen + 1))
         assert [m["event"] for m in events(client.get(f"/live?since={old}").text)] == ["gap"]
         assert client.get("/live?view=nonsense").status_code == 404
