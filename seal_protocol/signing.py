@@ -72,21 +72,31 @@ def load_or_create_signing_key(path: Path) -> tuple[SigningKey, bool]:
         return load_signing_key(path), False
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)  # a stale one may have other permissions: never write the key into it
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, base64.b64encode(bytes(key)) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
+    write_durably(path, base64.b64encode(bytes(key)) + b"\n")
     return key, True
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) whole or not at all, and so that it survives a power cut: written to a
+    new temporary file, fsynced, renamed over ``path``, the directory fsynced. Raises ``OSError`` (no file left)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a stale one may have other permissions: never write into it
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sign_bytes(key: SigningKey, data: bytes) -> str:

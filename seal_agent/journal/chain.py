@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from seal_protocol.signing import (
     load_signing_key,
     public_key_b64,
     verify_envelope,
+    write_durably,
 )
 
 logger = logging.getLogger(__name__)
@@ -115,25 +115,9 @@ def read_chain_record(path: Path) -> ChainIdentity | None:
 
 
 def write_chain_record(path: Path, identity: ChainIdentity) -> None:
-    """Write ``chain.json`` atomically and durably (fsynced, renamed, its directory fsynced)."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``chain.json`` atomically and durably (:func:`~seal_protocol.signing.write_durably`)."""
     body = json.dumps({"device_id": identity.device_id, "public_key": identity.public_key}, indent=2) + "\n"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, body.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_durably(path, body.encode("utf-8"))
 
 
 def _stored_identity(outbox: Outbox) -> ChainIdentity | None:

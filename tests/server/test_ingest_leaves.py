@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import text
-
 from seal_protocol import EventType, decode_envelope, envelope_hash
 from server.core.db import SessionFactory
 from server.ingest.results import Outcome
-from tests.server.helpers import message
+from tests.server.helpers import message, refuse_seq_in_the_database
 from tests.server.ingest_world import Court, make_court, resigned
 from tests.server.log_checks import logged_events
 
 
 def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
-    session_factory: SessionFactory, tmp_path: Path
+    session_factory: SessionFactory, database_url: str, tmp_path: Path
 ) -> None:
     court: Court = make_court(session_factory, tmp_path)
     a, b = court.a, court.b
@@ -56,30 +54,8 @@ def test_a_mixed_batch_stores_its_events_in_order_under_their_own_ids(
     assert logged_events(session_factory) == [a1, a2, b1, a3, b2, a4, b3]
 
     # A batch the database fails (a trigger refuses one row) is stored one by one: the others keep their order.
-    with session_factory() as session:
-        dialect = session.get_bind().dialect.name
     a5, a6, b4, a7 = a.event(), a.event(), b.event(), a.event()
-    refuse_seq = 6  # a6
-    with session_factory() as session:
-        if dialect == "postgresql":
-            session.execute(
-                text(
-                    "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
-                    f"IF NEW.seq = {refuse_seq} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END "
-                    "$$ LANGUAGE plpgsql"
-                )
-            )
-            session.execute(
-                text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_event()")
-            )
-        else:
-            session.execute(
-                text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = {refuse_seq} "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-                )
-            )
-        session.commit()
+    refuse_seq_in_the_database(session_factory, database_url, seq=6)  # a6
     results = court.ingestor.ingest([message(b.event_topic, b4)] + [message(a.event_topic, d) for d in (a5, a6, a7)])
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.QUARANTINED, Outcome.STORED]
     assert logged_events(session_factory) == [a1, a2, b1, a3, b2, a4, b3, b4, a5, a7]
