@@ -223,7 +223,8 @@ class CommandSettings(BaseModel):
         ge=1,
         le=10_000,
         description="How many seals' commands one round publishes at most: those whose first unpublished command "
-        "failed the fewest publishes first, so seals nobody receives take turns and hold up no other seal.",
+        "was never tried first, then those tried least recently, so seals nobody receives take turns and hold up no "
+        "other seal.",
     )
 
 

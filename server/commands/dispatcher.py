@@ -6,17 +6,17 @@ at once when the API issues a command or the connection comes up):
 1. commands past their expiry without an answer become ``expired`` (an arm or a disarm with its alarm,
    :mod:`server.commands.failures`), and so do pending commands issued for a case their seal is no longer bound to;
    the alarms of arms and disarms whose condition has ended are closed;
-2. if connected, the pending commands the broker has not accepted yet are published (QoS 1, by id) and each
-   PUBACK awaited — those of at most ``seals_per_round`` seals, the seals whose first such command failed the
-   fewest publishes first (:func:`~server.commands.service.to_publish`): seals nobody receives take turns and hold
-   up no other. Each command is locked and looked at again as it is handed to paho (:meth:`_publish`): one
-   withdrawn, expired, answered or of a seal moved since the round read it is not published. *Accepted* means the
-   broker took it for the seal's (persistent) session and is recorded in ``broker_accepted_at`` — it is **not**
-   delivery: the command stays ``pending`` until the seal's signed answer arrives through the ingest. A refusal, a
-   timeout, or "No matching subscribers" (the seal has no session: never connected, or its session expired, so
-   nobody would get it) leaves it unaccepted, with ``publish_error`` and one more ``publish_attempts``; it is
-   published again at its seal's turn, until it expires. After one failure, that seal's later commands wait for
-   the next round, so a seal never sees a higher id before a lower one.
+2. if connected, the pending commands the broker has not accepted yet are published (QoS 1, by id) and each PUBACK
+   awaited — those of at most ``seals_per_round`` seals, the seals whose first such command was never tried first, then
+   those tried least recently (:func:`~server.commands.service.to_publish`): seals nobody receives take turns and hold
+   up no other. Each command is locked and looked at again as it is handed to paho (:meth:`_publish`): one withdrawn,
+   expired, answered or of a seal moved since the round read it is not published. *Accepted* means the broker took it
+   for the seal's (persistent) session and is recorded in ``broker_accepted_at`` — it is **not** delivery: the command
+   stays ``pending`` until the seal's signed answer arrives through the ingest. A refusal, a timeout, or "No matching
+   subscribers" (the seal has no session: never connected, or its session expired, so nobody would get it) leaves it
+   unaccepted, with ``publish_error`` and one more ``publish_attempts``; it is published again at its seal's turn, until
+   it expires. After one failure, that seal's later commands wait for the next round, so a seal never sees a higher id
+   before a lower one.
 
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
@@ -223,6 +223,7 @@ class CommandDispatcher:
             if row is not None:
                 row.publish_attempts += 1
                 row.publish_error = error
+                row.updated_at = now  # the round's turns go to the seals tried least recently (to_publish)
                 if result == "accepted":
                     row.broker_accepted_at = now
                 session.commit()

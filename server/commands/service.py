@@ -263,11 +263,12 @@ def to_publish(session: Session, *, now: datetime, seals: int = 100) -> list[Cou
     """The commands one round publishes, read without a lock: of at most ``seals`` seals, each one's pending
     commands the broker has not accepted yet, still valid and issued for the case the seal is bound to now, by id.
 
-    The seals are those whose first such command has failed the fewest publishes, then the oldest: a command never
-    tried goes before any that failed, and seals nobody receives ("no matching subscribers" until their commands
-    expire) take turns — a backlog beyond ``seals`` rotates, each tried seal one attempt further back — so no seal's
-    commands wait for another's. A seal's commands stay in id order (the dispatcher holds back the rest of a seal's
-    after one fails)."""
+    The seals are those whose first such command was never tried, oldest first, then those whose first command was
+    tried least recently (its ``updated_at``, set at each attempt): seals nobody receives ("no matching subscribers"
+    until their commands expire) take turns, a backlog beyond ``seals`` rotating one round at a time, and a seal
+    that failed many times while away waits no more than the others once it is back — at most as many rounds as
+    there are seals tried before it, over ``seals``. A seal's commands stay in id order (the dispatcher holds back
+    the rest of a seal's after one fails)."""
     due = (
         CourtCommand.state == CommandState.PENDING.value,
         CourtCommand.broker_accepted_at.is_(None),
@@ -285,7 +286,7 @@ def to_publish(session: Session, *, now: datetime, seals: int = 100) -> list[Cou
     chosen = (
         select(heads.c.device_id)
         .join(first, first.id == heads.c.head)
-        .order_by(first.publish_attempts, first.id)
+        .order_by(first.publish_attempts > 0, first.updated_at, first.id)
         .limit(seals)
     )
     device_ids = list(session.scalars(chosen))

@@ -173,7 +173,34 @@ def test_a_backlog_beyond_a_round_takes_turns_and_keeps_each_seal_s_order(
         inbox.close()
     assert rounds[0] == {"no_subscriber": pings[:3]}
     assert rounds[1] == {"no_subscriber": pings[3:], "accepted": [ping, disarm]}  # never tried: first in line
-    # then the fewest failed publishes first: every seal once more before any a third time
+    # then those tried least recently: every seal once more before any a third time
     assert rounds[2] == {"no_subscriber": pings[:3]} and rounds[3] == {"no_subscriber": [pings[0], *pings[3:]]}
     assert [json.loads(message)["command_id"] for message in received] == [ping, disarm]
     assert [row(session_factory, command_id).publish_attempts for command_id in pings] == [3, 2, 2, 2, 2]
+
+
+@pytest.mark.usefixtures("seal_broker")
+def test_a_seal_back_after_many_failed_publishes_waits_no_longer_than_the_others(
+    broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """A disarm tried six times while its seal had no session; the seal comes online as six seals nobody receives get
+    a command each. Their new commands go first (two rounds of three), then the disarm, tried least recently. It
+    was put behind every command that had failed fewer times than it, round after round, until it expired."""
+    inbox = SealInbox(broker)
+    dispatcher = idle_dispatcher(broker, session_factory, tmp_path, Clock(), seals_per_round=3)
+    try:
+        disarm = issue(session_factory, DEVICE, CommandAction.DISARM)
+        for _ in range(6):
+            assert dispatcher.run_round().published == {"no_subscriber": [disarm]}
+        inbox.connect()
+        dead = [SimulatedSeal(f"dead-{i}", CASE_B) for i in range(6)]
+        register(session_factory, *dead)
+        pings = [issue(session_factory, seal.device_id, CommandAction.PING) for seal in dead]
+        rounds = [dispatcher.run_round().published for _ in range(3)]
+        received = inbox.wait_for(1)
+    finally:
+        dispatcher.stop()
+        inbox.close()
+    assert rounds[:2] == [{"no_subscriber": pings[:3]}, {"no_subscriber": pings[3:]}]
+    assert rounds[2] == {"accepted": [disarm], "no_subscriber": pings[:2]}
+    assert [json.loads(message)["command_id"] for message in received] == [disarm]
