@@ -1,15 +1,16 @@
 """The court's commands as the seal's MQTT connection takes them: one at a time, each acknowledged to the broker
 (paho's ``manual_ack``) only once ``on_command`` has returned, i.e. once the seal has committed its answer.
 
-A command whose handler raises (the action failed, or its answer could not be committed: a full disk) stays
-unacknowledged, and so does every later command on that connection: none is handed to ``on_command``, since a later
-id accepted first would make the seal refuse the earlier one as ``replayed`` when it came again. The broker
-delivers unacknowledged messages again only on a new connection of the persistent session, so this connection is
-then dropped after a back-off — 2 s after the first failure, doubling with each failure in a row up to 5 min, and
-back to 2 s once a command is answered — during which events and receipts keep flowing (a receipt is what makes
-room on a full disk). Dropping it is shutting its socket down: paho's "connection lost", which it reconnects after
-with the publisher's usual back-off; the broker then delivers the commands again in the order it first sent them,
-the failed one first. A crash has the same effect. A command is never consumed without an answer.
+A command whose handler raises (the action failed, or its answer could not be committed for now: a full disk) stays
+unacknowledged (an answer that can never be recorded does not raise: its ``event_lost`` stands in its place), and so
+does every later command on that connection: none is handed to ``on_command``, since a later id accepted first would
+make the seal refuse the earlier one as ``replayed`` when it came again. The broker delivers unacknowledged messages
+again only on a new connection of the persistent session, so this connection is then dropped after a back-off — 2 s
+after the first failure, doubling with each failure in a row up to 5 min, and back to 2 s once a command is answered —
+during which events and receipts keep flowing (a receipt is what makes room on a full disk). Dropping it is shutting its
+socket down: paho's "connection lost", which it reconnects after with the publisher's usual back-off; the broker then
+delivers the commands again in the order it first sent them, the failed one first. A crash has the same effect. A
+command is never consumed without an answer or, if none can ever be recorded, its ``event_lost``.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * An accepted command is carried out first; only then is ``command_ack`` ``{command_id, action, result, …}``
   recorded, and in the same outbox transaction the command's id becomes the last accepted one. A second delivery
   of the same command (a QoS 1 redelivery after a crash) is therefore refused as ``replayed``: its ack exists.
-* A command carried out whose answer could not be committed (:class:`~seal_agent.errors.OutboxError`, e.g. a full
-  disk; or :class:`~seal_agent.errors.EventLost`) is *unanswered*: the desk remembers its result, and when the
+* A command carried out whose answer could not be committed *for now* (:class:`~seal_agent.errors.OutboxError`, e.g.
+  a full disk) is *unanswered*: the desk remembers its result, and when the
   court's command comes again it is answered with that result and not carried out again — also if it has expired
   meanwhile, names a case the seal no longer guards, or if a later id was accepted in between: such a delivery is
   acknowledged, never refused (``replayed``, ``expired``, ``wrong_case``), since the seal obeyed it. A test warning
@@ -19,6 +19,13 @@ The rule for every command that reaches the seal's ``cmd`` topic:
   survives a restart, through the state's ``by`` that the seal committed with its ``armed``/``disarmed`` event
   (:attr:`~seal_agent.behaviour.seal.SealAgent.changed_by`): the restarted seal answers it ``armed``/``disarmed``.
   A ping, snapshot or test warning whose answer was lost with the process is carried out again if still valid.
+* An answer that can *never* be recorded (the outbox refuses that event for its own sake:
+  :class:`~seal_agent.errors.EventLost`, whose ``event_lost`` naming the command is committed in its place) does not
+  hold up later commands: the command counts as answered. Its id becomes the last accepted one, so it is not carried
+  out again (a later delivery is refused as ``replayed``) and nothing is remembered for a restart; the court sees the
+  ``event_lost`` and the command expire unanswered. A test warning's ``warning_result`` then follows no answer and is
+  not recorded. A refusal (``command_rejected``) that can never be recorded is likewise replaced by its
+  ``event_lost``.
 * A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
   runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
@@ -44,7 +51,7 @@ from typing import Any
 
 from seal_agent.behaviour.seal import SealAgent
 from seal_agent.behaviour.warning_outcome import WarningStart
-from seal_agent.errors import SealStopping
+from seal_agent.errors import EventLost, OutboxError, SealStopping
 from seal_agent.interfaces import Clock
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
@@ -88,6 +95,7 @@ class CommandDesk:
         self._warning: WarningStart | None = None  # the test warning the action being carried out started
         self._closed = False
         self._unanswered: dict[int, _Done] = {}  # command id -> carried out, its answer not committed
+        self._lost: set[int] = set()  # commands carried out whose answer can never be recorded (this process)
         by = agent.changed_by  # an arm/disarm whose state the seal committed but whose answer it may not have
         if by is not None and by > self.last_accepted_id:
             armed = agent.armed
@@ -127,12 +135,18 @@ class CommandDesk:
                     now=self._clock.now(),
                 )
             except CommandRefused as refused:
+                if refused.command_id in self._lost and refused.reason in _OBEYED_REFUSALS:
+                    logger.info("court command %s again: carried out, its answer lost for good", refused.command_id)
+                    return
                 done = self._unanswered.get(refused.command_id or 0)
                 if done is None or refused.reason not in _OBEYED_REFUSALS:
                     self._reject(refused)
                     return
                 logger.info("court command %s again: carried out, now answered", refused.command_id)
                 self._answer(refused.command_id or 0, done)
+                return
+            if command.command_id in self._lost:
+                logger.info("court command %d again: carried out, its answer lost for good", command.command_id)
                 return
             done = self._unanswered.get(command.command_id)
             if done is None:
@@ -157,24 +171,48 @@ class CommandDesk:
             state, languages = done.warning.settle()
             result = {"result": state, "warning_languages": languages}
         last = max(command_id, self.last_accepted_id)
-        stored = self._recorder.record(
-            EventType.COMMAND_ACK,
-            {"command_id": command_id, "action": done.action.value, **result},
-            settings={LAST_COMMAND_SETTING: str(last)},
-        )
+        try:
+            stored = self._recorder.record(
+                EventType.COMMAND_ACK,
+                {"command_id": command_id, "action": done.action.value, **result},
+                settings={LAST_COMMAND_SETTING: str(last)},
+            )
+        except EventLost as lost:
+            self._answer_lost(command_id, last, lost)
+            return
         del self._unanswered[command_id]
         if done.warning is not None:
             self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
+
+    def _answer_lost(self, command_id: int, last: int, lost: EventLost) -> None:
+        """The answer to a command carried out can never be recorded (its ``event_lost`` stands in its place): the
+        command counts as answered, and its id becomes the last accepted one."""
+        del self._unanswered[command_id]
+        self._lost.add(command_id)
+        logger.error(
+            "court command %d was carried out, but its answer can never be recorded (%s): event_lost seq=%d stands "
+            "in its place, and later commands are taken",
+            command_id,
+            lost,
+            lost.seq,
+        )
+        try:
+            self._recorder.outbox.set_setting(LAST_COMMAND_SETTING, str(last))
+        except OutboxError as exc:  # this process still knows it; a restart may answer an arm/disarm once more
+            logger.warning("cannot record court command %d as the last accepted one (%s)", command_id, exc)
 
     def _reject(self, refused: CommandRefused) -> None:
         detail = str(refused).split(": ", 1)[-1]
         if self._server_key is None and refused.reason is RejectReason.BAD_SIGNATURE:
             detail = "no court public key is configured on this seal ([commands] server_public_key)"
         logger.warning("court command %s refused: %s (%s)", refused.command_id, refused.reason.value, detail)
-        self._recorder.record(
-            EventType.COMMAND_REJECTED,
-            {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail},
-        )
+        try:
+            self._recorder.record(
+                EventType.COMMAND_REJECTED,
+                {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail},
+            )
+        except EventLost as lost:  # its event_lost stands in its place: the refusal does not hold up later commands
+            logger.error("the refusal of court command %s can never be recorded: %s", refused.command_id, lost)
 
     def _disarm(self, command: Command) -> dict[str, Any]:
         changed = self._agent.disarm(f"court command {command.command_id}", by=command.command_id)

@@ -75,7 +75,7 @@ def open_chain(state_dir: Path, device_id: str, *, key_path: Path, outbox_path: 
         me = ChainIdentity(device_id, public_key_b64(key))
         for where, known in ((str(outbox_path), stored), (str(record_path), record)):
             if known is not None:
-                _check(known, me, where=where, state_dir=state_dir, key_path=key_path)
+                _check(known, me, where=where, outbox=outbox, key_path=key_path)
         if stored is None and last_seq > 0:
             _check_events(outbox, me, key, state_dir=state_dir, key_path=key_path)
         _remember(outbox, record_path, me, in_outbox=stored is None, in_record=record is None)
@@ -91,13 +91,28 @@ def keygen(state_dir: Path, *, key_path: Path, outbox_path: Path) -> tuple[Signi
     if key_path.exists():
         return _device_key(key_path, history=True, known=None, last_seq=0), False
     began = read_chain_record(state_dir / CHAIN_RECORD) is not None
-    if began or (outbox_path.exists() and outbox_path.stat().st_size > 0):
+    if began or _holds_chain(outbox_path):
         raise SealStateError(
             f"the device key {key_path} is missing, but this state_dir already holds a chain ({outbox_path}): a new "
             f"key would sign events the court refuses (bad_signature), so none is made. Put the seal's key back at "
             f"{key_path} (from its backup). See {SEE_DOCS}"
         )
     return _device_key(key_path, history=False, known=None, last_seq=0), True
+
+
+def _holds_chain(outbox_path: Path) -> bool:
+    """Whether the outbox at ``outbox_path`` holds a chain: an event, or a recorded chain identity. An outbox a first
+    start made before it made the key (killed in between) holds neither; one that cannot be read counts as a chain."""
+    if not outbox_path.exists() or outbox_path.stat().st_size == 0:
+        return False
+    try:
+        with Outbox(outbox_path, create=False) as outbox:
+            return outbox.last_seq > 0 or _stored_identity(outbox) is not None
+    except OutboxMissing:
+        return False  # a file without the outbox's tables: nothing was ever recorded in it
+    except OutboxError as exc:
+        logger.error("cannot read %s (%s): taken to hold a chain", outbox_path, exc)
+        return True
 
 
 def read_chain_record(path: Path) -> ChainIdentity | None:
@@ -148,16 +163,9 @@ def _device_key(key_path: Path, *, history: bool, known: ChainIdentity | None, l
     return key
 
 
-def _check(known: ChainIdentity, me: ChainIdentity, *, where: str, state_dir: Path, key_path: Path) -> None:
+def _check(known: ChainIdentity, me: ChainIdentity, *, where: str, outbox: Outbox, key_path: Path) -> None:
     if known.device_id != me.device_id:
-        raise SealStateError(
-            f"{where} holds the chain of device {known.device_id!r}, but the configuration says device_id = "
-            f"{me.device_id!r}: its events would go out on {me.device_id!r}'s topic and the court would refuse them "
-            f"(device_mismatch). If this seal is still {known.device_id!r}, set device_id back. To make it "
-            f"{me.device_id!r}, first let {known.device_id!r} deliver everything (outbox_depth 0), then move "
-            f"{state_dir} aside and start with an empty state_dir and a key the court enrols for {me.device_id!r}. "
-            f"See {SEE_DOCS}"
-        )
+        raise SealStateError(_changed_device_id(known.device_id, me, where=where, outbox=outbox, key_path=key_path))
     if known.public_key != me.public_key:
         raise SealStateError(
             f"the device key {key_path} (public key {me.public_key}) is not the key that signed the chain "
@@ -176,13 +184,13 @@ def _check_events(outbox: Outbox, me: ChainIdentity, key: SigningKey, *, state_d
             except ProtocolError:
                 continue  # not ours to judge here: the court quarantines it
             if envelope.device_id != me.device_id:
-                _check(ChainIdentity(envelope.device_id, me.public_key), me, where=str(outbox.path),
-                       state_dir=state_dir, key_path=key_path)  # fmt: skip
+                _check(ChainIdentity(envelope.device_id, me.public_key), me, where=str(outbox.path), outbox=outbox,
+                       key_path=key_path)  # fmt: skip
             try:
                 verify_envelope(envelope, key.verify_key)
             except ProtocolError:
-                _check(ChainIdentity(me.device_id, "(another key)"), me, where=str(outbox.path),
-                       state_dir=state_dir, key_path=key_path)  # fmt: skip
+                _check(ChainIdentity(me.device_id, "(another key)"), me, where=str(outbox.path), outbox=outbox,
+                       key_path=key_path)  # fmt: skip
         after = batch[-1].seq
 
 
@@ -201,6 +209,42 @@ def _remember(outbox: Outbox, record_path: Path, me: ChainIdentity, *, in_outbox
             logger.warning("cannot write %s yet (%s); tried again at the next start", record_path, exc)
 
 
+def _changed_device_id(old: str, me: ChainIdentity, *, where: str, outbox: Outbox, key_path: Path) -> str:
+    """What to do about a chain of device ``old`` found by a seal configured as ``me``: both repairs, and which one
+    the outbox points to (whether anything of it ever reached the broker or the court)."""
+    state_dir, path = outbox.path.parent, outbox.path
+    reached = _ever_delivered(outbox)
+    found = (
+        f"Something of {old!r} reached the broker or the court, so {old!r} was enrolled: its events matter."
+        if reached
+        else f"Nothing in {path} ever reached the broker or the court (no event or snapshot acknowledged or "
+        f"receipted): {old!r} was probably never enrolled (the broker refused it), and nothing it holds can reach "
+        f"the court."
+    )
+    return (
+        f"{where} holds the chain of device {old!r}, but the configuration says device_id = {me.device_id!r}: its "
+        f"events would go out on {me.device_id!r}'s topic and the court would refuse them (device_mismatch). If this "
+        f"seal is still {old!r}, set device_id back. To make it {me.device_id!r}: {found} "
+        f"(a) If {old!r}'s events matter, start it as {old!r} until it has delivered everything (outbox_depth 0), "
+        f"then move {state_dir} aside and start with an empty state_dir and a key the court enrols for "
+        f"{me.device_id!r}. (b) If {old!r} was never enrolled, stop the agent and remove {path}, {path}-wal, "
+        f"{path}-shm and {state_dir / CHAIN_RECORD} (they hold only {old!r}'s chain); keep {key_path} if the court "
+        f"enrolled its key (public key {me.public_key}) for {me.device_id!r}, else remove it too and enrol the key "
+        f"`seal-agent keygen` then makes. See {SEE_DOCS}"
+    )
+
+
+def _ever_delivered(outbox: Outbox) -> bool:
+    """Whether anything of this outbox ever reached the broker or the court: an event receipted (gone) or
+    acknowledged, or a snapshot acknowledged or receipted."""
+    return (
+        outbox.depth() < outbox.last_seq
+        or outbox.unacknowledged_depth() < outbox.depth()
+        or bool(outbox.receipted_snapshots())
+        or bool(outbox.queued_snapshots(broker_acknowledged=True))
+    )
+
+
 def _lost_outbox(exc: OutboxMissing, record_path: Path, record: ChainIdentity) -> str:
     return (
         f"the outbox is lost: {exc}, but {record_path} says this state_dir began the chain of {record.device_id!r} "
@@ -209,5 +253,3 @@ def _lost_outbox(exc: OutboxMissing, record_path: Path, record: ChainIdentity) -
         f"held that the court had not receipted are lost with it (the court holds the rest). Restore the outbox "
         f"(with its -wal) from a backup, or continue the chain from the court's last seq and hash: see {SEE_DOCS}"
     )
-
-

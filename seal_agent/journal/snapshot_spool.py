@@ -4,7 +4,8 @@ Every snapshot is written to the content-addressed :class:`~seal_agent.journal.s
 its hash is committed to the outbox's snapshot queue *before* it is published; the broker's PUBACK marks the queue entry
 broker-acknowledged, and the court's receipt turns it into a "receipted" record (the file stays as a local copy until
 thinning needs the space). A stored file that is neither queued nor receipted was stored by a process that died
-before queueing it: it is queued when the spool is built, so such a crash never leaves evidence unsent.
+before queueing it: it is queued when the spool is built (if the outbox refuses that write then, with the next
+snapshot added), so such a crash never leaves evidence unsent.
 :class:`SnapshotSpool` is the snapshot courier's :class:`~seal_agent.journal.courier.DeliveryQueue`.
 
 Quota rule. Events are never dropped: they are small and they are the record. Snapshots are thinned, and the quota
@@ -59,12 +60,15 @@ THINNING_SETTING = "snapshot_thinning"
 #: Snapshots over the size limit found in the queue are moved here (under the store's directory, outside its quota).
 OVERSIZED_DIR = "oversized"
 
+
 class SnapshotSpool:
     """Stores, queues and thins snapshots; records each thinning through ``recorder`` (whose outbox holds the queue).
     Thread-safe; ``notify`` is called after each queued snapshot.
 
     Built at start: it completes a thinning a crash interrupted, queues what was stored but never queued, and thins a
-    store over its quota. A failure to record that thinning (a full disk) is logged; the next snapshot tries again.
+    store over its quota. An outbox that refuses these writes (a full disk, :class:`~seal_agent.errors.OutboxError`)
+    is logged, never fatal: the next snapshot added tries them again (and is not stored while they still fail). Only
+    a store that cannot be used (its directory) fails the spool.
     """
 
     def __init__(self, store: SnapshotStore, recorder: EventRecorder) -> None:
@@ -75,12 +79,17 @@ class SnapshotSpool:
         #: Called after a snapshot was queued (the snapshot courier's ``notify``).
         self.notify: Callable[[], None] = _nothing
         self._thinning_pending = True  # whether the outbox may hold an unfinished thinning
+        self._unqueued_pending = True  # whether stored snapshots may be neither queued nor receipted
         try:
             self._finish_thinning()
         except (OutboxError, EventLost) as exc:
             logger.error("an interrupted thinning cannot be completed yet (%s); its snapshots are kept", exc)
         self._total = store.total_bytes()
-        self._queue_unqueued()
+        try:
+            self._queue_unqueued()
+        except OutboxError as exc:
+            logger.error("stored snapshots cannot be queued yet (%s); tried again at the next snapshot", exc)
+            return  # nor thinned: a thinning would take a stored snapshot not queued yet for one the court holds
         if self._total > store.quota_bytes:
             logger.warning(
                 "the snapshot store holds %d bytes, over its quota of %d bytes: thinned now",
@@ -116,6 +125,7 @@ class SnapshotSpool:
         with self._lock:
             sha = self.store.address(jpeg)  # a non-JPEG is refused before anything is thinned
             self._finish_thinning()
+            self._queue_unqueued()
             coming = 0 if sha in self.store else len(jpeg)
             if self._total + coming > self.store.quota_bytes:
                 self._thin(sha, coming)
@@ -245,7 +255,10 @@ class SnapshotSpool:
 
     def _queue_unqueued(self) -> None:
         """Queue stored snapshots that are neither queued nor receipted (the process died between storing and
-        queueing, or an older agent recorded none), and forget queued ones whose file is gone."""
+        queueing, or an older agent recorded none), and forget queued ones whose file is gone; once, unless the
+        outbox refuses it (:class:`~seal_agent.errors.OutboxError`: tried again with the next snapshot)."""
+        if not self._unqueued_pending:
+            return
         queued = self._outbox.queued_snapshots()
         stored = self.store.hashes()
         missing = queued.difference(stored)
@@ -263,6 +276,7 @@ class SnapshotSpool:
                 logger.warning("%d snapshot(s) stored by an older agent queued for the court's receipt", len(unqueued))
         elif unqueued:
             logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
+        self._unqueued_pending = False
 
 
 def _choose(

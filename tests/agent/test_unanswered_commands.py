@@ -39,11 +39,14 @@ def _state_changes(court: CourtSubscriber) -> list[tuple[str, object]]:
 
 
 @contextmanager
-def _refused_ack(config: Path, command_id: int) -> Iterator[sqlite3.Connection]:
-    """The seal's outbox refuses the ``command_ack`` of ``command_id`` (as a full disk would) while inside."""
+def _refused_ack(config: Path, command_id: int, *, for_good: bool = False) -> Iterator[sqlite3.Connection]:
+    """The seal's outbox refuses the ``command_ack`` of ``command_id`` while inside: as a full disk would (the
+    ``event_lost`` that would name it is refused too), or, ``for_good``, that event alone (the recorder commits an
+    ``event_lost`` in its place)."""
     database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+    ack = '"type":"command_ack"' if for_good else '"command_ack"'
     database.execute(
-        "CREATE TRIGGER refuse_ack BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"command_ack\"') > 0 "
+        f"CREATE TRIGGER refuse_ack BEFORE INSERT ON outbox WHEN instr(NEW.data, '{ack}') > 0 "
         f"AND instr(NEW.data, '\"command_id\":{command_id},') > 0 "
         "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
     )
@@ -116,4 +119,41 @@ def test_an_arm_whose_answer_failed_is_acknowledged_by_the_restarted_seal_after_
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         logging.getLogger("seal_agent").removeHandler(failures)
+        court.close()
+
+
+def test_an_answer_that_can_never_be_recorded_does_not_hold_up_later_commands(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory
+) -> None:
+    """The arm (5) is carried out and its ack refused for good: an ``event_lost`` naming it stands in its place, and
+    the ping (6) behind it is taken at once. The arm is not carried out or answered again, not even after a restart
+    (its ``armed`` says ``by: 5``): the court sees the ``event_lost`` and the arm expire."""
+    config = write_config(tmp_path, broker)
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        runtime = online(runtimes, config, court)
+        court.publish_command(DEVICE, command(4, CommandAction.DISARM))
+        assert court.wait_for(lambda c: len(_answers(c)) == 1)
+        with _refused_ack(config, 5, for_good=True):
+            court.publish_command(DEVICE, command(5, CommandAction.ARM))
+            court.publish_command(DEVICE, command(6, CommandAction.PING))
+            assert court.wait_for(lambda c: len(_answers(c)) >= 2, timeout=15), _answers(court)
+        lost = [r.envelope.payload for r in court.of(DEVICE) if r.envelope.type.value == "event_lost"]
+        assert [(p["lost_type"], p["command_id"]) for p in lost[:1]] == [("command_ack", 5)]
+        assert runtime.agent.armed and runtime.commands.last_accepted_id == 6
+        runtime.close()
+
+        again = online(runtimes, config, court)
+        court.publish_command(DEVICE, command(7, CommandAction.PING))
+        assert court.wait_for(lambda c: len(_answers(c)) >= 3, timeout=30), _answers(court)
+        time.sleep(0.5)  # a duplicate or a late answer would come now
+        assert _answers(court) == [
+            ("command_ack", 4, "disarmed"),
+            ("command_ack", 6, "pong"),
+            ("command_ack", 7, "pong"),
+        ]
+        assert _state_changes(court) == [("disarmed", 4), ("armed", 5)]
+        assert again.agent.armed and again.commands.last_accepted_id == 7
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
         court.close()
