@@ -25,16 +25,18 @@ The rule for every command that reaches the seal's ``cmd`` topic:
   out again (a later delivery is refused as ``replayed``) and nothing is remembered for a restart; the court sees the
   ``event_lost`` and the command expire unanswered. A test warning's ``warning_result`` then follows no answer and is
   not recorded. A refusal (``command_rejected``) that can never be recorded is likewise replaced by its
-  ``event_lost``.
+  ``event_lost``. So does an action whose own event can never be recorded (an ``arm`` whose ``armed`` the outbox
+  refuses for its own sake): the action took no effect, its ``event_lost`` stands in its place, and the command
+  counts as taken, unanswered, not to be tried again; the court sees it expire (``arm_failed``/``disarm_failed``).
 * A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
   runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
 
-Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return. A failure
-of the action or of committing the answer propagates: the command then stays unacknowledged, the publisher takes no
-later command on that connection and renews it after a back-off, and the broker delivers them again, in order, the
-failed one first (:mod:`seal_agent.mqtt`). An action that failed was not carried out (an ``arm`` whose ``armed``
-could not be committed did not arm) and is tried again then.
+Handlers run on paho's network thread, one command at a time; the broker gets its PUBACK when they return. A failure of
+the action or of committing the answer *for now* propagates: the command then stays unacknowledged, the publisher takes
+no later command on that connection and renews it after a back-off, and the broker delivers them again, in order, the
+failed one first (:mod:`seal_agent.mqtt`). An action that failed was not carried out (an ``arm`` whose ``armed`` could
+not be committed did not arm) and is tried again then.
 
 Once the seal stops (:meth:`CommandDesk.close`, before the agent stops), a command is not taken at all
 (:class:`~seal_agent.errors.SealStopping`): an ack given then could promise a follow-up (a ``test_warning``'s
@@ -152,7 +154,11 @@ class CommandDesk:
             if done is None:
                 logger.info("court command %d accepted: %s", command.command_id, command.action.value)
                 self._warning = None
-                result = self._actions[command.action](command)
+                try:
+                    result = self._actions[command.action](command)
+                except EventLost as lost:  # the action's own event (armed, disarmed…) can never be recorded
+                    self._taken(command.command_id, max(command.command_id, self.last_accepted_id), lost, "not done")
+                    return
                 done = _Done(command.action, result, self._warning)
                 self._remember(command.command_id, done)
             self._answer(command.command_id, done)
@@ -178,21 +184,24 @@ class CommandDesk:
                 settings={LAST_COMMAND_SETTING: str(last)},
             )
         except EventLost as lost:
-            self._answer_lost(command_id, last, lost)
+            del self._unanswered[command_id]
+            self._taken(command_id, last, lost, "carried out")
             return
         del self._unanswered[command_id]
         if done.warning is not None:
             self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
 
-    def _answer_lost(self, command_id: int, last: int, lost: EventLost) -> None:
-        """The answer to a command carried out can never be recorded (its ``event_lost`` stands in its place): the
-        command counts as answered, and its id becomes the last accepted one."""
-        del self._unanswered[command_id]
+    def _taken(self, command_id: int, last: int, lost: EventLost, what: str) -> None:
+        """A command whose answer — or, ``not done``, whose action's own event (``armed``, ``disarmed``…: the action
+        then took no effect) — can never be recorded: its ``event_lost`` stands in its place. The command counts as
+        taken, not to be carried out or answered again, and its id becomes the last accepted one: it does not hold
+        up later commands (the court sees it expire unanswered, and the ``event_lost``)."""
         self._lost.add(command_id)
         logger.error(
-            "court command %d was carried out, but its answer can never be recorded (%s): event_lost seq=%d stands "
-            "in its place, and later commands are taken",
+            "court command %d (%s): what it must record can never be recorded (%s): event_lost seq=%d stands in its "
+            "place, and later commands are taken",
             command_id,
+            what,
             lost,
             lost.seq,
         )

@@ -157,3 +157,36 @@ def test_an_answer_that_can_never_be_recorded_does_not_hold_up_later_commands(
         check_chain(court.of(DEVICE), verify_key(config))
     finally:
         court.close()
+
+
+def test_an_arm_whose_own_armed_event_can_never_be_recorded_does_not_hold_up_later_commands(
+    tmp_path: Path, broker: PrivateBroker, runtimes: RuntimeFactory
+) -> None:
+    """The outbox refuses the ``armed`` event for its own sake (the ``event_lost`` naming it is committed): the arm
+    takes no effect, is not answered and not tried again, and the ping behind it is answered at once. Before, the
+    arm was tried again at every renewed connection, an ``event_lost`` each time, and no later command was taken."""
+    config = write_config(tmp_path, broker)
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        runtime = online(runtimes, config, court)
+        court.publish_command(DEVICE, command(4, CommandAction.DISARM))
+        assert court.wait_for(lambda c: len(_answers(c)) == 1)
+        database = sqlite3.connect(load_config(config).outbox_path, isolation_level=None)
+        database.execute(
+            'CREATE TRIGGER refuse_armed BEFORE INSERT ON outbox WHEN instr(NEW.data, \'"type":"armed"\') > 0 '
+            "BEGIN SELECT RAISE(ABORT, 'refused for good (test)'); END"
+        )
+        try:
+            court.publish_command(DEVICE, command(5, CommandAction.ARM))
+            court.publish_command(DEVICE, command(6, CommandAction.PING))
+            assert court.wait_for(lambda c: ("command_ack", 6, "pong") in _answers(c), timeout=30), _answers(court)
+            time.sleep(3)  # an arm tried again would leave another event_lost now
+        finally:
+            database.close()
+        lost = [r.envelope.payload for r in court.of(DEVICE) if r.envelope.type.value == "event_lost"]
+        assert _answers(court) == [("command_ack", 4, "disarmed"), ("command_ack", 6, "pong")]
+        assert [payload["lost_type"] for payload in lost] == ["armed"]
+        assert not runtime.agent.armed and runtime.commands.last_accepted_id == 6
+        check_chain(court.of(DEVICE), verify_key(config))
+    finally:
+        court.close()
