@@ -28,6 +28,7 @@ from server.config import WebSettings
 from server.core.db import session_scope
 from server.core.live import Change
 from server.evidence.models import Event
+from server.seals.models import Seal
 from server.seals.registry import register_seal
 from server.web.case_model import LIVE_MAX, PAGE, TIMELINE_MAX
 from tests.agent.helpers import wait_until
@@ -228,6 +229,9 @@ def test_a_stalled_tab_is_let_go_and_the_others_keep_up(
             time.sleep(0.05)  # a busy court's pace, not a wait for a condition
         assert world.hub.subscribers == 1, "the stalled tab was never let go"
         got = len(updates)
+        with session_scope(world.session_factory) as session:  # a change the clerk's tile shows (a stream sends
+            seal = session.scalars(select(Seal).where(Seal.device_id == seal_id(0))).one()  # only what changed)
+            seal.armed = not seal.armed
         world.hub.publish([Change("event", seal_id(0))])
         assert wait_until(lambda: len(updates) > got, 10), "the tab that reads does not keep up"
         assert reading.is_alive() and world.hub.subscribers == 1
