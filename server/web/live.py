@@ -265,10 +265,15 @@ class _Stream:
                 beat += settings.heartbeat_s * max(1, math.ceil((time.monotonic() - beat) / settings.heartbeat_s))
 
     def _changed(self, parts: dict[str, str]) -> str:
-        """The parts that differ from what this stream sent (or its page showed) of them; remembers them."""
+        """The parts that differ from what this stream sent (or its page showed) of them; remembers them. A part
+        named ``+group`` is always sent and replaces, in the browser, every part named ``group …``: what the stream
+        remembered of those is forgotten (else a part that comes back to what it was before the group was sent
+        would not be sent again)."""
         changed = []
         for name, html in parts.items():
             if name.startswith("+"):
+                group = name[1:] + " "
+                self.shown = {k: v for k, v in self.shown.items() if not k.startswith(group)}
                 changed.append(html)
                 continue
             digest = _digest(html)

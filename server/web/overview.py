@@ -137,7 +137,7 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))
         return {**parts, "+tiles": render_text("overview/_tiles.html", context)}
     parts.update(
-        (f"tile {tile.seal.device_id}", render_text("overview/_tile.html", {**context, "tile": tile}))
+        (f"tiles {tile.seal.device_id}", render_text("overview/_tile.html", {**context, "tile": tile}))
         for tile in values["tiles"]
     )
     return parts
