@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 from fastapi import FastAPI
@@ -204,7 +205,7 @@ class PagesWorld:
     def client(self, username: str | None = None) -> TestClient:
         """A client of the app (started by the caller: ``with world.client("judge") as c``), signed in through
         the sign-in page if ``username`` is given."""
-        client = TestClient(self.app, follow_redirects=False)
+        client = SignedInClient(self.app, follow_redirects=False)
         if username is not None:
             client.__enter__()
             form = client.get("/login")
@@ -212,6 +213,19 @@ class PagesWorld:
             answer = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
             assert answer.status_code == 303, answer.text
         return client
+
+
+class SignedInClient(TestClient):
+    """A TestClient that a ``with`` after its sign-in does not start a second time: entered twice, the app's
+    lifespan ran again and closed the live hub, so every stream of the block ended after its first heartbeat."""
+
+    _entered = False
+
+    def __enter__(self) -> Self:
+        if not self._entered:
+            self._entered = True
+            super().__enter__()
+        return self
 
 
 def csrf_of(html: str) -> str:

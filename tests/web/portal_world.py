@@ -29,7 +29,7 @@ from server.removal.steps import get_request
 from server.seals.registry import register_seal
 from tests.server.auth_helpers import add_user
 from tests.server.helpers import SimulatedSeal
-from tests.web.conftest import CASE, OTHER_CASE, PagesWorld, csrf_of
+from tests.web.conftest import CASE, OTHER_CASE, PagesWorld, SignedInClient, csrf_of
 
 OTHER_SEAL = "seal-web-2"
 HTMX = {"X-Requested-With": "htmx", "HX-Request": "true"}
@@ -47,7 +47,7 @@ class Portal:
 
     def code_client(self, case_no: str = CASE, code: str | None = None) -> TestClient:
         """A client signed in through the portal's form with the access code (started: use ``with``)."""
-        client = TestClient(self.world.app, follow_redirects=False)
+        client = SignedInClient(self.world.app, follow_redirects=False)
         client.__enter__()
         token = csrf_of(client.get(f"/portal?case_no={q(case_no)}").text)
         answer = client.post("/portal/login", data={"case_no": case_no, "code": code or self.code, "csrf_token": token})
