@@ -16,6 +16,7 @@ import errno
 import io
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,8 +61,21 @@ class OptionFileTooLarge(OSError):
     """A file given as an option is larger than MAX_OPTION_BYTES."""
 
 
+class OptionFileNotRegular(OSError):
+    """A file given as an option is a pipe, a device or a directory: opening a pipe would wait for a writer."""
+
+
 def _read(path: Path) -> bytes:
-    with path.open("rb") as file:
+    # Opened without waiting (a FIFO with no writer would hold the verifier for good), then checked to be a regular
+    # file on the descriptor itself (no race between a check of the name and its opening).
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # (none on Windows, where opening a pipe's name does not wait)
+    fd = os.open(path, os.O_RDONLY | nonblocking)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OptionFileNotRegular(errno.EINVAL, "not a regular file (a pipe, a device, a directory)", str(path))
+    with os.fdopen(fd, "rb") as file:
+        if nonblocking:
+            os.set_blocking(fd, True)
         data = file.read(MAX_OPTION_BYTES + 1)
     if len(data) > MAX_OPTION_BYTES:
         raise OptionFileTooLarge(errno.EFBIG, f"more than {MAX_OPTION_BYTES} bytes: no checkpoint, proof or PEM", path)

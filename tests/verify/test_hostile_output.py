@@ -92,6 +92,27 @@ def test_an_option_file_without_end_is_a_usage_error(exported: Exported, tmp_pat
     assert "/dev/zero" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("option", ["--known-checkpoint", "--consistency-proof", "--tsa-root"])
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_an_option_file_that_is_no_regular_file_is_a_usage_error(
+    exported: Exported, tmp_path: Path, option: str, kind: str
+) -> None:
+    """A FIFO given as --known-checkpoint (and the others) held the verifier for good: opening it waited for a
+    writer that never came. It is refused unread, as the bundle's own path is."""
+    bundle = tmp_path / "case.zip"
+    bundle.write_bytes(exported.data)
+    given = tmp_path / "kept"
+    if kind == "fifo":
+        os.mkfifo(given)
+    else:
+        given.mkdir()
+    extra = ["--known-checkpoint", str(bundle)] if option == "--consistency-proof" else []
+    done = _run(str(bundle), *extra, option, str(given), timeout=30)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "not a regular file" in done.stderr and str(given) in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("path", ["events.jsonl", "events-meta.jsonl", "log/proofs.jsonl"])
 def test_millions_of_tiny_lines_are_refused_in_bounded_time_and_memory(exported: Exported, path: str) -> None:
     """An events.jsonl of 20 million empty lines (19 MiB, 100 KB zipped) took 159 s and 4 GB, and ended in
