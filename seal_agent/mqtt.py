@@ -56,6 +56,7 @@ from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_agent.mqtt_commands import CommandInbox
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
+from seal_protocol.envelope import utc_now_ms
 from seal_protocol.topics import receipt_topic
 from seal_protocol.transport import mqtt_client_id
 
@@ -199,7 +200,8 @@ class MqttPublisher:
         self._stopping = True
         self._commands.close()
         if self._connected.is_set():
-            payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
+            # The stamp of the connection it ends (seal_protocol.status): ordered after that connection's online.
+            payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
             try:
                 self._publish(self._status_topic, payload, retain=True, tag=_STATUS).wait_for_publish(timeout)
             except (PublishError, RuntimeError, ValueError) as exc:
@@ -233,7 +235,11 @@ class MqttPublisher:
         self._on_ack(tag[0], tag[1], failure)
 
     def _set_will(self) -> None:
-        payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version)
+        """Stamp the next connection (before it is made) and build its Last Will with that stamp; the online sent
+        on that connection carries the same stamp, so the court orders them
+        (:func:`seal_protocol.status.supersedes`)."""
+        self._connection_ts = utc_now_ms()
+        payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._client.will_set(self._status_topic, payload, qos=1, retain=True)
 
     def _schedule_reconnect(self) -> float:
@@ -286,7 +292,7 @@ class MqttPublisher:
 
     def _publish_online(self) -> None:
         self._status_due = False
-        payload = encode_status(SealStatus.ONLINE, agent_version=self.agent_version)
+        payload = encode_status(SealStatus.ONLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._publish(self._status_topic, payload, retain=True, tag=_STATUS)
 
     def _handle_disconnect(

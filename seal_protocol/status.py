@@ -1,7 +1,18 @@
-"""The retained ``status`` message: ``online`` when a seal connects, ``offline`` as its Last Will or on shutdown."""
+"""The retained ``status`` message: ``online`` when a seal connects, ``offline`` as its Last Will or on shutdown.
+
+``ts`` is the stamp of the connection the status is about, not the moment it was sent: the seal stamps each
+connection before it connects (the Last Will goes out in the CONNECT, built then) and gives the ``online`` it sends
+on that connection, and the ``offline`` it says when it stops, the same stamp. So a seal's statuses are ordered by
+(``ts``, ``online`` before ``offline``) — :func:`supersedes` — whoever receives them, whenever, and however often
+the broker sends them again: an ``offline`` with the stamp of the stored ``online`` ends that connection; a status
+with an older stamp is about a connection that is over. (Seals from before stamped their ``online`` with the moment
+they sent it, later than their Will: a court orders those by that ``ts`` too, so the Will of such a seal's current
+connection is taken for an older one's; the liveness check's silence rule still pages for it.)
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from seal_protocol.envelope import parse_ts, utc_now_ms
@@ -19,11 +30,19 @@ class SealStatus(StrEnum):
 
 
 def encode_status(state: SealStatus, *, agent_version: str | None = None, ts: str | None = None) -> bytes:
-    """Canonical bytes ``{"agent_version": ..., "state": ..., "ts": ...}``.
+    """Canonical bytes ``{"agent_version": ..., "state": ..., "ts": ...}``; ``ts``: the connection's stamp.
 
     The Last Will is built when the seal connects, so its ``ts`` is the connection time, not the time of loss.
     """
     return canonical_json({"state": state.value, "ts": ts or utc_now_ms(), "agent_version": agent_version})
+
+
+def supersedes(state: SealStatus, ts: datetime, stored_state: str | None, stored_ts: datetime | None) -> bool:
+    """Does a status (``state``, ``ts``) replace the stored one? Yes unless its connection stamp is older, or it is
+    the ``online`` of the connection whose ``offline`` is stored (the same stamp)."""
+    if stored_ts is None or ts > stored_ts:
+        return True
+    return ts == stored_ts and (state is SealStatus.OFFLINE or stored_state == SealStatus.ONLINE.value)
 
 
 def decode_status(data: bytes) -> tuple[SealStatus, str]:

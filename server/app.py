@@ -112,6 +112,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 interval_s=settings.liveness.check_interval_s,
                 offline_grace_s=settings.alarms.offline_grace_s,
                 metrics=metrics,
+                mark_forget_s=settings.liveness.mark_forget_s,
+                caught_up_wait_max_s=settings.liveness.caught_up_wait_max_s,
                 on_raised=lambda device_ids: hub.publish(Change("alarm", device_id) for device_id in device_ids),
             )
             context.dispatcher = CommandDispatcher(
@@ -119,6 +121,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 settings.commands,
                 session_factory,
                 metrics=metrics,
+                mark_forget_s=settings.liveness.mark_forget_s,
+                caught_up_wait_max_s=settings.liveness.caught_up_wait_max_s,
                 on_changed=lambda device_ids: hub.publish(Change("command", device_id) for device_id in device_ids),
             )
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)

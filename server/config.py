@@ -72,6 +72,13 @@ class MqttSettings(BaseModel):
         description="How long the broker keeps the session and queued messages while the server is away.",
     )
     keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
+    mark_interval_s: float = Field(
+        2.0,
+        ge=0.1,
+        le=60,
+        description="How often each ingest worker sends itself a marker through the broker, to record how far it "
+        "has caught up (the liveness check and the commands' expiry judge only up to there).",
+    )
     batch_size: int = Field(
         500,
         ge=1,

@@ -56,6 +56,20 @@ class LivenessSettings(BaseModel):
     check_interval_s: float = Field(
         15.0, ge=0.05, le=3600, description="How often the server looks for seals silent for offline_after_s."
     )
+    mark_forget_s: float = Field(
+        600.0,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="An ingest worker whose caught-up mark was not written for this long is gone: it no longer holds "
+        "back the liveness check and the commands' expiry.",
+    )
+    caught_up_wait_max_s: float = Field(
+        900.0,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="The liveness check and the commands' expiry wait for a lagging ingest (one that has not stored "
+        "what the broker held) at most this long in a row, then judge by the court's clock again.",
+    )
 
 
 class WebSettings(BaseModel):

@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.deps import ContextDep, SessionDep
+from server.core.base import utc_now
+from server.ingest.marks import BEHIND_AFTER_S, judging_moment, read_marks
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ router = APIRouter(tags=["health"])
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded", "error"] = Field(
         description="ok: database, broker, ingest and live feed fine; degraded: no broker connection, the ingest is "
-        "retrying or stalled, it cannot sign receipts, or the live feed is not subscribed; error: no database."
+        "retrying or stalled or has not caught up with the broker, it cannot sign receipts, or the live feed is not "
+        "subscribed; error: no database."
     )
     broker: Literal["connected", "disconnected"]
     db: Literal["ok", "error"]
@@ -41,6 +44,11 @@ class HealthPublic(BaseModel):
     )
     ingest_unstored: int = Field(description="Messages received from the broker and not yet stored.")
     ingest_oldest_unstored_s: float = Field(description="Age of the oldest of them, in seconds (0: none).")
+    ingest_caught_up_lag_s: float | None = Field(
+        description="How far the ingest's caught-up mark (the oldest of its live workers': up to when everything the "
+        "broker held for the court is stored) lags the clock, in seconds; null: no worker has marked yet. Past 15 s "
+        "the liveness check and the commands' expiry wait for it (degraded, in a process that runs them)."
+    )
     feed: Literal["subscribed", "unsubscribed", "off"] = Field(
         description="The court's live feed, which shows the court's other processes' changes on this one's pages: "
         "unsubscribed: connecting, or the broker refused it (the pages miss those changes until it is back, then "
@@ -56,9 +64,15 @@ class HealthPublic(BaseModel):
 @router.get("/health")
 def health(session: SessionDep, context: ContextDep, response: Response) -> HealthPublic:
     """Database answering, ingest connected and keeping up, live feed subscribed? 503 without a database."""
+    lag: float | None = None
     try:
         session.execute(text("SELECT 1"))
         db_ok = True
+        marks = read_marks(session)
+        if marks:
+            now = utc_now()
+            moment = judging_moment(now, marks, forget_s=context.settings.liveness.mark_forget_s)
+            lag = round((now - moment).total_seconds(), 3)
     except SQLAlchemyError as exc:
         logger.warning("health check: database error: %s", exc)
         db_ok = False
@@ -69,7 +83,8 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
     feed: Literal["subscribed", "unsubscribed", "off"] = "off"
     if context.feed is not None:
         feed = "subscribed" if context.feed.subscribed else "unsubscribed"
-    healthy = broker == "connected" and ingest == "ok" and receipts == "on" and feed != "unsubscribed"
+    behind = context.ingest is not None and lag is not None and lag > BEHIND_AFTER_S  # its judging waits
+    healthy = broker == "connected" and ingest == "ok" and receipts == "on" and feed != "unsubscribed" and not behind
     health = HealthPublic(
         status="ok" if healthy else "degraded",
         broker=broker,
@@ -78,6 +93,7 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
         receipts=receipts,
         ingest_unstored=progress.unstored if progress else 0,
         ingest_oldest_unstored_s=round(progress.oldest_unstored_s, 3) if progress else 0.0,
+        ingest_caught_up_lag_s=lag,
         feed=feed,
         feed_gaps=context.feed.gaps if context.feed is not None else 0,
     )

@@ -31,7 +31,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,8 +48,13 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
 from server.core.rounds import RoundLoop
+from server.ingest.marks import CaughtUp
 
 logger = logging.getLogger(__name__)
+
+#: A command expires once the ingest has caught up this far past its expiry: an answer the seal sent just before it
+#: may still be on its way to the broker.
+EXPIRY_MARGIN = timedelta(seconds=2)
 
 NO_MATCHING_SUBSCRIBERS = 16  # an MQTT v5 PUBACK reason code that is not a failure
 
@@ -76,8 +82,11 @@ class CommandDispatcher:
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_changed: Callable[[list[str]], None] | None = None,
+        mark_forget_s: float = 600.0,
+        caught_up_wait_max_s: float = 900.0,
     ) -> None:
         self._mqtt = mqtt_settings
+        self._caught_up = CaughtUp("command expiry", forget_s=mark_forget_s, wait_max_s=caught_up_wait_max_s)
         self._on_changed = on_changed
         self._refused = RefusedLog(mqtt_settings, "cmd")
         self.settings = settings
@@ -143,7 +152,11 @@ class CommandDispatcher:
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
         # by the second would be locked after a higher one expired by the first. What each committed is told at
         # once: should the second fail, the first's expiries are not due again, and would never be.
-        for expire in (expire_due_and_alarm, expire_unbound):  # expire_unbound: a binding ended by other means
+        with self._session_factory() as session:  # expire only what the ingest has caught up past: its answer is in
+            judged = self._caught_up.moment(session, now)
+        due_before = now if judged >= now else judged - EXPIRY_MARGIN
+        expiries = (partial(expire_due_and_alarm, due_before=due_before), expire_unbound)
+        for expire in expiries:  # expire_unbound: a binding ended by other means
             with self._session_factory() as session:
                 expired = expire(session, now=now)
                 session.commit()

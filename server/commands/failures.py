@@ -135,9 +135,7 @@ def close_failed(
 
     closed: list[Alarm] = []
     for kind in FAILURE_ALARMS.values():
-        closed += book.close(
-            kind, device_id=command.device_id, at=at, note=note, case_no=command.case_no, only=ended
-        )
+        closed += book.close(kind, device_id=command.device_id, at=at, note=note, case_no=command.case_no, only=ended)
     return closed
 
 
@@ -191,17 +189,22 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
             raise_failed(book, command, at=one.at, reason=reason, event=one.row(), acked=acked)
 
 
-def expire_due_and_alarm(session: Session, *, now: datetime) -> list[tuple[int, str]]:
-    """:func:`~server.commands.service.expire_due`, and the alarm of each arm or disarm it expires (in the caller's
-    transaction); return the (id, device_id) expired. The live alarms of the seals with an arm or a disarm due are
-    locked before the commands, the ingest's order (:mod:`server.ingest.rows`)."""
-    due = due_commands(session, now=now)
+def expire_due_and_alarm(
+    session: Session, *, now: datetime, due_before: datetime | None = None
+) -> list[tuple[int, str]]:
+    """:func:`~server.commands.service.expire_due` (those past their expiry before ``due_before``, default ``now``:
+    the dispatcher passes the ingest's caught-up mark, so that an answer sent in time is applied first), and the
+    alarm of each arm or disarm it expires (in the caller's transaction); return the (id, device_id) expired. The
+    live alarms of the seals with an arm or a disarm due are locked before the commands, the ingest's order
+    (:mod:`server.ingest.rows`)."""
+    due = due_commands(session, now=now, due_before=due_before)
     if not due:
         return []
     alarming = {device_id for _, device_id, action in due if action in FAILURE_ALARMS}
     book = AlarmBook(session, fold_window=timedelta(0), device_ids=alarming, on_open=notifying(session))
     book.lock()
-    expired = expire_due(session, now=now, command_ids=[command_id for command_id, _, _ in due])
+    ids = [command_id for command_id, _, _ in due]
+    expired = expire_due(session, now=now, command_ids=ids, due_before=due_before)
     for command_id, device_id in expired:
         if device_id in alarming:
             command = session.get(CourtCommand, command_id)

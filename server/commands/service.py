@@ -164,20 +164,25 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
 
-def due_commands(session: Session, *, now: datetime) -> list[tuple[int, str, CommandAction]]:
-    """The commands past their expiry without an answer, as (id, device_id, action), by id; read without a lock."""
+def due_commands(
+    session: Session, *, now: datetime, due_before: datetime | None = None
+) -> list[tuple[int, str, CommandAction]]:
+    """The commands past their expiry (before ``due_before``, default ``now``) without an answer, as (id, device_id,
+    action), by id; read without a lock."""
     sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
     due = (
         select(CourtCommand.id, CourtCommand.device_id, CourtCommand.action)
-        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
+        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < (due_before or now))
         .order_by(CourtCommand.id)
     )
     return [(command_id, device_id, CommandAction(action)) for command_id, device_id, action in session.execute(due)]
 
 
-def expire_due(session: Session, *, now: datetime, command_ids: list[int] | None = None) -> list[tuple[int, str]]:
-    """Mark every command (of ``command_ids``, if given) past its expiry without an answer ``expired``; return their
-    (id, device_id), by id.
+def expire_due(
+    session: Session, *, now: datetime, command_ids: list[int] | None = None, due_before: datetime | None = None
+) -> list[tuple[int, str]]:
+    """Mark every command (of ``command_ids``, if given) past its expiry (before ``due_before``, default ``now``)
+    without an answer ``expired``; return their (id, device_id), by id.
 
     The commands are locked first, by id, as an ingest batch locks those its answers settle: an ``UPDATE`` alone
     locks them in whatever order the table or its (state, expires_at) index holds them, and would wait in a circle
@@ -185,7 +190,7 @@ def expire_due(session: Session, *, now: datetime, command_ids: list[int] | None
     sources = [state.value for state in states_leading_to(CommandState.EXPIRED)]
     due = (
         select(CourtCommand.id)
-        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < now)
+        .where(CourtCommand.state.in_(sources), CourtCommand.expires_at < (due_before or now))
         .order_by(CourtCommand.id)
         .with_for_update(key_share=True)
     )

@@ -199,6 +199,12 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self._caught_up_lag = Gauge(
+            "seal_ingest_caught_up_lag_seconds",
+            "How far the ingest's caught-up mark lags the court's clock, as the liveness check last saw it.",
+            registry=r,
+        )
+        self.caught_up_lag_s = 0.0
         self._live_feed_connected = Gauge(
             "seal_live_feed_connected", "1 while the court's live feed holds an accepted MQTT connection.", registry=r
         )
@@ -288,6 +294,11 @@ class IngestMetrics:
 
     def content_mismatches(self) -> dict[str, int]:
         return self._by_label("seal_content_mismatches", "store")
+
+    def set_caught_up_lag(self, seconds: float) -> None:
+        """The ingest's caught-up mark lags now by ``seconds`` (:mod:`server.ingest.marks`)."""
+        self.caught_up_lag_s = seconds
+        self._caught_up_lag.set(seconds)
 
     def set_alarms_live(self, counts: Mapping[str, int]) -> None:
         with self._cond:

@@ -37,6 +37,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
+from seal_protocol.envelope import parse_ts
+from seal_protocol.status import supersedes
 from server.alarms.book import AlarmBook
 from server.commands.failures import Settled, on_settled
 from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, apply_answer
@@ -330,14 +332,15 @@ class IngestBatch:
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
         seal = self._seal(topic.device_id)
-        if seal.status_changed_at is not None and message.received_at < seal.status_changed_at:
-            # Another worker of a shared group stored a status received after this one: this one is out of date
-            # (an offline Last Will that arrives after the seal's online) and changes nothing, nor raises an alarm.
-            return IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value} (older than the stored one)")
         changed = self._changes.status
-        current = changed[seal.device_id][0] if seal.device_id in changed else seal.status
-        if current != state.value:
-            changed[seal.device_id] = (state.value, message.received_at)
+        current = changed[seal.device_id][::2] if seal.device_id in changed else (seal.status, seal.status_ts)
+        stamp = parse_ts(ts)  # its connection's stamp, checked by decode_status
+        if not supersedes(state, stamp, *current):
+            # A status of a connection that is over (an offline Last Will that arrives after the seal's next online,
+            # whichever worker received it when, or however often the broker sent it): it changes nothing, nor
+            # raises an alarm. Ordered by the seal's own stamps: seal_protocol.status.
+            return IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value} (older than the stored one)")
+        changed[seal.device_id] = (state.value, message.received_at, stamp)
         # A status is not signed (the broker sends the Last Will), so it is no sign of life: only a new signed
         # event refreshes last_seen_at and closes an offline alarm.
         grace = self.offline_grace > timedelta(0)

@@ -92,6 +92,10 @@ class Ingestor:
         self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
         self.verifier = verifier or Verifier()
 
+    @property
+    def session_factory(self) -> SessionFactory:
+        return self._session_factory
+
     def close(self) -> None:
         """Stop what the ingest started (the verifier process), for good; also while another thread is in a batch
         (its signatures are then all checked there)."""

@@ -31,6 +31,7 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
+from server.ingest.marks import CaughtUp
 from server.notify.outbox import notifying
 from server.seals.models import Seal
 
@@ -96,6 +97,8 @@ class LivenessChecker:
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_raised: Callable[[list[str]], None] | None = None,
+        mark_forget_s: float = 600.0,
+        caught_up_wait_max_s: float = 900.0,
     ) -> None:
         self._session_factory = session_factory
         self.offline_after_s = offline_after_s
@@ -105,16 +108,24 @@ class LivenessChecker:
         self._metrics = metrics
         self._clock = clock
         self._loop = RoundLoop("liveness-checker", self.check, interval_s)
+        lag = None if metrics is None else metrics.set_caught_up_lag
+        self._caught_up = CaughtUp(
+            "liveness check", forget_s=mark_forget_s, wait_max_s=caught_up_wait_max_s, on_lag=lag
+        )
 
     def check(self, now: datetime | None = None) -> list[str]:
-        """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids."""
+        """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids.
+
+        Silence is judged only up to the ingest's caught-up mark (:mod:`server.ingest.marks`): a seal whose events
+        wait at the broker for the court is not silent."""
         now = now or self._clock()
-        cutoff = now - timedelta(seconds=self.offline_after_s)
         bound = Seal.case_no.is_not(None)
         with self._session_factory() as session:
+            judged = self._caught_up.moment(session, now)
+            cutoff = judged - timedelta(seconds=self.offline_after_s)
             candidates = list(session.scalars(select(Seal.device_id).where(bound, Seal.last_seen_at < cutoff)))
             if self.offline_grace_s > 0:
-                past_grace = now - timedelta(seconds=self.offline_grace_s)
+                past_grace = judged - timedelta(seconds=self.offline_grace_s)
                 said_offline = (Seal.status == "offline") & (Seal.status_changed_at <= past_grace)
                 candidates += session.scalars(select(Seal.device_id).where(bound, said_offline))
             candidates = sorted(set(candidates))
@@ -135,10 +146,10 @@ class LivenessChecker:
                     .with_for_update(key_share=True)
                 )
                 sightings = [Sighting(*row) for row in rows]
-                silent = find_silent_seals(now, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)
+                silent = find_silent_seals(judged, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)
                 if self.offline_grace_s > 0:
                     alarmed |= {s.device_id for s in silent}
-                    gone = find_gone_seals(now, sightings, grace_s=self.offline_grace_s, alarmed=alarmed)
+                    gone = find_gone_seals(judged, sightings, grace_s=self.offline_grace_s, alarmed=alarmed)
                 for seal in silent:
                     assert seal.case_no is not None and seal.last_seen_at is not None
                     details = {

@@ -49,6 +49,7 @@ from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
+from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipts_for, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome
 from server.ingest.verifier import CHUNK
@@ -102,6 +103,13 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
+        self.marker = Marker(  # how far this worker has caught up with the broker: server.ingest.marks
+            client_name(settings, role),
+            ingestor.session_factory,
+            interval_s=settings.mark_interval_s,
+            publish=lambda topic, payload: self._client and self._client.publish(topic, payload, qos=1),
+            may_publish=self._subscribed.is_set,
+        )
 
     @property
     def connected(self) -> bool:
@@ -146,6 +154,7 @@ class MqttIngest:
         self._worker.start()
         self._receipter = threading.Thread(target=self._run_receipts, name="mqtt-ingest-receipts", daemon=True)
         self._receipter.start()
+        self.marker.start()
         connect_in_background(client, settings, persistent=True)
         logger.info(
             "MQTT ingest connecting to %s:%d as %s (client id %s-…)",
@@ -161,6 +170,7 @@ class MqttIngest:
         if client is None:
             return
         self._stopping.set()
+        self.marker.stop()
         if self._worker is not None:
             self._worker.join(timeout)
             if self._worker.is_alive():
@@ -193,7 +203,8 @@ class MqttIngest:
         logger.info("connected to the broker (session present: %s)", flags.session_present)
         # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(self._filter(kind), options) for kind in SUBSCRIBED_KINDS])
+        seals = [(self._filter(kind), options) for kind in SUBSCRIBED_KINDS]
+        client.subscribe([*seals, (self.marker.topic, SubscribeOptions(qos=1))])  # its own markers: not shared
         if flags.session_present and self.settings.shared_group is not None:
             # A session kept from before shared_group was set still holds the plain subscriptions, through which
             # the broker would send this process every message on top of its share of the group's.
@@ -206,12 +217,13 @@ class MqttIngest:
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
         refused = False
-        for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
+        for topic, code in zip([*map(self._filter, SUBSCRIBED_KINDS), self.marker.topic], codes, strict=False):
             if code.is_failure:
                 refused = True
-                logger.error("subscription to %s refused: %s", self._filter(kind), code)
+                logger.error("subscription to %s refused: %s", topic, code)
         if not refused:
             self._subscribed.set()
+            self.marker.wake()
 
     def _on_unsubscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -233,7 +245,7 @@ class MqttIngest:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         received_at = datetime.now(UTC)
         topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
-        if not self._backlog.received(msg.qos, len(msg.payload), topic):
+        if topic != self.marker.topic and not self._backlog.received(msg.qos, len(msg.payload), topic):
             return
         with self._lock:
             generation = self._generation
@@ -242,16 +254,17 @@ class MqttIngest:
     # -- worker ----------------------------------------------------------------------------------------------------
 
     def _run_worker(self) -> None:
-        ahead: tuple[list[_Received], Opening | None] | None = None  # the next batch, its events being opened
+        ahead: tuple[list[_Received], Opening | None, list[_Received]] | None = None  # next batch (events opened)
         while not self._stopping.is_set():
             if ahead is None:
-                batch = self._next_batch()
-                if not batch:
+                batch, marks = self._split(self._next_batch())
+                if not batch and not marks:
                     continue
                 opening = None
             else:
-                (batch, opening), ahead = ahead, None
-            if self._queue.qsize() >= min(self.settings.batch_size, 2 * CHUNK) and self.ingestor.verifier.shares():
+                (batch, opening, marks), ahead = ahead, None
+            backlog = self._queue.qsize() >= min(self.settings.batch_size, 2 * CHUNK)
+            if batch and backlog and self.ingestor.verifier.shares():
                 # A backlog (two chunks or more wait behind this batch): the verifier process opens the next batch
                 # while this one is stored. It takes one batch at a time: this one's answers are collected first.
                 if opening is None:
@@ -259,9 +272,11 @@ class MqttIngest:
                 if opening is not None:
                     opening.collect()
                 if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
-                    following = self._take(self.settings.batch_size)
-                    ahead = following, self.ingestor.opening([item.message for item in following], ahead=True)
-            self._store_and_ack(batch, opening)
+                    following, later = self._split(self._take(self.settings.batch_size))
+                    ahead = following, self.ingestor.opening([m.message for m in following], ahead=True), later
+            if (not batch or self._store_and_ack(batch, opening)) and marks:
+                self.marker.passed([item.message.payload for item in marks])  # what came before them is stored
+                self._ack(marks)
         if ahead is not None and ahead[1] is not None:
             ahead[1].abandon()  # the batch stays unacknowledged: the broker sends it again
 
@@ -286,7 +301,11 @@ class MqttIngest:
                 break
         return taken
 
-    def _store_and_ack(self, batch: list[_Received], opening: Opening | None = None) -> None:
+    def _split(self, items: list[_Received]) -> tuple[list[_Received], list[_Received]]:
+        """(the messages to store, this worker's markers among them)."""
+        return self.marker.split(items, lambda item: item.message.topic)
+
+    def _store_and_ack(self, batch: list[_Received], opening: Opening | None = None) -> bool:
         delay = RETRY_MIN_S
         while True:
             try:
@@ -304,9 +323,10 @@ class MqttIngest:
             self._storage_failed()
             if self._stopping.wait(delay):
                 logger.warning("stopping with %d messages unstored; the broker will deliver them again", len(batch))
-                return
+                return False
             delay = min(delay * 2, RETRY_MAX_S)
         self._settle(batch, results)
+        return True
 
     def _settle(self, batch: list[_Received], results: list[IngestResult], *, works: bool = True) -> None:
         """``batch``'s outcomes are committed: acknowledge it, receipt it, offer again what was held back

@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, case, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, literal_column, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from server.core.bulk_insert import BulkInsert
@@ -58,6 +58,7 @@ _SEAL_CHANGE_TYPES = {
     "armed_seq": _SEALS.c.armed_seq.type,
     "status": _SEALS.c.status.type,
     "status_at": _SEALS.c.status_changed_at.type,
+    "status_ts": _SEALS.c.status_ts.type,
 }
 
 
@@ -67,16 +68,20 @@ def _seal_conditions(v: Values) -> tuple[ColumnElement[bool], ColumnElement[bool
     seals = _SEALS.c
     seen = and_(v["seen_at"].is_not(None), or_(seals.last_seen_at.is_(None), seals.last_seen_at <= v["seen_at"]))
     armed = and_(v["armed_seq"].is_not(None), or_(seals.armed_seq.is_(None), seals.armed_seq < v["armed_seq"]))
-    status = and_(
-        v["status"].is_not(None),
-        or_(seals.status_changed_at.is_(None), seals.status_changed_at <= v["status_at"]),
-    )
+    # A status applies if it supersedes the stored one (seal_protocol.status.supersedes): ordered by the seal's
+    # connection stamps, not by when a worker received it.
+    offline: ColumnElement[str] = literal_column("'offline'")  # constants, not parameters (BulkUpdate)
+    online: ColumnElement[str] = literal_column("'online'")
+    same_stamp = and_(seals.status_ts == v["status_ts"], or_(v["status"] == offline, seals.status == online))
+    newer = or_(seals.status_ts.is_(None), seals.status_ts < v["status_ts"], same_stamp)
+    status = and_(v["status"].is_not(None), newer)
     return seen, armed, status
 
 
 def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
     seen, armed, status = _seal_conditions(v)
     seals = _SEALS.c
+    changes_state = and_(status, or_(seals.status.is_(None), seals.status != v["status"]))
 
     def if_(condition: ColumnElement[bool], new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
         return case((condition, new), else_=old)
@@ -88,7 +93,8 @@ def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
         "armed_at": if_(armed, v["armed_at"], seals.armed_at),
         "armed_seq": if_(armed, v["armed_seq"], seals.armed_seq),
         "status": if_(status, v["status"], seals.status),
-        "status_changed_at": if_(status, v["status_at"], seals.status_changed_at),
+        "status_changed_at": if_(changes_state, v["status_at"], seals.status_changed_at),  # when it became that
+        "status_ts": if_(status, v["status_ts"], seals.status_ts),
     }
 
 
@@ -120,7 +126,7 @@ class SealChanges:
     def __init__(self) -> None:
         self.seen: dict[str, datetime] = {}  # device_id -> received_at of its last stored event
         self.armed: dict[str, tuple[bool, datetime, int]] = {}  # device_id -> (armed, ts, seq) of its newest
-        self.status: dict[str, tuple[str, datetime]] = {}  # device_id -> (status, received_at) changed to
+        self.status: dict[str, tuple[str, datetime, datetime]] = {}  # device_id -> (status, received_at, its ts)
 
     def event(self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int) -> None:
         self.seen[device_id] = max(self.seen.get(device_id, received_at), received_at)  # a re-offered held event
@@ -137,6 +143,7 @@ class SealChanges:
         rows = []
         for device_id in written:  # None: that part does not change
             armed = dict(zip(("armed", "armed_at", "armed_seq"), self.armed.get(device_id, (None,) * 3), strict=True))
-            status = dict(zip(("status", "status_at"), self.status.get(device_id, (None,) * 2), strict=True))
+            stated = self.status.get(device_id, (None,) * 3)
+            status = dict(zip(("status", "status_at", "status_ts"), stated, strict=True))
             rows.append({"device_id": device_id, "seen_at": self.seen.get(device_id), **armed, **status})
         _SEAL_CHANGES.execute(session, rows)

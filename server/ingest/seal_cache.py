@@ -36,7 +36,7 @@ HEAD_LIMIT = 100_000
 
 _SEALS = cast(Table, Seal.__table__)  # Core columns: the statement skips the ORM's per-execution work
 _SEAL_ROWS = select(
-    _SEALS.c.device_id, _SEALS.c.public_key, _SEALS.c.case_no, _SEALS.c.status, _SEALS.c.status_changed_at
+    *(_SEALS.c[name] for name in ("device_id", "public_key", "case_no", "status", "status_changed_at", "status_ts"))
 ).where(one_of(_SEALS.c.device_id, "device_ids"))
 
 
@@ -49,6 +49,7 @@ class SealRow:
     case_no: str | None
     status: str | None
     status_changed_at: datetime | None  # when the court received that status
+    status_ts: datetime | None = None  # that status's own ts (its connection's stamp): orders a seal's statuses
 
 
 @dataclass(frozen=True, slots=True)

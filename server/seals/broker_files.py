@@ -17,6 +17,7 @@ from pathlib import Path
 from seal_protocol.topics import MessageKind, topic_filter
 from server.core.live_wire import FEED_TOPIC
 from server.errors import ServerError
+from server.ingest.marker import MARK_TOPIC_ROOT
 
 SERVER_USERNAME = "court-server"
 
@@ -42,6 +43,7 @@ def acl_text(server_username: str = SERVER_USERNAME) -> str:
             *(f"topic read {topic_filter(kind)}" for kind in seal_writes),
             *(f"topic write {topic_filter(kind)}" for kind in court_writes),
             f"topic readwrite {FEED_TOPIC}",
+            f"topic readwrite {MARK_TOPIC_ROOT}/#",
             "",
             "# Every other account is a seal whose username is its device id.",
             *(f"pattern write {topic_filter(kind, '%u')}" for kind in seal_writes),

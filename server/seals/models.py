@@ -85,6 +85,9 @@ class Seal(Base):
     registered_at: Mapped[datetime] = mapped_column(default=utc_now)
     status: Mapped[str | None] = mapped_column(String(16), comment="Last reported status: online / offline.")
     status_changed_at: Mapped[datetime | None] = mapped_column(comment="When the court received that status.")
+    status_ts: Mapped[datetime | None] = mapped_column(
+        comment="That status's own ts: its connection's stamp, which orders the statuses of a seal."
+    )
     last_seen_at: Mapped[datetime | None] = mapped_column(comment="When the court last received a valid message.")
     last_event_at: Mapped[datetime | None] = mapped_column(comment="When the court last stored an event.")
     armed: Mapped[bool | None] = mapped_column(comment="Armed, as the seal's latest signed event that tells says.")

@@ -90,6 +90,8 @@ class CourtSubscriber:
     client_id: str = field(default_factory=lambda: "court-test-" + secrets.token_hex(4))
     events: list[Received] = field(default_factory=list)
     statuses: list[tuple[str, SealStatus]] = field(default_factory=list)
+    #: Each status's (device id, state, ts: its connection's stamp), in arrival order.
+    stamps: list[tuple[str, SealStatus, str]] = field(default_factory=list)
     snapshots: list[ReceivedSnapshot] = field(default_factory=list)
     #: Every event type (``"event:<type>"``) and snapshot hash (``"snapshot:<sha>"``) in arrival order.
     arrivals: list[str] = field(default_factory=list)
@@ -138,7 +140,9 @@ class CourtSubscriber:
                 self.events.append(Received(decode_envelope(message.payload), bytes(message.payload), message.dup))
                 self.arrivals.append(f"event:{self.events[-1].envelope.type.value}")
             elif topic.kind is MessageKind.STATUS:
-                self.statuses.append((topic.device_id, decode_status(message.payload)[0]))
+                state, ts = decode_status(message.payload)
+                self.statuses.append((topic.device_id, state))
+                self.stamps.append((topic.device_id, state, ts))
             elif topic.kind is MessageKind.SNAPSHOT:
                 assert topic.sha256 is not None
                 item = ReceivedSnapshot(topic.device_id, topic.sha256, bytes(message.payload), time.monotonic())

@@ -256,3 +256,18 @@ def test_when_delivered_reports_each_acknowledged_seq_and_a_failing_hook_changes
     assert delivered == [1, 2]
     assert court.wait_for(lambda c: c.seqs(DEVICE) == {1, 2})
     assert runtime.delivery.events.wait_drained(30) and runtime.outbox.depth() == 0
+
+
+def test_a_connection_s_online_and_goodbye_carry_its_stamp(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    """The court orders a seal's statuses by their connection stamps (seal_protocol.status.supersedes): the online
+    and the offline of one connection carry the stamp taken before it connected (its Last Will's)."""
+    runtime = runtimes(write_config(tmp_path, broker))
+    runtime.start()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
+    runtime.close()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
+    [(_, online, first), (_, offline, second)] = [s for s in court.stamps if s[0] == DEVICE]
+    assert (online, offline) == (SealStatus.ONLINE, SealStatus.OFFLINE)
+    assert first == second

@@ -148,6 +148,7 @@ def test_health_without_broker(client: TestClient) -> None:
         "receipts": "off",
         "ingest_unstored": 0,
         "ingest_oldest_unstored_s": 0.0,
+        "ingest_caught_up_lag_s": None,
         "feed": "off",
         "feed_gaps": 0,
     }
