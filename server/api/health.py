@@ -16,6 +16,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, SessionDep
 from server.core.base import utc_now
@@ -68,14 +69,11 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
     try:
         session.execute(text("SELECT 1"))
         db_ok = True
-        marks = read_marks(session)
-        if marks:
-            now = utc_now()
-            moment = judging_moment(now, marks, forget_s=context.settings.liveness.mark_forget_s)
-            lag = round((now - moment).total_seconds(), 3)
     except SQLAlchemyError as exc:
         logger.warning("health check: database error: %s", exc)
         db_ok = False
+    if db_ok:
+        lag = _caught_up_lag(session, context.settings.liveness.mark_forget_s)
     broker: Literal["connected", "disconnected"] = "connected" if context.broker_connected else "disconnected"
     progress = context.ingest.progress() if context.ingest is not None else None
     ingest = "off" if progress is None else progress.state
@@ -101,3 +99,18 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return health.model_copy(update={"status": "error"})
     return health
+
+
+def _caught_up_lag(session: Session, forget_s: float) -> float | None:
+    """How far the ingest's caught-up mark lags the clock (:mod:`server.ingest.marks`); None: no mark (or none
+    readable: a database without the table yet)."""
+    try:
+        marks = read_marks(session)
+    except SQLAlchemyError as exc:
+        logger.warning("health check: the ingest's marks are not readable: %s", exc)
+        session.rollback()
+        return None
+    if not marks:
+        return None
+    now = utc_now()
+    return round((now - judging_moment(now, marks, forget_s=forget_s)).total_seconds(), 3)
