@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -24,6 +25,8 @@ from server.ingest.marks import record_mark
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: A worker none of whose markers came back for this long says so (and again as often).
+SILENT_WARNING_S = 60.0
 
 #: The markers' topics: outside ``seal/v1/…``, so no seal's ACL pattern reaches them.
 MARK_TOPIC_ROOT = "court/v1/ingest-mark"
@@ -53,6 +56,8 @@ class Marker:
         self._publish = publish
         self._may_publish = may_publish
         self._loop = RoundLoop("ingest-marker", self.send, interval_s)
+        self._waiting_since: float | None = None  # the first marker sent since the last one came back
+        self._warned_at = -SILENT_WARNING_S
 
     def start(self) -> None:
         self._loop.start()
@@ -65,8 +70,20 @@ class Marker:
         self._loop.wake()
 
     def send(self) -> None:
-        if self._may_publish():
-            self._publish(self.topic, utc_now().isoformat().encode())
+        if not self._may_publish():
+            return
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        elif now - self._waiting_since >= SILENT_WARNING_S and now - self._warned_at >= SILENT_WARNING_S:
+            self._warned_at = now
+            logger.warning(
+                "no marker of %s came back for %.0f s: the ingest is behind, or the broker refuses them (an ACL "
+                "from before the markers: seal-server broker write-files)",
+                self.worker,
+                now - self._waiting_since,
+            )
+        self._publish(self.topic, utc_now().isoformat().encode())
 
     def split(self, items: list[T], topic: Callable[[T], str]) -> tuple[list[T], list[T]]:
         """(``items`` that are not this worker's markers, its markers), each in order."""
@@ -83,6 +100,7 @@ class Marker:
                 logger.warning("a marker on %s is not a timestamp: %r", self.topic, payload[:64])
         if not sent or any(at.tzinfo is None for at in sent):
             return
+        self._waiting_since = None
         try:
             with self._session_factory() as session:
                 record_mark(session, worker=self.worker, caught_up_at=max(sent))
