@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from server.core.base import utc_now
@@ -75,6 +75,11 @@ def record_mark(session: Session, *, worker: str, caught_up_at: datetime, now: d
     forward = IngestMark.caught_up_at < caught_up_at
     session.execute(update(IngestMark).where(IngestMark.worker == worker, forward).values(caught_up_at=caught_up_at))
     session.execute(update(IngestMark).where(IngestMark.worker == worker).values(marked_at=now))
+
+
+def forget_marks(session: Session, workers: list[str]) -> None:
+    """Delete (in the caller's transaction) the marks of ``workers``, taken away for good."""
+    session.execute(delete(IngestMark).where(IngestMark.worker.in_(workers)))
 
 
 class CaughtUp:

@@ -37,10 +37,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.config import MqttSettings, Settings
+from server.core.db import make_engine, make_session_factory, session_scope
 from server.core.mqtt import RECONNECT_MAX_S, client_name, make_client
 from server.errors import BrokerUnavailable, ConfigError, Conflict
+from server.ingest.marks import forget_marks
 from server.ingest.running_here import roles_running_here
 from server.ingest.workers import MAX_WORKERS
 
@@ -110,7 +113,23 @@ def run_end_sessions(args: argparse.Namespace, settings: Settings, out: Callable
     outcomes = end_sessions(settings.mqtt, roles)
     for role, outcome in outcomes.items():
         out(f"{client_name(settings.mqtt, role)}-…: {_SAY[outcome]}")
+    _forget_marks(settings, [client_name(settings.mqtt, r) for r, o in outcomes.items() if o is SessionEnd.ENDED])
     return 0 if all(outcome is SessionEnd.ENDED for outcome in outcomes.values()) else 1
+
+
+def _forget_marks(settings: Settings, workers: list[str]) -> None:
+    """The caught-up marks of the workers whose sessions ended no longer hold the judging back
+    (:mod:`server.ingest.marks`)."""
+    if not workers:
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            forget_marks(session, workers)
+    except SQLAlchemyError as exc:  # they stop counting after [liveness] mark_forget_s anyway
+        logger.warning("the caught-up marks of %s were not deleted: %s", ", ".join(workers), exc)
+    finally:
+        engine.dispose()
 
 
 _SAY = {

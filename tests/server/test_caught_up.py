@@ -21,7 +21,7 @@ from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.core.db import SessionFactory, session_scope
 from server.ingest.liveness import LivenessChecker
-from server.ingest.marks import CaughtUp, Mark, judging_moment, read_marks, record_mark
+from server.ingest.marks import CaughtUp, Mark, forget_marks, judging_moment, read_marks, record_mark
 from server.ingest.results import Message
 from server.seals.models import Seal
 from tests.server.auth_helpers import add_user
@@ -51,6 +51,16 @@ def test_a_mark_never_goes_back(session_factory: SessionFactory) -> None:
         record_mark(session, worker="w1", caught_up_at=at(5), now=at(12))  # an older marker delivered again
     with session_factory() as session:
         assert read_marks(session) == [Mark("w1", at(10), at(12))]
+
+
+def test_marks_of_workers_taken_away_are_forgotten(session_factory: SessionFactory) -> None:
+    with session_scope(session_factory) as session:
+        record_mark(session, worker="w1", caught_up_at=at(10), now=at(11))
+        record_mark(session, worker="w2", caught_up_at=at(1), now=at(2))
+    with session_scope(session_factory) as session:
+        forget_marks(session, ["w2"])
+    with session_factory() as session:
+        assert [mark.worker for mark in read_marks(session)] == ["w1"]
 
 
 def test_postponed_then_bounded(session_factory: SessionFactory) -> None:

@@ -19,6 +19,7 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.mqtt import make_client
 from server.ingest.ingestor import Ingestor
+from server.ingest.marks import read_marks
 from server.ingest.models import ChainState
 from server.ingest.mqtt import MqttIngest
 from server.ingest.running_here import roles_running_here
@@ -80,6 +81,8 @@ def test_ending_a_stopped_workers_session_gives_the_group_every_message_again(
         with seal_connection(broker, seal.device_id) as conn:
             _publish(conn, seal, [payloads[seq] for seq in range(1, FIRST + 1)])
             assert main(["end-sessions", "--worker", "2", "--config", str(config)]) == 0
+            with session_factory() as session:  # its caught-up mark no longer holds the judging back
+                assert f"{settings.client_id}-ingest-2" not in {mark.worker for mark in read_marks(session)}
             _publish(conn, seal, [payloads[seq] for seq in range(FIRST + 1, FIRST + THEN + 1)])
             later = set(range(FIRST + 1, FIRST + THEN + 1))
             assert wait_until(lambda: later <= set(stored_seqs(session_factory)), WAIT_S), stored_seqs(session_factory)
