@@ -273,7 +273,8 @@ class MqttIngest:
                     opening.collect()
                 if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
                     following, later = self._split(self._take(self.settings.batch_size))
-                    ahead = following, self.ingestor.opening([m.message for m in following], ahead=True), later
+                    opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
+                    ahead = following, opened, later  # (only markers: nothing to open)
             if (not batch or self._store_and_ack(batch, opening)) and marks:
                 self.marker.passed([item.message.payload for item in marks])  # what came before them is stored
                 self._ack(marks)
@@ -301,8 +302,7 @@ class MqttIngest:
                 break
         return taken
 
-    def _split(self, items: list[_Received]) -> tuple[list[_Received], list[_Received]]:
-        """(the messages to store, this worker's markers among them)."""
+    def _split(self, items: list[_Received]) -> tuple[list[_Received], list[_Received]]:  # (to store, markers)
         return self.marker.split(items, lambda item: item.message.topic)
 
     def _store_and_ack(self, batch: list[_Received], opening: Opening | None = None) -> bool:
