@@ -160,53 +160,69 @@ class _SharedCourt(Court):
         super().close()
 
 
+class _Speaker:
+    """Speaks for a seal on the broker (its account), stamping each status itself."""
+
+    def __init__(self, broker: PrivateBroker, device_id: str, password: str) -> None:
+        self.device_id = device_id
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(device_id, password)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def send(self, state: SealStatus, stamp: str) -> None:
+        payload = encode_status(state, ts=stamp)
+        self.client.publish(status_topic(self.device_id), payload, qos=1, retain=True).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 @pytest.mark.parametrize("fault", ["pause", "kill"])
 def test_an_old_offline_held_by_a_paused_worker_does_not_override_online(
     tmp_path: Path, broker: PrivateBroker, make_seal: SealFactory, court_key_file: Path, fault: str
 ) -> None:
+    """Mosquitto hands a shared group's messages to its members in turn (three here: ``run``, ``ingest-1``,
+    ``ingest-2``). A probe seal finds the turn of ``run``; then the seal's old ``offline`` goes to a paused member, a
+    filler to the other, and the seal's next ``online`` to ``run``, which stores it."""
     court = _SharedCourt(tmp_path / "court", broker, f"sqlite:///{tmp_path / 'court.db'}", court_key_file)
-    seal = make_seal("seal-st-1")  # its account only: this test speaks for it, stamping each connection itself
-    court.prepare({seal.device_id: seal.public_key})
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=seal.device_id, protocol=mqtt.MQTTv5)
+    seal, probe = make_seal("seal-st-1"), make_seal("seal-st-2")  # their accounts only: the test speaks for them
+    court.prepare({seal.device_id: seal.public_key, probe.device_id: probe.public_key})
+    speakers: list[_Speaker] = []
+
+    def stored(device_id: str) -> str | None:
+        with court.engine.connect() as c:
+            return c.execute(text("select status from seals where device_id = :d"), {"d": device_id}).scalar()
+
     try:
         court.start()
         court.start_ingest()
         assert wait_for(court.ingest_marked, 45), "the ingest workers did not start"
-        client.username_pw_set(seal.device_id, seal.password)
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-
-        def send(state: SealStatus, stamp: str) -> None:
-            payload = encode_status(state, ts=stamp)
-            client.publish(status_topic(seal.device_id), payload, qos=1, retain=True).wait_for_publish(5)
-
-        def stored() -> str | None:
-            with court.engine.connect() as c:
-                sql = "select status from seals where device_id = :d"
-                return c.execute(text(sql), {"d": seal.device_id}).scalar()
-
-        connection = utc_now_ms()
-        send(SealStatus.ONLINE, connection)
-        assert wait_for(lambda: stored() == "online", 10)
+        speakers += [_Speaker(broker, s.device_id, s.password) for s in (seal, probe)]
+        subject, prober = speakers
+        old = utc_now_ms()
+        subject.send(SealStatus.ONLINE, old)
+        prober.send(SealStatus.ONLINE, utc_now_ms())
+        assert wait_for(lambda: stored(seal.device_id) == stored(probe.device_id) == "online", 10)
         court.signal_ingest(signal.SIGSTOP)  # the `seal-server ingest` members pause (a GC pause, swap, a stuck disk)
-        held = False
-        for _ in range(6):  # round robin over three members: find an offline that a paused member got
-            send(SealStatus.OFFLINE, connection)  # the connection ends (its Last Will)
-            time.sleep(1.0)
-            if stored() == "online":
-                held = True
+        for _ in range(4):  # until `run` stores one: the next two go to the paused members
+            prober.send(SealStatus.OFFLINE, utc_now_ms())
+            if wait_for(lambda: stored(probe.device_id) == "offline", 1.5):
                 break
-            connection = utc_now_ms()  # the run member stored it: the seal reconnects, try again
-            send(SealStatus.ONLINE, connection)
-            time.sleep(1.0)
-        assert held, "never routed an offline to a paused member"
-        connection = utc_now_ms()  # the seal reconnects: online, stored by the member that runs
-        for _ in range(6):
-            send(SealStatus.ONLINE, connection)
-            time.sleep(0.7)
-            if stored() == "online":
-                break
-        log("a paused member holds the seal's old offline; the court says %s", stored())
+        assert stored(probe.device_id) == "offline", "`run` stored none of the probes"
+        subject.send(SealStatus.OFFLINE, old)  # the end of the old connection: a paused member holds it
+        prober.send(SealStatus.ONLINE, old)  # a filler for the other paused member
+        new = utc_now_ms()
+        subject.send(SealStatus.ONLINE, new)  # the seal is back: `run` stores its online
+        time.sleep(1.5)
+        assert stored(seal.device_id) == "online"
+        with court.engine.connect() as c:  # (the court from before the stamps has no status_ts: nothing to check)
+            columns = {row[1] for row in c.execute(text("pragma table_info(seals)"))}
+            if "status_ts" in columns:
+                sql = "select status_ts from seals where device_id = :d"
+                assert str(c.execute(text(sql), {"d": seal.device_id}).scalar())[11:23] == new[11:23], "not stored"
+        log("a paused member holds the seal's old offline; the court says %s", stored(seal.device_id))
         if fault == "kill":
             court.signal_ingest(signal.SIGKILL)
             assert court.ingest is not None
@@ -214,8 +230,9 @@ def test_an_old_offline_held_by_a_paused_worker_does_not_override_online(
             court.start_ingest()  # the broker sends the unacknowledged offline again, read now
         else:
             court.signal_ingest(signal.SIGCONT)
-        assert not wait_for(lambda: stored() == "offline", 8), "an old offline overrode the seal's online"
+        assert not wait_for(lambda: stored(seal.device_id) == "offline", 8), "an old offline overrode the online"
         assert not [a for a in _alarms(court, "offline") if a[0] == seal.device_id]
     finally:
-        client.loop_stop()
+        for speaker in speakers:
+            speaker.close()
         court.close()
