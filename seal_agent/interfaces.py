@@ -199,8 +199,9 @@ class TriggerEvidence(Protocol):
     def hashes(self) -> list[str]:
         """SHA-256 (hex) of the snapshots that existed at the trigger, oldest first; listed in the trigger's event."""
 
-    def keep(self) -> None:
-        """Store and queue those snapshots for sending (call it once the event that lists them is committed)."""
+    def keep(self) -> list[dict[str, str]]:
+        """Store and queue those snapshots for sending (call it once the event that lists them is committed); those
+        that could not be stored, as ``{"sha256", "reason"}``, oldest first."""
 
     def wait_later(self) -> list[str]:
         """Block (bounded by the burst's deadline) until the post-trigger snapshots are in; their hashes."""
@@ -224,8 +225,10 @@ class EvidenceCamera(Protocol):
     def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
         """``seen``, ``not_seen`` or ``unknown`` for frames in ``[t0, t1]``, waiting at most ``timeout``."""
 
-    def snapshot_now(self) -> str | None:
-        """Store and queue the latest frame; its hash, or None if there is no frame."""
+    def snapshot_now(self) -> dict[str, Any]:
+        """Store and queue the current frame: the ``snapshot`` command's answer (``result`` ``taken`` with
+        ``snapshot``, ``camera_lost``, ``no_frame`` or ``store_failed`` with ``reason``; ``camera``;
+        ``frame_age_ms``)."""
 
 
 class Clock(Protocol):

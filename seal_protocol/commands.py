@@ -60,7 +60,7 @@ COMMAND_RESULTS: dict[CommandAction, tuple[str, ...]] = {
     CommandAction.DISARM: ("disarmed", "already_disarmed"),
     CommandAction.ARM: ("armed", "already_armed"),
     CommandAction.TEST_WARNING: ("started", "played", "failed", "stopped", "busy"),
-    CommandAction.SNAPSHOT: ("taken", "no_frame", "no_camera"),
+    CommandAction.SNAPSHOT: ("taken", "no_frame", "camera_lost", "store_failed", "no_camera", "camera_unavailable"),
     CommandAction.PING: ("pong",),
 }
 

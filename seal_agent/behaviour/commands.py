@@ -236,10 +236,7 @@ class CommandDesk:
         return {}  # the answer settles it
 
     def _snapshot(self, command: Command) -> dict[str, Any]:
-        if self._agent.camera_state == "none":
-            return {"result": "no_camera", "snapshot": None}
-        sha = self._agent.snapshot_now()
-        return {"result": "taken" if sha else "no_frame", "snapshot": sha}
+        return self._agent.snapshot_now()  # says whether the frame was current and stored, and the camera's state
 
     def _ping(self, command: Command) -> dict[str, Any]:
         return {"result": "pong", "armed": self._agent.armed, "camera": self._agent.camera_state}

@@ -84,6 +84,7 @@ class SealAgent:
         camera: EvidenceCamera | None = None,
         camera_policy: CameraPolicy | None = None,
         tamper: Switch | None = None,
+        camera_unavailable: str | None = None,
     ) -> None:
         self.agent_version = agent_version
         self.heartbeat_s = heartbeat_s
@@ -97,6 +98,10 @@ class SealAgent:
         self._respond = TriggerResponder(
             speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy, now=self._clock.now
         )
+        # A camera configured but unusable (``camera_unavailable``: why) is signed as such, never as "none".
+        self._camera_reason = camera_unavailable if camera is None else None
+        if self._camera_reason is not None:
+            self._respond.camera_absent = "unavailable"
         self._policy = WarningPolicy(warning)
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
@@ -125,7 +130,12 @@ class SealAgent:
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
-            {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
+            {
+                "agent_version": self.agent_version,
+                "armed": self._armed,
+                "outbox_depth": self._outbox.depth(),
+                **self._camera_health(),
+            },
         )
         self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
         if self._tamper is not None:
@@ -222,13 +232,23 @@ class SealAgent:
         """Wait until every trigger's event (and, with ``follow_ups``, its ``snapshot_taken``) is recorded."""
         return self._respond.wait_recorded(timeout, follow_ups=follow_ups)
 
-    def snapshot_now(self) -> str | None:
-        """Store and queue the camera's latest frame; its hash, or None without a camera or a frame."""
-        return None if self._camera is None else self._camera.snapshot_now()
+    def snapshot_now(self) -> dict[str, Any]:
+        """Store and queue the camera's current frame: the ``snapshot`` command's answer (see
+        :meth:`~seal_agent.interfaces.EvidenceCamera.snapshot_now`); ``no_camera`` or ``camera_unavailable``
+        without a camera."""
+        if self._camera is not None:
+            return self._camera.snapshot_now()
+        result = "no_camera" if self._camera_reason is None else "camera_unavailable"
+        return {"result": result, "snapshot": None, **self._camera_health()}
 
     @property
     def camera_state(self) -> str:
         return self._respond.camera_state
+
+    def _camera_health(self) -> dict[str, str]:
+        """``camera``, and ``camera_reason`` for a configured camera the seal cannot use."""
+        reason = {} if self._camera_reason is None else {"camera_reason": self._camera_reason}
+        return {"camera": self.camera_state, **reason}
 
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now. Its ``armed`` is read and recorded under the lock that :meth:`arm` and
@@ -245,7 +265,7 @@ class SealAgent:
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",
                     "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
-                    "camera": self.camera_state,
+                    **self._camera_health(),
                     "armed": self._armed,
                     "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
                     **self._respond.speaker_health.payload(),

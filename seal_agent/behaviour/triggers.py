@@ -12,10 +12,9 @@ waits for the camera before the event is committed:
 2. on the single trigger worker (``seal-triggers``, so events keep the order of their edges and the edge's thread
    is free for the next edge): the snapshots that exist from before the trigger are encoded and hashed in memory,
    and the signed event listing them is committed, with the verdict the camera can give *now* (frames up to the edge);
-3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published as soon as it
-   is), the post-trigger snapshots come in, and a ``snapshot_taken`` event lists them with the late motion verdict
-   (frames up to ``motion_window_s`` after the edge), the outcome of a pending confirmation (``warning``), and the
-   trigger's ``seq``;
+3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published at once), the
+   post-trigger ones come in, and a ``snapshot_taken`` event lists them with the late motion verdict (frames up to
+   ``motion_window_s`` after the edge), a pending confirmation's outcome, the trigger's ``seq`` and ``not_stored``;
 4. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
@@ -51,9 +50,8 @@ from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many
-#: seconds, doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk
-#: has room.
+#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many s,
+#: doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk has room.
 RECORD_RETRY_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
 
@@ -120,6 +118,7 @@ class TriggerResponder:
         self._record_once = record
         self._stopping = threading.Event()
         self._camera = camera
+        self.camera_absent = "none"  # the camera state without one: "unavailable" if one is configured but unusable
         self._policy = camera_policy or CameraPolicy()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
@@ -130,7 +129,7 @@ class TriggerResponder:
 
     @property
     def camera_state(self) -> str:
-        return "none" if self._camera is None else self._camera.state
+        return self.camera_absent if self._camera is None else self._camera.state
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -350,12 +349,13 @@ class TriggerResponder:
             trigger.decided.set()
 
     def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
-        """Store the pre-trigger snapshots, then list the post-trigger ones with the late verdict."""
-        evidence.keep()
+        """Store the pre-trigger snapshots (naming those that could not be), then list the post-trigger ones."""
+        not_stored = evidence.keep()
         later = evidence.wait_later()
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
         details: dict[str, Any] = {
             "snapshots": later,
+            "not_stored": not_stored,
             "trigger": trigger.kind,
             "trigger_seq": trigger.seq,
             "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),
