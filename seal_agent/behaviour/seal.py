@@ -125,7 +125,8 @@ class SealAgent:
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
-            {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
+            {"agent_version": self.agent_version, "armed": self._armed},
+            late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
         self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
         if self._tamper is not None:
@@ -239,8 +240,6 @@ class SealAgent:
             return self._recorder.record(
                 EventType.HEARTBEAT,
                 {
-                    "outbox_depth": self._outbox.depth(),
-                    "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
                     "uptime_s": int(self._clock.monotonic() - self._started_at),
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",
@@ -251,7 +250,16 @@ class SealAgent:
                     **self._respond.speaker_health.payload(),
                     **(extra or {}),
                 },
+                late=self._counts,
             )
+
+    def _counts(self) -> dict[str, int]:
+        """What waits for the court's receipt, read when the heartbeat is committed: after the events held before it
+        (a full disk), which are then counted."""
+        return {
+            "outbox_depth": self._outbox.depth(),
+            "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
+        }
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 
