@@ -194,7 +194,14 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind in {"intrusion", "tamper"}:
         shots = payload.get("snapshots")
         count = len(shots) if isinstance(shots, list) else 0
-        return f"摄像头 {payload.get('camera')}，快照 {count} 张", f"camera {payload.get('camera')}, {count} snapshots"
+        zh, en = (
+            f"摄像头 {payload.get('camera')}，快照 {count} 张",
+            f"camera {payload.get('camera')}, {count} snapshots",
+        )
+        if payload.get("detected_by") == "level_check":  # its edge was lost: stamped when caught, not at the edge
+            since = _ts_words(payload.get("not_before"))
+            zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
+        return zh, en
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
