@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
+from seal_agent.behaviour.clock import SystemClock
+from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
@@ -42,8 +42,6 @@ from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: How often the timer compares the sensor's level with the presence we believe in (a missed edge is caught).
-RECONCILE_S = 1.0
 #: How long arm or disarm wait for the events of the edges decided before them to be committed.
 SETTLE_S = 2.0
 _ARMED_SETTING = "armed"
@@ -51,16 +49,6 @@ _ARMED_SETTING = "armed"
 _CHANGED_BY_SETTING = "armed_by"
 
 __all__ = ["SealAgent", "SystemClock"]
-
-
-class SystemClock:
-    """The real clocks."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class SealAgent:
@@ -105,7 +93,9 @@ class SealAgent:
         self._policy = WarningPolicy(warning)
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
-        self._mismatch_since: float | None = None
+        self._lid_open = False  # what the tamper switch's edges (or its level check) said last
+        self._motion_level = LevelCheck(lambda: motion.is_active, self._clock)
+        self._tamper_level = LevelCheck(lambda: bool(tamper and tamper.is_active), self._clock)
         # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
         self._lock = threading.RLock()
         # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
@@ -130,12 +120,8 @@ class SealAgent:
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
-            {
-                "agent_version": self.agent_version,
-                "armed": self._armed,
-                "outbox_depth": self._outbox.depth(),
-                **self._camera_health(),
-            },
+            {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health()},
+            late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
         self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
         if self._tamper is not None:
@@ -259,8 +245,6 @@ class SealAgent:
             return self._recorder.record(
                 EventType.HEARTBEAT,
                 {
-                    "outbox_depth": self._outbox.depth(),
-                    "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
                     "uptime_s": int(self._clock.monotonic() - self._started_at),
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",
@@ -271,7 +255,16 @@ class SealAgent:
                     **self._respond.speaker_health.payload(),
                     **(extra or {}),
                 },
+                late=self._counts,
             )
+
+    def _counts(self) -> dict[str, int]:
+        """What waits for the court's receipt, read when the heartbeat is committed: after the events held before it
+        (a full disk), which are then counted."""
+        return {
+            "outbox_depth": self._outbox.depth(),
+            "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
+        }
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 
@@ -285,11 +278,13 @@ class SealAgent:
         _guarded("tamper", self._tamper_opened)
 
     def _on_tamper_closed(self) -> None:
-        logger.info("enclosure closed again")
+        _guarded("tamper closed", self._tamper_closed)
 
-    def _motion_started(self) -> None:
+    def _motion_started(self, caught: Caught | None = None) -> None:
+        """A presence began: at its edge, or ``caught`` by the level check (then stamped when caught, saying so)."""
         # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
         now, wall = self._clock.monotonic(), self._clock.now()
+        self._motion_level.saw(True)
         with self._lock:
             if self._present:
                 return
@@ -304,6 +299,7 @@ class SealAgent:
                 while_armed=self._while_armed,
                 on_recorded=self._intrusion_recorded,
                 wall=wall,
+                **({} if caught is None else caught.payload()),
             )
 
     def _while_armed(self, action: Callable[[], WarningStart]) -> WarningStart | None:
@@ -321,7 +317,8 @@ class SealAgent:
         with self._lock:
             self._policy.cancel()
 
-    def _motion_ended(self) -> None:
+    def _motion_ended(self, caught: Caught | None = None) -> None:
+        self._motion_level.saw(False)
         with self._lock:
             if not self._present:
                 return
@@ -329,11 +326,20 @@ class SealAgent:
             self._policy.motion_ended(self._clock.monotonic())
         logger.info("presence ended")
 
-    def _tamper_opened(self, at_start: bool = False) -> None:
-        """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed); the event follows."""
+    def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
+        """The lid opened (its edge, or ``caught`` by the level check): warn unless disarmed; the event follows."""
         now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
+        self._tamper_level.saw(True)
         with self._lock:
-            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall)
+            self._lid_open = True
+            detected = {} if caught is None else caught.payload()
+            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall, **detected)
+
+    def _tamper_closed(self, caught: Caught | None = None) -> None:
+        self._tamper_level.saw(False)
+        with self._lock:
+            self._lid_open = False
+        logger.info("enclosure closed again%s", "" if caught is None else " (its edge was missed: the level says so)")
 
     # -- timer thread -----------------------------------------------------------------------------------------
 
@@ -348,7 +354,7 @@ class SealAgent:
 
     def _tick(self) -> None:
         now = self._clock.monotonic()
-        self._catch_missed_edge(now)
+        self._catch_missed_edges(now)
         with self._lock:
             if self._armed and self._policy.due(now):
                 self._respond.play_warning()
@@ -364,25 +370,19 @@ class SealAgent:
         try:
             self.heartbeat()
         except OutboxError as exc:
-            logger.warning(
-                "heartbeat skipped (not held: the next is due in %.0f s): the outbox refuses events: %s",
-                self.heartbeat_s,
-                exc,
-            )
+            logger.warning("heartbeat skipped (not held: the next is due in %.0f s): %s", self.heartbeat_s, exc)
 
-    def _catch_missed_edge(self, now: float) -> None:
-        """If the sensor's level disagrees with our belief for a while, an edge was lost: act on the level."""
-        if self._motion.is_active == self._present:
-            self._mismatch_since = None
-            return
-        if self._mismatch_since is None:
-            self._mismatch_since = now
-            return
-        if now - self._mismatch_since >= RECONCILE_S / 2:
-            self._mismatch_since = None
-            active = not self._present
-            logger.warning("sensor reads %s but its edge was missed; catching up", "motion" if active else "idle")
-            (self._motion_started if active else self._motion_ended)()
+    def _catch_missed_edges(self, now: float) -> None:
+        """If a sensor's level disagrees with our belief for a while, an edge was lost: act on the level, saying so
+        (:mod:`seal_agent.behaviour.levels`)."""
+        caught = self._motion_level.missed(self._present, now)
+        if caught is not None:
+            logger.warning("PIR reads %s but its edge was missed; catching up", "motion" if caught.active else "idle")
+            (self._motion_started if caught.active else self._motion_ended)(caught)
+        caught = None if self._tamper is None else self._tamper_level.missed(self._lid_open, now)
+        if caught is not None:
+            logger.warning("tamper switch reads %s but its edge was missed", "open" if caught.active else "closed")
+            (self._tamper_opened if caught.active else self._tamper_closed)(caught=caught)
 
 
 def _ignore() -> None:

@@ -19,16 +19,15 @@ waits for the camera before the event is committed:
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
-A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts), not
-the time the worker commits it: capture, a slow commit or earlier triggers retried on a full disk delay the commit,
-never the ``ts``. Its ``seq`` follows the commit order, so a ``ts`` may be earlier than that of an event committed
-before it (e.g. a heartbeat or camera event committed while the trigger waited in the queue). An event the outbox
-refuses (a full disk) is evidence: it is kept in memory and committed again, with that time (a follow-up event: the
-time of its first attempt), until the disk has room (the worker waits, so later triggers keep their order); only a
-stop gives up. An event that can never be recorded (the outbox refuses it for a reason of its own, e.g.
-``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its
-place, and the worker goes on with the next trigger. It imports no hardware library: speaker, camera and the
-function that records an event are its arguments.
+A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts; for an
+edge the level check caught, when caught, and the event signs ``detected_by``/``not_before``), not when committed:
+capture, a slow commit or triggers retried on a full disk delay the commit, never the ``ts``. Its ``seq`` follows the
+commit order, so a ``ts`` may be earlier than that of an event committed before it. An event the outbox refuses (a
+full disk) is evidence: kept in memory and committed again, with that time (a follow-up event: its first attempt's),
+until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up. An event that
+can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built)
+is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes on with the next
+trigger. It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
 
 from __future__ import annotations
@@ -215,13 +214,14 @@ class TriggerResponder:
         while_armed: WhileArmed,
         wall: datetime,
         on_recorded: OnRecorded | None = None,
+        **detected: Any,
     ) -> None:
         """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
         ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
-        with the committed event.
+        with the committed event; ``detected`` are signed too (an edge the level check caught, and when).
         """
         trigger = _Trigger("intrusion", now, wall)
         verdict: str | None = None
@@ -252,14 +252,14 @@ class TriggerResponder:
                 "camera_motion": verdict or self._verdict(now, late=False),
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.INTRUSION, trigger, payload, evidence)
+            stored = self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence)
             self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
             if on_recorded is not None:
                 on_recorded(stored)
 
         self._submit(commit)
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime) -> None:
+    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime, **detected: Any) -> None:
         """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
         trigger = _Trigger("tamper", now, wall)
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
@@ -277,7 +277,7 @@ class TriggerResponder:
                 "camera": self.camera_state,
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.TAMPER, trigger, payload, evidence)
+            stored = self._commit(EventType.TAMPER, trigger, {**payload, **detected}, evidence)
             self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq)
 
         self._submit(commit)

@@ -159,10 +159,12 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
         return f"指令 {payload.get('command_id')} {azh} → {rzh}", f"command {payload.get('command_id')} {aen} → {ren}"
     if kind == "command_rejected":
         rzh, ren = words("case_command_reason", str(payload.get("reason")))
-        return (
-            f"指令 {payload.get('command_id')}：{rzh}",
-            f"command {payload.get('command_id')}: {ren}" + (f": {payload['detail']}" if payload.get("detail") else ""),
-        )
+        detail = f": {payload['detail']}" if payload.get("detail") else ""
+        if payload.get("command_id") is None and payload.get("claimed_command_id") is not None:
+            claimed = payload["claimed_command_id"]  # bytes no court key signed: their id is nobody's word
+            return f"未经验证的指令（自称 {claimed}）：{rzh}", f"unverified command (claiming {claimed}): {ren}{detail}"
+        return f"指令 {payload.get('command_id')}：{rzh}", f"command {payload.get('command_id')}: {ren}{detail}"
+
     if kind in {"armed", "disarmed"}:
         return (
             f"原因 {_v(payload.get('reason'))}，指令 {_v(payload.get('by'))}",
@@ -192,7 +194,14 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind in {"intrusion", "tamper"}:
         shots = payload.get("snapshots")
         count = len(shots) if isinstance(shots, list) else 0
-        return f"摄像头 {payload.get('camera')}，快照 {count} 张", f"camera {payload.get('camera')}, {count} snapshots"
+        zh, en = (
+            f"摄像头 {payload.get('camera')}，快照 {count} 张",
+            f"camera {payload.get('camera')}, {count} snapshots",
+        )
+        if payload.get("detected_by") == "level_check":  # its edge was lost: stamped when caught, not at the edge
+            since = _ts_words(payload.get("not_before"))
+            zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
+        return zh, en
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
