@@ -66,8 +66,8 @@ echo
 echo "1. Enrol this seal on the court server with its public key:"
 echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config server.toml"
 echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
-echo "   $CONF_DIR/ca.pem (or set tls_ca_file = \"\" on a trusted network); paste the court's command key"
-echo "   (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
+echo "   $CONF_DIR/ca.pem (TLS is required: the seal refuses plain TCP to a broker elsewhere); paste the court's"
+echo "   command key (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
 echo "3. Check and start:"
 echo "     sudo $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
 if "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
