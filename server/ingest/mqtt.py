@@ -9,7 +9,9 @@
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them; they become duplicates).
 - Connected means a CONNACK with a success reason code, nothing less.
-- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>/…``): several ingest
+- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
+  secret derived from the password, :func:`~seal_protocol.transport.mqtt_shared_group`: a seal that joined a group
+  it can name would take a share of every seal's messages and drop it, its ACL refusing it each one): several ingest
   processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
   idempotent on (``device_id``, ``seq``) and the chain state is locked per seal, so two workers that see events of
   one seal store each once, in a consistent chain; an event beyond a gap waits ``gap_wait_s`` for its predecessor
@@ -44,7 +46,14 @@ from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.metrics import IngestProgress
-from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
+from server.core.mqtt import (
+    RefusedLog,
+    broker_group,
+    client_name,
+    connect_in_background,
+    make_client,
+    publish_problem,
+)
 from server.errors import CommandsUnavailable, StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
@@ -96,6 +105,7 @@ class MqttIngest:
         self._generation = 0
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
+        self._group: str | None = None  # the broker's name of the shared group (secret), set by start()
         self._worker: threading.Thread | None = None
         # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
         # receipt per seal does not hold up the next batch's commit (None: stop).
@@ -130,6 +140,7 @@ class MqttIngest:
             return
         settings = self.settings
         client = make_client(settings, role=self._role, manual_ack=True)
+        self._group = broker_group(settings)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -201,7 +212,7 @@ class MqttIngest:
 
     def _filter(self, kind: MessageKind) -> str:
         """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
-        group = self.settings.shared_group
+        group = self._group
         return subscription_all(kind) if group is None else f"$share/{group}/{subscription_all(kind)}"
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
@@ -209,7 +220,7 @@ class MqttIngest:
         for kind, code in zip(SUBSCRIBED_KINDS, codes, strict=False):
             if code.is_failure:
                 refused = True
-                logger.error("subscription to %s refused: %s", self._filter(kind), code)
+                logger.error("subscription to %s refused: %s", subscription_all(kind), code)  # group unlogged
         if not refused:
             self._subscribed.set()
 
