@@ -111,7 +111,7 @@ def _attempt(session: Session, username: str, ip: str, settings: AuthSettings, *
             session, username=username, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
         )
     except TooManyAttempts:
-        logger.warning("%s throttled: %r from %s", what, username, ip)
+        logger.warning("%s throttled: %r from %s", what, username[:SHOWN], ip)
         raise
 
 
@@ -129,7 +129,7 @@ def sign_in(
 
     A failed sign-in of an account is audited under the account's name; one with a username that names no account
     is not (the evidence log is permanent, and the name is whatever the caller typed): a log line (the name cut and
-    escaped) and the metric ``seal_sign_ins_failed{kind="unknown_user"}``."""
+    escaped) and the metric ``seal_sign_ins_failed_total{kind="unknown_user"}``."""
     ip = _known_client(ip, username, what="login", count=count)
     attempt_id = _attempt(session, username, ip, settings, what="login")
     user = find_user(session, username=username)

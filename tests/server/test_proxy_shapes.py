@@ -129,3 +129,17 @@ def test_forwarding_headers_from_a_peer_not_trusted_are_of_unknown_origin(
     assert len(warnings) == 1 and "trusted_proxies" in warnings[0], warnings
     assert clerk_signs_in(unlisted, {})[0] == 200  # this machine's own client, without the headers
     assert audited_addresses(session_factory, "login.failed") == []
+
+
+def test_the_sign_in_pages_say_why_in_the_reader_s_language(court: TestClient) -> None:
+    """The pages (the court's and the debtors' portal) refuse an unknown client with a sentence, not an error page."""
+    proxy = peer(court, PROXY)
+    htmx = {"X-Requested-With": "htmx"}
+    form = {"username": "chen", "password": PASSWORD}
+    page = proxy.post("/login", data=form, headers=htmx, follow_redirects=False)
+    assert page.status_code == 403 and "法院的反向代理未按要求配置" in page.text
+    english = TestClient(court.app, client=(PROXY, 40000), cookies={"seal_lang": "en"})
+    answer = english.post("/login", data=form, headers=htmx, follow_redirects=False)
+    assert answer.status_code == 403 and "reverse proxy is not configured as it must be" in answer.text
+    portal = proxy.post("/portal/login", data={"case_no": "(2021)苏0214执1号", "code": "AAAA"}, headers=htmx)
+    assert portal.status_code == 403 and "法院的反向代理未按要求配置" in portal.text
