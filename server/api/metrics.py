@@ -22,8 +22,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, session: SessionDep, context: ContextDep) -> PlainTextResponse:
     """Events ingested, messages rejected by reason, seals online (Prometheus text format); 404 for a client outside
-    ``[http] metrics_from``."""
-    if not is_trusted(parse_address(client_ip(request, context)), context.settings.http.metrics_from):
+    ``[http] metrics_from``, or whose address is unknown (:mod:`server.auth.client_address`)."""
+    client = client_ip(request, context)  # unknown (a proxy not configured as it must be): nobody's to serve
+    if client is None or not is_trusted(parse_address(client), context.settings.http.metrics_from):
         raise HTTPException(status_code=404, detail="Not Found")
     online = count_online(session, now=datetime.now(UTC), offline_after_s=context.settings.offline_after_s)
     total = int(session.scalar(select(func.count(Seal.id))) or 0)
