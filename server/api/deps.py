@@ -27,7 +27,7 @@ from server.api.params import CaseNoPath, DeviceIdPath
 from server.audit.service import record_read
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.client_address import FORWARDING_HEADERS, ProxyWarnings, client_address
+from server.auth.client_address import FORWARDING_HEADERS, Client, ProxyWarnings, client_address
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.auth.models import User
 from server.auth.sessions import IssuedSession, resolve_session
@@ -94,17 +94,23 @@ def audit_read(
         )
 
 
-def client_ip(request: Request, context: ContextDep) -> str | None:
-    """The client's address: the socket's peer, or behind a trusted proxy the one it forwarded; ``None`` if unknown
-    (a proxy not configured as it must be, logged: :mod:`server.auth.client_address`)."""
+def request_client(request: Request, context: ContextDep) -> Client:
+    """Whom the request comes from (:func:`~server.auth.client_address.client_address`); a proxy not configured as
+    it must be is logged."""
     peer = request.client.host if request.client is not None else None
     forwarding = any(name in request.headers for name in FORWARDING_HEADERS)
     forwarded = request.headers.getlist("X-Forwarded-For")
     client = client_address(peer, forwarded, context.settings.http.trusted_proxies, forwarding=forwarding)
-    if client.address is None:
+    if client.problem:
         warnings: ProxyWarnings = request.app.state.proxy_warnings
         warnings.warn(peer, client)
-    return client.address
+    return client
+
+
+def client_ip(request: Request, context: ContextDep) -> str | None:
+    """The client's address: the socket's peer (whatever headers it sends), or behind a trusted proxy the one it
+    forwarded; ``None`` if unknown (a trusted proxy that names no client: :mod:`server.auth.client_address`)."""
+    return request_client(request, context).address
 
 
 def set_session_cookie(response: Response, issued: IssuedSession, settings: AuthSettings) -> None:

@@ -12,11 +12,15 @@ The client is *unknown* (``None``), never the proxy's own address, when:
   default), every hop a trusted address, or a hop that is not an address. Were it the proxy's address, every client
   behind it would share one login throttle (one stranger's wrong passwords would lock the whole court out) and
   ``[http] metrics_from`` would answer whoever the proxy serves;
-- a peer that is *not* trusted sends forwarding headers (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``): a
-  proxy that was not listed in ``trusted_proxies`` (the same shared throttle), or a client pretending.
+- (``/metrics`` only) a peer that is *not* trusted sends forwarding headers (``X-Forwarded-For``, ``Forwarded``,
+  ``X-Real-IP``): a proxy that was not listed in ``trusted_proxies``, or a client pretending. Its headers are
+  ignored — the peer is the client, for the login throttle and the audit log, as without them (an address is never
+  taken from a header unless the proxy is configured) — but the request came through something: it is not this
+  machine's own for ``[http] metrics_from`` (a proxy here would otherwise serve ``/metrics`` to anyone).
 
 An unknown client may not sign in, nor read ``/metrics``; :class:`ProxyWarnings` says why in the log, once per peer
-and hour. A peer that is not trusted and sends no such header is the client.
+and hour, and for headers from a peer not trusted too (all the clients of an unlisted proxy share its address, and
+one throttle). A peer that is not trusted and sends no such header is the client.
 """
 
 from __future__ import annotations
@@ -59,10 +63,16 @@ FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 @dataclass(frozen=True)
 class Client:
-    """Whom a request comes from: ``address``, or ``None`` if unknown, and then ``problem`` says why (for the log)."""
+    """Whom a request comes from: ``address``, or ``None`` if unknown; ``problem`` says why it is unknown, or, with an
+    address, why the request is not to be taken as the peer's own (forwarding headers it sent: ignored, and logged)."""
 
     address: str | None
     problem: str = ""
+
+    @property
+    def direct(self) -> bool:
+        """Known, and nothing says the request came through a proxy (what ``/metrics`` serves)."""
+        return self.address is not None and not self.problem
 
 
 def client_address(
@@ -70,16 +80,18 @@ def client_address(
 ) -> Client:
     """The client: ``peer`` (the socket's), or, if ``peer`` is a trusted proxy, the right-most address of the
     ``X-Forwarded-For`` values (all such headers, in order) that is not a trusted proxy; unknown (the module
-    docstring) if there is none, or if ``peer`` is not trusted but the request carries ``forwarding`` headers (any of
-    :data:`FORWARDING_HEADERS`, ``X-Forwarded-For`` included)."""
+    docstring) if there is none. If ``peer`` is not trusted but the request carries ``forwarding`` headers (any of
+    :data:`FORWARDING_HEADERS`, ``X-Forwarded-For`` included), they are ignored and the client is ``peer``, with a
+    ``problem`` (not :attr:`Client.direct`)."""
     if peer is None:
         return Client(None, "no peer address")
     address = parse_address(peer)
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
     if address is None or not is_trusted(address, trusted):
-        if forwarding or hops:
-            return Client(None, "forwarding headers from a peer not in [http] trusted_proxies")
-        return Client(peer[:MAX_ADDRESS_LENGTH] if address is None else str(address))
+        itself = peer[:MAX_ADDRESS_LENGTH] if address is None else str(address)
+        if forwarding or hops:  # ignored: the peer is the client; but not one of this machine's own (/metrics)
+            return Client(itself, "forwarding headers from a peer not in [http] trusted_proxies (ignored)")
+        return Client(itself)
     for hop in reversed(hops):
         parsed = parse_address(hop)
         if parsed is None:
@@ -115,13 +127,15 @@ class ProxyWarnings:
             if len(self._last) >= PROXY_WARNING_PEERS:
                 self._last.clear()
             self._last[key] = now
+        refused = "/metrics is" if client.address is not None else "sign-in and /metrics are"
         logger.warning(
-            "REVERSE PROXY NOT CONFIGURED: a request from %s is of unknown origin (%s): sign-in and /metrics are "
-            "refused to it. The court's reverse proxy must be listed in [http] trusted_proxies (its exact address) "
+            "REVERSE PROXY NOT CONFIGURED: a request from %s is of unknown origin (%s): %s refused to it. The "
+            "court's reverse proxy must be listed in [http] trusted_proxies (its exact address) "
             "and must append the client to X-Forwarded-For (nginx: proxy_set_header X-Forwarded-For "
             "$proxy_add_x_forwarded_for); see docs/deploy.md. (Repeated at most hourly for this peer.)",
             key[0],
             client.problem,
+            refused,
         )
 
 

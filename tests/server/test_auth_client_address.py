@@ -18,8 +18,8 @@ TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/
     ("peer", "forwarded", "trusted", "want"),
     [
         ("198.51.100.1", [], [], "198.51.100.1"),  # no proxy: the socket's peer
-        ("198.51.100.1", ["192.0.2.1"], [], None),  # no proxies trusted: a header from an unlisted proxy, or a lie
-        ("198.51.100.1", ["192.0.2.1"], TRUSTED, None),  # the peer is no proxy of ours
+        ("198.51.100.1", ["192.0.2.1"], [], "198.51.100.1"),  # no proxies trusted: the header is ignored
+        ("198.51.100.1", ["192.0.2.1"], TRUSTED, "198.51.100.1"),  # the peer is no proxy of ours
         ("10.1.2.3", ["192.0.2.1, 203.0.113.5"], TRUSTED, "203.0.113.5"),  # the hop our proxy appended
         ("10.1.2.3", ["192.0.2.1, 203.0.113.5, 10.9.9.9"], TRUSTED, "203.0.113.5"),  # through two proxies
         ("10.1.2.3", ["192.0.2.1", "203.0.113.5"], TRUSTED, "203.0.113.5"),  # two headers are one list
@@ -29,7 +29,7 @@ TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/
         ("2001:db8::7", ["2001:DB8:0:0::9, 2a00:1450::1"], TRUSTED, "2a00:1450::1"),
         ("::ffff:10.1.2.3", ["::ffff:203.0.113.5"], TRUSTED, "203.0.113.5"),  # IPv4-mapped is IPv4
         ("testclient", [], TRUSTED, "testclient"),  # not an address at all: kept as it is
-        ("testclient", ["192.0.2.1"], TRUSTED, None),
+        ("testclient", ["192.0.2.1"], TRUSTED, "testclient"),
         (None, ["192.0.2.1"], TRUSTED, None),
     ],
 )
@@ -37,8 +37,12 @@ def test_client_address(peer: str | None, forwarded: list[str], trusted: list[ob
     assert client_address(peer, forwarded, trusted).address == want  # type: ignore[arg-type]
 
 
-def test_other_forwarding_headers_from_a_peer_not_trusted_make_the_client_unknown() -> None:
-    assert client_address("198.51.100.1", [], TRUSTED, forwarding=True).address is None
+def test_forwarding_headers_from_a_peer_not_trusted_are_ignored_but_said() -> None:
+    """The peer is the client whatever it sends; but a request with such headers is not this machine's own."""
+    for headers in ({"forwarding": True}, {}):
+        sent = client_address("198.51.100.1", ["192.0.2.1"] if not headers else [], TRUSTED, **headers)
+        assert sent.address == "198.51.100.1" and sent.problem and not sent.direct
+    assert client_address("198.51.100.1", [], TRUSTED).direct
     assert client_address("10.1.2.3", [], TRUSTED, forwarding=True).address is None  # Forwarded is not read
 
 
