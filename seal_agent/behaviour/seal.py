@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
+from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
@@ -100,6 +101,7 @@ class SealAgent:
         self._policy = WarningPolicy(warning)
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
+        self._deferred: DeferredWarning | None = None  # the warning a cool-down deferred for the present intrusion
         self._mismatch_since: float | None = None
         # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
         self._lock = threading.RLock()
@@ -209,6 +211,13 @@ class SealAgent:
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
         self._policy.reset()
+        self._settle_deferred(WarningStart("suppressed_disarmed"))
+
+    def _settle_deferred(self, start: WarningStart) -> None:
+        """What became of the warning a cool-down deferred, if one is pending (under the lock)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.decided(start)
 
     def test_warning(self) -> WarningStart:
         """Play the warning now, armed or not (a court's ``test_warning``): ``started``, ``busy`` or ``failed``."""
@@ -276,13 +285,15 @@ class SealAgent:
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
+            # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
+            deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
             self._respond.intrusion(
                 now,
                 armed=armed,
                 wanted=wanted,
                 on_not_seen=self._cancel_warning,
                 while_armed=self._while_armed,
-                on_recorded=self._intrusion_recorded,
+                on_recorded=lambda stored: self._intrusion_recorded(stored, deferred),
                 wall=wall,
             )
 
@@ -291,7 +302,9 @@ class SealAgent:
         with self._lock:
             return action() if self._armed else None
 
-    def _intrusion_recorded(self, stored: StoredEvent) -> None:
+    def _intrusion_recorded(self, stored: StoredEvent, deferred: DeferredWarning | None) -> None:
+        if deferred is not None:
+            deferred.recorded(stored.seq)
         self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
         hook = self.when_intrusion
         if hook is not None:
@@ -307,6 +320,7 @@ class SealAgent:
                 return
             self._present = False
             self._policy.motion_ended(self._clock.monotonic())
+            self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
         logger.info("presence ended")
 
     def _tamper_opened(self, at_start: bool = False) -> None:
@@ -331,7 +345,7 @@ class SealAgent:
         self._catch_missed_edge(now)
         with self._lock:
             if self._armed and self._policy.due(now):
-                self._respond.play_warning()
+                self._settle_deferred(self._respond.play_warning())  # a repeat, or the warning a cool-down deferred
             beat = now >= self._next_heartbeat
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s

@@ -20,9 +20,19 @@ from seal_agent.interfaces import WarningPlayback
 logger = logging.getLogger(__name__)
 
 _ASOUND_CARDS = Path("/proc/asound/cards")
-#: A clip whose playback ended (without a stop) before this share of its duration did not play: simpleaudio's thread
-#: gives up silently when ALSA refuses its samples mid-play (a speaker unplugged, a device error).
-PLAYED_SHARE = 0.75
+#: How much sooner than its duration a clip's playback may end and still count as ``played``: simpleaudio drains ALSA
+#: before its play ends, so what it cannot see is only a buffer below ALSA (a pipe's 4 KiB, 46 ms, in the tests'
+#: sink) and the timing of our polling. A playback that ended sooner (without a stop) did not play the whole clip:
+#: simpleaudio's thread gives up silently when ALSA refuses its samples mid-play (a speaker unplugged, a device
+#: error), and a clip the device took only 80 % of is no warning that ``played``.
+PLAYED_SLACK_S = 0.2
+#: How long past its duration a clip may still be playing before the sound device is declared stalled (its writes
+#: block: a wedged USB speaker): the clip is ``failed`` and the playback is abandoned (see :class:`WarningSpeaker`).
+STALL_MARGIN_S = 3.0
+#: How many abandoned plays may still be stuck in the sound device before no new one is tried: each holds one of
+#: simpleaudio's threads and a device handle until the device lets go. Past it, a warning fails at once.
+MAX_STALLED_PLAYS = 2
+_POLL_S = 0.02
 
 
 def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
@@ -44,8 +54,15 @@ class WarningSpeaker:
     ``warning_`` and the suffix). A file that cannot be played (no sound card, device busy) is logged and reported
     as that language's ``failed`` with simpleaudio's reason; the next file is still tried. simpleaudio raises
     nothing when the device refuses the samples after it opened: its thread just ends. So a clip counts as
-    ``played`` only if its playback lasted at least :data:`PLAYED_SHARE` of its duration; one that ended sooner
+    ``played`` only if its playback lasted its whole duration (less :data:`PLAYED_SLACK_S`); one that ended sooner
     without a stop is ``failed`` (the reason gives the measured and expected durations).
+
+    A device that stops taking samples without an error (its writes block) would hold the warning for good, and
+    every later one would be ``busy``. So each clip has a watchdog: still playing :data:`STALL_MARGIN_S` past its
+    duration, it is ``failed`` ("the sound device stalled"), the clips after it are ``failed`` untried, and the
+    warning is over; its play is abandoned (stopped, but simpleaudio's thread may stay blocked in the device) and the
+    next warning opens the device afresh. While :data:`MAX_STALLED_PLAYS` abandoned plays are still stuck, a warning
+    tries no clip and fails at once (so stuck threads and handles never pile up); once they end, clips are tried again.
 
     ``on_started(name)`` (optional) is called on the playback thread each time simpleaudio accepted a file's PCM
     buffer (``play()`` returned: the ALSA device is open and simpleaudio's own thread is writing to it), e.g. to
@@ -81,6 +98,7 @@ class WarningSpeaker:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self._stalled: list[simpleaudio.PlayObject] = []  # abandoned plays, maybe still stuck in the device
         self.on_started = on_started
 
     @property
@@ -119,53 +137,84 @@ class WarningSpeaker:
     def _play_all(self, playback: WarningPlayback) -> None:
         """The playback thread's top level."""
         try:
-            for name, language, sound in self._sounds:
+            stuck = self._stuck_plays()
+            for index, (name, language, sound) in enumerate(self._sounds):
                 if self._stop.is_set():
                     break
+                if stuck >= MAX_STALLED_PLAYS:
+                    reason = f"not tried: {stuck} earlier plays are still stuck in the stalled sound device"
+                    logger.error("warning %s failed: %s", name, reason)
+                    playback.finished(language, "failed", reason)
+                    continue
                 try:
-                    self._play_one(playback, name, language, sound)
+                    stalled = self._play_one(playback, name, language, sound)
                 except Exception as exc:  # this clip's top level: it failed (never "stopped"); the next is tried
                     logger.exception("warning %s failed", name)
                     playback.finished(language, "failed", f"{type(exc).__name__}: {exc}")
+                    continue
+                if stalled:  # the clips after it would stall too: they are not tried
+                    for _, later, _ in self._sounds[index + 1 :]:
+                        playback.finished(later, "failed", f"not tried: the sound device stalled on {language}")
+                    break
         finally:
             with self._lock:
                 self._current = None
             self._done.set()
             playback.end()
 
-    def _play_one(self, playback: WarningPlayback, name: str, language: str, sound: simpleaudio.WaveObject) -> None:
-        """Play one file to its end and report it; a file that cannot be played is ``failed``, never raised."""
+    def _stuck_plays(self) -> int:
+        """How many abandoned plays are still stuck in the device (those that ended are forgotten)."""
+        with self._lock:
+            self._stalled = [play for play in self._stalled if play.is_playing()]
+            return len(self._stalled)
+
+    def _play_one(self, playback: WarningPlayback, name: str, language: str, sound: simpleaudio.WaveObject) -> bool:
+        """Play one file to its end and report it; a file that cannot be played is ``failed``, never raised. True if
+        the device stalled (the play is abandoned)."""
         try:
             play = sound.play()
         except SimpleaudioError as exc:
             logger.error("cannot play warning %s: %s", name, exc)
             playback.finished(language, "failed", str(exc))
-            return
+            return False
         with self._lock:
             self._current = play
             stopped = self._stop.is_set()  # a stop() between play() and here did not see this play
         if stopped:
             play.stop()
-            playback.finished(language, "stopped")
-            return
         began = time.monotonic()
-        playback.playing(language)
-        self._started(name)
-        play.wait_done()
+        expected = _duration_s(sound)
+        if not stopped:
+            playback.playing(language)
+            self._started(name)
+        deadline = began + expected + STALL_MARGIN_S
+        while play.is_playing() and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
         lasted = time.monotonic() - began
         with self._lock:
             self._current = None
-        expected = _duration_s(sound)
-        if self._stop.is_set():
+            stalled = play.is_playing()
+            if stalled:
+                self._stalled.append(play)
+        if stalled:
+            play.stop()  # ends it if the device ever takes a write again
+            reason = f"the sound device stalled: still playing {lasted:.2f} s into a {expected:.2f} s clip"
+            logger.error("warning %s failed: %s; its play is abandoned", name, reason)
+            playback.finished(language, "failed", reason)
+        elif self._stop.is_set():
             playback.finished(language, "stopped")
             logger.info("warning %s stopped", name)
-        elif lasted < PLAYED_SHARE * expected:
-            reason = f"playback ended after {lasted:.2f} s of {expected:.2f} s (the sound device stopped taking them)"
+        elif lasted < expected - PLAYED_SLACK_S:
+            reason = (
+                f"playback ended after {lasted:.2f} s of {expected:.2f} s ({lasted / expected:.0%}; the sound device"
+                " stopped taking samples)"
+            )
             logger.error("warning %s failed: %s", name, reason)
             playback.finished(language, "failed", reason)
         else:
             playback.finished(language, "played")
             logger.info("warning %s played (%.2f s of %.2f s)", name, lasted, expected)
+        return stalled
 
     def _started(self, name: str) -> None:
         hook = self.on_started
