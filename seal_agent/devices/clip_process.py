@@ -21,6 +21,8 @@ class ClipProcess:
     """One clip player process, ready to play ``files`` by their index."""
 
     def __init__(self, files: Sequence[Path]) -> None:
+        #: The ALSA configuration it runs with (ALSA reads ``ALSA_CONFIG_PATH`` when it opens a device).
+        self.alsa_config = os.environ.get("ALSA_CONFIG_PATH")
         self._process = subprocess.Popen(
             [sys.executable, "-I", clip_player.__file__, *map(str, files)],
             stdin=subprocess.PIPE,

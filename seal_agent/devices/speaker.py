@@ -5,6 +5,7 @@ own (:mod:`seal_agent.devices.clip_player`); errors are logged and reported in t
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import wave
@@ -62,7 +63,7 @@ class WarningSpeaker:
     without a stop is ``failed`` (the reason gives the measured and expected durations).
 
     The clips play in a :mod:`~seal_agent.devices.clip_player` process, started with the speaker and kept ready
-    (``ALSA_CONFIG_PATH`` must be set before the speaker is built), so that a device that blocks holds only that
+    (started again if ``ALSA_CONFIG_PATH`` has changed since), so that a device that blocks holds only that
     process: simpleaudio opens the device holding the interpreter's lock (in the agent, an open that blocks froze
     every thread), and its thread cannot be stopped while a write blocks. A device that stops taking samples without
     an error would have held the warning for good, and every later one would have been ``busy``. So each clip has a
@@ -183,10 +184,11 @@ class WarningSpeaker:
             return len(self._stalled)
 
     def _player_ready(self) -> ClipProcess | None:
-        """The player for the next clip: the one kept ready, or a new one if it is gone (None if none can start)."""
+        """The player for the next clip: the one kept ready, or a new one if it is gone or ``ALSA_CONFIG_PATH``
+        changed since it started (None if none can start)."""
         with self._lock:
             player = self._player
-            if player is None or not player.alive:
+            if player is None or not player.alive or player.alsa_config != os.environ.get("ALSA_CONFIG_PATH"):
                 if player is not None:
                     player.close()
                 try:
