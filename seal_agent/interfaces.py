@@ -73,10 +73,20 @@ class WarningPlayback:
 
     def end(self) -> None:
         """Playback is over: every language still ``queued`` or ``playing`` becomes ``stopped``."""
+        self._end("stopped", None)
+
+    def give_up(self, reason: str) -> None:
+        """The speaker never ended this playback (a thread stuck in the device): it is over, and every language still
+        ``queued`` or ``playing`` is ``failed`` for ``reason``. What the speaker reports later is ignored."""
+        self._end("failed", reason)
+
+    def _end(self, unfinished: str, reason: str | None) -> None:
         with self._cond:
+            if self._ended:
+                return
             for lang, (result, _) in self._results.items():
                 if result in ("queued", "playing"):
-                    self._results[lang] = ("stopped", None)
+                    self._results[lang] = (unfinished, reason)
             self._ended = True
             self._cond.notify_all()
             callbacks, self._on_end = self._on_end, []
@@ -136,6 +146,8 @@ class WarningPlayback:
 
     def _set(self, language: str, result: str, reason: str | None) -> None:
         with self._cond:
+            if self._ended:  # given up: what it said is final
+                return
             self._results[language] = (result, reason)
             self._cond.notify_all()
 

@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.behaviour.clock import SystemClock
+from seal_agent.behaviour.clock import SystemClock, guarded, ignore
+from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
@@ -96,6 +97,7 @@ class SealAgent:
         self._lid_open = False  # what the tamper switch's edges (or its level check) said last
         self._motion_level = LevelCheck(lambda: motion.is_active, self._clock)
         self._tamper_level = LevelCheck(lambda: bool(tamper and tamper.is_active), self._clock)
+        self._deferred: DeferredWarning | None = None  # the warning a cool-down deferred for the present intrusion
         # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
         self._lock = threading.RLock()
         # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
@@ -123,11 +125,18 @@ class SealAgent:
             {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health()},
             late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
-        self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
+        # The sensors' callbacks run on their library's thread: a failure is logged there, never raised into it.
+        self._motion.set_handlers(
+            on_start=lambda: guarded("motion start", self._motion_started),
+            on_end=lambda: guarded("motion end", self._motion_ended),
+        )
         if self._tamper is not None:
-            self._tamper.set_handlers(on_start=self._on_tamper_open, on_end=self._on_tamper_closed)
+            self._tamper.set_handlers(
+                on_start=lambda: guarded("tamper", self._tamper_opened),
+                on_end=lambda: guarded("tamper closed", self._tamper_closed),
+            )
             if self._tamper.is_active:
-                _guarded("tamper at start", lambda: self._tamper_opened(at_start=True))
+                guarded("tamper at start", lambda: self._tamper_opened(at_start=True))
         self._timer = threading.Thread(target=self._run_timer, name="seal-agent-timer", daemon=True)
         self._timer.start()
         logger.info(
@@ -143,9 +152,9 @@ class SealAgent:
 
         The caller stops the delivery and closes the sensors, the camera, the speaker and the publisher it created.
         """
-        self._motion.set_handlers(on_start=_ignore, on_end=_ignore)
+        self._motion.set_handlers(on_start=ignore, on_end=ignore)
         if self._tamper is not None:
-            self._tamper.set_handlers(on_start=_ignore, on_end=_ignore)
+            self._tamper.set_handlers(on_start=ignore, on_end=ignore)
         self._stopping.set()
         self._wake.set()
         timer, self._timer = self._timer, None
@@ -205,6 +214,13 @@ class SealAgent:
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
         self._policy.reset()
+        self._settle_deferred(WarningStart("suppressed_disarmed"))
+
+    def _settle_deferred(self, start: WarningStart) -> None:
+        """What became of the warning a cool-down deferred, if one is pending (under the lock)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.decided(start)
 
     def test_warning(self) -> WarningStart:
         """Play the warning now, armed or not (a court's ``test_warning``): ``started``, ``busy`` or ``failed``."""
@@ -268,18 +284,6 @@ class SealAgent:
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 
-    def _on_motion_start(self) -> None:
-        _guarded("motion start", self._motion_started)
-
-    def _on_motion_end(self) -> None:
-        _guarded("motion end", self._motion_ended)
-
-    def _on_tamper_open(self) -> None:
-        _guarded("tamper", self._tamper_opened)
-
-    def _on_tamper_closed(self) -> None:
-        _guarded("tamper closed", self._tamper_closed)
-
     def _motion_started(self, caught: Caught | None = None) -> None:
         """A presence began: at its edge, or ``caught`` by the level check (then stamped when caught, saying so)."""
         # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
@@ -291,13 +295,15 @@ class SealAgent:
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
+            # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
+            deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
             self._respond.intrusion(
                 now,
                 armed=armed,
                 wanted=wanted,
                 on_not_seen=self._cancel_warning,
                 while_armed=self._while_armed,
-                on_recorded=self._intrusion_recorded,
+                on_recorded=lambda stored: self._intrusion_recorded(stored, deferred),
                 wall=wall,
                 **({} if caught is None else caught.payload()),
             )
@@ -307,11 +313,13 @@ class SealAgent:
         with self._lock:
             return action() if self._armed else None
 
-    def _intrusion_recorded(self, stored: StoredEvent) -> None:
+    def _intrusion_recorded(self, stored: StoredEvent, deferred: DeferredWarning | None) -> None:
+        if deferred is not None:
+            deferred.recorded(stored.seq)
         self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
         hook = self.when_intrusion
         if hook is not None:
-            _guarded("when_intrusion", lambda: hook(stored))
+            guarded("when_intrusion", lambda: hook(stored))
 
     def _cancel_warning(self) -> None:
         with self._lock:
@@ -324,6 +332,7 @@ class SealAgent:
                 return
             self._present = False
             self._policy.motion_ended(self._clock.monotonic())
+            self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
         logger.info("presence ended")
 
     def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
@@ -345,7 +354,7 @@ class SealAgent:
 
     def _run_timer(self) -> None:
         while not self._stopping.is_set():
-            _guarded("timer", self._tick)
+            guarded("timer", self._tick)
             with self._lock:
                 deadline = min(self._next_heartbeat, self._policy.next_due() or float("inf"))
             timeout = min(RECONCILE_S, max(0.0, deadline - self._clock.monotonic()))
@@ -357,7 +366,7 @@ class SealAgent:
         self._catch_missed_edges(now)
         with self._lock:
             if self._armed and self._policy.due(now):
-                self._respond.play_warning()
+                self._settle_deferred(self._respond.play_warning())  # a repeat, or the warning a cool-down deferred
             beat = now >= self._next_heartbeat
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s
@@ -383,15 +392,3 @@ class SealAgent:
         if caught is not None:
             logger.warning("tamper switch reads %s but its edge was missed", "open" if caught.active else "closed")
             (self._tamper_opened if caught.active else self._tamper_closed)(caught=caught)
-
-
-def _ignore() -> None:
-    pass
-
-
-def _guarded(what: str, action: Callable[[], None]) -> None:
-    """Run a callback body at the top of a foreign thread: log any failure with its traceback, never raise."""
-    try:
-        action()
-    except Exception:
-        logger.exception("%s handler failed", what)

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.errors import EventLost, OutboxError
-from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence, WarningPlayback
+from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
@@ -184,24 +185,21 @@ class TriggerResponder:
         return start
 
     def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
-        """If the event ``trigger_seq`` recorded ``start``'s warning as ``started``, record ``warning_result`` for
-        it once the warning is over (on a follow-up thread)."""
-        playback = start.playback
+        """If the event ``trigger_seq`` recorded ``start``'s warning as ``started`` (or ``deferred_cooldown``: see
+        :mod:`seal_agent.behaviour.deferred`), record ``warning_result`` for it once it is over (on a follow-up
+        thread)."""
         # Decided by what the event said, not by whether playback is over now: a warning that ended between the
         # event's commit and this call still owes the event its warning_result.
-        if playback is not None and start.promised_result:
-            self._helper("seal-warning-result", lambda: self._warning_result(playback, trigger, trigger_seq))
+        if start.promised_result:
+            self._helper("seal-warning-result", lambda: self._warning_result(start, trigger, trigger_seq))
 
-    def _warning_result(self, playback: WarningPlayback, trigger: str, trigger_seq: int) -> None:
-        if not playback.wait_ended(WARNING_END_MAX_S):
-            logger.error("the warning of %s seq=%d did not end; no warning_result", trigger, trigger_seq)
-            return
-        details = {
-            "trigger": trigger,
-            "trigger_seq": trigger_seq,
-            "warning": playback.state,
-            "warning_languages": playback.languages(),
-        }
+    def _warning_result(self, start: WarningStart, trigger: str, trigger_seq: int) -> None:
+        playback = start.playback
+        if playback is not None and not playback.wait_ended(WARNING_END_MAX_S):  # recorded failed, not only logged
+            logger.error("the warning of %s seq=%d did not end in %.0f s", trigger, trigger_seq, WARNING_END_MAX_S)
+            playback.give_up(f"the warning did not end within {WARNING_END_MAX_S:.0f} s (the speaker hung)")
+        warning, languages = (start.result, []) if playback is None else playback.outcome()
+        details = {"trigger": trigger, "trigger_seq": trigger_seq, "warning": warning, "warning_languages": languages}
         self._record(EventType.WARNING_RESULT, details)
 
     def intrusion(
@@ -236,7 +234,7 @@ class TriggerResponder:
         elif wanted:
             start = self.play_warning()
         else:
-            start = WarningStart("suppressed_cooldown" if armed else "suppressed_disarmed")
+            start = WarningStart(DEFERRED_COOLDOWN if armed else "suppressed_disarmed")  # the policy deferred it
         if start.result != PENDING_CONFIRMATION:
             trigger.decided.set()
 

@@ -70,6 +70,7 @@ WARNING_WORDS: dict[str, tuple[str, str]] = {
     "started": ("警告已开始播放", "warning started"),
     "suppressed_disarmed": ("未警告（已撤防）", "no warning (disarmed)"),
     "suppressed_cooldown": ("未警告（冷却期内）", "no warning (cool-down)"),
+    "deferred_cooldown": ("冷却期内，警告推迟至冷却期结束", "warning deferred to the end of the cool-down"),
     "suppressed_not_seen": ("未警告（摄像头未见人）", "no warning (camera saw no one)"),
     "pending_confirmation": ("待摄像头确认后决定是否警告", "warning awaiting the camera's confirmation"),
 }
@@ -144,7 +145,8 @@ def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def outcome_words(result: Mapping[str, Any] | None) -> tuple[str, str]:
-    """The outcome a ``warning_result`` event reported for a warning that had ``started``."""
+    """The outcome a ``warning_result`` event reported for a warning that had ``started`` (or was
+    ``deferred_cooldown``)."""
     if result is None:
         return "结果：未收到 warning_result 事件", "outcome: no warning_result event received"
     words = warning_words(result) or ("结果不明", "outcome unknown")
