@@ -40,7 +40,16 @@ id seal >/dev/null 2>&1 || useradd --system --home-dir "$STATE_DIR" --shell /usr
 usermod -a -G gpio,audio,video seal
 
 mkdir -p "$PREFIX" "$CONF_DIR" "$STATE_DIR"
-rsync -a --delete --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"/
+# root owns the installation and nobody else may write in it: systemd runs its .venv and plays its sounds, and the
+# README runs its seal-agent with sudo. rsync -a alone kept the checkout's owner (the account that cloned), who could
+# then swap the warning WAVs or put a .venv of its own in place.
+rsync -a --delete --chown=root:root --chmod=go-w --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"/
+chown root:root "$PREFIX"; chmod go-w "$PREFIX"
+foreign=$(find "$PREFIX/.venv" \( ! -user root -o \( -perm /022 ! -type l \) \) -print -quit 2>/dev/null || true)
+if [ -n "$foreign" ]; then
+  echo "install.sh: $PREFIX/.venv holds files not root's or writable by others: made again" >&2
+  rm -rf "$PREFIX/.venv"
+fi
 # --system-site-packages: gpiozero reaches the GPIO through Debian's python3-lgpio (the only pin library that
 # drives a Pi 5; it works on a Pi 4 too).
 [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/.venv"
@@ -66,8 +75,8 @@ echo
 echo "1. Enrol this seal on the court server with its public key:"
 echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config server.toml"
 echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
-echo "   $CONF_DIR/ca.pem (or set tls_ca_file = \"\" on a trusted network); paste the court's command key"
-echo "   (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
+echo "   $CONF_DIR/ca.pem (TLS is required: the seal refuses plain TCP to a broker elsewhere); paste the court's"
+echo "   command key (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
 echo "3. Check and start:"
 echo "     sudo $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
 if "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then

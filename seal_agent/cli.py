@@ -23,7 +23,7 @@ from types import FrameType
 from typing import NoReturn, TextIO
 
 from seal_agent import __version__
-from seal_agent.config import AgentConfig, check_camera, check_files, load_config
+from seal_agent.config import AgentConfig, check_camera, check_files, load_config, plaintext_warning
 from seal_agent.errors import ConfigError, SealAgentError
 from seal_agent.runtime import SealRuntime, keygen
 from seal_protocol.signing import public_key_b64
@@ -168,6 +168,7 @@ def _check_config_file(args: argparse.Namespace) -> Path:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    _warn_plaintext(config)
     problems = check_files(config) + check_camera(config)
     if problems:
         _print_problems(problems)
@@ -262,10 +263,16 @@ def _run_until_stopped(
 
 def _load_checked(path: Path) -> AgentConfig:
     config = load_config(path)
+    _warn_plaintext(config)
     problems = check_files(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _warn_plaintext(config: AgentConfig) -> None:
+    if (warning := plaintext_warning(config)) is not None:
+        logger.warning("%s", warning)
 
 
 def _stop_on_signals() -> threading.Event:

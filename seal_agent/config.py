@@ -7,6 +7,7 @@ both start it from the installation directory). Every problem is reported with t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -69,7 +70,44 @@ class MqttConfig(_Section):
         "failure up to this, with random jitter; a broker that is back is reached again within this long.",
     )
     tls_ca_file: OptionalPath = Field(
-        None, description="CA certificate (PEM) of the broker; when set, the connection uses TLS. Empty: plain TCP."
+        None,
+        description="CA certificate (PEM) of the broker; when set, the connection uses TLS. Empty: plain TCP, "
+        "refused for a broker that is not on this machine (127.0.0.1, ::1, localhost) unless allow_plaintext.",
+    )
+    allow_plaintext: bool = Field(
+        False,
+        description="Let the seal talk plain TCP to a broker elsewhere (its password and every event readable and "
+        "alterable on the way; a warning at every start). Only for a test bench, never for a sealed site.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_unless_local(self) -> MqttConfig:
+        if self.tls_ca_file is None and not self.allow_plaintext and not is_loopback(self.host):
+            raise ValueError(
+                f"tls_ca_file is empty, so the seal would send its password and events in plain text to {self.host}: "
+                "set tls_ca_file to the court's CA certificate (or allow_plaintext = true, for a test bench only)"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for a broker on this machine: ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_warning(config: AgentConfig) -> str | None:
+    """The warning logged at every start (and by ``check-config``) of a seal allowed plain TCP to a remote broker."""
+    mqtt = config.mqtt
+    if mqtt.tls_ca_file is not None or is_loopback(mqtt.host):
+        return None
+    return (
+        f"mqtt.allow_plaintext: PLAIN TCP to {mqtt.host}:{mqtt.port} — the seal's MQTT password and every event, "
+        "command and receipt can be read and altered on the network; set mqtt.tls_ca_file"
     )
 
 
@@ -221,7 +259,7 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        problems.append(f"{key}: {err['msg']}")
+        problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
     return problems
 
 

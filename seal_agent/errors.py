@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SealAgentError(Exception):
     """Base class of every error raised by ``seal_agent``."""
@@ -80,3 +82,12 @@ class InvalidSnapshotHash(SealAgentError, ValueError):
 
 class SnapshotNotFound(SealAgentError, KeyError):
     """No stored snapshot has this hash."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short reason for a failure, as a signed event states it: ``ENOSPC: No space left on device`` for an
+    ``OSError`` with an errno, else the exception's type and text."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is not None and code in errno.errorcode:
+        return f"{errno.errorcode[code]}: {getattr(exc, 'strerror', None) or exc}"
+    return f"{type(exc).__name__}: {exc}"[:200]

@@ -73,10 +73,20 @@ class WarningPlayback:
 
     def end(self) -> None:
         """Playback is over: every language still ``queued`` or ``playing`` becomes ``stopped``."""
+        self._end("stopped", None)
+
+    def give_up(self, reason: str) -> None:
+        """The speaker never ended this playback (a thread stuck in the device): it is over, and every language still
+        ``queued`` or ``playing`` is ``failed`` for ``reason``. What the speaker reports later is ignored."""
+        self._end("failed", reason)
+
+    def _end(self, unfinished: str, reason: str | None) -> None:
         with self._cond:
+            if self._ended:
+                return
             for lang, (result, _) in self._results.items():
                 if result in ("queued", "playing"):
-                    self._results[lang] = ("stopped", None)
+                    self._results[lang] = (unfinished, reason)
             self._ended = True
             self._cond.notify_all()
             callbacks, self._on_end = self._on_end, []
@@ -136,6 +146,8 @@ class WarningPlayback:
 
     def _set(self, language: str, result: str, reason: str | None) -> None:
         with self._cond:
+            if self._ended:  # given up: what it said is final
+                return
             self._results[language] = (result, reason)
             self._cond.notify_all()
 
@@ -199,8 +211,9 @@ class TriggerEvidence(Protocol):
     def hashes(self) -> list[str]:
         """SHA-256 (hex) of the snapshots that existed at the trigger, oldest first; listed in the trigger's event."""
 
-    def keep(self) -> None:
-        """Store and queue those snapshots for sending (call it once the event that lists them is committed)."""
+    def keep(self) -> list[dict[str, str]]:
+        """Store and queue those snapshots for sending (call it once the event that lists them is committed); those
+        that could not be stored, as ``{"sha256", "reason"}``, oldest first."""
 
     def wait_later(self) -> list[str]:
         """Block (bounded by the burst's deadline) until the post-trigger snapshots are in; their hashes."""
@@ -224,8 +237,10 @@ class EvidenceCamera(Protocol):
     def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
         """``seen``, ``not_seen`` or ``unknown`` for frames in ``[t0, t1]``, waiting at most ``timeout``."""
 
-    def snapshot_now(self) -> str | None:
-        """Store and queue the latest frame; its hash, or None if there is no frame."""
+    def snapshot_now(self) -> dict[str, Any]:
+        """Store and queue the current frame: the ``snapshot`` command's answer (``result`` ``taken`` with
+        ``snapshot``, ``camera_lost``, ``no_frame`` or ``store_failed`` with ``reason``; ``camera``;
+        ``frame_age_ms``)."""
 
 
 class Clock(Protocol):

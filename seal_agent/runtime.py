@@ -21,6 +21,7 @@ from seal_agent.behaviour.seal import SealAgent, SystemClock
 from seal_agent.behaviour.triggers import CameraPolicy
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
+from seal_agent.errors import failure_reason
 from seal_agent.interfaces import Clock, Speaker
 from seal_protocol import EventType
 from seal_protocol.signing import SigningKey
@@ -135,11 +136,13 @@ class SealRuntime:
         from seal_agent.journal.snapshot_store import SnapshotStore
 
         directory = self.config.snapshot_dir
+        self.camera_unavailable: str | None = None  # why a configured camera is not used (signed: camera_reason)
         try:
             store = SnapshotStore(directory, self.config.camera.snapshot_quota_bytes)
             spool = SnapshotSpool(store, self.recorder)
         except OSError as exc:
             logger.error("snapshot store %s cannot be used (%s): no snapshot is stored or sent", directory, exc)
+            self.camera_unavailable = f"snapshot store: {failure_reason(exc)}"
             return None
         if not self.config.camera.enabled and spool.depth():
             logger.warning("no camera configured: the %d snapshot(s) queued before are still delivered", spool.depth())
@@ -168,6 +171,7 @@ class SealRuntime:
             self.camera = SealCamera(monitor, self.spool)
         except (CameraError, OSError) as exc:
             logger.error("camera %r cannot be used (%s); the seal runs without it", config.source, exc)
+            self.camera_unavailable = failure_reason(exc)
 
     def _build_agent(self) -> SealAgent:
         config = self.config
@@ -188,6 +192,7 @@ class SealRuntime:
                 motion_window_s=config.camera.motion_window_s,
             ),
             tamper=self.tamper,
+            camera_unavailable=self.camera_unavailable if config.camera.enabled else None,
         )
 
     @staticmethod

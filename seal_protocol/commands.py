@@ -3,7 +3,10 @@
 A seal pins the server's public key from its configuration and refuses a command that is unsigned, wrongly signed,
 addressed to another device or issued for another case than the one it guards, expired, or replayed (its
 ``command_id`` not above the last accepted one). It answers every command with a signed ``command_ack`` or
-``command_rejected`` event naming the ``command_id``.
+``command_rejected`` event. A refusal names the ``command_id`` only when the command's signature verified: bytes
+refused as ``malformed``, ``unsigned`` or ``bad_signature`` were signed by no court key, so the id they claim is
+nobody's word; the refusal then names it ``claimed_command_id``, with the SHA-256 of the refused bytes
+(:func:`refusal_payload`), and the court settles no command with it (:data:`UNVERIFIED_REASONS`).
 
 The case matters because a seal moves between cases: the court ends a binding's pending commands when the seal is
 moved, but a command the broker already took for the seal's persistent session still reaches it afterwards. Its
@@ -12,6 +15,7 @@ signed ``case_no`` lets the seal tell a disarm decided for its old case from one
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -60,7 +64,7 @@ COMMAND_RESULTS: dict[CommandAction, tuple[str, ...]] = {
     CommandAction.DISARM: ("disarmed", "already_disarmed"),
     CommandAction.ARM: ("armed", "already_armed"),
     CommandAction.TEST_WARNING: ("started", "played", "failed", "stopped", "busy"),
-    CommandAction.SNAPSHOT: ("taken", "no_frame", "no_camera"),
+    CommandAction.SNAPSHOT: ("taken", "no_frame", "camera_lost", "store_failed", "no_camera", "camera_unavailable"),
     CommandAction.PING: ("pong",),
 }
 
@@ -76,6 +80,11 @@ class RejectReason(StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REPLAYED = "replayed"
+
+
+#: Refusals decided before the command's signature verified: they name no ``command_id`` (bytes no court key signed
+#: may claim any id), and no command is settled by them, whatever fields a seal puts in.
+UNVERIFIED_REASONS = frozenset({RejectReason.MALFORMED, RejectReason.UNSIGNED, RejectReason.BAD_SIGNATURE})
 
 
 class Command(BaseModel):
@@ -135,12 +144,42 @@ def encode_command(command: Command) -> bytes:
 
 
 class CommandRefused(InvalidEnvelope):
-    """A command the seal must not execute; ``reason`` says why and ``command_id`` is known when it parsed."""
+    """A command the seal must not execute; ``reason`` says why. ``command_id`` is set only when the command's
+    signature verified (the court's word); ``claimed_command_id`` is the id the bytes claim, if one could be read."""
 
-    def __init__(self, reason: RejectReason, detail: str, command_id: int | None = None) -> None:
+    def __init__(
+        self, reason: RejectReason, detail: str, command_id: int | None = None, *, claimed: int | None = None
+    ) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.command_id = command_id
+        self.claimed_command_id = command_id if command_id is not None else claimed
+
+
+def refusal_payload(refused: CommandRefused, data: bytes, detail: str) -> dict[str, Any]:
+    """The ``command_rejected`` payload for ``refused`` of the received ``data``: ``command_id`` only after the
+    signature verified; else ``command_id`` null, ``claimed_command_id`` (or null) and ``sha256`` of ``data``."""
+    if refused.reason not in UNVERIFIED_REASONS and refused.command_id is not None:
+        return {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail}
+    return {
+        "command_id": None,
+        "claimed_command_id": refused.claimed_command_id,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "reason": refused.reason.value,
+        "detail": detail,
+    }
+
+
+def _claimed_id(data: bytes) -> int | None:
+    """The ``command_id`` that bytes refused as malformed claim, if it can be read; nobody's word."""
+    try:
+        body = loads_wire_json(data)
+    except InvalidEnvelope:
+        return None
+    claimed = body.get("command_id") if isinstance(body, dict) else None
+    if isinstance(claimed, int) and not isinstance(claimed, bool) and 1 <= claimed <= MAX_SAFE_INTEGER:
+        return claimed
+    return None
 
 
 def check_command(
@@ -163,16 +202,16 @@ def check_command(
     try:
         command = Command.model_validate(check_exact_fields(loads_wire_json(data), _WIRE_TYPES, what="command"))
     except (InvalidEnvelope, ValidationError) as exc:
-        raise CommandRefused(RejectReason.MALFORMED, str(exc).splitlines()[0]) from None
-    cid = command.command_id
+        raise CommandRefused(RejectReason.MALFORMED, str(exc).splitlines()[0], claimed=_claimed_id(data)) from None
+    cid = command.command_id  # only claimed until the signature verifies
     if command.sig is None:
-        raise CommandRefused(RejectReason.UNSIGNED, "command carries no signature", cid)
+        raise CommandRefused(RejectReason.UNSIGNED, "command carries no signature", claimed=cid)
     if encode_command(command) != data:
-        raise CommandRefused(RejectReason.MALFORMED, "not the canonical encoding of the command", cid)
+        raise CommandRefused(RejectReason.MALFORMED, "not the canonical encoding of the command", claimed=cid)
     try:
         verify_bytes(server_key, command.signing_bytes(), command.sig)
     except SignatureError:
-        raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", cid) from None
+        raise CommandRefused(RejectReason.BAD_SIGNATURE, "not signed by the pinned court key", claimed=cid) from None
     if command.device_id != device_id:
         raise CommandRefused(RejectReason.WRONG_DEVICE, f"addressed to {command.device_id}", cid)
     # The replay first: a command this seal carried out, delivered again (its acknowledgement not yet taken by the

@@ -16,6 +16,7 @@ from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit
 from server.api.docs import add_docs
 from server.api.removal_requests import UPLOAD_PATH, upload_limit
+from server.auth.client_address import ProxyWarnings
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from server.commands.dispatcher import CommandDispatcher
 from server.commands.keys import CourtKey
@@ -175,6 +176,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
     app.include_router(web_router)
     app.add_exception_handler(StarletteHTTPException, page_not_found)  # a browser's unknown URL: the 404 page
     app.state.live = hub
+    app.state.proxy_warnings = ProxyWarnings()  # a proxy not configured as it must be: said once per peer
     add_docs(app)
     uploads = upload_limit(settings.removal)
     app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, uploads), (PORTAL_UPLOAD_PATH, uploads)])

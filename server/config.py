@@ -108,9 +108,11 @@ class MqttSettings(BaseModel):
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9_-]+$",
-        description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>/seal/v1/+/... so that "
-        "several ingest processes (`seal-server ingest --workers N`, or one per machine) split the stream, each "
-        "message going to one of them. Absent: a plain subscription (one ingest takes every message). Retained "
+        description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>-<suffix>/seal/v1/+/"
+        "... so that several ingest processes (`seal-server ingest --workers N`, or one per machine) split the "
+        "stream, each message going to one of them. The suffix is derived from the password (the same in every "
+        "worker): Mosquitto lets any account join any group, and a seal in the court's group would take, and lose, "
+        "a share of every seal's messages. Absent: a plain subscription (one ingest takes every message). Retained "
         "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes. Empty: absent.",
     )
     gap_wait_s: float = Field(

@@ -18,15 +18,19 @@ class HttpSettings(BaseModel):
     trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
         (),
         max_length=64,
-        description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For is believed: a request "
-        "from one of them is the right-most address of that header that is not one of them. Empty (the default): "
-        "the client is the socket's peer and X-Forwarded-For is ignored.",
+        description="Reverse proxies (their exact IP addresses, or CIDR networks) whose X-Forwarded-For is "
+        "believed: a request from one of them is the right-most address of that header that is not one of them; "
+        "one that names no such address (the proxy does not append it) has an unknown client, who may not sign in "
+        "nor read /metrics (a warning is logged). Empty (the default): the client is the socket's peer, and a "
+        "request with forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP) has an unknown client. See "
+        "docs/deploy.md.",
     )
     metrics_from: tuple[IPvAnyNetwork, ...] = Field(
         (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
         max_length=64,
         description="Networks (IP addresses or CIDR networks) whose clients may read /metrics (Prometheus), the "
-        "client being what trusted_proxies makes of the request; any other client gets 404. Default: this machine "
+        "client being what trusted_proxies makes of the request; any other client, or an unknown one, gets 404. "
+        "Default: this machine "
         "only — the counts (seals online, messages refused) are the court's, not the public's.",
     )
 

@@ -3,7 +3,9 @@
 The rule for every command that reaches the seal's ``cmd`` topic:
 
 * :func:`seal_protocol.commands.check_command` decides; a refusal records ``command_rejected``
-  ``{command_id, reason, detail}`` (``command_id`` is null when the command could not be read). A command
+  ``{command_id, reason, detail}`` (:func:`~seal_protocol.commands.refusal_payload`). ``command_id`` is the court's
+  only once the command's signature verified: a ``malformed``, ``unsigned`` or ``bad_signature`` refusal names no
+  ``command_id`` (null) but the ``claimed_command_id`` of bytes no court key signed and their ``sha256``. A command
   issued for another case than the configured ``case_no`` (one decided before the seal was moved, delivered late
   from the broker's session) is refused as ``wrong_case``; spellings of one number (one canonical form) are one
   case.
@@ -57,7 +59,14 @@ from seal_agent.errors import EventLost, OutboxError, SealStopping
 from seal_agent.interfaces import Clock
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
-from seal_protocol.commands import Command, CommandAction, CommandRefused, RejectReason, check_command
+from seal_protocol.commands import (
+    Command,
+    CommandAction,
+    CommandRefused,
+    RejectReason,
+    check_command,
+    refusal_payload,
+)
 from seal_protocol.signing import SigningKey, VerifyKey
 
 logger = logging.getLogger(__name__)
@@ -142,7 +151,7 @@ class CommandDesk:
                     return
                 done = self._unanswered.get(refused.command_id or 0)
                 if done is None or refused.reason not in _OBEYED_REFUSALS:
-                    self._reject(refused)
+                    self._reject(refused, data)
                     return
                 logger.info("court command %s again: carried out, now answered", refused.command_id)
                 self._answer(refused.command_id or 0, done)
@@ -210,18 +219,17 @@ class CommandDesk:
         except OutboxError as exc:  # this process still knows it; a restart may answer an arm/disarm once more
             logger.warning("cannot record court command %d as the last accepted one (%s)", command_id, exc)
 
-    def _reject(self, refused: CommandRefused) -> None:
+    def _reject(self, refused: CommandRefused, data: bytes) -> None:
         detail = str(refused).split(": ", 1)[-1]
         if self._server_key is None and refused.reason is RejectReason.BAD_SIGNATURE:
             detail = "no court public key is configured on this seal ([commands] server_public_key)"
-        logger.warning("court command %s refused: %s (%s)", refused.command_id, refused.reason.value, detail)
+        payload = refusal_payload(refused, data, detail)
+        named = payload["command_id"] if payload["command_id"] is not None else f"claiming {refused.claimed_command_id}"
+        logger.warning("court command %s refused: %s (%s)", named, refused.reason.value, detail)
         try:
-            self._recorder.record(
-                EventType.COMMAND_REJECTED,
-                {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail},
-            )
+            self._recorder.record(EventType.COMMAND_REJECTED, payload)
         except EventLost as lost:  # its event_lost stands in its place: the refusal does not hold up later commands
-            logger.error("the refusal of court command %s can never be recorded: %s", refused.command_id, lost)
+            logger.error("the refusal of court command %s can never be recorded: %s", named, lost)
 
     def _disarm(self, command: Command) -> dict[str, Any]:
         changed = self._agent.disarm(f"court command {command.command_id}", by=command.command_id)
@@ -236,10 +244,7 @@ class CommandDesk:
         return {}  # the answer settles it
 
     def _snapshot(self, command: Command) -> dict[str, Any]:
-        if self._agent.camera_state == "none":
-            return {"result": "no_camera", "snapshot": None}
-        sha = self._agent.snapshot_now()
-        return {"result": "taken" if sha else "no_frame", "snapshot": sha}
+        return self._agent.snapshot_now()  # says whether the frame was current and stored, and the camera's state
 
     def _ping(self, command: Command) -> dict[str, Any]:
         return {"result": "pong", "armed": self._agent.armed, "camera": self._agent.camera_state}

@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent import __version__
+from seal_agent.behaviour.clock import SystemClock, guarded, ignore
+from seal_agent.behaviour.deferred import DeferredWarning
+from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
@@ -42,8 +43,6 @@ from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: How often the timer compares the sensor's level with the presence we believe in (a missed edge is caught).
-RECONCILE_S = 1.0
 #: How long arm or disarm wait for the events of the edges decided before them to be committed.
 SETTLE_S = 2.0
 _ARMED_SETTING = "armed"
@@ -51,16 +50,6 @@ _ARMED_SETTING = "armed"
 _CHANGED_BY_SETTING = "armed_by"
 
 __all__ = ["SealAgent", "SystemClock"]
-
-
-class SystemClock:
-    """The real clocks."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class SealAgent:
@@ -84,6 +73,7 @@ class SealAgent:
         camera: EvidenceCamera | None = None,
         camera_policy: CameraPolicy | None = None,
         tamper: Switch | None = None,
+        camera_unavailable: str | None = None,
     ) -> None:
         self.agent_version = agent_version
         self.heartbeat_s = heartbeat_s
@@ -97,10 +87,17 @@ class SealAgent:
         self._respond = TriggerResponder(
             speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy, now=self._clock.now
         )
+        # A camera configured but unusable (``camera_unavailable``: why) is signed as such, never as "none".
+        self._camera_reason = camera_unavailable if camera is None else None
+        if self._camera_reason is not None:
+            self._respond.camera_absent = "unavailable"
         self._policy = WarningPolicy(warning)
         self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
         self._present = False
-        self._mismatch_since: float | None = None
+        self._lid_open = False  # what the tamper switch's edges (or its level check) said last
+        self._motion_level = LevelCheck(lambda: motion.is_active, self._clock)
+        self._tamper_level = LevelCheck(lambda: bool(tamper and tamper.is_active), self._clock)
+        self._deferred: DeferredWarning | None = None  # the warning a cool-down deferred for the present intrusion
         # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
         self._lock = threading.RLock()
         # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
@@ -125,13 +122,21 @@ class SealAgent:
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
-            {"agent_version": self.agent_version, "armed": self._armed, "outbox_depth": self._outbox.depth()},
+            {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health()},
+            late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
-        self._motion.set_handlers(on_start=self._on_motion_start, on_end=self._on_motion_end)
+        # The sensors' callbacks run on their library's thread: a failure is logged there, never raised into it.
+        self._motion.set_handlers(
+            on_start=lambda: guarded("motion start", self._motion_started),
+            on_end=lambda: guarded("motion end", self._motion_ended),
+        )
         if self._tamper is not None:
-            self._tamper.set_handlers(on_start=self._on_tamper_open, on_end=self._on_tamper_closed)
+            self._tamper.set_handlers(
+                on_start=lambda: guarded("tamper", self._tamper_opened),
+                on_end=lambda: guarded("tamper closed", self._tamper_closed),
+            )
             if self._tamper.is_active:
-                _guarded("tamper at start", lambda: self._tamper_opened(at_start=True))
+                guarded("tamper at start", lambda: self._tamper_opened(at_start=True))
         self._timer = threading.Thread(target=self._run_timer, name="seal-agent-timer", daemon=True)
         self._timer.start()
         logger.info(
@@ -147,9 +152,9 @@ class SealAgent:
 
         The caller stops the delivery and closes the sensors, the camera, the speaker and the publisher it created.
         """
-        self._motion.set_handlers(on_start=_ignore, on_end=_ignore)
+        self._motion.set_handlers(on_start=ignore, on_end=ignore)
         if self._tamper is not None:
-            self._tamper.set_handlers(on_start=_ignore, on_end=_ignore)
+            self._tamper.set_handlers(on_start=ignore, on_end=ignore)
         self._stopping.set()
         self._wake.set()
         timer, self._timer = self._timer, None
@@ -209,6 +214,13 @@ class SealAgent:
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
         self._policy.reset()
+        self._settle_deferred(WarningStart("suppressed_disarmed"))
+
+    def _settle_deferred(self, start: WarningStart) -> None:
+        """What became of the warning a cool-down deferred, if one is pending (under the lock)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.decided(start)
 
     def test_warning(self) -> WarningStart:
         """Play the warning now, armed or not (a court's ``test_warning``): ``started``, ``busy`` or ``failed``."""
@@ -222,13 +234,23 @@ class SealAgent:
         """Wait until every trigger's event (and, with ``follow_ups``, its ``snapshot_taken``) is recorded."""
         return self._respond.wait_recorded(timeout, follow_ups=follow_ups)
 
-    def snapshot_now(self) -> str | None:
-        """Store and queue the camera's latest frame; its hash, or None without a camera or a frame."""
-        return None if self._camera is None else self._camera.snapshot_now()
+    def snapshot_now(self) -> dict[str, Any]:
+        """Store and queue the camera's current frame: the ``snapshot`` command's answer (see
+        :meth:`~seal_agent.interfaces.EvidenceCamera.snapshot_now`); ``no_camera`` or ``camera_unavailable``
+        without a camera."""
+        if self._camera is not None:
+            return self._camera.snapshot_now()
+        result = "no_camera" if self._camera_reason is None else "camera_unavailable"
+        return {"result": result, "snapshot": None, **self._camera_health()}
 
     @property
     def camera_state(self) -> str:
         return self._respond.camera_state
+
+    def _camera_health(self) -> dict[str, str]:
+        """``camera``, and ``camera_reason`` for a configured camera the seal cannot use."""
+        reason = {} if self._camera_reason is None else {"camera_reason": self._camera_reason}
+        return {"camera": self.camera_state, **reason}
 
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now. Its ``armed`` is read and recorded under the lock that :meth:`arm` and
@@ -239,51 +261,51 @@ class SealAgent:
             return self._recorder.record(
                 EventType.HEARTBEAT,
                 {
-                    "outbox_depth": self._outbox.depth(),
-                    "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
                     "uptime_s": int(self._clock.monotonic() - self._started_at),
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",
                     "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
-                    "camera": self.camera_state,
+                    **self._camera_health(),
                     "armed": self._armed,
                     "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
                     **self._respond.speaker_health.payload(),
                     **(extra or {}),
                 },
+                late=self._counts,
             )
+
+    def _counts(self) -> dict[str, int]:
+        """What waits for the court's receipt, read when the heartbeat is committed: after the events held before it
+        (a full disk), which are then counted."""
+        return {
+            "outbox_depth": self._outbox.depth(),
+            "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
+        }
 
     # -- sensor callbacks (sensor thread) ---------------------------------------------------------------------
 
-    def _on_motion_start(self) -> None:
-        _guarded("motion start", self._motion_started)
-
-    def _on_motion_end(self) -> None:
-        _guarded("motion end", self._motion_ended)
-
-    def _on_tamper_open(self) -> None:
-        _guarded("tamper", self._tamper_opened)
-
-    def _on_tamper_closed(self) -> None:
-        logger.info("enclosure closed again")
-
-    def _motion_started(self) -> None:
+    def _motion_started(self, caught: Caught | None = None) -> None:
+        """A presence began: at its edge, or ``caught`` by the level check (then stamped when caught, saying so)."""
         # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
         now, wall = self._clock.monotonic(), self._clock.now()
+        self._motion_level.saw(True)
         with self._lock:
             if self._present:
                 return
             self._present = True
             armed = self._armed
             wanted = armed and self._policy.motion_started(now)
+            # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
+            deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
             self._respond.intrusion(
                 now,
                 armed=armed,
                 wanted=wanted,
                 on_not_seen=self._cancel_warning,
                 while_armed=self._while_armed,
-                on_recorded=self._intrusion_recorded,
+                on_recorded=lambda stored: self._intrusion_recorded(stored, deferred),
                 wall=wall,
+                **({} if caught is None else caught.payload()),
             )
 
     def _while_armed(self, action: Callable[[], WarningStart]) -> WarningStart | None:
@@ -291,35 +313,48 @@ class SealAgent:
         with self._lock:
             return action() if self._armed else None
 
-    def _intrusion_recorded(self, stored: StoredEvent) -> None:
+    def _intrusion_recorded(self, stored: StoredEvent, deferred: DeferredWarning | None) -> None:
+        if deferred is not None:
+            deferred.recorded(stored.seq)
         self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
         hook = self.when_intrusion
         if hook is not None:
-            _guarded("when_intrusion", lambda: hook(stored))
+            guarded("when_intrusion", lambda: hook(stored))
 
     def _cancel_warning(self) -> None:
         with self._lock:
             self._policy.cancel()
 
-    def _motion_ended(self) -> None:
+    def _motion_ended(self, caught: Caught | None = None) -> None:
+        self._motion_level.saw(False)
         with self._lock:
             if not self._present:
                 return
             self._present = False
             self._policy.motion_ended(self._clock.monotonic())
+            self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
         logger.info("presence ended")
 
-    def _tamper_opened(self, at_start: bool = False) -> None:
-        """The enclosure was opened: warn unless disarmed (a disarmed seal is being removed); the event follows."""
+    def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
+        """The lid opened (its edge, or ``caught`` by the level check): warn unless disarmed; the event follows."""
         now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
+        self._tamper_level.saw(True)
         with self._lock:
-            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall)
+            self._lid_open = True
+            detected = {} if caught is None else caught.payload()
+            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall, **detected)
+
+    def _tamper_closed(self, caught: Caught | None = None) -> None:
+        self._tamper_level.saw(False)
+        with self._lock:
+            self._lid_open = False
+        logger.info("enclosure closed again%s", "" if caught is None else " (its edge was missed: the level says so)")
 
     # -- timer thread -----------------------------------------------------------------------------------------
 
     def _run_timer(self) -> None:
         while not self._stopping.is_set():
-            _guarded("timer", self._tick)
+            guarded("timer", self._tick)
             with self._lock:
                 deadline = min(self._next_heartbeat, self._policy.next_due() or float("inf"))
             timeout = min(RECONCILE_S, max(0.0, deadline - self._clock.monotonic()))
@@ -328,10 +363,10 @@ class SealAgent:
 
     def _tick(self) -> None:
         now = self._clock.monotonic()
-        self._catch_missed_edge(now)
+        self._catch_missed_edges(now)
         with self._lock:
             if self._armed and self._policy.due(now):
-                self._respond.play_warning()
+                self._settle_deferred(self._respond.play_warning())  # a repeat, or the warning a cool-down deferred
             beat = now >= self._next_heartbeat
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s
@@ -344,34 +379,16 @@ class SealAgent:
         try:
             self.heartbeat()
         except OutboxError as exc:
-            logger.warning(
-                "heartbeat skipped (not held: the next is due in %.0f s): the outbox refuses events: %s",
-                self.heartbeat_s,
-                exc,
-            )
+            logger.warning("heartbeat skipped (not held: the next is due in %.0f s): %s", self.heartbeat_s, exc)
 
-    def _catch_missed_edge(self, now: float) -> None:
-        """If the sensor's level disagrees with our belief for a while, an edge was lost: act on the level."""
-        if self._motion.is_active == self._present:
-            self._mismatch_since = None
-            return
-        if self._mismatch_since is None:
-            self._mismatch_since = now
-            return
-        if now - self._mismatch_since >= RECONCILE_S / 2:
-            self._mismatch_since = None
-            active = not self._present
-            logger.warning("sensor reads %s but its edge was missed; catching up", "motion" if active else "idle")
-            (self._motion_started if active else self._motion_ended)()
-
-
-def _ignore() -> None:
-    pass
-
-
-def _guarded(what: str, action: Callable[[], None]) -> None:
-    """Run a callback body at the top of a foreign thread: log any failure with its traceback, never raise."""
-    try:
-        action()
-    except Exception:
-        logger.exception("%s handler failed", what)
+    def _catch_missed_edges(self, now: float) -> None:
+        """If a sensor's level disagrees with our belief for a while, an edge was lost: act on the level, saying so
+        (:mod:`seal_agent.behaviour.levels`)."""
+        caught = self._motion_level.missed(self._present, now)
+        if caught is not None:
+            logger.warning("PIR reads %s but its edge was missed; catching up", "motion" if caught.active else "idle")
+            (self._motion_started if caught.active else self._motion_ended)(caught)
+        caught = None if self._tamper is None else self._tamper_level.missed(self._lid_open, now)
+        if caught is not None:
+            logger.warning("tamper switch reads %s but its edge was missed", "open" if caught.active else "closed")
+            (self._tamper_opened if caught.active else self._tamper_closed)(caught=caught)

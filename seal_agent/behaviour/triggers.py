@@ -12,24 +12,22 @@ waits for the camera before the event is committed:
 2. on the single trigger worker (``seal-triggers``, so events keep the order of their edges and the edge's thread
    is free for the next edge): the snapshots that exist from before the trigger are encoded and hashed in memory,
    and the signed event listing them is committed, with the verdict the camera can give *now* (frames up to the edge);
-3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published as soon as it
-   is), the post-trigger snapshots come in, and a ``snapshot_taken`` event lists them with the late motion verdict
-   (frames up to ``motion_window_s`` after the edge), the outcome of a pending confirmation (``warning``), and the
-   trigger's ``seq``;
+3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published at once), the
+   post-trigger ones come in, and a ``snapshot_taken`` event lists them with the late motion verdict (frames up to
+   ``motion_window_s`` after the edge), a pending confirmation's outcome, the trigger's ``seq`` and ``not_stored``;
 4. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
-A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts), not
-the time the worker commits it: capture, a slow commit or earlier triggers retried on a full disk delay the commit,
-never the ``ts``. Its ``seq`` follows the commit order, so a ``ts`` may be earlier than that of an event committed
-before it (e.g. a heartbeat or camera event committed while the trigger waited in the queue). An event the outbox
-refuses (a full disk) is evidence: it is kept in memory and committed again, with that time (a follow-up event: the
-time of its first attempt), until the disk has room (the worker waits, so later triggers keep their order); only a
-stop gives up. An event that can never be recorded (the outbox refuses it for a reason of its own, e.g.
-``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its
-place, and the worker goes on with the next trigger. It imports no hardware library: speaker, camera and the
-function that records an event are its arguments.
+A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts; for an
+edge the level check caught, when caught, and the event signs ``detected_by``/``not_before``), not when committed:
+capture, a slow commit or triggers retried on a full disk delay the commit, never the ``ts``. Its ``seq`` follows the
+commit order, so a ``ts`` may be earlier than that of an event committed before it. An event the outbox refuses (a
+full disk) is evidence: kept in memory and committed again, with that time (a follow-up event: its first attempt's),
+until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up. An event that
+can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built)
+is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes on with the next
+trigger. It imports no hardware library: speaker, camera and the function that records an event are its arguments.
 """
 
 from __future__ import annotations
@@ -43,17 +41,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.errors import EventLost, OutboxError
-from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence, WarningPlayback
+from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many
-#: seconds, doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk
-#: has room.
+#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many s,
+#: doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk has room.
 RECORD_RETRY_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
 
@@ -120,6 +118,7 @@ class TriggerResponder:
         self._record_once = record
         self._stopping = threading.Event()
         self._camera = camera
+        self.camera_absent = "none"  # the camera state without one: "unavailable" if one is configured but unusable
         self._policy = camera_policy or CameraPolicy()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
@@ -130,7 +129,7 @@ class TriggerResponder:
 
     @property
     def camera_state(self) -> str:
-        return "none" if self._camera is None else self._camera.state
+        return self.camera_absent if self._camera is None else self._camera.state
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -186,24 +185,21 @@ class TriggerResponder:
         return start
 
     def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
-        """If the event ``trigger_seq`` recorded ``start``'s warning as ``started``, record ``warning_result`` for
-        it once the warning is over (on a follow-up thread)."""
-        playback = start.playback
+        """If the event ``trigger_seq`` recorded ``start``'s warning as ``started`` (or ``deferred_cooldown``: see
+        :mod:`seal_agent.behaviour.deferred`), record ``warning_result`` for it once it is over (on a follow-up
+        thread)."""
         # Decided by what the event said, not by whether playback is over now: a warning that ended between the
         # event's commit and this call still owes the event its warning_result.
-        if playback is not None and start.promised_result:
-            self._helper("seal-warning-result", lambda: self._warning_result(playback, trigger, trigger_seq))
+        if start.promised_result:
+            self._helper("seal-warning-result", lambda: self._warning_result(start, trigger, trigger_seq))
 
-    def _warning_result(self, playback: WarningPlayback, trigger: str, trigger_seq: int) -> None:
-        if not playback.wait_ended(WARNING_END_MAX_S):
-            logger.error("the warning of %s seq=%d did not end; no warning_result", trigger, trigger_seq)
-            return
-        details = {
-            "trigger": trigger,
-            "trigger_seq": trigger_seq,
-            "warning": playback.state,
-            "warning_languages": playback.languages(),
-        }
+    def _warning_result(self, start: WarningStart, trigger: str, trigger_seq: int) -> None:
+        playback = start.playback
+        if playback is not None and not playback.wait_ended(WARNING_END_MAX_S):  # recorded failed, not only logged
+            logger.error("the warning of %s seq=%d did not end in %.0f s", trigger, trigger_seq, WARNING_END_MAX_S)
+            playback.give_up(f"the warning did not end within {WARNING_END_MAX_S:.0f} s (the speaker hung)")
+        warning, languages = (start.result, []) if playback is None else playback.outcome()
+        details = {"trigger": trigger, "trigger_seq": trigger_seq, "warning": warning, "warning_languages": languages}
         self._record(EventType.WARNING_RESULT, details)
 
     def intrusion(
@@ -216,13 +212,14 @@ class TriggerResponder:
         while_armed: WhileArmed,
         wall: datetime,
         on_recorded: OnRecorded | None = None,
+        **detected: Any,
     ) -> None:
         """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
         ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
-        with the committed event.
+        with the committed event; ``detected`` are signed too (an edge the level check caught, and when).
         """
         trigger = _Trigger("intrusion", now, wall)
         verdict: str | None = None
@@ -237,7 +234,7 @@ class TriggerResponder:
         elif wanted:
             start = self.play_warning()
         else:
-            start = WarningStart("suppressed_cooldown" if armed else "suppressed_disarmed")
+            start = WarningStart(DEFERRED_COOLDOWN if armed else "suppressed_disarmed")  # the policy deferred it
         if start.result != PENDING_CONFIRMATION:
             trigger.decided.set()
 
@@ -253,14 +250,14 @@ class TriggerResponder:
                 "camera_motion": verdict or self._verdict(now, late=False),
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.INTRUSION, trigger, payload, evidence)
+            stored = self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence)
             self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
             if on_recorded is not None:
                 on_recorded(stored)
 
         self._submit(commit)
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime) -> None:
+    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime, **detected: Any) -> None:
         """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
         trigger = _Trigger("tamper", now, wall)
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
@@ -278,7 +275,7 @@ class TriggerResponder:
                 "camera": self.camera_state,
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.TAMPER, trigger, payload, evidence)
+            stored = self._commit(EventType.TAMPER, trigger, {**payload, **detected}, evidence)
             self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq)
 
         self._submit(commit)
@@ -350,12 +347,13 @@ class TriggerResponder:
             trigger.decided.set()
 
     def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
-        """Store the pre-trigger snapshots, then list the post-trigger ones with the late verdict."""
-        evidence.keep()
+        """Store the pre-trigger snapshots (naming those that could not be), then list the post-trigger ones."""
+        not_stored = evidence.keep()
         later = evidence.wait_later()
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
         details: dict[str, Any] = {
             "snapshots": later,
+            "not_stored": not_stored,
             "trigger": trigger.kind,
             "trigger_seq": trigger.seq,
             "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),

@@ -10,7 +10,9 @@ most :data:`BEGIN_WAIT_S`) for the sound device to accept or refuse the first cl
 * ``played`` / ``failed`` / ``stopped``: it is already over (every clip was refused at once, or a speaker that
   plays instantly), and the event itself is the outcome;
 * ``busy``: a warning was already playing, so none was started for this trigger; ``failed`` also when the speaker
-  raised instead of starting.
+  raised instead of starting;
+* ``deferred_cooldown`` (an intrusion within the cool-down): none yet; a ``warning_result`` naming its ``seq`` follows
+  with the warning the cool-down's end played, or why none played (see :mod:`seal_agent.behaviour.deferred`).
 
 It imports no hardware library: the speaker reports into a :class:`~seal_agent.interfaces.WarningPlayback`.
 """
@@ -56,7 +58,11 @@ class WarningStart:
 
     @property
     def promised_result(self) -> bool:
-        """The event recorded the warning as ``started``: a ``warning_result`` must follow, however soon it ends."""
+        """The event recorded the warning as ``started``, or this is what became of the warning of an intrusion
+        recorded as ``deferred_cooldown`` (``settled`` set so by the report): a ``warning_result`` must follow,
+        however soon it ends."""
+        if self.settled == "deferred_cooldown":
+            return self.result != "deferred_cooldown"  # not the intrusion's own: the warning decided for it
         return self.playback is not None and self.settled == "started"
 
 

@@ -2,15 +2,18 @@
 
 Implements :class:`~seal_agent.interfaces.EvidenceCamera` for the seal's behaviour. Nothing here raises for a camera
 failure: a failure is logged and the answer is "no snapshot" or ``unknown``, because a camera must never stop the
-warning or the event.
+warning or the event. But nothing is hidden either: a snapshot a trigger's event named and the seal could not store
+is reported with the reason (:meth:`Evidence.keep`), and a snapshot command's answer says whether the frame was
+current, stored, or neither (:meth:`SealCamera.snapshot_now`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seal_agent.devices.camera import Snapshot, SnapshotBurst
+from seal_agent.errors import failure_reason
 from seal_agent.journal.snapshot_spool import SnapshotSpool
 from seal_agent.journal.snapshot_store import sha256_hex
 
@@ -44,9 +47,15 @@ class Evidence:
         self._ready = list(burst.ready)
         self.hashes = [sha256_hex(snapshot.jpeg) for snapshot in self._ready]
 
-    def keep(self) -> None:
-        for snapshot in self._ready:
-            _store(self._spool, snapshot)
+    def keep(self) -> list[dict[str, str]]:
+        """Store and queue the snapshots listed in :attr:`hashes`; those that could not be stored, as
+        ``{"sha256", "reason"}`` (the trigger's signed event named them: the follow-up event must say so)."""
+        not_stored: list[dict[str, str]] = []
+        for sha, snapshot in zip(self.hashes, self._ready, strict=True):
+            failure = _store(self._spool, snapshot)[1]
+            if failure is not None:
+                not_stored.append({"sha256": sha, "reason": failure})
+        return not_stored
 
     def wait_later(self) -> list[str]:
         burst = self._burst
@@ -92,18 +101,33 @@ class SealCamera:
             logger.exception("camera motion verdict failed")
             return "unknown"
 
-    def snapshot_now(self) -> str | None:
+    def snapshot_now(self) -> dict[str, Any]:
+        """Store and queue the camera's current frame: the ``snapshot`` command's answer (``result``: ``taken``,
+        ``camera_lost``, ``no_frame`` or ``store_failed`` with its ``reason``; ``snapshot``; the ``camera`` state;
+        ``frame_age_ms``, how old the frame was when it was taken, in whole ms). A frame older than the monitor's
+        :attr:`~seal_agent.devices.camera.CameraMonitor.fresh_s` is never offered as the current view."""
+        state = self.monitor.state
+        answer: dict[str, Any] = {"result": "no_frame", "snapshot": None, "camera": state, "frame_age_ms": None}
+        if state == "lost":
+            return answer | {"result": "camera_lost"}
         try:
             snapshot = self.monitor.latest_snapshot()
+            age = None if snapshot is None else max(0.0, self.monitor.now() - snapshot.t)
         except Exception:
             logger.exception("cannot take a snapshot")
-            return None
-        return None if snapshot is None else _store(self.spool, snapshot)
+            return answer
+        if snapshot is None or age is None:
+            return answer | {"camera": self.monitor.state}
+        sha, failure = _store(self.spool, snapshot)
+        if sha is None:
+            return answer | {"result": "store_failed", "frame_age_ms": round(age * 1000), "reason": failure}
+        return answer | {"result": "taken", "snapshot": sha, "frame_age_ms": round(age * 1000)}
 
 
-def _store(spool: SnapshotSpool, snapshot: Snapshot) -> str | None:
+def _store(spool: SnapshotSpool, snapshot: Snapshot) -> tuple[str | None, str | None]:
+    """``(hash, None)`` once stored and queued, or ``(None, reason)`` (logged)."""
     try:
-        return spool.add(snapshot.jpeg)
-    except Exception:
+        return spool.add(snapshot.jpeg), None
+    except Exception as exc:
         logger.exception("cannot store a snapshot")
-        return None
+        return None, failure_reason(exc)

@@ -1,9 +1,11 @@
-"""The spoken warning through simpleaudio (ALSA). Playback runs on its own thread; errors are logged and reported in
-the warning's :class:`~seal_agent.interfaces.WarningPlayback`, never raised."""
+"""The spoken warning through simpleaudio (ALSA). Playback runs on its own thread, and the clips in a process of their
+own (:mod:`seal_agent.devices.clip_player`); errors are logged and reported in the warning's
+:class:`~seal_agent.interfaces.WarningPlayback`, never raised."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import wave
@@ -11,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import simpleaudio
-from simpleaudio._simpleaudio import SimpleaudioError
 
+from seal_agent.devices.clip_process import ClipProcess
 from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import AudioError
 from seal_agent.interfaces import WarningPlayback
@@ -20,9 +22,22 @@ from seal_agent.interfaces import WarningPlayback
 logger = logging.getLogger(__name__)
 
 _ASOUND_CARDS = Path("/proc/asound/cards")
-#: A clip whose playback ended (without a stop) before this share of its duration did not play: simpleaudio's thread
-#: gives up silently when ALSA refuses its samples mid-play (a speaker unplugged, a device error).
-PLAYED_SHARE = 0.75
+#: How much sooner than its duration a clip's playback may end and still count as ``played``: simpleaudio drains ALSA
+#: before its play ends, so what it cannot see is only a buffer below ALSA (a pipe's 4 KiB, 46 ms, in the tests'
+#: sink) and the timing of our polling. A playback that ended sooner (without a stop) did not play the whole clip:
+#: simpleaudio's thread gives up silently when ALSA refuses its samples mid-play (a speaker unplugged, a device
+#: error), and a clip the device took only 80 % of is no warning that ``played``.
+PLAYED_SLACK_S = 0.2
+#: How long past its duration a clip may still be playing before the sound device is declared stalled (its writes
+#: block: a wedged USB speaker): the clip is ``failed`` and its process killed (see :class:`WarningSpeaker`).
+STALL_MARGIN_S = 3.0
+#: How long the clip player may take to open the device (milliseconds, usually; a fresh player's interpreter starts in
+#: well under a second, even on a Pi) before the device is declared stalled.
+OPEN_MAX_S = 5.0
+#: How many killed clip players may still be alive (stuck where a kill cannot reach, e.g. a driver's uninterruptible
+#: wait) before no new one is started: past it, a warning fails at once, so stuck processes never pile up.
+MAX_STALLED_PLAYS = 2
+_POLL_S = 0.02
 
 
 def sound_card_problem(cards_file: Path = _ASOUND_CARDS) -> str | None:
@@ -44,11 +59,22 @@ class WarningSpeaker:
     ``warning_`` and the suffix). A file that cannot be played (no sound card, device busy) is logged and reported
     as that language's ``failed`` with simpleaudio's reason; the next file is still tried. simpleaudio raises
     nothing when the device refuses the samples after it opened: its thread just ends. So a clip counts as
-    ``played`` only if its playback lasted at least :data:`PLAYED_SHARE` of its duration; one that ended sooner
+    ``played`` only if its playback lasted its whole duration (less :data:`PLAYED_SLACK_S`); one that ended sooner
     without a stop is ``failed`` (the reason gives the measured and expected durations).
 
+    The clips play in a :mod:`~seal_agent.devices.clip_player` process, started with the speaker and kept ready
+    (started again if ``ALSA_CONFIG_PATH`` has changed since), so that a device that blocks holds only that
+    process: simpleaudio opens the device holding the interpreter's lock (in the agent, an open that blocks froze
+    every thread), and its thread cannot be stopped while a write blocks. A device that stops taking samples without
+    an error would have held the warning for good, and every later one would have been ``busy``. So each clip has a
+    watchdog: still playing :data:`STALL_MARGIN_S` past its duration (or not open after :data:`OPEN_MAX_S`), it is
+    ``failed`` ("the sound device stalled"), the clips after it are ``failed`` untried, the warning is over, and the
+    player is killed (the device's handle goes with it); the next clip starts a fresh one. While
+    :data:`MAX_STALLED_PLAYS` killed players are still alive (a kill cannot reach them), a warning tries no clip and
+    fails at once, so stuck processes never pile up; once they are gone, clips are tried again.
+
     ``on_started(name)`` (optional) is called on the playback thread each time simpleaudio accepted a file's PCM
-    buffer (``play()`` returned: the ALSA device is open and simpleaudio's own thread is writing to it), e.g. to
+    buffer (the player said ``play()`` returned: the ALSA device is open and simpleaudio's thread writes to it), e.g. to
     measure or log how fast the warning starts. Its failures are logged and never stop the warning.
     """
 
@@ -65,7 +91,7 @@ class WarningSpeaker:
             languages = [path.stem.removeprefix("warning_") for path in files]
         if len(languages) != len(files) or len(set(languages)) != len(languages):
             raise AudioError(f"one distinct language per warning sound is needed, got {list(languages)}")
-        self._sounds: list[tuple[str, str, simpleaudio.WaveObject]] = []
+        self._sounds: list[tuple[Path, str, float]] = []
         for path, language in zip(files, languages, strict=True):
             try:
                 sound = simpleaudio.WaveObject.from_wave_file(str(path))
@@ -74,13 +100,16 @@ class WarningSpeaker:
             problem = unplayable(path)
             if problem is not None:  # simpleaudio would refuse it at every intrusion: refuse it now
                 raise AudioError(f"warning sound {problem}")
-            self._sounds.append((path.name, language, sound))
+            self._sounds.append((path, language, _duration_s(sound)))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._current: simpleaudio.PlayObject | None = None
+        self._current: ClipProcess | None = None  # the player while it plays a clip
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
+        self._stalled: list[ClipProcess] = []  # killed players, maybe not yet gone
+        self._player: ClipProcess | None = None  # ready for the next clip (used by the playback thread only)
+        self._player_ready()
         self.on_started = on_started
 
     @property
@@ -115,57 +144,129 @@ class WarningSpeaker:
     def close(self) -> None:
         self.stop()
         self._done.wait(5.0)
+        with self._lock:
+            player, self._player = self._player, None
+        if player is not None:
+            player.close()
 
     def _play_all(self, playback: WarningPlayback) -> None:
         """The playback thread's top level."""
         try:
-            for name, language, sound in self._sounds:
+            stuck = self._stuck_plays()
+            for index, (path, language, _) in enumerate(self._sounds):
                 if self._stop.is_set():
                     break
+                if stuck >= MAX_STALLED_PLAYS:
+                    reason = f"not tried: {stuck} killed plays are still stuck in the stalled sound device"
+                    logger.error("warning %s failed: %s", path.name, reason)
+                    playback.finished(language, "failed", reason)
+                    continue
                 try:
-                    self._play_one(playback, name, language, sound)
+                    stalled = self._play_one(playback, index)
                 except Exception as exc:  # this clip's top level: it failed (never "stopped"); the next is tried
-                    logger.exception("warning %s failed", name)
+                    logger.exception("warning %s failed", path.name)
                     playback.finished(language, "failed", f"{type(exc).__name__}: {exc}")
+                    continue
+                if stalled:  # the clips after it would stall too: they are not tried
+                    for _, later, _ in self._sounds[index + 1 :]:
+                        playback.finished(later, "failed", f"not tried: the sound device stalled on {language}")
+                    break
         finally:
             with self._lock:
                 self._current = None
             self._done.set()
             playback.end()
 
-    def _play_one(self, playback: WarningPlayback, name: str, language: str, sound: simpleaudio.WaveObject) -> None:
-        """Play one file to its end and report it; a file that cannot be played is ``failed``, never raised."""
-        try:
-            play = sound.play()
-        except SimpleaudioError as exc:
-            logger.error("cannot play warning %s: %s", name, exc)
-            playback.finished(language, "failed", str(exc))
-            return
+    def _stuck_plays(self) -> int:
+        """How many killed players are still alive (those gone are forgotten)."""
         with self._lock:
-            self._current = play
-            stopped = self._stop.is_set()  # a stop() between play() and here did not see this play
+            self._stalled = [player for player in self._stalled if player.running]
+            return len(self._stalled)
+
+    def _player_ready(self) -> ClipProcess | None:
+        """The player for the next clip: the one kept ready, or a new one if it is gone or ``ALSA_CONFIG_PATH``
+        changed since it started (None if none can start)."""
+        with self._lock:
+            player = self._player
+            if player is None or not player.alive or player.alsa_config != os.environ.get("ALSA_CONFIG_PATH"):
+                if player is not None:
+                    player.close()
+                try:
+                    player = self._player = ClipProcess([path for path, _, _ in self._sounds])
+                except OSError:
+                    logger.exception("the warning's player could not be started")
+                    player = self._player = None
+            return player
+
+    def _play_one(self, playback: WarningPlayback, index: int) -> bool:
+        """Play clip ``index`` to its end in the player process and report it; a clip that cannot be played is
+        ``failed``, never raised. True if the device stalled (the player was killed)."""
+        path, language, expected = self._sounds[index]
+        player = self._player_ready()
+        if player is None or not player.play(index):
+            playback.finished(language, "failed", "the warning's player process could not be started")
+            return False
+        with self._lock:
+            self._current = player
+            stopped = self._stop.is_set()  # a stop() before here did not see this clip
         if stopped:
-            play.stop()
-            playback.finished(language, "stopped")
-            return
+            player.stop()
         began = time.monotonic()
-        playback.playing(language)
-        self._started(name)
-        play.wait_done()
+        line = player.read_line(began + OPEN_MAX_S)
+        if line == "playing":
+            began = time.monotonic()
+            if not stopped:
+                playback.playing(language)
+                self._started(path.name)
+            deadline = began + expected + STALL_MARGIN_S
+            done = None
+            while done is None and time.monotonic() < deadline:
+                if self._stop.is_set() and not stopped:
+                    stopped = True
+                    player.stop()
+                done = player.read_line(min(deadline, time.monotonic() + 0.1))
+                if done is None and not player.alive:
+                    break
+        else:
+            done = line and player.read_line(time.monotonic() + OPEN_MAX_S)  # after "failed …": its "done"
         lasted = time.monotonic() - began
         with self._lock:
             self._current = None
-        expected = _duration_s(sound)
-        if self._stop.is_set():
+        stalled = player.alive and done != "done"
+        if stalled:
+            with self._lock:
+                self._player = None
+            if not player.kill():
+                with self._lock:
+                    self._stalled.append(player)
+            if line == "playing":
+                reason = f"the sound device stalled: still playing {lasted:.2f} s into a {expected:.2f} s clip"
+            else:
+                reason = f"the sound device stalled: not open after {OPEN_MAX_S:.0f} s"
+            logger.error("warning %s failed: %s; its player is killed", path.name, reason)
+            playback.finished(language, "failed", reason)
+        elif line is not None and line.startswith("failed"):
+            reason = line.removeprefix("failed").strip() or "the clip could not be played"
+            logger.error("cannot play warning %s: %s", path.name, reason)
+            playback.finished(language, "failed", reason)
+        elif self._stop.is_set():
             playback.finished(language, "stopped")
-            logger.info("warning %s stopped", name)
-        elif lasted < PLAYED_SHARE * expected:
-            reason = f"playback ended after {lasted:.2f} s of {expected:.2f} s (the sound device stopped taking them)"
-            logger.error("warning %s failed: %s", name, reason)
+            logger.info("warning %s stopped", path.name)
+        elif line != "playing" or done != "done":
+            reason = f"the warning's player ended (status {player.returncode}) before the clip did"
+            logger.error("warning %s failed: %s", path.name, reason)
+            playback.finished(language, "failed", reason)
+        elif lasted < expected - PLAYED_SLACK_S:
+            reason = (
+                f"playback ended after {lasted:.2f} s of {expected:.2f} s ({lasted / expected:.0%}; the sound device"
+                " stopped taking samples)"
+            )
+            logger.error("warning %s failed: %s", path.name, reason)
             playback.finished(language, "failed", reason)
         else:
             playback.finished(language, "played")
-            logger.info("warning %s played (%.2f s of %.2f s)", name, lasted, expected)
+            logger.info("warning %s played (%.2f s of %.2f s)", path.name, lasted, expected)
+        return stalled
 
     def _started(self, name: str) -> None:
         hook = self.on_started

@@ -33,6 +33,9 @@ LOST_DETAIL_CHARS = 300
 #: could carry (64 KiB) is logged whole; only one of a size no envelope holds is cut.
 LOG_PAYLOAD_CHARS = 256 * 1024
 
+#: Fields of an event read only when it is committed, after the held events before it (its ``outbox_depth``).
+LateFields = Callable[[], Mapping[str, Any]]
+
 
 class EventRecorder:
     """Builds each event with the next ``seq``, the previous event's hash and the device's signature.
@@ -57,7 +60,7 @@ class EventRecorder:
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
         self._order = threading.Lock()  # held events are committed before any later one, in their order
-        self._held: list[tuple[EventType, dict[str, Any], datetime]] = []
+        self._held: list[tuple[EventType, dict[str, Any], datetime, LateFields | None]] = []
         self._closed = False  # close() has given up what was held: nothing is held any more
         self._commits = 0  # events committed so far (under _order)
 
@@ -66,23 +69,25 @@ class EventRecorder:
         """Events the outbox refused (a full disk) that wait in memory for the next commit."""
         return len(self._held)
 
-    def record_or_hold(self, type: EventType, payload: Mapping[str, Any] | None = None) -> None:
+    def record_or_hold(
+        self, type: EventType, payload: Mapping[str, Any] | None = None, *, late: LateFields | None = None
+    ) -> None:
         """Commit one event for a thread that must not wait (the camera's, the spool's); if the outbox refuses it
         (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in memory with its time and commit it before
         the next event (a heartbeat at the latest). Never raises an OutboxError, nor an EventLost (its
-        ``event_lost`` is committed)."""
+        ``event_lost`` is committed). ``late``: as for :meth:`record`, read when it is committed."""
         at = self._clock.now()
         body = dict(payload or {})
         with self._notifying():
             try:
                 with self._order:  # held in the same turn as its try: no later event is committed in between
                     try:
-                        self._record_in_order(type, body, None, at)
+                        self._record_in_order(type, body, None, at, late)
                     except OutboxError as exc:
                         if self._closed:  # nobody will try it again: its only record is this line
                             logger.critical("%s of %s not committed after stopping (%s): %s", type.value, at, exc, body)
                             return
-                        self._held.append((type, body, at))
+                        self._held.append((type, body, at, late))
                         raise
             except OutboxError:
                 logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
@@ -96,13 +101,13 @@ class EventRecorder:
         with self._notifying(), self._order:
             self._closed = True
             while self._held:
-                held_type, held_payload, held_at = self._held[0]
+                held_type, held_payload, held_at, held_late = self._held[0]
                 try:
-                    self._commit_or_replace(held_type, held_payload, held_at, None)
+                    self._commit_or_replace(held_type, held_payload, held_at, None, held_late)
                 except EventLost:
                     pass  # its event_lost stands in its place
                 except OutboxError as exc:
-                    for given_up, payload, at in self._held:
+                    for given_up, payload, at, _ in self._held:
                         logger.critical(
                             "%s of %s not committed before stopping (%s): %s", given_up.value, at, exc, payload
                         )
@@ -122,17 +127,20 @@ class EventRecorder:
         *,
         settings: Mapping[str, str] | None = None,
         at: datetime | None = None,
+        late: LateFields | None = None,
     ) -> StoredEvent:
         """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
 
-        ``at`` is the event's time (default: now): a retried commit keeps the time the event happened.
+        ``at`` is the event's time (default: now): a retried commit keeps the time the event happened. ``late`` gives
+        fields read just before this event is committed, once the held events ahead of it are: counts such as its
+        ``outbox_depth`` then include them.
 
         Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed now (a full disk: try
         again), :class:`~seal_agent.errors.EventLost` if it never can be (its ``event_lost`` was committed instead,
         without ``settings``).
         """
         with self._notifying(), self._order:
-            return self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now())
+            return self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now(), late)
 
     @contextlib.contextmanager
     def _notifying(self) -> Iterator[None]:
@@ -145,22 +153,34 @@ class EventRecorder:
                 self.on_committed()
 
     def _record_in_order(
-        self, type: EventType, body: dict[str, Any], settings: Mapping[str, str] | None, now: datetime
+        self,
+        type: EventType,
+        body: dict[str, Any],
+        settings: Mapping[str, str] | None,
+        now: datetime,
+        late: LateFields | None = None,
     ) -> StoredEvent:
         """The held events, then this one (``_order`` held)."""
         while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
-            held_type, held_payload, held_at = self._held[0]
+            held_type, held_payload, held_at, held_late = self._held[0]
             try:
-                self._commit_or_replace(held_type, held_payload, held_at, None)
+                self._commit_or_replace(held_type, held_payload, held_at, None, held_late)
             except EventLost:
                 pass  # its event_lost stands in its place
             self._held.pop(0)
-        return self._commit_or_replace(type, body, now, settings)
+        return self._commit_or_replace(type, body, now, settings, late)
 
     def _commit_or_replace(
-        self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None
+        self,
+        type: EventType,
+        body: dict[str, Any],
+        now: datetime,
+        settings: Mapping[str, str] | None,
+        late: LateFields | None = None,
     ) -> StoredEvent:
         """Commit the event, or, if it can never be, an ``event_lost`` in its place (then raise EventLost)."""
+        if late is not None:  # read now: the held events ahead of this one are committed
+            body = {**body, **late()}
         try:
             return self._commit(type, body, now, settings)
         except OutboxError:

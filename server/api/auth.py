@@ -36,7 +36,8 @@ def login(
     """Log in: set the HttpOnly session cookie and return a bearer token; failures are throttled per username and
     address, per address, and (more loosely) per username; a 429 says when to retry."""
     ip = client_ip(request, context)
-    signed_in = sign_in(session, username=body.username, password=body.password, ip=ip, settings=context.settings.auth)
+    settings, count = context.settings.auth, context.metrics.count_failed_sign_in
+    signed_in = sign_in(session, username=body.username, password=body.password, ip=ip, settings=settings, count=count)
     return _logged_in(session, signed_in, response, context)
 
 
@@ -54,7 +55,8 @@ def access_code_login(
     Failures are throttled like logins (the case number counts as the username)."""
     ip = client_ip(request, context)
     settings = context.settings.auth
-    signed_in = sign_in_with_code(session, case_no=body.case_no, code=body.code, ip=ip, settings=settings)
+    count = context.metrics.count_failed_sign_in
+    signed_in = sign_in_with_code(session, case_no=body.case_no, code=body.code, ip=ip, settings=settings, count=count)
     return _logged_in(session, signed_in, response, context)
 
 

@@ -27,7 +27,7 @@ from server.api.params import CaseNoPath, DeviceIdPath
 from server.audit.service import record_read
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.client_address import client_address
+from server.auth.client_address import FORWARDING_HEADERS, Client, ProxyWarnings, client_address
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.auth.models import User
 from server.auth.sessions import IssuedSession, resolve_session
@@ -94,12 +94,23 @@ def audit_read(
         )
 
 
-def client_ip(request: Request, context: ContextDep) -> str:
-    """The client's address: the socket's peer, or behind a trusted proxy the one it forwarded
-    (:mod:`server.auth.client_address`)."""
+def request_client(request: Request, context: ContextDep) -> Client:
+    """Whom the request comes from (:func:`~server.auth.client_address.client_address`); a proxy not configured as
+    it must be is logged."""
     peer = request.client.host if request.client is not None else None
+    forwarding = any(name in request.headers for name in FORWARDING_HEADERS)
     forwarded = request.headers.getlist("X-Forwarded-For")
-    return client_address(peer, forwarded, context.settings.http.trusted_proxies)
+    client = client_address(peer, forwarded, context.settings.http.trusted_proxies, forwarding=forwarding)
+    if client.problem:
+        warnings: ProxyWarnings = request.app.state.proxy_warnings
+        warnings.warn(peer, client)
+    return client
+
+
+def client_ip(request: Request, context: ContextDep) -> str | None:
+    """The client's address: the socket's peer (whatever headers it sends), or behind a trusted proxy the one it
+    forwarded; ``None`` if unknown (a trusted proxy that names no client: :mod:`server.auth.client_address`)."""
+    return request_client(request, context).address
 
 
 def set_session_cookie(response: Response, issued: IssuedSession, settings: AuthSettings) -> None:
@@ -144,13 +155,16 @@ def get_login(request: Request, session: SessionDep, bearer: BearerDep) -> Login
     elif cookie := request.cookies.get(SESSION_COOKIE):
         secret, via_cookie = cookie, True
     else:
-        raise NotAuthenticated("log in first")
+        raise NotAuthenticated("请先登录。 / log in first")
     resolved = resolve_session(session, secret=secret, via_cookie=via_cookie, now=utc_now())
     if resolved is None:
-        raise NotAuthenticated("the session has expired or ended; log in again")
+        raise NotAuthenticated("登录已过期或已结束，请重新登录。 / the session has expired or ended; log in again")
     row, user = resolved
     if via_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
-        raise Forbidden(f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header")
+        raise Forbidden(
+            f"以 Cookie 登录的 {request.method} 请求须带 {CSRF_HEADER} 请求头。 / "
+            f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header"
+        )
     return Login(user=user, session_id=row.id, via_cookie=via_cookie)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from server.api.deps import ContextDep, SessionDep, client_ip
+from server.api.deps import ContextDep, SessionDep, request_client
 from server.auth.client_address import is_trusted, parse_address
 from server.ingest.results import Reason
 from server.seals.models import Seal
@@ -22,8 +22,10 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, session: SessionDep, context: ContextDep) -> PlainTextResponse:
     """Events ingested, messages rejected by reason, seals online (Prometheus text format); 404 for a client outside
-    ``[http] metrics_from``."""
-    if not is_trusted(parse_address(client_ip(request, context)), context.settings.http.metrics_from):
+    ``[http] metrics_from``, whose address is unknown, or who came through a proxy not listed in
+    ``trusted_proxies`` (:mod:`server.auth.client_address`): nobody's to serve."""
+    client = request_client(request, context)
+    if not client.direct or not is_trusted(parse_address(client.address or ""), context.settings.http.metrics_from):
         raise HTTPException(status_code=404, detail="Not Found")
     online = count_online(session, now=datetime.now(UTC), offline_after_s=context.settings.offline_after_s)
     total = int(session.scalar(select(func.count(Seal.id))) or 0)

@@ -115,7 +115,10 @@ def has_permission(user: User, permission: Permission) -> bool:
 def require(user: User, permission: Permission) -> None:
     """Raise :class:`Forbidden` unless the user's role has ``permission`` (for actions not tied to one case)."""
     if not has_permission(user, permission):
-        raise Forbidden(f"{Role(user.role).with_article} may not do this ({permission.value})")
+        raise Forbidden(
+            f"您的角色不能执行此操作（{permission.value}）。 / "
+            f"{Role(user.role).with_article} may not do this ({permission.value})"
+        )
 
 
 def sees_all_cases(user: User) -> bool:

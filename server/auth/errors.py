@@ -13,6 +13,10 @@ class Forbidden(ServerError, PermissionError):
     """The caller may see the object but lacks the permission for this action (403)."""
 
 
+class UnknownClient(Forbidden):
+    """A sign-in whose client's address is unknown (a reverse proxy not configured as it must be): refused (403)."""
+
+
 class TooManyAttempts(ServerError, RuntimeError):
     """Too many failed logins for a username or a client address (429)."""
 

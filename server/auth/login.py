@@ -9,6 +9,7 @@ changed password's: the current one is checked and the new one hashed before the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import record_audit
 from server.auth.access_codes import code_matches, find_code
-from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
+from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts, UnknownClient
 from server.auth.models import AuthSession, CaseAccessCode, User
 from server.auth.passwords import hash_password, rehashed, verify_password
 from server.auth.sessions import IssuedSession, issue_session, revoke_session, revoke_user_sessions
@@ -32,9 +33,17 @@ from server.seals.models import CaseStatus
 
 logger = logging.getLogger(__name__)
 
-WRONG_CREDENTIALS = "wrong username or password"
-WRONG_CODE = "wrong case number or access code"
-CODE_OF_ENDED_CASE = "the seizure of this case is lifted or the case closed: its access code no longer signs in"
+WRONG_CREDENTIALS = "用户名或密码错误。 / wrong username or password"
+WRONG_CODE = "案号或查询码不正确。 / wrong case number or access code"
+CODE_OF_ENDED_CASE = (
+    "本案已解除查封或已结案，查询码不能再用于登录。 / "
+    "the seizure of this case is lifted or the case closed: its access code no longer signs in"
+)
+CLIENT_UNKNOWN = (
+    "无法确定您的网络地址（法院的反向代理未按要求配置），登录被拒绝，请告知法院的系统管理员。 / "
+    "Your address cannot be known (the court's reverse proxy is not configured as it must be): sign-in refused; "
+    "tell the court's administrator."
+)
 #: A case whose access code no longer signs in (nor is issued).
 CODE_ENDED = frozenset({CaseStatus.LIFTED.value, CaseStatus.CLOSED.value})
 WRONG_CURRENT_PASSWORD = "当前密码不正确。 / The current password is wrong."
@@ -55,6 +64,17 @@ LOGIN_ENDED = (
 )
 
 
+#: Counts a failed sign-in by its kind (``unknown_user``, ``wrong_secret``, ``unknown_case``, ``refused``,
+#: ``unknown_client``): :meth:`~server.core.metrics.IngestMetrics.count_failed_sign_in`.
+FailureCount = Callable[[str], None]
+#: The longest piece of a submitted username or case number a log line shows (``%r``: controls escaped).
+SHOWN = 64
+
+
+def _uncounted(_kind: str) -> None:
+    """A :data:`FailureCount` that counts nothing (the CLI, tests)."""
+
+
 @dataclass(frozen=True)
 class SignedIn:
     user: User
@@ -71,6 +91,17 @@ def throttle_limits(settings: AuthSettings) -> ThrottleLimits:
     )
 
 
+def _known_client(ip: str | None, name: str, *, what: str, count: FailureCount) -> str:
+    """``ip``; raise :class:`UnknownClient` if it is ``None``: a client whose address is unknown
+    (:mod:`server.auth.client_address`) has no throttle of its own, and must not share one with every other client
+    of the same proxy (one stranger's guesses would lock the whole court out)."""
+    if ip is None:
+        count("unknown_client")
+        logger.info("%s refused: the client's address is unknown (%r)", what, name[:SHOWN])
+        raise UnknownClient(CLIENT_UNKNOWN)
+    return ip
+
+
 def _attempt(session: Session, username: str, ip: str, settings: AuthSettings, *, what: str) -> int:
     """An attempt at ``username``'s secret from ``ip``, counted before the secret is checked
     (:func:`~server.auth.throttle.begin_login_attempt`: its id, to forget it if the secret is right); raise
@@ -80,12 +111,26 @@ def _attempt(session: Session, username: str, ip: str, settings: AuthSettings, *
             session, username=username, client_ip=ip, now=utc_now(), limits=throttle_limits(settings)
         )
     except TooManyAttempts:
-        logger.warning("%s throttled: %r from %s", what, username, ip)
+        logger.warning("%s throttled: %r from %s", what, username[:SHOWN], ip)
         raise
 
 
-def sign_in(session: Session, *, username: str, password: str, ip: str, settings: AuthSettings) -> SignedIn:
-    """Check the password and start a session; raise :class:`TooManyAttempts` or :class:`NotAuthenticated`."""
+def sign_in(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    settings: AuthSettings,
+    count: FailureCount = _uncounted,
+) -> SignedIn:
+    """Check the password and start a session; raise :class:`TooManyAttempts`, :class:`UnknownClient` or
+    :class:`NotAuthenticated`.
+
+    A failed sign-in of an account is audited under the account's name; one with a username that names no account
+    is not (the evidence log is permanent, and the name is whatever the caller typed): a log line (the name cut and
+    escaped) and the metric ``seal_sign_ins_failed_total{kind="unknown_user"}``."""
+    ip = _known_client(ip, username, what="login", count=count)
     attempt_id = _attempt(session, username, ip, settings, what="login")
     user = find_user(session, username=username)
     checked_hash = user.password_hash if user is not None else None
@@ -98,10 +143,16 @@ def sign_in(session: Session, *, username: str, password: str, ip: str, settings
         # The session is issued in a transaction that looks again: a password changed, or the account disabled,
         # while the password was being checked stops this sign-in as it ended the others.
         reason, new_hash = _look_again(session, user, password, checked_hash, new_hash)
-    if user is None or reason is not None:
-        record_audit(session, actor=None, action="login.failed", target=username, details={"ip": ip, "reason": reason})
+    if user is None:
+        count("unknown_user")
+        logger.warning("failed login: no account %r from %s", username[:SHOWN], ip)
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if reason is not None:
+        count("wrong_secret" if reason == "wrong password" else "refused")
+        name = user.username  # the account's own name, not the text submitted
+        record_audit(session, actor=None, action="login.failed", target=name, details={"ip": ip, "reason": reason})
         session.commit()
-        logger.warning("failed login: username %r from %s (%s)", username, ip, reason)
+        logger.warning("failed login: account %r from %s (%s)", name, ip, reason)
         raise NotAuthenticated(WRONG_CREDENTIALS)
     forget_login_attempt(session, attempt_id=attempt_id)
     if new_hash is not None:  # the stored hash is still the one verified (_changed_meanwhile, under the row's lock)
@@ -150,11 +201,21 @@ def _changed_meanwhile(session: Session, user: User, checked_hash: str | None = 
     return None
 
 
-def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, settings: AuthSettings) -> SignedIn:
+def sign_in_with_code(
+    session: Session,
+    *,
+    case_no: str,
+    code: str,
+    ip: str | None,
+    settings: AuthSettings,
+    count: FailureCount = _uncounted,
+) -> SignedIn:
     """Sign in as the debtor of a case with its access code: a session for that case only. Throttled like
-    :func:`sign_in` (the case number counts as the username)."""
+    :func:`sign_in` (the case number counts as the username). A failure is audited for a case that exists (under
+    its own number); a case number that names no case is logged and counted only, as an unknown username is."""
     case = find_case(session, case_no=case_no)
     who = f"case:{case.case_no if case is not None else canonical_case_no(case_no)}"  # one count, however spelt
+    ip = _known_client(ip, case_no, what="access code sign-in", count=count)
     attempt_id = _attempt(session, who, ip, settings, what="access code sign-in")
     row = find_code(session, case_no=case_no)
     user = session.get(User, row.user_id) if row is not None else None
@@ -162,7 +223,7 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
     session.commit()  # no transaction held while the code is checked
     known = case.case_no if case is not None else None  # the case's audit entries get the sign-ins to it
     if not code_matches(row, code) or row is None or user is None:
-        _refuse_code(session, who=who, case_no=case_no, known=known, ip=ip, reason="wrong code")
+        _refuse_code(session, case_no=case_no, known=known, ip=ip, reason="wrong code", count=count)
     assert row is not None and user is not None
     # Looked at again, locked, in the transaction that issues the session: a rotation committed while the code was
     # checked stops this sign-in too; one that commits after it ends the session it issued.
@@ -171,16 +232,24 @@ def sign_in_with_code(session: Session, *, case_no: str, code: str, ip: str, set
         session.refresh(case)
         reason = f"case {case.status}" if case.status in CODE_ENDED else None
     if reason is not None:
-        _refuse_code(session, who=who, case_no=case_no, known=known, ip=ip, reason=reason)
+        _refuse_code(session, case_no=case_no, known=known, ip=ip, reason=reason, count=count)
     forget_login_attempt(session, attempt_id=attempt_id)
     return _start(session, user, settings, ip=ip, details={"ip": ip, "case_no": case_no}, case_no=known)
 
 
-def _refuse_code(session: Session, *, who: str, case_no: str, known: str | None, ip: str, reason: str) -> NoReturn:
-    details = {"ip": ip, "via": "code", "reason": reason}
-    record_audit(session, actor=None, action="login.failed", target=who[:128], case_no=known, details=details)
-    session.commit()
-    logger.warning("failed access code sign-in: case %r from %s (%s)", case_no, ip, reason)
+def _refuse_code(
+    session: Session, *, case_no: str, known: str | None, ip: str, reason: str, count: FailureCount
+) -> NoReturn:
+    """Refuse an access-code sign-in: audited under the case's own number (``known``) if the case exists; a case
+    number that names none is the caller's text, logged (cut, escaped) and counted but kept out of the evidence log."""
+    if known is None:
+        count("unknown_case")
+    else:
+        count("wrong_secret" if reason == "wrong code" else "refused")
+        details = {"ip": ip, "via": "code", "reason": reason}
+        record_audit(session, actor=None, action="login.failed", target=f"case:{known}", case_no=known, details=details)
+        session.commit()
+    logger.warning("failed access code sign-in: case %r from %s (%s)", case_no[:SHOWN], ip, reason)
     raise NotAuthenticated(CODE_OF_ENDED_CASE if reason.startswith("case ") else WRONG_CODE)
 
 
@@ -213,7 +282,14 @@ def sign_out(session: Session, *, user: User, session_id: int) -> None:
 
 
 def change_password(
-    session: Session, *, user: User, session_id: int, current: str, new: str, ip: str, settings: AuthSettings
+    session: Session,
+    *,
+    user: User,
+    session_id: int,
+    current: str,
+    new: str,
+    ip: str | None,
+    settings: AuthSettings,
 ) -> None:
     """Change ``user``'s own password; their other logins end. Raise :class:`TooManyAttempts` if wrong current
     passwords are throttled (they count as failed sign-ins of the user from ``ip``: a stolen login must not guess
@@ -231,6 +307,7 @@ def change_password(
     matches the first; for the second the new one does (that change is made: done), else it is ``Forbidden``. Should
     the hash keep changing, :class:`~server.errors.Conflict` (try again)."""
     checked_hash, username = user.password_hash, user.username
+    ip = _known_client(ip, username, what="password change", count=_uncounted)
     attempt_id = _attempt(session, username, ip, settings, what="password change")
     new_hash: str | None = None
     for look in range(LOOKS_AGAIN):

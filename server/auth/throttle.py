@@ -29,6 +29,13 @@ from server.auth.client_address import throttle_key
 from server.auth.errors import TooManyAttempts
 from server.auth.models import LoginFailure
 
+#: The limits' names in the 429's detail (bilingual: "中文 / English").
+IN_CHINESE = {
+    "this username from this address": "此用户名自此地址",
+    "this address": "此地址",
+    "this username": "此用户名",
+}
+
 
 @dataclass(frozen=True)
 class ThrottleLimits:
@@ -70,7 +77,11 @@ def begin_login_attempt(
         session.commit()
         retry, what = max(refusals)
         at = (now + timedelta(seconds=retry)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        raise TooManyAttempts(f"too many failed logins for {what}; retry in {retry} s (at {at})", retry_after_s=retry)
+        raise TooManyAttempts(
+            f"{IN_CHINESE[what]}登录失败次数过多，请在 {retry} 秒后（{at}）再试。 / "
+            f"too many failed logins for {what}; retry in {retry} s (at {at})",
+            retry_after_s=retry,
+        )
     session.commit()  # end the read: the password check that follows must not hold a transaction open
     return attempt.id
 

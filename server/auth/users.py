@@ -106,7 +106,7 @@ def change_user(
     and disabling end the user's logins. A clerk cannot disable or demote themself (:class:`Forbidden`). Recorded as
     ``user.update`` (a new password only as "reset")."""
     if user.id == actor.id and (disabled or (role is not None and role is not Role.CLERK)):
-        raise Forbidden("a clerk cannot disable or demote themself")
+        raise Forbidden("书记员不能停用自己或更改自己的角色。 / a clerk cannot disable or demote themself")
     if is_code_account(user) and ((role is not None and role is not Role.DEBTOR) or password_hash is not None):
         # Whoever holds the paper code signs in as this account: another role or a password would be theirs too.
         raise Conflict(

@@ -20,6 +20,7 @@ from seal_protocol import Envelope, EventType, parse_ts
 from seal_protocol.commands import (
     COMMAND_RESULTS,
     MAX_COMMAND_BYTES,
+    UNVERIFIED_REASONS,
     CommandAction,
     RejectReason,
     encode_command,
@@ -52,6 +53,9 @@ class AnswerOutcome(StrEnum):
     ACTION_MISMATCH = "action_mismatch"  # an ack naming another action than the one issued: state kept
     RESULT_MISMATCH = "result_mismatch"  # an ack whose result is none its action has (a disarm "armed"): state kept
     UNREADABLE = "unreadable"  # the seal could not read something on its cmd topic (command_id null)
+    # A refusal of bytes whose signature did not verify (malformed, unsigned, bad_signature): the id they claim is
+    # nobody's word, so no command is settled by it, whatever id field the seal put in (an older seal's command_id).
+    UNVERIFIED = "unverified"
 
 
 #: The answers that decided their command (its state changed): whoever follows commands is told of these.
@@ -135,6 +139,16 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     if envelope.type not in ANSWER_TYPES:
         return None
     payload = envelope.payload
+    reason = payload.get("reason")
+    if envelope.type is EventType.COMMAND_REJECTED and isinstance(reason, str) and reason in UNVERIFIED_REASONS:
+        logger.warning(
+            "seal %s refused bytes on its cmd topic that no court key signed (%s, claiming command %s, sha256 %s)",
+            envelope.device_id,
+            reason,
+            payload.get("claimed_command_id", payload.get("command_id")),
+            payload.get("sha256"),
+        )
+        return AnswerOutcome.UNVERIFIED
     command_id = payload.get("command_id")
     if not isinstance(command_id, int) or isinstance(command_id, bool):
         return AnswerOutcome.UNREADABLE

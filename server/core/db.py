@@ -30,7 +30,9 @@ what they hold then.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,6 +94,7 @@ def make_engine(url: str, *, ping_after_idle: bool = False, **kwargs: Any) -> En
         if database in ("", ":memory:") or database.startswith("file:"):
             raise ConfigError("database_url: use a SQLite file, not an in-memory database (WAL needs a file)")
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        keep_sqlite_private(Path(database))
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -119,6 +122,27 @@ def make_engine(url: str, *, ping_after_idle: bool = False, **kwargs: Any) -> En
     if ping_after_idle:
         _ping_when_idle(engine)
     return engine
+
+
+def keep_sqlite_private(database: Path) -> None:
+    """The SQLite file and its sidecars hold the users' password hashes and every piece of evidence: mode 0600,
+    whatever the umask and whatever directory ``database_url`` names. The file is created 0600 before SQLite opens
+    it; SQLite gives its ``-wal``, ``-shm`` and ``-journal`` files the main file's mode, and any of them already
+    there with a wider one (made by an older version under umask 022) is narrowed."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    for path in (database, *(database.with_name(database.name + suffix) for suffix in SQLITE_SIDECARS)):
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError as exc:
+            logger.warning("%s is readable by others and not ours to narrow: %s", path, exc)
+
+
+#: The files SQLite keeps beside a database.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def _ping_when_idle(engine: Engine) -> None:

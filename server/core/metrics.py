@@ -215,6 +215,14 @@ class IngestMetrics:
             ["store"],
             registry=r,
         )
+        self._sign_ins_failed = Counter(
+            "seal_sign_ins_failed",
+            "Failed sign-ins (passwords and access codes), by kind: unknown_user, unknown_case (not audited: the "
+            "text is the caller's), wrong_secret, refused (account disabled, case ended), unknown_client (a reverse "
+            "proxy not configured as it must be).",
+            ["kind"],
+            registry=r,
+        )
 
     def _counted(self, counter: Counter, amount: float = 1) -> None:
         with self._cond:
@@ -235,6 +243,9 @@ class IngestMetrics:
 
     def count_rejected(self, reason: str) -> None:
         self._counted(self._rejected.labels(reason=reason))
+
+    def count_failed_sign_in(self, kind: str) -> None:
+        self._sign_ins_failed.labels(kind=kind).inc()
 
     def count_ignored(self) -> None:
         self._counted(self._ignored)

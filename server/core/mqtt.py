@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from seal_protocol.transport import mqtt_client_id
+from seal_protocol.transport import mqtt_client_id, mqtt_shared_group
 from server.config import MqttSettings, read_password
 from server.errors import BrokerUnavailable
 
@@ -61,6 +61,15 @@ def client_name(settings: MqttSettings, role: str = "") -> str:
     """The readable part of the client id of ``role``'s client; the broker sees it followed by a suffix that only the
     password's holder can compute (:func:`~seal_protocol.transport.mqtt_client_id`), never logged here."""
     return f"{settings.client_id}-{role}" if role else settings.client_id
+
+
+def broker_group(settings: MqttSettings) -> str | None:
+    """The broker's name of the ingest's shared subscription group: ``[mqtt] shared_group`` followed by a suffix
+    derived from the password (:func:`~seal_protocol.transport.mqtt_shared_group`), so that no seal can join it;
+    ``None`` without a group. Every worker has the same password file, hence the same group."""
+    if settings.shared_group is None:
+        return None
+    return mqtt_shared_group(settings.shared_group, read_password(settings.password_file))
 
 
 def send_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -1,6 +1,6 @@
-"""The tables of the evidence: verified events with their signed bytes, the snapshots' records, and the Merkle log
-over the events and the audit entries with its signed checkpoints. Events and the log's tables are append-only (a
-database trigger refuses UPDATE and DELETE, :mod:`server.core.append_only`).
+"""The tables of the evidence: verified events with their signed bytes, the snapshots' records and the pictures the
+events name, and the Merkle log over the events and the audit entries with its signed checkpoints. Events and the
+log's tables are append-only (a database trigger refuses UPDATE and DELETE, :mod:`server.core.append_only`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ class Event(Base):
 
 
 class Snapshot(Base):
-    """A picture a seal sent, recorded once per case; the file is ``snapshot_dir/<sha256>.jpg``.
+    """A picture a seal sent, recorded once per case; the file is ``snapshot_dir/<sha256>.jpg``. Its case is the one
+    whose events name it (:class:`SnapshotName`); a picture no stored event names yet is filed under the seal's
+    case (or last case) meanwhile, and moves when the event that names it arrives.
 
     The same bytes may come from seals of two cases (two covered lenses give the same black frame): each case gets
     its row, and both rows name the one file.
@@ -65,6 +67,21 @@ class Snapshot(Base):
     case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]
+
+
+class SnapshotName(Base):
+    """That a stored signed event of ``case_no`` from seal ``device_id`` names the picture ``sha256`` (its payload's
+    ``snapshots`` or ``snapshot``): the picture is evidence of that case, whichever case the seal was bound to when
+    the picture itself arrived. Written with the event; the snapshot's ingest files the picture by these rows
+    (:mod:`server.ingest.snapshot_filing`)."""
+
+    __tablename__ = "snapshot_names"
+    __table_args__ = (UniqueConstraint("sha256", "device_id", "case_no"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(ForeignKey("seals.device_id"), index=True)
+    case_no: Mapped[str] = mapped_column(ForeignKey("cases.case_no"), index=True)
 
 
 class LogLeaf(Base):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -71,3 +72,13 @@ def armed_state(event_type: str, payload: dict[str, object]) -> bool | None:
         return None
     armed = payload.get("armed")
     return armed if isinstance(armed, bool) else None
+
+
+def named_pictures(payload: Mapping[str, Any]) -> list[str]:
+    """The SHA-256s of the pictures an event's payload names (its ``snapshots`` list, and its ``snapshot``)."""
+    found = payload.get("snapshots")
+    names = [s for s in found if isinstance(s, str)] if isinstance(found, list) else []
+    single = payload.get("snapshot")
+    if isinstance(single, str):
+        names.append(single)
+    return names

@@ -23,6 +23,7 @@ from server.auth.models import User
 from server.commands.models import CourtCommand
 from server.evidence import log
 from server.evidence.models import Event, LogLeaf, Snapshot
+from server.evidence.queries import named_pictures
 from server.export.errors import ExportFailed
 from server.removal.models import RemovalRequest
 from server.seals.models import Case, Seal, SealBinding
@@ -254,12 +255,7 @@ def _name(names: dict[int, str], user_id: int | None) -> str | None:
 def named_snapshots(raw: bytes) -> list[str]:
     """The SHA-256s of the pictures the signed event ``raw`` names (``snapshots`` list, or ``snapshot``)."""
     payload = loads_wire_json(raw, what="event").get("payload", {})
-    found = payload.get("snapshots")
-    names = [s for s in found if isinstance(s, str)] if isinstance(found, list) else []
-    single = payload.get("snapshot")
-    if isinstance(single, str):
-        names.append(single)
-    return names
+    return named_pictures(payload) if isinstance(payload, dict) else []
 
 
 def _snapshots(session: Session, case_no: str, events: Iterable[EventLine]) -> list[JsonDict]:

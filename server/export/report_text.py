@@ -70,6 +70,7 @@ WARNING_WORDS: dict[str, tuple[str, str]] = {
     "started": ("警告已开始播放", "warning started"),
     "suppressed_disarmed": ("未警告（已撤防）", "no warning (disarmed)"),
     "suppressed_cooldown": ("未警告（冷却期内）", "no warning (cool-down)"),
+    "deferred_cooldown": ("冷却期内，警告推迟至冷却期结束", "warning deferred to the end of the cool-down"),
     "suppressed_not_seen": ("未警告（摄像头未见人）", "no warning (camera saw no one)"),
     "pending_confirmation": ("待摄像头确认后决定是否警告", "warning awaiting the camera's confirmation"),
 }
@@ -144,7 +145,8 @@ def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def outcome_words(result: Mapping[str, Any] | None) -> tuple[str, str]:
-    """The outcome a ``warning_result`` event reported for a warning that had ``started``."""
+    """The outcome a ``warning_result`` event reported for a warning that had ``started`` (or was
+    ``deferred_cooldown``)."""
     if result is None:
         return "结果：未收到 warning_result 事件", "outcome: no warning_result event received"
     words = warning_words(result) or ("结果不明", "outcome unknown")
@@ -159,10 +161,12 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
         return f"指令 {payload.get('command_id')} {azh} → {rzh}", f"command {payload.get('command_id')} {aen} → {ren}"
     if kind == "command_rejected":
         rzh, ren = words("case_command_reason", str(payload.get("reason")))
-        return (
-            f"指令 {payload.get('command_id')}：{rzh}",
-            f"command {payload.get('command_id')}: {ren}" + (f": {payload['detail']}" if payload.get("detail") else ""),
-        )
+        detail = f": {payload['detail']}" if payload.get("detail") else ""
+        if payload.get("command_id") is None and payload.get("claimed_command_id") is not None:
+            claimed = payload["claimed_command_id"]  # bytes no court key signed: their id is nobody's word
+            return f"未经验证的指令（自称 {claimed}）：{rzh}", f"unverified command (claiming {claimed}): {ren}{detail}"
+        return f"指令 {payload.get('command_id')}：{rzh}", f"command {payload.get('command_id')}: {ren}{detail}"
+
     if kind in {"armed", "disarmed"}:
         return (
             f"原因 {_v(payload.get('reason'))}，指令 {_v(payload.get('by'))}",
@@ -192,7 +196,14 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind in {"intrusion", "tamper"}:
         shots = payload.get("snapshots")
         count = len(shots) if isinstance(shots, list) else 0
-        return f"摄像头 {payload.get('camera')}，快照 {count} 张", f"camera {payload.get('camera')}, {count} snapshots"
+        zh, en = (
+            f"摄像头 {payload.get('camera')}，快照 {count} 张",
+            f"camera {payload.get('camera')}, {count} snapshots",
+        )
+        if payload.get("detected_by") == "level_check":  # its edge was lost: stamped when caught, not at the edge
+            since = _ts_words(payload.get("not_before"))
+            zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
+        return zh, en
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""

@@ -106,7 +106,7 @@ def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
             zh, en = _join(zh, "摄像头确认后：" + dzh), _join(en, "after the camera's check: " + den)
             alert = alert or (decided is not None and _failed(decided))
             warning = decided or {}
-        if warning.get("warning") == "started":
+        if warning.get("warning") in ("started", "deferred_cooldown"):  # a warning_result follows
             outcome = results.get((event.device_id, event.type, event.seq))
             ozh, oen = outcome_words(outcome)
             zh, en = _join(zh, ozh), _join(en, oen)

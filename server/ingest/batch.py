@@ -22,7 +22,8 @@ that share an ``event_id`` (and one for stored neighbours, needed only for redel
 event of a seal), then one executemany inserting the events (and one read of their ids), one update of the chain
 states, two of the seals. Alarms are settled after the events are inserted, in the messages' order; alarms about gaps
 once per batch, so events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the
-rare rows: quarantine, snapshots, alarms, commands.
+rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once
+its seal's row is locked (:mod:`server.ingest.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from server.commands.failures import Settled, on_settled
 from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, apply_answer
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
-from server.evidence.models import Event, Snapshot
+from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.alarming import on_chain_change, on_event, on_status
@@ -62,6 +63,7 @@ from server.ingest.quarantine_rows import QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
+from server.ingest.snapshot_filing import SnapshotFiling
 from server.notify.outbox import notifying
 from server.seals.models import SealBinding
 
@@ -100,7 +102,7 @@ class IngestBatch:
         self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
-        self._snapshot_shas: set[tuple[str, str]] = set()  # (sha256, case_no) stored by this batch
+        self._filing = SnapshotFiling()  # the pictures received, and those the stored events name
         self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._quarantined = QuarantineCopies()
@@ -136,7 +138,8 @@ class IngestBatch:
             for change in self.chain.changes():
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
-            self._changes.write(self.session)
+            self._changes.write(self.session, lock=self._filing.seals)
+            self._filing.write(self.session, results)
             self._apply_answers(results)
             self._quarantined.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
@@ -245,7 +248,7 @@ class IngestBatch:
                 case MessageKind.STATUS:
                     return self._status_message(checked, message)
                 case MessageKind.SNAPSHOT:
-                    return self._snapshot(checked, message)
+                    return self._snapshot(place, checked, message)
                 case _:
                     raise Rejected(Reason.UNEXPECTED_KIND, f"the court does not ingest {checked.kind} messages")
         except Rejected as rejected:
@@ -294,6 +297,7 @@ class IngestBatch:
         )
         self._remember(envelope.device_id, envelope.seq, event_id, message.payload)
         self.chain.record(envelope, message.payload)
+        self._filing.named(seal.device_id, case_no, envelope.payload)
         late = case_no != seal.case_no
         at = message.received_at
         row = self._event_row(index)
@@ -350,15 +354,12 @@ class IngestBatch:
         )
         return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
 
-    def _snapshot(self, topic: ParsedTopic, message: Message) -> IngestResult:
+    def _snapshot(self, place: int, topic: ParsedTopic, message: Message) -> IngestResult:
         # Its bytes were checked before the transaction (size, hash, JPEG: checks.snapshot_refusal).
         assert topic.sha256 is not None
         actual = topic.sha256
         seal = self._seal(topic.device_id)
         case_no = self._snapshot_case(seal)  # a snapshot is not signed: no sign of life either
-        stored = select(Snapshot.id).where(Snapshot.sha256 == actual, Snapshot.case_no == case_no)
-        if (actual, case_no) in self._snapshot_shas or self.session.scalar(stored) is not None:
-            return IngestResult(Outcome.DUPLICATE, seal.device_id, detail=f"snapshot {actual}")
         try:
             if actual not in self.written_snapshots:  # (written before the transaction: snapshot_writes)
                 self.snapshots.put(actual, message.payload)
@@ -366,16 +367,11 @@ class IngestBatch:
             # (a disk's error, or the bucket's: unreachable, refusing us, or holding other bytes under this name)
             logger.error("cannot store snapshot %s of %s: %s", actual, seal.device_id, exc)
             raise Rejected(Reason.STORAGE_ERROR, f"storage error: cannot store the snapshot: {exc}") from exc
-        self.session.add(
-            Snapshot(
-                sha256=actual,
-                device_id=seal.device_id,
-                case_no=case_no,
-                size=len(message.payload),
-                received_at=message.received_at,
-            )
-        )
-        self._snapshot_shas.add((actual, case_no))
+        # Its row is added once its seal's row is locked: under the cases whose events name it, else ``case_no``
+        # (a duplicate if every one of them holds it already: :meth:`SnapshotFiling.write`).
+        size, at = len(message.payload), message.received_at
+        self._filing.picture(place, actual, seal.device_id, case_no=case_no, size=size, received_at=at)
+        self.written_snapshots = self.written_snapshots | {actual}
         return IngestResult(Outcome.SNAPSHOT, seal.device_id, detail=actual)
 
     def _seal(self, device_id: str) -> SealRow:

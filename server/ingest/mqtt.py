@@ -9,7 +9,9 @@
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them; they become duplicates).
 - Connected means a CONNACK with a success reason code, nothing less.
-- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>/…``): several ingest
+- With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
+  secret derived from the password, :func:`~seal_protocol.transport.mqtt_shared_group`: a seal that joined a group
+  it can name would take a share of every seal's messages and drop it, its ACL refusing it each one): several ingest
   processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
   idempotent on (``device_id``, ``seq``) and the chain state is locked per seal, so two workers that see events of
   one seal store each once, in a consistent chain; an event beyond a gap waits ``gap_wait_s`` for its predecessor
@@ -40,17 +42,22 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import MessageKind, subscription_all
-from seal_protocol.signing import SigningKey
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.metrics import IngestProgress
-from server.core.mqtt import RefusedLog, client_name, connect_in_background, make_client, publish_problem
-from server.errors import CommandsUnavailable, StorageUnavailable
+from server.core.mqtt import (
+    RefusedLog,
+    broker_group,
+    client_name,
+    connect_in_background,
+    make_client,
+)
+from server.errors import StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
-from server.ingest.receipts import Committed, receipts_for, take_waiting
+from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome
 from server.ingest.verifier import CHUNK
 
@@ -97,6 +104,7 @@ class MqttIngest:
         self._generation = 0
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
+        self._group: str | None = None  # the broker's name of the shared group (secret), set by start()
         self._worker: threading.Thread | None = None
         # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
         # receipt per seal does not hold up the next batch's commit (None: stop).
@@ -127,7 +135,7 @@ class MqttIngest:
     def receipts_enabled(self) -> bool:
         """True when the court's command key is there to sign receipts; without it seals cannot empty their
         outboxes (and the health check says degraded)."""
-        return self._receipt_key() is not None
+        return receipt_key(self._court_key) is not None
 
     def progress(self) -> IngestProgress:
         return self._backlog.progress()
@@ -138,12 +146,13 @@ class MqttIngest:
             return
         settings = self.settings
         client = make_client(settings, role=self._role, manual_ack=True)
+        self._group = broker_group(settings)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
-        if self._receipt_key() is None:
+        if receipt_key(self._court_key) is None:
             logger.warning(
                 "no court command key ([commands] signing_key_file): no receipts are sent, so seals keep every event "
                 "and send it again"
@@ -212,15 +221,15 @@ class MqttIngest:
 
     def _filter(self, kind: MessageKind) -> str:
         """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
-        group = self.settings.shared_group
+        group = self._group
         return subscription_all(kind) if group is None else f"$share/{group}/{subscription_all(kind)}"
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
         refused = False
-        for topic, code in zip([*map(self._filter, SUBSCRIBED_KINDS), self.marker.topic], codes, strict=False):
+        for topic, code in zip([*map(subscription_all, SUBSCRIBED_KINDS), self.marker.topic], codes, strict=False):
             if code.is_failure:  # the markers' alone: no mark is recorded (server.ingest.marker), the seals' still come
                 refused = refused or topic != self.marker.topic
-                logger.error("subscription to %s refused: %s", topic, code)
+                logger.error("subscription to %s refused: %s", topic, code)  # the group's name unlogged
         if not refused:
             self._subscribed.set()
             self.marker.wake()
@@ -381,20 +390,6 @@ class MqttIngest:
                 logger.exception("receipts of %d messages not sent", len(messages))
 
     def _send_receipts(self, messages: list[Message], results: list[IngestResult]) -> None:
-        """Publish the committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
-        key, client = self._receipt_key(), self._client
-        if key is None or client is None:
-            return
-        for topic, payload in receipts_for(messages, results, key=key):
-            info = client.publish(topic, payload, qos=1)
-            problem = publish_problem(info)
-            if problem is not None and info.rc != mqtt.MQTT_ERR_NO_CONN:  # disconnected: the seal sends again
-                logger.warning("receipt on %s not sent: %s", topic, problem)
-
-    def _receipt_key(self) -> SigningKey | None:
-        if self._court_key is None:
-            return None
-        try:
-            return self._court_key.get()
-        except CommandsUnavailable:
-            return None
+        key, client = receipt_key(self._court_key), self._client
+        if key is not None and client is not None:
+            send_receipts(client, receipts_for(messages, results, key=key))

@@ -33,16 +33,24 @@ quarantine row.
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+
+import paho.mqtt.client as mqtt
 
 from seal_protocol.errors import InvalidTopic
 from seal_protocol.receipts import MAX_RECEIPT_HASHES, encode_receipt
 from seal_protocol.signing import SigningKey
 from seal_protocol.topics import MessageKind, ParsedTopic, parse_topic, receipt_topic
+from server.commands.keys import CourtKey
+from server.core.mqtt import publish_problem
+from server.errors import CommandsUnavailable
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.ingest.results import IngestResult, Message, Outcome, Reason
+
+logger = logging.getLogger(__name__)
 
 #: A committed batch's messages and their outcomes, for its receipts.
 Committed = tuple[list[Message], list[IngestResult]]
@@ -144,3 +152,22 @@ def take_waiting(
             return messages, results, False
         messages += work[0]
         results += work[1]
+
+
+def send_receipts(client: mqtt.Client, receipts: Iterable[tuple[str, bytes]]) -> None:
+    """Publish a committed batch's receipts (QoS 1). One that is lost costs the seal a re-send, no more."""
+    for topic, payload in receipts:
+        info = client.publish(topic, payload, qos=1)
+        problem = publish_problem(info)
+        if problem is not None and info.rc != mqtt.MQTT_ERR_NO_CONN:  # disconnected: the seal sends again
+            logger.warning("receipt on %s not sent: %s", topic, problem)
+
+
+def receipt_key(court_key: CourtKey | None) -> SigningKey | None:
+    """The court's command key, which signs receipts; None without it."""
+    if court_key is None:
+        return None
+    try:
+        return court_key.get()
+    except CommandsUnavailable:
+        return None

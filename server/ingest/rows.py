@@ -6,8 +6,9 @@ Lock order: every transaction of the ingest locks the rows it shares with other 
 (sorted by ``device_id``; those of seals heard of for the first time are made in their place in that order, by the
 statement that locks the others: :meth:`~server.ingest.chain.ChainBook.load`), then live alarms (by id,
 :class:`server.alarms.book.AlarmBook`, as the liveness check does), then seal rows (sorted by ``device_id``, all at
-once before they are written), then the commands its answers settle (by id,
-:meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
+once before they are written; with them the rows of the seals whose pictures it files or whose events name pictures,
+written or not, before their snapshots' rows: :mod:`server.ingest.snapshot_filing`), then the commands its answers
+settle (by id, :meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
 :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock.
 
 The web's and the command line's writers keep that order where they share rows with it: a case's row (locked
@@ -134,12 +135,15 @@ class SealChanges:
         if armed is not None and (newest is None or seq > newest[2]):
             self.armed[device_id] = (armed, ts, seq)
 
-    def write(self, session: Session) -> None:
+    def write(self, session: Session, *, lock: set[str] | frozenset[str] = frozenset()) -> None:
         """One update of every seal changed, after locking their rows in ``device_id`` order: the update itself
-        locks them in the order it meets them, which another worker's may not share."""
-        written = sorted(self.seen.keys() | self.armed.keys() | self.status.keys())
-        if len(written) > 1 and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer at a time
-            session.execute(_LOCK_SEALS, {"device_ids": written})
+        locks them in the order it meets them, which another worker's may not share. The rows of the seals in
+        ``lock`` are locked with them, changed or not (:mod:`server.ingest.snapshot_filing`)."""
+        changed = self.seen.keys() | self.armed.keys() | self.status.keys()
+        written = sorted(changed)
+        locked = sorted(changed | lock)
+        if (lock or len(written) > 1) and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer
+            session.execute(_LOCK_SEALS, {"device_ids": locked})
         rows = []
         for device_id in written:  # None: that part does not change
             armed = dict(zip(("armed", "armed_at", "armed_seq"), self.armed.get(device_id, (None,) * 3), strict=True))

@@ -82,6 +82,13 @@ class TlsListener:
     port: int = TLS_PORT
 
 
+#: Above ``user root`` (written when ``seal-server init`` ran as root): what it means, and how to avoid it.
+ROOT_USER_COMMENT = (
+    "# WARNING: written by seal-server init run as root, so Mosquitto started as root stays root. Run init, the\n"
+    "# server and the broker as the unprivileged account that owns this directory (README), which this line names."
+)
+
+
 @dataclass(frozen=True)
 class MosquittoConfig:
     files: BrokerFiles
@@ -108,6 +115,7 @@ class MosquittoConfig:
             f"acl_file {files.acl_file}",
             "",
             f"pid_file {files.pid_file}",
+            *([ROOT_USER_COMMENT] if self.user == "root" else []),
             f"user {self.user}",
             "",
             "# Sessions and queued messages survive a restart.",

@@ -4,6 +4,10 @@ The ACL gives each seal exactly its own topics through ``%u`` (the authenticated
 device id); ``%c`` (the client id) would be spoofable. The court server's account reads every seal's outgoing
 topics and writes commands and receipts, and it alone reads and writes the court's live feed (its processes' changes
 for the pages, :mod:`server.core.live_feed`), a topic outside ``seal/v1/`` that no seal's pattern reaches.
+
+The ACL cannot keep a seal out of the court's shared subscription group: Mosquitto 2.0's ACL file grants every
+SUBSCRIBE, ``$share/…`` too (``pattern deny $share/#`` or a user's ``topic deny $share/#`` changes nothing, tried on
+2.0.11), and checks "read" only at delivery. The group's name is secret instead (:mod:`seal_protocol.transport`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ seal-server init DIR [--config FILE] [--force] [--http-port N] [--mqtt-port N] [
 from __future__ import annotations
 
 import argparse
+import getpass
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from pydantic import ValidationError
 from server.config import NoticeSettings
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT
 from server.setup.court_dir import HTTP_PORT, InitOptions, init_court_dir
+
+logger = logging.getLogger(__name__)
 
 Out = Callable[[str], None]
 
@@ -91,6 +95,12 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
         settings_file=args.config,
         public_base_url=args.public_url,
     )
+    if getpass.getuser() == "root":
+        logger.warning(
+            "seal-server init runs as root: the court's files will be root's and mosquitto.conf says `user root`, so "
+            "the broker, which faces every seal's network, would keep root. Run init, the server and the broker as "
+            'an unprivileged account (README, "Run a court server")'
+        )
     result = init_court_dir(args.directory, options, force=args.force)
     for path in result.written:
         out(f"wrote {path}")

@@ -16,7 +16,7 @@ from server.api.deps import (
     client_ip,
     set_session_cookie,
 )
-from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
+from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts, UnknownClient
 from server.auth.login import change_password, sign_in, sign_out
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from server.web.deps import AnonymousPage, SignedInPage, find_page_login
@@ -90,9 +90,11 @@ def login_submit(
     """Sign in with a username and password (throttled like the API's login); on success, on to ``next``."""
     settings = page.context.settings.auth
     try:
-        signed_in = sign_in(
-            session, username=username, password=password, ip=client_ip(request, page.context), settings=settings
-        )
+        ip, count = client_ip(request, page.context), page.context.metrics.count_failed_sign_in
+        signed_in = sign_in(session, username=username, password=password, ip=ip, settings=settings, count=count)
+    except UnknownClient:
+        error = page.t("login.client_unknown")
+        return _login_form(page, next_path=safe_next(next), status_code=403, error=error, username=username)
     except TooManyAttempts as exc:
         error = page.t("login.throttled", seconds=exc.retry_after_s)
         headers = {"Retry-After": str(exc.retry_after_s)}
@@ -143,6 +145,8 @@ def password_submit(
                 ip=client_ip(request, page.context),
                 settings=page.context.settings.auth,
             )
+        except UnknownClient:
+            error = page.t("login.client_unknown")
         except Forbidden:
             error = page.t("password.wrong_current")
         except TooManyAttempts as exc:

@@ -45,6 +45,9 @@ LIVE_ALARMS = 100
 SUMMARY_FIELDS = ("warning", "camera", "camera_motion", "action", "result", "reason", "state", "trigger", "armed")
 #: What the timeline leaves out.
 HIDDEN_TYPES = (EventType.HEARTBEAT.value,)
+#: Events whose pictures a ``snapshot_taken`` follows up, and at most how many follow-ups a page looks at for them.
+_TRIGGER_TYPES = (EventType.INTRUSION.value, EventType.TAMPER.value)
+FOLLOW_UPS_MAX = 1000
 #: Commands a person sends from the case page (disarm and arm carry out a removal decision: not from here).
 PAGE_COMMANDS = ("test_warning", "snapshot", "ping")
 
@@ -68,7 +71,8 @@ class FormerSeal:
 class EventRow:
     event: Event
     shots: list[str]  # the pictures it names that are stored for the case (empty for roles without pictures)
-    pending: int  # pictures it names that have not arrived (yet)
+    pending: int  # pictures it names that have not arrived (yet), and that the seal did not say it could not store
+    not_stored: int  # pictures it names that the seal's follow-up (snapshot_taken) says it could not store
     named: int  # pictures it names
     summary: list[tuple[str, str]]
 
@@ -163,16 +167,46 @@ def event_rows(session: Session, case_no: str, events: list[Event], *, pictures:
     if wanted:
         query = select(Snapshot.sha256).where(Snapshot.case_no == case_no, Snapshot.sha256.in_(wanted))
         stored = set(session.scalars(query))
+    missing = {e.id: [sha for sha in named[e.id] if sha not in stored] for e in events}
+    lost = _not_stored_by_seal(session, case_no, [e for e in events if missing[e.id]])
     return [
         EventRow(
             event=e,
             shots=[sha for sha in named[e.id] if sha in stored] if pictures else [],
-            pending=sum(1 for sha in named[e.id] if sha not in stored),
+            pending=sum(1 for sha in missing[e.id] if sha not in lost.get(e.id, ())),
+            not_stored=sum(1 for sha in missing[e.id] if sha in lost.get(e.id, ())),
             named=len(named[e.id]),
             summary=summary(e.payload),
         )
         for e in events
     ]
+
+
+def _not_stored_by_seal(session: Session, case_no: str, events: list[Event]) -> dict[int, set[str]]:
+    """For each trigger event (``intrusion``, ``tamper``) whose pictures have not all arrived: those its signed
+    follow-up, the ``snapshot_taken`` naming its ``seq``, says the seal could not store (``not_stored``): they are not
+    on their way, and are shown as such rather than as "not arrived yet"."""
+    triggers = {(e.device_id, e.seq): e.id for e in events if e.type in _TRIGGER_TYPES}
+    if not triggers:
+        return {}
+    query = select(Event.device_id, Event.payload).where(
+        Event.case_no == case_no,
+        Event.type == EventType.SNAPSHOT_TAKEN.value,
+        Event.device_id.in_({device for device, _seq in triggers}),
+        Event.seq > min(seq for _device, seq in triggers),
+    )
+    found: dict[int, set[str]] = {}
+    for device_id, payload in session.execute(query.order_by(Event.seq).limit(FOLLOW_UPS_MAX)):
+        seq = payload.get("trigger_seq") if isinstance(payload, dict) else None
+        listed = payload.get("not_stored") if isinstance(payload, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(listed, list):
+            continue  # a signed event is data: a malformed one names nothing
+        event_id = triggers.get((device_id, seq))
+        if event_id is None:
+            continue
+        shas = {item.get("sha256") for item in listed if isinstance(item, dict)}
+        found.setdefault(event_id, set()).update(sha for sha in shas if isinstance(sha, str))
+    return found
 
 
 def summary(payload: dict[str, Any]) -> list[tuple[str, str]]:

@@ -123,7 +123,10 @@ async def check_csrf(request: Request, login: PageLogin | None = None) -> None:
         value = (await request.form()).get(CSRF_FIELD)
         token = value if isinstance(value, str) else None
     if not csrf_ok(request, token, SESSION_COOKIE):
-        raise CsrfRefused("this form did not come from the court's own pages (CSRF check)")
+        raise CsrfRefused(
+            "此表单并非来自法院自己的页面（CSRF 检查）。 / "
+            "this form did not come from the court's own pages (CSRF check)"
+        )
 
 
 def page_language(request: Request) -> Translator:

@@ -21,7 +21,7 @@ from server.api.deps import SESSION_COOKIE, BearerDep, SessionDep, clear_session
 from server.api.schemas import CASE_NO_MAX
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.errors import NotAuthenticated, TooManyAttempts
+from server.auth.errors import NotAuthenticated, TooManyAttempts, UnknownClient
 from server.auth.login import sign_in_with_code, sign_out
 from server.seals.cases import find_case
 from server.web.deps import AnonymousPage, Page, SignedInPage, find_page_login
@@ -124,7 +124,11 @@ def portal_sign_in(
     settings = page.context.settings.auth
     ip = client_ip(request, page.context)
     try:
-        signed_in = sign_in_with_code(session, case_no=case_no, code=code, ip=ip, settings=settings)
+        count = page.context.metrics.count_failed_sign_in
+        signed_in = sign_in_with_code(session, case_no=case_no, code=code, ip=ip, settings=settings, count=count)
+    except UnknownClient:
+        errors = {"code": page.t("login.client_unknown")}
+        return _sign_in_form(page, case_no=case_no, errors=errors, status_code=403)
     except TooManyAttempts as exc:
         errors = {"code": page.t("portal.throttled", seconds=exc.retry_after_s)}
         headers = {"Retry-After": str(exc.retry_after_s)}

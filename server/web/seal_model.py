@@ -35,6 +35,7 @@ HEALTH_FIELDS = (
     "snapshots_pending",
     "disk_free_bytes",
     "camera",
+    "camera_reason",  # only with camera "unavailable": why the seal cannot use its configured camera
     "pir_state",
     "tamper",
     "speaker",
@@ -44,14 +45,14 @@ HEALTH_FIELDS = (
 )
 #: The values of the heartbeat's fields that have words (``seal_value.<field>_<value>`` in the catalogue).
 HEARTBEAT_WORDS: dict[str, tuple[str, ...]] = {
-    "camera": ("none", "starting", "ok", "blind", "lost"),
+    "camera": ("none", "unavailable", "starting", "ok", "blind", "lost"),
     "pir_state": ("motion", "idle"),
     "tamper": ("open", "closed", "none"),
     "speaker": ("untested", "ok", "failed"),
     "armed": ("true", "false"),
 }
 #: Values that need a person's attention.
-BAD_VALUES = {"camera": {"blind", "lost"}, "tamper": {"open"}, "speaker": {"failed"}}
+BAD_VALUES = {"camera": {"unavailable", "blind", "lost"}, "tamper": {"open"}, "speaker": {"failed"}}
 #: An outbox this deep means events are waiting for the court's receipts.
 DEEP_OUTBOX = 100
 LOW_DISK_BYTES = 200 * 1024 * 1024

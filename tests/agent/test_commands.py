@@ -90,8 +90,8 @@ def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscri
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     cases = [
         (b"{not json", None, "malformed"),
-        (unsigned(6), 6, "unsigned"),
-        (command(7, key=generate_signing_key()), 7, "bad_signature"),
+        (unsigned(6), None, "unsigned"),  # the ids they claim are nobody's word: claimed_command_id
+        (command(7, key=generate_signing_key()), None, "bad_signature"),
         (command(8, now=hour_ago), 8, "expired"),
         (command(9, now=datetime.now(UTC) + timedelta(hours=1)), 9, "not_yet_valid"),
         (command(5), 5, "replayed"),  # the very same id again

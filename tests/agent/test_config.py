@@ -12,7 +12,14 @@ import pytest
 from pydantic import BaseModel
 
 from seal_agent.cli import main
-from seal_agent.config import DEFAULT_SOUNDS_DIR, check_files, load_config, parse_config, read_password
+from seal_agent.config import (
+    DEFAULT_SOUNDS_DIR,
+    check_files,
+    load_config,
+    parse_config,
+    plaintext_warning,
+    read_password,
+)
 from seal_agent.errors import ConfigError, SealAgentError
 from tests.agent.helpers import COURT_PUBLIC_KEY, SEAL_AGENT, agent_env
 
@@ -325,3 +332,45 @@ def test_a_warning_sound_that_simpleaudio_cannot_play_is_a_config_problem(tmp_pa
     problems = [p for p in check_files(config) if p.startswith("warning.")]
     assert len(problems) == 1 and problems[0].startswith("warning.languages.0:"), problems
     assert "3 channels" in problems[0]
+
+
+@pytest.mark.parametrize("host", ["mqtt.court.example", "10.0.0.5", "192.168.1.10", "fd00::1", "localhost.example"])
+def test_plain_tcp_to_a_broker_elsewhere_is_refused(
+    host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A seal's password and events in plain text on the court's network: refused at load, so both check-config and
+    run stop, unless the file says ``allow_plaintext = true`` by name. Found by a hostile review (check-config said
+    OK)."""
+    path = write(tmp_path, VALID.replace('host = "127.0.0.1"', f'host = "{host}"'))
+    assert main(["check-config", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "OK" not in captured.out
+    assert f"mqtt: tls_ca_file is empty, so the seal would send its password and events in plain text to {host}" in (
+        captured.err
+    )
+    assert main(["run", "--config", str(path)]) == 2
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "::1", "localhost", "LOCALHOST"])
+def test_plain_tcp_to_a_broker_on_this_machine_is_accepted_without_a_warning(host: str, tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID.replace('host = "127.0.0.1"', f'host = "{host}"')))
+    assert config.mqtt.tls_ca_file is None and plaintext_warning(config) is None
+
+
+def test_allow_plaintext_lets_it_through_with_a_loud_warning(tmp_path: Path) -> None:
+    text = VALID.replace('host = "127.0.0.1"', 'host = "10.0.0.5"').replace(
+        'tls_ca_file = ""', 'tls_ca_file = ""\nallow_plaintext = true'
+    )
+    path = write(tmp_path, text)
+    result = subprocess.run(
+        [str(SEAL_AGENT), "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        check=False,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+    assert "WARNING" in result.stderr and "PLAIN TCP to 10.0.0.5:1883" in result.stderr
+    with_tls = load_config(write(tmp_path, text.replace('tls_ca_file = ""', f'tls_ca_file = "{tmp_path / "ca"}"')))
+    assert plaintext_warning(with_tls) is None

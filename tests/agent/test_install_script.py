@@ -4,6 +4,8 @@ installed, nothing needs root)."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import subprocess
 from pathlib import Path
@@ -135,3 +137,61 @@ def test_a_pip_that_succeeds_shows_one_line_per_package(tmp_path: Path, script: 
 
 def test_setup_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(SETUP)], capture_output=True, timeout=30).returncode == 0
+
+
+def install_tree_step() -> str:
+    """install.sh from ``mkdir -p "$PREFIX" …`` to the creation of the .venv: the copy of the checkout."""
+    text = INSTALL.read_text("utf-8")
+    step = re.search(r'^mkdir -p "\$PREFIX".*?^.*python3 -m venv[^\n]*\n', text, re.S | re.M)
+    assert step, "install.sh no longer copies the checkout and makes its .venv"
+    return step.group(0)
+
+
+def owned_or_writable_by_others(root: Path) -> list[str]:
+    """Every path under ``root`` (itself included) not owned by root:root or writable by group or others."""
+    found = []
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        writable = (info.st_mode & 0o022) and not path.is_symlink()
+        if (info.st_uid, info.st_gid) != (0, 0) or writable:
+            found.append(f"{path.relative_to(root)} {info.st_uid}:{info.st_gid} {oct(info.st_mode & 0o7777)}")
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="install.sh runs as root; the test gives files to another account")
+def test_the_installation_is_root_s_whoever_cloned_the_checkout(tmp_path: Path) -> None:
+    """The account that cloned (``nobody`` here, ``pi`` on a Pi) must not own /opt/court-seal, its sounds or its
+    .venv, which systemd runs as the seal and the README's ``sudo seal-agent check-config`` as root; nor may anyone
+    but root write there. A .venv left by an earlier install with a foreign owner is made again. Found by a hostile
+    review (``rsync -a`` kept the clone's owner)."""
+    nobody = pwd.getpwnam("nobody")
+    src, prefix = tmp_path / "src", tmp_path / "opt" / "court-seal"
+    (src / "sounds").mkdir(parents=True)
+    (src / "sounds" / "warning_zh.wav").write_bytes(b"RIFF")
+    (src / "seal_agent").mkdir()
+    (src / "seal_agent" / "cli.py").write_text("print('hi')\n")
+    (src / "seal_agent" / "cli.py").chmod(0o664)  # a clone made under umask 002
+    (src / "sounds").chmod(0o775)
+    old_venv = prefix / ".venv" / "bin"  # an earlier install's .venv, swapped by the cloning account
+    old_venv.mkdir(parents=True)
+    (old_venv / "python").write_text("#!/bin/sh\necho swapped\n")
+    (old_venv / "python").chmod(0o755)
+    for path in [src, *src.rglob("*"), prefix, *prefix.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    bin_dir = tmp_path / "bin"  # python3 -m venv stands in for Debian's: it makes .venv/bin/python
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text('#!/bin/sh\nmkdir -p "$4/bin" && printf "#!/bin/sh\\n" > "$4/bin/python"\n')
+    (bin_dir / "python3").chmod(0o755)
+    script = "set -euo pipefail\n" + install_tree_step()
+    env = {
+        "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SRC": str(src),
+        "PREFIX": str(prefix),
+        "CONF_DIR": str(tmp_path / "etc"),
+        "STATE_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (prefix / "sounds" / "warning_zh.wav").read_bytes() == b"RIFF"
+    assert (prefix / ".venv" / "bin" / "python").read_text() == "#!/bin/sh\n"
+    assert owned_or_writable_by_others(prefix) == []

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import seal_agent.devices.speaker as speaker_module
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.config import DEFAULT_SOUNDS_DIR
 from seal_agent.devices.speaker import WarningSpeaker
@@ -49,7 +50,11 @@ def test_a_warning_sound_simpleaudio_cannot_play_is_refused_at_start(
         WarningSpeaker([bad, DEFAULT_SOUNDS_DIR / "warning_en.wav"])
 
 
-def test_every_playable_format_is_accepted_and_plays(tmp_path: Path, alsa_file: Path) -> None:
+def test_every_playable_format_is_accepted_and_plays(
+    tmp_path: Path, alsa_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test sink takes 44,100 bytes a second, so this 1 s clip of 176,400 takes 4 s: not a stalled device.
+    monkeypatch.setattr(speaker_module, "STALL_MARGIN_S", 10.0)
     sound = _wav(tmp_path / "warning_zh.wav", channels=2, width=2, rate=44100)
     speaker = WarningSpeaker([sound, DEFAULT_SOUNDS_DIR / "warning_en.wav"])
     playback = speaker.play_warning()

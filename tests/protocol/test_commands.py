@@ -54,7 +54,9 @@ def test_valid_command_accepted():
 def test_refusals(data_kw, check_kw, reason):
     with pytest.raises(CommandRefused) as info:
         check(signed(**data_kw), **check_kw)
-    assert info.value.reason is reason and info.value.command_id == 5
+    assert info.value.reason is reason and info.value.claimed_command_id == 5
+    # The court's id only once its signature verified; forged bytes merely claim one.
+    assert info.value.command_id == (None if reason is RejectReason.BAD_SIGNATURE else 5)
 
 
 def test_unsigned_and_malformed():
@@ -67,6 +69,7 @@ def test_unsigned_and_malformed():
     with pytest.raises(CommandRefused) as info:
         check(json.dumps(obj).encode())
     assert info.value.reason is RejectReason.UNSIGNED
+    assert (info.value.command_id, info.value.claimed_command_id) == (None, 5)
     with pytest.raises(CommandRefused) as info:
         check(b"\xff")
     assert info.value.reason is RejectReason.MALFORMED and info.value.command_id is None

@@ -194,12 +194,27 @@ def test_metrics_without_ingest(database_url: str, tmp_path: Path, seals: tuple[
         (("::1", 50000), None, {}, 200),
         (("203.0.113.7", 50000), None, {}, 404),  # the public (a debtor watching the seals online fall)
         (HERE, "203.0.113.7", {"trusted_proxies": ["127.0.0.1"]}, 404),  # the public, through the court's proxy
-        (HERE, "203.0.113.7", {}, 200),  # a header no trusted proxy wrote changes nothing
-        (("203.0.113.7", 50000), "127.0.0.1", {}, 404),  # nor does one from the public
+        (HERE, "203.0.113.7", {}, 404),  # a header no trusted proxy wrote: a proxy left unlisted, origin unknown
+        (("203.0.113.7", 50000), "127.0.0.1", {}, 404),  # the public naming this machine
+        (HERE, None, {"trusted_proxies": ["127.0.0.1"]}, 404),  # a trusted proxy that names no client
+        (HERE, "127.0.0.1", {"trusted_proxies": ["127.0.0.1"]}, 404),  # nor only itself
+        (("127.0.0.2", 50000), "127.0.0.1", {"trusted_proxies": ["127.0.0.2"]}, 200),  # a local client, proxied
         (("10.1.2.3", 50000), None, {"metrics_from": ["10.1.0.0/16"]}, 200),  # the court's Prometheus
         (("testclient", 50000), None, {}, 404),  # no address at all
     ],
-    ids=["loopback", "loopback-v6", "public", "public-via-proxy", "spoofed", "spoofed-public", "configured", "none"],
+    ids=[
+        "loopback",
+        "loopback-v6",
+        "public",
+        "public-via-proxy",
+        "unlisted-proxy",
+        "spoofed-public",
+        "proxy-not-appending",
+        "proxy-only-hops",
+        "local-via-proxy",
+        "configured",
+        "none",
+    ],
 )
 def test_metrics_answer_only_the_networks_configured(
     database_url: str,

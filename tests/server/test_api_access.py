@@ -176,4 +176,6 @@ def test_a_refusal_names_the_role_in_good_english(client: TestClient, session_fa
     for who, article in (("officer", "an"), ("judge", "a")):
         response = client.get("/api/audit", headers=bearer(session_factory, who))
         assert response.status_code == 403
-        assert response.json()["detail"].startswith(f"{article} {who} may not do this"), response.text
+        chinese, english = response.json()["detail"].split(" / ")
+        assert english.startswith(f"{article} {who} may not do this"), response.text
+        assert chinese.startswith("您的角色不能执行此操作"), response.text

@@ -211,7 +211,7 @@ def test_answers_that_fit_no_command_are_stored_and_counted_but_change_nothing(w
     world.reject(None, "malformed")  # something unreadable was on its cmd topic
     assert world.events("command_ack") == 5 and world.events("command_rejected") == 1
     assert world.command(mine).state == world.command(theirs).state == "pending"
-    expected = {"unknown_command": 2, "action_mismatch": 1, "result_mismatch": 2, "unreadable": 1}
+    expected = {"unknown_command": 2, "action_mismatch": 1, "result_mismatch": 2, "unverified": 1}
     assert world.answers() == expected
     text = world.metrics.exposition(seals_online=0, seals_total=2, broker_connected=True, reasons=[])
     assert samples(text)['seal_command_answers_total{outcome="unknown_command"}'] == 2

@@ -70,4 +70,4 @@ def test_the_deploy_guides_examples_are_valid_settings(example: str) -> None:
 
 
 def test_the_deploy_guide_has_its_examples() -> None:
-    assert [block.split("\n", 1)[0] for block in deploy_examples()] == ["[mqtt]", "[ingest]", "[storage]"]
+    assert [block.split("\n", 1)[0] for block in deploy_examples()] == ["[http]", "[mqtt]", "[ingest]", "[storage]"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import stat
 import tomllib
 from pathlib import Path
@@ -163,3 +165,31 @@ def test_init_takes_the_public_address_of_the_notices(tmp_path: Path, capsys: py
         assert exited.value.code == 2
         assert "--public-url" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_the_database_the_readme_s_steps_make_is_the_court_s_alone(
+    court: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``init`` then ``init-db`` under a login shell's umask: court.db (password hashes, all evidence) is 0600, and
+    so are its -wal and -shm once the server writes (SQLite gives them the main file's mode). They were 0644."""
+    old = os.umask(0o022)
+    try:
+        assert main(["init-db", "--config", str(court / "server.toml")]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((court / "court.db").stat().st_mode) == 0o600
+
+
+def test_init_as_root_says_the_broker_would_stay_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README runs init as an unprivileged account, whose name the ``user`` line carries (Mosquitto started as
+    root drops to it). Run as root, init writes ``user root``: it says so, loudly, on stderr and in the file."""
+    assert main(["init", str(tmp_path / "court")]) == 0
+    conf = (tmp_path / "court" / "mosquitto.conf").read_text()
+    err = capsys.readouterr().err
+    account = getpass.getuser()
+    assert f"\nuser {account}\n" in conf
+    if account == "root":
+        assert "WARNING: written by seal-server init run as root" in conf
+        assert "seal-server init runs as root" in err and "would keep root" in err
+    else:
+        assert "WARNING" not in conf and "runs as root" not in err

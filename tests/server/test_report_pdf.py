@@ -246,6 +246,24 @@ def test_a_failed_warning_reads_as_failed_and_an_outcome_is_taken_from_its_warni
     assert "结果：未收到warning_result事件" in text  # the last warning's outcome never came: said so, not guessed
 
 
+def test_an_intrusion_within_the_cooldown_reads_as_deferred_with_the_outcome_of_its_warning_result() -> None:
+    """A ``deferred_cooldown`` intrusion is warned (or not) later, and its ``warning_result`` says so: the report
+    shows that outcome beside it, as for a warning that had ``started``."""
+    events = Events()
+    deferred = events.add("intrusion", T0, warning="deferred_cooldown", warning_languages=[], camera="ok", snapshots=[])
+    events.add(
+        "warning_result",
+        T0 + timedelta(seconds=30),
+        trigger="intrusion",
+        trigger_seq=deferred.seq,
+        warning="suppressed_cooldown",
+        warning_languages=[],
+    )
+    text = pdf_text(render_report(facts(events=events.items)))
+    assert "冷却期内，警告推迟至冷却期结束；结果：未警告（冷却期内）" in text
+    assert "warningdeferredtotheendofthecool-down；outcome:nowarning(cool-down)" in text
+
+
 def test_a_warning_decided_by_the_camera_and_a_test_warning_read_as_they_ended() -> None:
     events = Events()
     pending = events.add(

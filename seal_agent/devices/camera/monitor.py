@@ -203,9 +203,26 @@ class CameraMonitor:
         """``True`` only if motion was seen in ``[t0, t1]`` (see :meth:`motion_verdict` for "could not tell")."""
         return self.motion_verdict(t0, t1, timeout=timeout) is MotionVerdict.SEEN
 
+    @property
+    def fresh_s(self) -> float:
+        """How old a frame may be and still count as the camera's current view: two frame intervals, at least 0.5 s
+        (as the monitor's own stall detector)."""
+        return max(2 * self.interval, 0.5)
+
+    def now(self) -> float:
+        """The monitor's clock (the one frame times are on)."""
+        return self._clock()
+
     def latest_snapshot(self) -> Snapshot | None:
-        """The newest frame in the ring buffer that can be a snapshot, as JPEG; ``None`` if there is none."""
-        for frame in reversed(self._ring.between(-math.inf, math.inf)):
+        """The newest current frame that can be a snapshot, as JPEG; ``None`` if there is none.
+
+        Only a frame at most :attr:`fresh_s` old counts, and none while the camera is lost: the ring buffer is trimmed
+        only when a frame arrives, so without that bound it would offer a frame from before the camera was lost as if
+        it were the view now.
+        """
+        if self.state == "lost":
+            return None
+        for frame in reversed(self._ring.between(self._clock() - self.fresh_s, math.inf)):
             snapshot = self._snapshot(frame, frame.t)
             if snapshot is not None:
                 return snapshot

@@ -2,7 +2,7 @@
 which orders statuses instead of the time they were received).
 
 Revision ID: 5e2b8c4a1d70
-Revises: 3c7e1a9f5d20
+Revises: 8d41b6f0c2e7
 Create Date: 2026-12-06 00:20:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import server.core.base
 
 revision: str = "5e2b8c4a1d70"
-down_revision: str | None = "3c7e1a9f5d20"
+down_revision: str | None = "8d41b6f0c2e7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

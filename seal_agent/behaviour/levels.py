@@ -1,0 +1,75 @@
+"""A sensor's level against what the seal believes from its edges: an edge the pin factory loses is caught by a level
+check, and the event it gives says so.
+
+The timer reads each sensor (the PIR, the tamper switch) at least every :data:`RECONCILE_S` seconds.
+A reading that agrees with the belief is remembered with its wall time. A level that disagrees with the belief at two
+readings at least ``settle_s`` apart means an edge was lost: :meth:`LevelCheck.missed` returns it as :class:`Caught`,
+whose :meth:`Caught.payload` the event then signs: ``detected_by: "level_check"`` and ``not_before``, the time of the
+last reading of the level before (the edge came after it and before the event's ``ts``, when it was caught).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from seal_agent.interfaces import Clock
+from seal_protocol import utc_now_ms
+
+#: How often the timer compares the sensors' levels with what their edges said (a missed edge is caught).
+RECONCILE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caught:
+    """An edge the level check caught: the level the sensor went to, and the wall time of the last reading of the
+    level it left (``None`` if it was never read so)."""
+
+    active: bool
+    not_before: datetime | None
+
+    def payload(self) -> dict[str, Any]:
+        """The fields the edge's event signs: how it was detected, and the earliest the edge can have been."""
+        return {
+            "detected_by": "level_check",
+            "not_before": None if self.not_before is None else utc_now_ms(self.not_before),
+        }
+
+
+class LevelCheck:
+    """Compares the level ``read`` returns with the belief the caller keeps from the sensor's edges."""
+
+    def __init__(self, read: Callable[[], bool], clock: Clock, *, settle_s: float = RECONCILE_S / 2) -> None:
+        self._read = read
+        self._clock = clock
+        self._settle_s = settle_s
+        self._lock = threading.Lock()
+        self._mismatch_since: float | None = None
+        self._last: dict[bool, datetime | None] = {False: None, True: None}  # last reading of each level (wall)
+
+    def saw(self, active: bool) -> None:
+        """The sensor was seen at level ``active`` now (an edge's callback, or the check acting on a level)."""
+        wall = self._clock.now()
+        with self._lock:
+            self._last[active] = wall
+
+    def missed(self, believed: bool, now: float) -> Caught | None:
+        """Read the level at ``now`` (monotonic); the edge that was lost, once the level has disagreed with
+        ``believed`` for ``settle_s``, else None."""
+        wall = self._clock.now()  # before the reading: the level read was so at this time or later
+        active = self._read()
+        with self._lock:
+            if active == believed:
+                self._mismatch_since = None
+                self._last[active] = wall
+                return None
+            if self._mismatch_since is None:
+                self._mismatch_since = now
+                return None
+            if now - self._mismatch_since < self._settle_s:
+                return None
+            self._mismatch_since = None
+            return Caught(active, self._last[not active])

@@ -1,0 +1,151 @@
+"""The case a picture is filed under: the case(s) whose stored signed events from the same seal name it (the
+payload's ``snapshots`` or ``snapshot``), whichever case the seal is bound to when the picture arrives — a seal
+moved to another case still drains its old case's pictures from its outbox, and they are its old case's evidence.
+
+A snapshot's topic names no case, and the event that names it may arrive before or after it:
+
+* the event first: it writes a :class:`~server.evidence.models.SnapshotName` row (sha256, device_id, case_no), and
+  the picture, when it comes, is filed under each case those rows name for its seal;
+* the picture first: no row names it yet, so it is filed provisionally under the seal's current case, or the last
+  it was bound to; the naming event then files it under its own case, and takes it from every case none of whose
+  events name it (the provisional row moves, or goes if the named case holds the bytes already). A case whose own
+  events name the same bytes keeps its row: two covered lenses give the same black frame.
+
+Both orders are decided once the seals' rows are locked (the lock order of :mod:`server.ingest.rows`): a batch that
+holds a picture, or an event that names one, locks the rows of those seals — even if it changes nothing in them —
+before it reads the names and the pictures' rows (:meth:`SnapshotFiling.write`), and holds the locks until it
+commits. A picture and the events that name it come from one seal, so of two workers storing them at once, one waits
+for the other's commit and then reads what it wrote (READ COMMITTED: each statement sees the rows committed before
+it began). On SQLite a transaction holds the one write lock from its start.
+
+The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.evidence.models import Snapshot, SnapshotName
+from server.evidence.queries import named_pictures
+from server.ingest.results import IngestResult, Outcome
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: (sha256, device_id, case_no): a seal's event of that case names that picture.
+Name = tuple[str, str, str]
+
+
+def pictures_to_file(payload: Mapping[str, Any]) -> list[str]:
+    """The pictures an event's payload names that a snapshot topic can carry (64 lowercase hex digits)."""
+    return [sha for sha in named_pictures(payload) if _SHA256.fullmatch(sha)]
+
+
+@dataclass(frozen=True)
+class _Picture:
+    place: int  # the message's place in its batch
+    sha256: str
+    device_id: str
+    case_no: str  # where it goes if no event names it: the seal's current case, or its last
+    size: int
+    received_at: datetime
+
+
+class SnapshotFiling:
+    """The pictures a batch received and the pictures its stored events name; their rows are written by
+    :meth:`write`, once the seals' rows are locked."""
+
+    def __init__(self) -> None:
+        self._names: set[Name] = set()
+        self._pictures: list[_Picture] = []
+
+    @property
+    def seals(self) -> set[str]:
+        """The seals whose rows must be locked before :meth:`write`."""
+        return {name[1] for name in self._names} | {p.device_id for p in self._pictures}
+
+    def named(self, device_id: str, case_no: str, payload: Mapping[str, Any]) -> None:
+        """A stored event of ``case_no``; most name no picture, and cost two lookups in their payload."""
+        if "snapshots" in payload or "snapshot" in payload:
+            self._names.update((sha, device_id, case_no) for sha in pictures_to_file(payload))
+
+    def picture(
+        self, place: int, sha256: str, device_id: str, *, case_no: str, size: int, received_at: datetime
+    ) -> None:
+        """A picture whose bytes are in the store; ``case_no`` takes it if no event names it."""
+        self._pictures.append(_Picture(place, sha256, device_id, case_no, size, received_at))
+
+    def write(self, session: Session, results: list[IngestResult]) -> None:
+        """Add the names and the pictures' rows (a picture every case of which holds it already is a duplicate in
+        ``results``), and move the pictures the new names claim."""
+        if not self._names and not self._pictures:
+            return
+        shas = {name[0] for name in self._names} | {p.sha256 for p in self._pictures}
+        query = select(SnapshotName.sha256, SnapshotName.device_id, SnapshotName.case_no)
+        stored: set[Name] = {(s, d, c) for s, d, c in session.execute(query.where(SnapshotName.sha256.in_(shas)))}
+        for sha, device_id, case_no in sorted(self._names - stored):
+            session.add(SnapshotName(sha256=sha, device_id=device_id, case_no=case_no))
+        names = stored | self._names
+        rows = session.scalars(select(Snapshot).where(Snapshot.sha256.in_(shas)).order_by(Snapshot.id))
+        held = {(row.sha256, row.case_no): row for row in rows}
+        for picture in self._pictures:
+            if not self._file(session, held, names, picture):
+                results[picture.place] = replace(
+                    results[picture.place], outcome=Outcome.DUPLICATE, detail=f"snapshot {picture.sha256}"
+                )
+        for name in sorted(self._names):
+            _claim(session, held, names, name)
+
+    @staticmethod
+    def _file(session: Session, held: dict[tuple[str, str], Snapshot], names: set[Name], picture: _Picture) -> bool:
+        """Add ``picture``'s rows: one in each case whose events name it, else in its seal's case. False if none
+        was missing."""
+        sha = picture.sha256
+        cases = sorted({c for s, d, c in names if s == sha and d == picture.device_id}) or [picture.case_no]
+        missing = [case_no for case_no in cases if (sha, case_no) not in held]
+        for case_no in missing:
+            row = Snapshot(
+                sha256=sha,
+                device_id=picture.device_id,
+                case_no=case_no,
+                size=picture.size,
+                received_at=picture.received_at,
+            )
+            session.add(row)
+            held[(sha, case_no)] = row
+        return bool(missing)
+
+
+def _claim(session: Session, held: dict[tuple[str, str], Snapshot], names: set[Name], name: Name) -> None:
+    """The picture ``name`` names, held from its seal, filed under the name's case; its seal's rows in cases none of
+    whose events name those bytes move there (the first, if the case lacks its row) or go."""
+    sha, device_id, case_no = name
+    ours = [row for (s, _), row in held.items() if s == sha and row.device_id == device_id]
+    if not ours:
+        return  # not received yet: filed by the names when it comes
+    named_cases = {c for s, _, c in names if s == sha}
+    provisional = [row for row in ours if row.case_no not in named_cases]
+    if (sha, case_no) not in held:
+        if provisional:
+            row = provisional.pop(0)
+            del held[(sha, row.case_no)]
+            row.case_no = case_no
+        else:
+            first = ours[0]
+            row = Snapshot(
+                sha256=sha, device_id=device_id, case_no=case_no, size=first.size, received_at=first.received_at
+            )
+            session.add(row)
+        held[(sha, case_no)] = row
+    for row in provisional:
+        del held[(sha, row.case_no)]
+        if row in session.new:
+            session.expunge(row)
+        else:
+            session.delete(row)
