@@ -50,16 +50,16 @@ class Event(Base):
 
 
 class Snapshot(Base):
-    """A picture a seal sent, recorded once per case; the file is ``snapshot_dir/<sha256>.jpg``. Its case is the one
+    """A picture a seal sent, recorded once per case and seal; the file is ``snapshot_dir/<sha256>.jpg``. Its case is the one
     whose events name it (:class:`SnapshotName`); a picture no stored event names yet is filed under the seal's
     case (or last case) meanwhile, and moves when the event that names it arrives.
 
-    The same bytes may come from seals of two cases (two covered lenses give the same black frame): each case gets
-    its row, and both rows name the one file.
+    The same bytes may come from two seals (two covered lenses give the same black frame): each seal's delivery gets
+    its row in its case, all naming the one file, so that filing one seal's picture again never takes another's.
     """
 
     __tablename__ = "snapshots"
-    __table_args__ = (UniqueConstraint("sha256", "case_no"),)
+    __table_args__ = (UniqueConstraint("sha256", "device_id", "case_no"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))

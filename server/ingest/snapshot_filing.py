@@ -8,8 +8,10 @@ A snapshot's topic names no case, and the event that names it may arrive before 
   the picture, when it comes, is filed under each case those rows name for its seal;
 * the picture first: no row names it yet, so it is filed provisionally under the seal's current case, or the last
   it was bound to; the naming event then files it under its own case, and takes it from every case none of whose
-  events name it (the provisional row moves, or goes if the named case holds the bytes already). A case whose own
-  events name the same bytes keeps its row: two covered lenses give the same black frame.
+  events from that seal name it (the provisional row moves, or goes if the named case holds its bytes already).
+
+Each seal's delivery has its own rows (unique: sha256, device_id, case_no): two covered lenses give the same black
+frame, and a seal's provisional row is never the row another seal's delivery of the same bytes relies on.
 
 Both orders are decided once the seals' rows are locked (the lock order of :mod:`server.ingest.rows`): a batch that
 holds a picture, or an event that names one, locks the rows of those seals — even if it changes nothing in them —
@@ -40,6 +42,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: (sha256, device_id, case_no): a seal's event of that case names that picture.
 Name = tuple[str, str, str]
+#: (sha256, case_no, device_id): a row of :class:`Snapshot`, a seal's delivery of those bytes filed under that case.
+Held = tuple[str, str, str]
 
 
 def pictures_to_file(payload: Mapping[str, Any]) -> list[str]:
@@ -93,7 +97,7 @@ class SnapshotFiling:
             session.add(SnapshotName(sha256=sha, device_id=device_id, case_no=case_no))
         names = stored | self._names
         rows = session.scalars(select(Snapshot).where(Snapshot.sha256.in_(shas)).order_by(Snapshot.id))
-        held = {(row.sha256, row.case_no): row for row in rows}
+        held = {(row.sha256, row.case_no, row.device_id): row for row in rows}
         for picture in self._pictures:
             if not self._file(session, held, names, picture):
                 results[picture.place] = replace(
@@ -103,38 +107,40 @@ class SnapshotFiling:
             _claim(session, held, names, name)
 
     @staticmethod
-    def _file(session: Session, held: dict[tuple[str, str], Snapshot], names: set[Name], picture: _Picture) -> bool:
-        """Add ``picture``'s rows: one in each case whose events name it, else in its seal's case. False if none
-        was missing."""
-        sha = picture.sha256
-        cases = sorted({c for s, d, c in names if s == sha and d == picture.device_id}) or [picture.case_no]
-        missing = [case_no for case_no in cases if (sha, case_no) not in held]
+    def _file(session: Session, held: dict[Held, Snapshot], names: set[Name], picture: _Picture) -> bool:
+        """Add ``picture``'s rows from its seal: one in each case whose events from it name it, else in its seal's
+        case. False if none was missing."""
+        sha, device_id = picture.sha256, picture.device_id
+        cases = sorted({c for s, d, c in names if s == sha and d == device_id}) or [picture.case_no]
+        missing = [case_no for case_no in cases if (sha, case_no, device_id) not in held]
         for case_no in missing:
             row = Snapshot(
                 sha256=sha,
-                device_id=picture.device_id,
+                device_id=device_id,
                 case_no=case_no,
                 size=picture.size,
                 received_at=picture.received_at,
             )
             session.add(row)
-            held[(sha, case_no)] = row
+            held[(sha, case_no, device_id)] = row
         return bool(missing)
 
 
-def _claim(session: Session, held: dict[tuple[str, str], Snapshot], names: set[Name], name: Name) -> None:
+def _claim(session: Session, held: dict[Held, Snapshot], names: set[Name], name: Name) -> None:
     """The picture ``name`` names, held from its seal, filed under the name's case; its seal's rows in cases none of
-    whose events name those bytes move there (the first, if the case lacks its row) or go."""
+    whose events *from it* name those bytes move there (the first, if the case lacks its row) or go. Another seal's
+    rows are never touched: each seal's delivery has rows of its own (the same bytes from two seals of one case are
+    two rows, so that neither can take the other's from the case)."""
     sha, device_id, case_no = name
-    ours = [row for (s, _), row in held.items() if s == sha and row.device_id == device_id]
+    ours = [row for (s, _, d), row in held.items() if s == sha and d == device_id]
     if not ours:
         return  # not received yet: filed by the names when it comes
-    named_cases = {c for s, _, c in names if s == sha}
+    named_cases = {c for s, d, c in names if s == sha and d == device_id}
     provisional = [row for row in ours if row.case_no not in named_cases]
-    if (sha, case_no) not in held:
+    if (sha, case_no, device_id) not in held:
         if provisional:
             row = provisional.pop(0)
-            del held[(sha, row.case_no)]
+            del held[(sha, row.case_no, device_id)]
             row.case_no = case_no
         else:
             first = ours[0]
@@ -142,9 +148,9 @@ def _claim(session: Session, held: dict[tuple[str, str], Snapshot], names: set[N
                 sha256=sha, device_id=device_id, case_no=case_no, size=first.size, received_at=first.received_at
             )
             session.add(row)
-        held[(sha, case_no)] = row
+        held[(sha, case_no, device_id)] = row
     for row in provisional:
-        del held[(sha, row.case_no)]
+        del held[(sha, row.case_no, device_id)]
         if row in session.new:
             session.expunge(row)
         else:

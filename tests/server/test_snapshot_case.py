@@ -120,16 +120,19 @@ def test_a_picture_delivered_before_the_event_that_names_it_moves_to_the_event_s
 
 
 def test_the_same_bytes_named_by_two_cases_stay_in_both(world: CourtWorld, client: TestClient, tmp_path: Path) -> None:
-    """Two covered lenses give the same black frame: case B's own seal names it, so case B keeps its row when
-    case A's event claims the copy its moved seal delivered there."""
+    """Two covered lenses give the same black frame: case B's own seal names it too. The copy seal a1 delivered to
+    case B (provisionally) goes to case A with a1's late event; case B holds the bytes once its own seal's copy is
+    delivered (each seal's delivery its own row: neither can take the other's from a case)."""
     sha = world.picture("a1", deliver=False)
     late = world.seals["a1"].event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})  # in case A
     move_to_case_b(world)
     assert deliver(world, "a1", sha) is Outcome.SNAPSHOT  # in case B, meanwhile
     world.send("b1", EventType.TAMPER, {"state": "open", "armed": True, "snapshots": [sha]})
     world.ingestor.ingest([message(world.seals["a1"].event_topic, late)])
-    assert filed(world, sha) == [(CASE_A, "seal-a1"), (CASE_B, "seal-a1")]
-    assert deliver(world, "b1", sha) is Outcome.DUPLICATE  # case B holds those bytes already
+    assert filed(world, sha) == [(CASE_A, "seal-a1")]
+    assert deliver(world, "b1", sha) is Outcome.SNAPSHOT  # b1's own copy, filed under b1's naming case
+    assert filed(world, sha) == [(CASE_A, "seal-a1"), (CASE_B, "seal-b1")]
+    assert deliver(world, "b1", sha) is Outcome.DUPLICATE
     for case_no, judge in ((CASE_A, "judge-a"), (CASE_B, "judge-b")):
         records, _ = bundle(world, case_no, tmp_path / f"{judge}.zip")
         assert records[sha]["present"] is True

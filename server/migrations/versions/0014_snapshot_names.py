@@ -54,6 +54,13 @@ snapshots = sa.table(
 
 
 def upgrade() -> None:
+    # Each seal's delivery its own row: a seal's provisional row is never the one another seal's delivery of the
+    # same bytes to that case relies on (:mod:`server.ingest.snapshot_filing`).
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_snapshots_sha256_case_no"), type_="unique")
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_snapshots_sha256_device_id_case_no"), ["sha256", "device_id", "case_no"]
+        )
     op.create_table(
         "snapshot_names",
         sa.Column("id", server.core.base.BigId, nullable=False),
@@ -74,6 +81,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    conn = op.get_bind()
+    keep = sa.select(sa.func.min(snapshots.c.id)).group_by(snapshots.c.sha256, snapshots.c.case_no)
+    conn.execute(snapshots.delete().where(snapshots.c.id.not_in(keep.scalar_subquery())))  # one row per case again
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_snapshots_sha256_device_id_case_no"), type_="unique")
+        batch_op.create_unique_constraint(batch_op.f("uq_snapshots_sha256_case_no"), ["sha256", "case_no"])
     with op.batch_alter_table("snapshot_names", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_snapshot_names_device_id"))
         batch_op.drop_index(batch_op.f("ix_snapshot_names_case_no"))
