@@ -50,8 +50,8 @@ class Event(Base):
 
 
 class Snapshot(Base):
-    """A picture a seal sent, recorded once per case and seal; the file is ``snapshot_dir/<sha256>.jpg``. Its case is the one
-    whose events name it (:class:`SnapshotName`); a picture no stored event names yet is filed under the seal's
+    """A picture a seal sent, recorded once per case and seal; the file is ``snapshot_dir/<sha256>.jpg``. Its case is
+    the one whose events name it (:class:`SnapshotName`); a picture no stored event names yet is filed under the seal's
     case (or last case) meanwhile, and moves when the event that names it arrives.
 
     The same bytes may come from two seals (two covered lenses give the same black frame): each seal's delivery gets
