@@ -161,6 +161,8 @@ class SealAgent:
         if timer is not None:
             timer.join(5.0)
         self._speaker.stop()  # a warning under way ends now, so its warning_result is recorded before we return
+        with self._lock:  # a warning a cool-down deferred will not play: its intrusion's warning_result says so
+            self._settle_deferred(WarningStart("stopped"))
         self._respond.stop()
         self._speaker.stop()  # and one a pending confirmation started meanwhile
 
@@ -340,6 +342,9 @@ class SealAgent:
         now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
         self._tamper_level.saw(True)
         with self._lock:
+            if self._lid_open and not at_start:  # the same opening: a late edge after the level check caught it
+                logger.info("tamper switch: an open edge while the lid is open already; the same opening")
+                return
             self._lid_open = True
             detected = {} if caught is None else caught.payload()
             self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall, **detected)

@@ -8,6 +8,8 @@ answer): the event is stored all the same, and the outcome says what was wrong s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -140,7 +142,8 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
         return None
     payload = envelope.payload
     reason = payload.get("reason")
-    if envelope.type is EventType.COMMAND_REJECTED and isinstance(reason, str) and reason in UNVERIFIED_REASONS:
+    command_id = answered_command_id(envelope)
+    if _unverified(envelope) and not _refused_our_bytes(session, envelope, command_id):
         logger.warning(
             "seal %s refused bytes on its cmd topic that no court key signed (%s, claiming command %s, sha256 %s)",
             envelope.device_id,
@@ -149,8 +152,7 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
             payload.get("sha256"),
         )
         return AnswerOutcome.UNVERIFIED
-    command_id = payload.get("command_id")
-    if not isinstance(command_id, int) or isinstance(command_id, bool):
+    if command_id is None:
         return AnswerOutcome.UNREADABLE
     if not 1 <= command_id <= MAX_COMMAND_ID:
         return AnswerOutcome.UNKNOWN_COMMAND
@@ -176,6 +178,37 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     row.reason = None if acknowledged else str(payload.get("reason", ""))[:32]
     row.updated_at = at
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
+
+
+def answered_command_id(envelope: Envelope) -> int | None:
+    """The command an answer settles (and locks): its ``command_id``; for a refusal of bytes the seal could not verify
+    (``command_id`` null), the ``claimed_command_id`` — settled only if the refused bytes are that command's own
+    (:func:`apply_answer`)."""
+    payload = envelope.payload
+    command_id = payload.get("claimed_command_id") if _unverified(envelope) else payload.get("command_id")
+    if _unverified(envelope) and command_id is None:
+        command_id = payload.get("command_id")  # an older seal's refusal names the id it read
+    return command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else None
+
+
+def _unverified(envelope: Envelope) -> bool:
+    reason = envelope.payload.get("reason")
+    return envelope.type is EventType.COMMAND_REJECTED and isinstance(reason, str) and reason in UNVERIFIED_REASONS
+
+
+def _refused_our_bytes(session: Session, envelope: Envelope, command_id: int | None) -> bool:
+    """Whether an unverified refusal's ``sha256`` is the SHA-256 of the very bytes the court signed and published as
+    ``command_id`` to this seal: a seal that cannot verify the court's own command (it pins another court key, or is
+    too old to read it) refused it, and the command is settled as refused. Forged bytes cannot match."""
+    digest = envelope.payload.get("sha256")
+    if command_id is None or not isinstance(digest, str) or not 1 <= command_id <= MAX_COMMAND_ID:
+        return False
+    row = session.get(CourtCommand, command_id, with_for_update=True)
+    return (
+        row is not None
+        and row.device_id == envelope.device_id
+        and hmac.compare_digest(hashlib.sha256(row.signed).hexdigest(), digest)
+    )
 
 
 def due_commands(

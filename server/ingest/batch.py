@@ -42,7 +42,7 @@ from seal_protocol.envelope import parse_ts
 from seal_protocol.status import supersedes
 from server.alarms.book import AlarmBook
 from server.commands.failures import Settled, on_settled
-from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, apply_answer
+from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, answered_command_id, apply_answer
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event
@@ -158,8 +158,8 @@ class IngestBatch:
         for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
             answer = apply_answer(self.session, envelope, at=at)
             if answer in DECIDING_ANSWERS:
-                settled.append(Settled(envelope.payload["command_id"], answer, at, row))
-            detail = f"command {envelope.payload.get('command_id')}: {answer}"
+                settled.append(Settled(_command_id(envelope), answer, at, row))
+            detail = f"command {answered_command_id(envelope)}: {answer}"
             results[place] = replace(results[place], detail=detail, command_answer=answer)
         on_settled(self.alarms, settled)
 
@@ -382,8 +382,7 @@ class IngestBatch:
 
 
 def _command_id(envelope: Envelope) -> int:
-    command_id = envelope.payload.get("command_id")
-    return command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
+    return answered_command_id(envelope) or 0
 
 
 def _device(checked: Envelope | ParsedTopic | Rejected) -> str | None:

@@ -79,3 +79,21 @@ def test_a_disarm_within_the_cooldown_is_recorded_as_not_warned(
     assert result["warning"] == "suppressed_disarmed" and result["warning_languages"] == [], result
     time.sleep(2.5)
     assert speaker.plays == 1
+
+
+def test_a_stop_within_the_cooldown_still_records_what_became_of_the_deferred_warning(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    """The agent stops (a restart, a shutdown) within the cool-down: the intrusion said deferred_cooldown, so its
+    warning_result says ``stopped`` (none was recorded: the promise was kept only in memory). Found by a review."""
+    speaker = RecordingSpeaker()
+    config = write_config(tmp_path, broker, cooldown_s=5, repeat_s=1000)
+    first = runtimes(config, speaker=speaker)
+    first.start()
+    seq = _enter_within_the_cooldown(mock_pins, speaker, court)
+    first.close()
+    mock_pins.pin(17).drive_low()
+    second = runtimes(config, speaker=RecordingSpeaker())
+    second.start()  # delivers what the first left in the outbox
+    assert court.wait_for(lambda c: _results(c, seq), timeout=15), f"no warning_result for intrusion seq {seq}"
+    assert [r["warning"] for r in _results(court, seq)] == ["stopped"]

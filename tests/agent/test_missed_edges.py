@@ -74,3 +74,23 @@ def test_a_pir_edge_caught_by_the_level_check_says_so_and_when_it_can_have_been_
 
 _MS = parse_ts("2026-01-01T00:00:00.001Z") - parse_ts("2026-01-01T00:00:00.000Z")
 _S = _MS * 1500  # the level check reads at least once a second
+
+
+def test_a_late_tamper_edge_after_the_level_check_caught_it_is_not_a_second_prying(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
+) -> None:
+    """An edge held up (its callback waits while an arm or disarm holds the seal's lock, up to 2 s) after the level
+    check caught the opening is the same opening: one tamper event, one warning. Found by a review."""
+    speaker = RecordingSpeaker()
+    runtime = runtimes(write_config(tmp_path, broker, tamper=True), speaker=speaker)
+    pin = mock_pins.pin(27)
+    pin.drive_low()
+    runtime.start()
+    time.sleep(1.0)
+    pin._change_state(True)  # lid pried open; its edge not yet delivered
+    assert court.wait_for(lambda c: len(c.payloads(DEVICE, "tamper")) == 1, timeout=30)
+    assert court.payloads(DEVICE, "tamper")[0]["detected_by"] == "level_check"
+    pin._call_when_changed()  # the late edge
+    time.sleep(3.0)
+    opens = [p for p in court.payloads(DEVICE, "tamper") if p.get("state") == "open"]
+    assert len(opens) == 1, opens

@@ -57,3 +57,33 @@ def test_the_case_report_shows_such_a_refusal_as_unverified_not_as_the_courts_co
     zh, en = event_details("command_rejected", payload)
     assert "41" in zh and en.startswith("unverified command (claiming 41)"), (zh, en)
     assert event_details("command_rejected", {"command_id": 41, "reason": "expired"})[1].startswith("command 41")
+
+
+def test_a_refusal_of_the_courts_own_bytes_settles_its_command(world: World) -> None:
+    """A seal that cannot verify the court's genuine command (it pins an older court key, or is too old to read it)
+    refuses it as bad_signature; its refusal carries the SHA-256 of exactly the bytes the court signed and published
+    as that command: the command is refused, not left pending until it expires. Found by a review."""
+    real = world.issue()
+    payload = {
+        "command_id": None,
+        "claimed_command_id": real,
+        "sha256": hashlib.sha256(world.command(real).signed).hexdigest(),
+        "reason": "bad_signature",
+        "detail": "not signed by the pinned court key",
+    }
+    assert world.answer(EventType.COMMAND_REJECTED, payload) is Outcome.STORED
+    row = world.command(real)
+    assert (row.state, row.reason) == ("rejected", "bad_signature")
+
+
+def test_a_refusal_whose_digest_is_not_the_commands_settles_nothing(world: World) -> None:
+    real = world.issue()
+    payload = {
+        "command_id": None,
+        "claimed_command_id": real,
+        "sha256": hashlib.sha256(world.command(real).signed + b" ").hexdigest(),
+        "reason": "bad_signature",
+        "detail": "forged",
+    }
+    assert world.answer(EventType.COMMAND_REJECTED, payload) is Outcome.STORED
+    assert world.command(real).state == "pending"
