@@ -214,10 +214,11 @@ class MqttIngest:
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         seals = [(self._filter(kind), options) for kind in SUBSCRIBED_KINDS]
         client.subscribe([*seals, (self.marker.topic, SubscribeOptions(qos=1))])  # its own markers: not shared
-        if flags.session_present and self.settings.shared_group is not None:
-            # A session kept from before shared_group was set still holds the plain subscriptions, through which
-            # the broker would send this process every message on top of its share of the group's.
-            client.unsubscribe([subscription_all(kind) for kind in SUBSCRIBED_KINDS])
+        if flags.session_present and (label := self.settings.shared_group) is not None:
+            # A session kept from before shared_group was set still holds the plain subscriptions (every message on
+            # top of its share), or from before the group's name carried its secret, the group a seal can join.
+            kept = [subscription_all(kind) for kind in SUBSCRIBED_KINDS]
+            client.unsubscribe([*kept, *(f"$share/{label}/{topic}" for topic in kept)])
 
     def _filter(self, kind: MessageKind) -> str:
         """Every seal's ``kind`` topic; within the shared group ``[mqtt] shared_group`` if there is one."""
@@ -238,7 +239,9 @@ class MqttIngest:
         self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _p: Any
     ) -> None:
         if any(code.value == 0 for code in codes):  # the others say "no subscription found": nothing was left over
-            logger.info("plain subscriptions kept in the session from before [mqtt] shared_group was set: removed")
+            logger.info(
+                "subscriptions kept in the session from an older setting (plain, or a guessable group): removed"
+            )
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode, _props: Any
