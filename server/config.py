@@ -36,6 +36,7 @@ from server.config_sections import (
     LivenessSettings,
     LiveSettings,
     NoticeSettings,
+    NotifySettings,
     WebSettings,
 )
 from server.config_storage import StorageSettings
@@ -132,26 +133,6 @@ class MqttSettings(BaseModel):
         "max_inflight_messages, 1000) that every other seal's messages need. Beyond it, an event beyond a gap is "
         "stored at once, as with gap_wait_s = 0 (the gap raises missing_events, which closes when the missing "
         "events arrive). Keep it well below the window.",
-    )
-
-
-class NotifySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    webhook_secret_file: OptionalPath = Field(
-        None,
-        description="File holding the HMAC-SHA256 key of webhooks without a key of their own (first line), shared "
-        "by all their receivers. There is no default: without it, every target needs its own key (`seal-server "
-        "notify add-target --secret-file`), which is better.",
-    )
-    max_attempts: int = Field(8, ge=1, le=100, description="Attempts per notification before it is recorded failed.")
-    retry_base_s: float = Field(
-        5.0, ge=0.01, le=3600, description="Wait after the first failed attempt; doubles with each further failure."
-    )
-    retry_max_s: float = Field(600.0, ge=0.01, le=24 * 3600, description="Longest wait between two attempts.")
-    timeout_s: float = Field(10.0, ge=0.1, le=120, description="Time allowed for one webhook request.")
-    poll_interval_s: float = Field(
-        1.0, ge=0.01, le=60, description="How often the notification worker looks for notifications due."
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, SessionDep
 from server.core.base import utc_now
-from server.ingest.marks import BEHIND_AFTER_S, judging_moment, read_marks
+from server.marks.marks import BEHIND_AFTER_S, judging_moment, read_marks
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
 
 
 def _caught_up_lag(session: Session, forget_s: float) -> float | None:
-    """How far the ingest's caught-up mark lags the clock (:mod:`server.ingest.marks`); None: no mark (or none
+    """How far the ingest's caught-up mark lags the clock (:mod:`server.marks.marks`); None: no mark (or none
     readable: a database without the table yet)."""
     try:
         marks = read_marks(session)

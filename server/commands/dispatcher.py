@@ -48,7 +48,7 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.mqtt import RefusedLog, connect_in_background, make_client, publish_problem
 from server.core.rounds import RoundLoop
-from server.ingest.marks import CaughtUp
+from server.marks.marks import CaughtUp
 
 logger = logging.getLogger(__name__)
 

@@ -307,7 +307,7 @@ class IngestMetrics:
         return self._by_label("seal_content_mismatches", "store")
 
     def set_caught_up_lag(self, seconds: float) -> None:
-        """The ingest's caught-up mark lags now by ``seconds`` (:mod:`server.ingest.marks`)."""
+        """The ingest's caught-up mark lags now by ``seconds`` (:mod:`server.marks.marks`)."""
         self.caught_up_lag_s = seconds
         self._caught_up_lag.set(seconds)
 

@@ -31,7 +31,7 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
-from server.ingest.marks import CaughtUp
+from server.marks.marks import CaughtUp
 from server.notify.outbox import notifying
 from server.seals.models import Seal
 
@@ -116,7 +116,7 @@ class LivenessChecker:
     def check(self, now: datetime | None = None) -> list[str]:
         """Raise ``offline`` for every seal silent at ``now`` (default: the clock); return their device ids.
 
-        Silence is judged only up to the ingest's caught-up mark (:mod:`server.ingest.marks`): a seal whose events
+        Silence is judged only up to the ingest's caught-up mark (:mod:`server.marks.marks`): a seal whose events
         wait at the broker for the court is not silent."""
         now = now or self._clock()
         bound = Seal.case_no.is_not(None)

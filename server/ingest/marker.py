@@ -1,4 +1,4 @@
-"""An ingest worker's markers, which tell how far it has caught up with the broker (:mod:`server.ingest.marks`).
+"""An ingest worker's markers, which tell how far it has caught up with the broker (:mod:`server.marks.marks`).
 
 Every ``[mqtt] mark_interval_s`` the worker publishes, QoS 1, the moment it sends (ISO 8601, the court's clock) to
 ``court/v1/ingest-mark/<its client name>``, a topic only it subscribes to (plainly, never through the shared group;
@@ -11,7 +11,6 @@ Once those are committed, :meth:`Marker.passed` records the marker's send time a
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -20,21 +19,13 @@ from typing import TypeVar
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.rounds import RoundLoop
-from server.ingest.marks import record_mark
+from server.marks.marks import mark_topic, record_mark
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: A worker none of whose markers came back for this long says so (and again as often).
 SILENT_WARNING_S = 60.0
-
-#: The markers' topics: outside ``seal/v1/…``, so no seal's ACL pattern reaches them.
-MARK_TOPIC_ROOT = "court/v1/ingest-mark"
-
-
-def mark_topic(worker: str) -> str:
-    """The topic of ``worker``'s markers (a character MQTT reserves in a topic becomes ``_``)."""
-    return f"{MARK_TOPIC_ROOT}/{re.sub(r'[+#/$]', '_', worker)}"
 
 
 class Marker:

@@ -56,16 +56,3 @@ class ChainState(Base):
         _JSON, default=list, comment="Sorted [first, last] seq ranges below max_seq not stored yet."
     )
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
-
-
-class IngestMark(Base):
-    """How far one ingest worker has caught up with what the broker held for it (:mod:`server.ingest.marks`)."""
-
-    __tablename__ = "ingest_marks"
-
-    worker: Mapped[str] = mapped_column(String(128), primary_key=True, comment="The worker's MQTT client name.")
-    caught_up_at: Mapped[datetime] = mapped_column(
-        comment="Send time of the worker's newest marker it has processed: everything the broker held for it "
-        "before then is stored."
-    )
-    marked_at: Mapped[datetime] = mapped_column(comment="When the worker last wrote this row (the court's clock).")

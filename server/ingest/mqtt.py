@@ -111,7 +111,7 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
-        self.marker = Marker(  # how far this worker has caught up with the broker: server.ingest.marks
+        self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,
             interval_s=settings.mark_interval_s,

@@ -43,9 +43,9 @@ from server.config import MqttSettings, Settings
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.core.mqtt import RECONNECT_MAX_S, client_name, make_client
 from server.errors import BrokerUnavailable, ConfigError, Conflict
-from server.ingest.marks import forget_marks
 from server.ingest.running_here import roles_running_here
 from server.ingest.workers import MAX_WORKERS
+from server.marks.marks import forget_marks
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def run_end_sessions(args: argparse.Namespace, settings: Settings, out: Callable
 
 def _forget_marks(settings: Settings, workers: list[str]) -> None:
     """The caught-up marks of the workers whose sessions ended no longer hold the judging back
-    (:mod:`server.ingest.marks`)."""
+    (:mod:`server.marks.marks`)."""
     if not workers:
         return
     engine = make_engine(settings.database_url)

@@ -14,6 +14,7 @@ from server.core.base import Base
 from server.evidence import models as evidence
 from server.export import models as export
 from server.ingest import models as ingest
+from server.marks import models as marks
 from server.notices import models as notices
 from server.notify import models as notify
 from server.removal import models as removal
@@ -30,6 +31,7 @@ __all__ = [
     "evidence",
     "export",
     "ingest",
+    "marks",
     "metadata",
     "notices",
     "notify",

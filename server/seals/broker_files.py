@@ -21,7 +21,7 @@ from pathlib import Path
 from seal_protocol.topics import MessageKind, topic_filter
 from server.core.live_wire import FEED_TOPIC
 from server.errors import ServerError
-from server.ingest.marker import MARK_TOPIC_ROOT
+from server.marks.marks import MARK_TOPIC_ROOT
 
 SERVER_USERNAME = "court-server"
 

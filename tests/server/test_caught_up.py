@@ -1,5 +1,5 @@
 """The court judges silence, expiry and the order of statuses by what the seals sent, not by when it read them:
-the ingest's caught-up mark (:mod:`server.ingest.marks`) and the statuses' connection stamps, on the real database."""
+the ingest's caught-up mark (:mod:`server.marks.marks`) and the statuses' connection stamps, on the real database."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from server.commands.models import CourtCommand
 from server.commands.service import issue_command
 from server.core.db import SessionFactory, session_scope
 from server.ingest.liveness import LivenessChecker
-from server.ingest.marks import CaughtUp, Mark, forget_marks, judging_moment, read_marks, record_mark
 from server.ingest.results import Message
+from server.marks.marks import CaughtUp, Mark, forget_marks, judging_moment, read_marks, record_mark
 from server.seals.models import Seal
 from tests.server.auth_helpers import add_user
 from tests.server.helpers import CASE_A

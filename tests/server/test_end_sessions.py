@@ -19,10 +19,10 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.mqtt import make_client
 from server.ingest.ingestor import Ingestor
-from server.ingest.marks import read_marks
 from server.ingest.models import ChainState
 from server.ingest.mqtt import MqttIngest
 from server.ingest.running_here import roles_running_here
+from server.marks.marks import read_marks
 from tests.agent.helpers import wait_until
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.ingest_processes import WAIT_S, ProcessOutput, start_ingest, stopping, stored_seqs

@@ -22,6 +22,7 @@ never catches up must not silence the liveness check and the commands' expiry fo
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from server.core.base import utc_now
-from server.ingest.models import IngestMark
+from server.marks.models import IngestMark
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,13 @@ logger = logging.getLogger(__name__)
 BEHIND_AFTER_S = 15.0
 #: A postponement is logged again at most this often.
 LOG_EVERY_S = 60.0
+#: The markers' topics: outside ``seal/v1/…``, so no seal's ACL pattern reaches them.
+MARK_TOPIC_ROOT = "court/v1/ingest-mark"
+
+
+def mark_topic(worker: str) -> str:
+    """The topic of ``worker``'s markers (a character MQTT reserves in a topic becomes ``_``)."""
+    return f"{MARK_TOPIC_ROOT}/{re.sub(r'[+#/$]', '_', worker)}"
 
 
 @dataclass(frozen=True, slots=True)
