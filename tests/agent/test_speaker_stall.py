@@ -80,18 +80,16 @@ def test_a_clip_the_device_drops_at_80_percent_is_failed_not_played(fifo_device:
 def test_a_stalled_device_fails_the_clip_and_the_next_warning_opens_it_afresh(
     fifo_device: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The device takes 4 KiB and then nothing (never read): each warning is ``failed`` ("stalled") within its clip's
-    length plus the margin, not ``busy``, and the stuck clip's process is killed (none is left behind)."""
+    """The device takes 4 KiB and then nothing (never read): each warning ends ``failed`` ("stalled": the watchdog's
+    reason), not ``busy``, and the stuck clip's process is killed (none is left behind)."""
     monkeypatch.setattr(speaker_module, "STALL_MARGIN_S", 1.0)
     speaker = WarningSpeaker([ZH, EN], languages=["zh", "en"])
     health = SpeakerHealth(lambda: datetime.now(UTC))
     for attempt in range(3):
-        began = time.monotonic()
         playback = speaker.play_warning()
         assert playback is not None, f"warning {attempt + 1} was refused as busy"
         health.watch(WarningStart("started", playback))
         assert playback.wait_ended(30)
-        assert time.monotonic() - began < 4.14 + 1.0 + 3.0
         state, languages = playback.outcome()
         assert state == "failed", languages
         assert "the sound device stalled: still playing" in languages[0]["reason"], languages
