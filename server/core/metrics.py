@@ -109,6 +109,11 @@ class IngestMetrics:
             "publish at QoS 1).",
             registry=r,
         )
+        self._properties_dropped = Counter(
+            "seal_mqtt_properties_dropped",
+            "Messages delivered without the MQTT properties the MQTT library could not parse (the court reads none).",
+            registry=r,
+        )
         self._seals_online: Gauge | None = None
         self._seals_registered: Gauge | None = None
         if seal_gauges:
@@ -252,6 +257,9 @@ class IngestMetrics:
 
     def count_dropped(self) -> None:
         self._counted(self._dropped)
+
+    def count_properties_dropped(self, _topic: str = "") -> None:
+        self._counted(self._properties_dropped)
 
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)

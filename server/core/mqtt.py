@@ -11,10 +11,12 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,12 +36,12 @@ UNREACHABLE_LOG_EVERY_S = 60.0
 REFUSED_LOG_EVERY_S = UNREACHABLE_LOG_EVERY_S
 
 
-def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = False) -> mqtt.Client:
+def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = False) -> TolerantClient:
     """A client on the server's account; ``role`` tells two clients of one server apart in their client ids (the
     ingest's persistent session lives under the plain id). Raise ``ConfigError`` for an unreadable password file
     and :class:`BrokerUnavailable` for an unusable CA file."""
     password = read_password(settings.password_file)
-    client = mqtt.Client(
+    client = TolerantClient(
         CallbackAPIVersion.VERSION2,
         client_id=mqtt_client_id(client_name(settings, role), password),
         protocol=mqtt.MQTTv5,
@@ -55,6 +57,64 @@ def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = Fa
     client.on_connect_fail = _UnreachableLog(settings, role or "ingest")
     client.on_socket_open = send_at_once
     return client
+
+
+class TolerantClient(mqtt.Client):
+    """paho's client, except that a PUBLISH whose properties paho cannot parse is delivered without them.
+
+    paho drops the whole connection at any property it takes for malformed: a UTF-8 string holding U+FEFF, say,
+    which MQTT 5 tells a receiver to keep ([MQTT-1.5.4-3]) and Mosquitto forwards. The message, unacknowledged, then
+    came first again at every reconnect, and to every new session if retained: one publish from one seal's account
+    stopped the court's ingest for good. The court reads no property of a seal's message, so such a message is
+    delivered with none — the ingest then stores or refuses it like any other — with a warning, and
+    ``on_dropped_properties`` (given the topic) is told. A packet whose framing itself is broken still ends the
+    connection, as before: nothing could be delivered from it.
+    """
+
+    on_dropped_properties: Callable[[str], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        try:
+            return super()._handle_publish()
+        except MalformedPacket as exc:
+            stripped = publish_without_properties(self._in_packet["command"], self._in_packet["packet"])
+            if stripped is None:
+                raise
+            topic = _topic_of(stripped)
+            logger.warning(
+                "a message on %r has MQTT properties paho cannot read (%s): delivered without them", topic, exc
+            )
+            self._in_packet["packet"] = stripped
+            if self.on_dropped_properties is not None:
+                self.on_dropped_properties(topic)
+            return super()._handle_publish()
+
+
+def publish_without_properties(header: int, packet: bytes | bytearray) -> bytearray | None:
+    """The variable header and payload of an MQTT 5 PUBLISH (``packet``, after the fixed header whose first byte is
+    ``header``) with its properties taken out: the topic, the packet id (QoS 1 and 2), a property length of 0 and the
+    payload. None if the packet's framing does not hold (a length past its end)."""
+    qos = (header & 0x06) >> 1
+    if len(packet) < 2:
+        return None
+    head_end = 2 + int.from_bytes(packet[:2], "big") + (2 if qos else 0)
+    at, length, shift = head_end, 0, 0
+    while True:  # the properties' length: a Variable Byte Integer of 1 to 4 bytes
+        if at >= len(packet) or at - head_end >= 4:
+            return None
+        byte = packet[at]
+        at += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    if at + length > len(packet):
+        return None
+    return bytearray(packet[:head_end]) + b"\x00" + packet[at + length :]
+
+
+def _topic_of(packet: bytes | bytearray) -> str:
+    return packet[2 : 2 + int.from_bytes(packet[:2], "big")].decode("utf-8", errors="replace")[:200]
 
 
 def client_name(settings: MqttSettings, role: str = "") -> str:

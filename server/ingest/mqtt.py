@@ -146,6 +146,7 @@ class MqttIngest:
             return
         settings = self.settings
         client = make_client(settings, role=self._role, manual_ack=True)
+        client.on_dropped_properties = self.ingestor.metrics.count_properties_dropped
         self._group = broker_group(settings)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
