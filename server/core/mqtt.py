@@ -16,7 +16,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -74,30 +73,41 @@ class TolerantClient(mqtt.Client):
     on_dropped_properties: Callable[[str], None] | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
-        try:
-            return super()._handle_publish()
-        except MalformedPacket as exc:
-            stripped = publish_without_properties(self._in_packet["command"], self._in_packet["packet"])
-            if stripped is None:
-                raise
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        problem = unreadable_properties(header, packet)
+        stripped = None if problem is None else publish_without_properties(header, packet)
+        if stripped is not None:  # (a broken framing is left to paho, which ends the connection)
             topic = _topic_of(stripped)
             logger.warning(
-                "a message on %r has MQTT properties paho cannot read (%s): delivered without them", topic, exc
+                "a message on %r has MQTT properties paho cannot read (%s): delivered without them", topic, problem
             )
             self._in_packet["packet"] = stripped
             if self.on_dropped_properties is not None:
                 self.on_dropped_properties(topic)
-            return super()._handle_publish()
+        return super()._handle_publish()
+
+
+def unreadable_properties(header: int, packet: bytes | bytearray) -> str | None:
+    """Why paho cannot read the properties of an MQTT 5 PUBLISH (``packet``, after the fixed header whose first byte
+    is ``header``), or None: they can be read, there are none, or the packet is too short to tell. paho's parser,
+    run inside its network loop, ends the connection on a malformed packet and its thread on any other exception."""
+    head_end = _properties_at(header, packet)
+    if head_end is None or head_end >= len(packet) or packet[head_end] == 0:
+        return None
+    try:
+        Properties(PacketTypes.PUBLISH).unpack(packet[head_end:])
+    except Exception as exc:  # noqa: BLE001 - whatever paho's parser raises (MalformedPacket, MQTTException, KeyError...)
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def publish_without_properties(header: int, packet: bytes | bytearray) -> bytearray | None:
-    """The variable header and payload of an MQTT 5 PUBLISH (``packet``, after the fixed header whose first byte is
-    ``header``) with its properties taken out: the topic, the packet id (QoS 1 and 2), a property length of 0 and the
-    payload. None if the packet's framing does not hold (a length past its end)."""
-    qos = (header & 0x06) >> 1
-    if len(packet) < 2:
+    """``packet`` (as for :func:`unreadable_properties`) with its properties taken out: the topic, the packet id
+    (QoS 1 and 2), a property length of 0 and the payload. None if the packet's framing does not hold (a length past
+    its end)."""
+    head_end = _properties_at(header, packet)
+    if head_end is None:
         return None
-    head_end = 2 + int.from_bytes(packet[:2], "big") + (2 if qos else 0)
     at, length, shift = head_end, 0, 0
     while True:  # the properties' length: a Variable Byte Integer of 1 to 4 bytes
         if at >= len(packet) or at - head_end >= 4:
@@ -111,6 +121,13 @@ def publish_without_properties(header: int, packet: bytes | bytearray) -> bytear
     if at + length > len(packet):
         return None
     return bytearray(packet[:head_end]) + b"\x00" + packet[at + length :]
+
+
+def _properties_at(header: int, packet: bytes | bytearray) -> int | None:
+    """Where a PUBLISH's properties begin: after the topic and, at QoS 1 and 2, the packet id."""
+    if len(packet) < 2:
+        return None
+    return 2 + int.from_bytes(packet[:2], "big") + (2 if (header & 0x06) >> 1 else 0)
 
 
 def _topic_of(packet: bytes | bytearray) -> str:

@@ -19,7 +19,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,8 @@ class FuzzMessage:
     label: str
     #: For a genuine event: its seq (the court must store exactly these bytes under it).
     genuine_seq: int | None = None
+    #: MQTT v5 PUBLISH properties (name -> value, as paho's ``Properties`` takes them) it is sent with, if any.
+    properties: dict[str, Any] | None = None
 
 
 @dataclass
@@ -357,8 +359,39 @@ def unread_topic(rng: random.Random, seal: FuzzSeal) -> str:
 # -- the stream -------------------------------------------------------------------------------------------------
 
 
-def generate(rng: random.Random, seal: FuzzSeal, count: int, *, unread_share: float = 0.003) -> Iterator[FuzzMessage]:
-    """``count`` messages: ~12 % genuine events, the rest hostile, on every topic kind."""
+#: Strings for the properties: paho's own parser refused U+FEFF (MQTT 5 says to keep it) and dropped the connection.
+_PROPERTY_TEXT = ("\ufeff", "x\ufeff", "\u202e法院", "a" * 2000, "é", "\U0001f512")
+
+
+def _properties(rng: random.Random) -> dict[str, Any]:
+    """Properties a seal's account may send and the broker forwards: user properties, a content type, a response
+    topic, correlation data (no expiry: the broker would drop the message, and the accounting with it)."""
+    chosen: dict[str, Any] = {}
+    if rng.random() < 0.6:
+        chosen["UserProperty"] = [
+            (rng.choice(_PROPERTY_TEXT), rng.choice(_PROPERTY_TEXT)) for _ in range(rng.randint(1, 3))
+        ]
+    if rng.random() < 0.4:
+        chosen["ContentType"] = rng.choice(_PROPERTY_TEXT)
+    if rng.random() < 0.3:
+        chosen["ResponseTopic"] = "reply/" + rng.choice(_PROPERTY_TEXT)[:50]
+    if rng.random() < 0.3 or not chosen:
+        chosen["CorrelationData"] = rng.randbytes(rng.randint(0, 64))
+    return chosen
+
+
+def generate(
+    rng: random.Random, seal: FuzzSeal, count: int, *, unread_share: float = 0.003, properties_share: float = 0.05
+) -> Iterator[FuzzMessage]:
+    """``count`` messages: ~12 % genuine events, the rest hostile, on every topic kind; ``properties_share`` of them
+    (genuine ones too) sent with MQTT v5 properties the court must not be upset by."""
+    for message in _generate(rng, seal, count, unread_share=unread_share):
+        if rng.random() < properties_share:
+            message = replace(message, properties=_properties(rng))
+        yield message
+
+
+def _generate(rng: random.Random, seal: FuzzSeal, count: int, *, unread_share: float) -> Iterator[FuzzMessage]:
     genuine: list[bytes] = []
     jpegs: list[bytes] = []
     produced = 0

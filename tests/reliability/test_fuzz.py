@@ -26,6 +26,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import select
 
@@ -99,7 +101,7 @@ class FuzzPublisher:
     def publish(self, message: FuzzMessage) -> None:
         with self._cond:
             self._cond.wait_for(lambda: len(self._pending) < self.window, 30)
-        info = self._client.publish(message.topic, message.payload, qos=1)
+        info = self._client.publish(message.topic, message.payload, qos=1, properties=mqtt_properties(message))
         assert info.rc == mqtt.MQTT_ERR_SUCCESS, mqtt.error_string(info.rc)
         with self._cond:
             early = self._early.pop(info.mid, None)
@@ -111,6 +113,15 @@ class FuzzPublisher:
     def wait_acked(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending, timeout)
+
+
+def mqtt_properties(message: FuzzMessage) -> Properties | None:
+    if not message.properties:
+        return None
+    properties = Properties(PacketTypes.PUBLISH)
+    for name, value in message.properties.items():
+        setattr(properties, name, value)
+    return properties
 
 
 def _ack_kind(rc: ReasonCode) -> str:
@@ -136,7 +147,7 @@ def publish_alone(port: int, username: str, password: str, message: FuzzMessage)
     client.connect("127.0.0.1", port, keepalive=10, clean_start=True)
     client.loop_start()
     try:
-        client.publish(message.topic, message.payload, qos=1)
+        client.publish(message.topic, message.payload, qos=1, properties=mqtt_properties(message))
         done.wait(10)
     finally:
         client.disconnect()

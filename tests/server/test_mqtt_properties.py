@@ -18,7 +18,7 @@ from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
 from server.core.db import SessionFactory
-from server.core.mqtt import publish_without_properties
+from server.core.mqtt import publish_without_properties, unreadable_properties
 from tests.server.helpers import SimulatedSeal
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.test_mqtt_ingest import Running, event_rows, running, seals, start_ingest
@@ -131,3 +131,24 @@ def test_the_properties_are_cut_by_their_declared_length() -> None:
 )
 def test_a_packet_whose_framing_is_broken_is_not_cut(packet: bytes) -> None:
     assert publish_without_properties(0x32, packet) is None
+
+
+@pytest.mark.parametrize(
+    ("properties", "problem"),
+    [
+        (b"\x06\x03\x00\x03\xef\xbb\xbf", "MalformedPacket"),  # a content type of U+FEFF
+        (b"\x08\x03\x00\x01a\x03\x00\x01b", "MQTTException"),  # the content type twice
+        (b"\x02\x7f\x00", "KeyError"),  # no such property
+    ],
+)
+def test_whatever_paho_would_raise_on_the_properties_is_caught_before_it(properties: bytes, problem: str) -> None:
+    """paho ends the connection on a MalformedPacket, and its network thread on any other exception."""
+    packet = _publish(b"t", b"\x00\x01", properties, b"x")
+    found = unreadable_properties(0x32, packet)
+    assert found is not None and found.startswith(problem)
+    assert publish_without_properties(0x32, packet) == _publish(b"t", b"\x00\x01", b"\x00", b"x")
+
+
+def test_readable_properties_and_none_are_left_alone() -> None:
+    assert unreadable_properties(0x32, _publish(b"t", b"\x00\x01", b"\x00", b"x")) is None
+    assert unreadable_properties(0x32, _publish(b"t", b"\x00\x01", b"\x05\x03\x00\x02ok", b"x")) is None
