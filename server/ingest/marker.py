@@ -86,10 +86,14 @@ class Marker:
         sent = []
         for payload in payloads:
             try:
-                sent.append(datetime.fromisoformat(payload.decode()))
+                at = datetime.fromisoformat(payload.decode())
             except (UnicodeDecodeError, ValueError):
-                logger.warning("a marker on %s is not a timestamp: %r", self.topic, payload[:64])
-        if not sent or any(at.tzinfo is None for at in sent):
+                at = None
+            if at is None or at.tzinfo is None:  # the others of the batch still count
+                logger.warning("a marker on %s is not a timestamp with its zone: %r", self.topic, payload[:64])
+                continue
+            sent.append(at)
+        if not sent:
             return
         self._waiting_since = None
         try:

@@ -156,3 +156,14 @@ def test_statuses_are_ordered_by_their_connection_stamps_not_by_when_they_were_r
     assert _seal(court) == ("offline", at(40), at(10))
     _status(court, SealStatus.ONLINE, at(60), at(61))
     assert _seal(court) == ("online", at(61), at(60))
+
+
+def test_a_marker_without_its_zone_costs_only_itself(session_factory: SessionFactory) -> None:
+    """A batch's markers are recorded by the newest good one; a naive or broken one is logged and left out (it
+    dropped the whole batch's marks)."""
+    from server.ingest.marker import Marker
+
+    marker = Marker("w1", session_factory, interval_s=60, publish=lambda topic, payload: None, may_publish=lambda: True)
+    marker.passed([at(7).isoformat().encode(), at(9).replace(tzinfo=None).isoformat().encode(), b"\xff"])
+    with session_factory() as session:
+        assert [(mark.worker, mark.caught_up_at) for mark in read_marks(session)] == [("w1", at(7))]
