@@ -62,21 +62,20 @@ class ClockWatch:
         self._last = self._reading()
         return {**self.heartbeat_fields(), "boot_id": None if self._state is None else self._state.boot_id}
 
-    def check(self) -> int | None:
+    def check(self) -> None:
         """Compare the wall clock with the monotonic clock since the last check; on a step past
-        :data:`STEP_THRESHOLD_S`, record ``clock_stepped`` and return its ``step_ms`` (positive: forward)."""
+        :data:`STEP_THRESHOLD_S`, record ``clock_stepped`` (``step_ms`` positive: forward)."""
         (mono, wall), (last_mono, last_wall) = self._reading(), self._last
         self._last = (mono, wall)
         expected = last_wall + timedelta(seconds=mono - last_mono)  # the wall time had the clock not been stepped
         step = wall - expected
         if abs(step.total_seconds()) <= STEP_THRESHOLD_S:
-            return None
+            return
         step_ms = round(step / timedelta(milliseconds=1))
         synced = self.sync()
         logger.warning("the wall clock stepped by %+d ms (synced: %s)", step_ms, synced.synced)
         payload = {"step_ms": step_ms, "before": utc_now_ms(expected), "after": utc_now_ms(wall)}
         self._record(EventType.CLOCK_STEPPED, {**payload, "synced": synced.synced})
-        return step_ms
 
 
 def ignore() -> None:

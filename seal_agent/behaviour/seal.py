@@ -366,7 +366,7 @@ class SealAgent:
             self._wake.clear()
 
     def _tick(self) -> None:
-        self._clock_watch.check()  # a step is recorded before what this tick records
+        guarded("clock watch", self._clock_watch.check)  # a step is recorded before what this tick records
         now = self._clock.monotonic()
         self._catch_missed_edges(now)
         with self._lock:

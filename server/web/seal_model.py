@@ -106,12 +106,13 @@ def health(session: Session, user: User, seal: Seal) -> tuple[Event | None, list
 
 def _clock_items(raw: Any) -> list[HealthItem]:
     """The heartbeat's ``clock``: synchronised, not (its ``ts`` is the seal's unsynchronised clock) or unknown (it
-    could not be read), and the kernel's bound on its error when known."""
+    could not be read), and the kernel's bound on its error when synchronised (unsynchronised, the kernel's bound
+    stops at 16 s and says nothing of a clock that booted days behind)."""
     synced = raw.get("synced") if isinstance(raw, dict) else None
     value = "synced" if synced is True else "unsynced" if synced is False else "unknown"
     items = [HealthItem("clock", value, True, value != "synced")]
     bound = raw.get("max_error_ms") if isinstance(raw, dict) else None
-    if type(bound) is int:
+    if value == "synced" and type(bound) is int:
         items.append(HealthItem("clock_max_error_ms", f"{bound} ms", False, False))
     return items
 
