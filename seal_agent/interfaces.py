@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -251,3 +252,30 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSync:
+    """What the kernel says of the wall clock now: ``synced`` (``None``: it could not be read, ``reason`` says why) and
+    its bound on the clock's error in milliseconds (``None`` when not read)."""
+
+    synced: bool | None
+    max_error_ms: int | None
+    reason: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The ``clock`` object the heartbeat and ``agent_started`` sign (docs/protocol.md)."""
+        return {"synced": self.synced, "max_error_ms": self.max_error_ms}
+
+
+#: The state signed when the seal has no way to read it.
+CLOCK_UNKNOWN = ClockSync(None, None, "no clock state source")
+
+
+class ClockState(Protocol):
+    """Whether the wall clock is synchronised, and which boot of the kernel the seal runs in."""
+
+    boot_id: str | None  # read once; None if it could not be read
+
+    def sync(self) -> ClockSync:
+        """The wall clock's sync state now; never raises (unknown with a reason instead)."""

@@ -22,7 +22,7 @@ from seal_agent.behaviour.triggers import CameraPolicy
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
 from seal_agent.errors import failure_reason
-from seal_agent.interfaces import Clock, Speaker
+from seal_agent.interfaces import Clock, ClockState, Speaker
 from seal_protocol import EventType
 from seal_protocol.signing import SigningKey
 
@@ -43,7 +43,7 @@ class SealRuntime:
     Build, :meth:`start`, and :meth:`close` (also on error: it closes whatever was opened). A configuration without
     the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
     empty the outbox. ``reconnect_max_s`` overrides ``[mqtt]``, ``receipt_timeout_s`` / ``receipt_timeout_max_s``
-    ``[delivery]`` (tests).
+    ``[delivery]`` (tests). ``clock_state`` None means the kernel's (``adjtimex``, the boot id).
     A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it. The snapshot spool
     is built camera or not: snapshots an earlier run queued are delivered, and counted in every heartbeat, all the same.
     """
@@ -59,6 +59,7 @@ class SealRuntime:
         receipt_timeout_s: float | None = None,
         receipt_timeout_max_s: float | None = None,
         clock: Clock | None = None,
+        clock_state: ClockState | None = None,
     ) -> None:
         from seal_agent.behaviour.commands import CommandDesk
         from seal_agent.journal.chain import open_chain
@@ -67,6 +68,7 @@ class SealRuntime:
 
         self.config = config
         self.clock = clock or SystemClock()
+        self.clock_state = clock_state or _kernel_clock()
         court = court_key(config)
         self._stack = ExitStack()
         try:
@@ -193,6 +195,7 @@ class SealRuntime:
             ),
             tamper=self.tamper,
             camera_unavailable=self.camera_unavailable if config.camera.enabled else None,
+            clock_state=self.clock_state,
         )
 
     @staticmethod
@@ -228,6 +231,12 @@ class SealRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kernel_clock() -> ClockState:
+    from seal_agent.devices.clock_state import KernelClock
+
+    return KernelClock()
 
 
 def keygen(config: AgentConfig) -> tuple[SigningKey, bool]:

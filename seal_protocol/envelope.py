@@ -85,6 +85,7 @@ class EventType(StrEnum):
     WARNING_RESULT = "warning_result"
     AGENT_STARTED = "agent_started"
     EVENT_LOST = "event_lost"
+    CLOCK_STEPPED = "clock_stepped"
 
 
 def utc_now_ms(now: datetime | None = None) -> str:

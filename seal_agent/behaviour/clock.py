@@ -1,12 +1,16 @@
-"""What the seal's threads run on: the real clocks (:class:`~seal_agent.interfaces.Clock`; tests give their own), and
-the guard of a callback at the top of a foreign thread."""
+"""What the seal's threads run on: the real clocks (:class:`~seal_agent.interfaces.Clock`; tests give their own), the
+watch on the wall clock (:class:`ClockWatch`), and the guard of a callback at the top of a foreign thread."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from seal_agent.interfaces import CLOCK_UNKNOWN, Clock, ClockState, ClockSync
+from seal_protocol import EventType, utc_now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +23,59 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+#: How far the wall clock may move from what the monotonic clock says between two readings (about a second apart)
+#: before the seal calls it a step and records ``clock_stepped``. NTP's slewing moves it by at most 0.5 ms a second,
+#: a timer thread held up moves both clocks alike: 2 s is a step (an NTP sync after boot, a person setting the time).
+STEP_THRESHOLD_S = 2.0
+
+
+class ClockWatch:
+    """Tells what the seal knows of its wall clock: its sync state for the heartbeat and ``agent_started``, and each
+    step of it against the monotonic clock, recorded as ``clock_stepped`` (call :meth:`check` on the timer thread).
+
+    ``record(type, payload)`` commits an event (the recorder's ``record_or_hold``: a step is never dropped).
+    """
+
+    def __init__(
+        self, clock: Clock, state: ClockState | None, record: Callable[[EventType, Mapping[str, Any]], object]
+    ) -> None:
+        self._clock = clock
+        self._state = state
+        self._record = record
+        self._last = self._reading()
+
+    def _reading(self) -> tuple[float, datetime]:
+        return self._clock.monotonic(), self._clock.now()
+
+    def sync(self) -> ClockSync:
+        return CLOCK_UNKNOWN if self._state is None else self._state.sync()
+
+    def heartbeat_fields(self) -> dict[str, Any]:
+        """``clock``: ``{"synced", "max_error_ms"}``, ``null`` for what could not be read."""
+        return {"clock": self.sync().payload()}
+
+    def started(self) -> dict[str, Any]:
+        """The agent starts: take the clocks' reading the next :meth:`check` compares with; the fields
+        ``agent_started`` signs, ``clock`` and ``boot_id`` (``null`` if unknown)."""
+        self._last = self._reading()
+        return {**self.heartbeat_fields(), "boot_id": None if self._state is None else self._state.boot_id}
+
+    def check(self) -> None:
+        """Compare the wall clock with the monotonic clock since the last check; on a step past
+        :data:`STEP_THRESHOLD_S`, record ``clock_stepped`` (``step_ms`` positive: forward)."""
+        (mono, wall), (last_mono, last_wall) = self._reading(), self._last
+        self._last = (mono, wall)
+        expected = last_wall + timedelta(seconds=mono - last_mono)  # the wall time had the clock not been stepped
+        step = wall - expected
+        if abs(step.total_seconds()) <= STEP_THRESHOLD_S:
+            return
+        step_ms = round(step / timedelta(milliseconds=1))
+        synced = self.sync()
+        logger.warning("the wall clock stepped by %+d ms (synced: %s)", step_ms, synced.synced)
+        payload = {"step_ms": step_ms, "before": utc_now_ms(expected), "after": utc_now_ms(wall)}
+        self._record(EventType.CLOCK_STEPPED, {**payload, "synced": synced.synced})
 
 
 def ignore() -> None:

@@ -29,14 +29,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seal_agent import __version__
-from seal_agent.behaviour.clock import SystemClock, guarded, ignore
+from seal_agent.behaviour.clock import ClockWatch, SystemClock, guarded, ignore
 from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
 from seal_agent.errors import OutboxError
-from seal_agent.interfaces import Clock, EvidenceCamera, MotionSource, Speaker, Switch
+from seal_agent.interfaces import Clock, ClockState, EvidenceCamera, MotionSource, Speaker, Switch
 from seal_agent.journal.outbox import StoredEvent
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
@@ -74,6 +74,7 @@ class SealAgent:
         camera_policy: CameraPolicy | None = None,
         tamper: Switch | None = None,
         camera_unavailable: str | None = None,
+        clock_state: ClockState | None = None,
     ) -> None:
         self.agent_version = agent_version
         self.heartbeat_s = heartbeat_s
@@ -84,6 +85,7 @@ class SealAgent:
         self._camera = camera
         self._tamper = tamper
         self._clock = clock or SystemClock()
+        self._clock_watch = ClockWatch(self._clock, clock_state, recorder.record_or_hold)  # None: signed unknown
         self._respond = TriggerResponder(
             speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy, now=self._clock.now
         )
@@ -118,11 +120,12 @@ class SealAgent:
         """Record ``agent_started``, listen to the sensors and run the timer."""
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + self.heartbeat_s
+        clock = self._clock_watch.started()  # its clock's sync state and the kernel's boot id
         self._respond.start()
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
-            {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health()},
+            {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health(), **clock},
             late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
         # The sensors' callbacks run on their library's thread: a failure is logged there, never raised into it.
@@ -171,11 +174,6 @@ class SealAgent:
     @property
     def armed(self) -> bool:
         return self._armed
-
-    @property
-    def present(self) -> bool:
-        """True while the seal believes someone is present."""
-        return self._present
 
     @property
     def changed_by(self) -> int | None:
@@ -271,6 +269,7 @@ class SealAgent:
                     "armed": self._armed,
                     "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
                     **self._respond.speaker_health.payload(),
+                    **self._clock_watch.heartbeat_fields(),
                     **(extra or {}),
                 },
                 late=self._counts,
@@ -367,6 +366,7 @@ class SealAgent:
             self._wake.clear()
 
     def _tick(self) -> None:
+        guarded("clock watch", self._clock_watch.check)  # a step is recorded before what this tick records
         now = self._clock.monotonic()
         self._catch_missed_edges(now)
         with self._lock:

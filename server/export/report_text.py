@@ -32,6 +32,7 @@ TIMELINE_TYPES = frozenset(
         "camera_lost",
         "camera_found",
         "event_lost",
+        "clock_stepped",
     }
 )
 
@@ -52,6 +53,7 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "heartbeat": ("心跳", "heartbeat"),
     "snapshot_taken": ("快照已存储", "snapshots stored"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
+    "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
 }
 
 #: Why a seal could not record an event (``event_lost``'s ``reason``).
@@ -204,9 +206,45 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
             since = _ts_words(payload.get("not_before"))
             zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
         return zh, en
+    if kind == "clock_stepped":
+        return clock_step_words(payload)
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
+
+
+def clock_step_words(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """A ``clock_stepped`` event: by how much, from when to when, and what it means for the events before it."""
+    step = payload.get("step_ms")
+    if type(step) is not int:
+        return f"跳变 {_v(step)}", f"step {_v(step)}"
+    amount = step_words(step)
+    before, after = _ts_words(payload.get("before")), _ts_words(payload.get("after"))
+    zh = f"封条时钟跳变 {amount}（{before} → {after}），此前的事件时间约{'偏早' if step > 0 else '偏晚'} {amount[1:]}"
+    en = f"seal clock stepped {amount} ({before} → {after}); the events before it were stamped about {amount[1:]} " + (
+        "early" if step > 0 else "late"
+    )
+    if payload.get("synced") is not None:
+        synced = payload["synced"] is True
+        zh, en = (
+            zh + ("；时钟已同步" if synced else "；时钟仍未同步"),
+            en + ("; clock synced" if synced else "; not synced"),
+        )
+    return zh, en
+
+
+def step_words(step_ms: int) -> str:
+    """A signed clock step for people: ``+3 d 0 h 0 min 0.000 s``, ``-2.500 s``."""
+    sign, ms = ("+" if step_ms >= 0 else "-"), abs(step_ms)
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest // 1000}.{rest % 1000:03d} s"
+    if days:
+        return f"{sign}{days} d {hours} h {minutes} min {seconds}"
+    if hours:
+        return f"{sign}{hours} h {minutes} min {seconds}"
+    return f"{sign}{minutes} min {seconds}" if minutes else f"{sign}{seconds}"
 
 
 def _ts_words(ts: object) -> str:

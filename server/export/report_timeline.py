@@ -92,7 +92,7 @@ def _names_event(payload: Mapping[str, Any], *names: str) -> bool:
 
 def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
     zh, en = event_details(event.type, event.payload)
-    alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected", "event_lost"}
+    alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected", "event_lost", "clock_stepped"}
     warning = _signed_warning(event)
     if warning is not None:
         words = warning_words(warning)

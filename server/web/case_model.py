@@ -26,6 +26,7 @@ from server.auth.users import usernames_by_id
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState
 from server.evidence.models import Event, Snapshot
+from server.export.report_text import step_words
 from server.seals.models import Seal, SealBinding
 from server.seals.registry import current_bindings, is_online
 
@@ -42,7 +43,19 @@ CLOSED_ALARMS = 20
 #: The most live alarms the page lists (every live update sends them again); it says how many it leaves out.
 LIVE_ALARMS = 100
 #: Payload fields worth a glance in the timeline (the whole signed envelope is one click away).
-SUMMARY_FIELDS = ("warning", "camera", "camera_motion", "action", "result", "reason", "state", "trigger", "armed")
+SUMMARY_FIELDS = (
+    "warning",
+    "camera",
+    "camera_motion",
+    "action",
+    "result",
+    "reason",
+    "state",
+    "trigger",
+    "armed",
+    "step_ms",  # clock_stepped: by how much the seal's clock jumped
+    "synced",
+)
 #: What the timeline leaves out.
 HIDDEN_TYPES = (EventType.HEARTBEAT.value,)
 #: Events whose pictures a ``snapshot_taken`` follows up, and at most how many follow-ups a page looks at for them.
@@ -216,6 +229,8 @@ def summary(payload: dict[str, Any]) -> list[tuple[str, str]]:
         value = payload.get(name)
         if isinstance(value, bool):
             shown.append((name, "true" if value else "false"))
+        elif name == "step_ms" and type(value) is int:
+            shown.append((name, step_words(value)))
         elif isinstance(value, (str, int)):
             shown.append((name, str(value)[:80]))
     return shown

@@ -39,6 +39,7 @@ HEALTH_FIELDS = (
     "pir_state",
     "tamper",
     "speaker",
+    "clock",  # {"synced", "max_error_ms"}: shown as two items (seals from before it sent none)
     "armed",
     "uptime_s",
     "agent_version",
@@ -49,6 +50,7 @@ HEARTBEAT_WORDS: dict[str, tuple[str, ...]] = {
     "pir_state": ("motion", "idle"),
     "tamper": ("open", "closed", "none"),
     "speaker": ("untested", "ok", "failed"),
+    "clock": ("synced", "unsynced", "unknown"),
     "armed": ("true", "false"),
 }
 #: Values that need a person's attention.
@@ -94,7 +96,25 @@ def health(session: Session, user: User, seal: Seal) -> tuple[Event | None, list
     heartbeat = session.scalars(query.order_by(Event.id.desc()).limit(1)).first()
     if heartbeat is None:
         return None, []
-    return heartbeat, [_item(name, heartbeat.payload[name]) for name in HEALTH_FIELDS if name in heartbeat.payload]
+    items = []
+    for name in HEALTH_FIELDS:
+        if name in heartbeat.payload:
+            raw = heartbeat.payload[name]
+            items += _clock_items(raw) if name == "clock" else [_item(name, raw)]
+    return heartbeat, items
+
+
+def _clock_items(raw: Any) -> list[HealthItem]:
+    """The heartbeat's ``clock``: synchronised, not (its ``ts`` is the seal's unsynchronised clock) or unknown (it
+    could not be read), and the kernel's bound on its error when synchronised (unsynchronised, the kernel's bound
+    stops at 16 s and says nothing of a clock that booted days behind)."""
+    synced = raw.get("synced") if isinstance(raw, dict) else None
+    value = "synced" if synced is True else "unsynced" if synced is False else "unknown"
+    items = [HealthItem("clock", value, True, value != "synced")]
+    bound = raw.get("max_error_ms") if isinstance(raw, dict) else None
+    if value == "synced" and type(bound) is int:
+        items.append(HealthItem("clock_max_error_ms", f"{bound} ms", False, False))
+    return items
 
 
 def _item(name: str, raw: Any) -> HealthItem:

@@ -84,6 +84,7 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
         "disk_free_bytes",
         "speaker",
         "speaker_failure",
+        "clock",
     }
     assert heartbeat.payload["armed"] is True
     assert heartbeat.payload["speaker"] == "ok" and heartbeat.payload["speaker_failure"] is None
