@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
+from seal_protocol.signing import generate_signing_key
+from server.auth.users import get_user
 from server.commands.models import CourtCommand
+from server.commands.service import issue_command
+from server.core.base import utc_now
+from server.core.db import session_scope
+from server.seals.models import Seal
 from tests.web.conftest import SEAL, PagesWorld
 from tests.web.test_case_pages import CASE_URL, HTMX
 
@@ -61,3 +69,26 @@ def test_a_refusal_of_forged_bytes_claiming_the_commands_id_settles_and_says_not
     panels = _panels(world)
     assert f'data-command-id="{command_id}" data-action="ping" data-state="pending"' in panels["zh-CN"]
     assert "封条无法验证法院签名" not in panels["zh-CN"]
+
+
+def test_the_alarm_of_a_disarm_the_seal_could_not_verify_says_so(world: PagesWorld) -> None:
+    """The disarm_failed alarm's note words the refusal as the commands' panel does."""
+    with session_scope(world.session_factory) as session:
+        disarm = issue_command(
+            session,
+            seal=session.scalars(select(Seal).where(Seal.device_id == SEAL)).one(),
+            action=CommandAction.DISARM,
+            args={},
+            key=generate_signing_key(),  # a key the seal does not pin
+            ttl=timedelta(minutes=10),
+            user=get_user(session, username="judge"),
+            now=utc_now(),
+        )
+        command_id, signed = disarm.id, disarm.signed
+    _refuse(world, command_id, signed)
+    with world.client("judge") as client:
+        client.cookies.set("seal_lang", "zh-CN")
+        page = client.get(CASE_URL).text
+    alarms = page.split('<section id="case-alarms"')[1].split("</section>")[0]
+    assert f'data-command-id="{command_id}"' in alarms
+    assert "封条拒绝执行（封条无法验证法院签名）" in alarms and "非本院密钥" not in alarms
