@@ -51,7 +51,8 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "camera_lost": ("摄像头无画面", "camera lost"),
     "camera_found": ("摄像头重新出画", "camera found again"),
     "heartbeat": ("心跳", "heartbeat"),
-    "snapshot_taken": ("快照已存储", "snapshots stored"),
+    # Its not_stored may list every picture: "stored" would say what the seal signed it could not do.
+    "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
 }
 
