@@ -15,12 +15,26 @@ from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
 from seal_verify.verdict import Check
 
-FORMAT = "court-seal-evidence/1"
+#: The bundle's format as this verifier writes it, and every format it reads: 2 added ``absent_reason`` and
+#: ``not_stored`` to ``snapshots.jsonl`` (a bundle of format 1 verifies as before).
+FORMAT = "court-seal-evidence/2"
+FORMATS = ("court-seal-evidence/1", FORMAT)
 MANIFEST_FILES = ("manifest.json", "manifest.sig")
 
 
 def manifest_note_body(manifest: bytes) -> str:
-    return f"{FORMAT} manifest\n{hashlib.sha256(manifest).hexdigest()}\n"
+    """The body ``manifest.sig`` must be: the line of the format ``manifest`` declares (the current one if it
+    declares none this verifier reads: ``manifest_files`` fails that), then its SHA-256."""
+    return f"{bundle_format(manifest)} manifest\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def bundle_format(manifest: bytes | None) -> str:
+    """The format ``manifest.json`` declares, if it is one this verifier reads; else the current one."""
+    try:
+        declared = load_object(manifest, "manifest.json").get("format") if manifest is not None else None
+    except ValueError:
+        return FORMAT
+    return declared if declared in FORMATS else FORMAT
 
 
 def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
@@ -33,8 +47,8 @@ def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
     except ValueError as exc:
         check.fail(str(exc))
         return None
-    if manifest.get("format") != FORMAT:
-        check.fail(f"manifest.json: format {manifest.get('format')!r}, not {FORMAT}")
+    if manifest.get("format") not in FORMATS:
+        check.fail(f"manifest.json: format {manifest.get('format')!r}, not one of {', '.join(FORMATS)}")
     if not isinstance(manifest.get("exported_by"), str) or not isinstance(manifest.get("case_no"), str):
         check.fail("manifest.json: case_no and exported_by must be strings")
     return manifest

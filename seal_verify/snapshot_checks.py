@@ -1,6 +1,10 @@
 """The check of the snapshots the events name: each picture the bundle carries hashes to its name and is listed
 ``present``; a picture not carried is listed either as never received, or as received by the court and lost since
-(its file missing or altered in the court's store): evidence destroyed, which fails (``docs/evidence.md``)."""
+(its file missing or altered in the court's store): evidence destroyed, which fails (``docs/evidence.md``).
+
+From format 2 on, a line also says why a picture is absent (``absent_reason``) and lists the seal's signed
+statements that it could not store it (``not_stored``): both must be what the bundle's signed events and the line's
+own fields say, so the bundle tells a picture the seal never had from one lost on the way or withheld."""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from seal_verify.event_checks import EventLine, moment
 from seal_verify.verdict import Check, Status
 
 SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
+#: The keys of a line of format 2 (``court-seal-evidence/2``) and later.
+SNAPSHOT_KEYS_2 = SNAPSHOT_KEYS | {"absent_reason", "not_stored"}
+FORMAT_1 = "court-seal-evidence/1"
+NOT_STORED_BY_SEAL, NOT_RECEIVED, LOST = "not_stored_by_seal", "not_received", "lost"
+
+#: sha256 -> the seal's signed statements that it could not store the picture, as the bundle lists them.
+Statements = dict[str, list[dict[str, Any]]]
 
 
 def named_snapshots(envelope: Envelope) -> list[str]:
@@ -23,15 +34,52 @@ def named_snapshots(envelope: Envelope) -> list[str]:
     return [*names, single] if isinstance(single, str) else names
 
 
+def not_stored_statements(events: list[EventLine]) -> Statements:
+    """Every picture a ``snapshot_taken`` of the bundle says its seal could not store (``not_stored``), with
+    ``{"device_id", "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is
+    text), sorted by seal and seq."""
+    said: Statements = defaultdict(list)
+    for line in events:
+        envelope = line.envelope
+        if envelope is None or envelope.type != "snapshot_taken":
+            continue
+        listed = envelope.payload.get("not_stored")
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("sha256"), str):
+                reason = item.get("reason") if isinstance(item.get("reason"), str) else None
+                said[item["sha256"]].append({"device_id": envelope.device_id, "reason": reason, "seq": envelope.seq})
+    return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
+
+
+def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]]) -> str | None:
+    """What is wrong in a line's ``absent_reason`` and ``not_stored`` (format 2): ``not_stored`` is not every
+    statement of the bundle's events that the seal could not store the picture, or ``absent_reason`` is not what the
+    line and those statements say."""
+    if record.get("not_stored") != said:
+        return f"not_stored is {record.get('not_stored')!r}, but the bundle's signed events say {said!r}"
+    if record.get("present") is True:
+        expected = None
+    elif record.get("received_at") is not None:
+        expected = LOST
+    else:
+        expected = NOT_STORED_BY_SEAL if said else NOT_RECEIVED
+    if record.get("absent_reason") != expected:
+        return f"absent_reason {record.get('absent_reason')!r}, not {expected!r}"
+    return None
+
+
 def _size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _record_problem(record: dict[str, Any], seals: set[str], data: bytes | None) -> str | None:
-    """What is wrong in a snapshots.jsonl line: its seal is not one whose event names it; present, its size is not
-    the file's or it has no received_at; not present, it has one of size and received_at without the other."""
-    if set(record) != SNAPSHOT_KEYS:
-        return f"its keys are not {sorted(SNAPSHOT_KEYS)}"
+def _record_problem(
+    record: dict[str, Any], seals: set[str], data: bytes | None, keys: set[str] = SNAPSHOT_KEYS
+) -> str | None:
+    """What is wrong in a snapshots.jsonl line: its keys are not ``keys``; its seal is not one whose event names it;
+    present, its size is not the file's or it has no received_at; not present, it has one of size and received_at
+    without the other."""
+    if set(record) != keys:
+        return f"its keys are not {sorted(keys)}"
     device_id = record.get("device_id")
     if not isinstance(device_id, str) or (seals and device_id not in seals):
         return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
@@ -52,7 +100,10 @@ def _lost(record: dict[str, Any]) -> bool:
     return record.get("present") is False and record.get("received_at") is not None
 
 
-def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> None:
+def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundle_format: str = FORMAT_1) -> None:
+    """The check, of a bundle of ``bundle_format`` (its lines' keys differ: format 1 has no ``absent_reason``)."""
+    keys = SNAPSHOT_KEYS if bundle_format == FORMAT_1 else SNAPSHOT_KEYS_2
+    said = not_stored_statements(events)
     named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
     for line in events:
         envelope = line.envelope
@@ -65,7 +116,7 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> No
         check.fail(str(exc))
         return
     listed: dict[str, bool] = {}
-    lost = 0
+    lost = not_stored = 0
     for record in records:
         sha, present = record.get("sha256"), record.get("present")
         if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
@@ -76,7 +127,9 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> No
             check.fail(f"snapshot {sha} is named by no event in the bundle")
         if present and f"snapshots/{sha}.jpg" not in bundle.files:
             check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
-        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"))
+        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"), keys)
+        if problem is None and keys is SNAPSHOT_KEYS_2:
+            problem = _absence_problem(record, said.get(sha, []))
         if problem:
             check.fail(f"snapshots.jsonl, {sha}: {problem}")
         elif _lost(record):
@@ -87,6 +140,9 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> No
                 f"snapshot {sha} was received by the court at {record['received_at']} ({record['size']} bytes), "
                 "but its file is now missing or altered in the court's store"
             )
+        elif not present and said.get(sha):
+            not_stored += 1
+            check.note(_not_stored_note(sha, said[sha]))
     for path, data in sorted(bundle.under("snapshots/").items()):
         sha = path.removeprefix("snapshots/").removesuffix(".jpg")
         if hashlib.sha256(data).hexdigest() != sha:
@@ -99,8 +155,21 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine]) -> No
         check.absent("no event names a snapshot / 事件未提及照片")
         return
     present = sum(listed.values())
-    never = len(listed) - present - lost
+    never = len(listed) - present - lost - not_stored
     check.summary = (
-        f"{present} 张照片在包内，{never} 张事件提及但服务器未收到，{lost} 张服务器收到后丢失或被改动 / "
-        f"{present} snapshots present, {never} named but never received, {lost} received but lost or altered"
+        f"{present} 张照片在包内，{not_stored} 张封条签名声明未能存储，{never} 张事件提及但服务器未收到，"
+        f"{lost} 张服务器收到后丢失或被改动 / {present} snapshots present, {not_stored} the seal signed it could not "
+        f"store, {never} named but never received, {lost} received but lost or altered"
+    )
+
+
+def _not_stored_note(sha: str, said: list[dict[str, Any]]) -> str:
+    """A picture the seal signed it could not store: it never existed to be sent (not lost on the way)."""
+    first = said[0]
+    reason = first["reason"] or "—"
+    return (
+        f"快照 {sha} 封条未能存储（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
+        "从未发出 / "
+        f"snapshot {sha} was not stored by the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
+        "it was never sent"
     )

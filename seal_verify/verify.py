@@ -161,7 +161,8 @@ def _steps(
         log_checks.check_inclusion(checks["inclusion"], bundle, leaves, state.get("checkpoint"))
 
     def snapshots() -> None:
-        snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []))
+        found = log_checks.bundle_format(bundle.get("manifest.json"))
+        snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []), found)
 
     def consistency() -> None:
         data = bundle.get("log/consistency.jsonl")

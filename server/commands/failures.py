@@ -31,6 +31,7 @@ from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
 from server.commands.models import CourtCommand
+from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.service import MAX_COMMAND_ID, AnswerOutcome, due_commands, expire_due
 from server.commands.state import CommandState
 from server.evidence.models import Event
@@ -108,6 +109,8 @@ def raise_failed(
         "state": command.state,
         "reason": reason,
         "refusal": command.reason,  # the seal's RejectReason, if it refused it
+        # ... of the court's own bytes, which it could not verify: not a forged command's refusal
+        "refusal_own": refused_own_bytes(command.result, signed_sha256(command.signed)),
         "issued_at": command.issued_at.isoformat(),
         "expires_at": command.expires_at.isoformat(),
     }

@@ -19,8 +19,8 @@ from server.evidence.checkpoints import DASH, key_id
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "court-seal-evidence/1"
-MANIFEST_NOTE_LINE = f"{FORMAT} manifest"
+#: The bundle's format (``docs/evidence.md``): 2 added ``absent_reason`` and ``not_stored`` to ``snapshots.jsonl``.
+FORMAT = "court-seal-evidence/2"
 
 
 class Progress(Protocol):
@@ -38,8 +38,9 @@ def sign_note(body: str, name: str, key: SigningKey) -> str:
     return f"{body}\n{DASH} {name} {stamp}\n"
 
 
-def manifest_note_body(manifest: bytes) -> str:
-    return f"{MANIFEST_NOTE_LINE}\n{hashlib.sha256(manifest).hexdigest()}\n"
+def manifest_note_body(manifest: bytes, bundle_format: str = FORMAT) -> str:
+    """The body ``manifest.sig`` signs: the format's line, then the manifest's SHA-256."""
+    return f"{bundle_format} manifest\n{hashlib.sha256(manifest).hexdigest()}\n"
 
 
 def json_lines(values: Iterable[Any]) -> bytes:

@@ -3,6 +3,7 @@ records, the checkpoint and its time stamp, and ``seal-verify``'s verdict on the
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from seal_protocol import parse_ts
 from seal_protocol.wirejson import loads_wire_json
 from seal_verify import BundleVerdict, Status
 from seal_verify.timestamp import TimestampVerdict
+from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.export.gather import CaseEvidence, JsonDict
 from server.export.report_facts import (
     AlarmFacts,
@@ -70,7 +72,14 @@ def report_facts(
         seals=[_seal(record) for record in evidence.seals.values()],
         events=events,
         snapshots=[
-            SnapshotFacts(s["sha256"], s["device_id"], _at(s["received_at"]), pictures.get(s["sha256"]))
+            SnapshotFacts(
+                s["sha256"],
+                s["device_id"],
+                _at(s["received_at"]),
+                pictures.get(s["sha256"]),
+                s.get("absent_reason"),
+                s.get("not_stored", ()),
+            )
             for s in evidence.snapshots
         ],
         alarms=[_alarm(a) for a in evidence.alarms],
@@ -147,6 +156,7 @@ def _alarm(a: JsonDict) -> AlarmFacts:
 def _command(c: JsonDict) -> CommandFacts:
     result: Any = c["result"]
     answer = str(result.get("result")) if isinstance(result, dict) and "result" in result else None
+    digest = signed_sha256(base64.b64decode(c["signed"])) if c["signed"] else None
     return CommandFacts(
         id=c["id"],
         device_id=c["device_id"],
@@ -157,6 +167,9 @@ def _command(c: JsonDict) -> CommandFacts:
         answer_seq=c["answer_seq"],
         answer=answer,
         reason=c["reason"],
+        signed_sha256=digest,
+        refused_own_bytes=c["reason"] is not None
+        and refused_own_bytes(result if isinstance(result, dict) else None, digest),
     )
 
 

@@ -7,7 +7,6 @@ Pure reads in the caller's session; the files (snapshots, proofs) are named here
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,15 +15,14 @@ from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import utc_now_ms
-from seal_protocol.wirejson import loads_wire_json
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
 from server.auth.models import User
 from server.commands.models import CourtCommand
 from server.evidence import log
-from server.evidence.models import Event, LogLeaf, Snapshot
-from server.evidence.queries import named_pictures
+from server.evidence.models import Event, LogLeaf
 from server.export.errors import ExportFailed
+from server.export.pictures import snapshot_records
 from server.removal.models import RemovalRequest
 from server.seals.models import Case, Seal, SealBinding
 
@@ -126,7 +124,7 @@ def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -
         case=_case_record(case),
         seals={d: _seal_record(session, d, case.case_no, names) for d in device_ids},
         events=events,
-        snapshots=_snapshots(session, case.case_no, events),
+        snapshots=snapshot_records(session, case.case_no, events),
         alarms=_alarms(session, case.case_no, names),
         commands=_commands(session, case.case_no, names),
         removal=_removal(session, case.case_no, names),
@@ -250,37 +248,6 @@ def _location_in_case(session: Session, seal: Seal, case_no: str) -> str:
 
 def _name(names: dict[int, str], user_id: int | None) -> str | None:
     return None if user_id is None else names.get(user_id, f"#{user_id}")
-
-
-def named_snapshots(raw: bytes) -> list[str]:
-    """The SHA-256s of the pictures the signed event ``raw`` names (``snapshots`` list, or ``snapshot``)."""
-    payload = loads_wire_json(raw, what="event").get("payload", {})
-    return named_pictures(payload) if isinstance(payload, dict) else []
-
-
-def _snapshots(session: Session, case_no: str, events: Iterable[EventLine]) -> list[JsonDict]:
-    named: dict[str, str] = {}
-    for line in events:
-        for sha in named_snapshots(line.raw):
-            named.setdefault(sha, line.device_id)
-    held = {
-        row.sha256: row
-        for row in session.scalars(select(Snapshot).where(Snapshot.case_no == case_no))
-        if row.sha256 in named
-    }
-    records = []
-    for sha in sorted(named):
-        row = held.get(sha)
-        records.append(
-            {
-                "device_id": row.device_id if row else named[sha],
-                "present": row is not None,
-                "received_at": ts(row.received_at) if row else None,
-                "sha256": sha,
-                "size": row.size if row else None,
-            }
-        )
-    return records
 
 
 def _event_ref(event: Event | None) -> JsonDict | None:

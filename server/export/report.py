@@ -122,7 +122,7 @@ def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
     story += heading("电子封条", "The seals", s) + _seals(facts, s)
     story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
-    story += timeline(facts.events, facts.offline, s)
+    story += timeline(facts.events, facts.offline, s, commands=facts.commands)
     story += heading("快照", "Snapshots", s) + contact_sheet(facts.snapshots, s)
     story += heading("告警", "Alarms", s) + alarms_table(facts.alarms, s)
     story += heading("指令与应答", "Commands and answers", s) + commands_table(facts.commands, s)

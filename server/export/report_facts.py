@@ -56,6 +56,11 @@ class SnapshotFacts:
     device_id: str
     received_at: datetime | None
     jpeg: bytes | None
+    #: Why the court does not hold it (``snapshots.jsonl``'s ``absent_reason``: ``not_stored_by_seal``,
+    #: ``not_received``, ``lost``); ``None`` if it does, or the bundle says nothing.
+    absent_reason: str | None = None
+    #: The seal's signed statements that it could not store it: ``{"device_id", "reason", "seq"}`` each.
+    not_stored: Sequence[Mapping[str, Any]] = ()
 
     @property
     def path(self) -> str:
@@ -99,6 +104,11 @@ class CommandFacts:
     answer_seq: int | None = None
     answer: str | None = None
     reason: str | None = None
+    #: The SHA-256 (hex) of the bytes the court signed and published as the command.
+    signed_sha256: str | None = None
+    #: The refusal (``reason``) is of these very bytes, which the seal could not verify or read
+    #: (:func:`server.commands.refusals.refused_own_bytes`): the court's own command, not a forged one.
+    refused_own_bytes: bool = False
 
 
 @dataclass(frozen=True)

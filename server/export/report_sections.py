@@ -18,7 +18,9 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer, Table
 
+from server.commands.refusals import OWN_BYTES_SECTION
 from server.core.court_clock import court_clock
+from server.export.pictures import LOST, NOT_RECEIVED, NOT_STORED_BY_SEAL
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
@@ -123,15 +125,43 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
     if tiles:
         rows = [list(r) + [""] * (THUMB_COLUMNS - len(r)) for r in chunks(tiles, THUMB_COLUMNS)]
         out.append(font_table(rows, [("VALIGN", (0, 0), (-1, -1), "TOP")], s.font, colWidths=[width] * THUMB_COLUMNS))
-    for title, items in ((("其余快照（见证据包中的文件）", "Other snapshots (files in the bundle)"), rest),
-                         (("法院未存有的快照", "Snapshots the court does not hold"), missing)):  # fmt: skip
-        if items:
-            out += [Paragraph(markup(title[0]), s.h2), Paragraph(markup(title[1]), s.en)]
-            names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at)] for x in items]
-            header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
-            for chunk in chunks(names, ROWS_PER_TABLE):
-                out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
+    if rest:
+        out += [
+            Paragraph(markup("其余快照（见证据包中的文件）"), s.h2),
+            Paragraph(markup("Other snapshots (files in the bundle)"), s.en),
+        ]
+        names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at)] for x in rest]
+        header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
+        for chunk in chunks(names, ROWS_PER_TABLE):
+            out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
+    if missing:
+        out += [
+            Paragraph(markup("法院未存有的快照"), s.h2),
+            Paragraph(markup("Snapshots the court does not hold"), s.en),
+        ]
+        names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at), _absence(x, s)] for x in missing]
+        header = [("文件", "path"), ("封条", "seal"), ("收到", "received"), ("原因", "why")]
+        for chunk in chunks(names, ROWS_PER_TABLE):
+            out.append(grid(header, chunk, [72 * mm, 20 * mm, 28 * mm, 54 * mm], s))
     return out
+
+
+def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
+    """Why the court does not hold a picture, as the bundle says (``snapshots.jsonl``): the seal signed that it could
+    not store it (its reason and the event's seq), it never arrived, or the court received and lost it."""
+    said = snapshot.not_stored[0] if snapshot.not_stored else None
+    if snapshot.absent_reason == NOT_STORED_BY_SEAL and said is not None:
+        reason = clip(str(said.get("reason") or "—"), "snapshots.jsonl", 120)
+        return cell(
+            f"封条未能存储，从未发出（封条签名事件序号 {said.get('seq')}：{reason}）",
+            f"not stored by the seal, never sent (signed event seq {said.get('seq')}: {reason})",
+            s,
+        )
+    if snapshot.absent_reason == LOST:
+        return cell("法院收到后丢失或被改动", "received by the court, then lost or altered", s, alert=True)
+    if snapshot.absent_reason == NOT_RECEIVED:
+        return cell("法院未收到", "never received by the court", s)
+    return cell("—", "", s)
 
 
 def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
@@ -212,6 +242,8 @@ def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Fl
 def _answer(command: CommandFacts, s: ReportStyles) -> TextCell:
     """The seal's refusal in words, or the result it reported in words (a result without words as the seal signed
     it, clipped)."""
+    if command.reason and command.refused_own_bytes:  # the court's own bytes, which the seal could not verify
+        return cell(*words(OWN_BYTES_SECTION, command.reason), s, alert=True)
     if command.reason:
         return cell(*words("case_command_reason", command.reason), s, alert=True)
     if command.answer is None:

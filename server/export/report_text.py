@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_protocol import parse_ts
+from server.commands.refusals import OWN_BYTES_SECTION
 from server.core.court_clock import court_clock
 from server.removal.grounds import RemovalGround
 from server.words import words
@@ -51,7 +52,8 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "camera_lost": ("摄像头无画面", "camera lost"),
     "camera_found": ("摄像头重新出画", "camera found again"),
     "heartbeat": ("心跳", "heartbeat"),
-    "snapshot_taken": ("快照已存储", "snapshots stored"),
+    # Its not_stored may list every picture: "stored" would say what the seal signed it could not do.
+    "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
 }
@@ -155,8 +157,10 @@ def outcome_words(result: Mapping[str, Any] | None) -> tuple[str, str]:
     return "结果：" + words[0], "outcome: " + words[1]
 
 
-def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
-    """What an event of type ``kind`` says beyond its name, in Chinese and English (without the warning)."""
+def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = False) -> tuple[str, str]:
+    """What an event of type ``kind`` says beyond its name, in Chinese and English (without the warning).
+    ``own_command``: a ``command_rejected`` of bytes the seal could not verify is of the court's own command (its
+    ``sha256`` is that of the bytes the court published as the id it claims): the seal refused that command."""
     if kind == "command_ack":
         azh, aen = words("case_command_action", str(payload.get("action")))
         rzh, ren = words("case_command_result", str(payload.get("result")))
@@ -164,6 +168,10 @@ def event_details(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "command_rejected":
         rzh, ren = words("case_command_reason", str(payload.get("reason")))
         detail = f": {payload['detail']}" if payload.get("detail") else ""
+        if own_command and payload.get("command_id") is None:
+            claimed, reason = payload.get("claimed_command_id"), str(payload.get("reason"))
+            ozh, oen = words(OWN_BYTES_SECTION, reason)
+            return f"指令 {claimed}：{ozh}", f"command {claimed}: {oen}{detail}"
         if payload.get("command_id") is None and payload.get("claimed_command_id") is not None:
             claimed = payload["claimed_command_id"]  # bytes no court key signed: their id is nobody's word
             return f"未经验证的指令（自称 {claimed}）：{rzh}", f"unverified command (claiming {claimed}): {ren}{detail}"

@@ -18,8 +18,9 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table
 
+from server.commands.refusals import refused_own_bytes
 from server.core.court_clock import court_clock
-from server.export.report_facts import EventFacts, OfflinePeriod
+from server.export.report_facts import CommandFacts, EventFacts, OfflinePeriod
 from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
 from server.export.report_text import (
     TIMELINE_TYPES,
@@ -51,9 +52,18 @@ _Found = Mapping[tuple[Any, Any, Any], Mapping[str, Any]]
 _Row = tuple[list[str], bool]
 
 
-def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: ReportStyles) -> list[Flowable]:
+def timeline(
+    events: Sequence[EventFacts],
+    offline: Sequence[OfflinePeriod],
+    s: ReportStyles,
+    *,
+    commands: Sequence[CommandFacts] = (),
+) -> list[Flowable]:
     """The significant events (with the warning as signed, and for a warning that had started, the outcome its
-    ``warning_result`` reported), the periods without news, and the heartbeats counted per seal and day."""
+    ``warning_result`` reported), the periods without news, and the heartbeats counted per seal and day.
+    ``commands``: the case's commands, so that a seal's refusal of the court's own bytes, which it could not verify,
+    reads as such and not as a refusal of forged bytes."""
+    published = {(c.device_id, c.id): c.signed_sha256 for c in commands}
     results = {
         (e.device_id, e.payload["trigger"], e.payload["trigger_seq"]): e.payload
         for e in events
@@ -65,7 +75,9 @@ def timeline(events: Sequence[EventFacts], offline: Sequence[OfflinePeriod], s: 
         if e.type == "snapshot_taken" and "warning" in e.payload and _names_event(e.payload)
     }
     rows: list[tuple[float, _Row]] = [
-        (sort_time(e.received_at), _event_row(e, results, decisions)) for e in events if e.type in TIMELINE_TYPES
+        (sort_time(e.received_at), _event_row(e, results, decisions, published))
+        for e in events
+        if e.type in TIMELINE_TYPES
     ]
     for period in offline:
         until = court_clock(period.until) if period.until else "导出时 the export"
@@ -90,8 +102,12 @@ def _names_event(payload: Mapping[str, Any], *names: str) -> bool:
     return type(payload.get("trigger_seq")) is int and all(type(payload.get(name)) is str for name in names)
 
 
-def _event_row(event: EventFacts, results: _Found, decisions: _Found) -> _Row:
-    zh, en = event_details(event.type, event.payload)
+def _event_row(
+    event: EventFacts, results: _Found, decisions: _Found, published: Mapping[tuple[str, int], str | None]
+) -> _Row:
+    claimed = event.payload.get("claimed_command_id") if event.type == "command_rejected" else None
+    own = isinstance(claimed, int) and refused_own_bytes(event.payload, published.get((event.device_id, claimed)))
+    zh, en = event_details(event.type, event.payload, own_command=own)
     alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected", "event_lost", "clock_stepped"}
     warning = _signed_warning(event)
     if warning is not None:

@@ -43,6 +43,7 @@ from server.export.errors import ExportFailed
 from server.export.facts import report_facts
 from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
 from server.export.models import EvidenceExport
+from server.export.pictures import LOST
 from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.export.report import CheckpointFacts, render_report
 from server.removal.proofs import EXTENSIONS, ProofStore
@@ -254,7 +255,8 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
 def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Reader]]:
     """The held snapshots' files, each read (and its hash checked) when it is added; a row whose file is gone, or
     holds other bytes than its hash, is listed ``present: false`` with the row's ``received_at`` and ``size``: the
-    court received it and lost it, which ``seal-verify`` fails (and it is logged; a mismatch is counted too)."""
+    court received it and lost it (``absent_reason: lost``), which ``seal-verify`` fails (and it is logged; a
+    mismatch is counted too)."""
     found: list[tuple[str, Reader]] = []
     for record in evidence.snapshots:
         if record["present"]:
@@ -266,6 +268,7 @@ def _snapshot_bytes(store: SnapshotStore, record: JsonDict, evidence: CaseEviden
     data = _checked_read(lambda: store.read(record["sha256"]), f"snapshot {record['sha256']}", evidence)
     if data is None:
         record["present"] = False
+        record["absent_reason"] = LOST
     return data
 
 

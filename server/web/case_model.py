@@ -24,6 +24,7 @@ from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.commands.models import CourtCommand
+from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.state import CommandState
 from server.evidence.models import Event, Snapshot
 from server.export.report_text import step_words
@@ -109,6 +110,13 @@ class CommandRow:
     def delivered(self) -> bool:
         """Only the seal's signed answer delivers a command: the broker's PUBACK does not."""
         return self.command.state == CommandState.ACKNOWLEDGED.value
+
+    @property
+    def refused_own_bytes(self) -> bool:
+        """The seal refused the court's own command because it could not verify its signature (or read it): the
+        refusal's ``sha256`` is that of the bytes the court signed — worded as such, not as a forged command's."""
+        c = self.command
+        return c.reason is not None and refused_own_bytes(c.result, signed_sha256(c.signed))
 
 
 def case_devices(session: Session, case_no: str) -> set[str]:

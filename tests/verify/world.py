@@ -60,6 +60,10 @@ class CourtWorld:
             self.ingestor.ingest([message(snapshot_topic(self.seals[seal].device_id, sha), data)])
         return sha
 
+    def deliver(self, seal: str, sha: str) -> None:
+        """The picture ``sha`` (made by :meth:`picture`) sent to the court by ``seal`` now."""
+        self.ingestor.ingest([message(snapshot_topic(self.seals[seal].device_id, sha), self.pictures[sha])])
+
     def export(
         self, case_no: str, target: Path, time_range: TimeRange = ALL_TIME, *, tsa: TsaClient | None = None
     ) -> ExportResult:
@@ -174,7 +178,7 @@ def resign(members: dict[str, bytes], key: LogKey) -> dict[str, bytes]:
         if name not in ("manifest.json", "manifest.sig")
     ]
     manifest = canonical_json({**head, "files": files})
-    note = sign_note(manifest_note_body(manifest), key.origin, key.get())
+    note = sign_note(manifest_note_body(manifest, head["format"]), key.origin, key.get())
     return {**members, "manifest.json": manifest, "manifest.sig": note.encode("utf-8")}
 
 

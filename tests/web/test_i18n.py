@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 from seal_protocol import EventType
-from seal_protocol.commands import COMMAND_RESULTS, CommandAction, RejectReason
+from seal_protocol.commands import COMMAND_RESULTS, UNVERIFIED_REASONS, CommandAction, RejectReason
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
@@ -70,6 +70,7 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "case_command_state": [s.value for s in CommandState],
         "case_command_action": [a.value for a in CommandAction],
         "case_command_reason": [r.value for r in RejectReason],
+        "case_command_refused_own": sorted(UNVERIFIED_REASONS),
         "case_command_result": RESULTS,
         "removal_step": STEPS,
         "seal_field": list(HEALTH_FIELDS),

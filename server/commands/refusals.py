@@ -1,0 +1,38 @@
+"""What a seal's refusal of a command says happened, for whoever words it (the case page, the alarms, the evidence
+report): a refusal of bytes the seal could not verify (``malformed``, ``unsigned``, ``bad_signature``) whose
+``sha256`` is that of the very bytes the court signed and published as the command is the seal refusing the court's
+own command — it could not verify the court's signature (it pins another court key) or read the command — and not a
+refusal of forged bytes, which settles nothing (``docs/protocol.md``, "Commands").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from seal_protocol.commands import UNVERIFIED_REASONS
+
+#: The words' section for a refusal of the court's own command that the seal could not verify, by reason.
+OWN_BYTES_SECTION = "case_command_refused_own"
+
+
+def signed_sha256(signed: bytes | None) -> str | None:
+    """The SHA-256 (hex) of the command bytes the court signed and published; ``None`` if there are none."""
+    return hashlib.sha256(signed).hexdigest() if signed else None
+
+
+def refused_own_bytes(payload: Mapping[str, Any] | None, command_sha256: str | None) -> bool:
+    """Whether the refusal ``payload`` (a ``command_rejected``'s) is one of bytes the seal could not verify whose
+    ``sha256`` is ``command_sha256``, the SHA-256 of the command the court signed: the seal refused the court's own
+    command because it could not verify or read it."""
+    if payload is None or command_sha256 is None:
+        return False
+    reason, digest = payload.get("reason"), payload.get("sha256")
+    return (
+        isinstance(reason, str)
+        and reason in UNVERIFIED_REASONS
+        and isinstance(digest, str)
+        and hmac.compare_digest(digest, command_sha256)
+    )

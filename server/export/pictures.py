@@ -1,0 +1,103 @@
+"""The bundle's list of pictures (``snapshots.jsonl``): each picture an exported event names, whether the court
+holds it, and if not, why — as far as the signed events say (``docs/evidence.md``, "Snapshots").
+
+A picture the court does not hold is one of three: the seal signed (a ``snapshot_taken``'s ``not_stored``) that it
+could not store it, so it never existed to be sent (``not_stored_by_seal``); the court never received it, and no
+event of the bundle says why (``not_received``: lost on the way, thinned on the seal, or withheld); or the court
+received it and no longer holds it (``lost``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seal_protocol import utc_now_ms
+from seal_protocol.wirejson import loads_wire_json
+from server.evidence.models import Snapshot
+from server.evidence.queries import named_pictures
+
+JsonDict = dict[str, Any]
+
+#: Why a picture an event names is not in the bundle (``absent_reason``).
+NOT_STORED_BY_SEAL = "not_stored_by_seal"
+NOT_RECEIVED = "not_received"
+LOST = "lost"
+
+
+class SignedLine(Protocol):
+    """An exported event line: the stored bytes and the seal's id and seq."""
+
+    raw: bytes
+    device_id: str
+    seq: int
+
+
+def named_snapshots(raw: bytes) -> list[str]:
+    """The SHA-256s of the pictures the signed event ``raw`` names (``snapshots`` list, or ``snapshot``)."""
+    payload = _payload(raw)
+    return named_pictures(payload) if payload is not None else []
+
+
+def not_stored(raw: bytes) -> list[tuple[str, str | None]]:
+    """The pictures a signed ``snapshot_taken`` ``raw`` says the seal could not store, as (sha256, reason); the
+    reason ``None`` if the seal signed none that is text. Any other event says none."""
+    envelope = loads_wire_json(raw, what="event")
+    payload = envelope.get("payload")
+    if envelope.get("type") != "snapshot_taken" or not isinstance(payload, dict):
+        return []
+    listed = payload.get("not_stored")
+    items = [item for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
+    return [
+        (item["sha256"], item["reason"] if isinstance(item.get("reason"), str) else None)
+        for item in items
+        if isinstance(item.get("sha256"), str)
+    ]
+
+
+def snapshot_records(session: Session, case_no: str, events: Iterable[SignedLine]) -> list[JsonDict]:
+    """One ``snapshots.jsonl`` line per picture the exported ``events`` name, sorted by SHA-256."""
+    named: dict[str, str] = {}
+    said: dict[str, list[JsonDict]] = {}  # sha256 -> the seal's signed statements that it could not store it
+    for line in events:
+        for sha in named_snapshots(line.raw):
+            named.setdefault(sha, line.device_id)
+        for sha, reason in not_stored(line.raw):
+            said.setdefault(sha, []).append({"device_id": line.device_id, "reason": reason, "seq": line.seq})
+    held = {
+        row.sha256: row
+        for row in session.scalars(select(Snapshot).where(Snapshot.case_no == case_no))
+        if row.sha256 in named
+    }
+    records = []
+    for sha in sorted(named):
+        row = held.get(sha)
+        statements = sorted(said.get(sha, []), key=lambda s: (s["device_id"], s["seq"]))
+        records.append(
+            {
+                "absent_reason": _absent_reason(row, statements),
+                "device_id": row.device_id if row else named[sha],
+                "not_stored": statements,
+                "present": row is not None,
+                "received_at": utc_now_ms(row.received_at) if row else None,
+                "sha256": sha,
+                "size": row.size if row else None,
+            }
+        )
+    return records
+
+
+def _absent_reason(row: Snapshot | None, statements: list[JsonDict]) -> str | None:
+    """``None`` when the court holds the picture (another trigger's identical frame may have brought the bytes a
+    seal said it could not store once); else why not."""
+    if row is not None:
+        return None
+    return NOT_STORED_BY_SEAL if statements else NOT_RECEIVED
+
+
+def _payload(raw: bytes) -> dict[str, Any] | None:
+    payload = loads_wire_json(raw, what="event").get("payload", {})
+    return payload if isinstance(payload, dict) else None
