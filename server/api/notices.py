@@ -10,7 +10,7 @@ seal revokes it too (:mod:`server.removal.release`).
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -26,7 +26,7 @@ from server.auth.access import Permission
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.notices.keys import key_id, public_key_text
-from server.notices.page import refusal_text
+from server.notices.page import outdated_text, refusal_text
 from server.notices.printing import print_notice
 from server.notices.service import NoticeCheck, Revocation, check_notice, get_notice, revoke_notice
 from server.notices.token import MAX_TOKEN_CHARS, Refusal
@@ -46,11 +46,16 @@ TokenQuery = Annotated[
 
 
 class NoticeSealState(BaseModel):
-    armed: bool | None = Field(description="Armed (true) or disarmed, from the seal's signed events; null: unknown.")
+    armed: bool | None = Field(
+        description="Armed (true) or disarmed, from the seal's signed events of the binding the notice was issued "
+        "under; null: unknown, or the seal is no longer bound under it (its state elsewhere is not told)."
+    )
     armed_at: datetime | None = Field(
         description="Always null: the time of the seal's latest signed word would tell anyone when it last spoke."
     )
-    still_bound: bool = Field(description="Whether the seal is still bound to the notice's case.")
+    still_bound: bool = Field(
+        description="Whether the seal is still bound to the notice's case, by the binding it had when issued."
+    )
 
 
 class NoticePrinted(BaseModel):
@@ -60,10 +65,23 @@ class NoticePrinted(BaseModel):
     facts: dict[str, Any] = Field(description="The facts exactly as printed (their SHA-256 is in the token).")
 
 
+class NoticeOutdated(BaseModel):
+    term_ended_on: date | None = Field(description="The seizure's term, as the court records it now, ended that day.")
+    changed: list[str] = Field(description="The printed facts that are no longer the court's record (their names).")
+    text: str = Field(description="What changed, in Chinese / English.")
+
+
 class NoticeVerdict(BaseModel):
-    authentic: bool = Field(description="An authentic notice of this court, standing and not expired.")
+    authentic: bool = Field(description="An authentic notice of this court that still stands: current, not expired.")
+    genuine: bool = Field(
+        description="Issued by this court (its key signed the token and the notice is on record), whether or not it "
+        "still stands: a genuine but outdated, replaced, revoked or expired notice is genuine, not authentic."
+    )
     reason: Refusal | None = Field(description="Why not, if not.")
     reason_text: str | None = Field(description="The reason in Chinese / English.")
+    outdated: NoticeOutdated | None = Field(
+        description="For reason `outdated`: what changed since the notice was printed."
+    )
     notice: NoticePrinted | None = Field(description="The notice, if the court signed it and has it on record.")
     seal: NoticeSealState | None
     case_status: str | None = Field(description="The status of the notice's case now.")
@@ -159,10 +177,19 @@ def verdict(check: NoticeCheck) -> NoticeVerdict:
     state = None
     if check.still_bound is not None:
         state = NoticeSealState(armed=check.seal_armed, armed_at=check.seal_armed_at, still_bound=check.still_bound)
+    outdated = None
+    if check.outdated is not None:
+        outdated = NoticeOutdated(
+            term_ended_on=check.outdated.term_ended_on,
+            changed=list(check.outdated.changed),
+            text=" / ".join(outdated_text(check.outdated)),
+        )
     return NoticeVerdict(
         authentic=check.authentic,
+        genuine=check.genuine,
         reason=check.refusal,
         reason_text=" / ".join(refusal_text(check.refusal)) if check.refusal is not None else None,
+        outdated=outdated,
         notice=printed,
         seal=state,
         case_status=check.case_status,

@@ -11,8 +11,8 @@ from functools import cache, partial
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from server.core.court_clock import court_clock
-from server.notices.facts import court_day, fact_rows
-from server.notices.service import NoticeCheck
+from server.notices.facts import FACT_ROWS, court_day, fact_rows
+from server.notices.service import NoticeCheck, Outdated
 from server.notices.token import Refusal
 
 #: Why a token is not authentic, in Chinese and English.
@@ -28,7 +28,13 @@ REFUSAL_TEXT: dict[Refusal, tuple[str, str]] = {
     Refusal.SUPERSEDED: ("公告已被本院新签发的公告取代", "the court has replaced it with a newer notice"),
     Refusal.REVOKED: ("公告已被本院撤销", "the court has revoked it"),
     Refusal.LIFTED: ("查封已解除，本公告不再有效", "the seizure has been lifted: the notice no longer stands"),
+    Refusal.OUTDATED: (
+        "公告已过时：所载内容已不是本院的现行记录",
+        "the notice is outdated: what it prints is no longer the court's current record",
+    ),
 }
+#: The labels of the facts a notice prints (field name → Chinese, English), the court's name among them.
+FACT_LABELS: dict[str, tuple[str, str]] = {"court": ("法院", "Court")} | {name: (zh, en) for name, zh, en in FACT_ROWS}
 
 #: A case's status (server.seals.models.CaseStatus values), in Chinese and English.
 CASE_STATUS_TEXT: dict[str, tuple[str, str]] = {
@@ -42,6 +48,25 @@ CASE_STATUS_TEXT: dict[str, tuple[str, str]] = {
 
 def refusal_text(refusal: Refusal) -> tuple[str, str]:
     return REFUSAL_TEXT[refusal]
+
+
+def outdated_text(outdated: Outdated) -> tuple[str, str]:
+    """What changed since an outdated notice was printed, in Chinese and English."""
+    zh, en = [], []
+    if outdated.term_ended_on is not None:
+        day = outdated.term_ended_on.isoformat()
+        zh.append(f"本院记录的查封期限已于 {day} 届满")
+        en.append(f"the seizure's term as the court records it ended on {day}")
+    if outdated.changed:
+        labels = [FACT_LABELS.get(name, (name, name)) for name in outdated.changed]
+        zh.append(f"纸面所载的{'、'.join(zh for zh, _ in labels)}已与本院现行记录不符")
+        en.append(f"what it prints as {', '.join(en for _, en in labels)} is no longer the court's record")
+    zh.append("本公告确为本院签发，但已不是现行公告，请以本院现行公告为准或致电法院核实")
+    en.append(
+        "this is a genuine notice of this court, but no longer current: rely on the court's current notice, "
+        "or call the court"
+    )
+    return "；".join(zh) + "。", "; ".join(en) + "."
 
 
 @cache
@@ -70,5 +95,6 @@ def render_notice_page(check: NoticeCheck | None) -> str:
         rows=fact_rows(facts) if facts is not None else [],
         issued_on=court_day(notice.issued_at).isoformat() if notice is not None else "",
         refusal=refusal_text(refusal) if refusal is not None else None,
+        outdated=outdated_text(check.outdated) if check is not None and check.outdated is not None else None,
         case_status=CASE_STATUS_TEXT.get(check.case_status or "") if check is not None else None,
     )

@@ -10,8 +10,8 @@ seizure, …), a new notice is issued and supersedes the older ones of the seal,
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -48,9 +48,19 @@ class IssuedNotice:
 
 
 @dataclass(frozen=True)
+class Outdated:
+    """Why a genuine notice, neither revoked nor replaced and its seal still bound, no longer says what the court's
+    record says now: the seizure's term (as recorded now) ended, or facts it prints changed since."""
+
+    term_ended_on: date | None = None  # the last day of the term as recorded now, when that day is over
+    changed: tuple[str, ...] = ()  # the printed facts (NoticeFacts field names) that differ from the record now
+
+
+@dataclass(frozen=True)
 class NoticeCheck:
     """What the public page and ``/api/notices/verify`` say about a token. ``facts`` are shown only when the
-    court's key signed the token and the court has the notice on record (also when it expired or was replaced)."""
+    court's key signed the token and the court has the notice on record (also when it expired, was replaced or is
+    outdated): :attr:`genuine` then, whether or not it still stands (:attr:`authentic`)."""
 
     refusal: Refusal | None
     detail: str = ""
@@ -60,10 +70,17 @@ class NoticeCheck:
     seal_armed_at: datetime | None = None
     still_bound: bool | None = None
     case_status: str | None = None
+    outdated: Outdated | None = None
 
     @property
     def authentic(self) -> bool:
+        """A genuine notice that still stands: current, not expired, its seal bound under it."""
         return self.refusal is None
+
+    @property
+    def genuine(self) -> bool:
+        """Issued by this court: its key signed the token and the court has the notice on record as signed."""
+        return self.facts is not None
 
 
 def notice_facts(session: Session, *, seal: Seal) -> NoticeFacts:
@@ -95,9 +112,9 @@ def issue_notice(
     default_validity: timedelta,
     now: datetime,
 ) -> IssuedNotice:
-    """The seal's notice for its current facts: the standing one (audited ``notice.reprint``), or a new one
-    (audited ``notice.issue``) that supersedes the others. :class:`Conflict` if the seal is bound to no case or its
-    seizure has expired."""
+    """The seal's notice for its current facts: the standing one of its current binding (audited
+    ``notice.reprint``), or a new one (audited ``notice.issue``) that supersedes the others. :class:`Conflict` if
+    the seal is bound to no case or its seizure has expired."""
     seal = get_seal(session, device_id=device_id)
     facts = notice_facts(session, seal=seal)
     case = get_case(session, case_no=facts.case_no)
@@ -106,11 +123,8 @@ def issue_notice(
     now = now.replace(microsecond=0)
     standing = _standing(session, device_id)
     for notice in standing:
-        if (notice.case_no, notice.facts_sha256, notice.key_id) == (
-            facts.case_no,
-            digest,
-            kid,
-        ) and notice.expires_at > now:
+        same = (notice.case_no, notice.facts_sha256, notice.key_id) == (facts.case_no, digest, kid)
+        if same and notice.expires_at > now and _bound_under(session, notice, seal)[0]:
             details = {"notice_id": notice.id, "case_no": notice.case_no}
             record_audit(
                 session, actor=actor, action="notice.reprint", target=device_id, case_no=notice.case_no, details=details
@@ -232,8 +246,9 @@ def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime)
     refusal, detail = checked.refusal, checked.detail
     seal = session.scalar(select(Seal).where(Seal.device_id == notice.device_id))
     case = session.scalar(select(Case).where(Case.case_no == notice.case_no))
-    still_bound = seal is not None and seal.case_no == notice.case_no
+    still_bound, bound_at = _bound_under(session, notice, seal)
     lifted = case is not None and case.status in (CaseStatus.LIFTED, CaseStatus.CLOSED)
+    outdated = None
     if notice.revoked_at is not None:
         lifted = notice.revoked_reason == Revocation.LIFTED
         refusal = Refusal.LIFTED if lifted else Refusal.REVOKED
@@ -242,21 +257,74 @@ def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime)
             detail += f": {notice.revoked_note}"
     elif notice.superseded_at is not None:
         refusal, detail = Refusal.SUPERSEDED, f"replaced by notice {notice.superseded_by}"
-    elif not still_bound:  # the binding ended without the notice revoked (unbind_seal alone)
+    elif not still_bound:  # the binding ended without the notice revoked (unbind_seal alone), or a later one began
         refusal = Refusal.LIFTED if lifted else Refusal.REVOKED
-        detail = "the seal is no longer bound to the notice's case"
+        detail = "the seal is no longer bound to the notice's case by the binding the notice was issued under"
+    elif refusal is None and seal is not None and case is not None:
+        outdated = _outdated(session, notice, seal=seal, case=case, now=now)
+        if outdated is not None:
+            refusal, detail = Refusal.OUTDATED, _outdated_detail(outdated)
+    # The armed state only of the binding the notice was issued under, and only as told by an event of that binding:
+    # an old paper must not tell the state of its seal in another case (or before it sealed this one).
+    armed = None
+    if still_bound and seal is not None and seal.armed_at is not None:
+        # a seal stamps its events to the millisecond: an event of the binding's first millisecond counts
+        if bound_at is None or seal.armed_at >= bound_at.replace(microsecond=bound_at.microsecond // 1000 * 1000):
+            armed = seal.armed
     return NoticeCheck(
         refusal,
         detail,
         notice=notice,
         facts=facts,
-        seal_armed=seal.armed if seal is not None else None,
+        seal_armed=armed,
         # Not the time: the seal's heartbeats say whether it is armed, and the time of the latest would tell anyone
         # at the door (the debtor too) when the seal last spoke — whether it is offline, or whether jamming it worked.
         seal_armed_at=None,
         still_bound=still_bound,
         case_status=case.status if case is not None else None,
+        outdated=outdated,
     )
+
+
+def _bound_under(session: Session, notice: Notice, seal: Seal | None) -> tuple[bool, datetime | None]:
+    """Whether ``seal`` is still bound to the notice's case by the binding it had when the notice was issued, and
+    when that binding began (``None`` for a binding older than the binding history)."""
+    if seal is None or seal.case_no != notice.case_no:
+        return False, None
+    # issued_at is in whole seconds (rounded down): a binding begun a second later or more began after the notice
+    later = select(SealBinding.id).where(
+        SealBinding.device_id == notice.device_id, SealBinding.bound_at >= notice.issued_at + timedelta(seconds=1)
+    )
+    if session.scalar(later.limit(1)) is not None:
+        return False, None  # the binding the notice was issued under ended since (the seal was bound anew)
+    current = select(SealBinding.bound_at).where(
+        SealBinding.device_id == seal.device_id, SealBinding.case_no == notice.case_no, SealBinding.unbound_at.is_(None)
+    )
+    return True, session.scalar(current.order_by(SealBinding.bound_at.desc()).limit(1))
+
+
+def _outdated(session: Session, notice: Notice, *, seal: Seal, case: Case, now: datetime) -> Outdated | None:
+    """How the notice differs from what the court would print now, or ``None`` if it is current."""
+    term_ended_on = None
+    if case.seizure_expires_on is not None and end_of_court_day(case.seizure_expires_on) <= now:
+        term_ended_on = case.seizure_expires_on
+    current = notice_facts(session, seal=seal)
+    changed: tuple[str, ...] = ()
+    if current.sha256().hex() != notice.facts_sha256:
+        printed = NoticeFacts.from_json(notice.facts)
+        changed = tuple(f.name for f in fields(NoticeFacts) if getattr(printed, f.name) != getattr(current, f.name))
+    if term_ended_on is None and not changed:
+        return None
+    return Outdated(term_ended_on=term_ended_on, changed=changed)
+
+
+def _outdated_detail(outdated: Outdated) -> str:
+    parts = []
+    if outdated.term_ended_on is not None:
+        parts.append(f"the seizure's term ended on {outdated.term_ended_on.isoformat()}")
+    if outdated.changed:
+        parts.append(f"the court's record no longer says what it printed ({', '.join(outdated.changed)})")
+    return "; ".join(parts)
 
 
 def _matches(notice: Notice, claims: NoticeClaims) -> bool:

@@ -40,8 +40,8 @@ _MAX_INT = 2**53 - 1  # exact in every JSON implementation (RFC 8785 § 3.2.2.3)
 
 
 class Refusal(StrEnum):
-    """Why a token is not an authentic notice of this court (the first four from the token alone, the rest from
-    the court's record of its notices)."""
+    """Why a token is not an authentic, current notice of this court (the first four from the token alone, the rest
+    from the court's record of its notices: a genuine notice of this court that no longer stands)."""
 
     MALFORMED = "malformed"  # not a token: truncated, not base64url, not the payload's form
     FOREIGN_KEY = "foreign_key"  # signed by another key than this court's notice key
@@ -51,6 +51,7 @@ class Refusal(StrEnum):
     SUPERSEDED = "superseded"  # a newer notice for the seal replaced it
     REVOKED = "revoked"  # revoked by the court (a clerk), or its seal was taken off the case
     LIFTED = "lifted"  # the seizure was lifted: the seals are off and the notice no longer stands
+    OUTDATED = "outdated"  # genuine and standing, but the court's record changed: its term ended, or its facts
 
 
 @dataclass(frozen=True)

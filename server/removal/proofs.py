@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from PIL import Image
 from server.core.blobs import Blob, ObjectBackend
 from server.core.object_store import ContentStore
 from server.removal.errors import ProofRefused
+
+logger = logging.getLogger(__name__)
 
 PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
 #: The extension a stored proof gets, and the extensions a name may carry, per type.
@@ -159,9 +162,12 @@ def _check_picture(data: bytes, kind: str, name: str) -> None:
                 with decoding_slots:
                     picture.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ProofRefused(f"{name}: the {kind} picture does not decode: {exc}").saying(
-            "refusal.proof_broken_picture", name=name
-        ) from exc
+        # the decoder's words are for the log: they name its internals (an object's address), not the file's fault
+        logger.info("refused proof %r: the %s picture does not decode: %r", name, kind, exc)
+        raise ProofRefused(
+            f"{name}: 图片无法打开（可能已损坏），请重新拍摄或导出后上传 / the {kind} picture cannot be opened "
+            "(it may be damaged): take or export it again and send it"
+        ).saying("refusal.proof_broken_picture", name=name) from exc
     if too_large:
         raise ProofRefused(f"{name}: a {width}x{height} picture is larger than {MAX_PIXELS} pixels").saying(
             "refusal.proof_too_many_pixels", name=name, width=width, height=height, megapixels=MAX_PIXELS // 1_000_000

@@ -119,12 +119,27 @@ def _form_not_parsed(exc: BaseException) -> bool:
 
 
 def _validation_detail(request: Request, exc: RequestValidationError | Invalid) -> str:
-    """What was wrong, short (:func:`_clean`)."""
-    if isinstance(exc, RequestValidationError):
-        text = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())
-    else:
-        text = page_language(request).refusal(exc)
-    return _clean(text)
+    """What was wrong, short (:func:`_clean`): for input the route's parameters refuse, which field, in the page's
+    words (the validator's own, English and about its types, go to the log, not to the reader)."""
+    t = page_language(request)
+    if not isinstance(exc, RequestValidationError):
+        return _clean(t.refusal(exc))
+    logger.info("refused %s %s (422): %s", request.method, request.url.path, _raw_errors(exc))
+    said = []
+    for error in exc.errors():
+        names = [part for part in error.get("loc", ()) if isinstance(part, str) and part not in LOCATIONS]
+        field = names[-1] if names else "?"
+        said.append(t("error.field_missing" if error.get("type") == "missing" else "error.field_invalid", field=field))
+    return _clean(("；" if t.language == "zh-CN" else "; ").join(dict.fromkeys(said)))
+
+
+#: The first part of a validation error's location: where the value was, not its name.
+LOCATIONS = ("query", "path", "body", "header", "cookie")
+
+
+def _raw_errors(exc: RequestValidationError) -> str:
+    """The validator's errors without the input refused (a form's part may be a file)."""
+    return "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors())[:500]
 
 
 def _clean(text: str) -> str:

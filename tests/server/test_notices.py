@@ -44,6 +44,7 @@ DEBTOR, APPLICANT = "李四海", "王五实业有限公司"
 WARNING = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任"
 AUTHENTIC = "This is an authentic notice of this court"
 NOT_AUTHENTIC = "Not an authentic notice of this court"
+NO_LONGER = "A genuine notice of this court, but no longer in force"
 NOTICE_PREFIX = f"{PUBLIC_BASE_URL}/notice/"
 
 
@@ -180,7 +181,7 @@ def test_judge_and_officer_print_it_and_the_same_notice_comes_back_until_its_fac
     assert actions == ["notice.issue", "notice.reprint", "notice.issue"]
     assert [n.superseded_by for n in notices] == [notices[1].id, None]
     old = world.client.get(first.removeprefix(PUBLIC_BASE_URL)).text
-    assert NOT_AUTHENTIC in old and "replaced it with a newer notice" in old and "0510-85001234" in old
+    assert NO_LONGER in old and "replaced it with a newer notice" in old and "0510-85001234" in old
     assert AUTHENTIC in world.client.get(second.removeprefix(PUBLIC_BASE_URL)).text
 
 
@@ -273,7 +274,7 @@ def test_the_page_tells_the_seal_s_state_from_its_signed_events(world: World) ->
     with session_scope(world.session_factory) as session:  # the binding alone, its notice not revoked
         unbind_seal(session, actor=None, device_id=DEVICE)
     page = world.client.get(url).text
-    assert "封条已不再属于本案" in page and NOT_AUTHENTIC in page  # a notice stands only while its seal is bound
+    assert "封条已不再属于本案" in page and NO_LONGER in page  # a notice stands only while its seal is bound
     response = world.client.get(f"/api/seals/{DEVICE}/notice.pdf", headers=world.headers())
     assert response.status_code == 409 and "bound to no case" in response.json()["detail"]
 
@@ -284,7 +285,7 @@ def test_a_revoked_notice_is_not_authentic(world: World) -> None:
         notice_id = session.scalars(select(Notice.id)).one()
         revoke_notice(session, actor=None, notice_id=notice_id, now=utc_now(), note="公告有误")
     page = world.client.get(url).text
-    assert NOT_AUTHENTIC in page and "revoked" in page
+    assert NO_LONGER in page and "revoked" in page
     assert (
         world.client.get("/api/notices/verify", params={"token": token_of(PUBLIC_BASE_URL + url)}).json()["reason"]
         == "revoked"
@@ -364,7 +365,7 @@ def test_unbinding_the_seal_by_hand_revokes_its_notice(world: World) -> None:
     assert world.client.delete(f"/api/seals/{DEVICE}/binding", headers=world.headers("officer")).status_code == 204
     verdict = verdict_of(world, url)
     assert (verdict["authentic"], verdict["reason"]) == (False, "revoked")
-    assert NOT_AUTHENTIC in world.client.get(url).text
+    assert NO_LONGER in world.client.get(url).text
     with world.session_factory() as session:
         [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "notice.revoke")).all()
         assert (entry.actor, entry.details["reason"]) == ("officer", "unbound")
@@ -392,7 +393,7 @@ def test_a_seal_moved_to_another_case_on_the_command_line_leaves_no_notice_or_co
         assert main(["seal", "add", DEVICE, "--case", case_no, "--public-key", world.seal.public_key, *config]) == 0
     verdict = verdict_of(world, url)
     assert (verdict["authentic"], verdict["reason"]) == (False, "revoked")
-    assert NOT_AUTHENTIC in world.client.get(url).text
+    assert NO_LONGER in world.client.get(url).text
     command = world.client.get(f"/api/commands/{command_id}", headers=world.headers("judge")).json()
     assert command["state"] == "expired"
     with world.session_factory() as session:

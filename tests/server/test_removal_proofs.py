@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import sqlite3
 import threading
@@ -60,8 +61,8 @@ def test_good_files_by_their_content() -> None:
         (picture_bytes("PNG"), "receipt.pdf", "application/pdf", "the name says .pdf, the content is image/png"),
         (pdf_bytes(), "receipt.pdf", "image/png", "declared as image/png, the content is application/pdf"),
         (picture_bytes("JPEG"), "photo.png", "", "the name says .png"),
-        (picture_bytes("JPEG")[:200], "photo.jpg", "image/jpeg", "does not decode"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(100), "scan.png", "image/png", "does not decode"),
+        (picture_bytes("JPEG")[:200], "photo.jpg", "image/jpeg", "picture cannot be opened"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "scan.png", "image/png", "picture cannot be opened"),
         (pdf_bytes().replace(b"%%EOF", b"%%END"), "r.pdf", "application/pdf", "must end with %%EOF"),
         (b"%PDF-1.4\n" + bytes(50) + b"\n%%EOF\n", "r.pdf", "application/pdf", "no startxref"),
         (b"%PDF-1.4\nstartxref\n99999\n%%EOF\n", "r.pdf", "application/pdf", "does not point before itself"),
@@ -117,6 +118,30 @@ def test_refused_uploads_file_nothing(world: RemovalWorld, files: list, status: 
     response = world.file(files=files)
     assert response.status_code == status, response.text
     assert reason in response.json()["detail"]
+    assert requests_filed(world) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "media_type", "kind"),
+    [
+        ("回单.png", b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\xff" * 40, "image/png", "PNG"),
+        ("a.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 50, "image/jpeg", "JPEG"),
+        ("photo.jpg", picture_bytes("JPEG")[:200], "image/jpeg", "JPEG"),
+    ],
+)
+def test_a_broken_picture_is_refused_in_fixed_words_and_the_decoder_s_go_to_the_log(
+    world: RemovalWorld, caplog: pytest.LogCaptureFixture, name: str, data: bytes, media_type: str, kind: str
+) -> None:
+    """The decoder's own words (``cannot identify image file <_io.BytesIO object at 0x…>``) are for the log; the
+    debtor is told, in Chinese and English, that the picture cannot be opened and what to do."""
+    with caplog.at_level(logging.INFO, logger="server.removal.proofs"):
+        response = world.file(files=[proof(name, data, media_type)])
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "detail": f"{name}: 图片无法打开（可能已损坏），请重新拍摄或导出后上传 / the {kind} picture cannot be "
+        "opened (it may be damaged): take or export it again and send it"
+    }
+    assert [r for r in caplog.records if name in r.getMessage() and "does not decode" in r.getMessage()]
     assert requests_filed(world) == 0
 
 

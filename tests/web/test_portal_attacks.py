@@ -100,3 +100,20 @@ def test_filing_and_withdrawing_again_and_again_is_capped_per_case_and_day(porta
         )
         assert refused.status_code == 409 and "24 hours" in refused.json()["detail"]
     assert portal.state(portal.other_request) == "submitted"  # the other case is not counted with this one
+
+
+def test_a_malformed_address_is_refused_in_the_page_s_words_not_the_validator_s(portal: Portal) -> None:
+    """``?filed=abc`` (a link cut short, or typed by hand) gets the page's own words for the field, in the page's
+    language — not pydantic's English ``query.filed: Input should be a valid integer…`` in a Chinese page."""
+    with portal.code_client() as client:
+        token = csrf_of(client.get(f"/portal/cases/{q(CASE)}").text)
+        chinese = client.get(f"/portal/cases/{q(CASE)}?filed=abc")
+        assert chinese.status_code == 422
+        assert "输入有误：“filed”的值无效" in chinese.text
+        client.cookies.set("seal_lang", "en")
+        english = client.get(f"/portal/cases/{q(CASE)}?filed=abc")
+        assert english.status_code == 422 and "Invalid input: the value of “filed” is not valid" in english.text
+        too_long = client.post(f"/portal/requests/{2**64}/cancel", data={"csrf_token": token})
+        assert too_long.status_code == 422 and "the value of “request_id” is not valid" in too_long.text
+        for page in (chinese, english, too_long):
+            assert "Input should" not in page.text and "query." not in page.text and "path." not in page.text
