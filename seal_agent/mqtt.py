@@ -52,11 +52,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_agent import __version__
+from seal_agent.connection_stamps import ConnectionStamps
 from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_agent.mqtt_commands import CommandInbox
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
-from seal_protocol.envelope import utc_now_ms
 from seal_protocol.topics import receipt_topic
 from seal_protocol.transport import mqtt_client_id
 
@@ -102,6 +102,7 @@ class MqttPublisher:
         reconnect_max_s: float = DEFAULT_RECONNECT_MAX_S,
         max_inflight: int = 25,
         rng: random.Random | None = None,
+        stamps: ConnectionStamps | None = None,  # kept in the state directory: they only grow
     ) -> None:
         self.device_id = device_id
         self.username = username
@@ -114,6 +115,7 @@ class MqttPublisher:
         self.reconnect_min_s = max(1.0, reconnect_min_s)  # never faster than once a second
         self.reconnect_max_s = max(self.reconnect_min_s, reconnect_max_s)
         self._rng = rng or random.Random()
+        self._stamps = stamps or ConnectionStamps()
         self._event_topic = event_topic(device_id)
         self._status_topic = status_topic(device_id)
         self._cmd_topic = cmd_topic(device_id)
@@ -237,8 +239,8 @@ class MqttPublisher:
     def _set_will(self) -> None:
         """Stamp the next connection (before it is made) and build its Last Will with that stamp; the online sent
         on that connection carries the same stamp, so the court orders them
-        (:func:`seal_protocol.status.supersedes`)."""
-        self._connection_ts = utc_now_ms()
+        (:func:`seal_protocol.status.supersedes`). Stamps only grow (:mod:`seal_agent.connection_stamps`)."""
+        self._connection_ts = self._stamps.next()
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._client.will_set(self._status_topic, payload, qos=1, retain=True)
 

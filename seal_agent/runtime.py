@@ -119,6 +119,7 @@ class SealRuntime:
             self._stack.callback(self.tamper.close)
 
     def _build_publisher(self, reconnect_max_s: float | None) -> MqttPublisher:
+        from seal_agent.connection_stamps import STAMP_FILE, ConnectionStamps
         from seal_agent.mqtt import MqttPublisher
 
         config = self.config
@@ -131,6 +132,7 @@ class SealRuntime:
             keepalive_s=config.mqtt.keepalive_s,
             tls_ca_file=config.mqtt.tls_ca_file,
             reconnect_max_s=reconnect_max_s or config.mqtt.reconnect_max_s,
+            stamps=ConnectionStamps(config.state_dir / STAMP_FILE),
         )
 
     def _build_spool(self) -> SnapshotSpool | None:

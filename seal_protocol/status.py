@@ -8,6 +8,10 @@ the broker sends them again: an ``offline`` with the stamp of the stored ``onlin
 with an older stamp is about a connection that is over. (Seals from before stamped their ``online`` with the moment
 they sent it, later than their Will: a court orders those by that ``ts`` too, so the Will of such a seal's current
 connection is taken for an older one's; the liveness check's silence rule still pages for it.)
+
+A seal's stamps only grow: it stamps each connection after its last one, even if its clock went back (a reboot
+without a real-time clock: ``seal_agent.connection_stamps``). The court bounds a stamp by its own clock: one later
+than when it received the status + a skew is ordered as received (``server.ingest.statuses``).
 """
 
 from __future__ import annotations

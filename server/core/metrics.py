@@ -50,6 +50,8 @@ class MetricsSnapshot:
     live_gaps: dict[str, int] = field(default_factory=dict)
     #: Messages at QoS 0 dropped unread: the ingest held more than its bound (server.ingest.backlog).
     dropped: int = 0
+    #: Statuses stamped past the court's clock + skew, ordered as received instead (server.ingest.statuses).
+    status_stamps_clamped: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -97,6 +99,8 @@ class IngestMetrics:
         )
         self._status_updates = Counter("seal_status_updates", "Status messages applied to a seal.", registry=r)
         self._snapshots = Counter("seal_snapshots_stored", "Snapshots stored.", registry=r)
+        clamped = "Statuses stamped past the court's clock + skew, ordered as received."
+        self._stamps_clamped = Counter("seal_status_stamps_clamped", clamped, registry=r)
         self._ignored = Counter(
             "seal_messages_ignored",
             "Messages with nothing to store (an empty status: a retained one cleared).",
@@ -243,6 +247,9 @@ class IngestMetrics:
     def count_status(self) -> None:
         self._counted(self._status_updates)
 
+    def count_status_stamp_clamped(self) -> None:
+        self._counted(self._stamps_clamped)
+
     def count_snapshot(self) -> None:
         self._counted(self._snapshots)
 
@@ -353,6 +360,7 @@ class IngestMetrics:
             live_feed=self._by_label("seal_live_feed_messages", "result"),
             live_gaps=self._by_label("seal_live_gaps", "reason"),
             dropped=int(value("seal_messages_dropped_total") or 0),
+            status_stamps_clamped=int(value("seal_status_stamps_clamped_total") or 0),
         )
 
     def _by_label(self, name: str, label: str) -> dict[str, int]:

@@ -37,9 +37,7 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from seal_protocol import Envelope, InvalidEnvelope, MessageKind, ParsedTopic, decode_status
-from seal_protocol.envelope import parse_ts
-from seal_protocol.status import supersedes
+from seal_protocol import Envelope, MessageKind, ParsedTopic
 from server.alarms.book import AlarmBook
 from server.commands.failures import Settled, on_settled
 from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, answered_command_id, apply_answer
@@ -48,7 +46,7 @@ from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.alarming import on_chain_change, on_event, on_status
+from server.ingest.alarming import on_chain_change, on_event
 from server.ingest.chain import ChainBook
 from server.ingest.checks import (
     BINDING_CLOCK_SKEW,
@@ -64,6 +62,7 @@ from server.ingest.results import IngestResult, Message, Outcome, Reason, Reject
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
 from server.ingest.snapshot_filing import SnapshotFiling
+from server.ingest.statuses import BatchStatuses
 from server.notify.outbox import notifying
 from server.seals.models import SealBinding
 
@@ -110,6 +109,7 @@ class IngestBatch:
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
+        self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)
         self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []  # (place, answer, at, its row)
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
@@ -128,6 +128,8 @@ class IngestBatch:
             self._load_stored(envelopes)
             results = [self._apply_one(i, m, c) for i, (m, c) in enumerate(zip(messages, checked, strict=True))]
             self._ids = insert_events(self.session, self._rows)
+            # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
+            locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
             for settle in self._settle:
                 settle()
             # The closures name this batch: dropped now, the batch and its rows are freed by reference counting
@@ -138,7 +140,7 @@ class IngestBatch:
             for change in self.chain.changes():
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
-            self._changes.write(self.session, lock=self._filing.seals)
+            self._changes.write(self.session, lock=self._filing.seals, locked=locked)
             self._filing.write(self.session, results)
             self._apply_answers(results)
             self._quarantined.write(self.session)
@@ -246,7 +248,7 @@ class IngestBatch:
                 return self._store_event(place, checked, message, self._case_of[place])
             match checked.kind:
                 case MessageKind.STATUS:
-                    return self._status_message(checked, message)
+                    return self._status_message(place, checked, message)
                 case MessageKind.SNAPSHOT:
                     return self._snapshot(place, checked, message)
                 case _:
@@ -328,31 +330,13 @@ class IngestBatch:
 
         return row
 
-    def _status_message(self, topic: ParsedTopic, message: Message) -> IngestResult:
+    def _status_message(self, place: int, topic: ParsedTopic, message: Message) -> IngestResult:
         if not message.payload:
             return IngestResult(Outcome.IGNORED, topic.device_id, detail="retained status cleared")
-        try:
-            state, ts = decode_status(message.payload)
-        except InvalidEnvelope as exc:
-            raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
-        seal = self._seal(topic.device_id)
-        changed = self._changes.status
-        current = changed[seal.device_id][::2] if seal.device_id in changed else (seal.status, seal.status_ts)
-        stamp = parse_ts(ts)  # its connection's stamp, checked by decode_status
-        if not supersedes(state, stamp, *current):
-            # A status of a connection that is over (an offline Last Will that arrives after the seal's next online,
-            # whichever worker received it when, or however often the broker sent it): it changes nothing, nor
-            # raises an alarm. Ordered by the seal's own stamps: seal_protocol.status.
-            return IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value} (older than the stored one)")
-        changed[seal.device_id] = (state.value, message.received_at, stamp)
-        # A status is not signed (the broker sends the Last Will), so it is no sign of life: only a new signed
-        # event refreshes last_seen_at and closes an offline alarm.
-        grace = self.offline_grace > timedelta(0)
-        at = message.received_at
-        self._settle.append(
-            lambda: on_status(self.alarms, seal.device_id, state, case_no=seal.case_no, at=at, ts=ts, grace=grace)
-        )
-        return IngestResult(Outcome.STATUS, seal.device_id, detail=state.value)
+        result, alarm = self._statuses.receive(place, self._seal(topic.device_id), message)  # server.ingest.statuses
+        if alarm is not None:
+            self._settle.append(alarm)
+        return result
 
     def _snapshot(self, place: int, topic: ParsedTopic, message: Message) -> IngestResult:
         # Its bytes were checked before the transaction (size, hash, JPEG: checks.snapshot_refusal).

@@ -306,6 +306,9 @@ class Ingestor:
                 self.metrics.count_duplicate()
             case Outcome.STATUS:
                 self.metrics.count_status()
+                if result.stamp_clamped:  # a seal's clock far ahead, or a forged status (they are not signed)
+                    logger.warning("status of %s stamped in the future: %s", result.device_id, detail)
+                    self.metrics.count_status_stamp_clamped()
             case Outcome.SNAPSHOT:
                 self.metrics.count_snapshot()
             case Outcome.QUARANTINED:

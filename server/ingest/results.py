@@ -63,6 +63,8 @@ class IngestResult:
     detail: str = ""
     #: For a stored ``command_ack``/``command_rejected``: what it did to its command (``AnswerOutcome`` value).
     command_answer: str | None = None
+    #: For a status: its stamp was past the court's clock + skew, and it was ordered as received instead.
+    stamp_clamped: bool = False
 
 
 class Rejected(Exception):

@@ -6,8 +6,10 @@ Lock order: every transaction of the ingest locks the rows it shares with other 
 (sorted by ``device_id``; those of seals heard of for the first time are made in their place in that order, by the
 statement that locks the others: :meth:`~server.ingest.chain.ChainBook.load`), then live alarms (by id,
 :class:`server.alarms.book.AlarmBook`, as the liveness check does), then seal rows (sorted by ``device_id``, all at
-once before they are written; with them the rows of the seals whose pictures it files or whose events name pictures,
-written or not, before their snapshots' rows: :mod:`server.ingest.snapshot_filing`), then the commands its answers
+once before they are written, or before the batch's alarms are settled if it has statuses, which stand only against
+the rows locked: :mod:`server.ingest.statuses`, the live alarms locked just before; with them the rows of the seals
+whose pictures it files or whose events name pictures, written or not, before their snapshots' rows:
+:mod:`server.ingest.snapshot_filing`), then the commands its answers
 settle (by id, :meth:`~server.ingest.batch.IngestBatch.apply`), then quarantine rows (sorted by key,
 :mod:`server.ingest.quarantine_rows`), then the log's writer lock — so two workers cannot deadlock.
 
@@ -42,9 +44,9 @@ _STORED = (_EVENTS.c.device_id, _EVENTS.c.seq, _EVENTS.c.event_id, _EVENTS.c.pre
 SAME_ID = select(*_STORED).where(one_of(_EVENTS.c.event_id, "event_ids"))
 NEAR = select(*_STORED).where(tuple_(_EVENTS.c.device_id, _EVENTS.c.seq).in_(bindparam("pairs", expanding=True)))
 #: Locks the seal rows a batch is about to write, in ``device_id`` order (``NO KEY UPDATE``: rows referring to a seal
-#: may still be inserted meanwhile).
+#: may still be inserted meanwhile), and reads their statuses (:meth:`SealChanges.lock`).
 _LOCK_SEALS = (
-    select(_SEALS.c.device_id)
+    select(_SEALS.c.device_id, _SEALS.c.status, _SEALS.c.status_ts)
     .where(one_of(_SEALS.c.device_id, "device_ids"))
     .order_by(_SEALS.c.device_id)
     .with_for_update(key_share=True)
@@ -135,15 +137,25 @@ class SealChanges:
         if armed is not None and (newest is None or seq > newest[2]):
             self.armed[device_id] = (armed, ts, seq)
 
-    def write(self, session: Session, *, lock: set[str] | frozenset[str] = frozenset()) -> None:
-        """One update of every seal changed, after locking their rows in ``device_id`` order: the update itself
-        locks them in the order it meets them, which another worker's may not share. The rows of the seals in
-        ``lock`` are locked with them, changed or not (:mod:`server.ingest.snapshot_filing`)."""
+    def lock(
+        self, session: Session, *, lock: set[str] | frozenset[str] = frozenset()
+    ) -> dict[str, tuple[str | None, datetime | None]]:
+        """Lock the rows of every seal changed and of those in ``lock``, in ``device_id`` order, before :meth:`write`
+        (PostgreSQL); their (status, status_ts) as locked, by device id. Once all the changes are known: the rows
+        locked here must be all that :meth:`write` would lock (a second lock of more rows could deadlock)."""
+        changed = self.seen.keys() | self.armed.keys() | self.status.keys()
+        rows = session.execute(_LOCK_SEALS, {"device_ids": sorted(changed | lock)})
+        return {device_id: (status, status_ts) for device_id, status, status_ts in rows}
+
+    def write(self, session: Session, *, lock: set[str] | frozenset[str] = frozenset(), locked: bool = False) -> None:
+        """One update of every seal changed, after locking their rows in ``device_id`` order (unless :meth:`lock`
+        has: ``locked``): the update itself locks them in the order it meets them, which another worker's may not
+        share. The rows of the seals in ``lock`` are locked with them, changed or not
+        (:mod:`server.ingest.snapshot_filing`)."""
         changed = self.seen.keys() | self.armed.keys() | self.status.keys()
         written = sorted(changed)
-        locked = sorted(changed | lock)
-        if (lock or len(written) > 1) and session.get_bind().dialect.name == "postgresql":  # SQLite: one writer
-            session.execute(_LOCK_SEALS, {"device_ids": locked})
+        if not locked and (lock or len(written) > 1) and session.get_bind().dialect.name == "postgresql":
+            self.lock(session, lock=lock)  # SQLite: one writer
         rows = []
         for device_id in written:  # None: that part does not change
             armed = dict(zip(("armed", "armed_at", "armed_seq"), self.armed.get(device_id, (None,) * 3), strict=True))

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.connection_stamps import STAMP_FILE
 from seal_agent.interfaces import WarningPlayback
 from seal_agent.journal.outbox import StoredEvent
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, SealStatus, envelope_hash
+from seal_protocol.envelope import parse_ts, utc_now_ms
 from tests.agent.helpers import (
     CourtSubscriber,
     RecordingSpeaker,
@@ -272,3 +275,36 @@ def test_a_connection_s_online_and_goodbye_carry_its_stamp(
     [(_, online, first), (_, offline, second)] = [s for s in court.stamps if s[0] == DEVICE]
     assert (online, offline) == (SealStatus.ONLINE, SealStatus.OFFLINE)
     assert first == second
+
+
+def test_a_seal_whose_clock_went_back_stamps_its_connection_after_the_last(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: Factory, mock_pins: MockFactory
+) -> None:
+    """A Pi without RTC restores a saved clock after a reboot, behind its last connection's stamp: the agent stamps
+    its connections max(now, last + 1 ms) (seal_agent.connection_stamps), the last kept in its state directory
+    before the CONNECT, so the court does not take its online for an old one (and show it offline while it talks)."""
+    config = write_config(tmp_path, broker)
+    kept = tmp_path / "state" / STAMP_FILE
+    runtime = runtimes(config)
+    runtime.start()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE)
+    runtime.close()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
+    [(_, _, first), _] = [s for s in court.stamps if s[0] == DEVICE]
+    kept_first = kept.read_text("ascii").strip() if kept.exists() else None
+    # The last connection was stamped an hour after what the clock now says (the clock went back).
+    last = parse_ts(first) + timedelta(hours=1)
+    kept.write_text(utc_now_ms(last) + "\n", "ascii")
+
+    runtime = runtimes(config)
+    runtime.start()
+    assert court.wait_for(lambda c: len([s for s in c.stamps if s[0] == DEVICE]) == 3)
+    [*_, (_, online, second)] = [s for s in court.stamps if s[0] == DEVICE]
+    assert online is SealStatus.ONLINE
+    assert parse_ts(second) == last + timedelta(milliseconds=1)
+    assert kept.read_text("ascii").strip() == second  # kept before the CONNECT that carried it
+    runtime.close()
+    assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.OFFLINE)
+    assert [s[2] for s in court.stamps if s[0] == DEVICE][-1] == second  # its goodbye: the same stamp
+    # The first run kept its connection's stamp, or a later one (its disconnect stamped the next connection's Will).
+    assert kept_first is not None and parse_ts(kept_first) >= parse_ts(first)
