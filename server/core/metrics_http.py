@@ -18,7 +18,8 @@ from prometheus_client import start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from server.core.metrics import IngestMetrics, IngestProgress
+from server.core.metrics import IngestMetrics
+from server.core.progress import IngestProgress
 from server.errors import ConfigError
 
 logger = logging.getLogger(__name__)

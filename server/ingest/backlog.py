@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from server.core.metrics import IngestProgress
+from server.core.progress import IngestProgress
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from seal_protocol import MessageKind, subscription_all
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
-from server.core.metrics import IngestProgress
 from server.core.mqtt import (
     RefusedLog,
     broker_group,
@@ -52,6 +51,7 @@ from server.core.mqtt import (
     connect_in_background,
     make_client,
 )
+from server.core.progress import IngestProgress
 from server.errors import StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from seal_dev.broker import free_port
-from server.core.metrics import IngestMetrics, IngestProgress
+from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint, check_can_listen
+from server.core.progress import IngestProgress
 from server.errors import ConfigError
 from tests.prometheus import samples
 
