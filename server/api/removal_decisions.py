@@ -25,6 +25,7 @@ from server.api.removal_schemas import (
 )
 from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
+from server.auth.models import User
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
@@ -50,7 +51,7 @@ def review(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_REVIEW, for_update=True)
     now = utc_now()
     review_request(session, actor=user, request=request, note=body.note, now=now)
-    return _committed(session, context, request, now=now)
+    return _committed(session, context, request, user, now=now)
 
 
 @router.post("/{request_id}/approve", responses=RESPONSES | SIGNING)
@@ -62,7 +63,7 @@ def approve(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
     approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
-    return _committed(session, context, request, now=now, commands=True)
+    return _committed(session, context, request, user, now=now, commands=True)
 
 
 @router.post("/{request_id}/reject", responses=RESPONSES)
@@ -73,7 +74,7 @@ def reject(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     now = utc_now()
     reject_request(session, actor=user, request=request, reasons=body.reasons, now=now)
-    return _committed(session, context, request, now=now)
+    return _committed(session, context, request, user, now=now)
 
 
 @router.post("/{request_id}/resend-disarm", responses=RESPONSES | SIGNING)
@@ -89,7 +90,7 @@ def resend(
     resend_disarm(
         session, actor=user, request=request, device_id=body.device_id, note=body.note, key=key, ttl=ttl, now=now
     )
-    return _committed(session, context, request, now=now, commands=True)
+    return _committed(session, context, request, user, now=now, commands=True)
 
 
 @router.post("/{request_id}/lift-without-ack", responses=RESPONSES)
@@ -103,7 +104,7 @@ def without_ack(
     if settle(session, request_id=request.id, now=now):  # an ack that came a moment ago counts: kept, and a 409
         session.commit()
     lift_without_ack(session, actor=user, request=request, device_ids=body.device_ids, reasons=body.reasons, now=now)
-    return _committed(session, context, request, now=now)
+    return _committed(session, context, request, user, now=now)
 
 
 @router.post("/{request_id}/abort", responses=RESPONSES | SIGNING)
@@ -114,7 +115,7 @@ def abort(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
     abort_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
-    return _committed(session, context, request, now=now, commands=True)
+    return _committed(session, context, request, user, now=now, commands=True)
 
 
 @router.post("/{request_id}/lifted", responses=RESPONSES)
@@ -128,7 +129,7 @@ def lifted(
     now = utc_now()
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
     confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
-    return _committed(session, context, request, now=now)
+    return _committed(session, context, request, user, now=now)
 
 
 def _ttl(context: ServerContext) -> timedelta:
@@ -136,7 +137,13 @@ def _ttl(context: ServerContext) -> timedelta:
 
 
 def _committed(
-    session: Session, context: ServerContext, request: RemovalRequest, *, now: datetime, commands: bool = False
+    session: Session,
+    context: ServerContext,
+    request: RemovalRequest,
+    reader: User,
+    *,
+    now: datetime,
+    commands: bool = False,
 ) -> RemovalRequestPublic:
     """Commit the decision, wake the dispatcher if it signed commands, tell open pages, answer the request anew."""
     session.commit()
@@ -144,7 +151,7 @@ def _committed(
         _wake_dispatcher(context)
     _published(context, request.case_no)
     session.expire_all()
-    return request_public(session, request, now=now)
+    return request_public(session, request, now=now, reader=reader)
 
 
 def _wake_dispatcher(context: ServerContext) -> None:

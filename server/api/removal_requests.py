@@ -108,7 +108,7 @@ def file(
     context.live.publish([Change("removal", case_no=request.case_no)])  # open pages of the case show it at once
     now = request.filed_at
     session.expire_all()
-    return request_public(session, request, now=now)
+    return request_public(session, request, now=now, reader=user)
 
 
 def _checked(upload: UploadFile, max_bytes: int) -> CheckedProof:
@@ -121,6 +121,7 @@ def _checked(upload: UploadFile, max_bytes: int) -> CheckedProof:
 @router.get("/cases/{case_no:path}/removal-requests", responses={404: {"description": "No such case, or not yours"}})
 def read_case_requests(
     case: Annotated[Case, Depends(case_with(Permission.REMOVAL_READ))],
+    user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Requests per page.")] = 20,
     before: Before = None,
@@ -128,7 +129,7 @@ def read_case_requests(
     """The case's removal requests, newest first."""
     now = utc_now()
     return [
-        request_public(session, r, now=now)
+        request_public(session, r, now=now, reader=user)
         for r in list_requests(session, case_no=case.case_no, limit=limit, before=before)
     ]
 
@@ -144,7 +145,7 @@ def read_request(
     if settle_on_read(context.session_factory, session, request, now=now):  # every seal's ack is in
         context.live.publish([Change("removal", case_no=case_no)])
         request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
-    return request_public(session, request, now=now)
+    return request_public(session, request, now=now, reader=user)
 
 
 @router.get(
@@ -191,7 +192,7 @@ def cancel(
     session.commit()
     context.live.publish([Change("removal", case_no=request.case_no)])
     session.expire_all()
-    return request_public(session, request, now=now)
+    return request_public(session, request, now=now, reader=user)
 
 
 @router.post(
@@ -209,4 +210,4 @@ def comment(
     session.commit()
     context.live.publish([Change("removal", case_no=request.case_no)])
     session.expire_all()
-    return request_public(session, request, now=now)
+    return request_public(session, request, now=now, reader=user)

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.api.schemas import NO_NUL, DeviceId
+from server.auth.access import Permission, has_permission
 from server.auth.models import User
-from server.removal.disarm import SealProgress, SealStatus, seal_progress
+from server.removal.disarm import seal_progress
 from server.removal.grounds import RemovalGround
 from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest
+from server.removal.progress import SealProgress, SealStatus, as_pending
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 
 #: Reasons, notes, views and statements: free text, never empty where it is required.
@@ -34,6 +36,8 @@ STATE_LABELS: dict[RemovalState, str] = {
     RemovalState.LIFTED: "查封已解除",
     RemovalState.ABORTED: "已撤销准予，查封继续",
 }
+#: ``disarmed`` when some seals were lifted without their acknowledgement by the judge's decision.
+DISARMED_WITHOUT_ACK = "封条已解除布防（部分封条未确认，经法官决定解除），待现场拆除"
 SEAL_LABELS: dict[SealStatus, str] = {
     SealStatus.SENT: "指令已发出，等待封条应答",
     SealStatus.WAITING_FOR_SEAL: "等待封条上线（指令已过期，可重新发送）",
@@ -41,7 +45,9 @@ SEAL_LABELS: dict[SealStatus, str] = {
     SealStatus.DISARMED: "已解除布防（封条已签名确认）",
     SealStatus.REARMED: "封条确认后又报告已布防（需重新发送解除指令）",
     SealStatus.WITHOUT_ACK: "封条未确认，经法官决定不待其确认解除",
+    SealStatus.PENDING: "处理中",
 }
+
 MAX_SEALS = 64
 
 
@@ -119,16 +125,19 @@ class SealProgressPublic(BaseModel):
     status: SealStatus = Field(
         description="sent (awaiting the seal's answer), waiting_for_seal (the disarm expired: the seal is offline; "
         "re-send it), refused (re-send it), disarmed (its signed command_ack arrived), rearmed (it said it is armed "
-        "again after its ack: re-send it), without_ack (it never acknowledged; lifted without by the judge's "
-        "decision)."
+        "again after its ack: re-send it), without_ack (it did not answer; lifted without by the judge's "
+        "decision). A reader without the seal-status permission (the debtor) is shown pending (处理中) for sent "
+        "and waiting_for_seal, and none of the fields about its commands."
     )
     status_zh: str
-    command_id: int = Field(description="The acknowledged disarm, else the latest one (GET /api/commands/{id}).")
-    command_state: str
-    expires_at: datetime
-    answered_at: datetime | None
+    command_id: int | None = Field(
+        description="The acknowledged disarm, else the latest one (GET /api/commands/{id}); null for the debtor."
+    )
+    command_state: str | None = Field(description="Null for the debtor.")
+    expires_at: datetime | None = Field(description="Null for the debtor.")
+    answered_at: datetime | None = Field(description="Null if not answered, and for the debtor.")
     reason: str | None = Field(description="Why the seal refused it.")
-    commands: int = Field(description="Disarms sent to it for this request.")
+    commands: int | None = Field(description="Disarms sent to it for this request; null for the debtor.")
     armed: bool | None = Field(
         description="Armed, as the seal's latest signed event in the request's case says, while it was bound to it "
         "and, for a final request, until it became final (null: not said there)."
@@ -175,17 +184,23 @@ def grounds() -> list[GroundPublic]:
     return [GroundPublic(ground=g, zh=g.label.zh, en=g.label.en, article=g.label.article) for g in RemovalGround]
 
 
-def request_public(session: Session, request: RemovalRequest, *, now: datetime) -> RemovalRequestPublic:
+def request_public(session: Session, request: RemovalRequest, *, now: datetime, reader: User) -> RemovalRequestPublic:
+    """``request`` as ``reader`` may see it: its seals' commands only with the seal-status permission."""
     ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
     wanted = {i for i in ids if i is not None}
     names = {row.id: row.username for row in session.execute(select(User.id, User.username).where(User.id.in_(wanted)))}
     state, ground = RemovalState(request.state), RemovalGround(request.ground)
+    full = has_permission(reader, Permission.SEAL_STATUS)
+    progress = seal_progress(session, request, now=now)
+    state_zh = STATE_LABELS[state]
+    if state == RemovalState.DISARMED and any(p.status is SealStatus.WITHOUT_ACK for p in progress):
+        state_zh = DISARMED_WITHOUT_ACK
     base = f"/api/removal-requests/{request.id}/proofs"
     return RemovalRequestPublic(
         request_id=request.id,
         case_no=request.case_no,
         state=state,
-        state_zh=STATE_LABELS[state],
+        state_zh=state_zh,
         next_actions=allowed_actions(state),
         ground=ground,
         ground_zh=ground.label.zh,
@@ -213,7 +228,7 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime) 
             for p in request.proofs
         ],
         views=[ViewPublic(view_id=v.id, author=names.get(v.author_id), at=v.at, text=v.text) for v in request.views],
-        seals=[_seal(p) for p in seal_progress(session, request, now=now)],
+        seals=[_seal(p, full=full) for p in progress],
         history=[
             StepPublic(
                 at=s.at,
@@ -228,7 +243,22 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime) 
     )
 
 
-def _seal(progress: SealProgress) -> SealProgressPublic:
+def _seal(progress: SealProgress, *, full: bool) -> SealProgressPublic:
+    if not full:
+        status = as_pending(progress.status)
+        return SealProgressPublic(
+            device_id=progress.device_id,
+            status=status,
+            status_zh=SEAL_LABELS[status],
+            command_id=None,
+            command_state=None,
+            expires_at=None,
+            answered_at=None,
+            reason=progress.reason,
+            commands=None,
+            armed=progress.armed,
+            found=SealFound(progress.found) if progress.found is not None else None,
+        )
     return SealProgressPublic(
         device_id=progress.device_id,
         status=progress.status,

@@ -9,6 +9,9 @@ decision, the remote disarm of every seal of the case, and the officer's confirm
   entry;
 - :mod:`~server.removal.disarm`: the approval, the disarm to each seal, each seal's progress, and settling
   ``disarmed`` once each has acknowledged (:mod:`~server.removal.settler` runs it);
+- :mod:`~server.removal.progress`: what each seal is shown as (its status), and how the record says where it stood;
+- :mod:`~server.removal.waivers`: what the judge's decision to go without a seal's acknowledgement covers (only a
+  seal that does not answer: its own word since takes precedence);
 - :mod:`~server.removal.lifting`: the officer's confirmation on site, and the judge's decisions for a seal that never
   answers (lift without its acknowledgement, or withdraw the approval);
 - :mod:`~server.removal.release`: unbinding a seal, by hand or by the lifting, with what its binding carried (its

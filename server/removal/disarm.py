@@ -12,10 +12,9 @@ holds evidence and stays free of the workflow, and the packages below this one n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import NamedTuple
 
 from sqlalchemy import select
@@ -32,52 +31,22 @@ from server.errors import Conflict, Invalid, NotFound, Said
 from server.evidence.queries import armed_in_case
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
+from server.removal.progress import (
+    DUE,
+    SETTLED,
+    WAIVABLE,
+    WANTING,
+    Binding,
+    SealProgress,
+    SealStatus,
+    stood,
+    stood_details,
+)
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, get_request
+from server.removal.waivers import heard_since, waived
 from server.seals.cases import get_case, set_case_status
 from server.seals.models import CaseStatus, Seal, SealBinding
-
-
-class SealStatus(StrEnum):
-    """Where one seal of an approved request stands."""
-
-    SENT = "sent"  # the disarm is valid and the seal has not answered yet
-    WAITING_FOR_SEAL = "waiting_for_seal"  # the disarm expired unanswered (the seal is offline): re-send it
-    REFUSED = "refused"  # the seal refused the disarm (e.g. expired by its clock): re-send it
-    DISARMED = "disarmed"  # its signed command_ack arrived
-    REARMED = "rearmed"  # it acknowledged, then its signed events said it is armed again: re-send a disarm
-    WITHOUT_ACK = "without_ack"  # it never acknowledged; the judge decided to lift it without its acknowledgement
-
-
-#: Whether a seal was bound to the request's case at a moment (by the court's clock).
-Binding = Callable[[datetime], bool]
-#: A seal that no longer holds the request up.
-SETTLED = frozenset({SealStatus.DISARMED, SealStatus.WITHOUT_ACK})
-#: A seal that needs a new disarm.
-DUE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.REARMED})
-#: What each status asks for, in a refusal.
-_WANTING = {
-    SealStatus.SENT: "the disarm is sent, no answer yet",
-    SealStatus.WAITING_FOR_SEAL: "the disarm expired unanswered: re-send it, or the judge decides to lift it "
-    "without its acknowledgement",
-    SealStatus.REFUSED: "it refused the disarm: re-send it",
-    SealStatus.REARMED: "its signed events say it is armed again: re-send the disarm",
-}
-
-
-@dataclass(frozen=True)
-class SealProgress:
-    device_id: str
-    status: SealStatus
-    command_id: int  # the acknowledged disarm, else the latest one
-    command_state: str
-    issued_at: datetime
-    expires_at: datetime
-    answered_at: datetime | None
-    reason: str | None
-    commands: int  # how many disarms were issued to it for the request
-    armed: bool | None  # as its latest signed event in the request's case says (None: it has not said there)
-    found: str | None = None  # lifted without its ack: what the officer found on site (server.removal.lifting)
 
 
 def approve_request(
@@ -200,7 +169,18 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
         )
         said = armed_in_case(session, device_id=device_id, case_no=request.case_no, spans=windows, until=until)
         bound = _binding_test(bindings, request.case_no)
-        progress.append(_progress(device_id, commands, until, said, bound, waivers.get(device_id)))
+        waiver = waivers.get(device_id)
+        if waiver is not None and heard_since(
+            session,
+            waiver,
+            case_no=request.case_no,
+            issued_at=commands[-1].issued_at,
+            answered_at=commands[-1].answered_at,
+            windows=windows,
+            until=until,
+        ):
+            waiver = None  # the seal's own word since the decision takes precedence over it
+        progress.append(_progress(device_id, commands, until, said, bound, waiver))
     return progress
 
 
@@ -231,12 +211,6 @@ class _Disarm:
             answer = (CommandState.EXPIRED.value, None, None, None)
         state, answered_at, answer_seq, reason = answer
         return cls(command.id, state, command.issued_at, command.expires_at, answered_at, answer_seq, reason)
-
-
-def waived(session: Session, request: RemovalRequest) -> dict[str, RemovalWaiver]:
-    """The seals of the request the judge decided to lift without their acknowledgement, by device id."""
-    query = select(RemovalWaiver).where(RemovalWaiver.request_id == request.id)
-    return {waiver.device_id: waiver for waiver in session.scalars(query)}
 
 
 def _binding_test(bindings: list[SealBinding], case_no: str) -> Binding:
@@ -281,8 +255,9 @@ def _progress(
         status = SealStatus.SENT
     else:  # expired, pending past its expiry (the dispatcher has not marked it yet), or answered while elsewhere
         status = SealStatus.WAITING_FOR_SEAL
-    if waiver is not None and status is not SealStatus.DISARMED:
-        status = SealStatus.WITHOUT_ACK
+    waived_as = None
+    if waiver is not None and status in WAIVABLE:  # it covers a seal that does not answer, nothing else
+        status, waived_as = SealStatus.WITHOUT_ACK, status
     return SealProgress(
         device_id=device_id,
         status=status,
@@ -295,6 +270,7 @@ def _progress(
         commands=len(commands),
         armed=said[0] if said is not None else None,
         found=waiver.found if waiver is not None else None,
+        waived=waived_as,
     )
 
 
@@ -326,7 +302,7 @@ def unsettled(
     if not progress:
         return [Unsettled("no disarm was sent", Said("refusal.no_disarm_sent"))]
     problems = [
-        Unsettled(f"seal {p.device_id}: {_WANTING[p.status]}", _said(p.device_id, p.status))
+        Unsettled(f"seal {p.device_id}: {WANTING[p.status]}", _said(p.device_id, p.status))
         for p in progress
         if p.status not in SETTLED
     ]
@@ -353,17 +329,22 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     if unsettled(session, request, now=now, progress=progress):
         return False
     acks = {p.device_id: p.command_id for p in progress if p.status is SealStatus.DISARMED}
-    without = [p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK]
+    waived_seals = [p for p in progress if p.status is SealStatus.WITHOUT_ACK]
+    without = [p.device_id for p in waived_seals]
     note = "each seal acknowledged the disarm with its signed command_ack"
     if without:
         note = (
             f"{', '.join(acks) or 'no seal'} acknowledged the disarm with its signed command_ack; "
-            f"{', '.join(without)} never acknowledged: lifted without its acknowledgement by the judge's decision"
+            f"{'; '.join(stood(p) for p in waived_seals)}: lifted without acknowledgement by the judge's decision"
         )
-    details = {"acks": acks, "without_ack": without}
+    as_they_stood = {p.device_id: stood_details(p) for p in waived_seals}
+    details = {"acks": acks, "without_ack": without, "without_ack_as": as_they_stood}
     advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, note=note, details=details)
     request.disarmed_at = now
-    tell(session, request, "disarmed", now=now)
+    if without:
+        tell(session, request, "disarmed_without_ack", now=now, extra=", ".join(without))
+    else:
+        tell(session, request, "disarmed", now=now)
     return True
 
 

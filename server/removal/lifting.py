@@ -21,12 +21,14 @@ from server.commands.models import CourtCommand
 from server.commands.service import issue_command, withdraw_commands
 from server.errors import Conflict, Invalid, NotFound, Said
 from server.notices.service import Revocation
-from server.removal.disarm import SealStatus, seal_progress, settle, unsettled, waived
+from server.removal.disarm import seal_progress, settle, unsettled
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
+from server.removal.progress import WAIVABLE, SealStatus, stood_details
 from server.removal.release import release_seal
 from server.removal.state import RemovalAction, transition
 from server.removal.steps import advance, hold_of
+from server.removal.waivers import waived
 from server.seals.cases import get_case, set_case_status
 from server.seals.models import CaseStatus, Seal
 
@@ -48,11 +50,14 @@ def lift_without_ack(
     reasons: str,
     now: datetime,
 ) -> None:
-    """The judge decides, with reasons, that the seals ``device_ids`` — which have not acknowledged the disarm —
-    are lifted without their acknowledgement. The request stays ``disarm_pending`` until every other seal has
+    """The judge decides, with reasons, that the seals ``device_ids`` — each of which does not answer: its disarm
+    expired unanswered (``waiting_for_seal``), or it refused it (``refused``) — are lifted without their
+    acknowledgement (what the decision covers: :mod:`server.removal.waivers`). The request stays
+    ``disarm_pending`` until every other seal has
     acknowledged (at once ``disarmed`` if they all have); the officer's confirmation then says what was found of
     them. :class:`NotFound` for a seal the request did not send a disarm to, :class:`Conflict` for one that has
-    acknowledged or was decided already."""
+    acknowledged or was decided already, or whose disarm is still valid (``sent``) or that said it is armed again
+    (``rearmed``)."""
     if not reasons.strip():
         raise Invalid("a decision to lift without a seal's acknowledgement needs reasons").saying(
             "refusal.reasons_missing"
@@ -68,13 +73,25 @@ def lift_without_ack(
             raise Conflict(f"seal {device_id!r} of removal request {request.id} is {seal.status.value} already").saying(
                 "refusal.seal_decided", device=device_id, status=Said(f"case_seal_progress.{seal.status.value}")
             )
+        if seal.status not in WAIVABLE:
+            raise Conflict(
+                f"封条 {device_id} 当前为“{seal.status.value}”：只有解除布防指令过期未应答（waiting_for_seal）"
+                f"或拒绝了指令（refused）的封条，才可由法官决定不待其确认解除。 / "
+                f"seal {device_id!r} of removal request {request.id} is {seal.status.value}: "
+                "only a seal whose disarm expired unanswered (waiting_for_seal) "
+                "or that refused it (refused) may be lifted without its acknowledgement"
+            ).saying(
+                "refusal.seal_not_waivable", device=device_id, status=Said(f"case_seal_progress.{seal.status.value}")
+            )
+    earlier = waived(session, request)  # a decision the seal's own word has overtaken since: decided again
     for device_id in named:
-        waiver = RemovalWaiver(
-            request_id=request.id, device_id=device_id, decided_by=actor.id, decided_at=now, reasons=reasons
-        )
-        session.add(waiver)
+        waiver = earlier.get(device_id)
+        if waiver is None:
+            waiver = RemovalWaiver(request_id=request.id, device_id=device_id)
+            session.add(waiver)
+        waiver.decided_by, waiver.decided_at, waiver.reasons, waiver.found = actor.id, now, reasons, None
     session.flush()
-    details = {"without_ack": named, "never_acknowledged": {d: progress[d].status.value for d in named}}
+    details = {"without_ack": named, "as_they_stood": {d: stood_details(progress[d]) for d in named}}
     advance(session, request, RemovalAction.LIFT_WITHOUT_ACK, actor=actor, now=now, note=reasons, details=details)
     tell(session, request, "without_ack", now=now, extra=", ".join(named))
     settle(session, request_id=request.id, now=now)  # every other seal may have acknowledged already

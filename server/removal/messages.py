@@ -57,10 +57,18 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "Every seal of case {case} has acknowledged the disarm (request no. {no}): an officer may now remove them "
         "on site and confirm it.",
     ),
+    "disarmed_without_ack": (
+        frozenset({DEBTOR, JUDGE, OFFICER}),
+        "案件{case}的电子封条（申请第{no}号）：部分封条未确认解除布防，经法官决定解除：{extra}；其余封条均已确认解除布防。"
+        "请执行人员到场拆除并确认，并查明未确认封条的状况。",
+        "Some seals of case {case} did not acknowledge the disarm (request no. {no}); lifted by the judge's "
+        "decision: {extra}. Every other seal has acknowledged it. An officer may now remove the seals on site and "
+        "confirm it, recording what became of those that did not acknowledge.",
+    ),
     "without_ack": (
         frozenset({DEBTOR, CREDITOR, JUDGE, OFFICER}),
         "法官决定：案件{case}的电子封条{extra}未确认解除布防（申请第{no}号），不待其确认即予解除；执行人员到场时请查明其状况。",
-        "The judge decided that seal(s) {extra} of case {case}, which never acknowledged the disarm (request no. "
+        "The judge decided that seal(s) {extra} of case {case}, which have not acknowledged the disarm (request no. "
         "{no}), are lifted without their acknowledgement; the officer on site records what became of them.",
     ),
     "aborted": (

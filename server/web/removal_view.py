@@ -8,7 +8,7 @@ shows the same user, read with the same access checks (:mod:`server.auth.access`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,9 +25,10 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.live import Change
 from server.errors import NotFound
-from server.removal.disarm import SealProgress, seal_progress, settle_on_read
+from server.removal.disarm import seal_progress, settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
+from server.removal.progress import SealProgress, as_pending
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 from server.seals.models import Case, CaseStatus, Seal
@@ -58,6 +59,9 @@ class RequestView:
     names: dict[int | None, str]  # usernames of the people named (filer, judge, officer, views' authors)
     actions: list[RemovalAction]  # what the state allows next, for whoever may do it
     now: datetime
+    # With seal:status: each seal's status, and when its disarm was sent and answered. Without (the debtor): sent
+    # and waiting_for_seal are both "pending", and no time is shown — they would tell which seal is deaf.
+    seal_status: bool = False
 
     @property
     def may_cancel(self) -> bool:
@@ -111,17 +115,21 @@ def case_url(case_no: str, prefix: str) -> str:
     return f"{prefix}/cases/{quote(case_no, safe='')}"
 
 
-def request_view(session: Session, request: RemovalRequest, *, now: datetime) -> RequestView:
+def request_view(session: Session, request: RemovalRequest, *, now: datetime, seal_status: bool) -> RequestView:
     ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
     state = RemovalState(request.state)
+    seals = seal_progress(session, request, now=now)
+    if not seal_status:
+        seals = [replace(p, status=as_pending(p.status)) for p in seals]
     return RequestView(
         request=request,
         state=state,
         ground=RemovalGround(request.ground),
-        seals=seal_progress(session, request, now=now),
+        seals=seals,
         names=usernames_by_id(session, ids),
         actions=allowed_actions(state),
         now=now,
+        seal_status=seal_status,
     )
 
 
@@ -150,17 +158,17 @@ def case_view(
     if settled or before_read is not None:  # a new read after the settling (and the digest)
         session.expire_all()
         case = access.case_for(session, user, case.case_no, permission)
+    # Whether and when a seal was last heard from is not for whoever holds the debtor's paper code: it would tell
+    # when jamming works (the API's reduced seal view, ``seal:status``).
+    status = access.has_permission(user, Permission.SEAL_STATUS)
     requests = []
     if readable:
         if settled or before_read is not None:
             rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS)
-        requests = [request_view(session, r, now=now) for r in rows]
+        requests = [request_view(session, r, now=now, seal_status=status) for r in rows]
     seals: list[Seal] = []
     if access.has_permission(user, Permission.SEAL_READ):
         seals = list(session.scalars(select(Seal).where(Seal.case_no == case.case_no).order_by(Seal.device_id)))
-    # Whether and when a seal was last heard from is not for whoever holds the debtor's paper code: it would tell
-    # when jamming works (the API's reduced seal view, ``seal:status``).
-    status = access.has_permission(user, Permission.SEAL_STATUS)
     lines = [
         SealLine(
             device_id=s.device_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,8 @@ from sqlalchemy import select
 from seal_protocol import EventType
 from server.auth.access import Role
 from server.commands.models import CourtCommand
+from server.commands.service import expire_due
+from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
@@ -126,6 +129,20 @@ class RemovalWorld:
             data = seal.event(
                 EventType.COMMAND_REJECTED, {"command_id": command_id, "reason": "expired", "detail": "x"}
             )
+        [result] = self.ingestor.ingest([message(seal.event_topic, data)])
+        return result
+
+    def expire(self, *command_ids: int) -> None:
+        """The court marks ``command_ids`` expired, unanswered (as the dispatcher does once they are past expiry):
+        their seals are then ``waiting_for_seal``."""
+        with self.session_factory() as session:
+            expire_due(session, now=utc_now() + timedelta(days=1), command_ids=list(command_ids))
+            session.commit()
+
+    def heard(self, device_id: str, *, armed: bool) -> IngestResult:
+        """A signed heartbeat of the seal saying whether it is armed, through the real ingest."""
+        seal = self.seals[device_id]
+        data = seal.event(EventType.HEARTBEAT, {"armed": armed, "uptime_s": 5})
         [result] = self.ingestor.ingest([message(seal.event_topic, data)])
         return result
 

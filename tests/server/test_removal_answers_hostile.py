@@ -65,7 +65,7 @@ def test_a_replayed_refusal_stored_before_the_ack_it_follows_does_not_say_the_se
     )
     [first] = world.ingestor.ingest([message(seal.event_topic, replayed)])
     assert (first.command_answer, command(world, command_id).state) == ("replayed", "pending")
-    assert [s["status"] for s in world.read(request_id)["seals"]] == ["disarmed", "sent"]
+    assert [s["status"] for s in world.read(request_id, "judge")["seals"]] == ["disarmed", "sent"]
     [second] = world.ingestor.ingest([message(seal.event_topic, ack)])
     assert second.command_answer == "acknowledged"
     assert command(world, command_id).state == "acknowledged"
@@ -127,11 +127,11 @@ def test_acks_that_prove_nothing_for_the_request_change_nothing(world: RemovalWo
     arm = a1_seal.event(EventType.COMMAND_ACK, {"command_id": a1, "action": "arm", "result": "armed"})
     answers = world.ingestor.ingest([message(other.event_topic, foreign), message(a1_seal.event_topic, arm)])
     assert [r.command_answer for r in answers] == ["unknown_command", "action_mismatch"]
-    assert [s["status"] for s in world.read(request_id)["seals"]] == ["sent", "sent"]
+    assert [s["status"] for s in world.read(request_id, "judge")["seals"]] == ["sent", "sent"]
     ack = a1_seal.event(EventType.COMMAND_ACK, {"command_id": a1, "action": "disarm", "result": "disarmed"})
     twice = world.ingestor.ingest([message(a1_seal.event_topic, ack), message(a1_seal.event_topic, ack)])
     assert [r.outcome.value for r in twice] == ["stored", "duplicate"]
-    assert [s["status"] for s in world.read(request_id)["seals"]] == ["disarmed", "sent"]
+    assert [s["status"] for s in world.read(request_id, "judge")["seals"]] == ["disarmed", "sent"]
 
     aborted = world.ok("judge", request_id, "abort", {"reasons": "债权人提出异议，撤销准予。"})
     assert aborted["state"] == "aborted" and command(world, a2).state == "expired"
@@ -157,7 +157,10 @@ def test_a_seal_that_refused_one_copy_of_the_disarm_and_carried_out_another_coun
     refusal = {"command_id": command_id, "reason": "not_yet_valid", "detail": "issued in the future"}
     [refused] = world.ingestor.ingest([message(seal.event_topic, seal.event(EventType.COMMAND_REJECTED, refusal))])
     assert refused.command_answer == "rejected"
-    assert [(s["status"], s["reason"]) for s in world.read(request_id)["seals"]][1] == ("refused", "not_yet_valid")
+    assert [(s["status"], s["reason"]) for s in world.read(request_id, "judge")["seals"]][1] == (
+        "refused",
+        "not_yet_valid",
+    )
     assert world.answer("seal-a2", command_id).command_answer == "acknowledged"
     row = command(world, command_id)
     assert (row.state, row.reason, row.result and row.result["result"]) == ("acknowledged", None, "disarmed")

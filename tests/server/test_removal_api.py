@@ -97,7 +97,7 @@ def test_approval_disarms_every_seal_and_waits_for_each_signed_ack(world: Remova
     assert {row.action for row in commands.values()} == {"disarm"}
 
     world.answer("seal-a1", commands["seal-a1"].id)
-    half = world.read(request_id)
+    half = world.read(request_id, "judge")
     assert half["state"] == "disarm_pending"
     assert [s["status"] for s in half["seals"]] == ["disarmed", "sent"]
     world.answer("seal-a2", commands["seal-a2"].id)
@@ -150,8 +150,8 @@ def test_a_seal_offline_past_the_expiry_is_waited_for_and_sent_a_new_disarm(worl
     early = world.act("judge", request_id, "resend-disarm", {})
     assert early.status_code == 409 and "seal-a2: sent" in early.json()["detail"]  # still valid: nothing to re-send
 
-    assert wait_until(lambda: world.read(request_id)["seals"][1]["status"] == "waiting_for_seal", TTL_S + 30)
-    waiting = world.read(request_id)
+    assert wait_until(lambda: world.read(request_id, "judge")["seals"][1]["status"] == "waiting_for_seal", TTL_S + 30)
+    waiting = world.read(request_id, "judge")
     assert [(s["device_id"], s["status"]) for s in waiting["seals"]] == [
         ("seal-a1", "disarmed"),
         ("seal-a2", "waiting_for_seal"),
@@ -255,7 +255,7 @@ def reach(world: RemovalWorld, state: str) -> int:
         who, body = ACTIONS[action]
         world.ok(who, request_id, action, body)
     if state in ("disarmed", "lifted"):
-        for device_id, row in world.commands(world.read(request_id)).items():
+        for device_id, row in world.commands(world.read(request_id, "judge")).items():
             world.answer(device_id, row.id)
         assert world.read(request_id)["state"] == "disarmed"
         if state == "lifted":
@@ -301,7 +301,7 @@ def test_an_ack_that_came_too_late_for_the_command_still_counts(world: RemovalWo
         session.commit()
     for device_id, row in commands.items():
         world.answer(device_id, row.id)
-    assert world.commands(world.read(request_id))["seal-a1"].state == CommandState.ACKNOWLEDGED
+    assert world.commands(world.read(request_id, "judge"))["seal-a1"].state == CommandState.ACKNOWLEDGED
     assert world.read(request_id)["state"] == "disarmed"
 
 

@@ -96,13 +96,13 @@ def test_an_aborted_request_keeps_its_record_when_the_seals_answer_and_arm_after
     said(world, "seal-a1", EventType.DISARMED, {"reason": "command", "by": "court"}, CASE_A)
     aborted = world.ok("judge", request_id, "abort", {"reasons": "债权人提出异议，撤销准予。"})
     assert aborted["state"] == "aborted"
-    before = seals_of(world.read(request_id))
+    before = seals_of(world.read(request_id, "judge"))
     assert [status for _, status, _ in before] == ["disarmed", "waiting_for_seal"]
 
     said(world, "seal-a1", EventType.ARMED, {"reason": "command", "by": "court"}, CASE_A)
     world.answer("seal-a2", commands["seal-a2"].id)
 
-    assert seals_of(world.read(request_id)) == before
+    assert seals_of(world.read(request_id, "judge")) == before
     assert all("应答后又重新布防" not in page for page in pages(world).values())
 
 
@@ -117,4 +117,4 @@ def test_an_open_request_shows_the_seal_armed_only_by_its_events_in_the_request_
     assert bound.status_code == 200, bound.text
     request_id = world.filed()
     world.approved(request_id)
-    assert ("seal-b", "sent", None) in seals_of(world.read(request_id))
+    assert ("seal-b", "sent", None) in seals_of(world.read(request_id, "judge"))

@@ -1,0 +1,65 @@
+"""What the debtor's portal shows of each seal after the approval: whether it has acknowledged — not whether its
+disarm is still valid or expired unanswered, nor when it was sent or answered (that would tell whoever holds the
+paper access code which seal is deaf); the creditor, who may see the seals' status, sees it all; and the page says
+which seals the judge decided to lift without their acknowledgement."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from server.auth.users import get_user
+from server.commands.service import expire_due
+from server.core.base import utc_now
+from server.core.db import session_scope
+from server.removal.lifting import lift_without_ack
+from server.removal.steps import get_request
+from tests.web.conftest import CASE, SEAL, PagesWorld
+from tests.web.portal_world import Portal, make_portal, q
+
+
+@pytest.fixture
+def portal(world: PagesWorld) -> Portal:
+    return make_portal(world)
+
+
+def test_the_debtor_sees_a_seal_that_has_not_answered_as_pending_only(portal: Portal) -> None:
+    request_id = portal.file()
+    commands = portal.approve(request_id)
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="pending"' in page and "处理中" in page
+        assert "发出于" not in page  # when the disarm went out
+    with portal.world.session_factory() as session:  # the disarm expires unanswered: the seal is deaf
+        expire_due(session, now=utc_now() + timedelta(days=1), command_ids=[commands[SEAL]])
+        session.commit()
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="pending"' in page
+        assert "waiting_for_seal" not in page and "等待封条上线" not in page and "发出于" not in page
+    with portal.world.client("creditor") as client:
+        page = client.get(f"/creditor/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="waiting_for_seal"' in page and "发出于" in page
+    portal.acknowledge(commands[SEAL])
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="disarmed"' in page
+        assert "应答于" not in page  # nor when it answered
+    assert portal.state(request_id) == "disarmed"
+
+
+def test_the_portal_says_which_seals_were_lifted_without_acknowledgement(portal: Portal) -> None:
+    request_id = portal.file()
+    commands = portal.approve(request_id)
+    with session_scope(portal.world.session_factory) as session:
+        expire_due(session, now=utc_now() + timedelta(days=1), command_ids=[commands[SEAL]])
+        request = get_request(session, request_id=request_id, for_update=True)
+        judge = get_user(session, username="judge")
+        lift_without_ack(session, actor=judge, request=request, device_ids=[SEAL], reasons="封条失联", now=utc_now())
+    assert portal.state(request_id) == "disarmed"
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="without_ack"' in page
+        assert f"部分封条未确认解除布防，经法官决定解除：{SEAL}" in page
+        assert "每个电子封条均已签名确认解除布防" not in page
