@@ -63,6 +63,8 @@ class IngestResult:
     detail: str = ""
     #: For a stored ``command_ack``/``command_rejected``: what it did to its command (``AnswerOutcome`` value).
     command_answer: str | None = None
+    #: For a stored event: the case it was stored under (the live bus tells only that case's pages).
+    case_no: str | None = None
 
 
 class Rejected(Exception):
