@@ -21,6 +21,7 @@ from server.web import live
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import PASSWORD
 from tests.web.conftest import CASE, PagesWorld
+from tests.web.test_live_stream import run_apart
 
 
 @pytest.fixture
@@ -72,10 +73,6 @@ class Held:
         return self.status
 
 
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
-
-
 def test_a_session_and_a_user_hold_a_bounded_number_of_streams(world: PagesWorld, served: str) -> None:
     async def scenario() -> None:
         first, second, third = [await signed_in(served, "creditor") for _ in range(3)]
@@ -107,7 +104,7 @@ def test_a_session_and_a_user_hold_a_bounded_number_of_streams(world: PagesWorld
         for client in (first, second, third, judge):
             await client.aclose()
 
-    run(scenario())
+    run_apart(scenario())
 
 
 def test_live_renders_take_a_bounded_number_of_threads(
@@ -151,4 +148,4 @@ def test_live_renders_take_a_bounded_number_of_threads(
         await asyncio.gather(*(h.task for h in held), return_exceptions=True)
         await judge.aclose()
 
-    run(scenario())
+    run_apart(scenario())
