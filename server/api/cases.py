@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 
-from server.api.deps import CurrentUser, Responses, SessionDep, case_with, requires
+from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with, requires
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
 from server.api.schemas import (
@@ -21,6 +21,7 @@ from server.api.schemas import (
 from server.auth.access import Permission, case_filter
 from server.auth.models import User
 from server.auth.users import assign_user, case_members, get_user, unassign_user
+from server.core.live import Change
 from server.seals.cases import add_case, set_case_status, update_case
 from server.seals.models import Case, CaseStatus
 
@@ -46,11 +47,13 @@ def add_assignment(
     case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))],
     clerk: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
 ) -> AssignmentPublic:
     """Assign a judge or officer to the case, or make a creditor or debtor a party to it (clerk only)."""
     user = get_user(session, username=body.username)
     assign_user(session, actor=clerk, user=user, case_no=case.case_no)
     session.commit()
+    context.live.publish([Change("assignment", case_no=case.case_no)])  # the user's open overview shows its seals
     return _assignment(case.case_no, user)
 
 
@@ -60,11 +63,13 @@ def remove_assignment(
     case: Annotated[Case, Depends(case_with(Permission.CASE_ASSIGN))],
     clerk: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
 ) -> None:
     """Take a user off the case (clerk only)."""
     user = get_user(session, username=username)
     unassign_user(session, actor=clerk, user=user, case_no=case.case_no)
     session.commit()
+    context.live.publish([Change("assignment", case_no=case.case_no)])  # the user's open overview drops its seals
 
 
 @router.put("/{case_no:path}/status", responses=NOT_FOUND | {409: {"description": "Not from the current status"}})
@@ -73,10 +78,12 @@ def change_status(
     case: Annotated[Case, Depends(case_with(Permission.CASE_WRITE))],
     clerk: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
 ) -> CasePublic:
     """Close the case (clerk only); a removal moves it to lifting and lifted on its own."""
     set_case_status(session, actor=clerk, case_no=case.case_no, status=CaseStatus(body.status), note=body.note)
     session.commit()
+    context.live.publish([Change("case", case_no=case.case_no)])  # the case's open pages show it
     return CasePublic.of(case)
 
 
@@ -109,12 +116,14 @@ def edit_case(
     case: Annotated[Case, Depends(case_with(Permission.CASE_WRITE))],
     clerk: CurrentUser,
     session: SessionDep,
+    context: ContextDep,
 ) -> CasePublic:
     """Change a case's judge, address, what is sealed, its expiry or its parties (clerk only)."""
     changes = body.model_dump(exclude_unset=True)
     changes = {name: value for name, value in changes.items() if value is not None or name == "seizure_expires_on"}
     update_case(session, actor=clerk, case_no=case.case_no, changes=changes)
     session.commit()
+    context.live.publish([Change("case", case_no=case.case_no)])  # the case's open pages show it
     return CasePublic.of(case)
 
 

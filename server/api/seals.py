@@ -33,6 +33,7 @@ from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
+from server.core.live import Change
 from server.errors import ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
@@ -139,6 +140,7 @@ def register(
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
+    context.live.publish([Change("seal", seal.device_id)])  # the clerk's overview shows it at once
     _sync_broker(session, context)
     public = seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
     return SealEnrolledPublic(
@@ -242,8 +244,9 @@ def bind(
     """Bind the seal to a case of yours, on site (officer or clerk)."""
     access.case_for(session, user, body.case_no, Permission.SEAL_BIND)
     seal = access.seal_for(session, user, device_id, Permission.SEAL_BIND)
-    bind_seal(session, actor=user, device_id=seal.device_id, case_no=body.case_no, location=body.location)
+    binding = bind_seal(session, actor=user, device_id=seal.device_id, case_no=body.case_no, location=body.location)
     session.commit()
+    context.live.publish([Change("binding", seal.device_id, binding.case_no)])  # the case's open pages show it
     return seal_public(session, seal, offline_after_s=context.settings.offline_after_s)
 
 
@@ -254,7 +257,10 @@ def bind(
     | {409: {"description": "Bound to no case, or its case has an open removal request (which lifts it instead)"}},
 )
 def unbind(
-    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_BIND))], user: CurrentUser, session: SessionDep
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_BIND))],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
 ) -> None:
     """Unbind the seal from its case when it is removed (officer or clerk): its pending commands for the case expire
     and its notices there are revoked; the audit entry says whether it was still armed. While the case has an open
@@ -265,5 +271,6 @@ def unbind(
     )
     binding = released.binding
     session.commit()
+    context.live.publish([Change("binding", seal.device_id, binding.case_no)])  # the case's open pages show it
     if armed:
         logger.warning("seal %s unbound from case %s by %s while armed", seal.device_id, binding.case_no, user.username)

@@ -139,11 +139,12 @@ def assign_user(session: Session, *, actor: Actor | None, user: User, case_no: s
     return assignment
 
 
-def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> None:
-    """Take ``user`` off a case (:func:`unassign_case`), and record it (``case.unassign``)."""
+def unassign_user(session: Session, *, actor: Actor | None, user: User, case_no: str) -> str:
+    """Take ``user`` off a case (:func:`unassign_case`), and record it (``case.unassign``); the case's number."""
     case_no = unassign_case(session, user=user, case_no=case_no)
     details = {"username": user.username}
     record_audit(session, actor=actor, action="case.unassign", target=case_no, case_no=case_no, details=details)
+    return case_no
 
 
 def _not_its_code_case(session: Session, user: User, case_no: str) -> bool:

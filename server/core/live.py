@@ -19,6 +19,8 @@ every open stream is told "gap, reload" and the epoch changes, so no position gi
 :meth:`LiveHub.publish` is thread-safe (the ingest publishes from its MQTT thread); a :class:`Subscription` is woken
 on the event loop it was made on. A subscription that does not keep up (more than ``max_pending`` changes waiting) is
 marked with the gap ``overflow``: its stream says "gap" and ends instead of holding memory for a reader that is gone.
+A subscription may name its *owners* (a sign-in session, a user) with the most subscriptions each may hold at once:
+one more is refused (:class:`TooManySubscriptions`), so that one session cannot multiply the work of every change.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import asyncio
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -40,6 +42,14 @@ class Change:
     what: str  # "event", "status", "snapshot", "alarm", "command", "case", …: what kind of thing changed
     device_id: str | None = None
     case_no: str | None = None
+
+
+class TooManySubscriptions(Exception):
+    """An owner of the new subscription holds as many as it may already (:meth:`LiveHub.subscribe`)."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(f"{owner} holds as many live subscriptions as it may")
+        self.owner = owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,8 @@ class Subscription:
     #: Why this stream cannot go on without a reload ("overflow", "feed", …), or ``None``.
     gap: str | None = None
     closed: bool = False
+    #: Who holds it (:meth:`LiveHub.subscribe`'s ``owners``).
+    owners: tuple[str, ...] = ()
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -123,6 +135,7 @@ class LiveHub:
         self._seq = 0
         self._ring: deque[tuple[int, Change]] = deque(maxlen=ring_size)
         self._subscriptions: set[Subscription] = set()
+        self._owned: dict[str, int] = {}  # owner → how many subscriptions it holds
         self._max_pending = max_pending
         self._forward: Callable[[list[Change]], None] | None = None
         self.closed = False
@@ -183,17 +196,33 @@ class LiveHub:
             for subscription in self._subscriptions:
                 subscription._deliver(numbered)
 
-    def subscribe(self) -> tuple[Subscription, Position]:
-        """A new subscription (on the running event loop), and the position it starts after."""
-        subscription = Subscription(self, asyncio.get_running_loop(), self._max_pending)
+    def subscribe(self, owners: Mapping[str, int] | None = None) -> tuple[Subscription, Position]:
+        """A new subscription (on the running event loop), and the position it starts after. ``owners``: who holds
+        it (e.g. ``session:12``, ``user:3``), each with the most subscriptions it may hold at once; raise
+        :class:`TooManySubscriptions` if one of them holds that many already."""
+        owners = dict(owners or {})
+        subscription = Subscription(self, asyncio.get_running_loop(), self._max_pending, owners=tuple(owners))
         with self.lock:
+            for owner, most in owners.items():
+                if self._owned.get(owner, 0) >= most:
+                    raise TooManySubscriptions(owner)
+            for owner in owners:
+                self._owned[owner] = self._owned.get(owner, 0) + 1
             subscription.closed = self.closed
             self._subscriptions.add(subscription)
             return subscription, Position(self.epoch, self._seq)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self.lock:
+            if subscription not in self._subscriptions:
+                return
             self._subscriptions.discard(subscription)
+            for owner in subscription.owners:
+                left = self._owned.get(owner, 0) - 1
+                if left > 0:
+                    self._owned[owner] = left
+                else:
+                    self._owned.pop(owner, None)
 
     @property
     def subscribers(self) -> int:

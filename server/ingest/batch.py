@@ -308,7 +308,7 @@ class IngestBatch:
             self._answers.append((place, envelope, message.received_at, row))
         armed = armed_state(envelope.type.value, envelope.payload)
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
-        return IngestResult(Outcome.STORED, seal.device_id)
+        return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
         """Would the event open a gap that another worker may be about to fill? (Only with several workers, and

@@ -1,5 +1,5 @@
 """What a committed ingest batch changes on the pages: the :class:`~server.core.live.Change`\\ s the live bus (and
-the court's live feed) is told, one per seal and kind, however many events the batch held."""
+the court's live feed) is told, one per seal, case and kind, however many events the batch held."""
 
 from __future__ import annotations
 
@@ -14,10 +14,19 @@ _CHANGES = {Outcome.STORED: "event", Outcome.STATUS: "status", Outcome.SNAPSHOT:
 
 
 def live_changes(results: Sequence[IngestResult]) -> list[Change]:
-    """The pages' changes of a committed ingest batch: one per seal and kind. A seal's answer that acknowledged or
-    rejected its command changes that command too (``command``: what wakes the removal settler of a process that
-    hears it on the live feed, :mod:`server.app`)."""
-    seen = {(_CHANGES[r.outcome], r.device_id) for r in results if r.outcome in _CHANGES and r.device_id is not None}
-    answered = {r.device_id for r in results if r.command_answer in DECIDING_ANSWERS and r.device_id is not None}
-    seen |= {("command", device_id) for device_id in answered}
-    return [Change(what, device_id) for what, device_id in sorted(seen, key=str)]
+    """The pages' changes of a committed ingest batch: one per seal, case and kind. An event's change names the case
+    it was stored under, so that only that case's pages look at it (a seal moved to another case tells its former
+    case's pages nothing, not even when it spoke). A seal's answer that acknowledged or rejected its command changes
+    that command too (``command``: what wakes the removal settler of a process that hears it on the live feed,
+    :mod:`server.app`)."""
+    seen = {
+        (_CHANGES[r.outcome], r.device_id, r.case_no)
+        for r in results
+        if r.outcome in _CHANGES and r.device_id is not None
+    }
+    seen |= {
+        ("command", r.device_id, r.case_no)
+        for r in results
+        if r.command_answer in DECIDING_ANSWERS and r.device_id is not None
+    }
+    return [Change(what, device_id, case_no) for what, device_id, case_no in sorted(seen, key=str)]

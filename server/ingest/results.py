@@ -65,6 +65,8 @@ class IngestResult:
     command_answer: str | None = None
     #: For a status: its stamp was past the court's clock + skew, and it was ordered as received instead.
     stamp_clamped: bool = False
+    #: For a stored event: the case it was stored under (the live bus tells only that case's pages).
+    case_no: str | None = None
 
 
 class Rejected(Exception):

@@ -18,16 +18,18 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import SessionDep
 from server.api.params import CaseNoPath
-from server.api.schemas import CASE_NO_MAX, NO_NUL, ONE_LINE
+from server.api.schemas import CASE_NO_MAX, ONE_LINE
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.access_codes import issue_access_code
 from server.auth.models import CaseAccessCode, User
 from server.core.base import utc_now
+from server.core.live import Change
 from server.errors import AlreadyExists, Conflict, Invalid
 from server.seals.cases import CASE_TRANSITIONS, add_case, add_court, list_courts, set_case_status
 from server.seals.models import Case, CaseStatus, Seal
 from server.web.deps import Page, SignedInPage
+from server.web.form_fields import Note
 from server.web.routing import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -126,7 +128,7 @@ def close_case(
     page: SignedInPage,
     session: SessionDep,
     case_no: CaseNoPath,
-    note: Annotated[str, Form(max_length=2000, pattern=NO_NUL)] = "",
+    note: Note = "",
 ) -> Response:
     """Close a case (clerk): no seal may be left bound to it."""
     assert page.user is not None
@@ -137,6 +139,7 @@ def close_case(
     except REFUSALS as exc:
         session.rollback()
         return _cases(page, session, status_code=_refusal_status(exc), error=str(exc)[:400])
+    page.context.live.publish([Change("case", case_no=case.case_no)])  # the case's open pages show it
     return RedirectResponse("/admin/cases?ok=case_closed", status_code=status.HTTP_303_SEE_OTHER)
 
 

@@ -22,6 +22,7 @@ from server.auth.errors import Forbidden
 from server.auth.models import CaseAssignment, User
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
 from server.auth.users import assign_user, change_user, get_user, list_users, register_user, unassign_user
+from server.core.live import Change
 from server.errors import AlreadyExists, Conflict, Invalid, NotFound
 from server.seals.models import Case
 from server.web.deps import Page, SignedInPage
@@ -133,10 +134,11 @@ def assign(page: SignedInPage, session: SessionDep, username: UsernamePath, case
     access.require(clerk, Permission.CASE_ASSIGN)
     user = get_user(session, username=username)
     try:
-        assign_user(session, actor=clerk, user=user, case_no=case_no)
+        assignment = assign_user(session, actor=clerk, user=user, case_no=case_no)
         session.commit()
     except REFUSALS as exc:
         return _refused(page, session, exc)
+    page.context.live.publish([Change("assignment", case_no=assignment.case_no)])  # the user's open overview
     return _back("user_assigned")
 
 
@@ -147,8 +149,9 @@ def unassign(page: SignedInPage, session: SessionDep, username: UsernamePath, ca
     access.require(clerk, Permission.CASE_ASSIGN)
     user = get_user(session, username=username)
     try:
-        unassign_user(session, actor=clerk, user=user, case_no=case_no)
+        case_no = unassign_user(session, actor=clerk, user=user, case_no=case_no)
         session.commit()
     except REFUSALS as exc:
         return _refused(page, session, exc)
+    page.context.live.publish([Change("assignment", case_no=case_no)])  # the user's open overview
     return _back("user_unassigned")

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from seal_protocol.commands import CommandAction
 from seal_protocol.signing import SigningKey
 from seal_protocol.topics import DEVICE_ID_PATTERN
-from server.alarms.service import NOTE_MAX, acknowledge_as, close_as, get_alarm
+from server.alarms.service import acknowledge_as, close_as, get_alarm
 from server.api.deps import SessionDep
 from server.api.params import CaseNoPath
-from server.api.schemas import MAX_ROW_ID, NO_NUL
+from server.api.schemas import MAX_ROW_ID
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
@@ -36,14 +36,13 @@ from server.removal.steps import get_request
 from server.seals.models import Case
 from server.web.case_parts import part_values, render_parts
 from server.web.deps import Page, SignedInPage
+from server.web.form_fields import Note, Reasons
 from server.web.routing import PageRoute
 from server.web.templating import html_response
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-Note = Annotated[str, Form(max_length=NOTE_MAX, pattern=NO_NUL)]
-Reasons = Annotated[str, Form(min_length=1, max_length=4000, pattern=NO_NUL)]
 PageCommand = Annotated[str, Form(pattern=r"^(test_warning|snapshot|ping)$")]
 DeviceId = Annotated[str, Form(min_length=1, max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]
 

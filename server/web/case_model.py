@@ -119,9 +119,12 @@ class CommandRow:
         return c.reason is not None and refused_own_bytes(c.result, signed_sha256(c.signed))
 
 
-def case_devices(session: Session, case_no: str) -> set[str]:
-    """Every seal bound to the case now or ever (a late event of a former seal still enters its timeline)."""
+def case_devices(session: Session, case_no: str, *, former: bool = True) -> set[str]:
+    """Every seal bound to the case now, and (``former``) ever: a late picture of a former seal's event still enters
+    its timeline."""
     now = set(session.scalars(select(Seal.device_id).where(Seal.case_no == case_no)))
+    if not former:
+        return now
     return now | set(session.scalars(select(SealBinding.device_id).where(SealBinding.case_no == case_no)))
 
 

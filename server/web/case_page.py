@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy.orm import Session
 
 from server.api.deps import SessionDep
 from server.api.params import CaseNoPath
@@ -104,8 +105,7 @@ def case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, st
         access.case_for(live.session, live.user, case.case_no, Permission.SEAL_STATUS)
     except (NotFound, Forbidden):
         return {}
-    devices = case_devices(live.session, case.case_no)
-    if changes is not None and not any(c.case_no == case.case_no or c.device_id in devices for c in changes):
+    if changes is not None and not concerns_case(live.session, case.case_no, changes):
         return {}
     values = part_values(live.session, live.user, case, live.context.settings)
     parts = {
@@ -113,13 +113,36 @@ def case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, st
     }
     allowed, now = values["allowed"], values["now"]
     if changes is None:
+        live.state["rows"] = {}  # the timeline's rows the browser has: their digests by event id
         parts["timeline"], live.state["top"] = timeline_whole(
-            live.session, case, t=live.t, allowed=allowed, after=None, now=now
+            live.session, case, t=live.t, allowed=allowed, after=None, now=now, shown=live.state["rows"]
         )
         return parts
     if not any(c.what in ("event", "snapshot") for c in changes):  # the timeline changes with events and pictures
         return parts
     rows, live.state["top"] = timeline_update(
-        live.session, case, t=live.t, allowed=allowed, after=live.state.get("top"), now=now
+        live.session,
+        case,
+        t=live.t,
+        allowed=allowed,
+        after=live.state.get("top"),
+        now=now,
+        shown=live.state.setdefault("rows", {}),
     )
-    return {**parts, "+timeline": rows}
+    return {**parts, "+timeline": rows}  # (empty: nothing new or changed in the timeline, and nothing is sent)
+
+
+def concerns_case(session: Session, case_no: str, changes: list[Change]) -> bool:
+    """Whether any of ``changes`` may change what the case's page shows. A change that names a case concerns that
+    case only: an event a seal stored under another case (it moved there) is none of this page's business, not even
+    its timing. One that names none (a seal's status, a picture, an offline alarm) concerns the case's seals now —
+    and, for a picture, its former seals too (a late picture of one of their events on this case's timeline)."""
+    if any(c.case_no == case_no for c in changes):
+        return True
+    unnamed = [c for c in changes if c.case_no is None and c.device_id is not None]
+    if not unnamed:
+        return False
+    if any(c.device_id in case_devices(session, case_no, former=False) for c in unnamed):
+        return True
+    pictures = [c for c in unnamed if c.what == "snapshot"]
+    return bool(pictures) and any(c.device_id in case_devices(session, case_no) for c in pictures)

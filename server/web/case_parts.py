@@ -8,10 +8,12 @@ rendered by the page and, in live updates, by :func:`timeline_update`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from server.alarms.state import AlarmState
@@ -107,30 +109,59 @@ def _shown(part: str, allowed: Allowed) -> bool:
 
 
 def timeline_update(
-    session: Session, case: Case, *, t: Translator, allowed: Allowed, after: int | None, now: datetime
+    session: Session,
+    case: Case,
+    *,
+    t: Translator,
+    allowed: Allowed,
+    after: int | None,
+    now: datetime,
+    shown: dict[int, str],
 ) -> tuple[str, int | None]:
-    """The timeline's rows a live update sends (the newest page, and whatever came after ``after``), as an element
-    that the page's timeline takes at its top — replacing the rows it has, adding the others — and the newest id;
-    or, when more came than an update carries, the timeline whole again (its newest page), which replaces it."""
+    """The timeline's rows a live update sends, as an element that the page's timeline takes at its top (replacing
+    the rows it has, adding the others), and the newest id: of the newest page and whatever came after ``after``,
+    only the rows the browser does not have as they are now (``shown``: the digests of the rows it has, by event id;
+    updated) — none if it has them all, so that an update says nothing when nothing on the page changed. When more
+    came than an update carries, the timeline whole again (its newest page), which replaces it."""
     if not allowed.events:
         return "", after
     rows = events_after(session, case.case_no, after, pictures=allowed.pictures)
-    context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
     if rows is None:
-        return timeline_whole(session, case, t=t, allowed=allowed, after=after, now=now)
+        return timeline_whole(session, case, t=t, allowed=allowed, after=after, now=now, shown=shown)
     if not rows:
         return "", after
+    context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
     top = max(rows[0].event.id, after or 0)
-    return render_text("case/_timeline_update.html", {**context, "rows": rows}), top
+    rendered = [(row.event.id, render_text("case/_event.html", {**context, "row": row})) for row in rows]
+    fresh = [Markup(html) for event_id, html in rendered if shown.get(event_id) != _digest(html)]
+    shown.clear()  # the rows a later update may change: those of the newest page (and any newer)
+    shown.update((event_id, _digest(html)) for event_id, html in rendered)
+    if not fresh:
+        return "", top
+    return render_text("case/_timeline_update.html", {**context, "rows_html": fresh}), top
 
 
 def timeline_whole(
-    session: Session, case: Case, *, t: Translator, allowed: Allowed, after: int | None, now: datetime
+    session: Session,
+    case: Case,
+    *,
+    t: Translator,
+    allowed: Allowed,
+    after: int | None,
+    now: datetime,
+    shown: dict[int, str],
 ) -> tuple[str, int | None]:
-    """The timeline whole (its newest page, replacing the page's), and its newest id (or ``after``)."""
+    """The timeline whole (its newest page, replacing the page's), and its newest id (or ``after``); ``shown``
+    becomes the digests of its rows."""
     if not allowed.events:
         return "", after
     page, next_before = timeline(session, case.case_no, pictures=allowed.pictures)
     context = {"t": t, "lang": t.language, "case_no": case.case_no, "allowed": allowed, "now": now}
+    shown.clear()
+    shown.update((row.event.id, _digest(render_text("case/_event.html", {**context, "row": row}))) for row in page)
     values = {**context, "rows": page, "next_before": next_before, "timeline_max": TIMELINE_MAX, "oob": True}
     return render_text("case/_timeline.html", values), max([after or 0, *(row.event.id for row in page[:1])]) or None
+
+
+def _digest(html: str) -> str:
+    return hashlib.sha256(html.encode()).hexdigest()[:16]

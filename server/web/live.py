@@ -24,19 +24,28 @@ browser's ``Last-Event-ID`` cannot be replayed, or changes were missed — the s
 feed lost some: reload; data: why), ``signin`` (the session ended). The stream re-checks its session at every render
 and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser reconnects at once
 with its ``Last-Event-ID`` and misses nothing).
+
+One sign-in session holds at most :data:`STREAMS_PER_SESSION` streams at once and one user at most
+:data:`STREAMS_PER_USER` (every stream renders every change in its user's name): one more is refused with ``429``
+before it starts, and the browser's tab shows its stale banner and tries again later (htmx's SSE extension, with a
+growing delay; app.js reloads the page at most once a minute) — the streams already open go on. The streams' renders
+run on threads of their own, at most :data:`LIVE_RENDERS` at once, so that they never take the threads the pages
+and the API answer with.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.orm import Session
 
@@ -46,13 +55,13 @@ from server.auth.sessions import resolve_session
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
-from server.core.live import Change, Position, Subscription
+from server.core.live import Change, Position, Subscription, TooManySubscriptions
 from server.errors import NotFound
 from server.web.deps import Page, PageLogin, SignInRequired, find_page_login, page_language
 from server.web.i18n import Translator
 from server.web.routing import PageRoute
 from server.web.security import csrf_token_for
-from server.web.sse import EventStream, message, retry
+from server.web.sse import EventStream, StreamRefused, message, retry
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,26 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 SESSION_RECHECK_S = 30.0
 RECONNECT_MS = 1000
+#: The most live streams one sign-in session holds at once (one per tab: a browser allows about six connections
+#: per server in all), and one user across their sessions.
+STREAMS_PER_SESSION = 8
+STREAMS_PER_USER = 16
+#: The most live renders at once, on threads of their own (the pages and the API keep anyio's other threads).
+LIVE_RENDERS = 4
+#: How long a refused stream's browser is told to wait (``Retry-After``).
+REFUSED_RETRY_S = 30
+TOO_MANY = "实时连接过多：请关闭本站的其他标签页 / Too many live connections: close other tabs of this site"
+
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+def _limiter() -> CapacityLimiter:
+    """The live renders' limiter of the running event loop (one per loop: a limiter belongs to its loop)."""
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = CapacityLimiter(LIVE_RENDERS)
+    return limiter
 
 
 @dataclass(frozen=True)
@@ -186,10 +215,20 @@ class _Stream:
         self.shown: dict[str, str] = {}  # part name → digest of what the browser has of it
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
 
+    def _subscribe(self) -> tuple[Subscription, Position]:
+        """Subscribe to the live bus in the name of this stream's session and user, within their caps."""
+        login = self.login
+        owners = {f"session:{login.session_id}": STREAMS_PER_SESSION, f"user:{login.user.id}": STREAMS_PER_USER}
+        try:
+            return self.context.live.subscribe(owners)
+        except TooManySubscriptions as exc:
+            logger.info("live stream refused: %s", exc)
+            raise StreamRefused(429, TOO_MANY, retry_after_s=REFUSED_RETRY_S) from None
+
     async def whole(self, shown: str | None) -> AsyncGenerator[bytes, None]:
         """The stream of a ``whole`` view: it starts from what the browser has (``shown``: the page's digest, or the
         id of the last update it received), and its ids are digests of what the browser has."""
-        subscription, _covered = self.context.live.subscribe()
+        subscription, _covered = self._subscribe()
         try:
             yield retry(RECONNECT_MS)
             parts = await self._render(None)
@@ -209,7 +248,7 @@ class _Stream:
         """The stream of a view that replays the changes after the page's position (``after``; ``unknown``: the one
         given is no position: "gap"); its ids are positions sealed by the hub."""
         hub = self.context.live
-        subscription, covered = hub.subscribe()
+        subscription, covered = self._subscribe()
         try:
             yield retry(RECONNECT_MS)
             if unknown:
@@ -253,7 +292,7 @@ class _Stream:
                 html = self._changed(await self._render([change for _seq, change in numbered]))
                 checked = time.monotonic()
             elif time.monotonic() - checked > SESSION_RECHECK_S:
-                self.signed_in = await to_thread.run_sync(self._session_alive)
+                self.signed_in = await to_thread.run_sync(self._session_alive, limiter=_limiter())
                 checked = time.monotonic()
             if self._ending():
                 yield self._ending()
@@ -295,7 +334,7 @@ class _Stream:
         return message("heartbeat", utc_now().isoformat(timespec="seconds"))
 
     async def _render(self, changes: list[Change] | None) -> dict[str, str]:
-        return await to_thread.run_sync(self._render_now, changes)
+        return await to_thread.run_sync(self._render_now, changes, limiter=_limiter())
 
     def _read_session(self) -> Session:
         context = self.context

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from server.alarms.service import NOTE_MAX, acknowledge_as, get_alarm
+from server.alarms.service import acknowledge_as, get_alarm
 from server.api.deps import SessionDep
 from server.auth import access
 from server.auth.access import Permission
@@ -27,6 +27,7 @@ from server.web.dashboard import (
     visible_seals,
 )
 from server.web.deps import SignedInPage
+from server.web.form_fields import Note
 from server.web.live import LiveRender, live_view
 from server.web.routing import PageRoute
 from server.web.security import CSRF_FIELD
@@ -35,6 +36,9 @@ from server.web.templating import render_text
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+#: The changes that bring seals to a user's overview or take them off it: a binding, a user's assignment to a case, a
+#: removal (which releases the case's seals), a seal registered.
+_SEALS_MOVE = frozenset({"binding", "assignment", "removal", "seal"})
 
 
 def _tiles_and_counts(
@@ -79,7 +83,7 @@ def acknowledge(
     page: SignedInPage,
     session: SessionDep,
     alarm_id: AlarmId,
-    note: Annotated[str, Form(max_length=NOTE_MAX)] = "",
+    note: Note = "",
 ) -> Response:
     """Acknowledge an open alarm with a note (judge, officer, clerk); every open screen shows it at once."""
     user = page.user
@@ -104,18 +108,15 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         return {}
     cases = access.visible_case_nos(live.session, live.user)
     shown = live.state.get("devices")
-    if (
-        cases is not None
-        and shown is not None
-        and not any(c.device_id in shown or c.case_no is None or c.case_no in cases for c in changes)
-    ):
+    if cases is not None:  # and those it showed: a case taken from the user takes its seals off the page
+        cases, live.state["cases"] = cases | live.state.get("cases", set()), cases
+    if cases is not None and not any(_concerns(c, cases, shown) for c in changes):
         return {}  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
+    first = "devices" not in live.state  # which seals the page shows is not known yet: those of now, unless…
     known = live.state.setdefault("devices", values["visible"])
-    if cases is not None and not any(
-        c.device_id in known or c.device_id in values["visible"] or c.case_no in cases for c in changes
-    ):
+    if cases is not None and not any(_concerns(c, cases, known | values["visible"]) for c in changes):
         return {}  # nothing of the user's: not even when something happened elsewhere is theirs to learn
     context = {
         "t": live.t,
@@ -132,7 +133,9 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         if signature != live.state.get("alarms"):
             live.state["alarms"] = signature
             parts["alarms"] = render_text("overview/_alarms.html", context)
-    if values["visible"] != known:  # a seal came or went: the whole grid (sent with a new name: always)
+    moved = any(c.what in _SEALS_MOVE and (cases is None or _concerns(c, cases, known)) for c in changes)
+    if values["visible"] != known or (first and moved):
+        # a seal came or went (or may have, since the page was read): the whole grid (with a new name: always sent)
         live.state["devices"] = values["visible"]
         context.update(_tiles_and_counts(live.session, live.user, live.context.settings))
         return {**parts, "+tiles": render_text("overview/_tiles.html", context)}
@@ -141,3 +144,12 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         for tile in values["tiles"]
     )
     return parts
+
+
+def _concerns(change: Change, cases: set[str], devices: set[str] | None) -> bool:
+    """Whether ``change`` may change an overview that shows ``cases`` and the seals ``devices`` (``None``: not known
+    yet): a change that names a case concerns that case's viewers only (a seal moved to another case speaks there,
+    not here); one that names none (a seal's status, an offline alarm), the viewers of its seal."""
+    if change.case_no is not None:
+        return change.case_no in cases
+    return change.device_id is None or devices is None or change.device_id in devices

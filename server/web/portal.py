@@ -30,6 +30,7 @@ from server.removal.grounds import RemovalGround
 from server.removal.proofs import CheckedProof, check_proof, safe_filename, sniff
 from server.removal.service import cancel_request, file_with_proofs
 from server.web.deps import Page, SignedInPage
+from server.web.form_fields import Note
 from server.web.live import LiveRender, live_view, take_digest
 from server.web.portal_signin import PortalRoute, see_other
 from server.web.removal_view import CaseView, case_url, case_view, live_case_parts, live_case_values
@@ -39,7 +40,6 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 #: The filing route takes proof files: the body limit lets it have as much as the API's (server.app).
 PORTAL_UPLOAD_PATH = re.compile(r"/portal/cases/[^/]+/requests")
-NOTE_MAX = 2000
 
 
 def size_text(n: int) -> str:
@@ -194,14 +194,14 @@ def portal_cancel(
     page: SignedInPage,
     session: SessionDep,
     request_id: RowIdPath,
-    note: Annotated[str, Form(max_length=NOTE_MAX)] = "",
+    note: Note = "",
 ) -> Response:
     """Withdraw your removal request before the judge decides."""
     user = page.user
     assert user is not None
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_FILE, for_update=True)
     case_no = request.case_no
-    cancel_request(session, actor=user, request=request, note=note.replace("\x00", "").strip(), now=page.now)
+    cancel_request(session, actor=user, request=request, note=note.strip(), now=page.now)
     session.commit()
     page.context.live.publish([Change("removal", case_no=case_no)])
     return see_other(f"{case_url(case_no, '/portal')}#request-{request_id}")

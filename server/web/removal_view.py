@@ -97,8 +97,10 @@ class CaseView:
         return quote(self.case.case_no, safe="")
 
     def concerned_by(self, changes: list[Change]) -> bool:
-        """Whether any of ``changes`` (of the live bus) is about this case or one of its seals."""
-        return any(c.case_no == self.case.case_no or c.device_id in self.device_ids for c in changes)
+        """Whether any of ``changes`` (of the live bus) is about this case or one of its seals (a change that names
+        another case is not: a seal moved there speaks there)."""
+        case_no = self.case.case_no
+        return any(c.case_no == case_no if c.case_no is not None else c.device_id in self.device_ids for c in changes)
 
     def requests_touched_by(self, changes: list[Change]) -> bool:
         """Whether ``changes`` may have changed the requests: one of them moved (a page, the API or the settler

@@ -6,6 +6,10 @@ ends — always closing the iterator, so that its ``finally`` unsubscribes it �
 iterator ends (the server closes the stream), or when one write takes longer than ``write_timeout_s``: a client
 whose network vanished never reads, so its writes pile up and time out, and it is dropped (the kernel accepts a few
 heartbeats into its buffer first; the stream's own lifetime, ``[web] stream_max_s``, bounds the rest).
+
+The iterator's first message is taken before anything is sent: if it raises :class:`StreamRefused` instead (say, the
+client holds too many streams), the answer is that refusal's status and text, not a stream — so that the iterator,
+started, always runs its ``finally`` (an iterator closed before it started would not).
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),  # a reverse proxy (nginx) must pass each message on at once
     (b"x-content-type-options", b"nosniff"),
 ]
+
+
+class StreamRefused(Exception):
+    """Raised by a stream's iterator before its first message: answer ``status_code`` with ``text`` instead."""
+
+    def __init__(self, status_code: int, text: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(text)
+        self.status_code = status_code
+        self.text = text
+        self.retry_after_s = retry_after_s
 
 
 def message(event: str, data: str = "", *, id: str | None = None) -> bytes:
@@ -56,6 +70,11 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with aclosing(self.messages) as messages:
+            try:
+                first = await anext(messages, b"")
+            except StreamRefused as refused:
+                await _refuse(send, refused)
+                return
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             async with anyio.create_task_group() as group:
 
@@ -66,6 +85,9 @@ class EventStream(Response):
 
                 group.start_soon(watch_disconnect)
                 try:
+                    if first:
+                        with anyio.fail_after(self.write_timeout_s):
+                            await send({"type": "http.response.body", "body": first, "more_body": True})
                     async for chunk in messages:
                         with anyio.fail_after(self.write_timeout_s):
                             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -78,3 +100,14 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass
+
+
+async def _refuse(send: Send, refused: StreamRefused) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+    if refused.retry_after_s is not None:
+        headers.append((b"retry-after", str(refused.retry_after_s).encode("ascii")))
+    try:
+        await send({"type": "http.response.start", "status": refused.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": refused.text.encode("utf-8"), "more_body": False})
+    except OSError:
+        pass

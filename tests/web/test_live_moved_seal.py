@@ -1,0 +1,110 @@
+"""A seal moved to another case tells its former case's pages nothing — not by content, presence or timing: the
+ingest's changes name the case each event was stored under, the case page and the overview look only at their own
+cases' changes, and the case page's timeline sends only rows the browser does not have as they are."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from seal_protocol import EventType
+from server.core.db import session_scope
+from server.core.live import Change
+from server.ingest.changes import live_changes
+from server.ingest.results import Outcome
+from server.seals.registry import bind_seal, unbind_seal
+from server.web import overview
+from tests.agent.helpers import wait_until
+from tests.server.helpers import message
+from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld
+from tests.web.test_live_stream import events, live_url_of
+
+CASE_URL = f"/cases/{quote(CASE, safe='')}"
+
+
+def read_while(client: Any, world: PagesWorld, live: str, action: Callable[[], None]) -> list[dict[str, str]]:
+    """The updates of the stream ``live`` (read to its end, ``stream_max_s``) while ``action`` runs once the stream
+    is subscribed to the live bus."""
+    before = world.hub.subscribers
+    out: dict[str, str] = {}
+    reader = threading.Thread(target=lambda: out.setdefault("text", client.get(live).text))
+    reader.start()
+    assert wait_until(lambda: world.hub.subscribers > before, 10), "the stream did not subscribe"
+    action()
+    reader.join(30)
+    return [m for m in events(out["text"]) if m["event"] == "update"]
+
+
+def move_seal(world: PagesWorld) -> None:
+    with session_scope(world.session_factory) as session:
+        unbind_seal(session, actor=None, device_id=SEAL)
+        bind_seal(session, actor=None, device_id=SEAL, case_no=OTHER_CASE, location="elsewhere")
+    world.seal.case_no = OTHER_CASE
+
+
+def test_the_ingest_s_changes_name_the_case_of_each_event(world: PagesWorld) -> None:
+    results = world.ingestor.ingest([message(world.seal.event_topic, world.seal.event(EventType.HEARTBEAT))])
+    assert [r.outcome for r in results] == [Outcome.STORED] and results[0].case_no == CASE
+    assert live_changes(results) == [Change("event", SEAL, CASE)]
+
+
+def test_a_moved_seal_speaking_in_its_new_case_sends_its_former_case_s_page_nothing(world: PagesWorld) -> None:
+    with world.client("judge") as client:  # the judge of CASE only
+        move_seal(world)
+        live = live_url_of(client.get(CASE_URL).text)  # the page shows the move already
+        updates = read_while(
+            client,
+            world,
+            live,
+            lambda: world.ingest(
+                (world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)),
+                (world.seal.event_topic, world.seal.event(EventType.INTRUSION, {"armed": True, "warning": "played"})),
+            ),
+        )
+    assert updates == [], "case A's stream moved when case B's seal spoke"
+
+
+def test_the_timeline_sends_only_rows_the_page_does_not_have(world: PagesWorld) -> None:
+    with world.client("judge") as client:
+        live = live_url_of(client.get(CASE_URL).text)
+        # A change of the case that changes nothing it shows: no update (the rows are on the page already).
+        assert read_while(client, world, live, lambda: world.hub.publish([Change("event", SEAL, CASE)])) == []
+        live = live_url_of(client.get(CASE_URL).text)
+        updates = read_while(
+            client,
+            world,
+            live,
+            lambda: world.ingest((world.seal.event_topic, world.seal.event(EventType.TAMPER, {"armed": True}))),
+        )
+    [update] = updates
+    sent = re.findall(r'<li id="event-(\d+)"', update["data"])
+    assert len(sent) == 1, f"only the new row is sent, not the {len(sent)} rows of the page"
+    assert 'data-type="tamper"' in update["data"]
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every time the overview's live view reads what it shows."""
+    calls: list[object] = []
+    real = overview._tiles_and_counts
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overview, "_tiles_and_counts", counted)
+    return calls
+
+
+def test_another_case_s_overview_does_nothing_for_this_case_s_events(world: PagesWorld, renders: list[object]) -> None:
+    with world.client("other-judge") as client:
+        live = live_url_of(client.get("/").text)
+        renders.clear()
+        heartbeat = (world.seal.event_topic, world.seal.event(EventType.HEARTBEAT))
+        updates = read_while(client, world, live, lambda: world.ingest(heartbeat))
+    assert updates == [] and renders == [], "the other case's overview read the database for this case's heartbeat"
