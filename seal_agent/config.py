@@ -204,7 +204,8 @@ class AgentConfig(_Section):
         description="The enforcement case (案号) the seal is bound to; it obeys only commands issued for it.",
     )
     state_dir: Path = Field(
-        description="Directory for the device key (device.key), the outbox (outbox.sqlite) and snapshots/."
+        description="Directory for the device key (device.key), the outbox (outbox.sqlite), the chain's identity "
+        "(chain.json), the last connection's stamp (connection_stamp) and snapshots/."
     )
     heartbeat_s: float = Field(60, ge=1, le=86400, description="Period of the heartbeat event in seconds.")
     mqtt: MqttConfig = Field(description="Connection to the court's MQTT broker.")
