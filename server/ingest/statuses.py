@@ -2,9 +2,11 @@
 
 A seal's statuses are ordered by their connection's stamp (:func:`seal_protocol.status.supersedes`), bounded by the
 court's clock: a stamp later than the message's ``received_at`` + :data:`STATUS_CLOCK_SKEW` (a seal that booted with
-its clock ahead, or anyone who holds its MQTT password: statuses are not signed) is ordered, and stored, as
-``received_at``, and says so in its result (logged and counted by the ingestor). Unbounded, one such stamp would make
-every later status of the seal "older than the stored one" — its real Last Will among them — until that moment.
+its clock ahead, or anyone who holds its MQTT password: statuses are not signed) is ordered, and stored, as that
+bound, and says so in its result (logged and counted by the ingestor). Unbounded, one such stamp would make every
+later status of the seal "older than the stored one" — its real Last Will among them — until that moment; bounded,
+for at most the skew. The bound, not ``received_at``: a seal's later stamp must never be ordered before its earlier
+one (a clock 4 min 59 s ahead kept, then 5 min 2 s ahead cut back to its receive time, would have been "older").
 
 Whether a status stands is decided first against the seal's row as the batch read it, unlocked, so that the batch's
 results are known in order. On PostgreSQL another worker may store a newer status of the seal before this batch
@@ -40,8 +42,9 @@ STATUS_CLOCK_SKEW = BINDING_CLOCK_SKEW
 
 
 def bounded_stamp(stamp: datetime, received_at: datetime) -> datetime:
-    """The stamp a status is ordered and stored by: its own, unless later than ``received_at`` + the skew."""
-    return received_at if stamp > received_at + STATUS_CLOCK_SKEW else stamp
+    """The stamp a status is ordered and stored by: its own, at the latest ``received_at`` + the skew (monotonic in
+    both: a later stamp, or a later receipt, never orders a status before an earlier one)."""
+    return min(stamp, received_at + STATUS_CLOCK_SKEW)
 
 
 @dataclass(slots=True)
@@ -79,7 +82,7 @@ class BatchStatuses:
         cut = ""
         if clamped:
             bound = utc_now_ms(message.received_at + STATUS_CLOCK_SKEW)
-            cut = f" (stamp {ts} past the court's clock + skew, {bound}: ordered as received)"
+            cut = f" (stamp {ts} past the court's clock + skew: ordered as {bound})"
         if not supersedes(state, stamp, *current):
             # A status of a connection that is over (an offline Last Will that arrives after the seal's next online,
             # whichever worker received it when, or however often the broker sent it): it changes nothing, nor

@@ -44,13 +44,13 @@ def test_a_future_stamp_is_ordered_as_received_and_the_real_will_pages(
     ahead = now + timedelta(days=5 * 365)
     with caplog.at_level(logging.WARNING, logger="server.ingest.ingestor"):
         detail = _status(court, SealStatus.ONLINE, ahead, now)
-    assert detail.startswith("online (stamp ") and "ordered as received" in detail
+    assert detail.startswith("online (stamp ") and "ordered as " in detail
     assert any(
         "stamped in the future" in r.getMessage() and court.a.device_id in r.getMessage() for r in caplog.records
     )
     assert court.metrics.snapshot().status_stamps_clamped == 1
     seal = _stored(session_factory, court.a.device_id)
-    assert seal.status == "online" and seal.status_ts == now  # as received
+    assert seal.status == "online" and seal.status_ts == now + STATUS_CLOCK_SKEW  # as stamped at the bound
     # NTP corrects the clock; the seal reconnects (stamped with the true time), then loses power: its Will.
     later = now + timedelta(hours=1)
     assert _status(court, SealStatus.ONLINE, later, later) == "online"
@@ -92,8 +92,8 @@ def test_with_a_grace_the_liveness_check_pages_a_will_after_a_future_stamp(
     for seal in (court.a, court.b):
         court.send(seal, seal.event(), at=now)
     _status(court, SealStatus.ONLINE, now + timedelta(days=365), now)  # seal a: a year ahead once (or forged)
-    # Both seals connect normally a minute later and lose power 10 s after: their Wills come.
-    conn = now + timedelta(minutes=1)
+    # Both seals connect normally once the skew has passed and lose power 10 s after: their Wills come.
+    conn = now + STATUS_CLOCK_SKEW + timedelta(minutes=1)
     for name in ("a", "b"):
         assert _status(court, SealStatus.ONLINE, conn, conn, seal=name) == "online"
         assert _status(court, SealStatus.OFFLINE, conn, conn + timedelta(seconds=10), seal=name) == "offline"
@@ -120,3 +120,21 @@ def test_a_seal_whose_stamps_only_grow_is_online_after_a_reboot_with_its_clock_b
     # What the agent sends: max(its clock, the last stamp + 1 ms).
     assert _status(court, SealStatus.ONLINE, last_conn + timedelta(milliseconds=1), back) == "online"
     assert _stored(session_factory, court.a.device_id).status == "online"
+
+
+def test_a_later_stamp_is_never_ordered_before_an_earlier_one(session_factory: SessionFactory, tmp_path: Path) -> None:
+    """A seal drifting ahead: one connection's stamp just within the bound (kept), the next, 90 s later, just past it.
+    Cut back to its receipt, the second was "older" than the first: the seal showed offline while connected, and its
+    Will was dropped too (a hostile review of the bound)."""
+    court = make_court(session_factory, tmp_path)
+    now = datetime.now(UTC).replace(microsecond=0)
+    court.send(court.a, court.a.event(), at=now)
+    first = now + STATUS_CLOCK_SKEW - timedelta(seconds=1)
+    assert _status(court, SealStatus.ONLINE, first, now) == "online"
+    assert _status(court, SealStatus.OFFLINE, first, now + timedelta(seconds=30)) == "offline"
+    reconnect = now + timedelta(seconds=90)
+    second = reconnect + STATUS_CLOCK_SKEW + timedelta(seconds=2)
+    assert _status(court, SealStatus.ONLINE, second, reconnect).startswith("online (stamp ")
+    assert _stored(session_factory, court.a.device_id).status == "online"
+    assert _status(court, SealStatus.OFFLINE, second, reconnect + timedelta(seconds=60)) == "offline"
+    assert _stored(session_factory, court.a.device_id).status == "offline"

@@ -1,8 +1,8 @@
 """Each seal's stored status stamp bounded by the court's clock: a ``status_ts`` later than now + the skew (a seal
 that once connected with its clock far ahead, or a forged status) would make every later status of the seal, its
-real Last Will among them, "older than the stored one". Such a stamp is set to ``status_changed_at``, the moment the
-court received the status the seal is in (at most the moment it received the stored one): the seal's next status
-stands. The ingest bounds the stamps it receives the same way (server.ingest.statuses).
+real Last Will among them, "older than the stored one". Such a stamp is set to that bound, now + the skew, as the
+ingest bounds the stamps it receives by their receipt + the skew (server.ingest.statuses): a seal's next status
+stands once the skew has passed.
 
 Not undone by the downgrade: the stamps replaced were not the seal's clock's truth.
 
@@ -33,7 +33,7 @@ def upgrade() -> None:
     stamp = sa.DateTime(timezone=True)
     seals = sa.table("seals", sa.column("status_ts", stamp), sa.column("status_changed_at", stamp))
     cut = sa.bindparam("cut", datetime.now(UTC) + SKEW, type_=stamp)
-    op.execute(sa.update(seals).where(seals.c.status_ts > cut).values(status_ts=seals.c.status_changed_at))
+    op.execute(sa.update(seals).where(seals.c.status_ts > cut).values(status_ts=cut))
 
 
 def downgrade() -> None:
