@@ -47,7 +47,7 @@ class ConnectionStamps:
         that cannot be written is logged, and the stamp is used all the same (it still grows while the agent runs)."""
         now = self._clock().astimezone(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the stamp's resolution
-        stamp = now if self._last is None or now > self._last else self._last + _STEP
+        stamp = now if self._last is None or now > self._last else _after(self._last)
         if self._last is not None and now <= self._last:
             logger.info("clock %s is not after the last connection's stamp: stamped %s", utc_now_ms(now), stamp)
         text = utc_now_ms(stamp)
@@ -74,6 +74,15 @@ class ConnectionStamps:
         except ValueError:
             logger.error("%s holds no stamp (%r): ignored", self.path, text[:40])
             return None
+
+
+def _after(last: datetime) -> datetime:
+    """The stamp after ``last``: 1 ms later, or ``last`` itself at the calendar's end (9999-12-31T23:59:59.999Z, a
+    kept file's word: the court bounds such a stamp by its own clock anyway)."""
+    try:
+        return last + _STEP
+    except OverflowError:
+        return last
 
 
 def _write(path: Path, text: str) -> None:

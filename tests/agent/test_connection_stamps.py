@@ -55,3 +55,13 @@ def test_a_state_directory_that_cannot_be_written_still_gives_growing_stamps(
     with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
         assert [stamps.next(), stamps.next()] == ["2026-12-06T10:30:00.123Z", "2026-12-06T10:30:00.124Z"]
     assert any("cannot keep the connection stamp" in r.getMessage() for r in caplog.records)
+
+
+def test_a_kept_stamp_at_the_calendars_end_does_not_stop_the_agent(tmp_path: Path) -> None:
+    """A file holding 9999-12-31T23:59:59.999Z (a clock that once read so, or a hand-edited file): 1 ms later does
+    not exist, and the agent failed at every start (a hostile review)."""
+    path = tmp_path / STAMP_FILE
+    path.write_text("9999-12-31T23:59:59.999Z\n", "ascii")
+    stamps = ConnectionStamps(path, clock=Clock(T0))
+    assert stamps.next() == "9999-12-31T23:59:59.999Z"
+    assert stamps.next() == "9999-12-31T23:59:59.999Z"
