@@ -29,6 +29,11 @@ class SystemClock:
 #: before the seal calls it a step and records ``clock_stepped``. NTP's slewing moves it by at most 0.5 ms a second,
 #: a timer thread held up moves both clocks alike: 2 s is a step (an NTP sync after boot, a person setting the time).
 STEP_THRESHOLD_S = 2.0
+#: A reading of the two clocks counts only if the monotonic clock moved at most this much while the wall clock was
+#: read between two readings of it: a thread held up in between (a collection, swapping, another process) would
+#: otherwise pass for a step, and the next check for the step back.
+TIGHT_READING_S = 0.05
+_READING_TRIES = 3
 
 
 class ClockWatch:
@@ -44,10 +49,16 @@ class ClockWatch:
         self._clock = clock
         self._state = state
         self._record = record
-        self._last = self._reading()
+        self._last = self._reading() or (clock.monotonic(), clock.now())
 
-    def _reading(self) -> tuple[float, datetime]:
-        return self._clock.monotonic(), self._clock.now()
+    def _reading(self) -> tuple[float, datetime] | None:
+        """(monotonic, wall) read together: the wall clock read between two monotonic readings at most
+        :data:`TIGHT_READING_S` apart, paired with their midpoint; None if no such reading came in a few tries."""
+        for _ in range(_READING_TRIES):
+            first, wall, second = self._clock.monotonic(), self._clock.now(), self._clock.monotonic()
+            if second - first <= TIGHT_READING_S:
+                return (first + second) / 2, wall
+        return None
 
     def sync(self) -> ClockSync:
         return CLOCK_UNKNOWN if self._state is None else self._state.sync()
@@ -59,14 +70,17 @@ class ClockWatch:
     def started(self) -> dict[str, Any]:
         """The agent starts: take the clocks' reading the next :meth:`check` compares with; the fields
         ``agent_started`` signs, ``clock`` and ``boot_id`` (``null`` if unknown)."""
-        self._last = self._reading()
+        self._last = self._reading() or self._last
         return {**self.heartbeat_fields(), "boot_id": None if self._state is None else self._state.boot_id}
 
     def check(self) -> None:
         """Compare the wall clock with the monotonic clock since the last check; on a step past
         :data:`STEP_THRESHOLD_S`, record ``clock_stepped`` (``step_ms`` positive: forward)."""
-        (mono, wall), (last_mono, last_wall) = self._reading(), self._last
-        self._last = (mono, wall)
+        reading = self._reading()
+        if reading is None:  # held up at every try: compared at the next check, over the longer span
+            return
+        (mono, wall), (last_mono, last_wall) = reading, self._last
+        self._last = reading
         expected = last_wall + timedelta(seconds=mono - last_mono)  # the wall time had the clock not been stepped
         step = wall - expected
         if abs(step.total_seconds()) <= STEP_THRESHOLD_S:

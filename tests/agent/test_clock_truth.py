@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.behaviour.clock import STEP_THRESHOLD_S
+from seal_agent.behaviour.clock import STEP_THRESHOLD_S, ClockWatch
 from seal_agent.behaviour.seal import SealAgent, SystemClock
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.devices.clock_state import BOOT_ID_PATH, KernelClock
@@ -208,3 +208,34 @@ def test_a_step_of_the_wall_clock_is_a_signed_chained_clock_stepped_event_and_ji
         verify_envelope(envelope, seal.key.verify_key)
     stepped_ts = parse_ts(next(e.ts for e, _ in events if e.type.value == "clock_stepped"))
     assert stepped_ts >= after and parse_ts(decode_envelope(new_clock_event.data).ts) >= after
+
+
+class _HeldUpClock:
+    """A clock whose reader is held up once, ``pause`` seconds, right after it reads the monotonic clock (a collection,
+    swapping, another process on a loaded Pi): nobody moved the wall clock."""
+
+    def __init__(self) -> None:
+        self.t, self.pause, self.base = 1000.0, 0.0, datetime(2026, 12, 6, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        value, self.t, self.pause = self.t, self.t + self.pause, 0.0
+        return value
+
+    def now(self) -> datetime:
+        return self.base + timedelta(seconds=self.t - 1000.0)
+
+
+def test_a_reader_held_up_between_the_two_clocks_is_no_step() -> None:
+    """It signed +3000 ms, then -3000 ms at the next check (a hostile review)."""
+    clock, events = _HeldUpClock(), []
+    watch = ClockWatch(clock, None, lambda type, payload: events.append((type, payload)))
+    watch.started()
+    for pause in (0.0, 3.0, 0.0, 0.0):
+        clock.t += 1
+        clock.pause = pause
+        watch.check()
+    assert events == []
+    clock.base += timedelta(hours=1)  # a real step is still seen
+    clock.t += 1
+    watch.check()
+    assert [payload["step_ms"] for _type, payload in events] == [3_600_000]
