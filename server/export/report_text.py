@@ -226,17 +226,21 @@ def clock_step_words(payload: Mapping[str, Any]) -> tuple[str, str]:
     step = payload.get("step_ms")
     if type(step) is not int:
         return f"跳变 {_v(step)}", f"step {_v(step)}"
-    amount = step_words(step)
+    amount, size = step_words(step), step_words(abs(step))[1:]
     before, after = _ts_words(payload.get("before")), _ts_words(payload.get("after"))
-    zh = f"封条时钟跳变 {amount}（{before} → {after}），此前的事件时间约{'偏早' if step > 0 else '偏晚'} {amount[1:]}"
-    en = f"seal clock stepped {amount} ({before} → {after}); the events before it were stamped about {amount[1:]} " + (
-        "early" if step > 0 else "late"
-    )
-    if payload.get("synced") is not None:
-        synced = payload["synced"] is True
-        zh, en = (
-            zh + ("；时钟已同步" if synced else "；时钟仍未同步"),
-            en + ("; clock synced" if synced else "; not synced"),
+    zh, en = f"封条时钟跳变 {amount}（{before} → {after}）", f"seal clock stepped {amount} ({before} → {after})"
+    if payload.get("synced") is True:  # stepped to a synchronised clock: the time before it was the wrong one
+        zh += f"；此后时钟已同步，此前的事件时间约{'偏早' if step > 0 else '偏晚'} {size}"
+        en += f"; the clock is synchronised since, so the events before it were stamped about {size} " + (
+            "early" if step > 0 else "late"
+        )
+    else:  # a step away from the true time is a step too: the seal cannot tell which side was right
+        state = "时钟仍未同步" if payload.get("synced") is False else "时钟同步状态未知"
+        zh += f"；此前与此后的事件时间相差 {size}，{state}，封条无从判断哪一方正确"
+        en += (
+            f"; the events before and after it differ by {size} in the seal's clock, which was "
+            + ("not synchronised" if payload.get("synced") is False else "of unknown sync state")
+            + ": the seal cannot tell which side was right"
         )
     return zh, en
 
