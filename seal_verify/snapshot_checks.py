@@ -4,7 +4,8 @@
 
 From format 2 on, a line also says why a picture is absent (``absent_reason``) and lists the seal's signed
 statements that it could not store it (``not_stored``): both must be what the bundle's signed events and the line's
-own fields say, so the bundle tells a picture the seal never had from one lost on the way or withheld."""
+own fields say, so the bundle tells a picture the seal never had from one lost on the way or withheld. A statement
+counts only from the seal whose trigger named the picture (``not_stored_statements``)."""
 
 from __future__ import annotations
 
@@ -37,15 +38,23 @@ def named_snapshots(envelope: Envelope) -> list[str]:
 def not_stored_statements(events: list[EventLine]) -> Statements:
     """Every picture a ``snapshot_taken`` of the bundle says its seal could not store (``not_stored``), with
     ``{"device_id", "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is
-    text), sorted by seal and seq."""
+    text), sorted by seal and seq. A statement counts only for a picture its trigger names: its ``trigger_seq`` is an
+    event of the bundle of the same seal whose ``snapshots`` (or ``snapshot``) name the picture — one seal's word
+    that it could not store a picture says nothing of another seal's picture."""
+    naming: dict[tuple[str, int], set[str]] = {}  # (seal, seq) -> the pictures that signed event names
+    for line in events:
+        if line.envelope is not None:
+            naming[(line.envelope.device_id, line.envelope.seq)] = set(named_snapshots(line.envelope))
     said: Statements = defaultdict(list)
     for line in events:
         envelope = line.envelope
         if envelope is None or envelope.type != "snapshot_taken":
             continue
+        trigger_seq = envelope.payload.get("trigger_seq")
+        trigger = naming.get((envelope.device_id, trigger_seq), set()) if type(trigger_seq) is int else set()
         listed = envelope.payload.get("not_stored")
         for item in listed if isinstance(listed, list) else []:
-            if isinstance(item, dict) and isinstance(item.get("sha256"), str):
+            if isinstance(item, dict) and isinstance(item.get("sha256"), str) and item["sha256"] in trigger:
                 reason = item.get("reason") if isinstance(item.get("reason"), str) else None
                 said[item["sha256"]].append({"device_id": envelope.device_id, "reason": reason, "seq": envelope.seq})
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}

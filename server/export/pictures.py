@@ -2,9 +2,10 @@
 holds it, and if not, why — as far as the signed events say (``docs/evidence.md``, "Snapshots").
 
 A picture the court does not hold is one of three: the seal signed (a ``snapshot_taken``'s ``not_stored``) that it
-could not store it, so it never existed to be sent (``not_stored_by_seal``); the court never received it, and no
-event of the bundle says why (``not_received``: lost on the way, thinned on the seal, or withheld); or the court
-received it and no longer holds it (``lost``).
+could not store it — the seal whose event names the picture, in the follow-up of that very event (its
+``trigger_seq``), never another seal's word —, so it never existed to be sent (``not_stored_by_seal``); the court
+never received it, and no event of the bundle says why (``not_received``: lost on the way, thinned on the seal, or
+withheld); or the court received it and no longer holds it (``lost``).
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ def named_snapshots(raw: bytes) -> list[str]:
     return named_pictures(payload) if payload is not None else []
 
 
-def not_stored(raw: bytes) -> list[tuple[str, str | None]]:
+def not_stored(raw: bytes) -> tuple[int | None, list[tuple[str, str | None]]]:
     """The pictures a signed ``snapshot_taken`` ``raw`` says the seal could not store, as (sha256, reason); the
-    reason ``None`` if the seal signed none that is text. Any other event says none."""
+    reason ``None`` if the seal signed none that is text; with its ``trigger_seq`` (``None`` if not an integer). Any
+    other event says none."""
     envelope = loads_wire_json(raw, what="event")
     payload = envelope.get("payload")
     if envelope.get("type") != "snapshot_taken" or not isinstance(payload, dict):
-        return []
+        return None, []
     listed = payload.get("not_stored")
     items = [item for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
-    return [
+    trigger_seq = payload.get("trigger_seq")
+    return trigger_seq if type(trigger_seq) is int else None, [
         (item["sha256"], item["reason"] if isinstance(item.get("reason"), str) else None)
         for item in items
         if isinstance(item.get("sha256"), str)
@@ -59,14 +62,25 @@ def not_stored(raw: bytes) -> list[tuple[str, str | None]]:
 
 
 def snapshot_records(session: Session, case_no: str, events: Iterable[SignedLine]) -> list[JsonDict]:
-    """One ``snapshots.jsonl`` line per picture the exported ``events`` name, sorted by SHA-256."""
+    """One ``snapshots.jsonl`` line per picture the exported ``events`` name, sorted by SHA-256.
+
+    A ``snapshot_taken``'s ``not_stored`` counts for a picture only when its ``trigger_seq`` is an exported event of
+    the same seal that names the picture: a seal speaks for the pictures of its own triggers, not another seal's."""
+    events = list(events)
     named: dict[str, str] = {}
+    naming: dict[tuple[str, int], set[str]] = {}  # (seal, seq) -> the pictures that signed event names
+    for line in events:
+        names = named_snapshots(line.raw)
+        naming[(line.device_id, line.seq)] = set(names)
+        for sha in names:
+            named.setdefault(sha, line.device_id)
     said: dict[str, list[JsonDict]] = {}  # sha256 -> the seal's signed statements that it could not store it
     for line in events:
-        for sha in named_snapshots(line.raw):
-            named.setdefault(sha, line.device_id)
-        for sha, reason in not_stored(line.raw):
-            said.setdefault(sha, []).append({"device_id": line.device_id, "reason": reason, "seq": line.seq})
+        trigger_seq, listed = not_stored(line.raw)
+        trigger = naming.get((line.device_id, trigger_seq), set()) if trigger_seq is not None else set()
+        for sha, reason in listed:
+            if sha in trigger:
+                said.setdefault(sha, []).append({"device_id": line.device_id, "reason": reason, "seq": line.seq})
     held = {
         row.sha256: row
         for row in session.scalars(select(Snapshot).where(Snapshot.case_no == case_no))
