@@ -86,6 +86,10 @@ class Subscription:
     closed: bool = False
     #: Who holds it (:meth:`LiveHub.subscribe`'s ``owners``).
     owners: tuple[str, ...] = ()
+    #: What a later subscription with the same key takes its place by (:meth:`LiveHub.subscribe`), or ``None``.
+    key: str | None = None
+    #: A later subscription of the same key took its place: it holds nothing any more, and its stream ends.
+    displaced: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -136,6 +140,7 @@ class LiveHub:
         self._ring: deque[tuple[int, Change]] = deque(maxlen=ring_size)
         self._subscriptions: set[Subscription] = set()
         self._owned: dict[str, int] = {}  # owner → how many subscriptions it holds
+        self._keyed: dict[str, Subscription] = {}  # key → the subscription that holds it
         self._max_pending = max_pending
         self._forward: Callable[[list[Change]], None] | None = None
         self.closed = False
@@ -196,33 +201,52 @@ class LiveHub:
             for subscription in self._subscriptions:
                 subscription._deliver(numbered)
 
-    def subscribe(self, owners: Mapping[str, int] | None = None) -> tuple[Subscription, Position]:
+    def subscribe(
+        self, owners: Mapping[str, int] | None = None, *, key: str | None = None
+    ) -> tuple[Subscription, Position]:
         """A new subscription (on the running event loop), and the position it starts after. ``owners``: who holds
         it (e.g. ``session:12``, ``user:3``), each with the most subscriptions it may hold at once; raise
-        :class:`TooManySubscriptions` if one of them holds that many already."""
+        :class:`TooManySubscriptions` if one of them holds that many already. ``key``: the subscription of the same
+        key, if any, is displaced — released, its places freed for this one, and told to end (:attr:`displaced`) —
+        rather than counted; the caller makes the key its owners' own (e.g. ``session:12 tab:…``), so that nobody
+        else can displace it."""
         owners = dict(owners or {})
-        subscription = Subscription(self, asyncio.get_running_loop(), self._max_pending, owners=tuple(owners))
+        subscription = Subscription(self, asyncio.get_running_loop(), self._max_pending, owners=tuple(owners), key=key)
         with self.lock:
+            former = self._keyed.get(key) if key is not None else None
             for owner, most in owners.items():
-                if self._owned.get(owner, 0) >= most:
+                held = self._owned.get(owner, 0) - (former is not None and owner in former.owners)
+                if held >= most:
                     raise TooManySubscriptions(owner)
+            if former is not None:
+                self._release(former)
+                former.displaced = former.closed = True
+                former._wake()
             for owner in owners:
                 self._owned[owner] = self._owned.get(owner, 0) + 1
             subscription.closed = self.closed
             self._subscriptions.add(subscription)
+            if key is not None:
+                self._keyed[key] = subscription
             return subscription, Position(self.epoch, self._seq)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self.lock:
-            if subscription not in self._subscriptions:
-                return
-            self._subscriptions.discard(subscription)
-            for owner in subscription.owners:
-                left = self._owned.get(owner, 0) - 1
-                if left > 0:
-                    self._owned[owner] = left
-                else:
-                    self._owned.pop(owner, None)
+            self._release(subscription)
+
+    def _release(self, subscription: Subscription) -> None:
+        """Called with the lock held: ``subscription`` holds nothing any more (once only)."""
+        if subscription not in self._subscriptions:
+            return
+        self._subscriptions.discard(subscription)
+        if subscription.key is not None and self._keyed.get(subscription.key) is subscription:
+            del self._keyed[subscription.key]
+        for owner in subscription.owners:
+            left = self._owned.get(owner, 0) - 1
+            if left > 0:
+                self._owned[owner] = left
+            else:
+                self._owned.pop(owner, None)
 
     @property
     def subscribers(self) -> int:

@@ -30,7 +30,11 @@ One sign-in session holds at most :data:`STREAMS_PER_SESSION` streams at once an
 before it starts, and the browser's tab shows its stale banner and tries again later (htmx's SSE extension, with a
 growing delay; app.js reloads the page at most once a minute) — the streams already open go on. The streams' renders
 run on threads of their own, at most :data:`LIVE_RENDERS` at once, so that they never take the threads the pages
-and the API answer with.
+and the API answer with. A page's script names its tab (``tab``: a random :data:`TAB_ID` per page load): a stream
+of the same session and tab takes the place of the one before it (which says ``gap``: ``displaced``, and ends)
+instead of counting against the caps — a tab whose network vanished (no FIN) reconnects at once, rather than be
+refused until its former stream's write times out. The key is the session's and the tab's: a tab id guessed or
+copied by another session or user displaces nothing of theirs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import re
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -77,6 +82,8 @@ STREAMS_PER_USER = 16
 LIVE_RENDERS = 4
 #: How long a refused stream's browser is told to wait (``Retry-After``).
 REFUSED_RETRY_S = 30
+#: A tab id (``tab``, made by app.js for each page load): any other value is taken for none.
+TAB_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 TOO_MANY = "实时连接过多：请关闭本站的其他标签页 / Too many live connections: close other tabs of this site"
 
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
@@ -170,6 +177,7 @@ async def live(
     since: Annotated[str | None, Query(max_length=64)] = None,
     case_no: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
+    tab: str | None = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventStream:
     """The live stream of a page (Server-Sent Events: update, heartbeat, gap, signin)."""
@@ -180,7 +188,8 @@ async def live(
     if found is None:
         raise NotFound(f"no live view {view!r}")
     params = {k: v for k, v in (("case_no", case_no), ("device_id", device_id)) if v is not None}
-    stream = _Stream(context, login, page_language(request), found[0], params)
+    tab = tab if tab is not None and TAB_ID.fullmatch(tab) else None
+    stream = _Stream(context, login, page_language(request), found[0], params, tab)
     if found[1]:
         messages = stream.whole(last_event_id or since)
     else:
@@ -202,9 +211,16 @@ async def _login(request: Request, context: ServerContext) -> PageLogin | None:
 
 class _Stream:
     def __init__(
-        self, context: ServerContext, login: PageLogin, t: Translator, view: View, params: dict[str, str]
+        self,
+        context: ServerContext,
+        login: PageLogin,
+        t: Translator,
+        view: View,
+        params: dict[str, str],
+        tab: str | None = None,
     ) -> None:
         self.context = context
+        self.tab = tab
         self.login = login
         self.t = t
         self.view = view
@@ -216,11 +232,14 @@ class _Stream:
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
 
     def _subscribe(self) -> tuple[Subscription, Position]:
-        """Subscribe to the live bus in the name of this stream's session and user, within their caps."""
+        """Subscribe to the live bus in the name of this stream's session and user, within their caps; a stream
+        with a tab id takes the place of its session's stream of that tab, if any (the key: session and tab)."""
         login = self.login
-        owners = {f"session:{login.session_id}": STREAMS_PER_SESSION, f"user:{login.user.id}": STREAMS_PER_USER}
+        session = f"session:{login.session_id}"
+        owners = {session: STREAMS_PER_SESSION, f"user:{login.user.id}": STREAMS_PER_USER}
+        key = f"{session} tab:{self.tab}" if self.tab is not None else None
         try:
-            return self.context.live.subscribe(owners)
+            return self.context.live.subscribe(owners, key=key)
         except TooManySubscriptions as exc:
             logger.info("live stream refused: %s", exc)
             raise StreamRefused(429, TOO_MANY, retry_after_s=REFUSED_RETRY_S) from None
@@ -284,7 +303,7 @@ class _Stream:
                 yield message("gap", subscription.gap)
                 return
             if subscription.closed:
-                return
+                break
             html = ""
             if numbered:
                 if covered is not None:
@@ -302,6 +321,8 @@ class _Stream:
             if time.monotonic() >= beat:
                 yield self._heartbeat()
                 beat += settings.heartbeat_s * max(1, math.ceil((time.monotonic() - beat) / settings.heartbeat_s))
+        if subscription.displaced:  # its tab opened another stream: this one's client is gone, or a copy (reload)
+            yield message("gap", "displaced")
 
     def _changed(self, parts: dict[str, str]) -> str:
         """The parts that differ from what this stream sent (or its page showed) of them; remembers them. A part

@@ -4,9 +4,10 @@ the stale banner; it starts again — what happened meanwhile arrives."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Request, Route, expect
 
 from seal_dev.court_process import CourtProcess
 from tests.web.conftest import CASE, PLACE, SEAL, InstalledSeal, SignIn, screenshot
@@ -97,4 +98,24 @@ def test_the_page_says_its_stream_is_up_only_once_the_stream_has_spoken(court: C
     held[0].continue_()
     page.unroute(_is_stream, hold)
     expect(page.locator("body")).to_have_attribute("data-live", "up")
+    assert watch.page_errors == []
+
+
+def test_each_page_load_names_its_tab_in_its_stream(court: CourtProcess, signed_in: SignIn) -> None:
+    """The stream's URL carries this page load's tab id (a reconnect of the same tab displaces its former stream on
+    the server): of the shape the server takes, and another one after a reload."""
+    page, watch = signed_in("judge")
+    tabs: list[str] = []
+
+    def seen(request: Request) -> None:
+        if _is_stream(request.url):
+            tabs.extend(parse_qs(urlsplit(request.url).query).get("tab", ["(none)"]))
+
+    page.on("request", seen)
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-live", "up")
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-live", "up")
+    assert len(tabs) >= 2 and all(re.fullmatch(r"[A-Za-z0-9_-]{16,32}", tab) for tab in tabs), tabs
+    assert tabs[0] != tabs[-1], "two page loads named the same tab"
     assert watch.page_errors == []

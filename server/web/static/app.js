@@ -1,9 +1,11 @@
 /* The court's pages: the live stream's state, new-alarm alerts, the sound switch. No inline script (CSP).
  *
- * The stream (GET /live, wired in templates/_live.html through htmx's SSE extension) sends named events:
+ * The stream (GET /live?…&tab=<this page load's random id>, wired in templates/_live.html through htmx's SSE
+ * extension) sends named events:
  *   update    — HTML fragments with hx-swap-oob, swapped in by htmx; carries the id to resume from
  *   heartbeat — every few seconds, so that a silent stream is noticed
- *   gap       — too much was missed (or the server restarted): reload the page
+ *   gap       — too much was missed (or the server restarted), or a newer stream of this tab took this one's
+ *               place ("displaced"): reload the page
  *   signin    — the session has ended: go to the sign-in page
  * The stale banner shows when the stream errs and is not back within a moment, or when nothing (not even a
  * heartbeat) arrived for three heartbeat periods. While it shows, /api/health is polled; when the server answers
@@ -36,10 +38,18 @@
     document.body.dataset.live = "up";
   }
 
+  // This page load's tab id: a stream of the same tab (and session) takes the place of the one before it on the
+  // server, so that a reconnect after the network vanished is not refused while the former stream lingers there.
+  var tabId = (function () {
+    var bytes = new Uint8Array(12);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  })();
+
   function withResumePoint(url) {
-    if (!live.lastId) { return url; }
     var parsed = new URL(url, window.location.href);
-    parsed.searchParams.set("since", live.lastId);
+    parsed.searchParams.set("tab", tabId);
+    if (live.lastId) { parsed.searchParams.set("since", live.lastId); }
     return parsed.pathname + parsed.search;
   }
 
