@@ -17,7 +17,8 @@ from server.removal.disarm import seal_progress
 from server.removal.grounds import RemovalGround
 from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest
-from server.removal.progress import SealProgress, SealStatus, as_pending
+from server.removal.progress import SealProgress, SealStatus
+from server.removal.shown import seal_shown, steps_shown
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 
 #: Reasons, notes, views and statements: free text, never empty where it is required.
@@ -126,8 +127,9 @@ class SealProgressPublic(BaseModel):
         description="sent (awaiting the seal's answer), waiting_for_seal (the disarm expired: the seal is offline; "
         "re-send it), refused (re-send it), disarmed (its signed command_ack arrived), rearmed (it said it is armed "
         "again after its ack: re-send it), without_ack (it did not answer; lifted without by the judge's "
-        "decision). A reader without the seal-status permission (the debtor) is shown pending (处理中) for sent "
-        "and waiting_for_seal, and none of the fields about its commands."
+        "decision). A reader without the seal-status permission (the debtor) is shown pending (处理中) for sent, "
+        "waiting_for_seal, refused and without_ack, in every state of the request, and none of the fields about its "
+        "commands, nor reason or found (server.removal.shown)."
     )
     status_zh: str
     command_id: int | None = Field(
@@ -136,19 +138,25 @@ class SealProgressPublic(BaseModel):
     command_state: str | None = Field(description="Null for the debtor.")
     expires_at: datetime | None = Field(description="Null for the debtor.")
     answered_at: datetime | None = Field(description="Null if not answered, and for the debtor.")
-    reason: str | None = Field(description="Why the seal refused it.")
+    reason: str | None = Field(description="Why the seal refused it; null for the debtor.")
     commands: int | None = Field(description="Disarms sent to it for this request; null for the debtor.")
     armed: bool | None = Field(
         description="Armed, as the seal's latest signed event in the request's case says, while it was bound to it "
         "and, for a final request, until it became final (null: not said there)."
     )
-    found: SealFound | None = Field(description="Lifted without its acknowledgement: what the officer found on site.")
+    found: SealFound | None = Field(
+        description="Lifted without its acknowledgement: what the officer found on site; null for the debtor."
+    )
 
 
 class StepPublic(BaseModel):
     at: datetime
     actor: str = Field(description="Username, or '-' for the server itself.")
-    action: str
+    action: str = Field(
+        description="A RemovalAction, or court_processing: what a reader without the seal-status permission (the "
+        "debtor) is shown of a step that tells of a seal's answering (resend_disarm, lift_without_ack, "
+        "confirm_disarmed), its note then the fixed 法院处理中 / The court is processing."
+    )
     from_state: RemovalState | None
     to_state: RemovalState
     note: str
@@ -193,7 +201,7 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
     full = has_permission(reader, Permission.SEAL_STATUS)
     progress = seal_progress(session, request, now=now)
     state_zh = STATE_LABELS[state]
-    if state == RemovalState.DISARMED and any(p.status is SealStatus.WITHOUT_ACK for p in progress):
+    if full and state == RemovalState.DISARMED and any(p.status is SealStatus.WITHOUT_ACK for p in progress):
         state_zh = DISARMED_WITHOUT_ACK
     base = f"/api/removal-requests/{request.id}/proofs"
     return RemovalRequestPublic(
@@ -229,35 +237,25 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
         ],
         views=[ViewPublic(view_id=v.id, author=names.get(v.author_id), at=v.at, text=v.text) for v in request.views],
         seals=[_seal(p, full=full) for p in progress],
-        history=[
-            StepPublic(
-                at=s.at,
-                actor=s.actor,
-                action=s.action,
-                from_state=RemovalState(s.from_state) if s.from_state else None,
-                to_state=RemovalState(s.to_state),
-                note=s.note,
-            )
-            for s in request.steps
-        ],
+        history=[StepPublic(**vars(s)) for s in steps_shown(request.steps, full=full)],
     )
 
 
 def _seal(progress: SealProgress, *, full: bool) -> SealProgressPublic:
     if not full:
-        status = as_pending(progress.status)
+        shown = seal_shown(progress, full=False)
         return SealProgressPublic(
-            device_id=progress.device_id,
-            status=status,
-            status_zh=SEAL_LABELS[status],
+            device_id=shown.device_id,
+            status=shown.status,
+            status_zh=SEAL_LABELS[shown.status],
             command_id=None,
             command_state=None,
             expires_at=None,
             answered_at=None,
-            reason=progress.reason,
+            reason=None,
             commands=None,
-            armed=progress.armed,
-            found=SealFound(progress.found) if progress.found is not None else None,
+            armed=shown.armed,
+            found=None,
         )
     return SealProgressPublic(
         device_id=progress.device_id,

@@ -100,7 +100,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # The debtor sees the case and whether its seals are in place (armed, where, since when) — not whether they
     # are online or when they last spoke, nor the commands sent to them: whoever holds the paper access code
     # would learn when the seal on the door is deaf, or whether jamming it worked. Files a removal request and
-    # follows it.
+    # follows it — without learning which of its seals answered (server.removal.shown, server.removal.messages).
     Role.DEBTOR: frozenset({_P.CASE_READ, _P.SEAL_READ, _P.REMOVAL_READ, _P.REMOVAL_FILE}),
 }
 

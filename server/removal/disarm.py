@@ -345,6 +345,7 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
         tell(session, request, "disarmed_without_ack", now=now, extra=", ".join(without))
     else:
         tell(session, request, "disarmed", now=now)
+    tell(session, request, "disarmed_for_debtor", now=now)  # the same words either way: no seal, no state
     return True
 
 

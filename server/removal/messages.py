@@ -1,6 +1,9 @@
 """What the people of a case read in their inboxes about its removal request, Chinese first with English, and who
 is told what: the debtor, the creditor and the judge of filings and decisions; the judge of the creditor's views;
-the officers when the seals are disarmed and it is time to go on site."""
+the officers when the seals are disarmed and it is time to go on site. The debtor is told nothing that names a seal
+or how it answered (whoever holds the paper access code would learn which seal is deaf): not of the judge's decision
+to lift a seal without its acknowledgement, and of the seals being disarmed only ``removal.disarmed`` in the same
+neutral words whether or not every seal acknowledged."""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from server.removal.models import RemovalRequest
 
 DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.OFFICER
 
-#: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail.
+#: The kind a message is posted as, when not its own.
+POSTED_AS = {"disarmed_for_debtor": "disarmed"}
+#: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail. A message to
+#: the debtor names no seal and no state of a seal.
 MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     "filed": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),
@@ -52,13 +58,20 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "The judge rejected removal request no. {no} of case {case}. Reasons: {extra}",
     ),
     "disarmed": (
-        frozenset({DEBTOR, JUDGE, OFFICER}),
+        frozenset({JUDGE, OFFICER}),
         "案件{case}的全部电子封条已确认解除布防（申请第{no}号），请执行人员到场拆除并确认。",
         "Every seal of case {case} has acknowledged the disarm (request no. {no}): an officer may now remove them "
         "on site and confirm it.",
     ),
+    # What the debtor is told in their stead (kind removal.disarmed): the same words either way.
+    "disarmed_for_debtor": (
+        frozenset({DEBTOR}),
+        "案件{case}的解除查封申请（第{no}号）：电子封条解除布防已完成，执行人员将到场拆除封条。",
+        "Removal request no. {no} of case {case}: the seals' disarm is done; an officer will come to remove the "
+        "seals on site.",
+    ),
     "disarmed_without_ack": (
-        frozenset({DEBTOR, JUDGE, OFFICER}),
+        frozenset({JUDGE, OFFICER}),
         "案件{case}的电子封条（申请第{no}号）：部分封条未确认解除布防，经法官决定解除：{extra}；其余封条均已确认解除布防。"
         "请执行人员到场拆除并确认，并查明未确认封条的状况。",
         "Some seals of case {case} did not acknowledge the disarm (request no. {no}); lifted by the judge's "
@@ -66,7 +79,7 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "confirm it, recording what became of those that did not acknowledge.",
     ),
     "without_ack": (
-        frozenset({DEBTOR, CREDITOR, JUDGE, OFFICER}),
+        frozenset({CREDITOR, JUDGE, OFFICER}),
         "法官决定：案件{case}的电子封条{extra}未确认解除布防（申请第{no}号），不待其确认即予解除；执行人员到场时请查明其状况。",
         "The judge decided that seal(s) {extra} of case {case}, which have not acknowledged the disarm (request no. "
         "{no}), are lifted without their acknowledgement; the officer on site records what became of them.",
@@ -92,7 +105,7 @@ def tell(session: Session, request: RemovalRequest, kind: str, *, now: datetime,
     post_messages(
         session,
         user_ids=_recipients(session, request, roles),
-        kind=f"removal.{kind}",
+        kind=f"removal.{POSTED_AS.get(kind, kind)}",
         case_no=request.case_no,
         text_zh=zh.format(**values),
         text_en=en.format(**values),

@@ -18,7 +18,9 @@ class SealStatus(StrEnum):
     DISARMED = "disarmed"  # its signed command_ack arrived
     REARMED = "rearmed"  # it acknowledged, then its signed events said it is armed again: re-send a disarm
     WITHOUT_ACK = "without_ack"  # it does not answer; the judge decided to lift it without its acknowledgement
-    PENDING = "pending"  # only as a reader without seal:status is shown sent or waiting_for_seal (server.api)
+    PENDING = (
+        "pending"  # only what a reader without seal:status is shown for any seal not yet heard (server.removal.shown)
+    )
 
 
 #: Whether a seal was bound to the request's case at a moment (by the court's clock).
@@ -29,9 +31,6 @@ SETTLED = frozenset({SealStatus.DISARMED, SealStatus.WITHOUT_ACK})
 WAIVABLE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED})
 #: A seal that needs a new disarm.
 DUE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.REARMED})
-#: Shown as ``pending`` to a reader without ``seal:status`` (the debtor): whether a seal's disarm is still valid or
-#: expired unanswered would tell whoever holds the paper access code that the seal is deaf.
-PENDING_FOR_THEM = frozenset({SealStatus.SENT, SealStatus.WAITING_FOR_SEAL})
 #: What each status asks for, in a refusal.
 WANTING = {
     SealStatus.SENT: "the disarm is sent, no answer yet",
@@ -56,12 +55,6 @@ class SealProgress:
     armed: bool | None  # as its latest signed event in the request's case says (None: it has not said there)
     found: str | None = None  # lifted without its ack: what the officer found on site (server.removal.lifting)
     waived: SealStatus | None = None  # lifted without its ack: where it stood (waiting_for_seal or refused)
-
-
-def as_pending(status: SealStatus) -> SealStatus:
-    """``status`` as a reader without ``seal:status`` is shown it: ``pending`` for ``sent`` and
-    ``waiting_for_seal``."""
-    return SealStatus.PENDING if status in PENDING_FOR_THEM else status
 
 
 def stood(progress: SealProgress) -> str:

@@ -8,7 +8,7 @@ shows the same user, read with the same access checks (:mod:`server.auth.access`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +28,8 @@ from server.errors import NotFound
 from server.removal.disarm import seal_progress, settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
-from server.removal.progress import SealProgress, as_pending
+from server.removal.progress import SealProgress
+from server.removal.shown import StepShown, seal_shown, steps_shown
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 from server.seals.models import Case, CaseStatus, Seal
@@ -55,12 +56,14 @@ class RequestView:
     request: RemovalRequest
     state: RemovalState
     ground: RemovalGround
-    seals: list[SealProgress]  # after the approval: each seal the disarm went to
+    seals: list[SealProgress]  # after the approval: each seal the disarm went to, as the reader may see it
+    steps: list[StepShown]  # the history, as the reader may see it (server.removal.shown)
     names: dict[int | None, str]  # usernames of the people named (filer, judge, officer, views' authors)
     actions: list[RemovalAction]  # what the state allows next, for whoever may do it
     now: datetime
-    # With seal:status: each seal's status, and when its disarm was sent and answered. Without (the debtor): sent
-    # and waiting_for_seal are both "pending", and no time is shown — they would tell which seal is deaf.
+    # With seal:status: each seal's status, and when its disarm was sent and answered. Without (the debtor): a seal
+    # not heard from is "pending", no time is shown, the history's steps about seals are "court_processing" — they
+    # would tell which seal is deaf (server.removal.shown).
     seal_status: bool = False
 
     @property
@@ -120,14 +123,13 @@ def case_url(case_no: str, prefix: str) -> str:
 def request_view(session: Session, request: RemovalRequest, *, now: datetime, seal_status: bool) -> RequestView:
     ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
     state = RemovalState(request.state)
-    seals = seal_progress(session, request, now=now)
-    if not seal_status:
-        seals = [replace(p, status=as_pending(p.status)) for p in seals]
+    seals = [seal_shown(p, full=seal_status) for p in seal_progress(session, request, now=now)]
     return RequestView(
         request=request,
         state=state,
         ground=RemovalGround(request.ground),
         seals=seals,
+        steps=steps_shown(request.steps, full=seal_status),
         names=usernames_by_id(session, ids),
         actions=allowed_actions(state),
         now=now,

@@ -1,7 +1,8 @@
 """What the debtor's portal shows of each seal after the approval: whether it has acknowledged — not whether its
 disarm is still valid or expired unanswered, nor when it was sent or answered (that would tell whoever holds the
-paper access code which seal is deaf); the creditor, who may see the seals' status, sees it all; and the page says
-which seals the judge decided to lift without their acknowledgement."""
+paper access code which seal is deaf), nor the judge's decision to lift a seal without it; the creditor, who may see
+the seals' status, sees it all, and the page says which seals the judge decided to lift without their
+acknowledgement."""
 
 from __future__ import annotations
 
@@ -58,8 +59,16 @@ def test_the_portal_says_which_seals_were_lifted_without_acknowledgement(portal:
         judge = get_user(session, username="judge")
         lift_without_ack(session, actor=judge, request=request, device_ids=[SEAL], reasons="封条失联", now=utc_now())
     assert portal.state(request_id) == "disarmed"
-    with portal.code_client() as client:
-        page = client.get(f"/portal/cases/{q(CASE)}").text
+    with portal.world.client("creditor") as client:
+        page = client.get(f"/creditor/cases/{q(CASE)}").text
         assert f'data-device="{SEAL}" data-status="without_ack"' in page
         assert f"部分封条未确认解除布防，经法官决定解除：{SEAL}" in page
         assert "每个电子封条均已签名确认解除布防" not in page
+        assert "封条失联" in page and "法院处理中" not in page  # the judge's reasons, in the history
+    # The debtor is not told which seal is deaf: pending, and the history's steps about seals without their notes.
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert f'data-device="{SEAL}" data-status="pending"' in page
+        assert "without_ack" not in page and "部分封条未确认" not in page and "经法官决定" not in page
+        assert "封条失联" not in page and "waiting_for_seal" not in page and "不待封条应答" not in page
+        assert "法院处理中" in page

@@ -1,0 +1,73 @@
+"""What a reader of a removal request may see of its seals and its history — the one place that decides it, for
+the API (:mod:`server.api.removal_schemas`) and the pages (:mod:`server.web.removal_view`).
+
+A reader with the permission ``seal:status`` (the judge, the clerk, the officers, the creditor) sees everything. A
+reader without it (the debtor, whoever holds the paper access code) must not learn which seal is deaf, or when:
+
+- a seal that has not acknowledged — ``sent``, ``waiting_for_seal``, ``refused`` — or that the judge decided to lift
+  without its acknowledgement (``without_ack``) is ``pending``, in every state of the request (also once it is
+  ``lifted`` or ``aborted``: a final request keeps what it showed while it was open, and after an abort the deaf seal
+  still guards the door), with no reason of a refusal and nothing of what the officer found of it;
+- a step of the history that tells of a seal's answering — a re-sent disarm, the judge's decision to lift without a
+  seal's acknowledgement, the server's note on which seals acknowledged — is ``court_processing``, "法院处理中 / The
+  court is processing", its note (the judge's or the server's, naming seals and how they stood) not shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from server.removal.models import RemovalStep
+from server.removal.progress import SealProgress, SealStatus
+from server.removal.state import RemovalAction, RemovalState
+
+#: Statuses a reader without ``seal:status`` is shown as ``pending``: each tells that a seal did not answer.
+PENDING_FOR_THEM = frozenset({SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK})
+#: Steps whose action or note tells of a seal's answering (the note is the judge's about the seals, or the server's).
+ABOUT_SEALS = frozenset({RemovalAction.RESEND_DISARM, RemovalAction.LIFT_WITHOUT_ACK, RemovalAction.CONFIRM_DISARMED})
+#: What such a step is shown as to a reader without ``seal:status``: no seal, no state of a seal.
+COURT_PROCESSING = "court_processing"
+PROCESSING_NOTE = "法院处理中 / The court is processing"
+
+
+@dataclass(frozen=True)
+class StepShown:
+    at: datetime
+    actor: str  # the username then, or '-' for the server itself
+    action: str
+    from_state: RemovalState | None
+    to_state: RemovalState
+    note: str
+
+
+def as_pending(status: SealStatus) -> SealStatus:
+    """``status`` as a reader without ``seal:status`` is shown it."""
+    return SealStatus.PENDING if status in PENDING_FOR_THEM else status
+
+
+def seal_shown(progress: SealProgress, *, full: bool) -> SealProgress:
+    """``progress`` as the reader may see it (``full``: with ``seal:status``). Without, the fields about the seal's
+    commands are still in the value: the API and the pages leave them out."""
+    if full:
+        return progress
+    return replace(progress, status=as_pending(progress.status), reason=None, found=None, waived=None)
+
+
+def step_shown(step: RemovalStep, *, full: bool) -> StepShown:
+    """A step of the history as the reader may see it (``full``: with ``seal:status``)."""
+    action, note = step.action, step.note
+    if not full and action in ABOUT_SEALS:
+        action, note = COURT_PROCESSING, PROCESSING_NOTE
+    return StepShown(
+        at=step.at,
+        actor=step.actor,
+        action=action,
+        from_state=RemovalState(step.from_state) if step.from_state else None,
+        to_state=RemovalState(step.to_state),
+        note=note,
+    )
+
+
+def steps_shown(steps: list[RemovalStep], *, full: bool) -> list[StepShown]:
+    return [step_shown(step, full=full) for step in steps]
