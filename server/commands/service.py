@@ -8,8 +8,6 @@ answer): the event is stored all the same, and the outcome says what was wrong s
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,6 +29,7 @@ from seal_protocol.commands import (
 from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
+from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.db import NO_KEY_UPDATE
 from server.core.value_lists import one_of
@@ -207,7 +206,7 @@ def _refused_our_bytes(session: Session, envelope: Envelope, command_id: int | N
     return (
         row is not None
         and row.device_id == envelope.device_id
-        and hmac.compare_digest(hashlib.sha256(row.signed).hexdigest(), digest)
+        and refused_own_bytes(envelope.payload, signed_sha256(row.signed))
     )
 
 
