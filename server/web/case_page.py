@@ -16,10 +16,7 @@ from server.api.params import CaseNoPath
 from server.api.schemas import MAX_ROW_ID
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.errors import Forbidden
 from server.core.live import Change
-from server.errors import NotFound
-from server.seals.cases import find_case
 from server.web.case_model import TIMELINE_MAX, case_devices, timeline
 from server.web.case_parts import PARTS, Allowed, part_values, render_parts, timeline_update, timeline_whole
 from server.web.deps import SignedInPage
@@ -98,13 +95,7 @@ def case_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, st
     """The case page's parts after ``changes`` of its case or its seals (none for other cases' changes), and the
     timeline's new rows; with ``changes=None``, every part and the timeline whole. The stream sends only the parts
     that differ; typed text in the page's forms stays (``hx-preserve``)."""
-    case = find_case(live.session, case_no=live.params.get("case_no", ""))
-    if case is None:
-        return {}
-    try:
-        access.case_for(live.session, live.user, case.case_no, Permission.SEAL_STATUS)
-    except (NotFound, Forbidden):
-        return {}
+    case = access.case_for(live.session, live.user, live.params.get("case_no", ""), Permission.SEAL_STATUS)
     if changes is not None and not concerns_case(live.session, case.case_no, changes):
         return {}
     values = part_values(live.session, live.user, case, live.context.settings)

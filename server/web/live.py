@@ -55,6 +55,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, bearer_token
+from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.auth.sessions import resolve_session
 from server.context import ServerContext
@@ -227,6 +228,7 @@ class _Stream:
         self.params = params
         self.signed_in = True
         self.failed = False
+        self.access_lost = False  # the view's page is no longer the user's to see (a case taken away, a seal moved)
         self.state: dict[str, Any] = {}
         self.shown: dict[str, str] = {}  # part name → digest of what the browser has of it
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
@@ -346,6 +348,8 @@ class _Stream:
         """The stream's last message, if it must end: the session ended, or the view failed (reload)."""
         if not self.signed_in:
             return message("signin")
+        if self.access_lost:
+            return message("gap", "access")
         if self.failed:
             return message("gap", "error")
         return b""
@@ -379,6 +383,9 @@ class _Stream:
             try:
                 render = LiveRender(session, user, self.t, self.params, self.context, self.csrf_token, self.state)
                 return self.view(render, changes)
+            except (NotFound, Forbidden):  # what the page showed is no longer the user's: the reload says so
+                self.access_lost = True
+                return {}
             except Exception:  # a view's bug ends this stream (the page reloads), not the server
                 logger.exception("live view failed for %s", user.username)
                 self.failed = True

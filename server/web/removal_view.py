@@ -18,13 +18,11 @@ from sqlalchemy.orm import Session
 
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.live import Change
-from server.errors import NotFound
 from server.removal.disarm import seal_progress, settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
@@ -209,17 +207,14 @@ def live_case_values(
     """The party's case view of the stream's ``case_no`` and the values its parts render with, or ``None`` when no
     change concerns it (``changes=None``: every part is asked for), or the user may not see it (the portal's and the
     creditor's live views; the stream's ``case_no`` is the browser's to choose)."""
-    try:
-        view = case_view(
-            live.session,
-            live.user,
-            live.params.get("case_no", ""),
-            permission,
-            offline_after_s=live.context.settings.offline_after_s,
-            now=utc_now(),
-        )
-    except (NotFound, Forbidden):
-        return None
+    view = case_view(  # NotFound, Forbidden: the stream ends and the page reloads (LiveRender's caller)
+        live.session,
+        live.user,
+        live.params.get("case_no", ""),
+        permission,
+        offline_after_s=live.context.settings.offline_after_s,
+        now=utc_now(),
+    )
     if changes is not None and not view.concerned_by(changes):
         return None
     values = {

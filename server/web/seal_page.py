@@ -13,12 +13,10 @@ from server.api.deps import SessionDep
 from server.api.params import DeviceIdPath
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import NotFound
 from server.seals.models import Seal
 from server.seals.registry import is_online
 from server.web.deps import SignedInPage
@@ -64,9 +62,6 @@ def seal_changes(live: LiveRender, changes: list[Change] | None) -> dict[str, st
     device_id = live.params.get("device_id", "")
     if changes is not None and not any(c.device_id == device_id for c in changes):
         return {}
-    try:
-        seal = access.seal_for(live.session, live.user, device_id, Permission.SEAL_STATUS)
-    except (NotFound, Forbidden):
-        return {}
+    seal = access.seal_for(live.session, live.user, device_id, Permission.SEAL_STATUS)
     values = _values(live.session, live.user, seal, live.context.settings)
     return {"state": render_text("seal/_live.html", {"t": live.t, "lang": live.t.language, "oob": True, **values})}
