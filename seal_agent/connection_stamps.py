@@ -8,12 +8,22 @@ Will of its last connection) and the court would show it offline while it talks.
 temporary file, synced, renamed over the old one, the directory synced — before the CONNECT that carries it: a
 crash at any point leaves the last stamp sent or a later one.
 
+A full disk has no block for the temporary file (``ENOSPC``): the stamp is then written over the old one in place
+(its 25 bytes at offset 0 of a file that already holds that many: no new block, one sector, which storage writes
+whole) and synced. A stamp that cannot be kept either way (no stamp file yet on a full disk, a read-only or broken
+state directory) is never sent: :meth:`ConnectionStamps.next` returns None, logged as an error, and that connection
+carries no status at all — no Last Will, no ``online``, no goodbye — while its events flow as ever; the next
+connection tries again. A status that only the seal's memory knows would, after a reboot with the clock set back,
+outrank the seal's later connections at the court (docs/protocol.md, "Status").
+
 A seal whose clock was once far ahead keeps stamping after that moment until its clock passes it; the court orders
 such stamps (later than its own clock + a skew) by when it received them instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -42,21 +52,18 @@ class ConnectionStamps:
         self._clock = clock
         self._last: datetime | None = self._read()
 
-    def next(self) -> str:
-        """The next connection's stamp (the envelope's ``ts`` form), kept before it is returned. A state directory
-        that cannot be written is logged, and the stamp is used all the same (it still grows while the agent runs)."""
+    def next(self) -> str | None:
+        """The next connection's stamp (the envelope's ``ts`` form), kept before it is returned; None if it could not
+        be kept (logged): that connection must send no status."""
         now = self._clock().astimezone(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the stamp's resolution
         stamp = now if self._last is None or now > self._last else _after(self._last)
         if self._last is not None and now <= self._last:
             logger.info("clock %s is not after the last connection's stamp: stamped %s", utc_now_ms(now), stamp)
         text = utc_now_ms(stamp)
+        if self.path is not None and not _keep(self.path, text):
+            return None
         self._last = stamp
-        if self.path is not None:
-            try:
-                _write(self.path, text)
-            except OSError as exc:
-                logger.error("cannot keep the connection stamp in %s: %s", self.path, exc)
         return text
 
     def _read(self) -> datetime | None:
@@ -85,15 +92,57 @@ def _after(last: datetime) -> datetime:
         return last
 
 
-def _write(path: Path, text: str) -> None:
+def _keep(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` and sync it: replaced whole, else (a full disk) overwritten in place; False (logged)
+    if neither worked."""
+    data = (text + "\n").encode("ascii")
+    try:
+        _replace(path, data)
+        return True
+    except OSError as exc:
+        replace_error = exc
+    try:
+        _overwrite(path, data)
+    except OSError as exc:
+        logger.error(
+            "cannot keep the connection stamp in %s (%s; in place: %s): this connection sends no status",
+            path,
+            replace_error,
+            exc,
+        )
+        return False
+    logger.warning("connection stamp kept in place in %s (a new file failed: %s)", path, replace_error)
+    return True
+
+
+def _replace(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="ascii") as file:
-        file.write(text + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk: give back whatever it took
+            temporary.unlink()
+        raise
     os.replace(temporary, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Write ``data`` over the start of the existing file ``path`` and sync it: no new file, no new block on a full
+    disk if the file already holds as many bytes (every stamp is as long); anything after it is cut off."""
+    descriptor = os.open(path, os.O_WRONLY)  # no O_CREAT: a new file needs room
+    try:
+        if os.pwrite(descriptor, data, 0) != len(data):
+            raise OSError(errno.EIO, "short write of the connection stamp")
+        if os.fstat(descriptor).st_size > len(data):
+            os.ftruncate(descriptor, len(data))
+        os.fdatasync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -3,7 +3,8 @@
 * QoS 1 for events, persistent session (``clean_start=False`` plus ``SessionExpiryInterval`` in CONNECT, without
   which the session would die at disconnect), so paho re-sends unacknowledged events after a reconnect.
 * Only a CONNACK whose reason code is not a failure counts as connected.
-* Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop.
+* Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop; none of
+  them on a connection whose stamp could not be kept (:mod:`seal_agent.connection_stamps`).
   Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online`` follows the first
   PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused status sent first
   would hide every event's own verdict (and evidence matters more than presence).
@@ -34,12 +35,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import socket
 import ssl
-import sys
 import threading
 import time
 from pathlib import Path
@@ -56,6 +54,7 @@ from seal_agent.connection_stamps import ConnectionStamps
 from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
 from seal_agent.mqtt_commands import CommandInbox
+from seal_agent.mqtt_socket import connect_error, send_at_once
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
 from seal_protocol.topics import receipt_topic
 from seal_protocol.transport import mqtt_client_id
@@ -151,7 +150,7 @@ class MqttPublisher:
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
-        client.on_socket_open = _send_at_once
+        client.on_socket_open = send_at_once
         self._client = client
         self._commands = CommandInbox(client, self.url)
         self._set_will()
@@ -201,7 +200,7 @@ class MqttPublisher:
         """Publish the retained ``offline`` status (if connected), disconnect and stop the network thread."""
         self._stopping = True
         self._commands.close()
-        if self._connected.is_set():
+        if self._connected.is_set() and self._connection_ts is not None:
             # The stamp of the connection it ends (seal_protocol.status): ordered after that connection's online.
             payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
             try:
@@ -241,6 +240,9 @@ class MqttPublisher:
         on that connection carries the same stamp, so the court orders them
         (:func:`seal_protocol.status.supersedes`). Stamps only grow (:mod:`seal_agent.connection_stamps`)."""
         self._connection_ts = self._stamps.next()
+        if self._connection_ts is None:  # not kept (logged): this connection says no status, its events flow
+            self._client.will_clear()
+            return
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._client.will_set(self._status_topic, payload, qos=1, retain=True)
 
@@ -294,6 +296,8 @@ class MqttPublisher:
 
     def _publish_online(self) -> None:
         self._status_due = False
+        if self._connection_ts is None:
+            return
         payload = encode_status(SealStatus.ONLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._publish(self._status_topic, payload, retain=True, tag=_STATUS)
 
@@ -327,7 +331,7 @@ class MqttPublisher:
         if self._stopping:
             return
         delay = self._schedule_reconnect()
-        self._log_problem(logging.WARNING, f"cannot reach the broker at {self.url}: {_connect_error()}", delay)
+        self._log_problem(logging.WARNING, f"cannot reach the broker at {self.url}: {connect_error()}", delay)
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
@@ -380,19 +384,3 @@ class MqttPublisher:
         except Exception:  # paho's network thread; a lost receipt only costs a re-send
             logger.exception("court receipt (mid %d) could not be handled", message.mid)
         self._client.ack(message.mid, message.qos)
-
-
-def _connect_error() -> str:
-    """Why the connection attempt failed: paho calls ``on_connect_fail`` inside its ``except OSError`` around the
-    attempt, so the error being handled is the reason (refused, no route, unknown host, TLS, timeout)."""
-    error = sys.exc_info()[1]
-    if error is None:
-        return "the connection failed"
-    return str(error) or type(error).__name__
-
-
-def _send_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    """paho's ``on_socket_open``: TCP_NODELAY, so that an intrusion event is sent at once rather than held by
-    Nagle's algorithm until the broker acknowledges the seal's previous packet (up to its 40 ms delayed ACK)."""
-    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket: nothing to do
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from seal_agent.connection_stamps import STAMP_FILE, ConnectionStamps
+from seal_protocol import SealStatus
 from seal_protocol.envelope import parse_ts
+from seal_protocol.status import supersedes
 
 T0 = datetime(2026, 12, 6, 10, 30, 0, 123456, tzinfo=UTC)
 
@@ -48,13 +50,61 @@ def test_an_unreadable_stamp_is_ignored_and_replaced(tmp_path: Path, caplog: pyt
     assert path.read_text("ascii").strip() == "2026-12-06T10:30:00.123Z"
 
 
-def test_a_state_directory_that_cannot_be_written_still_gives_growing_stamps(
+def full(path: Path) -> None:
+    """Every write to ``path`` (a file the stamps make anew) meets ENOSPC, as on a full disk: it is /dev/full."""
+    path.symlink_to("/dev/full")
+
+
+def test_a_stamp_sent_on_a_full_disk_is_kept_in_place_and_a_reboot_stamps_after_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stamps = ConnectionStamps(tmp_path / "missing" / STAMP_FILE, clock=Clock(T0))
+    """A hostile review: a full disk refused the temporary file, the stamp was sent unkept, and after a reboot with
+    the clock set back the seal stamped its connection before the Will the court already held (shown offline)."""
+    path, clock = tmp_path / STAMP_FILE, Clock(T0)
+    stamps = ConnectionStamps(path, clock=clock)
+    first = stamps.next()
+    full(tmp_path / f"{STAMP_FILE}.tmp")  # the disk fills up: no room for a new file
+    clock.now = T0 + timedelta(hours=5)
+    with caplog.at_level(logging.WARNING, logger="seal_agent.connection_stamps"):
+        sent = stamps.next()
+    assert sent is not None and first is not None and parse_ts(sent) > parse_ts(first)
+    assert path.read_text("ascii") == sent + "\n"  # written over the old stamp, in place
+    assert any("kept in place" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / f"{STAMP_FILE}.tmp").exists()  # what the failed file took is given back
+    # A power cut; the Pi comes back with a clock saved at T0 + 1 h and connects before NTP answers.
+    clock.now = T0 + timedelta(hours=1)
+    after_reboot = ConnectionStamps(path, clock=clock).next()
+    assert after_reboot is not None
+    assert supersedes(SealStatus.ONLINE, parse_ts(after_reboot), "offline", parse_ts(sent))
+
+
+def test_a_stamp_kept_in_place_cuts_off_what_a_longer_file_held(tmp_path: Path) -> None:
+    path = tmp_path / STAMP_FILE
+    path.write_text("2026-12-06T10:00:00.000Z\n" + "x" * 100, "ascii")  # not a stamp: ignored, and replaced
+    full(tmp_path / f"{STAMP_FILE}.tmp")
+    assert ConnectionStamps(path, clock=Clock(T0)).next() == "2026-12-06T10:30:00.123Z"
+    assert path.read_text("ascii") == "2026-12-06T10:30:00.123Z\n"
+
+
+@pytest.mark.parametrize("where", ["full disk, no stamp file yet", "no state directory"])
+def test_a_stamp_that_cannot_be_kept_is_not_given(tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str) -> None:
+    """A stamp kept nowhere must not be sent (docs/protocol.md, "Status"): None, logged; the next try may keep one."""
+    if where == "no state directory":
+        path = tmp_path / "missing" / STAMP_FILE
+    else:
+        path = tmp_path / STAMP_FILE
+        full(tmp_path / f"{STAMP_FILE}.tmp")  # and in place there is nothing to write over
+    stamps = ConnectionStamps(path, clock=Clock(T0))
     with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
-        assert [stamps.next(), stamps.next()] == ["2026-12-06T10:30:00.123Z", "2026-12-06T10:30:00.124Z"]
-    assert any("cannot keep the connection stamp" in r.getMessage() for r in caplog.records)
+        assert stamps.next() is None
+    assert [r.getMessage() for r in caplog.records if "cannot keep the connection stamp" in r.getMessage()]
+    assert not path.exists()
+    if where == "no state directory":
+        path.parent.mkdir()
+    else:
+        (tmp_path / f"{STAMP_FILE}.tmp").unlink(missing_ok=True)  # room again
+    assert stamps.next() == "2026-12-06T10:30:00.123Z"
+    assert path.read_text("ascii") == "2026-12-06T10:30:00.123Z\n"
 
 
 def test_a_kept_stamp_at_the_calendars_end_does_not_stop_the_agent(tmp_path: Path) -> None:
