@@ -2,10 +2,13 @@
 check, and the event it gives says so.
 
 The timer reads each sensor (the PIR, the tamper switch) at least every :data:`RECONCILE_S` seconds.
-A reading that agrees with the belief is remembered with its wall time. A level that disagrees with the belief at two
-readings at least ``settle_s`` apart means an edge was lost: :meth:`LevelCheck.missed` returns it as :class:`Caught`,
-whose :meth:`Caught.payload` the event then signs: ``detected_by: "level_check"`` and ``not_before``, the time of the
-last reading of the level before (the edge came after it and before the event's ``ts``, when it was caught).
+A reading that agrees with the belief is remembered with its monotonic time. A level that disagrees with the belief
+at two readings at least ``settle_s`` apart means an edge was lost: :meth:`LevelCheck.missed` returns it as
+:class:`Caught`, whose :meth:`Caught.payload` the event then signs: ``detected_by: "level_check"`` and
+``not_before``, the time of the last reading of the level before (the edge came after it and before the event's
+``ts``, when it was caught). That time is told in the wall clock of the catch, as the event's ``ts`` is: the wall
+time then, less the monotonic time since the reading (:class:`~seal_agent.behaviour.clock.ClockWatch`'s rule), so a
+wall clock stepped in between (a ``clock_stepped`` before the event) never puts ``not_before`` after ``ts``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from seal_agent.interfaces import Clock
@@ -25,8 +28,8 @@ RECONCILE_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Caught:
-    """An edge the level check caught: the level the sensor went to, and the wall time of the last reading of the
-    level it left (``None`` if it was never read so)."""
+    """An edge the level check caught: the level the sensor went to, and the time of the last reading of the level it
+    left, in the wall clock of the catch (``None`` if it was never read so)."""
 
     active: bool
     not_before: datetime | None
@@ -48,23 +51,23 @@ class LevelCheck:
         self._settle_s = settle_s
         self._lock = threading.Lock()
         self._mismatch_since: float | None = None
-        self._last: dict[bool, datetime | None] = {False: None, True: None}  # last reading of each level (wall)
+        self._last: dict[bool, float | None] = {False: None, True: None}  # last reading of each level (monotonic)
 
     def saw(self, active: bool) -> None:
         """The sensor was seen at level ``active`` now (an edge's callback, or the check acting on a level)."""
-        wall = self._clock.now()
+        seen = self._clock.monotonic()
         with self._lock:
-            self._last[active] = wall
+            self._last[active] = seen
 
     def missed(self, believed: bool, now: float) -> Caught | None:
         """Read the level at ``now`` (monotonic); the edge that was lost, once the level has disagreed with
         ``believed`` for ``settle_s``, else None."""
-        wall = self._clock.now()  # before the reading: the level read was so at this time or later
+        seen = self._clock.monotonic()  # before the reading: the level read was so at this time or later
         active = self._read()
         with self._lock:
             if active == believed:
                 self._mismatch_since = None
-                self._last[active] = wall
+                self._last[active] = seen
                 return None
             if self._mismatch_since is None:
                 self._mismatch_since = now
@@ -72,4 +75,10 @@ class LevelCheck:
             if now - self._mismatch_since < self._settle_s:
                 return None
             self._mismatch_since = None
-            return Caught(active, self._last[not active])
+            last = self._last[not active]
+        return Caught(active, None if last is None else self._wall_of(last))
+
+    def _wall_of(self, seen: float) -> datetime:
+        """The monotonic time ``seen`` (past) in the wall clock as it reads now; never after now."""
+        mono, wall = self._clock.monotonic(), self._clock.now()
+        return wall - timedelta(seconds=max(0.0, mono - seen))

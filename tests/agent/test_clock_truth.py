@@ -107,6 +107,7 @@ class Seal:
     outbox: Outbox
     key: SigningKey
     clock: SteppableClock
+    pins: MockFactory
 
     def events(self) -> list[tuple[Envelope, bytes]]:
         return [(decode_envelope(e.data), e.data) for e in self.outbox.pending(limit=1000)]
@@ -115,10 +116,10 @@ class Seal:
         return [envelope.payload for envelope, _ in self.events() if envelope.type.value == type]
 
     def timer_looked(self) -> bool:
-        """The timer has compared the clocks once more, wholly after now (each tick reads the wall clock twice: the
-        clocks' comparison, then the PIR's level check)."""
+        """The timer has compared the clocks once more, wholly after now (each tick reads the wall clock once, for the
+        clocks' comparison; the PIR's level check reads it only when it catches an edge)."""
         since = self.clock.ticks
-        return wait_until(lambda: self.clock.ticks >= since + 4, timeout=30)
+        return wait_until(lambda: self.clock.ticks >= since + 2, timeout=30)
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def make_seal(tmp_path: Path) -> Iterator[Callable[..., Seal]]:
             clock_state=clock_state,
         )
         closers.extend([pins.reset, outbox.close, sensor.close, agent.stop])
-        return Seal(agent, outbox, key, clock)
+        return Seal(agent, outbox, key, clock, pins)
 
     yield make
     for close in reversed(closers):
@@ -208,6 +209,25 @@ def test_a_step_of_the_wall_clock_is_a_signed_chained_clock_stepped_event_and_ji
         verify_envelope(envelope, seal.key.verify_key)
     stepped_ts = parse_ts(next(e.ts for e, _ in events if e.type.value == "clock_stepped"))
     assert stepped_ts >= after and parse_ts(decode_envelope(new_clock_event.data).ts) >= after
+
+
+@pytest.mark.parametrize("step", [timedelta(hours=-1), timedelta(hours=1)], ids=["back", "forward"])
+def test_an_edge_caught_after_a_step_signs_its_not_before_in_the_clock_of_its_ts(
+    make_seal: Callable[..., Seal], step: timedelta
+) -> None:
+    """The level check kept its last idle reading as wall time: caught after a step back, the intrusion signed a
+    ``not_before`` an hour after its own ``ts`` (a hostile review); after a step forward, an hour too early."""
+    seal = make_seal(FixedClockState(ClockSync(True, 8)))
+    seal.agent.start()
+    assert seal.timer_looked()  # the PIR read idle, by the old clock
+    seal.pins.pin(17)._change_state(True)  # someone enters; the pin factory loses the edge
+    seal.clock.offset += step  # and the clock is set within the same second
+    assert wait_until(lambda: seal.of("intrusion"), timeout=30), "no intrusion"
+    events = {envelope.type.value: envelope for envelope, _ in seal.events()}
+    stepped, intrusion = events["clock_stepped"], events["intrusion"]
+    assert stepped.seq < intrusion.seq and intrusion.payload["detected_by"] == "level_check"
+    not_before, ts = parse_ts(intrusion.payload["not_before"]), parse_ts(intrusion.ts)
+    assert ts - timedelta(seconds=3) <= not_before <= ts, (not_before, ts)  # one reading (~1 s) before, new clock
 
 
 class _HeldUpClock:
