@@ -13,7 +13,7 @@ import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint
-from seal_verify.verdict import Check
+from seal_verify.verdict import Check, cut, shown
 
 
 def parse_proof_file(data: bytes) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def check_known(
         f"kept size {known.size}, bundle size {checkpoint.size} / 保存的检查点 {known.size}，证据包 {checkpoint.size}"
     )
     if known.origin != checkpoint.origin:
-        check.fail(f"the kept checkpoint is of log {known.origin!r}, not {checkpoint.origin!r}")
+        check.fail(f"the kept checkpoint is of log {shown(known.origin)}, not {shown(checkpoint.origin)}")
         return
     old, new = (known, checkpoint) if known.size <= checkpoint.size else (checkpoint, known)
     if old.size == new.size:
@@ -118,7 +118,7 @@ def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> di
         return {}
     if not verdict.pinned:
         check.note("the TSA's chain is not pinned (give --tsa-root) / 未指定时间戳机构根证书")
-    check.summary = f"{verdict.gen_time} by {verdict.tsa_subject}"
+    check.summary = f"{verdict.gen_time} by {cut(str(verdict.tsa_subject))}"
     tsa = str(verdict.tsa_subject)
     if not verdict.pinned:
         tsa += " (unpinned: not checked who / 未核对机构)"

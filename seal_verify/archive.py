@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from seal_verify.errors import BundleUnreadable
+from seal_verify.verdict import cut, shown
 
 #: A member larger than this is not something the server writes (a snapshot is at most a few MiB).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -134,14 +135,16 @@ def _count_entries(fp: IO[bytes], start: int, length: int) -> int | None:
 def member_problem(info: zipfile.ZipInfo) -> str | None:
     """What in ``info``'s directory entry is not of a plain deflated file, which the server writes and any reader
     extracts as the bytes verified; ``None`` if nothing."""
-    name = info.filename
+    name = cut(info.filename)
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         return f"{name} is compressed with method {info.compress_type}; a bundle is deflated"
     if info.flag_bits & ~_FLAGS or info.extract_version > _MAX_VERSION:
         return f"{name} is encrypted or of a zip feature a bundle has not (flags {info.flag_bits:#06x})"
     kinds = _extra_kinds(info.extra)
     if kinds is None or set(kinds) - {_ZIP64_FIELD}:
-        return f"{name} has extra fields {kinds} (readers take names, links or times from them); a bundle has none"
+        return (
+            f"{name} has extra fields {shown(kinds)} (readers take names, links or times from them); a bundle has none"
+        )
     if info.comment or info.volume:
         return f"{name} has a comment or starts on another disk"
     if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG) or info.external_attr & 0x18:
@@ -174,14 +177,14 @@ def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -
     expected, problems, placed = 0, [], list[Placed]()
     for info in sorted(infos, key=lambda i: i.header_offset):
         if info.header_offset < expected:
-            problems.append(f"{info.filename} overlaps the member before it in the zip")
+            problems.append(f"{cut(info.filename)} overlaps the member before it in the zip")
             continue
         if info.header_offset != expected:
             problems.append(f"bytes {expected}–{info.header_offset} of the zip belong to no member")
         fp.seek(info.header_offset)
         raw = fp.read(_LOCAL.size)
         if len(raw) != _LOCAL.size:
-            problems.append(f"{info.filename}: its local header is cut short")
+            problems.append(f"{cut(info.filename)}: its local header is cut short")
             return placed, problems
         head = _LOCAL.unpack(raw)
         name, extra = fp.read(head[10]), fp.read(head[11])
@@ -192,7 +195,7 @@ def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -
         if _local_agrees(head, name, extra, info):
             placed.append(Placed(info, data_at))
         else:
-            problems.append(f"{info.filename}: its local header is not its directory entry")
+            problems.append(f"{cut(info.filename)}: its local header is not its directory entry")
     if expected != start_dir:
         problems.append(f"bytes {expected}–{start_dir} of the zip belong to no member")
     return placed, problems
@@ -236,24 +239,28 @@ def read_member(fp: IO[bytes], member: Placed) -> bytes:
     it at most is ever made), with its CRC; :class:`BundleUnreadable` otherwise."""
     info = member.info
     if info.file_size > MAX_MEMBER_BYTES:
-        raise BundleUnreadable(f"{info.filename} is larger than {MAX_MEMBER_BYTES} bytes")
+        raise BundleUnreadable(f"{cut(info.filename)} is larger than {MAX_MEMBER_BYTES} bytes")
     stored = info.compress_type == zipfile.ZIP_STORED
     most = info.file_size if stored else info.file_size + info.file_size // 1000 + 64  # deflate's stored blocks
     if info.compress_size > most or (stored and info.compress_size != info.file_size):
-        raise BundleUnreadable(f"{info.filename}: {info.compress_size} compressed bytes for {info.file_size} bytes")
+        raise BundleUnreadable(
+            f"{cut(info.filename)}: {info.compress_size} compressed bytes for {info.file_size} bytes"
+        )
     fp.seek(member.data_at)
     raw = fp.read(info.compress_size)
     if len(raw) != info.compress_size:
-        raise BundleUnreadable(f"{info.filename} is cut short")
+        raise BundleUnreadable(f"{cut(info.filename)} is cut short")
     data = raw
     if not stored:
         inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
             data = inflate.decompress(raw, info.file_size + 1)
         except zlib.error as exc:
-            raise BundleUnreadable(f"{info.filename} is not deflate data: {exc}") from None
+            raise BundleUnreadable(f"{cut(info.filename)} is not deflate data: {exc}") from None
         if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail or len(data) != info.file_size:
-            raise BundleUnreadable(f"{info.filename}: its deflate stream is not exactly its {info.file_size} bytes")
+            raise BundleUnreadable(
+                f"{cut(info.filename)}: its deflate stream is not exactly its {info.file_size} bytes"
+            )
     if zlib.crc32(data) != info.CRC:
-        raise BundleUnreadable(f"{info.filename}: its CRC is not its bytes'")
+        raise BundleUnreadable(f"{cut(info.filename)}: its CRC is not its bytes'")
     return data

@@ -13,6 +13,7 @@ from typing import IO, Any
 import seal_verify.archive as archive
 from seal_protocol import canonical_json
 from seal_verify.errors import BundleUnreadable
+from seal_verify.verdict import cut, shown
 
 FIXED_PATHS = frozenset(
     {
@@ -46,11 +47,18 @@ PATTERNS = (
 #: lines (19 MiB, 100 KB zipped) took 4 GB; the 256 MiB a member may hold has room for fewer than a million events,
 #: audit entries or proofs of a real bundle (the bench's 10,000 events make 10,000 lines of each).
 MAX_LINES = 1_000_000
-#: Strings, arrays and objects in the bundle's JSON, at most. Parsed, each costs 50-230 bytes of memory for as few as
-#: 2-3 bytes of the file ('[],' is a list of 56 bytes), so 120 MiB of '[],' took over 3 GB. A real bundle holds about
-#: 60 per event (its line, meta line and proof): this admits some 600,000 events, as the member bound does, and
-#: bounds the memory of any bundle by what a real one of that size needs.
+#: JSON values (objects, arrays, strings, numbers, true, false, null) and object keys in the bundle's JSON, at most.
+#: Parsed, each costs up to some 60 bytes of memory for as few as 2-4 bytes of the file ('[],' is a list of 56 bytes,
+#: '1000,' an int of 28, '"ab",' a string of 51, each with 8 for its place), so 120 MiB of '[],' took over 3 GB.
+#: A real bundle holds about 70 per event (its line, meta line and proof, keys and numbers included): this admits
+#: some 550,000 events, more than the member bound lets log/proofs.jsonl hold proofs for, and bounds the memory of any
+#: bundle by what a real one of that size needs.
 MAX_JSON_VALUES = 40_000_000
+#: The integers RFC 8785 writes as they are written here: an IEEE 754 double holds them exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
+#: The last character of the Basic Multilingual Plane before the surrogates: up to it, the order of code points (by
+#: which keys are sorted here) and of UTF-16 code units (by which RFC 8785 sorts them) are the same.
+_LAST_SAFE_KEY_CHAR = "\ud7ff"
 
 
 def in_layout(path: str) -> bool:
@@ -123,16 +131,17 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
     values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
     if values > MAX_JSON_VALUES:
         raise BundleUnreadable(
-            f"the bundle's JSON holds about {values:,} strings, arrays and objects, more than a bundle holds (at most "
-            f"{MAX_JSON_VALUES:,}): not parsed / 证据包过大，未解析"
+            f"the bundle's JSON holds up to {values:,} JSON values (objects, arrays, strings, numbers, true, false, "
+            f"null and keys), more than a bundle holds (at most {MAX_JSON_VALUES:,}): not parsed / 证据包过大，未解析"
         )
     return bundle
 
 
 def json_values(data: bytes) -> int:
-    """About how many strings, arrays and objects the JSON ``data`` holds (quotes and brackets inside strings count
-    too: more, never fewer), counted without parsing it."""
-    return data.count(b"{") + data.count(b"[") + data.count(b'"') // 2
+    """At most how many values and object keys the JSON (or JSON lines) ``data`` holds, counted without parsing it.
+    Each but a document's own value comes after a ``{`` or ``[`` (the first in it), a ``,`` or a ``:`` (an object's
+    value): these counted, and one per line, are never fewer (those inside strings count too: more)."""
+    return sum(data.count(c) for c in (b"{", b"[", b",", b":")) + data.count(b"\n") + 1
 
 
 def _add(bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.Placed | None, seen: set[str]) -> None:
@@ -140,12 +149,12 @@ def _add(bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.P
     already stated if not) and nothing about it is wrong; else state what is."""
     name = info.filename
     if name in seen:
-        bundle.problems.append(f"{name} is in the zip twice")
+        bundle.problems.append(f"{cut(name)} is in the zip twice")
         return
     seen.add(name)
     if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
         # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
-        bundle.problems.append(f"{name} is not a path of the bundle's layout")
+        bundle.problems.append(f"{cut(name)} is not a path of the bundle's layout")
         return
     problem = archive.member_problem(info)
     if problem is not None:
@@ -162,30 +171,71 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise ValueError(f"the key {key!r} twice")
+            raise ValueError(f"the key {shown(key)} twice")
         found[key] = value
     return found
 
 
-def load_json(data: bytes) -> Any:
-    """Strict JSON: UTF-8, no duplicate keys; :class:`ValueError` otherwise."""
+class _NotCanonical(ValueError):
+    """Valid JSON, but outside what the bundle's canonical JSON holds (a fraction or exponent, a large integer, a
+    key RFC 8785 sorts in another order)."""
+
+
+def _canonical_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, _value in pairs:
+        if key and max(key) > _LAST_SAFE_KEY_CHAR:
+            raise _NotCanonical(
+                f"the key {shown(key)} holds a character above U+D7FF, whose order RFC 8785 (by UTF-16 code units) "
+                "and the bundle's (by code points) may not agree"
+            )
+    return _no_duplicates(pairs)
+
+
+def _no_fraction(text: str) -> Any:
+    raise _NotCanonical(f"the number {cut(text)} has a fraction or an exponent; a bundle holds integers only")
+
+
+def _safe_integer(text: str) -> int:
+    if len(text) > len(str(MAX_SAFE_INTEGER)) + 1 or abs(int(text)) > MAX_SAFE_INTEGER:  # the length first
+        raise _NotCanonical(f"the integer {cut(text)} is outside ±(2**53 - 1), where RFC 8785 writes it otherwise")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(data: bytes, *, canonical: bool = False) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN or Infinity; :class:`ValueError` otherwise. ``canonical``: also
+    only what RFC 8785 writes as ``seal_protocol.canonical_json`` does (integers within ±(2**53 - 1), keys without a
+    character above U+D7FF), refused as the parser meets it: a file of a million numbers is not built first."""
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    hooks: dict[str, Any] = {"object_pairs_hook": _no_duplicates, "parse_constant": _no_constant}
+    if canonical:
+        hooks.update(object_pairs_hook=_canonical_object, parse_float=_no_fraction, parse_int=_safe_integer)
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, **hooks)
     except RecursionError:
         raise ValueError("it nests too deep") from None
 
 
 def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, Any]:
     """The JSON object ``data``; :class:`ValueError` unless it is one, and (``canonical``, as every file and line of
-    a bundle is) unless ``data`` is its canonical JSON (``seal_protocol.canonical_json``) byte for byte."""
+    a bundle is) unless ``data`` is its canonical JSON (``seal_protocol.canonical_json``, RFC 8785 for the values
+    :func:`load_json` admits) byte for byte."""
     try:
-        value = load_json(data)
+        value = load_json(data, canonical=canonical)
+    except _NotCanonical as exc:
+        raise ValueError(f"{what} is not canonical JSON: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"{what} is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{what} is not a JSON object")
-    if canonical and canonical_json(value) != data:
+    try:
+        same = not canonical or canonical_json(value) == data
+    except UnicodeEncodeError:  # an escaped lone surrogate ("\\ud800"): no character, nothing RFC 8785 writes
+        raise ValueError(f"{what} is not canonical JSON: a string holds a lone surrogate") from None
+    if not same:
         raise ValueError(f"{what} is not canonical JSON (RFC 8785: sorted keys, no white space, no escapes needed)")
     return value
 

@@ -16,7 +16,7 @@ from nacl.signing import VerifyKey
 from seal_protocol import Envelope, InvalidEnvelope, SignatureError, decode_envelope, parse_ts
 from seal_protocol.signing import verify_bytes, verify_key_from_b64
 from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
-from seal_verify.verdict import Check
+from seal_verify.verdict import Check, cut, shown
 
 #: Keys a seal's record may list (the one enrolled now and its enrolment's): an event that no key verifies is tried
 #: with each, so 5,000 keys and 2,000 such events were ten million Ed25519 checks. A seal is enrolled a few times.
@@ -67,7 +67,7 @@ def read_seals(bundle: Bundle, check: Check) -> dict[str, dict[str, Any]]:
             check.fail(str(exc))
             continue
         if record.get("device_id") != device_id:
-            check.fail(f"{path} holds the record of {record.get('device_id')!r}")
+            check.fail(f"{path} holds the record of {shown(record.get('device_id'))}")
             continue
         seals[device_id] = record
     return seals
@@ -138,14 +138,14 @@ def _verifies(key: VerifyKey, signed: bytes, sig: str | None) -> bool:
 
 def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
     if not isinstance(case_no, str):
-        check.fail(f"case.json has no case_no string ({case_no!r})")
+        check.fail(f"case.json has no case_no string ({shown(case_no)})")
         return
     want = normalise_case_no(case_no)
     for line in events:
         if line.envelope is not None and normalise_case_no(line.envelope.case_no) != want:
             env = line.envelope
-            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) is of case {env.case_no}, not {case_no}")
-    check.summary = f"case {case_no} / 案号 {case_no}"
+            check.fail(f"line {line.number} ({env.device_id}#{env.seq}) is of case {env.case_no}, not {cut(case_no)}")
+    check.summary = f"case {cut(case_no)} / 案号 {cut(case_no)}"
 
 
 def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
@@ -237,7 +237,7 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
             continue
         indices.append(index)
         if moment(meta.get("received_at")) is None:
-            check.fail(f"events-meta.jsonl line {line.number}: received_at {meta.get('received_at')!r} is no time")
+            check.fail(f"events-meta.jsonl line {line.number}: received_at {shown(meta.get('received_at'))} is no time")
         env = line.envelope
         if env is not None and (meta.get("device_id"), _strict(meta.get("seq")), meta.get("event_id")) != (
             env.device_id,

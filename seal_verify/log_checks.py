@@ -13,7 +13,7 @@ from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
-from seal_verify.verdict import Check
+from seal_verify.verdict import Check, cut, shown
 
 #: The bundle's format as this verifier writes it, and every format it reads: 2 added ``absent_reason`` and
 #: ``not_stored`` to ``snapshots.jsonl`` (a bundle of format 1 verifies as before).
@@ -48,7 +48,7 @@ def read_manifest(check: Check, bundle: Bundle) -> dict[str, Any] | None:
         check.fail(str(exc))
         return None
     if manifest.get("format") not in FORMATS:
-        check.fail(f"manifest.json: format {manifest.get('format')!r}, not one of {', '.join(FORMATS)}")
+        check.fail(f"manifest.json: format {shown(manifest.get('format'))}, not one of {', '.join(FORMATS)}")
     if not isinstance(manifest.get("exported_by"), str) or not isinstance(manifest.get("case_no"), str):
         check.fail("manifest.json: case_no and exported_by must be strings")
     return manifest
@@ -70,14 +70,14 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         path = entry.get("path")
         data = bundle.get(path) if isinstance(path, str) and path not in MANIFEST_FILES else None
         if data is None:
-            check.fail(f"{path}: listed in the manifest but missing")
+            check.fail(f"{cut(str(path))}: listed in the manifest but missing")
             continue
         if path not in digests:
             digests[path] = hashlib.sha256(data).hexdigest()
         if digests[path] != entry.get("sha256") or len(data) != entry.get("size"):
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
     for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
-        check.fail(f"{path}: in the bundle but not in the manifest")
+        check.fail(f"{cut(path)}: in the bundle but not in the manifest")
     for path, data in sorted(bundle.under("removal/").items()):  # removal/<sha256>.<ext>: named by its hash
         if hashlib.sha256(data).hexdigest() != path.removeprefix("removal/").partition(".")[0]:
             check.fail(f"{path}: its bytes do not hash to its name")
@@ -98,7 +98,7 @@ def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None,
         check.fail("log/key.txt is not the manifest's log_key")
     if pinned is None:
         if key is not None:
-            check.note(f"not pinned (give --log-key to pin it) / 未指定公钥: {key.text}")
+            check.note(f"not pinned (give --log-key to pin it) / 未指定公钥: {cut(key.text)}")
         return key
     try:
         pinned_key = parse_key(pinned)
@@ -107,7 +107,7 @@ def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None,
         return None
     if key is None or not key.same_key(pinned_key):
         check.fail("the bundle's log key is not the pinned one / 证据包的日志公钥与指定的不同")
-    check.summary = f"pinned / 已指定: {pinned_key.text}"
+    check.summary = f"pinned / 已指定: {cut(pinned_key.text)}"
     return pinned_key
 
 
@@ -140,12 +140,12 @@ def check_checkpoint(
         check.fail(str(exc))
         return None
     if checkpoint.origin != key.name:
-        check.fail(f"the checkpoint's origin {checkpoint.origin!r} is not the key's name {key.name!r}")
+        check.fail(f"the checkpoint's origin {shown(checkpoint.origin)} is not the key's name {shown(key.name)}")
     if manifest is not None and manifest.get("log_origin") != checkpoint.origin:
         check.fail("the checkpoint's origin is not the manifest's log_origin")
     if manifest is not None and manifest.get("checkpoint_size") != checkpoint.size:
         check.fail(f"the checkpoint's size {checkpoint.size} is not the manifest's checkpoint_size")
-    check.summary = f"{checkpoint.origin}, size {checkpoint.size} / 树大小 {checkpoint.size}"
+    check.summary = f"{cut(checkpoint.origin)}, size {checkpoint.size} / 树大小 {checkpoint.size}"
     return checkpoint
 
 
@@ -157,7 +157,7 @@ def _hashes(value: Any) -> list[bytes]:
 
 def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an integer")
+        raise ValueError(f"{shown(value)} is not an integer")
     return value
 
 
@@ -181,7 +181,7 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkp
     for line in proofs:
         index = line.get("leaf_index")
         if not isinstance(index, int) or isinstance(index, bool) or index in by_index:
-            check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {index!r}")
+            check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {shown(index)}")
             continue
         by_index[index] = line
     if [line.get("leaf_index") for line in proofs] != [leaf.index for leaf in leaves]:
@@ -198,7 +198,7 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkp
             continue
         try:
             if _int(proof.get("tree_size")) != checkpoint.size:
-                raise ProofError(f"the proof is against size {proof.get('tree_size')}, not the checkpoint's")
+                raise ProofError(f"the proof is against size {shown(proof.get('tree_size'))}, not the checkpoint's")
             hashes = _hashes(proof.get("hashes"))
             if merkle.root_from_inclusion(leaf.index, checkpoint.size, merkle.leaf_hash(leaf.data), hashes) != (
                 checkpoint.root
@@ -264,7 +264,7 @@ def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
                 raise ValueError(f"audit.jsonl line {n} is not the audit entry its meta line names")
             named = entry.get("case_no")
             if not isinstance(case_no, str) or not isinstance(named, str) or _case(named) != _case(case_no):
-                raise ValueError(f"audit.jsonl line {n} is an entry of case {named!r}, not {case_no!r}")
+                raise ValueError(f"audit.jsonl line {n} is an entry of case {shown(named)}, not {shown(case_no)}")
         except ValueError as exc:
             check.fail(str(exc))
         index = meta.get("leaf_index")

@@ -16,6 +16,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from seal_verify.errors import NoteError
+from seal_verify.verdict import cut
 
 ED25519 = b"\x01"
 DASH = "\u2014"
@@ -99,9 +100,9 @@ def open_note(note: bytes, key: NoteKey) -> str:
         try:
             key.key.verify(body.encode("utf-8"), stamp[4:])
         except (BadSignatureError, ValueError):
-            raise NoteError(f"the signature by {key.name} does not verify") from None
+            raise NoteError(f"the signature by {cut(key.name)} does not verify") from None
         return body
-    raise NoteError(f"the note has no signature by {key.name} (key id {key.key_id.hex()})")
+    raise NoteError(f"the note has no signature by {cut(key.name)} (key id {key.key_id.hex()})")
 
 
 def _signature_line(line: str) -> tuple[str, bytes]:

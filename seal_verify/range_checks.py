@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from seal_verify.event_checks import EventLine, moment
-from seal_verify.verdict import Check
+from seal_verify.verdict import Check, shown
 
 
 def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
@@ -19,10 +19,10 @@ def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any])
         check.fail("manifest.json has no range {from, to}")
         return
     if moment(manifest.get("exported_at")) is None:
-        check.fail(f"manifest.json: exported_at {manifest.get('exported_at')!r} is no time")
+        check.fail(f"manifest.json: exported_at {shown(manifest.get('exported_at'))} is no time")
     start, end = (bounds.get(side) for side in ("from", "to"))
     if (start is not None and moment(start) is None) or (end is not None and moment(end) is None):
-        check.fail(f"manifest.json: the range {bounds} is not of ts values")
+        check.fail(f"manifest.json: the range {shown(bounds)} is not of ts values")
         return
     low, high = moment(start), moment(end)
 

@@ -14,6 +14,13 @@ TEXT_DETAILS = 20
 #: At most this many problems and notes of one check are kept; the rest are counted (``problems_omitted``): a
 #: bundle of a million bad lines made a million problems, each kept and printed in the JSON.
 KEPT_DETAILS = 1000
+#: A value taken from the bundle (a manifest field, a member's name, a key) is shown with at most this many
+#: characters: a manifest whose case_no, exported_at and exported_by were 32 MiB strings (a 150 KB zip) printed
+#: 151 MB, as facts and in problems.
+SHOWN_CHARS = 200
+#: A problem, note or summary is kept with at most this many characters: the bound of a line that embeds a few values
+#: (each cut to SHOWN_CHARS), and of one that embeds a value no check foresaw (a library's message).
+LINE_CHARS = 2000
 
 
 class Status(StrEnum):
@@ -43,6 +50,32 @@ def printable(text: str) -> str:
     if text.isprintable():  # also false for harmless spaces such as U+3000: then look at each character
         return text
     return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
+def cut(text: str, most: int = SHOWN_CHARS) -> str:
+    """``text`` if it has at most ``most`` characters; else its first ``most`` and how many more were cut. Every
+    value from the bundle that the verdict shows goes through here (:func:`shown`, :func:`shown_fact`)."""
+    if len(text) <= most:
+        return text
+    more = len(text) - most
+    return f"{text[:most]}… [{more:,} more characters not shown / 另有 {more:,} 个字符未显示]"
+
+
+def shown(value: Any) -> str:
+    """A value from the bundle as a problem or note embeds it: its ``repr``, cut to :data:`SHOWN_CHARS`."""
+    return cut(repr(value))
+
+
+def shown_fact(value: Any) -> Any:
+    """A value from the bundle as a fact of the verdict: a string cut to :data:`SHOWN_CHARS`; any other value
+    itself if its JSON is that short, else its JSON, cut."""
+    if isinstance(value, str):
+        return cut(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return shown(value)
+    return value if len(text) <= SHOWN_CHARS else cut(text)
 
 
 def _json_escape(c: str) -> str:
@@ -80,13 +113,13 @@ class Check:
     def fail(self, problem: str) -> None:
         self.status = Status.FAILED
         if len(self.problems) < KEPT_DETAILS:
-            self.problems.append(problem)
+            self.problems.append(cut(problem, LINE_CHARS))
         else:
             self.problems_omitted += 1
 
     def note(self, text: str) -> None:
         if len(self.notes) < KEPT_DETAILS:
-            self.notes.append(text)
+            self.notes.append(cut(text, LINE_CHARS))
         else:
             self.notes_omitted += 1
 
@@ -101,7 +134,7 @@ class Check:
             "zh": self.zh,
             "en": self.en,
             "status": self.status.value,
-            "summary": self.summary,
+            "summary": cut(self.summary, LINE_CHARS),
             "problems": self.problems,
             "problems_omitted": self.problems_omitted,
             "notes": self.notes,
@@ -152,7 +185,7 @@ class BundleVerdict:
         for check in self.checks:
             lines.append(f"{_MARKS[check.status]:<18} {check.zh} / {check.en}")
             if check.summary:
-                lines.append(f"    {check.summary}")
+                lines.append(f"    {cut(check.summary, LINE_CHARS)}")
             for label, items, omitted in (
                 ("✘", check.problems, check.problems_omitted),
                 ("·", check.notes, check.notes_omitted),

@@ -17,7 +17,7 @@ import seal_verify.range_checks as range_checks
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
-from seal_verify.verdict import BundleVerdict, Check, Status
+from seal_verify.verdict import BundleVerdict, Check, Status, shown, shown_fact
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def verify_bundle(
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
     _nothing_checked(checks, state)
-    verdict.facts = state.get("facts", {})
+    verdict.facts = {key: shown_fact(value) for key, value in state.get("facts", {}).items()}
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
     verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
     return verdict
@@ -137,7 +137,7 @@ def _steps(
             return
         manifest_case = (state.get("manifest") or {}).get("case_no")
         if manifest_case != case_no:
-            checks["event_case"].fail(f"case.json is of case {case_no!r}, the manifest of {manifest_case!r}")
+            checks["event_case"].fail(f"case.json is of case {shown(case_no)}, the manifest of {shown(manifest_case)}")
         event_checks.check_case(checks["event_case"], state.get("events", []), case_no)
         range_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
