@@ -1,6 +1,10 @@
 """Pieces of page layout the court's PDFs share (the notice, the evidence report): reportlab tables whose every cell
 is set in our embedded CJK font (and whose rows may split across pages), text escaped for reportlab's paragraph
-markup, and text broken into lines that never end just after a ``-`` (an address; a table cell's text)."""
+markup, and text broken into lines that never end just after a ``-`` (an address; a table cell's text).
+
+Text is drawn only through :func:`markup` (a paragraph) and :class:`TextCell` (a table cell), both of which take the
+font's :class:`~server.pdf_glyphs.Glyphs`: a character the font cannot draw is shown as a placeholder, never left
+out."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from reportlab.lib.textsplit import ALL_CANNOT_END, ALL_CANNOT_START
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Table, TableStyle
 
+from server.pdf_glyphs import Glyphs
+
 #: A run of characters kept on one line where it fits: a Latin word, a number, an id, a path; any other character
 #: is a run of its own (Chinese breaks between any two characters).
 _RUNS = re.compile(r"[\x21-\x7e]+|\s|.")
@@ -22,39 +28,45 @@ _CANNOT_START = frozenset(ALL_CANNOT_START + "，：；！？")
 _CANNOT_END = "-" + ALL_CANNOT_END
 
 
-def markup(text: str) -> str:
-    """``text`` for reportlab's paragraph markup."""
-    return escape(text)
+def markup(text: str, glyphs: Glyphs) -> str:
+    """``text`` for reportlab's paragraph markup, each character the font cannot draw shown by its placeholder
+    (:meth:`~server.pdf_glyphs.Glyphs.drawable`)."""
+    return escape(glyphs.drawable(text))
 
 
 def font_table(
     rows: Sequence[Sequence[Flowable | str]],
     commands: Sequence[tuple[object, ...]],
-    font: str,
+    glyphs: Glyphs,
     *,
     split_rows: bool = False,
     **kwargs: object,
 ) -> Table:
-    """A table whose cells are set in ``font`` (reportlab's default would add an unembedded Helvetica).
+    """A table whose cells are set in the font of ``glyphs`` (reportlab's default would add an unembedded Helvetica);
+    a cell of plain text shows a character the font cannot draw by its placeholder.
 
     ``split_rows``: a row too tall for the room left on a page is split between two lines of its cells
     (:meth:`TextCell.split`), the rest going on in the next page's table, so that no cell is too tall to be set.
     Reportlab splits only the cells that hold a list of flowables (a lone flowable it would leave out of both
     halves): each flowable is put in one."""
     if not split_rows:
-        table = Table([list(row) for row in rows], **kwargs)
+        table = Table([[_drawn(c, glyphs) for c in row] for row in rows], **kwargs)
     else:
-        cells = [[[c] if isinstance(c, Flowable) else c for c in row] for row in rows]
+        cells = [[[c] if isinstance(c, Flowable) else _drawn(c, glyphs) for c in row] for row in rows]
         # A split within a row is tried first (where the page ends, not after a row and a repeated header).
         table = Table(cells, splitByRow=0, splitInRow=1, **kwargs)
-    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font), *commands]))
+    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), glyphs.font), *commands]))
     return table
 
 
-def stack(rows: Sequence[Flowable], font: str) -> Table:
+def _drawn(cell: Flowable | str, glyphs: Glyphs) -> Flowable | str:
+    return glyphs.drawable(cell) if isinstance(cell, str) else cell
+
+
+def stack(rows: Sequence[Flowable], glyphs: Glyphs) -> Table:
     """``rows`` one above the other, without padding on the left and top."""
     padding = [("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 0)]
-    return font_table([[row] for row in rows], padding, font)
+    return font_table([[row] for row in rows], padding, glyphs)
 
 
 def address_lines(text: str, width_of: Callable[[str], float], width: float) -> list[str]:
@@ -136,17 +148,19 @@ class TextCell(Flowable):
     """A table cell of plain text set in ``style``, broken by :func:`text_lines` for the width its column gives it
     (reportlab's CJK wrapping breaks a run anywhere, also just after a ``-``). Taller than the room left on a page,
     it splits between two of its lines (:meth:`split`): a table whose rows split (:func:`font_table`) carries the
-    rest of the row to the next page, so no text is too long to be set."""
+    rest of the row to the next page, so no text is too long to be set. A character the font cannot draw is shown by
+    its placeholder (:meth:`~server.pdf_glyphs.Glyphs.drawable`)."""
 
     #: Points: a cell no taller is not split (its row begins the next page instead).
     SPLITS_OVER = 250.0
     #: Lines a split leaves at the foot of a page, and carries to the next, at least.
     EDGE_LINES = 3
 
-    def __init__(self, text: str, style: ParagraphStyle, *, lines: Sequence[str] | None = None) -> None:
+    def __init__(self, text: str, style: ParagraphStyle, glyphs: Glyphs, *, lines: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.text = text
+        self.text = glyphs.drawable(text)
         self.style = style
+        self.glyphs = glyphs
         self._broken: tuple[float, list[str]] | None = (0.0, list(lines)) if lines is not None else None
 
     def _width_of(self, text: str) -> float:
@@ -172,7 +186,7 @@ class TextCell(Flowable):
         fit = min(int(availHeight // self.style.leading), len(lines) - self.EDGE_LINES)
         if len(lines) * self.style.leading <= self.SPLITS_OVER or fit < self.EDGE_LINES:
             return []
-        return [TextCell("\n".join(part), self.style, lines=part) for part in (lines[:fit], lines[fit:])]
+        return [TextCell("\n".join(part), self.style, self.glyphs, lines=part) for part in (lines[:fit], lines[fit:])]
 
     def draw(self) -> None:
         """The lines as they are (a hanging 、 past the column's end; none broken again)."""

@@ -37,7 +37,10 @@ router = APIRouter(tags=["notices"], route_class=ValidatedRoute)
 PDF: Responses = {
     200: {"content": {"application/pdf": {}}, "description": "The notice, an A4 PDF."},
     404: {"description": "No such seal, or not of one of your cases"},
-    409: {"description": "The seal is bound to no case, or its case's seizure has expired"},
+    409: {
+        "description": "The seal is bound to no case, its case's seizure has expired, or a fact has a character the "
+        "notice's font cannot draw (named as U+XXXX with its field): the paper would differ from the signed facts"
+    },
     503: {"description": "The notice key, the public address or the CJK font is not configured"},
 }
 TokenQuery = Annotated[

@@ -52,6 +52,7 @@ from server.export.report_sections import (
 from server.export.report_text import clip
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
+from server.pdf_glyphs import placeholder
 from server.pdf_layout import markup
 
 __all__ = [
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Characters the note on characters not drawn names, at most.
+GLYPHS_NOTE_MAX = 8
 
 
 def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> bytes:
@@ -100,7 +104,8 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
     def footer(canvas: Canvas, document: SimpleDocTemplate) -> None:
         canvas.saveState()
         canvas.setFont(styles.font, 7)
-        canvas.drawString(18 * mm, 8 * mm, f"{facts.case_no} · 证据报告 evidence report · 第 {document.page} 页 page")
+        line = f"{facts.case_no} · 证据报告 evidence report · 第 {document.page} 页 page"
+        canvas.drawString(18 * mm, 8 * mm, styles.glyphs.drawable(line))
         canvas.restoreState()
 
     doc.build(_story(facts, styles), onFirstPage=footer, onLaterPages=footer)
@@ -117,8 +122,8 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
 
 
 def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
-    story = _cover(facts, s)
-    story += heading("核验结果摘要", "Verification summary", s) + _checks(facts, s)
+    cover = _cover(facts, s)
+    story = heading("核验结果摘要", "Verification summary", s) + _checks(facts, s)
     story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
     story += heading("电子封条", "The seals", s) + _seals(facts, s)
     story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
@@ -128,7 +133,27 @@ def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     story += heading("指令与应答", "Commands and answers", s) + commands_table(facts.commands, s)
     story += heading("解除查封申请与决定", "Removal requests and decisions", s) + removals_table(facts.removals, s)
     story += [PageBreak(), *closing(facts, s)]
-    return story
+    # Every text is set (and checked by s.glyphs) once the story is made: the note goes on the cover, before its
+    # page break, and the footer's case number is already on the cover.
+    return [*cover[:-1], *_glyphs_note(s), cover[-1], *story]
+
+
+def _glyphs_note(s: ReportStyles) -> list[Flowable]:
+    """The line that says, once, that characters the font cannot draw were shown by their code point: nothing if
+    there was none."""
+    replaced = sorted(s.glyphs.replaced)
+    if not replaced:
+        return []
+    shown = "、".join(placeholder(c) for c in replaced[:GLYPHS_NOTE_MAX])
+    more = "…" if len(replaced) > GLYPHS_NOTE_MAX else ""
+    return para(
+        f"注意：本报告的字体无法显示的字符（以及文字方向控制符，未予应用）以其 Unicode 码位标出，如 {shown}{more}"
+        f"（共 {len(replaced)} 种）；原文以证据包中的 JSON 文件为准。",
+        f"Note: characters the report's font cannot draw (and text direction controls, not applied) are shown by "
+        f"their Unicode code point, such as {shown}{more} ({len(replaced)} in all); the exact text is in the "
+        "bundle's JSON files.",
+        s,
+    )
 
 
 def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
@@ -169,9 +194,9 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     )
     return [
         Spacer(1, 10 * mm),
-        Paragraph(markup(facts.court), s.subtitle),
-        Paragraph("电子封条证据报告", s.title),
-        Paragraph("EVIDENCE REPORT OF THE ELECTRONIC COURT SEAL", s.subtitle),
+        Paragraph(markup(facts.court, s.glyphs), s.subtitle),
+        Paragraph(markup("电子封条证据报告", s.glyphs), s.title),
+        Paragraph(markup("EVIDENCE REPORT OF THE ELECTRONIC COURT SEAL", s.glyphs), s.subtitle),
         Spacer(1, 6 * mm),
         table,
         Spacer(1, 4 * mm),
@@ -234,7 +259,7 @@ def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
                 ]
             )
         out += [
-            Paragraph(markup(f"封条 Seal {seal.device_id}"), s.h2),
+            Paragraph(markup(f"封条 Seal {seal.device_id}", s.glyphs), s.h2),
             grid([], rows, [40 * mm, None], s),
         ]
     return out

@@ -29,6 +29,7 @@ from server.export.report_facts import (
     SnapshotFacts,
 )
 from server.export.report_text import clip, ground_words, sort_time
+from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
 from server.words import words
 
@@ -44,10 +45,12 @@ GRID = colors.HexColor("#999999")
 
 
 class ReportStyles:
-    """The report's paragraph styles, all in the embedded CJK font ``font``."""
+    """The report's paragraph styles, all in the embedded CJK font ``font``, and what that font can draw (every text
+    of the report goes through :attr:`glyphs`: the characters it replaced are what the report's note is about)."""
 
     def __init__(self, font: str) -> None:
         self.font = font
+        self.glyphs = Glyphs(font)
         grey = colors.HexColor("#444444")
         base = ParagraphStyle("base", fontName=font, fontSize=10, leading=14, wordWrap="CJK")
         self.body = base
@@ -62,18 +65,22 @@ class ReportStyles:
 
 
 def heading(zh: str, en: str, styles: ReportStyles) -> list[Flowable]:
-    return [Paragraph(markup(zh), styles.h1), Paragraph(markup(en), styles.h1_en)]
+    return [Paragraph(markup(zh, styles.glyphs), styles.h1), Paragraph(markup(en, styles.glyphs), styles.h1_en)]
 
 
 def para(zh: str, en: str, styles: ReportStyles) -> list[Flowable]:
     """A paragraph in Chinese, then its English."""
-    return [Paragraph(markup(zh), styles.body), Paragraph(markup(en), styles.en), Spacer(1, 1.5 * mm)]
+    return [
+        Paragraph(markup(zh, styles.glyphs), styles.body),
+        Paragraph(markup(en, styles.glyphs), styles.en),
+        Spacer(1, 1.5 * mm),
+    ]
 
 
 def cell(zh: str, en: str, styles: ReportStyles, *, alert: bool = False) -> TextCell:
     """A table cell: Chinese, a line break, English (never broken just after a ``-``: :class:`TextCell`)."""
     text = zh + ("\n" + en if en and en != zh else "")
-    return TextCell(text, styles.alert if alert else styles.cell)
+    return TextCell(text, styles.alert if alert else styles.cell, styles.glyphs)
 
 
 def grid(
@@ -94,10 +101,10 @@ def grid(
         ("RIGHTPADDING", (0, 0), (-1, -1), 3),
     ]
     if not header:
-        return font_table(rows, commands, s.font, split_rows=True, colWidths=list(widths))
+        return font_table(rows, commands, s.glyphs, split_rows=True, colWidths=list(widths))
     head = [cell(zh, en, s) for zh, en in header]
     commands.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")))
-    return font_table([head, *rows], commands, s.font, split_rows=True, colWidths=list(widths), repeatRows=1)
+    return font_table([head, *rows], commands, s.glyphs, split_rows=True, colWidths=list(widths), repeatRows=1)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -124,11 +131,11 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
     tiles = [_tile(x, width, s) for x in shown]
     if tiles:
         rows = [list(r) + [""] * (THUMB_COLUMNS - len(r)) for r in chunks(tiles, THUMB_COLUMNS)]
-        out.append(font_table(rows, [("VALIGN", (0, 0), (-1, -1), "TOP")], s.font, colWidths=[width] * THUMB_COLUMNS))
+        out.append(font_table(rows, [("VALIGN", (0, 0), (-1, -1), "TOP")], s.glyphs, colWidths=[width] * THUMB_COLUMNS))
     if rest:
         out += [
-            Paragraph(markup("其余快照（见证据包中的文件）"), s.h2),
-            Paragraph(markup("Other snapshots (files in the bundle)"), s.en),
+            Paragraph(markup("其余快照（见证据包中的文件）", s.glyphs), s.h2),
+            Paragraph(markup("Other snapshots (files in the bundle)", s.glyphs), s.en),
         ]
         names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at)] for x in rest]
         header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
@@ -136,8 +143,8 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
             out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
     if missing:
         out += [
-            Paragraph(markup("法院未存有的快照"), s.h2),
-            Paragraph(markup("Snapshots the court does not hold"), s.en),
+            Paragraph(markup("法院未存有的快照", s.glyphs), s.h2),
+            Paragraph(markup("Snapshots the court does not hold", s.glyphs), s.en),
         ]
         names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at), _absence(x, s)] for x in missing]
         header = [("文件", "path"), ("封条", "seal"), ("收到", "received"), ("原因", "why")]
@@ -172,7 +179,7 @@ def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         logger.warning("snapshot %s cannot be shown as a thumbnail: %s", snapshot.sha256, exc)
         picture = cell("无法解码的图像", "not a readable image", s, alert=True)
-    return font_table([[picture], [caption]], [("LEFTPADDING", (0, 0), (-1, -1), 1)], s.font)
+    return font_table([[picture], [caption]], [("LEFTPADDING", (0, 0), (-1, -1), 1)], s.glyphs)
 
 
 def _thumbnail(jpeg: bytes, width: float) -> Image:
@@ -205,7 +212,7 @@ def _both(zh: str, en: str) -> str:
 
 
 def _lines(lines: Sequence[str], s: ReportStyles) -> TextCell:
-    return TextCell("\n".join(lines) or "—", s.cell)
+    return TextCell("\n".join(lines) or "—", s.cell, s.glyphs)
 
 
 def _row(values: Sequence[Flowable | str], s: ReportStyles) -> list[Flowable]:
@@ -277,8 +284,8 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
     out: list[Flowable] = [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
     steps = [(r.id, h) for r in removals for h in r.history]
     if steps:
-        out += [CondPageBreak(30 * mm), Paragraph(markup("申请的经过与决定"), s.h2)]
-        out.append(Paragraph(markup("Steps and decisions"), s.en))
+        out += [CondPageBreak(30 * mm), Paragraph(markup("申请的经过与决定", s.glyphs), s.h2)]
+        out.append(Paragraph(markup("Steps and decisions", s.glyphs), s.en))
         out += _steps_tables(("申请", "request"), steps, _removal_step, "removal.jsonl", s)
     return out
 

@@ -31,6 +31,7 @@ from server.export.report_text import (
     sort_time,
     warning_words,
 )
+from server.pdf_glyphs import Glyphs
 from server.pdf_layout import font_table, markup, text_lines
 
 TIMELINE_HEADER = [
@@ -166,7 +167,7 @@ def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
     """A timeline table of plain-text cells wrapped to their columns; alert rows in red."""
     head = [f"{zh}\n{en}" for zh, en in TIMELINE_HEADER]
     body = [
-        [wrap(text, s.font, width - 2 * PADDING) for text, width in zip(cells, TIMELINE_WIDTHS, strict=True)]
+        [wrap(text, s.glyphs, width - 2 * PADDING) for text, width in zip(cells, TIMELINE_WIDTHS, strict=True)]
         for cells, _alert in rows
     ]
     commands: list[tuple[object, ...]] = [
@@ -181,14 +182,15 @@ def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
     ]
     commands += [("TEXTCOLOR", (4, n), (5, n), ALERT) for n, (_c, alert) in enumerate(rows, 1) if alert]
-    return font_table([head, *body], commands, s.font, colWidths=TIMELINE_WIDTHS, repeatRows=1)
+    return font_table([head, *body], commands, s.glyphs, colWidths=TIMELINE_WIDTHS, repeatRows=1)
 
 
-def wrap(text: str, font: str, width: float, size: float = CELL_SIZE) -> str:
-    """``text`` broken into lines no wider than ``width`` points (but for a hanging 、 or ）) as
-    :func:`~server.pdf_layout.text_lines` breaks it: between any two CJK characters, between Latin words (a word
-    wider than the line is cut), never just after a ``-``."""
-    return "\n".join(text_lines(text, lambda run: _width(run, font, size), width))
+def wrap(text: str, glyphs: Glyphs, width: float, size: float = CELL_SIZE) -> str:
+    """``text`` (each character the font cannot draw shown by its placeholder) broken into lines no wider than
+    ``width`` points (but for a hanging 、 or ）) as :func:`~server.pdf_layout.text_lines` breaks it: between any two
+    CJK characters, between Latin words (a word wider than the line is cut), never just after a ``-``."""
+    font = glyphs.font
+    return "\n".join(text_lines(glyphs.drawable(text), lambda run: _width(run, font, size), width))
 
 
 def _width(token: str, font: str, size: float) -> float:
@@ -207,8 +209,8 @@ def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]
     rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]
     header = [("封条", "seal"), ("日期（封条时钟）", "day (seal's clock)"), ("心跳次数", "heartbeats")]
     return [
-        Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）"), s.h2),
-        Paragraph(markup("Heartbeats, counted per seal and day, not listed one by one"), s.en),
+        Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）", s.glyphs), s.h2),
+        Paragraph(markup("Heartbeats, counted per seal and day, not listed one by one", s.glyphs), s.en),
         *[grid(header, chunk, [40 * mm, 40 * mm, 30 * mm], s) for chunk in chunks(rows, ROWS_PER_TABLE)],
     ]
 

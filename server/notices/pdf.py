@@ -1,7 +1,8 @@
 """The notice as an A4 PDF (reportlab): Chinese first, an English line under each part, the court-signed QR code.
 
 The QR code (segno) is drawn as vector squares, so it prints sharp at any size; the CJK font is embedded as a
-subset (:mod:`server.notices.fonts`).
+subset (:mod:`server.notices.fonts`). A notice whose facts have a character that font cannot draw is not printed
+(:func:`check_printable`): the paper would name another judge or place than the signed facts its QR code leads to.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import FILL_NON_ZERO
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
 
-from server.notices.facts import NoticeFacts, fact_rows
+from server.notices.errors import UnprintableFact
+from server.notices.facts import FACT_ROWS, NoticeFacts, fact_rows
+from server.pdf_glyphs import Glyphs, first_undrawable
 from server.pdf_layout import address_lines, font_table, markup, stack
 
 WARNING_ZH = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任。"
@@ -87,12 +90,24 @@ class QrCode(Flowable):
 
 def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
     """The PDF of ``notice``, set in the registered reportlab font ``font`` (a CJK one), on one page: long facts
-    (property and address may have 256 characters each) are set smaller until the page holds them."""
+    (property and address may have 256 characters each) are set smaller until the page holds them.
+    :class:`~server.notices.errors.UnprintableFact` if a fact has a character the font cannot draw."""
+    check_printable(notice.facts, font)
     for scale in SCALES:
         pdf, pages = _render(notice, _Styles(font, scale))
         if pages == 1:
             break
     return pdf
+
+
+def check_printable(facts: NoticeFacts, font: str) -> None:
+    """:class:`~server.notices.errors.UnprintableFact` naming the first fact (the court's name heads the paper, then
+    the rows in order) with a character the registered font ``font`` cannot draw, or a text direction control."""
+    labels = {"court": ("法院", "Court"), **{name: (zh, en) for name, zh, en in FACT_ROWS}}
+    found = first_undrawable(Glyphs(font), {name: getattr(facts, name) or "" for name in labels})
+    if found is not None:
+        name, char = found
+        raise UnprintableFact(name, *labels[name], char)
 
 
 #: The type sizes tried, largest first.
@@ -120,14 +135,17 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
         initialFontSize=10,
     )
     story = [
-        Paragraph(_x(facts.court), styles.court),
-        Paragraph("查 封 公 告", styles.title),
-        Paragraph("NOTICE OF SEIZURE · ELECTRONIC COURT SEAL", styles.subtitle),
+        Paragraph(_x(facts.court, styles), styles.court),
+        Paragraph(_x("查 封 公 告", styles), styles.title),
+        Paragraph(_x("NOTICE OF SEIZURE · ELECTRONIC COURT SEAL", styles), styles.subtitle),
         Spacer(1, 3 * mm),
         _stack(
             [
-                Paragraph("本院依法查封下列财产，并加贴电子封条。", styles.zh),
-                Paragraph("This court has seized the property below and sealed it with an electronic seal.", styles.en),
+                Paragraph(_x("本院依法查封下列财产，并加贴电子封条。", styles), styles.zh),
+                Paragraph(
+                    _x("This court has seized the property below and sealed it with an electronic seal.", styles),
+                    styles.en,
+                ),
             ],
             styles,
         ),
@@ -136,8 +154,8 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
         Spacer(1, 4 * mm),
         _warning(styles),
         Spacer(1, 2 * mm),
-        Paragraph(_x(LAW_ZH), styles.small_zh),
-        Paragraph(_x(LAW_EN), styles.small_en),
+        Paragraph(_x(LAW_ZH, styles), styles.small_zh),
+        Paragraph(_x(LAW_EN, styles), styles.small_en),
         Spacer(1, 3 * mm),
         KeepTogether(_qr_block(notice, styles)),
     ]
@@ -148,6 +166,7 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
 class _Styles:
     def __init__(self, font: str, scale: float = 1.0) -> None:
         self.font = font
+        self.glyphs = Glyphs(font)
 
         def style(name: str, parent: ParagraphStyle | None, size: float, leading: float, **kw: Any) -> ParagraphStyle:
             return ParagraphStyle(name, parent, fontName=font, fontSize=size * scale, leading=leading * scale, **kw)
@@ -170,23 +189,26 @@ class _Styles:
         self.url = style("url", base, 6.5, 8.5)
 
 
-def _x(text: str) -> str:
-    return markup(text)
+def _x(text: str, styles: _Styles) -> str:
+    return markup(text, styles.glyphs)
 
 
 def _table(
     rows: list[list[Flowable]], commands: Sequence[tuple[object, ...]], styles: _Styles, **kwargs: object
 ) -> Table:
-    return font_table(rows, commands, styles.font, split_rows=False, **kwargs)
+    return font_table(rows, commands, styles.glyphs, split_rows=False, **kwargs)
 
 
 def _stack(rows: list[Flowable], styles: _Styles) -> Table:
-    return stack(rows, styles.font)
+    return stack(rows, styles.glyphs)
 
 
 def _facts_table(facts: NoticeFacts, styles: _Styles) -> Table:
     data: list[list[Flowable]] = [
-        [_stack([Paragraph(_x(zh), styles.label_zh), Paragraph(_x(en), styles.label_en)], styles), _value(v, styles)]
+        [
+            _stack([Paragraph(_x(zh, styles), styles.label_zh), Paragraph(_x(en, styles), styles.label_en)], styles),
+            _value(v, styles),
+        ]
         for zh, en, v in fact_rows(facts)
     ]
     commands = [
@@ -199,13 +221,13 @@ def _facts_table(facts: NoticeFacts, styles: _Styles) -> Table:
 
 
 def _value(text: str, styles: _Styles) -> Paragraph:
-    return Paragraph(_x(text), styles.value)
+    return Paragraph(_x(text, styles), styles.value)
 
 
 def _warning(styles: _Styles) -> Table:
     rows: list[list[Flowable]] = [
-        [Paragraph(_x(WARNING_ZH), styles.warning_zh)],
-        [Paragraph(_x(WARNING_EN), styles.warning_en)],
+        [Paragraph(_x(WARNING_ZH, styles), styles.warning_zh)],
+        [Paragraph(_x(WARNING_EN, styles), styles.warning_en)],
     ]
     commands = [
         ("BOX", (0, 0), (-1, -1), 1.5, colors.HexColor("#b00000")),
@@ -220,15 +242,20 @@ def _warning(styles: _Styles) -> Table:
 def _qr_block(notice: PrintedNotice, styles: _Styles) -> list[Flowable]:
     caption = _stack(
         [
-            Paragraph("扫描二维码：核验本公告真伪，查看封条现状，了解申请解除查封的方式和联系电话。", styles.zh),
             Paragraph(
-                "Scan the code to check that this notice is authentic, see the seal's current state, and learn how to "
-                "ask for the seizure to be lifted and whom to call.",
+                _x("扫描二维码：核验本公告真伪，查看封条现状，了解申请解除查封的方式和联系电话。", styles), styles.zh
+            ),
+            Paragraph(
+                _x(
+                    "Scan the code to check that this notice is authentic, see the seal's current state, and learn how "
+                    "to ask for the seizure to be lifted and whom to call.",
+                    styles,
+                ),
                 styles.en,
             ),
             Spacer(1, 6 * mm),
-            Paragraph(_x(f"{notice.facts.court}"), styles.zh),
-            Paragraph(_x(f"{notice.issued_on.isoformat()}　公告编号 Notice no. {notice.notice_id}"), styles.zh),
+            Paragraph(_x(f"{notice.facts.court}", styles), styles.zh),
+            Paragraph(_x(f"{notice.issued_on.isoformat()}　公告编号 Notice no. {notice.notice_id}", styles), styles.zh),
         ],
         styles,
     )
@@ -236,4 +263,4 @@ def _qr_block(notice: PrintedNotice, styles: _Styles) -> list[Flowable]:
     table = _table([[QrCode(notice.url, QR_SIZE), caption]], commands, styles, colWidths=[QR_SIZE + 4 * mm, None])
     style = styles.url
     lines = address_lines(notice.url, lambda text: stringWidth(text, style.fontName, style.fontSize), TEXT_WIDTH * 0.98)
-    return [table, Paragraph("<br/>".join(_x(line) for line in lines), style)]
+    return [table, Paragraph("<br/>".join(_x(line, styles) for line in lines), style)]

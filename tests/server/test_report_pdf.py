@@ -507,8 +507,10 @@ def test_timeline_cells_wrap_within_their_column_and_keep_every_character() -> N
 
     from server.export.report_timeline import wrap
     from server.notices.fonts import find_font, register_font
+    from server.pdf_glyphs import Glyphs
 
     font = register_font(find_font(None))
+    glyphs = Glyphs(font)
     texts = [
         "警告播放失败：zh 失败（Error opening PCM device. -- CODE: -22 -- MSG: Invalid argument）",
         "snapshots/" + "e" * 64 + ".jpg and more words after it",
@@ -517,6 +519,6 @@ def test_timeline_cells_wrap_within_their_column_and_keep_every_character() -> N
     ]
     for text in texts:
         for width in (40.0, 80.0, 190.0):
-            lines = wrap(text, font, width).split("\n")
+            lines = wrap(text, glyphs, width).split("\n")
             assert all(stringWidth(line, font, 7) <= width + 0.01 for line in lines), (text, width, lines)
             assert "".join("".join(lines).split()) == "".join(text.split())
