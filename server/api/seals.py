@@ -135,7 +135,12 @@ def register(
     MQTT password is in the response, shown once."""
     try:
         seal, credentials = enrol_seal(
-            session, actor=clerk, device_id=body.device_id, public_key=body.public_key, location=body.location
+            session,
+            actor=clerk,
+            device_id=body.device_id,
+            public_key=body.public_key,
+            location=body.location,
+            reserved={context.settings.mqtt.username},
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -157,7 +162,8 @@ def rotate_mqtt_password(
 ) -> MqttPasswordPublic:
     """Give the seal a new MQTT password (or its account, if it has none), shown once (clerk only); the old one
     stops working when the broker reloads its files."""
-    credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id)
+    reserved = {context.settings.mqtt.username}
+    credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id, reserved=reserved)
     session.commit()
     _sync_broker(session, context)
     return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password)
