@@ -34,7 +34,7 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import ServerError
+from server.errors import AlreadyExists, ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
@@ -142,6 +142,8 @@ def register(
             location=body.location,
             reserved={context.settings.mqtt.username},
         )
+    except AlreadyExists:
+        raise  # the device id is taken (by a seal, or by a broker account not a seal's): 409, as documented
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
