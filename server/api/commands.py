@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import canonical_json
 from seal_protocol.commands import CommandAction
+from seal_protocol.wirejson import check_wire_value
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, seal_with
 from server.api.params import Before, DeviceIdPath, RowIdPath
 from server.api.routing import ValidatedRoute
@@ -49,6 +50,9 @@ class CommandCreate(BaseModel):
     @field_validator("args")
     @classmethod
     def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """What the seal protocol admits in a command's args (:func:`check_wire_value`: no floats, integers within
+        ±(2**53 - 1), printable ASCII keys, bounded nesting, …), at most :data:`MAX_ARGS_BYTES` as JSON, no NUL."""
+        check_wire_value(value, what="args")  # an InvalidEnvelope is a ValueError: a 422 naming args
         encoded = canonical_json(value)
         if len(encoded) > MAX_ARGS_BYTES:
             raise ValueError(f"args take at most {MAX_ARGS_BYTES} bytes as JSON")

@@ -34,7 +34,7 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import ServerError
+from server.errors import AlreadyExists, ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
@@ -135,8 +135,15 @@ def register(
     MQTT password is in the response, shown once."""
     try:
         seal, credentials = enrol_seal(
-            session, actor=clerk, device_id=body.device_id, public_key=body.public_key, location=body.location
+            session,
+            actor=clerk,
+            device_id=body.device_id,
+            public_key=body.public_key,
+            location=body.location,
+            reserved={context.settings.mqtt.username},
         )
+    except AlreadyExists:
+        raise  # the device id is taken (by a seal, or by a broker account not a seal's): 409, as documented
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
@@ -157,7 +164,8 @@ def rotate_mqtt_password(
 ) -> MqttPasswordPublic:
     """Give the seal a new MQTT password (or its account, if it has none), shown once (clerk only); the old one
     stops working when the broker reloads its files."""
-    credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id)
+    reserved = {context.settings.mqtt.username}
+    credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id, reserved=reserved)
     session.commit()
     _sync_broker(session, context)
     return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password)

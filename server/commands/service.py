@@ -26,14 +26,16 @@ from seal_protocol.commands import (
     encode_command,
     new_command,
 )
+from seal_protocol.errors import InvalidEnvelope
 from seal_protocol.signing import SigningKey
+from seal_protocol.wirejson import check_wire_value
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.db import NO_KEY_UPDATE
 from server.core.value_lists import one_of
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, Invalid, NotFound
 from server.seals.models import Seal
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,12 @@ def issue_command(
     user: Actor,
     now: datetime,
 ) -> CourtCommand:
-    """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`)."""
+    """Store a signed ``pending`` command to ``seal`` (bound to a case, else :class:`Conflict`); ``args`` the seal
+    protocol does not admit (:func:`check_wire_value`) are :class:`Invalid`, before anything is stored."""
+    try:
+        check_wire_value(args, what="args")
+    except InvalidEnvelope as exc:
+        raise Invalid(f"the command's args: {exc}") from None
     # Lock (and re-read) the seal: commands to it get their ids in the order they commit, as a seal refuses a
     # lower id than one it accepted, and an unbinding in the meantime is seen.
     session.refresh(seal, with_for_update=NO_KEY_UPDATE)

@@ -141,6 +141,7 @@ def _seal_add(args: argparse.Namespace, settings: Settings, out: Out, on_moved: 
             location=args.location,
             replace_key=args.replace_key,
             on_moved=on_moved,
+            reserved={settings.mqtt.username},
         )
         out(f"seal {seal.device_id} bound to case {seal.case_no}")
         return credentials
@@ -152,7 +153,10 @@ def _seal_add(args: argparse.Namespace, settings: Settings, out: Out, on_moved: 
 
 def _seal_rotate(args: argparse.Namespace, settings: Settings, out: Out) -> None:
     credentials = in_session(
-        settings.database_url, lambda session: new_seal_password(session, actor=None, device_id=args.device_id)
+        settings.database_url,
+        lambda session: new_seal_password(
+            session, actor=None, device_id=args.device_id, reserved={settings.mqtt.username}
+        ),
     )
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=out)
     _sync_broker(settings, out)

@@ -8,13 +8,13 @@ rewrites the broker's files (:func:`server.seals.provisioning.apply_broker_files
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sqlalchemy.orm import Session
 
 from server.audit.service import Actor
 from server.seals.models import MqttAccount, Seal, SealBinding
-from server.seals.provisioning import NewCredentials, seal_account
+from server.seals.provisioning import NewCredentials, check_seal_name, seal_account
 from server.seals.registry import add_seal, get_seal, register_seal
 
 #: What takes a seal moved by its registration off its old case (session, actor, the binding that ended, the new
@@ -32,6 +32,7 @@ def enrol_seal(
     location: str | None = None,
     replace_key: bool = False,
     on_moved: OnMoved | None = None,
+    reserved: Collection[str] = (),
 ) -> tuple[Seal, NewCredentials | None]:
     """Register a seal with its public key and give it an MQTT account.
 
@@ -44,9 +45,15 @@ def enrol_seal(
     the binding that ended, the new case): :func:`server.removal.release.take_off_moved`, which lives above this
     package; without it a move is refused. The credentials are None when the seal already had an account (its
     password is kept; see :func:`new_seal_password`).
+
+    A device id that names a broker account not a seal's — the court server's, ``reserved`` (the configured
+    ``[mqtt] username``), any account of another kind — is refused with :class:`AlreadyExists`
+    (:func:`server.seals.provisioning.check_seal_name`): its password is never handed out.
     """
     if case_no is None:
-        seal = add_seal(session, actor=actor, device_id=device_id, public_key=public_key, location=location or "")
+        seal = add_seal(
+            session, actor=actor, device_id=device_id, public_key=public_key, location=location or "", reserved=reserved
+        )
     else:
         registered = register_seal(
             session,
@@ -56,6 +63,7 @@ def enrol_seal(
             public_key=public_key,
             location=location,
             replace_key=replace_key,
+            reserved=reserved,
         )
         seal = registered.seal
         if registered.left is not None:
@@ -65,10 +73,14 @@ def enrol_seal(
     return seal, seal_account(session, actor=actor, device_id=seal.device_id, rotate=False)
 
 
-def new_seal_password(session: Session, *, actor: Actor | None, device_id: str) -> NewCredentials:
+def new_seal_password(
+    session: Session, *, actor: Actor | None, device_id: str, reserved: Collection[str] = ()
+) -> NewCredentials:
     """Give a registered seal a new MQTT password (or its account, if it has none yet); :class:`NotFound` for an
-    unknown seal."""
+    unknown seal, :class:`AlreadyExists` for one whose device id names a broker account not a seal's (registered before
+    such names were refused): that account's password is not the seal's to get."""
     seal = get_seal(session, device_id=device_id)
+    check_seal_name(session, seal.device_id, reserved=reserved)
     rotate = session.get(MqttAccount, seal.device_id) is not None
     credentials = seal_account(session, actor=actor, device_id=seal.device_id, rotate=rotate)
     assert credentials is not None  # a new account or a new password

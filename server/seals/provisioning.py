@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,15 +49,29 @@ def new_password() -> str:
 MIN_ADOPTED_PASSWORD_LENGTH = 16
 
 
+def check_seal_name(session: Session, device_id: str, *, reserved: Collection[str] = ()) -> None:
+    """Refuse (:class:`AlreadyExists`, 409) a seal's device id that is, or may become, the name of a broker account
+    that is not a seal's: the court server's (:data:`SERVER_USERNAME`, and ``reserved``: the configured ``[mqtt]
+    username``), or any account of another kind. A seal's account is its device id, so a seal named so would be
+    handed that account's password (and its rights in the ACL)."""
+    account = session.get(MqttAccount, device_id)
+    taken = account is not None and account.kind != AccountKind.SEAL.value
+    if device_id == SERVER_USERNAME or device_id in reserved or taken:
+        raise AlreadyExists(
+            f"设备编号 {device_id} 已保留：这是法院服务器等非封条的 MQTT 账号名，不能用作封条编号。 / "
+            f"The device id {device_id!r} is reserved: it names a broker account that is not a seal's (the court "
+            "server's), and no seal may have it."
+        )
+
+
 def create_account(
     session: Session, *, username: str, kind: AccountKind, password: str | None = None
 ) -> NewCredentials:
     """Create a broker account with ``password`` or, by default, a random one, returned once; refuse an existing
-    username."""
+    username, and a seal's under a name that is not a seal's to take (:func:`check_seal_name`)."""
     if kind is AccountKind.SEAL:
         validate_device_id(username)
-        if username == SERVER_USERNAME:
-            raise AlreadyExists(f"{SERVER_USERNAME!r} is reserved for the court server")
+        check_seal_name(session, username)
     if session.get(MqttAccount, username) is not None:
         raise AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
     if password is None:
@@ -112,7 +127,10 @@ def server_account(session: Session, *, actor: Actor | None, password_file: Path
 
 
 def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotate: bool) -> NewCredentials | None:
-    """Give a registered seal its MQTT account, or a new password when ``rotate``; None if nothing changed."""
+    """Give a registered seal its MQTT account, or a new password when ``rotate``; None if nothing changed. Only a
+    seal's own account (kind ``seal``) is adopted or rotated: any other under its name is refused
+    (:func:`check_seal_name`), never handed out."""
+    check_seal_name(session, device_id)
     credentials: NewCredentials | None = None
     if rotate:
         credentials = rotate_password(session, username=device_id)  # NotFound for a seal without an account

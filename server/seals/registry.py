@@ -10,6 +10,7 @@ functions only add, check and record.
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from server.errors import AlreadyExists, Conflict, NotFound
 from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
 from server.seals.models import Case, CaseStatus, Seal, SealBinding
+from server.seals.provisioning import check_seal_name
 
 #: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
 BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED})
@@ -37,9 +39,19 @@ def get_seal(session: Session, *, device_id: str) -> Seal:
     return seal
 
 
-def add_seal(session: Session, *, actor: Actor | None, device_id: str, public_key: str, location: str = "") -> Seal:
-    """Register a new seal with its public key, bound to no case yet; raise :class:`AlreadyExists` if known."""
-    device_id, key = _checked_identity(device_id, public_key)
+def add_seal(
+    session: Session,
+    *,
+    actor: Actor | None,
+    device_id: str,
+    public_key: str,
+    location: str = "",
+    reserved: Collection[str] = (),
+) -> Seal:
+    """Register a new seal with its public key, bound to no case yet; raise :class:`AlreadyExists` if known, or if
+    its device id names a broker account not a seal's (``reserved``: the configured server's; see
+    :func:`server.seals.provisioning.check_seal_name`)."""
+    device_id, key = _checked_identity(session, device_id, public_key, reserved)
     if session.scalar(select(Seal.id).where(Seal.device_id == device_id)) is not None:
         raise AlreadyExists(f"seal {device_id!r} already exists")
     seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location)
@@ -107,6 +119,7 @@ def register_seal(
     public_key: str,
     location: str | None = None,
     replace_key: bool = False,
+    reserved: Collection[str] = (),
 ) -> Registered:
     """Register ``device_id`` with its public key and bind it to ``case_no``; rebind it if already registered.
 
@@ -116,8 +129,10 @@ def register_seal(
     A seal bound to another case moves: its binding there ends (as :func:`unbind_seal`, refused while that case is
     held) and the new one begins. This is the bindings alone: :func:`server.seals.enrolment.enrol_seal` also ends
     what the old binding carried (the commands pending for that case, the notices on its door).
+
+    A device id that names a broker account not a seal's is refused, as by :func:`add_seal`.
     """
-    device_id, key = _checked_identity(device_id, public_key)
+    device_id, key = _checked_identity(session, device_id, public_key, reserved)
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     moved_from = seal.case_no if seal is not None else None
     case = _lock_cases(session, case_no=case_no, moved_from=moved_from)
@@ -172,12 +187,14 @@ def public_key_b64_normalised(text: str) -> str:
     return base64.b64encode(bytes(verify_key_from_b64(text))).decode("ascii")
 
 
-def _checked_identity(device_id: str, public_key: str) -> tuple[str, str]:
+def _checked_identity(session: Session, device_id: str, public_key: str, reserved: Collection[str]) -> tuple[str, str]:
     try:
         validate_device_id(device_id)
-        return device_id, public_key_b64_normalised(public_key)
+        key = public_key_b64_normalised(public_key)
     except (InvalidTopic, SignatureError) as exc:
         raise ValueError(str(exc)) from None
+    check_seal_name(session, device_id, reserved=reserved)
+    return device_id, key
 
 
 def _bind(

@@ -20,6 +20,7 @@ from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts, Unk
 from server.auth.login import change_password, sign_in, sign_out
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from server.web.deps import AnonymousPage, SignedInPage, find_page_login
+from server.web.form_fields import Username
 from server.web.i18n import LANG_COOKIE, LANGUAGES
 from server.web.routing import PageRoute
 from server.web.security import csrf_secret, csrf_token_for, new_pre_session_secret, set_pre_session_cookie
@@ -83,7 +84,7 @@ def login_submit(
     page: AnonymousPage,
     request: Request,
     session: SessionDep,
-    username: Annotated[str, Form(min_length=1, max_length=64)],
+    username: Username,
     password: Secret,
     next: NextPath = "/",
 ) -> Response:

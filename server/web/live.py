@@ -55,6 +55,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, bearer_token
+from server.api.schemas import ONE_LINE
 from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.auth.sessions import resolve_session
@@ -176,8 +177,8 @@ async def live(
     context: ContextDep,
     view: Annotated[str, Query(max_length=32, pattern=r"^[a-z_]+$")] = "overview",
     since: Annotated[str | None, Query(max_length=64)] = None,
-    case_no: Annotated[str | None, Query(max_length=64)] = None,
-    device_id: Annotated[str | None, Query(max_length=64)] = None,
+    case_no: Annotated[str | None, Query(max_length=64, pattern=ONE_LINE)] = None,
+    device_id: Annotated[str | None, Query(max_length=64, pattern=ONE_LINE)] = None,
     tab: str | None = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventStream:

@@ -14,17 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from server.api.deps import SESSION_COOKIE, BearerDep, SessionDep, clear_session_cookie, client_ip, set_session_cookie
-from server.api.schemas import CASE_NO_MAX
+from server.api.schemas import CASE_NO_MAX, ONE_LINE
 from server.auth import access
 from server.auth.access import Permission
 from server.auth.errors import NotAuthenticated, TooManyAttempts, UnknownClient
 from server.auth.login import sign_in_with_code, sign_out
 from server.seals.cases import find_case
 from server.web.deps import AnonymousPage, Page, SignedInPage, find_page_login
+from server.web.form_fields import AccessCodeText, CaseNoText
 from server.web.removal_view import case_url, my_cases
 from server.web.routing import PageRoute
 from server.web.security import csrf_secret, csrf_token_for, new_pre_session_secret, set_pre_session_cookie
@@ -52,9 +53,6 @@ class PortalRoute(PageRoute):
 
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
-
-CaseNoField = Annotated[str, Form(max_length=CASE_NO_MAX)]
-CodeField = Annotated[str, Form(max_length=64)]
 
 
 def see_other(path: str) -> RedirectResponse:
@@ -88,7 +86,7 @@ def portal_home(
     page: AnonymousPage,
     session: SessionDep,
     bearer: BearerDep,
-    case_no: Annotated[str | None, Query(max_length=CASE_NO_MAX)] = None,
+    case_no: Annotated[str | None, Query(max_length=CASE_NO_MAX, pattern=ONE_LINE)] = None,
     bye: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:
     """The debtor's portal: sign in with the case number and the access code, or (signed in) your cases."""
@@ -109,8 +107,8 @@ def portal_sign_in(
     page: AnonymousPage,
     request: Request,
     session: SessionDep,
-    case_no: CaseNoField = "",
-    code: CodeField = "",
+    case_no: CaseNoText = "",
+    code: AccessCodeText = "",
 ) -> Response:
     """Sign in as the debtor of a case with its access code (throttled like the API's); on to the case's page."""
     case_no, code = case_no.strip(), code.strip()
