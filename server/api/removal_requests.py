@@ -34,14 +34,17 @@ from server.api.removal_schemas import (
 from server.api.routing import ValidatedRoute
 from server.api.schemas import NO_NUL
 from server.api.stored import stored_response
-from server.auth.access import Permission
+from server.auth.access import Permission, is_court_staff
 from server.config import RemovalSettings
 from server.core.base import utc_now
+from server.core.blobs import Blob
 from server.core.live import Change
 from server.errors import NotFound
 from server.removal.disarm import settle_on_read
 from server.removal.grounds import RemovalGround
-from server.removal.proofs import CheckedProof, check_proof
+from server.removal.models import RemovalProof
+from server.removal.proof_metadata import without_metadata
+from server.removal.proofs import PDF, CheckedProof, ProofStore, check_proof
 from server.removal.service import add_view, cancel_request, file_with_proofs
 from server.removal.steps import list_requests
 from server.seals.models import Case
@@ -160,13 +163,15 @@ def read_proof(
     session: SessionDep,
     context: ContextDep,
 ) -> StreamingResponse:
-    """One proof file of a removal request, as a download."""
+    """One proof file of a removal request, as a download: as uploaded to the court's staff, a picture without its
+    metadata (EXIF, GPS, XMP, comments) to the parties."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_READ)
     proof = next((p for p in request.proofs if p.sha256 == sha256), None)
     if proof is None:
         raise NotFound(f"removal request {request_id} has no proof {sha256}")
     store = context.stores.proofs
-    blob = store.open_proof(proof.sha256, proof.media_type)
+    original = is_court_staff(user) or proof.media_type == PDF
+    blob = store.open_proof(proof.sha256, proof.media_type) if original else _without_metadata(store, proof)
     if blob is None:
         logger.error(
             "the file of proof %s of removal request %d is missing from %s: evidence is lost",
@@ -175,10 +180,23 @@ def read_proof(
             store.backend.description,
         )
         raise NotFound(f"the file of proof {sha256} is missing")
-    details = {"request_id": request_id, "filename": proof.filename}
+    details = {
+        "request_id": request_id,
+        "filename": proof.filename,
+        "served": "as_uploaded" if original else "without_metadata",
+    }
     audit_read(context, user, action="evidence.proof", target=sha256, case_no=request.case_no, details=details)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
     return stored_response(blob, media_type=proof.media_type, headers=headers, attachment=proof.filename)
+
+
+def _without_metadata(store: ProofStore, proof: RemovalProof) -> Blob | None:
+    """A party's copy of a proof picture: without where it was taken, or by what (the court reads it as uploaded)."""
+    data = store.read_proof(proof.sha256, proof.media_type)
+    if data is None:
+        return None
+    copy = without_metadata(data, proof.media_type)
+    return Blob(len(copy), iter([copy]))
 
 
 @router.post("/removal-requests/{request_id}/cancel", responses=NOT_FOUND | STATE_CONFLICT)

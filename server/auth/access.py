@@ -106,6 +106,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 #: Roles that are assigned to cases; a clerk sees every case and is never assigned.
 ASSIGNABLE_ROLES = frozenset({Role.JUDGE, Role.OFFICER, Role.CREDITOR, Role.DEBTOR})
+#: The court's own people; the others are the parties. The court reads a proof picture as it was uploaded, the
+#: parties without its metadata (server.removal.proof_metadata).
+COURT_STAFF = frozenset({Role.CLERK, Role.JUDGE, Role.OFFICER})
+
+
+def is_court_staff(user: User) -> bool:
+    return Role(user.role) in COURT_STAFF
 
 
 def has_permission(user: User, permission: Permission) -> bool:

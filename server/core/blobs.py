@@ -36,6 +36,11 @@ class ObjectBackend(Protocol):
         """The object ``name``, or ``None`` if there is none."""
         ...
 
+    def remove(self, name: str) -> None:
+        """Remove the object ``name`` (nothing if there is none). Only for an object no record refers to: what a
+        refused filing wrote (:mod:`server.removal.proof_files`)."""
+        ...
+
     def size(self, name: str) -> int | None:
         """The size of the object ``name``, or ``None`` if there is none."""
         ...

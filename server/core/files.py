@@ -73,6 +73,14 @@ class DirectoryObjects:
             return None
         return Blob(os.fstat(fh.fileno()).st_size, _chunks(fh))
 
+    def remove(self, name: str) -> None:
+        self.path_for(name).unlink(missing_ok=True)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
     def size(self, name: str) -> int | None:
         try:
             return self.path_for(name).stat().st_size

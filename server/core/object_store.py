@@ -48,20 +48,26 @@ class ContentStore:
             raise ValueError(f"not a SHA-256 (64 lowercase hex digits): {sha256!r}")
         return f"{sha256}{self.suffix if suffix is None else suffix}"
 
-    def put(self, sha256: str, data: bytes, suffix: str | None = None) -> None:
-        """Store ``data`` under ``sha256`` (which must be its hash); raise :class:`OSError`. Storing it again is a
-        no-op — once the object there has been read back and found to be these bytes: if it holds others,
-        :class:`~server.errors.ContentMismatch`."""
+    def put(self, sha256: str, data: bytes, suffix: str | None = None) -> bool:
+        """Store ``data`` under ``sha256`` (which must be its hash): ``True`` if this call wrote it; raise
+        :class:`OSError`. Storing it again is a no-op (``False``) — once the object there has been read back and
+        found to be these bytes: if it holds others, :class:`~server.errors.ContentMismatch`."""
         name = self.name_for(sha256, suffix)
         if hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError("the bytes do not match their SHA-256")
         if self.backend.put_once(name, data):
-            return
+            return True
         found = self._hash(name)
         if found is None:  # gone between the two requests (or a conditional write still under way elsewhere)
             raise ContentStoreError(f"{self.kind} {name} in {self.backend.description} exists and yet cannot be read")
         if found != sha256:
             self._mismatch(name, found, "written")
+        return False
+
+    def remove(self, sha256: str, suffix: str | None = None) -> None:
+        """Remove the object (raise :class:`OSError`): only one that no record refers to, and that no writer in
+        progress is about to refer to — the caller makes sure (:func:`server.removal.proof_files.discard_unfiled`)."""
+        self.backend.remove(self.name_for(sha256, suffix))
 
     def read(self, sha256: str, suffix: str | None = None) -> bytes | None:
         """The object's bytes, checked against ``sha256``; ``None`` if there is none; :class:`ContentMismatch` if

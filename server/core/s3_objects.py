@@ -128,6 +128,15 @@ class S3Objects:
             return None
         return Blob(int(answer["ContentLength"]), self._chunks(key, answer["Body"], sent_after))
 
+    def remove(self, name: str) -> None:
+        """Delete the object. Sent whether or not the store is paused, and a failure pauses nothing: a bucket whose
+        policy forbids deletes (AccessDenied) must not stop the ingest's writes; the caller logs and leaves it."""
+        key = self.prefix + name
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise ContentStoreError(f"{self.description}: cannot remove {key}: {exc}") from None
+
     def size(self, name: str) -> int | None:
         key = self.prefix + name
         try:

@@ -23,7 +23,9 @@ from PIL import Image
 
 from server.core.blobs import Blob, ObjectBackend
 from server.core.object_store import ContentStore
+from server.errors import Said
 from server.removal.errors import ProofRefused
+from server.removal.pdf_content import ACTIVE_WORDS, Unreadable, active_content
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ def check_proof(data: bytes, *, filename: str, declared_type: str, max_bytes: in
         problem = _pdf_problem(data)
         if problem is not None:
             raise ProofRefused(f"{name}: {problem}").saying("refusal.proof_broken_pdf", name=name)
+        _check_pdf_content(data, name)
     else:
         _check_picture(data, kind, name)
     return CheckedProof(hashlib.sha256(data).hexdigest(), media_type, len(data), name, data)
@@ -151,6 +154,27 @@ def _pdf_problem(data: bytes) -> str | None:
     return None
 
 
+def _check_pdf_content(data: bytes, name: str) -> None:
+    """:class:`ProofRefused` if the PDF has active content (:func:`~server.removal.pdf_content.active_content`), or
+    compressed objects that cannot be checked for it."""
+    try:
+        found = active_content(data)
+    except Unreadable as exc:
+        logger.info("refused proof %r: %s", name, exc)
+        raise ProofRefused(
+            f"{name}: 此 PDF 含有无法检查的压缩内容（可能已加密或损坏），请另存或打印为新的 PDF，或拍照后上传"
+            " / the PDF has compressed content that cannot be checked (encrypted or damaged): "
+            "save or print it as a new PDF, or send a photo of it"
+        ).saying("refusal.proof_pdf_unreadable", name=name) from None
+    if found is not None:
+        zh, en = ACTIVE_WORDS[found]
+        raise ProofRefused(
+            f"{name}: 此 PDF 含有{zh}，为安全起见不予接收，请打印或另存为不含脚本和附件的 PDF 后上传"
+            f" / the PDF contains {en}, which is not accepted for safety: "
+            "print or save it as a PDF without scripts or attachments and send that"
+        ).saying("refusal.proof_active_pdf", name=name, what=Said(f"pdf_active.{found}"))
+
+
 def _check_picture(data: bytes, kind: str, name: str) -> None:
     """:class:`ProofRefused` unless ``data`` decodes as a ``kind`` (JPEG or PNG) picture of at most
     :data:`MAX_PIXELS` (refused from its header when larger)."""
@@ -180,8 +204,12 @@ class ProofStore(ContentStore):
     def __init__(self, backend: ObjectBackend | Path, *, on_mismatch: Callable[[str], None] | None = None) -> None:
         super().__init__(backend, kind="removal proof", on_mismatch=on_mismatch)
 
-    def put_proof(self, proof: CheckedProof) -> None:
-        self.put(proof.sha256, proof.data, EXTENSIONS[proof.media_type][0])
+    def put_proof(self, proof: CheckedProof) -> bool:
+        """Store the proof: ``True`` if this call wrote it, ``False`` if it was there already."""
+        return self.put(proof.sha256, proof.data, EXTENSIONS[proof.media_type][0])
+
+    def remove_proof(self, sha256: str, media_type: str) -> None:
+        self.remove(sha256, EXTENSIONS[media_type][0])
 
     def open_proof(self, sha256: str, media_type: str) -> Blob | None:
         return self.open(sha256, EXTENSIONS[media_type][0])

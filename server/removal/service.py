@@ -2,7 +2,8 @@
 views, the debtor's withdrawal, the judge's rejection. One function each, called by the API and the CLI alike;
 each moves the request through :func:`~server.removal.steps.advance` (its audit entry) and tells the people of
 the case (:mod:`~server.removal.messages`). The caller commits — but for :func:`file_with_proofs`, which must
-commit before the proof files are checked. Approval, the disarm and the lifting are in :mod:`server.removal.disarm`.
+commit before the proof files are checked, and removes the files of a filing that is not committed. Approval, the
+disarm and the lifting are in :mod:`server.removal.disarm`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from sqlalchemy.orm import Session
 from server.audit.service import Actor
 from server.config import RemovalSettings
 from server.errors import Conflict, Invalid, Said
-from server.removal.errors import ProofRefused, ProofStorageFailed
+from server.removal.errors import ProofRefused
 from server.removal.grounds import RemovalGround
 from server.removal.messages import ground_text, tell
 from server.removal.models import RemovalProof, RemovalRequest, RemovalView
+from server.removal.proof_files import discard_unfiled, store_proofs
 from server.removal.proofs import CheckedProof, ProofStore
 from server.removal.state import OPEN_STATES, RemovalAction, RemovalState, transition
 from server.removal.steps import FILE, advance, hold_of, record_step
@@ -94,19 +96,6 @@ def check_filings_today(session: Session, *, case_no: str, settings: RemovalSett
         ).saying("refusal.too_many_filings", n=len(recent), after=after)
 
 
-def store_proofs(store: ProofStore, proofs: Sequence[CheckedProof], *, case_no: str) -> None:
-    """Write the (checked) proof files to the store — before the filing's transaction, so that no write lock is held
-    while they are written; a file already there is not written again. :class:`ProofStorageFailed` if one cannot
-    be written (nothing is filed then)."""
-    for proof in {p.sha256: p for p in proofs}.values():
-        try:
-            store.put_proof(proof)
-        except OSError as exc:
-            logger.error("cannot store proof %s of case %s: %s", proof.sha256, case_no, exc)
-            # The client is told no more than that: the store's address and the disk's paths are the court's.
-            raise ProofStorageFailed(f"the proof file {proof.filename} cannot be stored now: try again later") from exc
-
-
 def file_request(
     session: Session,
     *,
@@ -118,12 +107,15 @@ def file_request(
     store: ProofStore,
     settings: RemovalSettings,
     now: datetime,
+    written: list[CheckedProof] | None = None,
 ) -> RemovalRequest:
-    """File a request for ``case_no`` with its (checked) proof files, stored first (:func:`store_proofs`: call it
-    with no transaction open, and no write lock is held while they are written); :class:`Conflict` if the case
-    already has an open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than
-    allowed. While the request is open it holds the case (:func:`~server.removal.steps.hold_of`)."""
-    store_proofs(store, proofs, case_no=case_no)
+    """File a request for ``case_no`` with its (checked) proof files; :class:`Conflict` if the case already has an
+    open one, is not sealed or has no seal to lift; :class:`ProofRefused` for more files than allowed. The files are
+    stored last, once every check has passed, within the transaction
+    (:func:`~server.removal.proof_files.store_proofs`); those it wrote are appended to ``written``, for the caller
+    to remove if the transaction is not committed (:func:`file_with_proofs` does; a caller that files no proof
+    file need not pass it). While the request is open it
+    holds the case (:func:`~server.removal.steps.hold_of`)."""
     get_case(session, case_no=case_no, for_update=True)  # the case's seals cannot change while it is checked
     case = check_filing(session, case_no=case_no, statement=statement, files=len(proofs), settings=settings, now=now)
     request = RemovalRequest(
@@ -161,6 +153,8 @@ def file_request(
     details = {"ground": ground.value, "proofs": [p.sha256 for p in kept.values()]}
     record_step(session, request, FILE, before=None, actor=actor, now=now, note=statement[:500], details=details)
     tell(session, request, "filed", now=now, extra=ground_text(ground))
+    session.flush()  # what the database may refuse is refused before a file is written
+    store_proofs(session, store, kept.values(), case_no=case.case_no, written=[] if written is None else written)
     return request
 
 
@@ -180,24 +174,31 @@ def file_with_proofs(
     """File a request with the proof files an edge received (the API's, the portal's), and commit it. What fails
     without reading a file fails first (:func:`check_filing`: a stale form, a request filed meanwhile, a case
     lifted), and is committed; then, with no transaction held (on SQLite: no write lock), ``check`` makes each upload
-    a proof — pictures decoded, in the edge's words when refused — and :func:`file_request` stores them and checks
-    again in its own transaction. Raises what those raise, nothing filed (the caller rolls back); the caller
-    publishes the change."""
+    a proof — pictures decoded, in the edge's words when refused — and :func:`file_request` checks again in its own
+    transaction, then stores them. Raises what those raise, nothing filed and no file of this filing left that no
+    request refers to (:func:`~server.removal.proof_files.discard_unfiled`); the caller publishes the change."""
     check_filing(session, case_no=case_no, statement=statement, files=len(uploads), settings=settings, now=clock())
     session.commit()
     proofs = [check(upload) for upload in uploads]
-    request = file_request(
-        session,
-        actor=actor,
-        case_no=case_no,
-        ground=ground,
-        statement=statement,
-        proofs=proofs,
-        store=store,
-        settings=settings,
-        now=clock(),
-    )
-    session.commit()
+    written: list[CheckedProof] = []
+    try:
+        request = file_request(
+            session,
+            actor=actor,
+            case_no=case_no,
+            ground=ground,
+            statement=statement,
+            proofs=proofs,
+            store=store,
+            settings=settings,
+            now=clock(),
+            written=written,
+        )
+        session.commit()
+    except BaseException:  # any refusal or failure, the commit's included: re-raised once the files are removed
+        session.rollback()
+        discard_unfiled(session, store, written, case_no=case_no)
+        raise
     return request
 
 

@@ -186,6 +186,9 @@ class CountedObjects:
         self.opens[name] += 1
         return self.backend.open(name)
 
+    def remove(self, name: str) -> None:
+        self.backend.remove(name)
+
     def size(self, name: str) -> int | None:
         return self.backend.size(name)
 
@@ -194,8 +197,8 @@ class CountedObjects:
 
 
 def test_a_filing_writes_each_proof_once(world: RemovalWorld) -> None:
-    """Stored before the filing's transaction, and not a second time in it (written again, then read back and
-    hashed, while the case is locked)."""
+    """Stored once, in the filing's transaction after its checks, and never read back (a file already there would
+    be, and hashed)."""
     store: ProofStore = cast(FastAPI, world.client.app).state.context.stores.proofs
     counted = CountedObjects(store.backend)
     store.backend = counted
@@ -377,8 +380,9 @@ def test_pictures_are_decoded_with_no_write_lock_held(
     database_url: str, roomy_world: RemovalWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite has one write lock for the whole court (the ingest storing evidence, the dispatcher, every user): a
-    filing checks what it can without reading a file, then decodes its pictures and stores them with no
-    transaction open. A filing bound to fail (the case has an open request) fails before any picture is decoded."""
+    filing checks what it can without reading a file, then decodes its pictures with no transaction open (and
+    stores them in its own transaction, after its checks). A filing bound to fail (the case has an open request)
+    fails before any picture is decoded."""
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's single write lock")
     world = roomy_world
