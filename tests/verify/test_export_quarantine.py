@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from seal_protocol import EventType, canonical_json, parse_ts
+from seal_protocol.signing import generate_signing_key, public_key_b64
 from seal_verify import verify_bundle
 from server.core.db import SessionFactory
+from server.errors import Conflict
 from server.export.gather import TimeRange
+from server.seals.registry import register_seal
 from tests.server.helpers import CASE_A, CASE_B, message
 from tests.verify.world import CourtWorld, build_world, read_members, resign, write_members
 
@@ -80,3 +83,11 @@ def test_a_sub_millisecond_bound_keeps_the_event_of_its_millisecond(
     part = read_members(world.export(CASE_A, tmp_path / "part.zip", time_range).path)
     assert json.loads(part["manifest.json"])["range"][side] == third["ts"]
     assert full[2] in part["events.jsonl"].splitlines()
+
+
+def test_a_new_key_for_a_seal_whose_chain_the_court_holds_is_refused(world: CourtWorld) -> None:
+    """A seal never makes a new key for a begun chain: a new key means a new chain from seq 1, every event of which
+    the court would quarantine (``replayed_seq``) for ever. The registry says so and names the way out."""
+    new = public_key_b64(generate_signing_key())
+    with world.session_factory() as session, pytest.raises(Conflict, match="new device id"):
+        register_seal(session, actor=None, device_id="seal-a1", case_no=CASE_A, public_key=new, replace_key=True)
