@@ -43,7 +43,7 @@ def refused_problem(record: dict[str, Any], sha: str, seals: set[str]) -> str | 
     for entry in entries:
         if set(entry) != REFUSED_KEYS:
             return f"a refused copy's keys are not {sorted(REFUSED_KEYS)}"
-        if entry["device_id"] not in seals:
+        if not isinstance(entry["device_id"], str) or entry["device_id"] not in seals:
             return f"a refused copy of {entry['device_id']!r}, not a seal whose event names the picture"
         hashed = entry["sha256"]
         if not (isinstance(entry["reason"], str) and entry["reason"]) or moment(entry["received_at"]) is None:
@@ -122,8 +122,11 @@ def check_quarantine(check: Check, bundle: Bundle, bundle_format: str, seals: se
         return
     order = [(line.get("device_id"), line.get("reason")) for line in lines]
     for line in lines:
-        if set(line) != QUARANTINE_KEYS or line["device_id"] not in seals or not isinstance(line["reason"], str):
+        if set(line) != QUARANTINE_KEYS or not isinstance(line["device_id"], str) or line["device_id"] not in seals:
             check.fail(f"quarantine.jsonl: a line whose keys are not {sorted(QUARANTINE_KEYS)} or of no seal listed")
+            return
+        if not isinstance(line["reason"], str):
+            check.fail("quarantine.jsonl: a line whose reason is not text")
             return
         if not (_count(line["messages"], 1) and _count(line["copies"], line["messages"])):
             check.fail("quarantine.jsonl: messages or copies is not a count (copies at least messages)")

@@ -51,7 +51,7 @@ def test_the_bundle_states_what_the_court_refused_of_its_seals(world: CourtWorld
     assert read_members(world.export(CASE_A, tmp_path / "r.zip", before).path)["quarantine.jsonl"] == b""
 
 
-@pytest.mark.parametrize("how", ["unknown_seal", "format_2", "missing"])
+@pytest.mark.parametrize("how", ["unknown_seal", "seal_not_text", "format_2", "missing"])
 def test_seal_verify_reads_the_summary_strictly(world: CourtWorld, tmp_path: Path, how: str) -> None:
     seal = world.seals["a1"]
     seal.seq, seal.prev_hash = 0, None
@@ -59,6 +59,9 @@ def test_seal_verify_reads_the_summary_strictly(world: CourtWorld, tmp_path: Pat
     members = read_members(world.export(CASE_A, tmp_path / "a.zip").path)
     if how == "unknown_seal":
         line = json.loads(members["quarantine.jsonl"]) | {"device_id": "seal-zz"}
+        members["quarantine.jsonl"] = canonical_json(line) + b"\n"
+    elif how == "seal_not_text":
+        line = json.loads(members["quarantine.jsonl"]) | {"device_id": {"seal-a1": 1}}
         members["quarantine.jsonl"] = canonical_json(line) + b"\n"
     elif how == "format_2":
         members["manifest.json"] = canonical_json(

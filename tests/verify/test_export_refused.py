@@ -115,6 +115,8 @@ def _tampered(members: dict[str, bytes], sha: str, how: str) -> dict[str, bytes]
         return {k: v for k, v in bare.items() if k != f"refused/{sha}.jpg"}
     if how == "copy_of_another_seal":
         return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"device_id": "seal-a2"}]})
+    if how == "copy_of_no_seal":  # not even text: the verifier fails it, never crashes on it
+        return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"device_id": ["seal-a1"]}]})
     assert how == "format_2"
     head = json.loads(members["manifest.json"]) | {"format": "court-seal-evidence/2"}
     rows = [json.loads(x) for x in members["snapshots.jsonl"].splitlines()]
@@ -137,6 +139,7 @@ def _tampered(members: dict[str, bytes], sha: str, how: str) -> dict[str, bytes]
         "bytes_altered",
         "refused_without_a_copy",
         "copy_of_another_seal",
+        "copy_of_no_seal",
         "format_2",
     ],
 )
