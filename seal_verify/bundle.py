@@ -24,6 +24,7 @@ FIXED_PATHS = frozenset(
         "events.jsonl",
         "events-meta.jsonl",
         "snapshots.jsonl",
+        "quarantine.jsonl",
         "alarms.jsonl",
         "commands.jsonl",
         "removal.jsonl",
@@ -41,6 +42,7 @@ FIXED_PATHS = frozenset(
 PATTERNS = (
     re.compile(r"seals/[a-z0-9][a-z0-9_-]{0,63}\.json"),
     re.compile(r"snapshots/[0-9a-f]{64}\.jpg"),
+    re.compile(r"refused/[0-9a-f]{64}\.jpg"),
     re.compile(r"removal/[0-9a-f]{64}\.(?:pdf|jpg|png)"),
 )
 #: Lines of one JSON-lines file, at most. Each line becomes an object of a few hundred bytes, so 20 million empty

@@ -5,7 +5,15 @@
 From format 2 on, a line also says why a picture is absent (``absent_reason``) and lists the seal's signed
 statements that it could not store it (``not_stored``): both must be what the bundle's signed events and the line's
 own fields say, so the bundle tells a picture the seal never had from one lost on the way or withheld. A statement
-counts only from the seal whose trigger named the picture (``not_stored_statements``)."""
+counts only from the seal whose trigger named the picture (``not_stored_statements``).
+
+From format 3 on, a line also lists the copies the court received on the picture's topic and refused
+(``refused``): one that is the picture makes it ``refused_by_court``, with its bytes in the bundle
+(:mod:`seal_verify.refused_checks`).
+
+A picture two seals name (two covered lenses: one black frame) may have been delivered by a seal whose event is not
+in the bundle (before the range): a line of a picture the court holds may name any seal of the bundle
+(``seals/<device_id>.json``); one it does not hold, only a seal whose event names it."""
 
 from __future__ import annotations
 
@@ -16,12 +24,22 @@ from typing import Any
 from seal_protocol import Envelope
 from seal_verify.bundle import Bundle, object_lines
 from seal_verify.event_checks import EventLine, moment
+from seal_verify.refused_checks import (
+    REFUSED_BY_COURT,
+    check_refused_file,
+    check_refused_members,
+    refused_copy,
+    refused_note,
+    refused_problem,
+)
 from seal_verify.verdict import Check, Status
 
 SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
 #: The keys of a line of format 2 (``court-seal-evidence/2``) and later.
 SNAPSHOT_KEYS_2 = SNAPSHOT_KEYS | {"absent_reason", "not_stored"}
-FORMAT_1 = "court-seal-evidence/1"
+#: The keys of a line of format 3 (``court-seal-evidence/3``).
+SNAPSHOT_KEYS_3 = SNAPSHOT_KEYS_2 | {"refused"}
+FORMAT_1, FORMAT_2 = "court-seal-evidence/1", "court-seal-evidence/2"
 NOT_STORED_BY_SEAL, NOT_RECEIVED, LOST = "not_stored_by_seal", "not_received", "lost"
 
 #: sha256 -> the seal's signed statements that it could not store the picture, as the bundle lists them.
@@ -60,16 +78,18 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
 
 
-def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]]) -> str | None:
+def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]], refused: bool = False) -> str | None:
     """What is wrong in a line's ``absent_reason`` and ``not_stored`` (format 2): ``not_stored`` is not every
     statement of the bundle's events that the seal could not store the picture, or ``absent_reason`` is not what the
-    line and those statements say."""
+    line and those statements say (``refused``: the court received the picture's bytes and refused them)."""
     if record.get("not_stored") != said:
         return f"not_stored is {record.get('not_stored')!r}, but the bundle's signed events say {said!r}"
     if record.get("present") is True:
         expected = None
     elif record.get("received_at") is not None:
         expected = LOST
+    elif refused:
+        expected = REFUSED_BY_COURT
     else:
         expected = NOT_STORED_BY_SEAL if said else NOT_RECEIVED
     if record.get("absent_reason") != expected:
@@ -82,15 +102,20 @@ def _size(value: Any) -> bool:
 
 
 def _record_problem(
-    record: dict[str, Any], seals: set[str], data: bytes | None, keys: set[str] = SNAPSHOT_KEYS
+    record: dict[str, Any],
+    seals: set[str],
+    data: bytes | None,
+    keys: set[str] = SNAPSHOT_KEYS,
+    bundle_seals: frozenset[str] = frozenset(),
 ) -> str | None:
-    """What is wrong in a snapshots.jsonl line: its keys are not ``keys``; its seal is not one whose event names it;
-    present, its size is not the file's or it has no received_at; not present, it has one of size and received_at
-    without the other."""
+    """What is wrong in a snapshots.jsonl line: its keys are not ``keys``; its seal is not one whose event names it
+    (held, any seal of the bundle: ``bundle_seals``); present, its size is not the file's or it has no received_at;
+    not present, it has one of size and received_at without the other."""
     if set(record) != keys:
         return f"its keys are not {sorted(keys)}"
     device_id = record.get("device_id")
-    if not isinstance(device_id, str) or (seals and device_id not in seals):
+    allowed = seals | bundle_seals if record.get("present") is True else seals
+    if not isinstance(device_id, str) or (seals and device_id not in allowed):
         return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
     size, received_at = record.get("size"), record.get("received_at")
     if record.get("present") is True and data is not None:
@@ -109,9 +134,16 @@ def _lost(record: dict[str, Any]) -> bool:
     return record.get("present") is False and record.get("received_at") is not None
 
 
-def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundle_format: str = FORMAT_1) -> None:
-    """The check, of a bundle of ``bundle_format`` (its lines' keys differ: format 1 has no ``absent_reason``)."""
-    keys = SNAPSHOT_KEYS if bundle_format == FORMAT_1 else SNAPSHOT_KEYS_2
+def check_snapshots(
+    check: Check,
+    bundle: Bundle,
+    events: list[EventLine],
+    bundle_format: str = FORMAT_1,
+    bundle_seals: frozenset[str] = frozenset(),
+) -> None:
+    """The check, of a bundle of ``bundle_format`` (its lines' keys differ: format 1 has no ``absent_reason``, 2 no
+    ``refused``) whose seals are ``bundle_seals``."""
+    keys = {FORMAT_1: SNAPSHOT_KEYS, FORMAT_2: SNAPSHOT_KEYS_2}.get(bundle_format, SNAPSHOT_KEYS_3)
     said = not_stored_statements(events)
     named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
     for line in events:
@@ -125,7 +157,7 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundl
         check.fail(str(exc))
         return
     listed: dict[str, bool] = {}
-    lost = not_stored = 0
+    lost = not_stored = refused = 0
     for record in records:
         sha, present = record.get("sha256"), record.get("present")
         if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
@@ -136,9 +168,14 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundl
             check.fail(f"snapshot {sha} is named by no event in the bundle")
         if present and f"snapshots/{sha}.jpg" not in bundle.files:
             check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
-        problem = _record_problem(record, named.get(sha, set()), bundle.get(f"snapshots/{sha}.jpg"), keys)
-        if problem is None and keys is SNAPSHOT_KEYS_2:
-            problem = _absence_problem(record, said.get(sha, []))
+        data = bundle.get(f"snapshots/{sha}.jpg")
+        problem = _record_problem(record, named.get(sha, set()), data, keys, bundle_seals)
+        if problem is None and keys is SNAPSHOT_KEYS_3:
+            problem = refused_problem(record, sha, named.get(sha, set()))
+        if problem is None and keys is not SNAPSHOT_KEYS:
+            problem = _absence_problem(record, said.get(sha, []), refused_copy(record, sha) is not None)
+        if problem is None and keys is SNAPSHOT_KEYS_3:
+            check_refused_file(check, bundle, record, sha)
         if problem:
             check.fail(f"snapshots.jsonl, {sha}: {problem}")
         elif _lost(record):
@@ -149,6 +186,11 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundl
                 f"snapshot {sha} was received by the court at {record['received_at']} ({record['size']} bytes), "
                 "but its file is now missing or altered in the court's store"
             )
+        elif record.get("absent_reason") == REFUSED_BY_COURT:
+            refused += 1
+            copy = refused_copy(record, sha)
+            assert copy is not None  # the line's absent_reason was checked
+            check.note(refused_note(sha, copy, f"refused/{sha}.jpg" in bundle.files))
         elif not present and said.get(sha):
             not_stored += 1
             check.note(_not_stored_note(sha, said[sha]))
@@ -158,17 +200,19 @@ def check_snapshots(check: Check, bundle: Bundle, events: list[EventLine], bundl
             check.fail(f"{path}: its bytes do not hash to its name")
         if not listed.get(sha, False):
             check.fail(f"{path} is not listed as present in snapshots.jsonl")
+    check_refused_members(check, bundle, set(listed) if keys is SNAPSHOT_KEYS_3 else set())
     for sha in sorted(named - listed.keys()):
         check.fail(f"snapshot {sha}, named by an event, is not listed in snapshots.jsonl")
     if not records and not named and check.status is Status.OK:
         check.absent("no event names a snapshot / 事件未提及照片")
         return
     present = sum(listed.values())
-    never = len(listed) - present - lost - not_stored
+    never = len(listed) - present - lost - not_stored - refused
     check.summary = (
         f"{present} 张照片在包内，{not_stored} 张封条签名声明未能存储，{never} 张事件提及但服务器未收到，"
-        f"{lost} 张服务器收到后丢失或被改动 / {present} snapshots present, {not_stored} the seal signed it could not "
-        f"store, {never} named but never received, {lost} received but lost or altered"
+        f"{refused} 张服务器收到但拒收（隔离），{lost} 张服务器收到后丢失或被改动 / {present} snapshots present, "
+        f"{not_stored} the seal signed it could not store, {never} named but never received, {refused} received "
+        f"and refused by the court (quarantined), {lost} received but lost or altered"
     )
 
 

@@ -14,6 +14,7 @@ import seal_verify.anchors as anchors
 import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 import seal_verify.range_checks as range_checks
+import seal_verify.refused_checks as refused_checks
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
@@ -143,6 +144,8 @@ def _steps(
 
     def chains() -> None:
         event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
+        found = log_checks.bundle_format(bundle.get("manifest.json"))
+        refused_checks.check_quarantine(checks["hash_chains"], bundle, found, set(state.get("seals", {})))
 
     def meta() -> None:
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
@@ -162,7 +165,8 @@ def _steps(
 
     def snapshots() -> None:
         found = log_checks.bundle_format(bundle.get("manifest.json"))
-        snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []), found)
+        seals = frozenset(state.get("seals", {}))
+        snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []), found, seals)
 
     def consistency() -> None:
         data = bundle.get("log/consistency.jsonl")

@@ -19,8 +19,10 @@ from server.evidence.checkpoints import DASH, key_id
 
 logger = logging.getLogger(__name__)
 
-#: The bundle's format (``docs/evidence.md``): 2 added ``absent_reason`` and ``not_stored`` to ``snapshots.jsonl``.
-FORMAT = "court-seal-evidence/2"
+#: The bundle's format (``docs/evidence.md``): 2 added ``absent_reason`` and ``not_stored`` to ``snapshots.jsonl``;
+#: 3 added ``refused`` to it (the absent reason ``refused_by_court``, the files ``refused/<sha256>.jpg``) and the
+#: quarantine's summary ``quarantine.jsonl``.
+FORMAT = "court-seal-evidence/3"
 
 
 class Progress(Protocol):

@@ -79,6 +79,7 @@ def report_facts(
                 pictures.get(s["sha256"]),
                 s.get("absent_reason"),
                 s.get("not_stored", ()),
+                s.get("refused", ()),
             )
             for s in evidence.snapshots
         ],
@@ -87,6 +88,7 @@ def report_facts(
         removals=[_removal(r) for r in evidence.removal],
         offline=offline_periods(events, silence=offline_after, until=exported_at),
         audit_count=len(evidence.audit),
+        quarantine=evidence.quarantine,
     )
 
 

@@ -23,19 +23,30 @@ from server.evidence import log
 from server.evidence.models import Event, LogLeaf
 from server.export.errors import ExportFailed
 from server.export.pictures import snapshot_records
+from server.export.quarantine_summary import quarantine_summary
 from server.removal.models import RemovalRequest
 from server.seals.models import Case, Seal, SealBinding
 
 JsonDict = dict[str, Any]
 
 
+def _to_ms(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 @dataclass(frozen=True)
 class TimeRange:
     """Events whose ``ts`` (the seal's clock) lies in ``[start, end]`` (``None``: open on that side), with the events
-    inside each seal's chain between them."""
+    inside each seal's chain between them. Both bounds are cut to the millisecond, as the bundle states them
+    (``range``) and as the seals stamp events: a bound of ``…00.000400`` would leave out the event of ``…00.000``
+    that the stated range holds."""
 
     start: datetime | None = None
     end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _to_ms(self.start))
+        object.__setattr__(self, "end", _to_ms(self.end))
 
     def as_json(self) -> JsonDict:
         return {"from": ts(self.start), "to": ts(self.end)}
@@ -87,6 +98,10 @@ class CaseEvidence:
     commands: list[JsonDict] = field(default_factory=list)
     removal: list[JsonDict] = field(default_factory=list)
     audit: list[AuditLine] = field(default_factory=list)
+    #: The bytes of pictures the court refused (quarantined) that hash to their names, by SHA-256.
+    refused: dict[str, bytes] = field(default_factory=dict)
+    #: What the ingest refused of the case's seals while bound to it (``quarantine.jsonl``).
+    quarantine: list[JsonDict] = field(default_factory=list)
 
     def leaf_indices(self) -> list[int]:
         """The leaves the bundle proves: its events', then its audit entries' (the order of log/proofs.jsonl)."""
@@ -118,13 +133,16 @@ def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -
     the bundle lists it."""
     names = _usernames(session)
     events = _events(session, case.case_no, time_range, below)
+    snapshots, refused = snapshot_records(session, case.case_no, events)
     device_ids = sorted({e.device_id for e in events} | _bound_devices(session, case.case_no))
     return CaseEvidence(
         case_no=case.case_no,
         case=_case_record(case),
         seals={d: _seal_record(session, d, case.case_no, names) for d in device_ids},
         events=events,
-        snapshots=snapshot_records(session, case.case_no, events),
+        snapshots=snapshots,
+        refused=refused,
+        quarantine=quarantine_summary(session, case.case_no, device_ids, time_range.start, time_range.end),
         alarms=_alarms(session, case.case_no, names),
         commands=_commands(session, case.case_no, names),
         removal=_removal(session, case.case_no, names),

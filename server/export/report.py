@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
+from seal_protocol import parse_ts
 from server.core.court_clock import court_clock
 from server.evidence.verdicts import key_fingerprint
 from server.export.report_closing import closing
@@ -126,6 +127,7 @@ def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     story = heading("核验结果摘要", "Verification summary", s) + _checks(facts, s)
     story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
     story += heading("电子封条", "The seals", s) + _seals(facts, s)
+    story += heading("法院隔离区", "The court's quarantine", s) + _quarantine(facts, s)
     story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
     story += timeline(facts.events, facts.offline, s, commands=facts.commands)
     story += heading("快照", "Snapshots", s) + contact_sheet(facts.snapshots, s)
@@ -263,6 +265,43 @@ def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
             grid([], rows, [40 * mm, None], s),
         ]
     return out
+
+
+def _quarantine(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+    """What the court refused of the case's seals while bound to it: messages that are not among the events."""
+    if not facts.quarantine:
+        return para(
+            "本案封条绑定期间，法院未拒收其任何消息。",
+            "The court refused no message of the case's seals while they were bound to it.",
+            s,
+        )
+    out = para(
+        "以下消息是法院在封条绑定本案期间收到但拒收、存于隔离区的，不在本包的事件之列（法院的记录，非封条签名）。"
+        "重放序号（replayed_seq）多为封条换钥后重新开始编号：其事件不会被存入，须以新的设备编号登记。",
+        "The court received these messages of the case's seals while bound to it and refused them (kept in its "
+        "quarantine): they are not among the bundle's events (the court's record, not signed by the seals). "
+        "replayed_seq usually means a seal given a new key started its numbering again: its events will not be "
+        "stored until it is registered under a new device id.",
+        s,
+    )
+    rows = [
+        [
+            str(q.get("device_id")),
+            str(q.get("reason")),
+            f"{q.get('messages')} / {q.get('copies')}",
+            cell(f"{_when(q.get('first_received_at'))} — {_when(q.get('last_received_at'))}", "", s),
+        ]
+        for q in facts.quarantine
+    ]
+    header = [("封条", "seal"), ("原因", "reason"), ("消息/份数", "messages/copies"), ("收到", "received")]
+    return [*out, grid(header, rows, [30 * mm, 34 * mm, 26 * mm, None], s)]
+
+
+def _when(text: object) -> str:
+    try:
+        return court_clock(parse_ts(str(text)))
+    except ValueError:
+        return "—"
 
 
 def _fingerprint(public_key_b64: str) -> str:

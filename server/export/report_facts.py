@@ -57,10 +57,13 @@ class SnapshotFacts:
     received_at: datetime | None
     jpeg: bytes | None
     #: Why the court does not hold it (``snapshots.jsonl``'s ``absent_reason``: ``not_stored_by_seal``,
-    #: ``not_received``, ``lost``); ``None`` if it does, or the bundle says nothing.
+    #: ``not_received``, ``refused_by_court``, ``lost``); ``None`` if it does, or the bundle says nothing.
     absent_reason: str | None = None
     #: The seal's signed statements that it could not store it: ``{"device_id", "reason", "seq"}`` each.
     not_stored: Sequence[Mapping[str, Any]] = ()
+    #: The copies the court received on its topic and refused (``snapshots.jsonl``'s ``refused``): ``{"copies",
+    #: "device_id", "reason", "received_at", "sha256", "size"}`` each.
+    refused: Sequence[Mapping[str, Any]] = ()
 
     @property
     def path(self) -> str:
@@ -189,6 +192,8 @@ class ReportFacts:
     removals: Sequence[RemovalFacts] = ()
     offline: Sequence[OfflinePeriod] = ()
     audit_count: int = 0
+    #: What the court refused of the case's seals while bound to it (``quarantine.jsonl``), per seal and reason.
+    quarantine: Sequence[Mapping[str, Any]] = ()
 
 
 def offline_periods(events: Sequence[EventFacts], *, silence: timedelta, until: datetime) -> list[OfflinePeriod]:

@@ -18,9 +18,10 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer, Table
 
+from seal_protocol import parse_ts
 from server.commands.refusals import OWN_BYTES_SECTION
 from server.core.court_clock import court_clock
-from server.export.pictures import LOST, NOT_RECEIVED, NOT_STORED_BY_SEAL
+from server.export.pictures import LOST, NOT_RECEIVED, NOT_STORED_BY_SEAL, REFUSED_BY_COURT
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
@@ -29,6 +30,7 @@ from server.export.report_facts import (
     SnapshotFacts,
 )
 from server.export.report_text import clip, ground_words, sort_time
+from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
 from server.words import words
@@ -166,9 +168,42 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
         )
     if snapshot.absent_reason == LOST:
         return cell("法院收到后丢失或被改动", "received by the court, then lost or altered", s, alert=True)
+    if snapshot.absent_reason == REFUSED_BY_COURT:
+        return _refused(snapshot, s)
     if snapshot.absent_reason == NOT_RECEIVED:
+        others = [r for r in snapshot.refused if r.get("sha256") != snapshot.sha256]
+        if others:
+            reasons = "、".join(sorted({str(r.get("reason")) for r in others}))
+            return cell(
+                f"法院未收到该照片；其主题上收到的 {len(others)} 份其他字节已拒收（{reasons}）",
+                f"never received by the court; {len(others)} other byte strings on its topic refused ({reasons})",
+                s,
+            )
         return cell("法院未收到", "never received by the court", s)
     return cell("—", "", s)
+
+
+def _refused(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
+    """The court received the bytes the seal signed for and refused to store them as a picture (quarantined)."""
+    copy = next(r for r in snapshot.refused if r.get("sha256") == snapshot.sha256)
+    reason = clip(str(copy.get("reason")), "snapshots.jsonl", 40)
+    try:
+        at = court_clock(parse_ts(str(copy.get("received_at"))))
+    except ValueError:
+        at = "—"
+    size = copy.get("size")
+    whole = isinstance(size, int) and size <= QUARANTINE_RAW_LIMIT
+    where = (
+        ("字节见证据包 refused/ 目录", "the bytes are in the bundle's refused/")
+        if whole
+        else ("字节过大，未完整保存", "too large: the quarantine kept only its start")
+    )
+    return cell(
+        f"法院于 {at} 收到（{size} 字节）但拒收，存于隔离区（{reason}）；{where[0]}",
+        f"received by the court at {at} ({size} bytes) but refused, kept in its quarantine ({reason}); {where[1]}",
+        s,
+        alert=True,
+    )
 
 
 def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:

@@ -237,6 +237,9 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
     writer.add("events-meta.jsonl", json_lines(line.meta() for line in evidence.events))
     writer.add_files("snapshots", _snapshot_files(evidence, config.snapshots))
     writer.add("snapshots.jsonl", json_lines(evidence.snapshots))
+    for sha, data in sorted(evidence.refused.items()):  # the bytes the seal signed for, that the court refused
+        writer.add(f"refused/{sha}.jpg", data)
+    writer.add("quarantine.jsonl", json_lines(evidence.quarantine))
     writer.add("alarms.jsonl", json_lines(evidence.alarms))
     writer.add("commands.jsonl", json_lines(evidence.commands))
     writer.add_files("removal proofs", _proof_files(evidence, config.proofs))

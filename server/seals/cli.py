@@ -65,7 +65,10 @@ def add_seal_commands(
     seal_add.add_argument("--public-key", required=True, help="the seal's Ed25519 public key, base64")
     seal_add.add_argument("--location", default=None, help="where the seal is installed")
     seal_add.add_argument(
-        "--replace-key", action="store_true", help="accept a new public key for an already registered seal"
+        "--replace-key",
+        action="store_true",
+        help="accept a new public key for an already registered seal (refused once the court stores its events: "
+        "register a re-provisioned device under a new device id)",
     )
     _add_password_file_option(seal_add)
     seal_rotate = seal.add_parser("rotate-password", parents=[common], help="give a seal a new MQTT password")

@@ -23,6 +23,7 @@ from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.core.db import NO_KEY_UPDATE
 from server.errors import AlreadyExists, Conflict, NotFound
+from server.evidence.models import Event
 from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
 from server.seals.models import Case, CaseStatus, Seal, SealBinding
@@ -124,7 +125,10 @@ def register_seal(
     """Register ``device_id`` with its public key and bind it to ``case_no``; rebind it if already registered.
 
     A registered seal keeps its key: a different one is refused unless ``replace_key`` (a re-provisioned device),
-    because a silently swapped key would let anyone holding the new one speak for the seal.
+    because a silently swapped key would let anyone holding the new one speak for the seal. Even then it is refused
+    once the court stores events of the device: a seal never makes a new key for a chain it has begun
+    (``docs/reliability.md``), so a new key signs a new chain from seq 1, which the court, keeping the old chain,
+    would quarantine (``replayed_seq``, unreceipted) for ever. Such a device is registered under a new device id.
 
     A seal bound to another case moves: its binding there ends (as :func:`unbind_seal`, refused while that case is
     held) and the new one begins. This is the bindings alone: :func:`server.seals.enrolment.enrol_seal` also ends
@@ -150,6 +154,12 @@ def register_seal(
             raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
         if seal.public_key != key and not replace_key:
             raise Conflict(f"seal {device_id!r} is registered with another public key; pass replace_key to change it")
+        if seal.public_key != key and _chain_begun(session, device_id):
+            raise Conflict(
+                f"seal {device_id!r} has events stored under its key: a device with a new key starts its chain again "
+                "at seq 1, and every event of it would be quarantined (replayed_seq) for ever; register the "
+                "re-provisioned device under a new device id (and unbind this one)"
+            )
         seal.public_key = key
         seal.registered_at = now
     left = None
@@ -172,6 +182,11 @@ def _lock_cases(session: Session, *, case_no: str, moved_from: str | None) -> Ca
     numbers = sorted({target} | ({moved_from} if moved_from is not None else set()))
     locked = {number: get_case(session, case_no=number, for_update=True) for number in numbers}
     return locked[target]
+
+
+def _chain_begun(session: Session, device_id: str) -> bool:
+    """Whether the court stores an event of ``device_id`` (its chain begun at the court)."""
+    return session.scalar(select(Event.id).where(Event.device_id == device_id).limit(1)) is not None
 
 
 def _record_registration(session: Session, actor: Actor | None, seal: Seal) -> None:

@@ -43,7 +43,11 @@ def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -
 
 
 def test_the_judge_reads_the_key_and_enrolment_and_verifies_events_with_it(
-    client: TestClient, session_factory: SessionFactory, tmp_path: Path, database_url: str
+    client: TestClient,
+    session_factory: SessionFactory,
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     seal = SimulatedSeal("seal-77", CASE)
     clerk, officer, judge = (bearer(session_factory, name) for name in ("clerk", "officer", "judge"))
@@ -69,12 +73,30 @@ def test_the_judge_reads_the_key_and_enrolment_and_verifies_events_with_it(
     (event,) = client.get(f"/api/cases/{quote(CASE, safe='')}/events", headers=judge).json()["events"]
     verify_envelope(decode_envelope(event["envelope"].encode()), verify_key_from_b64(enrolment["public_key"]))
 
-    # The device is re-provisioned on the command line with a new key: the record shows both registrations.
+    # The device is re-provisioned on the command line with a new key: it would start its chain again at seq 1, which
+    # the court (keeping the old chain) would quarantine for ever, so the key is refused and the operator told what
+    # to do instead.
     new_key = public_key_b64(generate_signing_key())
     config = write_config(tmp_path, database_url)
     args = ["seal", "add", "seal-77", "--case", CASE, "--public-key", new_key, "--replace-key", "--config", str(config)]
+    assert main(args) == 1
+    assert "new device id" in capsys.readouterr().err
+    again = client.get("/api/seals/seal-77/enrolment", headers=judge).json()
+    assert again["public_key"] == seal.public_key and len(again["registrations"]) == 1
+
+
+def test_a_key_replaced_before_any_event_shows_both_registrations(
+    client: TestClient, session_factory: SessionFactory, tmp_path: Path, database_url: str
+) -> None:
+    seal = SimulatedSeal("seal-78", CASE)
+    clerk, judge = bearer(session_factory, "clerk"), bearer(session_factory, "judge")
+    body = {"device_id": seal.device_id, "public_key": seal.public_key}
+    assert client.post("/api/seals", json=body, headers=clerk).status_code == 201
+    new_key = public_key_b64(generate_signing_key())
+    config = write_config(tmp_path, database_url)
+    args = ["seal", "add", "seal-78", "--case", CASE, "--public-key", new_key, "--replace-key", "--config", str(config)]
     assert main(args) == 0
-    enrolment = client.get("/api/seals/seal-77/enrolment", headers=judge).json()
+    enrolment = client.get("/api/seals/seal-78/enrolment", headers=judge).json()
     assert (enrolment["public_key"], enrolment["registered_by"]) == (new_key, None)
     assert [(r["by"], r["public_key"]) for r in enrolment["registrations"]] == [
         ("clerk", seal.public_key),

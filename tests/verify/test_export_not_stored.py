@@ -53,7 +53,7 @@ def test_a_picture_the_seal_could_not_store_is_exported_as_such_not_as_never_rec
     in_transit, not_stored, black, said_seq = _trigger_with_a_picture_not_stored(world)
     result = world.export(CASE_A, tmp_path / "case.zip")
     members = read_members(result.path)
-    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/2"
+    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/3"
     records = _records(members)
     said = [{"device_id": "seal-a1", "reason": ENOSPC, "seq": said_seq}]
     assert records[not_stored] | {"sha256": ""} == {
@@ -62,6 +62,7 @@ def test_a_picture_the_seal_could_not_store_is_exported_as_such_not_as_never_rec
         "not_stored": said,
         "present": False,
         "received_at": None,
+        "refused": [],
         "sha256": "",
         "size": None,
     }
@@ -109,12 +110,13 @@ def test_a_bundle_of_format_1_still_verifies_and_its_report_names_what_the_seal_
     _in_transit, not_stored, _black, _seq = _trigger_with_a_picture_not_stored(world)
     members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
     old = [
-        {k: v for k, v in r.items() if k not in ("absent_reason", "not_stored")}
+        {k: v for k, v in r.items() if k not in ("absent_reason", "not_stored", "refused")}
         for _, r in sorted(_records(members).items())
     ]
     head = json.loads(members["manifest.json"]) | {"format": "court-seal-evidence/1"}
     data = join([canonical_json(r) for r in old])
     manifest = canonical_json(head)
+    del members["quarantine.jsonl"]  # format 3's
     rewritten = resign({**members, "snapshots.jsonl": data, "manifest.json": manifest}, world.log_key)
     verdict = verify_bundle(write_members(tmp_path / "v1.zip", rewritten), log_key=world.log_key.verifier())
     assert verdict.trusted, verdict.text()

@@ -73,6 +73,7 @@ def test_a_statement_not_of_the_trigger_that_named_the_picture_leaves_it_not_rec
         "not_stored": [],
         "present": False,
         "received_at": None,
+        "refused": [],
         "sha256": "",
         "size": None,
     }

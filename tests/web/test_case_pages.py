@@ -19,6 +19,7 @@ from seal_protocol.commands import CommandAction
 from seal_protocol.signing import generate_signing_key
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
+from server.audit.service import record_audit
 from server.auth.users import get_user
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
@@ -232,7 +233,11 @@ def test_a_re_provisioned_seal_s_older_pictures_verify_with_its_earlier_key(worl
     event_id, sha = named_picture(world)
     new = SimulatedSeal(SEAL, CASE)
     with session_scope(world.session_factory) as session:
-        register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=new.public_key, replace_key=True)
+        # A court's records from before a new key was refused for a seal with stored events (``register_seal``): the
+        # enrolled key changed, the earlier one kept in the seal's enrolment.
+        session.execute(update(Seal).where(Seal.device_id == SEAL).values(public_key=new.public_key))
+        details = {"case_no": CASE, "public_key": new.public_key}
+        record_audit(session, actor=None, action="seal.register", target=SEAL, case_no=CASE, details=details)
     with world.client("judge") as client:
         dialog = client.get(dialog_url(event_id, sha), headers=HTMX).text
     assert 'data-verdict="verified"' in dialog and "为封条此前登记的公钥" in dialog
