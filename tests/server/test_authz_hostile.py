@@ -289,10 +289,15 @@ def _beyond_the_clock(text: str) -> str:
 def test_a_live_view_naming_a_case_the_user_may_not_see_fails_nothing(
     client: TestClient, world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The stream's parameters are the browser's to choose: one naming a case the user may not see is answered
-    with heartbeats, like a case that does not exist — not a view's failure (a traceback and a "gap")."""
+    """The stream's parameters are the browser's to choose: one naming a case the user may not see ends with
+    ``gap: access`` (the page reloads and refuses), as for a case that does not exist
+    (tests/web/test_live_access_lost.py) — never a view's failure (a traceback and ``gap: error``)."""
     streams = foreign_streams(client, world)
-    assert [name for name, text in streams.items() if "event: gap" in text] == []
+    gaps = {line for text in streams.values() for line in text.splitlines() if line.startswith("data: ")}
+    ended = [name for name, text in streams.items() if "event: gap" in text]
+    assert ended, "no stream named anything its user may not see"
+    assert all("event: gap\ndata: access" in streams[name] for name in ended), ended
+    assert not any("data: error" in line for line in gaps)
     assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
 
 
