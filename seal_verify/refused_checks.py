@@ -18,7 +18,7 @@ from typing import Any
 
 from seal_verify.bundle import Bundle, object_lines
 from seal_verify.event_checks import moment
-from seal_verify.verdict import Check
+from seal_verify.verdict import Check, shown
 
 FORMATS_BEFORE_3 = ("court-seal-evidence/1", "court-seal-evidence/2")
 REFUSED_BY_COURT = "refused_by_court"
@@ -44,14 +44,14 @@ def refused_problem(record: dict[str, Any], sha: str, seals: set[str]) -> str | 
         if set(entry) != REFUSED_KEYS:
             return f"a refused copy's keys are not {sorted(REFUSED_KEYS)}"
         if not isinstance(entry["device_id"], str) or entry["device_id"] not in seals:
-            return f"a refused copy of {entry['device_id']!r}, not a seal whose event names the picture"
+            return f"a refused copy of {shown(entry['device_id'])}, not a seal whose event names the picture"
         hashed = entry["sha256"]
         if not (isinstance(entry["reason"], str) and entry["reason"]) or moment(entry["received_at"]) is None:
             return "a refused copy without a reason or a received_at time"
         if not (_count(entry["copies"], 1) and _count(entry["size"], 0)):
             return "a refused copy's copies or size is not a count"
         if not (hashed is None or (isinstance(hashed, str) and _SHA256.fullmatch(hashed))):
-            return f"a refused copy's sha256 {hashed!r} is not a SHA-256"
+            return f"a refused copy's sha256 {shown(hashed)} is not a SHA-256"
     order = [(e["received_at"], e["device_id"], e["reason"], e["sha256"] or "") for e in entries]
     if order != sorted(order) or len(set(order)) != len(order):
         return "refused is not sorted by received_at, device_id, reason and sha256, or lists a copy twice"

@@ -18,6 +18,7 @@ in the bundle (before the range): a line of a picture the court holds may name a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -32,7 +33,9 @@ from seal_verify.refused_checks import (
     refused_note,
     refused_problem,
 )
-from seal_verify.verdict import Check, Status
+from seal_verify.verdict import Check, Status, shown
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
 #: The keys of a line of format 2 (``court-seal-evidence/2``) and later.
@@ -83,7 +86,7 @@ def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]], refused
     statement of the bundle's events that the seal could not store the picture, or ``absent_reason`` is not what the
     line and those statements say (``refused``: the court received the picture's bytes and refused them)."""
     if record.get("not_stored") != said:
-        return f"not_stored is {record.get('not_stored')!r}, but the bundle's signed events say {said!r}"
+        return f"not_stored is {shown(record.get('not_stored'))}, but the bundle's signed events say {shown(said)}"
     if record.get("present") is True:
         expected = None
     elif record.get("received_at") is not None:
@@ -93,7 +96,7 @@ def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]], refused
     else:
         expected = NOT_STORED_BY_SEAL if said else NOT_RECEIVED
     if record.get("absent_reason") != expected:
-        return f"absent_reason {record.get('absent_reason')!r}, not {expected!r}"
+        return f"absent_reason {shown(record.get('absent_reason'))}, not {shown(expected)}"
     return None
 
 
@@ -116,11 +119,11 @@ def _record_problem(
     device_id = record.get("device_id")
     allowed = seals | bundle_seals if record.get("present") is True else seals
     if not isinstance(device_id, str) or (seals and device_id not in allowed):
-        return f"device_id {record.get('device_id')!r} is not a seal whose event names it"
+        return f"device_id {shown(record.get('device_id'))} is not a seal whose event names it"
     size, received_at = record.get("size"), record.get("received_at")
     if record.get("present") is True and data is not None:
         if size != len(data) or isinstance(size, bool):
-            return f"size {size!r}, but the file has {len(data)} bytes"
+            return f"size {shown(size)}, but the file has {len(data)} bytes"
         if moment(received_at) is None:
             return "no received_at time"
     elif record.get("present") is False and (size, received_at) != (None, None):
@@ -160,8 +163,8 @@ def check_snapshots(
     lost = not_stored = refused = 0
     for record in records:
         sha, present = record.get("sha256"), record.get("present")
-        if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
-            check.fail(f"snapshots.jsonl: a bad or repeated line for {sha!r}")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha) or not isinstance(present, bool) or sha in listed:
+            check.fail(f"snapshots.jsonl: a bad or repeated line for {shown(sha)}")
             continue
         listed[sha] = present
         if sha not in named:

@@ -128,3 +128,21 @@ def test_json_that_rfc_8785_writes_otherwise_is_not_canonical(text: str, reason:
 def test_an_honest_bundles_json_is_rfc_8785_byte_for_byte(exported: Exported, path: str) -> None:
     for line in exported.members[path].splitlines():
         assert rfc8785.dumps(load_object(line, path)) == line
+
+
+def test_megabytes_in_snapshot_lines_print_a_bounded_verdict(
+    exported: Exported, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshots.jsonl line's sha256, device_id and not_stored of a megabyte each: every problem names them cut
+    (the snapshots' checks embedded them whole)."""
+    big = "B" * 2**20
+    lines = [
+        {"sha256": big, "present": False},
+        {**json.loads(exported.members["snapshots.jsonl"].splitlines()[0]), "device_id": big, "not_stored": [big]},
+    ]
+    members = {**exported.members, "snapshots.jsonl": b"".join(canonical_json(line) + b"\n" for line in lines)}
+    verdict = verify_bundle(_zip(members), log_key=exported.log_key)
+    shown = verdict.text()
+    assert not verdict.trusted
+    assert len(shown) < 100_000, f"{len(shown):,} characters"
+    assert "more characters not shown" in shown
