@@ -23,6 +23,8 @@ from server.api.routing import ValidatedRoute
 from server.api.schemas import NO_NUL
 from server.auth import access
 from server.auth.access import Permission
+from server.auth.models import User
+from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.notices.keys import key_id, public_key_text
@@ -118,16 +120,22 @@ def seal_notice(
     seal: Annotated[Seal, Depends(seal_with(Permission.NOTICE_PRINT))], user: CurrentUser, context: ContextDep
 ) -> Response:
     """The seal's printed notice (查封公告): an A4 PDF with its court-signed QR code."""
+    return notice_pdf(context, user, seal.device_id)
+
+
+def notice_pdf(context: ServerContext, user: User, device_id: str) -> Response:
+    """The notice of ``device_id`` (whose printing ``user`` may do) as the PDF response; the seal page's button
+    gets it through a page route, whose refusals (a fact the notice cannot print, say) are pages."""
     with session_scope(context.session_factory) as session:  # a writing session: a notice may be issued
         printed = print_notice(
             session,
             actor=user,
-            device_id=seal.device_id,
+            device_id=device_id,
             key=context.notice_key,
             settings=context.settings.notices,
             now=utc_now(),
         )
-        name = f"notice-{printed.issued.notice.id}-{seal.device_id}.pdf"
+        name = f"notice-{printed.issued.notice.id}-{device_id}.pdf"
     headers = {"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"}
     return Response(printed.pdf, media_type="application/pdf", headers=headers)
 

@@ -1,6 +1,7 @@
 """The seal page (``/seals/{device_id}``): its state, its health from its latest heartbeat, its connection history,
-its bindings and its latest events, and — for the roles that print it — its notice (``GET /api/seals/{id}/notice
-.pdf``). Live: the view ``seal`` sends the page's state again when the seal sends something."""
+its bindings and its latest events, and — for the roles that print it — its notice (``GET /seals/{id}/notice.pdf``:
+the API's PDF, or a page saying why it cannot be printed). Live: the view ``seal`` sends the page's state again
+when the seal sends something."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
 from server.api.deps import SessionDep
+from server.api.notices import notice_pdf
 from server.api.params import DeviceIdPath
 from server.auth import access
 from server.auth.access import Permission
@@ -54,6 +56,15 @@ def seal_page(page: SignedInPage, session: SessionDep, device_id: DeviceIdPath) 
     seal = access.seal_for(session, page.user, device_id, Permission.SEAL_STATUS)
     values = _values(session, page.user, seal, page.context.settings)
     return page.render("seal.html", live_url=page.live_url("seal", device_id=seal.device_id), **values)
+
+
+@router.get("/seals/{device_id}/notice.pdf")
+def seal_notice_page(page: SignedInPage, session: SessionDep, device_id: DeviceIdPath) -> Response:
+    """The seal's notice to print, as ``GET /api/seals/{id}/notice.pdf`` gives it; a refusal (a fact the notice's
+    font cannot draw, the seal not bound) is a page in the reader's language, not the API's JSON."""
+    assert page.user is not None
+    seal = access.seal_for(session, page.user, device_id, Permission.NOTICE_PRINT)
+    return notice_pdf(page.context, page.user, seal.device_id)
 
 
 @live_view("seal", whole=True)

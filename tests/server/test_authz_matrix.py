@@ -913,6 +913,15 @@ PAGES += [
         anonymous=PAGE,
     ),
     Row("GET", "/seals/{device_id}", "case", 200, lambda _, k: Call(f"/seals/{seal_of(k)}"), ALL - {Role.DEBTOR}, PAGE),
+    Row(
+        "GET",
+        "/seals/{device_id}/notice.pdf",
+        "case",
+        200,
+        lambda _, k: Call(f"/seals/{seal_of(k)}/notice.pdf"),
+        COURT,
+        PAGE,
+    ),
     Row("GET", "/audit", "global", 200, fixed("/audit?action=case.create"), CLERK, PAGE),
     Row("GET", "/admin/users", "global", 200, fixed("/admin/users"), CLERK, PAGE),
     Row(

@@ -19,6 +19,7 @@ from server.auth.models import User
 from server.auth.users import get_user
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.seals.cases import update_case
 from server.seals.models import Case
 from tests.server.auth_helpers import PASSWORD
 from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of
@@ -56,7 +57,7 @@ def test_the_seal_page_shows_its_health_history_and_notice(world: PagesWorld) ->
     assert re.search(r'class="item bad" data-field="tamper" data-value="open"', html)
     assert 'data-field="outbox_depth" data-value="3"' in html and "5120.0 MiB" in html
     assert 'data-kind="started"' in html and "1.4.0 · 7" in html and 'data-kind="offline_alarm"' in html
-    assert f'href="/api/seals/{SEAL}/notice.pdf"' in html
+    assert f'href="/seals/{SEAL}/notice.pdf"' in html
     assert f'href="/cases/{quote(CASE, safe="")}"' in html
     assert "/live?view=seal&amp;device_id=seal-web-1" in html
     with world.client("creditor") as client:  # reads the health and history; prints no notice
@@ -183,3 +184,17 @@ def test_the_debtor_s_access_code_is_shown_once_and_rotates(world: PagesWorld) -
     with world.session_factory() as session:
         accounts = session.scalars(select(User.username).where(User.username.like("debtor-case-%"))).all()
     assert len(accounts) == 1
+
+
+def test_the_seal_page_s_notice_button_prints_or_says_why_not_in_a_page(world: PagesWorld) -> None:
+    """The button's page route gives the API's PDF; a notice that cannot be printed (a fact its font cannot draw)
+    is a page in the reader's language naming the field, not the API's JSON in a new tab."""
+    with world.client("clerk") as client:
+        printed = client.get(f"/seals/{SEAL}/notice.pdf")
+        assert printed.status_code == 200 and printed.headers["content-type"] == "application/pdf"
+        assert printed.content.startswith(b"%PDF")
+        with session_scope(world.session_factory) as session:
+            update_case(session, actor=None, case_no=CASE, changes={"judge": "张𠀀"})
+        refused = client.get(f"/seals/{SEAL}/notice.pdf")
+    assert refused.status_code == 409 and refused.headers["content-type"].startswith("text/html")
+    assert "公告无法打印" in refused.text and "U+20000" in refused.text and '"detail"' not in refused.text
