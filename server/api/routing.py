@@ -31,7 +31,14 @@ FORMS = ("multipart/", "application/x-www-form-urlencoded")
 
 class AsciiJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        try:
+            return _dumps(_finite(content))
+        except RecursionError:  # an error that echoes a body nested near the parser's depth: said without the echo
+            return _dumps({"detail": "the request body is nested too deeply / 请求内容嵌套过深"})
+
+
+def _dumps(content: Any) -> bytes:
+    return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class NonFiniteNumber(ValueError):
@@ -45,7 +52,7 @@ def non_finite_number(body: bytes) -> str | None:
         json.loads(body, parse_constant=_refuse, parse_float=_finite_float)
     except NonFiniteNumber as exc:
         return str(exc)
-    except ValueError:  # not JSON (or not UTF-8): FastAPI says so
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth: FastAPI says so
         return None
     return None
 
