@@ -329,6 +329,14 @@ class Settings(BaseModel):
         """Where removal proofs are stored: ``[removal] proof_dir``, or ``removal-proofs`` beside snapshot_dir."""
         return self.removal.proof_dir or self.snapshot_dir.parent / "removal-proofs"
 
+    @model_validator(mode="after")
+    def _proofs_apart_from_snapshots(self) -> Settings:
+        # Both stores name a file by its SHA-256: one directory for both would let the removal of an unfiled proof
+        # (server/removal/proof_files.py) remove a seal's snapshot of the same bytes.
+        if self.removal.proof_dir is not None and self.removal.proof_dir.resolve() == self.snapshot_dir.resolve():
+            raise ValueError("[removal] proof_dir must not be snapshot_dir: both stores name files by their SHA-256")
+        return self
+
 
 def parse_settings(
     data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "settings"

@@ -121,3 +121,12 @@ def test_password_and_secret_files_are_read_alike(tmp_path: Path, content: bytes
             read(path)
     path.write_bytes(b"  0123456789abcdef-secret \r\nignored\n")
     assert read_password(path) == read_secret(path) == "0123456789abcdef-secret"
+
+
+@pytest.mark.parametrize("proof_dir", ["var/demo/snapshots", "var/demo/../demo/snapshots/"])
+def test_proofs_may_not_share_the_snapshots_directory(tmp_path: Path, proof_dir: str) -> None:
+    """Both stores name a file by its SHA-256: removing an unfiled proof could remove a snapshot of the same bytes."""
+    path = write(tmp_path, DEMO_TOML + f'[removal]\nproof_dir = "{proof_dir}"\n')
+    with pytest.raises(ConfigError, match="proof_dir must not be snapshot_dir"):
+        load_settings(path, env={})
+    assert load_settings(write(tmp_path, DEMO_TOML + '[removal]\nproof_dir = "var/demo/proofs"\n'), env={})
