@@ -3,9 +3,9 @@
 * a ``snapshots.jsonl`` line's ``refused``: the copies the court received on the picture's snapshot topic from a
   seal whose event names it and refused (kept in its quarantine). One whose ``sha256`` is the picture's name is the
   picture the seal signed for: the line must say ``refused_by_court`` (unless the court holds it or lost it), and the
-  bundle must carry its bytes as ``refused/<sha256>.jpg`` when the quarantine keeps them whole (up to
-  :data:`QUARANTINE_KEEPS` bytes), hashing to the name; one whose ``sha256`` is another was received but is not the
-  picture;
+  bundle must carry its bytes as ``refused/<sha256>.jpg`` exactly when the court says it kept them whole (``kept``;
+  never a copy of more than :data:`QUARANTINE_KEEPS` bytes), hashing to the name — a copy it did not keep is noted
+  as lost; one whose ``sha256`` is another was received but is not the picture;
 * ``quarantine.jsonl``: the court's summary of what it refused of the case's seals while bound to the case, shown
   as notes. It is the court's word, not the seals' signature: information, never a reason to trust.
 """
@@ -24,7 +24,7 @@ FORMATS_BEFORE_3 = ("court-seal-evidence/1", "court-seal-evidence/2")
 REFUSED_BY_COURT = "refused_by_court"
 #: The bytes of a refused message the court's quarantine keeps, at most (a longer one is cut: not the picture).
 QUARANTINE_KEEPS = 256 * 1024
-REFUSED_KEYS = {"copies", "device_id", "reason", "received_at", "sha256", "size"}
+REFUSED_KEYS = {"copies", "device_id", "kept", "reason", "received_at", "sha256", "size"}
 QUARANTINE_KEYS = {"copies", "device_id", "first_received_at", "last_received_at", "messages", "reason"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -35,8 +35,9 @@ def _count(value: Any, least: int) -> bool:
 
 def refused_problem(record: dict[str, Any], sha: str, seals: set[str]) -> str | None:
     """What is wrong in a line's ``refused``: not a list of entries of exactly :data:`REFUSED_KEYS`, each of a seal
-    whose event names the picture (``seals``), a text reason, a ts, a count of copies and a size, the SHA-256 of
-    what arrived (``null`` for a row older than its record); not sorted by ``received_at``, seal, reason and hash."""
+    whose event names the picture (``seals``), a text reason, a ts, a count of copies and a size, whether the court
+    kept the bytes (never more than :data:`QUARANTINE_KEEPS`), the SHA-256 of what arrived (``null`` for a row older
+    than its record); not sorted by ``received_at``, seal, reason and hash."""
     entries = record.get("refused")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         return "refused is not a list of objects"
@@ -50,6 +51,8 @@ def refused_problem(record: dict[str, Any], sha: str, seals: set[str]) -> str | 
             return "a refused copy without a reason or a received_at time"
         if not (_count(entry["copies"], 1) and _count(entry["size"], 0)):
             return "a refused copy's copies or size is not a count"
+        if not isinstance(entry["kept"], bool) or (entry["kept"] and entry["size"] > QUARANTINE_KEEPS):
+            return f"a refused copy's kept is not true or false, or true of more than {QUARANTINE_KEEPS} bytes"
         if not (hashed is None or (isinstance(hashed, str) and _SHA256.fullmatch(hashed))):
             return f"a refused copy's sha256 {shown(hashed)} is not a SHA-256"
     order = [(e["received_at"], e["device_id"], e["reason"], e["sha256"] or "") for e in entries]
@@ -67,20 +70,26 @@ def refused_copy(record: dict[str, Any], sha: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def refused_kept(record: dict[str, Any], sha: str) -> bool:
+    """Whether the court says it kept whole a refused copy whose bytes are the picture."""
+    entries = record.get("refused")
+    listed = entries if isinstance(entries, list) else []
+    return any(isinstance(e, dict) and e.get("sha256") == sha and e.get("kept") is True for e in listed)
+
+
 def check_refused_file(check: Check, bundle: Bundle, record: dict[str, Any], sha: str) -> None:
-    """A ``refused_by_court`` line's bytes: in the bundle, hashing to the name and of the copy's size, when the
-    quarantine keeps the copy whole; not otherwise."""
+    """A ``refused_by_court`` line's bytes: in the bundle, hashing to the name and of the copy's size, exactly when
+    the court says it kept a copy of the picture whole (``kept``); not otherwise."""
     copy = refused_copy(record, sha)
     data = bundle.get(f"refused/{sha}.jpg")
-    carried = record.get("absent_reason") == REFUSED_BY_COURT and copy is not None
+    carried = record.get("absent_reason") == REFUSED_BY_COURT and copy is not None and refused_kept(record, sha)
     if not carried:
         if data is not None:
-            check.fail(f"refused/{sha}.jpg is in the bundle, but its line does not say refused_by_court")
+            check.fail(f"refused/{sha}.jpg is in the bundle, but its line does not say the court refused and kept it")
         return
     assert copy is not None
     if data is None:
-        if copy["size"] <= QUARANTINE_KEEPS:
-            check.fail(f"snapshot {sha}: refused by the court and kept whole, but refused/{sha}.jpg is missing")
+        check.fail(f"snapshot {sha}: refused by the court and kept whole, but refused/{sha}.jpg is missing")
         return
     if hashlib.sha256(data).hexdigest() != sha or len(data) != copy["size"]:
         check.fail(f"refused/{sha}.jpg: its bytes do not hash to its name, or are not the refused copy's size")
@@ -95,8 +104,12 @@ def check_refused_members(check: Check, bundle: Bundle, listed: set[str]) -> Non
 
 
 def refused_note(sha: str, copy: dict[str, Any], carried: bool) -> str:
-    held = "字节附于包内" if carried else "字节过大，法院隔离区未完整保存"
-    held_en = f"its bytes are refused/{sha}.jpg" if carried else "the quarantine did not keep its bytes whole"
+    if carried:
+        held, held_en = "字节附于包内", f"its bytes are refused/{sha}.jpg"
+    elif isinstance(copy["size"], int) and copy["size"] > QUARANTINE_KEEPS:
+        held, held_en = "字节过大，法院隔离区未完整保存", "too large: the quarantine did not keep its bytes whole"
+    else:
+        held, held_en = "法院未保存其字节（已丢失）", "the court did not keep its bytes (they are lost)"
     return (
         f"快照 {sha} 法院已于 {copy['received_at']} 收到（{copy['size']} 字节），因 {copy['reason']} 拒收并隔离，"
         f"{held} / snapshot {sha} was received by the court at {copy['received_at']} ({copy['size']} bytes) and "

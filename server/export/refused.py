@@ -5,7 +5,8 @@ The ingest refuses a picture for what its bytes are (``invalid_snapshot``: not a
 the protocol allows; ``oversized``: larger than a message may be; ``snapshot_mismatch``: bytes that do not hash to
 the topic's name), keeps them in the quarantine and receipts them, so the seal deletes its copy. A row whose bytes
 hash to the picture's name holds what the seal signed for: the bundle says the court refused it
-(``refused_by_court``) and carries the bytes (``refused/<sha256>.jpg``) when the quarantine kept them whole. A row
+(``refused_by_court``) and carries the bytes (``refused/<sha256>.jpg``) when the quarantine kept them whole
+(``kept``: not a row cut at 256 KiB, nor one the database took only without its bytes). A row
 whose bytes hash to another name was received on the picture's topic but is not the picture: listed, and the picture
 is still one the court never received.
 """
@@ -62,18 +63,27 @@ def refused_pictures(session: Session, named: Mapping[str, Iterable[str]]) -> Re
             sha, device_id = wanted[row.topic]
             if row.device_id != device_id:
                 continue
-            found.entries.setdefault(sha, []).append(_entry(row, device_id))
-            if row.sha256 == sha and len(row.raw) == row.size and hashlib.sha256(row.raw).hexdigest() == sha:
+            kept = _kept(row)
+            found.entries.setdefault(sha, []).append(_entry(row, device_id, kept))
+            if kept and row.sha256 == sha:
                 found.pictures[sha] = bytes(row.raw)
     for entries in found.entries.values():
         entries.sort(key=lambda e: (e["received_at"], e["device_id"], e["reason"], e["sha256"] or ""))
     return found
 
 
-def _entry(row: QuarantinedMessage, device_id: str) -> JsonDict:
+def _kept(row: QuarantinedMessage) -> bool:
+    """Whether the row holds the message's bytes whole: all ``size`` of them (not cut at the quarantine's limit, nor
+    left out because the database refused the row with them), hashing to its ``sha256`` when it has one."""
+    whole = len(row.raw) == row.size
+    return whole and (row.sha256 is None or hashlib.sha256(row.raw).hexdigest() == row.sha256)
+
+
+def _entry(row: QuarantinedMessage, device_id: str, kept: bool) -> JsonDict:
     return {
         "copies": row.copies,
         "device_id": device_id,
+        "kept": kept,
         "reason": row.reason,
         "received_at": utc_now_ms(row.received_at),
         "sha256": row.sha256,

@@ -62,7 +62,7 @@ class SnapshotFacts:
     #: The seal's signed statements that it could not store it: ``{"device_id", "reason", "seq"}`` each.
     not_stored: Sequence[Mapping[str, Any]] = ()
     #: The copies the court received on its topic and refused (``snapshots.jsonl``'s ``refused``): ``{"copies",
-    #: "device_id", "reason", "received_at", "sha256", "size"}`` each.
+    #: "device_id", "kept", "reason", "received_at", "sha256", "size"}`` each.
     refused: Sequence[Mapping[str, Any]] = ()
 
     @property

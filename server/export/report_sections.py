@@ -192,12 +192,13 @@ def _refused(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     except ValueError:
         at = "—"
     size = copy.get("size")
-    whole = isinstance(size, int) and size <= QUARANTINE_RAW_LIMIT
-    where = (
-        ("字节见证据包 refused/ 目录", "the bytes are in the bundle's refused/")
-        if whole
-        else ("字节过大，未完整保存", "too large: the quarantine kept only its start")
-    )
+    kept = any(r.get("sha256") == snapshot.sha256 and r.get("kept") is True for r in snapshot.refused)
+    if kept:
+        where = ("字节见证据包 refused/ 目录", "the bytes are in the bundle's refused/")
+    elif isinstance(size, int) and size > QUARANTINE_RAW_LIMIT:
+        where = ("字节过大，未完整保存", "too large: the quarantine kept only its start")
+    else:
+        where = ("法院未保存其字节", "the court did not keep its bytes")
     return cell(
         f"法院于 {at} 收到（{size} 字节）但拒收，存于隔离区（{reason}）；{where[0]}",
         f"received by the court at {at} ({size} bytes) but refused, kept in its quarantine ({reason}); {where[1]}",

@@ -14,8 +14,9 @@ the copy the others are served. Nothing is decoded or encoded again, so the pixe
   as is anything after IEND.
 
 A file these rules cannot walk (it decoded when it was checked, yet its segments or chunks do not add up) is drawn
-again by Pillow instead, without its metadata: then the pixels of a JPEG may differ slightly, none of its metadata
-is sent.
+again by Pillow instead, without its metadata: turned upright first by its EXIF orientation (the copy has no EXIF to
+say it), with its palette, transparency and ICC profile; then the pixels of a JPEG may differ slightly, none of its
+metadata is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import io
 import logging
 import struct
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from server.removal.proofs import JPEG, PNG
 
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 ORIENTATION = 0x0112
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
+#: The modes Pillow writes as JPEG.
+_JPEG_MODES = frozenset({"1", "L", "RGB", "CMYK"})
 #: JPEG segments kept whatever they hold: APP0 (JFIF), APP14 (Adobe: the colour transform). APP2 is kept when it is
 #: an ICC profile. Every other APPn and COM is left out.
 _KEPT_APPS = frozenset({0xE0, 0xEE})
@@ -165,10 +168,16 @@ def _png(data: bytes) -> bytes:
 
 
 def _redrawn(data: bytes) -> bytes:
+    """The picture drawn again: turned upright by its EXIF orientation first (the copy has no EXIF to say so), its
+    palette and transparency kept (a palette with transparent alpha drawn as RGBA), its ICC profile kept; nothing
+    else of its ``info`` (EXIF, text, comments, XMP) is written."""
     with Image.open(io.BytesIO(data)) as picture:
-        out = io.BytesIO()
         kind = picture.format or "PNG"
-        clean = Image.new(picture.mode, picture.size)
-        clean.paste(picture)
-        clean.save(out, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
-        return out.getvalue()
+        upright = ImageOps.exif_transpose(picture)  # a copy: the palette and the transparency stay with it
+    if upright.mode == "PA" or (kind == "JPEG" and upright.mode not in _JPEG_MODES):
+        upright = upright.convert("RGBA" if kind != "JPEG" else "RGB")
+    for key in [key for key in upright.info if key not in ("transparency", "icc_profile")]:
+        del upright.info[key]
+    out = io.BytesIO()
+    upright.save(out, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
+    return out.getvalue()

@@ -249,3 +249,56 @@ def test_the_api_refuses_a_pdf_with_javascript_in_both_languages(world: RemovalW
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail.startswith("回单.pdf: 此 PDF 含有脚本") and "the PDF contains JavaScript" in detail
+
+
+def without_end(data: bytes) -> bytes:
+    """A PNG cut before its IEND chunk: it still decodes, but cannot be walked, so the parties' copy is drawn
+    again."""
+    return data[: data.rindex(b"IEND") - 4]
+
+
+def with_junk(data: bytes) -> bytes:
+    """A JPEG with stray bytes before its quantization table (a JPEG cut before its EOI decodes only now and then):
+    it still decodes, but cannot be walked, so the parties' copy is drawn again."""
+    at = data.index(b"\xff\xdb")
+    return data[:at] + b"\x00\x00" + data[at:]
+
+
+def test_a_palette_png_that_cannot_be_walked_keeps_its_colours_and_transparency(world: RemovalWorld) -> None:
+    picture = Image.new("P", (8, 8), 1)
+    picture.putpalette([0, 0, 255] + [255, 0, 0] * 255)
+    picture.putpixel((7, 7), 0)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "taken at 31.4869N 120.3083E")
+    out = io.BytesIO()
+    picture.save(out, "PNG", pnginfo=info, transparency=0)
+    data = without_end(out.getvalue())
+    request_id = world.filed(files=[proof("scan.png", data, "image/png")])
+    copy = download(world, request_id, data, "creditor")
+    assert b"tEXt" not in copy and b"31.4869N" not in copy
+    with Image.open(io.BytesIO(copy)) as served:
+        rgba = served.convert("RGBA")
+        assert rgba.getpixel((0, 0)) == (255, 0, 0, 255)  # the palette's red, not black
+        assert rgba.getpixel((7, 7))[3] == 0  # the transparent one stays transparent
+        assert not served.getexif() and "Comment" not in served.info
+
+
+def test_a_turned_jpeg_that_cannot_be_walked_is_sent_upright_without_its_exif(world: RemovalWorld) -> None:
+    picture = Image.new("RGB", (40, 20), (255, 0, 0))
+    picture.paste((0, 0, 255), (20, 0, 40, 20))  # left red, right blue; orientation 6: shown turned clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"
+    exif[GPS] = {1: "N", 2: (31.0, 29.0, 12.0)}
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif, quality=95)
+    data = with_junk(out.getvalue())
+    request_id = world.filed(files=[proof("IMG_0002.jpg", data, "image/jpeg")])
+    copy = download(world, request_id, data, "debtor")
+    assert b"PhoneMaker" not in copy and b"Exif" not in copy
+    with Image.open(io.BytesIO(copy)) as served:
+        assert not served.getexif()
+        assert served.size == (20, 40)  # upright, as a viewer shows the original
+        top, bottom = served.convert("RGB").getpixel((10, 5)), served.convert("RGB").getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60, top  # the left (red) is on top once turned clockwise
+    assert bottom[2] > 200 and bottom[0] < 60, bottom

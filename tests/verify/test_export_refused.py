@@ -72,6 +72,7 @@ def test_a_refused_picture_is_stated_and_carried(world: CourtWorld, tmp_path: Pa
     assert copy | {"received_at": None} == {
         "copies": 1,
         "device_id": "seal-a1",
+        "kept": True,
         "reason": "invalid_snapshot",
         "received_at": None,
         "sha256": sha,
@@ -115,6 +116,10 @@ def _tampered(members: dict[str, bytes], sha: str, how: str) -> dict[str, bytes]
         return {k: v for k, v in bare.items() if k != f"refused/{sha}.jpg"}
     if how == "copy_of_another_seal":
         return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"device_id": "seal-a2"}]})
+    if how == "said_not_kept":  # the bytes carried, yet the line says the court did not keep them
+        return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"kept": False}]})
+    if how == "kept_not_a_bool":
+        return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"kept": 1}]})
     if how == "copy_of_no_seal":  # not even text: the verifier fails it, never crashes on it
         return _with_line(members, sha, line | {"refused": [line["refused"][0] | {"device_id": ["seal-a1"]}]})
     assert how == "format_2"
@@ -140,6 +145,8 @@ def _tampered(members: dict[str, bytes], sha: str, how: str) -> dict[str, bytes]
         "refused_without_a_copy",
         "copy_of_another_seal",
         "copy_of_no_seal",
+        "said_not_kept",
+        "kept_not_a_bool",
         "format_2",
     ],
 )
