@@ -71,6 +71,8 @@ _NAME = re.compile(rb"/([^\x00\t\n\f\r ()<>\[\]{}/%]*)")
 _ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 _STREAM = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
 _END = b"endstream"
+#: A stream's filters or their parameters kept in another object (``/Filter 7 0 R``): this check cannot tell them.
+_INDIRECT = re.compile(rb"/(?:Filter|DecodeParms)\s+\d+\s+\d+\s+R(?![^\x00\t\n\f\r ()<>\[\]{}/%])")
 #: ``/JS`` is short enough to turn up by chance in a megabyte of compressed picture: see the module's words.
 _SHORT = frozenset({b"JS"})
 #: The names in a stream's dictionary that make it a picture or a font: ``/JS`` is not looked for in its data.
@@ -146,10 +148,15 @@ def streams(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _looks_zlib(body: bytes) -> bool:
-    return len(body) >= 2 and body[0] & 0x0F == 8 and body[0] >> 4 <= 7 and (body[0] << 8 | body[1]) % 31 == 0
+    """Whether ``body`` starts with a zlib header (deflate, no preset dictionary: what a Flate stream starts with)."""
+    if len(body) < 2 or body[0] & 0x0F != 8 or body[0] >> 4 > 7 or body[1] & 0x20:
+        return False
+    return (body[0] << 8 | body[1]) % 31 == 0
 
 
 def _check_stream(dictionary: bytes, body: bytes, budget: list[int], slow: list[int]) -> str | None:
+    if _INDIRECT.search(_unescape(dictionary)):
+        raise Unreadable("a stream whose filters are another object's")
     spelt = [_unescape(m.group(1)) for m in _NAME.finditer(dictionary)]
     filters = [name for name in spelt if name in _FLATE | _ASCII | _UNDOABLE]
     if _UNDOABLE.intersection(filters):

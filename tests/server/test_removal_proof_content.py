@@ -348,8 +348,9 @@ def test_javascript_in_any_stream_that_decodes_is_found(stream: bytes) -> None:
         b"<< /Filter /FlateDecode /Length 9 >>\nstream\n%s\nendstream" % zlib.compress(b"q Q " * 5000)[:40],
         # no filter named, but zlib's header, and damaged
         b"<< /Length 9 >>\nstream\nx\x9c\xff\xff\xff\xff\xff\nendstream",
-        # a filter this check cannot undo
+        # a filter this check cannot undo, filters kept in another object
         b"<< /Filter /LZWDecode /Length 3 >>\nstream\nabc\nendstream",
+        b"<< /Filter 4 0 R /Length 6 >>\nstream\n3c3c3e>\nendstream",
     ],
 )
 def test_a_compressed_stream_that_cannot_be_checked_is_refused(stream: bytes) -> None:
