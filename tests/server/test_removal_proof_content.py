@@ -302,3 +302,144 @@ def test_a_turned_jpeg_that_cannot_be_walked_is_sent_upright_without_its_exif(wo
         top, bottom = served.convert("RGB").getpixel((10, 5)), served.convert("RGB").getpixel((10, 35))
     assert top[0] > 200 and top[2] < 60, top  # the left (red) is on top once turned clockwise
     assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+HIDDEN = {
+    1: b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R /Names << /JavaScript << /Names [(x) 5 0 R] >> >> >>",
+    2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    5: b"<< /S /JavaScript /JS (app.alert\\('pwned'\\);) >>",
+}
+
+
+def hidden_in_object_stream(variant: str, inner: dict[int, bytes] = HIDDEN) -> bytes:
+    """A PDF 1.5 whose catalogue and actions are in a compressed object stream (object 4) found through an xref
+    stream, the object stream's dictionary and keyword spelt as ``variant`` says."""
+    header, body = [], b""
+    for number, obj in inner.items():
+        header.append(b"%d %d" % (number, len(body)))
+        body += obj + b"\n"
+    head = b" ".join(header) + b" "
+    compressed = zlib.compress(head + body)
+    kind = b"" if variant == "notype" else b"/Type /ObjStm "
+    extra = {"fakeobj": b" /Foo (9 0 obj)", "long": b" /Foo [" + b"0 " * 2100 + b"]"}.get(variant, b"")
+    keyword = b"stream\r" if variant == "cr" else b"stream\n"
+    length = 20 if variant == "shortlen" else len(compressed)
+    out = b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n"
+    at_objects = len(out)
+    out += b"4 0 obj\n<< %s/N %d /First %d /Filter /FlateDecode /Length %d%s >>\n%s%s\nendstream\nendobj\n" % (
+        kind,
+        len(inner),
+        len(head),
+        length,
+        extra,
+        keyword,
+        compressed,
+    )
+    at_xref = len(out)
+    rows = [(0, 0, 65535), (2, 4, 0), (2, 4, 1), (2, 4, 2), (1, at_objects, 0), (2, 4, 3), (1, at_xref, 0)]
+    table = b"".join(kind_.to_bytes(1, "big") + a.to_bytes(4, "big") + b.to_bytes(2, "big") for kind_, a, b in rows)
+    out += b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Length %d >>\nstream\n%s\nendstream\nendobj\n" % (
+        len(table),
+        table,
+    )
+    return out + b"startxref\n%d\n%%%%EOF\n" % at_xref
+
+
+@pytest.mark.parametrize("variant", ["plain", "notype", "fakeobj", "long", "cr", "shortlen"])
+def test_javascript_in_a_compressed_object_stream_is_found_however_the_stream_is_spelt(variant: str) -> None:
+    """Without ``/Type /ObjStm``, with ``obj`` in a string, a long dictionary, ``stream`` and CR alone, a
+    ``/Length`` shorter than the data: the stream is inflated to its ``endstream`` all the same."""
+    said = refused(hidden_in_object_stream(variant))
+    assert "the PDF contains JavaScript" in said, said
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [
+        (b"<< /S /SubmitForm /F (http://x/) >>", "an action sending form data"),
+        (b"<< /S /ImportData /F (data.fdf) >>", "an action importing data"),
+        (b"<< /S /GoToR /F (other.pdf) /D [0 /Fit] >>", "an action opening another file"),
+        (b"<< /S /GoT#6fE /T << /R /C /N (a) >> >>", "an action opening another file"),
+    ],
+)
+def test_actions_sending_importing_or_opening_another_file_are_refused(action: bytes, why: str) -> None:
+    assert f"the PDF contains {why}" in refused(with_catalog(b"/OpenAction 4 0 R", action))
+    inner = {**HIDDEN, 1: b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>", 5: action}
+    assert f"the PDF contains {why}" in refused(hidden_in_object_stream("notype", inner))
+
+
+def test_a_link_to_a_web_page_is_accepted() -> None:
+    accepted(with_catalog(b"", b"<< /Type /Annot /Subtype /Link /A << /S /URI /URI (https://bank.example/) >> >>"))
+
+
+def flate_stream(dictionary: bytes, data: bytes) -> bytes:
+    stored = zlib.compress(data)
+    return b"<< %s /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (dictionary, len(stored), stored)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        # a content stream, a picture: inflated and looked into whatever their dictionaries say
+        flate_stream(b"", b"BT /F1 12 Tf (x) Tj ET /S /JavaScript"),
+        flate_stream(b"/Subtype /Image /Width 1 /Height 1", b"\x00" * 300_000 + b"/JavaScript " + b"\x00" * 9),
+        # hex and ASCII85 before /FlateDecode are undone
+        b"<< /Filter [/ASCIIHexDecode /FlateDecode] >>\nstream\n%s>\nendstream"
+        % zlib.compress(b"<< /S /JavaScript >>").hex().encode(),
+        b"<< /Filter /ASCIIHexDecode >>\nstream\n%s>\nendstream" % b"<< /S /JavaScript >>".hex().encode(),
+    ],
+)
+def test_javascript_in_any_stream_that_decodes_is_found(stream: bytes) -> None:
+    assert "the PDF contains JavaScript" in refused(with_catalog(b"", stream))
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        # cut short: the data does not inflate to its end
+        b"<< /Filter /FlateDecode /Length 9 >>\nstream\n%s\nendstream" % zlib.compress(b"q Q " * 5000)[:40],
+        # no filter named, but zlib's header, and damaged
+        b"<< /Length 9 >>\nstream\nx\x9c\xff\xff\xff\xff\xff\nendstream",
+        # a filter this check cannot undo, filters kept in another object
+        b"<< /Filter /LZWDecode /Length 3 >>\nstream\nabc\nendstream",
+        b"<< /Filter 4 0 R /Length 6 >>\nstream\n3c3c3e>\nendstream",
+    ],
+)
+def test_a_compressed_stream_that_cannot_be_checked_is_refused(stream: bytes) -> None:
+    said = refused(with_catalog(b"", stream))
+    assert "cannot be checked" in said, said
+
+
+def test_a_large_flate_page_picture_is_accepted_and_scanned_without_being_held() -> None:
+    import numpy
+
+    noise = numpy.random.default_rng(7).integers(0, 4, size=24 * 1024 * 1024, dtype=numpy.uint8).tobytes()
+    picture = flate_stream(
+        b"/Type /XObject /Subtype /Image /Width 4096 /Height 2048 /ColorSpace /DeviceRGB /BitsPerComponent 8", noise
+    )
+    assert len(picture) < MAX
+    started = time.monotonic()
+    accepted(with_catalog(b"", picture))
+    assert time.monotonic() - started < 5
+
+
+def png_rows(data: bytes, width: int, kind: int) -> bytes:
+    """``data`` in rows of ``width`` bytes, each filtered with PNG's Sub (1) or Up (2) on one byte a pixel."""
+    rows, previous, out = [data[i : i + width] for i in range(0, len(data), width)], bytes(width), b""
+    for row in rows:
+        row = row.ljust(width, b" ")
+        if kind == 1:
+            out += b"\x01" + bytes([row[0]]) + bytes((row[i] - row[i - 1]) & 0xFF for i in range(1, width))
+        else:
+            out += b"\x02" + bytes((a - b) & 0xFF for a, b in zip(row, previous, strict=True))
+        previous = row
+    return out
+
+
+@pytest.mark.parametrize("kind", [1, 2])
+def test_javascript_behind_a_png_predictor_is_found(kind: int) -> None:
+    params = b"/DecodeParms << /Predictor 12 /Columns 8 >>"
+    stream = flate_stream(params, png_rows(b"<< /S /JavaScript /JS (app.alert(1)) >>", 8, kind))
+    assert "the PDF contains JavaScript" in refused(with_catalog(b"", stream))
+    accepted(with_catalog(b"", flate_stream(params, png_rows(b"<< /Type /Font /Subtype /Type1 >>", 8, kind))))
