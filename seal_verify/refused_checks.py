@@ -18,7 +18,7 @@ from typing import Any
 
 from seal_verify.bundle import Bundle, object_lines
 from seal_verify.event_checks import moment
-from seal_verify.verdict import Check, shown
+from seal_verify.verdict import Check, cut, shown
 
 FORMATS_BEFORE_3 = ("court-seal-evidence/1", "court-seal-evidence/2")
 REFUSED_BY_COURT = "refused_by_court"
@@ -85,14 +85,16 @@ def check_refused_file(check: Check, bundle: Bundle, record: dict[str, Any], sha
     carried = record.get("absent_reason") == REFUSED_BY_COURT and copy is not None and refused_kept(record, sha)
     if not carried:
         if data is not None:
-            check.fail(f"refused/{sha}.jpg is in the bundle, but its line does not say the court refused and kept it")
+            check.fail(
+                f"refused/{cut(sha)}.jpg is in the bundle, but its line does not say the court refused and kept it"
+            )
         return
     assert copy is not None
     if data is None:
-        check.fail(f"snapshot {sha}: refused by the court and kept whole, but refused/{sha}.jpg is missing")
+        check.fail(f"snapshot {cut(sha)}: refused by the court and kept whole, but refused/{cut(sha)}.jpg is missing")
         return
     if hashlib.sha256(data).hexdigest() != sha or len(data) != copy["size"]:
-        check.fail(f"refused/{sha}.jpg: its bytes do not hash to its name, or are not the refused copy's size")
+        check.fail(f"refused/{cut(sha)}.jpg: its bytes do not hash to its name, or are not the refused copy's size")
 
 
 def check_refused_members(check: Check, bundle: Bundle, listed: set[str]) -> None:
@@ -105,14 +107,14 @@ def check_refused_members(check: Check, bundle: Bundle, listed: set[str]) -> Non
 
 def refused_note(sha: str, copy: dict[str, Any], carried: bool) -> str:
     if carried:
-        held, held_en = "字节附于包内", f"its bytes are refused/{sha}.jpg"
+        held, held_en = "字节附于包内", f"its bytes are refused/{cut(sha)}.jpg"
     elif isinstance(copy["size"], int) and copy["size"] > QUARANTINE_KEEPS:
         held, held_en = "字节过大，法院隔离区未完整保存", "too large: the quarantine did not keep its bytes whole"
     else:
         held, held_en = "法院未保存其字节（已丢失）", "the court did not keep its bytes (they are lost)"
     return (
-        f"快照 {sha} 法院已于 {copy['received_at']} 收到（{copy['size']} 字节），因 {copy['reason']} 拒收并隔离，"
-        f"{held} / snapshot {sha} was received by the court at {copy['received_at']} ({copy['size']} bytes) and "
+        f"快照 {cut(sha)} 法院已于 {copy['received_at']} 收到（{copy['size']} 字节），因 {copy['reason']} 拒收并隔离，"
+        f"{held} / snapshot {cut(sha)} was received by the court at {copy['received_at']} ({copy['size']} bytes) and "
         f"refused ({copy['reason']}), kept in its quarantine; {held_en}"
     )
 

@@ -18,7 +18,6 @@ in the bundle (before the range): a line of a picture the court holds may name a
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from typing import Any
 
@@ -33,9 +32,7 @@ from seal_verify.refused_checks import (
     refused_note,
     refused_problem,
 )
-from seal_verify.verdict import Check, Status, shown
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+from seal_verify.verdict import Check, Status, cut, shown
 
 SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
 #: The keys of a line of format 2 (``court-seal-evidence/2``) and later.
@@ -163,14 +160,14 @@ def check_snapshots(
     lost = not_stored = refused = 0
     for record in records:
         sha, present = record.get("sha256"), record.get("present")
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha) or not isinstance(present, bool) or sha in listed:
+        if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
             check.fail(f"snapshots.jsonl: a bad or repeated line for {shown(sha)}")
             continue
         listed[sha] = present
         if sha not in named:
-            check.fail(f"snapshot {sha} is named by no event in the bundle")
+            check.fail(f"snapshot {cut(sha)} is named by no event in the bundle")
         if present and f"snapshots/{sha}.jpg" not in bundle.files:
-            check.fail(f"snapshot {sha} is listed as present but snapshots/{sha}.jpg is missing")
+            check.fail(f"snapshot {cut(sha)} is listed as present but its file snapshots/….jpg is missing")
         data = bundle.get(f"snapshots/{sha}.jpg")
         problem = _record_problem(record, named.get(sha, set()), data, keys, bundle_seals)
         if problem is None and keys is SNAPSHOT_KEYS_3:
@@ -180,13 +177,13 @@ def check_snapshots(
         if problem is None and keys is SNAPSHOT_KEYS_3:
             check_refused_file(check, bundle, record, sha)
         if problem:
-            check.fail(f"snapshots.jsonl, {sha}: {problem}")
+            check.fail(f"snapshots.jsonl, {cut(sha)}: {problem}")
         elif _lost(record):
             lost += 1
             check.fail(
-                f"快照 {sha} 法院已于 {record['received_at']} 收到（{record['size']} 字节），"
+                f"快照 {cut(sha)} 法院已于 {record['received_at']} 收到（{record['size']} 字节），"
                 "但其文件现已缺失或被改动 / "
-                f"snapshot {sha} was received by the court at {record['received_at']} ({record['size']} bytes), "
+                f"snapshot {cut(sha)} was received by the court at {record['received_at']} ({record['size']} bytes), "
                 "but its file is now missing or altered in the court's store"
             )
         elif record.get("absent_reason") == REFUSED_BY_COURT:
@@ -205,7 +202,7 @@ def check_snapshots(
             check.fail(f"{path} is not listed as present in snapshots.jsonl")
     check_refused_members(check, bundle, set(listed) if keys is SNAPSHOT_KEYS_3 else set())
     for sha in sorted(named - listed.keys()):
-        check.fail(f"snapshot {sha}, named by an event, is not listed in snapshots.jsonl")
+        check.fail(f"snapshot {cut(sha)}, named by an event, is not listed in snapshots.jsonl")
     if not records and not named and check.status is Status.OK:
         check.absent("no event names a snapshot / 事件未提及照片")
         return
@@ -224,8 +221,8 @@ def _not_stored_note(sha: str, said: list[dict[str, Any]]) -> str:
     first = said[0]
     reason = first["reason"] or "—"
     return (
-        f"快照 {sha} 封条未能存储（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
+        f"快照 {cut(sha)} 封条未能存储（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
         "从未发出 / "
-        f"snapshot {sha} was not stored by the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
+        f"snapshot {cut(sha)} was not stored by the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
         "it was never sent"
     )

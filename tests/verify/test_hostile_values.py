@@ -134,7 +134,8 @@ def test_megabytes_in_snapshot_lines_print_a_bounded_verdict(
     exported: Exported, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A snapshots.jsonl line's sha256, device_id and not_stored of a megabyte each: every problem names them cut
-    (the snapshots' checks embedded them whole)."""
+    (the snapshots' checks embedded them whole). (A seal may sign any name for a picture, so the name is not
+    required to be a SHA-256: tests/web/test_hostile_signed_events.py.)"""
     big = "B" * 2**20
     lines = [
         {"sha256": big, "present": False},
