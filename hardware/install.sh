@@ -73,7 +73,7 @@ systemctl enable seal-agent.service
 
 echo
 echo "1. Enrol this seal on the court server with its public key:"
-echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config server.toml"
+echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config court/server.toml"
 echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
 echo "   $CONF_DIR/ca.pem (TLS is required: the seal refuses plain TCP to a broker elsewhere); paste the court's"
 echo "   command key (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."

@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from server.config import Settings
 from server.core.base import utc_now
 from server.errors import ConfigError
 from server.notices.errors import NoticesUnavailable
+from server.notices.facts import court_day
 from server.notices.keys import NoticeKey, key_id, public_key_text, read_notice_key
 from server.notices.printing import print_notice
 from server.notices.service import revoke_notice
@@ -75,7 +77,8 @@ def run_notice(args: argparse.Namespace, settings: Settings, session: Session, o
     _write_atomically(args.output, printed.pdf)
     notice = printed.issued.notice
     state = "new notice" if printed.issued.new else "notice printed again"
-    out(f"wrote {args.output}: {state} {notice.id} of case {notice.case_no}, valid until {notice.expires_at:%Y-%m-%d}")
+    last_day = court_day(notice.expires_at - timedelta(microseconds=1))  # it expires as the court's next day begins
+    out(f"wrote {args.output}: {state} {notice.id} of case {notice.case_no}, valid through {last_day:%Y-%m-%d}")
     out(printed.url)
     return 0
 

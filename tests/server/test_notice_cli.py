@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from server.notices.facts import NoticeFacts
 from server.notices.keys import key_id
 from server.notices.models import Notice
 from server.notices.token import NoticeClaims, b64url, b64url_decode, canonical_json, sign_token
-from server.seals.cases import add_case
+from server.seals.cases import add_case, update_case
 from server.seals.registry import register_seal
 from tests.server.helpers import COURT_NAME
 
@@ -147,3 +147,22 @@ def test_notice_revoke_says_why(config: Path, database_url: str, capsys: pytest.
             assert (notice.revoked_reason, notice.revoked_note) == ("revoked", "公告张贴位置有误，重新张贴")
     finally:
         engine.dispose()
+
+
+def test_notice_says_the_last_day_the_pdf_prints(
+    config: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The notice expires as the court's day after the seizure's term begins (midnight, UTC+8): the command said
+    "valid until" the next day's date, in UTC, while the paper says 查封期限至 the term's last day."""
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            update_case(session, actor=None, case_no=CASE, changes={"seizure_expires_on": date(2099, 12, 31)})
+    finally:
+        engine.dispose()
+    assert main(["notice-key", "--config", str(config)]) == 0
+    out = config.parent / "notice.pdf"
+    assert main(["notice", "seal-0001", "-o", str(out), "--config", str(config)]) == 0
+    assert "valid through 2099-12-31" in capsys.readouterr().out.splitlines()[-2]
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, check=True).stdout.decode()
+    assert "2099-12-31" in text or "2099年12月31日" in text
