@@ -226,7 +226,21 @@ class NotifySettings(BaseModel):
         5.0, ge=0.01, le=3600, description="Wait after the first failed attempt; doubles with each further failure."
     )
     retry_max_s: float = Field(600.0, ge=0.01, le=24 * 3600, description="Longest wait between two attempts.")
-    timeout_s: float = Field(10.0, ge=0.1, le=120, description="Time allowed for one webhook request.")
+    timeout_s: float = Field(
+        10.0,
+        ge=0.1,
+        le=120,
+        description="Time allowed for one webhook request, all of it (resolving, connecting, sending, the status and "
+        "headers): a receiver answering slowly is cut off then, and the attempt retried later.",
+    )
+    allow_private_targets: bool = Field(
+        True,
+        description="Webhooks may go to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7), e.g. the court's "
+        "own notification relay. Loopback, link-local (cloud metadata), unspecified and multicast ones never may.",
+    )
+    allow_loopback_targets: bool = Field(
+        False, description="Webhooks may go to loopback addresses (127.0.0.0/8, ::1, localhost): for tests only."
+    )
     poll_interval_s: float = Field(
         1.0, ge=0.01, le=60, description="How often the notification worker looks for notifications due."
     )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from server.audit.service import Actor, record_audit
 from server.config import NotifySettings
 from server.errors import AlreadyExists, ConfigError, found
+from server.notify.addresses import DEFAULT_POLICY, AddressPolicy, check_target_host
 from server.notify.models import Notification, NotificationTarget
 from server.notify.outbox import DeliveryState, Role
 from server.notify.webhook import SECRET_MIN_LENGTH, read_secret, signing_key
@@ -46,7 +47,8 @@ def add_target(
             raise ValueError(f"{NO_SECRET} (notify.webhook_secret_file: {exc})") from None
     else:
         signing_key(secret)
-    target = add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret)
+    policy = AddressPolicy.from_settings(settings)
+    target = add_notification_target(session, case_no=case_no, role=role, url=url, secret=secret, policy=policy)
     details = target_audit_details(target)
     record_audit(
         session, actor=actor, action="notify.add_target", target=str(target.id), case_no=target.case_no, details=details
@@ -60,16 +62,24 @@ def target_audit_details(target: NotificationTarget) -> dict[str, object]:
 
 
 def add_notification_target(
-    session: Session, *, case_no: str, role: str, url: str, secret: str | None = None
+    session: Session,
+    *,
+    case_no: str,
+    role: str,
+    url: str,
+    secret: str | None = None,
+    policy: AddressPolicy = DEFAULT_POLICY,
 ) -> NotificationTarget:
     """Send the alarms of ``case_no`` to the webhook ``url`` on behalf of ``role`` (judge or creditor).
 
-    ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs.
+    ``secret`` is this target's HMAC key; without one the global ``notify.webhook_secret_file`` signs. A URL whose
+    host is an address ``policy`` refuses (loopback, link-local, …: :mod:`server.notify.addresses`) is refused.
     """
     case_no = get_case(session, case_no=case_no).case_no
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"a webhook URL must be http(s)://host/…, got {url!r}")
+    check_target_host(parts.hostname or "", policy)
     if secret is not None and len(secret) < SECRET_MIN_LENGTH:
         raise ValueError(f"a webhook secret needs at least {SECRET_MIN_LENGTH} characters")
     role = Role(role).value

@@ -15,7 +15,8 @@ any other secret is the key its UTF-8 bytes are. A target is refused when added 
 (:mod:`server.notify.targets`); a target left without one (the global secret removed later) is not sent and its
 notification is recorded failed.
 
-Only a 2xx answer counts as delivered; a redirect is a failure (it would carry the alarm elsewhere).
+Only a 2xx answer counts as delivered; a redirect is a failure (it would carry the alarm elsewhere). A request is
+bounded by ``notify.timeout_s`` all told, and goes only to an address :mod:`server.notify.addresses` allows.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import http.client
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +38,8 @@ from seal_protocol import canonical_json
 from server.alarms.models import Alarm
 from server.config import read_secret_file
 from server.errors import ConfigError
+from server.notify.addresses import DEFAULT_POLICY, AddressPolicy, RefusedAddress
+from server.notify.http_post import DeadlinePassed, post
 
 logger = logging.getLogger(__name__)
 
@@ -128,19 +130,22 @@ def read_secret(path: Path) -> str:
     return secret
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None  # the 3xx then surfaces as an HTTPError
-
-
 class WebhookNotifier:
-    """POSTs signed JSON to each recipient's URL."""
+    """POSTs signed JSON to each recipient's URL, one at a time, each within ``timeout_s`` all told
+    (:func:`server.notify.http_post.post`), only to addresses ``policy`` allows."""
 
-    def __init__(self, *, secret: str | None, timeout_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        timeout_s: float,
+        policy: AddressPolicy = DEFAULT_POLICY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret = secret
         self._timeout_s = timeout_s
+        self._policy = policy
         self._clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirect())
         if secret is None:
             logger.warning("notify.webhook_secret_file is not set: webhooks without a secret of their own are disabled")
 
@@ -157,28 +162,23 @@ class WebhookNotifier:
             signed = signature(secret, webhook_id=webhook_id, timestamp=timestamp, body=body)
         except ValueError as exc:  # a key stored before the rules were checked on adding
             return Delivery(recipient, False, f"unusable signing key: {exc}", retry=False)
-        request = urllib.request.Request(
-            recipient.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                ID_HEADER: webhook_id,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signed,
-                "User-Agent": "court-seal-server",
-            },
-        )
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            ID_HEADER: webhook_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signed,
+            "User-Agent": "court-seal-server",
+        }
         try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            return Delivery(recipient, False, f"HTTP {exc.code}")
-        except ValueError as exc:  # not a URL urllib can use
+            status = post(recipient.url, body, headers, timeout_s=self._timeout_s, policy=self._policy)
+        except RefusedAddress as exc:
+            return Delivery(recipient, False, str(exc))  # retried: the name may point elsewhere later
+        except DeadlinePassed as exc:
+            return Delivery(recipient, False, f"{recipient.url} did not answer: {exc}")
+        except (OSError, http.client.HTTPException) as exc:  # a certificate refused too (also a ValueError)
+            return Delivery(recipient, False, f"cannot reach {recipient.url}: {exc or type(exc).__name__}")
+        except ValueError as exc:  # not a URL we can use
             return Delivery(recipient, False, f"unusable URL {recipient.url!r}: {exc}", retry=False)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            return Delivery(recipient, False, f"cannot reach {recipient.url}: {reason}")
         if not 200 <= status < 300:
             return Delivery(recipient, False, f"HTTP {status}")
         return Delivery(recipient, True)

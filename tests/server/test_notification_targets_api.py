@@ -71,6 +71,9 @@ def test_targets_are_added_listed_without_secrets_and_removed(client: TestClient
     assert (judge.status_code, creditor.status_code) == (201, 201)
     assert client.post(url, json={"role": "judge", "url": "https://court.example/hook"}).status_code == 409
     assert client.post(url, json={"role": "judge", "url": "ftp://x"}).status_code == 422
+    metadata = client.post(url, json={"role": "judge", "url": "http://169.254.169.254/latest/meta-data/"})
+    assert metadata.status_code == 422 and metadata.json()["detail"].startswith("通知目标 169.254.169.254 是链路本地")
+    assert "A webhook must not go to 169.254.169.254" in metadata.json()["detail"]
     assert client.post(url, json={"role": "debtor", "url": "https://x.example"}).status_code == 422
     assert client.post(url, json={"role": "judge", "url": "https://x.example", "secret": "short"}).status_code == 422
 

@@ -1,0 +1,226 @@
+"""Webhook sends under a hostile receiver: one that answers a byte at a time is cut off at ``timeout_s``, does not
+delay other targets' notifications, and is never sent the same notification twice by two workers; and webhooks go
+nowhere near the court's own loopback, link-local (cloud metadata) or multicast addresses."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from seal_protocol import EventType
+from server.alarms.models import Alarm
+from server.config import NotifySettings
+from server.core.db import SessionFactory, session_scope
+from server.notify.addresses import AddressPolicy
+from server.notify.models import Notification
+from server.notify.targets import add_notification_target
+from server.notify.webhook import Recipient, WebhookNotifier
+from server.notify.worker import NotificationWorker
+from tests.server.ingest_world import Court, make_court
+from tests.server.test_notify import GLOBAL_SECRET, LOCAL, Receiver, receiver  # noqa: F401 (a fixture)
+
+TIMEOUT_S = 1.0
+
+
+@dataclass
+class Dripper:
+    """A webhook receiver that reads the request, then answers one header byte every 0.2 s, for as long as the
+    client stays (a minute at most); counts the requests it got."""
+
+    port: int = 0
+    connections: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve(self, listener: socket.socket) -> None:
+        listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+        listener.close()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                self.connections += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                end = time.monotonic() + 60
+                while time.monotonic() < end and not self.stop.is_set():
+                    conn.sendall(b"a")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def dripper() -> Iterator[Dripper]:
+    state = Dripper()
+    listener = socket.create_server(("127.0.0.1", 0))
+    state.port = listener.getsockname()[1]
+    thread = threading.Thread(target=state.serve, args=(listener,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.stop.set()
+        thread.join(5)
+
+
+@pytest.fixture
+def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
+    return make_court(session_factory, tmp_path)
+
+
+def an_alarm() -> Alarm:
+    now = datetime.now(UTC)
+    return Alarm(
+        id=1,
+        case_no="c",
+        device_id="d",
+        kind="intrusion",
+        severity="high",
+        state="open",
+        opened_at=now,
+        last_seen_at=now,
+        count=1,
+        details={},
+    )
+
+
+def worker(world: Court) -> NotificationWorker:
+    settings = NotifySettings(timeout_s=TIMEOUT_S)
+    webhooks = WebhookNotifier(secret=GLOBAL_SECRET, timeout_s=TIMEOUT_S, policy=LOCAL)
+    return NotificationWorker(world.session_factory, webhooks, settings=settings, metrics=world.metrics)
+
+
+def creditor_drips_and_judge_b_listens(world: Court, dripper: Dripper, judge_b: Receiver) -> None:
+    """Case A's creditor is the dripper, case B's judge the well-behaved receiver; an alarm for each (A's first)."""
+    with session_scope(world.session_factory) as session:
+        add_notification_target(session, case_no=world.a.case_no, role="creditor", url=dripper.url(), policy=LOCAL)
+        add_notification_target(
+            session, case_no=world.b.case_no, role="judge", url=judge_b.url("/judge-b"), policy=LOCAL
+        )
+    world.send(world.a, world.a.event(EventType.INTRUSION))
+    world.send(world.b, world.b.event(EventType.TAMPER))
+
+
+def test_a_dripping_receiver_is_cut_off_at_the_timeout(dripper: Dripper) -> None:
+    webhooks = WebhookNotifier(secret=GLOBAL_SECRET, timeout_s=TIMEOUT_S, policy=LOCAL)
+    started = time.monotonic()
+
+    [delivery] = webhooks.notify(an_alarm(), [Recipient(1, "creditor", dripper.url())])
+
+    assert time.monotonic() - started < TIMEOUT_S + 0.5
+    assert not delivery.delivered and delivery.retry
+    assert "did not answer" in (delivery.error or "") and dripper.connections == 1
+
+
+def test_a_dripping_receiver_does_not_delay_another_target(
+    court: Court,
+    dripper: Dripper,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    creditor_drips_and_judge_b_listens(court, dripper, receiver)
+    started = time.monotonic()
+    round_ = threading.Thread(target=worker(court).run_once)
+    round_.start()
+
+    receiver.wait_for(1, timeout=5)
+    promptly = time.monotonic() - started
+    round_.join(10)
+
+    assert promptly < TIMEOUT_S / 2, f"case B's judge waited {promptly:.1f} s behind case A's creditor"
+    assert not round_.is_alive()
+    with court.session_factory() as session:
+        rows = {n.url: n for n in session.scalars(select(Notification))}
+        assert rows[receiver.url("/judge-b")].state == "sent"
+        creditor = rows[dripper.url()]
+        assert (creditor.state, creditor.attempts) == ("pending", 1)
+        assert "did not answer" in (creditor.last_error or "")
+
+
+def test_two_workers_never_send_the_same_notification_twice(
+    court: Court,
+    dripper: Dripper,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """Two ``seal-server run`` each run a worker, the second polling all along the first's round: each notification
+    is claimed by one of them, once (the drip's retry waits out its back-off, 5 s)."""
+    creditor_drips_and_judge_b_listens(court, dripper, receiver)
+    first, second = worker(court), worker(court)
+    claimed: list[int] = []
+    round_ = threading.Thread(target=lambda: claimed.append(first.run_once()))
+    round_.start()
+    while round_.is_alive():
+        claimed.append(second.run_once())
+        time.sleep(0.05)
+    claimed.append(second.run_once())
+    time.sleep(0.3)
+
+    assert sum(claimed) == 2
+    assert [r.path for r in receiver.requests] == ["/judge-b"]
+    assert dripper.connections == 1
+    with court.session_factory() as session:
+        assert sorted(n.attempts for n in session.scalars(select(Notification))) == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/api/alarms",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://localhost/",
+        "http://[::1]:5432/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://0.0.0.0:8000/",
+        "http://[::]/",
+        "http://224.0.0.1/",
+    ],
+)
+def test_internal_webhook_targets_are_refused(court: Court, url: str) -> None:
+    with session_scope(court.session_factory) as session, pytest.raises(ValueError, match="通知目标.*A webhook must"):
+        add_notification_target(session, case_no=court.a.case_no, role="creditor", url=url, secret="x" * 20)
+
+
+def test_private_targets_are_allowed_unless_configured_otherwise(court: Court) -> None:
+    strict = AddressPolicy.from_settings(NotifySettings(allow_private_targets=False))
+    with session_scope(court.session_factory) as session:
+        for url in ("http://10.0.0.5/relay", "https://192.168.1.2/", "http://[fd12::1]/"):
+            add_notification_target(session, case_no=court.a.case_no, role="judge", url=url, secret="x" * 20)
+            with pytest.raises(ValueError, match="private"):
+                add_notification_target(session, case_no=court.b.case_no, role="judge", url=url, policy=strict)
+
+
+def test_a_target_that_points_at_the_court_when_sending_is_not_sent(receiver: Receiver) -> None:  # noqa: F811
+    """A target added while it was elsewhere (or a name that now resolves to loopback: DNS rebinding) is refused
+    when the webhook is sent, and nothing reaches the address."""
+    webhooks = WebhookNotifier(secret=GLOBAL_SECRET, timeout_s=TIMEOUT_S)
+    urls = [receiver.url("/literal")]
+    name = socket.gethostname()
+    if all(info[4][0].startswith("127.") for info in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)):
+        urls.append(f"http://{name}:{receiver.port}/by-name")
+
+    deliveries = webhooks.notify(an_alarm(), [Recipient(i, "judge", url) for i, url in enumerate(urls)])
+
+    assert [(d.delivered, d.retry) for d in deliveries] == [(False, True)] * len(urls)
+    assert all("loopback" in (d.error or "") for d in deliveries)
+    time.sleep(0.2)
+    assert receiver.requests == []
