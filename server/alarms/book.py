@@ -8,6 +8,16 @@ there (:mod:`server.notify.outbox`), so the alarms package does not depend on th
 Folding: a repeat of a kind for a seal goes into the seal's live (open or acknowledged) alarm of that kind and case
 — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; a condition
 (offline, missing events) always folds. Otherwise a new alarm opens.
+
+A condition has at most one live alarm per seal and case. The book is read before the seals' rows are locked (the
+lock order of :mod:`server.ingest.rows`), and a seal with no live alarm has no row to lock: two transactions may both
+read an empty book. So, on PostgreSQL, before a condition's alarm opens, the seal's live alarm of that kind and case
+is looked for again (:data:`_LIVE_CONDITION`): whoever raises a condition holds by then what serialises it per seal
+— the seal's row (the liveness check, a batch's statuses: :mod:`server.ingest.statuses`, an arm's or disarm's
+answer or expiry), or its chain state (the conditions an event raises) — so an alarm another transaction opened and
+committed meanwhile is seen, and folded into instead of opened twice. It is locked without waiting (``SKIP
+LOCKED``): an alarm after the seal's row in the lock order; if a third transaction holds it (and will fold or close
+it), this occurrence is left to it rather than risk a deadlock.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
@@ -40,6 +50,21 @@ _LIVE_ALARMS = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
+
+#: The seal's live alarm of a kind in a case, looked for again before a condition's alarm opens (the module's doc).
+_LIVE_CONDITION = (
+    select(Alarm)
+    .where(
+        _ALARMS.c.device_id == bindparam("device_id"),
+        _ALARMS.c.kind == bindparam("kind"),
+        _ALARMS.c.case_no == bindparam("case_no"),
+        _ALARMS.c.state.in_(LIVE_STATES),
+    )
+    .order_by(Alarm.id)
+    .limit(1)
+    .execution_options(populate_existing=True)
+)
+_LIVE_CONDITION_LOCKED = _LIVE_CONDITION.with_for_update(skip_locked=True)
 
 
 class AlarmBook:
@@ -88,6 +113,10 @@ class AlarmBook:
     ) -> Alarm:
         """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications)."""
         same_case = [a for a in self.live(device_id, kind) if a.case_no == case_no]
+        if not same_case and kind.is_condition and self.session.get_bind().dialect.name == "postgresql":
+            same_case = self._opened_meanwhile(kind, device_id, case_no)
+            if same_case and same_case[0] not in self._live[device_id]:
+                return same_case[0]  # held by another transaction: that one folds or closes it
         if same_case:
             alarm = max(same_case, key=lambda a: a.last_seen_at)
             if kind.is_condition or at - alarm.last_seen_at <= self.fold_window:
@@ -146,6 +175,16 @@ class AlarmBook:
             alarm.closed_note = f"system: {note}"
         self._live[device_id] = [a for a in self._live[device_id] if a not in closing]
         return closing
+
+    def _opened_meanwhile(self, kind: AlarmKind, device_id: str, case_no: str) -> list[Alarm]:
+        """The seal's live alarm of the condition ``kind`` in ``case_no`` that another transaction committed after
+        this book was read: locked and in the book, or (held by a third transaction) neither; none: []."""
+        params = {"device_id": device_id, "kind": kind.value, "case_no": case_no}
+        alarm = self.session.scalars(_LIVE_CONDITION_LOCKED, params).first()
+        if alarm is not None:
+            self._live[device_id].append(alarm)
+            return [alarm]
+        return list(self.session.scalars(_LIVE_CONDITION, params))
 
     def _load(self, device_ids: set[str]) -> None:
         for device_id in device_ids:

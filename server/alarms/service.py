@@ -6,11 +6,13 @@ person and the ingest (which folds repeats into it, or closes it on a recovery) 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
-from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.alarms.state import CONDITIONS, LIVE_STATES, AlarmKind, AlarmState, transition
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.errors import NotFound
@@ -110,3 +112,32 @@ def _checked_note(note: str) -> str:
     if len(note) > NOTE_MAX:
         raise ValueError(f"a note has at most {NOTE_MAX} characters, got {len(note)}")
     return note
+
+
+def close_left_conditions(session: Session, *, device_id: str, case_no: str, at: datetime) -> list[Alarm]:
+    """Close, on behalf of the system, the live condition alarms (offline, missing events, …) the seal has in
+    ``case_no``, which it has just left (an unbinding, a move; in its transaction): a condition of a seal the case no
+    longer has is not the case's to follow, and the seal's next one in its new case is raised there. Return them.
+
+    Called with the seal's row locked, after the ingest's place for alarms in the lock order (server.ingest.rows):
+    an alarm is locked without waiting (``SKIP LOCKED``), never waited for; one held by another transaction is left
+    live (the liveness check or the ingest holding it folds or closes it)."""
+    kinds = sorted(kind.value for kind in CONDITIONS)
+    query = (
+        select(Alarm)
+        .where(
+            Alarm.device_id == device_id,
+            Alarm.case_no == case_no,
+            Alarm.kind.in_(kinds),
+            Alarm.state.in_(LIVE_STATES),
+        )
+        .order_by(Alarm.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    closing = list(session.scalars(query))
+    for alarm in closing:
+        alarm.state = transition(alarm.state, AlarmState.CLOSED).value
+        alarm.closed_at, alarm.closed_by = at, None
+        alarm.closed_note = "system: the seal is no longer bound to the case"
+    return closing

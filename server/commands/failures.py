@@ -206,6 +206,11 @@ def expire_due_and_alarm(
     alarming = {device_id for _, device_id, action in due if action in FAILURE_ALARMS}
     book = AlarmBook(session, fold_window=timedelta(0), device_ids=alarming, on_open=notifying(session))
     book.lock()
+    # Then their seals' rows, before the commands (the ingest's order): an arm or disarm alarm opens only under its
+    # seal's row, where it is looked for again (server.alarms.book), the ingest's answers holding it too.
+    if alarming:  # FOR NO KEY UPDATE, as every writer of seal rows (server.ingest.rows)
+        seals = select(Seal.id).where(Seal.device_id.in_(sorted(alarming))).order_by(Seal.device_id)
+        session.execute(seals.with_for_update(key_share=True))
     ids = [command_id for command_id, _, _ in due]
     expired = expire_due(session, now=now, command_ids=ids, due_before=due_before)
     for command_id, device_id in expired:

@@ -52,7 +52,8 @@ class Sighting:
 def find_silent_seals(
     now: datetime, sightings: Iterable[Sighting], *, offline_after_s: float, alarmed: Container[str] = ()
 ) -> list[Sighting]:
-    """Seals bound to a case, heard from once, silent for more than ``offline_after_s``, and not ``alarmed`` yet."""
+    """Seals bound to a case, heard from once, silent for more than ``offline_after_s``, and not ``alarmed`` yet (in
+    that case: a live ``offline`` alarm of another case is not the current case's)."""
     cutoff = now - timedelta(seconds=offline_after_s)
     return [
         s
@@ -136,8 +137,10 @@ class LivenessChecker:
                 # spoke in the meantime is no longer silent once its row is read again, locked. FOR NO KEY UPDATE,
                 # as the ingest's: FOR UPDATE would also wait for the key-share lock of an ingest that has inserted
                 # the seal's event and waits for the alarm this check holds (a deadlock).
+                # The book may miss an alarm another check or an ingest worker opens meanwhile (a seal with none
+                # has no row to lock): raising it under the seal's row looks again (server.alarms.book).
                 book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session))
-                alarmed = {d for d in candidates if book.live(d, AlarmKind.OFFLINE)}
+                book.lock()
                 columns = (Seal.device_id, Seal.case_no, Seal.last_seen_at, Seal.status, Seal.status_changed_at)
                 rows = session.execute(
                     select(*columns)
@@ -146,6 +149,12 @@ class LivenessChecker:
                     .with_for_update(key_share=True)
                 )
                 sightings = [Sighting(*row) for row in rows]
+                # Alarmed in the seal's current case: one moved from a case where it was offline is not, in its new one.
+                alarmed = {
+                    s.device_id
+                    for s in sightings
+                    if any(a.case_no == s.case_no for a in book.live(s.device_id, AlarmKind.OFFLINE))
+                }
                 silent = find_silent_seals(judged, sightings, offline_after_s=self.offline_after_s, alarmed=alarmed)
                 if self.offline_grace_s > 0:
                     alarmed |= {s.device_id for s in silent}

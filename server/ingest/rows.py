@@ -5,7 +5,8 @@ their ids by event id), and what they change in the seals' rows (last seen, arme
 Lock order: every transaction of the ingest locks the rows it shares with other workers in one order — chain states
 (sorted by ``device_id``; those of seals heard of for the first time are made in their place in that order, by the
 statement that locks the others: :meth:`~server.ingest.chain.ChainBook.load`), then live alarms (by id,
-:class:`server.alarms.book.AlarmBook`, as the liveness check does), then seal rows (sorted by ``device_id``, all at
+:class:`server.alarms.book.AlarmBook`, as the liveness check does; a condition's alarm opened meanwhile is
+looked for again under the seal's row, locked without waiting), then seal rows (sorted by ``device_id``, all at
 once before they are written, or before the batch's alarms are settled if it has statuses, which stand only against
 the rows locked: :mod:`server.ingest.statuses`, the live alarms locked just before; with them the rows of the seals
 whose pictures it files or whose events name pictures, written or not, before their snapshots' rows:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import InvalidTopic, SignatureError, validate_device_id
 from seal_protocol.signing import verify_key_from_b64
+from server.alarms.service import close_left_conditions
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
 from server.core.db import NO_KEY_UPDATE
@@ -257,6 +258,7 @@ def _unbind(
         session.add(binding)
     binding.unbound_at = now
     binding.unbound_by = actor.id if actor else None
+    close_left_conditions(session, device_id=seal.device_id, case_no=seal.case_no, at=now)
     seal.case_no = None
     seal.location = ""  # the premises of the case it left: not the business of whoever reads it next
     session.flush()
