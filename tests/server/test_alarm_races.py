@@ -35,7 +35,7 @@ def _setup(session_factory: SessionFactory, pg_engine: Engine, tmp_path: Path, g
     seal = SimulatedSeal("seal-a", CASE_A)
     register(session_factory, seal)
     with session_scope(session_factory) as session:
-        add_notification_target(session, case_no=CASE_A, role="judge", url="http://127.0.0.1:9/j", secret="x" * 20)
+        add_notification_target(session, case_no=CASE_A, role="judge", url="https://judge.example/j", secret="x" * 20)
     factory = make_session_factory(pg_engine)
     ingestor = Ingestor(
         factory,
