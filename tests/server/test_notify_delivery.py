@@ -27,7 +27,9 @@ from server.notify.worker import NotificationWorker
 from tests.server.ingest_world import Court, make_court
 from tests.server.test_notify import GLOBAL_SECRET, LOCAL, Receiver, receiver  # noqa: F401 (a fixture)
 
-TIMEOUT_S = 1.0
+#: The deadline of a send here: long against a loaded machine's scheduling (CI's four workers on two cores once
+#: delayed the well-behaved receiver's POST by a second), short for the suite.
+TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -124,7 +126,7 @@ def test_a_dripping_receiver_is_cut_off_at_the_timeout(dripper: Dripper) -> None
 
     [delivery] = webhooks.notify(an_alarm(), [Recipient(1, "creditor", dripper.url())])
 
-    assert time.monotonic() - started < TIMEOUT_S + 0.5
+    assert time.monotonic() - started < TIMEOUT_S + 1.0
     assert not delivery.delivered and delivery.retry
     assert "did not answer" in (delivery.error or "") and dripper.connections == 1
 
