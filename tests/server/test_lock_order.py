@@ -322,7 +322,10 @@ def test_the_dispatcher_expiring_commands_while_a_batch_answers_them_does_not_de
         expired = expiring.join().expired
         results = ingest.join()
 
-    assert expired == ([first, second] if how == "due" else [second])
+    # Moved: command 1 is expired too when the round reaches it before the batch's answer (the round now takes the
+    # seal's row before the commands, as the batch does, so which comes first is the scheduler's); either way no
+    # deadlock, both answers stored, both acknowledged at the end.
+    assert expired == [first, second] if how == "due" else expired in ([second], [second, first])
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED], results
     assert failed_batches(caplog) == []
     with factory() as session:
