@@ -39,8 +39,13 @@ def pdf_bytes(text: str = "receipt") -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
     ]
+    return build_pdf(*objects, header=b"%PDF-1.4")
+
+
+def build_pdf(*objects: bytes, header: bytes = b"%PDF-1.5") -> bytes:
+    """A PDF of ``objects`` (numbered from 1, the first the catalogue) with its xref table's offsets computed."""
     out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    out.write(header + b"\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(out.tell())

@@ -25,7 +25,7 @@ from server.core.db import SessionFactory
 from server.removal.errors import ProofRefused
 from server.removal.proofs import check_proof
 from tests.server.auth_helpers import make_settings
-from tests.server.removal_world import RemovalWorld, make_world, pdf_bytes, proof
+from tests.server.removal_world import RemovalWorld, build_pdf, make_world, pdf_bytes, proof
 
 MAX = 10 * 1024 * 1024
 GPS = 0x8825
@@ -122,21 +122,6 @@ def test_the_parties_get_a_png_without_its_text_and_exif(world: RemovalWorld) ->
     for chunk in (b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"31,29.2N", b"120.3083E"):
         assert chunk not in copy, chunk
     assert pixels(copy) == pixels(picture)
-
-
-def build_pdf(*objects: bytes, header: bytes = b"%PDF-1.5") -> bytes:
-    out = io.BytesIO()
-    out.write(header + b"\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
 
 
 PAGES = (b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>")
