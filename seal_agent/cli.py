@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser(
-        "check-config", parents=[common], help="validate a configuration file; prints OK or each problem"
+        "check-config",
+        parents=[common],
+        help="validate a configuration file; prints OK or each problem",
+        # the usage argparse would write shows --config optional (the hidden positional form may give it instead)
+        usage="%(prog)s [-h] [--log-level LEVEL] [--log-format FORMAT] --config FILE",
     )
     _add_config_option(check, required=False)  # required, but the positional form below may give it instead
     check.add_argument("file", nargs="?", type=Path, help=argparse.SUPPRESS)  # the form installed units still use

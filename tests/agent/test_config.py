@@ -128,6 +128,14 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().out == "OK\n"
 
 
+def test_check_config_usage_shows_config_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config"])
+    assert exited.value.code == 2
+    usage = capsys.readouterr().err.splitlines()[0]
+    assert usage.endswith(" --config FILE") and "[--config FILE]" not in usage
+
+
 def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, VALID.replace("port = 1883", "port = 65536"))
     assert main(["check-config", "--config", str(path)]) == 2
