@@ -126,7 +126,9 @@ def confirm_lifted(
     waivers = waived(session, request)
     found = dict(found or {})
     never = {p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK}
-    unnamed, other = sorted(never - set(found)), sorted(set(found) - set(waivers))
+    # against the seals lifted without their acknowledgement now: a waived seal whose signed acknowledgement came
+    # after the decision needs no word from the officer, and none is recorded for it
+    unnamed, other = sorted(never - set(found)), sorted(set(found) - never)
     if unnamed:
         raise Conflict(
             f"seal(s) {', '.join(unnamed)} were lifted without their acknowledgement: say whether each was found "
@@ -137,7 +139,7 @@ def confirm_lifted(
             f"seal(s) {', '.join(other)} were not lifted without their acknowledgement: nothing to say"
         ).saying("refusal.found_not_asked", devices=", ".join(other))
     for device_id, waiver in waivers.items():
-        if device_id in found:
+        if device_id in never:
             waiver.found = SealFound(found[device_id]).value
     # All the seals before any of their commands (each release locks its seal's pending commands): the ingest locks
     # the rows of a batch's seals at once, then the commands their answers settle (server.ingest.rows).

@@ -91,6 +91,20 @@ def test_a_late_ack_after_the_decision_counts_as_an_ack(world: RemovalWorld) -> 
     assert world.ok("officer", request_id, "lifted", {"note": "两枚均拆除"})["state"] == "lifted"
 
 
+def test_no_found_is_taken_for_a_waived_seal_that_acknowledged_late(world: RemovalWorld) -> None:
+    """The seal's signed acknowledgement overtook the waiver: the officer's word on it is refused, not recorded in
+    the permanent log beside its ack."""
+    request_id, commands = waived_with_a1_acknowledged(world)
+    world.answer("seal-a2", commands["seal-a2"])
+    refused = world.act("officer", request_id, "lifted", {"note": "现场", "found": {"seal-a2": "destroyed"}})
+    assert refused.status_code == 409 and "seal-a2" in refused.json()["detail"]
+    assert audited(world, "removal.lift") == []
+    lifted = world.ok("officer", request_id, "lifted", {"note": "两枚均拆除"})
+    assert lifted["state"] == "lifted" and all(seal.get("found") is None for seal in lifted["seals"])
+    [entry] = audited(world, "removal.lift")
+    assert entry.details is not None and entry.details["found"] == {}
+
+
 def test_a_waived_seal_heard_armed_again_without_an_ack_holds_the_request_until_decided_again(
     world: RemovalWorld,
 ) -> None:
