@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,12 +30,13 @@ def add_init_command(
     init = commands.add_parser(
         "init",
         parents=[log_options],
-        help="write a court server's directory: server.toml, mosquitto.conf and the secrets (mode 0600)",
+        help="write a court server's directory: server.toml, mosquitto.conf, systemd units and the secrets (mode 0600)",
         description="Write DIR/server.toml (every setting, described), DIR/mosquitto.conf (the court's broker: "
         "authentication, the server's password and ACL files, persistence, queue limits, a plain listener on "
-        "127.0.0.1 for the server and a TLS listener for the seals), the server's MQTT password, the court's "
-        "command-signing key, the evidence log's key and the notice key. Existing files are not overwritten without "
-        "--force, and secrets never.",
+        "127.0.0.1 for the server and a TLS listener for the seals), their systemd units DIR/systemd/"
+        "court-seal-broker.service and court-seal-server.service (run as this account), the server's MQTT password, "
+        "the court's command-signing key, the evidence log's key and the notice key. Existing files are not "
+        "overwritten without --force, and secrets never.",
     )
     init.add_argument("directory", metavar="DIR", type=Path, help="the court server's directory (created if absent)")
     init.add_argument(
@@ -106,6 +108,11 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
         out(f"wrote {path}")
     for path in result.kept:
         out(f"kept {path} (an existing secret)")
+    if result.seal_server is not None and not os.access(result.seal_server, os.X_OK):
+        out(
+            f"no seal-server at {result.seal_server}, which court-seal-server.service starts: run init with the "
+            "venv's own seal-server (.venv/bin/seal-server init), or edit ExecStart="
+        )
     if result.tls is not None:
         missing = [p for p in (result.tls.cafile, result.tls.certfile, result.tls.keyfile) if not p.exists()]
         if missing:

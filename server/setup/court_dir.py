@@ -1,10 +1,11 @@
 """``seal-server init DIR``: a court server's directory, ready for ``init-db`` and for Mosquitto.
 
-It holds ``server.toml`` (every setting, described), ``mosquitto.conf`` (:mod:`server.seals.broker_config`) and the
-secrets, each created with mode 0600: the server's MQTT password (adopted by the first ``seal-server broker
-server-account``), the court's command-signing key, the evidence log's key and the notice key. Mosquitto's password
-and ACL files are the server's to write (``broker server-account``, ``seal add``). Every path written into the files
-is absolute, so the server and Mosquitto may be started from any directory.
+It holds ``server.toml`` (every setting, described), ``mosquitto.conf`` (:mod:`server.seals.broker_config`), the
+systemd units of both (``systemd/``, :mod:`server.setup.systemd_units`) and the secrets, each created with mode 0600:
+the server's MQTT password (adopted by the first ``seal-server broker server-account``), the court's command-signing
+key, the evidence log's key and the notice key. Mosquitto's password and ACL files are the server's to write (``broker
+server-account``, ``seal add``). Every path written into the files is absolute, so the server and Mosquitto may be
+started from any directory.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, Mosqui
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.provisioning import new_password
 from server.setup.settings_file import render_settings
+from server.setup.systemd_units import BROKER_UNIT, SERVER_UNIT, CourtUnits, primary_group, seal_server_executable
 
 HTTP_PORT = int(HttpSettings.model_fields["port"].get_default())
-#: The two configuration files hold no secret (they name the files that do).
+#: The configuration files and the units hold no secret (they name the files that do).
 CONFIG_MODE = 0o644
 
 
@@ -70,6 +72,18 @@ class CourtDir:
     def tls_dir(self) -> Path:
         return self.directory / "tls"
 
+    @property
+    def systemd_dir(self) -> Path:
+        return self.directory / "systemd"
+
+    @property
+    def broker_unit_file(self) -> Path:
+        return self.systemd_dir / BROKER_UNIT
+
+    @property
+    def server_unit_file(self) -> Path:
+        return self.systemd_dir / SERVER_UNIT
+
 
 @dataclass(frozen=True)
 class InitOptions:
@@ -91,6 +105,8 @@ class InitResult:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     tls: TlsListener | None = None
+    #: The ``seal-server`` the server's unit starts.
+    seal_server: Path | None = None
 
 
 def court_settings(
@@ -140,7 +156,8 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     court = CourtDir(directory.resolve())
     settings_file = (options.settings_file or court.settings_file).absolute()
     tls = _tls_listener(court, options)
-    config_files = [settings_file, court.broker.conf_file]
+    conf = MosquittoConfig(court.broker, local_port=options.mqtt_port, tls=tls)
+    config_files = [settings_file, court.broker.conf_file, court.broker_unit_file, court.server_unit_file]
     secret_files = [court.mqtt_password_file, court.court_key_file, court.log_key_file, court.notice_key_file]
     existing = [path for path in config_files + secret_files if path.exists()]
     if existing and not force:
@@ -148,16 +165,18 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
             "not overwriting " + ", ".join(map(str, existing)) + " (--force rewrites the configuration files and "
             "keeps the secrets)"
         )
-    for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir):
+    for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    result = InitResult(tls=tls)
+    units = CourtUnits(court.directory, settings_file, seal_server_executable(), conf.user, primary_group(conf.user))
+    result = InitResult(tls=tls, seal_server=units.seal_server)
     settings = settings_text(
         court, http_port=options.http_port, mqtt_port=options.mqtt_port, public_base_url=options.public_base_url
     )
     write_private_file(settings_file, settings, CONFIG_MODE)
-    conf = MosquittoConfig(court.broker, local_port=options.mqtt_port, tls=tls)
     write_private_file(court.broker.conf_file, conf.render(), CONFIG_MODE)
+    write_private_file(court.broker_unit_file, units.broker_unit(), CONFIG_MODE)
+    write_private_file(court.server_unit_file, units.server_unit(), CONFIG_MODE)
     result.written += config_files
     if court.mqtt_password_file.exists():
         result.kept.append(court.mqtt_password_file)

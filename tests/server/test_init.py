@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import getpass
+import grp
 import os
+import pwd
+import shlex
+import shutil
 import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -17,6 +23,7 @@ from server.config import Settings, load_settings
 from server.evidence.checkpoints import parse_verifier_key
 from server.seals.broker_files import SERVER_USERNAME
 from server.setup.court_dir import CourtDir
+from server.setup.systemd_units import BROKER_UNIT, SERVER_STOP_TIMEOUT_S, SERVER_UNIT, CourtUnits
 
 SECRET_FILES = ("court-server.mqtt-password", "court-command.key", "evidence-log.key", "notice.key")
 
@@ -193,3 +200,119 @@ def test_init_as_root_says_the_broker_would_stay_root(tmp_path: Path, capsys: py
         assert "seal-server init runs as root" in err and "would keep root" in err
     else:
         assert "WARNING" not in conf and "runs as root" not in err
+
+
+def unit_values(path: Path) -> dict[str, dict[str, str]]:
+    """A unit file's settings by section (each key set once in ours)."""
+    sections: dict[str, dict[str, str]] = {}
+    section: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = sections.setdefault(line[1:-1], {})
+        elif line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            assert key not in section, f"{key} set twice in {path}"
+            section[key] = value
+    return sections
+
+
+def command_line(value: str) -> list[str]:
+    """An ``ExecStart=`` command line, unquoted as systemd does for the paths ours holds."""
+    return [word.replace("%%", "%") for word in shlex.split(value.replace("$$", "$"))]
+
+
+def mosquitto_conf_value(court: Path, key: str) -> str:
+    [value] = [
+        line.split(" ", 1)[1]
+        for line in (court / "mosquitto.conf").read_text().splitlines()
+        if line.startswith(f"{key} ")
+    ]
+    return value
+
+
+def test_init_writes_the_systemd_units_of_this_court_s_broker_and_server(
+    court: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README installs ``court/systemd/*.service`` as they are: absolute paths to this directory and to this
+    venv's ``seal-server``, run as the account that ran init, the server after its broker."""
+    broker = unit_values(court / "systemd" / BROKER_UNIT)["Service"]
+    server_unit = unit_values(court / "systemd" / SERVER_UNIT)
+    server = server_unit["Service"]
+    settings = load_settings(court / "server.toml", env={})
+
+    # The broker: Mosquitto with the court's mosquitto.conf, forking, and the pid file it writes is the one systemd
+    # reads and the one the server signals.
+    assert command_line(broker["ExecStart"]) == ["/usr/sbin/mosquitto", "-c", str(court / "mosquitto.conf"), "-d"]
+    assert broker["Type"] == "forking"
+    assert Path(broker["PIDFile"]) == Path(mosquitto_conf_value(court, "pid_file")) == settings.broker.pid_file
+
+    # The server: this venv's seal-server (beside its python, not where the python symlink leads), absolute.
+    executable, *arguments = command_line(server["ExecStart"])
+    assert Path(executable) == Path(sys.executable).parent / "seal-server"
+    assert Path(executable).is_absolute() and Path(executable).is_file() and os.access(executable, os.X_OK)
+    assert arguments == ["run", "--config", str(court / "server.toml")]
+    assert "no seal-server at" not in capsys.readouterr().out
+    assert server_unit["Unit"]["Requires"] == BROKER_UNIT
+    assert set(server_unit["Unit"]["After"].split()) == {BROKER_UNIT, "network-online.target"}
+    assert server["Restart"] == "on-failure"
+    # docs/deploy.md: systemd's default stop (SIGTERM to the whole control group) is the clean one.
+    assert (server["KillMode"], server["TimeoutStopSec"]) == ("control-group", str(SERVER_STOP_TIMEOUT_S))
+
+    account = mosquitto_conf_value(court, "user")
+    group = grp.getgrgid(pwd.getpwnam(account).pw_gid).gr_name
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    for service in (broker, server):
+        assert (service["User"], service["Group"]) == (account, group)
+        assert (service["NoNewPrivileges"], service["ProtectSystem"]) == ("yes", "strict")
+        # Not "yes": that hides /home, where the README's clone is, and no ReadWritePaths= reopens a path in it.
+        assert service["ProtectHome"] == "read-only"
+        # Everything either writes is in the directory: the database, the snapshots, the broker's files.
+        writable = [Path(path) for path in shlex.split(service["ReadWritePaths"])]
+        assert writable[0] == court
+        for written in (database, settings.snapshot_dir, settings.broker.password_file, Path(broker["PIDFile"])):
+            assert written.is_relative_to(court)
+        # A /tmp of its own (the server's exports and uploads; ProtectSystem=strict makes the real one read-only),
+        # unless that would hide the directory, as it would the test's, in /tmp: then the real one stays writable.
+        if court.is_relative_to("/tmp"):
+            assert "PrivateTmp" not in service and writable[1:] == [Path("/tmp"), Path("/var/tmp")]
+        else:
+            assert service["PrivateTmp"] == "yes" and writable[1:] == []
+    for unit in (BROKER_UNIT, SERVER_UNIT):
+        assert stat.S_IMODE((court / "systemd" / unit).stat().st_mode) == 0o644
+
+
+def test_init_rewrites_the_units_only_with_force(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unit = court / "systemd" / SERVER_UNIT
+    written = unit.read_text()
+    unit.write_text("# the court's own edits\n")
+    assert main(["init", "court"]) == 1
+    assert str(unit) in capsys.readouterr().err
+    assert unit.read_text() == "# the court's own edits\n"
+    assert main(["init", "court", "--force"]) == 0
+    assert unit.read_text() == written
+
+
+def test_a_court_outside_tmp_gets_a_private_tmp() -> None:
+    clone = Path("/home/clerk/court-seal")
+    units = CourtUnits(clone / "court", clone / "court/server.toml", clone / ".venv/bin/seal-server", "clerk", "clerk")
+    for text in (units.broker_unit(), units.server_unit()):
+        lines = text.splitlines()
+        assert {"PrivateTmp=yes", "ProtectHome=read-only", f"ReadWritePaths={clone / 'court'}"} <= set(lines)
+
+
+@pytest.mark.parametrize("name", ["court", "a court 100%"])
+def test_systemd_analyze_verifies_the_units(tmp_path: Path, name: str) -> None:
+    """``systemd-analyze verify`` parses the units as systemd would and checks that ExecStart's programs exist. A
+    directory with a blank and a ``%`` (systemd's specifiers; verify does not expand them) is quoted and escaped."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("no systemd-analyze")
+    court = tmp_path / name
+    assert main(["init", str(court)]) == 0
+    units = [court / "systemd" / BROKER_UNIT, court / "systemd" / SERVER_UNIT]
+    verify = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
+    complaints = [line for line in verify.stderr.splitlines() if "court-seal" in line]
+    assert verify.returncode == 0 and not complaints, verify.stderr
+    broker = unit_values(units[0])["Service"]
+    assert command_line(broker["ExecStart"]) == ["/usr/sbin/mosquitto", "-c", str(court / "mosquitto.conf"), "-d"]
+    assert broker["PIDFile"].replace("%%", "%") == mosquitto_conf_value(court, "pid_file")
