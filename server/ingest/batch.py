@@ -155,10 +155,11 @@ class IngestBatch:
         """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
         order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
         alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
-        stored, before the seals' rows)."""
+        stored, before the seals' rows). An answer settles its command only if it is stored in the command's case
+        (``_case_of``, decided in phase 1: no query)."""
         settled: list[Settled] = []
         for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
-            answer = apply_answer(self.session, envelope, at=at)
+            answer = apply_answer(self.session, envelope, case_no=self._case_of[place], at=at)
             if answer in DECIDING_ANSWERS:
                 settled.append(Settled(_command_id(envelope), answer, at, row))
             detail = f"command {answered_command_id(envelope)}: {answer}"
