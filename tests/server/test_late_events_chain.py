@@ -101,6 +101,19 @@ def test_a_picture_sent_before_its_late_event_moves_to_the_old_case(court: Court
     assert filed(court, sha) == [(CASE_A, "seal-a")]
 
 
+def test_an_unbound_seal_s_late_event_is_placed_by_the_chain_too(court: Court) -> None:
+    a = court.a
+    first = a.event(at=T0 + timedelta(minutes=10))
+    late = a.event(EventType.INTRUSION, {"armed": True, "snapshots": []}, at=BEHIND)
+    court.send(a, first, a.event(at=T0 + timedelta(minutes=20)))
+    unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1))
+
+    assert outcomes(court.send(a, late)) == [(Outcome.STORED, None)]
+    assert event_cases(court) == [(1, CASE_A), (2, CASE_A), (3, CASE_A)]
+    # a new event of the unbound seal still needs its time
+    assert outcomes(court.send(a, a.event(at=BEHIND))) == [(Outcome.QUARANTINED, Reason.UNBOUND_SEAL)]
+
+
 def test_late_events_filling_a_longer_gap_are_placed_from_the_top(court: Court) -> None:
     """Each is fixed by the stored one above it: seq 3 first, then seq 2 (sent again, as the seal does)."""
     a = court.a
