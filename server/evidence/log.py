@@ -16,12 +16,13 @@ audit entry's leaf is appended at its transaction's commit, after its other rows
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import SmallInteger, Table, and_, func, literal, or_, select, text, union_all
+from sqlalchemy import Table, TextClause, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
@@ -91,14 +92,20 @@ class Frontier:
 # The tables, not the mapped classes: without the ORM's bulk-insert bookkeeping per row.
 _INSERT_LEAVES = BulkInsert(cast(Table, LogLeaf.__table__), ["leaf_index", "event_id", "audit_id", "leaf_hash"])
 _INSERT_NODES = BulkInsert(cast(Table, LogNode.__table__), ["level", "node_index", "hash"])
-_NODES = cast(Table, LogNode.__table__)
-_LEAVES = cast(Table, LogLeaf.__table__)
-#: The newest leaf, as a node (level 0): the log's size, and its last peak when the size is odd.
-_NEWEST = (
-    select(literal(0, SmallInteger).label("level"), _LEAVES.c.leaf_index.label("node_index"), _LEAVES.c.leaf_hash)
-    .order_by(_LEAVES.c.leaf_index.desc())
-    .limit(1)
-)
+_NEWEST = select(LogLeaf.leaf_index, LogLeaf.leaf_hash).order_by(LogLeaf.leaf_index.desc()).limit(1)
+
+
+@functools.cache
+def _newest_with_nodes(count: int) -> TextClause:
+    """The newest leaf as a node of level 0 (the log's size, and its last peak when the size is odd), then the
+    stored nodes ``(:l<i>, :n<i>)`` for ``i < count``: one statement per number of nodes, its text made once (the
+    ingest's hot path; a Core construct would be built and keyed at every batch)."""
+    wanted = " OR ".join(f"(level = :l{i} AND node_index = :n{i})" for i in range(count))
+    return text(
+        "SELECT 0 AS level, leaf_index AS node_index, leaf_hash AS hash FROM "
+        "(SELECT leaf_index, leaf_hash FROM log_leaves ORDER BY leaf_index DESC LIMIT 1) AS newest "
+        f"UNION ALL SELECT level, node_index, hash FROM log_nodes WHERE {wanted}"
+    )
 
 
 def _stored_frontier(session: Session, known: Frontier | None) -> tuple[int, list[bytes]]:
@@ -108,12 +115,10 @@ def _stored_frontier(session: Session, known: Frontier | None) -> tuple[int, lis
     another size now (another writer appended), a second query reads the peaks of that size. Never from the cache."""
     inner = [peak for peak in merkle.peaks(known.size) if peak[0] > 0] if known is not None else []
     if inner:
-        nodes = select(_NODES.c.level, _NODES.c.node_index, _NODES.c.hash).where(
-            or_(*(and_(_NODES.c.level == level, _NODES.c.node_index == index) for level, index in inner))
-        )
-        rows = session.execute(union_all(select(_NEWEST.subquery()), nodes)).all()
+        params = {f"{name}{i}": value for i, node in enumerate(inner) for name, value in zip("ln", node, strict=True)}
+        rows = [(level, index, bytes(h)) for level, index, h in session.execute(_newest_with_nodes(len(inner)), params)]
     else:
-        rows = session.execute(_NEWEST).all()
+        rows = [(0, index, h) for index, h in session.execute(_NEWEST)]
     newest = next(((index, h) for level, index, h in rows if level == 0), None)
     size = 0 if newest is None else newest[0] + 1
     if known is None or size != known.size:
@@ -247,7 +252,9 @@ def make_checkpoint(session: Session, key: LogKey) -> LogCheckpoint | None:
         key.get()  # raises LogKeyUnavailable
         raise AssertionError("a log key without a file")
     record = record_of(key.path)
-    size = 0
+    # The transaction first, then the record's lock, as an export does (it read before): on SQLite, BEGIN IMMEDIATE
+    # takes the database's write lock, and the other order could leave each waiting for the other.
+    size = tree_size(session)
     try:
         with record.held():
             # Read with the record held: a signer of this machine that recorded a bigger size committed its leaves

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, text
 
 from seal_protocol import EventType
 from seal_verify import merkle as verifier
+from server.app import create_app
 from server.audit.models import AuditEntry
 from server.core.base import Base
 from server.core.db import SessionFactory
@@ -31,7 +33,7 @@ from server.evidence.checkpoints import LogKey
 from server.evidence.errors import CheckpointRefused
 from server.evidence.models import LogLeaf
 from server.ingest.ingestor import Ingestor
-from tests.server.auth_helpers import LOG_ORIGIN
+from tests.server.auth_helpers import LOG_ORIGIN, make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 
 Restore = Callable[[], None]
@@ -237,6 +239,9 @@ def test_b_after_a_restore_no_checkpoint_inconsistent_with_the_published_one_is_
     assert court.metrics.checkpoints_refused() == {"forked": 1}
     with session_factory() as session:
         assert log.root_hash(session, published) != published_root
+    with TestClient(create_app(make_settings(database_url, tmp_path), with_ingest=False)) as client:
+        health = client.get("/api/health").json()  # the same log key file: this process's refusal
+    assert (health["log"], health["status"]) == ("refused", "degraded")
 
 
 def test_b_an_honest_restart_signs_on_from_the_record(
