@@ -30,7 +30,7 @@ from server.core.metrics import IngestMetrics
 from server.errors import AlreadyExists, CommandsUnavailable, Conflict, ContentStoreError, Invalid, NotFound
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
-from server.evidence.errors import LogKeyUnavailable, ProofError, TimestampFailed
+from server.evidence.errors import CheckpointRefused, LogKeyUnavailable, ProofError, TimestampFailed
 from server.evidence.timestamps import Timestamper
 from server.evidence.tsa import TsaClient
 from server.ingest.changes import live_changes
@@ -211,10 +211,12 @@ def log_workers(
     evidence = settings.evidence
     client = TsaClient.from_settings(evidence)
     if client is None:
-        return [Checkpointer(session_factory, log_key, interval_s=evidence.checkpoint_interval_s)]
+        return [Checkpointer(session_factory, log_key, interval_s=evidence.checkpoint_interval_s, metrics=metrics)]
     interval_s = evidence.checkpoint_interval_s
     stamper = Timestamper(session_factory, client, metrics=metrics, interval_s=interval_s)
-    checkpointer = Checkpointer(session_factory, log_key, interval_s=interval_s, on_signed=lambda _: stamper.wake())
+    checkpointer = Checkpointer(
+        session_factory, log_key, interval_s=interval_s, on_signed=lambda _: stamper.wake(), metrics=metrics
+    )
     pinned = f"to the roots of {evidence.tsa_ca_file}" if evidence.tsa_ca_file else "unpinned (no tsa_ca_file)"
     logger.info("log checkpoints are time-stamped by %s, verified %s", client.url, pinned)
     return [checkpointer, stamper]
@@ -288,6 +290,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ContentStoreError, store_failed)  # the store's address stays out of the answer
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
+    app.add_exception_handler(CheckpointRefused, unavailable)
     app.add_exception_handler(TimestampFailed, unavailable)
     app.add_exception_handler(NoticesUnavailable, unavailable)
     app.add_exception_handler(ProofError, bad_request)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, SessionDep
 from server.core.base import utc_now
+from server.evidence.signed_record import record_of
 from server.marks.marks import BEHIND_AFTER_S, judging_moment, read_marks
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ router = APIRouter(tags=["health"])
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded", "error"] = Field(
         description="ok: database, broker, ingest and live feed fine; degraded: no broker connection, the ingest is "
-        "retrying or stalled or has not caught up with the broker, it cannot sign receipts, or the live feed is not "
-        "subscribed; error: no database."
+        "retrying or stalled or has not caught up with the broker, it cannot sign receipts, the live feed is not "
+        "subscribed, or the log's key refused to sign a checkpoint; error: no database."
     )
     broker: Literal["connected", "disconnected"]
     db: Literal["ok", "error"]
@@ -55,6 +56,11 @@ class HealthPublic(BaseModel):
         "unsubscribed: connecting, or the broker refused it (the pages miss those changes until it is back, then "
         "reload); off: [live] feed = false, or this process runs no feed (no ingest, and not asked to serve the pages "
         "live)."
+    )
+    log: Literal["ok", "refused", "off"] = Field(
+        description="refused: this process's last try to sign a checkpoint of the Merkle log was refused, since the "
+        "database's tree contradicts a checkpoint the log's key signed before (the database lost commits: "
+        "docs/evidence.md, 'When the log has lost checkpoints it signed'); off: no [evidence] log_key_file."
     )
     feed_gaps: int = Field(
         description="How many times the live feed told this process's open pages to reload since it started (the "
@@ -81,8 +87,19 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
     feed: Literal["subscribed", "unsubscribed", "off"] = "off"
     if context.feed is not None:
         feed = "subscribed" if context.feed.subscribed else "unsubscribed"
+    log_key_file = context.log_key.path
+    log: Literal["ok", "refused", "off"] = "off"
+    if log_key_file is not None:
+        log = "refused" if record_of(log_key_file).refused is not None else "ok"
     behind = context.ingest is not None and lag is not None and lag > BEHIND_AFTER_S  # its judging waits
-    healthy = broker == "connected" and ingest == "ok" and receipts == "on" and feed != "unsubscribed" and not behind
+    healthy = (
+        broker == "connected"
+        and ingest == "ok"
+        and receipts == "on"
+        and feed != "unsubscribed"
+        and not behind
+        and log != "refused"
+    )
     health = HealthPublic(
         status="ok" if healthy else "degraded",
         broker=broker,
@@ -93,6 +110,7 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
         ingest_oldest_unstored_s=round(progress.oldest_unstored_s, 3) if progress else 0.0,
         ingest_caught_up_lag_s=lag,
         feed=feed,
+        log=log,
         feed_gaps=context.feed.gaps if context.feed is not None else 0,
     )
     if not db_ok:

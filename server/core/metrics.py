@@ -168,6 +168,14 @@ class IngestMetrics:
             ["result"],
             registry=r,
         )
+        self._checkpoints_refused = Counter(
+            "seal_log_checkpoints_refused",
+            "Rounds at which the log's key refused to sign a checkpoint because the database's tree contradicts one "
+            "it signed before (docs/evidence.md, 'When the log has lost checkpoints it signed'), by reason: smaller, "
+            "forked, other_log, unreadable, unwritable, damaged.",
+            ["reason"],
+            registry=r,
+        )
         self._settle_failures = Counter(
             "seal_removal_settle_failures", "Removal requests the settler could not settle (an error).", registry=r
         )
@@ -276,6 +284,13 @@ class IngestMetrics:
     def count_timestamp(self, result: str) -> None:
         """A checkpoint's time stamp was kept (``stamped``) or not (the reason's class)."""
         self._counted(self._timestamps.labels(result=result))
+
+    def count_checkpoint_refused(self, reason: str) -> None:
+        """The checkpointer refused to sign (``reason``: :class:`~server.evidence.errors.CheckpointRefused`'s kind)."""
+        self._counted(self._checkpoints_refused.labels(reason=reason))
+
+    def checkpoints_refused(self) -> dict[str, int]:
+        return self._by_label("seal_log_checkpoints_refused", "reason")
 
     def count_settle_failure(self) -> None:
         self._counted(self._settle_failures)

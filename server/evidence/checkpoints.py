@@ -94,6 +94,10 @@ class LogKey:
         self._key: SigningKey | None = None
         self._lock = threading.Lock()
 
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
     def get(self) -> SigningKey:
         with self._lock:
             if self._key is None:

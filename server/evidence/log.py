@@ -16,11 +16,13 @@ audit entry's leaf is appended at its transaction's commit, after its other rows
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, and_, func, or_, select, text
+from sqlalchemy import Table, TextClause, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
@@ -29,11 +31,14 @@ from server.core.base import utc_now
 from server.core.bulk_insert import BulkInsert
 from server.evidence import merkle
 from server.evidence.checkpoints import Checkpoint, LogKey, sign_checkpoint
-from server.evidence.errors import ProofError
+from server.evidence.errors import CheckpointRefused, ProofError
 from server.evidence.models import Event, LogCheckpoint, LogLeaf, LogNode
+from server.evidence.signed_record import Signed, SignedRecord, record_of
 
 #: The key of the PostgreSQL advisory lock of the log's writer ("seal-log").
 LOG_LOCK_KEY = 0x7365_616C_2D6C_6F67 & 0x7FFF_FFFF_FFFF_FFFF
+
+logger = logging.getLogger(__name__)
 
 
 def lock_log(session: Session) -> None:
@@ -72,11 +77,12 @@ _ID_COLUMN = {"event": "event_id", "audit": "audit_id"}
 
 @dataclass(frozen=True, slots=True)
 class Frontier:
-    """The log's size and the hashes of its :func:`merkle.peaks` after a transaction that committed. The log is
-    append-only (its rows refuse UPDATE and DELETE), so the peaks of a committed size never change: a writer that
-    finds the log still at ``size``, ending with the leaf ``last``, may append from these instead of reading them
-    again. ``last`` matters when the database lost its last commits (a failover to an asynchronous replica, a
-    restored backup): other writers may have brought the log back to ``size`` with other leaves."""
+    """The log's size and the hashes of its :func:`merkle.peaks` after a transaction that committed: what a writer
+    expects to find at its next append. It is a hint, never trusted: :func:`append_leaves` reads the stored peaks in
+    the query that finds the log's size, and appends from those. The cache only names which nodes to read with the
+    size (one query, not two), and a cached peak that differs from the stored one is logged (the database lost its
+    last commits under a running process: a failover to an asynchronous replica, a restored backup; other writers
+    may have brought the log back to ``size`` with other leaves, even with the same last one)."""
 
     size: int
     hashes: tuple[bytes, ...]
@@ -86,26 +92,65 @@ class Frontier:
 # The tables, not the mapped classes: without the ORM's bulk-insert bookkeeping per row.
 _INSERT_LEAVES = BulkInsert(cast(Table, LogLeaf.__table__), ["leaf_index", "event_id", "audit_id", "leaf_hash"])
 _INSERT_NODES = BulkInsert(cast(Table, LogNode.__table__), ["level", "node_index", "hash"])
+_NEWEST = select(LogLeaf.leaf_index, LogLeaf.leaf_hash).order_by(LogLeaf.leaf_index.desc()).limit(1)
+
+
+@functools.cache
+def _newest_with_nodes(count: int) -> TextClause:
+    """The newest leaf as a node of level 0 (the log's size, and its last peak when the size is odd), then the
+    stored nodes ``(:l<i>, :n<i>)`` for ``i < count``: one statement per number of nodes, its text made once (the
+    ingest's hot path; a Core construct would be built and keyed at every batch)."""
+    wanted = " OR ".join(f"(level = :l{i} AND node_index = :n{i})" for i in range(count))
+    return text(
+        "SELECT 0 AS level, leaf_index AS node_index, leaf_hash AS hash FROM "
+        "(SELECT leaf_index, leaf_hash FROM log_leaves ORDER BY leaf_index DESC LIMIT 1) AS newest "
+        f"UNION ALL SELECT level, node_index, hash FROM log_nodes WHERE {wanted}"
+    )
+
+
+def _stored_frontier(session: Session, known: Frontier | None) -> tuple[int, list[bytes]]:
+    """The log's size and the stored hashes of its peaks, read after the log's lock is held (on PostgreSQL, READ
+    COMMITTED: each statement sees every commit made before it, so nothing appended before the lock was taken is
+    missed). With ``known``, the peaks of its size are read with the newest leaf in one query; if the log has
+    another size now (another writer appended), a second query reads the peaks of that size. Never from the cache."""
+    inner = [peak for peak in merkle.peaks(known.size) if peak[0] > 0] if known is not None else []
+    if inner:
+        params = {f"{name}{i}": value for i, node in enumerate(inner) for name, value in zip("ln", node, strict=True)}
+        rows = [(level, index, bytes(h)) for level, index, h in session.execute(_newest_with_nodes(len(inner)), params)]
+    else:
+        rows = [(0, index, h) for index, h in session.execute(_NEWEST)]
+    newest = next(((index, h) for level, index, h in rows if level == 0), None)
+    size = 0 if newest is None else newest[0] + 1
+    if known is None or size != known.size:
+        peaks = read_nodes(session, merkle.peaks(size))
+        return size, [peaks[node] for node in merkle.peaks(size)]
+    found: dict[merkle.Node, bytes] = {(level, index): h for level, index, h in rows if level > 0}
+    if newest is not None and size & 1:
+        found[(0, newest[0])] = newest[1]
+    wanted = merkle.peaks(size)
+    missing = set(wanted) - found.keys()
+    if missing:
+        raise RuntimeError(f"the Merkle log lacks the nodes {sorted(missing)[:5]}: its tables are damaged")
+    stored = [found[node] for node in wanted]
+    if tuple(stored) != known.hashes:
+        logger.warning(
+            "the Merkle log's stored peaks at size %d differ from those this process appended to: the database "
+            "lost its last commits (restore, failover) and other leaves took their places; the stored ones are used",
+            size,
+        )
+    return size, stored
 
 
 def append_leaves(session: Session, new: Sequence[Leaf], known: Frontier | None = None) -> Frontier | None:
     """Append ``new`` (rows flushed: they have ids) as leaves, in order, with the subtrees they complete.
 
-    ``known``: a frontier this writer got from an earlier append whose transaction committed; used only if the log
-    is still at its size and ends with its last leaf. Returns the frontier after the append (valid once this
-    transaction commits), or None if nothing was appended."""
+    ``known``: the frontier this writer got from its last append whose transaction committed, a hint of the size
+    to expect (:class:`Frontier`): the peaks appended from are always the stored ones. Returns the frontier after
+    the append (valid once this transaction commits), or None if nothing was appended."""
     if not new:
         return None
     lock_log(session)
-    newest = session.execute(
-        select(LogLeaf.leaf_index, LogLeaf.leaf_hash).order_by(LogLeaf.leaf_index.desc()).limit(1)
-    ).first()
-    size = 0 if newest is None else newest.leaf_index + 1
-    if known is not None and newest is not None and (known.size, known.last) == (size, newest.leaf_hash):
-        frontier = list(known.hashes)
-    else:
-        peaks = read_nodes(session, merkle.peaks(size))
-        frontier = [peaks[node] for node in merkle.peaks(size)]
+    size, frontier = _stored_frontier(session, known)
     hashes = [merkle.leaf_hash(data) for _, _, data in new]
     after, made = merkle.append(size, frontier, hashes)
     leaves = [
@@ -196,13 +241,78 @@ def latest_checkpoint(session: Session) -> LogCheckpoint | None:
 
 
 def make_checkpoint(session: Session, key: LogKey) -> LogCheckpoint | None:
-    """Sign and add a checkpoint of the log as it is, unless the latest one has its size already (or it is empty)."""
+    """Sign and add a checkpoint of the log as it is, unless the latest one has its size already (or it is empty).
+
+    Never one inconsistent with a checkpoint the key signed before: the tree is checked against the record kept
+    outside the database (:mod:`server.evidence.signed_record`), which is written before the row is added (the
+    caller commits it, and publishes the note only then). Raises :class:`CheckpointRefused` (logged here, and kept
+    for the health check) when the tree contradicts the record. A newer checkpoint row than the record (the first
+    run, a court upgraded from before the record, another server's) is recorded when it is consistent with it."""
+    if key.path is None:
+        key.get()  # raises LogKeyUnavailable
+        raise AssertionError("a log key without a file")
+    record = record_of(key.path)
+    # The transaction first, then the record's lock, as an export does (it read before): on SQLite, BEGIN IMMEDIATE
+    # takes the database's write lock, and the other order could leave each waiting for the other.
     size = tree_size(session)
-    latest = latest_checkpoint(session)
-    if size == 0 or (latest is not None and latest.tree_size >= size):
-        return None
-    root = root_hash(session, size)
-    note = sign_checkpoint(Checkpoint(key.origin, size, root), key.get())
+    try:
+        with record.held():
+            # Read with the record held: a signer of this machine that recorded a bigger size committed its leaves
+            # before, and READ COMMITTED (PostgreSQL) shows them to these statements.
+            size = tree_size(session)
+            latest = latest_checkpoint(session)
+            _check_against_record(session, key, record, size, latest)
+            if size == 0 or (latest is not None and latest.tree_size >= size):
+                record.refused = None
+                return None
+            root = root_hash(session, size)
+            note = sign_checkpoint(Checkpoint(key.origin, size, root), key.get())
+            record.write(Signed(key.origin, size, root, note))  # durable before the note can be published
+    except CheckpointRefused as exc:
+        record.refused = exc.reason
+        logger.error("the log's key signs no checkpoint of the %d leaves in the database: %s", size, exc.reason)
+        raise
+    record.refused = None
     row = LogCheckpoint(tree_size=size, root_hash=root, note=note, made_at=utc_now())
     session.add(row)
     return row
+
+
+def _check_against_record(
+    session: Session, key: LogKey, record: SignedRecord, size: int, latest: LogCheckpoint | None
+) -> None:
+    """Raise :class:`CheckpointRefused` unless the stored tree (``size`` leaves) extends the recorded checkpoint;
+    then record ``latest`` if it is newer than the record (and of this origin, and the tree's)."""
+    kept = record.read()
+    if kept is not None:
+        where = f"the checkpoint of {kept.tree_size} leaves recorded in {record.path}"
+        if kept.origin != key.origin:
+            raise CheckpointRefused(
+                "other_log",
+                f"{where} is of the log {kept.origin!r}, not {key.origin!r}: a new log needs a key file of its own "
+                "(docs/evidence.md, 'When the log has lost checkpoints it signed')",
+            )
+        if size < kept.tree_size:
+            raise CheckpointRefused(
+                "smaller",
+                f"the database's log has {size} leaves, fewer than {where}: the database lost commits (a restored "
+                "backup, a failover); see docs/evidence.md, 'When the log has lost checkpoints it signed'",
+            )
+        if root_hash(session, kept.tree_size) != kept.root_hash:
+            raise CheckpointRefused(
+                "forked",
+                f"the database's log has another root at size {kept.tree_size} than {where}: it lost commits and "
+                "other leaves took their places; see docs/evidence.md, 'When the log has lost checkpoints it signed'",
+            )
+    if latest is None or (kept is not None and latest.tree_size <= kept.tree_size):
+        return
+    if not latest.note.startswith(key.origin + "\n"):
+        return  # signed under another origin: not this log's
+    if latest.tree_size > size or root_hash(session, latest.tree_size) != latest.root_hash:
+        raise CheckpointRefused(
+            "damaged",
+            f"the stored checkpoint of {latest.tree_size} leaves is not of the stored tree: the log's tables "
+            "are damaged",
+        )
+    record.write(Signed(key.origin, latest.tree_size, latest.root_hash, latest.note))
+    logger.info("checkpoint of %d leaves recorded in %s", latest.tree_size, record.path)

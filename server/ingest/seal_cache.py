@@ -77,10 +77,11 @@ class IngestCache:
         self._keys: dict[str, tuple[str, VerifyKey]] = {}  # device_id -> (public key text, parsed)
         self._parsed: dict[str, VerifyKey] = {}  # public key text -> parsed
         self._heads: dict[str, Head] = {}
-        #: The Merkle log's peaks after this worker's last committed append (valid while the log keeps that size and
-        #: last leaf, which :func:`~server.evidence.log.append_leaves` checks at each use); forgotten at any failure
-        #: of an ingest transaction. That check is what guards against a failover or a restored backup: either can
-        #: pass without any transaction failing (the pool's pre-ping replaces a dead connection unseen).
+        #: The Merkle log's peaks after this worker's last committed append: a hint only. It names the peaks
+        #: :func:`~server.evidence.log.append_leaves` reads with the log's size (one query); the nodes appended from
+        #: are always the stored ones, and a cached peak that differs is logged. A failover or a restored backup can
+        #: pass without any transaction failing (the pool's pre-ping replaces a dead connection unseen), so no cached
+        #: hash is ever written from. Forgotten at any failure of an ingest transaction.
         self.frontier: Frontier | None = None
 
     def key_text(self, device_id: str) -> str | None:

@@ -150,6 +150,7 @@ def test_health_without_broker(client: TestClient) -> None:
         "ingest_oldest_unstored_s": 0.0,
         "ingest_caught_up_lag_s": None,
         "feed": "off",
+        "log": "off",
         "feed_gaps": 0,
     }
 

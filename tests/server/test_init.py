@@ -21,6 +21,7 @@ from seal_protocol.signing import load_signing_key, public_key_b64
 from server.cli import main
 from server.config import Settings, load_settings
 from server.evidence.checkpoints import parse_verifier_key
+from server.evidence.signed_record import record_path
 from server.seals.broker_files import SERVER_USERNAME
 from server.setup.court_dir import CourtDir
 from server.setup.systemd_units import BROKER_UNIT, SERVER_STOP_TIMEOUT_S, SERVER_UNIT, CourtUnits
@@ -69,6 +70,8 @@ def test_every_setting_is_written_with_its_description(court: Path) -> None:
     assert settings.mqtt.password_file == layout.mqtt_password_file
     assert settings.commands.signing_key_file == layout.court_key_file
     assert settings.evidence.log_key_file == layout.log_key_file
+    # The record of the signed checkpoints, beside the key: in the directory the unit's ReadWritePaths= opens.
+    assert record_path(layout.log_key_file) == court / "evidence-log.last-checkpoint"
     assert (settings.notices.key_file, settings.notices.public_base_url) == (layout.notice_key_file, None)
     assert (settings.broker.password_file, settings.broker.acl_file, settings.broker.pid_file) == (
         layout.broker.password_file,

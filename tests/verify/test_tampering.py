@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 
 from seal_verify import verify_bundle
 from server.core.db import SessionFactory
+from server.evidence.errors import CheckpointRefused
 from server.evidence.models import Event, LogLeaf
 from tests.server.helpers import CASE_A
 from tests.verify.conftest import FLIPS
@@ -64,6 +65,8 @@ def test_an_altered_event_row_with_the_log_rebuilt_and_resigned_is_caught_by_a_k
         event = session.scalars(select(Event).where(Event.device_id == "seal-a1", Event.seq == 2)).one()
         event.raw = event.raw.replace(b'"warning":"failed"', b'"warning":"played"')  # what the seal said, changed
         session.commit()
+    with pytest.raises(CheckpointRefused, match="another root"):  # the server's key alone signs no such log
+        rebuild_log(world, sizes_to_sign=[first.checkpoint_size], remove_record=False)
     rebuild_log(world, sizes_to_sign=[first.checkpoint_size])
     verdict = verify_bundle(world.export(CASE_A, tmp_path / "second.zip").path, known_checkpoint=kept)
     assert {"event_signatures", "known_checkpoint"} <= set(verdict.failed), verdict.text()

@@ -23,6 +23,7 @@ from server.core.metrics import IngestMetrics
 from server.evidence import log
 from server.evidence.checkpoints import LogKey
 from server.evidence.models import Event, LogCheckpoint, LogLeaf, LogNode, LogTimestamp
+from server.evidence.signed_record import record_path
 from server.evidence.tsa import TsaClient
 from server.export.bundle import manifest_note_body, sign_note
 from server.export.gather import ALL_TIME, TimeRange
@@ -120,10 +121,14 @@ def drop_append_only_triggers(world: CourtWorld) -> None:
         session.commit()
 
 
-def rebuild_log(world: CourtWorld, *, sizes_to_sign: Sequence[int] = ()) -> None:
+def rebuild_log(world: CourtWorld, *, sizes_to_sign: Sequence[int] = (), remove_record: bool = True) -> None:
     """The log made anew, in its old order, from the events and audit entries as they are now (rows deleted are
     left out), with checkpoints signed by the log's key at ``sizes_to_sign`` (the sizes earlier checkpoints had)
-    and at the end."""
+    and at the end. ``remove_record``: the forger, who holds the key file, first deletes the record of the signed
+    checkpoints beside it (:mod:`server.evidence.signed_record`), without which the server refuses to sign."""
+    if remove_record:
+        assert world.log_key.path is not None
+        record_path(world.log_key.path).unlink(missing_ok=True)
     with world.session_factory() as session:
         order = session.execute(select(LogLeaf.event_id, LogLeaf.audit_id).order_by(LogLeaf.leaf_index)).all()
         events = {e.id: e.raw for e in session.scalars(select(Event))}
