@@ -1,0 +1,121 @@
+"""What one message, or one seal, can make the ingest do inside its transaction is bounded by a constant, whatever a
+signed payload says (a seal's key is on its SD card, on the debtor's premises): the pictures an event names
+(``MAX_NAMED_SNAPSHOTS``), the gaps a chain tracks (``MAX_TRACKED_GAPS``), the bytes the quarantine keeps
+(``[ingest] quarantine_seal_bytes`` / ``quarantine_total_bytes``). On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+
+from seal_protocol import MAX_NAMED_SNAPSHOTS, EventType, envelope_hash
+from server.core.db import SessionFactory
+from server.evidence.models import SnapshotName
+from server.ingest.ingestor import NAMES_PER_TRANSACTION
+from server.ingest.results import Message, Outcome, Reason
+from tests.server.helpers import SimulatedSeal
+from tests.server.ingest_world import Court, make_court, resigned
+
+
+@pytest.fixture
+def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
+    return make_court(session_factory, tmp_path)
+
+
+def naming(seal: SimulatedSeal, count: int, *, first: int = 0) -> bytes:
+    """``seal``'s next intrusion, naming ``count`` distinct pictures, signed by its own key even past the protocol's
+    limit (built as a key in the wrong hands would, not by ``new_envelope``)."""
+    names = [f"{first + number:064x}" for number in range(count)]
+    data = resigned(seal.event(EventType.INTRUSION, {"snapshots": []}), seal.key, payload={"snapshots": names})
+    seal.prev_hash = envelope_hash(data)
+    return data
+
+
+def names_stored(court: Court) -> int:
+    with court.session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(SnapshotName)) or 0)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements ``engine`` runs meanwhile, with their parameters (an executemany counts once)."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, sql: str, parameters: Any, *args: Any) -> None:
+        seen.append((sql, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_an_event_naming_more_pictures_than_the_protocol_allows_is_quarantined_alone(court: Court) -> None:
+    hostile = naming(court.a, MAX_NAMED_SNAPSHOTS + 1)
+    other = court.b.event()
+    results = court.ingestor.ingest(_messages(court, (court.a, hostile), (court.b, other)))
+
+    refused, stored = results
+    assert (refused.outcome, refused.reason) == (Outcome.QUARANTINED, Reason.INVALID_ENVELOPE)
+    limit = f"snapshots names {MAX_NAMED_SNAPSHOTS + 1} pictures, limit {MAX_NAMED_SNAPSHOTS}"
+    assert refused.detail is not None and limit in refused.detail
+    assert stored.outcome is Outcome.STORED
+    assert court.seqs("seal-a") == [] and court.seqs("seal-b") == [1]
+    [row] = court.quarantine()
+    assert (row.reason, row.device_id) == ("invalid_envelope", "seal-a") and limit in row.detail
+    assert names_stored(court) == 0
+    assert court.metrics.snapshot().rejected == {"invalid_envelope": 1}
+
+
+def test_the_names_of_a_batch_are_written_in_one_statement(court: Court, engine: Engine) -> None:
+    """Events at the limit are stored, and their names cost one insert, not one per name."""
+    events = [naming(court.a, MAX_NAMED_SNAPSHOTS, first=n * MAX_NAMED_SNAPSHOTS) for n in range(3)]
+    with statements(engine) as seen:
+        results = court.ingestor.ingest(_messages(court, *((court.a, e) for e in events), (court.b, court.b.event())))
+
+    assert [r.outcome for r in results] == [Outcome.STORED] * 4
+    assert names_stored(court) == 3 * MAX_NAMED_SNAPSHOTS
+    assert len(name_inserts(seen)) == 1
+    assert len(seen) < 60  # the batch's statements do not grow with the names (about 30 here)
+
+    again = court.ingestor.ingest(_messages(court, (court.a, events[0])))  # a redelivery names nothing new
+    assert [r.outcome for r in again] == [Outcome.DUPLICATE]
+    assert names_stored(court) == 3 * MAX_NAMED_SNAPSHOTS
+
+
+def test_a_batch_naming_many_pictures_is_stored_in_transactions_of_bounded_size(court: Court, engine: Engine) -> None:
+    """However many events of a batch name pictures, one transaction files at most NAMES_PER_TRANSACTION names (so
+    that SQLite's one write lock is never held for long); the batch's other seal's event is stored all the same."""
+    events = [naming(court.a, MAX_NAMED_SNAPSHOTS, first=n * MAX_NAMED_SNAPSHOTS) for n in range(20)]
+    sent = [(court.a, e) for e in events[:10]] + [(court.b, court.b.event())] + [(court.a, e) for e in events[10:]]
+    with statements(engine) as seen:
+        results = court.ingestor.ingest(_messages(court, *sent))
+
+    assert [r.outcome for r in results] == [Outcome.STORED] * 21
+    assert court.seqs("seal-a") == list(range(1, 21)) and court.seqs("seal-b") == [1]
+    assert names_stored(court) == 20 * MAX_NAMED_SNAPSHOTS
+    inserts = name_inserts(seen)
+    assert len(inserts) == -(-20 * MAX_NAMED_SNAPSHOTS // NAMES_PER_TRANSACTION)
+    assert all(rows <= NAMES_PER_TRANSACTION for rows in inserts)
+    assert court.chain("seal-a").missing == [] and court.alarms("missing_events") == []
+
+
+def name_inserts(seen: list[tuple[str, Any]]) -> list[int]:
+    """The rows of each insert into ``snapshot_names`` among ``seen`` (PostgreSQL: one array per column)."""
+    rows = []
+    for sql, parameters in seen:
+        if sql.lstrip().upper().startswith("INSERT INTO SNAPSHOT_NAMES"):
+            rows.append(len(next(iter(parameters.values()))) if isinstance(parameters, dict) else len(parameters))
+    return rows
+
+
+def _messages(court: Court, *sent: tuple[SimulatedSeal, bytes]) -> list[Message]:
+    now = datetime.now(UTC)
+    return [Message(seal.event_topic, data, now) for seal, data in sent]
