@@ -5,6 +5,7 @@ signed payload says (a seal's key is on its SD card, on the debtor's premises): 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, event, func, select
 from seal_protocol import MAX_NAMED_SNAPSHOTS, EventType, envelope_hash
 from server.core.db import SessionFactory
 from server.evidence.models import SnapshotName
+from server.ingest.chain import MAX_TRACKED_GAPS
 from server.ingest.ingestor import NAMES_PER_TRANSACTION
 from server.ingest.results import Message, Outcome, Reason
 from tests.server.helpers import SimulatedSeal
@@ -119,3 +121,41 @@ def name_inserts(seen: list[tuple[str, Any]]) -> list[int]:
 def _messages(court: Court, *sent: tuple[SimulatedSeal, bytes]) -> list[Message]:
     now = datetime.now(UTC)
     return [Message(seal.event_topic, data, now) for seal, data in sent]
+
+
+def test_a_chain_tracks_at_most_max_tracked_gaps_ranges_and_counts_the_rest(court: Court) -> None:
+    """A seal leaving a gap with every event: the chain keeps MAX_TRACKED_GAPS ranges one by one and counts the gaps
+    past them in one untracked span; the alarm holds the count and a few ranges. Filling them, tracked or not, is
+    counted exactly, and the alarm closes when the last one arrives."""
+    tracked = MAX_TRACKED_GAPS
+    events = [court.a.event() for _ in range(2 * (tracked + 5) + 2)]  # seqs 1 … 212
+    evens = events[1 : 2 * (tracked + 5) : 2]  # 2, 4, … 210: gaps 1, 3, … 209
+    for start in range(0, len(evens), 40):
+        court.send(court.a, *evens[start : start + 40])
+
+    state = court.chain("seal-a")
+    assert state.max_seq == 210 and len(state.missing) == tracked + 1
+    assert state.missing[:2] == [[1, 1], [3, 3]] and state.missing[tracked - 1] == [199, 199]
+    assert state.missing[-1] == [201, 209, 5]  # 201, 203, … 209: five of them, not listed
+    [alarm] = court.alarms("missing_events")
+    assert alarm.state == "open" and alarm.details["missing_count"] == tracked + 5
+    assert alarm.details["missing"] == [[1, 1], [3, 3], [5, 5], [7, 7], [9, 9]] + [[s, s] for s in range(191, 200, 2)]
+    assert alarm.details["missing_ranges"] == tracked
+    assert alarm.details["missing_untracked"] == {"first": 201, "last": 209, "count": 5}
+    assert len(json.dumps(alarm.details)) < 1000
+
+    court.send(court.a, events[211])  # seq 212 leaves 211 missing: it joins the untracked span
+    assert court.chain("seal-a").missing[-1] == [201, 211, 6]
+    court.send(court.a, events[204], events[0])  # seq 205 (untracked) and 1 (tracked) arrive
+    state = court.chain("seal-a")
+    assert len(state.missing) == tracked and state.missing[0] == [3, 3] and state.missing[-1] == [201, 211, 5]
+    assert court.alarms("missing_events")[0].details["missing_count"] == tracked + 4
+
+    odds = [e for number, e in enumerate(events) if number % 2 == 0 and number not in (0, 204)]
+    for start in range(0, len(odds), 40):
+        court.send(court.a, *odds[start : start + 40])
+    assert court.seqs("seal-a") == list(range(1, 213))
+    assert court.chain("seal-a").missing == []
+    [alarm] = court.alarms("missing_events")
+    assert alarm.state == "closed"
+    assert court.quarantine() == []
