@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope
 from server.commands.service import DECIDING_ANSWERS
-from server.config import AlarmSettings, MqttSettings
+from server.config import AlarmSettings, IngestSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, lost_a_race
 from server.core.metrics import IngestMetrics
@@ -36,7 +36,7 @@ from server.evidence.queries import named_pictures
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
-from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, add_copies, stored_topic
+from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
@@ -77,6 +77,7 @@ class Ingestor:
         gap_wait_s: float = 0.0,
         gap_wait_max_held: int = 100,
         verifier: Verifier | None = None,
+        ingest: IngestSettings | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -96,6 +97,12 @@ class Ingestor:
         self._max_held = gap_wait_max_held
         self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
         self.verifier = verifier or Verifier()
+        ingest = ingest or IngestSettings()
+        self.quarantine_budget = QuarantineBudget(
+            per_seal=ingest.quarantine_seal_bytes,
+            total=ingest.quarantine_total_bytes,
+            on_refused=metrics.count_quarantine_not_kept,
+        )
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -201,6 +208,7 @@ class Ingestor:
             gap_wait=self._gap_wait,
             may_hold=self._may_hold(messages),
             written_snapshots=written,
+            quarantine_budget=self.quarantine_budget,
         )
 
     def _may_hold(self, messages: Sequence[Message]) -> int:
@@ -281,7 +289,7 @@ class Ingestor:
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 with self._session_factory() as session:
-                    add_copies(session, message, result)
+                    add_copies(session, message, result, budget=self.quarantine_budget)
                     session.commit()
                 return
             except SQLAlchemyError as exc:

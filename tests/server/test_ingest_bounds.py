@@ -5,6 +5,7 @@ signed payload says (a seal's key is on its SD card, on the debtor's premises): 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,12 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from seal_protocol import MAX_NAMED_SNAPSHOTS, EventType, envelope_hash
+from server.config import IngestSettings
 from server.core.db import SessionFactory
+from server.core.metrics import IngestMetrics
 from server.evidence.models import SnapshotName
 from server.ingest.chain import MAX_TRACKED_GAPS
-from server.ingest.ingestor import NAMES_PER_TRANSACTION
+from server.ingest.ingestor import NAMES_PER_TRANSACTION, Ingestor
 from server.ingest.results import Message, Outcome, Reason
 from tests.server.helpers import SimulatedSeal
 from tests.server.ingest_world import Court, make_court, resigned
@@ -159,3 +162,53 @@ def test_a_chain_tracks_at_most_max_tracked_gaps_ranges_and_counts_the_rest(cour
     [alarm] = court.alarms("missing_events")
     assert alarm.state == "closed"
     assert court.quarantine() == []
+
+
+def garbage(number: int, size: int = 1000) -> bytes:
+    return (f"not an envelope {number:08d} ".encode() * size)[:size]
+
+
+def test_past_its_byte_budget_the_quarantine_keeps_rows_without_their_bytes(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Distinct garbage on a seal's topic: each row keeps its bytes until its seal account's budget (or the total) is
+    used; then the rows are still written — reason, size, SHA-256, detail saying why — without the bytes, counted.
+    Another seal's rows are kept until the total budget is used. A restarted ingest reads what is kept already."""
+    budget = IngestSettings(quarantine_seal_bytes=3000, quarantine_total_bytes=5000)
+    court = make_court(session_factory, tmp_path, ingest=budget)
+    a = court.send(court.a, *(garbage(n) for n in range(5)))
+    assert [r.outcome for r in a] == [Outcome.QUARANTINED] * 5
+    b = court.send(court.b, *(garbage(n + 100) for n in range(3)))
+    assert [r.outcome for r in b] == [Outcome.QUARANTINED] * 3
+
+    rows = court.quarantine()
+    assert [(r.device_id, len(r.raw), r.size) for r in rows] == [("seal-a", 1000, 1000)] * 3 + [
+        ("seal-a", 0, 1000)
+    ] * 2 + [("seal-b", 1000, 1000)] * 2 + [("seal-b", 0, 1000)]
+    for row in rows:
+        assert row.sha256 == hashlib.sha256(row.raw or garbage_of(row)).hexdigest()
+        assert row.reason == "invalid_json"
+    assert (
+        "its bytes were not kept: the seal account's quarantine holds 3000 bytes, its budget is 3000" in rows[3].detail
+    )
+    assert "its bytes were not kept: the quarantine holds 5000 bytes, its budget is 5000" in rows[7].detail
+    assert court.metrics.quarantine_not_kept() == {"seal": 2, "total": 1}
+    assert court.metrics.snapshot().rejected == {"invalid_json": 8}
+
+    again = court.send(court.a, garbage(0))  # a copy of a row's bytes is counted on that row, as before
+    [first] = [r for r in court.quarantine() if r.sha256 == hashlib.sha256(garbage(0)).hexdigest()]
+    assert [r.outcome for r in again] == [Outcome.QUARANTINED] and first.copies == 2
+
+    metrics = IngestMetrics()
+    restarted = Ingestor(session_factory, metrics=metrics, snapshot_dir=tmp_path / "snapshots", ingest=budget)
+    restarted.ingest(_messages(court, (court.a, garbage(50))))
+    assert (court.quarantine()[-1].size, len(court.quarantine()[-1].raw)) == (1000, 0)
+    assert metrics.quarantine_not_kept() == {"seal": 1}
+
+
+def garbage_of(row: Any) -> bytes:
+    """The bytes a row of :func:`garbage` stands for, found by its SHA-256."""
+    for number in [*range(100), *range(100, 110)]:
+        if hashlib.sha256(garbage(number)).hexdigest() == row.sha256:
+            return garbage(number)
+    raise AssertionError(f"no garbage hashes to {row.sha256}")
