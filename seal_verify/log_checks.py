@@ -124,7 +124,7 @@ def check_manifest_signature(check: Check, bundle: Bundle, key: NoteKey | None) 
         return
     if body != manifest_note_body(manifest):
         check.fail("manifest.sig is not the signature of this manifest.json")
-    if note.partition(b"\n\n")[2].count(b"\n") != 1:  # no file lists manifest.sig: any byte added goes unseen
+    if note.rpartition(b"\n\n")[2].count(b"\n") != 1:  # no file lists manifest.sig: any byte added goes unseen
         check.fail("manifest.sig has signature lines besides the log key's; the server signs it alone")
 
 

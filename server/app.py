@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router, metrics_router, public_router
-from server.api.body_limit import BodyLimit
+from server.api.body_limit import BodyLimit, UploadRoute
+from server.api.deps import api_uploader, page_uploader
 from server.api.docs import add_docs
 from server.api.removal_requests import UPLOAD_PATH, upload_limit
 from server.auth.client_address import ProxyWarnings
@@ -180,7 +181,11 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
     app.state.proxy_warnings = ProxyWarnings()  # a proxy not configured as it must be: said once per peer
     add_docs(app)
     uploads = upload_limit(settings.removal)
-    app.add_middleware(BodyLimit, larger=[(UPLOAD_PATH, uploads), (PORTAL_UPLOAD_PATH, uploads)])
+    upload_routes = [
+        UploadRoute(UPLOAD_PATH, uploads, api_uploader),
+        UploadRoute(PORTAL_UPLOAD_PATH, uploads, page_uploader),
+    ]
+    app.add_middleware(BodyLimit, uploads=upload_routes)
     _add_error_handlers(app)
     return app
 

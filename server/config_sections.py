@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
+from seal_verify.notes import key_name_problem
 from server.config_types import OptionalHttpUrl, OptionalPath, OptionalPort, PublicUrl
 
 
@@ -167,9 +168,8 @@ class EvidenceSettings(BaseModel):
         "seal-server.invalid/log",
         min_length=1,
         max_length=255,
-        pattern=r"^[^\s+]+$",
         description="The log's name in its checkpoints (and its key's name): unique to this server, such as "
-        "`<court host name>/seal-log`; no spaces or '+'.",
+        "`<court host name>/seal-log`; no spaces, '+' or control characters (a C2SP signed-note key name).",
     )
     checkpoint_interval_s: float = Field(
         10.0, ge=0.1, le=24 * 3600, description="How often a checkpoint is signed while the log grows."
@@ -189,6 +189,18 @@ class EvidenceSettings(BaseModel):
     tsa_timeout_s: float = Field(
         10.0, ge=0.5, le=300, description="How long to wait for the TSA's whole answer (connecting, sending, reading)."
     )
+
+    @field_validator("log_origin")
+    @classmethod
+    def _origin_is_a_key_name(cls, value: str) -> str:
+        """The origin is the key name of the log's signed notes: one that C2SP forbids makes checkpoints that every
+        standard verifier (seal-verify, Go's sumdb/note) refuses."""
+        if (problem := key_name_problem(value)) is not None:
+            raise ValueError(
+                f"not a log origin: {problem}; it names the log's key in its signed checkpoints (C2SP signed-note: "
+                "non-empty, no Unicode spaces, '+' or ASCII control characters)"
+            )
+        return value
 
 
 class NoticeSettings(BaseModel):

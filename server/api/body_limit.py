@@ -1,67 +1,132 @@
 """A cap on request bodies: no route takes more than :data:`MAX_BODY_BYTES`, so one huge request cannot cost the
 server its memory. A declared ``Content-Length`` over the cap is answered 413 at once; a body streamed without one
-is counted as it arrives and cut off with a 413 as soon as it passes the cap. Upload routes (a removal request's
-proof files) get a larger cap of their own, by path; their files are spooled to disk as they arrive."""
+is counted as it arrives and cut off with a 413 as soon as it passes the cap.
+
+Upload routes (a removal request's proof files) have a larger cap, but only for whom may upload there: what
+:class:`UploadRoute`'s ``uploader`` says of the request, from its headers alone, **before its body is read**. The
+debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, a 503 beyond);
+a request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
+page) and nothing of the body is read; anyone else signed in has the ordinary cap."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Every JSON body of the API is a few kilobytes.
 MAX_BODY_BYTES = 1024 * 1024
+#: Uploads with the larger cap being received or checked at once, in one process; one more is answered 503.
+MAX_UPLOADS_IN_FLIGHT = 4
+#: What a request that asks for the larger cap while :data:`MAX_UPLOADS_IN_FLIGHT` others have it is told.
+BUSY_TEXT = "服务器正在接收其他上传，请稍后重试。 / the server is receiving other uploads; try again shortly"
+BUSY_RETRY_AFTER_S = 10
+#: The headers that describe a body: a request passed on without its body has none of them.
+_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 
 class BodyTooLarge(Exception):
     pass
 
 
+class Uploader(Enum):
+    """Who sends a request to an upload route, as far as the larger cap is concerned."""
+
+    MAY_UPLOAD = "may_upload"  # a live session whose user may upload to the path's case: the larger cap
+    SIGNED_OUT = "signed_out"  # no live session: the route refuses it before its body matters, so it gets none
+    OTHER = "other"  # signed in, but may not upload there: the ordinary cap
+
+
+@dataclass(frozen=True)
+class UploadRoute:
+    """POST paths matching ``pattern`` (its group ``case_no`` names the case) may have a body of ``limit`` bytes,
+    for whom ``uploader(scope, case_no)`` says :attr:`Uploader.MAY_UPLOAD`."""
+
+    pattern: re.Pattern[str]
+    limit: int
+    uploader: Callable[[Scope, str], Awaitable[Uploader]]
+
+
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413; a POST to a path that matches a
-    pattern of ``larger`` may have that pattern's limit instead."""
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413; a POST to the path of one of
+    ``uploads`` may have its larger limit, if its ``uploader`` allows (see the module's docstring)."""
 
     def __init__(
-        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: Sequence[tuple[re.Pattern[str], int]] = ()
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        uploads: Sequence[UploadRoute] = (),
+        max_uploads: int = MAX_UPLOADS_IN_FLIGHT,
     ) -> None:
         self.app = app
         self.limit = limit
-        self.larger = tuple(larger)
+        self.uploads = tuple(uploads)
+        self.max_uploads = max_uploads
+        self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
 
-    def limit_for(self, scope: Scope) -> int:
+    def upload_for(self, scope: Scope) -> tuple[UploadRoute, str] | None:
+        """The upload route the request is sent to, and the case its path names; ``None`` for any other."""
         if scope.get("method") == "POST":
             path = scope.get("path", "")
-            for pattern, limit in self.larger:
-                if pattern.fullmatch(path):
-                    return limit
-        return self.limit
+            for upload in self.uploads:
+                if found := upload.pattern.fullmatch(path):
+                    return upload, found.group("case_no")
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope)
+        upload = self.upload_for(scope)
+        if upload is None:
+            await self.limited(scope, receive, send, self.limit)
+            return
+        route, case_no = upload
+        uploader = await route.uploader(scope, case_no)
+        if uploader is Uploader.SIGNED_OUT:
+            await self.app(_without_body(scope), _no_body(), send)
+        elif uploader is Uploader.OTHER:
+            await self.limited(scope, receive, send, self.limit)
+        elif self.in_flight >= self.max_uploads:
+            await _refuse(send, 503, BUSY_TEXT, [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
+        else:
+            self.in_flight += 1
+            try:
+                await self.limited(scope, receive, send, route.limit)
+            finally:
+                self.in_flight -= 1
+
+    async def limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """The app, given at most ``limit`` bytes of the request's body."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send, limit)
             return
         received = 0
-        started = False
+        started = over = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over = True
                     raise BodyTooLarge
             return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
+            if over:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413
+                if not started:
+                    started = True
+                    await _too_large(send, limit)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -72,14 +137,43 @@ class BodyLimit:
                 await _too_large(send, limit)
 
 
+def _without_body(scope: Scope) -> Scope:
+    """The request as one without a body: its route reads an empty form and refuses it for what its headers lack."""
+    headers = [(name, value) for name, value in scope.get("headers") or [] if name.lower() not in _BODY_HEADERS]
+    return {**scope, "headers": headers}
+
+
+def _no_body() -> Receive:
+    """A ``receive`` of an empty body; asked again (nothing of ours waits for the client), the client is gone.
+    The real body is never read."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    return receive
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    body: Any = {"detail": f"request body larger than {limit} bytes"}
-    payload = json.dumps(body).encode()
+    await _refuse(send, 413, f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes")
+
+
+async def _refuse(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body: Any = {"detail": detail}
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})

@@ -22,7 +22,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
+from server.api.body_limit import Uploader
 from server.api.params import CaseNoPath, DeviceIdPath
 from server.audit.service import record_read
 from server.auth import access
@@ -35,6 +38,7 @@ from server.config import AuthSettings
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY, session_scope
+from server.errors import NotFound
 from server.removal.models import RemovalRequest
 from server.removal.steps import get_request
 from server.seals.models import Case, Seal
@@ -149,18 +153,31 @@ bearer_token = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)]
 
 
-def get_login(request: Request, session: SessionDep, bearer: BearerDep) -> Login:
+def presented_secret(request: Request, bearer: HTTPAuthorizationCredentials | None) -> tuple[str, bool] | None:
+    """What the request authenticates with: its bearer token, else its session cookie; and whether it is the
+    cookie. ``None`` without either."""
     if bearer is not None:
-        secret, via_cookie = bearer.credentials, False
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        secret, via_cookie = cookie, True
-    else:
+        return bearer.credentials, False
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        return cookie, True
+    return None
+
+
+def lacks_csrf_header(request: Request, *, via_cookie: bool) -> bool:
+    """Whether the request is an unsafe one, authenticated by the cookie, without :data:`CSRF_HEADER`."""
+    return via_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER)
+
+
+def get_login(request: Request, session: SessionDep, bearer: BearerDep) -> Login:
+    presented = presented_secret(request, bearer)
+    if presented is None:
         raise NotAuthenticated("请先登录。 / log in first")
+    secret, via_cookie = presented
     resolved = resolve_session(session, secret=secret, via_cookie=via_cookie, now=utc_now())
     if resolved is None:
         raise NotAuthenticated("登录已过期或已结束，请重新登录。 / the session has expired or ended; log in again")
     row, user = resolved
-    if via_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+    if lacks_csrf_header(request, via_cookie=via_cookie):
         raise Forbidden(
             f"以 Cookie 登录的 {request.method} 请求须带 {CSRF_HEADER} 请求头。 / "
             f"a cookie-authenticated {request.method} needs the {CSRF_HEADER} header"
@@ -216,6 +233,43 @@ def seal_in_history_with(permission: Permission) -> Callable[[str, Session, User
 
 
 ClerkUser = Annotated[User, Depends(requires(Permission.USER_ADMIN))]
+
+
+async def api_uploader(scope: Scope, case_no: str) -> Uploader:
+    """Who sends this request to the API's upload route of ``case_no``, from its headers (before its body is read:
+    :class:`~server.api.body_limit.BodyLimit`), judged as :func:`get_login` and :func:`case_with` judge it."""
+    return await _uploader(scope, case_no, csrf_header=True)
+
+
+async def page_uploader(scope: Scope, case_no: str) -> Uploader:
+    """The same for the portal's upload route: signed in as its pages are (``server.web.deps.find_page_login``);
+    its form's CSRF token is in the body, checked by the route."""
+    return await _uploader(scope, case_no, csrf_header=False)
+
+
+async def _uploader(scope: Scope, case_no: str, *, csrf_header: bool) -> Uploader:
+    request = Request(scope)  # its headers only: nothing here reads the body
+    presented = presented_secret(request, await bearer_token(request))
+    if presented is None:
+        return Uploader.SIGNED_OUT
+    context: ServerContext = scope["app"].state.context
+    secret, via_cookie = presented
+
+    def look_up() -> Uploader:
+        with context.session_factory(bind=context.engine.execution_options(**READ_ONLY)) as session:
+            resolved = resolve_session(session, secret=secret, via_cookie=via_cookie, now=utc_now())
+            if resolved is None:
+                return Uploader.SIGNED_OUT
+            if csrf_header and lacks_csrf_header(request, via_cookie=via_cookie):
+                return Uploader.OTHER  # the route answers 403 (get_login)
+            _, user = resolved
+            try:
+                access.case_for(session, user, case_no, Permission.REMOVAL_FILE)
+            except (NotFound, Forbidden):
+                return Uploader.OTHER
+            return Uploader.MAY_UPLOAD
+
+    return await run_in_threadpool(look_up)
 
 
 def removal_request_for(

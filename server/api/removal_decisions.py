@@ -87,6 +87,7 @@ def resend(
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
     if settle(session, request_id=request.id, now=now):  # every ack is in after all: kept, and the resend is a 409
         session.commit()
+        session.refresh(request, with_for_update=True)  # locked again, as read now, for the act that follows
     resend_disarm(
         session, actor=user, request=request, device_id=body.device_id, note=body.note, key=key, ttl=ttl, now=now
     )
@@ -103,6 +104,7 @@ def without_ack(
     now = utc_now()
     if settle(session, request_id=request.id, now=now):  # an ack that came a moment ago counts: kept, and a 409
         session.commit()
+        session.refresh(request, with_for_update=True)  # locked again, as read now, for the act that follows
     lift_without_ack(session, actor=user, request=request, device_ids=body.device_ids, reasons=body.reasons, now=now)
     return _committed(session, context, request, user, now=now)
 

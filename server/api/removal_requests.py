@@ -53,8 +53,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["removal"], route_class=ValidatedRoute)
 
-#: The filing route takes proof files: its body may be larger than other routes' (server.api.body_limit).
-UPLOAD_PATH = re.compile(r"/api/cases/.+/removal-requests")
+#: The filing route takes proof files: its body may be larger than other routes', if it comes from the debtor of
+#: the case its path names (server.api.body_limit, server.api.deps.api_uploader).
+UPLOAD_PATH = re.compile(r"/api/cases/(?P<case_no>.+)/removal-requests")
 NOT_FOUND: Responses = {404: {"description": "No such removal request, or not of your cases"}}
 STATE_CONFLICT: Responses = {409: {"description": "The request's state does not allow it; the body names the state"}}
 MAX_PAGE = 200

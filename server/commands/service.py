@@ -3,7 +3,8 @@
 Every function works inside the caller's transaction; the caller commits. :func:`apply_answer` runs inside the
 ingest's transaction, so a command's state changes together with the stored ``command_ack``/``command_rejected``
 event or not at all. It never raises for an answer that does not fit (unknown id, another seal's command, a second
-answer): the event is stored all the same, and the outcome says what was wrong so that it is logged and counted.
+answer, one stored in another case: an answer is the case's its event is stored in): the event is stored all the
+same, and the outcome says what was wrong so that it is logged and counted.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class AnswerOutcome(StrEnum):
     # A refusal of bytes whose signature did not verify (malformed, unsigned, bad_signature): the id they claim is
     # nobody's word, so no command is settled by it, whatever id field the seal put in (an older seal's command_id).
     UNVERIFIED = "unverified"
+    OTHER_CASE = "other_case"  # stored in another case than the command's (its seal moved): that case's alone
 
 
 #: The answers that decided their command (its state changed): whoever follows commands is told of these.
@@ -142,8 +144,8 @@ def issue_command_as(
     return row
 
 
-def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> AnswerOutcome | None:
-    """Apply a verified answer event to its command; ``None`` for events that are no answer."""
+def apply_answer(session: Session, envelope: Envelope, *, case_no: str, at: datetime) -> AnswerOutcome | None:
+    """Apply a verified answer event, stored in case ``case_no``, to its command; ``None`` for events no answer."""
     if envelope.type not in ANSWER_TYPES:
         return None
     payload = envelope.payload
@@ -165,6 +167,8 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
     row = session.get(CourtCommand, command_id, with_for_update=True)
     if row is None or row.device_id != envelope.device_id:
         return AnswerOutcome.UNKNOWN_COMMAND
+    if row.case_no != case_no:  # said while the seal guarded another case: that case's, not this command's
+        return AnswerOutcome.OTHER_CASE
     acknowledged = envelope.type is EventType.COMMAND_ACK
     if acknowledged and payload.get("action") != row.action:
         return AnswerOutcome.ACTION_MISMATCH
@@ -172,17 +176,15 @@ def apply_answer(session: Session, envelope: Envelope, *, at: datetime) -> Answe
         return AnswerOutcome.RESULT_MISMATCH  # it proves nothing done: a disarm "armed", a ping "disarmed"
     target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
     if not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not CommandState(row.state).is_final:
-        # The seal had accepted this id already: its own answer (an earlier seq) decides, wherever it is stored.
+        # The seal had accepted this id already: its own answer (an earlier seq) decides.
         return AnswerOutcome.REPLAYED
     try:
         row.state = transition(row.state, target).value
     except Conflict:
         return AnswerOutcome.ALREADY_FINAL
-    row.answered_at = at
-    row.answer_seq = envelope.seq
+    row.answered_at, row.answer_seq, row.updated_at = at, envelope.seq, at
     row.result = dict(payload)
     row.reason = None if acknowledged else str(payload.get("reason", ""))[:32]
-    row.updated_at = at
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
 
@@ -268,11 +270,10 @@ def expire_unbound(
     session: Session, *, now: datetime, device_id: str | None = None, actor: Actor | None = None, note: str = ""
 ) -> list[tuple[int, str]]:
     """Mark ``expired`` every pending command (of ``device_id``, or of any seal) issued for a case its seal is no
-    longer bound to — the seal was unbound, or moved to another case — and record each (audited
-    ``command.expire``); return their (id, device_id). A command issued for one case is not published once its
-    seal seals another's property (:func:`to_publish` holds them back even before this runs); one the broker took
-    before the move may still reach the seal, which refuses it as ``wrong_case`` (the command names its case), and
-    its answer then settles it ``rejected``."""
+    longer bound to (unbound, or moved to another case), and record each (audited ``command.expire``); return their
+    (id, device_id). Such a command is not published (:func:`to_publish` holds it back even before this runs); one
+    the broker took before the move may still reach the seal, which refuses it (``wrong_case``: it names its case):
+    that refusal is the evidence of the seal's new case, and leaves the command ``expired`` (:func:`apply_answer`)."""
     query = (
         select(CourtCommand)
         .join(Seal, Seal.device_id == CourtCommand.device_id)

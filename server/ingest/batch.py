@@ -3,7 +3,8 @@
 Checks on an event, in order: the topic parses; the envelope decodes (size, UTF-8, JSON, schema); its ``device_id``
 equals the topic's; the seal is registered; the signature verifies against the seal's registered key; the seal is
 bound to the envelope's case — now, or when the event happened (:func:`binding_covers`: a seal draining its outbox
-after it was unbound or rebound still delivers the evidence of its old case); (``device_id``, ``seq``) is new — a
+after it was unbound or rebound still delivers the evidence of its old case), or the stored chain of that case names
+the event's exact bytes (a clock that was off: :mod:`.late_chain`); (``device_id``, ``seq``) is new — a
 copy with the same ``event_id`` and signature is a redelivery (no-op), anything else under a stored ``seq`` is a
 replay, and a stored ``event_id`` under another ``seq`` is refused too. The first three, and the signature against
 the key the seal had at the worker's last transaction, are checked before the transaction (:mod:`.checks`).
@@ -19,17 +20,18 @@ An :class:`IngestBatch` gives the same outcomes as applying the messages one at 
 compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
 chain states (on PostgreSQL two: one that locks them, making those missing, then the read), one for stored events
 that share an ``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first
-event of a seal), then one executemany inserting the events (and one read of their ids), one update of the chain
-states, two of the seals. Alarms are settled after the events are inserted, in the messages' order; alarms about gaps
-once per batch, so events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the
-rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once
-its seal's row is locked (:mod:`server.ingest.snapshot_filing`).
+event of a seal; one for the events above those the time rule refused, and one of the quarantine for a batch
+with pictures: :mod:`.late_chain`), then one executemany inserting the events (and one read of their ids), one
+update of the chain states, two of the seals. Alarms are settled after the events are inserted, in the messages'
+order; alarms about gaps once per batch, so events of one seal arriving out of order within a batch raise no
+alarm. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case
+whose events name it, once its seal's row is locked (:mod:`server.ingest.snapshot_filing`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -57,6 +59,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
+from server.ingest.late_chain import CASE_REASONS, ChainPlacement, held_back, refused_names
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -105,6 +108,7 @@ class IngestBatch:
         self._filing = SnapshotFiling()  # the pictures received, and those the stored events name
         self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
+        self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
         self._quarantined = QuarantineCopies(quarantine_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
@@ -127,6 +131,7 @@ class IngestBatch:
             envelopes = [c for c in checked if isinstance(c, Envelope)]
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
+            self._placement.load(self.session, self._refused_for_case(checked, self._case_refused))
             results = [self._apply_one(i, m, c) for i, (m, c) in enumerate(zip(messages, checked, strict=True))]
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
@@ -142,7 +147,10 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
-            self._filing.write(self.session, results)
+            refused = self._refused_for_case(checked, dict(enumerate(results)))
+            self._filing.hold_back(refused_names(self.session, self._filing.picture_seals, refused))
+            for place in self._filing.write(self.session, results):  # pictures held back: kept by the seal
+                results[place] = self._refused(messages[place], held_back(results[place]))
             self._apply_answers(results)
             self._quarantined.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
@@ -156,10 +164,11 @@ class IngestBatch:
         """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
         order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
         alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
-        stored, before the seals' rows)."""
+        stored, before the seals' rows). An answer settles its command only if it is stored in the command's case
+        (``_case_of``, decided in phase 1: no query)."""
         settled: list[Settled] = []
         for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
-            answer = apply_answer(self.session, envelope, at=at)
+            answer = apply_answer(self.session, envelope, case_no=self._case_of[place], at=at)
             if answer in DECIDING_ANSWERS:
                 settled.append(Settled(_command_id(envelope), answer, at, row))
             detail = f"command {answered_command_id(envelope)}: {answer}"
@@ -229,6 +238,15 @@ class IngestBatch:
             self._remember(device_id, seq, event_id, raw)
             self.chain.remember(device_id, seq, raw, prev_hash)
 
+    @staticmethod
+    def _refused_for_case(
+        checked: list[Envelope | ParsedTopic | Rejected], refusals: Mapping[int, Rejected | IngestResult]
+    ) -> list[Envelope]:
+        """The events refused for their case (``unbound_seal``, ``wrong_case``): ``refusals`` by place."""
+        return [
+            e for place, r in refusals.items() if r.reason in CASE_REASONS and isinstance(e := checked[place], Envelope)
+        ]
+
     def _remember(self, device_id: str, seq: int, event_id: str, raw: bytes) -> None:
         self._by_seq[(device_id, seq)] = (event_id, raw)
         self._by_event_id[event_id] = (device_id, seq)
@@ -244,7 +262,11 @@ class IngestBatch:
                 stored = self._by_seq.get((checked.device_id, checked.seq))
                 if stored is not None and stored[1] == message.payload:
                     return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
-                return self._refused(message, self._case_refused[place])
+                # its time fell in no binding of its case; the stored chain may place it (a clock behind: .late_chain)
+                case_no = self._placement.case_of(checked, message.payload, self._bindings_of(checked.device_id))
+                if case_no is None:
+                    return self._refused(message, self._case_refused[place])
+                return self._store_event(place, checked, message, case_no)
             if isinstance(checked, Envelope):
                 return self._store_event(place, checked, message, self._case_of[place])
             match checked.kind:
@@ -299,6 +321,7 @@ class IngestBatch:
             }
         )
         self._remember(envelope.device_id, envelope.seq, event_id, message.payload)
+        self._placement.stored(envelope, case_no)
         self.chain.record(envelope, message.payload)
         self._filing.named(seal.device_id, case_no, envelope.payload)
         late = case_no != seal.case_no

@@ -20,7 +20,9 @@ commits. A picture and the events that name it come from one seal, so of two wor
 for the other's commit and then reads what it wrote (READ COMMITTED: each statement sees the rows committed before
 it began). On SQLite a transaction holds the one write lock from its start.
 
-The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case.
+The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case. A picture
+that only events refused for their case name is held back (:meth:`SnapshotFiling.hold_back`,
+:mod:`server.ingest.late_chain`): never filed provisionally, it is quarantined unreceipted until its event is stored.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class _Picture:
     place: int  # the message's place in its batch
     sha256: str
     device_id: str
-    case_no: str  # where it goes if no event names it: the seal's current case, or its last
+    case_no: str | None  # where it goes if no event names it: the seal's current case, or its last (None: held back)
     size: int
     received_at: datetime
 
@@ -79,6 +81,20 @@ class SnapshotFiling:
     def __init__(self) -> None:
         self._names: set[Name] = set()
         self._pictures: list[_Picture] = []
+
+    @property
+    def picture_seals(self) -> set[str]:
+        """The seals whose pictures the batch received."""
+        return {p.device_id for p in self._pictures}
+
+    def hold_back(self, refused: set[tuple[str, str]]) -> None:
+        """Pictures (device_id, sha256) that events refused for their case name: filed only under the cases of
+        stored events that name them, never provisionally under the seal's current case (:meth:`write` returns them
+        unfiled). Such an event may yet be stored in its own, earlier case (a late event: ``docs/protocol.md``)."""
+        if refused:
+            self._pictures = [
+                replace(p, case_no=None) if (p.device_id, p.sha256) in refused else p for p in self._pictures
+            ]
 
     @property
     def seals(self) -> set[str]:
@@ -96,11 +112,13 @@ class SnapshotFiling:
         """A picture whose bytes are in the store; ``case_no`` takes it if no event names it."""
         self._pictures.append(_Picture(place, sha256, device_id, case_no, size, received_at))
 
-    def write(self, session: Session, results: list[IngestResult]) -> None:
+    def write(self, session: Session, results: list[IngestResult]) -> list[int]:
         """Add the names and the pictures' rows (a picture every case of which holds it already is a duplicate in
-        ``results``), and move the pictures the new names claim."""
+        ``results``), and move the pictures the new names claim. Returns the places of the pictures held back
+        (:meth:`hold_back`) that no stored event names and no row holds: not filed."""
+        unfiled: list[int] = []
         if not self._names and not self._pictures:
-            return
+            return unfiled
         shas = sorted({name[0] for name in self._names} | {p.sha256 for p in self._pictures})
         stored: set[Name] = {(s, d, c) for s, d, c in session.execute(_NAMES_OF, {"shas": shas})}
         new = sorted(self._names - stored)
@@ -115,19 +133,27 @@ class SnapshotFiling:
             held_of[row.sha256][(row.sha256, row.case_no, row.device_id)] = row
         for picture in self._pictures:
             sha = picture.sha256
-            if not self._file(session, held_of[sha], names_of[sha], picture):
+            filed = self._file(session, held_of[sha], names_of[sha], picture)
+            if filed is None:
+                unfiled.append(picture.place)
+            elif not filed:
                 results[picture.place] = replace(
                     results[picture.place], outcome=Outcome.DUPLICATE, detail=f"snapshot {picture.sha256}"
                 )
         for name in sorted(self._names):
             _claim(session, held_of[name[0]], names_of[name[0]], name)
+        return unfiled
 
     @staticmethod
-    def _file(session: Session, held: dict[Held, Snapshot], names: set[Name], picture: _Picture) -> bool:
+    def _file(session: Session, held: dict[Held, Snapshot], names: set[Name], picture: _Picture) -> bool | None:
         """Add ``picture``'s rows from its seal: one in each case whose events from it name it, else in its seal's
-        case. False if none was missing."""
+        case. False if none was missing; None if it is held back and nothing names or holds it."""
         sha, device_id = picture.sha256, picture.device_id
-        cases = sorted({c for s, d, c in names if s == sha and d == device_id}) or [picture.case_no]
+        cases = sorted({c for s, d, c in names if s == sha and d == device_id})
+        if not cases:
+            if picture.case_no is None:
+                return False if any(s == sha and d == device_id for s, _, d in held) else None
+            cases = [picture.case_no]
         missing = [case_no for case_no in cases if (sha, case_no, device_id) not in held]
         for case_no in missing:
             row = Snapshot(

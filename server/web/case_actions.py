@@ -190,6 +190,7 @@ def resend(
     now = utc_now()
     if settle(session, request_id=request.id, now=now):  # every ack is in after all: kept, and the resend is a 409
         session.commit()
+        session.refresh(request, with_for_update=True)  # locked again, as read now, for the act that follows
     resend_disarm(
         session, actor=user, request=request, device_id=device_id or None, note=note, key=key, ttl=ttl, now=now
     )

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
-from server.api.deps import SAFE_METHODS, SESSION_COOKIE, BearerDep, ContextDep, SessionDep
+from server.api.deps import SAFE_METHODS, SESSION_COOKIE, BearerDep, ContextDep, SessionDep, presented_secret
 from server.auth.access import Role
 from server.auth.errors import Forbidden
 from server.auth.models import User
@@ -101,12 +101,10 @@ class Page:
 
 
 def find_page_login(request: Request, session: SessionDep, bearer: BearerDep) -> PageLogin | None:
-    if bearer is not None:
-        secret, via_cookie = bearer.credentials, False
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        secret, via_cookie = cookie, True
-    else:
+    presented = presented_secret(request, bearer)
+    if presented is None:
         return None
+    secret, via_cookie = presented
     resolved = resolve_session(session, secret=secret, via_cookie=via_cookie, now=utc_now())
     if resolved is None:
         return None

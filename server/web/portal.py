@@ -38,8 +38,9 @@ from server.web.templating import render_text
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
-#: The filing route takes proof files: the body limit lets it have as much as the API's (server.app).
-PORTAL_UPLOAD_PATH = re.compile(r"/portal/cases/[^/]+/requests")
+#: The filing route takes proof files: the body limit lets the case's debtor send as much as to the API's
+#: (server.app, server.api.deps.page_uploader).
+PORTAL_UPLOAD_PATH = re.compile(r"/portal/cases/(?P<case_no>[^/]+)/requests")
 
 
 def size_text(n: int) -> str:

@@ -207,7 +207,7 @@ signing_key_file = "{self.signing_key_file}"
             for device_id, public_key in seals.items():
                 register_seal(session, actor=None, device_id=device_id, case_no=case_no, public_key=public_key)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until its API answers and its ingest holds a broker connection."""
         assert self.process is None or self.process.poll() is not None, "the court server is already running"
         with self.log_path.open("ab") as out:

@@ -169,8 +169,8 @@ def test_a_command_of_a_case_its_seal_left_opens_none(
 ) -> None:
     disarm = world.issue(CommandAction.DISARM)
     world.move_to(CASE_B)
-    world.reject(disarm, "wrong_case")
-    assert world.command(disarm).state == "rejected"
+    world.reject(disarm, "wrong_case")  # stored in case B: the command of case A stays expired
+    assert world.command(disarm).state == "expired"
     assert run_round(session_factory) == [] and alarms(session_factory) == []
 
 

@@ -145,13 +145,15 @@ def test_an_issued_command_is_pending_signed_and_numbered_upwards_per_seal(world
     assert command.issued_at.startswith(row.issued_at.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def test_a_command_the_broker_delivers_after_its_seal_moved_is_refused_for_its_case_and_settled_rejected(
+def test_a_command_the_broker_delivers_after_its_seal_moved_is_refused_in_the_new_case_and_settles_nothing(
     world: World, session_factory: SessionFactory
 ) -> None:
     """The court signs the case of the seal's binding into the command. The seal is then moved to another case
     (``seal-server seal add --case``: the old binding's pending commands expire), but the broker had already taken
-    the disarm for the seal's session: the seal, now guarding case B, refuses those very bytes as ``wrong_case``,
-    and its signed answer settles the command ``rejected`` with that reason."""
+    the disarm for the seal's session: the seal, now guarding case B, refuses those very bytes as ``wrong_case``.
+    Its signed refusal is case B's evidence; case A's command stays ``expired``, with no answer: an answer belongs to
+    the case its event is stored in (before, A's command took it, and showed A's parties B's number and when the seal
+    spoke there)."""
     command_id = world.issue(CommandAction.DISARM)
     world.move_to(CASE_B)
     assert world.command(command_id).state == "expired"
@@ -168,9 +170,9 @@ def test_a_command_the_broker_delivers_after_its_seal_moved_is_refused_for_its_c
 
     assert world.reject(command_id, refused.value.reason.value) is Outcome.STORED
     row = world.command(command_id)
-    assert (row.state, row.reason, row.case_no) == ("rejected", "wrong_case", CASE_A)
-    assert row.answered_at is not None and row.answer_seq == world.seal.seq
-    assert world.answers() == {"rejected": 1}
+    assert (row.state, row.reason, row.case_no) == ("expired", None, CASE_A)
+    assert (row.answered_at, row.answer_seq, row.result) == (None, None, None)
+    assert world.answers() == {"other_case": 1}
     with session_factory() as session:
         event = session.scalars(select(Event).where(Event.type == "command_rejected")).one()
         assert event.case_no == CASE_B  # the refusal is on the record of the case the seal guards

@@ -130,3 +130,27 @@ def test_proofs_may_not_share_the_snapshots_directory(tmp_path: Path, proof_dir:
     with pytest.raises(ConfigError, match="proof_dir must not be snapshot_dir"):
         load_settings(path, env={})
     assert load_settings(write(tmp_path, DEMO_TOML + '[removal]\nproof_dir = "var/demo/proofs"\n'), env={})
+
+
+@pytest.mark.parametrize(
+    ("origin", "reason"),
+    [
+        ("court\\u0001log", "control character U+0001"),  # was accepted: checkpoints every C2SP verifier refuses
+        ("court\\u001flog", "control character U+001F"),
+        ("court\\tlog", "control character U+0009"),
+        ("court log", "space U+0020"),
+        ("court\\u00a0log", "space U+00A0"),
+        ("court\\u3000log", "space U+3000"),
+        ("court+log", "'+'"),
+    ],
+)
+def test_the_log_origin_is_a_signed_note_key_name(tmp_path: Path, origin: str, reason: str) -> None:
+    """The origin names the log's key in every checkpoint it signs (c2sp.org/signed-note: no Unicode spaces, no '+',
+    no ASCII control character): a setting that breaks it is refused, naming the key, before any note is signed."""
+    path = write(tmp_path, DEMO_TOML + f'[evidence]\nlog_origin = "{origin}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert "evidence.log_origin" in str(info.value) and reason in str(info.value)
+    assert str(path) in str(info.value)
+    good = load_settings(write(tmp_path, DEMO_TOML + '[evidence]\nlog_origin = "法院.example/seal-log"\n'), env={})
+    assert good.evidence.log_origin == "法院.example/seal-log"

@@ -66,7 +66,7 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
         assert published.startswith(f"{ORIGIN}+")
         note = client.get("/api/log/checkpoint")
         assert note.headers["content-type"].startswith("text/plain")
-        checkpoint = open_checkpoint(note.text, published)
+        checkpoint = open_checkpoint(note.content, published)  # the bytes served
         assert checkpoint.tree_size == second
 
         headers = bearer(session_factory, "judge-a")

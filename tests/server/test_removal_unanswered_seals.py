@@ -256,13 +256,14 @@ def test_an_ack_counts_only_from_a_seal_bound_to_the_request_s_case(
     world.answer("seal-a1", commands["seal-a1"].id)
     world.seals["seal-a2"].case_no = CASE_B
     world.answer("seal-a2", commands["seal-a2"].id)  # it got the disarm before it moved, and obeys it now
-    assert command(world, commands["seal-a2"].id).state == "acknowledged"
-    shown = world.read(request_id, "judge")
-    assert shown["state"] == "disarm_pending"
-    assert [(s["device_id"], s["status"]) for s in shown["seals"]] == [
-        ("seal-a1", "disarmed"),
-        ("seal-a2", "waiting_for_seal"),
-    ]
+    # Its ack is stored in case B, B's evidence: case A's disarm takes no answer from it (it stays pending, until
+    # its expiry: unpublished, as its seal seals another case).
+    assert command(world, commands["seal-a2"].id).state == "pending"
+    for status in ("sent", "waiting_for_seal"):
+        shown = world.read(request_id, "judge")
+        assert shown["state"] == "disarm_pending"
+        assert [(s["device_id"], s["status"]) for s in shown["seals"]] == [("seal-a1", "disarmed"), ("seal-a2", status)]
+        world.expire(commands["seal-a2"].id)
 
 
 def test_a_seal_bound_without_a_disarm_keeps_the_request_from_being_lifted(
