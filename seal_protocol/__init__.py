@@ -6,6 +6,7 @@ The authority for humans is ``docs/protocol.md``.
 
 from seal_protocol.envelope import (
     MAX_ENVELOPE_BYTES,
+    MAX_NAMED_SNAPSHOTS,
     SCHEMA_VERSION,
     Envelope,
     EventType,
@@ -38,6 +39,7 @@ __all__ = [
     "decode_status",
     "encode_status",
     "MAX_ENVELOPE_BYTES",
+    "MAX_NAMED_SNAPSHOTS",
     "envelope_hash",
     "parse_ts",
     "SCHEMA_VERSION",

@@ -41,6 +41,11 @@ from seal_protocol.wirejson import (
 SCHEMA_VERSION = 1
 #: Upper bound of an encoded envelope. Snapshots travel on their own topic, so events stay small.
 MAX_ENVELOPE_BYTES = 64 * 1024
+#: Most pictures one event's ``payload.snapshots`` may name. The agent names at most 200 (an ``outbox_full`` part,
+#: ``seal_agent.journal.snapshot_spool.MAX_LISTED``; a trigger's at most ``snapshot_max_frames`` ≤ 100). A receiver
+#: files every name in the transaction that stores the event: the bound keeps that work a constant per event,
+#: whatever a seal's key signs (``docs/protocol.md``, "Limits").
+MAX_NAMED_SNAPSHOTS = 256
 #: ``ts`` is UTC with millisecond precision, always in exactly this shape, e.g. ``2026-11-26T05:03:23.123Z``.
 #: ASCII digits only, and the date and time must exist (no 2026-02-30, no leap second 23:59:60).
 TS_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
@@ -145,6 +150,9 @@ class Envelope(BaseModel):
     def _wire_payload(cls, payload: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         if info.context is not _PARSED_FROM_WIRE:  # loads_wire_json has checked parsed values already
             check_wire_value(payload, what="payload")
+        named = payload.get("snapshots")
+        if isinstance(named, list) and len(named) > MAX_NAMED_SNAPSHOTS:
+            raise ValueError(f"snapshots names {len(named)} pictures, limit {MAX_NAMED_SNAPSHOTS}")
         return payload
 
     def as_json_dict(self) -> dict[str, Any]:

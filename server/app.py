@@ -106,6 +106,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 gap_wait_s=settings.mqtt.gap_wait_s,
                 gap_wait_max_held=settings.mqtt.gap_wait_max_held,
                 verifier=verifier_for(settings.mqtt, metrics),
+                ingest=settings.ingest,
             )
             context.ingest = MqttIngest(settings.mqtt, ingestor, court_key=context.court_key)
             liveness = LivenessChecker(

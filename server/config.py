@@ -321,7 +321,8 @@ class Settings(BaseModel):
         default_factory=LiveSettings, description="The court's live feed: every process's changes on every page."
     )
     ingest: IngestSettings = Field(
-        default_factory=IngestSettings, description="The `seal-server ingest` workers' own metrics endpoints."
+        default_factory=IngestSettings,
+        description="The `seal-server ingest` workers' own metrics endpoints, and the quarantine's byte budget.",
     )
 
     @property

@@ -137,6 +137,19 @@ class IngestSettings(BaseModel):
         description="Port of the first `seal-server ingest` worker's /metrics; worker i (1..N) serves on "
         "metrics_port + i - 1. Unset: the workers serve no metrics (each logs a warning at start).",
     )
+    quarantine_seal_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of refused messages the quarantine keeps per seal account; past it a refused message's "
+        "row is still written (reason, topic, size, SHA-256, detail) without its bytes, logged and counted in "
+        "seal_quarantine_bytes_not_kept_total. One seal's account cannot fill the court's disk.",
+    )
+    quarantine_total_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description="Bytes of refused messages the quarantine keeps in all, every seal account together; past it "
+        "as past quarantine_seal_bytes. With several ingest workers each may pass it by an eighth.",
+    )
 
 
 class EvidenceSettings(BaseModel):

@@ -84,6 +84,13 @@ class IngestMetrics:
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
+        self._quarantine_not_kept = Counter(
+            "seal_quarantine_bytes_not_kept",
+            "Quarantine rows written without the message's bytes because the quarantine's byte budget was used, by "
+            "which: seal (the seal account's, [ingest] quarantine_seal_bytes) or total (quarantine_total_bytes).",
+            ["scope"],
+            registry=r,
+        )
         self._dropped = Counter(
             "seal_messages_dropped",
             "Messages at QoS 0 dropped unread while the ingest held more than its bound of messages unstored (seals "
@@ -240,6 +247,13 @@ class IngestMetrics:
 
     def count_rejected(self, reason: str) -> None:
         self._counted(self._rejected.labels(reason=reason))
+
+    def count_quarantine_not_kept(self, scope: str) -> None:
+        """A quarantine row was written without its bytes: the budget of ``scope`` (``seal``, ``total``) is used."""
+        self._counted(self._quarantine_not_kept.labels(scope=scope))
+
+    def quarantine_not_kept(self) -> dict[str, int]:
+        return self._by_label("seal_quarantine_bytes_not_kept", "scope")
 
     def count_failed_sign_in(self, kind: str) -> None:
         self._sign_ins_failed.labels(kind=kind).inc()

@@ -24,6 +24,9 @@
   raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
   restarts cleanly pages nobody.
 - A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
+  Its details hold the count of missing events and at most ``2 * LISTED_RANGES`` ranges (the first and the last;
+  ``missing_ranges``: how many there are), and the untracked span past ``MAX_TRACKED_GAPS`` ranges, if any
+  (``missing_untracked``: ``first``, ``last``, ``count``), never the whole list.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.evidence.models import Event
-from server.ingest.chain import ChainChange, count_missing
+from server.ingest.chain import ChainChange
 
 EVENT_ALARMS = {
     EventType.INTRUSION: AlarmKind.INTRUSION,
@@ -165,21 +168,27 @@ def on_status(
         book.raise_alarm(AlarmKind.OFFLINE, device_id=device_id, case_no=case_no, at=at, details=details)
 
 
+#: Ranges a ``missing_events`` alarm lists: the first and the last this many, when there are more than twice as many.
+LISTED_RANGES = 5
+
+
 def on_chain_change(book: AlarmBook, change: ChainChange, *, case_no: str | None, at: datetime) -> None:
-    if not change.after:
+    if not change.after and change.untracked is None:
         book.close(AlarmKind.MISSING_EVENTS, device_id=change.device_id, at=at, note="every missing event arrived")
         return
-    details = {
-        "missing": [list(r) for r in change.after],
-        "missing_count": count_missing(change.after),
+    after = change.after
+    listed = after if len(after) <= 2 * LISTED_RANGES else [*after[:LISTED_RANGES], *after[-LISTED_RANGES:]]
+    details: dict[str, Any] = {
+        "missing": [list(r) for r in listed],
+        "missing_count": change.missing_count,
         "max_seq": change.max_seq,
     }
-    if case_no is not None and _new_gap(change):
+    if len(listed) < len(after):
+        details["missing_ranges"] = len(after)  # "missing" lists the first and the last LISTED_RANGES of them
+    if change.untracked is not None:  # past the ranges tracked one by one: how many, where, not which
+        first, last, count = change.untracked
+        details["missing_untracked"] = {"first": first, "last": last, "count": count}
+    if case_no is not None and change.new_gap():
         book.raise_alarm(AlarmKind.MISSING_EVENTS, device_id=change.device_id, case_no=case_no, at=at, details=details)
     else:  # some missing events arrived, others are still missing: the alarm says what is left
         book.update(AlarmKind.MISSING_EVENTS, device_id=change.device_id, details=details)
-
-
-def _new_gap(change: ChainChange) -> bool:
-    """New gaps open only above the previous ``max_seq``, so above every range missing before."""
-    return bool(change.after) and change.after[-1][1] > (change.before[-1][1] if change.before else 0)

@@ -60,7 +60,7 @@ from server.ingest.checks import (
     prepare,
 )
 from server.ingest.late_chain import CASE_REASONS, ChainPlacement, held_back, refused_names
-from server.ingest.quarantine_rows import QuarantineCopies
+from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
@@ -89,6 +89,7 @@ class IngestBatch:
         gap_wait: timedelta = timedelta(0),
         may_hold: int = 0,
         written_snapshots: frozenset[str] | set[str] = frozenset(),
+        quarantine_budget: QuarantineBudget | None = None,
     ) -> None:
         self.session = session
         self.written_snapshots = written_snapshots  # pictures already in ``snapshots`` (the hashes)
@@ -108,7 +109,7 @@ class IngestBatch:
         self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
-        self._quarantined = QuarantineCopies()
+        self._quarantined = QuarantineCopies(quarantine_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert

@@ -8,6 +8,12 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
 - A broken link is quarantined as ``broken_chain``; the event never reaches the case log.
 - An event above ``max_seq + 1`` is stored (it is signed and verified) and leaves the seqs in between *missing*;
   filling them shrinks the missing ranges. The ingest turns a change of the ranges into a ``missing_events`` alarm.
+- At most :data:`MAX_TRACKED_GAPS` ranges are kept one by one (a seal's key can open a gap with every event, and the
+  ranges are read, changed and written back with each batch holding one of its events). Gaps opened while that many
+  are kept are counted in one *untracked* span instead, ``(first, last, count)``: ``count`` seqs of
+  ``first..last`` are missing, which ones the events table tells. A new event in that span fills one of them (it is
+  not stored: a stored seq is a redelivery or a replay, decided before), so the count stays exact, and the span goes
+  when its count is 0; new gaps join it while it lasts, so it stays above every range kept.
 
 The state of a chain (``chain_state``: ``max_seq`` and the missing ranges) is loaded locked for update, once per
 transaction; a seal that has none yet (its first events, or events stored before chain states existed) gets one made
@@ -43,6 +49,11 @@ from server.ingest.results import Reason, Rejected
 from server.ingest.seal_cache import Head, IngestCache
 
 Range = tuple[int, int]
+#: ``(first, last, count)``: ``count`` of the seqs ``first..last`` are missing; which ones is not tracked.
+Untracked = tuple[int, int, int]
+
+#: Most missing ranges a chain keeps one by one; gaps past them are only counted (:data:`Untracked`).
+MAX_TRACKED_GAPS = 100
 
 
 def ranges_of(seqs: Iterable[int], *, upto: int) -> list[Range]:
@@ -90,13 +101,47 @@ class ChainChange:
     before: list[Range]
     after: list[Range]
     max_seq: int
+    untracked_before: Untracked | None = None
+    untracked: Untracked | None = None  # after
+
+    @property
+    def missing_count(self) -> int:
+        return count_missing(self.after) + (self.untracked[2] if self.untracked else 0)
+
+    def new_gap(self) -> bool:
+        """New gaps open only above the previous ``max_seq``, so above every seq missing before."""
+        return _top(self.after, self.untracked) > _top(self.before, self.untracked_before)
+
+
+def _top(missing: list[Range], untracked: Untracked | None) -> int:
+    """The highest missing seq (0: none)."""
+    if untracked is not None:
+        return untracked[1]
+    return missing[-1][1] if missing else 0
 
 
 @dataclass(slots=True)
 class _State:
     max_seq: int
     missing: list[Range]
+    untracked: Untracked | None = None
     changed: bool = False
+
+    def add_gap(self, first: int, last: int) -> None:
+        if self.untracked is not None:
+            start, _, count = self.untracked
+            self.untracked = (start, last, count + last - first + 1)
+        elif len(self.missing) < MAX_TRACKED_GAPS:
+            self.missing = [*self.missing, (first, last)]
+        else:
+            self.untracked = (first, last, last - first + 1)
+
+    def fill(self, seq: int) -> None:
+        if self.untracked is not None and self.untracked[0] <= seq <= self.untracked[1]:
+            first, last, count = self.untracked
+            self.untracked = (first, last, count - 1) if count > 1 else None
+        else:
+            self.missing = without(self.missing, seq)
 
 
 _CHAIN_TABLE = cast(Table, ChainState.__table__)
@@ -140,7 +185,7 @@ class ChainBook:
         self.session = session
         self.cache = cache
         self._states: dict[str, _State] = {}
-        self._before: dict[str, list[Range]] = {}
+        self._before: dict[str, tuple[list[Range], Untracked | None]] = {}
         self._links: dict[tuple[str, int], Link] = {}
 
     def load(self, device_ids: set[str]) -> None:
@@ -153,7 +198,7 @@ class ChainBook:
         if on_postgresql:
             made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
         for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
-            self._states[device_id] = _State(int(max_seq), _ranges(missing))
+            self._states[device_id] = _State(int(max_seq), *_ranges(missing))
         if not on_postgresql:  # SQLite: this transaction is the only writer
             made = device_ids - self._states.keys()
             if made:
@@ -163,7 +208,8 @@ class ChainBook:
         if made:
             self._fill(made)
         for device_id in device_ids:
-            self._before[device_id] = list(self._states[device_id].missing)
+            state = self._states[device_id]
+            self._before[device_id] = (list(state.missing), state.untracked)
 
     def _fill(self, device_ids: set[str]) -> None:
         """The states just made, from the seals' stored events: none for a seal heard of for the first time, some for
@@ -175,7 +221,10 @@ class ChainBook:
             seqs[device_id].append(seq)
         for device_id, stored in seqs.items():
             top = max(stored, default=0)
-            self._states[device_id] = _State(top, ranges_of(stored, upto=top), changed=True)
+            state = _State(top, [], changed=True)
+            for first, last in ranges_of(stored, upto=top):
+                state.add_gap(first, last)
+            self._states[device_id] = state
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq
@@ -230,10 +279,10 @@ class ChainBook:
         seq = envelope.seq
         if seq > state.max_seq:
             if seq > state.max_seq + 1:
-                state.missing = [*state.missing, (state.max_seq + 1, seq - 1)]
+                state.add_gap(state.max_seq + 1, seq - 1)
             state.max_seq = seq
         else:
-            state.missing = without(state.missing, seq)
+            state.fill(seq)
         state.changed = True
         self.remember(envelope.device_id, seq, raw, envelope.prev_hash)
 
@@ -241,7 +290,7 @@ class ChainBook:
         """Store the states this transaction changed (one statement for them all)."""
         now = utc_now()
         values = [
-            {"device_id": d, "max_seq": s.max_seq, "missing": _lists(s.missing), "updated_at": now}
+            {"device_id": d, "max_seq": s.max_seq, "missing": _lists(s.missing, s.untracked), "updated_at": now}
             for d, s in sorted(self._states.items())
             if s.changed
         ]
@@ -258,15 +307,26 @@ class ChainBook:
 
     def changes(self) -> Iterator[ChainChange]:
         """Seals whose missing ranges changed in this transaction."""
-        for device_id, before in self._before.items():
+        for device_id, (before, untracked_before) in self._before.items():
             state = self._states[device_id]
-            if state.missing != before:
-                yield ChainChange(device_id, before, list(state.missing), state.max_seq)
+            if state.missing != before or state.untracked != untracked_before:
+                yield ChainChange(
+                    device_id, before, list(state.missing), state.max_seq, untracked_before, state.untracked
+                )
 
 
-def _lists(missing: list[Range]) -> list[list[int]]:
-    return [[first, last] for first, last in missing]
+def _lists(missing: list[Range], untracked: Untracked | None) -> list[list[int]]:
+    """As ``chain_state.missing`` keeps them: ``[first, last]`` each, and the untracked span last, if any, as
+    ``[first, last, count]``."""
+    stored = [[first, last] for first, last in missing]
+    if untracked is not None:
+        stored.append(list(untracked))
+    return stored
 
 
-def _ranges(stored: list[list[int]]) -> list[Range]:
-    return [(int(first), int(last)) for first, last in stored]
+def _ranges(stored: list[list[int]]) -> tuple[list[Range], Untracked | None]:
+    """:func:`_lists` read back."""
+    if stored and len(stored[-1]) == 3:
+        first, last, count = stored[-1]
+        return [(int(a), int(b)) for a, b in stored[:-1]], (int(first), int(last), int(count))
+    return [(int(first), int(last)) for first, last in stored], None

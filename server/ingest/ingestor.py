@@ -25,16 +25,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from seal_protocol import Envelope
 from server.commands.service import DECIDING_ANSWERS
-from server.config import AlarmSettings, MqttSettings
+from server.config import AlarmSettings, IngestSettings, MqttSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, lost_a_race
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
+from server.evidence.queries import named_pictures
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
-from server.ingest.checks import Opening, prepare, prepare_all
-from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, add_copies, stored_topic
+from server.ingest.checks import Opening, Prepared, prepare, prepare_all
+from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
@@ -44,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: How many times a transaction that keeps losing races is tried before the storage counts as unavailable.
 RACE_ATTEMPTS = 5
+#: Most pictures the events of one transaction may name (each event names at most MAX_NAMED_SNAPSHOTS, each name is
+#: a row written in the transaction): a batch naming more is stored in several transactions (:func:`_parts_by_names`).
+NAMES_PER_TRANSACTION = 2048
 
 
 class Ingestor:
@@ -72,6 +77,7 @@ class Ingestor:
         gap_wait_s: float = 0.0,
         gap_wait_max_held: int = 100,
         verifier: Verifier | None = None,
+        ingest: IngestSettings | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
@@ -91,6 +97,12 @@ class Ingestor:
         self._max_held = gap_wait_max_held
         self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
         self.verifier = verifier or Verifier()
+        ingest = ingest or IngestSettings()
+        self.quarantine_budget = QuarantineBudget(
+            per_seal=ingest.quarantine_seal_bytes,
+            total=ingest.quarantine_total_bytes,
+            on_refused=metrics.count_quarantine_not_kept,
+        )
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -129,6 +141,9 @@ class Ingestor:
                     prepared, opening = opening.prepared(), None
                 else:
                     prepared = prepare_all(messages, self.cache, self.verifier)
+                parts = _parts_by_names(prepared)
+                if len(parts) > 1:
+                    return self._ingest_parts(messages, parts)
                 prepared = write_snapshots(self._session_factory, self.snapshots, messages, prepared, written)
                 with self._session_factory() as session:
                     batch = self._batch(session, messages, written)
@@ -150,6 +165,20 @@ class Ingestor:
         for message, result in zip(messages, results, strict=True):
             self._record(message, result)
         self._committed(results)
+        return results
+
+    def _ingest_parts(self, messages: Sequence[Message], parts: list[range]) -> list[IngestResult]:
+        """``messages`` in several transactions, in order, each naming at most :data:`NAMES_PER_TRANSACTION`
+        pictures (one event naming more is alone in its own): a seal's signed events cannot make one transaction,
+        and SQLite's one write lock, last longer than that much filing. Each part is checked again (rare: only
+        events naming many pictures are split)."""
+        logger.info("batch of %d messages names many pictures: stored in %d transactions", len(messages), len(parts))
+        results: list[IngestResult] = []
+        for part in parts:
+            try:
+                results.extend(self.ingest(messages[part.start : part.stop]))
+            except StorageUnavailable as exc:  # the parts before it are committed: done, not to be stored again
+                raise StorageUnavailable(str(exc), stored=[*results, *exc.stored]) from exc
         return results
 
     def _ingest_one_by_one(self, messages: Sequence[Message], exc: Exception, written: set[str]) -> list[IngestResult]:
@@ -179,6 +208,7 @@ class Ingestor:
             gap_wait=self._gap_wait,
             may_hold=self._may_hold(messages),
             written_snapshots=written,
+            quarantine_budget=self.quarantine_budget,
         )
 
     def _may_hold(self, messages: Sequence[Message]) -> int:
@@ -259,7 +289,7 @@ class Ingestor:
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 with self._session_factory() as session:
-                    add_copies(session, message, result)
+                    add_copies(session, message, result, budget=self.quarantine_budget)
                     session.commit()
                 return
             except SQLAlchemyError as exc:
@@ -342,3 +372,21 @@ def verifier_for(settings: MqttSettings, metrics: IngestMetrics) -> Verifier:
     if settings.verifier_process:
         return ProcessVerifier(on_failure=metrics.count_verifier_failure)
     return Verifier()
+
+
+def _parts_by_names(prepared: Sequence[Prepared]) -> list[range]:
+    """The batch's messages in consecutive parts whose events name at most :data:`NAMES_PER_TRANSACTION` pictures
+    together (an event naming more than that alone); one part in the usual case."""
+    parts: list[range] = []
+    start, names = 0, 0
+    for place, one in enumerate(prepared):
+        checked = one.checked
+        if not isinstance(checked, Envelope) or "snapshots" not in checked.payload:
+            continue
+        count = len(named_pictures(checked.payload))
+        if names + count > NAMES_PER_TRANSACTION and place > start:
+            parts.append(range(start, place))
+            start, names = place, 0
+        names += count
+    parts.append(range(start, len(prepared)))
+    return parts

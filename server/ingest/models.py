@@ -46,7 +46,9 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 
 
 class ChainState(Base):
-    """Where a seal's hash chain stands: the highest ``seq`` stored and the ranges below it still missing."""
+    """Where a seal's hash chain stands: the highest ``seq`` stored and the ranges below it still missing (at most
+    ``MAX_TRACKED_GAPS`` of them; the gaps past those counted in a last ``[first, last, count]``:
+    :mod:`server.ingest.chain`)."""
 
     __tablename__ = "chain_state"
 

@@ -6,11 +6,19 @@ order of :mod:`server.ingest.rows`): per key, ``copies = copies + n`` in the dat
 only if no row was updated. On PostgreSQL a transaction-scoped advisory lock on the bytes' hash, taken first, makes
 that update-or-insert atomic: a worker about to insert the same key waits, then finds the row and counts into it.
 On SQLite a writing transaction holds the database's write lock from its ``BEGIN`` (:mod:`server.core.db`).
+
+The bytes kept have a budget (:class:`QuarantineBudget`, ``[ingest] quarantine_seal_bytes`` per seal account and
+``quarantine_total_bytes`` in all): a seal's MQTT password alone can send distinct garbage without end, and a full
+disk would stop every seal's ingest. Past it a new row is still written — reason, topic, size, SHA-256, detail — but
+without the bytes, and that is logged, counted (``seal_quarantine_bytes_not_kept_total``) and said in its detail.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -47,6 +55,58 @@ _LOCK = text("SELECT pg_advisory_xact_lock(CAST(:class_key AS integer), CAST(:ke
 
 Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
 
+logger = logging.getLogger(__name__)
+
+#: The bytes each seal account's quarantine rows hold (rows of a topic naming no seal: one account, ``None``).
+_KEPT = select(_Q.device_id, func.coalesce(func.sum(func.length(_Q.raw)), 0)).group_by(_Q.device_id)
+
+
+class QuarantineBudget:
+    """How many bytes the quarantine may keep: ``per_seal`` per seal account, ``total`` in all. The bytes kept are
+    read from the database at the first use, then counted here, and read again every ``refresh_s`` seconds or once
+    this process has kept an eighth of ``total`` since (other workers keep bytes too; rows may be deleted): with W
+    workers, the quarantine holds at most ``total`` plus W eighths of it. ``on_refused(scope)``: bytes not kept,
+    ``scope`` ``seal`` or ``total``. Thread-safe use is not needed: one batch at a time per ingestor."""
+
+    def __init__(
+        self,
+        *,
+        per_seal: int,
+        total: int,
+        refresh_s: float = 60.0,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        self.per_seal = per_seal
+        self.total = total
+        self._refresh_s = refresh_s
+        self._on_refused = on_refused
+        self._kept: dict[str | None, int] | None = None
+        self._read_at = 0.0
+        self._since_read = 0
+
+    def refusal(self, session: Session, device_id: str | None, size: int) -> str | None:
+        """Count ``size`` bytes kept for ``device_id`` and return None if the budget allows them; else why not."""
+        if size == 0:
+            return None
+        stale = self._kept is None or time.monotonic() - self._read_at > self._refresh_s
+        if stale or self._since_read * 8 > self.total:
+            session.flush()  # the rows this transaction added count too
+            self._kept = {device: int(kept) for device, kept in session.execute(_KEPT)}
+            self._read_at, self._since_read = time.monotonic(), 0
+        assert self._kept is not None
+        kept = self._kept.get(device_id, 0)
+        if kept + size > self.per_seal:
+            why, scope = f"the seal account's quarantine holds {kept} bytes, its budget is {self.per_seal}", "seal"
+        elif sum(self._kept.values()) + size > self.total:
+            why, scope = f"the quarantine holds {sum(self._kept.values())} bytes, its budget is {self.total}", "total"
+        else:
+            self._kept[device_id] = kept + size
+            self._since_read += size
+            return None
+        if self._on_refused is not None:
+            self._on_refused(scope)
+        return why
+
 
 @dataclass(slots=True)
 class _Copies:
@@ -59,8 +119,9 @@ class _Copies:
 class QuarantineCopies:
     """The refused messages of one batch, counted per key, written by :meth:`write`."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: QuarantineBudget | None = None) -> None:
         self._copies: dict[Key, _Copies] = {}
+        self._budget = budget
 
     def add(self, message: Message, result: IngestResult) -> None:
         key = _key(message, result)
@@ -74,7 +135,14 @@ class QuarantineCopies:
     def write(self, session: Session) -> None:
         for key in sorted(self._copies):
             copies = self._copies[key]
-            add_copies(session, copies.message, copies.result, count=copies.count, last=copies.last_received_at)
+            add_copies(
+                session,
+                copies.message,
+                copies.result,
+                count=copies.count,
+                last=copies.last_received_at,
+                budget=self._budget,
+            )
 
 
 def add_copies(
@@ -86,9 +154,11 @@ def add_copies(
     last: datetime | None = None,
     detail: str | None = None,
     keep_raw: bool = True,
+    budget: QuarantineBudget | None = None,
 ) -> None:
     """Count ``count`` copies of ``message`` (the last received at ``last``) on its quarantine row, made if there is
-    none; ``result`` says why it is refused. ``detail`` and ``keep_raw`` apply to a new row only."""
+    none; ``result`` says why it is refused. ``detail`` and ``keep_raw`` apply to a new row only; a new row keeps
+    the bytes only if ``budget`` allows them."""
     sha256, topic, reason = _key(message, result)
     last = last or message.received_at
     if session.get_bind().dialect.name == "postgresql":
@@ -97,6 +167,21 @@ def add_copies(
     values = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic, "b_copies": count, "b_at": last}
     if cast(CursorResult[Any], session.execute(_COUNT_COPIES, values)).rowcount:
         return
+    if keep_raw and budget is not None:
+        size = min(len(message.payload), QUARANTINE_RAW_LIMIT)
+        refusal = budget.refusal(session, result.device_id, size)
+        if refusal is not None:
+            keep_raw = False
+            logger.warning(
+                "quarantined %s from %r (%d bytes, sha256 %s) without its bytes: %s",
+                reason,
+                topic,
+                len(message.payload),
+                sha256,
+                refusal,
+            )
+            said = result.detail if detail is None else detail
+            detail = f"{said[:1000]} (its bytes were not kept: {refusal})"
     row = quarantine_row(message, result, detail=detail, keep_raw=keep_raw)
     row.copies = count
     row.last_received_at = last if count > 1 else None

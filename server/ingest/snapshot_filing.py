@@ -28,14 +28,17 @@ that only events refused for their case name is held back (:meth:`SnapshotFiling
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from server.core.bulk_insert import BulkInsert
+from server.core.value_lists import one_of
 from server.evidence.models import Snapshot, SnapshotName
 from server.evidence.queries import named_pictures
 from server.ingest.results import IngestResult, Outcome
@@ -46,6 +49,14 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 Name = tuple[str, str, str]
 #: (sha256, case_no, device_id): a row of :class:`Snapshot`, a seal's delivery of those bytes filed under that case.
 Held = tuple[str, str, str]
+
+#: The names a batch adds, in one statement (its seals' rows are locked: no other transaction adds them meanwhile).
+_NEW_NAMES = BulkInsert(cast(Table, SnapshotName.__table__), ("sha256", "device_id", "case_no"))
+#: One bound list, not a parameter per picture (SQLite limits a statement's parameters).
+_NAMES_OF = select(SnapshotName.sha256, SnapshotName.device_id, SnapshotName.case_no).where(
+    one_of(cast(Table, SnapshotName.__table__).c.sha256, "shas")
+)
+_ROWS_OF = select(Snapshot).where(one_of(cast(Table, Snapshot.__table__).c.sha256, "shas")).order_by(Snapshot.id)
 
 
 def pictures_to_file(payload: Mapping[str, Any]) -> list[str]:
@@ -108,16 +119,21 @@ class SnapshotFiling:
         unfiled: list[int] = []
         if not self._names and not self._pictures:
             return unfiled
-        shas = {name[0] for name in self._names} | {p.sha256 for p in self._pictures}
-        query = select(SnapshotName.sha256, SnapshotName.device_id, SnapshotName.case_no)
-        stored: set[Name] = {(s, d, c) for s, d, c in session.execute(query.where(SnapshotName.sha256.in_(shas)))}
-        for sha, device_id, case_no in sorted(self._names - stored):
-            session.add(SnapshotName(sha256=sha, device_id=device_id, case_no=case_no))
-        names = stored | self._names
-        rows = session.scalars(select(Snapshot).where(Snapshot.sha256.in_(shas)).order_by(Snapshot.id))
-        held = {(row.sha256, row.case_no, row.device_id): row for row in rows}
+        shas = sorted({name[0] for name in self._names} | {p.sha256 for p in self._pictures})
+        stored: set[Name] = {(s, d, c) for s, d, c in session.execute(_NAMES_OF, {"shas": shas})}
+        new = sorted(self._names - stored)
+        _NEW_NAMES.execute(session, [{"sha256": s, "device_id": d, "case_no": c} for s, d, c in new])
+        # Each picture's names and rows apart: filing one looks at its own only, so that a batch's work grows with
+        # its names and pictures, not with their product (each event names at most MAX_NAMED_SNAPSHOTS).
+        names_of: dict[str, set[Name]] = defaultdict(set)
+        for name in stored | self._names:
+            names_of[name[0]].add(name)
+        held_of: dict[str, dict[Held, Snapshot]] = defaultdict(dict)
+        for row in session.scalars(_ROWS_OF, {"shas": shas}):
+            held_of[row.sha256][(row.sha256, row.case_no, row.device_id)] = row
         for picture in self._pictures:
-            filed = self._file(session, held, names, picture)
+            sha = picture.sha256
+            filed = self._file(session, held_of[sha], names_of[sha], picture)
             if filed is None:
                 unfiled.append(picture.place)
             elif not filed:
@@ -125,7 +141,7 @@ class SnapshotFiling:
                     results[picture.place], outcome=Outcome.DUPLICATE, detail=f"snapshot {picture.sha256}"
                 )
         for name in sorted(self._names):
-            _claim(session, held, names, name)
+            _claim(session, held_of[name[0]], names_of[name[0]], name)
         return unfiled
 
     @staticmethod

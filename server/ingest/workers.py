@@ -172,6 +172,7 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
             gap_wait_s=settings.mqtt.gap_wait_s,
             gap_wait_max_held=settings.mqtt.gap_wait_max_held,
             verifier=verifier_for(settings.mqtt, metrics),
+            ingest=settings.ingest,
         )
         ingest = MqttIngest(settings.mqtt, ingestor, court_key=CourtKey(settings.commands), role=role)
         endpoint = _metrics_endpoint(settings, index, metrics, ingest)

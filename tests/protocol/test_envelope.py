@@ -5,6 +5,7 @@ import pytest
 
 from seal_protocol import (
     MAX_ENVELOPE_BYTES,
+    MAX_NAMED_SNAPSHOTS,
     EventType,
     InvalidEnvelope,
     canonical_json,
@@ -113,7 +114,7 @@ def test_signature_covers_every_field():
 
 def test_decoding_for_verification_gives_the_signed_bytes():
     key = generate_signing_key()
-    for payload in ({}, {"note": "门口有人 \u00e9\n\t\"", "nested": {"a": [1, {"b": None}]}}, {"sig": "x" * 10}):
+    for payload in ({}, {"note": '门口有人 \u00e9\n\t"', "nested": {"a": [1, {"b": None}]}}, {"sig": "x" * 10}):
         signed = sign_envelope(make(seq=7, **payload), key)
         envelope, signing_bytes = decode_signed_envelope(encode_envelope(signed))
         assert envelope == decode_envelope(encode_envelope(signed))
@@ -190,3 +191,36 @@ def test_minus_zero_is_non_canonical_wherever_it_stands(field):
     with pytest.raises(InvalidEnvelope) as info:
         decode_envelope(data)
     assert info.value.code == "non_canonical"
+
+
+def _names(count: int) -> list[str]:
+    return [f"{number:064x}" for number in range(count)]
+
+
+def test_an_event_names_at_most_max_named_snapshots_pictures():
+    """docs/protocol.md, "Limits": ``payload.snapshots`` names at most MAX_NAMED_SNAPSHOTS pictures; a sender cannot
+    build a longer one, and a receiver refuses its bytes as ``invalid_envelope``, signed or not."""
+    key = generate_signing_key()
+    at_limit = encode_envelope(sign_envelope(make(snapshots=_names(MAX_NAMED_SNAPSHOTS)), key))
+    assert len(decode_envelope(at_limit).payload["snapshots"]) == MAX_NAMED_SNAPSHOTS
+
+    with pytest.raises(InvalidEnvelope, match=f"snapshots names {MAX_NAMED_SNAPSHOTS + 1} pictures, limit"):
+        make(snapshots=_names(MAX_NAMED_SNAPSHOTS + 1))
+
+    # built without validation (a key in the wrong hands need not use new_envelope), then signed
+    envelope = make().model_copy(update={"payload": {"snapshots": _names(MAX_NAMED_SNAPSHOTS + 1)}})
+    data = encode_envelope(sign_envelope(envelope, key))
+    with pytest.raises(InvalidEnvelope) as info:
+        decode_signed_envelope(data)
+    assert info.value.code == "invalid_envelope"
+    assert f"snapshots names {MAX_NAMED_SNAPSHOTS + 1} pictures, limit {MAX_NAMED_SNAPSHOTS}" in str(info.value)
+
+
+def test_the_agent_never_names_more_pictures_than_the_protocol_allows():
+    """The agent's longest lists: an ``outbox_full`` part, and a trigger's snapshots (at most the configured frames)."""
+    from seal_agent.devices.camera.config import CameraConfig
+    from seal_agent.journal.snapshot_spool import MAX_LISTED
+
+    assert MAX_LISTED <= MAX_NAMED_SNAPSHOTS
+    most_frames = max(m.le for m in CameraConfig.model_fields["snapshot_max_frames"].metadata if hasattr(m, "le"))
+    assert most_frames <= MAX_NAMED_SNAPSHOTS

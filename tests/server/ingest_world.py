@@ -12,7 +12,7 @@ from sqlalchemy import select
 from seal_protocol import decode_envelope, encode_envelope
 from seal_protocol.signing import SigningKey, sign_envelope
 from server.alarms.models import Alarm
-from server.config import AlarmSettings
+from server.config import AlarmSettings, IngestSettings
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.evidence.models import Event
@@ -58,9 +58,15 @@ class Court:
 
 
 def make_court(
-    session_factory: SessionFactory, tmp_path: Path, *, fold_window_s: int = 300, offline_grace_s: float = 0
+    session_factory: SessionFactory,
+    tmp_path: Path,
+    *,
+    fold_window_s: int = 300,
+    offline_grace_s: float = 0,
+    ingest: IngestSettings | None = None,
 ) -> Court:
-    """Two seals on two cases and an ingestor; ``offline_grace_s`` 0: an offline status raises its alarm at once."""
+    """Two seals on two cases and an ingestor; ``offline_grace_s`` 0: an offline status raises its alarm at once.
+    ``ingest``: the ingest's settings (its quarantine budget)."""
     a, b = SimulatedSeal("seal-a", CASE_A), SimulatedSeal("seal-b", CASE_B)
     register(session_factory, a, b)
     metrics = IngestMetrics()
@@ -69,6 +75,7 @@ def make_court(
         metrics=metrics,
         snapshot_dir=tmp_path / "snapshots",
         alarms=AlarmSettings(fold_window_s=fold_window_s, offline_grace_s=offline_grace_s),
+        ingest=ingest,
     )
     return Court(session_factory, ingestor, metrics, a, b)
 
