@@ -22,7 +22,8 @@ from seal_protocol.signing import generate_signing_key
 from seal_protocol.status import SealStatus
 from server.config import MqttSettings
 from server.core.db import SessionFactory, make_engine, make_session_factory
-from server.core.metrics import IngestMetrics, MetricsSnapshot
+from server.core.metrics import IngestMetrics
+from server.core.metrics_snapshot import MetricsSnapshot
 from server.evidence.models import Event
 from server.evidence.snapshot_files import MAX_SNAPSHOT_BYTES
 from server.ingest.ingestor import Ingestor

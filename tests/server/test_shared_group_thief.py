@@ -20,7 +20,8 @@ from seal_protocol import EventType, encode_status, snapshot_topic
 from seal_protocol.status import SealStatus
 from seal_protocol.topics import MessageKind, subscription_all
 from server.core.db import SessionFactory
-from server.core.metrics import IngestMetrics, MetricsSnapshot
+from server.core.metrics import IngestMetrics
+from server.core.metrics_snapshot import MetricsSnapshot
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import SUBSCRIBED_KINDS, MqttIngest
 from tests.agent.helpers import wait_until
