@@ -6,18 +6,28 @@ Upload routes (a removal request's proof files) have a larger cap, but only for 
 :class:`UploadRoute`'s ``uploader`` says of the request, from its headers alone, **before its body is read**. The
 debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, a 503 beyond);
 a request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
-page) and nothing of the body is read; anyone else signed in has the ordinary cap."""
+page) and nothing of the body is read; anyone else signed in has the ordinary cap. When that check fails (the
+database), the request is answered, without its body read, by the app's handler of the error, as a route's failure
+would be (a deadlock PostgreSQL broke: 503 "try again"; a database that does not answer: 500)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 #: Every JSON body of the API is a few kilobytes.
 MAX_BODY_BYTES = 1024 * 1024
@@ -87,7 +97,16 @@ class BodyLimit:
             await self.limited(scope, receive, send, self.limit)
             return
         route, case_no = upload
-        uploader = await route.uploader(scope, case_no)
+        try:
+            uploader = await route.uploader(scope, case_no)
+        except Exception as exc:  # the database's failure: answered as a route's would be, by the app's handler
+            handler = _handler_for(scope, exc)
+            if handler is None:
+                raise
+            logger.warning("POST %s: the upload check failed, nothing of the body read: %r", scope.get("path"), exc)
+            response = await handler(Request(scope), exc)  # may raise again: then a 500, as from a route
+            await response(scope, _no_body(), send)
+            return
         if uploader is Uploader.SIGNED_OUT:
             await self.app(_without_body(scope), _no_body(), send)
         elif uploader is Uploader.OTHER:
@@ -135,6 +154,19 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _too_large(send, limit)
+
+
+def _handler_for(scope: Scope, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
+    """The app's handler of ``exc`` (the nearest of its classes'), as its exception middleware would choose it for
+    a route: a deadlock the database broke is a 503 "try again" there, and must be here too."""
+    handlers = getattr(scope.get("app"), "exception_handlers", {})
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            if inspect.iscoroutinefunction(handler):
+                return cast(Callable[[Request, Exception], Awaitable[Response]], handler)
+            return functools.partial(run_in_threadpool, handler)
+    return None
 
 
 def _without_body(scope: Scope) -> Scope:

@@ -17,6 +17,7 @@ audit entry's leaf is appended at its transaction's commit, after its other rows
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -287,10 +288,13 @@ def _check_against_record(
     if kept is not None:
         where = f"the checkpoint of {kept.tree_size} leaves recorded in {record.path}"
         if kept.origin != key.origin:
+            recorded = json.dumps(kept.origin, ensure_ascii=False)  # as TOML writes it
             raise CheckpointRefused(
                 "other_log",
-                f"{where} is of the log {kept.origin!r}, not {key.origin!r}: a new log needs a key file of its own "
-                "(docs/evidence.md, 'When the log has lost checkpoints it signed')",
+                f"{where} is of the log {kept.origin!r}, not of [evidence] log_origin {key.origin!r}: if this is the "
+                f"same log (a renamed host, a rewritten server.toml), set [evidence] log_origin = {recorded} "
+                "again and restart; only a new log (the old one lost for good) takes a new origin, and it needs a "
+                "key file of its own (docs/evidence.md, 'When the log has lost checkpoints it signed')",
             )
         if size < kept.tree_size:
             raise CheckpointRefused(

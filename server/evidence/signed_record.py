@@ -15,8 +15,11 @@ directory: writable under the systemd unit's ``ReadWritePaths=``), JSON: origin,
 the signed note. It is written before the note leaves the signer: temporary file, fsync, rename, fsync of the
 directory, all before the checkpoint's row is added to the transaction that publishes it, so a crash leaves at worst
 a record a checkpoint ahead of the database (never published, and consistent with the tree). Each reading, checking,
-signing and writing holds an exclusive ``flock`` of ``<record>.lock``: the server's checkpointer, its exports and a
-``seal-server export`` of the same machine sign one after another.
+signing and writing holds an exclusive ``flock`` of the record's directory (opened read-only): the server's
+checkpointer, its exports and a ``seal-server export`` of the same machine sign one after another. Neither the lock
+nor the record is a file one account makes and another must then open for writing: a ``seal-server export`` run
+as root first leaves nothing the server's account cannot lock, and a record root wrote (mode 0644) is read by the
+server's account and replaced by its rename. What every signer needs is to read the directory and write in it.
 
 The record is per machine (per key file). Each signer also records the newest checkpoint of the database when it is
 newer than its record and consistent with it — at each checkpointer round, every ``checkpoint_interval_s`` — so a
@@ -34,6 +37,7 @@ import fcntl
 import json
 import logging
 import os
+import pwd
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -73,13 +77,17 @@ class SignedRecord:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """The record to this caller alone (an exclusive ``flock`` of ``<record>.lock``: threads and processes)."""
-        lock = self.path.with_name(self.path.name + ".lock")
+        """The record to this caller alone (an exclusive ``flock`` of its directory: threads and processes). The
+        directory, not a lock file in it: a lock file made first by another account (root's ``seal-server export``)
+        could not be opened by this one, and each signature would be refused."""
+        directory = self.path.parent
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o640)
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise CheckpointRefused("unwritable", f"cannot open the checkpoint record's lock {lock}: {exc}") from None
+            raise CheckpointRefused(
+                "unwritable", f"cannot open the checkpoint record's directory {directory} as {_account()}: {exc}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -94,7 +102,9 @@ class SignedRecord:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            raise CheckpointRefused("unreadable", f"the checkpoint record {self.path} is unreadable: {exc}") from None
+            raise CheckpointRefused(
+                "unreadable", f"the checkpoint record {self.path} is unreadable (as {_account()}): {exc}"
+            ) from None
         try:
             data = json.loads(text)
             signed = Signed(
@@ -142,8 +152,24 @@ class SignedRecord:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        except PermissionError as exc:
+            raise CheckpointRefused(
+                "unwritable",
+                f"cannot write the checkpoint record {self.path}: {_account()} may not write in {directory}, where the "
+                f"record and its temporary file are made; give the account that signs (the server's) write access to "
+                f"it ({exc})",
+            ) from None
         except OSError as exc:
             raise CheckpointRefused("unwritable", f"cannot write the checkpoint record {self.path}: {exc}") from None
+
+
+def _account() -> str:
+    """This process's account, for a message about a file it may not use."""
+    uid = os.geteuid()
+    try:
+        return f"the account {pwd.getpwuid(uid).pw_name!r}"
+    except KeyError:
+        return f"the account of uid {uid}"
 
 
 _records: dict[Path, SignedRecord] = {}

@@ -36,7 +36,8 @@ def add_init_command(
         "127.0.0.1 for the server and a TLS listener for the seals), their systemd units DIR/systemd/"
         "court-seal-broker.service and court-seal-server.service (run as this account), the server's MQTT password, "
         "the court's command-signing key, the evidence log's key and the notice key. Existing files are not "
-        "overwritten without --force, and secrets never.",
+        "overwritten without --force, and secrets never; --force also keeps an existing server.toml's database_url, "
+        "snapshot_dir, key files, [evidence] log_origin, [removal] proof_dir and [storage].",
     )
     init.add_argument("directory", metavar="DIR", type=Path, help="the court server's directory (created if absent)")
     init.add_argument(
@@ -46,7 +47,12 @@ def add_init_command(
         metavar="FILE",
         help="where to write the settings (default DIR/server.toml)",
     )
-    init.add_argument("--force", action="store_true", help="rewrite existing configuration files (secrets are kept)")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite existing configuration files (secrets are kept, and so are the existing server.toml's database, "
+        "evidence, key and log origin settings)",
+    )
     init.add_argument(
         "--http-port", type=_port, metavar="N", default=HTTP_PORT, help=f"the API's port (default {HTTP_PORT})"
     )
@@ -108,6 +114,8 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
         out(f"wrote {path}")
     for path in result.kept:
         out(f"kept {path} (an existing secret)")
+    for setting in result.kept_settings:
+        out(f"kept {setting} (from the existing {options.settings_file or 'server.toml'})")
     if result.seal_server is not None and not os.access(result.seal_server, os.X_OK):
         out(
             f"no seal-server at {result.seal_server}, which court-seal-server.service starts: run init with the "

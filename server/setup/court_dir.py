@@ -12,22 +12,39 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seal_protocol.signing import load_or_create_signing_key
 from server.config import HttpSettings
-from server.errors import AlreadyExists
+from server.errors import AlreadyExists, ConfigError
+from server.evidence.errors import CheckpointRefused
+from server.evidence.signed_record import SignedRecord, record_path
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, MosquittoConfig, TlsListener
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.provisioning import new_password
-from server.setup.settings_file import render_settings
+from server.setup.settings_file import render_settings, toml_value
 from server.setup.systemd_units import BROKER_UNIT, SERVER_UNIT, CourtUnits, primary_group, seal_server_executable
 
 HTTP_PORT = int(HttpSettings.model_fields["port"].get_default())
 #: The configuration files and the units hold no secret (they name the files that do).
 CONFIG_MODE = 0o644
+#: The settings of an existing ``server.toml`` that ``init --force`` keeps: where the court's database, evidence
+#: (pictures, proof files, their store) and keys are, and the origin its log key signs under. Rewritten from the
+#: defaults, they would silently leave the court's evidence behind, make new keys the seals and the published
+#: verifier key do not know, or stop the log key signing (a checkpoint record of another origin: ``other_log``).
+KEPT_SETTINGS: tuple[tuple[str, ...], ...] = (
+    ("database_url",),
+    ("snapshot_dir",),
+    ("commands", "signing_key_file"),
+    ("evidence", "log_key_file"),
+    ("evidence", "log_origin"),
+    ("notices", "key_file"),
+    ("removal", "proof_dir"),
+    ("storage",),  # the whole section: the store the pictures and proof files are in
+)
 
 
 @dataclass(frozen=True)
@@ -107,12 +124,20 @@ class InitResult:
     tls: TlsListener | None = None
     #: The ``seal-server`` the server's unit starts.
     seal_server: Path | None = None
+    #: The settings kept from the existing ``server.toml`` (``--force``: :data:`KEPT_SETTINGS`), as ``key = value``.
+    kept_settings: list[str] = field(default_factory=list)
 
 
 def court_settings(
-    court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT, public_base_url: str | None = None
+    court: CourtDir,
+    *,
+    http_port: int = HTTP_PORT,
+    mqtt_port: int = LOCAL_PORT,
+    public_base_url: str | None = None,
+    log_origin: str | None = None,
 ) -> dict[str, Any]:
-    """The settings that differ from the model's defaults for a court server kept in ``court``."""
+    """The settings that differ from the model's defaults for a court server kept in ``court``; the log's origin
+    is ``log_origin``, by default this host's name with ``/seal-log``."""
     return {
         "database_url": court.database_url,
         "snapshot_dir": court.snapshot_dir,
@@ -125,7 +150,10 @@ def court_settings(
             "tls_ca_file": None,
         },
         "commands": {"signing_key_file": court.court_key_file},
-        "evidence": {"log_key_file": court.log_key_file, "log_origin": f"{socket.gethostname()}/seal-log"},
+        "evidence": {
+            "log_key_file": court.log_key_file,
+            "log_origin": log_origin or f"{socket.gethostname()}/seal-log",
+        },
         "notices": {"key_file": court.notice_key_file, "public_base_url": public_base_url},
         "broker": {
             "password_file": court.broker.password_file,
@@ -136,22 +164,87 @@ def court_settings(
 
 
 def settings_text(
-    court: CourtDir, *, http_port: int = HTTP_PORT, mqtt_port: int = LOCAL_PORT, public_base_url: str | None = None
+    court: CourtDir,
+    *,
+    http_port: int = HTTP_PORT,
+    mqtt_port: int = LOCAL_PORT,
+    public_base_url: str | None = None,
+    log_origin: str | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> str:
-    """``server.toml`` for a court server kept in ``court``."""
+    """``server.toml`` for a court server kept in ``court``; ``kept`` (:func:`settings_to_keep`) overrides the values
+    written for a new court."""
     header = (
         "Settings of the court server (seal-server), written by `seal-server init`. Every key is here with its "
         "description; check the file with `seal-server check-config --config FILE`. Relative paths are relative to "
         "the directory the server is started in. For PostgreSQL set database_url = "
         '"postgresql+psycopg://user@host/db" (or DATABASE_URL).'
     )
-    values = court_settings(court, http_port=http_port, mqtt_port=mqtt_port, public_base_url=public_base_url)
+    values = court_settings(
+        court, http_port=http_port, mqtt_port=mqtt_port, public_base_url=public_base_url, log_origin=log_origin
+    )
+    for name, value in (kept or {}).items():
+        if isinstance(value, dict):
+            values[name] = {**values.get(name, {}), **value}
+        else:
+            values[name] = value
     return render_settings(values, header=header)
+
+
+def settings_to_keep(settings_file: Path) -> dict[str, Any]:
+    """The :data:`KEPT_SETTINGS` of an existing ``settings_file`` (top-level keys, and one mapping per section);
+    empty if there is no such file. A file that is not TOML is refused (:class:`ConfigError`): rewriting it would
+    lose what it says without anyone knowing."""
+    try:
+        text = settings_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {settings_file} to keep its settings: {exc}") from None
+    try:
+        existing = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{settings_file} is not TOML ({exc}): init --force keeps its database, evidence and key settings, so "
+            "correct it first (or move it away to write a new one)"
+        ) from None
+    kept: dict[str, Any] = {}
+    for name, *key in KEPT_SETTINGS:
+        if name not in existing:
+            continue
+        if not key:
+            kept[name] = existing[name]
+        elif isinstance(existing[name], dict) and key[0] in existing[name]:
+            kept.setdefault(name, {})[key[0]] = existing[name][key[0]]
+    return kept
+
+
+def recorded_origin(log_key_file: Path) -> str | None:
+    """The origin of the checkpoints the log key at ``log_key_file`` signed (its record), if it signed any: a court
+    directory written again keeps its log's origin even without the ``server.toml`` that named it."""
+    try:
+        signed = SignedRecord(record_path(log_key_file)).read()
+    except CheckpointRefused:
+        return None  # unreadable: the server refuses to sign, and says why
+    return signed.origin if signed is not None else None
+
+
+def _described(kept: dict[str, Any]) -> list[str]:
+    """``kept`` as ``key = value`` lines, a section's keys as ``section.key``."""
+    lines = []
+    for name, value in kept.items():
+        if isinstance(value, dict):
+            lines += [f"{name}.{key} = {toml_value(item)}" for key, item in value.items()]
+        else:
+            lines.append(f"{name} = {toml_value(value)}")
+    return lines
 
 
 def init_court_dir(directory: Path, options: InitOptions | None = None, *, force: bool = False) -> InitResult:
     """Write a court server's directory; refuse (:class:`AlreadyExists`, nothing written) if a file it would write
-    exists, unless ``force``. Even with ``force`` an existing secret is kept: seals and the broker already use it."""
+    exists, unless ``force``. Even with ``force`` an existing secret is kept (seals and the broker already use it),
+    and so are the settings of an existing ``server.toml`` that say where the court's database, evidence and keys
+    are and which log its key signs (:data:`KEPT_SETTINGS`)."""
     options = options or InitOptions()
     court = CourtDir(directory.resolve())
     settings_file = (options.settings_file or court.settings_file).absolute()
@@ -163,15 +256,24 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     if existing and not force:
         raise AlreadyExists(
             "not overwriting " + ", ".join(map(str, existing)) + " (--force rewrites the configuration files and "
-            "keeps the secrets)"
+            "keeps the secrets, and the settings that say where the court's database, evidence and keys are and its "
+            "log's origin)"
         )
+    kept = settings_to_keep(settings_file) if force else {}
     for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     units = CourtUnits(court.directory, settings_file, seal_server_executable(), conf.user, primary_group(conf.user))
     result = InitResult(tls=tls, seal_server=units.seal_server)
+    result.kept_settings = _described(kept)
+    log_key_file = Path(kept.get("evidence", {}).get("log_key_file") or court.log_key_file)
     settings = settings_text(
-        court, http_port=options.http_port, mqtt_port=options.mqtt_port, public_base_url=options.public_base_url
+        court,
+        http_port=options.http_port,
+        mqtt_port=options.mqtt_port,
+        public_base_url=options.public_base_url,
+        log_origin=recorded_origin(log_key_file),
+        kept=kept,
     )
     write_private_file(settings_file, settings, CONFIG_MODE)
     write_private_file(court.broker.conf_file, conf.render(), CONFIG_MODE)
@@ -183,8 +285,16 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     else:
         write_private_file(court.mqtt_password_file, new_password() + "\n")
         result.written.append(court.mqtt_password_file)
-    # The command key, the evidence log's own key, and the key that signs the notices' QR codes.
-    for key_file in (court.court_key_file, court.log_key_file, court.notice_key_file):
+    # The command key, the evidence log's own key, and the key that signs the notices' QR codes; where a kept setting
+    # names a file of the court's own elsewhere, that file is left as it is.
+    named = {
+        court.court_key_file: kept.get("commands", {}).get("signing_key_file"),
+        court.log_key_file: kept.get("evidence", {}).get("log_key_file"),
+        court.notice_key_file: kept.get("notices", {}).get("key_file"),
+    }
+    for key_file, setting in named.items():
+        if setting is not None and _absolute(Path(setting)) != key_file:
+            continue
         _key, created = load_or_create_signing_key(key_file)  # mode 0600
         (result.written if created else result.kept).append(key_file)
     return result
