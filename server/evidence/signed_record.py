@@ -89,7 +89,12 @@ class SignedRecord:
                 "unwritable", f"cannot open the checkpoint record's directory {directory} as {_account()}: {exc}"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without flock of a directory (NFS): keep the record on a local one
+                raise CheckpointRefused(
+                    "unwritable", f"cannot lock the checkpoint record's directory {directory} (flock): {exc}"
+                ) from None
             yield
         finally:
             os.close(fd)  # releases the lock
