@@ -1,8 +1,10 @@
 """The case page's forms: acknowledge or close an alarm with a note; send a seal a test warning, a snapshot request or
-a ping; take a removal request up, approve or reject it with reasons, send a new disarm, confirm the removal on
-site. Each calls the service function the API calls (which writes the audit entry), checks access as the API does,
-publishes the change on the live bus after the commit, and answers an htmx request with the part of the page it
-changed — a plain form with ``303`` back to the case page."""
+a ping; take a removal request up, approve or reject it with reasons, send a new disarm, lift seals that do not
+answer without their acknowledgement or withdraw the approval (the judge, with reasons), confirm the removal on
+site and say what was found of each seal lifted without its acknowledgement. Each calls the service function the
+API calls (which writes the audit entry), checks access as the API does, publishes the change on the live bus after
+the commit, and answers an htmx request with the part of the page it changed — a plain form with ``303`` back to
+the case page."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Response, status
 from fastapi.responses import RedirectResponse
+from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from seal_protocol.commands import CommandAction
@@ -20,6 +23,7 @@ from seal_protocol.topics import DEVICE_ID_PATTERN
 from server.alarms.service import acknowledge_as, close_as, get_alarm
 from server.api.deps import SessionDep
 from server.api.params import CaseNoPath
+from server.api.removal_schemas import MAX_SEALS
 from server.api.schemas import MAX_ROW_ID
 from server.auth import access
 from server.auth.access import Permission
@@ -27,9 +31,9 @@ from server.auth.models import User
 from server.commands.service import issue_command_as
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import CommandsUnavailable, Conflict, NotFound
+from server.errors import CommandsUnavailable, Conflict, Invalid, NotFound
 from server.removal.disarm import approve_request, resend_disarm, settle
-from server.removal.lifting import confirm_lifted
+from server.removal.lifting import SealFound, abort_request, confirm_lifted, lift_without_ack
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
 from server.removal.steps import get_request
@@ -45,6 +49,18 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 PageCommand = Annotated[str, Form(pattern=r"^(test_warning|snapshot|ping)$")]
 DeviceId = Annotated[str, Form(min_length=1, max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]
+_DEVICE = DEVICE_ID_PATTERN.pattern.removeprefix("^").removesuffix("$")
+#: The seals a judge's decision names (the checked boxes of the waiver form), one at least.
+WaivedSeals = Annotated[
+    list[Annotated[str, StringConstraints(max_length=64, pattern=DEVICE_ID_PATTERN.pattern)]],
+    Form(min_length=1, max_length=MAX_SEALS),
+]
+#: What the officer found of each seal lifted without its acknowledgement: ``<device_id>:<removed|destroyed|missing>``
+#: per select of the lifted form; empty for a select left unchosen (then the seal is not said of: a 409 that names it).
+FoundChoices = Annotated[
+    list[Annotated[str, StringConstraints(max_length=80, pattern=rf"^$|^{_DEVICE}:({'|'.join(SealFound)})$")]],
+    Form(max_length=MAX_SEALS),
+]
 
 
 def _user(page: Page) -> User:
@@ -198,15 +214,69 @@ def resend(
     return _decided(page, session, case)
 
 
-@router.post("/cases/{case_no}/removal/{request_id}/lifted")
-def lifted(
-    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, note: Note = ""
+@router.post("/cases/{case_no}/removal/{request_id}/lift-without-ack")
+def without_ack(
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    request_id: RowId,
+    device_ids: WaivedSeals,
+    reasons: Reasons,
 ) -> Response:
-    """Confirm on site that the seals are removed (officer): they are unbound and the seizure is lifted."""
+    """Decide, with reasons, that the named seals — their disarm expired unanswered, or they refused it — are lifted
+    without their acknowledgement (judge); the request is disarmed once every other seal has acknowledged."""
     user = _user(page)
-    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_LIFT)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
     now = utc_now()
-    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
-    confirm_lifted(session, actor=user, request=request, note=note.strip(), now=now)
+    if settle(session, request_id=request.id, now=now):  # an ack that came a moment ago counts: kept, and a 409
+        session.commit()
+        session.refresh(request, with_for_update=True)  # locked again, as read now, for the act that follows
+    lift_without_ack(session, actor=user, request=request, device_ids=device_ids, reasons=reasons, now=now)
     session.commit()
     return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/abort")
+def abort(
+    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, reasons: Reasons
+) -> Response:
+    """Withdraw the approval, with reasons (judge): the seals are sent the signed arm and the seizure stands."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
+    key, ttl = _signing(page)
+    abort_request(session, actor=user, request=request, reasons=reasons, key=key, ttl=ttl, now=utc_now())
+    session.commit()
+    return _decided(page, session, case)
+
+
+@router.post("/cases/{case_no}/removal/{request_id}/lifted")
+def lifted(
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    request_id: RowId,
+    note: Note = "",
+    found: FoundChoices = [],  # noqa: B006 - FastAPI copies a parameter's default
+) -> Response:
+    """Confirm on site that the seals are removed, and what was found of each seal lifted without its
+    acknowledgement (officer): they are unbound and the seizure is lifted."""
+    user = _user(page)
+    case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_LIFT)
+    said = _found(found)
+    now = utc_now()
+    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
+    confirm_lifted(session, actor=user, request=request, note=note.strip(), found=said, now=now)
+    session.commit()
+    return _decided(page, session, case)
+
+
+def _found(choices: list[str]) -> dict[str, SealFound]:
+    """The lifted form's ``found`` selects as the API's ``found``: device id → what was found (an unchosen select
+    says nothing; a seal said of twice is refused)."""
+    found: dict[str, SealFound] = {}
+    for choice in filter(None, choices):
+        device_id, _, value = choice.rpartition(":")
+        if device_id in found:
+            raise Invalid(f"seal {device_id!r} is said of twice").saying("refusal.found_twice", device=device_id)
+        found[device_id] = SealFound(value)
+    return found

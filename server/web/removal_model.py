@@ -16,7 +16,9 @@ from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.removal.disarm import SealProgress, SealStatus, seal_progress
 from server.removal.grounds import RemovalGround
+from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest, RemovalView
+from server.removal.progress import WAIVABLE
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 
@@ -24,6 +26,8 @@ from server.removal.steps import list_requests
 MAX_REQUESTS = 10
 #: Seal states after which a new disarm may be sent.
 RESEND_DUE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED})
+#: What the officer may say was found of a seal lifted without its acknowledgement, in the form's order.
+FOUND_CHOICES = tuple(SealFound)
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,23 @@ class RequestCard:
     can_decide: bool
     can_resend: bool
     can_lift: bool
+    can_waive: bool  # the judge may lift seals that do not answer without their acknowledgement
+    can_abort: bool  # the judge may withdraw the approval (the seals are armed again)
     views_open: bool  # the creditor's views are still taken
+
+    @property
+    def waivable(self) -> list[SealProgress]:
+        """The seals the judge's decision may name now: the disarm expired unanswered, or the seal refused it."""
+        return [p for p in self.progress if p.status in WAIVABLE]
+
+    @property
+    def without_ack(self) -> list[SealProgress]:
+        """The seals lifted without their acknowledgement: the officer says what was found of each."""
+        return [p for p in self.progress if p.status is SealStatus.WITHOUT_ACK]
+
+    @property
+    def found_choices(self) -> tuple[SealFound, ...]:
+        return FOUND_CHOICES
 
     @property
     def is_open(self) -> bool:
@@ -94,5 +114,9 @@ def _card(
         and RemovalAction.RESEND_DISARM in actions
         and any(p.status in RESEND_DUE for p in progress),
         can_lift=may(Permission.REMOVAL_LIFT) and RemovalAction.LIFT in actions,
+        can_waive=may(Permission.REMOVAL_DECIDE)
+        and RemovalAction.LIFT_WITHOUT_ACK in actions
+        and any(p.status in WAIVABLE for p in progress),
+        can_abort=may(Permission.REMOVAL_DECIDE) and RemovalAction.ABORT in actions,
         views_open=not state.is_decided and now < request.views_due_at,
     )

@@ -794,6 +794,15 @@ def case_url(w: World, k: str, state: str, action: str) -> str:
     return f"/cases/{c(case_no)}/removal/{request_id}/{action}"
 
 
+def page_without_ack(w: World, k: str) -> Call:
+    """The case page's form lifting the seal of a fresh ``waiting`` request without its acknowledgement."""
+    request_id, device_id = w.request_and_seal(k, "waiting")
+    with w.session_factory() as session:
+        case_no = session.get(RemovalRequest, request_id).case_no  # type: ignore[union-attr]
+    url = f"/cases/{c(case_no)}/removal/{request_id}/lift-without-ack"
+    return Call(url, data={"device_ids": device_id, "reasons": "封条损毁"})
+
+
 def snapshot_url(w: World, k: str) -> str:
     """The dialog of a picture an event of a fresh case of k's kind names."""
     new, seal = w.removal_case(k)
@@ -910,6 +919,24 @@ PAGES += [
         303,
         lambda w, k: Call(case_url(w, k, "disarmed", "lifted"), data={"note": "已拆除"}),
         frozenset({Role.OFFICER}),
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/lift-without-ack",
+        "case",
+        303,
+        lambda w, k: page_without_ack(w, k),
+        frozenset({Role.JUDGE}),
+        anonymous=PAGE,
+    ),
+    Row(
+        "POST",
+        "/cases/{case_no}/removal/{request_id}/abort",
+        "case",
+        303,
+        lambda w, k: Call(case_url(w, k, "waiting", "abort"), data={"reasons": "撤销准予"}),
+        frozenset({Role.JUDGE}),
         anonymous=PAGE,
     ),
     Row("GET", "/seals/{device_id}", "case", 200, lambda _, k: Call(f"/seals/{seal_of(k)}"), ALL - {Role.DEBTOR}, PAGE),

@@ -15,6 +15,7 @@ from server.auth.access import Role
 from server.commands.state import CommandState
 from server.removal.disarm import SealStatus
 from server.removal.grounds import GROUND_LABELS, RemovalGround
+from server.removal.lifting import SealFound
 from server.removal.state import RemovalAction, RemovalState
 from server.removal.steps import FILE
 from server.seals.models import CaseStatus
@@ -67,6 +68,7 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "case_status": [s.value for s in CaseStatus],
         "case_removal_state": [s.value for s in RemovalState],
         "case_seal_progress": [s.value for s in SealStatus],
+        "seal_found": [f.value for f in SealFound],
         "case_command_state": [s.value for s in CommandState],
         "case_command_action": [a.value for a in CommandAction],
         "case_command_reason": [r.value for r in RejectReason],
