@@ -18,14 +18,12 @@ from server.removal.disarm import SealProgress, SealStatus, seal_progress
 from server.removal.grounds import RemovalGround
 from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest, RemovalView
-from server.removal.progress import WAIVABLE
+from server.removal.progress import DUE, WAIVABLE
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 
 #: The requests a case page lists (a case has at most one open one; the rest are history).
 MAX_REQUESTS = 10
-#: Seal states after which a new disarm may be sent.
-RESEND_DUE = frozenset({SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED})
 #: What the officer may say was found of a seal lifted without its acknowledgement, in the form's order.
 FOUND_CHOICES = tuple(SealFound)
 
@@ -112,7 +110,7 @@ def _card(
         can_decide=may(Permission.REMOVAL_DECIDE) and RemovalAction.APPROVE in actions,
         can_resend=may(Permission.REMOVAL_RESEND)
         and RemovalAction.RESEND_DISARM in actions
-        and any(p.status in RESEND_DUE for p in progress),
+        and any(p.status in DUE for p in progress),
         can_lift=may(Permission.REMOVAL_LIFT) and RemovalAction.LIFT in actions,
         can_waive=may(Permission.REMOVAL_DECIDE)
         and RemovalAction.LIFT_WITHOUT_ACK in actions

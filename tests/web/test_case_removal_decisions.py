@@ -224,3 +224,18 @@ def test_the_acts_need_the_csrf_proof(world: PagesWorld) -> None:
     assert state_of(world, request_id) == "disarm_pending"
     with world.session_factory() as session:
         assert session.scalars(select(CourtCommand).where(CourtCommand.action == "arm")).all() == []
+
+
+def test_a_seal_armed_again_after_its_ack_is_offered_a_new_disarm(world: PagesWorld) -> None:
+    """:data:`SEAL` acknowledged, then its signed heartbeat says it is armed again (``rearmed``): the judge's card
+    offers the resend, as the API allows it — the deaf seal was waived, so nothing else is due."""
+    request_id = approved_with_a_deaf_seal(world)
+    seal_acks(world, request_id)
+    waived(world, request_id)
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT, {"armed": True, "uptime_s": 5})))
+    with world.client("judge") as client:
+        card = card_of(client.get(CASE_URL).text, request_id)
+        assert f'data-device="{SEAL}" data-progress="rearmed"' in card
+        assert 'data-act="resend"' in card
+        assert client.post(f"{CASE_URL}/removal/{request_id}/resend", data={}, headers=HTMX).status_code == 200
+    assert state_of(world, request_id) == "disarm_pending"
