@@ -106,7 +106,7 @@ class IngestBatch:
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._filing = SnapshotFiling()  # the pictures received, and those the stored events name
-        self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
+        self._case_of: dict[int, str] = {}  # a message's place -> the case its binding gives its event (phase 1)
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
         self._quarantined = QuarantineCopies(quarantine_budget)
@@ -115,7 +115,8 @@ class IngestBatch:
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
         self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)
-        self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []  # (place, answer, at, its row)
+        # (place, answer, its case, at, its row): the case the event is stored in, recorded where it is stored
+        self._answers: list[tuple[int, Envelope, str, datetime, Callable[[], Event]]] = []
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -165,10 +166,11 @@ class IngestBatch:
         order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
         alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
         stored, before the seals' rows). An answer settles its command only if it is stored in the command's case
-        (``_case_of``, decided in phase 1: no query)."""
+        (the case :meth:`_store_event` stored it in, carried with the answer however that case was decided: the
+        binding's time or the chain's placement; no query)."""
         settled: list[Settled] = []
-        for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
-            answer = apply_answer(self.session, envelope, case_no=self._case_of[place], at=at)
+        for place, envelope, case_no, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
+            answer = apply_answer(self.session, envelope, case_no=case_no, at=at)
             if answer in DECIDING_ANSWERS:
                 settled.append(Settled(_command_id(envelope), answer, at, row))
             detail = f"command {answered_command_id(envelope)}: {answer}"
@@ -329,7 +331,7 @@ class IngestBatch:
         row = self._event_row(index)
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
-            self._answers.append((place, envelope, message.received_at, row))
+            self._answers.append((place, envelope, case_no, message.received_at, row))
         armed = armed_state(envelope.type.value, envelope.payload)
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
