@@ -20,12 +20,13 @@ An :class:`IngestBatch` gives the same outcomes as applying the messages one at 
 compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
 chain states (on PostgreSQL two: one that locks them, making those missing, then the read), one for stored events
 that share an ``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first
-event of a seal; one for the events above those the time rule refused, and one of the quarantine for a batch
-with pictures: :mod:`.late_chain`), then one executemany inserting the events (and one read of their ids), one
-update of the chain states, two of the seals. Alarms are settled after the events are inserted, in the messages'
-order; alarms about gaps once per batch, so events of one seal arriving out of order within a batch raise no
-alarm. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case
-whose events name it, once its seal's row is locked (:mod:`server.ingest.snapshot_filing`).
+event of a seal; one for the events above those the time rule refused; two of the quarantine per seal of a picture
+no stored event of its seal names, and a few more if refused events name it: :mod:`.late_chain`), then one
+executemany inserting the events (and one read of their ids), one update of the chain states, two of the seals.
+Alarms are settled after the events are inserted, in the messages' order; alarms about gaps once per batch, so
+events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the rare rows:
+quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once its seal's
+row is locked (:mod:`server.ingest.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.late_chain import CASE_REASONS, ChainPlacement, held_back, refused_names
+from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, held_back
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -148,9 +149,13 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
-            refused = self._refused_for_case(checked, dict(enumerate(results)))
-            self._filing.hold_back(refused_names(self.session, self._filing.picture_seals, refused))
-            for place in self._filing.write(self.session, results):  # pictures held back: kept by the seal
+            refused = [
+                (c, messages[place].payload)
+                for place, c in enumerate(checked)
+                if isinstance(c, Envelope) and results[place].reason in CASE_REASONS
+            ]
+            hold = HoldBack(refused, now=self._now)
+            for place in self._filing.write(self.session, results, hold):  # pictures held back: kept by the seal
                 results[place] = self._refused(messages[place], held_back(results[place]))
             self._apply_answers(results)
             self._quarantined.write(self.session)
