@@ -60,7 +60,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, held_back
+from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, held_back, refused_events
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -149,13 +149,8 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
-            refused = [
-                (c, messages[place].payload)
-                for place, c in enumerate(checked)
-                if isinstance(c, Envelope) and results[place].reason in CASE_REASONS
-            ]
-            hold = HoldBack(refused, now=self._now)
-            for place in self._filing.write(self.session, results, hold):  # pictures held back: kept by the seal
+            hold = HoldBack(refused_events(checked, messages, results), now=self._now)
+            for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
                 results[place] = self._refused(messages[place], held_back(results[place]))
             self._apply_answers(results)
             self._quarantined.write(self.session)

@@ -31,10 +31,10 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from seal_protocol import Envelope, envelope_hash, event_topic
+from seal_protocol import Envelope, ParsedTopic, envelope_hash, event_topic
 from server.evidence.models import Event
 from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Reason, Rejected
+from server.ingest.results import IngestResult, Message, Reason, Rejected
 from server.ingest.snapshot_filing import pictures_to_file
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
@@ -100,6 +100,17 @@ class ChainPlacement:
         if case_no not in case_no_spellings(envelope.case_no) or prev_hash != envelope_hash(raw):
             return None
         return case_no if any(binding.case_no == case_no for binding in bindings) else None
+
+
+def refused_events(
+    checked: Sequence[Envelope | ParsedTopic | Rejected], messages: Sequence[Message], results: Sequence[IngestResult]
+) -> list[tuple[Envelope, bytes]]:
+    """A batch's events refused for their case, and their bytes (``checked``: each message as phase 1 left it)."""
+    return [
+        (c, messages[place].payload)
+        for place, c in enumerate(checked)
+        if isinstance(c, Envelope) and results[place].reason in CASE_REASONS
+    ]
 
 
 class HoldBack:

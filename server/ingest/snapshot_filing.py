@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -43,9 +43,6 @@ from server.evidence.models import Snapshot, SnapshotName
 from server.evidence.queries import named_pictures
 from server.ingest.results import IngestResult, Outcome
 
-if TYPE_CHECKING:
-    from server.ingest.late_chain import HoldBack
-
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: (sha256, device_id, case_no): a seal's event of that case names that picture.
@@ -55,6 +52,8 @@ Held = tuple[str, str, str]
 
 #: The names a batch adds, in one statement (its seals' rows are locked: no other transaction adds them meanwhile).
 _NEW_NAMES = BulkInsert(cast(Table, SnapshotName.__table__), ("sha256", "device_id", "case_no"))
+#: Of some pictures (device_id, sha256) no stored event of their seal names, those held back.
+Hold = Callable[[Session, set[tuple[str, str]]], set[tuple[str, str]]]
 #: One bound list, not a parameter per picture (SQLite limits a statement's parameters).
 _NAMES_OF = select(SnapshotName.sha256, SnapshotName.device_id, SnapshotName.case_no).where(
     one_of(cast(Table, SnapshotName.__table__).c.sha256, "shas")
@@ -101,7 +100,7 @@ class SnapshotFiling:
         """A picture whose bytes are in the store; ``case_no`` takes it if no event names it."""
         self._pictures.append(_Picture(place, sha256, device_id, case_no, size, received_at))
 
-    def write(self, session: Session, results: list[IngestResult], hold: HoldBack | None = None) -> list[int]:
+    def write(self, session: Session, results: list[IngestResult], hold: Hold | None = None) -> list[int]:
         """Add the names and the pictures' rows (a picture every case of which holds it already is a duplicate in
         ``results``), and move the pictures the new names claim. ``hold`` is asked about the pictures no stored event
         of their seal names (only those: a named one is filed under its names' cases whatever it says), and those it
@@ -125,7 +124,7 @@ class SnapshotFiling:
             held_of[row.sha256][(row.sha256, row.case_no, row.device_id)] = row
         unnamed = {(p.device_id, p.sha256) for p in self._pictures if not _names_from(names_of[p.sha256], p.device_id)}
         if hold is not None and unnamed:
-            held_back = hold.pictures(session, unnamed)
+            held_back = hold(session, unnamed)
             self._pictures = [
                 replace(p, case_no=None) if (p.device_id, p.sha256) in held_back else p for p in self._pictures
             ]
