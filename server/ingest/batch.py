@@ -20,12 +20,13 @@ An :class:`IngestBatch` gives the same outcomes as applying the messages one at 
 compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
 chain states (on PostgreSQL two: one that locks them, making those missing, then the read), one for stored events
 that share an ``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first
-event of a seal; one for the events above those the time rule refused, and one of the quarantine for a batch
-with pictures: :mod:`.late_chain`), then one executemany inserting the events (and one read of their ids), one
-update of the chain states, two of the seals. Alarms are settled after the events are inserted, in the messages'
-order; alarms about gaps once per batch, so events of one seal arriving out of order within a batch raise no
-alarm. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case
-whose events name it, once its seal's row is locked (:mod:`server.ingest.snapshot_filing`).
+event of a seal; one for the events above those the time rule refused; two of the quarantine per seal of a picture
+no stored event of its seal names, and a few more if refused events name it: :mod:`.late_chain`), then one
+executemany inserting the events (and one read of their ids), one update of the chain states, two of the seals.
+Alarms are settled after the events are inserted, in the messages' order; alarms about gaps once per batch, so
+events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the rare rows:
+quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once its seal's
+row is locked (:mod:`server.ingest.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.late_chain import CASE_REASONS, ChainPlacement, held_back, refused_names
+from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, held_back, refused_events
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -106,7 +107,7 @@ class IngestBatch:
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
         self._filing = SnapshotFiling()  # the pictures received, and those the stored events name
-        self._case_of: dict[int, str] = {}  # a message's place in the batch -> the case its event lands in
+        self._case_of: dict[int, str] = {}  # a message's place -> the case its binding gives its event (phase 1)
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
         self._quarantined = QuarantineCopies(quarantine_budget)
@@ -115,7 +116,8 @@ class IngestBatch:
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
         self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)
-        self._answers: list[tuple[int, Envelope, datetime, Callable[[], Event]]] = []  # (place, answer, at, its row)
+        # (place, answer, its case, at, its row): the case the event is stored in, recorded where it is stored
+        self._answers: list[tuple[int, Envelope, str, datetime, Callable[[], Event]]] = []
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -147,9 +149,8 @@ class IngestBatch:
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
-            refused = self._refused_for_case(checked, dict(enumerate(results)))
-            self._filing.hold_back(refused_names(self.session, self._filing.picture_seals, refused))
-            for place in self._filing.write(self.session, results):  # pictures held back: kept by the seal
+            hold = HoldBack(refused_events(checked, messages, results), now=self._now)
+            for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
                 results[place] = self._refused(messages[place], held_back(results[place]))
             self._apply_answers(results)
             self._quarantined.write(self.session)
@@ -165,10 +166,11 @@ class IngestBatch:
         order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
         alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
         stored, before the seals' rows). An answer settles its command only if it is stored in the command's case
-        (``_case_of``, decided in phase 1: no query)."""
+        (the case :meth:`_store_event` stored it in, carried with the answer however that case was decided: the
+        binding's time or the chain's placement; no query)."""
         settled: list[Settled] = []
-        for place, envelope, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
-            answer = apply_answer(self.session, envelope, case_no=self._case_of[place], at=at)
+        for place, envelope, case_no, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
+            answer = apply_answer(self.session, envelope, case_no=case_no, at=at)
             if answer in DECIDING_ANSWERS:
                 settled.append(Settled(_command_id(envelope), answer, at, row))
             detail = f"command {answered_command_id(envelope)}: {answer}"
@@ -329,7 +331,7 @@ class IngestBatch:
         row = self._event_row(index)
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
-            self._answers.append((place, envelope, message.received_at, row))
+            self._answers.append((place, envelope, case_no, message.received_at, row))
         armed = armed_state(envelope.type.value, envelope.payload)
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)

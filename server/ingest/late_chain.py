@@ -10,35 +10,67 @@ case's chain, signed before the move — nothing the seal (or whoever holds its 
 old case that way. Its predecessor, if stored, must link to it too (the chain check, ``broken_chain``). An event with
 no stored successor (the last before the move, or anything signed after it) is judged by its time alone.
 
-A picture's topic names no case: a picture no stored event names is filed under the seal's current case. One that
-only events refused for their case name (this batch's, or the seal's last :data:`REFUSED_LOOKBACK` in the
-quarantine) is not (:func:`refused_names`): it is quarantined as ``wrong_case``, unreceipted, and the seal keeps it
-with its event; once that event is stored (in its own case), the picture is filed there.
+A picture's topic names no case: a picture no stored event names is filed under the seal's current case. One that an
+event refused for its case names (this batch's, or one of the seal's last :data:`REFUSED_LOOKBACK` in the quarantine)
+may be the evidence of that event's case, into which the chain may yet place the event: then it is held back
+(:class:`HoldBack`) — quarantined as ``wrong_case``, unreceipted, and the seal keeps it with its event; once that
+event is stored (in its own case), the picture is filed there. Only while the chain may still place the event
+(:func:`may_be_placed`), and for at most :data:`HOLD_BACK_LIMIT` since the court first refused it: then the picture is
+filed under the seal's current case, as any picture no stored event names (and moves to the event's case if the event
+is stored after all), so that no picture stays in a seal's spool for ever.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, tuple_
+from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from seal_protocol import Envelope, envelope_hash, event_topic
+from seal_protocol import Envelope, ParsedTopic, envelope_hash, event_topic
 from server.evidence.models import Event
 from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Reason, Rejected
+from server.ingest.results import IngestResult, Message, Reason, Rejected
 from server.ingest.snapshot_filing import pictures_to_file
 from server.seals.case_numbers import case_no_spellings
 from server.seals.models import SealBinding
 
 #: The refusals a seal's binding decides (the court's records, not the bytes): the seal keeps such an event.
 CASE_REASONS = frozenset({Reason.WRONG_CASE, Reason.UNBOUND_SEAL})
-#: How many of a seal's latest events refused for their case (in the quarantine) hold back the pictures they name.
+#: How many of a seal's latest events refused for their case (in the quarantine) may hold back the pictures they name.
 REFUSED_LOOKBACK = 32
+#: How long after an event's first refusal the pictures it names may be held back: then they are filed under the
+#: seal's case (the seal's spool is bounded; a gap that never fills must not keep a picture for ever).
+HOLD_BACK_LIMIT = timedelta(days=1)
 #: Stored events at some (device_id, seq) pairs, with their case (rare: expanding is fine).
 _SUCCESSORS = select(Event.device_id, Event.seq, Event.case_no, Event.prev_hash).where(
     tuple_(Event.device_id, Event.seq).in_(bindparam("pairs", expanding=True))
+)
+
+_Q = QuarantinedMessage
+#: A seal's last refusals of one reason on its event topic, newest first (the index (device_id, reason, id)).
+_LAST_REFUSED = (
+    select(_Q.id, _Q.raw, _Q.received_at)
+    .where(_Q.device_id == bindparam("device_id"), _Q.reason == bindparam("reason"), _Q.topic == bindparam("topic"))
+    .order_by(_Q.id.desc())
+    .limit(REFUSED_LOOKBACK)
+)
+#: When some events (by the sha256 of their bytes) were first refused for their case.
+_FIRST_REFUSED = (
+    select(_Q.sha256, func.min(_Q.received_at))
+    .where(_Q.sha256.in_(bindparam("shas", expanding=True)), _Q.reason.in_(sorted(r.value for r in CASE_REASONS)))
+    .group_by(_Q.sha256)
+)
+#: A seal's nearest stored event above a seq (the unique index (device_id, seq)).
+_NEAREST_ABOVE = (
+    select(Event.seq, Event.case_no, Event.prev_hash)
+    .where(Event.device_id == bindparam("device_id"), Event.seq > bindparam("seq"))
+    .order_by(Event.seq)
+    .limit(1)
 )
 
 
@@ -70,46 +102,142 @@ class ChainPlacement:
         return case_no if any(binding.case_no == case_no for binding in bindings) else None
 
 
-def refused_names(session: Session, seals: set[str], refused: Iterable[Envelope]) -> set[tuple[str, str]]:
-    """(device_id, sha256) of the pictures of ``seals`` that events refused for their case name: ``refused`` (the
-    batch's) and each seal's last :data:`REFUSED_LOOKBACK` in the quarantine."""
-    if not seals:
-        return set()
-    names = {(e.device_id, sha) for e in refused if e.device_id in seals for sha in pictures_to_file(e.payload)}
-    for device_id, raw in session.execute(_refused_events(sorted(seals))):
-        names.update((device_id, sha) for sha in _pictures_of(raw))
-    return names
+def refused_events(
+    checked: Sequence[Envelope | ParsedTopic | Rejected], messages: Sequence[Message], results: Sequence[IngestResult]
+) -> list[tuple[Envelope, bytes]]:
+    """A batch's events refused for their case, and their bytes (``checked``: each message as phase 1 left it)."""
+    return [
+        (c, messages[place].payload)
+        for place, c in enumerate(checked)
+        if isinstance(c, Envelope) and results[place].reason in CASE_REASONS
+    ]
+
+
+class HoldBack:
+    """Which pictures no stored event names are held back (:meth:`pictures`): those an event refused for its case
+    names — ``refused``, the batch's (envelope and bytes), or one of each seal's last :data:`REFUSED_LOOKBACK` in the
+    quarantine — while the chain may yet place that event in its case (:func:`may_be_placed`), and for at most
+    :data:`HOLD_BACK_LIMIT` since the court first refused it. Nothing is read for a batch whose pictures are all named
+    by stored events of their seals (the usual order: the event first)."""
+
+    def __init__(self, refused: Sequence[tuple[Envelope, bytes]], *, now: datetime) -> None:
+        self._refused = refused
+        self._now = now
+
+    def pictures(self, session: Session, unnamed: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Of ``unnamed`` ((device_id, sha256) of the batch's pictures no stored event of their seal names), those
+        held back."""
+        if not unnamed:
+            return set()
+        naming: dict[str, _Refused] = {}  # sha256 of an event's bytes -> that refused event, if it names one
+        for envelope, raw in self._refused:
+            _add(naming, unnamed, envelope.device_id, raw, None)
+        for device_id in sorted({device_id for device_id, _ in unnamed}):
+            for raw, received_at in _last_refused(session, device_id):
+                _add(naming, unnamed, device_id, raw, received_at)
+        if not naming:
+            return set()
+        _first_refusals(session, naming)
+        held: set[tuple[str, str]] = set()
+        for refused in naming.values():
+            first = refused.first_refused or self._now
+            if self._now - first < HOLD_BACK_LIMIT and may_be_placed(session, refused):
+                held.update(refused.names)
+        return held
+
+
+@dataclass
+class _Refused:
+    device_id: str
+    seq: int
+    case_no: str
+    digest: str  # the SHA-256 of its bytes: what its successor names as prev_hash, and its quarantine row's sha256
+    names: set[tuple[str, str]]  # the batch's unnamed pictures it names: (device_id, sha256)
+    first_refused: datetime | None  # its quarantine row's first copy (None: not in the quarantine yet)
+
+
+def _add(
+    naming: dict[str, _Refused],
+    unnamed: set[tuple[str, str]],
+    device_id: str,
+    raw: bytes,
+    received_at: datetime | None,
+) -> None:
+    """``raw``, an event of ``device_id`` refused for its case, if it names one of the ``unnamed`` pictures."""
+    event = _fields(raw)
+    if event is None:
+        return
+    seq, case_no, payload = event
+    names = {(device_id, sha) for sha in pictures_to_file(payload)} & unnamed
+    if not names:
+        return
+    digest = envelope_hash(raw)
+    known = naming.get(digest)
+    if known is None:
+        naming[digest] = _Refused(device_id, seq, case_no, digest, names, received_at)
+    elif received_at is not None:
+        known.first_refused = received_at if known.first_refused is None else min(known.first_refused, received_at)
+
+
+def may_be_placed(session: Session, refused: _Refused) -> bool:
+    """Whether the chain may yet place ``refused`` in the case it names (:class:`ChainPlacement`). It depends on the
+    seal's nearest stored event above it (this batch's included: they are inserted before the pictures are filed):
+
+    * none: its successor may still come (a seal drains its outbox in order) — maybe;
+    * in the case it names, at ``seq + 1`` naming its bytes — yes, when the seal sends it again; higher up — maybe,
+      the gap between fills from the top, each event placed by the one above it;
+    * in another case, or at ``seq + 1`` naming other bytes — never: it is judged by its time alone, for ever.
+    """
+    above = session.execute(_NEAREST_ABOVE, {"device_id": refused.device_id, "seq": refused.seq}).first()
+    if above is None:
+        return True
+    seq, case_no, prev_hash = above
+    if case_no not in case_no_spellings(refused.case_no):
+        return False
+    return seq > refused.seq + 1 or prev_hash == refused.digest
 
 
 def held_back(result: IngestResult) -> Rejected:
-    """The refusal of a picture :func:`refused_names` holds back (``result``: its outcome as a snapshot)."""
+    """The refusal of a picture :class:`HoldBack` holds back (``result``: its outcome as a snapshot)."""
     return Rejected(
         Reason.WRONG_CASE,
-        f"snapshot {result.detail} is named only by an event refused for its case: the seal keeps it until that "
-        "event is stored (then it is filed in the event's case)",
+        f"snapshot {result.detail} is named only by an event refused for its case that the chain may yet place "
+        "there: the seal keeps it until that event is stored (then it is filed in the event's case), or until the "
+        "chain can no longer place it, or for at most a day (then it is filed under the seal's case)",
     )
 
 
-def _refused_events(device_ids: list[str]) -> Select[str, bytes]:
-    """The bytes of each seal's last :data:`REFUSED_LOOKBACK` events refused for their case (quarantine rows)."""
-    q = QuarantinedMessage
-    newest_first = func.row_number().over(partition_by=q.device_id, order_by=q.id.desc()).label("n")
-    ranked = (
-        select(q.device_id, q.raw, newest_first)
-        .where(
-            q.device_id.in_(device_ids),
-            q.topic.in_([event_topic(d) for d in device_ids]),
-            q.reason.in_(sorted(r.value for r in CASE_REASONS)),
-        )
-        .subquery()
-    )
-    return select(ranked.c.device_id, ranked.c.raw).where(ranked.c.n <= REFUSED_LOOKBACK)
+def _last_refused(session: Session, device_id: str) -> list[tuple[bytes, datetime]]:
+    """The bytes and first refusal of the seal's last :data:`REFUSED_LOOKBACK` events refused for their case: at
+    most that many rows of each reason, read newest first from the index (device_id, reason, id)."""
+    rows: list[tuple[int, bytes, datetime]] = []
+    for reason in sorted(r.value for r in CASE_REASONS):
+        params = {"device_id": device_id, "reason": reason, "topic": event_topic(device_id)}
+        rows += ((id_, raw, received_at) for id_, raw, received_at in session.execute(_LAST_REFUSED, params))
+    rows.sort(reverse=True)
+    return [(raw, received_at) for _, raw, received_at in rows[:REFUSED_LOOKBACK]]
 
 
-def _pictures_of(raw: bytes) -> list[str]:
-    """The pictures a quarantined event's bytes name (none if they are no JSON object with an object payload)."""
+def _first_refusals(session: Session, naming: dict[str, _Refused]) -> None:
+    """Set the first refusal of the batch's refused events that the seal's last ones in the quarantine did not
+    include (resent long after their first refusal, newer refusals since): from their quarantine rows, by sha256."""
+    missing = sorted(digest for digest, refused in naming.items() if refused.first_refused is None)
+    if missing:
+        for digest, first in session.execute(_FIRST_REFUSED, {"shas": missing}):
+            if digest is not None:  # (it is: the rows were found by it)
+                naming[digest].first_refused = first
+
+
+def _fields(raw: bytes) -> tuple[int, str, dict[str, Any]] | None:
+    """seq, case_no and payload of a refused event's bytes (signed and verified before it was refused for its case;
+    None if they are not such an event)."""
     try:
-        payload = json.loads(raw).get("payload")
-    except (ValueError, AttributeError):
-        return []
-    return pictures_to_file(payload) if isinstance(payload, dict) else []
+        envelope = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    seq, case_no, payload = envelope.get("seq"), envelope.get("case_no"), envelope.get("payload")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(case_no, str):
+        return None
+    return (seq, case_no, payload) if isinstance(payload, dict) else None

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -24,6 +25,8 @@ class QuarantinedMessage(Base):
     """A message the ingest refused, kept for inspection; it never becomes an event."""
 
     __tablename__ = "quarantine"
+    #: A seal's latest refusals of a reason, newest first (server.ingest.late_chain: ``wrong_case``/``unbound_seal``).
+    __table_args__ = (Index(None, "device_id", "reason", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)

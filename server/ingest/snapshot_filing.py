@@ -21,15 +21,15 @@ for the other's commit and then reads what it wrote (READ COMMITTED: each statem
 it began). On SQLite a transaction holds the one write lock from its start.
 
 The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case. A picture
-that only events refused for their case name is held back (:meth:`SnapshotFiling.hold_back`,
-:mod:`server.ingest.late_chain`): never filed provisionally, it is quarantined unreceipted until its event is stored.
+that an event refused for its case names, which the chain may yet place in that case, is held back for a bounded time
+(:class:`~server.ingest.late_chain.HoldBack`): not filed provisionally, it is quarantined unreceipted meanwhile.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
@@ -52,6 +52,8 @@ Held = tuple[str, str, str]
 
 #: The names a batch adds, in one statement (its seals' rows are locked: no other transaction adds them meanwhile).
 _NEW_NAMES = BulkInsert(cast(Table, SnapshotName.__table__), ("sha256", "device_id", "case_no"))
+#: Of some pictures (device_id, sha256) no stored event of their seal names, those held back.
+Hold = Callable[[Session, set[tuple[str, str]]], set[tuple[str, str]]]
 #: One bound list, not a parameter per picture (SQLite limits a statement's parameters).
 _NAMES_OF = select(SnapshotName.sha256, SnapshotName.device_id, SnapshotName.case_no).where(
     one_of(cast(Table, SnapshotName.__table__).c.sha256, "shas")
@@ -83,20 +85,6 @@ class SnapshotFiling:
         self._pictures: list[_Picture] = []
 
     @property
-    def picture_seals(self) -> set[str]:
-        """The seals whose pictures the batch received."""
-        return {p.device_id for p in self._pictures}
-
-    def hold_back(self, refused: set[tuple[str, str]]) -> None:
-        """Pictures (device_id, sha256) that events refused for their case name: filed only under the cases of
-        stored events that name them, never provisionally under the seal's current case (:meth:`write` returns them
-        unfiled). Such an event may yet be stored in its own, earlier case (a late event: ``docs/protocol.md``)."""
-        if refused:
-            self._pictures = [
-                replace(p, case_no=None) if (p.device_id, p.sha256) in refused else p for p in self._pictures
-            ]
-
-    @property
     def seals(self) -> set[str]:
         """The seals whose rows must be locked before :meth:`write`."""
         return {name[1] for name in self._names} | {p.device_id for p in self._pictures}
@@ -112,10 +100,13 @@ class SnapshotFiling:
         """A picture whose bytes are in the store; ``case_no`` takes it if no event names it."""
         self._pictures.append(_Picture(place, sha256, device_id, case_no, size, received_at))
 
-    def write(self, session: Session, results: list[IngestResult]) -> list[int]:
+    def write(self, session: Session, results: list[IngestResult], hold: Hold | None = None) -> list[int]:
         """Add the names and the pictures' rows (a picture every case of which holds it already is a duplicate in
-        ``results``), and move the pictures the new names claim. Returns the places of the pictures held back
-        (:meth:`hold_back`) that no stored event names and no row holds: not filed."""
+        ``results``), and move the pictures the new names claim. ``hold`` is asked about the pictures no stored event
+        of their seal names (only those: a named one is filed under its names' cases whatever it says), and those it
+        holds back are filed only if a row of their seal holds them already (a duplicate): never provisionally under
+        the seal's current case (an event refused for its case names them, and may yet be stored in that earlier
+        case: :mod:`server.ingest.late_chain`). Returns the places of the pictures held back and not filed."""
         unfiled: list[int] = []
         if not self._names and not self._pictures:
             return unfiled
@@ -131,6 +122,12 @@ class SnapshotFiling:
         held_of: dict[str, dict[Held, Snapshot]] = defaultdict(dict)
         for row in session.scalars(_ROWS_OF, {"shas": shas}):
             held_of[row.sha256][(row.sha256, row.case_no, row.device_id)] = row
+        unnamed = {(p.device_id, p.sha256) for p in self._pictures if not _names_from(names_of[p.sha256], p.device_id)}
+        if hold is not None and unnamed:
+            held_back = hold(session, unnamed)
+            self._pictures = [
+                replace(p, case_no=None) if (p.device_id, p.sha256) in held_back else p for p in self._pictures
+            ]
         for picture in self._pictures:
             sha = picture.sha256
             filed = self._file(session, held_of[sha], names_of[sha], picture)
@@ -166,6 +163,10 @@ class SnapshotFiling:
             session.add(row)
             held[(sha, case_no, device_id)] = row
         return bool(missing)
+
+
+def _names_from(names: set[Name], device_id: str) -> bool:
+    return any(d == device_id for _, d, _ in names)
 
 
 def _claim(session: Session, held: dict[Held, Snapshot], names: set[Name], name: Name) -> None:
