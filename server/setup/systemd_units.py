@@ -101,9 +101,10 @@ class CourtUnits:
             header="The court server: seal-server run (the API, the pages and the ingest).",
             unit=[
                 "Description=Court electronic seal server (法院电子封条)",
-                f"Requires={BROKER_UNIT}",
+                # Wants, not Requires: a restart of the broker does not restart the server, whose ingest reconnects
+                # by itself (its health says degraded meanwhile)
                 f"After={BROKER_UNIT} network-online.target",
-                "Wants=network-online.target",
+                f"Wants={BROKER_UNIT} network-online.target",
             ],
             service=[
                 "Type=exec",
