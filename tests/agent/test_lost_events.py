@@ -168,7 +168,7 @@ def test_a_lost_answer_to_a_command_names_the_command(outbox: Outbox, recorder: 
 @pytest.mark.parametrize(
     ("payload", "reason", "detail"),
     [
-        ({"snapshots": ["0" * 64] * 1000}, "oversized", "oversized: "),
+        ({"note": "x" * 70_000}, "oversized", "oversized: "),  # past the envelope's 64 KiB
         ({"ratio": 0.5}, "invalid_payload", "invalid JSON: float values are not admitted"),
     ],
 )
