@@ -84,6 +84,15 @@ class SnapshotNotFound(SealAgentError, KeyError):
     """No stored snapshot has this hash."""
 
 
+class SnapshotCorrupt(SealAgentError, ValueError):
+    """A stored snapshot's bytes no longer hash to its name (the card corrupted it): it can never be receipted."""
+
+    def __init__(self, sha: str, actual: str) -> None:
+        super().__init__(f"stored snapshot {sha} is corrupt: its bytes hash to {actual}")
+        self.sha = sha
+        self.actual = actual
+
+
 def failure_reason(exc: BaseException) -> str:
     """A short reason for a failure, as a signed event states it: ``ENOSPC: No space left on device`` for an
     ``OSError`` with an errno, else the exception's type and text."""

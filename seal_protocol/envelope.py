@@ -91,6 +91,7 @@ class EventType(StrEnum):
     AGENT_STARTED = "agent_started"
     EVENT_LOST = "event_lost"
     CLOCK_STEPPED = "clock_stepped"
+    SNAPSHOT_LOST = "snapshot_lost"
 
 
 def utc_now_ms(now: datetime | None = None) -> str:

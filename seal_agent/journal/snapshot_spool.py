@@ -26,20 +26,38 @@ deleted, and the setting cleared. A crash at any instant therefore leaves every 
 lost: the next spool built on the outbox records the parts still missing, deletes what the thinning named and clears it
 (as does the next snapshot added, if the outbox refused the events for a while). If the outbox refuses the events (a
 full disk), nothing is deleted and the new snapshot is not stored (:class:`~seal_agent.errors.OutboxError`).
+
+Any other way a queued snapshot leaves the queue unreceipted — its file gone, corrupt (its bytes, re-hashed on every
+read, no longer match its name), over the broker's limit, unreadable — is signed first, one ``snapshot_lost`` each
+(:mod:`seal_agent.journal.snapshot_losses`): nothing leaves the queue silently, and nothing corrupt is sent.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from seal_agent.errors import EventLost, OutboxError, SnapshotNotFound, SnapshotTooLarge
+from seal_agent.errors import (
+    EventLost,
+    OutboxError,
+    SnapshotCorrupt,
+    SnapshotNotFound,
+    SnapshotTooLarge,
+    failure_reason,
+)
 from seal_agent.journal.outbox import SnapshotItem
 from seal_agent.journal.recorder import EventRecorder
+from seal_agent.journal.snapshot_losses import (
+    LOST_MISSING,
+    LOST_OVERSIZED,
+    LOST_UNREADABLE,
+    PASSING_ERRNOS,
+    SnapshotLosses,
+    loss_reason,
+)
 from seal_agent.journal.snapshot_store import SnapshotStore
 from seal_protocol import EventType
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
@@ -57,9 +75,6 @@ SENT_RECORDED_SETTING = "snapshot_sent_recorded"
 #: as JSON ``{"payloads": [...], "recorded": n}``; empty when none is under way.
 THINNING_SETTING = "snapshot_thinning"
 
-#: Snapshots over the size limit found in the queue are moved here (under the store's directory, outside its quota).
-OVERSIZED_DIR = "oversized"
-
 
 class SnapshotSpool:
     """Stores, queues and thins snapshots; records each thinning through ``recorder`` (whose outbox holds the queue).
@@ -75,6 +90,7 @@ class SnapshotSpool:
         self.store = store
         self._recorder = recorder
         self._outbox = recorder.outbox
+        self._losses = SnapshotLosses(store, recorder)
         self._lock = threading.Lock()
         #: Called after a snapshot was queued (the snapshot courier's ``notify``).
         self.notify: Callable[[], None] = _nothing
@@ -158,20 +174,17 @@ class SnapshotSpool:
         for queued in self._outbox.pending_snapshots(after=after, limit=limit):
             try:
                 jpeg = self.store.get(queued.sha)
-            except SnapshotNotFound:
-                logger.error("queued snapshot %s has no file any more; dropped from the queue", queued.sha)
-                self._outbox.forget_snapshots([queued.sha])
+            except (SnapshotNotFound, SnapshotCorrupt) as exc:
+                self._lose_if_still_queued(queued.sha, *loss_reason(exc))
+                continue
+            except OSError as exc:
+                if exc.errno in PASSING_ERRNOS:
+                    raise  # the process's trouble, not the file's: the courier tries again
+                self._lose_if_still_queued(queued.sha, LOST_UNREADABLE, failure_reason(exc))
                 continue
             if len(jpeg) > MAX_SNAPSHOT_BYTES:  # queued by an older agent: the broker would drop the connection
-                logger.error(
-                    "queued snapshot %s has %d bytes, over the %d-byte limit the broker accepts: it can never be "
-                    "delivered; dropped from the queue (the file is kept, as %s)",
-                    queued.sha,
-                    len(jpeg),
-                    MAX_SNAPSHOT_BYTES,
-                    self._set_aside(queued.sha),
-                )
-                self._outbox.forget_snapshots([queued.sha])
+                detail = f"{len(jpeg)} bytes, over the {MAX_SNAPSHOT_BYTES}-byte limit the broker accepts"
+                self._lose_if_still_queued(queued.sha, LOST_OVERSIZED, detail)
                 continue
             items.append(SnapshotItem(queued.qid, queued.sha, jpeg))
         return items
@@ -182,20 +195,29 @@ class SnapshotSpool:
     def court_receipted(self, hashes: Collection[str]) -> list[int]:
         return self._outbox.snapshots_court_receipted(hashes)
 
-    def _set_aside(self, sha: str) -> str:
-        """Move a stored snapshot out of the store (to ``oversized/`` beside its buckets) so it is neither queued
-        again nor counted; where it went."""
-        source = self.store.path(sha)
-        target = self.store.directory / OVERSIZED_DIR / source.name
+    # -- losses -----------------------------------------------------------------------------------------------
+
+    def _lose_if_still_queued(self, sha: str, reason: str, detail: str) -> None:
+        """The courier found ``sha`` cannot be sent: sign its loss, unless it left the queue meanwhile (a thinning
+        deletes a file only once its snapshot left the queue, a receipt removes it) or its file is fine after all.
+        An outbox that refuses the event (a full disk) keeps the snapshot queued, and it is not sent meanwhile."""
         with self._lock:
+            if sha not in self._outbox.queued_snapshots():
+                return
+            if reason == LOST_MISSING and sha in self.store:
+                return  # written again meanwhile (the same bytes added): it is sent at the next pass
             try:
-                target.parent.mkdir(exist_ok=True)
-                size = source.stat().st_size
-                os.replace(source, target)
-            except OSError as exc:
-                return f"{source} (it could not be moved: {exc})"
-        logger.warning("%s (%d bytes) is kept outside the queue but still counts toward the quota", target, size)
-        return str(target)
+                self._losses.lose([(sha, reason, detail)])
+                self._total = self.store.total_bytes()
+            except OutboxError as exc:
+                logger.error(
+                    "snapshot %s cannot be sent (%s: %s) and its loss cannot be recorded yet (%s): kept "
+                    "queued, tried again at the next pass",
+                    sha,
+                    reason,
+                    detail,
+                    exc,
+                )
 
     # -- quota ------------------------------------------------------------------------------------------------
 
@@ -262,9 +284,11 @@ class SnapshotSpool:
         queued = self._outbox.queued_snapshots()
         stored = self.store.hashes()
         missing = queued.difference(stored)
-        if missing:  # e.g. thinned by an older agent after the broker took them (re-queued by the migration)
-            self._outbox.forget_snapshots(missing)
-            logger.warning("%d queued snapshot(s) have no file any more: dropped from the queue", len(missing))
+        if missing:  # a card fault, a hand; or thinned by an older agent after the broker took them
+            logger.error("%d queued snapshot(s) have no file any more: each loss signed, then dropped", len(missing))
+            self._losses.lose([(sha, LOST_MISSING, "the stored file is gone") for sha in sorted(missing)])
+            self._total = self.store.total_bytes()
+        self._losses.prune(queued)
         known = queued | self._outbox.receipted_snapshots()
         unqueued = [sha for sha in stored if sha not in known]
         for sha in unqueued:

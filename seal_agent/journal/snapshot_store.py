@@ -20,7 +20,7 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from seal_agent.errors import InvalidSnapshotHash, SnapshotNotFound
+from seal_agent.errors import InvalidSnapshotHash, SnapshotCorrupt, SnapshotNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +98,28 @@ class SnapshotStore:
         return sha, True
 
     def get(self, sha: str) -> bytes:
+        """The stored bytes of ``sha``, checked against their name: :class:`SnapshotNotFound` if there is no such
+        file, :class:`SnapshotCorrupt` if its bytes no longer hash to ``sha`` (the court would never receipt them)."""
         try:
-            return self.path(sha).read_bytes()
+            jpeg = self.path(sha).read_bytes()
         except FileNotFoundError:
             raise SnapshotNotFound(sha) from None
+        actual = sha256_hex(jpeg)
+        if actual != sha:
+            raise SnapshotCorrupt(sha, actual)
+        return jpeg
+
+    def set_aside(self, sha: str, folder: str) -> Path:
+        """Move the stored file of ``sha`` (whatever its bytes) to ``<directory>/<folder>/``, out of the store's
+        listing but still on the disk (evidence of a fault) and still counted by the quota; where it went. Raises
+        :class:`OSError` if it cannot be moved (:class:`FileNotFoundError` if there is no file)."""
+        source = self.path(sha)
+        target = self.directory / folder / source.name
+        with self._lock:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(source, target)
+            _fsync_directory(target.parent)
+        return target
 
     def __contains__(self, sha: object) -> bool:
         return isinstance(sha, str) and _SHA256_HEX.fullmatch(sha) is not None and self.path(sha).is_file()

@@ -27,6 +27,7 @@ class AlarmKind(StrEnum):
     EVENT_LOST = "event_lost"
     ARM_FAILED = "arm_failed"
     DISARM_FAILED = "disarm_failed"
+    SNAPSHOT_LOST = "snapshot_lost"
 
     @property
     def severity(self) -> Severity:
@@ -51,6 +52,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.EVENT_LOST: Severity.HIGH,  # what happened is not on the record: someone must look
     AlarmKind.ARM_FAILED: Severity.HIGH,  # the seal may stay disarmed on a sealed site
     AlarmKind.DISARM_FAILED: Severity.MEDIUM,  # a lifting waits for it
+    AlarmKind.SNAPSHOT_LOST: Severity.HIGH,  # a picture the seal signed as stored will never reach the court
 }
 
 CONDITIONS = frozenset(

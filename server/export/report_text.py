@@ -34,6 +34,7 @@ TIMELINE_TYPES = frozenset(
         "camera_found",
         "event_lost",
         "clock_stepped",
+        "snapshot_lost",
     }
 )
 
@@ -56,6 +57,7 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
+    "snapshot_lost": ("快照丢失（无法送达法院）", "snapshot lost (can never reach the court)"),
 }
 
 #: Why a seal could not record an event (``event_lost``'s ``reason``).
@@ -193,6 +195,9 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
             f"删除 {thinned} 张快照，其中 {unsent} 张法院未收到",
             f"{thinned} snapshots thinned, {unsent} of them never reached the court",
         )
+    if kind == "snapshot_lost":
+        sha, why = str(payload.get("snapshot"))[:16], payload.get("reason")
+        return f"快照 {sha}… 丢失，原因：{why}", f"snapshot {sha}… lost: {why}"
     if kind == "event_lost":
         lost_zh, lost_en = event_name(str(payload.get("lost_type")))
         reason = str(payload.get("reason"))

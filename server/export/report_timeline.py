@@ -109,7 +109,15 @@ def _event_row(
     claimed = event.payload.get("claimed_command_id") if event.type == "command_rejected" else None
     own = isinstance(claimed, int) and refused_own_bytes(event.payload, published.get((event.device_id, claimed)))
     zh, en = event_details(event.type, event.payload, own_command=own)
-    alert = event.type in {"intrusion", "tamper", "outbox_full", "command_rejected", "event_lost", "clock_stepped"}
+    alert = event.type in {
+        "intrusion",
+        "tamper",
+        "outbox_full",
+        "command_rejected",
+        "event_lost",
+        "clock_stepped",
+        "snapshot_lost",
+    }
     warning = _signed_warning(event)
     if warning is not None:
         words = warning_words(warning)

@@ -1,9 +1,9 @@
 """Which stored events and statuses raise or close which alarms (applied in the ingest's transaction).
 
-- ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full``, ``event_lost`` events raise the
-  alarm of that kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being removed after an
-  approved request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``); those are
-  logged only.
+- ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full``, ``event_lost``, ``snapshot_lost``
+  events raise the alarm of that kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being
+  removed after an approved request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``);
+  those are logged only.
 - A seal that requires camera confirmation commits the intrusion at once with ``warning: pending_confirmation``
   and decides within about a second; the decision comes in the ``snapshot_taken`` event naming the intrusion
   (``trigger_seq``). The alarm is raised then, if the warning was ``played`` — the court opted into confirmation to
@@ -48,6 +48,7 @@ EVENT_ALARMS = {
     EventType.CAMERA_LOST: AlarmKind.CAMERA_LOST,
     EventType.OUTBOX_FULL: AlarmKind.OUTBOX_FULL,
     EventType.EVENT_LOST: AlarmKind.EVENT_LOST,
+    EventType.SNAPSHOT_LOST: AlarmKind.SNAPSHOT_LOST,
 }
 RECOVERIES = {
     EventType.CAMERA_RECOVERED: AlarmKind.CAMERA_BLIND,

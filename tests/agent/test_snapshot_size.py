@@ -15,7 +15,8 @@ from seal_agent.devices.camera import encode_jpeg
 from seal_agent.devices.camera.motion import encode_jpeg_within
 from seal_agent.errors import SnapshotTooLarge
 from seal_agent.journal.outbox import Outbox
-from seal_agent.journal.snapshot_spool import OVERSIZED_DIR, SnapshotSpool
+from seal_agent.journal.snapshot_losses import OVERSIZED_DIR
+from seal_agent.journal.snapshot_spool import SnapshotSpool
 from seal_agent.journal.snapshot_store import SnapshotStore
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 from tests.agent.spool_helpers import recorder_on

@@ -32,6 +32,7 @@ def court(session_factory: SessionFactory, tmp_path: Path) -> Court:
         (EventType.CAMERA_BLIND, "medium"),
         (EventType.CAMERA_LOST, "medium"),
         (EventType.OUTBOX_FULL, "medium"),
+        (EventType.SNAPSHOT_LOST, "high"),
     ],
 )
 def test_alarming_event_opens_an_alarm_of_its_kind(court: Court, event_type: EventType, severity: str) -> None:
@@ -277,4 +278,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "event_lost": 0,
             "arm_failed": 0,
             "disarm_failed": 0,
+            "snapshot_lost": 0,
         }
