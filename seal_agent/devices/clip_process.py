@@ -1,5 +1,5 @@
-"""The agent's side of a :mod:`~seal_agent.devices.clip_player` process: start it, send it ``play <index>``, read its
-answers with a deadline, stop its clip, kill it. Used by the playback thread of
+"""The agent's side of a :mod:`~seal_agent.devices.clip_player` process: start it, send it ``play <n> <index>``, read
+its answers with a deadline, send it ``stop <n>``, kill it. Used by the playback thread of
 :class:`~seal_agent.devices.speaker.WarningSpeaker` only (``stop`` and ``kill`` from any thread)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ class ClipProcess:
         )
         self._buffer = b""
         self._eof = False
+        self._write_lock = threading.Lock()  # a play's line and a stop's line never interleave
 
     @property
     def alive(self) -> bool:
@@ -42,14 +44,9 @@ class ClipProcess:
     def returncode(self) -> int | None:
         return self._process.poll()
 
-    def play(self, index: int) -> bool:
-        """Ask for clip ``index``; False if the process is gone."""
-        assert self._process.stdin is not None
-        try:
-            self._process.stdin.write(f"play {index}\n".encode())
-        except OSError:  # BrokenPipeError: it died
-            return False
-        return True
+    def play(self, number: int, index: int) -> bool:
+        """Ask for clip ``index`` as play ``number`` (a stop names it); False if the process is gone."""
+        return self._send(f"play {number} {index}")
 
     def read_line(self, deadline: float) -> str | None:
         """Its next answer, or None if it said nothing by ``deadline`` (monotonic) or its output ended."""
@@ -67,9 +64,19 @@ class ClipProcess:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode(errors="replace").strip()
 
-    def stop(self) -> None:
-        """Stop the clip it is playing (it still answers ``done``)."""
-        self._signal(signal.SIGUSR1)
+    def stop(self, number: int) -> None:
+        """Stop play ``number`` (sent after its ``play``): cut short if it is playing, never started if it has not
+        started yet, nothing if it is over. It still answers ``done``."""
+        self._send(f"stop {number}")
+
+    def _send(self, line: str) -> bool:
+        assert self._process.stdin is not None
+        with self._write_lock:
+            try:
+                self._process.stdin.write(f"{line}\n".encode())
+            except (OSError, ValueError):  # BrokenPipeError: it died; ValueError: closed
+                return False
+        return True
 
     def kill(self, wait_s: float = 1.0) -> bool:
         """Kill it; True once it is gone (within ``wait_s``), False if it is stuck where a kill cannot reach."""

@@ -60,7 +60,9 @@ class WarningSpeaker:
     as that language's ``failed`` with simpleaudio's reason; the next file is still tried. simpleaudio raises
     nothing when the device refuses the samples after it opened: its thread just ends. So a clip counts as
     ``played`` only if its playback lasted its whole duration (less :data:`PLAYED_SLACK_S`); one that ended sooner
-    without a stop is ``failed`` (the reason gives the measured and expected durations).
+    without a stop is ``failed`` (the reason gives the measured and expected durations). A clip is ``stopped`` only if
+    :meth:`stop` really cut it short (the player says it stopped it before its whole duration less
+    :data:`PLAYED_SLACK_S`, or never started it); one that played to its end is ``played`` even if a stop came after.
 
     The clips play in a :mod:`~seal_agent.devices.clip_player` process, started with the speaker and kept ready
     (started again if ``ALSA_CONFIG_PATH`` has changed since), so that a device that blocks holds only that
@@ -103,7 +105,8 @@ class WarningSpeaker:
             self._sounds.append((path, language, _duration_s(sound)))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._current: ClipProcess | None = None  # the player while it plays a clip
+        self._current: tuple[ClipProcess, int] | None = None  # the player and play number while it plays a clip
+        self._plays = 0  # the number of the last play sent to a player
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
@@ -128,11 +131,18 @@ class WarningSpeaker:
             return playback
 
     def stop(self) -> None:
-        self._stop.set()  # before reading _current: the playback thread re-checks it after publishing its play
+        """Stop the warning: the clip playing is cut at once (its player reads the stop within 10 ms), and no clip
+        starts after this. The playback thread publishes each play's number under the lock, after checking the
+        stop, before sending it; this reads it under the lock, after setting the stop: either that sees the stop and
+        sends nothing, or this sees the play and sends ``stop <number>`` on the play's own channel. The player keeps
+        a stop for a play it has not started (it never starts it), and a stop names its play, so it never cuts the
+        next one."""
+        self._stop.set()
         with self._lock:
             current = self._current
         if current is not None:
-            current.stop()
+            player, number = current
+            player.stop(number)
 
     def is_playing(self) -> bool:
         return not self._done.is_set()
@@ -200,39 +210,49 @@ class WarningSpeaker:
 
     def _play_one(self, playback: WarningPlayback, index: int) -> bool:
         """Play clip ``index`` to its end in the player process and report it; a clip that cannot be played is
-        ``failed``, never raised. True if the device stalled (the player was killed)."""
+        ``failed``, never raised. True if the device stalled (the player was killed).
+
+        The outcome is what the player says the clip did, never the stop flag: ``stopped`` only if a stop cut it
+        short (it played less than its length less :data:`PLAYED_SLACK_S`, or not at all); a clip that played its
+        length is ``played`` even if a stop came at its end."""
         path, language, expected = self._sounds[index]
         player = self._player_ready()
-        if player is None or not player.play(index):
+        if player is None:
             playback.finished(language, "failed", "the warning's player process could not be started")
             return False
-        with self._lock:
-            self._current = player
-            stopped = self._stop.is_set()  # a stop() before here did not see this clip
-        if stopped:
-            player.stop()
+        with self._lock:  # a stop() sees this play (and stops it) or this sees the stop (and sends nothing)
+            if self._stop.is_set():
+                playback.finished(language, "stopped")
+                return False
+            self._plays += 1
+            number = self._plays
+            self._current = (player, number)
+        sent = player.play(number, index)  # a stop(number) sent before it still stops it: the player keeps it
+        if not sent:
+            with self._lock:
+                self._current = None
+            playback.finished(language, "failed", "the warning's player process could not be started")
+            return False
         began = time.monotonic()
         line = player.read_line(began + OPEN_MAX_S)
+        done = line if line is not None and line.startswith("done") else None
         if line == "playing":
             began = time.monotonic()
-            if not stopped:
+            if not self._stop.is_set():
                 playback.playing(language)
                 self._started(path.name)
             deadline = began + expected + STALL_MARGIN_S
-            done = None
             while done is None and time.monotonic() < deadline:
-                if self._stop.is_set() and not stopped:
-                    stopped = True
-                    player.stop()
                 done = player.read_line(min(deadline, time.monotonic() + 0.1))
                 if done is None and not player.alive:
                     break
-        else:
-            done = line and player.read_line(time.monotonic() + OPEN_MAX_S)  # after "failed …": its "done"
+        elif line is not None and line.startswith("failed"):
+            done = player.read_line(time.monotonic() + OPEN_MAX_S)  # its "done"
         lasted = time.monotonic() - began
         with self._lock:
             self._current = None
-        stalled = player.alive and done != "done"
+        stalled = player.alive and (done is None or not done.startswith("done"))
+        how, played_s = _done(done, lasted)
         if stalled:
             with self._lock:
                 self._player = None
@@ -249,23 +269,23 @@ class WarningSpeaker:
             reason = line.removeprefix("failed").strip() or "the clip could not be played"
             logger.error("cannot play warning %s: %s", path.name, reason)
             playback.finished(language, "failed", reason)
-        elif self._stop.is_set():
-            playback.finished(language, "stopped")
-            logger.info("warning %s stopped", path.name)
-        elif line != "playing" or done != "done":
+        elif how is None:
             reason = f"the warning's player ended (status {player.returncode}) before the clip did"
             logger.error("warning %s failed: %s", path.name, reason)
             playback.finished(language, "failed", reason)
-        elif lasted < expected - PLAYED_SLACK_S:
+        elif played_s >= expected - PLAYED_SLACK_S:  # its whole length played, whatever stop came at its end
+            playback.finished(language, "played")
+            logger.info("warning %s played (%.2f s of %.2f s)", path.name, played_s, expected)
+        elif how == "stopped":
+            playback.finished(language, "stopped")
+            logger.info("warning %s stopped after %.2f s of %.2f s", path.name, played_s, expected)
+        else:
             reason = (
-                f"playback ended after {lasted:.2f} s of {expected:.2f} s ({lasted / expected:.0%}; the sound device"
-                " stopped taking samples)"
+                f"playback ended after {played_s:.2f} s of {expected:.2f} s ({played_s / expected:.0%}; the sound"
+                " device stopped taking samples)"
             )
             logger.error("warning %s failed: %s", path.name, reason)
             playback.finished(language, "failed", reason)
-        else:
-            playback.finished(language, "played")
-            logger.info("warning %s played (%.2f s of %.2f s)", path.name, lasted, expected)
         return stalled
 
     def _started(self, name: str) -> None:
@@ -282,3 +302,15 @@ def _duration_s(sound: simpleaudio.WaveObject) -> float:
     """How long ``sound`` plays."""
     frame_bytes = sound.num_channels * sound.bytes_per_sample
     return len(sound.audio_data) / (frame_bytes * sound.sample_rate)
+
+
+def _done(line: str | None, lasted: float) -> tuple[str | None, float]:
+    """How a play ended by the player's ``done <ended|stopped> <ms>``, and for how many seconds it played (``lasted``,
+    as the agent measured it, if the player did not say); ``(None, lasted)`` if it did not say ``done`` so."""
+    words = (line or "").split()
+    if len(words) < 2 or words[0] != "done" or words[1] not in ("ended", "stopped"):
+        return None, lasted
+    try:
+        return words[1], int(words[2]) / 1000
+    except (IndexError, ValueError):
+        return words[1], lasted
