@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -22,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol.transport import mqtt_client_id, mqtt_shared_group
 from server.config import MqttSettings, read_password
+from server.core.buffered_socket import BufferedSocket
 from server.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,10 @@ RECONNECT_MAX_S = 5
 #: While the broker stays unreachable (or keeps refusing the connection), the message is repeated at most this often.
 UNREACHABLE_LOG_EVERY_S = 60.0
 REFUSED_LOG_EVERY_S = UNREACHABLE_LOG_EVERY_S
+#: After a read, at most this many more packets are taken from memory before paho's loop writes and checks its
+#: keepalive (a packet is an event's few hundred bytes, or a snapshot's up to 256 KiB).
+READ_BURST = 100
+_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
 
 def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = False) -> TolerantClient:
@@ -59,7 +66,8 @@ def make_client(settings: MqttSettings, *, role: str = "", manual_ack: bool = Fa
 
 
 class TolerantClient(mqtt.Client):
-    """paho's client, except that a PUBLISH whose properties paho cannot parse is delivered without them.
+    """paho's client, except that a PUBLISH whose properties paho cannot parse is delivered without them; its reads
+    are buffered (:mod:`server.core.buffered_socket`) and :meth:`ack_many` acknowledges a batch in one write.
 
     paho drops the whole connection at any property it takes for malformed: a UTF-8 string holding U+FEFF, say,
     which MQTT 5 tells a receiver to keep ([MQTT-1.5.4-3]) and Mosquitto forwards. The message, unacknowledged, then
@@ -71,6 +79,29 @@ class TolerantClient(mqtt.Client):
     """
 
     on_dropped_properties: Callable[[str], None] | None = None
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return BufferedSocket(sock) if self._transport != "websockets" else sock
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's read, then the packets already held in memory (:mod:`server.core.buffered_socket`), up to
+        :data:`READ_BURST` of them, before the loop goes back to its writes and keepalive."""
+        rc = super().loop_read(max_packets)
+        for _ in range(READ_BURST):
+            sock = self._sock
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.pending():
+                break
+            rc = super().loop_read(1)
+        return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge the QoS 1 messages ``mids`` (``manual_ack``) in one write: paho's :meth:`ack` queues a packet,
+        wakes its loop and makes a system call to send each 4-byte PUBACK. The PUBACKs are the ones :meth:`ack`
+        sends (MQTT 5: reason Success and no properties may be left out, [MQTT-3.4.2.1])."""
+        if mids:
+            packets = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids)
+            self._packet_queue(PUBACK, packets, 0, 1)
 
     def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]

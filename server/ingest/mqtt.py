@@ -46,6 +46,7 @@ from server.commands.keys import CourtKey
 from server.config import MqttSettings
 from server.core.mqtt import (
     RefusedLog,
+    TolerantClient,
     broker_group,
     client_name,
     connect_in_background,
@@ -103,7 +104,7 @@ class MqttIngest:
         self._subscribed = threading.Event()  # the broker granted our subscriptions on this connection
         self._generation = 0
         self._lock = threading.Lock()
-        self._client: mqtt.Client | None = None
+        self._client: TolerantClient | None = None
         self._group: str | None = None  # the broker's name of the shared group (secret), set by start()
         self._worker: threading.Thread | None = None
         # Committed batches whose receipts are still to be signed and sent: a thread of their own, so that signing a
@@ -373,14 +374,18 @@ class MqttIngest:
         client = self._client
         with self._lock:
             generation = self._generation
-        stale = 0
+        stale, mids = 0, []
         for item in batch:
             if item.qos == 0:
                 continue
             if item.generation != generation or client is None:
                 stale += 1
-                continue
-            client.ack(item.mid, item.qos)
+            elif item.qos == 1:
+                mids.append(item.mid)
+            else:
+                client.ack(item.mid, item.qos)
+        if client is not None:
+            client.ack_many(mids)
         if stale:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 
