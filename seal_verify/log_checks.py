@@ -16,10 +16,10 @@ from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, o
 from seal_verify.verdict import Check, cut, shown
 
 #: The bundle's format as this verifier writes it, and every format it reads: 2 added ``absent_reason`` and
-#: ``not_stored`` to ``snapshots.jsonl``, 3 its ``refused`` (``refused/<sha256>.jpg``) and ``quarantine.jsonl``
-#: (a bundle of format 1 or 2 verifies as before).
-FORMAT = "court-seal-evidence/3"
-FORMATS = ("court-seal-evidence/1", "court-seal-evidence/2", FORMAT)
+#: ``not_stored`` to ``snapshots.jsonl``, 3 its ``refused`` (``refused/<sha256>.jpg``) and ``quarantine.jsonl``, 4
+#: its ``snapshot_lost`` (the absent reason ``lost_on_seal``); a bundle of format 1, 2 or 3 verifies as before.
+FORMAT = "court-seal-evidence/4"
+FORMATS = ("court-seal-evidence/1", "court-seal-evidence/2", "court-seal-evidence/3", FORMAT)
 MANIFEST_FILES = ("manifest.json", "manifest.sig")
 
 

@@ -11,6 +11,12 @@ From format 3 on, a line also lists the copies the court received on the picture
 (``refused``): one that is the picture makes it ``refused_by_court``, with its bytes in the bundle
 (:mod:`seal_verify.refused_checks`).
 
+From format 4 on, a line also lists the seal's signed statements that it lost the picture after naming it
+(``snapshot_lost``), which make it ``lost_on_seal``: again only from the seal whose earlier event named it
+(``lost_statements``). A bundle of format 1, 2 or 3 knows no such reason (it lists such a picture ``not_received``,
+which verifies as before); in every format the summary counts, and a note states, the pictures the signed events say
+the seal lost.
+
 A picture two seals name (two covered lenses: one black frame) may have been delivered by a seal whose event is not
 in the bundle (before the range): a line of a picture the court holds may name any seal of the bundle
 (``seals/<device_id>.json``); one it does not hold, only a seal whose event names it."""
@@ -39,8 +45,11 @@ SNAPSHOT_KEYS = {"device_id", "present", "received_at", "sha256", "size"}
 SNAPSHOT_KEYS_2 = SNAPSHOT_KEYS | {"absent_reason", "not_stored"}
 #: The keys of a line of format 3 (``court-seal-evidence/3``).
 SNAPSHOT_KEYS_3 = SNAPSHOT_KEYS_2 | {"refused"}
-FORMAT_1, FORMAT_2 = "court-seal-evidence/1", "court-seal-evidence/2"
+#: The keys of a line of format 4 (``court-seal-evidence/4``).
+SNAPSHOT_KEYS_4 = SNAPSHOT_KEYS_3 | {"snapshot_lost"}
+FORMAT_1, FORMAT_2, FORMAT_3 = "court-seal-evidence/1", "court-seal-evidence/2", "court-seal-evidence/3"
 NOT_STORED_BY_SEAL, NOT_RECEIVED, LOST = "not_stored_by_seal", "not_received", "lost"
+LOST_ON_SEAL = "lost_on_seal"
 
 #: sha256 -> the seal's signed statements that it could not store the picture, as the bundle lists them.
 Statements = dict[str, list[dict[str, Any]]]
@@ -78,20 +87,60 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
 
 
-def _absence_problem(record: dict[str, Any], said: list[dict[str, Any]], refused: bool = False) -> str | None:
+def lost_statements(events: list[EventLine]) -> Statements:
+    """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id",
+    "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is text), sorted by seal
+    and seq. A statement counts only for a picture an *earlier* event of the bundle of the same seal names (by seq;
+    not a ``snapshot_lost``, whose own ``snapshot`` names the picture too): one seal's word that it lost a picture
+    says nothing of another seal's picture."""
+    first: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the lowest seq of its events naming the picture
+    losses: list[Envelope] = []
+    for line in events:
+        envelope = line.envelope
+        if envelope is None:
+            continue
+        if envelope.type == "snapshot_lost":
+            losses.append(envelope)
+            continue
+        for name in named_snapshots(envelope):
+            key = (envelope.device_id, name)
+            first[key] = min(envelope.seq, first.get(key, envelope.seq))
+    said: Statements = defaultdict(list)
+    for envelope in losses:
+        sha, reason = envelope.payload.get("snapshot"), envelope.payload.get("reason")
+        if isinstance(sha, str) and first.get((envelope.device_id, sha), envelope.seq) < envelope.seq:
+            reason = reason if isinstance(reason, str) else None
+            said[sha].append({"device_id": envelope.device_id, "reason": reason, "seq": envelope.seq})
+    return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
+
+
+def _absence_problem(
+    record: dict[str, Any],
+    said: list[dict[str, Any]],
+    refused: bool = False,
+    lost: list[dict[str, Any]] | None = None,
+) -> str | None:
     """What is wrong in a line's ``absent_reason`` and ``not_stored`` (format 2): ``not_stored`` is not every
     statement of the bundle's events that the seal could not store the picture, or ``absent_reason`` is not what the
-    line and those statements say (``refused``: the court received the picture's bytes and refused them)."""
+    line and those statements say (``refused``: the court received the picture's bytes and refused them). From
+    format 4 on (``lost`` not ``None``), ``snapshot_lost`` must be every statement of the bundle's events that the
+    seal lost the picture, which make it ``lost_on_seal`` unless the seal could not store it (``not_stored``
+    first); before, the line knows no such statement (``not_received``)."""
     if record.get("not_stored") != said:
         return f"not_stored is {shown(record.get('not_stored'))}, but the bundle's signed events say {shown(said)}"
+    if lost is not None and record.get("snapshot_lost") != lost:
+        listed = shown(record.get("snapshot_lost"))
+        return f"snapshot_lost is {listed}, but the bundle's signed events say {shown(lost)}"
     if record.get("present") is True:
         expected = None
     elif record.get("received_at") is not None:
         expected = LOST
     elif refused:
         expected = REFUSED_BY_COURT
+    elif said:
+        expected = NOT_STORED_BY_SEAL
     else:
-        expected = NOT_STORED_BY_SEAL if said else NOT_RECEIVED
+        expected = LOST_ON_SEAL if lost else NOT_RECEIVED
     if record.get("absent_reason") != expected:
         return f"absent_reason {shown(record.get('absent_reason'))}, not {shown(expected)}"
     return None
@@ -142,9 +191,12 @@ def check_snapshots(
     bundle_seals: frozenset[str] = frozenset(),
 ) -> None:
     """The check, of a bundle of ``bundle_format`` (its lines' keys differ: format 1 has no ``absent_reason``, 2 no
-    ``refused``) whose seals are ``bundle_seals``."""
-    keys = {FORMAT_1: SNAPSHOT_KEYS, FORMAT_2: SNAPSHOT_KEYS_2}.get(bundle_format, SNAPSHOT_KEYS_3)
-    said = not_stored_statements(events)
+    ``refused``, 3 no ``snapshot_lost``) whose seals are ``bundle_seals``."""
+    keys = {FORMAT_1: SNAPSHOT_KEYS, FORMAT_2: SNAPSHOT_KEYS_2, FORMAT_3: SNAPSHOT_KEYS_3}.get(
+        bundle_format, SNAPSHOT_KEYS_4
+    )
+    since_3, since_4 = keys in (SNAPSHOT_KEYS_3, SNAPSHOT_KEYS_4), keys is SNAPSHOT_KEYS_4
+    said, lost_said = not_stored_statements(events), lost_statements(events)
     named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
     for line in events:
         envelope = line.envelope
@@ -157,7 +209,7 @@ def check_snapshots(
         check.fail(str(exc))
         return
     listed: dict[str, bool] = {}
-    lost = not_stored = refused = 0
+    lost = not_stored = lost_on_seal = refused = 0
     for record in records:
         sha, present = record.get("sha256"), record.get("present")
         if not isinstance(sha, str) or not isinstance(present, bool) or sha in listed:
@@ -170,11 +222,13 @@ def check_snapshots(
             check.fail(f"snapshot {cut(sha)} is listed as present but its file snapshots/….jpg is missing")
         data = bundle.get(f"snapshots/{sha}.jpg")
         problem = _record_problem(record, named.get(sha, set()), data, keys, bundle_seals)
-        if problem is None and keys is SNAPSHOT_KEYS_3:
+        if problem is None and since_3:
             problem = refused_problem(record, sha, named.get(sha, set()))
         if problem is None and keys is not SNAPSHOT_KEYS:
-            problem = _absence_problem(record, said.get(sha, []), refused_copy(record, sha) is not None)
-        if problem is None and keys is SNAPSHOT_KEYS_3:
+            refused_here = refused_copy(record, sha) is not None
+            losses = lost_said.get(sha, []) if since_4 else None
+            problem = _absence_problem(record, said.get(sha, []), refused_here, losses)
+        if problem is None and since_3:
             check_refused_file(check, bundle, record, sha)
         if problem:
             check.fail(f"snapshots.jsonl, {cut(sha)}: {problem}")
@@ -194,25 +248,29 @@ def check_snapshots(
         elif not present and said.get(sha):
             not_stored += 1
             check.note(_not_stored_note(sha, said[sha]))
+        elif not present and lost_said.get(sha):
+            lost_on_seal += 1
+            check.note(_lost_on_seal_note(sha, lost_said[sha]))
     for path, data in sorted(bundle.under("snapshots/").items()):
         sha = path.removeprefix("snapshots/").removesuffix(".jpg")
         if hashlib.sha256(data).hexdigest() != sha:
             check.fail(f"{path}: its bytes do not hash to its name")
         if not listed.get(sha, False):
             check.fail(f"{path} is not listed as present in snapshots.jsonl")
-    check_refused_members(check, bundle, set(listed) if keys is SNAPSHOT_KEYS_3 else set())
+    check_refused_members(check, bundle, set(listed) if since_3 else set())
     for sha in sorted(named - listed.keys()):
         check.fail(f"snapshot {cut(sha)}, named by an event, is not listed in snapshots.jsonl")
     if not records and not named and check.status is Status.OK:
         check.absent("no event names a snapshot / 事件未提及照片")
         return
     present = sum(listed.values())
-    never = len(listed) - present - lost - not_stored - refused
+    never = len(listed) - present - lost - not_stored - lost_on_seal - refused
     check.summary = (
-        f"{present} 张照片在包内，{not_stored} 张封条签名声明未能存储，{never} 张事件提及但服务器未收到，"
-        f"{refused} 张服务器收到但拒收（隔离），{lost} 张服务器收到后丢失或被改动 / {present} snapshots present, "
-        f"{not_stored} the seal signed it could not store, {never} named but never received, {refused} received "
-        f"and refused by the court (quarantined), {lost} received but lost or altered"
+        f"{present} 张照片在包内，{not_stored} 张封条签名声明未能存储，{lost_on_seal} 张封条签名声明已在封条上丢失，"
+        f"{never} 张事件提及但服务器未收到，{refused} 张服务器收到但拒收（隔离），{lost} 张服务器收到后丢失或被改动 / "
+        f"{present} snapshots present, {not_stored} the seal signed it could not store, {lost_on_seal} the seal "
+        f"signed it lost, {never} named but never received, {refused} received and refused by the court "
+        f"(quarantined), {lost} received but lost or altered"
     )
 
 
@@ -225,4 +283,16 @@ def _not_stored_note(sha: str, said: list[dict[str, Any]]) -> str:
         "从未发出 / "
         f"snapshot {cut(sha)} was not stored by the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
         "it was never sent"
+    )
+
+
+def _lost_on_seal_note(sha: str, said: list[dict[str, Any]]) -> str:
+    """A picture the seal signed it lost after naming it (``snapshot_lost``): it can never reach the court."""
+    first = said[0]
+    reason = cut(first["reason"] or "—")
+    return (
+        f"快照 {cut(sha)} 已在封条上丢失（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
+        "无法送达法院 / "
+        f"snapshot {cut(sha)} was lost on the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
+        "it can never reach the court"
     )

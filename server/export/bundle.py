@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 #: The bundle's format (``docs/evidence.md``): 2 added ``absent_reason`` and ``not_stored`` to ``snapshots.jsonl``;
 #: 3 added ``refused`` to it (the absent reason ``refused_by_court``, the files ``refused/<sha256>.jpg``) and the
-#: quarantine's summary ``quarantine.jsonl``.
-FORMAT = "court-seal-evidence/3"
+#: quarantine's summary ``quarantine.jsonl``; 4 added ``snapshot_lost`` to it (the absent reason ``lost_on_seal``).
+FORMAT = "court-seal-evidence/4"
 
 
 class Progress(Protocol):

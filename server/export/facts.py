@@ -80,6 +80,7 @@ def report_facts(
                 s.get("absent_reason"),
                 s.get("not_stored", ()),
                 s.get("refused", ()),
+                s.get("snapshot_lost", ()),
             )
             for s in evidence.snapshots
         ],

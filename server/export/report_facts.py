@@ -57,13 +57,16 @@ class SnapshotFacts:
     received_at: datetime | None
     jpeg: bytes | None
     #: Why the court does not hold it (``snapshots.jsonl``'s ``absent_reason``: ``not_stored_by_seal``,
-    #: ``not_received``, ``refused_by_court``, ``lost``); ``None`` if it does, or the bundle says nothing.
+    #: ``lost_on_seal``, ``not_received``, ``refused_by_court``, ``lost``); ``None`` if it does, or the bundle says
+    #: nothing.
     absent_reason: str | None = None
     #: The seal's signed statements that it could not store it: ``{"device_id", "reason", "seq"}`` each.
     not_stored: Sequence[Mapping[str, Any]] = ()
     #: The copies the court received on its topic and refused (``snapshots.jsonl``'s ``refused``): ``{"copies",
     #: "device_id", "kept", "reason", "received_at", "sha256", "size"}`` each.
     refused: Sequence[Mapping[str, Any]] = ()
+    #: The seal's signed statements that it lost it (``snapshot_lost``): ``{"device_id", "reason", "seq"}`` each.
+    snapshot_lost: Sequence[Mapping[str, Any]] = ()
 
     @property
     def path(self) -> str:

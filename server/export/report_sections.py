@@ -21,7 +21,7 @@ from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer
 from seal_protocol import parse_ts
 from server.commands.refusals import OWN_BYTES_SECTION
 from server.core.court_clock import court_clock
-from server.export.pictures import LOST, NOT_RECEIVED, NOT_STORED_BY_SEAL, REFUSED_BY_COURT
+from server.export.pictures import LOST, LOST_ON_SEAL, NOT_RECEIVED, NOT_STORED_BY_SEAL, REFUSED_BY_COURT
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
@@ -29,7 +29,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, ground_words, sort_time
+from server.export.report_text import clip, ground_words, snapshot_lost_words, sort_time
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
@@ -157,13 +157,22 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
 
 def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     """Why the court does not hold a picture, as the bundle says (``snapshots.jsonl``): the seal signed that it could
-    not store it (its reason and the event's seq), it never arrived, or the court received and lost it."""
+    not store it, or that it lost it (its reason and the event's seq), it never arrived, or the court received and
+    lost it."""
     said = snapshot.not_stored[0] if snapshot.not_stored else None
     if snapshot.absent_reason == NOT_STORED_BY_SEAL and said is not None:
         reason = clip(str(said.get("reason") or "—"), "snapshots.jsonl", 120)
         return cell(
             f"封条未能存储，从未发出（封条签名事件序号 {said.get('seq')}：{reason}）",
             f"not stored by the seal, never sent (signed event seq {said.get('seq')}: {reason})",
+            s,
+        )
+    lost = snapshot.snapshot_lost[0] if snapshot.snapshot_lost else None
+    if snapshot.absent_reason == LOST_ON_SEAL and lost is not None:
+        wzh, wen = snapshot_lost_words(lost.get("reason"))
+        return cell(
+            f"封条上已丢失，无法送达法院（封条签名事件序号 {lost.get('seq')}：{wzh}）",
+            f"lost on the seal, can never reach the court (signed event seq {lost.get('seq')}: {wen})",
             s,
         )
     if snapshot.absent_reason == LOST:

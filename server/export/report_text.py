@@ -68,6 +68,14 @@ LOST_REASONS: dict[str, tuple[str, str]] = {
     "internal_error": ("封条程序错误", "seal software error"),
 }
 
+#: Why a seal lost a queued snapshot (``snapshot_lost``'s ``reason``, ``docs/protocol.md``).
+SNAPSHOT_LOST_REASONS: dict[str, tuple[str, str]] = {
+    "missing": ("文件已不存在", "missing: its file is gone"),
+    "corrupt": ("文件已损坏（内容与其哈希值不符）", "corrupt: its bytes no longer hash to its name"),
+    "oversized": ("文件超过大小上限", "oversized: over the size limit"),
+    "unreadable": ("文件无法读取", "unreadable: the file cannot be read"),
+}
+
 WARNING_WORDS: dict[str, tuple[str, str]] = {
     "played": ("警告已播放", "warning played"),
     "failed": ("警告播放失败", "warning failed"),
@@ -196,8 +204,9 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
             f"{thinned} snapshots thinned, {unsent} of them never reached the court",
         )
     if kind == "snapshot_lost":
-        sha, why = str(payload.get("snapshot"))[:16], payload.get("reason")
-        return f"快照 {sha}… 丢失，原因：{why}", f"snapshot {sha}… lost: {why}"
+        sha = str(payload.get("snapshot"))[:16]
+        wzh, wen = snapshot_lost_words(payload.get("reason"))
+        return f"快照 {sha}… 丢失，原因：{wzh}", f"snapshot {sha}… lost: {wen}"
     if kind == "event_lost":
         lost_zh, lost_en = event_name(str(payload.get("lost_type")))
         reason = str(payload.get("reason"))
@@ -224,6 +233,17 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
     if kind.startswith("camera_"):
         return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
     return "", ""
+
+
+def snapshot_lost_words(reason: object) -> tuple[str, str]:
+    """A ``snapshot_lost``'s ``reason`` in Chinese and English; one we do not know as the seal signed it (``—`` for
+    none), cut to 120 characters (the cell is plain text: nothing in it is markup)."""
+    text = _v(reason)
+    known = SNAPSHOT_LOST_REASONS.get(text)
+    if known is not None:
+        return known
+    shown = clip(text, "events.jsonl", 120)
+    return shown, shown
 
 
 def clock_step_words(payload: Mapping[str, Any]) -> tuple[str, str]:

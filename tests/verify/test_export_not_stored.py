@@ -53,7 +53,7 @@ def test_a_picture_the_seal_could_not_store_is_exported_as_such_not_as_never_rec
     in_transit, not_stored, black, said_seq = _trigger_with_a_picture_not_stored(world)
     result = world.export(CASE_A, tmp_path / "case.zip")
     members = read_members(result.path)
-    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/3"
+    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/4"
     records = _records(members)
     said = [{"device_id": "seal-a1", "reason": ENOSPC, "seq": said_seq}]
     assert records[not_stored] | {"sha256": ""} == {
@@ -65,6 +65,7 @@ def test_a_picture_the_seal_could_not_store_is_exported_as_such_not_as_never_rec
         "refused": [],
         "sha256": "",
         "size": None,
+        "snapshot_lost": [],
     }
     assert (records[in_transit]["absent_reason"], records[in_transit]["not_stored"]) == ("not_received", [])
     assert (records[black]["present"], records[black]["absent_reason"]) == (True, None)  # arrived after all
@@ -110,7 +111,7 @@ def test_a_bundle_of_format_1_still_verifies_and_its_report_names_what_the_seal_
     _in_transit, not_stored, _black, _seq = _trigger_with_a_picture_not_stored(world)
     members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
     old = [
-        {k: v for k, v in r.items() if k not in ("absent_reason", "not_stored", "refused")}
+        {k: v for k, v in r.items() if k not in ("absent_reason", "not_stored", "refused", "snapshot_lost")}
         for _, r in sorted(_records(members).items())
     ]
     head = json.loads(members["manifest.json"]) | {"format": "court-seal-evidence/1"}

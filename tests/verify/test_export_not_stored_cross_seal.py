@@ -76,6 +76,7 @@ def test_a_statement_not_of_the_trigger_that_named_the_picture_leaves_it_not_rec
         "refused": [],
         "sha256": "",
         "size": None,
+        "snapshot_lost": [],
     }
     verdict = verify_bundle(path, log_key=world.log_key.verifier())
     assert verdict.trusted, verdict.text()

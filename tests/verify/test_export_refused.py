@@ -61,7 +61,7 @@ def test_a_refused_picture_is_stated_and_carried(world: CourtWorld, tmp_path: Pa
     path = world.export(CASE_A, tmp_path / "q.zip").path
     members = read_members(path)
     line = _line(members, sha)
-    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/3"
+    assert json.loads(members["manifest.json"])["format"] == "court-seal-evidence/4"
     assert (line["present"], line["absent_reason"], line["received_at"], line["size"]) == (
         False,
         "refused_by_court",
@@ -126,7 +126,7 @@ def _tampered(members: dict[str, bytes], sha: str, how: str) -> dict[str, bytes]
     head = json.loads(members["manifest.json"]) | {"format": "court-seal-evidence/2"}
     rows = [json.loads(x) for x in members["snapshots.jsonl"].splitlines()]
     for row in rows:
-        row.pop("refused")
+        del row["refused"], row["snapshot_lost"]
         if row["absent_reason"] == "refused_by_court":
             row["absent_reason"] = "not_received"
     kept = {k: v for k, v in members.items() if k != "quarantine.jsonl"}
@@ -163,7 +163,7 @@ def test_a_format_2_bundle_without_refusals_still_verifies(world: CourtWorld, tm
     head = json.loads(members["manifest.json"]) | {"format": "court-seal-evidence/2"}
     rows = [json.loads(x) for x in members["snapshots.jsonl"].splitlines()]
     for row in rows:
-        assert row.pop("refused") == []
+        assert row.pop("refused") == row.pop("snapshot_lost") == []
     old = {k: v for k, v in members.items() if k != "quarantine.jsonl"} | {
         "manifest.json": canonical_json(head),
         "snapshots.jsonl": b"".join(canonical_json(r) + b"\n" for r in rows),

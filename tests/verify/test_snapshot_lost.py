@@ -52,8 +52,8 @@ def test_a_snapshot_lost_is_stored_raises_its_alarm_reads_in_words_and_verifies(
     assert "snapshot_lost" in TIMELINE_TYPES
     assert event_name("snapshot_lost") == ("快照丢失（无法送达法院）", "snapshot lost (can never reach the court)")
     assert event_details("snapshot_lost", LOST) == (
-        "快照 51b802b34a2e39b1… 丢失，原因：corrupt",
-        "snapshot 51b802b34a2e39b1… lost: corrupt",
+        "快照 51b802b34a2e39b1… 丢失，原因：文件已损坏（内容与其哈希值不符）",
+        "snapshot 51b802b34a2e39b1… lost: corrupt: its bytes no longer hash to its name",
     )
 
     result = world.export(CASE_A, tmp_path / "case.zip")
@@ -63,3 +63,31 @@ def test_a_snapshot_lost_is_stored_raises_its_alarm_reads_in_words_and_verifies(
     assert data in lines(members["events.jsonl"])
     assert AlarmKind.SNAPSHOT_LOST.value in {json.loads(line)["kind"] for line in lines(members["alarms.jsonl"])}
     assert SHA in {json.loads(line)["sha256"] for line in lines(members["snapshots.jsonl"])}
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        ("missing", ("文件已不存在", "missing: its file is gone")),
+        ("corrupt", ("文件已损坏（内容与其哈希值不符）", "corrupt: its bytes no longer hash to its name")),
+        ("oversized", ("文件超过大小上限", "oversized: over the size limit")),
+        ("unreadable", ("文件无法读取", "unreadable: the file cannot be read")),
+    ],
+)
+def test_the_report_words_a_snapshot_lost_reason_in_chinese_and_english(reason: str, words: tuple[str, str]) -> None:
+    zh, en = event_details("snapshot_lost", {**LOST, "reason": reason})
+    assert zh == f"快照 51b802b34a2e39b1… 丢失，原因：{words[0]}"
+    assert en == f"snapshot 51b802b34a2e39b1… lost: {words[1]}"
+
+
+def test_a_reason_the_report_does_not_know_is_shown_as_signed_none_as_a_dash_and_a_long_one_cut() -> None:
+    def reason(value: object) -> tuple[str, str]:
+        zh, en = event_details("snapshot_lost", {**LOST, "reason": value})
+        zh_head, en_head = "快照 51b802b34a2e39b1… 丢失，原因：", "snapshot 51b802b34a2e39b1… lost: "
+        return zh.removeprefix(zh_head), en.removeprefix(en_head)
+
+    assert reason("eaten by a goat") == ("eaten by a goat", "eaten by a goat")
+    assert reason(["corrupt"]) == ("['corrupt']", "['corrupt']")  # any JSON a signed payload may hold
+    assert reason(None) == ("—", "—")
+    cut = "x" * 120 + "…（全文见 events.jsonl / full text in events.jsonl）"
+    assert reason("x" * 100_000) == (cut, cut)
