@@ -152,6 +152,7 @@ class MqttIngest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_plain_publish = self._received
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         if receipt_key(self._court_key) is None:
@@ -257,13 +258,17 @@ class MqttIngest:
             logger.warning("disconnected from the broker: %s; reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._received(msg._topic, bytes(msg.payload), msg.qos, msg.mid)
+
+    def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int) -> None:
+        """A PUBLISH from the broker (paho's thread): queued for the worker. ``TolerantClient.on_plain_publish``."""
         received_at = datetime.now(UTC)
-        topic = msg._topic.decode("utf-8", errors="replace")  # the property raises on invalid UTF-8
-        if topic != self.marker.topic and not self._backlog.received(msg.qos, len(msg.payload), topic):
+        topic = raw_topic.decode("utf-8", errors="replace")  # (paho's ``topic`` raises on invalid UTF-8)
+        if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
             return
         with self._lock:
             generation = self._generation
-        self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload), received_at)))
+        self._queue.put(_Received(generation, mid, qos, Message(topic, payload, received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 

@@ -12,14 +12,20 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
+import struct
 from pathlib import Path
 
 import pytest
+from paho.mqtt._packet import decode_publish
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import MalformedPacket, Properties
 
 from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, snapshot_topic
 from server.core.buffered_socket import READ_SIZE, BufferedSocket
 from server.core.db import SessionFactory
+from server.core.mqtt import plain_publish
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.test_mqtt_ingest import event_rows, start_ingest
@@ -101,3 +107,40 @@ def test_a_buffered_socket_hands_out_the_stream_as_sent_whatever_the_reads(seed:
         assert bytes(received) == data
         assert reader.pending() == 0
         assert reader.recv(1) == b""
+
+
+def _publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, properties: Properties | None) -> bytes:
+    """A PUBLISH after its fixed header, as paho's own encoder writes it (``_packet.py`` has no public encoder)."""
+    packed_properties = properties.pack() if properties is not None else b"\x00"
+    head = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    return head + packed_properties + payload
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_plain_publish_path_reads_what_paho_reads_and_leaves_paho_the_rest(seed: int) -> None:
+    """Whatever the packet — any QoS, with or without properties, cut short anywhere — ``plain_publish`` either
+    gives what paho's parser gives or leaves the packet to paho: it never reads a packet paho would refuse, nor one
+    with properties."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        qos = rng.choice((0, 1, 2))
+        topic = rng.choice((b"", b"seal/v1/seal-a/event", rng.randbytes(rng.randrange(1, 40))))
+        properties = None
+        if rng.random() < 0.3:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = [("k", "v")]
+        packet = _publish_packet(topic, rng.randbytes(rng.randrange(0, 700)), qos, rng.randrange(1, 65536), properties)
+        if rng.random() < 0.3:
+            packet = packet[: rng.randrange(0, len(packet) + 1)]
+        header = 0x30 | (qos << 1) | rng.choice((0, 1))
+        plain = plain_publish(header, packet)
+        try:
+            paho = decode_publish(header, packet, MQTTProtocolVersion.MQTTv5)
+        except MalformedPacket:
+            assert plain is None, packet
+            continue
+        if plain is None:
+            assert qos == 2 or not paho.topic or paho.properties.json(), packet
+        else:
+            assert (qos, not paho.properties.json()) == (paho.qos, True)
+            assert plain == (paho.topic, bytes(paho.payload), paho.qos, paho.mid if qos else 0)
