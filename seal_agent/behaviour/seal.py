@@ -342,8 +342,8 @@ class SealAgent:
         now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
         self._tamper_level.saw(True)
         with self._lock:
-            if self._lid_open and not at_start:  # the same opening: a late edge after the level check caught it
-                logger.info("tamper switch: an open edge while the lid is open already; the same opening")
+            if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
+                logger.info("tamper switch: the lid reads open and is known open already; the same opening")
                 return
             self._lid_open = True
             detected = {} if caught is None else caught.payload()

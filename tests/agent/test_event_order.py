@@ -1,8 +1,9 @@
-"""Events are committed in the order they happened ("signed means true"), also on a full disk.
+"""Events are committed in the order they happened ("signed means true"), also on a full disk and at start-up.
 
 An event the outbox refused (SQLite's own ``SQLITE_FULL``: :class:`~tests.agent.full_disk.FullDisk`) waits for room;
 a later event must not overtake it once there is room: an intrusion while armed must never read as one after the
-disarm that followed it.
+disarm that followed it. And one opening of the lid is one ``tamper`` event, even when it comes just as the agent
+starts and reads the lid.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from seal_agent.behaviour.seal import SealAgent, SystemClock
 from seal_agent.behaviour.warning import WarningSettings
@@ -32,6 +33,19 @@ PIR, LID = 17, 27
 #: Refusals of the intrusion logged before there is room: the old worker then slept 4 s before trying again, longer
 #: than a disarm waits (SETTLE_S) before recording.
 REFUSALS = 4
+
+
+class OpensWhenRead(MockPin):
+    """A mock pin whose level, once :attr:`open_on_read` is set, goes high just as it is next read: the lid opens
+    between the agent setting its handlers and reading the lid at start (the edge is handled first, on this thread)."""
+
+    open_on_read = False
+
+    def _get_state(self) -> Any:
+        if self.open_on_read and self._function == "input":
+            self.open_on_read = False
+            self.drive_high()
+        return super()._get_state()
 
 
 @dataclass
@@ -52,7 +66,7 @@ class Seal:
 @pytest.fixture
 def seal(tmp_path: Path) -> Iterator[Seal]:
     """An armed seal on mock pins (PIR, lid shut), started, its refusals counted; stopped and closed afterwards."""
-    pins = MockFactory()
+    pins = MockFactory(pin_class=OpensWhenRead)
     clock = SystemClock()
     outbox = Outbox(tmp_path / "outbox.sqlite")
     recorder = EventRecorder(
@@ -144,3 +158,27 @@ def test_a_heartbeat_once_there_is_room_never_overtakes_an_intrusion_that_waited
     seal.agent.heartbeat()
 
     assert [e.type for e in seal.after(disk)] == [EventType.INTRUSION, EventType.HEARTBEAT]
+
+
+def test_a_lid_opened_just_as_the_agent_starts_gives_one_tamper_event(seal: Seal) -> None:
+    """The lid opens after the agent set its handlers and before it reads the lid: the edge's handler and the
+    start-up reading both see it open. One opening, one event."""
+    pin = seal.pins.pin(LID)
+    assert isinstance(pin, OpensWhenRead)
+    pin.open_on_read = True
+
+    seal.agent.start()
+
+    assert not pin.open_on_read, "the agent did not read the lid at start"
+    assert seal.agent.wait_recorded(30)
+    assert [e.type for e in seal.events()].count(EventType.TAMPER) == 1, [e.payload for e in seal.events()]
+
+
+def test_a_lid_open_before_the_start_gives_one_tamper_event_at_start(seal: Seal) -> None:
+    seal.pins.pin(LID).drive_high()
+
+    seal.agent.start()
+
+    assert seal.agent.wait_recorded(30)
+    tampers = [e.payload for e in seal.events() if e.type is EventType.TAMPER]
+    assert [t["at_start"] for t in tampers] == [True]
