@@ -58,9 +58,9 @@ class Seal:
     def events(self) -> list[Any]:
         return [decode_envelope(e.data) for e in self.outbox.pending(limit=5000)]
 
-    def after(self, disk: FullDisk) -> list[Any]:
-        """The events committed after those that filled the disk."""
-        return [e for e in self.events() if e.seq > len(disk.fillers) + 1]
+    def after(self, filled: int) -> list[Any]:
+        """The events committed after ``filled``, the seq of the last event that filled the disk."""
+        return [e for e in self.events() if e.seq > filled]
 
 
 @pytest.fixture
@@ -104,17 +104,18 @@ def refusals() -> Iterator[OutboxFailures]:
         logging.getLogger("seal_agent").removeHandler(failures)
 
 
-def _held_intrusions(seal: Seal, refusals: OutboxFailures, presences: int) -> FullDisk:
+def _held_intrusions(seal: Seal, refusals: OutboxFailures, presences: int) -> tuple[FullDisk, int]:
     """Start the seal, fill its disk, let ``presences`` people pass while the first intrusion is refused, and wait
-    until it was refused :data:`REFUSALS` times; the disk is still full."""
+    until it was refused :data:`REFUSALS` times; the disk is still full. The disk, and the seq that filled it."""
     seal.agent.start()
     disk = FullDisk(seal.recorder)
     disk.fill()
+    filled = max(e.seq for e in seal.events())
     for _ in range(presences):
         pulse(seal.pins, PIR)
         assert refusals.wait(refusals.count + 1, timeout=30), "the intrusion was not refused"
     assert refusals.wait(REFUSALS, timeout=60), "the seal did not try the intrusion again"
-    return disk
+    return disk, filled
 
 
 @pytest.mark.parametrize("presences", [1, 2])
@@ -123,13 +124,13 @@ def test_a_disarm_once_there_is_room_never_overtakes_an_intrusion_that_waited_fo
 ) -> None:
     """The intrusions happened while armed; the disarm comes once the court's receipt made room. The chain must say
     intrusion(s), then disarmed — the second intrusion, queued behind the first, too."""
-    disk = _held_intrusions(seal, refusals, presences)
+    disk, filled = _held_intrusions(seal, refusals, presences)
     disk.make_room()
 
     assert seal.agent.disarm("court command 9", by=9)
 
     assert seal.agent.wait_recorded(30)
-    events = seal.after(disk)
+    events = seal.after(filled)
     assert [e.type for e in events] == [EventType.INTRUSION] * presences + [EventType.DISARMED]
     assert all(e.payload["armed"] is True for e in events[:presences])
     assert [parse_ts(e.ts) for e in events] == sorted(parse_ts(e.ts) for e in events)
@@ -140,24 +141,24 @@ def test_a_disarm_while_an_intrusion_still_waits_for_room_is_refused_not_recorde
 ) -> None:
     """The disk is still full: the disarm cannot be committed after the intrusion, so it is not carried out (its
     command comes again); once there is room, the intrusion comes first."""
-    disk = _held_intrusions(seal, refusals, 1)
+    disk, filled = _held_intrusions(seal, refusals, 1)
     with pytest.raises(OutboxError):
         seal.agent.disarm("court command 9", by=9)
     assert seal.agent.armed
     disk.make_room()
     assert seal.agent.disarm("court command 9", by=9)
-    assert [e.type for e in seal.after(disk)] == [EventType.INTRUSION, EventType.DISARMED]
+    assert [e.type for e in seal.after(filled)] == [EventType.INTRUSION, EventType.DISARMED]
 
 
 def test_a_heartbeat_once_there_is_room_never_overtakes_an_intrusion_that_waited_for_it(
     seal: Seal, refusals: OutboxFailures
 ) -> None:
-    disk = _held_intrusions(seal, refusals, 1)
+    disk, filled = _held_intrusions(seal, refusals, 1)
     disk.make_room()
 
     seal.agent.heartbeat()
 
-    assert [e.type for e in seal.after(disk)] == [EventType.INTRUSION, EventType.HEARTBEAT]
+    assert [e.type for e in seal.after(filled)] == [EventType.INTRUSION, EventType.HEARTBEAT]
 
 
 def test_a_lid_opened_just_as_the_agent_starts_gives_one_tamper_event(seal: Seal) -> None:
