@@ -87,7 +87,7 @@ class SealAgent:
         self._clock = clock or SystemClock()
         self._clock_watch = ClockWatch(self._clock, clock_state, recorder.record_or_hold)  # None: signed unknown
         self._respond = TriggerResponder(
-            speaker=speaker, record=recorder.record, camera=camera, camera_policy=camera_policy, now=self._clock.now
+            speaker=speaker, line=recorder, camera=camera, camera_policy=camera_policy, now=self._clock.now
         )
         # A camera configured but unusable (``camera_unavailable``: why) is signed as such, never as "none".
         self._camera_reason = camera_unavailable if camera is None else None
@@ -108,8 +108,8 @@ class SealAgent:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
-        #: Called with the stored ``intrusion`` event right after it is committed, on the trigger worker's thread
-        #: (the next trigger's event waits for it): return quickly. Failures are logged and affect nothing else.
+        #: Called with the stored ``intrusion`` event once committed, on ``seal-trigger-commits``, in the order of the
+        #: triggers (the next one's waits for it): return quickly. Failures are logged and affect nothing else.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
@@ -206,10 +206,11 @@ class SealAgent:
 
     def _change(self, type: EventType, reason: str, by: int | None, *, armed: bool) -> None:
         """Commit ``armed``/``disarmed`` and take the state it tells (under both locks). The events of the edges
-        decided before it are committed first (at most :data:`SETTLE_S`), so the events keep the order in which the
-        seal decided: an ``intrusion`` with the old ``armed`` never follows the change."""
-        if not self._respond.wait_recorded(SETTLE_S):
-            logger.warning("a trigger's event is still not committed; recording %s after it", type.value)
+        decided before it enter the recorder's line first (at most :data:`SETTLE_S`), which commits them before the
+        change: an ``intrusion`` with the old ``armed`` never follows it. If the outbox still refuses them (a full
+        disk), the change is refused too (OutboxError) and not carried out."""
+        if not self._respond.wait_in_line(SETTLE_S):
+            logger.warning("a trigger's event is still being made; recording %s after it", type.value)
         state = {_ARMED_SETTING: "1" if armed else "0", _CHANGED_BY_SETTING: "" if by is None else str(by)}
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
@@ -341,8 +342,8 @@ class SealAgent:
         now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
         self._tamper_level.saw(True)
         with self._lock:
-            if self._lid_open and not at_start:  # the same opening: a late edge after the level check caught it
-                logger.info("tamper switch: an open edge while the lid is open already; the same opening")
+            if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
+                logger.info("tamper switch: the lid reads open and is known open already; the same opening")
                 return
             self._lid_open = True
             detected = {} if caught is None else caught.payload()

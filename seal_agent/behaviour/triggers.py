@@ -11,58 +11,51 @@ waits for the camera before the event is committed:
    or still learning camera, ``unknown``, never silences the seal);
 2. on the single trigger worker (``seal-triggers``, so events keep the order of their edges and the edge's thread
    is free for the next edge): the snapshots that exist from before the trigger are encoded and hashed in memory,
-   and the signed event listing them is committed, with the verdict the camera can give *now* (frames up to the edge);
-3. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published at once), the
+   and the signed event listing them is committed, with the verdict the camera can give *now* (frames up to the edge)
+   — or, on a full disk, held in the recorder's line (:meth:`~seal_agent.journal.recorder.EventRecorder.record_in_line`)
+   and the worker goes on with the next trigger, whose event queues behind it;
+3. on ``seal-trigger-commits``, in the order of the triggers: once the event is committed, what needs its ``seq``
+   (``on_recorded``, the ``warning_result`` it owes);
+4. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published at once), the
    post-trigger ones come in, and a ``snapshot_taken`` event lists them with the late motion verdict (frames up to
    ``motion_window_s`` after the edge), a pending confirmation's outcome, the trigger's ``seq`` and ``not_stored``;
-4. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
+5. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
 A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts; for an
 edge the level check caught, when caught, and the event signs ``detected_by``/``not_before``), not when committed:
 capture, a slow commit or triggers retried on a full disk delay the commit, never the ``ts``. Its ``seq`` follows the
-commit order, so a ``ts`` may be earlier than that of an event committed before it. An event the outbox refuses (a
-full disk) is evidence: kept in memory and committed again, with that time (a follow-up event: its first attempt's),
-until the disk has room (the worker waits, so later triggers keep their order); only a stop gives up. An event that
-can never be recorded (the outbox refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built)
-is not tried again: the recorder commits a signed ``event_lost`` in its place, and the worker goes on with the next
-trigger. It imports no hardware library: speaker, camera and the function that records an event are its arguments.
+commit order. An event the outbox refuses (a full disk) is evidence: held in the recorder's line, in memory, and
+committed with that time (a follow-up event: its first attempt's) once the disk has room — by the next event anyone
+records, which commits the held ones first (an ``armed``/``disarmed``, a heartbeat, a command's answer never
+overtakes it), or by the retries of the thread waiting for it; only a stop gives up waiting (the recorder's close
+then tries it once more, or logs it whole). An event that can never be recorded (the outbox refuses it for a reason
+of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed
+``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no hardware library:
+speaker, camera and the recorder are its arguments.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
+from seal_agent.behaviour.in_line import EventLine, TriggerLine
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
-from seal_agent.errors import EventLost, OutboxError
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
 
-#: A trigger's event the outbox refused for a passing condition (a full disk) is committed again after this many s,
-#: doubling up to :data:`RECORD_RETRY_MAX_S`: it is evidence, kept in memory (and in order) until the disk has room.
-RECORD_RETRY_S = 0.5
-RECORD_RETRY_MAX_S = 30.0
-
-
-class RecordEvent(Protocol):
-    """Commits one signed event with the time ``at`` (default now) (``EventRecorder.record``)."""
-
-    def __call__(self, type: EventType, payload: Mapping[str, Any], *, at: datetime | None = None) -> StoredEvent: ...
-
-
-#: Called with a trigger's committed event, on the trigger worker's thread.
+#: Called with a trigger's committed event, on the ``seal-trigger-commits`` thread, in the order of the triggers.
 OnRecorded = Callable[[StoredEvent], None]
 #: Runs its argument (start the warning) atomically with the seal's armed state if it is armed; None if disarmed.
 WhileArmed = Callable[[Callable[[], WarningStart]], WarningStart | None]
@@ -95,6 +88,7 @@ class _Trigger:
         self.start: WarningStart | None = None  # the warning that confirmation started
         self.late_verdict: str | None = None
         self.decided = threading.Event()  # set once no confirmation is pending
+        self.settled = threading.Event()  # set once its event is committed (seq), lost or given up
 
 
 class TriggerResponder:
@@ -107,7 +101,7 @@ class TriggerResponder:
         self,
         *,
         speaker: Speaker,
-        record: RecordEvent,
+        line: EventLine,
         camera: EvidenceCamera | None = None,
         camera_policy: CameraPolicy | None = None,
         now: Callable[[], datetime] | None = None,
@@ -115,15 +109,11 @@ class TriggerResponder:
         self._speaker = speaker
         self._now = now or (lambda: datetime.now(UTC))
         self.speaker_health = SpeakerHealth(self._now)
-        self._record_once = record
-        self._stopping = threading.Event()
+        self._line = line
+        self._queue = TriggerLine(line)
         self._camera = camera
         self.camera_absent = "none"  # the camera state without one: "unavailable" if one is configured but unusable
         self._policy = camera_policy or CameraPolicy()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._idle = threading.Condition()
-        self._queued = 0
-        self._worker: threading.Thread | None = None
         self._helpers: list[threading.Thread] = []
         self._helpers_lock = threading.Lock()
 
@@ -134,30 +124,28 @@ class TriggerResponder:
     # -- life cycle -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name="seal-triggers", daemon=True)
-        self._worker.start()
+        self._queue.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Record every trigger already queued, then wait for confirmations and follow-ups (each at most
         ``timeout`` s; stop the camera first so that they finish at once)."""
-        worker, self._worker = self._worker, None
-        self._stopping.set()  # an event the outbox keeps refusing is tried once more, not for ever
-        if worker is not None:
-            self._jobs.put(None)
-            worker.join(timeout)
+        self._queue.stop(timeout)  # an event the outbox keeps refusing is tried once more, not for ever
         with self._helpers_lock:
             helpers, self._helpers = self._helpers, []
         for helper in helpers:
             helper.join(timeout)
 
+    def wait_in_line(self, timeout: float) -> bool:
+        """Wait until the event of every trigger so far is committed or held in the recorder's line (so that any
+        event recorded next comes after it); False on timeout."""
+        return self._queue.wait_in_line(timeout)
+
     def wait_recorded(self, timeout: float, *, follow_ups: bool = False) -> bool:
         """Wait until the event of every trigger so far is committed (or failed) and, with ``follow_ups``, its
         confirmation and follow-up are done too; False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            if not self._idle.wait_for(lambda: self._queued == 0, timeout):
-                return False
+        if not self._queue.wait_committed(timeout):
+            return False
         if follow_ups:
             with self._helpers_lock:
                 helpers = list(self._helpers)
@@ -250,12 +238,15 @@ class TriggerResponder:
                 "camera_motion": verdict or self._verdict(now, late=False),
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence)
-            self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
-            if on_recorded is not None:
-                on_recorded(stored)
 
-        self._submit(commit)
+            def then(stored: StoredEvent) -> None:
+                self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
+                if on_recorded is not None:
+                    on_recorded(stored)
+
+            self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence, then)
+
+        self._queue.submit(commit)
 
     def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime, **detected: Any) -> None:
         """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
@@ -275,47 +266,41 @@ class TriggerResponder:
                 "camera": self.camera_state,
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
-            stored = self._commit(EventType.TAMPER, trigger, {**payload, **detected}, evidence)
-            self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq)
+            self._commit(
+                EventType.TAMPER,
+                trigger,
+                {**payload, **detected},
+                evidence,
+                lambda stored: self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq),
+            )
 
-        self._submit(commit)
-
-    # -- the trigger worker -----------------------------------------------------------------------------------
-
-    def _submit(self, job: Callable[[], None]) -> None:
-        with self._idle:
-            self._queued += 1
-        if self._worker is None:  # not started (or stopped): record on this thread rather than never
-            self._run(job)
-        else:
-            self._jobs.put(job)
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self._run(job)
-
-    def _run(self, job: Callable[[], None]) -> None:
-        try:
-            job()
-        except EventLost as lost:  # its event_lost is committed; the next trigger goes on
-            logger.error("a trigger's event was lost: %s", lost)
-        except Exception:  # the worker's top level: log, and go on with the next trigger
-            logger.exception("recording a trigger failed")
-        finally:
-            with self._idle:
-                self._queued -= 1
-                self._idle.notify_all()
+        self._queue.submit(commit)
 
     def _commit(
-        self, type: EventType, trigger: _Trigger, payload: Mapping[str, Any], evidence: TriggerEvidence | None
-    ) -> StoredEvent:
+        self,
+        type: EventType,
+        trigger: _Trigger,
+        payload: Mapping[str, Any],
+        evidence: TriggerEvidence | None,
+        then: OnRecorded,
+    ) -> None:
+        """Commit the trigger's event or put it in line (the worker goes on at once); ``then`` runs with it once it
+        is committed, after those of the triggers before it; the follow-up starts now."""
+
+        def committed(stored: StoredEvent | None) -> None:
+            trigger.seq = None if stored is None else stored.seq
+            trigger.settled.set()
+            if stored is not None:
+                then(stored)
+
         try:
-            stored = self._record(type, payload, at=trigger.ts)
-            trigger.seq = stored.seq
+            self._queue.commit(type, payload, at=trigger.ts, then=committed)
+        except Exception:
+            trigger.settled.set()  # no seq will come: the follow-up goes on without it
+            raise
         finally:
             if evidence is not None:  # the snapshots are kept even if the event could not be committed
                 self._helper("seal-trigger-follow-up", lambda: self._follow_up(trigger, evidence))
-        return stored
 
     # -- camera -----------------------------------------------------------------------------------------------
 
@@ -351,6 +336,7 @@ class TriggerResponder:
         not_stored = evidence.keep()
         later = evidence.wait_later()
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
+        trigger.settled.wait()  # its seq: its event committed (or lost, or left in line at the stop)
         details: dict[str, Any] = {
             "snapshots": later,
             "not_stored": not_stored,
@@ -366,24 +352,10 @@ class TriggerResponder:
         if trigger.start is not None and trigger.seq is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
-    def _record(self, type: EventType, payload: Mapping[str, Any], *, at: datetime | None = None) -> StoredEvent:
-        """Commit a trigger's event with the time ``at`` it happened (a trigger's edge; default: now, the first
-        attempt); while the outbox refuses it (:class:`OutboxError`: a full disk), try again with a doubling delay,
-        with that same time, until it is committed or the responder stops (then raise). An event that can never be
-        recorded raises :class:`~seal_agent.errors.EventLost` at once (its ``event_lost`` is committed in its
-        place)."""
-        at = at or self._now()
-        delay = RECORD_RETRY_S
-        while True:
-            try:
-                return self._record_once(type, payload, at=at)
-            except OutboxError:
-                if self._stopping.is_set():
-                    logger.critical("%s of %s not committed before stopping: %s", type.value, at, dict(payload))
-                    raise
-                logger.exception("%s not committed; kept in memory, trying again in %.1f s", type.value, delay)
-            self._stopping.wait(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX_S)
+    def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
+        """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
+        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`)."""
+        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now()))
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

@@ -8,6 +8,13 @@ snapshot spool's thinning (wired by the runtime). An event that can never be rec
 ``event_lost`` (see :class:`EventRecorder`). The recorder calls nothing back but
 :attr:`EventRecorder.on_committed`, which :class:`~seal_agent.journal.delivery.Delivery` sets to its event courier's
 ``notify``: the data path runs one way, into the journal and on to delivery.
+
+Events are committed in the order they happened, also on a full disk. An event the outbox refuses for now (a full
+disk) is held *in line* (a :class:`Turn`): every later event, whoever records it, commits the held ones first, in
+their order, or waits behind them; none is dropped and none is overtaken. :meth:`EventRecorder.record_or_hold` holds
+one for a thread that must not wait; :meth:`EventRecorder.record_in_line` holds it and gives its turn to a caller who
+needs the committed event later (the trigger responder: its seq for the follow-ups); :meth:`EventRecorder.record` is
+refused at once (its caller, an arm or a heartbeat, is not carried out then) but still commits the held ones first.
 """
 
 from __future__ import annotations
@@ -37,6 +44,56 @@ LOG_PAYLOAD_CHARS = 256 * 1024
 LateFields = Callable[[], Mapping[str, Any]]
 
 
+class Turn:
+    """One event's place in the recorder's line: committed (:meth:`result` is its stored event), lost (its
+    ``event_lost`` stands in its place: :class:`~seal_agent.errors.EventLost`), given up at the stop
+    (:class:`~seal_agent.errors.OutboxError`, logged CRITICAL), or held until the outbox takes it. Thread-safe."""
+
+    def __init__(self, type: EventType, body: dict[str, Any], at: datetime, late: LateFields | None = None) -> None:
+        self.type = type
+        self.body = body
+        self.at = at
+        self.late = late
+        self._cond = threading.Condition()
+        self._stored: StoredEvent | None = None
+        self._error: Exception | None = None
+        self._interrupted = False
+
+    @property
+    def settled(self) -> bool:
+        with self._cond:
+            return self._stored is not None or self._error is not None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the event is settled (True), or ``timeout`` s pass or :meth:`interrupt` is called (False)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._interrupted or self._stored is not None or self._error is not None, timeout
+            )
+            return self._stored is not None or self._error is not None
+
+    def interrupt(self) -> None:
+        """Wake every :meth:`wait` now and from now on (its waiter stops); the event stays in line."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
+
+    def result(self) -> StoredEvent:
+        """The committed event; raises EventLost (an event_lost stands in its place) or OutboxError (not committed:
+        still held, or given up)."""
+        with self._cond:
+            if self._stored is not None:
+                return self._stored
+            if self._error is not None:
+                raise self._error
+        raise OutboxError(f"{self.type.value} of {self.at} is not committed yet: it waits in line for the outbox")
+
+    def _settle(self, stored: StoredEvent | None = None, error: Exception | None = None) -> None:
+        with self._cond:
+            self._stored, self._error = stored, error
+            self._cond.notify_all()
+
+
 class EventRecorder:
     """Builds each event with the next ``seq``, the previous event's hash and the device's signature.
 
@@ -60,39 +117,62 @@ class EventRecorder:
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
         self._order = threading.Lock()  # held events are committed before any later one, in their order
-        self._held: list[tuple[EventType, dict[str, Any], datetime, LateFields | None]] = []
+        self._held: list[Turn] = []
         self._closed = False  # close() has given up what was held: nothing is held any more
         self._commits = 0  # events committed so far (under _order)
 
     @property
     def held(self) -> int:
-        """Events the outbox refused (a full disk) that wait in memory for the next commit."""
+        """Events the outbox refused (a full disk) that wait in line, in memory, for the next commit."""
         return len(self._held)
 
     def record_or_hold(
         self, type: EventType, payload: Mapping[str, Any] | None = None, *, late: LateFields | None = None
     ) -> None:
         """Commit one event for a thread that must not wait (the camera's, the spool's); if the outbox refuses it
-        (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in memory with its time and commit it before
+        (:class:`~seal_agent.errors.OutboxError`, a full disk), keep it in line with its time and commit it before
         the next event (a heartbeat at the latest). Never raises an OutboxError, nor an EventLost (its
         ``event_lost`` is committed). ``late``: as for :meth:`record`, read when it is committed."""
-        at = self._clock.now()
-        body = dict(payload or {})
+        self.record_in_line(type, payload, late=late)
+
+    def record_in_line(
+        self,
+        type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        late: LateFields | None = None,
+    ) -> Turn:
+        """Commit one event with the time ``at`` it happened (default now), or, if the outbox refuses it for now (a
+        full disk), hold it in line: it is committed, with that time, before any later event, by whoever records
+        next (or :meth:`retry_held`). Its :class:`Turn` tells when it is settled and how. Never raises an
+        OutboxError, nor an EventLost (its ``event_lost`` is committed; the turn says so)."""
+        turn = Turn(type, dict(payload or {}), at or self._clock.now(), late)
         with self._notifying():
             try:
                 with self._order:  # held in the same turn as its try: no later event is committed in between
                     try:
-                        self._record_in_order(type, body, None, at, late)
+                        turn._settle(self._record_in_order(turn))
                     except OutboxError as exc:
                         if self._closed:  # nobody will try it again: its only record is this line
-                            logger.critical("%s of %s not committed after stopping (%s): %s", type.value, at, exc, body)
-                            return
-                        self._held.append((type, body, at, late))
+                            logger.critical(
+                                "%s of %s not committed after stopping (%s): %s", type.value, turn.at, exc, turn.body
+                            )
+                            turn._settle(error=exc)
+                            return turn
+                        self._held.append(turn)
                         raise
             except OutboxError:
-                logger.exception("%s not committed; kept in memory until the outbox takes events again", type.value)
-            except EventLost:
-                pass  # logged, and its event_lost committed in its place
+                logger.exception("%s not committed; held in line until the outbox takes events again", type.value)
+            except EventLost as lost:  # logged, and its event_lost committed in its place
+                turn._settle(error=lost)
+        return turn
+
+    def retry_held(self) -> None:
+        """Commit the held events now, in order (a waiter's retry); raises OutboxError if the outbox still refuses
+        the first of them."""
+        with self._notifying(), self._order:
+            self._commit_held()
 
     def close(self) -> None:
         """The agent stops: the held events are tried once more, in order; those the outbox still refuses are given
@@ -100,20 +180,19 @@ class EventRecorder:
         any event a thread still running records later, should the outbox refuse it."""
         with self._notifying(), self._order:
             self._closed = True
-            while self._held:
-                held_type, held_payload, held_at, held_late = self._held[0]
-                try:
-                    self._commit_or_replace(held_type, held_payload, held_at, None, held_late)
-                except EventLost:
-                    pass  # its event_lost stands in its place
-                except OutboxError as exc:
-                    for given_up, payload, at, _ in self._held:
-                        logger.critical(
-                            "%s of %s not committed before stopping (%s): %s", given_up.value, at, exc, payload
-                        )
-                    self._held.clear()
-                    return
-                self._held.pop(0)
+            try:
+                self._commit_held()
+            except OutboxError as exc:
+                for given_up in self._held:
+                    logger.critical(
+                        "%s of %s not committed before stopping (%s): %s",
+                        given_up.type.value,
+                        given_up.at,
+                        exc,
+                        given_up.body,
+                    )
+                    given_up._settle(error=exc)
+                self._held.clear()
 
     @property
     def outbox(self) -> Outbox:
@@ -129,18 +208,19 @@ class EventRecorder:
         at: datetime | None = None,
         late: LateFields | None = None,
     ) -> StoredEvent:
-        """Commit one event; ``settings`` are stored in the same transaction. Returns the stored bytes.
+        """Commit one event, after the held ones; ``settings`` are stored in the same transaction. Returns the
+        stored bytes.
 
-        ``at`` is the event's time (default: now): a retried commit keeps the time the event happened. ``late`` gives
-        fields read just before this event is committed, once the held events ahead of it are: counts such as its
-        ``outbox_depth`` then include them.
+        ``at`` is the event's time (default: now). ``late`` gives fields read just before this event is committed,
+        once the held events ahead of it are: counts such as its ``outbox_depth`` then include them.
 
-        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed now (a full disk: try
-        again), :class:`~seal_agent.errors.EventLost` if it never can be (its ``event_lost`` was committed instead,
-        without ``settings``).
+        Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed now (a full disk: it is not
+        held; try again), :class:`~seal_agent.errors.EventLost` if it never can be (its ``event_lost`` was
+        committed instead, without ``settings``).
         """
+        turn = Turn(type, dict(payload or {}), at or self._clock.now(), late)
         with self._notifying(), self._order:
-            return self._record_in_order(type, dict(payload or {}), settings, at or self._clock.now(), late)
+            return self._record_in_order(turn, settings)
 
     @contextlib.contextmanager
     def _notifying(self) -> Iterator[None]:
@@ -152,23 +232,23 @@ class EventRecorder:
             if self._commits != before:
                 self.on_committed()
 
-    def _record_in_order(
-        self,
-        type: EventType,
-        body: dict[str, Any],
-        settings: Mapping[str, str] | None,
-        now: datetime,
-        late: LateFields | None = None,
-    ) -> StoredEvent:
+    def _record_in_order(self, turn: Turn, settings: Mapping[str, str] | None = None) -> StoredEvent:
         """The held events, then this one (``_order`` held)."""
-        while self._held:  # raises OutboxError while the outbox still refuses them: this one waits too
-            held_type, held_payload, held_at, held_late = self._held[0]
+        self._commit_held()  # raises OutboxError while the outbox still refuses them: this one waits too
+        return self._commit_or_replace(turn.type, turn.body, turn.at, settings, turn.late)
+
+    def _commit_held(self) -> None:
+        """Commit the held events in their order, settling each turn (``_order`` held); OutboxError if the outbox
+        still refuses the first one (it and those behind it stay held)."""
+        while self._held:
+            turn = self._held[0]
             try:
-                self._commit_or_replace(held_type, held_payload, held_at, None, held_late)
-            except EventLost:
-                pass  # its event_lost stands in its place
+                stored = self._commit_or_replace(turn.type, turn.body, turn.at, None, turn.late)
+            except EventLost as lost:  # its event_lost stands in its place
+                turn._settle(error=lost)
+            else:
+                turn._settle(stored)
             self._held.pop(0)
-        return self._commit_or_replace(type, body, now, settings, late)
 
     def _commit_or_replace(
         self,

@@ -9,7 +9,9 @@ for those events makes room again, as it does on a seal.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 
 from seal_agent.errors import EventRefused, OutboxError
 from seal_agent.journal.recorder import EventRecorder
@@ -42,3 +44,22 @@ class FullDisk:
     def make_room(self) -> None:
         """The court receipted the events that filled the disk: the seal deletes them, and there is room."""
         assert len(self._recorder.outbox.court_receipted(self.fillers)) == len(self.fillers)
+
+
+class OutboxFailures(logging.Handler):
+    """Counts the agent's log records that carry an :class:`OutboxError`, and wakes :meth:`wait` on each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info is not None and isinstance(record.exc_info[1], OutboxError):
+            with self._cond:
+                self.count += 1
+                self._cond.notify_all()
+
+    def wait(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count >= count, timeout)

@@ -6,7 +6,6 @@ and sent once the disk has room again, with the time of the trigger, never dropp
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from seal_agent.errors import OutboxError
 from seal_dev.broker import PrivateBroker
 from seal_protocol import parse_ts
-from tests.agent.full_disk import FullDisk
+from tests.agent.full_disk import FullDisk, OutboxFailures
 from tests.agent.helpers import (
     CourtSubscriber,
     RecordingSpeaker,
@@ -35,33 +33,14 @@ from tests.agent_camera.clips import black_frames, write_clip
 DEVICE = "seal-test-1"
 
 
-class _OutboxFailures(logging.Handler):
-    """Counts the agent's log records that carry an :class:`OutboxError`, and wakes :meth:`wait` on each."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self._cond = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info is not None and isinstance(record.exc_info[1], OutboxError):
-            with self._cond:
-                self.count += 1
-                self._cond.notify_all()
-
-    def wait(self, count: int, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.count >= count, timeout)
-
-
 @contextmanager
 def _intrusion_on_a_full_disk(
     tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
-) -> Iterator[tuple[Path, FullDisk, _OutboxFailures]]:
+) -> Iterator[tuple[Path, FullDisk, OutboxFailures]]:
     """A running seal whose court does not receipt, its outbox's disk full, and a presence its worker must retry:
     the seal's config, the disk, and the count of the outbox's refusals logged."""
     config = write_config(tmp_path, broker)
-    failures = _OutboxFailures()
+    failures = OutboxFailures()
     logging.getLogger("seal_agent").addHandler(failures)
     try:
         runtime = runtimes(config)

@@ -195,9 +195,9 @@ def test_a_disarm_while_the_camera_confirms_plays_nothing_and_says_so(
 def test_a_lid_opened_while_a_disarm_settles_is_signed_with_the_time_of_its_edge(
     make_seal: Callable[..., Seal],
 ) -> None:
-    """A disarm waits (holding the agent's lock, at most SETTLE_S) for an intrusion's event stuck on a full disk, and
-    then fails itself: the seal stays armed. A lid opened meanwhile warns once the lock is free, but its event is
-    signed with the time of its edge, not of the lock's release (it was ~1.8 s late)."""
+    """A disarm while an intrusion's event waits in line on a full disk fails itself (its ``disarmed`` is refused with
+    the intrusion ahead of it; an older agent first waited SETTLE_S holding the agent's lock): the seal stays armed.
+    A lid opened around it warns, and its event is signed with the time of its edge, not of the lock's release."""
     speaker = RecordingSpeaker()
     seal = make_seal(speaker)
     seal.agent.start()

@@ -1,0 +1,194 @@
+"""The trigger responder's events in the recorder's line: they wait there, in memory, while the outbox refuses them
+(a full disk), and keep their place.
+
+An event the outbox refuses for now is held at its place in the
+:class:`~seal_agent.journal.recorder.EventRecorder`'s line (its :class:`~seal_agent.journal.recorder.Turn`): any
+later event, whoever records it, commits it first. :class:`TurnWaiter` waits for such a turn on behalf of a thread
+that needs the committed event (its ``seq``), and tries the line again now and then in case nobody else records;
+a stop interrupts the wait, and the event stays in line for the recorder's close. :class:`TriggerLine` builds the
+triggers' events in the order of their edges and puts each in line at once, so that one waiting for room holds no
+later trigger back from its place; what needs an event's ``seq`` follows its commit, in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from seal_agent.errors import EventLost, OutboxError
+from seal_agent.journal.outbox import StoredEvent
+from seal_agent.journal.recorder import Turn
+from seal_protocol import EventType
+
+logger = logging.getLogger(__name__)
+
+#: A waiter tries the line again after this many s, doubling up to :data:`RECORD_RETRY_MAX_S` (any other event recorded
+#: meanwhile commits the held ones first, and wakes it at once): the event is evidence, kept until the disk has room.
+RECORD_RETRY_S = 0.5
+RECORD_RETRY_MAX_S = 30.0
+
+
+class EventLine(Protocol):
+    """Where the responder's events go (:class:`~seal_agent.journal.recorder.EventRecorder`)."""
+
+    def record_in_line(
+        self, type: EventType, payload: Mapping[str, Any] | None = None, *, at: datetime | None = None
+    ) -> Turn: ...
+
+    def retry_held(self) -> None: ...
+
+
+class TurnWaiter:
+    """Waits for turns of ``line``, any number of threads at once; :meth:`stop` ends every wait, now and later."""
+
+    def __init__(self, line: EventLine) -> None:
+        self._line = line
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: set[Turn] = set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+
+    def stop(self) -> None:
+        """Wake every wait: each tries the line once more and, if the outbox still refuses it, gives up waiting."""
+        self._stopping.set()
+        with self._lock:
+            for turn in self._waiting:
+                turn.interrupt()
+
+    def settled(self, turn: Turn) -> StoredEvent:
+        """Wait for the event of ``turn``: while the outbox refuses it, try the line again with a doubling delay.
+        Returns the stored event; raises EventLost (its event_lost stands in its place) or, once stopped and the
+        outbox still refuses it, OutboxError (it stays in line: the recorder's close tries it once more, or logs it
+        whole)."""
+        delay = RECORD_RETRY_S
+        with self._lock:
+            self._waiting.add(turn)  # before the first check of _stopping: a stop interrupts this wait
+        try:
+            while not turn.wait(0.0 if self._stopping.is_set() else delay):
+                try:
+                    self._line.retry_held()
+                except OutboxError:
+                    if self._stopping.is_set() and not turn.settled:
+                        logger.error("%s of %s not committed before stopping: left in line", turn.type.value, turn.at)
+                        raise
+                    logger.exception("%s not committed; kept in line, trying again in %.1f s", turn.type.value, delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_S)
+            return turn.result()
+        finally:
+            with self._lock:
+                self._waiting.discard(turn)
+
+
+#: A job building a trigger's event, on the trigger worker.
+Job = Callable[[], None]
+#: Called on the committer with a trigger's committed event, or None if it was lost or given up at the stop.
+Then = Callable[[StoredEvent | None], None]
+
+
+class TriggerLine:
+    """The trigger worker and the committer. Jobs build the triggers' events one at a time, in the order of their
+    edges (``seal-triggers``), and :meth:`commit` each to the recorder's line without waiting for room; what needs
+    a committed event's ``seq`` then runs on ``seal-trigger-commits``, in the same order, once it is committed.
+    Not started (or stopped), both run on the caller's thread rather than never."""
+
+    def __init__(self, line: EventLine) -> None:
+        self._line = line
+        self.waiter = TurnWaiter(line)
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._commits: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._building = 0  # jobs whose event is not yet committed or in line
+        self._queued = 0  # events committed or in line whose ``then`` has not run
+        self._worker: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.waiter.start()
+        committer = threading.Thread(target=self._work, args=(self._commits, False), name="seal-trigger-commits")
+        committer.daemon = True
+        with self._idle:
+            self._committer = committer
+        committer.start()
+        self._worker = threading.Thread(target=self._work, args=(self._jobs, True), name="seal-triggers", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float) -> None:
+        """Build the events of the jobs queued, then run what follows their commits; an event the outbox still
+        refuses is tried once more, then left in the recorder's line (its ``then`` gets None)."""
+        worker, self._worker = self._worker, None
+        self.waiter.stop()
+        if worker is not None:
+            self._jobs.put(None)
+            worker.join(timeout)
+        with self._idle:  # nothing is handed to the committer after its end
+            committer, self._committer = self._committer, None
+            if committer is not None:
+                self._commits.put(None)
+        if committer is not None:
+            committer.join(timeout)
+
+    def submit(self, job: Job) -> None:
+        """Build an event on the worker (it calls :meth:`commit`)."""
+        with self._idle:
+            self._building += 1
+        if self._worker is None:
+            self._run(job, True)
+        else:
+            self._jobs.put(job)
+
+    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> None:
+        """Commit the event or put it in line (returns at once), and run ``then`` on the committer once it is
+        committed, after the ``then`` of the events before it."""
+        turn = self._line.record_in_line(type, payload, at=at)
+
+        def committed() -> None:
+            try:
+                stored: StoredEvent | None = self.waiter.settled(turn)
+            except EventLost as lost:  # its event_lost is committed; the next trigger goes on
+                logger.error("a trigger's event was lost: %s", lost)
+                stored = None
+            except OutboxError:  # stopped first (logged): the event stays in the recorder's line
+                stored = None
+            then(stored)
+
+        with self._idle:
+            self._queued += 1
+            committer = self._committer
+            if committer is not None:
+                self._commits.put(committed)
+        if committer is None:
+            self._run(committed, False)
+
+    def wait_in_line(self, timeout: float) -> bool:
+        """Wait until the event of every job so far is committed or in the recorder's line (an event recorded next
+        comes after it); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._building == 0, timeout)
+
+    def wait_committed(self, timeout: float) -> bool:
+        """Wait until the event of every job so far is committed (or lost) and its ``then`` has run."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._building == 0 and self._queued == 0, timeout)
+
+    def _work(self, jobs: queue.SimpleQueue[Job | None], building: bool) -> None:
+        while (job := jobs.get()) is not None:
+            self._run(job, building)
+
+    def _run(self, job: Job, building: bool) -> None:
+        try:
+            job()
+        except Exception:  # the worker's (or committer's) top level: log, and go on with the next trigger
+            logger.exception("recording a trigger failed")
+        finally:
+            with self._idle:
+                if building:
+                    self._building -= 1
+                else:
+                    self._queued -= 1
+                self._idle.notify_all()
