@@ -157,8 +157,9 @@ def test_a_stop_after_the_last_clip_ended_leaves_the_warning_played(
 
 def test_repeated_stops_never_cut_the_next_warning(tmp_path: Path, alsa_file: Path) -> None:
     """Warnings stopped at every point (before the play is sent, as it is sent, while it plays), then one left alone:
-    that one plays in full. No stop outlives its play."""
-    clip = _wav(tmp_path / "warning_zh.wav")
+    that one plays in full. No stop outlives its play. (A clip of 4 s: the sink's pipe holds about 1.5 s of samples,
+    so a shorter one could be handed over whole, and end, before a stop at 0.3 s under a loaded machine.)"""
+    clip = _wav(tmp_path / "warning_zh.wav", seconds=4.0)
     speaker = WarningSpeaker([clip])
     for delay in (0.0, 0.0, 0.001, 0.01, 0.05, 0.2, 0.0, 0.3):
         playback = speaker.play_warning()
