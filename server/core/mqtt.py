@@ -36,8 +36,10 @@ RECONNECT_MAX_S = 5
 #: While the broker stays unreachable (or keeps refusing the connection), the message is repeated at most this often.
 UNREACHABLE_LOG_EVERY_S = 60.0
 REFUSED_LOG_EVERY_S = UNREACHABLE_LOG_EVERY_S
-#: After a read, at most this many more packets are taken from memory before paho's loop writes and checks its
-#: keepalive (a packet is an event's few hundred bytes, or a snapshot's up to 256 KiB).
+#: After paho's read, at most this many more packets are taken from memory before its loop writes and checks its
+#: keepalive: at most 100 events of a few hundred bytes, or fewer snapshots (up to the broker's packet limit), since a
+#: packet larger than what is held is read from the socket as paho reads it. (paho's own read takes one packet for
+#: each of its messages awaiting an acknowledgement, e.g. the receipts: that is its choice, left as it is.)
 READ_BURST = 100
 _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
@@ -91,28 +93,37 @@ class TolerantClient(mqtt.Client):
         return BufferedSocket(sock) if self._transport != "websockets" else sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho's read, then the packets already held in memory (:mod:`server.core.buffered_socket`), up to
-        :data:`READ_BURST` of them, before the loop goes back to its writes and keepalive."""
+        """paho's read, then the packets already held in memory (:mod:`server.core.buffered_socket`), one at a time
+        and at most :data:`READ_BURST` of them, before the loop goes back to its writes and keepalive."""
         rc = super().loop_read(max_packets)
         for _ in range(READ_BURST):
             sock = self._sock
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.pending():
                 break
-            rc = super().loop_read(1)
+            rc = self._packet_read()  # what paho's loop_read does for each packet
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return self._loop_rc_handle(rc)
         return rc
 
     def ack_many(self, mids: list[int]) -> None:
         """Acknowledge the QoS 1 messages ``mids`` (``manual_ack``) in one write: paho's :meth:`ack` queues a packet,
         wakes its loop and makes a system call to send each 4-byte PUBACK. The PUBACKs are the ones :meth:`ack`
         sends (MQTT 5: reason Success and no properties may be left out, [MQTT-3.4.2.1])."""
-        if mids:
+        if mids and self._manual_ack:  # (as ack(): without manual_ack, paho acknowledged them on arrival)
             packets = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids)
             self._packet_queue(PUBACK, packets, 0, 1)
 
     def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]
         on_plain = self.on_plain_publish
-        if on_plain is not None and self._manual_ack and (plain := plain_publish(header, packet)) is not None:
+        if (
+            on_plain is not None
+            and self._manual_ack
+            and self._protocol == mqtt.MQTTv5
+            and (plain := plain_publish(header, packet)) is not None
+        ):
             with self._in_callback_mutex:  # as paho holds it around its callbacks
                 on_plain(*plain)
             return MQTTErrorCode.MQTT_ERR_SUCCESS  # QoS 1: acknowledged by the caller (manual_ack); QoS 0: nothing

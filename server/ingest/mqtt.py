@@ -377,20 +377,22 @@ class MqttIngest:
 
     def _ack(self, batch: list[_Received]) -> None:
         client = self._client
-        with self._lock:
-            generation = self._generation
         stale, mids = 0, []
-        for item in batch:
-            if item.qos == 0:
-                continue
-            if item.generation != generation or client is None:
-                stale += 1
-            elif item.qos == 1:
-                mids.append(item.mid)
-            else:
-                client.ack(item.mid, item.qos)
-        if client is not None:
-            client.ack_many(mids)
+        # Under the lock that a disconnection takes to end the generation (paho's thread, before it reconnects and
+        # empties its queue of packets to send): no acknowledgement of this connection's packet ids can be queued
+        # for the next connection, where they would name other messages. (paho's queueing takes none of its locks.)
+        with self._lock:
+            for item in batch:
+                if item.qos == 0:
+                    continue
+                if item.generation != self._generation or client is None:
+                    stale += 1
+                elif item.qos == 1:
+                    mids.append(item.mid)
+                else:
+                    client.ack(item.mid, item.qos)
+            if client is not None:
+                client.ack_many(mids)
         if stale:
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from paho.mqtt._packet import decode_publish
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, Properties
 
@@ -25,7 +25,7 @@ from seal_dev.broker import PrivateBroker
 from seal_protocol import EventType, snapshot_topic
 from server.core.buffered_socket import READ_SIZE, BufferedSocket
 from server.core.db import SessionFactory
-from server.core.mqtt import plain_publish
+from server.core.mqtt import TolerantClient, plain_publish
 from tests.server.helpers import CASE_A, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 from tests.server.test_mqtt_ingest import event_rows, start_ingest
@@ -144,3 +144,18 @@ def test_the_plain_publish_path_reads_what_paho_reads_and_leaves_paho_the_rest(s
         else:
             assert (qos, not paho.properties.json()) == (paho.qos, True)
             assert plain == (paho.topic, bytes(paho.payload), paho.qos, paho.mid if qos else 0)
+
+
+def test_an_mqtt_3_connection_never_takes_the_plain_path() -> None:
+    """MQTT 3.1.1 has no properties: the byte after the packet id is the payload's first (a 0 here), which the plain
+    path, reading MQTT 5, would take for an empty property length and drop."""
+    client = TolerantClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311, manual_ack=True)
+    plain: list[tuple[bytes, bytes, int, int]] = []
+    paho: list[bytes] = []
+    client.on_plain_publish = lambda *message: plain.append(message)
+    client.on_message = lambda _c, _u, message: paho.append(bytes(message.payload))
+    topic = b"seal/v1/seal-a/event"
+    client._in_packet["command"] = 0x32  # PUBLISH, QoS 1
+    client._in_packet["packet"] = bytearray(struct.pack("!H", len(topic)) + topic + struct.pack("!H", 5) + b"\x00ABC")
+    client._handle_publish()
+    assert (plain, paho) == ([], [b"\x00ABC"])
