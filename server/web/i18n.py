@@ -68,10 +68,11 @@ class Translator:
         """``said`` in this language: its values said first (:class:`~server.errors.Said`)."""
         return self(said.key, **{name: self._value(value) for name, value in said.values.items()})
 
-    def refusal(self, exc: ServerError) -> str:
+    def refusal(self, exc: Exception) -> str:
         """Why ``exc`` refused, in words a member of the public reads: its own (:attr:`ServerError.said`), or, for an
-        error that has none, its message as it is."""
-        return self.say(exc.said) if exc.said is not None else str(exc)
+        error that has none (a plain ``ValueError`` too), its message as it is."""
+        said = exc.said if isinstance(exc, ServerError) else None
+        return self.say(said) if said is not None else str(exc)
 
     def _value(self, value: object) -> object:
         if isinstance(value, Said):
