@@ -88,10 +88,7 @@ def issue_command(
     # lower id than one it accepted, and an unbinding in the meantime is seen.
     session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no is None:
-        raise Conflict(
-            f"封条 {seal.device_id} 未绑定任何案件：指令只发给已安装的封条。 / "
-            f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only"
-        )
+        raise Conflict(f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only")
     row = CourtCommand(
         device_id=seal.device_id,
         case_no=seal.case_no,
