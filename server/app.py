@@ -44,6 +44,7 @@ from server.removal.errors import IllegalTransition, ProofStorageFailed
 from server.removal.settler import RemovalSettler
 from server.stores import Stores
 from server.web import web_router
+from server.web.i18n import in_both_languages
 from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
 
@@ -230,6 +231,24 @@ LOST_RACE_TEXT = (
 )
 
 
+#: What an API refusal says in Chinese, by status, when its error has no Chinese words of its own: the English message
+#: follows (:func:`~server.web.i18n.in_both_languages`). The 404's are the same for a hidden object as for one that does
+#: not exist, as the pages' are (``error.not_found`` in messages.toml).
+IN_CHINESE = {
+    status.HTTP_400_BAD_REQUEST: "请求有误。",
+    status.HTTP_404_NOT_FOUND: "没有找到该对象，或您无权查看。",
+    status.HTTP_409_CONFLICT: "当前状态下不能执行此操作。",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "输入有误。",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "此功能暂时不可用，请稍后再试或告知法院的系统管理员。",
+}
+
+
+def refused(exc: Exception, status_code: int, **fields: object) -> JSONResponse:
+    """The JSON answer of a refusal: its ``detail`` in both languages, with ``fields`` (codes for the machine)."""
+    detail = in_both_languages(exc, IN_CHINESE[status_code])
+    return JSONResponse({"detail": detail, **fields}, status_code=status_code)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     async def lost_race(request: Request, exc: Exception) -> JSONResponse:
         if not lost_a_race(exc):
@@ -244,19 +263,19 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
     async def not_found(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+        return refused(exc, status.HTTP_404_NOT_FOUND)
 
     async def conflict(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+        return refused(exc, status.HTTP_409_CONFLICT)
 
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return refused(exc, status.HTTP_503_SERVICE_UNAVAILABLE)
 
     async def unprocessable(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return refused(exc, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     async def bad_request(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+        return refused(exc, status.HTTP_400_BAD_REQUEST)
 
     async def not_authenticated(_request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
@@ -267,7 +286,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def illegal_transition(_request: Request, exc: Exception) -> JSONResponse:
         state = exc.state if isinstance(exc, IllegalTransition) else None
-        return JSONResponse({"detail": str(exc), "state": state}, status_code=status.HTTP_409_CONFLICT)
+        return refused(exc, status.HTTP_409_CONFLICT, state=state)
 
     async def store_failed(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s: the evidence store failed: %s", request.method, request.url.path, exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from server.core.states import StateMachine
+from server.words import words
 
 
 class Severity(StrEnum):
@@ -86,7 +87,10 @@ _MACHINE = StateMachine(
         AlarmState.ACKNOWLEDGED: {AlarmState.CLOSED},
         AlarmState.CLOSED: set(),
     },
-    refusal=lambda state, target: f"an {state.value} alarm cannot become {target.value}",
+    refusal=lambda state, target: (
+        f"该告警目前为“{words('alarm_state', state)[0]}”，不能再改为“{words('alarm_state', target)[0]}”。 / "
+        f"an {state.value} alarm cannot become {target.value}"
+    ),
 )
 
 

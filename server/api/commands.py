@@ -55,9 +55,11 @@ class CommandCreate(BaseModel):
         check_wire_value(value, what="args")  # an InvalidEnvelope is a ValueError: a 422 naming args
         encoded = canonical_json(value)
         if len(encoded) > MAX_ARGS_BYTES:
-            raise ValueError(f"args take at most {MAX_ARGS_BYTES} bytes as JSON")
+            raise ValueError(
+                f"args 写成 JSON 最多 {MAX_ARGS_BYTES} 字节。 / args take at most {MAX_ARGS_BYTES} bytes as JSON"
+            )
         if b"\\u0000" in encoded:  # NUL, in a key or a string: no database stores it in JSON
-            raise ValueError("args must not contain NUL characters")
+            raise ValueError("args 不能含有 NUL 字符。 / args must not contain NUL characters")
         return value
 
 

@@ -45,9 +45,12 @@ def export_bundle(
 ) -> FileResponse:
     """Download the case's evidence bundle (events, snapshots, records, Merkle proofs, signed manifest)."""
     if any(m is not None and m.tzinfo is None for m in (start, end)):
-        raise Invalid("from and to need a time zone (e.g. 2026-12-01T00:00:00+08:00)")
+        raise Invalid(
+            "from 和 to 须带时区（例如 2026-12-01T00:00:00+08:00）。 / "
+            "from and to need a time zone (e.g. 2026-12-01T00:00:00+08:00)"
+        )
     if start is not None and end is not None and start > end:
-        raise Invalid("from is after to")
+        raise Invalid("from 晚于 to。 / from is after to")
     workdir = Path(tempfile.mkdtemp(prefix="seal-export-"))
     # A session that writes (the GET's own reads without SQLite's write lock, and its read snapshot could not become
     # a write once the ingest committed): the export signs a checkpoint if it must, and records itself.

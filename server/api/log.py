@@ -166,7 +166,10 @@ def _proof(session: Session, leaf: LogLeaf, what: str) -> tuple[int, list[str], 
     """The latest checkpoint's size, the leaf's inclusion proof against it (hex), and its note."""
     checkpoint = log.latest_checkpoint(session)
     if checkpoint is None or checkpoint.tree_size <= leaf.leaf_index:
-        raise Conflict(f"{what} is not in a signed checkpoint yet: ask again in a few seconds")
+        raise Conflict(
+            "该记录尚未收入已签名的检查点，请几秒后再试。 / "
+            f"{what} is not in a signed checkpoint yet: ask again in a few seconds"
+        )
     proof = log.inclusion_proof(session, leaf.leaf_index, checkpoint.tree_size)
     return checkpoint.tree_size, [h.hex() for h in proof], checkpoint.note
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with
@@ -17,7 +17,7 @@ from server.api.routing import ValidatedRoute
 from server.api.schemas import ONE_LINE
 from server.auth import access
 from server.auth.access import Permission
-from server.errors import AlreadyExists
+from server.errors import AlreadyExists, Invalid
 from server.notify.models import NotificationTarget
 from server.notify.outbox import Role
 from server.notify.targets import add_target as add_webhook_target
@@ -106,7 +106,7 @@ def add_target(
     except AlreadyExists:
         raise
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise Invalid(str(exc)) from None  # 422, its detail in both languages (server.app)
     session.commit()
     return target_public(target)
 

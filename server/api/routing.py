@@ -34,7 +34,7 @@ class AsciiJSONResponse(JSONResponse):
         try:
             return _dumps(_finite(content))
         except RecursionError:  # an error that echoes a body nested near the parser's depth: said without the echo
-            return _dumps({"detail": "the request body is nested too deeply / 请求内容嵌套过深"})
+            return _dumps({"detail": "请求内容嵌套过深。 / the request body is nested too deeply"})
 
 
 def _dumps(content: Any) -> bytes:
@@ -116,7 +116,8 @@ def _non_finite_refused(number: str) -> Response:
     error = {
         "type": "json_invalid",
         "loc": ["body"],
-        "msg": f"JSON numbers must be finite: {number[:40]} is not admitted (no NaN, Infinity or number out of range)",
+        "msg": f"JSON 中的数必须是有限数，{number[:40]} 不予接受（不能是 NaN、Infinity 或超出范围的数）。 / "
+        f"JSON numbers must be finite: {number[:40]} is not admitted (no NaN, Infinity or number out of range)",
         "input": number[:40],
     }
     return AsciiJSONResponse({"detail": [error]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

@@ -32,7 +32,7 @@ def _in_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the first representable UTC moment
-        raise ValueError("the time is out of range") from None
+        raise ValueError("时间超出可表示的范围。 / the time is out of range") from None
 
 
 def _canonical_case_no(value: str) -> str:

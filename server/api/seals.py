@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import AlreadyExists, ServerError
+from server.errors import AlreadyExists, Invalid, ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
@@ -145,7 +145,7 @@ def register(
     except AlreadyExists:
         raise  # the device id is taken (by a seal, or by a broker account not a seal's): 409, as documented
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise Invalid(str(exc)) from None  # 422, its detail in both languages (server.app)
     session.commit()
     context.live.publish([Change("seal", seal.device_id)])  # the clerk's overview shows it at once
     _sync_broker(session, context)

@@ -26,6 +26,7 @@ from server.auth.users import NO_PASSWORD, assign_case, create_user, find_user
 from server.errors import Conflict
 from server.seals.cases import find_case, get_case
 from server.seals.models import CaseStatus
+from server.words import words
 
 #: No 0/O, 1/I/L: a code is read off paper and typed.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -62,7 +63,10 @@ def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, no
     in any more: :func:`server.auth.login.sign_in_with_code`)."""
     case = get_case(session, case_no=case_no)
     if case.status in (CaseStatus.LIFTED, CaseStatus.CLOSED):
-        raise Conflict(f"case {case.case_no!r} is {case.status}: its debtor needs no access code any more")
+        raise Conflict(
+            f"案件 {case.case_no} 目前为“{words('case_status', case.status)[0]}”，被执行人不再需要查询码。 / "
+            f"case {case.case_no!r} is {case.status}: its debtor needs no access code any more"
+        )
     row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
     code = new_code()
     code_hash = hash_password(normalise_code(code))

@@ -31,9 +31,13 @@ def _dummy_hash() -> str:
 def check_password_rules(password: str) -> None:
     """Raise ``ValueError`` unless ``password`` is acceptable."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise ValueError(
+            f"密码至少 {MIN_PASSWORD_LENGTH} 个字符。 / a password needs at least {MIN_PASSWORD_LENGTH} characters"
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValueError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+        raise ValueError(
+            f"密码最多 {MAX_PASSWORD_LENGTH} 个字符。 / a password has at most {MAX_PASSWORD_LENGTH} characters"
+        )
 
 
 def hash_password(password: str) -> str:

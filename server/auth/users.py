@@ -23,13 +23,17 @@ from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import find_case, get_case
+from server.words import words
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 
 def validate_username(username: str) -> str:
     if not USERNAME_RE.fullmatch(username):
-        raise ValueError("a username has 2-64 characters of a-z 0-9 . _ - and starts with a letter or digit")
+        raise ValueError(
+            "用户名为 2–64 个字符（a-z 0-9 . _ -），以字母或数字开头。 / "
+            "a username has 2-64 characters of a-z 0-9 . _ - and starts with a letter or digit"
+        )
     return username
 
 
@@ -64,7 +68,7 @@ def create_user(
     """Add a user; raise :class:`AlreadyExists` if the username is taken."""
     validate_username(username)
     if find_user(session, username=username) is not None:
-        raise AlreadyExists(f"user {username!r} already exists")
+        raise AlreadyExists(f"用户 {username} 已存在。 / user {username!r} already exists")
     user = User(username=username, role=Role(role).value, password_hash=password_hash, full_name=full_name)
     user.disabled = disabled
     session.add(user)
@@ -161,7 +165,10 @@ def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None 
     account is assigned to its own case when it is made, and to no other: its paper code would open that one too."""
     case_no = get_case(session, case_no=case_no).case_no
     if Role(user.role) not in ASSIGNABLE_ROLES:
-        raise Conflict(f"{Role(user.role).with_article} sees every case and is not assigned to cases")
+        raise Conflict(
+            f"{words('role', user.role)[0]}可查看所有案件，无需分配案件。 / "
+            f"{Role(user.role).with_article} sees every case and is not assigned to cases"
+        )
     if is_code_account(user) and _not_its_code_case(session, user, case_no):
         raise Conflict(
             f"{user.username} 是案件查询码账号，只属于该案件。 / {user.username!r} is a case's access-code account: "
@@ -171,7 +178,10 @@ def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None 
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )
     if existing is not None:
-        raise AlreadyExists(f"user {user.username!r} is already assigned to case {case_no!r}")
+        raise AlreadyExists(
+            f"用户 {user.username} 已分配到案件 {case_no}。 / "
+            f"user {user.username!r} is already assigned to case {case_no!r}"
+        )
     assignment = CaseAssignment(case_no=case_no, user_id=user.id, assigned_by=by.id if by is not None else None)
     session.add(assignment)
     session.flush()
@@ -186,7 +196,10 @@ def unassign_case(session: Session, *, user: User, case_no: str) -> str:
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )
     if assignment is None:
-        raise NotFound(f"user {user.username!r} is not assigned to case {case_no!r}")
+        raise NotFound(
+            f"用户 {user.username} 未分配到案件 {case_no}。 / "
+            f"user {user.username!r} is not assigned to case {case_no!r}"
+        )
     session.delete(assignment)
     session.flush()
     return case_no

@@ -15,6 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from server.core.states import StateMachine
+from server.words import words
 
 
 class CommandState(StrEnum):
@@ -36,7 +37,11 @@ _MACHINE = StateMachine(
         CommandState.ACKNOWLEDGED: set(),
         CommandState.REJECTED: {CommandState.ACKNOWLEDGED},  # another copy carried out: its signed ack wins
     },
-    refusal=lambda state, target: f"a command that is {state.value} cannot become {target.value}",
+    refusal=lambda state, target: (
+        f"该指令目前为“{words('case_command_state', state)[0]}”，"
+        f"不能再改为“{words('case_command_state', target)[0]}”。 / "
+        f"a command that is {state.value} cannot become {target.value}"
+    ),
 )
 
 

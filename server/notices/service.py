@@ -86,7 +86,10 @@ class NoticeCheck:
 def notice_facts(session: Session, *, seal: Seal) -> NoticeFacts:
     """The facts a notice of ``seal`` prints now; :class:`Conflict` if the seal is bound to no case."""
     if seal.case_no is None:
-        raise Conflict(f"seal {seal.device_id!r} is bound to no case: there is nothing to give notice of")
+        raise Conflict(
+            f"封条 {seal.device_id} 未绑定任何案件，无可公示的内容。 / "
+            f"seal {seal.device_id!r} is bound to no case: there is nothing to give notice of"
+        )
     case = get_case(session, case_no=seal.case_no)
     court = case.court_row
     return NoticeFacts(
@@ -133,7 +136,10 @@ def issue_notice(
     if case.seizure_expires_on is not None:
         expires_at = end_of_court_day(case.seizure_expires_on)
         if expires_at <= now:
-            raise Conflict(f"the seizure of case {case.case_no} expired on {case.seizure_expires_on}: renew it first")
+            raise Conflict(
+                f"案件 {case.case_no} 的查封期限已于 {case.seizure_expires_on} 届满，请先续封。 / "
+                f"the seizure of case {case.case_no} expired on {case.seizure_expires_on}: renew it first"
+            )
     else:
         expires_at = now + default_validity
     notice = Notice(
@@ -173,10 +179,13 @@ def revoke_notice(
     """Mark a notice revoked, with why (its page then says it is not authentic, and why); audited
     ``notice.revoke``. :class:`Conflict` if it was revoked already, :class:`Invalid` without a note."""
     if not note.strip():
-        raise Invalid("say why the notice is revoked")
+        raise Invalid("请说明撤销公示的理由。 / say why the notice is revoked")
     notice = get_notice(session, notice_id=notice_id, for_update=True)
     if notice.revoked_at is not None:
-        raise Conflict(f"notice {notice_id} was revoked at {notice.revoked_at.isoformat()}")
+        raise Conflict(
+            f"公示 {notice_id} 已于 {notice.revoked_at.isoformat()} 撤销。 / "
+            f"notice {notice_id} was revoked at {notice.revoked_at.isoformat()}"
+        )
     _revoke(session, notice, actor=actor, now=now, reason=reason, note=note)
     return notice
 

@@ -45,5 +45,8 @@ def parse_case_no(text: str) -> CaseNumber:
     number = read_case_no(text)
     if number is None:
         shown = text if len(text) <= 80 else text[:80] + "…"
-        raise InvalidCaseNumber(f"{shown!r} is not an enforcement case number. {EXPECTED_FORM}")
+        form_zh, _, form_en = EXPECTED_FORM.partition(" / ")
+        raise InvalidCaseNumber(
+            f"“{shown}”不是执行案号。{form_zh} / {shown!r} is not an enforcement case number. {form_en}"
+        )
     return number

@@ -23,11 +23,14 @@ from server.core.base import utc_now
 from server.errors import AlreadyExists, Conflict, Invalid, NotFound
 from server.seals.case_numbers import case_no_spellings, parse_case_no
 from server.seals.models import Case, CaseStatus, Court, Seal
+from server.words import words
 
 #: Case fields a clerk may change after creation.
 CASE_FIELDS = ("judge", "judge_phone", "address", "sealed_property", "applicant", "debtor", "seizure_expires_on")
 #: Court fields that may be changed after registration (its code never changes).
 COURT_FIELDS = ("name", "phone", "address")
+#: The refusal of a court without a name.
+COURT_NAME_MISSING = "请填写法院名称，例如 无锡市滨湖区人民法院。 / a court needs its name, e.g. 无锡市滨湖区人民法院"
 
 _S = CaseStatus
 #: The status a case may move to from each status.
@@ -58,9 +61,9 @@ def add_court(
     code, name = code.strip(), name.strip()
     parse_case_no(f"(2000){code}执1号")  # the code must be one a case number can carry
     if not name:
-        raise Invalid("a court needs its name, e.g. 无锡市滨湖区人民法院")
+        raise Invalid(COURT_NAME_MISSING)
     if session.get(Court, code) is not None:
-        raise AlreadyExists(f"court {code!r} already exists")
+        raise AlreadyExists(f"法院 {code} 已登记。 / court {code!r} already exists")
     court = Court(code=code, name=name, phone=phone, address=address)
     session.add(court)
     session.flush()
@@ -75,7 +78,7 @@ def update_court(session: Session, *, actor: Actor | None, code: str, changes: d
         if name not in COURT_FIELDS:
             raise ValueError(f"court field {name!r} cannot be changed")
         if name == "name" and not value.strip():
-            raise Invalid("a court needs its name, e.g. 无锡市滨湖区人民法院")
+            raise Invalid(COURT_NAME_MISSING)
         setattr(court, name, value.strip())
     if not changes:
         return court
@@ -111,7 +114,10 @@ def get_case(session: Session, *, case_no: str, for_update: bool = False) -> Cas
 def check_not_held(case: Case, *, through: str | None, doing: str) -> None:
     """:class:`Conflict` if ``case`` is held (:attr:`Case.held_by`) by something else than ``through``."""
     if case.held_by is not None and case.held_by != through:
-        raise Conflict(f"case {case.case_no!r} is held by {case.held_by} (open): {doing} only through it")
+        raise Conflict(
+            f"案件 {case.case_no} 有正在办理的 {case.held_by}，此操作只能经由它进行。 / "
+            f"case {case.case_no!r} is held by {case.held_by} (open): {doing} only through it"
+        )
 
 
 def hold_case(session: Session, *, case_no: str, holder: str | None) -> Case:
@@ -145,17 +151,22 @@ def add_case(
     registered name afterwards (:class:`Conflict`); it may be left out once the court is known."""
     number = parse_case_no(case_no)
     if find_case(session, case_no=number.text) is not None:
-        raise AlreadyExists(f"case {number.text!r} already exists")
+        raise AlreadyExists(f"案件 {number.text} 已存在。 / case {number.text!r} already exists")
     known = session.get(Court, number.court_code)
     if known is None:
         if not court.strip():
             raise Invalid(
+                f"法院 {number.court_code} 尚未登记：请随案件填写法院名称（例如 无锡市滨湖区人民法院），"
+                "或先登记该法院。 / "
                 f"court {number.court_code!r} is not registered: give its name (e.g. 无锡市滨湖区人民法院) with "
                 "the case, or register the court first"
             )
         add_court(session, actor=actor, code=number.court_code, name=court)
     elif court.strip() and court.strip() != known.name:
-        raise Conflict(f"court {number.court_code!r} is {known.name!r}, not {court.strip()!r}")
+        raise Conflict(
+            f"法院 {number.court_code} 登记的名称是“{known.name}”，而不是“{court.strip()}”。 / "
+            f"court {number.court_code!r} is {known.name!r}, not {court.strip()!r}"
+        )
     case = Case(
         case_no=number.text,
         court_code=number.court_code,
@@ -206,12 +217,19 @@ def set_case_status(
     case = get_case(session, case_no=case_no, for_update=True)
     current = CaseStatus(case.status)
     if status not in CASE_TRANSITIONS[current]:
-        raise Conflict(f"case {case.case_no!r} is {current.value}: it cannot become {status.value}")
+        raise Conflict(
+            f"案件 {case.case_no} 目前为“{words('case_status', current.value)[0]}”，不能改为"
+            f"“{words('case_status', status.value)[0]}”。 / "
+            f"case {case.case_no!r} is {current.value}: it cannot become {status.value}"
+        )
     if status is CaseStatus.CLOSED:
         check_not_held(case, through=through, doing="it is closed")
         bound = session.scalars(select(Seal.device_id).where(Seal.case_no == case.case_no)).all()
         if bound:
-            raise Conflict(f"case {case.case_no!r} still has seals bound ({', '.join(bound)}): remove them first")
+            raise Conflict(
+                f"案件 {case.case_no} 仍绑定有封条（{'、'.join(bound)}），请先解除绑定。 / "
+                f"case {case.case_no!r} still has seals bound ({', '.join(bound)}): remove them first"
+            )
     case.status = status.value
     case.status_changed_at = utc_now()
     session.flush()

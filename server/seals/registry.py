@@ -29,6 +29,7 @@ from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
 from server.seals.models import Case, CaseStatus, Seal, SealBinding
 from server.seals.provisioning import check_seal_name
+from server.words import words
 
 #: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
 BINDABLE = frozenset({CaseStatus.OPEN, CaseStatus.SEALED})
@@ -55,7 +56,7 @@ def add_seal(
     :func:`server.seals.provisioning.check_seal_name`)."""
     device_id, key = _checked_identity(session, device_id, public_key, reserved)
     if session.scalar(select(Seal.id).where(Seal.device_id == device_id)) is not None:
-        raise AlreadyExists(f"seal {device_id!r} already exists")
+        raise AlreadyExists(f"封条 {device_id} 已存在。 / seal {device_id!r} already exists")
     seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location)
     session.add(seal)
     session.flush()
@@ -71,7 +72,10 @@ def bind_seal(
     case_no = get_case(session, case_no=case_no, for_update=True).case_no  # the case's seals change: lock it first
     session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no is not None:
-        raise Conflict(f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first")
+        raise Conflict(
+            f"封条 {device_id} 已绑定于案件 {seal.case_no}，请先解除绑定。 / "
+            f"seal {device_id!r} is bound to case {seal.case_no!r}; unbind it first"
+        )
     return _bind(session, seal, case_no=case_no, actor=actor, location=location, now=utc_now())
 
 
@@ -86,11 +90,11 @@ def unbind_seal(
     commands pending for the case, the notices on the door); the API and the lifting call that."""
     seal = get_seal(session, device_id=device_id)
     if seal.case_no is None:
-        raise Conflict(f"seal {device_id!r} is not bound to a case")
+        raise Conflict(f"封条 {device_id} 未绑定任何案件。 / seal {device_id!r} is not bound to a case")
     case = get_case(session, case_no=seal.case_no, for_update=True)  # the case's seals change: lock it first
     session.refresh(seal, with_for_update=NO_KEY_UPDATE)
     if seal.case_no != case.case_no:
-        raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
+        raise _moved_meanwhile(device_id)
     return _unbind(session, seal, actor=actor, now=utc_now(), through=through, note=note)
 
 
@@ -142,7 +146,10 @@ def register_seal(
     moved_from = seal.case_no if seal is not None else None
     case = _lock_cases(session, case_no=case_no, moved_from=moved_from)
     if CaseStatus(case.status) not in BINDABLE:
-        raise Conflict(f"case {case.case_no!r} is {case.status}: no seal can be registered to it")
+        raise Conflict(
+            f"案件 {case.case_no} 目前为“{words('case_status', case.status)[0]}”，不能再登记封条。 / "
+            f"case {case.case_no!r} is {case.status}: no seal can be registered to it"
+        )
     case_no = case.case_no
     now = utc_now()
     if seal is None:
@@ -152,11 +159,16 @@ def register_seal(
     else:
         session.refresh(seal, with_for_update=NO_KEY_UPDATE)
         if seal.case_no != moved_from:
-            raise Conflict(f"seal {device_id!r} was moved meanwhile; look again")
+            raise _moved_meanwhile(device_id)
         if seal.public_key != key and not replace_key:
-            raise Conflict(f"seal {device_id!r} is registered with another public key; pass replace_key to change it")
+            raise Conflict(
+                f"封条 {device_id} 登记的是另一个公钥；如需更换，请指明 replace_key。 / "
+                f"seal {device_id!r} is registered with another public key; pass replace_key to change it"
+            )
         if seal.public_key != key and _chain_begun(session, device_id):
             raise Conflict(
+                f"封条 {device_id} 已有以原公钥签名的事件：换了密钥的设备会从序号 1 重新开始，其事件将永远被隔离；"
+                "请以新的设备编号登记重新配置的设备（并解除本封条的绑定）。 / "
                 f"seal {device_id!r} has events stored under its key: a device with a new key starts its chain again "
                 "at seq 1, and every event of it would be quarantined (replayed_seq) for ever; register the "
                 "re-provisioned device under a new device id (and unbind this one)"
@@ -225,7 +237,10 @@ def _bind(
 ) -> SealBinding:
     case = get_case(session, case_no=case_no)
     if CaseStatus(case.status) not in BINDABLE:
-        raise Conflict(f"case {case_no!r} is {case.status}: no seal can be bound to it")
+        raise Conflict(
+            f"案件 {case_no} 目前为“{words('case_status', case.status)[0]}”，不能再绑定封条。 / "
+            f"case {case_no!r} is {case.status}: no seal can be bound to it"
+        )
     seal.case_no = case_no
     if location is not None:
         seal.location = location
@@ -286,3 +301,7 @@ def count_online(session: Session, *, now: datetime, offline_after_s: int) -> in
     cutoff = now - timedelta(seconds=offline_after_s)
     query = select(func.count(Seal.id)).where(Seal.status == "online", Seal.last_seen_at >= cutoff)
     return int(session.scalar(query) or 0)
+
+
+def _moved_meanwhile(device_id: str) -> Conflict:
+    return Conflict(f"封条 {device_id} 刚被改绑，请刷新后再试。 / seal {device_id!r} was moved meanwhile; look again")

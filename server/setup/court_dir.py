@@ -263,7 +263,10 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    units = CourtUnits(court.directory, settings_file, seal_server_executable(), conf.user, primary_group(conf.user))
+    database_url = str(kept.get("database_url", court.database_url))
+    units = CourtUnits(
+        court.directory, settings_file, seal_server_executable(), conf.user, primary_group(conf.user), database_url
+    )
     result = InitResult(tls=tls, seal_server=units.seal_server)
     result.kept_settings = _described(kept)
     log_key_file = Path(kept.get("evidence", {}).get("log_key_file") or court.log_key_file)

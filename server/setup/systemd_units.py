@@ -8,11 +8,16 @@ account's home, and a path in ``ReadWritePaths=`` stays writable inside a read-o
 (systemd.exec(5)); a private, writable ``/tmp`` (the server writes exports and large uploads there, and
 ``ProtectSystem=strict`` makes the real one read-only), unless the directory or the venv is in ``/tmp`` itself, which
 a private one would hide: then the real ``/tmp`` stays writable.
+
+The server starts after PostgreSQL when both start at boot (``After=postgresql.service``, always: an ordering only, it
+neither starts PostgreSQL nor fails where there is none), and wants it started when ``database_url`` names PostgreSQL
+on this machine (:func:`local_postgresql`; ``Wants=``, not ``Requires=``: see :meth:`CourtUnits.server_unit`).
 """
 
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import shutil
@@ -20,10 +25,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from server.seals.broker_config import BrokerFiles
 
 BROKER_UNIT = "court-seal-broker.service"
 SERVER_UNIT = "court-seal-server.service"
+#: The PostgreSQL unit of Debian and Ubuntu (which its clusters' ``postgresql@VERSION-main`` units start before
+#: themselves: after it, every cluster is up) and of Fedora and RHEL's own packages. PGDG's RHEL packages name it
+#: ``postgresql-VERSION.service``: docs/deploy.md.
+POSTGRESQL_UNIT = "postgresql.service"
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 #: ``seal-server run`` ends the pages' live streams and the ingest finishes the batch in hand at SIGTERM (systemd's
 #: default ``KillMode=control-group`` sends it to every process of the unit at once: docs/deploy.md); seconds. Past it
@@ -56,15 +68,41 @@ def primary_group(user: str) -> str:
         return str(gid)
 
 
+def local_postgresql(database_url: str) -> bool:
+    """Whether ``database_url`` names a PostgreSQL database on this machine: no host (libpq's default Unix socket), a
+    socket directory (``?host=/var/run/postgresql``), ``localhost`` or a loopback address — any of them, when the URL
+    lists several hosts. An URL that cannot be read is not (``check-config`` says what is wrong with it)."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return False
+    if url.get_backend_name() != "postgresql":
+        return False
+    named = url.query.get("host", ())
+    hosts = [url.host] if url.host else [named] if isinstance(named, str) else list(named)
+    return any(_local_host(host) for host in hosts) if hosts else True
+
+
+def _local_host(host: str) -> bool:
+    if host in ("", "localhost") or host.startswith(("/", "@")):  # @: an abstract socket (libpq 14+)
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class CourtUnits:
-    """The two units of a court kept in ``directory`` (absolute), run as ``user``:``group``."""
+    """The two units of a court kept in ``directory`` (absolute), run as ``user``:``group``, whose database is
+    ``database_url`` (the one in ``server.toml``)."""
 
     directory: Path
     settings_file: Path
     seal_server: Path
     user: str
     group: str
+    database_url: str
 
     @property
     def broker(self) -> BrokerFiles:
@@ -96,15 +134,23 @@ class CourtUnits:
         )
 
     def server_unit(self) -> str:
+        # After PostgreSQL, always: at boot a server started first fails its first connection. An ordering only, it
+        # is harmless where PostgreSQL is elsewhere or absent. Wanted too when the database is on this machine, so
+        # that starting the server starts it; Wants, not Requires, as for the broker: a restart of PostgreSQL does
+        # not stop or restart the server, whose pooled connections are pinged and opened again. A PostgreSQL on
+        # another machine is not this machine's to start (nor is this one's, if any, the court's).
+        wanted = [BROKER_UNIT, "network-online.target", *([POSTGRESQL_UNIT] if self.local_postgresql else [])]
         return _unit(
             self.directory,
             header="The court server: seal-server run (the API, the pages and the ingest).",
             unit=[
                 "Description=Court electronic seal server (法院电子封条)",
+                f"# After {POSTGRESQL_UNIT} always (an ordering only: harmless without it); wanted only when",
+                "# server.toml's database_url is PostgreSQL on this machine (seal-server init --force rewrites this).",
                 # Wants, not Requires: a restart of the broker does not restart the server, whose ingest reconnects
                 # by itself (its health says degraded meanwhile)
-                f"After={BROKER_UNIT} network-online.target",
-                f"Wants={BROKER_UNIT} network-online.target",
+                f"After={BROKER_UNIT} network-online.target {POSTGRESQL_UNIT}",
+                "Wants=" + " ".join(wanted),
             ],
             service=[
                 "Type=exec",
@@ -124,6 +170,10 @@ class CourtUnits:
                 ),
             ],
         )
+
+    @property
+    def local_postgresql(self) -> bool:
+        return local_postgresql(self.database_url)
 
     def _account(self) -> list[str]:
         return [f"User={_path(self.user)}", f"Group={_path(self.group)}"]

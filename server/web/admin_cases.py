@@ -119,7 +119,7 @@ def create_case(
     except REFUSALS as exc:
         session.rollback()
         typed = {"case_no": case_no, "court": court, **fields}
-        return _cases(page, session, status_code=_refusal_status(exc), error=str(exc)[:400], **typed)
+        return _cases(page, session, status_code=_refusal_status(exc), error=page.t.refusal(exc)[:400], **typed)
     return RedirectResponse("/admin/cases?ok=case_created", status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -138,7 +138,7 @@ def close_case(
         session.commit()
     except REFUSALS as exc:
         session.rollback()
-        return _cases(page, session, status_code=_refusal_status(exc), error=str(exc)[:400])
+        return _cases(page, session, status_code=_refusal_status(exc), error=page.t.refusal(exc)[:400])
     page.context.live.publish([Change("case", case_no=case.case_no)])  # the case's open pages show it
     return RedirectResponse("/admin/cases?ok=case_closed", status_code=status.HTTP_303_SEE_OTHER)
 
@@ -182,7 +182,7 @@ def create_court(
             _refusal_status(exc),
             courts=list_courts(session),
             done="",
-            error=str(exc)[:400],
+            error=page.t.refusal(exc)[:400],
             typed=typed,
         )
     return RedirectResponse("/admin/courts?ok=court_created", status_code=status.HTTP_303_SEE_OTHER)

@@ -71,7 +71,7 @@ def _refused(page: Page, session: Session, exc: Exception, **typed: Any) -> Resp
     session.rollback()
     code = status.HTTP_409_CONFLICT if isinstance(exc, (AlreadyExists, Conflict)) else 422
     code = status.HTTP_403_FORBIDDEN if isinstance(exc, Forbidden) else code
-    return _list(page, session, status_code=code, error=str(exc)[:300], **typed)
+    return _list(page, session, status_code=code, error=page.t.refusal(exc)[:300], **typed)
 
 
 @router.get("/admin/users")

@@ -148,8 +148,8 @@ def _decided(page: Page, session: Session, case: Case) -> Response:
 def _signing(page: Page) -> tuple[SigningKey, timedelta]:
     try:
         key = page.context.court_key.get()
-    except CommandsUnavailable as exc:
-        raise Conflict(str(exc)) from None
+    except CommandsUnavailable as exc:  # the key's path and the fix are the administrator's: in the message, not said
+        raise Conflict(str(exc)).saying("refusal.commands_unavailable") from None
     return key, timedelta(seconds=page.context.settings.commands.ttl_s)
 
 

@@ -4,11 +4,13 @@ report reads too), a :class:`Translator` per language.
 Each key of the catalogue is ``<section>.<name>`` and holds ``zh`` and ``en``; ``{name}`` placeholders are filled
 with :meth:`str.format`. zh-CN is the default; the language is the ``seal_lang`` cookie (``zh-CN`` or ``en``), set by
 the language switch (``POST /lang``). A key missing from the catalogue renders as ``⟦key⟧`` — visible, and caught by
-the tests that look for raw keys on every page.
+the tests that look for raw keys on every page. The API, which has no language of its reader, refuses in both at once,
+Chinese first (:func:`in_both_languages`).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,20 @@ LANGUAGES = ("zh-CN", "en")
 DEFAULT_LANGUAGE = "zh-CN"
 _COLUMN = {"zh-CN": "zh", "en": "en"}
 
-__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "LANG_COOKIE", "Translator", "catalogue", "language_of"]
+#: A Chinese character.
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+__all__ = [
+    "CHINESE",
+    "DEFAULT_LANGUAGE",
+    "LANGUAGES",
+    "LANG_COOKIE",
+    "Translator",
+    "catalogue",
+    "in_both_languages",
+    "language_of",
+    "said_in_chinese",
+]
 
 
 def language_of(cookie: str | None) -> str:
@@ -53,10 +68,11 @@ class Translator:
         """``said`` in this language: its values said first (:class:`~server.errors.Said`)."""
         return self(said.key, **{name: self._value(value) for name, value in said.values.items()})
 
-    def refusal(self, exc: ServerError) -> str:
+    def refusal(self, exc: Exception) -> str:
         """Why ``exc`` refused, in words a member of the public reads: its own (:attr:`ServerError.said`), or, for an
-        error that has none, its message as it is."""
-        return self.say(exc.said) if exc.said is not None else str(exc)
+        error that has none (a plain ``ValueError`` too), its message as it is."""
+        said = exc.said if isinstance(exc, ServerError) else None
+        return self.say(said) if said is not None else str(exc)
 
     def _value(self, value: object) -> object:
         if isinstance(value, Said):
@@ -83,3 +99,22 @@ class Translator:
         if seconds < 2 * 86400:
             return self("time.hours_ago", n=seconds // 3600)
         return self("time.days_ago", n=seconds // 86400)
+
+
+def said_in_chinese(text: str) -> bool:
+    """Whether a refusal says itself in Chinese first, as the court's are written: ``中文。 / English``, or Chinese
+    from its first word. (Chinese only in a value it names, a case number or a court's name, does not count.)"""
+    head, separator, _ = text.partition(" / ")
+    return CHINESE.match(text) is not None or (bool(separator) and CHINESE.search(head) is not None)
+
+
+def in_both_languages(exc: Exception, chinese: str) -> str:
+    """A refusal of the API in both languages, Chinese first, as the API's own are written (``中文。 / English``):
+    the error's message as it is if it says itself in Chinese already (:func:`said_in_chinese`); else the message
+    after its words in Chinese (:attr:`ServerError.said`), or after ``chinese`` (what refusals of its kind say) for
+    an error that has none — most errors of the court's services, whose messages are the command line's English."""
+    text = str(exc)
+    if said_in_chinese(text):
+        return text
+    said = exc.said if isinstance(exc, ServerError) else None
+    return f"{Translator('zh-CN').say(said) if said is not None else chinese} / {text}"

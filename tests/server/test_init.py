@@ -24,7 +24,14 @@ from server.evidence.checkpoints import parse_verifier_key
 from server.evidence.signed_record import record_path
 from server.seals.broker_files import SERVER_USERNAME
 from server.setup.court_dir import CourtDir
-from server.setup.systemd_units import BROKER_UNIT, SERVER_STOP_TIMEOUT_S, SERVER_UNIT, CourtUnits
+from server.setup.systemd_units import (
+    BROKER_UNIT,
+    POSTGRESQL_UNIT,
+    SERVER_STOP_TIMEOUT_S,
+    SERVER_UNIT,
+    CourtUnits,
+    local_postgresql,
+)
 
 SECRET_FILES = ("court-server.mqtt-password", "court-command.key", "evidence-log.key", "notice.key")
 
@@ -207,14 +214,18 @@ def test_init_as_root_says_the_broker_would_stay_root(tmp_path: Path, capsys: py
 
 def unit_values(path: Path) -> dict[str, dict[str, str]]:
     """A unit file's settings by section (each key set once in ours)."""
+    return unit_values_of(path.read_text(encoding="utf-8"))
+
+
+def unit_values_of(text: str) -> dict[str, dict[str, str]]:
     sections: dict[str, dict[str, str]] = {}
     section: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if line.startswith("[") and line.endswith("]"):
             section = sections.setdefault(line[1:-1], {})
         elif line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            assert key not in section, f"{key} set twice in {path}"
+            assert key not in section, f"{key} set twice"
             section[key] = value
     return sections
 
@@ -258,7 +269,8 @@ def test_init_writes_the_systemd_units_of_this_court_s_broker_and_server(
     # started with the broker, not stopped or restarted with it (the ingest reconnects by itself)
     assert "Requires" not in server_unit["Unit"] and "BindsTo" not in server_unit["Unit"]
     assert set(server_unit["Unit"]["Wants"].split()) == {BROKER_UNIT, "network-online.target"}
-    assert set(server_unit["Unit"]["After"].split()) == {BROKER_UNIT, "network-online.target"}
+    # after PostgreSQL (an ordering only), not wanting it: this court's database is SQLite
+    assert set(server_unit["Unit"]["After"].split()) == {BROKER_UNIT, "network-online.target", POSTGRESQL_UNIT}
     assert server["Restart"] == "on-failure"
     # docs/deploy.md: systemd's default stop (SIGTERM to the whole control group) is the clean one.
     assert (server["KillMode"], server["TimeoutStopSec"]) == ("control-group", str(SERVER_STOP_TIMEOUT_S))
@@ -299,10 +311,58 @@ def test_init_rewrites_the_units_only_with_force(court: Path, capsys: pytest.Cap
 
 def test_a_court_outside_tmp_gets_a_private_tmp() -> None:
     clone = Path("/home/clerk/court-seal")
-    units = CourtUnits(clone / "court", clone / "court/server.toml", clone / ".venv/bin/seal-server", "clerk", "clerk")
+    units = CourtUnits(
+        clone / "court", clone / "court/server.toml", clone / ".venv/bin/seal-server", "clerk", "clerk", "sqlite://"
+    )
     for text in (units.broker_unit(), units.server_unit()):
         lines = text.splitlines()
         assert {"PrivateTmp=yes", "ProtectHome=read-only", f"ReadWritePaths={clone / 'court'}"} <= set(lines)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "local"),
+    [
+        ("postgresql+psycopg:///court", True),  # libpq's default Unix socket
+        ("postgresql+psycopg://seal@/court?host=/var/run/postgresql", True),
+        ("postgresql+psycopg://seal@localhost/court", True),
+        ("postgresql+psycopg://seal:pw@127.0.0.1:5432/court", True),
+        ("postgresql://seal@[::1]/court", True),
+        ("postgresql+psycopg://seal@/court?host=db.court.example&host=127.0.0.1", True),
+        ("postgresql+psycopg://seal@db.court.example/court", False),
+        ("postgresql+psycopg://seal@10.0.0.7/court", False),
+        ("postgresql+psycopg://seal@/court?host=db.court.example", False),
+        ("sqlite:////srv/court/court.db", False),
+        ("not a url", False),
+    ],
+)
+def test_postgresql_on_this_machine(database_url: str, local: bool) -> None:
+    assert local_postgresql(database_url) is local
+
+
+def test_the_server_wants_a_postgresql_on_this_machine(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A court that moved its database to PostgreSQL here gets, from ``init --force`` (which keeps its database_url),
+    a server unit that starts PostgreSQL, not only one ordered after it; still not one stopped with it."""
+    settings = court / "server.toml"
+    url = "postgresql+psycopg://seal@/court?host=/var/run/postgresql"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(
+        "\n".join(f'database_url = "{url}"' if line.startswith("database_url") else line for line in text.splitlines())
+    )
+    assert main(["init", "court", "--force"]) == 0
+    unit = unit_values(court / "systemd" / SERVER_UNIT)["Unit"]
+    assert set(unit["Wants"].split()) == {BROKER_UNIT, "network-online.target", POSTGRESQL_UNIT}
+    assert set(unit["After"].split()) == {BROKER_UNIT, "network-online.target", POSTGRESQL_UNIT}
+    assert "Requires" not in unit and "BindsTo" not in unit
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:  # Wants= of a unit this machine lacks is no error either (systemd.unit(5))
+        path = str(court / "systemd" / SERVER_UNIT)
+        verify = subprocess.run([analyze, "verify", path], capture_output=True, text=True, timeout=60)
+        assert verify.returncode == 0 and "court-seal" not in verify.stderr, verify.stderr
+
+    remote = "postgresql+psycopg://seal@db.court.example/court"
+    units = CourtUnits(court, settings, Path(sys.executable), "clerk", "clerk", remote)
+    remote_unit = unit_values_of(units.server_unit())["Unit"]
+    assert POSTGRESQL_UNIT not in remote_unit["Wants"].split() and POSTGRESQL_UNIT in remote_unit["After"].split()
 
 
 @pytest.mark.parametrize("name", ["court", "a court 100%"])

@@ -155,6 +155,7 @@ def test_an_alarm_is_acknowledged_then_closed_with_notes(world: PagesWorld) -> N
         assert 'data-state="closed"' in closed.text and "误报：保洁人员" in closed.text and "干警已到场" in closed.text
         again = client.post(f"{url}/close", data={"note": "again"}, headers=HTMX)
         assert again.status_code == 409 and "当前状态下不能执行此操作" in again.text
+        assert "该告警目前为“已关闭”，不能再改为“已关闭”。 / " in again.text  # the service's refusal, Chinese first
     with world.session_factory() as session:
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.target == str(world.alarm_id))).all()
     assert actions == ["alarm.ack", "alarm.close"]

@@ -107,7 +107,8 @@ def test_the_clerk_creates_disables_and_assigns_users(world: PagesWorld) -> None
         listed = client.get(created.headers["location"]).text
         assert "用户已创建" in listed and 'data-username="li-officer"' in listed
         again = client.post("/admin/users", data={**new, "csrf_token": token})
-        assert again.status_code == 409 and "already exists" in again.text and 'value="李干警"' in again.text
+        assert again.status_code == 409 and 'value="李干警"' in again.text
+        assert "用户 li-officer 已存在。 / user &#39;li-officer&#39; already exists" in again.text
         bad = client.post("/admin/users", data={**new, "username": "Bad Name", "csrf_token": token})
         assert bad.status_code == 422
         assign = client.post("/admin/users/li-officer/cases", data={"case_no": OTHER_CASE, "csrf_token": token})
