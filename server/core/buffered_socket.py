@@ -4,7 +4,8 @@ paho reads an MQTT packet with one ``recv`` for its first byte, one per byte of 
 rest, and goes back to ``select`` after each packet: four or five system calls and a pass through its loop for every
 600-byte event, where one ``recv`` of 64 KiB holds a hundred of them. :class:`BufferedSocket` serves paho's small
 reads from what one large read brought; paho's loop asks :meth:`BufferedSocket.pending` (as it asks a TLS socket)
-and does not wait in ``select`` while bytes are held. Measured in ``bench/ingest.py`` (``docs/benchmarks.md``).
+and does not wait in ``select`` while bytes are held. Measured by ``bench/mqtt_client.py`` and ``bench/ingest.py``
+(``docs/benchmarks.md``, fourteenth round).
 
 Only ``recv`` and ``pending`` are its own; everything else (``send``, ``fileno`` for ``select``, ``setblocking``,
 ``close``, ``setsockopt``) is the wrapped socket's. paho's error handling is unchanged: a read that would block
