@@ -29,6 +29,7 @@ class AlarmKind(StrEnum):
     ARM_FAILED = "arm_failed"
     DISARM_FAILED = "disarm_failed"
     SNAPSHOT_LOST = "snapshot_lost"
+    CLOCK_UNSYNCED = "clock_unsynced"
 
     @property
     def severity(self) -> Severity:
@@ -36,7 +37,8 @@ class AlarmKind(StrEnum):
 
     @property
     def is_condition(self) -> bool:
-        """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out) has at most one
+        """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out, an unsynchronised
+        clock) has at most one
         live alarm per seal: repeats always fold into it."""
         return self in CONDITIONS
 
@@ -54,6 +56,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.ARM_FAILED: Severity.HIGH,  # the seal may stay disarmed on a sealed site
     AlarmKind.DISARM_FAILED: Severity.MEDIUM,  # a lifting waits for it
     AlarmKind.SNAPSHOT_LOST: Severity.HIGH,  # a picture the seal signed as stored will never reach the court
+    AlarmKind.CLOCK_UNSYNCED: Severity.MEDIUM,  # the times the seal signs may be wrong: its events' order is not
 }
 
 CONDITIONS = frozenset(
@@ -63,6 +66,7 @@ CONDITIONS = frozenset(
         AlarmKind.SPEAKER_FAILED,
         AlarmKind.ARM_FAILED,
         AlarmKind.DISARM_FAILED,
+        AlarmKind.CLOCK_UNSYNCED,
     }
 )
 

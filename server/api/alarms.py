@@ -35,7 +35,7 @@ class AlarmPublic(BaseModel):
     device_id: str
     kind: str = Field(
         description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full, "
-        "speaker_failed, event_lost, arm_failed, disarm_failed, snapshot_lost."
+        "speaker_failed, event_lost, arm_failed, disarm_failed, snapshot_lost, clock_unsynced."
     )
     severity: str
     state: AlarmState

@@ -19,6 +19,9 @@
   ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
   alarm is live: the failure may have been a repeat, which has no event). Such an event whose warning ``played``
   (or a heartbeat whose ``speaker`` is ``ok``) closes it. Not for late events: the device has left the site.
+- A ``heartbeat`` whose ``clock.synced`` is false raises ``clock_unsynced`` (medium: the times the seal signs may be
+  wrong); a heartbeat, ``agent_started`` or ``clock_stepped`` saying the clock is synchronised closes it. Not for
+  late events.
 - Every stored event closes ``offline`` (the seal is speaking). An ``offline`` status (the Last Will, or a clean
   shutdown) raises it — at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check
   raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
@@ -80,6 +83,7 @@ def on_event(
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
     if not late:
         _speaker(book, envelope, case_no=case_no, row=row, at=at)
+        _clock(book, envelope, case_no=case_no, row=row, at=at)
     recovered = RECOVERIES.get(envelope.type)
     if recovered is not None:
         note = f"{envelope.type.value} (seq {envelope.seq})"
@@ -118,6 +122,33 @@ def _speaker(book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable
             details["warning_languages"] = envelope.payload.get("warning_languages")
         kind = AlarmKind.SPEAKER_FAILED
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+
+
+def _clock(book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime) -> None:
+    """Raise ``clock_unsynced`` on a heartbeat whose ``clock.synced`` is false (if no such alarm is live), close it
+    on a heartbeat, an ``agent_started`` or a ``clock_stepped`` that says the clock is synchronised. An
+    ``agent_started`` does not raise it: a Pi without a real-time clock starts unsynchronised until NTP answers,
+    within seconds; a heartbeat still unsynchronised says the clock is not being disciplined. ``null`` (the seal
+    could not ask its kernel) changes nothing."""
+    payload = envelope.payload
+    if envelope.type in (EventType.HEARTBEAT, EventType.AGENT_STARTED):
+        clock = payload.get("clock")
+        synced = clock.get("synced") if isinstance(clock, dict) else None
+    elif envelope.type is EventType.CLOCK_STEPPED:
+        synced = payload.get("synced")
+    else:
+        return
+    device_id = envelope.device_id
+    if synced is True:
+        note = f"the seal's clock is synchronised ({envelope.type.value} seq {envelope.seq})"
+        book.close(AlarmKind.CLOCK_UNSYNCED, device_id=device_id, at=at, note=note)
+    elif synced is False and envelope.type is EventType.HEARTBEAT:
+        if book.live(device_id, AlarmKind.CLOCK_UNSYNCED):  # already known: a heartbeat is no new occurrence
+            return
+        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": payload["clock"]}
+        book.raise_alarm(
+            AlarmKind.CLOCK_UNSYNCED, device_id=device_id, case_no=case_no, at=at, details=details, event=row()
+        )
 
 
 def _speaker_outcome(envelope: Envelope) -> str | None:

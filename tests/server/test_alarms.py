@@ -279,4 +279,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "arm_failed": 0,
             "disarm_failed": 0,
             "snapshot_lost": 0,
+            "clock_unsynced": 0,
         }
