@@ -4,7 +4,9 @@ is counted as it arrives and cut off with a 413 as soon as it passes the cap.
 
 Upload routes (a removal request's proof files) have a larger cap, but only for whom may upload there: what
 :class:`UploadRoute`'s ``uploader`` says of the request, from its headers alone, **before its body is read**. The
-debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, a 503 beyond);
+debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, at most
+:data:`MAX_UPLOADS_PER_CASE` of them for one case, so that one debtor's slow uploads cannot keep every other out; a
+503 beyond);
 a request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
 page) and nothing of the body is read; anyone else signed in has the ordinary cap. When that check fails (the
 database), the request is answered, without its body read, by the app's handler of the error, as a route's failure
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 #: Uploads with the larger cap being received or checked at once, in one process; one more is answered 503.
 MAX_UPLOADS_IN_FLIGHT = 4
+#: Of those, at most this many for one case (its debtor's), one more for that case answered 503.
+MAX_UPLOADS_PER_CASE = 2
 #: What a request that asks for the larger cap while :data:`MAX_UPLOADS_IN_FLIGHT` others have it is told.
 BUSY_TEXT = "服务器正在接收其他上传，请稍后重试。 / the server is receiving other uploads; try again shortly"
 BUSY_RETRY_AFTER_S = 10
@@ -72,12 +76,15 @@ class BodyLimit:
         limit: int = MAX_BODY_BYTES,
         uploads: Sequence[UploadRoute] = (),
         max_uploads: int = MAX_UPLOADS_IN_FLIGHT,
+        max_uploads_per_case: int = MAX_UPLOADS_PER_CASE,
     ) -> None:
         self.app = app
         self.limit = limit
         self.uploads = tuple(uploads)
         self.max_uploads = max_uploads
+        self.max_uploads_per_case = max_uploads_per_case
         self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
+        self.in_flight_by_case: dict[str, int] = {}
 
     def upload_for(self, scope: Scope) -> tuple[UploadRoute, str] | None:
         """The upload route the request is sent to, and the case its path names; ``None`` for any other."""
@@ -111,14 +118,17 @@ class BodyLimit:
             await self.app(_without_body(scope), _no_body(), send)
         elif uploader is Uploader.OTHER:
             await self.limited(scope, receive, send, self.limit)
-        elif self.in_flight >= self.max_uploads:
+        elif self.in_flight >= self.max_uploads or self.in_flight_by_case.get(case_no, 0) >= self.max_uploads_per_case:
             await _refuse(send, 503, BUSY_TEXT, [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
         else:
             self.in_flight += 1
+            self.in_flight_by_case[case_no] = self.in_flight_by_case.get(case_no, 0) + 1
             try:
                 await self.limited(scope, receive, send, route.limit)
             finally:
                 self.in_flight -= 1
+                if (left := self.in_flight_by_case.pop(case_no) - 1) > 0:
+                    self.in_flight_by_case[case_no] = left
 
     async def limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """The app, given at most ``limit`` bytes of the request's body."""

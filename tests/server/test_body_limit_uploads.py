@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from server.api.body_limit import MAX_BODY_BYTES, BodyLimit, Uploader, UploadRoute
+from server.api.body_limit import MAX_BODY_BYTES, MAX_UPLOADS_PER_CASE, BodyLimit, Uploader, UploadRoute
 from server.api.removal_requests import UPLOAD_PATH
 from server.app import create_app
 from server.auth.sessions import issue_session
@@ -159,21 +159,7 @@ def test_only_a_few_uploads_are_received_at_once() -> None:
         return Uploader.MAY_UPLOAD
 
     limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, may_upload)], max_uploads=2)
-
-    async def post(answers: list[dict[str, Any]]) -> int:
-        pulled = 0
-
-        async def receive() -> dict[str, Any]:
-            nonlocal pulled
-            pulled += 1
-            return {"type": "http.request", "body": b"x", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            answers.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": f"/api/cases/{CASE_A}/removal-requests", "headers": []}
-        await limit(scope, receive, send)
-        return pulled
+    post = _poster(limit)
 
     async def run() -> None:
         first: list[dict[str, Any]] = []
@@ -182,7 +168,7 @@ def test_only_a_few_uploads_are_received_at_once() -> None:
         held = [asyncio.create_task(post(first)), asyncio.create_task(post(second))]
         while len(entered) < 2:
             await asyncio.sleep(0.01)
-        assert await post(third) == 0
+        assert await post(third) == 0  # (two already, and both of CASE_A)
         assert third[0]["status"] == 503 and (b"retry-after", b"10") in third[0]["headers"]
         assert "请稍后重试" in third[1]["body"].decode() and "try again" in third[1]["body"].decode()
         release.set()
@@ -193,3 +179,57 @@ def test_only_a_few_uploads_are_received_at_once() -> None:
         assert fourth[0]["status"] == 201 and limit.in_flight == 0
 
     asyncio.run(run())
+
+
+def test_one_case_cannot_take_every_upload_slot() -> None:
+    """A debtor's slow uploads hold at most MAX_UPLOADS_PER_CASE of the slots: theirs is refused beyond, another
+    case's debtor is still received."""
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def may_upload(scope: Any, case_no: str) -> Uploader:
+        return Uploader.MAY_UPLOAD
+
+    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, may_upload)])
+    post = _poster(limit)
+
+    async def run() -> None:
+        answers: list[list[dict[str, Any]]] = [[] for _ in range(4)]
+        held = [asyncio.create_task(post(answers[n])) for n in range(MAX_UPLOADS_PER_CASE)]
+        while len(entered) < MAX_UPLOADS_PER_CASE:
+            await asyncio.sleep(0.01)
+        assert await post(answers[2]) == 0 and answers[2][0]["status"] == 503
+        other = asyncio.create_task(post(answers[3], CASE_B))
+        while len(entered) < MAX_UPLOADS_PER_CASE + 1:
+            await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(*held, other)
+        assert [a[0]["status"] for a in answers] == [201] * MAX_UPLOADS_PER_CASE + [503, 201]
+        assert (limit.in_flight, limit.in_flight_by_case) == (0, {})
+
+    asyncio.run(run())
+
+
+def _poster(limit: BodyLimit) -> Any:
+    async def post(answers: list[dict[str, Any]], case_no: str = CASE_A) -> int:
+        pulled = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal pulled
+            pulled += 1
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            answers.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": f"/api/cases/{case_no}/removal-requests", "headers": []}
+        await limit(scope, receive, send)
+        return pulled
+
+    return post
