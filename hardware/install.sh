@@ -3,6 +3,7 @@
 # It also runs on plain Debian (a PC, a VM): what Debian does not package there is skipped and said so.
 #  - Debian packages, an unprivileged `seal` user in the gpio, audio and video groups
 #  - /opt/court-seal (code, .venv with the [agent] extra, sounds), /etc/court-seal/agent.toml (from the example)
+#  - time synchronisation turned on (timedatectl set-ntp true), if it is off
 #  - the device key (created on the device, never leaves it) and the systemd unit, enabled
 # It prints the public key to enrol on the court server (`seal-server seal add … --public-key …`).
 set -euo pipefail
@@ -18,6 +19,28 @@ skipped=()
 # (apt-cache policy then says "Candidate: (none)"; LC_ALL=C keeps that word English).
 candidate() {
   LC_ALL=C apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }' || true
+}
+
+# The seal stamps what it signs with its wall clock, and a Pi has no real-time clock: a time server must discipline
+# it (systemd-timesyncd on Raspberry Pi OS). Turned on if it is off; said so, and listed at the end, if it cannot be.
+# The seal's heartbeats say whether the clock is synchronised, and the court raises clock_unsynced when it is not.
+ensure_ntp() {
+  if ! command -v timedatectl >/dev/null 2>&1; then
+    skipped+=("time synchronisation (no timedatectl here: make sure a time server disciplines the clock)")
+    return 0
+  fi
+  if [ "$(timedatectl show -p NTP --value 2>/dev/null || true)" != "yes" ]; then
+    if timedatectl set-ntp true >/dev/null 2>&1; then
+      echo "install.sh: turned on time synchronisation (timedatectl set-ntp true)"
+    else
+      skipped+=("time synchronisation (timedatectl set-ntp true failed: install systemd-timesyncd or chrony)")
+      echo "install.sh: could not turn on time synchronisation (timedatectl set-ntp true failed)" >&2
+      return 0
+    fi
+  fi
+  if [ "$(timedatectl show -p NTPSynchronized --value 2>/dev/null || true)" != "yes" ]; then
+    echo "install.sh: the clock is not synchronised yet (timedatectl): the seal's heartbeats say so until it is"
+  fi
 }
 
 # pip_install LABEL PIP…: one line per package, pip's reason shown if it fails.
@@ -66,6 +89,8 @@ touch "$CONF_DIR/mqtt-password"; chown root:seal "$CONF_DIR/mqtt-password"; chmo
 
 # The key first: the court needs it to enrol the seal, and only then hands out the seal's MQTT password.
 pubkey=$(runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" keygen --config "$CONF_DIR/agent.toml")
+
+ensure_ntp
 
 install -m 0644 "$PREFIX/hardware/seal-agent.service" /etc/systemd/system/seal-agent.service
 systemctl daemon-reload

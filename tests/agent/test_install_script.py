@@ -195,3 +195,45 @@ def test_the_installation_is_root_s_whoever_cloned_the_checkout(tmp_path: Path) 
     assert (prefix / "sounds" / "warning_zh.wav").read_bytes() == b"RIFF"
     assert (prefix / ".venv" / "bin" / "python").read_text() == "#!/bin/sh\n"
     assert owned_or_writable_by_others(prefix) == []
+
+
+def run_ntp_step(tmp_path: Path, timedatectl: str | None) -> subprocess.CompletedProcess[str]:
+    """install.sh's ``ensure_ntp`` with a fake ``timedatectl`` of body ``timedatectl`` (None: no timedatectl)."""
+    text = INSTALL.read_text("utf-8")
+    function = re.search(r"^ensure_ntp\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    assert function and "\nensure_ntp\n" in text, "install.sh no longer has (or no longer calls) ensure_ntp"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if timedatectl is not None:
+        (bin_dir / "timedatectl").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.log"}\n{timedatectl}\n')
+        (bin_dir / "timedatectl").chmod(0o755)
+    for tool in ("cat", "echo"):  # the PATH holds nothing else: `command -v timedatectl` finds only the fake
+        (bin_dir / tool).symlink_to(f"/bin/{tool}")
+    script = "set -euo pipefail\nskipped=()\n" + function.group(0) + 'ensure_ntp\necho "skipped: ${skipped[*]:-}"\n'
+    return subprocess.run(
+        ["/bin/bash", "-c", script], capture_output=True, text=True, env={"PATH": str(bin_dir)}, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("timedatectl", "turned_on", "skipped", "unsynced"),
+    [
+        # NTP off, set-ntp works: turned on; not yet synchronised: said so
+        ('case "$*" in "show -p NTP --value") echo no;; "show -p NTPSynchronized --value") echo no;; esac', 1, 0, 1),
+        # NTP off and no time service to turn on: skipped and listed
+        ('case "$*" in "set-ntp true") exit 1;; *) echo no;; esac', 0, 1, 0),
+        # on and synchronised: nothing to do or say
+        ("echo yes", 0, 0, 0),
+        (None, 0, 1, 0),  # no timedatectl at all (not systemd)
+    ],
+)
+def test_install_turns_on_time_synchronisation_or_says_it_could_not(
+    tmp_path: Path, timedatectl: str | None, turned_on: int, skipped: int, unsynced: int
+) -> None:
+    result = run_ntp_step(tmp_path, timedatectl)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls.log").read_text() if (tmp_path / "calls.log").exists() else ""
+    assert ("turned on time synchronisation" in result.stdout) == bool(turned_on), result.stdout
+    assert ("set-ntp true" in calls) == (timedatectl is not None and "echo yes" not in timedatectl)
+    assert ("skipped: time synchronisation" in result.stdout) == bool(skipped), result.stdout
+    assert ("not synchronised yet" in result.stdout) == bool(unsynced), result.stdout
