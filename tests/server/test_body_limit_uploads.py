@@ -146,19 +146,8 @@ def test_the_debtor_files_through_the_client_too(world: RemovalWorld) -> None:
 def test_only_a_few_uploads_are_received_at_once() -> None:
     """The larger cap's uploads in flight are counted; one more is answered 503 (in both languages, with
     Retry-After), without its body read; once one ends, the next is received again."""
-    release = asyncio.Event()
-    entered: list[str] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        entered.append(scope["path"])
-        await release.wait()
-        await send({"type": "http.response.start", "status": 201, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def may_upload(scope: Any, case_no: str) -> Uploader:
-        return Uploader.MAY_UPLOAD
-
-    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, may_upload)], max_uploads=2)
+    release, entered, app = _held_app()
+    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, _may_upload)], max_uploads=2)
     post = _poster(limit)
 
     async def run() -> None:
@@ -184,19 +173,8 @@ def test_only_a_few_uploads_are_received_at_once() -> None:
 def test_one_case_cannot_take_every_upload_slot() -> None:
     """A debtor's slow uploads hold at most MAX_UPLOADS_PER_CASE of the slots: theirs is refused beyond, another
     case's debtor is still received."""
-    release = asyncio.Event()
-    entered: list[str] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        entered.append(scope["path"])
-        await release.wait()
-        await send({"type": "http.response.start", "status": 201, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def may_upload(scope: Any, case_no: str) -> Uploader:
-        return Uploader.MAY_UPLOAD
-
-    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, may_upload)])
+    release, entered, app = _held_app()
+    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, _may_upload)])
     post = _poster(limit)
 
     async def run() -> None:
@@ -214,6 +192,24 @@ def test_one_case_cannot_take_every_upload_slot() -> None:
         assert (limit.in_flight, limit.in_flight_by_case) == (0, {})
 
     asyncio.run(run())
+
+
+def _held_app() -> tuple[asyncio.Event, list[str], Any]:
+    """An upload route that answers 201 once ``release`` is set; ``entered`` lists the paths it took in."""
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return release, entered, app
+
+
+async def _may_upload(scope: Any, case_no: str) -> Uploader:
+    return Uploader.MAY_UPLOAD
 
 
 def _poster(limit: BodyLimit) -> Any:
