@@ -16,6 +16,7 @@ from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit, UploadRoute
 from server.api.deps import api_uploader, page_uploader
 from server.api.docs import add_docs
+from server.api.private_cache import PrivateApi
 from server.api.removal_requests import UPLOAD_PATH, upload_limit
 from server.auth.client_address import ProxyWarnings
 from server.auth.errors import Forbidden, NotAuthenticated, TooManyAttempts
@@ -187,6 +188,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
         UploadRoute(PORTAL_UPLOAD_PATH, uploads, page_uploader),
     ]
     app.add_middleware(BodyLimit, uploads=upload_routes)
+    app.add_middleware(PrivateApi)
     _add_error_handlers(app)
     return app
 

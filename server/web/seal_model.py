@@ -140,7 +140,7 @@ def connection_history(session: Session, user: User, seal: Seal) -> list[Connect
         )
         for started in session.scalars(query.order_by(Event.id.desc()).limit(HISTORY)):
             version, depth = started.payload.get("agent_version", "?"), started.payload.get("outbox_depth", "?")
-            lines.append(ConnectionLine(started.ts, "started", f"{version} · {depth}"))
+            lines.append(ConnectionLine(started.ts, "started", f"{str(version)[:64]} · {str(depth)[:64]}"))
     if access.has_permission(user, Permission.ALARM_READ):
         alarms = select(Alarm).where(
             Alarm.device_id == seal.device_id,

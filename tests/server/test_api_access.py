@@ -179,3 +179,24 @@ def test_a_refusal_names_the_role_in_good_english(client: TestClient, session_fa
         chinese, english = response.json()["detail"].split(" / ")
         assert english.startswith(f"{article} {who} may not do this"), response.text
         assert chinese.startswith("您的角色不能执行此操作"), response.text
+
+
+@pytest.mark.parametrize(
+    ("url", "who", "status"),
+    [
+        (f"/api/cases/{quote(A, safe='')}", "judge", 200),
+        (f"/api/cases/{quote(A, safe='')}/events", "judge", 200),
+        (f"/api/cases/{quote(B, safe='')}", "judge", 404),
+        ("/api/alarms", None, 401),
+    ],
+)
+def test_no_answer_of_the_api_may_be_kept_by_a_cache(
+    client: TestClient, session_factory: SessionFactory, url: str, who: str | None, status: int
+) -> None:
+    """A shared cache would store a response to a cookie-signed request (only Authorization stops it): every API
+    answer but the health check says no-store, and that it varies by cookie and authorization."""
+    response = client.get(url, headers=bearer(session_factory, who) if who else {})
+    assert response.status_code == status, response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert {"Cookie", "Authorization"} <= {v.strip() for v in response.headers["vary"].split(",")}
+    assert "no-store" not in client.get("/api/health").headers.get("cache-control", "")
