@@ -96,7 +96,7 @@ def receive(court: bool, port: int, password: str, count: int, accounts: list[tu
                     break
             taken += len(batch)
             if isinstance(client, TolerantClient):
-                client.ack_many([mid for mid, _qos in batch])
+                client.ack_many(batch)
             else:
                 for mid, qos in batch:
                     client.ack(mid, qos)

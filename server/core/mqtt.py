@@ -107,13 +107,18 @@ class TolerantClient(mqtt.Client):
                 return self._loop_rc_handle(rc)
         return rc
 
-    def ack_many(self, mids: list[int]) -> None:
-        """Acknowledge the QoS 1 messages ``mids`` (``manual_ack``) in one write: paho's :meth:`ack` queues a packet,
-        wakes its loop and makes a system call to send each 4-byte PUBACK. The PUBACKs are the ones :meth:`ack`
-        sends (MQTT 5: reason Success and no properties may be left out, [MQTT-3.4.2.1])."""
-        if mids and self._manual_ack:  # (as ack(): without manual_ack, paho acknowledged them on arrival)
-            packets = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids)
+    def ack_many(self, messages: list[tuple[int, int]]) -> None:
+        """Acknowledge ``messages`` ((packet id, QoS), ``manual_ack``): those at QoS 1 in one write — paho's
+        :meth:`ack` queues a packet, wakes its loop and makes a system call to send each 4-byte PUBACK, the same
+        bytes (MQTT 5: reason Success and no properties may be left out, [MQTT-3.4.2.1]) —, those at QoS 2 by paho's
+        own exchange, one by one; QoS 0 needs none."""
+        if not self._manual_ack:  # (as ack(): without manual_ack, paho acknowledged them on arrival)
+            return
+        if packets := b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid, qos in messages if qos == 1):
             self._packet_queue(PUBACK, packets, 0, 1)
+        for mid, qos in messages:
+            if qos == 2:
+                self.ack(mid, qos)
 
     def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]

@@ -1,21 +1,19 @@
 """The MQTT edge of the ingest: paho receives, a worker thread stores in batches, then acknowledges.
 
-- MQTT v5, persistent session (``clean_start=False`` + ``SessionExpiryInterval``) under a stable client id, so the
-  broker keeps the subscriptions and queues messages while the server is down.
+- MQTT v5, persistent session (``clean_start=False``, ``SessionExpiryInterval``) under a stable client id: the broker
+  keeps the subscriptions and queues messages while the server is down.
 - ``manual_ack=True``: a QoS 1 message is acknowledged only after :meth:`Ingestor.ingest` has committed its row.
   A crash in between means the broker delivers it again, and the copy is a no-op duplicate.
-- paho's network thread only enqueues; one worker drains up to ``batch_size`` messages per transaction. The broker
-  limits how many unacknowledged messages are in flight to us, which bounds the queue.
+- paho's network thread only enqueues; one worker drains up to ``batch_size`` messages per transaction (the broker's
+  bound on unacknowledged messages in flight to us bounds the queue).
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
-  acknowledged on the new connection (the broker redelivers them; they become duplicates).
-- Connected means a CONNACK with a success reason code, nothing less.
+  acknowledged on the new connection (the broker redelivers them: duplicates). A batch's are one write (``ack_many``).
 - With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
   secret derived from the password, :func:`~seal_protocol.transport.mqtt_shared_group`: a seal that joined a group
   it can name would take a share of every seal's messages and drop it, its ACL refusing it each one): several ingest
   processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
-  idempotent on (``device_id``, ``seq``) and the chain state is locked per seal, so two workers that see events of
-  one seal store each once, in a consistent chain; an event beyond a gap waits ``gap_wait_s`` for its predecessor
-  (:attr:`Outcome.DEFERRED`) rather than raise a ``missing_events`` alarm that the other worker is about to close.
+  idempotent on (``device_id``, ``seq``), the chain state locked per seal: an event beyond a gap waits ``gap_wait_s``
+  for its predecessor (:attr:`Outcome.DEFERRED`) rather than raise a ``missing_events`` alarm another worker closes.
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
@@ -23,8 +21,8 @@
   the bytes held unstored (:mod:`server.ingest.backlog`): past it, one is dropped, counted and logged.
 - After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
-  Receipts are signed and sent on a thread of their own, so the next batch need not wait for them.
-  Without the key no receipt is sent (a warning at start says so) and seals keep and re-send their events.
+  Receipts are signed and sent on a thread of their own. Without the key no receipt is sent (a warning at start says
+  so) and seals keep and re-send their events.
 """
 
 from __future__ import annotations
@@ -122,7 +120,7 @@ class MqttIngest:
 
     @property
     def connected(self) -> bool:
-        """True while the broker has accepted our connection."""
+        """True while the broker has accepted our connection (a CONNACK with a success reason code, nothing less)."""
         return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -377,23 +375,14 @@ class MqttIngest:
 
     def _ack(self, batch: list[_Received]) -> None:
         client = self._client
-        stale, mids = 0, []
         # Under the lock that a disconnection takes to end the generation (paho's thread, before it reconnects and
         # empties its queue of packets to send): no acknowledgement of this connection's packet ids can be queued
         # for the next connection, where they would name other messages. (paho's queueing takes none of its locks.)
         with self._lock:
-            for item in batch:
-                if item.qos == 0:
-                    continue
-                if item.generation != self._generation or client is None:
-                    stale += 1
-                elif item.qos == 1:
-                    mids.append(item.mid)
-                else:
-                    client.ack(item.mid, item.qos)
+            current = [(item.mid, item.qos) for item in batch if item.qos and item.generation == self._generation]
             if client is not None:
-                client.ack_many(mids)
-        if stale:
+                client.ack_many(current)
+        if stale := sum(1 for item in batch if item.qos) - (len(current) if client is not None else 0):
             logger.info("%d stored messages came from an earlier connection; not acknowledging them", stale)
 
     def _run_receipts(self) -> None:
