@@ -95,12 +95,18 @@ def snapshot_records(
 
     A seal speaks for the pictures of its own events, never for another seal's: a ``snapshot_taken``'s
     ``not_stored`` counts for a picture only when its ``trigger_seq`` is an exported event of the same seal that
-    names the picture, a ``snapshot_lost`` only when an earlier exported event of the same seal names it."""
+    names the picture, a ``snapshot_lost`` only when an earlier exported event of the same seal names it. A picture
+    is ``not_stored_by_seal`` (or ``lost_on_seal``) only when *every* seal whose exported events, other than a
+    ``snapshot_lost``, name it signed so: two seals may name one black frame, and one seal's word says nothing of
+    the other's copy."""
     signed = [Signed.of(line) for line in events]
     named: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events name it
+    naming: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events other than a snapshot_lost name it
     for event in signed:
         for sha in event.names:
             named.setdefault(sha, set()).add(event.device_id)
+            if event.lost is None:
+                naming.setdefault(sha, set()).add(event.device_id)
     said, lost = not_stored_statements(signed), lost_statements(signed)
     held: dict[str, Snapshot] = {}
     for candidate in session.scalars(select(Snapshot).where(Snapshot.case_no == case_no)):
@@ -116,7 +122,12 @@ def snapshot_records(
         statements, losses = said.get(sha, []), lost.get(sha, [])
         records.append(
             {
-                "absent_reason": _absent_reason(row, statements, losses, refused.is_picture(sha)),
+                "absent_reason": _absent_reason(
+                    row,
+                    every_seal(statements, naming.get(sha)),
+                    every_seal(losses, naming.get(sha)),
+                    refused.is_picture(sha),
+                ),
                 "device_id": row.device_id if row else min(named[sha]),
                 "not_stored": statements,
                 "present": row is not None,
@@ -167,6 +178,11 @@ def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
     return {sha: _by_seal(items) for sha, items in said.items()}
 
 
+def every_seal(statements: list[JsonDict], seals: set[str] | None) -> bool:
+    """Whether each of ``seals`` (those whose events name a picture) made one of ``statements``."""
+    return bool(seals) and set(seals or ()) <= {statement["device_id"] for statement in statements}
+
+
 def _by_seal(statements: list[JsonDict]) -> list[JsonDict]:
     return sorted(statements, key=lambda s: (s["device_id"], s["seq"]))
 
@@ -180,17 +196,15 @@ def _preference(row: Snapshot, naming: set[str]) -> tuple[bool, str]:
     return row.device_id not in naming, row.device_id
 
 
-def _absent_reason(
-    row: Snapshot | None, statements: list[JsonDict], losses: list[JsonDict], refused: bool
-) -> str | None:
+def _absent_reason(row: Snapshot | None, not_stored: bool, lost: bool, refused: bool) -> str | None:
     """``None`` when the court holds the picture (another trigger's identical frame may have brought the bytes a
     seal said it could not store, or lost, once); else why not: bytes that are the picture in the quarantine say the
-    court received and refused it, whatever the seal said; then the seal's word that it could not store it, then
-    its word that it lost it."""
+    court received and refused it, whatever the seal said; then every naming seal's word that it could not store it
+    (``not_stored``), then every naming seal's word that it lost it (``lost``)."""
     if row is not None:
         return None
     if refused:
         return REFUSED_BY_COURT
-    if statements:
+    if not_stored:
         return NOT_STORED_BY_SEAL
-    return LOST_ON_SEAL if losses else NOT_RECEIVED
+    return LOST_ON_SEAL if lost else NOT_RECEIVED
