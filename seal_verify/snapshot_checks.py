@@ -12,7 +12,8 @@ From format 3 on, a line also lists the copies the court received on the picture
 (:mod:`seal_verify.refused_checks`).
 
 From format 4 on, a line also lists the seal's signed statements that it lost the picture after naming it
-(``snapshot_lost``), which make it ``lost_on_seal``: again only from the seal whose earlier event named it
+(``snapshot_lost``), which make it ``lost_on_seal`` — the seal's word that its copy was gone before the court
+receipted it, not proof that the court never received it: again only from the seal whose earlier event named it
 (``lost_statements``). A bundle of format 1, 2 or 3 knows no such reason (it lists such a picture ``not_received``,
 which verifies as before); in every format the summary counts, and a note states, the pictures the signed events say
 the seal lost.
@@ -305,14 +306,17 @@ def _not_stored_note(sha: str, said: list[dict[str, Any]]) -> str:
 
 
 def _lost_on_seal_note(sha: str, said: list[dict[str, Any]]) -> str:
-    """A picture the seal signed it lost after naming it (``snapshot_lost``): it can never reach the court."""
+    """A picture the seal signed it lost (``snapshot_lost``) after naming it. A seal signs one only for a picture the
+    court had not receipted, which may be one the court received (its receipt lost): that the court never received it
+    is the court's word, not the seal's."""
     first = said[0]
     reason = cut(first["reason"] or "—")
     return (
-        f"快照 {cut(sha)} 已在封条上丢失（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
-        "无法送达法院 / "
-        f"snapshot {cut(sha)} was lost on the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
-        "it can never reach the court"
+        f"快照 {cut(sha)}：封条签名声明法院回执前其副本已在封条上丢失（封条 {first['device_id']} 序号 {first['seq']} "
+        f"的签名事件：{reason}）；法院未收到为法院所述 / "
+        f"snapshot {cut(sha)}: the seal signed that it lost its copy before the court receipted it "
+        f"({first['device_id']} seq {first['seq']}, signed: {reason}); that the court never received it is the "
+        "court's word"
     )
 
 

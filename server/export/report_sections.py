@@ -157,8 +157,8 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
 
 def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     """Why the court does not hold a picture, as the bundle says (``snapshots.jsonl``): the seal signed that it could
-    not store it, or that it lost it (its reason and the event's seq), it never arrived, or the court received and
-    lost it."""
+    not store it, or that it lost its copy before the court receipted it (its reason and the event's seq: that the
+    court never received it stays the court's word), it never arrived, or the court received and lost it."""
     said = snapshot.not_stored[0] if snapshot.not_stored else None
     if snapshot.absent_reason == NOT_STORED_BY_SEAL and said is not None:
         reason = clip(str(said.get("reason") or "—"), "snapshots.jsonl", 120)
@@ -171,8 +171,10 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     if snapshot.absent_reason == LOST_ON_SEAL and lost is not None:
         wzh, wen = snapshot_lost_words(lost.get("reason"))
         return cell(
-            f"封条上已丢失，无法送达法院（封条签名事件序号 {lost.get('seq')}：{wzh}）",
-            f"lost on the seal, can never reach the court (signed event seq {lost.get('seq')}: {wen})",
+            f"封条签名声明：法院回执前其副本已在封条上丢失（封条签名事件序号 {lost.get('seq')}：{wzh}）；"
+            "法院未收到为法院所述",
+            f"the seal signed that it lost its copy before the court receipted it (signed event seq "
+            f"{lost.get('seq')}: {wen}); that the court never received it is the court's word",
             s,
         )
     if snapshot.absent_reason == LOST:

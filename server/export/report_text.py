@@ -57,7 +57,11 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
-    "snapshot_lost": ("快照丢失（无法送达法院）", "snapshot lost (can never reach the court)"),
+    # Signed for a picture the court had not receipted, which it may have received: no word on what the court holds.
+    "snapshot_lost": (
+        "封条上的快照副本丢失（法院回执前）",
+        "the seal's copy of a snapshot lost (before a court receipt)",
+    ),
 }
 
 #: Why a seal could not record an event (``event_lost``'s ``reason``).

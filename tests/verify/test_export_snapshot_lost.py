@@ -72,12 +72,22 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
     # The other one never received is the world's own (build_world's intrusion names a picture it never sends).
     assert "1 the seal signed it lost" in check.summary and "2 named but never received" in check.summary
     assert "1 张封条签名声明已在封条上丢失" in check.summary
-    assert any(lost in n and "corrupt" in n and f"seq {lost_seq}" in n for n in check.notes), check.notes
+    (note,) = [n for n in check.notes if lost in n]
+    assert "corrupt" in note and f"seq {lost_seq}" in note, note
+    assert "lost its copy before the court receipted it" in note and "the court's word" in note, note
+    assert "法院回执前其副本已在封条上丢失" in note and "法院未收到为法院所述" in note, note
+    assert "can never reach" not in note and "无法送达" not in note, note
     report = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
     missing = report.split("Snapshotsthecourtdoesnothold")[1]
-    said = f"封条上已丢失，无法送达法院（封条签名事件序号{lost_seq}：文件已损坏（内容与其哈希值不符））"
-    assert said in missing, missing
-    assert f"lostontheseal,canneverreachthecourt(signedeventseq{lost_seq}:corrupt:" in missing, missing
+    said = (
+        f"封条签名声明：法院回执前其副本已在封条上丢失（封条签名事件序号{lost_seq}：文件已损坏（内容与其哈希值不符））"
+    )
+    assert said + "；法院未收到为法院所述" in missing, missing
+    en = f"thesealsignedthatitlostitscopybeforethecourtreceipteditsignedeventseq{lost_seq}:corrupt:"
+    assert en in missing.replace("(", ""), missing
+    assert "that the court never received it is the court's word".replace(" ", "") in missing, missing
+    # What the seal cannot know is not said: it signs a loss of any picture not yet receipted, received or not.
+    assert "无法送达" not in missing and "canneverreach" not in missing, missing
     assert "法院未收到" in missing  # the picture lost on its way
 
 
@@ -146,5 +156,7 @@ def test_a_bundle_of_format_3_still_verifies_as_before(world: CourtWorld, tmp_pa
         return
     assert verdict.trusted, verdict.text()
     check = verdict.check("snapshots")
-    assert check.status is Status.OK and any(lost in note and "lost on the seal" in note for note in check.notes)
+    assert check.status is Status.OK and any(
+        lost in note and "lost its copy before the court receipted it" in note for note in check.notes
+    )
     assert "1 the seal signed it lost" in check.summary and "2 named but never received" in check.summary
