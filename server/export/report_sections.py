@@ -29,7 +29,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, ground_words, snapshot_lost_words, sort_time
+from server.export.report_text import clip, ground_words, plain, snapshot_lost_words, sort_time
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
@@ -161,7 +161,7 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     court never received it stays the court's word), it never arrived, or the court received and lost it."""
     said = snapshot.not_stored[0] if snapshot.not_stored else None
     if snapshot.absent_reason == NOT_STORED_BY_SEAL and said is not None:
-        reason = clip(str(said.get("reason") or "—"), "snapshots.jsonl", 120)
+        reason = clip(plain(str(said.get("reason") or "—")), "snapshots.jsonl", 120)
         return cell(
             f"封条未能存储，从未发出（封条签名事件序号 {said.get('seq')}：{reason}）",
             f"not stored by the seal, never sent (signed event seq {said.get('seq')}: {reason})",
@@ -303,7 +303,7 @@ def _answer(command: CommandFacts, s: ReportStyles) -> TextCell:
     if command.answer is None:
         return cell("—", "", s)
     zh, en = words("case_command_result", command.answer)
-    return cell(clip(zh, "commands.jsonl"), clip(en, "commands.jsonl"), s)
+    return cell(clip(plain(zh), "commands.jsonl"), clip(plain(en), "commands.jsonl"), s)
 
 
 def _alarm_step(action: str) -> tuple[str, str]:
