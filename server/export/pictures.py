@@ -160,8 +160,9 @@ def not_stored_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
 def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
     """sha256 -> the seals' signed statements that they lost the picture (``snapshot_lost``), by seal and seq: a
     ``snapshot_lost``'s, for a picture an earlier event of the same seal names — its own ``snapshot`` does not count
-    (another seal's ``snapshot_lost`` names the picture too, and is no word on this seal's picture)."""
-    first: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the lowest seq of its events naming it
+    (another seal's ``snapshot_lost`` names the picture too, and is no word on this seal's picture) — and only after
+    the seal's last event naming it (named again, it was queued again: an earlier loss is no word on it)."""
+    last: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the highest seq of its events naming it
     losses: list[tuple[Signed, str, str | None]] = []
     for event in signed:
         if event.lost is not None:  # a snapshot_lost names no picture for another one
@@ -170,10 +171,10 @@ def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
                 losses.append((event, sha, reason))
             continue
         for sha in event.names:
-            first[(event.device_id, sha)] = min(event.seq, first.get((event.device_id, sha), event.seq))
+            last[(event.device_id, sha)] = max(event.seq, last.get((event.device_id, sha), event.seq))
     said: dict[str, list[JsonDict]] = {}
     for event, sha, reason in losses:
-        if first.get((event.device_id, sha), event.seq) < event.seq:
+        if last.get((event.device_id, sha), event.seq) < event.seq:
             said.setdefault(sha, []).append(event.statement(reason))
     return {sha: _by_seal(items) for sha, items in said.items()}
 

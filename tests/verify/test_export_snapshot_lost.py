@@ -91,17 +91,22 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
     assert "法院未收到" in missing  # the picture lost on its way
 
 
-@pytest.mark.parametrize("speaker", ["other_seal", "same_seal_before_naming_it", "only_itself"])
+@pytest.mark.parametrize("speaker", ["other_seal", "same_seal_before_naming_it", "only_itself", "named_again_after"])
 def test_a_loss_not_signed_by_the_seal_that_named_the_picture_earlier_leaves_it_not_received(
     world: CourtWorld, tmp_path: Path, speaker: str
 ) -> None:
     """seal-a2 says it lost seal-a1's picture; seal-a1 says it lost a picture it names only afterwards; or a
-    ``snapshot_lost`` names a picture no other event does: none of these is the word of the seal that named it."""
+    ``snapshot_lost`` names a picture no other event does: none of these is the word of the seal that named it. Nor is
+    seal-a1's loss of a picture it names again afterwards (one black frame again: queued again)."""
     sha = world.picture("a1", deliver=False)
     if speaker == "other_seal":
         world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
         world.send("a2", EventType.SNAPSHOT_LOST, _lost(sha))
     elif speaker == "same_seal_before_naming_it":
+        world.send("a1", EventType.SNAPSHOT_LOST, _lost(sha))
+        world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
+    elif speaker == "named_again_after":
+        world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
         world.send("a1", EventType.SNAPSHOT_LOST, _lost(sha))
         world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
     else:
