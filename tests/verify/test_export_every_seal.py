@@ -7,6 +7,7 @@ picture, still verifies (``docs/evidence.md``, "Snapshots")."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from seal_protocol import EventType, canonical_json
 from seal_verify import verify_bundle
 from server.core.db import SessionFactory
 from tests.server.helpers import CASE_A
+from tests.server.test_report_pdf import pdf_text
 from tests.verify.world import CourtWorld, build_world, join, lines, read_members, resign, write_members
 
 ENOSPC = "ENOSPC: No space left on device"
@@ -83,6 +85,12 @@ def test_the_word_of_every_seal_naming_the_frame_counts(world: CourtWorld, tmp_p
     assert (record["absent_reason"], record[KEY[word]]) == (REASON[word], said)
     verdict = verify_bundle(path, log_key=world.log_key.verifier())
     assert verdict.trusted, verdict.text()
+    # The report cites each seal's statement with its own seal, not the line's (seal-a1) with seal-a2's seq.
+    report = re.sub(r"\s+", "", pdf_text(read_members(path)["report.pdf"]))
+    missing = report.split("Snapshotsthecourtdoesnothold")[1]
+    a1, a2 = said
+    assert f"封条seal-a1签名事件序号{a1['seq']}：" in missing and f"封条seal-a2签名事件序号{a2['seq']}：" in missing
+    assert f"seal-a1'ssignedeventseq{a1['seq']}:" in missing and f"seal-a2'ssignedeventseq{a2['seq']}:" in missing
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

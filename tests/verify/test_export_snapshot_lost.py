@@ -79,11 +79,10 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
     assert "can never reach" not in note and "无法送达" not in note, note
     report = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
     missing = report.split("Snapshotsthecourtdoesnothold")[1]
-    said = (
-        f"封条签名声明：法院回执前其副本已在封条上丢失（封条签名事件序号{lost_seq}：文件已损坏（内容与其哈希值不符））"
-    )
+    said = f"封条签名声明：法院回执前其副本已在封条上丢失（封条seal-a1签名事件序号{lost_seq}："
+    said += "文件已损坏（内容与其哈希值不符））"
     assert said + "；法院未收到为法院所述" in missing, missing
-    en = f"thesealsignedthatitlostitscopybeforethecourtreceipteditsignedeventseq{lost_seq}:corrupt:"
+    en = f"thesealsignedthatitlostitscopybeforethecourtreceipteditseal-a1'ssignedeventseq{lost_seq}:corrupt:"
     assert en in missing.replace("(", ""), missing
     assert "that the court never received it is the court's word".replace(" ", "") in missing, missing
     # What the seal cannot know is not said: it signs a loss of any picture not yet receipted, received or not.
