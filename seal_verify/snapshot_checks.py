@@ -89,12 +89,12 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
 
 
 def lost_statements(events: list[EventLine]) -> Statements:
-    """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id",
-    "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is text), sorted by seal
-    and seq. A statement counts only for a picture an *earlier* event of the bundle of the same seal names (by seq;
-    not a ``snapshot_lost``, whose own ``snapshot`` names the picture too): one seal's word that it lost a picture
-    says nothing of another seal's picture. And only after the seal's *last* event naming it: named again, the
-    picture was queued again, and an earlier loss is no word on it."""
+    """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id", "kept",
+    "reason", "seq"}`` of each such event (``kept``, where the seal keeps its file, and ``reason``: ``None`` if the
+    seal signed none that is text), sorted by seal and seq. A statement counts only for a picture an *earlier* event
+    of the bundle of the same seal names (by seq; not a ``snapshot_lost``, whose own ``snapshot`` names the picture
+    too): one seal's word that it lost a picture says nothing of another seal's picture. And only after the seal's
+    *last* event naming it: named again, the picture was queued again, and an earlier loss is no word on it."""
     last: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the highest seq of its events naming the picture
     losses: list[Envelope] = []
     for line in events:
@@ -109,10 +109,10 @@ def lost_statements(events: list[EventLine]) -> Statements:
             last[key] = max(envelope.seq, last.get(key, envelope.seq))
     said: Statements = defaultdict(list)
     for envelope in losses:
-        sha, reason = envelope.payload.get("snapshot"), envelope.payload.get("reason")
+        sha, reason, kept = (envelope.payload.get(key) for key in ("snapshot", "reason", "kept"))
         if isinstance(sha, str) and last.get((envelope.device_id, sha), envelope.seq) < envelope.seq:
-            reason = reason if isinstance(reason, str) else None
-            said[sha].append({"device_id": envelope.device_id, "reason": reason, "seq": envelope.seq})
+            reason, kept = (value if isinstance(value, str) else None for value in (reason, kept))
+            said[sha].append({"device_id": envelope.device_id, "kept": kept, "reason": reason, "seq": envelope.seq})
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
 
 

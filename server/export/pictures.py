@@ -59,9 +59,9 @@ class Signed(NamedTuple):
     #: A ``snapshot_taken``'s ``trigger_seq`` (``None`` if not an integer) and the pictures its ``not_stored`` lists,
     #: as (sha256, reason) — the reason ``None`` if the seal signed none that is text; ``None`` for any other event.
     not_stored: tuple[int | None, tuple[tuple[str, str | None], ...]] | None
-    #: The picture a ``snapshot_lost`` says its seal lost (``None`` if it names none), with its ``reason`` (as
-    #: above); ``None`` for any other event.
-    lost: tuple[str | None, str | None] | None
+    #: The picture a ``snapshot_lost`` says its seal lost (``None`` if it names none), with its ``reason`` and where
+    #: the seal keeps its file (``kept``; each as above); ``None`` for any other event.
+    lost: tuple[str | None, str | None, str | None] | None
 
     @classmethod
     def of(cls, line: SignedLine) -> Signed:
@@ -79,7 +79,7 @@ class Signed(NamedTuple):
                 tuple((i["sha256"], _text(i.get("reason"))) for i in items if isinstance(i.get("sha256"), str)),
             )
         elif envelope.get("type") == "snapshot_lost":
-            lost = (_text(payload.get("snapshot")), _text(payload.get("reason")))
+            lost = (_text(payload.get("snapshot")), _text(payload.get("reason")), _text(payload.get("kept")))
         return cls(line.device_id, line.seq, names, not_stored, lost)
 
     def statement(self, reason: str | None) -> JsonDict:
@@ -163,19 +163,19 @@ def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
     (another seal's ``snapshot_lost`` names the picture too, and is no word on this seal's picture) — and only after
     the seal's last event naming it (named again, it was queued again: an earlier loss is no word on it)."""
     last: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the highest seq of its events naming it
-    losses: list[tuple[Signed, str, str | None]] = []
+    losses: list[tuple[Signed, str, str | None, str | None]] = []
     for event in signed:
         if event.lost is not None:  # a snapshot_lost names no picture for another one
-            sha, reason = event.lost
+            sha, reason, kept = event.lost
             if sha is not None:
-                losses.append((event, sha, reason))
+                losses.append((event, sha, reason, kept))
             continue
         for sha in event.names:
             last[(event.device_id, sha)] = max(event.seq, last.get((event.device_id, sha), event.seq))
     said: dict[str, list[JsonDict]] = {}
-    for event, sha, reason in losses:
+    for event, sha, reason, kept in losses:
         if last.get((event.device_id, sha), event.seq) < event.seq:
-            said.setdefault(sha, []).append(event.statement(reason))
+            said.setdefault(sha, []).append(event.statement(reason) | {"kept": kept})
     return {sha: _by_seal(items) for sha, items in said.items()}
 
 

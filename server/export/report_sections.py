@@ -163,7 +163,7 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
         szh, sen = _cited(snapshot.not_stored, _not_stored_words)
         return cell(f"封条未能存储，从未发出（{szh}）", f"not stored by the seal, never sent ({sen})", s)
     if snapshot.absent_reason == LOST_ON_SEAL and snapshot.snapshot_lost:
-        szh, sen = _cited(snapshot.snapshot_lost, snapshot_lost_words)
+        szh, sen = _cited(snapshot.snapshot_lost, _lost_words)
         return cell(
             f"封条签名声明：法院回执前其副本已在封条上丢失（{szh}）；法院未收到为法院所述",
             f"the seal signed that it lost its copy before the court receipted it ({sen}); that the court never "
@@ -187,13 +187,23 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     return cell("—", "", s)
 
 
-def _not_stored_words(reason: object) -> tuple[str, str]:
-    shown = clip(plain(str(reason or "—")), "snapshots.jsonl", 120)
+def _not_stored_words(statement: Mapping[str, Any]) -> tuple[str, str]:
+    shown = clip(plain(str(statement.get("reason") or "—")), "snapshots.jsonl", 120)
     return shown, shown
 
 
+def _lost_words(statement: Mapping[str, Any]) -> tuple[str, str]:
+    """A ``snapshot_lost`` statement's reason in words, and where the seal says it keeps the file, if it does."""
+    wzh, wen = snapshot_lost_words(statement.get("reason"))
+    kept = statement.get("kept")
+    if not isinstance(kept, str):
+        return wzh, wen
+    where = clip(plain(kept), "snapshots.jsonl", 120)
+    return f"{wzh}，其文件仍保存在封条上（{where}）", f"{wen}; its file is kept on the seal ({where})"
+
+
 def _cited(
-    statements: Sequence[Mapping[str, Any]], reason_words: Callable[[object], tuple[str, str]]
+    statements: Sequence[Mapping[str, Any]], reason_words: Callable[[Mapping[str, Any]], tuple[str, str]]
 ) -> tuple[str, str]:
     """The seals' statements a line lists, the first of each seal, each with its own seal and seq (two seals may
     name one picture, and the line's ``device_id`` is only one of them), in Chinese and English."""
@@ -202,7 +212,7 @@ def _cited(
         first.setdefault(str(statement.get("device_id")), statement)
     zh, en = [], []
     for device_id, statement in first.items():
-        wzh, wen = reason_words(statement.get("reason"))
+        wzh, wen = reason_words(statement)
         seq = statement.get("seq")
         zh.append(f"封条 {plain(device_id)} 签名事件序号 {seq}：{wzh}")
         en.append(f"{plain(device_id)}'s signed event seq {seq}: {wen}")

@@ -39,7 +39,7 @@ def _events() -> list[bytes]:
         a1.event(EventType.TAMPER, {"state": "open", "armed": True, "snapshots": [Z]}),
         a1.event(EventType.SNAPSHOT_LOST, _lost(W)),  # seq 5: W is named by this snapshot_lost alone
         a1.event(EventType.SNAPSHOT_LOST, _lost(W)),  # seq 6: nor by another snapshot_lost
-        a1.event(EventType.SNAPSHOT_LOST, _lost(Y, {"why": "x"})),  # seq 7: counts, its reason no text
+        a1.event(EventType.SNAPSHOT_LOST, _lost(Y, {"why": "x"}) | {"kept": "corrupt/y.jpg"}),  # seq 7: counts
         a1.event(EventType.SNAPSHOT_LOST, _lost([X])),  # seq 8: names no picture
         a1.event(EventType.SNAPSHOT_LOST, _lost(None) | {"snapshots": [V]}),  # seq 9: a snapshot_lost names V
         a1.event(EventType.SNAPSHOT_LOST, _lost(V)),  # seq 10: named before only by a snapshot_lost
@@ -52,9 +52,9 @@ def _events() -> list[bytes]:
 
 
 EXPECTED = {
-    X: [{"device_id": "seal-a1", "reason": "corrupt", "seq": 2}],
-    Y: [{"device_id": "seal-a1", "reason": None, "seq": 7}],
-    T: [{"device_id": "seal-a1", "reason": "missing", "seq": 15}],
+    X: [{"device_id": "seal-a1", "kept": None, "reason": "corrupt", "seq": 2}],
+    Y: [{"device_id": "seal-a1", "kept": "corrupt/y.jpg", "reason": None, "seq": 7}],
+    T: [{"device_id": "seal-a1", "kept": None, "reason": "missing", "seq": 15}],
 }
 
 

@@ -55,6 +55,8 @@ def _one_frame_two_seals(world: CourtWorld, word: str, *, both: bool = False) ->
             world.send(seal, EventType.SNAPSHOT_TAKEN, follow)
             reason = ENOSPC
         said.append({"device_id": world.seals[seal].device_id, "reason": reason, "seq": world.seals[seal].seq})
+        if word == "lost":
+            said[-1]["kept"] = None
     return sha, said
 
 

@@ -63,7 +63,9 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
         "refused": [],
         "sha256": "",
         "size": None,
-        "snapshot_lost": [{"device_id": "seal-a1", "reason": "corrupt", "seq": lost_seq}],
+        "snapshot_lost": [
+            {"device_id": "seal-a1", "kept": f"corrupt/{lost}.jpg", "reason": "corrupt", "seq": lost_seq}
+        ],
     }
     assert (records[in_transit]["absent_reason"], records[in_transit]["snapshot_lost"]) == ("not_received", [])
     verdict = verify_bundle(result.path, log_key=world.log_key.verifier())
@@ -80,11 +82,12 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
     report = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
     missing = report.split("Snapshotsthecourtdoesnothold")[1]
     said = f"封条签名声明：法院回执前其副本已在封条上丢失（封条seal-a1签名事件序号{lost_seq}："
-    said += "文件已损坏（内容与其哈希值不符））"
+    said += f"文件已损坏（内容与其哈希值不符），其文件仍保存在封条上（corrupt/{lost}.jpg））"
     assert said + "；法院未收到为法院所述" in missing, missing
     en = f"thesealsignedthatitlostitscopybeforethecourtreceipteditseal-a1'ssignedeventseq{lost_seq}:corrupt:"
     assert en in missing.replace("(", ""), missing
     assert "that the court never received it is the court's word".replace(" ", "") in missing, missing
+    assert f"itsfileiskeptontheseal(corrupt/{lost}.jpg)" in missing, missing
     # What the seal cannot know is not said: it signs a loss of any picture not yet receipted, received or not.
     assert "无法送达" not in missing and "canneverreach" not in missing, missing
     assert "法院未收到" in missing  # the picture lost on its way
@@ -130,6 +133,7 @@ def test_a_bundle_whose_loss_claims_the_signed_events_do_not_support_fails(world
         "lost_as_not_received": (lost, {"absent_reason": "not_received"}),  # what the seal signed hidden
         "statement_dropped": (lost, {"absent_reason": "not_received", "snapshot_lost": []}),
         "made_up": (in_transit, {"absent_reason": "lost_on_seal", "snapshot_lost": statement}),  # another's word
+        "kept_hidden": (lost, {"snapshot_lost": [statement[0] | {"kept": None}]}),  # the seal's file said gone
     }
     for forgery, (sha, change) in forgeries.items():
         records = _records(members)
