@@ -12,7 +12,8 @@ From format 3 on, a line also lists the copies the court received on the picture
 (:mod:`seal_verify.refused_checks`).
 
 From format 4 on, a line also lists the seal's signed statements that it lost the picture after naming it
-(``snapshot_lost``), which make it ``lost_on_seal``: again only from the seal whose earlier event named it
+(``snapshot_lost``), which make it ``lost_on_seal`` — the seal's word that its copy was gone before the court
+receipted it, not proof that the court never received it: again only from the seal whose earlier event named it
 (``lost_statements``). A bundle of format 1, 2 or 3 knows no such reason (it lists such a picture ``not_received``,
 which verifies as before); in every format the summary counts, and a note states, the pictures the signed events say
 the seal lost.
@@ -88,12 +89,13 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
 
 
 def lost_statements(events: list[EventLine]) -> Statements:
-    """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id",
-    "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is text), sorted by seal
-    and seq. A statement counts only for a picture an *earlier* event of the bundle of the same seal names (by seq;
-    not a ``snapshot_lost``, whose own ``snapshot`` names the picture too): one seal's word that it lost a picture
-    says nothing of another seal's picture."""
-    first: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the lowest seq of its events naming the picture
+    """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id", "kept",
+    "reason", "seq"}`` of each such event (``kept``, where the seal keeps its file, and ``reason``: ``None`` if the
+    seal signed none that is text), sorted by seal and seq. A statement counts only for a picture an *earlier* event
+    of the bundle of the same seal names (by seq; not a ``snapshot_lost``, whose own ``snapshot`` names the picture
+    too): one seal's word that it lost a picture says nothing of another seal's picture. And only after the seal's
+    *last* event naming it: named again, the picture was queued again, and an earlier loss is no word on it."""
+    last: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the highest seq of its events naming the picture
     losses: list[Envelope] = []
     for line in events:
         envelope = line.envelope
@@ -104,14 +106,20 @@ def lost_statements(events: list[EventLine]) -> Statements:
             continue
         for name in named_snapshots(envelope):
             key = (envelope.device_id, name)
-            first[key] = min(envelope.seq, first.get(key, envelope.seq))
+            last[key] = max(envelope.seq, last.get(key, envelope.seq))
     said: Statements = defaultdict(list)
     for envelope in losses:
-        sha, reason = envelope.payload.get("snapshot"), envelope.payload.get("reason")
-        if isinstance(sha, str) and first.get((envelope.device_id, sha), envelope.seq) < envelope.seq:
-            reason = reason if isinstance(reason, str) else None
-            said[sha].append({"device_id": envelope.device_id, "reason": reason, "seq": envelope.seq})
+        sha, reason, kept = (envelope.payload.get(key) for key in ("snapshot", "reason", "kept"))
+        if isinstance(sha, str) and last.get((envelope.device_id, sha), envelope.seq) < envelope.seq:
+            reason, kept = (value if isinstance(value, str) else None for value in (reason, kept))
+            said[sha].append({"device_id": envelope.device_id, "kept": kept, "reason": reason, "seq": envelope.seq})
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
+
+
+def every_seal(statements: list[dict[str, Any]], seals: set[str]) -> bool:
+    """Whether each of ``seals`` (those whose events, other than a ``snapshot_lost``, name a picture) made one of
+    ``statements``: two seals may name one black frame, and one seal's word says nothing of the other's copy."""
+    return bool(seals) and seals <= {statement["device_id"] for statement in statements}
 
 
 def _absence_problem(
@@ -119,28 +127,33 @@ def _absence_problem(
     said: list[dict[str, Any]],
     refused: bool = False,
     lost: list[dict[str, Any]] | None = None,
+    seals: set[str] | None = None,
 ) -> str | None:
     """What is wrong in a line's ``absent_reason`` and ``not_stored`` (format 2): ``not_stored`` is not every
     statement of the bundle's events that the seal could not store the picture, or ``absent_reason`` is not what the
     line and those statements say (``refused``: the court received the picture's bytes and refused them). From
     format 4 on (``lost`` not ``None``), ``snapshot_lost`` must be every statement of the bundle's events that the
-    seal lost the picture, which make it ``lost_on_seal`` unless the seal could not store it (``not_stored``
-    first); before, the line knows no such statement (``not_received``)."""
+    seal lost the picture, and a reason from the seals' word needs the word of every seal naming the picture
+    (``seals``): ``not_stored_by_seal`` first, then ``lost_on_seal``; before, any one statement made a picture
+    ``not_stored_by_seal`` (as the exporter of formats 2 and 3 wrote it) and the line knows no loss."""
     if record.get("not_stored") != said:
         return f"not_stored is {shown(record.get('not_stored'))}, but the bundle's signed events say {shown(said)}"
     if lost is not None and record.get("snapshot_lost") != lost:
         listed = shown(record.get("snapshot_lost"))
         return f"snapshot_lost is {listed}, but the bundle's signed events say {shown(lost)}"
+    seals = seals or set()
     if record.get("present") is True:
         expected = None
     elif record.get("received_at") is not None:
         expected = LOST
     elif refused:
         expected = REFUSED_BY_COURT
-    elif said:
+    elif lost is None:
+        expected = NOT_STORED_BY_SEAL if said else NOT_RECEIVED
+    elif every_seal(said, seals):
         expected = NOT_STORED_BY_SEAL
     else:
-        expected = LOST_ON_SEAL if lost else NOT_RECEIVED
+        expected = LOST_ON_SEAL if every_seal(lost, seals) else NOT_RECEIVED
     if record.get("absent_reason") != expected:
         return f"absent_reason {shown(record.get('absent_reason'))}, not {shown(expected)}"
     return None
@@ -198,11 +211,14 @@ def check_snapshots(
     since_3, since_4 = keys in (SNAPSHOT_KEYS_3, SNAPSHOT_KEYS_4), keys is SNAPSHOT_KEYS_4
     said, lost_said = not_stored_statements(events), lost_statements(events)
     named: dict[str, set[str]] = defaultdict(set)  # sha256 -> the seals whose events name it
+    naming: dict[str, set[str]] = defaultdict(set)  # sha256 -> ... whose events other than a snapshot_lost name it
     for line in events:
         envelope = line.envelope
         if envelope is not None:
             for name in named_snapshots(envelope):
                 named[name].add(envelope.device_id)
+                if envelope.type != "snapshot_lost":
+                    naming[name].add(envelope.device_id)
     try:
         records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
     except ValueError as exc:
@@ -227,7 +243,7 @@ def check_snapshots(
         if problem is None and keys is not SNAPSHOT_KEYS:
             refused_here = refused_copy(record, sha) is not None
             losses = lost_said.get(sha, []) if since_4 else None
-            problem = _absence_problem(record, said.get(sha, []), refused_here, losses)
+            problem = _absence_problem(record, said.get(sha, []), refused_here, losses, naming.get(sha, set()))
         if problem is None and since_3:
             check_refused_file(check, bundle, record, sha)
         if problem:
@@ -245,12 +261,16 @@ def check_snapshots(
             copy = refused_copy(record, sha)
             assert copy is not None  # the line's absent_reason was checked
             check.note(refused_note(sha, copy, f"refused/{sha}.jpg" in bundle.files))
-        elif not present and said.get(sha):
+        elif present:
+            continue
+        elif every_seal(said.get(sha, []), naming[sha]) if since_4 else said.get(sha):  # 1-3: as their exporter
             not_stored += 1
             check.note(_not_stored_note(sha, said[sha]))
-        elif not present and lost_said.get(sha):
+        elif every_seal(lost_said.get(sha, []), naming[sha]):
             lost_on_seal += 1
             check.note(_lost_on_seal_note(sha, lost_said[sha]))
+        elif said.get(sha) or lost_said.get(sha):
+            check.note(_partial_note(sha, [*said.get(sha, []), *lost_said.get(sha, [])], naming[sha]))
     for path, data in sorted(bundle.under("snapshots/").items()):
         sha = path.removeprefix("snapshots/").removesuffix(".jpg")
         if hashlib.sha256(data).hexdigest() != sha:
@@ -287,12 +307,28 @@ def _not_stored_note(sha: str, said: list[dict[str, Any]]) -> str:
 
 
 def _lost_on_seal_note(sha: str, said: list[dict[str, Any]]) -> str:
-    """A picture the seal signed it lost after naming it (``snapshot_lost``): it can never reach the court."""
+    """A picture the seal signed it lost (``snapshot_lost``) after naming it. A seal signs one only for a picture the
+    court had not receipted, which may be one the court received (its receipt lost): that the court never received it
+    is the court's word, not the seal's."""
     first = said[0]
     reason = cut(first["reason"] or "—")
     return (
-        f"快照 {cut(sha)} 已在封条上丢失（封条 {first['device_id']} 序号 {first['seq']} 的签名事件：{reason}），"
-        "无法送达法院 / "
-        f"snapshot {cut(sha)} was lost on the seal ({first['device_id']} seq {first['seq']}, signed: {reason}): "
-        "it can never reach the court"
+        f"快照 {cut(sha)}：封条签名声明法院回执前其副本已在封条上丢失（封条 {first['device_id']} 序号 {first['seq']} "
+        f"的签名事件：{reason}）；法院未收到为法院所述 / "
+        f"snapshot {cut(sha)}: the seal signed that it lost its copy before the court receipted it "
+        f"({first['device_id']} seq {first['seq']}, signed: {reason}); that the court never received it is the "
+        "court's word"
+    )
+
+
+def _partial_note(sha: str, said: list[dict[str, Any]], seals: set[str]) -> str:
+    """A picture some seals naming it signed they could not store, or lost, but not every one: another seal's copy
+    may still have been sent, so it counts as never received."""
+    spoke = sorted({statement["device_id"] for statement in said})
+    silent = ", ".join(sorted(seals - set(spoke))) or "—"
+    return (
+        f"快照 {cut(sha)}：封条 {', '.join(spoke)} 签名声明未能存储或已丢失其副本，但同样提及它的封条 {silent} "
+        "未作此声明，故计为服务器未收到 / "
+        f"snapshot {cut(sha)}: seal {', '.join(spoke)} signed it could not store or lost its copy, but seal "
+        f"{silent}, whose events name it too, did not: counted as never received"
     )

@@ -59,9 +59,9 @@ class Signed(NamedTuple):
     #: A ``snapshot_taken``'s ``trigger_seq`` (``None`` if not an integer) and the pictures its ``not_stored`` lists,
     #: as (sha256, reason) — the reason ``None`` if the seal signed none that is text; ``None`` for any other event.
     not_stored: tuple[int | None, tuple[tuple[str, str | None], ...]] | None
-    #: The picture a ``snapshot_lost`` says its seal lost (``None`` if it names none), with its ``reason`` (as
-    #: above); ``None`` for any other event.
-    lost: tuple[str | None, str | None] | None
+    #: The picture a ``snapshot_lost`` says its seal lost (``None`` if it names none), with its ``reason`` and where
+    #: the seal keeps its file (``kept``; each as above); ``None`` for any other event.
+    lost: tuple[str | None, str | None, str | None] | None
 
     @classmethod
     def of(cls, line: SignedLine) -> Signed:
@@ -79,7 +79,7 @@ class Signed(NamedTuple):
                 tuple((i["sha256"], _text(i.get("reason"))) for i in items if isinstance(i.get("sha256"), str)),
             )
         elif envelope.get("type") == "snapshot_lost":
-            lost = (_text(payload.get("snapshot")), _text(payload.get("reason")))
+            lost = (_text(payload.get("snapshot")), _text(payload.get("reason")), _text(payload.get("kept")))
         return cls(line.device_id, line.seq, names, not_stored, lost)
 
     def statement(self, reason: str | None) -> JsonDict:
@@ -95,12 +95,18 @@ def snapshot_records(
 
     A seal speaks for the pictures of its own events, never for another seal's: a ``snapshot_taken``'s
     ``not_stored`` counts for a picture only when its ``trigger_seq`` is an exported event of the same seal that
-    names the picture, a ``snapshot_lost`` only when an earlier exported event of the same seal names it."""
+    names the picture, a ``snapshot_lost`` only when an earlier exported event of the same seal names it. A picture
+    is ``not_stored_by_seal`` (or ``lost_on_seal``) only when *every* seal whose exported events, other than a
+    ``snapshot_lost``, name it signed so: two seals may name one black frame, and one seal's word says nothing of
+    the other's copy."""
     signed = [Signed.of(line) for line in events]
     named: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events name it
+    naming: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events other than a snapshot_lost name it
     for event in signed:
         for sha in event.names:
             named.setdefault(sha, set()).add(event.device_id)
+            if event.lost is None:
+                naming.setdefault(sha, set()).add(event.device_id)
     said, lost = not_stored_statements(signed), lost_statements(signed)
     held: dict[str, Snapshot] = {}
     for candidate in session.scalars(select(Snapshot).where(Snapshot.case_no == case_no)):
@@ -116,7 +122,12 @@ def snapshot_records(
         statements, losses = said.get(sha, []), lost.get(sha, [])
         records.append(
             {
-                "absent_reason": _absent_reason(row, statements, losses, refused.is_picture(sha)),
+                "absent_reason": _absent_reason(
+                    row,
+                    every_seal(statements, naming.get(sha)),
+                    every_seal(losses, naming.get(sha)),
+                    refused.is_picture(sha),
+                ),
                 "device_id": row.device_id if row else min(named[sha]),
                 "not_stored": statements,
                 "present": row is not None,
@@ -149,22 +160,28 @@ def not_stored_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
 def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
     """sha256 -> the seals' signed statements that they lost the picture (``snapshot_lost``), by seal and seq: a
     ``snapshot_lost``'s, for a picture an earlier event of the same seal names — its own ``snapshot`` does not count
-    (another seal's ``snapshot_lost`` names the picture too, and is no word on this seal's picture)."""
-    first: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the lowest seq of its events naming it
-    losses: list[tuple[Signed, str, str | None]] = []
+    (another seal's ``snapshot_lost`` names the picture too, and is no word on this seal's picture) — and only after
+    the seal's last event naming it (named again, it was queued again: an earlier loss is no word on it)."""
+    last: dict[tuple[str, str], int] = {}  # (seal, sha256) -> the highest seq of its events naming it
+    losses: list[tuple[Signed, str, str | None, str | None]] = []
     for event in signed:
         if event.lost is not None:  # a snapshot_lost names no picture for another one
-            sha, reason = event.lost
+            sha, reason, kept = event.lost
             if sha is not None:
-                losses.append((event, sha, reason))
+                losses.append((event, sha, reason, kept))
             continue
         for sha in event.names:
-            first[(event.device_id, sha)] = min(event.seq, first.get((event.device_id, sha), event.seq))
+            last[(event.device_id, sha)] = max(event.seq, last.get((event.device_id, sha), event.seq))
     said: dict[str, list[JsonDict]] = {}
-    for event, sha, reason in losses:
-        if first.get((event.device_id, sha), event.seq) < event.seq:
-            said.setdefault(sha, []).append(event.statement(reason))
+    for event, sha, reason, kept in losses:
+        if last.get((event.device_id, sha), event.seq) < event.seq:
+            said.setdefault(sha, []).append(event.statement(reason) | {"kept": kept})
     return {sha: _by_seal(items) for sha, items in said.items()}
+
+
+def every_seal(statements: list[JsonDict], seals: set[str] | None) -> bool:
+    """Whether each of ``seals`` (those whose events name a picture) made one of ``statements``."""
+    return bool(seals) and set(seals or ()) <= {statement["device_id"] for statement in statements}
 
 
 def _by_seal(statements: list[JsonDict]) -> list[JsonDict]:
@@ -180,17 +197,15 @@ def _preference(row: Snapshot, naming: set[str]) -> tuple[bool, str]:
     return row.device_id not in naming, row.device_id
 
 
-def _absent_reason(
-    row: Snapshot | None, statements: list[JsonDict], losses: list[JsonDict], refused: bool
-) -> str | None:
+def _absent_reason(row: Snapshot | None, not_stored: bool, lost: bool, refused: bool) -> str | None:
     """``None`` when the court holds the picture (another trigger's identical frame may have brought the bytes a
     seal said it could not store, or lost, once); else why not: bytes that are the picture in the quarantine say the
-    court received and refused it, whatever the seal said; then the seal's word that it could not store it, then
-    its word that it lost it."""
+    court received and refused it, whatever the seal said; then every naming seal's word that it could not store it
+    (``not_stored``), then every naming seal's word that it lost it (``lost``)."""
     if row is not None:
         return None
     if refused:
         return REFUSED_BY_COURT
-    if statements:
+    if not_stored:
         return NOT_STORED_BY_SEAL
-    return LOST_ON_SEAL if losses else NOT_RECEIVED
+    return LOST_ON_SEAL if lost else NOT_RECEIVED

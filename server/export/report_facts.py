@@ -65,7 +65,8 @@ class SnapshotFacts:
     #: The copies the court received on its topic and refused (``snapshots.jsonl``'s ``refused``): ``{"copies",
     #: "device_id", "kept", "reason", "received_at", "sha256", "size"}`` each.
     refused: Sequence[Mapping[str, Any]] = ()
-    #: The seal's signed statements that it lost it (``snapshot_lost``): ``{"device_id", "reason", "seq"}`` each.
+    #: The seal's signed statements that it lost it (``snapshot_lost``): ``{"device_id", "kept", "reason", "seq"}``
+    #: each.
     snapshot_lost: Sequence[Mapping[str, Any]] = ()
 
     @property

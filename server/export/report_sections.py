@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from PIL import Image as PILImage
@@ -29,7 +29,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, ground_words, snapshot_lost_words, sort_time
+from server.export.report_text import clip, ground_words, plain, snapshot_lost_words, sort_time
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
@@ -157,22 +157,17 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
 
 def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     """Why the court does not hold a picture, as the bundle says (``snapshots.jsonl``): the seal signed that it could
-    not store it, or that it lost it (its reason and the event's seq), it never arrived, or the court received and
-    lost it."""
-    said = snapshot.not_stored[0] if snapshot.not_stored else None
-    if snapshot.absent_reason == NOT_STORED_BY_SEAL and said is not None:
-        reason = clip(str(said.get("reason") or "—"), "snapshots.jsonl", 120)
+    not store it, or that it lost its copy before the court receipted it (its reason and the event's seq: that the
+    court never received it stays the court's word), it never arrived, or the court received and lost it."""
+    if snapshot.absent_reason == NOT_STORED_BY_SEAL and snapshot.not_stored:
+        szh, sen = _cited(snapshot.not_stored, _not_stored_words)
+        return cell(f"封条未能存储，从未发出（{szh}）", f"not stored by the seal, never sent ({sen})", s)
+    if snapshot.absent_reason == LOST_ON_SEAL and snapshot.snapshot_lost:
+        szh, sen = _cited(snapshot.snapshot_lost, _lost_words)
         return cell(
-            f"封条未能存储，从未发出（封条签名事件序号 {said.get('seq')}：{reason}）",
-            f"not stored by the seal, never sent (signed event seq {said.get('seq')}: {reason})",
-            s,
-        )
-    lost = snapshot.snapshot_lost[0] if snapshot.snapshot_lost else None
-    if snapshot.absent_reason == LOST_ON_SEAL and lost is not None:
-        wzh, wen = snapshot_lost_words(lost.get("reason"))
-        return cell(
-            f"封条上已丢失，无法送达法院（封条签名事件序号 {lost.get('seq')}：{wzh}）",
-            f"lost on the seal, can never reach the court (signed event seq {lost.get('seq')}: {wen})",
+            f"封条签名声明：法院回执前其副本已在封条上丢失（{szh}）；法院未收到为法院所述",
+            f"the seal signed that it lost its copy before the court receipted it ({sen}); that the court never "
+            "received it is the court's word",
             s,
         )
     if snapshot.absent_reason == LOST:
@@ -190,6 +185,38 @@ def _absence(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
             )
         return cell("法院未收到", "never received by the court", s)
     return cell("—", "", s)
+
+
+def _not_stored_words(statement: Mapping[str, Any]) -> tuple[str, str]:
+    shown = clip(plain(str(statement.get("reason") or "—")), "snapshots.jsonl", 120)
+    return shown, shown
+
+
+def _lost_words(statement: Mapping[str, Any]) -> tuple[str, str]:
+    """A ``snapshot_lost`` statement's reason in words, and where the seal says it keeps the file, if it does."""
+    wzh, wen = snapshot_lost_words(statement.get("reason"))
+    kept = statement.get("kept")
+    if not isinstance(kept, str):
+        return wzh, wen
+    where = clip(plain(kept), "snapshots.jsonl", 120)
+    return f"{wzh}，其文件仍保存在封条上（{where}）", f"{wen}; its file is kept on the seal ({where})"
+
+
+def _cited(
+    statements: Sequence[Mapping[str, Any]], reason_words: Callable[[Mapping[str, Any]], tuple[str, str]]
+) -> tuple[str, str]:
+    """The seals' statements a line lists, the first of each seal, each with its own seal and seq (two seals may
+    name one picture, and the line's ``device_id`` is only one of them), in Chinese and English."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for statement in statements:
+        first.setdefault(str(statement.get("device_id")), statement)
+    zh, en = [], []
+    for device_id, statement in first.items():
+        wzh, wen = reason_words(statement)
+        seq = statement.get("seq")
+        zh.append(f"封条 {plain(device_id)} 签名事件序号 {seq}：{wzh}")
+        en.append(f"{plain(device_id)}'s signed event seq {seq}: {wen}")
+    return "；".join(zh), "; ".join(en)
 
 
 def _refused(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
@@ -301,7 +328,7 @@ def _answer(command: CommandFacts, s: ReportStyles) -> TextCell:
     if command.answer is None:
         return cell("—", "", s)
     zh, en = words("case_command_result", command.answer)
-    return cell(clip(zh, "commands.jsonl"), clip(en, "commands.jsonl"), s)
+    return cell(clip(plain(zh), "commands.jsonl"), clip(plain(en), "commands.jsonl"), s)
 
 
 def _alarm_step(action: str) -> tuple[str, str]:

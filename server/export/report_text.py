@@ -6,6 +6,7 @@ pages' catalogue (:func:`server.words.words`); a removal request's ground, its l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +58,11 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
-    "snapshot_lost": ("快照丢失（无法送达法院）", "snapshot lost (can never reach the court)"),
+    # Signed for a picture the court had not receipted, which it may have received: no word on what the court holds.
+    "snapshot_lost": (
+        "封条上的快照副本丢失（法院回执前）",
+        "the seal's copy of a snapshot lost (before a court receipt)",
+    ),
 }
 
 #: Why a seal could not record an event (``event_lost``'s ``reason``).
@@ -102,6 +107,23 @@ LANGUAGE_RESULT: dict[str, tuple[str, str]] = {
 #: the report (a longer cell would split across them: :class:`~server.pdf_layout.TextCell`); the full text is in the
 #: bundle's file the cell names.
 CLIP = 400
+
+
+#: C0 and C1 control characters, DEL and the Unicode line and paragraph separators: a seal may sign any of them in
+#: its text, and a ``\n`` would start a line of the report's cell of its own (:func:`server.pdf_layout.text_lines`),
+#: where the seal's words could pass for the court's.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHOWN = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def plain(text: str) -> str:
+    """A seal's signed ``text`` with each control character (``_CONTROL``) shown as a visible escape: ``\\n``,
+    ``\\r``, ``\\t``, else ``\\xNN`` / ``\\uNNNN``; one line of the report's cell, as the seal signed it."""
+    return _CONTROL.sub(lambda m: _SHOWN.get(m.group(), _escape(m.group())), text)
+
+
+def _escape(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def clip(text: str, where: str, limit: int = CLIP) -> str:
@@ -237,12 +259,13 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
 
 def snapshot_lost_words(reason: object) -> tuple[str, str]:
     """A ``snapshot_lost``'s ``reason`` in Chinese and English; one we do not know as the seal signed it (``—`` for
-    none), cut to 120 characters (the cell is plain text: nothing in it is markup)."""
+    none; control characters shown as escapes: :func:`plain`), cut to 120 characters (the cell is plain text:
+    nothing in it is markup)."""
     text = _v(reason)
     known = SNAPSHOT_LOST_REASONS.get(text)
     if known is not None:
         return known
-    shown = clip(text, "events.jsonl", 120)
+    shown = clip(plain(text), "events.jsonl", 120)
     return shown, shown
 
 

@@ -28,6 +28,7 @@ from server.export.report_text import (
     event_details,
     event_name,
     outcome_words,
+    plain,
     sort_time,
     warning_words,
 )
@@ -142,7 +143,7 @@ def _event_row(
         event.device_id,
         str(event.seq),
         _two(*event_name(event.type)),
-        _two(clip(zh, "events.jsonl"), clip(en, "events.jsonl")),
+        _two(clip(plain(zh), "events.jsonl"), clip(plain(en), "events.jsonl")),  # the seal's words, one line each
     ]
     return cells, alert
 

@@ -13,7 +13,7 @@ from seal_verify.snapshot_checks import lost_statements
 from server.export import pictures
 from tests.server.helpers import CASE_A, SimulatedSeal
 
-X, Y, Z, W, V = (f"{n:064x}" for n in (1, 2, 3, 4, 5))
+X, Y, Z, W, V, U, T = (f"{n:064x}" for n in (1, 2, 3, 4, 5, 6, 7))
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,22 @@ def _events() -> list[bytes]:
         a1.event(EventType.TAMPER, {"state": "open", "armed": True, "snapshots": [Z]}),
         a1.event(EventType.SNAPSHOT_LOST, _lost(W)),  # seq 5: W is named by this snapshot_lost alone
         a1.event(EventType.SNAPSHOT_LOST, _lost(W)),  # seq 6: nor by another snapshot_lost
-        a1.event(EventType.SNAPSHOT_LOST, _lost(Y, {"why": "x"})),  # seq 7: counts, its reason no text
+        a1.event(EventType.SNAPSHOT_LOST, _lost(Y, {"why": "x"}) | {"kept": "corrupt/y.jpg"}),  # seq 7: counts
         a1.event(EventType.SNAPSHOT_LOST, _lost([X])),  # seq 8: names no picture
         a1.event(EventType.SNAPSHOT_LOST, _lost(None) | {"snapshots": [V]}),  # seq 9: a snapshot_lost names V
         a1.event(EventType.SNAPSHOT_LOST, _lost(V)),  # seq 10: named before only by a snapshot_lost
+        a1.event(EventType.INTRUSION, {"armed": True, "snapshots": [U, T]}),  # seq 11
+        a1.event(EventType.SNAPSHOT_LOST, _lost(U)),  # seq 12: U is named again after it (seq 14): queued again
+        a1.event(EventType.SNAPSHOT_LOST, _lost(T)),  # seq 13: so is T
+        a1.event(EventType.INTRUSION, {"armed": True, "snapshots": [U, T]}),  # seq 14 (one black frame again)
+        a1.event(EventType.SNAPSHOT_LOST, _lost(T, "missing")),  # seq 15: after the last naming: counts
     ]
 
 
 EXPECTED = {
-    X: [{"device_id": "seal-a1", "reason": "corrupt", "seq": 2}],
-    Y: [{"device_id": "seal-a1", "reason": None, "seq": 7}],
+    X: [{"device_id": "seal-a1", "kept": None, "reason": "corrupt", "seq": 2}],
+    Y: [{"device_id": "seal-a1", "kept": "corrupt/y.jpg", "reason": None, "seq": 7}],
+    T: [{"device_id": "seal-a1", "kept": None, "reason": "missing", "seq": 15}],
 }
 
 

@@ -78,7 +78,9 @@ def test_a_picture_the_seal_could_not_store_is_exported_as_such_not_as_never_rec
     assert "封条未能存储" in verdict.text()
     report = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
     missing = report.split("Snapshotsthecourtdoesnothold")[1]
-    assert f"封条未能存储，从未发出（封条签名事件序号{said_seq}：ENOSPC:Nospaceleftondevice）" in missing, missing
+    assert f"封条未能存储，从未发出（封条seal-a1签名事件序号{said_seq}：ENOSPC:Nospaceleftondevice）" in missing, (
+        missing
+    )
     assert "法院未收到" in missing and "neverreceivedbythecourt" in missing  # the picture lost on its way
     # The events counted by type: a snapshot_taken whose not_stored lists every picture is no "snapshots stored".
     assert "抓拍结果（存储或未能存储）" in report and "快照已存储" not in report and "snapshotsstored" not in report

@@ -63,7 +63,9 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
         "refused": [],
         "sha256": "",
         "size": None,
-        "snapshot_lost": [{"device_id": "seal-a1", "reason": "corrupt", "seq": lost_seq}],
+        "snapshot_lost": [
+            {"device_id": "seal-a1", "kept": f"corrupt/{lost}.jpg", "reason": "corrupt", "seq": lost_seq}
+        ],
     }
     assert (records[in_transit]["absent_reason"], records[in_transit]["snapshot_lost"]) == ("not_received", [])
     verdict = verify_bundle(result.path, log_key=world.log_key.verifier())
@@ -72,26 +74,41 @@ def test_a_picture_the_seal_signed_it_lost_is_exported_as_such_not_as_never_rece
     # The other one never received is the world's own (build_world's intrusion names a picture it never sends).
     assert "1 the seal signed it lost" in check.summary and "2 named but never received" in check.summary
     assert "1 张封条签名声明已在封条上丢失" in check.summary
-    assert any(lost in n and "corrupt" in n and f"seq {lost_seq}" in n for n in check.notes), check.notes
+    (note,) = [n for n in check.notes if lost in n]
+    assert "corrupt" in note and f"seq {lost_seq}" in note, note
+    assert "lost its copy before the court receipted it" in note and "the court's word" in note, note
+    assert "法院回执前其副本已在封条上丢失" in note and "法院未收到为法院所述" in note, note
+    assert "can never reach" not in note and "无法送达" not in note, note
     report = re.sub(r"\s+", "", pdf_text(members["report.pdf"]))
     missing = report.split("Snapshotsthecourtdoesnothold")[1]
-    said = f"封条上已丢失，无法送达法院（封条签名事件序号{lost_seq}：文件已损坏（内容与其哈希值不符））"
-    assert said in missing, missing
-    assert f"lostontheseal,canneverreachthecourt(signedeventseq{lost_seq}:corrupt:" in missing, missing
+    said = f"封条签名声明：法院回执前其副本已在封条上丢失（封条seal-a1签名事件序号{lost_seq}："
+    said += f"文件已损坏（内容与其哈希值不符），其文件仍保存在封条上（corrupt/{lost}.jpg））"
+    assert said + "；法院未收到为法院所述" in missing, missing
+    en = f"thesealsignedthatitlostitscopybeforethecourtreceipteditseal-a1'ssignedeventseq{lost_seq}:corrupt:"
+    assert en in missing.replace("(", ""), missing
+    assert "that the court never received it is the court's word".replace(" ", "") in missing, missing
+    assert f"itsfileiskeptontheseal(corrupt/{lost}.jpg)" in missing, missing
+    # What the seal cannot know is not said: it signs a loss of any picture not yet receipted, received or not.
+    assert "无法送达" not in missing and "canneverreach" not in missing, missing
     assert "法院未收到" in missing  # the picture lost on its way
 
 
-@pytest.mark.parametrize("speaker", ["other_seal", "same_seal_before_naming_it", "only_itself"])
+@pytest.mark.parametrize("speaker", ["other_seal", "same_seal_before_naming_it", "only_itself", "named_again_after"])
 def test_a_loss_not_signed_by_the_seal_that_named_the_picture_earlier_leaves_it_not_received(
     world: CourtWorld, tmp_path: Path, speaker: str
 ) -> None:
     """seal-a2 says it lost seal-a1's picture; seal-a1 says it lost a picture it names only afterwards; or a
-    ``snapshot_lost`` names a picture no other event does: none of these is the word of the seal that named it."""
+    ``snapshot_lost`` names a picture no other event does: none of these is the word of the seal that named it. Nor is
+    seal-a1's loss of a picture it names again afterwards (one black frame again: queued again)."""
     sha = world.picture("a1", deliver=False)
     if speaker == "other_seal":
         world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
         world.send("a2", EventType.SNAPSHOT_LOST, _lost(sha))
     elif speaker == "same_seal_before_naming_it":
+        world.send("a1", EventType.SNAPSHOT_LOST, _lost(sha))
+        world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
+    elif speaker == "named_again_after":
+        world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
         world.send("a1", EventType.SNAPSHOT_LOST, _lost(sha))
         world.send("a1", EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
     else:
@@ -116,6 +133,7 @@ def test_a_bundle_whose_loss_claims_the_signed_events_do_not_support_fails(world
         "lost_as_not_received": (lost, {"absent_reason": "not_received"}),  # what the seal signed hidden
         "statement_dropped": (lost, {"absent_reason": "not_received", "snapshot_lost": []}),
         "made_up": (in_transit, {"absent_reason": "lost_on_seal", "snapshot_lost": statement}),  # another's word
+        "kept_hidden": (lost, {"snapshot_lost": [statement[0] | {"kept": None}]}),  # the seal's file said gone
     }
     for forgery, (sha, change) in forgeries.items():
         records = _records(members)
@@ -146,5 +164,7 @@ def test_a_bundle_of_format_3_still_verifies_as_before(world: CourtWorld, tmp_pa
         return
     assert verdict.trusted, verdict.text()
     check = verdict.check("snapshots")
-    assert check.status is Status.OK and any(lost in note and "lost on the seal" in note for note in check.notes)
+    assert check.status is Status.OK and any(
+        lost in note and "lost its copy before the court receipted it" in note for note in check.notes
+    )
     assert "1 the seal signed it lost" in check.summary and "2 named but never received" in check.summary

@@ -50,7 +50,10 @@ def test_a_snapshot_lost_is_stored_raises_its_alarm_reads_in_words_and_verifies(
     assert alarm.details["snapshot"] == SHA and alarm.details["reason"] == "corrupt"
 
     assert "snapshot_lost" in TIMELINE_TYPES
-    assert event_name("snapshot_lost") == ("快照丢失（无法送达法院）", "snapshot lost (can never reach the court)")
+    assert event_name("snapshot_lost") == (
+        "封条上的快照副本丢失（法院回执前）",
+        "the seal's copy of a snapshot lost (before a court receipt)",
+    )
     assert event_details("snapshot_lost", LOST) == (
         "快照 51b802b34a2e39b1… 丢失，原因：文件已损坏（内容与其哈希值不符）",
         "snapshot 51b802b34a2e39b1… lost: corrupt: its bytes no longer hash to its name",
