@@ -142,9 +142,9 @@ class TriggerLine:
         else:
             self._jobs.put(job)
 
-    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> None:
-        """Commit the event or put it in line (returns at once), and run ``then`` on the committer once it is
-        committed, after the ``then`` of the events before it."""
+    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> Turn:
+        """Commit the event or put it in line (returns its turn at once), and run ``then`` on the committer once it
+        is committed, after the ``then`` of the events before it."""
         turn = self._line.record_in_line(type, payload, at=at)
 
         def committed() -> None:
@@ -164,6 +164,7 @@ class TriggerLine:
                 self._commits.put(committed)
         if committer is None:
             self._run(committed, False)
+        return turn
 
     def wait_in_line(self, timeout: float) -> bool:
         """Wait until the event of every job so far is committed or in the recorder's line (an event recorded next

@@ -1,0 +1,175 @@
+"""Triggers whose events wait for room on a full disk: what they hold.
+
+A trigger's event held in line (the outbox answers ``SQLITE_FULL``: :class:`~tests.agent.full_disk.FullDisk`) costs
+no thread and a bounded amount of snapshot memory; its snapshots are stored only once the event listing them is
+committed. The camera is a :class:`~seal_agent.interfaces.EvidenceCamera` double whose snapshots are bytes in memory;
+everything else is the real agent on gpiozero's mock pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from seal_agent.behaviour.held_snapshots import HELD_EVIDENCE_MAX
+from seal_agent.behaviour.seal import SealAgent, SystemClock
+from seal_agent.behaviour.warning import WarningSettings
+from seal_agent.devices.pir import PirSensor
+from seal_agent.devices.tamper import TamperSwitch
+from seal_agent.journal.outbox import Outbox
+from seal_agent.journal.recorder import EventRecorder
+from seal_protocol import EventType, decode_envelope
+from seal_protocol.signing import generate_signing_key
+from tests.agent.full_disk import FullDisk
+from tests.agent.helpers import RecordingSpeaker, pulse, wait_until
+
+PIR, LID = 17, 27
+FOLLOW_UP = "seal-trigger-follow-up"
+
+
+class HeldEvidence:
+    """One trigger's snapshot in memory (:class:`~seal_agent.interfaces.TriggerEvidence`); :meth:`keep` notes
+    whether the event listing it was committed by then."""
+
+    def __init__(self, camera: MemoryCamera, number: int) -> None:
+        self._camera = camera
+        self.jpeg: bytes | None = f"jpeg {number}".encode() * 1000
+        self.hashes = [hashlib.sha256(self.jpeg).hexdigest()]
+        self.kept_after_commit: bool | None = None
+
+    def keep(self) -> list[dict[str, str]]:
+        listed = any(self.hashes[0] in event.payload.get("snapshots", []) for event in self._camera.committed())
+        self.kept_after_commit = listed
+        jpeg, self.jpeg = self.jpeg, None
+        return [] if jpeg is not None else [{"sha256": self.hashes[0], "reason": "dropped"}]
+
+    def drop(self, reason: str) -> None:
+        self.jpeg = None
+
+    def wait_later(self) -> list[str]:
+        return []
+
+
+@dataclass
+class MemoryCamera:
+    """An :class:`~seal_agent.interfaces.EvidenceCamera` whose captures wait for :attr:`open` (set by default)."""
+
+    outbox: Outbox
+    state: str = "ok"
+    evidence: list[HeldEvidence] = field(default_factory=list)
+    capturing: threading.Event = field(default_factory=threading.Event)
+    open: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.open.set()
+
+    def committed(self) -> list[Any]:
+        return [decode_envelope(e.data) for e in self.outbox.pending(limit=5000)]
+
+    def capture_around(self, trigger: float) -> HeldEvidence:
+        self.capturing.set()
+        assert self.open.wait(60), "the test never let the capture finish"
+        self.evidence.append(HeldEvidence(self, len(self.evidence)))
+        return self.evidence[-1]
+
+    def motion_verdict(self, t0: float, t1: float, timeout: float) -> str:
+        return "unknown"
+
+    def snapshot_now(self) -> dict[str, Any]:
+        return {"result": "no_frame", "snapshot": None, "camera": self.state, "frame_age_ms": None}
+
+
+@dataclass
+class Seal:
+    agent: SealAgent
+    outbox: Outbox
+    pins: MockFactory
+    recorder: EventRecorder
+    camera: MemoryCamera
+    disk: FullDisk
+
+    def events(self) -> list[Any]:
+        return self.camera.committed()
+
+    def fill(self) -> int:
+        """Fill the disk; the seq of the last event that filled it."""
+        self.disk.fill()
+        return max(e.seq for e in self.events())
+
+
+@pytest.fixture
+def seal(tmp_path: Path) -> Iterator[Seal]:
+    """An armed seal with a camera on mock pins (PIR, lid shut), started; stopped and closed afterwards."""
+    pins = MockFactory()
+    clock = SystemClock()
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    recorder = EventRecorder(
+        device_id="seal-a", case_no="(2024)苏0214执1号", signing_key=generate_signing_key(), outbox=outbox, clock=clock
+    )
+    sensor, lid = PirSensor(PIR, pin_factory=pins), TamperSwitch(LID, pin_factory=pins)
+    pins.pin(LID).drive_low()  # shut
+    camera = MemoryCamera(outbox)
+    agent = SealAgent(
+        recorder=recorder,
+        motion=sensor,
+        speaker=RecordingSpeaker(),
+        warning=WarningSettings(repeat_s=600, max_repeats=1, cooldown_s=0),
+        heartbeat_s=3600,
+        clock=clock,
+        tamper=lid,
+        camera=camera,
+    )
+    agent.start()
+    try:
+        yield Seal(agent, outbox, pins, recorder, camera, FullDisk(recorder))
+    finally:
+        camera.open.set()
+        agent.stop()
+        recorder.close()
+        sensor.close()
+        lid.close()
+        outbox.close()
+        pins.reset()
+
+
+def follow_ups() -> int:
+    return sum(thread.name == FOLLOW_UP for thread in threading.enumerate())
+
+
+def test_many_triggers_on_a_full_disk_hold_no_thread_each_and_come_in_order_once_there_is_room(seal: Seal) -> None:
+    """Each presence's intrusion is held in line; none leaves a thread waiting for it, and past a bound their
+    snapshots are not kept in memory (named in ``not_stored``: their hashes are signed). Once there is room, the
+    intrusions come in their order, each snapshot stored only after its intrusion is committed, and every
+    ``snapshot_taken`` follows its intrusion and names it."""
+    filled = seal.fill()
+    presences = HELD_EVIDENCE_MAX + 6
+    for held in range(1, presences + 1):
+        pulse(seal.pins, PIR)
+        assert wait_until(lambda held=held: seal.recorder.held == held, 30), "the intrusion was not held"  # type: ignore[misc]
+
+    assert follow_ups() == 0
+    in_memory = [e for e in seal.camera.evidence if e.jpeg is not None]
+    assert len(in_memory) <= HELD_EVIDENCE_MAX
+    assert all(e.kept_after_commit is None for e in seal.camera.evidence), "snapshots kept before their event"
+
+    seal.disk.make_plenty_of_room()
+    seal.agent.heartbeat()  # any event commits the held ones first
+    assert seal.agent.wait_recorded(60, follow_ups=True)
+
+    events = [e for e in seal.events() if e.seq > filled]
+    intrusions = [e for e in events if e.type is EventType.INTRUSION]
+    assert [e.type for e in events[:presences]] == [EventType.INTRUSION] * presences
+    assert [e.payload["snapshots"] for e in intrusions] == [e.hashes for e in seal.camera.evidence]
+    assert all(e.kept_after_commit for e in seal.camera.evidence)
+    taken = {e.payload["trigger_seq"]: e for e in events if e.type is EventType.SNAPSHOT_TAKEN}
+    assert sorted(taken) == [e.seq for e in intrusions]
+    assert all(taken[e.seq].seq > e.seq for e in intrusions)
+    dropped = [e.payload["snapshots"][0] for e in intrusions if taken[e.seq].payload["not_stored"]]
+    assert len(dropped) == presences - len(in_memory)
