@@ -1,9 +1,10 @@
-"""Triggers whose events wait for room on a full disk: what they hold.
+"""Triggers whose events wait for room on a full disk, or are slow to make: what they hold, and what may pass them.
 
 A trigger's event held in line (the outbox answers ``SQLITE_FULL``: :class:`~tests.agent.full_disk.FullDisk`) costs
 no thread and a bounded amount of snapshot memory; its snapshots are stored only once the event listing them is
-committed. The camera is a :class:`~seal_agent.interfaces.EvidenceCamera` double whose snapshots are bytes in memory;
-everything else is the real agent on gpiozero's mock pins.
+committed. An arm or disarm never overtakes a trigger's event that is still being made. The camera is a
+:class:`~seal_agent.interfaces.EvidenceCamera` double whose snapshots are bytes in memory; everything else is the real
+agent on gpiozero's mock pins.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from seal_agent.behaviour.seal import SealAgent, SystemClock
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.devices.pir import PirSensor
 from seal_agent.devices.tamper import TamperSwitch
+from seal_agent.errors import OutboxError
 from seal_agent.journal.outbox import Outbox
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType, decode_envelope
@@ -173,3 +175,23 @@ def test_many_triggers_on_a_full_disk_hold_no_thread_each_and_come_in_order_once
     assert all(taken[e.seq].seq > e.seq for e in intrusions)
     dropped = [e.payload["snapshots"][0] for e in intrusions if taken[e.seq].payload["not_stored"]]
     assert len(dropped) == presences - len(in_memory)
+
+
+def test_a_disarm_while_an_intrusion_is_still_being_made_is_refused_not_recorded_before_it(seal: Seal) -> None:
+    """The intrusion's snapshots take longer than a disarm waits: the disarm is refused (its command comes again),
+    never committed before the intrusion that happened while armed."""
+    start = max(e.seq for e in seal.events())
+    seal.camera.open.clear()
+    pulse(seal.pins, PIR)
+    assert seal.camera.capturing.wait(30), "the presence was not seen"
+
+    with pytest.raises(OutboxError):
+        seal.agent.disarm("court command 9", by=9)
+    assert seal.agent.armed
+
+    seal.camera.open.set()
+    assert seal.agent.disarm("court command 9", by=9)
+    assert seal.agent.wait_recorded(30)
+    types = [e.type for e in seal.events() if e.seq > start and e.type is not EventType.SNAPSHOT_TAKEN]
+    assert types[:2] == [EventType.INTRUSION, EventType.DISARMED]
+    assert next(e for e in seal.events() if e.type is EventType.INTRUSION).payload["armed"] is True
