@@ -13,6 +13,7 @@ import logging
 import threading
 import weakref
 
+from seal_agent.errors import EventLost, OutboxError
 from seal_agent.interfaces import TriggerEvidence
 from seal_agent.journal.recorder import Turn
 
@@ -50,3 +51,11 @@ class HeldSnapshots:
         with self._lock:
             self._released.add(turn)
             self._holding.discard(turn)
+
+
+def seq_of(turn: Turn | None) -> int | None:
+    """The seq of the event of ``turn`` if it is committed (read when an event after it is committed)."""
+    try:
+        return None if turn is None else turn.result().seq
+    except (OutboxError, EventLost):
+        return None

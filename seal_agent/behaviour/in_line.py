@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from seal_agent.errors import EventLost, OutboxError
 from seal_agent.journal.outbox import StoredEvent
-from seal_agent.journal.recorder import Turn
+from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,12 @@ class EventLine(Protocol):
     """Where the responder's events go (:class:`~seal_agent.journal.recorder.EventRecorder`)."""
 
     def record_in_line(
-        self, type: EventType, payload: Mapping[str, Any] | None = None, *, at: datetime | None = None
+        self,
+        type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        late: LateFields | None = None,
     ) -> Turn: ...
 
     def retry_held(self) -> None: ...

@@ -50,12 +50,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
-from seal_agent.behaviour.held_snapshots import HeldSnapshots
+from seal_agent.behaviour.held_snapshots import HeldSnapshots, seq_of
 from seal_agent.behaviour.in_line import EventLine, TriggerLine
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
-from seal_agent.journal.recorder import Turn
+from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ class TriggerResponder:
 
     def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
         """Once the trigger's event is settled: store the pre-trigger snapshots (naming those that could not be), then
-        list the post-trigger ones."""
+        list the post-trigger ones. An event left in line at the stop is ahead of this one: its seq is read then."""
         not_stored = evidence.keep()
         later = evidence.wait_later()
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
@@ -366,14 +366,16 @@ class TriggerResponder:
             details["warning"], details["warning_languages"] = trigger.start.settle()
         elif trigger.outcome is not None:
             details["warning"] = trigger.outcome
-        self._record(EventType.SNAPSHOT_TAKEN, details)
+        late = None if trigger.seq is not None else lambda: {"trigger_seq": seq_of(trigger.turn)}
+        self._record(EventType.SNAPSHOT_TAKEN, details, late=late)
         if trigger.start is not None and trigger.seq is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
-    def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
+    def _record(self, type: EventType, payload: Mapping[str, Any], *, late: LateFields | None = None) -> StoredEvent:
         """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
-        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`)."""
-        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now()))
+        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`); ``late``
+        fields are read when it is committed."""
+        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now(), late=late))
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

@@ -2,7 +2,8 @@
 
 A trigger's event held in line (the outbox answers ``SQLITE_FULL``: :class:`~tests.agent.full_disk.FullDisk`) costs
 no thread and a bounded amount of snapshot memory; its snapshots are stored only once the event listing them is
-committed. An arm or disarm never overtakes a trigger's event that is still being made. The camera is a
+committed, and its ``snapshot_taken`` names its seq, also when the event is committed only by the recorder's close.
+An arm or disarm never overtakes a trigger's event that is still being made. The camera is a
 :class:`~seal_agent.interfaces.EvidenceCamera` double whose snapshots are bytes in memory; everything else is the real
 agent on gpiozero's mock pins.
 """
@@ -195,3 +196,19 @@ def test_a_disarm_while_an_intrusion_is_still_being_made_is_refused_not_recorded
     types = [e.type for e in seal.events() if e.seq > start and e.type is not EventType.SNAPSHOT_TAKEN]
     assert types[:2] == [EventType.INTRUSION, EventType.DISARMED]
     assert next(e for e in seal.events() if e.type is EventType.INTRUSION).payload["armed"] is True
+
+
+def test_an_intrusion_committed_only_by_the_close_is_named_by_its_snapshot_taken(seal: Seal) -> None:
+    """The agent stops while the intrusion is held; room returns before the recorder closes (a receipt lands): the
+    close commits the intrusion, then its snapshot_taken, which names the intrusion's seq."""
+    filled = seal.fill()
+    pulse(seal.pins, PIR)
+    assert wait_until(lambda: seal.recorder.held == 1, 30), "the intrusion was not held"
+
+    seal.agent.stop()
+    seal.disk.make_room()
+    seal.recorder.close()
+
+    events = [e for e in seal.events() if e.seq > filled]
+    assert [e.type for e in events] == [EventType.INTRUSION, EventType.SNAPSHOT_TAKEN]
+    assert events[1].payload["trigger_seq"] == events[0].seq
