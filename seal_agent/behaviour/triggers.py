@@ -133,13 +133,16 @@ class TriggerResponder:
         self._queue.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Record every trigger already queued, then wait for confirmations and follow-ups (each at most
-        ``timeout`` s; stop the camera first so that they finish at once)."""
+        """Record every trigger already queued, then wait for confirmations and follow-ups, all within ``timeout``
+        s (stop the camera first so that they finish at once)."""
+        deadline = time.monotonic() + timeout
         self._queue.stop(timeout)  # an event the outbox keeps refusing is tried once more, not for ever
         with self._helpers_lock:
             helpers, self._helpers = self._helpers, []
         for helper in helpers:
-            helper.join(timeout)
+            helper.join(max(0.0, deadline - time.monotonic()))
+        if late := [helper.name for helper in helpers if helper.is_alive()]:
+            logger.error("%d follow-up(s) did not end by the stop: %s", len(late), ", ".join(late))
 
     def wait_in_line(self, timeout: float) -> bool:
         """Wait until the event of every trigger so far is committed or held in the recorder's line (so that any
@@ -385,6 +388,6 @@ class TriggerResponder:
                 logger.exception("%s failed", name)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
-        with self._helpers_lock:
+        with self._helpers_lock:  # started before a stop can see it (and join it)
             self._helpers = [helper for helper in self._helpers if helper.is_alive()] + [thread]
-        thread.start()
+            thread.start()

@@ -3,9 +3,9 @@
 A trigger's event held in line (the outbox answers ``SQLITE_FULL``: :class:`~tests.agent.full_disk.FullDisk`) costs
 no thread and a bounded amount of snapshot memory; its snapshots are stored only once the event listing them is
 committed, and its ``snapshot_taken`` names its seq, also when the event is committed only by the recorder's close.
-An arm or disarm never overtakes a trigger's event that is still being made. The camera is a
-:class:`~seal_agent.interfaces.EvidenceCamera` double whose snapshots are bytes in memory; everything else is the real
-agent on gpiozero's mock pins.
+An arm or disarm never overtakes a trigger's event that is still being made; a follow-up hook that hangs does not
+keep the triggers after it waiting past the stop. The camera is a :class:`~seal_agent.interfaces.EvidenceCamera`
+double whose snapshots are bytes in memory; everything else is the real agent on gpiozero's mock pins.
 """
 
 from __future__ import annotations
@@ -212,3 +212,33 @@ def test_an_intrusion_committed_only_by_the_close_is_named_by_its_snapshot_taken
     events = [e for e in seal.events() if e.seq > filled]
     assert [e.type for e in events] == [EventType.INTRUSION, EventType.SNAPSHOT_TAKEN]
     assert events[1].payload["trigger_seq"] == events[0].seq
+
+
+def test_a_hung_intrusion_hook_leaves_no_later_follow_up_waiting_past_the_stop(seal: Seal) -> None:
+    """``when_intrusion`` hangs on seal-trigger-commits; two lid openings come after it. Their events are committed
+    in order, and the stop leaves no follow-up thread behind waiting for them."""
+    start = max(e.seq for e in seal.events())
+    hook_called, release = threading.Event(), threading.Event()
+
+    def hung(_: Any) -> None:
+        hook_called.set()
+        release.wait(60)
+
+    seal.agent.when_intrusion = hung
+    pulse(seal.pins, PIR)
+    assert hook_called.wait(30), "when_intrusion was not called"
+    for opened in range(1, 3):
+        seal.pins.pin(LID).drive_high()
+        seal.pins.pin(LID).drive_low()
+        assert wait_until(
+            lambda opened=opened: [e.type for e in seal.events()].count(EventType.TAMPER) == opened,  # type: ignore[misc]
+            30,
+        ), "the lid opening was not recorded"
+
+    try:
+        seal.agent.stop()
+        assert follow_ups() == 0
+    finally:
+        release.set()
+    types = [e.type for e in seal.events() if e.seq > start and e.type is not EventType.SNAPSHOT_TAKEN]
+    assert types == [EventType.INTRUSION, EventType.TAMPER, EventType.TAMPER]
