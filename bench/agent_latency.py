@@ -16,7 +16,9 @@ Figures per trigger (a PIR edge: ``MockPin.drive_high()``; its handler runs on t
 callback thread would on a Pi):
   (a1) edge → simpleaudio accepted the warning's PCM buffer (``WarningSpeaker.on_started``: ``play()`` returned)
   (a2) edge → the first PCM bytes written by ALSA's file plugin arrive in the FIFO
-  (b)  edge → the signed ``intrusion`` committed to the outbox (``when_intrusion`` runs right after the commit)
+  (b)  edge → the signed ``intrusion`` committed to the outbox, as ``when_intrusion`` sees it: it runs on
+       ``seal-trigger-commits`` once the commit is done, after the follow-ups of the triggers before it are started,
+       so (b) is the commit plus that hand-over (an upper bound for the commit itself)
   (c)  edge → the broker's PUBACK for that event (``when_delivered``, paho's thread; the event stays in the outbox
        until the court's receipt, which comes after the PUBACK)
 The same four again with ``+cam``: a second agent whose camera plays a 640x480 clip (3 fps, the defaults), so each

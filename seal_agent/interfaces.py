@@ -214,7 +214,10 @@ class TriggerEvidence(Protocol):
 
     def keep(self) -> list[dict[str, str]]:
         """Store and queue those snapshots for sending (call it once the event that lists them is committed); those
-        that could not be stored, as ``{"sha256", "reason"}``, oldest first."""
+        that could not be stored, as ``{"sha256", "reason"}``, oldest first; then it lets them go."""
+
+    def drop(self, reason: str) -> None:
+        """Let those snapshots go unstored (memory): :meth:`keep` then names each as not stored, for ``reason``."""
 
     def wait_later(self) -> list[str]:
         """Block (bounded by the burst's deadline) until the post-trigger snapshots are in; their hashes."""

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from seal_agent.errors import EventLost, OutboxError
 from seal_agent.journal.outbox import StoredEvent
-from seal_agent.journal.recorder import Turn
+from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ class EventLine(Protocol):
     """Where the responder's events go (:class:`~seal_agent.journal.recorder.EventRecorder`)."""
 
     def record_in_line(
-        self, type: EventType, payload: Mapping[str, Any] | None = None, *, at: datetime | None = None
+        self,
+        type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        late: LateFields | None = None,
     ) -> Turn: ...
 
     def retry_held(self) -> None: ...
@@ -119,8 +125,10 @@ class TriggerLine:
         self._worker.start()
 
     def stop(self, timeout: float) -> None:
-        """Build the events of the jobs queued, then run what follows their commits; an event the outbox still
-        refuses is tried once more, then left in the recorder's line (its ``then`` gets None)."""
+        """Build the events of the jobs queued, then run what follows their commits, all within ``timeout`` s; an
+        event the outbox still refuses is tried once more, then left in the recorder's line (its ``then`` gets
+        None). A ``then`` stuck past the timeout is logged, with the triggers still behind it."""
+        deadline = time.monotonic() + timeout
         worker, self._worker = self._worker, None
         self.waiter.stop()
         if worker is not None:
@@ -131,7 +139,15 @@ class TriggerLine:
             if committer is not None:
                 self._commits.put(None)
         if committer is not None:
-            committer.join(timeout)
+            committer.join(max(0.0, deadline - time.monotonic()))
+            if committer.is_alive():
+                with self._idle:
+                    behind = self._queued
+                logger.error(
+                    "what follows a trigger's commit did not end in %.1f s; %d trigger(s) not followed up by the stop",
+                    timeout,
+                    behind,
+                )
 
     def submit(self, job: Job) -> None:
         """Build an event on the worker (it calls :meth:`commit`)."""
@@ -142,20 +158,21 @@ class TriggerLine:
         else:
             self._jobs.put(job)
 
-    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> None:
-        """Commit the event or put it in line (returns at once), and run ``then`` on the committer once it is
-        committed, after the ``then`` of the events before it."""
+    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> Turn:
+        """Commit the event or put it in line (returns its turn at once), and run ``then`` on the committer once it
+        is committed, after the ``then`` of the events before it (also if waiting for it failed: with None)."""
         turn = self._line.record_in_line(type, payload, at=at)
 
         def committed() -> None:
+            stored: StoredEvent | None = None
             try:
-                stored: StoredEvent | None = self.waiter.settled(turn)
+                stored = self.waiter.settled(turn)
             except EventLost as lost:  # its event_lost is committed; the next trigger goes on
                 logger.error("a trigger's event was lost: %s", lost)
-                stored = None
             except OutboxError:  # stopped first (logged): the event stays in the recorder's line
-                stored = None
-            then(stored)
+                pass
+            finally:  # whatever the wait raised, what follows the trigger is not left waiting
+                then(stored)
 
         with self._idle:
             self._queued += 1
@@ -164,6 +181,7 @@ class TriggerLine:
                 self._commits.put(committed)
         if committer is None:
             self._run(committed, False)
+        return turn
 
     def wait_in_line(self, timeout: float) -> bool:
         """Wait until the event of every job so far is committed or in the recorder's line (an event recorded next

@@ -207,10 +207,10 @@ class SealAgent:
     def _change(self, type: EventType, reason: str, by: int | None, *, armed: bool) -> None:
         """Commit ``armed``/``disarmed`` and take the state it tells (under both locks). The events of the edges
         decided before it enter the recorder's line first (at most :data:`SETTLE_S`), which commits them before the
-        change: an ``intrusion`` with the old ``armed`` never follows it. If the outbox still refuses them (a full
-        disk), the change is refused too (OutboxError) and not carried out."""
+        change: an ``intrusion`` with the old ``armed`` never follows it. If one is still being made then (a slow
+        camera or speaker), or the outbox still refuses them (a full disk), the change is refused (OutboxError)."""
         if not self._respond.wait_in_line(SETTLE_S):
-            logger.warning("a trigger's event is still being made; recording %s after it", type.value)
+            raise OutboxError(f"{type.value} refused: an earlier trigger's event is still being made at {SETTLE_S} s")
         state = {_ARMED_SETTING: "1" if armed else "0", _CHANGED_BY_SETTING: "" if by is None else str(by)}
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed

@@ -16,9 +16,12 @@ waits for the camera before the event is committed:
    and the worker goes on with the next trigger, whose event queues behind it;
 3. on ``seal-trigger-commits``, in the order of the triggers: once the event is committed, what needs its ``seq``
    (``on_recorded``, the ``warning_result`` it owes);
-4. on the trigger's follow-up thread: those snapshots are stored and queued (the first is published at once), the
-   post-trigger ones come in, and a ``snapshot_taken`` event lists them with the late motion verdict (frames up to
-   ``motion_window_s`` after the edge), a pending confirmation's outcome, the trigger's ``seq`` and ``not_stored``;
+4. on the trigger's follow-up thread, started there too, once its event is settled (a trigger held on a full disk
+   costs no thread, and the snapshots kept in memory for held events are bounded:
+   :mod:`seal_agent.behaviour.held_snapshots`): those snapshots are stored and queued (the first is published at
+   once), the post-trigger ones come in, and a ``snapshot_taken`` event lists them with the late motion verdict
+   (frames up to ``motion_window_s`` after the edge), a pending confirmation's outcome, the trigger's ``seq`` and
+   ``not_stored``;
 5. on a warning follow-up thread, if the warning was still playing when its event was committed (``started``): a
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
@@ -47,10 +50,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
+from seal_agent.behaviour.held_snapshots import HeldSnapshots, seq_of
 from seal_agent.behaviour.in_line import EventLine, TriggerLine
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
+from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -88,7 +93,7 @@ class _Trigger:
         self.start: WarningStart | None = None  # the warning that confirmation started
         self.late_verdict: str | None = None
         self.decided = threading.Event()  # set once no confirmation is pending
-        self.settled = threading.Event()  # set once its event is committed (seq), lost or given up
+        self.turn: Turn | None = None  # its event's place in the recorder's line
 
 
 class TriggerResponder:
@@ -116,6 +121,7 @@ class TriggerResponder:
         self._policy = camera_policy or CameraPolicy()
         self._helpers: list[threading.Thread] = []
         self._helpers_lock = threading.Lock()
+        self._held = HeldSnapshots()
 
     @property
     def camera_state(self) -> str:
@@ -127,13 +133,16 @@ class TriggerResponder:
         self._queue.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Record every trigger already queued, then wait for confirmations and follow-ups (each at most
-        ``timeout`` s; stop the camera first so that they finish at once)."""
+        """Record every trigger already queued, then wait for confirmations and follow-ups, all within ``timeout``
+        s (stop the camera first so that they finish at once)."""
+        deadline = time.monotonic() + timeout
         self._queue.stop(timeout)  # an event the outbox keeps refusing is tried once more, not for ever
         with self._helpers_lock:
             helpers, self._helpers = self._helpers, []
         for helper in helpers:
-            helper.join(timeout)
+            helper.join(max(0.0, deadline - time.monotonic()))
+        if late := [helper.name for helper in helpers if helper.is_alive()]:
+            logger.error("%d follow-up(s) did not end by the stop: %s", len(late), ", ".join(late))
 
     def wait_in_line(self, timeout: float) -> bool:
         """Wait until the event of every trigger so far is committed or held in the recorder's line (so that any
@@ -284,23 +293,35 @@ class TriggerResponder:
         evidence: TriggerEvidence | None,
         then: OnRecorded,
     ) -> None:
-        """Commit the trigger's event or put it in line (the worker goes on at once); ``then`` runs with it once it
-        is committed, after those of the triggers before it; the follow-up starts now."""
+        """Commit the trigger's event or put it in line (the worker goes on at once); once it is settled (committed,
+        lost, or left in line at the stop), after those of the triggers before it, its follow-up starts (the
+        snapshots are kept even if the event could not be committed) and ``then`` runs with the committed event.
+        While the event is held, its snapshots wait in memory, for a bounded number of triggers
+        (:class:`~seal_agent.behaviour.held_snapshots.HeldSnapshots`)."""
 
         def committed(stored: StoredEvent | None) -> None:
             trigger.seq = None if stored is None else stored.seq
-            trigger.settled.set()
-            if stored is not None:
-                then(stored)
+            try:
+                if evidence is not None:
+                    self._follow(trigger, evidence)
+            finally:
+                if stored is not None:
+                    then(stored)
 
         try:
-            self._queue.commit(type, payload, at=trigger.ts, then=committed)
+            trigger.turn = self._queue.commit(type, payload, at=trigger.ts, then=committed)
         except Exception:
-            trigger.settled.set()  # no seq will come: the follow-up goes on without it
+            if evidence is not None:  # no seq will come: the follow-up goes on without it
+                self._follow(trigger, evidence)
             raise
-        finally:
-            if evidence is not None:  # the snapshots are kept even if the event could not be committed
-                self._helper("seal-trigger-follow-up", lambda: self._follow_up(trigger, evidence))
+        if evidence is not None:
+            self._held.hold(trigger.turn, evidence)
+
+    def _follow(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
+        """The trigger's event is settled: its snapshots are no longer held for it; start its follow-up."""
+        if trigger.turn is not None:
+            self._held.release(trigger.turn)
+        self._helper("seal-trigger-follow-up", lambda: self._follow_up(trigger, evidence))
 
     # -- camera -----------------------------------------------------------------------------------------------
 
@@ -332,11 +353,11 @@ class TriggerResponder:
             trigger.decided.set()
 
     def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
-        """Store the pre-trigger snapshots (naming those that could not be), then list the post-trigger ones."""
+        """Once the trigger's event is settled: store the pre-trigger snapshots (naming those that could not be), then
+        list the post-trigger ones. An event left in line at the stop is ahead of this one: its seq is read then."""
         not_stored = evidence.keep()
         later = evidence.wait_later()
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
-        trigger.settled.wait()  # its seq: its event committed (or lost, or left in line at the stop)
         details: dict[str, Any] = {
             "snapshots": later,
             "not_stored": not_stored,
@@ -348,14 +369,16 @@ class TriggerResponder:
             details["warning"], details["warning_languages"] = trigger.start.settle()
         elif trigger.outcome is not None:
             details["warning"] = trigger.outcome
-        self._record(EventType.SNAPSHOT_TAKEN, details)
+        late = None if trigger.seq is not None else lambda: {"trigger_seq": seq_of(trigger.turn)}
+        self._record(EventType.SNAPSHOT_TAKEN, details, late=late)
         if trigger.start is not None and trigger.seq is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
 
-    def _record(self, type: EventType, payload: Mapping[str, Any]) -> StoredEvent:
+    def _record(self, type: EventType, payload: Mapping[str, Any], *, late: LateFields | None = None) -> StoredEvent:
         """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
-        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`)."""
-        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now()))
+        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`); ``late``
+        fields are read when it is committed."""
+        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now(), late=late))
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -365,6 +388,6 @@ class TriggerResponder:
                 logger.exception("%s failed", name)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
-        with self._helpers_lock:
+        with self._helpers_lock:  # started before a stop can see it (and join it)
             self._helpers = [helper for helper in self._helpers if helper.is_alive()] + [thread]
-        thread.start()
+            thread.start()

@@ -39,23 +39,32 @@ class Evidence:
         self._burst: SnapshotBurst | None = None
         self._ready: list[Snapshot] = []
         self._later: list[str] = []
+        self._dropped: str | None = None
         self.hashes: list[str] = []
 
     def attach(self, burst: SnapshotBurst) -> None:
         """The burst whose post-trigger snapshots call :meth:`on_later`; its ready ones are hashed now."""
         self._burst = burst
-        self._ready = list(burst.ready)
+        self._ready, burst.ready = list(burst.ready), []  # held here only: keep() or drop() lets them go
         self.hashes = [sha256_hex(snapshot.jpeg) for snapshot in self._ready]
 
     def keep(self) -> list[dict[str, str]]:
-        """Store and queue the snapshots listed in :attr:`hashes`; those that could not be stored, as
-        ``{"sha256", "reason"}`` (the trigger's signed event named them: the follow-up event must say so)."""
+        """Store and queue the snapshots listed in :attr:`hashes` (once the event listing them is committed), and
+        let them go; those that could not be stored, as ``{"sha256", "reason"}`` (the trigger's signed event named
+        them: the follow-up event must say so)."""
+        ready, self._ready = self._ready, []
+        if self._dropped is not None:
+            return [{"sha256": sha, "reason": self._dropped} for sha in self.hashes]
         not_stored: list[dict[str, str]] = []
-        for sha, snapshot in zip(self.hashes, self._ready, strict=True):
+        for sha, snapshot in zip(self.hashes, ready, strict=True):
             failure = _store(self._spool, snapshot)[1]
             if failure is not None:
                 not_stored.append({"sha256": sha, "reason": failure})
         return not_stored
+
+    def drop(self, reason: str) -> None:
+        """Let the snapshots go unstored; :meth:`keep` names each of them with ``reason``."""
+        self._dropped, self._ready = reason, []
 
     def wait_later(self) -> list[str]:
         burst = self._burst

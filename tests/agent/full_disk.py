@@ -45,6 +45,11 @@ class FullDisk:
         """The court receipted the events that filled the disk: the seal deletes them, and there is room."""
         assert len(self._recorder.outbox.court_receipted(self.fillers)) == len(self.fillers)
 
+    def make_plenty_of_room(self) -> None:
+        """As :meth:`make_room`, and the outbox may grow again: room for more events than the fillers took."""
+        self.make_room()
+        self._recorder.outbox.lower_limits(pages=1 << 30)
+
 
 class OutboxFailures(logging.Handler):
     """Counts the agent's log records that carry an :class:`OutboxError`, and wakes :meth:`wait` on each."""
