@@ -60,7 +60,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, held_back, refused_events
+from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, refused_events
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -151,7 +151,7 @@ class IngestBatch:
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
             hold = HoldBack(refused_events(checked, messages, results), now=self._now)
             for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
-                results[place] = self._refused(messages[place], held_back(results[place]))
+                results[place] = self._refused(messages[place], hold.refusal(results[place]))
             self._apply_answers(results)
             self._quarantined.write(self.session)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log

@@ -1,4 +1,5 @@
-"""A late event placed by the hash chain, and the pictures of the events refused for their case.
+"""A late event placed by the hash chain, and the pictures held back: those of the events refused for their case,
+and those of a seal lately moved from another case.
 
 A seal's event belongs to the case the seal is bound to now, or to an ended binding of the case it names if its
 ``ts`` falls within that binding (±5 min: :func:`~server.ingest.checks.binding_covers`). A Raspberry Pi has no
@@ -18,6 +19,18 @@ event is stored (in its own case), the picture is filed there. Only while the ch
 (:func:`may_be_placed`), and for at most :data:`HOLD_BACK_LIMIT` since the court first refused it: then the picture is
 filed under the seal's current case, as any picture no stored event names (and moves to the event's case if the event
 is stored after all), so that no picture stays in a seal's spool for ever.
+
+A moved seal's picture is held back too (:func:`recently_moved`): a seal moved from case A to case B drains A's
+pictures from its outbox, and one that comes before the event naming it (signed in A, delivered later) would be filed
+under B meanwhile — B's parties would see A's premises. So a picture no stored event of its seal names is held back
+(quarantined ``wrong_case``, unreceipted) if the binding it would be filed under (the seal's current one, or its last
+if it is unbound) began less than :data:`HOLD_BACK_LIMIT` ago and the seal had another binding, earlier, to another
+case; the seal sends it again, and once its naming event is stored, it is filed in that event's case. A seal bound
+from stock (no other case) or bound again to its one case files it at once, as does any seal
+:data:`HOLD_BACK_LIMIT` after its binding began (the seal's spool is bounded: the picture is then filed under its
+case and moves to the naming event's case if that event comes after all). The bindings are read, unlocked, once the
+seal's row is locked (:meth:`~server.ingest.snapshot_filing.SnapshotFiling.write`): a clerk's move, which locks the
+seal's row too (the lock order of :mod:`server.ingest.rows`), commits before that read or after the batch.
 """
 
 from __future__ import annotations
@@ -26,12 +39,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, tuple_
+from sqlalchemy import Table, bindparam, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, ParsedTopic, envelope_hash, event_topic
+from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Reason, Rejected
@@ -64,6 +78,12 @@ _FIRST_REFUSED = (
     select(_Q.sha256, func.min(_Q.received_at))
     .where(_Q.sha256.in_(bindparam("shas", expanding=True)), _Q.reason.in_(sorted(r.value for r in CASE_REASONS)))
     .group_by(_Q.sha256)
+)
+#: Some seals' bindings, each seal's newest first (the index (device_id, bound_at)).
+_BINDINGS_OF = (
+    select(SealBinding.device_id, SealBinding.case_no, SealBinding.bound_at)
+    .where(one_of(cast(Table, SealBinding.__table__).c.device_id, "device_ids"))
+    .order_by(SealBinding.device_id, SealBinding.bound_at.desc(), SealBinding.id.desc())
 )
 #: A seal's nearest stored event above a seq (the unique index (device_id, seq)).
 _NEAREST_ABOVE = (
@@ -114,8 +134,9 @@ def refused_events(
 
 
 class HoldBack:
-    """Which pictures no stored event names are held back (:meth:`pictures`): those an event refused for its case
-    names — ``refused``, the batch's (envelope and bytes), or one of each seal's last :data:`REFUSED_LOOKBACK` in the
+    """Which pictures no stored event names are held back (:meth:`pictures`): those of a seal moved less than
+    :data:`HOLD_BACK_LIMIT` ago (:func:`recently_moved`), and those an event refused for its case names —
+    ``refused``, the batch's (envelope and bytes), or one of each seal's last :data:`REFUSED_LOOKBACK` in the
     quarantine — while the chain may yet place that event in its case (:func:`may_be_placed`), and for at most
     :data:`HOLD_BACK_LIMIT` since the court first refused it. Nothing is read for a batch whose pictures are all named
     by stored events of their seals (the usual order: the event first)."""
@@ -123,12 +144,18 @@ class HoldBack:
     def __init__(self, refused: Sequence[tuple[Envelope, bytes]], *, now: datetime) -> None:
         self._refused = refused
         self._now = now
+        self._moved: set[tuple[str, str]] = set()  # the pictures held back because their seal was moved
 
     def pictures(self, session: Session, unnamed: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Of ``unnamed`` ((device_id, sha256) of the batch's pictures no stored event of their seal names), those
         held back."""
         if not unnamed:
             return set()
+        moved = recently_moved(session, {device_id for device_id, _ in unnamed}, now=self._now)
+        self._moved = {picture for picture in unnamed if picture[0] in moved}
+        unnamed = unnamed - self._moved
+        if not unnamed:
+            return set(self._moved)
         naming: dict[str, _Refused] = {}  # sha256 of an event's bytes -> that refused event, if it names one
         for envelope, raw in self._refused:
             _add(naming, unnamed, envelope.device_id, raw, None)
@@ -136,14 +163,31 @@ class HoldBack:
             for raw, received_at in _last_refused(session, device_id):
                 _add(naming, unnamed, device_id, raw, received_at)
         if not naming:
-            return set()
+            return set(self._moved)
         _first_refusals(session, naming)
-        held: set[tuple[str, str]] = set()
+        held = set(self._moved)
         for refused in naming.values():
             first = refused.first_refused or self._now
             if self._now - first < HOLD_BACK_LIMIT and may_be_placed(session, refused):
                 held.update(refused.names)
         return held
+
+    def refusal(self, result: IngestResult) -> Rejected:
+        """The refusal of a picture :meth:`pictures` held back (``result``: its outcome as a snapshot)."""
+        if (result.device_id, result.detail) in self._moved:
+            return Rejected(
+                Reason.WRONG_CASE,
+                f"snapshot {result.detail} is named by no stored event of its seal, which was moved from another "
+                "case less than a day ago: it may be that case's evidence, so the seal keeps it until its naming "
+                "event is stored (then it is filed in the event's case), or until a day after the seal was bound "
+                "(then it is filed under the seal's case)",
+            )
+        return Rejected(
+            Reason.WRONG_CASE,
+            f"snapshot {result.detail} is named only by an event refused for its case that the chain may yet place "
+            "there: the seal keeps it until that event is stored (then it is filed in the event's case), or until "
+            "the chain can no longer place it, or for at most a day (then it is filed under the seal's case)",
+        )
 
 
 @dataclass
@@ -197,14 +241,20 @@ def may_be_placed(session: Session, refused: _Refused) -> bool:
     return seq > refused.seq + 1 or prev_hash == refused.digest
 
 
-def held_back(result: IngestResult) -> Rejected:
-    """The refusal of a picture :class:`HoldBack` holds back (``result``: its outcome as a snapshot)."""
-    return Rejected(
-        Reason.WRONG_CASE,
-        f"snapshot {result.detail} is named only by an event refused for its case that the chain may yet place "
-        "there: the seal keeps it until that event is stored (then it is filed in the event's case), or until the "
-        "chain can no longer place it, or for at most a day (then it is filed under the seal's case)",
-    )
+def recently_moved(session: Session, device_ids: set[str], *, now: datetime) -> set[str]:
+    """Of ``device_ids``, the seals whose pictures no stored event names are held back: the binding such a picture
+    would be filed under — the seal's newest, its current one if it is bound (its last if it is unbound: draining its
+    outbox) — began less than :data:`HOLD_BACK_LIMIT` before ``now``, and an earlier binding of the seal was to
+    another case (whenever it ended: a seal in stock for months may still hold that case's pictures). A seal bound
+    from stock, or bound again to the case it was bound to before, has no other case's pictures to show."""
+    moved: set[str] = set()
+    newest: dict[str, tuple[str, datetime]] = {}  # device_id -> its newest binding's case and start
+    for device_id, case_no, bound_at in session.execute(_BINDINGS_OF, {"device_ids": sorted(device_ids)}):
+        if device_id not in newest:
+            newest[device_id] = (case_no, bound_at)
+        elif case_no != newest[device_id][0] and now - newest[device_id][1] < HOLD_BACK_LIMIT:
+            moved.add(device_id)
+    return moved
 
 
 def _last_refused(session: Session, device_id: str) -> list[tuple[bytes, datetime]]:

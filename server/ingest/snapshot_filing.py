@@ -9,6 +9,8 @@ A snapshot's topic names no case, and the event that names it may arrive before 
 * the picture first: no row names it yet, so it is filed provisionally under the seal's current case, or the last
   it was bound to; the naming event then files it under its own case, and takes it from every case none of whose
   events from that seal name it (the provisional row moves, or goes if the named case holds its bytes already).
+  Unless it is held back (below): a moved seal's picture is, for a day after the move, so that the new case never
+  shows the old case's picture meanwhile.
 
 Each seal's delivery has its own rows (unique: sha256, device_id, case_no): two covered lenses give the same black
 frame, and a seal's provisional row is never the row another seal's delivery of the same bytes relies on.
@@ -20,9 +22,13 @@ commits. A picture and the events that name it come from one seal, so of two wor
 for the other's commit and then reads what it wrote (READ COMMITTED: each statement sees the rows committed before
 it began). On SQLite a transaction holds the one write lock from its start.
 
-The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case. A picture
-that an event refused for its case names, which the chain may yet place in that case, is held back for a bounded time
-(:class:`~server.ingest.late_chain.HoldBack`): not filed provisionally, it is quarantined unreceipted meanwhile.
+The receipts do not change: a picture is receipted once a row of its bytes is stored, under whichever case. Some
+pictures no stored event names are held back for a bounded time (:class:`~server.ingest.late_chain.HoldBack`): not
+filed provisionally, they are quarantined unreceipted meanwhile, and the seal sends them again — a picture that an
+event refused for its case names, which the chain may yet place in that case, and any picture of a seal moved from
+another case less than a day ago (:func:`~server.ingest.late_chain.recently_moved`: it may be that case's). The hold
+back is asked only about pictures no stored event names: a batch whose pictures are all named (the event first) reads
+nothing more for it.
 """
 
 from __future__ import annotations
@@ -106,7 +112,8 @@ class SnapshotFiling:
         of their seal names (only those: a named one is filed under its names' cases whatever it says), and those it
         holds back are filed only if a row of their seal holds them already (a duplicate): never provisionally under
         the seal's current case (an event refused for its case names them, and may yet be stored in that earlier
-        case: :mod:`server.ingest.late_chain`). Returns the places of the pictures held back and not filed."""
+        case, or the seal was moved from another case lately: :mod:`server.ingest.late_chain`). Returns the places of
+        the pictures held back and not filed."""
         unfiled: list[int] = []
         if not self._names and not self._pictures:
             return unfiled

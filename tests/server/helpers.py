@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
 from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64, sign_envelope
 from server.core.db import SessionFactory, session_scope
+from server.ingest.late_chain import HOLD_BACK_LIMIT
 from server.ingest.results import Message
 from server.seals.case_numbers import InvalidCaseNumber, parse_case_no
 from server.seals.cases import add_case
-from server.seals.models import Case
+from server.seals.models import Case, SealBinding
 from server.seals.registry import register_seal
 
 CASE_A = "(2021)苏0214执1234号"
@@ -144,3 +145,15 @@ def refuse_seq_in_the_database(session_factory: SessionFactory, database_url: st
                 )
             )
         session.commit()
+
+
+def moved_long_ago(session_factory: SessionFactory, device_id: str) -> None:
+    """The seal's newest binding began more than ``HOLD_BACK_LIMIT`` ago (each earlier one a minute before the next;
+    their ends are kept, so the events stamped within them keep their cases): a moved seal's pictures that no event
+    names are no longer held back for the move (:func:`server.ingest.late_chain.recently_moved`)."""
+    with session_scope(session_factory) as session:
+        query = select(SealBinding).where(SealBinding.device_id == device_id)
+        start = datetime.now(UTC) - HOLD_BACK_LIMIT - timedelta(hours=1)
+        for binding in session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())):
+            binding.bound_at = min(binding.bound_at, start)
+            start = binding.bound_at - timedelta(minutes=1)

@@ -17,7 +17,7 @@ from server.core.db import SessionFactory, session_scope
 from server.ingest.late_chain import HOLD_BACK_LIMIT
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import Outcome, Reason
-from tests.server.helpers import CASE_A, CASE_B
+from tests.server.helpers import CASE_A, CASE_B, moved_long_ago
 from tests.server.ingest_world import Court, make_court
 from tests.server.test_late_events import event_cases, unbind_a
 from tests.server.test_late_events_chain import BEHIND, T0, filed, ingest, outcomes, picture
@@ -42,8 +42,11 @@ def refused_long_ago(court: Court) -> None:
 
 
 def moved_to_b(court: Court) -> None:
+    """Moved from A to B more than a day ago: the move's own hold-back of the seal's pictures no event names is over
+    (test_moved_seal_pictures.py), only the refused events' is tested here."""
     court.send(court.a, court.a.event(at=T0 + timedelta(minutes=10)))
     unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1), then_bind_to=CASE_B)
+    moved_long_ago(court.session_factory, "seal-a")
 
 
 def test_a_misconfigured_seal_s_picture_is_filed_in_its_case_once_its_event_can_no_longer_be_placed(
@@ -128,6 +131,7 @@ def test_a_picture_waits_while_a_gap_of_its_event_s_case_fills_from_the_top(cour
     middle = a.event(at=BEHIND + timedelta(seconds=1))
     court.send(a, first, a.event(at=T0 + timedelta(minutes=20)))
     unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1), then_bind_to=CASE_B)
+    moved_long_ago(court.session_factory, "seal-a")
 
     results, _ = ingest(court, (a.event_topic, late), (snapshot_topic("seal-a", sha), data))
     assert outcomes(results) == [HELD, HELD]  # seq 4 of A is above it, seq 3 missing
@@ -148,6 +152,7 @@ def test_a_picture_whose_event_s_successor_names_other_bytes_is_not_held(court: 
     a.event(at=BEHIND)  # the genuine seq 2, which seq 3 names
     court.send(a, first, a.event(at=T0 + timedelta(minutes=20)))
     unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1), then_bind_to=CASE_B)
+    moved_long_ago(court.session_factory, "seal-a")
     other = a.event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]}, at=BEHIND, seq=2)
 
     results, receipted = ingest(court, (a.event_topic, other), (snapshot_topic("seal-a", sha), data))

@@ -2,7 +2,8 @@
 when the picture arrives (:mod:`server.ingest.snapshot_filing`): a seal moved from case A to case B still drains
 case A's pictures from its outbox. Both orders, through the real ingest, the export and the API, on SQLite and
 PostgreSQL (and two workers storing the picture and its naming event at once); and migration 0014's backfill,
-which files again the pictures stored before it."""
+which files again the pictures stored before it. A moved seal's picture that comes first waits for its event (held
+back: test_moved_seal_pictures.py) unless the move is more than ``HOLD_BACK_LIMIT`` old."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from server.ingest.results import Outcome
 from server.migrations.run import current_revision, downgrade, upgrade
 from server.seals.registry import bind_seal, unbind_seal
 from tests.server.auth_helpers import add_user, bearer
-from tests.server.helpers import CASE_A, CASE_B, message
+from tests.server.helpers import CASE_A, CASE_B, message, moved_long_ago
 from tests.server.pg_locks import Side, wait_for_lock_waits
 from tests.verify.world import CourtWorld, build_world
 
@@ -50,12 +51,16 @@ def client(world: CourtWorld) -> Iterator[TestClient]:
         yield instance
 
 
-def move_to_case_b(world: CourtWorld, seal: str = "a1") -> None:
+def move_to_case_b(world: CourtWorld, seal: str = "a1", *, long_ago: bool = False) -> None:
+    """``long_ago``: bound to case B more than ``HOLD_BACK_LIMIT`` ago, so that the seal's pictures no event names
+    are filed under case B meanwhile, not held back (test_moved_seal_pictures.py)."""
     device_id = world.seals[seal].device_id
     with session_scope(world.session_factory) as session:
         unbind_seal(session, actor=None, device_id=device_id)
     with session_scope(world.session_factory) as session:
         bind_seal(session, actor=None, device_id=device_id, case_no=CASE_B)
+    if long_ago:
+        moved_long_ago(world.session_factory, device_id)
 
 
 def deliver(world: CourtWorld, seal: str, sha: str) -> Outcome:
@@ -104,13 +109,35 @@ def test_a_picture_named_before_the_seal_moved_is_filed_under_the_naming_case(
     assert deliver(world, "a1", sha) is Outcome.DUPLICATE  # a redelivery adds nothing (and is receipted)
 
 
-def test_a_picture_delivered_before_the_event_that_names_it_moves_to_the_event_s_case(
+def test_a_moved_seal_s_picture_delivered_before_the_event_that_names_it_waits_for_that_event(
+    world: CourtWorld, client: TestClient, tmp_path: Path
+) -> None:
+    """No event names it yet and the seal was moved less than a day ago: it may be case A's, so it is held back
+    (quarantined, unreceipted: the seal sends it again), never shown to case B meanwhile."""
+    sha = world.picture("a1", deliver=False)
+    seal = world.seals["a1"]
+    signed = seal.event(EventType.SNAPSHOT_TAKEN, {"snapshot": sha, "trigger": "command"})  # while in case A
+    move_to_case_b(world)
+    assert deliver(world, "a1", sha) is Outcome.QUARANTINED
+    assert filed(world, sha) == []
+    judge_b = bearer(world.session_factory, "judge-b")
+    listed = client.get(f"/api/cases/{quote(CASE_B, safe='')}/snapshots", headers=judge_b)
+    assert listed.status_code == 200 and sha not in {s["sha256"] for s in listed.json()}
+    assert client.get(f"/api/snapshots/{sha}", headers=judge_b).status_code == 404
+    [result] = world.ingestor.ingest([message(seal.event_topic, signed)])
+    assert (result.outcome, result.case_no) == (Outcome.STORED, CASE_A)
+    assert deliver(world, "a1", sha) is Outcome.SNAPSHOT  # sent again: filed under its event's case
+    assert filed(world, sha) == [(CASE_A, "seal-a1")]
+    assert_case_a_only(world, client, sha, tmp_path)
+
+
+def test_a_picture_delivered_a_day_after_the_move_before_its_event_moves_to_the_event_s_case(
     world: CourtWorld, client: TestClient, tmp_path: Path
 ) -> None:
     sha = world.picture("a1", deliver=False)
     seal = world.seals["a1"]
     signed = seal.event(EventType.SNAPSHOT_TAKEN, {"snapshot": sha, "trigger": "command"})  # while in case A
-    move_to_case_b(world)
+    move_to_case_b(world, long_ago=True)
     assert deliver(world, "a1", sha) is Outcome.SNAPSHOT
     assert filed(world, sha) == [(CASE_B, "seal-a1")]  # no event names it yet: the seal's case, meanwhile
     [result] = world.ingestor.ingest([message(seal.event_topic, signed)])
@@ -125,7 +152,7 @@ def test_the_same_bytes_named_by_two_cases_stay_in_both(world: CourtWorld, clien
     delivered (each seal's delivery its own row: neither can take the other's from a case)."""
     sha = world.picture("a1", deliver=False)
     late = world.seals["a1"].event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})  # in case A
-    move_to_case_b(world)
+    move_to_case_b(world, long_ago=True)
     assert deliver(world, "a1", sha) is Outcome.SNAPSHOT  # in case B, meanwhile
     world.send("b1", EventType.TAMPER, {"state": "open", "armed": True, "snapshots": [sha]})
     world.ingestor.ingest([message(world.seals["a1"].event_topic, late)])
@@ -151,7 +178,7 @@ def test_two_workers_storing_a_picture_and_its_naming_event_at_once_file_it_unde
     sha = world.picture("a1", deliver=False)
     seal = world.seals["a1"]
     signed = seal.event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})  # while in case A
-    move_to_case_b(world)
+    move_to_case_b(world, long_ago=True)  # the picture alone is filed in case B, not held back
     messages = {
         "event": message(seal.event_topic, signed),
         "picture": message(snapshot_topic(seal.device_id, sha), world.pictures[sha]),
@@ -198,7 +225,7 @@ def test_the_migration_names_the_stored_pictures_and_files_the_misfiled_ones_aga
         world = build_world(factory, database_url, tmp_path)
         sha = world.picture("a1", deliver=False)
         world.send("a1", EventType.INTRUSION, {"armed": True, "warning": "played", "snapshots": [sha]})
-        move_to_case_b(world)
+        move_to_case_b(world, long_ago=True)
         deliver(world, "a1", sha)
         unnamed = world.picture("a1")  # no event names it: it stays in the seal's case
         with session_scope(factory) as session:  # as the ingest filed it before the names existed

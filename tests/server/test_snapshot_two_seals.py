@@ -42,7 +42,7 @@ def test_identical_bytes_from_a_second_seal_are_taken_from_its_case(world: Court
     left for A: case B lost the picture its event names, though b1 had been receipted for it)."""
     sha = world.picture("a1", deliver=False)
     late = world.seals["a1"].event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})  # case A
-    move_to_case_b(world)
+    move_to_case_b(world, long_ago=True)
     assert deliver(world, "a1", sha) is Outcome.SNAPSHOT  # provisional in B
     assert deliver(world, "b1", sha) is Outcome.SNAPSHOT  # b1's own row: receipted, the seal drops its copy
     world.ingestor.ingest([message(world.seals["a1"].event_topic, late)])
@@ -54,7 +54,7 @@ def test_quarantined_naming_event_does_not_rehome(world: CourtWorld) -> None:
     sha = world.picture("a1", deliver=False)
     seal = world.seals["a1"]
     good = seal.event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})
-    move_to_case_b(world)
+    move_to_case_b(world, long_ago=True)
     assert deliver(world, "a1", sha) is Outcome.SNAPSHOT
     bad = bytearray(good)
     i = bad.index(b'"sig":"') + 8
