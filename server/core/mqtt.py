@@ -150,17 +150,14 @@ def plain_publish(header: int, packet: bytes | bytearray) -> tuple[bytes, bytes,
     with a topic and no properties; None for any other, left to paho (which also ends the connection on a
     framing that does not hold)."""
     qos = (header & 0x06) >> 1
-    if qos > 1 or len(packet) < 2:
+    at = _properties_at(header, packet)
+    if qos > 1 or at is None or at >= len(packet) or packet[at] != 0:  # (past the end: a broken framing)
         return None
-    at = 2 + int.from_bytes(packet[:2], "big")
-    topic = bytes(packet[2:at])
-    mid = 0
-    if qos:
-        mid = int.from_bytes(packet[at : at + 2], "big")
-        at += 2
-    if not topic or at >= len(packet) or packet[at] != 0:  # (past the end: a broken framing)
+    topic_end = 2 + int.from_bytes(packet[:2], "big")
+    topic = bytes(packet[2:topic_end])
+    if not topic:
         return None
-    return topic, bytes(packet[at + 1 :]), qos, mid
+    return topic, bytes(packet[at + 1 :]), qos, int.from_bytes(packet[topic_end:at], "big") if qos else 0
 
 
 def unreadable_properties(header: int, packet: bytes | bytearray) -> str | None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import utc_now_ms
 from seal_protocol.wirejson import loads_wire_json
+from seal_verify.snapshot_checks import every_seal  # the verifier's own rule: the exporter writes what it checks
 from server.evidence.models import Snapshot
 from server.evidence.queries import named_pictures
 from server.export.refused import refused_pictures
@@ -124,8 +125,8 @@ def snapshot_records(
             {
                 "absent_reason": _absent_reason(
                     row,
-                    every_seal(statements, naming.get(sha)),
-                    every_seal(losses, naming.get(sha)),
+                    every_seal(statements, naming.get(sha, set())),
+                    every_seal(losses, naming.get(sha, set())),
                     refused.is_picture(sha),
                 ),
                 "device_id": row.device_id if row else min(named[sha]),
@@ -177,11 +178,6 @@ def lost_statements(signed: list[Signed]) -> dict[str, list[JsonDict]]:
         if last.get((event.device_id, sha), event.seq) < event.seq:
             said.setdefault(sha, []).append(event.statement(reason) | {"kept": kept})
     return {sha: _by_seal(items) for sha, items in said.items()}
-
-
-def every_seal(statements: list[JsonDict], seals: set[str] | None) -> bool:
-    """Whether each of ``seals`` (those whose events name a picture) made one of ``statements``."""
-    return bool(seals) and set(seals or ()) <= {statement["device_id"] for statement in statements}
 
 
 def _by_seal(statements: list[JsonDict]) -> list[JsonDict]:
