@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType
@@ -33,11 +33,12 @@ Span = tuple[datetime, datetime | None]
 
 
 def armed_in_case(
-    session: Session, *, device_id: str, case_no: str, spans: Sequence[Span] | None, until: datetime
+    session: Session, *, device_id: str, case_no: str, spans: Sequence[Span] | None, until: datetime | None
 ) -> tuple[bool, int] | None:
     """Whether the seal's latest event that tells, stored in ``case_no``, received within one of ``spans`` (its
-    bindings to that case; ``None``: any time) and by ``until``, said it was armed, with that event's seq; ``None``
-    if none did. What another case's events say of the seal is not this case's business."""
+    bindings to that case; ``None``: any time) and by ``until`` (``None``: whatever is stored), said it was armed,
+    with that event's seq; ``None`` if none did. What another case's events say of the seal is not this case's
+    business."""
     if spans is not None and not spans:
         return None
     query = (
@@ -46,12 +47,13 @@ def armed_in_case(
             Event.device_id == device_id,
             Event.case_no == case_no,
             Event.type.in_([t.value for t in _ARMED_STATE_EVENTS]),
-            Event.received_at <= until,
         )
         .order_by(Event.seq.desc())
     )
+    if until is not None:
+        query = query.where(Event.received_at <= until)
     if spans is not None:
-        within = [and_(Event.received_at >= start, Event.received_at <= (end or until)) for start, end in spans]
+        within = [_within(start, end or until) for start, end in spans]
         query = query.where(or_(*within))
     result = session.execute(query.execution_options(yield_per=64))  # newest first: mostly the first row tells
     try:
@@ -62,6 +64,12 @@ def armed_in_case(
         return None
     finally:
         result.close()
+
+
+def _within(start: datetime, end: datetime | None) -> ColumnElement[bool]:
+    if end is None:
+        return Event.received_at >= start
+    return and_(Event.received_at >= start, Event.received_at <= end)
 
 
 def armed_state(event_type: str, payload: dict[str, object]) -> bool | None:

@@ -147,7 +147,7 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
 
     Only the seal's events and answers in the request's case count — never what it says once bound to another —
     and a final request is shown as it stood when it became final (:func:`as_of`): its record does not change."""
-    until = as_of(request, now)
+    until = as_of(request)
     query = (
         select(CourtCommand)
         .join(RemovalDisarm, RemovalDisarm.command_id == CourtCommand.id)
@@ -180,15 +180,17 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
             until=until,
         ):
             waiver = None  # the seal's own word since the decision takes precedence over it
-        progress.append(_progress(device_id, commands, until, said, bound, waiver))
+        progress.append(_progress(device_id, commands, now if until is None else until, said, bound, waiver))
     return progress
 
 
-def as_of(request: RemovalRequest, now: datetime) -> datetime:
-    """The moment ``request`` is shown as of: ``now`` while it is open, the moment it became final (its last step)
-    once it is — a seal that answers, or is armed again (an ``arm`` after an abort, or in another case), afterwards
-    no longer belongs to its record."""
-    return request.updated_at if RemovalState(request.state).is_final else now
+def as_of(request: RemovalRequest) -> datetime | None:
+    """The moment ``request`` is shown as of: the moment it became final (its last step) once it is — a seal that
+    answers, or is armed again (an ``arm`` after an abort, or in another case), afterwards no longer belongs to its
+    record; ``None`` while it is open: everything stored counts. Never the reader's clock: an answer committed after
+    the reader took the time and before it read (its ``answered_at`` later than that time) would be shown as never
+    come, beside the ``disarmed`` state it brought, with no later change to mend the page."""
+    return request.updated_at if RemovalState(request.state).is_final else None
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,8 @@ class _Disarm:
     reason: str | None
 
     @classmethod
-    def of(cls, command: CourtCommand, until: datetime) -> _Disarm:
-        if command.answered_at is None or command.answered_at <= until:
+    def of(cls, command: CourtCommand, until: datetime | None) -> _Disarm:
+        if command.answered_at is None or until is None or command.answered_at <= until:
             answer = (command.state, command.answered_at, command.answer_seq, command.reason)
         else:  # answered after the request became final, which withdrew or ended every unanswered disarm
             answer = (CommandState.EXPIRED.value, None, None, None)

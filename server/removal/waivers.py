@@ -33,7 +33,7 @@ def heard_since(
     issued_at: datetime,
     answered_at: datetime | None,
     windows: Windows,
-    until: datetime,
+    until: datetime | None,
 ) -> bool:
     """Whether the seal of ``waiver`` was heard from since the judge's decision, which then no longer covers it:
     its latest disarm (``issued_at``, ``answered_at``) was sent or answered after it, or its latest signed event

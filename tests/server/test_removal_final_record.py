@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ from fastapi.testclient import TestClient
 
 from seal_protocol import EventType
 from server.app import create_app
-from server.core.db import SessionFactory
+from server.core.base import utc_now
+from server.core.db import SessionFactory, session_scope
 from server.ingest.results import Outcome
+from server.removal.disarm import seal_progress
+from server.removal.models import RemovalRequest
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, CASE_B, message
 from tests.server.removal_world import RemovalWorld, c, make_world
@@ -118,3 +122,23 @@ def test_an_open_request_shows_the_seal_armed_only_by_its_events_in_the_request_
     request_id = world.filed()
     world.approved(request_id)
     assert ("seal-b", "sent", None) in seals_of(world.read(request_id, "judge"))
+
+
+def test_an_open_request_counts_what_was_stored_after_the_reader_took_the_time(world: RemovalWorld) -> None:
+    """A page takes the time, then reads. An ack (and the seal's ``disarmed``) committed in between made the request
+    ``disarmed`` while its seal read ``waiting_for_seal`` (the ack shown as never come, the seal armed): CI saw that
+    page stay so, nothing later changing to mend it. An open request counts everything stored."""
+    request_id = world.filed()
+    commands = world.commands(world.approved(request_id))
+    taken = utc_now() - timedelta(seconds=1)  # the reader's clock, taken before the answers were committed
+    for device_id in ("seal-a1", "seal-a2"):
+        world.answer(device_id, commands[device_id].id)
+        said(world, device_id, EventType.DISARMED, {"reason": "command", "by": "court"}, CASE_A)
+    assert world.read(request_id)["state"] == "disarmed"
+    with session_scope(world.session_factory) as session:
+        request = session.get(RemovalRequest, request_id)
+        assert request is not None
+        shown = [
+            (p.device_id, p.status.value, p.command_state, p.armed) for p in seal_progress(session, request, now=taken)
+        ]
+    assert shown == [("seal-a1", "disarmed", "acknowledged", False), ("seal-a2", "disarmed", "acknowledged", False)]
