@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.api.deps import CurrentUser, SessionDep
 from server.api.params import Before, RowIdPath
 from server.api.routing import ValidatedRoute
+from server.auth.access import visible_case_nos
 from server.core.base import utc_now
 from server.notify.inbox import list_messages, mark_read
 
@@ -40,14 +41,16 @@ def read_inbox(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Messages per page.")] = 50,
     before: Before = None,
 ) -> list[InboxMessagePublic]:
-    """Your messages, newest first."""
-    rows = list_messages(session, user_id=user.id, unread_only=unread, limit=limit, before=before)
+    """Your messages, newest first: of the cases you are assigned to now."""
+    visible = visible_case_nos(session, user)
+    rows = list_messages(session, user_id=user.id, visible=visible, unread_only=unread, limit=limit, before=before)
     return [InboxMessagePublic.model_validate(row) for row in rows]
 
 
 @router.post("/{message_id}/read", responses={404: {"description": "No such message of yours"}})
 def read_message(message_id: RowIdPath, user: CurrentUser, session: SessionDep) -> InboxMessagePublic:
     """Mark one of your messages read."""
-    row = mark_read(session, user_id=user.id, message_id=message_id, now=utc_now())
+    visible = visible_case_nos(session, user)
+    row = mark_read(session, user_id=user.id, visible=visible, message_id=message_id, now=utc_now())
     session.commit()
     return InboxMessagePublic.model_validate(row)

@@ -1,8 +1,8 @@
-"""Your in-app inbox (``/inbox``): what the court's workflows told you — a removal request filed, taken up, decided,
-its seals disarmed, the seizure lifted — in your language, newest first, each marked read by you alone
-(:mod:`server.notify.inbox`, as ``GET /api/me/inbox`` and ``POST /api/me/inbox/{id}/read``). A message about a
-removal request links to where its reader follows it: the debtor's portal or the creditor's view.
-"""
+"""Your in-app inbox (``/inbox``), of the cases you are assigned to now: what the court's workflows told you — a
+removal request filed, taken up, decided, its seals disarmed, the seizure lifted — in your language, newest first,
+each marked read by you alone (:mod:`server.notify.inbox`, as ``GET /api/me/inbox`` and ``POST
+/api/me/inbox/{id}/read``). A message about a removal request links to where its reader follows it: the debtor's
+portal or the creditor's view."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def inbox_page(page: SignedInPage, session: SessionDep) -> Response:
     """Your messages, newest first."""
     user = page.user
     assert user is not None
-    rows = list_messages(session, user_id=user.id, limit=MAX_MESSAGES)
+    rows = list_messages(session, user_id=user.id, visible=access.visible_case_nos(session, user), limit=MAX_MESSAGES)
     lines = [MessageLine(row, message_link(user, row)) for row in rows]
     return page.render("inbox.html", lines=lines, unread=sum(1 for row in rows if row.read_at is None))
 
@@ -63,7 +63,8 @@ def inbox_read(page: SignedInPage, session: SessionDep, message_id: MessageId) -
     """Mark one of your messages read."""
     user = page.user
     assert user is not None
-    row = mark_read(session, user_id=user.id, message_id=message_id, now=utc_now())
+    visible = access.visible_case_nos(session, user)
+    row = mark_read(session, user_id=user.id, visible=visible, message_id=message_id, now=utc_now())
     session.commit()
     if page.request.headers.get("HX-Request") != "true":
         return see_other(f"/inbox#message-{message_id}")

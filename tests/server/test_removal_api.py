@@ -321,6 +321,26 @@ def test_the_inbox_is_each_user_s_own(world: RemovalWorld) -> None:
     assert len(world.client.get("/api/me/inbox?unread=true", headers=world.as_("judge")).json()) == 1
 
 
+def test_a_user_taken_off_the_case_no_longer_reads_its_messages(world: RemovalWorld) -> None:
+    """The inbox shows a case's messages only to whom may see the case now: the creditor taken off case A neither
+    lists nor marks read what was said of it (on the API and the page), and reads it again once put back."""
+    world.filed()
+    [message] = world.client.get("/api/me/inbox", headers=world.as_("creditor")).json()
+    assert "解除查封申请" in world.client.get("/inbox", headers=world.as_("creditor")).text
+    off = world.client.delete(f"/api/cases/{c(CASE_A)}/assignments/creditor", headers=world.as_("clerk"))
+    assert off.status_code == 204, off.text
+    assert world.client.get("/api/me/inbox", headers=world.as_("creditor")).json() == []
+    assert world.client.post(f"/api/me/inbox/{message['id']}/read", headers=world.as_("creditor")).status_code == 404
+    page = world.client.get("/inbox", headers=world.as_("creditor"))
+    assert page.status_code == 200 and CASE_A not in page.text and "解除查封申请" not in page.text
+    back = world.client.post(
+        f"/api/cases/{c(CASE_A)}/assignments", json={"username": "creditor"}, headers=world.as_("clerk")
+    )
+    assert back.status_code == 201, back.text
+    [again] = world.client.get("/api/me/inbox", headers=world.as_("creditor")).json()
+    assert again["id"] == message["id"] and again["read_at"] is None
+
+
 def test_the_ingest_wakes_the_settler_once_an_answer_is_committed(
     world: RemovalWorld, session_factory: SessionFactory, tmp_path: Path
 ) -> None:
