@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             metrics,
             court_key=CourtKey(settings.commands),
             log_key=log_key,
-            notice_key=NoticeKey(settings.notices.key_file),
+            notice_key=NoticeKey(settings.notices.key_file, settings.notices.retired_public_keys),
             stores=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch),
             live=hub,
         )

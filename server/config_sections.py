@@ -7,6 +7,8 @@ from ipaddress import IPv4Network, IPv6Network
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
+from seal_protocol.errors import SignatureError
+from seal_protocol.signing import verify_key_from_b64
 from seal_verify.notes import key_name_problem
 from server.config_types import OptionalHttpUrl, OptionalPath, OptionalPort, PublicUrl
 
@@ -215,6 +217,14 @@ class NoticeSettings(BaseModel):
         "which prints the public key to publish; back it up: notices signed with a lost key no longer verify. "
         "Unset or unreadable: no notice is issued.",
     )
+    retired_public_keys: tuple[str, ...] = Field(
+        (),
+        max_length=16,
+        description="The public keys (standard base64, as `seal-server notice-key` printed them) of the court's "
+        "earlier notice keys, replaced but not compromised: notices already on doors, signed with one of them, "
+        "still verify. Never list a key that may have leaked: its notices must be reissued instead "
+        "(docs/notice.md).",
+    )
     public_base_url: PublicUrl = Field(
         None,
         description="The address the public reaches this server at, such as `https://seal.court.example` (no "
@@ -235,6 +245,16 @@ class NoticeSettings(BaseModel):
         "CFF-outline OpenType fonts (Noto CJK) cannot be embedded.",
     )
     font_index: int = Field(0, ge=0, le=63, description="The font's index in a .ttc collection (font_file).")
+
+    @field_validator("retired_public_keys")
+    @classmethod
+    def _public_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            try:
+                verify_key_from_b64(text)
+            except (ValueError, SignatureError) as exc:
+                raise ValueError(f"not an Ed25519 public key in standard base64: {text!r} ({exc})") from None
+        return value
 
 
 class NotifySettings(BaseModel):

@@ -38,9 +38,9 @@ PAGE: Responses = {
 def notice_page(token: str, session: SessionDep, context: ContextDep) -> HTMLResponse:
     """The public page of a notice's QR code: whether it is authentic, what it printed, the seal's state now."""
     try:
-        key = context.notice_key.verify_key
+        keys = context.notice_key.verify_keys
     except NoticesUnavailable as exc:
         logger.error("a notice's page was asked for, but notices cannot be checked: %s", exc)
         return HTMLResponse(render_notice_page(None), status.HTTP_503_SERVICE_UNAVAILABLE, headers=HEADERS)
-    check = check_notice(session, token=token, key=key, now=utc_now())
+    check = check_notice(session, token=token, keys=keys, now=utc_now())
     return HTMLResponse(render_notice_page(check), headers=HEADERS)

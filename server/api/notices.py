@@ -109,10 +109,19 @@ class NoticeRevoked(BaseModel):
     note: str
 
 
+class RetiredNoticeKey(BaseModel):
+    public_key: str = Field(description="Standard base64 of the raw 32-byte public key.")
+    key_id: str = Field(description="The first 4 bytes of SHA-256(public key), hex: the token's `k`.")
+
+
 class NoticeKeyPublic(BaseModel):
     algorithm: str = "Ed25519"
     public_key: str = Field(description="Standard base64 of the raw 32-byte public key.")
     key_id: str = Field(description="The first 4 bytes of SHA-256(public key), hex: the token's `k`.")
+    retired: list[RetiredNoticeKey] = Field(
+        default_factory=list,
+        description="The court's earlier notice keys, replaced but still standing behind the notices they signed.",
+    )
 
 
 @router.get("/seals/{device_id}/notice.pdf", response_class=Response, responses=PDF)
@@ -167,15 +176,16 @@ def revoke(notice_id: RowIdPath, body: NoticeRevoke, user: CurrentUser, session:
 @router.get("/notices/verify")
 def verify_notice(token: TokenQuery, session: SessionDep, context: ContextDep) -> NoticeVerdict:
     """Whether a notice's token is an authentic notice of this court, with what the notice printed (public)."""
-    check = check_notice(session, token=token, key=context.notice_key.verify_key, now=utc_now())
+    check = check_notice(session, token=token, keys=context.notice_key.verify_keys, now=utc_now())
     return verdict(check)
 
 
 @router.get("/notices/key")
 def notice_key(context: ContextDep) -> NoticeKeyPublic:
-    """The public key that verifies the notices' tokens (public)."""
+    """The public key that verifies the notices' tokens, and those of the court's retired notice keys (public)."""
     key = context.notice_key.verify_key
-    return NoticeKeyPublic(public_key=public_key_text(key), key_id=key_id(key))
+    retired = [RetiredNoticeKey(public_key=public_key_text(k), key_id=key_id(k)) for k in context.notice_key.retired]
+    return NoticeKeyPublic(public_key=public_key_text(key), key_id=key_id(key), retired=retired)
 
 
 def verdict(check: NoticeCheck) -> NoticeVerdict:

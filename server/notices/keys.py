@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from seal_protocol.errors import SignatureError
-from seal_protocol.signing import SigningKey, VerifyKey, load_signing_key
+from seal_protocol.signing import SigningKey, VerifyKey, load_signing_key, verify_key_from_b64
 from server.notices.errors import NoticesUnavailable
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,14 @@ def read_notice_key(path: Path | None) -> SigningKey:
 
 
 class NoticeKey:
-    """The notice key of a running server, read on first use (so a key made after start-up is picked up)."""
+    """The notice key of a running server, read on first use (so a key made after start-up is picked up), and the
+    public keys of its earlier, retired notice keys (``[notices] retired_public_keys``), which only verify."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, retired: tuple[str, ...] = ()) -> None:
         self._path = path
         self._key: SigningKey | None = None
         self._lock = threading.Lock()
+        self.retired = tuple(verify_key_from_b64(text) for text in retired)
 
     def get(self) -> SigningKey:
         with self._lock:
@@ -65,3 +67,8 @@ class NoticeKey:
     @property
     def verify_key(self) -> VerifyKey:
         return self.get().verify_key
+
+    @property
+    def verify_keys(self) -> tuple[VerifyKey, ...]:
+        """The keys a notice's token may be signed with: the current one first, then the retired ones."""
+        return (self.verify_key, *self.retired)

@@ -10,6 +10,7 @@ seizure, …), a new notice is issued and supersedes the older ones of the seal,
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -240,9 +241,10 @@ def token_of(notice: Notice, key: SigningKey) -> str:
     return sign_token(claims, key)
 
 
-def check_notice(session: Session, *, token: str, key: VerifyKey, now: datetime) -> NoticeCheck:
-    """The verdict on ``token``: its signature and expiry (:func:`verify_token`), then the court's record of it."""
-    checked = verify_token(token, key, now=now)
+def check_notice(session: Session, *, token: str, keys: Sequence[VerifyKey], now: datetime) -> NoticeCheck:
+    """The verdict on ``token``: its signature by one of the court's notice ``keys`` and its expiry
+    (:func:`verify_token`), then the court's record of it."""
+    checked = verify_token(token, keys, now=now)
     claims = checked.claims
     if claims is None:
         return NoticeCheck(checked.refusal, checked.detail)

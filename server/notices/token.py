@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -122,13 +123,15 @@ def sign_token(claims: NoticeClaims, key: SigningKey) -> str:
     return f"{b64url(payload)}.{b64url(signature)}"
 
 
-def verify_token(token: str, key: VerifyKey, *, now: datetime) -> TokenCheck:
-    """Check ``token`` against the court's notice key at time ``now``; never raises, whatever the string."""
+def verify_token(token: str, keys: Sequence[VerifyKey], *, now: datetime) -> TokenCheck:
+    """Check ``token`` against the court's notice keys (the current one and its retired ones) at time ``now``;
+    never raises, whatever the string."""
     try:
         payload, signature, claims = _parse(token)
     except ValueError as exc:
         return TokenCheck(Refusal.MALFORMED, detail=str(exc))
-    if claims.key_id != key_id(key):
+    key = next((k for k in keys if key_id(k) == claims.key_id), None)
+    if key is None:
         return TokenCheck(Refusal.FOREIGN_KEY, detail=f"signed by key {claims.key_id}, not this court's notice key")
     try:
         key.verify(CONTEXT + payload, signature)

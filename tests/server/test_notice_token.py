@@ -57,7 +57,7 @@ def claims(key: SigningKey = KEY, **changes: object) -> NoticeClaims:
 
 def test_a_token_round_trips() -> None:
     token = sign_token(claims(), KEY)
-    check = verify_token(token, KEY.verify_key, now=NOW)
+    check = verify_token(token, [KEY.verify_key], now=NOW)
     assert check.valid and check.refusal is None
     assert check.claims == claims()
     assert token == sign_token(claims(), KEY), "the same notice gives the same token"
@@ -83,14 +83,14 @@ def test_the_payload_is_canonical_json_and_the_signature_covers_the_context_and_
 
 def test_an_expired_token_keeps_its_claims() -> None:
     token = sign_token(claims(), KEY)
-    check = verify_token(token, KEY.verify_key, now=NOW + timedelta(days=30))
+    check = verify_token(token, [KEY.verify_key], now=NOW + timedelta(days=30))
     assert check.refusal is Refusal.EXPIRED
     assert check.claims == claims()
 
 
 def test_a_token_of_another_key_is_foreign() -> None:
     other = generate_signing_key()
-    check = verify_token(sign_token(claims(other), other), KEY.verify_key, now=NOW)
+    check = verify_token(sign_token(claims(other), other), [KEY.verify_key], now=NOW)
     assert check.refusal is Refusal.FOREIGN_KEY and check.claims is None
 
 
@@ -109,7 +109,7 @@ def test_a_token_signed_by_another_key_under_our_key_id_is_tampered() -> None:
         }
     )
     forged = f"{b64url(payload)}.{b64url(other.sign(CONTEXT + payload).signature)}"
-    assert verify_token(forged, KEY.verify_key, now=NOW).refusal is Refusal.TAMPERED
+    assert verify_token(forged, [KEY.verify_key], now=NOW).refusal is Refusal.TAMPERED
 
 
 def test_a_changed_payload_is_tampered() -> None:
@@ -117,20 +117,20 @@ def test_a_changed_payload_is_tampered() -> None:
     members = json.loads(b64url_decode(payload))
     for name, value in [("c", "(2021)苏0214执9999号"), ("x", members["x"] + 86400 * 365), ("n", 8), ("d", "seal-0002")]:
         changed = b64url(canonical_json({**members, name: value}))
-        assert verify_token(f"{changed}.{signature}", KEY.verify_key, now=NOW).refusal is Refusal.TAMPERED, name
+        assert verify_token(f"{changed}.{signature}", [KEY.verify_key], now=NOW).refusal is Refusal.TAMPERED, name
 
 
 def test_a_flipped_signature_bit_is_tampered() -> None:
     payload, signature = sign_token(claims(), KEY).split(".")
     raw = bytearray(b64url_decode(signature))
     raw[10] ^= 1
-    assert verify_token(f"{payload}.{b64url(bytes(raw))}", KEY.verify_key, now=NOW).refusal is Refusal.TAMPERED
+    assert verify_token(f"{payload}.{b64url(bytes(raw))}", [KEY.verify_key], now=NOW).refusal is Refusal.TAMPERED
 
 
 @pytest.mark.parametrize("cut", [1, 2, 5, 40, 87, 100, 200])
 def test_a_truncated_token_is_malformed(cut: int) -> None:
     token = sign_token(claims(), KEY)
-    check = verify_token(token[:-cut], KEY.verify_key, now=NOW)
+    check = verify_token(token[:-cut], [KEY.verify_key], now=NOW)
     assert check.refusal in (Refusal.MALFORMED, Refusal.TAMPERED)
     if cut < 87:  # the signature lost characters: it cannot be 64 bytes any more
         assert check.refusal is Refusal.MALFORMED
@@ -156,7 +156,7 @@ def test_a_truncated_token_is_malformed(cut: int) -> None:
     ],
 )
 def test_strings_that_are_no_token_are_malformed(token: str) -> None:
-    check = verify_token(token, KEY.verify_key, now=NOW)
+    check = verify_token(token, [KEY.verify_key], now=NOW)
     assert check.refusal is Refusal.MALFORMED and check.claims is None and check.detail
 
 
@@ -165,12 +165,12 @@ def test_payload_members_of_the_wrong_type_or_version_are_malformed() -> None:
     for name, value in [("v", 2), ("n", True), ("n", -1), ("i", 1.5), ("d", 5), ("h", b64url(bytes(31))), ("x", 2**60)]:
         payload = canonical_json({**good, name: value})
         token = f"{b64url(payload)}.{b64url(KEY.sign(CONTEXT + payload).signature)}"
-        assert verify_token(token, KEY.verify_key, now=NOW).refusal is Refusal.MALFORMED, (name, value)
+        assert verify_token(token, [KEY.verify_key], now=NOW).refusal is Refusal.MALFORMED, (name, value)
 
 
 @given(st.text(max_size=400))
 def test_verification_never_raises(token: str) -> None:
-    assert verify_token(token, KEY.verify_key, now=NOW).refusal is Refusal.MALFORMED
+    assert verify_token(token, [KEY.verify_key], now=NOW).refusal is Refusal.MALFORMED
 
 
 def test_the_facts_hash_is_of_their_canonical_json() -> None:

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from seal_protocol import EventType
-from seal_protocol.signing import generate_signing_key, load_signing_key
+from seal_protocol.signing import generate_signing_key, load_or_create_signing_key, load_signing_key, public_key_b64
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.access import Role
@@ -337,16 +337,16 @@ def test_an_expired_notice_still_shows_what_it_printed(world: World) -> None:
     token = token_of(qr_text(world.pdf(), world.tmp_path))
     key = load_signing_key(world.tmp_path / "notice.key").verify_key
     with world.session_factory() as session:
-        check = check_notice(session, token=token, key=key, now=datetime(2029, 12, 3, 16, 0, tzinfo=UTC))
+        check = check_notice(session, token=token, keys=[key], now=datetime(2029, 12, 3, 16, 0, tzinfo=UTC))
         assert check.refusal is Refusal.EXPIRED and check.facts is not None and check.facts.case_no == CASE
-        before = check_notice(session, token=token, key=key, now=datetime(2029, 12, 3, 15, 59, 59, tzinfo=UTC))
+        before = check_notice(session, token=token, keys=[key], now=datetime(2029, 12, 3, 15, 59, 59, tzinfo=UTC))
         assert before.authentic
 
 
 def test_a_token_signed_with_another_key_is_not_this_court_s(world: World) -> None:
     other = generate_signing_key()
     token = token_of(qr_text(world.pdf(), world.tmp_path))
-    claims = verify_token(token, load_signing_key(world.tmp_path / "notice.key").verify_key, now=utc_now()).claims
+    claims = verify_token(token, [load_signing_key(world.tmp_path / "notice.key").verify_key], now=utc_now()).claims
     assert claims is not None
     foreign = sign_token(replace(claims, key_id=key_id(other.verify_key)), other)
     page = world.client.get(f"/notice/{foreign}").text
@@ -447,3 +447,34 @@ def test_the_public_verdict_does_not_tell_when_the_seal_last_spoke(world: World)
     verdict = verdict_of(world, url)
     assert verdict["seal"] == {"armed": True, "armed_at": None, "still_bound": True}
     assert "as signed by the seal at" not in world.client.get(url).text
+
+
+def test_notices_signed_with_a_retired_key_still_verify_where_it_is_listed(
+    database_url: str, world: World, tmp_path: Path
+) -> None:
+    """The court replaces its notice key. Notices already on doors were signed with the old one: with its public key
+    in ``[notices] retired_public_keys`` they still verify (and ``/api/notices/key`` lists it); without, they read
+    as not this court's — the reason to list a replaced key that did not leak."""
+    old_token = token_of(qr_text(world.pdf(), world.tmp_path))
+    old_public = public_key_b64(load_signing_key(tmp_path / "notice.key"))
+    new_key = tmp_path / "notice-2.key"
+    load_or_create_signing_key(new_key)
+    settings = make_settings(database_url, tmp_path)
+
+    def verdicts(retired: tuple[str, ...]) -> tuple[dict[str, object], dict[str, object]]:
+        notices = NoticeSettings(key_file=new_key, public_base_url=PUBLIC_BASE_URL, retired_public_keys=retired)
+        with TestClient(create_app(settings.model_copy(update={"notices": notices}), with_ingest=False)) as client:
+            verdict = client.get("/api/notices/verify", params={"token": old_token}).json()
+            return verdict, client.get("/api/notices/key").json()
+
+    verdict, key = verdicts(())
+    assert (verdict["authentic"], verdict["genuine"], verdict["reason"]) == (False, False, "foreign_key")
+    assert key["retired"] == []
+    verdict, key = verdicts((old_public,))
+    assert (verdict["authentic"], verdict["genuine"], verdict["reason"]) == (True, True, None), verdict
+    assert key["retired"] == [
+        {"public_key": old_public, "key_id": key_id(load_signing_key(tmp_path / "notice.key").verify_key)}
+    ]
+    assert key["public_key"] == public_key_b64(load_signing_key(new_key))
+    with pytest.raises(ValueError, match="not an Ed25519 public key"):
+        NoticeSettings(retired_public_keys=("not a key",))
