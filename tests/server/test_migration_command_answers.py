@@ -43,7 +43,7 @@ def test_an_answer_stored_in_another_case_is_taken_off_its_command(database_url:
         court.send(seal, seal.event(EventType.COMMAND_REJECTED, refusal))
         with factory() as session:
             stored = session.execute(select(Event.seq, Event.case_no).where(Event.device_id == seal.device_id))
-            cases = {seq: case_no for seq, case_no in stored}
+            cases = dict(stored.all())
         assert cases == {1: CASE_A, 2: CASE_B}
 
         downgrade(engine, BEFORE)
