@@ -117,6 +117,7 @@ class TriggerLine:
         self._committer: threading.Thread | None = None
         #: True once a stop found the committer stuck and runs the ``then`` behind it itself (its hooks may skip).
         self.draining = False
+        self._abandoned: set[threading.Thread] = set()  # committers stuck past a stop: they take no more jobs
 
     def start(self) -> None:
         self.draining = False
@@ -149,7 +150,8 @@ class TriggerLine:
             if committer.is_alive():
                 with self._idle:
                     behind = self._queued
-                    self.draining = True  # the committer, should it return, takes no more
+                    self.draining = True
+                    self._abandoned.add(committer)  # should it return, it takes no more
                 logger.error(
                     "what follows a trigger's commit did not end in %.1f s; the stop follows up the %d trigger(s) "
                     "behind it",
@@ -161,8 +163,8 @@ class TriggerLine:
         return False
 
     def _drain(self) -> None:
-        """Run the ``then`` queued behind a stuck one on this thread, in order; the stuck committer, if it ever
-        returns, ends (its end marker is put back)."""
+        """Run the ``then`` queued behind a stuck one on this thread, in order (and its end marker: nothing is left
+        for a later start's committer); the stuck committer, if it ever returns, ends."""
         while True:
             try:
                 job = self._commits.get_nowait()
@@ -170,7 +172,6 @@ class TriggerLine:
                 break
             if job is not None:
                 self._run(job, False)
-        self._commits.put(None)
 
     def submit(self, job: Job) -> None:
         """Build an event on the worker (it calls :meth:`commit`)."""
@@ -220,7 +221,8 @@ class TriggerLine:
     def _work(self, jobs: queue.SimpleQueue[Job | None], building: bool) -> None:
         # Once a stop drains the commits (this committer was stuck past it), it takes no more: each job is taken
         # once, by one thread (one returning just as the stop gave up on it may run a last one alongside the drain).
-        while not (not building and self.draining) and (job := jobs.get()) is not None:
+        me = threading.current_thread()
+        while me not in self._abandoned and (job := jobs.get()) is not None:
             self._run(job, building)
 
     def _run(self, job: Job, building: bool) -> None:

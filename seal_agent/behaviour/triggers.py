@@ -34,10 +34,10 @@ committed with that time (a follow-up event: its first attempt's) once the disk 
 records, which commits the held ones first (an ``armed``/``disarmed``, a heartbeat, a command's answer never
 overtakes it), or by the retries of the thread waiting for it; only a stop gives up waiting (the recorder's close
 then tries it once more, or logs it whole), and what the trigger owes (``snapshot_taken``, ``warning_result``) is
-put in line behind it, naming its ``seq`` as that close commits it. An event that can never be recorded (the outbox refuses it for a reason
-of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed
-``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no hardware library:
-speaker, camera and the recorder are its arguments.
+put in line behind it, naming its ``seq`` as that close commits it. An event that can never be recorded (the outbox
+refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder
+commits a signed ``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no
+hardware library: speaker, camera and the recorder are its arguments.
 """
 
 from __future__ import annotations
