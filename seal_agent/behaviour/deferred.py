@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from seal_agent.behaviour.held_snapshots import TriggerSeq
 from seal_agent.behaviour.warning_outcome import WarningStart
 
 #: An intrusion's ``warning`` when its warning waits for the end of the cool-down.
@@ -28,12 +29,12 @@ class DeferredWarning:
     def __init__(self, follow: FollowWarning) -> None:
         self._follow = follow
         self._lock = threading.Lock()
-        self._seq: int | None = None
+        self._seq: TriggerSeq | None = None
         self._start: WarningStart | None = None
         self._reported = False
 
-    def recorded(self, seq: int) -> None:
-        """The intrusion's event was committed as ``seq``."""
+    def recorded(self, seq: TriggerSeq) -> None:
+        """The intrusion's event was committed as ``seq`` (or left in line at the stop: its seq, read late)."""
         with self._lock:
             self._seq = seq
         self._maybe_report()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 
 from seal_agent.errors import EventLost, OutboxError
 from seal_agent.interfaces import TriggerEvidence
@@ -51,6 +52,28 @@ class HeldSnapshots:
         with self._lock:
             self._released.add(turn)
             self._holding.discard(turn)
+
+
+#: A trigger's seq, or (its event left in line at the stop: the recorder's close may yet commit it) how to read it
+#: when a follow-up naming it is committed, behind it: its seq then, or None if it was lost or given up.
+TriggerSeq = int | Callable[[], int | None]
+
+
+def trigger_seq_of(stored_seq: int | None, turn: Turn | None) -> TriggerSeq | None:
+    """The seq a trigger's follow-ups name: ``stored_seq`` if its event was committed, read late if it is still in
+    line, else None (lost, or given up)."""
+    if stored_seq is not None:
+        return stored_seq
+    if turn is not None and not turn.settled:
+        return lambda: seq_of(turn)
+    return seq_of(turn)
+
+
+def seq_fields(seq: TriggerSeq) -> tuple[dict[str, int], Callable[[], dict[str, int | None]] | None]:
+    """A follow-up's ``trigger_seq``: in its payload now, or as a late field read when it is committed."""
+    if callable(seq):
+        return {}, lambda: {"trigger_seq": seq()}
+    return {"trigger_seq": seq}, None
 
 
 def seq_of(turn: Turn | None) -> int | None:

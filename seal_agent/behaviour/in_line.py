@@ -93,15 +93,17 @@ class TurnWaiter:
 
 #: A job building a trigger's event, on the trigger worker.
 Job = Callable[[], None]
-#: Called on the committer with a trigger's committed event, or None if it was lost or given up at the stop.
-Then = Callable[[StoredEvent | None], None]
+#: Called on the committer with a trigger's committed event, or None if it was lost or is left in line at the stop
+#: (its turn tells which: a turn not settled may still be committed by the recorder's close), and its turn.
+Then = Callable[[StoredEvent | None, Turn], None]
 
 
 class TriggerLine:
     """The trigger worker and the committer. Jobs build the triggers' events one at a time, in the order of their
     edges (``seal-triggers``), and :meth:`commit` each to the recorder's line without waiting for room; what needs
     a committed event's ``seq`` then runs on ``seal-trigger-commits``, in the same order, once it is committed.
-    Not started (or stopped), both run on the caller's thread rather than never."""
+    Not started (or stopped), both run on the caller's thread rather than never. A ``then`` stuck past the stop's
+    timeout does not keep those behind it from running: the stop runs them itself (:attr:`draining`)."""
 
     def __init__(self, line: EventLine) -> None:
         self._line = line
@@ -113,8 +115,12 @@ class TriggerLine:
         self._queued = 0  # events committed or in line whose ``then`` has not run
         self._worker: threading.Thread | None = None
         self._committer: threading.Thread | None = None
+        #: True once a stop found the committer stuck and runs the ``then`` behind it itself (its hooks may skip).
+        self.draining = False
+        self._abandoned: set[threading.Thread] = set()  # committers stuck past a stop: they take no more jobs
 
     def start(self) -> None:
+        self.draining = False
         self.waiter.start()
         committer = threading.Thread(target=self._work, args=(self._commits, False), name="seal-trigger-commits")
         committer.daemon = True
@@ -124,10 +130,11 @@ class TriggerLine:
         self._worker = threading.Thread(target=self._work, args=(self._jobs, True), name="seal-triggers", daemon=True)
         self._worker.start()
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
         """Build the events of the jobs queued, then run what follows their commits, all within ``timeout`` s; an
         event the outbox still refuses is tried once more, then left in the recorder's line (its ``then`` gets
-        None). A ``then`` stuck past the timeout is logged, with the triggers still behind it."""
+        None). A ``then`` stuck past the timeout is logged, and the stop runs those behind it on its own thread, in
+        order (:attr:`draining` is then True: a ``then`` must not wait there). Returns whether it had to."""
         deadline = time.monotonic() + timeout
         worker, self._worker = self._worker, None
         self.waiter.stop()
@@ -143,11 +150,28 @@ class TriggerLine:
             if committer.is_alive():
                 with self._idle:
                     behind = self._queued
+                    self.draining = True
+                    self._abandoned.add(committer)  # should it return, it takes no more
                 logger.error(
-                    "what follows a trigger's commit did not end in %.1f s; %d trigger(s) not followed up by the stop",
+                    "what follows a trigger's commit did not end in %.1f s; the stop follows up the %d trigger(s) "
+                    "behind it",
                     timeout,
-                    behind,
+                    behind - 1,
                 )
+                self._drain()
+                return True
+        return False
+
+    def _drain(self) -> None:
+        """Run the ``then`` queued behind a stuck one on this thread, in order (and its end marker: nothing is left
+        for a later start's committer); the stuck committer, if it ever returns, ends."""
+        while True:
+            try:
+                job = self._commits.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._run(job, False)
 
     def submit(self, job: Job) -> None:
         """Build an event on the worker (it calls :meth:`commit`)."""
@@ -172,7 +196,7 @@ class TriggerLine:
             except OutboxError:  # stopped first (logged): the event stays in the recorder's line
                 pass
             finally:  # whatever the wait raised, what follows the trigger is not left waiting
-                then(stored)
+                then(stored, turn)
 
         with self._idle:
             self._queued += 1
@@ -195,7 +219,10 @@ class TriggerLine:
             return self._idle.wait_for(lambda: self._building == 0 and self._queued == 0, timeout)
 
     def _work(self, jobs: queue.SimpleQueue[Job | None], building: bool) -> None:
-        while (job := jobs.get()) is not None:
+        # Once a stop drains the commits (this committer was stuck past it), it takes no more: each job is taken
+        # once, by one thread (one returning just as the stop gave up on it may run a last one alongside the drain).
+        me = threading.current_thread()
+        while me not in self._abandoned and (job := jobs.get()) is not None:
             self._run(job, building)
 
     def _run(self, job: Job, building: bool) -> None:

@@ -109,7 +109,8 @@ class SealAgent:
         self._stopping = threading.Event()
         self._timer: threading.Thread | None = None
         #: Called with the stored ``intrusion`` event once committed, on ``seal-trigger-commits``, in the order of the
-        #: triggers (the next one's waits for it): return quickly. Failures are logged and affect nothing else.
+        #: triggers (the next one's waits for it): return quickly. Failures are logged and affect nothing else; one
+        #: hanging past the stop is not called again, and the stop follows up the triggers behind it.
         self.when_intrusion: Callable[[StoredEvent], None] | None = None
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + heartbeat_s
@@ -305,7 +306,8 @@ class SealAgent:
                 wanted=wanted,
                 on_not_seen=self._cancel_warning,
                 while_armed=self._while_armed,
-                on_recorded=lambda stored: self._intrusion_recorded(stored, deferred),
+                on_recorded=self._intrusion_recorded,
+                deferred=deferred,
                 wall=wall,
                 **({} if caught is None else caught.payload()),
             )
@@ -315,9 +317,7 @@ class SealAgent:
         with self._lock:
             return action() if self._armed else None
 
-    def _intrusion_recorded(self, stored: StoredEvent, deferred: DeferredWarning | None) -> None:
-        if deferred is not None:
-            deferred.recorded(stored.seq)
+    def _intrusion_recorded(self, stored: StoredEvent) -> None:
         self._wake.set()  # the timer schedules the repeats (not earlier: it would compete with the commit)
         hook = self.when_intrusion
         if hook is not None:

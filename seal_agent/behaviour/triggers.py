@@ -33,10 +33,11 @@ commit order. An event the outbox refuses (a full disk) is evidence: held in the
 committed with that time (a follow-up event: its first attempt's) once the disk has room — by the next event anyone
 records, which commits the held ones first (an ``armed``/``disarmed``, a heartbeat, a command's answer never
 overtakes it), or by the retries of the thread waiting for it; only a stop gives up waiting (the recorder's close
-then tries it once more, or logs it whole). An event that can never be recorded (the outbox refuses it for a reason
-of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed
-``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no hardware library:
-speaker, camera and the recorder are its arguments.
+then tries it once more, or logs it whole), and what the trigger owes (``snapshot_taken``, ``warning_result``) is
+put in line behind it, naming its ``seq`` as that close commits it. An event that can never be recorded (the outbox
+refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder
+commits a signed ``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no
+hardware library: speaker, camera and the recorder are its arguments.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN
-from seal_agent.behaviour.held_snapshots import HeldSnapshots, seq_of
+from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN, DeferredWarning
+from seal_agent.behaviour.held_snapshots import HeldSnapshots, TriggerSeq, seq_fields, seq_of
 from seal_agent.behaviour.in_line import EventLine, TriggerLine
+from seal_agent.behaviour.trigger import Trigger
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
@@ -62,6 +64,9 @@ logger = logging.getLogger(__name__)
 
 #: Called with a trigger's committed event, on the ``seal-trigger-commits`` thread, in the order of the triggers.
 OnRecorded = Callable[[StoredEvent], None]
+#: What follows a trigger's event once settled: its seq (read late if it is left in line at the stop), and the event
+#: if committed.
+Then = Callable[[TriggerSeq, StoredEvent | None], None]
 #: Runs its argument (start the warning) atomically with the seal's armed state if it is armed; None if disarmed.
 WhileArmed = Callable[[Callable[[], WarningStart]], WarningStart | None]
 #: An intrusion's ``warning`` while the camera has not yet confirmed or denied the presence.
@@ -78,22 +83,6 @@ class CameraPolicy:
 
     require_motion_confirmation: bool = False
     motion_window_s: float = 1.0
-
-
-class _Trigger:
-    """One trigger: its kind and the time of its edge (``at`` on the monotonic clock the camera's windows use, ``ts``
-    the wall time its event is signed with); its event's seq once committed; a pending confirmation's outcome."""
-
-    def __init__(self, kind: str, at: float, ts: datetime) -> None:
-        self.kind = kind
-        self.at = at
-        self.ts = ts
-        self.seq: int | None = None
-        self.outcome: str | None = None  # the warning decided by a confirmation, if one was pending
-        self.start: WarningStart | None = None  # the warning that confirmation started
-        self.late_verdict: str | None = None
-        self.decided = threading.Event()  # set once no confirmation is pending
-        self.turn: Turn | None = None  # its event's place in the recorder's line
 
 
 class TriggerResponder:
@@ -134,9 +123,10 @@ class TriggerResponder:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Record every trigger already queued, then wait for confirmations and follow-ups, all within ``timeout``
-        s (stop the camera first so that they finish at once)."""
+        s — twice that if a hook hung past it (stop the camera first so that they finish at once)."""
         deadline = time.monotonic() + timeout
-        self._queue.stop(timeout)  # an event the outbox keeps refusing is tried once more, not for ever
+        if self._queue.stop(timeout):  # an event the outbox keeps refusing is tried once more, not for ever
+            deadline = time.monotonic() + timeout  # a hook hung: the follow-ups it held back get their own timeout
         with self._helpers_lock:
             helpers, self._helpers = self._helpers, []
         for helper in helpers:
@@ -181,7 +171,7 @@ class TriggerResponder:
         self.speaker_health.watch(start)
         return start
 
-    def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: int) -> None:
+    def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: TriggerSeq) -> None:
         """If the event ``trigger_seq`` recorded ``start``'s warning as ``started`` (or ``deferred_cooldown``: see
         :mod:`seal_agent.behaviour.deferred`), record ``warning_result`` for it once it is over (on a follow-up
         thread)."""
@@ -190,14 +180,15 @@ class TriggerResponder:
         if start.promised_result:
             self._helper("seal-warning-result", lambda: self._warning_result(start, trigger, trigger_seq))
 
-    def _warning_result(self, start: WarningStart, trigger: str, trigger_seq: int) -> None:
+    def _warning_result(self, start: WarningStart, trigger: str, trigger_seq: TriggerSeq) -> None:
         playback = start.playback
         if playback is not None and not playback.wait_ended(WARNING_END_MAX_S):  # recorded failed, not only logged
-            logger.error("the warning of %s seq=%d did not end in %.0f s", trigger, trigger_seq, WARNING_END_MAX_S)
+            logger.error("the warning of %s did not end in %.0f s", trigger, WARNING_END_MAX_S)
             playback.give_up(f"the warning did not end within {WARNING_END_MAX_S:.0f} s (the speaker hung)")
         warning, languages = (start.result, []) if playback is None else playback.outcome()
-        details = {"trigger": trigger, "trigger_seq": trigger_seq, "warning": warning, "warning_languages": languages}
-        self._record(EventType.WARNING_RESULT, details)
+        seq, late = seq_fields(trigger_seq)  # an event left in line at the stop: its seq once the close commits it
+        details = {"trigger": trigger, **seq, "warning": warning, "warning_languages": languages}
+        self._record(EventType.WARNING_RESULT, details, late=late)
 
     def intrusion(
         self,
@@ -209,6 +200,7 @@ class TriggerResponder:
         while_armed: WhileArmed,
         wall: datetime,
         on_recorded: OnRecorded | None = None,
+        deferred: DeferredWarning | None = None,
         **detected: Any,
     ) -> None:
         """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
@@ -216,9 +208,10 @@ class TriggerResponder:
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
         ``while_armed`` (a seal disarmed meanwhile plays nothing: ``suppressed_disarmed``); ``on_recorded`` is called
-        with the committed event; ``detected`` are signed too (an edge the level check caught, and when).
+        with the committed event (not by a stop that found a hook hung); ``deferred`` learns its seq, also if it is
+        left in line at the stop; ``detected`` are signed too (an edge the level check caught, and when).
         """
-        trigger = _Trigger("intrusion", now, wall)
+        trigger = Trigger("intrusion", now, wall)
         verdict: str | None = None
         start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
@@ -248,9 +241,15 @@ class TriggerResponder:
                 "snapshots": [] if evidence is None else evidence.hashes,
             }
 
-            def then(stored: StoredEvent) -> None:
-                self.follow_warning(start, trigger="intrusion", trigger_seq=stored.seq)
-                if on_recorded is not None:
+            def then(seq: TriggerSeq, stored: StoredEvent | None) -> None:
+                self.follow_warning(start, trigger="intrusion", trigger_seq=seq)
+                if deferred is not None:
+                    deferred.recorded(seq)
+                if stored is None or on_recorded is None:
+                    return
+                if self._queue.draining:  # it must not hang the stop too
+                    logger.error("intrusion seq=%d not passed on: a hook before it hung past the stop", stored.seq)
+                else:
                     on_recorded(stored)
 
             self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence, then)
@@ -259,7 +258,7 @@ class TriggerResponder:
 
     def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime, **detected: Any) -> None:
         """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
-        trigger = _Trigger("tamper", now, wall)
+        trigger = Trigger("tamper", now, wall)
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
         trigger.decided.set()
 
@@ -280,7 +279,7 @@ class TriggerResponder:
                 trigger,
                 {**payload, **detected},
                 evidence,
-                lambda stored: self.follow_warning(start, trigger="tamper", trigger_seq=stored.seq),
+                lambda seq, _: self.follow_warning(start, trigger="tamper", trigger_seq=seq),
             )
 
         self._queue.submit(commit)
@@ -288,25 +287,26 @@ class TriggerResponder:
     def _commit(
         self,
         type: EventType,
-        trigger: _Trigger,
+        trigger: Trigger,
         payload: Mapping[str, Any],
         evidence: TriggerEvidence | None,
-        then: OnRecorded,
+        then: Then,
     ) -> None:
         """Commit the trigger's event or put it in line (the worker goes on at once); once it is settled (committed,
         lost, or left in line at the stop), after those of the triggers before it, its follow-up starts (the
-        snapshots are kept even if the event could not be committed) and ``then`` runs with the committed event.
+        snapshots are kept even if the event could not be committed) and ``then`` runs with its seq: the committed
+        event's, or, for one left in line at the stop, read when a follow-up is committed (none for one lost).
         While the event is held, its snapshots wait in memory, for a bounded number of triggers
         (:class:`~seal_agent.behaviour.held_snapshots.HeldSnapshots`)."""
 
-        def committed(stored: StoredEvent | None) -> None:
-            trigger.seq = None if stored is None else stored.seq
+        def committed(stored: StoredEvent | None, turn: Turn) -> None:
+            trigger.seq, trigger.turn = (None if stored is None else stored.seq), turn
             try:
                 if evidence is not None:
                     self._follow(trigger, evidence)
             finally:
-                if stored is not None:
-                    then(stored)
+                if (seq := trigger.follow_seq) is not None:
+                    then(seq, stored)
 
         try:
             trigger.turn = self._queue.commit(type, payload, at=trigger.ts, then=committed)
@@ -317,7 +317,7 @@ class TriggerResponder:
         if evidence is not None:
             self._held.hold(trigger.turn, evidence)
 
-    def _follow(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
+    def _follow(self, trigger: Trigger, evidence: TriggerEvidence) -> None:
         """The trigger's event is settled: its snapshots are no longer held for it; start its follow-up."""
         if trigger.turn is not None:
             self._held.release(trigger.turn)
@@ -337,7 +337,7 @@ class TriggerResponder:
             return self._camera.motion_verdict(now - window, now, 0.0)
         return self._camera.motion_verdict(now - window, now + window, window + VERDICT_GRACE_S)
 
-    def _confirm(self, trigger: _Trigger, on_not_seen: Callable[[], None], while_armed: WhileArmed) -> None:
+    def _confirm(self, trigger: Trigger, on_not_seen: Callable[[], None], while_armed: WhileArmed) -> None:
         """The confirmation thread: warn unless the camera says ``not_seen`` around the edge or the seal was
         disarmed meanwhile."""
         try:
@@ -352,7 +352,7 @@ class TriggerResponder:
         finally:
             trigger.decided.set()
 
-    def _follow_up(self, trigger: _Trigger, evidence: TriggerEvidence) -> None:
+    def _follow_up(self, trigger: Trigger, evidence: TriggerEvidence) -> None:
         """Once the trigger's event is settled: store the pre-trigger snapshots (naming those that could not be), then
         list the post-trigger ones. An event left in line at the stop is ahead of this one: its seq is read then."""
         not_stored = evidence.keep()
@@ -371,8 +371,8 @@ class TriggerResponder:
             details["warning"] = trigger.outcome
         late = None if trigger.seq is not None else lambda: {"trigger_seq": seq_of(trigger.turn)}
         self._record(EventType.SNAPSHOT_TAKEN, details, late=late)
-        if trigger.start is not None and trigger.seq is not None:
-            self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=trigger.seq)
+        if trigger.start is not None and (seq := trigger.follow_seq) is not None:
+            self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=seq)
 
     def _record(self, type: EventType, payload: Mapping[str, Any], *, late: LateFields | None = None) -> StoredEvent:
         """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
