@@ -75,9 +75,7 @@ def acknowledge_as(session: Session, *, actor: Actor, alarm_id: int, note: str) 
     has checked that ``actor`` may (:mod:`server.auth.access`) and commits."""
     alarm = acknowledge_alarm(session, alarm_id=alarm_id, user_id=actor.id, note=note)
     details = {"case_no": alarm.case_no, "note": note}
-    record_audit(
-        session, actor=actor, action="alarm.ack", target=str(alarm_id), case_no=alarm.case_no, details=details
-    )
+    record_audit(session, actor=actor, action="alarm.ack", target=str(alarm_id), case_no=alarm.case_no, details=details)
     return alarm
 
 

@@ -13,6 +13,10 @@ that restarts cleanly (its Last Will or its goodbye, then its start-up event a f
 
 :func:`find_silent_seals` is the pure core; :class:`LivenessChecker` runs it on the database, on its own thread,
 with an injectable clock. Each check also refreshes the gauge of live alarms by kind in the metrics.
+
+Each check first closes the live condition alarms of seals no longer bound to the alarm's case
+(:func:`close_unbound_conditions`): those the unbinding had to skip, held at that moment by a
+check or an ingest batch. This loop runs anyway, and nothing else would close them.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from server.alarms.book import AlarmBook
+from server.alarms.models import Alarm
 from server.alarms.service import count_live_by_kind
-from server.alarms.state import AlarmKind
+from server.alarms.state import CONDITIONS, LIVE_STATES, AlarmKind, AlarmState, transition
 from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
@@ -83,10 +89,51 @@ def find_gone_seals(
     ]
 
 
+#: The note of a condition alarm closed after its seal left the alarm's case (zh first, then English).
+UNBOUND_NOTE = (
+    "system: 封条已不再绑定于本案，解除绑定时未能关闭此告警，由定期检查关闭 / "
+    "the seal is no longer bound to the case; the unbinding could not close this alarm, the periodic check did"
+)
+
+
+def close_unbound_conditions(session: Session, *, now: datetime) -> list[Alarm]:
+    """Close, on behalf of the system, every live condition alarm whose seal is no longer bound to the alarm's case
+    (unbound, or moved to another case); return them. The caller commits, logs and tells the live pages (the
+    alarm's case: its seal may be shown there no longer).
+
+    The unbinding closes these itself (:func:`~server.alarms.service.close_left_conditions`), but skips an alarm
+    another transaction holds at that moment — the liveness check locks the live alarms of every silent seal each
+    round, an ingest batch those of its seals — and once the seal is no longer the case's, nothing else ever would:
+    the liveness check raises only for bound seals, and a missing or destroyed seal never sends what would clear the
+    condition. So the liveness check calls this each round, in a transaction of its own that holds nothing else.
+    Alarms are locked in id order, without waiting (``SKIP LOCKED``), as the unbinding does: one held now is
+    caught the next round."""
+    kinds = sorted(kind.value for kind in CONDITIONS)
+    query = (
+        select(Alarm)
+        .join(Seal, Seal.device_id == Alarm.device_id)
+        .where(
+            Alarm.kind.in_(kinds),
+            Alarm.state.in_(LIVE_STATES),
+            Seal.case_no.is_distinct_from(Alarm.case_no),
+        )
+        .order_by(Alarm.id)
+        .with_for_update(of=Alarm, skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    closing = list(session.scalars(query))
+    for alarm in closing:
+        alarm.state = transition(alarm.state, AlarmState.CLOSED).value
+        alarm.closed_at, alarm.closed_by, alarm.closed_note = now, None, UNBOUND_NOTE
+    session.flush()
+    return closing
+
+
 class LivenessChecker:
     """Opens ``offline`` alarms for silent seals, and for seals gone offline past their grace (``offline_grace_s``
-    > 0): :meth:`check` once, or :meth:`start` a thread that checks. ``on_raised`` is called with the device ids of
-    the alarms raised, after the commit."""
+    > 0), and closes the condition alarms of seals that left the alarm's case: :meth:`check` once, or :meth:`start`
+    a thread that checks. ``on_raised`` is called with the device ids of the alarms raised, ``on_closed`` with the
+    (device id, case number) of those closed, after the commit."""
 
     def __init__(
         self,
@@ -98,6 +145,7 @@ class LivenessChecker:
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_raised: Callable[[list[str]], None] | None = None,
+        on_closed: Callable[[list[tuple[str, str]]], None] | None = None,
         mark_forget_s: float = 600.0,
         caught_up_wait_max_s: float = 900.0,
     ) -> None:
@@ -105,6 +153,7 @@ class LivenessChecker:
         self.offline_after_s = offline_after_s
         self.offline_grace_s = offline_grace_s
         self._on_raised = on_raised
+        self._on_closed = on_closed
         self.interval_s = interval_s
         self._metrics = metrics
         self._clock = clock
@@ -120,6 +169,7 @@ class LivenessChecker:
         Silence is judged only up to the ingest's caught-up mark (:mod:`server.marks.marks`): a seal whose events
         wait at the broker for the court is not silent."""
         now = now or self._clock()
+        self._close_unbound(now)
         bound = Seal.case_no.is_not(None)
         with self._session_factory() as session:
             judged = self._caught_up.moment(session, now)
@@ -191,6 +241,18 @@ class LivenessChecker:
         if raised and self._on_raised is not None:
             self._on_raised(raised)
         return raised
+
+    def _close_unbound(self, now: datetime) -> None:
+        """Close the condition alarms of seals that left the alarm's case; log them and tell the alarm's case."""
+        with self._session_factory() as session:
+            closed = [(a.id, a.kind, a.device_id, a.case_no) for a in close_unbound_conditions(session, now=now)]
+            session.commit()
+        for alarm_id, kind, device_id, case_no in closed:
+            logger.info(
+                "alarm %d (%s, seal %s, case %s) closed: the seal left the case", alarm_id, kind, device_id, case_no
+            )
+        if closed and self._on_closed is not None:
+            self._on_closed(sorted({(device_id, case_no) for _, _, device_id, case_no in closed}))
 
     def start(self) -> None:
         self._loop.start()
