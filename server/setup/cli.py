@@ -145,7 +145,7 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
     for replaced in result.replaced:
         out(f"changed {replaced.path} (the old one is {replaced.backup})")
         if replaced.path.suffix == ".toml":
-            lines = [f"  {line}" for line in result.changed_settings]
+            lines = [f"  {line}" for line in result.changed_settings] or ["  (no setting: its comments only)"]
         else:
             lines = [f"  {line}" for line in replaced.diff]
         for line in lines:
