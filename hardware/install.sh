@@ -66,7 +66,7 @@ mkdir -p "$PREFIX" "$CONF_DIR" "$STATE_DIR"
 # root owns the installation and nobody else may write in it: systemd runs its .venv and plays its sounds, and the
 # README runs its seal-agent with sudo. rsync -a alone kept the checkout's owner (the account that cloned), who could
 # then swap the warning WAVs or put a .venv of its own in place.
-rsync -a --delete --chown=root:root --chmod=go-w --exclude .git --exclude .venv --exclude var "$SRC"/ "$PREFIX"/
+rsync -a --delete --chown=root:root --chmod=go-w --exclude .git --exclude .venv --exclude var --exclude /court "$SRC"/ "$PREFIX"/
 chown root:root "$PREFIX"; chmod go-w "$PREFIX"
 foreign=$(find "$PREFIX/.venv" \( ! -user root -o \( -perm /022 ! -type l \) \) -print -quit 2>/dev/null || true)
 if [ -n "$foreign" ]; then

@@ -84,21 +84,23 @@ def _out(line: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     log_options = argparse.ArgumentParser(add_help=False)
     add_log_options(log_options, defaults=False)
-    common = argparse.ArgumentParser(add_help=False, parents=[log_options])
-    common.add_argument(
+    configured = argparse.ArgumentParser(add_help=False, parents=[log_options])
+    configured.add_argument(
         "--config", required=True, type=Path, metavar="FILE", help="the server's TOML configuration file"
     )
+    # run has no --actor: the server's audit entries name the users who act through it, not who started it
+    common = argparse.ArgumentParser(add_help=False, parents=[configured])
     common.add_argument(
         "--actor",
         metavar="NAME",
-        help="who runs the command, for the audit log (recorded as cli:NAME; default: the OS user; not for run)",
+        help="who runs the command, for the audit log (recorded as cli:NAME; default: the OS user)",
     )
 
     parser = argparse.ArgumentParser(prog="seal-server", description="Court side of the electronic seal system.")
     add_log_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True)
     add_init_command(commands, log_options)
-    commands.add_parser("run", parents=[common], help="serve the API and ingest seal messages from the broker")
+    commands.add_parser("run", parents=[configured], help="serve the API and ingest seal messages from the broker")
     commands.add_parser("init-db", parents=[common], help="create the database tables")
     commands.add_parser("check-config", parents=[common], help="validate the configuration file and exit")
 

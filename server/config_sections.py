@@ -24,9 +24,10 @@ class HttpSettings(BaseModel):
         description="Reverse proxies (their exact IP addresses, or CIDR networks) whose X-Forwarded-For is "
         "believed: a request from one of them is the right-most address of that header that is not one of them; "
         "one that names no such address (the proxy does not append it) has an unknown client, who may not sign in "
-        "nor read /metrics (a warning is logged). Empty (the default): the client is the socket's peer, and a "
-        "request with forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP) has an unknown client. See "
-        "docs/deploy.md.",
+        "nor read /metrics (a warning is logged). A peer not listed is the client itself, whatever it sends: "
+        "forwarding headers (X-Forwarded-For, Forwarded, X-Real-IP) from it are ignored and logged, it may sign in "
+        "(so the clients of a proxy left out of this list share its address and one login throttle) but not read "
+        "/metrics. Empty (the default): every client is the socket's peer. See docs/deploy.md.",
     )
     metrics_from: tuple[IPvAnyNetwork, ...] = Field(
         (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),

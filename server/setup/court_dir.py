@@ -17,34 +17,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from seal_protocol.signing import load_or_create_signing_key
 from server.config import HttpSettings
-from server.errors import AlreadyExists, ConfigError
+from server.errors import AlreadyExists
 from server.evidence.errors import CheckpointRefused
 from server.evidence.signed_record import SignedRecord, record_path
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, MosquittoConfig, TlsListener
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.provisioning import new_password
-from server.setup.settings_file import render_settings, toml_value
+from server.setup.rerun import (
+    BrokerListeners,
+    Replaced,
+    existing_listeners,
+    existing_settings,
+    flat,
+    layered,
+    own_values,
+    replace_file,
+    setting_changes,
+)
+from server.setup.settings_file import render_settings
 from server.setup.systemd_units import BROKER_UNIT, SERVER_UNIT, CourtUnits, primary_group, seal_server_executable
 
 HTTP_PORT = int(HttpSettings.model_fields["port"].get_default())
+SETTINGS_HEADER = (
+    "Settings of the court server (seal-server), written by `seal-server init`. Every key is here with its "
+    "description; check the file with `seal-server check-config --config FILE`. Relative paths are relative to "
+    "the directory the server is started in. For PostgreSQL set database_url = "
+    '"postgresql+psycopg://user@host/db" here (`seal-server init DIR --force --database-url URL` does, and rewrites '
+    "the units): the installed service reads this file only, DATABASE_URL in a shell reaches one command."
+)
 #: The configuration files and the units hold no secret (they name the files that do).
 CONFIG_MODE = 0o644
-#: The settings of an existing ``server.toml`` that ``init --force`` keeps: where the court's database, evidence
-#: (pictures, proof files, their store) and keys are, and the origin its log key signs under. Rewritten from the
-#: defaults, they would silently leave the court's evidence behind, make new keys the seals and the published
-#: verifier key do not know, or stop the log key signing (a checkpoint record of another origin: ``other_log``).
-KEPT_SETTINGS: tuple[tuple[str, ...], ...] = (
-    ("database_url",),
-    ("snapshot_dir",),
-    ("commands", "signing_key_file"),
-    ("evidence", "log_key_file"),
-    ("evidence", "log_origin"),
-    ("notices", "key_file"),
-    ("removal", "proof_dir"),
-    ("storage",),  # the whole section: the store the pictures and proof files are in
-)
 
 
 @dataclass(frozen=True)
@@ -104,10 +111,12 @@ class CourtDir:
 
 @dataclass(frozen=True)
 class InitOptions:
-    http_port: int = HTTP_PORT
-    mqtt_port: int = LOCAL_PORT
-    #: The seals' TLS listener; ``None``: none at all (the demo's broker).
-    mqtt_tls_port: int | None = TLS_PORT
+    """What ``init`` was told now; ``None``: not given (a re-run keeps the court's value, a new court the default)."""
+
+    http_port: int | None = None
+    mqtt_port: int | None = None
+    #: The seals' TLS listener's port.
+    mqtt_tls_port: int | None = None
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -115,17 +124,25 @@ class InitOptions:
     settings_file: Path | None = None
     #: ``[notices] public_base_url``: the address in the notices' QR codes (unset: notices are not printed).
     public_base_url: str | None = None
+    #: ``database_url`` (``--database-url``, or ``DATABASE_URL`` in init's environment).
+    database_url: str | None = None
 
 
 @dataclass
 class InitResult:
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
+    #: Files written again with the same text.
+    unchanged: list[Path] = field(default_factory=list)
+    #: Files written again with other text: the copy of the old one (``<file>.bak``) and what changed in it.
+    replaced: list[Replaced] = field(default_factory=list)
     tls: TlsListener | None = None
     #: The ``seal-server`` the server's unit starts.
     seal_server: Path | None = None
-    #: The settings kept from the existing ``server.toml`` (``--force``: :data:`KEPT_SETTINGS`), as ``key = value``.
+    #: The court's own values kept from the existing ``server.toml`` (those a new court's differ from), ``key = value``.
     kept_settings: list[str] = field(default_factory=list)
+    #: The settings the existing ``server.toml`` had otherwise, ``key: old → new``.
+    changed_settings: list[str] = field(default_factory=list)
 
 
 def court_settings(
@@ -170,53 +187,12 @@ def settings_text(
     mqtt_port: int = LOCAL_PORT,
     public_base_url: str | None = None,
     log_origin: str | None = None,
-    kept: dict[str, Any] | None = None,
 ) -> str:
-    """``server.toml`` for a court server kept in ``court``; ``kept`` (:func:`settings_to_keep`) overrides the values
-    written for a new court."""
-    header = (
-        "Settings of the court server (seal-server), written by `seal-server init`. Every key is here with its "
-        "description; check the file with `seal-server check-config --config FILE`. Relative paths are relative to "
-        "the directory the server is started in. For PostgreSQL set database_url = "
-        '"postgresql+psycopg://user@host/db" (or DATABASE_URL).'
-    )
+    """``server.toml`` for a new court server kept in ``court``."""
     values = court_settings(
         court, http_port=http_port, mqtt_port=mqtt_port, public_base_url=public_base_url, log_origin=log_origin
     )
-    for name, value in (kept or {}).items():
-        if isinstance(value, dict):
-            values[name] = {**values.get(name, {}), **value}
-        else:
-            values[name] = value
-    return render_settings(values, header=header)
-
-
-def settings_to_keep(settings_file: Path) -> dict[str, Any]:
-    """The :data:`KEPT_SETTINGS` of an existing ``settings_file`` (top-level keys, and one mapping per section);
-    empty if there is no such file. A file that is not TOML is refused (:class:`ConfigError`): rewriting it would
-    lose what it says without anyone knowing."""
-    try:
-        text = settings_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {settings_file} to keep its settings: {exc}") from None
-    try:
-        existing = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{settings_file} is not TOML ({exc}): init --force keeps its database, evidence and key settings, so "
-            "correct it first (or move it away to write a new one)"
-        ) from None
-    kept: dict[str, Any] = {}
-    for name, *key in KEPT_SETTINGS:
-        if name not in existing:
-            continue
-        if not key:
-            kept[name] = existing[name]
-        elif isinstance(existing[name], dict) and key[0] in existing[name]:
-            kept.setdefault(name, {})[key[0]] = existing[name][key[0]]
-    return kept
+    return render_settings(values, header=SETTINGS_HEADER)
 
 
 def recorded_origin(log_key_file: Path) -> str | None:
@@ -229,88 +205,109 @@ def recorded_origin(log_key_file: Path) -> str | None:
     return signed.origin if signed is not None else None
 
 
-def _described(kept: dict[str, Any]) -> list[str]:
-    """``kept`` as ``key = value`` lines, a section's keys as ``section.key``."""
-    lines = []
-    for name, value in kept.items():
-        if isinstance(value, dict):
-            lines += [f"{name}.{key} = {toml_value(item)}" for key, item in value.items()]
-        else:
-            lines.append(f"{name} = {toml_value(value)}")
-    return lines
-
-
 def init_court_dir(directory: Path, options: InitOptions | None = None, *, force: bool = False) -> InitResult:
     """Write a court server's directory; refuse (:class:`AlreadyExists`, nothing written) if a file it would write
     exists, unless ``force``. Even with ``force`` an existing secret is kept (seals and the broker already use it),
-    and so are the settings of an existing ``server.toml`` that say where the court's database, evidence and keys
-    are and which log its key signs (:data:`KEPT_SETTINGS`)."""
+    and so is every value of the existing ``server.toml`` and the ports and TLS files of the existing
+    ``mosquitto.conf`` that an option of ``options`` does not change (:mod:`server.setup.rerun`); each file replaced
+    with other text is copied to ``<file>.bak`` first."""
     options = options or InitOptions()
     court = CourtDir(directory.resolve())
     settings_file = (options.settings_file or court.settings_file).absolute()
-    tls = _tls_listener(court, options)
-    conf = MosquittoConfig(court.broker, local_port=options.mqtt_port, tls=tls)
     config_files = [settings_file, court.broker.conf_file, court.broker_unit_file, court.server_unit_file]
     secret_files = [court.mqtt_password_file, court.court_key_file, court.log_key_file, court.notice_key_file]
-    existing = [path for path in config_files + secret_files if path.exists()]
-    if existing and not force:
+    existing_files = [path for path in config_files + secret_files if path.exists()]
+    if existing_files and not force:
         raise AlreadyExists(
-            "not overwriting " + ", ".join(map(str, existing)) + " (--force rewrites the configuration files and "
-            "keeps the secrets, and the settings that say where the court's database, evidence and keys are and its "
-            "log's origin)"
+            "not overwriting " + ", ".join(map(str, existing_files)) + " (--force rewrites the configuration files, "
+            "keeping the secrets, every setting of server.toml and mosquitto.conf's ports and TLS files that no "
+            "option given changes, and a copy of each file it changes as FILE.bak)"
         )
-    kept = settings_to_keep(settings_file) if force else {}
+    existing = existing_settings(settings_file) if force else {}
+    listeners = (existing_listeners(court.broker.conf_file) if force else None) or BrokerListeners()
+    tls = _tls_listener(court, options, listeners)
+    local_port = options.mqtt_port or listeners.local_port or LOCAL_PORT
+    conf = MosquittoConfig(court.broker, local_port=local_port, tls=tls)
     for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    database_url = str(kept.get("database_url", court.database_url))
+    given: dict[str, Any] = {}
+    if options.database_url is not None:
+        given["database_url"] = options.database_url
+    if options.http_port is not None:
+        given["http"] = {"port": options.http_port}
+    if options.mqtt_port is not None:
+        given["mqtt"] = {"port": options.mqtt_port}
+    if options.public_base_url is not None:
+        given["notices"] = {"public_base_url": options.public_base_url}
+    log_key_file = Path(existing.get("evidence", {}).get("log_key_file") or court.log_key_file)
+    new_court = court_settings(court, mqtt_port=local_port, log_origin=recorded_origin(log_key_file))
+    values = layered(new_court, existing, given)
+    settings = render_settings(values, header=SETTINGS_HEADER)
+    result = InitResult(tls=tls)
+    if existing:
+        result.kept_settings = [
+            line
+            for line in own_values(existing, tomllib.loads(settings_text(court)))
+            if line.split(" = ")[0] not in flat(given)
+        ]
+        result.changed_settings = setting_changes(existing, tomllib.loads(settings))
+    database_url = str(values["database_url"])
     units = CourtUnits(
         court.directory, settings_file, seal_server_executable(), conf.user, primary_group(conf.user), database_url
     )
-    result = InitResult(tls=tls, seal_server=units.seal_server)
-    result.kept_settings = _described(kept)
-    log_key_file = Path(kept.get("evidence", {}).get("log_key_file") or court.log_key_file)
-    settings = settings_text(
-        court,
-        http_port=options.http_port,
-        mqtt_port=options.mqtt_port,
-        public_base_url=options.public_base_url,
-        log_origin=recorded_origin(log_key_file),
-        kept=kept,
-    )
-    write_private_file(settings_file, settings, CONFIG_MODE)
-    write_private_file(court.broker.conf_file, conf.render(), CONFIG_MODE)
-    write_private_file(court.broker_unit_file, units.broker_unit(), CONFIG_MODE)
-    write_private_file(court.server_unit_file, units.server_unit(), CONFIG_MODE)
-    result.written += config_files
+    result.seal_server = units.seal_server
+    texts = {
+        settings_file: settings,
+        court.broker.conf_file: conf.render(),
+        court.broker_unit_file: units.broker_unit(),
+        court.server_unit_file: units.server_unit(),
+    }
+    for path, text in texts.items():
+        # a password in the database URL: server.toml is for its owner only
+        private = path == settings_file and _has_password(database_url)
+        replaced = replace_file(path, text, CONFIG_MODE, private=private)
+        if not replaced.existed:
+            result.written.append(path)
+        elif replaced.changed:
+            result.replaced.append(replaced)
+        else:
+            result.unchanged.append(path)
     if court.mqtt_password_file.exists():
         result.kept.append(court.mqtt_password_file)
     else:
         write_private_file(court.mqtt_password_file, new_password() + "\n")
         result.written.append(court.mqtt_password_file)
-    # The command key, the evidence log's own key, and the key that signs the notices' QR codes; where a kept setting
-    # names a file of the court's own elsewhere, that file is left as it is.
+    # The command key, the evidence log's own key, and the key that signs the notices' QR codes; where the settings
+    # name a file of the court's own elsewhere, that file is left as it is.
     named = {
-        court.court_key_file: kept.get("commands", {}).get("signing_key_file"),
-        court.log_key_file: kept.get("evidence", {}).get("log_key_file"),
-        court.notice_key_file: kept.get("notices", {}).get("key_file"),
+        court.court_key_file: values["commands"]["signing_key_file"],
+        court.log_key_file: values["evidence"]["log_key_file"],
+        court.notice_key_file: values["notices"]["key_file"],
     }
     for key_file, setting in named.items():
-        if setting is not None and _absolute(Path(setting)) != key_file:
+        if setting and _absolute(Path(setting)) != key_file:
             continue
         _key, created = load_or_create_signing_key(key_file)  # mode 0600
         (result.written if created else result.kept).append(key_file)
     return result
 
 
-def _tls_listener(court: CourtDir, options: InitOptions) -> TlsListener | None:
-    if options.mqtt_tls_port is None:
-        return None
+def _has_password(database_url: str) -> bool:
+    try:
+        return bool(make_url(database_url).password)
+    except ArgumentError:
+        return False
+
+
+def _tls_listener(court: CourtDir, options: InitOptions, kept: BrokerListeners) -> TlsListener:
+    """The seals' listener: each of its port and files as given now, else as the existing ``mosquitto.conf`` has it,
+    else the default."""
     return TlsListener(
-        cafile=_absolute(options.tls_ca or court.tls_dir / "ca.crt"),
-        certfile=_absolute(options.tls_cert or court.tls_dir / "server.crt"),
-        keyfile=_absolute(options.tls_key or court.tls_dir / "server.key"),
-        port=options.mqtt_tls_port,
+        cafile=_absolute(options.tls_ca or kept.cafile or court.tls_dir / "ca.crt"),
+        certfile=_absolute(options.tls_cert or kept.certfile or court.tls_dir / "server.crt"),
+        keyfile=_absolute(options.tls_key or kept.keyfile or court.tls_dir / "server.key"),
+        port=options.mqtt_tls_port or kept.tls_port or TLS_PORT,
     )
 
 
