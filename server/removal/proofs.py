@@ -25,7 +25,8 @@ from server.core.blobs import Blob, ObjectBackend
 from server.core.object_store import ContentStore
 from server.errors import Said
 from server.removal.errors import ProofRefused
-from server.removal.pdf_content import ACTIVE_WORDS, Unreadable, active_content
+from server.removal.pdf_content import ACTIVE_WORDS, TooComplex, Unreadable, active_content
+from server.removal.refusals import RefusedProofs
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,13 @@ def _check_pdf_content(data: bytes, name: str) -> None:
     compressed objects that cannot be checked for it."""
     try:
         found = active_content(data)
+    except TooComplex as exc:
+        logger.info("refused proof %r: %s", name, exc)
+        raise ProofRefused(
+            f"{name}: 此 PDF 结构过于复杂（流或压缩内容过多），无法检查，请另存或打印为新的 PDF，或拍照后上传"
+            " / the PDF is too complex to be checked (too many streams or filters): "
+            "save or print it as a new PDF, or send a photo of it"
+        ).saying("refusal.proof_pdf_too_complex", name=name) from None
     except Unreadable as exc:
         logger.info("refused proof %r: %s", name, exc)
         raise ProofRefused(
@@ -203,6 +211,8 @@ class ProofStore(ContentStore):
 
     def __init__(self, backend: ObjectBackend | Path, *, on_mismatch: Callable[[str], None] | None = None) -> None:
         super().__init__(backend, kind="removal proof", on_mismatch=on_mismatch)
+        #: The cases' filings refused for their files lately (in this process): see :mod:`server.removal.refusals`.
+        self.refused = RefusedProofs()
 
     def put_proof(self, proof: CheckedProof) -> bool:
         """Store the proof: ``True`` if this call wrote it, ``False`` if it was there already."""
