@@ -1,27 +1,30 @@
 """Active content in a proof PDF: what a reader of the court's or the creditor's could run or open from it.
 
-A proof is a receipt, an agreement, a bank's letter: it needs no script, no program to launch, no file inside it,
-no multimedia, no XFA form, no form sending or importing data and no jump to another file. :func:`active_content`
-finds the names that bring those in — ``/JavaScript``, ``/JS``, ``/Launch``, ``/EmbeddedFile(s)``, ``/RichMedia``,
-``/XFA``, ``/SubmitForm``, ``/ImportData``, ``/GoToR``, ``/GoToE`` — as PDF names, also when spelt with ``#xx``
-escapes (``/J#61vaScript`` is ``/JavaScript``), in the file's bytes and in every stream whose data inflates, whatever
-its dictionary says (an object stream needs no ``/Type /ObjStm``: a reader finds it through the xref stream). A
-stream is found by its keyword ``stream`` and an end of line (CR LF, LF or CR) and ends at the next ``endstream``
-(its ``/Length`` is not trusted); ``/ASCIIHexDecode`` and ``/ASCII85Decode`` before ``/FlateDecode`` are decoded.
-Inflated data is scanned a chunk at a time (a window with a small overlap), so a large page picture is checked
-without being held; all of a file's streams together inflate to at most :func:`inflation_budget` bytes, and the
-bytes they are read from (a keyword inside another stream's body reads some of them again) count against the same
-budget. The check runs in time and memory linear in the file's size: streams are slices of the file, found once
-(one search for each ``endstream``), the names are found by one regular expression each (:mod:`pdf_names`), never
-one Python call per ``/``; a file with more than :data:`MAX_STREAMS` stream keywords, or more than
+A proof is a receipt, an agreement, a bank's letter: it needs no script, no program to launch, no file inside it, no
+multimedia, no XFA form, no form sending or importing data and no jump to another file. :func:`active_content` finds
+the names that bring those in — ``/JavaScript``, ``/JS``, ``/Launch``, ``/EmbeddedFile(s)``, ``/EF`` and
+``/FileAttachment`` (an attachment needs neither of the first), ``/RichMedia``, ``/Sound``, ``/Movie``,
+``/Rendition``, ``/Screen``, ``/3D``, ``/XFA``, ``/SubmitForm``, ``/ImportData``, ``/ResetForm``, ``/Hide``,
+``/GoToR``, ``/GoToE``, ``/AA`` (actions run on opening a page, focusing a field, …) — as PDF names, also when spelt
+with ``#xx`` escapes (``/J#61vaScript`` is ``/JavaScript``), in the file's bytes and in every stream whose data
+inflates, whatever its dictionary says (an object stream needs no ``/Type /ObjStm``: a reader finds it through the
+xref stream). A stream is found by its keyword ``stream`` and an end of line (CR LF, LF or CR) and ends at the next
+``endstream`` (its ``/Length`` is not trusted); ``/ASCIIHexDecode`` and ``/ASCII85Decode`` before ``/FlateDecode``
+are decoded. Inflated data is scanned a chunk at a time (a window with a small overlap), so a large page picture is
+checked without being held; all of a file's streams together inflate to at most :func:`inflation_budget` bytes, and
+the bytes they are read from (a keyword inside another stream's body reads some of them again) count against the same
+budget. The check runs in time and memory linear in the file's size: streams are slices of the file, found once (one
+search for each ``endstream``), the names are found by one regular expression each (:mod:`pdf_names`), never one
+Python call per ``/``; a file with more than :data:`MAX_STREAMS` stream keywords, or more than
 :data:`MAX_DICTIONARY_NAMES` filter names in its streams' dictionaries, is :class:`TooComplex` and refused. A stream
 that looks compressed (a zlib header, or ``/FlateDecode`` in the bytes before it) but does not inflate to its end
-within the budget (another filter, encrypted, damaged, a bomb), or names a filter this check cannot undo (LZW,
-run length, crypt) or a predictor it cannot undo (:mod:`~server.removal.pdf_predictor`), cannot be checked, and is
+within the budget (another filter, encrypted, damaged, a bomb), or names a filter this check cannot undo (LZW, run
+length, crypt) or a predictor it cannot undo (:mod:`~server.removal.pdf_predictor`), cannot be checked, and is
 refused as well.
 
-An ``/OpenAction`` alone is no active content (writers use it for the first page's view); one whose action is
-JavaScript names ``/JavaScript``. Not a parser: a name inside a string or a content stream counts too (a receipt has
+An ``/OpenAction`` that is a destination or a lone ``/GoTo`` is no active content (writers use it for the first
+page's view); any other (a URI, a named action, one this check cannot see) is refused (:mod:`pdf_actions`).
+Not a parser: a name inside a string or a content stream counts too (a receipt has
 none). ``/JS`` is short enough to turn up by chance in a picture's bytes: it is looked for outside the streams'
 bodies and in inflated streams that are neither pictures nor fonts (it acts only in a JavaScript action, and
 ``/JavaScript`` is looked for everywhere).
@@ -35,6 +38,7 @@ import re
 import zlib
 from collections.abc import Iterator
 
+from server.removal.pdf_actions import MAX_VALUE, OPEN_ACTION, harmless
 from server.removal.pdf_names import REGULAR, finder, spelling, unescape
 from server.removal.pdf_predictor import MAX_ROWS, MAX_SLOW_BYTES, Unpredictable, Unpredictor, parameters
 
@@ -51,6 +55,19 @@ ACTIVE_NAMES = {
     b"ImportData": "import_data",
     b"GoToR": "other_file",
     b"GoToE": "other_file",
+    # an attachment needs no /EmbeddedFile(s): a FileAttachment annotation's file spec has the file under /EF
+    b"FileAttachment": "embedded_file",
+    b"EF": "embedded_file",
+    b"RichMediaExecute": "rich_media",
+    b"Sound": "multimedia",
+    b"Movie": "multimedia",
+    b"Rendition": "multimedia",
+    b"Screen": "multimedia",
+    b"3D": "multimedia",
+    b"GoTo3DView": "multimedia",
+    b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
+    b"ResetForm": "form_action",
+    b"Hide": "form_action",
 }
 #: What each is called in a refusal (zh, en), as in the catalogue.
 ACTIVE_WORDS = {
@@ -62,6 +79,9 @@ ACTIVE_WORDS = {
     "submit_form": ("提交表单数据的动作", "an action sending form data"),
     "import_data": ("导入数据的动作", "an action importing data"),
     "other_file": ("打开其他文件的动作", "an action opening another file"),
+    "multimedia": ("声音、视频或三维内容", "sound, video or 3D content"),
+    "automatic_action": ("打开文件或页面时自动执行的动作", "an action run when the file or a page is opened"),
+    "form_action": ("更改表单的动作", "an action changing a form"),
 }
 #: All of a file's streams inflate to at most this many bytes, plus :data:`INFLATION_RATIO` times the file's size
 #: (a scanned page's picture may inflate to tens of megabytes; a bomb inflates a thousandfold).
@@ -75,6 +95,8 @@ OVERLAP = 64
 MAX_STREAMS = 10_000
 #: All of a file's streams' dictionaries name at most this many filters or picture and font types together.
 MAX_DICTIONARY_NAMES = 100_000
+#: A file with more ``/OpenAction`` keys than this (its own and its incremental updates' catalogues) is refused.
+MAX_OPEN_ACTIONS = 32
 
 _STREAM = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
 _END = b"endstream"
@@ -82,7 +104,7 @@ _SPACE = re.compile(rb"[\x00\t\n\f\r ]*")
 #: A stream's filters or their parameters kept in another object (``/Filter 7 0 R``): this check cannot tell them.
 _INDIRECT = re.compile(rb"/(?:%s|%s)\s+\d+\s+\d+\s+R(?!%s)" % (spelling(b"Filter"), spelling(b"DecodeParms"), REGULAR))
 #: ``/JS`` is short enough to turn up by chance in a megabyte of compressed picture: see the module's words.
-_SHORT = frozenset({b"JS"})
+_SHORT = frozenset({b"JS", b"EF", b"3D", b"AA"})
 #: The names in a stream's dictionary that make it a picture or a font: ``/JS`` is not looked for in its data.
 _BINARY = frozenset({b"Image", b"Length1", b"Length2", b"Length3", b"Type1C", b"CIDFontType0C", b"OpenType"})
 _FLATE = frozenset({b"FlateDecode", b"Fl"})
@@ -107,6 +129,8 @@ class _Budget:
     rows filtered with Average or Paeth (``slow``) and predictor rows (``rows``)."""
 
     def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.open_actions = MAX_OPEN_ACTIONS
         self.work = inflation_budget(data)
         self.names = MAX_DICTIONARY_NAMES
         self.slow = [MAX_SLOW_BYTES, MAX_ROWS]
@@ -125,10 +149,10 @@ def inflation_budget(data: bytes) -> int:
 def active_content(data: bytes) -> str | None:
     """What active content the PDF ``data`` has (a key of :data:`ACTIVE_WORDS`), or ``None``; :class:`Unreadable`
     if a compressed stream of it cannot be inflated within the bounds (:class:`TooComplex`: it has too many)."""
-    found = _first(_LONG, data) or _first(_SHORT_ONLY, _outside_streams(data))
+    budget = _Budget(data)
+    found = _first(_LONG, data) or _first(_SHORT_ONLY, _outside_streams(data)) or _open_action(data, budget)
     if found is not None:
         return found
-    budget = _Budget(data)
     for n, (dictionary, body) in enumerate(streams(data)):
         if n >= MAX_STREAMS:
             raise TooComplex(f"more than {MAX_STREAMS} stream keywords")
@@ -141,6 +165,18 @@ def active_content(data: bytes) -> str | None:
 def _first(pattern: re.Pattern[bytes], data: bytes | memoryview) -> str | None:
     match = pattern.search(data)
     return None if match is None else ACTIVE_NAMES[unescape(match.group(1))]
+
+
+def _open_action(window: bytes | memoryview, budget: _Budget, *, until: int | None = None) -> str | None:
+    """``automatic_action`` if an ``/OpenAction`` in ``window`` (starting before ``until``) is no destination or
+    lone ``/GoTo`` (:mod:`~server.removal.pdf_actions`)."""
+    for match in OPEN_ACTION.finditer(window, 0, len(window) if until is None else until + 32):
+        if until is not None and match.start() >= until:
+            break
+        budget.open_actions -= 1
+        if budget.open_actions < 0 or not harmless(window[match.end() :], budget.data):
+            return "automatic_action"
+    return None
 
 
 def _outside_streams(data: bytes) -> bytes:
@@ -267,7 +303,12 @@ def _scan_inflated(
                     if match.end() == len(window) and not inflater.eof:
                         break  # perhaps cut short: it is in the overlap
                     return ACTIVE_NAMES[unescape(match.group(1))]
-                carry = window[-OVERLAP:]
+                # an /OpenAction whose value may run past the window is looked at with the next one
+                until = len(window) if inflater.eof else max(0, len(window) - MAX_VALUE - OVERLAP)
+                found = _open_action(window, budget, until=until)
+                if found is not None:
+                    return found
+                carry = window[min(until, max(0, len(window) - OVERLAP)) :]
                 if inflater.eof or not pending:
                     break
         at = _after_space(data, at - len(inflater.unused_data))
