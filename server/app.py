@@ -187,7 +187,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
         UploadRoute(UPLOAD_PATH, uploads, api_uploader),
         UploadRoute(PORTAL_UPLOAD_PATH, uploads, page_uploader),
     ]
-    app.add_middleware(BodyLimit, uploads=upload_routes)
+    app.add_middleware(BodyLimit, uploads=upload_routes, upload_deadline_s=settings.removal.upload_deadline_s)
     app.add_middleware(PrivateApi)
     _add_error_handlers(app)
     return app
