@@ -51,6 +51,10 @@ UPLOAD_DEADLINE_S = 300.0
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 
+#: Of a refusal (the request's scope, the status, its ``error.`` key and values): a page's answer, or ``None`` for JSON.
+RefusalPage = Callable[[Scope, int, str, dict[str, object]], Response | None]
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -89,6 +93,7 @@ class BodyLimit:
         max_uploads: int = MAX_UPLOADS_IN_FLIGHT,
         max_uploads_per_case: int = MAX_UPLOADS_PER_CASE,
         upload_deadline_s: float = UPLOAD_DEADLINE_S,
+        refusal_page: RefusalPage | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
@@ -96,6 +101,7 @@ class BodyLimit:
         self.max_uploads = max_uploads
         self.max_uploads_per_case = max_uploads_per_case
         self.upload_deadline_s = upload_deadline_s
+        self.refusal_page = refusal_page
         self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
         self.in_flight_by_case: dict[str, int] = {}
 
@@ -133,7 +139,8 @@ class BodyLimit:
         elif uploader is Uploader.OTHER:
             await self.limited(scope, receive, send, self.limit)
         elif self.in_flight >= self.max_uploads or self.in_flight_by_case.get(case_no, 0) >= self.max_uploads_per_case:
-            await _refuse(send, 503, BUSY_TEXT, [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
+            retry = [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
+            await self.refuse(scope, send, 503, BUSY_TEXT, ("upload_busy", {}), retry)
         else:
             self.in_flight += 1
             self.in_flight_by_case[case_no] = self.in_flight_by_case.get(case_no, 0) + 1
@@ -150,7 +157,7 @@ class BodyLimit:
         """The app, given at most ``limit`` bytes of the request's body, all of it within ``deadline_s`` (408)."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            await self.too_large(scope, send, limit)
             return
         received = 0
         started = over = slow = False
@@ -179,7 +186,7 @@ class BodyLimit:
             if over or slow:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413/408
                 if not started:
                     started = True
-                    await (_too_large(send, limit) if over else _too_slow(send, deadline_s or 0))
+                    await (self.too_large(scope, send, limit) if over else self.too_slow(scope, send, deadline_s))
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -188,10 +195,41 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, limit)
+                await self.too_large(scope, send, limit)
         except BodyTooSlow:
             if not started:
-                await _too_slow(send, deadline_s or 0)
+                await self.too_slow(scope, send, deadline_s)
+
+    async def too_large(self, scope: Scope, send: Send, limit: int) -> None:
+        detail = f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes"
+        await self.refuse(scope, send, 413, detail, ("upload_too_large", {"max": limit}))
+
+    async def too_slow(self, scope: Scope, send: Send, deadline_s: float | None) -> None:
+        n = f"{deadline_s or 0:g}"
+        detail = (
+            f"上传未能在 {n} 秒内完成，请检查网络后重试。 / the upload did not arrive within {n} s: "
+            "check the connection and try again"
+        )
+        await self.refuse(scope, send, 408, detail, ("upload_too_slow", {"n": n}))
+
+    async def refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        detail: str,
+        page: tuple[str, dict[str, object]],
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Answer ``status``: a page's request with the page saying ``error.<page key>`` (``refusal_page``), any
+        other with JSON ``{"detail": detail}`` (both languages)."""
+        response = None if self.refusal_page is None else self.refusal_page(scope, status, *page)
+        if response is None:
+            await _refuse(send, status, detail, headers)
+            return
+        for name, value in headers or []:
+            response.headers[name.decode()] = value.decode()
+        await response(scope, _no_body(), send)
 
 
 def _handler_for(scope: Scope, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
@@ -226,19 +264,6 @@ def _no_body() -> Receive:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     return receive
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    await _refuse(send, 413, f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes")
-
-
-async def _too_slow(send: Send, deadline_s: float) -> None:
-    await _refuse(
-        send,
-        408,
-        f"上传未能在 {deadline_s:g} 秒内完成，请检查网络后重试。 / the upload did not arrive within {deadline_s:g} s: "
-        "check the connection and try again",
-    )
 
 
 async def _refuse(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
