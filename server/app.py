@@ -48,6 +48,7 @@ from server.web import web_router
 from server.web.i18n import in_both_languages
 from server.web.portal import PORTAL_UPLOAD_PATH
 from server.web.routing import page_not_found
+from server.web.upload_refusal import upload_refusal_page
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,12 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
         UploadRoute(UPLOAD_PATH, uploads, api_uploader),
         UploadRoute(PORTAL_UPLOAD_PATH, uploads, page_uploader),
     ]
-    app.add_middleware(BodyLimit, uploads=upload_routes)
+    app.add_middleware(
+        BodyLimit,
+        uploads=upload_routes,
+        upload_deadline_s=settings.removal.upload_deadline_s,
+        refusal_page=upload_refusal_page,  # a portal form's 413/408/503 as a page, not JSON
+    )
     app.add_middleware(PrivateApi)
     _add_error_handlers(app)
     return app

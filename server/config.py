@@ -233,6 +233,13 @@ class RemovalSettings(BaseModel):
         10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest proof file accepted, in bytes."
     )
     proof_max_files: int = Field(5, ge=1, le=20, description="At most this many proof files per request.")
+    upload_deadline_s: float = Field(
+        300,
+        ge=10,
+        le=3600,
+        description="A removal request's upload (its proof files) must have arrived within this many seconds, or it "
+        "is refused (408): a body sent a byte at a time must not hold one of the few upload slots for days.",
+    )
     max_filings_per_day: int = Field(
         5,
         ge=1,

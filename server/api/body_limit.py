@@ -5,8 +5,10 @@ is counted as it arrives and cut off with a 413 as soon as it passes the cap.
 Upload routes (a removal request's proof files) have a larger cap, but only for whom may upload there: what
 :class:`UploadRoute`'s ``uploader`` says of the request, from its headers alone, **before its body is read**. The
 debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, at most
-:data:`MAX_UPLOADS_PER_CASE` of them for one case, so that one debtor's slow uploads cannot keep every other out; a
-503 beyond);
+:data:`MAX_UPLOADS_PER_CASE` of them for one case — counted by the case's canonical number, however the path spells
+it, as the route finds the case — so that one debtor's slow uploads cannot keep every other out; a 503 beyond). Such
+an upload's body must have arrived within ``upload_deadline_s`` (``[removal] upload_deadline_s``), or it is cut off
+with a 408: a body trickling in a byte a minute does not hold a slot for days;
 a request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
 page) and nothing of the body is read; anyone else signed in has the ordinary cap. When that check fails (the
 database), the request is answered, without its body read, by the app's handler of the error, as a route's failure
@@ -14,6 +16,7 @@ would be (a deadlock PostgreSQL broke: 503 "try again"; a database that does not
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -29,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.seals.case_numbers import canonical_case_no
+
 logger = logging.getLogger(__name__)
 
 #: Every JSON body of the API is a few kilobytes.
@@ -40,11 +45,21 @@ MAX_UPLOADS_PER_CASE = 2
 #: What a request that asks for the larger cap while :data:`MAX_UPLOADS_IN_FLIGHT` others have it is told.
 BUSY_TEXT = "服务器正在接收其他上传，请稍后重试。 / the server is receiving other uploads; try again shortly"
 BUSY_RETRY_AFTER_S = 10
+#: How long an upload with the larger cap may take to arrive, by default (a 50 MB body at 2 Mbit/s: 200 s).
+UPLOAD_DEADLINE_S = 300.0
 #: The headers that describe a body: a request passed on without its body has none of them.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 
+#: Of a refusal (the request's scope, the status, its ``error.`` key and values): a page's answer, or ``None`` for JSON.
+RefusalPage = Callable[[Scope, int, str, dict[str, object]], Response | None]
+
+
 class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTooSlow(Exception):
     pass
 
 
@@ -77,12 +92,16 @@ class BodyLimit:
         uploads: Sequence[UploadRoute] = (),
         max_uploads: int = MAX_UPLOADS_IN_FLIGHT,
         max_uploads_per_case: int = MAX_UPLOADS_PER_CASE,
+        upload_deadline_s: float = UPLOAD_DEADLINE_S,
+        refusal_page: RefusalPage | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
         self.uploads = tuple(uploads)
         self.max_uploads = max_uploads
         self.max_uploads_per_case = max_uploads_per_case
+        self.upload_deadline_s = upload_deadline_s
+        self.refusal_page = refusal_page
         self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
         self.in_flight_by_case: dict[str, int] = {}
 
@@ -103,9 +122,10 @@ class BodyLimit:
         if upload is None:
             await self.limited(scope, receive, send, self.limit)
             return
-        route, case_no = upload
+        route, spelt = upload
+        case_no = canonical_case_no(spelt)  # the slots' key: every spelling of a case is one case
         try:
-            uploader = await route.uploader(scope, case_no)
+            uploader = await route.uploader(scope, spelt)
         except Exception as exc:  # the database's failure: answered as a route's would be, by the app's handler
             handler = _handler_for(scope, exc)
             if handler is None:
@@ -119,29 +139,41 @@ class BodyLimit:
         elif uploader is Uploader.OTHER:
             await self.limited(scope, receive, send, self.limit)
         elif self.in_flight >= self.max_uploads or self.in_flight_by_case.get(case_no, 0) >= self.max_uploads_per_case:
-            await _refuse(send, 503, BUSY_TEXT, [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
+            retry = [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
+            await self.refuse(scope, send, 503, BUSY_TEXT, ("upload_busy", {}), retry)
         else:
             self.in_flight += 1
             self.in_flight_by_case[case_no] = self.in_flight_by_case.get(case_no, 0) + 1
             try:
-                await self.limited(scope, receive, send, route.limit)
+                await self.limited(scope, receive, send, route.limit, deadline_s=self.upload_deadline_s)
             finally:
                 self.in_flight -= 1
                 if (left := self.in_flight_by_case.pop(case_no) - 1) > 0:
                     self.in_flight_by_case[case_no] = left
 
-    async def limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        """The app, given at most ``limit`` bytes of the request's body."""
+    async def limited(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, deadline_s: float | None = None
+    ) -> None:
+        """The app, given at most ``limit`` bytes of the request's body, all of it within ``deadline_s`` (408)."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            await self.too_large(scope, send, limit)
             return
         received = 0
-        started = over = False
+        started = over = slow = False
+        loop = asyncio.get_running_loop()
+        until = None if deadline_s is None else loop.time() + deadline_s
 
         async def counted_receive() -> Message:
-            nonlocal received, over
-            message = await receive()
+            nonlocal received, over, slow
+            if until is None or over:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, until - loop.time()))
+                except TimeoutError:
+                    slow = True
+                    raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -151,10 +183,10 @@ class BodyLimit:
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
-            if over:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413
+            if over or slow:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413/408
                 if not started:
                     started = True
-                    await _too_large(send, limit)
+                    await (self.too_large(scope, send, limit) if over else self.too_slow(scope, send, deadline_s))
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -163,7 +195,41 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, limit)
+                await self.too_large(scope, send, limit)
+        except BodyTooSlow:
+            if not started:
+                await self.too_slow(scope, send, deadline_s)
+
+    async def too_large(self, scope: Scope, send: Send, limit: int) -> None:
+        detail = f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes"
+        await self.refuse(scope, send, 413, detail, ("upload_too_large", {"max": limit}))
+
+    async def too_slow(self, scope: Scope, send: Send, deadline_s: float | None) -> None:
+        n = f"{deadline_s or 0:g}"
+        detail = (
+            f"上传未能在 {n} 秒内完成，请检查网络后重试。 / the upload did not arrive within {n} s: "
+            "check the connection and try again"
+        )
+        await self.refuse(scope, send, 408, detail, ("upload_too_slow", {"n": n}))
+
+    async def refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        detail: str,
+        page: tuple[str, dict[str, object]],
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Answer ``status``: a page's request with the page saying ``error.<page key>`` (``refusal_page``), any
+        other with JSON ``{"detail": detail}`` (both languages)."""
+        response = None if self.refusal_page is None else self.refusal_page(scope, status, *page)
+        if response is None:
+            await _refuse(send, status, detail, headers)
+            return
+        for name, value in headers or []:
+            response.headers[name.decode()] = value.decode()
+        await response(scope, _no_body(), send)
 
 
 def _handler_for(scope: Scope, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
@@ -198,10 +264,6 @@ def _no_body() -> Receive:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     return receive
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    await _refuse(send, 413, f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes")
 
 
 async def _refuse(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -1,7 +1,9 @@
 """Undoing a Flate stream's predictor (``/DecodeParms << /Predictor … >>``), a row at a time, so that what a stream
 holds is scanned as a reader sees it: PNG's filters (``/Predictor`` 10 to 15, each row saying its own) and TIFF's
 (``2``, 8 bits a component). Rows filtered with PNG's Average or Paeth are undone byte by byte, at most
-:data:`MAX_SLOW_BYTES` of them in a file (an xref or object stream has a few kilobytes; a picture rarely uses them)."""
+:data:`MAX_SLOW_BYTES` of them in a file (an xref or object stream has a few kilobytes; a picture rarely uses them);
+a file's streams have at most :data:`MAX_ROWS` rows together (each costs a Python call: a stream of one-byte rows
+must not hold a worker)."""
 
 from __future__ import annotations
 
@@ -9,24 +11,32 @@ import re
 
 import numpy
 
+from server.removal.pdf_names import REGULAR, spelling, unescape
+
 #: How many bytes of rows filtered with Average or Paeth a file's streams may have together.
 MAX_SLOW_BYTES = 4 * 1024 * 1024
+#: How many rows a file's streams may have together (an xref stream of 100,000 objects has 100,000; a page picture
+#: a few thousand): at a few microseconds a row, about a second.
+MAX_ROWS = 250_000
+#: A dictionary giving more predictor parameters than this is not read.
+MAX_PARAMETERS = 64
 
-_PARAMETER = re.compile(rb"/(Predictor|Columns|Colors|BitsPerComponent)\s+(\d{1,9})(?!\d)")
-_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+_NAMES = (b"Predictor", b"Columns", b"Colors", b"BitsPerComponent")
+_PARAMETER = re.compile(rb"/(%s)(?!%s)\s*(\d{1,9})(?!\d)" % (b"|".join(spelling(n) for n in _NAMES), REGULAR))
 
 
 class Unpredictable(Exception):
     """A predictor this module cannot undo, or parameters it cannot tell."""
 
 
-def parameters(dictionary: bytes) -> dict[bytes, int]:
-    """The predictor's parameters named in ``dictionary`` (its ``#xx`` escapes decoded); :class:`Unpredictable` if
-    one is given twice with different values."""
-    text = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), dictionary)
+def parameters(dictionary: bytes | memoryview) -> dict[bytes, int]:
+    """The predictor's parameters named in ``dictionary`` (however their names are spelt with ``#xx`` escapes);
+    :class:`Unpredictable` if one is given twice with different values, or more than :data:`MAX_PARAMETERS` are."""
     found: dict[bytes, int] = {}
-    for match in _PARAMETER.finditer(text):
-        key, value = match.group(1), int(match.group(2))
+    for n, match in enumerate(_PARAMETER.finditer(dictionary)):
+        if n >= MAX_PARAMETERS:
+            raise Unpredictable(f"more than {MAX_PARAMETERS} predictor parameters")
+        key, value = unescape(match.group(1)), int(match.group(2))
         if found.setdefault(key, value) != value:
             raise Unpredictable(f"/{key.decode()} given twice")
     return found
@@ -36,6 +46,7 @@ class Unpredictor:
     """Feed it a stream's inflated bytes; it gives back the rows with the predictor undone."""
 
     def __init__(self, found: dict[bytes, int], slow_budget: list[int]) -> None:
+        """``slow_budget``: the file's bytes of Average and Paeth rows and its rows left (spent by each stream)."""
         self.predictor = found.get(b"Predictor", 1)
         colors, bits, columns = found.get(b"Colors", 1), found.get(b"BitsPerComponent", 8), found.get(b"Columns", 1)
         if not (colors and bits and columns) or colors * bits * columns > 1 << 30:
@@ -57,6 +68,9 @@ class Unpredictor:
             return data
         data = self.pending + data
         rows = len(data) // self.step
+        self.slow[1] -= rows
+        if self.slow[1] < 0:
+            raise Unpredictable(f"more than {MAX_ROWS} rows in the streams")
         self.pending = data[rows * self.step :]
         return b"".join(self._row(data[i * self.step : (i + 1) * self.step]) for i in range(rows))
 

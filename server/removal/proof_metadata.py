@@ -13,10 +13,12 @@ the copy the others are served. Nothing is decoded or encoded again, so the pixe
   iCCP, sBIT, cICP, and pHYs, bKGD); the others — tEXt, zTXt, iTXt (XMP), eXIf, tIME, makers' own — are left out,
   as is anything after IEND.
 
-A file these rules cannot walk (it decoded when it was checked, yet its segments or chunks do not add up) is drawn
-again by Pillow instead, without its metadata: turned upright first by its EXIF orientation (the copy has no EXIF to
-say it), with its palette, transparency and ICC profile; then the pixels of a JPEG may differ slightly, none of its
-metadata is sent.
+A file these rules cannot walk (it decoded when it was checked, yet its segments or chunks do not add up, or its
+EXIF cannot be read) is drawn again by Pillow instead, without its metadata: turned upright first by its EXIF
+orientation if that EXIF can be read (the copy has no EXIF to say it), with its palette, transparency and ICC
+profile; then the pixels of a JPEG may differ slightly, none of its metadata is sent. A file that cannot be drawn
+again either is :class:`Uncleanable` — whatever the bytes, never another error: the upload refuses such a picture
+(:func:`~server.removal.proofs.check_proof` makes the copy once), and a download answers a clear refusal.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import struct
 
 from PIL import Image, ImageOps
 
-from server.removal.proofs import JPEG, PNG
+from server.errors import Conflict
+from server.removal.errors import RemovalError
 
 logger = logging.getLogger(__name__)
 
+#: The media types of the pictures (as :mod:`server.removal.proofs` names them: it makes a copy of each it accepts).
+JPEG, PNG = "image/jpeg", "image/png"
 ORIENTATION = 0x0112
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 #: The modes Pillow writes as JPEG.
@@ -63,17 +68,26 @@ class Unwalkable(ValueError):
     """The file's segments or chunks do not add up."""
 
 
+class Uncleanable(RemovalError, Conflict):
+    """A picture that can be neither walked nor drawn again: no copy without its metadata can be made (409)."""
+
+
 def without_metadata(data: bytes, media_type: str) -> bytes:
-    """``data`` (a proof file of ``media_type``) without its metadata; a PDF as it is."""
+    """``data`` (a proof file of ``media_type``) without its metadata; a PDF as it is. :class:`Uncleanable`, and
+    nothing else, if no such copy can be made."""
+    if media_type not in (JPEG, PNG):
+        return data
     try:
-        if media_type == JPEG:
-            return _jpeg(data)
-        if media_type == PNG:
-            return _png(data)
-    except Unwalkable as exc:
-        logger.warning("a proof %s cannot be walked (%s): it is drawn again without its metadata", media_type, exc)
+        return _jpeg(data) if media_type == JPEG else _png(data)
+    except Exception as exc:  # whatever the bytes (Unwalkable, or a library's error): drawn again
+        logger.warning("a proof %s cannot be walked (%r): it is drawn again without its metadata", media_type, exc)
+    try:
         return _redrawn(data)
-    return data
+    except Exception as exc:
+        logger.warning("a proof %s cannot be drawn again (%r): no copy without its metadata", media_type, exc)
+        raise Uncleanable(
+            "this picture cannot be given without its embedded data (where it was taken, …): ask the court for it"
+        ).saying("refusal.proof_uncleanable") from None
 
 
 def _jpeg(data: bytes) -> bytes:
@@ -139,7 +153,7 @@ def _orientation_segment(data: bytes) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as picture:
             orientation = picture.getexif().get(ORIENTATION)
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # Pillow's EXIF reader raises what it meets (SyntaxError, TypeError, struct.error, …)
         raise Unwalkable(f"its EXIF cannot be read: {exc!r}") from None
     if not isinstance(orientation, int) or not 2 <= orientation <= 8:
         return b""
@@ -173,7 +187,13 @@ def _redrawn(data: bytes) -> bytes:
     else of its ``info`` (EXIF, text, comments, XMP) is written."""
     with Image.open(io.BytesIO(data)) as picture:
         kind = picture.format or "PNG"
-        upright = ImageOps.exif_transpose(picture)  # a copy: the palette and the transparency stay with it
+        picture.load()
+        try:
+            upright = ImageOps.exif_transpose(picture)  # a copy: the palette and the transparency stay with it
+        except Exception as exc:  # an EXIF that cannot be read: drawn as it lies, the orientation unknown
+            logger.warning("a proof's EXIF cannot be read (%r): drawn without turning it", exc)
+            upright = picture.copy()
+            upright.info.pop("exif", None)
     if upright.mode == "PA" or (kind == "JPEG" and upright.mode not in _JPEG_MODES):
         upright = upright.convert("RGBA" if kind != "JPEG" else "RGB")
     for key in [key for key in upright.info if key not in ("transparency", "icc_profile")]:

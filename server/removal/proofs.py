@@ -25,11 +25,13 @@ from server.core.blobs import Blob, ObjectBackend
 from server.core.object_store import ContentStore
 from server.errors import Said
 from server.removal.errors import ProofRefused
-from server.removal.pdf_content import ACTIVE_WORDS, Unreadable, active_content
+from server.removal.pdf_content import ACTIVE_WORDS, TooComplex, Unreadable, active_content
+from server.removal.proof_metadata import JPEG, PNG, Uncleanable, without_metadata
+from server.removal.refusals import RefusedProofs
 
 logger = logging.getLogger(__name__)
 
-PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
+PDF = "application/pdf"
 #: The extension a stored proof gets, and the extensions a name may carry, per type.
 #: What each type is called in a refusal.
 KINDS = {PDF: "PDF", JPEG: "JPEG", PNG: "PNG"}
@@ -159,6 +161,13 @@ def _check_pdf_content(data: bytes, name: str) -> None:
     compressed objects that cannot be checked for it."""
     try:
         found = active_content(data)
+    except TooComplex as exc:
+        logger.info("refused proof %r: %s", name, exc)
+        raise ProofRefused(
+            f"{name}: 此 PDF 结构过于复杂（流或压缩内容过多），无法检查，请另存或打印为新的 PDF，或拍照后上传"
+            " / the PDF is too complex to be checked (too many streams or filters): "
+            "save or print it as a new PDF, or send a photo of it"
+        ).saying("refusal.proof_pdf_too_complex", name=name) from None
     except Unreadable as exc:
         logger.info("refused proof %r: %s", name, exc)
         raise ProofRefused(
@@ -196,6 +205,15 @@ def _check_picture(data: bytes, kind: str, name: str) -> None:
         raise ProofRefused(f"{name}: a {width}x{height} picture is larger than {MAX_PIXELS} pixels").saying(
             "refusal.proof_too_many_pixels", name=name, width=width, height=height, megapixels=MAX_PIXELS // 1_000_000
         )
+    try:
+        with decoding_slots:
+            without_metadata(data, JPEG if kind == "JPEG" else PNG)  # what is accepted, the parties can be served
+    except Uncleanable as exc:
+        logger.info("refused proof %r: the %s picture cannot be copied without its metadata: %r", name, kind, exc)
+        raise ProofRefused(
+            f"{name}: 图片无法打开（可能已损坏），请重新拍摄或导出后上传 / the {kind} picture cannot be opened "
+            "(it may be damaged): take or export it again and send it"
+        ).saying("refusal.proof_broken_picture", name=name) from None
 
 
 class ProofStore(ContentStore):
@@ -203,6 +221,8 @@ class ProofStore(ContentStore):
 
     def __init__(self, backend: ObjectBackend | Path, *, on_mismatch: Callable[[str], None] | None = None) -> None:
         super().__init__(backend, kind="removal proof", on_mismatch=on_mismatch)
+        #: The cases' filings refused for their files lately (in this process): see :mod:`server.removal.refusals`.
+        self.refused = RefusedProofs()
 
     def put_proof(self, proof: CheckedProof) -> bool:
         """Store the proof: ``True`` if this call wrote it, ``False`` if it was there already."""

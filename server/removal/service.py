@@ -179,7 +179,12 @@ def file_with_proofs(
     request refers to (:func:`~server.removal.proof_files.discard_unfiled`); the caller publishes the change."""
     check_filing(session, case_no=case_no, statement=statement, files=len(uploads), settings=settings, now=clock())
     session.commit()
-    proofs = [check(upload) for upload in uploads]
+    store.refused.check(case_no, clock())  # refused files count (server.removal.refusals): checking is work
+    try:
+        proofs = [check(upload) for upload in uploads]
+    except ProofRefused:
+        store.refused.charge(case_no, clock())
+        raise
     written: list[CheckedProof] = []
     try:
         request = file_request(
