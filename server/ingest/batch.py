@@ -60,6 +60,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
+from server.ingest.gap_wait import keeps_waiting
 from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, refused_events
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
@@ -337,11 +338,11 @@ class IngestBatch:
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
-        """Would the event open a gap that another worker may be about to fill? (Only with several workers, and
-        only ``may_hold`` events: held, they are unacknowledged and fill the broker's in-flight window.)"""
-        if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1:
+        """Would the event open a gap that another worker may be about to fill? (:mod:`.gap_wait`; only ``may_hold``
+        events: held, they are unacknowledged and fill the broker's in-flight window.)"""
+        if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1 or self.may_hold <= 0:
             return False
-        if message.received_at + self.gap_wait <= self._now or self.may_hold <= 0:
+        if not keeps_waiting(self._now, message.received_at, self.chain.moved_at(envelope.device_id), self.gap_wait):
             return False
         self.may_hold -= 1
         return True

@@ -15,8 +15,9 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
   not stored: a stored seq is a redelivery or a replay, decided before), so the count stays exact, and the span goes
   when its count is 0; new gaps join it while it lasts, so it stays above every range kept.
 
-The state of a chain (``chain_state``: ``max_seq`` and the missing ranges) is loaded locked for update, once per
-transaction; a seal that has none yet (its first events, or events stored before chain states existed) gets one made
+The state of a chain (``chain_state``: ``max_seq``, the missing ranges, and when a transaction last wrote it: how
+long an event beyond a gap waits, :mod:`server.ingest.gap_wait`) is loaded locked for update, once per transaction;
+a seal that has none yet (its first events, or events stored before chain states existed) gets one made
 from its stored events. The states a transaction changed are written back in one statement. The link to the head (the
 event at ``max_seq``) comes from the worker's cache when it is still the head (:mod:`server.ingest.seal_cache`), so
 the usual next event needs no read of the events table.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, false, insert, literal, select
@@ -126,6 +128,7 @@ class _State:
     missing: list[Range]
     untracked: Untracked | None = None
     changed: bool = False
+    moved_at: datetime | None = None  # when a transaction last wrote it (None: made by this one)
 
     def add_gap(self, first: int, last: int) -> None:
         if self.untracked is not None:
@@ -146,9 +149,9 @@ class _State:
 
 _CHAIN_TABLE = cast(Table, ChainState.__table__)
 #: The chain states of some seals, read once :data:`_MAKE_OR_LOCK` holds them (SQLite: its one writer holds them all).
-_CHAIN_ROWS = select(_CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing).where(
-    one_of(_CHAIN_TABLE.c.device_id, "device_ids")
-)
+_CHAIN_ROWS = select(
+    _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.updated_at
+).where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
 _WANTED = unnest_of({"device_id": _CHAIN_TABLE.c.device_id.type}, prefix="wanted_")
 #: PostgreSQL: the chain states of some seals, each made empty if missing (returned: filled from the stored events in
 #: this transaction) or else locked (``DO UPDATE … WHERE false`` locks the row it finds and changes nothing), one after
@@ -197,8 +200,8 @@ class ChainBook:
         made: set[str] = set()
         if on_postgresql:
             made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
-        for device_id, max_seq, missing in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
-            self._states[device_id] = _State(int(max_seq), *_ranges(missing))
+        for device_id, max_seq, missing, updated_at in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
+            self._states[device_id] = _State(int(max_seq), *_ranges(missing), moved_at=updated_at)
         if not on_postgresql:  # SQLite: this transaction is the only writer
             made = device_ids - self._states.keys()
             if made:
@@ -228,6 +231,11 @@ class ChainBook:
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq
+
+    def moved_at(self, device_id: str) -> datetime | None:
+        """When the seal's chain state was last written by a committed transaction (read under its lock; None: it
+        was made by this one): an event stored, a gap filled, by this worker or another."""
+        return self._states[device_id].moved_at
 
     def lookups(self, envelopes: Iterable[Envelope]) -> dict[str, set[int]]:
         """Seqs of stored events the envelopes must be checked against: their own (a redelivery or a replay) and

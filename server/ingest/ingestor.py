@@ -36,6 +36,7 @@ from server.evidence.queries import named_pictures
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
+from server.ingest.gap_wait import GAP_WAIT_CAP
 from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
@@ -216,7 +217,7 @@ class Ingestor:
         message older than the wait is no longer held: the next time it comes, it is stored)."""
         if not self._gap_wait:
             return 0
-        cutoff = utc_now() - self._gap_wait
+        cutoff = utc_now() - GAP_WAIT_CAP * self._gap_wait  # a message may wait that long (its chain moving)
         self._held = {m for m in self._held if m.received_at > cutoff}
         return max(0, self._max_held - len(self._held.difference(messages)))
 

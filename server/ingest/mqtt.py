@@ -31,7 +31,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -54,6 +53,7 @@ from server.core.progress import IngestProgress
 from server.errors import StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
+from server.ingest.held import HeldBack, Received
 from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
@@ -68,14 +68,6 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
 #: An event held back for its predecessor (``[mqtt] gap_wait_s``) is offered to the next batch after this long.
 DEFERRED_RETRY_S = 0.05  # each retry decodes and verifies the held events again: not too often
-
-
-@dataclass(frozen=True, slots=True)
-class _Received:
-    generation: int
-    mid: int
-    qos: int
-    message: Message
 
 
 class MqttIngest:
@@ -95,7 +87,7 @@ class MqttIngest:
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor = ingestor
         self._court_key = court_key
-        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._queue: queue.Queue[Received] = queue.Queue()
         self._backlog = Backlog(qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -110,6 +102,7 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
+        self._held: HeldBack[Received] = HeldBack()  # held back for a predecessor, and the markers behind them
         self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,
@@ -266,12 +259,12 @@ class MqttIngest:
             return
         with self._lock:
             generation = self._generation
-        self._queue.put(_Received(generation, mid, qos, Message(topic, payload, received_at)))
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
     def _run_worker(self) -> None:
-        ahead: tuple[list[_Received], Opening | None, list[_Received]] | None = None  # next batch (events opened)
+        ahead: tuple[list[Received], Opening | None, list[Received]] | None = None  # next batch (events opened)
         while not self._stopping.is_set():
             if ahead is None:
                 batch, marks = self._split(self._next_batch())
@@ -293,12 +286,11 @@ class MqttIngest:
                     opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
                     ahead = following, opened, later  # (only markers: nothing to open)
             if (not batch or self._store_and_ack(batch, opening)) and marks:
-                self.marker.passed([item.message.payload for item in marks])  # what came before them is stored
-                self._ack(marks)
+                self._pass(self._held.after(marks))  # what came before them is stored, or they wait for it
         if ahead is not None and ahead[1] is not None:
             ahead[1].abandon()  # the batch stays unacknowledged: the broker sends it again
 
-    def _next_batch(self) -> list[_Received]:
+    def _next_batch(self) -> list[Received]:
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
@@ -309,9 +301,9 @@ class MqttIngest:
             self._stopping.wait(linger)
         return [first, *self._take(self.settings.batch_size - 1)]
 
-    def _take(self, most: int) -> list[_Received]:
+    def _take(self, most: int) -> list[Received]:
         """Up to ``most`` messages that are waiting, without waiting."""
-        taken: list[_Received] = []
+        taken: list[Received] = []
         while len(taken) < most:
             try:
                 taken.append(self._queue.get_nowait())
@@ -319,10 +311,10 @@ class MqttIngest:
                 break
         return taken
 
-    def _split(self, items: list[_Received]) -> tuple[list[_Received], list[_Received]]:  # (to store, markers)
+    def _split(self, items: list[Received]) -> tuple[list[Received], list[Received]]:  # (to store, markers)
         return self.marker.split(items, lambda item: item.message.topic)
 
-    def _store_and_ack(self, batch: list[_Received], opening: Opening | None = None) -> bool:
+    def _store_and_ack(self, batch: list[Received], opening: Opening | None = None) -> bool:
         delay = RETRY_MIN_S
         while True:
             try:
@@ -345,7 +337,7 @@ class MqttIngest:
         self._settle(batch, results)
         return True
 
-    def _settle(self, batch: list[_Received], results: list[IngestResult], *, works: bool = True) -> None:
+    def _settle(self, batch: list[Received], results: list[IngestResult], *, works: bool = True) -> None:
         """``batch``'s outcomes are committed: acknowledge it, receipt it, offer again what was held back
         (``works=False``: these were committed before the database went away, the rest of their batch waits)."""
         held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
@@ -360,12 +352,19 @@ class MqttIngest:
             logger.warning("storing works again after %.1f s", time.monotonic() - failing_since)
         self._ack(done)
         self._receipts.put(([item.message for item in batch], results))
+        self._pass(self._held.settled(done, held))  # markers that waited for these
         if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged
             timer = threading.Timer(DEFERRED_RETRY_S, self._offer_again, [held])
             timer.daemon = True
             timer.start()
 
-    def _offer_again(self, items: list[_Received]) -> None:
+    def _pass(self, marks: list[Received]) -> None:
+        """Every message received before ``marks`` is committed (none is held back): record them, and acknowledge."""
+        if marks:
+            self.marker.passed([item.message.payload for item in marks])
+            self._ack(marks)
+
+    def _offer_again(self, items: list[Received]) -> None:
         for item in items:
             self._queue.put(item)
 
@@ -373,7 +372,7 @@ class MqttIngest:
         self.ingestor.metrics.count_storage_retry()
         self._backlog.failing()
 
-    def _ack(self, batch: list[_Received]) -> None:
+    def _ack(self, batch: list[Received]) -> None:
         client = self._client
         # Under the lock that a disconnection takes to end the generation (paho's thread, before it reconnects and
         # empties its queue of packets to send): no acknowledgement of this connection's packet ids can be queued
