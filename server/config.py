@@ -120,12 +120,9 @@ class MqttSettings(BaseModel):
         0.0,
         ge=0,
         le=10,
-        description="With a shared group: how long an event beyond a gap in its seal's chain is held back "
-        "(unacknowledged) for its predecessor, which another worker may be storing, before it is stored and the "
-        "gap raises missing_events — counted from the last time any worker stored one of the seal's events (a "
-        "drain split between workers moves on), and never more than 10 × this from the event's arrival. The "
-        "caught-up marks wait for held events, so command expiry and liveness are judged late by as much. 0: at "
-        "once (right for one worker).",
+        description="With a shared group: how long an event beyond a gap is held back (unacknowledged) for its "
+        "predecessor, counted from the seal's chain's last move, at most 10 × from arrival; then the gap raises "
+        "missing_events. The marks wait for held events (docs/deploy.md). 0: at once (right for one worker).",
     )
     gap_wait_max_held: int = Field(
         100,
