@@ -23,6 +23,7 @@ from server.ingest.results import Message, Outcome
 from server.removal.disarm import settle
 from server.removal.lifting import confirm_lifted
 from server.removal.models import RemovalRequest, RemovalStep
+from server.removal.settler import settle_waiting
 from server.removal.steps import get_request
 from tests.server.auth_helpers import make_settings
 from tests.server.removal_world import RemovalWorld, make_world
@@ -104,3 +105,22 @@ def test_a_request_made_final_before_records_were_stored_is_rebuilt_as_of_its_la
         session.execute(update(RemovalStep).where(RemovalStep.request_id == request_id).values(seals=None))
         session.commit()
     assert world.read(request_id, "judge")["seals"] == lifted["seals"]
+
+
+def test_the_settler_dates_disarmed_no_earlier_than_the_ack_it_counts(world: RemovalWorld) -> None:
+    """The settler's round reads the clock once; an ack received after that is settled in the same round. The
+    request is ``disarmed`` no earlier than that ack, and its history reads in order."""
+    request_id = world.filed()
+    commands = world.commands(world.approved(request_id))
+    world.answer("seal-a1", commands["seal-a1"].id)
+    round_began = utc_now()
+    time.sleep(0.002)
+    world.answer("seal-a2", commands["seal-a2"].id)
+    assert settle_waiting(world.session_factory, now=round_began) == [request_id]
+    with world.session_factory() as session:
+        ack = session.get(CourtCommand, commands["seal-a2"].id)
+        request = session.get(RemovalRequest, request_id)
+        assert ack is not None and ack.answered_at is not None and request is not None
+        assert request.disarmed_at is not None and round_began < ack.answered_at <= request.disarmed_at
+        steps = [step.at for step in request.steps]
+        assert steps == sorted(steps)
