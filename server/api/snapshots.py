@@ -39,9 +39,7 @@ def list_case_snapshots(
         404: {"description": "No such snapshot, or not of one of your cases"},
     },
 )
-def download_snapshot(
-    sha256: Sha256, user: CurrentUser, session: SessionDep, context: ContextDep
-) -> StreamingResponse:
+def download_snapshot(sha256: Sha256, user: CurrentUser, session: SessionDep, context: ContextDep) -> StreamingResponse:
     """Download a snapshot of a case you may see."""
     snapshot = snapshot_for(session, user, sha256)
     blob = context.stores.snapshots.open(snapshot.sha256)  # streamed through the server: no link to the store

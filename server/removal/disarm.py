@@ -42,6 +42,7 @@ from server.removal.progress import (
     stood,
     stood_details,
 )
+from server.removal.record import counted_until, stored_record
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, get_request
 from server.removal.waivers import heard_since, waived
@@ -146,8 +147,13 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
     it was bound to the request's case, and no signed event of it in that case, while bound to it, said armed since.
 
     Only the seal's events and answers in the request's case count — never what it says once bound to another —
-    and a final request is shown as it stood when it became final (:func:`as_of`): its record does not change."""
+    and a final request is shown as it stood when it became final: the record its final step stored
+    (:mod:`server.removal.record`), or, made final before records were stored, as of that step (:func:`as_of`)."""
     until = as_of(request)
+    if until is not None:
+        stored = stored_record(session, request)
+        if stored is not None:
+            return stored
     query = (
         select(CourtCommand)
         .join(RemovalDisarm, RemovalDisarm.command_id == CourtCommand.id)
@@ -185,7 +191,8 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
 
 
 def as_of(request: RemovalRequest) -> datetime | None:
-    """The moment ``request`` is shown as of: the moment it became final (its last step) once it is — a seal that
+    """The moment ``request`` is shown as of, unless its final step stored its record: the moment it became final
+    (its last step) once it is — a seal that
     answers, or is armed again (an ``arm`` after an abort, or in another case), afterwards no longer belongs to its
     record; ``None`` while it is open: everything stored counts. Never the reader's clock: an answer committed after
     the reader took the time and before it read (its ``answered_at`` later than that time) would be shown as never
@@ -330,6 +337,8 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     progress = seal_progress(session, request, now=now)
     if unsettled(session, request, now=now, progress=progress):
         return False
+    # not dated before the last ack it counts, nor before a step taken while the settler waited for the lock
+    now = max(counted_until(now, progress), request.updated_at)
     acks = {p.device_id: p.command_id for p in progress if p.status is SealStatus.DISARMED}
     waived_seals = [p for p in progress if p.status is SealStatus.WITHOUT_ACK]
     without = [p.device_id for p in waived_seals]

@@ -8,6 +8,7 @@ the caller commits.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ from server.removal.disarm import seal_progress, settle, unsettled
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
 from server.removal.progress import WAIVABLE, SealStatus, stood_details
+from server.removal.record import counted_until, record_of
 from server.removal.release import release_seal
 from server.removal.state import RemovalAction, transition
 from server.removal.steps import advance, hold_of
@@ -141,6 +143,9 @@ def confirm_lifted(
     for device_id, waiver in waivers.items():
         if device_id in never:
             waiver.found = SealFound(found[device_id]).value
+    # The record is what this decision read, and the lifting is dated no earlier than the last answer it counts.
+    record = [replace(p, found=SealFound(found[p.device_id]).value) if p.device_id in never else p for p in progress]
+    now = counted_until(now, progress)
     # All the seals before any of their commands (each release locks its seal's pending commands): the ingest locks
     # the rows of a batch's seals at once, then the commands their answers settle (server.ingest.rows).
     query = select(Seal).where(Seal.case_no == request.case_no).order_by(Seal.device_id)
@@ -158,7 +163,8 @@ def confirm_lifted(
         )
     unbound = [seal.device_id for seal in seals]
     details = {"unbound": unbound, "found": {d: SealFound(f).value for d, f in found.items()}}
-    advance(session, request, RemovalAction.LIFT, actor=actor, now=now, note=note, details=details)
+    final = record_of(record)
+    advance(session, request, RemovalAction.LIFT, actor=actor, now=now, note=note, details=details, seals=final)
     request.lifted_by, request.lifted_at = actor.id, now
     status_note = f"removal request {request.id}: the seals were removed on site"
     set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTED, note=status_note)
@@ -191,6 +197,10 @@ def abort_request(
     query = select(Seal).where(Seal.device_id.in_(devices), Seal.case_no == request.case_no).order_by(Seal.device_id)
     seals = list(session.scalars(query.with_for_update(key_share=True)))
     withdrawn = withdraw_commands(session, command_ids=[d.command_id for d in disarms], now=now, actor=actor, note=why)
+    # The record: the seals as they stand once the unanswered disarms are withdrawn; an answer committed later is
+    # not part of it. The abort is dated no earlier than the last answer it counts.
+    progress = seal_progress(session, request, now=now)
+    now = counted_until(now, progress)
     arms = []
     for seal in seals:
         row = issue_command(
@@ -202,7 +212,8 @@ def abort_request(
         )
         arms.append(row)
     details = {"withdrawn": [command_id for command_id, _ in withdrawn], "arm": {r.device_id: r.id for r in arms}}
-    advance(session, request, RemovalAction.ABORT, actor=actor, now=now, note=reasons, details=details)
+    final = record_of(progress)
+    advance(session, request, RemovalAction.ABORT, actor=actor, now=now, note=reasons, details=details, seals=final)
     set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.SEALED, note=why)
     tell(session, request, "aborted", now=now, extra=reasons)
     return arms

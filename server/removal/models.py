@@ -1,13 +1,15 @@
 """The tables of removal requests: the request, its proof files, the creditor's views, the disarm commands issued
 for it, the seals lifted without their acknowledgement, and its history (every transition: who, when, the note —
-the audit log has the same entries).
+the audit log has the same entries — and, for the step that made it final, its record of the seals).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.core.base import Base, BigId, utc_now
@@ -114,3 +116,9 @@ class RemovalStep(Base):
     from_state: Mapped[str | None] = mapped_column(String(16), comment="Null for the filing itself.")
     to_state: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+    seals: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        comment="The step that made the request final (lift, abort): each seal's progress as that step read it, "
+        "the request's record from then on (server.removal.record). Null for any other step, and for a final step "
+        "recorded before migration 0019.",
+    )

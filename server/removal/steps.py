@@ -53,8 +53,10 @@ def advance(
     now: datetime,
     note: str = "",
     details: dict[str, Any] | None = None,
+    seals: list[dict[str, Any]] | None = None,
 ) -> RemovalState:
-    """Move ``request`` by ``action`` (or raise :class:`~server.removal.errors.IllegalTransition`) and record it."""
+    """Move ``request`` by ``action`` (or raise :class:`~server.removal.errors.IllegalTransition`) and record it;
+    ``seals``: the record of its seals a final step stores (:mod:`server.removal.record`), also in the audit entry."""
     before = RemovalState(request.state)
     after = transition(before, action)
     request.state = after.value
@@ -62,7 +64,10 @@ def advance(
     request.open_case_no = None if after.is_final else request.case_no
     if after.is_final:  # the case's seals may be unbound, and the case closed, again by anyone allowed to
         hold_case(session, case_no=request.case_no, holder=None)
-    record_step(session, request, action.value, before=before, actor=actor, now=now, note=note, details=details)
+    if seals is not None:
+        details = {**(details or {}), "seals": seals}
+    step = record_step(session, request, action.value, before=before, actor=actor, now=now, note=note, details=details)
+    step.seals = seals  # stored as SQL NULL when there is none
     return after
 
 

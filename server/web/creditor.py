@@ -65,7 +65,7 @@ def _view(page: Page, session: Session, case_no: str, *, settle: bool = True) ->
         Permission.REMOVAL_COMMENT,
         offline_after_s=context.settings.offline_after_s,
         now=page.now,
-        settle_with=context.session_factory if settle else None,
+        settle_with=context if settle else None,
         before_read=lambda: take_digest(page, session, "creditor_case", case_no=case_no),
     )
 

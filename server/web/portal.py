@@ -86,7 +86,7 @@ def _case(page: Page, session: SessionDep, case_no: str, *, settle: bool = True)
         Permission.REMOVAL_FILE,
         offline_after_s=context.settings.offline_after_s,
         now=page.now,
-        settle_with=context.session_factory if settle else None,
+        settle_with=context if settle else None,
         before_read=lambda: take_digest(page, session, "portal_case", case_no=case_no),
     )
 

@@ -20,8 +20,8 @@ from server.auth import access
 from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
+from server.context import ServerContext
 from server.core.base import utc_now
-from server.core.db import SessionFactory
 from server.core.live import Change
 from server.removal.disarm import seal_progress, settle_on_read
 from server.removal.grounds import RemovalGround
@@ -105,9 +105,10 @@ class CaseView:
 
     def requests_touched_by(self, changes: list[Change]) -> bool:
         """Whether ``changes`` may have changed the requests: one of them moved (a page, the API or the settler
-        published it), or a seal a request waits for has been heard from (its signed ack of the disarm). A seal's
-        heartbeat alone does not re-send the requests (which would fold the history a reader has opened)."""
-        waited_for = {p.device_id for r in self.requests if r.state == RemovalState.DISARM_PENDING for p in r.seals}
+        published it), or a seal of an open request has been heard from (its signed ack of the disarm, or an event
+        saying it is armed again after its request was ``disarmed``). A heartbeat of a seal no open request has does
+        not re-send the requests (which would fold the history a reader has opened)."""
+        waited_for = {p.device_id for r in self.requests if not r.state.is_final for p in r.seals}
         return any(
             (c.what == "removal" and c.case_no == self.case.case_no) or c.device_id in waited_for for c in changes
         )
@@ -143,18 +144,23 @@ def case_view(
     *,
     offline_after_s: int,
     now: datetime,
-    settle_with: SessionFactory | None = None,
+    settle_with: ServerContext | None = None,
     before_read: Callable[[], None] | None = None,
 ) -> CaseView:
     """The case as ``user`` may see it: :class:`~server.errors.NotFound` if they may not see it, ``Forbidden`` if
     their role lacks ``permission`` (the page's own: filing for the debtor, views for the creditor). With
     ``settle_with`` (a page's GET; never a live view, which only reads), a request whose seals have all acknowledged
-    is settled first, as the API does before it shows one. ``before_read`` is called after the settling and before
+    is settled first, as the API does before it shows one, and every open page of the case told (the settler then
+    finds nothing to settle, and would tell none). ``before_read`` is called after the settling and before
     what is shown is read (a page takes its live view's digest there; it leaves nothing loaded in ``session``)."""
     case = access.case_for(session, user, case_no, permission)
     readable = access.has_permission(user, Permission.REMOVAL_READ)
     rows = list_requests(session, case_no=case.case_no, limit=MAX_REQUESTS) if readable else []
-    settled = settle_with is not None and any(settle_on_read(settle_with, session, r, now=now) for r in rows)
+    settled = settle_with is not None and any(
+        settle_on_read(settle_with.session_factory, session, r, now=now) for r in rows
+    )
+    if settled and settle_with is not None:
+        settle_with.live.publish([Change("removal", case_no=case.case_no)])
     if before_read is not None:
         before_read()
     if settled or before_read is not None:  # a new read after the settling (and the digest)
