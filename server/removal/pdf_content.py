@@ -2,10 +2,13 @@
 
 A proof is a receipt, an agreement, a bank's letter: it needs no script, no program to launch, no file inside it, no
 multimedia, no XFA form, no form sending or importing data and no jump to another file. :func:`active_content` finds
-the names that bring those in — ``/JavaScript``, ``/JS``, ``/Launch``, ``/EmbeddedFile(s)``, ``/EF`` and
-``/FileAttachment`` (an attachment needs neither of the first), ``/RichMedia``, ``/Sound``, ``/Movie``,
-``/Rendition``, ``/Screen``, ``/3D``, ``/XFA``, ``/SubmitForm``, ``/ImportData``, ``/ResetForm``, ``/Hide``,
-``/GoToR``, ``/GoToE``, ``/AA`` (actions run on opening a page, focusing a field, …) — as PDF names, also when spelt
+the rare names that bring those in — ``/JavaScript``, ``/JS``, ``/Launch``, ``/EmbeddedFile(s)``, ``/RichMedia``,
+``/XFA``, ``/SubmitForm``, ``/ImportData``, ``/GoToR``, ``/GoToE`` — wherever they are; the everyday words only
+where they act (:data:`TYPE_NAMES`: as an action's ``/S`` or an annotation's ``/Subtype``, e.g. ``/S /Sound``,
+``/Subtype /Screen``, ``/Subtype /FileAttachment`` — an attachment needs neither ``/EmbeddedFile`` — ``/3D``,
+``/Hide``, ``/ResetForm``; :data:`KEY_NAMES`: ``/AA`` (actions run on opening a page, focusing a field, …) and
+``/EF`` as a dictionary's key, followed by a dictionary or a reference), so that a receipt's text ("Phone
+case/Screen protector", "Batteries AA/AA") or the blend mode ``/BM /Screen`` is none — as PDF names, also when spelt
 with ``#xx`` escapes (``/J#61vaScript`` is ``/JavaScript``), in the file's bytes and in every stream whose data
 inflates, whatever its dictionary says (an object stream needs no ``/Type /ObjStm``: a reader finds it through the
 xref stream). A stream is found by its keyword ``stream`` and an end of line (CR LF, LF or CR) and ends at the next
@@ -24,10 +27,10 @@ refused as well.
 
 An ``/OpenAction`` that is a destination or a lone ``/GoTo`` is no active content (writers use it for the first
 page's view); any other (a URI, a named action, one this check cannot see) is refused (:mod:`pdf_actions`).
-Not a parser: a name inside a string or a content stream counts too (a receipt has
-none). ``/JS`` is short enough to turn up by chance in a picture's bytes: it is looked for outside the streams'
-bodies and in inflated streams that are neither pictures nor fonts (it acts only in a JavaScript action, and
-``/JavaScript`` is looked for everywhere).
+Not a parser: a rare name inside a string or a content stream counts too (a receipt has none), and so does
+``/S /Sound`` spelt out in a page's text (which no receipt says). ``/JS`` is short enough to turn up by chance in a
+picture's bytes: it is looked for outside the streams' bodies and in inflated streams that are neither pictures nor
+fonts (it acts only in a JavaScript action, and ``/JavaScript`` is looked for everywhere).
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ import zlib
 from collections.abc import Iterator
 
 from server.removal.pdf_actions import MAX_VALUE, OPEN_ACTION, harmless
-from server.removal.pdf_names import REGULAR, finder, spelling, unescape
+from server.removal.pdf_names import REGULAR, active_finder, dangling, finder, found_name, shortened, spelling, unescape
 from server.removal.pdf_predictor import MAX_ROWS, MAX_SLOW_BYTES, Unpredictable, Unpredictor, parameters
 
-#: The names of active content, and what each brings (a key of the catalogue's ``[pdf_active]`` section).
-ACTIVE_NAMES = {
+#: The names of active content, and what each brings (a key of the catalogue's ``[pdf_active]`` section): rare
+#: words, counted wherever they are (as in 77a9efa).
+BARE_NAMES = {
     b"JavaScript": "javascript",
     b"JS": "javascript",
     b"Launch": "launch",
@@ -55,9 +59,13 @@ ACTIVE_NAMES = {
     b"ImportData": "import_data",
     b"GoToR": "other_file",
     b"GoToE": "other_file",
+}
+#: Everyday words (a receipt's "Phone case/Screen protector", "Show/Hide", the blend mode ``/BM /Screen``), counted
+#: only as the value of ``/S`` (an action's type) or ``/Subtype`` (an annotation's): ``/S /Sound``,
+#: ``/Subtype /Screen``.
+TYPE_NAMES = {
     # an attachment needs no /EmbeddedFile(s): a FileAttachment annotation's file spec has the file under /EF
     b"FileAttachment": "embedded_file",
-    b"EF": "embedded_file",
     b"RichMediaExecute": "rich_media",
     b"Sound": "multimedia",
     b"Movie": "multimedia",
@@ -65,10 +73,16 @@ ACTIVE_NAMES = {
     b"Screen": "multimedia",
     b"3D": "multimedia",
     b"GoTo3DView": "multimedia",
-    b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
     b"ResetForm": "form_action",
     b"Hide": "form_action",
 }
+#: Keys, counted only as a dictionary's key whose value is a dictionary or a reference (``/AA << …``, ``/EF 5 0 R``):
+#: not "Batteries AA/AA".
+KEY_NAMES = {
+    b"EF": "embedded_file",
+    b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
+}
+ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES
 #: What each is called in a refusal (zh, en), as in the catalogue.
 ACTIVE_WORDS = {
     "javascript": ("脚本", "JavaScript"),
@@ -104,14 +118,18 @@ _SPACE = re.compile(rb"[\x00\t\n\f\r ]*")
 #: A stream's filters or their parameters kept in another object (``/Filter 7 0 R``): this check cannot tell them.
 _INDIRECT = re.compile(rb"/(?:%s|%s)\s+\d+\s+\d+\s+R(?!%s)" % (spelling(b"Filter"), spelling(b"DecodeParms"), REGULAR))
 #: ``/JS`` is short enough to turn up by chance in a megabyte of compressed picture: see the module's words.
-_SHORT = frozenset({b"JS", b"EF", b"3D", b"AA"})
+_SHORT = frozenset({b"JS"})
 #: The names in a stream's dictionary that make it a picture or a font: ``/JS`` is not looked for in its data.
 _BINARY = frozenset({b"Image", b"Length1", b"Length2", b"Length3", b"Type1C", b"CIDFontType0C", b"OpenType"})
 _FLATE = frozenset({b"FlateDecode", b"Fl"})
 _ASCII = frozenset({b"ASCIIHexDecode", b"AHx", b"ASCII85Decode", b"A85"})
 _UNDOABLE = frozenset({b"LZWDecode", b"LZW", b"RunLengthDecode", b"RL", b"Crypt"})
-_ALL = finder(ACTIVE_NAMES)
-_LONG = finder(ACTIVE_NAMES.keys() - _SHORT)
+_ALL = active_finder(BARE_NAMES, TYPE_NAMES, KEY_NAMES)
+_LONG = active_finder(BARE_NAMES.keys() - _SHORT, TYPE_NAMES, KEY_NAMES)
+_DANGLING = dangling(KEY_NAMES)
+#: A key whose value is not yet in sight is kept for the next piece of inflated data with the bytes after it, or
+#: as :func:`~server.removal.pdf_names.shortened` if they are more than this many.
+MAX_SEPARATORS = 64 * 1024
 _SHORT_ONLY = finder(_SHORT)
 _DICTIONARY = finder(_FLATE | _ASCII | _UNDOABLE | _BINARY)
 
@@ -164,7 +182,7 @@ def active_content(data: bytes) -> str | None:
 
 def _first(pattern: re.Pattern[bytes], data: bytes | memoryview) -> str | None:
     match = pattern.search(data)
-    return None if match is None else ACTIVE_NAMES[unescape(match.group(1))]
+    return None if match is None else ACTIVE_NAMES[found_name(match)]
 
 
 def _open_action(window: bytes | memoryview, budget: _Budget, *, until: int | None = None) -> str | None:
@@ -302,13 +320,18 @@ def _scan_inflated(
                 for match in wanted.finditer(window):
                     if match.end() == len(window) and not inflater.eof:
                         break  # perhaps cut short: it is in the overlap
-                    return ACTIVE_NAMES[unescape(match.group(1))]
+                    return ACTIVE_NAMES[found_name(match)]
                 # an /OpenAction whose value may run past the window is looked at with the next one
                 until = len(window) if inflater.eof else max(0, len(window) - MAX_VALUE - OVERLAP)
                 found = _open_action(window, budget, until=until)
                 if found is not None:
                     return found
-                carry = window[min(until, max(0, len(window) - OVERLAP)) :]
+                keep = min(until, max(0, len(window) - OVERLAP))
+                carry = window[keep:]
+                if not inflater.eof and (key := _DANGLING.search(window)) and key.start() < keep:
+                    # a key whose value is in the next piece: read with it (long separators shortened to one)
+                    far = len(window) - key.start() > MAX_SEPARATORS
+                    carry = shortened(key) if far else window[key.start() :]
                 if inflater.eof or not pending:
                     break
         at = _after_space(data, at - len(inflater.unused_data))

@@ -35,3 +35,54 @@ def finder(wanted: Iterable[bytes]) -> re.Pattern[bytes]:
 def unescape(name: bytes | memoryview) -> bytes:
     """``name`` with its ``#xx`` escapes decoded (call it on a match, not on a file)."""
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), bytes(name))
+
+
+#: White space and comments between a key and its value (each comment to its end of line; possessive: no
+#: backtracking, so a run of ``%`` or of spaces costs linear time).
+SEPARATORS = rb"(?:[\x00\t\n\f\r ]|%[^\r\n]*+)*+"
+#: The keys whose value says what a dictionary does: an action's type and an annotation's (or XObject's).
+TYPE_KEYS = (b"S", b"Subtype")
+_REFERENCE = rb"\d{1,10}%s\d{1,5}%sR(?!%s)" % (SEPARATORS, SEPARATORS, REGULAR)
+
+
+def _alternatives(wanted: Iterable[bytes]) -> bytes:
+    return b"|".join(spelling(n) for n in sorted(set(wanted), key=lambda n: (-len(n), n)))
+
+
+def active_finder(bare: Iterable[bytes], values: Iterable[bytes], keys: Iterable[bytes]) -> re.Pattern[bytes]:
+    """One pattern finding the names ``bare`` anywhere; the names ``values`` only as the value of ``/S`` or
+    ``/Subtype`` (``/S /Sound``, ``/Subtype%c\\n/Scr#65en``: not ``/BM /Screen``, nor ``Phone case/Screen`` in a
+    page's text); and the names ``keys`` only as a dictionary's key, followed by a dictionary or an indirect reference
+    (``/AA << …``, ``/EF 5 0 R``: not ``Batteries AA/AA``). Exactly one group matches: the name as spelt."""
+    bare_part = rb"(%s)(?!%s)" % (_alternatives(bare), REGULAR)
+    value_part = rb"(?:%s)(?!%s)%s/(%s)(?!%s)" % (
+        b"|".join(spelling(k) for k in TYPE_KEYS),
+        REGULAR,
+        SEPARATORS,
+        _alternatives(values),
+        REGULAR,
+    )
+    key_part = rb"(%s)(?!%s)%s(?:<<|%s)" % (_alternatives(keys), REGULAR, SEPARATORS, _REFERENCE)
+    return re.compile(rb"/(?:%s|%s|%s)" % (bare_part, value_part, key_part))
+
+
+def dangling(keys: Iterable[bytes]) -> re.Pattern[bytes]:
+    """A key of :data:`TYPE_KEYS` or of ``keys`` whose value is not yet in sight: its separators (or the start of an
+    indirect reference) run to the end of the bytes searched. Scanning a piece at a time, the next piece is read
+    after it (group 1: the key, 2: the separators, 3: the start of the value)."""
+    keys_part = rb"/(?:%s)(?!%s)" % (b"|".join(spelling(k) for k in (*TYPE_KEYS, *keys)), REGULAR)
+    value = rb"(?:/%s*+|<|\d{1,10}%s(?:\d{1,5}%s)?)?" % (REGULAR, SEPARATORS, SEPARATORS)
+    return re.compile(rb"(%s)(%s)(%s)\Z" % (keys_part, SEPARATORS, value))
+
+
+def shortened(key: re.Match[bytes]) -> bytes:
+    """What a match of :func:`dangling` reads as to a reader, its separators shortened to one (a comment left open if
+    they end in one): the key, a space or an open comment, the start of its value."""
+    separators = key.group(2)
+    in_comment = separators.rfind(b"%") > max(separators.rfind(b"\n"), separators.rfind(b"\r"))
+    return key.group(1) + (b" %" if in_comment else b" ") + key.group(3)
+
+
+def found_name(match: re.Match[bytes]) -> bytes:
+    """The name a match of :func:`active_finder` or :func:`finder` found, its escapes decoded."""
+    return unescape(next(group for group in match.groups() if group is not None))
