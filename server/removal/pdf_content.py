@@ -26,7 +26,8 @@ length, crypt) or a predictor it cannot undo (:mod:`~server.removal.pdf_predicto
 refused as well.
 
 An ``/OpenAction`` that is a destination or a lone ``/GoTo`` is no active content (writers use it for the first
-page's view); any other (a URI, a named action, one this check cannot see) is refused (:mod:`pdf_actions`).
+page's view); any other (a URI, a named action, one this check cannot see) is refused, and an indirect one only
+if every definition of its object, in the bytes or in an object stream, is harmless (:mod:`pdf_actions`).
 Not a parser: a rare name inside a string or a content stream counts too (a receipt has none), and so does
 ``/S /Sound`` spelt out in a page's text (which no receipt says). ``/JS`` is short enough to turn up by chance in a
 picture's bytes: it is looked for outside the streams' bodies and in inflated streams that are neither pictures nor
@@ -41,7 +42,7 @@ import re
 import zlib
 from collections.abc import Iterator
 
-from server.removal.pdf_actions import MAX_VALUE, OPEN_ACTION, harmless
+from server.removal.pdf_actions import MAX_HEAD, MAX_VALUE, OPEN_ACTION, PAIRS, harmless, value_harmless, wanted_offsets
 from server.removal.pdf_names import REGULAR, active_finder, dangling, finder, found_name, shortened, spelling, unescape
 from server.removal.pdf_predictor import MAX_ROWS, MAX_SLOW_BYTES, Unpredictable, Unpredictor, parameters
 
@@ -112,6 +113,9 @@ MAX_DICTIONARY_NAMES = 100_000
 #: A file with more ``/OpenAction`` keys than this (its own and its incremental updates' catalogues) is refused.
 MAX_OPEN_ACTIONS = 32
 
+#: How much of each stream's data is decoded to tell an object stream's header (:func:`_resolve`).
+HEAD = 4096
+
 _STREAM = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
 _END = b"endstream"
 _SPACE = re.compile(rb"[\x00\t\n\f\r ]*")
@@ -149,6 +153,7 @@ class _Budget:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.open_actions = MAX_OPEN_ACTIONS
+        self.references: dict[int, int] = {}  # the objects /OpenAction refers to: how many definitions seen
         self.work = inflation_budget(data)
         self.names = MAX_DICTIONARY_NAMES
         self.slow = [MAX_SLOW_BYTES, MAX_ROWS]
@@ -177,7 +182,54 @@ def active_content(data: bytes) -> str | None:
         found = _check_stream(dictionary, body, budget)
         if found is not None:
             return found
-    return None
+    return _resolve(data, budget.references) if budget.references else None
+
+
+def _resolve(data: bytes, references: dict[int, int]) -> str | None:
+    """``automatic_action`` unless every definition in an object stream of an object an ``/OpenAction`` refers to is
+    a destination or a lone ``/GoTo``, and each has a definition somewhere. Each stream's data is decoded again,
+    only as far as its header (a few kilobytes) and the objects wanted, within a budget of its own."""
+    budget = _Budget(data)
+    for dictionary, body in streams(data):
+        head = _decoded(dictionary, body, budget, HEAD)
+        run = PAIRS.match(head)
+        if run is not None and run.end() == len(head) == HEAD:
+            head = _decoded(dictionary, body, budget, MAX_HEAD)
+        wanted = wanted_offsets(dictionary, head, references)
+        if wanted is None:
+            return "automatic_action"
+        if not wanted:
+            continue
+        end = max(where for _, where in wanted) + MAX_VALUE
+        whole = head if end <= len(head) else _decoded(dictionary, body, budget, end)
+        for number, where in wanted:
+            if not value_harmless(whole[where : where + MAX_VALUE]):
+                return "automatic_action"
+            references[number] += 1
+    return "automatic_action" if 0 in references.values() else None
+
+
+def _decoded(dictionary: memoryview, body: memoryview, budget: _Budget, size: int) -> bytes:
+    """The first ``size`` bytes (or fewer) of the stream's data as a reader decodes it."""
+    filters = [name for name in _spelt(dictionary, budget) if name not in _BINARY]
+    flate = [i for i, name in enumerate(filters) if name in _FLATE]
+    data: bytes | memoryview = body
+    for name in filters[: flate[0]] if flate else filters:
+        budget.spend(len(data))
+        data = _ascii_decode(name, bytes(data))
+    if not flate and not _looks_zlib(data):
+        return bytes(data[:size])
+    view = memoryview(data)
+    at = _after_space(view, 0) if flate else 0
+    inflater = zlib.decompressobj()
+    try:
+        rows = Unpredictor(parameters(dictionary), budget.slow)
+        out = inflater.decompress(view[at:], max(1, min(size + rows.step, budget.work)))
+        out = rows.feed(out) + (rows.pending if inflater.eof else b"")
+    except (zlib.error, Unpredictable) as exc:
+        raise Unreadable(f"a compressed stream does not decode: {exc}") from None
+    budget.spend(len(out) + len(view) - at - len(inflater.unconsumed_tail))
+    return out[:size]
 
 
 def _first(pattern: re.Pattern[bytes], data: bytes | memoryview) -> str | None:
@@ -192,7 +244,7 @@ def _open_action(window: bytes | memoryview, budget: _Budget, *, until: int | No
         if until is not None and match.start() >= until:
             break
         budget.open_actions -= 1
-        if budget.open_actions < 0 or not harmless(window[match.end() :], budget.data):
+        if budget.open_actions < 0 or not harmless(window[match.end() :], budget.data, budget.references):
             return "automatic_action"
     return None
 
