@@ -15,12 +15,30 @@ import threading
 from collections import deque
 from datetime import datetime, timedelta
 
-from server.errors import Conflict
+from server.errors import Conflict, ServerError
 
 #: Filings refused for their files a case may have in :data:`PERIOD` (a debtor who picks a wrong file a few times
 #: is far from it).
 MAX_REFUSED_PER_DAY = 20
 PERIOD = timedelta(hours=24)
+#: The refusals whose check cost the server work (a PDF's content scanned, a picture decoded or cleaned): only these
+#: count. A file too large, empty, of the wrong type or misnamed is refused from its first bytes.
+COSTLY = frozenset(
+    {
+        "refusal.proof_pdf_too_complex",
+        "refusal.proof_pdf_unreadable",
+        "refusal.proof_active_pdf",
+        "refusal.proof_broken_picture",
+        "refusal.proof_too_many_pixels",
+        "refusal.proof_uncleanable",
+    }
+)
+
+
+def costly(refusal: ServerError) -> bool:
+    """Whether ``refusal`` came from a check that costs work (:data:`COSTLY`; one saying nothing counts too)."""
+    said = getattr(refusal, "said", None)
+    return said is None or said.key in COSTLY
 
 
 class RefusedProofs:
@@ -47,7 +65,10 @@ class RefusedProofs:
             f"the next may be sent after {after:%Y-%m-%d %H:%M}Z"
         ).saying("refusal.too_many_refused_proofs", n=self.limit, after=after)
 
-    def charge(self, case_no: str, now: datetime) -> None:
-        """Count a filing of the case refused for its files at ``now``."""
+    def charge(self, case_no: str, now: datetime, refusal: ServerError | None = None) -> None:
+        """Count a filing of the case refused for its files at ``now`` — unless ``refusal``, the reason, is a cheap
+        one (:func:`costly`)."""
+        if refusal is not None and not costly(refusal):
+            return
         with self._lock:
             self._times.setdefault(case_no, deque(maxlen=self.limit)).append(now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.core.db import SessionFactory
+from server.errors import Conflict
 from server.removal.errors import ProofRefused
 from server.removal.pdf_content import MAX_STREAMS
 from server.removal.proofs import check_proof
-from server.removal.refusals import MAX_REFUSED_PER_DAY
+from server.removal.refusals import MAX_REFUSED_PER_DAY, RefusedProofs, costly
 from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A
 from tests.server.removal_world import RemovalWorld, build_pdf, make_world, proof
@@ -122,3 +124,20 @@ def test_filings_refused_for_their_files_count_and_then_the_case_is_turned_away(
     assert "因文件不合格被拒绝" in detail and "refused for their files" in detail, detail
     full_width = CASE_A.replace("(", "（").replace(")", "）")
     assert world.file(case_no=full_width).status_code == 409  # every spelling of the case is the case
+
+
+def test_only_refusals_of_the_checks_that_cost_work_are_charged() -> None:
+    """A file too large or of the wrong type is refused from its first bytes: it does not count (finding 4)."""
+    refusals, now = RefusedProofs(limit=1), datetime(2026, 12, 6, tzinfo=UTC)
+    for cheap in (b"", b"GIF89a not a proof", b"%PDF-1.5\n" + b"x" * 2048):
+        with pytest.raises(ProofRefused) as refusal:
+            check_proof(cheap, filename="a.pdf", declared_type="application/pdf", max_bytes=1024)
+        assert not costly(refusal.value)
+        refusals.charge(CASE_A, now, refusal.value)
+    refusals.check(CASE_A, now)  # nothing counted
+    with pytest.raises(ProofRefused) as refusal:
+        check_proof(keywords(MAX_STREAMS + 1), filename="a.pdf", declared_type="application/pdf", max_bytes=10 * MiB)
+    assert costly(refusal.value)
+    refusals.charge(CASE_A, now, refusal.value)
+    with pytest.raises(Conflict):
+        refusals.check(CASE_A, now)
