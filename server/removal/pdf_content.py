@@ -324,6 +324,11 @@ def _check_stream(dictionary: memoryview, body: memoryview, budget: _Budget) -> 
     return _scan_inflated(view, _after_space(view, 0) if flate else 0, wanted, budget, rows)
 
 
+def _tail(window: bytes) -> int:
+    """Where a key whose value is not in ``window`` may start: a little before its trailing white space."""
+    return max(0, len(window.rstrip(b"\x00\t\n\f\r ")) - MAX_VALUE - 2 * OVERLAP)
+
+
 def _after_space(data: memoryview, at: int) -> int:
     """Where the white space (and NULs) from ``at`` ends."""
     found = _SPACE.match(data, at)
@@ -380,7 +385,9 @@ def _scan_inflated(
                     return found
                 keep = min(until, max(0, len(window) - OVERLAP))
                 carry = window[keep:]
-                if not inflater.eof and (key := _DANGLING.search(window)) and key.start() < keep:
+                # a key kept from the last piece is at the window's start; any other is near its end
+                key = None if inflater.eof else _DANGLING.match(window) or _DANGLING.search(window, _tail(window))
+                if key is not None and key.start() < keep:
                     # a key whose value is in the next piece: read with it (long separators shortened to one)
                     far = len(window) - key.start() > MAX_SEPARATORS
                     carry = shortened(key) if far else window[key.start() :]

@@ -37,9 +37,11 @@ def unescape(name: bytes | memoryview) -> bytes:
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), bytes(name))
 
 
-#: White space and comments between a key and its value (each comment to its end of line; possessive: no
-#: backtracking, so a run of ``%`` or of spaces costs linear time).
-SEPARATORS = rb"(?:[\x00\t\n\f\r ]|%[^\r\n]*+)*+"
+#: White space and comments between a key and its value, each comment of at most :data:`MAX_COMMENT` bytes up to
+#: its end of line (possessive: no backtracking; bounded: a key inside a long comment line must not scan the line,
+#: or a line of ``/S %/S %…`` costs time quadratic in its length). A longer comment hides the value from this check.
+MAX_COMMENT = 64
+SEPARATORS = rb"(?:[\x00\t\n\f\r ]|%%[^\r\n]{0,%d}+(?=[\r\n]|\Z))*+" % MAX_COMMENT
 #: The keys whose value says what a dictionary does: an action's type and an annotation's (or XObject's).
 TYPE_KEYS = (b"S", b"Subtype")
 _REFERENCE = rb"\d{1,10}%s\d{1,5}%sR(?!%s)" % (SEPARATORS, SEPARATORS, REGULAR)
@@ -63,7 +65,9 @@ def active_finder(bare: Iterable[bytes], values: Iterable[bytes], keys: Iterable
         REGULAR,
     )
     key_part = rb"(%s)(?!%s)%s(?:<<|%s)" % (_alternatives(keys), REGULAR, SEPARATORS, _REFERENCE)
-    return re.compile(rb"/(?:%s|%s|%s)" % (bare_part, value_part, key_part))
+    # the first character's class first: at a ``/`` that starts none of them the engine stops at once
+    first = re.escape(bytes(sorted({n[0] for n in (*bare, *keys, *TYPE_KEYS)} | {ord("#")})))
+    return re.compile(rb"/(?=[%s])(?:%s|%s|%s)" % (first, bare_part, value_part, key_part))
 
 
 def dangling(keys: Iterable[bytes]) -> re.Pattern[bytes]:

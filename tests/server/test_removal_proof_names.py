@@ -80,7 +80,7 @@ def test_the_names_where_they_act_are_refused_however_spelt(obj: bytes) -> None:
     assert "the PDF contains" in refused(in_object_stream(b"<< /Type /Catalog >>", obj))
 
 
-@pytest.mark.parametrize("gap", [b" " * (CHUNK + 5000), b"%" + b"x" * (CHUNK + 5000) + b"\n", b"\n" * 100_000])
+@pytest.mark.parametrize("gap", [b" " * (CHUNK + 5000), b" %" + b"x" * 60 + b"\n ", b"\n" * 100_000])
 @pytest.mark.parametrize(("key", "value"), [(b"/Subtype", b"/Screen"), (b"/AA", b"<< /O 7 0 R >>")])
 def test_a_value_far_from_its_key_in_an_inflated_stream_is_found(gap: bytes, key: bytes, value: bytes) -> None:
     """The key in one piece of the inflated data, its value in a later one (the separators longer than a piece)."""
@@ -92,3 +92,8 @@ def test_a_value_far_from_its_key_in_an_inflated_stream_is_found(gap: bytes, key
 def test_a_comment_hides_the_value() -> None:
     """``/S %/Sound`` has no value in sight: the name is in a comment (a reader's reading)."""
     assert active_content(with_catalog(b"", b"<< /S %/Sound\n/GoTo /D [3 0 R /Fit] >>")) is None
+
+
+@pytest.mark.xfail(reason="a comment longer than MAX_COMMENT between a key and its value hides it (kept linear)")
+def test_a_long_comment_between_key_and_value_is_seen_through() -> None:
+    assert active_content(with_catalog(b"", b"<< /S %" + b"x" * 300 + b"\n/Sound >>")) is not None
