@@ -182,8 +182,8 @@ def file_with_proofs(
     store.refused.check(case_no, clock())  # refused files count (server.removal.refusals): checking is work
     try:
         proofs = [check(upload) for upload in uploads]
-    except ProofRefused:
-        store.refused.charge(case_no, clock())
+    except ProofRefused as exc:
+        store.refused.charge(case_no, clock(), exc)  # only refusals of the checks that cost work count
         raise
     written: list[CheckedProof] = []
     try:

@@ -141,3 +141,12 @@ def test_only_refusals_of_the_checks_that_cost_work_are_charged() -> None:
     refusals.charge(CASE_A, now, refusal.value)
     with pytest.raises(Conflict):
         refusals.check(CASE_A, now)
+
+
+def test_filings_refused_from_their_first_bytes_do_not_turn_the_case_away(world: RemovalWorld) -> None:
+    """A debtor who picks a wrong file (a GIF, an empty one) many times is refused each time, and never turned away:
+    only refusals of the checks that cost work count (server/removal/service.py charges with the reason)."""
+    for _ in range(MAX_REFUSED_PER_DAY + 1):
+        response = world.file(files=[proof("a.gif", b"GIF89a not a proof", "image/gif")])
+        assert response.status_code == 422, response.text
+    assert world.file().status_code == 201
