@@ -33,6 +33,7 @@ from server.removal.disarm import approve_request, resend_disarm, settle
 from server.removal.lifting import abort_request, confirm_lifted, lift_without_ack
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
+from server.removal.settler import settled_first
 
 router = APIRouter(prefix="/removal-requests", tags=["removal"], route_class=ValidatedRoute)
 
@@ -85,7 +86,9 @@ def resend(
     refused it (judge, clerk)."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_RESEND, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
-    _settled_first(session, context, request, now=now)  # every ack is in after all: kept, and the resend is a 409
+    settled_first(
+        session, request, now=now, published=lambda case_no: _published(context, case_no)
+    )  # every ack is in after all: kept, and the resend is a 409
     resend_disarm(
         session, actor=user, request=request, device_id=body.device_id, note=body.note, key=key, ttl=ttl, now=now
     )
@@ -100,7 +103,9 @@ def without_ack(
     their acknowledgement (judge); the request is disarmed once every other seal has acknowledged."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     now = utc_now()
-    _settled_first(session, context, request, now=now)  # an ack that came a moment ago counts: kept, and a 409
+    settled_first(
+        session, request, now=now, published=lambda case_no: _published(context, case_no)
+    )  # an ack that came a moment ago counts: kept, and a 409
     lift_without_ack(session, actor=user, request=request, device_ids=body.device_ids, reasons=body.reasons, now=now)
     return _committed(session, context, request, user, now=now)
 
@@ -155,17 +160,6 @@ def _committed(
 def _wake_dispatcher(context: ServerContext) -> None:
     if context.dispatcher is not None:
         context.dispatcher.wake()
-
-
-def _settled_first(session: Session, context: ServerContext, request: RemovalRequest, *, now: datetime) -> None:
-    """Settle ``request`` if every seal's ack is in after all: committed, and told to open pages at once (the act
-    that follows may be refused, and the settler then finds nothing to settle), the request locked again, as read
-    now, for that act."""
-    if settle(session, request_id=request.id, now=now):
-        case_no = request.case_no
-        session.commit()
-        _published(context, case_no)
-        session.refresh(request, with_for_update=True)
 
 
 def _published(context: ServerContext, case_no: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from server.core.base import utc_now
 from server.core.db import SessionFactory
@@ -83,3 +84,17 @@ class RemovalSettler:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._loop.stop(timeout)
+
+
+def settled_first(
+    session: Session, request: RemovalRequest, *, now: datetime, published: Callable[[str], None]
+) -> None:
+    """Before an act on ``request`` (a re-send, a lift without ack): settle it if every seal's ack is in after all —
+    committed, and told at once through ``published`` (its case number) to open pages, since the act that follows
+    may be refused and the settler then finds nothing to settle — and lock the request again, as read now, for the
+    act."""
+    if settle(session, request_id=request.id, now=now):
+        case_no = request.case_no
+        session.commit()
+        published(case_no)
+        session.refresh(request, with_for_update=True)

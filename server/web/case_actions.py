@@ -8,7 +8,7 @@ the case page."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
@@ -36,6 +36,7 @@ from server.removal.disarm import approve_request, resend_disarm, settle
 from server.removal.lifting import SealFound, abort_request, confirm_lifted, lift_without_ack
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
+from server.removal.settler import settled_first
 from server.removal.steps import get_request
 from server.seals.models import Case
 from server.web.case_parts import part_values, render_parts
@@ -145,17 +146,6 @@ def _decided(page: Page, session: Session, case: Case) -> Response:
     return _answer(page, session, case, "removal", [Change("removal", case_no=case.case_no)])
 
 
-def _settled_first(page: Page, session: Session, request: RemovalRequest, *, now: datetime) -> None:
-    """Settle ``request`` if every seal's ack is in after all: committed, and told to open pages at once (the act
-    that follows may be refused, and the settler then finds nothing to settle), the request locked again, as read
-    now, for that act."""
-    if settle(session, request_id=request.id, now=now):
-        case_no = request.case_no
-        session.commit()
-        page.context.live.publish([Change("removal", case_no=case_no)])
-        session.refresh(request, with_for_update=True)
-
-
 def _signing(page: Page) -> tuple[SigningKey, timedelta]:
     try:
         key = page.context.court_key.get()
@@ -215,7 +205,9 @@ def resend(
     case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_RESEND)
     key, ttl = _signing(page)
     now = utc_now()
-    _settled_first(page, session, request, now=now)  # every ack is in after all: kept, and the resend is a 409
+    settled_first(
+        session, request, now=now, published=lambda case_no: _removal_changed(page, case_no)
+    )  # every ack is in after all: kept, and the resend is a 409
     resend_disarm(
         session, actor=user, request=request, device_id=device_id or None, note=note, key=key, ttl=ttl, now=now
     )
@@ -237,7 +229,9 @@ def without_ack(
     user = _user(page)
     case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
     now = utc_now()
-    _settled_first(page, session, request, now=now)  # an ack that came a moment ago counts: kept, and a 409
+    settled_first(
+        session, request, now=now, published=lambda case_no: _removal_changed(page, case_no)
+    )  # an ack that came a moment ago counts: kept, and a 409
     lift_without_ack(session, actor=user, request=request, device_ids=device_ids, reasons=reasons, now=now)
     session.commit()
     return _decided(page, session, case)
@@ -287,3 +281,7 @@ def _found(choices: list[str]) -> dict[str, SealFound]:
             raise Invalid(f"seal {device_id!r} is said of twice").saying("refusal.found_twice", device=device_id)
         found[device_id] = SealFound(value)
     return found
+
+
+def _removal_changed(page: Page, case_no: str) -> None:
+    page.context.live.publish([Change("removal", case_no=case_no)])
