@@ -43,7 +43,17 @@ import zlib
 from collections.abc import Iterator
 
 from server.removal.pdf_actions import MAX_HEAD, MAX_VALUE, OPEN_ACTION, PAIRS, harmless, value_harmless, wanted_offsets
-from server.removal.pdf_names import REGULAR, active_finder, dangling, finder, found_name, shortened, spelling, unescape
+from server.removal.pdf_names import (
+    HIDDEN,
+    REGULAR,
+    active_finder,
+    dangling,
+    finder,
+    found_name,
+    shortened,
+    spelling,
+    unescape,
+)
 from server.removal.pdf_predictor import MAX_ROWS, MAX_SLOW_BYTES, Unpredictable, Unpredictor, parameters
 
 #: The names of active content, and what each brings (a key of the catalogue's ``[pdf_active]`` section): rare
@@ -83,7 +93,7 @@ KEY_NAMES = {
     b"EF": "embedded_file",
     b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
 }
-ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES
+ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES | {HIDDEN: "hidden_value"}
 #: What each is called in a refusal (zh, en), as in the catalogue.
 ACTIVE_WORDS = {
     "javascript": ("脚本", "JavaScript"),
@@ -97,6 +107,7 @@ ACTIVE_WORDS = {
     "multimedia": ("声音、视频或三维内容", "sound, video or 3D content"),
     "automatic_action": ("打开文件或页面时自动执行的动作", "an action run when the file or a page is opened"),
     "form_action": ("更改表单的动作", "an action changing a form"),
+    "hidden_value": ("被注释遮挡的动作或注释类型", "an action or annotation type hidden behind a comment"),
 }
 #: All of a file's streams inflate to at most this many bytes, plus :data:`INFLATION_RATIO` times the file's size
 #: (a scanned page's picture may inflate to tens of megabytes; a bomb inflates a thousandfold).
@@ -324,9 +335,16 @@ def _check_stream(dictionary: memoryview, body: memoryview, budget: _Budget) -> 
     return _scan_inflated(view, _after_space(view, 0) if flate else 0, wanted, budget, rows)
 
 
-def _tail(window: bytes) -> int:
-    """Where a key whose value is not in ``window`` may start: a little before its trailing white space."""
-    return max(0, len(window.rstrip(b"\x00\t\n\f\r ")) - MAX_VALUE - 2 * OVERLAP)
+def _dangling_key(window: bytes) -> re.Match[bytes] | None:
+    """A key whose value is not in ``window``: kept from the last piece, at the window's start, or near its end — a
+    little before its trailing white space, or anywhere if the window ends in a comment (a line with a ``%``: its
+    separators may be comments of any length; the search then walks each key's separators once, still linear)."""
+    trimmed = window.rstrip(b"\x00\t\n\f\r ")
+    tail = max(0, len(trimmed) - MAX_VALUE - 2 * OVERLAP)
+    key = _DANGLING.match(window) or _DANGLING.search(window, tail)
+    if key is None and trimmed.find(b"%", max(trimmed.rfind(b"\n"), trimmed.rfind(b"\r")) + 1) >= 0:
+        key = _DANGLING.search(window)
+    return key
 
 
 def _after_space(data: memoryview, at: int) -> int:
@@ -385,8 +403,7 @@ def _scan_inflated(
                     return found
                 keep = min(until, max(0, len(window) - OVERLAP))
                 carry = window[keep:]
-                # a key kept from the last piece is at the window's start; any other is near its end
-                key = None if inflater.eof else _DANGLING.match(window) or _DANGLING.search(window, _tail(window))
+                key = None if inflater.eof else _dangling_key(window)
                 if key is not None and key.start() < keep:
                     # a key whose value is in the next piece: read with it (long separators shortened to one)
                     far = len(window) - key.start() > MAX_SEPARATORS

@@ -80,7 +80,18 @@ def test_the_names_where_they_act_are_refused_however_spelt(obj: bytes) -> None:
     assert "the PDF contains" in refused(in_object_stream(b"<< /Type /Catalog >>", obj))
 
 
-@pytest.mark.parametrize("gap", [b" " * (CHUNK + 5000), b" %" + b"x" * 60 + b"\n ", b"\n" * 100_000])
+@pytest.mark.parametrize(
+    "gap",
+    [
+        b" " * (CHUNK + 5000),
+        b" %" + b"x" * 60 + b"\n ",
+        b"\n" * 100_000,
+        b" %" + b"x" * 300 + b"\n ",
+        b" " * (CHUNK - 40) + b"%" + b"x" * 300 + b"\n ",
+        b" " * (CHUNK - 40) + b"%" + b"x" * 60 + b"\n ",  # a comment cut by the piece's end: the key is far before it
+        b" " * (CHUNK - 20) + b"%" + b"x" * 30 + b"\r%" + b"x" * 50 + b"\n ",
+    ],
+)
 @pytest.mark.parametrize(("key", "value"), [(b"/Subtype", b"/Screen"), (b"/AA", b"<< /O 7 0 R >>")])
 def test_a_value_far_from_its_key_in_an_inflated_stream_is_found(gap: bytes, key: bytes, value: bytes) -> None:
     """The key in one piece of the inflated data, its value in a later one (the separators longer than a piece)."""
@@ -94,6 +105,20 @@ def test_a_comment_hides_the_value() -> None:
     assert active_content(with_catalog(b"", b"<< /S %/Sound\n/GoTo /D [3 0 R /Fit] >>")) is None
 
 
-@pytest.mark.xfail(reason="a comment longer than MAX_COMMENT between a key and its value hides it (kept linear)")
-def test_a_long_comment_between_key_and_value_is_seen_through() -> None:
-    assert active_content(with_catalog(b"", b"<< /S %" + b"x" * 300 + b"\n/Sound >>")) is not None
+@pytest.mark.parametrize("key", [b"/S", b"/Subtype", b"/AA", b"/EF", b"/S#75btype"])
+def test_a_comment_too_long_to_see_past_after_a_key_is_refused(key: bytes) -> None:
+    """No writer puts a comment between a key and its value; one longer than the check looks past would hide the
+    value (``/S %xxx…\n/Sound``): the file is refused for it, whatever the value."""
+    for value in (b"/Sound", b"/GoTo /D [3 0 R /Fit]", b"<< /O 7 0 R >>"):
+        pdf = with_catalog(b"", b"<< " + key + b" %" + b"x" * 300 + b"\n" + value + b" >>")
+        assert active_content(pdf) == "hidden_value"
+
+
+def test_a_long_comment_elsewhere_is_no_reason_to_refuse() -> None:
+    """After another key, or on a line of its own, a long comment hides nothing this check looks for."""
+    long = b"%" + b"x" * 300 + b"\n"
+    assert (
+        active_content(with_catalog(b"", long + b"<< /Type " + long + b"/Action /D [3 0 R /Fit] " + long + b">>"))
+        is None
+    )
+    assert active_content(with_catalog(b"", b"<< /S /GoTo /D [3 0 R /Fit] >> " + long)) is None
