@@ -15,15 +15,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import select
 
 from server.app import create_app
 from server.core.db import SessionFactory
-from server.removal import proof_metadata
 from server.removal.errors import ProofRefused
+from server.removal.models import RemovalProof
 from server.removal.proof_metadata import Uncleanable, without_metadata
-from server.removal.proofs import check_proof
+from server.removal.proofs import ProofStore, check_proof
 from tests.server.auth_helpers import make_settings
-from tests.server.removal_world import RemovalWorld, make_world, proof
+from tests.server.removal_world import RemovalWorld, make_world, picture_bytes, proof
 
 SAMPLES = {
     "SyntaxError": (
@@ -95,22 +96,30 @@ def test_a_jpeg_with_a_broken_exif_is_served_to_the_parties_without_it(world: Re
 
 
 def test_a_stored_picture_that_cannot_be_copied_is_refused_clearly(
-    world: RemovalWorld, monkeypatch: pytest.MonkeyPatch
+    world: RemovalWorld, database_url: str, tmp_path: Path
 ) -> None:
-    data = sample("SyntaxError")
-    request_id = world.filed(files=[proof("回单.jpg", data, "image/jpeg")])
-
-    def broken(data: bytes) -> bytes:
-        raise MemoryError("whatever Pillow raises")
-
-    monkeypatch.setattr(proof_metadata, "_redrawn", broken)
-    got = world.client.get(url(request_id, data), headers=world.as_("creditor"))
+    """A picture in the store that neither the walk nor Pillow can copy (one stored before today's upload check, or
+    by another server): the parties get a clear 409 in both languages, never a 500; the upload refuses such bytes."""
+    good = picture_bytes("JPEG")
+    request_id = world.filed(files=[proof("回单.jpg", good, "image/jpeg")])
+    uncopyable = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4  # a JPEG's start, then no picture
+    ProofStore(make_settings(database_url, tmp_path).proof_dir).put(
+        hashlib.sha256(uncopyable).hexdigest(), uncopyable, ".jpg"
+    )
+    with world.session_factory.begin() as session:
+        stored = session.scalars(select(RemovalProof).where(RemovalProof.request_id == request_id)).one()
+        stored.sha256, stored.size = hashlib.sha256(uncopyable).hexdigest(), len(uncopyable)
+    got = world.client.get(url(request_id, uncopyable), headers=world.as_("creditor"))
     assert got.status_code == 409, got.text
     detail = got.json()["detail"]
     assert "请向法院索取" in detail and "ask the court for it" in detail, detail
     assert detail.index("请向") < detail.index("ask the court")
-    with pytest.raises(ProofRefused, match="cannot be opened"):  # and at upload, it is refused
-        check_proof(data, filename="回单.jpg", declared_type="image/jpeg", max_bytes=1 << 20)
+    assert (
+        world.client.get(url(request_id, uncopyable) + "?original=true", headers=world.as_("judge")).content
+        == uncopyable
+    )
+    with pytest.raises(ProofRefused):  # and at upload, it is refused
+        check_proof(uncopyable, filename="回单.jpg", declared_type="image/jpeg", max_bytes=1 << 20)
 
 
 def test_what_the_check_accepts_the_cleaner_copies_or_says_uncleanable() -> None:
