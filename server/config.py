@@ -92,17 +92,17 @@ class MqttSettings(BaseModel):
         5.0,
         ge=0,
         le=1000,
-        description="When fewer than batch_size messages are waiting as a batch begins, the ingest waits this long "
-        "once before it stores them, so that a steady stream is stored in fewer, larger transactions (each costs "
-        "about a millisecond of CPU whatever its size). It adds at most this much to an event's time to its commit, "
-        "besides the wait for the batch before it. 0: store at once.",
+        description="When fewer than batch_size messages wait as a batch begins, the ingest waits this long once "
+        "(with the verifier process: takes the next batch no sooner than this after the last), so that a steady "
+        "stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever its size). "
+        "It adds at most this much to an event's time to its commit, besides the batch before it. 0: store at once.",
     )
     verifier_process: bool = Field(
         True,
-        description="Decode the events of a large batch and check their Ed25519 signatures partly in a process of "
-        "its own, while the ingest's thread does the rest (under a backlog: while it stores the batch before), on "
-        "another core and outside the ingest's interpreter lock. If that process fails, the ingest does it all "
-        "itself. false: all in the ingest's thread (a single-core machine).",
+        description="Decode the events and check their Ed25519 signatures in a process of its own: the next batch "
+        "while the ingest's thread stores the one before (a large batch in its turn: partly), on another core and "
+        "outside the ingest's interpreter lock. If that process fails, the ingest does it all itself. false: all "
+        "in the ingest's thread (a single-core machine).",
     )
     shared_group: OptionalName = Field(
         None,

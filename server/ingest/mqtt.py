@@ -41,14 +41,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from seal_protocol import MessageKind, subscription_all
 from server.commands.keys import CourtKey
 from server.config import MqttSettings
-from server.core.mqtt import (
-    RefusedLog,
-    TolerantClient,
-    broker_group,
-    client_name,
-    connect_in_background,
-    make_client,
-)
+from server.core.mqtt import RefusedLog, TolerantClient, broker_group, client_name, connect_in_background, make_client
 from server.core.progress import IngestProgress
 from server.errors import StorageUnavailable
 from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
@@ -58,7 +51,6 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome
-from server.ingest.verifier import CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -265,24 +257,27 @@ class MqttIngest:
 
     def _run_worker(self) -> None:
         ahead: tuple[list[Received], Opening | None, list[Received]] | None = None  # next batch (events opened)
+        taken_at = 0.0  # when the batch in hand was taken (monotonic)
         while not self._stopping.is_set():
             if ahead is None:
                 batch, marks = self._split(self._next_batch())
                 if not batch and not marks:
                     continue
-                opening = None
+                opening, taken_at = None, time.monotonic()
             else:
                 (batch, opening, marks), ahead = ahead, None
-            backlog = self._queue.qsize() >= min(self.settings.batch_size, 2 * CHUNK)
-            if batch and backlog and self.ingestor.verifier.shares():
-                # A backlog (two chunks or more wait behind this batch): the verifier process opens the next batch
-                # while this one is stored. It takes one batch at a time: this one's answers are collected first.
+            self.ingestor.verifier.expect(len(batch))
+            if batch and self.ingestor.verifier.shares():
+                # Pipelined: the verifier process opens the next batch while this one is stored, one batch at a time
+                # (this one's answers first); the next is taken a linger after this one, or when a batch's worth waits.
                 if opening is None:
                     opening = self.ingestor.opening([item.message for item in batch])
                 if opening is not None:
                     opening.collect()
                 if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
+                    self._linger_until(taken_at + self.settings.batch_linger_ms / 1000)
                     following, later = self._split(self._take(self.settings.batch_size))
+                    taken_at = time.monotonic()
                     opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
                     ahead = following, opened, later  # (only markers: nothing to open)
             if (not batch or self._store_and_ack(batch, opening)) and marks:
@@ -300,6 +295,12 @@ class MqttIngest:
             # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
             self._stopping.wait(linger)
         return [first, *self._take(self.settings.batch_size - 1)]
+
+    def _linger_until(self, moment: float) -> None:
+        """Wait until ``moment`` (monotonic) unless a batch's worth of messages is waiting, or the ingest stops."""
+        wait = moment - time.monotonic()
+        if wait > 0 and self._queue.qsize() < self.settings.batch_size:
+            self._stopping.wait(wait)
 
     def _take(self, most: int) -> list[Received]:
         """Up to ``most`` messages that are waiting, without waiting."""

@@ -6,7 +6,8 @@ ingest's thread hands the events of a batch whose seal's key it knows, a chunk a
 (:mod:`server.ingest.verifier_process`) that decodes each and checks its signature (:func:`open_event`); it opens
 every other chunk, and the last few, itself meanwhile, then collects the answers: this work runs beside the ingest's
 thread instead of in it, on another core, and outside this process's interpreter lock. A batch opened ahead of its
-turn (under a backlog, while the ingest stores the batch before) goes to the process whole.
+turn (the next batch, while the ingest stores the one before: :class:`~server.ingest.mqtt.MqttIngest`) goes to the
+process whole. The process is started by the first batch of :data:`START_AT` messages.
 
 The answers are what :func:`open_event` gives here, in the order the events were added: the envelope, the bytes its
 signature covers and the signature's problem, or the decoding's refusal. The process is this very code in a process
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 #: Events sent to the verifier process at a time (≈ 40 KB; their answers ≈ 80 KB): the first chunk starts being
 #: opened after this many are added.
 CHUNK = 64
+#: A batch of this many messages starts the verifier process (a quiet court, one event at a time, never does).
+START_AT = 16
 #: After the verifier process failed, the ingest opens every event itself for this long before starting another.
 RESTART_AFTER_S = 30.0
 #: Chunks sent and not yet collected, at most: beyond, the oldest one's answers are collected before more is sent.
@@ -81,6 +84,9 @@ class Verifier:
         """Whether a batch's events would now be opened partly elsewhere (else opening one ahead gains nothing)."""
         return False
 
+    def expect(self, events: int) -> None:
+        """A batch of ``events`` messages is in hand (a verifier process is started if that is worth it)."""
+
     def close(self) -> None:
         pass
 
@@ -121,6 +127,19 @@ class ProcessVerifier(Verifier):
     def shares(self) -> bool:
         """A process is ready (one starting, or none after a failure, opens nothing)."""
         return not self._closed and self._connection is not None and self._ready
+
+    def expect(self, events: int) -> None:
+        """From a batch of :data:`START_AT` messages on (a steady stream, a burst), a process is started if none
+        runs (not for a while after a failure); while it starts, batches are opened here, each asking whether it is
+        ready yet."""
+        if self._closed or self._in_hand > 0 or (self._connection is not None and self._ready):
+            return
+        if self._connection is None:
+            if events < START_AT:
+                return
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self.restart_after_s:
+                return
+        self.connected()
 
     def connected(self) -> Pipe | None:
         """The pipe to the verifier process once it is ready; None while it starts (it is started now if none
@@ -234,8 +253,8 @@ class ProcessVerifier(Verifier):
 
 
 class _SharedChecks(Checks):
-    """A batch's events, a chunk at a time: to the verifier process (started with the first full chunk: a batch in
-    its turn smaller than a chunk, as at a low rate, is opened here and starts nothing), or opened here meanwhile —
+    """A batch's events, a chunk at a time: to the verifier process (started with the first full chunk, if no batch
+    of :data:`START_AT` did: a batch in its turn smaller than a chunk is opened here), or opened here meanwhile —
     every other chunk, and the last, smaller one — so that both sides work at once. Opened ahead (``ahead``), every
     chunk goes to the process: the ingest's thread is busy storing the batch before."""
 

@@ -42,18 +42,9 @@ import re
 import zlib
 from collections.abc import Iterator
 
+from server.removal import pdf_names
 from server.removal.pdf_actions import MAX_HEAD, MAX_VALUE, OPEN_ACTION, PAIRS, harmless, value_harmless, wanted_offsets
-from server.removal.pdf_names import (
-    HIDDEN,
-    REGULAR,
-    active_finder,
-    dangling,
-    finder,
-    found_name,
-    shortened,
-    spelling,
-    unescape,
-)
+from server.removal.pdf_names import REGULAR, active_finder, dangling, finder, found_name, shortened, spelling, unescape
 from server.removal.pdf_predictor import MAX_ROWS, MAX_SLOW_BYTES, Unpredictable, Unpredictor, parameters
 
 #: The names of active content, and what each brings (a key of the catalogue's ``[pdf_active]`` section): rare
@@ -93,7 +84,7 @@ KEY_NAMES = {
     b"EF": "embedded_file",
     b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
 }
-ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES | {HIDDEN: "hidden_value"}
+ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES | {pdf_names.HIDDEN: "hidden_value"}
 #: What each is called in a refusal (zh, en), as in the catalogue.
 ACTIVE_WORDS = {
     "javascript": ("脚本", "JavaScript"),
@@ -335,18 +326,6 @@ def _check_stream(dictionary: memoryview, body: memoryview, budget: _Budget) -> 
     return _scan_inflated(view, _after_space(view, 0) if flate else 0, wanted, budget, rows)
 
 
-def _dangling_key(window: bytes) -> re.Match[bytes] | None:
-    """A key whose value is not in ``window``: kept from the last piece, at the window's start, or near its end — a
-    little before its trailing white space, or anywhere if the window ends in a comment (a line with a ``%``: its
-    separators may be comments of any length; the search then walks each key's separators once, still linear)."""
-    trimmed = window.rstrip(b"\x00\t\n\f\r ")
-    tail = max(0, len(trimmed) - MAX_VALUE - 2 * OVERLAP)
-    key = _DANGLING.match(window) or _DANGLING.search(window, tail)
-    if key is None and trimmed.find(b"%", max(trimmed.rfind(b"\n"), trimmed.rfind(b"\r")) + 1) >= 0:
-        key = _DANGLING.search(window)
-    return key
-
-
 def _after_space(data: memoryview, at: int) -> int:
     """Where the white space (and NULs) from ``at`` ends."""
     found = _SPACE.match(data, at)
@@ -403,7 +382,7 @@ def _scan_inflated(
                     return found
                 keep = min(until, max(0, len(window) - OVERLAP))
                 carry = window[keep:]
-                key = None if inflater.eof else _dangling_key(window)
+                key = None if inflater.eof else pdf_names.dangling_key(_DANGLING, window, MAX_VALUE + 2 * OVERLAP)
                 if key is not None and key.start() < keep:
                     # a key whose value is in the next piece: read with it (long separators shortened to one)
                     far = len(window) - key.start() > MAX_SEPARATORS

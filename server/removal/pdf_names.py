@@ -89,6 +89,18 @@ def dangling(keys: Iterable[bytes]) -> re.Pattern[bytes]:
     return re.compile(rb"(%s)(%s)(%s)\Z" % (keys_part, SEPARATORS, value))
 
 
+def dangling_key(pattern: re.Pattern[bytes], window: bytes, margin: int) -> re.Match[bytes] | None:
+    """A key of :func:`dangling` ``pattern`` whose value is not in ``window``: kept from the last piece, at the
+    window's start, or near its end — ``margin`` before its trailing white space, or anywhere if the window ends in a
+    comment (a line with a ``%``: its separators may be comments of any length; the search then walks each key's
+    separators once, still linear)."""
+    trimmed = window.rstrip(b"\x00\t\n\f\r ")
+    key = pattern.match(window) or pattern.search(window, max(0, len(trimmed) - margin))
+    if key is None and trimmed.find(b"%", max(trimmed.rfind(b"\n"), trimmed.rfind(b"\r")) + 1) >= 0:
+        key = pattern.search(window)
+    return key
+
+
 def shortened(key: re.Match[bytes]) -> bytes:
     """What a match of :func:`dangling` reads as to a reader, its separators shortened to one (a comment left open if
     they end in one): the key, a space or an open comment, the start of its value."""
