@@ -166,8 +166,8 @@ class SealAgent:
         if timer is not None:
             timer.join(5.0)
         self._speaker.stop()  # a warning under way ends now, so its warning_result is recorded before we return
-        with self._lock:  # a warning a cool-down deferred will not play: its intrusion's warning_result says so
-            self._settle_deferred(WarningStart("stopped"))
+        with self._lock:  # a warning a cool-down deferred never started: no warning_result (none is true to sign)
+            self._deferred = None
         self._respond.stop()
         self._speaker.stop()  # and one a pending confirmation started meanwhile
 
