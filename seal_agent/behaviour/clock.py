@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from seal_agent.interfaces import CLOCK_UNKNOWN, Clock, ClockState, ClockSync
-from seal_protocol import EventType, utc_now_ms
+from seal_agent.journal.timeline import Anchor
+from seal_protocol import utc_now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +39,20 @@ _READING_TRIES = 3
 
 class ClockWatch:
     """Tells what the seal knows of its wall clock: its sync state for the heartbeat and ``agent_started``, and each
-    step of it against the monotonic clock, recorded as ``clock_stepped`` (call :meth:`check` on the timer thread).
+    step of it against the monotonic clock, recorded as ``clock_stepped``.
 
-    ``record(type, payload)`` commits an event (the recorder's ``record_or_hold``: a step is never dropped).
+    It is the recorder's :class:`~seal_agent.journal.timeline.Timeline` (``EventRecorder.follow_clock``): every event
+    taking its place in the chain reads the clocks through :meth:`place`, which compares them with the last reading,
+    and the seal's timer calls ``EventRecorder.check_clock`` about once a second. A step is put in line at once, before
+    the event that saw it, so every ``ts`` is in the clock the chain says is in force at its place.
     """
 
-    def __init__(
-        self, clock: Clock, state: ClockState | None, record: Callable[[EventType, Mapping[str, Any]], object]
-    ) -> None:
+    def __init__(self, clock: Clock, state: ClockState | None) -> None:
         self._clock = clock
         self._state = state
-        self._record = record
         self._last = self._reading() or (clock.monotonic(), clock.now())
 
-    def _reading(self) -> tuple[float, datetime] | None:
+    def _reading(self) -> Anchor | None:
         """(monotonic, wall) read together: the wall clock read between two monotonic readings at most
         :data:`TIGHT_READING_S` apart, paired with their midpoint; None if no such reading came in a few tries."""
         for _ in range(_READING_TRIES):
@@ -59,6 +60,9 @@ class ClockWatch:
             if second - first <= TIGHT_READING_S:
                 return (first + second) / 2, wall
         return None
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
 
     def sync(self) -> ClockSync:
         return CLOCK_UNKNOWN if self._state is None else self._state.sync()
@@ -68,28 +72,30 @@ class ClockWatch:
         return {"clock": self.sync().payload()}
 
     def started(self) -> dict[str, Any]:
-        """The agent starts: take the clocks' reading the next :meth:`check` compares with; the fields
+        """The agent starts: take the clocks' reading the next :meth:`place` compares with; the fields
         ``agent_started`` signs, ``clock`` and ``boot_id`` (``null`` if unknown)."""
         self._last = self._reading() or self._last
         return {**self.heartbeat_fields(), "boot_id": None if self._state is None else self._state.boot_id}
 
-    def check(self) -> None:
-        """Compare the wall clock with the monotonic clock since the last check; on a step past
-        :data:`STEP_THRESHOLD_S`, record ``clock_stepped`` (``step_ms`` positive: forward)."""
+    def place(self) -> tuple[Anchor, dict[str, Any] | None]:
+        """The clocks now, for an event taking its place in the chain (under the recorder's lock), compared with the
+        last reading: on a step past :data:`STEP_THRESHOLD_S`, also the payload of its ``clock_stepped`` (``step_ms``
+        positive: forward), which goes in line first. A reading held up at every try is none: the last reading's clock
+        stays in force (the monotonic time since told in it), and the next one compares over the longer span."""
         reading = self._reading()
-        if reading is None:  # held up at every try: compared at the next check, over the longer span
-            return
+        if reading is None:
+            return self._last, None
         (mono, wall), (last_mono, last_wall) = reading, self._last
         self._last = reading
         expected = last_wall + timedelta(seconds=mono - last_mono)  # the wall time had the clock not been stepped
         step = wall - expected
         if abs(step.total_seconds()) <= STEP_THRESHOLD_S:
-            return
+            return reading, None
         step_ms = round(step / timedelta(milliseconds=1))
         synced = self.sync()
         logger.warning("the wall clock stepped by %+d ms (synced: %s)", step_ms, synced.synced)
         payload = {"step_ms": step_ms, "before": utc_now_ms(expected), "after": utc_now_ms(wall)}
-        self._record(EventType.CLOCK_STEPPED, {**payload, "synced": synced.synced})
+        return reading, {**payload, "synced": synced.synced}
 
 
 def ignore() -> None:

@@ -1,7 +1,9 @@
 """The warning of an intrusion that began within the cool-down: its event says ``deferred_cooldown`` (no warning yet,
 one is due when the cool-down ends if the presence goes on), and a ``warning_result`` naming that event's ``seq``
 says later what became of it: the warning's outcome (``played``, ``failed``, ``stopped``; ``busy`` if another was
-playing), or no warning at all (``suppressed_cooldown``: the presence ended first; ``suppressed_disarmed``).
+playing), or no warning at all (``suppressed_cooldown``: the presence ended first; ``suppressed_disarmed``). A seal
+that stops before either sends none: no warning was started, so none was cut short (``stopped``), and what did not
+happen is not signed as something that did.
 
 Two things must be known before that ``warning_result`` can be recorded, in either order: the ``seq`` of the
 intrusion's event (committed on the trigger worker) and the decision (taken on the seal's timer or sensor thread).

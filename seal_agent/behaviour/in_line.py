@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Protocol
 
 from seal_agent.errors import EventLost, OutboxError
@@ -41,7 +40,7 @@ class EventLine(Protocol):
         type: EventType,
         payload: Mapping[str, Any] | None = None,
         *,
-        at: datetime | None = None,
+        at: float | None = None,
         late: LateFields | None = None,
     ) -> Turn: ...
 
@@ -182,9 +181,10 @@ class TriggerLine:
         else:
             self._jobs.put(job)
 
-    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: datetime, then: Then) -> Turn:
-        """Commit the event or put it in line (returns its turn at once), and run ``then`` on the committer once it
-        is committed, after the ``then`` of the events before it (also if waiting for it failed: with None)."""
+    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: float, then: Then) -> Turn:
+        """Commit the event that happened at ``at`` (monotonic) or put it in line (returns its turn at once), and run
+        ``then`` on the committer once it is committed, after the ``then`` of the events before it (also if waiting for
+        it failed: with None)."""
         turn = self._line.record_in_line(type, payload, at=at)
 
         def committed() -> None:

@@ -6,9 +6,10 @@ A reading that agrees with the belief is remembered with its monotonic time. A l
 at two readings at least ``settle_s`` apart means an edge was lost: :meth:`LevelCheck.missed` returns it as
 :class:`Caught`, whose :meth:`Caught.payload` the event then signs: ``detected_by: "level_check"`` and
 ``not_before``, the time of the last reading of the level before (the edge came after it and before the event's
-``ts``, when it was caught). That time is told in the wall clock of the catch, as the event's ``ts`` is: the wall
-time then, less the monotonic time since the reading (:class:`~seal_agent.behaviour.clock.ClockWatch`'s rule), so a
-wall clock stepped in between (a ``clock_stepped`` before the event) never puts ``not_before`` after ``ts``.
+``ts``, when it was caught). That time is kept on the monotonic clock (a
+:class:`~seal_agent.journal.timeline.Moment`) and told in the wall clock of the event's own ``ts``, as the recorder
+stamps it at the event's place in the chain, so a wall clock stepped in between (a ``clock_stepped`` before the
+event) never puts ``not_before`` after ``ts``, nor moves one without the other.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from seal_agent.interfaces import Clock
-from seal_protocol import utc_now_ms
+from seal_agent.journal.timeline import Moment
 
 #: How often the timer compares the sensors' levels with what their edges said (a missed edge is caught).
 RECONCILE_S = 1.0
@@ -29,16 +29,16 @@ RECONCILE_S = 1.0
 @dataclass(frozen=True, slots=True)
 class Caught:
     """An edge the level check caught: the level the sensor went to, and the time of the last reading of the level it
-    left, in the wall clock of the catch (``None`` if it was never read so)."""
+    left, on the monotonic clock (``None`` if it was never read so)."""
 
     active: bool
-    not_before: datetime | None
+    not_before: float | None
 
     def payload(self) -> dict[str, Any]:
         """The fields the edge's event signs: how it was detected, and the earliest the edge can have been."""
         return {
             "detected_by": "level_check",
-            "not_before": None if self.not_before is None else utc_now_ms(self.not_before),
+            "not_before": None if self.not_before is None else Moment(self.not_before),
         }
 
 
@@ -76,9 +76,4 @@ class LevelCheck:
                 return None
             self._mismatch_since = None
             last = self._last[not active]
-        return Caught(active, None if last is None else self._wall_of(last))
-
-    def _wall_of(self, seen: float) -> datetime:
-        """The monotonic time ``seen`` (past) in the wall clock as it reads now; never after now."""
-        mono, wall = self._clock.monotonic(), self._clock.now()
-        return wall - timedelta(seconds=max(0.0, mono - seen))
+        return Caught(active, last)

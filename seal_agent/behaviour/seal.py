@@ -85,9 +85,9 @@ class SealAgent:
         self._camera = camera
         self._tamper = tamper
         self._clock = clock or SystemClock()
-        self._clock_watch = ClockWatch(self._clock, clock_state, recorder.record_or_hold)  # None: signed unknown
+        self._clock_watch = ClockWatch(self._clock, clock_state)  # clock_state None: signed unknown
         self._respond = TriggerResponder(
-            speaker=speaker, line=recorder, camera=camera, camera_policy=camera_policy, now=self._clock.now
+            speaker=speaker, line=recorder, camera=camera, camera_policy=camera_policy, monotonic=self._clock.monotonic
         )
         # A camera configured but unusable (``camera_unavailable``: why) is signed as such, never as "none".
         self._camera_reason = camera_unavailable if camera is None else None
@@ -122,6 +122,7 @@ class SealAgent:
         self._started_at = self._clock.monotonic()
         self._next_heartbeat = self._started_at + self.heartbeat_s
         clock = self._clock_watch.started()  # its clock's sync state and the kernel's boot id
+        self._recorder.follow_clock(self._clock_watch)  # each event is stamped in the clock in force at its seq
         self._respond.start()
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
@@ -165,8 +166,8 @@ class SealAgent:
         if timer is not None:
             timer.join(5.0)
         self._speaker.stop()  # a warning under way ends now, so its warning_result is recorded before we return
-        with self._lock:  # a warning a cool-down deferred will not play: its intrusion's warning_result says so
-            self._settle_deferred(WarningStart("stopped"))
+        with self._lock:  # a warning a cool-down deferred never started: no warning_result (none is true to sign)
+            self._deferred = None
         self._respond.stop()
         self._speaker.stop()  # and one a pending confirmation started meanwhile
 
@@ -271,10 +272,9 @@ class SealAgent:
                     "armed": self._armed,
                     "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
                     **self._respond.speaker_health.payload(),
-                    **self._clock_watch.heartbeat_fields(),
                     **(extra or {}),
                 },
-                late=self._counts,
+                late=lambda: {**self._counts(), **self._clock_watch.heartbeat_fields()},  # clock: of its ts
             )
 
     def _counts(self) -> dict[str, int]:
@@ -290,7 +290,7 @@ class SealAgent:
     def _motion_started(self, caught: Caught | None = None) -> None:
         """A presence began: at its edge, or ``caught`` by the level check (then stamped when caught, saying so)."""
         # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
-        now, wall = self._clock.monotonic(), self._clock.now()
+        now = self._clock.monotonic()
         self._motion_level.saw(True)
         with self._lock:
             if self._present:
@@ -308,7 +308,6 @@ class SealAgent:
                 while_armed=self._while_armed,
                 on_recorded=self._intrusion_recorded,
                 deferred=deferred,
-                wall=wall,
                 **({} if caught is None else caught.payload()),
             )
 
@@ -339,7 +338,7 @@ class SealAgent:
 
     def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
         """The lid opened (its edge, or ``caught`` by the level check): warn unless disarmed; the event follows."""
-        now, wall = self._clock.monotonic(), self._clock.now()  # before the lock, as an edge's
+        now = self._clock.monotonic()  # before the lock, as an edge's
         self._tamper_level.saw(True)
         with self._lock:
             if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
@@ -347,7 +346,7 @@ class SealAgent:
                 return
             self._lid_open = True
             detected = {} if caught is None else caught.payload()
-            self._respond.tamper(now, armed=self._armed, at_start=at_start, wall=wall, **detected)
+            self._respond.tamper(now, armed=self._armed, at_start=at_start, **detected)
 
     def _tamper_closed(self, caught: Caught | None = None) -> None:
         self._tamper_level.saw(False)
@@ -367,7 +366,7 @@ class SealAgent:
             self._wake.clear()
 
     def _tick(self) -> None:
-        guarded("clock watch", self._clock_watch.check)  # a step is recorded before what this tick records
+        guarded("clock watch", self._recorder.check_clock)  # a step is recorded now, if no event saw it first
         now = self._clock.monotonic()
         self._catch_missed_edges(now)
         with self._lock:

@@ -4,7 +4,6 @@ its event (its ``seq``, or its place in the recorder's line) and of a pending co
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 
 from seal_agent.behaviour.held_snapshots import TriggerSeq, trigger_seq_of
 from seal_agent.behaviour.warning_outcome import WarningStart
@@ -12,13 +11,13 @@ from seal_agent.journal.recorder import Turn
 
 
 class Trigger:
-    """One trigger: its kind and the time of its edge (``at`` on the monotonic clock the camera's windows use, ``ts``
-    the wall time its event is signed with); its event's seq once committed; a pending confirmation's outcome."""
+    """One trigger: its kind and the time of its edge (``at``, on the monotonic clock the camera's windows use; its
+    event's ``ts`` tells it in the wall clock in force at its place in the chain); its event's seq once committed; a
+    pending confirmation's outcome."""
 
-    def __init__(self, kind: str, at: float, ts: datetime) -> None:
+    def __init__(self, kind: str, at: float) -> None:
         self.kind = kind
         self.at = at
-        self.ts = ts
         self.seq: int | None = None
         self.outcome: str | None = None  # the warning decided by a confirmation, if one was pending
         self.start: WarningStart | None = None  # the warning that confirmation started

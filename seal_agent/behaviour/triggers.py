@@ -26,18 +26,21 @@ waits for the camera before the event is committed:
    ``warning_result`` event with what each language's clip really did, once the warning is over (see
    :mod:`seal_agent.behaviour.warning_outcome`).
 
-A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts; for an
-edge the level check caught, when caught, and the event signs ``detected_by``/``not_before``), not when committed:
-capture, a slow commit or triggers retried on a full disk delay the commit, never the ``ts``. Its ``seq`` follows the
-commit order. An event the outbox refuses (a full disk) is evidence: held in the recorder's line, in memory, and
-committed with that time (a follow-up event: its first attempt's) once the disk has room — by the next event anyone
-records, which commits the held ones first (an ``armed``/``disarmed``, a heartbeat, a command's answer never
-overtakes it), or by the retries of the thread waiting for it; only a stop gives up waiting (the recorder's close
-then tries it once more, or logs it whole), and what the trigger owes (``snapshot_taken``, ``warning_result``) is
-put in line behind it, naming its ``seq`` as that close commits it. An event that can never be recorded (the outbox
-refuses it for a reason of its own, e.g. ``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder
-commits a signed ``event_lost`` in its place, and its trigger's follow-ups go on without its ``seq``. It imports no
-hardware library: speaker, camera and the recorder are its arguments.
+A trigger's event is signed with the time of its edge (taken on the edge's thread, before the warning starts, on the
+monotonic clock; for an edge the level check caught, when caught, and the event signs ``detected_by``/``not_before``),
+not when committed: capture, a slow commit or triggers retried on a full disk delay the commit, never the ``ts``. That
+moment is told in the wall clock in force at the event's place in the chain, read as it takes its place in the
+recorder's line (:mod:`seal_agent.journal.recorder`): an edge before a step of the wall clock whose event comes after
+the ``clock_stepped`` is told in the new clock, as the events around it are. Its ``seq`` follows the commit order. An
+event the outbox refuses (a full disk) is evidence: held in the recorder's line, in memory, and committed with that time
+(a follow-up event: its first attempt's) once the disk has room — by the next event anyone records, which commits the
+held ones first (an ``armed``/``disarmed``, a heartbeat, a command's answer never overtakes it), or by the retries of
+the thread waiting for it; only a stop gives up waiting (the recorder's close then tries it once more, or logs it
+whole), and what the trigger owes (``snapshot_taken``, ``warning_result``) is put in line behind it, naming its ``seq``
+as that close commits it. An event that can never be recorded (the outbox refuses it for a reason of its own, e.g.
+``SQLITE_TOOBIG``, or it cannot be built) is not tried again: the recorder commits a signed ``event_lost`` in its place,
+and its trigger's follow-ups go on without its ``seq``. It imports no hardware library: speaker, camera and the recorder
+are its arguments.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN, DeferredWarning
@@ -98,11 +100,10 @@ class TriggerResponder:
         line: EventLine,
         camera: EvidenceCamera | None = None,
         camera_policy: CameraPolicy | None = None,
-        now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._speaker = speaker
-        self._now = now or (lambda: datetime.now(UTC))
-        self.speaker_health = SpeakerHealth(self._now)
+        self.speaker_health = SpeakerHealth(monotonic)
         self._line = line
         self._queue = TriggerLine(line)
         self._camera = camera
@@ -198,12 +199,11 @@ class TriggerResponder:
         wanted: bool,
         on_not_seen: Callable[[], None],
         while_armed: WhileArmed,
-        wall: datetime,
         on_recorded: OnRecorded | None = None,
         deferred: DeferredWarning | None = None,
         **detected: Any,
     ) -> None:
-        """A presence began at ``now`` (``wall``: then, by the wall clock); ``wanted``: the policy asked for a warning.
+        """A presence began at ``now`` (monotonic); ``wanted``: the policy asked for a warning.
 
         ``on_not_seen`` is called (on the confirmation thread) if the camera's verdict suppressed the wanted warning,
         so the seal can cancel the repeats it scheduled; a pending confirmation starts its warning through
@@ -211,7 +211,7 @@ class TriggerResponder:
         with the committed event (not by a stop that found a hook hung); ``deferred`` learns its seq, also if it is
         left in line at the stop; ``detected`` are signed too (an edge the level check caught, and when).
         """
-        trigger = Trigger("intrusion", now, wall)
+        trigger = Trigger("intrusion", now)
         verdict: str | None = None
         start: WarningStart | None = None
         if wanted and self._camera is not None and self._policy.require_motion_confirmation:
@@ -256,9 +256,9 @@ class TriggerResponder:
 
         self._queue.submit(commit)
 
-    def tamper(self, now: float, *, armed: bool, at_start: bool, wall: datetime, **detected: Any) -> None:
-        """The enclosure was opened at ``now`` (``wall``): warn unless disarmed (a disarmed seal is being removed)."""
-        trigger = Trigger("tamper", now, wall)
+    def tamper(self, now: float, *, armed: bool, at_start: bool, **detected: Any) -> None:
+        """The enclosure was opened at ``now`` (monotonic): warn unless disarmed (a disarmed seal is being removed)."""
+        trigger = Trigger("tamper", now)
         start = self.play_warning() if armed else WarningStart("suppressed_disarmed")
         trigger.decided.set()
 
@@ -309,7 +309,7 @@ class TriggerResponder:
                     then(seq, stored)
 
         try:
-            trigger.turn = self._queue.commit(type, payload, at=trigger.ts, then=committed)
+            trigger.turn = self._queue.commit(type, payload, at=trigger.at, then=committed)
         except Exception:
             if evidence is not None:  # no seq will come: the follow-up goes on without it
                 self._follow(trigger, evidence)
@@ -378,7 +378,7 @@ class TriggerResponder:
         """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
         line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`); ``late``
         fields are read when it is committed."""
-        return self._queue.waiter.settled(self._line.record_in_line(type, payload, at=self._now(), late=late))
+        return self._queue.waiter.settled(self._line.record_in_line(type, payload, late=late))
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

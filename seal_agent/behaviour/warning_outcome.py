@@ -23,11 +23,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from seal_agent.interfaces import WarningPlayback
-from seal_protocol import utc_now_ms
+from seal_agent.journal.timeline import Moment
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +69,8 @@ class SpeakerHealth:
     """The outcome of the last warning that ended (``untested`` before the first) and the last failure, for the
     heartbeat. Thread-safe: playbacks end on the speaker's thread."""
 
-    def __init__(self, now: Callable[[], datetime]) -> None:
-        self._now = now
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._state = "untested"
         self._failure: dict[str, Any] | None = None
@@ -84,7 +83,8 @@ class SpeakerHealth:
 
     def payload(self) -> dict[str, Any]:
         """``speaker`` (``untested`` | ``ok`` | ``failed``) and ``speaker_failure`` (null or
-        ``{"language", "reason", "ts"}``)."""
+        ``{"language", "reason", "ts"}``, ``ts`` a :class:`~seal_agent.journal.timeline.Moment`: the recorder tells
+        it in the clock of the heartbeat's own ``ts``, also when the clock stepped since the failure)."""
         with self._lock:
             return {"speaker": self._state, "speaker_failure": None if self._failure is None else dict(self._failure)}
 
@@ -100,4 +100,4 @@ class SpeakerHealth:
     def _failed(self, language: str | None, reason: str) -> None:
         with self._lock:
             self._state = "failed"
-            self._failure = {"language": language, "reason": reason, "ts": utc_now_ms(self._now())}
+            self._failure = {"language": language, "reason": reason, "ts": Moment(self._monotonic())}

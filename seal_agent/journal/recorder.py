@@ -15,6 +15,15 @@ their order, or waits behind them; none is dropped and none is overtaken. :meth:
 one for a thread that must not wait; :meth:`EventRecorder.record_in_line` holds it and gives its turn to a caller who
 needs the committed event later (the trigger responder: its seq for the follow-ups); :meth:`EventRecorder.record` is
 refused at once (its caller, an arm or a heartbeat, is not carried out then) but still commits the held ones first.
+
+Each event's ``ts`` is in the wall clock the chain says is in force at its place: an event is stamped when it takes
+its place in the line (under the same lock that orders the line), as the moment it happened (a trigger's edge, on the
+monotonic clock) told in the wall clock read then; the clock's :class:`Timeline` (the seal's
+:class:`~seal_agent.behaviour.clock.ClockWatch`) compares that reading with its last one, and a step of the wall
+clock since is put in line first, as ``clock_stepped``. So no event stamped by the old clock follows a
+``clock_stepped``, and none stamped by the new one comes before it (an edge before the step, built after it, is told
+in the new clock; held on a full disk, an event keeps the stamp of its place). :class:`Moment` values in a payload
+(``not_before``) are told in the clock of the event's ``ts``.
 """
 
 from __future__ import annotations
@@ -23,12 +32,13 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from seal_agent.errors import EventLost, EventRefused, OutboxError
 from seal_agent.interfaces import Clock
 from seal_agent.journal.outbox import Outbox, StoredEvent
+from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
 from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
 from seal_protocol.signing import SigningKey, sign_envelope
 
@@ -49,15 +59,23 @@ class Turn:
     ``event_lost`` stands in its place: :class:`~seal_agent.errors.EventLost`), given up at the stop
     (:class:`~seal_agent.errors.OutboxError`, logged CRITICAL), or held until the outbox takes it. Thread-safe."""
 
-    def __init__(self, type: EventType, body: dict[str, Any], at: datetime, late: LateFields | None = None) -> None:
+    def __init__(
+        self, type: EventType, body: Mapping[str, Any], moment: float, anchor: Anchor, late: LateFields | None = None
+    ) -> None:
         self.type = type
-        self.body = body
-        self.at = at
+        self._anchor = anchor  # the clocks when it took its place in the line: its ts is told in that wall clock
+        self.at = self.wall_of(moment)
+        self.body: dict[str, Any] = told(dict(body), self.wall_of)
         self.late = late
         self._cond = threading.Condition()
         self._stored: StoredEvent | None = None
         self._error: Exception | None = None
         self._interrupted = False
+
+    def wall_of(self, mono: float) -> datetime:
+        """The monotonic time ``mono`` in the wall clock in force at this event's place in the chain."""
+        anchor_mono, anchor_wall = self._anchor
+        return anchor_wall - timedelta(seconds=anchor_mono - mono)
 
     @property
     def settled(self) -> bool:
@@ -113,7 +131,7 @@ class EventRecorder:
         self.case_no = case_no
         self._key = signing_key
         self._outbox = outbox
-        self._clock = clock
+        self._timeline: Timeline = LiveClock(clock)
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
         self._order = threading.Lock()  # held events are committed before any later one, in their order
@@ -140,33 +158,55 @@ class EventRecorder:
         type: EventType,
         payload: Mapping[str, Any] | None = None,
         *,
-        at: datetime | None = None,
+        at: float | None = None,
         late: LateFields | None = None,
     ) -> Turn:
-        """Commit one event with the time ``at`` it happened (default now), or, if the outbox refuses it for now (a
-        full disk), hold it in line: it is committed, with that time, before any later event, by whoever records
-        next (or :meth:`retry_held`). Its :class:`Turn` tells when it is settled and how. Never raises an
+        """Commit one event that happened at ``at`` (monotonic; default now), or, if the outbox refuses it for now (a
+        full disk), hold it in line: it is committed, with the ``ts`` of its place, before any later event, by whoever
+        records next (or :meth:`retry_held`). Its :class:`Turn` tells when it is settled and how. Never raises an
         OutboxError, nor an EventLost (its ``event_lost`` is committed; the turn says so)."""
-        turn = Turn(type, dict(payload or {}), at or self._clock.now(), late)
-        with self._notifying():
-            try:
-                with self._order:  # held in the same turn as its try: no later event is committed in between
-                    try:
-                        turn._settle(self._record_in_order(turn))
-                    except OutboxError as exc:
-                        if self._closed:  # nobody will try it again: its only record is this line
-                            logger.critical(
-                                "%s of %s not committed after stopping (%s): %s", type.value, turn.at, exc, turn.body
-                            )
-                            turn._settle(error=exc)
-                            return turn
-                        self._held.append(turn)
-                        raise
-            except OutboxError:
-                logger.exception("%s not committed; held in line until the outbox takes events again", type.value)
-            except EventLost as lost:  # logged, and its event_lost committed in its place
-                turn._settle(error=lost)
+        moment = self._timeline.monotonic() if at is None else at
+        with self._notifying(), self._order:  # placed and tried in one turn: no later event is committed in between
+            turn = Turn(type, payload or {}, moment, self._place(), late)
+            self._line(turn)
         return turn
+
+    def follow_clock(self, timeline: Timeline) -> None:
+        """Stamp the events from now on with ``timeline`` (the seal's clock watch), which tells the steps of the wall
+        clock (recorded as ``clock_stepped`` at their place in the line)."""
+        with self._order:
+            self._timeline = timeline
+
+    def check_clock(self) -> None:
+        """Put a ``clock_stepped`` in line now if the wall clock stepped since the last event or check (the seal's
+        timer, about once a second)."""
+        with self._notifying(), self._order:
+            self._place()
+
+    def _place(self) -> Anchor:
+        """The clocks an event taking its place in the line now is stamped with, a step of the wall clock since the
+        last reading put in line first (``_order`` held)."""
+        anchor, stepped = self._timeline.place()
+        if stepped is not None:
+            self._line(Turn(EventType.CLOCK_STEPPED, stepped, anchor[0], anchor))
+        return anchor
+
+    def _line(self, turn: Turn) -> None:
+        """Commit the held events and ``turn``, or hold it in line (``_order`` held); never raises an OutboxError nor
+        an EventLost (the turn says so)."""
+        try:
+            turn._settle(self._record_in_order(turn))
+        except OutboxError as exc:
+            if self._closed:  # nobody will try it again: its only record is this line
+                logger.critical(
+                    "%s of %s not committed after stopping (%s): %s", turn.type.value, turn.at, exc, turn.body
+                )
+                turn._settle(error=exc)
+                return
+            self._held.append(turn)
+            logger.exception("%s not committed; held in line until the outbox takes events again", turn.type.value)
+        except EventLost as lost:  # logged, and its event_lost committed in its place
+            turn._settle(error=lost)
 
     def retry_held(self) -> None:
         """Commit the held events now, in order (a waiter's retry); raises OutboxError if the outbox still refuses
@@ -205,22 +245,23 @@ class EventRecorder:
         payload: Mapping[str, Any] | None = None,
         *,
         settings: Mapping[str, str] | None = None,
-        at: datetime | None = None,
+        at: float | None = None,
         late: LateFields | None = None,
     ) -> StoredEvent:
         """Commit one event, after the held ones; ``settings`` are stored in the same transaction. Returns the
         stored bytes.
 
-        ``at`` is the event's time (default: now). ``late`` gives fields read just before this event is committed,
-        once the held events ahead of it are: counts such as its ``outbox_depth`` then include them.
+        ``at`` is when it happened, on the monotonic clock (default: now). ``late`` gives fields read just before this
+        event is committed, once the held events ahead of it are: counts such as its ``outbox_depth`` then include
+        them.
 
         Raises :class:`~seal_agent.errors.OutboxError` if the event cannot be committed now (a full disk: it is not
         held; try again), :class:`~seal_agent.errors.EventLost` if it never can be (its ``event_lost`` was
         committed instead, without ``settings``).
         """
-        turn = Turn(type, dict(payload or {}), at or self._clock.now(), late)
+        moment = self._timeline.monotonic() if at is None else at
         with self._notifying(), self._order:
-            return self._record_in_order(turn, settings)
+            return self._record_in_order(Turn(type, payload or {}, moment, self._place(), late), settings)
 
     @contextlib.contextmanager
     def _notifying(self) -> Iterator[None]:
@@ -235,7 +276,7 @@ class EventRecorder:
     def _record_in_order(self, turn: Turn, settings: Mapping[str, str] | None = None) -> StoredEvent:
         """The held events, then this one (``_order`` held)."""
         self._commit_held()  # raises OutboxError while the outbox still refuses them: this one waits too
-        return self._commit_or_replace(turn.type, turn.body, turn.at, settings, turn.late)
+        return self._commit_or_replace(turn, settings)
 
     def _commit_held(self) -> None:
         """Commit the held events in their order, settling each turn (``_order`` held); OutboxError if the outbox
@@ -243,24 +284,19 @@ class EventRecorder:
         while self._held:
             turn = self._held[0]
             try:
-                stored = self._commit_or_replace(turn.type, turn.body, turn.at, None, turn.late)
+                stored = self._commit_or_replace(turn, None)
             except EventLost as lost:  # its event_lost stands in its place
                 turn._settle(error=lost)
             else:
                 turn._settle(stored)
             self._held.pop(0)
 
-    def _commit_or_replace(
-        self,
-        type: EventType,
-        body: dict[str, Any],
-        now: datetime,
-        settings: Mapping[str, str] | None,
-        late: LateFields | None = None,
-    ) -> StoredEvent:
-        """Commit the event, or, if it can never be, an ``event_lost`` in its place (then raise EventLost)."""
-        if late is not None:  # read now: the held events ahead of this one are committed
-            body = {**body, **late()}
+    def _commit_or_replace(self, turn: Turn, settings: Mapping[str, str] | None) -> StoredEvent:
+        """Commit the event, or, if it can never be, an ``event_lost`` in its place (then raise EventLost): both
+        stamped in the clock in force at its place."""
+        type, body, now = turn.type, turn.body, turn.at
+        if turn.late is not None:  # read now: the held events ahead of this one are committed
+            body = {**body, **told(turn.late(), turn.wall_of)}
         try:
             return self._commit(type, body, now, settings)
         except OutboxError:
@@ -281,7 +317,7 @@ class EventRecorder:
         if type in (EventType.COMMAND_ACK, EventType.COMMAND_REJECTED):  # which command the lost answer was to
             lost |= {key: body[key] for key in ("command_id", "action") if isinstance(body.get(key), int | str)}
         try:
-            marker = self._commit(EventType.EVENT_LOST, lost, self._clock.now(), None)
+            marker = self._commit(EventType.EVENT_LOST, lost, turn.wall_of(self._timeline.monotonic()), None)
         except OutboxError:
             raise  # a passing condition after all: the event is kept, and tried again
         except Exception as exc:

@@ -247,15 +247,16 @@ class _HeldUpClock:
 
 def test_a_reader_held_up_between_the_two_clocks_is_no_step() -> None:
     """It signed +3000 ms, then -3000 ms at the next check (a hostile review)."""
-    clock, events = _HeldUpClock(), []
-    watch = ClockWatch(clock, None, lambda type, payload: events.append((type, payload)))
+    clock = _HeldUpClock()
+    watch = ClockWatch(clock, None)
     watch.started()
+    steps = []
     for pause in (0.0, 3.0, 0.0, 0.0):
         clock.t += 1
         clock.pause = pause
-        watch.check()
-    assert events == []
+        steps.append(watch.place()[1])
+    assert steps == [None] * 4
     clock.base += timedelta(hours=1)  # a real step is still seen
     clock.t += 1
-    watch.check()
-    assert [payload["step_ms"] for _type, payload in events] == [3_600_000]
+    _anchor, stepped = watch.place()
+    assert stepped is not None and stepped["step_ms"] == 3_600_000

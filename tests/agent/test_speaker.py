@@ -4,9 +4,9 @@ as a warning "stopped" or "played"; a clip the device stopped taking is ``failed
 
 from __future__ import annotations
 
+import time
 import wave
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,7 @@ def test_a_warning_the_sound_device_stops_taking_mid_play_failed(
     conf = tmp_path / "alsa-full.conf"
     conf.write_text('pcm.!default { type file; slave.pcm { type null }; file "/dev/full"; format "raw" }\n')
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
-    health = SpeakerHealth(lambda: datetime.now(UTC))
+    health = SpeakerHealth(time.monotonic)
     speaker = WarningSpeaker([DEFAULT_SOUNDS_DIR / "warning_zh.wav", DEFAULT_SOUNDS_DIR / "warning_en.wav"])
     playback = speaker.play_warning()
     assert playback is not None

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -65,7 +64,7 @@ def test_a_clip_the_device_drops_at_80_percent_is_failed_not_played(fifo_device:
 
     threading.Thread(target=speaker_that_dies, daemon=True).start()
     speaker = WarningSpeaker([ZH], languages=["zh"])
-    health = SpeakerHealth(lambda: datetime.now(UTC))
+    health = SpeakerHealth(time.monotonic)
     playback = speaker.play_warning()
     assert playback is not None
     health.watch(WarningStart("started", playback))
@@ -84,7 +83,7 @@ def test_a_stalled_device_fails_the_clip_and_the_next_warning_opens_it_afresh(
     reason), not ``busy``, and the stuck clip's process is killed (none is left behind)."""
     monkeypatch.setattr(speaker_module, "STALL_MARGIN_S", 1.0)
     speaker = WarningSpeaker([ZH, EN], languages=["zh", "en"])
-    health = SpeakerHealth(lambda: datetime.now(UTC))
+    health = SpeakerHealth(time.monotonic)
     for attempt in range(3):
         playback = speaker.play_warning()
         assert playback is not None, f"warning {attempt + 1} was refused as busy"
