@@ -143,7 +143,9 @@ def _steps(
         range_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
     def chains() -> None:
-        event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
+        lines = state.get("events", [])
+        received = event_checks.received_times(bundle, lines)
+        event_checks.check_chains(checks["hash_chains"], lines, state.get("seals", {}), received)
         found = log_checks.bundle_format(bundle.get("manifest.json"))
         refused_checks.check_quarantine(checks["hash_chains"], bundle, found, set(state.get("seals", {})))
 
