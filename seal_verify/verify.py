@@ -80,7 +80,10 @@ def verify_bundle(
     _nothing_checked(checks, state)
     verdict.facts = {key: shown_fact(value) for key, value in state.get("facts", {}).items()}
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
-    verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
+    verdict.unproven = state.get("unproven") or ""
+    # a kept checkpoint given but not compared (no proof at hand) leaves the bundle unanchored whatever else anchors
+    # it: exit 3 with what to fetch, not 0 with the comparison asked for silently left out
+    verdict.anchored = (pinned_ok or checks["known_checkpoint"].status is Status.OK) and not verdict.unproven
     return verdict
 
 
@@ -187,7 +190,7 @@ def _steps(
         except ValueError as exc:
             checks["known_checkpoint"].fail(str(exc))
             return
-        anchors.check_known(
+        state["unproven"] = anchors.check_known(
             checks["known_checkpoint"],
             note,
             state.get("key"),
