@@ -40,57 +40,70 @@ def check_known(
     checkpoint: Checkpoint | None,
     bundled: dict[int, dict[str, Any]],
     given: Sequence[dict[str, Any]],
-) -> None:
-    """The kept checkpoint is signed by the log's key, and it and the bundle's are of one append-only log."""
+) -> str | None:
+    """The kept checkpoint is signed by the log's key, and it and the bundle's are of one append-only log. If no
+    consistency proof between the two is at hand (the bundle keeps those from earlier exports' checkpoints and each
+    day's last; a checkpoint fetched from ``GET /api/log/checkpoint`` is mostly neither), nothing is proved either
+    way: the check is absent and this returns what to fetch — the bundle is then not anchored, not failed."""
     if key is None or checkpoint is None:
         check.fail("no log key or checkpoint in the bundle to compare with")
-        return
+        return None
     try:  # a note kept on Windows may have CRLF line ends: the signed bytes are its LF lines
         known = open_checkpoint(known_note.replace(b"\r\n", b"\n"), key)
     except NoteError as exc:
         check.fail(f"the kept checkpoint: {exc}")
-        return
+        return None
     check.summary = (
         f"kept size {known.size}, bundle size {checkpoint.size} / 保存的检查点 {known.size}，证据包 {checkpoint.size}"
     )
     if known.origin != checkpoint.origin:
         check.fail(f"the kept checkpoint is of log {shown(known.origin)}, not {shown(checkpoint.origin)}")
-        return
+        return None
     old, new = (known, checkpoint) if known.size <= checkpoint.size else (checkpoint, known)
     if old.size == new.size:
         if old.root != new.root:
             check.fail("the kept checkpoint has the same size but another root: the log was rewritten / 日志被改写")
-        return
+        return None
     proofs = [p["hashes"] for p in given if (p["old_size"], p["new_size"]) == (old.size, new.size)]
     line = bundled.get(old.size) if new is checkpoint else None
     if line is not None:
         if line["root"] != old.root:
             check.fail("the bundle's proof starts from another root than the kept checkpoint's: the log was rewritten")
-            return
+            return None
         proofs.append([base64.b64decode(h) for h in line["hashes"]])
     if not proofs:
-        check.fail(_no_proof(known, checkpoint))
-        return
+        hint = _no_proof(known, checkpoint)
+        check.absent(f"not compared: no consistency proof from size {old.size} to {new.size} / 未比对：缺少一致性证明")
+        check.note(hint)
+        return hint
     problems = []
     for hashes in proofs:
         try:
             merkle.verify_consistency(old.size, new.size, old.root, new.root, hashes)
-            return
+            return None
         except ProofError as exc:
             problems.append(str(exc))
     check.fail(f"no consistency proof from size {old.size} to {new.size} verifies: {'; '.join(problems)}")
+    return None
 
 
 def _no_proof(known: Checkpoint, checkpoint: Checkpoint) -> str:
+    """Why the kept checkpoint could not be compared, and how to fetch the proof that compares it."""
+    old, new = sorted((known.size, checkpoint.size))
     if known.size > checkpoint.size:
-        return (
-            f"the kept checkpoint ({known.size} leaves) is larger than the bundle's ({checkpoint.size}): leaves were "
-            "removed from the log, or this bundle is older — give --consistency-proof from the server's log / "
-            "保存的检查点比证据包的大：日志可能被删减"
+        why = (
+            f"the kept checkpoint ({known.size} leaves) is larger than the bundle's ({checkpoint.size}): this bundle "
+            "is older, or leaves were removed from the log"
         )
+        zh = "保存的检查点比证据包的大：证据包较早，或日志被删减"
+    else:
+        why = f"the bundle holds no consistency proof from the kept checkpoint's size {old} to its {new}"
+        zh = "证据包中没有从保存的检查点出发的一致性证明"
     return (
-        f"no consistency proof from size {known.size} to {checkpoint.size} in the bundle: give --consistency-proof / "
-        "证据包中没有从保存的检查点出发的一致性证明"
+        f"{why}. Fetch it from the court's server (public, no login): GET /api/log/consistency?old={old}&new={new}, "
+        "save the answer to a file and verify again with --consistency-proof FILE / "
+        f"{zh}。请从法院服务器获取（公开，无需登录）：GET /api/log/consistency?old={old}&new={new}，"
+        "保存为文件后用 --consistency-proof 文件 再次核验"
     )
 
 

@@ -46,6 +46,7 @@ _DESCRIPTOR = b"PK\x07\x08"
 #: names (bit 11). Encryption (bits 0, 6, 13) and the rest are refused.
 _FLAGS = 0x0006 | 0x0008 | 0x0800
 _ZIP64_FIELD = 0x0001
+_ZIP64_LOCAL = struct.Struct("<HHQQ")  # a local header's ZIP64 block: its ID, length, the size, the compressed size
 _MAX_VERSION = 63  # zip 6.3, as zipfile's MAX_EXTRACT_VERSION
 
 
@@ -140,6 +141,11 @@ def member_problem(info: zipfile.ZipInfo) -> str | None:
         return f"{name} is compressed with method {info.compress_type}; a bundle is deflated"
     if info.flag_bits & ~_FLAGS or info.extract_version > _MAX_VERSION:
         return f"{name} is encrypted or of a zip feature a bundle has not (flags {info.flag_bits:#06x})"
+    if info.flag_bits & 0x08 and info.compress_type == zipfile.ZIP_STORED:
+        return (
+            f"{name} is stored with its sizes after its data (a data descriptor): a reader going by local headers "
+            "cannot tell where it ends; a bundle has no such member"
+        )
     kinds = _extra_kinds(info.extra)
     if kinds is None or set(kinds) - {_ZIP64_FIELD}:
         return (
@@ -191,7 +197,7 @@ def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -
         data_at = info.header_offset + _LOCAL.size + head[10] + head[11]
         expected = data_at + info.compress_size
         if info.flag_bits & 0x08:
-            expected += _descriptor_length(fp, expected, info)
+            expected += _descriptor_length(fp, expected, info, wide=bool(extra))
         if _local_agrees(head, name, extra, info):
             placed.append(Placed(info, data_at))
         else:
@@ -202,31 +208,42 @@ def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -
 
 
 def _local_agrees(head: tuple[bytes | int, ...], name: bytes, extra: bytes, info: zipfile.ZipInfo) -> bool:
+    """Whether a reader going by the local header finds what the directory entry says: its flags, method, time, name
+    and CRC and sizes (:func:`_local_sizes`)."""
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-    sizes = (head[7], head[8], head[9]) if not info.flag_bits & 0x08 else (info.CRC, -1, -1)
-    kinds = _extra_kinds(extra)
     return (
         head[0] == _LOCAL_SIGNATURE
         and (head[3], head[4], head[5], head[6]) == (info.flag_bits, info.compress_type, *_dos_time(info))
-        and sizes[0] == info.CRC
-        and sizes[1] in (-1, info.compress_size, 0xFFFFFFFF)
-        and sizes[2] in (-1, info.file_size, 0xFFFFFFFF)
         and name == info.orig_filename.encode(encoding)
-        and kinds is not None
-        and not set(kinds) - {_ZIP64_FIELD}
+        and _local_sizes(head, extra, info)
     )
 
 
-def _descriptor_length(fp: IO[bytes], at: int, info: zipfile.ZipInfo) -> int:
-    """The length of the data descriptor at ``at`` (with or without its signature); 0 if it does not repeat the
-    directory entry's CRC and sizes (then the bytes after the member are reported as belonging to none)."""
+def _local_sizes(head: tuple[bytes | int, ...], extra: bytes, info: zipfile.ZipInfo) -> bool:
+    """The local CRC and sizes are the directory entry's (all 0 if a data descriptor follows the data, as APPNOTE
+    4.4.4 says), either in the header itself with no extra field, or with both sizes 0xFFFFFFFF and exactly one
+    ZIP64 block of the two sizes after it (4.5.3) — never another value a streaming reader would go by instead."""
+    later = bool(info.flag_bits & 0x08)
+    crc, packed, size = (0, 0, 0) if later else (info.CRC, info.compress_size, info.file_size)
+    if not extra:
+        return (head[7], head[8], head[9]) == (crc, packed, size)
+    return (head[7], head[8], head[9]) == (crc, 0xFFFFFFFF, 0xFFFFFFFF) and extra == _ZIP64_LOCAL.pack(
+        _ZIP64_FIELD, _ZIP64_LOCAL.size - 4, size, packed
+    )
+
+
+def _descriptor_length(fp: IO[bytes], at: int, info: zipfile.ZipInfo, *, wide: bool) -> int:
+    """The length of the data descriptor at ``at`` (with or without its signature; of 8-byte sizes if ``wide``: the
+    local header had a ZIP64 block); 0 if it does not repeat the directory entry's CRC and sizes (then the bytes
+    after the member are reported as belonging to none)."""
+    fields = struct.Struct("<LQQ" if wide else "<3L")
     fp.seek(at)
-    raw = fp.read(16)
+    raw = fp.read(4 + fields.size)
     signed = raw[:4] == _DESCRIPTOR
-    fields = raw[4:16] if signed else raw[:12]
-    if len(fields) != 12 or struct.unpack("<3L", fields) != (info.CRC, info.compress_size, info.file_size):
+    body = raw[4:] if signed else raw[: fields.size]
+    if len(body) != fields.size or fields.unpack(body) != (info.CRC, info.compress_size, info.file_size):
         return 0
-    return 16 if signed else 12
+    return fields.size + (4 if signed else 0)
 
 
 def _dos_time(info: zipfile.ZipInfo) -> tuple[int, int]:

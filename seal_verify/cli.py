@@ -6,7 +6,8 @@
 Exit status: 0 every check holds and the log key is anchored (``--log-key``, or a kept checkpoint that verifies with
 it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file given as an option cannot be read, or
 holds more than 1 MiB; a ``--log-key`` that is no verifier key); 3 every check holds but the log key is not
-anchored: the bundle is only self-consistent, which anyone can forge.
+anchored: the bundle is only self-consistent, which anyone can forge — or a ``--known-checkpoint`` was given and no
+consistency proof compares it with the bundle's (the verdict says which to fetch, ``GET /api/log/consistency``).
 """
 
 from __future__ import annotations

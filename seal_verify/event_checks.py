@@ -148,7 +148,11 @@ def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
     check.summary = f"case {cut(case_no)} / 案号 {cut(case_no)}"
 
 
-def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
+def check_chains(
+    check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]], received: dict[int, datetime]
+) -> None:
+    """Each seal's hash chain; ``received``: when the server received each event line (:func:`received_times`),
+    so that a gap is excused by an unbinding between the two events by either clock."""
     by_device: dict[str, dict[int, EventLine]] = defaultdict(dict)
     for line in events:
         if line.envelope is None:
@@ -160,11 +164,17 @@ def check_chains(check: Check, events: list[EventLine], seals: dict[str, dict[st
             continue
         chain[line.envelope.seq] = line
     for device_id, chain in sorted(by_device.items()):
-        _check_chain(check, device_id, chain, _unbindings(seals.get(device_id, {})))
+        _check_chain(check, device_id, chain, _unbindings(seals.get(device_id, {})), received)
     check.summary = f"{len(by_device)} seal chain(s) / {len(by_device)} 条封条哈希链"
 
 
-def _check_chain(check: Check, device_id: str, chain: dict[int, EventLine], unbindings: list[datetime]) -> None:
+def _check_chain(
+    check: Check,
+    device_id: str,
+    chain: dict[int, EventLine],
+    unbindings: list[datetime],
+    received: dict[int, datetime],
+) -> None:
     seqs = sorted(chain)
     first = chain[seqs[0]].envelope
     assert first is not None
@@ -178,7 +188,7 @@ def _check_chain(check: Check, device_id: str, chain: dict[int, EventLine], unbi
         if after != before + 1:
             gap = f"{device_id}: seqs {before + 1}–{after - 1} missing" if after > before + 2 else None
             gap = gap or f"{device_id}: seq {before + 1} missing"
-            if _unbound_between(chain[before], chain[after], unbindings):
+            if _unbound_between(chain[before], chain[after], unbindings, received):
                 check.note(gap + " (the seal was bound to another case meanwhile)")
             else:
                 check.fail(gap)
@@ -198,11 +208,43 @@ def _unbindings(seal: dict[str, Any]) -> list[datetime]:
     return sorted(m for m in moments if m is not None)
 
 
-def _unbound_between(before: EventLine, after: EventLine, unbindings: list[datetime]) -> bool:
-    """Whether the seal was unbound from this case between the two events (by their ts)."""
+def _unbound_between(
+    before: EventLine, after: EventLine, unbindings: list[datetime], received: dict[int, datetime]
+) -> bool:
+    """Whether the seal was unbound from this case between the two events. ``unbound_at`` is of the server's clock,
+    an event's ``ts`` of the seal's, which may be off by any amount (``clock_stepped``): the window runs from the
+    earlier of the first event's ``ts`` and ``received_at`` (the server's clock) to the later of the second's, so
+    either clock being right places the unbinding in it."""
     assert before.envelope is not None and after.envelope is not None
-    at = bisect.bisect_left(unbindings, before.envelope.occurred_at)
-    return at < len(unbindings) and unbindings[at] <= after.envelope.occurred_at
+    start, end = before.envelope.occurred_at, after.envelope.occurred_at
+    start = min(start, received.get(before.number, start))
+    end = max(end, received.get(after.number, end))
+    at = bisect.bisect_left(unbindings, start)
+    return at < len(unbindings) and unbindings[at] <= end
+
+
+def received_times(bundle: Bundle, events: list[EventLine]) -> dict[int, datetime]:
+    """When the server received each event line, by line number: its ``events-meta.jsonl`` line's ``received_at``,
+    of those meta lines that are about their event line and name a time (``event_meta`` fails the others)."""
+    try:
+        metas = object_lines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+    except ValueError:
+        return {}
+    found: dict[int, datetime] = {}
+    for line, meta in zip(events, metas, strict=False):
+        env, at = line.envelope, moment(meta.get("received_at"))
+        if env is not None and at is not None and _about(meta, env):
+            found[line.number] = at
+    return found
+
+
+def _about(meta: dict[str, Any], env: Envelope) -> bool:
+    """Whether the meta line names the event ``env``."""
+    return (meta.get("device_id"), _strict(meta.get("seq")), meta.get("event_id")) == (
+        env.device_id,
+        env.seq,
+        str(env.event_id),
+    )
 
 
 def _strict(value: Any) -> Any:
@@ -239,11 +281,7 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
         if moment(meta.get("received_at")) is None:
             check.fail(f"events-meta.jsonl line {line.number}: received_at {shown(meta.get('received_at'))} is no time")
         env = line.envelope
-        if env is not None and (meta.get("device_id"), _strict(meta.get("seq")), meta.get("event_id")) != (
-            env.device_id,
-            env.seq,
-            str(env.event_id),
-        ):
+        if env is not None and not _about(meta, env):
             check.fail(f"events-meta.jsonl line {line.number} is not about event line {line.number}")
         if index <= last:
             check.fail(f"event line {line.number}: leaf index {index} is not after {last} (reordered or twice)")

@@ -37,6 +37,13 @@ UNANCHORED = (
     "checked against a kept checkpoint: anyone can make such a bundle with a key of their own. Compare the key with "
     "the one the court publishes and verify again with --log-key.",
 )
+#: The verdict's last lines when every check holds but the kept checkpoint given could not be compared with the
+#: bundle's (no consistency proof at hand); the hint follows.
+UNPROVEN = (
+    "结论：证据包自身一致，但尚未与您保存的检查点比对（缺少一致性证明），因此未经核对。",
+    "Verdict: NOT ANCHORED — the bundle is self-consistent, but it could not yet be compared with the checkpoint you "
+    "kept: no consistency proof between the two is at hand.",
+)
 
 #: Unicode categories of characters that drive a terminal or reorder what it shows (controls, format characters such
 #: as U+202E RIGHT-TO-LEFT OVERRIDE, line and paragraph separators), and lone surrogates (no UTF-8 can be written of
@@ -152,6 +159,8 @@ class BundleVerdict:
     checks: list[Check]
     facts: dict[str, Any] = field(default_factory=dict)
     anchored: bool = False
+    #: A kept checkpoint was given but no consistency proof to compare it with: what to fetch. Not anchored then.
+    unproven: str = ""
 
     @property
     def ok(self) -> bool:
@@ -175,6 +184,7 @@ class BundleVerdict:
             "trusted": self.trusted,  # what seal-verify exits 0 for: ok and anchored
             "ok": self.ok,
             "anchored": self.anchored,
+            "unproven": self.unproven,
             "facts": self.facts,
             "checks": [check.as_json() for check in self.checks],
         }
@@ -196,6 +206,8 @@ class BundleVerdict:
                     lines.append(f"    {label} … {more} more / 另有 {more} 条")
         if self.trusted:
             lines.append("结论：全部检查通过。 Verdict: every check holds.")
+        elif self.ok and self.unproven:
+            lines += [*UNPROVEN, self.unproven]
         elif self.ok:
             lines += UNANCHORED
         else:

@@ -80,7 +80,10 @@ def verify_bundle(
     _nothing_checked(checks, state)
     verdict.facts = {key: shown_fact(value) for key, value in state.get("facts", {}).items()}
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
-    verdict.anchored = pinned_ok or checks["known_checkpoint"].status is Status.OK
+    verdict.unproven = state.get("unproven") or ""
+    # a kept checkpoint given but not compared (no proof at hand) leaves the bundle unanchored whatever else anchors
+    # it: exit 3 with what to fetch, not 0 with the comparison asked for silently left out
+    verdict.anchored = (pinned_ok or checks["known_checkpoint"].status is Status.OK) and not verdict.unproven
     return verdict
 
 
@@ -143,7 +146,9 @@ def _steps(
         range_checks.check_range(checks["event_case"], state.get("events", []), (state.get("manifest") or {}))
 
     def chains() -> None:
-        event_checks.check_chains(checks["hash_chains"], state.get("events", []), state.get("seals", {}))
+        lines = state.get("events", [])
+        received = event_checks.received_times(bundle, lines)
+        event_checks.check_chains(checks["hash_chains"], lines, state.get("seals", {}), received)
         found = log_checks.bundle_format(bundle.get("manifest.json"))
         refused_checks.check_quarantine(checks["hash_chains"], bundle, found, set(state.get("seals", {})))
 
@@ -185,7 +190,7 @@ def _steps(
         except ValueError as exc:
             checks["known_checkpoint"].fail(str(exc))
             return
-        anchors.check_known(
+        state["unproven"] = anchors.check_known(
             checks["known_checkpoint"],
             note,
             state.get("key"),

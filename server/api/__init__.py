@@ -1,12 +1,12 @@
 """The REST API: one router per resource, all under ``/api`` except ``/metrics`` and the public notice page.
 
 Every route but ``/api/health``, ``/api/auth/login``, ``/api/auth/access-code`` (the debtor's sign-in with a
-case's access code), ``/api/removal-grounds``, the log's ``/api/log/checkpoint`` and ``/api/log/key`` and the
-notices' ``/api/notices/verify`` and ``/api/notices/key`` needs a logged-in user; what the user may see and do is
-decided by :mod:`server.auth.access`. ``/metrics`` needs no login but answers only the clients of ``[http]
-metrics_from`` (this machine by default; :mod:`server.api.metrics`). The OpenAPI document and its pages, ``/docs``
-and ``/redoc`` (:mod:`server.api.docs`, added by the app), are public, and so is ``/notice/{token}``, the page a
-notice's QR code opens (:mod:`server.api.notice_page`).
+case's access code), ``/api/removal-grounds``, the log's ``/api/log/checkpoint`` (and its time stamp),
+``/api/log/key`` and ``/api/log/consistency`` and the notices' ``/api/notices/verify`` and ``/api/notices/key`` needs
+a logged-in user; what the user may see and do is decided by :mod:`server.auth.access`. ``/metrics`` needs no login
+but answers only the clients of ``[http] metrics_from`` (this machine by default; :mod:`server.api.metrics`). The
+OpenAPI document and its pages, ``/docs`` and ``/redoc`` (:mod:`server.api.docs`, added by the app), are public, and
+so is ``/notice/{token}``, the page a notice's QR code opens (:mod:`server.api.notice_page`).
 """
 
 from __future__ import annotations

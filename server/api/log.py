@@ -1,9 +1,10 @@
 """The Merkle log over the stored events: its latest signed checkpoint, its public key, the checkpoints' RFC 3161
 time stamps, and proofs against it.
 
-The checkpoint, its time stamp and the key are public (they reveal hashes only); a consistency proof needs a login;
-an event's inclusion proof is for whoever may read the event's case; an audit entry's (``/inclusion/audit/{id}``)
-for the judge of the entry's case and the clerk.
+The checkpoint, its time stamp, the key and a consistency proof between two signed checkpoints are public (they
+reveal hashes only: whoever verifies a bundle against a checkpoint fetched here needs the proof, and may have no
+login); an event's inclusion proof is for whoever may read the event's case; an audit entry's
+(``/inclusion/audit/{id}``) for the judge of the entry's case and the clerk.
 """
 
 from __future__ import annotations
@@ -174,8 +175,18 @@ def _proof(session: Session, leaf: LogLeaf, what: str) -> tuple[int, list[str], 
     return checkpoint.tree_size, [h.hex() for h in proof], checkpoint.note
 
 
-@router.get("/consistency")
-def consistency_proof(old: TreeSize, new: TreeSize, _user: CurrentUser, session: SessionDep) -> ConsistencyProof:
-    """The proof that the log of ``old`` leaves is a prefix of the log of ``new`` leaves."""
+@router.get(
+    "/consistency",
+    responses={
+        400: {"description": "`old` is larger than `new`"},
+        404: {"description": "No checkpoint of one of the sizes was signed"},
+    },
+)
+def consistency_proof(old: TreeSize, new: TreeSize, session: SessionDep) -> ConsistencyProof:
+    """The proof that the log of ``old`` leaves is a prefix of the log of ``new`` leaves, each the size of a checkpoint
+    the log signed. Public, as the checkpoints are: it reveals hashes only, and only those linking signed checkpoints
+    (not the leaves after the latest one)."""
+    for size in (old, new):
+        found(timestamps.checkpoint_of_size(session, size), f"no checkpoint of tree size {size} was signed")
     proof = log.consistency_proof(session, old, new)
     return ConsistencyProof(old_size=old, new_size=new, proof=[h.hex() for h in proof])

@@ -50,7 +50,7 @@ from server.core.db import SessionFactory, session_scope
 from server.core.metrics import IngestMetrics
 from server.evidence.checkpoints import LogKey
 from server.evidence.log import make_checkpoint
-from server.evidence.models import Event
+from server.evidence.models import Event, LogCheckpoint
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.notices.service import issue_notice
@@ -253,6 +253,13 @@ def fixed(url: str, json: dict[str, Any] | None = None) -> Prepare:
     return lambda _world, _case: Call(url, json)
 
 
+def _consistency(world: World) -> Call:
+    """The proof from the first signed checkpoint to the latest."""
+    with world.session_factory() as session:
+        sizes = session.scalars(select(LogCheckpoint.tree_size).order_by(LogCheckpoint.tree_size)).all()
+    return Call(f"/api/log/consistency?old={sizes[0]}&new={sizes[-1]}")
+
+
 def seal_of(case_no: str) -> str:
     return "seal-own" if case_no == OWN else "seal-foreign"
 
@@ -315,7 +322,8 @@ TABLE: list[Row] = [
     # A checkpoint's time stamp and its TSA's chain are as public as the checkpoint (this world has no TSA: 404).
     Row("GET", "/api/log/checkpoint/timestamp", "public", 404, fixed("/api/log/checkpoint/timestamp")),
     Row("GET", "/api/log/checkpoint/timestamp/chain", "public", 404, fixed("/api/log/checkpoint/timestamp/chain")),
-    Row("GET", "/api/log/consistency", "self", 200, fixed("/api/log/consistency?old=1&new=2")),
+    # A consistency proof between signed checkpoints too: it checks a bundle against a checkpoint fetched here.
+    Row("GET", "/api/log/consistency", "public", 200, lambda w, _: _consistency(w)),
     Row(
         "GET",
         "/api/log/inclusion/{event_id}",

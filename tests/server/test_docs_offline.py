@@ -35,6 +35,7 @@ PUBLIC_OPERATIONS = {
     ("get", "/api/log/key"),
     ("get", "/api/log/checkpoint/timestamp"),  # the checkpoint's RFC 3161 time stamp and its TSA's chain, as public
     ("get", "/api/log/checkpoint/timestamp/chain"),
+    ("get", "/api/log/consistency"),  # a proof between signed checkpoints: to check a bundle against a fetched one
     ("get", "/api/notices/verify"),  # a notice's QR code is checked by whoever reads it, and with the public key
     ("get", "/api/notices/key"),
     ("get", "/notice/{token}"),

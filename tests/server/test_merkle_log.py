@@ -91,8 +91,16 @@ def test_ingested_events_are_leaves_and_their_proofs_verify_against_the_signed_c
         assert answer.status_code == 200, answer.text
         proof = [bytes.fromhex(h) for h in answer.json()["proof"]]
         verifier.verify_consistency(first, second, old_root, checkpoint.root_hash, proof)
-        too_far = {"old": first, "new": 999}
-        assert client.get("/api/log/consistency", params=too_far, headers=headers).status_code == 400
+        # public, as the checkpoint is: whoever checks a bundle against a checkpoint fetched here needs the proof
+        anonymous = client.get("/api/log/consistency", params={"old": first, "new": second})
+        assert anonymous.status_code == 200 and anonymous.json() == answer.json()
+        # only between sizes of signed checkpoints: not into the leaves after the latest one, nor past the log
+        ingest(session_factory, tmp_path, seal, 1)
+        for unsigned in ({"old": first, "new": second + 1}, {"old": first + 1, "new": second}, {"old": 1, "new": 999}):
+            assert client.get("/api/log/consistency", params=unsigned).status_code == 404, unsigned
+        backwards = client.get("/api/log/consistency", params={"old": second, "new": first})
+        assert backwards.status_code == 400, backwards.text
+        assert client.get("/api/log/consistency", params={"old": 0, "new": second}).status_code == 422
 
 
 def test_concurrent_appenders_keep_one_tree(session_factory: SessionFactory, tmp_path: Path) -> None:

@@ -91,8 +91,9 @@ def test_a_kept_checkpoint_and_a_proof_file_from_the_server(
         newer, size = row.note, row.tree_size
         proof = [h.hex() for h in log.consistency_proof(session, old_size, size)]
     (tmp_path / "newer.txt").write_text(newer, encoding="utf-8")
-    assert main([str(path), "--known-checkpoint", str(tmp_path / "newer.txt")]) == 1
-    assert "larger than the bundle's" in capsys.readouterr().out
+    assert main([str(path), "--known-checkpoint", str(tmp_path / "newer.txt")]) == 3  # not compared: no proof yet
+    out = capsys.readouterr().out
+    assert "larger than the bundle's" in out and f"GET /api/log/consistency?old={old_size}&new={size}" in out
     (tmp_path / "proof.json").write_text(json.dumps({"old_size": old_size, "new_size": size, "proof": proof}))
     args = [str(path), "--known-checkpoint", str(tmp_path / "newer.txt"), "--consistency-proof"]
     assert main([*args, str(tmp_path / "proof.json")]) == 0  # the kept checkpoint anchors the key
