@@ -164,3 +164,17 @@ def test_lines_are_counted_as_they_are_written_not_gathered_first(tmp_path: Path
         with pytest.raises(OverBound, match="the bytes of events.jsonl would pass 8,388,608"):
             writer.add_lines("events.jsonl", endless)
     assert next(taken) < 100_000  # some 84,000 lines of 100 bytes, and one batch more
+
+
+def test_the_evidence_doc_states_the_bounds_the_verifier_and_the_export_keep() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "evidence.md").read_text(encoding="utf-8")
+    section = doc.split("### Size bounds", 1)[1].split("\n### ", 1)[0]
+    stated = [
+        f"{VERIFIERS.member_bytes:,}",
+        f"{VERIFIERS.total_bytes:,}",
+        f"| {VERIFIERS.members:,} |",
+        f"| {VERIFIERS.directory_bytes // 1024 // 1024} MiB",
+        f"| {VERIFIERS.lines:,} |",
+        f"| {VERIFIERS.json_values:,} (",
+    ]
+    assert [words for words in stated if words not in section] == []
