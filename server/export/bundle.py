@@ -136,7 +136,7 @@ class BundleWriter:
 
     def _write(self, path: str, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Write the member ``path`` of ``chunks``, each counted before it is written; its SHA-256 and size."""
-        self.tally.member(path)
+        self.tally.member(path, self._zip.start_dir)  # where its local header goes
         info = zipfile.ZipInfo(path, date_time=self._stamp)
         info.compress_type = self._method
         info.external_attr = 0o644 << 16

@@ -12,15 +12,18 @@ export may be given lower ones (:class:`BundleLimits`), never higher.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, fields
 
 import seal_verify.archive as archive
 import seal_verify.bundle as layout
 from server.export.errors import BundleTooLarge
 
-#: A central directory entry (APPNOTE 4.3.12) without its name: the writer puts no extra field (ZIP64's only past
-#: 4 GiB of offsets, which the total bound keeps out) and no comment.
+#: A central directory entry (APPNOTE 4.3.12) without its name, extra field and comment (the writer puts no comment).
 DIRECTORY_ENTRY_BYTES = 46
+#: The ZIP64 extra field ``zipfile`` gives an entry whose local header starts past ``zipfile.ZIP64_LIMIT`` (2 GiB):
+#: its header and the offset. (No member is large enough for its sizes to need one.)
+ZIP64_OFFSET_BYTES = 12
 #: seal-verify's bounds, by the names of :class:`BundleLimits`.
 VERIFIER_BOUNDS = {
     "member_bytes": archive.MAX_MEMBER_BYTES,
@@ -71,13 +74,14 @@ class Tally:
         self.members = self.directory_bytes = self.total_bytes = self.json_values = 0
         self._path, self._bytes, self._lines, self._json, self._jsonl = "", 0, 0, False, False
 
-    def member(self, path: str) -> None:
-        """A new member ``path`` is started."""
+    def member(self, path: str, offset: int) -> None:
+        """A new member ``path`` is started, its local header at ``offset`` in the zip."""
         limits = self.limits
         self.members += 1
         if self.members > limits.members:
             raise OverBound("文件个数", "the number of files", limits.members)
-        self.directory_bytes += DIRECTORY_ENTRY_BYTES + len(path.encode("utf-8"))
+        far = offset > zipfile.ZIP64_LIMIT
+        self.directory_bytes += DIRECTORY_ENTRY_BYTES + len(path.encode("utf-8")) + (ZIP64_OFFSET_BYTES if far else 0)
         if self.directory_bytes > limits.directory_bytes:
             what = "the bytes of the zip's central directory"
             raise OverBound("zip 中央目录的字节数", what, limits.directory_bytes)

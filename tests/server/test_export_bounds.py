@@ -26,7 +26,7 @@ from server.core.db import SessionFactory
 from server.errors import Conflict
 from server.export.bundle import BundleWriter, each_json_line
 from server.export.errors import BundleTooLarge
-from server.export.limits import VERIFIERS, BundleLimits, OverBound
+from server.export.limits import VERIFIERS, BundleLimits, OverBound, Tally
 from server.export.models import EvidenceExport
 from server.export.service import ExportConfig, export_case
 from server.web.i18n import said_in_chinese
@@ -178,3 +178,19 @@ def test_the_evidence_doc_states_the_bounds_the_verifier_and_the_export_keep() -
         f"| {VERIFIERS.json_values:,} (",
     ]
     assert [words for words in stated if words not in section] == []
+
+
+def test_an_entry_past_2_gib_of_offsets_is_counted_with_its_zip64_field(tmp_path: Path) -> None:
+    """zipfile gives a member whose local header starts past 2 GiB a ZIP64 extra field in the directory: the tally
+    counts it as zipfile writes it (here in a sparse file whose zip starts past 2 GiB)."""
+    path, at = tmp_path / "far.zip", 2**31 + 10
+    with path.open("wb") as sparse:
+        sparse.seek(at)
+        with zipfile.ZipFile(sparse, "w") as far:
+            far.writestr("log/key.txt", b"key\n")
+    with path.open("rb") as written:
+        written.seek(-22, 2)
+        directory = struct.unpack("<4s4H2LH", written.read(22))[5]  # the end record's size of the directory
+    tally = Tally(VERIFIERS)
+    tally.member("log/key.txt", at)
+    assert tally.directory_bytes == directory == 46 + len("log/key.txt") + 12
