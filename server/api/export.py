@@ -33,7 +33,10 @@ Moment = Annotated[
     responses={
         200: {"content": {"application/zip": {}}, "description": "The bundle; check it with seal-verify."},
         404: {"description": "No such case, or not one of yours"},
-        409: {"description": "Nothing in the log yet"},
+        409: {
+            "description": "Nothing in the log yet, or the bundle would pass a size bound of seal-verify (which would "
+            "refuse it): export shorter ranges with from/to"
+        },
     },
 )
 def export_bundle(

@@ -1,6 +1,10 @@
 """Writing a bundle: the zip members in the layout of ``docs/evidence.md``, each file's SHA-256 and size kept for the
 manifest, then the manifest and its signed note by the log key. The zip goes to a temporary file beside the target
-and is renamed over it only when complete (by the caller, after the export is recorded)."""
+and is renamed over it only when complete (by the caller, after the export is recorded).
+
+Each member is written in chunks (a JSON-lines file a batch of lines at a time), each counted against seal-verify's
+size bounds before it is written (:mod:`server.export.limits`): a bundle the verifier would refuse is never finished,
+nor its largest file first built whole in memory."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import base64
 import hashlib
 import logging
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +20,7 @@ from typing import Any, Protocol
 from seal_protocol import canonical_json
 from seal_protocol.signing import SigningKey
 from server.evidence.checkpoints import DASH, key_id
+from server.export.limits import VERIFIERS, BundleLimits, Tally
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +50,45 @@ def manifest_note_body(manifest: bytes, bundle_format: str = FORMAT) -> str:
     return f"{bundle_format} manifest\n{hashlib.sha256(manifest).hexdigest()}\n"
 
 
+#: What a JSON-lines file is written and counted by: lines gathered to about this many bytes.
+CHUNK_BYTES = 1024 * 1024
+
+
 def json_lines(values: Iterable[Any]) -> bytes:
     return b"".join(canonical_json(value) + b"\n" for value in values)
 
 
-class BundleWriter:
-    """A zip being written at ``path`` (deflated; stored for a staging copy); :meth:`close` (or the context's
-    end) closes it."""
+def each_json_line(values: Iterable[Any]) -> Iterator[bytes]:
+    return (canonical_json(value) + b"\n" for value in values)
 
-    def __init__(self, path: Path, *, progress: Progress | None = None, compress: bool = True) -> None:
+
+def batched(lines: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``lines`` joined into chunks of about ``size`` bytes (each ends with a whole line)."""
+    batch: list[bytes] = []
+    held = 0
+    for line in lines:
+        batch.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+class BundleWriter:
+    """A zip being written at ``path`` (deflated; stored for a staging copy) within ``limits``; :meth:`close` (or
+    the context's end) closes it. :class:`~server.export.limits.OverBound` from any write that would pass one."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        progress: Progress | None = None,
+        compress: bool = True,
+        limits: BundleLimits = VERIFIERS,
+    ) -> None:
+        self.tally = Tally(limits)
         self._method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         self._zip = zipfile.ZipFile(path, "w", compression=self._method, compresslevel=6 if compress else None)
         self._files: dict[str, dict[str, Any]] = {}
@@ -70,10 +105,17 @@ class BundleWriter:
         self._zip.close()
 
     def add(self, path: str, data: bytes) -> None:
+        self.add_chunks(path, (data,))
+
+    def add_lines(self, path: str, lines: Iterable[bytes]) -> None:
+        """Add the JSON-lines file ``path`` of ``lines`` (each ending in a newline), a batch at a time."""
+        self.add_chunks(path, batched(lines))
+
+    def add_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
         if path in self._files or path in ("manifest.json", "manifest.sig"):
             raise ValueError(f"{path} written twice")
-        self._write(path, data)
-        self._files[path] = {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        sha256, size = self._write(path, chunks)
+        self._files[path] = {"path": path, "sha256": sha256, "size": size}
 
     def add_files(self, what: str, files: list[tuple[str, Callable[[], bytes | None]]]) -> None:
         """Add the files ``(zip path, read)``, one read at a time, reporting progress; a file ``read`` gives
@@ -88,15 +130,24 @@ class BundleWriter:
     def finish(self, head: dict[str, Any], *, key: SigningKey, key_name: str) -> bytes:
         """Write ``manifest.json`` (``head`` plus the files so far) and ``manifest.sig``; the manifest's bytes."""
         manifest = canonical_json({**head, "format": FORMAT, "files": [self._files[p] for p in sorted(self._files)]})
-        self._write("manifest.json", manifest)
-        self._write("manifest.sig", sign_note(manifest_note_body(manifest), key_name, key).encode("utf-8"))
+        self._write("manifest.json", (manifest,))
+        self._write("manifest.sig", (sign_note(manifest_note_body(manifest), key_name, key).encode("utf-8"),))
         return manifest
 
-    def _write(self, path: str, data: bytes) -> None:
+    def _write(self, path: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Write the member ``path`` of ``chunks``, each counted before it is written; its SHA-256 and size."""
+        self.tally.member(path, self._zip.start_dir)  # where its local header goes
         info = zipfile.ZipInfo(path, date_time=self._stamp)
         info.compress_type = self._method
         info.external_attr = 0o644 << 16
-        self._zip.writestr(info, data)
+        digest, size = hashlib.sha256(), 0
+        with self._zip.open(info, "w") as member:
+            for chunk in chunks:
+                self.tally.chunk(chunk)
+                digest.update(chunk)
+                member.write(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
 
 
 def readme(case_no: str, verifier_key: str) -> bytes:

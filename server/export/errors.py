@@ -15,3 +15,8 @@ class ExportFailed(ExportError, RuntimeError):
 
 class NothingLogged(ExportError, Conflict):
     """The log has no leaf yet, so no checkpoint can be signed for the bundle (409)."""
+
+
+class BundleTooLarge(ExportError, Conflict):
+    """The bundle would pass a size bound of seal-verify, which would refuse it unread (409): export shorter time
+    ranges (:mod:`server.export.limits`)."""

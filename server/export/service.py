@@ -8,6 +8,9 @@
 4. The export is recorded (an audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry
    a consistency proof from it) in a short transaction of its own, and committed; only then is the file renamed to
    ``target``. A failure on the way leaves no partial bundle and no record.
+
+Both zips are written within seal-verify's size bounds (:mod:`server.export.limits`): a case too large for one bundle
+is refused (:class:`~server.export.errors.BundleTooLarge`, 409) with the advice to export shorter time ranges.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from server.evidence.models import LogCheckpoint
 from server.evidence.snapshot_files import SnapshotStore
 from server.evidence.timestamps import stamp_checkpoint, timestamp_of
 from server.evidence.tsa import TsaClient
-from server.export.bundle import BundleWriter, Progress, json_lines, readme
+from server.export.bundle import CHUNK_BYTES, BundleWriter, Progress, each_json_line, json_lines, readme
 from server.export.errors import ExportFailed
 from server.export.facts import report_facts
 from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
+from server.export.limits import VERIFIERS, BundleLimits, OverBound, too_large
 from server.export.models import EvidenceExport
 from server.export.pictures import LOST
 from server.export.proofs import LogPart, covering_checkpoint, log_part
@@ -75,6 +79,8 @@ class ExportConfig:
     proofs: ProofStore
     offline_after: timedelta
     tsa: TsaClient | None = None
+    #: The size bounds the bundle is written within: seal-verify's (lower ones for a smaller bundle, never higher).
+    limits: BundleLimits = VERIFIERS
 
     @classmethod
     def from_settings(cls, settings: Settings, *, stores: Stores | None = None) -> ExportConfig:
@@ -119,6 +125,12 @@ def export_case(
         _record(session, staged, actor=actor, exported_by=exported_by, digest=digest)
         session.commit()
         os.replace(temp, target)
+    except OverBound as exc:
+        events = staged.evidence.events
+        received = [line.received_at for line in events]
+        refusal = too_large(exc, len(events), ts(min(received, default=None)), ts(max(received, default=None)))
+        logger.warning("case %s not exported: %s", staged.evidence.case_no, exc)
+        raise refusal from None
     except ContentStoreError as exc:  # (an OSError too: before the disk's)
         raise ExportFailed(f"the evidence store cannot be read: {exc}") from None
     except OSError as exc:
@@ -190,7 +202,7 @@ def _write(
     evidence, verifier = staged.evidence, staged.head["log_key"]
     step = progress.phase if progress is not None else (lambda _what: None)
     step(f"staging {len(evidence.events)} events and their files")
-    with BundleWriter(stage, progress=progress, compress=False) as writer:
+    with BundleWriter(stage, progress=progress, compress=False, limits=config.limits) as writer:
         _write_evidence(writer, evidence, staged, config)
         writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin)
     step("verifying the staged files (seal-verify)")
@@ -198,7 +210,7 @@ def _write(
     checkpoint = staged.proofs.checkpoint
     stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
     cp = CheckpointFacts(log_key.origin, checkpoint.tree_size, checkpoint.root_hash.hex(), verifier)
-    with zipfile.ZipFile(stage) as staged_zip, BundleWriter(temp) as writer:
+    with zipfile.ZipFile(stage) as staged_zip, BundleWriter(temp, limits=config.limits) as writer:
         pictures = {
             name.removeprefix("snapshots/").removesuffix(".jpg"): staged_zip.read(name)
             for name in staged_zip.namelist()
@@ -218,7 +230,8 @@ def _write(
         step("writing the bundle")
         for name in staged_zip.namelist():
             if name not in ("manifest.json", "manifest.sig"):
-                writer.add(name, staged_zip.read(name))
+                with staged_zip.open(name) as member:
+                    writer.add_chunks(name, iter(partial(member.read, CHUNK_BYTES), b""))
         writer.add("report.pdf", report)
         return writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin), verdict.ok
 
@@ -233,22 +246,22 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
     writer.add("case.json", json_lines([evidence.case])[:-1])
     for device_id, record in evidence.seals.items():
         writer.add(f"seals/{device_id}.json", json_lines([record])[:-1])
-    writer.add("events.jsonl", b"".join(line.raw + b"\n" for line in evidence.events))
-    writer.add("events-meta.jsonl", json_lines(line.meta() for line in evidence.events))
+    writer.add_lines("events.jsonl", (line.raw + b"\n" for line in evidence.events))
+    writer.add_lines("events-meta.jsonl", each_json_line(line.meta() for line in evidence.events))
     writer.add_files("snapshots", _snapshot_files(evidence, config.snapshots))
-    writer.add("snapshots.jsonl", json_lines(evidence.snapshots))
+    writer.add_lines("snapshots.jsonl", each_json_line(evidence.snapshots))
     for sha, data in sorted(evidence.refused.items()):  # the bytes the seal signed for, that the court refused
         writer.add(f"refused/{sha}.jpg", data)
-    writer.add("quarantine.jsonl", json_lines(evidence.quarantine))
-    writer.add("alarms.jsonl", json_lines(evidence.alarms))
-    writer.add("commands.jsonl", json_lines(evidence.commands))
+    writer.add_lines("quarantine.jsonl", each_json_line(evidence.quarantine))
+    writer.add_lines("alarms.jsonl", each_json_line(evidence.alarms))
+    writer.add_lines("commands.jsonl", each_json_line(evidence.commands))
     writer.add_files("removal proofs", _proof_files(evidence, config.proofs))
-    writer.add("removal.jsonl", json_lines(evidence.removal))
-    writer.add("audit.jsonl", b"".join(line.record + b"\n" for line in evidence.audit))
-    writer.add("audit-meta.jsonl", json_lines(line.meta() for line in evidence.audit))
+    writer.add_lines("removal.jsonl", each_json_line(evidence.removal))
+    writer.add_lines("audit.jsonl", (line.record + b"\n" for line in evidence.audit))
+    writer.add_lines("audit-meta.jsonl", each_json_line(line.meta() for line in evidence.audit))
     writer.add("log/checkpoint.txt", proofs.checkpoint.note.encode("utf-8"))
-    writer.add("log/proofs.jsonl", json_lines(proofs.proofs))
-    writer.add("log/consistency.jsonl", json_lines(proofs.consistency))
+    writer.add_lines("log/proofs.jsonl", each_json_line(proofs.proofs))
+    writer.add_lines("log/consistency.jsonl", each_json_line(proofs.consistency))
     writer.add("log/key.txt", (verifier + "\n").encode("ascii"))
     if staged.stamp is not None:
         writer.add("log/checkpoint.tsr", staged.stamp[0])
