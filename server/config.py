@@ -93,16 +93,16 @@ class MqttSettings(BaseModel):
         ge=0,
         le=1000,
         description="When fewer than batch_size messages wait as a batch begins, the ingest waits this long once "
-        "(with the verifier process: takes the next batch no sooner than this after the last), so that a steady "
-        "stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever its size). "
-        "It adds at most this much to an event's time to its commit, besides the batch before it. 0: store at once.",
+        "(under a backlog, with the verifier process: takes the next no sooner than this after the last), so that "
+        "a steady stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever "
+        "its size). It adds at most this much to an event's time to its commit, besides the batch before. 0: none.",
     )
     verifier_process: bool = Field(
         True,
-        description="Decode the events and check their Ed25519 signatures in a process of its own: the next batch "
-        "while the ingest's thread stores the one before (a large batch in its turn: partly), on another core and "
-        "outside the ingest's interpreter lock. If that process fails, the ingest does it all itself. false: all "
-        "in the ingest's thread (a single-core machine).",
+        description="Decode the events and check their Ed25519 signatures in a process of its own (started by a "
+        "batch of 16): under a backlog the next batch while the ingest's thread stores the one before, a large one "
+        "partly, on another core, outside the ingest's interpreter lock. If that process fails, the ingest does it "
+        "all itself. false: all in the ingest's thread (a single-core machine).",
     )
     shared_group: OptionalName = Field(
         None,

@@ -51,6 +51,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message, Outcome
+from server.ingest.verifier import AHEAD_AT
 
 logger = logging.getLogger(__name__)
 
@@ -267,15 +268,18 @@ class MqttIngest:
             else:
                 (batch, opening, marks), ahead = ahead, None
             self.ingestor.verifier.expect(len(batch))
-            if batch and self.ingestor.verifier.shares():
-                # Pipelined: the verifier process opens the next batch while this one is stored, one batch at a time
-                # (this one's answers first); the next is taken a linger after this one, or when a batch's worth waits.
+            backlog = self._queue.qsize() >= min(self.settings.batch_size, AHEAD_AT)
+            if batch and backlog and self.ingestor.verifier.shares():
+                # A backlog forms: the verifier process opens the next batch while this one is stored, one batch at a
+                # time (this one's answers first); the next is taken a linger after this one, or when a batch waits.
                 if opening is None:
                     opening = self.ingestor.opening([item.message for item in batch])
                 if opening is not None:
                     opening.collect()
                 if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
-                    self._linger_until(taken_at + self.settings.batch_linger_ms / 1000)
+                    wait = taken_at + self.settings.batch_linger_ms / 1000 - time.monotonic()
+                    if wait > 0 and self._queue.qsize() < self.settings.batch_size:
+                        self._stopping.wait(wait)  # (a batch waits: taken at once)
                     following, later = self._split(self._take(self.settings.batch_size))
                     taken_at = time.monotonic()
                     opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
@@ -295,12 +299,6 @@ class MqttIngest:
             # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
             self._stopping.wait(linger)
         return [first, *self._take(self.settings.batch_size - 1)]
-
-    def _linger_until(self, moment: float) -> None:
-        """Wait until ``moment`` (monotonic) unless a batch's worth of messages is waiting, or the ingest stops."""
-        wait = moment - time.monotonic()
-        if wait > 0 and self._queue.qsize() < self.settings.batch_size:
-            self._stopping.wait(wait)
 
     def _take(self, most: int) -> list[Received]:
         """Up to ``most`` messages that are waiting, without waiting."""

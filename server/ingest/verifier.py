@@ -6,8 +6,9 @@ ingest's thread hands the events of a batch whose seal's key it knows, a chunk a
 (:mod:`server.ingest.verifier_process`) that decodes each and checks its signature (:func:`open_event`); it opens
 every other chunk, and the last few, itself meanwhile, then collects the answers: this work runs beside the ingest's
 thread instead of in it, on another core, and outside this process's interpreter lock. A batch opened ahead of its
-turn (the next batch, while the ingest stores the one before: :class:`~server.ingest.mqtt.MqttIngest`) goes to the
-process whole. The process is started by the first batch of :data:`START_AT` messages.
+turn (the next batch, while the ingest stores the one before, once :data:`AHEAD_AT` messages wait,
+:class:`~server.ingest.mqtt.MqttIngest`) goes to the process whole. The first batch of :data:`START_AT` messages
+starts the process.
 
 The answers are what :func:`open_event` gives here, in the order the events were added: the envelope, the bytes its
 signature covers and the signature's problem, or the decoding's refusal. The process is this very code in a process
@@ -41,6 +42,10 @@ logger = logging.getLogger(__name__)
 CHUNK = 64
 #: A batch of this many messages starts the verifier process (a quiet court, one event at a time, never does).
 START_AT = 16
+#: While this many messages wait behind the batch in hand (a backlog forms), the next batch is opened ahead by the
+#: process. Below, at a steady rate, the batch in hand is opened in its turn: pipelined, the batches of a steady
+#: stream were smaller (costing more CPU) for no shorter wait (bench/ingest.py, docs/benchmarks.md).
+AHEAD_AT = 32
 #: After the verifier process failed, the ingest opens every event itself for this long before starting another.
 RESTART_AFTER_S = 30.0
 #: Chunks sent and not yet collected, at most: beyond, the oldest one's answers are collected before more is sent.
