@@ -84,7 +84,7 @@ KEY_NAMES = {
     b"EF": "embedded_file",
     b"AA": "automatic_action",  # additional actions: run on opening a page, focusing a field, … (a URI too)
 }
-ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES | {pdf_names.HIDDEN: "hidden_value"}
+ACTIVE_NAMES = BARE_NAMES | TYPE_NAMES | KEY_NAMES
 #: What each is called in a refusal (zh, en), as in the catalogue.
 ACTIVE_WORDS = {
     "javascript": ("脚本", "JavaScript"),
@@ -98,7 +98,6 @@ ACTIVE_WORDS = {
     "multimedia": ("声音、视频或三维内容", "sound, video or 3D content"),
     "automatic_action": ("打开文件或页面时自动执行的动作", "an action run when the file or a page is opened"),
     "form_action": ("更改表单的动作", "an action changing a form"),
-    "hidden_value": ("被注释遮挡的动作或注释类型", "an action or annotation type hidden behind a comment"),
 }
 #: All of a file's streams inflate to at most this many bytes, plus :data:`INFLATION_RATIO` times the file's size
 #: (a scanned page's picture may inflate to tens of megabytes; a bomb inflates a thousandfold).

@@ -37,13 +37,13 @@ def unescape(name: bytes | memoryview) -> bytes:
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), bytes(name))
 
 
-#: White space and comments between a key and its value, each comment of at most :data:`MAX_COMMENT` bytes up to
-#: its end of line (possessive: no backtracking; bounded: a key inside a long comment line must not scan the line,
-#: or a line of ``/S %/S %…`` costs time quadratic in its length). A longer comment after a key is :data:`HIDDEN`.
+#: White space and comments between a key and its value: at most :data:`MAX_ITEMS` runs of white space and comments,
+#: each comment of at most :data:`MAX_COMMENT` bytes up to its end of line (possessive: no backtracking; bounded: a
+#: key inside a comment must not scan the lines after it, or lines of ``%/S`` cost time quadratic in their number).
+#: Longer comments, or more of them, hide the value from this check (no writer puts a comment there).
 MAX_COMMENT = 64
-SEPARATORS = rb"(?:[\x00\t\n\f\r ]|%%[^\r\n]{0,%d}+(?=[\r\n]|\Z))*+" % MAX_COMMENT
-#: What :func:`found_name` gives for a key of :func:`active_finder` followed by a comment too long to see past.
-HIDDEN = b"%"
+MAX_ITEMS = 32
+SEPARATORS = rb"(?:[\x00\t\n\f\r ]++|%%[^\r\n]{0,%d}+(?=[\r\n]|\Z)){0,%d}+" % (MAX_COMMENT, MAX_ITEMS)
 #: The keys whose value says what a dictionary does: an action's type and an annotation's (or XObject's).
 TYPE_KEYS = (b"S", b"Subtype")
 _REFERENCE = rb"\d{1,10}%s\d{1,5}%sR(?!%s)" % (SEPARATORS, SEPARATORS, REGULAR)
@@ -57,9 +57,7 @@ def active_finder(bare: Iterable[bytes], values: Iterable[bytes], keys: Iterable
     """One pattern finding the names ``bare`` anywhere; the names ``values`` only as the value of ``/S`` or
     ``/Subtype`` (``/S /Sound``, ``/Subtype%c\\n/Scr#65en``: not ``/BM /Screen``, nor ``Phone case/Screen`` in a
     page's text); and the names ``keys`` only as a dictionary's key, followed by a dictionary or an indirect reference
-    (``/AA << …``, ``/EF 5 0 R``: not ``Batteries AA/AA``). Exactly one group matches: the name as spelt, or
-    :data:`HIDDEN` where one of those keys is followed by a comment longer than :data:`MAX_COMMENT` (no writer puts
-    one there; it would hide the key's value from this check, so it counts as hiding it)."""
+    (``/AA << …``, ``/EF 5 0 R``: not ``Batteries AA/AA``). Exactly one group matches: the name as spelt."""
     bare_part = rb"(%s)(?!%s)" % (_alternatives(bare), REGULAR)
     value_part = rb"(?:%s)(?!%s)%s/(%s)(?!%s)" % (
         b"|".join(spelling(k) for k in TYPE_KEYS),
@@ -69,15 +67,9 @@ def active_finder(bare: Iterable[bytes], values: Iterable[bytes], keys: Iterable
         REGULAR,
     )
     key_part = rb"(%s)(?!%s)%s(?:<<|%s)" % (_alternatives(keys), REGULAR, SEPARATORS, _REFERENCE)
-    hidden_part = rb"(?:%s)(?!%s)%s(%%)[^\r\n]{%d}" % (
-        b"|".join(spelling(k) for k in (*TYPE_KEYS, *keys)),
-        REGULAR,
-        SEPARATORS,
-        MAX_COMMENT + 1,
-    )
     # the first character's class first: at a ``/`` that starts none of them the engine stops at once
     first = re.escape(bytes(sorted({n[0] for n in (*bare, *keys, *TYPE_KEYS)} | {ord("#")})))
-    return re.compile(rb"/(?=[%s])(?:%s|%s|%s|%s)" % (first, bare_part, value_part, key_part, hidden_part))
+    return re.compile(rb"/(?=[%s])(?:%s|%s|%s)" % (first, bare_part, value_part, key_part))
 
 
 def dangling(keys: Iterable[bytes]) -> re.Pattern[bytes]:
