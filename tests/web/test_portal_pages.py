@@ -146,8 +146,10 @@ def test_the_debtor_files_with_proofs_and_each_refusal_is_shown_beside_its_field
         again = client.post(url, data=base, files=[receipt])
         assert again.status_code == 409 and "现在不能提交申请" in again.text
         assert "已有一份正在办理的解除查封申请" in in_chinese(field_error(again.text, "form"))
-        english = client.post(url, data=base, files=[receipt], cookies={"seal_lang": "en"})
+        client.cookies.set("seal_lang", "en")
+        english = client.post(url, data=base, files=[receipt])
         assert "already has a removal request in progress" in field_error(english.text, "form")
+        client.cookies.delete("seal_lang")
     with portal.world.session_factory() as session:
         [request] = session.scalars(select(RemovalRequest).where(RemovalRequest.case_no == CASE)).all()
         assert (request.state, request.ground, len(request.proofs)) == ("submitted", "paid_in_full", 2)
