@@ -84,8 +84,8 @@ def dangling(keys: Iterable[bytes]) -> re.Pattern[bytes]:
 def dangling_key(pattern: re.Pattern[bytes], window: bytes, margin: int) -> re.Match[bytes] | None:
     """A key of :func:`dangling` ``pattern`` whose value is not in ``window``: kept from the last piece, at the
     window's start, or near its end — ``margin`` before its trailing white space, or anywhere if the window ends in a
-    comment (a line with a ``%``: its separators may be comments of any length; the search then walks each key's
-    separators once, still linear)."""
+    comment (a line with a ``%``: the key may be far before it, past long white space; the search is still linear,
+    each key's separators being bounded, :data:`SEPARATORS`)."""
     trimmed = window.rstrip(b"\x00\t\n\f\r ")
     key = pattern.match(window) or pattern.search(window, max(0, len(trimmed) - margin))
     if key is None and trimmed.find(b"%", max(trimmed.rfind(b"\n"), trimmed.rfind(b"\r")) + 1) >= 0:
