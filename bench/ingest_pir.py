@@ -92,9 +92,7 @@ class PirProbe:
 
 
 #: Rows committed since the last poll: ids only grow (one writer), so ``id > last`` is what is new.
-_NEW_ROWS = (
-    select(Event.id, Event.device_id, Event.seq).where(Event.id > bindparam("last")).order_by(Event.id)
-)
+_NEW_ROWS = select(Event.id, Event.device_id, Event.seq).where(Event.id > bindparam("last")).order_by(Event.id)
 #: The PIR seal's own rows after a seq: by seq, not id, so that an intrusion row committed by one of several ingest
 #: workers after a row with a higher id (``--workers``) is still seen.
 _SEAL_ROWS = (

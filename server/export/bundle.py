@@ -54,12 +54,12 @@ def manifest_note_body(manifest: bytes, bundle_format: str = FORMAT) -> str:
 CHUNK_BYTES = 1024 * 1024
 
 
-def json_lines(values: Iterable[Any]) -> bytes:
-    return b"".join(canonical_json(value) + b"\n" for value in values)
-
-
 def each_json_line(values: Iterable[Any]) -> Iterator[bytes]:
     return (canonical_json(value) + b"\n" for value in values)
+
+
+def json_lines(values: Iterable[Any]) -> bytes:
+    return b"".join(each_json_line(values))
 
 
 def batched(lines: Iterable[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:

@@ -160,4 +160,3 @@ def test_a_stored_event_delivered_again_after_the_unbinding_is_a_duplicate_whate
         (Outcome.QUARANTINED, Reason.UNBOUND_SEAL),
     ]
     assert event_cases(court) == [(1, CASE_A)]
-

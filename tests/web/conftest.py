@@ -56,6 +56,7 @@ PROCESS_TEST_TIMEOUT_S = 300
 #: The page tests' stream: a heartbeat every second, so that a dead stream shows within three.
 WEB_SETTINGS = "[web]\nheartbeat_s = 1.0\n[liveness]\ncheck_interval_s = 1.0\n"
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -252,9 +253,7 @@ def world(
         add_case(session, actor=None, case_no=OTHER_CASE, court="无锡市新吴区人民法院", judge="李法官")
     seal = SimulatedSeal(SEAL, CASE)
     with session_scope(session_factory) as session:
-        register_seal(
-            session, actor=None, device_id=SEAL, case_no=CASE, public_key=seal.public_key, location=PLACE
-        )
+        register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=seal.public_key, location=PLACE)
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (CASE,))
     add_user(session_factory, "other-judge", Role.JUDGE, (OTHER_CASE,))

@@ -30,7 +30,6 @@ def web_settings() -> WebSettings:
     return WebSettings(heartbeat_s=0.2, stream_max_s=60)
 
 
-
 @pytest.fixture
 def served(world: PagesWorld) -> Iterator[str]:
     """The world's app under uvicorn in a thread; its base URL."""

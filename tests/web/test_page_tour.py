@@ -17,8 +17,10 @@ from tests.server.auth_helpers import PASSWORD
 from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, held_posts, screenshot
 
 #: A catalogue key shown as it is ("overview.title"), or the translator's mark for a missing one.
-RAW_KEY = re.compile(r"⟦|\b(?:app|nav|role|login|password|error|live|time|overview|alarm|alarm_kind|alarm_state|"
-                     r"severity|event)\.[a-z_]+\b")
+RAW_KEY = re.compile(
+    r"⟦|\b(?:app|nav|role|login|password|error|live|time|overview|alarm|alarm_kind|alarm_state|"
+    r"severity|event)\.[a-z_]+\b"
+)
 #: UTF-8 read as Latin-1 or CP-1252 ("æ³•é™¢"), or bytes that were no text at all.
 MOJIBAKE = re.compile(r"[\ufffd]|[ÃÂâåæçèé][\u0080-\u00bf€™‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜š›œžŸ]")
 LANGUAGES = {"zh-CN": "总览", "en": "Overview"}

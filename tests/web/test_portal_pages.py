@@ -301,4 +301,3 @@ def test_the_portal_s_inputs_are_bounded_and_refused_as_pages(portal: Portal) ->
         token = csrf_of(anonymous.get("/portal").text)
         long_code = anonymous.post("/portal/login", data={"csrf_token": token, "case_no": CASE, "code": "C" * 65})
         assert long_code.status_code == 422
-
