@@ -19,10 +19,12 @@ from server.api.schemas import (
     CaseUpdate,
 )
 from server.auth.access import Permission, case_filter
+from server.auth.access_codes import change_case_status
 from server.auth.models import User
 from server.auth.users import assign_user, case_members, get_user, unassign_user
+from server.core.base import utc_now
 from server.core.live import Change
-from server.seals.cases import add_case, set_case_status, update_case
+from server.seals.cases import add_case, update_case
 from server.seals.models import Case, CaseStatus
 
 router = APIRouter(prefix="/cases", tags=["cases"], route_class=ValidatedRoute)
@@ -81,7 +83,8 @@ def change_status(
     context: ContextDep,
 ) -> CasePublic:
     """Close the case (clerk only); a removal moves it to lifting and lifted on its own."""
-    set_case_status(session, actor=clerk, case_no=case.case_no, status=CaseStatus(body.status), note=body.note)
+    status = CaseStatus(body.status)
+    change_case_status(session, actor=clerk, case_no=case.case_no, status=status, note=body.note, now=utc_now())
     session.commit()
     context.live.publish([Change("case", case_no=case.case_no)])  # the case's open pages show it
     return CasePublic.of(case)

@@ -3,7 +3,9 @@
 Signing in with the case number and the code starts a session of the case's *code account*: a debtor user made
 for the case on the first issue (``debtor-case-<case id>``), assigned to that case only, whose password no one
 knows (it cannot log in with a password). Rotating the code replaces its hash and ends every session of that
-account, so the old code and whatever it opened stop working at once. The code is 16 characters of an alphabet
+account, so the old code and whatever it opened stop working at once; so does closing the case
+(:func:`change_case_status`). A lifted case keeps its sessions (the debtor reads the outcome of the request there),
+but its code signs in no more. The code is 16 characters of an alphabet
 without look-alikes (about 80 bits), printed in groups of four; it is stored as an argon2id hash, like passwords,
 and compared without regard to case, spaces or hyphens.
 """
@@ -24,8 +26,8 @@ from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
 from server.auth.users import NO_PASSWORD, assign_case, create_user, find_user
 from server.errors import Conflict
-from server.seals.cases import find_case, get_case
-from server.seals.models import CaseStatus
+from server.seals.cases import find_case, get_case, set_case_status
+from server.seals.models import Case, CaseStatus
 from server.words import words
 
 #: No 0/O, 1/I/L: a code is read off paper and typed.
@@ -124,3 +126,17 @@ def access_code_of(session: Session, *, case_no: str) -> IssuedCode | None:
         return None
     user = session.get(User, row.user_id)
     return IssuedCode(case_no, username=user.username if user else "", issued_at=row.issued_at)
+
+
+def change_case_status(
+    session: Session, *, actor: Actor | None, case_no: str, status: CaseStatus, note: str, now: datetime
+) -> Case:
+    """:func:`~server.seals.cases.set_case_status` as a clerk asks it (the API and the page): closing the case also
+    ends every session its access code opened (the debtor's portal of a closed case is shut at once, not when the
+    session expires)."""
+    case = set_case_status(session, actor=actor, case_no=case_no, status=status, note=note)
+    if status is CaseStatus.CLOSED:
+        row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
+        if row is not None:
+            revoke_user_sessions(session, user_id=row.user_id, now=now)
+    return case

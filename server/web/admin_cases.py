@@ -21,12 +21,12 @@ from server.api.params import CaseNoPath
 from server.api.schemas import CASE_NO_MAX, ONE_LINE
 from server.auth import access
 from server.auth.access import Permission
-from server.auth.access_codes import issue_access_code
+from server.auth.access_codes import change_case_status, issue_access_code
 from server.auth.models import CaseAccessCode, User
 from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import AlreadyExists, Conflict, Invalid
-from server.seals.cases import CASE_TRANSITIONS, add_case, add_court, list_courts, set_case_status
+from server.seals.cases import CASE_TRANSITIONS, add_case, add_court, list_courts
 from server.seals.models import Case, CaseStatus, Seal
 from server.web.deps import Page, SignedInPage
 from server.web.form_fields import Note
@@ -134,7 +134,9 @@ def close_case(
     assert page.user is not None
     case = access.case_for(session, page.user, case_no, Permission.CASE_WRITE)
     try:
-        set_case_status(session, actor=page.user, case_no=case.case_no, status=CaseStatus.CLOSED, note=note.strip())
+        change_case_status(
+            session, actor=page.user, case_no=case.case_no, status=CaseStatus.CLOSED, note=note.strip(), now=utc_now()
+        )
         session.commit()
     except REFUSALS as exc:
         session.rollback()

@@ -229,3 +229,25 @@ def test_a_password_sign_in_racing_a_disabling_or_a_new_password_gets_no_live_se
             if world.client.get("/api/auth/me", headers=token).status_code == 200:
                 survivors.append((username, change))
     assert not survivors, f"a sign-in outlived the change it raced: {survivors}"
+
+
+def test_closing_the_case_ends_the_sessions_its_code_opened(world: RemovalWorld) -> None:
+    """After the lifting the debtor still reads the outcome in the session the code opened; once the clerk closes the
+    case, that session ends at once (not when it expires)."""
+    code = issue(world).json()["code"]
+    signed_in = sign_in(world, code)
+    token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    request_id = world.filed()
+    for device_id, row in world.commands(world.approved(request_id)).items():
+        world.answer(device_id, row.id)
+    world.ok("officer", request_id, "lifted", {"note": "拆除"})
+    assert world.client.get(f"/api/cases/{c(CASE_A)}", headers=token).status_code == 200
+    # the case's other debtor account (a password login) is not touched by it
+    assert world.client.get(f"/api/cases/{c(CASE_A)}", headers=world.as_("debtor")).status_code == 200
+
+    closed = world.client.put(
+        f"/api/cases/{c(CASE_A)}/status", json={"status": "closed", "note": "结案"}, headers=world.as_("clerk")
+    )
+    assert closed.status_code == 200, closed.text
+    assert world.client.get(f"/api/cases/{c(CASE_A)}", headers=token).status_code == 401
+    assert world.client.get("/api/auth/me", headers=token).status_code == 401
