@@ -333,8 +333,8 @@ class IngestBatch:
         self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
             self._answers.append((place, envelope, case_no, message.received_at, row))
-        armed = armed_state(envelope.type.value, envelope.payload)
-        self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq)
+        armed = None if late else armed_state(envelope.type.value, envelope.payload)  # not told of a case it left
+        self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq, case_no)
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
 
     def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:

@@ -60,6 +60,7 @@ _SEAL_CHANGE_TYPES = {
     "armed": _SEALS.c.armed.type,
     "armed_at": _SEALS.c.armed_at.type,
     "armed_seq": _SEALS.c.armed_seq.type,
+    "armed_case": _SEALS.c.case_no.type,
     "status": _SEALS.c.status.type,
     "status_at": _SEALS.c.status_changed_at.type,
     "status_ts": _SEALS.c.status_ts.type,
@@ -71,7 +72,10 @@ def _seal_conditions(v: Values) -> tuple[ColumnElement[bool], ColumnElement[bool
     earlier may commit after a later one, and another transaction may have stored a newer armed state."""
     seals = _SEALS.c
     seen = and_(v["seen_at"].is_not(None), or_(seals.last_seen_at.is_(None), seals.last_seen_at <= v["seen_at"]))
-    armed = and_(v["armed_seq"].is_not(None), or_(seals.armed_seq.is_(None), seals.armed_seq < v["armed_seq"]))
+    # The armed state only from an event filed under the case the seal is bound to now (checked against the row as
+    # locked: a rebinding committed meanwhile cleared it, and an event of the case it left must not set it again).
+    newer_seq = or_(seals.armed_seq.is_(None), seals.armed_seq < v["armed_seq"])
+    armed = and_(v["armed_seq"].is_not(None), seals.case_no == v["armed_case"], newer_seq)
     # A status applies if it supersedes the stored one (seal_protocol.status.supersedes): ordered by the seal's
     # connection stamps, not by when a worker received it.
     offline: ColumnElement[str] = literal_column("'offline'")  # constants, not parameters (BulkUpdate)
@@ -129,14 +133,18 @@ class SealChanges:
 
     def __init__(self) -> None:
         self.seen: dict[str, datetime] = {}  # device_id -> received_at of its last stored event
-        self.armed: dict[str, tuple[bool, datetime, int]] = {}  # device_id -> (armed, ts, seq) of its newest
+        self.armed: dict[str, tuple[bool, datetime, int, str]] = {}  # device_id -> (armed, ts, seq, case) of its newest
         self.status: dict[str, tuple[str, datetime, datetime]] = {}  # device_id -> (status, received_at, its ts)
 
-    def event(self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int) -> None:
+    def event(
+        self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int, case_no: str
+    ) -> None:
+        """A stored event; ``armed``: what it says of the seal's state (``None``: nothing, or nothing the seal's
+        current case may be told: an event filed under the case it left)."""
         self.seen[device_id] = max(self.seen.get(device_id, received_at), received_at)  # a re-offered held event
         newest = self.armed.get(device_id)
         if armed is not None and (newest is None or seq > newest[2]):
-            self.armed[device_id] = (armed, ts, seq)
+            self.armed[device_id] = (armed, ts, seq, case_no)
 
     def lock(
         self, session: Session, *, lock: set[str] | frozenset[str] = frozenset()
@@ -159,7 +167,8 @@ class SealChanges:
             self.lock(session, lock=lock)  # SQLite: one writer
         rows = []
         for device_id in written:  # None: that part does not change
-            armed = dict(zip(("armed", "armed_at", "armed_seq"), self.armed.get(device_id, (None,) * 3), strict=True))
+            told = self.armed.get(device_id, (None,) * 4)
+            armed = dict(zip(("armed", "armed_at", "armed_seq", "armed_case"), told, strict=True))
             stated = self.status.get(device_id, (None,) * 3)
             status = dict(zip(("status", "status_at", "status_ts"), stated, strict=True))
             rows.append({"device_id": device_id, "seen_at": self.seen.get(device_id), **armed, **status})

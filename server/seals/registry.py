@@ -276,6 +276,10 @@ def _unbind(
     close_left_conditions(session, device_id=seal.device_id, case_no=seal.case_no, at=now)
     seal.case_no = None
     seal.location = ""  # the premises of the case it left: not the business of whoever reads it next
+    # Nor is its armed state: unknown until it says so in its next case (armed_seq stays: the state moves forward
+    # only, and an event of the case it left does not move it: server.ingest.rows).
+    seal.armed = None
+    seal.armed_at = None
     session.flush()
     details = {"case_no": binding.case_no, "armed": armed, "note": note}
     record_audit(
