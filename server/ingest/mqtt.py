@@ -246,13 +246,13 @@ class MqttIngest:
 
     def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """A PUBLISH from the broker (paho's thread): queued for the worker. ``TolerantClient.on_plain_publish``."""
-        received_at = datetime.now(UTC)
+        received_at, received_mono = datetime.now(UTC), time.monotonic()
         topic = raw_topic.decode("utf-8", errors="replace")  # (paho's ``topic`` raises on invalid UTF-8)
         if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
             return
         with self._lock:
             generation = self._generation
-        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at, received_mono)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
