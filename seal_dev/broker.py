@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.seals.broker_config import MAX_INFLIGHT_MESSAGES, BrokerFiles, MosquittoConfig, TlsListener
+from server.seals.broker_config import (
+    MAX_INFLIGHT_BYTES,
+    MAX_INFLIGHT_MESSAGES,
+    BrokerFiles,
+    MosquittoConfig,
+    TlsListener,
+)
 from server.seals.broker_files import BrokerError, acl_text, write_password_file
 
 logger = logging.getLogger(__name__)
@@ -72,6 +78,7 @@ class PrivateBroker:
     autosave_interval_s: int = 1
     #: The court's window (1,000) unless a test needs one it can fill.
     max_inflight_messages: int = MAX_INFLIGHT_MESSAGES
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES
     #: ACL lines written after the court's (:func:`acl_text`): the rules of a test's own accounts.
     extra_acl: str = ""
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -94,6 +101,7 @@ class PrivateBroker:
             persistence=self.persistence,
             autosave_interval_s=self.autosave_interval_s,
             max_inflight_messages=self.max_inflight_messages,
+            max_inflight_bytes=self.max_inflight_bytes,
         )
 
     @property

@@ -82,6 +82,11 @@ class IngestMetrics:
         self._unstored = Gauge(
             "seal_ingest_unstored_messages", "Messages received from the broker and not yet stored.", registry=r
         )
+        self._unstored_bytes = Gauge(
+            "seal_ingest_unstored_bytes",
+            "Bytes of the messages received from the broker and not yet stored (payload, topic, overhead).",
+            registry=r,
+        )
         self._oldest_unstored = Gauge(
             "seal_ingest_oldest_unstored_seconds",
             "Age of the oldest message received and not yet stored (0: none).",
@@ -377,5 +382,6 @@ class IngestMetrics:
             self._rejected.labels(reason=reason)
         self._broker_connected.set(int(broker_connected))
         self._unstored.set(progress.unstored)
+        self._unstored_bytes.set(progress.unstored_bytes)
         self._oldest_unstored.set(round(progress.oldest_unstored_s, 3))
         self._storage_failing.set(int(progress.storage_failing_since is not None))

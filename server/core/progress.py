@@ -20,6 +20,8 @@ class IngestProgress:
     oldest_unstored_s: float
     #: Since when (``time.monotonic()``) storing fails and is being retried, or ``None``.
     storage_failing_since: float | None
+    #: The bytes they hold (payload, topic, overhead: :func:`server.ingest.backlog.footprint`), whatever their QoS.
+    unstored_bytes: int = 0
 
     @property
     def state(self) -> Literal["ok", "retrying", "stalled"]:

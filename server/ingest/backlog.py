@@ -1,11 +1,19 @@
-"""What the MQTT ingest has received and not yet stored: how many messages, how old the oldest, whether storing
-fails (:class:`IngestProgress`, read by ``/api/health`` and ``/metrics``) — and how many bytes, which bounds the
-messages at QoS 0 it takes.
+"""What the MQTT ingest has received and not yet stored: how many messages, how many bytes, how old the oldest,
+whether storing fails (:class:`IngestProgress`, read by ``/api/health`` and ``/metrics``) — and the bytes bound the
+messages at QoS 0 it takes, and the messages a batch takes (:data:`BATCH_BYTES`).
 
-The broker bounds what it has in flight to the court at QoS 1 (``max_inflight_messages``): the court acknowledges a
-message after its commit, and the broker sends no more until it does. A message at QoS 0 is never acknowledged: the
-broker sends each at once and paho's thread takes them as fast as they come, so a seal's account publishing at QoS 0
-(the protocol says QoS 1; a seal never does otherwise) could fill the court's memory faster than the ingest stores.
+The broker bounds what it has in flight to the court at QoS 1 (``max_inflight_messages``, and from Mosquitto 2.0.13
+``max_inflight_bytes``: :mod:`server.seals.broker_config`): the court acknowledges a message after its commit, and the
+broker sends no more until it does. Mosquitto 2.0.11 applies the bytes only as it sends a message, not as it moves
+queued ones into flight, so the court bounds them itself: past :data:`QOS1_BACKLOG_BYTES` held, paho's thread waits
+for the worker to store some before it takes the message (it reads nothing more from the broker meanwhile: the
+broker holds the rest, as it holds every message until its acknowledgement). Such a message is never dropped; a
+longer wait (the database away) may cost the connection (no keep-alive meanwhile): then the broker sends the
+unacknowledged messages again on the next one, duplicates. The bytes held are counted (``seal_ingest_unstored_bytes``).
+A message at QoS 0
+is never acknowledged: the broker sends each at once and paho's thread takes them as fast as they come, so a seal's
+account publishing at QoS 0 (the protocol says QoS 1; a seal never does otherwise) could fill the court's memory
+faster than the ingest stores.
 Past :data:`QOS0_BACKLOG_BYTES` held, a message at QoS 0 is dropped unread, counted (``seal_messages_dropped``) and
 logged: QoS 0 is "at most once", and a seal keeps every event and snapshot until the court's receipt, which a
 dropped message never gets.
@@ -26,6 +34,14 @@ logger = logging.getLogger(__name__)
 #: The bytes of messages received and not yet stored beyond which a message at QoS 0 is dropped (the broker bounds
 #: those at QoS 1; a batch of events is about 500 KB, a snapshot at most 8 MiB).
 QOS0_BACKLOG_BYTES = 64 * 1024 * 1024
+#: A batch takes no more messages once they hold this many bytes (:func:`footprint`; one larger message is a batch of
+#: its own): what one transaction holds, decodes and verifies at once, however many messages the broker has sent.
+#: The broker's ``max_inflight_bytes``; a batch of events is about 500 KB.
+BATCH_BYTES = 64 * 1024 * 1024
+#: The bytes of messages held unstored past which paho's thread waits before it takes a message at QoS 1 (one larger
+#: message is still taken alone): room for the batch being stored and the next, taken meanwhile (:data:`BATCH_BYTES`
+#: each), while a seal's account sending snapshots of 8 MiB cannot fill the court's memory.
+QOS1_BACKLOG_BYTES = 2 * BATCH_BYTES
 #: What holding a message costs besides its payload and topic (its objects, its place in the queue): a flood of
 #: empty messages is bounded too.
 MESSAGE_OVERHEAD_BYTES = 1024
@@ -42,10 +58,19 @@ def footprint(topic: str, payload_size: int) -> int:
 class Backlog:
     """The messages received and not stored. Thread-safe: paho's thread receives, the ingest's worker stores."""
 
-    def __init__(self, *, qos0_bytes: int = QOS0_BACKLOG_BYTES, on_drop: Callable[[], None] | None = None) -> None:
-        self._qos0_bytes = qos0_bytes
+    def __init__(
+        self,
+        *,
+        qos0_bytes: int = QOS0_BACKLOG_BYTES,
+        qos1_bytes: int = QOS1_BACKLOG_BYTES,
+        on_drop: Callable[[], None] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self._qos0_bytes, self._qos1_bytes = qos0_bytes, qos1_bytes
         self._on_drop = on_drop
+        self._stopping = stopping or threading.Event()  # set: a message at QoS 1 is taken at once (the ingest stops)
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified as messages are stored
         self._received: deque[float] = deque()  # time.monotonic() of each message held, oldest first
         self._bytes = 0
         self._failing_since: float | None = None
@@ -54,10 +79,12 @@ class Backlog:
 
     def received(self, qos: int, size: int, topic: str) -> bool:
         """Hold a message of ``size`` bytes of payload; False (and it is dropped, counted and logged) for one at QoS 0
-        whose :func:`footprint` would take the bytes held past the bound."""
-        now = time.monotonic()
+        whose :func:`footprint` would take the bytes held past the bound. One at QoS 1 waits for room (module doc)."""
         cost = footprint(topic, size)
         with self._lock:
+            while qos > 0 and self._bytes and self._bytes + cost > self._qos1_bytes and not self._stopping.is_set():
+                self._room.wait(0.1)
+            now = time.monotonic()
             if qos > 0 or self._bytes + cost <= self._qos0_bytes:
                 self._received.append(now)
                 self._bytes += cost
@@ -87,6 +114,7 @@ class Backlog:
         with self._lock:
             received = [self._received.popleft() for _ in messages]
             self._bytes -= sum(footprint(topic, size) for topic, size in messages)
+            self._room.notify_all()
             failing_since = self._failing_since
             if works:
                 self._failing_since = None
@@ -105,4 +133,4 @@ class Backlog:
     def progress(self) -> IngestProgress:
         with self._lock:
             oldest = time.monotonic() - self._received[0] if self._received else 0.0
-            return IngestProgress(len(self._received), oldest, self._failing_since)
+            return IngestProgress(len(self._received), oldest, self._failing_since, self._bytes)

@@ -342,7 +342,7 @@ class IngestBatch:
         events: held, they are unacknowledged and fill the broker's in-flight window.)"""
         if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1 or self.may_hold <= 0:
             return False
-        if not keeps_waiting(self._now, message.received_at, self.chain.moved_at(envelope.device_id), self.gap_wait):
+        if not keeps_waiting(message.received_mono, self._now, self.chain.moved_at(envelope.device_id), self.gap_wait):
             return False
         self.may_hold -= 1
         return True

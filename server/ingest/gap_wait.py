@@ -8,11 +8,15 @@ from its receipt alone, the later events of a burst ran out of ``gap_wait_s`` an
 were (``missing_events`` opened and closed, with notifications). So an event waits ``gap_wait_s`` from its receipt,
 and longer while its chain is still moving — its ``chain_state`` written (by any worker) within ``gap_wait_s`` — but
 never past :data:`GAP_WAIT_CAP` × ``gap_wait_s`` from its receipt: a real gap still raises its alarm, at the latest
-``gap_wait_s`` after the chain stops moving (or at the cap).
+``gap_wait_s`` after the chain stops moving (or at the cap). The wait is measured on the monotonic clock
+(:attr:`~server.ingest.results.Message.received_mono`): a step of the court's wall clock back by an hour would hold an
+event beyond a real gap (unacknowledged, verified again every retry) for that hour; only ``moved_at``, a time written
+to the database, is compared on the wall clock.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 #: An event beyond a gap is held back at most this many times ``gap_wait_s`` from its receipt, however long its
@@ -20,10 +24,11 @@ from datetime import datetime, timedelta
 GAP_WAIT_CAP = 10
 
 
-def keeps_waiting(now: datetime, received_at: datetime, moved_at: datetime | None, gap_wait: timedelta) -> bool:
-    """Should an event beyond a gap, received at ``received_at``, wait longer for its predecessor at ``now``?
-    ``moved_at``: when its seal's chain state was last written (read under its lock; None: made just now)."""
-    waited = now - received_at
+def keeps_waiting(received_mono: float, now: datetime, moved_at: datetime | None, gap_wait: timedelta) -> bool:
+    """Should an event beyond a gap, received at ``received_mono`` (``time.monotonic()``), wait longer for its
+    predecessor? ``now``: the wall clock, to compare with ``moved_at``, when its seal's chain state was last written
+    (read under its lock; None: made just now)."""
+    waited = timedelta(seconds=time.monotonic() - received_mono)
     if waited >= GAP_WAIT_CAP * gap_wait:
         return False
     return waited < gap_wait or (moved_at is not None and now - moved_at < gap_wait)

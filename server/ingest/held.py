@@ -16,6 +16,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from server.ingest.backlog import footprint
 from server.ingest.results import Message
 
 T = TypeVar("T", bound=Hashable)
@@ -30,6 +31,11 @@ class Received:
     mid: int
     qos: int
     message: Message
+
+    @property
+    def footprint(self) -> int:
+        """The bytes it costs held (:func:`~server.ingest.backlog.footprint`)."""
+        return footprint(self.message.topic, len(self.message.payload))
 
 
 class HeldBack(Generic[T]):

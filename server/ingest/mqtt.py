@@ -4,8 +4,8 @@
   keeps the subscriptions and queues messages while the server is down.
 - ``manual_ack=True``: a QoS 1 message is acknowledged only after :meth:`Ingestor.ingest` has committed its row.
   A crash in between means the broker delivers it again, and the copy is a no-op duplicate.
-- paho's network thread only enqueues; one worker drains up to ``batch_size`` messages per transaction (the broker's
-  bound on unacknowledged messages in flight to us bounds the queue).
+- paho's network thread only enqueues; one worker drains up to ``batch_size`` messages (holding at most about
+  :data:`~.backlog.BATCH_BYTES`) per transaction (the broker's bound on messages in flight to us bounds the queue).
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them: duplicates). A batch's are one write (``ack_many``).
 - With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
@@ -17,8 +17,8 @@
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
-- The broker bounds the messages at QoS 1 in flight to us; those at QoS 0, which nobody acknowledges, are bounded by
-  the bytes held unstored (:mod:`server.ingest.backlog`): past it, one is dropped, counted and logged.
+- The broker bounds the messages at QoS 1 in flight to us (their bytes counted, :meth:`MqttIngest.progress`); those
+  at QoS 0, never acknowledged, are dropped (counted, logged) past a bound of bytes held unstored (:mod:`.backlog`).
 - After a batch is committed and acknowledged, each seal gets a receipt signed by the court's command key naming
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
   Receipts are signed and sent on a thread of their own. Without the key no receipt is sent (a warning at start says
@@ -44,7 +44,7 @@ from server.config import MqttSettings
 from server.core.mqtt import RefusedLog, TolerantClient, broker_group, client_name, connect_in_background, make_client
 from server.core.progress import IngestProgress
 from server.errors import StorageUnavailable
-from server.ingest.backlog import QOS0_BACKLOG_BYTES, Backlog
+from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog
 from server.ingest.checks import Opening
 from server.ingest.held import HeldBack, Received
 from server.ingest.ingestor import Ingestor
@@ -65,7 +65,7 @@ DEFERRED_RETRY_S = 0.05  # each retry decodes and verifies the held events again
 
 class MqttIngest:
     """Subscribes to every seal's outgoing topics and feeds an :class:`Ingestor`; receipts what it committed,
-    signed with ``court_key``. ``start()`` / ``stop()``. ``qos0_backlog_bytes``: see :mod:`server.ingest.backlog`."""
+    signed with ``court_key``. ``start()`` / ``stop()``. ``qos0_backlog_bytes``, ``batch_bytes``: :mod:`.backlog`."""
 
     def __init__(
         self,
@@ -75,15 +75,16 @@ class MqttIngest:
         court_key: CourtKey | None = None,
         role: str = "",
         qos0_backlog_bytes: int = QOS0_BACKLOG_BYTES,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
-        self.settings = settings
+        self.settings, self._batch_bytes = settings, batch_bytes
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
-        self.ingestor = ingestor
-        self._court_key = court_key
+        self.ingestor, self._court_key = ingestor, court_key
         self._queue: queue.Queue[Received] = queue.Queue()
-        self._backlog = Backlog(qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped)
-        self._stopping = threading.Event()
-        self._connected = threading.Event()
+        self._stopping, self._connected = threading.Event(), threading.Event()
+        self._backlog = Backlog(
+            qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped, stopping=self._stopping
+        )
         self._subscribed = threading.Event()  # the broker granted our subscriptions on this connection
         self._generation = 0
         self._lock = threading.Lock()
@@ -246,13 +247,13 @@ class MqttIngest:
 
     def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """A PUBLISH from the broker (paho's thread): queued for the worker. ``TolerantClient.on_plain_publish``."""
-        received_at = datetime.now(UTC)
+        received_at, received_mono = datetime.now(UTC), time.monotonic()
         topic = raw_topic.decode("utf-8", errors="replace")  # (paho's ``topic`` raises on invalid UTF-8)
         if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
             return
         with self._lock:
             generation = self._generation
-        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at, received_mono)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
@@ -298,16 +299,17 @@ class MqttIngest:
         if linger > 0 and self._queue.qsize() + 1 < self.settings.batch_size:
             # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
             self._stopping.wait(linger)
-        return [first, *self._take(self.settings.batch_size - 1)]
+        return [first, *self._take(self.settings.batch_size - 1, first.footprint)]
 
-    def _take(self, most: int) -> list[Received]:
-        """Up to ``most`` messages that are waiting, without waiting."""
+    def _take(self, most: int, held: int = 0) -> list[Received]:
+        """Up to ``most`` waiting messages, not waiting; none once they and ``held`` bytes hold ``batch_bytes``."""
         taken: list[Received] = []
-        while len(taken) < most:
+        while len(taken) < most and held < self._batch_bytes:
             try:
-                taken.append(self._queue.get_nowait())
+                taken.append(item := self._queue.get_nowait())
             except queue.Empty:
                 break
+            held += item.footprint
         return taken
 
     def _split(self, items: list[Received]) -> tuple[list[Received], list[Received]]:  # (to store, markers)

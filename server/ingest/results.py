@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -52,7 +53,10 @@ class Message:
 
     topic: str
     payload: bytes
-    received_at: datetime
+    received_at: datetime  # the court's wall clock: stored, and compared with other stored times
+    #: ``time.monotonic()`` at its receipt: how long it has waited (:mod:`~server.ingest.gap_wait`), which a step of
+    #: the wall clock (NTP) must not stretch or cut.
+    received_mono: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)

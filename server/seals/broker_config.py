@@ -4,9 +4,9 @@ tests, the benchmarks and the demo run too (``seal_dev.broker.PrivateBroker``), 
 Each line is chosen, none left to Mosquitto's defaults where those would hurt: no anonymous access, the password and
 ACL files the server regenerates (:mod:`server.seals.provisioning`), persistence, a queue that does not silently
 drop QoS 1 messages for a slow subscriber (Mosquitto's 1,000-message default does), room in flight for a full ingest
-batch, messages no larger than a snapshot (packets no larger than one with its topic), and a pid file through which
-the server makes the broker re-read its files. Seals reach the broker over TLS; the court server, on the same
-machine, over a plain listener bound to 127.0.0.1.
+batch but a bound on its bytes, messages no larger than a snapshot (packets no larger than one with its topic), and a
+pid file through which the server makes the broker re-read its files. Seals reach the broker over TLS; the court
+server, on the same machine, over a plain listener bound to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ TLS_PORT = 8883
 #: the broker waits for the commit and the ingest waits for the broker in turn (measured: the ingest idle half the
 #: time, bench/ingest.py). A seal publishes at most 25 messages unacknowledged, so only the court's clients use this.
 MAX_INFLIGHT_MESSAGES = 1000
+#: And at most these bytes of payload unacknowledged: 1,000 snapshots of 8 MiB that a seal's account may publish
+#: while the ingest is behind (its database away) would be 8 GiB in the court's memory, and again after a restart (the
+#: session delivers them again): out of memory, in a loop. From 2.0.13 Mosquitto puts a QoS 1 message in flight to a
+#: client only while those in flight hold fewer bytes, so one larger message still goes alone: the largest snapshot
+#: passes; the rest wait in its queue (``max_queued_bytes``, counted above this bound for a connected client). 2.0.11
+#: checks it only as a message comes, not as it moves queued messages into flight: there the court bounds what it
+#: holds itself (:data:`server.ingest.backlog.QOS1_BACKLOG_BYTES`). 64 MiB is 64,000 events, or 8 snapshots: a batch's
+#: worth (:data:`server.ingest.backlog.BATCH_BYTES`).
+MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 #: The memory a client's queue may take while it is away. Beyond it the broker drops new QoS 1 messages for that
 #: client; a seal keeps every event and snapshot in its outbox until the court's receipt, and sends it again.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
@@ -100,6 +109,7 @@ class MosquittoConfig:
     persistence: bool = True
     autosave_interval_s: int = AUTOSAVE_INTERVAL_S
     max_inflight_messages: int = MAX_INFLIGHT_MESSAGES
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES
 
     def render(self) -> str:
         """The text of ``mosquitto.conf``."""
@@ -131,6 +141,9 @@ class MosquittoConfig:
             "# Well above [mqtt] batch_size of the server: it acknowledges a message when its batch is committed,",
             "# and the next batch should be arriving meanwhile.",
             f"max_inflight_messages {self.max_inflight_messages}",
+            "# But no more bytes than these unacknowledged (a larger message goes alone): 1000 snapshots of 8 MiB",
+            "# would not fit in the server's memory. Mosquitto 2.0.13 and later; max_queued_bytes counts above it.",
+            f"max_inflight_bytes {self.max_inflight_bytes}",
             "# Send each packet at once: with Nagle's algorithm a small packet (a receipt, a command, an",
             "# acknowledgement) waits for the peer's delayed TCP acknowledgement of the one before, about 40 ms.",
             "set_tcp_nodelay true",

@@ -99,6 +99,7 @@ def test_mosquitto_conf_is_the_courts(court: Path) -> None:
         f"persistence_location {court / 'mosquitto'}/",
         "max_queued_messages 0",
         "max_inflight_messages 1000",
+        "max_inflight_bytes 67108864",
         "message_size_limit 8388608",
         "max_packet_size 8519680",
         "listener 1883 127.0.0.1",

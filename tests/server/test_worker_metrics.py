@@ -40,7 +40,7 @@ def endpoint() -> Iterator[tuple[MetricsEndpoint, IngestMetrics, list[bool]]]:
         free_port(),
         metrics,
         broker_connected=lambda: connected[0],
-        progress=lambda: IngestProgress(3, 1.5, None),
+        progress=lambda: IngestProgress(3, 1.5, None, 4096),
         reasons=["bad_signature"],
     )
     instance.start()
@@ -68,6 +68,7 @@ def test_a_worker_serves_its_counters_gauges_and_histogram(
     assert first['seal_messages_rejected_total{reason="bad_signature"}'] == 0.0  # every known reason is listed
     assert first["seal_ingest_commit_seconds_count"] == 1.0
     assert first["seal_ingest_unstored_messages"] == 3.0 and first["seal_ingest_oldest_unstored_seconds"] == 1.5
+    assert first["seal_ingest_unstored_bytes"] == 4096.0
     assert (first["seal_broker_connected"], second["seal_broker_connected"]) == (0.0, 1.0)  # set at each scrape
     assert "seal_seals_online" not in first
     only = samples(httpx.get(url, params={"name[]": "seal_events_ingested_total"}).text)

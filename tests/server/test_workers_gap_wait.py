@@ -23,7 +23,7 @@ from server.ingest.gap_wait import GAP_WAIT_CAP
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
-from server.ingest.results import Outcome
+from server.ingest.results import Message, Outcome
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 from tests.server.ingest_world import Court, make_court
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
@@ -33,6 +33,12 @@ GAP_WAIT_S = 1.0  # the deploy guide's
 #: The unit test's wait: long enough that the chain it just moved still counts as moving on a slow machine.
 LONG_WAIT_S = 30.0
 WAIT_S = 60.0
+
+
+def received_ago(message: Message, seconds: float) -> Message:
+    """``message`` as if received ``seconds`` ago, on both clocks."""
+    at = message.received_at - timedelta(seconds=seconds)
+    return replace(message, received_at=at, received_mono=message.received_mono - seconds)
 
 
 @pytest.fixture
@@ -49,12 +55,34 @@ def test_an_event_waits_while_its_chain_moves_and_no_longer_than_the_cap(court: 
     ingestor.ingest([message(court.a.event_topic, events[0])])
     third = message(court.a.event_topic, events[2])
 
-    waited = replace(third, received_at=third.received_at - timedelta(seconds=2 * LONG_WAIT_S))
+    waited = received_ago(third, 2 * LONG_WAIT_S)
     assert [r.outcome for r in ingestor.ingest([waited])] == [Outcome.DEFERRED]
     assert court.alarms() == []
 
-    too_long = replace(third, received_at=third.received_at - timedelta(seconds=(GAP_WAIT_CAP + 1) * LONG_WAIT_S))
+    too_long = received_ago(third, (GAP_WAIT_CAP + 1) * LONG_WAIT_S)
     assert [r.outcome for r in ingestor.ingest([too_long])] == [Outcome.STORED]
+    [alarm] = court.alarms()
+    assert (alarm.kind, alarm.details["missing"]) == ("missing_events", [[2, 2]])
+
+
+def test_the_wait_is_measured_on_the_monotonic_clock(court: Court, tmp_path: Path) -> None:
+    """A step of the court's wall clock neither stretches nor cuts the wait of an event beyond a gap: stepped back an
+    hour after its receipt (its ``received_at`` an hour ahead of the clock), an event received longer than the cap ago
+    is stored beyond the gap, not held for the hour; stepped forward an hour, one received just now still waits.
+    (Measured on the wall clock, the first was held, unacknowledged and verified again every 50 ms, for the hour, and
+    the second stored beyond the gap at once.)"""
+    ingestor = Ingestor(court.session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path, gap_wait_s=LONG_WAIT_S)
+    events = [court.a.event() for _ in range(3)]
+    ingestor.ingest([message(court.a.event_topic, events[0])])
+    third = message(court.a.event_topic, events[2])
+
+    forward = replace(third, received_at=third.received_at - timedelta(hours=1))  # the clock stepped forward since
+    assert [r.outcome for r in ingestor.ingest([forward])] == [Outcome.DEFERRED]
+    assert court.alarms() == []
+
+    long_ago = third.received_mono - (GAP_WAIT_CAP + 1) * LONG_WAIT_S
+    back = replace(third, received_at=third.received_at + timedelta(hours=1), received_mono=long_ago)
+    assert [r.outcome for r in ingestor.ingest([back])] == [Outcome.STORED]
     [alarm] = court.alarms()
     assert (alarm.kind, alarm.details["missing"]) == ("missing_events", [[2, 2]])
 
