@@ -37,7 +37,8 @@ class HealthPublic(BaseModel):
     broker: Literal["connected", "disconnected"]
     db: Literal["ok", "error"]
     ingest: Literal["ok", "retrying", "stalled", "off"] = Field(
-        description="retrying: storing fails because the database does not answer; stalled: a received message "
+        description="retrying: storing fails because the database does not answer or its storage fails (a full "
+        "disk, an I/O error, read-only); stalled: a received message "
         "has waited longer than 30 s to be stored; off: this process runs no ingest."
     )
     receipts: Literal["on", "off"] = Field(

@@ -81,6 +81,31 @@ def lost_a_race(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
+#: SQLite's primary result codes that blame the storage, not the statement's data: SQLITE_BUSY, SQLITE_LOCKED,
+#: SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (an extended code's low byte is its
+#: primary code: SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, ...).
+STORAGE_SQLITE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14})
+#: PostgreSQL's SQLSTATE classes that blame the storage: 53 insufficient resources (disk full, out of memory, too
+#: many connections), 08 connection exception, 58 system error (I/O); and the states 57P* (the server shuts down,
+#: or cannot take connections yet) and 25006 (a read-only transaction: a standby, or writes turned off).
+STORAGE_SQLSTATE_PREFIXES = ("53", "08", "58", "57P", "25006")
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """The name of the error if ``exc`` says the storage, not the data written, is at fault — a full disk, an I/O
+    error, a database that is read-only, locked, out of memory or shutting down — else None. The same statement may
+    succeed once the storage recovers: it is to be tried again later, not blamed on what it wrote."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in STORAGE_SQLITE_CODES:
+        return str(getattr(exc.orig, "sqlite_errorname", None) or f"SQLite error {code}")
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(state, str) and state.startswith(STORAGE_SQLSTATE_PREFIXES):
+        return f"SQLSTATE {state}"
+    return None
+
+
 def make_engine(url: str, *, ping_after_idle: bool = False, **kwargs: Any) -> Engine:
     """An engine for ``url``; on SQLite the pragmas above are set on every new connection. A pooled connection is
     pinged before each use (``pool_pre_ping``), or with ``ping_after_idle`` only after it lay idle

@@ -25,7 +25,8 @@ class IngestProgress:
 
     @property
     def state(self) -> Literal["ok", "retrying", "stalled"]:
-        """``ok``; ``retrying`` (the database does not answer); ``stalled`` (a message has waited too long)."""
+        """``ok``; ``retrying`` (the database does not answer, or its storage fails); ``stalled`` (a message has
+        waited too long)."""
         if self.storage_failing_since is not None:
             return "retrying"
         return "stalled" if self.oldest_unstored_s > STALLED_AFTER_S else "ok"

@@ -154,7 +154,7 @@ class IngestBatch:
             for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
                 results[place] = self._refused(messages[place], hold.refusal(results[place]))
             self._apply_answers(results)
-            self._quarantined.write(self.session)
+            self._quarantined.write(self.session, messages, results)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
                 leaves = [Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]

@@ -2,9 +2,10 @@
 
 :meth:`Ingestor.ingest` returns only once every message's outcome is committed: the caller may then acknowledge
 them all. A failure is the fault of the batch's messages — a row the database refuses, or anything else raised
-while decoding, checking or deriving rows from a message — unless the database does not answer: then, and only
-then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing from that batch and retries it later
-(storing it again is safe: duplicates are no-ops). Otherwise the batch is rolled back and its messages are stored
+while decoding, checking or deriving rows from a message — unless the database does not answer, or its error
+blames the storage (a full disk, an I/O error, a read-only or locked database: :func:`storage_fault`): then, and
+only then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing from that batch and retries it
+later (storing it again is safe: duplicates are no-ops). Otherwise the batch is rolled back and its messages are stored
 one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
 ``internal_error`` and the exception's class — and the others are stored as usual. Outcomes are logged and
 counted only after their commit.
@@ -29,7 +30,7 @@ from seal_protocol import Envelope
 from server.commands.service import DECIDING_ANSWERS
 from server.config import AlarmSettings, IngestSettings, MqttSettings
 from server.core.base import utc_now
-from server.core.db import SessionFactory, lost_a_race
+from server.core.db import SessionFactory, lost_a_race, storage_fault
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
 from server.evidence.queries import named_pictures
@@ -232,9 +233,9 @@ class Ingestor:
 
     def _ingest_alone(self, message: Message, written: set[str]) -> IngestResult:
         failure: Exception | None = None
-        # A unique-constraint race with another worker resolves itself on the second try (as a duplicate), and so
-        # does a writer that held the database a moment too long. A lost race (a deadlock, a serialization failure)
-        # is not counted against the message: it is tried again, up to RACE_ATTEMPTS times in all.
+        # A unique-constraint race with another worker resolves itself on the second try (as a duplicate); a writer
+        # that held the database past the busy timeout is the storage's fault (StorageUnavailable). A lost race (a
+        # deadlock, a serialization failure) is not counted against the message: tried again, RACE_ATTEMPTS in all.
         faults, races = 0, 0
         while faults < 2:
             try:
@@ -310,9 +311,12 @@ class Ingestor:
             raise StorageUnavailable(f"cannot store a quarantine row: {exc}") from exc
 
     def _raise_if_database_down(self, exc: Exception) -> None:
-        """Raise :class:`StorageUnavailable` from ``exc`` if the database does not answer a trivial query."""
+        """Raise :class:`StorageUnavailable` from ``exc`` if it blames the storage (:func:`storage_fault`: ``SELECT 1``
+        still answers on a full disk) or if the database does not answer a trivial query."""
         if not isinstance(exc, SQLAlchemyError):
             return
+        if (fault := storage_fault(exc)) is not None:
+            raise StorageUnavailable(f"the storage is failing ({fault}): {getattr(exc, 'orig', exc)}") from exc
         try:
             with self._session_factory() as session:
                 session.execute(text("SELECT 1"))

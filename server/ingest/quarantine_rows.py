@@ -11,6 +11,8 @@ The bytes kept have a budget (:class:`QuarantineBudget`, ``[ingest] quarantine_s
 ``quarantine_total_bytes`` in all): a seal's MQTT password alone can send distinct garbage without end, and a full
 disk would stop every seal's ingest. Past it a new row is still written — reason, topic, size, SHA-256, detail — but
 without the bytes, and that is logged, counted (``seal_quarantine_bytes_not_kept_total``) and said in its detail.
+Such a message is not receipted (its result's ``bytes_kept`` is False), nor are its later copies, counted on that row:
+the seal keeps it, as the court does not.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -27,7 +29,7 @@ from sqlalchemy import CursorResult, Table, bindparam, case, func, select, text,
 from sqlalchemy.orm import Session
 
 from server.ingest.models import QuarantinedMessage
-from server.ingest.results import IngestResult, Message, storable, storable_text
+from server.ingest.results import IngestResult, Message, Outcome, storable, storable_text
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
 QUARANTINE_RAW_LIMIT = 256 * 1024
@@ -51,6 +53,8 @@ _COUNT_COPIES = (  # into the oldest row of the key: rows from before copies wer
         last_received_at=case((_LAST > _AT, _LAST), else_=_AT),
     )
 )
+#: A row of the key (the bindparams of ``_SAME``) that keeps all of its bytes.
+_HOLDS = select(_Q.id).where(*_SAME, func.length(_Q.raw) == _Q.size).limit(1)
 _LOCK = text("SELECT pg_advisory_xact_lock(CAST(:class_key AS integer), CAST(:key AS integer))")
 
 Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
@@ -132,17 +136,23 @@ class QuarantineCopies:
             known.count += 1
             known.last_received_at = max(known.last_received_at, message.received_at)
 
-    def write(self, session: Session) -> None:
+    def write(self, session: Session, messages: Sequence[Message], results: list[IngestResult]) -> None:
+        """Write the copies; mark the quarantined among ``results`` (of ``messages``) whose bytes a row keeps."""
+        kept: set[Key] = set()
         for key in sorted(self._copies):
             copies = self._copies[key]
-            add_copies(
+            if add_copies(
                 session,
                 copies.message,
                 copies.result,
                 count=copies.count,
                 last=copies.last_received_at,
                 budget=self._budget,
-            )
+            ):
+                kept.add(key)
+        for place, (message, result) in enumerate(zip(messages, results, strict=True)):
+            if result.outcome is Outcome.QUARANTINED and _key(message, result) in kept:
+                results[place] = replace(result, bytes_kept=True)
 
 
 def add_copies(
@@ -155,10 +165,10 @@ def add_copies(
     detail: str | None = None,
     keep_raw: bool = True,
     budget: QuarantineBudget | None = None,
-) -> None:
+) -> bool:
     """Count ``count`` copies of ``message`` (the last received at ``last``) on its quarantine row, made if there is
     none; ``result`` says why it is refused. ``detail`` and ``keep_raw`` apply to a new row only; a new row keeps
-    the bytes only if ``budget`` allows them."""
+    the bytes only if ``budget`` allows them. Whether the row keeps all of the message's bytes."""
     sha256, topic, reason = _key(message, result)
     last = last or message.received_at
     if session.get_bind().dialect.name == "postgresql":
@@ -166,7 +176,8 @@ def add_copies(
         session.execute(_LOCK, {"class_key": QUARANTINE_LOCK_CLASS, "key": lock})
     values = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic, "b_copies": count, "b_at": last}
     if cast(CursorResult[Any], session.execute(_COUNT_COPIES, values)).rowcount:
-        return
+        same = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic}
+        return session.execute(_HOLDS, same).first() is not None
     if keep_raw and budget is not None:
         size = min(len(message.payload), QUARANTINE_RAW_LIMIT)
         refusal = budget.refusal(session, result.device_id, size)
@@ -186,6 +197,7 @@ def add_copies(
     row.copies = count
     row.last_received_at = last if count > 1 else None
     session.add(row)
+    return keep_raw and len(message.payload) <= QUARANTINE_RAW_LIMIT
 
 
 def quarantine_row(

@@ -3,8 +3,9 @@
 A seal keeps an event or a snapshot until a signed receipt names the SHA-256 of its exact bytes
 (:mod:`seal_protocol.receipts`). After a batch is committed, :func:`receipts_for` lists, per seal, the hashes of
 the messages on its ``event`` and ``snapshot`` topics that the court now holds: a stored event, an identical
-duplicate, a stored or duplicate snapshot, or a quarantine row for a check the message failed (the court keeps
-those bytes too). Not receipted, so that the seal keeps them and sends them again:
+duplicate, a stored or duplicate snapshot, or a quarantine row for a check the message failed that keeps all its
+bytes (:attr:`~server.ingest.results.IngestResult.bytes_kept`). Not receipted, so that the seal keeps them and sends
+them again:
 
 * a message quarantined for the court's own failure (``storage_error``, ``internal_error``): its row may lack the
   bytes, and a court that failed once may store the message properly next time;
@@ -16,7 +17,10 @@ those bytes too). Not receipted, so that the seal keeps them and sends them agai
 * a signed event that conflicts with the stored chain (``replayed_seq``, ``duplicate_event_id``, ``broken_chain``,
   e.g. a seal whose outbox was lost and that starts again at seq 1): it is the seal's own signed evidence and must
   not leave the seal for a quarantine row;
-* a quarantined message larger than the quarantine keeps (:data:`~server.ingest.quarantine_rows.QUARANTINE_RAW_LIMIT`).
+* a quarantined message whose bytes its quarantine row does not keep: larger than the quarantine keeps
+  (:data:`~server.ingest.quarantine_rows.QUARANTINE_RAW_LIMIT`), or refused by the quarantine's byte budget
+  (:class:`~server.ingest.quarantine_rows.QuarantineBudget`: anyone with a seal's password can spend its account's
+  budget on garbage, and a genuine message refused afterwards would otherwise be lost on both sides).
 
 Only the reasons the bytes alone earn (:data:`RECEIPTED_QUARANTINE`) are receipted: no copy of them can ever be
 stored. Statuses and messages on no seal's topic get no receipt.
@@ -54,13 +58,14 @@ logger = logging.getLogger(__name__)
 
 #: A committed batch's messages and their outcomes, for its receipts.
 Committed = tuple[list[Message], list[IngestResult]]
-#: Outcomes after which the court holds the message's exact bytes.
+#: Outcomes after which the court may hold the message's exact bytes (a quarantined one: if ``bytes_kept``).
 HELD = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.SNAPSHOT, Outcome.QUARANTINED})
-#: Quarantine reasons that the bytes alone earn, so that no copy of them can ever be stored: those are receipted (the
-#: court keeps them in the quarantine). Every other reason is not, so the seal keeps the message and sends it again:
-#: the court's own failure (the row may lack the bytes), a refusal a correction of the court's records can lift
-#: (unknown seal, enrolled key, binding), and a signed event that conflicts with the stored chain (``replayed_seq``,
-#: ``duplicate_event_id``, ``broken_chain``: the seal's own signed evidence, which must not leave it for a quarantine).
+#: Quarantine reasons that the bytes alone earn, so that no copy of them can ever be stored: those are receipted if
+#: the quarantine keeps the bytes (``bytes_kept``). Every other reason is not, so the seal keeps the message and sends
+#: it again: the court's own failure (the row may lack the bytes), a refusal a correction of the court's records can
+#: lift (unknown seal, enrolled key, binding), and a signed event that conflicts with the stored chain
+#: (``replayed_seq``, ``duplicate_event_id``, ``broken_chain``: the seal's own signed evidence, which must not leave
+#: it for a quarantine).
 RECEIPTED_QUARANTINE = frozenset(
     {
         Reason.INVALID_TOPIC,
@@ -84,7 +89,9 @@ def committed_hashes(messages: Sequence[Message], results: Sequence[IngestResult
         if result.outcome not in HELD:
             continue
         if result.outcome is Outcome.QUARANTINED and (
-            result.reason not in RECEIPTED_QUARANTINE or len(message.payload) > QUARANTINE_RAW_LIMIT
+            result.reason not in RECEIPTED_QUARANTINE
+            or not result.bytes_kept
+            or len(message.payload) > QUARANTINE_RAW_LIMIT
         ):
             continue
         try:

@@ -104,16 +104,20 @@ def test_nothing_committed_nothing_receipted_and_large_batches_are_split() -> No
     assert receipts_for(ignored, [IngestResult(Outcome.IGNORED, "seal-a")], key=COURT_KEY) == []
     # A quarantine row keeps only the first QUARANTINE_RAW_LIMIT bytes: such a message is not held, so not receipted.
     huge = [Message(topic, b"x" * (QUARANTINE_RAW_LIMIT + 1), NOW)]
-    assert committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.NON_CANONICAL)]) == {}
+    assert (
+        committed_hashes(huge, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.NON_CANONICAL, bytes_kept=True)])
+        == {}
+    )
     # The court's own failure (its row may lack the bytes), or a refusal a clerk's correction can lift: the seal
     # should try again; and a signed event that conflicts with the stored chain is the seal's evidence to keep.
     for reason in (Reason.STORAGE_ERROR, Reason.INTERNAL_ERROR, Reason.UNKNOWN_SEAL, Reason.BAD_SIGNATURE,
                    Reason.UNBOUND_SEAL, Reason.WRONG_CASE, Reason.REPLAYED_SEQ, Reason.DUPLICATE_EVENT_ID,
                    Reason.BROKEN_CHAIN):  # fmt: skip
-        assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", reason)]) == {}
-    assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.INVALID_JSON)]) == {
-        "seal-a": [sha(b"x")]
-    }
+        assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", reason, bytes_kept=True)]) == {}
+    kept = IngestResult(Outcome.QUARANTINED, "seal-a", Reason.INVALID_JSON, bytes_kept=True)
+    assert committed_hashes(ignored, [kept]) == {"seal-a": [sha(b"x")]}
+    # Bytes the quarantine did not keep (its budget refused them) are not receipted, whatever the reason.
+    assert committed_hashes(ignored, [IngestResult(Outcome.QUARANTINED, "seal-a", Reason.INVALID_JSON)]) == {}
 
     many = [Message(topic, str(i).encode(), NOW) for i in range(MAX_RECEIPT_HASHES + 5)]
     receipts = receipts_for(many, [IngestResult(Outcome.STORED, "seal-a")] * len(many), key=COURT_KEY)
