@@ -145,6 +145,25 @@ def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotat
     return credentials
 
 
+def disable_seal_account(
+    session: Session, *, actor: Actor | None, device_id: str, reserved: Collection[str] = ()
+) -> bool:
+    """Disable a seal's MQTT account: the broker refuses its connections once its files are rewritten and reloaded.
+    Returns False if it was disabled already (nothing recorded). Only a seal's own account (:func:`check_seal_name`,
+    ``reserved`` as there); :class:`NotFound` for a seal without one. A new password (:func:`rotate_password`,
+    ``seal rotate-password``) enables it again: there is no enabling with the old one."""
+    check_seal_name(session, device_id, reserved=reserved)
+    account = session.get(MqttAccount, device_id)
+    if account is None:
+        raise NotFound(f"no MQTT account {device_id!r}")
+    if account.disabled:
+        return False
+    disable_account(session, username=device_id)
+    case_no = session.scalar(select(Seal.case_no).where(Seal.device_id == device_id))
+    record_audit(session, actor=actor, action="mqtt.disable_account", target=device_id, case_no=case_no)
+    return True
+
+
 def write_broker_files(session: Session, *, password_file: Path, acl_file: Path) -> int:
     """Regenerate Mosquitto's password and ACL files from the accounts ``session`` sees; returns the number of
     active accounts. Holds the files' lock (:func:`files_locked`) meanwhile.
