@@ -57,6 +57,7 @@ from server.audit.service import acting_as, cli_actor_name
 from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
+from server.config_mqtt import plaintext_warning
 from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
@@ -148,7 +149,13 @@ def _os_user() -> str:
         return f"uid{os.getuid()}"
 
 
+#: The commands that connect to the broker (and check-config): each warns of plain TCP to a broker elsewhere.
+_MQTT_COMMANDS = frozenset({"check-config", "run", "ingest", "end-sessions"})
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in _MQTT_COMMANDS and (warning := plaintext_warning(settings.mqtt)) is not None:
+        logger.warning("%s", warning)
     match args.command:
         case "check-config":
             _out(

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from server.config_mqtt import MqttSettings
 from server.config_sections import (
     AlarmSettings,
     EvidenceSettings,
@@ -40,100 +41,10 @@ from server.config_sections import (
     WebSettings,
 )
 from server.config_storage import StorageSettings
-from server.config_types import OptionalName, OptionalPath
+from server.config_types import OptionalPath
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
-
-
-class MqttSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field("127.0.0.1", min_length=1, description="MQTT broker host.")
-    port: int = Field(
-        1883, ge=1, le=65535, description="MQTT broker port: 1883 on 127.0.0.1, 8883 (TLS) for a broker elsewhere."
-    )
-    username: str = Field("court-server", min_length=1, max_length=64, description="The court server's account.")
-    password_file: Path = Field(description="File holding the account's password (first line); keep it mode 0600.")
-    tls_ca_file: OptionalPath = Field(
-        None,
-        description="CA certificate of the broker's TLS listener. Empty or absent: plain TCP, only for a broker on "
-        "this machine (host 127.0.0.1) or for development.",
-    )
-    client_id: str = Field(
-        "court-server-ingest",
-        min_length=1,
-        max_length=64,
-        description="Stable MQTT client id: the broker keeps the persistent session (and unacked messages) under it.",
-    )
-    session_expiry_s: int = Field(
-        7 * 24 * 3600,
-        ge=60,
-        le=2**32 - 2,
-        description="How long the broker keeps the session and queued messages while the server is away.",
-    )
-    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive interval.")
-    mark_interval_s: float = Field(
-        2.0,
-        ge=0.1,
-        le=60,
-        description="How often each ingest worker sends itself a marker through the broker, to record how far it "
-        "has caught up (the liveness check and the commands' expiry judge only up to there).",
-    )
-    batch_size: int = Field(
-        500,
-        ge=1,
-        le=5000,
-        description="At most this many messages are stored per database transaction (keep it below the broker's "
-        "max_inflight_messages, 1000 in the generated configuration). Larger batches cost less CPU per message "
-        "(bench/ingest.py: about 10 % less at 500 than at 100).",
-    )
-    batch_linger_ms: float = Field(
-        5.0,
-        ge=0,
-        le=1000,
-        description="When fewer than batch_size messages wait as a batch begins, the ingest waits this long once "
-        "(under a backlog, with the verifier process: takes the next no sooner than this after the last), so that "
-        "a steady stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever "
-        "its size). It adds at most this much to an event's time to its commit, besides the batch before. 0: none.",
-    )
-    verifier_process: bool = Field(
-        True,
-        description="Decode the events and check their Ed25519 signatures in a process of its own (started by a "
-        "batch of 16): under a backlog the next batch while the ingest's thread stores the one before, a large one "
-        "partly, on another core, outside the ingest's interpreter lock. If that process fails, the ingest does it "
-        "all itself. false: all in the ingest's thread (a single-core machine).",
-    )
-    shared_group: OptionalName = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="MQTT v5 shared subscription group: the ingest subscribes to $share/<group>-<suffix>/seal/v1/+/"
-        "... so that several ingest processes (`seal-server ingest --workers N`, or one per machine) split the "
-        "stream, each message going to one of them. The suffix is derived from the password (the same in every "
-        "worker): Mosquitto lets any account join any group, and a seal in the court's group would take, and lose, "
-        "a share of every seal's messages. Absent: a plain subscription (one ingest takes every message). Retained "
-        "statuses are not sent to shared subscriptions (MQTT 5): a status is taken when it changes. Empty: absent.",
-    )
-    gap_wait_s: float = Field(
-        0.0,
-        ge=0,
-        le=10,
-        description="With a shared group: how long an event beyond a gap is held back (unacknowledged) for its "
-        "predecessor, counted from the seal's chain's last move, at most 10 × from arrival; then the gap raises "
-        "missing_events. The marks wait for held events (docs/deploy.md). 0: at once (right for one worker).",
-    )
-    gap_wait_max_held: int = Field(
-        100,
-        ge=0,
-        le=10_000,
-        description="At most this many events are held back at a time (gap_wait_s) by one ingest process: held, "
-        "they are unacknowledged, so they take places of the broker's in-flight window (Mosquitto's "
-        "max_inflight_messages, 1000) that every other seal's messages need. Beyond it, an event beyond a gap is "
-        "stored at once, as with gap_wait_s = 0 (the gap raises missing_events, which closes when the missing "
-        "events arrive). Keep it well below the window.",
-    )
 
 
 class AuthSettings(BaseModel):
@@ -360,7 +271,7 @@ def parse_settings(
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"  {where}: {err['msg']}")
+            problems.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems)) from None
 
 

@@ -40,7 +40,7 @@ from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
 from server.seals.enrolment import enrol_seal, new_seal_password
 from server.seals.models import Seal, SealBinding
-from server.seals.provisioning import apply_broker_files
+from server.seals.provisioning import apply_broker_files, disable_seal_account
 from server.seals.registry import (
     bind_seal,
     current_bindings,
@@ -169,6 +169,21 @@ def rotate_mqtt_password(
     session.commit()
     _sync_broker(session, context)
     return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password)
+
+
+@router.post("/{device_id}/mqtt-disable", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def disable_mqtt_account(
+    seal: Annotated[Seal, Depends(seal_with(Permission.SEAL_REGISTER))],
+    clerk: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+) -> None:
+    """Disable the seal's MQTT account (clerk only): the broker refuses it when it reloads its files. A new password
+    (``POST …/mqtt-password``) enables it again. 404 for a seal without an account."""
+    reserved = {context.settings.mqtt.username}
+    disable_seal_account(session, actor=clerk, device_id=seal.device_id, reserved=reserved)
+    session.commit()
+    _sync_broker(session, context)
 
 
 def _sync_broker(session: Session, context: ServerContext) -> None:

@@ -13,9 +13,12 @@ SUBSCRIBE, ``$share/…`` too (``pattern deny $share/#`` or a user's ``topic den
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from seal_protocol.topics import MessageKind, topic_filter
@@ -73,16 +76,48 @@ def password_file_text(hashes: Mapping[str, str]) -> str:
 
 
 def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` atomically with ``text``, created with ``mode`` (never readable by others meanwhile)."""
+    """Replace ``path`` atomically with ``text``, created with ``mode`` (never readable by others meanwhile).
+
+    The text goes to a temporary file of its own (:func:`tempfile.mkstemp` beside ``path``), flushed to disk and
+    renamed over ``path``, and the directory is flushed too: two writers at once never remove or rename each other's
+    temporary file, and a crash leaves the old file or the new one, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(temp)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def lock_file(password_file: Path) -> Path:
+    """The file whose lock :func:`files_locked` takes: beside the password file, ``<name>.lock``."""
+    return password_file.with_name(password_file.name + ".lock")
+
+
+@contextmanager
+def files_locked(password_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on :func:`lock_file` of ``password_file``, waiting for it: one writer of
+    the broker's files at a time, among the threads of a process and among processes (the API, the CLI)."""
+    lock = lock_file(password_file)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_password_file(path: Path, users: Mapping[str, str]) -> None:

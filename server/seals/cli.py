@@ -6,6 +6,7 @@ Mosquitto's files.
                                                [--property ..] [--expires YYYY-MM-DD]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
     seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]
+    seal-server seal disable DEVICE_ID --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
 
@@ -27,7 +28,7 @@ from server.core.db import in_session
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.cases import add_case, add_court
 from server.seals.enrolment import OnMoved, enrol_seal, new_seal_password
-from server.seals.provisioning import NewCredentials, apply_broker_files, server_account
+from server.seals.provisioning import NewCredentials, apply_broker_files, disable_seal_account, server_account
 
 Out = Callable[[str], None]
 
@@ -74,6 +75,13 @@ def add_seal_commands(
     seal_rotate = seal.add_parser("rotate-password", parents=[common], help="give a seal a new MQTT password")
     seal_rotate.add_argument("device_id", metavar="DEVICE_ID")
     _add_password_file_option(seal_rotate)
+    seal_disable = seal.add_parser(
+        "disable",
+        parents=[common],
+        help="disable a seal's MQTT account: the broker refuses it from its reload on (rotate-password enables it "
+        "again, with a new password)",
+    )
+    seal_disable.add_argument("device_id", metavar="DEVICE_ID")
 
     broker = commands.add_parser("broker", help="MQTT accounts and Mosquitto files").add_subparsers(
         dest="action", required=True
@@ -97,6 +105,8 @@ def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out, *, 
             _seal_add(args, settings, out, on_moved)
         case "seal", "rotate-password":
             _seal_rotate(args, settings, out)
+        case "seal", "disable":
+            _seal_disable(args, settings, out)
         case "broker", "server-account":
             _server_account(settings, out)
             _sync_broker(settings, out)
@@ -162,6 +172,17 @@ def _seal_rotate(args: argparse.Namespace, settings: Settings, out: Out) -> None
         ),
     )
     hand_over(credentials, device_id=args.device_id, password_file=args.mqtt_password_file, out=out)
+    _sync_broker(settings, out)
+
+
+def _seal_disable(args: argparse.Namespace, settings: Settings, out: Out) -> None:
+    disabled = in_session(
+        settings.database_url,
+        lambda session: disable_seal_account(
+            session, actor=None, device_id=args.device_id, reserved={settings.mqtt.username}
+        ),
+    )
+    out(f"MQTT account {args.device_id} " + ("disabled" if disabled else "was disabled already"))
     _sync_broker(settings, out)
 
 

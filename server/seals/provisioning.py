@@ -22,10 +22,12 @@ from sqlalchemy.orm import Session
 from seal_protocol.topics import validate_device_id
 from server.audit.service import Actor, record_audit
 from server.config import BrokerFilesSettings, read_password
+from server.core.db import READ_ONLY
 from server.errors import AlreadyExists, BrokerUnavailable, NotFound
 from server.seals.broker_files import (
     SERVER_USERNAME,
     acl_text,
+    files_locked,
     mosquitto_password_hash,
     password_file_text,
     write_private_file,
@@ -143,25 +145,62 @@ def seal_account(session: Session, *, actor: Actor | None, device_id: str, rotat
     return credentials
 
 
+def disable_seal_account(
+    session: Session, *, actor: Actor | None, device_id: str, reserved: Collection[str] = ()
+) -> bool:
+    """Disable a seal's MQTT account: the broker refuses its connections once its files are rewritten and reloaded.
+    Returns False if it was disabled already (nothing recorded). Only a seal's own account (:func:`check_seal_name`,
+    ``reserved`` as there); :class:`NotFound` for a seal without one. A new password (:func:`rotate_password`,
+    ``seal rotate-password``) enables it again: there is no enabling with the old one."""
+    check_seal_name(session, device_id, reserved=reserved)
+    account = session.get(MqttAccount, device_id)
+    if account is None:
+        raise NotFound(f"no MQTT account {device_id!r}")
+    if account.disabled:
+        return False
+    disable_account(session, username=device_id)
+    case_no = session.scalar(select(Seal.case_no).where(Seal.device_id == device_id))
+    record_audit(session, actor=actor, action="mqtt.disable_account", target=device_id, case_no=case_no)
+    return True
+
+
 def write_broker_files(session: Session, *, password_file: Path, acl_file: Path) -> int:
-    """Regenerate Mosquitto's password and ACL files from the database; returns the number of active accounts.
+    """Regenerate Mosquitto's password and ACL files from the accounts ``session`` sees; returns the number of
+    active accounts. Holds the files' lock (:func:`files_locked`) meanwhile.
 
     Both are written atomically with mode 0640 so that a broker running as another user in the file's group can
     read them; send the broker SIGHUP (or ``systemctl reload mosquitto``) to apply them.
     """
-    accounts = session.scalars(select(MqttAccount).where(MqttAccount.disabled.is_(False))).all()
-    write_private_file(password_file, password_file_text({a.username: a.password_hash for a in accounts}), 0o640)
+    with files_locked(password_file):
+        return _write_files(session, password_file=password_file, acl_file=acl_file)
+
+
+def _write_files(session: Session, *, password_file: Path, acl_file: Path) -> int:
+    query = select(MqttAccount.username, MqttAccount.password_hash).where(MqttAccount.disabled.is_(False))
+    hashes: dict[str, str] = dict(session.execute(query).tuples().all())
+    write_private_file(password_file, password_file_text(hashes), 0o640)
     write_private_file(acl_file, acl_text(SERVER_USERNAME), 0o640)
-    logger.info("wrote %s (%s) and %s", password_file, _accounts(len(accounts)), acl_file)
-    return len(accounts)
+    logger.info("wrote %s (%s) and %s", password_file, _accounts(len(hashes)), acl_file)
+    return len(hashes)
 
 
 def apply_broker_files(session: Session, files: BrokerFilesSettings) -> str:
-    """Rewrite the configured Mosquitto files and signal the broker; returns what was done, for the operator."""
+    """Rewrite the configured Mosquitto files from the accounts as committed and signal the broker; returns what
+    was done, for the operator. Call it after the commit of the accounts' changes.
+
+    Reading, writing and signalling happen under the files' lock (:func:`files_locked`), and the accounts are read
+    after it is granted, in a transaction of their own on ``session``'s engine (not ``session``'s, whose snapshot
+    or loaded rows may predate the lock): of two callers at once, the later one writes what both committed, so an
+    older reading never replaces a newer file (a rotated password working again)."""
     if files.password_file is None or files.acl_file is None:
         return "no [broker] password_file/acl_file configured: broker files not written"
-    count = write_broker_files(session, password_file=files.password_file, acl_file=files.acl_file)
-    done = f"wrote {files.password_file} ({_accounts(count)}) and {files.acl_file}"
+    with files_locked(files.password_file):
+        with Session(session.get_bind().engine.execution_options(**READ_ONLY)) as fresh:
+            count = _write_files(fresh, password_file=files.password_file, acl_file=files.acl_file)
+        return _signal(files, f"wrote {files.password_file} ({_accounts(count)}) and {files.acl_file}")
+
+
+def _signal(files: BrokerFilesSettings, done: str) -> str:
     if files.pid_file is None:
         return done + "; reload the broker to apply them (systemctl reload mosquitto)"
     if not files.pid_file.exists():

@@ -449,6 +449,14 @@ TABLE: list[Row] = [
         lambda _, k: Call(f"/api/seals/{seal_of(k)}/mqtt-password"),
         CLERK,
     ),
+    Row(
+        "POST",
+        "/api/seals/{device_id}/mqtt-disable",
+        "case",
+        204,
+        lambda _, k: Call(f"/api/seals/{seal_of(k)}/mqtt-disable"),
+        CLERK,
+    ),
     Row("GET", "/api/seals/{device_id}", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}")),
     Row("GET", "/api/seals/{device_id}/bindings", "case", 200, lambda _, k: Call(f"/api/seals/{seal_of(k)}/bindings")),
     Row(
