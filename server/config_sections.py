@@ -153,6 +153,16 @@ class IngestSettings(BaseModel):
         description="Bytes of refused messages the quarantine keeps in all, every seal account together; past it "
         "as past quarantine_seal_bytes. With several ingest workers each may pass it by an eighth.",
     )
+    unnamed_snapshot_seal_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of pictures no stored signed event of their seal names (filed provisionally under the "
+        "seal's case: a picture may come before the snapshot_taken event that names it) that each seal account may "
+        "add in a day; past it such a picture is refused as unnamed_snapshots (not written, not receipted: the seal "
+        "keeps it and sends it again, and once its naming event is stored it gets in), logged and counted in "
+        "seal_messages_rejected_total. A named picture never counts. Pictures are not signed: one seal's password "
+        "cannot fill the court's disk with pictures no event names.",
+    )
 
 
 class EvidenceSettings(BaseModel):

@@ -298,6 +298,12 @@ class SnapshotPublic(BaseModel):
     case_no: str
     size: int
     received_at: datetime
+    named: bool = Field(
+        description="Whether a stored signed event of this case from this seal names the picture (its evidence). "
+        "false: no event names it yet — a picture may come before the snapshot_taken event that names it, and is "
+        "filed under the seal's case meanwhile; pictures are not signed, so until an event names it, it may come "
+        "from anyone holding the seal's MQTT password."
+    )
 
 
 class SealEventPage(BaseModel):

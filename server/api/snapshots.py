@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -14,7 +14,7 @@ from server.api.schemas import SnapshotPublic
 from server.api.stored import stored_response
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
-from server.evidence.models import Snapshot
+from server.evidence.models import Snapshot, SnapshotName
 from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
@@ -22,13 +22,47 @@ router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the picture, lowercase hex.")]
 
 
+#: Whether a stored signed event of the row's case from its seal names the row's picture (the unique index of the
+#: names: (sha256, device_id, case_no)).
+_NAMED = (
+    select(SnapshotName.id)
+    .where(
+        SnapshotName.sha256 == Snapshot.sha256,
+        SnapshotName.device_id == Snapshot.device_id,
+        SnapshotName.case_no == Snapshot.case_no,
+    )
+    .exists()
+)
+
+
 @router.get("/cases/{case_no:path}/snapshots", responses={404: {"description": "No such case, or not one of yours"}})
 def list_case_snapshots(
-    case: Annotated[Case, Depends(case_with(Permission.SNAPSHOT_READ))], session: SessionDep
+    case: Annotated[Case, Depends(case_with(Permission.SNAPSHOT_READ))],
+    session: SessionDep,
+    named: Annotated[
+        bool | None,
+        Query(
+            description="true: only the pictures a stored signed event of the case names (its evidence); false: "
+            "only those none names yet (filed provisionally: unsigned, they may come from anyone holding the "
+            "seal's MQTT password). Unset: all."
+        ),
+    ] = None,
 ) -> list[SnapshotPublic]:
-    """The case's snapshots, newest first."""
-    query = select(Snapshot).where(Snapshot.case_no == case.case_no).order_by(Snapshot.id.desc())
-    return [SnapshotPublic.model_validate(row) for row in session.scalars(query)]
+    """The case's snapshots, newest first; each says whether a stored signed event of the case names it."""
+    query = select(Snapshot, _NAMED.label("named")).where(Snapshot.case_no == case.case_no)
+    if named is not None:
+        query = query.where(_NAMED if named else ~_NAMED)
+    return [
+        SnapshotPublic(
+            sha256=row.sha256,
+            device_id=row.device_id,
+            case_no=row.case_no,
+            size=row.size,
+            received_at=row.received_at,
+            named=bool(is_named),
+        )
+        for row, is_named in session.execute(query.order_by(Snapshot.id.desc()))
+    ]
 
 
 @router.get(

@@ -59,7 +59,8 @@ class Snapshot(Base):
     """
 
     __tablename__ = "snapshots"
-    __table_args__ = (UniqueConstraint("sha256", "device_id", "case_no"),)
+    #: (device_id, received_at): a seal's pictures of the last day, for its budget (server.ingest.unnamed_budget).
+    __table_args__ = (UniqueConstraint("sha256", "device_id", "case_no"), Index(None, "device_id", "received_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))

@@ -16,17 +16,17 @@ and so is the state of the command a ``command_ack``/``command_rejected`` answer
 seals' rows are locked: the lock order of :mod:`server.ingest.rows`), and so is each stored event's leaf in the
 Merkle log (:func:`append_events`, after the batch's other rows are written).
 
-An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of
-compiled Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their
-chain states (on PostgreSQL two: one that locks them, making those missing, then the read), one for stored events
-that share an ``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first
-event of a seal; one for the events above those the time rule refused; two of the quarantine per seal of a picture
-no stored event of its seal names, and a few more if refused events name it: :mod:`.late_chain`), then one
-executemany inserting the events (and one read of their ids), one update of the chain states, two of the seals.
-Alarms are settled after the events are inserted, in the messages' order; alarms about gaps once per batch, so
-events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the rare rows:
-quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once its seal's
-row is locked (:mod:`server.ingest.snapshot_filing`).
+An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of compiled
+Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their chain states (on
+PostgreSQL two: one that locks them, making those missing, then the read), one for stored events that share an
+``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first event of a seal;
+one for the events above those the time rule refused; two of the quarantine per seal of a picture no stored event of its
+seal names, and a few more if refused events name it: :mod:`.late_chain`; two, and one per such seal, for its budget of
+those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
+chain states, two of the seals. Alarms are settled after the events are inserted, in the messages' order; alarms about
+gaps once per batch, so events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the
+rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once its
+seal's row is locked (:mod:`server.ingest.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class IngestBatch:
         may_hold: int = 0,
         written_snapshots: frozenset[str] | set[str] = frozenset(),
         quarantine_budget: QuarantineBudget | None = None,
+        unnamed_budget: int | None = None,
     ) -> None:
         self.session = session
         self.written_snapshots = written_snapshots  # pictures already in ``snapshots`` (the hashes)
@@ -107,7 +108,7 @@ class IngestBatch:
         self._bindings: dict[str, list[SealBinding]] = {}  # device_id -> its bindings, newest first
         self._by_seq: dict[tuple[str, int], tuple[str, bytes]] = {}  # (device_id, seq) -> (event_id, raw)
         self._by_event_id: dict[str, tuple[str, int]] = {}  # event_id -> (device_id, seq)
-        self._filing = SnapshotFiling()  # the pictures received, and those the stored events name
+        self._filing = SnapshotFiling(unnamed_budget)  # the pictures received, and those the stored events name
         self._case_of: dict[int, str] = {}  # a message's place -> the case its binding gives its event (phase 1)
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
@@ -141,16 +142,15 @@ class IngestBatch:
             locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
             for settle in self._settle:
                 settle()
-            # The closures name this batch: dropped now, the batch and its rows are freed by reference counting
-            # when the transaction ends, not left as a cycle for the garbage collector (whose full collections of
-            # such garbage held the interpreter for 100-200 ms at a time: bench/ingest.py).
+            # The closures name this batch: dropped now, it is freed by reference counting when the transaction ends,
+            # not left as a cycle for the garbage collector (its full collections held it 100-200 ms: bench/ingest.py).
             self._settle.clear()
             at = max(m.received_at for m in messages)
             for change in self.chain.changes():
                 on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
-            hold = HoldBack(refused_events(checked, messages, results), now=self._now)
+            hold = self._filing.budget(HoldBack(refused_events(checked, messages, results), now=self._now), self._now)
             for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
                 results[place] = self._refused(messages[place], hold.refusal(results[place]))
             self._apply_answers(results)

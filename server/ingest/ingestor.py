@@ -105,6 +105,7 @@ class Ingestor:
             total=ingest.quarantine_total_bytes,
             on_refused=metrics.count_quarantine_not_kept,
         )
+        self.unnamed_budget = ingest.unnamed_snapshot_seal_bytes  # :mod:`.unnamed_budget`
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -146,7 +147,9 @@ class Ingestor:
                 parts = _parts_by_names(prepared)
                 if len(parts) > 1:
                     return self._ingest_parts(messages, parts)
-                prepared = write_snapshots(self._session_factory, self.snapshots, messages, prepared, written)
+                prepared = write_snapshots(
+                    self._session_factory, self.snapshots, messages, prepared, written, self.unnamed_budget
+                )
                 with self._session_factory() as session:
                     batch = self._batch(session, messages, written)
                     results = batch.apply(messages, prepared)
@@ -211,6 +214,7 @@ class Ingestor:
             may_hold=self._may_hold(messages),
             written_snapshots=written,
             quarantine_budget=self.quarantine_budget,
+            unnamed_budget=self.unnamed_budget,
         )
 
     def _may_hold(self, messages: Sequence[Message]) -> int:
@@ -239,8 +243,9 @@ class Ingestor:
         faults, races = 0, 0
         while faults < 2:
             try:
+                alone = [prepare(message, self.cache)]
                 prepared = write_snapshots(
-                    self._session_factory, self.snapshots, [message], [prepare(message, self.cache)], written
+                    self._session_factory, self.snapshots, [message], alone, written, self.unnamed_budget
                 )
                 with self._session_factory() as session:
                     batch = self._batch(session, [message], written)

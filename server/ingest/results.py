@@ -44,6 +44,8 @@ class Reason(StrEnum):
     SNAPSHOT_MISMATCH = "snapshot_mismatch"
     INVALID_SNAPSHOT = "invalid_snapshot"
     STORAGE_ERROR = "storage_error"
+    #: A picture no stored event of its seal names, past the seal's budget of those (:mod:`.unnamed_budget`).
+    UNNAMED_SNAPSHOTS = "unnamed_snapshots"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -28,7 +28,8 @@ filed provisionally, they are quarantined unreceipted meanwhile, and the seal se
 event refused for its case names, which the chain may yet place in that case, and any picture of a seal moved from
 another case less than a day ago (:func:`~server.ingest.late_chain.recently_moved`: it may be that case's). The hold
 back is asked only about pictures no stored event names: a batch whose pictures are all named (the event first) reads
-nothing more for it.
+nothing more for it. So is each seal's budget of such pictures (:mod:`~server.ingest.unnamed_budget`, :meth:`budget`):
+past it, a picture no stored event of its seal names is not filed either, but refused (``unnamed_snapshots``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from server.core.value_lists import one_of
 from server.evidence.models import Snapshot, SnapshotName
 from server.evidence.queries import named_pictures
 from server.ingest.results import IngestResult, Outcome
+from server.ingest.unnamed_budget import Holding, UnnamedBudget
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -86,14 +88,22 @@ class SnapshotFiling:
     """The pictures a batch received and the pictures its stored events name; their rows are written by
     :meth:`write`, once the seals' rows are locked."""
 
-    def __init__(self) -> None:
+    def __init__(self, unnamed_budget: int | None = None) -> None:
         self._names: set[Name] = set()
         self._pictures: list[_Picture] = []
+        self._unnamed_budget = unnamed_budget  # per seal, of the pictures no stored event names (None: no bound)
 
     @property
     def seals(self) -> set[str]:
         """The seals whose rows must be locked before :meth:`write`."""
         return {name[1] for name in self._names} | {p.device_id for p in self._pictures}
+
+    def budget(self, hold: Holding, now: datetime) -> UnnamedBudget:
+        """``hold`` and the seals' budget of pictures no stored event names: ask it about the pictures no stored event
+        of their seal names, once every picture of the batch was received (:meth:`picture`); it tells why it held
+        each back (:meth:`UnnamedBudget.refusal`)."""
+        sizes = {(p.device_id, p.sha256): p.size for p in self._pictures}
+        return UnnamedBudget(hold, sizes, per_seal=self._unnamed_budget, now=now)
 
     def named(self, device_id: str, case_no: str, payload: Mapping[str, Any]) -> None:
         """A stored event of ``case_no``; most name no picture, and cost two lookups in their payload."""

@@ -33,6 +33,9 @@ from tests.server.helpers import CASE_A, CASE_B, message, moved_long_ago
 from tests.server.pg_locks import Side, wait_for_lock_waits
 from tests.verify.world import CourtWorld, build_world
 
+#: How :meth:`~server.ingest.snapshot_filing.SnapshotFiling.write` reads the pictures' names, once the seals' rows are
+#: locked.
+NAMES_READ = "SELECT snapshot_names.sha256, snapshot_names.device_id, snapshot_names.case_no"
 #: 0013_evidence_exports: the revision before the pictures' names.
 BEFORE_NAMES = "3c7e1a9f5d20"
 
@@ -190,7 +193,8 @@ def test_two_workers_storing_a_picture_and_its_naming_event_at_once_file_it_unde
     reached, go, paused = threading.Event(), threading.Event(), threading.local()
 
     def pause(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if getattr(paused, "here", False) and "FROM snapshot_names" in statement:
+        # the filing's read of the names (not the budget's, made before the transaction: server.ingest.unnamed_budget)
+        if getattr(paused, "here", False) and statement.startswith(NAMES_READ):
             paused.here = False
             reached.set()
             assert go.wait(30)
