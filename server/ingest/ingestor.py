@@ -237,9 +237,8 @@ class Ingestor:
 
     def _ingest_alone(self, message: Message, written: set[str]) -> IngestResult:
         failure: Exception | None = None
-        # A unique-constraint race with another worker resolves itself on the second try (as a duplicate); a writer
-        # that held the database past the busy timeout is the storage's fault (StorageUnavailable). A lost race (a
-        # deadlock, a serialization failure) is not counted against the message: tried again, RACE_ATTEMPTS in all.
+        # A unique-constraint race resolves itself on the second try (a duplicate); a lost race (a deadlock, a
+        # serialization failure) is not counted against the message: tried again, RACE_ATTEMPTS in all.
         faults, races = 0, 0
         while faults < 2:
             try:
@@ -316,8 +315,7 @@ class Ingestor:
             raise StorageUnavailable(f"cannot store a quarantine row: {exc}") from exc
 
     def _raise_if_database_down(self, exc: Exception) -> None:
-        """Raise :class:`StorageUnavailable` from ``exc`` if it blames the storage (:func:`storage_fault`: ``SELECT 1``
-        still answers on a full disk) or if the database does not answer a trivial query."""
+        """Raise :class:`StorageUnavailable` from ``exc`` if it blames the storage or the database does not answer."""
         if not isinstance(exc, SQLAlchemyError):
             return
         if (fault := storage_fault(exc)) is not None:
