@@ -28,7 +28,15 @@ from server.core.db import SessionFactory, lost_a_race, make_engine, make_sessio
 from server.core.live import Change, LiveHub
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
-from server.errors import AlreadyExists, CommandsUnavailable, Conflict, ContentStoreError, Invalid, NotFound
+from server.errors import (
+    AlreadyExists,
+    BrokerFilesNotWritten,
+    CommandsUnavailable,
+    Conflict,
+    ContentStoreError,
+    Invalid,
+    NotFound,
+)
 from server.evidence.checkpointer import Checkpointer
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import CheckpointRefused, LogKeyUnavailable, ProofError, TimestampFailed
@@ -320,6 +328,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(ContentStoreError, store_failed)  # the store's address stays out of the answer
     app.add_exception_handler(CommandsUnavailable, unavailable)
+    app.add_exception_handler(BrokerFilesNotWritten, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)
     app.add_exception_handler(CheckpointRefused, unavailable)
     app.add_exception_handler(TimestampFailed, unavailable)

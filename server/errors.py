@@ -74,6 +74,11 @@ class BrokerUnavailable(ServerError, ConnectionError):
     """The MQTT client could not be set up."""
 
 
+class BrokerFilesNotWritten(ServerError, RuntimeError):
+    """An account change is stored, but the broker's files could not be rewritten (nor the broker reloaded): it is not
+    in force at the broker yet."""
+
+
 class CommandsUnavailable(ServerError, RuntimeError):
     """Commands cannot be issued: the court's signing key is not configured or cannot be read."""
 

@@ -34,7 +34,7 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import AlreadyExists, Invalid, ServerError
+from server.errors import AlreadyExists, BrokerFilesNotWritten, Invalid, ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
@@ -183,16 +183,24 @@ def disable_mqtt_account(
     reserved = {context.settings.mqtt.username}
     disable_seal_account(session, actor=clerk, device_id=seal.device_id, reserved=reserved)
     session.commit()
-    _sync_broker(session, context)
+    if not _sync_broker(session, context):  # a disabling not in force must not read as done (a stolen password)
+        raise BrokerFilesNotWritten(
+            f"封条 {seal.device_id} 的账号已在数据库中停用，但代理（broker）的文件未能改写，停用尚未生效；"
+            "请运行 seal-server broker write-files。 / "
+            f"seal {seal.device_id}'s account is disabled in the database, but the broker's files could not be "
+            "rewritten: the broker still accepts it; run `seal-server broker write-files`"
+        )
 
 
-def _sync_broker(session: Session, context: ServerContext) -> None:
-    """After the commit: rewrite the broker's files and reload it. The accounts are stored either way, so a failure
-    is logged (``seal-server broker write-files`` repeats it) and the request still succeeds."""
+def _sync_broker(session: Session, context: ServerContext) -> bool:
+    """After the commit: rewrite the broker's files and reload it; False if that failed. The accounts are stored
+    either way, so a failure is logged (``seal-server broker write-files`` repeats it)."""
     try:
         logger.info("%s", apply_broker_files(session, context.settings.broker))
     except (OSError, ServerError):
         logger.exception("the broker's files could not be rewritten; run `seal-server broker write-files`")
+        return False
+    return True
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)

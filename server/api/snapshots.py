@@ -14,25 +14,13 @@ from server.api.schemas import SnapshotPublic
 from server.api.stored import stored_response
 from server.auth.access import Permission, snapshot_for
 from server.errors import NotFound
-from server.evidence.models import Snapshot, SnapshotName
+from server.evidence.models import Snapshot
+from server.evidence.queries import PICTURE_NAMED
 from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
 
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the picture, lowercase hex.")]
-
-
-#: Whether a stored signed event of the row's case from its seal names the row's picture (the unique index of the
-#: names: (sha256, device_id, case_no)).
-_NAMED = (
-    select(SnapshotName.id)
-    .where(
-        SnapshotName.sha256 == Snapshot.sha256,
-        SnapshotName.device_id == Snapshot.device_id,
-        SnapshotName.case_no == Snapshot.case_no,
-    )
-    .exists()
-)
 
 
 @router.get("/cases/{case_no:path}/snapshots", responses={404: {"description": "No such case, or not one of yours"}})
@@ -49,9 +37,9 @@ def list_case_snapshots(
     ] = None,
 ) -> list[SnapshotPublic]:
     """The case's snapshots, newest first; each says whether a stored signed event of the case names it."""
-    query = select(Snapshot, _NAMED.label("named")).where(Snapshot.case_no == case.case_no)
+    query = select(Snapshot, PICTURE_NAMED.label("named")).where(Snapshot.case_no == case.case_no)
     if named is not None:
-        query = query.where(_NAMED if named else ~_NAMED)
+        query = query.where(PICTURE_NAMED if named else ~PICTURE_NAMED)
     return [
         SnapshotPublic(
             sha256=row.sha256,

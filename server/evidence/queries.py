@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import EventType
-from server.evidence.models import Event
+from server.evidence.models import Event, Snapshot, SnapshotName
 
 #: Events that tell whether the seal was armed (``armed``/``disarmed`` by their type, the others by ``payload.armed``).
 _ARMED_STATE_EVENTS = (EventType.ARMED, EventType.DISARMED, EventType.HEARTBEAT, EventType.AGENT_STARTED)
@@ -80,6 +80,19 @@ def armed_state(event_type: str, payload: dict[str, object]) -> bool | None:
         return None
     armed = payload.get("armed")
     return armed if isinstance(armed, bool) else None
+
+
+#: Whether a stored signed event of a ``snapshots`` row's case from its seal names the row's picture (the unique index
+#: of the names: (sha256, device_id, case_no)); a picture none names is unsigned, filed provisionally.
+PICTURE_NAMED = (
+    select(SnapshotName.id)
+    .where(
+        SnapshotName.sha256 == Snapshot.sha256,
+        SnapshotName.device_id == Snapshot.device_id,
+        SnapshotName.case_no == Snapshot.case_no,
+    )
+    .exists()
+)
 
 
 def named_pictures(payload: Mapping[str, Any]) -> list[str]:

@@ -101,18 +101,14 @@ def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
         os.close(directory)
 
 
-def lock_file(password_file: Path) -> Path:
-    """The file whose lock :func:`files_locked` takes: beside the password file, ``<name>.lock``."""
-    return password_file.with_name(password_file.name + ".lock")
-
-
 @contextmanager
 def files_locked(password_file: Path) -> Iterator[None]:
-    """Hold an exclusive lock (``flock``) on :func:`lock_file` of ``password_file``, waiting for it: one writer of
-    the broker's files at a time, among the threads of a process and among processes (the API, the CLI)."""
-    lock = lock_file(password_file)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    """Hold an exclusive lock (``flock``) on the directory of ``password_file``, waiting for it: one writer of the
+    broker's files at a time, among the threads of a process and among processes (the API, the CLI). The directory
+    itself, opened read-only, is locked: no lock file another account (root, running the CLI) would own."""
+    directory = password_file.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

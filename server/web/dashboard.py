@@ -22,6 +22,7 @@ from server.auth.access import Permission
 from server.auth.models import User
 from server.auth.users import usernames_by_id
 from server.evidence.models import Event, Snapshot
+from server.evidence.queries import PICTURE_NAMED
 from server.seals.models import Seal
 from server.seals.registry import is_online
 
@@ -226,7 +227,9 @@ def _recent_by_seal(
 
     snapshot = (
         select(Snapshot.sha256)
+        # the latest picture a signed event names: not one anyone with the seal's MQTT password could send
         .where(Snapshot.device_id == Seal.device_id, _of_the_seal_s_case(session, user, Snapshot.case_no))
+        .where(PICTURE_NAMED)
         .order_by(Snapshot.id.desc())
         .limit(1)
         .correlate(Seal)

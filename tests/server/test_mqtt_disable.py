@@ -122,3 +122,32 @@ pid_file = "{broker.pid_file}"
     with session_scope(session_factory) as session:
         actions = list(session.scalars(select(AuditEntry.action).where(AuditEntry.target == "seal-a")))
     assert actions.count("mqtt.disable_account") == 1
+
+
+def test_a_disabling_the_broker_does_not_take_is_not_answered_as_done(
+    tmp_path: Path, database_url: str, session_factory: SessionFactory
+) -> None:
+    """The account is disabled in the database, but the broker's files cannot be written (their directory is a
+    file): the answer is 503 saying so, not 204 (a stolen password still works at the broker)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.auth.access import Role
+    from server.config import BrokerFilesSettings
+    from tests.server.auth_helpers import add_user, bearer, make_settings
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the broker's directory should be")
+    files = BrokerFilesSettings(password_file=blocked / "passwd", acl_file=blocked / "acl")
+    settings = make_settings(database_url, tmp_path).model_copy(update={"broker": files})
+    add_user(session_factory, "clerk", Role.CLERK)
+    clerk = bearer(session_factory, "clerk")
+    body = {"device_id": "seal-api", "public_key": public_key_b64(generate_signing_key())}
+    with TestClient(create_app(settings, with_ingest=False)) as client:
+        assert client.post("/api/seals", json=body, headers=clerk).status_code == 201
+        refused = client.post("/api/seals/seal-api/mqtt-disable", headers=clerk)
+    assert refused.status_code == 503, refused.text
+    assert "seal-server broker write-files" in refused.json()["detail"]
+    with session_scope(session_factory) as session:
+        account = session.get(MqttAccount, "seal-api")
+        assert account is not None and account.disabled  # stored: `broker write-files` puts it in force

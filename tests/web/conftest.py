@@ -183,7 +183,7 @@ def screenshot(page: Page, name: str) -> Path:
 
 @dataclass
 class PagesWorld:
-    """Two cases; ``seal-web-1`` on :data:`CASE` with a heartbeat, an intrusion (alarm) and a snapshot; one user per
+    """Two cases; ``seal-web-1`` on :data:`CASE` with a heartbeat, an intrusion (alarm) and the snapshot it names; one user per
     role on :data:`CASE` (named after the role), ``other-judge`` on :data:`OTHER_CASE`; the app, not yet started."""
 
     session_factory: SessionFactory
@@ -266,7 +266,10 @@ def world(
     world = PagesWorld(session_factory, ingestor, seal, app, snapshot, alarm_id=0)
     world.ingest(
         (seal.event_topic, seal.event(EventType.HEARTBEAT)),
-        (seal.event_topic, seal.event(EventType.INTRUSION, {"armed": True, "warning": "played"})),
+        (
+            seal.event_topic,
+            seal.event(EventType.INTRUSION, {"armed": True, "warning": "played", "snapshots": [snapshot]}),
+        ),
         (snapshot_topic(SEAL, snapshot), picture),
     )
     with session_factory() as session:
