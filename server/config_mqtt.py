@@ -117,14 +117,21 @@ class MqttSettings(BaseModel):
         return self
 
 
+#: The names of this machine's loopback address: ``localhost`` and the others Debian's /etc/hosts gives it.
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
 def is_loopback(host: str) -> bool:
-    """True for a broker on this machine: ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower().rstrip(".") == "localhost":
+    """True for a broker on this machine: a name of the loopback address (:data:`LOOPBACK_NAMES`) or a loopback
+    address (127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6: ``::ffff:127.0.0.1``)."""
+    if host.lower().rstrip(".") in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def plaintext_warning(settings: MqttSettings) -> str | None:

@@ -82,9 +82,10 @@ def lost_a_race(exc: BaseException) -> bool:
 
 
 #: SQLite's primary result codes that blame the storage, not the statement's data: SQLITE_BUSY, SQLITE_LOCKED,
-#: SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (an extended code's low byte is its
-#: primary code: SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, ...).
-STORAGE_SQLITE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14})
+#: SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (an extended code's low byte is its primary code:
+#: SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, ...). Not SQLITE_NOMEM: Python's sqlite3 raises it as a MemoryError,
+#: no database error (the batch is then tried message by message, as for any other exception).
+STORAGE_SQLITE_CODES = frozenset({5, 6, 8, 10, 13, 14})
 #: PostgreSQL's SQLSTATE classes that blame the storage: 53 insufficient resources (disk full, out of memory, too
 #: many connections), 08 connection exception, 58 system error (I/O); and the states 57P* (the server shuts down,
 #: or cannot take connections yet) and 25006 (a read-only transaction: a standby, or writes turned off).
@@ -93,7 +94,7 @@ STORAGE_SQLSTATE_PREFIXES = ("53", "08", "58", "57P", "25006")
 
 def storage_fault(exc: BaseException) -> str | None:
     """The name of the error if ``exc`` says the storage, not the data written, is at fault — a full disk, an I/O
-    error, a database that is read-only, locked, out of memory or shutting down — else None. The same statement may
+    error, a database that is read-only, locked, out of resources or shutting down — else None. The same statement may
     succeed once the storage recovers: it is to be tried again later, not blamed on what it wrote."""
     if not isinstance(exc, DBAPIError):
         return None

@@ -18,6 +18,7 @@ keeps losing, :class:`StorageUnavailable` is raised rather than any message quar
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,6 @@ from sqlalchemy.orm import Session
 from seal_protocol import Envelope
 from server.commands.service import DECIDING_ANSWERS
 from server.config import AlarmSettings, IngestSettings, MqttSettings
-from server.core.base import utc_now
 from server.core.db import SessionFactory, lost_a_race, storage_fault
 from server.core.metrics import IngestMetrics
 from server.errors import StorageUnavailable
@@ -222,8 +222,8 @@ class Ingestor:
         message older than the wait is no longer held: the next time it comes, it is stored)."""
         if not self._gap_wait:
             return 0
-        cutoff = utc_now() - GAP_WAIT_CAP * self._gap_wait  # a message may wait that long (its chain moving)
-        self._held = {m for m in self._held if m.received_at > cutoff}
+        cutoff = time.monotonic() - (GAP_WAIT_CAP * self._gap_wait).total_seconds()  # the longest a message waits
+        self._held = {m for m in self._held if m.received_mono > cutoff}
         return max(0, self._max_held - len(self._held.difference(messages)))
 
     def _committed(self, results: list[IngestResult]) -> None:

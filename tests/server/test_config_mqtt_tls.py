@@ -26,7 +26,9 @@ def write(tmp_path: Path, host: str, extra: str = "") -> Path:
     return path
 
 
-@pytest.mark.parametrize("host", ["mqtt.court.example", "10.0.0.5", "192.168.1.10", "fd00::1", "localhost.example"])
+@pytest.mark.parametrize(
+    "host", ["mqtt.court.example", "10.0.0.5", "192.168.1.10", "fd00::1", "localhost.example", "::ffff:10.0.0.5"]
+)
 def test_plain_tcp_to_a_broker_elsewhere_is_refused(
     host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -40,7 +42,21 @@ def test_plain_tcp_to_a_broker_elsewhere_is_refused(
     assert main(["ingest", "--config", str(path)]) == 2
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "::1", "localhost", "LOCALHOST"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.1.1",
+        "::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+        "localhost",
+        "LOCALHOST",
+        "localhost.localdomain",
+        "ip6-localhost",
+        "ip6-loopback",
+    ],
+)
 def test_plain_tcp_to_a_broker_on_this_machine_is_accepted_without_a_warning(
     host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
