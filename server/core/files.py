@@ -24,6 +24,35 @@ def is_sha256(text: str) -> bool:
     return _SHA256.fullmatch(text) is not None
 
 
+def replace_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data``, created with ``mode``: through a temporary file of its own
+    (:func:`tempfile.mkstemp` beside it: two writers at once never remove or rename each other's), flushed to disk and
+    renamed, then the directory flushed; a crash leaves the old file or the new one, whole, and a failure (a full
+    disk) leaves no half-written file behind."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(temp)
+    try:
+        with open(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to disk (a file renamed or removed in it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class DirectoryObjects:
     """Objects as files of one directory, created when the first is written."""
 
@@ -47,23 +76,7 @@ class DirectoryObjects:
         if path.exists():
             return False
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(temp)
-        try:
-            with open(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o640)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a full disk must not also keep the half-written file
-            raise
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_atomically(path, data, 0o640)
         return True
 
     def open(self, name: str) -> Blob | None:
@@ -75,11 +88,7 @@ class DirectoryObjects:
 
     def remove(self, name: str) -> None:
         self.path_for(name).unlink(missing_ok=True)
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        sync_directory(self.directory)
 
     def size(self, name: str) -> int | None:
         try:

@@ -16,12 +16,12 @@ import base64
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from seal_protocol.topics import MessageKind, topic_filter
+from server.core.files import replace_atomically
 from server.core.live_wire import FEED_TOPIC
 from server.errors import ServerError
 from server.marks.marks import MARK_TOPIC_ROOT
@@ -76,29 +76,10 @@ def password_file_text(hashes: Mapping[str, str]) -> str:
 
 
 def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` atomically with ``text``, created with ``mode`` (never readable by others meanwhile).
-
-    The text goes to a temporary file of its own (:func:`tempfile.mkstemp` beside ``path``), flushed to disk and
-    renamed over ``path``, and the directory is flushed too: two writers at once never remove or rename each other's
-    temporary file, and a crash leaves the old file or the new one, whole."""
+    """Replace ``path`` atomically with ``text``, created with ``mode`` (never readable by others meanwhile):
+    :func:`~server.core.files.replace_atomically`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(temp)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    replace_atomically(path, text.encode("utf-8"), mode)
 
 
 @contextmanager
