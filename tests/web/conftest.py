@@ -183,8 +183,9 @@ def screenshot(page: Page, name: str) -> Path:
 
 @dataclass
 class PagesWorld:
-    """Two cases; ``seal-web-1`` on :data:`CASE` with a heartbeat, an intrusion (alarm) and the snapshot it names; one user per
-    role on :data:`CASE` (named after the role), ``other-judge`` on :data:`OTHER_CASE`; the app, not yet started."""
+    """Two cases; ``seal-web-1`` on :data:`CASE` with a heartbeat, an intrusion (alarm) and the snapshot it names; one
+    user per role on :data:`CASE` (named after the role), ``other-judge`` on :data:`OTHER_CASE`; the app, not yet
+    started."""
 
     session_factory: SessionFactory
     ingestor: Ingestor
