@@ -11,8 +11,9 @@ The bytes kept have a budget (:class:`QuarantineBudget`, ``[ingest] quarantine_s
 ``quarantine_total_bytes`` in all): a seal's MQTT password alone can send distinct garbage without end, and a full
 disk would stop every seal's ingest. Past it a new row is still written — reason, topic, size, SHA-256, detail — but
 without the bytes, and that is logged, counted (``seal_quarantine_bytes_not_kept_total``) and said in its detail.
-Such a message is not receipted (its result's ``bytes_kept`` is False), nor are its later copies, counted on that row:
-the seal keeps it, as the court does not.
+Such a message is not receipted (its result's ``bytes_kept`` is False): the seal keeps it, as the court does not, and
+sends it again. A later copy is counted on that row and fills its bytes in if the budget allows them by then (the
+operator raised it, or rows were deleted): counted against the budget, said in the row's detail, and receipted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, case, func, select, text, update
+from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from server.ingest.models import QuarantinedMessage
@@ -55,6 +56,15 @@ _COUNT_COPIES = (  # into the oldest row of the key: rows from before copies wer
 )
 #: A row of the key (the bindparams of ``_SAME``) that keeps all of its bytes.
 _HOLDS = select(_Q.id).where(*_SAME, func.length(_Q.raw) == _Q.size).limit(1)
+_FILL_NOTE = bindparam("b_note", type_=_Q.detail.type)
+_FILL = (  # the bytes of a copy into the row ``_COUNT_COPIES`` counted it on, which did not keep them
+    update(_QUARANTINE)
+    .where(_Q.id == select(func.min(_Q.id)).where(*_SAME).scalar_subquery())
+    .values(
+        raw=bindparam("b_raw", type_=_Q.raw.type),
+        detail=func.substr(_Q.detail, 1, bindparam("b_detail_kept", type_=Integer)) + _FILL_NOTE,
+    )
+)
 _LOCK = text("SELECT pg_advisory_xact_lock(CAST(:class_key AS integer), CAST(:key AS integer))")
 
 Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
@@ -88,8 +98,9 @@ class QuarantineBudget:
         self._read_at = 0.0
         self._since_read = 0
 
-    def refusal(self, session: Session, device_id: str | None, size: int) -> str | None:
-        """Count ``size`` bytes kept for ``device_id`` and return None if the budget allows them; else why not."""
+    def refusal(self, session: Session, device_id: str | None, size: int, *, report: bool = True) -> str | None:
+        """Count ``size`` bytes kept for ``device_id`` and return None if the budget allows them; else why not
+        (passed to ``on_refused`` if ``report``: not for a copy whose row's refusal was reported already)."""
         if size == 0:
             return None
         stale = self._kept is None or time.monotonic() - self._read_at > self._refresh_s
@@ -107,7 +118,7 @@ class QuarantineBudget:
             self._kept[device_id] = kept + size
             self._since_read += size
             return None
-        if self._on_refused is not None:
+        if self._on_refused is not None and report:
             self._on_refused(scope)
         return why
 
@@ -167,8 +178,9 @@ def add_copies(
     budget: QuarantineBudget | None = None,
 ) -> bool:
     """Count ``count`` copies of ``message`` (the last received at ``last``) on its quarantine row, made if there is
-    none; ``result`` says why it is refused. ``detail`` and ``keep_raw`` apply to a new row only; a new row keeps
-    the bytes only if ``budget`` allows them. Whether the row keeps all of the message's bytes."""
+    none; ``result`` says why it is refused. ``detail`` applies to a new row only. With ``keep_raw``, a new row keeps
+    the bytes only if ``budget`` allows them, and a row without all of them (refused by the budget before) is filled
+    in if ``budget`` allows them now. Whether the row keeps all of the message's bytes."""
     sha256, topic, reason = _key(message, result)
     last = last or message.received_at
     if session.get_bind().dialect.name == "postgresql":
@@ -177,7 +189,9 @@ def add_copies(
     values = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic, "b_copies": count, "b_at": last}
     if cast(CursorResult[Any], session.execute(_COUNT_COPIES, values)).rowcount:
         same = {"b_sha256": sha256, "b_reason": reason, "b_topic": topic}
-        return session.execute(_HOLDS, same).first() is not None
+        if session.execute(_HOLDS, same).first() is not None:
+            return True
+        return keep_raw and budget is not None and _fill(session, message, result, same, last, budget)
     if keep_raw and budget is not None:
         size = min(len(message.payload), QUARANTINE_RAW_LIMIT)
         refusal = budget.refusal(session, result.device_id, size)
@@ -198,6 +212,32 @@ def add_copies(
     row.last_received_at = last if count > 1 else None
     session.add(row)
     return keep_raw and len(message.payload) <= QUARANTINE_RAW_LIMIT
+
+
+def _fill(
+    session: Session,
+    message: Message,
+    result: IngestResult,
+    same: dict[str, str],
+    last: datetime,
+    budget: QuarantineBudget,
+) -> bool:
+    """Fill the bytes of ``message`` into its row of the key ``same``, which does not keep them, if they fit the row
+    and ``budget`` allows them now; whether it did."""
+    size = len(message.payload)
+    if size > QUARANTINE_RAW_LIMIT or budget.refusal(session, result.device_id, size, report=False) is not None:
+        return False
+    note = f" (its bytes were kept later, from a copy received at {last.isoformat()})"
+    session.execute(
+        _FILL, {**same, "b_raw": message.payload, "b_note": note, "b_detail_kept": QUARANTINE_DETAIL_LIMIT - len(note)}
+    )
+    logger.info(
+        "the quarantine row of %s from %r (sha256 %s) now keeps its bytes",
+        same["b_reason"],
+        same["b_topic"],
+        same["b_sha256"],
+    )
+    return True
 
 
 def quarantine_row(

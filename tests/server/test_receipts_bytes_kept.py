@@ -18,6 +18,7 @@ from sqlalchemy import select
 from seal_protocol import MAX_NAMED_SNAPSHOTS, EventType, envelope_hash, snapshot_topic
 from server.config import IngestSettings
 from server.core.db import SessionFactory
+from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.receipts import committed_hashes
 from server.ingest.results import IngestResult, Message, Outcome, Reason
@@ -73,9 +74,46 @@ def test_bytes_the_exhausted_budget_did_not_keep_are_not_receipted(
     kept = kept_bytes(session_factory)
     assert [kept[sha(m.payload)] for m in genuine] == [b"", b""]
 
-    # Sent again (the seal keeps them): counted on the rows without bytes, still not receipted.
+    # Sent again (the seal keeps them): counted on the rows without bytes, still not receipted (nor counted again).
     again = [Message(m.topic, m.payload, datetime.now(UTC)) for m in genuine]
     assert ingest(court, again)[1] == {}
+    assert court.metrics.quarantine_not_kept() == {"seal": 2}
+
+
+def test_a_copy_fills_in_the_bytes_a_raised_budget_allows_and_is_receipted(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """The operator raises the budget the garbage spent: the next copy of a genuine message refused for its bytes
+    fills them into its row (which says so), counted against the budget, and is receipted."""
+    court = make_court(session_factory, tmp_path, ingest=IngestSettings(quarantine_seal_bytes=BUDGET))
+    garbage = b"\x00garbage" * (BUDGET // 8)
+    court.ingestor.ingest([Message(court.a.event_topic, garbage, datetime.now(UTC))])
+    genuine = genuine_refusals(court)
+    assert ingest(court, genuine)[1] == {}
+    assert [kept_bytes(session_factory)[sha(m.payload)] for m in genuine] == [b"", b""]
+
+    court.ingestor.close()
+    raised = IngestSettings(quarantine_seal_bytes=BUDGET + sum(len(m.payload) for m in genuine))
+    court.ingestor = Ingestor(
+        session_factory, metrics=court.metrics, snapshot_dir=tmp_path / "snapshots", ingest=raised
+    )
+    again = [Message(m.topic, m.payload, datetime.now(UTC)) for m in genuine]
+    results, receipted = ingest(court, again)
+    assert all(r.bytes_kept for r in results)
+    assert receipted == {"seal-a": [sha(m.payload) for m in genuine]}
+    with session_factory() as session:
+        rows = {row.sha256: row for row in session.scalars(select(QuarantinedMessage))}
+    for message in genuine:
+        row = rows[sha(message.payload)]
+        assert (row.raw, row.size, row.copies) == (message.payload, len(message.payload), 2)
+        assert "its bytes were not kept: the seal account's quarantine holds 4096 bytes" in row.detail
+        assert "(its bytes were kept later, from a copy received at " in row.detail
+
+    # The bytes filled in are counted: the raised budget is spent again, and a copy is receipted again.
+    late = court.ingestor.ingest([Message(court.a.event_topic, b"{", datetime.now(UTC))])
+    assert late[0].outcome is Outcome.QUARANTINED and not late[0].bytes_kept
+    assert court.metrics.quarantine_not_kept() == {"seal": 3}
+    assert ingest(court, [Message(m.topic, m.payload, datetime.now(UTC)) for m in genuine])[1] == receipted
 
 
 def test_bytes_kept_within_the_budget_are_receipted(session_factory: SessionFactory, tmp_path: Path) -> None:
