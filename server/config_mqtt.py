@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -117,17 +118,29 @@ class MqttSettings(BaseModel):
         return self
 
 
-#: The names of this machine's loopback address: ``localhost`` and the others Debian's /etc/hosts gives it.
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+#: Other names of the loopback address that some /etc/hosts give (Debian's ``ip6-*``, Red Hat's ``localhost.
+#: localdomain``): taken for this machine only if the system resolves them to loopback addresses alone.
+LOOPBACK_NAMES = frozenset({"localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 def is_loopback(host: str) -> bool:
-    """True for a broker on this machine: a name of the loopback address (:data:`LOOPBACK_NAMES`) or a loopback
-    address (127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6: ``::ffff:127.0.0.1``)."""
-    if host.lower().rstrip(".") in LOOPBACK_NAMES:
+    """True for a broker on this machine: ``localhost``, a loopback address (127.0.0.0/8, ::1, and 127.0.0.0/8 mapped
+    into IPv6: ``::ffff:127.0.0.1``), or one of :data:`LOOPBACK_NAMES` that resolves to loopback addresses only."""
+    name = host.lower().removesuffix(".")
+    if name == "localhost":
         return True
+    if name in LOOPBACK_NAMES:
+        try:
+            found = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            return False
+        return bool(found) and all(_loopback_address(address) for address in found)
+    return _loopback_address(host.strip("[]"))
+
+
+def _loopback_address(text: str) -> bool:
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(text.split("%")[0])
     except ValueError:
         return False
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None

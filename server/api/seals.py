@@ -167,8 +167,8 @@ def rotate_mqtt_password(
     reserved = {context.settings.mqtt.username}
     credentials = new_seal_password(session, actor=clerk, device_id=seal.device_id, reserved=reserved)
     session.commit()
-    _sync_broker(session, context)
-    return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password)
+    in_force = _sync_broker(session, context)  # the password is shown once: it is answered even if not in force yet
+    return MqttPasswordPublic(username=credentials.username, mqtt_password=credentials.password, in_force=in_force)
 
 
 @router.post("/{device_id}/mqtt-disable", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)

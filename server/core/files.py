@@ -28,12 +28,16 @@ def replace_atomically(path: Path, data: bytes, mode: int) -> None:
     """Replace ``path`` with ``data``, created with ``mode``: through a temporary file of its own
     (:func:`tempfile.mkstemp` beside it: two writers at once never remove or rename each other's), flushed to disk and
     renamed, then the directory flushed; a crash leaves the old file or the new one, whole, and a failure (a full
-    disk) leaves no half-written file behind."""
+    disk) leaves no half-written file behind. Written by root, the file belongs to the directory's owner and group
+    (the account the server and its broker run as), not to root."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(temp)
     try:
         with open(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
+            if os.geteuid() == 0:  # root (the CLI run with sudo): the file stays the directory owner's, who reads it
+                owner = os.stat(path.parent)
+                os.fchown(fh.fileno(), owner.st_uid, owner.st_gid)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -86,7 +86,10 @@ def write_private_file(path: Path, text: str, mode: int = 0o600) -> None:
 def files_locked(password_file: Path) -> Iterator[None]:
     """Hold an exclusive lock (``flock``) on the directory of ``password_file``, waiting for it: one writer of the
     broker's files at a time, among the threads of a process and among processes (the API, the CLI). The directory
-    itself, opened read-only, is locked: no lock file another account (root, running the CLI) would own."""
+    itself, opened read-only, is locked: no lock file another account (root, running the CLI) would own. In ``init``'s
+    layout that directory is ``court/``, whose lock the checkpoint record takes too (:mod:`server.evidence.
+    signed_record`): neither is ever taken while the other is held (two ``flock`` of one directory exclude each other
+    even within a process)."""
     directory = password_file.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

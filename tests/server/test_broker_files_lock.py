@@ -8,6 +8,7 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from server.config import BrokerFilesSettings
@@ -117,3 +118,15 @@ def test_writers_of_one_file_at_once_each_use_a_temporary_file_of_their_own(tmp_
     assert failures == []
     assert path.read_text().startswith("writer ") and path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["passwd"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the files root (the CLI run with sudo) writes")
+def test_files_root_writes_belong_to_the_directory_s_owner(tmp_path: Path) -> None:
+    """The broker runs as the account that ran ``init`` and reads its files on each reload: a password file written
+    by root, 0600 and root's, would lock it out of them until the server wrote them again."""
+    court = tmp_path / "court"
+    court.mkdir(mode=0o700)
+    os.chown(court, 65534, 65534)
+    write_private_file(court / "passwd", "seal-a:hash\n", 0o640)
+    written = (court / "passwd").stat()
+    assert (written.st_uid, written.st_gid, written.st_mode & 0o777) == (65534, 65534, 0o640)

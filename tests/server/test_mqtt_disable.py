@@ -60,7 +60,9 @@ def test_a_clerk_disables_a_seal_s_account_through_the_api(
             assert client.post("/api/seals/seal-api/mqtt-disable", headers=clerk).status_code == 204  # again: no-op
             assert client.post("/api/seals/seal-nobody/mqtt-disable", headers=clerk).status_code == 404
             # A new password enables the account again; the old one stays refused.
-            rotated = client.post("/api/seals/seal-api/mqtt-password", headers=clerk).json()["mqtt_password"]
+            answer = client.post("/api/seals/seal-api/mqtt-password", headers=clerk).json()
+            rotated = answer["mqtt_password"]
+            assert answer["in_force"] is True
             assert _connects(broker, "seal-api", rotated) and not _connects(broker, "seal-api", password)
         finally:
             broker.stop()
@@ -146,8 +148,10 @@ def test_a_disabling_the_broker_does_not_take_is_not_answered_as_done(
     with TestClient(create_app(settings, with_ingest=False)) as client:
         assert client.post("/api/seals", json=body, headers=clerk).status_code == 201
         refused = client.post("/api/seals/seal-api/mqtt-disable", headers=clerk)
+        with session_scope(session_factory) as session:
+            account = session.get(MqttAccount, "seal-api")
+            assert account is not None and account.disabled  # stored: `broker write-files` puts it in force
+        rotated = client.post("/api/seals/seal-api/mqtt-password", headers=clerk)  # shown once: answered anyway
     assert refused.status_code == 503, refused.text
     assert "seal-server broker write-files" in refused.json()["detail"]
-    with session_scope(session_factory) as session:
-        account = session.get(MqttAccount, "seal-api")
-        assert account is not None and account.disabled  # stored: `broker write-files` puts it in force
+    assert rotated.status_code == 200 and rotated.json()["in_force"] is False  # the old password still works
