@@ -131,11 +131,7 @@ class SealEnrolledPublic(SealPublic):
 class MqttPasswordPublic(BaseModel):
     username: str = Field(description="The MQTT username: the seal's device id.")
     mqtt_password: str = Field(description="The new password, shown once: put it in the seal's mqtt-password file.")
-    in_force: bool = Field(
-        True,
-        description="False if the broker's files could not be rewritten (nor the broker reloaded): the old password "
-        "still works at the broker until `seal-server broker write-files` succeeds (the server's log says why).",
-    )
+    in_force: bool = Field(True, description="False: the broker's files were not rewritten; the old password works.")
 
 
 class SealCreate(BaseModel):

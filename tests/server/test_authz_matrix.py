@@ -1115,7 +1115,7 @@ def world(session_factory: SessionFactory, tmp_path: Path) -> World:
         sha = hashlib.sha256(picture).hexdigest()
         ingestor.ingest(
             [
-                message(seal.event_topic, seal.event(EventType.INTRUSION)),
+                message(seal.event_topic, seal.event(EventType.INTRUSION, {"snapshots": [sha]})),  # as a seal's does
                 message(snapshot_topic(seal.device_id, sha), picture),
             ]
         )
