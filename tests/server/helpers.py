@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
@@ -11,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import EventType, encode_envelope, envelope_hash, event_topic, new_envelope, status_topic
 from seal_protocol.signing import SigningKey, generate_signing_key, public_key_b64, sign_envelope
-from server.core.db import SessionFactory, session_scope
+from server.core.db import SessionFactory, make_engine, make_session_factory, session_scope
 from server.ingest.late_chain import HOLD_BACK_LIMIT
 from server.ingest.results import Message
+from server.migrations.run import init_db
 from server.seals.case_numbers import InvalidCaseNumber, parse_case_no
 from server.seals.cases import add_case
 from server.seals.models import Case, SealBinding
@@ -157,3 +160,18 @@ def moved_long_ago(session_factory: SessionFactory, device_id: str) -> None:
         for binding in session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())):
             binding.bound_at = min(binding.bound_at, start)
             start = binding.bound_at - timedelta(minutes=1)
+
+
+def bring_back(path: Path, *seals: SimulatedSeal) -> None:
+    """Tables and the ``seals``' registrations appear in ``path`` at once: built aside, then copied in by SQLite's
+    backup in one step (tables first and the seals a moment later let a retry in between refuse the event as
+    unknown_seal)."""
+    ready = path.with_name("ready.db")
+    engine = make_engine(f"sqlite:///{ready}")
+    try:
+        init_db(engine)
+        register(make_session_factory(engine), *seals)
+    finally:
+        engine.dispose()
+    with sqlite3.connect(ready) as source, sqlite3.connect(path) as target:
+        source.backup(target)

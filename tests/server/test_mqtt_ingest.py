@@ -32,7 +32,7 @@ from server.ingest.mqtt import MqttIngest
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import Seal
-from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
+from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, bring_back, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 
 WAIT_S = 30.0
@@ -269,8 +269,7 @@ def test_a_database_that_does_not_answer_shows_as_retrying_and_then_recovers(
             assert progress.oldest_unstored_s > 0
             assert running.metrics.snapshot().storage_retries >= 1
 
-            init_db(broken)  # the database is back
-            register(factory, a)
+            bring_back(tmp_path / "not-yet.db", a)  # the database is back, the seal registered, in one step
             running.wait(lambda m: m.stored >= 1, "the event, once the database answers")
         progress = running.ingest.progress()
         assert (progress.state, progress.unstored, progress.oldest_unstored_s) == ("ok", 0, 0.0)

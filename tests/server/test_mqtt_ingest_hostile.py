@@ -25,8 +25,7 @@ from server.evidence.models import Snapshot
 from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
-from server.migrations.run import init_db
-from tests.server.helpers import CASE_A, SimulatedSeal, register
+from tests.server.helpers import CASE_A, SimulatedSeal, bring_back, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings, wait_for_log
 from tests.server.test_mqtt_ingest import WAIT_S, Running, event_rows, start_ingest
 
@@ -149,8 +148,7 @@ def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up
                 conn.client.publish(seal.event_topic, b"not json %d" % n + b" " * 50_000, qos=0)
             assert metrics.wait_until(lambda m: m.dropped >= 19, WAIT_S), metrics.snapshot()
             assert ingest.progress().unstored == 2  # the event, and the one message at QoS 0 within the bound
-            init_db(database)  # the database answers
-            register(factory, seal)
+            bring_back(tmp_path / "not-yet.db", seal)  # the database answers, the seal registered, at once
             snap = Running(ingest, metrics).wait(lambda m: m.stored + m.rejected_total >= 2, "what was held")
     finally:
         ingest.stop()
