@@ -10,13 +10,12 @@ for the worker to store some before it takes the message (it reads nothing more 
 broker holds the rest, as it holds every message until its acknowledgement). Such a message is never dropped; a
 longer wait (the database away) may cost the connection (no keep-alive meanwhile): then the broker sends the
 unacknowledged messages again on the next one, duplicates. The bytes held are counted (``seal_ingest_unstored_bytes``).
-A message at QoS 0
-is never acknowledged: the broker sends each at once and paho's thread takes them as fast as they come, so a seal's
-account publishing at QoS 0 (the protocol says QoS 1; a seal never does otherwise) could fill the court's memory
-faster than the ingest stores.
-Past :data:`QOS0_BACKLOG_BYTES` held, a message at QoS 0 is dropped unread, counted (``seal_messages_dropped``) and
-logged: QoS 0 is "at most once", and a seal keeps every event and snapshot until the court's receipt, which a
-dropped message never gets.
+
+A message at QoS 0 is never acknowledged: the broker sends each at once and paho's thread takes them as fast as they
+come, so a seal's account publishing at QoS 0 (the protocol says QoS 1; a seal never does otherwise) could fill the
+court's memory faster than the ingest stores. Past :data:`QOS0_BACKLOG_BYTES` held, a message at QoS 0 is dropped
+unread, counted (``seal_messages_dropped``) and logged: QoS 0 is "at most once", and a seal keeps every event and
+snapshot until the court's receipt, which a dropped message never gets.
 """
 
 from __future__ import annotations
