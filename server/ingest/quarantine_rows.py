@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, Integer, Table, bindparam, case, event, func, select, text, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Outcome, storable, storable_text
@@ -71,6 +71,7 @@ Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
 
 logger = logging.getLogger(__name__)
 
+_COUNTED, _WATCHED = "quarantine_bytes_counted", "quarantine_budget_watches"  # keys of ``Session.info``
 #: The bytes each seal account's quarantine rows hold (rows of a topic naming no seal: one account, ``None``).
 _KEPT = select(_Q.device_id, func.coalesce(func.sum(func.length(_Q.raw)), 0)).group_by(_Q.device_id)
 
@@ -117,10 +118,28 @@ class QuarantineBudget:
         else:
             self._kept[device_id] = kept + size
             self._since_read += size
+            self._watch(session)
             return None
         if self._on_refused is not None and report:
             self._on_refused(scope)
         return why
+
+    def _watch(self, session: Session) -> None:
+        """Forget the counts if ``session``'s transaction ends without its commit (a batch that failed is stored again
+        one by one: its bytes would be counted twice): they are read from the database at the next use."""
+        session.info[_COUNTED] = True
+        if not session.info.get(_WATCHED):
+            session.info[_WATCHED] = True
+            event.listen(session, "after_commit", _counts_stand)
+            event.listen(session, "after_transaction_end", self._ended)
+
+    def _ended(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None and session.info.pop(_COUNTED, False):
+            self._kept = None
+
+
+def _counts_stand(session: Session) -> None:
+    session.info.pop(_COUNTED, None)
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 
 from seal_protocol import MAX_NAMED_SNAPSHOTS, EventType, envelope_hash
 from server.config import IngestSettings
@@ -212,3 +212,42 @@ def garbage_of(row: Any) -> bytes:
         if hashlib.sha256(garbage(number)).hexdigest() == row.sha256:
             return garbage(number)
     raise AssertionError(f"no garbage hashes to {row.sha256}")
+
+
+def refuse_log_leaves(session_factory: SessionFactory, database_url: str) -> None:
+    """Make the database refuse every leaf of the Merkle log: a batch holding an event fails at its log's append, after
+    its quarantine rows were counted."""
+    with session_factory() as session:
+        if database_url.startswith("postgresql"):
+            session.execute(
+                text(
+                    "CREATE FUNCTION refuse_leaf() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            session.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON log_leaves FOR EACH ROW EXECUTE FUNCTION refuse_leaf()")
+            )
+        else:
+            session.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON log_leaves "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+        session.commit()
+
+
+def test_bytes_counted_in_a_batch_that_rolled_back_are_not_counted_twice(
+    session_factory: SessionFactory, tmp_path: Path, database_url: str
+) -> None:
+    """A batch quarantines garbage, then the database refuses its event's log leaf: the transaction rolls back and the
+    messages are stored one by one. The garbage's bytes were counted in the rolled-back transaction; counted again,
+    they exhausted a budget that only one copy of them uses (the row then lost its bytes, and its receipt)."""
+    court = make_court(session_factory, tmp_path, ingest=IngestSettings(quarantine_seal_bytes=1800))
+    refuse_log_leaves(session_factory, database_url)
+    results = court.send(court.a, garbage(1), court.a.event())
+    assert [r.outcome for r in results] == [Outcome.QUARANTINED, Outcome.QUARANTINED]
+    [row] = [r for r in court.quarantine() if r.reason == "invalid_json"]
+    assert (len(row.raw), row.size) == (1000, 1000), row.detail
+    assert court.metrics.quarantine_not_kept() == {}
