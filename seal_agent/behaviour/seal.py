@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seal_agent import __version__
+from seal_agent.behaviour.armed_state import CHANGED_BY_SETTING, arm_for_new_case, committed_state, stored_armed
 from seal_agent.behaviour.clock import ClockWatch, SystemClock, guarded, ignore
 from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
@@ -45,9 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: How long arm or disarm wait for the events of the edges decided before them to be committed.
 SETTLE_S = 2.0
-_ARMED_SETTING = "armed"
-#: The court command whose ``armed``/``disarmed`` set the present state ("" for a local change), committed with it.
-_CHANGED_BY_SETTING = "armed_by"
 
 __all__ = ["SealAgent", "SystemClock"]
 
@@ -55,8 +53,8 @@ __all__ = ["SealAgent", "SystemClock"]
 class SealAgent:
     """One seal. Call :meth:`start`, then :meth:`stop`; :meth:`arm` / :meth:`disarm` at any time in between.
 
-    The armed state is durable: it is committed with the ``armed``/``disarmed`` event and survives restarts.
-    A new seal starts armed. Disarmed, the seal stays silent but still records every ``intrusion`` and ``tamper``.
+    The armed state is committed with the ``armed``/``disarmed`` event and survives restarts in its case (a disarm
+    of another: :mod:`.armed_state`). A new seal starts armed. Disarmed, it is silent but records every event.
     Every event goes to ``recorder``; start the delivery before :meth:`start` (it records ``agent_started``).
     """
 
@@ -94,7 +92,7 @@ class SealAgent:
         if self._camera_reason is not None:
             self._respond.camera_absent = "unavailable"
         self._policy = WarningPolicy(warning)
-        self._armed = self._outbox.setting(_ARMED_SETTING) != "0"
+        self._armed = stored_armed(self._outbox)  # as committed; a disarm of another case is undone at start
         self._present = False
         self._lid_open = False  # what the tamper switch's edges (or its level check) said last
         self._motion_level = LevelCheck(lambda: motion.is_active, self._clock)
@@ -124,6 +122,8 @@ class SealAgent:
         clock = self._clock_watch.started()  # its clock's sync state and the kernel's boot id
         self._recorder.follow_clock(self._clock_watch)  # each event is stamped in the clock in force at its seq
         self._respond.start()
+        if not self._armed and arm_for_new_case(self._recorder):  # its ``armed`` first, before it guards
+            self._armed = True
         # A full disk must not keep the seal from watching and warning: the event waits in memory for room.
         self._recorder.record_or_hold(
             EventType.AGENT_STARTED,
@@ -179,9 +179,10 @@ class SealAgent:
 
     @property
     def changed_by(self) -> int | None:
-        """The court command whose ``armed``/``disarmed`` event set the present state (its ``by``), if one did."""
-        by = self._outbox.setting(_CHANGED_BY_SETTING)
-        return int(by) if by else None
+        """The court command whose ``armed``/``disarmed`` event set the present state (its ``by``), if one did (none
+        while the ``armed`` of a new case waits for room)."""
+        by = self._outbox.setting(CHANGED_BY_SETTING)
+        return int(by) if by and self._armed == stored_armed(self._outbox) else None
 
     def arm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Arm the seal (warnings on); records ``armed`` (``by`` = command id). False if it was armed already.
@@ -213,7 +214,7 @@ class SealAgent:
         camera or speaker), or the outbox still refuses them (a full disk), the change is refused (OutboxError)."""
         if not self._respond.wait_in_line(SETTLE_S):
             raise OutboxError(f"{type.value} refused: an earlier trigger's event is still being made at {SETTLE_S} s")
-        state = {_ARMED_SETTING: "1" if armed else "0", _CHANGED_BY_SETTING: "" if by is None else str(by)}
+        state = committed_state(armed=armed, by=by, case_no=self._recorder.case_no)
         self._recorder.record(type, {"reason": reason, "by": by}, settings=state)
         self._armed = armed
         self._policy.reset()

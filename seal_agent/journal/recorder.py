@@ -60,9 +60,16 @@ class Turn:
     (:class:`~seal_agent.errors.OutboxError`, logged CRITICAL), or held until the outbox takes it. Thread-safe."""
 
     def __init__(
-        self, type: EventType, body: Mapping[str, Any], moment: float, anchor: Anchor, late: LateFields | None = None
+        self,
+        type: EventType,
+        body: Mapping[str, Any],
+        moment: float,
+        anchor: Anchor,
+        late: LateFields | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.type = type
+        self.settings = settings  # stored in the transaction that commits the event, also when it was held
         self._anchor = anchor  # the clocks when it took its place in the line: its ts is told in that wall clock
         self.at = self.wall_of(moment)
         self.body: dict[str, Any] = told(dict(body), self.wall_of)
@@ -160,14 +167,16 @@ class EventRecorder:
         *,
         at: float | None = None,
         late: LateFields | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> Turn:
         """Commit one event that happened at ``at`` (monotonic; default now), or, if the outbox refuses it for now (a
         full disk), hold it in line: it is committed, with the ``ts`` of its place, before any later event, by whoever
         records next (or :meth:`retry_held`). Its :class:`Turn` tells when it is settled and how. Never raises an
-        OutboxError, nor an EventLost (its ``event_lost`` is committed; the turn says so)."""
+        OutboxError, nor an EventLost (its ``event_lost`` is committed; the turn says so). ``settings``: as for
+        :meth:`record`, stored with the event when it is committed (none with an ``event_lost`` in its place)."""
         moment = self._timeline.monotonic() if at is None else at
         with self._notifying(), self._order:  # placed and tried in one turn: no later event is committed in between
-            turn = Turn(type, payload or {}, moment, self._place(), late)
+            turn = Turn(type, payload or {}, moment, self._place(), late, settings)
             self._line(turn)
         return turn
 
@@ -261,7 +270,7 @@ class EventRecorder:
         """
         moment = self._timeline.monotonic() if at is None else at
         with self._notifying(), self._order:
-            return self._record_in_order(Turn(type, payload or {}, moment, self._place(), late), settings)
+            return self._record_in_order(Turn(type, payload or {}, moment, self._place(), late, settings))
 
     @contextlib.contextmanager
     def _notifying(self) -> Iterator[None]:
@@ -273,10 +282,10 @@ class EventRecorder:
             if self._commits != before:
                 self.on_committed()
 
-    def _record_in_order(self, turn: Turn, settings: Mapping[str, str] | None = None) -> StoredEvent:
+    def _record_in_order(self, turn: Turn) -> StoredEvent:
         """The held events, then this one (``_order`` held)."""
         self._commit_held()  # raises OutboxError while the outbox still refuses them: this one waits too
-        return self._commit_or_replace(turn, settings)
+        return self._commit_or_replace(turn)
 
     def _commit_held(self) -> None:
         """Commit the held events in their order, settling each turn (``_order`` held); OutboxError if the outbox
@@ -284,21 +293,21 @@ class EventRecorder:
         while self._held:
             turn = self._held[0]
             try:
-                stored = self._commit_or_replace(turn, None)
+                stored = self._commit_or_replace(turn)
             except EventLost as lost:  # its event_lost stands in its place
                 turn._settle(error=lost)
             else:
                 turn._settle(stored)
             self._held.pop(0)
 
-    def _commit_or_replace(self, turn: Turn, settings: Mapping[str, str] | None) -> StoredEvent:
+    def _commit_or_replace(self, turn: Turn) -> StoredEvent:
         """Commit the event, or, if it can never be, an ``event_lost`` in its place (then raise EventLost): both
         stamped in the clock in force at its place."""
         type, body, now = turn.type, turn.body, turn.at
         if turn.late is not None:  # read now: the held events ahead of this one are committed
             body = {**body, **told(turn.late(), turn.wall_of)}
         try:
-            return self._commit(type, body, now, settings)
+            return self._commit(type, body, now, turn.settings)
         except OutboxError:
             raise  # a passing condition: the caller keeps the event and tries again
         except EventRefused as exc:
