@@ -9,11 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.s3 import PrivateS3, weed_binary
 from server.logs import QUIET_LOGGERS
 from server.seals.broker_files import SERVER_USERNAME
+
+# No per-example deadline: on a loaded machine (CI runs 4 workers on 2 cores) an example of a right property can take
+# longer than Hypothesis's default 200 ms, which fails the test (DeadlineExceeded, or "Unreliable test timings").
+settings.register_profile("seal", deadline=None)
+settings.load_profile("seal")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

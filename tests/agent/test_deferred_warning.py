@@ -15,10 +15,13 @@ from seal_dev.broker import PrivateBroker
 from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory, write_config
 
 DEVICE = "seal-test-1"
+COOLDOWN_S = 5
 
 
 def _enter_within_the_cooldown(mock_pins: MockFactory, speaker: RecordingSpeaker, court: CourtSubscriber) -> int:
-    """A warned presence ends, and a new one begins 0.3 s later (within the 2 s cool-down): its intrusion's seq."""
+    """A warned presence ends, and a new one begins 0.3 s later (within the cool-down, :data:`COOLDOWN_S`): its
+    intrusion's seq. The cool-down leaves time for that intrusion's trip to the court on a loaded machine: what a test
+    does next must happen within the cool-down."""
     pin = mock_pins.pin(17)
     pin.drive_high()
     assert speaker.wait_plays(1, timeout=30)
@@ -40,7 +43,7 @@ def test_a_presence_still_there_when_the_cooldown_ends_is_warned_and_its_result_
     tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
 ) -> None:
     speaker = RecordingSpeaker()
-    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=2, repeat_s=1000), speaker=speaker)
+    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=COOLDOWN_S, repeat_s=1000), speaker=speaker)
     runtime.start()
     seq = _enter_within_the_cooldown(mock_pins, speaker, court)
     assert speaker.wait_plays(2, timeout=30)  # the presence goes on: warned at the cool-down's end
@@ -55,14 +58,14 @@ def test_a_presence_that_ends_within_the_cooldown_is_recorded_as_not_warned(
     tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
 ) -> None:
     speaker = RecordingSpeaker()
-    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=2, repeat_s=1000), speaker=speaker)
+    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=COOLDOWN_S, repeat_s=1000), speaker=speaker)
     runtime.start()
     seq = _enter_within_the_cooldown(mock_pins, speaker, court)
     mock_pins.pin(17).drive_low()
     assert court.wait_for(lambda c: _results(c, seq), timeout=30)
     [result] = _results(court, seq)
     assert result["warning"] == "suppressed_cooldown" and result["warning_languages"] == [], result
-    time.sleep(2.5)  # past the cool-down's end: nothing more is played or recorded for it
+    time.sleep(COOLDOWN_S + 0.5)  # past the cool-down's end: nothing more is played or recorded for it
     assert speaker.plays == 1 and len(_results(court, seq)) == 1
 
 
@@ -70,14 +73,14 @@ def test_a_disarm_within_the_cooldown_is_recorded_as_not_warned(
     tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory, mock_pins: MockFactory
 ) -> None:
     speaker = RecordingSpeaker()
-    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=2, repeat_s=1000), speaker=speaker)
+    runtime = runtimes(write_config(tmp_path, broker, cooldown_s=COOLDOWN_S, repeat_s=1000), speaker=speaker)
     runtime.start()
     seq = _enter_within_the_cooldown(mock_pins, speaker, court)
     assert runtime.agent.disarm()
     assert court.wait_for(lambda c: _results(c, seq), timeout=30)
     [result] = _results(court, seq)
     assert result["warning"] == "suppressed_disarmed" and result["warning_languages"] == [], result
-    time.sleep(2.5)
+    time.sleep(COOLDOWN_S + 0.5)
     assert speaker.plays == 1
 
 

@@ -156,7 +156,8 @@ def test_a_dripping_receiver_does_not_delay_another_target(
     promptly = time.monotonic() - started
     round_.join(10)
 
-    assert promptly < TIMEOUT_S / 2, f"case B's judge waited {promptly:.1f} s behind case A's creditor"
+    # behind the dripper it would have waited its whole timeout; the margin is for a loaded machine
+    assert promptly < TIMEOUT_S - 0.5, f"case B's judge waited {promptly:.1f} s behind case A's creditor"
     assert not round_.is_alive()
     with court.session_factory() as session:
         rows = {n.url: n for n in session.scalars(select(Notification))}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -34,9 +35,16 @@ def _place(world: PagesWorld, device_id: str, location: str) -> None:
         s.execute(update(Seal).where(Seal.device_id == device_id).values(location=location))
 
 
-def _updates(q: queue.Queue[str], wait: float) -> list[str]:
-    time.sleep(wait)
-    out = []
+def _updates(q: queue.Queue[str], expected: Callable[[str], bool], limit_s: float = 20.0) -> list[str]:
+    """The updates that came until one is ``expected`` (at most ``limit_s``), and any that follow within 0.5 s."""
+    out: list[str] = []
+    deadline = time.monotonic() + limit_s
+    while not any(expected(u) for u in out) and (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(q.get(timeout=left))
+        except queue.Empty:
+            break
+    time.sleep(0.5)  # what should not come with it would come now
     while not q.empty():
         out.append(q.get())
     return out
@@ -66,23 +74,23 @@ def test_a_tile_back_to_what_it_was_before_the_grid_is_sent_again(world: PagesWo
                     pass
 
             threading.Thread(target=read, daemon=True).start()
-            assert wait_until(lambda: world.hub.subscribers == 1, 5)
+            assert wait_until(lambda: world.hub.subscribers == 1, 20)
             # 1. seal-x's place changes: its tile alone is sent
             _place(world, "seal-x", "PLACE-B")
             world.hub.publish([Change("status", "seal-x")])
-            u1 = _updates(got, 1.5)
+            u1 = _updates(got, lambda u: "PLACE-B" in u)
             assert any("PLACE-B" in u for u in u1) and not any('id="tiles"' in u for u in u1)
             # 2. seal-x back to PLACE-A, in one batch with a new seal of the case: the whole grid
             _place(world, "seal-x", "PLACE-A")
             with session_scope(world.session_factory) as s:
                 register_seal(s, actor=None, device_id="seal-y", case_no=CASE, public_key=y.public_key)
             world.hub.publish([Change("status", "seal-x"), Change("status", "seal-y")])
-            u2 = _updates(got, 1.5)
+            u2 = _updates(got, lambda u: 'id="tiles"' in u)
             assert any('id="tiles"' in u and "PLACE-A" in u for u in u2)
             # 3. seal-x moves to PLACE-B again: the browser shows PLACE-A (from the grid); it must be told
             _place(world, "seal-x", "PLACE-B")
             world.hub.publish([Change("status", "seal-x")])
-            u3 = _updates(got, 2.0)
+            u3 = _updates(got, lambda u: "PLACE-B" in u)
             assert any("PLACE-B" in u for u in u3), (
                 "seal-x's tile change was never sent: the browser still shows PLACE-A"
             )
