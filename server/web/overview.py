@@ -108,15 +108,18 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         return {}
     cases = access.visible_case_nos(live.session, live.user)
     shown = live.state.get("devices")
+    # Which cases the page shows is not known yet (a stream's first changes: it may show a case taken from the user
+    # since it was read, or while its tab reconnected): a change that moves seals concerns it whatever its case.
+    unknown = "cases" not in live.state
     if cases is not None:  # and those it showed: a case taken from the user takes its seals off the page
         cases, live.state["cases"] = cases | live.state.get("cases", set()), cases
-    if cases is not None and not any(_concerns(c, cases, shown) for c in changes):
+    if cases is not None and not any(_concerns(c, cases, shown, unknown) for c in changes):
         return {}  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     first = "devices" not in live.state  # which seals the page shows is not known yet: those of now, unless…
     known = live.state.setdefault("devices", values["visible"])
-    if cases is not None and not any(_concerns(c, cases, known | values["visible"]) for c in changes):
+    if cases is not None and not any(_concerns(c, cases, known | values["visible"], unknown) for c in changes):
         return {}  # nothing of the user's: not even when something happened elsewhere is theirs to learn
     context = {
         "t": live.t,
@@ -133,7 +136,7 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         if signature != live.state.get("alarms"):
             live.state["alarms"] = signature
             parts["alarms"] = render_text("overview/_alarms.html", context)
-    moved = any(c.what in _SEALS_MOVE and (cases is None or _concerns(c, cases, known)) for c in changes)
+    moved = any(c.what in _SEALS_MOVE and (cases is None or _concerns(c, cases, known, unknown)) for c in changes)
     if values["visible"] != known or (first and moved):
         # a seal came or went (or may have, since the page was read): the whole grid (with a new name: always sent)
         live.state["devices"] = values["visible"]
@@ -146,10 +149,14 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
     return parts
 
 
-def _concerns(change: Change, cases: set[str], devices: set[str] | None) -> bool:
+def _concerns(change: Change, cases: set[str], devices: set[str] | None, unknown: bool = False) -> bool:
     """Whether ``change`` may change an overview that shows ``cases`` and the seals ``devices`` (``None``: not known
     yet): a change that names a case concerns that case's viewers only (a seal moved to another case speaks there,
-    not here); one that names none (a seal's status, an offline alarm), the viewers of its seal."""
+    not here); one that names none (a seal's status, an offline alarm), the viewers of its seal. ``unknown``: the
+    cases the page shows are not known — a change that moves seals (:data:`_SEALS_MOVE`) may take one of its cases
+    from the user, and concerns it (the whole grid is sent again, as the user may see it now)."""
+    if unknown and change.what in _SEALS_MOVE:
+        return True
     if change.case_no is not None:
         return change.case_no in cases
     return change.device_id is None or devices is None or change.device_id in devices

@@ -67,7 +67,7 @@
     source.addEventListener("gap", function () {
       source.close();
       show("gap-banner", true);
-      window.setTimeout(function () { window.location.reload(); }, 300);
+      window.setTimeout(reloadPage, 300);
     });
     source.addEventListener("signin", function () {
       source.close();
@@ -95,22 +95,71 @@
         var last = Number(window.sessionStorage.getItem("seal.reloadedAt") || 0);
         if (response.status < 500 && Date.now() - last > 60000) {
           window.sessionStorage.setItem("seal.reloadedAt", String(Date.now()));
-          window.location.reload();
+          reloadPage();
         }
       }, function () { polling = false; });
     }
   }
 
-  /* New alarms: rows carry data-alarm-id; an open intrusion or tamper is data-alert="1". */
-  function scanAlarms(alerting) {
+  /* New alarms: rows carry data-alarm-id; an open intrusion or tamper is data-alert="1". The alarms this tab knows
+   * on this page are kept in its sessionStorage (at most KNOWN_MAX, besides the rows shown): a load the page made
+   * itself (reloadPage: a gap, the server back) alerts for the rows not known before it, as the stream would have
+   * for an alarm it delivered; a first visit, a link followed or the browser's own reload alerts for none. */
+  var KNOWN_KEY = "seal.knownAlarms";
+  var RELOAD_KEY = "seal.selfReload";
+  var KNOWN_MAX = 1000;
+  var RELOAD_VALID_MS = 300000;
+  var thisPage = window.location.pathname + window.location.search;
+
+  function stored(key) {
+    try { return JSON.parse(window.sessionStorage.getItem(key) || "null"); } catch (e) { return null; }
+  }
+
+  function store(key, value) {
+    try { window.sessionStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* full or refused: no memory */ }
+  }
+
+  function reloadPage() {
+    store(RELOAD_KEY, { page: thisPage, at: Date.now() });
+    window.location.reload();
+  }
+
+  /* The ids known on this page before a reload the page made itself; null on any other load. */
+  function knownBeforeReload() {
+    var mark = stored(RELOAD_KEY);
+    try { window.sessionStorage.removeItem(RELOAD_KEY); } catch (e) { return null; }
+    if (!mark || mark.page !== thisPage || !(Date.now() - mark.at < RELOAD_VALID_MS)) { return null; }
+    var known = stored(KNOWN_KEY);
+    return known && known.page === thisPage && Array.isArray(known.ids) ? known.ids : null;
+  }
+
+  function scanAlarms(alerting, save) {
     var rows = document.querySelectorAll("[data-alarm-id]");
+    var shown = new Set();
+    var added = false;
     for (var i = 0; i < rows.length; i++) {
       var row = rows[i];
       var id = row.getAttribute("data-alarm-id");
+      shown.add(id);
       if (knownAlarms.has(id)) { continue; }
       knownAlarms.add(id);
+      added = true;
       if (alerting && row.getAttribute("data-alert") === "1") { alert(row); }
     }
+    if (added || save) { remember(shown); }
+  }
+
+  function remember(shown) {
+    knownAlarms.forEach(function (id) {  // the oldest known first (a Set keeps its order); the shown rows stay
+      if (knownAlarms.size > KNOWN_MAX && !shown.has(id)) { knownAlarms.delete(id); }
+    });
+    store(KNOWN_KEY, { page: thisPage, ids: Array.from(knownAlarms) });
+  }
+
+  function scanLoadedAlarms() {
+    var before = knownBeforeReload();
+    if (before) { before.forEach(function (id) { knownAlarms.add(String(id)); }); }
+    scanAlarms(before !== null, true);  // saved even with no alarm shown: this page's memory, not another page's
   }
 
   function alert(row) {
@@ -156,8 +205,6 @@
       live.lastMessageAt = Date.now();
       window.setInterval(watch, 1000);
     }
-    scanAlarms(false);
-    document.body.addEventListener("htmx:sseMessage", function () { scanAlarms(true); });
     var button = $("sound-toggle");
     if (button) {
       button.addEventListener("click", function () {
@@ -166,6 +213,8 @@
       });
       showSound();
     }
+    scanLoadedAlarms();  // after the sound is set up: a load after a reload of the page's own may alert
+    document.body.addEventListener("htmx:sseMessage", function () { scanAlarms(true, false); });
     var banner = $("alert-banner");
     if (banner) {
       banner.addEventListener("click", function () { banner.classList.remove("shown"); });
