@@ -6,7 +6,10 @@ addressed to another device or issued for another case than the one it guards, e
 ``command_rejected`` event. A refusal names the ``command_id`` only when the command's signature verified: bytes
 refused as ``malformed``, ``unsigned`` or ``bad_signature`` were signed by no court key, so the id they claim is
 nobody's word; the refusal then names it ``claimed_command_id``, with the SHA-256 of the refused bytes
-(:func:`refusal_payload`), and the court settles no command with it (:data:`UNVERIFIED_REASONS`).
+(:func:`refusal_payload`), and the court settles no command with it (:data:`UNVERIFIED_REASONS`). A ``replayed``
+refusal also carries the ``sha256`` of the refused bytes and the seal's ``last_accepted_id``: the court tells a
+command the seal already accepted (the same bytes, delivered again) from a new one that reuses an id the seal had
+accepted for another command (the court's ids went back: a restored database).
 
 The case matters because a seal moves between cases: the court ends a binding's pending commands when the seal is
 moved, but a command the broker already took for the seal's persistent session still reaches it afterwards. Its
@@ -145,22 +148,36 @@ def encode_command(command: Command) -> bytes:
 
 class CommandRefused(InvalidEnvelope):
     """A command the seal must not execute; ``reason`` says why. ``command_id`` is set only when the command's
-    signature verified (the court's word); ``claimed_command_id`` is the id the bytes claim, if one could be read."""
+    signature verified (the court's word); ``claimed_command_id`` is the id the bytes claim, if one could be read;
+    ``last_accepted_id``, for ``replayed``, the seal's last accepted id that the command's is not above."""
 
     def __init__(
-        self, reason: RejectReason, detail: str, command_id: int | None = None, *, claimed: int | None = None
+        self,
+        reason: RejectReason,
+        detail: str,
+        command_id: int | None = None,
+        *,
+        claimed: int | None = None,
+        last_accepted: int | None = None,
     ) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.command_id = command_id
         self.claimed_command_id = command_id if command_id is not None else claimed
+        self.last_accepted_id = last_accepted
 
 
 def refusal_payload(refused: CommandRefused, data: bytes, detail: str) -> dict[str, Any]:
     """The ``command_rejected`` payload for ``refused`` of the received ``data``: ``command_id`` only after the
-    signature verified; else ``command_id`` null, ``claimed_command_id`` (or null) and ``sha256`` of ``data``."""
+    signature verified; else ``command_id`` null, ``claimed_command_id`` (or null) and ``sha256`` of ``data``. A
+    ``replayed`` refusal also names ``sha256`` of ``data`` and ``last_accepted_id``: whether the seal accepted these
+    very bytes or another command under that id, the court can tell."""
     if refused.reason not in UNVERIFIED_REASONS and refused.command_id is not None:
-        return {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail}
+        payload: dict[str, Any] = {"command_id": refused.command_id, "reason": refused.reason.value, "detail": detail}
+        if refused.reason is RejectReason.REPLAYED:
+            payload["sha256"] = hashlib.sha256(data).hexdigest()
+            payload["last_accepted_id"] = refused.last_accepted_id
+        return payload
     return {
         "command_id": None,
         "claimed_command_id": refused.claimed_command_id,
@@ -218,7 +235,8 @@ def check_command(
     # broker) once it has expired or the seal has been given another case, is answered "replayed", never "expired"
     # or "wrong_case", which would put in its signed evidence that a command it obeyed was refused.
     if cid <= last_accepted_id:
-        raise CommandRefused(RejectReason.REPLAYED, f"id {cid} is not above the last accepted {last_accepted_id}", cid)
+        detail = f"id {cid} is not above the last accepted {last_accepted_id}"
+        raise CommandRefused(RejectReason.REPLAYED, detail, cid, last_accepted=last_accepted_id)
     if now > parse_ts(command.expires_at):
         raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
     if parse_ts(command.issued_at) > now + clock_skew:

@@ -5,7 +5,10 @@ The rule for every command that reaches the seal's ``cmd`` topic:
 * :func:`seal_protocol.commands.check_command` decides; a refusal records ``command_rejected``
   ``{command_id, reason, detail}`` (:func:`~seal_protocol.commands.refusal_payload`). ``command_id`` is the court's
   only once the command's signature verified: a ``malformed``, ``unsigned`` or ``bad_signature`` refusal names no
-  ``command_id`` (null) but the ``claimed_command_id`` of bytes no court key signed and their ``sha256``. A command
+  ``command_id`` (null) but the ``claimed_command_id`` of bytes no court key signed and their ``sha256``. A
+  ``replayed`` refusal (an id not above the last accepted one) also signs the refused bytes' ``sha256`` and the
+  ``last_accepted_id``: the court tells a command delivered again from a new one under an id it gave before (its
+  ids went back: a restored database), which the seal never carries out. A command
   issued for another case than the configured ``case_no`` (one decided before the seal was moved, delivered late
   from the broker's session) is refused as ``wrong_case``; spellings of one number (one canonical form) are one
   case.

@@ -12,7 +12,12 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from seal_protocol import Envelope
 from seal_protocol.commands import UNVERIFIED_REASONS
+from seal_protocol.wirejson import MAX_SAFE_INTEGER
+from server.commands.models import CourtCommand
 
 #: The words' section for a refusal of the court's own command that the seal could not verify, by reason.
 OWN_BYTES_SECTION = "case_command_refused_own"
@@ -35,4 +40,19 @@ def refused_own_bytes(payload: Mapping[str, Any] | None, command_sha256: str | N
         and reason in UNVERIFIED_REASONS
         and isinstance(digest, str)
         and hmac.compare_digest(digest, command_sha256)
+    )
+
+
+def refused_our_bytes(session: Session, envelope: Envelope, command_id: int | None) -> bool:
+    """Whether an unverified refusal's ``sha256`` is the SHA-256 of the very bytes the court signed and published as
+    ``command_id`` to this seal: a seal that cannot verify the court's own command (it pins another court key, or is
+    too old to read it) refused it, and the command is settled as refused. Forged bytes cannot match."""
+    digest = envelope.payload.get("sha256")
+    if command_id is None or not isinstance(digest, str) or not 1 <= command_id <= MAX_SAFE_INTEGER:
+        return False
+    row = session.get(CourtCommand, command_id, with_for_update=True)
+    return (
+        row is not None
+        and row.device_id == envelope.device_id
+        and refused_own_bytes(envelope.payload, signed_sha256(row.signed))
     )

@@ -32,7 +32,8 @@ from seal_protocol.signing import SigningKey
 from seal_protocol.wirejson import check_wire_value
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
-from server.commands.refusals import refused_own_bytes, signed_sha256
+from server.commands.refusals import refused_our_bytes
+from server.commands.reused_ids import next_command_id, reused_id, settle_reused
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.db import NO_KEY_UPDATE
 from server.core.value_lists import one_of
@@ -90,6 +91,7 @@ def issue_command(
     if seal.case_no is None:
         raise Conflict(f"seal {seal.device_id!r} is bound to no case: commands go to installed seals only")
     row = CourtCommand(
+        id=next_command_id(session),  # SQLite: above a seal's, once the court learnt its ids went back
         device_id=seal.device_id,
         case_no=seal.case_no,
         action=action.value,
@@ -151,7 +153,7 @@ def apply_answer(session: Session, envelope: Envelope, *, case_no: str, at: date
     payload = envelope.payload
     reason = payload.get("reason")
     command_id = answered_command_id(envelope)
-    if _unverified(envelope) and not _refused_our_bytes(session, envelope, command_id):
+    if _unverified(envelope) and not refused_our_bytes(session, envelope, command_id):
         logger.warning(
             "seal %s refused bytes on its cmd topic that no court key signed (%s, claiming command %s, sha256 %s)",
             envelope.device_id,
@@ -175,15 +177,16 @@ def apply_answer(session: Session, envelope: Envelope, *, case_no: str, at: date
     if acknowledged and payload.get("result") not in COMMAND_RESULTS[CommandAction(row.action)]:
         return AnswerOutcome.RESULT_MISMATCH  # it proves nothing done: a disarm "armed", a ping "disarmed"
     target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
-    if not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not CommandState(row.state).is_final:
-        # The seal had accepted this id already: its own answer (an earlier seq) decides.
-        return AnswerOutcome.REPLAYED
+    reused = not acknowledged and reused_id(payload, row.signed)  # the seal accepted another command under this id
+    replayed = not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not reused
+    if replayed and not CommandState(row.state).is_final:  # the seal accepted this command (these bytes, or an older
+        return AnswerOutcome.REPLAYED  # seal's word) already: its own answer (an earlier seq) decides
     try:
         row.state = transition(row.state, target).value
     except Conflict:
         return AnswerOutcome.ALREADY_FINAL
     row.answered_at, row.answer_seq, row.updated_at = at, envelope.seq, at
-    row.result = dict(payload)
+    row.result = settle_reused(session, row, payload, device_id=envelope.device_id) if reused else dict(payload)
     row.reason = None if acknowledged else str(payload.get("reason", ""))[:32]
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
@@ -202,21 +205,6 @@ def answered_command_id(envelope: Envelope) -> int | None:
 def _unverified(envelope: Envelope) -> bool:
     reason = envelope.payload.get("reason")
     return envelope.type is EventType.COMMAND_REJECTED and isinstance(reason, str) and reason in UNVERIFIED_REASONS
-
-
-def _refused_our_bytes(session: Session, envelope: Envelope, command_id: int | None) -> bool:
-    """Whether an unverified refusal's ``sha256`` is the SHA-256 of the very bytes the court signed and published as
-    ``command_id`` to this seal: a seal that cannot verify the court's own command (it pins another court key, or is
-    too old to read it) refused it, and the command is settled as refused. Forged bytes cannot match."""
-    digest = envelope.payload.get("sha256")
-    if command_id is None or not isinstance(digest, str) or not 1 <= command_id <= MAX_COMMAND_ID:
-        return False
-    row = session.get(CourtCommand, command_id, with_for_update=True)
-    return (
-        row is not None
-        and row.device_id == envelope.device_id
-        and refused_own_bytes(envelope.payload, signed_sha256(row.signed))
-    )
 
 
 def due_commands(

@@ -47,6 +47,8 @@ def test_a_refusal_of_forged_bytes_claims_their_id_and_names_no_court_command(
         {"command_id": 41, "action": "arm", "result": "already_armed"},
     )
     # A refusal decided after the signature verified names the court's command.
-    kind, answer = send(court, command(41))
+    again = command(41)
+    kind, answer = send(court, again)
     assert (kind, answer["command_id"], answer["reason"]) == ("command_rejected", 41, "replayed"), answer
-    assert "claimed_command_id" not in answer and "sha256" not in answer
+    assert "claimed_command_id" not in answer  # a replayed one names the bytes it refused, and its last accepted id
+    assert (answer["sha256"], answer["last_accepted_id"]) == (hashlib.sha256(again).hexdigest(), 41)

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ from seal_protocol.commands import (
     check_command,
     encode_command,
     new_command,
+    refusal_payload,
 )
 from seal_protocol.signing import generate_signing_key
 
@@ -160,3 +162,24 @@ def test_a_command_carried_out_and_delivered_again_is_answered_replayed_whatever
     with pytest.raises(CommandRefused) as info:
         check(signed(case_no=OTHER_CASE), last=4)
     assert info.value.reason is RejectReason.WRONG_CASE
+
+
+def test_a_replayed_refusal_names_the_refused_bytes_and_the_last_accepted_id():
+    """A ``replayed`` refusal signs the SHA-256 of the bytes refused and the seal's last accepted id: the court tells
+    the command it sent delivered again (the same bytes) from a new one reusing an id the seal accepted for another
+    command (its ids went back: a restored database). Before, it named the id only. Found by a review."""
+    data = signed(5)
+    with pytest.raises(CommandRefused) as info:
+        check(data, last=7)
+    assert (info.value.reason, info.value.command_id, info.value.last_accepted_id) == (RejectReason.REPLAYED, 5, 7)
+    payload = refusal_payload(info.value, data, "id 5 is not above the last accepted 7")
+    assert payload == {
+        "command_id": 5,
+        "reason": "replayed",
+        "detail": "id 5 is not above the last accepted 7",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "last_accepted_id": 7,
+    }
+    with pytest.raises(CommandRefused) as info:  # other verified refusals keep their three fields
+        check(signed(5), device="seal-b")
+    assert set(refusal_payload(info.value, data, "x")) == {"command_id", "reason", "detail"}
