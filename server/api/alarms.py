@@ -50,7 +50,11 @@ class AlarmPublic(BaseModel):
     closed_note: str | None
     first_event_id: int | None
     last_event_id: int | None
-    details: dict[str, Any]
+    details: dict[str, Any] = Field(
+        description="An event's alarm: its payload, event_type, seq and ts, and late (of an ended binding) or "
+        "disarmed_while_sealed (an intrusion or tamper of a seal that said it was disarmed while no approved "
+        "removal expected it) when true."
+    )
 
 
 class AlarmNote(BaseModel):

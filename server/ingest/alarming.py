@@ -1,9 +1,12 @@
 """Which stored events and statuses raise or close which alarms (applied in the ingest's transaction).
 
 - ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full``, ``event_lost``, ``snapshot_lost``
-  events raise the alarm of that kind — except an intrusion or tamper of a *disarmed* seal (``armed: false``, being
-  removed after an approved request) and an intrusion the camera did not confirm (``warning: suppressed_not_seen``);
-  those are logged only.
+  events raise the alarm of that kind — except an intrusion the camera did not confirm (``warning:
+  suppressed_not_seen``), and an intrusion or tamper of a *disarmed* seal (``armed: false``) while its disarming is
+  expected: its case is ``lifting`` (a removal was approved and the seal sent its disarm) or ``lifted``
+  (:mod:`server.ingest.disarmed`); those are logged only. Any other disarmed intrusion or tamper raises the alarm of
+  its kind like an armed one — same kind, severity, sound and notifications: the judge must see the intrusion —
+  marked ``disarmed_while_sealed`` (the seal reported itself disarmed on a case whose seizure stands).
 - A seal that requires camera confirmation commits the intrusion at once with ``warning: pending_confirmation``
   and decides within about a second; the decision comes in the ``snapshot_taken`` event naming the intrusion
   (``trigger_seq``). The alarm is raised then, if the warning was ``played`` — the court opted into confirmation to
@@ -34,15 +37,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
 from server.alarms.state import AlarmKind
 from server.evidence.models import Event
 from server.ingest.chain import ChainChange
+from server.ingest.disarmed import ExpectedDisarms, says_disarmed
 
 EVENT_ALARMS = {
     EventType.INTRUSION: AlarmKind.INTRUSION,
@@ -60,34 +66,54 @@ RECOVERIES = {
 
 
 LATE_ALARMS = frozenset({AlarmKind.INTRUSION, AlarmKind.TAMPER})
+#: The mark of an intrusion's or tamper's alarm whose seal said it was disarmed while no removal expected it.
+DISARMED_WHILE_SEALED = "disarmed_while_sealed"
 
 
-def on_event(
-    book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime, late: bool = False
-) -> None:
-    """The alarms an event stored in ``case_no`` raises or closes. ``row`` gives its stored row, for the alarms
-    that name it (asked only then: most events raise none). ``late``: the event belongs to a binding of the seal
-    that has ended."""
-    device_id = envelope.device_id
-    book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
-    kind = EVENT_ALARMS.get(envelope.type)
-    if _confirmed_intrusion(envelope):
-        kind = AlarmKind.INTRUSION
-    if kind is not None and _alarming(envelope) and (kind in LATE_ALARMS or not late):
-        # The seal's payload first: the envelope's own facts (and whether the court found it late) are written over
-        # any key of the same name a payload might carry.
-        details = {**envelope.payload, "event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
-        details.pop("late", None)
-        if late:
-            details["late"] = True
-        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
-    if not late:
-        _speaker(book, envelope, case_no=case_no, row=row, at=at)
-        _clock(book, envelope, case_no=case_no, row=row, at=at)
-    recovered = RECOVERIES.get(envelope.type)
-    if recovered is not None:
-        note = f"{envelope.type.value} (seq {envelope.seq})"
-        book.close(recovered, device_id=device_id, at=at, note=note, case_no=case_no)
+class EventAlarms:
+    """The alarms the events of one batch raise or close (:meth:`on_event`), in its transaction. ``stored``: the
+    batch's event rows, whose cases :class:`~server.ingest.disarmed.ExpectedDisarms` reads once, if a disarmed
+    seal's intrusion or tamper is among them."""
+
+    def __init__(self, book: AlarmBook, session: Session, stored: Sequence[Mapping[str, object]]) -> None:
+        self.book = book
+        self.disarms = ExpectedDisarms(session, stored)
+
+    def on_event(
+        self, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime, late: bool = False
+    ) -> None:
+        """The alarms an event stored in ``case_no`` raises or closes. ``row`` gives its stored row, for the alarms
+        that name it (asked only then: most events raise none). ``late``: the event belongs to a binding of the seal
+        that has ended."""
+        book = self.book
+        device_id = envelope.device_id
+        book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
+        kind = EVENT_ALARMS.get(envelope.type)
+        if _confirmed_intrusion(envelope):
+            kind = AlarmKind.INTRUSION
+        if kind is not None and (kind in LATE_ALARMS or not late) and _alarming(envelope):
+            disarmed = says_disarmed(envelope)
+            if not disarmed or not self.disarms.expected(envelope, case_no=case_no, late=late):
+                details = _details(envelope, late=late, disarmed=disarmed)
+                book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+        if not late:
+            _speaker(book, envelope, case_no=case_no, row=row, at=at)
+            _clock(book, envelope, case_no=case_no, row=row, at=at)
+        recovered = RECOVERIES.get(envelope.type)
+        if recovered is not None:
+            note = f"{envelope.type.value} (seq {envelope.seq})"
+            book.close(recovered, device_id=device_id, at=at, note=note, case_no=case_no)
+
+
+def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any]:
+    """An event's alarm's details: the seal's payload first, then the envelope's own facts and what the court found
+    (``late``, ``disarmed_while_sealed``: only when true), written over any key of the same name a payload carries."""
+    details = {**envelope.payload, "event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    for mark, found in (("late", late), (DISARMED_WHILE_SEALED, disarmed)):
+        details.pop(mark, None)
+        if found:
+            details[mark] = True
+    return details
 
 
 def _confirmed_intrusion(envelope: Envelope) -> bool:
@@ -172,13 +198,11 @@ def _speaker_outcome(envelope: Envelope) -> str | None:
 
 
 def _alarming(envelope: Envelope) -> bool:
+    """Not an intrusion or tamper whose camera decided nobody was there, or has yet to decide. (Whether the seal
+    was armed is :meth:`EventAlarms.on_event`'s question.)"""
     if envelope.type not in (EventType.INTRUSION, EventType.TAMPER):
         return True
-    payload = envelope.payload
-    return payload.get("armed") is not False and payload.get("warning") not in (
-        "suppressed_not_seen",
-        "pending_confirmation",
-    )
+    return envelope.payload.get("warning") not in ("suppressed_not_seen", "pending_confirmation")
 
 
 def on_status(
@@ -193,7 +217,7 @@ def on_status(
 ) -> None:
     """An ``offline`` status (usually the broker's Last Will) raises the offline alarm, unless the seal has a
     ``grace`` to come back in (the liveness check raises it after that). ``online`` closes nothing: a status is not
-    signed, so only the seal's next signed event (:func:`on_event`) closes it."""
+    signed, so only the seal's next signed event (:meth:`EventAlarms.on_event`) closes it."""
     # An unbound seal (in storage) offline: no alarm.
     if state is SealStatus.OFFLINE and case_no is not None and not grace:
         details = {"reason": "offline_status", "status_ts": ts}

@@ -23,10 +23,10 @@ PostgreSQL two: one that locks them, making those missing, then the read), one f
 one for the events above those the time rule refused; two of the quarantine per seal of a picture no stored event of its
 seal names, and a few more if refused events name it: :mod:`.late_chain`; two, and one per such seal, for its budget of
 those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
-chain states, two of the seals. Alarms are settled after the events are inserted, in the messages' order; alarms about
-gaps once per batch, so events of one seal arriving out of order within a batch raise no alarm. The ORM is left to the
-rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under the case whose events name it, once its
-seal's row is locked (:mod:`server.ingest.snapshot_filing`).
+chain states, two of the seals. Alarms are settled after the events are inserted, in the messages' order (and one of the
+cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); alarms about gaps once per batch, so events of one
+seal arriving out of order within a batch raise no alarm. The ORM is left to the rare rows: quarantine, snapshots,
+alarms, commands. A snapshot is filed under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.alarming import on_chain_change, on_event
+from server.ingest.alarming import EventAlarms, on_chain_change
 from server.ingest.chain import ChainBook
 from server.ingest.checks import (
     BINDING_CLOCK_SKEW,
@@ -96,7 +96,6 @@ class IngestBatch:
     ) -> None:
         self.session = session
         self.written_snapshots = written_snapshots  # pictures already in ``snapshots`` (the hashes)
-        self.offline_grace = offline_grace
         self.gap_wait = gap_wait
         self.may_hold = may_hold  # how many more events this batch may hold back for gap_wait
         self._now = utc_now()
@@ -115,6 +114,7 @@ class IngestBatch:
         self._quarantined = QuarantineCopies(quarantine_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
+        self._events = EventAlarms(self.alarms, session, self._rows)  # what the stored events raise or close
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
         self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)
@@ -330,7 +330,7 @@ class IngestBatch:
         late = case_no != seal.case_no
         at = message.received_at
         row = self._event_row(index)
-        self._settle.append(lambda: on_event(self.alarms, envelope, case_no=case_no, row=row, at=at, late=late))
+        self._settle.append(lambda: self._events.on_event(envelope, case_no=case_no, row=row, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
             self._answers.append((place, envelope, case_no, message.received_at, row))
         armed = None if late else armed_state(envelope.type.value, envelope.payload)  # not told of a case it left

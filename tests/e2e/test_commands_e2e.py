@@ -2,7 +2,8 @@
 ``seal-agent simulate`` seals pinning the key ``seal-server court-key`` printed, a private Mosquitto.
 
 The case's judge logs in and disarms seal A: the command is pending until the seal's signed ``command_ack`` is stored,
-then acknowledged, and the seal's next intrusion says ``warning: suppressed_disarmed``. Seal B's agent is stopped: its
+then acknowledged, and the seal's next intrusion says ``warning: suppressed_disarmed`` — and, the case still sealed,
+raises the judge's alarm all the same, marked ``disarmed_while_sealed``. Seal B's agent is stopped: its
 command is accepted by the broker for B's session but stays pending — never shown delivered — and expires after
 its ttl. When B comes back, the broker hands it the stale command, B refuses it as expired, and the court shows that.
 """
@@ -198,14 +199,18 @@ def test_disarm_is_acknowledged_and_an_offline_seal_s_command_expires(
         disarmed = court.events(SEAL_A, "disarmed")
         assert [e["payload"]["by"] for e in disarmed] == [issued["command_id"]]
 
-        # A's next intrusion: recorded, no warning, and no alarm for a seal being removed.
+        # A's next intrusion: recorded, no warning; the judge's disarm is no removal (the case is sealed), so the
+        # intrusion raises its alarm all the same, marked.
         assert agents[SEAL_A].stdin is not None
         agents[SEAL_A].stdin.write("m\n")
         agents[SEAL_A].stdin.flush()
         assert wait_until(lambda: court.events(SEAL_A, "intrusion"), 30), log.read_text()
         [intrusion] = court.events(SEAL_A, "intrusion")
         assert (intrusion["payload"]["warning"], intrusion["payload"]["armed"]) == ("suppressed_disarmed", False)
-        assert [a for a in court.get("/api/alarms") if a["kind"] == "intrusion"] == []
+        alarms = [a for a in court.get("/api/alarms") if a["kind"] == "intrusion"]
+        assert [(a["device_id"], a["details"]["armed"], a["details"]["disarmed_while_sealed"]) for a in alarms] == [
+            (SEAL_A, False, True)
+        ]
 
         # B is offline: the broker takes the command for B's session, yet it is never shown delivered.
         offline = court.command(SEAL_B, "test_warning")

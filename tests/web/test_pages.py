@@ -5,10 +5,11 @@ and headers."""
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from sqlalchemy import select
 
-from seal_protocol import encode_status
+from seal_protocol import EventType, encode_status
 from seal_protocol.status import SealStatus
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
@@ -193,3 +194,19 @@ def test_page_inputs_are_bounded_and_refused_as_pages(world: PagesWorld) -> None
         assert client.get("/live?since=" + "1" * 100).status_code == 422
         long_name = client.post("/login", data={"csrf_token": token, "username": "u" * 65, "password": "p"})
         assert long_name.status_code == 422
+
+
+def test_a_disarmed_seal_s_intrusion_on_a_sealed_case_says_so_on_the_overview_and_the_case_page(
+    world: PagesWorld,
+) -> None:
+    """The alarm of a seal that reports itself disarmed while the seizure stands (tests/server/test_disarmed_alarms.py)
+    is an intrusion like any other, and says what the court found, in the page's language."""
+    disarmed = {"armed": False, "warning": "suppressed_disarmed", "warning_languages": []}
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.INTRUSION, disarmed)))
+    with world.client("judge") as client:
+        overview, case = client.get("/").text, client.get(f"/cases/{quote(CASE, safe='')}").text
+        client.cookies.set("seal_lang", "en")
+        english = client.get("/").text
+    for text in (overview, case):
+        assert 'data-kind="intrusion"' in text and "封条报告自身已撤防，但本案查封仍然有效" in text
+    assert "the seal reported itself disarmed on a sealed case" in english
