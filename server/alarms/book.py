@@ -5,9 +5,11 @@ redelivered message (a no-op duplicate) does not raise it twice. Whoever raises 
 with every alarm the book opens, in that transaction: the ingest and the liveness check queue its notifications
 there (:mod:`server.notify.outbox`), so the alarms package does not depend on the notifications.
 
-Folding: a repeat of a kind for a seal goes into the seal's live (open or acknowledged) alarm of that kind and case
-— ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; a condition
-(offline, missing events) always folds. Otherwise a new alarm opens.
+Folding: a repeat of an incident (an intrusion, a tamper…) for a seal goes into the seal's open alarm of that kind and
+case — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; once the
+alarm is acknowledged, a repeat opens a new alarm (alerted and notified: someone acknowledged what they knew, a new
+break-in is news to them, and a sliding window would otherwise keep every later one silent). A condition (offline,
+missing events) always folds into its live (open or acknowledged) alarm. Otherwise a new alarm opens.
 
 A condition has at most one live alarm per seal and case. The book is read before the seals' rows are locked (the
 lock order of :mod:`server.ingest.rows`), and a seal with no live alarm has no row to lock: two transactions may both
@@ -112,7 +114,11 @@ class AlarmBook:
         event: Event | None = None,
     ) -> Alarm:
         """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications)."""
-        same_case = [a for a in self.live(device_id, kind) if a.case_no == case_no]
+        same_case = [
+            a
+            for a in self.live(device_id, kind)
+            if a.case_no == case_no and (kind.is_condition or a.state == AlarmState.OPEN.value)
+        ]
         if not same_case and kind.is_condition and self.session.get_bind().dialect.name == "postgresql":
             same_case = self._opened_meanwhile(kind, device_id, case_no)
             if same_case and same_case[0] not in self._live[device_id]:

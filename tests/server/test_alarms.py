@@ -109,15 +109,24 @@ def test_repeats_within_the_fold_window_fold_and_later_ones_open_a_new_alarm(cou
     assert [(a.count, a.state) for a in court.alarms()] == [(3, "open"), (1, "open")]
 
 
-def test_repeat_folds_into_an_acknowledged_alarm(court: Court, session_factory: SessionFactory) -> None:
-    court.send(court.a, court.a.event(EventType.TAMPER), at=T0)
+@pytest.mark.parametrize("kind", [EventType.TAMPER, EventType.INTRUSION])
+def test_a_repeat_after_the_acknowledgement_opens_a_new_alarm(
+    court: Court, session_factory: SessionFactory, kind: EventType
+) -> None:
+    """Acknowledged ("officer on the way"), then a new break-in within the fold window: a new open alarm (alerted,
+    notified), not a count on the acknowledged one — which, its window sliding, kept every later one silent."""
+    court.send(court.a, court.a.event(kind), at=T0)
     [alarm] = court.alarms()
     with session_scope(session_factory) as session:
         acknowledge_alarm(session, alarm_id=alarm.id, user_id=7, note="officer on the way")
 
-    court.send(court.a, court.a.event(EventType.TAMPER), at=T0 + timedelta(seconds=10))
-    [alarm] = court.alarms()
-    assert (alarm.state, alarm.count) == ("acknowledged", 2)
+    court.send(court.a, court.a.event(kind), at=T0 + timedelta(seconds=10))
+    court.send(court.a, court.a.event(kind), at=T0 + timedelta(seconds=20))  # folds into the new, open one
+    alarms = sorted(court.alarms(), key=lambda a: a.id)
+    assert [(a.kind, a.state, a.count) for a in alarms] == [
+        (kind.value, "acknowledged", 1),
+        (kind.value, "open", 2),
+    ]
 
 
 def test_other_kinds_and_other_seals_do_not_fold(court: Court) -> None:
