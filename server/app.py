@@ -16,6 +16,7 @@ from server.api import api_router, metrics_router, public_router
 from server.api.body_limit import BodyLimit, UploadRoute
 from server.api.deps import api_uploader, page_uploader
 from server.api.docs import add_docs
+from server.api.health import receiving
 from server.api.private_cache import PrivateApi
 from server.api.removal_requests import UPLOAD_PATH, upload_limit
 from server.auth.client_address import ProxyWarnings
@@ -28,6 +29,7 @@ from server.core.db import SessionFactory, lost_a_race, make_engine, make_sessio
 from server.core.live import Change, LiveHub
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
+from server.core.receiving import CourtReceiving
 from server.errors import (
     AlreadyExists,
     BrokerFilesNotWritten,
@@ -153,6 +155,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             on_gap = None if settler is None else settler.wake  # a missed change may have been such an answer
             context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub, on_received=woken, on_gap=on_gap)
         feed = context.feed
+        # What /api/health reads, looked at every second: the open pages say when the court is not receiving.
+        context.receiving = CourtReceiving(lambda: receiving(context), on_change=lambda _state: hub.nudge())
         app.state.context = context
         try:
             if feed is not None:
@@ -165,9 +169,11 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 context.ingest.start()
             for worker in workers:
                 worker.start()
+            context.receiving.start()
             yield
         finally:
             hub.close()  # the pages' streams end (already when a signal stops the server: server.cli)
+            context.receiving.stop()
             for worker in workers:
                 worker.stop()
             if context.ingest is not None:

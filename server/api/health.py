@@ -19,7 +19,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, SessionDep
+from server.context import ServerContext
 from server.core.base import utc_now
+from server.core.db import READ_ONLY
+from server.core.receiving import Receiving
 from server.evidence.signed_record import record_of
 from server.marks.marks import BEHIND_AFTER_S, judging_moment, read_marks
 
@@ -118,6 +121,22 @@ def health(session: SessionDep, context: ContextDep, response: Response) -> Heal
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return health.model_copy(update={"status": "error"})
     return health
+
+
+def receiving(context: ServerContext) -> Receiving:
+    """What the live pages say of the court's receiving (:mod:`server.core.receiving`): the parts of this check that
+    say whether what the seals send reaches the database now — this process's ingest connected and storing, and the
+    caught-up mark of every ingest worker (in any process: it is read from the database) within
+    :data:`BEHIND_AFTER_S` of the clock."""
+    ingest = context.ingest
+    if ingest is not None:
+        if not ingest.connected:
+            return "disconnected"
+        if (state := ingest.progress().state) != "ok":
+            return state
+    with context.session_factory(bind=context.engine.execution_options(**READ_ONLY)) as session:
+        lag = _caught_up_lag(session, context.settings.liveness.mark_forget_s)
+    return "behind" if lag is not None and lag > BEHIND_AFTER_S else "ok"
 
 
 def _caught_up_lag(session: Session, forget_s: float) -> float | None:

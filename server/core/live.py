@@ -278,6 +278,13 @@ class LiveHub:
             for subscription in self._subscriptions:
                 subscription._missed(reason)
 
+    def nudge(self) -> None:
+        """Wake every open stream without a change: something each stream looks at besides the changes moved (the
+        court's receiving state, :mod:`server.core.receiving`). Any thread."""
+        with self.lock:
+            for subscription in self._subscriptions:
+                subscription._wake()
+
     def close(self) -> None:
         """The server is stopping: every stream ends (its browser shows the stale banner and reconnects later)."""
         with self.lock:

@@ -18,12 +18,13 @@ page's position; their ids are positions sealed by the hub (:meth:`LiveHub.token
 happened in the court between two of them. Parts whose name begins with ``+`` (the timeline's new rows) are sent
 whenever not empty and remembered by no digest.
 
-Messages: ``update`` (the fragments; with an id), ``heartbeat`` (every ``[web] heartbeat_s``; data: the server's
-time; no id, so the browser's ``Last-Event-ID`` stays its last update's), ``gap`` (the changes since the page or the
-browser's ``Last-Event-ID`` cannot be replayed, or changes were missed — the stream fell behind, or the court's live
-feed lost some: reload; data: why), ``signin`` (the session ended). The stream re-checks its session at every render
-and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web] stream_max_s`` (the browser reconnects at once
-with its ``Last-Event-ID`` and misses nothing).
+Messages: ``update`` (the fragments; with an id), ``heartbeat`` (every ``[web] heartbeat_s``, and at once when the
+court's receiving state changes; data: JSON, ``time`` and ``court``, :mod:`server.core.receiving`; a replayed view's
+id: the position its stream covered, so that a quiet page resumes there, not at its page's position, which a busy
+court outruns), ``gap`` (the changes since the page or the browser's ``Last-Event-ID`` cannot be replayed, or changes
+were missed — the stream fell behind, or the court's live feed lost some: reload; data: why), ``signin`` (the session
+ended). The stream re-checks its session at every render and at least every :data:`SESSION_RECHECK_S`, and ends after
+``[web] stream_max_s`` (the browser reconnects at once with its ``Last-Event-ID`` and misses nothing).
 
 One sign-in session holds at most :data:`STREAMS_PER_SESSION` streams at once and one user at most
 :data:`STREAMS_PER_USER` (every stream renders every change in its user's name): one more is refused with ``429``
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import re
@@ -63,6 +65,7 @@ from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
 from server.core.live import Change, Position, Subscription, TooManySubscriptions
+from server.core.receiving import Receiving
 from server.errors import NotFound
 from server.web.deps import Page, PageLogin, SignInRequired, find_page_login, page_language
 from server.web.i18n import Translator
@@ -232,6 +235,7 @@ class _Stream:
         self.access_lost = False  # the view's page is no longer the user's to see (a case taken away, a seal moved)
         self.state: dict[str, Any] = {}
         self.shown: dict[str, str] = {}  # part name → digest of what the browser has of it
+        self.court: Receiving = "ok"  # the court's receiving state as the last heartbeat said it
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
 
     def _subscribe(self) -> tuple[Subscription, Position]:
@@ -297,7 +301,7 @@ class _Stream:
         """Heartbeats, on a clock of their own (a change that shows nothing neither sends nor moves one), and the
         updates of the changes as they come (``covered``: the replayed view's position)."""
         hub, settings = self.context.live, self.context.settings.web
-        yield self._heartbeat()
+        yield self._heartbeat(covered)
         now = time.monotonic()
         deadline, beat, checked = now + settings.stream_max_s, now + settings.heartbeat_s, now
         while not subscription.closed and (left := deadline - time.monotonic()) > 0:
@@ -321,8 +325,9 @@ class _Stream:
                 return
             if html:
                 yield message("update", html, id=hub.token(covered) if covered is not None else digest_of(self.shown))
-            if time.monotonic() >= beat:
-                yield self._heartbeat()
+            if (due := time.monotonic() >= beat) or self.context.receiving.state != self.court:  # a change: at once
+                yield self._heartbeat(covered)
+            if due:
                 beat += settings.heartbeat_s * max(1, math.ceil((time.monotonic() - beat) / settings.heartbeat_s))
         if subscription.displaced:  # its tab opened another stream: this one's client is gone, or a copy (reload)
             yield message("gap", "displaced")
@@ -355,9 +360,11 @@ class _Stream:
             return message("gap", "error")
         return b""
 
-    @staticmethod
-    def _heartbeat() -> bytes:
-        return message("heartbeat", utc_now().isoformat(timespec="seconds"))
+    def _heartbeat(self, covered: Position | None) -> bytes:
+        """A heartbeat (see the module's docstring); ``covered``: the replayed view's position."""
+        self.court = self.context.receiving.state
+        data = json.dumps({"time": utc_now().isoformat(timespec="seconds"), "court": self.court})
+        return message("heartbeat", data, id=None if covered is None else self.context.live.token(covered))
 
     async def _render(self, changes: list[Change] | None) -> dict[str, str]:
         return await to_thread.run_sync(self._render_now, changes, limiter=_limiter())

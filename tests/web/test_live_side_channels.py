@@ -1,6 +1,7 @@
 """A live stream tells its user nothing they may not see: no ``update`` but when what the page shows changed (its
 stream starts from what its page showed), and no id that moves with what happens elsewhere in the court. The debtor
-must not learn when the seal on the door reports (docs/removal.md): a jammed seal would show."""
+must not learn when the seal on the door reports (docs/removal.md): a jammed seal would show. (The overview's
+heartbeats carry a position, sealed anew each time: two of them say nothing of what happened between.)"""
 
 from __future__ import annotations
 
@@ -68,7 +69,11 @@ def test_no_page_or_stream_id_moves_with_other_cases(world: PagesWorld) -> None:
         second = live_url_of(client.get("/").text)
         assert first != second  # a page's position is sealed, and sealed anew each time: equal says nothing either
         stream = _messages(client.get(first).text)
-        assert stream and all(event == "heartbeat" and i is None for event, i in stream), stream
+        assert stream and all(event == "heartbeat" for event, _i in stream), stream
+        # The overview's heartbeats say where its stream has got to (a quiet page resumes from there), each sealed
+        # anew: no two alike, whether anything happened between them or not.
+        ids = [i for _e, i in stream]
+        assert all(i is not None for i in ids) and len(set(ids)) == len(ids), stream
     with world.client("judge") as client:  # the judge of case A, on the case page and the seal page
         # At most what the clock moves ("N s ago") between the page and its stream: the seals, the seal's state.
         for url, clock in ((f"/cases/{quote(CASE, safe='')}", ["case-seals"]), (f"/seals/{SEAL}", [])):

@@ -151,7 +151,9 @@ def test_a_reconnecting_page_gets_what_it_missed_and_heartbeats(world: PagesWorl
         assert f'id="seal-{SEAL}"' in update["data"] and 'hx-swap-oob="true"' in update["data"]
         assert 'id="counts"' in update["data"] and 'id="alarms"' in update["data"]
         assert [m["event"] for m in rest] and {m["event"] for m in rest} == {"heartbeat"}
-        assert all("id" not in m for m in rest)  # a heartbeat leaves the browser's Last-Event-ID as it is
+        # A heartbeat carries the position the stream has covered (here: the update's), sealed anew each time.
+        assert all(world.hub.position_of(m["id"]) == after for m in rest)
+        assert update["id"] not in {m["id"] for m in rest}
         # The browser's own Last-Event-ID wins over the page's position: nothing missed, nothing sent again.
         again = events(client.get(f"/live?since={before}", headers={"Last-Event-ID": update["id"]}).text)
         assert {m["event"] for m in again} == {"heartbeat"}

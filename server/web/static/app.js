@@ -3,7 +3,9 @@
  * The stream (GET /live?…&tab=<this page load's random id>, wired in templates/_live.html through htmx's SSE
  * extension) sends named events:
  *   update    — HTML fragments with hx-swap-oob, swapped in by htmx; carries the id to resume from
- *   heartbeat — every few seconds, so that a silent stream is noticed
+ *   heartbeat — every few seconds, so that a silent stream is noticed; its data (JSON) says whether the court is
+ *               receiving from its seals ("court": "ok", or why not), at once when that changes; the overview's
+ *               carries the id to resume from as well
  *   gap       — too much was missed (or the server restarted), or a newer stream of this tab took this one's
  *               place ("displaced"): reload the page
  *   signin    — the session has ended: go to the sign-in page
@@ -12,7 +14,8 @@
  * again the page reloads (at most once a minute), so a restarted server's screen catches up by itself.
  * The body's data-live says "up" only once the stream has delivered a message since it last opened or erred (the
  * server sends a heartbeat as soon as the page is subscribed), "connecting" until then, "stale" while the banner
- * shows.
+ * shows. While the court is not receiving from its seals, the court banner shows and the body's data-court says
+ * "not-receiving" (the online pills are greyed: what was last known, not what is); "receiving" otherwise.
  */
 (function () {
   "use strict";
@@ -36,6 +39,15 @@
     if (event && event.lastEventId) { live.lastId = event.lastEventId; }
     show("stale-banner", false);
     document.body.dataset.live = "up";
+    if (event && event.type === "heartbeat") { courtSays(event.data); }
+  }
+
+  function courtSays(data) {
+    var court;
+    try { court = JSON.parse(data).court; } catch (e) { return; }
+    if (typeof court !== "string") { return; }
+    show("court-banner", court !== "ok");
+    document.body.dataset.court = court === "ok" ? "receiving" : "not-receiving";
   }
 
   // This page load's tab id: a stream of the same tab (and session) takes the place of the one before it on the
