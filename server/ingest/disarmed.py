@@ -14,14 +14,18 @@ Such an event is *expected*, and raises no alarm, if the case it is filed under 
 - ``lifting``, the event is not late (its seal is still bound there), and it is stamped no earlier than the case
   became ``lifting``, less the clock allowance of a binding (:data:`~server.ingest.checks.BINDING_CLOCK_SKEW`): the
   approval's disarm cannot have been carried out before the approval;
-- ``lifted``: an event filed there is one of its seals draining its outbox after the lifting unbound them.
+- ``lifted``: an event filed there is one of its seals draining its outbox after the lifting unbound them;
+- ``closed``: the case is over, nothing of it is guarded any more (a lifted case is closed soon after its lifting,
+  while a removed seal, kept in store, may send what its outbox holds days later: its disarmed ``tamper`` of the
+  removal is no news to anyone).
 
 Anything else raises the alarm an armed seal's event would (the case's judge must see the intrusion), marked
 ``disarmed_while_sealed`` (:mod:`server.ingest.alarming`): a ``sealed`` case — a seal reused after a lifting, a
 disarm of its old case that the broker held for a seal moved since, the judge's own ``disarm`` through
 ``POST /api/seals/{id}/commands`` (maintenance: the seizure stands, so the alarm is right), the time between a
-withdrawn approval and the seal's acknowledgement of the ``arm`` that follows it — an ``open`` or ``closed`` case, or
-a late event of a ``lifting`` one (its seal left the case before the approval).
+withdrawn approval and the seal's acknowledgement of the ``arm`` that follows it — an ``open`` case, or a late event
+of a ``lifting`` one (its seal left the case before the approval), or one stamped before the approval: in each, no
+removal of the case was under way when the seal said it was disarmed, which is what the pages say.
 
 The statuses are read in one statement per batch, for the cases of all its disarmed intrusions and tampers, when the
 first of them is settled; a batch without one (nearly every batch) reads nothing.
@@ -67,7 +71,7 @@ class ExpectedDisarms:
         if self._cases is None:
             self._cases = self._read()
         status, since = self._cases.get(case_no, (None, None))
-        if status == CaseStatus.LIFTED:
+        if status in (CaseStatus.LIFTED, CaseStatus.CLOSED):
             return True
         if status != CaseStatus.LIFTING or late:
             return False

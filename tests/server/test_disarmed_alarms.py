@@ -1,6 +1,7 @@
 """An intrusion or tamper of a seal that says it is disarmed (``armed: false``) raises no alarm only while its case's
-removal expects the disarm (the case ``lifting``, or ``lifted``); on a case whose seizure stands it raises the alarm of
-an armed seal, marked ``disarmed_while_sealed``. Through the API and the real ingest; SQLite and PostgreSQL."""
+removal expects the disarm (the case ``lifting``, or ``lifted``), or once the case is ``closed``; on a case whose
+seizure stands it raises the alarm of an armed seal, marked ``disarmed_while_sealed``. Through the API and the real
+ingest; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -100,6 +101,21 @@ def test_a_disarmed_seal_being_removed_raises_nothing_while_the_removal_expects_
     assert (late.outcome, late.case_no) == (Outcome.STORED, CASE_A)
     assert alarms(world, "seal-a1") == alarms(world, "seal-a2") == []
     assert judge_sees(world, CASE_A, "judge") == []
+
+
+def test_a_removed_seal_draining_into_its_closed_case_raises_nothing(world: RemovalWorld) -> None:
+    """The case is lifted, then closed by the clerk; a removed seal kept in store sends days later what its outbox
+    held: the tamper of its removal (lid opened, disarmed). The case is over: no alarm (it raised a critical one, its
+    page saying no removal had been approved)."""
+    lifted(world)
+    tamper = world.seals["seal-a2"].event(EventType.TAMPER, {**DISARMED, "state": "open"})
+    closing = world.client.put(
+        f"/api/cases/{CASE_A}/status", json={"status": "closed", "note": "结案"}, headers=world.as_("clerk")
+    )
+    assert closing.status_code == 200, closing.text
+    [result] = world.ingestor.ingest([message(world.seals["seal-a2"].event_topic, tamper)])
+    assert (result.outcome, result.case_no, case_status(world, CASE_A)) == (Outcome.STORED, CASE_A, "closed")
+    assert [(a.kind, a.details) for a in alarms(world, "seal-a2")] == []  # (it raised a tamper)
 
 
 def test_a_lifted_seal_reused_on_a_sealed_case_alarms_when_it_says_it_is_disarmed(world: RemovalWorld) -> None:

@@ -208,5 +208,5 @@ def test_a_disarmed_seal_s_intrusion_on_a_sealed_case_says_so_on_the_overview_an
         client.cookies.set("seal_lang", "en")
         english = client.get("/").text
     for text in (overview, case):
-        assert 'data-kind="intrusion"' in text and "封条报告自身已撤防，但本案查封仍然有效" in text
-    assert "the seal reported itself disarmed on a sealed case" in english
+        assert 'data-kind="intrusion"' in text and "封条报告自身已撤防，但当时本案并无进行中的解除查封" in text
+    assert "the seal reported itself disarmed while no removal of this case was under way" in english
