@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from server.api.deps import SAFE_METHODS, SESSION_COOKIE, BearerDep, ContextDep, SessionDep, presented_secret
-from server.auth.access import Role
+from server.auth.access import Permission, Role, has_permission
 from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.auth.sessions import resolve_session
@@ -90,6 +90,8 @@ class Page:
             "now": self.now,
             "heartbeat_s": self.context.settings.web.heartbeat_s,
             "live_url": None,
+            # whether the court hears its seals: a connection state, not the debtor's (server.web.live)
+            "sees_receiving": user is not None and has_permission(user, Permission.SEAL_STATUS),
         }
 
     def text(self, name: str, **values: Any) -> str:

@@ -18,24 +18,23 @@ page's position; their ids are positions sealed by the hub (:meth:`LiveHub.token
 happened in the court between two of them. Parts whose name begins with ``+`` (the timeline's new rows) are sent
 whenever not empty and remembered by no digest.
 
-Messages: ``update`` (the fragments; with an id), ``heartbeat`` (every ``[web] heartbeat_s``, and at once when the
-court's receiving state changes; data: JSON, ``time`` and ``court``, :mod:`server.core.receiving`; a replayed view's
-id: the position its stream covered, so that a quiet page resumes there, not at its page's position, which a busy
-court outruns), ``gap`` (the changes since the page or the browser's ``Last-Event-ID`` cannot be replayed, or changes
-were missed — the stream fell behind, or the court's live feed lost some: reload; data: why), ``signin`` (the session
-ended). The stream re-checks its session at every render and at least every :data:`SESSION_RECHECK_S`, and ends after
-``[web] stream_max_s`` (the browser reconnects at once with its ``Last-Event-ID`` and misses nothing).
+Messages: ``update`` (the fragments; with an id), ``heartbeat`` (every ``[web] heartbeat_s``; data: JSON, ``time``,
+and ``court`` — :mod:`server.core.receiving`, also sent at once when it changes — for a user who may see the seals'
+connections only, never the debtor, who would learn when the court is deaf; a replayed view's id: the position its
+stream covered, so that a quiet page resumes there, not at its page's position, which a busy court outruns), ``gap``
+(the changes since the page or the browser's ``Last-Event-ID`` cannot be replayed, or changes were missed — the
+stream fell behind, or the court's live feed lost some: reload; data: why), ``signin`` (the session ended). The
+stream re-checks its session at every render and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web]
+stream_max_s`` (the browser reconnects at once with its ``Last-Event-ID`` and misses nothing).
 
 One sign-in session holds at most :data:`STREAMS_PER_SESSION` streams at once and one user at most
-:data:`STREAMS_PER_USER` (every stream renders every change in its user's name): one more is refused with ``429``
-before it starts, and the browser's tab shows its stale banner and tries again later (htmx's SSE extension, with a
-growing delay; app.js reloads the page at most once a minute) — the streams already open go on. The streams' renders
-run on threads of their own, at most :data:`LIVE_RENDERS` at once, so that they never take the threads the pages
-and the API answer with. A page's script names its tab (``tab``: a random :data:`TAB_ID` per page load): a stream
+:data:`STREAMS_PER_USER` (every stream renders every change in its user's name): one more is refused with ``429``,
+the tab shows its stale banner and tries again later (htmx's SSE extension, with a growing delay; app.js reloads the
+page at most once a minute). The renders run on threads of their own, at most :data:`LIVE_RENDERS` at once, never
+the pages' and the API's. A page's script names its tab (``tab``: a random :data:`TAB_ID` per page load): a stream
 of the same session and tab takes the place of the one before it (which says ``gap``: ``displaced``, and ends)
-instead of counting against the caps — a tab whose network vanished (no FIN) reconnects at once, rather than be
-refused until its former stream's write times out. The key is the session's and the tab's: a tab id guessed or
-copied by another session or user displaces nothing of theirs.
+instead of counting against the caps (a tab whose network vanished reconnects at once). The key is the session's
+and the tab's: a tab id guessed or copied by another session or user displaces nothing of theirs.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, bearer_token
 from server.api.schemas import ONE_LINE
+from server.auth.access import Permission, has_permission
 from server.auth.errors import Forbidden
 from server.auth.models import User
 from server.auth.sessions import resolve_session
@@ -77,12 +77,10 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-SESSION_RECHECK_S = 30.0
-RECONNECT_MS = 1000
+SESSION_RECHECK_S, RECONNECT_MS = 30.0, 1000
 #: The most live streams one sign-in session holds at once (one per tab: a browser allows about six connections
 #: per server in all), and one user across their sessions.
-STREAMS_PER_SESSION = 8
-STREAMS_PER_USER = 16
+STREAMS_PER_SESSION, STREAMS_PER_USER = 8, 16
 #: The most live renders at once, on threads of their own (the pages and the API keep anyio's other threads).
 LIVE_RENDERS = 4
 #: How long a refused stream's browser is told to wait (``Retry-After``).
@@ -97,8 +95,7 @@ _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter]
 def _limiter() -> CapacityLimiter:
     """The live renders' limiter of the running event loop (one per loop: a limiter belongs to its loop)."""
     loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
+    if (limiter := _limiters.get(loop)) is None:
         limiter = _limiters[loop] = CapacityLimiter(LIVE_RENDERS)
     return limiter
 
@@ -189,8 +186,7 @@ async def live(
     login = await _login(request, context)
     if login is None:
         raise SignInRequired(request.url.path)
-    found = _VIEWS.get(view)
-    if found is None:
+    if (found := _VIEWS.get(view)) is None:
         raise NotFound(f"no live view {view!r}")
     params = {k: v for k, v in (("case_no", case_no), ("device_id", device_id)) if v is not None}
     tab = tab if tab is not None and TAB_ID.fullmatch(tab) else None
@@ -236,6 +232,8 @@ class _Stream:
         self.state: dict[str, Any] = {}
         self.shown: dict[str, str] = {}  # part name → digest of what the browser has of it
         self.court: Receiving = "ok"  # the court's receiving state as the last heartbeat said it
+        # Only to whoever may see the seals' connections: the debtor would learn when the court is deaf.
+        self.tells_court = has_permission(login.user, Permission.SEAL_STATUS)
         self.csrf_token = csrf_token_for(login.secret) if login.via_cookie else ""
 
     def _subscribe(self) -> tuple[Subscription, Position]:
@@ -325,7 +323,7 @@ class _Stream:
                 return
             if html:
                 yield message("update", html, id=hub.token(covered) if covered is not None else digest_of(self.shown))
-            if (due := time.monotonic() >= beat) or self.context.receiving.state != self.court:  # a change: at once
+            if (due := time.monotonic() >= beat) or (self.tells_court and self.context.receiving.state != self.court):
                 yield self._heartbeat(covered)
             if due:
                 beat += settings.heartbeat_s * max(1, math.ceil((time.monotonic() - beat) / settings.heartbeat_s))
@@ -362,8 +360,10 @@ class _Stream:
 
     def _heartbeat(self, covered: Position | None) -> bytes:
         """A heartbeat (see the module's docstring); ``covered``: the replayed view's position."""
-        self.court = self.context.receiving.state
-        data = json.dumps({"time": utc_now().isoformat(timespec="seconds"), "court": self.court})
+        beat = {"time": utc_now().isoformat(timespec="seconds")}
+        if self.tells_court:
+            self.court = beat["court"] = self.context.receiving.state
+        data = json.dumps(beat)
         return message("heartbeat", data, id=None if covered is None else self.context.live.token(covered))
 
     async def _render(self, changes: list[Change] | None) -> dict[str, str]:

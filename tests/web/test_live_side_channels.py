@@ -5,14 +5,20 @@ heartbeats carry a position, sealed anew each time: two of them say nothing of w
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
 from seal_protocol import EventType
+from server.core.base import utc_now
+from server.core.db import session_scope
 from server.core.live import Change
+from server.marks.marks import BEHIND_AFTER_S, record_mark
 from tests.server.auth_helpers import PASSWORD
 from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
 from tests.web.portal_world import Portal, make_portal, q
@@ -49,6 +55,23 @@ def test_the_debtor_s_stream_says_nothing_of_when_the_seal_reports(portal: Porta
         world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT)))
         again = events(client.get(live, headers={"Last-Event-ID": update["id"]}).text)
         assert {m["event"] for m in again} == {"heartbeat"}
+
+
+def test_the_debtor_is_not_told_when_the_court_does_not_hear_its_seals(portal: Portal) -> None:
+    """The court behind (its ingest's caught-up mark lagging): the judge's heartbeats say so, the debtor's do not, and
+    the portal has no banner for it — whoever holds the paper access code would learn when to break in."""
+    world = portal.world
+    with session_scope(world.session_factory) as session:
+        record_mark(session, worker="court-ingest-1", caught_up_at=utc_now() - timedelta(seconds=BEHIND_AFTER_S + 30))
+    with world.client("judge") as judge:
+        deadline = time.monotonic() + 10
+        while json.loads(events(judge.get("/live").text)[-1]["data"]).get("court") != "behind":
+            assert time.monotonic() < deadline
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        beats = [json.loads(m["data"]) for m in events(client.get(live_url_of(page)).text)]
+    assert beats and all(set(beat) == {"time"} for beat in beats), beats
+    assert 'id="court-banner"' not in page
 
 
 def test_the_creditor_s_stream_starts_from_what_the_page_showed(portal: Portal) -> None:
