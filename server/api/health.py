@@ -127,16 +127,23 @@ def receiving(context: ServerContext) -> Receiving:
     """What the live pages say of the court's receiving (:mod:`server.core.receiving`): the parts of this check that
     say whether what the seals send reaches the database now — this process's ingest connected and storing, and the
     caught-up mark of every ingest worker (in any process: it is read from the database) within
-    :data:`BEHIND_AFTER_S` of the clock."""
+    :data:`BEHIND_AFTER_S` of the clock, and the database answering."""
     ingest = context.ingest
     if ingest is not None:
         if not ingest.connected:
             return "disconnected"
         if (state := ingest.progress().state) != "ok":
             return state
-    with context.session_factory(bind=context.engine.execution_options(**READ_ONLY)) as session:
-        lag = _caught_up_lag(session, context.settings.liveness.mark_forget_s)
-    return "behind" if lag is not None and lag > BEHIND_AFTER_S else "ok"
+    try:
+        with context.session_factory(bind=context.engine.execution_options(**READ_ONLY)) as session:
+            marks = read_marks(session)
+    except SQLAlchemyError:  # nothing a seal sends can be stored: not receiving (said once, at the change)
+        return "database"
+    if not marks:
+        return "ok"
+    now = utc_now()
+    lag = (now - judging_moment(now, marks, forget_s=context.settings.liveness.mark_forget_s)).total_seconds()
+    return "behind" if lag > BEHIND_AFTER_S else "ok"
 
 
 def _caught_up_lag(session: Session, forget_s: float) -> float | None:

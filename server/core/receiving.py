@@ -21,8 +21,9 @@ from server.core.rounds import RoundLoop
 logger = logging.getLogger(__name__)
 
 #: ``ok``: receiving and storing; ``disconnected``: no broker connection; ``retrying``: storing fails;
-#: ``stalled``: a message waits too long to be stored; ``behind``: the ingest has not stored what the broker held.
-Receiving = Literal["ok", "disconnected", "retrying", "stalled", "behind"]
+#: ``stalled``: a message waits too long to be stored; ``behind``: the ingest has not stored what the broker held;
+#: ``database``: the database does not answer.
+Receiving = Literal["ok", "disconnected", "retrying", "stalled", "behind", "database"]
 #: How often the state is looked at (a page hears of a change within about this long, plus a round trip).
 CHECK_EVERY_S = 1.0
 

@@ -6,15 +6,21 @@ alarms meanwhile, on purpose, so the tiles would go on saying "online"."""
 from __future__ import annotations
 
 import json
+import logging
 import time
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess
+from server.api.health import receiving
 from server.core.base import utc_now
-from server.core.db import session_scope
+from server.core.db import make_engine, make_session_factory, session_scope
+from server.core.receiving import CourtReceiving
 from server.marks.marks import BEHIND_AFTER_S, record_mark
 from server.seals.models import Seal
 from server.seals.registry import register_seal
@@ -85,3 +91,19 @@ def test_a_pages_process_learns_from_the_ingest_s_marks_that_the_court_is_behind
         deadline = time.monotonic() + 10
         while (said := _court_of_heartbeats(client.get("/live").text))[-1] != "ok":
             assert time.monotonic() < deadline, said
+
+
+def test_a_database_that_does_not_answer_is_not_receiving_and_said_once(
+    world: PagesWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The marks unreadable (the database away): the pages say the court is not receiving — they said "ok", and a
+    warning was logged at every check, once a second."""
+    with world.client("judge"):  # the app started: its context made
+        context = world.app.state.context
+    broken = make_engine(f"sqlite:///{tmp_path / 'no-such-directory' / 'court.db'}")
+    away = replace(context, engine=broken, session_factory=make_session_factory(broken))
+    caplog.set_level(logging.WARNING)
+    watch = CourtReceiving(lambda: receiving(away))
+    assert [watch.check() for _ in range(3)] == ["database"] * 3
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and "not receiving" in said[0], said
