@@ -5,16 +5,17 @@ redelivered message (a no-op duplicate) does not raise it twice. Whoever raises 
 with every alarm the book opens, in that transaction: the ingest and the liveness check queue its notifications
 there (:mod:`server.notify.outbox`), so the alarms package does not depend on the notifications.
 
-Folding: a repeat of an incident (an intrusion, a tamper…) for a seal goes into the seal's open alarm of that kind and
-case — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; once the
-alarm is acknowledged, a repeat opens a new alarm (alerted and notified: someone acknowledged what they knew, a new
-break-in is news to them, and a sliding window would otherwise keep every later one silent). A condition (offline,
-missing events) always folds into its live (open or acknowledged) alarm. Otherwise a new alarm opens.
+Folding: a repeat of an incident for a seal goes into the seal's live (open or acknowledged) alarm of that kind and
+case — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` of that alarm's last occurrence; but an
+intrusion or a tamper folds only into an *open* alarm: once it is acknowledged, a repeat opens a new alarm (alerted
+and notified: someone acknowledged what they knew, a new break-in is news to them, and a sliding window would
+otherwise keep every later one silent). A condition (offline, missing events) always folds into its live alarm.
+Otherwise a new alarm opens.
 
 A condition has at most one live alarm per seal and case. The book is read before the seals' rows are locked (the
 lock order of :mod:`server.ingest.rows`), and a seal with no live alarm has no row to lock: two transactions may both
-read an empty book. So, on PostgreSQL, before a condition's alarm opens, the seal's live alarm of that kind and case
-is looked for again (:data:`_LIVE_CONDITION`): whoever raises a condition holds by then what serialises it per seal
+read an empty book. So, on PostgreSQL, before an alarm opens, the seal's alarm of that kind and case it would fold
+into is looked for again (:data:`_LIVE_OF_KIND`): whoever raises an alarm holds by then what serialises it per seal
 — the seal's row (the liveness check, a batch's statuses: :mod:`server.ingest.statuses`, an arm's or disarm's
 answer or expiry), or its chain state (the conditions an event raises) — so an alarm another transaction opened and
 committed meanwhile is seen, and folded into instead of opened twice. It is locked without waiting (``SKIP
@@ -24,7 +25,7 @@ it), this occurrence is left to it rather than risk a deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -53,20 +54,24 @@ _LIVE_ALARMS = (
     .execution_options(populate_existing=True)
 )
 
-#: The seal's live alarm of a kind in a case, looked for again before a condition's alarm opens (the module's doc).
-_LIVE_CONDITION = (
+#: The seal's alarm of a kind in a case in some states, looked for again before an alarm opens (the module's doc).
+_LIVE_OF_KIND = (
     select(Alarm)
     .where(
         _ALARMS.c.device_id == bindparam("device_id"),
         _ALARMS.c.kind == bindparam("kind"),
         _ALARMS.c.case_no == bindparam("case_no"),
-        _ALARMS.c.state.in_(LIVE_STATES),
+        _ALARMS.c.state.in_(bindparam("states", expanding=True)),
     )
     .order_by(Alarm.id)
     .limit(1)
     .execution_options(populate_existing=True)
 )
-_LIVE_CONDITION_LOCKED = _LIVE_CONDITION.with_for_update(skip_locked=True)
+_LIVE_OF_KIND_LOCKED = _LIVE_OF_KIND.with_for_update(skip_locked=True)
+
+
+#: The states of the alarm a repeat folds into, where not every live one (:data:`LIVE_STATES`): see the module's doc.
+_FOLDS_INTO = {kind: frozenset({AlarmState.OPEN.value}) for kind in (AlarmKind.INTRUSION, AlarmKind.TAMPER)}
 
 
 class AlarmBook:
@@ -114,13 +119,10 @@ class AlarmBook:
         event: Event | None = None,
     ) -> Alarm:
         """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications)."""
-        same_case = [
-            a
-            for a in self.live(device_id, kind)
-            if a.case_no == case_no and (kind.is_condition or a.state == AlarmState.OPEN.value)
-        ]
-        if not same_case and kind.is_condition and self.session.get_bind().dialect.name == "postgresql":
-            same_case = self._opened_meanwhile(kind, device_id, case_no)
+        states = _FOLDS_INTO.get(kind, LIVE_STATES)
+        same_case = [a for a in self.live(device_id, kind) if a.case_no == case_no and a.state in states]
+        if not same_case and self.session.get_bind().dialect.name == "postgresql":
+            same_case = self._opened_meanwhile(kind, device_id, case_no, states)
             if same_case and same_case[0] not in self._live[device_id]:
                 return same_case[0]  # held by another transaction: that one folds or closes it
         if same_case:
@@ -182,15 +184,16 @@ class AlarmBook:
         self._live[device_id] = [a for a in self._live[device_id] if a not in closing]
         return closing
 
-    def _opened_meanwhile(self, kind: AlarmKind, device_id: str, case_no: str) -> list[Alarm]:
-        """The seal's live alarm of the condition ``kind`` in ``case_no`` that another transaction committed after
-        this book was read: locked and in the book, or (held by a third transaction) neither; none: []."""
-        params = {"device_id": device_id, "kind": kind.value, "case_no": case_no}
-        alarm = self.session.scalars(_LIVE_CONDITION_LOCKED, params).first()
+    def _opened_meanwhile(self, kind: AlarmKind, device_id: str, case_no: str, states: Collection[str]) -> list[Alarm]:
+        """The seal's alarm of ``kind`` in ``case_no`` in ``states`` that another transaction committed after this book
+        was read: locked and in the book, or (held by a third transaction) neither; none: []."""
+        params = {"device_id": device_id, "kind": kind.value, "case_no": case_no, "states": sorted(states)}
+        alarm = self.session.scalars(_LIVE_OF_KIND_LOCKED, params).first()
         if alarm is not None:
-            self._live[device_id].append(alarm)
+            if alarm not in self._live[device_id]:
+                self._live[device_id].append(alarm)
             return [alarm]
-        return list(self.session.scalars(_LIVE_CONDITION, params))
+        return list(self.session.scalars(_LIVE_OF_KIND, params))
 
     def _load(self, device_ids: set[str]) -> None:
         for device_id in device_ids:

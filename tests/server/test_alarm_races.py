@@ -12,6 +12,7 @@ from seal_protocol import EventType, encode_status
 from seal_protocol.envelope import utc_now_ms
 from seal_protocol.status import SealStatus
 from server.alarms.models import Alarm
+from server.alarms.service import acknowledge_alarm
 from server.config import AlarmSettings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, make_session_factory, session_scope
@@ -117,3 +118,35 @@ def test_two_workers_storing_offline_statuses_raise_one_offline_alarm(
     live = _live_offline(session_factory)
     print("live offline alarms:", [(x.id, x.details) for x in live])
     assert len(live) == 1, f"{len(live)} live offline alarms for one seal"
+
+
+def test_two_workers_storing_intrusions_after_an_acknowledgement_open_one_alarm(
+    pg_engine: Engine, session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """The seal's intrusion alarm acknowledged; two more intrusions, one to each ingest worker: one new alarm, counted
+    twice. Each worker's book locks the acknowledged alarm, which the other opened the new one behind: without
+    looking again, the second opened another (one more alert and notification)."""
+    seal, factory, one = _setup(session_factory, pg_engine, tmp_path, grace=0.0)
+    two = Ingestor(factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "2", alarms=AlarmSettings())
+    armed = {"armed": True, "warning": "played"}
+    one.ingest([message(seal.event_topic, seal.event(EventType.INTRUSION, armed))])
+    [first] = _live(session_factory, "intrusion")
+    with session_scope(session_factory) as session:
+        acknowledge_alarm(session, alarm_id=first.id, user_id=7, note="officer on the way")
+    second, third = (message(seal.event_topic, seal.event(EventType.INTRUSION, armed)) for _ in range(2))
+    with pg_engine.connect() as pin:
+        pin.execute(text("SELECT 1 FROM alarms WHERE id = :id FOR SHARE"), {"id": first.id})
+        a = Side(lambda: one.ingest([second]))
+        wait_for_lock_waits(pg_engine, 1)
+        b = Side(lambda: two.ingest([third]))
+        wait_for_lock_waits(pg_engine, 2)
+        pin.rollback()
+        print(a.join(), b.join())
+    alarms = [(x.state, x.count) for x in _live(session_factory, "intrusion")]
+    assert alarms == [("acknowledged", 1), ("open", 2)], alarms
+
+
+def _live(session_factory: SessionFactory, kind: str) -> list[Alarm]:
+    with session_factory() as session:
+        q = select(Alarm).where(Alarm.kind == kind, Alarm.state != "closed").order_by(Alarm.id)
+        return list(session.scalars(q))
