@@ -109,7 +109,7 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
     cases = access.visible_case_nos(live.session, live.user)
     shown = live.state.get("devices")
     # Which cases the page shows is not known yet (a stream's first changes: it may show a case taken from the user
-    # since it was read, or while its tab reconnected): a change that moves seals concerns it whatever its case.
+    # since it was read, or while its tab reconnected): an assignment concerns it whatever its case.
     unknown = "cases" not in live.state
     if cases is not None:  # and those it showed: a case taken from the user takes its seals off the page
         cases, live.state["cases"] = cases | live.state.get("cases", set()), cases
@@ -153,9 +153,11 @@ def _concerns(change: Change, cases: set[str], devices: set[str] | None, unknown
     """Whether ``change`` may change an overview that shows ``cases`` and the seals ``devices`` (``None``: not known
     yet): a change that names a case concerns that case's viewers only (a seal moved to another case speaks there,
     not here); one that names none (a seal's status, an offline alarm), the viewers of its seal. ``unknown``: the
-    cases the page shows are not known — a change that moves seals (:data:`_SEALS_MOVE`) may take one of its cases
-    from the user, and concerns it (the whole grid is sent again, as the user may see it now)."""
-    if unknown and change.what in _SEALS_MOVE:
+    cases the page shows are not known — an assignment may have taken one of its cases
+    from the user: an ``assignment`` change (a clerk's act, rare) concerns it whatever its case (the whole grid is sent
+    again, as the user may see it now); no other change of a case the user does not see does (a removal filed, a seal
+    bound elsewhere), or a stream would say when such things happen in other cases."""
+    if unknown and change.what == "assignment":
         return True
     if change.case_no is not None:
         return change.case_no in cases
