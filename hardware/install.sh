@@ -102,9 +102,10 @@ echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pub
 echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
 echo "   $CONF_DIR/ca.pem (TLS is required: the seal refuses plain TCP to a broker elsewhere); paste the court's"
 echo "   command key (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
-echo "3. Check and start:"
-echo "     sudo $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
-if "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
+echo "3. Check it as the service's user (it reads what the seal can read) and start:"
+echo "     sudo -u seal $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
+# As the seal: root reads a root-only password or CA, and may write any state_dir, where the service cannot.
+if runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
   systemctl restart seal-agent.service
   echo "The configuration is complete: seal-agent started."
 fi

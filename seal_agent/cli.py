@@ -23,7 +23,15 @@ from types import FrameType
 from typing import NoReturn, TextIO
 
 from seal_agent import __version__
-from seal_agent.config import AgentConfig, check_camera, check_files, load_config, plaintext_warning
+from seal_agent.config import CONFIG_LEAD, AgentConfig, load_config, plaintext_warning
+from seal_agent.config_checks import (
+    UNIT_CONFIG,
+    check_camera,
+    check_files,
+    root_warning,
+    secret_warnings,
+    unit_warnings,
+)
 from seal_agent.errors import ConfigError, SealAgentError
 from seal_agent.runtime import SealRuntime, keygen
 from seal_protocol.signing import public_key_b64
@@ -173,6 +181,12 @@ def _check_config_file(args: argparse.Namespace) -> Path:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _warn_plaintext(config)
+    warnings = [root_warning()] + secret_warnings(config)
+    if Path(os.path.abspath(args.config)) == UNIT_CONFIG:  # the file the systemd unit runs: check it as the unit would
+        warnings += unit_warnings(config)
+    for warning in warnings:
+        if warning is not None:
+            logger.warning("%s", warning)
     problems = check_files(config) + check_camera(config)
     if problems:
         _print_problems(problems)
@@ -268,6 +282,8 @@ def _run_until_stopped(
 def _load_checked(path: Path) -> AgentConfig:
     config = load_config(path)
     _warn_plaintext(config)
+    for warning in secret_warnings(config):
+        logger.warning("%s", warning)
     problems = check_files(config)
     if problems:
         raise ConfigError(problems)
@@ -322,8 +338,10 @@ def _daemon(name: str, target: Callable[[], None]) -> None:
 
 
 def _print_problems(problems: Sequence[str]) -> None:
+    """The configuration's problems under a Chinese and English lead line (:data:`CONFIG_LEAD`), one a line."""
+    print(CONFIG_LEAD, file=sys.stderr)  # noqa: T201 - CLI output
     for problem in problems:
-        print(problem, file=sys.stderr)  # noqa: T201 - CLI output
+        print(f"  {problem}", file=sys.stderr)  # noqa: T201 - CLI output
 
 
 def _out(text: str) -> None:

@@ -1,14 +1,17 @@
 """The seal's configuration: a TOML file read into pydantic models that refuse unknown keys.
 
-Relative paths in the file are relative to the working directory of the agent (the demo and the systemd unit
-both start it from the installation directory). Every problem is reported with the key it concerns, e.g.
-``mqtt.port: Input should be less than or equal to 65535``.
+Relative paths in the file are relative to the working directory of the agent: the systemd unit's is the state
+directory (``WorkingDirectory=/var/lib/court-seal`` in hardware/seal-agent.service), a command typed in a shell its
+current directory; write them absolute in an installed seal's file. Every problem is reported with the key it
+concerns, e.g. ``mqtt.port: Input should be less than or equal to 65535``; :data:`CONFIG_LEAD` is the line shown
+above them. What the running seal needs from the machine (its files, their modes, the unit's sandbox) is checked by
+:mod:`seal_agent.config_checks`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +28,8 @@ from pydantic import (
 )
 
 from seal_agent.devices.camera.config import CameraConfig
-from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import ConfigError
+from seal_protocol.case_numbers import EXPECTED_FORM, read_case_no
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
 from seal_protocol.topics import DEVICE_ID_PATTERN
@@ -49,8 +52,44 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: One label of a host name: letters, digits, ``-`` (not first or last) and ``_``, at most 63 characters.
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+_HOST_EXAMPLES = "mqtt.court.example, 10.0.0.5, fd00::1"
+
+
+def broker_host(value: str) -> str:
+    """``value`` if it is a host name (international names too) or an IP address (an IPv6 literal with or without
+    its brackets, returned without them); raise ``ValueError`` (Chinese, then English) for anything else, such as a
+    URL (``mqtt://…``), a name with its port (``host:8883``) or white space."""
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+        return bare
+    except ValueError:
+        pass
+    try:
+        ascii_name = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_name = ""
+    labels = ascii_name.removesuffix(".").split(".")
+    valid = all(_HOST_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+    if ascii_name and valid and len(ascii_name) <= 253:
+        return value
+    raise ValueError(
+        f"“{value}”不是主机名或 IP 地址：只写消息服务器（MQTT broker）的主机名或地址，"
+        f"不带 mqtt:// 等前缀、端口（端口写在 port）或空格，例如 {_HOST_EXAMPLES}。 / "
+        f"{value!r} is not a host name or IP address: write the broker's name or address alone, without a scheme "
+        f"such as mqtt://, a port (that is [mqtt] port) or spaces, e.g. {_HOST_EXAMPLES}"
+    )
+
+
 class MqttConfig(_Section):
-    host: str = Field(min_length=1, max_length=253, description="Broker host name or IP address.")
+    host: str = Field(
+        min_length=1,
+        max_length=255,
+        description="Broker host name or IP address (no scheme, no port: that is `port`); with TLS, a name in the "
+        "broker's certificate.",
+    )
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (8883 is usual with TLS).")
     username: str | None = Field(
         None,
@@ -79,6 +118,11 @@ class MqttConfig(_Section):
         description="Let the seal talk plain TCP to a broker elsewhere (its password and every event readable and "
         "alterable on the way; a warning at every start). Only for a test bench, never for a sealed site.",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host_only(cls, value: str) -> str:
+        return broker_host(value)
 
     @model_validator(mode="after")
     def _tls_unless_local(self) -> MqttConfig:
@@ -201,7 +245,8 @@ class AgentConfig(_Section):
     case_no: str = Field(
         min_length=1,
         max_length=64,
-        description="The enforcement case (案号) the seal is bound to; it obeys only commands issued for it.",
+        description="The enforcement case (案号) the seal is bound to, e.g. (2021)苏0214执1234号 (ASCII or full-width "
+        "parentheses); its events name it as written here, and it obeys only commands issued for it.",
     )
     state_dir: Path = Field(
         description="Directory for the device key (device.key), the outbox (outbox.sqlite), the chain's identity "
@@ -218,6 +263,18 @@ class AgentConfig(_Section):
         default_factory=DeliveryConfig, description="Re-sending what the court has not receipted."
     )
 
+    @field_validator("case_no")
+    @classmethod
+    def _enforcement_case_no(cls, value: str) -> str:
+        """The court files a seal's events only under its case's number (any spelling of it): any other text would
+        have every event quarantined as ``wrong_case`` and every command refused. Kept as written."""
+        if read_case_no(value) is None:
+            form_zh, _, form_en = EXPECTED_FORM.partition(" / ")
+            raise ValueError(
+                f"“{value}”不是执行案号。{form_zh} / {value!r} is not an enforcement case number. {form_en}"
+            )
+        return value
+
     @property
     def mqtt_username(self) -> str:
         return self.mqtt.username or self.device_id
@@ -233,6 +290,10 @@ class AgentConfig(_Section):
     @property
     def snapshot_dir(self) -> Path:
         return self.state_dir / "snapshots"
+
+
+#: The line shown above a configuration's problems (which are pydantic's words, in English, each naming its key).
+CONFIG_LEAD = "封条配置有误，请按下列各项更正 / the seal's configuration is invalid:"
 
 
 def parse_config(text: str) -> AgentConfig:
@@ -293,49 +354,3 @@ def court_key(config: AgentConfig) -> VerifyKey:
     if key is None:
         raise ConfigError([NO_COURT_KEY])
     return key
-
-
-def check_files(config: AgentConfig) -> list[str]:
-    """Problems with the configuration as a running seal needs it (the files it points at, the court key), checked
-    by ``check-config`` and at start."""
-    problems = [] if config.commands.verify_key() is not None else [NO_COURT_KEY]
-    try:
-        read_password(config)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if config.mqtt.tls_ca_file is not None and not config.mqtt.tls_ca_file.is_file():
-        problems.append(f"mqtt.tls_ca_file: {config.mqtt.tls_ca_file} is not a file")
-    if config.tamper.enabled and config.tamper.pin == config.pir.pin:
-        problems.append(f"tamper.pin: GPIO{config.tamper.pin} is already the PIR's pin")
-    for index, path in enumerate(config.warning.sound_files()):
-        if not path.is_file():
-            problems.append(f"warning.languages.{index}: {path} does not exist")
-        elif (problem := unplayable(path)) is not None:
-            problems.append(f"warning.languages.{index}: {problem}")
-    state_dir = config.state_dir
-    if state_dir.exists() and not state_dir.is_dir():
-        problems.append(f"state_dir: {state_dir} is not a directory")
-    elif state_dir.exists() and not os.access(state_dir, os.W_OK | os.X_OK):
-        problems.append(f"state_dir: {state_dir} is not writable")
-    return problems
-
-
-def check_camera(config: AgentConfig) -> list[str]:
-    """Problems with the configured camera as it is now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path
-    that device, any other path a video file; each must exist.
-
-    Reported by ``check-config`` only. A running seal never refuses to start for its camera: without it the seal
-    still warns and records, and it keeps looking for the device (a replugged USB camera comes back).
-    """
-    source = config.camera.source
-    if not source:
-        return []
-    if source.isdigit():
-        device = Path(f"/dev/video{int(source)}")
-        return [] if device.exists() else [f"camera.source: {device} (camera {source}) does not exist"]
-    path = Path(source)
-    if not path.exists():
-        return [f"camera.source: {path} does not exist"]
-    if not source.startswith("/dev/") and not path.is_file():
-        return [f"camera.source: {path} is not a video file"]
-    return []

@@ -172,9 +172,10 @@ AGENT_ALLOWED = {
     "mqtt_commands": {"errors", "interfaces"},
     "mqtt_socket": set(),
     "config": {"errors", "devices"},
+    "config_checks": {"errors", "config", "devices"},
     "simulate": set(),
     "runtime": {"errors", "interfaces", "config", "journal", "behaviour", "devices", "mqtt", "connection_stamps"},
-    "cli": {"errors", "config", "runtime", "simulate", "devices"},
+    "cli": {"errors", "config", "config_checks", "runtime", "simulate", "devices"},
     "__main__": {"cli"},
 }
 

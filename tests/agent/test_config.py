@@ -13,15 +13,17 @@ from pydantic import BaseModel
 
 from seal_agent.cli import main
 from seal_agent.config import (
+    CONFIG_LEAD,
     DEFAULT_SOUNDS_DIR,
-    check_files,
     load_config,
     parse_config,
     plaintext_warning,
     read_password,
 )
+from seal_agent.config_checks import check_files
 from seal_agent.errors import ConfigError, SealAgentError
 from tests.agent.helpers import COURT_PUBLIC_KEY, SEAL_AGENT, agent_env
+from tests.agent.tls_files import write_ca
 
 VALID = f"""
 device_id = "seal-demo-1"
@@ -113,6 +115,7 @@ def test_files_are_checked(tmp_path: Path) -> None:
 
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "pw").chmod(0o600)  # no warning that every account can read it
     path = tmp_path / "seal.toml"
     path.write_text(
         text.replace("var/demo/seal-demo-1/mqtt-password", str(tmp_path / "pw")).replace(
@@ -177,7 +180,7 @@ def test_check_config_names_a_camera_that_does_not_exist(tmp_path: Path, capsys:
     ]:
         path = write(tmp_path, VALID + f'[camera]\nsource = "{source}"\n')
         assert main(["check-config", "--config", str(path)]) == 2
-        assert capsys.readouterr().err == problem + "\n"
+        assert capsys.readouterr().err == f"{CONFIG_LEAD}\n  {problem}\n"
     clip = tmp_path / "clip.avi"
     clip.write_bytes(b"RIFF")
     for source in (str(clip), "/dev/null", ""):  # a file, an existing device path, no camera
@@ -285,7 +288,7 @@ def test_check_config_accepts_the_hardware_example_once_its_files_exist(
         "warning.languages.1",
     ]
     (tmp_path / "mqtt-password").write_text("secret\n")
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    write_ca(tmp_path / "ca.pem")
     (tmp_path / "camera.avi").write_bytes(b"RIFF")  # the camera: this machine may have no /dev/video0
     installed = tmp_path / "agent.toml"
     installed.write_text(

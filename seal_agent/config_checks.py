@@ -1,0 +1,187 @@
+"""What a running seal needs from the machine, beyond a valid file: the files its configuration names (readable, a CA
+the TLS layer loads, playable sounds), the modes of its secrets, and, for the installed seal, the systemd unit's
+sandbox.
+
+:func:`check_files` is checked by ``check-config`` and at every start (a problem stops both). The rest are warnings:
+:func:`secret_warnings` (a device key or MQTT password other accounts can read) at both, :func:`unit_warnings`
+(what ``hardware/seal-agent.service`` would not let the service reach) and :func:`root_warning` by ``check-config``
+only. ``check-config`` is meant to run as the service's user (``sudo -u seal …``): root reads every file and writes
+every directory, so a check run as root says nothing of what the service can do.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import ssl
+import stat
+from pathlib import Path, PurePath
+
+from seal_agent.config import NO_COURT_KEY, AgentConfig, read_password
+from seal_agent.devices.wav_format import unplayable
+from seal_agent.errors import ConfigError
+
+#: The user the unit runs the agent as (``User=``).
+SERVICE_USER = "seal"
+#: What hardware/seal-agent.service runs and lets the agent reach (tests/agent/test_config_checks.py holds these
+#: to the unit): the file of its ``ExecStart=``, its ``WorkingDirectory=``, the one directory it may write
+#: (``ReadWritePaths=``, ``StateDirectory=``; ``ProtectSystem=strict`` makes everything else read-only) and the trees
+#: it does not see (``ProtectHome=yes``: /home, /root, /run/user; ``PrivateTmp=yes``: a /tmp and /var/tmp of its own).
+UNIT_CONFIG = Path("/etc/court-seal/agent.toml")
+UNIT_WORKING_DIRECTORY = Path("/var/lib/court-seal")
+UNIT_WRITABLE = Path("/var/lib/court-seal")
+UNIT_HIDDEN = (Path("/home"), Path("/root"), Path("/run/user"), Path("/tmp"), Path("/var/tmp"))
+
+
+def check_files(config: AgentConfig) -> list[str]:
+    """Problems with the configuration as a running seal needs it (the files it points at, the court key), checked
+    by ``check-config`` and at start."""
+    problems = [] if config.commands.verify_key() is not None else [NO_COURT_KEY]
+    try:
+        read_password(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if config.mqtt.tls_ca_file is not None and (problem := ca_problem(config.mqtt.tls_ca_file)) is not None:
+        problems.append(problem)
+    if config.tamper.enabled and config.tamper.pin == config.pir.pin:
+        problems.append(f"tamper.pin: GPIO{config.tamper.pin} is already the PIR's pin")
+    for index, path in enumerate(config.warning.sound_files()):
+        if not path.is_file():
+            problems.append(f"warning.languages.{index}: {path} does not exist")
+        elif (problem := unplayable(path)) is not None:
+            problems.append(f"warning.languages.{index}: {problem}")
+    state_dir = config.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        problems.append(f"state_dir: {state_dir} is not a directory")
+    elif state_dir.exists() and not os.access(state_dir, os.W_OK | os.X_OK):
+        problems.append(f"state_dir: {state_dir} is not writable")
+    return problems
+
+
+def ca_problem(path: Path) -> str | None:
+    """Why the broker's CA certificate at ``path`` cannot be used, loaded as the agent's MQTT client loads it (a TLS
+    context with it as ``cafile``), or None. A file that is not PEM (a DER file, a key, a truncated copy) would
+    otherwise pass and stop the seal at every start with OpenSSL's ``[X509] PEM lib``."""
+    try:
+        context = ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        return (
+            f"mqtt.tls_ca_file: {path} 不是可用的 PEM 格式 CA 证书（应为法院给出的 ca.crt 副本，以 -----BEGIN "
+            f"CERTIFICATE----- 开头）/ {path} holds no CA certificate the seal can load: it must be the court's CA "
+            f"in PEM form (a copy of its ca.crt, starting -----BEGIN CERTIFICATE-----); OpenSSL says: {exc}"
+        )
+    except OSError as exc:
+        return f"mqtt.tls_ca_file: 无法读取 {path} / cannot read {path}: {exc.strerror or exc}"
+    if context.cert_store_stats()["x509"] == 0:
+        return f"mqtt.tls_ca_file: {path} 中没有证书 / {path} holds no certificate (only revocation lists)"
+    return None
+
+
+def check_camera(config: AgentConfig) -> list[str]:
+    """Problems with the configured camera as it is now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path
+    that device, any other path a video file; each must exist.
+
+    Reported by ``check-config`` only. A running seal never refuses to start for its camera: without it the seal
+    still warns and records, and it keeps looking for the device (a replugged USB camera comes back).
+    """
+    source = config.camera.source
+    if not source:
+        return []
+    if source.isdigit():
+        device = Path(f"/dev/video{int(source)}")
+        return [] if device.exists() else [f"camera.source: {device} (camera {source}) does not exist"]
+    path = Path(source)
+    if not path.exists():
+        return [f"camera.source: {path} does not exist"]
+    if not source.startswith("/dev/") and not path.is_file():
+        return [f"camera.source: {path} is not a video file"]
+    return []
+
+
+def secret_warnings(config: AgentConfig) -> list[str]:
+    """Secrets other accounts can read: the device key (signs the seal's evidence) if its group or others can read
+    it, the MQTT password if others can (the installation gives it 0640 root:seal, for the service's group)."""
+    warnings = []
+    key = config.key_path
+    if (mode := _mode(key)) is not None and mode & 0o044:
+        warnings.append(
+            f"state_dir: 设备私钥 {key} 可被其他账号读取（权限 {mode:04o}），读到它的人能以本封条的名义签署事件，"
+            f"请执行 chmod 600 {key} / the device key {key} is readable by other accounts (mode {mode:04o}): whoever "
+            f"reads it can sign events as this seal; chmod 600 {key}"
+        )
+    password = config.mqtt.password_file
+    if (mode := _mode(password)) is not None and mode & 0o004:
+        warnings.append(
+            f"mqtt.password_file: MQTT 密码文件 {password} 任何账号都能读取（权限 {mode:04o}），"
+            f"请执行 chown root:{SERVICE_USER} {password} && chmod 640 {password} / the MQTT password file "
+            f"{password} is readable by every account (mode {mode:04o}); chown root:{SERVICE_USER} {password} && "
+            f"chmod 640 {password}"
+        )
+    return warnings
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+
+
+def unit_warnings(config: AgentConfig) -> list[str]:
+    """What the systemd unit's sandbox would keep from the service, for the file it runs (:data:`UNIT_CONFIG`): a
+    relative path (the unit resolves it from :data:`UNIT_WORKING_DIRECTORY`), a file or directory in a tree it does
+    not see (:data:`UNIT_HIDDEN`, a symbolic link into one too), a ``state_dir`` it may not write."""
+    paths: dict[str, Path] = {
+        "state_dir": config.state_dir,
+        "mqtt.password_file": config.mqtt.password_file,
+        "warning.sounds_dir": config.warning.sounds_path,
+    }
+    if config.mqtt.tls_ca_file is not None:
+        paths["mqtt.tls_ca_file"] = config.mqtt.tls_ca_file
+    source = config.camera.source
+    if source and not source.isdigit() and not source.startswith("/dev/"):
+        paths["camera.source"] = Path(source)
+    warnings = []
+    for key, path in paths.items():
+        if not path.is_absolute():
+            warnings.append(
+                f"{key}: 相对路径 {path} 由服务从其工作目录 {UNIT_WORKING_DIRECTORY} 解析，而不是从当前目录，"
+                f"请写绝对路径 / relative path {path}: the seal-agent unit resolves it from its working directory "
+                f"{UNIT_WORKING_DIRECTORY}, not from here; write it absolute"
+            )
+        seen = (UNIT_WORKING_DIRECTORY / path).resolve()
+        hidden = next((root for root in UNIT_HIDDEN if _within(seen, root)), None)
+        if hidden is not None:
+            warnings.append(
+                f"{key}: {seen} 位于 {hidden} 之下，seal-agent 服务看不到该目录（ProtectHome=yes、PrivateTmp=yes），"
+                f"请移到 /etc/court-seal 等处 / {seen} is under {hidden}, which the seal-agent unit does not see "
+                "(ProtectHome=yes, PrivateTmp=yes): move it, e.g. to /etc/court-seal"
+            )
+        elif key == "state_dir" and not _within(seen, UNIT_WRITABLE):
+            warnings.append(
+                f"state_dir: {seen} 不在 {UNIT_WRITABLE} 之内，seal-agent 服务只能写该目录（ProtectSystem=strict），"
+                f"请改为 {UNIT_WRITABLE} / {seen} is outside {UNIT_WRITABLE}, the only directory the seal-agent unit "
+                f"may write (ProtectSystem=strict, ReadWritePaths=): the service could not write there; use "
+                f"{UNIT_WRITABLE}"
+            )
+    return warnings
+
+
+def _within(path: PurePath, root: PurePath) -> bool:
+    return path == root or root in path.parents
+
+
+def root_warning(service_user: str = SERVICE_USER) -> str | None:
+    """A warning if this process is root while the service's user exists: root reads every file and writes every
+    directory, so its check says nothing of what the service can read or write."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(service_user)
+    except KeyError:
+        return None
+    return (
+        f"check-config 以 root 身份运行，root 能读写一切文件，本次检查不能说明服务账号 {service_user} 能否读取它们："
+        f"请以 sudo -u {service_user} 运行 / check-config runs as root, which reads and writes everything: it cannot "
+        f"tell what the service's user {service_user} can read; run it as that user (sudo -u {service_user} …)"
+    )
