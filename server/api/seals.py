@@ -34,7 +34,7 @@ from server.auth.users import usernames_by_id
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.errors import AlreadyExists, BrokerFilesNotWritten, Invalid, ServerError
+from server.errors import AlreadyExists, BrokerFilesNotWritten, Conflict, Invalid, ServerError
 from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
@@ -48,6 +48,7 @@ from server.seals.registry import (
     last_known_armed,
     seal_bindings,
 )
+from server.seals.seal_keys import court_public_keys
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,11 @@ def list_seals(
     return seal_views(session, user, seals, offline_after_s=context.settings.offline_after_s)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Device id taken"}})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "Device id taken, or the public key is another seal's or one of the court's own"}},
+)
 def register(
     body: SealCreate,
     clerk: Annotated[User, Depends(requires(Permission.SEAL_REGISTER))],
@@ -141,9 +146,10 @@ def register(
             public_key=body.public_key,
             location=body.location,
             reserved={context.settings.mqtt.username},
+            court_keys=court_public_keys(context.settings),
         )
-    except AlreadyExists:
-        raise  # the device id is taken (by a seal, or by a broker account not a seal's): 409, as documented
+    except (AlreadyExists, Conflict):
+        raise  # the device id is taken (by a seal, or by a broker account not a seal's), or the key: 409, as documented
     except ValueError as exc:
         raise Invalid(str(exc)) from None  # 422, its detail in both languages (server.app)
     session.commit()

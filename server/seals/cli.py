@@ -29,6 +29,7 @@ from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.cases import add_case, add_court
 from server.seals.enrolment import OnMoved, enrol_seal, new_seal_password
 from server.seals.provisioning import NewCredentials, apply_broker_files, disable_seal_account, server_account
+from server.seals.seal_keys import court_public_keys
 
 Out = Callable[[str], None]
 
@@ -144,6 +145,8 @@ def _court_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
 
 
 def _seal_add(args: argparse.Namespace, settings: Settings, out: Out, on_moved: OnMoved) -> None:
+    court_keys = court_public_keys(settings)
+
     def enrol(session: Session) -> NewCredentials | None:
         seal, credentials = enrol_seal(
             session,
@@ -155,6 +158,7 @@ def _seal_add(args: argparse.Namespace, settings: Settings, out: Out, on_moved: 
             replace_key=args.replace_key,
             on_moved=on_moved,
             reserved={settings.mqtt.username},
+            court_keys=court_keys,
         )
         out(f"seal {seal.device_id} bound to case {seal.case_no}")
         return credentials

@@ -16,6 +16,7 @@ from server.audit.service import Actor
 from server.seals.models import MqttAccount, Seal, SealBinding
 from server.seals.provisioning import NewCredentials, check_seal_name, seal_account
 from server.seals.registry import add_seal, get_seal, register_seal
+from server.seals.seal_keys import NO_COURT_KEYS, CourtKeys
 
 #: What takes a seal moved by its registration off its old case (session, actor, the binding that ended, the new
 #: case): :func:`server.removal.release.take_off_moved`, above this package, given by the caller.
@@ -33,6 +34,7 @@ def enrol_seal(
     replace_key: bool = False,
     on_moved: OnMoved | None = None,
     reserved: Collection[str] = (),
+    court_keys: CourtKeys = NO_COURT_KEYS,
 ) -> tuple[Seal, NewCredentials | None]:
     """Register a seal with its public key and give it an MQTT account.
 
@@ -48,11 +50,19 @@ def enrol_seal(
 
     A device id that names a broker account not a seal's — the court server's, ``reserved`` (the configured
     ``[mqtt] username``), any account of another kind — is refused with :class:`AlreadyExists`
-    (:func:`server.seals.provisioning.check_seal_name`): its password is never handed out.
+    (:func:`server.seals.provisioning.check_seal_name`): its password is never handed out. A public key that is
+    another seal's, or one of the court's own (``court_keys``: :func:`server.seals.seal_keys.court_public_keys`), is
+    refused (:mod:`server.seals.seal_keys`).
     """
     if case_no is None:
         seal = add_seal(
-            session, actor=actor, device_id=device_id, public_key=public_key, location=location or "", reserved=reserved
+            session,
+            actor=actor,
+            device_id=device_id,
+            public_key=public_key,
+            location=location or "",
+            reserved=reserved,
+            court_keys=court_keys,
         )
     else:
         registered = register_seal(
@@ -64,6 +74,7 @@ def enrol_seal(
             location=location,
             replace_key=replace_key,
             reserved=reserved,
+            court_keys=court_keys,
         )
         seal = registered.seal
         if registered.left is not None:

@@ -79,7 +79,13 @@ class Seal(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), unique=True)
-    public_key: Mapped[str] = mapped_column(String(64), comment="Ed25519 public key, base64 of the raw 32 bytes.")
+    # Canonical base64, each seal's own: unique (server.seals.seal_keys; migration 0021).
+    public_key: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        index=True,
+        comment="Ed25519 public key, base64 of the raw 32 bytes.",
+    )
     case_no: Mapped[str | None] = mapped_column(ForeignKey("cases.case_no"), index=True)
     location: Mapped[str] = mapped_column(String(256), default="")
     registered_at: Mapped[datetime] = mapped_column(default=utc_now)

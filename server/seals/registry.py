@@ -9,7 +9,6 @@ functions only add, check and record.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import InvalidTopic, SignatureError, validate_device_id
-from seal_protocol.signing import verify_key_from_b64
 from server.alarms.service import close_left_conditions
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
@@ -29,6 +27,7 @@ from server.evidence.queries import last_known_armed
 from server.seals.cases import check_not_held, get_case, set_case_status
 from server.seals.models import Case, CaseStatus, Seal, SealBinding
 from server.seals.provisioning import check_seal_name
+from server.seals.seal_keys import NO_COURT_KEYS, CourtKeys, check_key_free, public_key_b64_normalised, store_key
 from server.words import words
 
 #: A case a seal may be bound to: a case being lifted (its seals are being disarmed), lifted or closed takes none.
@@ -50,16 +49,18 @@ def add_seal(
     public_key: str,
     location: str = "",
     reserved: Collection[str] = (),
+    court_keys: CourtKeys = NO_COURT_KEYS,
 ) -> Seal:
     """Register a new seal with its public key, bound to no case yet; raise :class:`AlreadyExists` if known, or if
     its device id names a broker account not a seal's (``reserved``: the configured server's; see
-    :func:`server.seals.provisioning.check_seal_name`)."""
+    :func:`server.seals.provisioning.check_seal_name`). A key that is another seal's or one of the court's own
+    (``court_keys``: :func:`server.seals.seal_keys.court_public_keys`) is refused (409)."""
     device_id, key = _checked_identity(session, device_id, public_key, reserved)
     if session.scalar(select(Seal.id).where(Seal.device_id == device_id)) is not None:
         raise AlreadyExists(f"封条 {device_id} 已存在。 / seal {device_id!r} already exists")
-    seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location)
-    session.add(seal)
-    session.flush()
+    check_key_free(session, device_id=device_id, key=key, court_keys=court_keys)
+    seal = Seal(device_id=device_id, case_no=None, location=location)
+    store_key(session, seal, key)
     _record_registration(session, actor, seal)
     return seal
 
@@ -126,6 +127,7 @@ def register_seal(
     location: str | None = None,
     replace_key: bool = False,
     reserved: Collection[str] = (),
+    court_keys: CourtKeys = NO_COURT_KEYS,
 ) -> Registered:
     """Register ``device_id`` with its public key and bind it to ``case_no``; rebind it if already registered.
 
@@ -139,9 +141,11 @@ def register_seal(
     held) and the new one begins. This is the bindings alone: :func:`server.seals.enrolment.enrol_seal` also ends
     what the old binding carried (the commands pending for that case, the notices on its door).
 
-    A device id that names a broker account not a seal's is refused, as by :func:`add_seal`.
+    A device id that names a broker account not a seal's is refused, as by :func:`add_seal`; so is a key that is
+    another seal's or one of the court's own (``court_keys``), a new seal's or a replacing one.
     """
     device_id, key = _checked_identity(session, device_id, public_key, reserved)
+    check_key_free(session, device_id=device_id, key=key, court_keys=court_keys)
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
     moved_from = seal.case_no if seal is not None else None
     case = _lock_cases(session, case_no=case_no, moved_from=moved_from)
@@ -153,9 +157,8 @@ def register_seal(
     case_no = case.case_no
     now = utc_now()
     if seal is None:
-        seal = Seal(device_id=device_id, public_key=key, case_no=None, location=location or "")
-        session.add(seal)
-        session.flush()
+        seal = Seal(device_id=device_id, case_no=None, location=location or "")
+        store_key(session, seal, key)
     else:
         session.refresh(seal, with_for_update=NO_KEY_UPDATE)
         if seal.case_no != moved_from:
@@ -173,7 +176,8 @@ def register_seal(
                 "at seq 1, and every event of it would be quarantined (replayed_seq) for ever; register the "
                 "re-provisioned device under a new device id (and unbind this one)"
             )
-        seal.public_key = key
+        if seal.public_key != key:
+            store_key(session, seal, key)
         seal.registered_at = now
     left = None
     if seal.case_no != case_no:
@@ -208,11 +212,6 @@ def _record_registration(session: Session, actor: Actor | None, seal: Seal) -> N
     record_audit(
         session, actor=actor, action="seal.register", target=seal.device_id, case_no=seal.case_no, details=details
     )
-
-
-def public_key_b64_normalised(text: str) -> str:
-    """The canonical base64 form of an Ed25519 public key; raise ``SignatureError`` if it is not one."""
-    return base64.b64encode(bytes(verify_key_from_b64(text))).decode("ascii")
 
 
 def _checked_identity(session: Session, device_id: str, public_key: str, reserved: Collection[str]) -> tuple[str, str]:

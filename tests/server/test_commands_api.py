@@ -36,7 +36,7 @@ def client(
     """Cases A and B with a seal each, a seal in stock; a user of every role on A, a judge on B, a clerk."""
     register(session_factory, seal_a, SimulatedSeal("seal-b", CASE_B))
     with session_scope(session_factory) as session:
-        add_seal(session, actor=None, device_id="seal-stock", public_key=seal_a.public_key)
+        add_seal(session, actor=None, device_id="seal-stock", public_key=SimulatedSeal("seal-stock", CASE_A).public_key)
     for role in Role:
         add_user(session_factory, role.value, role, () if role is Role.CLERK else (CASE_A,))
     add_user(session_factory, "judge-b", Role.JUDGE, (CASE_B,))

@@ -54,9 +54,9 @@ def config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     try:
         with session_scope(make_session_factory(engine)) as session:
             add_case(session, actor=None, case_no=CASE, court=COURT_NAME, judge="张法官")
-            key = public_key_b64(generate_signing_key())
-            register_seal(session, actor=None, device_id="seal-0001", case_no=CASE, public_key=key)
-            register_seal(session, actor=None, device_id="seal-0002", case_no=CASE, public_key=key)
+            for device_id in ("seal-0001", "seal-0002"):
+                key = public_key_b64(generate_signing_key())
+                register_seal(session, actor=None, device_id=device_id, case_no=CASE, public_key=key)
     finally:
         engine.dispose()
     return path
