@@ -30,6 +30,7 @@ class AlarmKind(StrEnum):
     DISARM_FAILED = "disarm_failed"
     SNAPSHOT_LOST = "snapshot_lost"
     CLOCK_UNSYNCED = "clock_unsynced"
+    CASE_MISMATCH = "case_mismatch"
 
     @property
     def severity(self) -> Severity:
@@ -38,8 +39,8 @@ class AlarmKind(StrEnum):
     @property
     def is_condition(self) -> bool:
         """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out, an unsynchronised
-        clock) has at most one
-        live alarm per seal: repeats always fold into it."""
+        clock, a seal configured with another case number) has at most one live alarm per seal: repeats always fold
+        into it."""
         return self in CONDITIONS
 
 
@@ -57,6 +58,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.DISARM_FAILED: Severity.MEDIUM,  # a lifting waits for it
     AlarmKind.SNAPSHOT_LOST: Severity.HIGH,  # a picture the seal signed as stored will never reach the court
     AlarmKind.CLOCK_UNSYNCED: Severity.MEDIUM,  # the times the seal signs may be wrong: its events' order is not
+    AlarmKind.CASE_MISMATCH: Severity.HIGH,  # the seal's events, intrusions included, reach no case until corrected
 }
 
 CONDITIONS = frozenset(
@@ -67,6 +69,7 @@ CONDITIONS = frozenset(
         AlarmKind.ARM_FAILED,
         AlarmKind.DISARM_FAILED,
         AlarmKind.CLOCK_UNSYNCED,
+        AlarmKind.CASE_MISMATCH,
     }
 )
 

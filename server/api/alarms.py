@@ -35,7 +35,9 @@ class AlarmPublic(BaseModel):
     device_id: str
     kind: str = Field(
         description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full, "
-        "speaker_failed, event_lost, arm_failed, disarm_failed, snapshot_lost, clock_unsynced."
+        "speaker_failed, event_lost, arm_failed, disarm_failed, snapshot_lost, clock_unsynced, case_mismatch "
+        "(封条配置的案号与本案不符 / seal configured with another case number: its signed events are refused as "
+        "wrong_case)."
     )
     severity: str
     state: AlarmState
@@ -53,7 +55,8 @@ class AlarmPublic(BaseModel):
     details: dict[str, Any] = Field(
         description="An event's alarm: its payload, event_type, seq and ts, and late (of an ended binding) or "
         "disarmed_while_sealed (an intrusion or tamper of a seal that said it was disarmed while no approved "
-        "removal expected it) when true."
+        "removal expected it) when true. A case_mismatch: claimed_case_no, event_type, seq and ts of the last "
+        "refused event, and intrusions (count, seqs, last) once an intrusion or tamper was among them."
     )
 
 

@@ -25,6 +25,8 @@
 - A ``heartbeat`` whose ``clock.synced`` is false raises ``clock_unsynced`` (medium: the times the seal signs may be
   wrong); a heartbeat, ``agent_started`` or ``clock_stepped`` saying the clock is synchronised closes it. Not for
   late events.
+- An event refused as ``wrong_case`` raises ``case_mismatch`` in the seal's current case
+  (:mod:`server.ingest.case_mismatch`); an event stored in that case (not a late one) closes it.
 - Every stored event closes ``offline`` (the seal is speaking). An ``offline`` status (the Last Will, or a clean
   shutdown) raises it — at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check
   raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
@@ -88,6 +90,9 @@ class EventAlarms:
         book = self.book
         device_id = envelope.device_id
         book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
+        if not late:  # the seal's events reach its case again (:mod:`server.ingest.case_mismatch`)
+            note = f"event seq {envelope.seq} stored in case {case_no}"
+            book.close(AlarmKind.CASE_MISMATCH, device_id=device_id, at=at, note=note)
         kind = EVENT_ALARMS.get(envelope.type)
         if _confirmed_intrusion(envelope):
             kind = AlarmKind.INTRUSION
@@ -114,6 +119,15 @@ def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any
         if found:
             details[mark] = True
     return details
+
+
+def intrusion_kind(envelope: Envelope) -> AlarmKind | None:
+    """``intrusion`` or ``tamper`` if the event reports one that raises its alarm (armed or not): an intrusion or
+    tamper its camera neither dismissed nor has yet to decide on, or a ``snapshot_taken`` confirming an intrusion."""
+    if _confirmed_intrusion(envelope):
+        return AlarmKind.INTRUSION
+    kind = EVENT_ALARMS.get(envelope.type)
+    return kind if kind in LATE_ALARMS and _alarming(envelope) else None
 
 
 def _confirmed_intrusion(envelope: Envelope) -> bool:

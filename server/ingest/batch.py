@@ -7,7 +7,9 @@ after it was unbound or rebound still delivers the evidence of its old case), or
 the event's exact bytes (a clock that was off: :mod:`.late_chain`); (``device_id``, ``seq``) is new — a
 copy with the same ``event_id`` and signature is a redelivery (no-op), anything else under a stored ``seq`` is a
 replay, and a stored ``event_id`` under another ``seq`` is refused too. The first three, and the signature against
-the key the seal had at the worker's last transaction, are checked before the transaction (:mod:`.checks`).
+the key the seal had at the worker's last transaction, are checked before the transaction (:mod:`.checks`). An event
+still refused as ``wrong_case`` after the chain's placement raises ``case_mismatch`` in the seal's current case: its
+signature verified, it is the seal's own word (:mod:`.case_mismatch`).
 
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
 quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
@@ -32,7 +34,7 @@ alarms, commands. A snapshot is filed under its events' case once its seal's row
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -50,6 +52,7 @@ from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.alarming import EventAlarms, on_chain_change
+from server.ingest.case_mismatch import on_refused
 from server.ingest.chain import ChainBook
 from server.ingest.checks import (
     BINDING_CLOCK_SKEW,
@@ -61,7 +64,7 @@ from server.ingest.checks import (
     prepare,
 )
 from server.ingest.gap_wait import keeps_waiting
-from server.ingest.late_chain import CASE_REASONS, ChainPlacement, HoldBack, refused_events
+from server.ingest.late_chain import ChainPlacement, HoldBack, refused_events, refused_for_case
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
@@ -135,7 +138,7 @@ class IngestBatch:
             envelopes = [c for c in checked if isinstance(c, Envelope)]
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
-            self._placement.load(self.session, self._refused_for_case(checked, self._case_refused))
+            self._placement.load(self.session, refused_for_case(checked, self._case_refused))
             results = [self._apply_one(i, m, c) for i, (m, c) in enumerate(zip(messages, checked, strict=True))]
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
@@ -241,15 +244,6 @@ class IngestBatch:
             self._remember(device_id, seq, event_id, raw)
             self.chain.remember(device_id, seq, raw, prev_hash)
 
-    @staticmethod
-    def _refused_for_case(
-        checked: list[Envelope | ParsedTopic | Rejected], refusals: Mapping[int, Rejected | IngestResult]
-    ) -> list[Envelope]:
-        """The events refused for their case (``unbound_seal``, ``wrong_case``): ``refusals`` by place."""
-        return [
-            e for place, r in refusals.items() if r.reason in CASE_REASONS and isinstance(e := checked[place], Envelope)
-        ]
-
     def _remember(self, device_id: str, seq: int, event_id: str, raw: bytes) -> None:
         self._by_seq[(device_id, seq)] = (event_id, raw)
         self._by_event_id[event_id] = (device_id, seq)
@@ -267,8 +261,10 @@ class IngestBatch:
                     return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
                 # its time fell in no binding of its case; the stored chain may place it (a clock behind: .late_chain)
                 case_no = self._placement.case_of(checked, message.payload, self._bindings_of(checked.device_id))
-                if case_no is None:
-                    return self._refused(message, self._case_refused[place])
+                if case_no is None:  # refused; the seal's own word (verified in phase 1) tells its case: .case_mismatch
+                    refusal, seal, at = self._case_refused[place], self._seal(checked.device_id), message.received_at
+                    self._settle.append(lambda: on_refused(self.alarms, checked, refusal, case_no=seal.case_no, at=at))
+                    return self._refused(message, refusal)
                 return self._store_event(place, checked, message, case_no)
             if isinstance(checked, Envelope):
                 return self._store_event(place, checked, message, self._case_of[place])

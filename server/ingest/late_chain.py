@@ -36,7 +36,7 @@ seal's row too (the lock order of :mod:`server.ingest.rows`), commits before tha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -120,6 +120,15 @@ class ChainPlacement:
         if case_no not in case_no_spellings(envelope.case_no) or prev_hash != envelope_hash(raw):
             return None
         return case_no if any(binding.case_no == case_no for binding in bindings) else None
+
+
+def refused_for_case(
+    checked: Sequence[Envelope | ParsedTopic | Rejected], refusals: Mapping[int, Rejected | IngestResult]
+) -> list[Envelope]:
+    """The events refused for their case (``unbound_seal``, ``wrong_case``): ``refusals`` by place."""
+    return [
+        e for place, r in refusals.items() if r.reason in CASE_REASONS and isinstance(e := checked[place], Envelope)
+    ]
 
 
 def refused_events(

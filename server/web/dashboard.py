@@ -76,7 +76,11 @@ class AlarmRow:
 
     @property
     def alerting(self) -> bool:
-        return self.alarm.state == AlarmState.OPEN.value and self.alarm.kind in ALERTING
+        """Open, and someone is on the premises: an intrusion or tamper, or one the seal reported under another case
+        number (a ``case_mismatch`` whose refused events held one: no case log holds it)."""
+        alarm = self.alarm
+        reported = alarm.kind == AlarmKind.CASE_MISMATCH.value and bool(alarm.details.get("intrusions"))
+        return alarm.state == AlarmState.OPEN.value and (alarm.kind in ALERTING or reported)
 
 
 def visible_seals(session: Session, user: User, device_ids: Collection[str] | None = None) -> list[Seal]:

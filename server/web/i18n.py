@@ -83,9 +83,15 @@ class Translator:
             return ("；" if self.language == "zh-CN" else "; ").join(str(self._value(v)) for v in value)
         return value
 
-    def when(self, moment: datetime | None) -> str:
-        """A moment as the court reads it: China Standard Time, to the second; ``—`` for none (:func:`court_clock`)."""
-        return court_clock(moment)
+    def when(self, moment: datetime | str | None) -> str:
+        """A moment as the court reads it: China Standard Time, to the second; ``—`` for none (:func:`court_clock`).
+        Also a seal's signed ``ts`` as an alarm's details keep it (ISO 8601 text); text that is none, as it is."""
+        if not isinstance(moment, str):
+            return court_clock(moment)
+        try:
+            return court_clock(datetime.fromisoformat(moment))
+        except ValueError:
+            return moment
 
     def ago(self, moment: datetime | None, now: datetime) -> str:
         """How long ago, in words: "12 秒前" / "12 s ago"."""

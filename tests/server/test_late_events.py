@@ -89,8 +89,10 @@ def test_a_seal_moved_to_another_case_delivers_old_events_to_the_old_case(court:
         (Outcome.QUARANTINED, Reason.WRONG_CASE),
     ]
     assert event_cases(court) == [(1, CASE_A), (2, CASE_B)]
-    [alarm] = court.alarms()
-    assert (alarm.kind, alarm.case_no) == ("tamper", CASE_A)
+    tamper, mismatch = court.alarms()
+    assert (tamper.kind, tamper.case_no) == ("tamper", CASE_A)
+    # The stray, signed now under case A, says the seal still reports as A's: case B hears of it (.case_mismatch)
+    assert (mismatch.kind, mismatch.case_no, mismatch.details["claimed_case_no"]) == ("case_mismatch", CASE_B, CASE_A)
 
 
 def test_an_event_from_before_the_binding_is_refused(court: Court) -> None:
