@@ -26,6 +26,7 @@ from seal_agent import __version__
 from seal_agent.config import CONFIG_LEAD, AgentConfig, load_config, plaintext_warning
 from seal_agent.config_checks import (
     UNIT_CONFIG,
+    case_no_warning,
     check_camera,
     check_files,
     root_warning,
@@ -181,7 +182,7 @@ def _check_config_file(args: argparse.Namespace) -> Path:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _warn_plaintext(config)
-    warnings = [root_warning()] + secret_warnings(config)
+    warnings = [root_warning(), case_no_warning(config)] + secret_warnings(config)
     if Path(os.path.abspath(args.config)) == UNIT_CONFIG:  # the file the systemd unit runs: check it as the unit would
         warnings += unit_warnings(config)
     for warning in warnings:
@@ -282,8 +283,9 @@ def _run_until_stopped(
 def _load_checked(path: Path) -> AgentConfig:
     config = load_config(path)
     _warn_plaintext(config)
-    for warning in secret_warnings(config):
-        logger.warning("%s", warning)
+    for warning in [case_no_warning(config), *secret_warnings(config)]:
+        if warning is not None:
+            logger.warning("%s", warning)
     problems = check_files(config)
     if problems:
         raise ConfigError(problems)

@@ -29,7 +29,6 @@ from pydantic import (
 
 from seal_agent.devices.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
-from seal_protocol.case_numbers import EXPECTED_FORM, read_case_no
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
 from seal_protocol.topics import DEVICE_ID_PATTERN
@@ -262,18 +261,6 @@ class AgentConfig(_Section):
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, description="Re-sending what the court has not receipted."
     )
-
-    @field_validator("case_no")
-    @classmethod
-    def _enforcement_case_no(cls, value: str) -> str:
-        """The court files a seal's events only under its case's number (any spelling of it): any other text would
-        have every event quarantined as ``wrong_case`` and every command refused. Kept as written."""
-        if read_case_no(value) is None:
-            form_zh, _, form_en = EXPECTED_FORM.partition(" / ")
-            raise ValueError(
-                f"“{value}”不是执行案号。{form_zh} / {value!r} is not an enforcement case number. {form_en}"
-            )
-        return value
 
     @property
     def mqtt_username(self) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path, PurePath
 from seal_agent.config import NO_COURT_KEY, AgentConfig, read_password
 from seal_agent.devices.wav_format import unplayable
 from seal_agent.errors import ConfigError
+from seal_protocol.case_numbers import EXPECTED_FORM, read_case_no
 
 #: The user the unit runs the agent as (``User=``).
 SERVICE_USER = "seal"
@@ -96,6 +97,20 @@ def check_camera(config: AgentConfig) -> list[str]:
     if not source.startswith("/dev/") and not path.is_file():
         return [f"camera.source: {path} is not a video file"]
     return []
+
+
+def case_no_warning(config: AgentConfig) -> str | None:
+    """A case number not in the form of today's enforcement case numbers. Not refused: the court keeps cases of older
+    forms (``(2015)锡执字第00123号``, a number with ``之一``), and a seal of one must guard. But a typo (parentheses or
+    号 left out) has every event refused at the court as ``wrong_case`` (the court then raises ``case_mismatch``)."""
+    if read_case_no(config.case_no) is not None:
+        return None
+    form_zh, _, form_en = EXPECTED_FORM.partition(" / ")
+    return (
+        f"case_no: “{config.case_no}”不是现行格式的执行案号，请核对与法院登记的案号完全一致（旧格式案号可忽略本提示）。"
+        f"{form_zh} / {config.case_no!r} is not an enforcement case number of today's form: check that it is exactly "
+        f"the number the court registered (an older form's number may ignore this). {form_en}"
+    )
 
 
 def secret_warnings(config: AgentConfig) -> list[str]:
