@@ -263,7 +263,10 @@ class IngestBatch:
                 case_no = self._placement.case_of(checked, message.payload, self._bindings_of(checked.device_id))
                 if case_no is None:  # refused; the seal's own word (verified in phase 1) tells its case: .case_mismatch
                     refusal, seal, at = self._case_refused[place], self._seal(checked.device_id), message.received_at
-                    self._settle.append(lambda: on_refused(self.alarms, checked, refusal, case_no=seal.case_no, at=at))
+                    if checked.seq > self.chain.max_seq(checked.device_id):  # not one refused before, sent again
+                        self._settle.append(
+                            lambda: on_refused(self.alarms, checked, refusal, case_no=seal.case_no, at=at)
+                        )
                     return self._refused(message, refusal)
                 return self._store_event(place, checked, message, case_no)
             if isinstance(checked, Envelope):

@@ -10,7 +10,10 @@ no case log holds them. So an event refused as ``wrong_case`` raises this alarm 
   seal's topic is ``bad_signature`` before its case is looked at);
 - after the binding's time and the stored chain had their say (a moved seal's late event, stamped within its old
   binding or placed by the chain, is stored in its old case: :mod:`.late_chain`);
-- not for ``unbound_seal``: a seal in stock has no case to tell.
+- not for ``unbound_seal``: a seal in stock has no case to tell;
+- not for an event older than the seal's newest stored one (its chain's ``max_seq``): a refused event is never
+  receipted, so a seal reconfigured since (its later events stored) sends its old refused ones again and again, with
+  back-off — no news, which reopened the alarm (and notified) at each copy.
 
 It is a condition: one live alarm per seal (and case), every refusal folding into it (``count``), a flood of
 thousands of refused events included. Its details say what the last refused event claimed: ``claimed_case_no``,

@@ -140,6 +140,25 @@ def test_a_moved_seal_still_configured_for_its_old_case_alarms_the_new_one(court
     assert court.alarms("case_mismatch")[0].details["claimed_case_no"] == CASE_A
 
 
+def test_a_reconfigured_seal_sending_its_old_refused_events_again_does_not_reopen_it(court: Court) -> None:
+    """Moved to B, a heartbeat sent before the technician changed its case number (refused: the alarm), then its
+    events stored in B (closed). The refused heartbeat is never receipted: the seal sends it again and again, with
+    back-off. An event older than the seal's newest stored one is no news: it opened a new alarm each time (and its
+    notifications), for good."""
+    a = court.a
+    unbind_a(court, bound_at=T0, unbound_at=T0 + timedelta(hours=1), then_bind_to=CASE_B)
+    stale = a.event(case_no=CASE_A)
+    court.send(a, stale)
+    assert _mismatch(court) == [(CASE_B, "high", "open", 1)]
+    [stored] = court.send(a, a.event(case_no=CASE_B))  # reconfigured
+    assert stored.outcome is Outcome.STORED and _mismatch(court) == [(CASE_B, "high", "closed", 1)]
+    for _ in range(3):
+        [again] = court.send(a, stale)
+        assert (again.outcome, again.reason) == (Outcome.QUARANTINED, Reason.WRONG_CASE)
+        court.send(a, a.event(case_no=CASE_B))
+    assert _mismatch(court) == [(CASE_B, "high", "closed", 1)]
+
+
 def test_a_forged_or_unbound_message_raises_nothing(court: Court) -> None:
     a = court.a
     forged = a.event(EventType.INTRUSION, INTRUSION, case_no=TYPO, key=generate_signing_key())
