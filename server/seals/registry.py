@@ -145,8 +145,9 @@ def register_seal(
     another seal's or one of the court's own (``court_keys``), a new seal's or a replacing one.
     """
     device_id, key = _checked_identity(session, device_id, public_key, reserved)
-    check_key_free(session, device_id=device_id, key=key, court_keys=court_keys)
     seal = session.scalar(select(Seal).where(Seal.device_id == device_id))
+    if seal is None or seal.public_key != key:  # its own key, registered before the check was: not taken from anyone
+        check_key_free(session, device_id=device_id, key=key, court_keys=court_keys)
     moved_from = seal.case_no if seal is not None else None
     case = _lock_cases(session, case_no=case_no, moved_from=moved_from)
     if CaseStatus(case.status) not in BINDABLE:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from seal_protocol.signing import generate_signing_key, load_or_create_signing_key, public_key_b64
@@ -22,8 +22,9 @@ from server.core.db import SessionFactory, make_engine, make_session_factory, se
 from server.errors import AlreadyExists
 from server.seals.cases import add_case
 from server.seals.models import MqttAccount, Seal
-from server.seals.registry import add_seal
+from server.seals.registry import add_seal, register_seal
 from tests.server.auth_helpers import add_user, bearer, make_settings
+from tests.server.helpers import CASE_A, add_test_case
 from tests.server.pg_locks import Side, wait_for_lock_waits
 from tests.server.test_cli import write_config
 
@@ -173,6 +174,25 @@ def test_the_database_holds_one_seal_per_key(session_factory: SessionFactory) ->
         session.add(Seal(device_id="seal-a", public_key=key, case_no=None, location=""))
     with session_factory() as session, pytest.raises(IntegrityError):
         session.execute(insert(Seal).values(device_id="seal-b", public_key=key, location=""))
+
+
+def test_a_seal_sharing_its_key_since_before_the_check_is_still_bound_with_its_own_key(
+    session_factory: SessionFactory,
+) -> None:
+    """A court upgraded with cloned seals (migration 0021 then leaves the index out): binding one of them with the
+    key it is registered with takes the key from no one — refused, the seal could not be moved by the command line.
+    A new seal with that key is still refused."""
+    key = _key()
+    with session_scope(session_factory) as session:
+        session.execute(text("DROP INDEX ix_seals_public_key"))
+        add_test_case(session, CASE_A)
+        session.add_all(Seal(device_id=d, public_key=key, case_no=None, location="") for d in ("seal-a", "seal-b"))
+    with session_scope(session_factory) as session:
+        register_seal(session, actor=None, device_id="seal-a", case_no=CASE_A, public_key=key)
+    with session_scope(session_factory) as session, pytest.raises(AlreadyExists):
+        register_seal(session, actor=None, device_id="seal-c", case_no=CASE_A, public_key=key)
+    with session_factory() as session:
+        assert session.scalar(select(Seal.case_no).where(Seal.device_id == "seal-a")) == CASE_A
 
 
 def test_of_two_registrations_of_one_key_at_once_one_wins(pg_engine: Engine) -> None:
