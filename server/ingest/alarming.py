@@ -3,10 +3,10 @@
 - ``intrusion``, ``tamper``, ``camera_blind``, ``camera_lost``, ``outbox_full``, ``event_lost``, ``snapshot_lost``
   events raise the alarm of that kind — except an intrusion the camera did not confirm (``warning:
   suppressed_not_seen``), and an intrusion or tamper of a *disarmed* seal (``armed: false``) while its disarming is
-  expected: its case is ``lifting`` (a removal was approved and the seal sent its disarm) or ``lifted``
+  expected: its case is ``lifting`` (a removal was approved and the seal sent its disarm), ``lifted`` or ``closed``
   (:mod:`server.ingest.disarmed`); those are logged only. Any other disarmed intrusion or tamper raises the alarm of
   its kind like an armed one — same kind, severity, sound and notifications: the judge must see the intrusion —
-  marked ``disarmed_while_sealed`` (the seal reported itself disarmed on a case whose seizure stands).
+  marked ``disarmed_while_sealed`` (the seal said it was disarmed while no removal of its case was under way).
 - A seal that requires camera confirmation commits the intrusion at once with ``warning: pending_confirmation``
   and decides within about a second; the decision comes in the ``snapshot_taken`` event naming the intrusion
   (``trigger_seq``). The alarm is raised then, if the warning was ``played`` — the court opted into confirmation to

@@ -153,10 +153,10 @@ def _concerns(change: Change, cases: set[str], devices: set[str] | None, unknown
     """Whether ``change`` may change an overview that shows ``cases`` and the seals ``devices`` (``None``: not known
     yet): a change that names a case concerns that case's viewers only (a seal moved to another case speaks there,
     not here); one that names none (a seal's status, an offline alarm), the viewers of its seal. ``unknown``: the
-    cases the page shows are not known — an assignment may have taken one of its cases
-    from the user: an ``assignment`` change (a clerk's act, rare) concerns it whatever its case (the whole grid is sent
-    again, as the user may see it now); no other change of a case the user does not see does (a removal filed, a seal
-    bound elsewhere), or a stream would say when such things happen in other cases."""
+    cases the page shows are not known, and an assignment may have taken one of them from the user: an
+    ``assignment`` change (a clerk's act, rare) then concerns it whatever its case (the whole grid is sent again, as
+    the user may see it now); no other change of a case the user does not see does (a removal filed, a seal bound
+    elsewhere), or a stream would say when such things happen in other cases."""
     if unknown and change.what == "assignment":
         return True
     if change.case_no is not None:
