@@ -50,6 +50,7 @@ Once the seal stops (:meth:`CommandDesk.close`, before the agent stops), a comma
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -90,6 +91,14 @@ class _Done:
     action: CommandAction
     result: dict[str, Any]
     warning: WarningStart | None = None
+    #: SHA-256 (hex) of the command's bytes, signed in its ``command_ack`` (``None``: an arm/disarm known only from
+    #: the state's ``by`` after a restart, whose bytes this process never saw).
+    sha256: str | None = None
+
+
+def _same_bytes(done: _Done, data: bytes) -> bool:
+    """Whether ``data`` is the command ``done`` was carried out for (unknown bytes: taken as the same, as before)."""
+    return done.sha256 is None or done.sha256 == hashlib.sha256(data).hexdigest()
 
 
 class CommandDesk:
@@ -158,11 +167,16 @@ class CommandDesk:
                     return
                 logger.info("court command %s again: carried out, now answered", refused.command_id)
                 self._answer(refused.command_id or 0, done)
+                if not _same_bytes(done, data):  # another command under that id: refused in its own right
+                    self._reject(refused, data)
                 return
             if command.command_id in self._lost:
                 logger.info("court command %d again: carried out, its answer lost for good", command.command_id)
                 return
             done = self._unanswered.get(command.command_id)
+            if done is not None and not _same_bytes(done, data):
+                self._answer_reused(command.command_id, done, data)
+                return
             if done is None:
                 logger.info("court command %d accepted: %s", command.command_id, command.action.value)
                 self._warning = None
@@ -171,7 +185,7 @@ class CommandDesk:
                 except EventLost as lost:  # the action's own event (armed, disarmed…) can never be recorded
                     self._taken(command.command_id, max(command.command_id, self.last_accepted_id), lost, "not done")
                     return
-                done = _Done(command.action, result, self._warning)
+                done = _Done(command.action, result, self._warning, hashlib.sha256(data).hexdigest())
                 self._remember(command.command_id, done)
             self._answer(command.command_id, done)
 
@@ -189,10 +203,11 @@ class CommandDesk:
             state, languages = done.warning.settle()
             result = {"result": state, "warning_languages": languages}
         last = max(command_id, self.last_accepted_id)
+        carried_out = {} if done.sha256 is None else {"sha256": done.sha256}
         try:
             stored = self._recorder.record(
                 EventType.COMMAND_ACK,
-                {"command_id": command_id, "action": done.action.value, **result},
+                {"command_id": command_id, "action": done.action.value, **result, **carried_out},
                 settings={LAST_COMMAND_SETTING: str(last)},
             )
         except EventLost as lost:
@@ -202,6 +217,15 @@ class CommandDesk:
         del self._unanswered[command_id]
         if done.warning is not None:
             self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
+
+    def _answer_reused(self, command_id: int, done: _Done, data: bytes) -> None:
+        """``data``, a valid command under the id of one carried out but not yet answered, is another command: the
+        court gave the id twice. The one carried out is answered (its ack names its own bytes' ``sha256``); the new
+        one is refused ``replayed``, as it would be once that answer is committed — it is never carried out."""
+        logger.info("court command %d again: carried out, now answered", command_id)
+        self._answer(command_id, done)
+        detail = f"id {command_id} is that of another command this seal carried out"
+        self._reject(CommandRefused(RejectReason.REPLAYED, detail, command_id, last_accepted=command_id), data)
 
     def _taken(self, command_id: int, last: int, lost: EventLost, what: str) -> None:
         """A command whose answer — or, ``not done``, whose action's own event (``armed``, ``disarmed``…: the action

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,21 @@ from server.commands.models import CourtCommand
 OWN_BYTES_SECTION = "case_command_refused_own"
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def same_sha256(claimed: object, own: str | None) -> bool:
+    """Whether ``claimed``, a digest a seal signed (any JSON value), is the SHA-256 (lowercase hex) ``own``. Anything
+    else — not a string, not 64 hex digits, non-ASCII — is simply not it: never an error (``hmac.compare_digest``
+    raises on non-ASCII strings, which made a seal's signed event unstorable)."""
+    return (
+        own is not None
+        and isinstance(claimed, str)
+        and _SHA256_HEX.fullmatch(claimed) is not None
+        and hmac.compare_digest(claimed, own)
+    )
+
+
 def signed_sha256(signed: bytes | None) -> str | None:
     """The SHA-256 (hex) of the command bytes the court signed and published; ``None`` if there are none."""
     return hashlib.sha256(signed).hexdigest() if signed else None
@@ -34,12 +50,9 @@ def refused_own_bytes(payload: Mapping[str, Any] | None, command_sha256: str | N
     command because it could not verify or read it."""
     if payload is None or command_sha256 is None:
         return False
-    reason, digest = payload.get("reason"), payload.get("sha256")
+    reason = payload.get("reason")
     return (
-        isinstance(reason, str)
-        and reason in UNVERIFIED_REASONS
-        and isinstance(digest, str)
-        and hmac.compare_digest(digest, command_sha256)
+        isinstance(reason, str) and reason in UNVERIFIED_REASONS and same_sha256(payload.get("sha256"), command_sha256)
     )
 
 

@@ -16,7 +16,6 @@ seal's word alone does not exhaust the ids: a larger gap is logged, and docs/dep
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol.commands import RejectReason
 from server.commands.models import CourtCommand
-from server.commands.refusals import signed_sha256
+from server.commands.refusals import same_sha256, signed_sha256
 from server.commands.state import CommandState
 
 logger = logging.getLogger(__name__)
@@ -49,21 +48,31 @@ REUSED_NOTE = (
 
 def reused_id(payload: Mapping[str, Any], signed: bytes | None) -> bool:
     """Whether ``payload``, a verified ``replayed`` refusal, is of other bytes than ``signed`` (the command the court
-    signed under that id): the court gave the id twice. ``False`` without a ``sha256`` (an older seal)."""
-    digest, own = payload.get("sha256"), signed_sha256(signed)
-    return (
-        payload.get("reason") == RejectReason.REPLAYED
-        and isinstance(digest, str)
-        and own is not None
-        and not hmac.compare_digest(digest, own)
-    )
+    signed under that id): the court gave the id twice. ``False`` without a ``sha256`` (an older seal); a ``sha256``
+    that is no SHA-256 (not 64 lowercase hex digits) names no bytes of this command: other bytes."""
+    return payload.get("reason") == RejectReason.REPLAYED and _names_other_bytes(payload, signed)
 
 
-def settle_reused(session: Session, row: CourtCommand, payload: Mapping[str, Any], *, device_id: str) -> dict[str, Any]:
-    """The ``result`` of ``row``, refused ``replayed`` by a seal that accepted another command under its id: the
-    seal's payload with the court's explanation (``court_detail``); the court's ids are moved above the seal's
-    ``last_accepted_id`` (:data:`IDS_ABOVE`) when it is plausible."""
-    accepted = payload.get("last_accepted_id")
+def acked_other_bytes(payload: Mapping[str, Any], signed: bytes | None) -> bool:
+    """Whether ``payload``, a ``command_ack``, signs the ``sha256`` of other bytes than ``signed`` (the command the
+    court signed under that id): the seal carried out another command under it, the court gave the id twice (a late
+    ack of the seal's earlier command, answered after the court's ids went back). ``False`` without a ``sha256``."""
+    return _names_other_bytes(payload, signed)
+
+
+def _names_other_bytes(payload: Mapping[str, Any], signed: bytes | None) -> bool:
+    own = signed_sha256(signed)
+    return "sha256" in payload and own is not None and not same_sha256(payload["sha256"], own)
+
+
+def settle_reused(
+    session: Session, row: CourtCommand, payload: Mapping[str, Any], *, device_id: str, acked: bool = False
+) -> dict[str, Any]:
+    """The ``result`` of ``row``, refused ``replayed`` by a seal that accepted another command under its id (or whose
+    ``acked`` answer is of that other command): the seal's payload with the court's explanation (``court_detail``);
+    the court's ids are moved above the seal's ``last_accepted_id`` (:data:`IDS_ABOVE`) when it is plausible."""
+    # A refusal names the seal's last accepted id; an ack of another command under this id proves it at least that.
+    accepted = row.id if acked else payload.get("last_accepted_id")
     plausible = (
         isinstance(accepted, int) and not isinstance(accepted, bool) and row.id <= accepted <= row.id + MAX_ID_JUMP
     )

@@ -33,7 +33,7 @@ from seal_protocol.wirejson import check_wire_value
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.refusals import refused_our_bytes
-from server.commands.reused_ids import next_command_id, reused_id, settle_reused
+from server.commands.reused_ids import acked_other_bytes, next_command_id, reused_id, settle_reused
 from server.commands.state import CommandState, states_leading_to, transition
 from server.core.db import NO_KEY_UPDATE
 from server.core.value_lists import one_of
@@ -62,6 +62,7 @@ class AnswerOutcome(StrEnum):
     # nobody's word, so no command is settled by it, whatever id field the seal put in (an older seal's command_id).
     UNVERIFIED = "unverified"
     OTHER_CASE = "other_case"  # stored in another case than the command's (its seal moved): that case's alone
+    FAILED = "failed"  # the court could not apply it (a defect, logged with its trace): stored, the command unchanged
 
 
 #: The answers that decided their command (its state changed): whoever follows commands is told of these.
@@ -171,13 +172,16 @@ def apply_answer(session: Session, envelope: Envelope, *, case_no: str, at: date
         return AnswerOutcome.UNKNOWN_COMMAND
     if row.case_no != case_no:  # said while the seal guarded another case: that case's, not this command's
         return AnswerOutcome.OTHER_CASE
-    acknowledged = envelope.type is EventType.COMMAND_ACK
+    acked = envelope.type is EventType.COMMAND_ACK
+    # The seal accepted another command under this id: it refuses this one `replayed` with other bytes' digest, or
+    # acknowledges the other one (its ack signs those bytes' digest) — either way it never carries this one out.
+    reused = acked_other_bytes(payload, row.signed) if acked else reused_id(payload, row.signed)
+    acknowledged = acked and not reused
     if acknowledged and payload.get("action") != row.action:
         return AnswerOutcome.ACTION_MISMATCH
     if acknowledged and payload.get("result") not in COMMAND_RESULTS[CommandAction(row.action)]:
         return AnswerOutcome.RESULT_MISMATCH  # it proves nothing done: a disarm "armed", a ping "disarmed"
     target = CommandState.ACKNOWLEDGED if acknowledged else CommandState.REJECTED
-    reused = not acknowledged and reused_id(payload, row.signed)  # the seal accepted another command under this id
     replayed = not acknowledged and payload.get("reason") == RejectReason.REPLAYED and not reused
     if replayed and not CommandState(row.state).is_final:  # the seal accepted this command (these bytes, or an older
         return AnswerOutcome.REPLAYED  # seal's word) already: its own answer (an earlier seq) decides
@@ -186,8 +190,12 @@ def apply_answer(session: Session, envelope: Envelope, *, case_no: str, at: date
     except Conflict:
         return AnswerOutcome.ALREADY_FINAL
     row.answered_at, row.answer_seq, row.updated_at = at, envelope.seq, at
-    row.result = settle_reused(session, row, payload, device_id=envelope.device_id) if reused else dict(payload)
-    row.reason = None if acknowledged else str(payload.get("reason", ""))[:32]
+    row.result = (
+        settle_reused(session, row, payload, device_id=envelope.device_id, acked=acked) if reused else dict(payload)
+    )
+    row.reason = (
+        None if acknowledged else RejectReason.REPLAYED.value if reused else str(payload.get("reason", ""))[:32]
+    )
     return AnswerOutcome.ACKNOWLEDGED if acknowledged else AnswerOutcome.REJECTED
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import select
@@ -44,14 +44,14 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, MessageKind, ParsedTopic
 from server.alarms.book import AlarmBook
-from server.commands.failures import Settled, on_settled
-from server.commands.service import ANSWER_TYPES, DECIDING_ANSWERS, answered_command_id, apply_answer
+from server.commands.service import ANSWER_TYPES
 from server.core.base import utc_now
 from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.alarming import EventAlarms, on_chain_change
+from server.ingest.answers import Answer, apply_answers
 from server.ingest.case_mismatch import on_refused
 from server.ingest.chain import ChainBook
 from server.ingest.checks import (
@@ -122,7 +122,7 @@ class IngestBatch:
         self._changes = SealChanges()
         self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)
         # (place, answer, its case, at, its row): the case the event is stored in, recorded where it is stored
-        self._answers: list[tuple[int, Envelope, str, datetime, Callable[[], Event]]] = []
+        self._answers: list[Answer] = []
         self.frontier: Frontier | None = None  # the log's, after this batch's append (once it commits)
 
     def apply(self, messages: Sequence[Message], prepared: Sequence[Prepared] | None = None) -> list[IngestResult]:
@@ -166,20 +166,9 @@ class IngestBatch:
             return results
 
     def _apply_answers(self, results: list[IngestResult]) -> None:
-        """Apply the stored answers to their commands, locking them by command id, after the seals' rows (the lock
-        order of :mod:`.rows`: an unbinding locks the seal, then its pending commands); then their arm and disarm
-        alarms (:func:`~server.commands.failures.on_settled`: the seal's live alarms were locked when its event was
-        stored, before the seals' rows). An answer settles its command only if it is stored in the command's case
-        (the case :meth:`_store_event` stored it in, carried with the answer however that case was decided: the
-        binding's time or the chain's placement; no query)."""
-        settled: list[Settled] = []
-        for place, envelope, case_no, at, row in sorted(self._answers, key=lambda answer: _command_id(answer[1])):
-            answer = apply_answer(self.session, envelope, case_no=case_no, at=at)
-            if answer in DECIDING_ANSWERS:
-                settled.append(Settled(_command_id(envelope), answer, at, row))
-            detail = f"command {answered_command_id(envelope)}: {answer}"
+        """Apply the stored answers to their commands (:func:`~server.ingest.answers.apply_answers`)."""
+        for place, answer, detail in apply_answers(self.session, self.alarms, self._answers):
             results[place] = replace(results[place], detail=detail, command_answer=answer)
-        on_settled(self.alarms, settled)
 
     def _quarantine(self, message: Message, result: IngestResult) -> None:
         """One more copy of ``message`` for the quarantine, written at the batch's end (:mod:`.quarantine_rows`)."""
@@ -389,10 +378,6 @@ class IngestBatch:
         if seal is None:
             raise Rejected(Reason.UNKNOWN_SEAL, f"unknown seal {device_id!r}: not registered with the court")
         return seal
-
-
-def _command_id(envelope: Envelope) -> int:
-    return answered_command_id(envelope) or 0
 
 
 def _device(checked: Envelope | ParsedTopic | Rejected) -> str | None:

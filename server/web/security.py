@@ -63,4 +63,6 @@ def csrf_ok(request: Request, form_token: str | None, session_cookie: str) -> bo
     secret = csrf_secret(request, session_cookie)
     if not secret or not form_token:
         return False
-    return hmac.compare_digest(csrf_token_for(secret), form_token)
+    return hmac.compare_digest(
+        csrf_token_for(secret).encode(), form_token.encode("utf-8", "replace")
+    )  # any text: never a TypeError

@@ -45,6 +45,10 @@ def command(command_id: int, action: CommandAction = CommandAction.PING, **kwarg
     return encode_command(new_command(command_id=command_id, action=action, **options))  # type: ignore[arg-type]
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def unsigned(command_id: int) -> bytes:
     signed = new_command(
         command_id=command_id, device_id=DEVICE, case_no=CASE_NO, action=CommandAction.PING, key=COURT_KEY
@@ -85,8 +89,9 @@ def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwa
 
 def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory) -> None:
     online(runtimes, seal_config, court)
-    assert send(court, command(5)) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
-                                                        "armed": True, "camera": "none"})  # fmt: skip
+    ping = command(5)
+    assert send(court, ping) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
+                                                 "armed": True, "camera": "none", "sha256": sha256_hex(ping)})  # fmt: skip
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     cases = [
         (b"{not json", None, "malformed"),
@@ -218,7 +223,8 @@ def test_a_command_whose_answer_cannot_be_committed_is_delivered_again(
             "CREATE TRIGGER refuse_acks BEFORE INSERT ON outbox WHEN instr(NEW.data, '\"command_ack\"') > 0 "
             "BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END"
         )
-        court.publish_command(DEVICE, command(5))
+        ping = command(5)
+        court.publish_command(DEVICE, ping)
         assert failures.seen.wait(30), "the seal did not try to answer"
         assert not answers(court)
         database.execute("DROP TRIGGER refuse_acks")  # the disk has room again
@@ -228,7 +234,9 @@ def test_a_command_whose_answer_cannot_be_committed_is_delivered_again(
         assert runtime.publisher.wait_listening(30)
         assert court.wait_for(lambda c: bool(answers(c)), timeout=30), "the command was consumed without an answer"
         assert answers(court)[0] == (
-            "command_ack", {"command_id": 5, "action": "ping", "result": "pong", "armed": True, "camera": "none"}
+            "command_ack",
+            {"command_id": 5, "action": "ping", "result": "pong", "armed": True, "camera": "none",
+             "sha256": sha256_hex(ping)},
         )  # fmt: skip
         check_chain(court.of(DEVICE), verify_key(seal_config))
         database.close()

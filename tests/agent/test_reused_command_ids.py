@@ -29,3 +29,17 @@ def test_a_new_command_under_an_accepted_id_is_refused_with_its_digest_and_the_l
     assert answer["sha256"] == hashlib.sha256(reused).hexdigest()
     assert answer["last_accepted_id"] == 2
     assert runtime.agent.armed  # not carried out
+
+
+def test_an_ack_signs_the_digest_of_the_command_it_carried_out(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """So that a late ack of a command carried out before the court's ids went back does not settle a new command
+    under the same id (the court compares the digest with the command it signed)."""
+    runtime = runtimes(write_config(tmp_path, broker))
+    runtime.start()
+    assert runtime.publisher.wait_listening(30)
+    disarm = command(1, CommandAction.DISARM)
+    kind, answer = send(court, disarm)
+    assert (kind, answer["result"]) == ("command_ack", "disarmed"), answer
+    assert answer["sha256"] == hashlib.sha256(disarm).hexdigest()

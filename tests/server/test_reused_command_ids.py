@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from seal_protocol import EventType
+from seal_protocol.commands import CommandAction
 from server.commands.service import expire_due
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
@@ -97,3 +98,27 @@ def test_a_last_accepted_id_far_beyond_the_command_does_not_move_the_ids(world: 
     row = world.command(disarm)
     assert (row.state, row.result and row.result["court_ids_above"]) == ("rejected", None)
     assert world.issue() == disarm + 1
+
+
+def test_a_late_ack_of_another_command_under_the_id_rejects_the_command_instead_of_settling_it(world: World) -> None:
+    """The seal's ack of the command it carried out under this id before the court's ids went back, delivered late:
+    its ``sha256`` names those bytes, not this command's. The seal will never carry this one out (its id is not above
+    the last accepted): rejected with the court's explanation — before, the ack settled it ``acknowledged``, and a
+    disarm the seal never received counted as done. Another action under the id is the same case, not a mismatch."""
+    disarm = world.issue()
+    other = hashlib.sha256(b"the command 1 the seal carried out before the restore").hexdigest()
+    assert world.ack(disarm, result="disarmed", sha256=other) is Outcome.STORED
+    row = world.command(disarm)
+    assert (row.state, row.reason) == ("rejected", "replayed")
+    assert row.result is not None and "法院的指令编号落后于封条" in str(row.result["court_detail"])
+    assert world.answers() == {"rejected": 1}
+    arm = world.issue(CommandAction.ARM)
+    assert world.ack(arm, action="ping", result="pong", sha256=other) is Outcome.STORED
+    assert (world.command(arm).state, world.command(arm).reason) == ("rejected", "replayed")
+
+
+def test_an_ack_naming_the_commands_own_bytes_settles_it(world: World) -> None:
+    disarm = world.issue()
+    own = hashlib.sha256(world.command(disarm).signed or b"").hexdigest()
+    world.ack(disarm, result="disarmed", sha256=own)
+    assert (world.command(disarm).state, world.answers()) == ("acknowledged", {"acknowledged": 1})

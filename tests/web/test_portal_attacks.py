@@ -117,3 +117,13 @@ def test_a_malformed_address_is_refused_in_the_page_s_words_not_the_validator_s(
         assert too_long.status_code == 422 and "the value of “request_id” is not valid" in too_long.text
         for page in (chinese, english, too_long):
             assert "Input should" not in page.text and "query." not in page.text and "path." not in page.text
+
+
+def test_a_form_token_of_any_text_is_refused_as_forged_not_answered_with_a_crash(portal: Portal) -> None:
+    """A non-ASCII ``csrf_token`` made ``hmac.compare_digest`` raise (found by a review): a 500, not a refusal."""
+    with portal.code_client() as client:
+        client.get(f"/portal/cases/{q(CASE)}")
+        for forged in ["é" * 43, "令牌", "\u202e" + "a" * 42]:
+            form = {"csrf_token": forged, "ground": "paid_in_full", "statement": "已全部清偿。"}
+            refused = client.post(f"/portal/cases/{q(CASE)}/requests", data=form)
+            assert refused.status_code == 403, (forged, refused.status_code)
