@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from server.migrations.metadata import metadata
+from server.seals.seal_keys import complete_key_index
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,15 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to ``revision`` (default: the newest); nothing is done (nor checked) if it is
-    there already."""
-    if revision == "head" and current_revision(engine) == ScriptDirectory.from_config(_config()).get_current_head():
-        return
-    with _migrating(engine) as connection:
-        command.upgrade(_config(connection), revision)
-    logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
+    """Bring the database schema to ``revision`` (default: the newest); nothing is migrated (nor checked) if it is
+    there already. At the newest, what a migration had to leave out is completed once it can be
+    (:func:`~server.seals.seal_keys.complete_key_index`)."""
+    if revision != "head" or current_revision(engine) != ScriptDirectory.from_config(_config()).get_current_head():
+        with _migrating(engine) as connection:
+            command.upgrade(_config(connection), revision)
+        logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
+    if revision == "head":
+        complete_key_index(engine)
 
 
 def init_db(engine: Engine) -> None:

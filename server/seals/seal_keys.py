@@ -17,8 +17,9 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Engine, Index, Table, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,3 +116,32 @@ def _taken(device_id: str, other: str) -> str:
         "seal needs a key of its own (devices cloned from one SD-card image share one: make a new key on this device "
         "and register that)"
     )
+
+
+#: The unique index on the seals' public keys (migration 0021), left out where seals already shared a key.
+KEY_INDEX = "ix_seals_public_key"
+
+
+def complete_key_index(engine: Engine) -> None:
+    """Create the unique index on the seals' public keys where migration 0021 left it out (seals then shared a key)
+    once no two seals share one any more — at each start, after the migrations; while some still do, say which,
+    each start (the migration said it once). Before, the index was never created later: two registrations of one key
+    at once stayed possible for good on such a court."""
+    with engine.begin() as connection:
+        if any(index["name"] == KEY_INDEX for index in inspect(connection).get_indexes("seals")):
+            return
+        shared = connection.execute(
+            select(Seal.public_key, func.count()).group_by(Seal.public_key).having(func.count() > 1)
+        ).all()
+        if shared:
+            logger.warning(
+                "仍有 %d 组封条共用公钥，公钥唯一索引 %s 仍未建立（见 seal-server seal list）。 / %d group(s) of seals "
+                "still share a public key: the unique index %s is still not created (see seal-server seal list)",
+                len(shared),
+                KEY_INDEX,
+                len(shared),
+                KEY_INDEX,
+            )
+            return
+        Index(KEY_INDEX, cast(Table, Seal.__table__).c.public_key, unique=True).create(connection, checkfirst=True)
+    logger.info("no two seals share a public key any more: the unique index %s is created", KEY_INDEX)

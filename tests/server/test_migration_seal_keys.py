@@ -8,7 +8,7 @@ import base64
 import logging
 
 import pytest
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from seal_protocol.signing import generate_signing_key, public_key_b64
@@ -88,7 +88,9 @@ def test_seals_sharing_a_key_are_named_and_the_court_runs_on(
 
         assert current_revision(engine) == head  # the court starts: it migrates at start
         (warning,) = [
-            r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "seal" in r.getMessage()
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING and r.name == "server.migrations.seal_keys"
         ]
         assert warning.startswith("封条共用公钥：seal-0001, seal-0002。")
         assert "seals sharing a public key: seal-0001, seal-0002." in warning and "seal-0003" not in warning
@@ -96,5 +98,28 @@ def test_seals_sharing_a_key_are_named_and_the_court_runs_on(
         assert INDEX not in _indexes(engine)
         assert _keys(engine)["seal-0001"] == shared  # canonical all the same
         downgrade(engine, BEFORE)  # nothing to drop: no failure either
+    finally:
+        engine.dispose()
+
+
+def test_the_index_left_out_is_created_at_a_later_start_once_no_seals_share_a_key(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in the last note: where the migration left the index out, nothing created it later."""
+    engine = make_engine(database_url)
+    try:
+        shared = _key()
+        _at_0020_with(engine, {"seal-0001": shared, "seal-0002": shared})
+        upgrade(engine)
+        with caplog.at_level(logging.WARNING, logger="server.seals.seal_keys"):
+            upgrade(engine)  # the next start: still shared, said again
+        assert INDEX not in _indexes(engine)
+        assert any("1 group(s) of seals still share a public key" in r.getMessage() for r in caplog.records)
+        with engine.begin() as conn:  # the cloned device was given a key of its own
+            conn.execute(update(Seal).where(Seal.device_id == "seal-0002").values(public_key=_key()))
+        upgrade(engine)
+        assert _indexes(engine)[INDEX] is True and pending_differences(engine) == []
+        with engine.begin() as conn, pytest.raises(IntegrityError):
+            conn.execute(insert(Seal).values(device_id="seal-0003", public_key=shared, location=""))
     finally:
         engine.dispose()
