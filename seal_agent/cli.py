@@ -34,6 +34,7 @@ from seal_agent.config_checks import (
     unit_warnings,
 )
 from seal_agent.errors import ConfigError, SealAgentError
+from seal_agent.pin_checks import pin_warnings
 from seal_agent.runtime import SealRuntime, keygen
 from seal_protocol.signing import public_key_b64
 
@@ -182,7 +183,7 @@ def _check_config_file(args: argparse.Namespace) -> Path:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _warn_plaintext(config)
-    warnings = [root_warning(), case_no_warning(config)] + secret_warnings(config)
+    warnings = [root_warning(), case_no_warning(config)] + secret_warnings(config) + pin_warnings(config)
     if Path(os.path.abspath(args.config)) == UNIT_CONFIG:  # the file the systemd unit runs: check it as the unit would
         warnings += unit_warnings(config)
     for warning in warnings:
@@ -283,7 +284,7 @@ def _run_until_stopped(
 def _load_checked(path: Path) -> AgentConfig:
     config = load_config(path)
     _warn_plaintext(config)
-    for warning in [case_no_warning(config), *secret_warnings(config)]:
+    for warning in [case_no_warning(config), *secret_warnings(config), *pin_warnings(config)]:
         if warning is not None:
             logger.warning("%s", warning)
     problems = check_files(config)
