@@ -173,9 +173,10 @@ AGENT_ALLOWED = {
     "mqtt_socket": set(),
     "config": {"errors", "devices"},
     "config_checks": {"errors", "config", "devices"},
+    "pin_checks": {"config"},
     "simulate": set(),
     "runtime": {"errors", "interfaces", "config", "journal", "behaviour", "devices", "mqtt", "connection_stamps"},
-    "cli": {"errors", "config", "config_checks", "runtime", "simulate", "devices"},
+    "cli": {"errors", "config", "config_checks", "pin_checks", "runtime", "simulate", "devices"},
     "__main__": {"cli"},
 }
 

@@ -5,6 +5,7 @@ signed ``unavailable``, never ``none`` (the value of a seal built without one). 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -135,7 +136,8 @@ def test_the_snapshot_ack_takes_no_frame_from_before_the_camera_was_lost(
     assert court.wait_for(lambda c: c.payloads(DEVICE, "camera_lost"), timeout=30)
     time.sleep(1.0)  # frames from before the loss are still in the ring buffer (it is trimmed only by new frames)
     assert monitor._ring.latest() is not None
-    kind, answer = send(court, command(1, CommandAction.SNAPSHOT))
+    snapshot = command(1, CommandAction.SNAPSHOT)
+    kind, answer = send(court, snapshot)
     assert kind == "command_ack"
     assert answer == {
         "command_id": 1,
@@ -144,6 +146,7 @@ def test_the_snapshot_ack_takes_no_frame_from_before_the_camera_was_lost(
         "snapshot": None,
         "camera": "lost",
         "frame_age_ms": None,
+        "sha256": hashlib.sha256(snapshot).hexdigest(),
     }
     assert monitor.latest_snapshot() is None
 

@@ -91,7 +91,8 @@ def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscri
     online(runtimes, seal_config, court)
     ping = command(5)
     assert send(court, ping) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
-                                                 "armed": True, "camera": "none", "sha256": sha256_hex(ping)})  # fmt: skip
+                                                 "armed": True, "camera": "none",
+                                                 "sha256": sha256_hex(ping)})  # fmt: skip
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     cases = [
         (b"{not json", None, "malformed"),

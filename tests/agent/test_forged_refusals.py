@@ -42,9 +42,10 @@ def test_a_refusal_of_forged_bytes_claims_their_id_and_names_no_court_command(
     ), answer
     assert answer["sha256"] == hashlib.sha256(garbled).hexdigest()
     # The court's real command 41 arriving next is carried out and acknowledged under its id.
-    assert send(court, command(41, CommandAction.ARM)) == (
+    arm = command(41, CommandAction.ARM)
+    assert send(court, arm) == (
         "command_ack",
-        {"command_id": 41, "action": "arm", "result": "already_armed"},
+        {"command_id": 41, "action": "arm", "result": "already_armed", "sha256": hashlib.sha256(arm).hexdigest()},
     )
     # A refusal decided after the signature verified names the court's command.
     again = command(41)
