@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from seal_agent.errors import EventLost, OutboxError
-from seal_agent.journal.outbox import StoredEvent
+from seal_agent.journal.outbox import Settings, StoredEvent
 from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
@@ -42,6 +42,7 @@ class EventLine(Protocol):
         *,
         at: float | None = None,
         late: LateFields | None = None,
+        settings: Settings | None = None,
     ) -> Turn: ...
 
     def retry_held(self) -> None: ...
@@ -181,11 +182,13 @@ class TriggerLine:
         else:
             self._jobs.put(job)
 
-    def commit(self, type: EventType, payload: Mapping[str, Any], *, at: float, then: Then) -> Turn:
-        """Commit the event that happened at ``at`` (monotonic) or put it in line (returns its turn at once), and run
-        ``then`` on the committer once it is committed, after the ``then`` of the events before it (also if waiting for
-        it failed: with None)."""
-        turn = self._line.record_in_line(type, payload, at=at)
+    def commit(
+        self, type: EventType, payload: Mapping[str, Any], *, at: float, then: Then, settings: Settings | None = None
+    ) -> Turn:
+        """Commit the event that happened at ``at`` (monotonic) with ``settings``, or put it in line (returns its turn
+        at once), and run ``then`` on the committer once it is committed, after the ``then`` of the events before it
+        (also if waiting for it failed: with None)."""
+        turn = self._line.record_in_line(type, payload, at=at, settings=settings)
 
         def committed() -> None:
             stored: StoredEvent | None = None

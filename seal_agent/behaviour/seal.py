@@ -12,8 +12,8 @@ trigger's event is recorded on ``seal-triggers`` (see :mod:`seal_agent.behaviour
 heartbeats, missed-edge check) runs on ``seal-agent-timer``. Decisions are made under one lock, and a warning
 they decide on is started under it too: :meth:`SealAgent.arm` and :meth:`SealAgent.disarm` commit their event and
 change the state under that lock (a disarm also stops the speaker under it), so an edge sees the seal armed or
-disarmed, never between, and a disarmed seal never starts a warning. Camera I/O and the triggers' events happen
-outside it.
+disarmed, never between, and a disarmed seal never starts a warning; yet an edge never waits for that commit
+(:mod:`seal_agent.behaviour.edge_gate`). Camera I/O and the triggers' events happen outside the lock.
 
 What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
 :class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence,
@@ -32,6 +32,7 @@ from seal_agent import __version__
 from seal_agent.behaviour.armed_state import CHANGED_BY_SETTING, arm_for_new_case, committed_state, stored_armed
 from seal_agent.behaviour.clock import ClockWatch, SystemClock, guarded, ignore
 from seal_agent.behaviour.deferred import DeferredWarning
+from seal_agent.behaviour.edge_gate import EdgeGate
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
@@ -98,10 +99,11 @@ class SealAgent:
         self._motion_level = LevelCheck(lambda: motion.is_active, self._clock)
         self._tamper_level = LevelCheck(lambda: bool(tamper and tamper.is_active), self._clock)
         self._deferred: DeferredWarning | None = None  # the warning a cool-down deferred for the present intrusion
-        # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state.
+        # Held while deciding to warn and starting that warning, and while arm or disarm commit and change the state
+        # (the sensors' edges take it through :attr:`_edges`, which never lets them wait for such a commit).
         self._lock = threading.RLock()
-        # Held while arm, disarm or a heartbeat records: the armed state they tell follows the order of the events.
-        # The sensor callbacks never take it.
+        self._edges = EdgeGate(self._lock)
+        # Held while arm, disarm or a heartbeat records (no sensor callback takes it): what they tell is in order.
         self._arming = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -154,9 +156,7 @@ class SealAgent:
 
     def stop(self) -> None:
         """Stop listening to the sensors, stop the timer, record what the triggers still owe and silence the speaker.
-
-        The caller stops the delivery and closes the sensors, the camera, the speaker and the publisher it created.
-        """
+        The caller stops the delivery and closes the sensors, the camera, the speaker and the publisher it created."""
         self._motion.set_handlers(on_start=ignore, on_end=ignore)
         if self._tamper is not None:
             self._tamper.set_handlers(on_start=ignore, on_end=ignore)
@@ -179,8 +179,7 @@ class SealAgent:
 
     @property
     def changed_by(self) -> int | None:
-        """The court command whose ``armed``/``disarmed`` event set the present state (its ``by``), if one did (none
-        while the ``armed`` of a new case waits for room)."""
+        """The command whose ``armed``/``disarmed`` set the present state (its ``by``), if one did (none yet)."""
         by = self._outbox.setting(CHANGED_BY_SETTING)
         return int(by) if by and self._armed == stored_armed(self._outbox) else None
 
@@ -189,7 +188,7 @@ class SealAgent:
 
         Someone already present is warned at once; like a repeat, that warning has no event of its own (the
         presence's ``intrusion`` was recorded when it began): its outcome shows in the heartbeat's ``speaker``."""
-        with self._arming, self._lock:
+        with self._arming, self._edges.changing():
             if self._armed:
                 return False
             self._change(EventType.ARMED, reason, by, armed=True)
@@ -200,7 +199,7 @@ class SealAgent:
 
     def disarm(self, reason: str = "local", *, by: int | None = None) -> bool:
         """Disarm the seal (no warnings; events still recorded); records ``disarmed``. False if already so."""
-        with self._arming, self._lock:
+        with self._arming, self._edges.changing():
             if not self._armed:
                 return False
             self._change(EventType.DISARMED, reason, by, armed=False)
@@ -208,10 +207,10 @@ class SealAgent:
         return True
 
     def _change(self, type: EventType, reason: str, by: int | None, *, armed: bool) -> None:
-        """Commit ``armed``/``disarmed`` and take the state it tells (under both locks). The events of the edges
-        decided before it enter the recorder's line first (at most :data:`SETTLE_S`), which commits them before the
-        change: an ``intrusion`` with the old ``armed`` never follows it. If one is still being made then (a slow
-        camera or speaker), or the outbox still refuses them (a full disk), the change is refused (OutboxError)."""
+        """Commit ``armed``/``disarmed`` and take the state it tells (under both locks; the edges meanwhile are decided
+        after it: :mod:`.edge_gate`). The events of the edges decided before it enter the recorder's line first (at
+        most :data:`SETTLE_S`), which commits them before the change: an ``intrusion`` with the old ``armed`` never
+        follows it. One still being made then (a slow camera or speaker), or refused (a full disk), refuses it."""
         if not self._respond.wait_in_line(SETTLE_S):
             raise OutboxError(f"{type.value} refused: an earlier trigger's event is still being made at {SETTLE_S} s")
         state = committed_state(armed=armed, by=by, case_no=self._recorder.case_no)
@@ -239,9 +238,8 @@ class SealAgent:
         return self._respond.wait_recorded(timeout, follow_ups=follow_ups)
 
     def snapshot_now(self) -> dict[str, Any]:
-        """Store and queue the camera's current frame: the ``snapshot`` command's answer (see
-        :meth:`~seal_agent.interfaces.EvidenceCamera.snapshot_now`); ``no_camera`` or ``camera_unavailable``
-        without a camera."""
+        """Store and queue the camera's frame: the ``snapshot`` command's answer (see
+        :meth:`~seal_agent.interfaces.EvidenceCamera.snapshot_now`); ``no_camera`` or ``camera_unavailable`` if none."""
         if self._camera is not None:
             return self._camera.snapshot_now()
         result = "no_camera" if self._camera_reason is None else "camera_unavailable"
@@ -259,8 +257,8 @@ class SealAgent:
     def heartbeat(self, extra: Mapping[str, Any] | None = None) -> StoredEvent:
         """Record a ``heartbeat`` event now. Its ``armed`` is read and recorded under the lock that :meth:`arm` and
         :meth:`disarm` record under: the court takes the latest ``seq`` that tells as the seal's state, so a heartbeat
-        that read ``armed`` before a disarm must not be recorded after the ``disarmed`` (nor its ``command_ack``). Not
-        the sensor callbacks' lock: a PIR edge meanwhile starts its warning at once."""
+        that read ``armed`` before a disarm must not follow the ``disarmed`` (nor its ``command_ack``). A PIR edge
+        meanwhile starts its warning at once."""
         with self._arming:
             return self._recorder.record(
                 EventType.HEARTBEAT,
@@ -279,8 +277,7 @@ class SealAgent:
             )
 
     def _counts(self) -> dict[str, int]:
-        """What waits for the court's receipt, read when the heartbeat is committed: after the events held before it
-        (a full disk), which are then counted."""
+        """What waits for the court's receipt, read when the heartbeat is committed (the events held before it too)."""
         return {
             "outbox_depth": self._outbox.depth(),
             "snapshots_pending": self._outbox.snapshot_depth(),  # camera or not: they are still delivered
@@ -290,27 +287,28 @@ class SealAgent:
 
     def _motion_started(self, caught: Caught | None = None) -> None:
         """A presence began: at its edge, or ``caught`` by the level check (then stamped when caught, saying so)."""
-        # The edge's times before the lock: an arm or disarm settling holds it (up to SETTLE_S), not the edge's time.
-        now = self._clock.monotonic()
+        now = self._clock.monotonic()  # on the edge's thread: a change being committed delays its decision only
         self._motion_level.saw(True)
-        with self._lock:
-            if self._present:
-                return
-            self._present = True
-            armed = self._armed
-            wanted = armed and self._policy.motion_started(now)
-            # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
-            deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
-            self._respond.intrusion(
-                now,
-                armed=armed,
-                wanted=wanted,
-                on_not_seen=self._cancel_warning,
-                while_armed=self._while_armed,
-                on_recorded=self._intrusion_recorded,
-                deferred=deferred,
-                **({} if caught is None else caught.payload()),
-            )
+        self._edges.decide(lambda: self._presence_began(now, caught))
+
+    def _presence_began(self, now: float, caught: Caught | None) -> None:  # under the lock
+        if self._present:
+            return
+        self._present = True
+        armed = self._armed
+        wanted = armed and self._policy.motion_started(now)
+        # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
+        deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
+        self._respond.intrusion(
+            now,
+            armed=armed,
+            wanted=wanted,
+            on_not_seen=self._cancel_warning,
+            while_armed=self._while_armed,
+            on_recorded=self._intrusion_recorded,
+            deferred=deferred,
+            **({} if caught is None else caught.payload()),
+        )
 
     def _while_armed(self, action: Callable[[], WarningStart]) -> WarningStart | None:
         """Run ``action`` (start a warning) under the lock if the seal is armed; None if it is disarmed."""
@@ -328,31 +326,34 @@ class SealAgent:
             self._policy.cancel()
 
     def _motion_ended(self, caught: Caught | None = None) -> None:
+        now = self._clock.monotonic()
         self._motion_level.saw(False)
-        with self._lock:
-            if not self._present:
-                return
-            self._present = False
-            self._policy.motion_ended(self._clock.monotonic())
-            self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
+        self._edges.decide(lambda: self._presence_ended(now))
+
+    def _presence_ended(self, now: float) -> None:  # under the lock
+        if not self._present:
+            return
+        self._present = False
+        self._policy.motion_ended(now)
+        self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
         logger.info("presence ended")
 
     def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
         """The lid opened (its edge, or ``caught`` by the level check): warn unless disarmed; the event follows."""
-        now = self._clock.monotonic()  # before the lock, as an edge's
+        now = self._clock.monotonic()  # on the edge's thread, as a PIR edge's
         self._tamper_level.saw(True)
-        with self._lock:
-            if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
-                logger.info("tamper switch: the lid reads open and is known open already; the same opening")
-                return
-            self._lid_open = True
-            detected = {} if caught is None else caught.payload()
-            self._respond.tamper(now, armed=self._armed, at_start=at_start, **detected)
+        self._edges.decide(lambda: self._lid_opened(now, at_start, {} if caught is None else caught.payload()))
+
+    def _lid_opened(self, now: float, at_start: bool, detected: dict[str, Any]) -> None:  # under the lock
+        if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
+            logger.info("tamper switch: the lid reads open and is known open already; the same opening")
+            return
+        self._lid_open = True
+        self._respond.tamper(now, armed=self._armed, at_start=at_start, **detected)
 
     def _tamper_closed(self, caught: Caught | None = None) -> None:
         self._tamper_level.saw(False)
-        with self._lock:
-            self._lid_open = False
+        self._edges.decide(lambda: setattr(self, "_lid_open", False))  # under the lock
         logger.info("enclosure closed again%s", "" if caught is None else " (its edge was missed: the level says so)")
 
     # -- timer thread -----------------------------------------------------------------------------------------
@@ -388,8 +389,7 @@ class SealAgent:
             logger.warning("heartbeat skipped (not held: the next is due in %.0f s): %s", self.heartbeat_s, exc)
 
     def _catch_missed_edges(self, now: float) -> None:
-        """If a sensor's level disagrees with our belief for a while, an edge was lost: act on the level, saying so
-        (:mod:`seal_agent.behaviour.levels`)."""
+        """A sensor's level long unlike our belief: an edge was lost; act on it, saying so (:mod:`.levels`)."""
         caught = self._motion_level.missed(self._present, now)
         if caught is not None:
             logger.warning("PIR reads %s but its edge was missed; catching up", "motion" if caught.active else "idle")

@@ -24,6 +24,7 @@ class Trigger:
         self.late_verdict: str | None = None
         self.decided = threading.Event()  # set once no confirmation is pending
         self.turn: Turn | None = None  # its event's place in the recorder's line
+        self.unkept: str | None = None  # the outbox record of its snapshots until they are stored (:mod:`.unkept`)
 
     @property
     def follow_seq(self) -> TriggerSeq | None:

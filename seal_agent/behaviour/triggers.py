@@ -59,7 +59,8 @@ from seal_agent.behaviour.trigger import Trigger
 from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
 from seal_agent.journal.outbox import StoredEvent
-from seal_agent.journal.recorder import LateFields, Turn
+from seal_agent.journal.recorder import Turn
+from seal_agent.journal.unkept import kept_settings, unkept_settings
 from seal_protocol import EventType
 
 logger = logging.getLogger(__name__)
@@ -308,8 +309,10 @@ class TriggerResponder:
                 if (seq := trigger.follow_seq) is not None:
                     then(seq, stored)
 
+        # Its snapshots are named before they are stored: a record, committed with it, says so until they are.
+        trigger.unkept, settings = unkept_settings(evidence.hashes) if evidence and evidence.hashes else (None, None)
         try:
-            trigger.turn = self._queue.commit(type, payload, at=trigger.at, then=committed)
+            trigger.turn = self._queue.commit(type, payload, at=trigger.at, then=committed, settings=settings)
         except Exception:
             if evidence is not None:  # no seq will come: the follow-up goes on without it
                 self._follow(trigger, evidence)
@@ -370,15 +373,15 @@ class TriggerResponder:
         elif trigger.outcome is not None:
             details["warning"] = trigger.outcome
         late = None if trigger.seq is not None else lambda: {"trigger_seq": seq_of(trigger.turn)}
-        self._record(EventType.SNAPSHOT_TAKEN, details, late=late)
+        self._record(EventType.SNAPSHOT_TAKEN, details, late=late, settings=kept_settings(trigger.unkept))
         if trigger.start is not None and (seq := trigger.follow_seq) is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=seq)
 
-    def _record(self, type: EventType, payload: Mapping[str, Any], *, late: LateFields | None = None) -> StoredEvent:
+    def _record(self, type: EventType, payload: Mapping[str, Any], **options: Any) -> StoredEvent:
         """Commit a follow-up event (``snapshot_taken``, ``warning_result``) with the time of its first attempt, in
-        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`); ``late``
-        fields are read when it is committed."""
-        return self._queue.waiter.settled(self._line.record_in_line(type, payload, late=late))
+        line behind any event the outbox refused before it, and wait for it (:meth:`TurnWaiter.settled`); ``options``:
+        ``late`` fields read when it is committed, ``settings`` committed with it."""
+        return self._queue.waiter.settled(self._line.record_in_line(type, payload, **options))
 
     def _helper(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:

@@ -38,6 +38,8 @@ from seal_protocol import envelope_hash
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
 EventBuilder = Callable[[int, str | None], bytes]
+#: Settings changed with an event: a value of None removes its setting.
+Settings = Mapping[str, str | None]
 
 #: SQLite's primary result codes of a condition of the disk or the database, not of the event being written: busy or
 #: locked (another connection), out of memory, an I/O error, a full disk, an interrupt, the lock protocol, a file it
@@ -143,8 +145,9 @@ class Outbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def append(self, build: EventBuilder, *, settings: Mapping[str, str] | None = None) -> StoredEvent:
-        """Commit the next event: ``build(seq, prev_hash)`` gives its bytes; ``settings`` change atomically with it.
+    def append(self, build: EventBuilder, *, settings: Settings | None = None) -> StoredEvent:
+        """Commit the next event: ``build(seq, prev_hash)`` gives its bytes; ``settings`` change atomically with it
+        (None: removed).
 
         If ``build`` raises, nothing is committed and the sequence number is not consumed. A SQLite error raises
         :class:`OutboxError` for a passing condition of the disk or the database (:data:`PASSING_CONDITIONS`: try
@@ -164,7 +167,10 @@ class Outbox:
                     self._set("last_seq", str(seq))
                     self._set("last_hash", sha)
                     for key, value in (settings or {}).items():
-                        self._set(key, value)
+                        if value is None:
+                            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                        else:
+                            self._set(key, value)
                     self._db.execute("COMMIT")
                 except BaseException:
                     # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK would then fail,
@@ -318,6 +324,16 @@ class Outbox:
     def setting(self, key: str) -> str | None:
         with self._lock:
             return self._read_meta(key)
+
+    def settings_named(self, prefix: str) -> dict[str, str]:
+        """The settings whose key begins with ``prefix``."""
+        with self._lock:
+            rows = self._query("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {str(key): str(value) for key, value in rows}
+
+    def unset_setting(self, key: str) -> None:
+        with self._write(f"remove setting {key!r}") as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     def set_setting(self, key: str, value: str) -> None:
         with self._lock:

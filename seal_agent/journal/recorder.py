@@ -37,7 +37,7 @@ from typing import Any
 
 from seal_agent.errors import EventLost, EventRefused, OutboxError
 from seal_agent.interfaces import Clock
-from seal_agent.journal.outbox import Outbox, StoredEvent
+from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
 from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
 from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
 from seal_protocol.signing import SigningKey, sign_envelope
@@ -66,7 +66,7 @@ class Turn:
         moment: float,
         anchor: Anchor,
         late: LateFields | None = None,
-        settings: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.type = type
         self.settings = settings  # stored in the transaction that commits the event, also when it was held
@@ -167,7 +167,7 @@ class EventRecorder:
         *,
         at: float | None = None,
         late: LateFields | None = None,
-        settings: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> Turn:
         """Commit one event that happened at ``at`` (monotonic; default now), or, if the outbox refuses it for now (a
         full disk), hold it in line: it is committed, with the ``ts`` of its place, before any later event, by whoever
@@ -253,7 +253,7 @@ class EventRecorder:
         type: EventType,
         payload: Mapping[str, Any] | None = None,
         *,
-        settings: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
         at: float | None = None,
         late: LateFields | None = None,
     ) -> StoredEvent:
@@ -345,9 +345,7 @@ class EventRecorder:
         )
         raise EventLost(f"{type.value} of {lost['lost_ts']} lost ({reason}: {detail})", marker.seq)
 
-    def _commit(
-        self, type: EventType, body: dict[str, Any], now: datetime, settings: Mapping[str, str] | None
-    ) -> StoredEvent:
+    def _commit(self, type: EventType, body: dict[str, Any], now: datetime, settings: Settings | None) -> StoredEvent:
         def build(seq: int, prev_hash: str | None) -> bytes:
             envelope = new_envelope(
                 device_id=self.device_id,

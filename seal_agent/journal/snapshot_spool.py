@@ -59,6 +59,7 @@ from seal_agent.journal.snapshot_losses import (
     loss_reason,
 )
 from seal_agent.journal.snapshot_store import SnapshotStore
+from seal_agent.journal.unkept import sign_unkept
 from seal_protocol import EventType
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 
@@ -106,6 +107,10 @@ class SnapshotSpool:
         except OutboxError as exc:
             logger.error("stored snapshots cannot be queued yet (%s); tried again at the next snapshot", exc)
             return  # nor thinned: a thinning would take a stored snapshot not queued yet for one the court holds
+        try:  # what a trigger's event named and a crash kept from being stored (before any thinning)
+            sign_unkept(recorder, set(store.hashes()))
+        except OutboxError as exc:
+            logger.error("snapshots never stored cannot be signed lost yet (%s); tried again at the next start", exc)
         if self._total > store.quota_bytes:
             logger.warning(
                 "the snapshot store holds %d bytes, over its quota of %d bytes: thinned now",

@@ -79,6 +79,7 @@ SNAPSHOT_LOST_REASONS: dict[str, tuple[str, str]] = {
     "corrupt": ("文件已损坏（内容与其哈希值不符）", "corrupt: its bytes no longer hash to its name"),
     "oversized": ("文件超过大小上限", "oversized: over the size limit"),
     "unreadable": ("文件无法读取", "unreadable: the file cannot be read"),
+    "never_stored": ("未能存储（存储前断电或崩溃）", "never stored: the seal stopped first"),
 }
 
 WARNING_WORDS: dict[str, tuple[str, str]] = {

@@ -75,6 +75,7 @@ def test_a_snapshot_lost_is_stored_raises_its_alarm_reads_in_words_and_verifies(
         ("corrupt", ("文件已损坏（内容与其哈希值不符）", "corrupt: its bytes no longer hash to its name")),
         ("oversized", ("文件超过大小上限", "oversized: over the size limit")),
         ("unreadable", ("文件无法读取", "unreadable: the file cannot be read")),
+        ("never_stored", ("未能存储（存储前断电或崩溃）", "never stored: the seal stopped first")),
     ],
 )
 def test_the_report_words_a_snapshot_lost_reason_in_chinese_and_english(reason: str, words: tuple[str, str]) -> None:
