@@ -27,65 +27,28 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from seal_agent.errors import EventRefused, OutboxError, OutboxLocked, OutboxMissing
+from seal_agent.errors import OutboxError, OutboxLocked, OutboxMissing
+from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the callers)
+    PASSING_CONDITIONS,
+    EventBuilder,
+    QueuedSnapshot,
+    Settings,
+    SnapshotItem,
+    StoredEvent,
+    _append_error,
+)
+from seal_agent.journal.outbox_salvage import DAMAGE_PREFIX, check, is_damage, salvage
 from seal_agent.journal.outbox_schema import migrate
 from seal_protocol import envelope_hash
 
-#: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
-EventBuilder = Callable[[int, str | None], bytes]
-#: Settings changed with an event: a value of None removes its setting.
-Settings = Mapping[str, str | None]
-
-#: SQLite's primary result codes of a condition of the disk or the database, not of the event being written: busy or
-#: locked (another connection), out of memory, an I/O error, a full disk, an interrupt, the lock protocol, a file it
-#: cannot open (a journal, out of descriptors). An event refused so is kept and tried again (:class:`OutboxError`).
-PASSING_CONDITIONS = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_INTERRUPT,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_CANTOPEN,
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One committed event: its sequence number and the exact bytes that go on the wire."""
-
-    seq: int
-    data: bytes
-
-    @property
-    def key(self) -> int:
-        """The delivery key (see :class:`seal_agent.journal.courier.Courier`)."""
-        return self.seq
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedSnapshot:
-    """A snapshot waiting for the court's receipt: queue id (the delivery key) and SHA-256."""
-
-    qid: int
-    sha: str
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotItem:
-    """A queued snapshot with its bytes, ready to publish; ``key`` is its queue id."""
-
-    key: int
-    sha: str
-    jpeg: bytes
+#: A file found damaged again this soon after a repair is not repaired again (an OutboxError: tried again later).
+_REPAIR_INTERVAL_S = 60.0
+#: The end of the ``meta`` keys of damage notes.
+DAMAGE_END = DAMAGE_PREFIX[:-1] + chr(ord(DAMAGE_PREFIX[-1]) + 1)
 
 
 class Outbox:
@@ -108,9 +71,12 @@ class Outbox:
             if not create and (not path.exists() or path.stat().st_size == 0):
                 raise OutboxMissing(f"{path} is {'empty' if path.exists() else 'missing'}")
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._connect()
+            found = check(self._db)
+            if found is not None:  # rebuilt from the rows that can be read; the damaged file is kept aside
+                self._db.close()
+                salvage(path, found)
+                self._connect()
             migrate(self._db, path, create=create)
         except (sqlite3.Error, OSError, OutboxError) as exc:
             if hasattr(self, "_db"):
@@ -120,6 +86,38 @@ class Outbox:
                 raise  # already says what is wrong with the file
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._closed = False
+        #: Repairs of a damaged file by this process, plus one if a note of an earlier one waits to be signed: the
+        #: recorder reads :meth:`damage_notes` when it changes.
+        self.damage_seen = 1 if self.damage_notes() else 0
+        self._repaired_at: float | None = None
+
+    def _connect(self) -> None:
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+
+    def _repair(self, exc: sqlite3.Error) -> None:
+        """The file turned out damaged while in use (``_lock`` held): rebuild it from the rows that can be read
+        (:func:`~seal_agent.journal.outbox_salvage.salvage`), at most once a minute (damage met again so soon is
+        an OutboxError: the caller tries again later, never in a hot loop)."""
+        now = time.monotonic()
+        if self._repaired_at is not None and now - self._repaired_at < _REPAIR_INTERVAL_S:
+            raise OutboxError(f"outbox {self.path} is damaged again ({exc}); repaired less than a minute ago") from exc
+        self._repaired_at = now
+        self._db.close()
+        try:
+            salvage(self.path, str(exc))
+        except (sqlite3.Error, OSError) as failed:
+            raise OutboxError(f"outbox {self.path} is damaged ({exc}) and cannot be repaired: {failed}") from failed
+        finally:
+            self._connect()
+        self.damage_seen += 1
+
+    def damage_notes(self) -> dict[str, str]:
+        """The notes of repairs not yet signed (``meta`` key: JSON note; :mod:`~seal_agent.journal.outbox_salvage`)."""
+        with self._lock:
+            rows = self._query("SELECT key, value FROM meta WHERE key >= ? AND key < ?", (DAMAGE_PREFIX, DAMAGE_END))
+        return {str(key): str(value) for key, value in rows if value}
 
     @staticmethod
     def _acquire_process_lock(lock_path: Path) -> int:
@@ -155,31 +153,41 @@ class Outbox:
         """
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    seq = int(self._get("last_seq") or 0) + 1
-                    data = build(seq, self._get("last_hash"))
-                    sha = envelope_hash(data)
-                    self._db.execute(
-                        "INSERT INTO outbox (seq, data, sha, created_at) VALUES (?, ?, ?, ?)",
-                        (seq, data, sha, time.time()),
-                    )
-                    self._set("last_seq", str(seq))
-                    self._set("last_hash", sha)
-                    for key, value in (settings or {}).items():
-                        if value is None:
-                            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
-                        else:
-                            self._set(key, value)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK would then fail,
-                    # and its error would hide the one that says what happened.
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
+                return self._append(build, settings)
             except sqlite3.Error as exc:
-                raise _append_error(exc, self.path) from exc
+                if not is_damage(exc):
+                    raise _append_error(exc, self.path) from exc
+                self._repair(exc)  # the file's damage, never the event's: rebuilt, and the event committed to it
+            try:
+                return self._append(build, settings)
+            except sqlite3.Error as exc:
+                error = OutboxError(f"cannot commit event to {self.path}: {exc}") if is_damage(exc) else None
+                raise error or _append_error(exc, self.path) from exc
+
+    def _append(self, build: EventBuilder, settings: Settings | None) -> StoredEvent:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = int(self._get("last_seq") or 0) + 1
+            data = build(seq, self._get("last_hash"))
+            sha = envelope_hash(data)
+            self._db.execute(
+                "INSERT INTO outbox (seq, data, sha, created_at) VALUES (?, ?, ?, ?)",
+                (seq, data, sha, time.time()),
+            )
+            self._set("last_seq", str(seq))
+            self._set("last_hash", sha)
+            for key, value in (settings or {}).items():
+                if value is None:
+                    self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    self._set(key, value)
+            self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK would then fail,
+            # and its error would hide the one that says what happened.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
         return StoredEvent(seq, data)
 
     def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
@@ -252,6 +260,8 @@ class Outbox:
                 )
                 row = self._db.execute("SELECT qid FROM snapshot_queue WHERE sha = ?", (sha,)).fetchone()
             except sqlite3.Error as exc:
+                if is_damage(exc):
+                    self._repair(exc)  # queued again at the next try (the spool's, or the next start's)
                 raise OutboxError(f"cannot queue snapshot {sha} in {self.path}: {exc}") from exc
         return int(row[0])
 
@@ -356,20 +366,27 @@ class Outbox:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
+                if is_damage(exc):
+                    self._repair(exc)  # the caller tries again later, on the repaired file
                 raise OutboxError(f"cannot {what} in {self.path}: {exc}") from exc
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:
+        """A read (``_lock`` held); a damaged file is repaired and read again."""
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            if not is_damage(exc):
+                raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+            self._repair(exc)
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
 
     def _read_meta(self, key: str) -> str | None:
-        """:meth:`_get` outside a transaction: a SQLite error becomes :class:`OutboxError`."""
-        try:
-            return self._get(key)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot read {key!r} from outbox {self.path}: {exc}") from exc
+        """:meth:`_get` outside a transaction: a SQLite error becomes :class:`OutboxError` (see :meth:`_query`)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
 
     def _get(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -380,14 +397,3 @@ class Outbox:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-
-
-def _append_error(exc: sqlite3.Error, path: Path) -> OutboxError | EventRefused:
-    """What a SQLite error committing one event means: a passing condition (:data:`PASSING_CONDITIONS`, kept and
-    tried again) or a refusal of this event (``SQLITE_TOOBIG``, a constraint, and anything else, even without a
-    code) that its next try would meet again. Whether such a refusal is really the event's own, and not the
-    database's, the recorder finds out by committing a small event in its place."""
-    code: int | None = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in PASSING_CONDITIONS:
-        return OutboxError(f"cannot commit event to {path}: {exc}")
-    return EventRefused(str(exc), getattr(exc, "sqlite_errorname", None) or type(exc).__name__)

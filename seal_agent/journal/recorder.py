@@ -38,6 +38,7 @@ from typing import Any
 from seal_agent.errors import EventLost, EventRefused, OutboxError
 from seal_agent.interfaces import Clock
 from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
+from seal_agent.journal.outbox_salvage import lost_payload
 from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
 from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
 from seal_protocol.signing import SigningKey, sign_envelope
@@ -145,6 +146,8 @@ class EventRecorder:
         self._held: list[Turn] = []
         self._closed = False  # close() has given up what was held: nothing is held any more
         self._commits = 0  # events committed so far (under _order)
+        self._damage_seen = 0  # the outbox's repairs whose notes were put in line (under _order)
+        self._damage_lined: set[str] = set()
 
     @property
     def held(self) -> int:
@@ -198,6 +201,12 @@ class EventRecorder:
         anchor, stepped = self._timeline.place()
         if stepped is not None:
             self._line(Turn(EventType.CLOCK_STEPPED, stepped, anchor[0], anchor))
+        if self._outbox.damage_seen != self._damage_seen:  # a damaged outbox was repaired: its losses are signed
+            self._damage_seen = self._outbox.damage_seen
+            for key, note in self._outbox.damage_notes().items():
+                if key not in self._damage_lined:
+                    self._damage_lined.add(key)
+                    self._line(Turn(EventType.EVENT_LOST, lost_payload(note), anchor[0], anchor, settings={key: ""}))
         return anchor
 
     def _line(self, turn: Turn) -> None:

@@ -71,6 +71,7 @@ LOST_REASONS: dict[str, tuple[str, str]] = {
     "oversized": ("事件过大", "event too large"),
     "invalid_payload": ("事件内容无效", "invalid event content"),
     "internal_error": ("封条程序错误", "seal software error"),
+    "outbox_damaged": ("封条存储文件损坏", "the seal's store file was damaged"),
 }
 
 #: Why a seal lost a queued snapshot (``snapshot_lost``'s ``reason``, ``docs/protocol.md``).
@@ -230,6 +231,17 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
         sha = str(payload.get("snapshot"))[:16]
         wzh, wen = snapshot_lost_words(payload.get("reason"))
         return f"快照 {sha}… 丢失，原因：{wzh}", f"snapshot {sha}… lost: {wen}"
+    if kind == "event_lost" and payload.get("reason") == "outbox_damaged":
+        seqs = payload.get("lost_seqs")
+        ranges = (
+            ", ".join(f"{r[0]}–{r[1]}" for r in seqs if isinstance(r, list) and len(r) == 2)
+            if isinstance(seqs, list)
+            else ""
+        )
+        return (
+            f"封条存储文件损坏，无法读出的事件序号：{ranges or '无'}",
+            f"the seal's store file was damaged; event seqs that could not be read: {ranges or 'none'}",
+        )
     if kind == "event_lost":
         lost_zh, lost_en = event_name(str(payload.get("lost_type")))
         reason = str(payload.get("reason"))
