@@ -13,7 +13,7 @@ import seal_verify.merkle as merkle
 from seal_verify.bundle import Bundle, load_object
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint
-from seal_verify.verdict import Check, cut, shown
+from seal_verify.verdict import Check, Status, cut, shown
 
 
 def parse_proof_file(data: bytes) -> dict[str, Any]:
@@ -129,10 +129,19 @@ def check_timestamp(check: Check, bundle: Bundle, roots_pem: bytes | None) -> di
     if not verdict.ok:
         check.fail(str(verdict.reason))
         return {}
-    if not verdict.pinned:
-        check.note("the TSA's chain is not pinned (give --tsa-root) / 未指定时间戳机构根证书")
-    check.summary = f"{verdict.gen_time} by {cut(str(verdict.tsa_subject))}"
     tsa = str(verdict.tsa_subject)
-    if not verdict.pinned:
-        tsa += " (unpinned: not checked who / 未核对机构)"
-    return {"timestamp": str(verdict.gen_time), "tsa": tsa}
+    if verdict.pinned:
+        check.summary = f"{verdict.gen_time} by {cut(tsa)}"
+        return {"timestamp": str(verdict.gen_time), "tsa": tsa}
+    # Unpinned, the chain is checked only against its own root, which whoever made the bundle may have made: the
+    # token's time is that maker's claim. Not "ok": a warning, the time labelled as a claim, in the facts too.
+    check.warn(
+        "时间戳机构的证书链未经核对（未给出 --tsa-root）：任何人都能用自签的证书链制作这样的时间戳，"
+        "其时间只是制作者所称 / "
+        "the TSA's chain is not pinned (give --tsa-root): anyone can make such a token with a self-signed chain of "
+        "their own; its time is only its maker's claim",
+        Status.UNANCHORED,
+    )
+    check.summary = f"{verdict.gen_time} as claimed by an unpinned TSA {cut(tsa)} / 未锚定的时间戳机构所称"
+    claimed = f"{verdict.gen_time} (claimed by an unpinned TSA: not checked who / 未锚定的时间戳机构所称，未经核对)"
+    return {"timestamp": claimed, "tsa": tsa + " (unpinned: not checked who / 未核对机构)"}

@@ -8,6 +8,9 @@ it); 1 a check failed (or the bundle cannot be read); 2 a usage error (a file gi
 holds more than 1 MiB; a ``--log-key`` that is no verifier key); 3 every check holds but the log key is not
 anchored: the bundle is only self-consistent, which anyone can forge — or a ``--known-checkpoint`` was given and no
 consistency proof compares it with the bundle's (the verdict says which to fetch, ``GET /api/log/consistency``).
+Warnings (a seal's chain that may be truncated, ``chain_ends``; a time stamp whose TSA is not pinned) change no exit
+status: a warning proves no forgery. The verdict prints them and no longer reads "every check holds"; ``--json``
+names them in ``warnings``.
 """
 
 from __future__ import annotations

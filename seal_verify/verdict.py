@@ -1,5 +1,8 @@
-"""The verdict: named checks, each ``ok``, ``failed`` or ``absent`` (nothing to check), with a zh-CN and an English
-line and details; readable as text (Chinese first) or as JSON."""
+"""The verdict: named checks, each ``ok``, ``failed``, ``absent`` (nothing to check), ``warning`` (nothing failed,
+but something the bundle shows is suspicious: a seal's chain that may be truncated) or ``unanchored`` (it holds only
+against itself: a time stamp whose TSA was not pinned), with a zh-CN and an English line and details; readable as
+text (Chinese first) or as JSON. A warning proves no forgery: it does not fail the bundle, but the verdict no longer
+reads "every check holds"."""
 
 from __future__ import annotations
 
@@ -27,6 +30,14 @@ class Status(StrEnum):
     OK = "ok"
     FAILED = "failed"
     ABSENT = "absent"
+    #: Nothing failed, but the bundle shows something that may hide a forgery (``Check.warnings`` say what).
+    WARNING = "warning"
+    #: It holds only against itself: nothing outside the bundle vouches for it (``Check.warnings`` say what).
+    UNANCHORED = "unanchored"
+
+
+#: The statuses that are warnings: the verdict names them and no longer reads "every check holds".
+WARNINGS = frozenset({Status.WARNING, Status.UNANCHORED})
 
 
 #: The verdict's last lines when every check holds but the log key came from the bundle itself.
@@ -99,12 +110,19 @@ def json_text(value: Any) -> str:
     return "".join(_json_escape(c) if c != "\n" and unicodedata.category(c) in _HIDDEN else c for c in text)
 
 
-_MARKS = {Status.OK: "✔ 通过 ok", Status.FAILED: "✘ 未通过 FAILED", Status.ABSENT: "– 无 absent"}
+_MARKS = {
+    Status.OK: "✔ 通过 ok",
+    Status.FAILED: "✘ 未通过 FAILED",
+    Status.ABSENT: "– 无 absent",
+    Status.WARNING: "⚠ 警告 WARNING",
+    Status.UNANCHORED: "⚠ 未锚定 unanchored",
+}
 
 
 @dataclass
 class Check:
-    """One named check. ``notes`` are stated facts that do not fail it; ``problems`` are why it failed."""
+    """One named check. ``notes`` are stated facts that do not fail it; ``problems`` are why it failed;
+    ``warnings`` why it is a warning (:data:`WARNINGS`): facts that do not fail it but may hide a forgery."""
 
     name: str
     zh: str
@@ -112,10 +130,12 @@ class Check:
     status: Status = Status.OK
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     summary: str = ""
-    #: Problems and notes past KEPT_DETAILS, counted but not kept.
+    #: Problems, notes and warnings past KEPT_DETAILS, counted but not kept.
     problems_omitted: int = 0
     notes_omitted: int = 0
+    warnings_omitted: int = 0
 
     def fail(self, problem: str) -> None:
         self.status = Status.FAILED
@@ -129,6 +149,15 @@ class Check:
             self.notes.append(cut(text, LINE_CHARS))
         else:
             self.notes_omitted += 1
+
+    def warn(self, text: str, status: Status = Status.WARNING) -> None:
+        """A warning (``status`` one of :data:`WARNINGS`): the check reads so unless it failed."""
+        if self.status is not Status.FAILED:
+            self.status = status
+        if len(self.warnings) < KEPT_DETAILS:
+            self.warnings.append(cut(text, LINE_CHARS))
+        else:
+            self.warnings_omitted += 1
 
     def absent(self, why: str) -> Check:
         self.status = Status.ABSENT
@@ -146,6 +175,8 @@ class Check:
             "problems_omitted": self.problems_omitted,
             "notes": self.notes,
             "notes_omitted": self.notes_omitted,
+            "warnings": self.warnings,
+            "warnings_omitted": self.warnings_omitted,
         }
 
 
@@ -178,6 +209,12 @@ class BundleVerdict:
     def failed(self) -> list[str]:
         return [c.name for c in self.checks if c.status is Status.FAILED]
 
+    @property
+    def warnings(self) -> list[str]:
+        """The checks that are warnings (:data:`WARNINGS`): with any, the verdict does not read "every check holds"
+        (``seal-verify`` still exits 0 for a trusted bundle: a warning proves no forgery)."""
+        return [c.name for c in self.checks if c.status in WARNINGS]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -185,6 +222,7 @@ class BundleVerdict:
             "ok": self.ok,
             "anchored": self.anchored,
             "unproven": self.unproven,
+            "warnings": self.warnings,  # checks that did not fail but may hide a forgery: read their warnings
             "facts": self.facts,
             "checks": [check.as_json() for check in self.checks],
         }
@@ -198,18 +236,29 @@ class BundleVerdict:
                 lines.append(f"    {cut(check.summary, LINE_CHARS)}")
             for label, items, omitted in (
                 ("✘", check.problems, check.problems_omitted),
+                ("⚠", check.warnings, check.warnings_omitted),
                 ("·", check.notes, check.notes_omitted),
             ):
                 lines += [f"    {label} {item}" for item in items[:TEXT_DETAILS]]
                 more = max(len(items) - TEXT_DETAILS, 0) + omitted
                 if more:
                     lines.append(f"    {label} … {more} more / 另有 {more} 条")
-        if self.trusted:
+        if self.trusted and not self.warnings:
             lines.append("结论：全部检查通过。 Verdict: every check holds.")
+        elif self.trusted:
+            names = ", ".join(self.warnings)
+            lines += [
+                f"结论：没有检查未通过，但有警告（{names}）：请先阅读标有 ⚠ 的各行，再依赖本证据包。",
+                f"Verdict: no check failed, but with WARNINGS ({names}): read the lines marked ⚠ before relying on "
+                "the bundle.",
+            ]
         elif self.ok and self.unproven:
             lines += [*UNPROVEN, self.unproven]
         elif self.ok:
             lines += UNANCHORED
         else:
             lines.append(f"结论：检查未通过。 Verdict: FAILED ({', '.join(self.failed)}).")
+        if self.warnings and not self.trusted:
+            names = ", ".join(self.warnings)
+            lines.append(f"另有警告 Warnings too: {names} (⚠).")
         return "\n".join(printable(line) for line in lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import seal_verify.anchors as anchors
+import seal_verify.chain_ends as chain_ends
 import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 import seal_verify.range_checks as range_checks
@@ -33,6 +34,7 @@ CHECKS = (
     ("event_case", "事件所属案号与时间范围", "each event's case number and time range"),
     ("hash_chains", "封条哈希链", "the seals' hash chains"),
     ("event_meta", "事件记录与顺序", "the events' records and order"),
+    ("chain_ends", "封条事件链是否延续至导出", "each bound seal's chain reaches the export"),
     ("inclusion", "默克尔包含证明", "Merkle inclusion proofs"),
     ("snapshots", "照片哈希", "the snapshots' hashes"),
     ("audit", "审计记录", "the audit entries"),
@@ -147,13 +149,18 @@ def _steps(
 
     def chains() -> None:
         lines = state.get("events", [])
-        received = event_checks.received_times(bundle, lines)
+        received = state["received"] = event_checks.received_times(bundle, lines)
         event_checks.check_chains(checks["hash_chains"], lines, state.get("seals", {}), received)
         found = log_checks.bundle_format(bundle.get("manifest.json"))
         refused_checks.check_quarantine(checks["hash_chains"], bundle, found, set(state.get("seals", {})))
 
     def meta() -> None:
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
+
+    def ends() -> None:
+        events, seals, head = state.get("events", []), state.get("seals", {}), state.get("manifest") or {}
+        received = state.get("received", {})
+        chain_ends.check_chain_ends(checks["chain_ends"], bundle, events, seals, head, received)
 
     def audit() -> None:
         case_no = (state.get("manifest") or {}).get("case_no")  # event_case checks case.json's is the same
@@ -208,6 +215,7 @@ def _steps(
         ("event_case", case),
         ("hash_chains", chains),
         ("event_meta", meta),
+        ("chain_ends", ends),
         ("audit", audit),
         ("inclusion", inclusion),
         ("snapshots", snapshots),

@@ -11,6 +11,7 @@ from seal_protocol import parse_ts
 from seal_protocol.wirejson import loads_wire_json
 from seal_verify import BundleVerdict, Status
 from seal_verify.timestamp import TimestampVerdict
+from seal_verify.verdict import WARNINGS
 from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.export.gather import CaseEvidence, JsonDict
 from server.export.report_facts import (
@@ -68,7 +69,7 @@ def report_facts(
         ),
         checkpoint=checkpoint,
         timestamp=_timestamp(stamp),
-        checks=[_check(c.zh, c.en, c.status, c.summary, c.problems) for c in verdict.checks],
+        checks=[_check(c.zh, c.en, c.status, c.summary, [*c.problems, *c.warnings]) for c in verdict.checks],
         seals=[_seal(record) for record in evidence.seals.values()],
         events=events,
         snapshots=[
@@ -103,8 +104,8 @@ def _check(zh: str, en: str, status: Status, summary: str, problems: list[str]) 
     detail = "; ".join([summary, *problems[:PROBLEMS_SHOWN]] if summary else problems[:PROBLEMS_SHOWN])
     if len(problems) > PROBLEMS_SHOWN:
         detail += f"; … {len(problems) - PROBLEMS_SHOWN} more / 另有 {len(problems) - PROBLEMS_SHOWN} 条"
-    ok = None if status is Status.ABSENT else status is Status.OK
-    return Check(zh, en, ok, detail)
+    ok = None if status is Status.ABSENT else status is not Status.FAILED
+    return Check(zh, en, ok, detail, warning=status in WARNINGS)
 
 
 def _event(raw: bytes, meta: JsonDict) -> EventFacts:

@@ -224,15 +224,18 @@ def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     rows = [
         [
             cell(c.zh, c.en, s),
-            cell(*words[c.ok], s, alert=c.ok is False),
+            cell(*(("警告", "WARNING") if c.warning else words[c.ok]), s, alert=c.ok is False or c.warning),
             cell(clip(c.detail or "—", "seal-verify --json"), "", s),
         ]
         for c in facts.checks
     ]
     failed = sum(c.ok is False for c in facts.checks)
+    warned = sum(c.warning for c in facts.checks)
+    zh_warned = f"，{warned} 项警告（见说明）" if warned else ""
+    en_warned = f", {warned} with warnings (see the detail)" if warned else ""
     summary = para(
-        f"共 {len(facts.checks)} 项核验，{failed} 项未通过。",
-        f"{len(facts.checks)} checks, {failed} failed.",
+        f"共 {len(facts.checks)} 项核验，{failed} 项未通过{zh_warned}。",
+        f"{len(facts.checks)} checks, {failed} failed{en_warned}.",
         s,
     )
     return [

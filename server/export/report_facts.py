@@ -160,12 +160,15 @@ class TimestampFacts:
 
 @dataclass(frozen=True)
 class Check:
-    """One verification check: its name in Chinese and English, ``ok`` (``None``: not applicable here), detail."""
+    """One verification check: its name in Chinese and English, ``ok`` (``None``: not applicable here), detail;
+    ``warning``: it did not fail, but seal-verify warns of it (a seal's chain that may be truncated, an unpinned time
+    stamp)."""
 
     zh: str
     en: str
     ok: bool | None
     detail: str = ""
+    warning: bool = False
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def _write(
         _write_evidence(writer, evidence, staged, config)
         writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin)
     step("verifying the staged files (seal-verify)")
-    verdict = verify_bundle(stage, log_key=verifier)
+    verdict = verify_bundle(stage, log_key=verifier, tsa_roots_pem=_tsa_roots(config.tsa))
     checkpoint = staged.proofs.checkpoint
     stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
     cp = CheckpointFacts(log_key.origin, checkpoint.tree_size, checkpoint.root_hash.hex(), verifier)
@@ -234,6 +234,18 @@ def _write(
                     writer.add_chunks(name, iter(partial(member.read, CHUNK_BYTES), b""))
         writer.add("report.pdf", report)
         return writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin), verdict.ok
+
+
+def _tsa_roots(tsa: TsaClient | None) -> bytes | None:
+    """The TSA roots the court pins (``[evidence] tsa_ca_file``), so that the report's time stamp is checked against
+    them, not shown unanchored; None without (or if the file cannot be read: the stamp then shows unanchored)."""
+    if tsa is None or tsa.roots_file is None:
+        return None
+    try:
+        return tsa.roots_file.read_bytes()
+    except OSError as exc:
+        logger.warning("cannot read [evidence] tsa_ca_file %s: %s", tsa.roots_file, exc.strerror)
+        return None
 
 
 def _stamp_verdict(stamp: tuple[bytes, bytes] | None, note: bytes) -> TimestampVerdict | None:

@@ -243,12 +243,18 @@ def _qr_block(notice: PrintedNotice, styles: _Styles) -> list[Flowable]:
     caption = _stack(
         [
             Paragraph(
-                _x("扫描二维码：核验本公告真伪，查看封条现状，了解申请解除查封的方式和联系电话。", styles), styles.zh
+                _x(
+                    "扫描二维码：核验本公告真伪，查看封条现状，了解申请解除查封的方式和联系电话。"
+                    "本纸所印电话、地址等须与扫码所见法院网页逐项一致。",
+                    styles,
+                ),
+                styles.zh,
             ),
             Paragraph(
                 _x(
                     "Scan the code to check that this notice is authentic, see the seal's current state, and learn how "
-                    "to ask for the seizure to be lifted and whom to call.",
+                    "to ask for the seizure to be lifted and whom to call. The phones, address and other facts printed "
+                    "here must match the court's page line by line.",
                     styles,
                 ),
                 styles.en,

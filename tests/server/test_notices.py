@@ -478,3 +478,15 @@ def test_notices_signed_with_a_retired_key_still_verify_where_it_is_listed(
     assert key["public_key"] == public_key_b64(load_signing_key(new_key))
     with pytest.raises(ValueError, match="not an Ed25519 public key"):
         NoticeSettings(retired_public_keys=("not a key",))
+
+
+def test_the_paper_and_the_page_say_which_printed_facts_only_the_online_check_covers(world: World) -> None:
+    """The QR code's token holds the notice no., the seal, the case and the dates, not the phones or the address: a
+    paper that keeps a genuine code but prints another phone passes an offline check. Both tell the reader to
+    compare the printed facts with the court's page."""
+    pdf = world.pdf()
+    text = pdf_text(pdf).replace(" ", "").replace("\n", "")
+    assert "本纸所印电话、地址等须与扫码所见法院网页逐项一致" in text
+    assert "mustmatchthecourt'spagelinebyline" in text
+    html = world.client.get(qr_text(pdf, world.tmp_path).removeprefix(PUBLIC_BASE_URL)).text
+    assert 'id="compare-paper"' in html and "只有与本页核对才可信" in html and "above all a phone number" in html

@@ -78,7 +78,8 @@ def test_the_checkpoint_carries_its_time_stamp(world: CourtWorld, tmp_path: Path
     assert pinned.ok, pinned.text()
     assert pinned.check("timestamp").status is Status.OK and not pinned.check("timestamp").notes
     unpinned = verify_bundle(result.path)
-    assert unpinned.ok and any("not pinned" in n for n in unpinned.check("timestamp").notes)
+    assert unpinned.ok and any("not pinned" in w for w in unpinned.check("timestamp").warnings)
+    assert unpinned.check("timestamp").status is Status.UNANCHORED and unpinned.warnings == ["timestamp"]
     assert "unpinned" in unpinned.facts["tsa"] and "unpinned" not in pinned.facts["tsa"]
     other = make_tsa_pki(tmp_path / "other", name="Another TSA")
     wrong = verify_bundle(result.path, tsa_roots_pem=other.ca_pem.read_bytes())
