@@ -112,7 +112,9 @@ def close(
 
 def _alarm_for(session: Session, user: User, alarm_id: int, permission: Permission) -> Alarm:
     alarm = get_alarm(session, alarm_id=alarm_id)
-    access.check_case_visible(session, user, alarm.case_no, permission, what=f"alarm {alarm_id}")
+    access.check_object_visible(
+        session, user, alarm.case_no, Permission.ALARM_READ, act=permission, what=f"alarm {alarm_id}"
+    )
     return alarm
 
 

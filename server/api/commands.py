@@ -131,7 +131,7 @@ def read_seal_commands(
 def read_command(command_id: RowIdPath, user: CurrentUser, session: SessionDep) -> CommandPublic:
     """One command and what became of it."""
     row = get_command(session, command_id=command_id)
-    access.check_case_visible(session, user, row.case_no, Permission.SEAL_STATUS, what=f"command {command_id}")
+    access.check_object_visible(session, user, row.case_no, Permission.SEAL_STATUS, what=f"command {command_id}")
     return _public(session, [row])[0]
 
 

@@ -278,5 +278,6 @@ def removal_request_for(
     """The removal request, if its case is visible to the user (else 404, like one that does not exist) and the
     user may do ``permission`` (else 403); ``for_update`` locks it for the action that follows."""
     request = get_request(session, request_id=request_id, for_update=for_update)
-    access.check_case_visible(session, user, request.case_no, permission, what=f"removal request {request_id}")
+    read, what = Permission.REMOVAL_READ, f"removal request {request_id}"
+    access.check_object_visible(session, user, request.case_no, read, act=permission, what=what)
     return request

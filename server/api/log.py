@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from server.api.deps import ContextDep, CurrentUser, SessionDep
 from server.api.routing import ValidatedRoute
 from server.audit.models import AuditEntry
-from server.auth.access import Permission, check_case_visible
+from server.auth.access import Permission, check_object_visible
 from server.errors import Conflict, NotFound, found
 from server.evidence import log, timestamps
 from server.evidence.models import Event, LogLeaf
@@ -122,7 +122,7 @@ def inclusion_proof(
     event = session.scalars(select(Event).where(Event.event_id == event_id)).one_or_none()
     if event is None:
         raise NotFound(f"unknown event {event_id}")
-    check_case_visible(session, user, event.case_no, Permission.EVENT_READ, what=f"event {event_id}")
+    check_object_visible(session, user, event.case_no, Permission.EVENT_READ, what=f"event {event_id}")
     leaf = found(log.leaf_of(session, event), f"event {event_id} is not in the log")
     size, proof, note = _proof(session, leaf, f"event {event_id}")
     return InclusionProof(
@@ -148,7 +148,7 @@ def audit_inclusion_proof(
     if entry is None or entry.case_no is None:  # entries of no case are the administrator's (the audit page)
         raise NotFound(f"unknown audit entry {audit_id}")
     what = f"audit entry {audit_id}"
-    check_case_visible(session, user, entry.case_no, Permission.AUDIT_PROOF, what=what)
+    check_object_visible(session, user, entry.case_no, Permission.AUDIT_PROOF, what=what)
     leaf = found(log.leaf_of_audit(session, entry), f"{what} is not in the log")
     size, proof, note = _proof(session, leaf, what)
     return AuditInclusionProof(

@@ -159,7 +159,9 @@ def notice_pdf(context: ServerContext, user: User, device_id: str) -> Response:
 def revoke(notice_id: RowIdPath, body: NoticeRevoke, user: CurrentUser, session: SessionDep) -> NoticeRevoked:
     """Revoke a notice, saying why (clerk): its page and its verdict then say it no longer stands."""
     notice = get_notice(session, notice_id=notice_id)
-    access.check_case_visible(session, user, notice.case_no, Permission.NOTICE_REVOKE, what=f"notice {notice_id}")
+    access.check_object_visible(  # who prints notices knows they exist (403); the parties are told of none (404)
+        session, user, notice.case_no, Permission.NOTICE_PRINT, act=Permission.NOTICE_REVOKE, what=f"notice {notice_id}"
+    )
     revoke_notice(session, actor=user, notice_id=notice.id, now=utc_now(), note=body.note)
     session.commit()
     assert notice.revoked_at is not None and notice.revoked_reason is not None

@@ -119,7 +119,7 @@ def add_target(
 def remove_target(target_id: RowIdPath, user: CurrentUser, session: SessionDep) -> None:
     """Stop sending a case's alarms to a webhook; its pending notifications are recorded failed (clerk only)."""
     target = get_notification_target(session, target_id=target_id)
-    access.check_case_visible(
+    access.check_object_visible(
         session, user, target.case_no, Permission.NOTIFY_ADMIN, what=f"notification target {target_id}"
     )
     remove_notification_target(session, actor=user, target_id=target_id)

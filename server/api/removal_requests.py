@@ -44,7 +44,7 @@ from server.removal.disarm import settle_on_read
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalProof
 from server.removal.proof_metadata import without_metadata
-from server.removal.proofs import PDF, CheckedProof, ProofStore, check_proof
+from server.removal.proofs import PDF, CheckedProof, ProofStore, check_proof, download_name
 from server.removal.service import add_view, cancel_request, file_with_proofs
 from server.removal.steps import list_requests
 from server.seals.models import Case
@@ -188,7 +188,9 @@ def read_proof(
     }
     audit_read(context, user, action="evidence.proof", target=sha256, case_no=request.case_no, details=details)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
-    return stored_response(blob, media_type=proof.media_type, headers=headers, attachment=proof.filename)
+    # under a name built here: the uploaded one's extension, read by a browser on Windows, could make it a program
+    attachment = download_name(proof.filename, proof.media_type)
+    return stored_response(blob, media_type=proof.media_type, headers=headers, attachment=attachment)
 
 
 def _without_metadata(store: ProofStore, proof: RemovalProof) -> Blob | None:

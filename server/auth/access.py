@@ -10,8 +10,13 @@
   the judge decides, the officer confirms the removal on site. The clerk reads them all, takes requests up, re-sends
   a disarm and issues the debtor's access code, but does none of those acts in their stead.
 
-Routes never check roles themselves: they ask :func:`require`, :func:`case_for`, :func:`seal_for` or
-:func:`visible_case_nos`.
+- An object reached by its own id (alarm, command, notice, audit entry, removal request, picture) is *not found*
+  too when the role may not read such objects at all: its ids are court-wide and sequential, and a 403 would say
+  that the next one was just created in the caller's case (:func:`check_object_visible`). A role that may read it
+  but not act on it gets 403.
+
+Routes never check roles themselves: they ask :func:`require`, :func:`case_for`, :func:`seal_for`,
+:func:`check_object_visible` or :func:`visible_case_nos`.
 """
 
 from __future__ import annotations
@@ -204,20 +209,28 @@ def seal_filter(session: Session, user: User) -> ColumnElement[bool]:
 
 
 def snapshot_for(session: Session, user: User, sha256: str) -> Snapshot:
-    """The snapshot, if one of its cases is visible (else :class:`NotFound`) and the role may view pictures.
+    """The snapshot, if one of its cases is visible and the role may view pictures (else :class:`NotFound`: whoever
+    reads a case's events sees the hashes of its pictures, and must not learn from a 403 which ones arrived).
 
     The same picture may belong to several cases (one row each): any one the user sees will do."""
     query = select(Snapshot).where(Snapshot.sha256 == sha256, case_filter(session, user, Snapshot.case_no))
     snapshot = session.scalars(query.order_by(Snapshot.id).limit(1)).first()
-    if snapshot is None:
+    if snapshot is None or not has_permission(user, Permission.SNAPSHOT_READ):  # as check_object_visible says why
         raise NotFound(f"unknown snapshot {sha256}")
-    require(user, Permission.SNAPSHOT_READ)
     return snapshot
 
 
-def check_case_visible(session: Session, user: User, case_no: str, permission: Permission, *, what: str) -> None:
-    """For objects (e.g. alarms) that belong to ``case_no``: NotFound naming ``what`` if hidden, Forbidden if not
-    allowed."""
-    if not can_see_case(session, user, case_no):
+def check_object_visible(
+    session: Session, user: User, case_no: str, read: Permission, *, what: str, act: Permission | None = None
+) -> None:
+    """For an object reached by its own id (an alarm, a command, a notice, a removal request…) that belongs to
+    ``case_no``: :class:`NotFound` naming ``what`` — word for word what an id naming nothing gets — unless the user
+    sees the case *and* their role may ``read`` such objects; then :class:`Forbidden` unless it may also ``act``.
+
+    Ids are court-wide and sequential: a 403 for an object of their own case that the role may not read would tell
+    the caller it exists (a debtor polling the next alarm id would learn the moment a seal of theirs went offline,
+    i.e. that jamming it worked). A caller who may read the object learns nothing from a 403 for acting on it."""
+    if not can_see_case(session, user, case_no) or not has_permission(user, read):
         raise NotFound(f"unknown {what}")
-    require(user, permission)
+    if act is not None:
+        require(user, act)

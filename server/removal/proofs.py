@@ -4,7 +4,9 @@
 (Pillow, bounded in pixels, a few at a time), a PDF must have its header, ``%%EOF`` at its end and a ``startxref``
 pointing at a cross-reference table (with its trailer) or stream. Call it with no transaction open: decoding takes
 a while. A name whose extension names another type, or a declared content type that is another type, is a lie and
-refused; a missing extension and ``application/octet-stream`` (a client that does not know) are not. Files are
+refused; a missing extension and ``application/octet-stream`` (a client that does not know) are not. An extension
+that is none of the three types' is refused whatever the content (read as Windows saves the name: "回单.hta." is an
+.hta). A proof is downloaded under a name the server builds (:func:`download_name`), never the uploaded one. Files are
 stored by their SHA-256 (:class:`ProofStore`), written once and completely, however often they are sent.
 """
 
@@ -36,6 +38,10 @@ PDF = "application/pdf"
 #: What each type is called in a refusal.
 KINDS = {PDF: "PDF", JPEG: "JPEG", PNG: "PNG"}
 EXTENSIONS = {PDF: (".pdf",), JPEG: (".jpg", ".jpeg", ".jpe", ".jfif"), PNG: (".png",)}
+#: Every extension a proof's name may end in: a name ending in another is refused, whatever the file holds.
+ALLOWED_EXTENSIONS = frozenset(extension for extensions in EXTENSIONS.values() for extension in extensions)
+#: What Windows drops from the end of a name when it saves a file: "回单.hta." and "回单.hta " are saved as 回单.hta.
+_DROPPED_AT_END = re.compile(r"[\s.]+$")
 #: Declared types that tell nothing (a client that does not know the type).
 UNDECLARED = frozenset({"", "application/octet-stream"})
 #: Other names clients give the three types.
@@ -95,7 +101,12 @@ def check_proof(data: bytes, *, filename: str, declared_type: str, max_bytes: in
             "refusal.proof_type", name=name
         )
     kind = KINDS[media_type]
-    extension = PurePosixPath(name).suffix.lower()
+    extension = name_extension(name)
+    if extension and extension not in ALLOWED_EXTENSIONS:
+        raise ProofRefused(
+            f"{name}: 不接收扩展名为 {extension} 的文件，只接收 PDF、JPEG、PNG 文件（.pdf、.jpg、.jpeg、.png）"
+            f" / files ending in {extension} are not accepted, only PDF, JPEG or PNG files (.pdf, .jpg, .jpeg, .png)"
+        ).saying("refusal.proof_extension", name=name, extension=extension)
     if extension and extension not in EXTENSIONS[media_type]:
         raise ProofRefused(f"{name}: the name says {extension}, the content is {media_type}").saying(
             "refusal.proof_name_lie", name=name, extension=extension, kind=kind
@@ -121,6 +132,22 @@ def safe_filename(filename: str) -> str:
     base = re.split(r"[\\/]", filename)[-1]
     cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
     return (cleaned or "unnamed")[-MAX_FILENAME:]
+
+
+def name_extension(name: str) -> str:
+    """The extension ``name`` has where it is saved, lowercase ("" if none): after what Windows drops from its end
+    (``PurePosixPath("回单.hta.").suffix`` is "", and Windows saves 回单.hta)."""
+    return PurePosixPath(_DROPPED_AT_END.sub("", name)).suffix.lower()
+
+
+def download_name(filename: str, media_type: str) -> str:
+    """The name a proof file is served under, built here: the stem of its uploaded name (cleaned as
+    :func:`safe_filename` cleans it, without what Windows drops from its end) and the extension of ``media_type``,
+    the type its content was found to be — never an extension the uploader chose. A PDF filed as "回单.hta." (before
+    such names were refused) is downloaded as 回单.pdf, which no browser or desktop opens as anything but a PDF."""
+    cleaned = _DROPPED_AT_END.sub("", safe_filename(filename))
+    stem = _DROPPED_AT_END.sub("", PurePosixPath(cleaned).stem if name_extension(cleaned) else cleaned)
+    return f"{stem or 'proof'}{EXTENSIONS[media_type][0]}"
 
 
 def _pdf_problem(data: bytes) -> str | None:

@@ -89,7 +89,8 @@ def acknowledge(
     user = page.user
     assert user is not None
     alarm = get_alarm(session, alarm_id=alarm_id)
-    access.check_case_visible(session, user, alarm.case_no, Permission.ALARM_ACK, what=f"alarm {alarm_id}")
+    read, ack = Permission.ALARM_READ, Permission.ALARM_ACK
+    access.check_object_visible(session, user, alarm.case_no, read, act=ack, what=f"alarm {alarm_id}")
     alarm = acknowledge_as(session, actor=user, alarm_id=alarm_id, note=note.strip())
     session.commit()
     page.context.live.publish([Change("alarm", alarm.device_id, alarm.case_no)])

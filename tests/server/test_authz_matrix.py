@@ -11,7 +11,9 @@ Scopes:
 - ``case``: acts on one case's objects. A clerk gets ``ok`` on every case if in ``allowed`` (the removal workflow's
   acts — filing, views, the decision, the lifting — are the parties', the judge's and the officer's: 403 for a clerk);
   another role gets ``ok`` on its own case if in ``allowed``, else 403 — and 404 on a foreign case whatever its
-  role, as if the case did not exist.
+  role, as if the case did not exist. A route reached by an object's own id (an alarm's, a command's) answers 404
+  on the own case too to a role not in ``readers`` (who may not read such objects at all): ids are court-wide and
+  sequential, and a 403 would tell that role the object exists in its case.
 Nobody logged in gets 401 except on ``public`` routes — or, on a page (``PAGES``), ``303`` to the sign-in page. Pages
 authenticate like the API (a cookie, or a bearer token as here) and decide access with the same policy.
 """
@@ -247,6 +249,7 @@ class Row:
     allowed: frozenset[Role] = ALL
     anonymous: int = 401  # what nobody logged in gets (on a page: 303 to the sign-in page)
     redirected: frozenset[Role] = frozenset()  # roles sent elsewhere (303) by a page that is not theirs
+    readers: frozenset[Role] = ALL  # an object's id in the path: who may read it (others: 404, as for no object)
 
 
 def fixed(url: str, json: dict[str, Any] | None = None) -> Prepare:
@@ -331,6 +334,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/log/inclusion/{w.events[k]}"),
         COURT | {Role.CREDITOR},  # whoever reads the case's events
+        readers=COURT | {Role.CREDITOR},
     ),
     Row(
         "GET",
@@ -339,6 +343,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/log/inclusion/audit/{w.audit_entry(k)}"),
         frozenset({Role.CLERK, Role.JUDGE}),  # the case's judge, the clerk: who may export its evidence
+        readers=frozenset({Role.CLERK, Role.JUDGE}),
     ),
     Row("GET", "/api/cases", "global", 200, fixed("/api/cases")),
     Row("GET", "/api/courts", "global", 200, fixed("/api/courts")),
@@ -429,6 +434,7 @@ TABLE: list[Row] = [
         204,
         lambda w, k: Call(f"/api/notification-targets/{w.new_target(k)}"),
         CLERK,
+        readers=CLERK,
     ),
     Row("GET", "/api/seals", "global", 200, fixed("/api/seals")),
     Row(
@@ -523,8 +529,17 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/commands/{w.commands[k]}"),
         ALL - {Role.DEBTOR},
+        readers=ALL - {Role.DEBTOR},
     ),
-    Row("GET", "/api/snapshots/{sha256}", "case", 200, lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"), COURT),
+    Row(
+        "GET",
+        "/api/snapshots/{sha256}",
+        "case",
+        200,
+        lambda w, k: Call(f"/api/snapshots/{w.snapshots[k]}"),
+        COURT,
+        readers=COURT,  # the creditor reads the events naming a picture: not whether it arrived
+    ),
     Row("GET", "/api/removal-grounds", "public", 200, fixed("/api/removal-grounds")),
     Row(
         "POST",
@@ -653,6 +668,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/notices/{w.new_notice(k)}/revoke", {"note": "公告有误"}),
         CLERK,
+        readers=COURT,  # who prints notices
     ),
     Row(
         "POST",
@@ -678,6 +694,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/alarms/{w.alarms[k]}"),
         COURT | {Role.CREDITOR},
+        readers=COURT | {Role.CREDITOR},
     ),
     Row(
         "POST",
@@ -686,6 +703,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/alarms/{w.new_alarm(k)}/ack", {}),
         COURT,
+        readers=COURT | {Role.CREDITOR},
     ),
     Row(
         "POST",
@@ -694,6 +712,7 @@ TABLE: list[Row] = [
         200,
         lambda w, k: Call(f"/api/alarms/{w.new_alarm(k)}/close", {"note": "false alarm"}),
         CLERK | {Role.JUDGE},
+        readers=COURT | {Role.CREDITOR},
     ),
 ]
 
@@ -798,6 +817,7 @@ PAGES: list[Row] = [
         lambda w, k: Call(f"/alarms/{w.new_alarm(k)}/ack", data={"note": "seen"}),
         COURT,
         anonymous=PAGE,
+        readers=COURT | {Role.CREDITOR},
     ),
 ]
 
@@ -1078,7 +1098,7 @@ def expected(row: Row, role: Role | None, case_no: str) -> int:
     assert row.scope == "case", row.scope
     if role is Role.CLERK:
         return row.ok if Role.CLERK in row.allowed else 403
-    if case_no == FOREIGN:
+    if case_no == FOREIGN or role not in row.readers:
         return 404
     return row.ok if role in row.allowed else 403
 

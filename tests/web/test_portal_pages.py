@@ -39,7 +39,7 @@ def field_error(html: str, field: str) -> str:
 
 
 #: Latin words a reason in Chinese may hold: the names of the files the debtor chose, and their types.
-_LATIN_ALLOWED = re.compile(r"[\w.-]*\.(?:pdf|png|jpe?g|txt)\b|\b(?:PDF|JPEG|PNG|MB|KB)\b")
+_LATIN_ALLOWED = re.compile(r"[\w.-]*\.(?:pdf|png|jpe?g|txt|hta)\b|\b(?:PDF|JPEG|PNG|MB|KB)\b")
 
 
 def in_chinese(reason: str) -> str:
@@ -116,6 +116,8 @@ def test_the_debtor_files_with_proofs_and_each_refusal_is_shown_beside_its_field
         lie = client.post(url, data=base, files=[("files", ("回单.pdf", picture_bytes("PNG"), "application/pdf"))])
         assert lie.status_code == 422 and "证明材料未通过检查" in field_error(lie.text, "files")
         assert "扩展名是 .pdf，内容却是 PNG 文件" in in_chinese(field_error(lie.text, "files"))
+        hidden = client.post(url, data=base, files=[("files", ("回单.hta. ", pdf_bytes(), "application/pdf"))])
+        assert hidden.status_code == 422 and "扩展名是 .hta，不予接收" in in_chinese(field_error(hidden.text, "files"))
         declared = client.post(url, data=base, files=[("files", ("回单", picture_bytes("PNG"), "application/pdf"))])
         assert declared.status_code == 422 and "PNG" in in_chinese(field_error(declared.text, "files"))
         broken = client.post(url, data=base, files=[("files", ("回单.pdf", b"%PDF-1.4\nnot a pdf", "application/pdf"))])
