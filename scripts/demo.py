@@ -351,7 +351,7 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
         '             POST /api/auth/login {"username": …, "password": …} → cookie and bearer token, or in /docs.',
         "             Accounts (role, username, password), made for this run:",
         *logins,
-        '  commands:  as the clerk or the judge, POST {"action": "disarm"} (or arm, test_warning, snapshot, ping)',
+        '  commands:  as the judge, POST {"action": "disarm"} (or arm, test_warning, snapshot, ping)',
         f"             to {base_url}/api/seals/seal-demo-1/commands; it stays pending until the seal's signed ack.",
         "  Ctrl-C stops the demo.",
         "",

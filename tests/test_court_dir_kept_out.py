@@ -15,7 +15,9 @@ from tests.agent.test_install_script import install_tree_step
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO / ".git").exists(), reason="no git, or not a git checkout (an archive)"
+)
 def test_git_ignores_the_readme_s_court_directory() -> None:
     ignored = subprocess.run(
         ["git", "-C", str(REPO), "check-ignore", "-q", "court/court-command.key"], check=False, timeout=30

@@ -86,6 +86,8 @@ def run_quarantine_command(args: argparse.Namespace, session: Session, out: Out)
             rows, next_before = list_quarantine(session, where=where)
             for row in rows:
                 out("\t".join(_summary(row)))
+            if not rows:
+                out("（隔离区中没有符合条件的消息 / no quarantined message matches）")
             if next_before is not None:
                 out(f"(more: --before {next_before})")
         case "show":
