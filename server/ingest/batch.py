@@ -26,11 +26,12 @@ PostgreSQL two: one that locks them, making those missing, then the read), one f
 one for the events above those the time rule refused; two of the quarantine per seal of a picture no stored event of its
 seal names, and a few more if refused events name it: :mod:`.late_chain`; two, and one per such seal, for its budget of
 those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
-chain states, two of the seals. Alarms are settled after the events are inserted, in the messages' order (and one of the
-cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); each seal's events are applied in the order of their
-seqs (in the places its events hold in the batch: ``[5, 4]`` stores 4, then 5), and alarms about gaps are settled once
-per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed under its
-events' case once its seal's row is locked (:mod:`.snapshot_filing`).
+chain states (with one read of the database's clock if a gap opens or waits, and of the caught-up marks if one may be
+due: :mod:`.gap_wait`), two of the seals. Alarms are settled after the events are inserted, in the messages' order (and
+one of the cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); each seal's events are applied in the
+order of their seqs (in the places its events hold in the batch: ``[5, 4]`` stores 4, then 5), and alarms about gaps are
+settled once per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed
+under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
 """
 
 from __future__ import annotations

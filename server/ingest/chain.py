@@ -256,9 +256,9 @@ class ChainBook:
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq
 
-    def unannounced(self) -> list[str]:
-        """The seals of this transaction with a gap whose alarm is not raised yet."""
-        return sorted(d for d, state in self._states.items() if state.unannounced())
+    def unannounced(self) -> dict[str, datetime]:
+        """The seals of this transaction with a gap whose alarm is not raised yet: the oldest such gap's time."""
+        return {d: min(times) for d, state in sorted(self._states.items()) if (times := state.unannounced())}
 
     def announce(self, device_id: str, cutoff: datetime) -> ChainChange | None:
         """Mark the seal's gaps recorded at ``cutoff`` or before as raised: the chain as it stands, to raise their

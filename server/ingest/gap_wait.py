@@ -71,7 +71,8 @@ def settle_gaps(
     caught-up ``lag``, asked only then) that were not raised yet. ``case_of``: the seal's current case."""
     changed = {change.device_id: change for change in chain.changes()}
     due: dict[str, ChainChange] = {}
-    if pending := chain.unannounced():
+    pending = chain.unannounced()
+    if pending and min(pending.values()) <= chain.now() - gap_wait:  # the caught-up mark read only then
         cutoff = chain.now() - gap_wait - (lag() if gap_wait else timedelta(0))
         for device_id in pending:
             if (change := chain.announce(device_id, cutoff)) is not None:
