@@ -117,7 +117,6 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 on_answer=settler.wake,
                 on_commit=lambda results: hub.publish(live_changes(results)),
                 gap_wait_s=settings.mqtt.gap_wait_s,
-                gap_wait_max_held=settings.mqtt.gap_wait_max_held,
                 verifier=verifier_for(settings.mqtt, metrics),
                 ingest=settings.ingest,
             )
@@ -127,6 +126,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 offline_after_s=settings.offline_after_s,
                 interval_s=settings.liveness.check_interval_s,
                 offline_grace_s=settings.alarms.offline_grace_s,
+                gap_wait_s=settings.mqtt.gap_wait_s,
                 metrics=metrics,
                 mark_forget_s=settings.liveness.mark_forget_s,
                 caught_up_wait_max_s=settings.liveness.caught_up_wait_max_s,

@@ -92,19 +92,17 @@ class MqttSettings(BaseModel):
         0.0,
         ge=0,
         le=10,
-        description="With a shared group: how long an event beyond a gap is held back (unacknowledged) for its "
-        "predecessor, counted from the seal's chain's last move, at most 10 × from arrival; then the gap raises "
-        "missing_events. The marks wait for held events (docs/deploy.md). 0: at once (right for one worker).",
+        description="With a shared group: how old a gap in a seal's chain is (counted from when a worker stored the "
+        "event beyond it, on the database's clock, and from the ingest's caught-up mark) when it raises "
+        "missing_events: another worker may be storing the missing events meanwhile. The event itself is stored at "
+        "once (docs/deploy.md). 0: at once (right for one worker).",
     )
     gap_wait_max_held: int = Field(
         100,
         ge=0,
         le=10_000,
-        description="At most this many events are held back at a time (gap_wait_s) by one ingest process: held, "
-        "they are unacknowledged, so they take places of the broker's in-flight window (Mosquitto's "
-        "max_inflight_messages, 1000) that every other seal's messages need. Beyond it, an event beyond a gap is "
-        "stored at once, as with gap_wait_s = 0 (the gap raises missing_events, which closes when the missing "
-        "events arrive). Keep it well below the window.",
+        description="No longer used (still accepted): events beyond a gap are no longer held back, so there is no "
+        "bound to keep on them.",
     )
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -247,3 +248,15 @@ def in_session(database_url: str, work: Callable[[Session], T]) -> T:
             return work(session)
     finally:
         engine.dispose()
+
+
+_STATEMENT_TIME = text("SELECT statement_timestamp()")
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock, one for every process writing to it (PostgreSQL: the current statement's start, not the
+    transaction's, which may have waited for a lock). SQLite is on this machine, its one writer at a time: this
+    machine's clock."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(_STATEMENT_TIME).scalar_one().astimezone(UTC)
+    return datetime.now(UTC)

@@ -31,7 +31,8 @@
   shutdown) raises it — at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check
   raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
   restarts cleanly pages nobody.
-- A change of a chain's missing ranges raises (or updates) ``missing_events``, and closes it once nothing is missing.
+- A gap in a chain raises ``missing_events`` once it is ``gap_wait_s`` old (:mod:`server.ingest.gap_wait`); a change
+  of the missing ranges updates it, and closes it once nothing is missing.
   Its details hold the count of missing events and at most ``2 * LISTED_RANGES`` ranges (the first and the last;
   ``missing_ranges``: how many there are), and the untracked span past ``MAX_TRACKED_GAPS`` ranges, if any
   (``missing_untracked``: ``first``, ``last``, ``count``), never the whole list.
@@ -242,7 +243,10 @@ def on_status(
 LISTED_RANGES = 5
 
 
-def on_chain_change(book: AlarmBook, change: ChainChange, *, case_no: str | None, at: datetime) -> None:
+def on_chain_change(
+    book: AlarmBook, change: ChainChange, *, case_no: str | None, at: datetime, due: bool = False
+) -> None:
+    """``due``: a gap is old enough to raise the alarm (:mod:`server.ingest.gap_wait`); else it is only updated."""
     if not change.after and change.untracked is None:
         book.close(AlarmKind.MISSING_EVENTS, device_id=change.device_id, at=at, note="every missing event arrived")
         return
@@ -258,7 +262,7 @@ def on_chain_change(book: AlarmBook, change: ChainChange, *, case_no: str | None
     if change.untracked is not None:  # past the ranges tracked one by one: how many, where, not which
         first, last, count = change.untracked
         details["missing_untracked"] = {"first": first, "last": last, "count": count}
-    if case_no is not None and change.new_gap():
+    if case_no is not None and due:
         book.raise_alarm(AlarmKind.MISSING_EVENTS, device_id=change.device_id, case_no=case_no, at=at, details=details)
     else:  # some missing events arrived, others are still missing: the alarm says what is left
         book.update(AlarmKind.MISSING_EVENTS, device_id=change.device_id, details=details)

@@ -25,8 +25,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from server.core.progress import IngestProgress
+from server.ingest.results import Message
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,22 @@ def footprint(topic: str, payload_size: int) -> int:
     """The bytes a message held costs: its payload, its topic (up to 4 bytes a character in memory: a seal's account
     may name a snapshot's topic of 64 KiB), and :data:`MESSAGE_OVERHEAD_BYTES`."""
     return payload_size + 4 * len(topic) + MESSAGE_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Received:
+    """A message as the worker's queue holds it: ``generation`` names the connection whose packet id ``mid`` is.
+    Compared by identity: two messages that are alike are two."""
+
+    generation: int
+    mid: int
+    qos: int
+    message: Message
+
+    @property
+    def footprint(self) -> int:
+        """The bytes it costs held (:func:`footprint`)."""
+        return footprint(self.message.topic, len(self.message.payload))
 
 
 class Backlog:

@@ -12,10 +12,11 @@ still refused as ``wrong_case`` after the chain's placement raises ``case_mismat
 signature verified, it is the seal's own word (:mod:`.case_mismatch`).
 
 Then the hash chain (:mod:`server.ingest.chain`): ``prev_hash`` must link to the stored neighbours, or the event is
-quarantined as ``broken_chain``; an event beyond a gap is stored and the gap raises a ``missing_events`` alarm that
-closes when the missing events arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same transaction,
-and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`, once the
-seals' rows are locked: the lock order of :mod:`server.ingest.rows`), and so is each stored event's leaf in the
+quarantined as ``broken_chain``; an event beyond a gap is stored at once, and the gap raises a ``missing_events`` alarm
+``gap_wait_s`` later if the missing events have not arrived by then (another worker may be storing them:
+:mod:`.gap_wait`), which closes when they arrive. Alarms (:mod:`server.ingest.alarming`) are written in the same
+transaction, and so is the state of the command a ``command_ack``/``command_rejected`` answers (:func:`apply_answer`,
+once the seals' rows are locked: the lock order of :mod:`server.ingest.rows`), and so is each stored event's leaf in the
 Merkle log (:func:`append_events`, after the batch's other rows are written).
 
 An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of compiled
@@ -25,10 +26,12 @@ PostgreSQL two: one that locks them, making those missing, then the read), one f
 one for the events above those the time rule refused; two of the quarantine per seal of a picture no stored event of its
 seal names, and a few more if refused events name it: :mod:`.late_chain`; two, and one per such seal, for its budget of
 those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
-chain states, two of the seals. Alarms are settled after the events are inserted, in the messages' order (and one of the
-cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); alarms about gaps once per batch, so events of one
-seal arriving out of order within a batch raise no alarm. The ORM is left to the rare rows: quarantine, snapshots,
-alarms, commands. A snapshot is filed under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
+chain states (with one read of the database's clock if a gap opens or waits, and of the caught-up marks if one may be
+due: :mod:`.gap_wait`), two of the seals. Alarms are settled after the events are inserted, in the messages' order (and
+one of the cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); each seal's events are applied in the
+order of their seqs (in the places its events hold in the batch: ``[5, 4]`` stores 4, then 5), and alarms about gaps are
+settled once per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed
+under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from server.evidence.log import Frontier, append_events
 from server.evidence.models import Event
 from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
-from server.ingest.alarming import EventAlarms, on_chain_change
+from server.ingest.alarming import EventAlarms
 from server.ingest.answers import Answer, apply_answers
 from server.ingest.case_mismatch import on_refused
 from server.ingest.chain import ChainBook
@@ -63,7 +66,7 @@ from server.ingest.checks import (
     current_case,
     prepare,
 )
-from server.ingest.gap_wait import keeps_waiting
+from server.ingest.gap_wait import caught_up_lag, settle_gaps
 from server.ingest.late_chain import ChainPlacement, HoldBack, refused_events, refused_for_case
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
@@ -92,15 +95,13 @@ class IngestBatch:
         fold_window: timedelta,
         offline_grace: timedelta = timedelta(0),
         gap_wait: timedelta = timedelta(0),
-        may_hold: int = 0,
         written_snapshots: frozenset[str] | set[str] = frozenset(),
         quarantine_budget: QuarantineBudget | None = None,
         unnamed_budget: int | None = None,
     ) -> None:
         self.session = session
         self.written_snapshots = written_snapshots  # pictures already in ``snapshots`` (the hashes)
-        self.gap_wait = gap_wait
-        self.may_hold = may_hold  # how many more events this batch may hold back for gap_wait
+        self.gap_wait = gap_wait  # how old a gap is when it raises missing_events (:mod:`.gap_wait`)
         self._now = utc_now()
         self.cache = cache
         self.snapshots = snapshots
@@ -139,7 +140,8 @@ class IngestBatch:
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
             self._placement.load(self.session, refused_for_case(checked, self._case_refused))
-            results = [self._apply_one(i, m, c) for i, (m, c) in enumerate(zip(messages, checked, strict=True))]
+            applied = {i: self._apply_one(i, messages[i], checked[i]) for i in _in_seq_order(checked)}
+            results = [applied[i] for i in range(len(messages))]
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
             locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
@@ -149,8 +151,8 @@ class IngestBatch:
             # not left as a cycle for the garbage collector (its full collections held it 100-200 ms: bench/ingest.py).
             self._settle.clear()
             at = max(m.received_at for m in messages)
-            for change in self.chain.changes():
-                on_chain_change(self.alarms, change, case_no=self._seals[change.device_id].case_no, at=at)
+            lag = lambda: caught_up_lag(self.session)  # noqa: E731 - read only if a gap is due
+            settle_gaps(self.alarms, self.chain, self._case_now, gap_wait=self.gap_wait, at=at, lag=lag)
             self.chain.write()
             self._changes.write(self.session, lock=self._filing.seals, locked=locked)
             hold = self._filing.budget(HoldBack(refused_events(checked, messages, results), now=self._now), self._now)
@@ -290,9 +292,6 @@ class IngestBatch:
         if event_id in self._by_event_id:
             device_id, seq = self._by_event_id[event_id]
             raise Rejected(Reason.DUPLICATE_EVENT_ID, f"event_id {event_id} is already stored as {device_id} seq {seq}")
-        if self._waits_for_predecessor(envelope, message):
-            top = self.chain.max_seq(envelope.device_id)
-            return IngestResult(Outcome.DEFERRED, seal.device_id, detail=f"seq {envelope.seq} waits for seq {top + 1}")
         self.chain.check(envelope, message.payload)
         index = len(self._rows)
         occurred_at = envelope.occurred_at  # parsed from its text at each call: once
@@ -325,15 +324,8 @@ class IngestBatch:
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq, case_no)
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
 
-    def _waits_for_predecessor(self, envelope: Envelope, message: Message) -> bool:
-        """Would the event open a gap that another worker may be about to fill? (:mod:`.gap_wait`; only ``may_hold``
-        events: held, they are unacknowledged and fill the broker's in-flight window.)"""
-        if not self.gap_wait or envelope.seq <= self.chain.max_seq(envelope.device_id) + 1 or self.may_hold <= 0:
-            return False
-        if not keeps_waiting(message.received_mono, self._now, self.chain.moved_at(envelope.device_id), self.gap_wait):
-            return False
-        self.may_hold -= 1
-        return True
+    def _case_now(self, device_id: str) -> str | None:
+        return self._seals[device_id].case_no
 
     def _event_row(self, index: int) -> Callable[[], Event]:
         """The ORM row of the batch's ``index``-th event, for an alarm that names it (once it is inserted)."""
@@ -382,3 +374,20 @@ class IngestBatch:
 
 def _device(checked: Envelope | ParsedTopic | Rejected) -> str | None:
     return None if isinstance(checked, Rejected) else checked.device_id
+
+
+def _in_seq_order(checked: Sequence[Envelope | ParsedTopic | Rejected]) -> list[int]:
+    """The places of a batch's messages in the order they are applied: as received, but each seal's events by seq
+    (stable), in the places its events hold: a worker may receive a seal's events out of order (shared workers, a
+    redelivery), and one applied before its predecessor would leave a gap for nothing."""
+    order = list(range(len(checked)))
+    places: dict[str, list[int]] = {}
+    for place, one in enumerate(checked):
+        if isinstance(one, Envelope):
+            places.setdefault(one.device_id, []).append(place)
+    for held in places.values():
+        if len(held) > 1:
+            by_seq = sorted(held, key=lambda place: cast(Envelope, checked[place]).seq)
+            for spot, place in zip(held, by_seq, strict=True):
+                order[spot] = place
+    return order

@@ -15,8 +15,12 @@ Rules, for an event of seq ``s`` that is new (not a redelivery, not a replay):
   not stored: a stored seq is a redelivery or a replay, decided before), so the count stays exact, and the span goes
   when its count is 0; new gaps join it while it lasts, so it stays above every range kept.
 
-The state of a chain (``chain_state``: ``max_seq``, the missing ranges, and when a transaction last wrote it: how
-long an event beyond a gap waits, :mod:`server.ingest.gap_wait`) is loaded locked for update, once per transaction;
+Each gap keeps the time it was recorded (the database's clock) until its ``missing_events`` alarm is raised,
+``gap_wait_s`` later if no other worker stored the missing events meanwhile (:mod:`server.ingest.gap_wait`): a gap
+split in two keeps its time in both halves; the untracked span keeps the time of the oldest gap in it not raised yet.
+
+The state of a chain (``chain_state``: ``max_seq``, the missing ranges and their times) is loaded locked for update,
+once per transaction;
 a seal that has none yet (its first events, or events stored before chain states existed) gets one made
 from its stored events. The states a transaction changed are written back in one statement. The link to the head (the
 event at ``max_seq``) comes from the worker's cache when it is still the head (:mod:`server.ingest.seal_cache`), so
@@ -33,7 +37,7 @@ and read as that worker left it. SQLite has one writer at a time: the states are
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
@@ -44,6 +48,7 @@ from sqlalchemy.orm import Session
 from seal_protocol import Envelope, envelope_hash
 from server.core.base import utc_now
 from server.core.bulk_update import BulkUpdate
+from server.core.db import database_now
 from server.core.value_lists import one_of, unnest_of
 from server.evidence.models import Event
 from server.ingest.models import ChainState
@@ -110,17 +115,6 @@ class ChainChange:
     def missing_count(self) -> int:
         return count_missing(self.after) + (self.untracked[2] if self.untracked else 0)
 
-    def new_gap(self) -> bool:
-        """New gaps open only above the previous ``max_seq``, so above every seq missing before."""
-        return _top(self.after, self.untracked) > _top(self.before, self.untracked_before)
-
-
-def _top(missing: list[Range], untracked: Untracked | None) -> int:
-    """The highest missing seq (0: none)."""
-    if untracked is not None:
-        return untracked[1]
-    return missing[-1][1] if missing else 0
-
 
 @dataclass(slots=True)
 class _State:
@@ -128,29 +122,49 @@ class _State:
     missing: list[Range]
     untracked: Untracked | None = None
     changed: bool = False
-    moved_at: datetime | None = None  # when a transaction last wrote it (None: made by this one)
+    since: list[datetime | None] = field(default_factory=list)  # each range's time; None: its alarm was raised
+    untracked_since: datetime | None = None
 
-    def add_gap(self, first: int, last: int) -> None:
+    def add_gap(self, first: int, last: int, now: datetime) -> None:
         if self.untracked is not None:
             start, _, count = self.untracked
             self.untracked = (start, last, count + last - first + 1)
+            self.untracked_since = self.untracked_since or now  # the oldest gap in it not raised yet
         elif len(self.missing) < MAX_TRACKED_GAPS:
-            self.missing = [*self.missing, (first, last)]
+            self.missing, self.since = [*self.missing, (first, last)], [*self.since, now]
         else:
-            self.untracked = (first, last, last - first + 1)
+            self.untracked, self.untracked_since = (first, last, last - first + 1), now
 
     def fill(self, seq: int) -> None:
         if self.untracked is not None and self.untracked[0] <= seq <= self.untracked[1]:
             first, last, count = self.untracked
             self.untracked = (first, last, count - 1) if count > 1 else None
-        else:
-            self.missing = without(self.missing, seq)
+            self.untracked_since = self.untracked_since if count > 1 else None
+            return
+        since: list[datetime | None] = []
+        for (first, last), at in zip(self.missing, self.since, strict=True):
+            since += [at] * len(without([(first, last)], seq))  # a range split in two keeps its time in both
+        self.missing, self.since = without(self.missing, seq), since
+
+    def unannounced(self) -> list[datetime]:
+        """The times of the gaps whose alarm is not raised yet."""
+        return [at for at in (*self.since, self.untracked_since) if at is not None]
+
+    def announce(self, cutoff: datetime) -> bool:
+        """Mark the gaps recorded at ``cutoff`` or before as raised; True if there were any."""
+        if not any(at <= cutoff for at in self.unannounced()):
+            return False
+        self.since = [None if at is None or at <= cutoff else at for at in self.since]
+        if self.untracked_since is not None and self.untracked_since <= cutoff:
+            self.untracked_since = None
+        self.changed = True
+        return True
 
 
 _CHAIN_TABLE = cast(Table, ChainState.__table__)
 #: The chain states of some seals, read once :data:`_MAKE_OR_LOCK` holds them (SQLite: its one writer holds them all).
 _CHAIN_ROWS = select(
-    _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.updated_at
+    _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.missing_since
 ).where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
 _WANTED = unnest_of({"device_id": _CHAIN_TABLE.c.device_id.type}, prefix="wanted_")
 #: PostgreSQL: the chain states of some seals, each made empty if missing (returned: filled from the stored events in
@@ -173,11 +187,12 @@ _MAKE_OR_LOCK = (
     )
     .returning(_CHAIN_TABLE.c.device_id)
 )
+_WRITTEN = ("max_seq", "missing", "missing_since", "unannounced_since", "updated_at")
 _CHAIN_UPDATE = BulkUpdate(
     _CHAIN_TABLE,
     "device_id",
-    {name: _CHAIN_TABLE.c[name].type for name in ("device_id", "max_seq", "missing", "updated_at")},
-    values=lambda v: {"max_seq": v["max_seq"], "missing": v["missing"], "updated_at": v["updated_at"]},
+    {name: _CHAIN_TABLE.c[name].type for name in ("device_id", *_WRITTEN)},
+    values=lambda v: {name: v[name] for name in _WRITTEN},
 )
 
 
@@ -190,6 +205,13 @@ class ChainBook:
         self._states: dict[str, _State] = {}
         self._before: dict[str, tuple[list[Range], Untracked | None]] = {}
         self._links: dict[tuple[str, int], Link] = {}
+        self._now: datetime | None = None
+
+    def now(self) -> datetime:
+        """The database's time, read once per transaction when first needed (:func:`~.gap_wait.database_now`)."""
+        if self._now is None:
+            self._now = database_now(self.session)
+        return self._now
 
     def load(self, device_ids: set[str]) -> None:
         """Lock the chain states of ``device_ids``, making those missing, in ``device_id`` order."""
@@ -200,8 +222,8 @@ class ChainBook:
         made: set[str] = set()
         if on_postgresql:
             made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
-        for device_id, max_seq, missing, updated_at in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
-            self._states[device_id] = _State(int(max_seq), *_ranges(missing), moved_at=updated_at)
+        for device_id, max_seq, missing, since in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
+            self._states[device_id] = _state(int(max_seq), missing, since)
         if not on_postgresql:  # SQLite: this transaction is the only writer
             made = device_ids - self._states.keys()
             if made:
@@ -219,6 +241,7 @@ class ChainBook:
         one stored before chain states existed (no other transaction stores a seal's events without its state).
         Written back with the states changed (:meth:`write`)."""
         seqs: dict[str, list[int]] = {device_id: [] for device_id in device_ids}
+        now = utc_now()
         rows = self.session.execute(select(Event.device_id, Event.seq).where(Event.device_id.in_(device_ids)))
         for device_id, seq in rows:
             seqs[device_id].append(seq)
@@ -226,16 +249,25 @@ class ChainBook:
             top = max(stored, default=0)
             state = _State(top, [], changed=True)
             for first, last in ranges_of(stored, upto=top):
-                state.add_gap(first, last)
+                state.add_gap(first, last, now)
+            state.announce(now)  # gaps stored before chain states existed: not raised now
             self._states[device_id] = state
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq
 
-    def moved_at(self, device_id: str) -> datetime | None:
-        """When the seal's chain state was last written by a committed transaction (read under its lock; None: it
-        was made by this one): an event stored, a gap filled, by this worker or another."""
-        return self._states[device_id].moved_at
+    def unannounced(self) -> dict[str, datetime]:
+        """The seals of this transaction with a gap whose alarm is not raised yet: the oldest such gap's time."""
+        return {d: min(times) for d, state in sorted(self._states.items()) if (times := state.unannounced())}
+
+    def announce(self, device_id: str, cutoff: datetime) -> ChainChange | None:
+        """Mark the seal's gaps recorded at ``cutoff`` or before as raised: the chain as it stands, to raise their
+        alarm with, or None if there were none."""
+        state = self._states[device_id]
+        if not state.announce(cutoff):
+            return None
+        missing, untracked = state.missing, state.untracked
+        return ChainChange(device_id, missing, list(missing), state.max_seq, untracked, untracked)
 
     def lookups(self, envelopes: Iterable[Envelope]) -> dict[str, set[int]]:
         """Seqs of stored events the envelopes must be checked against: their own (a redelivery or a replay) and
@@ -287,7 +319,7 @@ class ChainBook:
         seq = envelope.seq
         if seq > state.max_seq:
             if seq > state.max_seq + 1:
-                state.add_gap(state.max_seq + 1, seq - 1)
+                state.add_gap(state.max_seq + 1, seq - 1, self.now())
             state.max_seq = seq
         else:
             state.fill(seq)
@@ -298,7 +330,14 @@ class ChainBook:
         """Store the states this transaction changed (one statement for them all)."""
         now = utc_now()
         values = [
-            {"device_id": d, "max_seq": s.max_seq, "missing": _lists(s.missing, s.untracked), "updated_at": now}
+            {
+                "device_id": d,
+                "max_seq": s.max_seq,
+                "missing": _lists(s.missing, s.untracked),
+                "missing_since": _times(s),
+                "unannounced_since": min(s.unannounced(), default=None),
+                "updated_at": now,
+            }
             for d, s in sorted(self._states.items())
             if s.changed
         ]
@@ -332,9 +371,22 @@ def _lists(missing: list[Range], untracked: Untracked | None) -> list[list[int]]
     return stored
 
 
-def _ranges(stored: list[list[int]]) -> tuple[list[Range], Untracked | None]:
-    """:func:`_lists` read back."""
+def _times(state: _State) -> list[str | None] | None:
+    """As ``chain_state.missing_since`` keeps them: one per entry of :func:`_lists`, ISO 8601 (None: none)."""
+    times = [*state.since, *([state.untracked_since] if state.untracked is not None else [])]
+    return None if not any(times) else [None if at is None else at.isoformat() for at in times]
+
+
+def _state(max_seq: int, stored: list[list[int]], times: list[str | None] | None) -> _State:
+    """:func:`_lists` and :func:`_times` read back (no times, or not one per entry: every gap raised)."""
+    untracked: Untracked | None = None
     if stored and len(stored[-1]) == 3:
         first, last, count = stored[-1]
-        return [(int(a), int(b)) for a, b in stored[:-1]], (int(first), int(last), int(count))
-    return [(int(first), int(last)) for first, last in stored], None
+        stored, untracked = stored[:-1], (int(first), int(last), int(count))
+    entries = len(stored) + (untracked is not None)
+    at = [None if t is None else datetime.fromisoformat(t) for t in times or []]
+    if len(at) != entries:
+        at = [None] * entries
+    missing = [(int(first), int(last)) for first, last in stored]
+    untracked_since = at[-1] if untracked is not None else None
+    return _State(max_seq, missing, untracked, since=at[: len(missing)], untracked_since=untracked_since)

@@ -1,34 +1,106 @@
-"""How long an event beyond a gap in its seal's chain is held back for its predecessor (``[mqtt] gap_wait_s``).
+"""When a gap in a seal's chain raises ``missing_events``: ``[mqtt] gap_wait_s`` after it was recorded, if the
+missing events have not arrived by then.
 
-Workers sharing the stream each store only the event right after their seal's stored head; an event beyond it waits
-(:attr:`~server.ingest.results.Outcome.DEFERRED`, unacknowledged, offered again in a moment) for another worker to
-store the events in between. A seal draining a burst has its consecutive seqs dealt to the workers in turn, so its
-chain moves about one seq per retry round, and the wait an event needs grows with its distance from the head: counted
-from its receipt alone, the later events of a burst ran out of ``gap_wait_s`` and were stored beyond gaps that never
-were (``missing_events`` opened and closed, with notifications). So an event waits ``gap_wait_s`` from its receipt,
-and longer while its chain is still moving — its ``chain_state`` written (by any worker) within ``gap_wait_s`` — but
-never past :data:`GAP_WAIT_CAP` × ``gap_wait_s`` from its receipt: a real gap still raises its alarm, at the latest
-``gap_wait_s`` after the chain stops moving (or at the cap). The wait is measured on the monotonic clock
-(:attr:`~server.ingest.results.Message.received_mono`): a step of the court's wall clock back by an hour would hold an
-event beyond a real gap (unacknowledged, verified again every retry) for that hour; only ``moved_at``, a time written
-to the database, is compared on the wall clock.
+Workers sharing the stream (``[mqtt] shared_group``) each get a share of every seal's events: a seal draining its
+outbox has its consecutive seqs dealt to them in turn, so a worker often stores an event before another worker has
+stored its predecessor. The event is stored (and acknowledged, and receipted) at once, beyond the gap; the *alarm*
+waits. The chain records the time of each gap (:mod:`server.ingest.chain`); the predecessor arriving later is checked
+against the stored successor's ``prev_hash`` like any event filling a gap, and closes the gap. A gap still there
+``gap_wait_s`` after it was recorded raises ``missing_events`` — in the next batch holding an event of its seal
+(:func:`settle_gaps`), or in the liveness check's round (:func:`raise_due_gaps`, every ``[liveness]
+check_interval_s``), so a gap that is never filled and never followed by more traffic still raises it within about
+``gap_wait_s`` plus one round. Once raised, the gap is marked so (its time cleared): neither raises it again; a new
+gap raises it again (folded into the live alarm, a condition) once it is that old in turn; it closes as before when
+nothing is missing.
+
+One clock: the times are the database's (:func:`~server.core.db.database_now`), compared with the database's time
+again, whichever worker or machine recorded the gap and whichever looks at it. With ``gap_wait_s`` > 0 a gap is also
+judged only up to the ingest's caught-up mark (:mod:`server.marks.marks`): a gap recorded after the moment every
+worker has stored what the broker held for it may still be filled by a worker that is behind (stopped, restarting,
+draining a backlog); the age is counted from that moment, the lag (now less the mark, on the court's clocks) taken off
+the database's time. ``gap_wait_s`` = 0: at once, in the batch that stored the event beyond the gap (one worker).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
-#: An event beyond a gap is held back at most this many times ``gap_wait_s`` from its receipt, however long its
-#: seal's chain keeps moving.
-GAP_WAIT_CAP = 10
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.orm import Session
+
+from server.alarms.book import AlarmBook
+from server.core.base import utc_now
+from server.core.db import database_now
+from server.core.value_lists import one_of
+from server.ingest.alarming import on_chain_change
+from server.ingest.chain import ChainBook, ChainChange
+from server.ingest.models import ChainState
+from server.marks.marks import judging_moment, read_marks
+from server.notify.outbox import notifying
+from server.seals.models import Seal
+
+#: How long a worker that stopped marking still holds the caught-up mark back, as the batch judges it (the
+#: ``[liveness] mark_forget_s`` default; the liveness check's round uses its own setting, and its bound on the wait).
+MARK_FORGET_S = 600.0
+
+_CHAIN = cast(Table, ChainState.__table__)
+#: The seals with a gap not raised yet, recorded at the cutoff or before (a handful: the table holds one row a seal).
+_CASES = select(Seal.device_id, Seal.case_no).where(one_of(cast(Table, Seal.__table__).c.device_id, "device_ids"))
+_DUE = select(_CHAIN.c.device_id).where(_CHAIN.c.unannounced_since <= bindparam("cutoff")).order_by(_CHAIN.c.device_id)
 
 
-def keeps_waiting(received_mono: float, now: datetime, moved_at: datetime | None, gap_wait: timedelta) -> bool:
-    """Should an event beyond a gap, received at ``received_mono`` (``time.monotonic()``), wait longer for its
-    predecessor? ``now``: the wall clock, to compare with ``moved_at``, when its seal's chain state was last written
-    (read under its lock; None: made just now)."""
-    waited = timedelta(seconds=time.monotonic() - received_mono)
-    if waited >= GAP_WAIT_CAP * gap_wait:
-        return False
-    return waited < gap_wait or (moved_at is not None and now - moved_at < gap_wait)
+def caught_up_lag(session: Session, *, forget_s: float = MARK_FORGET_S) -> timedelta:
+    """How far the ingest's caught-up mark is behind now (0: no mark, or caught up)."""
+    now = utc_now()
+    return now - judging_moment(now, read_marks(session), forget_s=forget_s)
+
+
+def settle_gaps(
+    book: AlarmBook,
+    chain: ChainBook,
+    case_of: Callable[[str], str | None],
+    *,
+    gap_wait: timedelta,
+    at: datetime,
+    lag: Callable[[], timedelta],
+) -> None:
+    """The ``missing_events`` alarms of a batch's chains (in its transaction, the chain states locked): closed when
+    nothing is missing, updated when the missing ranges changed, raised for the gaps ``gap_wait`` old (beyond the
+    caught-up ``lag``, asked only then) that were not raised yet. ``case_of``: the seal's current case."""
+    changed = {change.device_id: change for change in chain.changes()}
+    due: dict[str, ChainChange] = {}
+    pending = chain.unannounced()
+    if pending and min(pending.values()) <= chain.now() - gap_wait:  # the caught-up mark read only then
+        cutoff = chain.now() - gap_wait - (lag() if gap_wait else timedelta(0))
+        for device_id in pending:
+            if (change := chain.announce(device_id, cutoff)) is not None:
+                due[device_id] = change
+    for device_id in sorted(changed.keys() | due.keys()):
+        change = changed.get(device_id) or due[device_id]
+        on_chain_change(book, change, case_no=case_of(device_id), at=at, due=device_id in due)
+
+
+def raise_due_gaps(session: Session, *, gap_wait: timedelta, lag: timedelta, at: datetime) -> list[str]:
+    """The liveness check's round: raise ``missing_events`` (in the caller's transaction) for every gap recorded
+    more than ``gap_wait`` + ``lag`` ago (the database's clock) and not raised yet; return the seals whose alarm was
+    raised. Locks as the ingest does: the chain states, then the alarms (:mod:`server.ingest.rows`)."""
+    cutoff = database_now(session) - gap_wait - lag
+    device_ids = list(session.scalars(_DUE, {"cutoff": cutoff}))
+    if not device_ids:
+        return []
+    chain = ChainBook(session)
+    chain.load(set(device_ids))  # locked: a batch filling the gap meanwhile is waited for, and seen
+    book = AlarmBook(session, fold_window=timedelta(0), device_ids=device_ids, on_open=notifying(session))
+    book.lock()
+    cases = {row.device_id: row.case_no for row in session.execute(_CASES, {"device_ids": device_ids})}
+    raised = []
+    for device_id in device_ids:
+        change = chain.announce(device_id, cutoff)
+        if change is not None:
+            on_chain_change(book, change, case_no=cases.get(device_id), at=at, due=True)
+            if cases.get(device_id) is not None:
+                raised.append(device_id)
+    chain.write()
+    return raised

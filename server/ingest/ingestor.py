@@ -18,7 +18,6 @@ keeps losing, :class:`StorageUnavailable` is raised rather than any message quar
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -37,7 +36,6 @@ from server.evidence.queries import named_pictures
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
-from server.ingest.gap_wait import GAP_WAIT_CAP
 from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
@@ -59,10 +57,8 @@ class Ingestor:
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
     committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
     called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
-    ``gap_wait_s``: how long an event beyond a gap is held back (:attr:`Outcome.DEFERRED`) for its predecessor,
-    which another worker sharing the subscription may hold; 0 with one worker. ``gap_wait_max_held``: how many
-    messages may be held back at a time — held, they are unacknowledged and fill the broker's in-flight window;
-    beyond it an event beyond a gap is stored at once (the gap raises ``missing_events``). The pictures go to
+    ``gap_wait_s``: how old a gap in a seal's chain is when it raises ``missing_events`` (:mod:`.gap_wait`): another
+    worker sharing the subscription may be storing the missing events; 0 with one worker. The pictures go to
     ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``). ``verifier``: who checks the
     signatures (:mod:`server.ingest.verifier`; default: this thread); :meth:`close` stops it."""
 
@@ -77,7 +73,6 @@ class Ingestor:
         on_answer: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
-        gap_wait_max_held: int = 100,
         verifier: Verifier | None = None,
         ingest: IngestSettings | None = None,
     ) -> None:
@@ -96,8 +91,6 @@ class Ingestor:
         self._fold_window = timedelta(seconds=alarms.fold_window_s)
         self._offline_grace = timedelta(seconds=alarms.offline_grace_s)
         self._gap_wait = timedelta(seconds=gap_wait_s)
-        self._max_held = gap_wait_max_held
-        self._held: set[Message] = set()  # messages whose last outcome was DEFERRED
         self.verifier = verifier or Verifier()
         ingest = ingest or IngestSettings()
         self.quarantine_budget = QuarantineBudget(
@@ -211,20 +204,10 @@ class Ingestor:
             fold_window=self._fold_window,
             offline_grace=self._offline_grace,
             gap_wait=self._gap_wait,
-            may_hold=self._may_hold(messages),
             written_snapshots=written,
             quarantine_budget=self.quarantine_budget,
             unnamed_budget=self.unnamed_budget,
         )
-
-    def _may_hold(self, messages: Sequence[Message]) -> int:
-        """How many of ``messages`` may be held back: the bound, less the messages held back outside them (a held
-        message older than the wait is no longer held: the next time it comes, it is stored)."""
-        if not self._gap_wait:
-            return 0
-        cutoff = time.monotonic() - (GAP_WAIT_CAP * self._gap_wait).total_seconds()  # the longest a message waits
-        self._held = {m for m in self._held if m.received_mono > cutoff}
-        return max(0, self._max_held - len(self._held.difference(messages)))
 
     def _committed(self, results: list[IngestResult]) -> None:
         """Tell ``on_commit`` (after the commit: never inside the transaction); its failure stops no ingest."""
@@ -329,10 +312,6 @@ class Ingestor:
     def _record(self, message: Message, result: IngestResult) -> None:
         """Log and count a committed outcome. The log line says what a quarantine row keeps: the topic and the detail
         cut to their columns (a topic may take 64 KiB, and a refusal names it)."""
-        if result.outcome is Outcome.DEFERRED:
-            self._held.add(message)
-        else:
-            self._held.discard(message)
         topic, detail = _topic(message), storable_text(result.detail, QUARANTINE_DETAIL_LIMIT)
         match result.outcome:
             case Outcome.STORED:
@@ -356,8 +335,6 @@ class Ingestor:
             case Outcome.IGNORED:
                 logger.info("ignored a message on %r: %s", topic, detail)
                 self.metrics.count_ignored()
-            case Outcome.DEFERRED:
-                logger.debug("held back a message on %r: %s", topic, detail)
 
     def _record_answer(self, message: Message, result: IngestResult) -> None:
         assert result.command_answer is not None

@@ -14,6 +14,10 @@ that restarts cleanly (its Last Will or its goodbye, then its start-up event a f
 :func:`find_silent_seals` is the pure core; :class:`LivenessChecker` runs it on the database, on its own thread,
 with an injectable clock. Each check also refreshes the gauge of live alarms by kind in the metrics.
 
+Each check also raises ``missing_events`` for the gaps in seals' chains that are ``[mqtt] gap_wait_s`` old and
+that no ingest batch raised yet (:func:`~server.ingest.gap_wait.raise_due_gaps`): a gap never filled and never
+followed by more of its seal's events raises its alarm within about ``gap_wait_s`` and one round.
+
 Each check first closes the live condition alarms of seals no longer bound to the alarm's case
 (:func:`close_unbound_conditions`): those the unbinding had to skip, held at that moment by a
 check or an ingest batch. This loop runs anyway, and nothing else would close them.
@@ -37,6 +41,7 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
+from server.ingest.gap_wait import raise_due_gaps
 from server.marks.marks import CaughtUp
 from server.notify.outbox import notifying
 from server.seals.models import Seal
@@ -142,6 +147,7 @@ class LivenessChecker:
         offline_after_s: float,
         interval_s: float,
         offline_grace_s: float = 0.0,
+        gap_wait_s: float = 0.0,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_raised: Callable[[list[str]], None] | None = None,
@@ -152,6 +158,7 @@ class LivenessChecker:
         self._session_factory = session_factory
         self.offline_after_s = offline_after_s
         self.offline_grace_s = offline_grace_s
+        self.gap_wait = timedelta(seconds=gap_wait_s)
         self._on_raised = on_raised
         self._on_closed = on_closed
         self.interval_s = interval_s
@@ -230,6 +237,8 @@ class LivenessChecker:
                         AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details
                     )
             session.commit()
+        gaps = self._raise_gaps(now, lag=now - judged)
+        with self._session_factory() as session:
             counts = count_live_by_kind(session)
         for seal in silent:
             logger.warning("seal %s silent since %s: offline alarm", seal.device_id, seal.last_seen_at)
@@ -237,10 +246,23 @@ class LivenessChecker:
             logger.warning("seal %s offline since %s, not back: offline alarm", seal.device_id, seal.status_changed_at)
         if self._metrics is not None:
             self._metrics.set_alarms_live(counts)
-        raised = [seal.device_id for seal in silent + gone]
+        raised = [seal.device_id for seal in silent + gone] + gaps
         if raised and self._on_raised is not None:
             self._on_raised(raised)
         return raised
+
+    def _raise_gaps(self, now: datetime, *, lag: timedelta) -> list[str]:
+        """``missing_events`` for the gaps ``gap_wait_s`` old (counted from the caught-up mark) not raised yet."""
+        with self._session_factory() as session:
+            raised = raise_due_gaps(session, gap_wait=self.gap_wait, lag=lag, at=now)
+            session.commit()
+        for device_id in raised:
+            logger.warning("seal %s: events missing for over %.1f s: missing_events alarm", device_id, self.gap_wait_s)
+        return raised
+
+    @property
+    def gap_wait_s(self) -> float:
+        return self.gap_wait.total_seconds()
 
     def _close_unbound(self, now: datetime) -> None:
         """Close the condition alarms of seals that left the alarm's case; log them and tell the alarm's case."""

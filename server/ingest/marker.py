@@ -5,9 +5,8 @@ Every ``[mqtt] mark_interval_s`` the worker publishes, QoS 1, the moment it send
 the court's account may read and write ``court/v1/ingest-mark/#``: :func:`server.seals.broker_files.acl_text`).
 Mosquitto delivers a client's queued messages in order, so when the worker takes the marker from its queue, every
 message the broker held for it before the marker is in the batches taken before it, or in the marker's own batch.
-Once those are committed, :meth:`Marker.passed` records the marker's send time as the worker's ``caught_up_at``; a
-message held back for its predecessor (``[mqtt] gap_wait_s``) is not committed, and holds back the markers after it
-until it is (:mod:`server.ingest.held`).
+Once those are committed, :meth:`Marker.passed` records the marker's send time as the worker's ``caught_up_at`` (an
+event beyond a gap is stored like any other: nothing is held back past its batch, :mod:`server.ingest.gap_wait`).
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 class ChainState(Base):
     """Where a seal's hash chain stands: the highest ``seq`` stored and the ranges below it still missing (at most
     ``MAX_TRACKED_GAPS`` of them; the gaps past those counted in a last ``[first, last, count]``:
-    :mod:`server.ingest.chain`)."""
+    :mod:`server.ingest.chain`), and when each was recorded, until its ``missing_events`` alarm is raised
+    (:mod:`server.ingest.gap_wait`)."""
 
     __tablename__ = "chain_state"
 
@@ -59,5 +60,13 @@ class ChainState(Base):
     max_seq: Mapped[int] = mapped_column(BigInteger, default=0, comment="Highest seq stored (0: none yet).")
     missing: Mapped[list[Any]] = mapped_column(
         _JSON, default=list, comment="Sorted [first, last] seq ranges below max_seq not stored yet."
+    )
+    missing_since: Mapped[list[Any] | None] = mapped_column(
+        _JSON,
+        comment="For each entry of missing, in order: when it was recorded (the database's clock, ISO 8601), or null "
+        "once missing_events was raised for it. Null (rows from before 0022): every entry raised.",
+    )
+    unannounced_since: Mapped[datetime | None] = mapped_column(
+        comment="The oldest time in missing_since (null: none): a gap not raised yet, due gap_wait_s after it."
     )
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -12,8 +12,8 @@
   secret derived from the password, :func:`~seal_protocol.transport.mqtt_shared_group`: a seal that joined a group
   it can name would take a share of every seal's messages and drop it, its ACL refusing it each one): several ingest
   processes, each under its own client id (``role``) and persistent session, split the stream. Inserts are
-  idempotent on (``device_id``, ``seq``), the chain state locked per seal: an event beyond a gap waits ``gap_wait_s``
-  for its predecessor (:attr:`Outcome.DEFERRED`) rather than raise a ``missing_events`` alarm another worker closes.
+  idempotent on (``device_id``, ``seq``), the chain state locked per seal: an event beyond a gap is stored at once,
+  and its ``missing_events`` alarm waits ``gap_wait_s`` for another worker to store the predecessor (:mod:`.gap_wait`).
 - One message cannot hold up the others: :class:`Ingestor` quarantines a message whose handling fails. Only a
   database that does not answer makes a batch wait, retried with back-off while :meth:`MqttIngest.progress` (read by
   ``/api/health`` and ``/metrics``) says so and how old the oldest message received but not yet stored is.
@@ -44,13 +44,12 @@ from server.config import MqttSettings
 from server.core.mqtt import RefusedLog, TolerantClient, broker_group, client_name, connect_in_background, make_client
 from server.core.progress import IngestProgress
 from server.errors import StorageUnavailable
-from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog
+from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog, Received
 from server.ingest.checks import Opening
-from server.ingest.held import HeldBack, Received
 from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
-from server.ingest.results import IngestResult, Message, Outcome
+from server.ingest.results import IngestResult, Message
 from server.ingest.verifier import AHEAD_AT
 
 logger = logging.getLogger(__name__)
@@ -59,8 +58,6 @@ SUBSCRIBED_KINDS = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
 #: After a storage failure, wait this long before retrying the batch (doubling up to the maximum).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0  # a retry fails fast while the database is down, and one that is back is used within 5 s
-#: An event held back for its predecessor (``[mqtt] gap_wait_s``) is offered to the next batch after this long.
-DEFERRED_RETRY_S = 0.05  # each retry decodes and verifies the held events again: not too often
 
 
 class MqttIngest:
@@ -96,7 +93,6 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
-        self._held: HeldBack[Received] = HeldBack()  # held back for a predecessor, and the markers behind them
         self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,
@@ -247,13 +243,13 @@ class MqttIngest:
 
     def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """A PUBLISH from the broker (paho's thread): queued for the worker. ``TolerantClient.on_plain_publish``."""
-        received_at, received_mono = datetime.now(UTC), time.monotonic()
+        received_at = datetime.now(UTC)
         topic = raw_topic.decode("utf-8", errors="replace")  # (paho's ``topic`` raises on invalid UTF-8)
         if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
             return
         with self._lock:
             generation = self._generation
-        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at, received_mono)))
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
@@ -286,7 +282,7 @@ class MqttIngest:
                     opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
                     ahead = following, opened, later  # (only markers: nothing to open)
             if (not batch or self._store_and_ack(batch, opening)) and marks:
-                self._pass(self._held.after(marks))  # what came before them is stored, or they wait for it
+                self._pass(marks)  # what came before them is stored
         if ahead is not None and ahead[1] is not None:
             ahead[1].abandon()  # the batch stays unacknowledged: the broker sends it again
 
@@ -339,35 +335,24 @@ class MqttIngest:
         return True
 
     def _settle(self, batch: list[Received], results: list[IngestResult], *, works: bool = True) -> None:
-        """``batch``'s outcomes are committed: acknowledge it, receipt it, offer again what was held back
-        (``works=False``: these were committed before the database went away, the rest of their batch waits)."""
-        held = [item for item, result in zip(batch, results, strict=True) if result.outcome is Outcome.DEFERRED]
-        done = [item for item, result in zip(batch, results, strict=True) if result.outcome is not Outcome.DEFERRED]
+        """``batch``'s outcomes are committed: acknowledge it, receipt it (``works=False``: these were committed
+        before the database went away, the rest of their batch waits)."""
         committed = time.monotonic()
         received, failing_since = self._backlog.stored(
-            [(item.message.topic, len(item.message.payload)) for item in done], works=works
+            [(item.message.topic, len(item.message.payload)) for item in batch], works=works
         )
         for at in received:
             self.ingestor.metrics.commit_latency.observe(committed - at)
         if failing_since is not None and works:
             logger.warning("storing works again after %.1f s", time.monotonic() - failing_since)
-        self._ack(done)
+        self._ack(batch)
         self._receipts.put(([item.message for item in batch], results))
-        self._pass(self._held.settled(done, held))  # markers that waited for these
-        if held:  # events waiting for a predecessor another worker holds: offered again in a moment, unacknowledged
-            timer = threading.Timer(DEFERRED_RETRY_S, self._offer_again, [held])
-            timer.daemon = True
-            timer.start()
 
     def _pass(self, marks: list[Received]) -> None:
-        """Every message received before ``marks`` is committed (none is held back): record them, and acknowledge."""
+        """Every message received before ``marks`` is committed: record them, and acknowledge."""
         if marks:
             self.marker.passed([item.message.payload for item in marks])
             self._ack(marks)
-
-    def _offer_again(self, items: list[Received]) -> None:
-        for item in items:
-            self._queue.put(item)
 
     def _storage_failed(self) -> None:
         self.ingestor.metrics.count_storage_retry()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -17,9 +16,6 @@ class Outcome(StrEnum):
     SNAPSHOT = "snapshot"
     IGNORED = "ignored"  # an empty retained status: the broker clearing it, not a message from the seal
     QUARANTINED = "quarantined"
-    #: An event beyond a gap, held back a moment (``[mqtt] gap_wait_s``) for its predecessor, which another ingest
-    #: worker of a shared subscription may be storing: nothing is stored, and the message is not acknowledged yet.
-    DEFERRED = "deferred"
 
 
 class Reason(StrEnum):
@@ -56,9 +52,6 @@ class Message:
     topic: str
     payload: bytes
     received_at: datetime  # the court's wall clock: stored, and compared with other stored times
-    #: ``time.monotonic()`` at its receipt: how long it has waited (:mod:`~server.ingest.gap_wait`), which a step of
-    #: the wall clock (NTP) must not stretch or cut.
-    received_mono: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,6 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
             alarms=settings.alarms,
             on_commit=(lambda results: feed.send(live_changes(results))) if feed is not None else None,
             gap_wait_s=settings.mqtt.gap_wait_s,
-            gap_wait_max_held=settings.mqtt.gap_wait_max_held,
             verifier=verifier_for(settings.mqtt, metrics),
             ingest=settings.ingest,
         )

@@ -9,8 +9,6 @@ from sqlalchemy import delete
 
 from seal_protocol import EventType, envelope_hash
 from server.core.db import SessionFactory
-from server.core.metrics import IngestMetrics
-from server.ingest.ingestor import Ingestor
 from server.ingest.models import ChainState
 from server.ingest.results import Outcome, Reason
 from tests.server.helpers import message
@@ -177,21 +175,3 @@ def test_chains_of_two_seals_are_separate_in_one_batch(court: Court) -> None:
     [alarm] = court.alarms()
     assert (alarm.device_id, alarm.case_no, alarm.details["missing"]) == ("seal-a", court.a.case_no, [[2, 2]])
     assert court.seqs("seal-b") == [1, 2, 3]
-
-
-def test_at_most_gap_wait_max_held_events_are_held_back_at_a_time(court: Court, tmp_path: Path) -> None:
-    """Held back, an event is unacknowledged: it takes a place of the broker's in-flight window. Beyond the bound,
-    events beyond a gap are stored as with no wait (the gap raises missing_events), and the held ones, offered again,
-    are stored below the new head."""
-    factory, metrics = court.session_factory, IngestMetrics()
-    ingestor = Ingestor(factory, metrics=metrics, snapshot_dir=tmp_path, gap_wait_s=10, gap_wait_max_held=2)
-    events = [court.a.event() for _ in range(6)]
-    ingestor.ingest([message(court.a.event_topic, events[0])])
-    beyond = [message(court.a.event_topic, data) for data in events[2:]]  # seq 2 is missing
-
-    first = ingestor.ingest(beyond[:3])
-    assert [r.outcome for r in first] == [Outcome.DEFERRED, Outcome.DEFERRED, Outcome.STORED]
-    again = ingestor.ingest(beyond[:2] + beyond[3:])  # seq 3 and 4 offered again, with seq 6 (above the new max)
-    assert [r.outcome for r in again] == [Outcome.STORED, Outcome.STORED, Outcome.STORED]
-    assert court.seqs("seal-a") == [1, 3, 4, 5, 6]
-    assert court.chain("seal-a").missing == [[2, 2]]

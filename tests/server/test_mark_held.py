@@ -1,6 +1,7 @@
-"""A worker's caught-up mark does not pass an event it received before the marker and holds back for its predecessor
-(``[mqtt] gap_wait_s``): the court's judging moment (command expiry, liveness) stays before that event until it is
-stored, and then moves on (the marker is delayed by the hold, not lost)."""
+"""A worker's caught-up mark does not pass an event beyond a gap it received before the marker until it is stored —
+with ``[mqtt] gap_wait_s`` it is stored at once (once held back, unacknowledged, for its predecessor: the mark ran
+ahead of it, then waited for it): the court's judging moment (command expiry, liveness) never passes it unstored,
+and a command it answers in time is not expired."""
 
 from __future__ import annotations
 
