@@ -140,8 +140,7 @@ class IngestBatch:
             self.chain.load({e.device_id for e in envelopes})
             self._load_stored(envelopes)
             self._placement.load(self.session, refused_for_case(checked, self._case_refused))
-            applied = {i: self._apply_one(i, messages[i], checked[i]) for i in _in_seq_order(checked)}
-            results = [applied[i] for i in range(len(messages))]
+            results = [self._apply_one(i, messages[i], checked[i]) for i in range(len(messages))]
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
             locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
@@ -374,20 +373,3 @@ class IngestBatch:
 
 def _device(checked: Envelope | ParsedTopic | Rejected) -> str | None:
     return None if isinstance(checked, Rejected) else checked.device_id
-
-
-def _in_seq_order(checked: Sequence[Envelope | ParsedTopic | Rejected]) -> list[int]:
-    """The places of a batch's messages in the order they are applied: as received, but each seal's events by seq
-    (stable), in the places its events hold: a worker may receive a seal's events out of order (shared workers, a
-    redelivery), and one applied before its predecessor would leave a gap for nothing."""
-    order = list(range(len(checked)))
-    places: dict[str, list[int]] = {}
-    for place, one in enumerate(checked):
-        if isinstance(one, Envelope):
-            places.setdefault(one.device_id, []).append(place)
-    for held in places.values():
-        if len(held) > 1:
-            by_seq = sorted(held, key=lambda place: cast(Envelope, checked[place]).seq)
-            for spot, place in zip(held, by_seq, strict=True):
-                order[spot] = place
-    return order
