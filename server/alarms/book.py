@@ -177,6 +177,8 @@ class AlarmBook:
             for a in self.live(device_id, kind)
             if (case_no is None or a.case_no == case_no) and (only is None or only(a))
         ]
+        if not closing:  # the usual case: an event's recovery of an alarm the seal does not have
+            return closing
         for alarm in closing:
             alarm.state = transition(alarm.state, AlarmState.CLOSED).value
             alarm.closed_at = at

@@ -100,6 +100,16 @@ def _run(connection: Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[
         cursor.close()
 
 
+def execute(connection: Connection, sql: str, args: Sequence[Any] = ()) -> None:
+    """Run ``sql``, which returns no rows, on the connection's cursor (a transaction's ``BEGIN``), as
+    :meth:`DriverSelect.rows` runs its statement."""
+    cursor = connection.connection.cursor()
+    try:
+        connection._cursor_execute(cursor, sql, args)
+    finally:
+        cursor.close()
+
+
 def executemany(connection: Connection, sql: str, rows: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
     """The driver's executemany of ``sql`` (its parameters already processed) over ``rows``; with SQLAlchemy's
     ``exec_driver_sql`` where anyone listens to its cursor events or echo is on (they see it), else straight on the
