@@ -17,7 +17,7 @@ statement there is a round trip that dwarfs SQLAlchemy's work).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
@@ -48,10 +48,9 @@ class DriverSelect:
         given = params or {}
         args = tuple(value if p is None else p(value) for value, p in _values(compiled, given))
         rows = _run(connection, compiled.sql, args)
-        results = compiled.results
-        if not any(results):
+        if not rows or not any(compiled.results):
             return rows
-        return [tuple(v if p is None else p(v) for v, p in zip(row, results, strict=True)) for row in rows]
+        return list(zip(*_processed(zip(*rows, strict=True), compiled.results), strict=True))
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled: Any = self.statement.compile(dialect=dialect)
@@ -127,20 +126,25 @@ def executemany(connection: Connection, sql: str, rows: Sequence[Sequence[Any] |
         cursor.close()
 
 
+def _processed(columns: Iterable[Sequence[Any]], processors: Iterable[Processor | None]) -> list[Sequence[Any]]:
+    """Each column's values through its processor, column by column (one comprehension per column, not a generator
+    per row); a processor that gives None for None (:func:`keeps_none`) is not called for None."""
+    done = []
+    for column, processor in zip(columns, processors, strict=True):
+        if processor is None:
+            done.append(column)
+        elif keeps_none(processor):
+            done.append([None if value is None else processor(value) for value in column])
+        else:
+            done.append([processor(value) for value in column])
+    return done
+
+
 def bound_rows(rows: Sequence[Mapping[str, Any]], processors: Sequence[tuple[str, Processor | None]]) -> list[Any]:
     """Each row's values named by ``processors``, in their order, each through its bind processor: what SQLAlchemy
-    binds, made column by column (one comprehension per column, not a generator per row: the ingest binds some
-    hundreds of values a batch). A processor that gives None for None (:func:`keeps_none`) is not called for None."""
-    columns = []
-    for name, processor in processors:
-        column = [row[name] for row in rows]
-        if processor is not None:
-            if keeps_none(processor):
-                column = [None if value is None else processor(value) for value in column]
-            else:
-                column = [processor(value) for value in column]
-        columns.append(column)
-    return list(zip(*columns, strict=True))
+    binds (the ingest binds some hundreds of values a batch: :func:`_processed`)."""
+    columns = [[row[name] for row in rows] for name, _ in processors]
+    return list(zip(*_processed(columns, (processor for _, processor in processors)), strict=True))
 
 
 _KEEPS_NONE: dict[Processor, bool] = {}
