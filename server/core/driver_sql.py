@@ -18,7 +18,7 @@ statement there is a round trip that dwarfs SQLAlchemy's work).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -92,7 +92,7 @@ def _run(connection: Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[
     try:
         connection._cursor_execute(cursor, sql, args)  # errors raised as SQLAlchemy raises them
         try:
-            return cursor.fetchall()
+            return cast(list[tuple[Any, ...]], cursor.fetchall())  # sqlite3's rows are tuples
         except Exception as exc:  # noqa: BLE001 - raised as SQLAlchemy's, as a fetch of its result would
             connection._handle_dbapi_exception(exc, sql, args, cursor, None)
     finally:
@@ -109,19 +109,19 @@ def execute(connection: Connection, sql: str, args: Sequence[Any] = ()) -> None:
         cursor.close()
 
 
-def executemany(connection: Connection, sql: str, rows: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
+def executemany(connection: Connection, sql: str, rows: Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]) -> None:
     """The driver's executemany of ``sql`` (its parameters already processed) over ``rows``; with SQLAlchemy's
     ``exec_driver_sql`` where anyone listens to its cursor events or echo is on (they see it), else straight on the
     cursor, a driver's error raised as SQLAlchemy's."""
     dispatch = connection.dispatch
     if dispatch.before_cursor_execute or dispatch.after_cursor_execute or connection._echo:
-        connection.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+        connection.exec_driver_sql(sql, rows)
         return
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(sql, rows)
     except Exception as exc:  # noqa: BLE001 - raised as SQLAlchemy's
-        connection._handle_dbapi_exception(exc, sql, rows, cursor, None)  # type: ignore[arg-type]
+        connection._handle_dbapi_exception(exc, sql, rows, cursor, None)
     finally:
         cursor.close()
 
