@@ -34,12 +34,13 @@ from sqlalchemy.orm import Session
 
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
+from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 
 _ALARMS = cast(Table, Alarm.__table__)
 #: Which of some seals have a live alarm (Core columns: no ORM work per execution; one SQL text for any list).
-_HAVING_LIVE = (
+_HAVING_LIVE = DriverSelect(
     select(_ALARMS.c.device_id)
     .where(one_of(_ALARMS.c.device_id, "device_ids"), _ALARMS.c.state.in_(LIVE_STATES))
     .distinct()
@@ -176,6 +177,8 @@ class AlarmBook:
             for a in self.live(device_id, kind)
             if (case_no is None or a.case_no == case_no) and (only is None or only(a))
         ]
+        if not closing:  # the usual case: an event's recovery of an alarm the seal does not have
+            return closing
         for alarm in closing:
             alarm.state = transition(alarm.state, AlarmState.CLOSED).value
             alarm.closed_at = at
@@ -200,7 +203,9 @@ class AlarmBook:
             self._live[device_id] = []
         # Most seals have no live alarm: a plain Core query finds the few that do, and only their alarms are loaded
         # as ORM rows (locked). The ingest asks for every batch, so this saves the ORM's work per batch.
-        having = sorted(self.session.scalars(_HAVING_LIVE, {"device_ids": sorted(device_ids)}))
+        having = sorted(
+            device_id for (device_id,) in _HAVING_LIVE.rows(self.session, {"device_ids": sorted(device_ids)})
+        )
         if not having:
             return
         for alarm in self.session.scalars(_LIVE_ALARMS, {"device_ids": having}):

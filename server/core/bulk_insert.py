@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, Table, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from server.core.driver_sql import DriverSelect, bound_rows, executemany
 from server.core.value_lists import array_statement, one_of, unnest_of
 
 
@@ -54,8 +55,7 @@ class BulkInsert:
             arrays = {c: [row[c] for row in rows] if p is None else [p(row[c]) for row in rows] for c, p in processors}
             inserted = connection.exec_driver_sql(compiled.sql, arrays)
         else:  # SQLite: a tuple per row
-            values = [tuple(row[c] if p is None else p(row[c]) for c, p in processors) for row in rows]
-            connection.exec_driver_sql(compiled.sql, values)
+            executemany(connection, compiled.sql, bound_rows(rows, processors))
         if self._ids_by is None:
             return []
         keys = [row[self._ids_by] for row in rows]
@@ -63,7 +63,7 @@ class BulkInsert:
         if compiled.read_ids is None:  # PostgreSQL: returned by the insert
             ids = dict(inserted.all())
         else:  # SQLite: read back by the unique column
-            ids = dict(session.execute(compiled.read_ids, {"keys": keys}).all())
+            ids = dict(compiled.read_ids.rows(session, {"keys": keys}))
         return [ids[key] for key in keys]
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -82,7 +82,7 @@ class BulkInsert:
             sql = insert(table).inline().values(dict.fromkeys(columns)).compile(dialect=dialect)
             if not sql.positional or sql.positiontup != columns:  # the parameters, in the columns' order
                 raise RuntimeError(f"unexpected parameters of {sql.string!r}: {sql.positiontup}")
-            read_ids = None if key is None else select(key, table.c.id).where(one_of(key, "keys"))
+            read_ids = None if key is None else DriverSelect(select(key, table.c.id).where(one_of(key, "keys")))
             made = _Compiled(sql.string, False, processors, read_ids)
         self._compiled[dialect.name] = made
         return made
@@ -92,4 +92,4 @@ class _Compiled(NamedTuple):
     sql: str
     arrays: bool  # parameters as one array per column (PostgreSQL), else as a tuple per row in the columns' order
     processors: Sequence[tuple[str, Callable[[Any], Any] | None]]
-    read_ids: Select[Any] | None  # SQLite, with ids_by: the read of the ids by the unique column
+    read_ids: DriverSelect | None  # SQLite, with ids_by: the read of the ids by the unique column

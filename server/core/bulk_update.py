@@ -25,6 +25,7 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.type_api import TypeEngine, _BindProcessorType
 
+from server.core.driver_sql import bound_rows, executemany
 from server.core.value_lists import array_statement, unnest_of
 
 _Processor = _BindProcessorType[Any]  # a type's bind processor for a dialect
@@ -79,8 +80,10 @@ class BulkUpdate:
         dialect = connection.dialect
         sql, processors = self._compiled.get(dialect.name) or self._compile(dialect)
         if dialect.name != "postgresql":  # a mapping of named values per row
-            values = [{f"b_{n}": row[n] if p is None else p(row[n]) for n, p in processors} for row in rows]
-            connection.exec_driver_sql(sql, values)
+            names = [f"b_{n}" for n, _ in processors]
+            executemany(
+                connection, sql, [dict(zip(names, values, strict=True)) for values in bound_rows(rows, processors)]
+            )
             return
         arrays = {
             f"a_{n}": [row[n] for row in rows] if p is None else [p(row[n]) for row in rows] for n, p in processors

@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.core.driver_sql import execute
 from server.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def _sqlite_begin(connection: Connection) -> None:
     mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
     if mode not in ("IMMEDIATE", "DEFERRED"):
         raise ValueError(f"{SQLITE_BEGIN} must be IMMEDIATE or DEFERRED, got {mode!r}")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+    execute(connection, f"BEGIN {mode}")  # at every transaction: on the cursor, as SQLAlchemy's own statements go
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

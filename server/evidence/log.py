@@ -23,13 +23,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, TextClause, and_, func, or_, select, text
+from sqlalchemy import Table, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
 from server.audit.service import set_leaf_appender
 from server.core.base import utc_now
 from server.core.bulk_insert import BulkInsert
+from server.core.driver_sql import DriverSelect
 from server.evidence import merkle
 from server.evidence.checkpoints import Checkpoint, LogKey, sign_checkpoint
 from server.evidence.errors import CheckpointRefused, ProofError
@@ -97,15 +98,17 @@ _NEWEST = select(LogLeaf.leaf_index, LogLeaf.leaf_hash).order_by(LogLeaf.leaf_in
 
 
 @functools.cache
-def _newest_with_nodes(count: int) -> TextClause:
+def _newest_with_nodes(count: int) -> DriverSelect:
     """The newest leaf as a node of level 0 (the log's size, and its last peak when the size is odd), then the
     stored nodes ``(:l<i>, :n<i>)`` for ``i < count``: one statement per number of nodes, its text made once (the
     ingest's hot path; a Core construct would be built and keyed at every batch)."""
     wanted = " OR ".join(f"(level = :l{i} AND node_index = :n{i})" for i in range(count))
-    return text(
-        "SELECT 0 AS level, leaf_index AS node_index, leaf_hash AS hash FROM "
-        "(SELECT leaf_index, leaf_hash FROM log_leaves ORDER BY leaf_index DESC LIMIT 1) AS newest "
-        f"UNION ALL SELECT level, node_index, hash FROM log_nodes WHERE {wanted}"
+    return DriverSelect(
+        text(
+            "SELECT 0 AS level, leaf_index AS node_index, leaf_hash AS hash FROM "
+            "(SELECT leaf_index, leaf_hash FROM log_leaves ORDER BY leaf_index DESC LIMIT 1) AS newest "
+            f"UNION ALL SELECT level, node_index, hash FROM log_nodes WHERE {wanted}"
+        )
     )
 
 
@@ -117,7 +120,7 @@ def _stored_frontier(session: Session, known: Frontier | None) -> tuple[int, lis
     inner = [peak for peak in merkle.peaks(known.size) if peak[0] > 0] if known is not None else []
     if inner:
         params = {f"{name}{i}": value for i, node in enumerate(inner) for name, value in zip("ln", node, strict=True)}
-        rows = [(level, index, bytes(h)) for level, index, h in session.execute(_newest_with_nodes(len(inner)), params)]
+        rows = [(level, index, bytes(h)) for level, index, h in _newest_with_nodes(len(inner)).rows(session, params)]
     else:
         rows = [(0, index, h) for index, h in session.execute(_NEWEST)]
     newest = next(((index, h) for level, index, h in rows if level == 0), None)

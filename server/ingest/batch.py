@@ -226,7 +226,7 @@ class IngestBatch:
         link the chain check needs and the cache does not hold."""
         if not envelopes:
             return
-        rows = list(self.session.execute(SAME_ID, {"event_ids": sorted({str(e.event_id) for e in envelopes})}))
+        rows = SAME_ID.rows(self.session, {"event_ids": sorted({str(e.event_id) for e in envelopes})})
         pairs = sorted((d, s) for d, seqs in self.chain.lookups(envelopes).items() for s in seqs)
         if pairs:
             rows += self.session.execute(NEAR, {"pairs": pairs})

@@ -49,6 +49,7 @@ from seal_protocol import Envelope, envelope_hash
 from server.core.base import utc_now
 from server.core.bulk_update import BulkUpdate
 from server.core.db import database_now
+from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of, unnest_of
 from server.evidence.models import Event
 from server.ingest.models import ChainState
@@ -163,9 +164,11 @@ class _State:
 
 _CHAIN_TABLE = cast(Table, ChainState.__table__)
 #: The chain states of some seals, read once :data:`_MAKE_OR_LOCK` holds them (SQLite: its one writer holds them all).
-_CHAIN_ROWS = select(
-    _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.missing_since
-).where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
+_CHAIN_ROWS = DriverSelect(
+    select(
+        _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.missing_since
+    ).where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
+)
 _WANTED = unnest_of({"device_id": _CHAIN_TABLE.c.device_id.type}, prefix="wanted_")
 #: PostgreSQL: the chain states of some seals, each made empty if missing (returned: filled from the stored events in
 #: this transaction) or else locked (``DO UPDATE … WHERE false`` locks the row it finds and changes nothing), one after
@@ -222,7 +225,7 @@ class ChainBook:
         made: set[str] = set()
         if on_postgresql:
             made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
-        for device_id, max_seq, missing, since in self.session.execute(_CHAIN_ROWS, {"device_ids": wanted}):
+        for device_id, max_seq, missing, since in _CHAIN_ROWS.rows(self.session, {"device_ids": wanted}):
             self._states[device_id] = _state(int(max_seq), missing, since)
         if not on_postgresql:  # SQLite: this transaction is the only writer
             made = device_ids - self._states.keys()

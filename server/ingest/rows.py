@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from server.core.bulk_insert import BulkInsert
 from server.core.bulk_update import BulkUpdate, Values
+from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of
 from server.evidence.models import Event
 from server.seals.models import Seal
@@ -42,7 +43,7 @@ _EVENTS = cast(Table, Event.__table__)
 _SEALS = cast(Table, Seal.__table__)
 _STORED = (_EVENTS.c.device_id, _EVENTS.c.seq, _EVENTS.c.event_id, _EVENTS.c.prev_hash, _EVENTS.c.raw)
 #: Stored events with one of some event ids; stored events at some (device_id, seq) pairs (rare: expanding is fine).
-SAME_ID = select(*_STORED).where(one_of(_EVENTS.c.event_id, "event_ids"))
+SAME_ID = DriverSelect(select(*_STORED).where(one_of(_EVENTS.c.event_id, "event_ids")))
 NEAR = select(*_STORED).where(tuple_(_EVENTS.c.device_id, _EVENTS.c.seq).in_(bindparam("pairs", expanding=True)))
 #: Locks the seal rows a batch is about to write, in ``device_id`` order (``NO KEY UPDATE``: rows referring to a seal
 #: may still be inserted meanwhile), and reads their statuses (:meth:`SealChanges.lock`).

@@ -26,6 +26,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from seal_protocol.signing import VerifyKey, verify_key_from_b64
+from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of
 from server.evidence.log import Frontier
 from server.seals.models import Seal
@@ -35,9 +36,11 @@ KEY_LIMIT = 100_000
 HEAD_LIMIT = 100_000
 
 _SEALS = cast(Table, Seal.__table__)  # Core columns: the statement skips the ORM's per-execution work
-_SEAL_ROWS = select(
-    *(_SEALS.c[name] for name in ("device_id", "public_key", "case_no", "status", "status_changed_at", "status_ts"))
-).where(one_of(_SEALS.c.device_id, "device_ids"))
+_SEAL_ROWS = DriverSelect(
+    select(
+        *(_SEALS.c[name] for name in ("device_id", "public_key", "case_no", "status", "status_changed_at", "status_ts"))
+    ).where(one_of(_SEALS.c.device_id, "device_ids"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,7 @@ def read_seals(session: Session, device_ids: Iterable[str]) -> dict[str, SealRow
     wanted = sorted(set(device_ids))
     if not wanted:
         return {}
-    rows = session.execute(_SEAL_ROWS, {"device_ids": wanted})
-    return {row.device_id: SealRow(*row) for row in rows}
+    return {row[0]: SealRow(*row) for row in _SEAL_ROWS.rows(session, {"device_ids": wanted})}
 
 
 class IngestCache:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -66,6 +67,8 @@ def test_timestamps_come_back_aware_utc(session_factory: SessionFactory) -> None
         datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(2026, 1, 1, 0, 0, 0, 0, tzinfo=UTC),  # no microseconds: still six digits
         datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=UTC),  # a year of three digits: still four
+        datetime(2026, 3, 4, 5, 6, 7, 8, tzinfo=ZoneInfo("UTC")),  # UTC, but not datetime's own UTC object
+        datetime(2026, 3, 4, 23, 6, 7, 8, tzinfo=timezone(-timedelta(hours=3, seconds=7))),  # the next day in UTC
     ],
 )
 def test_sqlite_stores_a_time_as_sqlalchemys_datetime_text(tmp_path: Path, moment: datetime) -> None:
