@@ -13,6 +13,11 @@
   cut false alarms. A box destroyed inside that second still leaves its intrusion in the case log, and its
   vanishing raises ``offline`` (the Last Will).
 - ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
+- The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``speaker_failed``,
+  ``clock_unsynced``) follow the seal's ``seq``, not the order its events are stored in: a raise stored after a
+  newer recovery is evidence only and opens nothing, a recovery stored after a newer raise closes nothing
+  (:mod:`server.ingest.condition_order`). ``case_mismatch`` is closed only by a stored event newer than the refused
+  one its alarm names last.
 - A *late* event — of a case the seal is no longer bound to, arriving after the unbinding (an offline seal draining
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
@@ -48,9 +53,11 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
+from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
 from server.evidence.models import Event
 from server.ingest.chain import ChainChange
+from server.ingest.condition_order import ConditionOrder, clock_synced, speaker_outcome
 from server.ingest.disarmed import ExpectedDisarms, says_disarmed
 
 EVENT_ALARMS = {
@@ -76,11 +83,20 @@ DISARMED_WHILE_SEALED = "disarmed_while_sealed"
 class EventAlarms:
     """The alarms the events of one batch raise or close (:meth:`on_event`), in its transaction. ``stored``: the
     batch's event rows, whose cases :class:`~server.ingest.disarmed.ExpectedDisarms` reads once, if a disarmed
-    seal's intrusion or tamper is among them."""
+    seal's intrusion or tamper is among them. ``max_seq``: a seal's highest stored seq, this batch's events included
+    (:meth:`~server.ingest.chain.ChainBook.max_seq`): a condition follows the seal's order, not the arrival's
+    (:mod:`server.ingest.condition_order`)."""
 
-    def __init__(self, book: AlarmBook, session: Session, stored: Sequence[Mapping[str, object]]) -> None:
+    def __init__(
+        self,
+        book: AlarmBook,
+        session: Session,
+        stored: Sequence[Mapping[str, object]],
+        max_seq: Callable[[str], int],
+    ) -> None:
         self.book = book
         self.disarms = ExpectedDisarms(session, stored)
+        self.order = ConditionOrder(session, max_seq, stored)
 
     def on_event(
         self, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime, late: bool = False
@@ -90,25 +106,41 @@ class EventAlarms:
         that has ended."""
         book = self.book
         device_id = envelope.device_id
+
+        def overruled(kind: AlarmKind, holds: bool) -> bool:
+            return self.order.overruled(envelope, kind, holds=holds)
+
         book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
         if not late:  # the seal's events reach its case again (:mod:`server.ingest.case_mismatch`)
             note = f"event seq {envelope.seq} stored in case {case_no}"
-            book.close(AlarmKind.CASE_MISMATCH, device_id=device_id, at=at, note=note)
+            book.close(AlarmKind.CASE_MISMATCH, device_id=device_id, at=at, note=note, only=_refused_before(envelope))
         kind = EVENT_ALARMS.get(envelope.type)
         if _confirmed_intrusion(envelope):
             kind = AlarmKind.INTRUSION
-        if kind is not None and (kind in LATE_ALARMS or not late) and _alarming(envelope):
+        if kind is not None and (kind in LATE_ALARMS or not late) and _alarming(envelope) and not overruled(kind, True):
             disarmed = says_disarmed(envelope)
             if not disarmed or not self.disarms.expected(envelope, case_no=case_no, late=late):
                 details = _details(envelope, late=late, disarmed=disarmed)
                 book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
         if not late:
-            _speaker(book, envelope, case_no=case_no, row=row, at=at)
-            _clock(book, envelope, case_no=case_no, row=row, at=at)
+            _speaker(book, envelope, case_no=case_no, row=row, at=at, overruled=overruled)
+            _clock(book, envelope, case_no=case_no, row=row, at=at, overruled=overruled)
         recovered = RECOVERIES.get(envelope.type)
-        if recovered is not None:
+        if recovered is not None and book.live(device_id, recovered) and not overruled(recovered, False):
             note = f"{envelope.type.value} (seq {envelope.seq})"
             book.close(recovered, device_id=device_id, at=at, note=note, case_no=case_no)
+
+
+def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
+    """A ``case_mismatch`` alarm the stored ``envelope`` closes: one whose newest refused event (its details' ``seq``)
+    is older than it. A stored event older than a refused one (two workers, or a batch holding both) is not the
+    seal's newest word: the seal was still misconfigured after it."""
+
+    def closes(alarm: Alarm) -> bool:
+        refused = alarm.details.get("seq") if isinstance(alarm.details, dict) else None
+        return not isinstance(refused, int) or refused < envelope.seq
+
+    return closes
 
 
 def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any]:
@@ -143,73 +175,62 @@ def _confirmed_intrusion(envelope: Envelope) -> bool:
     )
 
 
-_WARNING_EVENTS = frozenset({EventType.INTRUSION, EventType.TAMPER, EventType.SNAPSHOT_TAKEN, EventType.WARNING_RESULT})
-
-
-def _speaker(book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime) -> None:
-    """Raise ``speaker_failed`` on a warning that failed, close it on one that played."""
-    device_id = envelope.device_id
+def _speaker(
+    book: AlarmBook,
+    envelope: Envelope,
+    *,
+    case_no: str,
+    row: Callable[[], Event],
+    at: datetime,
+    overruled: Callable[[AlarmKind, bool], bool],
+) -> None:
+    """Raise ``speaker_failed`` on a warning that failed, close it on one that played — unless a newer word of the
+    seal on its speaker, stored before, says the opposite (``overruled``: :mod:`server.ingest.condition_order`)."""
+    device_id, kind = envelope.device_id, AlarmKind.SPEAKER_FAILED
     details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
-    outcome = _speaker_outcome(envelope)
+    outcome = speaker_outcome(envelope.type, envelope.payload)
     if outcome == "played":
-        note = f"the warning played ({envelope.type.value} seq {envelope.seq})"
-        book.close(AlarmKind.SPEAKER_FAILED, device_id=device_id, at=at, note=note)
+        if book.live(device_id, kind) and not overruled(kind, False):
+            note = f"the warning played ({envelope.type.value} seq {envelope.seq})"
+            book.close(kind, device_id=device_id, at=at, note=note)
     elif outcome == "failed":
         if envelope.type is EventType.HEARTBEAT:
-            if book.live(device_id, AlarmKind.SPEAKER_FAILED):  # already known: a heartbeat is no new occurrence
+            if book.live(device_id, kind):  # already known: a heartbeat is no new occurrence
                 return
             details["speaker_failure"] = envelope.payload.get("speaker_failure")
         else:
             details["warning_languages"] = envelope.payload.get("warning_languages")
-        kind = AlarmKind.SPEAKER_FAILED
-        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+        if not overruled(kind, True):
+            book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
 
 
-def _clock(book: AlarmBook, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime) -> None:
+def _clock(
+    book: AlarmBook,
+    envelope: Envelope,
+    *,
+    case_no: str,
+    row: Callable[[], Event],
+    at: datetime,
+    overruled: Callable[[AlarmKind, bool], bool],
+) -> None:
     """Raise ``clock_unsynced`` on a heartbeat whose ``clock.synced`` is false (if no such alarm is live), close it
-    on a heartbeat, an ``agent_started`` or a ``clock_stepped`` that says the clock is synchronised. An
-    ``agent_started`` does not raise it: a Pi without a real-time clock starts unsynchronised until NTP answers,
-    within seconds; a heartbeat still unsynchronised says the clock is not being disciplined. ``null`` (the seal
-    could not ask its kernel) changes nothing."""
-    payload = envelope.payload
-    if envelope.type in (EventType.HEARTBEAT, EventType.AGENT_STARTED):
-        clock = payload.get("clock")
-        synced = clock.get("synced") if isinstance(clock, dict) else None
-    elif envelope.type is EventType.CLOCK_STEPPED:
-        synced = payload.get("synced")
-    else:
-        return
-    device_id = envelope.device_id
+    on a heartbeat, an ``agent_started`` or a ``clock_stepped`` that says the clock is synchronised — unless a newer
+    word of the seal on its clock, stored before, says the opposite (``overruled``). An ``agent_started`` does not
+    raise it: a Pi without a real-time clock starts unsynchronised until NTP answers, within seconds; a heartbeat
+    still unsynchronised says the clock is not being disciplined. ``null`` (the seal could not ask its kernel)
+    changes nothing."""
+    synced = clock_synced(envelope.type, envelope.payload)
+    device_id, kind = envelope.device_id, AlarmKind.CLOCK_UNSYNCED
     if synced is True:
-        note = f"the seal's clock is synchronised ({envelope.type.value} seq {envelope.seq})"
-        book.close(AlarmKind.CLOCK_UNSYNCED, device_id=device_id, at=at, note=note)
+        if book.live(device_id, kind) and not overruled(kind, False):
+            note = f"the seal's clock is synchronised ({envelope.type.value} seq {envelope.seq})"
+            book.close(kind, device_id=device_id, at=at, note=note)
     elif synced is False and envelope.type is EventType.HEARTBEAT:
-        if book.live(device_id, AlarmKind.CLOCK_UNSYNCED):  # already known: a heartbeat is no new occurrence
+        if book.live(device_id, kind) or overruled(kind, True):  # live: already known, a heartbeat is no new occurrence
             return
-        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": payload["clock"]}
-        book.raise_alarm(
-            AlarmKind.CLOCK_UNSYNCED, device_id=device_id, case_no=case_no, at=at, details=details, event=row()
-        )
-
-
-def _speaker_outcome(envelope: Envelope) -> str | None:
-    """``failed`` if the event reports a warning (or a language of it) that failed, ``played`` if one that played
-    in full, else None (no warning, or one still under way)."""
-    payload = envelope.payload
-    if envelope.type is EventType.HEARTBEAT:
-        return {"failed": "failed", "ok": "played"}.get(str(payload.get("speaker")))
-    if envelope.type in _WARNING_EVENTS:
-        warning = payload.get("warning")
-    elif envelope.type is EventType.COMMAND_ACK and payload.get("action") == "test_warning":
-        warning = payload.get("result")
-    else:
-        return None
-    languages = payload.get("warning_languages")
-    if warning == "failed" or (
-        isinstance(languages, list) and any(isinstance(i, dict) and i.get("result") == "failed" for i in languages)
-    ):
-        return "failed"
-    return "played" if warning == "played" else None
+        clock = envelope.payload["clock"]
+        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": clock}
+        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
 
 
 def _alarming(envelope: Envelope) -> bool:

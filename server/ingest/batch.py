@@ -118,7 +118,7 @@ class IngestBatch:
         self._quarantined = QuarantineCopies(quarantine_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
-        self._events = EventAlarms(self.alarms, session, self._rows)  # what the stored events raise or close
+        self._events = EventAlarms(self.alarms, session, self._rows, self.chain.max_seq)  # raised or closed
         self._settle: list[Callable[[], None]] = []  # alarm work, in the messages' order, after the insert
         self._changes = SealChanges()
         self._statuses = BatchStatuses(self._changes, self.alarms, offline_grace=offline_grace)

@@ -24,9 +24,11 @@ thousands of refused events included. Its details say what the last refused even
 judge's sight. A new intrusion or tamper after the alarm was acknowledged closes it and opens a new one (alerted and
 notified, as an intrusion's own alarm would be: the acknowledgement covered what was known then).
 
-Any event of the seal stored in its current case closes it (:meth:`~server.ingest.alarming.EventAlarms.on_event`):
-the seal was reconfigured, or a clerk bound it to the case it names. A seal unbound or moved away has its live
-conditions closed by the unbinding (or the liveness check), this one too. Nothing here reads the database: the
+Any event of the seal stored in its current case closes it (:meth:`~server.ingest.alarming.EventAlarms.on_event`),
+if it is newer (``seq``) than the last refused event the alarm names: the seal was reconfigured, or a clerk bound it
+to the case it names. An older one — made before the misconfiguration, stored after a refused one by another worker
+or later in the same batch — is not the seal's newest word, and leaves it open. A seal unbound or moved away has its
+live conditions closed by the unbinding (or the liveness check), this one too. Nothing here reads the database: the
 seal's live alarms were loaded with the batch's (:class:`~server.alarms.book.AlarmBook`), and the chain state of
 the seal, locked by the batch, serialises the raising per seal on PostgreSQL.
 """
