@@ -28,9 +28,9 @@ seal names, and a few more if refused events name it: :mod:`.late_chain`; two, a
 those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
 chain states (with one read of the database's clock if a gap opens or waits, and of the caught-up marks if one may be
 due: :mod:`.gap_wait`), two of the seals. Alarms are settled after the events are inserted, in the messages' order (and
-one of the cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); each seal's events are applied in the
-order of their seqs (in the places its events hold in the batch: ``[5, 4]`` stores 4, then 5), and alarms about gaps are
-settled once per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed
+one of the cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); the messages are applied in the order
+received (``[5, 4]`` stores 5 beyond a gap that 4 then fills: nothing is raised), and alarms about gaps are settled
+once per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed
 under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
 """
 

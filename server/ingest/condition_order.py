@@ -16,9 +16,9 @@ same batch) says the opposite. The order is the seal's ``seq``, as for its armed
 
 - a raise stored after a newer recovery is evidence (in the case log and the export) and opens nothing — not an
   alarm opened and closed at once either: nothing was wrong by the time the court heard of it, and nobody should be
-  paged for it. (Its events stored in the seal's order, the same episode opens and closes an alarm: a batch settles
-  each seal's events in the order of their seqs, :mod:`server.ingest.batch`, and newer words later in the batch do
-  not overrule an event.)
+  paged for it — also when the two come in one batch, the newer first (a batch applies its messages in the order
+  received). Stored in the seal's order, the same episode opens and closes an alarm: newer words later in the
+  batch do not overrule an event.
 - a recovery stored after a newer raise closes nothing: the alarm that raise opened stays live.
 - a word after a newer one saying the same does what it did before (a raise folds into the live alarm, a heartbeat
   that is no new occurrence counts nothing, a recovery closes what is live).
