@@ -23,16 +23,18 @@ the database's time. ``gap_wait_s`` = 0: at once, in the batch that stored the e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.alarms.book import AlarmBook
 from server.core.base import utc_now
-from server.core.db import database_now
+from server.core.db import SessionFactory, database_now
 from server.core.value_lists import one_of
 from server.ingest.alarming import on_chain_change
 from server.ingest.chain import ChainBook, ChainChange
@@ -40,6 +42,8 @@ from server.ingest.models import ChainState
 from server.marks.marks import judging_moment, read_marks
 from server.notify.outbox import notifying
 from server.seals.models import Seal
+
+logger = logging.getLogger(__name__)
 
 #: How long a worker that stopped marking still holds the caught-up mark back, as the batch judges it (the
 #: ``[liveness] mark_forget_s`` default; the liveness check's round uses its own setting, and its bound on the wait).
@@ -103,4 +107,24 @@ def raise_due_gaps(session: Session, *, gap_wait: timedelta, lag: timedelta, at:
             if cases.get(device_id) is not None:
                 raised.append(device_id)
     chain.write()
+    return raised
+
+
+def gap_round(session_factory: SessionFactory, *, gap_wait: timedelta, forget_s: float = MARK_FORGET_S) -> list[str]:
+    """One round of :func:`raise_due_gaps` in a transaction of its own, logged: what an ingest worker runs every
+    ``gap_wait`` or so, so that a gap of a seal that then falls silent is raised where no ``seal-server run`` (whose
+    liveness round does the same) is running. A database that fails is logged and tried at the next round."""
+    try:
+        with session_factory() as session:
+            raised = raise_due_gaps(
+                session, gap_wait=gap_wait, lag=caught_up_lag(session, forget_s=forget_s), at=utc_now()
+            )
+            session.commit()
+    except SQLAlchemyError as exc:
+        logger.warning("the round of due gaps failed (%s): tried again at the next", exc)
+        return []
+    for device_id in raised:
+        logger.warning(
+            "seal %s: events missing for over %.1f s: missing_events alarm", device_id, gap_wait.total_seconds()
+        )
     return raised

@@ -29,6 +29,7 @@ import multiprocessing
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from multiprocessing import resource_tracker
 from pathlib import Path
 from types import FrameType
@@ -49,6 +50,7 @@ from server.core.stop_signals import (
 )
 from server.errors import ConfigError
 from server.ingest.changes import live_changes
+from server.ingest.gap_wait import gap_round
 from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Reason
@@ -56,6 +58,8 @@ from server.logs import configure_logging
 from server.stores import Stores
 
 logger = logging.getLogger(__name__)
+#: The longest a worker waits between its rounds of due gaps (a long gap_wait_s is looked at this often).
+GAP_ROUND_MAX_S = 15.0
 
 MAX_WORKERS = 64
 
@@ -163,8 +167,9 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
     feed = LiveFeed(settings.mqtt, metrics=metrics, role=role) if settings.live.feed else None
     endpoint: MetricsEndpoint | None = None
     try:
+        session_factory = make_session_factory(engine)
         ingestor = Ingestor(
-            make_session_factory(engine),
+            session_factory,
             metrics=metrics,
             snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
             alarms=settings.alarms,
@@ -181,7 +186,10 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
             feed.start()
         ingest.start()
         logger.info("ingest worker %s running", role)
-        wait_for_stop(stop)
+        # Gaps of seals that then fall silent are raised here too: no `seal-server run` (its liveness round) may be up.
+        gap_wait = timedelta(seconds=settings.mqtt.gap_wait_s)
+        while not wait_for_stop(stop, timeout=min(max(settings.mqtt.gap_wait_s, 1.0), GAP_ROUND_MAX_S)):
+            gap_round(session_factory, gap_wait=gap_wait, forget_s=settings.liveness.mark_forget_s)
         ingest.stop()
     finally:
         if feed is not None:  # after the ingest's last batch: its changes are sent on

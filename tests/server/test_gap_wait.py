@@ -8,6 +8,7 @@ beyond gaps that never were (``missing_events`` opened and closed, notified): th
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from seal_protocol import EventType, envelope_hash
 from server.alarms.models import Alarm
 from server.core.db import SessionFactory, database_now, make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
+from server.core.stop_signals import StopFlag
 from server.evidence.models import Event
 from server.ingest.ingestor import Ingestor
 from server.ingest.liveness import LivenessChecker
 from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
 from server.ingest.results import Outcome, Reason
+from server.ingest.workers import run_worker
 from tests.agent.helpers import wait_until
+from tests.server.auth_helpers import make_settings
 from tests.server.helpers import CASE_A, SimulatedSeal, message, register
 from tests.server.ingest_world import Court, make_court, resigned
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
@@ -210,3 +214,27 @@ def test_a_burst_split_between_three_workers_raises_no_missing_events(
 def _count(session_factory: SessionFactory, model: type[Event] | type[QuarantinedMessage]) -> int:
     with session_factory() as session:
         return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_an_ingest_worker_alone_raises_the_gap_of_a_seal_that_falls_silent(
+    broker: PrivateBroker, court: Court, database_url: str, tmp_path: Path
+) -> None:
+    """Only ``seal-server ingest`` workers running (``run``, whose liveness round raises due gaps, restarting or on
+    another machine): a gap after which the seal says nothing more is raised by the worker's own round. Found by the
+    review of the day's merges: nothing raised it then (before the merge, the held event was stored beyond the gap
+    within 10 × ``gap_wait_s``)."""
+    _outcomes(_ingestor(court, tmp_path, SHORT_WAIT_S), court, *[court.a.event() for _ in range(3)][::2])
+    settings = make_settings(database_url, tmp_path).model_copy(
+        update={"mqtt": server_mqtt_settings(broker, tmp_path).model_copy(update={"gap_wait_s": SHORT_WAIT_S})}
+    )
+    stop = StopFlag()
+    worker = threading.Thread(target=run_worker, args=(settings, stop), kwargs={"role": "ingest-1"}, daemon=True)
+    worker.start()
+    try:
+        assert wait_until(lambda: [a.kind for a in court.alarms()] == ["missing_events"], WAIT_S), court.alarms()
+    finally:
+        stop.set()
+        worker.join(WAIT_S)
+    assert not worker.is_alive()
+    [alarm] = court.alarms()
+    assert (alarm.state, alarm.details["missing"], alarm.count) == ("open", [[2, 2]], 1)
