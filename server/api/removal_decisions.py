@@ -131,8 +131,8 @@ def lifted(
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_LIFT, for_update=True)
     now = utc_now()
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
-    confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
-    return _committed(session, context, request, user, now=now)
+    released = confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
+    return _committed(session, context, request, user, now=now, released=released)
 
 
 def _ttl(context: ServerContext) -> timedelta:
@@ -147,12 +147,14 @@ def _committed(
     *,
     now: datetime,
     commands: bool = False,
+    released: list[str] | None = None,
 ) -> RemovalRequestPublic:
-    """Commit the decision, wake the dispatcher if it signed commands, tell open pages, answer the request anew."""
+    """Commit the decision, wake the dispatcher if it signed commands, tell open pages (``released``: the seals a
+    lifting unbound), answer the request anew."""
     session.commit()
     if commands:
         _wake_dispatcher(context)
-    _published(context, request.case_no)
+    _published(context, request.case_no, released)
     session.expire_all()
     return request_public(session, request, now=now, reader=reader)
 
@@ -162,6 +164,7 @@ def _wake_dispatcher(context: ServerContext) -> None:
         context.dispatcher.wake()
 
 
-def _published(context: ServerContext, case_no: str) -> None:
-    """Open pages of the case show the request's new state at once (after the commit)."""
-    context.live.publish([Change("removal", case_no=case_no)])
+def _published(context: ServerContext, case_no: str, released: list[str] | None = None) -> None:
+    """Open pages of the case show the request's new state at once (after the commit); each seal the lifting
+    ``released`` is unbound, as by hand (``binding``): its page shows it, and every open view of the court's stock."""
+    context.live.publish([Change("removal", case_no=case_no), *(Change("binding", d, case_no) for d in released or [])])

@@ -166,9 +166,14 @@ def case_for(session: Session, user: User, case_no: str, permission: Permission)
     return case
 
 
+def sees_stock(user: User) -> bool:
+    """Whether ``user`` sees the court's stock, the seals bound to no case (who may bind one, or sees every case)."""
+    return sees_all_cases(user) or has_permission(user, Permission.SEAL_BIND)
+
+
 def can_see_seal(session: Session, user: User, seal: Seal) -> bool:
     if seal.case_no is None:
-        return sees_all_cases(user) or has_permission(user, Permission.SEAL_BIND)
+        return sees_stock(user)
     return can_see_case(session, user, seal.case_no)
 
 
@@ -203,7 +208,7 @@ def seal_filter(session: Session, user: User) -> ColumnElement[bool]:
     if visible is None:
         return true()
     bound_to_visible = Seal.case_no.in_(visible)
-    if has_permission(user, Permission.SEAL_BIND):
+    if sees_stock(user):
         return bound_to_visible | Seal.case_no.is_(None)
     return bound_to_visible
 

@@ -140,10 +140,13 @@ def _request_of(
     return case, request
 
 
-def _decided(page: Page, session: Session, case: Case) -> Response:
+def _decided(page: Page, session: Session, case: Case, released: list[str] | None = None) -> Response:
+    """After a decision's commit (``released``: the seals a lifting unbound, each a ``binding`` change as by hand:
+    their pages and every open view of the court's stock show it)."""
     if page.context.dispatcher is not None:
         page.context.dispatcher.wake()
-    return _answer(page, session, case, "removal", [Change("removal", case_no=case.case_no)])
+    lifted = [Change("binding", device_id, case.case_no) for device_id in released or []]
+    return _answer(page, session, case, "removal", [Change("removal", case_no=case.case_no), *lifted])
 
 
 def _signing(page: Page) -> tuple[SigningKey, timedelta]:
@@ -266,9 +269,9 @@ def lifted(
     said = _found(found)
     now = utc_now()
     settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
-    confirm_lifted(session, actor=user, request=request, note=note.strip(), found=said, now=now)
+    released = confirm_lifted(session, actor=user, request=request, note=note.strip(), found=said, now=now)
     session.commit()
-    return _decided(page, session, case)
+    return _decided(page, session, case, released)
 
 
 def _found(choices: list[str]) -> dict[str, SealFound]:

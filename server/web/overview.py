@@ -39,6 +39,9 @@ AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 #: The changes that bring seals to a user's overview or take them off it: a binding, a user's assignment to a case, a
 #: removal (which releases the case's seals), a seal registered.
 _SEALS_MOVE = frozenset({"binding", "assignment", "removal", "seal"})
+#: The changes that bring a seal into the court's stock or take one out of it: a binding or an unbinding (one side of
+#: it is always the stock; a lifting publishes one for each seal it releases), a seal registered (bound to none).
+_STOCK_MOVES = frozenset({"binding", "seal"})
 
 
 def _tiles_and_counts(
@@ -108,19 +111,20 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
     if changes is None or not access.has_permission(live.user, Permission.SEAL_STATUS):
         return {}
     cases = access.visible_case_nos(live.session, live.user)
+    stock = access.sees_stock(live.user)  # the page shows the court's stock: a seal entering or leaving it concerns it
     shown = live.state.get("devices")
     # Which cases the page shows is not known yet (a stream's first changes: it may show a case taken from the user
     # since it was read, or while its tab reconnected): an assignment concerns it whatever its case.
     unknown = "cases" not in live.state
     if cases is not None:  # and those it showed: a case taken from the user takes its seals off the page
         cases, live.state["cases"] = cases | live.state.get("cases", set()), cases
-    if cases is not None and not any(_concerns(c, cases, shown, unknown) for c in changes):
+    if cases is not None and not any(_concerns(c, cases, shown, unknown, stock) for c in changes):
         return {}  # only other cases' changes: none of the queries below (a judge's tab, a court's day of heartbeats)
     changed = {c.device_id for c in changes if c.device_id is not None}
     values = _tiles_and_counts(live.session, live.user, live.context.settings, changed)
     first = "devices" not in live.state  # which seals the page shows is not known yet: those of now, unless…
     known = live.state.setdefault("devices", values["visible"])
-    if cases is not None and not any(_concerns(c, cases, known | values["visible"], unknown) for c in changes):
+    if cases is not None and not any(_concerns(c, cases, known | values["visible"], unknown, stock) for c in changes):
         return {}  # nothing of the user's: not even when something happened elsewhere is theirs to learn
     context = {
         "t": live.t,
@@ -137,7 +141,9 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
         if signature != live.state.get("alarms"):
             live.state["alarms"] = signature
             parts["alarms"] = render_text("overview/_alarms.html", context)
-    moved = any(c.what in _SEALS_MOVE and (cases is None or _concerns(c, cases, known, unknown)) for c in changes)
+    moved = any(
+        c.what in _SEALS_MOVE and (cases is None or _concerns(c, cases, known, unknown, stock)) for c in changes
+    )
     if values["visible"] != known or (first and moved):
         # a seal came or went (or may have, since the page was read): the whole grid (with a new name: always sent)
         live.state["devices"] = values["visible"]
@@ -150,15 +156,23 @@ def overview_changes(live: LiveRender, changes: list[Change] | None) -> dict[str
     return parts
 
 
-def _concerns(change: Change, cases: set[str], devices: set[str] | None, unknown: bool = False) -> bool:
+def _concerns(
+    change: Change, cases: set[str], devices: set[str] | None, unknown: bool = False, stock: bool = False
+) -> bool:
     """Whether ``change`` may change an overview that shows ``cases`` and the seals ``devices`` (``None``: not known
     yet): a change that names a case concerns that case's viewers only (a seal moved to another case speaks there,
     not here); one that names none (a seal's status, an offline alarm), the viewers of its seal. ``unknown``: the
     cases the page shows are not known, and an assignment may have taken one of them from the user: an
     ``assignment`` change (a clerk's act, rare) then concerns it whatever its case (the whole grid is sent again, as
-    the user may see it now); no other change of a case the user does not see does (a removal filed, a seal bound
-    elsewhere), or a stream would say when such things happen in other cases."""
+    the user may see it now). ``stock``: the page shows the court's stock (:func:`server.auth.access.sees_stock`):
+    a seal bound, unbound or registered concerns it whatever its case, as the seal entered or left the stock (a
+    seal bound elsewhere must not stay on offer as free to install; one unbound elsewhere is free now) — the grid
+    sent again shows the seal gone or there, unbound and without a place, and nothing of the other case. No other
+    change of a case the user does not see does (a removal filed, an alarm), or a stream would say when such things
+    happen in other cases."""
     if unknown and change.what == "assignment":
+        return True
+    if stock and change.what in _STOCK_MOVES:
         return True
     if change.case_no is not None:
         return change.case_no in cases
