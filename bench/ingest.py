@@ -17,8 +17,9 @@ committed batch is receipted.
 3. Latency: ``--rate-events`` more events per seal at ``--rate`` events/s in all: publish → committed p50/p99 (each
    event's row as first seen by a process polling the court's database every 2–10 ms, :mod:`ingest_pir`; with one
    ingest worker) and publish → receipt (which adds the receipt's signing, its trip and this process's handling of
-   it); meanwhile a real ``SealRuntime`` on mock pins (:mod:`ingest_pir`, that same process) is triggered every
-   0.25 s: PIR edge → its ``intrusion`` row in the court's database, also measured on the idle court before.
+   it); meanwhile a real ``SealRuntime`` on mock pins (:mod:`ingest_pir`, a process of its own) is triggered every
+   0.25 s: PIR edge → its ``intrusion`` row in the court's database (seen by an observer of its own), also measured on
+   the idle court before.
 
 Then the database is checked: every event stored once (0 lost, 0 duplicated), nothing quarantined. CPU seconds of
 each process (Mosquitto, the subscriber or the court, this load generator) are read from /proc per phase.
@@ -186,7 +187,7 @@ def latency(
     workers: int,
 ) -> None:
     """Events ``first``..``last`` of each seal at ``rate`` per second in all (``phase``): publish → committed (seen by
-    the PIR seal's process; one ingest worker only), publish → receipt, and PIR edge → row meanwhile."""
+    the observer of :mod:`ingest_pir`; one ingest worker only), publish → receipt, and PIR edge → row meanwhile."""
     first, last, rate = phase
     assert court.process is not None and court.broker._process is not None
     meter = CpuMeter(
@@ -215,7 +216,7 @@ def latency(
         ]
         print(committed.row(target_ms=50))
         print(
-            f"  (seen in the database by the PIR seal's process, polling every {1000 * POLL_S:g}–{1000 * ROWS_POLL_S:g}"
+            f"  (seen in the database by the observer's process, polling every {1000 * POLL_S:g}–{1000 * ROWS_POLL_S:g}"
             " ms: an upper bound)"
         )
     series = Series(f"publish -> receipt at {achieved:,.0f} events/s (target {rate:g})")

@@ -36,7 +36,6 @@ from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
 from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of
-from server.evidence.models import Event
 
 _ALARMS = cast(Table, Alarm.__table__)
 #: Which of some seals have a live alarm (Core columns: no ORM work per execution; one SQL text for any list).
@@ -117,9 +116,10 @@ class AlarmBook:
         case_no: str,
         at: datetime,
         details: dict[str, Any],
-        event: Event | None = None,
+        event_id: int | None = None,
     ) -> Alarm:
-        """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications)."""
+        """Fold this occurrence into the seal's live alarm of ``kind``, or open a new one (and its notifications).
+        ``event_id``: the stored event it comes from, named by id (its row is not loaded for that)."""
         states = _FOLDS_INTO.get(kind, LIVE_STATES)
         same_case = [a for a in self.live(device_id, kind) if a.case_no == case_no and a.state in states]
         if not same_case and self.session.get_bind().dialect.name == "postgresql":
@@ -132,8 +132,8 @@ class AlarmBook:
                 alarm.count += 1
                 alarm.last_seen_at = max(alarm.last_seen_at, at)
                 alarm.details = details
-                if event is not None:
-                    alarm.last_event = event
+                if event_id is not None:
+                    alarm.last_event_id = event_id
                 return alarm
         alarm = Alarm(
             case_no=case_no,
@@ -145,8 +145,8 @@ class AlarmBook:
             last_seen_at=at,
             count=1,
             details=details,
-            first_event=event,
-            last_event=event,
+            first_event_id=event_id,
+            last_event_id=event_id,
         )
         self.session.add(alarm)
         self._live[device_id].append(alarm)

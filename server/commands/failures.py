@@ -34,7 +34,6 @@ from server.commands.models import CourtCommand
 from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.service import MAX_COMMAND_ID, AnswerOutcome, due_commands, expire_due
 from server.commands.state import CommandState
-from server.evidence.models import Event
 from server.notify.outbox import notifying
 from server.seals.models import Seal
 
@@ -88,7 +87,7 @@ def raise_failed(
     *,
     at: datetime,
     reason: str,
-    event: Event | None = None,
+    event_id: int | None = None,
     acked: frozenset[int] = frozenset(),
 ) -> Alarm | None:
     """The seal's alarm for ``command`` (expired or rejected, ``reason`` why), if its action has one, no later arm
@@ -115,7 +114,7 @@ def raise_failed(
         "expires_at": command.expires_at.isoformat(),
     }
     return book.raise_alarm(
-        kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event=event
+        kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event_id=event_id
     )
 
 
@@ -165,12 +164,12 @@ def _fulfilled(session: Session, alarm: Alarm, acked: Collection[int] = ()) -> i
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """A command a seal's answer just settled: acknowledged or rejected, when, and the answer's stored row."""
+    """A command a seal's answer just settled: acknowledged or rejected, when, and the answer's stored row's id."""
 
     command_id: int
     outcome: AnswerOutcome
     at: datetime
-    row: Callable[[], Event]
+    row_id: Callable[[], int]
 
 
 def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
@@ -189,7 +188,7 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
     for command, one in refused:
         if command.state == CommandState.REJECTED.value:
             reason = f"the seal refused it: {command.reason}"
-            raise_failed(book, command, at=one.at, reason=reason, event=one.row(), acked=acked)
+            raise_failed(book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked)
 
 
 def expire_due_and_alarm(

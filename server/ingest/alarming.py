@@ -55,7 +55,6 @@ from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
-from server.evidence.models import Event
 from server.ingest.chain import ChainChange
 from server.ingest.condition_order import ConditionOrder, clock_synced, speaker_outcome
 from server.ingest.disarmed import ExpectedDisarms, says_disarmed
@@ -99,11 +98,11 @@ class EventAlarms:
         self.order = ConditionOrder(session, max_seq, stored)
 
     def on_event(
-        self, envelope: Envelope, *, case_no: str, row: Callable[[], Event], at: datetime, late: bool = False
+        self, envelope: Envelope, *, case_no: str, row_id: Callable[[], int], at: datetime, late: bool = False
     ) -> None:
-        """The alarms an event stored in ``case_no`` raises or closes. ``row`` gives its stored row, for the alarms
-        that name it (asked only then: most events raise none). ``late``: the event belongs to a binding of the seal
-        that has ended."""
+        """The alarms an event stored in ``case_no`` raises or closes. ``row_id`` gives its stored row's id, for
+        the alarms that name it (asked only then: most events raise none). ``late``: the event belongs to a binding
+        of the seal that has ended."""
         book = self.book
         device_id = envelope.device_id
 
@@ -121,10 +120,10 @@ class EventAlarms:
             disarmed = says_disarmed(envelope)
             if not disarmed or not self.disarms.expected(envelope, case_no=case_no, late=late):
                 details = _details(envelope, late=late, disarmed=disarmed)
-                book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+                book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
         if not late:
-            _speaker(book, envelope, case_no=case_no, row=row, at=at, overruled=overruled)
-            _clock(book, envelope, case_no=case_no, row=row, at=at, overruled=overruled)
+            _speaker(book, envelope, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
+            _clock(book, envelope, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
         recovered = RECOVERIES.get(envelope.type)
         if recovered is not None and book.live(device_id, recovered) and not overruled(recovered, False):
             note = f"{envelope.type.value} (seq {envelope.seq})"
@@ -180,7 +179,7 @@ def _speaker(
     envelope: Envelope,
     *,
     case_no: str,
-    row: Callable[[], Event],
+    row_id: Callable[[], int],
     at: datetime,
     overruled: Callable[[AlarmKind, bool], bool],
 ) -> None:
@@ -201,7 +200,7 @@ def _speaker(
         else:
             details["warning_languages"] = envelope.payload.get("warning_languages")
         if not overruled(kind, True):
-            book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+            book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 
 def _clock(
@@ -209,7 +208,7 @@ def _clock(
     envelope: Envelope,
     *,
     case_no: str,
-    row: Callable[[], Event],
+    row_id: Callable[[], int],
     at: datetime,
     overruled: Callable[[AlarmKind, bool], bool],
 ) -> None:
@@ -230,7 +229,7 @@ def _clock(
             return
         clock = envelope.payload["clock"]
         details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": clock}
-        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event=row())
+        book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 
 def _alarming(envelope: Envelope) -> bool:

@@ -20,12 +20,11 @@ from seal_protocol import Envelope
 from server.alarms.book import AlarmBook
 from server.commands.failures import Settled, on_settled
 from server.commands.service import DECIDING_ANSWERS, AnswerOutcome, answered_command_id, apply_answer
-from server.evidence.models import Event
 
 logger = logging.getLogger(__name__)
 
-#: A stored answer: its place in the batch, its event, the case it was stored in, when received, and its row.
-Answer = tuple[int, Envelope, str, datetime, Callable[[], Event]]
+#: A stored answer: its place in the batch, its event, the case it was stored in, when received, and its row's id.
+Answer = tuple[int, Envelope, str, datetime, Callable[[], int]]
 
 
 def apply_answers(
@@ -39,10 +38,10 @@ def apply_answers(
     placement; no query). Returns each answer's place, what it did, and its result's detail."""
     settled: list[Settled] = []
     details: list[tuple[int, AnswerOutcome | None, str]] = []
-    for place, envelope, case_no, at, row in sorted(answers, key=lambda answer: _command_id(answer[1])):
+    for place, envelope, case_no, at, row_id in sorted(answers, key=lambda answer: _command_id(answer[1])):
         answer = _apply(session, envelope, case_no, at)
         if answer in DECIDING_ANSWERS:
-            settled.append(Settled(_command_id(envelope), answer, at, row))
+            settled.append(Settled(_command_id(envelope), answer, at, row_id))
         details.append((place, answer, f"command {answered_command_id(envelope)}: {answer}"))
     on_settled(alarms, settled)
     return details

@@ -315,10 +315,10 @@ class IngestBatch:
         self._filing.named(seal.device_id, case_no, envelope.payload)
         late = case_no != seal.case_no
         at = message.received_at
-        row = self._event_row(index)
-        self._settle.append(lambda: self._events.on_event(envelope, case_no=case_no, row=row, at=at, late=late))
+        row_id = self._row_id(index)
+        self._settle.append(lambda: self._events.on_event(envelope, case_no=case_no, row_id=row_id, at=at, late=late))
         if envelope.type in ANSWER_TYPES:  # applied once the seals' rows are locked (:meth:`_apply_answers`)
-            self._answers.append((place, envelope, case_no, message.received_at, row))
+            self._answers.append((place, envelope, case_no, message.received_at, row_id))
         armed = None if late else armed_state(envelope.type.value, envelope.payload)  # not told of a case it left
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq, case_no)
         return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
@@ -326,15 +326,10 @@ class IngestBatch:
     def _case_now(self, device_id: str) -> str | None:
         return self._seals[device_id].case_no
 
-    def _event_row(self, index: int) -> Callable[[], Event]:
-        """The ORM row of the batch's ``index``-th event, for an alarm that names it (once it is inserted)."""
-
-        def row() -> Event:
-            event = self.session.get(Event, self._ids[index])
-            assert event is not None
-            return event
-
-        return row
+    def _row_id(self, index: int) -> Callable[[], int]:
+        """The id of the batch's ``index``-th event, for an alarm that names it (once it is inserted): an id, not
+        its ORM row, which would load the whole event (its payload and bytes) to set a foreign key."""
+        return lambda: self._ids[index]
 
     def _status_message(self, place: int, topic: ParsedTopic, message: Message) -> IngestResult:
         if not message.payload:
