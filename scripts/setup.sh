@@ -14,6 +14,7 @@ APT_PACKAGES=(
   poppler-utils        # pdftotext, pdffonts, pdftoppm: the tests read the notice PDF back with them
   chromium             # the browser the page tests (tests/web/) drive through Playwright's Python API
   openssl              # `openssl ts`: the throw-away time-stamping authority of the tests (seal_dev/tsa.py)
+  zip unzip            # Info-ZIP: the tests unzip a bundle and zip it again as a user would (tests/verify/test_rezipped.py)
 )
 # espeak-ng is needed only to regenerate sounds/*.wav (sounds/make_sounds.sh); the WAVs are committed.
 

@@ -6,8 +6,9 @@ call of up to 1 GiB and then cut at the declared size; bzip2 and LZMA streams wi
 every directory entry before anyone can count them, and it ignores fields that other readers act on: Info-ZIP's
 Unicode Path extra field (``unzip`` extracts the member under that name), a member's Unix file type (``unzip`` makes a
 symbolic link), the end record's counts and disk numbers. Here the end records are checked and the directory's
-entries counted first, each member's fields must be those of a plain file, and its bytes are inflated by a bounded
-``zlib`` call that must end exactly at the declared size. ``zipfile`` still parses the directory.
+entries counted first, each member's fields must be those of a plain file (a re-zip's times, owners and empty folder
+entries allowed: they change no byte read), and its bytes are inflated by a bounded ``zlib`` call that must end
+exactly at the declared size. ``zipfile`` still parses the directory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from seal_verify.errors import BundleUnreadable
-from seal_verify.verdict import cut, shown
+from seal_verify.verdict import cut
 
 #: A member larger than this is not something the server writes (a snapshot is at most a few MiB).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -46,7 +47,12 @@ _DESCRIPTOR = b"PK\x07\x08"
 #: names (bit 11). Encryption (bits 0, 6, 13) and the rest are refused.
 _FLAGS = 0x0006 | 0x0008 | 0x0800
 _ZIP64_FIELD = 0x0001
-_ZIP64_LOCAL = struct.Struct("<HHQQ")  # a local header's ZIP64 block: its ID, length, the size, the compressed size
+#: Extra fields a member may have, by header ID, and the most bytes each holds: ZIP64 sizes (at most three sizes and a
+#: disk), and what re-zipping adds: times (0x000a NTFS, 7-Zip; 0x5455 extended timestamp, Info-ZIP, its local block
+#: longer than its directory's) and Unix owners (0x7875, 0x7855, 0x5855, Info-ZIP). None names a file or a link or
+#: changes a byte extracted (seal-verify reads no times or owners), and none has room to hide a member in.
+_KEPT_EXTRA = {_ZIP64_FIELD: 28, 0x000A: 32, 0x5455: 13, 0x5855: 12, 0x7855: 4, 0x7875: 19}
+_ZIP64_LOCAL = struct.Struct("<QQ")  # a local header's ZIP64 block: the size, the compressed size
 _MAX_VERSION = 63  # zip 6.3, as zipfile's MAX_EXTRACT_VERSION
 
 
@@ -134,52 +140,86 @@ def _count_entries(fp: IO[bytes], start: int, length: int) -> int | None:
 
 
 def member_problem(info: zipfile.ZipInfo) -> str | None:
-    """What in ``info``'s directory entry is not of a plain deflated file, which the server writes and any reader
-    extracts as the bytes verified; ``None`` if nothing."""
+    """What in ``info``'s directory entry is not of a plain file, stored or deflated, which the server writes and any
+    reader extracts as the bytes verified; ``None`` if nothing."""
+    problem = _entry_problem(info)
+    if problem is None and (
+        stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG) or info.external_attr & 0x18
+    ):
+        problem = f"{cut(info.filename)} is not a regular file (a link, a folder, a device: {info.external_attr:#x})"
+    return problem
+
+
+def directory_problem(info: zipfile.ZipInfo) -> str | None:
+    """What in the directory entry ``info`` (a name ending in ``/``, as ``zip -r``, ``shutil.make_archive``, 7-Zip
+    and Windows write for each folder) is not of an empty folder; ``None`` if nothing: then it is ignored."""
+    problem = _entry_problem(info)
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if problem is None and (info.file_size, info.compress_size, info.CRC) != (0, 0, 0):
+        problem = f"{cut(info.filename)} is a folder's entry with content ({info.file_size} bytes)"
+    elif problem is None and (kind not in (0, stat.S_IFDIR) or info.external_attr & 0x08):
+        problem = f"{cut(info.filename)} is not a folder (a link, a file, a device: attributes {info.external_attr:#x})"
+    return problem
+
+
+def _entry_problem(info: zipfile.ZipInfo) -> str | None:
+    """What in the directory entry ``info`` no reader reads alike: a compression other than store or deflate,
+    encryption, a comment, another disk, an extra field of names or links (:func:`_extra_problem`)."""
     name = cut(info.filename)
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        return f"{name} is compressed with method {info.compress_type}; a bundle is deflated"
+        return f"{name} is compressed with method {info.compress_type}; a bundle is deflated or stored"
     if info.flag_bits & ~_FLAGS or info.extract_version > _MAX_VERSION:
         return f"{name} is encrypted or of a zip feature a bundle has not (flags {info.flag_bits:#06x})"
-    if info.flag_bits & 0x08 and info.compress_type == zipfile.ZIP_STORED:
-        return (
-            f"{name} is stored with its sizes after its data (a data descriptor): a reader going by local headers "
-            "cannot tell where it ends; a bundle has no such member"
-        )
-    kinds = _extra_kinds(info.extra)
-    if kinds is None or set(kinds) - {_ZIP64_FIELD}:
-        return (
-            f"{name} has extra fields {shown(kinds)} (readers take names, links or times from them); a bundle has none"
-        )
+    problem = _extra_problem(info.extra)
+    if problem is not None:
+        return f"{name} has {problem}"
     if info.comment or info.volume:
         return f"{name} has a comment or starts on another disk"
-    if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG) or info.external_attr & 0x18:
-        return f"{name} is not a regular file (a link, a directory, a device: attributes {info.external_attr:#x})"
     return None
 
 
-def _extra_kinds(extra: bytes) -> list[int] | None:
-    """The header IDs of the extra field's blocks, ``None`` if the blocks do not fill it exactly."""
-    kinds, at = [], 0
+def _extra_blocks(extra: bytes) -> dict[int, bytes] | None:
+    """The extra field's blocks by header ID; ``None`` if they do not fill it exactly or an ID comes twice (readers
+    differ on which one counts)."""
+    blocks, at = dict[int, bytes](), 0
     while at + 4 <= len(extra):
         kind, length = struct.unpack_from("<HH", extra, at)
-        kinds.append(kind)
+        if kind in blocks:
+            return None
+        blocks[kind] = extra[at + 4 : at + 4 + length]
         at += 4 + length
-    return kinds if at == len(extra) else None
+    return blocks if at == len(extra) else None
+
+
+def _extra_problem(extra: bytes) -> str | None:
+    """What in an extra field is more than times, owners and ZIP64 sizes (:data:`_KEPT_EXTRA`): a name (Info-ZIP's
+    Unicode Path, which ``unzip`` extracts under), a link's target, encryption, a kind no reader here knows, a block
+    longer than its kind holds."""
+    blocks = _extra_blocks(extra)
+    if blocks is None:
+        return "extra fields that do not parse into blocks of one ID each"
+    others = sorted(kind for kind, data in blocks.items() if len(data) > _KEPT_EXTRA.get(kind, -1))
+    if others:
+        shown_ids = ", ".join(f"{kind:#06x}" for kind in others)
+        return (
+            f"extra fields {shown_ids} (of names, links or keys, or too long for times and owners); a bundle has none"
+        )
+    return None
 
 
 @dataclass(frozen=True)
 class Placed:
-    """A member whose local header is its directory entry's, and where its compressed bytes start."""
+    """A member whose local header agrees with its directory entry, and where its compressed bytes start."""
 
     info: zipfile.ZipInfo
     data_at: int
 
 
 def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -> tuple[list[Placed], list[str]]:
-    """The members whose local header says what their directory entry says, and the problems: bytes before, between
-    or after the members (a hidden entry that a reader going by local headers would show instead), a member that
-    overlaps another, a local header that differs. Every byte of a bundle is then covered by what is verified."""
+    """The members whose local header agrees with their directory entry (:func:`_local_problem`), and the problems:
+    bytes before, between or after the members (a hidden entry that a reader going by local headers would show
+    instead), a member that overlaps another, a local header that differs. Every byte of a bundle is then covered by
+    what is verified."""
     expected, problems, placed = 0, [], list[Placed]()
     for info in sorted(infos, key=lambda i: i.header_offset):
         if info.header_offset < expected:
@@ -196,40 +236,65 @@ def place_members(fp: IO[bytes], infos: list[zipfile.ZipInfo], start_dir: int) -
         name, extra = fp.read(head[10]), fp.read(head[11])
         data_at = info.header_offset + _LOCAL.size + head[10] + head[11]
         expected = data_at + info.compress_size
+        blocks = _extra_blocks(extra)
         if info.flag_bits & 0x08:
-            expected += _descriptor_length(fp, expected, info, wide=bool(extra))
-        if _local_agrees(head, name, extra, info):
+            expected += _descriptor_length(fp, expected, info, wide=_ZIP64_FIELD in (blocks or {}))
+        problem = _local_problem(head, name, blocks, info)
+        if problem is None:
             placed.append(Placed(info, data_at))
         else:
-            problems.append(f"{cut(info.filename)}: its local header is not its directory entry")
+            problems.append(problem.format(name=cut(info.filename)))
     if expected != start_dir:
         problems.append(f"bytes {expected}–{start_dir} of the zip belong to no member")
     return placed, problems
 
 
-def _local_agrees(head: tuple[bytes | int, ...], name: bytes, extra: bytes, info: zipfile.ZipInfo) -> bool:
-    """Whether a reader going by the local header finds what the directory entry says: its flags, method, time, name
-    and CRC and sizes (:func:`_local_sizes`)."""
+_DIFFERS = "{name}: its local header is not its directory entry"
+
+
+def _local_problem(
+    head: tuple[bytes | int, ...], name: bytes, blocks: dict[int, bytes] | None, info: zipfile.ZipInfo
+) -> str | None:
+    """What a reader going by the local header finds otherwise than the directory entry says: another name, method
+    or flag (but deflate's options, bits 1-2), or other CRC and sizes (:func:`_local_values`); ``None`` if nothing.
+    The extra fields may differ in times and owners (``zip -r`` writes a longer 0x5455 block locally), the times too:
+    neither changes a byte extracted."""
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-    return (
-        head[0] == _LOCAL_SIGNATURE
-        and (head[3], head[4], head[5], head[6]) == (info.flag_bits, info.compress_type, *_dos_time(info))
-        and name == info.orig_filename.encode(encoding)
-        and _local_sizes(head, extra, info)
-    )
+    kept = blocks is not None and all(len(data) <= _KEPT_EXTRA.get(kind, -1) for kind, data in blocks.items())
+    stated = _local_values(head, blocks) if blocks is not None and kept else None
+    true = (info.CRC, info.compress_size, info.file_size)
+    if (
+        head[0] != _LOCAL_SIGNATURE
+        or name != info.orig_filename.encode(encoding)
+        or (int(head[3]) ^ info.flag_bits) & ~0x0006
+        or head[4] != info.compress_type
+        or stated is None
+    ):
+        return _DIFFERS
+    if not info.flag_bits & 0x08:
+        return None if stated == true else _DIFFERS
+    if any(value not in (0, want) for value, want in zip(stated, true, strict=True)):  # 0, or Info-ZIP's true size
+        return _DIFFERS
+    if info.compress_type == zipfile.ZIP_STORED and stated[1] != info.compress_size:
+        return (
+            "{name} is stored with its sizes after its data (a data descriptor), not in its local header: a reader "
+            "going by local headers cannot tell where it ends"
+        )
+    return None
 
 
-def _local_sizes(head: tuple[bytes | int, ...], extra: bytes, info: zipfile.ZipInfo) -> bool:
-    """The local CRC and sizes are the directory entry's (all 0 if a data descriptor follows the data, as APPNOTE
-    4.4.4 says), either in the header itself with no extra field, or with both sizes 0xFFFFFFFF and exactly one
-    ZIP64 block of the two sizes after it (4.5.3) — never another value a streaming reader would go by instead."""
-    later = bool(info.flag_bits & 0x08)
-    crc, packed, size = (0, 0, 0) if later else (info.CRC, info.compress_size, info.file_size)
-    if not extra:
-        return (head[7], head[8], head[9]) == (crc, packed, size)
-    return (head[7], head[8], head[9]) == (crc, 0xFFFFFFFF, 0xFFFFFFFF) and extra == _ZIP64_LOCAL.pack(
-        _ZIP64_FIELD, _ZIP64_LOCAL.size - 4, size, packed
-    )
+def _local_values(head: tuple[bytes | int, ...], blocks: dict[int, bytes]) -> tuple[int, int, int] | None:
+    """The CRC, compressed size and size a reader going by the local header takes: from the header itself, or with
+    both sizes 0xFFFFFFFF from its ZIP64 block, which must then hold exactly the two sizes (APPNOTE 4.5.3) — never
+    another value a streaming reader would go by instead. ``None`` if the sizes are in neither alone."""
+    crc, packed, size = int(head[7]), int(head[8]), int(head[9])
+    if _ZIP64_FIELD not in blocks:
+        return crc, packed, size
+    block = blocks[_ZIP64_FIELD]
+    if (packed, size) != (0xFFFFFFFF, 0xFFFFFFFF) or len(block) != _ZIP64_LOCAL.size:
+        return None
+    size, packed = _ZIP64_LOCAL.unpack(block)
+    return crc, packed, size
 
 
 def _descriptor_length(fp: IO[bytes], at: int, info: zipfile.ZipInfo, *, wide: bool) -> int:
@@ -244,11 +309,6 @@ def _descriptor_length(fp: IO[bytes], at: int, info: zipfile.ZipInfo, *, wide: b
     if len(body) != fields.size or fields.unpack(body) != (info.CRC, info.compress_size, info.file_size):
         return 0
     return fields.size + (4 if signed else 0)
-
-
-def _dos_time(info: zipfile.ZipInfo) -> tuple[int, int]:
-    y, mo, d, h, mi, s = info.date_time
-    return (h << 11 | mi << 5 | s // 2, (y - 1980) << 9 | mo << 5 | d)
 
 
 def read_member(fp: IO[bytes], member: Placed) -> bytes:

@@ -69,15 +69,27 @@ def in_layout(path: str) -> bool:
 
 @dataclass
 class Bundle:
-    """The members of a bundle, and what is wrong with the zip itself."""
+    """The members of a bundle, and what is wrong with the zip itself. ``unread``: members of the layout that are in
+    the zip but were not read (how they are packed fails a rule of ``docs/evidence.md``), with why; a check that asks
+    for one (:meth:`get`, :meth:`has`, :meth:`under`) is marked in ``touched``, so that the verdict says it was not
+    checked rather than that the file is missing. ``notes``: what was ignored (folder entries of a re-zipped bundle)."""
 
     files: dict[str, bytes]
     problems: list[str] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
 
     def get(self, path: str) -> bytes | None:
+        if path in self.unread:
+            self.touched.add(path)
         return self.files.get(path)
 
+    def has(self, path: str) -> bool:
+        return self.get(path) is not None
+
     def under(self, prefix: str) -> dict[str, bytes]:
+        self.touched.update(path for path in self.unread if path.startswith(prefix))
         return {path: data for path, data in self.files.items() if path.startswith(prefix)}
 
 
@@ -128,8 +140,13 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
         bundle.problems += problems
         where = {id(member.info): member for member in placed}
         seen: set[str] = set()
-        for info in infos:
-            _add(bundle, fp, info, where.get(id(info)), seen)
+        folders = {name.rpartition("/")[0] + "/" for name in (i.filename for i in infos) if in_layout(name)} - {"/"}
+        ignored = sorted(i.filename for i in infos if _add(bundle, fp, i, where.get(id(i)), seen, folders))
+        if ignored:
+            bundle.notes.append(
+                f"忽略 {len(ignored)} 个文件夹条目（重新打包的 zip 会添加，不含内容）/ {len(ignored)} folder "
+                f"entries ignored ({', '.join(ignored)}): re-zipping adds them, they hold no bytes"
+            )
     values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
     if values > MAX_JSON_VALUES:
         raise BundleUnreadable(
@@ -146,27 +163,46 @@ def json_values(data: bytes) -> int:
     return sum(data.count(c) for c in (b"{", b"[", b",", b":")) + data.count(b"\n") + 1
 
 
-def _add(bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.Placed | None, seen: set[str]) -> None:
+def _add(
+    bundle: Bundle,
+    fp: IO[bytes],
+    info: zipfile.ZipInfo,
+    member: archive.Placed | None,
+    seen: set[str],
+    folders: set[str],
+) -> bool:
     """Read ``info``'s member into ``bundle`` if it is where its local header says (``member``; the problem is
-    already stated if not) and nothing about it is wrong; else state what is."""
+    already stated if not) and nothing about it is wrong; else state what is, and keep a member of the layout that
+    was not read in ``bundle.unread``. An empty entry of a folder holding members of the layout (``folders``), as
+    ``zip -r`` and ``shutil.make_archive`` write, is ignored: then ``True``."""
     name = info.filename
     if name in seen:
         bundle.problems.append(f"{cut(name)} is in the zip twice")
-        return
+        return False
     seen.add(name)
+    if name in folders and name == info.orig_filename:
+        problem = archive.directory_problem(info)
+        if problem is not None:
+            bundle.problems.append(problem)
+        return problem is None and member is not None  # a folder's misplaced entry: place_members stated it
     if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
         # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
         bundle.problems.append(f"{cut(name)} is not a path of the bundle's layout")
-        return
+        return False
     problem = archive.member_problem(info)
     if problem is not None:
         bundle.problems.append(problem)
-    if problem is not None or member is None:
-        return
-    try:
-        bundle.files[name] = archive.read_member(fp, member)
-    except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
-        bundle.problems.append(f"{name} cannot be read from the zip: {exc}")
+    elif member is None:  # place_members stated why
+        problem = "its local header is not its directory entry, or it is not where the zip's directory says"
+    else:
+        try:
+            bundle.files[name] = archive.read_member(fp, member)
+            return False
+        except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
+            problem = f"{name} cannot be read from the zip: {exc}"
+            bundle.problems.append(problem)
+    bundle.unread[name] = problem
+    return False
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -106,7 +106,12 @@ def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None,
     except NoteError as exc:
         check.fail(f"--log-key: {exc}")
         return None
-    if key is None or not key.same_key(pinned_key):
+    if key is None:  # its reason is stated above: no key was read, so none was compared
+        check.fail(
+            "未能与指定的公钥比对：未读到证据包的日志公钥 / not compared with the pinned key: the bundle's log key "
+            "could not be read"
+        )
+    elif not key.same_key(pinned_key):
         check.fail("the bundle's log key is not the pinned one / 证据包的日志公钥与指定的不同")
     check.summary = f"pinned / 已指定: {cut(pinned_key.text)}"
     return pinned_key

@@ -234,7 +234,7 @@ def check_snapshots(
         listed[sha] = present
         if sha not in named:
             check.fail(f"snapshot {cut(sha)} is named by no event in the bundle")
-        if present and f"snapshots/{sha}.jpg" not in bundle.files:
+        if present and not bundle.has(f"snapshots/{sha}.jpg"):
             check.fail(f"snapshot {cut(sha)} is listed as present but its file snapshots/….jpg is missing")
         data = bundle.get(f"snapshots/{sha}.jpg")
         problem = _record_problem(record, named.get(sha, set()), data, keys, bundle_seals)
@@ -260,7 +260,7 @@ def check_snapshots(
             refused += 1
             copy = refused_copy(record, sha)
             assert copy is not None  # the line's absent_reason was checked
-            check.note(refused_note(sha, copy, f"refused/{sha}.jpg" in bundle.files))
+            check.note(refused_note(sha, copy, bundle.has(f"refused/{sha}.jpg")))
         elif present:
             continue
         elif every_seal(said.get(sha, []), naming[sha]) if since_4 else said.get(sha):  # 1-3: as their exporter

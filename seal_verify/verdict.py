@@ -159,6 +159,14 @@ class Check:
         else:
             self.warnings_omitted += 1
 
+    def not_checked(self, why: str) -> None:
+        """This check could not be made (``why``): what it found so far is dropped, it fails with the reason alone —
+        a file it needed is in the bundle but was not read, and its absence proves nothing."""
+        self.status = Status.FAILED
+        self.problems, self.notes, self.warnings = [cut(why, LINE_CHARS)], [], []
+        self.problems_omitted = self.notes_omitted = self.warnings_omitted = 0
+        self.summary = ""
+
     def absent(self, why: str) -> Check:
         self.status = Status.ABSENT
         self.summary = why

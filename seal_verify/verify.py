@@ -19,7 +19,7 @@ import seal_verify.refused_checks as refused_checks
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
-from seal_verify.verdict import BundleVerdict, Check, Status, shown, shown_fact
+from seal_verify.verdict import BundleVerdict, Check, Status, cut, shown, shown_fact
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,15 @@ def verify_bundle(
         return verdict
     for problem in bundle.problems:
         checks["bundle"].fail(problem)
-    state: dict[str, Any] = {}
+    for note in bundle.notes:
+        checks["bundle"].note(note)
+    state = _State()
+    behind: dict[str, set[str]] = {}  # a key of state: the unread members it was made without
     for step in _steps(bundle, checks, state, known_checkpoint, consistency_proofs, tsa_roots_pem, log_key):
         name, run = step
+        bundle.touched.clear()
+        state.read.clear()
+        state.written.clear()
         try:
             run()
         except MemoryError:  # within the bounds, but more than this machine has: a reason, not a defect's trace
@@ -79,6 +85,13 @@ def verify_bundle(
                 raise  # an interrupt, an exit
             logger.exception("check %s could not be completed", name)
             checks[name].fail(f"could not be checked: {type(exc).__name__}: {exc}")
+        inherited = set[str]().union(*(behind.get(key, set()) for key in state.read))
+        for key in state.written:  # what the step made, without which members: its own or those it was made of
+            made_of = () if key == "key" and log_key is not None else _MADE_OF.get(key)
+            own = {p for p in bundle.touched if made_of is None or p.startswith(made_of)}
+            behind.setdefault(key, set()).update(own | inherited)
+        if bundle.touched or inherited:  # what it says of them (missing, empty, no key) is untrue: they are unread
+            checks[name].not_checked(_not_read(bundle, bundle.touched | inherited))
     _nothing_checked(checks, state)
     verdict.facts = {key: shown_fact(value) for key, value in state.get("facts", {}).items()}
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
@@ -87,6 +100,56 @@ def verify_bundle(
     # it: exit 3 with what to fetch, not 0 with the comparison asked for silently left out
     verdict.anchored = (pinned_ok or checks["known_checkpoint"].status is Status.OK) and not verdict.unproven
     return verdict
+
+
+#: The members each value of the steps' state is made of (prefixes), where its step reads others too: a value made
+#: by a step that asked for a member not read is made without it only if it is made of it. Any other value is made
+#: of whatever its step asked for. The log key pinned is made of nothing in the bundle.
+_MADE_OF = {
+    "manifest": ("manifest.json",),
+    "facts": ("manifest.json",),
+    "key": ("log/key.txt",),
+    "events": ("events.jsonl",),
+    "seals": ("seals/",),
+    "received": ("events-meta.jsonl",),
+    "leaf_indices": ("events-meta.jsonl",),
+}
+
+
+class _State(dict[str, Any]):
+    """What the steps share, noting the keys a step reads and writes: a step that reads what was made without a
+    member that was not read (``behind``) is not checked either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+        self.written: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.written.add(key)
+        super().__setitem__(key, value)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # to add to ("facts"): not read
+        self.written.add(key)
+        return super().setdefault(key, default)
+
+
+def _not_read(bundle: Bundle, paths: set[str]) -> str:
+    """Why a check that needed the members ``paths`` (in the zip, not read) was not made, Chinese first."""
+    first, *more = sorted(paths)
+    named = cut(first) + (f" (+{len(more)})" if more else "")
+    return (
+        f"未检查：所需的 {named} 在 zip 中，但因打包方式未被读取（见“证据包结构”）/ not checked: {named}, which it "
+        f"needs, is in the zip but was not read as packed (see the bundle's layout): {bundle.unread[first]}"
+    )
 
 
 def _nothing_checked(checks: dict[str, Check], state: dict[str, Any]) -> None:

@@ -51,17 +51,22 @@ def stored_zip(members: list[Member]) -> bytes:
 
 def by_local_headers(data: bytes) -> dict[str, bytes]:
     """What a reader going by local headers alone extracts: header after header from the file's start, a member's
-    sizes from its header, or from its ZIP64 block where the header says 0xFFFFFFFF, a deflated member up to its
-    stream's end, a data descriptor skipped after it; until no local header follows."""
+    sizes from its header, or from its ZIP64 block (found by its ID) where the header says 0xFFFFFFFF, a deflated
+    member up to its stream's end, a data descriptor skipped after it; until no local header follows."""
     files: dict[str, bytes] = {}
     at = 0
     while data[at : at + 4] == b"PK\x03\x04":
         _, _, _, flags, method, _, _, _, packed, _, name_length, extra_length = LOCAL.unpack_from(data, at)
         name = data[at + LOCAL.size : at + LOCAL.size + name_length].decode()
         extra = data[at + LOCAL.size + name_length : at + LOCAL.size + name_length + extra_length]
-        wide = extra[:2] == b"\x01\x00"
+        blocks, block_at = {}, 0
+        while block_at + 4 <= len(extra):  # by ID: Info-ZIP's ``zip -fz`` puts its time and owner blocks first
+            kind, length = struct.unpack_from("<HH", extra, block_at)
+            blocks[kind] = extra[block_at + 4 : block_at + 4 + length]
+            block_at += 4 + length
+        wide = 1 in blocks
         if wide and packed == 0xFFFFFFFF:
-            packed = struct.unpack_from("<Q", extra, 12)[0]
+            packed = struct.unpack_from("<Q", blocks[1], 8)[0]
         at += LOCAL.size + name_length + extra_length
         if method == 8:
             inflate = zlib.decompressobj(-zlib.MAX_WBITS)

@@ -176,9 +176,16 @@ def _comment(info: zipfile.ZipInfo) -> None:
         info.comment = b"see also"
 
 
-def _timestamp_field(info: zipfile.ZipInfo) -> None:
-    if info.filename == "case.json":
-        info.extra = struct.pack("<HHBL", 0x5455, 5, 1, 0)
+def _block(kind: int, data: bytes) -> bytes:
+    return struct.pack("<HH", kind, len(data)) + data
+
+
+def _extra_field(extra: bytes) -> Callable[[zipfile.ZipInfo], None]:
+    def edit(info: zipfile.ZipInfo) -> None:
+        if info.filename == "case.json":
+            info.extra = extra
+
+    return edit
 
 
 def _end_record(offset: int, value: int) -> Callable[[bytes], bytes]:
@@ -208,7 +215,15 @@ DISGUISES: dict[str, tuple[Callable[[zipfile.ZipInfo], None], Callable[[bytes], 
         lambda d: d,
     ),
     "a Unicode Path field that leaves the folder": (_unicode_path({"case.json": "../case.json"}), lambda d: d),
-    "an extra field of another kind": (_timestamp_field, lambda d: d),
+    # ASi Unix (0x756e): a mode and a link's target, which some unzips make the member
+    "an extra field of a link": (
+        _extra_field(_block(0x756E, bytes(4) + b"\xff\xa1" + bytes(8) + b"/etc")),
+        lambda d: d,
+    ),
+    "an extra field of no known kind": (_extra_field(_block(0x4242, b"x")), lambda d: d),
+    # a time stamp (0x5455) is kept, but one longer than three times has room for a hidden local header
+    "a time stamp field of 64 bytes": (_extra_field(_block(0x5455, b"\x01" + bytes(63))), lambda d: d),
+    "two time stamp fields": (_extra_field(2 * _block(0x5455, b"\x01" + bytes(4))), lambda d: d),
     "a member that is a symbolic link": (_attribute("README.txt", 0o120777 << 16), lambda d: d),
     "a member that is a directory (MS-DOS attribute)": (_attribute("case.json", 0o644 << 16 | 0x10), lambda d: d),
     "a member that is a directory (Unix mode)": (_attribute("case.json", 0o40755 << 16), lambda d: d),

@@ -68,9 +68,13 @@ DIFFERING: dict[str, Callable[[int, int], dict[str, object]]] = {
         "local_sizes": SAT,
         "local_extra": zip64(size, size, length=24),
     },
-    "0xFFFFFFFF sizes, a ZIP64 block of the right sizes, then another block": lambda first, size: {
+    "0xFFFFFFFF sizes, a ZIP64 block of the right sizes, then a Unicode Path block": lambda first, size: {
         "local_sizes": SAT,
-        "local_extra": zip64(size, size, more=struct.pack("<HHBL", 0x5455, 5, 1, 0)),
+        "local_extra": zip64(size, size, more=struct.pack("<HHBL", 0x7075, 5, 1, 0)),
+    },
+    "0xFFFFFFFF sizes, a ZIP64 block of the right sizes, then a time stamp block of 64 bytes": lambda first, size: {
+        "local_sizes": SAT,
+        "local_extra": zip64(size, size, more=struct.pack("<HHB", 0x5455, 64, 1) + bytes(63)),
     },
     "the sizes in the header and a ZIP64 block of others besides": lambda first, size: {
         "local_extra": zip64(first, first),
@@ -154,17 +158,24 @@ def test_a_stored_member_whose_sizes_follow_its_data_fails_the_bundle(exported: 
     assert any("events.jsonl is stored with its sizes after its data" in p for p in problems), problems
 
 
-def test_a_local_header_with_a_data_descriptor_must_say_zero_for_its_crc_and_sizes(exported: Exported) -> None:
-    """With the descriptor's flag, the local CRC and sizes are 0 (APPNOTE 4.4.4): a reader that takes values there
-    takes no others than the descriptor's."""
+@pytest.mark.parametrize("wrong", [False, True], ids=["the true CRC (as Info-ZIP writes sizes)", "another CRC"])
+def test_a_local_header_with_a_data_descriptor_must_say_zero_or_the_true_crc_and_sizes(
+    exported: Exported, wrong: bool
+) -> None:
+    """With the descriptor's flag, the local CRC and sizes are 0 (APPNOTE 4.4.4), or — as Info-ZIP's ``zip`` writes
+    the size there, streaming or with ``-fd`` — the directory's: a reader that takes values there takes no others
+    than the descriptor's."""
     data = bytearray(streamed(exported.members, method=zipfile.ZIP_DEFLATED))
     at = 0
     while data[at + 30 : at + 42] != b"events.jsonl":
         at = data.index(b"PK\x03\x04", at + 4)
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
         info = archive.getinfo("events.jsonl")
-    struct.pack_into("<L", data, at + 14, zlib.crc32(exported.members["events.jsonl"]))
+    struct.pack_into("<L", data, at + 14, zlib.crc32(exported.members["events.jsonl"]) ^ wrong)
     assert info.CRC == zlib.crc32(exported.members["events.jsonl"])
     trusted, problems = bundle_problems(bytes(data), exported)
+    if not wrong:
+        assert (trusted, problems) == (True, [])
+        return
     assert not trusted
     assert "events.jsonl: its local header is not its directory entry" in problems, problems
