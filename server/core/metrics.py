@@ -47,7 +47,7 @@ class IngestMetrics:
         self._stamps_clamped = Counter("seal_status_stamps_clamped", clamped, registry=r)
         self._ignored = Counter(
             "seal_messages_ignored",
-            "Messages with nothing to store (an empty status: a retained one cleared).",
+            "Messages with nothing to store (empty and retained: the broker saying a retained one was cleared).",
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
@@ -67,6 +67,13 @@ class IngestMetrics:
         self._properties_dropped = Counter(
             "seal_mqtt_properties_dropped",
             "Messages delivered without the MQTT properties the MQTT library could not parse (the court reads none).",
+            registry=r,
+        )
+        self._retained_cleared = Counter(
+            "seal_retained_cleared",
+            "Retained messages found on seals' event and snapshot topics, by what became of their clearing: cleared, "
+            "refused (by the broker: an ACL from before the clearing), unsent (no connection).",
+            ["result"],
             registry=r,
         )
         self._seals_online: Gauge | None = None
@@ -238,6 +245,12 @@ class IngestMetrics:
 
     def count_properties_dropped(self, _topic: str = "") -> None:
         self._counted(self._properties_dropped)
+
+    def count_retained_cleared(self, result: str) -> None:
+        self._counted(self._retained_cleared.labels(result=result))
+
+    def retained_cleared(self) -> dict[str, int]:
+        return self._by_label("seal_retained_cleared", "result")
 
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)

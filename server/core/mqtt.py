@@ -82,11 +82,11 @@ class TolerantClient(mqtt.Client):
 
     on_dropped_properties: Callable[[str], None] | None = None
     #: With ``manual_ack``: called on paho's thread, in place of ``on_message``, for a PUBLISH at QoS 0 or 1 that
-    #: carries no MQTT properties (every seal's message) with its topic (bytes, as received), payload, QoS and packet
-    #: id. paho's own path builds a ``Properties``, an ``MQTTMessage`` with its ``MQTTMessageInfo`` (a lock and a
-    #: condition) and formats a debug line for each: a third of its thread's time for a 600-byte event. Other
-    #: PUBLISHes take paho's path to ``on_message``.
-    on_plain_publish: Callable[[bytes, bytes, int, int], None] | None = None
+    #: carries no MQTT properties (every seal's message) with its topic (bytes, as received), payload, QoS, packet
+    #: id and RETAIN flag. paho's own path builds a ``Properties``, an ``MQTTMessage`` with its ``MQTTMessageInfo``
+    #: (a lock and a condition) and formats a debug line for each: a third of its thread's time for a 600-byte
+    #: event. Other PUBLISHes take paho's path to ``on_message``.
+    on_plain_publish: Callable[[bytes, bytes, int, int, bool], None] | None = None
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -145,9 +145,9 @@ class TolerantClient(mqtt.Client):
         return super()._handle_publish()
 
 
-def plain_publish(header: int, packet: bytes | bytearray) -> tuple[bytes, bytes, int, int] | None:
-    """(topic, payload, qos, packet id) of an MQTT 5 PUBLISH (as for :func:`unreadable_properties`) at QoS 0 or 1
-    with a topic and no properties; None for any other, left to paho (which also ends the connection on a
+def plain_publish(header: int, packet: bytes | bytearray) -> tuple[bytes, bytes, int, int, bool] | None:
+    """(topic, payload, qos, packet id, retain) of an MQTT 5 PUBLISH (as for :func:`unreadable_properties`) at QoS
+    0 or 1 with a topic and no properties; None for any other, left to paho (which also ends the connection on a
     framing that does not hold)."""
     qos = (header & 0x06) >> 1
     at = _properties_at(header, packet)
@@ -157,7 +157,8 @@ def plain_publish(header: int, packet: bytes | bytearray) -> tuple[bytes, bytes,
     topic = bytes(packet[2:topic_end])
     if not topic:
         return None
-    return topic, bytes(packet[at + 1 :]), qos, int.from_bytes(packet[topic_end:at], "big") if qos else 0
+    mid = int.from_bytes(packet[topic_end:at], "big") if qos else 0
+    return topic, bytes(packet[at + 1 :]), qos, mid, bool(header & 0x01)
 
 
 def unreadable_properties(header: int, packet: bytes | bytearray) -> str | None:

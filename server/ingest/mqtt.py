@@ -23,6 +23,8 @@
   what the court now holds (:mod:`server.ingest.receipts`), QoS 1: only that lets a seal delete from its outbox.
   Receipts are signed and sent on a thread of their own. Without the key no receipt is sent (a warning at start says
   so) and seals keep and re-send their events.
+- A message that comes retained on a seal's ``event`` or ``snapshot`` topic has its retained copy cleared at once
+  (:mod:`.retained`): a seal may retain only its status.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message
+from server.ingest.retained import RetainedClearer, subscribe_options
 from server.ingest.verifier import AHEAD_AT
 
 logger = logging.getLogger(__name__)
@@ -93,6 +96,7 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
+        self._retained = RetainedClearer(ingestor.metrics, self._clear)
         self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,
@@ -136,6 +140,7 @@ class MqttIngest:
         client.on_plain_publish = self._received
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
+        client.on_publish = self._retained.published
         if receipt_key(self._court_key) is None:
             logger.warning(
                 "no court command key ([commands] signing_key_file): no receipts are sent, so seals keep every event "
@@ -194,9 +199,9 @@ class MqttIngest:
             self._generation += 1
         self._connected.set()
         logger.info("connected to the broker (session present: %s)", flags.session_present)
-        # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones.
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        seals = [(self._filter(kind), options) for kind in SUBSCRIBED_KINDS]
+        # Re-subscribing is harmless when the session survived; retained statuses are sent only for new ones, any
+        # retained event or snapshot at every subscription, to be cleared (.retained).
+        seals = [(self._filter(kind), subscribe_options(kind)) for kind in SUBSCRIBED_KINDS]
         client.subscribe([*seals, (self.marker.topic, SubscribeOptions(qos=1))])  # its own markers: not shared
         if flags.session_present and (label := self.settings.shared_group) is not None:
             # A session kept from before shared_group was set still holds the plain subscriptions (every message on
@@ -239,17 +244,27 @@ class MqttIngest:
             logger.warning("disconnected from the broker: %s; reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._received(msg._topic, bytes(msg.payload), msg.qos, msg.mid)
+        self._received(msg._topic, bytes(msg.payload), msg.qos, msg.mid, msg.retain)
 
-    def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int) -> None:
+    def _received(self, raw_topic: bytes, payload: bytes, qos: int, mid: int, retain: bool) -> None:
         """A PUBLISH from the broker (paho's thread): queued for the worker. ``TolerantClient.on_plain_publish``."""
         received_at = datetime.now(UTC)
         topic = raw_topic.decode("utf-8", errors="replace")  # (paho's ``topic`` raises on invalid UTF-8)
+        if retain and self._retained.received(topic, len(payload)):  # a deletion: nothing to store (.retained)
+            if qos and (client := self._client) is not None:  # (paho's thread: this connection's packet id)
+                client.ack_many([(mid, qos)])
+            return
         if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
             return
         with self._lock:
             generation = self._generation
         self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
+
+    def _clear(self, topic: str) -> int | None:
+        """Delete the retained message on ``topic`` (an empty retained publish): its packet id, None if not sent."""
+        client = self._client
+        info = None if client is None else client.publish(topic, b"", qos=1, retain=True)
+        return info.mid if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
     # -- worker ----------------------------------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ Each line is chosen, none left to Mosquitto's defaults where those would hurt: n
 ACL files the server regenerates (:mod:`server.seals.provisioning`), persistence, a queue that does not silently
 drop QoS 1 messages for a slow subscriber (Mosquitto's 1,000-message default does), room in flight for a full ingest
 batch but a bound on its bytes, messages no larger than a snapshot (packets no larger than one with its topic), and a
-pid file through which the server makes the broker re-read its files. Seals reach the broker over TLS; the court
-server, on the same machine, over a plain listener bound to 127.0.0.1.
+pid file through which the server makes the broker re-read its files; no ``memory_limit`` (docs/deploy.md,
+"Retained messages": Mosquitto 2.0.11 refuses to start with a persistence file larger than it). Seals reach the
+broker over TLS; the court server, on the same machine, over a plain listener bound to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ class MosquittoConfig:
             "# Nor larger with its topic and properties (message_size_limit counts the payload only): MQTT v5 user",
             "# properties go with a message to its subscribers. A larger packet closes the sender's connection.",
             f"max_packet_size {MAX_PACKET_BYTES}",
+            "# No memory_limit, on purpose: past it Mosquitto 2.0 refuses honest messages too, and it will not start",
+            "# with a persistence file larger than it. What a seal's account retains outside its status the court's",
+            "# ingest clears (retain_available is global: off, it would refuse the seals' statuses and Last Wills).",
             "",
             f"log_dest file {files.log_file}",
             "log_type error",

@@ -143,14 +143,14 @@ def test_the_plain_publish_path_reads_what_paho_reads_and_leaves_paho_the_rest(s
             assert qos == 2 or not paho.topic or paho.properties.json(), packet
         else:
             assert (qos, not paho.properties.json()) == (paho.qos, True)
-            assert plain == (paho.topic, bytes(paho.payload), paho.qos, paho.mid if qos else 0)
+            assert plain == (paho.topic, bytes(paho.payload), paho.qos, paho.mid if qos else 0, paho.retain)
 
 
 def test_an_mqtt_3_connection_never_takes_the_plain_path() -> None:
     """MQTT 3.1.1 has no properties: the byte after the packet id is the payload's first (a 0 here), which the plain
     path, reading MQTT 5, would take for an empty property length and drop."""
     client = TolerantClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311, manual_ack=True)
-    plain: list[tuple[bytes, bytes, int, int]] = []
+    plain: list[tuple[bytes, bytes, int, int, bool]] = []
     paho: list[bytes] = []
     client.on_plain_publish = lambda *message: plain.append(message)
     client.on_message = lambda _c, _u, message: paho.append(bytes(message.payload))
