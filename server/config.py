@@ -14,6 +14,7 @@ secret: the MQTT password is read from ``mqtt.password_file`` when the ingest st
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -64,21 +65,35 @@ class AuthSettings(BaseModel):
         "username is refused from that address (only) until the oldest failure leaves the window.",
     )
     login_window_s: int = Field(
-        300, ge=10, le=24 * 3600, description="The window of login_max_failures and login_address_max_failures."
+        300,
+        ge=10,
+        le=24 * 3600,
+        description="The window of login_max_failures, login_address_max_failures and login_network_max_failures.",
     )
     login_address_max_failures: int = Field(
         20,
         ge=1,
         le=10_000,
-        description="Failed logins allowed from one client address, whatever the usernames, within login_window_s.",
+        description="Failed logins allowed from one client address, whatever the usernames, within login_window_s. "
+        "An IPv6 address counts as its /64 (one host commonly holds the whole prefix).",
+    )
+    login_network_max_failures: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Failed logins allowed from one IPv6 /48 network, whatever its /64s and the usernames, within "
+        "login_window_s: one holder of many /64s (a home line's /56, a /48) cannot add up their limits. Keep it "
+        "below login_user_max_failures, so that one network cannot lock a user out. IPv4 addresses are not "
+        "grouped.",
     )
     login_user_max_failures: int = Field(
         100,
         ge=1,
         le=100_000,
         description="The brake on a username guessed from many addresses: failed logins allowed for one username, "
-        "from all addresses together, within login_user_window_s. Keep it well above login_address_max_failures, "
-        "so that one address cannot lock a user out.",
+        "from all addresses together, within login_user_window_s. Keep it well above login_max_failures and "
+        "login_network_max_failures, so that one address, or one IPv6 network, cannot lock a user out (a value "
+        "not above what either can reach within login_user_window_s is refused).",
     )
     login_user_window_s: int = Field(
         60, ge=1, le=24 * 3600, description="The (short) window of login_user_max_failures."
@@ -86,10 +101,18 @@ class AuthSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_address_cannot_lock_a_user(self) -> AuthSettings:
-        if self.login_user_max_failures <= self.login_max_failures:
-            raise ValueError(
-                "login_user_max_failures must exceed login_max_failures, or one address's failures lock the user out"
-            )
+        """Within login_user_window_s one address reaches at most login_max_failures failures of one username per
+        login_window_s, and one IPv6 /48 at most login_network_max_failures: each must stay below the brake."""
+        windows = math.ceil(self.login_user_window_s / self.login_window_s)
+        for field, maximum, who in (
+            ("login_max_failures", self.login_max_failures, "one address's"),
+            ("login_network_max_failures", self.login_network_max_failures, "one IPv6 network's"),
+        ):
+            if self.login_user_max_failures <= maximum * windows:
+                times = f" × {windows} (login_user_window_s spans {windows} login_window_s)" if windows > 1 else ""
+                raise ValueError(
+                    f"login_user_max_failures must exceed {field}{times}, or {who} failures lock the user out"
+                )
         return self
 
 

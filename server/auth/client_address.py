@@ -141,6 +141,11 @@ class ProxyWarnings:
 
 #: An IPv6 host commonly holds a whole /64 (SLAAC, privacy addresses): the throttle counts the prefix, not the address.
 IPV6_THROTTLE_PREFIX = 64
+#: One holder commonly has many /64s: a home line gets a /56 (256 of them) or a /48, an office or a tunnel broker's
+#: free account a /48 (65,536; RFC 6177). The throttle counts an IPv6 address's failures in its /48 as well, so that
+#: one holder cannot add up its /64s' limits. A /48 and not a /56: a /56 would leave a holder of a /48 (given for the
+#: asking by tunnel brokers) 256 networks of its own, as many as the /64s of a /56 were.
+IPV6_NETWORK_PREFIX = 48
 
 
 def throttle_key(address: str) -> str:
@@ -149,3 +154,12 @@ def throttle_key(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, IPV6_THROTTLE_PREFIX), strict=False))
     return address[:MAX_ADDRESS_LENGTH]
+
+
+def throttle_network(address: str) -> str | None:
+    """The wider network the login throttle counts an IPv6 address in too: its /48 (:data:`IPV6_NETWORK_PREFIX`);
+    ``None`` for an IPv4 address (one address, counted as itself only) or a peer that is no address."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, IPV6_NETWORK_PREFIX), strict=False))
+    return None

@@ -85,6 +85,7 @@ def throttle_limits(settings: AuthSettings) -> ThrottleLimits:
     return ThrottleLimits(
         pair_max=settings.login_max_failures,
         address_max=settings.login_address_max_failures,
+        network_max=settings.login_network_max_failures,
         window_s=settings.login_window_s,
         user_max=settings.login_user_max_failures,
         user_window_s=settings.login_user_window_s,

@@ -57,14 +57,22 @@ class AuthSession(Base):
 
 
 class LoginFailure(Base):
-    """A failed login, counted per username and per client address to throttle password guessing."""
+    """A failed login, counted per username, per client address and per IPv6 network to throttle password guessing
+    (:mod:`server.auth.throttle`)."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index(None, "username", "at"), Index(None, "client_ip", "at"))
+    __table_args__ = (
+        Index(None, "username", "at"),
+        Index(None, "client_ip", "at"),
+        Index(None, "client_network", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
-    client_ip: Mapped[str] = mapped_column(String(64))
+    client_ip: Mapped[str] = mapped_column(String(64))  # an IPv4 address, or an IPv6 address's /64
+    client_network: Mapped[str | None] = mapped_column(
+        String(64), comment="An IPv6 address's /48; null for IPv4 (and for failures recorded before 0023)."
+    )
     at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

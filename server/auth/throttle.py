@@ -1,12 +1,18 @@
-"""Login throttling: limits on failed logins per (username, address) pair, per address, and per username.
+"""Login throttling: limits on failed logins per (username, address) pair, per address, per IPv6 network and per
+username.
 
 - **Pair** (``login_max_failures`` in ``login_window_s``): guessing one user's password from one address. Only that
   pair is refused: the same user logs in from another address, another user from this one.
 - **Address** (``login_address_max_failures`` in ``login_window_s``): one address trying many usernames. An IPv6
   address counts as its /64 (one host commonly holds the whole prefix), in the pair limit too.
+- **Network** (``login_network_max_failures`` in ``login_window_s``), IPv6 only: one holder of many /64s — a home
+  line's /56 (256 of them), an office's or a tunnel broker's /48 — trying from each in turn. All the failures from
+  one /48 count together, whatever the /64s and the usernames
+  (:data:`~server.auth.client_address.IPV6_NETWORK_PREFIX`). IPv4 addresses are not grouped.
 - **User** (``login_user_max_failures`` in the short ``login_user_window_s``): a brake on a password guessed from many
-  addresses at once. Its limit is far above what one address can reach under its own limits, so one attacker cannot
-  lock a user out; a distributed guess is slowed to that rate.
+  addresses at once. Its limit is above what one address (the pair limit) or one IPv6 /48 (the network limit) can
+  reach within its window (the settings refuse it otherwise), so one attacker — one address, one home line, one /48
+  — cannot lock a user out; a guess distributed over many networks is slowed to that rate.
 
 Failures are rows (``login_failures``), so several server processes share the count. An attempt is counted *before*
 its password is checked — :func:`begin_login_attempt` commits a failure row, then counts with it included — and the
@@ -25,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
-from server.auth.client_address import throttle_key
+from server.auth.client_address import throttle_key, throttle_network
 from server.auth.errors import TooManyAttempts
 from server.auth.models import LoginFailure
 
@@ -33,16 +39,18 @@ from server.auth.models import LoginFailure
 IN_CHINESE = {
     "this username from this address": "此用户名自此地址",
     "this address": "此地址",
+    "this network": "此网络",
     "this username": "此用户名",
 }
 
 
 @dataclass(frozen=True)
 class ThrottleLimits:
-    """The three limits; see the module docstring (and :class:`server.config.AuthSettings`)."""
+    """The limits; see the module docstring (and :class:`server.config.AuthSettings`)."""
 
     pair_max: int
     address_max: int
+    network_max: int
     window_s: int
     user_max: int
     user_window_s: int
@@ -58,7 +66,8 @@ def begin_login_attempt(
     """Record the attempt as a failure and commit it; raise :class:`TooManyAttempts` (the row taken back) if a limit
     is then exceeded, saying when to retry. Return the row's id."""
     session.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=10 * limits.longest_window_s)))
-    attempt = LoginFailure(username=username[:64], client_ip=throttle_key(client_ip), at=now)
+    network = throttle_network(client_ip)
+    attempt = LoginFailure(username=username[:64], client_ip=throttle_key(client_ip), client_network=network, at=now)
     session.add(attempt)
     session.commit()  # visible to every other attempt before any counts
     by_user, by_address = LoginFailure.username == attempt.username, LoginFailure.client_ip == attempt.client_ip
@@ -67,6 +76,8 @@ def begin_login_attempt(
         (by_address, limits.address_max, limits.window_s, "this address"),
         (by_user, limits.user_max, limits.user_window_s, "this username"),
     ]
+    if network is not None:
+        checks.append((LoginFailure.client_network == network, limits.network_max, limits.window_s, "this network"))
     refusals = [
         (retry, what)
         for where, maximum, window_s, what in checks

@@ -25,7 +25,9 @@ from tests.server.removal_world import RemovalWorld, c, make_world
 
 @pytest.fixture
 def world(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
-    settings = make_settings(database_url, tmp_path, login_max_failures=3, login_user_max_failures=50)
+    settings = make_settings(
+        database_url, tmp_path, login_max_failures=3, login_network_max_failures=10, login_user_max_failures=50
+    )
     with TestClient(create_app(settings, with_ingest=False)) as client:
         yield make_world(session_factory, tmp_path, client)
 
@@ -161,7 +163,12 @@ def test_the_debtor_sees_whether_the_seals_are_armed_not_whether_they_are_online
 @pytest.fixture
 def lenient_world(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[RemovalWorld]:
     settings = make_settings(
-        database_url, tmp_path, login_max_failures=100, login_address_max_failures=1000, login_user_max_failures=1000
+        database_url,
+        tmp_path,
+        login_max_failures=100,
+        login_address_max_failures=1000,
+        login_network_max_failures=999,
+        login_user_max_failures=1000,
     )
     with TestClient(create_app(settings, with_ingest=False)) as client:
         yield make_world(session_factory, tmp_path, client)

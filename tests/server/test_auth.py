@@ -31,10 +31,12 @@ CASE = "(2021)苏0214执1234号"
 CSRF = {"X-Requested-With": "fetch"}
 
 
-#: Small limits, so that the tests reach them: 3 per (username, address), 5 per address, 8 per username in 60 s.
+#: Small limits, so that the tests reach them: 3 per (username, address), 5 per address, 6 per IPv6 /48, 8 per
+#: username in 60 s.
 LIMITS = {
     "login_max_failures": 3,
     "login_address_max_failures": 5,
+    "login_network_max_failures": 6,
     "login_user_max_failures": 8,
     "login_user_window_s": 60,
 }
@@ -324,7 +326,7 @@ def test_audit_log_is_append_only(app_client: TestClient, session_factory: Sessi
 def test_an_attempt_under_way_counts_against_a_parallel_one(session_factory: SessionFactory) -> None:
     """Two guesses at once with one failure allowed: the second is refused while the first is still being checked
     (a check before either had failed would let both through, and so on for any number of parallel guesses)."""
-    limits = ThrottleLimits(pair_max=1, address_max=10, window_s=300, user_max=10, user_window_s=60)
+    limits = ThrottleLimits(pair_max=1, address_max=10, window_s=300, user_max=10, user_window_s=60, network_max=9)
     who = {"username": "judge", "client_ip": "10.0.0.1", "limits": limits}
     with session_factory() as first, session_factory() as second:
         attempt = begin_login_attempt(first, now=utc_now(), **who)  # type: ignore[arg-type]

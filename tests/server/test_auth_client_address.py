@@ -73,6 +73,8 @@ def test_trusted_proxies_are_addresses_or_networks() -> None:
         ({"trusted_proxies": ["proxy.example"]}, {}, "http.trusted_proxies"),
         ({"trusted_proxies": ["10.0.0.1/8"]}, {}, "http.trusted_proxies"),  # host bits set: a typo, refused
         ({}, {"login_max_failures": 5, "login_user_max_failures": 5}, "login_user_max_failures"),
+        ({}, {"login_network_max_failures": 100}, "must exceed login_network_max_failures"),
+        ({}, {"login_user_window_s": 301}, r"login_network_max_failures × 2"),  # one /48 reaches 2 × 50 in 301 s
         ({}, {"login_address_max_failures": 0}, "auth.login_address_max_failures"),
     ],
 )
@@ -90,5 +92,6 @@ def test_invalid_login_settings_name_the_field(http: dict[str, object], auth: di
 
 def test_the_user_brake_is_looser_than_one_address_can_reach() -> None:
     settings = AuthSettings()
-    assert settings.login_user_max_failures > settings.login_address_max_failures > settings.login_max_failures
+    assert settings.login_user_max_failures > settings.login_network_max_failures
+    assert settings.login_network_max_failures > settings.login_address_max_failures > settings.login_max_failures
     assert settings.login_user_window_s < settings.login_window_s

@@ -38,6 +38,7 @@ cookie_secure = true
 login_max_failures = 5
 login_window_s = 300
 login_address_max_failures = 20
+login_network_max_failures = 50
 login_user_max_failures = 100
 login_user_window_s = 60
 [commands]

@@ -27,7 +27,12 @@ from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 #: Where a local reverse proxy connects from (nginx: ``proxy_bind 127.0.0.2``), apart from the machine's own tools.
 PROXY = "127.0.0.2"
 STRANGER, CLERK, PUBLIC = "203.0.113.66", "198.51.100.7", "203.0.113.80"
-LIMITS = {"login_max_failures": 3, "login_address_max_failures": 5, "login_user_max_failures": 8}
+LIMITS = {
+    "login_max_failures": 3,
+    "login_address_max_failures": 5,
+    "login_network_max_failures": 6,
+    "login_user_max_failures": 8,
+}
 WARNING = "REVERSE PROXY NOT CONFIGURED"
 
 
