@@ -51,6 +51,13 @@ class IngestMetrics:
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
+        self._quarantine_counted = Counter(
+            "seal_quarantine_counted_only",
+            "Refused messages counted without a quarantine row (their seal account's quarantine_seal_rows per window "
+            "used: server.ingest.refusal_count), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._quarantine_not_kept = Counter(
             "seal_quarantine_bytes_not_kept",
             "Quarantine rows written without the message's bytes because the quarantine's byte budget was used, by "
@@ -223,6 +230,12 @@ class IngestMetrics:
     def count_quarantine_not_kept(self, scope: str) -> None:
         """A quarantine row was written without its bytes: the budget of ``scope`` (``seal``, ``total``) is used."""
         self._counted(self._quarantine_not_kept.labels(scope=scope))
+
+    def count_quarantine_counted(self, reason: str) -> None:
+        self._counted(self._quarantine_counted.labels(reason=reason))
+
+    def quarantine_counted(self) -> dict[str, int]:
+        return self._by_label("seal_quarantine_counted_only", "reason")
 
     def quarantine_not_kept(self) -> dict[str, int]:
         return self._by_label("seal_quarantine_bytes_not_kept", "scope")

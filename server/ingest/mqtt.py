@@ -5,7 +5,8 @@
 - ``manual_ack=True``: a QoS 1 message is acknowledged only after :meth:`Ingestor.ingest` has committed its row.
   A crash in between means the broker delivers it again, and the copy is a no-op duplicate.
 - paho's network thread only enqueues; one worker drains up to ``batch_size`` messages (holding at most about
-  :data:`~.backlog.BATCH_BYTES`) per transaction (the broker's bound on messages in flight to us bounds the queue).
+  :data:`~.backlog.BATCH_BYTES`) per transaction (the broker's bound on messages in flight to us bounds the queue),
+  taken from the seals' lanes in turn (:mod:`.lanes`): one seal's backlog holds up no other seal's messages here.
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them: duplicates). A batch's are one write (``ack_many``).
 - With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
@@ -47,6 +48,7 @@ from server.errors import StorageUnavailable
 from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog, Received
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
+from server.ingest.lanes import FairQueue, lane_of_topic
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message
@@ -77,7 +79,8 @@ class MqttIngest:
         self.settings, self._batch_bytes = settings, batch_bytes
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor, self._court_key = ingestor, court_key
-        self._queue: queue.Queue[Received] = queue.Queue()
+        # one lane per seal account, taken in turn (:mod:`.lanes`): one seal's backlog holds up no other seal here
+        self._queue: FairQueue[Received] = FairQueue(self._lane)
         self._stopping, self._connected = threading.Event(), threading.Event()
         self._backlog = Backlog(
             qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped, stopping=self._stopping
@@ -250,6 +253,10 @@ class MqttIngest:
         with self._lock:
             generation = self._generation
         self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
+
+    def _lane(self, item: Received) -> str | None:
+        topic = item.message.topic
+        return None if topic == self.marker.topic else lane_of_topic(topic)
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
