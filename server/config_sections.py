@@ -153,6 +153,19 @@ class IngestSettings(BaseModel):
         description="Bytes of refused messages the quarantine keeps in all, every seal account together; past it "
         "as past quarantine_seal_bytes. With several ingest workers each may pass it by an eighth.",
     )
+    quarantine_seal_rows: int = Field(
+        1000,
+        ge=0,
+        description="Refused messages each seal account may add as quarantine rows of their own per "
+        "quarantine_window_s (refusals of the seal's own signed events, such as wrong_case, never count). Past it "
+        "its refused messages are only counted, per reason and window (seal-server quarantine list shows them: "
+        "N more refused, bytes not kept), its refusal_flood alarm is raised and one log line a minute says so; "
+        "its valid signed events are still verified and stored. A flood of distinct garbage from one password costs "
+        "the court a counter, not a row and a log line per message.",
+    )
+    quarantine_window_s: int = Field(
+        3600, ge=60, le=7 * 24 * 3600, description="The window of quarantine_seal_rows, in seconds."
+    )
     unnamed_snapshot_seal_bytes: int = Field(
         64 * 1024 * 1024,
         ge=0,

@@ -31,6 +31,7 @@ class AlarmKind(StrEnum):
     SNAPSHOT_LOST = "snapshot_lost"
     CLOCK_UNSYNCED = "clock_unsynced"
     CASE_MISMATCH = "case_mismatch"
+    REFUSAL_FLOOD = "refusal_flood"
 
     @property
     def severity(self) -> Severity:
@@ -39,8 +40,8 @@ class AlarmKind(StrEnum):
     @property
     def is_condition(self) -> bool:
         """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out, an unsynchronised
-        clock, a seal configured with another case number) has at most one live alarm per seal: repeats always fold
-        into it."""
+        clock, a seal configured with another case number, an account flooding refused messages) has at most one live
+        alarm per seal: repeats always fold into it."""
         return self in CONDITIONS
 
 
@@ -59,6 +60,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.SNAPSHOT_LOST: Severity.HIGH,  # a picture the seal signed as stored will never reach the court
     AlarmKind.CLOCK_UNSYNCED: Severity.MEDIUM,  # the times the seal signs may be wrong: its events' order is not
     AlarmKind.CASE_MISMATCH: Severity.HIGH,  # the seal's events, intrusions included, reach no case until corrected
+    AlarmKind.REFUSAL_FLOOD: Severity.HIGH,  # its account floods refused messages: its password may be stolen
 }
 
 CONDITIONS = frozenset(
@@ -70,6 +72,7 @@ CONDITIONS = frozenset(
         AlarmKind.DISARM_FAILED,
         AlarmKind.CLOCK_UNSYNCED,
         AlarmKind.CASE_MISMATCH,
+        AlarmKind.REFUSAL_FLOOD,
     }
 )
 

@@ -37,7 +37,9 @@ class AlarmPublic(BaseModel):
         description="intrusion, tamper, camera_blind, camera_lost, offline, missing_events, outbox_full, "
         "speaker_failed, event_lost, arm_failed, disarm_failed, snapshot_lost, clock_unsynced, case_mismatch "
         "(封条配置的案号与本案不符 / seal configured with another case number: its signed events are refused as "
-        "wrong_case)."
+        "wrong_case), refusal_flood (封条账号大量发送被拒消息 / its MQTT account sent more refused messages than "
+        "[ingest] quarantine_seal_rows in a window: the rest are only counted; disable the account if its password "
+        "is in other hands)."
     )
     severity: str
     state: AlarmState
@@ -56,7 +58,9 @@ class AlarmPublic(BaseModel):
         description="An event's alarm: its payload, event_type, seq and ts, and late (of an ended binding) or "
         "disarmed_while_sealed (an intrusion or tamper of a seal that said it was disarmed while no approved "
         "removal expected it) when true. A case_mismatch: claimed_case_no, event_type, seq and ts of the last "
-        "refused event, and intrusions (count, seqs, last) once an intrusion or tamper was among them."
+        "refused event, and intrusions (count, seqs, last) once an intrusion or tamper was among them. A "
+        "refusal_flood: window_start, window_s, rows_per_window and reasons (reason -> messages counted only in "
+        "the batch that raised it)."
     )
 
 

@@ -23,6 +23,7 @@ from server.ingest.quarantine import (
     ascii_preview,
     get_quarantined,
     hex_preview,
+    list_counts,
     list_quarantine,
 )
 
@@ -75,6 +76,46 @@ def read_quarantine(
     where = QuarantineFilter(reason=reason, device_id=device_id, since=since, before=before, limit=limit)
     rows, next_before = list_quarantine(session, where=where)
     return QuarantinePage(messages=[_public(row) for row in rows], next_before=next_before)
+
+
+class QuarantineCountPublic(BaseModel):
+    device_id: str = Field(description="The seal account (from the topic); empty if the topic named none.")
+    reason: str = Field(description="Why they were refused.")
+    window_start: datetime = Field(description="The start of the window ([ingest] quarantine_window_s).")
+    count: int = Field(description="Refused messages counted without a row of their own: bytes not kept.")
+    bytes: int = Field(description="Their sizes as received, added up.")
+    first_received_at: datetime
+    last_received_at: datetime
+
+
+@router.get("/counts")
+def read_quarantine_counts(
+    _clerk: QuarantineReader,
+    session: SessionDep,
+    reason: Annotated[
+        str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="Only this reason.")
+    ] = None,
+    device_id: DeviceIdQuery = None,
+    since: Annotated[
+        Moment | None, Query(description="Only counts whose last message arrived at or after this.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows.")] = 50,
+) -> list[QuarantineCountPublic]:
+    """Refused messages counted without rows, past their seal account's quarantine_seal_rows per window: per
+    account, reason and window, newest window first (clerk only)."""
+    where = QuarantineFilter(reason=reason, device_id=device_id, since=since, limit=limit)
+    return [
+        QuarantineCountPublic(
+            device_id=row.device_id,
+            reason=row.reason,
+            window_start=row.window_start,
+            count=row.count,
+            bytes=row.bytes,
+            first_received_at=row.first_received_at,
+            last_received_at=row.last_received_at,
+        )
+        for row in list_counts(session, where=where)
+    ]
 
 
 @router.get("/{message_id}", responses={404: {"description": "No such quarantined message"}})

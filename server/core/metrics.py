@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
-from server.core.metrics_snapshot import MetricsSnapshot
+from server.core.metrics_snapshot import MetricsSnapshot, by_label, read_snapshot
 from server.core.progress import IngestProgress
 
 # The ``*_created`` series (when each counter was made) say nothing a scraper needs, and the exposition kept the
@@ -51,6 +51,13 @@ class IngestMetrics:
             registry=r,
         )
         self._rejected = Counter("seal_messages_rejected", "Messages quarantined, by reason.", ["reason"], registry=r)
+        self._quarantine_counted = Counter(
+            "seal_quarantine_counted_only",
+            "Refused messages counted without a quarantine row (their seal account's quarantine_seal_rows per window "
+            "used: server.ingest.refusal_count), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._quarantine_not_kept = Counter(
             "seal_quarantine_bytes_not_kept",
             "Quarantine rows written without the message's bytes because the quarantine's byte budget was used, by "
@@ -231,8 +238,14 @@ class IngestMetrics:
         """A quarantine row was written without its bytes: the budget of ``scope`` (``seal``, ``total``) is used."""
         self._counted(self._quarantine_not_kept.labels(scope=scope))
 
+    def count_quarantine_counted(self, reason: str) -> None:
+        self._counted(self._quarantine_counted.labels(reason=reason))
+
+    def quarantine_counted(self) -> dict[str, int]:
+        return by_label(self.registry, "seal_quarantine_counted_only", "reason")
+
     def quarantine_not_kept(self) -> dict[str, int]:
-        return self._by_label("seal_quarantine_bytes_not_kept", "scope")
+        return by_label(self.registry, "seal_quarantine_bytes_not_kept", "scope")
 
     def count_failed_sign_in(self, kind: str) -> None:
         self._sign_ins_failed.labels(kind=kind).inc()
@@ -250,7 +263,7 @@ class IngestMetrics:
         self._counted(self._retained_cleared.labels(result=result))
 
     def retained_cleared(self) -> dict[str, int]:
-        return self._by_label("seal_retained_cleared", "result")
+        return by_label(self.registry, "seal_retained_cleared", "result")
 
     def count_storage_retry(self) -> None:
         self._counted(self._storage_retries)
@@ -289,7 +302,7 @@ class IngestMetrics:
         self._counted(self._checkpoints_refused.labels(reason=reason))
 
     def checkpoints_refused(self) -> dict[str, int]:
-        return self._by_label("seal_log_checkpoints_refused", "reason")
+        return by_label(self.registry, "seal_log_checkpoints_refused", "reason")
 
     def count_settle_failure(self) -> None:
         self._counted(self._settle_failures)
@@ -310,7 +323,7 @@ class IngestMetrics:
         self._counted(self._content_mismatches.labels(store=store))
 
     def content_mismatches(self) -> dict[str, int]:
-        return self._by_label("seal_content_mismatches", "store")
+        return by_label(self.registry, "seal_content_mismatches", "store")
 
     def set_caught_up_lag(self, seconds: float) -> None:
         """The ingest's caught-up mark lags now by ``seconds`` (:mod:`server.marks.marks`)."""
@@ -326,47 +339,12 @@ class IngestMetrics:
 
     def snapshot(self) -> MetricsSnapshot:
         with self._cond:
-            return self._snapshot_locked()
-
-    def _snapshot_locked(self) -> MetricsSnapshot:
-        value = self.registry.get_sample_value
-        return MetricsSnapshot(
-            stored=int(value("seal_events_ingested_total") or 0),
-            duplicates=int(value("seal_events_duplicate_total") or 0),
-            status_updates=int(value("seal_status_updates_total") or 0),
-            snapshots=int(value("seal_snapshots_stored_total") or 0),
-            rejected={k: v for k, v in self._by_label("seal_messages_rejected", "reason").items() if v},
-            notifications_sent=int(value("seal_notifications_sent_total") or 0),
-            notification_attempts_failed=int(value("seal_notification_attempts_failed_total") or 0),
-            notifications_failed=int(value("seal_notifications_failed_total") or 0),
-            alarms_live=self._by_label("seal_alarms_live", "kind"),
-            commands={
-                **{("published", k): v for k, v in self._by_label("seal_commands_published", "result").items()},
-                **{("answer", k): v for k, v in self._by_label("seal_command_answers", "outcome").items()},
-                **({("expired", ""): n} if (n := int(value("seal_commands_expired_total") or 0)) else {}),
-            },
-            storage_retries=int(value("seal_ingest_storage_retries_total") or 0),
-            ignored=int(value("seal_messages_ignored_total") or 0),
-            timestamps=self._by_label("seal_log_timestamps", "result"),
-            live_feed=self._by_label("seal_live_feed_messages", "result"),
-            live_gaps=self._by_label("seal_live_gaps", "reason"),
-            dropped=int(value("seal_messages_dropped_total") or 0),
-            status_stamps_clamped=int(value("seal_status_stamps_clamped_total") or 0),
-        )
-
-    def _by_label(self, name: str, label: str) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for family in self.registry.collect():
-            if family.name == name:
-                for sample in family.samples:
-                    if sample.name in (name, f"{name}_total") and label in sample.labels:
-                        counts[sample.labels[label]] = int(sample.value)
-        return counts
+            return read_snapshot(self.registry)
 
     def wait_until(self, predicate: Callable[[MetricsSnapshot], bool], timeout: float) -> bool:
         """Block until ``predicate(snapshot)`` holds or ``timeout`` seconds pass; return whether it holds."""
         with self._cond:
-            return self._cond.wait_for(lambda: predicate(self._snapshot_locked()), timeout)
+            return self._cond.wait_for(lambda: predicate(read_snapshot(self.registry)), timeout)
 
     def exposition(
         self,

@@ -69,6 +69,7 @@ from server.ingest.checks import (
 from server.ingest.gap_wait import caught_up_lag, settle_gaps
 from server.ingest.late_chain import ChainPlacement, HoldBack, refused_events, refused_for_case
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
+from server.ingest.refusal_count import RefusalBudget
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
@@ -97,6 +98,7 @@ class IngestBatch:
         gap_wait: timedelta = timedelta(0),
         written_snapshots: frozenset[str] | set[str] = frozenset(),
         quarantine_budget: QuarantineBudget | None = None,
+        refusal_budget: RefusalBudget | None = None,
         unnamed_budget: int | None = None,
     ) -> None:
         self.session = session
@@ -115,7 +117,7 @@ class IngestBatch:
         self._case_of: dict[int, str] = {}  # a message's place -> the case its binding gives its event (phase 1)
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
-        self._quarantined = QuarantineCopies(quarantine_budget)
+        self._quarantined = QuarantineCopies(quarantine_budget, refusal_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
         self._events = EventAlarms(self.alarms, session, self._rows, self.chain.max_seq)  # raised or closed
@@ -158,7 +160,7 @@ class IngestBatch:
             for place in self._filing.write(self.session, results, hold.pictures):  # held back: kept by the seal
                 results[place] = self._refused(messages[place], hold.refusal(results[place]))
             self._apply_answers(results)
-            self._quarantined.write(self.session, messages, results)
+            self._quarantined.write(self.session, messages, results, self.alarms)
             self.session.flush()  # every other row first: the log's writer lock is then held only for the log
             if self._rows:
                 leaves = [Leaf(i, cast(bytes, row["raw"])) for i, row in zip(self._ids, self._rows, strict=True)]

@@ -37,6 +37,7 @@ from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
 from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
+from server.ingest.refusal_count import CountedLog, RefusalBudget
 from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
@@ -99,6 +100,8 @@ class Ingestor:
             on_refused=metrics.count_quarantine_not_kept,
         )
         self.unnamed_budget = ingest.unnamed_snapshot_seal_bytes  # :mod:`.unnamed_budget`
+        self.refusal_budget = RefusalBudget(per_window=ingest.quarantine_seal_rows, window_s=ingest.quarantine_window_s)
+        self._counted_log = CountedLog()
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -206,6 +209,7 @@ class Ingestor:
             gap_wait=self._gap_wait,
             written_snapshots=written,
             quarantine_budget=self.quarantine_budget,
+            refusal_budget=self.refusal_budget,
             unnamed_budget=self.unnamed_budget,
         )
 
@@ -312,6 +316,12 @@ class Ingestor:
     def _record(self, message: Message, result: IngestResult) -> None:
         """Log and count a committed outcome. The log line says what a quarantine row keeps: the topic and the detail
         cut to their columns (a topic may take 64 KiB, and a refusal names it)."""
+        if result.counted_only:  # past its account's rows: one line a minute per account (:mod:`.refusal_count`)
+            assert result.reason is not None
+            self._counted_log.counted(result.device_id, result.reason)
+            self.metrics.count_rejected(result.reason)
+            self.metrics.count_quarantine_counted(result.reason)
+            return
         topic, detail = _topic(message), storable_text(result.detail, QUARANTINE_DETAIL_LIMIT)
         match result.outcome:
             case Outcome.STORED:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,6 +44,23 @@ class QuarantinedMessage(Base):
         Integer, default=1, server_default="1", comment="How many times these bytes came, for this reason."
     )
     last_received_at: Mapped[datetime | None] = mapped_column(comment="When the last copy came (null: only one).")
+
+
+class QuarantineCount(Base):
+    """Refused messages of one seal account, reason and window counted without a quarantine row of their own: those
+    past the account's budget of rows per window (``[ingest] quarantine_seal_rows``, :mod:`.refusal_count`)."""
+
+    __tablename__ = "quarantine_counts"
+    __table_args__ = (UniqueConstraint("device_id", "reason", "window_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), comment="From the topic; empty if it named no seal.")
+    reason: Mapped[str] = mapped_column(String(32), comment="Reason code, as in the quarantine.")
+    window_start: Mapped[datetime] = mapped_column(index=True, comment="The window's start (quarantine_window_s).")
+    count: Mapped[int] = mapped_column(BigInteger, comment="Messages counted; their bytes were not kept.")
+    bytes: Mapped[int] = mapped_column(BigInteger, comment="Their sizes as received, added up.")
+    first_received_at: Mapped[datetime]
+    last_received_at: Mapped[datetime]
 
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")

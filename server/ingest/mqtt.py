@@ -5,7 +5,8 @@
 - ``manual_ack=True``: a QoS 1 message is acknowledged only after :meth:`Ingestor.ingest` has committed its row.
   A crash in between means the broker delivers it again, and the copy is a no-op duplicate.
 - paho's network thread only enqueues; one worker drains up to ``batch_size`` messages (holding at most about
-  :data:`~.backlog.BATCH_BYTES`) per transaction (the broker's bound on messages in flight to us bounds the queue).
+  :data:`~.backlog.BATCH_BYTES`) per transaction (the broker's bound on messages in flight to us bounds the queue),
+  taken from the seals' lanes in turn (:mod:`.lanes`): one seal's backlog holds up no other seal's messages here.
 - Acknowledgements carry the packet id of one connection: messages received before a reconnect are stored but not
   acknowledged on the new connection (the broker redelivers them: duplicates). A batch's are one write (``ack_many``).
 - With ``[mqtt] shared_group``, the subscriptions are MQTT v5 shared ones (``$share/<group>-<secret>/…``, the
@@ -49,10 +50,11 @@ from server.errors import StorageUnavailable
 from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog, Received
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
+from server.ingest.lanes import FairQueue, lane_of
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message
-from server.ingest.retained import RetainedClearer, subscribe_options
+from server.ingest.retained import RetainedClearer, clear_retained, subscribe_options
 from server.ingest.verifier import AHEAD_AT
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,8 @@ class MqttIngest:
         self.settings, self._batch_bytes = settings, batch_bytes
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor, self._court_key = ingestor, court_key
-        self._queue: queue.Queue[Received] = queue.Queue()
+        # one lane per seal account, taken in turn (:mod:`.lanes`): one seal's backlog holds up no other seal here
+        self._queue: FairQueue[Received] = FairQueue(lambda item: lane_of(item.message.topic, self.marker.topic))
         self._stopping, self._connected = threading.Event(), threading.Event()
         self._backlog = Backlog(
             qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped, stopping=self._stopping
@@ -96,7 +99,7 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
-        self._retained = RetainedClearer(ingestor.metrics, self._clear)
+        self._retained = RetainedClearer(ingestor.metrics, lambda topic: clear_retained(self._client, topic))
         self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,
@@ -259,12 +262,6 @@ class MqttIngest:
         with self._lock:
             generation = self._generation
         self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
-
-    def _clear(self, topic: str) -> int | None:
-        """Delete the retained message on ``topic`` (an empty retained publish): its packet id, None if not sent."""
-        client = self._client
-        info = None if client is None else client.publish(topic, b"", qos=1, retain=True)
-        return info.mid if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
     # -- worker ----------------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.errors import found
-from server.ingest.models import QuarantinedMessage
+from server.ingest.models import QuarantineCount, QuarantinedMessage
 
 PREVIEW_BYTES = 64
 
@@ -43,6 +43,20 @@ def list_quarantine(session: Session, *, where: QuarantineFilter) -> tuple[list[
     rows = list(session.scalars(query.order_by(QuarantinedMessage.id.desc()).limit(where.limit + 1)))
     page = rows[: where.limit]
     return page, page[-1].id if len(rows) > where.limit else None
+
+
+def list_counts(session: Session, *, where: QuarantineFilter) -> list[QuarantineCount]:
+    """The refused messages counted without rows (past their account's ``quarantine_seal_rows`` per window:
+    :mod:`.refusal_count`), newest window first, at most ``where.limit`` rows; ``before`` is not applied."""
+    query = select(QuarantineCount)
+    if where.reason is not None:
+        query = query.where(QuarantineCount.reason == where.reason)
+    if where.device_id is not None:
+        query = query.where(QuarantineCount.device_id == where.device_id)
+    if where.since is not None:
+        query = query.where(QuarantineCount.last_received_at >= where.since)
+    order = (QuarantineCount.window_start.desc(), QuarantineCount.device_id, QuarantineCount.reason)
+    return list(session.scalars(query.order_by(*order).limit(where.limit)))
 
 
 def get_quarantined(session: Session, *, message_id: int) -> QuarantinedMessage:

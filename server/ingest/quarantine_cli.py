@@ -5,7 +5,9 @@
     seal-server quarantine show ID --config FILE
 
 ``list`` prints one line per message, newest first: id, received at (the first copy), seal account, reason, size,
-copies, topic, detail and a hex preview of the first bytes. ``show`` prints one message and a hex dump of every
+copies, topic, detail and a hex preview of the first bytes; then (on the first page) the messages counted without a
+row of their own, past their account's ``[ingest] quarantine_seal_rows`` per window (:mod:`.refusal_count`): per
+account, reason and window, "N more refused, bytes not kept". ``show`` prints one message and a hex dump of every
 byte kept. Whatever a hostile client sent, the output holds no control characters: text fields are escaped
 (:func:`terminal_safe`), bytes are shown as hex and printable ASCII only.
 """
@@ -18,8 +20,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from server.ingest.models import QuarantinedMessage
-from server.ingest.quarantine import QuarantineFilter, ascii_preview, get_quarantined, hex_preview, list_quarantine
+from server.ingest.models import QuarantineCount, QuarantinedMessage
+from server.ingest.quarantine import (
+    QuarantineFilter,
+    ascii_preview,
+    get_quarantined,
+    hex_preview,
+    list_counts,
+    list_quarantine,
+)
 
 Out = Callable[[str], None]
 
@@ -86,10 +95,13 @@ def run_quarantine_command(args: argparse.Namespace, session: Session, out: Out)
             rows, next_before = list_quarantine(session, where=where)
             for row in rows:
                 out("\t".join(_summary(row)))
-            if not rows:
+            counts = list_counts(session, where=where) if args.before is None else []
+            if not rows and not counts:
                 out("（隔离区中没有符合条件的消息 / no quarantined message matches）")
             if next_before is not None:
                 out(f"(more: --before {next_before})")
+            for count in counts:
+                out(_counted(count))
         case "show":
             row = get_quarantined(session, message_id=args.message_id)
             names = ("id", "received", "device", "reason", "size", "copies", "topic", "detail", "start")
@@ -105,6 +117,17 @@ def run_quarantine_command(args: argparse.Namespace, session: Session, out: Out)
         case _:
             raise AssertionError(f"unhandled quarantine action {args.action!r}")
     return 0
+
+
+def _counted(count: QuarantineCount) -> str:
+    window = count.window_start.isoformat(timespec="seconds")
+    last = count.last_received_at.isoformat(timespec="seconds")
+    device = terminal_safe(count.device_id) if count.device_id else "-"
+    return (
+        f"{device}\t{terminal_safe(count.reason)}\t另有 {count.count} 条被拒消息仅计数，未保存内容"
+        f"（时段起于 {window}，共 {count.bytes} 字节，最近一条 {last}） / {count.count} more refused, bytes not kept "
+        f"(window from {window}, {count.bytes} B, the last at {last})"
+    )
 
 
 def _summary(row: QuarantinedMessage) -> list[str]:

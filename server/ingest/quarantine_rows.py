@@ -29,7 +29,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Integer, Table, bindparam, case, event, func, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
+from server.alarms.book import AlarmBook
 from server.ingest.models import QuarantinedMessage
+from server.ingest.refusal_count import SIGNED_REASONS, Counted, RefusalBudget, Window, raise_flood_alarm, write_counts
 from server.ingest.results import IngestResult, Message, Outcome, storable, storable_text
 
 #: A quarantined message is kept up to this many bytes (its full size is recorded).
@@ -153,9 +155,10 @@ class _Copies:
 class QuarantineCopies:
     """The refused messages of one batch, counted per key, written by :meth:`write`."""
 
-    def __init__(self, budget: QuarantineBudget | None = None) -> None:
+    def __init__(self, budget: QuarantineBudget | None = None, rows: RefusalBudget | None = None) -> None:
         self._copies: dict[Key, _Copies] = {}
         self._budget = budget
+        self._rows = rows  # each account's rows per window: past it, only counted (:mod:`.refusal_count`)
 
     def add(self, message: Message, result: IngestResult) -> None:
         key = _key(message, result)
@@ -166,8 +169,16 @@ class QuarantineCopies:
             known.count += 1
             known.last_received_at = max(known.last_received_at, message.received_at)
 
-    def write(self, session: Session, messages: Sequence[Message], results: list[IngestResult]) -> None:
-        """Write the copies; mark the quarantined among ``results`` (of ``messages``) whose bytes a row keeps."""
+    def write(
+        self,
+        session: Session,
+        messages: Sequence[Message],
+        results: list[IngestResult],
+        alarms: AlarmBook | None = None,
+    ) -> None:
+        """Write the copies; mark the quarantined among ``results`` (of ``messages``) whose bytes a row keeps, and
+        those only counted (past their account's rows, raising its alarm in ``alarms``)."""
+        counted = self._count_past_budget(session, messages, results, alarms) if self._rows is not None else set()
         kept: set[Key] = set()
         for key in sorted(self._copies):
             copies = self._copies[key]
@@ -180,9 +191,50 @@ class QuarantineCopies:
                 budget=self._budget,
             ):
                 kept.add(key)
+        if not kept and not counted:
+            return
         for place, (message, result) in enumerate(zip(messages, results, strict=True)):
-            if result.outcome is Outcome.QUARANTINED and _key(message, result) in kept:
-                results[place] = replace(result, bytes_kept=True)
+            if result.outcome is Outcome.QUARANTINED:
+                if (key := _key(message, result)) in kept:
+                    results[place] = replace(result, bytes_kept=True)
+                elif key in counted:
+                    results[place] = replace(result, counted_only=True)
+
+    def _count_past_budget(
+        self, session: Session, messages: Sequence[Message], results: list[IngestResult], alarms: AlarmBook | None
+    ) -> set[Key]:
+        """Take out of the copies those past their account's rows in their window, counted instead; their keys."""
+        rows = self._rows
+        assert rows is not None
+        by_window: dict[Window, list[Key]] = {}  # in the order they came
+        for key, copies in self._copies.items():
+            if copies.result.reason not in SIGNED_REASONS:
+                window = (copies.result.device_id or "", rows.window_of(copies.message.received_at))
+                by_window.setdefault(window, []).append(key)
+        over: set[Key] = set()
+        for (account, start), keys in by_window.items():
+            room = rows.room(session, account, start)
+            rows.took(session, account, start, min(room, len(keys)))
+            over.update(keys[room:])
+        if not over:
+            return over
+        counts: dict[tuple[str, str, datetime], Counted] = {}
+        for message, result in zip(messages, results, strict=True):
+            if result.outcome is Outcome.QUARANTINED and (key := _key(message, result)) in over:
+                account, at, size = result.device_id or "", message.received_at, len(message.payload)
+                counting = (account, key[2], rows.window_of(at))
+                if (known := counts.get(counting)) is None:
+                    counts[counting] = Counted(1, size, at, at)
+                else:
+                    known.add(size, at)
+        write_counts(session, counts)
+        if alarms is not None:
+            for account, start in sorted({(a, w) for a, _, w in counts}):
+                reasons = {r: c.count for (a, r, w), c in counts.items() if (a, w) == (account, start)}
+                raise_flood_alarm(alarms, rows, account, start, reasons, at=max(c.last for c in counts.values()))
+        for key in over:
+            del self._copies[key]
+        return over
 
 
 def add_copies(

@@ -70,6 +70,9 @@ class IngestResult:
     #: bytes — set where a batch writes its quarantine (:meth:`~server.ingest.quarantine_rows.QuarantineCopies.write`).
     #: Only such a message may be receipted (:mod:`server.ingest.receipts`): the seal then deletes it.
     bytes_kept: bool = False
+    #: For a quarantined message: past its seal account's budget of quarantine rows, it has no row, only a count
+    #: (:mod:`server.ingest.refusal_count`); logged once a minute per account, not one line each.
+    counted_only: bool = False
 
 
 class Rejected(Exception):

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -42,6 +43,12 @@ REFUSED_LOG_EVERY_S = 60.0
 _ROOT = tuple(TOPIC_ROOT.split("/"))
 #: Sends the clearing of a topic's retained message: its packet id, or None if it could not be sent.
 Publish = Callable[[str], "int | None"]
+
+
+def clear_retained(client: mqtt.Client | None, topic: str) -> int | None:
+    """Delete the retained message on ``topic`` (an empty retained publish): its packet id, None if not sent."""
+    info = None if client is None else client.publish(topic, b"", qos=1, retain=True)
+    return info.mid if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
 
 def subscribe_options(kind: MessageKind) -> SubscribeOptions:

@@ -42,7 +42,7 @@ from seal_protocol.signing import (
 )
 from server.core.db import make_engine, make_session_factory, session_scope
 from server.evidence.models import Event, Snapshot
-from server.ingest.models import QuarantinedMessage
+from server.ingest.models import QuarantineCount, QuarantinedMessage
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
 from server.seals.cases import add_case
@@ -589,10 +589,13 @@ def check_delivery(
 
 
 def _quarantine_counts(session: Session) -> Counter[str]:
-    """Quarantined messages by reason; a row counts each copy of the same refused bytes it stands for."""
+    """Quarantined messages by reason; a row counts each copy of the same refused bytes it stands for, and the
+    refusals counted without rows (past their account's ``quarantine_seal_rows``) count too."""
     found: Counter[str] = Counter()
     for reason, copies in session.execute(select(QuarantinedMessage.reason, QuarantinedMessage.copies)):
         found[reason] += copies
+    for reason, count in session.execute(select(QuarantineCount.reason, QuarantineCount.count)):
+        found[reason] += count
     return found
 
 

@@ -290,4 +290,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "snapshot_lost": 0,
             "clock_unsynced": 0,
             "case_mismatch": 0,
+            "refusal_flood": 0,
         }

@@ -308,6 +308,7 @@ TABLE: list[Row] = [
     ),
     Row("GET", "/api/audit", "global", 200, fixed("/api/audit"), CLERK),
     Row("GET", "/api/quarantine", "global", 200, fixed("/api/quarantine"), CLERK),
+    Row("GET", "/api/quarantine/counts", "global", 200, fixed("/api/quarantine/counts"), CLERK),
     Row(
         "GET",
         "/api/quarantine/{message_id}",

@@ -73,8 +73,10 @@ def running(broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Pa
 
 
 def event_rows(session_factory: SessionFactory) -> list[tuple[str, str, int]]:
+    """The stored events, each seal's in the order stored (the seals' turns in a batch are the court's own)."""
     with session_factory() as session:
-        return [(e.device_id, e.case_no, e.seq) for e in session.scalars(select(Event).order_by(Event.id))]
+        order = (Event.device_id, Event.id)
+        return [(e.device_id, e.case_no, e.seq) for e in session.scalars(select(Event).order_by(*order))]
 
 
 def test_published_events_are_stored_in_their_cases(

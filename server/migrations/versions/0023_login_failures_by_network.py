@@ -6,7 +6,7 @@ their own /64 only, and leave the window within ``[auth] login_window_s`` of the
 
 Revision ID: 5e1b7c3a9d24
 Revises: 9a4d2c7e5b13
-Create Date: 2026-12-09 09:00:00.000000
+Create Date: 2026-12-07 07:30:00.000000
 """
 
 from collections.abc import Sequence

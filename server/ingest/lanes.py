@@ -1,0 +1,107 @@
+"""The ingest worker's queue, fair between seals: one lane per seal account, taken in turn, one message at a time.
+
+paho's thread puts each message in the lane of its topic's account (``seal/v1/<device_id>/…``); the worker takes
+from the lanes in turn, so that a batch holds the messages of every seal waiting, and one account's backlog (a
+flood of garbage from its password) no longer holds another seal's intrusion behind it inside the court. Each lane
+is first in, first out: a seal's messages keep their order. A marker (:mod:`.marker`, "everything received before me
+is committed") is taken only once every message received before it was taken: the worker passes it after the batches
+holding them are committed, as before. Only the court's queue is fair: the broker delivers to the court's session in
+the order it received, within the court's in-flight window (docs/reliability.md, "One seal's flood").
+
+Thread-safe; the interface of :class:`queue.Queue` the worker uses (``put``, ``get``, ``get_nowait``, ``qsize``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Mark(Generic[T]):
+    seq: int
+    before: int  # messages put before it and not taken yet
+    item: T
+
+
+class FairQueue(Generic[T]):
+    """``lane_of(item)``: the item's lane, or None for a marker (taken after everything put before it)."""
+
+    def __init__(self, lane_of: Callable[[T], str | None]) -> None:
+        self._lane_of = lane_of
+        self._lanes: dict[str, deque[tuple[int, T]]] = {}
+        self._turns: deque[str] = deque()  # the lanes holding messages, the next to take from first
+        self._marks: deque[_Mark[T]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._seq = 0
+        self._size = 0
+
+    def qsize(self) -> int:
+        return self._size
+
+    def put(self, item: T) -> None:
+        lane = self._lane_of(item)
+        with self._cond:
+            self._seq += 1
+            if lane is None:
+                self._marks.append(_Mark(self._seq, self._size - len(self._marks), item))
+            else:
+                waiting = self._lanes.get(lane)
+                if waiting is None:
+                    waiting = self._lanes[lane] = deque()
+                    self._turns.append(lane)
+                waiting.append((self._seq, item))
+            self._size += 1
+            self._cond.notify()
+
+    def get(self, timeout: float) -> T:
+        """The next item, waiting up to ``timeout`` seconds for one; :class:`queue.Empty` if none came."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self._size == 0:
+                left = end - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    if self._size == 0:
+                        raise queue.Empty
+            return self._pop()
+
+    def get_nowait(self) -> T:
+        with self._cond:
+            if self._size == 0:
+                raise queue.Empty
+            return self._pop()
+
+    def _pop(self) -> T:
+        self._size -= 1
+        if self._marks and self._marks[0].before == 0:
+            return self._marks.popleft().item
+        lane = self._turns.popleft()
+        waiting = self._lanes[lane]
+        seq, item = waiting.popleft()
+        if waiting:
+            self._turns.append(lane)
+        else:
+            del self._lanes[lane]
+        for mark in self._marks:
+            if seq < mark.seq:
+                mark.before -= 1
+        return item
+
+
+def lane_of(topic: str, marker_topic: str) -> str | None:
+    """The lane of a message on ``topic`` (:func:`lane_of_topic`); None for the worker's markers on ``marker_topic``."""
+    return None if topic == marker_topic else lane_of_topic(topic)
+
+
+def lane_of_topic(topic: str) -> str:
+    """The lane of a seal's topic ``seal/v1/<device_id>/<kind>``: its account; any other topic is a lane of its own
+    (the ACL lets a seal's account publish only under its own device id)."""
+    parts = topic.split("/", 3)
+    return parts[2] if len(parts) > 3 else topic
