@@ -43,6 +43,33 @@ ensure_ntp() {
   fi
 }
 
+# Start the seal with what was just installed, once check-config (as the service's user: root reads a root-only
+# password or CA, and may write any state_dir, where the service cannot) passes. A re-run over a running seal (an
+# upgrade) restarts it: `systemctl start` leaves a running agent as it is, the old code running over replaced files.
+# A check that fails starts and restarts nothing, and says so with check-config's words and the command to run.
+start_seal() {
+  local active=no checked warnings
+  if systemctl is-active --quiet seal-agent.service; then active=yes; fi
+  if checked=$(runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" 2>&1); then
+    systemctl restart seal-agent.service
+    if [ "$active" = yes ]; then
+      echo "The configuration is complete: seal-agent restarted, running what was just installed."
+    else
+      echo "The configuration is complete: seal-agent started."
+    fi
+    warnings=$(printf '%s\n' "$checked" | grep -vx OK || true)
+    if [ -n "$warnings" ]; then echo "check-config warns:"; printf '%s\n' "$warnings" | sed 's/^/  /'; fi
+  else
+    if [ "$active" = yes ]; then
+      echo "install.sh: seal-agent NOT restarted: check-config fails (below), so the agent still running is the" \
+        "version installed before. Fix the configuration, then: sudo systemctl restart seal-agent" >&2
+    else
+      echo "seal-agent not started yet: check-config fails (below). Once it passes: sudo systemctl restart seal-agent"
+    fi
+    printf '%s\n' "$checked" | sed 's/^/  /'
+  fi
+}
+
 # pip_install LABEL PIP…: one line per package, pip's reason shown if it fails.
 # shellcheck source=scripts/pip_progress.sh
 source "$SRC/scripts/pip_progress.sh"
@@ -102,13 +129,10 @@ echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pub
 echo "2. Put the MQTT password it prints into $CONF_DIR/mqtt-password and the broker's CA into"
 echo "   $CONF_DIR/ca.pem (TLS is required: the seal refuses plain TCP to a broker elsewhere); paste the court's"
 echo "   command key (seal-server court-key) into [commands] server_public_key in $CONF_DIR/agent.toml."
-echo "3. Check it as the service's user (it reads what the seal can read) and start:"
-echo "     sudo -u seal $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl start seal-agent"
-# As the seal: root reads a root-only password or CA, and may write any state_dir, where the service cannot.
-if runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" check-config --config "$CONF_DIR/agent.toml" >/dev/null 2>&1; then
-  systemctl restart seal-agent.service
-  echo "The configuration is complete: seal-agent started."
-fi
+echo "3. Check it as the service's user (it reads what the seal can read) and (re)start it:"
+echo "     sudo -u seal $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl restart seal-agent"
+echo
+start_seal
 if [ "${#skipped[@]}" -gt 0 ]; then
   echo
   echo "Skipped:"

@@ -206,7 +206,7 @@ def main() -> int:
         camera_clip = write_camera_clip(var / "camera.avi")
         for seal in SEALS:
             agent_conf = _write_agent_config(var, broker, seal, court_key)
-            public_key = run(BIN / "seal-agent", "keygen", "--config", agent_conf).strip()
+            public_key = run(BIN / "seal-agent", "keygen", "--simulated", "--config", agent_conf).strip()
             run(
                 BIN / "seal-server",
                 "seal",

@@ -26,16 +26,19 @@ from seal_agent import __version__
 from seal_agent.config import CONFIG_LEAD, AgentConfig, load_config, plaintext_warning
 from seal_agent.config_checks import (
     UNIT_CONFIG,
+    camera_warnings,
     case_no_warning,
     check_camera,
     check_files,
+    example_warnings,
     root_warning,
     secret_warnings,
     unit_warnings,
 )
-from seal_agent.errors import ConfigError, SealAgentError
+from seal_agent.errors import ConfigError, SealAgentError, SealStateError
 from seal_agent.pin_checks import pin_warnings
 from seal_agent.runtime import SealRuntime, keygen
+from seal_agent.state_checks import is_simulated, root_refusal, simulated_refusal, state_file_problems
 from seal_protocol.signing import public_key_b64
 
 logger = logging.getLogger("seal_agent.cli")
@@ -122,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         "keygen", parents=[common], help="create the device key if needed; print its base64 public key"
     )
     _add_config_option(keygen)
+    keygen.add_argument(
+        "--simulated",
+        action="store_true",
+        help="the key of a simulated seal, for `simulate` only: marks a new state_dir as simulated (`run` refuses it)",
+    )
     keygen.set_defaults(func=cmd_keygen)
 
     run = commands.add_parser("run", parents=[common], help="run the seal on a Raspberry Pi (real GPIO and sound)")
@@ -133,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run the real agent on gpiozero mock pins; presence from a timer or from the keyboard",
         description="Type 'm' + Enter for a presence, 't' + Enter to open the lid (tamper) and 'c' to shut it, "
-        "'q' + Enter to quit.",
+        "'q' + Enter to quit. Only with a throw-away configuration and a new, empty state_dir: simulate refuses a real "
+        "seal's state_dir, marks its own as simulated (`run` refuses it) and every event it signs says so.",
     )
     _add_config_option(sim)
     sim.add_argument(
@@ -183,13 +192,16 @@ def _check_config_file(args: argparse.Namespace) -> Path:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _warn_plaintext(config)
-    warnings = [root_warning(), case_no_warning(config)] + secret_warnings(config) + pin_warnings(config)
+    warnings = [root_warning(), case_no_warning(config), *example_warnings(config), *secret_warnings(config)]
+    warnings += pin_warnings(config) + camera_warnings(config)
     if Path(os.path.abspath(args.config)) == UNIT_CONFIG:  # the file the systemd unit runs: check it as the unit would
         warnings += unit_warnings(config)
     for warning in warnings:
         if warning is not None:
             logger.warning("%s", warning)
-    problems = check_files(config) + check_camera(config)
+    problems = check_files(config) + state_file_problems(config) + check_camera(config)
+    if is_simulated(config.state_dir):  # `run` refuses it
+        problems.append(f"state_dir: {simulated_refusal(config)}")
     if problems:
         _print_problems(problems)
         return EXIT_CONFIG
@@ -199,14 +211,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    key, created = keygen(config)
+    _refuse_root(config, "keygen")
+    key, created = keygen(config, simulated=args.simulated)
     logger.info("%s device key %s", "created" if created else "existing", config.key_path)
     _out(public_key_b64(key))
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load_checked(args.config)
+    config = _load_checked(args.config, "run")
     _log_sound_card()
     return _run_until_stopped(config, pin_factory=None, drive=None)
 
@@ -216,7 +229,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from seal_agent.simulate import PresenceSimulator
 
-    config = _load_checked(args.config)
+    config = _load_checked(args.config, "simulate")
     if args.camera_file is not None:
         if not args.camera_file.is_file():
             raise ConfigError([f"--camera-file: {args.camera_file} is not a file"])
@@ -246,7 +259,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         _daemon("seal-keyboard", lambda: _read_keyboard(sys.stdin, keys, stop))
 
     try:
-        return _run_until_stopped(config, pin_factory=factory, drive=drive, on_stop=simulator.stop, prepare=prepare)
+        return _run_until_stopped(
+            config, pin_factory=factory, drive=drive, on_stop=simulator.stop, prepare=prepare, simulated=True
+        )
     finally:
         factory.close()
 
@@ -261,12 +276,17 @@ def _run_until_stopped(
     drive: Callable[[threading.Event], None] | None,
     on_stop: Callable[[], None] | None = None,
     prepare: Callable[[SealRuntime], None] | None = None,
+    simulated: bool = False,
 ) -> int:
     stop = _stop_on_signals()
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # see SWITCH_INTERVAL_S
     for problem in check_camera(config):
         logger.warning("%s: the seal warns and records without pictures until it appears", problem)
-    with SealRuntime(config, pin_factory=pin_factory) as runtime:
+    for warning in camera_warnings(config):
+        logger.warning("%s", warning)
+    if simulated:
+        logger.warning("模拟封条：引脚为模拟，所签事件均标记 simulated / simulated seal, mock pins: its events say so")
+    with SealRuntime(config, pin_factory=pin_factory, simulated=simulated) as runtime:
         if prepare is not None:
             prepare(runtime)
         runtime.start()
@@ -281,16 +301,24 @@ def _run_until_stopped(
     return EXIT_OK
 
 
-def _load_checked(path: Path) -> AgentConfig:
+def _load_checked(path: Path, command: str) -> AgentConfig:
     config = load_config(path)
+    _refuse_root(config, command)
     _warn_plaintext(config)
-    for warning in [case_no_warning(config), *secret_warnings(config), *pin_warnings(config)]:
+    warnings = [case_no_warning(config), *example_warnings(config), *secret_warnings(config), *pin_warnings(config)]
+    for warning in warnings:
         if warning is not None:
             logger.warning("%s", warning)
-    problems = check_files(config)
+    problems = check_files(config) + state_file_problems(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _refuse_root(config: AgentConfig, command: str) -> None:
+    """Root must not write the service user's state directory (:func:`~seal_agent.state_checks.root_refusal`)."""
+    if (refusal := root_refusal(config, command)) is not None:
+        raise SealStateError(refusal)
 
 
 def _warn_plaintext(config: AgentConfig) -> None:

@@ -79,24 +79,56 @@ def ca_problem(path: Path) -> str | None:
 
 
 def check_camera(config: AgentConfig) -> list[str]:
-    """Problems with the configured camera as it is now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path
-    that device, any other path a video file; each must exist.
+    """Problems with a configured video *file* (``[camera] source`` a path outside ``/dev``): it must exist and be a
+    file. A camera *device* that is missing is a warning (:func:`camera_warnings`), not a problem.
 
     Reported by ``check-config`` only. A running seal never refuses to start for its camera: without it the seal
     still warns and records, and it keeps looking for the device (a replugged USB camera comes back).
     """
     source = config.camera.source
-    if not source:
+    if not source or source.isdigit() or source.startswith("/dev/"):
         return []
-    if source.isdigit():
-        device = Path(f"/dev/video{int(source)}")
-        return [] if device.exists() else [f"camera.source: {device} (camera {source}) does not exist"]
     path = Path(source)
     if not path.exists():
         return [f"camera.source: {path} does not exist"]
-    if not source.startswith("/dev/") and not path.is_file():
+    if not path.is_file():
         return [f"camera.source: {path} is not a video file"]
     return []
+
+
+def camera_warnings(config: AgentConfig) -> list[str]:
+    """A camera device that is not there now: a device index ``N`` names ``/dev/videoN``, a ``/dev`` path that device.
+    A warning, as the seal treats it (it starts, warns and records without pictures, and keeps looking for the device),
+    so that ``check-config`` does not fail an installation whose USB camera is unplugged for the moment."""
+    source = config.camera.source
+    if not source or not (source.isdigit() or source.startswith("/dev/")):
+        return []
+    device = Path(f"/dev/video{int(source)}") if source.isdigit() else Path(source)
+    if device.exists():
+        return []
+    which = f"{device} (camera {source})" if source.isdigit() else str(device)
+    return [
+        f"camera.source: 摄像头 {which} 现在不存在；封条照常警告和记录，只是没有照片，并会一直寻找该设备（插上即用）"
+        f" / camera.source: {which} does not exist: the seal warns and records without pictures until it appears"
+    ]
+
+
+#: The values hardware/agent.example.toml gives the keys it marks ``# CHANGE`` that a valid configuration may keep by
+#: mistake (tests/agent/test_config_checks.py holds them to the file).
+EXAMPLE_VALUES = {"device_id": "seal-0001", "case_no": "(2021)苏0214执1234号"}
+
+
+def example_warnings(config: AgentConfig) -> list[str]:
+    """``device_id`` or ``case_no`` left at the example's value (marked ``# CHANGE`` there): the seal would speak
+    for another seal, or in another case, than the court registered."""
+    values = {"device_id": config.device_id, "case_no": config.case_no}
+    return [
+        f"{key}: “{value}”是示例配置 agent.example.toml 中的值（标有 # CHANGE），请改为法院为本封条登记的"
+        f"{'编号' if key == 'device_id' else '案号'} / {key}: {value!r} is the example configuration's value (marked "
+        f"# CHANGE): set the {'id' if key == 'device_id' else 'case number'} the court registered for this seal"
+        for key, value in values.items()
+        if value == EXAMPLE_VALUES[key]
+    ]
 
 
 def case_no_warning(config: AgentConfig) -> str | None:

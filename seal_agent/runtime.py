@@ -23,6 +23,7 @@ from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
 from seal_agent.errors import failure_reason
 from seal_agent.interfaces import Clock, ClockState, Speaker
+from seal_agent.state_checks import claim_state_dir
 from seal_protocol import EventType
 from seal_protocol.signing import SigningKey
 
@@ -44,6 +45,9 @@ class SealRuntime:
     the court's public key is refused (:class:`~seal_agent.errors.ConfigError`): only the court's signed receipts
     empty the outbox. ``reconnect_max_s`` overrides ``[mqtt]``, ``receipt_timeout_s`` / ``receipt_timeout_max_s``
     ``[delivery]`` (tests). ``clock_state`` None means the kernel's (``adjtimex``, the boot id).
+    ``simulated`` (``seal-agent simulate``): the seal's pins are not real. Its state directory must be a simulated
+    seal's (a new one is marked so) and every event it signs says ``"simulated": true``; without it a simulated seal's
+    state directory is refused (:mod:`seal_agent.state_checks`). Tests on mock pins run the real seal: no flag.
     A camera that cannot be opened (no OpenCV, no device) is logged and the seal runs without it. The snapshot spool
     is built camera or not: snapshots an earlier run queued are delivered, and counted in every heartbeat, all the same.
     """
@@ -60,6 +64,7 @@ class SealRuntime:
         receipt_timeout_max_s: float | None = None,
         clock: Clock | None = None,
         clock_state: ClockState | None = None,
+        simulated: bool = False,
     ) -> None:
         from seal_agent.behaviour.commands import CommandDesk
         from seal_agent.journal.chain import open_chain
@@ -72,6 +77,7 @@ class SealRuntime:
         court = court_key(config)
         self._stack = ExitStack()
         try:
+            claim_state_dir(config, simulated=simulated)  # a simulated seal's chain, or a real one's: never both
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             key, outbox = open_chain(
                 config.state_dir, config.device_id, key_path=config.key_path, outbox_path=config.outbox_path
@@ -81,7 +87,7 @@ class SealRuntime:
             self.publisher = self._build_publisher(reconnect_max_s)
             self.recorder: EventRecorder = EventRecorder(
                 device_id=config.device_id, case_no=config.case_no, signing_key=key, outbox=self.outbox,
-                clock=self.clock,
+                clock=self.clock, simulated=simulated,
             )  # fmt: skip
             self.spool = self._build_spool()
             self._build_camera()
@@ -241,9 +247,11 @@ def _kernel_clock() -> ClockState:
     return KernelClock()
 
 
-def keygen(config: AgentConfig) -> tuple[SigningKey, bool]:
-    """``seal-agent keygen``: the device key, and whether it was created (only for a state_dir with no chain yet)."""
+def keygen(config: AgentConfig, *, simulated: bool = False) -> tuple[SigningKey, bool]:
+    """``seal-agent keygen``: the device key, and whether it was created (only for a state_dir with no chain yet).
+    ``simulated`` (``keygen --simulated``): the key of a simulated seal, as for :class:`SealRuntime`."""
     from seal_agent.journal.chain import keygen
 
+    claim_state_dir(config, simulated=simulated)
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return keygen(config.state_dir, key_path=config.key_path, outbox_path=config.outbox_path)

@@ -46,6 +46,9 @@ MAX_ENVELOPE_BYTES = 64 * 1024
 #: files every name in the transaction that stores the event: the bound keeps that work a constant per event,
 #: whatever a seal's key signs (``docs/protocol.md``, "Limits").
 MAX_NAMED_SNAPSHOTS = 256
+#: The payload field, ``true``, of every event a *simulated* seal signs (``seal-agent simulate``: mock pins, nothing
+#: it reports happened on a site); absent from a real seal's events (docs/protocol.md, "Simulated seals").
+SIMULATED_FIELD = "simulated"
 #: ``ts`` is UTC with millisecond precision, always in exactly this shape, e.g. ``2026-11-26T05:03:23.123Z``.
 #: ASCII digits only, and the date and time must exist (no 2026-02-30, no leap second 23:59:60).
 TS_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"

@@ -175,8 +175,19 @@ AGENT_ALLOWED = {
     "config_checks": {"errors", "config", "devices"},
     "pin_checks": {"config"},
     "simulate": set(),
-    "runtime": {"errors", "interfaces", "config", "journal", "behaviour", "devices", "mqtt", "connection_stamps"},
-    "cli": {"errors", "config", "config_checks", "pin_checks", "runtime", "simulate", "devices"},
+    "runtime": {
+        "errors",
+        "interfaces",
+        "config",
+        "journal",
+        "behaviour",
+        "devices",
+        "mqtt",
+        "connection_stamps",
+        "state_checks",
+    },
+    "state_checks": {"errors", "config", "config_checks", "connection_stamps", "journal"},
+    "cli": {"errors", "config", "config_checks", "pin_checks", "runtime", "simulate", "devices", "state_checks"},
     "__main__": {"cli"},
 }
 

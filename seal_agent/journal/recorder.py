@@ -41,6 +41,7 @@ from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
 from seal_agent.journal.outbox_salvage import lost_payload
 from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
 from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
+from seal_protocol.envelope import SIMULATED_FIELD
 from seal_protocol.signing import SigningKey, sign_envelope
 
 logger = logging.getLogger(__name__)
@@ -134,8 +135,19 @@ class EventRecorder:
     :class:`~seal_agent.errors.OutboxError` like a full disk, and the event is kept and tried again.
     """
 
-    def __init__(self, *, device_id: str, case_no: str, signing_key: SigningKey, outbox: Outbox, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        case_no: str,
+        signing_key: SigningKey,
+        outbox: Outbox,
+        clock: Clock,
+        simulated: bool = False,
+    ) -> None:
         self.device_id = device_id
+        #: The seal runs on mock pins (``seal-agent simulate``): every event it signs says ``"simulated": true``.
+        self.simulated = simulated
         self.case_no = case_no
         self._key = signing_key
         self._outbox = outbox
@@ -355,6 +367,9 @@ class EventRecorder:
         raise EventLost(f"{type.value} of {lost['lost_ts']} lost ({reason}: {detail})", marker.seq)
 
     def _commit(self, type: EventType, body: dict[str, Any], now: datetime, settings: Settings | None) -> StoredEvent:
+        if self.simulated:
+            body = {**body, SIMULATED_FIELD: True}
+
         def build(seq: int, prev_hash: str | None) -> bytes:
             envelope = new_envelope(
                 device_id=self.device_id,

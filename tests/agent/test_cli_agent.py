@@ -32,9 +32,11 @@ from tests.agent.helpers import (
 DEVICE = "seal-test-1"
 
 
-def keygen(config: Path) -> str:
+def keygen(config: Path, *, simulated: bool = True) -> str:
+    """``seal-agent keygen``, by default ``--simulated`` (the key of a seal ``simulate`` runs)."""
+    flags = ["--simulated"] if simulated else []
     result = subprocess.run(
-        [str(SEAL_AGENT), "keygen", "--config", str(config)], capture_output=True, text=True, env=agent_env()
+        [str(SEAL_AGENT), "keygen", *flags, "--config", str(config)], capture_output=True, text=True, env=agent_env()
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -54,12 +56,12 @@ def test_keygen_creates_a_private_key_once_and_prints_only_the_public_key(
     tmp_path: Path, broker: PrivateBroker
 ) -> None:
     config = write_config(tmp_path, broker, register=False)
-    first = keygen(config)
+    first = keygen(config, simulated=False)
     assert first.endswith("\n") and first.count("\n") == 1
     verify_key_from_b64(first)  # 32 raw bytes, base64
     key_path = load_config(config).key_path
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
-    assert keygen(config) == first
+    assert keygen(config, simulated=False) == first
 
 
 def test_pir_edge_plays_the_warning_into_an_alsa_file_and_the_court_receives_the_signed_intrusion(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from seal_agent.cli import main
 from seal_agent.config import parse_config
 from seal_agent.config_checks import (
+    EXAMPLE_VALUES,
     SERVICE_USER,
     UNIT_CONFIG,
     UNIT_HIDDEN,
@@ -178,3 +180,41 @@ def test_the_installation_checks_the_configuration_as_the_service_s_user() -> No
     assert steps == [
         "sudo -u seal /opt/court-seal/.venv/bin/seal-agent check-config --config /etc/court-seal/agent.toml"
     ]
+
+
+def test_the_example_s_values_are_the_example_file_s() -> None:
+    example = tomllib.loads(INSTALLED)
+    assert {key: example[key] for key in EXAMPLE_VALUES} == EXAMPLE_VALUES
+    for key in EXAMPLE_VALUES:
+        assert re.search(rf"^{key} = .*# CHANGE", INSTALLED, re.M), key
+
+
+def test_check_config_warns_of_the_example_s_device_id_and_case_no(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both are marked ``# CHANGE`` in the example; left as they are, the seal would speak for another seal or in
+    another case than the court registered. Found by the review: check-config said OK, nothing more."""
+    text = VALID.replace('device_id = "seal-demo-1"', 'device_id = "seal-0001"').replace(
+        'username = "seal-demo-1"', 'username = "seal-0001"'
+    )
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 0  # a warning: the values are valid
+    out, err = capsys.readouterr()
+    assert out == "OK\n"
+    assert "device_id: “seal-0001”是示例配置 agent.example.toml 中的值（标有 # CHANGE）" in err
+    assert "device_id: 'seal-0001' is the example configuration's value (marked # CHANGE)" in err
+    assert "case_no: '(2021)苏0214执1234号' is the example configuration's value (marked # CHANGE)" in err
+    other = VALID.replace("(2021)苏0214执1234号", "(2024)苏0214执567号")
+    assert main(["check-config", "--config", str(write(tmp_path, other))]) == 0
+    assert "example configuration's value" not in capsys.readouterr().err
+
+
+def test_the_unit_does_not_wait_for_the_network() -> None:
+    """The seal guards without a network (its events wait in the outbox, the broker is retried): after a power cut
+    with the Wi-Fi gone, waiting for network-online.target held its start a minute or more."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(UNIT, encoding="utf-8")
+    section = unit["Unit"]
+    assert "network-online.target" not in " ".join(section.get(key, "") for key in ("After", "Wants", "Requires"))
+    assert "sound.target" in section["After"].split()

@@ -237,3 +237,59 @@ def test_install_turns_on_time_synchronisation_or_says_it_could_not(
     assert ("set-ntp true" in calls) == (timedatectl is not None and "echo yes" not in timedatectl)
     assert ("skipped: time synchronisation" in result.stdout) == bool(skipped), result.stdout
     assert ("not synchronised yet" in result.stdout) == bool(unsynced), result.stdout
+
+
+def run_start_step(tmp_path: Path, *, active: bool, check_rc: int, check_out: str) -> subprocess.CompletedProcess[str]:
+    """install.sh's ``start_seal`` (as written there, and called by it) with a ``systemctl`` whose ``is-active``
+    says ``active`` and that logs its other calls, and a ``runuser`` whose check-config prints ``check_out`` and
+    exits with ``check_rc``."""
+    text = INSTALL.read_text("utf-8")
+    function = re.search(r"^start_seal\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    assert function and re.search(r"^start_seal$", text, re.M), "install.sh no longer has and calls start_seal()"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "check.txt").write_text(check_out, encoding="utf-8")
+    fakes = {
+        "systemctl": f'[ "$1" = is-active ] && exit {0 if active else 3}\necho "$@" >> {tmp_path / "calls.log"}\n',
+        "runuser": f"cat {tmp_path / 'check.txt'}\nexit {check_rc}\n",
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body, encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    script = (
+        "set -euo pipefail\nPREFIX=/opt/court-seal\nCONF_DIR=/etc/court-seal\n" + function.group(0) + "start_seal\n"
+    )
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=30
+    )
+
+
+CAMERA_WARNING = "2026-12-07 07:00:00,000 WARNING seal_agent.cli: camera.source: /dev/video0 (camera 0) does not exist"
+INVALID = "封条配置有误，请按下列各项更正 / the seal's configuration is invalid:\n  mqtt.password_file: empty"
+
+
+@pytest.mark.parametrize("active", [True, False], ids=["upgrade", "first-install"])
+def test_install_restarts_a_running_seal_once_the_check_passes_and_shows_its_warnings(
+    tmp_path: Path, active: bool
+) -> None:
+    """A re-run of install.sh is an upgrade: the running agent must be restarted, or the old code keeps running over
+    the replaced files (the review found `systemctl start` said for a running unit, a no-op)."""
+    result = run_start_step(tmp_path, active=active, check_rc=0, check_out=f"{CAMERA_WARNING}\nOK\n")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls.log").read_text() == "restart seal-agent.service\n"
+    assert ("seal-agent restarted" if active else "seal-agent started") in result.stdout
+    assert f"check-config warns:\n  {CAMERA_WARNING}\n" in result.stdout
+    (tmp_path / "quiet").mkdir()
+    quiet = run_start_step(tmp_path / "quiet", active=active, check_rc=0, check_out="OK\n")
+    assert "warns" not in quiet.stdout and (tmp_path / "quiet" / "calls.log").exists()
+
+
+@pytest.mark.parametrize("active", [True, False], ids=["upgrade", "first-install"])
+def test_install_says_why_it_did_not_restart_and_what_to_run(tmp_path: Path, active: bool) -> None:
+    result = run_start_step(tmp_path, active=active, check_rc=2, check_out=INVALID + "\n")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "calls.log").exists()  # neither started nor restarted
+    said = result.stdout + result.stderr
+    assert ("NOT restarted" in result.stderr) == active
+    assert "sudo systemctl restart seal-agent" in said
+    assert "  mqtt.password_file: empty" in result.stdout  # check-config's own words, not thrown away

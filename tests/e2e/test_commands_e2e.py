@@ -125,7 +125,7 @@ retry_interval_s = 0.2
     seals: dict[str, Any] = {}
     for device_id in (SEAL_A, SEAL_B):
         seal_config = agent_config(tmp_path / device_id, broker, device_id, CASE, court_key)
-        key = run(SEAL_AGENT, "keygen", "--config", seal_config, env=agent_env()).strip()
+        key = run(SEAL_AGENT, "keygen", "--simulated", "--config", seal_config, env=agent_env()).strip()
         run(SEAL_SERVER, "seal", "add", device_id, "--case", CASE, "--public-key", key, "--config", config, env=env)
         seals[device_id] = seal_config
     log = tmp_path / "server.log"

@@ -95,7 +95,7 @@ signing_key_file = "{tmp_path / "court" / "command.key"}"
     agents: dict[str, subprocess.Popen[str]] = {}
     for device_id in SEALS:
         config = agent_config(tmp_path / device_id, broker, device_id, CASE, court_key, receipt_timeout_s=2)
-        keys[device_id] = run(SEAL_AGENT, "keygen", "--config", config, env=agent_env()).strip()
+        keys[device_id] = run(SEAL_AGENT, "keygen", "--simulated", "--config", config, env=agent_env()).strip()
         run(SEAL_SERVER, "seal", "add", device_id, "--case", CASE, "--public-key", keys[device_id],
             "--config", server_config, env=env)  # fmt: skip
         state[device_id] = tmp_path / device_id / "state"

@@ -74,7 +74,7 @@ def test_pir_edges_on_two_seals_reach_their_own_cases(
     try:
         for device_id, case_no in CASES.items():
             config = agent_config(tmp_path / device_id, broker, device_id, case_no)
-            keys[device_id] = run(SEAL_AGENT, "keygen", "--config", config, env=agent_env()).strip()
+            keys[device_id] = run(SEAL_AGENT, "keygen", "--simulated", "--config", config, env=agent_env()).strip()
             run(
                 SEAL_SERVER,
                 "seal",

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from seal_agent.state_checks import SIMULATED_MARK
 from seal_dev.alsa_sink import alsa_file_config
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol import decode_envelope, encode_envelope
@@ -363,6 +364,7 @@ class Seal:
         (self.directory / "mqtt-password").write_text(password + "\n")
         self.state_dir = self.directory / "state"
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        (self.state_dir / SIMULATED_MARK).write_text("a simulated seal of the reliability suites\n")  # before its key
         key, _ = load_or_create_signing_key(self.state_dir / "device.key")
         self.signing_key = key
         self.public_key = public_key_b64(key)

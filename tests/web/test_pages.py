@@ -10,6 +10,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from seal_protocol import EventType, encode_status
+from seal_protocol.envelope import SIMULATED_FIELD
 from seal_protocol.status import SealStatus
 from server.alarms.models import Alarm
 from server.audit.models import AuditEntry
@@ -210,3 +211,18 @@ def test_a_disarmed_seal_s_intrusion_on_a_sealed_case_says_so_on_the_overview_an
     for text in (overview, case):
         assert 'data-kind="intrusion"' in text and "封条报告自身已撤防，但当时本案并无进行中的解除查封" in text
     assert "the seal reported itself disarmed while no removal of this case was under way" in english
+
+
+def test_a_simulated_seal_s_intrusion_says_so_on_the_overview_and_the_case_page(world: PagesWorld) -> None:
+    """Every event ``seal-agent simulate`` signs says ``simulated: true`` (docs/protocol.md, "Simulated seals"): its
+    alarm is shown, and says that nothing happened on site."""
+    simulated = {"armed": True, "warning": "played", "warning_languages": [], SIMULATED_FIELD: True}
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.INTRUSION, simulated)))
+    with world.client("judge") as client:
+        overview, case = client.get("/").text, client.get(f"/cases/{quote(CASE, safe='')}").text
+        client.cookies.set("seal_lang", "en")
+        english = client.get("/").text
+    for text in (overview, case):
+        assert 'data-kind="intrusion"' in text
+        assert "模拟封条的事件（seal-agent simulate，模拟引脚）：并非现场实际发生" in text
+    assert "event (seal-agent simulate, mock pins): it did not happen on site" in english
