@@ -69,12 +69,13 @@ FEED_START_WAIT_S = 2.0
 def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool | None = None) -> FastAPI:
     """The court server's ASGI app. Its lifespan opens the database and, if ``with_ingest``, runs the MQTT ingest,
     the liveness check, the notification worker, the command dispatcher (publishing and expiring commands), the
-    log's checkpointer and the removal settler (woken by the ingest when a seal answers a command). What the ingest
-    and the liveness check commit is published on the pages' live bus (``app.state.live``) after the commit; with
+    log's checkpointer and the removal settler (woken by the ingest when a seal answers a command, or says it is
+    armed). What the ingest and the liveness check commit is published on the pages' live bus (``app.state.live``)
+    after the commit; with
     ``[live] feed`` (the default) the bus also shares its changes with the court's other processes over the broker,
     and shows theirs (:mod:`server.core.live_feed`). ``with_feed`` (default: ``with_ingest``) runs the feed without
     the ingest: a process that only serves pages. The settler is woken, too, when the feed says that another process
-    stored a seal's answer (:func:`wake_on_answers`).
+    stored a seal's answer or event (:func:`wake_on_seals`).
 
     The tables must exist (``seal-server init-db``).
     """
@@ -115,6 +116,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 snapshots=context.stores.snapshots,
                 alarms=settings.alarms,
                 on_answer=settler.wake,
+                on_armed=settler.wake,  # a seal disarmed for a request may say it is armed again
                 on_commit=lambda results: hub.publish(live_changes(results)),
                 gap_wait_s=settings.mqtt.gap_wait_s,
                 verifier=verifier_for(settings.mqtt, metrics),
@@ -151,7 +153,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             else:
                 logger.warning("[evidence] log_key_file is not set: the event log is kept but no checkpoint signed")
         if settings.live.feed and (with_ingest if with_feed is None else with_feed):
-            woken = None if settler is None else wake_on_answers(settler)
+            woken = None if settler is None else wake_on_seals(settler)
             on_gap = None if settler is None else settler.wake  # a missed change may have been such an answer
             context.feed = LiveFeed(settings.mqtt, metrics=metrics, hub=hub, on_received=woken, on_gap=on_gap)
         feed = context.feed
@@ -219,13 +221,15 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
 Worker = LivenessChecker | NotificationWorker | CommandDispatcher | Checkpointer | Timestamper | RemovalSettler
 
 
-def wake_on_answers(settler: RemovalSettler) -> Callable[[list[Change]], None]:
+def wake_on_seals(settler: RemovalSettler) -> Callable[[list[Change]], None]:
     """What the live feed calls with another process's changes: a seal's answer that decided its command, stored by
     an ingest worker (``command``, :func:`server.ingest.changes.live_changes`), wakes ``settler`` as this process's
-    own ingest does. A command sent or expired elsewhere says ``command`` too: one round more, which finds nothing."""
+    own ingest does; so does a seal's event (``event``: it may say the seal is armed again, after its request was
+    disarmed — the feed does not say what an event says). A command sent or expired elsewhere says ``command`` too,
+    and most events say nothing of the kind: one round more, which finds nothing to move."""
 
     def received(changes: list[Change]) -> None:
-        if any(change.what == "command" for change in changes):
+        if any(change.what in ("command", "event") for change in changes):
             settler.wake()
 
     return received

@@ -29,7 +29,7 @@ from server.auth.models import User
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Change
-from server.removal.disarm import approve_request, resend_disarm, settle
+from server.removal.disarm import approve_request, resend_disarm
 from server.removal.lifting import abort_request, confirm_lifted, lift_without_ack
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
@@ -130,7 +130,9 @@ def lifted(
     enter the case, their notices no longer stand."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_LIFT, for_update=True)
     now = utc_now()
-    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
+    settled_first(  # the last ack may have arrived a moment ago, or a seal says it is armed again: kept, and a 409
+        session, request, now=now, published=lambda case_no: _published(context, case_no)
+    )
     released = confirm_lifted(session, actor=user, request=request, note=body.note, found=body.found, now=now)
     return _committed(session, context, request, user, now=now, released=released)
 

@@ -33,12 +33,14 @@ STATE_LABELS: dict[RemovalState, str] = {
     RemovalState.REJECTED: "已驳回",
     RemovalState.CANCELLED: "已撤回",
     RemovalState.DISARM_PENDING: "等待封条解除布防",
-    RemovalState.DISARMED: "封条已解除布防，待现场拆除",
+    RemovalState.DISARMED: "待现场拆除封条",  # true also when a seal was lifted without its acknowledgement
     RemovalState.LIFTED: "查封已解除",
     RemovalState.ABORTED: "已撤销准予，查封继续",
 }
 #: ``disarmed`` when some seals were lifted without their acknowledgement by the judge's decision.
-DISARMED_WITHOUT_ACK = "封条已解除布防（部分封条未确认，经法官决定解除），待现场拆除"
+DISARMED_WITHOUT_ACK = "部分封条未确认解除布防，经法官决定解除；其余封条均已签名确认，待现场拆除"
+#: ``disarmed`` when each seal has acknowledged: only for a reader who may see each seal's answer.
+DISARMED_ACKED = "封条均已签名确认解除布防，待现场拆除"
 SEAL_LABELS: dict[SealStatus, str] = {
     SealStatus.SENT: "指令已发出，等待封条应答",
     SealStatus.WAITING_FOR_SEAL: "等待封条上线（指令已过期，可重新发送）",
@@ -201,8 +203,11 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
     full = has_permission(reader, Permission.SEAL_STATUS)
     progress = seal_progress(session, request, now=now)
     state_zh = STATE_LABELS[state]
-    if full and state == RemovalState.DISARMED and any(p.status is SealStatus.WITHOUT_ACK for p in progress):
-        state_zh = DISARMED_WITHOUT_ACK
+    if full and state == RemovalState.DISARMED and progress:
+        if any(p.status is SealStatus.WITHOUT_ACK for p in progress):
+            state_zh = DISARMED_WITHOUT_ACK
+        elif all(p.status is SealStatus.DISARMED for p in progress):
+            state_zh = DISARMED_ACKED
     base = f"/api/removal-requests/{request.id}/proofs"
     return RemovalRequestPublic(
         request_id=request.id,

@@ -323,7 +323,7 @@ class IngestBatch:
             self._answers.append((place, envelope, case_no, message.received_at, row_id))
         armed = None if late else armed_state(envelope.type.value, envelope.payload)  # not told of a case it left
         self._changes.event(seal.device_id, message.received_at, armed, occurred_at, envelope.seq, case_no)
-        return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no)
+        return IngestResult(Outcome.STORED, seal.device_id, case_no=case_no, says_armed=armed is True)
 
     def _case_now(self, device_id: str) -> str | None:
         return self._seals[device_id].case_no

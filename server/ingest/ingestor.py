@@ -56,8 +56,10 @@ class Ingestor:
     """Verifies and stores messages; one instance per ingest worker (not thread-safe).
 
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
-    committed — whoever follows commands learns of it without the ingest knowing who they are. ``on_commit`` is
-    called likewise with the outcomes of every committed batch (the pages' live bus learns what changed).
+    committed — whoever follows commands learns of it without the ingest knowing who they are — and ``on_armed``
+    likewise after an event of a seal saying it is armed (a request disarmed may need its seal's disarm again).
+    ``on_commit`` is called likewise with the outcomes of every committed batch (the pages' live bus learns what
+    changed).
     ``gap_wait_s``: how old a gap in a seal's chain is when it raises ``missing_events`` (:mod:`.gap_wait`): another
     worker sharing the subscription may be storing the missing events; 0 with one worker. The pictures go to
     ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``). ``verifier``: who checks the
@@ -72,6 +74,7 @@ class Ingestor:
         snapshot_dir: Path | None = None,
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
+        on_armed: Callable[[], None] | None = None,
         on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
         gap_wait_s: float = 0.0,
         verifier: Verifier | None = None,
@@ -79,6 +82,7 @@ class Ingestor:
     ) -> None:
         self._session_factory = session_factory
         self._on_answer = on_answer
+        self._on_armed = on_armed
         self._on_commit = on_commit
         self.metrics = metrics
         if (snapshots is None) == (snapshot_dir is None):
@@ -328,6 +332,8 @@ class Ingestor:
                 self.metrics.count_stored()
                 if result.command_answer is not None:
                     self._record_answer(message, result)
+                if result.says_armed and self._on_armed is not None:
+                    self._on_armed()
             case Outcome.DUPLICATE:
                 logger.info("duplicate from %s ignored: %s", topic, detail)
                 self.metrics.count_duplicate()

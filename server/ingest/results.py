@@ -66,6 +66,8 @@ class IngestResult:
     stamp_clamped: bool = False
     #: For a stored event: the case it was stored under (the live bus tells only that case's pages).
     case_no: str | None = None
+    #: For a stored event: it says the seal is armed (and was filed under the case the seal is bound to).
+    says_armed: bool = False
     #: For a quarantined message: its quarantine row (the one made, or the one its copy is counted on) keeps all its
     #: bytes — set where a batch writes its quarantine (:meth:`~server.ingest.quarantine_rows.QuarantineCopies.write`).
     #: Only such a message may be receipted (:mod:`server.ingest.receipts`): the seal then deletes it.

@@ -1,19 +1,20 @@
 """From the judge's approval to a request ready to be lifted: the signed ``disarm`` to every seal of the case, each
 seal's progress, re-sending to a seal that was offline, and settling ``disarmed`` once every seal has acknowledged
-(or the judge decided to go without one that never answers, :mod:`server.removal.lifting`).
+(or the judge decided to go without one that never answers, :mod:`server.removal.lifting`) — and back to
+``disarm_pending`` when a seal's signed word says afterwards that it is armed again.
 
 A seal counts as disarmed only by its signed ``command_ack`` of a disarm issued for the request — the command's
 state, set by the ingest (:func:`server.commands.service.apply_answer`) in the transaction that stores the ack —
 received while the seal was bound to the request's case, and not followed by a signed event saying it is armed
 again. The request learns of it in :func:`settle` (run by :class:`~server.removal.settler.RemovalSettler`, woken
-by the ingest after it stores an answer, and before a request is shown or acted on): the ingest's transaction
-holds evidence and stays free of the workflow, and the packages below this one never import it.
+by the ingest after it stores an answer or an event saying a seal is armed, and before a request is shown or acted
+on): the ingest's transaction holds evidence and stays free of the workflow, and the packages below this one never
+import it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -25,22 +26,23 @@ from seal_protocol.signing import SigningKey
 from server.audit.service import Actor, record_audit
 from server.commands.models import CourtCommand
 from server.commands.service import issue_command
-from server.commands.state import CommandState
 from server.core.db import SessionFactory
 from server.errors import Conflict, Invalid, NotFound, Said
 from server.evidence.queries import armed_in_case
 from server.removal.messages import tell
-from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
+from server.removal.models import RemovalDisarm, RemovalRequest
 from server.removal.progress import (
     DUE,
     SETTLED,
-    WAIVABLE,
     WANTING,
-    Binding,
+    DisarmAsOf,
     SealProgress,
     SealStatus,
+    binding_test,
+    progress_of,
     stood,
     stood_details,
+    stood_zh,
 )
 from server.removal.record import counted_until, stored_record
 from server.removal.state import RemovalAction, RemovalState, transition
@@ -48,6 +50,8 @@ from server.removal.steps import advance, get_request
 from server.removal.waivers import heard_since, waived
 from server.seals.cases import get_case, set_case_status
 from server.seals.models import CaseStatus, Seal, SealBinding
+
+logger = logging.getLogger(__name__)
 
 
 def approve_request(
@@ -76,7 +80,7 @@ def approve_request(
     advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
-    note = f"disarm sent to {len(seals)} seal(s)"
+    note = f"已向 {len(seals)} 个电子封条发出解除布防指令 / the signed disarm was issued to {len(seals)} seal(s)"
     sent = {"commands": {row.device_id: row.id for row in commands}}
     advance(session, request, RemovalAction.ISSUE_DISARM, actor=actor, now=now, note=note, details=sent)
     status_note = f"removal request {request.id} approved"
@@ -160,9 +164,9 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
         .where(RemovalDisarm.request_id == request.id)
         .order_by(CourtCommand.id)
     )
-    by_seal: dict[str, list[_Disarm]] = {}
+    by_seal: dict[str, list[DisarmAsOf]] = {}
     for command in session.scalars(query):
-        by_seal.setdefault(command.device_id, []).append(_Disarm.of(command, until))
+        by_seal.setdefault(command.device_id, []).append(DisarmAsOf.of(command, until))
     spans: dict[str, list[SealBinding]] = {device_id: [] for device_id in by_seal}
     for binding in session.scalars(select(SealBinding).where(SealBinding.device_id.in_(by_seal))):
         spans[binding.device_id].append(binding)
@@ -174,7 +178,7 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
             None if not bindings else [(b.bound_at, b.unbound_at) for b in bindings if b.case_no == request.case_no]
         )
         said = armed_in_case(session, device_id=device_id, case_no=request.case_no, spans=windows, until=until)
-        bound = _binding_test(bindings, request.case_no)
+        bound = binding_test(bindings, request.case_no)
         waiver = waivers.get(device_id)
         if waiver is not None and heard_since(
             session,
@@ -186,7 +190,7 @@ def seal_progress(session: Session, request: RemovalRequest, *, now: datetime) -
             until=until,
         ):
             waiver = None  # the seal's own word since the decision takes precedence over it
-        progress.append(_progress(device_id, commands, now if until is None else until, said, bound, waiver))
+        progress.append(progress_of(device_id, commands, now if until is None else until, said, bound, waiver))
     return progress
 
 
@@ -198,89 +202,6 @@ def as_of(request: RemovalRequest) -> datetime | None:
     the reader took the time and before it read (its ``answered_at`` later than that time) would be shown as never
     come, beside the ``disarmed`` state it brought, with no later change to mend the page."""
     return request.updated_at if RemovalState(request.state).is_final else None
-
-
-@dataclass(frozen=True)
-class _Disarm:
-    """A disarm of the request as it stood at a moment: an answer received later is not there yet."""
-
-    id: int
-    state: str
-    issued_at: datetime
-    expires_at: datetime
-    answered_at: datetime | None
-    answer_seq: int | None
-    reason: str | None
-
-    @classmethod
-    def of(cls, command: CourtCommand, until: datetime | None) -> _Disarm:
-        if command.answered_at is None or until is None or command.answered_at <= until:
-            answer = (command.state, command.answered_at, command.answer_seq, command.reason)
-        else:  # answered after the request became final, which withdrew or ended every unanswered disarm
-            answer = (CommandState.EXPIRED.value, None, None, None)
-        state, answered_at, answer_seq, reason = answer
-        return cls(command.id, state, command.issued_at, command.expires_at, answered_at, answer_seq, reason)
-
-
-def _binding_test(bindings: list[SealBinding], case_no: str) -> Binding:
-    def bound_to_case(at: datetime) -> bool:
-        if not bindings:  # bound before the binding history existed
-            return True
-        return any(
-            b.case_no == case_no and b.bound_at <= at and (b.unbound_at is None or at <= b.unbound_at) for b in bindings
-        )
-
-    return bound_to_case
-
-
-def _progress(
-    device_id: str,
-    commands: Sequence[_Disarm],
-    now: datetime,
-    said: tuple[bool, int] | None,
-    bound_to_case: Binding,
-    waiver: RemovalWaiver | None,
-) -> SealProgress:
-    """``said``: whether the seal's latest signed event in the request's case (while bound to it) said armed, and
-    its seq."""
-    acknowledged = [
-        c
-        for c in commands
-        if c.state == CommandState.ACKNOWLEDGED and c.answered_at is not None and bound_to_case(c.answered_at)
-    ]
-    ack = acknowledged[-1] if acknowledged else None
-    latest = commands[-1]
-    armed_again = (
-        ack is not None and said is not None and said[0] and ack.answer_seq is not None and said[1] > ack.answer_seq
-    )
-    command = latest
-    if ack is not None and not armed_again:
-        status, command = SealStatus.DISARMED, ack
-    elif ack is not None and latest.id <= ack.id:
-        status, command = SealStatus.REARMED, ack
-    elif latest.state == CommandState.REJECTED:
-        status = SealStatus.REFUSED
-    elif latest.state == CommandState.PENDING and latest.expires_at > now:
-        status = SealStatus.SENT
-    else:  # expired, pending past its expiry (the dispatcher has not marked it yet), or answered while elsewhere
-        status = SealStatus.WAITING_FOR_SEAL
-    waived_as = None
-    if waiver is not None and status in WAIVABLE:  # it covers a seal that does not answer, nothing else
-        status, waived_as = SealStatus.WITHOUT_ACK, status
-    return SealProgress(
-        device_id=device_id,
-        status=status,
-        command_id=command.id,
-        command_state=command.state,
-        issued_at=command.issued_at,
-        expires_at=command.expires_at,
-        answered_at=command.answered_at,
-        reason=command.reason,
-        commands=len(commands),
-        armed=said[0] if said is not None else None,
-        found=waiver.found if waiver is not None else None,
-        waived=waived_as,
-    )
 
 
 def unsent_seals(session: Session, request: RemovalRequest, progress: dict[str, SealProgress]) -> list[str]:
@@ -328,10 +249,14 @@ def all_disarmed(session: Session, request: RemovalRequest, *, now: datetime) ->
 
 
 def settle(session: Session, *, request_id: int, now: datetime) -> bool:
-    """``disarm_pending`` → ``disarmed`` if each seal of the request has acknowledged a disarm (or the judge decided
-    to lift it without) and no other seal is bound to the case; return whether it moved. Done by the server itself
-    (no actor); safe to run any number of times, from several places at once."""
+    """Move the request as its seals' signed word says, and return whether it moved: ``disarm_pending`` →
+    ``disarmed`` if each seal of the request has acknowledged a disarm (or the judge decided to lift it without)
+    and no other seal is bound to the case; ``disarmed`` → ``disarm_pending`` (:func:`armed_again`) if that no
+    longer holds. Done by the server itself (no actor); safe to run any number of times, from several places at
+    once."""
     request = get_request(session, request_id=request_id, for_update=True)
+    if request.state == RemovalState.DISARMED:
+        return armed_again(session, request, now=now)
     if request.state != RemovalState.DISARM_PENDING:
         return False
     progress = seal_progress(session, request, now=now)
@@ -342,11 +267,13 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     acks = {p.device_id: p.command_id for p in progress if p.status is SealStatus.DISARMED}
     waived_seals = [p for p in progress if p.status is SealStatus.WITHOUT_ACK]
     without = [p.device_id for p in waived_seals]
-    note = "each seal acknowledged the disarm with its signed command_ack"
+    note = "各电子封条均已以签名应答确认解除布防 / each seal acknowledged the disarm with its signed command_ack"
     if without:
         note = (
-            f"{', '.join(acks) or 'no seal'} acknowledged the disarm with its signed command_ack; "
-            f"{'; '.join(stood(p) for p in waived_seals)}: lifted without acknowledgement by the judge's decision"
+            f"{'、'.join(acks) or '无封条'}已以签名应答确认解除布防；{'；'.join(stood_zh(p) for p in waived_seals)}："
+            f"经法官决定不待其确认解除 / {', '.join(acks) or 'no seal'} acknowledged the disarm with its signed "
+            f"command_ack; {'; '.join(stood(p) for p in waived_seals)}: lifted without acknowledgement by the "
+            "judge's decision"
         )
     as_they_stood = {p.device_id: stood_details(p) for p in waived_seals}
     details = {"acks": acks, "without_ack": without, "without_ack_as": as_they_stood}
@@ -360,13 +287,43 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     return True
 
 
+def armed_again(session: Session, request: RemovalRequest, *, now: datetime) -> bool:
+    """A ``disarmed`` request (locked) whose seals no longer all stand settled — a seal's signed event since its ack
+    says it is armed again (``rearmed``), or a seal lifted without its ack has been heard from since — goes back to
+    ``disarm_pending`` (the server's ``armed_again``: recorded, the judge and the officers told, so that no one goes
+    on site to remove a seal that guards the door again); return whether it moved."""
+    progress = seal_progress(session, request, now=now)
+    # Only a seal's own signed word moves it back (a seal bound to the case since, sent no disarm, is refused by the
+    # request's hold on the case; the officer's confirmation would name it all the same).
+    moved = [p for p in progress if p.status not in SETTLED]
+    if not moved:
+        return False
+    now = max(now, request.updated_at)
+    named = [p.device_id for p in moved]
+    note = (
+        f"{'；'.join(stood_zh(p) for p in moved)}：此前已确认解除布防（或经法官决定不待其确认），其后该封条的签名消息"
+        "表明其未处于解除布防状态，须重新发送解除布防指令并待其签名确认 / "
+        f"{'; '.join(stood(p) for p in moved)}: acknowledged the disarm (or was lifted without it by the judge's "
+        "decision), then said in its signed word that it is not disarmed: a new disarm must be sent and acknowledged"
+    )
+    details = {"armed_again": {p.device_id: stood_details(p) for p in moved}}
+    advance(session, request, RemovalAction.ARMED_AGAIN, actor=None, now=now, note=note, details=details)
+    request.disarmed_at = None  # disarmed no longer: dated anew when every seal has acknowledged again
+    tell(session, request, "armed_again", now=now, extra=", ".join(named))
+    logger.warning("removal request %d: seal(s) %s no longer disarmed: back to disarm_pending", request.id, named)
+    return True
+
+
 def settle_on_read(
     session_factory: SessionFactory, reading: Session, request: RemovalRequest, *, now: datetime
 ) -> bool:
     """Before ``request`` (read on ``reading``) is shown: :func:`settle` it in a transaction of its own if every seal
     has acknowledged; return whether it moved (then ``reading`` is rolled back, and a new read sees the new state).
-    The API's ``GET /api/removal-requests/{id}`` and the pages show a request the same way."""
-    if request.state != RemovalState.DISARM_PENDING or not all_disarmed(reading, request, now=now):
+    The API's ``GET /api/removal-requests/{id}`` and the pages show a request the same way. Likewise a ``disarmed``
+    request whose seals no longer all stand settled goes back to ``disarm_pending`` first (:func:`armed_again`)."""
+    if request.state not in (RemovalState.DISARM_PENDING, RemovalState.DISARMED):
+        return False
+    if all_disarmed(reading, request, now=now) != (request.state == RemovalState.DISARM_PENDING):
         return False
     with session_factory() as writing:
         settled = settle(writing, request_id=request.id, now=now)
@@ -377,6 +334,8 @@ def settle_on_read(
 
 
 def waiting_request_ids(session: Session) -> list[int]:
-    """The requests waiting for their seals' acknowledgements."""
-    query = select(RemovalRequest.id).where(RemovalRequest.state == RemovalState.DISARM_PENDING.value)
+    """The requests waiting for their seals' acknowledgements, and those ``disarmed`` (a seal's signed word may
+    have said since that it is armed again: :func:`armed_again`)."""
+    states = [RemovalState.DISARM_PENDING.value, RemovalState.DISARMED.value]
+    query = select(RemovalRequest.id).where(RemovalRequest.state.in_(states))
     return list(session.scalars(query.order_by(RemovalRequest.id)))

@@ -23,12 +23,13 @@ from server.commands.service import issue_command, withdraw_commands
 from server.errors import Conflict, Invalid, NotFound, Said
 from server.notices.service import Revocation
 from server.removal.disarm import seal_progress, settle, unsettled
+from server.removal.errors import IllegalTransition
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
 from server.removal.progress import WAIVABLE, SealStatus, stood_details
 from server.removal.record import counted_until, record_of
 from server.removal.release import release_seal
-from server.removal.state import RemovalAction, transition
+from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, hold_of
 from server.removal.waivers import waived
 from server.seals.cases import get_case, set_case_status
@@ -116,15 +117,21 @@ def confirm_lifted(
     :class:`Conflict` unless every seal bound to the case acknowledged the disarm (and says it is disarmed still)
     or was decided without, and each seal that never acknowledged is named in ``found`` (and none that was not
     decided without)."""
-    transition(request.state, RemovalAction.LIFT)  # disarmed first: 409 otherwise
+    waiting = request.state == RemovalState.DISARM_PENDING  # a 409 that names the seals it waits for
+    if not waiting:
+        transition(request.state, RemovalAction.LIFT)  # disarmed first: 409 otherwise
     get_case(session, case_no=request.case_no, for_update=True)
     progress = seal_progress(session, request, now=now)
     problems = unsettled(session, request, now=now, progress=progress)
-    if problems:
-        text = "; ".join(p.text for p in problems)
-        raise Conflict(f"removal request {request.id} cannot be lifted now: {text}").saying(
-            "refusal.not_disarmed", seals=[p.said for p in problems]
-        )
+    if problems or waiting:
+        text = "; ".join(p.text for p in problems) or "it waits for the server to settle it"
+        message = f"removal request {request.id} is {request.state}: it cannot be lifted now: {text}"
+        said = [p.said for p in problems]
+        if waiting:
+            raise IllegalTransition(request.state, RemovalAction.LIFT.value, message).saying(
+                "refusal.not_disarmed", seals=said
+            )
+        raise Conflict(message).saying("refusal.not_disarmed", seals=said)
     waivers = waived(session, request)
     found = dict(found or {})
     never = {p.device_id for p in progress if p.status is SealStatus.WITHOUT_ACK}

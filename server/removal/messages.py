@@ -1,9 +1,11 @@
 """What the people of a case read in their inboxes about its removal request, Chinese first with English, and who
 is told what: the debtor, the creditor and the judge of filings and decisions; the judge of the creditor's views;
-the officers when the seals are disarmed and it is time to go on site. The debtor is told nothing that names a seal
-or how it answered (whoever holds the paper access code would learn which seal is deaf): not of the judge's decision
-to lift a seal without its acknowledgement, and of the seals being disarmed only ``removal.disarmed`` in the same
-neutral words whether or not every seal acknowledged."""
+the officers when the seals are disarmed and it is time to go on site, and when a seal says afterwards that it is
+armed again. Nothing says that a seal received, carried out or acknowledged anything before its signed answer is
+stored: a command is "issued" (发出) until then (tests/server/test_removal_signed_words.py). The debtor is told
+nothing that names a seal or how it answered (whoever holds the paper access code would learn which seal is deaf):
+not of the judge's decision to lift a seal without its acknowledgement, and of the seals being disarmed only
+``removal.disarmed`` in the same neutral words whether or not every seal acknowledged."""
 
 from __future__ import annotations
 
@@ -63,12 +65,13 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "Every seal of case {case} has acknowledged the disarm (request no. {no}): an officer may now remove them "
         "on site and confirm it.",
     ),
-    # What the debtor is told in their stead (kind removal.disarmed): the same words either way.
+    # What the debtor is told in their stead (kind removal.disarmed): the same words either way — so words that hold
+    # also when a seal was lifted without its acknowledgement (nothing claims that every seal carried out the disarm).
     "disarmed_for_debtor": (
         frozenset({DEBTOR}),
-        "案件{case}的解除查封申请（第{no}号）：电子封条解除布防已完成，执行人员将到场拆除封条。",
-        "Removal request no. {no} of case {case}: the seals' disarm is done; an officer will come to remove the "
-        "seals on site.",
+        "案件{case}的解除查封申请（第{no}号）已进入现场拆除环节，执行人员将到场拆除封条。",
+        "Removal request no. {no} of case {case} has reached the removal on site: an officer will come to remove "
+        "the seals.",
     ),
     "disarmed_without_ack": (
         frozenset({JUDGE, OFFICER}),
@@ -86,9 +89,20 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     ),
     "aborted": (
         frozenset({DEBTOR, CREDITOR, JUDGE, OFFICER}),
-        "法官撤销了对案件{case}解除查封的准予（申请第{no}号），查封继续，电子封条已收到重新布防指令。理由：{extra}",
+        "法官撤销了对案件{case}解除查封的准予（申请第{no}号），查封继续，已向电子封条发出重新布防指令。理由：{extra}",
         "The judge withdrew the approval to lift the seizure of case {case} (request no. {no}): the seizure stands "
         "and the seals have been sent the signed arm. Reasons: {extra}",
+    ),
+    # A seal's signed word, stored after the request was disarmed, says it is not disarmed: back to disarm_pending.
+    "armed_again": (
+        frozenset({JUDGE, OFFICER}),
+        "案件{case}的解除查封申请（第{no}号）：电子封条{extra}此前已确认解除布防（或经法官决定不待其确认），"
+        "其后该封条的签名消息表明其未处于解除布防状态（如报告已重新布防）。申请已退回“等待封条解除布防”，"
+        "请执行人员暂勿到场拆除；须重新发送解除布防指令并待其签名确认，或由法官另行决定。",
+        "Removal request no. {no} of case {case}: seal(s) {extra} had acknowledged the disarm (or were lifted "
+        "without it by the judge's decision), then said in their signed word that they are not disarmed (e.g. "
+        "armed again). The request is back to waiting for the seals' disarm: officers, do not remove the seals on "
+        "site yet; a new disarm must be sent and acknowledged, or the judge decides otherwise.",
     ),
     "lifted": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),

@@ -1,12 +1,19 @@
 """What a seal of an approved removal request is shown as (:func:`server.removal.disarm.seal_progress`): its
-status, the disarm it is shown by, and how the history and the audit log say where a seal stood."""
+status, the disarm it is shown by, and how the history and the audit log say where a seal stood. The status of one
+seal from its disarms, its signed word and the judge's decision is the pure :func:`progress_of`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from server.commands.models import CourtCommand
+from server.commands.state import CommandState
+from server.removal.models import RemovalWaiver
+from server.seals.models import SealBinding
+from server.words import words
 
 
 class SealStatus(StrEnum):
@@ -63,6 +70,17 @@ def stood(progress: SealProgress) -> str:
     return f"{progress.device_id} {status.value} (disarm #{progress.command_id}: {progress.command_state})"
 
 
+def stood_zh(progress: SealProgress) -> str:
+    """Where a seal stood, in the court's words (:func:`stood` in Chinese): ``seal-a2 等待封条上线（…）（解除布防指令
+    #5：超时未应答）``."""
+    status = progress.waived or progress.status
+    status_zh, command_zh = (
+        words("case_seal_progress", status.value)[0],
+        words("case_command_state", progress.command_state)[0],
+    )
+    return f"{progress.device_id} {status_zh}（解除布防指令 #{progress.command_id}：{command_zh}）"
+
+
 def stood_details(progress: SealProgress) -> dict[str, object]:
     """Where a seal stood, in the audit log: its status, its disarm's id and state, and its answer's reason."""
     status = progress.waived or progress.status
@@ -73,3 +91,86 @@ def stood_details(progress: SealProgress) -> dict[str, object]:
         "reason": progress.reason,
         "commands": progress.commands,
     }
+
+
+@dataclass(frozen=True)
+class DisarmAsOf:
+    """A disarm of the request as it stood at a moment: an answer received later is not there yet."""
+
+    id: int
+    state: str
+    issued_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+    answer_seq: int | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, command: CourtCommand, until: datetime | None) -> DisarmAsOf:
+        if command.answered_at is None or until is None or command.answered_at <= until:
+            answer = (command.state, command.answered_at, command.answer_seq, command.reason)
+        else:  # answered after the request became final, which withdrew or ended every unanswered disarm
+            answer = (CommandState.EXPIRED.value, None, None, None)
+        state, answered_at, answer_seq, reason = answer
+        return cls(command.id, state, command.issued_at, command.expires_at, answered_at, answer_seq, reason)
+
+
+def binding_test(bindings: list[SealBinding], case_no: str) -> Binding:
+    def bound_to_case(at: datetime) -> bool:
+        if not bindings:  # bound before the binding history existed
+            return True
+        return any(
+            b.case_no == case_no and b.bound_at <= at and (b.unbound_at is None or at <= b.unbound_at) for b in bindings
+        )
+
+    return bound_to_case
+
+
+def progress_of(
+    device_id: str,
+    commands: Sequence[DisarmAsOf],
+    now: datetime,
+    said: tuple[bool, int] | None,
+    bound_to_case: Binding,
+    waiver: RemovalWaiver | None,
+) -> SealProgress:
+    """``said``: whether the seal's latest signed event in the request's case (while bound to it) said armed, and
+    its seq."""
+    acknowledged = [
+        c
+        for c in commands
+        if c.state == CommandState.ACKNOWLEDGED and c.answered_at is not None and bound_to_case(c.answered_at)
+    ]
+    ack = acknowledged[-1] if acknowledged else None
+    latest = commands[-1]
+    armed_again = (
+        ack is not None and said is not None and said[0] and ack.answer_seq is not None and said[1] > ack.answer_seq
+    )
+    command = latest
+    if ack is not None and not armed_again:
+        status, command = SealStatus.DISARMED, ack
+    elif ack is not None and latest.id <= ack.id:
+        status, command = SealStatus.REARMED, ack
+    elif latest.state == CommandState.REJECTED:
+        status = SealStatus.REFUSED
+    elif latest.state == CommandState.PENDING and latest.expires_at > now:
+        status = SealStatus.SENT
+    else:  # expired, pending past its expiry (the dispatcher has not marked it yet), or answered while elsewhere
+        status = SealStatus.WAITING_FOR_SEAL
+    waived_as = None
+    if waiver is not None and status in WAIVABLE:  # it covers a seal that does not answer, nothing else
+        status, waived_as = SealStatus.WITHOUT_ACK, status
+    return SealProgress(
+        device_id=device_id,
+        status=status,
+        command_id=command.id,
+        command_state=command.state,
+        issued_at=command.issued_at,
+        expires_at=command.expires_at,
+        answered_at=command.answered_at,
+        reason=command.reason,
+        commands=len(commands),
+        armed=said[0] if said is not None else None,
+        found=waiver.found if waiver is not None else None,
+        waived=waived_as,
+    )

@@ -1,8 +1,10 @@
 """The periodic round that settles requests waiting for their seals (:func:`~server.removal.disarm.settle`).
 
 It runs every ``[removal] settle_interval_s`` and at once when woken: the app wakes it when the ingest has stored a
-seal's answer to a command, so a request becomes ``disarmed`` moments after the last seal's signed ack — without
-the ingest (whose transaction holds the evidence) running any of the workflow itself. Each request is settled in
+seal's answer to a command, so a request becomes ``disarmed`` moments after the last seal's signed ack, and when it
+has stored a seal's event saying it is armed, so a ``disarmed`` request whose seal is armed again goes back to
+``disarm_pending`` (:func:`~server.removal.disarm.armed_again`) moments after — without the ingest (whose
+transaction holds the evidence) running any of the workflow itself. Each request is settled in
 its own transaction, so one that fails does not hold up the others. ``on_settled`` is told the case numbers of the
 requests a round settled, after their commits (the app publishes them on the pages' live bus).
 """
@@ -29,8 +31,9 @@ logger = logging.getLogger(__name__)
 def settle_waiting(
     session_factory: SessionFactory, *, now: datetime, metrics: IngestMetrics | None = None
 ) -> list[int]:
-    """Settle every request waiting for its seals; return those that became ``disarmed``. One that fails is logged
-    (with its traceback) and counted, and the others are settled all the same."""
+    """Settle every request waiting for its seals (or ``disarmed``); return those that moved (``disarmed``, or back to
+    ``disarm_pending``). One that fails is logged (with its traceback) and counted, and the others are settled all
+    the same."""
     with session_factory() as session:
         waiting = waiting_request_ids(session)
     settled = []
@@ -45,12 +48,13 @@ def settle_waiting(
             if metrics is not None:
                 metrics.count_settle_failure()
     for request_id in settled:
-        logger.info("removal request %d: every seal acknowledged the disarm", request_id)
+        logger.info("removal request %d moved as its seals' signed answers and events say", request_id)
     return settled
 
 
 class RemovalSettler:
-    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer was stored."""
+    """:meth:`start` / :meth:`stop` the round; :meth:`wake` after a seal's answer, or an event of it saying it is
+    armed, was stored."""
 
     def __init__(
         self,
@@ -89,10 +93,10 @@ class RemovalSettler:
 def settled_first(
     session: Session, request: RemovalRequest, *, now: datetime, published: Callable[[str], None]
 ) -> None:
-    """Before an act on ``request`` (a re-send, a lift without ack): settle it if every seal's ack is in after all —
-    committed, and told at once through ``published`` (its case number) to open pages, since the act that follows
-    may be refused and the settler then finds nothing to settle — and lock the request again, as read now, for the
-    act."""
+    """Before an act on ``request`` (a re-send, a lift without ack, the officer's lifting): settle it if every seal's
+    ack is in after all, or move it back to ``disarm_pending`` if a seal says it is armed again — committed, and told
+    at once through ``published`` (its case number) to open pages, since the act that follows may be refused and the
+    settler then finds nothing to settle — and lock the request again, as read now, for the act."""
     if settle(session, request_id=request.id, now=now):
         case_no = request.case_no
         session.commit()

@@ -9,12 +9,17 @@ reader without it (the debtor, whoever holds the paper access code) must not lea
   ``lifted`` or ``aborted``: a final request keeps what it showed while it was open, and after an abort the deaf seal
   still guards the door), with no reason of a refusal and nothing of what the officer found of it;
 - a step of the history that tells of a seal's answering — a re-sent disarm, the judge's decision to lift without a
-  seal's acknowledgement, the server's note on which seals acknowledged — is ``court_processing``, "法院处理中 / The
-  court is processing", its note (the judge's or the server's, naming seals and how they stood) not shown.
+  seal's acknowledgement, the server's note on which seals acknowledged or said they are armed again — is
+  ``court_processing``, "法院处理中 / The court is processing", its note (the judge's or the server's, naming seals
+  and how they stood) not shown.
+
+Every reader reads the server's own notes Chinese first, with English (``zh / en``): so they are written; a step
+stored before that, its note English only, is shown with the step's Chinese before it (:data:`SERVER_NOTES_ZH`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -25,10 +30,25 @@ from server.removal.state import RemovalAction, RemovalState
 #: Statuses a reader without ``seal:status`` is shown as ``pending``: each tells that a seal did not answer.
 PENDING_FOR_THEM = frozenset({SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK})
 #: Steps whose action or note tells of a seal's answering (the note is the judge's about the seals, or the server's).
-ABOUT_SEALS = frozenset({RemovalAction.RESEND_DISARM, RemovalAction.LIFT_WITHOUT_ACK, RemovalAction.CONFIRM_DISARMED})
+ABOUT_SEALS = frozenset(
+    {
+        RemovalAction.RESEND_DISARM,
+        RemovalAction.LIFT_WITHOUT_ACK,
+        RemovalAction.CONFIRM_DISARMED,
+        RemovalAction.ARMED_AGAIN,
+    }
+)
 #: What such a step is shown as to a reader without ``seal:status``: no seal, no state of a seal.
 COURT_PROCESSING = "court_processing"
 PROCESSING_NOTE = "法院处理中 / The court is processing"
+#: The steps whose note the server writes, and its Chinese, put before a note stored English only (before the notes
+#: were written ``zh / en``): ``已向电子封条发出解除布防指令 / disarm sent to 2 seal(s)``.
+SERVER_NOTES_ZH = {
+    RemovalAction.ISSUE_DISARM.value: "已向电子封条发出解除布防指令",
+    RemovalAction.CONFIRM_DISARMED.value: "解除布防已办结（依封条签名应答或法官决定）",
+    RemovalAction.ARMED_AGAIN.value: "封条确认解除布防后，其签名消息表明其未处于解除布防状态",
+}
+_CHINESE = re.compile(r"[\u3400-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,8 @@ def seal_shown(progress: SealProgress, *, full: bool) -> SealProgress:
 def step_shown(step: RemovalStep, *, full: bool) -> StepShown:
     """A step of the history as the reader may see it (``full``: with ``seal:status``)."""
     action, note = step.action, step.note
+    if action in SERVER_NOTES_ZH and note and not _CHINESE.search(note):
+        note = f"{SERVER_NOTES_ZH[action]} / {note}"
     if not full and action in ABOUT_SEALS:
         action, note = COURT_PROCESSING, PROCESSING_NOTE
     return StepShown(

@@ -6,7 +6,8 @@
         │                    │    └──reject──▶ rejected                          │   │    └────┘ lift_without_ack
         └──────cancel────────┴──▶ cancelled                    confirm_disarmed  ▼   └──abort──▶ aborted
                                                       lifted ◀──lift── disarmed ──abort──▶ aborted
-                                                                          └──resend_disarm──▶ disarm_pending
+                                                                   resend_disarm, armed_again
+                                                                          └──────▶ disarm_pending
 
 - ``submitted``: the debtor filed it; the creditor is told and may give a written view (``comment``).
 - ``under_review``: the case's judge has taken it up; views are still taken until the decision.
@@ -15,8 +16,10 @@
 - ``lift_without_ack``: the judge decides, with reasons, that a seal which does not answer (stolen, broken, its
   battery dead) is lifted without its acknowledgement; the request stays ``disarm_pending`` until every other seal
   has acknowledged.
-- ``disarmed``: each seal's signed ``command_ack`` arrived (or the judge decided to go without it). A seal that
-  says it is armed again afterwards needs a new disarm (``resend_disarm``: back to ``disarm_pending``).
+- ``disarmed``: each seal's signed ``command_ack`` arrived (or the judge decided to go without it). A seal whose
+  signed word afterwards says it is no longer disarmed (an event saying it is armed again) sends the request back:
+  the server's ``armed_again`` (:func:`server.removal.disarm.settle`) → ``disarm_pending``, the judge and the
+  officers told; it then needs a new disarm (``resend_disarm``).
 - ``lifted``: an officer confirmed the removal on site.
 - ``abort``: the judge withdraws the approval, with reasons; the seals are sent a signed ``arm`` and the seizure
   stands (the case is ``sealed`` again).
@@ -64,6 +67,7 @@ class RemovalAction(StrEnum):
     RESEND_DISARM = "resend_disarm"  # a new disarm to a seal that has not acknowledged (or is armed again)
     LIFT_WITHOUT_ACK = "lift_without_ack"  # the judge: a seal that does not answer is lifted without its ack
     CONFIRM_DISARMED = "confirm_disarmed"  # each seal's signed command_ack arrived (or the judge went without it)
+    ARMED_AGAIN = "armed_again"  # the server: a seal's signed word since says it is not disarmed (armed again)
     LIFT = "lift"  # an officer on site confirms the physical removal
     ABORT = "abort"  # the judge withdraws the approval: the seals are armed again, the seizure stands
 
@@ -79,7 +83,12 @@ _TABLE: dict[RemovalState, dict[RemovalAction, RemovalState]] = {
         A.CONFIRM_DISARMED: S.DISARMED,
         A.ABORT: S.ABORTED,
     },
-    S.DISARMED: {A.LIFT: S.LIFTED, A.RESEND_DISARM: S.DISARM_PENDING, A.ABORT: S.ABORTED},
+    S.DISARMED: {
+        A.LIFT: S.LIFTED,
+        A.RESEND_DISARM: S.DISARM_PENDING,
+        A.ARMED_AGAIN: S.DISARM_PENDING,
+        A.ABORT: S.ABORTED,
+    },
     S.REJECTED: {},
     S.CANCELLED: {},
     S.LIFTED: {},

@@ -32,7 +32,7 @@ from server.commands.service import issue_command_as
 from server.core.base import utc_now
 from server.core.live import Change
 from server.errors import CommandsUnavailable, Conflict, Invalid, NotFound
-from server.removal.disarm import approve_request, resend_disarm, settle
+from server.removal.disarm import approve_request, resend_disarm
 from server.removal.lifting import SealFound, abort_request, confirm_lifted, lift_without_ack
 from server.removal.models import RemovalRequest
 from server.removal.service import reject_request, review_request
@@ -268,7 +268,9 @@ def lifted(
     case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_LIFT)
     said = _found(found)
     now = utc_now()
-    settle(session, request_id=request.id, now=now)  # the last ack may have arrived a moment ago
+    settled_first(  # the last ack may have arrived a moment ago, or a seal says it is armed again: kept, and a 409
+        session, request, now=now, published=lambda case_no: _removal_changed(page, case_no)
+    )
     released = confirm_lifted(session, actor=user, request=request, note=note.strip(), found=said, now=now)
     session.commit()
     return _decided(page, session, case, released)

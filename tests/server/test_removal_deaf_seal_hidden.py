@@ -60,14 +60,14 @@ def test_the_debtor_does_not_learn_which_seal_is_deaf(world: RemovalWorld) -> No
 
     world.answer("seal-a1", commands["seal-a1"].id)  # the last one: the request is disarmed
     shown = assert_told_nothing(world, request_id)
-    assert shown["state"] == "disarmed" and shown["state_zh"] == "封条已解除布防，待现场拆除"
+    assert shown["state"] == "disarmed" and shown["state_zh"] == "待现场拆除封条"  # true though a seal never answered
     assert [s["status"] for s in shown["seals"]] == ["disarmed", "pending"]
     [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.disarmed"]
-    assert "电子封条解除布防已完成" in told["text_zh"]
+    assert "已进入现场拆除环节" in told["text_zh"] and "解除布防已完成" not in told["text_zh"]
 
     # The judge's (and every staff member's) view is unchanged.
     judge = world.read(request_id, "judge")
-    assert judge["state_zh"].startswith("封条已解除布防（部分封条未确认")
+    assert judge["state_zh"].startswith("部分封条未确认解除布防")
     assert [(s["device_id"], s["status"]) for s in judge["seals"]] == [
         ("seal-a1", "disarmed"),
         ("seal-a2", "without_ack"),
@@ -97,6 +97,6 @@ def test_every_seal_acknowledged_tells_the_debtor_the_same_words(world: RemovalW
         world.answer(device_id, row.id)
     assert world.read(request_id, "debtor")["state"] == "disarmed"
     [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.disarmed"]
-    assert "电子封条解除布防已完成" in told["text_zh"] and "全部" not in told["text_zh"]
+    assert "已进入现场拆除环节" in told["text_zh"] and "全部" not in told["text_zh"]
     [officer] = [m for m in inbox(world, "officer") if m["kind"] == "removal.disarmed"]
     assert "全部电子封条已确认解除布防" in officer["text_zh"]

@@ -25,6 +25,7 @@ ALLOWED = {
     (S.DISARM_PENDING, A.ABORT): S.ABORTED,
     (S.DISARMED, A.LIFT): S.LIFTED,
     (S.DISARMED, A.RESEND_DISARM): S.DISARM_PENDING,  # a seal says it is armed again
+    (S.DISARMED, A.ARMED_AGAIN): S.DISARM_PENDING,  # the server: a seal's signed word says so, before anyone acts
     (S.DISARMED, A.ABORT): S.ABORTED,
 }
 

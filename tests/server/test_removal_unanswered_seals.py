@@ -176,8 +176,8 @@ def test_an_open_request_holds_its_case(world: RemovalWorld, session_factory: Se
 
 
 def test_a_seal_that_says_it_is_armed_again_is_not_lifted(world: RemovalWorld) -> None:
-    """After its ack, a seal's signed event says it is armed again (an arm sent meanwhile): the officer's
-    confirmation is refused until it has acknowledged a new disarm."""
+    """After its ack, a seal's signed event says it is armed again (an arm sent meanwhile): the request goes back to
+    ``disarm_pending`` and the officer's confirmation is refused until the seal has acknowledged a new disarm."""
     request_id = world.filed()
     for device_id, row in world.commands(world.approved(request_id)).items():
         world.answer(device_id, row.id)
@@ -185,9 +185,10 @@ def test_a_seal_that_says_it_is_armed_again_is_not_lifted(world: RemovalWorld) -
     seal = world.seals["seal-a1"]
     world.ingestor.ingest([message_of(seal, EventType.ARMED, {"reason": "command", "by": "court"})])
     shown = world.read(request_id, "officer")
-    assert [s["status"] for s in shown["seals"]] == ["rearmed", "disarmed"]
+    assert shown["state"] == "disarm_pending" and [s["status"] for s in shown["seals"]] == ["rearmed", "disarmed"]
     refused = world.act("officer", request_id, "lifted", {})
     assert refused.status_code == 409 and "seal-a1" in refused.json()["detail"] and "armed again" in refused.text
+    assert refused.json()["state"] == "disarm_pending"
     again = world.ok("judge", request_id, "resend-disarm", {"note": "封条又被布防"})
     assert again["state"] == "disarm_pending" and [s["commands"] for s in again["seals"]] == [2, 1]
     world.answer("seal-a1", again["seals"][0]["command_id"])

@@ -177,7 +177,7 @@ def test_the_inboxes_say_which_seals_were_lifted_without_acknowledgement(world: 
     world.expire(*(row.id for row in commands.values()))
     body = {"device_ids": ["seal-a1", "seal-a2"], "reasons": "封条失联"}
     decided = world.ok("judge", request_id, "lift-without-ack", body)
-    assert decided["state"] == "disarmed" and decided["state_zh"].startswith("封条已解除布防（部分封条未确认")
+    assert decided["state"] == "disarmed" and decided["state_zh"].startswith("部分封条未确认解除布防")
     for who in ("officer", "judge"):  # the debtor is not told which seal is deaf (test_removal_deaf_seal_hidden)
         messages = world.client.get("/api/me/inbox", headers=world.as_(who)).json()
         kinds = [m["kind"] for m in messages]
@@ -194,7 +194,8 @@ def test_when_every_seal_acknowledged_the_inbox_says_so(world: RemovalWorld) -> 
     for device_id, row in world.commands(world.approved(request_id)).items():
         world.answer(device_id, row.id)
     assert world.read(request_id)["state"] == "disarmed"
-    assert world.read(request_id)["state_zh"] == "封条已解除布防，待现场拆除"
+    assert world.read(request_id, "judge")["state_zh"] == "封条均已签名确认解除布防，待现场拆除"
+    assert world.read(request_id, "debtor")["state_zh"] == "待现场拆除封条"  # the same words as with a seal waived
     kinds = [m["kind"] for m in world.client.get("/api/me/inbox", headers=world.as_("officer")).json()]
     assert "removal.disarmed" in kinds and "removal.disarmed_without_ack" not in kinds
 
