@@ -31,6 +31,7 @@ from seal_protocol.topics import (
     snapshot_topic,
     status_topic,
     subscription_all,
+    topic_account,
     validate_device_id,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "snapshot_topic",
     "status_topic",
     "subscription_all",
+    "topic_account",
     "utc_now_ms",
     "validate_device_id",
 ]

@@ -84,6 +84,17 @@ def subscription_all(kind: MessageKind) -> str:
     return topic_filter(kind)
 
 
+def topic_account(topic: str) -> str | None:
+    """The device id a topic ``seal/v1/<device_id>/…`` is under (with any levels below it, parsed or not), if it is a
+    valid one; else None. The broker ACL lets a seal's account publish only under its own username, its device id
+    (``%u``): this names the account that published a message even when :func:`parse_topic` refuses its topic."""
+    root, _, rest = topic.partition(f"{TOPIC_ROOT}/")
+    device_id, slash, _ = rest.partition("/")
+    if root or not slash or not DEVICE_ID_PATTERN.fullmatch(device_id):
+        return None
+    return device_id
+
+
 def parse_topic(topic: str) -> ParsedTopic:
     """Parse a concrete (wildcard-free) topic; raise :class:`InvalidTopic` if it is not a seal topic."""
     parts = topic.split("/")

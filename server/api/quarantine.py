@@ -40,7 +40,10 @@ class QuarantinedPublic(BaseModel):
     last_received_at: datetime | None = Field(description="When the last copy came; null if only one did.")
     sha256: str | None = Field(description="SHA-256 of the whole message as received (null on old rows).")
     topic: str = Field(description="The MQTT topic it arrived on.")
-    device_id: str | None = Field(description="The seal account (from the topic), if the topic named one.")
+    device_id: str | None = Field(
+        description="The seal account: the device id its topic seal/v1/<device_id>/… is under, even if the rest of the "
+        "topic did not parse; null if it is under none."
+    )
     reason: str = Field(description="Why it was refused: invalid_json, bad_signature, broken_chain, …")
     detail: str = Field(description="What exactly was wrong.")
     size: int = Field(description="Bytes received.")
@@ -79,7 +82,7 @@ def read_quarantine(
 
 
 class QuarantineCountPublic(BaseModel):
-    device_id: str = Field(description="The seal account (from the topic); empty if the topic named none.")
+    device_id: str = Field(description="The seal account, as in the quarantine; empty for topics under no device id.")
     reason: str = Field(description="Why they were refused.")
     window_start: datetime = Field(description="The start of the window ([ingest] quarantine_window_s).")
     count: int = Field(description="Refused messages counted without a row of their own: bytes not kept.")

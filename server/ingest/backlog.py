@@ -20,11 +20,11 @@ snapshot until the court's receipt, which a dropped message never gets.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.core.progress import IngestProgress
@@ -58,13 +58,15 @@ def footprint(topic: str, payload_size: int) -> int:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Received:
-    """A message as the worker's queue holds it: ``generation`` names the connection whose packet id ``mid`` is.
-    Compared by identity: two messages that are alike are two."""
+    """A message as the worker's queue holds it: ``generation`` names the connection whose packet id ``mid`` is;
+    ``at`` is when it was received (:meth:`Backlog.received`'s clock, ``time.monotonic()``). Compared by identity: two
+    messages that are alike are two."""
 
     generation: int
     mid: int
     qos: int
     message: Message
+    at: float
 
     @property
     def footprint(self) -> int:
@@ -73,7 +75,13 @@ class Received:
 
 
 class Backlog:
-    """The messages received and not stored. Thread-safe: paho's thread receives, the ingest's worker stores."""
+    """The messages received and not stored. Thread-safe: paho's thread receives, the ingest's worker stores.
+
+    The worker stores them out of the order they came (a lane per seal account, taken in turn: :mod:`.lanes`), so
+    each message's receive time goes with it (:attr:`Received.at`), and the times held are a count per time with a
+    heap of them: a message stored leaves its count at once, and the oldest held is the heap's top (times no longer
+    held are taken off the top as they reach it, and the heap is rebuilt from the counts once they are most of it:
+    amortized O(log n) a message, in C). ``clock``: the receive times' (``time.monotonic``)."""
 
     def __init__(
         self,
@@ -82,30 +90,38 @@ class Backlog:
         qos1_bytes: int = QOS1_BACKLOG_BYTES,
         on_drop: Callable[[], None] | None = None,
         stopping: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._qos0_bytes, self._qos1_bytes = qos0_bytes, qos1_bytes
         self._on_drop = on_drop
         self._stopping = stopping or threading.Event()  # set: a message at QoS 1 is taken at once (the ingest stops)
+        self._clock = clock
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified as messages are stored
-        self._received: deque[float] = deque()  # time.monotonic() of each message held, oldest first
+        self._held: dict[float, int] = {}  # receive time -> messages received then and held
+        self._times: list[float] = []  # a heap of the times held, and of some no longer held; its top is held
+        self._count = 0  # messages held
         self._bytes = 0
         self._failing_since: float | None = None
         self._drops = 0  # dropped since the last log line
         self._drop_logged_at: float | None = None
 
-    def received(self, qos: int, size: int, topic: str) -> bool:
-        """Hold a message of ``size`` bytes of payload; False (and it is dropped, counted and logged) for one at QoS 0
-        whose :func:`footprint` would take the bytes held past the bound. One at QoS 1 waits for room (module doc)."""
+    def received(self, qos: int, size: int, topic: str) -> float | None:
+        """Hold a message of ``size`` bytes of payload: when it was received (its :attr:`Received.at`); None (and it
+        is dropped, counted and logged) for one at QoS 0 whose :func:`footprint` would take the bytes held past the
+        bound. One at QoS 1 waits for room (module doc)."""
         cost = footprint(topic, size)
         with self._lock:
             while qos > 0 and self._bytes and self._bytes + cost > self._qos1_bytes and not self._stopping.is_set():
                 self._room.wait(0.1)
-            now = time.monotonic()
+            now = self._clock()
             if qos > 0 or self._bytes + cost <= self._qos0_bytes:
-                self._received.append(now)
+                if (same := self._held.get(now, 0)) == 0:
+                    heapq.heappush(self._times, now)
+                self._held[now] = same + 1
+                self._count += 1
                 self._bytes += cost
-                return True
+                return now
             held, self._drops = self._bytes, self._drops + 1
             log = self._drop_logged_at is None or now - self._drop_logged_at >= DROP_LOG_INTERVAL_S
             if log:
@@ -122,32 +138,48 @@ class Backlog:
                 held,
                 self._qos0_bytes,
             )
-        return False
+        return None
 
-    def stored(self, messages: list[tuple[str, int]], *, works: bool = True) -> tuple[list[float], float | None]:
-        """Messages (topic, payload size) are stored: when the oldest as many were received, and since when storing
-        had failed (None: it had not); it works now (``works=False``: these were stored before it failed again)."""
-        unlogged = 0
+    def stored(self, messages: Sequence[Received], *, works: bool = True) -> tuple[list[float], float | None]:
+        """``messages`` (each one :meth:`received` returned the time of) are stored: how long each waited since, and
+        since when storing had failed (None: it had not); it works now (``works=False``: these were stored before it
+        failed again)."""
+        unlogged, held = 0, self._held
         with self._lock:
-            received = [self._received.popleft() for _ in messages]
-            self._bytes -= sum(footprint(topic, size) for topic, size in messages)
+            now = self._clock()
+            for item in messages:
+                if (same := held.pop(item.at, 0)) > 1:  # (never 0: every message stored was received)
+                    held[item.at] = same - 1
+                self._bytes -= item.footprint
+            self._count -= len(messages)
+            self._tidy()
             self._room.notify_all()
             failing_since = self._failing_since
             if works:
                 self._failing_since = None
-            if not self._received:  # the run of drops, if any, is over: the next one is logged at once
+            if not self._count:  # the run of drops, if any, is over: the next one is logged at once
                 unlogged, self._drops, self._drop_logged_at = self._drops, 0, None
         if unlogged:
             logger.warning("dropped %d more message(s) at QoS 0 before the ingest caught up", unlogged)
-        return received, failing_since
+        return [now - item.at for item in messages], failing_since
+
+    def _tidy(self) -> None:
+        """Take the times no longer held off the heap's top, and rebuild it once they are most of it (under the
+        lock): its top is the oldest time held again."""
+        times, held = self._times, self._held
+        while times and times[0] not in held:
+            heapq.heappop(times)
+        if len(times) > 2 * len(held) + 64:
+            self._times = list(held)
+            heapq.heapify(self._times)
 
     def failing(self) -> None:
         """Storing failed (the database does not answer): the batch is retried."""
         with self._lock:
             if self._failing_since is None:
-                self._failing_since = time.monotonic()
+                self._failing_since = self._clock()
 
     def progress(self) -> IngestProgress:
         with self._lock:
-            oldest = time.monotonic() - self._received[0] if self._received else 0.0
-            return IngestProgress(len(self._received), oldest, self._failing_since, self._bytes)
+            oldest = self._clock() - self._times[0] if self._count else 0.0
+            return IngestProgress(self._count, oldest, self._failing_since, self._bytes)

@@ -70,7 +70,7 @@ from server.ingest.gap_wait import caught_up_lag, settle_gaps
 from server.ingest.late_chain import ChainPlacement, HoldBack, refused_events, refused_for_case
 from server.ingest.quarantine_rows import QuarantineBudget, QuarantineCopies
 from server.ingest.refusal_count import RefusalBudget
-from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, device_of
+from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected, account_of
 from server.ingest.rows import NEAR, SAME_ID, Leaf, SealChanges, insert_events
 from server.ingest.seal_cache import IngestCache, SealRow, read_seals
 from server.ingest.snapshot_filing import SnapshotFiling
@@ -274,7 +274,7 @@ class IngestBatch:
             return self._refused(message, rejected)
 
     def _refused(self, message: Message, rejected: Rejected) -> IngestResult:
-        result = IngestResult(Outcome.QUARANTINED, device_of(message.topic), rejected.reason, rejected.detail)
+        result = IngestResult(Outcome.QUARANTINED, account_of(message.topic), rejected.reason, rejected.detail)
         self._quarantine(message, result)
         return result
 

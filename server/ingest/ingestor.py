@@ -38,7 +38,7 @@ from server.ingest.batch import IngestBatch
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
 from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.refusal_count import CountedLog, RefusalBudget
-from server.ingest.results import IngestResult, Message, Outcome, Reason, device_of, storable_text
+from server.ingest.results import IngestResult, Message, Outcome, Reason, account_of, storable_text
 from server.ingest.seal_cache import IngestCache
 from server.ingest.snapshot_writes import write_snapshots
 from server.ingest.verifier import ProcessVerifier, Verifier
@@ -274,7 +274,7 @@ class Ingestor:
             detail = f"internal error: {type(failure).__name__}: {failure}"
         if not isinstance(failure, IntegrityError | DataError):  # a bug, or a database refusal to look into
             logger.error("%s on a message from %r", detail[:200], _topic(message), exc_info=failure)
-        return IngestResult(Outcome.QUARANTINED, device_of(message.topic), reason, detail)
+        return IngestResult(Outcome.QUARANTINED, account_of(message.topic), reason, detail)
 
     def _store_quarantine(self, message: Message, result: IngestResult) -> None:
         """Commit ``result``'s quarantine row; raise :class:`StorageUnavailable` only if the database is down (or the

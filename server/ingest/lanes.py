@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from seal_protocol import topic_account
+
 T = TypeVar("T")
 
 
@@ -101,7 +103,7 @@ def lane_of(topic: str, marker_topic: str) -> str | None:
 
 
 def lane_of_topic(topic: str) -> str:
-    """The lane of a seal's topic ``seal/v1/<device_id>/<kind>``: its account; any other topic is a lane of its own
-    (the ACL lets a seal's account publish only under its own device id)."""
-    parts = topic.split("/", 3)
-    return parts[2] if len(parts) > 3 else topic
+    """The lane of a seal's topic ``seal/v1/<device_id>/…``: its account (:func:`seal_protocol.topic_account`; the
+    ACL lets a seal's account publish only under its own device id), whether or not the rest of the topic parses; any
+    other topic is a lane of its own."""
+    return topic_account(topic) or topic

@@ -21,6 +21,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core.base import Base, BigId, utc_now
 
+#: The seal account a refused message came from: :func:`server.ingest.results.account_of` (column comments).
+QUARANTINE_ACCOUNT = (
+    "The seal account: the device id of its seal/v1/<device_id>/... topic, even if the rest did not parse "
+    "(null: a topic under none; rows from before 0025: null if the topic did not parse)."
+)
+COUNTS_ACCOUNT = "The seal account, as in the quarantine; empty for topics under no device id."
+
 
 class QuarantinedMessage(Base):
     """A message the ingest refused, kept for inspection; it never becomes an event."""
@@ -32,7 +39,7 @@ class QuarantinedMessage(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(Text)
-    device_id: Mapped[str | None] = mapped_column(String(64), index=True, comment="From the topic, if it parsed.")
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True, comment=QUARANTINE_ACCOUNT)
     reason: Mapped[str] = mapped_column(String(32), comment="Reason code, also the metrics label.")
     detail: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[int] = mapped_column(Integer, comment="Size of the message as received.")
@@ -54,7 +61,7 @@ class QuarantineCount(Base):
     __table_args__ = (UniqueConstraint("device_id", "reason", "window_start"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(64), comment="From the topic; empty if it named no seal.")
+    device_id: Mapped[str] = mapped_column(String(64), comment=COUNTS_ACCOUNT)
     reason: Mapped[str] = mapped_column(String(32), comment="Reason code, as in the quarantine.")
     window_start: Mapped[datetime] = mapped_column(index=True, comment="The window's start (quarantine_window_s).")
     count: Mapped[int] = mapped_column(BigInteger, comment="Messages counted; their bytes were not kept.")

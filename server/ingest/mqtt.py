@@ -257,11 +257,12 @@ class MqttIngest:
             if qos and (client := self._client) is not None:  # (paho's thread: this connection's packet id)
                 client.ack_many([(mid, qos)])
             return
-        if topic != self.marker.topic and not self._backlog.received(qos, len(payload), topic):
-            return
+        marker = topic == self.marker.topic  # (not held: passed, never stored)
+        if (at := time.monotonic() if marker else self._backlog.received(qos, len(payload), topic)) is None:
+            return  # dropped (.backlog)
         with self._lock:
             generation = self._generation
-        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at)))
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at), at))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
@@ -349,12 +350,9 @@ class MqttIngest:
     def _settle(self, batch: list[Received], results: list[IngestResult], *, works: bool = True) -> None:
         """``batch``'s outcomes are committed: acknowledge it, receipt it (``works=False``: these were committed
         before the database went away, the rest of their batch waits)."""
-        committed = time.monotonic()
-        received, failing_since = self._backlog.stored(
-            [(item.message.topic, len(item.message.payload)) for item in batch], works=works
-        )
-        for at in received:
-            self.ingestor.metrics.commit_latency.observe(committed - at)
+        waited, failing_since = self._backlog.stored(batch, works=works)  # each since it was received
+        for latency in waited:
+            self.ingestor.metrics.commit_latency.observe(latency)
         if failing_since is not None and works:
             logger.warning("storing works again after %.1f s", time.monotonic() - failing_since)
         self._ack(batch)

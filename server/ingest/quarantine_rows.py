@@ -74,7 +74,7 @@ Key = tuple[str, str, str]  # (sha256, topic as stored, reason)
 logger = logging.getLogger(__name__)
 
 _COUNTED, _WATCHED = "quarantine_bytes_counted", "quarantine_budget_watches"  # keys of ``Session.info``
-#: The bytes each seal account's quarantine rows hold (rows of a topic naming no seal: one account, ``None``).
+#: The bytes each seal account's quarantine rows hold (rows of topics under no device id: one account, ``None``).
 _KEPT = select(_Q.device_id, func.coalesce(func.sum(func.length(_Q.raw)), 0)).group_by(_Q.device_id)
 
 

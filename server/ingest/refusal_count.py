@@ -4,15 +4,16 @@ A seal's MQTT password alone (on its SD card, at the debtor's premises) can publ
 message signed with another key, invalid JSON, a snapshot that is no JPEG. Each such refusal cost a quarantine row (an
 update looking for its copies, an insert, its bytes), a log line and its share of the transaction — about 1.4 ms on
 SQLite, so that one account flooding at 1,750 messages a second held every other seal's events behind it (measured:
-docs/reliability.md, "One seal's flood"). So each account (``device_id`` of the topic; one account for topics naming no
-seal) may add at most ``[ingest] quarantine_seal_rows`` rows per window of ``quarantine_window_s`` (aligned on the
-epoch). Past it a refused message of that account is only counted: one ``quarantine_counts`` row per (account,
-reason, window) is added to per batch (an upsert), the metric ``seal_quarantine_counted_only_total{reason}`` counts
-it, the ingest logs one line per account a minute (:class:`CountedLog`), and the seal's ``refusal_flood`` alarm is
-raised (once per account and window in this process; a condition, so repeats fold into the live one). It is
-acknowledged, not receipted (its ``bytes_kept`` is False): a genuine message so refused stays on its seal, which
-sends it again. Nothing is dropped silently: ``seal-server quarantine list`` and ``GET /api/quarantine/counts`` show
-the counts ("N more refused, bytes not kept").
+docs/reliability.md, "One seal's flood"). So each account (the device id a topic ``seal/v1/<device_id>/…`` is under,
+even if the rest of it does not parse: :func:`~server.ingest.results.account_of`; one account, ``""``, for topics under
+none, which only the court's own account can publish) may add at most ``[ingest] quarantine_seal_rows`` rows per window
+of ``quarantine_window_s`` (aligned on the epoch). Past it a refused message of that account is only counted: one
+``quarantine_counts`` row per (account, reason, window) is added to per batch (an upsert), the metric
+``seal_quarantine_counted_only_total{reason}`` counts it, the ingest logs one line per account a minute
+(:class:`CountedLog`), and the seal's ``refusal_flood`` alarm is raised (once per account and window in this process;
+a condition, so repeats fold into the live one). It is acknowledged, not receipted (its ``bytes_kept`` is False): a
+genuine message so refused stays on its seal, which sends it again. Nothing is dropped silently: ``seal-server
+quarantine list`` and ``GET /api/quarantine/counts`` show the counts ("N more refused, bytes not kept").
 
 Only refusals a password alone can cause count against the budget. Those decided after the seal's signature was
 verified (:data:`SIGNED_REASONS`: ``wrong_case``, ``unbound_seal``, a broken chain, …) are the seal's own word, and
@@ -66,7 +67,7 @@ _ROWS_SINCE = select(func.count(_Q.id))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WATCHED, _TOOK = "refusal_rows_watched", "refusal_rows_taken"  # keys of ``Session.info``
 
-Window = tuple[str, datetime]  # (account: device_id, "" for none; the window's start)
+Window = tuple[str, datetime]  # (account: device_id, "" for none: results.account_of; the window's start)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from seal_protocol import InvalidEnvelope, InvalidTopic, parse_topic
+from seal_protocol import InvalidEnvelope, topic_account
 
 
 class Outcome(StrEnum):
@@ -57,6 +57,7 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     outcome: Outcome
+    #: The seal; for a quarantined message the seal account it came from, parsed or not (:func:`account_of`).
     device_id: str | None = None
     reason: Reason | None = None
     detail: str = ""
@@ -111,9 +112,10 @@ def storable_text(text: str, limit: int) -> str:
     return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 
-def device_of(topic: str) -> str | None:
-    """The device id of a topic that parses, else ``None`` (quarantine rows keep it when they can)."""
-    try:
-        return parse_topic(topic).device_id
-    except InvalidTopic:
-        return None
+def account_of(topic: str) -> str | None:
+    """The seal account a message on ``topic`` came from: the device id of a ``seal/v1/<device_id>/…`` topic, whether
+    or not the rest of it parses (:func:`seal_protocol.topic_account`; the broker's ACL lets a seal's account publish
+    only under its own device id, :mod:`server.seals.broker_files`). A refusal is the account's: its quarantine row,
+    its budgets of rows and bytes, its counts and its ``refusal_flood`` alarm. None for a topic under no device id,
+    which only the court's own account can publish (all of those share one account, ``None`` / ``""``)."""
+    return topic_account(topic)

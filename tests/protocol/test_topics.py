@@ -9,6 +9,7 @@ from seal_protocol import (
     snapshot_topic,
     status_topic,
     subscription_all,
+    topic_account,
 )
 from seal_protocol.status import SealStatus, decode_status, encode_status
 
@@ -47,3 +48,25 @@ def test_status_codec():
     assert state is SealStatus.OFFLINE and ts == "2026-01-01T00:00:00.000Z"
     with pytest.raises(ValueError, match="invalid status"):
         decode_status(b'{"state":"sleeping"}')
+
+
+@pytest.mark.parametrize(
+    ("topic", "account"),
+    [
+        ("seal/v1/seal-a/event", "seal-a"),
+        (f"seal/v1/seal-a/snapshot/{SHA}", "seal-a"),
+        ("seal/v1/seal-a/snapshot/x17", "seal-a"),  # refused by parse_topic, still under seal-a's account
+        ("seal/v1/seal-a/snapshot/", "seal-a"),
+        ("seal/v1/seal-a/bogus/deeper", "seal-a"),
+        ("seal/v1/seal-a", None),  # no level below: no seal's ACL reaches it
+        ("seal/v1//event", None),
+        ("seal/v1/Seal-A/event", None),  # not a device id, so no seal's username
+        (f"seal/v1/{'a' * 65}/event", None),
+        ("seal/v2/seal-a/event", None),
+        ("x/seal/v1/seal-a/event", None),
+        ("court/feed", None),
+        ("", None),
+    ],
+)
+def test_the_account_a_topic_is_under(topic, account):
+    assert topic_account(topic) == account

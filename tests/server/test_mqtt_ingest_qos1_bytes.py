@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,10 @@ from seal_protocol import snapshot_topic
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
 from server.core.db import make_engine, make_session_factory
 from server.core.metrics import IngestMetrics
-from server.ingest.backlog import QOS1_BACKLOG_BYTES, Backlog, footprint
+from server.ingest.backlog import QOS1_BACKLOG_BYTES, Backlog, Received, footprint
 from server.ingest.ingestor import Ingestor
 from server.ingest.mqtt import MqttIngest
+from server.ingest.results import Message
 from server.migrations.run import init_db
 from server.seals.broker_config import MAX_INFLIGHT_BYTES
 from tests.server.helpers import CASE_A, SimulatedSeal
@@ -55,20 +57,27 @@ def test_a_message_at_qos_1_waits_for_room_and_is_never_dropped() -> None:
     (it is taken then, not dropped), one larger than the bound is taken alone, and a stopping ingest waits no more."""
     stopping = threading.Event()
     backlog = Backlog(qos1_bytes=footprint("t", 600) + footprint("t", 300), stopping=stopping)
-    assert backlog.received(1, 600, "t")
-    taken: list[bool] = []
+    first = backlog.received(1, 600, "t")
+    assert first is not None
+    taken: list[float | None] = []
     waiting = threading.Thread(target=lambda: taken.append(backlog.received(1, 400, "t")))
     waiting.start()
     waiting.join(0.5)
     assert waiting.is_alive() and taken == []  # no room: waits
-    backlog.stored([("t", 600)])
+    backlog.stored([_held(first, 600)])
     waiting.join(5)
-    assert taken == [True] and backlog.progress().unstored_bytes == footprint("t", 400)
-    backlog.stored([("t", 400)])
-    assert backlog.received(1, 10_000, "t")  # larger than the bound, and nothing else held: taken
+    [second] = taken
+    assert second is not None and backlog.progress().unstored_bytes == footprint("t", 400)
+    backlog.stored([_held(second, 400)])
+    assert backlog.received(1, 10_000, "t") is not None  # larger than the bound, and nothing else held: taken
     stopping.set()
-    assert backlog.received(1, 10_000, "t")  # (at once: the ingest stops, the broker sends it again)
+    assert backlog.received(1, 10_000, "t") is not None  # (at once: the ingest stops, the broker sends it again)
     assert backlog.progress().unstored == 2
+
+
+def _held(at: float, size: int) -> Received:
+    """The message of ``size`` bytes on topic ``t`` the backlog took at ``at``, as the worker stores it."""
+    return Received(0, 0, 1, Message("t", bytes(size), datetime.now(UTC)), at)
 
 
 def test_the_court_holds_no_more_bytes_than_its_bound_while_it_cannot_store(

@@ -1,11 +1,13 @@
 """One seal's MQTT account floods distinct garbage (events signed by another key): past its budget of quarantine rows
 the court only counts it (visible, alarmed, logged once), its own valid event in the flood is stored, and another
-seal's intrusion is not held behind the flood in the court's queue. Real Mosquitto, real database."""
+seal's intrusion is not held behind the flood in the court's queue; a flood on topics that do not parse is its
+account's too. Real Mosquitto, real database."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from server.ingest.ingestor import Ingestor
 from server.ingest.models import QuarantineCount, QuarantinedMessage
 from server.ingest.mqtt import MqttIngest
 from server.ingest.quarantine_cli import run_quarantine_command
-from server.ingest.results import IngestResult, Outcome
+from server.ingest.results import IngestResult, Outcome, Reason
 from tests.server.helpers import CASE_A, CASE_B, SimulatedSeal, register
 from tests.server.mqtt_helpers import seal_connection, server_mqtt_settings
 
@@ -103,3 +105,42 @@ def test_a_flood_is_counted_alarmed_and_holds_no_other_seal_back(
 def _counted(session: Session, device_id: str) -> int:
     total = session.scalar(select(func.sum(QuarantineCount.count)).where(QuarantineCount.device_id == device_id))
     return int(total or 0)
+
+
+def test_a_flood_on_topics_that_do_not_parse_is_its_accounts(
+    broker: PrivateBroker, session_factory: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seal-a's ACL lets its account publish any last level under its snapshot topic: ``seal/v1/seal-a/snapshot/x17``
+    does not parse (``invalid_topic``). Such a flood was charged to the account every topic naming no seal shares
+    (``""``), its rows named no seal and no alarm was raised: it is seal-a's account's, counted, listed and alarmed."""
+    a = SimulatedSeal("seal-a", CASE_A)
+    register(session_factory, a)
+    seen: list[IngestResult] = []
+    caplog.set_level(logging.WARNING, logger="server.ingest")
+    ingest = _ingest(server_mqtt_settings(broker, tmp_path), session_factory, tmp_path, seen)
+    try:
+        with seal_connection(broker, "seal-a") as ca:
+            topics = [f"seal/v1/seal-a/snapshot/x{i}" for i in range(FLOOD)]
+            for info in [ca.client.publish(topic, os.urandom(64), qos=1) for topic in topics]:
+                info.wait_for_publish(WAIT_S)
+        metrics = ingest.ingestor.metrics
+        assert metrics.wait_until(lambda m: m.rejected.get("invalid_topic", 0) >= FLOOD, WAIT_S), metrics.snapshot()
+    finally:
+        ingest.stop()
+
+    assert {(r.device_id, r.reason) for r in seen} == {("seal-a", Reason.INVALID_TOPIC)}
+    with session_factory() as session:
+        rows = session.execute(select(QuarantinedMessage.device_id, QuarantinedMessage.reason)).all()
+        assert len(rows) == ROWS and set(rows) == {("seal-a", "invalid_topic")}
+        counts = session.execute(select(QuarantineCount.device_id, QuarantineCount.reason))
+        assert set(counts) == {("seal-a", "invalid_topic")}
+        assert _counted(session, "seal-a") == FLOOD - ROWS
+        alarms = list(session.scalars(select(Alarm).where(Alarm.kind == "refusal_flood")))
+        assert [(x.device_id, x.case_no) for x in alarms] == [("seal-a", CASE_A)]
+        printed: list[str] = []
+        where = argparse.Namespace(action="list", reason=None, device_id="seal-a", since=None, before=None, limit=50)
+        run_quarantine_command(where, session, printed.append)
+    assert sum("\tseal-a\tinvalid_topic\t" in line for line in printed) == ROWS, printed  # its rows, by the seal
+    assert sum(line.startswith(f"seal-a\tinvalid_topic\t另有 {FLOOD - ROWS} ") for line in printed) == 1, printed
+    counted_lines = [r.getMessage() for r in caplog.records if "counted only" in r.getMessage()]
+    assert len(counted_lines) == 1 and "'seal-a'" in counted_lines[0]
