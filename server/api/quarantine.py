@@ -61,13 +61,17 @@ class QuarantinePage(BaseModel):
     next_before: int | None = Field(description="Pass as ?before= for the next (older) page; null on the last page.")
 
 
+#: ``?reason=``: only the messages (or counts) refused for this reason.
+ReasonQuery = Annotated[
+    str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="Only this reason.")
+]
+
+
 @router.get("")
 def read_quarantine(
     _clerk: QuarantineReader,
     session: SessionDep,
-    reason: Annotated[
-        str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="Only this reason.")
-    ] = None,
+    reason: ReasonQuery = None,
     device_id: DeviceIdQuery = None,
     since: Annotated[
         Moment | None, Query(description="Only messages (a copy of which) arrived at or after this.")
@@ -95,9 +99,7 @@ class QuarantineCountPublic(BaseModel):
 def read_quarantine_counts(
     _clerk: QuarantineReader,
     session: SessionDep,
-    reason: Annotated[
-        str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$", description="Only this reason.")
-    ] = None,
+    reason: ReasonQuery = None,
     device_id: DeviceIdQuery = None,
     since: Annotated[
         Moment | None, Query(description="Only counts whose last message arrived at or after this.")
