@@ -177,7 +177,7 @@ def write_broker_files(session: Session, *, password_file: Path, acl_file: Path)
 
 def _write_files(session: Session, *, password_file: Path, acl_file: Path) -> int:
     query = select(MqttAccount.username, MqttAccount.password_hash).where(MqttAccount.disabled.is_(False))
-    hashes: dict[str, str] = dict(session.execute(query).tuples().all())
+    hashes: dict[str, str] = dict(session.execute(query).all())
     write_private_file(password_file, password_file_text(hashes), 0o640)
     write_private_file(acl_file, acl_text(SERVER_USERNAME), 0o640)
     logger.info("wrote %s (%s) and %s", password_file, _accounts(len(hashes)), acl_file)

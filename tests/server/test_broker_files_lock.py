@@ -24,7 +24,7 @@ def _files(tmp_path: Path) -> BrokerFilesSettings:
 
 def _stored(session_factory: SessionFactory) -> dict[str, str]:
     with session_scope(session_factory) as session:
-        return dict(session.execute(select(MqttAccount.username, MqttAccount.password_hash)).tuples().all())
+        return dict(session.execute(select(MqttAccount.username, MqttAccount.password_hash)).all())
 
 
 def _written(password_file: Path) -> dict[str, str]:
