@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import seal_verify.archive as archive
+import seal_verify.finder as finder
 from seal_protocol import canonical_json
 from seal_verify.errors import BundleUnreadable
 from seal_verify.verdict import cut, shown
@@ -72,7 +73,8 @@ class Bundle:
     """The members of a bundle, and what is wrong with the zip itself. ``unread``: members of the layout that are in
     the zip but were not read (how they are packed fails a rule of ``docs/evidence.md``), with why; a check that asks
     for one (:meth:`get`, :meth:`has`, :meth:`under`) is marked in ``touched``, so that the verdict says it was not
-    checked rather than that the file is missing. ``notes``: what was ignored (folder entries of a re-zipped bundle)."""
+    checked rather than that the file is missing. ``notes``: what was ignored (folder entries of a re-zipped bundle,
+    what macOS Finder adds)."""
 
     files: dict[str, bytes]
     problems: list[str] = field(default_factory=list)
@@ -140,13 +142,20 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
         bundle.problems += problems
         where = {id(member.info): member for member in placed}
         seen: set[str] = set()
-        folders = {name.rpartition("/")[0] + "/" for name in (i.filename for i in infos) if in_layout(name)} - {"/"}
-        ignored = sorted(i.filename for i in infos if _add(bundle, fp, i, where.get(id(i)), seen, folders))
+        names = {info.filename for info in infos}
+        layout_names = {name for name in names if in_layout(name)}
+        folders = {name.rpartition("/")[0] + "/" for name in layout_names} - {"/"}
+        context = _Names(names, layout_names, folders)
+        kinds = {i.filename: _add(bundle, fp, i, where.get(id(i)), seen, context) for i in infos}
+        ignored = sorted(name for name, kind in kinds.items() if kind == "folder")
         if ignored:
             bundle.notes.append(
                 f"忽略 {len(ignored)} 个文件夹条目（重新打包的 zip 会添加，不含内容）/ {len(ignored)} folder "
                 f"entries ignored ({', '.join(ignored)}): re-zipping adds them, they hold no bytes"
             )
+        finder_entries = sorted(name for name, kind in kinds.items() if kind == "finder")
+        if finder_entries:
+            bundle.notes.append(finder.finder_note(finder_entries))
     values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
     if values > MAX_JSON_VALUES:
         raise BundleUnreadable(
@@ -163,32 +172,45 @@ def json_values(data: bytes) -> int:
     return sum(data.count(c) for c in (b"{", b"[", b",", b":")) + data.count(b"\n") + 1
 
 
+@dataclass(frozen=True)
+class _Names:
+    """The zip's entry names (``every``), those that are paths of the layout (``layout``), and the layout's folders
+    that hold members (``folders``: ``log/`` …)."""
+
+    every: set[str]
+    layout: set[str]
+    folders: set[str]
+
+
 def _add(
     bundle: Bundle,
     fp: IO[bytes],
     info: zipfile.ZipInfo,
     member: archive.Placed | None,
     seen: set[str],
-    folders: set[str],
-) -> bool:
+    names: _Names,
+) -> str | None:
     """Read ``info``'s member into ``bundle`` if it is where its local header says (``member``; the problem is
     already stated if not) and nothing about it is wrong; else state what is, and keep a member of the layout that
-    was not read in ``bundle.unread``. An empty entry of a folder holding members of the layout (``folders``), as
-    ``zip -r`` and ``shutil.make_archive`` write, is ignored: then ``True``."""
+    was not read in ``bundle.unread``. An entry that is ignored returns its kind: ``"folder"``, an empty entry of a
+    folder holding members of the layout (``names.folders``), as ``zip -r`` and ``shutil.make_archive`` write;
+    ``"finder"``, what macOS Finder's Compress adds (:mod:`seal_verify.finder`), never read as a member."""
     name = info.filename
     if name in seen:
         bundle.problems.append(f"{cut(name)} is in the zip twice")
-        return False
+        return None
     seen.add(name)
-    if name in folders and name == info.orig_filename:
+    if name in names.folders and name == info.orig_filename:
         problem = archive.directory_problem(info)
         if problem is not None:
             bundle.problems.append(problem)
-        return problem is None and member is not None  # a folder's misplaced entry: place_members stated it
+        return "folder" if problem is None and member is not None else None  # misplaced: place_members stated it
+    if finder.is_finder_name(name):
+        return _finder_entry(bundle, fp, info, member, names)
     if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
         # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
         bundle.problems.append(f"{cut(name)} is not a path of the bundle's layout")
-        return False
+        return None
     problem = archive.member_problem(info)
     if problem is not None:
         bundle.problems.append(problem)
@@ -197,12 +219,28 @@ def _add(
     else:
         try:
             bundle.files[name] = archive.read_member(fp, member)
-            return False
+            return None
         except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
             problem = f"{name} cannot be read from the zip: {exc}"
             bundle.problems.append(problem)
     bundle.unread[name] = problem
-    return False
+    return None
+
+
+def _finder_entry(
+    bundle: Bundle, fp: IO[bytes], info: zipfile.ZipInfo, member: archive.Placed | None, names: _Names
+) -> str | None:
+    """``"finder"`` if ``info`` is exactly what Finder adds and its bytes (read, bounded, never kept) are of its
+    kind; else the problem is stated (a misplaced entry's by place_members) and ``None``."""
+    problem = finder.finder_problem(info, names.every, names.folders, names.layout)
+    if problem is None and member is not None and not info.filename.endswith("/"):
+        try:
+            problem = finder.content_problem(info.filename, archive.read_member(fp, member))
+        except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
+            problem = f"{cut(info.filename)} cannot be read from the zip: {exc}"
+    if problem is not None:
+        bundle.problems.append(problem)
+    return "finder" if problem is None and member is not None else None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
