@@ -97,11 +97,14 @@ def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[Ver
     return keys
 
 
-def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> None:
+def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> int:
     """Each event's signature verifies with a key of its seal. After MAX_UNVERIFIED events that no key verifies,
-    the rest are tried with the seal's current key only: each was tried with every key (up to MAX_SEAL_KEYS)."""
+    the rest are tried with the seal's current key only: each was tried with every key (up to MAX_SEAL_KEYS).
+    Returns how many verified events a simulated seal signed (``"simulated": true``, docs/protocol.md), each noted
+    as such: they did not happen on a site."""
     keys = {device_id: _seal_keys(check, device_id, record) for device_id, record in seals.items()}
     verified = unverified = 0
+    simulated: list[EventLine] = []
     for line in events:
         if line.envelope is None:
             check.fail(line.problem or f"line {line.number} is no event")
@@ -120,12 +123,37 @@ def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dic
             check.fail(f"line {line.number} ({env.device_id}#{env.seq}): the signature does not verify")
             continue
         verified += 1
+        if is_simulated(env):
+            simulated.append(line)
+    for line in simulated:
+        check.note(simulated_note(line))
     if unverified > MAX_UNVERIFIED:
         check.note(
             f"after {MAX_UNVERIFIED} events that no key verifies, the rest were checked with the seal's current key "
             "only / 其余事件仅用封条当前公钥核验"
         )
     check.summary = f"{verified} of {len(events)} event signatures verify / {verified}/{len(events)} 个事件签名有效"
+    if simulated:
+        check.summary += (
+            f"; {len(simulated)} of them signed by a simulated seal (seal-agent simulate: not on site) / "
+            f"其中 {len(simulated)} 个为模拟事件（模拟封条所签，并非现场实际发生）"
+        )
+    return len(simulated)
+
+
+def is_simulated(env: Envelope) -> bool:
+    """The event's seal signed that it ran on mock pins (``seal-agent simulate``): ``"simulated": true``."""
+    return env.payload.get("simulated") is True
+
+
+def simulated_note(line: EventLine) -> str:
+    env = line.envelope
+    assert env is not None
+    return (
+        f"模拟事件 / simulated: line {line.number} ({cut(env.device_id)}#{env.seq}, {env.type.value}, {env.ts}) — "
+        "模拟封条所签（seal-agent simulate，模拟引脚），并非现场实际发生 / signed by a simulated seal (seal-agent "
+        "simulate, mock pins): it did not happen on site"
+    )
 
 
 def _verifies(key: VerifyKey, signed: bytes, sig: str | None) -> bool:

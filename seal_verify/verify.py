@@ -196,7 +196,11 @@ def _steps(
             checks["event_signatures"].fail(problem)
         seals = event_checks.read_seals(bundle, checks["event_signatures"])
         state["seals"] = seals
-        event_checks.check_signatures(checks["event_signatures"], lines, seals)
+        simulated = event_checks.check_signatures(checks["event_signatures"], lines, seals)
+        if simulated:  # among the facts at the verdict's head: a simulated intrusion is no intrusion
+            state.setdefault("facts", {})["simulated_events"] = (
+                f"{simulated} 个模拟事件 / {simulated} simulated (seal-agent simulate: not on site / 并非现场实际发生)"
+            )
 
     def case() -> None:
         try:

@@ -154,6 +154,7 @@ def _alarm(a: JsonDict) -> AlarmFacts:
         opened_at=_at_known(a["opened_at"]),
         count=a["count"],
         history=history,
+        simulated=isinstance(a["details"], dict) and a["details"].get("simulated") is True,
     )
 
 

@@ -50,7 +50,7 @@ from server.export.report_sections import (
     para,
     removals_table,
 )
-from server.export.report_text import clip
+from server.export.report_text import SIMULATED, SIMULATED_MEANING, clip, is_simulated
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_glyphs import placeholder
@@ -172,6 +172,7 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
             "events / snapshots / audit entries",
             f"{len(facts.events)} / {len(facts.snapshots)} / {facts.audit_count}",
         ),
+        *_simulated_row(facts),
         (
             "告警 / 指令 / 解除申请",
             "alarms / commands / removal requests",
@@ -215,6 +216,14 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         ),
         PageBreak(),
     ]
+
+
+def _simulated_row(facts: ReportFacts) -> list[tuple[str, str, str]]:
+    """The cover's row of the events a simulated seal signed, if any: a simulated intrusion is no intrusion."""
+    simulated = sum(is_simulated(e.payload) for e in facts.events)
+    if not simulated:
+        return []
+    return [(SIMULATED[0], SIMULATED[1], f"{simulated}：{SIMULATED_MEANING[0]} / {SIMULATED_MEANING[1]}")]
 
 
 def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:

@@ -94,6 +94,8 @@ class AlarmFacts:
     opened_at: datetime
     count: int
     history: Sequence[HistoryEntry] = ()
+    #: Raised by an event a simulated seal signed (its ``details``, the payload, say ``"simulated": true``).
+    simulated: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import clip, ground_words, plain, snapshot_lost_words, sort_time
+from server.export.report_text import SIMULATED, clip, ground_words, plain, snapshot_lost_words, sort_time
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
@@ -297,12 +297,19 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
         return para("无告警。", "No alarms.", s)
     header = [("编号", "id"), ("封条", "seal"), ("类型", "kind"), ("级别", "severity"), ("状态", "state"),
               ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
-    rows = [_row([str(a.id), a.device_id, cell(*words("alarm_kind", a.kind), s),
+    rows = [_row([str(a.id), a.device_id, _alarm_kind(a, s),
                   cell(*words("severity", a.severity), s), cell(*words("alarm_state", a.state), s),
                   court_clock(a.opened_at), str(a.count),
                   _history(a.history, _alarm_step, "alarms.jsonl", s)], s) for a in alarms]  # fmt: skip
     widths = [10 * mm, 20 * mm, 20 * mm, 15 * mm, 18 * mm, 20 * mm, 10 * mm, None]
     return [grid(header, chunk, widths, s) for chunk in chunks(rows, ROWS_PER_TABLE)]
+
+
+def _alarm_kind(alarm: AlarmFacts, s: ReportStyles) -> TextCell:
+    zh, en = words("alarm_kind", alarm.kind)
+    if alarm.simulated:  # raised by a simulated seal's event: not on site
+        return cell(f"{zh}（{SIMULATED[0]}）", f"{en} ({SIMULATED[1]})", s, alert=True)
+    return cell(zh, en, s)
 
 
 def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Flowable]:

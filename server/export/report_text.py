@@ -149,6 +149,20 @@ def event_name(kind: str) -> tuple[str, str]:
     return EVENT_NAMES.get(kind, (kind, kind))
 
 
+#: The mark of an event a simulated seal signed (``"simulated": true``, docs/protocol.md, "Simulated seals"), and
+#: what it means: the presences and lid openings of ``seal-agent simulate`` never happened on a site.
+SIMULATED = ("模拟事件", "simulated")
+SIMULATED_MEANING = (
+    "模拟封条所签（seal-agent simulate，模拟引脚），并非现场实际发生",
+    "signed by a simulated seal (seal-agent simulate, mock pins): it did not happen on site",
+)
+
+
+def is_simulated(payload: Mapping[str, Any]) -> bool:
+    """The seal signed ``"simulated": true`` (the JSON value true, not a string or 1)."""
+    return payload.get("simulated") is True
+
+
 def ground_words(ground: str) -> tuple[str, str]:
     """A removal request's ground in Chinese and English (the token itself if it names none we know)."""
     try:

@@ -23,10 +23,13 @@ from server.core.court_clock import court_clock
 from server.export.report_facts import CommandFacts, EventFacts, OfflinePeriod
 from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
 from server.export.report_text import (
+    SIMULATED,
+    SIMULATED_MEANING,
     TIMELINE_TYPES,
     clip,
     event_details,
     event_name,
+    is_simulated,
     outcome_words,
     plain,
     sort_time,
@@ -137,12 +140,17 @@ def _event_row(
             ozh, oen = outcome_words(outcome)
             zh, en = _join(zh, ozh), _join(en, oen)
             alert = alert or (outcome is not None and _failed(outcome))
+    name = _two(*event_name(event.type))
+    if is_simulated(event.payload):  # first in its row: a simulated intrusion must not read as a real one
+        name = f"{name}\n{SIMULATED[0]} / {SIMULATED[1]}"
+        zh = _join(SIMULATED_MEANING[0], zh) if zh else SIMULATED_MEANING[0]
+        en = _join(SIMULATED_MEANING[1], en) if en else SIMULATED_MEANING[1]
     cells = [
         court_clock(event.ts),
         court_clock(event.received_at),
         event.device_id,
         str(event.seq),
-        _two(*event_name(event.type)),
+        name,
         _two(clip(plain(zh), "events.jsonl"), clip(plain(en), "events.jsonl")),  # the seal's words, one line each
     ]
     return cells, alert
@@ -225,8 +233,24 @@ def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]
 
 
 def type_counts(events: Sequence[EventFacts], s: ReportStyles) -> Table:
-    """How many events of each type each seal sent (every line of events.jsonl is counted here)."""
-    counts = Counter((e.device_id, e.type) for e in events)
-    rows = [[device, cell(*event_name(kind), s), str(n)] for (device, kind), n in sorted(counts.items())]
+    """How many events of each type each seal sent (every line of events.jsonl is counted here), a simulated seal's
+    apart (marked, and counted in a row of their own)."""
+    counts = Counter((e.device_id, e.type, is_simulated(e.payload)) for e in events)
+    rows = [
+        [device, cell(*_simulated_name(kind) if simulated else event_name(kind), s, alert=simulated), str(n)]
+        for (device, kind, simulated), n in sorted(counts.items())
+    ]
     rows.append([cell("合计", "total", s), "", str(len(events))])
+    simulated = sum(n for (_device, _kind, simulated), n in counts.items() if simulated)
+    if simulated:
+        of_which = (
+            "其中模拟事件（模拟封条所签，并非现场实际发生）",
+            "of which simulated (a simulated seal's: not on site)",
+        )
+        rows.append([cell(*of_which, s, alert=True), "", str(simulated)])
     return grid([("封条", "seal"), ("事件类型", "event type"), ("条数", "count")], rows, [40 * mm, 70 * mm, 25 * mm], s)
+
+
+def _simulated_name(kind: str) -> tuple[str, str]:
+    zh, en = event_name(kind)
+    return f"{zh}（{SIMULATED[0]}）", f"{en} ({SIMULATED[1]})"
