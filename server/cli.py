@@ -33,6 +33,10 @@
 Every command also takes --log-level LEVEL (debug, info, warning, error; any case) and --log-format text|json,
 before or after its name.
 
+What a command commits that an open page shows (a seal registered, bound or moved, a user assigned, a case added, …)
+is told to the open pages over the court's live feed when it ends (server/cli_feed.py); with no broker reachable the
+command's work stands and it says on stderr that the pages were not told.
+
 Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
 """
 
@@ -55,6 +59,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import acting_as, cli_actor_name
 from server.auth.cli import add_user_commands, run_user_command
+from server.cli_feed import telling_pages
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
@@ -129,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":  # the server's entries name their users ('-': an anonymous caller), not its OS user
             return _dispatch(args, settings)
         with acting_as(cli_actor_name(args.actor or _os_user())):
-            return _dispatch(args, settings)
+            if args.command in _SERVING:  # its own live feed publishes what it commits
+                return _dispatch(args, settings)
+            with telling_pages(settings):  # what it committed, told to the open pages (also after an error)
+                return _dispatch(args, settings)
     except ConfigError as exc:
         logger.error("%s", exc)
         return 2
@@ -149,6 +157,8 @@ def _os_user() -> str:
         return f"uid{os.getuid()}"
 
 
+#: The commands that run until stopped, each with a live feed of its own.
+_SERVING = frozenset({"run", "ingest"})
 #: The commands that connect to the broker (and check-config): each warns of plain TCP to a broker elsewhere.
 _MQTT_COMMANDS = frozenset({"check-config", "run", "ingest", "end-sessions"})
 

@@ -12,7 +12,9 @@ Sending (:meth:`LiveFeed.send`: any thread, never blocking): changes are gathere
 and the feed's own thread publishes what has gathered as one message (QoS 1): an ingest batch of 500 events becomes
 one message, and batches committed while one is being sent become the next. While the broker is away the changes
 wait (at most :data:`MAX_WAITING`; beyond, they are dropped and a message number skipped, which the receivers see:
-a message with no changes follows if nothing else does).
+a message with no changes follows if nothing else does). A process that exits next (a command of ``seal-server``,
+:mod:`server.cli_feed`) calls :meth:`LiveFeed.flush` first: it waits until the broker acknowledged what was sent, and
+says at once when that cannot be (the broker unreachable or refusing).
 
 Receiving: the feed cannot know what it missed while its connection was down, so when the connection drops, and when
 the subscription is granted again, it calls :meth:`LiveHub.gap`: every open stream says "gap" and its page reloads.
@@ -97,6 +99,9 @@ class LiveFeed:
         self._warned: dict[str, float] = {}
         self._client: mqtt.Client | None = None
         self._last: mqtt.MQTTMessageInfo | None = None  # the last message handed to paho
+        self._handed = 0  # the number of the last message the feed's thread was done handing to paho (or not)
+        self._unreachable = False  # the last attempt to connect failed (cannot reach, or refused): see flush()
+        self._refusals = 0  # messages the broker refused (PUBACK with a failure): see flush()
         self._thread: threading.Thread | None = None
         self._refused = RefusedLog(settings, "live feed")
 
@@ -122,6 +127,7 @@ class LiveFeed:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_connect_fail = self._connect_failed(client.on_connect_fail)
         self._client = client
         self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
         self._thread.start()
@@ -146,6 +152,30 @@ class LiveFeed:
             self._client.disconnect()
             self._client.loop_stop()
         self.metrics.set_live_feed_connected(False)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every change sent so far (at most ``timeout`` seconds): ``True`` then.
+        ``False`` at once when that cannot be — the last attempt to connect failed (the broker cannot be reached, or
+        refused the connection), changes were dropped or a message not sent, the broker refused a message — and when
+        ``timeout`` passed. For a process that exits next: :meth:`stop` waits for a connection no longer."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._waiting or self._handed < self._seq:
+                left = deadline - time.monotonic()
+                if self._owed or (self._unreachable and not self._connected) or left <= 0:
+                    return False
+                self._cond.wait(min(left, OWED_RETRY_S))
+            if self._owed:
+                return False
+            last = self._last
+        if last is not None:
+            try:
+                last.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (ValueError, RuntimeError):  # paho did not send it after all
+                return False
+            if not last.is_published():
+                return False
+        return self._refusals == 0  # (paho calls on_publish before it marks the message published)
 
     def send(self, changes: Iterable[Change]) -> None:
         """Publish ``changes`` (committed) to the court's other processes, soon; never blocks."""
@@ -193,24 +223,42 @@ class LiveFeed:
         else:
             problem = publish_problem(info)
         if problem is None:
-            self._last = info
+            with self._cond:
+                self._last, self._handed = info, seq
+                self._cond.notify_all()
             self.metrics.count_live_feed("sent")
             return
         self.metrics.count_live_feed("unsent")  # its number is skipped for the receivers: their pages reload
         with self._cond:
-            self._owed = True
+            self._owed, self._handed = True, seq
+            self._cond.notify_all()
         self._warn("unsent", "live feed: message %d not sent (%s): the other processes' pages reload", seq, problem)
 
     # -- paho's callbacks, on its network thread ------------------------------------------------------------------
 
+    def _connect_failed(self, log: Callable[[mqtt.Client, Any], None] | None) -> Callable[[mqtt.Client, Any], None]:
+        """paho's ``on_connect_fail``: ``log`` (:func:`~server.core.mqtt.make_client`'s), and :meth:`flush` told."""
+
+        def failed(client: mqtt.Client, userdata: Any) -> None:
+            with self._cond:
+                self._unreachable = True
+                self._cond.notify_all()
+            if log is not None:
+                log(client, userdata)
+
+        return failed
+
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: ReasonCode, _p: Any) -> None:
         if reason_code.is_failure:
+            with self._cond:
+                self._unreachable = True
+                self._cond.notify_all()
             self._refused.refused(reason_code)
             return
         self._refused.accepted()
         logger.info("live feed connected to the broker at %s:%d", self.settings.host, self.settings.port)
         with self._cond:
-            self._connected = True
+            self._connected, self._unreachable = True, False
             self._cond.notify_all()
         self.metrics.set_live_feed_connected(True)
         if self.hub is not None:
@@ -241,6 +289,7 @@ class LiveFeed:
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:
         if reason_code.is_failure:  # e.g. "Not authorized": the ACL lacks the feed's topic
+            self._refusals += 1
             self.metrics.count_live_feed("unsent")
             self._warn(
                 "refused",
