@@ -1,6 +1,7 @@
 """A ``disarmed`` request (every seal acknowledged; the officers told to go on site) whose seal then says in a signed
 event that it is armed again goes back to ``disarm_pending`` — the server's ``armed_again`` step, recorded and
-audited — and the judge and the officers are told; the debtor reads the truthful, neutral state. The settler does
+audited — and the judge and the officers are told, naming the seals; the debtor, told before that an officer would
+come, is told in neutral words that this no longer holds, and reads the truthful state. The settler does
 it (woken by the ingest when a seal's event says it is armed, or by another process's event on the live feed), and
 so does any read of the request or act on it before."""
 
@@ -65,6 +66,14 @@ def chinese_first(note: str) -> bool:
     return bool(re.search(r"[\u3400-\u9fff]", note.split(" / ")[0]))
 
 
+def assert_debtor_told_it_went_back(told: dict[str, Any]) -> None:
+    """The debtor's message on ``armed_again``: what happened and what comes next, Chinese first, naming no seal."""
+    zh, en = told["text_zh"], told["text_en"]
+    assert "签名消息" in zh and "等待封条解除布防" in zh and "暂不会到场拆除" in zh, zh
+    assert "signed message" in en and "back to waiting for the seals' disarm" in en and "for now" in en, en
+    assert "seal-a" not in zh + en and "确认解除布防（或经法官决定" not in zh
+
+
 def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_are_told(world: RemovalWorld) -> None:
     request_id = disarmed(world)
     before = {who: len(inbox(world, who)) for who in PARTIES}
@@ -88,8 +97,12 @@ def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_ar
         assert told["kind"] == "removal.armed_again", who
         assert "seal-a2" in told["text_zh"] and "等待封条解除布防" in told["text_zh"]
         assert "seal-a2" in told["text_en"] and "do not remove the seals" in told["text_en"]
-    for who in ("debtor", "creditor"):
-        assert len(after[who]) == before[who], who
+    # The debtor, told before that an officer would come, reads that it no longer holds: no seal named, no word
+    # that a seal acknowledged (the same words whether the seal had, or was lifted without its ack).
+    [told] = after["debtor"][: len(after["debtor"]) - before["debtor"]]
+    assert told["kind"] == "removal.armed_again" and told["ref"] == f"removal-request:{request_id}"
+    assert_debtor_told_it_went_back(told)
+    assert len(after["creditor"]) == before["creditor"]
 
     debtor = world.read(request_id, "debtor")
     assert (debtor["state"], debtor["state_zh"]) == ("disarm_pending", "等待封条解除布防")
@@ -110,6 +123,7 @@ def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_ar
     world.answer("seal-a2", again["seals"][1]["command_id"])
     assert world.read(request_id, "judge")["state"] == "disarmed"
     assert [m["kind"] for m in inbox(world, "officer")].count("removal.disarmed") == 2
+    assert [m["kind"] for m in inbox(world, "debtor")].count("removal.disarmed") == 2  # told again, as at first
     assert world.ok("officer", request_id, "lifted", {})["state"] == "lifted"
 
 
@@ -137,6 +151,11 @@ def test_a_seal_lifted_without_its_ack_heard_armed_takes_the_request_back(world:
     judge = world.read(request_id, "judge")
     assert judge["state"] == "disarm_pending" and judge["seals"][1]["status"] == "waiting_for_seal"
     assert "removal.armed_again" in [m["kind"] for m in inbox(world, "officer")]
+    # The debtor reads the same words as when a seal that had acknowledged is armed again (which seal was lifted
+    # without its ack is not theirs to learn), and sees the seal pending.
+    [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
+    assert_debtor_told_it_went_back(told)
+    assert [s["status"] for s in world.read(request_id, "debtor")["seals"]] == ["disarmed", "pending"]
 
 
 def test_the_ingest_wakes_the_settler_after_an_event_saying_armed(
