@@ -102,8 +102,12 @@ def resend_disarm(
 ) -> list[CourtCommand]:
     """A new signed ``disarm`` to each seal of the request that is waiting (its disarm expired unanswered), refused
     it or says it is armed again — and to a seal bound to the case that was sent none — or to ``device_id`` only.
-    :class:`Conflict` if no such seal needs one."""
+    :class:`Conflict` if no such seal needs one. A ``disarmed`` request (locked) whose seal said since it was settled
+    that it is not disarmed goes back first as the server's :func:`armed_again`, everyone told: the re-send does not
+    take it back unannounced (the officers told to go on site, the debtor that an officer will come)."""
     transition(request.state, RemovalAction.RESEND_DISARM)
+    if request.state == RemovalState.DISARMED:
+        armed_again(session, request, now=now)
     progress = {p.device_id: p for p in seal_progress(session, request, now=now)}
     unsent = unsent_seals(session, request, progress)
     if device_id is not None and device_id not in progress and device_id not in unsent:

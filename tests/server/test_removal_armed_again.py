@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,13 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from seal_protocol.signing import generate_signing_key
 from server.app import create_app, wake_on_seals
 from server.audit.models import AuditEntry
+from server.auth.users import get_user
 from server.core.base import utc_now
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, session_scope
 from server.core.live import Change
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
+from server.removal.disarm import resend_disarm
 from server.removal.models import RemovalRequest
 from server.removal.settler import RemovalSettler, settle_waiting
 from tests.server.auth_helpers import make_settings
@@ -156,6 +160,33 @@ def test_a_seal_lifted_without_its_ack_heard_armed_takes_the_request_back(world:
     [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
     assert_debtor_told_it_went_back(told)
     assert [s["status"] for s in world.read(request_id, "debtor")["seals"]] == ["disarmed", "pending"]
+
+
+def test_a_seal_armed_just_before_a_resend_is_taken_back_by_the_server_first(world: RemovalWorld) -> None:
+    """The judge's re-send settles the request first (nothing to do: every seal stands disarmed); a seal's signed
+    heartbeat saying it is armed is stored just after, before the re-send reads the seals. The re-send does not move
+    the ``disarmed`` request back itself, unannounced: the server's ``armed_again`` does, telling the officers and
+    the debtor (told to go on site / that an officer will come), then the disarm is re-sent."""
+    request_id = disarmed(world)
+    assert settle_waiting(world.session_factory, now=utc_now()) == []  # the route's settled_first: nothing
+    world.heard("seal-a2", armed=True)  # stored by the ingest, which does not wait for the request's lock
+    with session_scope(world.session_factory) as session:
+        request = session.get(RemovalRequest, request_id, with_for_update=True)
+        assert request is not None and request.state == "disarmed"
+        judge = get_user(session, username="judge")
+        key, ttl = generate_signing_key(), timedelta(minutes=1)
+        resend_disarm(session, actor=judge, request=request, device_id=None, note="", key=key, ttl=ttl, now=utc_now())
+    shown = world.read(request_id, "judge")
+    moves = [(s["action"], s["actor"], s["from_state"], s["to_state"]) for s in shown["history"][-2:]]
+    assert moves == [
+        ("armed_again", "-", "disarmed", "disarm_pending"),
+        ("resend_disarm", "judge", "disarm_pending", "disarm_pending"),
+    ]
+    assert [s["commands"] for s in shown["seals"]] == [1, 2]
+    for who in ("judge", "officer", "debtor"):
+        assert [m["kind"] for m in inbox(world, who)].count("removal.armed_again") == 1, who
+    [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
+    assert_debtor_told_it_went_back(told)
 
 
 def test_the_ingest_wakes_the_settler_after_an_event_saying_armed(
