@@ -102,8 +102,12 @@ def resend_disarm(
 ) -> list[CourtCommand]:
     """A new signed ``disarm`` to each seal of the request that is waiting (its disarm expired unanswered), refused
     it or says it is armed again — and to a seal bound to the case that was sent none — or to ``device_id`` only.
-    :class:`Conflict` if no such seal needs one."""
+    :class:`Conflict` if no such seal needs one. A ``disarmed`` request (locked) whose seal said since it was settled
+    that it is not disarmed goes back first as the server's :func:`armed_again`, everyone told: the re-send does not
+    take it back unannounced (the officers told to go on site, the debtor that an officer will come)."""
     transition(request.state, RemovalAction.RESEND_DISARM)
+    if request.state == RemovalState.DISARMED:
+        armed_again(session, request, now=now)
     progress = {p.device_id: p for p in seal_progress(session, request, now=now)}
     unsent = unsent_seals(session, request, progress)
     if device_id is not None and device_id not in progress and device_id not in unsent:
@@ -291,7 +295,8 @@ def armed_again(session: Session, request: RemovalRequest, *, now: datetime) -> 
     """A ``disarmed`` request (locked) whose seals no longer all stand settled — a seal's signed event since its ack
     says it is armed again (``rearmed``), or a seal lifted without its ack has been heard from since — goes back to
     ``disarm_pending`` (the server's ``armed_again``: recorded, the judge and the officers told, so that no one goes
-    on site to remove a seal that guards the door again); return whether it moved."""
+    on site to remove a seal that guards the door again, and the debtor, told before that an officer will come, in
+    words that name no seal); return whether it moved."""
     progress = seal_progress(session, request, now=now)
     # Only a seal's own signed word moves it back (a seal bound to the case since, sent no disarm, is refused by the
     # request's hold on the case; the officer's confirmation would name it all the same).
@@ -310,6 +315,7 @@ def armed_again(session: Session, request: RemovalRequest, *, now: datetime) -> 
     advance(session, request, RemovalAction.ARMED_AGAIN, actor=None, now=now, note=note, details=details)
     request.disarmed_at = None  # disarmed no longer: dated anew when every seal has acknowledged again
     tell(session, request, "armed_again", now=now, extra=", ".join(named))
+    tell(session, request, "armed_again_for_debtor", now=now)  # told an officer will come: no longer; no seal named
     logger.warning("removal request %d: seal(s) %s no longer disarmed: back to disarm_pending", request.id, named)
     return True
 

@@ -1,11 +1,13 @@
 """What the people of a case read in their inboxes about its removal request, Chinese first with English, and who
 is told what: the debtor, the creditor and the judge of filings and decisions; the judge of the creditor's views;
-the officers when the seals are disarmed and it is time to go on site, and when a seal says afterwards that it is
-armed again. Nothing says that a seal received, carried out or acknowledged anything before its signed answer is
-stored: a command is "issued" (发出) until then (tests/server/test_removal_signed_words.py). The debtor is told
-nothing that names a seal or how it answered (whoever holds the paper access code would learn which seal is deaf):
-not of the judge's decision to lift a seal without its acknowledgement, and of the seals being disarmed only
-``removal.disarmed`` in the same neutral words whether or not every seal acknowledged."""
+the officers when the seals are disarmed and it is time to go on site, and (the debtor too) when a seal says
+afterwards that it is armed again. Nothing says that a seal received, carried out or acknowledged anything before
+its signed answer is stored: a command is "issued" (发出) until then (tests/server/test_removal_signed_words.py).
+The debtor is told nothing that names a seal or how it answered (whoever holds the paper access code would learn
+which seal is deaf): not of the judge's decision to lift a seal without its acknowledgement; of the seals being
+disarmed only ``removal.disarmed`` in the same neutral words whether or not every seal acknowledged; of a seal's
+signed word taking a ``disarmed`` request back only ``removal.armed_again`` in words that name no seal and hold
+whether or not it had acknowledged (the state the request went back to is theirs to read anyway)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from server.removal.models import RemovalRequest
 DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.OFFICER
 
 #: The kind a message is posted as, when not its own.
-POSTED_AS = {"disarmed_for_debtor": "disarmed"}
+POSTED_AS = {"disarmed_for_debtor": "disarmed", "armed_again_for_debtor": "armed_again"}
 #: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail. A message to
 #: the debtor names no seal and no state of a seal.
 MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
@@ -103,6 +105,21 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
         "without it by the judge's decision), then said in their signed word that they are not disarmed (e.g. "
         "armed again). The request is back to waiting for the seals' disarm: officers, do not remove the seals on "
         "site yet; a new disarm must be sent and acknowledged, or the judge decides otherwise.",
+    ),
+    # What the debtor is told in its stead (kind removal.armed_again), having been told that an officer will come:
+    # that this no longer holds, and what comes next. The same words whether the seal heard from had acknowledged
+    # or was lifted without its acknowledgement (it may have signed only an event, or a refusal) — so no seal, no
+    # "again", no claim that any seal acknowledged or carried out anything.
+    "armed_again_for_debtor": (
+        frozenset({DEBTOR}),
+        "案件{case}的解除查封申请（第{no}号）：此前通知您执行人员将到场拆除封条，但其后收到的电子封条签名消息表明，"
+        "并非所有封条都处于解除布防状态（例如封条报告其处于布防状态）。申请已退回“等待封条解除布防”，执行人员暂不会到场"
+        "拆除封条；须待新的解除布防指令经封条签名确认，或由法官另行决定，届时会再通知您。封条拆除前查封继续有效。",
+        "Removal request no. {no} of case {case}: you were told that an officer would come to remove the seals, but "
+        "a seal's signed message received since says that not every seal stands disarmed (for instance, a seal "
+        "reported itself armed). The request is back to waiting for the seals' disarm, and no officer will come to "
+        "remove the seals for now: a new disarm must be confirmed by the seal's signature, or the judge decides "
+        "otherwise; you will be told then. The seizure stands until the seals are removed.",
     ),
     "lifted": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),

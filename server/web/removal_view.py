@@ -65,6 +65,15 @@ class RequestView:
     seal_status: bool = False
 
     @property
+    def went_back(self) -> bool:
+        """``disarm_pending`` again after ``disarmed`` (a seal's signed word said it is not disarmed after all,
+        :func:`server.removal.disarm.armed_again`): whoever was told that an officer will come reads that this no
+        longer holds, until the request moves on. Its last move, not its last step: a re-sent disarm keeps it."""
+        moves = [s for s in self.request.steps if s.from_state != s.to_state]
+        back = bool(moves) and moves[-1].from_state == RemovalState.DISARMED.value
+        return self.state is RemovalState.DISARM_PENDING and back
+
+    @property
     def may_cancel(self) -> bool:
         return RemovalAction.CANCEL in self.actions
 

@@ -1,6 +1,7 @@
 """A ``disarmed`` request (every seal acknowledged; the officers told to go on site) whose seal then says in a signed
 event that it is armed again goes back to ``disarm_pending`` — the server's ``armed_again`` step, recorded and
-audited — and the judge and the officers are told; the debtor reads the truthful, neutral state. The settler does
+audited — and the judge and the officers are told, naming the seals; the debtor, told before that an officer would
+come, is told in neutral words that this no longer holds, and reads the truthful state. The settler does
 it (woken by the ingest when a seal's event says it is armed, or by another process's event on the live feed), and
 so does any read of the request or act on it before."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,13 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from seal_protocol.signing import generate_signing_key
 from server.app import create_app, wake_on_seals
 from server.audit.models import AuditEntry
+from server.auth.users import get_user
 from server.core.base import utc_now
-from server.core.db import SessionFactory
+from server.core.db import SessionFactory, session_scope
 from server.core.live import Change
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
+from server.removal.disarm import resend_disarm
 from server.removal.models import RemovalRequest
 from server.removal.settler import RemovalSettler, settle_waiting
 from tests.server.auth_helpers import make_settings
@@ -65,6 +70,14 @@ def chinese_first(note: str) -> bool:
     return bool(re.search(r"[\u3400-\u9fff]", note.split(" / ")[0]))
 
 
+def assert_debtor_told_it_went_back(told: dict[str, Any]) -> None:
+    """The debtor's message on ``armed_again``: what happened and what comes next, Chinese first, naming no seal."""
+    zh, en = told["text_zh"], told["text_en"]
+    assert "签名消息" in zh and "等待封条解除布防" in zh and "暂不会到场拆除" in zh, zh
+    assert "signed message" in en and "back to waiting for the seals' disarm" in en and "for now" in en, en
+    assert "seal-a" not in zh + en and "确认解除布防（或经法官决定" not in zh
+
+
 def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_are_told(world: RemovalWorld) -> None:
     request_id = disarmed(world)
     before = {who: len(inbox(world, who)) for who in PARTIES}
@@ -88,8 +101,12 @@ def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_ar
         assert told["kind"] == "removal.armed_again", who
         assert "seal-a2" in told["text_zh"] and "等待封条解除布防" in told["text_zh"]
         assert "seal-a2" in told["text_en"] and "do not remove the seals" in told["text_en"]
-    for who in ("debtor", "creditor"):
-        assert len(after[who]) == before[who], who
+    # The debtor, told before that an officer would come, reads that it no longer holds: no seal named, no word
+    # that a seal acknowledged (the same words whether the seal had, or was lifted without its ack).
+    [told] = after["debtor"][: len(after["debtor"]) - before["debtor"]]
+    assert told["kind"] == "removal.armed_again" and told["ref"] == f"removal-request:{request_id}"
+    assert_debtor_told_it_went_back(told)
+    assert len(after["creditor"]) == before["creditor"]
 
     debtor = world.read(request_id, "debtor")
     assert (debtor["state"], debtor["state_zh"]) == ("disarm_pending", "等待封条解除布防")
@@ -110,6 +127,7 @@ def test_a_seal_armed_again_takes_the_request_back_and_the_judge_and_officers_ar
     world.answer("seal-a2", again["seals"][1]["command_id"])
     assert world.read(request_id, "judge")["state"] == "disarmed"
     assert [m["kind"] for m in inbox(world, "officer")].count("removal.disarmed") == 2
+    assert [m["kind"] for m in inbox(world, "debtor")].count("removal.disarmed") == 2  # told again, as at first
     assert world.ok("officer", request_id, "lifted", {})["state"] == "lifted"
 
 
@@ -137,6 +155,38 @@ def test_a_seal_lifted_without_its_ack_heard_armed_takes_the_request_back(world:
     judge = world.read(request_id, "judge")
     assert judge["state"] == "disarm_pending" and judge["seals"][1]["status"] == "waiting_for_seal"
     assert "removal.armed_again" in [m["kind"] for m in inbox(world, "officer")]
+    # The debtor reads the same words as when a seal that had acknowledged is armed again (which seal was lifted
+    # without its ack is not theirs to learn), and sees the seal pending.
+    [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
+    assert_debtor_told_it_went_back(told)
+    assert [s["status"] for s in world.read(request_id, "debtor")["seals"]] == ["disarmed", "pending"]
+
+
+def test_a_seal_armed_just_before_a_resend_is_taken_back_by_the_server_first(world: RemovalWorld) -> None:
+    """The judge's re-send settles the request first (nothing to do: every seal stands disarmed); a seal's signed
+    heartbeat saying it is armed is stored just after, before the re-send reads the seals. The re-send does not move
+    the ``disarmed`` request back itself, unannounced: the server's ``armed_again`` does, telling the officers and
+    the debtor (told to go on site / that an officer will come), then the disarm is re-sent."""
+    request_id = disarmed(world)
+    assert settle_waiting(world.session_factory, now=utc_now()) == []  # the route's settled_first: nothing
+    world.heard("seal-a2", armed=True)  # stored by the ingest, which does not wait for the request's lock
+    with session_scope(world.session_factory) as session:
+        request = session.get(RemovalRequest, request_id, with_for_update=True)
+        assert request is not None and request.state == "disarmed"
+        judge = get_user(session, username="judge")
+        key, ttl = generate_signing_key(), timedelta(minutes=1)
+        resend_disarm(session, actor=judge, request=request, device_id=None, note="", key=key, ttl=ttl, now=utc_now())
+    shown = world.read(request_id, "judge")
+    moves = [(s["action"], s["actor"], s["from_state"], s["to_state"]) for s in shown["history"][-2:]]
+    assert moves == [
+        ("armed_again", "-", "disarmed", "disarm_pending"),
+        ("resend_disarm", "judge", "disarm_pending", "disarm_pending"),
+    ]
+    assert [s["commands"] for s in shown["seals"]] == [1, 2]
+    for who in ("judge", "officer", "debtor"):
+        assert [m["kind"] for m in inbox(world, who)].count("removal.armed_again") == 1, who
+    [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
+    assert_debtor_told_it_went_back(told)
 
 
 def test_the_ingest_wakes_the_settler_after_an_event_saying_armed(

@@ -44,7 +44,9 @@ EN_CLAIMS = re.compile(
 
 #: The inbox's messages told while no seal need have acknowledged anything: before the disarm's acks (filing,
 #: decisions), of seals that never answered (without_ack), after an abort (no seal has acknowledged its arm), and
-#: what the debtor is told in the stead of ``disarmed`` — the same words when a seal was lifted without its ack.
+#: what the debtor is told in the stead of ``disarmed`` — the same words when a seal was lifted without its ack —
+#: and in the stead of ``armed_again``: the same words when the seal heard from had never acknowledged (lifted
+#: without its ack, the only seal of the case: no ack at all need exist).
 TOLD_WITHOUT_ACK = {
     "filed",
     "view",
@@ -55,6 +57,7 @@ TOLD_WITHOUT_ACK = {
     "without_ack",
     "aborted",
     "disarmed_for_debtor",
+    "armed_again_for_debtor",
 }
 #: Told only once the seals' signed word is stored: every ack (disarmed), the others' acks (disarmed_without_ack),
 #: a seal's signed event saying it is armed again (armed_again), the officer's confirmation after the acks (lifted).
@@ -85,7 +88,7 @@ def texts_without_an_ack() -> dict[str, str]:
         found[f"inbox {kind}"] = f"{zh}\n{en}"
     keys = [f"case_removal_state.{s}" for s in STATES]
     keys += [f"portal.state_{s}" for s in STATES] + [f"portal.next_{s}" for s in STATES if s != "disarmed"]
-    keys += ["portal.next_disarmed_for_debtor", "portal.step_disarm"]
+    keys += ["portal.next_disarmed_for_debtor", "portal.next_armed_again", "portal.step_disarm"]
     keys += [f"removal_step.{a}" for a in [FILE, *(a.value for a in RemovalAction)]]
     keys += [f"case_seal_progress.{s.value}" for s in UNANSWERED]
     keys += [f"portal.seal_{s}" for s in ("sent", "waiting", "pending", "refused", "without_ack")]
@@ -206,3 +209,22 @@ def test_the_debtor_reads_the_same_words_when_every_seal_acknowledged(world: Rem
     assert world.read(request_id, "debtor")["state_zh"] == "待现场拆除封条"
     assert next_step(world, "debtor") == neutral()
     assert "每个电子封条均已签名确认解除布防" in next_step(world, "creditor")  # true here, and the creditor may know
+
+
+def test_the_debtor_told_the_seals_are_not_all_disarmed_after_all_reads_no_claim(world: RemovalWorld) -> None:
+    """seal-a2, the case's other seal, never answers and is lifted without its ack; then its signed heartbeat says
+    it is armed: the request goes back to ``disarm_pending``. The debtor's message and page say what happened — a
+    seal's signed message, no officer coming for now — and claim nothing a seal has not signed."""
+    request_id = world.filed()
+    commands = world.commands(world.approved(request_id))
+    world.answer("seal-a1", commands["seal-a1"].id)
+    world.expire(commands["seal-a2"].id)
+    body = {"device_ids": ["seal-a2"], "reasons": "封条失联"}
+    assert world.ok("judge", request_id, "lift-without-ack", body)["state"] == "disarmed"
+    world.heard("seal-a2", armed=True)
+    assert world.read(request_id, "debtor")["state"] == "disarm_pending"
+    [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
+    assert claims(told["text_zh"]) == [] and claims(told["text_en"]) == [], told
+    sentence = next_step(world, "debtor")
+    assert sentence == catalogue()["portal.next_armed_again"]["zh"] and claims(sentence) == [], sentence
+    assert "执行干警将到场" not in sentence

@@ -6,16 +6,21 @@ acknowledgement."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
+from seal_protocol import EventType
+from seal_protocol.signing import generate_signing_key
 from server.auth.users import get_user
 from server.commands.service import expire_due
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.removal.disarm import resend_disarm
 from server.removal.lifting import lift_without_ack
 from server.removal.steps import get_request
+from server.words import catalogue
 from tests.web.conftest import CASE, SEAL, PagesWorld
 from tests.web.portal_world import Portal, make_portal, q
 
@@ -72,3 +77,48 @@ def test_the_portal_says_which_seals_were_lifted_without_acknowledgement(portal:
         assert "without_ack" not in page and "部分封条未确认" not in page and "经法官决定" not in page
         assert "封条失联" not in page and "waiting_for_seal" not in page and "不待封条应答" not in page
         assert "法院处理中" in page
+
+
+def next_line(page: str) -> str:
+    [sentence] = re.findall(r'<p class="next">(.*?)</p>', page, re.S)[:1]
+    return sentence.strip()
+
+
+def test_the_portal_and_the_inbox_say_so_when_the_seal_is_armed_after_its_ack(portal: Portal) -> None:
+    """The request was ``disarmed`` (the debtor told an officer will come); the seal's signed heartbeat then says it
+    is armed: the debtor's page says the request went back and no officer comes for now — until a new disarm is
+    acknowledged, which makes it ``disarmed`` again — and their inbox has the message, naming no seal."""
+    words = catalogue()
+    back, coming = words["portal.next_armed_again"]["zh"], words["portal.next_disarmed_for_debtor"]["zh"]
+    request_id = portal.file()
+    commands = portal.approve(request_id)
+    portal.acknowledge(commands[SEAL])
+    with portal.code_client() as client:
+        assert next_line(client.get(f"/portal/cases/{q(CASE)}").text) == coming
+    seal = portal.world.seal
+    portal.world.ingest((seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True, "uptime_s": 5})))
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text  # read: settled first
+        assert 'data-state="disarm_pending"' in page and next_line(page) == back and coming not in page
+        assert f'data-device="{SEAL}" data-status="rearmed"' in page  # its own signed word, shown as it is
+        inbox = client.get("/inbox").text
+        assert "签名消息" in inbox and "等待封条解除布防" in inbox and SEAL not in inbox
+    assert portal.state(request_id) == "disarm_pending"
+    with portal.world.client("creditor") as client:  # true for whoever reads it
+        assert next_line(client.get(f"/creditor/cases/{q(CASE)}").text) == back
+
+    with session_scope(portal.world.session_factory) as session:  # the judge re-sends the disarm
+        request = get_request(session, request_id=request_id, for_update=True)
+        judge = get_user(session, username="judge")
+        key, ttl = generate_signing_key(), timedelta(minutes=10)
+        [row] = resend_disarm(
+            session, actor=judge, request=request, device_id=None, note="", key=key, ttl=ttl, now=utc_now()
+        )
+        session.flush()
+        command_id = row.id
+    with portal.code_client() as client:  # still waiting for the new disarm's acknowledgement
+        assert next_line(client.get(f"/portal/cases/{q(CASE)}").text) == back
+    portal.acknowledge(command_id)
+    with portal.code_client() as client:
+        page = client.get(f"/portal/cases/{q(CASE)}").text
+        assert 'data-state="disarmed"' in page and next_line(page) == coming
