@@ -44,6 +44,7 @@ from server.evidence.checkpoints import LogKey
 from server.evidence.errors import CheckpointRefused, LogKeyUnavailable, ProofError, TimestampFailed
 from server.evidence.timestamps import Timestamper
 from server.evidence.tsa import TsaClient
+from server.export.errors import StoreAway
 from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor, verifier_for
 from server.ingest.liveness import LivenessChecker
@@ -337,6 +338,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Invalid, unprocessable)
     app.add_exception_handler(ProofStorageFailed, unavailable)
     app.add_exception_handler(ContentStoreError, store_failed)  # the store's address stays out of the answer
+    app.add_exception_handler(StoreAway, store_failed)  # an export refused while a store is away (503)
     app.add_exception_handler(CommandsUnavailable, unavailable)
     app.add_exception_handler(BrokerFilesNotWritten, unavailable)
     app.add_exception_handler(LogKeyUnavailable, unavailable)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from server.config import Settings, read_secret_file
 from server.config_storage import S3_SECRET_ENV, StorageSettings
 from server.core.blobs import ObjectBackend
-from server.core.files import DirectoryObjects
+from server.core.files import DirectoryObjects, make_store_root
 from server.errors import ConfigError, ContentStoreError
 from server.evidence.snapshot_files import SnapshotStore
 from server.removal.proofs import ProofStore
@@ -53,17 +53,29 @@ class Stores:
         return cls(SnapshotStore(snapshots, on_mismatch=on_mismatch), ProofStore(proofs, on_mismatch=on_mismatch))
 
     def check(self) -> None:
-        """Raise :class:`ConfigError` (in Chinese and English) unless both stores can be written and read now."""
+        """Raise :class:`ConfigError` (in Chinese and English) unless both stores can be written and read now (a
+        directory must exist: it is never made here, see :func:`make_store_roots`)."""
         for store in (self.snapshots, self.proofs):
             try:
                 store.backend.check()
             except ContentStoreError as exc:
                 raise ConfigError(
                     f"无法使用证据存储（快照与解封证明）：{exc}。"
-                    "请检查 [storage] 的 endpoint_url、bucket、访问密钥与网络。\n"
-                    f"The evidence store (snapshots and removal proofs) cannot be used: {exc}. Check [storage] "
-                    "endpoint_url, bucket, the access key and the network."
+                    "目录存储：检查磁盘是否已挂载、目录是否存在（由 seal-server init 创建）且可读写；"
+                    "S3 存储：检查 [storage] 的 endpoint_url、bucket、访问密钥与网络。\n"
+                    f"The evidence store (snapshots and removal proofs) cannot be used: {exc}. A directory: check "
+                    "that its disk is mounted and the directory exists (seal-server init makes it) and can be read and "
+                    "written. A bucket: check [storage] endpoint_url, bucket, the access key and the network."
                 ) from None
+
+
+def make_store_roots(settings: Settings) -> None:
+    """Make the directories of the stores (``snapshot_dir`` and ``proof_dir``) if missing: at setup (``seal-server
+    init``) alone, never by a write, so that a store whose disk is not mounted fails instead of filling the root
+    filesystem. Nothing with a bucket."""
+    if settings.storage.backend != "s3":
+        for directory in (settings.snapshot_dir, settings.proof_dir):
+            make_store_root(directory)
 
 
 def s3_secret(storage: StorageSettings, env: Mapping[str, str]) -> str:

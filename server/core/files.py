@@ -8,6 +8,7 @@ a power cut. Writing the same bytes twice, even at once, is harmless: the name i
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from server.core.blobs import CHUNK_BYTES, Blob
+from server.errors import ContentStoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -48,6 +52,23 @@ def replace_atomically(path: Path, data: bytes, mode: int) -> None:
     sync_directory(path.parent)
 
 
+def move_into_place(temp: Path, target: Path) -> None:
+    """Rename the written file ``temp`` to ``target`` (same directory) durably: ``temp`` flushed to disk first, the
+    directory after, so that once this returns — and only then — the caller may record that ``target`` is written."""
+    sync_file(temp)
+    os.replace(temp, target)
+    sync_directory(target.parent)
+
+
+def sync_file(path: Path) -> None:
+    """Flush the bytes written to ``path`` (closed by its writer) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sync_directory(directory: Path) -> None:
     """Flush ``directory``'s entries to disk (a file renamed or removed in it)."""
     fd = os.open(directory, os.O_RDONLY)
@@ -58,7 +79,11 @@ def sync_directory(directory: Path) -> None:
 
 
 class DirectoryObjects:
-    """Objects as files of one directory, created when the first is written."""
+    """Objects as files of one directory, which must exist: it is made when the court is set up (``seal-server
+    init``, :func:`make_store_root`), never by a write or a read. A directory that is missing — its disk not mounted —
+    is the store being unavailable (:class:`~server.errors.ContentStoreUnavailable`, logged as an ERROR naming it):
+    made again where the disk should be, it would hold pictures on the wrong filesystem, and read as an empty
+    directory, it would have every picture called lost."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -79,7 +104,7 @@ class DirectoryObjects:
         path = self.path_for(name)
         if path.exists():
             return False
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._root()
         replace_atomically(path, data, 0o640)
         return True
 
@@ -87,10 +112,12 @@ class DirectoryObjects:
         try:
             fh = self.path_for(name).open("rb")
         except FileNotFoundError:
+            self._root()  # no such object — or no directory at all: that is no answer
             return None
         return Blob(os.fstat(fh.fileno()).st_size, _chunks(fh))
 
     def remove(self, name: str) -> None:
+        self._root()
         self.path_for(name).unlink(missing_ok=True)
         sync_directory(self.directory)
 
@@ -98,10 +125,29 @@ class DirectoryObjects:
         try:
             return self.path_for(name).stat().st_size
         except FileNotFoundError:
+            self._root()
             return None
 
     def check(self) -> None:
-        """Nothing to check: the directory is created by the first write, and a disk error fails that write."""
+        """The directory exists, and this process may read, write and search it."""
+        self._root()
+        if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
+            raise self._unavailable("cannot be read and written by this account")
+
+    def _root(self) -> None:
+        """Raise :class:`ContentStoreUnavailable` unless the directory is there (a file, or nothing, is not)."""
+        if not self.directory.is_dir():
+            found = "is not a directory" if self.directory.exists() else "does not exist"
+            raise self._unavailable(f"{found} (is its disk mounted? it is made by `seal-server init`, or by hand)")
+
+    def _unavailable(self, why: str) -> ContentStoreUnavailable:
+        logger.error("the store's directory %s %s", self.directory, why)
+        return ContentStoreUnavailable(f"{self.description} {why}")
+
+
+def make_store_root(directory: Path) -> None:
+    """Make a directory store's root (and its parents), readable by its owner alone; at setup, never by a write."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _chunks(fh: BinaryIO) -> Iterator[bytes]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from server.core.blobs import Blob, ObjectBackend
-from server.core.files import DirectoryObjects, is_sha256
+from server.core.files import DirectoryObjects, is_sha256, make_store_root
 from server.errors import ContentMismatch, ContentStoreError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 
 class ContentStore:
     """Objects named by the SHA-256 of their bytes and ``suffix``, in ``backend`` (a :class:`~pathlib.Path` is a
-    directory, as before there were other backends). ``kind`` names the store in log lines and the metric."""
+    directory, as before there were other backends, made here if missing: a tool's or a test's store. The court's
+    own directories are :class:`DirectoryObjects` given by :class:`~server.stores.Stores`, made at setup and never
+    again, so that an unmounted disk is an error, not an empty directory). ``kind`` names the store in log lines
+    and the metric."""
 
     def __init__(
         self,
@@ -38,7 +41,10 @@ class ContentStore:
         kind: str = "content",
         on_mismatch: Callable[[str], None] | None = None,
     ) -> None:
-        self.backend: ObjectBackend = DirectoryObjects(backend) if isinstance(backend, Path) else backend
+        if isinstance(backend, Path):
+            make_store_root(backend)
+            backend = DirectoryObjects(backend)
+        self.backend: ObjectBackend = backend
         self.suffix = suffix
         self.kind = kind
         self._on_mismatch = on_mismatch

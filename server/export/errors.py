@@ -13,6 +13,11 @@ class ExportFailed(ExportError, RuntimeError):
     """The bundle cannot be made truthfully (an event outside the log, a file that cannot be read or written)."""
 
 
+class StoreAway(ExportFailed):
+    """A store of the evidence (snapshots, removal proofs) does not answer — its disk not mounted, its bucket down: no
+    bundle is made (503 on the API), rather than one that calls every picture lost."""
+
+
 class NothingLogged(ExportError, Conflict):
     """The log has no leaf yet, so no checkpoint can be signed for the bundle (409)."""
 

@@ -5,9 +5,15 @@
 2. Every file but the report is staged in a zip of its own, with a signed manifest, and ``seal-verify`` checks it.
 3. The report is rendered from the records and that verdict; the bundle is the staged files plus the report, under
    a new signed manifest, written to a temporary file beside ``target``.
-4. The export is recorded (an audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry
-   a consistency proof from it) in a short transaction of its own, and committed; only then is the file renamed to
-   ``target``. A failure on the way leaves no partial bundle and no record.
+4. The file is flushed to disk, renamed to ``target`` and its directory flushed; only then is the export recorded (an
+   audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry a consistency proof from
+   it) in a short transaction of its own, and committed. A failure on the way leaves no partial bundle and no record:
+   a bundle whose record cannot be committed is removed again, and no record names a file that is not in place.
+
+Before anything is written, both evidence stores must answer (:meth:`~server.core.blobs.ObjectBackend.check`: a
+directory that exists and can be read, a bucket that answers): a store that is away — an unmounted disk — refuses the
+export (:class:`~server.export.errors.ExportFailed`), rather than sign a bundle that calls every picture lost. Only a
+picture missing from a store that answers is listed ``lost``.
 
 Both zips are written within seal-verify's size bounds (:mod:`server.export.limits`): a case too large for one bundle
 is refused (:class:`~server.export.errors.BundleTooLarge`, 409) with the advice to export shorter time ranges.
@@ -34,6 +40,7 @@ from server.audit.service import Actor, record_audit
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.db import make_session_factory
+from server.core.files import move_into_place
 from server.errors import ContentMismatch, ContentStoreError, NotFound
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import TimestampFailed
@@ -42,7 +49,7 @@ from server.evidence.snapshot_files import SnapshotStore
 from server.evidence.timestamps import stamp_checkpoint, timestamp_of
 from server.evidence.tsa import TsaClient
 from server.export.bundle import CHUNK_BYTES, BundleWriter, Progress, each_json_line, json_lines, readme
-from server.export.errors import ExportFailed
+from server.export.errors import ExportFailed, StoreAway
 from server.export.facts import report_facts
 from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
 from server.export.limits import VERIFIERS, BundleLimits, OverBound, too_large
@@ -117,14 +124,18 @@ def export_case(
     """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
     staged = _prepare(session, case_no, log_key, config, exported_by, time_range)
     session.commit()  # no transaction while the bundle is staged, verified and rendered (SQLite: its write lock)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage, temp = _temp_beside(target, ".stage"), _temp_beside(target, ".part")
+    _check_stores(config)
+    if target.is_dir():
+        raise ExportFailed(f"cannot write {target}: it is a directory; give the zip file's name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage, temp = _temp_beside(target, ".stage"), _temp_beside(target, ".part")
+    except OSError as exc:
+        raise ExportFailed(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         manifest, verdict_ok = _write(staged, stage, temp, log_key, config, progress)
         digest = hashlib.sha256(manifest).hexdigest()
-        _record(session, staged, actor=actor, exported_by=exported_by, digest=digest)
-        session.commit()
-        os.replace(temp, target)
+        move_into_place(temp, target)
     except OverBound as exc:
         events = staged.evidence.events
         received = [line.received_at for line in events]
@@ -132,12 +143,20 @@ def export_case(
         logger.warning("case %s not exported: %s", staged.evidence.case_no, exc)
         raise refusal from None
     except ContentStoreError as exc:  # (an OSError too: before the disk's)
-        raise ExportFailed(f"the evidence store cannot be read: {exc}") from None
+        raise StoreAway(f"the evidence store cannot be read: {exc}: nothing exported, nothing recorded") from None
     except OSError as exc:
         raise ExportFailed(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         stage.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
+    try:
+        _record(session, staged, actor=actor, exported_by=exported_by, digest=digest)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        target.unlink(missing_ok=True)  # not recorded, so not exported: no bundle the court has no record of
+        logger.error("case %s: the export to %s could not be recorded; the bundle is removed", case_no, target)
+        raise
     evidence, size = staged.evidence, staged.proofs.checkpoint.tree_size
     present = sum(1 for s in evidence.snapshots if s["present"])
     logger.info(
@@ -174,6 +193,18 @@ def _prepare(
         "range": time_range.as_json(),
     }
     return _Staged(evidence, proofs, stamp, head)
+
+
+def _check_stores(config: ExportConfig) -> None:
+    """Raise :class:`ExportFailed` unless the stores of snapshots and removal proofs answer now."""
+    for what, store in (("snapshots", config.snapshots), ("removal proofs", config.proofs)):
+        try:
+            store.backend.check()
+        except ContentStoreError as exc:
+            raise StoreAway(
+                f"the store of {what} cannot be used ({exc}): nothing exported, nothing recorded — a bundle made now "
+                "would call every picture lost; mount or repair the store and export again"
+            ) from None
 
 
 def _timestamp(session: Session, checkpoint: LogCheckpoint, tsa: TsaClient | None) -> tuple[bytes, bytes] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from seal_protocol.signing import load_or_create_signing_key
 from server.config import Settings
 from server.core.base import utc_now
+from server.core.files import move_into_place
 from server.errors import ConfigError
 from server.notices.errors import NoticesUnavailable
 from server.notices.facts import court_day
@@ -110,10 +110,11 @@ def run_notice_key(settings: Settings, out: Out) -> int:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write the notice durably (flushed, renamed, its directory flushed) before its record is committed."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write the notice: {exc.strerror}") from None

@@ -93,6 +93,11 @@ class CourtDir:
         return self.directory / "snapshots"
 
     @property
+    def proof_dir(self) -> Path:
+        """The removal proofs' directory: ``[removal] proof_dir``'s default, beside ``snapshot_dir``."""
+        return self.directory / "removal-proofs"
+
+    @property
     def tls_dir(self) -> Path:
         return self.directory / "tls"
 
@@ -228,7 +233,9 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     tls = _tls_listener(court, options, listeners)
     local_port = options.mqtt_port or listeners.local_port or LOCAL_PORT
     conf = MosquittoConfig(court.broker, local_port=local_port, tls=tls)
-    for path in (court.directory, court.snapshot_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir):
+    # The stores' directories are made here, and only here: the server never makes them (an unmounted disk's).
+    made = (court.snapshot_dir, court.proof_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir)
+    for path in (court.directory, *made):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     given: dict[str, Any] = {}

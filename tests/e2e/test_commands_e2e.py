@@ -82,6 +82,8 @@ def stack(tmp_path: Path, broker: PrivateBroker, database_url: str) -> Iterator[
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     http_port = free_port()
     config = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     config.write_text(
         f"""database_url = "sqlite:///unused.db"
 snapshot_dir = "{tmp_path / "snapshots"}"

@@ -69,6 +69,8 @@ def test_events_the_broker_acknowledged_survive_its_sigkill_while_the_court_was_
     broker = memory_broker
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     server_config = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     server_config.write_text(
         f"""database_url = "sqlite:///unused.db"
 snapshot_dir = "{tmp_path / "snapshots"}"

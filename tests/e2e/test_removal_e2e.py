@@ -102,6 +102,8 @@ def install_court(tmp_path: Path, broker: PrivateBroker, database_url: str, *, t
     http_port = free_port()
     load_or_create_signing_key(tmp_path / "court" / "notice.key")
     config = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     config.write_text(
         f"""database_url = "{database_url}"
 snapshot_dir = "{tmp_path / "snapshots"}"

@@ -35,6 +35,8 @@ def court_server(tmp_path: Path, broker: PrivateBroker, database_url: str) -> It
     """A server config on ``broker`` and ``database_url``, the cases created; yields (config, env)."""
     (tmp_path / "server-mqtt-password").write_text(broker.users[SERVER_USERNAME] + "\n")
     config = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     config.write_text(
         f"""database_url = "sqlite:///unused.db"
 snapshot_dir = "{tmp_path / "snapshots"}"

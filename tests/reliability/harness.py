@@ -165,6 +165,8 @@ class Court:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "mqtt-password").write_text(self.broker.users[SERVER_USERNAME] + "\n")
         self.config = self.directory / "server.toml"
+        for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+            (self.directory / store).mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             f"""database_url = "sqlite:///unused.db"
 snapshot_dir = "{self.directory / "snapshots"}"

@@ -20,6 +20,7 @@ from server.auth.users import assign_case, change_user, create_user, get_user
 from server.config import CommandSettings, EvidenceSettings, MqttSettings, NoticeSettings, Settings
 from server.core.base import utc_now
 from server.core.db import SessionFactory, session_scope
+from server.stores import make_store_roots
 
 PASSWORD = "correct horse battery staple"
 LOG_ORIGIN = "court.example/seal-log"
@@ -36,14 +37,15 @@ def password_hash() -> str:
 
 def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
     """Settings of an API under test: no broker, and a court command key, a log key (``log.key``, made on first use)
-    and a notice key (``notice.key``) of its own in ``tmp_path``; notices lead to :data:`PUBLIC_BASE_URL`."""
+    and a notice key (``notice.key``) of its own in ``tmp_path``; notices lead to :data:`PUBLIC_BASE_URL`; the
+    stores' directories made."""
     (tmp_path / "unused-password").write_text("unused\n")
     mqtt = MqttSettings(port=1, password_file=tmp_path / "unused-password")
     court_key = tmp_path / "court-command.key"
     load_or_create_signing_key(court_key)
     notice_key = tmp_path / "notice.key"
     load_or_create_signing_key(notice_key)
-    return Settings(
+    settings = Settings(
         database_url=database_url,
         snapshot_dir=tmp_path / "snapshots",
         mqtt=mqtt,
@@ -52,6 +54,8 @@ def make_settings(database_url: str, tmp_path: Path, **auth: Any) -> Settings:
         evidence=EvidenceSettings(log_key_file=tmp_path / "log.key", log_origin=LOG_ORIGIN),
         notices=NoticeSettings(key_file=notice_key, public_base_url=PUBLIC_BASE_URL),
     )
+    make_store_roots(settings)  # as `seal-server init` does: the stores' directories are never made by a write
+    return settings
 
 
 def add_user(session_factory: SessionFactory, username: str, role: Role, cases: Iterable[str] = ()) -> None:

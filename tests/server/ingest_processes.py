@@ -29,6 +29,8 @@ WAIT_S = 30.0
 def ingest_config(path: Path, database_url: str, broker: PrivateBroker, *, group: str) -> Path:
     password_file = path.parent / "server-mqtt-password"
     password_file.write_text(broker.users[SERVER_USERNAME] + "\n")
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (path.parent / store).mkdir(parents=True, exist_ok=True)
     path.write_text(
         f'database_url = "{database_url}"\nsnapshot_dir = "{path.parent / "snapshots"}"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "{SERVER_USERNAME}"\n'

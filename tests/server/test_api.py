@@ -22,6 +22,7 @@ from server.context import ServerContext
 from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.ingest.ingestor import Ingestor
+from server.stores import make_store_roots
 from tests.agent.helpers import wait_until
 from tests.prometheus import samples
 from tests.server.auth_helpers import add_user, bearer
@@ -43,7 +44,9 @@ def make_settings(
     if court_key:
         commands = CommandSettings(signing_key_file=tmp_path / "court-command.key")
         load_or_create_signing_key(tmp_path / "court-command.key")
-    return Settings(database_url=database_url, snapshot_dir=tmp_path / "snapshots", mqtt=mqtt, commands=commands)
+    settings = Settings(database_url=database_url, snapshot_dir=tmp_path / "snapshots", mqtt=mqtt, commands=commands)
+    make_store_roots(settings)  # as `seal-server init` does
+    return settings
 
 
 def path_of(case_no: str) -> str:

@@ -33,6 +33,8 @@ def write_config(tmp_path: Path, database_url: str, *, mqtt_port: int = 1883, ht
     password_file = tmp_path / "court-server.mqtt-password"
     if not password_file.exists():
         password_file.write_text("unused\n")
+    for store in ("snapshots", "removal-proofs"):  # as `seal-server init` makes them
+        (tmp_path / store).mkdir(exist_ok=True)
     path = tmp_path / "server.toml"
     path.write_text(
         f"""\

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 def write_config(tmp_path: Path, database_url: str, *, public_base_url: str) -> Path:
     (tmp_path / "mqtt-password").write_text("unused\n")
     path = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"""\
 database_url = "{database_url}"

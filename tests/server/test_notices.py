@@ -411,6 +411,8 @@ def cli_config(tmp_path: Path, database_url: str) -> Path:
     """A ``server.toml`` for ``seal-server`` commands on the world's database."""
     (tmp_path / "cli-mqtt-password").write_text("unused\n")
     path = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     path.write_text(
         f'''database_url = "{database_url}"
 snapshot_dir = "{tmp_path / "snapshots"}"

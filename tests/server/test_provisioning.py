@@ -147,6 +147,8 @@ def test_cli_provisions_the_server_and_a_seal_into_a_running_broker(
 
     broker = PrivateBroker(tmp_path / "broker", manage_accounts=False)
     config = tmp_path / "server.toml"
+    for store in ("snapshots", "removal-proofs"):  # the stores' directories, as `seal-server init` makes them
+        (tmp_path / store).mkdir(parents=True, exist_ok=True)
     config.write_text(
         f"""database_url = "{database_url}"
 snapshot_dir = "{tmp_path / "snapshots"}"

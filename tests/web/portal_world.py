@@ -20,6 +20,7 @@ from server.auth.users import get_user
 from server.config import RemovalSettings
 from server.core.base import utc_now
 from server.core.db import session_scope
+from server.core.files import DirectoryObjects
 from server.removal.disarm import approve_request
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
@@ -64,7 +65,7 @@ class Portal:
                 ground=RemovalGround.PAID_IN_FULL,
                 statement="已全部清偿。",
                 proofs=[],
-                store=ProofStore(Path("unused")),
+                store=ProofStore(DirectoryObjects(Path("unused"))),  # never written: no proofs
                 settings=RemovalSettings(),
                 now=utc_now(),
             )
