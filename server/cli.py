@@ -180,6 +180,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 init_db(engine)
             finally:
                 engine.dispose()
+            from server.stores import make_store_roots
+
+            make_store_roots(settings)  # (set up, or upgraded from before the stores' directories were made here)
             _out(f"database ready: {_safe_url(settings.database_url)}")
             return 0
         case "run":

@@ -61,11 +61,12 @@ class Stores:
             except ContentStoreError as exc:
                 raise ConfigError(
                     f"无法使用证据存储（快照与解封证明）：{exc}。"
-                    "目录存储：检查磁盘是否已挂载、目录是否存在（由 seal-server init 创建）且可读写；"
+                    "目录存储：检查磁盘是否已挂载、目录是否存在（由 seal-server init 或 init-db 创建）且可读写；"
                     "S3 存储：检查 [storage] 的 endpoint_url、bucket、访问密钥与网络。\n"
                     f"The evidence store (snapshots and removal proofs) cannot be used: {exc}. A directory: check "
-                    "that its disk is mounted and the directory exists (seal-server init makes it) and can be read and "
-                    "written. A bucket: check [storage] endpoint_url, bucket, the access key and the network."
+                    "that its disk is mounted and the directory exists (seal-server init or init-db makes it) and can "
+                    "be read and written. A bucket: check [storage] endpoint_url, bucket, the access key and the "
+                    "network."
                 ) from None
 
 

@@ -138,7 +138,8 @@ class DirectoryObjects:
         """Raise :class:`ContentStoreUnavailable` unless the directory is there (a file, or nothing, is not)."""
         if not self.directory.is_dir():
             found = "is not a directory" if self.directory.exists() else "does not exist"
-            raise self._unavailable(f"{found} (is its disk mounted? it is made by `seal-server init`, or by hand)")
+            made = "it is made by `seal-server init` or `init-db`, or by hand"
+            raise self._unavailable(f"{found} (is its disk mounted? {made})")
 
     def _unavailable(self, why: str) -> ContentStoreUnavailable:
         logger.error("the store's directory %s %s", self.directory, why)

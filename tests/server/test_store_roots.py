@@ -96,3 +96,20 @@ def test_init_makes_both_stores_directories(tmp_path: Path, monkeypatch: pytest.
     settings = load_settings(tmp_path / "court" / "server.toml", env={})
     assert settings.snapshot_dir.is_dir() and settings.proof_dir.is_dir()
     Stores.from_settings(settings).check()
+
+
+def test_init_db_makes_a_store_s_directory_an_older_court_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade's step: a court set up before `init` made ``removal-proofs/`` gets it from ``init-db``."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "court"]) == 0
+    config = tmp_path / "court" / "server.toml"
+    settings = load_settings(config, env={})
+    settings.proof_dir.rmdir()
+    with pytest.raises(ConfigError):
+        Stores.from_settings(settings).check()
+    assert main(["init-db", "--config", str(config)]) == 0
+    assert settings.proof_dir.is_dir() and settings.snapshot_dir.is_dir()
+    Stores.from_settings(settings).check()
