@@ -100,11 +100,11 @@ class Outbox(SnapshotQueue):
 
     def _remember(self) -> None:
         """Note what the file holds now (``_lock`` held or not yet shared): where its files are
-        (:meth:`_check_place`), its ``meta`` and lowest seq (for :func:`salvage`, should the file lose them: kept up to
-        date by every commit)."""
+        (:meth:`_check_place`), its ``meta`` and the seqs of the events it holds, not yet receipted (for
+        :func:`salvage`, should the file lose them: kept in step with every commit and every receipt)."""
         self._ids = file_ids(self.path)
         self._meta = {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
-        self._first: int | None = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+        self._unreceipted = {int(seq) for (seq,) in self._db.execute("SELECT seq FROM outbox")}
 
     def repairs(self) -> int:
         """:attr:`damage_seen`, once the outbox file is checked to be still in its place (:meth:`_check_place`;
@@ -147,7 +147,7 @@ class Outbox(SnapshotQueue):
         self._repaired_at = now
         self._db.close()
         try:
-            salvage(self.path, str(exc), Known(dict(self._meta), self._first))
+            salvage(self.path, str(exc), Known(dict(self._meta), frozenset(self._unreceipted)))
         except (sqlite3.Error, OSError) as failed:
             raise OutboxError(f"outbox {self.path} is damaged ({exc}) and cannot be repaired: {failed}") from failed
         finally:
@@ -234,7 +234,7 @@ class Outbox(SnapshotQueue):
         self._meta |= {"last_seq": str(seq), "last_hash": sha}
         for key, value in (settings or {}).items():
             self._note_setting(key, value)
-        self._first = seq if self._first is None else self._first
+        self._unreceipted.add(seq)
         return StoredEvent(seq, data)
 
     def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
@@ -262,8 +262,7 @@ class Outbox(SnapshotQueue):
                     seq for sha in hashes for (seq,) in db.execute("SELECT seq FROM outbox WHERE sha = ?", (sha,))
                 )
                 db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
-                first = db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-            self._first = first  # committed, and no commit since
+            self._unreceipted.difference_update(seqs)  # committed (an error leaves them held: rolled back)
         return [int(seq) for seq in seqs]
 
     def depth(self) -> int:

@@ -78,7 +78,7 @@ def restore(db: sqlite3.Connection, path: Path, ids: FileIds, reason: str, found
     note: dict[str, Any] = {
         "found": found,
         "found_ts": utc_now_ms(),
-        "kept": displaced.name if "" in others else None,
+        "kept": ", ".join(displaced.name + suffix for suffix in others) or None,  # each file kept aside, named
         "lost_seqs": [],
         "lost_snapshot_ids": [],
         "lost_other_rows": False,
@@ -108,6 +108,6 @@ def restore(db: sqlite3.Connection, path: Path, ids: FileIds, reason: str, found
     sync_dir(path.parent)
     logger.error(
         "outbox %s: %s; written back from the open database (nothing lost)%s",
-        path, found, f"; the file found in its place is kept as {displaced}" if note["kept"] else "",
+        path, found, f"; what was found in its place is kept as {note['kept']}" if note["kept"] else "",
     )  # fmt: skip
     return key, note

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,9 +75,11 @@ def check(db: sqlite3.Connection) -> str | None:
 def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any]:
     """Replace the damaged outbox at ``path`` (no connection open in this process) by a fresh one holding every
     row that can be read; the damaged file is kept aside. Returns the damage note (also stored in the fresh file).
-    ``known``: what the running outbox remembers of the file (its ``meta`` and lowest seq): used where the file's
-    own cannot be read (a file cut short, emptied). Raises :class:`OutboxError` if the chain's place (``last_seq``,
-    ``last_hash``) is known from neither: the chain cannot go on then, and the agent does not start."""
+    ``known``: what the running outbox remembers of the file (its ``meta`` and the seqs it holds): its ``meta`` is
+    kept (whether the file's can be read or not: a file cut short, emptied), only the events it holds are copied,
+    and the seqs lost are exactly those of them that could not be read (never one the court had receipted: it was
+    deleted already). Raises :class:`OutboxError` if the chain's place (``last_seq``, ``last_hash``) is known from
+    neither: the chain cannot go on then, and the agent does not start."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
     fresh = path.with_name(f"{path.name}.salvage")
@@ -94,18 +96,26 @@ def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any
             new.execute(statement)
         meta: dict[str, str] = {}
         lost_meta = _copy_table(old, "meta", _KEY_CEILING, lambda row: meta.__setitem__(str(row[1]), str(row[2])))
-        if lost_meta != [] and known is not None:  # the file's settings are lost, not the outbox's: it remembers them
-            meta, lost_meta = {**known.meta, **meta}, []
+        if known is not None:  # the running outbox's own record, kept in step with every commit: never lost, and
+            meta, lost_meta = dict(known.meta), []  # never taken from another file found at its path
         if "last_seq" not in meta or "last_hash" not in meta:
             raise OutboxError(
                 f"{path} is damaged ({found}) where it records the chain's last seq and hash: the chain cannot go on "
                 f"from it. The file is unchanged; see docs/reliability.md"
             )
         last_seq = int(meta["last_seq"])
-        lost_events = _copy_table(old, "outbox", last_seq, lambda row: new.execute(_INSERT["outbox"], row))
-        if lost_events is None:  # the table is gone: every seq it may have held, from the lowest the outbox knew
-            first = 1 if known is None or known.first is None else known.first
-            lost_events = [[first, last_seq]] if first <= last_seq else []
+        copied: set[int] = set()
+
+        def put_event(row: tuple[Any, ...]) -> None:
+            if known is None or int(row[0]) in known.held:  # another row is none of this outbox's
+                new.execute(_INSERT["outbox"], row)
+                copied.add(int(row[0]))
+
+        lost_events = _copy_table(old, "outbox", last_seq, put_event)
+        if known is not None:  # exactly the held seqs not read (a table gone, rows cut off, or unreadable)
+            lost_events = ranges(known.held - copied)
+        elif lost_events is None:  # the table is gone, and nothing says which seqs it held: all it may have
+            lost_events = [[1, last_seq]] if last_seq >= 1 else []
         lost_queue = _copy_table(
             old, "snapshot_queue", _KEY_CEILING, lambda row: new.execute(_INSERT["snapshot_queue"], row)
         )
@@ -148,11 +158,19 @@ def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    """What a running outbox remembers of its file: its ``meta`` rows as last committed, and the lowest seq it held
-    (None: none; a table that cannot be read at all loses the seqs from it to ``last_seq``)."""
+    """What a running outbox remembers of its file: its ``meta`` rows as last committed, and the seqs of the events
+    it held (committed, not yet receipted)."""
 
     meta: dict[str, str]
-    first: int | None
+    held: frozenset[int]
+
+
+def ranges(seqs: Iterable[int]) -> Ranges:
+    """``seqs`` as ranges ``[[first, last], …]``, in order."""
+    found: Ranges = []
+    for seq in sorted(seqs):
+        _add(found, seq)
+    return found
 
 
 def _copy_table(
@@ -330,7 +348,7 @@ def lost_payload(note_text: str) -> dict[str, Any]:
     events, queue = note["lost_seqs"], note["lost_snapshot_ids"]
     reason = note.get("reason", "outbox_damaged")  # or outbox_deleted, outbox_replaced (outbox_place)
     if reason != "outbox_damaged":
-        kept = f"; the file found in its place kept as {note['kept']}" if note["kept"] else ""
+        kept = f"; what was found in its place kept as {note['kept']}" if note["kept"] else ""
         detail = f"{note['found']}; written back from the open database, nothing lost{kept}"
     else:
         detail = f"{note['found']}; damaged file kept as {note['kept']}"
