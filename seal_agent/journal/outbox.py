@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -41,9 +42,13 @@ from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the
     StoredEvent,
     _append_error,
 )
-from seal_agent.journal.outbox_salvage import DAMAGE_PREFIX, check, is_damage, salvage
+from seal_agent.journal.outbox_place import file_ids, moved, restore
+from seal_agent.journal.outbox_salvage import DAMAGE_PREFIX, Known, check, is_damage, salvage
 from seal_agent.journal.outbox_schema import migrate
+from seal_agent.journal.outbox_snapshots import SnapshotQueue
 from seal_protocol import envelope_hash
+
+logger = logging.getLogger(__name__)
 
 #: A file found damaged again this soon after a repair is not repaired again (an OutboxError: tried again later).
 _REPAIR_INTERVAL_S = 60.0
@@ -51,7 +56,7 @@ _REPAIR_INTERVAL_S = 60.0
 DAMAGE_END = DAMAGE_PREFIX[:-1] + chr(ord(DAMAGE_PREFIX[-1]) + 1)
 
 
-class Outbox:
+class Outbox(SnapshotQueue):
     """A thread-safe, durable queue of encoded events in ``seq`` order.
 
     ``append`` assigns the next ``seq`` and ``prev_hash`` and commits; ``pending`` lists what the court has not
@@ -64,7 +69,7 @@ class Outbox:
         """Open the outbox at ``path``; a missing or empty file is a new outbox if ``create``, else
         :class:`~seal_agent.errors.OutboxMissing` (as is a file that holds no outbox tables)."""
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
         try:
@@ -86,10 +91,46 @@ class Outbox:
                 raise  # already says what is wrong with the file
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._closed = False
+        self._remember()
         #: Repairs of a damaged file by this process, plus one if a note of an earlier one waits to be signed: the
         #: recorder reads :meth:`damage_notes` when it changes.
         self.damage_seen = 1 if self.damage_notes() else 0
         self._repaired_at: float | None = None
+        self._restore_failed_at: float | None = None
+
+    def _remember(self) -> None:
+        """Note what the file holds now (``_lock`` held or not yet shared): where its files are
+        (:meth:`_check_place`), its ``meta`` and the seqs of the events it holds, not yet receipted (for
+        :func:`salvage`, should the file lose them: kept in step with every commit and every receipt)."""
+        self._ids = file_ids(self.path)
+        self._meta = {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        self._unreceipted = {int(seq) for (seq,) in self._db.execute("SELECT seq FROM outbox")}
+
+    def repairs(self) -> int:
+        """:attr:`damage_seen`, once the outbox file is checked to be still in its place (:meth:`_check_place`;
+        the seal's timer calls this about once a second, through the recorder)."""
+        with self._lock:
+            if not self._closed:
+                self._check_place()
+            return self.damage_seen
+
+    def _check_place(self) -> None:
+        """If the path no longer names the open files (deleted, moved, replaced), write the open database back to it
+        (:func:`~seal_agent.journal.outbox_place.restore`; ``_lock`` held). If that fails, the commits go on into the
+        open files (nothing is refused for it) and it is tried again a minute later."""
+        gone = moved(self.path, self._ids)
+        now = time.monotonic()
+        if gone is None or (self._restore_failed_at is not None and now - self._restore_failed_at < _REPAIR_INTERVAL_S):
+            return
+        try:
+            restore(self._db, self.path, self._ids, *gone)
+        except (sqlite3.Error, OSError):
+            self._restore_failed_at = now
+            logger.exception("outbox %s: %s; cannot write it back (tried again in a minute)", self.path, gone[1])
+            return
+        self._connect()
+        self._remember()
+        self.damage_seen += 1
 
     def _connect(self) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
@@ -106,11 +147,12 @@ class Outbox:
         self._repaired_at = now
         self._db.close()
         try:
-            salvage(self.path, str(exc))
+            salvage(self.path, str(exc), Known(dict(self._meta), frozenset(self._unreceipted)))
         except (sqlite3.Error, OSError) as failed:
             raise OutboxError(f"outbox {self.path} is damaged ({exc}) and cannot be repaired: {failed}") from failed
         finally:
             self._connect()
+        self._remember()
         self.damage_seen += 1
 
     def damage_notes(self) -> dict[str, str]:
@@ -152,6 +194,7 @@ class Outbox:
         again), :class:`~seal_agent.errors.EventRefused` for any other (this event's next try would meet it too).
         """
         with self._lock:
+            self._check_place()
             try:
                 return self._append(build, settings)
             except sqlite3.Error as exc:
@@ -188,6 +231,10 @@ class Outbox:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._meta |= {"last_seq": str(seq), "last_hash": sha}
+        for key, value in (settings or {}).items():
+            self._note_setting(key, value)
+        self._unreceipted.add(seq)
         return StoredEvent(seq, data)
 
     def pending(self, *, after: int = 0, limit: int = 100) -> list[StoredEvent]:
@@ -209,11 +256,13 @@ class Outbox:
         """Delete the events whose SHA-256 a verified court receipt names; their seqs, in order."""
         if not hashes:
             return []
-        with self._write("delete receipted events") as db:
-            seqs = sorted(
-                seq for sha in hashes for (seq,) in db.execute("SELECT seq FROM outbox WHERE sha = ?", (sha,))
-            )
-            db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+        with self._lock:
+            with self._write("delete receipted events") as db:
+                seqs = sorted(
+                    seq for sha in hashes for (seq,) in db.execute("SELECT seq FROM outbox WHERE sha = ?", (sha,))
+                )
+                db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+            self._unreceipted.difference_update(seqs)  # committed (an error leaves them held: rolled back)
         return [int(seq) for seq in seqs]
 
     def depth(self) -> int:
@@ -249,86 +298,6 @@ class Outbox:
             if pages is not None:
                 self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
 
-    # -- snapshot queue -----------------------------------------------------------------------------------------
-
-    def queue_snapshot(self, sha: str) -> int:
-        """Queue the stored snapshot ``sha`` for sending (committed); returns its queue id. Idempotent per hash."""
-        with self._lock:
-            try:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO snapshot_queue (sha, created_at) VALUES (?, ?)", (sha, time.time())
-                )
-                row = self._db.execute("SELECT qid FROM snapshot_queue WHERE sha = ?", (sha,)).fetchone()
-            except sqlite3.Error as exc:
-                if is_damage(exc):
-                    self._repair(exc)  # queued again at the next try (the spool's, or the next start's)
-                raise OutboxError(f"cannot queue snapshot {sha} in {self.path}: {exc}") from exc
-        return int(row[0])
-
-    def pending_snapshots(self, *, after: int = 0, limit: int = 100) -> list[QueuedSnapshot]:
-        """Snapshots the court has not receipted with ``qid > after``, oldest first."""
-        with self._lock:
-            rows = self._query("SELECT qid, sha FROM snapshot_queue WHERE qid > ? ORDER BY qid LIMIT ?", (after, limit))
-        return [QueuedSnapshot(int(qid), str(sha)) for qid, sha in rows]
-
-    def snapshots_broker_acknowledged(self, qids: Collection[int]) -> None:
-        """Mark queued snapshots the broker acknowledged; they stay queued until the court's receipt."""
-        if qids:
-            with self._write("mark snapshots broker-acknowledged") as db:
-                db.executemany(
-                    "UPDATE snapshot_queue SET acked_at = ? WHERE qid = ? AND acked_at IS NULL",
-                    [(time.time(), qid) for qid in qids],
-                )
-
-    def snapshots_court_receipted(self, hashes: Collection[str]) -> list[int]:
-        """The court receipted these snapshots: each queued one leaves the queue and is recorded as receipted (one
-        transaction); their queue ids, in order."""
-        if not hashes:
-            return []
-        with self._write("delete receipted snapshots") as db:
-            found = sorted(
-                (int(qid), str(sha))
-                for h in hashes
-                for qid, sha in db.execute("SELECT qid, sha FROM snapshot_queue WHERE sha = ?", (h,))
-            )
-            db.executemany("DELETE FROM snapshot_queue WHERE qid = ?", [(qid,) for qid, _sha in found])
-            db.executemany("INSERT OR IGNORE INTO snapshot_receipted (sha) VALUES (?)", [(sha,) for _q, sha in found])
-        return [qid for qid, _sha in found]
-
-    def mark_snapshots_receipted(self, shas: Collection[str]) -> None:
-        """Record stored snapshots as held by the court without a queue entry (stores kept before any record)."""
-        with self._write("record receipted snapshots") as db:
-            db.executemany("INSERT OR IGNORE INTO snapshot_receipted (sha) VALUES (?)", [(sha,) for sha in shas])
-
-    def forget_snapshots(self, shas: Collection[str]) -> int:
-        """Forget snapshots whose files are gone (thinned): queued or receipted; how many were still queued."""
-        with self._write("forget snapshots") as db:
-            queued = sum(db.execute("DELETE FROM snapshot_queue WHERE sha = ?", (sha,)).rowcount for sha in shas)
-            db.executemany("DELETE FROM snapshot_receipted WHERE sha = ?", [(sha,) for sha in shas])
-        return queued
-
-    def was_receipted(self, sha: str) -> bool:
-        """Whether the court receipted the stored snapshot ``sha``."""
-        with self._lock:
-            return bool(self._query("SELECT 1 FROM snapshot_receipted WHERE sha = ?", (sha,)))
-
-    def receipted_snapshots(self) -> set[str]:
-        """Hashes of the stored snapshots the court receipted."""
-        with self._lock:
-            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_receipted", ())}
-
-    def queued_snapshots(self, *, broker_acknowledged: bool | None = None) -> set[str]:
-        """Hashes of the snapshots waiting for the court's receipt; only those the broker acknowledged (True) or
-        only those it did not (False)."""
-        where = {None: "", True: " WHERE acked_at IS NOT NULL", False: " WHERE acked_at IS NULL"}[broker_acknowledged]
-        with self._lock:
-            return {str(sha) for (sha,) in self._query("SELECT sha FROM snapshot_queue" + where, ())}
-
-    def snapshot_depth(self) -> int:
-        """How many snapshots wait for the court's receipt."""
-        with self._lock:
-            return int(self._query("SELECT COUNT(*) FROM snapshot_queue", ())[0][0])
-
     # -- settings ---------------------------------------------------------------------------------------------
 
     def setting(self, key: str) -> str | None:
@@ -342,8 +311,10 @@ class Outbox:
         return {str(key): str(value) for key, value in rows}
 
     def unset_setting(self, key: str) -> None:
-        with self._write(f"remove setting {key!r}") as db:
-            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        with self._lock:
+            with self._write(f"remove setting {key!r}") as db:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            self._note_setting(key, None)
 
     def set_setting(self, key: str, value: str) -> None:
         with self._lock:
@@ -351,6 +322,14 @@ class Outbox:
                 self._set(key, value)
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot store setting {key!r} in {self.path}: {exc}") from exc
+            self._note_setting(key, value)
+
+    def _note_setting(self, key: str, value: str | None) -> None:
+        """Remember a committed change of ``meta`` (:meth:`_remember`)."""
+        if value is None:
+            self._meta.pop(key, None)
+        else:
+            self._meta[key] = value
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:

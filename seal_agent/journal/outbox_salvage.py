@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,14 @@ def check(db: sqlite3.Connection) -> str | None:
     return None if found == ["ok"] else "; ".join(found)
 
 
-def salvage(path: Path, found: str) -> dict[str, Any]:
+def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any]:
     """Replace the damaged outbox at ``path`` (no connection open in this process) by a fresh one holding every
     row that can be read; the damaged file is kept aside. Returns the damage note (also stored in the fresh file).
-    Raises :class:`OutboxError` if the chain's place (``last_seq``, ``last_hash``) cannot be read: the chain
-    cannot go on then, and the agent does not start."""
+    ``known``: what the running outbox remembers of the file (its ``meta`` and the seqs it holds): its ``meta`` is
+    kept (whether the file's can be read or not: a file cut short, emptied), only the events it holds are copied,
+    and the seqs lost are exactly those of them that could not be read (never one the court had receipted: it was
+    deleted already). Raises :class:`OutboxError` if the chain's place (``last_seq``, ``last_hash``) is known from
+    neither: the chain cannot go on then, and the agent does not start."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
     fresh = path.with_name(f"{path.name}.salvage")
@@ -91,26 +95,43 @@ def salvage(path: Path, found: str) -> dict[str, Any]:
         for statement in _SCHEMA:
             new.execute(statement)
         meta: dict[str, str] = {}
-        lost_meta = _copy(old, "meta", _KEY_CEILING, lambda row: meta.__setitem__(str(row[1]), str(row[2])))
+        lost_meta = _copy_table(old, "meta", _KEY_CEILING, lambda row: meta.__setitem__(str(row[1]), str(row[2])))
+        if known is not None:  # the running outbox's own record, kept in step with every commit: never lost, and
+            meta, lost_meta = dict(known.meta), []  # never taken from another file found at its path
         if "last_seq" not in meta or "last_hash" not in meta:
             raise OutboxError(
                 f"{path} is damaged ({found}) where it records the chain's last seq and hash: the chain cannot go on "
                 f"from it. The file is unchanged; see docs/reliability.md"
             )
         last_seq = int(meta["last_seq"])
-        lost_events = _copy(old, "outbox", last_seq, lambda row: new.execute(_INSERT["outbox"], row))
-        lost_queue = _copy(old, "snapshot_queue", _KEY_CEILING, lambda row: new.execute(_INSERT["snapshot_queue"], row))
-        lost_receipted = _copy(
+        copied: set[int] = set()
+
+        def put_event(row: tuple[Any, ...]) -> None:
+            if known is None or int(row[0]) in known.held:  # another row is none of this outbox's
+                new.execute(_INSERT["outbox"], row)
+                copied.add(int(row[0]))
+
+        lost_events = _copy_table(old, "outbox", last_seq, put_event)
+        if known is not None:  # exactly the held seqs not read (a table gone, rows cut off, or unreadable)
+            lost_events = ranges(known.held - copied)
+        elif lost_events is None:  # the table is gone, and nothing says which seqs it held: all it may have
+            lost_events = [[1, last_seq]] if last_seq >= 1 else []
+        lost_queue = _copy_table(
+            old, "snapshot_queue", _KEY_CEILING, lambda row: new.execute(_INSERT["snapshot_queue"], row)
+        )
+        lost_receipted = _copy_table(
             old, "snapshot_receipted", _KEY_CEILING, lambda row: new.execute(_INSERT["snapshot_receipted"], row[1:])
         )
+        # A table gone: which snapshots it held is not known (those stored are queued again at the next start).
+        lost_other = bool(lost_meta) or lost_receipted != [] or lost_queue is None
         _keep_queue_ids(old, new)
         note = {
             "found": " ".join(found.split())[:200],
             "found_ts": utc_now_ms(),
             "kept": kept.name,
             "lost_seqs": lost_events,
-            "lost_snapshot_ids": lost_queue,
-            "lost_other_rows": bool(lost_meta or lost_receipted),
+            "lost_snapshot_ids": lost_queue or [],
+            "lost_other_rows": lost_other,
         }
         if lost_events or lost_queue or note["lost_other_rows"]:  # an index's damage costs no row: nothing to sign
             meta[DAMAGE_PREFIX + kept.name] = json.dumps(note, separators=(",", ":"))
@@ -126,13 +147,43 @@ def salvage(path: Path, found: str) -> dict[str, Any]:
         if side.exists():  # never applied to the fresh file
             os.replace(side, kept.with_name(kept.name + suffix))
     os.replace(fresh, path)
-    _sync_dir(path.parent)
+    sync_dir(path.parent)
     logger.error(
         "outbox %s was damaged (%s): rebuilt from the rows that could be read; the damaged file is kept as %s; "
         "event seqs that could not be read: %s; snapshot queue ids: %s; other rows lost: %s",
         path, found, kept, lost_events or "none", lost_queue or "none", note["lost_other_rows"],
     )  # fmt: skip
     return note
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a running outbox remembers of its file: its ``meta`` rows as last committed, and the seqs of the events
+    it held (committed, not yet receipted)."""
+
+    meta: dict[str, str]
+    held: frozenset[int]
+
+
+def ranges(seqs: Iterable[int]) -> Ranges:
+    """``seqs`` as ranges ``[[first, last], …]``, in order."""
+    found: Ranges = []
+    for seq in sorted(seqs):
+        _add(found, seq)
+    return found
+
+
+def _copy_table(
+    db: sqlite3.Connection, table: str, ceiling: int, put: Callable[[tuple[Any, ...]], object]
+) -> Ranges | None:
+    """:func:`_copy`, or None if the damaged file holds no such table any more (cut short, emptied)."""
+    try:
+        present = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        present = True  # the schema cannot be read: the rows are tried one by one
+    return _copy(db, table, ceiling, put) if present else None
 
 
 def _copy(db: sqlite3.Connection, table: str, ceiling: int, put: Callable[[tuple[Any, ...]], object]) -> Ranges:
@@ -267,7 +318,7 @@ def _keep_queue_ids(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
     try:
         row = old.execute("SELECT seq FROM sqlite_sequence WHERE name = 'snapshot_queue'").fetchone()
     except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
+        if not is_damage(exc) and "no such table" not in str(exc):  # else: damaged, or gone with the file's end
             raise
         return
     if row is not None:
@@ -275,7 +326,7 @@ def _keep_queue_ids(old: sqlite3.Connection, new: sqlite3.Connection) -> None:
         new.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('snapshot_queue', ?)", (int(row[0]),))
 
 
-def _sync_dir(directory: Path) -> None:
+def sync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -288,13 +339,19 @@ _RANGES_NAMED = 50
 
 
 def lost_payload(note_text: str) -> dict[str, Any]:
-    """The ``event_lost`` payload that tells the court of a repair (its note, as stored), reason ``outbox_damaged``:
+    """The ``event_lost`` payload that tells the court of a repair (its note, as stored), reason ``outbox_damaged``
+    (or, for a file written back to its place, ``outbox_deleted`` or ``outbox_replaced``, with nothing lost):
     ``lost_seqs`` are the seq ranges whose rows could not be read (those the court had receipted were gone from the
     outbox already; the rest are lost), ``lost_snapshot_ids`` the snapshot queue ids (the spool queues a stored
     snapshot that is neither queued nor receipted again at the next start)."""
     note = json.loads(note_text)
     events, queue = note["lost_seqs"], note["lost_snapshot_ids"]
-    detail = f"{note['found']}; damaged file kept as {note['kept']}"
+    reason = note.get("reason", "outbox_damaged")  # or outbox_deleted, outbox_replaced (outbox_place)
+    if reason != "outbox_damaged":
+        kept = f"; what was found in its place kept as {note['kept']}" if note["kept"] else ""
+        detail = f"{note['found']}; written back from the open database, nothing lost{kept}"
+    else:
+        detail = f"{note['found']}; damaged file kept as {note['kept']}"
     if len(events) > _RANGES_NAMED or len(queue) > _RANGES_NAMED:
         detail = (
             f"{len(events)} seq ranges, {len(queue)} snapshot id ranges (the first {_RANGES_NAMED} named); {detail}"
@@ -302,7 +359,7 @@ def lost_payload(note_text: str) -> dict[str, Any]:
     return {
         "lost_type": None,
         "lost_ts": note["found_ts"],
-        "reason": "outbox_damaged",
+        "reason": reason,
         "detail": detail[:300],
         "lost_seqs": events[:_RANGES_NAMED],
         "lost_snapshot_ids": queue[:_RANGES_NAMED],

@@ -213,8 +213,9 @@ class EventRecorder:
         anchor, stepped = self._timeline.place()
         if stepped is not None:
             self._line(Turn(EventType.CLOCK_STEPPED, stepped, anchor[0], anchor))
-        if self._outbox.damage_seen != self._damage_seen:  # a damaged outbox was repaired: its losses are signed
-            self._damage_seen = self._outbox.damage_seen
+        repairs = self._outbox.repairs()  # its file checked to be in its place (else written back), at each tick too
+        if repairs != self._damage_seen:  # a damaged outbox was repaired (or its file written back): signed
+            self._damage_seen = repairs
             for key, note in self._outbox.damage_notes().items():
                 if key not in self._damage_lined:
                     self._damage_lined.add(key)

@@ -72,6 +72,14 @@ LOST_REASONS: dict[str, tuple[str, str]] = {
     "invalid_payload": ("事件内容无效", "invalid event content"),
     "internal_error": ("封条程序错误", "seal software error"),
     "outbox_damaged": ("封条存储文件损坏", "the seal's store file was damaged"),
+    "outbox_deleted": (
+        "封条存储文件在运行中被删除（已从打开的数据库写回，无事件丢失）",
+        "the seal's store file was deleted while in use (written back, nothing lost)",
+    ),
+    "outbox_replaced": (
+        "封条存储文件在运行中被替换（已写回，原处文件另存）",
+        "the seal's store file was replaced while in use (written back, the other file kept aside)",
+    ),
 }
 
 #: Why a seal lost a queued snapshot (``snapshot_lost``'s ``reason``, ``docs/protocol.md``).
@@ -256,6 +264,9 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
             f"封条存储文件损坏，无法读出的事件序号：{ranges or '无'}",
             f"the seal's store file was damaged; event seqs that could not be read: {ranges or 'none'}",
         )
+    if kind == "event_lost" and payload.get("reason") in ("outbox_deleted", "outbox_replaced"):
+        zh, en = LOST_REASONS[str(payload["reason"])]
+        return f"{zh}：{payload.get('detail')}", f"{en}: {payload.get('detail')}"
     if kind == "event_lost":
         lost_zh, lost_en = event_name(str(payload.get("lost_type")))
         reason = str(payload.get("reason"))
