@@ -7,6 +7,7 @@ process and exits 0.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -43,10 +44,30 @@ class DemoSeal:
     trigger_every_s: float
 
 
+#: The demo's court: (code, name, telephone, address); a notice prints its telephone.
+COURT = ("苏0214", "无锡市新吴区人民法院", "0510-81900000", "无锡市新吴区和风路 18 号")
+#: (案号, judge, judge's phone, where, what is sealed, the ruling it rests on): every fact a notice prints, so that the
+#: notices of both cases can be printed from the seal pages.
 CASES = [
-    ("(2021)苏0214执1234号", "无锡市新吴区人民法院", "张法官", "无锡市新吴区长江路 18 号 3 号仓库"),
-    ("(2022)苏0214执567号", "无锡市新吴区人民法院", "李法官", "无锡市新吴区湘江路 6 号 201 室"),
+    (
+        "(2021)苏0214执1234号",
+        "张法官",
+        "0510-81901234",
+        "无锡市新吴区长江路 18 号 3 号仓库",
+        "3 号仓库及库存设备",
+        "(2021)苏0214执1234号之一",
+    ),
+    (
+        "(2022)苏0214执567号",
+        "李法官",
+        "0510-81900567",
+        "无锡市新吴区湘江路 6 号 201 室",
+        "201 室房屋一套",
+        "(2022)苏0214执567号之一",
+    ),
 ]
+#: How long the demo's seizures run from today (a notice prints the last day).
+SEIZURE_DAYS = 3 * 365
 #: One demo account per role: (role, username, 姓名 / name, cases). Passwords are random on every run.
 ACCOUNTS = [
     ("clerk", "clerk", "陈书记员 / clerk Chen", []),
@@ -165,7 +186,22 @@ def main() -> int:
         run(BIN / "seal-server", "broker", "server-account", "--config", server_conf)
         court_key = run(BIN / "seal-server", "court-key", "--config", server_conf).strip()
         broker.start()
-        for case_no, court, judge, address in CASES:
+        code, court, phone, court_address = COURT
+        run(
+            BIN / "seal-server",
+            "court",
+            "add",
+            code,
+            court,
+            "--phone",
+            phone,
+            "--address",
+            court_address,
+            "--config",
+            server_conf,
+        )
+        expires = (datetime.date.today() + datetime.timedelta(days=SEIZURE_DAYS)).isoformat()
+        for case_no, judge, judge_phone, address, sealed, ruling in CASES:
             run(
                 BIN / "seal-server",
                 "case",
@@ -173,12 +209,18 @@ def main() -> int:
                 case_no,
                 "--config",
                 server_conf,
-                "--court",
-                court,
                 "--judge",
                 judge,
+                "--judge-phone",
+                judge_phone,
                 "--address",
                 address,
+                "--property",
+                sealed,
+                "--ruling",
+                ruling,
+                "--expires",
+                expires,
             )
 
         logins = []

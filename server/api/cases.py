@@ -7,17 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 
+from server.api.case_schemas import CaseCreate, CasePublic, CaseUpdate
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, case_with, requires
 from server.api.params import UsernamePath
 from server.api.routing import ValidatedRoute
-from server.api.schemas import (
-    AssignmentCreate,
-    AssignmentPublic,
-    CaseCreate,
-    CasePublic,
-    CaseStatusChange,
-    CaseUpdate,
-)
+from server.api.schemas import AssignmentCreate, AssignmentPublic, CaseStatusChange
 from server.auth.access import Permission, case_filter
 from server.auth.access_codes import change_case_status
 from server.auth.models import User

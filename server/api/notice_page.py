@@ -16,6 +16,7 @@ from server.core.base import utc_now
 from server.notices.errors import NoticesUnavailable
 from server.notices.page import render_notice_page
 from server.notices.service import check_notice
+from server.removal.grounds import GROUND_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+#: The grounds the debtor's portal takes, as the notice's page lists them: (Chinese, English, article).
+GROUNDS = tuple((label.zh, label.en, label.article) for label in GROUND_LABELS.values())
 PAGE: Responses = {
     200: {"content": {"text/html": {}}},
     503: {"content": {"text/html": {}}, "description": "Notices unavailable"},
@@ -43,4 +46,4 @@ def notice_page(token: str, session: SessionDep, context: ContextDep) -> HTMLRes
         logger.error("a notice's page was asked for, but notices cannot be checked: %s", exc)
         return HTMLResponse(render_notice_page(None), status.HTTP_503_SERVICE_UNAVAILABLE, headers=HEADERS)
     check = check_notice(session, token=token, keys=keys, now=utc_now())
-    return HTMLResponse(render_notice_page(check), headers=HEADERS)
+    return HTMLResponse(render_notice_page(check, GROUNDS), headers=HEADERS)

@@ -40,8 +40,9 @@ PDF: Responses = {
     200: {"content": {"application/pdf": {}}, "description": "The notice, an A4 PDF."},
     404: {"description": "No such seal, or not of one of your cases"},
     409: {
-        "description": "The seal is bound to no case, its case's seizure has expired, or a fact has a character the "
-        "notice's font cannot draw (named as U+XXXX with its field): the paper would differ from the signed facts"
+        "description": "The seal is bound to no case, its case's seizure has expired, the case lacks a fact every "
+        "notice prints (the ruling, the court's phone, the property, its address, the seizure's last day: each named), "
+        "or a fact has a character the notice's font cannot draw (named as U+XXXX with its field)"
     },
     503: {"description": "The notice key, the public address or the CJK font is not configured"},
 }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.errors import Conflict, ServerError
+from server.errors import Conflict, Said, ServerError
+from server.words import words
 
 
 class NoticesUnavailable(ServerError, RuntimeError):
@@ -25,3 +26,18 @@ class UnprintableFact(Conflict):
             f"cannot draw, so the paper would differ from the signed facts; correct that record of the case, or set "
             f"[notices] font_file to a font that has the character."
         )
+
+
+class FactsMissing(Conflict):
+    """The case lacks facts every notice must print (:data:`~server.notices.facts.REQUIRED_FACTS`: the ruling, the
+    court's telephone, the property, its address, the seizure's last day) (409): no notice is issued or printed, in
+    words of the catalogue (``notice.facts_missing``) naming each missing fact."""
+
+    def __init__(self, case_no: str, missing: tuple[str, ...]) -> None:
+        self.case_no = case_no
+        self.missing = missing
+        named = [words("notice_fact", name) for name in missing]
+        zh = words("notice", "facts_missing")[0].format(case=case_no, facts="、".join(z for z, _ in named))
+        en = words("notice", "facts_missing")[1].format(case=case_no, facts=", ".join(e for _, e in named))
+        super().__init__(f"{zh} / {en}")
+        self.saying("notice.facts_missing", case=case_no, facts=[Said(f"notice_fact.{name}") for name in missing])

@@ -6,6 +6,7 @@ it works on any phone and tells the reader nothing the paper does not, besides t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache, partial
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -14,6 +15,7 @@ from server.core.court_clock import court_clock
 from server.notices.facts import FACT_ROWS, court_day, fact_rows
 from server.notices.service import NoticeCheck, Outdated
 from server.notices.token import Refusal
+from server.notices.wording import OBJECTION_EN, OBJECTION_ZH, WARNING_EN, WARNING_ZH, ruling_line
 
 #: Why a token is not authentic, in Chinese and English.
 REFUSAL_TEXT: dict[Refusal, tuple[str, str]] = {
@@ -83,8 +85,11 @@ def _environment() -> Environment:
     return env
 
 
-def render_notice_page(check: NoticeCheck | None) -> str:
-    """The page for ``check``; with ``check`` ``None``, the page saying that nothing can be checked now."""
+def render_notice_page(check: NoticeCheck | None, grounds: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The page for ``check``; with ``check`` ``None``, the page saying that nothing can be checked now. ``grounds``
+    are those a debtor may ask for the seizure to be lifted on, as the portal takes them: (Chinese, English, article
+    of the 查封规定) each (the removal's own list, :data:`server.removal.grounds.GROUND_LABELS`, which the notices may
+    not import: the removal revokes notices)."""
     template = _environment().get_template("notice.html")
     refusal = check.refusal if check is not None else None
     facts = check.facts if check is not None else None
@@ -97,4 +102,8 @@ def render_notice_page(check: NoticeCheck | None) -> str:
         refusal=refusal_text(refusal) if refusal is not None else None,
         outdated=outdated_text(check.outdated) if check is not None and check.outdated is not None else None,
         case_status=CASE_STATUS_TEXT.get(check.case_status or "") if check is not None else None,
+        ruling=ruling_line(facts.ruling_no) if facts is not None else None,
+        warning=(WARNING_ZH, WARNING_EN),
+        objection=(OBJECTION_ZH, OBJECTION_EN),
+        grounds=list(grounds),
     )

@@ -22,16 +22,12 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import FILL_NON_ZERO
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
 
-from server.notices.errors import UnprintableFact
-from server.notices.facts import FACT_ROWS, NoticeFacts, fact_rows
+from server.notices.errors import FactsMissing, UnprintableFact
+from server.notices.facts import FACT_ROWS, NoticeFacts, fact_rows, missing_facts
+from server.notices.wording import WARNING_EN, WARNING_ZH, ruling_line
 from server.pdf_glyphs import Glyphs, first_undrawable
 from server.pdf_layout import address_lines, font_table, markup, stack
 
-WARNING_ZH = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任。"
-WARNING_EN = (
-    "Using, moving, selling or damaging the sealed property without the permission of the People's Court is "
-    "punishable by law."
-)
 LAW_ZH = (
     "依据：《最高人民法院关于人民法院民事执行中查封、扣押、冻结财产的规定》（封条、公告）；"
     "《中华人民共和国民事诉讼法》关于妨害执行的强制措施的规定；《中华人民共和国刑法》第三百一十四条"
@@ -91,7 +87,12 @@ class QrCode(Flowable):
 def render_notice_pdf(notice: PrintedNotice, font: str) -> bytes:
     """The PDF of ``notice``, set in the registered reportlab font ``font`` (a CJK one), on one page: long facts
     (property and address may have 256 characters each) are set smaller until the page holds them.
-    :class:`~server.notices.errors.UnprintableFact` if a fact has a character the font cannot draw."""
+    :class:`~server.notices.errors.FactsMissing` if a fact every notice prints is missing (no paper says "not
+    recorded" of them), :class:`~server.notices.errors.UnprintableFact` if a fact has a character the font cannot
+    draw."""
+    missing = missing_facts(notice.facts)
+    if missing:
+        raise FactsMissing(notice.facts.case_no, missing)
     check_printable(notice.facts, font)
     for scale in SCALES:
         pdf, pages = _render(notice, _Styles(font, scale))
@@ -134,6 +135,7 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
         initialFontName=styles.font,
         initialFontSize=10,
     )
+    opening_zh, opening_en = ruling_line(facts.ruling_no)
     story = [
         Paragraph(_x(facts.court, styles), styles.court),
         Paragraph(_x("查 封 公 告", styles), styles.title),
@@ -141,11 +143,8 @@ def _render(notice: PrintedNotice, styles: _Styles) -> tuple[bytes, int]:
         Spacer(1, 3 * mm),
         _stack(
             [
-                Paragraph(_x("本院依法查封下列财产，并加贴电子封条。", styles), styles.zh),
-                Paragraph(
-                    _x("This court has seized the property below and sealed it with an electronic seal.", styles),
-                    styles.en,
-                ),
+                Paragraph(_x(opening_zh, styles), styles.zh),
+                Paragraph(_x(opening_en, styles), styles.en),
             ],
             styles,
         ),

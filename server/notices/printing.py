@@ -18,7 +18,7 @@ from server.notices.facts import court_day
 from server.notices.fonts import find_font, register_font
 from server.notices.keys import NoticeKey
 from server.notices.pdf import PrintedNotice, check_printable, render_notice_pdf
-from server.notices.service import IssuedNotice, issue_notice, notice_facts
+from server.notices.service import IssuedNotice, check_complete, issue_notice, notice_facts
 from server.seals.registry import get_seal
 
 NOTICE_PATH = "/notice/"
@@ -51,11 +51,13 @@ def print_notice(
     now: datetime,
 ) -> PrintedPdf:
     """The PDF of the seal's notice (:func:`~server.notices.service.issue_notice`: the standing one or a new one);
-    :class:`~server.notices.errors.UnprintableFact`, before any notice is issued, if a fact has a character the
-    font cannot draw."""
+    :class:`~server.notices.errors.FactsMissing`, before any notice is issued, if the case lacks a fact every
+    notice prints; :class:`~server.notices.errors.UnprintableFact` if a fact has a character the font cannot draw."""
     notice_url(settings.public_base_url, "")  # refuse before issuing anything
     font = register_font(find_font(settings.font_file, settings.font_index))
-    check_printable(notice_facts(session, seal=get_seal(session, device_id=device_id)), font)
+    facts = notice_facts(session, seal=get_seal(session, device_id=device_id))
+    check_complete(facts)
+    check_printable(facts, font)
     signing_key = key.get()
     issued = issue_notice(
         session,

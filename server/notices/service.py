@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from seal_protocol.signing import SigningKey, VerifyKey
 from server.audit.service import Actor, record_audit
 from server.errors import Conflict, Invalid, NotFound
-from server.notices.facts import NoticeFacts, court_day, end_of_court_day
+from server.notices.errors import FactsMissing
+from server.notices.facts import NoticeFacts, court_day, end_of_court_day, missing_facts
 from server.notices.keys import key_id
 from server.notices.models import Notice
 from server.notices.token import NoticeClaims, Refusal, sign_token, verify_token
@@ -104,7 +105,15 @@ def notice_facts(session: Session, *, seal: Seal) -> NoticeFacts:
         address=case.address,
         seizure_expires_on=case.seizure_expires_on.isoformat() if case.seizure_expires_on else None,
         device_id=seal.device_id,
+        ruling_no=case.ruling_no,
     )
+
+
+def check_complete(facts: NoticeFacts) -> None:
+    """:class:`~server.notices.errors.FactsMissing` naming the facts every notice prints that ``facts`` lacks."""
+    missing = missing_facts(facts)
+    if missing:
+        raise FactsMissing(facts.case_no, missing)
 
 
 def issue_notice(
@@ -118,9 +127,11 @@ def issue_notice(
 ) -> IssuedNotice:
     """The seal's notice for its current facts: the standing one of its current binding (audited
     ``notice.reprint``), or a new one (audited ``notice.issue``) that supersedes the others. :class:`Conflict` if
-    the seal is bound to no case or its seizure has expired."""
+    the seal is bound to no case, its seizure has expired, or the case lacks a fact every notice prints
+    (:class:`~server.notices.errors.FactsMissing`: a standing notice printed without it is not printed again)."""
     seal = get_seal(session, device_id=device_id)
     facts = notice_facts(session, seal=seal)
+    check_complete(facts)
     case = get_case(session, case_no=facts.case_no)
     digest = facts.sha256().hex()
     kid = key_id(key.verify_key)

@@ -26,7 +26,16 @@ from server.seals.models import Case, CaseStatus, Court, Seal
 from server.words import words
 
 #: Case fields a clerk may change after creation.
-CASE_FIELDS = ("judge", "judge_phone", "address", "sealed_property", "applicant", "debtor", "seizure_expires_on")
+CASE_FIELDS = (
+    "judge",
+    "judge_phone",
+    "address",
+    "sealed_property",
+    "ruling_no",
+    "applicant",
+    "debtor",
+    "seizure_expires_on",
+)
 #: Court fields that may be changed after registration (its code never changes).
 COURT_FIELDS = ("name", "phone", "address")
 #: The refusal of a court without a name.
@@ -140,6 +149,7 @@ def add_case(
     judge_phone: str = "",
     address: str = "",
     sealed_property: str = "",
+    ruling_no: str = "",
     applicant: str = "",
     debtor: str = "",
     seizure_expires_on: date | None = None,
@@ -174,6 +184,7 @@ def add_case(
         judge_phone=judge_phone,
         address=address,
         sealed_property=sealed_property,
+        ruling_no=ruling_no,
         applicant=applicant,
         debtor=debtor,
         seizure_expires_on=seizure_expires_on,

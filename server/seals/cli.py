@@ -3,7 +3,7 @@ Mosquitto's files.
 
     seal-server court add CODE NAME --config FILE [--phone ..] [--address ..]
     seal-server case add CASE_NO --config FILE [--court NAME] [--judge ..] [--judge-phone ..] [--address ..]
-                                               [--property ..] [--expires YYYY-MM-DD]
+                                               [--property ..] [--ruling ..] [--expires YYYY-MM-DD]
     seal-server seal add DEVICE_ID --case CASE_NO --public-key B64 --config FILE [--location ..] [--replace-key]
     seal-server seal rotate-password DEVICE_ID --config FILE [--mqtt-password-file F]
     seal-server seal disable DEVICE_ID --config FILE
@@ -49,6 +49,12 @@ def add_seal_commands(
     case_add.add_argument("--judge-phone", default="", help="the judge's telephone number, printed on the notice")
     case_add.add_argument("--address", default="", help="where the sealed property is")
     case_add.add_argument("--property", default="", help="what is sealed (查封财产), printed on the notice")
+    case_add.add_argument(
+        "--ruling",
+        default="",
+        help="the enforcement ruling (执行裁定书) the seizure rests on, e.g. '(2021)苏0214执1234号之一', printed on "
+        "the notice",
+    )
     case_add.add_argument(
         "--expires", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD", help="the seizure's last day"
     )
@@ -129,6 +135,7 @@ def _case_add(args: argparse.Namespace, settings: Settings, out: Out) -> None:
             judge_phone=args.judge_phone,
             address=args.address,
             sealed_property=args.property,
+            ruling_no=args.ruling,
             seizure_expires_on=args.expires,
         )
         out(f"case {case.case_no} added ({case.court_name})")

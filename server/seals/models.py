@@ -53,6 +53,11 @@ class Case(Base):
     judge_phone: Mapped[str] = mapped_column(String(32), default="", comment="The judge's number on the notice.")
     address: Mapped[str] = mapped_column(String(256), default="", comment="Where the sealed property is.")
     sealed_property: Mapped[str] = mapped_column(String(256), default="", comment="What is sealed (查封财产).")
+    ruling_no: Mapped[str] = mapped_column(
+        String(64),
+        default="",
+        comment="The enforcement ruling (执行裁定书) the seizure rests on, e.g. (2021)苏0214执1234号之一.",
+    )
     applicant: Mapped[str] = mapped_column(String(256), default="", comment="申请执行人, the creditor.")
     debtor: Mapped[str] = mapped_column(String(256), default="", comment="被执行人, the debtor.")
     seizure_expires_on: Mapped[date | None] = mapped_column(comment="查封期限: the last day of the seizure.")

@@ -37,6 +37,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 Name = Annotated[str, Form(max_length=128, pattern=ONE_LINE)]
 Place = Annotated[str, Form(max_length=256, pattern=ONE_LINE)]
 Phone = Annotated[str, Form(max_length=32, pattern=ONE_LINE)]
+RulingNo = Annotated[str, Form(max_length=64, pattern=ONE_LINE)]
 DONE = ("case_created", "case_closed", "court_created")
 REFUSALS = (AlreadyExists, Conflict, Invalid, ValueError)
 
@@ -99,6 +100,7 @@ def create_case(
     judge_phone: Phone = "",
     address: Place = "",
     sealed_property: Place = "",
+    ruling_no: RulingNo = "",
     applicant: Place = "",
     debtor: Place = "",
     seizure_expires_on: Annotated[date | None, Form()] = None,
@@ -110,6 +112,7 @@ def create_case(
         "judge_phone": judge_phone.strip(),
         "address": address.strip(),
         "sealed_property": sealed_property.strip(),
+        "ruling_no": ruling_no.strip(),
         "applicant": applicant.strip(),
         "debtor": debtor.strip(),
     }

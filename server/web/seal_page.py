@@ -19,6 +19,8 @@ from server.auth.models import User
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.live import Change
+from server.notices.facts import missing_facts
+from server.notices.service import notice_facts
 from server.seals.models import Seal
 from server.seals.registry import is_online
 from server.web.deps import SignedInPage
@@ -33,6 +35,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 def _values(session: Session, user: User, seal: Seal, settings: Settings) -> dict[str, Any]:
     now = utc_now()
     heartbeat, items = health(session, user, seal)
+    may_print = access.has_permission(user, Permission.NOTICE_PRINT) and seal.case_no is not None
     return {
         "seal": seal,
         "now": now,
@@ -43,7 +46,9 @@ def _values(session: Session, user: User, seal: Seal, settings: Settings) -> dic
         "bindings": binding_lines(session, user, seal),
         "events": recent_events(session, user, seal),
         "may_events": access.has_permission(user, Permission.EVENT_READ),
-        "may_print": access.has_permission(user, Permission.NOTICE_PRINT) and seal.case_no is not None,
+        "may_print": may_print,
+        # what the notice cannot go without and the case lacks: said before anyone tries to print it
+        "notice_missing": missing_facts(notice_facts(session, seal=seal)) if may_print else (),
         "may_case": seal.case_no is not None and access.can_see_case(session, user, seal.case_no),
     }
 

@@ -34,11 +34,12 @@ from server.core.db import make_engine, make_session_factory, session_scope
 from server.ingest.batch import BINDING_CLOCK_SKEW
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
-from server.seals.cases import add_case
+from server.seals.cases import add_case, add_court
 from server.seals.registry import register_seal
 from tests.agent.helpers import RuntimeFactory, agent_env, pulse, verify_key, wait_until
 from tests.e2e.helpers import SEAL_SERVER, agent_config
 from tests.server.auth_helpers import PASSWORD, add_user
+from tests.server.helpers import COURT_CODE, COURT_NAME, COURT_PHONE, notice_facts
 from tests.server.removal_world import pdf_bytes
 from tests.server.test_notices import qr_text, tampered, token_of
 
@@ -92,7 +93,8 @@ def install_court(tmp_path: Path, broker: PrivateBroker, database_url: str, *, t
         init_db(engine)
         factory = make_session_factory(engine)
         with session_scope(factory) as session:
-            add_case(session, actor=None, case_no=CASE, court="无锡市滨湖区人民法院", judge="王法官", debtor="张三")
+            add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone=COURT_PHONE)
+            add_case(session, actor=None, case_no=CASE, judge="王法官", debtor="张三", **notice_facts(CASE))
         add_user(factory, "clerk", Role.CLERK)
         for role in (Role.JUDGE, Role.OFFICER, Role.CREDITOR):
             add_user(factory, role.value, role, [CASE])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,19 @@ def message(topic: str, payload: bytes) -> Message:
 
 COURT_CODE = "苏0214"
 COURT_NAME = "无锡市滨湖区人民法院"
+#: The court telephone a notice prints (every notice needs one: server.notices.facts.REQUIRED_FACTS).
+COURT_PHONE = "0510-85000000"
+
+
+def notice_facts(case_no: str) -> dict[str, Any]:
+    """The facts of a case (``add_case`` keywords) every notice prints besides the court's telephone: what is sealed,
+    where, the ruling the seizure rests on and its last day."""
+    return {
+        "address": "无锡市滨湖区某路1号101室",
+        "sealed_property": "房屋一套及室内设备",
+        "ruling_no": f"{case_no}之一",
+        "seizure_expires_on": date(2029, 12, 3),
+    }
 
 
 def add_test_case(session: Session, case_no: str) -> Case:

@@ -63,11 +63,11 @@ from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalDisarm, RemovalRequest
 from server.removal.proofs import ProofStore, check_proof
 from server.removal.service import file_request, review_request
-from server.seals.cases import add_case
+from server.seals.cases import add_case, add_court
 from server.seals.models import Seal
 from server.seals.registry import add_seal, register_seal, unbind_seal
 from tests.server.auth_helpers import LOG_ORIGIN, PASSWORD, add_user, bearer, make_settings
-from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
+from tests.server.helpers import COURT_CODE, COURT_NAME, COURT_PHONE, SimulatedSeal, jpeg_bytes, message, notice_facts
 from tests.server.removal_world import pdf_bytes, picture_bytes
 
 OWN, FOREIGN = "(2021)苏0214执1号", "(2021)苏0214执恢2号"
@@ -1121,8 +1121,9 @@ def app_routes(app: Any) -> set[tuple[str, str]]:
 def world(session_factory: SessionFactory, tmp_path: Path) -> World:
     """Two cases, each with a seal that has an event, a snapshot and an alarm; one user per role on OWN."""
     with session_scope(session_factory) as session:
-        add_case(session, actor=None, case_no=OWN, court="无锡市滨湖区人民法院")
-        add_case(session, actor=None, case_no=FOREIGN, court="无锡市滨湖区人民法院")
+        add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone=COURT_PHONE)
+        add_case(session, actor=None, case_no=OWN, **notice_facts(OWN))  # every fact a notice prints
+        add_case(session, actor=None, case_no=FOREIGN, **notice_facts(FOREIGN))
     own, foreign = SimulatedSeal("seal-own", OWN), SimulatedSeal("seal-foreign", FOREIGN)
     with session_scope(session_factory) as session:
         for seal in (own, foreign):

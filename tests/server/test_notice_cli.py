@@ -19,9 +19,9 @@ from server.notices.facts import NoticeFacts
 from server.notices.keys import key_id
 from server.notices.models import Notice
 from server.notices.token import NoticeClaims, b64url, b64url_decode, canonical_json, sign_token
-from server.seals.cases import add_case, update_case
+from server.seals.cases import add_case, add_court, update_case
 from server.seals.registry import register_seal
-from tests.server.helpers import COURT_NAME
+from tests.server.helpers import COURT_CODE, COURT_NAME, COURT_PHONE, notice_facts
 
 CASE = "(2021)苏0214执1234号"
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,8 @@ def config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     engine = make_engine(database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            add_case(session, actor=None, case_no=CASE, court=COURT_NAME, judge="张法官")
+            add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone=COURT_PHONE)
+            add_case(session, actor=None, case_no=CASE, judge="张法官", **notice_facts(CASE))
             for device_id in ("seal-0001", "seal-0002"):
                 key = public_key_b64(generate_signing_key())
                 register_seal(session, actor=None, device_id=device_id, case_no=CASE, public_key=key)

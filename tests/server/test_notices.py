@@ -41,7 +41,8 @@ from tests.server.helpers import COURT_CODE, COURT_NAME, SimulatedSeal, message
 CASE = f"(2021){COURT_CODE}执1234号"
 DEVICE = "seal-0001"
 DEBTOR, APPLICANT = "李四海", "王五实业有限公司"
-WARNING = "未经人民法院许可，擅自动用、毁损查封财产的，依法追究法律责任"
+RULING = f"(2021){COURT_CODE}执1234号之一"
+WARNING = "未经人民法院许可，隐藏、转移、变卖、毁损查封财产的，依法追究法律责任"
 AUTHENTIC = "This is an authentic notice of this court"
 NOT_AUTHENTIC = "Not an authentic notice of this court"
 NO_LONGER = "A genuine notice of this court, but no longer in force"
@@ -82,6 +83,7 @@ def world(database_url: str, session_factory: SessionFactory, tmp_path: Path) ->
             judge_phone="0510-85001234",
             address="无锡市滨湖区某路1号101室",
             sealed_property="房屋一套及室内设备",
+            ruling_no=RULING,
             applicant=APPLICANT,
             debtor=DEBTOR,
             seizure_expires_on=date(2029, 12, 3),

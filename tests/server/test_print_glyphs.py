@@ -29,7 +29,7 @@ from server.pdf_glyphs import Glyphs
 from server.seals.cases import add_case, add_court, update_case
 from server.seals.registry import register_seal
 from tests.server.auth_helpers import add_user, bearer, make_settings
-from tests.server.helpers import COURT_CODE, COURT_NAME, SimulatedSeal
+from tests.server.helpers import COURT_CODE, COURT_NAME, COURT_PHONE, SimulatedSeal, notice_facts
 from tests.server.test_notice_cli import write_config
 from tests.server.test_report_pdf import T0, facts, pdf_text
 
@@ -46,6 +46,7 @@ FACTS = NoticeFacts(
     address="滨湖区某路1号",
     seizure_expires_on="2029-11-30",
     device_id="seal-a1",
+    ruling_no="(2026)苏0211执1234号之一",
 )
 NOTE_ZH = "原文以证据包中的JSON文件为准"
 NOTE_EN = "theexacttextisinthebundle'sJSONfiles"
@@ -87,8 +88,10 @@ def test_a_notice_the_font_can_draw_prints_every_fact_as_given() -> None:
 @pytest.fixture
 def client(database_url: str, session_factory: SessionFactory, tmp_path: Path) -> Iterator[TestClient]:
     with session_scope(session_factory) as session:
-        add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone="0510-85000000")
-        add_case(session, actor=None, case_no=CASE, judge="张法官", address="无锡市滨湖区某路1号")
+        add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone=COURT_PHONE)
+        add_case(
+            session, actor=None, case_no=CASE, judge="张法官", **notice_facts(CASE) | {"address": "无锡市滨湖区某路1号"}
+        )
         register_seal(
             session, actor=None, device_id=DEVICE, case_no=CASE, public_key=SimulatedSeal(DEVICE, CASE).public_key
         )
@@ -150,7 +153,9 @@ def test_the_cli_refuses_the_notice_naming_the_field(
     engine = make_engine(database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            add_case(session, actor=None, case_no=CASE, court=COURT_NAME, judge="张法官", address="滨湖区🏠某路1号")
+            add_court(session, actor=None, code=COURT_CODE, name=COURT_NAME, phone=COURT_PHONE)
+            facts = notice_facts(CASE) | {"address": "滨湖区🏠某路1号"}
+            add_case(session, actor=None, case_no=CASE, judge="张法官", **facts)
             register_seal(
                 session, actor=None, device_id=DEVICE, case_no=CASE, public_key=SimulatedSeal(DEVICE, CASE).public_key
             )

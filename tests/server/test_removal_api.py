@@ -31,10 +31,11 @@ from server.removal.models import RemovalRequest
 from server.removal.service import add_view
 from server.removal.settler import settle_waiting
 from server.removal.steps import get_request
+from server.seals.cases import update_case, update_court
 from server.seals.models import Seal
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import make_settings
-from tests.server.helpers import CASE_A, CASE_B, message
+from tests.server.helpers import CASE_A, CASE_B, COURT_CODE, COURT_PHONE, message, notice_facts
 from tests.server.removal_world import RemovalWorld, c, make_world
 
 #: The disarm commands' lifetime: the test that waits for it to pass first acts while it is valid, which on a loaded
@@ -383,6 +384,8 @@ def test_lifting_revokes_the_notices_on_the_door(world: RemovalWorld) -> None:
     seizure was lifted."""
     context = world.client.app.state.context  # type: ignore[attr-defined]
     with world.session_factory() as session:
+        update_court(session, actor=None, code=COURT_CODE, changes={"phone": COURT_PHONE})  # every fact a notice prints
+        update_case(session, actor=None, case_no=CASE_A, changes=notice_facts(CASE_A))
         issued = issue_notice(
             session,
             actor=None,

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from seal_agent.runtime import SealRuntime
 from seal_dev.broker import PrivateBroker
@@ -34,14 +35,14 @@ from server.core.live import LiveHub
 from server.core.metrics import IngestMetrics
 from server.ingest.changes import live_changes
 from server.ingest.ingestor import Ingestor
-from server.seals.cases import add_case
+from server.seals.cases import add_case, add_court
 from server.seals.registry import register_seal
 from tests.agent.conftest import mock_pins, runtimes  # noqa: F401 - fixtures, re-exported for these tests
 from tests.agent.helpers import RecordingSpeaker, RuntimeFactory, pulse, verify_key, wait_until
 from tests.agent_camera.clips import moving_rectangle_frames, write_clip
 from tests.server.auth_helpers import PASSWORD, add_user, make_settings
 from tests.server.conftest import database_url, engine, migrated_sqlite, session_factory  # noqa: F401 - fixtures
-from tests.server.helpers import SimulatedSeal, jpeg_bytes, message
+from tests.server.helpers import COURT_PHONE, SimulatedSeal, jpeg_bytes, message, notice_facts
 
 CASE = "(2021)苏0214执1234号"
 OTHER_CASE = "(2022)苏0214执567号"
@@ -81,13 +82,19 @@ def browser() -> Iterator[Browser]:
             instance.close()
 
 
+def add_cases(session: Session) -> None:
+    """The two cases, with every fact a notice prints (their court's telephone too)."""
+    add_court(session, actor=None, code="苏0214", name="无锡市新吴区人民法院", phone=COURT_PHONE)
+    add_case(session, actor=None, case_no=CASE, judge="王法官", **notice_facts(CASE))
+    add_case(session, actor=None, case_no=OTHER_CASE, judge="李法官", **notice_facts(OTHER_CASE))
+
+
 @pytest.fixture
 def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[CourtProcess]:
     """The court server running, with two cases and a user per role on the first (``other-judge`` on the second)."""
     process = CourtProcess(tmp_path / "court", broker, extra_settings=WEB_SETTINGS)
     with session_scope(process.session_factory) as session:
-        add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院", judge="王法官")
-        add_case(session, actor=None, case_no=OTHER_CASE, court="无锡市新吴区人民法院", judge="李法官")
+        add_cases(session)
     for role in Role:
         add_user(process.session_factory, role.value, role, () if role is Role.CLERK else (CASE,))
     add_user(process.session_factory, "other-judge", Role.JUDGE, (OTHER_CASE,))
@@ -250,8 +257,7 @@ def world(
     web_settings: WebSettings,
 ) -> PagesWorld:
     with session_scope(session_factory) as session:
-        add_case(session, actor=None, case_no=CASE, court="无锡市新吴区人民法院", judge="王法官")
-        add_case(session, actor=None, case_no=OTHER_CASE, court="无锡市新吴区人民法院", judge="李法官")
+        add_cases(session)
     seal = SimulatedSeal(SEAL, CASE)
     with session_scope(session_factory) as session:
         register_seal(session, actor=None, device_id=SEAL, case_no=CASE, public_key=seal.public_key, location=PLACE)

@@ -5,6 +5,7 @@ behind the CSRF proof."""
 
 from __future__ import annotations
 
+import html as html_module
 import re
 from datetime import timedelta
 from urllib.parse import quote
@@ -199,3 +200,29 @@ def test_the_seal_page_s_notice_button_prints_or_says_why_not_in_a_page(world: P
         refused = client.get(f"/seals/{SEAL}/notice.pdf")
     assert refused.status_code == 409 and refused.headers["content-type"].startswith("text/html")
     assert "公告无法打印" in refused.text and "U+20000" in refused.text and '"detail"' not in refused.text
+
+
+def test_the_seal_page_says_which_facts_the_notice_lacks_and_its_route_refuses_in_a_page(world: PagesWorld) -> None:
+    """A notice lacking a fact it must print (here the ruling and the seizure's last day) is refused; the seal page
+    says which before the officer tries, in the reader's language, and offers no button."""
+    with session_scope(world.session_factory) as session:
+        update_case(session, actor=None, case_no=CASE, changes={"ruling_no": "", "seizure_expires_on": None})
+    with world.client("officer") as client:
+        html = client.get(f"/seals/{SEAL}").text
+        refused = client.get(f"/seals/{SEAL}/notice.pdf")
+        client.cookies.set("seal_lang", "en")
+        english = client.get(f"/seals/{SEAL}").text
+    assert 'id="notice-missing" data-missing="ruling_no seizure_expires_on"' in html
+    assert "打印公告前须先登记：执行裁定书文号、查封期限" in html and f'href="/seals/{SEAL}/notice.pdf"' not in html
+    assert "record: the enforcement ruling's number, the seizure's last day" in html_module.unescape(english)
+    assert refused.status_code == 409 and refused.headers["content-type"].startswith("text/html")
+    assert "查封公告不能打印" in refused.text and "执行裁定书文号" in refused.text and '"detail"' not in refused.text
+    with session_scope(world.session_factory) as session:
+        update_case(
+            session,
+            actor=None,
+            case_no=CASE,
+            changes={"ruling_no": "(2021)苏0214执1234号之二", "seizure_expires_on": None},
+        )
+    with world.client("officer") as client:
+        assert 'data-missing="seizure_expires_on"' in client.get(f"/seals/{SEAL}").text
