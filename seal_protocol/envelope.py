@@ -95,6 +95,10 @@ class EventType(StrEnum):
     EVENT_LOST = "event_lost"
     CLOCK_STEPPED = "clock_stepped"
     SNAPSHOT_LOST = "snapshot_lost"
+    SENSOR_FLAPPING = "sensor_flapping"
+    SENSOR_NORMAL = "sensor_normal"
+    SENSOR_STUCK = "sensor_stuck"
+    SENSOR_UNSTUCK = "sensor_unstuck"
 
 
 def utc_now_ms(now: datetime | None = None) -> str:

@@ -36,6 +36,10 @@ TIMELINE_TYPES = frozenset(
         "event_lost",
         "clock_stepped",
         "snapshot_lost",
+        "sensor_flapping",
+        "sensor_normal",
+        "sensor_stuck",
+        "sensor_unstuck",
     }
 )
 
@@ -58,6 +62,10 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
+    "sensor_flapping": ("传感器抖动（触发已合并计数）", "sensor flapping (edges merged and counted)"),
+    "sensor_normal": ("传感器恢复正常", "sensor normal again"),
+    "sensor_stuck": ("传感器卡滞（持续报有人）", "sensor stuck (motion without end)"),
+    "sensor_unstuck": ("传感器卡滞解除", "sensor no longer stuck"),
     # Signed for a picture the court had not receipted, which it may have received: no word on what the court holds.
     "snapshot_lost": (
         "封条上的快照副本丢失（法院回执前）",

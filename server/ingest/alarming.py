@@ -13,11 +13,14 @@
   cut false alarms. A box destroyed inside that second still leaves its intrusion in the case log, and its
   vanishing raises ``offline`` (the Last Will).
 - ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
-- The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``speaker_failed``,
-  ``clock_unsynced``) follow the seal's ``seq``, not the order its events are stored in: a raise stored after a
-  newer recovery is evidence only and opens nothing, a recovery stored after a newer raise closes nothing
-  (:mod:`server.ingest.condition_order`). ``case_mismatch`` is closed only by a stored event newer than the refused
-  one its alarm names last.
+- ``sensor_flapping`` (a PIR or tamper switch flapping: its edges merged into signed counts; each summary folds into
+  the live alarm) and ``sensor_stuck`` (a PIR reading motion too long) raise their alarm; ``sensor_normal`` and
+  ``sensor_unstuck`` close it.
+- The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``sensor_flapping``,
+  ``sensor_stuck``, ``speaker_failed``, ``clock_unsynced``) follow the seal's ``seq``, not the order its events are
+  stored in: a raise stored after a newer recovery is evidence only and opens nothing, a recovery stored after a
+  newer raise closes nothing (:mod:`server.ingest.condition_order`). ``case_mismatch`` is closed only by a stored
+  event newer than the refused one its alarm names last.
 - A *late* event — of a case the seal is no longer bound to, arriving after the unbinding (an offline seal draining
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
@@ -67,10 +70,14 @@ EVENT_ALARMS = {
     EventType.OUTBOX_FULL: AlarmKind.OUTBOX_FULL,
     EventType.EVENT_LOST: AlarmKind.EVENT_LOST,
     EventType.SNAPSHOT_LOST: AlarmKind.SNAPSHOT_LOST,
+    EventType.SENSOR_FLAPPING: AlarmKind.SENSOR_FLAPPING,
+    EventType.SENSOR_STUCK: AlarmKind.SENSOR_STUCK,
 }
 RECOVERIES = {
     EventType.CAMERA_RECOVERED: AlarmKind.CAMERA_BLIND,
     EventType.CAMERA_FOUND: AlarmKind.CAMERA_LOST,
+    EventType.SENSOR_NORMAL: AlarmKind.SENSOR_FLAPPING,
+    EventType.SENSOR_UNSTUCK: AlarmKind.SENSOR_STUCK,
 }
 
 
