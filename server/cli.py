@@ -21,6 +21,7 @@
     seal-server notice-revoke NOTICE_ID --note TEXT --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
+    seal-server broker check --config FILE [--wait S]
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
     seal-server notify list --config FILE [--case CASE_NO]
     seal-server notify remove ID --config FILE

@@ -209,7 +209,8 @@ class BrokerFilesSettings(BaseModel):
     pid_file: OptionalPath = Field(
         None,
         description="Mosquitto's pid_file (written when it is started with -d): the server sends that process "
-        "SIGHUP to re-read the files. Unset: reload the broker yourself after each change.",
+        "SIGHUP to re-read the files, if it is a Mosquitto whose configuration names this pid_file (a stale file "
+        "naming another process: none is signalled). Unset: reload the broker yourself after each change.",
     )
 
 
