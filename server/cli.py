@@ -59,6 +59,7 @@ from server.auth.cli import add_user_commands, run_user_command
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
+from server.config_secrets import check_secrets, check_start_secrets
 from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
@@ -159,6 +160,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("%s", warning)
     match args.command:
         case "check-config":
+            check_secrets(settings)
             _out(
                 f"{args.config}: ok (database {_safe_url(settings.database_url)}, broker "
                 f"{settings.mqtt.host}:{settings.mqtt.port}, API {settings.http.host}:{settings.http.port}, "
@@ -212,6 +214,7 @@ def _run(settings: Settings) -> int:
     from server.app import create_app
     from server.stores import Stores
 
+    check_start_secrets(settings)  # one line naming the key, not a traceback from the app's start
     Stores.from_settings(settings).check()  # the bucket must answer before the server takes any event
     engine = make_engine(settings.database_url)
     try:

@@ -42,7 +42,7 @@ from server.config_sections import (
     WebSettings,
 )
 from server.config_storage import StorageSettings
-from server.config_types import OptionalPath
+from server.config_types import OptionalPath, RequiredPath
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -222,7 +222,7 @@ class Settings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path/court.db or postgresql+psycopg://user@host/db. "
         f"${DATABASE_URL_ENV} overrides it.",
     )
-    snapshot_dir: Path = Field(
+    snapshot_dir: RequiredPath = Field(
         description='Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = "s3").'
     )
     offline_after_s: int = Field(
