@@ -207,7 +207,6 @@ def _signal(files: BrokerFilesSettings, done: str) -> str:
     except BrokerUnavailable as exc:
         raise BrokerUnavailable(f"{done}, but the broker could not be signalled via {files.pid_file}: {exc}") from exc
     if isinstance(reloaded, NotOurBroker):
-        logger.warning("no broker signalled: %s", reloaded.reason)
         return done + f"; no broker running ({reloaded.reason}): start it, the accounts are in the files"
     return done + f"; broker (pid {reloaded}) reloaded"
 
