@@ -89,6 +89,7 @@ def raise_failed(
     reason: str,
     event_id: int | None = None,
     acked: frozenset[int] = frozenset(),
+    simulated: bool = False,
 ) -> Alarm | None:
     """The seal's alarm for ``command`` (expired or rejected, ``reason`` why), if its action has one, no later arm
     or disarm was issued to the seal, the seal is bound to the command's case still, and no earlier command the
@@ -113,6 +114,8 @@ def raise_failed(
         "issued_at": command.issued_at.isoformat(),
         "expires_at": command.expires_at.isoformat(),
     }
+    if simulated:  # the refusal was signed as a simulated seal's: as every alarm from such an event, it says so
+        details["simulated"] = True
     return book.raise_alarm(
         kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event_id=event_id
     )
@@ -170,6 +173,8 @@ class Settled:
     outcome: AnswerOutcome
     at: datetime
     row_id: Callable[[], int]
+    #: The answer was signed as a simulated seal's (:func:`server.alarms.event_details.is_simulated`).
+    simulated: bool = False
 
 
 def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
@@ -188,7 +193,9 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
     for command, one in refused:
         if command.state == CommandState.REJECTED.value:
             reason = f"the seal refused it: {command.reason}"
-            raise_failed(book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked)
+            raise_failed(
+                book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked, simulated=one.simulated
+            )
 
 
 def expire_due_and_alarm(

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
+from server.alarms.event_details import event_details
 from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
 from server.ingest.chain import ChainChange
@@ -149,10 +150,14 @@ def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
     return closes
 
 
+#: What :func:`event_details` writes over a payload's key of the same name.
+_ENVELOPE_KEYS = frozenset({"event_type", "seq", "ts"})
+
+
 def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any]:
     """An event's alarm's details: the seal's payload first, then the envelope's own facts and what the court found
     (``late``, ``disarmed_while_sealed``: only when true), written over any key of the same name a payload carries."""
-    details = {**envelope.payload, "event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    details = event_details(envelope, **{k: v for k, v in envelope.payload.items() if k not in _ENVELOPE_KEYS})
     for mark, found in (("late", late), (DISARMED_WHILE_SEALED, disarmed)):
         details.pop(mark, None)
         if found:
@@ -193,7 +198,7 @@ def _speaker(
     """Raise ``speaker_failed`` on a warning that failed, close it on one that played — unless a newer word of the
     seal on its speaker, stored before, says the opposite (``overruled``: :mod:`server.ingest.condition_order`)."""
     device_id, kind = envelope.device_id, AlarmKind.SPEAKER_FAILED
-    details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    details = event_details(envelope)
     outcome = speaker_outcome(envelope.type, envelope.payload)
     if outcome == "played":
         if book.live(device_id, kind) and not overruled(kind, False):
@@ -235,7 +240,7 @@ def _clock(
         if book.live(device_id, kind) or overruled(kind, True):  # live: already known, a heartbeat is no new occurrence
             return
         clock = envelope.payload["clock"]
-        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": clock}
+        details = event_details(envelope, clock=clock)
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 
