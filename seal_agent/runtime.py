@@ -98,7 +98,9 @@ class SealRuntime:
                 receipt_timeout_max_s=receipt_timeout_max_s or config.delivery.receipt_timeout_max_s,
             )  # fmt: skip
             self.agent = self._build_agent()
-            self.commands = CommandDesk(self.agent, self.recorder, self.clock, server_key=court)
+            self.commands = CommandDesk(
+                self.agent, self.recorder, self.clock, server_key=court, clock_state=self.clock_state
+            )
             self.publisher.bind_commands(self.commands.handle)
             if self.camera is not None:
                 self._wire_camera(self.camera, self.recorder)

@@ -56,7 +56,7 @@ def court_ingest(
         run.ingest.stop()
 
 
-def retained_now(broker: PrivateBroker) -> list[tuple[str, int]]:
+def retained_now(broker: PrivateBroker, topics: tuple[str, ...] = SEAL_TOPICS) -> list[tuple[str, int]]:
     """What the broker holds retained on every seal's topics: what a new subscription of the court's account gets
     (topic, payload size). It subscribes (a clean session), then publishes a sentinel to itself: the broker sends the
     retained messages as it grants the subscription, so all of them come before the sentinel."""
@@ -74,7 +74,7 @@ def retained_now(broker: PrivateBroker) -> list[tuple[str, int]]:
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         assert not rc.is_failure, rc
-        c.subscribe([(t, SubscribeOptions(qos=1)) for t in (*SEAL_TOPICS, sentinel)])
+        c.subscribe([(t, SubscribeOptions(qos=1)) for t in (*topics, sentinel)])
 
     client.on_message = on_message
     client.on_connect = on_connect
