@@ -12,11 +12,17 @@ from typing import Any
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
+from seal_agent.devices.camera import Snapshot, SnapshotBurst, encode_jpeg
+from seal_agent.devices.evidence import Evidence
+from seal_agent.journal.outbox import Outbox
+from seal_agent.journal.snapshot_spool import SnapshotSpool
+from seal_agent.journal.snapshot_store import SnapshotStore, sha256_hex
 from seal_agent.runtime import SealRuntime
 from seal_dev.broker import PrivateBroker
 from seal_protocol import decode_envelope
 from seal_protocol.commands import CommandAction
 from tests.agent.helpers import CourtSubscriber, RecordingSpeaker, RuntimeFactory, pulse, write_config
+from tests.agent.spool_helpers import recorder_on
 from tests.agent.test_camera_agent import camera_section
 from tests.agent.test_commands import command, send
 from tests.agent_camera.clips import static_frames, write_clip
@@ -79,3 +85,18 @@ def test_a_snapshot_command_during_a_freeze_takes_no_frame_as_the_view_now(
     assert kind == "command_ack", answer
     assert (answer["result"], answer["snapshot"], answer["frame_age_ms"]) == ("no_frame", None, None), answer
     assert answer["camera"] == "frozen", answer
+
+
+def test_a_trigger_names_a_picture_once_even_when_it_comes_back(tmp_path: Path) -> None:
+    """A driver that hands two stale buffers by turns (A B A B …) repeats no frame just before it, yet its pictures
+    are the same JPEGs again: the trigger's events name each once."""
+    a, b = (encode_jpeg(frame, 80) for frame in static_frames(2, seed=3))
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        spool = SnapshotSpool(SnapshotStore(tmp_path / "snapshots", quota_bytes=100 * 2**20), recorder_on(outbox))
+        evidence = Evidence(spool)
+        burst = SnapshotBurst(0.0, [Snapshot(t, t, j) for t, j in enumerate([a, b, a])], deadline=9.0, max_later=3)
+        evidence.attach(burst)
+        for t, jpeg in enumerate([b, a, b], start=4):
+            evidence.on_later(Snapshot(t, t, jpeg))
+        assert evidence.hashes == [sha256_hex(a), sha256_hex(b)] and evidence.wait_later() == []
+        assert evidence.keep() == []
