@@ -8,12 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from seal_protocol import Envelope
-from seal_protocol.envelope import SIMULATED_FIELD
-
-
-def is_simulated(envelope: Envelope) -> bool:
-    """Whether the seal signed ``envelope`` as a simulated seal's event."""
-    return envelope.payload.get(SIMULATED_FIELD) is True
+from seal_protocol.envelope import SIMULATED_FIELD, is_simulated
 
 
 def event_details(envelope: Envelope, **more: Any) -> dict[str, Any]:
@@ -21,6 +16,6 @@ def event_details(envelope: Envelope, **more: Any) -> dict[str, Any]:
     seal's event (written last: no other key takes its place)."""
     details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, **more}
     details.pop(SIMULATED_FIELD, None)
-    if is_simulated(envelope):
+    if is_simulated(envelope.payload):
         details[SIMULATED_FIELD] = True
     return details

@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from seal_protocol.commands import CommandAction
+from seal_protocol.envelope import SIMULATED_FIELD
 from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
@@ -115,7 +116,7 @@ def raise_failed(
         "expires_at": command.expires_at.isoformat(),
     }
     if simulated:  # the refusal was signed as a simulated seal's: as every alarm from such an event, it says so
-        details["simulated"] = True
+        details[SIMULATED_FIELD] = True
     return book.raise_alarm(
         kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event_id=event_id
     )
@@ -173,7 +174,7 @@ class Settled:
     outcome: AnswerOutcome
     at: datetime
     row_id: Callable[[], int]
-    #: The answer was signed as a simulated seal's (:func:`server.alarms.event_details.is_simulated`).
+    #: The answer was signed as a simulated seal's (:func:`seal_protocol.envelope.is_simulated`).
     simulated: bool = False
 
 

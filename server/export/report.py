@@ -19,6 +19,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
 from seal_protocol import parse_ts
+from seal_protocol.envelope import is_simulated
 from server.core.court_clock import court_clock
 from server.evidence.verdicts import key_fingerprint
 from server.export.report_closing import closing
@@ -50,7 +51,7 @@ from server.export.report_sections import (
     para,
     removals_table,
 )
-from server.export.report_text import SIMULATED, SIMULATED_MEANING, clip, is_simulated
+from server.export.report_text import SIMULATED, SIMULATED_MEANING, clip
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_glyphs import placeholder

@@ -174,11 +174,6 @@ SIMULATED_MEANING = (
 )
 
 
-def is_simulated(payload: Mapping[str, Any]) -> bool:
-    """The seal signed ``"simulated": true`` (the JSON value true, not a string or 1)."""
-    return payload.get("simulated") is True
-
-
 def ground_words(ground: str) -> tuple[str, str]:
     """A removal request's ground in Chinese and English (the token itself if it names none we know)."""
     try:

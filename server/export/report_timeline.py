@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table
 
+from seal_protocol.envelope import is_simulated
 from server.commands.refusals import refused_own_bytes
 from server.core.court_clock import court_clock
 from server.export.report_facts import CommandFacts, EventFacts, OfflinePeriod
@@ -29,7 +30,6 @@ from server.export.report_text import (
     clip,
     event_details,
     event_name,
-    is_simulated,
     outcome_words,
     plain,
     sort_time,
