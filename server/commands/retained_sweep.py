@@ -24,18 +24,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import MessageKind, subscription_all
 from server.core.metrics import IngestMetrics
+from server.core.mqtt import clear_retained
 
 logger = logging.getLogger(__name__)
 
 #: The seals' topics only the court writes, never retained.
 SWEPT_KINDS = (MessageKind.CMD, MessageKind.RECEIPT)
-
-
-def clear_retained(client: mqtt.Client, topic: str) -> int | None:
-    """Delete the retained message on ``topic`` (an empty retained publish): its packet id, None if not sent (as
-    :func:`server.ingest.retained.clear_retained`, which this package may not import)."""
-    info = client.publish(topic, b"", qos=1, retain=True)
-    return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
 
 class RetainedSweep:

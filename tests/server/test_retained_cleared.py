@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -184,3 +185,16 @@ def test_a_snapshot_published_retained_is_stored_and_cleared(
         snap = run.wait(lambda m: m.snapshots >= 1 and m.ignored >= 1, "the snapshot")
     assert snap.rejected == {}
     assert retained_now(broker) == []
+
+
+def test_a_retained_message_is_cleared_by_one_function() -> None:
+    """The empty retained publish that deletes a retained message is written once (``server.core.mqtt``), for the
+    ingest's clears and the command publisher's sweep alike: no copy of it drifts from the other."""
+    root = Path(__file__).resolve().parents[2]
+    clearing = re.compile(r"""\.publish\([^)]*b["']{2}[^)]*retain=True""")
+    found = [
+        str(path.relative_to(root))
+        for path in sorted((root / "server").rglob("*.py"))
+        if clearing.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == ["server/core/mqtt.py"]
