@@ -87,3 +87,29 @@ def test_a_warning_s_languages_are_named_in_words() -> None:
     events.add("intrusion", T0, warning="failed", warning_languages=languages, camera="ok", snapshots=[])
     text = pdf_text(render_report(facts(events=events.items)))
     assert "警告播放失败：中文已播放；yue失败" in text and "warningfailed:Chineseplayed;yuefailed" in text
+
+
+def test_every_token_the_timeline_words_has_words_in_both_languages() -> None:
+    """The values the protocol gives these fields (docs/protocol.md) each have their words in the catalogue."""
+    from server.words import catalogue
+
+    wanted = {
+        "seal_value": [
+            "camera_none",
+            "camera_unavailable",
+            "camera_starting",
+            "camera_ok",
+            "camera_blind",
+            "camera_lost",
+        ],
+        "camera_reason": ["uniform", "frozen", "read_failed", "read_stalled", "bad_frame"],
+        "armed_reason": ["local", "new_case"],
+        "warning_language": ["zh", "en"],
+    }
+    missing = [
+        f"{s}.{v}"
+        for s, values in wanted.items()
+        for v in values
+        if set(catalogue().get(f"{s}.{v}", {})) != {"zh", "en"}
+    ]
+    assert missing == []
