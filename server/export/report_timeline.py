@@ -183,7 +183,10 @@ def _two(zh: str, en: str) -> str:
 
 def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
     """A timeline table of plain-text cells wrapped to their columns; alert rows in red."""
-    head = [f"{zh}\n{en}" for zh, en in TIMELINE_HEADER]
+    head = [  # each language on lines of its own, wrapped to the column as the cells are
+        "\n".join(wrap(text, s.glyphs, width - 2 * PADDING) for text in pair)
+        for pair, width in zip(TIMELINE_HEADER, TIMELINE_WIDTHS, strict=True)
+    ]
     body = [
         [wrap(text, s.glyphs, width - 2 * PADDING) for text, width in zip(cells, TIMELINE_WIDTHS, strict=True)]
         for cells, _alert in rows
