@@ -38,7 +38,7 @@ from seal_agent.config_checks import (
 from seal_agent.errors import ConfigError, SealAgentError, SealStateError
 from seal_agent.pin_checks import pin_warnings
 from seal_agent.runtime import SealRuntime, keygen
-from seal_agent.state_checks import is_simulated, root_refusal, simulated_refusal, state_file_problems
+from seal_agent.state_checks import check_config_state_problems, root_refusal, state_file_problems
 from seal_protocol.signing import public_key_b64
 
 logger = logging.getLogger("seal_agent.cli")
@@ -115,10 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="validate a configuration file; prints OK or each problem",
         # the usage argparse would write shows --config optional (the hidden positional form may give it instead)
-        usage="%(prog)s [-h] [--log-level LEVEL] [--log-format FORMAT] --config FILE",
+        usage="%(prog)s [-h] [--log-level LEVEL] [--log-format FORMAT] --config FILE [--simulate]",
     )
     _add_config_option(check, required=False)  # required, but the positional form below may give it instead
     check.add_argument("file", nargs="?", type=Path, help=argparse.SUPPRESS)  # the form installed units still use
+    check.add_argument(
+        "--simulate",
+        action="store_true",
+        help="check it for `seal-agent simulate`, not `run`: a simulated seal's state_dir is then right, a real "
+        "seal's is refused",
+    )
     check.set_defaults(func=cmd_check_config, usage_error=check.error)
 
     keygen = commands.add_parser(
@@ -200,12 +206,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if warning is not None:
             logger.warning("%s", warning)
     problems = check_files(config) + state_file_problems(config) + check_camera(config)
-    if is_simulated(config.state_dir):  # `run` refuses it
-        problems.append(f"state_dir: {simulated_refusal(config)}")
+    problems += check_config_state_problems(config, simulate=args.simulate)
     if problems:
         _print_problems(problems)
         return EXIT_CONFIG
-    _out("OK")
+    _out("OK (for seal-agent simulate)" if args.simulate else "OK")
     return EXIT_OK
 
 

@@ -165,6 +165,26 @@ class TamperConfig(_Section):
     )
 
 
+class SensorsConfig(_Section):
+    """The bound on a flapping sensor's edges, the watch for a stuck PIR (:mod:`seal_agent.behaviour.sensor_bound`)."""
+
+    trigger_burst: int = Field(
+        5, ge=1, le=100, description="Full triggers (event, pictures) a sensor may give in a row before it is flapping."
+    )
+    trigger_refill_s: float = Field(
+        60, ge=1, le=86400, description="One more full trigger is allowed each this many seconds."
+    )
+    summary_s: float = Field(
+        60, ge=1, le=3600, description="While a sensor flaps, sign the edges merged at most this often."
+    )
+    quiet_s: float = Field(
+        30, ge=1, le=3600, description="A flapping sensor without an edge this long is normal again."
+    )
+    stuck_after_s: float = Field(
+        600, ge=1, le=86400, description="A PIR reading motion this long without an edge is signed sensor_stuck."
+    )
+
+
 class CommandsConfig(_Section):
     server_public_key: str = Field(
         "",
@@ -257,6 +277,9 @@ class AgentConfig(_Section):
     warning: WarningConfig = Field(default_factory=WarningConfig, description="The spoken warning.")
     camera: CameraConfig = Field(default_factory=CameraConfig, description='The camera; source "" = none.')
     tamper: TamperConfig = Field(default_factory=TamperConfig, description="The enclosure's tamper switch.")
+    sensors: SensorsConfig = Field(
+        default_factory=SensorsConfig, description="Flapping and stuck sensors: how many triggers, how often signed."
+    )
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="Signed commands from the court.")
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, description="Re-sending what the court has not receipted."

@@ -30,7 +30,8 @@
   ``on_command`` returned, i.e. after the seal has committed its answer. If it raises (the action failed, or the
   answer could not be committed, e.g. on a full disk), that command and every later one on the connection stay
   unacknowledged, and the connection is renewed after a back-off so that the broker delivers them again, in order
-  (:class:`~seal_agent.mqtt_commands.CommandInbox`). A command is never consumed without an answer.
+  (:class:`~seal_agent.mqtt_commands.CommandInbox`). A command is never consumed without an answer. A message
+  delivered retained on ``cmd`` is no command (the court never retains one): acknowledged, answered by nothing.
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ class MqttPublisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def retained_commands_ignored(self) -> int:
+        """Messages delivered retained on the ``cmd`` topic, taken as no command."""
+        return self._commands.retained_ignored
 
     # -- life cycle -------------------------------------------------------------------------------------------
 

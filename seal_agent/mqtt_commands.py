@@ -11,6 +11,12 @@ during which events and receipts keep flowing (a receipt is what makes room on a
 socket down: paho's "connection lost", which it reconnects after with the publisher's usual back-off; the broker then
 delivers the commands again in the order it first sent them, the failed one first. A crash has the same effect. A
 command is never consumed without an answer or, if none can ever be recorded, its ``event_lost``.
+
+The court never retains a command (and clears what it finds retained on a seal's ``cmd`` topic,
+:mod:`server.ingest.retained`): a message the broker delivers with the RETAIN flag — a retained message handed to the
+seal's subscription, made again at every connect — is no command. It is acknowledged without being handed to the
+handler, so no signed event answers it (one ``command_rejected`` per reconnect, forever, otherwise); it is logged once
+per connection and counted (:attr:`CommandInbox.retained_ignored`).
 """
 
 from __future__ import annotations
@@ -46,9 +52,14 @@ class CommandInbox:
         self._failures = 0  # commands left unanswered in a row (the renewal's back-off)
         self._renewal: threading.Timer | None = None
         self._closed = False
+        self.retained_ignored = 0  # messages delivered retained, taken as no command
+        self._retained_logged = False  # on this connection
 
     def deliver(self, handler: CommandHandler, message: mqtt.MQTTMessage) -> None:
         """On paho's network thread: hand ``message`` to ``handler`` and acknowledge it once that returned."""
+        if message.retain:
+            self._ignore_retained(message)
+            return
         if self._unanswered is not None:
             logger.info(
                 "command (mid %d) not taken: command (mid %d) is still unanswered; the broker delivers both again",
@@ -73,12 +84,26 @@ class CommandInbox:
         self._failures = 0
         self._client.ack(message.mid, message.qos)
 
+    def _ignore_retained(self, message: mqtt.MQTTMessage) -> None:
+        """A retained message: no command (the court never retains one); acknowledged, answered by nothing."""
+        self.retained_ignored += 1
+        if not self._retained_logged:
+            self._retained_logged = True
+            logger.warning(
+                "ignoring a retained message on %s (%d bytes): the court never retains a command, so it is not taken "
+                "as one (the court clears it)",
+                message.topic,
+                len(message.payload),
+            )
+        self._client.ack(message.mid, message.qos)
+
     def new_connection(self) -> None:
         """A connection was made or lost: commands are taken again, and no renewal is due."""
         self._cancel_renewal()
         with self._lock:
             self._connection += 1
             self._unanswered = None
+            self._retained_logged = False
 
     def close(self) -> None:
         """The seal stops: no renewal any more."""

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from seal_agent.behaviour.seal import SealAgent, SystemClock
+from seal_agent.behaviour.sensor_bound import SensorLimits
 from seal_agent.behaviour.triggers import CameraPolicy
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.config import AgentConfig, court_key, read_password
@@ -97,7 +98,9 @@ class SealRuntime:
                 receipt_timeout_max_s=receipt_timeout_max_s or config.delivery.receipt_timeout_max_s,
             )  # fmt: skip
             self.agent = self._build_agent()
-            self.commands = CommandDesk(self.agent, self.recorder, self.clock, server_key=court)
+            self.commands = CommandDesk(
+                self.agent, self.recorder, self.clock, server_key=court, clock_state=self.clock_state
+            )
             self.publisher.bind_commands(self.commands.handle)
             if self.camera is not None:
                 self._wire_camera(self.camera, self.recorder)
@@ -202,6 +205,13 @@ class SealRuntime:
                 motion_window_s=config.camera.motion_window_s,
             ),
             tamper=self.tamper,
+            sensor_limits=SensorLimits(
+                burst=config.sensors.trigger_burst,
+                refill_s=config.sensors.trigger_refill_s,
+                summary_s=config.sensors.summary_s,
+                quiet_s=config.sensors.quiet_s,
+                stuck_after_s=config.sensors.stuck_after_s,
+            ),
             camera_unavailable=self.camera_unavailable if config.camera.enabled else None,
             clock_state=self.clock_state,
         )

@@ -63,16 +63,7 @@ def claim_state_dir(config: AgentConfig, *, simulated: bool) -> None:
     if not simulated:
         return
     if found:
-        raise SealStateError(
-            f"state_dir {state_dir} 属于一台真实封条（其中已有 {', '.join(found)}，由 seal-agent keygen 或 run 创建）："
-            f"simulate 在模拟引脚上产生的入侵、开盖事件会以它的密钥签名、写入它的事件链，"
-            f"作为真实事件送达法院，且无法删除。"
-            f"请另写一份临时配置，state_dir 指向一个新的空目录（例如 /tmp/seal-try/state），再运行 simulate。"
-            f" / {state_dir} belongs to a real seal (it holds {', '.join(found)}, made by `seal-agent keygen` or "
-            f"`run`): the intrusions and lid openings simulate makes on mock pins would be signed with its key into "
-            f"its chain and reach the court as real events, and could never be removed. Simulate with a throw-away "
-            f"configuration whose state_dir is a new, empty directory (e.g. /tmp/seal-try/state)."
-        )
+        raise SealStateError(_real_seal_refusal(state_dir, found))
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         write_durably(state_dir / SIMULATED_MARK, _MARK_TEXT.encode("utf-8"))
@@ -80,13 +71,59 @@ def claim_state_dir(config: AgentConfig, *, simulated: bool) -> None:
         raise SealStateError(f"cannot mark {state_dir} as a simulated seal's ({exc}): simulate does not start") from exc
 
 
+#: After ``check-config``'s refusal of a simulated seal's state_dir (checked for ``run``): it is right for ``simulate``.
+SIMULATED_HINT = (
+    "这是模拟封条的 state_dir，供 seal-agent simulate 使用：请用 seal-agent check-config --simulate --config FILE "
+    "检查。 / This is a simulated seal's state_dir, right for `seal-agent simulate` (which this check is not for: it "
+    "checks for `run`): check it with `seal-agent check-config --simulate --config FILE`."
+)
+
+
+def check_config_state_problems(config: AgentConfig, *, simulate: bool) -> list[str]:
+    """``check-config``'s word on the state directory, for ``run`` or (``simulate``) for ``simulate``: each refuses
+    the other's (:func:`claim_state_dir`)."""
+    if simulate:
+        refusal = simulate_refusal(config)
+        return [] if refusal is None else [f"state_dir: {refusal}"]
+    if is_simulated(config.state_dir):
+        return [f"state_dir: {simulated_refusal(config)} {SIMULATED_HINT}"]
+    return []
+
+
+def simulate_refusal(config: AgentConfig) -> str | None:
+    """Why ``simulate`` would refuse ``config``'s state directory (a real seal's), checked without marking it."""
+    state_dir = config.state_dir
+    try:
+        if is_simulated(state_dir):
+            return None
+        found = [path.name for path in _chain_files(config) if path.exists()]
+    except OSError as exc:
+        return f"cannot read state_dir {state_dir}: {exc}"
+    return _real_seal_refusal(state_dir, found) if found else None
+
+
+def _real_seal_refusal(state_dir: Path, found: list[str]) -> str:
+    return (
+        f"state_dir {state_dir} 属于一台真实封条（其中已有 {', '.join(found)}，由 seal-agent keygen 或 run 创建）："
+        f"simulate 在模拟引脚上产生的入侵、开盖事件会以它的密钥签名、写入它的事件链，"
+        f"作为真实事件送达法院，且无法删除。"
+        f"请另写一份临时配置，state_dir 指向一个新的空目录（例如 /tmp/seal-try/state），再运行 simulate。"
+        f" / {state_dir} belongs to a real seal (it holds {', '.join(found)}, made by `seal-agent keygen` or "
+        f"`run`): the intrusions and lid openings simulate makes on mock pins would be signed with its key into "
+        f"its chain and reach the court as real events, and could never be removed. Simulate with a throw-away "
+        f"configuration whose state_dir is a new, empty directory (e.g. /tmp/seal-try/state)."
+    )
+
+
 def simulated_refusal(config: AgentConfig) -> str:
     """Why ``run`` and ``keygen`` refuse a simulated seal's state directory, and what to do."""
     state_dir = config.state_dir
     return (
-        f"state_dir {state_dir} 由 seal-agent simulate 创建（标记文件 {state_dir / SIMULATED_MARK}）：其中的事件来自"
+        f"state_dir {state_dir} 由 seal-agent simulate 或 keygen --simulated 创建"
+        f"（标记文件 {state_dir / SIMULATED_MARK}）：其中的事件来自"
         f"模拟引脚，真实封条不得接续这条事件链，也不得使用其密钥。请为真实封条使用一个新的空 state_dir（再运行 "
-        f"seal-agent keygen，把它打印的公钥交法院登记）。 / {state_dir} was made by `seal-agent simulate` (marked by "
+        f"seal-agent keygen，把它打印的公钥交法院登记）。 / {state_dir} was made by `seal-agent simulate` or "
+        f"`keygen --simulated` (marked by "
         f"{state_dir / SIMULATED_MARK}): its chain holds events made on mock pins, which a real seal must not "
         f"continue, nor sign with its key. Give the real seal a new, empty state_dir (then `seal-agent keygen`, and "
         f"enrol the key it prints at the court)."

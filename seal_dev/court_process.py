@@ -22,9 +22,11 @@ from pathlib import Path
 
 from seal_dev.broker import PrivateBroker, free_port
 from seal_protocol.signing import load_or_create_signing_key, public_key_b64
+from server.config import load_settings
 from server.core.db import READ_ONLY, SessionFactory, make_engine, make_session_factory
 from server.migrations.run import init_db
 from server.seals.broker_files import SERVER_USERNAME
+from server.stores import make_store_roots
 
 ROOT = Path(__file__).resolve().parent.parent
 SEAL_SERVER = Path(sys.executable).with_name("seal-server")
@@ -56,6 +58,7 @@ class CourtProcess:
             init_db(engine)
         finally:
             engine.dispose()
+        make_store_roots(load_settings(self.config_path))  # as `seal-server init-db` does: never made by a write
         self._engine = make_engine(self.database_url)
         self.session_factory: SessionFactory = make_session_factory(self._engine)
         #: Sessions that only read: on SQLite they begin DEFERRED, so that polling the court's database while it is

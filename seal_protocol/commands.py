@@ -208,9 +208,15 @@ def check_command(
     last_accepted_id: int,
     now: datetime,
     clock_skew: timedelta = timedelta(seconds=120),
+    clock_unsynced: bool = False,
 ) -> Command:
     """Parse and check a received command for the seal ``device_id`` guarding ``case_no``; raise
     :class:`CommandRefused` with the reason, else return it.
+
+    ``now`` is the seal's best knowledge of the present (its wall clock, never below the court's latest signed
+    time it has seen). ``clock_unsynced``: the seal's kernel does not know its wall clock to be set (a Pi without a
+    real-time clock before NTP answered); a command issued "in the future" is then the court's signed word that the
+    seal's clock is behind, not a reason to refuse it: it is not refused ``not_yet_valid``.
 
     The case numbers are compared by their canonical form (:func:`~seal_protocol.case_numbers.same_case_no`): a
     seal configured with full-width parentheses obeys a command that names its case with ASCII ones."""
@@ -239,7 +245,7 @@ def check_command(
         raise CommandRefused(RejectReason.REPLAYED, detail, cid, last_accepted=last_accepted_id)
     if now > parse_ts(command.expires_at):
         raise CommandRefused(RejectReason.EXPIRED, f"expired at {command.expires_at}", cid)
-    if parse_ts(command.issued_at) > now + clock_skew:
+    if parse_ts(command.issued_at) > now + clock_skew and not clock_unsynced:
         raise CommandRefused(RejectReason.NOT_YET_VALID, f"issued in the future ({command.issued_at})", cid)
     if not same_case_no(command.case_no, case_no):
         raise CommandRefused(

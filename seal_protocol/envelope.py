@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -95,6 +96,16 @@ class EventType(StrEnum):
     EVENT_LOST = "event_lost"
     CLOCK_STEPPED = "clock_stepped"
     SNAPSHOT_LOST = "snapshot_lost"
+    SENSOR_FLAPPING = "sensor_flapping"
+    SENSOR_NORMAL = "sensor_normal"
+    SENSOR_STUCK = "sensor_stuck"
+    SENSOR_UNSTUCK = "sensor_unstuck"
+
+
+def is_simulated(payload: Mapping[str, Any]) -> bool:
+    """A simulated seal signed the event of ``payload``: its :data:`SIMULATED_FIELD` is the JSON value ``true`` (not
+    a string, not 1). The one test of it, for the court, its report and ``seal-verify`` alike."""
+    return payload.get(SIMULATED_FIELD) is True
 
 
 def utc_now_ms(now: datetime | None = None) -> str:

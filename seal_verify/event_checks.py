@@ -14,6 +14,7 @@ from typing import Any
 from nacl.signing import VerifyKey
 
 from seal_protocol import Envelope, InvalidEnvelope, SignatureError, decode_envelope, parse_ts
+from seal_protocol.envelope import is_simulated
 from seal_protocol.signing import verify_bytes, verify_key_from_b64
 from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
 from seal_verify.verdict import Check, cut, shown
@@ -123,7 +124,7 @@ def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dic
             check.fail(f"line {line.number} ({env.device_id}#{env.seq}): the signature does not verify")
             continue
         verified += 1
-        if is_simulated(env):
+        if is_simulated(env.payload):
             simulated.append(line)
     for line in simulated:
         check.note(simulated_note(line))
@@ -139,11 +140,6 @@ def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dic
             f"其中 {len(simulated)} 个为模拟事件（模拟封条所签，并非现场实际发生）"
         )
     return len(simulated)
-
-
-def is_simulated(env: Envelope) -> bool:
-    """The event's seal signed that it ran on mock pins (``seal-agent simulate``): ``"simulated": true``."""
-    return env.payload.get("simulated") is True
 
 
 def simulated_note(line: EventLine) -> str:

@@ -21,6 +21,7 @@
     seal-server notice-revoke NOTICE_ID --note TEXT --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
+    seal-server broker check --config FILE [--wait S]
     seal-server notify add-target --case CASE_NO --role judge|creditor --url URL --config FILE [--secret-file F]
     seal-server notify list --config FILE [--case CASE_NO]
     seal-server notify remove ID --config FILE
@@ -63,6 +64,7 @@ from server.cli_feed import telling_pages
 from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
+from server.config_secrets import check_secrets, check_start_secrets
 from server.core.db import in_session, make_engine
 from server.errors import ConfigError, ServerError
 from server.evidence.cli import add_log_key_command, run_log_key
@@ -168,6 +170,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("%s", warning)
     match args.command:
         case "check-config":
+            check_secrets(settings)
             _out(
                 f"{args.config}: ok (database {_safe_url(settings.database_url)}, broker "
                 f"{settings.mqtt.host}:{settings.mqtt.port}, API {settings.http.host}:{settings.http.port}, "
@@ -224,6 +227,7 @@ def _run(settings: Settings) -> int:
     from server.app import create_app
     from server.stores import Stores
 
+    check_start_secrets(settings)  # one line naming the key, not a traceback from the app's start
     Stores.from_settings(settings).check()  # the bucket must answer before the server takes any event
     engine = make_engine(settings.database_url)
     try:

@@ -42,7 +42,7 @@ from server.config_sections import (
     WebSettings,
 )
 from server.config_storage import StorageSettings
-from server.config_types import OptionalPath
+from server.config_types import OptionalPath, RequiredPath
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -209,7 +209,8 @@ class BrokerFilesSettings(BaseModel):
     pid_file: OptionalPath = Field(
         None,
         description="Mosquitto's pid_file (written when it is started with -d): the server sends that process "
-        "SIGHUP to re-read the files. Unset: reload the broker yourself after each change.",
+        "SIGHUP to re-read the files, if it is a Mosquitto whose configuration names this pid_file (a stale file "
+        "naming another process: none is signalled). Unset: reload the broker yourself after each change.",
     )
 
 
@@ -221,7 +222,7 @@ class Settings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path/court.db or postgresql+psycopg://user@host/db. "
         f"${DATABASE_URL_ENV} overrides it.",
     )
-    snapshot_dir: Path = Field(
+    snapshot_dir: RequiredPath = Field(
         description='Directory of snapshot files, each named by its SHA-256 (not used with [storage] backend = "s3").'
     )
     offline_after_s: int = Field(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.config_types import OptionalName, OptionalPath
+from server.config_types import OptionalName, OptionalPath, RequiredPath
 
 
 class MqttSettings(BaseModel):
@@ -20,7 +19,9 @@ class MqttSettings(BaseModel):
         1883, ge=1, le=65535, description="MQTT broker port: 1883 on 127.0.0.1, 8883 (TLS) for a broker elsewhere."
     )
     username: str = Field("court-server", min_length=1, max_length=64, description="The court server's account.")
-    password_file: Path = Field(description="File holding the account's password (first line); keep it mode 0600.")
+    password_file: RequiredPath = Field(
+        description="File holding the account's password (first line); keep it mode 0600."
+    )
     tls_ca_file: OptionalPath = Field(
         None,
         description="CA certificate of the broker's TLS listener; when set, the connection uses TLS. Empty or absent: "

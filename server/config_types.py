@@ -31,6 +31,16 @@ def _public_url(value: Any) -> Any:
 #: The server's public address (``https://host[:port][/path]``), ``""`` or absent meaning unset.
 PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
 
+
+def _non_empty_path(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must name a file or directory: an empty path would be read as the current directory")
+    return value
+
+
+#: A file or directory that must be given: ``""`` is refused (``Path("")`` is ``.``, the current directory).
+RequiredPath = Annotated[Path, BeforeValidator(_non_empty_path)]
+
 #: A file that may be left out: absent, or ``""`` in the file (as the commented example writes it), is ``None``.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 

@@ -12,8 +12,14 @@ Each key of the catalogue is ``<section>.<name>`` and holds ``zh`` and ``en``.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
+from datetime import datetime
 from functools import cache
 from importlib import resources
+from typing import Any
+
+from server.core.court_clock import court_clock
+from server.errors import Said
 
 
 @cache
@@ -35,3 +41,53 @@ def words(section: str, token: str) -> tuple[str, str]:
     if texts is None or "zh" not in texts or "en" not in texts:
         return token, token
     return texts["zh"], texts["en"]
+
+
+def said_words(said: Said) -> tuple[str, str]:
+    """``said`` in Chinese and in English (its values said first, as a page's ``t.say`` says them in one language:
+    :class:`~server.errors.Said`)."""
+    return _say(said, "zh"), _say(said, "en")
+
+
+def _say(said: Said, column: str) -> str:
+    texts = catalogue().get(said.key)
+    text = texts[column] if texts is not None and column in texts else said.key
+    values = {name: _value(value, column) for name, value in said.values.items()}
+    return text.format(**values) if values else text
+
+
+def _value(value: object, column: str) -> object:
+    if isinstance(value, Said):
+        return _say(value, column)
+    if isinstance(value, datetime):
+        return court_clock(value)
+    if isinstance(value, list | tuple):
+        return ("；" if column == "zh" else "; ").join(str(_value(v, column)) for v in value)
+    return value
+
+
+def said_json(said: Said) -> dict[str, Any]:
+    """``said`` as JSON, to be stored (:func:`said_of` reads it back): its values numbers, text, lists, and
+    :class:`~server.errors.Said` as ``{"said": …}``."""
+    return {"key": said.key, "values": {name: _json(value) for name, value in said.values.items()}}
+
+
+def said_of(data: Mapping[str, Any]) -> Said:
+    """The :class:`~server.errors.Said` :func:`said_json` stored."""
+    return Said(str(data["key"]), {name: _unjson(value) for name, value in dict(data.get("values") or {}).items()})
+
+
+def _json(value: object) -> object:
+    if isinstance(value, Said):
+        return {"said": said_json(value)}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+def _unjson(value: object) -> object:
+    if isinstance(value, Mapping) and "said" in value:
+        return said_of(value["said"])
+    if isinstance(value, list):
+        return [_unjson(v) for v in value]
+    return value

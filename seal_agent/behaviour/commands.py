@@ -33,6 +33,11 @@ The rule for every command that reaches the seal's ``cmd`` topic:
   ``event_lost``. So does an action whose own event can never be recorded (an ``arm`` whose ``armed`` the outbox
   refuses for its own sake): the action took no effect, its ``event_lost`` stands in its place, and the command
   counts as taken, unanswered, not to be tried again; the court sees it expire (``arm_failed``/``disarm_failed``).
+* A command's validity window is judged by the seal's wall clock, never below the court's latest signed time it has
+  accepted a command of (:class:`~seal_agent.behaviour.court_time.CourtTime`): a seal booted with its clock behind
+  refuses as ``expired`` a command the court's later word shows expired. While the kernel does not say the wall clock
+  is synchronised (``synced`` false or unknown), a command issued "in the future" is not refused ``not_yet_valid``:
+  the court's signed time beats an unset clock; it is accepted and raises that floor. A synchronised seal refuses it.
 * A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
   runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
@@ -57,10 +62,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from seal_agent.behaviour.court_time import COURT_TIME_SETTING, CourtTime
 from seal_agent.behaviour.seal import SealAgent
 from seal_agent.behaviour.warning_outcome import WarningStart
 from seal_agent.errors import EventLost, OutboxError, SealStopping
-from seal_agent.interfaces import Clock
+from seal_agent.interfaces import CLOCK_UNKNOWN, Clock, ClockState
 from seal_agent.journal.recorder import EventRecorder
 from seal_protocol import EventType
 from seal_protocol.commands import (
@@ -106,11 +112,18 @@ class CommandDesk:
     ``recorder``."""
 
     def __init__(
-        self, agent: SealAgent, recorder: EventRecorder, clock: Clock, *, server_key: VerifyKey | None
+        self,
+        agent: SealAgent,
+        recorder: EventRecorder,
+        clock: Clock,
+        *,
+        server_key: VerifyKey | None,
+        clock_state: ClockState | None = None,
     ) -> None:
         self._agent = agent
         self._recorder = recorder
-        self._clock = clock
+        self._clock_state = clock_state  # None: the clock's sync state is unknown (judged as not synchronised)
+        self._court_time = CourtTime(clock, recorder.outbox.setting(COURT_TIME_SETTING))
         self._server_key = server_key
         # Without a pinned key, signatures are checked against a key whose private half was thrown away.
         self._nobody = SigningKey.generate().verify_key
@@ -155,7 +168,8 @@ class CommandDesk:
                     case_no=self._recorder.case_no,
                     server_key=self._server_key or self._nobody,
                     last_accepted_id=self.last_accepted_id,
-                    now=self._clock.now(),
+                    now=self._court_time.now(),
+                    clock_unsynced=self._clock_unsynced(),
                 )
             except CommandRefused as refused:
                 if refused.command_id in self._lost and refused.reason in _OBEYED_REFUSALS:
@@ -170,6 +184,7 @@ class CommandDesk:
                 if not _same_bytes(done, data):  # another command under that id: refused in its own right
                     self._reject(refused, data)
                 return
+            self._court_time.saw(command.issued_at)
             if command.command_id in self._lost:
                 logger.info("court command %d again: carried out, its answer lost for good", command.command_id)
                 return
@@ -188,6 +203,11 @@ class CommandDesk:
                 done = _Done(command.action, result, self._warning, hashlib.sha256(data).hexdigest())
                 self._remember(command.command_id, done)
             self._answer(command.command_id, done)
+
+    def _clock_unsynced(self) -> bool:
+        """The kernel does not say the wall clock is synchronised (false, or unknown)."""
+        sync = CLOCK_UNKNOWN if self._clock_state is None else self._clock_state.sync()
+        return sync.synced is not True
 
     def _remember(self, command_id: int, done: _Done) -> None:
         """Keep ``done`` until its answer is committed (the oldest goes first past :data:`UNANSWERED_KEPT`)."""
@@ -208,7 +228,7 @@ class CommandDesk:
             stored = self._recorder.record(
                 EventType.COMMAND_ACK,
                 {"command_id": command_id, "action": done.action.value, **result, **carried_out},
-                settings={LAST_COMMAND_SETTING: str(last)},
+                settings={LAST_COMMAND_SETTING: str(last), **self._court_time_setting()},
             )
         except EventLost as lost:
             del self._unanswered[command_id]
@@ -217,6 +237,10 @@ class CommandDesk:
         del self._unanswered[command_id]
         if done.warning is not None:
             self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
+
+    def _court_time_setting(self) -> dict[str, str]:
+        floor = self._court_time.setting()
+        return {} if floor is None else {COURT_TIME_SETTING: floor}
 
     def _answer_reused(self, command_id: int, done: _Done, data: bytes) -> None:
         """``data``, a valid command under the id of one carried out but not yet answered, is another command: the

@@ -15,9 +15,8 @@ change the state under that lock (a disarm also stops the speaker under it), so 
 disarmed, never between, and a disarmed seal never starts a warning; yet an edge never waits for that commit
 (:mod:`seal_agent.behaviour.edge_gate`). Camera I/O and the triggers' events happen outside the lock.
 
-What a trigger then does (warning, snapshots, the event, the ``snapshot_taken`` follow-up, camera confirmation) is
-:class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether* to warn (armed, presence,
-cool-down).
+What a trigger then does is :class:`~seal_agent.behaviour.triggers.TriggerResponder`'s; this module decides *whether*
+(armed, presence, cool-down; a flapping or stuck sensor: :mod:`.sensor_bound`; the lid's edges: :mod:`.lid`).
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ from seal_agent.behaviour.clock import ClockWatch, SystemClock, guarded, ignore
 from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.edge_gate import EdgeGate
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
+from seal_agent.behaviour.lid import LidEdges
+from seal_agent.behaviour.sensor_bound import SensorBounds, SensorLimits
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
 from seal_agent.behaviour.warning_outcome import WarningStart
@@ -51,7 +52,7 @@ SETTLE_S = 2.0
 __all__ = ["SealAgent", "SystemClock"]
 
 
-class SealAgent:
+class SealAgent(LidEdges):
     """One seal. Call :meth:`start`, then :meth:`stop`; :meth:`arm` / :meth:`disarm` at any time in between.
 
     The armed state is committed with the ``armed``/``disarmed`` event and survives restarts in its case (a disarm
@@ -74,6 +75,7 @@ class SealAgent:
         tamper: Switch | None = None,
         camera_unavailable: str | None = None,
         clock_state: ClockState | None = None,
+        sensor_limits: SensorLimits | None = None,
     ) -> None:
         self.agent_version = agent_version
         self.heartbeat_s = heartbeat_s
@@ -93,6 +95,9 @@ class SealAgent:
         if self._camera_reason is not None:
             self._respond.camera_absent = "unavailable"
         self._policy = WarningPolicy(warning)
+        self._sensors = SensorBounds(  # flapping or stuck lines: :mod:`.sensor_bound`
+            sensor_limits or SensorLimits(), self._clock.monotonic(), tamper=tamper is not None, sign=self._respond.note
+        )
         self._armed = stored_armed(self._outbox)  # as committed; a disarm of another case is undone at start
         self._present = False
         self._lid_open = False  # what the tamper switch's edges (or its level check) said last
@@ -165,6 +170,8 @@ class SealAgent:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.join(5.0)
+        with self._lock:  # every edge counted is signed
+            self._sensors.flush(self._clock.monotonic())
         self._speaker.stop()  # a warning under way ends now, so its warning_result is recorded before we return
         with self._lock:  # a warning a cool-down deferred never started: no warning_result (none is true to sign)
             self._deferred = None
@@ -267,6 +274,7 @@ class SealAgent:
                     "agent_version": self.agent_version,
                     "pir_state": "motion" if self._motion.is_active else "idle",
                     "tamper": "none" if self._tamper is None else ("open" if self._tamper.is_active else "closed"),
+                    "sensors": self._sensors.heartbeat(),  # ints and states read without the edges' lock
                     **self._camera_health(),
                     "armed": self._armed,
                     "disk_free_bytes": shutil.disk_usage(self._outbox.path.parent).free,
@@ -292,11 +300,16 @@ class SealAgent:
         self._edges.decide(lambda: self._presence_began(now, caught))
 
     def _presence_began(self, now: float, caught: Caught | None) -> None:  # under the lock
+        full = self._sensors.edge("pir", now, high=True, trigger=not self._present)
         if self._present:
             return
         self._present = True
         armed = self._armed
         wanted = armed and self._policy.motion_started(now)
+        if not full:  # flapping: merged into a signed count (:mod:`.sensor_bound`); the warning keeps its policy
+            if wanted:
+                self._respond.play_warning()
+            return
         # Not wanted though armed: the cool-down deferred it (intrusion: deferred_cooldown; a warning_result tells).
         deferred = self._deferred = DeferredWarning(self._respond.follow_warning) if armed and not wanted else None
         self._respond.intrusion(
@@ -331,30 +344,13 @@ class SealAgent:
         self._edges.decide(lambda: self._presence_ended(now))
 
     def _presence_ended(self, now: float) -> None:  # under the lock
+        self._sensors.edge("pir", now, high=False)
         if not self._present:
             return
         self._present = False
         self._policy.motion_ended(now)
         self._settle_deferred(WarningStart("suppressed_cooldown"))  # it ended within the cool-down: no warning
         logger.info("presence ended")
-
-    def _tamper_opened(self, at_start: bool = False, caught: Caught | None = None) -> None:
-        """The lid opened (its edge, or ``caught`` by the level check): warn unless disarmed; the event follows."""
-        now = self._clock.monotonic()  # on the edge's thread, as a PIR edge's
-        self._tamper_level.saw(True)
-        self._edges.decide(lambda: self._lid_opened(now, at_start, {} if caught is None else caught.payload()))
-
-    def _lid_opened(self, now: float, at_start: bool, detected: dict[str, Any]) -> None:  # under the lock
-        if self._lid_open:  # the same opening: its edge and the start-up reading, or a late edge after a catch
-            logger.info("tamper switch: the lid reads open and is known open already; the same opening")
-            return
-        self._lid_open = True
-        self._respond.tamper(now, armed=self._armed, at_start=at_start, **detected)
-
-    def _tamper_closed(self, caught: Caught | None = None) -> None:
-        self._tamper_level.saw(False)
-        self._edges.decide(lambda: setattr(self, "_lid_open", False))  # under the lock
-        logger.info("enclosure closed again%s", "" if caught is None else " (its edge was missed: the level says so)")
 
     # -- timer thread -----------------------------------------------------------------------------------------
 
@@ -374,6 +370,7 @@ class SealAgent:
         with self._lock:
             if self._armed and self._policy.due(now):
                 self._settle_deferred(self._respond.play_warning())  # a repeat, or the warning a cool-down deferred
+            self._sensors.due(now, {"pir": self._present, "tamper": self._lid_open})
             beat = now >= self._next_heartbeat
             if beat:
                 self._next_heartbeat = now + self.heartbeat_s

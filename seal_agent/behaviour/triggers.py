@@ -285,6 +285,10 @@ class TriggerResponder:
 
         self._queue.submit(commit)
 
+    def note(self, type: EventType, payload: Mapping[str, Any], at: float) -> None:
+        """Sign a sensor's event (``sensor_flapping`` …) that happened at ``at``, behind the triggers' before it."""
+        self._queue.submit(lambda: None if self._queue.commit(type, payload, at=at, then=lambda *_: None) else None)
+
     def _commit(
         self,
         type: EventType,

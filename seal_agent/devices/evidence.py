@@ -10,6 +10,7 @@ current, stored, or neither (:meth:`SealCamera.snapshot_now`).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from seal_agent.devices.camera import Snapshot, SnapshotBurst
@@ -40,13 +41,26 @@ class Evidence:
         self._ready: list[Snapshot] = []
         self._later: list[str] = []
         self._dropped: str | None = None
+        self._named: set[str] = set()  # every picture this trigger's events name: none is named twice
+        self._lock = threading.Lock()  # _named: on_later runs on the monitor's thread, also before attach
         self.hashes: list[str] = []
 
     def attach(self, burst: SnapshotBurst) -> None:
         """The burst whose post-trigger snapshots call :meth:`on_later`; its ready ones are hashed now."""
         self._burst = burst
-        self._ready, burst.ready = list(burst.ready), []  # held here only: keep() or drop() lets them go
-        self.hashes = [sha256_hex(snapshot.jpeg) for snapshot in self._ready]
+        ready, burst.ready = list(burst.ready), []  # held here only: keep() or drop() lets them go
+        hashed = [(sha256_hex(snapshot.jpeg), snapshot) for snapshot in ready]
+        with self._lock:
+            new = [(sha, snapshot) for sha, snapshot in hashed if self._name(sha)]
+        self._ready = [snapshot for _, snapshot in new]
+        self.hashes = [sha for sha, _ in new]
+
+    def _name(self, sha: str) -> bool:
+        """Whether ``sha`` is a picture not yet named (and now is): the same picture twice is one picture."""
+        if sha in self._named:
+            return False
+        self._named.add(sha)
+        return True
 
     def keep(self) -> list[dict[str, str]]:
         """Store and queue the snapshots listed in :attr:`hashes` (once the event listing them is committed), and
@@ -73,7 +87,13 @@ class Evidence:
         return list(self._later)
 
     def on_later(self, snapshot: Snapshot) -> None:
-        """A post-trigger snapshot (the monitor's thread; the burst logs a failure)."""
+        """A post-trigger snapshot (the monitor's thread; the burst logs a failure); one whose picture is already
+        named (the same JPEG) is left out."""
+        sha = sha256_hex(snapshot.jpeg)
+        with self._lock:
+            if not self._name(sha):
+                logger.info("snapshot %s already taken for this trigger: not listed again", sha)
+                return
         self._later.append(self._spool.add(snapshot.jpeg))
 
 
@@ -114,7 +134,9 @@ class SealCamera:
         """Store and queue the camera's current frame: the ``snapshot`` command's answer (``result``: ``taken``,
         ``camera_lost``, ``no_frame`` or ``store_failed`` with its ``reason``; ``snapshot``; the ``camera`` state;
         ``frame_age_ms``, how old the frame was when it was taken, in whole ms). A frame older than the monitor's
-        :attr:`~seal_agent.devices.camera.CameraMonitor.fresh_s` is never offered as the current view."""
+        :attr:`~seal_agent.devices.camera.CameraMonitor.fresh_s` is never offered as the current view; nor is a
+        frozen camera's repeated frame, whose picture is as old as the first of the run: ``no_frame`` once that is
+        older (``camera`` then says ``frozen``, or ``blind`` after ``blind_after_s``)."""
         state = self.monitor.state
         answer: dict[str, Any] = {"result": "no_frame", "snapshot": None, "camera": state, "frame_age_ms": None}
         if state == "lost":

@@ -32,6 +32,8 @@ class AlarmKind(StrEnum):
     CLOCK_UNSYNCED = "clock_unsynced"
     CASE_MISMATCH = "case_mismatch"
     REFUSAL_FLOOD = "refusal_flood"
+    SENSOR_FLAPPING = "sensor_flapping"
+    SENSOR_STUCK = "sensor_stuck"
 
     @property
     def severity(self) -> Severity:
@@ -61,6 +63,8 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.CLOCK_UNSYNCED: Severity.MEDIUM,  # the times the seal signs may be wrong: its events' order is not
     AlarmKind.CASE_MISMATCH: Severity.HIGH,  # the seal's events, intrusions included, reach no case until corrected
     AlarmKind.REFUSAL_FLOOD: Severity.HIGH,  # its account floods refused messages: its password may be stolen
+    AlarmKind.SENSOR_FLAPPING: Severity.HIGH,  # its edges are counted, not each a trigger: someone must look at it
+    AlarmKind.SENSOR_STUCK: Severity.HIGH,  # a PIR reading motion for ever tells nobody of a new arrival
 }
 
 CONDITIONS = frozenset(

@@ -39,7 +39,8 @@ class AlarmPublic(BaseModel):
         "(封条配置的案号与本案不符 / seal configured with another case number: its signed events are refused as "
         "wrong_case), refusal_flood (封条账号大量发送被拒消息 / its MQTT account sent more refused messages than "
         "[ingest] quarantine_seal_rows in a window: the rest are only counted; disable the account if its password "
-        "is in other hands)."
+        "is in other hands), sensor_flapping (传感器抖动 / a PIR or tamper switch flapping: its edges merged into "
+        "signed counts), sensor_stuck (传感器卡滞 / a PIR reading motion without end)."
     )
     severity: str
     state: AlarmState

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -105,6 +105,7 @@ class GroundPublic(BaseModel):
     zh: str
     en: str
     article: str = Field(description="Where the 查封规定 (法释〔2004〕15号) lists it.")
+    article_en: str = Field(description="The same in English: Art. 28 (4).")
 
 
 class ProofPublic(BaseModel):
@@ -191,7 +192,10 @@ class RemovalRequestPublic(BaseModel):
 
 
 def grounds() -> list[GroundPublic]:
-    return [GroundPublic(ground=g, zh=g.label.zh, en=g.label.en, article=g.label.article) for g in RemovalGround]
+    return [
+        GroundPublic(ground=g, zh=g.label.zh, en=g.label.en, article=g.label.article, article_en=g.label.article_en)
+        for g in RemovalGround
+    ]
 
 
 def request_public(session: Session, request: RemovalRequest, *, now: datetime, reader: User) -> RemovalRequestPublic:
@@ -242,7 +246,7 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
         ],
         views=[ViewPublic(view_id=v.id, author=names.get(v.author_id), at=v.at, text=v.text) for v in request.views],
         seals=[_seal(p, full=full) for p in progress],
-        history=[StepPublic(**vars(s)) for s in steps_shown(request.steps, full=full)],
+        history=[StepPublic(**_without_said(vars(s))) for s in steps_shown(request.steps, full=full)],
     )
 
 
@@ -275,3 +279,8 @@ def _seal(progress: SealProgress, *, full: bool) -> SealProgressPublic:
         armed=progress.armed,
         found=SealFound(progress.found) if progress.found is not None else None,
     )
+
+
+def _without_said(step: dict[str, Any]) -> dict[str, Any]:
+    """A step's fields but its note's key and values: the API gives the note written out, Chinese first."""
+    return {name: value for name, value in step.items() if name != "said"}

@@ -16,13 +16,17 @@ at once when the API issues a command or the connection comes up):
    subscribers" (the seal has no session: never connected, or its session expired, so nobody would get it) leaves it
    unaccepted, with ``publish_error`` and one more ``publish_attempts``; it is published again at its seal's turn, until
    it expires. After one failure, that seal's later commands wait for the next round, so a seal never sees a higher id
-   before a lower one.
+   before a lower one. Each goes out with an MQTT v5 *Message Expiry Interval*: the seconds left until its signed
+   ``expires_at`` (at least 1; :func:`expiry_interval`), so the broker drops it from the seal's session once it has
+   expired, and a seal long away never receives it — not even one booted with its clock behind, whose wall clock
+   would take it for valid (docs/protocol.md, "Commands and the seal's clock").
 
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
 secret suffix, :func:`seal_protocol.transport.mqtt_client_id`) on the court server's account, with a clean session.
 ``on_changed`` is told, after each round, the seals whose commands it expired or the broker accepted (the app
-publishes them on the pages' live bus).
+publishes them on the pages' live bus). At each connection it also clears any retained message on the seals' ``cmd``
+and ``receipt`` topics (:mod:`server.commands.retained_sweep`).
 """
 
 from __future__ import annotations
@@ -36,11 +40,16 @@ from functools import partial
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from seal_protocol import cmd_topic
+from seal_protocol.envelope import parse_ts
+from seal_protocol.wirejson import loads_wire_json
 from server.commands.failures import close_settled, expire_due_and_alarm
 from server.commands.models import CourtCommand
+from server.commands.retained_sweep import RetainedSweep
 from server.commands.service import claim_for_publish, expire_unbound, to_publish
 from server.config import CommandSettings, MqttSettings
 from server.core.base import utc_now
@@ -57,6 +66,13 @@ logger = logging.getLogger(__name__)
 EXPIRY_MARGIN = timedelta(seconds=2)
 
 NO_MATCHING_SUBSCRIBERS = 16  # an MQTT v5 PUBACK reason code that is not a failure
+
+
+def expiry_interval(signed: bytes, now: datetime) -> int:
+    """The Message Expiry Interval (s) to publish the signed command ``signed`` with at ``now``: the whole seconds
+    left until its ``expires_at`` (rounded down: the broker never keeps it past its expiry), at least 1."""
+    left = (parse_ts(loads_wire_json(signed)["expires_at"]) - now).total_seconds()
+    return max(1, int(left))
 
 
 @dataclass
@@ -92,6 +108,7 @@ class CommandDispatcher:
         self.settings = settings
         self._session_factory = session_factory
         self._metrics = metrics or IngestMetrics()
+        self._sweep = RetainedSweep(self._metrics)
         self._clock = clock
         self._loop = RoundLoop("command-dispatcher", self.run_round, settings.retry_interval_s)
         self._connected = threading.Event()
@@ -118,6 +135,8 @@ class CommandDispatcher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._sweep_message
         self._client = client
         connect_in_background(client, self._mqtt, persistent=False)
         self._loop.start()
@@ -212,7 +231,9 @@ class CommandDispatcher:
             command = claim_for_publish(session, command_id=command_id, now=now)
             if command is None:
                 return None
-            info = client.publish(cmd_topic(command.device_id), command.signed, qos=1)
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = expiry_interval(command.signed, now)  # the round's now
+            info = client.publish(cmd_topic(command.device_id), command.signed, qos=1, properties=properties)
         problem = publish_problem(info)
         if problem is not None:
             return "not_connected", f"publish failed: {problem}"
@@ -258,6 +279,7 @@ class CommandDispatcher:
             self._refused.refused(reason_code)
             return
         self._refused.accepted()
+        self._sweep.start(_client)
         self._connected.set()
         self._loop.wake()
         logger.info("command publisher connected to the broker")
@@ -270,7 +292,15 @@ class CommandDispatcher:
         if was_connected and not self._loop.stopping:
             logger.warning("command publisher disconnected: %s; reconnecting", reason_code)
 
+    def _on_subscribe(self, client: mqtt.Client, _userdata: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        self._sweep.subscribed(client, mid, codes)
+
+    def _sweep_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._sweep.received(client, message)
+
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode, _p: Any) -> None:
+        if self._sweep.published(mid, reason_code):
+            return
         with self._acks_cond:
             if mid in self._abandoned:
                 self._abandoned.discard(mid)

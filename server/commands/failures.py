@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from seal_protocol.commands import CommandAction
+from seal_protocol.envelope import SIMULATED_FIELD
 from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
@@ -89,6 +90,7 @@ def raise_failed(
     reason: str,
     event_id: int | None = None,
     acked: frozenset[int] = frozenset(),
+    simulated: bool = False,
 ) -> Alarm | None:
     """The seal's alarm for ``command`` (expired or rejected, ``reason`` why), if its action has one, no later arm
     or disarm was issued to the seal, the seal is bound to the command's case still, and no earlier command the
@@ -113,6 +115,8 @@ def raise_failed(
         "issued_at": command.issued_at.isoformat(),
         "expires_at": command.expires_at.isoformat(),
     }
+    if simulated:  # the refusal was signed as a simulated seal's: as every alarm from such an event, it says so
+        details[SIMULATED_FIELD] = True
     return book.raise_alarm(
         kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event_id=event_id
     )
@@ -170,6 +174,8 @@ class Settled:
     outcome: AnswerOutcome
     at: datetime
     row_id: Callable[[], int]
+    #: The answer was signed as a simulated seal's (:func:`seal_protocol.envelope.is_simulated`).
+    simulated: bool = False
 
 
 def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
@@ -188,7 +194,9 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
     for command, one in refused:
         if command.state == CommandState.REJECTED.value:
             reason = f"the seal refused it: {command.reason}"
-            raise_failed(book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked)
+            raise_failed(
+                book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked, simulated=one.simulated
+            )
 
 
 def expire_due_and_alarm(

@@ -8,11 +8,15 @@ a power cut. Writing the same bytes twice, even at once, is harmless: the name i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,6 +62,89 @@ def move_into_place(temp: Path, target: Path) -> None:
     sync_file(temp)
     os.replace(temp, target)
     sync_directory(target.parent)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A file moved into place by :func:`place_until_recorded`: the caller records it, then calls :meth:`keep`, or,
+    if the record fails, :meth:`undo`."""
+
+    target: Path
+    #: The file ``target`` named before, kept aside under a temporary name beside it; ``None`` if there was none.
+    earlier: Path | None
+
+    def undo(self) -> None:
+        """Put back the file ``target`` named before (or remove ``target`` if it named none), then flush the
+        directory: a failed record leaves the path as it was."""
+        if self.earlier is None:
+            self.target.unlink(missing_ok=True)
+        else:
+            os.replace(self.earlier, self.target)
+        sync_directory(self.target.parent)
+
+    def keep(self) -> None:
+        """The new file is recorded: remove the earlier one kept aside (if any), then flush the directory."""
+        if self.earlier is None:
+            return
+        try:
+            self.earlier.unlink(missing_ok=True)
+            sync_directory(self.target.parent)
+        except OSError as exc:  # the new file is in place and recorded: a leftover copy is no failure of it
+            logger.warning("cannot remove %s (what %s named before): %s", self.earlier, self.target, exc.strerror)
+
+
+def place_until_recorded(temp: Path, target: Path) -> Placed:
+    """:func:`move_into_place` ``temp`` as ``target``, keeping the file ``target`` named before — a bundle recorded
+    earlier — under a temporary name beside it (a hard link, flushed; copied where the filesystem has no hard links)
+    until the caller has recorded the new one (:meth:`Placed.keep`) or put the earlier one back (:meth:`Placed.undo`).
+    A failure leaves ``target`` as it was. A crash between the rename and the caller's record leaves the new file at
+    ``target``, unrecorded, and the earlier one beside it as ``.<name>.<random>.kept``."""
+    earlier = _keep_aside(target)
+    placed = Placed(target, earlier)
+    try:
+        move_into_place(temp, target)
+    except BaseException:
+        placed.undo()
+        raise
+    return placed
+
+
+def _keep_aside(target: Path) -> Path | None:
+    """A second name, beside ``target``, for the file it names (``None`` if it names none), flushed to disk."""
+    for _ in range(100):
+        aside = target.with_name(f".{target.name}.{secrets.token_hex(6)}.kept")
+        try:
+            _link(target, aside)
+        except FileNotFoundError:
+            return None
+        except FileExistsError:
+            continue
+        sync_directory(target.parent)
+        return aside
+    raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(target))
+
+
+def _link(target: Path, aside: Path) -> None:
+    """Make ``aside`` (which must not exist) a hard link to ``target`` (itself, if a symbolic link); on a filesystem
+    without hard links (FAT, exFAT), a copy of it, flushed to disk."""
+    try:
+        os.link(target, aside, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+    with target.open("rb") as source, aside.open("xb") as copy:
+        try:
+            shutil.copyfileobj(source, copy)
+            copy.flush()
+            os.fsync(copy.fileno())
+        except BaseException:
+            aside.unlink(missing_ok=True)
+            raise
+
+
+#: What ``link(2)`` answers on a filesystem that has no hard links (FAT and exFAT: EPERM).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 def sync_file(path: Path) -> None:

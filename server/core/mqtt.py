@@ -322,3 +322,10 @@ def connect_in_background(client: mqtt.Client, settings: MqttSettings, *, persis
 def publish_problem(info: mqtt.MQTTMessageInfo) -> str | None:
     """Why paho did not queue a publish (e.g. "The client is not currently connected."), or ``None``."""
     return None if info.rc == mqtt.MQTT_ERR_SUCCESS else mqtt.error_string(info.rc)
+
+
+def clear_retained(client: mqtt.Client | None, topic: str) -> int | None:
+    """Delete the retained message on ``topic`` (an empty retained publish, QoS 1) through ``client``: its packet id,
+    None if not sent (no client, or no connection). The ingest's clears and the command publisher's sweep alike."""
+    info = None if client is None else client.publish(topic, b"", qos=1, retain=True)
+    return info.mid if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS else None

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from seal_protocol import parse_ts
+from seal_protocol.envelope import is_simulated
 from seal_protocol.wirejson import loads_wire_json
 from seal_verify import BundleVerdict, Status
 from seal_verify.timestamp import TimestampVerdict
@@ -154,7 +155,7 @@ def _alarm(a: JsonDict) -> AlarmFacts:
         opened_at=_at_known(a["opened_at"]),
         count=a["count"],
         history=history,
-        simulated=isinstance(a["details"], dict) and a["details"].get("simulated") is True,
+        simulated=isinstance(a["details"], dict) and is_simulated(a["details"]),
     )
 
 

@@ -19,6 +19,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
 from seal_protocol import parse_ts
+from seal_protocol.envelope import is_simulated
 from server.core.court_clock import court_clock
 from server.evidence.verdicts import key_fingerprint
 from server.export.report_closing import closing
@@ -50,7 +51,7 @@ from server.export.report_sections import (
     para,
     removals_table,
 )
-from server.export.report_text import SIMULATED, SIMULATED_MEANING, clip, is_simulated
+from server.export.report_text import SIMULATED, SIMULATED_MEANING, clip, timed
 from server.export.report_timeline import timeline, type_counts
 from server.notices.fonts import FontChoice, find_font, register_font
 from server.pdf_glyphs import placeholder
@@ -166,7 +167,7 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         ("案号", "case number", facts.case_no),
         ("导出时间", "exported at", f"{court_clock(export.at)} (UTC+8)"),
         ("导出人", "exported by", export.by),
-        ("时间范围", "range", f"{court_clock(export.range_from)} — {court_clock(export.range_to)}"),
+        (*timed("时间范围", "range"), f"{court_clock(export.range_from)} — {court_clock(export.range_to)}"),
         (
             "事件 / 快照 / 审计记录",
             "events / snapshots / audit entries",
@@ -261,14 +262,17 @@ def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         rows = [
             [cell("密钥指纹", "key fingerprint (SHA-256)", s), cell(_fingerprint(seal.public_key_b64), "", s)],
             [cell("公钥", "public key", s), cell(seal.public_key_b64, "", s)],
-            [cell("登记", "enrolled", s), cell(f"{court_clock(seal.registered_at)} {seal.registered_by}", "", s)],
+            [
+                cell(*timed("登记", "enrolled"), s),
+                cell(f"{court_clock(seal.registered_at)} {seal.registered_by}", "", s),
+            ],
             [cell("位置", "location", s), cell(seal.location or "—", "", s)],
         ]
         for b in seal.bindings:
             until = f"{court_clock(b.unbound_at)} {b.unbound_by or ''}" if b.unbound_at else "至今 still bound"
             rows.append(
                 [
-                    cell("绑定本案", "bound to the case", s),
+                    cell(*timed("绑定本案", "bound to the case"), s),
                     cell(f"{court_clock(b.bound_at)} {b.bound_by} — {until}", "", s),
                 ]
             )
@@ -305,7 +309,7 @@ def _quarantine(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         ]
         for q in facts.quarantine
     ]
-    header = [("封条", "seal"), ("原因", "reason"), ("消息/份数", "messages/copies"), ("收到", "received")]
+    header = [("封条", "seal"), ("原因", "reason"), ("消息/份数", "messages/copies"), timed("收到", "received")]
     return [*out, grid(header, rows, [30 * mm, 34 * mm, 26 * mm, None], s)]
 
 

@@ -29,7 +29,17 @@ from server.export.report_facts import (
     RemovalFacts,
     SnapshotFacts,
 )
-from server.export.report_text import SIMULATED, clip, ground_words, plain, snapshot_lost_words, sort_time
+from server.export.report_text import (
+    SIMULATED,
+    ZONE_EN,
+    ZONE_ZH,
+    clip,
+    ground_words,
+    plain,
+    snapshot_lost_words,
+    sort_time,
+    timed,
+)
 from server.ingest.quarantine_rows import QUARANTINE_RAW_LIMIT
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import TextCell, font_table, markup
@@ -140,7 +150,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
             Paragraph(markup("Other snapshots (files in the bundle)", s.glyphs), s.en),
         ]
         names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at)] for x in rest]
-        header = [("文件", "path"), ("封条", "seal"), ("收到", "received")]
+        header = [("文件", "path"), ("封条", "seal"), timed("收到", "received")]
         for chunk in chunks(names, ROWS_PER_TABLE):
             out.append(grid(header, chunk, [122 * mm, 20 * mm, 32 * mm], s))
     if missing:
@@ -149,7 +159,7 @@ def contact_sheet(snapshots: Sequence[SnapshotFacts], s: ReportStyles) -> list[F
             Paragraph(markup("Snapshots the court does not hold", s.glyphs), s.en),
         ]
         names = [[cell(x.path, "", s), x.device_id, court_clock(x.received_at), _absence(x, s)] for x in missing]
-        header = [("文件", "path"), ("封条", "seal"), ("收到", "received"), ("原因", "why")]
+        header = [("文件", "path"), ("封条", "seal"), timed("收到", "received"), ("原因", "why")]
         for chunk in chunks(names, ROWS_PER_TABLE):
             out.append(grid(header, chunk, [72 * mm, 20 * mm, 28 * mm, 54 * mm], s))
     return out
@@ -236,15 +246,16 @@ def _refused(snapshot: SnapshotFacts, s: ReportStyles) -> TextCell:
     else:
         where = ("法院未保存其字节", "the court did not keep its bytes")
     return cell(
-        f"法院于 {at} 收到（{size} 字节）但拒收，存于隔离区（{reason}）；{where[0]}",
-        f"received by the court at {at} ({size} bytes) but refused, kept in its quarantine ({reason}); {where[1]}",
+        f"法院于 {at}{ZONE_ZH} 收到（{size} 字节）但拒收，存于隔离区（{reason}）；{where[0]}",
+        f"received by the court at {at}{ZONE_EN} ({size} bytes) but refused, kept in its quarantine ({reason}); "
+        f"{where[1]}",
         s,
         alert=True,
     )
 
 
 def _tile(snapshot: SnapshotFacts, width: float, s: ReportStyles) -> Table:
-    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_clock(snapshot.received_at)}", s)
+    caption = cell(f"{snapshot.sha256[:12]}…", f"{snapshot.device_id} {court_clock(snapshot.received_at)}{ZONE_EN}", s)
     picture: Flowable
     try:
         picture = _thumbnail(snapshot.jpeg or b"", width - 4 * mm)
@@ -296,7 +307,7 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
     if not alarms:
         return para("无告警。", "No alarms.", s)
     header = [("编号", "id"), ("封条", "seal"), ("类型", "kind"), ("级别", "severity"), ("状态", "state"),
-              ("首次", "opened"), ("次数", "count"), ("处理经过", "history")]  # fmt: skip
+              timed("首次", "opened"), ("次数", "count"), timed("处理经过", "history")]  # fmt: skip
     rows = [_row([str(a.id), a.device_id, _alarm_kind(a, s),
                   cell(*words("severity", a.severity), s), cell(*words("alarm_state", a.state), s),
                   court_clock(a.opened_at), str(a.count),
@@ -315,7 +326,7 @@ def _alarm_kind(alarm: AlarmFacts, s: ReportStyles) -> TextCell:
 def commands_table(commands: Sequence[CommandFacts], s: ReportStyles) -> list[Flowable]:
     if not commands:
         return para("未向本案封条发送指令。", "No commands were sent to the case's seals.", s)
-    header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), ("发出", "issued"), ("发出人", "by"),
+    header = [("编号", "id"), ("封条", "seal"), ("指令", "action"), timed("发出", "issued"), ("发出人", "by"),
               ("状态", "state"), ("应答事件序号", "answer seq"), ("应答", "answer")]  # fmt: skip
     rows = [_row([str(c.id), c.device_id, cell(*words("case_command_action", c.action), s), court_clock(c.issued_at),
                   c.issued_by, cell(*words("case_command_state", c.state), s),
@@ -353,7 +364,7 @@ def removals_table(removals: Sequence[RemovalFacts], s: ReportStyles) -> list[Fl
     creditor, each disarm sent again is one)."""
     if not removals:
         return para("无解除查封申请。", "No removal requests.", s)
-    header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), ("申请时间", "filed"),
+    header = [("编号", "id"), ("理由", "ground"), ("状态", "state"), ("申请人", "filed by"), timed("申请时间", "filed"),
               ("经过", "steps"), ("证明文件（SHA-256）", "proofs (SHA-256)")]  # fmt: skip
     rows = [_row([str(r.id), cell(*ground_words(r.ground), s), cell(*words("case_removal_state", r.state), s),
                   r.filed_by, court_clock(r.filed_at), str(len(r.history)),
@@ -378,7 +389,7 @@ def _steps_tables(
 ) -> list[Flowable]:
     """Steps one per row — whose (``owner``, by its id), when, who, what (``step`` of its action), the note
     (clipped, pointing to ``where``) — in tables of :data:`ROWS_PER_TABLE` rows."""
-    header = [owner, ("时间", "at"), ("人员", "by"), ("经过", "step"), ("说明", "note")]
+    header = [owner, timed("时间", "at"), ("人员", "by"), ("经过", "step"), ("说明", "note")]
     rows = [
         _row([str(owner_id), court_clock(h.at), h.actor, cell(*step(h.action), s), clip(h.note or "—", where)], s)
         for owner_id, h in steps

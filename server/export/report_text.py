@@ -36,6 +36,10 @@ TIMELINE_TYPES = frozenset(
         "event_lost",
         "clock_stepped",
         "snapshot_lost",
+        "sensor_flapping",
+        "sensor_normal",
+        "sensor_stuck",
+        "sensor_unstuck",
     }
 )
 
@@ -58,6 +62,10 @@ EVENT_NAMES: dict[str, tuple[str, str]] = {
     "snapshot_taken": ("抓拍结果（存储或未能存储）", "snapshots' outcome (stored or not)"),
     "event_lost": ("事件未能记录（已丢失）", "event lost (could not be recorded)"),
     "clock_stepped": ("封条时钟跳变", "seal clock stepped"),
+    "sensor_flapping": ("传感器抖动（触发已合并计数）", "sensor flapping (edges merged and counted)"),
+    "sensor_normal": ("传感器恢复正常", "sensor normal again"),
+    "sensor_stuck": ("传感器卡滞（持续报有人）", "sensor stuck (motion without end)"),
+    "sensor_unstuck": ("传感器卡滞解除", "sensor no longer stuck"),
     # Signed for a picture the court had not receipted, which it may have received: no word on what the court holds.
     "snapshot_lost": (
         "封条上的快照副本丢失（法院回执前）",
@@ -153,6 +161,16 @@ def sort_time(moment: datetime | None) -> float:
     return as_utc(moment).timestamp() if moment is not None else float("-inf")
 
 
+#: The zone of every time the report gives (the court's clock: :func:`~server.core.court_clock.court_clock`), said
+#: in the header of each column, and beside each row, of times.
+ZONE_ZH, ZONE_EN = "（UTC+8）", " (UTC+8)"
+
+
+def timed(zh: str, en: str) -> tuple[str, str]:
+    """A header of times, with their zone: ``法院收到（UTC+8）`` / ``received (UTC+8)``."""
+    return zh + ZONE_ZH, en + ZONE_EN
+
+
 def event_name(kind: str) -> tuple[str, str]:
     return EVENT_NAMES.get(kind, (kind, kind))
 
@@ -164,11 +182,6 @@ SIMULATED_MEANING = (
     "模拟封条所签（seal-agent simulate，模拟引脚），并非现场实际发生",
     "signed by a simulated seal (seal-agent simulate, mock pins): it did not happen on site",
 )
-
-
-def is_simulated(payload: Mapping[str, Any]) -> bool:
-    """The seal signed ``"simulated": true`` (the JSON value true, not a string or 1)."""
-    return payload.get("simulated") is True
 
 
 def ground_words(ground: str) -> tuple[str, str]:
@@ -195,9 +208,10 @@ def warning_words(payload: Mapping[str, Any]) -> tuple[str, str] | None:
                 continue
             result = str(item.get("result"))
             rzh, ren = LANGUAGE_RESULT.get(result, (result, result))
+            lzh, len_ = _said("warning_language", item.get("language"))
             reason = f"（{item['reason']}）" if item.get("reason") else ""
-            parts_zh.append(f"{item.get('language')} {rzh}{reason}")
-            parts_en.append(f"{item.get('language')} {ren}" + (f" ({item['reason']})" if item.get("reason") else ""))
+            parts_zh.append(f"{lzh} {rzh}{reason}")
+            parts_en.append(f"{len_} {ren}" + (f" ({item['reason']})" if item.get("reason") else ""))
         if parts_zh:
             zh += "：" + "；".join(parts_zh)
             en += ": " + "; ".join(parts_en)
@@ -234,14 +248,13 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
         return f"指令 {payload.get('command_id')}：{rzh}", f"command {payload.get('command_id')}: {ren}{detail}"
 
     if kind in {"armed", "disarmed"}:
-        return (
-            f"原因 {_v(payload.get('reason'))}，指令 {_v(payload.get('by'))}",
-            f"reason {_v(payload.get('reason'))}, command {_v(payload.get('by'))}",
-        )
+        rzh, ren = armed_reason_words(payload.get("reason"))
+        return f"原因：{rzh}，指令 {_v(payload.get('by'))}", f"reason: {ren}, command {_v(payload.get('by'))}"
     if kind == "warning_result":
+        tzh, ten = _said("event_name", payload.get("trigger"))
         return (
-            f"针对序号 {payload.get('trigger_seq')} 的 {payload.get('trigger')} 事件",
-            f"for the {payload.get('trigger')} event seq {payload.get('trigger_seq')}",
+            f"针对序号 {_v(payload.get('trigger_seq'))} 的“{tzh}”事件",
+            f"for the {ten} event seq {_v(payload.get('trigger_seq'))}",
         )
     if kind == "outbox_full":
         thinned, unsent = payload.get("thinned"), payload.get("thinned_unsent")
@@ -280,19 +293,39 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
     if kind in {"intrusion", "tamper"}:
         shots = payload.get("snapshots")
         count = len(shots) if isinstance(shots, list) else 0
-        zh, en = (
-            f"摄像头 {payload.get('camera')}，快照 {count} 张",
-            f"camera {payload.get('camera')}, {count} snapshots",
-        )
+        czh, cen = _said("seal_value", payload.get("camera"), prefix="camera_")
+        zh, en = f"摄像头：{czh}，快照 {count} 张", f"camera: {cen}, {count} snapshots"
         if payload.get("detected_by") == "level_check":  # its edge was lost: stamped when caught, not at the edge
             since = _ts_words(payload.get("not_before"))
             zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
         return zh, en
     if kind == "clock_stepped":
         return clock_step_words(payload)
-    if kind.startswith("camera_"):
-        return f"{payload.get('reason') or ''}", f"{payload.get('reason') or ''}"
+    if kind.startswith("camera_"):  # camera_recovered and camera_found name no reason
+        return _said("camera_reason", payload["reason"]) if payload.get("reason") is not None else ("", "")
     return "", ""
+
+
+def _said(section: str, token: object, *, prefix: str = "") -> tuple[str, str]:
+    """A token a seal signed in the words of the catalogue's ``section`` (``<section>.<prefix><token>``; an event
+    type: :func:`event_name`): ``—`` for none, one without words as signed (control characters shown: :func:`plain`,
+    cut to 120 characters)."""
+    if token is None:
+        return "—", "—"
+    if isinstance(token, str):
+        said = event_name(token) if section == "event_name" else words(section, prefix + token)
+        if said != (token, token) and said != (prefix + token, prefix + token):
+            return said
+    shown = clip(plain(str(token)), "events.jsonl", 120)
+    return shown, shown
+
+
+def armed_reason_words(reason: object) -> tuple[str, str]:
+    """Why a seal's armed state changed (``armed``/``disarmed``'s ``reason``): ``court command 12`` → 法院指令 12, or
+    the catalogue's ``armed_reason`` words (``local``, ``new_case``)."""
+    if isinstance(reason, str) and (number := re.fullmatch(r"court command (\d+)", reason)):
+        return f"法院指令 {number.group(1)}", f"court command {number.group(1)}"
+    return _said("armed_reason", reason)
 
 
 def snapshot_lost_words(reason: object) -> tuple[str, str]:

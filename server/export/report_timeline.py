@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, Paragraph, Table
 
+from seal_protocol.envelope import is_simulated
 from server.commands.refusals import refused_own_bytes
 from server.core.court_clock import court_clock
 from server.export.report_facts import CommandFacts, EventFacts, OfflinePeriod
@@ -29,18 +30,18 @@ from server.export.report_text import (
     clip,
     event_details,
     event_name,
-    is_simulated,
     outcome_words,
     plain,
     sort_time,
+    timed,
     warning_words,
 )
 from server.pdf_glyphs import Glyphs
 from server.pdf_layout import font_table, markup, text_lines
 
 TIMELINE_HEADER = [
-    ("封条时钟", "seal's clock"),
-    ("法院收到", "received"),
+    timed("封条时钟", "seal's clock"),
+    timed("法院收到", "received"),
     ("封条", "seal"),
     ("序号", "seq"),
     ("事件", "event"),
@@ -87,8 +88,8 @@ def timeline(
     for period in offline:
         until = court_clock(period.until) if period.until else "导出时 the export"
         note = (
-            f"至 {until}，法院未收到该封条的任何消息（法院时钟）",
-            f"until {until} the court heard nothing from this seal (court's clock)",
+            f"至 {until}，法院未收到该封条的任何消息（法院时钟，UTC+8）",
+            f"until {until} the court heard nothing from this seal (court's clock, UTC+8)",
         )
         cells = ["", court_clock(period.since), period.device_id, "", "离线 offline", _two(*note)]
         rows.append((sort_time(period.since), (cells, True)))
@@ -182,7 +183,10 @@ def _two(zh: str, en: str) -> str:
 
 def _text_table(rows: Sequence[_Row], s: ReportStyles) -> Table:
     """A timeline table of plain-text cells wrapped to their columns; alert rows in red."""
-    head = [f"{zh}\n{en}" for zh, en in TIMELINE_HEADER]
+    head = [  # each language on lines of its own, wrapped to the column as the cells are
+        "\n".join(wrap(text, s.glyphs, width - 2 * PADDING) for text in pair)
+        for pair, width in zip(TIMELINE_HEADER, TIMELINE_WIDTHS, strict=True)
+    ]
     body = [
         [wrap(text, s.glyphs, width - 2 * PADDING) for text, width in zip(cells, TIMELINE_WIDTHS, strict=True)]
         for cells, _alert in rows
@@ -224,7 +228,7 @@ def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]
     if not days:
         return []
     rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]
-    header = [("封条", "seal"), ("日期（封条时钟）", "day (seal's clock)"), ("心跳次数", "heartbeats")]
+    header = [("封条", "seal"), ("日期（封条时钟，UTC+8）", "day (seal's clock, UTC+8)"), ("心跳次数", "heartbeats")]
     return [
         Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）", s.glyphs), s.h2),
         Paragraph(markup("Heartbeats, counted per seal and day, not listed one by one", s.glyphs), s.en),

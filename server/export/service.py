@@ -7,8 +7,12 @@
    a new signed manifest, written to a temporary file beside ``target``.
 4. The file is flushed to disk, renamed to ``target`` and its directory flushed; only then is the export recorded (an
    audit entry naming the checkpoint, a row of ``evidence_exports`` so later exports carry a consistency proof from
-   it) in a short transaction of its own, and committed. A failure on the way leaves no partial bundle and no record:
-   a bundle whose record cannot be committed is removed again, and no record names a file that is not in place.
+   it) in a short transaction of its own, and committed. A file ``target`` named before (an earlier bundle, recorded)
+   is kept aside beside it until then (:func:`~server.core.files.place_until_recorded`). A failure on the way leaves
+   no partial bundle and no record: a bundle whose record cannot be committed is removed again and the earlier file
+   put back, so no record names a file that is not in place and no recorded bundle is lost. A crash (a power cut)
+   between the rename and the commit can leave a bundle at ``target`` that the court has no record of, and the earlier
+   one beside it as ``.<name>.<random>.kept``: ``seal-verify`` tells whether a bundle is genuine; export again.
 
 Before anything is written, both evidence stores must answer (:meth:`~server.core.blobs.ObjectBackend.check`: a
 directory that exists and can be read, a bucket that answers): a store that is away — an unmounted disk — refuses the
@@ -40,7 +44,7 @@ from server.audit.service import Actor, record_audit
 from server.config import Settings
 from server.core.base import utc_now
 from server.core.db import make_session_factory
-from server.core.files import move_into_place
+from server.core.files import place_until_recorded
 from server.errors import ContentMismatch, ContentStoreError, NotFound
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import TimestampFailed
@@ -135,7 +139,7 @@ def export_case(
     try:
         manifest, verdict_ok = _write(staged, stage, temp, log_key, config, progress)
         digest = hashlib.sha256(manifest).hexdigest()
-        move_into_place(temp, target)
+        placed = place_until_recorded(temp, target)  # a bundle recorded before at target kept aside till recorded
     except OverBound as exc:
         events = staged.evidence.events
         received = [line.received_at for line in events]
@@ -154,9 +158,10 @@ def export_case(
         session.commit()
     except BaseException:
         session.rollback()
-        target.unlink(missing_ok=True)  # not recorded, so not exported: no bundle the court has no record of
         logger.error("case %s: the export to %s could not be recorded; the bundle is removed", case_no, target)
+        placed.undo()  # not recorded, so not exported: the path holds what it held before (the earlier bundle, or none)
         raise
+    placed.keep()
     evidence, size = staged.evidence, staged.proofs.checkpoint.tree_size
     present = sum(1 for s in evidence.snapshots if s["present"])
     logger.info(

@@ -13,11 +13,14 @@
   cut false alarms. A box destroyed inside that second still leaves its intrusion in the case log, and its
   vanishing raises ``offline`` (the Last Will).
 - ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
-- The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``speaker_failed``,
-  ``clock_unsynced``) follow the seal's ``seq``, not the order its events are stored in: a raise stored after a
-  newer recovery is evidence only and opens nothing, a recovery stored after a newer raise closes nothing
-  (:mod:`server.ingest.condition_order`). ``case_mismatch`` is closed only by a stored event newer than the refused
-  one its alarm names last.
+- ``sensor_flapping`` (a PIR or tamper switch flapping: its edges merged into signed counts; each summary folds into
+  the live alarm) and ``sensor_stuck`` (a PIR reading motion too long) raise their alarm; ``sensor_normal`` and
+  ``sensor_unstuck`` close it.
+- The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``sensor_flapping``,
+  ``sensor_stuck``, ``speaker_failed``, ``clock_unsynced``) follow the seal's ``seq``, not the order its events are
+  stored in: a raise stored after a newer recovery is evidence only and opens nothing, a recovery stored after a
+  newer raise closes nothing (:mod:`server.ingest.condition_order`). ``case_mismatch`` is closed only by a stored
+  event newer than the refused one its alarm names last.
 - A *late* event — of a case the seal is no longer bound to, arriving after the unbinding (an offline seal draining
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
@@ -53,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
+from server.alarms.event_details import event_details
 from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
 from server.ingest.chain import ChainChange
@@ -67,10 +71,14 @@ EVENT_ALARMS = {
     EventType.OUTBOX_FULL: AlarmKind.OUTBOX_FULL,
     EventType.EVENT_LOST: AlarmKind.EVENT_LOST,
     EventType.SNAPSHOT_LOST: AlarmKind.SNAPSHOT_LOST,
+    EventType.SENSOR_FLAPPING: AlarmKind.SENSOR_FLAPPING,
+    EventType.SENSOR_STUCK: AlarmKind.SENSOR_STUCK,
 }
 RECOVERIES = {
     EventType.CAMERA_RECOVERED: AlarmKind.CAMERA_BLIND,
     EventType.CAMERA_FOUND: AlarmKind.CAMERA_LOST,
+    EventType.SENSOR_NORMAL: AlarmKind.SENSOR_FLAPPING,
+    EventType.SENSOR_UNSTUCK: AlarmKind.SENSOR_STUCK,
 }
 
 
@@ -142,10 +150,14 @@ def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
     return closes
 
 
+#: What :func:`event_details` writes over a payload's key of the same name.
+_ENVELOPE_KEYS = frozenset({"event_type", "seq", "ts"})
+
+
 def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any]:
     """An event's alarm's details: the seal's payload first, then the envelope's own facts and what the court found
     (``late``, ``disarmed_while_sealed``: only when true), written over any key of the same name a payload carries."""
-    details = {**envelope.payload, "event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    details = event_details(envelope, **{k: v for k, v in envelope.payload.items() if k not in _ENVELOPE_KEYS})
     for mark, found in (("late", late), (DISARMED_WHILE_SEALED, disarmed)):
         details.pop(mark, None)
         if found:
@@ -186,7 +198,7 @@ def _speaker(
     """Raise ``speaker_failed`` on a warning that failed, close it on one that played — unless a newer word of the
     seal on its speaker, stored before, says the opposite (``overruled``: :mod:`server.ingest.condition_order`)."""
     device_id, kind = envelope.device_id, AlarmKind.SPEAKER_FAILED
-    details: dict[str, Any] = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts}
+    details = event_details(envelope)
     outcome = speaker_outcome(envelope.type, envelope.payload)
     if outcome == "played":
         if book.live(device_id, kind) and not overruled(kind, False):
@@ -228,7 +240,7 @@ def _clock(
         if book.live(device_id, kind) or overruled(kind, True):  # live: already known, a heartbeat is no new occurrence
             return
         clock = envelope.payload["clock"]
-        details = {"event_type": envelope.type.value, "seq": envelope.seq, "ts": envelope.ts, "clock": clock}
+        details = event_details(envelope, clock=clock)
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from seal_protocol import Envelope
 from server.alarms.book import AlarmBook
+from server.alarms.event_details import event_details
 from server.alarms.state import AlarmKind, AlarmState
 from server.ingest.alarming import intrusion_kind
 from server.ingest.results import Reason, Rejected
@@ -62,12 +63,7 @@ def on_refused(book: AlarmBook, envelope: Envelope, refusal: Rejected, *, case_n
         note = f"a new {envelope.type.value} (seq {envelope.seq}) under case number {envelope.case_no!r}: a new alarm"
         book.close(kind, device_id=device_id, at=at, note=note, case_no=case_no)
         book.session.flush()  # rare; on PostgreSQL the book looks for a live one again, and must find it closed
-    details: dict[str, Any] = {
-        "claimed_case_no": envelope.case_no,
-        "event_type": envelope.type.value,
-        "seq": envelope.seq,
-        "ts": envelope.ts,
-    }
+    details = {"claimed_case_no": envelope.case_no, **event_details(envelope)}
     if intrusions is not None:
         details["intrusions"] = intrusions
     book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details)
@@ -81,12 +77,7 @@ def _intrusions(before: dict[str, Any] | None, envelope: Envelope) -> tuple[dict
     if envelope.seq in seqs or (len(seqs) >= REMEMBERED_INTRUSIONS and envelope.seq < min(seqs)):
         return before, False  # a copy sent again (never receipted), or older than those remembered
     count = (before or {}).get("count")
-    last = {
-        "event_type": envelope.type.value,
-        "seq": envelope.seq,
-        "ts": envelope.ts,
-        "claimed_case_no": envelope.case_no,
-    }
+    last = event_details(envelope, claimed_case_no=envelope.case_no)
     return {
         "count": (count if isinstance(count, int) else len(seqs)) + 1,
         "seqs": sorted([*seqs, envelope.seq])[-REMEMBERED_INTRUSIONS:],

@@ -1,7 +1,8 @@
 """The seal's own order for the condition alarms its events raise and close: a newer word overrules an older one.
 
 Some of a seal's events say that a condition holds, others that it has cleared: ``camera_blind`` /
-``camera_recovered``, ``camera_lost`` / ``camera_found``, a warning that ``failed`` / ``played`` (and a heartbeat's
+``camera_recovered``, ``camera_lost`` / ``camera_found``, ``sensor_flapping`` / ``sensor_normal``, ``sensor_stuck`` /
+``sensor_unstuck``, a warning that ``failed`` / ``played`` (and a heartbeat's
 ``speaker``: ``speaker_failed``), a heartbeat whose clock is not synchronised / any heartbeat, ``agent_started`` or
 ``clock_stepped`` that says it is (``clock_unsynced``). They are not always stored in the order the seal made them:
 with several workers sharing the subscription, an event that waited for its predecessor past the gap wait's cap, a
@@ -110,6 +111,14 @@ WORDS: dict[AlarmKind, tuple[frozenset[EventType], Word]] = {
     AlarmKind.CAMERA_LOST: (
         frozenset({EventType.CAMERA_LOST, EventType.CAMERA_FOUND}),
         _pair(EventType.CAMERA_LOST, EventType.CAMERA_FOUND),
+    ),
+    AlarmKind.SENSOR_FLAPPING: (
+        frozenset({EventType.SENSOR_FLAPPING, EventType.SENSOR_NORMAL}),
+        _pair(EventType.SENSOR_FLAPPING, EventType.SENSOR_NORMAL),
+    ),
+    AlarmKind.SENSOR_STUCK: (
+        frozenset({EventType.SENSOR_STUCK, EventType.SENSOR_UNSTUCK}),
+        _pair(EventType.SENSOR_STUCK, EventType.SENSOR_UNSTUCK),
     ),
     AlarmKind.SPEAKER_FAILED: (
         frozenset({EventType.HEARTBEAT, EventType.COMMAND_ACK, *_WARNING_EVENTS}),

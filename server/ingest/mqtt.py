@@ -54,7 +54,7 @@ from server.ingest.lanes import FairQueue, lane_of
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message
-from server.ingest.retained import RetainedClearer, clear_retained, subscribe_options
+from server.ingest.retained import RetainedClearer, subscribe_options
 from server.ingest.verifier import AHEAD_AT
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class MqttIngest:
         self._receipts: queue.Queue[Committed | None] = queue.Queue()
         self._receipter: threading.Thread | None = None
         self._refused = RefusedLog(settings, "ingest")
-        self._retained = RetainedClearer(ingestor.metrics, lambda topic: clear_retained(self._client, topic))
+        self._retained = RetainedClearer(ingestor.metrics, lambda: self._client)
         self.marker = Marker(  # how far this worker has caught up with the broker: server.marks.marks
             client_name(settings, role),
             ingestor.session_factory,

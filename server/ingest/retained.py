@@ -33,6 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from seal_protocol import TOPIC_ROOT, MessageKind
 from server.core.metrics import IngestMetrics
+from server.core.mqtt import clear_retained
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,8 @@ CLEARED_KINDS = (MessageKind.EVENT, MessageKind.SNAPSHOT)
 #: A broker that refuses the clears (an old ACL) is reported at most this often.
 REFUSED_LOG_EVERY_S = 60.0
 _ROOT = tuple(TOPIC_ROOT.split("/"))
-#: Sends the clearing of a topic's retained message: its packet id, or None if it could not be sent.
-Publish = Callable[[str], "int | None"]
-
-
-def clear_retained(client: mqtt.Client | None, topic: str) -> int | None:
-    """Delete the retained message on ``topic`` (an empty retained publish): its packet id, None if not sent."""
-    info = None if client is None else client.publish(topic, b"", qos=1, retain=True)
-    return info.mid if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS else None
+#: The ingest's client the clears are sent through (None before it is made).
+ClientOf = Callable[[], "mqtt.Client | None"]
 
 
 def subscribe_options(kind: MessageKind) -> SubscribeOptions:
@@ -67,12 +62,12 @@ def never_retained(topic: str) -> bool:
 
 
 class RetainedClearer:
-    """Clears the retained messages the ingest receives on topics never retained, through ``publish`` (called on
-    paho's thread); :meth:`published` is paho's ``on_publish``."""
+    """Clears the retained messages the ingest receives on topics never retained, through the client ``client_of``
+    gives (:func:`server.core.mqtt.clear_retained`, on paho's thread); :meth:`published` is paho's ``on_publish``."""
 
-    def __init__(self, metrics: IngestMetrics, publish: Publish) -> None:
+    def __init__(self, metrics: IngestMetrics, client_of: ClientOf) -> None:
         self._metrics = metrics
-        self._publish = publish
+        self._client_of = client_of
         self._lock = threading.Lock()
         self._pending: dict[int, str] = {}  # packet id of a clear → its topic, until the broker answers
         self._refused_logged_at = -REFUSED_LOG_EVERY_S
@@ -96,7 +91,7 @@ class RetainedClearer:
             size,
         )
         with self._lock:
-            mid = self._publish(topic)
+            mid = clear_retained(self._client_of(), topic)
             if mid is not None:
                 self._pending[mid] = topic
         if mid is None:

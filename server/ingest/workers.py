@@ -15,7 +15,8 @@ if ``metrics_port`` is set; a port of these that is taken stops the command befo
 
 Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
 worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
-worker after the batch in hand; what is unacknowledged stays with the broker. A worker taken away for good stays a
+worker after the batch in hand; what is unacknowledged stays with the broker. A worker whose parent is gone (killed
+with SIGKILL, say) stops the same way (:mod:`server.core.parent_watch`). A worker taken away for good stays a
 member of the group in its session until ``[mqtt] session_expiry_s``: ``seal-server end-sessions``
 (:mod:`server.ingest.sessions`) ends it.
 """
@@ -41,6 +42,7 @@ from server.core.db import make_engine, make_session_factory
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint, check_can_listen
+from server.core.parent_watch import stop_when_parent_ends
 from server.core.stop_signals import (
     STOP_SIGNALS,
     StopFlag,
@@ -147,11 +149,13 @@ def _check_metrics_ports(settings: Settings, workers: int) -> None:
 
 def _worker_main(config: Path, index: int, level: str, log_format: str) -> None:
     """A worker process. A stop signal that came while it started (they were blocked) or comes until it has ended
-    stops it: a Ctrl-C or systemd's stop reaches it as well as its parent, which then sends SIGTERM too."""
+    stops it: a Ctrl-C or systemd's stop reaches it as well as its parent, which then sends SIGTERM too. So does its
+    parent's end, however it ended (killed, it sends nothing): orphaned, it would run on with its client id."""
     stop = StopFlag()
     _on_signals(stop.set)  # for good: a second stop signal must not kill it as it ends (exit status -15)
-    unblock_stop_signals()
     configure_logging(level, log_format=log_format)
+    stop_when_parent_ends(stop)
+    unblock_stop_signals()
     try:
         code = run_worker(load_settings(config), stop, role=f"ingest-{index}", index=index)
     except ConfigError as exc:  # as seal-server's main says it: one line, exit status 2

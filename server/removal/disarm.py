@@ -40,9 +40,8 @@ from server.removal.progress import (
     SealStatus,
     binding_test,
     progress_of,
-    stood,
     stood_details,
-    stood_zh,
+    stood_said,
 )
 from server.removal.record import counted_until, stored_record
 from server.removal.state import RemovalAction, RemovalState, transition
@@ -80,9 +79,9 @@ def approve_request(
     advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=reasons)
     request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
-    note = f"已向 {len(seals)} 个电子封条发出解除布防指令 / the signed disarm was issued to {len(seals)} seal(s)"
+    said = Said("removal_note.issue_disarm", {"n": len(seals)})
     sent = {"commands": {row.device_id: row.id for row in commands}}
-    advance(session, request, RemovalAction.ISSUE_DISARM, actor=actor, now=now, note=note, details=sent)
+    advance(session, request, RemovalAction.ISSUE_DISARM, actor=actor, now=now, said=said, details=sent)
     status_note = f"removal request {request.id} approved"
     set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTING, note=status_note)
     tell(session, request, "approved", now=now, extra=reasons)
@@ -271,17 +270,13 @@ def settle(session: Session, *, request_id: int, now: datetime) -> bool:
     acks = {p.device_id: p.command_id for p in progress if p.status is SealStatus.DISARMED}
     waived_seals = [p for p in progress if p.status is SealStatus.WITHOUT_ACK]
     without = [p.device_id for p in waived_seals]
-    note = "各电子封条均已以签名应答确认解除布防 / each seal acknowledged the disarm with its signed command_ack"
+    said = Said("removal_note.all_acknowledged")
     if without:
-        note = (
-            f"{'、'.join(acks) or '无封条'}已以签名应答确认解除布防；{'；'.join(stood_zh(p) for p in waived_seals)}："
-            f"经法官决定不待其确认解除 / {', '.join(acks) or 'no seal'} acknowledged the disarm with its signed "
-            f"command_ack; {'; '.join(stood(p) for p in waived_seals)}: lifted without acknowledgement by the "
-            "judge's decision"
-        )
+        acked = list(acks) or Said("removal_note.no_seal")
+        said = Said("removal_note.some_without", {"acks": acked, "stood": [stood_said(p) for p in waived_seals]})
     as_they_stood = {p.device_id: stood_details(p) for p in waived_seals}
     details = {"acks": acks, "without_ack": without, "without_ack_as": as_they_stood}
-    advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, note=note, details=details)
+    advance(session, request, RemovalAction.CONFIRM_DISARMED, actor=None, now=now, said=said, details=details)
     request.disarmed_at = now
     if without:
         tell(session, request, "disarmed_without_ack", now=now, extra=", ".join(without))
@@ -305,14 +300,9 @@ def armed_again(session: Session, request: RemovalRequest, *, now: datetime) -> 
         return False
     now = max(now, request.updated_at)
     named = [p.device_id for p in moved]
-    note = (
-        f"{'；'.join(stood_zh(p) for p in moved)}：此前已确认解除布防（或经法官决定不待其确认），其后该封条的签名消息"
-        "表明其未处于解除布防状态，须重新发送解除布防指令并待其签名确认 / "
-        f"{'; '.join(stood(p) for p in moved)}: acknowledged the disarm (or was lifted without it by the judge's "
-        "decision), then said in its signed word that it is not disarmed: a new disarm must be sent and acknowledged"
-    )
+    said = Said("removal_note.armed_again", {"stood": [stood_said(p) for p in moved]})
     details = {"armed_again": {p.device_id: stood_details(p) for p in moved}}
-    advance(session, request, RemovalAction.ARMED_AGAIN, actor=None, now=now, note=note, details=details)
+    advance(session, request, RemovalAction.ARMED_AGAIN, actor=None, now=now, said=said, details=details)
     request.disarmed_at = None  # disarmed no longer: dated anew when every seal has acknowledged again
     tell(session, request, "armed_again", now=now, extra=", ".join(named))
     tell(session, request, "armed_again_for_debtor", now=now)  # told an officer will come: no longer; no seal named

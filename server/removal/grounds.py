@@ -29,31 +29,45 @@ class GroundLabel:
     zh: str
     en: str
     article: str  # where the ground is in the 查封规定
+    article_en: str  # the same, in English: "Art. 28 (4)"
+
+    def article_in(self, lang: str) -> str:
+        """Where the ground is in the 查封规定, in the page's language (``zh-CN`` or ``en``)."""
+        return self.article if lang == "zh-CN" else self.article_en
 
 
 GROUND_LABELS: dict[RemovalGround, GroundLabel] = {
     RemovalGround.THIRD_PARTY_PROPERTY: GroundLabel(
-        "查封的财产属于案外人", "The sealed property belongs to a third party, not the debtor", "第二十八条第（一）项"
+        "查封的财产属于案外人",
+        "The sealed property belongs to a third party, not the debtor",
+        "第二十八条第（一）项",
+        "Art. 28 (1)",
     ),
     RemovalGround.APPLICANT_WITHDREW: GroundLabel(
         "申请执行人撤回执行申请或者放弃债权",
         "The applicant withdrew the application for enforcement or waived the claim",
         "第二十八条第（二）项",
+        "Art. 28 (2)",
     ),
-    RemovalGround.PAID_IN_FULL: GroundLabel("债务已经清偿", "The debt has been paid in full", "第二十八条第（四）项"),
+    RemovalGround.PAID_IN_FULL: GroundLabel(
+        "债务已经清偿", "The debt has been paid in full", "第二十八条第（四）项", "Art. 28 (4)"
+    ),
     RemovalGround.SECURITY_GIVEN: GroundLabel(
         "被执行人提供担保且申请执行人同意解除查封",
         "The debtor gave security and the applicant agrees to lifting the seizure",
         "第二十八条第（五）项",
+        "Art. 28 (5)",
     ),
     RemovalGround.SETTLEMENT: GroundLabel(
         "与申请执行人达成执行和解",
         "A settlement with the applicant (creditor) — one of the other cases of item (6)",
         "第二十八条第（六）项",
+        "Art. 28 (6)",
     ),
     RemovalGround.OTHER: GroundLabel(
         "人民法院认为应当解除查封的其他情形",
         "Another case in which the court finds the seizure should be lifted",
         "第二十八条第（六）项",
+        "Art. 28 (6)",
     ),
 }

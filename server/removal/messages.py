@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from server.auth.access import Role
 from server.auth.users import case_members
+from server.core.court_clock import court_clock
 from server.notify.inbox import post_messages
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
@@ -26,14 +27,16 @@ DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.
 
 #: The kind a message is posted as, when not its own.
 POSTED_AS = {"disarmed_for_debtor": "disarmed", "armed_again_for_debtor": "armed_again"}
-#: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail. A message to
-#: the debtor names no seal and no state of a seal.
+#: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail (the same
+#: in both, or its words in each language), {views_due} the end of the creditor's time for written views (court
+#: time, to the minute: never later than it is). A message to the debtor names no seal and no state of a seal.
 MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     "filed": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),
-        "案件{case}的被执行人提交了解除查封申请（第{no}号），理由：{extra}。申请执行人可在期限内提出书面意见。",
+        "案件{case}的被执行人提交了解除查封申请（第{no}号），理由：{extra}。申请执行人可在 {views_due}（北京时间）前"
+        "提出书面意见。",
         "The debtor of case {case} filed removal request no. {no} (ground: {extra}). The creditor may give a written "
-        "view within the set time.",
+        "view until {views_due} (China Standard Time, UTC+8).",
     ),
     "view": (
         frozenset({JUDGE}),
@@ -129,24 +132,29 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
 }
 
 
-def tell(session: Session, request: RemovalRequest, kind: str, *, now: datetime, extra: str = "") -> None:
-    """Post the ``kind`` message about ``request`` to the inboxes of the roles it concerns."""
+def tell(
+    session: Session, request: RemovalRequest, kind: str, *, now: datetime, extra: str | tuple[str, str] = ""
+) -> None:
+    """Post the ``kind`` message about ``request`` to the inboxes of the roles it concerns; ``extra``: the same text
+    in both languages (a person's reasons, seals' ids), or its Chinese and its English."""
     roles, zh, en = MESSAGES[kind]
-    values = {"case": request.case_no, "no": request.id, "extra": extra}
+    extra_zh, extra_en = (extra, extra) if isinstance(extra, str) else extra
+    values = {"case": request.case_no, "no": request.id, "views_due": court_clock(request.views_due_at, seconds=False)}
     post_messages(
         session,
         user_ids=_recipients(session, request, roles),
         kind=f"removal.{POSTED_AS.get(kind, kind)}",
         case_no=request.case_no,
-        text_zh=zh.format(**values),
-        text_en=en.format(**values),
+        text_zh=zh.format(**values, extra=extra_zh),
+        text_en=en.format(**values, extra=extra_en),
         ref=f"removal-request:{request.id}",
         now=now,
     )
 
 
-def ground_text(ground: RemovalGround) -> str:
-    return f"{ground.label.zh} / {ground.label.en}"
+def ground_text(ground: RemovalGround) -> tuple[str, str]:
+    """The ground of a request in a message: its Chinese and its English words."""
+    return ground.label.zh, ground.label.en
 
 
 def _recipients(session: Session, request: RemovalRequest, roles: Iterable[Role]) -> list[int]:

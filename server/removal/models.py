@@ -116,6 +116,11 @@ class RemovalStep(Base):
     from_state: Mapped[str | None] = mapped_column(String(16), comment="Null for the filing itself.")
     to_state: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+    note_said: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        comment="The server's note as a catalogue key and its values (server.words.said_json), said in the "
+        "reader's language; null for a person's note, and for every step stored before migration 0026.",
+    )
     seals: Mapped[list[dict[str, Any]] | None] = mapped_column(
         JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
         comment="The step that made the request final (lift, abort): each seal's progress as that step read it, "

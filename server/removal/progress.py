@@ -11,9 +11,9 @@ from enum import StrEnum
 
 from server.commands.models import CourtCommand
 from server.commands.state import CommandState
+from server.errors import Said
 from server.removal.models import RemovalWaiver
 from server.seals.models import SealBinding
-from server.words import words
 
 
 class SealStatus(StrEnum):
@@ -64,21 +64,17 @@ class SealProgress:
     waived: SealStatus | None = None  # lifted without its ack: where it stood (waiting_for_seal or refused)
 
 
-def stood(progress: SealProgress) -> str:
-    """Where a seal stood, in a note of the history: ``seal-a2 waiting_for_seal (disarm #5: expired)``."""
+def stood_said(progress: SealProgress) -> Said:
+    """Where a seal stood, in a note of the history: ``seal-a2 等待封条上线（解除布防指令 #5：超时未应答）`` /
+    ``seal-a2 Waiting for the seal (disarm #5: No answer in time)``."""
     status = progress.waived or progress.status
-    return f"{progress.device_id} {status.value} (disarm #{progress.command_id}: {progress.command_state})"
-
-
-def stood_zh(progress: SealProgress) -> str:
-    """Where a seal stood, in the court's words (:func:`stood` in Chinese): ``seal-a2 等待封条上线（…）（解除布防指令
-    #5：超时未应答）``."""
-    status = progress.waived or progress.status
-    status_zh, command_zh = (
-        words("case_seal_progress", status.value)[0],
-        words("case_command_state", progress.command_state)[0],
-    )
-    return f"{progress.device_id} {status_zh}（解除布防指令 #{progress.command_id}：{command_zh}）"
+    values = {
+        "device": progress.device_id,
+        "status": Said(f"case_seal_progress.{status.value}"),
+        "command": progress.command_id,
+        "state": Said(f"case_command_state.{progress.command_state}"),
+    }
+    return Said("removal_note.stood", values)
 
 
 def stood_details(progress: SealProgress) -> dict[str, object]:

@@ -13,8 +13,10 @@ reader without it (the debtor, whoever holds the paper access code) must not lea
   ``court_processing``, "法院处理中 / The court is processing", its note (the judge's or the server's, naming seals
   and how they stood) not shown.
 
-Every reader reads the server's own notes Chinese first, with English (``zh / en``): so they are written; a step
-stored before that, its note English only, is shown with the step's Chinese before it (:data:`SERVER_NOTES_ZH`).
+The server's own notes are stored as the catalogue's key and values (:attr:`StepShown.said`): a page says them in
+its reader's language, the API gives them written out Chinese first, with English (``zh / en``). A step stored before
+that keeps its note as written: ``zh / en``, or, stored before those, English only, shown with the step's Chinese
+before it (:data:`SERVER_NOTES_ZH`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from server.errors import Said
 from server.removal.models import RemovalStep
 from server.removal.progress import SealProgress, SealStatus
 from server.removal.state import RemovalAction, RemovalState
+from server.words import said_of, said_words
 
 #: Statuses a reader without ``seal:status`` is shown as ``pending``: each tells that a seal did not answer.
 PENDING_FOR_THEM = frozenset({SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK})
@@ -40,7 +44,8 @@ ABOUT_SEALS = frozenset(
 )
 #: What such a step is shown as to a reader without ``seal:status``: no seal, no state of a seal.
 COURT_PROCESSING = "court_processing"
-PROCESSING_NOTE = "法院处理中 / The court is processing"
+PROCESSING_SAID = Said("removal_note.court_processing")
+PROCESSING_NOTE = " / ".join(said_words(PROCESSING_SAID))
 #: The steps whose note the server writes, and its Chinese, put before a note stored English only (before the notes
 #: were written ``zh / en``): ``已向电子封条发出解除布防指令 / disarm sent to 2 seal(s)``.
 SERVER_NOTES_ZH = {
@@ -58,7 +63,8 @@ class StepShown:
     action: str
     from_state: RemovalState | None
     to_state: RemovalState
-    note: str
+    note: str  # Chinese first, with English, or a person's note as written
+    said: Said | None = None  # the server's note, for a page to say in its reader's language
 
 
 def as_pending(status: SealStatus) -> SealStatus:
@@ -77,10 +83,11 @@ def seal_shown(progress: SealProgress, *, full: bool) -> SealProgress:
 def step_shown(step: RemovalStep, *, full: bool) -> StepShown:
     """A step of the history as the reader may see it (``full``: with ``seal:status``)."""
     action, note = step.action, step.note
-    if action in SERVER_NOTES_ZH and note and not _CHINESE.search(note):
+    said = said_of(step.note_said) if step.note_said is not None else None
+    if action in SERVER_NOTES_ZH and note and said is None and not _CHINESE.search(note):
         note = f"{SERVER_NOTES_ZH[action]} / {note}"
     if not full and action in ABOUT_SEALS:
-        action, note = COURT_PROCESSING, PROCESSING_NOTE
+        action, note, said = COURT_PROCESSING, PROCESSING_NOTE, PROCESSING_SAID
     return StepShown(
         at=step.at,
         actor=step.actor,
@@ -88,6 +95,7 @@ def step_shown(step: RemovalStep, *, full: bool) -> StepShown:
         from_state=RemovalState(step.from_state) if step.from_state else None,
         to_state=RemovalState(step.to_state),
         note=note,
+        said=said,
     )
 
 

@@ -1,7 +1,9 @@
 """The one place a removal request changes state: :func:`advance` applies :func:`~server.removal.state.transition`,
 keeps the request's "open" mark (and releases its hold on the case once it is final: :func:`hold_of`), and writes
 the step (the request's own history) and the audit entry — who, when, from which state to which, and the note — in
-the caller's transaction."""
+the caller's transaction. A note the server writes is given as ``said`` (the catalogue's key and values): stored so,
+each page says it in its reader's language, and written out ``中文 / English`` as the step's ``note`` (the API's, the
+audit log's and the evidence report's)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.audit.service import Actor, actor_name, record_audit
-from server.errors import NotFound
+from server.errors import NotFound, Said
 from server.removal.models import RemovalRequest, RemovalStep
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.seals.cases import hold_case
+from server.words import said_json, said_words
 
 FILE = "file"  # the filing: the step that has no state before it
 
@@ -54,6 +57,7 @@ def advance(
     note: str = "",
     details: dict[str, Any] | None = None,
     seals: list[dict[str, Any]] | None = None,
+    said: Said | None = None,
 ) -> RemovalState:
     """Move ``request`` by ``action`` (or raise :class:`~server.removal.errors.IllegalTransition`) and record it;
     ``seals``: the record of its seals a final step stores (:mod:`server.removal.record`), also in the audit entry."""
@@ -66,7 +70,9 @@ def advance(
         hold_case(session, case_no=request.case_no, holder=None)
     if seals is not None:
         details = {**(details or {}), "seals": seals}
-    step = record_step(session, request, action.value, before=before, actor=actor, now=now, note=note, details=details)
+    step = record_step(
+        session, request, action.value, before=before, actor=actor, now=now, note=note, details=details, said=said
+    )
     step.seals = seals  # stored as SQL NULL when there is none
     return after
 
@@ -81,7 +87,10 @@ def record_step(
     now: datetime,
     note: str = "",
     details: dict[str, Any] | None = None,
+    said: Said | None = None,
 ) -> RemovalStep:
+    if said is not None:  # the server's note: ``note`` is what it says, in both languages
+        note = " / ".join(said_words(said))
     step = RemovalStep(
         request_id=request.id,
         at=now,
@@ -91,6 +100,7 @@ def record_step(
         from_state=before.value if before is not None else None,
         to_state=request.state,
         note=note,
+        note_said=said_json(said) if said is not None else None,
     )
     session.add(step)
     audited = {

@@ -44,7 +44,8 @@ class BrokerError(ServerError, RuntimeError):
 
 def acl_text(server_username: str = SERVER_USERNAME) -> str:
     """The Mosquitto ACL: the server reads all seals, writes commands and receipts (and the seals' events and
-    snapshots, to clear what a seal retained there), and reads and writes the court's live feed; each seal only its
+    snapshots, to clear what a seal retained there; it reads the commands and receipts, to clear what is retained
+    there: :mod:`server.commands.retained_sweep`), and reads and writes the court's live feed; each seal only its
     own topics."""
     seal_writes = (MessageKind.EVENT, MessageKind.STATUS, MessageKind.SNAPSHOT)
     never_retained = (MessageKind.EVENT, MessageKind.SNAPSHOT)  # (server.ingest.retained.CLEARED_KINDS)
@@ -55,7 +56,7 @@ def acl_text(server_username: str = SERVER_USERNAME) -> str:
             f"user {server_username}",
             *(f"topic read {topic_filter(kind)}" for kind in seal_writes if kind not in never_retained),
             *(f"topic readwrite {topic_filter(kind)}" for kind in never_retained),
-            *(f"topic write {topic_filter(kind)}" for kind in court_writes),
+            *(f"topic readwrite {topic_filter(kind)}" for kind in court_writes),
             f"topic readwrite {FEED_TOPIC}",
             f"topic readwrite {MARK_TOPIC_ROOT}/#",
             "",

@@ -9,6 +9,7 @@ Mosquitto's files.
     seal-server seal disable DEVICE_ID --config FILE
     seal-server broker server-account --config FILE
     seal-server broker write-files --config FILE
+    seal-server broker check --config FILE [--wait S]
 
 Database work happens first and is committed; only then are passwords handed over and the broker's files
 rewritten, so the broker never holds an account the database does not.
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from server.config import Settings
 from server.core.db import in_session
+from server.seals.broker_check import check_broker
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.cases import add_case, add_court
 from server.seals.enrolment import OnMoved, enrol_seal, new_seal_password
@@ -100,6 +102,19 @@ def add_seal_commands(
         "if that file is absent), or give the existing account a new password there; then write Mosquitto's files",
     )
     broker.add_parser("write-files", parents=[common], help="regenerate Mosquitto's password and ACL files")
+    broker_check = broker.add_parser(
+        "check",
+        parents=[common],
+        help="log in to the broker as the court server ([mqtt]) and check that [broker] pid_file names it: exit "
+        "status 0 if it runs and account changes reload it, 1 otherwise (with the reason)",
+    )
+    broker_check.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="try again for up to S seconds while the broker cannot be reached (one just started)",
+    )
 
 
 def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out, *, on_moved: OnMoved) -> int:
@@ -119,6 +134,11 @@ def run_seal_command(args: argparse.Namespace, settings: Settings, out: Out, *, 
             _sync_broker(settings, out)
         case "broker", "write-files":
             _sync_broker(settings, out)
+        case "broker", "check":
+            checked = check_broker(settings, wait_s=args.wait)
+            for line in checked.lines:
+                out(line)
+            return 0 if checked.ok else 1
         case _:
             raise AssertionError(f"unhandled command {args.command!r} {args.action!r}")
     return 0

@@ -8,9 +8,7 @@ whole, so they never drift from it. Each seal's username is its device id, which
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import signal
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from server.seals.broker_files import (
     password_file_text,
     write_private_file,
 )
+from server.seals.broker_process import NotOurBroker, reload_broker
 from server.seals.models import AccountKind, MqttAccount, Seal
 
 logger = logging.getLogger(__name__)
@@ -203,14 +202,13 @@ def apply_broker_files(session: Session, files: BrokerFilesSettings) -> str:
 def _signal(files: BrokerFilesSettings, done: str) -> str:
     if files.pid_file is None:
         return done + "; reload the broker to apply them (systemctl reload mosquitto)"
-    if not files.pid_file.exists():
-        return done + f"; no broker running ({files.pid_file} absent): it reads them when it starts"
     try:
-        pid = int(files.pid_file.read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
+        reloaded = reload_broker(files.pid_file)
+    except BrokerUnavailable as exc:
         raise BrokerUnavailable(f"{done}, but the broker could not be signalled via {files.pid_file}: {exc}") from exc
-    return done + f"; broker (pid {pid}) reloaded"
+    if isinstance(reloaded, NotOurBroker):
+        return done + f"; no broker running ({reloaded.reason}): start it, the accounts are in the files"
+    return done + f"; broker (pid {reloaded}) reloaded"
 
 
 def _accounts(count: int) -> str:

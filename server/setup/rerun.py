@@ -118,8 +118,10 @@ def setting_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list
     """``key: old → new`` for each setting of ``before`` that ``after`` gives another value, and ``key = new (not in
     the file before)`` for a key ``before`` lacks."""
     old, new = flat(before), flat(after)
-    changes = [f"{key}: {old[key]} → {value}" for key, value in new.items() if key in old and old[key] != value]
-    changes += [f"{key} = {value} (not in the file before)" for key, value in new.items() if key not in old]
+    changes = [
+        f"{key}: {shown(old[key])} → {shown(value)}" for key, value in new.items() if key in old and old[key] != value
+    ]
+    changes += [f"{key} = {shown(value)} (not in the file before)" for key, value in new.items() if key not in old]
     return changes
 
 
@@ -127,7 +129,24 @@ def own_values(existing: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[st
     """``key = value`` for each value of ``existing`` that a new court's file (``fresh``) does not have: the court's
     own, which a re-run keeps."""
     old, new = flat(existing), flat(fresh)
-    return [f"{key} = {value}" for key, value in old.items() if new.get(key) != value]
+    return [f"{key} = {shown(value)}" for key, value in old.items() if new.get(key) != value]
+
+
+def shown(text: str) -> str:
+    """A setting's TOML text as printed: a URL's password (``database_url``'s) masked, as ``check-config`` does."""
+    if "://" not in text:
+        return text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+        url = make_url(value) if isinstance(value, str) else None
+    except (tomllib.TOMLDecodeError, ArgumentError, ValueError):
+        return text
+    if url is None or url.password is None:
+        return text
+    return toml_value(url.render_as_string(hide_password=True))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from server.removal.grounds import RemovalGround
 from server.removal.lifting import SealFound
 from server.removal.models import RemovalRequest, RemovalView
 from server.removal.progress import DUE, WAIVABLE
+from server.removal.shown import StepShown, steps_shown
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
 
@@ -44,6 +45,7 @@ class RequestCard:
     lifted_by: str | None
     views: list[ViewLine]
     progress: list[SealProgress]
+    steps: list[StepShown]  # the history as the reader may see it (server.removal.shown)
     can_review: bool
     can_decide: bool
     can_resend: bool
@@ -106,6 +108,7 @@ def _card(
         lifted_by=names.get(request.lifted_by) if request.lifted_by is not None else None,
         views=[ViewLine(v, names.get(v.author_id)) for v in request.views],
         progress=progress,
+        steps=steps_shown(request.steps, full=may(Permission.SEAL_STATUS)),
         can_review=may(Permission.REMOVAL_REVIEW) and RemovalAction.REVIEW in actions,
         can_decide=may(Permission.REMOVAL_DECIDE) and RemovalAction.APPROVE in actions,
         can_resend=may(Permission.REMOVAL_RESEND)

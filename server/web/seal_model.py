@@ -46,7 +46,7 @@ HEALTH_FIELDS = (
 )
 #: The values of the heartbeat's fields that have words (``seal_value.<field>_<value>`` in the catalogue).
 HEARTBEAT_WORDS: dict[str, tuple[str, ...]] = {
-    "camera": ("none", "unavailable", "starting", "ok", "blind", "lost"),
+    "camera": ("none", "unavailable", "starting", "ok", "frozen", "uniform", "blind", "lost"),
     "pir_state": ("motion", "idle"),
     "tamper": ("open", "closed", "none"),
     "speaker": ("untested", "ok", "failed"),
@@ -54,7 +54,11 @@ HEARTBEAT_WORDS: dict[str, tuple[str, ...]] = {
     "armed": ("true", "false"),
 }
 #: Values that need a person's attention.
-BAD_VALUES = {"camera": {"unavailable", "blind", "lost"}, "tamper": {"open"}, "speaker": {"failed"}}
+BAD_VALUES = {
+    "camera": {"unavailable", "frozen", "uniform", "blind", "lost"},
+    "tamper": {"open"},
+    "speaker": {"failed"},
+}
 #: An outbox this deep means events are waiting for the court's receipts.
 DEEP_OUTBOX = 100
 LOW_DISK_BYTES = 200 * 1024 * 1024

@@ -298,10 +298,11 @@ def write_config(
     tamper: bool = False,
     server_public_key: str = COURT_PUBLIC_KEY,
     camera: str = "",
+    sensors: str = "",
 ) -> Path:
     """Write a seal config (and its password file) into ``directory``; register the account with ``broker``.
 
-    ``camera`` is the text of a ``[camera]`` section (empty: no camera).
+    ``camera`` is the text of a ``[camera]`` section (empty: no camera); ``sensors`` the lines of ``[sensors]``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
@@ -338,6 +339,8 @@ enabled = {"true" if tamper else "false"}
 pin = 27
 [commands]
 server_public_key = "{server_public_key}"
+[sensors]
+{sensors}
 {camera}
 """,
         encoding="utf-8",

@@ -16,7 +16,7 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.config import load_config
 from seal_agent.errors import ConfigError, OutboxError
-from seal_agent.interfaces import WarningPlayback
+from seal_agent.interfaces import ClockSync, WarningPlayback
 from seal_agent.journal.outbox import Outbox
 from seal_dev.broker import PrivateBroker
 from seal_protocol import decode_envelope
@@ -88,7 +88,9 @@ def online(runtimes: RuntimeFactory, config: Path, court: CourtSubscriber, **kwa
 
 
 def test_every_refusal_reason_is_answered(seal_config: Path, court: CourtSubscriber, runtimes: RuntimeFactory) -> None:
-    online(runtimes, seal_config, court)
+    from tests.agent.test_clock_truth import FixedClockState  # a synchronised clock refuses one from the future
+
+    online(runtimes, seal_config, court, clock_state=FixedClockState(ClockSync(synced=True, max_error_ms=8)))
     ping = command(5)
     assert send(court, ping) == ("command_ack", {"command_id": 5, "action": "ping", "result": "pong",
                                                  "armed": True, "camera": "none",

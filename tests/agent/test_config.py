@@ -136,7 +136,7 @@ def test_check_config_usage_shows_config_required(capsys: pytest.CaptureFixture[
         main(["check-config"])
     assert exited.value.code == 2
     usage = capsys.readouterr().err.splitlines()[0]
-    assert usage.endswith(" --config FILE") and "[--config FILE]" not in usage
+    assert usage.endswith(" --config FILE [--simulate]") and "[--config FILE]" not in usage
 
 
 def test_check_config_reports_keys_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,6 +48,10 @@ def test_simulate_refuses_the_state_dir_of_a_real_seal(tmp_path: Path, broker: P
     assert "属于一台真实封条" in result.stderr and "belongs to a real seal" in result.stderr
     assert "throw-away configuration whose state_dir is a new, empty directory" in result.stderr
     assert sorted(path.name for path in state_dir.iterdir()) == before == ["device.key"]  # no outbox, no chain
+    checked = seal_agent("check-config", "--simulate", "--config", str(config))  # says so beforehand, too
+    assert checked.returncode == 2 and "belongs to a real seal" in checked.stderr, checked.stderr
+    assert seal_agent("check-config", "--config", str(config)).returncode == 0  # right for run
+    assert sorted(path.name for path in state_dir.iterdir()) == before  # nothing marked
     assert seal_agent("keygen", "--simulated", "--config", str(config)).returncode == 1  # not made one afterwards
     assert seal_agent("keygen", "--config", str(config)).stdout == public_key
 
@@ -97,7 +101,8 @@ def test_every_event_a_simulated_seal_signs_says_so_and_a_real_seal_refuses_its_
     for command in ("run", "keygen"):
         refused = seal_agent(command, "--config", str(config))
         assert refused.returncode == 1, refused.stderr
-        assert "由 seal-agent simulate 创建" in refused.stderr and "was made by `seal-agent simulate`" in refused.stderr
+        assert "由 seal-agent simulate 或 keygen --simulated 创建" in refused.stderr
+        assert "was made by `seal-agent simulate`" in refused.stderr
         assert refused.stdout == ""  # keygen prints no key to enrol
     checked = seal_agent("check-config", "--config", str(config))
     assert checked.returncode == 2 and "was made by `seal-agent simulate`" in checked.stderr
@@ -115,6 +120,13 @@ def test_keygen_simulated_makes_the_key_of_a_simulated_seal(tmp_path: Path, brok
     public_key = seal_agent("keygen", "--simulated", "--config", str(config)).stdout
     assert (load_config(config).state_dir / SIMULATED_MARK).is_file()
     assert seal_agent("keygen", "--simulated", "--config", str(config)).stdout == public_key
+    # check-config checks for `run` (which refuses it), saying that it is right for simulate; --simulate: OK.
+    checked = seal_agent("check-config", "--config", str(config))
+    assert checked.returncode == 2 and "or `keygen --simulated`" in checked.stderr, checked.stderr
+    assert "This is a simulated seal's state_dir, right for `seal-agent simulate`" in checked.stderr
+    assert "seal-agent check-config --simulate --config FILE" in checked.stderr
+    checked = seal_agent("check-config", "--simulate", "--config", str(config))
+    assert checked.returncode == 0 and checked.stdout == "OK (for seal-agent simulate)\n", checked.stderr
     assert seal_agent("simulate", "--config", str(config), stdin="q\n").returncode == 0
     assert [payload.get(SIMULATED_FIELD) for _, payload in events(config)] == [True]  # its agent_started
 

@@ -19,6 +19,13 @@ from tests.agent_camera.drivers import ScriptedCamera
 MONITOR_LOGGER = "seal_agent.devices.camera.monitor"
 #: Too wide for JPEG (over 65,500 pixels), yet a good frame to analyse: sensor noise, not blind.
 WIDE = np.random.default_rng(7).integers(0, 256, (1, 70_000, 3), dtype=np.uint8)
+
+
+def wide_frames(count: int) -> list[np.ndarray]:
+    """``count`` frames like :data:`WIDE`, each its own (a repeated frame is no new view: never a snapshot)."""
+    return [np.random.default_rng(100 + i).integers(0, 256, WIDE.shape, dtype=np.uint8) for i in range(count)]
+
+
 #: A driver left in raw YUYV: two channels, not BGR; it cannot even be analysed.
 YUYV = np.full((HEIGHT, WIDTH, 2), 128, np.uint8)
 
@@ -75,7 +82,7 @@ def test_waiting_bursts_skip_an_unencodable_frame_and_one_whose_window_has_none_
     short = monitor.snapshots_around(trigger, before_s=0.0, after_s=0.3, max_frames=1)
     long = monitor.snapshots_around(trigger, before_s=0.0, after_s=30.0, max_frames=2)
 
-    camera.put(*[WIDE] * 30, *static_frames(10))  # 30 wide frames take 1.5 s at 20 fps: all of the short window
+    camera.put(*wide_frames(30), *static_frames(10))  # 30 wide frames take 1.5 s at 20 fps: all of the short window
 
     assert short.wait(5.0) and short.snapshots == []  # its window had no picture, and it says so
     assert long.wait(5.0) and len(long.later) == 2 and all(decodes(s.jpeg) for s in long.later)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seal_agent.devices.camera import CameraMonitor, OpenCVCamera, VideoFileCamera
-from seal_agent.devices.camera.health import HealthTracker, blind_reason
+from seal_agent.devices.camera.health import HealthTracker, blind_reason, repeats
 from tests.agent_camera.clips import black_frames, static_frames, textured_scene, write_clip
 from tests.agent_camera.drivers import ScriptedCamera
 
@@ -222,7 +222,7 @@ def test_health_tracker_transitions_on_a_fake_clock():
     tracker.start(0.0)
 
     assert tracker.frame(1.0, None) == [] and tracker.state == "ok"
-    assert tracker.frame(2.0, "uniform") == []
+    assert tracker.frame(2.0, "uniform") == [] and tracker.state == "uniform"  # said at once: never "ok" on it
     assert [e.kind for e in tracker.frame(7.0, "uniform")] == ["camera_blind"] and tracker.state == "blind"
     assert tracker.frame(8.0, None) == [] and tracker.state == "blind"  # one good frame is not enough
     recovered = tracker.frame(9.0, None)
@@ -231,9 +231,26 @@ def test_health_tracker_transitions_on_a_fake_clock():
     lost = tracker.failure(13.0, "read_failed")
     assert [(e.kind, e.details) for e in lost] == [("camera_lost", {"reason": "read_failed", "after_ms": 3000})]
     assert tracker.failure(20.0, "read_failed") == []  # reported once
-    # Found: no verdict on the image yet (its first frame is dark), not "ok"; it is judged from the frames again.
-    assert [e.kind for e in tracker.frame(21.0, "uniform")] == ["camera_found"] and tracker.state == "starting"
+    # Found: its first frame is dark, not "ok"; it is judged from the frames again.
+    assert [e.kind for e in tracker.frame(21.0, "uniform")] == ["camera_found"] and tracker.state == "uniform"
     assert tracker.frame(22.0, None) == [] and tracker.state == "ok"
+
+
+def test_health_tracker_says_frozen_or_uniform_at_once_and_blind_after_blind_after_s():
+    """A frame that shows nothing new is never signed "ok": the state is its reason until ``blind_after_s`` makes it
+    "blind"."""
+    tracker = HealthTracker(blind_after_s=5.0, lost_after_s=3.0, recover_frames=2)
+    tracker.start(0.0)
+    assert tracker.frame(1.0, None) == [] and tracker.state == "ok"
+    assert tracker.frame(2.0, "frozen") == [] and tracker.state == "frozen"
+    assert tracker.frame(3.0, "uniform") == [] and tracker.state == "uniform"  # the newest frame's reason
+    assert tracker.frame(4.0, "frozen") == [] and tracker.state == "frozen"
+    assert tracker.frame(5.0, None) == [] and tracker.state == "ok"  # no camera_blind was reported: nothing to end
+    tracker.frame(6.0, "frozen")
+    blind = tracker.frame(11.0, "frozen")
+    assert [(e.kind, e.details) for e in blind] == [("camera_blind", {"reason": "frozen", "after_ms": 5000})]
+    assert tracker.state == "blind"
+    assert tracker.frame(12.0, "uniform") == [] and tracker.state == "blind"
 
 
 def test_health_tracker_a_blind_camera_lost_and_found_with_a_good_image_is_recovered_once():
@@ -265,10 +282,22 @@ def test_health_tracker_a_lens_still_covered_after_found_is_never_ok_and_blind_a
     for t in range(13, 18):  # still covered
         assert tracker.frame(float(t), "uniform") == []  # the camera_blind of 6.0 is still open: not reported again
         states.append(tracker.state)
-    assert states == ["starting"] * 4 + ["blind"]  # blind again after blind_after_s, never "ok" meanwhile
+    assert states == ["uniform"] * 4 + ["blind"]  # blind again after blind_after_s, never "ok" meanwhile
     assert tracker.frame(18.0, None) == [] and tracker.state == "blind"
     assert [(e.kind, e.details) for e in tracker.frame(19.0, None)] == [("camera_recovered", {"down_ms": 18000})]
     assert tracker.state == "ok"
+
+
+def test_health_tracker_a_good_frame_too_few_to_end_an_open_blind_condition_is_starting():
+    tracker = HealthTracker(blind_after_s=5.0, lost_after_s=3.0, recover_frames=2)
+    tracker.start(0.0)
+    tracker.frame(1.0, "uniform")
+    assert [e.kind for e in tracker.frame(6.0, "uniform")] == ["camera_blind"]
+    tracker.failure(7.0, "read_failed")
+    assert [e.kind for e in tracker.failure(10.0, "read_failed")] == ["camera_lost"]
+    assert [e.kind for e in tracker.frame(12.0, "uniform")] == ["camera_found"] and tracker.state == "uniform"
+    assert tracker.frame(13.0, None) == [] and tracker.state == "starting"  # not "uniform" now, not yet "ok"
+    assert [e.kind for e in tracker.frame(14.0, None)] == ["camera_recovered"] and tracker.state == "ok"
 
 
 def test_blind_reason():
@@ -279,3 +308,5 @@ def test_blind_reason():
     assert blind_reason(np.full_like(scene, 200), None, 8.0) == "uniform"
     assert blind_reason(scene, scene.copy(), 8.0) == "frozen"
     assert blind_reason(noisy, scene, 8.0) is None
+    assert repeats(np.zeros_like(scene), np.zeros_like(scene)) and not repeats(noisy, scene)
+    assert not repeats(scene, None) and not repeats(scene, scene[:, :-1])

@@ -1,5 +1,7 @@
 import json
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from seal_protocol import (
     new_envelope,
     utc_now_ms,
 )
-from seal_protocol.envelope import parse_ts
+from seal_protocol.envelope import SIMULATED_FIELD, is_simulated, parse_ts
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import (
     generate_signing_key,
@@ -224,3 +226,26 @@ def test_the_agent_never_names_more_pictures_than_the_protocol_allows():
     assert MAX_LISTED <= MAX_NAMED_SNAPSHOTS
     most_frames = max(m.le for m in CameraConfig.model_fields["snapshot_max_frames"].metadata if hasattr(m, "le"))
     assert most_frames <= MAX_NAMED_SNAPSHOTS
+
+
+@pytest.mark.parametrize(
+    ("payload", "simulated"),
+    [({SIMULATED_FIELD: True}, True), ({}, False), ({SIMULATED_FIELD: "true"}, False), ({SIMULATED_FIELD: 1}, False)],
+)
+def test_is_simulated_takes_the_json_true_alone(payload: dict[str, object], simulated: bool) -> None:
+    assert is_simulated(payload) is simulated
+
+
+def test_the_simulated_mark_is_read_and_written_through_the_wire_contract_alone() -> None:
+    """One test of the mark (:func:`is_simulated`) and one name of its field (``SIMULATED_FIELD``): no package spells
+    ``"simulated"`` as a key of its own, which could drift from the wire contract's."""
+    root = Path(__file__).resolve().parents[2]
+    spelt = re.compile(r"""(\.get\(|\[)\s*["']simulated["']""")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("seal_protocol", "seal_agent", "server", "seal_dev", "seal_verify")
+        for path in sorted((root / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelt.search(line)
+    ]
+    assert found == []

@@ -109,12 +109,40 @@ class ProcessOutput:
 @contextmanager
 def stopping(process: subprocess.Popen[bytes]) -> Iterator[None]:
     """Within: ``process`` runs. At the end it is sent SIGTERM (it finishes its batch) and waited for; whatever
-    happened, it does not outlive the block (killed if it must be)."""
+    happened, neither it nor any process of its group (its workers, orphaned or not) outlives the block."""
     try:
         yield
         process.send_signal(signal.SIGTERM)
         process.wait(60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        end_group(process)
+
+
+def end_group(process: subprocess.Popen[bytes]) -> None:
+    """``process`` (started by :func:`start_ingest`, the leader of its group) and every process of its group ended:
+    SIGTERM to all (each finishes its batch), then SIGKILL to what is left after :data:`WAIT_S`."""
+    if process.poll() is None or group_pids(process.pid):
+        _signal_group(process.pid, signal.SIGTERM)
+        if not wait_until(lambda: process.poll() is not None and not group_pids(process.pid), WAIT_S):
+            _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def group_pids(group: int) -> list[int]:
+    """The processes of process group ``group`` that still run (not those that ended, waiting to be reaped)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            pass
+    return found
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:  # none left
+        pass

@@ -291,4 +291,6 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "clock_unsynced": 0,
             "case_mismatch": 0,
             "refusal_flood": 0,
+            "sensor_flapping": 0,
+            "sensor_stuck": 0,
         }

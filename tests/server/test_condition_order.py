@@ -32,12 +32,23 @@ Word = tuple[EventType, dict[str, Any]]
 CONDITIONS: list[tuple[str, Word, Word]] = [
     ("camera_blind", (EventType.CAMERA_BLIND, {"reason": "uniform"}), (EventType.CAMERA_RECOVERED, {})),
     ("camera_lost", (EventType.CAMERA_LOST, {}), (EventType.CAMERA_FOUND, {})),
+    ("sensor_flapping", (EventType.SENSOR_FLAPPING, {"sensor": "pir"}), (EventType.SENSOR_NORMAL, {"sensor": "pir"})),
+    ("sensor_stuck", (EventType.SENSOR_STUCK, {"sensor": "pir"}), (EventType.SENSOR_UNSTUCK, {"sensor": "pir"})),
     ("speaker_failed", (EventType.HEARTBEAT, {"speaker": "failed"}), (EventType.HEARTBEAT, {"speaker": "ok"})),
     ("speaker_failed", (EventType.WARNING_RESULT, FAILED), (EventType.WARNING_RESULT, PLAYED)),
     ("clock_unsynced", (EventType.HEARTBEAT, UNSYNCED), (EventType.HEARTBEAT, SYNCED)),
     ("clock_unsynced", (EventType.HEARTBEAT, UNSYNCED), (EventType.CLOCK_STEPPED, {"step_ms": 9000, "synced": True})),
 ]
-IDS = ["camera_blind", "camera_lost", "speaker-heartbeat", "speaker-warning", "clock-heartbeat", "clock-step"]
+IDS = [
+    "camera_blind",
+    "camera_lost",
+    "sensor_flapping",
+    "sensor_stuck",
+    "speaker-heartbeat",
+    "speaker-warning",
+    "clock-heartbeat",
+    "clock-step",
+]
 each_condition = pytest.mark.parametrize(("kind", "trouble", "recovery"), CONDITIONS, ids=IDS)
 
 

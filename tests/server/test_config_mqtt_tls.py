@@ -23,6 +23,7 @@ password_file = "{dir}/court-server.mqtt-password"
 def write(tmp_path: Path, host: str, extra: str = "") -> Path:
     path = tmp_path / "server.toml"
     path.write_text(BASE.format(dir=tmp_path, host=host) + extra, encoding="utf-8")
+    (tmp_path / "court-server.mqtt-password").write_text("a-password\n")  # check-config reads it
     return path
 
 
@@ -77,6 +78,7 @@ def test_tls_to_a_broker_elsewhere_is_accepted_without_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, "mqtt.court.example", f'tls_ca_file = "{tmp_path / "ca.pem"}"\n')
+    (tmp_path / "ca.pem").write_text("")  # read by check-config, not parsed
     assert main(["check-config", "--config", str(path)]) == 0
     assert "PLAIN TCP" not in capsys.readouterr().err
 

@@ -4,9 +4,11 @@ every picture lost because the snapshots' disk is not mounted."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 from urllib.parse import quote
@@ -82,6 +84,60 @@ def test_an_export_whose_record_cannot_be_committed_leaves_no_bundle(
 
     assert _recorded(session_factory) == ([], [])
     assert list(target.parent.iterdir()) == []
+
+
+def test_a_reexport_whose_record_fails_keeps_the_recorded_bundle(
+    session_factory: SessionFactory, database_url: str, tmp_path: Path
+) -> None:
+    """A bundle recorded before, at the target's path, is put back if the re-export to that path is not recorded."""
+    world = build_world(session_factory, database_url, tmp_path)
+    target = tmp_path / "out" / "case.zip"
+    world.export(CASE_A, target)
+    first, recorded = target.read_bytes(), _recorded(session_factory)
+    _refuse_export_records(session_factory, database_url)
+
+    with pytest.raises(Exception, match="refused by the test"):
+        world.export(CASE_A, target)
+
+    assert target.read_bytes() == first and _recorded(session_factory) == recorded
+    assert [p.name for p in target.parent.iterdir()] == ["case.zip"]  # nothing kept aside, no temporary file
+    assert verify_bundle(target, log_key=world.log_key.verifier()).ok
+
+
+@ON_SQLITE
+def test_a_reexport_whose_record_fails_keeps_the_recorded_bundle_without_hard_links(
+    session_factory: SessionFactory, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a filesystem without hard links (a FAT or exFAT stick), the recorded bundle is copied aside instead."""
+    world = build_world(session_factory, database_url, tmp_path)
+    target = tmp_path / "out" / "case.zip"
+    world.export(CASE_A, target)
+    first, recorded = target.read_bytes(), _recorded(session_factory)
+    _refuse_export_records(session_factory, database_url)
+
+    def no_link(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    with pytest.raises(Exception, match="refused by the test"):
+        world.export(CASE_A, target)
+
+    assert target.read_bytes() == first and _recorded(session_factory) == recorded
+    assert [p.name for p in target.parent.iterdir()] == ["case.zip"]
+
+
+def test_a_recorded_reexport_replaces_the_bundle_and_keeps_nothing_aside(
+    session_factory: SessionFactory, database_url: str, tmp_path: Path
+) -> None:
+    world = build_world(session_factory, database_url, tmp_path)
+    target = tmp_path / "out" / "case.zip"
+    world.export(CASE_A, target)
+    second = world.export(CASE_A, target)
+    with zipfile.ZipFile(target) as bundle:
+        manifest = hashlib.sha256(bundle.read("manifest.json")).hexdigest()
+    rows, audited = _recorded(session_factory)
+    assert manifest == second.manifest_sha256 and rows[-1] == audited[-1] == manifest and len(rows) == 2
+    assert [p.name for p in target.parent.iterdir()] == ["case.zip"]
 
 
 def test_a_recorded_export_names_the_bundle_in_place(

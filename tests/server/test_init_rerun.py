@@ -152,7 +152,12 @@ def test_database_url_option_moves_a_court_and_a_password_makes_server_toml_priv
 
     assert main(["init", "court", "--force", "--database-url", url]) == 0
 
-    assert f'  database_url: "{PG_URL}" → "{url}"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f'  database_url: "{PG_URL}" → "postgresql+psycopg://court:***@db.court.example/court"' in out
+    assert "s3cret" not in out  # masked, as check-config shows it
+    assert main(["init", "court", "--force"]) == 0  # kept: printed masked too
+    out = capsys.readouterr().out
+    assert 'kept database_url = "postgresql+psycopg://court:***@db.court.example/court"' in out and "s3cret" not in out
     assert load_settings(court / "server.toml", env={}).database_url == url
     assert stat.S_IMODE((court / "server.toml").stat().st_mode) == 0o600
     assert stat.S_IMODE((court / "server.toml.bak").stat().st_mode) == 0o600

@@ -75,7 +75,7 @@ def test_the_debtor_does_not_learn_which_seal_is_deaf(world: RemovalWorld) -> No
     actions = [h["action"] for h in judge["history"]]
     assert actions[-3:] == ["resend_disarm", "lift_without_ack", "confirm_disarmed"]
     assert judge["history"][-2]["note"] == "封条失联"
-    assert "seal-a2 waiting_for_seal (disarm #" in judge["history"][-1]["note"]
+    assert "seal-a2 Waiting for the seal (expired: send again) (disarm #" in judge["history"][-1]["note"]
     for who in ("officer", "judge"):
         kinds = [m["kind"] for m in inbox(world, who)]
         assert "removal.without_ack" in kinds and "removal.disarmed_without_ack" in kinds, (who, kinds)

@@ -1,7 +1,7 @@
 """The request's history (办理记录) as the debtor's portal and the creditor's page show it: every note is Chinese
-first — the people's notes as they wrote them (in Chinese here), the server's own notes ``中文 / English`` — never
-the server's English alone (``disarm sent to 2 seal(s)``). A note the server stored English only, before its notes
-were written so, is shown with the step's Chinese before it."""
+first — the people's notes as they wrote them (in Chinese here), the server's own notes in the page's language
+(Chinese here; the API's ``中文 / English``) — never the server's English alone (``disarm sent to 2 seal(s)``). A
+note the server stored English only, before its notes were written so, is shown with the step's Chinese before it."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def test_every_history_note_on_the_parties_pages_is_chinese_first(world: Removal
     for who in ("debtor", "creditor"):
         notes = history_notes(world, who)
         assert notes and english_only(notes) == [], (who, notes)
-    assert any(note.startswith("已向 2 个电子封条发出解除布防指令 / ") for note in history_notes(world, "debtor"))
+    assert "已向 2 个电子封条发出解除布防指令" in history_notes(world, "debtor")  # the page's language only
+    assert not any("the signed disarm was issued" in note for note in history_notes(world, "debtor"))
 
 
 def test_a_server_note_stored_english_only_is_shown_with_its_chinese_first() -> None:

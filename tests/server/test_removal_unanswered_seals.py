@@ -113,7 +113,7 @@ def test_a_seal_that_never_answers_is_lifted_without_its_ack_by_the_judge_s_deci
         ("judge", "lift_without_ack", "disarm_pending"),
         ("-", "confirm_disarmed", "disarmed"),
     ]
-    assert "seal-a2 waiting_for_seal (disarm #" in decided["history"][-1]["note"]
+    assert "seal-a2 Waiting for the seal (expired: send again) (disarm #" in decided["history"][-1]["note"]
     [settled] = audited(world, "removal.confirm_disarmed")
     assert settled.details["without_ack"] == ["seal-a2"] and list(settled.details["acks"]) == ["seal-a1"]
 

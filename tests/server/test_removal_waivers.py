@@ -167,8 +167,9 @@ def test_the_record_says_how_each_waived_seal_stood(world: RemovalWorld) -> None
     assert settled.details["without_ack_as"]["seal-a1"]["status"] == "refused"
     note = decided["history"][-1]["note"]
     assert "never acknowledged" not in note
-    assert f"seal-a1 refused (disarm #{commands['seal-a1'].id}: rejected)" in note
-    assert f"seal-a2 waiting_for_seal (disarm #{commands['seal-a2'].id}: expired)" in note
+    assert f"seal-a1 封条拒绝了指令（可重新发送）（解除布防指令 #{commands['seal-a1'].id}：封条拒绝）" in note
+    assert f"seal-a1 Refused by the seal (send again) (disarm #{commands['seal-a1'].id}: Refused by the seal)" in note
+    assert f"seal-a2 Waiting for the seal (expired: send again) (disarm #{commands['seal-a2'].id}: No answer" in note
 
 
 def test_the_inboxes_say_which_seals_were_lifted_without_acknowledgement(world: RemovalWorld) -> None:

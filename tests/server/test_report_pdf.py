@@ -240,8 +240,8 @@ def test_a_failed_warning_reads_as_failed_and_an_outcome_is_taken_from_its_warni
         warning_languages=[{"language": "zh", "result": "playing", "reason": None}],
     )
     text = pdf_text(render_report(facts(events=events.items)))
-    assert "警告播放失败：zh失败（ErroropeningPCMdevice.--CODE:-22）" in text
-    assert "warningfailed:zhfailed(ErroropeningPCMdevice.--CODE:-22);enfailed(" in text
+    assert "警告播放失败：中文失败（ErroropeningPCMdevice.--CODE:-22）" in text
+    assert "warningfailed:Chinesefailed(ErroropeningPCMdevice.--CODE:-22);Englishfailed(" in text
     assert "结果：警告播放失败" in text and "outcome:warningfailed" in text
     assert "结果：未收到warning_result事件" in text  # the last warning's outcome never came: said so, not guessed
 
@@ -296,7 +296,7 @@ def test_a_warning_decided_by_the_camera_and_a_test_warning_read_as_they_ended()
         warning_languages=FAILED_LANGUAGES,
     )
     text = pdf_text(render_report(facts(events=events.items)))
-    assert "待摄像头确认后决定是否警告；摄像头确认后：警告已开始播放：zh播放中；结果：警告播放失败" in text
+    assert "待摄像头确认后决定是否警告；摄像头确认后：警告已开始播放：中文播放中；结果：警告播放失败" in text
     assert "指令4测试警示音→警示音播放失败；警告播放失败" in text
 
 
@@ -382,7 +382,7 @@ def test_a_played_warning_does_not_read_as_failed() -> None:
     events = Events()
     events.add("intrusion", T0, warning="played", warning_languages=PLAYED_LANGUAGES, camera="ok", snapshots=[])
     text = pdf_text(render_report(facts(events=events.items)))
-    assert "警告已播放：zh已播放；en已播放" in text and "warningplayed:zhplayed;enplayed" in text
+    assert "警告已播放：中文已播放；英文已播放" in text and "warningplayed:Chineseplayed;Englishplayed" in text
     assert "警告播放失败" not in text and "warningfailed" not in text
 
 

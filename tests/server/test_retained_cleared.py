@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def court_ingest(
         run.ingest.stop()
 
 
-def retained_now(broker: PrivateBroker) -> list[tuple[str, int]]:
+def retained_now(broker: PrivateBroker, topics: tuple[str, ...] = SEAL_TOPICS) -> list[tuple[str, int]]:
     """What the broker holds retained on every seal's topics: what a new subscription of the court's account gets
     (topic, payload size). It subscribes (a clean session), then publishes a sentinel to itself: the broker sends the
     retained messages as it grants the subscription, so all of them come before the sentinel."""
@@ -74,7 +75,7 @@ def retained_now(broker: PrivateBroker) -> list[tuple[str, int]]:
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         assert not rc.is_failure, rc
-        c.subscribe([(t, SubscribeOptions(qos=1)) for t in (*SEAL_TOPICS, sentinel)])
+        c.subscribe([(t, SubscribeOptions(qos=1)) for t in (*topics, sentinel)])
 
     client.on_message = on_message
     client.on_connect = on_connect
@@ -184,3 +185,16 @@ def test_a_snapshot_published_retained_is_stored_and_cleared(
         snap = run.wait(lambda m: m.snapshots >= 1 and m.ignored >= 1, "the snapshot")
     assert snap.rejected == {}
     assert retained_now(broker) == []
+
+
+def test_a_retained_message_is_cleared_by_one_function() -> None:
+    """The empty retained publish that deletes a retained message is written once (``server.core.mqtt``), for the
+    ingest's clears and the command publisher's sweep alike: no copy of it drifts from the other."""
+    root = Path(__file__).resolve().parents[2]
+    clearing = re.compile(r"""\.publish\([^)]*b["']{2}[^)]*retain=True""")
+    found = [
+        str(path.relative_to(root))
+        for path in sorted((root / "server").rglob("*.py"))
+        if clearing.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == ["server/core/mqtt.py"]

@@ -226,3 +226,15 @@ def test_a_simulated_seal_s_intrusion_says_so_on_the_overview_and_the_case_page(
         assert 'data-kind="intrusion"' in text
         assert "模拟封条的事件（seal-agent simulate，模拟引脚）：并非现场实际发生" in text
     assert "event (seal-agent simulate, mock pins): it did not happen on site" in english
+
+
+def test_a_simulated_seal_s_speaker_failed_alarm_says_so_too(world: PagesWorld) -> None:
+    """Not only the alarms whose details copy the event's payload: the speaker_failed of the same intrusion too."""
+    failed = [{"language": "zh", "result": "failed"}]
+    payload = {"armed": True, "warning": "failed", "warning_languages": failed, SIMULATED_FIELD: True}
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.INTRUSION, payload)))
+    label = "模拟封条的事件（seal-agent simulate，模拟引脚）：并非现场实际发生"
+    with world.client("judge") as client:
+        for text in (client.get("/").text, client.get(f"/cases/{quote(CASE, safe='')}").text):
+            assert 'data-kind="intrusion"' in text and 'data-kind="speaker_failed"' in text
+            assert text.count(label) == 2, text.count(label)

@@ -68,6 +68,14 @@ def test_the_seal_page_shows_its_health_history_and_notice(world: PagesWorld) ->
         assert client.get(f"/seals/{SEAL}").status_code == 403  # the seal in place, armed or not)
 
 
+def test_the_seal_page_words_a_frozen_camera_and_marks_it(world: PagesWorld) -> None:
+    """A camera whose frames repeat (not yet ``blind_after_s``) is signed ``frozen``: worded, and it needs a look."""
+    world.ingest((world.seal.event_topic, world.seal.event(EventType.HEARTBEAT, {**HEARTBEAT, "camera": "frozen"})))
+    with world.client("judge") as client:
+        html = client.get(f"/seals/{SEAL}").text
+    assert re.search(r'class="item bad" data-field="camera" data-value="frozen"', html) and "画面冻结" in html
+
+
 def test_the_audit_log_is_the_clerk_s_filtered_and_escaped(world: PagesWorld) -> None:
     with world.client("clerk") as client:
         token = csrf_of(client.get("/admin/courts").text)

@@ -29,10 +29,28 @@ class Camera(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One grabbed image and the monotonic time (seconds) at which it was read."""
+    """One grabbed image and the monotonic time (seconds) at which it was read.
+
+    ``blind`` is its :func:`~seal_agent.devices.camera.health.blind_reason` (``"uniform"``, ``"frozen"`` or
+    ``None``). ``first_t`` is set on a frame bit-identical to the one before it: the time the first of that run of
+    identical frames was read. Such a frame is no new view: its picture is as old as ``first_t`` (:attr:`view_t`),
+    and it is never a snapshot (the first of the run is, once).
+    """
 
     t: float
     image: Image
+    blind: str | None = None
+    first_t: float | None = None
+
+    @property
+    def repeat(self) -> bool:
+        """It repeats the frame before it bit for bit: no new view."""
+        return self.first_t is not None
+
+    @property
+    def view_t(self) -> float:
+        """When the camera last showed a new picture: the time of what this frame shows."""
+        return self.t if self.first_t is None else self.first_t
 
 
 @dataclass(frozen=True, slots=True)

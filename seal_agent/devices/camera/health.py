@@ -25,8 +25,10 @@ _BGR_TO_GREY = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 class CameraState(StrEnum):
     STARTING = "starting"  # no verdict yet
-    OK = "ok"
-    BLIND = "blind"  # frames arrive but show nothing (covered, dark, uniform, frozen)
+    OK = "ok"  # the newest frame showed a new picture of the room
+    FROZEN = "frozen"  # the newest frame repeats the one before bit for bit, not yet for blind_after_s
+    UNIFORM = "uniform"  # the newest frame is (nearly) one grey level, not yet for blind_after_s
+    BLIND = "blind"  # frames arrive but show nothing (covered, dark, uniform, frozen) for blind_after_s
     LOST = "lost"  # no frames arrive
 
 
@@ -47,9 +49,13 @@ def blind_reason(image: Image, previous: Image | None, max_stddev: float) -> str
     grey = sample.astype(np.float32) @ _BGR_TO_GREY if sample.ndim == 3 else sample.astype(np.float32)
     if float(grey.std()) < max_stddev:
         return "uniform"
-    if previous is not None and previous.shape == image.shape and np.array_equal(previous, image):
-        return "frozen"
-    return None
+    return "frozen" if repeats(image, previous) else None
+
+
+def repeats(image: Image, previous: Image | None) -> bool:
+    """Whether ``image`` is bit-identical to ``previous``: not a new view (a hung driver, a paused source hands the
+    same buffer again), whatever it shows."""
+    return previous is not None and previous.shape == image.shape and np.array_equal(previous, image)
 
 
 def _ms(seconds: float) -> int:
@@ -60,12 +66,14 @@ class HealthTracker:
     """Turns a stream of "frame (maybe blind)" and "no frame" observations into state transitions.
 
     - blind: every frame for ``blind_after_s`` was blind → ``camera_blind``; ``recover_frames`` good frames in a row
-      → ``camera_recovered``.
+      → ``camera_recovered``. Until ``blind_after_s`` has passed the state is the newest blind frame's reason
+      (``frozen`` or ``uniform``): a camera is ``ok`` only while its newest frame is a good one.
     - lost: no frame for ``lost_after_s`` → ``camera_lost`` (from any state); the next frame → ``camera_found``.
 
-    A blind condition outlives a loss: after ``camera_found`` the state is ``starting`` (no verdict yet) until the
-    frames give one — ``recover_frames`` good frames end a blind condition with ``camera_recovered`` (``down_ms``
-    from when it began), frames still blind for ``blind_after_s`` make the state ``blind`` again without a second
+    A blind condition outlives a loss: after ``camera_found`` the state is ``starting`` (no verdict yet; ``frozen`` or
+    ``uniform`` while the frames are blind) until the frames give one — ``recover_frames`` good frames end a blind
+    condition with ``camera_recovered`` (``down_ms`` from when it began), frames still blind for ``blind_after_s``
+    make the state ``blind`` again without a second
     ``camera_blind`` (the first is still open). So every ``camera_blind`` is followed by exactly one
     ``camera_recovered`` once the image is good again, and a camera is never ``ok`` on frames that did not show it.
     """
@@ -103,6 +111,8 @@ class HealthTracker:
                 events.append(HealthEvent(CAMERA_RECOVERED, {"down_ms": _ms(now - self._blinded_at)}))
                 self._blinded_at = None
                 self.state = CameraState.OK
+            elif self.state in (CameraState.FROZEN, CameraState.UNIFORM):
+                self.state = CameraState.STARTING  # a good frame, too few yet to end the open blind condition
             return events
         self._good_run = 0
         if self._blind_since is None:
@@ -112,6 +122,8 @@ class HealthTracker:
             if self._blinded_at is None:
                 self._blinded_at = self._blind_since
                 events.append(HealthEvent(CAMERA_BLIND, {"reason": reason, "after_ms": _ms(now - self._blind_since)}))
+        elif self.state is not CameraState.BLIND:
+            self.state = CameraState(reason)  # blind, not yet for blind_after_s: said so, never "ok"
         return events
 
     def failure(self, now: float, reason: str) -> list[HealthEvent]:

@@ -17,7 +17,7 @@ from .burst import SnapshotBurst, SnapshotCallback, snapshots_spread
 from .config import CameraConfig
 from .errors import FrameNotEncodable
 from .grabber import FrameGrabber
-from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason
+from .health import CAMERA_FOUND, HealthEvent, HealthTracker, blind_reason, repeats
 from .motion import MotionDetector, encode_jpeg_within
 from .ring import FrameRing
 from .throttle import ThrottledWarning
@@ -91,6 +91,7 @@ class CameraMonitor:
         self._state = self._health.state.value  # published after each observation (see _publish)
         self._last_t = -math.inf
         self._previous: Image | None = None
+        self._previous_t = -math.inf  # when the picture of the previous frame was first read
         self._grabber = FrameGrabber(camera, self.interval, clock)
         self._unanalysable = ThrottledWarning(
             logger, "camera frame %s cannot be analysed (%s); counted as a failed read", bad_frame_log_interval_s, clock
@@ -164,7 +165,8 @@ class CameraMonitor:
 
     @property
     def state(self) -> str:
-        """``"starting"``, ``"ok"``, ``"blind"`` or ``"lost"``.
+        """``"starting"``, ``"ok"``, ``"frozen"`` or ``"uniform"`` (the newest frame is blind, not yet for
+        ``blind_after_s``), ``"blind"`` or ``"lost"``.
 
         It changes only once the observation that changed it is in the ring buffer and the motion history, so whoever
         sees ``"ok"`` can take :meth:`latest_snapshot` of the frame behind it (unless analysing that frame failed:
@@ -218,7 +220,8 @@ class CameraMonitor:
 
         Only a frame at most :attr:`fresh_s` old counts, and none while the camera is lost: the ring buffer is trimmed
         only when a frame arrives, so without that bound it would offer a frame from before the camera was lost as if
-        it were the view now.
+        it were the view now. A frozen camera's repeated frames are not in the ring buffer, only the first of them:
+        its picture is as old as that one, and once that is older than :attr:`fresh_s` there is no current frame.
         """
         if self.state == "lost":
             return None
@@ -298,8 +301,8 @@ class CameraMonitor:
             try:
                 # The tracker moves first; once it has, its events are reported even if the analysis raises: it
                 # will not report that transition again (a seal whose camera went blind must say so).
-                image, blind, events = self._judge(t, image, "read_failed" if item is not None else "read_stalled")
-                self._analyse(t, image, blind, found=any(event.kind == CAMERA_FOUND for event in events))
+                frame, events = self._judge(t, image, "read_failed" if item is not None else "read_stalled")
+                self._analyse(t, frame, found=any(event.kind == CAMERA_FOUND for event in events))
             except Exception:
                 logger.exception("camera monitor failed to process an observation")
             self._unanalysable.tick()
@@ -309,33 +312,36 @@ class CameraMonitor:
                 self._report(event)
             self._expire_bursts(self._clock())
 
-    def _judge(
-        self, t: float, image: Image | None, failure_reason: str
-    ) -> tuple[Image | None, str | None, list[HealthEvent]]:
-        """The health tracker's step: ``(image, blind reason, transitions)``. A frame whose blindness cannot even be
-        judged (not a BGR or grey image, e.g. raw two-channel YUYV) counts as a failed read: a camera that sends only
-        such frames is lost, not "starting" or "ok" for ever."""
+    def _judge(self, t: float, image: Image | None, failure_reason: str) -> tuple[Frame | None, list[HealthEvent]]:
+        """The health tracker's step: ``(frame, transitions)``, the frame with its blind reason and, if it repeats the
+        one before bit for bit, when that picture was first read. A frame whose blindness cannot even be judged (not
+        a BGR or grey image, e.g. raw two-channel YUYV) counts as a failed read: a camera that sends only such frames
+        is lost, not "starting" or "ok" for ever."""
         if image is not None:
             try:
                 blind = blind_reason(image, self._previous, self._blind_max_stddev)
+                repeat = blind == "frozen" or (blind is not None and repeats(image, self._previous))
             except (ValueError, TypeError, IndexError) as exc:
                 self._unanalysable.note(getattr(image, "shape", type(image).__name__), exc)
                 image, failure_reason = None, "bad_frame"
             else:
-                self._previous = image
-                return image, blind, self._health.frame(t, blind)
-        return None, None, self._health.failure(t, failure_reason)
+                frame = Frame(t, image, blind, self._previous_t if repeat else None)
+                self._previous, self._previous_t = image, frame.view_t
+                return frame, self._health.frame(t, blind)
+        return None, self._health.failure(t, failure_reason)
 
-    def _analyse(self, t: float, image: Image | None, blind: str | None, *, found: bool) -> None:
-        """Motion, ring buffer and post-trigger snapshots for one observation (``image`` None: no usable frame)."""
+    def _analyse(self, t: float, frame: Frame | None, *, found: bool) -> None:
+        """Motion, ring buffer and post-trigger snapshots for one observation (``frame`` None: no usable frame).
+
+        A frame that repeats the one before is no new view: it shows no motion, and it goes neither into the ring
+        buffer nor into a burst (its picture is there once, at the time it was first read)."""
         motion: bool | None = None
-        if image is not None:
+        if frame is not None and not frame.repeat:
             if found:
                 self._detector.reset()
-            motion = self._detector.feed(image)
-            if blind is not None and motion is not True:
-                motion = None  # a covered or frozen image cannot say "nobody there"
-            frame = Frame(t, image)
+            motion = self._detector.feed(frame.image)
+            if frame.blind is not None and motion is not True:
+                motion = None  # a covered image cannot say "nobody there"
             with self._lock:
                 self._ring.append(frame)
                 wanting = [burst for burst in self._bursts if burst.wants(t)]
