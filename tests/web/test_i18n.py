@@ -13,6 +13,7 @@ from seal_protocol.commands import COMMAND_RESULTS, UNVERIFIED_REASONS, CommandA
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
+from server.notices.facts import REQUIRED_FACTS
 from server.removal.disarm import SealStatus
 from server.removal.grounds import GROUND_LABELS, RemovalGround
 from server.removal.lifting import SealFound
@@ -78,6 +79,7 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "seal_field": list(HEALTH_FIELDS),
         "admin_done": [*admin_users.DONE, *admin_cases.DONE],
         "seal_value": [f"{field}_{value}" for field, values in HEARTBEAT_WORDS.items() for value in values],
+        "notice_fact": list(REQUIRED_FACTS),
     }
     assert built <= values.keys(), "a key is built from values this test does not know: add them here"
     missing = {f"{prefix}.{value}" for prefix in built for value in values[prefix]} - catalogue().keys()
