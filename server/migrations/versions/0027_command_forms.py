@@ -2,7 +2,7 @@
 button) sends one command (server.web.form_ids).
 
 Revision ID: 9c2e4a7b1d35
-Revises: 80f5e45f057b
+Revises: 6c2e9a4b7d13
 Create Date: 2026-12-08 09:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from server.core.base import BigId, UTCDateTime
 
 revision: str = "9c2e4a7b1d35"
-down_revision: str | None = "80f5e45f057b"
+down_revision: str | None = "6c2e9a4b7d13"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
