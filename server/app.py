@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router, metrics_router, public_router
@@ -30,6 +30,7 @@ from server.core.live import Change, LiveHub
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.receiving import CourtReceiving
+from server.core.unique import TAKEN_MEANWHILE, unique_violation
 from server.errors import (
     AlreadyExists,
     BrokerFilesNotWritten,
@@ -292,6 +293,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             {"detail": LOST_RACE_TEXT}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers
         )
 
+    async def taken_meanwhile(request: Request, exc: Exception) -> JSONResponse:
+        if not unique_violation(exc):
+            raise exc  # another integrity error is a bug: a server error (500, logged with the traceback)
+        cause = getattr(exc, "orig", exc)
+        logger.warning("%s %s: written meanwhile by another, nothing kept: %s", request.method, request.url.path, cause)
+        return JSONResponse({"detail": TAKEN_MEANWHILE}, status_code=status.HTTP_409_CONFLICT)
+
     async def not_found(_request: Request, exc: Exception) -> JSONResponse:
         return refused(exc, status.HTTP_404_NOT_FOUND)
 
@@ -347,3 +355,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NoticesUnavailable, unavailable)
     app.add_exception_handler(ProofError, bad_request)
     app.add_exception_handler(OperationalError, lost_race)  # deadlock_detected, serialization_failure
+    app.add_exception_handler(IntegrityError, taken_meanwhile)  # a unique row two requests wrote at once: 409

@@ -27,7 +27,7 @@
     seal-server notify remove ID --config FILE
     seal-server quarantine list --config FILE [--reason R] [--device DEVICE_ID] [--since TIME] [--before ID] [--limit N]
     seal-server quarantine show ID --config FILE
-    seal-server removal access-code CASE_NO --config FILE
+    seal-server removal access-code CASE_NO [--rotate] --config FILE
     seal-server removal list --config FILE [--case CASE_NO] [--open]
     seal-server removal show ID --config FILE
 

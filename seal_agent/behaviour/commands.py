@@ -33,11 +33,13 @@ The rule for every command that reaches the seal's ``cmd`` topic:
   ``event_lost``. So does an action whose own event can never be recorded (an ``arm`` whose ``armed`` the outbox
   refuses for its own sake): the action took no effect, its ``event_lost`` stands in its place, and the command
   counts as taken, unanswered, not to be tried again; the court sees it expire (``arm_failed``/``disarm_failed``).
-* A command's validity window is judged by the seal's wall clock, never below the court's latest signed time it has
-  accepted a command of (:class:`~seal_agent.behaviour.court_time.CourtTime`): a seal booted with its clock behind
-  refuses as ``expired`` a command the court's later word shows expired. While the kernel does not say the wall clock
-  is synchronised (``synced`` false or unknown), a command issued "in the future" is not refused ``not_yet_valid``:
-  the court's signed time beats an unset clock; it is accepted and raises that floor. A synchronised seal refuses it.
+* A command's validity window is judged by the seal's wall clock. While the kernel does not say the wall clock is
+  synchronised (``synced`` false or unknown), never below the court's latest signed time it has accepted a command of
+  (:class:`~seal_agent.behaviour.court_time.CourtTime`): a seal booted with its clock behind refuses as ``expired`` a
+  command the court's later word shows expired; and a command issued "in the future" is not refused
+  ``not_yet_valid``: the court's signed time beats an unset clock; it is accepted and raises that floor (no further
+  than its own ``expires_at``). Once the kernel says the clock is synchronised, the clock alone judges: the floor is
+  dropped, from the outbox too, so a court clock wrong once does not outlast it; a command from the future is refused.
 * A :class:`CommandDesk` without a court key refuses every command as ``bad_signature`` (malformed and unsigned
   ones keep their own reason): it obeys nobody rather than anybody. A running seal always has the key: the
   runtime refuses a configuration without ``[commands] server_public_key``, which also verifies the receipts.
@@ -161,6 +163,9 @@ class CommandDesk:
         with self._lock:
             if self._closed:
                 raise SealStopping("the seal is stopping: the command is not taken")
+            unsynced = self._clock_unsynced()
+            if not unsynced:
+                self._trust_own_clock()
             try:
                 command = check_command(
                     data,
@@ -169,7 +174,7 @@ class CommandDesk:
                     server_key=self._server_key or self._nobody,
                     last_accepted_id=self.last_accepted_id,
                     now=self._court_time.now(),
-                    clock_unsynced=self._clock_unsynced(),
+                    clock_unsynced=unsynced,
                 )
             except CommandRefused as refused:
                 if refused.command_id in self._lost and refused.reason in _OBEYED_REFUSALS:
@@ -184,7 +189,8 @@ class CommandDesk:
                 if not _same_bytes(done, data):  # another command under that id: refused in its own right
                     self._reject(refused, data)
                 return
-            self._court_time.saw(command.issued_at)
+            if unsynced:
+                self._court_time.saw(command.issued_at, command.expires_at)
             if command.command_id in self._lost:
                 logger.info("court command %d again: carried out, its answer lost for good", command.command_id)
                 return
@@ -208,6 +214,18 @@ class CommandDesk:
         """The kernel does not say the wall clock is synchronised (false, or unknown)."""
         sync = CLOCK_UNKNOWN if self._clock_state is None else self._clock_state.sync()
         return sync.synced is not True
+
+    def _trust_own_clock(self) -> None:
+        """The kernel says the wall clock is synchronised: it alone judges commands. The court-time floor is dropped,
+        and removed from the outbox, so that a restart before NTP answers does not bring back a floor a wrong court
+        clock may have raised (if that removal fails, the next answer removes it with itself)."""
+        self._court_time.drop()
+        try:
+            if self._recorder.outbox.setting(COURT_TIME_SETTING) is not None:
+                self._recorder.outbox.unset_setting(COURT_TIME_SETTING)
+                logger.info("the wall clock is synchronised: the court-time floor is dropped")
+        except OutboxError as exc:
+            logger.warning("cannot remove the court-time floor from the outbox (%s): the next answer removes it", exc)
 
     def _remember(self, command_id: int, done: _Done) -> None:
         """Keep ``done`` until its answer is committed (the oldest goes first past :data:`UNANSWERED_KEPT`)."""
@@ -238,9 +256,9 @@ class CommandDesk:
         if done.warning is not None:
             self._agent.follow_warning(done.warning, trigger="command_ack", trigger_seq=stored.seq)
 
-    def _court_time_setting(self) -> dict[str, str]:
-        floor = self._court_time.setting()
-        return {} if floor is None else {COURT_TIME_SETTING: floor}
+    def _court_time_setting(self) -> dict[str, str | None]:
+        """The court-time floor to keep with an answer (None: none, removed)."""
+        return {COURT_TIME_SETTING: self._court_time.setting()}
 
     def _answer_reused(self, command_id: int, done: _Done, data: bytes) -> None:
         """``data``, a valid command under the id of one carried out but not yet answered, is another command: the

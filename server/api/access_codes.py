@@ -1,13 +1,17 @@
 """The debtor's access code of a case: a clerk issues it, or rotates it (the old code and its sessions end). The code
-is in the answer once, to be printed for the debtor, who signs in with it at ``POST /api/auth/access-code``."""
+is in the answer once, to be printed for the debtor, who signs in with it at ``POST /api/auth/access-code``.
+
+A code is replaced only on purpose: ``POST`` without a body issues the first code (409 if the case has one — a
+request sent twice must not leave the clerk holding a dead code); with ``{"replacing": <issued_at>}`` (the time
+``GET`` answers) it rotates that code, and is refused (409) if another has been issued since."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, status
+from pydantic import AwareDatetime, BaseModel, Field
 
 from server.api.deps import CurrentUser, Responses, SessionDep, case_with
 from server.api.routing import ValidatedRoute
@@ -29,6 +33,13 @@ class AccessCodeIssued(BaseModel):
     rotated: bool = Field(description="True if it replaced a code: the old one and its sessions have ended.")
 
 
+class AccessCodeRotation(BaseModel):
+    replacing: AwareDatetime = Field(
+        description="The issued_at of the code to replace (as GET answers it): refused (409) if it is not the "
+        "case's code any more."
+    )
+
+
 class AccessCodePublic(BaseModel):
     case_no: str
     issued: bool = Field(description="Whether the case has a code (the code itself is never shown again).")
@@ -39,13 +50,24 @@ class AccessCodePublic(BaseModel):
 @router.post(
     "/{case_no:path}/access-code",
     status_code=status.HTTP_201_CREATED,
-    responses=NOT_FOUND | {409: {"description": "The case is lifted or closed"}},
+    responses=NOT_FOUND
+    | {
+        409: {
+            "description": "The case is lifted or closed; it has a code already (first issue); its code is not the "
+            "one to replace any more (rotation)"
+        }
+    },
 )
 def issue_code(
-    case: Annotated[Case, Depends(case_with(Permission.ACCESS_CODE_ISSUE))], clerk: CurrentUser, session: SessionDep
+    case: Annotated[Case, Depends(case_with(Permission.ACCESS_CODE_ISSUE))],
+    clerk: CurrentUser,
+    session: SessionDep,
+    rotation: Annotated[AccessCodeRotation | None, Body()] = None,
 ) -> AccessCodeIssued:
-    """Issue the debtor's access code of the case, or rotate it (clerk); the code is shown this once."""
-    issued = issue_access_code(session, actor=clerk, case_no=case.case_no, now=utc_now())
+    """Issue the debtor's first access code of the case, or (``replacing``) rotate its code (clerk); the code is shown
+    this once."""
+    replacing = rotation.replacing if rotation is not None else None
+    issued = issue_access_code(session, actor=clerk, case_no=case.case_no, now=utc_now(), replacing=replacing)
     session.commit()
     assert issued.issued_at is not None
     return AccessCodeIssued(

@@ -25,6 +25,7 @@ from server.auth.models import CaseAccessCode, User
 from server.auth.passwords import hash_password, verify_password
 from server.auth.sessions import revoke_user_sessions
 from server.auth.users import NO_PASSWORD, assign_case, create_user, find_user
+from server.core.court_clock import court_clock
 from server.errors import Conflict
 from server.seals.cases import find_case, get_case, set_case_status
 from server.seals.models import Case, CaseStatus
@@ -59,17 +60,34 @@ def code_username(case_id: int) -> str:
     return f"debtor-case-{case_id}"
 
 
-def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, now: datetime) -> IssuedCode:
+def issue_access_code(
+    session: Session,
+    *,
+    actor: Actor | None,
+    case_no: str,
+    now: datetime,
+    rotate: bool = False,
+    replacing: datetime | None = None,
+) -> IssuedCode:
     """Issue the case's access code, or rotate it (ending the old code's sessions); audited as ``case.access_code``.
     The code is in the answer only. :class:`Conflict` for a case that is lifted or closed (nor does its code sign
-    in any more: :func:`server.auth.login.sign_in_with_code`)."""
-    case = get_case(session, case_no=case_no)
+    in any more: :func:`server.auth.login.sign_in_with_code`).
+
+    A code is replaced only when asked (``rotate``): a case that has one refuses a first issue (:class:`Conflict`) —
+    a form sent twice, or two clerks at once, would otherwise each be shown a code of which only the last works.
+    ``replacing`` (the ``issued_at`` of the code the caller saw) makes the rotation conditional: refused if the
+    case's code is not that one any more (another was issued since). The case's row is locked first, so that
+    issues of one case's code run one after the other and each sees the last."""
+    case = get_case(session, case_no=case_no, for_update=True)
     if case.status in (CaseStatus.LIFTED, CaseStatus.CLOSED):
         raise Conflict(
             f"案件 {case.case_no} 目前为“{words('case_status', case.status)[0]}”，被执行人不再需要查询码。 / "
             f"case {case.case_no!r} is {case.status}: its debtor needs no access code any more"
         )
-    row = session.scalar(select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no))
+    row = session.scalar(
+        select(CaseAccessCode).where(CaseAccessCode.case_no == case.case_no).execution_options(populate_existing=True)
+    )
+    _check_replacing(case.case_no, row, rotate=rotate or replacing is not None, replacing=replacing)
     code = new_code()
     code_hash = hash_password(normalise_code(code))
     if row is None:
@@ -92,6 +110,25 @@ def issue_access_code(session: Session, *, actor: Actor | None, case_no: str, no
         session, actor=actor, action="case.access_code", target=case.case_no, case_no=case.case_no, details=details
     )
     return IssuedCode(case.case_no, code, user.username, now, rotated)
+
+
+def _check_replacing(case_no: str, row: CaseAccessCode | None, *, rotate: bool, replacing: datetime | None) -> None:
+    """:class:`Conflict` unless the case's code (``row``) is the one the caller means to replace: none for a first
+    issue, the one issued at ``replacing`` if given, any for a rotation."""
+    if row is not None and not rotate:
+        raise Conflict(
+            f"案件 {case_no} 已于 {court_clock(row.issued_at)} 生成查询码（可能是同一表单提交了两次）；"
+            "如需作废并重新生成，请刷新页面后选择“重新生成”。 / "
+            f"case {case_no!r} has an access code already (issued {court_clock(row.issued_at)} court time; the same "
+            "form sent twice?): to replace it, rotate it explicitly"
+        )
+    if replacing is not None and (row is None or row.issued_at != replacing):
+        raise Conflict(
+            f"案件 {case_no} 的查询码已被另一次操作重新生成，您要替换的查询码已失效；"
+            "请刷新页面，确认后再重新生成。 / "
+            f"case {case_no!r}'s access code was issued again meanwhile: the code you meant to replace is gone; "
+            "look again before rotating"
+        )
 
 
 def _code_account(session: Session, *, case_id: int, case_no: str, debtor: str, actor: Actor | None) -> User:

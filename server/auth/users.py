@@ -20,6 +20,7 @@ from server.auth.errors import Forbidden
 from server.auth.models import CaseAccessCode, CaseAssignment, User
 from server.auth.sessions import revoke_user_sessions
 from server.core.base import utc_now
+from server.core.unique import unique_or
 from server.errors import AlreadyExists, Conflict, NotFound
 from server.seals.case_numbers import canonical_case_no
 from server.seals.cases import find_case, get_case
@@ -67,12 +68,17 @@ def create_user(
 ) -> User:
     """Add a user; raise :class:`AlreadyExists` if the username is taken."""
     validate_username(username)
+
+    def taken() -> AlreadyExists:
+        return AlreadyExists(f"用户 {username} 已存在。 / user {username!r} already exists")
+
     if find_user(session, username=username) is not None:
-        raise AlreadyExists(f"用户 {username} 已存在。 / user {username!r} already exists")
+        raise taken()
     user = User(username=username, role=Role(role).value, password_hash=password_hash, full_name=full_name)
     user.disabled = disabled
-    session.add(user)
-    session.flush()
+    with unique_or(session, taken):  # the same username created at once: the unique index lets one through
+        session.add(user)
+        session.flush()
     return user
 
 
@@ -174,17 +180,22 @@ def assign_case(session: Session, *, user: User, case_no: str, by: Actor | None 
             f"{user.username} 是案件查询码账号，只属于该案件。 / {user.username!r} is a case's access-code account: "
             "it belongs to that case only"
         )
+
+    def assigned() -> AlreadyExists:
+        return AlreadyExists(
+            f"用户 {user.username} 已分配到案件 {case_no}。 / "
+            f"user {user.username!r} is already assigned to case {case_no!r}"
+        )
+
     existing = session.scalar(
         select(CaseAssignment).where(CaseAssignment.user_id == user.id, CaseAssignment.case_no == case_no)
     )
     if existing is not None:
-        raise AlreadyExists(
-            f"用户 {user.username} 已分配到案件 {case_no}。 / "
-            f"user {user.username!r} is already assigned to case {case_no!r}"
-        )
+        raise assigned()
     assignment = CaseAssignment(case_no=case_no, user_id=user.id, assigned_by=by.id if by is not None else None)
-    session.add(assignment)
-    session.flush()
+    with unique_or(session, assigned):  # the same assignment made at once: one goes through
+        session.add(assignment)
+        session.flush()
     return assignment
 
 

@@ -48,3 +48,16 @@ class CourtCommand(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(_JSON, comment="The answer's payload.")
     reason: Mapped[str | None] = mapped_column(String(32), comment="Why the seal rejected it (RejectReason).")
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class CommandForm(Base):
+    """A command form of the pages, used: its one-use id (rendered into the form: :mod:`server.web.form_ids`) and
+    the command it sent. The same form sent again (a double click, the back button) finds its row and sends
+    nothing; rows older than a form may be are deleted."""
+
+    __tablename__ = "command_forms"
+
+    form_id: Mapped[str] = mapped_column(String(64), primary_key=True, comment="The form's one-use id.")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), comment="Who sent it.")
+    command_id: Mapped[int | None] = mapped_column(ForeignKey("commands.id"), comment="The command it sent.")
+    used_at: Mapped[datetime] = mapped_column(index=True)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor, record_audit
 from server.config import NotifySettings
+from server.core.unique import unique_or
 from server.errors import AlreadyExists, ConfigError, found
 from server.notify.addresses import DEFAULT_POLICY, AddressPolicy, check_target_host
 from server.notify.models import Notification, NotificationTarget
@@ -86,11 +87,16 @@ def add_notification_target(
     same = select(NotificationTarget.id).where(
         NotificationTarget.case_no == case_no, NotificationTarget.role == role, NotificationTarget.url == url
     )
+
+    def known() -> AlreadyExists:
+        return AlreadyExists(f"case {case_no!r} already notifies the {role} at {url}")
+
     if session.scalar(same) is not None:
-        raise AlreadyExists(f"case {case_no!r} already notifies the {role} at {url}")
+        raise known()
     target = NotificationTarget(case_no=case_no, role=role, url=url, secret=secret)
-    session.add(target)
-    session.flush()
+    with unique_or(session, known):  # the same target added at once: one goes through
+        session.add(target)
+        session.flush()
     return target
 
 

@@ -1,6 +1,6 @@
 """``seal-server removal …``: the debtor's access code, and the removal requests as the court sees them.
 
-    seal-server removal access-code CASE_NO --config FILE     issue or rotate the debtor's code (printed once)
+    seal-server removal access-code CASE_NO [--rotate] --config FILE   issue (--rotate: replace) the debtor's code
     seal-server removal list --config FILE [--case CASE_NO] [--open]
     seal-server removal show ID --config FILE
 
@@ -36,6 +36,9 @@ def add_removal_commands(
         "access-code", parents=[common], help="issue the debtor's access code of a case, or rotate it (shown once)"
     )
     code.add_argument("case_no", metavar="CASE_NO")
+    code.add_argument(
+        "--rotate", action="store_true", help="replace the case's code (without it, a case that has one is refused)"
+    )
     listing = actions.add_parser("list", parents=[common], help="list removal requests, newest first")
     listing.add_argument("--case", dest="case_no", default=None, metavar="CASE_NO", help="only this case's")
     listing.add_argument("--open", action="store_true", help="only requests not yet rejected, cancelled or lifted")
@@ -46,7 +49,7 @@ def add_removal_commands(
 def run_removal_command(args: argparse.Namespace, session: Session, out: Out) -> int:
     match args.action:
         case "access-code":
-            issued = issue_access_code(session, actor=None, case_no=args.case_no, now=utc_now())
+            issued = issue_access_code(session, actor=None, case_no=args.case_no, now=utc_now(), rotate=args.rotate)
             what = "rotated (the old code and its sessions have ended)" if issued.rotated else "issued"
             out(f"access code of case {issued.case_no} {what}; print it for the debtor (shown once):")
             out(f"  案号 Case number: {issued.case_no}")

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from server.audit.service import Actor, record_audit
 from server.core.base import utc_now
+from server.core.unique import unique_or
 from server.errors import AlreadyExists, Conflict, Invalid, NotFound
 from server.seals.case_numbers import case_no_spellings, parse_case_no
 from server.seals.models import Case, CaseStatus, Court, Seal
@@ -71,11 +72,16 @@ def add_court(
     parse_case_no(f"(2000){code}执1号")  # the code must be one a case number can carry
     if not name:
         raise Invalid(COURT_NAME_MISSING)
+
+    def known() -> AlreadyExists:
+        return AlreadyExists(f"法院 {code} 已登记。 / court {code!r} already exists")
+
     if session.get(Court, code) is not None:
-        raise AlreadyExists(f"法院 {code} 已登记。 / court {code!r} already exists")
+        raise known()
     court = Court(code=code, name=name, phone=phone, address=address)
-    session.add(court)
-    session.flush()
+    with unique_or(session, known):  # registered at once by another (two new cases of one court): one goes through
+        session.add(court)
+        session.flush()
     details = {"name": name, "phone": phone, "address": address}
     record_audit(session, actor=actor, action="court.create", target=code, details=details)
     return court
@@ -160,23 +166,13 @@ def add_case(
     ``court`` is the name of the court the number names: it registers that court the first time and must match its
     registered name afterwards (:class:`Conflict`); it may be left out once the court is known."""
     number = parse_case_no(case_no)
+
+    def taken() -> AlreadyExists:
+        return AlreadyExists(f"案件 {number.text} 已存在。 / case {number.text!r} already exists")
+
     if find_case(session, case_no=number.text) is not None:
-        raise AlreadyExists(f"案件 {number.text} 已存在。 / case {number.text!r} already exists")
-    known = session.get(Court, number.court_code)
-    if known is None:
-        if not court.strip():
-            raise Invalid(
-                f"法院 {number.court_code} 尚未登记：请随案件填写法院名称（例如 无锡市滨湖区人民法院），"
-                "或先登记该法院。 / "
-                f"court {number.court_code!r} is not registered: give its name (e.g. 无锡市滨湖区人民法院) with "
-                "the case, or register the court first"
-            )
-        add_court(session, actor=actor, code=number.court_code, name=court)
-    elif court.strip() and court.strip() != known.name:
-        raise Conflict(
-            f"法院 {number.court_code} 登记的名称是“{known.name}”，而不是“{court.strip()}”。 / "
-            f"court {number.court_code!r} is {known.name!r}, not {court.strip()!r}"
-        )
+        raise taken()
+    _ensure_court(session, actor=actor, code=number.court_code, name=court)
     case = Case(
         case_no=number.text,
         court_code=number.court_code,
@@ -191,11 +187,36 @@ def add_case(
         status=CaseStatus.OPEN.value,
         status_changed_at=utc_now(),
     )
-    session.add(case)
-    session.flush()
+    with unique_or(session, taken):  # the same case registered at once (a number in two spellings too): one goes
+        session.add(case)
+        session.flush()
     details = {name: _plain(getattr(case, name)) for name in CASE_FIELDS}
     record_audit(session, actor=actor, action="case.create", target=case.case_no, case_no=case.case_no, details=details)
     return case
+
+
+def _ensure_court(session: Session, *, actor: Actor | None, code: str, name: str) -> Court:
+    """The court ``code`` a new case names, registered now under ``name`` if it is not yet — also when another case
+    registers it at the same moment: then the one registered meanwhile is the case's, if its name is ``name``."""
+    known = session.get(Court, code)
+    if known is None:
+        if not name.strip():
+            raise Invalid(
+                f"法院 {code} 尚未登记：请随案件填写法院名称（例如 无锡市滨湖区人民法院），"
+                "或先登记该法院。 / "
+                f"court {code!r} is not registered: give its name (e.g. 无锡市滨湖区人民法院) with "
+                "the case, or register the court first"
+            )
+        try:
+            return add_court(session, actor=actor, code=code, name=name)
+        except AlreadyExists:  # registered meanwhile, and committed (our insert waited for it)
+            known = get_court(session, code=code)
+    if name.strip() and name.strip() != known.name:
+        raise Conflict(
+            f"法院 {code} 登记的名称是“{known.name}”，而不是“{name.strip()}”。 / "
+            f"court {code!r} is {known.name!r}, not {name.strip()!r}"
+        )
+    return known
 
 
 def update_case(session: Session, *, actor: Actor | None, case_no: str, changes: dict[str, object]) -> Case:

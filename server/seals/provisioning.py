@@ -21,6 +21,7 @@ from seal_protocol.topics import validate_device_id
 from server.audit.service import Actor, record_audit
 from server.config import BrokerFilesSettings, read_password
 from server.core.db import READ_ONLY
+from server.core.unique import unique_or
 from server.errors import AlreadyExists, BrokerUnavailable, NotFound
 from server.seals.broker_files import (
     SERVER_USERNAME,
@@ -73,21 +74,25 @@ def create_account(
     if kind is AccountKind.SEAL:
         validate_device_id(username)
         check_seal_name(session, username)
+
+    def exists() -> AlreadyExists:
+        return AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
+
     if session.get(MqttAccount, username) is not None:
-        raise AlreadyExists(f"MQTT account {username!r} exists; rotate its password instead")
+        raise exists()
     if password is None:
         password = new_password()
     elif len(password) < MIN_ADOPTED_PASSWORD_LENGTH:
         raise ValueError(f"the MQTT password of {username!r} is too short (at least {MIN_ADOPTED_PASSWORD_LENGTH})")
-    session.add(
-        MqttAccount(
-            username=username,
-            kind=kind.value,
-            password_hash=mosquitto_password_hash(password),
-            created_at=datetime.now(UTC),
-        )
+    account = MqttAccount(
+        username=username,
+        kind=kind.value,
+        password_hash=mosquitto_password_hash(password),
+        created_at=datetime.now(UTC),
     )
-    session.flush()
+    with unique_or(session, exists):  # the same account created at once: one goes through
+        session.add(account)
+        session.flush()
     logger.info("MQTT account %s (%s) created", username, kind.value)
     return NewCredentials(username, password)
 

@@ -8,7 +8,7 @@ shown on the answer itself, once (the page is never cached); a refusal shows the
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Response, status
@@ -149,12 +149,26 @@ def close_case(
 
 
 @router.post("/admin/cases/{case_no}/access-code")
-def access_code(page: SignedInPage, session: SessionDep, case_no: CaseNoPath) -> Response:
-    """Issue the debtor's access code of a case, or rotate it (the old one and its sessions end); shown this once."""
+def access_code(
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    replacing: Annotated[datetime | None, Form()] = None,
+) -> Response:
+    """Issue the debtor's access code of a case, or rotate it (the old one and its sessions end); shown this once.
+    The form carries the time of the code it replaces (``replacing``, none for a first code): sent twice (a double
+    click, the back button), or after another clerk's, it is refused with the reason (409), never shown a code that
+    a later one has replaced already."""
     assert page.user is not None
     case = access.case_for(session, page.user, case_no, Permission.ACCESS_CODE_ISSUE)
-    issued = issue_access_code(session, actor=page.user, case_no=case.case_no, now=utc_now())
-    session.commit()
+    if replacing is not None and replacing.tzinfo is None:
+        raise Invalid("the time of the code replaced has no zone")
+    try:
+        issued = issue_access_code(session, actor=page.user, case_no=case.case_no, now=utc_now(), replacing=replacing)
+        session.commit()
+    except Conflict as exc:
+        session.rollback()
+        return _cases(page, session, status_code=_refusal_status(exc), error=page.t.refusal(exc)[:400])
     return page.render("admin/code.html", case=case, issued=issued)
 
 

@@ -42,6 +42,7 @@ from server.seals.models import Case
 from server.web.case_parts import part_values, render_parts
 from server.web.deps import Page, SignedInPage
 from server.web.form_fields import Note, Reasons
+from server.web.form_ids import FormId, first_use, sent_with
 from server.web.routing import PageRoute
 from server.web.templating import html_response
 
@@ -110,9 +111,15 @@ def close(page: SignedInPage, session: SessionDep, case_no: CaseNoPath, alarm_id
 
 @router.post("/cases/{case_no}/commands")
 def send_command(
-    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, device_id: DeviceId, action: PageCommand
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    device_id: DeviceId,
+    action: PageCommand,
+    form_id: FormId,
 ) -> Response:
-    """Send one of the case's seals a test warning, a snapshot request or a ping; pending until its signed answer."""
+    """Send one of the case's seals a test warning, a snapshot request or a ping; pending until its signed answer.
+    The form's one-use id (:mod:`server.web.form_ids`): the same form sent again sends nothing more."""
     user = _user(page)
     case = access.case_for(session, user, case_no, Permission.COMMAND_SEND)
     seal = access.seal_for(session, user, device_id, Permission.COMMAND_SEND)
@@ -120,9 +127,16 @@ def send_command(
         raise NotFound(f"unknown seal {device_id!r}")
     context = page.context
     key, ttl = _signing(page)
-    issue_command_as(
-        session, actor=user, seal=seal, action=CommandAction(action), args={}, key=key, ttl=ttl, now=utc_now()
+    now = utc_now()
+    csrf = page.csrf_token
+    used = first_use(session, user=user, csrf_token=csrf, device_id=seal.device_id, form_id=form_id, ttl=ttl, now=now)
+    if used is None:  # sent already: answered as the first time
+        session.rollback()
+        return _answer(page, session, case, "commands", [])
+    command = issue_command_as(
+        session, actor=user, seal=seal, action=CommandAction(action), args={}, key=key, ttl=ttl, now=now
     )
+    sent_with(used, command)
     session.commit()
     if context.dispatcher is not None:
         context.dispatcher.wake()

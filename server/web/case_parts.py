@@ -34,6 +34,7 @@ from server.web.case_model import (
     seal_rows,
     timeline,
 )
+from server.web.form_ids import last_command_ids
 from server.web.i18n import Translator
 from server.web.removal_model import request_cards
 from server.web.security import CSRF_FIELD
@@ -93,6 +94,8 @@ def part_values(
             else seal_rows(session, case.case_no, now=now, offline_after_s=settings.offline_after_s)
         )
         values["page_commands"] = PAGE_COMMANDS
+        devices = [row.seal.device_id for row in values["command_seals"]]
+        values["last_command_ids"] = last_command_ids(session, user=user, device_ids=devices)
     if "removal" in parts:
         values["requests"] = request_cards(session, user, case.case_no, now=now)
     return values

@@ -1,7 +1,8 @@
 """The route class of every page router: errors become pages, not JSON.
 
 No session → ``303`` to ``/login?next=<path>``; a hidden or unknown object → a 404 page (the same words as for
-one that does not exist); a role that may not → 403; a state that does not allow it → 409; invalid input → 422; a
+one that does not exist); a role that may not → 403; a state that does not allow it → 409, as is a row another
+request wrote meanwhile (a unique index's refusal: :mod:`server.core.unique`); invalid input → 422; a
 body that cannot be read as its form → 400 (in the page's words, never the parser's), any other 400 with the error's
 own words. An htmx request (``HX-Request``) gets the same status with a short
 fragment instead of a whole page.
@@ -19,10 +20,12 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from server.auth.errors import Forbidden, NotAuthenticated
+from server.core.unique import TAKEN_MEANWHILE, unique_violation
 from server.errors import Conflict, Invalid, NotFound
 from server.web.deps import CsrfRefused, SignInRequired, page_language
 from server.web.templating import html_response, render_text
@@ -88,6 +91,13 @@ class PageRoute(APIRoute):
                 if exc.status_code != status.HTTP_400_BAD_REQUEST:
                     raise
                 return _bad_request(request, exc)
+            except IntegrityError as exc:
+                if not unique_violation(exc):
+                    raise
+                logger.warning(
+                    "%s %s: written meanwhile by another, nothing kept: %s", request.method, request.url.path, exc.orig
+                )
+                return error_page(request, status.HTTP_409_CONFLICT, "error.conflict", detail=_clean(TAKEN_MEANWHILE))
 
         return route_handler
 

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from server.auth.users import is_code_account
+from server.web.form_ids import command_form_id
 from server.web.security import PAGE_HEADERS
 from server.web.static import static_url
 
@@ -28,6 +29,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["static"] = static_url
+    env.globals["command_form_id"] = command_form_id  # a command form's one-use id (server.web.form_ids)
     env.globals["is_code_account"] = is_code_account  # base.html: no password link for an access-code account
     return env
 

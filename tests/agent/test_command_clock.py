@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from seal_agent.behaviour.clock import SystemClock
+from seal_agent.behaviour.court_time import COURT_TIME_SETTING
 from seal_agent.interfaces import ClockSync
 from seal_dev.broker import PrivateBroker
 from seal_protocol.commands import CommandAction
+from seal_protocol.envelope import parse_ts
 from seal_protocol.topics import cmd_topic
 from tests.agent.helpers import CourtSubscriber, RuntimeFactory, check_chain, verify_key, write_config
 from tests.agent.test_clock_truth import FixedClockState
@@ -90,6 +92,58 @@ def test_a_synchronised_seal_still_refuses_a_command_from_the_future(
     kind, answer = send(court, command(1, CommandAction.DISARM, now=datetime.now(UTC) + timedelta(hours=1)))
     assert (kind, answer["reason"]) == ("command_rejected", "not_yet_valid"), answer
     assert runtime.agent.armed
+
+
+def test_a_command_signed_a_year_ahead_does_not_outlive_the_seal_s_synchronisation(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """The court's clock a year ahead, once, while the seal's sync is unknown: the seal takes that command. Once the
+    kernel says its clock is synchronised (here after a restart), its own clock alone judges: the court's next disarm
+    is obeyed, and the floor that command raised is gone from the outbox — also for a later restart unsynchronised."""
+    config = write_config(tmp_path, broker)
+    runtime = online(runtimes, config, court, clock_state=UNKNOWN)
+    future = datetime.now(UTC) + timedelta(days=365)
+    assert send(court, command(1, CommandAction.PING, now=future))[0] == "command_ack"
+    runtime.close()
+    again = online(runtimes, config, court, clock_state=SYNCED)  # the court's clock fixed, the seal's synchronised
+    kind, answer = send(court, command(2, CommandAction.DISARM))
+    assert (kind, answer.get("result")) == ("command_ack", "disarmed"), answer
+    assert again.outbox.setting(COURT_TIME_SETTING) is None
+    again.close()
+    last = online(runtimes, config, court, clock_state=UNSYNCED)  # a reboot before NTP answers: no floor comes back
+    kind, answer = send(court, command(3, CommandAction.ARM))
+    assert (kind, answer.get("result")) == ("command_ack", "armed"), answer
+    assert last.agent.armed
+    check_chain(court.of(DEVICE), verify_key(config))
+
+
+def test_an_unsynchronised_seal_after_a_command_from_the_far_future(
+    tmp_path: Path, broker: PrivateBroker, court: CourtSubscriber, runtimes: RuntimeFactory
+) -> None:
+    """Still unsynchronised, the seal takes the court's word. One command raises the floor no further than its own
+    ``expires_at``: one issued a year ahead that expires in a minute leaves the next disarm (10 minutes) valid. One
+    valid a year ahead (the court's clock wrong for both times) makes the seal refuse a current disarm ``expired`` — it
+    cannot tell a wrong court clock from its own clock a year behind — until the kernel says its clock is
+    synchronised: then its own clock alone judges, the same court disarm is obeyed; the floor leaves the outbox."""
+    config = write_config(tmp_path, broker)
+    state = FixedClockState(UNSYNCED.state)
+    runtime = online(runtimes, config, court, clock_state=state)
+    now, year = datetime.now(UTC), timedelta(days=365)
+    bad = command(1, CommandAction.PING, now=now + year, ttl=timedelta(minutes=1) - year)  # issued after it expires
+    assert send(court, bad)[0] == "command_ack"
+    kind, answer = send(court, command(2, CommandAction.DISARM))
+    assert (kind, answer.get("result")) == ("command_ack", "disarmed"), answer
+    floor = runtime.outbox.setting(COURT_TIME_SETTING)
+    assert floor is not None and parse_ts(floor) < now + timedelta(hours=1)  # not a year ahead
+    assert send(court, command(3, CommandAction.ARM, now=now + year))[0] == "command_ack"  # valid a year ahead
+    kind, answer = send(court, command(4, CommandAction.DISARM))
+    assert (kind, answer.get("reason")) == ("command_rejected", "expired"), answer
+    assert runtime.agent.armed
+    state.state = SYNCED.state  # NTP answers
+    kind, answer = send(court, command(5, CommandAction.DISARM))
+    assert (kind, answer.get("result")) == ("command_ack", "disarmed"), answer
+    assert runtime.outbox.setting(COURT_TIME_SETTING) is None
+    check_chain(court.of(DEVICE), verify_key(config))
 
 
 @pytest.mark.parametrize("kind", ["garbage", "signed_disarm"])

@@ -43,7 +43,7 @@ from server.alarms.state import AlarmKind
 from server.app import create_app
 from server.audit.service import record_audit
 from server.auth.access import Role
-from server.auth.access_codes import issue_access_code
+from server.auth.access_codes import access_code_of, issue_access_code
 from server.auth.users import assign_case, get_user
 from server.commands.service import issue_command
 from server.config import RemovalSettings, WebSettings
@@ -66,6 +66,7 @@ from server.removal.service import file_request, review_request
 from server.seals.cases import add_case, add_court
 from server.seals.models import Seal
 from server.seals.registry import add_seal, register_seal, unbind_seal
+from server.web.form_ids import command_form_id, last_command_ids
 from tests.server.auth_helpers import LOG_ORIGIN, PASSWORD, add_user, bearer, make_settings
 from tests.server.helpers import COURT_CODE, COURT_NAME, COURT_PHONE, SimulatedSeal, jpeg_bytes, message, notice_facts
 from tests.server.removal_world import pdf_bytes, picture_bytes
@@ -193,7 +194,21 @@ class World:
 
     def access_code(self) -> str:
         with session_scope(self.session_factory) as session:
-            return issue_access_code(session, actor=None, case_no=OWN, now=utc_now()).code
+            return issue_access_code(session, actor=None, case_no=OWN, now=utc_now(), rotate=True).code
+
+    def code_to_replace(self, case_no: str) -> dict[str, str] | None:
+        """What a rotation of the case's access code names (the time of its code), none for a first code."""
+        with self.session_factory() as session:
+            issued = access_code_of(session, case_no=case_no)
+        return {"replacing": issued.issued_at.isoformat()} if issued is not None and issued.issued_at else None
+
+    def form_id(self, username: str, case_no: str) -> str:
+        """The one-use id of ``username``'s command form to the case's seal (signed in with a bearer token: no CSRF
+        token), as their case page has it now."""
+        with self.session_factory() as session:
+            user = get_user(session, username=username)
+            last = last_command_ids(session, user=user, device_ids=[seal_of(case_no)]).get(seal_of(case_no), 0)
+        return command_form_id("", seal_of(case_no), last)
 
     def audit_entry(self, case_no: str) -> int:
         """A fresh audit entry of the case, in a signed checkpoint."""
@@ -230,6 +245,7 @@ class Call:
     data: dict[str, Any] | None = None  # a form, with files
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     mine: Callable[[str], str] | None = None  # the url of the caller's own object, by username
+    form: Callable[[str], dict[str, Any]] | None = None  # the form as the caller's page has it, by username
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -554,7 +570,7 @@ TABLE: list[Row] = [
         "/api/cases/{case_no}/access-code",
         "case",
         201,
-        lambda _, k: Call(f"/api/cases/{c(k)}/access-code"),
+        lambda w, k: Call(f"/api/cases/{c(k)}/access-code", w.code_to_replace(k)),
         CLERK,
     ),
     Row(
@@ -909,7 +925,11 @@ PAGES += [
         "/cases/{case_no}/commands",
         "case",
         303,
-        lambda _, k: Call(f"/cases/{c(k)}/commands", data={"device_id": seal_of(k), "action": "ping"}),
+        lambda w, k: Call(
+            f"/cases/{c(k)}/commands",
+            data={"device_id": seal_of(k), "action": "ping", "form_id": "0" * 32},
+            form=lambda username: {"device_id": seal_of(k), "action": "ping", "form_id": w.form_id(username, k)},
+        ),
         COURT,
         anonymous=PAGE,
     ),
@@ -1048,7 +1068,7 @@ PAGES += [
         "/admin/cases/{case_no}/access-code",
         "case",
         200,
-        lambda _, k: Call(f"/admin/cases/{c(k)}/access-code", data={}),
+        lambda w, k: Call(f"/admin/cases/{c(k)}/access-code", data=w.code_to_replace(k)),
         CLERK,
         PAGE,
     ),
@@ -1229,7 +1249,7 @@ def test_authorisation_matrix(client: TestClient, world: World, role: Role | Non
                 row.method,
                 url,
                 json=call.json,
-                data=call.data,
+                data=call.form(role.value) if call.form is not None and role is not None else call.data,
                 files=call.files,
                 headers=headers | call.headers,
                 follow_redirects=False,

@@ -44,7 +44,9 @@ def test_access_code_and_requests_on_the_command_line(
     capsys.readouterr()
     assert main(["removal", "access-code", CASE, *cfg]) == 0
     first = printed_code(capsys.readouterr().out)
-    assert main(["removal", "access-code", CASE, *cfg]) == 0
+    assert main(["removal", "access-code", CASE, *cfg]) == 1  # a code exists: replaced only with --rotate
+    assert "rotate" in capsys.readouterr().err
+    assert main(["removal", "access-code", CASE, "--rotate", *cfg]) == 0
     rotated = capsys.readouterr().out
     assert "rotated" in rotated and printed_code(rotated) != first
     assert main(["removal", "access-code", "(1999)无此案号", *cfg]) == 1

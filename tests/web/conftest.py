@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -293,3 +294,16 @@ def held_posts(page: Page, held: list[Route], count: int) -> None:
         page.wait_for_timeout(50)
     page.wait_for_timeout(500)
     assert len(held) == count, [route.request.url for route in held]
+
+
+def form_id_of(client: Any, device_id: str = SEAL) -> str:
+    """The one-use id of the command form to ``device_id`` on the case page as ``client`` sees it now."""
+    html = client.get(f"/cases/{quote(CASE, safe='')}").text
+    found = re.search(rf'data-device="{re.escape(device_id)}">.*?name="form_id" value="([0-9a-f]+)"', html, re.S)
+    assert found is not None, "no command form on the case page"
+    return found.group(1)
+
+
+def ping_form(client: Any) -> dict[str, str]:
+    """The case page's form that pings :data:`SEAL`, as ``client`` has it now."""
+    return {"device_id": SEAL, "action": "ping", "form_id": form_id_of(client)}

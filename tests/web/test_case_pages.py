@@ -38,7 +38,7 @@ from server.seals.models import Seal
 from server.seals.registry import register_seal
 from tests.server.helpers import SimulatedSeal, jpeg_bytes
 from tests.server.test_command_alarms import TTL, run_round
-from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
+from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of, ping_form
 from tests.web.test_live_stream import events, live_url_of
 
 CASE_URL = f"/cases/{quote(CASE, safe='')}"
@@ -163,7 +163,11 @@ def test_an_alarm_is_acknowledged_then_closed_with_notes(world: PagesWorld) -> N
 
 def test_a_command_stays_pending_until_the_seal_s_signed_answer(world: PagesWorld) -> None:
     with world.client("officer") as client:
-        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        sent = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
         assert sent.status_code == 200 and sent.text.startswith('<section id="case-commands"')
         [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
         assert 'data-state="pending"' in sent.text and "尚未发布到消息服务器" in sent.text
@@ -312,7 +316,11 @@ def test_a_command_the_seal_refused_says_why_in_the_pages_language(world: PagesW
     """The seal's reason is a token of the protocol (``wrong_case``); the commands' panel says it in words, Chinese
     first, as it says the command's state (every reason has words: test_i18n)."""
     with world.client("officer") as client:
-        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        sent = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
         [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
         refusal = {"command_id": int(command_id), "reason": "wrong_case", "detail": "issued for case (2020)…"}
         world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_REJECTED, refusal)))
@@ -326,7 +334,11 @@ def test_a_command_s_result_is_said_in_words_in_the_pages_language(world: PagesW
     """The result the seal signed in its ack is a token of the protocol (``pong``); the commands' panel says it in
     words, as it says the command's state (every result has words: test_i18n)."""
     with world.client("officer") as client:
-        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        sent = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
         [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
         answer = {"command_id": int(command_id), "action": "ping", "result": "pong", "armed": True, "camera": "ok"}
         world.ingest((world.seal.event_topic, world.seal.event(EventType.COMMAND_ACK, answer)))

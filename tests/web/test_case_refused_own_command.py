@@ -20,13 +20,17 @@ from server.commands.service import issue_command
 from server.core.base import utc_now
 from server.core.db import session_scope
 from server.seals.models import Seal
-from tests.web.conftest import SEAL, PagesWorld
+from tests.web.conftest import SEAL, PagesWorld, ping_form
 from tests.web.test_case_pages import CASE_URL, HTMX
 
 
 def _send_ping(world: PagesWorld) -> tuple[int, bytes]:
     with world.client("officer") as client:
-        sent = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        sent = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
     [command_id] = re.findall(r'data-command-id="(\d+)"', sent.text)
     with world.session_factory() as session:
         signed = session.scalars(select(CourtCommand.signed).where(CourtCommand.id == int(command_id))).one()

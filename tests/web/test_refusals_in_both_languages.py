@@ -9,7 +9,7 @@ from urllib.parse import quote
 from server.core.db import session_scope
 from server.seals.cases import set_case_status
 from server.seals.models import CaseStatus
-from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of
+from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of, ping_form
 
 CASE_URL = f"/cases/{quote(CASE, safe='')}"
 HTMX = {"X-Requested-With": "htmx", "HX-Request": "true"}
@@ -18,11 +18,19 @@ HTMX = {"X-Requested-With": "htmx", "HX-Request": "true"}
 def test_a_command_without_the_court_s_key_is_refused_in_the_page_s_language(world: PagesWorld, tmp_path: Path) -> None:
     (tmp_path / "court-command.key").unlink()  # read at the first command: the court's key is gone
     with world.client("officer") as client:
-        refused = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        refused = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
         assert refused.status_code == 409, refused.text
         assert "法院的指令签名密钥不可用" in refused.text and "signing key" not in refused.text
         client.cookies.set("seal_lang", "en")
-        refused = client.post(f"{CASE_URL}/commands", data={"device_id": SEAL, "action": "ping"}, headers=HTMX)
+        refused = client.post(
+            f"{CASE_URL}/commands",
+            data=ping_form(client),
+            headers=HTMX,
+        )
         assert refused.status_code == 409 and "the court's signing key is not available" in refused.text.replace(
             "&#39;", "'"
         )

@@ -187,8 +187,12 @@ def test_the_debtor_s_access_code_is_shown_once_and_rotates(world: PagesWorld) -
         assert signed_in.status_code == 200
         client.cookies.clear()
     with world.client("clerk") as client:
-        token = csrf_of(client.get("/admin/cases").text)
-        second = client.post(url, data={"csrf_token": token})
+        listing = client.get("/admin/cases").text
+        token = csrf_of(listing)
+        again = client.post(url, data={"csrf_token": token})  # a first issue again (the form of before): refused
+        assert again.status_code == 409 and "已于" in again.text
+        [replacing] = re.findall(r'name="replacing" value="([^"]+)"', listing)  # the rotate button's form
+        second = client.post(url, data={"csrf_token": token, "replacing": replacing})
         assert "旧查询码及其登录已失效" in second.text
         assert client.post("/api/auth/access-code", json={"case_no": CASE, "code": code}).status_code == 401
     with world.session_factory() as session:
