@@ -33,7 +33,7 @@ class NoticeFacts:
     seizure_expires_on: str | None  # YYYY-MM-DD: the last day of the seizure's term, if recorded
     device_id: str
     # The enforcement ruling (执行裁定书) the seizure rests on. Last, with a default: a notice issued before migration
-    # 0027 has none in its stored facts (its page shows it as not recorded).
+    # 0028 has none in its stored facts (its page shows it as not recorded).
     ruling_no: str = ""
 
     def canonical(self) -> bytes:

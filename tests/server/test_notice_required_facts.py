@@ -114,7 +114,7 @@ def test_the_page_lists_the_portal_s_grounds_the_objection_and_the_same_warning(
 
 
 def test_a_notice_issued_before_the_ruling_was_recorded_still_reads() -> None:
-    """Facts stored before migration 0027 have no ruling: they read as none, not as an error."""
+    """Facts stored before migration 0028 have no ruling: they read as none, not as an error."""
     facts = NoticeFacts("法院", "1", CASE, "", "", "2026-12-04", "房", "址", "2029-12-03", DEVICE)
     stored = json.loads(facts.canonical())
     del stored["ruling_no"]

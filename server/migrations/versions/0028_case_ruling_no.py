@@ -2,7 +2,7 @@
 cases registered before; no notice is printed for a case until it is recorded (server.notices.facts.missing_facts).
 
 Revision ID: 5c1e7a9d2b40
-Revises: 6c2e9a4b7d13
+Revises: 9c2e4a7b1d35
 Create Date: 2026-12-07 11:10:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5c1e7a9d2b40"
-down_revision: str | None = "6c2e9a4b7d13"
+down_revision: str | None = "9c2e4a7b1d35"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
