@@ -169,10 +169,10 @@ class SensorsConfig(_Section):
     """The bound on a flapping sensor's edges, the watch for a stuck PIR (:mod:`seal_agent.behaviour.sensor_bound`)."""
 
     trigger_burst: int = Field(
-        5, ge=1, le=100, description="Full triggers (event, pictures) a sensor may give in a row before it is flapping."
+        10, ge=1, le=100, description="Full triggers (event, pictures) a sensor may give in a row before it flaps."
     )
     trigger_refill_s: float = Field(
-        60, ge=1, le=86400, description="One more full trigger is allowed each this many seconds."
+        10, ge=1, le=86400, description="One more full trigger is allowed each this many seconds."
     )
     summary_s: float = Field(
         60, ge=1, le=3600, description="While a sensor flaps, sign the edges merged at most this often."

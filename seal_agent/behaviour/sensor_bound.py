@@ -36,8 +36,8 @@ Note = tuple[EventType, dict[str, Any], float]
 class SensorLimits:
     """The bound's settings (``[sensors]`` in the agent's configuration); ``stuck_after_s`` None: not watched."""
 
-    burst: int = 5
-    refill_s: float = 60.0
+    burst: int = 10
+    refill_s: float = 10.0
     summary_s: float = 60.0
     quiet_s: float = 30.0
     stuck_after_s: float | None = 600.0

@@ -88,7 +88,9 @@ def test_pir_edge_warns_and_delivers_a_signed_chained_intrusion(
         "speaker",
         "speaker_failure",
         "clock",
+        "sensors",
     }
+    assert heartbeat.payload["sensors"] == {"pir": {"state": "normal", "merged_edges": 0}}
     assert heartbeat.payload["armed"] is True
     assert heartbeat.payload["speaker"] == "ok" and heartbeat.payload["speaker_failure"] is None
     assert heartbeat.payload["camera"] == heartbeat.payload["tamper"] == "none"

@@ -118,7 +118,8 @@ def kill(process: subprocess.Popen[str]) -> None:
 
 @pytest.mark.timeout(300)  # three agent processes started one after the other
 def test_agents_killed_mid_burst_lose_no_seq(tmp_path: Path, broker: PrivateBroker) -> None:
-    config = write_config(tmp_path, broker, cooldown_s=0)
+    # a presence every 0.02 s: a flapping line past any bound; here each must be a full trigger
+    config = write_config(tmp_path, broker, cooldown_s=0, sensors="trigger_burst = 100\ntrigger_refill_s = 1")
     public_key = verify_key_from_b64(keygen(config))
     env = agent_env(tmp_path / "alsa-out.raw")
     log = tmp_path / "agent.log"

@@ -22,6 +22,7 @@ from gpiozero.pins.mock import MockFactory
 
 from seal_agent.behaviour.held_snapshots import HELD_EVIDENCE_MAX
 from seal_agent.behaviour.seal import SealAgent, SystemClock
+from seal_agent.behaviour.sensor_bound import SensorLimits
 from seal_agent.behaviour.warning import WarningSettings
 from seal_agent.devices.pir import PirSensor
 from seal_agent.devices.tamper import TamperSwitch
@@ -128,6 +129,7 @@ def seal(tmp_path: Path) -> Iterator[Seal]:
         clock=clock,
         tamper=lid,
         camera=camera,
+        sensor_limits=SensorLimits(burst=100, refill_s=1),  # more presences than a flapping line's bound
     )
     agent.start()
     try:
