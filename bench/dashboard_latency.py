@@ -106,6 +106,7 @@ def main(argv: list[str]) -> int:
                 case_no=CASE,
                 court_public_key=court.court_public_key,
                 warning="repeat_s = 3600\nmax_repeats = 0\ncooldown_s = 0",
+                sensors="trigger_burst = 1000000",  # each edge a trigger: a real seal would merge them as flapping
             )
             runtime = SealRuntime(load_config(config), pin_factory=factory, speaker=SilentSpeaker())
             seal_key = load_signing_key(load_config(config).key_path).verify_key  # made when the runtime was built

@@ -57,6 +57,7 @@ class PirProbe:
             court_public_key=court.court_public_key,
             heartbeat_s=3600,
             warning="repeat_s = 3600\nmax_repeats = 0\ncooldown_s = 0",
+            sensors="trigger_burst = 1000000",  # each edge a trigger: a real seal would merge them as flapping
         )
         self.court = court
         self.case_no = case_no

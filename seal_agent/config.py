@@ -169,7 +169,10 @@ class SensorsConfig(_Section):
     """The bound on a flapping sensor's edges, the watch for a stuck PIR (:mod:`seal_agent.behaviour.sensor_bound`)."""
 
     trigger_burst: int = Field(
-        10, ge=1, le=100, description="Full triggers (event, pictures) a sensor may give in a row before it flaps."
+        10,
+        ge=1,
+        le=1_000_000,
+        description="Full triggers (event, pictures) a sensor may give in a row before it flaps.",
     )
     trigger_refill_s: float = Field(
         10, ge=1, le=86400, description="One more full trigger is allowed each this many seconds."

@@ -162,10 +162,12 @@ def seal_config(
     camera_file: Path | None = None,
     heartbeat_s: float = 600,
     warning: str = "",
+    sensors: str = "",
 ) -> Path:
     """A seal's configuration in ``directory`` (Mandarin warning, PIR on pin 17, no lid switch), with a broker account
     for it and, given ``camera_file``, that video as its camera (snapshots on every trigger). ``warning``: more
-    lines of its ``[warning]`` section (e.g. ``"cooldown_s = 0"``)."""
+    lines of its ``[warning]`` section (e.g. ``"cooldown_s = 0"``); ``sensors``: lines of its ``[sensors]`` (e.g. a
+    ``trigger_burst`` above the edges a bench fires, which a real PIR's bound would merge as flapping)."""
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
     broker.add_user(device_id, password)
@@ -205,6 +207,8 @@ enabled = false
 server_public_key = "{court_public_key}"
 [delivery]
 receipt_timeout_s = 30
+[sensors]
+{sensors}
 {camera}""",
         encoding="utf-8",
     )
