@@ -352,6 +352,8 @@ def _write_agent_config(var: Path, broker: PrivateBroker, seal: DemoSeal, court_
         f"[pir]\npin = {seal.pin}\n"
         '[warning]\nlanguages = ["zh", "en"]\nrepeat_s = 10\nmax_repeats = 1\ncooldown_s = 5\n'
         f"[commands]\nserver_public_key = {toml_str(court_key)}\n"
+        # a presence every few seconds for as long as the demo runs: a real seal's bound would call that flapping
+        "[sensors]\ntrigger_burst = 1000000\n"
     )
     return path
 

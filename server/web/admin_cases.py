@@ -162,7 +162,7 @@ def access_code(
     assert page.user is not None
     case = access.case_for(session, page.user, case_no, Permission.ACCESS_CODE_ISSUE)
     if replacing is not None and replacing.tzinfo is None:
-        raise Invalid("the time of the code replaced has no zone")
+        raise Invalid("所替换访问码的时间未带时区。 / The time of the code replaced has no zone.")
     try:
         issued = issue_access_code(session, actor=page.user, case_no=case.case_no, now=utc_now(), replacing=replacing)
         session.commit()

@@ -36,7 +36,8 @@ def readme_commands() -> list[str]:
     """The command lines of the section's ``sh`` blocks, continuation lines joined, comments dropped."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     start = text.index(f"\n{SECTION}\n")
-    section = text[start : text.index("\n## ", start + 1)]
+    end = re.compile(r"^#{2,3} ", re.MULTILINE).search(text, start + len(SECTION) + 2)  # next (sub)section: the upgrade
+    section = text[start : end.start() if end else len(text)]
     blocks = re.findall(r"^```sh\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)
     assert blocks, f"no sh block in {SECTION!r}"
     joined = "\n".join(blocks).replace("\\\n", " ")

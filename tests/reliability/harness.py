@@ -375,6 +375,8 @@ class Seal:
         self.log_path = self.directory / "agent.log"
 
     def write_config(self) -> None:
+        """Its configuration: each presence (``trigger_every``, a load far above a person's) a full trigger, which a
+        real seal's ``[sensors]`` bound would merge as a flapping line's."""
         self.config = self.directory / "seal.toml"
         self.config.write_text(
             f"""device_id = "{self.device_id}"
@@ -395,6 +397,8 @@ languages = ["zh"]
 cooldown_s = 86400
 [commands]
 server_public_key = "{self.court_public_key}"
+[sensors]
+trigger_burst = 1000000
 {self.camera}
 """,
             encoding="utf-8",
