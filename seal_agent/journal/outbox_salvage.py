@@ -122,8 +122,12 @@ def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any
         lost_receipted = _copy_table(
             old, "snapshot_receipted", _KEY_CEILING, lambda row: new.execute(_INSERT["snapshot_receipted"], row[1:])
         )
-        # A table gone: which snapshots it held is not known (those stored are queued again at the next start).
-        lost_other = bool(lost_meta) or lost_receipted != [] or lost_queue is None
+        # A table gone, or read up to no known end: which snapshots it held is not known (those stored are queued
+        # again at the next start); a range up to the key's ceiling would be no true id, nor a valid payload.
+        unbounded = lost_queue is not None and any(last >= _KEY_CEILING for _, last in lost_queue)
+        if lost_queue is not None:
+            lost_queue = [[first, last] for first, last in lost_queue if last < _KEY_CEILING]
+        lost_other = bool(lost_meta) or lost_receipted != [] or lost_queue is None or unbounded
         _keep_queue_ids(old, new)
         note = {
             "found": " ".join(found.split())[:200],
