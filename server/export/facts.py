@@ -70,7 +70,10 @@ def report_facts(
         ),
         checkpoint=checkpoint,
         timestamp=_timestamp(stamp),
-        checks=[_check(c.zh, c.en, c.status, c.summary, [*c.problems, *c.warnings]) for c in verdict.checks],
+        checks=[
+            _check(c.zh, c.en, c.status, _own_summary(c.name, c.summary, checkpoint), [*c.problems, *c.warnings])
+            for c in verdict.checks
+        ],
         seals=[_seal(record) for record in evidence.seals.values()],
         events=events,
         snapshots=[
@@ -99,6 +102,20 @@ def _timestamp(stamp: TimestampVerdict | None) -> TimestampFacts | None:
     if stamp is None or not stamp.ok or stamp.gen_time is None:
         return None
     return TimestampFacts(stamp.gen_time, stamp.tsa_subject or "")
+
+
+def _own_summary(name: str, summary: str, checkpoint: CheckpointFacts) -> str:
+    """seal-verify's summary of a check, as the exporting server's own check of the staged files reads: the key it
+    "pinned" is its own (the reader's must come from the court's publication), and the files counted are all but the
+    report, which is added after."""
+    if name == "log_key" and summary:
+        return (
+            "导出服务器自身的日志公钥（非独立锚定）/ the exporting server's own log key (no independent anchor): "
+            f"{checkpoint.log_key}"
+        )
+    if name == "manifest_files" and summary:
+        return f"{summary}；不含本报告 report.pdf / not counting this report, report.pdf"
+    return summary
 
 
 def _check(zh: str, en: str, status: Status, summary: str, problems: list[str]) -> Check:

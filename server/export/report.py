@@ -125,7 +125,7 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
 
 def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     cover = _cover(facts, s)
-    story = heading("核验结果摘要", "Verification summary", s) + _checks(facts, s)
+    story = heading("导出服务器的自检", "The exporting server's self-check", s) + _checks(facts, s)
     story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
     story += heading("电子封条", "The seals", s) + _seals(facts, s)
     story += heading("法院隔离区", "The court's quarantine", s) + _quarantine(facts, s)
@@ -180,12 +180,22 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
             f"{len(facts.alarms)} / {len(facts.commands)} / {len(facts.removals)}",
         ),
         ("日志", "log origin", checkpoint.origin),
-        ("检查点", "checkpoint", f"tree size {checkpoint.size}, root {checkpoint.root_hex}"),
-        ("日志公钥", "log key", checkpoint.log_key),
+        (
+            "检查点",
+            "checkpoint",
+            f"tree size {checkpoint.size}, root (base64, as in log/checkpoint.txt) {checkpoint.root_b64} "
+            f"(hex {checkpoint.root_hex})",
+        ),
+        (
+            "日志公钥（须与法院公布的日志公钥比对）",
+            "log key (compare it with the one the court publishes)",
+            checkpoint.log_key,
+        ),
         (
             "时间戳",
             "time stamp",
-            f"{court_clock(stamp.gen_time)} (UTC+8), {stamp.tsa_name}"
+            f"{court_clock(stamp.gen_time)} (UTC+8), {stamp.tsa_name}：时间戳机构所称的时间，其证书链须以 "
+            "seal-verify --tsa-root 核验 / the time the TSA states; check its chain with seal-verify --tsa-root"
             if stamp
             else "无（本证据包没有时间戳） none: this bundle has no time stamp",
         ),
@@ -230,6 +240,16 @@ def _simulated_row(facts: ReportFacts) -> list[tuple[str, str, str]]:
 def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     if not facts.checks:
         return para("导出时未进行核验。", "No verification was run at export.", s)
+    scope = para(
+        "下表是导出服务器生成本包时，在加入本报告之前，对报告以外各文件所作的自检（seal-verify，用服务器自身的日志公钥），"
+        "不构成锚定：它不能代替用法院公布的日志公钥独立运行 seal-verify。本报告 report.pdf 不在所查文件之列，"
+        "本包的文件比表中所计多一个。",
+        "The table is the exporting server's own check of the files other than this report, made as it built the "
+        "bundle, before the report was added (seal-verify with the server's own log key): it anchors nothing, and "
+        "does not replace running seal-verify with the log key the court publishes. This report, report.pdf, is not "
+        "among the files checked: the bundle holds one file more than the table counts.",
+        s,
+    )
     words = {True: ("通过", "passed"), False: ("未通过", "FAILED"), None: ("无此项", "absent")}
     rows = [
         [
@@ -244,11 +264,12 @@ def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     zh_warned = f"，{warned} 项警告（见说明）" if warned else ""
     en_warned = f", {warned} with warnings (see the detail)" if warned else ""
     summary = para(
-        f"共 {len(facts.checks)} 项核验，{failed} 项未通过{zh_warned}。",
-        f"{len(facts.checks)} checks, {failed} failed{en_warned}.",
+        f"共 {len(facts.checks)} 项自检，{failed} 项未通过{zh_warned}。",
+        f"{len(facts.checks)} checks by the exporting server, {failed} failed{en_warned}.",
         s,
     )
     return [
+        *scope,
         *summary,
         grid([("核验项目", "check"), ("结果", "result"), ("说明", "detail")], rows, [60 * mm, 20 * mm, None], s),
     ]

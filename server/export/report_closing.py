@@ -12,11 +12,13 @@ from server.export.report_sections import ReportStyles, cell, grid, heading, par
 
 SYSTEM = [
     (
-        "硬件、软件环境（第九十三条第一项至第三项）：每个电子封条在设备上生成自己的 Ed25519 签名密钥，私钥不离开设备；"
-        "法院登记的是其公钥（见各封条一节的密钥指纹）。封条对每一事件签名，并以前一事件的 SHA-256 串成哈希链。"
+        "硬件、软件环境（第九十三条第一项至第三项）：每个电子封条在设备上生成自己的 Ed25519 签名密钥，"
+        "按设计私钥不出设备（本包无从证明，见第四部分）；法院登记的是其公钥（见各封条一节的密钥指纹）。"
+        "封条对每一事件签名，并以前一事件的 SHA-256 串成哈希链。"
         "运行状态见时间线：心跳按日汇总，离线期间、摄像头故障、存储满删除快照、语音警告失败均逐条列出。",
-        "Hardware and software (Art. 93 items 1–3): each seal makes its own Ed25519 signing key on the device; the "
-        "private key never leaves it and the court enrols its public key (fingerprints in the seals section). The "
+        "Hardware and software (Art. 93 items 1–3): each seal makes its own Ed25519 signing key on the device; by "
+        "design the private key stays on it (which the bundle cannot show: see part 4), and the court enrols its "
+        "public key (fingerprints in the seals section). The "
         "seal signs every event and chains it to the previous one by SHA-256. How it ran is in the timeline: "
         "heartbeats per day; offline periods, camera faults, thinned snapshots and failed warnings one by one.",
     ),
@@ -33,14 +35,16 @@ SYSTEM = [
     (
         "第九十四条规定了可推定电子数据真实的情形（如由记录和保存电子数据的中立第三方平台提供或确认、"
         "以档案管理方式保管）。本系统由人民法院自身运行，是否适用该推定由审理法官判断；时间戳（如有）由第三方"
-        "时间戳机构出具，可独立于法院核验。《人民法院在线诉讼规则》第十六条、第十七条：经技术核验一致的存储数据，"
-        "推定未经篡改，除非有相反证据；seal-verify 即此种技术核验。",
+        "时间戳机构出具，可独立于法院核验。《人民法院在线诉讼规则》第十六条、第十七条针对以区块链技术存储的电子数据；"
+        "本系统的日志是法院自行运行的 Merkle 日志，不是区块链，这两条能否参照适用由审理法官判断。seal-verify 的结果"
+        "只说明本包的文件与签名、证明相符。",
         "Art. 94 presumes electronic data authentic in some cases (e.g. provided or confirmed by a neutral "
         "third-party platform that records and keeps it, or kept as archives). This system is run by the court "
         "itself: whether the presumption applies is for the judge. A time stamp, where present, comes from a "
-        "third-party authority and can be checked without the court. Rules on Online Litigation Art. 16–17: stored "
-        "data that a technical verification shows consistent is presumed unaltered unless rebutted; seal-verify is "
-        "such a verification.",
+        "third-party authority and can be checked without the court. Art. 16–17 of the Rules on Online Litigation "
+        "are of electronic data stored by blockchain; this system's log is a Merkle log the court runs itself, not a "
+        "blockchain, and whether they apply by analogy is for the judge. seal-verify shows only that the bundle's "
+        "files agree with its signatures and proofs.",
     ),
 ]
 
@@ -86,8 +90,9 @@ CHECKS = [
     ),
     (
         "log/checkpoint.txt",
-        "用 log/key.txt 中的日志公钥验证签名；可与早先保存的检查点做一致性证明",
-        "its signature by the log key in log/key.txt; consistency with a checkpoint kept earlier",
+        "用法院公布的日志公钥（而非本包的 log/key.txt）验证签名；可与早先保存的检查点做一致性证明",
+        "its signature by the log key the court publishes (not the bundle's log/key.txt); consistency with a "
+        "checkpoint kept earlier",
     ),
     (
         "log/checkpoint.tsr",
@@ -121,11 +126,14 @@ NOT_SHOWN = [
         "the court does not hold are times or things without a record; they do not show that nothing happened.",
     ),
     (
-        "若封条的私钥被取出，他人可以以其名义签名；签名不证明设备的物理完整性（外壳开启见防拆事件）。日志只证明检查点"
-        "之后未被改写，不证明接收前的情况。",
+        "若封条的私钥被取出，他人可以以其名义签名；签名不证明设备的物理完整性（外壳开启见防拆事件）。法院持有日志密钥，"
+        "可以重新签署整个日志：日志只能证明，与他人早先保存的检查点（或经核验的时间戳所示时刻已存在的检查点）相比，"
+        "此前的记录未被改写；没有这样的检查点，本包本身不能排除日志被重建。日志也不证明法院接收事件之前的情况。",
         "Whoever extracted a seal's private key could sign in its name: a signature does not prove the device's "
-        "physical integrity (an opened enclosure shows as tamper events). The log proves nothing was rewritten "
-        "after a checkpoint, not what happened before the court received an event.",
+        "physical integrity (an opened enclosure shows as tamper events). The court holds the log key and could "
+        "sign a whole log again: the log shows only that nothing before a checkpoint someone else kept (or one a "
+        "checked time stamp shows existed) was rewritten since; without such a checkpoint the bundle alone does not "
+        "rule out a rebuilt log. Nor does the log show what happened before the court received an event.",
     ),
 ]
 

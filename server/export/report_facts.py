@@ -7,6 +7,7 @@ log records (a user's login, ``system``, a CLI's OS user).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,6 +151,11 @@ class CheckpointFacts:
     size: int
     root_hex: str
     log_key: str
+
+    @property
+    def root_b64(self) -> str:
+        """The root as ``log/checkpoint.txt`` spells it (base64, as C2SP checkpoints do): a reader compares by eye."""
+        return base64.b64encode(bytes.fromhex(self.root_hex)).decode("ascii")
 
 
 @dataclass(frozen=True)

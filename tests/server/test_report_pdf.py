@@ -188,7 +188,7 @@ def test_the_report_states_the_case_its_headings_in_both_languages_and_the_count
     ):
         assert printed in text, printed
     headings = [
-        ("核验结果摘要", "Verificationsummary"),
+        ("导出服务器的自检", "Theexportingserver'sself-check"),
         ("电子封条", "Theseals"),
         ("事件时间线", "Timelineofsignificant"),
         ("快照", "Snapshots"),
@@ -204,7 +204,10 @@ def test_the_report_states_the_case_its_headings_in_both_languages_and_the_count
     events, shots = len(report.events), len(report.snapshots)
     assert f"{events}/{shots}/9" in text  # events / snapshots / audit entries on the cover
     assert "1/1/1" in text  # alarms / commands / removal requests
-    assert "共3项核验，1项未通过" in text and "未通过FAILED" in text
+    assert "共3项自检，1项未通过" in text and "未通过FAILED" in text
+    # the cover's time stamp is the TSA's word until its chain is checked against a pinned root
+    assert "时间戳机构所称的时间" in text and "thetimetheTSAstates;checkitschainwithseal-verify--tsa-root" in text
+    assert f"root(base64,asinlog/checkpoint.txt){base64.b64encode(bytes.fromhex('ab' * 32)).decode()}" in text
     # Heartbeats are counted per China day, not listed: 30 hourly ones from 09:00 China time fall on two days.
     assert "seal-012026-11-3015" in text and "seal-012026-12-0115" in text
     assert text.count("心跳") < 10
