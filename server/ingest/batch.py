@@ -19,19 +19,21 @@ transaction, and so is the state of the command a ``command_ack``/``command_reje
 once the seals' rows are locked: the lock order of :mod:`server.ingest.rows`), and so is each stored event's leaf in the
 Merkle log (:func:`append_events`, after the batch's other rows are written).
 
-An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time, with a fixed number of compiled
-Core statements per batch whatever the number of seals in it: one read of the seals' rows, one of their chain states (on
-PostgreSQL two: one that locks them, making those missing, then the read), one for stored events that share an
-``event_id`` (and one for stored neighbours, needed only for redeliveries, gaps and a worker's first event of a seal;
-one for the events above those the time rule refused; two of the quarantine per seal of a picture no stored event of its
-seal names, and a few more if refused events name it: :mod:`.late_chain`; two, and one per such seal, for its budget of
-those: :mod:`.unnamed_budget`), then one executemany inserting the events (and one read of their ids), one update of the
-chain states (with one read of the database's clock if a gap opens or waits, and of the caught-up marks if one may be
-due: :mod:`.gap_wait`), two of the seals. Alarms are settled after the events are inserted, in the messages' order (and
-one of the cases if a seal's intrusion says it is disarmed: :mod:`.disarmed`); the messages are applied in the order
-received (``[5, 4]`` stores 5 beyond a gap that 4 then fills: nothing is raised), and alarms about gaps are settled
-once per batch. The ORM is left to the rare rows: quarantine, snapshots, alarms, commands. A snapshot is filed
-under its events' case once its seal's row is locked (:mod:`.snapshot_filing`).
+An :class:`IngestBatch` gives the same outcomes as applying the messages one at a time (but events refused for their
+case are tried again, top down, after the batch's others: a successor later in the batch places its predecessor here,
+not one at a time), with a fixed number of compiled Core statements per batch whatever the number of seals in it: one
+read of the seals' rows, one of their chain states (on PostgreSQL two: one that locks them, making those missing, then
+the read), one for stored events that share an ``event_id`` (and one for stored neighbours, needed only for
+redeliveries, gaps and a worker's first event of a seal; one for the events above those the time rule refused; two of
+the quarantine per seal of a picture no stored event of its seal names, and a few more if refused events name it:
+:mod:`.late_chain`; two, and one per such seal, for its budget of those: :mod:`.unnamed_budget`), then one executemany
+inserting the events (and one read of their ids), one update of the chain states (with one read of the database's clock
+if a gap opens or waits, and of the caught-up marks if one may be due: :mod:`.gap_wait`), two of the seals. Alarms are
+settled after the events are inserted, in the messages' order (and one of the cases if a seal's intrusion says it is
+disarmed: :mod:`.disarmed`); the messages are applied in the order received (``[5, 4]`` stores 5 beyond a gap that 4
+then fills: nothing is raised), and alarms about gaps are settled once per batch. The ORM is left to the rare rows:
+quarantine, snapshots, alarms, commands. A snapshot is filed under its events' case once its seal's row is locked
+(:mod:`.snapshot_filing`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import select
@@ -117,6 +119,7 @@ class IngestBatch:
         self._case_of: dict[int, str] = {}  # a message's place -> the case its binding gives its event (phase 1)
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
+        self._unplaced: dict[int, tuple[Message, Envelope]] = {}  # refused so far: the batch's later events may place
         self._quarantined = QuarantineCopies(quarantine_budget, refusal_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
@@ -143,6 +146,7 @@ class IngestBatch:
             self._load_stored(envelopes)
             self._placement.load(self.session, refused_for_case(checked, self._case_refused))
             results = [self._apply_one(i, messages[i], checked[i]) for i in range(len(messages))]
+            self._place_unplaced(results)
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
             locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
@@ -253,13 +257,8 @@ class IngestBatch:
                     return IngestResult(Outcome.DUPLICATE, checked.device_id, detail=f"seq {checked.seq}")
                 # its time fell in no binding of its case; the stored chain may place it (a clock behind: .late_chain)
                 case_no = self._placement.case_of(checked, message.payload, self._bindings_of(checked.device_id))
-                if case_no is None:  # refused; the seal's own word (verified in phase 1) tells its case: .case_mismatch
-                    refusal, seal, at = self._case_refused[place], self._seal(checked.device_id), message.received_at
-                    if checked.seq > self.chain.max_seq(checked.device_id):  # not one refused before, sent again
-                        self._settle.append(
-                            lambda: on_refused(self.alarms, checked, refusal, case_no=seal.case_no, at=at)
-                        )
-                    return self._refused(message, refusal)
+                if case_no is None:  # the batch's later events may yet place it (:meth:`_place_unplaced`)
+                    return self._unplaced_now(place, message, checked)
                 return self._store_event(place, checked, message, case_no)
             if isinstance(checked, Envelope):
                 return self._store_event(place, checked, message, self._case_of[place])
@@ -272,6 +271,35 @@ class IngestBatch:
                     raise Rejected(Reason.UNEXPECTED_KIND, f"the court does not ingest {checked.kind} messages")
         except Rejected as rejected:
             return self._refused(message, rejected)
+
+    def _unplaced_now(self, place: int, message: Message, envelope: Envelope) -> IngestResult:
+        """Refused for its case, unless :meth:`_place_unplaced` places it; if not, the seal's own word (verified in
+        phase 1) tells its case to the one it is bound to, in the messages' order (:mod:`.case_mismatch`)."""
+        self._unplaced[place] = (message, envelope)
+        refusal, seal, at = self._case_refused[place], self._seal(envelope.device_id), message.received_at
+        if envelope.seq > self.chain.max_seq(envelope.device_id):  # not one refused before, sent again
+            self._settle.append(lambda: self._tell_case(place, envelope, refusal, seal.case_no, at))
+        return IngestResult(Outcome.QUARANTINED, account_of(message.topic), refusal.reason, refusal.detail)
+
+    def _tell_case(self, place: int, envelope: Envelope, refusal: Rejected, case_no: str | None, at: datetime) -> None:
+        if place in self._unplaced:  # refused in the end
+            on_refused(self.alarms, envelope, refusal, case_no=case_no, at=at)
+
+    def _place_unplaced(self, results: list[IngestResult]) -> None:
+        """Place what the batch's later events place (:mod:`.late_chain`): top down, their alarms in seq order."""
+        settled = len(self._settle)
+        for _, _, place in sorted((e.device_id, -e.seq, place) for place, (_, e) in self._unplaced.items()):
+            message, envelope = self._unplaced[place]
+            case_no = self._placement.case_of(envelope, message.payload, self._bindings_of(envelope.device_id))
+            if case_no is not None:
+                del self._unplaced[place]
+                try:
+                    results[place] = self._store_event(place, envelope, message, case_no)
+                except Rejected as rejected:
+                    results[place] = self._refused(message, rejected)
+        self._settle[settled:] = reversed(self._settle[settled:])
+        for place in sorted(self._unplaced):  # refused after all
+            self._quarantine(self._unplaced[place][0], results[place])
 
     def _refused(self, message: Message, rejected: Rejected) -> IngestResult:
         result = IngestResult(Outcome.QUARANTINED, account_of(message.topic), rejected.reason, rejected.detail)

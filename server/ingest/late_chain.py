@@ -5,11 +5,15 @@ A seal's event belongs to the case the seal is bound to now, or to an ended bind
 ``ts`` falls within that binding (±5 min: :func:`~server.ingest.checks.binding_covers`). A Raspberry Pi has no
 real-time clock: one that booted days behind and had not heard from NTP yet stamps its events days early, and if such
 an event reaches the court only after the seal was moved, its time falls in no binding of its case. The chain places
-it (:class:`ChainPlacement`): the stored event just above it (``seq + 1``), of the case the envelope names, names its
-exact bytes as ``prev_hash``. That fixes the event to the byte: it is the seal's own event of that place in that
-case's chain, signed before the move — nothing the seal (or whoever holds its key) signs after the move gets into the
-old case that way. Its predecessor, if stored, must link to it too (the chain check, ``broken_chain``). An event with
-no stored successor (the last before the move, or anything signed after it) is judged by its time alone.
+it (:class:`ChainPlacement`): the stored event just above it (``seq + 1``) names its exact bytes as ``prev_hash``,
+and is stored under the case the envelope names, or under a case the seal was moved to from it
+(:func:`across_move`: the last event signed at A, its successor the first signed for B). That fixes the event to
+the byte: it is the seal's own event of that place in its chain. Across a move, the seal's clock must not put it
+after its binding to the named case ended: a seal moved but still configured for its old case, its clock right,
+signs such events at the new premises (they stay refused: ``case_mismatch``). Its predecessor, if stored, must link
+to it too (the chain check, ``broken_chain``). An event with no stored successor is judged by its time alone; the
+batch (:meth:`~server.ingest.batch.IngestBatch.apply`) tries its refused events again, from the top down, once its
+other events are stored, so a run drained in order is placed at once.
 
 A picture's topic names no case: a picture no stored event names is filed under the seal's current case. One that an
 event refused for its case names (this batch's, or one of the seal's last :data:`REFUSED_LOOKBACK` in the quarantine)
@@ -44,9 +48,10 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from seal_protocol import Envelope, ParsedTopic, envelope_hash, event_topic
+from seal_protocol import Envelope, ParsedTopic, envelope_hash, event_topic, parse_ts
 from server.core.value_lists import one_of
 from server.evidence.models import Event
+from server.ingest.checks import BINDING_CLOCK_SKEW
 from server.ingest.models import QuarantinedMessage
 from server.ingest.results import IngestResult, Message, Reason, Rejected
 from server.ingest.snapshot_filing import pictures_to_file
@@ -111,15 +116,35 @@ class ChainPlacement:
         self._above[(envelope.device_id, envelope.seq)] = (case_no, envelope.prev_hash)
 
     def case_of(self, envelope: Envelope, raw: bytes, bindings: Sequence[SealBinding]) -> str | None:
-        """The case whose stored chain names ``raw`` (the envelope's bytes) as the ``prev_hash`` of the event above
-        it, if it is the case the envelope names and one the seal was bound to; else None."""
+        """The case the envelope names, if the stored event above it names ``raw`` (the envelope's bytes) as its
+        ``prev_hash`` and is stored under that case (one the seal was bound to), or under a case the seal was moved
+        to from it (:func:`across_move`); else None."""
         above = self._above.get((envelope.device_id, envelope.seq + 1))
         if above is None:
             return None
         case_no, prev_hash = above
-        if case_no not in case_no_spellings(envelope.case_no) or prev_hash != envelope_hash(raw):
+        if prev_hash != envelope_hash(raw):
             return None
+        if case_no not in case_no_spellings(envelope.case_no):
+            return across_move(envelope.case_no, envelope.occurred_at, case_no, bindings)
         return case_no if any(binding.case_no == case_no for binding in bindings) else None
+
+
+def across_move(case_no: str, ts: datetime, above: str, bindings: Sequence[SealBinding]) -> str | None:
+    """The case ``case_no`` names (as the court stores it), if an event of it stamped ``ts`` may be carried into it
+    by the chain across a move: a binding of the seal to that case ended, the seal's clock does not put the event
+    after that end (a seal moved but still configured for its old case, its clock right, signs events stamped after
+    it: those stay refused, :mod:`.case_mismatch`), and a binding to ``above`` — the case of the stored event above
+    it — began when or after it ended (the chain's order is the bindings' order). Else None."""
+    spellings = case_no_spellings(case_no)
+    starts = [binding.bound_at for binding in bindings if binding.case_no == above]
+    for binding in bindings:
+        end = binding.unbound_at
+        if binding.case_no not in spellings or end is None or ts >= end + BINDING_CLOCK_SKEW:
+            continue
+        if any(start >= end - BINDING_CLOCK_SKEW for start in starts):
+            return binding.case_no
+    return None
 
 
 def refused_for_case(
@@ -204,6 +229,7 @@ class _Refused:
     device_id: str
     seq: int
     case_no: str
+    ts: datetime  # the seal's clock when it signed it
     digest: str  # the SHA-256 of its bytes: what its successor names as prev_hash, and its quarantine row's sha256
     names: set[tuple[str, str]]  # the batch's unnamed pictures it names: (device_id, sha256)
     first_refused: datetime | None  # its quarantine row's first copy (None: not in the quarantine yet)
@@ -220,14 +246,14 @@ def _add(
     event = _fields(raw)
     if event is None:
         return
-    seq, case_no, payload = event
+    seq, case_no, ts, payload = event
     names = {(device_id, sha) for sha in pictures_to_file(payload)} & unnamed
     if not names:
         return
     digest = envelope_hash(raw)
     known = naming.get(digest)
     if known is None:
-        naming[digest] = _Refused(device_id, seq, case_no, digest, names, received_at)
+        naming[digest] = _Refused(device_id, seq, case_no, ts, digest, names, received_at)
     elif received_at is not None:
         known.first_refused = received_at if known.first_refused is None else min(known.first_refused, received_at)
 
@@ -237,17 +263,22 @@ def may_be_placed(session: Session, refused: _Refused) -> bool:
     seal's nearest stored event above it (this batch's included: they are inserted before the pictures are filed):
 
     * none: its successor may still come (a seal drains its outbox in order) — maybe;
+    * at ``seq + 1`` naming other bytes — never: it is judged by its time alone, for ever;
     * in the case it names, at ``seq + 1`` naming its bytes — yes, when the seal sends it again; higher up — maybe,
       the gap between fills from the top, each event placed by the one above it;
-    * in another case, or at ``seq + 1`` naming other bytes — never: it is judged by its time alone, for ever.
+    * in another case: as in that case, if a move from the case it names to that one may carry it
+      (:func:`across_move`, by its own time: the events between, if any, are later); else never.
     """
     above = session.execute(_NEAREST_ABOVE, {"device_id": refused.device_id, "seq": refused.seq}).first()
     if above is None:
         return True
     seq, case_no, prev_hash = above
-    if case_no not in case_no_spellings(refused.case_no):
+    if seq == refused.seq + 1 and prev_hash != refused.digest:
         return False
-    return seq > refused.seq + 1 or prev_hash == refused.digest
+    if case_no in case_no_spellings(refused.case_no):
+        return True
+    bindings = list(session.scalars(select(SealBinding).where(SealBinding.device_id == refused.device_id)))
+    return across_move(refused.case_no, refused.ts, case_no, bindings) is not None
 
 
 def recently_moved(session: Session, device_ids: set[str], *, now: datetime) -> set[str]:
@@ -287,8 +318,8 @@ def _first_refusals(session: Session, naming: dict[str, _Refused]) -> None:
                 naming[digest].first_refused = first
 
 
-def _fields(raw: bytes) -> tuple[int, str, dict[str, Any]] | None:
-    """seq, case_no and payload of a refused event's bytes (signed and verified before it was refused for its case;
+def _fields(raw: bytes) -> tuple[int, str, datetime, dict[str, Any]] | None:
+    """seq, case_no, ts and payload of a refused event's bytes (signed and verified before it was refused for its case;
     None if they are not such an event)."""
     try:
         envelope = json.loads(raw)
@@ -296,7 +327,11 @@ def _fields(raw: bytes) -> tuple[int, str, dict[str, Any]] | None:
         return None
     if not isinstance(envelope, dict):
         return None
-    seq, case_no, payload = envelope.get("seq"), envelope.get("case_no"), envelope.get("payload")
-    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(case_no, str):
+    seq, case_no, ts, payload = (envelope.get(key) for key in ("seq", "case_no", "ts", "payload"))
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(case_no, str) or not isinstance(ts, str):
         return None
-    return (seq, case_no, payload) if isinstance(payload, dict) else None
+    try:
+        occurred_at = parse_ts(ts)
+    except ValueError:
+        return None
+    return (seq, case_no, occurred_at, payload) if isinstance(payload, dict) else None

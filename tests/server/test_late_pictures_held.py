@@ -123,7 +123,7 @@ def test_a_picture_whose_event_the_chain_will_place_never_goes_to_the_new_case(c
 
 def test_a_picture_waits_while_a_gap_of_its_event_s_case_fills_from_the_top(court: Court) -> None:
     """Seq 1 and 4 in A, seq 2 (naming the picture) and 3 late: seq 2 may be placed once seq 3 is. Its successor
-    stored in this very batch counts too."""
+    stored in this very batch counts too (and places it in the same batch when it comes after it)."""
     a = court.a
     first = a.event(at=T0 + timedelta(minutes=10))
     data, sha = picture(24)
@@ -135,8 +135,8 @@ def test_a_picture_waits_while_a_gap_of_its_event_s_case_fills_from_the_top(cour
 
     results, _ = ingest(court, (a.event_topic, late), (snapshot_topic("seal-a", sha), data))
     assert outcomes(results) == [HELD, HELD]  # seq 4 of A is above it, seq 3 missing
-    results, _ = ingest(court, (a.event_topic, late), (a.event_topic, middle), (snapshot_topic("seal-a", sha), data))
-    assert outcomes(results) == [HELD, (Outcome.STORED, None), HELD]  # seq 3 stored now: seq 2 is placed next
+    results, _ = ingest(court, (a.event_topic, middle), (snapshot_topic("seal-a", sha), data))
+    assert outcomes(results) == [(Outcome.STORED, None), HELD]  # seq 3 stored now: seq 2 is placed next
     assert filed(court, sha) == []
 
     results, receipted = ingest(court, (a.event_topic, late), (snapshot_topic("seal-a", sha), data))
