@@ -56,12 +56,15 @@ class AlarmPublic(BaseModel):
     first_event_id: int | None
     last_event_id: int | None
     details: dict[str, Any] = Field(
-        description="An event's alarm: its payload, event_type, seq and ts, and late (of an ended binding) or "
-        "disarmed_while_sealed (an intrusion or tamper of a seal that said it was disarmed while no approved "
-        "removal expected it) when true. A case_mismatch: claimed_case_no, event_type, seq and ts of the last "
-        "refused event, and intrusions (count, seqs, last) once an intrusion or tamper was among them. A "
-        "refusal_flood: window_start, window_s, rows_per_window and reasons (reason -> messages counted only in "
-        "the batch that raised it)."
+        description="An event's alarm: its payload, event_type, seq and ts (by the seal's clock), and late (of an "
+        "ended binding) or disarmed_while_sealed (an intrusion or tamper of a seal that said it was disarmed while no "
+        "approved removal expected it) when true; received_at (the court's time, as ts) and delayed_s (seconds after "
+        "ts) when the court received the event more than 180 s after its ts (迟报 / a delayed report: a seal that "
+        "was offline, or whose clock is behind). Every alarm raised from an event (arm_failed and disarm_failed from "
+        "a refusal too) carries simulated and the delay this way. A case_mismatch: claimed_case_no, event_type, "
+        "seq and ts of the last refused event, and intrusions (count, seqs, last) once an intrusion or tamper was "
+        "among them. A refusal_flood: window_start, window_s, rows_per_window and reasons (reason -> messages "
+        "counted only in the batch that raised it)."
     )
 
 

@@ -19,15 +19,15 @@ refusal); and the alarm of a seal no longer bound to its case (a lifting).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from seal_protocol.commands import CommandAction
-from seal_protocol.envelope import SIMULATED_FIELD
 from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
@@ -90,7 +90,7 @@ def raise_failed(
     reason: str,
     event_id: int | None = None,
     acked: frozenset[int] = frozenset(),
-    simulated: bool = False,
+    marks: Mapping[str, Any] | None = None,
 ) -> Alarm | None:
     """The seal's alarm for ``command`` (expired or rejected, ``reason`` why), if its action has one, no later arm
     or disarm was issued to the seal, the seal is bound to the command's case still, and no earlier command the
@@ -104,7 +104,7 @@ def raise_failed(
     fulfilled = fulfilled_by(book.session, command.device_id, command.case_no, command.action, command.id, acked)
     if fulfilled is not None:
         return None  # the seal's signed ack of an earlier one says it has done what this one asked
-    details = {
+    details: dict[str, Any] = {
         "command_id": command.id,
         "action": command.action,
         "state": command.state,
@@ -115,8 +115,9 @@ def raise_failed(
         "issued_at": command.issued_at.isoformat(),
         "expires_at": command.expires_at.isoformat(),
     }
-    if simulated:  # the refusal was signed as a simulated seal's: as every alarm from such an event, it says so
-        details[SIMULATED_FIELD] = True
+    # the refusal's event's marks (:func:`~server.alarms.event_details.event_marks`), as every alarm from an event has:
+    # signed as a simulated seal's, or received well after the seal signed it
+    details.update(marks or {})
     return book.raise_alarm(
         kind, device_id=command.device_id, case_no=command.case_no, at=at, details=details, event_id=event_id
     )
@@ -174,8 +175,9 @@ class Settled:
     outcome: AnswerOutcome
     at: datetime
     row_id: Callable[[], int]
-    #: The answer was signed as a simulated seal's (:func:`seal_protocol.envelope.is_simulated`).
-    simulated: bool = False
+    #: The answer's marks (:func:`~server.alarms.event_details.event_marks`): signed as a simulated seal's, received
+    #: well after it was signed.
+    marks: Mapping[str, Any] = field(default_factory=dict)
 
 
 def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
@@ -194,9 +196,7 @@ def on_settled(book: AlarmBook, settled: Sequence[Settled]) -> None:
     for command, one in refused:
         if command.state == CommandState.REJECTED.value:
             reason = f"the seal refused it: {command.reason}"
-            raise_failed(
-                book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked, simulated=one.simulated
-            )
+            raise_failed(book, command, at=one.at, reason=reason, event_id=one.row_id(), acked=acked, marks=one.marks)
 
 
 def expire_due_and_alarm(

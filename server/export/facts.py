@@ -159,6 +159,8 @@ def _history(*steps: tuple[str | None, str | None, str, str | None]) -> list[His
 
 
 def _alarm(a: JsonDict) -> AlarmFacts:
+    details = a["details"] if isinstance(a["details"], dict) else {}
+    delayed = details.get("delayed_s")
     history = _history(
         (a["acknowledged_at"], a["acknowledged_by"], "acknowledged", a["acknowledged_note"]),
         (a["closed_at"], a["closed_by"], "closed", a["closed_note"]),
@@ -172,7 +174,9 @@ def _alarm(a: JsonDict) -> AlarmFacts:
         opened_at=_at_known(a["opened_at"]),
         count=a["count"],
         history=history,
-        simulated=isinstance(a["details"], dict) and is_simulated(a["details"]),
+        simulated=is_simulated(details),
+        delayed_s=delayed if isinstance(delayed, int) and not isinstance(delayed, bool) else None,
+        ts=details.get("ts") if isinstance(details.get("ts"), str) else None,
     )
 
 

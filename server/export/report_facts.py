@@ -97,6 +97,10 @@ class AlarmFacts:
     history: Sequence[HistoryEntry] = ()
     #: Raised by an event a simulated seal signed (its ``details``, the payload, say ``"simulated": true``).
     simulated: bool = False
+    #: Raised by an event the court received this many seconds after its ``ts`` (by the seal's clock), past
+    #: :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` (its ``details``' ``delayed_s``); else ``None``.
+    delayed_s: int | None = None
+    ts: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from seal_protocol import parse_ts
 from server.commands.refusals import OWN_BYTES_SECTION
 from server.core.court_clock import court_clock
 from server.export.pictures import LOST, LOST_ON_SEAL, NOT_RECEIVED, NOT_STORED_BY_SEAL, REFUSED_BY_COURT
+from server.export.report_alarm_marks import alarm_marks
 from server.export.report_facts import (
     AlarmFacts,
     CommandFacts,
@@ -30,7 +31,6 @@ from server.export.report_facts import (
     SnapshotFacts,
 )
 from server.export.report_text import (
-    SIMULATED,
     ZONE_EN,
     ZONE_ZH,
     clip,
@@ -318,8 +318,8 @@ def alarms_table(alarms: Sequence[AlarmFacts], s: ReportStyles) -> list[Flowable
 
 def _alarm_kind(alarm: AlarmFacts, s: ReportStyles) -> TextCell:
     zh, en = words("alarm_kind", alarm.kind)
-    if alarm.simulated:  # raised by a simulated seal's event: not on site
-        return cell(f"{zh}（{SIMULATED[0]}）", f"{en} ({SIMULATED[1]})", s, alert=True)
+    if marks := alarm_marks(alarm):  # simulated (not on site), or a delayed report
+        return cell(f"{zh}（{marks[0]}）", f"{en} ({marks[1]})", s, alert=True)
     return cell(zh, en, s)
 
 

@@ -284,7 +284,7 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
         lost_zh, lost_en = event_name(str(payload.get("lost_type")))
         reason = str(payload.get("reason"))
         rzh, ren = LOST_REASONS.get(reason, (reason, reason))
-        at = _ts_words(payload.get("lost_ts"))
+        at = court_time(payload.get("lost_ts"))
         detail = f"：{payload['detail']}" if payload.get("detail") else ""
         return (
             f"{at} 的“{lost_zh}”事件未能记录，原因：{rzh}{detail}",
@@ -296,7 +296,7 @@ def event_details(kind: str, payload: Mapping[str, Any], *, own_command: bool = 
         czh, cen = _said("seal_value", payload.get("camera"), prefix="camera_")
         zh, en = f"摄像头：{czh}，快照 {count} 张", f"camera: {cen}, {count} snapshots"
         if payload.get("detected_by") == "level_check":  # its edge was lost: stamped when caught, not at the edge
-            since = _ts_words(payload.get("not_before"))
+            since = court_time(payload.get("not_before"))
             zh, en = f"{zh}；电平检查补报，最早于 {since}", f"{en}; caught by the level check, not before {since}"
         return zh, en
     if kind == "clock_stepped":
@@ -346,7 +346,7 @@ def clock_step_words(payload: Mapping[str, Any]) -> tuple[str, str]:
     if type(step) is not int:
         return f"跳变 {_v(step)}", f"step {_v(step)}"
     amount, size = step_words(step), step_words(abs(step))[1:]
-    before, after = _ts_words(payload.get("before")), _ts_words(payload.get("after"))
+    before, after = court_time(payload.get("before")), court_time(payload.get("after"))
     zh, en = f"封条时钟跳变 {amount}（{before} → {after}）", f"seal clock stepped {amount} ({before} → {after})"
     if payload.get("synced") is True:  # stepped to a synchronised clock: the time before it was the wrong one
         zh += f"；此后时钟已同步，此前的事件时间约{'偏早' if step > 0 else '偏晚'} {size}"
@@ -378,7 +378,7 @@ def step_words(step_ms: int) -> str:
     return f"{sign}{minutes} min {seconds}" if minutes else f"{sign}{seconds}"
 
 
-def _ts_words(ts: object) -> str:
+def court_time(ts: object) -> str:
     """An envelope-style ``ts`` as court time; the text itself if it is none."""
     try:
         return court_clock(parse_ts(str(ts)))

@@ -25,6 +25,11 @@
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
   (camera, outbox) does not.
+- Every alarm raised from an event the court received more than
+  :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` after its ``ts`` (a seal offline for days draining its
+  outbox, its binding still current; or a clock behind) has ``received_at`` and ``delayed_s`` in its details, beside
+  ``ts`` (:func:`~server.alarms.event_details.event_details`): the pages say it is a delayed report (迟报), not one
+  happening now. A repeat folded into the alarm writes its own details: they say what the last occurrence was.
 - A warning the seal could not play raises ``speaker_failed``: an ``intrusion``, ``tamper``, ``snapshot_taken``,
   ``warning_result`` or ``test_warning`` ``command_ack`` whose warning (``warning``, the ack's ``result``) is
   ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
@@ -56,7 +61,7 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
-from server.alarms.event_details import event_details
+from server.alarms.event_details import MARKS, event_details
 from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
 from server.ingest.chain import ChainChange
@@ -127,7 +132,7 @@ class EventAlarms:
         if kind is not None and (kind in LATE_ALARMS or not late) and _alarming(envelope) and not overruled(kind, True):
             disarmed = says_disarmed(envelope)
             if not disarmed or not self.disarms.expected(envelope, case_no=case_no, late=late):
-                details = _details(envelope, late=late, disarmed=disarmed)
+                details = _details(envelope, at, late=late, disarmed=disarmed)
                 book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
         if not late:
             _speaker(book, envelope, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
@@ -150,14 +155,11 @@ def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
     return closes
 
 
-#: What :func:`event_details` writes over a payload's key of the same name.
-_ENVELOPE_KEYS = frozenset({"event_type", "seq", "ts"})
-
-
-def _details(envelope: Envelope, *, late: bool, disarmed: bool) -> dict[str, Any]:
+def _details(envelope: Envelope, received_at: datetime, *, late: bool, disarmed: bool) -> dict[str, Any]:
     """An event's alarm's details: the seal's payload first, then the envelope's own facts and what the court found
-    (``late``, ``disarmed_while_sealed``: only when true), written over any key of the same name a payload carries."""
-    details = event_details(envelope, **{k: v for k, v in envelope.payload.items() if k not in _ENVELOPE_KEYS})
+    (``late``, ``disarmed_while_sealed``: only when true; a delayed delivery: :func:`event_details`), written over any
+    key of the same name a payload carries."""
+    details = event_details(envelope, received_at, **{k: v for k, v in envelope.payload.items() if k not in MARKS})
     for mark, found in (("late", late), (DISARMED_WHILE_SEALED, disarmed)):
         details.pop(mark, None)
         if found:
@@ -198,7 +200,7 @@ def _speaker(
     """Raise ``speaker_failed`` on a warning that failed, close it on one that played — unless a newer word of the
     seal on its speaker, stored before, says the opposite (``overruled``: :mod:`server.ingest.condition_order`)."""
     device_id, kind = envelope.device_id, AlarmKind.SPEAKER_FAILED
-    details = event_details(envelope)
+    details = event_details(envelope, at)
     outcome = speaker_outcome(envelope.type, envelope.payload)
     if outcome == "played":
         if book.live(device_id, kind) and not overruled(kind, False):
@@ -240,7 +242,7 @@ def _clock(
         if book.live(device_id, kind) or overruled(kind, True):  # live: already known, a heartbeat is no new occurrence
             return
         clock = envelope.payload["clock"]
-        details = event_details(envelope, clock=clock)
+        details = event_details(envelope, at, clock=clock)
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope
-from seal_protocol.envelope import is_simulated
 from server.alarms.book import AlarmBook
+from server.alarms.event_details import event_marks
 from server.commands.failures import Settled, on_settled
 from server.commands.service import DECIDING_ANSWERS, AnswerOutcome, answered_command_id, apply_answer
 
@@ -42,7 +42,7 @@ def apply_answers(
     for place, envelope, case_no, at, row_id in sorted(answers, key=lambda answer: _command_id(answer[1])):
         answer = _apply(session, envelope, case_no, at)
         if answer in DECIDING_ANSWERS:
-            settled.append(Settled(_command_id(envelope), answer, at, row_id, is_simulated(envelope.payload)))
+            settled.append(Settled(_command_id(envelope), answer, at, row_id, event_marks(envelope, at)))
         details.append((place, answer, f"command {answered_command_id(envelope)}: {answer}"))
     on_settled(alarms, settled)
     return details

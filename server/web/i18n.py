@@ -93,6 +93,16 @@ class Translator:
         except ValueError:
             return moment
 
+    def span(self, seconds: object) -> str:
+        """A length of time, in words, to its largest whole unit: "36 小时" / "36 h"; ``—`` for no number."""
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            return "—"
+        n = max(0, int(seconds))
+        for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+            if n >= 2 * size:
+                return self(f"time.{unit}", n=n // size)
+        return self("time.seconds", n=n)
+
     def ago(self, moment: datetime | None, now: datetime) -> str:
         """How long ago, in words: "12 秒前" / "12 s ago"."""
         if moment is None:
