@@ -27,11 +27,18 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_no_none,
     )
     env.globals["static"] = static_url
     env.globals["command_form_id"] = command_form_id  # a command form's one-use id (server.web.form_ids)
     env.globals["is_code_account"] = is_code_account  # base.html: no password link for an access-code account
     return env
+
+
+def _no_none(value: Any) -> Any:
+    """What ``{{ … }}`` prints: a missing value (``None``) prints nothing, never the word "None" on a page (a
+    template that must say "not recorded" says so itself)."""
+    return "" if value is None else value
 
 
 def render_text(name: str, context: dict[str, Any]) -> str:

@@ -35,6 +35,14 @@ def test_the_form_says_who_sees_what_of_the_files(portal: Portal) -> None:
     assert "法院保存您上传的原始文件；申请执行人看到的照片已去除拍摄位置" in chinese
     assert "The court keeps your files as uploaded; the creditor sees photos without their location" in english
     assert 'aria-describedby="files-limits files-privacy files-error"' in chinese
+    for page in (chinese, english):  # the files' hidden error line is empty, not the word "None"
+        assert ">None<" not in page and "None" not in page.split('id="files-error"', 1)[1].split("</p>", 1)[0]
+
+
+def test_no_page_prints_a_missing_value_as_the_word_none() -> None:
+    from server.web.templating import environment
+
+    assert environment().from_string("<p>{{ value }}</p>").render(value=None) == "<p></p>"
 
 
 def test_a_pdf_with_a_script_is_refused_beside_its_field(portal: Portal) -> None:
