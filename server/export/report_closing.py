@@ -35,13 +35,15 @@ SYSTEM = [
     (
         "第九十四条规定了可推定电子数据真实的情形（如由记录和保存电子数据的中立第三方平台提供或确认、"
         "以档案管理方式保管）。本系统由人民法院自身运行，是否适用该推定由审理法官判断；时间戳（如有）由第三方"
-        "时间戳机构出具，可独立于法院核验。《人民法院在线诉讼规则》第十六条、第十七条针对以区块链技术存储的电子数据；"
+        "时间戳机构出具，可凭该机构的根证书独立于法院核验（seal-verify --tsa-root）。"
+        "《人民法院在线诉讼规则》第十六条、第十七条针对以区块链技术存储的电子数据；"
         "本系统的日志是法院自行运行的 Merkle 日志，不是区块链，这两条能否参照适用由审理法官判断。seal-verify 的结果"
         "只说明本包的文件与签名、证明相符。",
         "Art. 94 presumes electronic data authentic in some cases (e.g. provided or confirmed by a neutral "
         "third-party platform that records and keeps it, or kept as archives). This system is run by the court "
         "itself: whether the presumption applies is for the judge. A time stamp, where present, comes from a "
-        "third-party authority and can be checked without the court. Art. 16–17 of the Rules on Online Litigation "
+        "third-party authority and can be checked without the court, against that authority's root certificate "
+        "(seal-verify --tsa-root). Art. 16–17 of the Rules on Online Litigation "
         "are of electronic data stored by blockchain; this system's log is a Merkle log the court runs itself, not a "
         "blockchain, and whether they apply by analogy is for the judge. seal-verify shows only that the bundle's "
         "files agree with its signatures and proofs.",
@@ -62,7 +64,12 @@ CHAIN = [
         "signed canonical JSON, hash-chained",
     ),
     ("法院接收", "court ingest", "验签后逐字节保存，记录接收时间", "verified, stored byte for byte, receipt time kept"),
-    ("Merkle 日志", "Merkle log", "每条事件为一片叶子，SHA-256(0x00‖字节)", "each event a leaf, SHA-256(0x00‖bytes)"),
+    (
+        "Merkle 日志",
+        "Merkle log",
+        "每条事件、每条审计记录为一片叶子，SHA-256(0x00‖字节)",
+        "each event and audit entry a leaf, SHA-256(0x00‖bytes)",
+    ),
     ("签名检查点", "signed checkpoint", "日志大小与根哈希，由日志密钥签署", "log size and root, signed by the log key"),
     (
         "时间戳",

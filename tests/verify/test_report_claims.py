@@ -69,3 +69,13 @@ def test_the_closing_claims_no_more_than_the_checks_show(members: dict[str, byte
     assert "日志只证明检查点之后未被改写" not in text
     assert "法院持有日志密钥" in text and "Thecourtholdsthelogkey" in text
     assert "私钥不离开设备" not in text and "按设计私钥不出设备" in text
+
+
+def test_the_closing_names_every_kind_of_leaf_and_what_a_time_stamp_is_checked_against(
+    members: dict[str, bytes],
+) -> None:
+    text = flat(members["report.pdf"])
+    assert "每条事件、每条审计记录为一片叶子" in text and "eacheventandauditentryaleaf" in text  # not events only
+    # a time stamp is checked without the court, but against the authority's root certificate
+    assert "可凭该机构的根证书独立于法院核验（seal-verify--tsa-root）" in text
+    assert "againstthatauthority'srootcertificate(seal-verify--tsa-root)" in text
