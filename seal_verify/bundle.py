@@ -142,7 +142,7 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
         bundle.problems += problems
         where = {id(member.info): member for member in placed}
         seen: set[str] = set()
-        names = {info.filename for info in infos}
+        names = {info.filename for info in infos if info.filename == info.orig_filename}  # the others: refused
         layout_names = {name for name in names if in_layout(name)}
         folders = {name.rpartition("/")[0] + "/" for name in layout_names} - {"/"}
         context = _Names(names, layout_names, folders)
@@ -196,19 +196,24 @@ def _add(
     folder holding members of the layout (``names.folders``), as ``zip -r`` and ``shutil.make_archive`` write;
     ``"finder"``, what macOS Finder's Compress adds (:mod:`seal_verify.finder`), never read as a member."""
     name = info.filename
+    if name != info.orig_filename:  # zipfile cut it at a NUL byte (or, on Windows, made its backslashes slashes)
+        bundle.problems.append(
+            f"the entry named {shown(info.orig_filename)} is refused: a name with a NUL byte or a backslash is read "
+            f"otherwise by other readers (here as {shown(name)}) / 条目名称含 NUL 字节或反斜杠，各工具读法不同，拒绝"
+        )
+        return None
     if name in seen:
         bundle.problems.append(f"{cut(name)} is in the zip twice")
         return None
     seen.add(name)
-    if name in names.folders and name == info.orig_filename:
+    if name in names.folders:
         problem = archive.directory_problem(info)
         if problem is not None:
             bundle.problems.append(problem)
         return "folder" if problem is None and member is not None else None  # misplaced: place_members stated it
     if finder.is_finder_name(name):
         return _finder_entry(bundle, fp, info, member, names)
-    if not name or name != info.orig_filename or info.is_dir() or not in_layout(name):
-        # is_dir() fails on an empty name; zipfile cuts a name at a NUL byte (orig_filename keeps it)
+    if not name or info.is_dir() or not in_layout(name):  # is_dir() fails on an empty name
         bundle.problems.append(f"{cut(name)} is not a path of the bundle's layout")
         return None
     problem = archive.member_problem(info)

@@ -84,7 +84,8 @@ def _key_texts(record: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(t for t in texts if isinstance(t, str)))
 
 
-def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[VerifyKey]:
+def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[tuple[str, VerifyKey]]:
+    """The seal's keys (:func:`_key_texts`), each as its record writes it and as a key."""
     texts = _key_texts(record)
     if len(texts) > MAX_SEAL_KEYS:
         check.fail(f"seals/{device_id}.json lists {len(texts)} keys, more than {MAX_SEAL_KEYS} keys a seal has")
@@ -92,17 +93,20 @@ def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[Ver
     keys = []
     for text in texts:
         try:
-            keys.append(verify_key_from_b64(text))
+            keys.append((text, verify_key_from_b64(text)))
         except SignatureError:
             continue
     return keys
 
 
-def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]]) -> int:
-    """Each event's signature verifies with a key of its seal. After MAX_UNVERIFIED events that no key verifies,
-    the rest are tried with the seal's current key only: each was tried with every key (up to MAX_SEAL_KEYS).
-    Returns how many verified events a simulated seal signed (``"simulated": true``, docs/protocol.md), each noted
-    as such: they did not happen on a site."""
+def check_signatures(
+    check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]], signed_with: dict[int, str]
+) -> int:
+    """Each event's signature verifies with a key of its seal; ``signed_with`` gets the key (its text) that verified
+    each, by line number (whether it was the seal's key then is ``seal_keys``'). After MAX_UNVERIFIED events that no
+    key verifies, the rest are tried with the seal's current key only: each was tried with every key (up to
+    MAX_SEAL_KEYS). Returns how many verified events a simulated seal signed (``"simulated": true``,
+    docs/protocol.md), each noted as such: they did not happen on a site."""
     keys = {device_id: _seal_keys(check, device_id, record) for device_id, record in seals.items()}
     verified = unverified = 0
     simulated: list[EventLine] = []
@@ -119,10 +123,12 @@ def check_signatures(check: Check, events: list[EventLine], seals: dict[str, dic
             continue
         tried = keys[env.device_id] if unverified < MAX_UNVERIFIED else keys[env.device_id][:1]
         signed = env.signing_bytes()
-        if not any(_verifies(key, signed, env.sig) for key in tried):
+        text = next((text for text, key in tried if _verifies(key, signed, env.sig)), None)
+        if text is None:
             unverified += 1
             check.fail(f"line {line.number} ({env.device_id}#{env.seq}): the signature does not verify")
             continue
+        signed_with[line.number] = text
         verified += 1
         if is_simulated(env.payload):
             simulated.append(line)

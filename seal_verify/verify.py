@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,9 @@ import seal_verify.chain_ends as chain_ends
 import seal_verify.event_checks as event_checks
 import seal_verify.log_checks as log_checks
 import seal_verify.range_checks as range_checks
+import seal_verify.records as court_records
 import seal_verify.refused_checks as refused_checks
+import seal_verify.seal_keys as seal_keys
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
@@ -34,10 +37,12 @@ CHECKS = (
     ("event_case", "事件所属案号与时间范围", "each event's case number and time range"),
     ("hash_chains", "封条哈希链", "the seals' hash chains"),
     ("event_meta", "事件记录与顺序", "the events' records and order"),
+    ("seal_keys", "事件签名公钥与封条登记一致", "each event signed with its seal's key then"),
     ("chain_ends", "封条事件链是否延续至导出", "each bound seal's chain reaches the export"),
     ("inclusion", "默克尔包含证明", "Merkle inclusion proofs"),
     ("snapshots", "照片哈希", "the snapshots' hashes"),
     ("audit", "审计记录", "the audit entries"),
+    ("records", "法院记录的格式与完整", "the court's records: every file, of its form"),
     ("consistency", "日志一致性证明", "the log's consistency proofs"),
     ("timestamp", "可信时间戳", "the RFC 3161 time stamp"),
     ("known_checkpoint", "与保存的检查点一致", "consistent with the checkpoint you kept"),
@@ -51,9 +56,11 @@ def verify_bundle(
     consistency_proofs: Sequence[bytes] = (),
     tsa_roots_pem: bytes | None = None,
     log_key: str | None = None,
+    staged: bool = False,
 ) -> BundleVerdict:
     """The verdict on the bundle at ``path``. ``known_checkpoint``: a checkpoint note the verifier kept;
-    ``consistency_proofs``: proof files (JSON) to or from it; ``log_key``: the log's verifier key, pinned."""
+    ``consistency_proofs``: proof files (JSON) to or from it; ``log_key``: the log's verifier key, pinned;
+    ``staged``: the exporter's staged bundle, which has no report yet (the report states this verdict)."""
     checks = {name: Check(name, zh, en) for name, zh, en in CHECKS}
     name = str(path) if isinstance(path, str | Path) else getattr(path, "name", "<bundle>")
     verdict = BundleVerdict(name, list(checks.values()))
@@ -70,7 +77,8 @@ def verify_bundle(
         checks["bundle"].note(note)
     state = _State()
     behind: dict[str, set[str]] = {}  # a key of state: the unread members it was made without
-    for step in _steps(bundle, checks, state, known_checkpoint, consistency_proofs, tsa_roots_pem, log_key):
+    anchors_given = _Anchors(known_checkpoint, consistency_proofs, tsa_roots_pem, log_key, staged)
+    for step in _steps(bundle, checks, state, anchors_given):
         name, run = step
         bundle.touched.clear()
         state.read.clear()
@@ -161,16 +169,22 @@ def _nothing_checked(checks: dict[str, Check], state: dict[str, Any]) -> None:
             checks[name].absent("nothing to check: the bundle has no such lines / 无可检查的内容")
 
 
+@dataclass(frozen=True)
+class _Anchors:
+    """What the verifier was given besides the bundle (:func:`verify_bundle`'s arguments)."""
+
+    known: str | bytes | None
+    proof_files: Sequence[bytes]
+    roots: bytes | None
+    pinned: str | None
+    staged: bool
+
+
 def _steps(
-    bundle: Bundle,
-    checks: dict[str, Check],
-    state: dict[str, Any],
-    known: str | bytes | None,
-    proof_files: Sequence[bytes],
-    roots: bytes | None,
-    pinned: str | None,
+    bundle: Bundle, checks: dict[str, Check], state: dict[str, Any], given: _Anchors
 ) -> list[tuple[str, Callable[[], None]]]:
     """The checks as steps sharing ``state`` (the manifest, the key, the checkpoint, the events, ...)."""
+    known, proof_files, roots, pinned = given.known, given.proof_files, given.roots, given.pinned
 
     def manifest() -> None:
         state["manifest"] = log_checks.read_manifest(checks["manifest_files"], bundle)
@@ -196,7 +210,8 @@ def _steps(
             checks["event_signatures"].fail(problem)
         seals = event_checks.read_seals(bundle, checks["event_signatures"])
         state["seals"] = seals
-        simulated = event_checks.check_signatures(checks["event_signatures"], lines, seals)
+        state["signed_with"] = signed_with = dict[int, str]()
+        simulated = event_checks.check_signatures(checks["event_signatures"], lines, seals, signed_with)
         if simulated:  # among the facts at the verdict's head: a simulated intrusion is no intrusion
             state.setdefault("facts", {})["simulated_events"] = (
                 f"{simulated} 个模拟事件 / {simulated} simulated (seal-agent simulate: not on site / 并非现场实际发生)"
@@ -224,6 +239,19 @@ def _steps(
     def meta() -> None:
         state["leaf_indices"] = event_checks.check_meta(checks["event_meta"], bundle, state.get("events", []))
 
+    def keys() -> None:
+        seals = state.get("seals", {})
+        signed = state.get("signed_with", {})
+        stale = seal_keys.check_event_keys(
+            checks["seal_keys"], state.get("events", []), seals, signed, state.get("received", {})
+        )
+        case_no = (state.get("manifest") or {}).get("case_no")
+        registered = seal_keys.check_registrations(checks["seal_keys"], bundle.get("audit.jsonl"), seals, case_no)
+        checks["seal_keys"].summary = (
+            f"{len(signed) - stale} of {len(signed)} verified events signed with their seal's key then, "
+            f"{registered} registrations in audit.jsonl / {len(signed) - stale}/{len(signed)} 个事件使用当时的封条公钥"
+        )
+
     def ends() -> None:
         events, seals, head = state.get("events", []), state.get("seals", {}), state.get("manifest") or {}
         received = state.get("received", {})
@@ -232,6 +260,9 @@ def _steps(
     def audit() -> None:
         case_no = (state.get("manifest") or {}).get("case_no")  # event_case checks case.json's is the same
         state["audit_leaves"] = log_checks.check_audit(checks["audit"], bundle, case_no)
+
+    def records() -> None:
+        court_records.check_records(checks["records"], bundle, state.get("manifest") or {}, staged=given.staged)
 
     def inclusion() -> None:
         indices = state.get("leaf_indices") or [None] * len(state.get("events", []))
@@ -282,8 +313,10 @@ def _steps(
         ("event_case", case),
         ("hash_chains", chains),
         ("event_meta", meta),
+        ("seal_keys", keys),
         ("chain_ends", ends),
         ("audit", audit),
+        ("records", records),
         ("inclusion", inclusion),
         ("snapshots", snapshots),
         ("consistency", consistency),

@@ -242,7 +242,7 @@ def _write(
         _write_evidence(writer, evidence, staged, config)
         writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin)
     step("verifying the staged files (seal-verify)")
-    verdict = verify_bundle(stage, log_key=verifier, tsa_roots_pem=_tsa_roots(config.tsa))
+    verdict = verify_bundle(stage, log_key=verifier, tsa_roots_pem=_tsa_roots(config.tsa), staged=True)
     checkpoint = staged.proofs.checkpoint
     stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
     cp = CheckpointFacts(log_key.origin, checkpoint.tree_size, checkpoint.root_hash.hex(), verifier)

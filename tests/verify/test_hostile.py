@@ -213,8 +213,9 @@ def test_json_nested_too_deep_fails_its_check_without_a_trace(world: CourtWorld,
     members = read_members(world.export(CASE_A, tmp_path / "case.zip").path)
     members["case.json"] = b"[" * 100_000 + b"]" * 100_000
     verdict = verify_bundle(write_members(tmp_path / "deep.zip", resign(members, world.log_key)))
-    assert verdict.failed == ["event_case"], verdict.text()
-    assert any("nests too deep" in p for p in verdict.check("event_case").problems)
+    assert verdict.failed == ["event_case", "records"], verdict.text()  # each check that reads it
+    for check in verdict.failed:
+        assert any("nests too deep" in p for p in verdict.check(check).problems)
 
 
 @SQLITE
@@ -322,7 +323,7 @@ def test_a_case_json_whose_case_no_is_a_list_fails_without_a_trace(world: CourtW
     case = json.loads(members["case.json"])
     members["case.json"] = canonical_json({**case, "case_no": [case["case_no"]]})
     verdict = verify_bundle(write_members(tmp_path / "listed.zip", resign(members, world.log_key)))
-    assert verdict.failed == ["event_case"], verdict.text()
+    assert verdict.failed == ["event_case", "records"], verdict.text()
     assert not any(p.startswith("could not be checked") for p in verdict.check("event_case").problems)
 
 
