@@ -227,6 +227,7 @@ class AssignmentPublic(BaseModel):
 class SnapshotPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int = Field(description="The row's id: the next page's ``before``.")
     sha256: str = Field(description="SHA-256 of the JPEG; download it from /api/snapshots/{sha256}.")
     device_id: str
     case_no: str

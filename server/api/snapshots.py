@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from server.api.deps import ContextDep, CurrentUser, SessionDep, audit_read, case_with
+from server.api.params import Before
 from server.api.routing import ValidatedRoute
 from server.api.schemas import SnapshotPublic
 from server.api.stored import stored_response
@@ -19,6 +20,8 @@ from server.evidence.queries import PICTURE_NAMED
 from server.seals.models import Case
 
 router = APIRouter(tags=["snapshots"], route_class=ValidatedRoute)
+
+MAX_PAGE = 500
 
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the picture, lowercase hex.")]
 
@@ -35,13 +38,19 @@ def list_case_snapshots(
             "seal's MQTT password). Unset: all."
         ),
     ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Snapshots per page.")] = 50,
+    before: Before = None,
 ) -> list[SnapshotPublic]:
-    """The case's snapshots, newest first; each says whether a stored signed event of the case names it."""
+    """The case's snapshots, newest first, in pages (the next page: ``before`` the last one's ``id``); each says
+    whether a stored signed event of the case names it."""
     query = select(Snapshot, PICTURE_NAMED.label("named")).where(Snapshot.case_no == case.case_no)
     if named is not None:
         query = query.where(PICTURE_NAMED if named else ~PICTURE_NAMED)
+    if before is not None:
+        query = query.where(Snapshot.id < before)
     return [
         SnapshotPublic(
+            id=row.id,
             sha256=row.sha256,
             device_id=row.device_id,
             case_no=row.case_no,
@@ -49,7 +58,7 @@ def list_case_snapshots(
             received_at=row.received_at,
             named=bool(is_named),
         )
-        for row, is_named in session.execute(query.order_by(Snapshot.id.desc()))
+        for row, is_named in session.execute(query.order_by(Snapshot.id.desc()).limit(limit))
     ]
 
 

@@ -19,20 +19,41 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core.append_only import append_only
 from server.core.base import Base, BigId
 
+#: The events a case's timeline shows: all but heartbeats (most of a case's events), as the predicate of the partial
+#: index that finds them; a query names it by :data:`NOT_HEARTBEAT` (a literal: PostgreSQL uses a partial index only
+#: for a query whose own constants imply its predicate, never a bound parameter's).
+SHOWN_EVENTS = "type <> 'heartbeat'"
+
 
 class Event(Base):
-    """A verified event, stored with the signed envelope exactly as received."""
+    """A verified event, stored with the signed envelope exactly as received.
+
+    Its indexes let every page and listing read the newest rows it shows and stop: a case's (``case_no, id``), a
+    case's but heartbeats (the partial ``ix_events_case_no_id_shown``), a seal's (``device_id, id``; ``device_id,
+    seq``) and a seal's of one type (``device_id, type, id``: its last heartbeat, its agent's starts).
+    """
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("device_id", "seq"),
         Index(None, "case_no", "id"),
+        Index(None, "device_id", "id"),
+        Index(None, "device_id", "type", "id"),
+        Index(
+            "ix_events_case_no_id_shown",
+            "case_no",
+            "id",
+            sqlite_where=text(SHOWN_EVENTS),
+            postgresql_where=text(SHOWN_EVENTS),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -151,3 +172,7 @@ class LogTimestamp(Base):
 
 for _table in (Event.__table__, LogLeaf.__table__, LogNode.__table__, LogCheckpoint.__table__, LogTimestamp.__table__):
     append_only(_table)  # type: ignore[arg-type]
+
+
+#: ``WHERE`` the events a case's timeline shows, as its partial index's predicate says (:data:`SHOWN_EVENTS`).
+NOT_HEARTBEAT = Event.type != literal_column("'heartbeat'")

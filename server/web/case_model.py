@@ -26,7 +26,7 @@ from server.auth.users import usernames_by_id
 from server.commands.models import CourtCommand
 from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.commands.state import CommandState
-from server.evidence.models import Event, Snapshot
+from server.evidence.models import NOT_HEARTBEAT, Event, Snapshot
 from server.export.report_text import step_words
 from server.seals.models import Seal, SealBinding
 from server.seals.registry import current_bindings, is_online
@@ -57,8 +57,6 @@ SUMMARY_FIELDS = (
     "step_ms",  # clock_stepped: by how much the seal's clock jumped
     "synced",
 )
-#: What the timeline leaves out.
-HIDDEN_TYPES = (EventType.HEARTBEAT.value,)
 #: Events whose pictures a ``snapshot_taken`` follows up, and at most how many follow-ups a page looks at for them.
 _TRIGGER_TYPES = (EventType.INTRUSION.value, EventType.TAMPER.value)
 FOLLOW_UPS_MAX = 1000
@@ -129,20 +127,28 @@ def case_devices(session: Session, case_no: str, *, former: bool = True) -> set[
 
 
 def seal_rows(session: Session, case_no: str, *, now: datetime, offline_after_s: int) -> list[SealRow]:
-    seals = list(session.scalars(select(Seal).where(Seal.case_no == case_no).order_by(Seal.device_id)))
-    bindings = current_bindings(session, device_ids=[s.device_id for s in seals])
+    """The case's seals, each with its last heartbeat in the case: one statement for them all (a seal's last
+    heartbeat is the newest row of its ``device_id, type, id`` index that is of the case)."""
+    heartbeat = (
+        select(Event.received_at)
+        .where(Event.device_id == Seal.device_id, Event.type == EventType.HEARTBEAT.value, Event.case_no == case_no)
+        .order_by(Event.id.desc())
+        .limit(1)
+        .correlate(Seal)
+        .scalar_subquery()
+    )
+    query = select(Seal, heartbeat).where(Seal.case_no == case_no).order_by(Seal.device_id)
+    seals = list(session.execute(query).tuples())
+    bindings = current_bindings(session, device_ids=[s.device_id for s, _ in seals])
     names = usernames_by_id(session, {b.bound_by for b in bindings.values()})
     rows = []
-    for seal in seals:
+    for seal, last_heartbeat_at in seals:
         binding = bindings.get(seal.device_id)
-        heartbeat = select(Event.received_at).where(
-            Event.device_id == seal.device_id, Event.case_no == case_no, Event.type == EventType.HEARTBEAT.value
-        )
         rows.append(
             SealRow(
                 seal=seal,
                 online=is_online(seal, now=now, offline_after_s=offline_after_s),
-                last_heartbeat_at=session.scalar(heartbeat.order_by(Event.id.desc()).limit(1)),
+                last_heartbeat_at=last_heartbeat_at,
                 installed_at=binding.bound_at if binding else None,
                 installed_by=names.get(binding.bound_by) if binding and binding.bound_by is not None else None,
             )
@@ -162,7 +168,7 @@ def timeline(
     session: Session, case_no: str, *, pictures: bool, before: int | None = None, limit: int = PAGE
 ) -> tuple[list[EventRow], int | None]:
     """A page of the case's events (heartbeats left out), newest first, and the cursor of the next page."""
-    query = select(Event).where(Event.case_no == case_no, Event.type.not_in(HIDDEN_TYPES))
+    query = select(Event).where(Event.case_no == case_no, NOT_HEARTBEAT)
     if before is not None:
         query = query.where(Event.id < before)
     events = list(session.scalars(query.order_by(Event.id.desc()).limit(limit + 1)))
@@ -174,7 +180,7 @@ def events_after(session: Session, case_no: str, after: int | None, *, pictures:
     """The newest page, and every event newer than ``after``: what a live update brings (the page keeps the rows
     it has and adds the others at the top) — or ``None`` if more than :data:`LIVE_MAX` came after ``after``: they
     are not all sent, and the page takes the newest page afresh instead (:func:`timeline`), without a hole."""
-    query = select(Event).where(Event.case_no == case_no, Event.type.not_in(HIDDEN_TYPES))
+    query = select(Event).where(Event.case_no == case_no, NOT_HEARTBEAT)
     newest = list(session.scalars(query.order_by(Event.id.desc()).limit(PAGE)))
     if after is not None and len(newest) == PAGE and newest[-1].id > after:  # more came than a page
         newer = query.where(Event.id > after).order_by(Event.id.desc()).limit(LIVE_MAX + 1)

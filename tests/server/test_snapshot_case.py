@@ -16,11 +16,12 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, event, select, update
+from sqlalchemy import Engine, delete, event, insert, select, update
 
 from seal_protocol import EventType, snapshot_topic
 from server.app import create_app
 from server.auth.access import Role
+from server.core.base import utc_now
 from server.core.db import SessionFactory, make_engine, make_session_factory, session_scope
 from server.core.metrics import IngestMetrics
 from server.evidence.models import Snapshot, SnapshotName
@@ -249,3 +250,26 @@ def test_the_migration_names_the_stored_pictures_and_files_the_misfiled_ones_aga
         assert records[sha]["present"] is True
     finally:
         engine.dispose()
+
+
+def test_the_case_s_snapshots_are_listed_in_pages(world: CourtWorld, client: TestClient) -> None:
+    """A case with thousands of pictures is listed a page at a time, newest first, each page ``before`` the last
+    one's id; a page larger than the maximum is refused (422), not answered whole."""
+    row = {"device_id": "seal-a1", "case_no": CASE_A, "size": 1, "received_at": utc_now()}
+    with session_scope(world.session_factory) as session:
+        session.execute(insert(Snapshot), [{**row, "sha256": f"{n:064x}"} for n in range(7)])
+    headers = bearer(world.session_factory, "judge-a")
+    url = f"/api/cases/{quote(CASE_A, safe='')}/snapshots"
+    whole = client.get(url, headers=headers).json()  # the world's pictures and these: under the default page
+    assert [s["sha256"] for s in whole[:7]] == [f"{n:064x}" for n in reversed(range(7))]
+    seen: list[dict[str, object]] = []
+    query = "?limit=3"
+    while True:
+        page = client.get(url + query, headers=headers).json()
+        assert len(page) <= 3
+        seen += page
+        if len(page) < 3:
+            break
+        query = f"?limit=3&before={page[-1]['id']}"
+    assert seen == whole
+    assert client.get(url + "?limit=501", headers=headers).status_code == 422

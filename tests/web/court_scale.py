@@ -141,3 +141,35 @@ def counting_queries(engine: type[Engine] | Engine = Engine) -> Iterator[list[st
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", note)
+
+
+#: Every so many SQLite virtual-machine instructions, :func:`counting_steps` counts one.
+STEP = 100
+
+
+@contextmanager
+def counting_steps(engine: type[Engine] | Engine = Engine) -> Iterator[list[int]]:
+    """The work SQLite does for the statements run while the block runs (one in the list per :data:`STEP` of its
+    virtual machine's instructions, the app's background rounds not counted): how the tests see a query walk an
+    index through rows it does not show — a number, unlike a time, the same on a slow machine as on a fast one."""
+    steps: list[int] = []
+    touched: list[Any] = []
+
+    def count() -> int:
+        if threading.current_thread().name not in BACKGROUND_ROUNDS:
+            steps.append(1)
+        return 0
+
+    def install(conn: Any, *_args: Any) -> None:
+        raw = conn.connection.driver_connection
+        if raw not in touched and hasattr(raw, "set_progress_handler"):
+            raw.set_progress_handler(count, STEP)
+            touched.append(raw)
+
+    event.listen(engine, "before_cursor_execute", install)
+    try:
+        yield steps
+    finally:
+        event.remove(engine, "before_cursor_execute", install)
+        for raw in touched:
+            raw.set_progress_handler(None, STEP)
