@@ -138,7 +138,7 @@ def seal_rows(session: Session, case_no: str, *, now: datetime, offline_after_s:
         .scalar_subquery()
     )
     query = select(Seal, heartbeat).where(Seal.case_no == case_no).order_by(Seal.device_id)
-    seals = list(session.execute(query).tuples())
+    seals = [(seal, at) for seal, at in session.execute(query)]
     bindings = current_bindings(session, device_ids=[s.device_id for s, _ in seals])
     names = usernames_by_id(session, {b.bound_by for b in bindings.values()})
     rows = []
