@@ -179,6 +179,7 @@ class BodyLimit:
             return
         route, spelt = upload
         case_no = canonical_case_no(spelt)  # the slots' key: every spelling of a case is one case
+        client = self.client_of(scope)  # and the client's address
         try:
             uploader = await route.uploader(scope, spelt)
         except Exception as exc:  # the database's failure: answered as a route's would be, by the app's handler
@@ -193,7 +194,7 @@ class BodyLimit:
             await self.app(_without_body(scope), _no_body(), send)
         elif uploader is Uploader.OTHER:
             await self.limited(scope, receive, send, self.limit)
-        elif refused := self.refusal(case_no, client := self.client_of(scope)):
+        elif refused := self.refusal(case_no, client):
             logger.info("POST %s answered 503, nothing of the body read: %s", scope.get("path"), refused)
             retry = [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
             await self.refuse(scope, send, 503, BUSY_TEXT, ("upload_busy", {}), retry)
