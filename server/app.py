@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router, metrics_router, public_router
-from server.api.body_limit import BodyLimit, UploadRoute
+from server.api.body_limit import BodyLimit, UploadPace, UploadRoute
 from server.api.deps import api_uploader, page_uploader
 from server.api.docs import add_docs
 from server.api.health import receiving
@@ -204,7 +204,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
     app.state.live = hub
     app.state.proxy_warnings = ProxyWarnings()  # a proxy not configured as it must be: said once per peer
     add_docs(app)
-    uploads = upload_limit(settings.removal)
+    removal = settings.removal
+    uploads = upload_limit(removal)
     upload_routes = [
         UploadRoute(UPLOAD_PATH, uploads, api_uploader),
         UploadRoute(PORTAL_UPLOAD_PATH, uploads, page_uploader),
@@ -212,7 +213,8 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
     app.add_middleware(
         BodyLimit,
         uploads=upload_routes,
-        upload_deadline_s=settings.removal.upload_deadline_s,
+        pace=UploadPace(removal.upload_deadline_s, removal.upload_progress_bytes, removal.upload_progress_window_s),
+        trusted_proxies=settings.http.trusted_proxies,  # the slots per client count the address sign-in does
         refusal_page=upload_refusal_page,  # a portal form's 413/408/503 as a page, not JSON
     )
     app.add_middleware(PrivateApi)

@@ -174,6 +174,21 @@ class RemovalSettings(BaseModel):
         description="A removal request's upload (its proof files) must have arrived within this many seconds, or it "
         "is refused (408): a body sent a byte at a time must not hold one of the few upload slots for days.",
     )
+    upload_progress_bytes: int = Field(
+        16 * 1024,
+        ge=1,
+        le=1024 * 1024,
+        description="An upload must bring at least this many bytes within every upload_progress_window_s spent "
+        "waiting for it, or it is cut off (408) and its upload slot freed: a client trickling a byte a second holds "
+        "none of the few slots. The default (16 KiB in 15 s, about 1 KiB/s) passes a phone on a 2G/EDGE line "
+        "(10-30 KiB/s).",
+    )
+    upload_progress_window_s: float = Field(
+        15.0,
+        ge=1,
+        le=300,
+        description="See upload_progress_bytes; the time the server itself takes between two reads does not count.",
+    )
     max_filings_per_day: int = Field(
         5,
         ge=1,

@@ -110,6 +110,14 @@ class WebSettings(BaseModel):
         description="How many recent changes the server keeps to replay to a reconnecting page; a page that missed "
         "more is told to reload.",
     )
+    max_streams: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="The most live streams the server process holds at once, all users' together (besides 8 per "
+        "sign-in session and 16 per user): one more is refused (429, Retry-After) and its page retries later. "
+        "Every change is rendered once per stream, at most 4 at once: many streams make every page's update late.",
+    )
 
 
 class LiveSettings(BaseModel):

@@ -4,12 +4,24 @@ is counted as it arrives and cut off with a 413 as soon as it passes the cap.
 
 Upload routes (a removal request's proof files) have a larger cap, but only for whom may upload there: what
 :class:`UploadRoute`'s ``uploader`` says of the request, from its headers alone, **before its body is read**. The
-debtor filing on their own case gets the larger cap (:data:`MAX_UPLOADS_IN_FLIGHT` such uploads at once, at most
-:data:`MAX_UPLOADS_PER_CASE` of them for one case — counted by the case's canonical number, however the path spells
-it, as the route finds the case — so that one debtor's slow uploads cannot keep every other out; a 503 beyond). Such
-an upload's body must have arrived within ``upload_deadline_s`` (``[removal] upload_deadline_s``), or it is cut off
-with a 408: a body trickling in a byte a minute does not hold a slot for days;
-a request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
+debtor filing on their own case gets the larger cap in one of a few *slots* (:data:`MAX_UPLOADS_IN_FLIGHT` such
+uploads at once; a 503 with ``Retry-After`` beyond), shared so that nobody can hold them all:
+
+- at most :data:`MAX_UPLOADS_PER_CASE` for one case — counted by the case's canonical number, however the path spells
+  it, as the route finds the case;
+- at most :data:`MAX_UPLOADS_PER_CLIENT` for one client address — the login throttle's key (an IPv6 address's /64),
+  the address taken from ``X-Forwarded-For`` only behind a proxy in ``[http] trusted_proxies``; a client whose address
+  is unknown (:mod:`server.auth.client_address`) is not counted by address;
+- the last free slot only for a case with no upload in flight: a debtor whose upload is being received waits for it
+  rather than take the last place from another case's debtor.
+
+A slot is held only by a client that sends: an upload must bring ``[removal] upload_progress_bytes`` within every
+``upload_progress_window_s`` of waiting for it (16 KiB in 15 s by default, about 1 KiB/s: a phone on a 2G/EDGE line
+sends 10-30 KiB/s), or it is cut off with a 408 and its slot is free at once — a body trickling in a byte a second
+does not hold a slot at all. The time the server itself takes between two reads does not count. And the whole body
+must have arrived within ``[removal] upload_deadline_s``, or it is cut off with a 408 too.
+
+A request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
 page) and nothing of the body is read; anyone else signed in has the ordinary cap. When that check fails (the
 database), the request is answered, without its body read, by the app's handler of the error, as a route's failure
 would be (a deadlock PostgreSQL broke: 503 "try again"; a database that does not answer: 500)."""
@@ -28,10 +40,12 @@ from enum import Enum
 from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.auth.client_address import FORWARDING_HEADERS, IPNetwork, client_address, throttle_key
 from server.seals.case_numbers import canonical_case_no
 
 logger = logging.getLogger(__name__)
@@ -42,11 +56,16 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_UPLOADS_IN_FLIGHT = 4
 #: Of those, at most this many for one case (its debtor's), one more for that case answered 503.
 MAX_UPLOADS_PER_CASE = 2
+#: Of those, at most this many from one client address (the login throttle's key), one more from it answered 503.
+MAX_UPLOADS_PER_CLIENT = 2
 #: What a request that asks for the larger cap while :data:`MAX_UPLOADS_IN_FLIGHT` others have it is told.
 BUSY_TEXT = "服务器正在接收其他上传，请稍后重试。 / the server is receiving other uploads; try again shortly"
 BUSY_RETRY_AFTER_S = 10
 #: How long an upload with the larger cap may take to arrive, by default (a 50 MB body at 2 Mbit/s: 200 s).
 UPLOAD_DEADLINE_S = 300.0
+#: An upload must bring this many bytes within every :data:`UPLOAD_PROGRESS_WINDOW_S` of waiting for it, by default
+#: (about 1 KiB/s; a 2G/EDGE line sends 10-30 KiB/s), or it is cut off with a 408: a trickle holds no slot.
+UPLOAD_PROGRESS_BYTES, UPLOAD_PROGRESS_WINDOW_S = 16 * 1024, 15.0
 #: The headers that describe a body: a request passed on without its body has none of them.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
@@ -61,6 +80,16 @@ class BodyTooLarge(Exception):
 
 class BodyTooSlow(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class UploadPace:
+    """How fast an upload with the larger cap must arrive: all of it within ``deadline_s``, and ``progress_bytes``
+    within every ``progress_window_s`` spent waiting for the client (see the module's docstring)."""
+
+    deadline_s: float = UPLOAD_DEADLINE_S
+    progress_bytes: int = UPLOAD_PROGRESS_BYTES
+    progress_window_s: float = UPLOAD_PROGRESS_WINDOW_S
 
 
 class Uploader(Enum):
@@ -92,7 +121,9 @@ class BodyLimit:
         uploads: Sequence[UploadRoute] = (),
         max_uploads: int = MAX_UPLOADS_IN_FLIGHT,
         max_uploads_per_case: int = MAX_UPLOADS_PER_CASE,
-        upload_deadline_s: float = UPLOAD_DEADLINE_S,
+        max_uploads_per_client: int = MAX_UPLOADS_PER_CLIENT,
+        pace: UploadPace = UploadPace(),
+        trusted_proxies: Sequence[IPNetwork] = (),
         refusal_page: RefusalPage | None = None,
     ) -> None:
         self.app = app
@@ -100,10 +131,13 @@ class BodyLimit:
         self.uploads = tuple(uploads)
         self.max_uploads = max_uploads
         self.max_uploads_per_case = max_uploads_per_case
-        self.upload_deadline_s = upload_deadline_s
+        self.max_uploads_per_client = max_uploads_per_client
+        self.pace = pace
+        self.trusted_proxies = tuple(trusted_proxies)
         self.refusal_page = refusal_page
         self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
         self.in_flight_by_case: dict[str, int] = {}
+        self.in_flight_by_client: dict[str, int] = {}
 
     def upload_for(self, scope: Scope) -> tuple[UploadRoute, str] | None:
         """The upload route the request is sent to, and the case its path names; ``None`` for any other."""
@@ -112,6 +146,27 @@ class BodyLimit:
             for upload in self.uploads:
                 if found := upload.pattern.fullmatch(path):
                     return upload, found.group("case_no")
+        return None
+
+    def client_of(self, scope: Scope) -> str | None:
+        """The request's client as the slots count it (the login throttle's key), ``None`` if unknown."""
+        peer = scope["client"][0] if scope.get("client") else None
+        headers = Headers(scope=scope)
+        forwarding = any(name in headers for name in FORWARDING_HEADERS)
+        found = client_address(peer, headers.getlist("x-forwarded-for"), self.trusted_proxies, forwarding=forwarding)
+        return None if found.address is None else throttle_key(found.address)
+
+    def refusal(self, case_no: str, client: str | None) -> str | None:
+        """Why an upload of ``case_no`` from ``client`` gets no slot now, or ``None`` if it gets one."""
+        free, of_case = self.max_uploads - self.in_flight, self.in_flight_by_case.get(case_no, 0)
+        if free <= 0:
+            return "every upload slot is taken"
+        if of_case >= self.max_uploads_per_case:
+            return f"case {case_no} holds {of_case} upload slots"
+        if client is not None and self.in_flight_by_client.get(client, 0) >= self.max_uploads_per_client:
+            return f"client {client} holds {self.in_flight_by_client[client]} upload slots"
+        if free == 1 and of_case > 0:
+            return f"the last upload slot is kept for a case with none, and case {case_no} has one"
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,6 +179,7 @@ class BodyLimit:
             return
         route, spelt = upload
         case_no = canonical_case_no(spelt)  # the slots' key: every spelling of a case is one case
+        client = self.client_of(scope)  # and the client's address
         try:
             uploader = await route.uploader(scope, spelt)
         except Exception as exc:  # the database's failure: answered as a route's would be, by the app's handler
@@ -138,42 +194,57 @@ class BodyLimit:
             await self.app(_without_body(scope), _no_body(), send)
         elif uploader is Uploader.OTHER:
             await self.limited(scope, receive, send, self.limit)
-        elif self.in_flight >= self.max_uploads or self.in_flight_by_case.get(case_no, 0) >= self.max_uploads_per_case:
+        elif refused := self.refusal(case_no, client):
+            logger.info("POST %s answered 503, nothing of the body read: %s", scope.get("path"), refused)
             retry = [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
             await self.refuse(scope, send, 503, BUSY_TEXT, ("upload_busy", {}), retry)
         else:
             self.in_flight += 1
-            self.in_flight_by_case[case_no] = self.in_flight_by_case.get(case_no, 0) + 1
+            _take(self.in_flight_by_case, case_no)
+            if client is not None:
+                _take(self.in_flight_by_client, client)
             try:
-                await self.limited(scope, receive, send, route.limit, deadline_s=self.upload_deadline_s)
+                await self.limited(scope, receive, send, route.limit, pace=self.pace)
             finally:
                 self.in_flight -= 1
-                if (left := self.in_flight_by_case.pop(case_no) - 1) > 0:
-                    self.in_flight_by_case[case_no] = left
+                _give_back(self.in_flight_by_case, case_no)
+                if client is not None:
+                    _give_back(self.in_flight_by_client, client)
 
     async def limited(
-        self, scope: Scope, receive: Receive, send: Send, limit: int, *, deadline_s: float | None = None
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, pace: UploadPace | None = None
     ) -> None:
-        """The app, given at most ``limit`` bytes of the request's body, all of it within ``deadline_s`` (408)."""
+        """The app, given at most ``limit`` bytes of the request's body, arriving at ``pace`` (else 408)."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self.too_large(scope, send, limit)
             return
         received = 0
-        started = over = slow = False
+        started = over = done = False
+        slow: str | None = None  # why the body was cut off as too slow: "deadline" or "stalled"
         loop = asyncio.get_running_loop()
-        until = None if deadline_s is None else loop.time() + deadline_s
+        until = None if pace is None else loop.time() + pace.deadline_s
+        waited, progress = 0.0, 0  # in the current window: time spent waiting for the client, bytes it brought
 
         async def counted_receive() -> Message:
-            nonlocal received, over, slow
-            if until is None or over:
+            nonlocal received, over, done, slow, waited, progress
+            if pace is None or until is None or over or done:
                 message = await receive()
             else:
+                asked = loop.time()
+                stalls = pace.progress_window_s - waited < until - asked  # which of the two ends first
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, until - loop.time()))
+                    wait = min(until - asked, pace.progress_window_s - waited)
+                    message = await asyncio.wait_for(receive(), max(0.0, wait))
                 except TimeoutError:
-                    slow = True
+                    slow = "stalled" if stalls else "deadline"
                     raise BodyTooSlow from None
+                waited += loop.time() - asked
+                progress += len(message.get("body", b""))
+                if progress >= pace.progress_bytes:  # a new window
+                    waited, progress = 0.0, 0
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True  # the body is whole (or the client gone): what the app asks for next is not timed
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -186,7 +257,7 @@ class BodyLimit:
             if over or slow:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413/408
                 if not started:
                     started = True
-                    await (self.too_large(scope, send, limit) if over else self.too_slow(scope, send, deadline_s))
+                    await (self.too_large(scope, send, limit) if over else self.too_slow(scope, send, pace, slow))
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -198,14 +269,24 @@ class BodyLimit:
                 await self.too_large(scope, send, limit)
         except BodyTooSlow:
             if not started:
-                await self.too_slow(scope, send, deadline_s)
+                await self.too_slow(scope, send, pace, slow)
 
     async def too_large(self, scope: Scope, send: Send, limit: int) -> None:
         detail = f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes"
         await self.refuse(scope, send, 413, detail, ("upload_too_large", {"max": limit}))
 
-    async def too_slow(self, scope: Scope, send: Send, deadline_s: float | None) -> None:
-        n = f"{deadline_s or 0:g}"
+    async def too_slow(self, scope: Scope, send: Send, pace: UploadPace | None, why: str | None) -> None:
+        pace = pace or UploadPace()
+        if why == "stalled":
+            n, size = f"{pace.progress_window_s:g}", pace.progress_bytes
+            logger.info("POST %s answered 408: less than %d bytes in %s s", scope.get("path"), size, n)
+            detail = (
+                f"上传过慢（{n} 秒内不足 {size} 字节），已中断，请检查网络后重试。 / the upload was too slow (less "
+                f"than {size} bytes in {n} s) and was cut off: check the connection and try again"
+            )
+            await self.refuse(scope, send, 408, detail, ("upload_stalled", {"n": n, "size": size}))
+            return
+        n = f"{pace.deadline_s:g}"
         detail = (
             f"上传未能在 {n} 秒内完成，请检查网络后重试。 / the upload did not arrive within {n} s: "
             "check the connection and try again"
@@ -230,6 +311,15 @@ class BodyLimit:
         for name, value in headers or []:
             response.headers[name.decode()] = value.decode()
         await response(scope, _no_body(), send)
+
+
+def _take(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _give_back(counts: dict[str, int], key: str) -> None:
+    if (left := counts.pop(key) - 1) > 0:
+        counts[key] = left
 
 
 def _handler_for(scope: Scope, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:

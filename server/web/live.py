@@ -27,14 +27,14 @@ stream fell behind, or the court's live feed lost some: reload; data: why), ``si
 stream re-checks its session at every render and at least every :data:`SESSION_RECHECK_S`, and ends after ``[web]
 stream_max_s`` (the browser reconnects at once with its ``Last-Event-ID`` and misses nothing).
 
-One sign-in session holds at most :data:`STREAMS_PER_SESSION` streams at once and one user at most
-:data:`STREAMS_PER_USER` (every stream renders every change in its user's name): one more is refused with ``429``,
-the tab shows its stale banner and tries again later (htmx's SSE extension, with a growing delay; app.js reloads the
-page at most once a minute). The renders run on threads of their own, at most :data:`LIVE_RENDERS` at once, never
-the pages' and the API's. A page's script names its tab (``tab``: a random :data:`TAB_ID` per page load): a stream
-of the same session and tab takes the place of the one before it (which says ``gap``: ``displaced``, and ends)
-instead of counting against the caps (a tab whose network vanished reconnects at once). The key is the session's
-and the tab's: a tab id guessed or copied by another session or user displaces nothing of theirs.
+Every stream renders every change in its user's name: one sign-in session holds at most :data:`STREAMS_PER_SESSION`
+at once, one user :data:`STREAMS_PER_USER`, the process ``[web] max_streams`` in all (:data:`EVERY_STREAM`); one
+more is refused (``429``, ``Retry-After``), its tab shows its stale banner and tries again later (htmx's SSE
+extension, with a growing delay; app.js reloads the page at most once a minute). The renders run on threads of their
+own, at most :data:`LIVE_RENDERS` at once. A page's script names its tab (``tab``: a random :data:`TAB_ID` per page
+load): a stream of the same session and tab takes the place of the one before it (which says ``gap``: ``displaced``,
+and ends) instead of counting against the caps (a tab whose network vanished reconnects at once). The key is the
+session's and the tab's: a tab id guessed or copied by another session or user displaces nothing of theirs.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ SESSION_RECHECK_S, RECONNECT_MS = 30.0, 1000
 #: The most live streams one sign-in session holds at once (one per tab: a browser allows about six connections
 #: per server in all), and one user across their sessions.
 STREAMS_PER_SESSION, STREAMS_PER_USER = 8, 16
+EVERY_STREAM = "court"  # the owner every stream of the process counts against: at most [web] max_streams of them
 #: The most live renders at once, on threads of their own (the pages and the API keep anyio's other threads).
 LIVE_RENDERS = 4
 #: How long a refused stream's browser is told to wait (``Retry-After``).
@@ -88,6 +89,7 @@ REFUSED_RETRY_S = 30
 #: A tab id (``tab``, made by app.js for each page load): any other value is taken for none.
 TAB_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 TOO_MANY = "实时连接过多：请关闭本站的其他标签页 / Too many live connections: close other tabs of this site"
+FULL = "服务器的实时连接已满，请稍后再试 / The server has as many live connections as it may: try again later"
 
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = weakref.WeakKeyDictionary()
 
@@ -154,8 +156,7 @@ def _known(given: str | None, names: list[str]) -> dict[str, str]:
     """The digests by name that ``given`` (a :func:`digest_of` of parts named ``names``) stands for, or none."""
     if not given or len(given) != DIGEST_HEX * len(names):
         return {}
-    names = sorted(names)
-    return {name: given[i * DIGEST_HEX : (i + 1) * DIGEST_HEX] for i, name in enumerate(names)}
+    return {name: given[i * DIGEST_HEX : (i + 1) * DIGEST_HEX] for i, name in enumerate(sorted(names))}
 
 
 def take_digest(page: Page, session: Session, view: str, **params: str) -> None:
@@ -239,15 +240,16 @@ class _Stream:
     def _subscribe(self) -> tuple[Subscription, Position]:
         """Subscribe to the live bus in the name of this stream's session and user, within their caps; a stream
         with a tab id takes the place of its session's stream of that tab, if any (the key: session and tab)."""
-        login = self.login
-        session = f"session:{login.session_id}"
-        owners = {session: STREAMS_PER_SESSION, f"user:{login.user.id}": STREAMS_PER_USER}
+        login, session = self.login, f"session:{self.login.session_id}"
+        every = self.context.settings.web.max_streams
+        owners = {session: STREAMS_PER_SESSION, f"user:{login.user.id}": STREAMS_PER_USER, EVERY_STREAM: every}
         key = f"{session} tab:{self.tab}" if self.tab is not None else None
         try:
             return self.context.live.subscribe(owners, key=key)
         except TooManySubscriptions as exc:
             logger.info("live stream refused: %s", exc)
-            raise StreamRefused(429, TOO_MANY, retry_after_s=REFUSED_RETRY_S) from None
+            text = FULL if exc.owner == EVERY_STREAM else TOO_MANY
+            raise StreamRefused(429, text, retry_after_s=REFUSED_RETRY_S) from None
 
     async def whole(self, shown: str | None) -> AsyncGenerator[bytes, None]:
         """The stream of a ``whole`` view: it starts from what the browser has (``shown``: the page's digest, or the
@@ -363,15 +365,13 @@ class _Stream:
         beat = {"time": utc_now().isoformat(timespec="seconds")}
         if self.tells_court:
             self.court = beat["court"] = self.context.receiving.state
-        data = json.dumps(beat)
-        return message("heartbeat", data, id=None if covered is None else self.context.live.token(covered))
+        return message("heartbeat", json.dumps(beat), id=None if covered is None else self.context.live.token(covered))
 
     async def _render(self, changes: list[Change] | None) -> dict[str, str]:
         return await to_thread.run_sync(self._render_now, changes, limiter=_limiter())
 
     def _read_session(self) -> Session:
-        context = self.context
-        return context.session_factory(bind=context.engine.execution_options(**READ_ONLY))
+        return self.context.session_factory(bind=self.context.engine.execution_options(**READ_ONLY))
 
     def _session_alive(self) -> bool:
         with self._read_session() as session:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.api.body_limit import BodyLimit, UploadRoute
+from server.api.body_limit import BodyLimit, UploadPace, UploadRoute
 from server.app import create_app
 from server.auth.sessions import issue_session
 from server.auth.users import get_user
@@ -99,3 +99,44 @@ def test_a_portal_filing_while_the_server_is_busy_gets_the_page_with_retry_after
     assert headers[b"content-type"].startswith(b"text/html")
     page = b"".join(m.get("body", b"") for m in busy[1:]).decode()
     assert "服务器正在接收其他上传" in page or "receiving other uploads" in page, page
+
+
+def test_a_portal_filing_trickling_in_gets_the_page_saying_it_was_too_slow() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+
+    pace = UploadPace(deadline_s=30, progress_bytes=1024, progress_window_s=0.2)
+    limit = BodyLimit(
+        app,
+        uploads=[UploadRoute(PORTAL_UPLOAD_PATH, 1 << 20, _may_upload)],
+        pace=pace,
+        refusal_page=upload_refusal_page,
+    )
+
+    async def run() -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(0.05)
+            return {"type": "http.request", "body": b"x", "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            answers.append(message)
+
+        path = f"/portal/cases/{CASE_A}/requests"
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [(b"accept", b"text/html")],
+            "query_string": b"",
+        }
+        await asyncio.wait_for(limit(scope, receive, send), 10)
+        return answers
+
+    answers = asyncio.run(run())
+    assert answers[0]["status"] == 408
+    assert dict(answers[0]["headers"])[b"content-type"].startswith(b"text/html")
+    page = b"".join(m.get("body", b"") for m in answers[1:]).decode()
+    assert "上传过慢（0.2 秒内不足 1024 字节）" in page or "less than 1024 bytes in 0.2 s" in page, page

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.api.body_limit import MAX_UPLOADS_PER_CASE, BodyLimit, UploadRoute
+from server.api.body_limit import MAX_UPLOADS_PER_CASE, BodyLimit, UploadPace, UploadRoute
 from server.api.removal_requests import UPLOAD_PATH
 from server.config import RemovalSettings
 from tests.server.helpers import CASE_A, CASE_B
@@ -55,7 +55,7 @@ def test_an_upload_trickling_in_is_cut_off_at_the_deadline_and_frees_its_slot() 
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, _may_upload)], upload_deadline_s=0.3)
+    limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, _may_upload)], pace=UploadPace(deadline_s=0.3))
 
     async def run() -> list[dict[str, Any]]:
         answers: list[dict[str, Any]] = []

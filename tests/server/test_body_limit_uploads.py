@@ -145,7 +145,8 @@ def test_the_debtor_files_through_the_client_too(world: RemovalWorld) -> None:
 
 def test_only_a_few_uploads_are_received_at_once() -> None:
     """The larger cap's uploads in flight are counted; one more is answered 503 (in both languages, with
-    Retry-After), without its body read; once one ends, the next is received again."""
+    Retry-After), without its body read; once one ends, the next is received again. (Of two slots, the second is
+    the last free one: another case's.)"""
     release, entered, app = _held_app()
     limit = BodyLimit(app, uploads=[UploadRoute(UPLOAD_PATH, 10 * MiB, _may_upload)], max_uploads=2)
     post = _poster(limit)
@@ -154,10 +155,10 @@ def test_only_a_few_uploads_are_received_at_once() -> None:
         first: list[dict[str, Any]] = []
         second: list[dict[str, Any]] = []
         third: list[dict[str, Any]] = []
-        held = [asyncio.create_task(post(first)), asyncio.create_task(post(second))]
+        held = [asyncio.create_task(post(first)), asyncio.create_task(post(second, CASE_B))]
         while len(entered) < 2:
             await asyncio.sleep(0.01)
-        assert await post(third) == 0  # (two already, and both of CASE_A)
+        assert await post(third, "(2024)苏0214执9号") == 0  # (two already)
         assert third[0]["status"] == 503 and (b"retry-after", b"10") in third[0]["headers"]
         assert "请稍后重试" in third[1]["body"].decode() and "try again" in third[1]["body"].decode()
         release.set()
