@@ -8,14 +8,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from server.api.deps import ContextDep, CurrentUser, case_with
 from server.api.routing import ValidatedRoute
 from server.auth.access import Permission
 from server.errors import Invalid
+from server.export.errors import ExportsBusy
 from server.export.gather import TimeRange
 from server.export.service import ExportConfig, export_case
 from server.seals.models import Case
@@ -37,6 +38,7 @@ Moment = Annotated[
             "description": "Nothing in the log yet, or the bundle would pass a size bound of seal-verify (which would "
             "refuse it): export shorter ranges with from/to"
         },
+        503: {"description": "As many exports as the server runs at once are running: retry after Retry-After"},
     },
 )
 def export_bundle(
@@ -45,7 +47,7 @@ def export_bundle(
     context: ContextDep,
     start: Annotated[Moment, Query(alias="from")] = None,
     end: Annotated[Moment, Query(alias="to")] = None,
-) -> FileResponse:
+) -> Response:
     """Download the case's evidence bundle (events, snapshots, records, Merkle proofs, signed manifest)."""
     if any(m is not None and m.tzinfo is None for m in (start, end)):
         raise Invalid(
@@ -68,7 +70,12 @@ def export_bundle(
                 actor=user,
                 exported_by=user.username,
                 time_range=TimeRange(start, end),
+                wait=False,  # a worker held, and a case's memory, per export: one more is refused, not queued
             )
+    except ExportsBusy as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

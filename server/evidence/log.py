@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, and_, func, or_, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
@@ -62,10 +62,14 @@ def read_nodes(session: Session, wanted: Iterable[merkle.Node]) -> dict[merkle.N
     if leaves:
         rows = session.execute(select(LogLeaf.leaf_index, LogLeaf.leaf_hash).where(LogLeaf.leaf_index.in_(leaves)))
         found.update(((0, index), h) for index, h in rows)
-    inner = [and_(LogNode.level == level, LogNode.node_index == index) for level, index in wanted if level > 0]
-    if inner:
-        nodes = session.execute(select(LogNode.level, LogNode.node_index, LogNode.hash).where(or_(*inner)))
-        found.update(((level, index), h) for level, index, h in nodes)
+    inner: dict[int, list[int]] = {}
+    for level, index in wanted:
+        if level > 0:
+            inner.setdefault(level, []).append(index)
+    for level, indices in inner.items():  # one statement per level, its indices one expanding parameter: a single
+        # entry in SQLAlchemy's cache of compiled statements, not one per count of (level, index) pairs
+        query = select(LogNode.node_index, LogNode.hash).where(LogNode.level == level, LogNode.node_index.in_(indices))
+        found.update(((level, index), h) for index, h in session.execute(query))
     missing = wanted - found.keys()
     if missing:
         raise RuntimeError(f"the Merkle log lacks the nodes {sorted(missing)[:5]}: its tables are damaged")

@@ -51,7 +51,7 @@ def manifest_note_body(manifest: bytes, bundle_format: str = FORMAT) -> str:
 
 
 #: What a JSON-lines file is written and counted by: lines gathered to about this many bytes.
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 256 * 1024
 
 
 def each_json_line(values: Iterable[Any]) -> Iterator[bytes]:

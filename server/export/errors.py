@@ -25,3 +25,16 @@ class NothingLogged(ExportError, Conflict):
 class BundleTooLarge(ExportError, Conflict):
     """The bundle would pass a size bound of seal-verify, which would refuse it unread (409): export shorter time
     ranges (:mod:`server.export.limits`)."""
+
+
+class ExportsBusy(ExportError, RuntimeError):
+    """As many exports as the server runs at once are running (:mod:`server.export.slots`): none is begun (503 with
+    ``Retry-After`` on the API), rather than each hold a worker and the memory of its case at once."""
+
+    def __init__(self, running: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"正在导出的证据包已达上限（{running} 个），请 {retry_after_s} 秒后再试。 / "
+            f"{running} evidence export(s) already running, the most the server runs at once: "
+            f"try again in {retry_after_s} s."
+        )
+        self.retry_after_s = retry_after_s

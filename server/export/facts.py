@@ -4,6 +4,7 @@ records, the checkpoint and its time stamp, and ``seal-verify``'s verdict on the
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,8 @@ from seal_verify import BundleVerdict, Status
 from seal_verify.timestamp import TimestampVerdict
 from seal_verify.verdict import WARNINGS
 from server.commands.refusals import refused_own_bytes, signed_sha256
+from server.export.event_source import EventLine
+from server.export.event_summary import FOLLOW_UP_TYPES, EventSummary
 from server.export.gather import CaseEvidence, JsonDict
 from server.export.report_facts import (
     AlarmFacts,
@@ -29,7 +32,7 @@ from server.export.report_facts import (
     SealFacts,
     SnapshotFacts,
     TimestampFacts,
-    offline_periods,
+    silences,
 )
 
 #: Problems of a failed check named in the report (all of them are in seal-verify's own verdict).
@@ -58,7 +61,10 @@ def report_facts(
 ) -> ReportFacts:
     """``pictures``: the bytes of the snapshots the bundle holds, by SHA-256."""
     exported_at = _at_known(head["exported_at"])
-    events = [_event(line.raw, line.meta()) for line in evidence.events]
+    events = EventSummary()  # the events streamed from the database, one at a time: a case may have a million
+    for line in evidence.events:
+        events.add(_event(line))
+    events.follow_ups(_event(line) for line in evidence.events.lines(types=FOLLOW_UP_TYPES))
     return ReportFacts(
         court=evidence.case.get("court_name") or evidence.case.get("court_code") or "",
         case_no=evidence.case_no,
@@ -75,7 +81,7 @@ def report_facts(
             for c in verdict.checks
         ],
         seals=[_seal(record) for record in evidence.seals.values()],
-        events=events,
+        summary=events,
         snapshots=[
             SnapshotFacts(
                 s["sha256"],
@@ -92,10 +98,15 @@ def report_facts(
         alarms=[_alarm(a) for a in evidence.alarms],
         commands=[_command(c) for c in evidence.commands],
         removals=[_removal(r) for r in evidence.removal],
-        offline=offline_periods(events, silence=offline_after, until=exported_at),
+        offline=silences(_to_ms(evidence.events.receipts()), silence=offline_after, until=exported_at),
         audit_count=len(evidence.audit),
         quarantine=evidence.quarantine,
     )
+
+
+def _to_ms(receipts: Iterable[tuple[str, datetime]]) -> Iterator[tuple[str, datetime]]:
+    """The times of receipt cut to the millisecond, as ``events-meta.jsonl`` states them."""
+    return ((device_id, at.replace(microsecond=at.microsecond // 1000 * 1000)) for device_id, at in receipts)
 
 
 def _timestamp(stamp: TimestampVerdict | None) -> TimestampFacts | None:
@@ -126,15 +137,15 @@ def _check(zh: str, en: str, status: Status, summary: str, problems: list[str]) 
     return Check(zh, en, ok, detail, warning=status in WARNINGS)
 
 
-def _event(raw: bytes, meta: JsonDict) -> EventFacts:
-    envelope = loads_wire_json(raw, what="event")
+def _event(line: EventLine) -> EventFacts:
+    envelope = loads_wire_json(line.raw, what="event")
     return EventFacts(
-        device_id=meta["device_id"],
-        seq=meta["seq"],
+        device_id=line.device_id,
+        seq=line.seq,
         type=envelope["type"],
         ts=parse_ts(envelope["ts"]),
-        received_at=_at_known(meta["received_at"]),
-        leaf_index=meta["leaf_index"],
+        received_at=_at_known(line.meta()["received_at"]),  # cut to the millisecond, as events-meta.jsonl states it
+        leaf_index=line.leaf_index,
         payload=envelope["payload"],
     )
 

@@ -7,11 +7,12 @@ Pure reads in the caller's session; the files (snapshots, proofs) are named here
 from __future__ import annotations
 
 import base64
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import utc_now_ms
@@ -21,7 +22,7 @@ from server.auth.models import User
 from server.commands.models import CourtCommand
 from server.evidence import log
 from server.evidence.models import Event, LogLeaf
-from server.export.errors import ExportFailed
+from server.export.event_source import EventSource
 from server.export.pictures import snapshot_records
 from server.export.quarantine_summary import quarantine_summary
 from server.removal.models import RemovalRequest
@@ -57,25 +58,6 @@ ALL_TIME = TimeRange()
 
 
 @dataclass
-class EventLine:
-    raw: bytes
-    device_id: str
-    seq: int
-    event_id: str
-    received_at: datetime
-    leaf_index: int
-
-    def meta(self) -> JsonDict:
-        return {
-            "device_id": self.device_id,
-            "event_id": self.event_id,
-            "leaf_index": self.leaf_index,
-            "received_at": ts(self.received_at),
-            "seq": self.seq,
-        }
-
-
-@dataclass
 class AuditLine:
     record: bytes  # the entry's leaf bytes exactly
     audit_id: int
@@ -92,7 +74,8 @@ class CaseEvidence:
     case_no: str
     case: JsonDict
     seals: dict[str, JsonDict]
-    events: list[EventLine]
+    #: Streamed from the database at each pass, never held (a case may have a million).
+    events: EventSource
     snapshots: list[JsonDict]
     alarms: list[JsonDict] = field(default_factory=list)
     commands: list[JsonDict] = field(default_factory=list)
@@ -103,9 +86,11 @@ class CaseEvidence:
     #: What the ingest refused of the case's seals while bound to it (``quarantine.jsonl``).
     quarantine: list[JsonDict] = field(default_factory=list)
 
-    def leaf_indices(self) -> list[int]:
+    def leaf_indices(self) -> array[int]:
         """The leaves the bundle proves: its events', then its audit entries' (the order of log/proofs.jsonl)."""
-        return [line.leaf_index for line in self.events] + [line.leaf_index for line in self.audit]
+        indices = self.events.leaf_indices()
+        indices.extend(line.leaf_index for line in self.audit)
+        return indices
 
 
 def ts(moment: datetime | None) -> str | None:
@@ -132,9 +117,9 @@ def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -
     """The evidence of ``case`` in ``time_range`` whose leaves are below ``below`` (the checkpoint's tree size), as
     the bundle lists it."""
     names = _usernames(session)
-    events = _events(session, case.case_no, time_range, below)
+    events = EventSource(session, case.case_no, time_range.start, time_range.end, below)
     snapshots, refused = snapshot_records(session, case.case_no, events)
-    device_ids = sorted({e.device_id for e in events} | _bound_devices(session, case.case_no))
+    device_ids = sorted(events.device_ids() | _bound_devices(session, case.case_no))
     return CaseEvidence(
         case_no=case.case_no,
         case=_case_record(case),
@@ -152,28 +137,6 @@ def gather(session: Session, case: Case, time_range: TimeRange, *, below: int) -
 
 def _usernames(session: Session) -> dict[int, str]:
     return {row.id: row.username for row in session.execute(select(User.id, User.username))}
-
-
-def _events(session: Session, case_no: str, time_range: TimeRange, below: int) -> list[EventLine]:
-    """The case's events in the range, and each seal's events between its first and last seq in the range: a seal
-    whose clock stepped back has events inside its chain whose ``ts`` is outside (left out, the chain had a gap)."""
-    logged = or_(LogLeaf.leaf_index.is_(None), LogLeaf.leaf_index < below)
-    query = select(Event.raw, Event.device_id, Event.seq, Event.event_id, Event.received_at, LogLeaf.leaf_index)
-    query = query.outerjoin(LogLeaf, LogLeaf.event_id == Event.id).where(Event.case_no == case_no, logged)
-    within = [Event.ts >= time_range.start] if time_range.start is not None else []
-    within += [Event.ts <= time_range.end] if time_range.end is not None else []
-    if within:
-        spans = select(Event.device_id, func.min(Event.seq), func.max(Event.seq)).outerjoin(
-            LogLeaf, LogLeaf.event_id == Event.id
-        )
-        spans = spans.where(Event.case_no == case_no, logged, *within).group_by(Event.device_id)
-        chains = [and_(Event.device_id == d, Event.seq.between(lo, hi)) for d, lo, hi in session.execute(spans)]
-        query = query.where(or_(*chains) if chains else false())
-    lines = [EventLine(*row) for row in session.execute(query.order_by(LogLeaf.leaf_index))]
-    unlogged = [f"{line.device_id}#{line.seq}" for line in lines if line.leaf_index is None]
-    if unlogged:
-        raise ExportFailed(f"events not in the Merkle log (the log's tables are damaged): {unlogged[:5]}")
-    return lines
 
 
 def _audit(session: Session, case_no: str, time_range: TimeRange, below: int) -> list[AuditLine]:

@@ -100,7 +100,8 @@ def snapshot_records(
     is ``not_stored_by_seal`` (or ``lost_on_seal``) only when *every* seal whose exported events, other than a
     ``snapshot_lost``, name it signed so: two seals may name one black frame, and one seal's word says nothing of
     the other's copy."""
-    signed = [Signed.of(line) for line in events]
+    # Only the events that name a picture or speak of one are kept (a few bytes each): most are heartbeats.
+    signed = [event for event in map(Signed.of, events) if event.names or event.not_stored or event.lost]
     named: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events name it
     naming: dict[str, set[str]] = {}  # sha256 -> the seals whose exported events other than a snapshot_lost name it
     for event in signed:

@@ -4,7 +4,7 @@ proofs from the checkpoints a verifier may have kept (those earlier exports led 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,17 +17,36 @@ from server.evidence import log
 from server.evidence.checkpoints import LogKey
 from server.evidence.models import LogCheckpoint
 from server.export.errors import NothingLogged
+from server.export.event_source import reading
 from server.export.gather import JsonDict
 from server.export.models import EvidenceExport
 
 #: China Standard Time: a day's last checkpoint is the last one before midnight here.
 
 
+#: Leaves whose inclusion proofs are computed at a time (the nodes they share read once per batch).
+PROOF_BATCH = 256
+
+
 @dataclass
 class LogPart:
+    """The checkpoint, the leaves to prove (``log/proofs.jsonl``, computed a batch at a time as they are written:
+    :meth:`proofs`) and the consistency proofs."""
+
     checkpoint: LogCheckpoint
-    proofs: list[JsonDict]
+    leaf_indices: Sequence[int]
     consistency: list[JsonDict]
+    session: Session
+
+    def proofs(self) -> Iterator[JsonDict]:
+        """One line of ``log/proofs.jsonl`` per leaf, in the order of :attr:`leaf_indices`."""
+        size = self.checkpoint.tree_size
+        with reading(self.session) as reader:  # no write lock held while log/proofs.jsonl is written
+            for start in range(0, len(self.leaf_indices), PROOF_BATCH):
+                batch = self.leaf_indices[start : start + PROOF_BATCH]
+                proofs = log.inclusion_proofs(reader, batch, size)
+                for i in batch:
+                    yield {"hashes": [b64(h) for h in proofs[i]], "leaf_index": i, "tree_size": size}
 
 
 def b64(data: bytes) -> str:
@@ -57,8 +76,6 @@ def covering_checkpoint(session: Session, key: LogKey, leaf_indices: Sequence[in
 
 def log_part(session: Session, checkpoint: LogCheckpoint, leaf_indices: Sequence[int]) -> LogPart:
     size = checkpoint.tree_size
-    proofs = log.inclusion_proofs(session, leaf_indices, size)
-    lines = [{"hashes": [b64(h) for h in proofs[i]], "leaf_index": i, "tree_size": size} for i in leaf_indices]
     consistency = []
     for old in _kept_checkpoints(session, size):
         hashes = log.consistency_proof(session, old.tree_size, size)
@@ -70,7 +87,7 @@ def log_part(session: Session, checkpoint: LogCheckpoint, leaf_indices: Sequence
                 "old_size": old.tree_size,
             }
         )
-    return LogPart(checkpoint, lines, consistency)
+    return LogPart(checkpoint, leaf_indices, consistency, session)
 
 
 def _kept_checkpoints(session: Session, size: int) -> list[LogCheckpoint]:

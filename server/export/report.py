@@ -19,9 +19,9 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
 from seal_protocol import parse_ts
-from seal_protocol.envelope import is_simulated
 from server.core.court_clock import court_clock
 from server.evidence.verdicts import key_fingerprint
+from server.export.event_summary import EventSummary
 from server.export.report_closing import closing
 from server.export.report_facts import (
     AlarmFacts,
@@ -110,12 +110,13 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
         canvas.drawString(18 * mm, 8 * mm, styles.glyphs.drawable(line))
         canvas.restoreState()
 
-    doc.build(_story(facts, styles), onFirstPage=footer, onLaterPages=footer)
+    events = facts.summary or EventSummary.of(facts.events)
+    doc.build(_story(facts, events, styles), onFirstPage=footer, onLaterPages=footer)
     pdf = buffer.getvalue()
     logger.info(
         "evidence report of %s: %d events, %d pages, %d bytes in %.2f s",
         facts.case_no,
-        len(facts.events),
+        events.count,
         doc.page,
         len(pdf),
         time.perf_counter() - started,
@@ -123,14 +124,14 @@ def render_report(facts: ReportFacts, *, font: FontChoice | None = None) -> byte
     return pdf
 
 
-def _story(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
-    cover = _cover(facts, s)
+def _story(facts: ReportFacts, events: EventSummary, s: ReportStyles) -> list[Flowable]:
+    cover = _cover(facts, events, s)
     story = heading("导出服务器的自检", "The exporting server's self-check", s) + _checks(facts, s)
-    story += heading("事件数量", "Events counted", s) + [type_counts(facts.events, s)]
+    story += heading("事件数量", "Events counted", s) + [type_counts(events, s)]
     story += heading("电子封条", "The seals", s) + _seals(facts, s)
     story += heading("法院隔离区", "The court's quarantine", s) + _quarantine(facts, s)
     story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
-    story += timeline(facts.events, facts.offline, s, commands=facts.commands)
+    story += timeline(events, facts.offline, s, commands=facts.commands)
     story += heading("快照", "Snapshots", s) + contact_sheet(facts.snapshots, s)
     story += heading("告警", "Alarms", s) + alarms_table(facts.alarms, s)
     story += heading("指令与应答", "Commands and answers", s) + commands_table(facts.commands, s)
@@ -159,7 +160,7 @@ def _glyphs_note(s: ReportStyles) -> list[Flowable]:
     )
 
 
-def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
+def _cover(facts: ReportFacts, events: EventSummary, s: ReportStyles) -> list[Flowable]:
     export, checkpoint = facts.export, facts.checkpoint
     stamp = facts.timestamp
     rows = [
@@ -171,9 +172,9 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
         (
             "事件 / 快照 / 审计记录",
             "events / snapshots / audit entries",
-            f"{len(facts.events)} / {len(facts.snapshots)} / {facts.audit_count}",
+            f"{events.count} / {len(facts.snapshots)} / {facts.audit_count}",
         ),
-        *_simulated_row(facts),
+        *_simulated_row(events),
         (
             "告警 / 指令 / 解除申请",
             "alarms / commands / removal requests",
@@ -229,9 +230,9 @@ def _cover(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     ]
 
 
-def _simulated_row(facts: ReportFacts) -> list[tuple[str, str, str]]:
+def _simulated_row(events: EventSummary) -> list[tuple[str, str, str]]:
     """The cover's row of the events a simulated seal signed, if any: a simulated intrusion is no intrusion."""
-    simulated = sum(is_simulated(e.payload) for e in facts.events)
+    simulated = events.simulated
     if not simulated:
         return []
     return [(SIMULATED[0], SIMULATED[1], f"{simulated}：{SIMULATED_MEANING[0]} / {SIMULATED_MEANING[1]}")]

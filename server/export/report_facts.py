@@ -8,10 +8,13 @@ log records (a user's login, ``system``, a CLI's OS user).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.export.event_summary import EventSummary
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class EventFacts:
 
 @dataclass(frozen=True)
 class SnapshotFacts:
-    """A snapshot an event of the case names; ``jpeg`` the bytes as stored, ``None`` if the court does not hold it."""
+    """A snapshot an event of the case names; ``jpeg`` the bytes as stored (``b""`` for one the report does not draw:
+    an export reads only the thumbnails' bytes), ``None`` if the court does not hold it."""
 
     sha256: str
     device_id: str
@@ -213,18 +217,28 @@ class ReportFacts:
     audit_count: int = 0
     #: What the court refused of the case's seals while bound to it (``quarantine.jsonl``), per seal and reason.
     quarantine: Sequence[Mapping[str, Any]] = ()
+    #: What the report states of the events, gathered as they streamed (an export: ``events`` is then empty and
+    #: ``offline`` already found); ``None``: gathered from ``events``.
+    summary: EventSummary | None = None
 
 
 def offline_periods(events: Sequence[EventFacts], *, silence: timedelta, until: datetime) -> list[OfflinePeriod]:
     """The periods longer than ``silence`` in which the court received nothing from a seal, by receipt time, up to
     ``until`` (the export's time): what the export gives the report when it has no better record."""
+    receipts = sorted((e.device_id, e.received_at) for e in events)
+    return silences(receipts, silence=silence, until=until)
+
+
+def silences(receipts: Iterable[tuple[str, datetime]], *, silence: timedelta, until: datetime) -> list[OfflinePeriod]:
+    """:func:`offline_periods` of the times of receipt ``receipts`` (device id, received at), sorted by seal and
+    time (an export streams them so from the database)."""
     last: dict[str, datetime] = {}
     periods: list[OfflinePeriod] = []
-    for event in sorted(events, key=lambda e: (e.device_id, e.received_at)):
-        seen = last.get(event.device_id)
-        if seen is not None and event.received_at - seen > silence:
-            periods.append(OfflinePeriod(event.device_id, seen, event.received_at))
-        last[event.device_id] = event.received_at
+    for device_id, received_at in receipts:
+        seen = last.get(device_id)
+        if seen is not None and received_at - seen > silence:
+            periods.append(OfflinePeriod(device_id, seen, received_at))
+        last[device_id] = received_at
     for device_id, seen in last.items():
         if until - seen > silence:
             periods.append(OfflinePeriod(device_id, seen, None))

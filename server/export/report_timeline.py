@@ -8,7 +8,6 @@ widths (reportlab's CJK paragraphs measure every character again, ~1 ms per cell
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -21,12 +20,12 @@ from reportlab.platypus import Flowable, Paragraph, Table
 from seal_protocol.envelope import is_simulated
 from server.commands.refusals import refused_own_bytes
 from server.core.court_clock import court_clock
+from server.export.event_summary import EventSummary, Found
 from server.export.report_facts import CommandFacts, EventFacts, OfflinePeriod
 from server.export.report_sections import GRID, ROWS_PER_TABLE, ReportStyles, cell, chunks, grid, para
 from server.export.report_text import (
     SIMULATED,
     SIMULATED_MEANING,
-    TIMELINE_TYPES,
     clip,
     event_details,
     event_name,
@@ -53,13 +52,11 @@ CELL_LEADING = 8.5
 PADDING = 2.5
 ALERT = colors.HexColor("#b00000")
 
-#: Events found by (device_id, trigger type, trigger seq): the warning results and the camera's decisions.
-_Found = Mapping[tuple[Any, Any, Any], Mapping[str, Any]]
 _Row = tuple[list[str], bool]
 
 
 def timeline(
-    events: Sequence[EventFacts],
+    events: EventSummary,
     offline: Sequence[OfflinePeriod],
     s: ReportStyles,
     *,
@@ -70,20 +67,8 @@ def timeline(
     ``commands``: the case's commands, so that a seal's refusal of the court's own bytes, which it could not verify,
     reads as such and not as a refusal of forged bytes."""
     published = {(c.device_id, c.id): c.signed_sha256 for c in commands}
-    results = {
-        (e.device_id, e.payload["trigger"], e.payload["trigger_seq"]): e.payload
-        for e in events
-        if e.type == "warning_result" and _names_event(e.payload, "trigger")
-    }
-    decisions = {
-        (e.device_id, "intrusion", e.payload["trigger_seq"]): e.payload
-        for e in events
-        if e.type == "snapshot_taken" and "warning" in e.payload and _names_event(e.payload)
-    }
     rows: list[tuple[float, _Row]] = [
-        (sort_time(e.received_at), _event_row(e, results, decisions, published))
-        for e in events
-        if e.type in TIMELINE_TYPES
+        (sort_time(e.received_at), _event_row(e, events.results, events.decisions, published)) for e in events.listed
     ]
     for period in offline:
         until = court_clock(period.until) if period.until else "导出时 the export"
@@ -95,6 +80,15 @@ def timeline(
         rows.append((sort_time(period.since), (cells, True)))
     rows.sort(key=lambda item: item[0])
     out: list[Flowable] = []
+    if events.left_out:
+        out += para(
+            f"本案重要事件过多，时间线只逐条列出最早收到的 {len(events.listed):,} 条；"
+            f"另有 {events.left_out:,} 条未列出，见证据包中的 events.jsonl（上文的事件数量包括全部事件）。",
+            f"The case has too many significant events to list: the timeline lists the first {len(events.listed):,} "
+            f"received; {events.left_out:,} more are not listed here but are in the bundle's events.jsonl (the counts "
+            "above include every event).",
+            s,
+        )
     if not rows:
         out += para("本案在导出范围内没有需要逐条列出的事件。", "No significant events in the exported range.", s)
     for chunk in chunks([row for _, row in rows], ROWS_PER_TABLE):
@@ -102,14 +96,8 @@ def timeline(
     return out + _heartbeats(events, s)
 
 
-def _names_event(payload: Mapping[str, Any], *names: str) -> bool:
-    """Whether ``payload`` names an event by a ``trigger_seq`` (and each of ``names``) of the agent's JSON types: a
-    signed payload may hold any JSON there (an object is no key of a dict; ``true`` is no seq 1)."""
-    return type(payload.get("trigger_seq")) is int and all(type(payload.get(name)) is str for name in names)
-
-
 def _event_row(
-    event: EventFacts, results: _Found, decisions: _Found, published: Mapping[tuple[str, int], str | None]
+    event: EventFacts, results: Found, decisions: Found, published: Mapping[tuple[str, int], str | None]
 ) -> _Row:
     claimed = event.payload.get("claimed_command_id") if event.type == "command_rejected" else None
     own = isinstance(claimed, int) and refused_own_bytes(event.payload, published.get((event.device_id, claimed)))
@@ -223,11 +211,10 @@ def _char_width(char: str, font: str, size: float) -> float:
     return float(stringWidth(char, font, size))
 
 
-def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]:
-    days = Counter((e.device_id, court_clock(e.ts)[:10]) for e in events if e.type == "heartbeat")
-    if not days:
+def _heartbeats(events: EventSummary, s: ReportStyles) -> list[Flowable]:
+    if not events.heartbeats:
         return []
-    rows = [[device, day, str(count)] for (device, day), count in sorted(days.items())]
+    rows = [[device, day, str(count)] for (device, day), count in sorted(events.heartbeats.items())]
     header = [("封条", "seal"), ("日期（封条时钟，UTC+8）", "day (seal's clock, UTC+8)"), ("心跳次数", "heartbeats")]
     return [
         Paragraph(markup("心跳（按封条、日期汇总，不逐条列出）", s.glyphs), s.h2),
@@ -236,22 +223,20 @@ def _heartbeats(events: Sequence[EventFacts], s: ReportStyles) -> list[Flowable]
     ]
 
 
-def type_counts(events: Sequence[EventFacts], s: ReportStyles) -> Table:
+def type_counts(events: EventSummary, s: ReportStyles) -> Table:
     """How many events of each type each seal sent (every line of events.jsonl is counted here), a simulated seal's
     apart (marked, and counted in a row of their own)."""
-    counts = Counter((e.device_id, e.type, is_simulated(e.payload)) for e in events)
     rows = [
         [device, cell(*_simulated_name(kind) if simulated else event_name(kind), s, alert=simulated), str(n)]
-        for (device, kind, simulated), n in sorted(counts.items())
+        for (device, kind, simulated), n in sorted(events.types.items())
     ]
-    rows.append([cell("合计", "total", s), "", str(len(events))])
-    simulated = sum(n for (_device, _kind, simulated), n in counts.items() if simulated)
-    if simulated:
+    rows.append([cell("合计", "total", s), "", str(events.count)])
+    if events.simulated:
         of_which = (
             "其中模拟事件（模拟封条所签，并非现场实际发生）",
             "of which simulated (a simulated seal's: not on site)",
         )
-        rows.append([cell(*of_which, s, alert=True), "", str(simulated)])
+        rows.append([cell(*of_which, s, alert=True), "", str(events.simulated)])
     return grid([("封条", "seal"), ("事件类型", "event type"), ("条数", "count")], rows, [40 * mm, 70 * mm, 25 * mm], s)
 
 

@@ -30,7 +30,6 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from seal_protocol import parse_ts
 from seal_verify import verify_bundle
 from seal_verify.timestamp import TimestampVerdict, verify_timestamp
 from server.audit.service import Actor, record_audit
@@ -45,7 +45,7 @@ from server.config import Settings
 from server.core.base import utc_now
 from server.core.db import make_session_factory
 from server.core.files import place_until_recorded
-from server.errors import ContentMismatch, ContentStoreError, NotFound
+from server.errors import ContentStoreError, NotFound
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import TimestampFailed
 from server.evidence.models import LogCheckpoint
@@ -58,17 +58,16 @@ from server.export.facts import report_facts
 from server.export.gather import ALL_TIME, CaseEvidence, JsonDict, TimeRange, case_leaves, gather, ts
 from server.export.limits import VERIFIERS, BundleLimits, OverBound, too_large
 from server.export.models import EvidenceExport
-from server.export.pictures import LOST
 from server.export.proofs import LogPart, covering_checkpoint, log_part
 from server.export.report import CheckpointFacts, render_report
-from server.removal.proofs import EXTENSIONS, ProofStore
+from server.export.report_sections import CONTACT_SHEET_MAX
+from server.export.slots import EXPORTS
+from server.export.store_files import proof_files, snapshot_files
+from server.removal.proofs import ProofStore
 from server.seals.cases import find_case
 from server.stores import Stores
 
 logger = logging.getLogger(__name__)
-
-#: Reads a file for the bundle: its bytes, or ``None`` to leave it out.
-Reader = Callable[[], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -124,8 +123,29 @@ def export_case(
     exported_by: str,
     time_range: TimeRange = ALL_TIME,
     progress: Progress | None = None,
+    wait: bool = True,
 ) -> ExportResult:
-    """Write the bundle of ``case_no`` to ``target`` and record the export (commits)."""
+    """Write the bundle of ``case_no`` to ``target`` and record the export (commits). One export at a time in the
+    process (:mod:`server.export.slots`): while another runs, this one waits for it, or (not ``wait``) is refused at
+    once (:class:`~server.export.errors.ExportsBusy`)."""
+    waiting = (lambda: progress.phase("waiting for the export running now")) if progress is not None else None
+    with EXPORTS.hold(wait=wait, waiting=waiting):
+        return _export(session, case_no, target, log_key, config, actor, exported_by, time_range, progress)
+
+
+def _export(
+    session: Session,
+    case_no: str,
+    target: Path,
+    log_key: LogKey,
+    config: ExportConfig,
+    actor: Actor | None,
+    exported_by: str,
+    time_range: TimeRange,
+    progress: Progress | None,
+) -> ExportResult:
+    if progress is not None:
+        progress.phase("gathering the case's records and their proofs")
     staged = _prepare(session, case_no, log_key, config, exported_by, time_range)
     session.commit()  # no transaction while the bundle is staged, verified and rendered (SQLite: its write lock)
     _check_stores(config)
@@ -142,8 +162,7 @@ def export_case(
         placed = place_until_recorded(temp, target)  # a bundle recorded before at target kept aside till recorded
     except OverBound as exc:
         events = staged.evidence.events
-        received = [line.received_at for line in events]
-        refusal = too_large(exc, len(events), ts(min(received, default=None)), ts(max(received, default=None)))
+        refusal = too_large(exc, len(events), ts(events.first_received), ts(events.last_received))
         logger.warning("case %s not exported: %s", staged.evidence.case_no, exc)
         raise refusal from None
     except ContentStoreError as exc:  # (an OSError too: before the disk's)
@@ -247,11 +266,8 @@ def _write(
     stamp_verdict = _stamp_verdict(staged.stamp, checkpoint.note.encode("utf-8"))
     cp = CheckpointFacts(log_key.origin, checkpoint.tree_size, checkpoint.root_hash.hex(), verifier)
     with zipfile.ZipFile(stage) as staged_zip, BundleWriter(temp, limits=config.limits) as writer:
-        pictures = {
-            name.removeprefix("snapshots/").removesuffix(".jpg"): staged_zip.read(name)
-            for name in staged_zip.namelist()
-            if name.startswith("snapshots/")
-        }
+        step("reading the report's facts (the events streamed again)")
+        pictures = _pictures(staged_zip, evidence)
         facts = report_facts(
             evidence,
             head=staged.head,
@@ -270,6 +286,16 @@ def _write(
                     writer.add_chunks(name, iter(partial(member.read, CHUNK_BYTES), b""))
         writer.add("report.pdf", report)
         return writer.finish(staged.head, key=log_key.get(), key_name=log_key.origin), verdict.ok
+
+
+def _pictures(staged: zipfile.ZipFile, evidence: CaseEvidence) -> dict[str, bytes]:
+    """The snapshots the staged zip holds, by SHA-256: the bytes of those the report draws (the first
+    :data:`CONTACT_SHEET_MAX` received), ``b""`` for the others (named by their path, their bytes not read)."""
+    names = (name for name in staged.namelist() if name.startswith("snapshots/"))
+    held = {name.removeprefix("snapshots/").removesuffix(".jpg") for name in names}
+    drawn = sorted((s for s in evidence.snapshots if s["sha256"] in held), key=lambda s: parse_ts(s["received_at"]))
+    shown = {s["sha256"] for s in drawn[:CONTACT_SHEET_MAX]}
+    return {sha: staged.read(f"snapshots/{sha}.jpg") if sha in shown else b"" for sha in held}
 
 
 def _tsa_roots(tsa: TsaClient | None) -> bytes | None:
@@ -296,73 +322,24 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
         writer.add(f"seals/{device_id}.json", json_lines([record])[:-1])
     writer.add_lines("events.jsonl", (line.raw + b"\n" for line in evidence.events))
     writer.add_lines("events-meta.jsonl", each_json_line(line.meta() for line in evidence.events))
-    writer.add_files("snapshots", _snapshot_files(evidence, config.snapshots))
+    writer.add_files("snapshots", snapshot_files(evidence, config.snapshots))
     writer.add_lines("snapshots.jsonl", each_json_line(evidence.snapshots))
     for sha, data in sorted(evidence.refused.items()):  # the bytes the seal signed for, that the court refused
         writer.add(f"refused/{sha}.jpg", data)
     writer.add_lines("quarantine.jsonl", each_json_line(evidence.quarantine))
     writer.add_lines("alarms.jsonl", each_json_line(evidence.alarms))
     writer.add_lines("commands.jsonl", each_json_line(evidence.commands))
-    writer.add_files("removal proofs", _proof_files(evidence, config.proofs))
+    writer.add_files("removal proofs", proof_files(evidence, config.proofs))
     writer.add_lines("removal.jsonl", each_json_line(evidence.removal))
     writer.add_lines("audit.jsonl", (line.record + b"\n" for line in evidence.audit))
     writer.add_lines("audit-meta.jsonl", each_json_line(line.meta() for line in evidence.audit))
     writer.add("log/checkpoint.txt", proofs.checkpoint.note.encode("utf-8"))
-    writer.add_lines("log/proofs.jsonl", each_json_line(proofs.proofs))
+    writer.add_lines("log/proofs.jsonl", each_json_line(proofs.proofs()))
     writer.add_lines("log/consistency.jsonl", each_json_line(proofs.consistency))
     writer.add("log/key.txt", (verifier + "\n").encode("ascii"))
     if staged.stamp is not None:
         writer.add("log/checkpoint.tsr", staged.stamp[0])
         writer.add("log/tsa-chain.pem", staged.stamp[1])
-
-
-def _snapshot_files(evidence: CaseEvidence, store: SnapshotStore) -> list[tuple[str, Reader]]:
-    """The held snapshots' files, each read (and its hash checked) when it is added; a row whose file is gone, or
-    holds other bytes than its hash, is listed ``present: false`` with the row's ``received_at`` and ``size``: the
-    court received it and lost it (``absent_reason: lost``), which ``seal-verify`` fails (and it is logged; a
-    mismatch is counted too)."""
-    found: list[tuple[str, Reader]] = []
-    for record in evidence.snapshots:
-        if record["present"]:
-            found.append((f"snapshots/{record['sha256']}.jpg", partial(_snapshot_bytes, store, record, evidence)))
-    return found
-
-
-def _snapshot_bytes(store: SnapshotStore, record: JsonDict, evidence: CaseEvidence) -> bytes | None:
-    data = _checked_read(lambda: store.read(record["sha256"]), f"snapshot {record['sha256']}", evidence)
-    if data is None:
-        record["present"] = False
-        record["absent_reason"] = LOST
-    return data
-
-
-def _proof_files(evidence: CaseEvidence, store: ProofStore) -> list[tuple[str, Reader]]:
-    proofs: dict[str, list[JsonDict]] = {}  # a zip path -> the records of that file (one file, maybe many requests)
-    for request in evidence.removal:
-        for proof in request["proofs"]:
-            proofs.setdefault(f"removal/{proof['sha256']}{EXTENSIONS[proof['media_type']][0]}", []).append(proof)
-    return [(path, partial(_proof_bytes, store, records, evidence)) for path, records in sorted(proofs.items())]
-
-
-def _proof_bytes(store: ProofStore, records: list[JsonDict], evidence: CaseEvidence) -> bytes | None:
-    sha256, media_type = records[0]["sha256"], records[0]["media_type"]
-    data = _checked_read(lambda: store.read_proof(sha256, media_type), f"removal proof {sha256}", evidence)
-    for proof in records:
-        proof["present"] = data is not None
-    return data
-
-
-def _checked_read(read: Callable[[], bytes | None], what: str, evidence: CaseEvidence) -> bytes | None:
-    """What ``read`` gives, or ``None`` (logged) if the file is missing or holds other bytes than its hash (the
-    store has logged and counted that): the bundle never carries bytes other than the ones recorded."""
-    try:
-        data = read()
-    except ContentMismatch:
-        logger.error("%s of case %s holds other bytes than recorded: left out of the bundle", what, evidence.case_no)
-        return None
-    if data is None:
-        logger.warning("%s of case %s is recorded but its file is missing", what, evidence.case_no)
-    return data
 
 
 def _record(session: Session, staged: _Staged, *, actor: Actor | None, exported_by: str, digest: str) -> None:
