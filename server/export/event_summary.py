@@ -15,11 +15,11 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from seal_protocol.envelope import is_simulated
 from server.core.court_clock import court_clock
-from server.export.report_facts import EventFacts
 from server.export.report_text import TIMELINE_TYPES, sort_time
 
 #: The significant events the timeline lists one by one, at most (the report states how many more there are).
@@ -29,6 +29,19 @@ FOLLOW_UP_TYPES = ("warning_result", "snapshot_taken")
 
 #: (device_id, trigger type, trigger seq) -> the payload of the event that followed it up.
 Found = dict[tuple[Any, Any, Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """One line of ``events.jsonl`` as the report reads it: the signed fields and what the court recorded."""
+
+    device_id: str
+    seq: int
+    type: str
+    ts: datetime
+    received_at: datetime
+    leaf_index: int
+    payload: Mapping[str, Any]
 
 
 def names_event(payload: Mapping[str, Any], *names: str) -> bool:

@@ -11,10 +11,9 @@ import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from server.export.event_summary import EventSummary
+from server.export.event_summary import EventFacts, EventSummary
 
 
 @dataclass(frozen=True)
@@ -37,19 +36,6 @@ class SealFacts:
     registered_by: str
     location: str
     bindings: Sequence[Binding] = ()
-
-
-@dataclass(frozen=True)
-class EventFacts:
-    """One line of ``events.jsonl`` as the report reads it: the signed fields and what the court recorded."""
-
-    device_id: str
-    seq: int
-    type: str
-    ts: datetime
-    received_at: datetime
-    leaf_index: int
-    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up
     try:
         assert ingest.wait_subscribed(WAIT_S)
         with seal_connection(broker, seal.device_id) as conn:
-            conn.publish(seal.event_topic, seal.event())
+            event = seal.event()
+            conn.publish(seal.event_topic, event)
             assert wait_for_log(caplog, lambda r: r.getMessage().startswith("cannot store"), WAIT_S)
             for n in range(20):
                 conn.client.publish(seal.event_topic, b"not json %d" % n + b" " * 50_000, qos=0)
@@ -150,10 +151,18 @@ def test_messages_at_qos_0_beyond_a_bound_are_dropped_and_counted_never_piled_up
             assert ingest.progress().unstored == 2  # the event, and the one message at QoS 0 within the bound
             bring_back(tmp_path / "not-yet.db", seal)  # the database answers, the seal registered, at once
             snap = Running(ingest, metrics).wait(lambda m: m.stored + m.rejected_total >= 2, "what was held")
+            if snap.stored == 0 and snap.rejected.get("storage_error"):
+                # A retry begun before the tables appeared met them there half-way through (its read of the seals
+                # failed, its quarantine row did not): the event is quarantined unreceipted as a storage error, and
+                # the seal, never receipted, sends it again — as here.
+                conn.publish(seal.event_topic, event)
+                snap = Running(ingest, metrics).wait(lambda m: m.stored >= 1, "the event sent again")
     finally:
         ingest.stop()
         database.dispose()
-    assert (snap.stored, snap.rejected, snap.dropped) == (1, {"invalid_json": 1}, 19)
+    refused = {reason: n for reason, n in snap.rejected.items() if reason != "storage_error"}
+    assert (snap.stored, refused, snap.dropped) == (1, {"invalid_json": 1}, 19)
+    assert snap.rejected.get("storage_error", 0) <= 1
     assert ingest.progress().unstored == 0
     assert any("dropped" in r.getMessage() and "QoS 0" in r.getMessage() for r in caplog.records)
 
