@@ -17,29 +17,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from seal_verify.bundle import Bundle, load_object, object_lines
+from seal_verify.bundle import FIXED_PATHS, Bundle, load_object, object_lines
 from seal_verify.event_checks import moment, normalise_case_no
 from seal_verify.verdict import Check, shown
 
 #: Every file a bundle of any format holds, whatever the case (an empty ``.jsonl`` file when it has no such line):
 #: ``server/export/service.py`` writes each. ``quarantine.jsonl`` (format 3 on) is ``hash_chains``', the time stamp's
 #: files are there only with a TSA. The staged bundle the exporter verifies has no report yet (``staged``).
-REQUIRED = (
-    "README.txt",
-    "case.json",
-    "events.jsonl",
-    "events-meta.jsonl",
-    "snapshots.jsonl",
-    "alarms.jsonl",
-    "commands.jsonl",
-    "removal.jsonl",
-    "audit.jsonl",
-    "audit-meta.jsonl",
-    "log/checkpoint.txt",
-    "log/proofs.jsonl",
-    "log/consistency.jsonl",
-    "log/key.txt",
-    "report.pdf",
+#: (Of the layout's fixed files: the manifest and its signature are read before any check.)
+REQUIRED = tuple(
+    sorted(
+        FIXED_PATHS - {"manifest.json", "manifest.sig", "quarantine.jsonl", "log/checkpoint.tsr", "log/tsa-chain.pem"}
+    )
 )
 REPORT = "report.pdf"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
