@@ -205,7 +205,8 @@ def latency(
         start, end = fleet.publish(first, last, rate=rate)
     if not fleet.wait_receipts(set(wanted), timeout=300):
         raise TimeoutError(f"not every event was receipted: {court.log_tail()}")
-    seen = {} if probe is None else probe.result(pir)
+    pir_legs = (Series("  of which PIR edge -> received by the court"), Series("  of which received -> row seen"))
+    seen = {} if probe is None else probe.result(pir, pir_legs)
     achieved = len(wanted) / (end - start)
     if seen:
         committed = Series(f"publish -> committed at {achieved:,.0f} events/s (target {rate:g})")
@@ -227,6 +228,8 @@ def latency(
     print(commit_row(buckets, commit_buckets(court)))
     if pir.values:
         print(pir.row(target_ms=50))
+        for leg in pir_legs:
+            print(leg.row())
     print(f"  {meter.report()}")
 
 

@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from select import select as select_fds
 from typing import Any
@@ -92,12 +93,17 @@ class PirProbe:
             raise RuntimeError("the observer did not start polling")
         _say(self.seal, f"{triggers} {gap_s}")
 
-    def result(self, series: Series) -> dict[tuple[str, int], float]:
-        """Each edge → row time added to ``series``; the time each row of other seals was first seen committed."""
+    def result(self, series: Series, legs: tuple[Series, Series] | None = None) -> dict[tuple[str, int], float]:
+        """Each edge → row time added to ``series`` (and with ``legs``, split at the row's ``received_at``: edge →
+        received by the court, received → row seen); the time each row of other seals was first seen committed."""
         assert self.seal is not None and self.observer is not None
         edges = json.loads(_line(self.seal))
         answer = json.loads(_line(self.observer))
-        series.values += [row - edge for edge, row in zip(edges, answer["rows"], strict=True)]
+        for edge, (row, received) in zip(edges, answer["rows"], strict=True):
+            series.values.append(row - edge)
+            if legs is not None:
+                legs[0].values.append(received - edge)
+                legs[1].values.append(row - received)
         return {(device_id, seq): at for device_id, seq, at in answer["seen"]}
 
     def close(self) -> None:
@@ -128,7 +134,9 @@ _NEW_ROWS = select(Event.id, Event.device_id, Event.seq).where(Event.id > bindpa
 #: The PIR seal's own rows after a seq: by seq, not id, so that an intrusion row committed by one of several ingest
 #: workers after a row with a higher id (``--workers``) is still seen.
 _SEAL_ROWS = (
-    select(Event.seq, Event.type).where(Event.device_id == DEVICE, Event.seq > bindparam("after")).order_by(Event.seq)
+    select(Event.seq, Event.type, Event.received_at)
+    .where(Event.device_id == DEVICE, Event.seq > bindparam("after"))
+    .order_by(Event.seq)
 )
 POLL_S = 0.002
 #: While no edge waits for its row, rows are only waited for (publish → committed): a poll every 2 ms all along would
@@ -155,10 +163,11 @@ def drive(pin: Any, edges: int, triggers: int, gap_s: float) -> list[float]:
 
 
 def observe(session_factory: SessionFactory, edges: int, triggers: int, until_rows: int) -> dict[str, Any]:
-    """The observer's side: the time each of the next ``triggers`` intrusion rows of the PIR seal was first seen,
-    polling every :data:`POLL_S` while an edge waits for its row (else every :data:`ROWS_POLL_S`), and on until
-    ``until_rows`` rows of other seals were seen."""
-    rows: list[float] = []
+    """The observer's side: the time each of the next ``triggers`` intrusion rows of the PIR seal was first seen (with
+    its ``received_at``, the court's receive time, both as ``time.time()`` values), polling every :data:`POLL_S`
+    while an edge waits for its row (else every :data:`ROWS_POLL_S`), and on until ``until_rows`` rows of other seals
+    were seen."""
+    rows: list[tuple[float, float]] = []
     seen: list[tuple[str, int, float]] = []
     with session_factory() as session:
         last = int(session.scalar(select(func.max(Event.id))) or 0)
@@ -178,10 +187,10 @@ def observe(session_factory: SessionFactory, edges: int, triggers: int, until_ro
             last = max(last, row_id)
             if device_id != DEVICE:
                 seen.append((device_id, seq, wall))
-        for seq, kind in own:
+        for seq, kind, received_at in own:
             after = max(after, seq)
             if kind == "intrusion":
-                rows.append(wall)
+                rows.append((wall, received_at.replace(tzinfo=received_at.tzinfo or UTC).timestamp()))
                 waiting -= 1
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(rows)} of {triggers} intrusion rows, {len(seen)} of {until_rows} rows seen")
