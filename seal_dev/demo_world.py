@@ -72,7 +72,7 @@ def write_camera_clip(path: Path, seconds: float = 12.0, fps: float = 10.0) -> P
         if i % (frames // 2) < frames // 4:  # someone walks across during a quarter of each half
             x = 10 + (i * 12) % (width - 70)
             cv2.rectangle(frame, (x, 70), (x + 50, 170), (25, 25, 25), thickness=-1)
-        noise = rng.normal(0, 2.0, frame.shape).astype(np.int16)
+        noise = np.asarray(rng.normal(0, 2.0, size=frame.shape), dtype=np.int16)
         writer.write(np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8))
     writer.release()
     return path
