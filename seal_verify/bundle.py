@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -324,17 +325,49 @@ def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, 
 def split_lines(data: bytes, what: str) -> list[bytes]:
     """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not, or if
     there are more than MAX_LINES (counted before they are split)."""
-    if not data:
-        return []
-    if not data.endswith(b"\n"):
-        raise ValueError(f"{what} does not end in a newline")
-    if data.count(b"\n") > MAX_LINES:
-        raise ValueError(f"{what} has more than {MAX_LINES:,} lines, more than a bundle holds: not read / 行数过多")
-    return data[:-1].split(b"\n")
+    return list(Lines(data, what))
 
 
 def object_lines(data: bytes | None, what: str) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (none if it is missing)."""
-    if data is None:
-        return []
-    return [load_object(line, f"{what} line {n}") for n, line in enumerate(split_lines(data, what), start=1)]
+    return list(ObjectLines(data, what))
+
+
+class Lines:
+    """The lines of a JSON-lines file as :func:`split_lines` takes them (its :class:`ValueError` raised here), cut
+    out one at a time as they are iterated: a pass over a file of a million lines holds one of them, not a list."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        if data and not data.endswith(b"\n"):
+            raise ValueError(f"{what} does not end in a newline")
+        self._count = data.count(b"\n")
+        if self._count > MAX_LINES:
+            raise ValueError(f"{what} has more than {MAX_LINES:,} lines, more than a bundle holds: not read / 行数过多")
+        self._data = data
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, start = self._data, 0
+        while start < len(data):
+            end = data.index(b"\n", start)
+            yield data[start:end]
+            start = end + 1
+
+
+class ObjectLines:
+    """The JSON objects of a JSON-lines file (none if it is missing), each parsed as it is iterated. Every line is
+    parsed once here, so that a bad one is the :class:`ValueError` :func:`object_lines` raises before any is used."""
+
+    def __init__(self, data: bytes | None, what: str) -> None:
+        self._lines, self._what = Lines(data or b"", what), what
+        for _value in self:
+            pass
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for n, line in enumerate(self._lines, start=1):
+            yield load_object(line, f"{self._what} line {n}")

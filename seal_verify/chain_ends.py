@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ DEFAULT_INTERVAL = timedelta(seconds=60)
 def check_chain_ends(
     check: Check,
     bundle: Bundle,
-    events: list[EventLine],
+    events: Iterable[EventLine],
     seals: dict[str, dict[str, Any]],
     manifest: dict[str, Any],
     received: dict[int, datetime],
@@ -77,7 +78,7 @@ def check_chain_ends(
 def _check_seals(
     check: Check,
     bundle: Bundle,
-    events: list[EventLine],
+    events: Iterable[EventLine],
     seals: dict[str, dict[str, Any]],
     received: dict[int, datetime],
     window: tuple[datetime | None, datetime, tuple[str, str]],
@@ -123,7 +124,9 @@ def _check_seals(
     return watched
 
 
-def _last_heard(events: list[EventLine], received: dict[int, datetime]) -> dict[str, tuple[datetime, datetime, int]]:
+def _last_heard(
+    events: Iterable[EventLine], received: dict[int, datetime]
+) -> dict[str, tuple[datetime, datetime, int]]:
     """Per seal: the latest moment it was heard from (by its clock or the server's, whichever is later: a seal's
     clock that lags warns of nothing), the latest its events were received (the server's clock, as an offline alarm),
     and its highest seq."""
@@ -142,7 +145,7 @@ def _last_heard(events: list[EventLine], received: dict[int, datetime]) -> dict[
     return found
 
 
-def _intervals(events: list[EventLine]) -> dict[str, timedelta]:
+def _intervals(events: Iterable[EventLine]) -> dict[str, timedelta]:
     """Per seal, the median time between its successive heartbeats in the bundle (by seq), if it has two or more.
     Leaving out a seal's last heartbeats does not change it much; changing their ``ts`` breaks their signatures."""
     beats: dict[str, list[tuple[int, datetime]]] = defaultdict(list)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import defaultdict
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -16,7 +18,7 @@ from nacl.signing import VerifyKey
 from seal_protocol import Envelope, InvalidEnvelope, SignatureError, decode_envelope, parse_ts
 from seal_protocol.envelope import is_simulated
 from seal_protocol.signing import verify_bytes, verify_key_from_b64
-from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
+from seal_verify.bundle import Bundle, Lines, ObjectLines, load_object
 from seal_verify.verdict import Check, cut, shown
 
 #: Keys a seal's record may list (the one enrolled now and its enrolment's): an event that no key verifies is tried
@@ -40,22 +42,36 @@ class EventLine:
     problem: str | None
 
 
-def read_events(bundle: Bundle) -> tuple[list[EventLine], str | None]:
-    """The lines of events.jsonl, each decoded (protocol.md's rules), or why the file cannot be split."""
+class Events:
+    """The lines of events.jsonl, each decoded (protocol.md's rules) as it is iterated: a check's pass over a case
+    of a million events holds one line and its envelope at a time, not all of them."""
+
+    def __init__(self, lines: Lines | None = None) -> None:
+        self._lines = lines if lines is not None else Lines(b"", "events.jsonl")
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __iter__(self) -> Iterator[EventLine]:
+        for number, raw in enumerate(self._lines, start=1):
+            try:
+                yield EventLine(number, raw, decode_envelope(raw), None)
+            except InvalidEnvelope as exc:
+                yield EventLine(number, raw, None, f"line {number} is not a canonical event envelope: {exc}")
+
+    def __contains__(self, item: object) -> bool:
+        return any(line == item for line in self)
+
+
+def read_events(bundle: Bundle) -> tuple[Events, str | None]:
+    """The lines of events.jsonl (:class:`Events`), or why the file cannot be split."""
     data = bundle.get("events.jsonl")
     if data is None:
-        return [], "events.jsonl is missing"
+        return Events(), "events.jsonl is missing"
     try:
-        lines = split_lines(data, "events.jsonl")
+        return Events(Lines(data, "events.jsonl")), None
     except ValueError as exc:
-        return [], str(exc)
-    events = []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            events.append(EventLine(number, raw, decode_envelope(raw), None))
-        except InvalidEnvelope as exc:
-            events.append(EventLine(number, raw, None, f"line {number} is not a canonical event envelope: {exc}"))
-    return events, None
+        return Events(), str(exc)
 
 
 def read_seals(bundle: Bundle, check: Check) -> dict[str, dict[str, Any]]:
@@ -100,7 +116,7 @@ def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[tup
 
 
 def check_signatures(
-    check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]], signed_with: dict[int, str]
+    check: Check, events: Collection[EventLine], seals: dict[str, dict[str, Any]], signed_with: dict[int, str]
 ) -> int:
     """Each event's signature verifies with a key of its seal; ``signed_with`` gets the key (its text) that verified
     each, by line number (whether it was the seal's key then is ``seal_keys``'). After MAX_UNVERIFIED events that no
@@ -166,7 +182,7 @@ def _verifies(key: VerifyKey, signed: bytes, sig: str | None) -> bool:
     return True
 
 
-def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
+def check_case(check: Check, events: Collection[EventLine], case_no: Any) -> None:
     if not isinstance(case_no, str):
         check.fail(f"case.json has no case_no string ({shown(case_no)})")
         return
@@ -178,52 +194,60 @@ def check_case(check: Check, events: list[EventLine], case_no: Any) -> None:
     check.summary = f"case {cut(case_no)} / 案号 {cut(case_no)}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """What the chain check keeps of an event line: its number, the SHA-256 of its bytes (hex), the hash it names
+    and its ``ts`` — not its bytes and envelope."""
+
+    number: int
+    digest: str
+    prev_hash: str | None
+    occurred_at: datetime
+
+
 def check_chains(
-    check: Check, events: list[EventLine], seals: dict[str, dict[str, Any]], received: dict[int, datetime]
+    check: Check, events: Collection[EventLine], seals: dict[str, dict[str, Any]], received: dict[int, datetime]
 ) -> None:
     """Each seal's hash chain; ``received``: when the server received each event line (:func:`received_times`),
     so that a gap is excused by an unbinding between the two events by either clock."""
-    by_device: dict[str, dict[int, EventLine]] = defaultdict(dict)
+    by_device: dict[str, dict[int, _Link]] = defaultdict(dict)
     for line in events:
-        if line.envelope is None:
+        env = line.envelope
+        if env is None:
             continue
-        chain = by_device[line.envelope.device_id]
-        if line.envelope.seq in chain:
-            seq, earlier = line.envelope.seq, chain[line.envelope.seq].number
-            check.fail(f"{line.envelope.device_id}: seq {seq} twice (lines {earlier}, {line.number})")
+        links = by_device[env.device_id]
+        if env.seq in links:
+            check.fail(f"{env.device_id}: seq {env.seq} twice (lines {links[env.seq].number}, {line.number})")
             continue
-        chain[line.envelope.seq] = line
-    for device_id, chain in sorted(by_device.items()):
-        _check_chain(check, device_id, chain, _unbindings(seals.get(device_id, {})), received)
+        digest = hashlib.sha256(line.raw).hexdigest()
+        links[env.seq] = _Link(line.number, digest, env.prev_hash, env.occurred_at)
+    for device_id, links in sorted(by_device.items()):
+        _check_chain(check, device_id, links, _unbindings(seals.get(device_id, {})), received)
     check.summary = f"{len(by_device)} seal chain(s) / {len(by_device)} 条封条哈希链"
 
 
 def _check_chain(
     check: Check,
     device_id: str,
-    chain: dict[int, EventLine],
+    links: dict[int, _Link],
     unbindings: list[datetime],
     received: dict[int, datetime],
 ) -> None:
-    seqs = sorted(chain)
-    first = chain[seqs[0]].envelope
-    assert first is not None
-    if seqs[0] == 1 and first.prev_hash is not None:
+    seqs = sorted(links)
+    if seqs[0] == 1 and links[1].prev_hash is not None:
         check.fail(f"{device_id}: seq 1 names a previous event")
     elif seqs[0] > 1:
         check.note(f"{device_id}: the chain starts at seq {seqs[0]} (earlier events are outside this case or range)")
     for before, after in zip(seqs, seqs[1:], strict=False):
-        env = chain[after].envelope
-        assert env is not None
         if after != before + 1:
             gap = f"{device_id}: seqs {before + 1}–{after - 1} missing" if after > before + 2 else None
             gap = gap or f"{device_id}: seq {before + 1} missing"
-            if _unbound_between(chain[before], chain[after], unbindings, received):
+            if _unbound_between(links[before], links[after], unbindings, received):
                 check.note(gap + " (the seal was bound to another case meanwhile)")
             else:
                 check.fail(gap)
             continue
-        if env.prev_hash != hashlib.sha256(chain[before].raw).hexdigest():
+        if links[after].prev_hash != links[before].digest:
             check.fail(f"{device_id}: seq {after} does not name the hash of seq {before}")
     check.note(f"{device_id}: seq {seqs[0]}–{seqs[-1]}, {len(seqs)} events")
 
@@ -238,26 +262,23 @@ def _unbindings(seal: dict[str, Any]) -> list[datetime]:
     return sorted(m for m in moments if m is not None)
 
 
-def _unbound_between(
-    before: EventLine, after: EventLine, unbindings: list[datetime], received: dict[int, datetime]
-) -> bool:
+def _unbound_between(before: _Link, after: _Link, unbindings: list[datetime], received: dict[int, datetime]) -> bool:
     """Whether the seal was unbound from this case between the two events. ``unbound_at`` is of the server's clock,
     an event's ``ts`` of the seal's, which may be off by any amount (``clock_stepped``): the window runs from the
     earlier of the first event's ``ts`` and ``received_at`` (the server's clock) to the later of the second's, so
     either clock being right places the unbinding in it."""
-    assert before.envelope is not None and after.envelope is not None
-    start, end = before.envelope.occurred_at, after.envelope.occurred_at
+    start, end = before.occurred_at, after.occurred_at
     start = min(start, received.get(before.number, start))
     end = max(end, received.get(after.number, end))
     at = bisect.bisect_left(unbindings, start)
     return at < len(unbindings) and unbindings[at] <= end
 
 
-def received_times(bundle: Bundle, events: list[EventLine]) -> dict[int, datetime]:
+def received_times(bundle: Bundle, events: Collection[EventLine]) -> dict[int, datetime]:
     """When the server received each event line, by line number: its ``events-meta.jsonl`` line's ``received_at``,
     of those meta lines that are about their event line and name a time (``event_meta`` fails the others)."""
     try:
-        metas = object_lines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+        metas = ObjectLines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
     except ValueError:
         return {}
     found: dict[int, datetime] = {}
@@ -289,10 +310,10 @@ def moment(value: Any) -> datetime | None:
         return None
 
 
-def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[int | None]:
+def check_meta(check: Check, bundle: Bundle, events: Collection[EventLine]) -> list[int | None]:
     """Check events-meta.jsonl; the leaf index of each event line (``None`` where unknown)."""
     try:
-        metas = object_lines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+        metas = ObjectLines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
     except ValueError as exc:
         check.fail(str(exc))
         return [None] * len(events)
@@ -302,7 +323,7 @@ def check_meta(check: Check, bundle: Bundle, events: list[EventLine]) -> list[in
         check.fail(f"events-meta.jsonl has {len(metas)} lines for {len(events)} events")
     indices: list[int | None] = []
     last = -1
-    for line, meta in zip(events, metas + [{}] * (len(events) - len(metas)), strict=False):
+    for line, meta in zip(events, chain(metas, repeat({}, len(events) - len(metas))), strict=False):
         index = meta.get("leaf_index")
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             indices.append(None)

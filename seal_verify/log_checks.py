@@ -4,12 +4,13 @@ proof, the consistency proofs, a checkpoint the verifier kept, the audit lines (
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 import seal_verify.merkle as merkle
-from seal_verify.bundle import Bundle, load_object, object_lines, split_lines
+from seal_verify.bundle import Bundle, ObjectLines, load_object, object_lines, split_lines
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
@@ -174,47 +175,91 @@ class Leaf:
     index: int | None
 
 
-def check_inclusion(check: Check, bundle: Bundle, leaves: Sequence[Leaf], checkpoint: Checkpoint | None) -> None:
+def check_inclusion(check: Check, bundle: Bundle, leaves: Iterable[Leaf], checkpoint: Checkpoint | None) -> None:
+    """Each leaf's inclusion proof against the checkpoint. ``leaves`` is iterated once, or (log/proofs.jsonl not in
+    the leaves' order) twice; the proofs are read line by line, each checked as its leaf comes."""
     if checkpoint is None:
         check.fail("no checkpoint to check the proofs against")
         return
     try:
-        proofs = object_lines(bundle.get("log/proofs.jsonl"), "log/proofs.jsonl")
+        proofs = ObjectLines(bundle.get("log/proofs.jsonl"), "log/proofs.jsonl")
     except ValueError as exc:
         check.fail(str(exc))
         return
-    by_index: dict[int, dict[str, Any]] = {}
+    proven: set[int] = set()
     for line in proofs:
         index = line.get("leaf_index")
-        if not isinstance(index, int) or isinstance(index, bool) or index in by_index:
+        if not isinstance(index, int) or isinstance(index, bool) or index in proven:
             check.fail(f"log/proofs.jsonl: a bad or repeated leaf_index {shown(index)}")
             continue
-        by_index[index] = line
-    if [line.get("leaf_index") for line in proofs] != [leaf.index for leaf in leaves]:
-        check.fail("log/proofs.jsonl is not one proof per event line then per audit line, in their order")
+        proven.add(index)
+    said: list[str] = []
     seen: set[int] = set()
-    for leaf in leaves:
-        if leaf.index is None or leaf.index in seen:
-            check.fail(f"{leaf.what}: no leaf index, or one another line has")
-            continue
-        seen.add(leaf.index)
-        proof = by_index.get(leaf.index)
-        if proof is None:
-            check.fail(f"{leaf.what}: no inclusion proof for leaf {leaf.index}")
-            continue
-        try:
-            if _int(proof.get("tree_size")) != checkpoint.size:
-                raise ProofError(f"the proof is against size {shown(proof.get('tree_size'))}, not the checkpoint's")
-            hashes = _hashes(proof.get("hashes"))
-            if merkle.root_from_inclusion(leaf.index, checkpoint.size, merkle.leaf_hash(leaf.data), hashes) != (
-                checkpoint.root
-            ):
-                raise ProofError("the proof does not lead to the checkpoint's root")
-        except (ProofError, ValueError) as exc:
-            check.fail(f"{leaf.what} (leaf {leaf.index}): {exc}")
-    for index in sorted(set(by_index) - seen):
+    count = _in_step(leaves, proofs, checkpoint, seen, said)
+    if count is None:  # not in the leaves' order: each leaf's proof found by its index
+        named = zip_longest(
+            (line.get("leaf_index") for line in proofs), (leaf.index for leaf in leaves), fillvalue=_END
+        )
+        if not all(a == b for a, b in named):
+            check.fail("log/proofs.jsonl is not one proof per event line then per audit line, in their order")
+        by_index: dict[int, dict[str, Any]] = {}
+        for line in proofs:
+            index = line.get("leaf_index")
+            if isinstance(index, int) and not isinstance(index, bool):
+                by_index.setdefault(index, line)
+        said, seen, count = [], set(), 0
+        for leaf in leaves:
+            count += 1
+            _check_leaf(leaf, by_index.get(leaf.index) if leaf.index is not None else None, checkpoint, seen, said)
+    for problem in said:
+        check.fail(problem)
+    for index in sorted(proven - seen):
         check.fail(f"log/proofs.jsonl: a proof of leaf {index}, which no line of the bundle is")
-    check.summary = f"{len(leaves)} leaves / {len(leaves)} 个叶子, tree size {checkpoint.size}"
+    check.summary = f"{count} leaves / {count} 个叶子, tree size {checkpoint.size}"
+
+
+_END = object()  # what zip_longest gives for the shorter of two sequences' missing items
+
+
+def _in_step(
+    leaves: Iterable[Leaf], proofs: Iterable[dict[str, Any]], checkpoint: Checkpoint, seen: set[int], said: list[str]
+) -> int | None:
+    """Check each leaf with the proof line in its place, if log/proofs.jsonl names the leaves' indices in their order
+    (each then that of its place, the first of its index); how many leaves, or ``None`` if it does not."""
+    count = 0
+    for leaf, proof in zip_longest(leaves, proofs, fillvalue=_END):
+        if not isinstance(leaf, Leaf) or not isinstance(proof, dict):
+            return None
+        index = proof.get("leaf_index")
+        if not (index is None or type(index) is int) or index != leaf.index:
+            return None
+        count += 1
+        _check_leaf(leaf, proof, checkpoint, seen, said)
+    return count
+
+
+def _check_leaf(
+    leaf: Leaf, proof: dict[str, Any] | None, checkpoint: Checkpoint, seen: set[int], said: list[str]
+) -> None:
+    """What is wrong with ``leaf`` and its proof (``proof``: the first line of log/proofs.jsonl of its index), into
+    ``said``; its index into ``seen``."""
+    if leaf.index is None or leaf.index in seen:
+        said.append(f"{leaf.what}: no leaf index, or one another line has")
+        return
+    seen.add(leaf.index)
+    if proof is None:
+        said.append(f"{leaf.what}: no inclusion proof for leaf {leaf.index}")
+        return
+    try:
+        if _int(proof.get("tree_size")) != checkpoint.size:
+            raise ProofError(f"the proof is against size {shown(proof.get('tree_size'))}, not the checkpoint's")
+        hashes = _hashes(proof.get("hashes"))
+        if merkle.root_from_inclusion(leaf.index, checkpoint.size, merkle.leaf_hash(leaf.data), hashes) != (
+            checkpoint.root
+        ):
+            raise ProofError("the proof does not lead to the checkpoint's root")
+    except (ProofError, ValueError) as exc:
+        said.append(f"{leaf.what} (leaf {leaf.index}): {exc}")
 
 
 def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | None) -> dict[int, dict[str, Any]]:

@@ -4,6 +4,7 @@ keeps the chain whole, and the verdict states such an event)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from seal_verify.event_checks import EventLine, moment
 from seal_verify.verdict import Check, shown
 
 
-def check_range(check: Check, events: list[EventLine], manifest: dict[str, Any]) -> None:
+def check_range(check: Check, events: Iterable[EventLine], manifest: dict[str, Any]) -> None:
     """Every event's ``ts`` lies in the manifest's ``range`` (``null``: open on that side), or between, by seq, two
     events of its seal whose ``ts`` does."""
     bounds = manifest.get("range")

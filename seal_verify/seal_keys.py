@@ -14,6 +14,7 @@ exporter lists every registration of the seal, so such a record was altered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,7 @@ def key_then(record: dict[str, Any], when: datetime) -> Registration | None:
 
 def check_event_keys(
     check: Check,
-    events: list[EventLine],
+    events: Iterable[EventLine],
     seals: dict[str, dict[str, Any]],
     signed_with: dict[int, str],
     received: dict[int, datetime],

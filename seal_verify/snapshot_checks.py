@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from seal_protocol import Envelope
@@ -63,7 +64,7 @@ def named_snapshots(envelope: Envelope) -> list[str]:
     return [*names, single] if isinstance(single, str) else names
 
 
-def not_stored_statements(events: list[EventLine]) -> Statements:
+def not_stored_statements(events: Iterable[EventLine]) -> Statements:
     """Every picture a ``snapshot_taken`` of the bundle says its seal could not store (``not_stored``), with
     ``{"device_id", "reason", "seq"}`` of each such event (``reason`` ``None`` if the seal signed none that is
     text), sorted by seal and seq. A statement counts only for a picture its trigger names: its ``trigger_seq`` is an
@@ -71,8 +72,12 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
     that it could not store a picture says nothing of another seal's picture."""
     naming: dict[tuple[str, int], set[str]] = {}  # (seal, seq) -> the pictures that signed event names
     for line in events:
-        if line.envelope is not None:
-            naming[(line.envelope.device_id, line.envelope.seq)] = set(named_snapshots(line.envelope))
+        if line.envelope is not None:  # kept for the events that name a picture only: a set each, not one an event
+            names, key = set(named_snapshots(line.envelope)), (line.envelope.device_id, line.envelope.seq)
+            if names:
+                naming[key] = names
+            else:
+                naming.pop(key, None)
     said: Statements = defaultdict(list)
     for line in events:
         envelope = line.envelope
@@ -88,7 +93,7 @@ def not_stored_statements(events: list[EventLine]) -> Statements:
     return {sha: sorted(items, key=lambda s: (s["device_id"], s["seq"])) for sha, items in said.items()}
 
 
-def lost_statements(events: list[EventLine]) -> Statements:
+def lost_statements(events: Iterable[EventLine]) -> Statements:
     """Every picture a ``snapshot_lost`` of the bundle says its seal lost (``snapshot``), with ``{"device_id", "kept",
     "reason", "seq"}`` of each such event (``kept``, where the seal keeps its file, and ``reason``: ``None`` if the
     seal signed none that is text), sorted by seal and seq. A statement counts only for a picture an *earlier* event
@@ -199,7 +204,7 @@ def _lost(record: dict[str, Any]) -> bool:
 def check_snapshots(
     check: Check,
     bundle: Bundle,
-    events: list[EventLine],
+    events: Iterable[EventLine],
     bundle_format: str = FORMAT_1,
     bundle_seals: frozenset[str] = frozenset(),
 ) -> None:

@@ -6,7 +6,7 @@ A check that meets something it did not expect fails with the reason; it never s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +22,7 @@ import seal_verify.seal_keys as seal_keys
 import seal_verify.snapshot_checks as snapshot_checks
 from seal_verify.bundle import Bundle, load_object, read_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
+from seal_verify.event_checks import EventLine
 from seal_verify.verdict import BundleVerdict, Check, Status, cut, shown, shown_fact
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,21 @@ def _nothing_checked(checks: dict[str, Check], state: dict[str, Any]) -> None:
 
 
 @dataclass(frozen=True)
+class _Leaves:
+    """The log's leaves of the bundle: its event lines (each with its leaf index), then its audit lines; made as
+    they are iterated, so that a pass holds one event line, not all."""
+
+    events: Collection[EventLine]
+    indices: Sequence[int | None]
+    audit: Sequence[log_checks.Leaf]
+
+    def __iter__(self) -> Iterator[log_checks.Leaf]:
+        for line, index in zip(self.events, self.indices, strict=False):
+            yield log_checks.Leaf(f"event line {line.number}", line.raw, index)
+        yield from self.audit
+
+
+@dataclass(frozen=True)
 class _Anchors:
     """What the verifier was given besides the bundle (:func:`verify_bundle`'s arguments)."""
 
@@ -265,12 +281,8 @@ def _steps(
         court_records.check_records(checks["records"], bundle, state.get("manifest") or {}, staged=given.staged)
 
     def inclusion() -> None:
-        indices = state.get("leaf_indices") or [None] * len(state.get("events", []))
-        leaves = [
-            log_checks.Leaf(f"event line {line.number}", line.raw, index)
-            for line, index in zip(state.get("events", []), indices, strict=False)
-        ]
-        leaves += state.get("audit_leaves", [])
+        events = state.get("events", [])
+        leaves = _Leaves(events, state.get("leaf_indices") or [None] * len(events), state.get("audit_leaves", []))
         log_checks.check_inclusion(checks["inclusion"], bundle, leaves, state.get("checkpoint"))
 
     def snapshots() -> None:

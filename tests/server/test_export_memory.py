@@ -85,8 +85,8 @@ def test_the_memory_of_an_export_does_not_grow_with_the_case_s_events(
     _export(world, CASE_A, tmp_path / "warm.zip")  # the report's font and the statements' caches, once per process
     small, large = 500, 2000
     before, after = _peak_per_phase(world, small, tmp_path), _peak_per_phase(world, large, tmp_path)
-    # seal-verify's check of the staged files reads the whole bundle into memory (seal_verify.bundle): its own
-    # memory, some 7 KB an event, is not the export's to bound.
+    # seal-verify's check of the staged files holds its JSON-lines members' bytes (seal_verify.bundle): its own
+    # memory, some 1.9 KB an event, is tests/verify/test_verify_memory.py's to bound.
     ours = [phase for phase in after if phase != "verifying"]
     assert {"staging", "rendering", "writing"} <= set(ours)
     grown = {phase: (after[phase] - before[phase]) / (large - small) for phase in ours}
