@@ -10,6 +10,7 @@ before or after its name. Exit codes: 0 success, 1 runtime failure, 2 invalid co
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from seal_agent.config_checks import (
     secret_warnings,
     unit_warnings,
 )
-from seal_agent.errors import ConfigError, SealAgentError, SealStateError
+from seal_agent.errors import ConfigError, SealAgentError, SealStateError, StateReadOnly, read_only
 from seal_agent.pin_checks import pin_warnings
 from seal_agent.runtime import SealRuntime, keygen
 from seal_agent.state_checks import check_config_state_problems, root_refusal, state_file_problems
@@ -44,6 +45,8 @@ from seal_protocol.signing import public_key_b64
 logger = logging.getLogger("seal_agent.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: The state directory cannot be written (a failing card remounted read-only): :class:`StateReadOnly`.
+EXIT_READ_ONLY = 3
 #: The GIL switch interval of a running seal (Python's default is 5 ms): a thread that wants the GIL waits up to this
 #: long for the holder to let go. With 0.5 ms, bench/agent_latency.py's p99 PIR edge -> commit and -> first warning
 #: PCM fell to about half (docs/benchmarks.md, "Where the tail comes from").
@@ -176,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_problems(exc.problems)
         return EXIT_CONFIG
+    except StateReadOnly as exc:
+        logger.error("%s", exc)
+        return EXIT_READ_ONLY
     except SealAgentError as exc:
         logger.error("%s", exc)
         return EXIT_FAILURE
@@ -314,6 +320,8 @@ def _load_checked(path: Path, command: str) -> AgentConfig:
     for warning in warnings:
         if warning is not None:
             logger.warning("%s", warning)
+    if read_only(config.state_dir):
+        raise StateReadOnly(config.state_dir, os.strerror(errno.EROFS))
     problems = check_files(config) + state_file_problems(config)
     if problems:
         raise ConfigError(problems)

@@ -16,6 +16,10 @@ carries no status at all — no Last Will, no ``online``, no goodbye — while i
 connection tries again. A status that only the seal's memory knows would, after a reboot with the clock set back,
 outrank the seal's later connections at the court (docs/protocol.md, "Status").
 
+A stamp file that exists but holds no stamp (torn, unreadable) still says when it was last written: the next
+stamp follows that moment (its mtime) too. The stamp it held is later than that only if the clock was behind the
+stamps when it was written (set back before); the court's liveness check pages a silent seal whatever its statuses.
+
 A seal whose clock was once far ahead keeps stamping after that moment until its clock passes it; the court orders
 such stamps (later than its own clock + a skew) by when it received them instead.
 """
@@ -74,13 +78,26 @@ class ConnectionStamps:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            logger.error("cannot read the last connection stamp in %s: %s", self.path, exc)
-            return None
+            return self._garbled(f"cannot read it: {exc}")
         try:
             return parse_ts(text)
         except ValueError:
-            logger.error("%s holds no stamp (%r): ignored", self.path, text[:40])
+            return self._garbled(f"it holds no stamp: {text[:40]!r}")
+
+    def _garbled(self, why: str) -> datetime | None:
+        """The last stamp's floor when its file exists but holds no stamp (torn by an overwrite in place on a full
+        disk, a failing card): the moment the file was last written (its mtime, by the clock that stamped it). The
+        stamp it held was that moment, or later only if the clock was behind the stamps then. A reboot's clock,
+        restored from long ago, would otherwise stamp this connection before the last one the court holds."""
+        assert self.path is not None
+        try:
+            written = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
+        except (OSError, OverflowError, ValueError) as exc:
+            logger.error("%s: %s; nor can its time be read (%s): ignored", self.path, why, exc)
             return None
+        written = written.replace(microsecond=written.microsecond // 1000 * 1000)
+        logger.error("%s: %s; the next stamp follows its last write, %s", self.path, why, utc_now_ms(written))
+        return written
 
 
 def _after(last: datetime) -> datetime:

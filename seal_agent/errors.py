@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 
 class SealAgentError(Exception):
@@ -48,6 +50,46 @@ class SealStopping(SealAgentError, RuntimeError):
 
 class OutboxLocked(OutboxError):
     """Another agent process already uses this outbox (the same ``state_dir``)."""
+
+
+class StateReadOnly(OutboxError):
+    """The state directory cannot be written: its filesystem is read-only (a failing SD card, which the kernel
+    remounts read-only after an error) or refuses writes. The agent cannot keep an event, so it does not start; the
+    message (zh first, then English) says what to do. ``seal-agent run`` exits with its own code for it."""
+
+    def __init__(self, where: Path, reason: str) -> None:
+        super().__init__(
+            f"封条状态目录 {where} 无法写入（{reason}）：存储卡可能已损坏，文件系统已被内核改为只读。"
+            f"封条无法保存任何事件，因此不启动。请检查存储卡（dmesg、fsck），修复或更换后重启封条 / the seal's state "
+            f"directory {where} cannot be written ({reason}): the card is probably failing and the kernel remounted "
+            f"its filesystem read-only. The seal cannot keep any event, so it does not start. Check the card (dmesg, "
+            f"fsck), repair or replace it, then restart the seal"
+        )
+        self.errno = errno.EROFS
+        self.where = where
+
+
+def read_only(where: Path) -> bool:
+    """Whether the filesystem of the directory ``where`` refuses writes as read-only (``EROFS``): mounted read-only,
+    or remounted so by the kernel after an error. ext4's emergency read-only (Linux 6.x) still shows the mount ``rw``
+    (``statvfs`` too), so an empty file is made and removed to find out."""
+    try:
+        if os.statvfs(where).f_flag & os.ST_RDONLY:
+            return True
+        probe = where / ".write-probe"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    return False
+
+
+def outbox_open_error(path: Path, exc: Exception) -> OutboxError:
+    """The error to raise when the outbox at ``path`` cannot be opened (``exc``: the OS's or SQLite's):
+    :class:`StateReadOnly` if its filesystem is read-only."""
+    if read_only(path.parent) or getattr(exc, "errno", None) == errno.EROFS:
+        return StateReadOnly(path.parent, str(exc))
+    return OutboxError(f"cannot open outbox {path}: {exc}")
 
 
 class OutboxMissing(OutboxError):

@@ -17,6 +17,7 @@ every start name each state file the current user cannot read or write (:func:`s
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -26,7 +27,7 @@ from pathlib import Path
 from seal_agent.config import AgentConfig
 from seal_agent.config_checks import SERVICE_USER, UNIT_WRITABLE
 from seal_agent.connection_stamps import STAMP_FILE
-from seal_agent.errors import SealStateError
+from seal_agent.errors import SealStateError, StateReadOnly, read_only
 from seal_agent.journal.chain import CHAIN_RECORD
 from seal_protocol.signing import write_durably
 
@@ -137,10 +138,13 @@ def _chain_files(config: AgentConfig) -> list[Path]:
 def state_file_problems(config: AgentConfig) -> list[str]:
     """Each file of the state directory the agent opens that the current user cannot read (or write, for those it
     writes): the device key, ``chain.json``, the outbox with its ``-wal`` and ``-shm``, the connection stamp and the
-    snapshot store (its folders and files). Each names the file, its owner and mode, and the ``chown`` that fixes it."""
+    snapshot store (its folders and files). Each names the file, its owner and mode, and the ``chown`` that fixes it;
+    a read-only filesystem is named instead (:class:`~seal_agent.errors.StateReadOnly`)."""
     state_dir = config.state_dir
     if not state_dir.is_dir() or not os.access(state_dir, os.X_OK):
         return []  # check_files says so
+    if read_only(state_dir):  # no chown helps: the card failed (or was mounted so)
+        return [f"state_dir: {StateReadOnly(state_dir, os.strerror(errno.EROFS))}"]
     outbox = config.outbox_path
     wanted = {
         config.key_path: os.R_OK,

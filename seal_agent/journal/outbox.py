@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from seal_agent.errors import OutboxError, OutboxLocked, OutboxMissing
+from seal_agent.errors import OutboxError, OutboxLocked, OutboxMissing, outbox_open_error
 from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the callers)
     PASSING_CONDITIONS,
     EventBuilder,
@@ -70,14 +70,18 @@ class Outbox(SnapshotQueue):
         :class:`~seal_agent.errors.OutboxMissing` (as is a file that holds no outbox tables)."""
         self.path = path
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
+        except OutboxLocked:
+            raise
+        except OSError as exc:
+            raise outbox_open_error(path, exc) from exc
         try:
             if not create and (not path.exists() or path.stat().st_size == 0):
                 raise OutboxMissing(f"{path} is {'empty' if path.exists() else 'missing'}")
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
-            self._connect()
-            found = check(self._db)
+            found = self._connect_checked()
             if found is not None:  # rebuilt from the rows that can be read; the damaged file is kept aside
                 self._db.close()
                 salvage(path, found)
@@ -89,7 +93,7 @@ class Outbox(SnapshotQueue):
             os.close(self._lock_fd)
             if isinstance(exc, OutboxError):
                 raise  # already says what is wrong with the file
-            raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+            raise outbox_open_error(path, exc) from exc
         self._closed = False
         self._remember()
         #: Repairs of a damaged file by this process, plus one if a note of an earlier one waits to be signed: the
@@ -131,6 +135,19 @@ class Outbox(SnapshotQueue):
         self._connect()
         self._remember()
         self.damage_seen += 1
+
+    def _connect_checked(self) -> str | None:
+        """:meth:`_connect` and :func:`check`: None if the file is sound, else the damage found. A file cut short
+        (a torn card, fsck) is refused already by the pragmas of :meth:`_connect`, which read its schema: that is
+        damage found too, for :func:`salvage`, never a refusal to start."""
+        try:
+            self._connect()
+            return check(self._db)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            self._db.close()
+            return str(exc)
 
     def _connect(self) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)

@@ -88,8 +88,13 @@ def salvage(path: Path, found: str, known: Known | None = None) -> dict[str, Any
     old = sqlite3.connect(path, isolation_level=None)
     new = sqlite3.connect(fresh, isolation_level=None)
     try:
+        # A file shorter than its header says (cut short by fsck, a torn card) is refused as malformed as soon as its
+        # schema is read: with writable_schema SQLite reads what is there. The schema is never written here: the
+        # old file is only read, once checkpointed.
+        old.execute("PRAGMA writable_schema=ON")
         with contextlib.suppress(sqlite3.Error):
             old.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file kept aside then holds every commit
+        old.execute("PRAGMA query_only=ON")
         new.execute("PRAGMA synchronous=FULL")
         new.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA:

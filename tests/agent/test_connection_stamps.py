@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,11 +44,35 @@ def test_stamps_follow_the_clock_and_never_go_back(tmp_path: Path) -> None:
 def test_an_unreadable_stamp_is_ignored_and_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / STAMP_FILE
     path.write_bytes(b"\xff garbage")
+    written = (T0 - timedelta(hours=1)).timestamp()
+    os.utime(path, (written, written))  # written before the clock's now
     with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
         stamps = ConnectionStamps(path, clock=Clock(T0))
     assert caplog.records
     assert parse_ts(stamps.next()) == T0.replace(microsecond=123000)
     assert path.read_text("ascii").strip() == "2026-12-06T10:30:00.123Z"
+
+
+@pytest.mark.parametrize(
+    "garble", [b"2026-12-\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\n", b"\xff\xfe"]
+)
+def test_a_torn_stamp_file_still_stamps_after_its_last_write_when_the_clock_was_set_back(
+    tmp_path: Path, garble: bytes
+) -> None:
+    """A stamp overwritten in place on a full disk and torn by a power cut (or a card that garbles the sector), then
+    a reboot that restores a clock days old: the next connection's stamp must still follow the last one the court
+    holds (that connection's Will), or the court orders this connection's ``online`` before it."""
+    path, ahead = tmp_path / STAMP_FILE, T0 + timedelta(days=1)
+    sent = ConnectionStamps(path, clock=Clock(ahead)).next()  # the court holds this connection's Will
+    assert sent is not None
+    with open(path, "r+b") as file:  # the next overwrite in place, torn
+        file.write(garble)
+    torn = (ahead + timedelta(seconds=30)).timestamp()
+    os.utime(path, (torn, torn))  # the file's mtime: the seal's clock when it was written
+    booted = ConnectionStamps(path, clock=Clock(T0 - timedelta(days=5)))  # a Pi's clock restored from long ago
+    stamp = booted.next()
+    assert stamp is not None and parse_ts(stamp) > parse_ts(sent)
+    assert supersedes(SealStatus.ONLINE, parse_ts(stamp), SealStatus.OFFLINE.value, parse_ts(sent))
 
 
 def full(path: Path) -> None:
@@ -81,6 +106,8 @@ def test_a_stamp_sent_on_a_full_disk_is_kept_in_place_and_a_reboot_stamps_after_
 def test_a_stamp_kept_in_place_cuts_off_what_a_longer_file_held(tmp_path: Path) -> None:
     path = tmp_path / STAMP_FILE
     path.write_text("2026-12-06T10:00:00.000Z\n" + "x" * 100, "ascii")  # not a stamp: ignored, and replaced
+    written = (T0 - timedelta(minutes=30)).timestamp()
+    os.utime(path, (written, written))  # written before the clock's now: the stamp follows the clock
     full(tmp_path / f"{STAMP_FILE}.tmp")
     assert ConnectionStamps(path, clock=Clock(T0)).next() == "2026-12-06T10:30:00.123Z"
     assert path.read_text("ascii") == "2026-12-06T10:30:00.123Z\n"

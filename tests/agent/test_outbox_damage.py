@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,52 @@ def test_a_damaged_index_page_does_not_stop_receipts_nor_new_events(
     assert court.wait_for(lambda c: set(committed) <= c.seqs(DEVICE) and "intrusion" in c.types(DEVICE), 30)
     assert runtime.delivery.events.wait_drained(30)  # the court's receipts empty the outbox
     assert not _losses(court)  # an index holds no event: nothing is lost, nothing said to be
+
+
+def _cut_short(path: Path, pages_left: Callable[[int], int]) -> tuple[int, int]:
+    """Checkpoint the outbox and cut its file short at a page boundary (``pages_left(pages)`` pages kept), as fsck
+    or a torn card leaves it: (page size, pages before the cut). The header still counts every page."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        db.close()
+    pages = path.stat().st_size // page_size
+    os.truncate(path, pages_left(pages) * page_size)
+    return page_size, pages
+
+
+@pytest.mark.parametrize(
+    "pages_left", [lambda pages: pages - 1, lambda pages: pages // 2], ids=["one page short", "half its pages"]
+)
+def test_an_outbox_cut_short_is_salvaged_at_start_and_the_cut_off_events_are_signed_lost(
+    tmp_path: Path,
+    broker: PrivateBroker,
+    court: CourtSubscriber,
+    runtimes: RuntimeFactory,
+    mock_pins: MockFactory,
+    pages_left: Callable[[int], int],
+) -> None:
+    """SQLite refuses a file shorter than its header says as soon as it reads its schema ("database disk image is
+    malformed", from the pragmas that open it): the agent used to refuse to start on it, and the salvage could not
+    read it either. Now it starts, with the rows before the cut, its chain's place and its settings."""
+    cfg = write_config(tmp_path / "seal", broker, heartbeat_s=3600)
+    committed = _fill(cfg, runtimes, 120)
+    path = load_config(cfg).outbox_path
+    _cut_short(path, pages_left)
+
+    runtime = runtimes(cfg)  # used to raise OutboxError: cannot open outbox …: database disk image is malformed
+    runtime.start()
+    pulse(mock_pins)
+    assert court.wait_for(lambda c: bool(_losses(c)) and "intrusion" in c.types(DEVICE), 30)
+    (loss,) = _losses(court)
+    lost = _expand(loss["lost_seqs"])  # type: ignore[arg-type]
+    assert lost and lost < set(committed) and max(committed) in lost, loss  # the events at the file's end
+    assert court.wait_for(lambda c: set(committed) - lost <= c.seqs(DEVICE), 30)
+    assert not lost & court.seqs(DEVICE)
+    assert min(court.seqs(DEVICE) - set(committed)) == max(committed) + 1  # the chain goes on where it stood
+    check_chain(court.of(DEVICE), verify_key(cfg))
+    assert runtime.outbox.setting("chain_device_id") == DEVICE
+    assert runtime.delivery.events.wait_drained(30)
+    assert [p for p in path.parent.glob("outbox.sqlite.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
