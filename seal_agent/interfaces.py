@@ -222,6 +222,10 @@ class TriggerEvidence(Protocol):
     def wait_later(self) -> list[str]:
         """Block (bounded by the burst's deadline) until the post-trigger snapshots are in; their hashes."""
 
+    def later_not_stored(self) -> list[dict[str, str]]:
+        """The post-trigger snapshots that could not be stored (after :meth:`wait_later`), as ``{"sha256",
+        "reason"}``: named nowhere else, so the trigger's ``snapshot_taken`` names them in ``not_stored``."""
+
 
 class EvidenceCamera(Protocol):
     """The camera as the seal's behaviour sees it: snapshots stored and queued for sending, motion verdicts, health.

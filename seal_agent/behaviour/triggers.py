@@ -367,7 +367,7 @@ class TriggerResponder:
         trigger.decided.wait(self._policy.motion_window_s + VERDICT_GRACE_S + 1.0)
         details: dict[str, Any] = {
             "snapshots": later,
-            "not_stored": not_stored,
+            "not_stored": not_stored + evidence.later_not_stored(),
             "trigger": trigger.kind,
             "trigger_seq": trigger.seq,
             "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),

@@ -40,6 +40,7 @@ class Evidence:
         self._burst: SnapshotBurst | None = None
         self._ready: list[Snapshot] = []
         self._later: list[str] = []
+        self._later_failed: list[dict[str, str]] = []  # post-trigger snapshots that could not be stored
         self._dropped: str | None = None
         self._named: set[str] = set()  # every picture this trigger's events name: none is named twice
         self._lock = threading.Lock()  # _named: on_later runs on the monitor's thread, also before attach
@@ -86,15 +87,24 @@ class Evidence:
             burst.wait(max(0.0, burst.deadline - burst.trigger_time) + LATER_GRACE_S)
         return list(self._later)
 
+    def later_not_stored(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._later_failed)
+
     def on_later(self, snapshot: Snapshot) -> None:
-        """A post-trigger snapshot (the monitor's thread; the burst logs a failure); one whose picture is already
-        named (the same JPEG) is left out."""
+        """A post-trigger snapshot (the monitor's thread), stored and queued; one that cannot be is named by
+        :meth:`later_not_stored` with the reason; one whose picture is already named (the same JPEG) is left out."""
         sha = sha256_hex(snapshot.jpeg)
         with self._lock:
             if not self._name(sha):
                 logger.info("snapshot %s already taken for this trigger: not listed again", sha)
                 return
-        self._later.append(self._spool.add(snapshot.jpeg))
+        stored, failure = _store(self._spool, snapshot)
+        with self._lock:
+            if stored is not None:
+                self._later.append(stored)
+            else:
+                self._later_failed.append({"sha256": sha, "reason": failure or "unknown"})
 
 
 class SealCamera:

@@ -37,6 +37,7 @@ from typing import Any
 
 from seal_agent.errors import EventLost, EventRefused, OutboxError
 from seal_agent.interfaces import Clock
+from seal_agent.journal.disk_room import FullDiskWatch
 from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
 from seal_agent.journal.outbox_salvage import lost_payload
 from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
@@ -106,8 +107,7 @@ class Turn:
             self._cond.notify_all()
 
     def result(self) -> StoredEvent:
-        """The committed event; raises EventLost (an event_lost stands in its place) or OutboxError (not committed:
-        still held, or given up)."""
+        """The committed event; EventLost (an event_lost stands in its place), OutboxError (held, or given up)."""
         with self._cond:
             if self._stored is not None:
                 return self._stored
@@ -154,6 +154,7 @@ class EventRecorder:
         self._timeline: Timeline = LiveClock(clock)
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
+        self.full_disk = FullDiskWatch()  # its on_full: the outbox refused an event for a full disk (spool sets it)
         self._order = threading.Lock()  # held events are committed before any later one, in their order
         self._held: list[Turn] = []
         self._closed = False  # close() has given up what was held: nothing is held any more
@@ -202,8 +203,7 @@ class EventRecorder:
             self._timeline = timeline
 
     def check_clock(self) -> None:
-        """Put a ``clock_stepped`` in line now if the wall clock stepped since the last event or check (the seal's
-        timer, about once a second)."""
+        """Put a ``clock_stepped`` in line if the wall clock stepped since the last event or check (timer, ~1/s)."""
         with self._notifying(), self._order:
             self._place()
 
@@ -240,8 +240,7 @@ class EventRecorder:
             turn._settle(error=lost)
 
     def retry_held(self) -> None:
-        """Commit the held events now, in order (a waiter's retry); raises OutboxError if the outbox still refuses
-        the first of them."""
+        """Commit the held events now, in order (a waiter's retry); OutboxError if the outbox refuses the first."""
         with self._notifying(), self._order:
             self._commit_held()
 
@@ -299,7 +298,8 @@ class EventRecorder:
         """Tell delivery once, on the way out, if anything was committed meanwhile (held events, an event_lost)."""
         before = self._commits
         try:
-            yield
+            with self.full_disk.telling():  # on_full, also outside the line's lock
+                yield
         finally:
             if self._commits != before:
                 self.on_committed()
@@ -383,7 +383,8 @@ class EventRecorder:
             )
             return encode_envelope(sign_envelope(envelope, self._key))
 
-        stored = self._outbox.append(build, settings=settings)
+        with self.full_disk.counting():
+            stored = self._outbox.append(build, settings=settings)
         self._commits += 1
         logger.info("event seq=%d %s committed", stored.seq, type.value)
         return stored

@@ -25,7 +25,13 @@ thinning and how many of its parts are recorded; only then are the snapshots dro
 deleted, and the setting cleared. A crash at any instant therefore leaves every thinned snapshot either on disk or named
 lost: the next spool built on the outbox records the parts still missing, deletes what the thinning named and clears it
 (as does the next snapshot added, if the outbox refused the events for a while). If the outbox refuses the events (a
-full disk), nothing is deleted and the new snapshot is not stored (:class:`~seal_agent.errors.OutboxError`).
+full disk), nothing is deleted and the new snapshot is not stored (:class:`~seal_agent.errors.OutboxError`) —
+unless the outbox's reserve can be released to record it (:mod:`seal_agent.journal.disk_room`).
+
+A full disk (the outbox refuses an event for it, or a snapshot's write meets ``ENOSPC``) thins the store the same
+way, in the same order and with the same record, to free :func:`~seal_agent.journal.disk_room.room_goal` bytes or
+what there is (``outbox_full`` with ``cause`` ``disk_full``); then the held events are committed. The quota in force
+is at most what the disk can hold besides the outbox (:func:`~seal_agent.journal.disk_room.capped_quota`).
 
 Any other way a queued snapshot leaves the queue unreceipted — its file gone, corrupt (its bytes, re-hashed on every
 read, no longer match its name), over the broker's limit, unreadable — is signed first, one ``snapshot_lost`` each
@@ -34,10 +40,11 @@ read, no longer match its name), over the broker's limit, unreadable — is sign
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from seal_agent.errors import (
@@ -48,6 +55,7 @@ from seal_agent.errors import (
     SnapshotTooLarge,
     failure_reason,
 )
+from seal_agent.journal.disk_room import RESERVE_FILE, Reserve, capped_quota, is_disk_full, room_goal
 from seal_agent.journal.outbox import SnapshotItem
 from seal_agent.journal.recorder import EventRecorder
 from seal_agent.journal.snapshot_losses import (
@@ -59,6 +67,8 @@ from seal_agent.journal.snapshot_losses import (
     loss_reason,
 )
 from seal_agent.journal.snapshot_store import SnapshotStore
+from seal_agent.journal.thinning import MAX_LISTED as MAX_LISTED
+from seal_agent.journal.thinning import choose, reports
 from seal_agent.journal.unkept import sign_unkept
 from seal_protocol import EventType
 from seal_protocol.topics import MAX_SNAPSHOT_BYTES
@@ -67,14 +77,13 @@ logger = logging.getLogger(__name__)
 
 #: Thinning frees space down to this fraction of the quota.
 THIN_TO_FRACTION = 0.9
-#: At most this many thinned hashes are listed in one ``outbox_full`` event (the envelope limit is 64 KiB); a thinning
-#: of more is reported in several.
-MAX_LISTED = 200
 #: Outbox setting: the outbox records sent (now: receipted) snapshots (absent in an outbox made before it did).
 SENT_RECORDED_SETTING = "snapshot_sent_recorded"
 #: Outbox setting: a thinning whose ``outbox_full`` events are (being) recorded but whose files may still be there,
 #: as JSON ``{"payloads": [...], "recorded": n}``; empty when none is under way.
 THINNING_SETTING = "snapshot_thinning"
+#: Why a store is thinned (``outbox_full``'s ``cause``): its quota, or a full disk.
+CAUSE_QUOTA, CAUSE_DISK_FULL = "quota", "disk_full"
 
 
 class SnapshotSpool:
@@ -93,6 +102,10 @@ class SnapshotSpool:
         self._outbox = recorder.outbox
         self._losses = SnapshotLosses(store, recorder)
         self._lock = threading.Lock()
+        self._inside = threading.local()  # this thread holds _lock: a refusal it meets makes no room from within
+        self._reserve = Reserve(self._outbox.path.parent / RESERVE_FILE)
+        store.quota_bytes = capped_quota(store.directory, store.quota_bytes, store.total_bytes())
+        recorder.full_disk.on_full = self.make_room
         #: Called after a snapshot was queued (the snapshot courier's ``notify``).
         self.notify: Callable[[], None] = _nothing
         self._thinning_pending = True  # whether the outbox may hold an unfinished thinning
@@ -143,16 +156,49 @@ class SnapshotSpool:
             raise SnapshotTooLarge(
                 f"a snapshot of {len(jpeg)} bytes is over the {MAX_SNAPSHOT_BYTES}-byte limit: not stored nor queued"
             )
-        with self._lock:
+        with self._locked():
             sha = self.store.address(jpeg)  # a non-JPEG is refused before anything is thinned
             self._finish_thinning()
             self._queue_unqueued()
             coming = 0 if sha in self.store else len(jpeg)
             if self._total + coming > self.store.quota_bytes:
                 self._thin(sha, coming)
-            self._store_and_queue(sha, jpeg)
+            try:
+                self._store_and_queue(sha, jpeg)
+            except OSError as exc:  # a full disk (ENOSPC, or the outbox's SQLITE_FULL): room is made, then again
+                if not (is_disk_full(exc) and self._make_room(sha, coming)):
+                    raise
+                self._store_and_queue(sha, jpeg)
         self.notify()
         return sha
+
+    def make_room(self) -> bool:
+        """The outbox refused an event for a full disk (the recorder's ``on_full``): thin the store to free
+        :func:`~seal_agent.journal.disk_room.room_goal` bytes or what there is, recorded as every thinning is (the
+        events held before it are committed first), then commit the held events. Whether anything was thinned.
+        Never raises; from within the spool (its own thinning refused) it does nothing."""
+        if getattr(self._inside, "on", False):
+            return False
+        with self._locked():
+            try:
+                self._finish_thinning()
+                self._queue_unqueued()
+                if not (self._make_room(None, 0) or self._reserve.release()):  # nothing to thin: the reserve
+                    return False  # goes to the events (restored after the next thinning)
+                self._recorder.retry_held()
+            except (OutboxError, EventLost) as exc:
+                logger.error("the disk is full and no room could be made for the outbox: %s", exc)
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            self._inside.on = True
+            try:
+                yield
+            finally:
+                self._inside.on = False
 
     def _store_and_queue(self, sha: str, jpeg: bytes) -> None:
         """Write the snapshot and queue it (the lock is held). A file this call wrote is removed again if it cannot
@@ -206,7 +252,7 @@ class SnapshotSpool:
         """The courier found ``sha`` cannot be sent: sign its loss, unless it left the queue meanwhile (a thinning
         deletes a file only once its snapshot left the queue, a receipt removes it) or its file is fine after all.
         An outbox that refuses the event (a full disk) keeps the snapshot queued, and it is not sent meanwhile."""
-        with self._lock:
+        with self._locked():
             if sha not in self._outbox.queued_snapshots():
                 return
             if reason == LOST_MISSING and sha in self.store:
@@ -235,19 +281,37 @@ class SnapshotSpool:
         never_acknowledged = self._outbox.queued_snapshots(broker_acknowledged=False)
         spared = set() if newest is None else {newest}
         passes = (queued | spared, never_acknowledged | spared, spared)
-        chosen, left = _choose(self.store.entries(), self.store.total_bytes(), passes, target, quota - coming)
+        chosen, left = choose(self.store.entries(), self.store.total_bytes(), passes, target, quota - coming)
+        if any(chosen):
+            self._record_and_delete(chosen, left + coming, CAUSE_QUOTA)
+
+    def _make_room(self, newest: str | None, coming: int) -> bool:
+        """The disk is full: thin to free ``room_goal`` bytes, or what there is (``newest``, of ``coming`` bytes
+        still to write, spared); whether any snapshot was thinned (the lock is held)."""
+        total = self.store.total_bytes()
+        target = max(0, total - room_goal(self.store.quota_bytes))
+        queued = self._outbox.queued_snapshots()
+        never_acknowledged = self._outbox.queued_snapshots(broker_acknowledged=False)
+        spared = set() if newest is None else {newest}
+        passes = (queued | spared, never_acknowledged | spared, spared)
+        chosen, left = choose(self.store.entries(), total, passes, target, target)
         if not any(chosen):
-            return
+            logger.error("the disk is full and the snapshot store holds nothing to thin (%d bytes)", total)
+            return False
+        self._record_and_delete(chosen, left + coming, CAUSE_DISK_FULL)
+        return True
+
+    def _record_and_delete(self, chosen: list[list[str]], stored: int, cause: str) -> None:
+        quota = self.store.quota_bytes
         receipted, lost = chosen[0], chosen[1] + chosen[2]
         logger.warning(
-            "snapshot quota of %d bytes reached: thinning %d receipted and %d unreceipted snapshot(s) (%d of them "
-            "never acknowledged by the broker)",
-            quota,
+            "%s: thinning %d receipted and %d unreceipted snapshot(s) (%d of them never acknowledged by the broker)",
+            f"snapshot quota of {quota} bytes reached" if cause == CAUSE_QUOTA else "the disk is full",
             len(receipted),
             len(lost),
             len(chosen[2]),
         )
-        self._carry_out(_reports(quota, left + coming, receipted + lost, set(lost)), recorded=0)
+        self._carry_out(reports(quota, stored, receipted + lost, set(lost), cause), recorded=0)
 
     def _carry_out(self, payloads: list[dict[str, Any]], *, recorded: int) -> None:
         """Record the thinning's ``outbox_full`` events from part ``recorded + 1`` on, each with the thinning's
@@ -255,13 +319,27 @@ class SnapshotSpool:
         for part in range(recorded + 1, len(payloads) + 1):
             record = json.dumps({"payloads": payloads, "recorded": part}, separators=(",", ":"))
             self._thinning_pending = True
-            self._recorder.record(EventType.OUTBOX_FULL, payloads[part - 1], settings={THINNING_SETTING: record})
+            try:
+                self._recorder.record(EventType.OUTBOX_FULL, payloads[part - 1], settings={THINNING_SETTING: record})
+            except OutboxError as exc:  # a full disk: the reserve's room records it (nothing is deleted before)
+                if not (is_disk_full(exc) and self._reserve.release()):
+                    raise
+                self._recorder.record(EventType.OUTBOX_FULL, payloads[part - 1], settings={THINNING_SETTING: record})
         gone = [sha for payload in payloads for sha in payload["snapshots"]]
-        self._outbox.forget_snapshots(gone)  # first: the courier, reading the queue meanwhile, finds no missing file
+        try:
+            self._outbox.forget_snapshots(
+                gone
+            )  # first: the courier, reading the queue meanwhile, finds no missing file
+        except OutboxError as exc:  # a full disk: the files (named gone, on record) make the room to forget them
+            if not is_disk_full(exc):
+                raise
+            self.store.delete_all(gone)  # the courier's loss of a missing file waits for the lock: forgotten by then
+            self._outbox.forget_snapshots(gone)
         self.store.delete_all(gone)
         self._outbox.set_setting(THINNING_SETTING, "")
         self._thinning_pending = False
         self._total = self.store.total_bytes()
+        self._reserve.restore()
 
     def _finish_thinning(self) -> None:
         """Complete a thinning whose record is in the outbox (a crash or a refused event cut it short)."""
@@ -306,50 +384,6 @@ class SnapshotSpool:
         elif unqueued:
             logger.warning("%d stored snapshot(s) were never queued for the court (a crash?): queued", len(unqueued))
         self._unqueued_pending = False
-
-
-def _choose(
-    entries: Sequence[tuple[str, int]], total: int, passes: Sequence[Collection[str]], target: int, limit: int
-) -> tuple[list[list[str]], int]:
-    """Which snapshots to thin, oldest first, in passes sparing fewer and fewer: each pass takes what it does not spare
-    until ``total`` is down to ``target``; a pass after the first runs only while ``total`` is over ``limit``. The
-    snapshots each pass took, and the bytes left."""
-    taken: set[str] = set()
-    chosen: list[list[str]] = []
-    for number, spared in enumerate(passes):
-        this: list[str] = []
-        if number == 0 or total > limit:
-            for sha, size in entries:
-                if total <= target:
-                    break
-                if sha not in spared and sha not in taken:
-                    this.append(sha)
-                    taken.add(sha)
-                    total -= size
-        chosen.append(this)
-    return chosen, total
-
-
-def _reports(quota: int, stored: int, gone: list[str], lost: set[str]) -> list[dict[str, Any]]:
-    """One thinning as ``outbox_full`` payloads naming every snapshot that went, at most :data:`MAX_LISTED` each;
-    each one's counts are of the snapshots it names, so they add up over the parts."""
-    parts = [gone[start : start + MAX_LISTED] for start in range(0, len(gone), MAX_LISTED)]
-    payloads = []
-    for number, part in enumerate(parts, 1):
-        unsent = [sha for sha in part if sha in lost]
-        payloads.append(
-            {
-                "quota_bytes": quota,
-                "stored_bytes": stored,
-                "thinned": len(part),
-                "thinned_unsent": len(unsent),
-                "snapshots": part,
-                "unsent_lost": unsent,
-                "part": number,
-                "parts": len(parts),
-            }
-        )
-    return payloads
 
 
 def _nothing() -> None:

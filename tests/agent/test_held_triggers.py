@@ -60,6 +60,9 @@ class HeldEvidence:
     def wait_later(self) -> list[str]:
         return []
 
+    def later_not_stored(self) -> list[dict[str, str]]:
+        return []
+
 
 @dataclass
 class MemoryCamera:

@@ -175,7 +175,8 @@ def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
     tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The disk fills (or fails) after room was made: the snapshot is not stored, and what was thinned for it is still
-    reported and out of the send queue."""
+    reported and out of the send queue; the write's ENOSPC makes room for the disk too (``cause`` ``disk_full``), on
+    record the same way."""
     jpegs = [jpeg_of(seed) for seed in range(6)]
     store = SnapshotStore(tmp_path / "snapshots", quota_bytes=sum(len(j) for j in jpegs[:5]))
     spool = spool_on(store, outbox)
@@ -188,12 +189,15 @@ def test_a_thinning_is_reported_even_when_the_write_after_it_fails(
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError):
         spool.add(jpegs[5])
-    [payload] = thinnings(outbox)
-    assert payload["snapshots"] == kept[: len(payload["snapshots"])] and payload["thinned"] >= 1
+    payload, *for_the_disk = thinnings(outbox)
+    assert payload["cause"] == "quota" and for_the_disk
+    assert all(report["cause"] == "disk_full" for report in for_the_disk)
+    gone = [sha for report in (payload, *for_the_disk) for sha in report["snapshots"]]
+    assert gone == kept[: len(gone)] and payload["thinned"] >= 1
     assert payload["unsent_lost"] == payload["snapshots"]  # none had reached the court
-    assert set(store.hashes()) == set(kept) - set(payload["snapshots"])
+    assert set(store.hashes()) == set(kept) - set(gone)
     assert outbox.queued_snapshots() == set(store.hashes())
-    assert payload["stored_bytes"] == store.total_bytes() + len(jpegs[5])  # what it made room for
+    assert for_the_disk[-1]["stored_bytes"] == store.total_bytes() + len(jpegs[5])  # what it made room for
 
 
 def test_a_non_jpeg_thins_nothing(tmp_path: Path, outbox: Outbox) -> None:

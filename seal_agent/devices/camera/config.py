@@ -100,7 +100,8 @@ class CameraConfig(BaseModel):
     snapshot_quota_mb: float = Field(
         200.0,
         title="Snapshot quota",
-        description="Disk space for stored snapshots, in MiB; over it the oldest are thinned, sent ones first.",
+        description="Disk space for stored snapshots, in MiB (at most what the disk holds besides a reserve for the "
+        "outbox); over it, or on a full disk, the oldest are thinned, receipted ones first.",
         gt=0.0,
         le=1_000_000.0,
     )
