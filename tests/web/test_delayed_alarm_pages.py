@@ -128,3 +128,22 @@ def test_a_seal_whose_clock_is_not_synchronised_has_its_time_in_doubt_not_a_dela
         assert "whether it was reported late cannot be told" in en
         assert re.search(rf'data-alert-text="[^"]*时间存疑（封条时钟未同步或未报告，据其时钟发生于 {seal_time}）', zh)
         assert re.search(r'data-alert-text="[^"]*time in doubt \(the seal', en), en
+
+
+def test_a_delayed_report_folded_into_an_on_time_alarm_is_named_the_latest_report_s(world: PagesWorld) -> None:
+    """The other way round: opened on time, then a report 10 min late folded in. The card says it is the latest
+    report that was late, not the alarm (whose opening was on time)."""
+    seal = world.seal
+    now = datetime.now(UTC).replace(microsecond=0)
+    synced = {"clock": {"synced": True, "max_error_ms": 5}}
+    world.ingest(
+        (seal.event_topic, seal.event(EventType.HEARTBEAT, synced, at=now)),
+        (seal.event_topic, seal.event(EventType.TAMPER, TAMPER, at=now)),
+    )
+    world.ingest((seal.event_topic, seal.event(EventType.TAMPER, TAMPER, at=now - timedelta(minutes=10))))
+    rows = _pages(world, "tamper")
+    for where in ("case", "overview"):
+        zh, en = rows["zh-CN", where], rows["en", where]
+        assert f"最近一次报告（序号 {seal.seq}）— 迟报：据封条时钟发生于 " in zh, zh
+        assert f"Latest report (seq {seal.seq}) — Delayed report: it happened " in en, en
+        assert "首次报告" not in zh and "First report" not in en
