@@ -1,6 +1,7 @@
 """The ``records`` check: the court's own records in a bundle — the case, its seals, alarms, commands, removal
 requests, the consistency proofs' lines — are of the form ``docs/evidence.md`` states (each key, each JSON type),
-read with the bundle's canonical-JSON reader; and every file the bundle's format always holds is there.
+read with the bundle's canonical-JSON reader (an alarm's kind, severity, state and the court's marks in its details
+too: :mod:`seal_verify.alarm_records`); and every file the bundle's format always holds is there.
 
 They are the server's record, signed only with the log key: their form says nothing of their truth, but a file of
 another form is no bundle the exporter wrote (``server/export/gather.py``), and a reader of it (the report, another
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from seal_verify.alarm_records import alarm_problems
 from seal_verify.bundle import FIXED_PATHS, Bundle, load_object, object_lines
 from seal_verify.event_checks import moment, normalise_case_no
 from seal_verify.verdict import Check, shown
@@ -273,6 +275,9 @@ def check_records(check: Check, bundle: Bundle, head: dict[str, Any], *, staged:
                     _check_enrolment(check, name, value, case_no)
                 elif path == "removal.jsonl":
                     proofs += value["proofs"]
+                elif path == "alarms.jsonl":
+                    for wrong in alarm_problems(value):
+                        check.fail(f"{where}: {wrong} / 告警记录的内容不合格式")
             counted += len(values)
     _check_proof_files(check, bundle, proofs)
     check.summary = f"{counted} records of the court / {counted} 条法院记录"

@@ -10,7 +10,8 @@ case — ``count + 1``, ``last_seen_at`` — if it comes within ``fold_window`` 
 intrusion or a tamper folds only into an *open* alarm: once it is acknowledged, a repeat opens a new alarm (alerted
 and notified: someone acknowledged what they knew, a new break-in is news to them, and a sliding window would
 otherwise keep every later one silent). A condition (offline, missing events) always folds into its live alarm.
-Otherwise a new alarm opens.
+Otherwise a new alarm opens. A fold writes the repeat's details (the last occurrence's), keeping the opening
+occurrence's report if it was delayed or its time in doubt (:func:`~server.alarms.event_details.folded_details`).
 
 A condition has at most one live alarm per seal and case. The book is read before the seals' rows are locked (the
 lock order of :mod:`server.ingest.rows`), and a seal with no live alarm has no row to lock: two transactions may both
@@ -32,6 +33,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from server.alarms.event_details import folded_details
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState, transition
 from server.core.driver_sql import DriverSelect
@@ -129,9 +131,9 @@ class AlarmBook:
         if same_case:
             alarm = max(same_case, key=lambda a: a.last_seen_at)
             if kind.is_condition or at - alarm.last_seen_at <= self.fold_window:
+                alarm.details = folded_details(alarm.details or {}, details, opening=alarm.count == 1)
                 alarm.count += 1
                 alarm.last_seen_at = max(alarm.last_seen_at, at)
-                alarm.details = details
                 if event_id is not None:
                     alarm.last_event_id = event_id
                 return alarm

@@ -29,6 +29,7 @@ from server.export.report_facts import (
     HistoryEntry,
     RemovalFacts,
     ReportFacts,
+    ReportTiming,
     SealFacts,
     SnapshotFacts,
     TimestampFacts,
@@ -171,7 +172,6 @@ def _history(*steps: tuple[str | None, str | None, str, str | None]) -> list[His
 
 def _alarm(a: JsonDict) -> AlarmFacts:
     details = a["details"] if isinstance(a["details"], dict) else {}
-    delayed = details.get("delayed_s")
     history = _history(
         (a["acknowledged_at"], a["acknowledged_by"], "acknowledged", a["acknowledged_note"]),
         (a["closed_at"], a["closed_by"], "closed", a["closed_note"]),
@@ -186,8 +186,26 @@ def _alarm(a: JsonDict) -> AlarmFacts:
         count=a["count"],
         history=history,
         simulated=is_simulated(details),
-        delayed_s=delayed if isinstance(delayed, int) and not isinstance(delayed, bool) else None,
-        ts=details.get("ts") if isinstance(details.get("ts"), str) else None,
+        report=_timing(details),
+        opening=_timing(details.get("opening")),
+    )
+
+
+def _timing(details: object) -> ReportTiming | None:
+    """The report marks of an alarm's details (or of their ``opening``): :mod:`server.alarms.event_details`."""
+    if not isinstance(details, dict):
+        return None
+    delayed, gap, seq, ts = (details.get(key) for key in ("delayed_s", "clock_gap_s", "seq", "ts"))
+    delayed, gap, seq = (v if isinstance(v, int) and not isinstance(v, bool) else None for v in (delayed, gap, seq))
+    if delayed is None and gap is None:
+        return None
+    synced = details.get("clock_synced")
+    return ReportTiming(
+        ts if isinstance(ts, str) else None,
+        seq=seq,
+        delayed_s=delayed,
+        clock_gap_s=gap,
+        clock_synced=synced if isinstance(synced, bool) else None,
     )
 
 

@@ -76,6 +76,20 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class ReportTiming:
+    """How an occurrence of an alarm was reported, when its ``ts`` (the seal's clock) lies past
+    :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` from the court's receipt: ``delayed_s`` (a delayed
+    report, the seal's clock synchronised by its own word) or ``clock_gap_s`` (received − ``ts``; the time is in
+    doubt: the seal had said its clock was not synchronised, ``clock_synced`` False, or nothing, None)."""
+
+    ts: str | None
+    seq: int | None = None
+    delayed_s: int | None = None
+    clock_gap_s: int | None = None
+    clock_synced: bool | None = None
+
+
+@dataclass(frozen=True)
 class AlarmFacts:
     id: int
     device_id: str
@@ -87,10 +101,10 @@ class AlarmFacts:
     history: Sequence[HistoryEntry] = ()
     #: Raised by an event a simulated seal signed (its ``details``, the payload, say ``"simulated": true``).
     simulated: bool = False
-    #: Raised by an event the court received this many seconds after its ``ts`` (by the seal's clock), past
-    #: :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` (its ``details``' ``delayed_s``); else ``None``.
-    delayed_s: int | None = None
-    ts: str | None = None
+    #: Its latest occurrence (the details' own marks), if it was a delayed report or its time is in doubt.
+    report: ReportTiming | None = None
+    #: Its opening occurrence (the details' ``opening``), kept when a repeat folded in, if delayed or in doubt.
+    opening: ReportTiming | None = None
 
 
 @dataclass(frozen=True)

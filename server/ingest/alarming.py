@@ -25,11 +25,15 @@
   its outbox) — raises only ``intrusion`` and ``tamper``, in that case, marked ``late``: what happened on the sealed
   premises while they were sealed concerns the case's judge; the health of a device that has left the site
   (camera, outbox) does not.
-- Every alarm raised from an event the court received more than
-  :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` after its ``ts`` (a seal offline for days draining its
-  outbox, its binding still current; or a clock behind) has ``received_at`` and ``delayed_s`` in its details, beside
-  ``ts`` (:func:`~server.alarms.event_details.event_details`): the pages say it is a delayed report (迟报), not one
-  happening now. A repeat folded into the alarm writes its own details: they say what the last occurrence was.
+- Every alarm raised from an event whose ``ts`` lies more than
+  :data:`~server.alarms.event_details.DELIVERED_LATE_AFTER` from when the court received it has ``received_at`` in
+  its details, beside ``ts``, and ``delayed_s`` if the seal's own word on its clock at that event
+  (:mod:`server.ingest.clock_word`) was that it was synchronised (a seal offline for days draining its outbox: the
+  pages say it is a delayed report, 迟报, not one happening now); else ``clock_gap_s`` and ``clock_synced`` (the
+  clock not synchronised, or never said: the time is in doubt, 时间存疑, and no delay is claimed)
+  (:func:`~server.alarms.event_details.event_details`). A repeat folded into the alarm writes its own details: they
+  say what the last occurrence was; the opening occurrence's report, if delayed or in doubt, is kept under
+  ``opening``.
 - A warning the seal could not play raises ``speaker_failed``: an ``intrusion``, ``tamper``, ``snapshot_taken``,
   ``warning_result`` or ``test_warning`` ``command_ack`` whose warning (``warning``, the ack's ``result``) is
   ``failed`` or names a language that ``failed``, and a ``heartbeat`` whose ``speaker`` is ``failed`` (if no such
@@ -61,10 +65,11 @@ from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
 from server.alarms.book import AlarmBook
-from server.alarms.event_details import MARKS, event_details
+from server.alarms.event_details import MARKS, ClockWord, event_details
 from server.alarms.models import Alarm
 from server.alarms.state import AlarmKind
 from server.ingest.chain import ChainChange
+from server.ingest.clock_word import clock_word
 from server.ingest.condition_order import ConditionOrder, clock_synced, speaker_outcome
 from server.ingest.disarmed import ExpectedDisarms, says_disarmed
 
@@ -107,6 +112,7 @@ class EventAlarms:
         max_seq: Callable[[str], int],
     ) -> None:
         self.book = book
+        self.session = session
         self.disarms = ExpectedDisarms(session, stored)
         self.order = ConditionOrder(session, max_seq, stored)
 
@@ -118,6 +124,7 @@ class EventAlarms:
         of the seal that has ended."""
         book = self.book
         device_id = envelope.device_id
+        clock = clock_word(self.session, envelope)
 
         def overruled(kind: AlarmKind, holds: bool) -> bool:
             return self.order.overruled(envelope, kind, holds=holds)
@@ -132,11 +139,11 @@ class EventAlarms:
         if kind is not None and (kind in LATE_ALARMS or not late) and _alarming(envelope) and not overruled(kind, True):
             disarmed = says_disarmed(envelope)
             if not disarmed or not self.disarms.expected(envelope, case_no=case_no, late=late):
-                details = _details(envelope, at, late=late, disarmed=disarmed)
+                details = _details(envelope, at, clock, late=late, disarmed=disarmed)
                 book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
         if not late:
-            _speaker(book, envelope, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
-            _clock(book, envelope, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
+            _speaker(book, envelope, clock, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
+            _clock(book, envelope, clock, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
         recovered = RECOVERIES.get(envelope.type)
         if recovered is not None and book.live(device_id, recovered) and not overruled(recovered, False):
             note = f"{envelope.type.value} (seq {envelope.seq})"
@@ -155,11 +162,14 @@ def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
     return closes
 
 
-def _details(envelope: Envelope, received_at: datetime, *, late: bool, disarmed: bool) -> dict[str, Any]:
+def _details(
+    envelope: Envelope, received_at: datetime, clock: ClockWord, *, late: bool, disarmed: bool
+) -> dict[str, Any]:
     """An event's alarm's details: the seal's payload first, then the envelope's own facts and what the court found
     (``late``, ``disarmed_while_sealed``: only when true; a delayed delivery: :func:`event_details`), written over any
     key of the same name a payload carries."""
-    details = event_details(envelope, received_at, **{k: v for k, v in envelope.payload.items() if k not in MARKS})
+    payload = {k: v for k, v in envelope.payload.items() if k not in MARKS}
+    details = event_details(envelope, received_at, clock, **payload)
     for mark, found in (("late", late), (DISARMED_WHILE_SEALED, disarmed)):
         details.pop(mark, None)
         if found:
@@ -191,6 +201,7 @@ def _confirmed_intrusion(envelope: Envelope) -> bool:
 def _speaker(
     book: AlarmBook,
     envelope: Envelope,
+    clock: ClockWord,
     *,
     case_no: str,
     row_id: Callable[[], int],
@@ -200,7 +211,7 @@ def _speaker(
     """Raise ``speaker_failed`` on a warning that failed, close it on one that played — unless a newer word of the
     seal on its speaker, stored before, says the opposite (``overruled``: :mod:`server.ingest.condition_order`)."""
     device_id, kind = envelope.device_id, AlarmKind.SPEAKER_FAILED
-    details = event_details(envelope, at)
+    details = event_details(envelope, at, clock)
     outcome = speaker_outcome(envelope.type, envelope.payload)
     if outcome == "played":
         if book.live(device_id, kind) and not overruled(kind, False):
@@ -220,6 +231,7 @@ def _speaker(
 def _clock(
     book: AlarmBook,
     envelope: Envelope,
+    clock_said: ClockWord,
     *,
     case_no: str,
     row_id: Callable[[], int],
@@ -242,7 +254,7 @@ def _clock(
         if book.live(device_id, kind) or overruled(kind, True):  # live: already known, a heartbeat is no new occurrence
             return
         clock = envelope.payload["clock"]
-        details = event_details(envelope, at, clock=clock)
+        details = event_details(envelope, at, clock_said, clock=clock)
         book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details, event_id=row_id())
 
 

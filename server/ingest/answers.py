@@ -21,6 +21,7 @@ from server.alarms.book import AlarmBook
 from server.alarms.event_details import event_marks
 from server.commands.failures import Settled, on_settled
 from server.commands.service import DECIDING_ANSWERS, AnswerOutcome, answered_command_id, apply_answer
+from server.ingest.clock_word import clock_word
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def apply_answers(
     for place, envelope, case_no, at, row_id in sorted(answers, key=lambda answer: _command_id(answer[1])):
         answer = _apply(session, envelope, case_no, at)
         if answer in DECIDING_ANSWERS:
-            settled.append(Settled(_command_id(envelope), answer, at, row_id, event_marks(envelope, at)))
+            marks = event_marks(envelope, at, clock_word(session, envelope))
+            settled.append(Settled(_command_id(envelope), answer, at, row_id, marks))
         details.append((place, answer, f"command {answered_command_id(envelope)}: {answer}"))
     on_settled(alarms, settled)
     return details

@@ -40,9 +40,10 @@ from typing import Any
 
 from seal_protocol import Envelope
 from server.alarms.book import AlarmBook
-from server.alarms.event_details import event_details
+from server.alarms.event_details import ClockWord, event_details
 from server.alarms.state import AlarmKind, AlarmState
 from server.ingest.alarming import intrusion_kind
+from server.ingest.clock_word import clock_word
 from server.ingest.results import Reason, Rejected
 
 #: How many seqs of intrusions and tampers a ``case_mismatch`` alarm remembers, to tell a copy sent again from new.
@@ -58,18 +59,21 @@ def on_refused(book: AlarmBook, envelope: Envelope, refusal: Rejected, *, case_n
     kind, device_id = AlarmKind.CASE_MISMATCH, envelope.device_id
     live = [alarm for alarm in book.live(device_id, kind) if alarm.case_no == case_no]
     before = live[-1].details.get("intrusions") if live else None
-    intrusions, new = _intrusions(before if isinstance(before, dict) else None, envelope, at)
+    clock = clock_word(book.session, envelope)
+    intrusions, new = _intrusions(before if isinstance(before, dict) else None, envelope, at, clock)
     if new and any(alarm.state == AlarmState.ACKNOWLEDGED.value for alarm in live):
         note = f"a new {envelope.type.value} (seq {envelope.seq}) under case number {envelope.case_no!r}: a new alarm"
         book.close(kind, device_id=device_id, at=at, note=note, case_no=case_no)
         book.session.flush()  # rare; on PostgreSQL the book looks for a live one again, and must find it closed
-    details = {"claimed_case_no": envelope.case_no, **event_details(envelope, at)}
+    details = {"claimed_case_no": envelope.case_no, **event_details(envelope, at, clock)}
     if intrusions is not None:
         details["intrusions"] = intrusions
     book.raise_alarm(kind, device_id=device_id, case_no=case_no, at=at, details=details)
 
 
-def _intrusions(before: dict[str, Any] | None, envelope: Envelope, at: datetime) -> tuple[dict[str, Any] | None, bool]:
+def _intrusions(
+    before: dict[str, Any] | None, envelope: Envelope, at: datetime, clock: ClockWord
+) -> tuple[dict[str, Any] | None, bool]:
     """The ``intrusions`` record after ``envelope`` (``before``: the live alarm's), and whether it is a new one."""
     if intrusion_kind(envelope) is None:
         return before, False
@@ -77,7 +81,7 @@ def _intrusions(before: dict[str, Any] | None, envelope: Envelope, at: datetime)
     if envelope.seq in seqs or (len(seqs) >= REMEMBERED_INTRUSIONS and envelope.seq < min(seqs)):
         return before, False  # a copy sent again (never receipted), or older than those remembered
     count = (before or {}).get("count")
-    last = event_details(envelope, at, claimed_case_no=envelope.case_no)
+    last = event_details(envelope, at, clock, claimed_case_no=envelope.case_no)
     return {
         "count": (count if isinstance(count, int) else len(seqs)) + 1,
         "seqs": sorted([*seqs, envelope.seq])[-REMEMBERED_INTRUSIONS:],

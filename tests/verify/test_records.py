@@ -19,9 +19,12 @@ import pytest
 
 from seal_protocol import canonical_json, parse_ts, utc_now_ms
 from seal_protocol.signing import generate_signing_key, public_key_b64
-from seal_verify import Status, verify_bundle
+from seal_verify import Status, alarm_records, verify_bundle
+from server.alarms.event_details import MARKS, OPENING, REPORT_MARKS
+from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.core.db import make_engine, make_session_factory
 from server.evidence.checkpoints import LogKey
+from server.ingest.alarming import DISARMED_WHILE_SEALED
 from tests.server.helpers import CASE_A
 from tests.verify.world import build_world, join, lines, read_members, resign, zip_members
 
@@ -111,7 +114,24 @@ EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
         lambda s: s | {"enrolment": [s["enrolment"][0] | {"case_no": "(2020)苏0214执1号"}]},
     ),
     "a case's created_at a number": ("case.json", lambda c: c | {"created_at": 0}),
+    "an alarm of a kind the server never raises": ("alarms.jsonl", lambda a: a | {"kind": "burglary"}),
+    "an alarm of no severity the server has": ("alarms.jsonl", lambda a: a | {"severity": "extreme"}),
+    "an alarm of no state the server has": ("alarms.jsonl", lambda a: a | {"state": "snoozed"}),
+    "an alarm's received_at no time": ("alarms.jsonl", lambda a: _marked(a, received_at="yesterday")),
+    "an alarm's delayed_s negative": ("alarms.jsonl", lambda a: _marked(a, delayed_s=-5)),
+    "an alarm's delayed_s as text": ("alarms.jsonl", lambda a: _marked(a, delayed_s="36 h")),
+    "an alarm's clock_gap_s a fraction": ("alarms.jsonl", lambda a: _marked(a, clock_gap_s=1.5)),
+    "an alarm's clock_synced as text": ("alarms.jsonl", lambda a: _marked(a, clock_synced="no")),
+    "an alarm's simulated as text": ("alarms.jsonl", lambda a: _marked(a, simulated="true")),
+    "an alarm's seq as text": ("alarms.jsonl", lambda a: _marked(a, seq="3")),
+    "an alarm's opening a list": ("alarms.jsonl", lambda a: _marked(a, opening=[1])),
+    "an alarm's opening of other keys": ("alarms.jsonl", lambda a: _marked(a, opening={"note": "x"})),
+    "an alarm's opening's delayed_s a bool": ("alarms.jsonl", lambda a: _marked(a, opening={"delayed_s": True})),
 }
+
+
+def _marked(alarm: dict[str, Any], **marks: Any) -> dict[str, Any]:
+    return alarm | {"details": alarm["details"] | marks}
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
@@ -125,6 +145,27 @@ def test_a_record_of_another_form_fails(signed: Signed, edit: str) -> None:
         members[path] = canonical_json(change(json.loads(members[path])))
     verdict = signed.verdict(members)
     assert "records" in verdict.failed, verdict.text()
+
+
+def test_an_alarm_with_every_mark_of_its_type_passes(signed: Signed) -> None:
+    opening = {"event_type": "intrusion", "seq": 2, "ts": utc_now_ms(), "received_at": utc_now_ms(), "delayed_s": 9}
+    marks = {"received_at": utc_now_ms(), "clock_gap_s": -3600, "clock_synced": None, "simulated": True}
+    first, *rest = lines(signed.members["alarms.jsonl"])
+    alarm = json.loads(first)
+    alarm = alarm | {"kind": "clock_unsynced", "details": alarm["details"] | marks | {"opening": opening}}
+    verdict = signed.verdict({**signed.members, "alarms.jsonl": join([canonical_json(alarm), *rest])})
+    assert verdict.check("records").status is Status.OK, verdict.text()
+
+
+def test_the_alarm_kinds_seal_verify_knows_are_the_server_s() -> None:
+    """seal-verify may not import the server (tests/test_layout.py): its lists are held to the server's here."""
+    assert {k.value for k in AlarmKind} == alarm_records.ALARM_KINDS
+    assert {s.value for s in Severity} == alarm_records.SEVERITIES
+    assert {s.value for s in AlarmState} == alarm_records.STATES
+    # and the marks it checks are the court's (server/alarms/event_details.py, server/ingest/alarming.py)
+    assert set(REPORT_MARKS) | {"event_type", "seq", "ts"} == alarm_records._REPORT_MARKS
+    assert MARKS - {OPENING} | {"late", DISARMED_WHILE_SEALED} == set(alarm_records.MARKS)
+    assert alarm_records.OPENING == OPENING
 
 
 def test_commands_and_removal_requests_of_the_stated_form_pass_and_others_fail(signed: Signed) -> None:
