@@ -41,7 +41,8 @@ def test_normal_scene_is_ok_and_never_blind(clip, monitor_factory, health_log):
     assert monitor.wait_for_state("ok", timeout=30.0)
     now = time.monotonic()
     monitor.motion_verdict(now, now + 1.0, timeout=30.0)  # returns once a frame at now + 1 s (> blind_after_s) is in
-    assert monitor.observations >= 20
+    # (a loaded machine reads fewer of the clip's frames in that second: the count is waited for, not assumed)
+    assert monitor.wait_for_observations(20, timeout=30.0)
     assert health_log.kinds == []
     assert monitor.state == "ok"
 
