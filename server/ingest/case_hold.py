@@ -13,8 +13,9 @@ move: the case it names had a binding that ended, the seal's current binding beg
 :data:`~server.ingest.late_chain.HOLD_BACK_LIMIT` ago (as a moved seal's pictures are held: a drain follows the move).
 The event is still quarantined ``wrong_case``, unreceipted, until it is placed; nothing else changes for it.
 
-The seal's chain state records the hold (``chain_state.case_held_until``: the binding's start + the limit). It is
-settled (:func:`settle_hold`) from the seal's last refusals in the quarantine and the batch's own:
+The seal's chain state records the hold (``chain_state.case_held_until``): :data:`NO_SUCCESSOR_HOLD` (minutes)
+while no event of the seal above the held ones is stored, then the binding's start + the limit. It is settled
+(:func:`settle_hold`) from the seal's last refusals in the quarantine and the batch's own:
 
 - in a batch that stored an event of the seal: those placed since are done; if none is left, the hold ends, nothing
   raised. If a stored successor can no longer place one of them (:func:`~server.ingest.late_chain.may_be_placed`:
@@ -23,7 +24,7 @@ settled (:func:`settle_hold`) from the seal's last refusals in the quarantine an
   them raise ``missing_events`` ``gap_wait_s`` after the hold's end at the earliest (:meth:`ChainBook.postpone`);
 - at the hold's end, in the round of due gaps (:func:`~server.ingest.gap_wait.raise_due_gaps`: the liveness check's,
   and each ingest worker's): every one still refused raises ``case_mismatch`` — a seal that never sends the successor
-  (moved but still configured for A, its clock behind) gets its alarm, a day late at most.
+  (moved but still configured for A, its clock behind) gets its alarm :data:`NO_SUCCESSOR_HOLD` late at most.
 
 A refusal once the hold has ended, or after the day, raises ``case_mismatch`` at once, as before. Nothing is read for a
 batch whose seals hold nothing (the usual one): the hold rides on the chain states it reads anyway.
@@ -32,7 +33,7 @@ batch whose seals hold nothing (the usual one): the hold rides on the chain stat
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -50,6 +51,15 @@ from server.seals.models import SealBinding
 _STORED = select(Event.seq, Event.raw).where(
     Event.device_id == bindparam("device_id"), Event.seq.in_(bindparam("seqs", expanding=True))
 )
+#: Whether the seal has a stored event above a seq.
+_ABOVE = select(Event.seq).where(Event.device_id == bindparam("device_id"), Event.seq > bindparam("seq")).limit(1)
+#: How long a hold lasts while no event of the seal above the held ones is stored: a seal drains its outbox in order,
+#: so the rest of the drain comes within seconds. A seal moved but still configured for its old case, its clock behind
+#: (one that booted at its new place on the time it shut down at the old), signs even the intrusions it sees now for
+#: the old case with such times: their ``case_mismatch`` must not wait longer than this. Once an event of the seal
+#: above them is stored (the seal went on, in its new case) the hold lasts until the binding's start +
+#: :data:`~server.ingest.late_chain.HOLD_BACK_LIMIT`, while the seal sends them again.
+NO_SUCCESSOR_HOLD = timedelta(minutes=2)
 _REFUSAL = Rejected(Reason.WRONG_CASE, "held back while the chain might carry it into the case it names")
 
 
@@ -60,10 +70,10 @@ def hold_until(
     ``case_no`` (the seal's current case) if it is still refused then; None: at once. ``bindings``: newest first."""
     if case_no is None or not bindings or bindings[0].case_no != case_no or bindings[0].unbound_at is not None:
         return None
-    until = bindings[0].bound_at + HOLD_BACK_LIMIT
-    if now >= until or across_move(envelope.case_no, envelope.occurred_at, case_no, bindings) is None:
+    limit = bindings[0].bound_at + HOLD_BACK_LIMIT
+    if now >= limit or across_move(envelope.case_no, envelope.occurred_at, case_no, bindings) is None:
         return None
-    return until
+    return min(limit, now + NO_SUCCESSOR_HOLD)
 
 
 def settle_hold(
@@ -92,9 +102,13 @@ def settle_hold(
         seqs = sorted({envelope.seq for envelope in held.values()})
         stored = {(seq, bytes(raw)) for seq, raw in session.execute(_STORED, {"device_id": device_id, "seqs": seqs})}
     pending = sorted((envelope.seq, raw) for raw, envelope in held.items() if (envelope.seq, raw) not in stored)
-    if pending and now < until and all(chain_may_place(session, held[raw], raw) for _, raw in pending):
-        chain.postpone(device_id, {seq for seq, _ in pending}, until)
-        return False
+    if pending and all(chain_may_place(session, held[raw], raw) for _, raw in pending):
+        if bindings and bindings[0].case_no == case_no and _went_on(session, device_id, pending[-1][0]):
+            until = max(until, bindings[0].bound_at + HOLD_BACK_LIMIT)  # the seal went on: its drain is on its way
+        if now < until:
+            chain.hold(device_id, until)
+            chain.postpone(device_id, {seq for seq, _ in pending}, until)
+            return False
     for _, raw in pending:  # refused in the end: the seal's own word, in its current case
         on_refused(book, held[raw], _REFUSAL, case_no=case_no, at=now)
     chain.hold(device_id, None)
@@ -161,6 +175,11 @@ def raise_due_holds(
     seals whose ``case_mismatch`` was raised."""
     due = sorted(device_id for device_id, until in chain.holds().items() if until <= now)
     return [d for d in due if settle_hold(session, book, chain, d, case_no=cases.get(d), now=now)]
+
+
+def _went_on(session: Session, device_id: str, seq: int) -> bool:
+    """Whether an event of the seal above ``seq`` is stored."""
+    return session.execute(_ABOVE, {"device_id": device_id, "seq": seq}).first() is not None
 
 
 def _decoded(raw: bytes) -> Envelope | None:
