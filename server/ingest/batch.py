@@ -33,7 +33,7 @@ settled after the events are inserted, in the messages' order (and one of the ca
 disarmed: :mod:`.disarmed`); the messages are applied in the order received (``[5, 4]`` stores 5 beyond a gap that 4
 then fills: nothing is raised), and alarms about gaps are settled once per batch. The ORM is left to the rare rows:
 quarantine, snapshots, alarms, commands. A snapshot is filed under its events' case once its seal's row is locked
-(:mod:`.snapshot_filing`).
+(:mod:`.snapshot_filing`). A moved seal's refusals the chain may yet place wait for case_mismatch: :mod:`.case_hold`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from server.evidence.queries import armed_state
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.alarming import EventAlarms
 from server.ingest.answers import Answer, apply_answers
+from server.ingest.case_hold import CaseHolds
 from server.ingest.case_mismatch import on_refused
 from server.ingest.chain import ChainBook
 from server.ingest.checks import (
@@ -120,6 +121,7 @@ class IngestBatch:
         self._case_refused: dict[int, Rejected] = {}  # a message's place -> why no case takes its event
         self._placement = ChainPlacement()  # what places an event the time rule refused (:mod:`.late_chain`)
         self._unplaced: dict[int, tuple[Message, Envelope]] = {}  # refused so far: the batch's later events may place
+        self._holds = CaseHolds(self.chain, now=self._now)  # those of them held back from case_mismatch
         self._quarantined = QuarantineCopies(quarantine_budget, refusal_budget)
         self._rows: list[dict[str, object]] = []  # events stored by this batch, in order: the log's new leaves
         self._ids: list[int] = []  # their ids, once inserted
@@ -150,6 +152,7 @@ class IngestBatch:
             self._ids = insert_events(self.session, self._rows)
             # Statuses stand only against the seals' rows locked (PostgreSQL: another worker's may be newer).
             locked = self._statuses.settle(self.session, results, lock=self._filing.seals)
+            self._holds.settle(self.session, self.alarms, self._unplaced, self._rows, self._case_now)
             for settle in self._settle:
                 settle()
             # The closures name this batch: dropped now, it is freed by reference counting when the transaction ends,
@@ -176,10 +179,6 @@ class IngestBatch:
         """Apply the stored answers to their commands (:func:`~server.ingest.answers.apply_answers`)."""
         for place, answer, detail in apply_answers(self.session, self.alarms, self._answers):
             results[place] = replace(results[place], detail=detail, command_answer=answer)
-
-    def _quarantine(self, message: Message, result: IngestResult) -> None:
-        """One more copy of ``message`` for the quarantine, written at the batch's end (:mod:`.quarantine_rows`)."""
-        self._quarantined.add(message, result)
 
     # -- phase 1: what the seal's row decides (the rest was checked before the transaction) ------------------------
 
@@ -273,16 +272,17 @@ class IngestBatch:
             return self._refused(message, rejected)
 
     def _unplaced_now(self, place: int, message: Message, envelope: Envelope) -> IngestResult:
-        """Refused for its case, unless :meth:`_place_unplaced` places it; if not, the seal's own word (verified in
-        phase 1) tells its case to the one it is bound to, in the messages' order (:mod:`.case_mismatch`)."""
+        """Refused for its case unless :meth:`_place_unplaced` places it; then the seal's word (verified in phase 1)
+        tells its case to the one it is bound to, in order (:mod:`.case_mismatch`), or waits (:mod:`.case_hold`)."""
         self._unplaced[place] = (message, envelope)
         refusal, seal, at = self._case_refused[place], self._seal(envelope.device_id), message.received_at
         if envelope.seq > self.chain.max_seq(envelope.device_id):  # not one refused before, sent again
+            self._holds.consider(place, envelope, seal.case_no, self._bindings_of(envelope.device_id))
             self._settle.append(lambda: self._tell_case(place, envelope, refusal, seal.case_no, at))
         return IngestResult(Outcome.QUARANTINED, account_of(message.topic), refusal.reason, refusal.detail)
 
     def _tell_case(self, place: int, envelope: Envelope, refusal: Rejected, case_no: str | None, at: datetime) -> None:
-        if place in self._unplaced:  # refused in the end
+        if place in self._unplaced and not self._holds.held(place):  # refused in the end
             on_refused(self.alarms, envelope, refusal, case_no=case_no, at=at)
 
     def _place_unplaced(self, results: list[IngestResult]) -> None:
@@ -299,11 +299,11 @@ class IngestBatch:
                     results[place] = self._refused(message, rejected)
         self._settle[settled:] = reversed(self._settle[settled:])
         for place in sorted(self._unplaced):  # refused after all
-            self._quarantine(self._unplaced[place][0], results[place])
+            self._quarantined.add(self._unplaced[place][0], results[place])  # written at the batch's end
 
     def _refused(self, message: Message, rejected: Rejected) -> IngestResult:
         result = IngestResult(Outcome.QUARANTINED, account_of(message.topic), rejected.reason, rejected.detail)
-        self._quarantine(message, result)
+        self._quarantined.add(message, result)  # one more copy for the quarantine, written at the batch's end
         return result
 
     def _store_event(self, place: int, envelope: Envelope, message: Message, case_no: str) -> IngestResult:

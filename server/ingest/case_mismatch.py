@@ -11,6 +11,8 @@ no case log holds them. So an event refused as ``wrong_case`` raises this alarm 
 - after the binding's time and the stored chain had their say (a moved seal's late event, stamped within its old
   binding or placed by the chain, is stored in its old case: :mod:`.late_chain`);
 - not for ``unbound_seal``: a seal in stock has no case to tell;
+- not yet for a moved seal's event the chain may still carry into the case it names (its drain cut between batches):
+  held back until a stored successor fails to place it, or for at most a day (:mod:`.case_hold`);
 - not for an event older than the seal's newest stored one (its chain's ``max_seq``): a refused event is never
   receipted, so a seal reconfigured since (its later events stored) sends its old refused ones again and again, with
   back-off — no news, which reopened the alarm (and notified) at each copy.

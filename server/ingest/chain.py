@@ -52,47 +52,10 @@ from server.core.db import database_now
 from server.core.driver_sql import DriverSelect
 from server.core.value_lists import one_of, unnest_of
 from server.evidence.models import Event
+from server.ingest.chain_ranges import MAX_TRACKED_GAPS, Range, Untracked, count_missing, ranges_of, without
 from server.ingest.models import ChainState
 from server.ingest.results import Reason, Rejected
 from server.ingest.seal_cache import Head, IngestCache
-
-Range = tuple[int, int]
-#: ``(first, last, count)``: ``count`` of the seqs ``first..last`` are missing; which ones is not tracked.
-Untracked = tuple[int, int, int]
-
-#: Most missing ranges a chain keeps one by one; gaps past them are only counted (:data:`Untracked`).
-MAX_TRACKED_GAPS = 100
-
-
-def ranges_of(seqs: Iterable[int], *, upto: int) -> list[Range]:
-    """The ranges of seqs in ``1..upto`` not in ``seqs``."""
-    missing: list[Range] = []
-    expected = 1
-    for seq in sorted(seqs):
-        if seq > expected:
-            missing.append((expected, seq - 1))
-        expected = max(expected, seq + 1)
-    if upto >= expected:
-        missing.append((expected, upto))
-    return missing
-
-
-def without(missing: list[Range], seq: int) -> list[Range]:
-    """``missing`` with ``seq`` taken out (a range may split in two)."""
-    result: list[Range] = []
-    for first, last in missing:
-        if not first <= seq <= last:
-            result.append((first, last))
-            continue
-        if first < seq:
-            result.append((first, seq - 1))
-        if seq < last:
-            result.append((seq + 1, last))
-    return result
-
-
-def count_missing(missing: Iterable[Range]) -> int:
-    return sum(last - first + 1 for first, last in missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +88,7 @@ class _State:
     changed: bool = False
     since: list[datetime | None] = field(default_factory=list)  # each range's time; None: its alarm was raised
     untracked_since: datetime | None = None
+    held_until: datetime | None = None  # a moved seal's refusals held back from case_mismatch until (.case_hold)
 
     def add_gap(self, first: int, last: int, now: datetime) -> None:
         if self.untracked is not None:
@@ -166,7 +130,7 @@ _CHAIN_TABLE = cast(Table, ChainState.__table__)
 #: The chain states of some seals, read once :data:`_MAKE_OR_LOCK` holds them (SQLite: its one writer holds them all).
 _CHAIN_ROWS = DriverSelect(
     select(
-        _CHAIN_TABLE.c.device_id, _CHAIN_TABLE.c.max_seq, _CHAIN_TABLE.c.missing, _CHAIN_TABLE.c.missing_since
+        *(_CHAIN_TABLE.c[name] for name in ("device_id", "max_seq", "missing", "missing_since", "case_held_until"))
     ).where(one_of(_CHAIN_TABLE.c.device_id, "device_ids"))
 )
 _WANTED = unnest_of({"device_id": _CHAIN_TABLE.c.device_id.type}, prefix="wanted_")
@@ -190,7 +154,7 @@ _MAKE_OR_LOCK = (
     )
     .returning(_CHAIN_TABLE.c.device_id)
 )
-_WRITTEN = ("max_seq", "missing", "missing_since", "unannounced_since", "updated_at")
+_WRITTEN = ("max_seq", "missing", "missing_since", "unannounced_since", "case_held_until", "updated_at")
 _CHAIN_UPDATE = BulkUpdate(
     _CHAIN_TABLE,
     "device_id",
@@ -225,8 +189,9 @@ class ChainBook:
         made: set[str] = set()
         if on_postgresql:
             made = set(self.session.scalars(_MAKE_OR_LOCK, {"wanted_device_id": wanted, "now": utc_now()}))
-        for device_id, max_seq, missing, since in _CHAIN_ROWS.rows(self.session, {"device_ids": wanted}):
+        for device_id, max_seq, missing, since, held in _CHAIN_ROWS.rows(self.session, {"device_ids": wanted}):
             self._states[device_id] = _state(int(max_seq), missing, since)
+            self._states[device_id].held_until = held
         if not on_postgresql:  # SQLite: this transaction is the only writer
             made = device_ids - self._states.keys()
             if made:
@@ -258,6 +223,23 @@ class ChainBook:
 
     def max_seq(self, device_id: str) -> int:
         return self._states[device_id].max_seq
+
+    def holds(self) -> dict[str, datetime]:
+        """The seals of this transaction whose refusals are held back from ``case_mismatch`` (:mod:`.case_hold`)."""
+        return {d: state.held_until for d, state in self._states.items() if state.held_until is not None}
+
+    def hold(self, device_id: str, until: datetime | None) -> None:
+        """Hold the seal's refusals back from ``case_mismatch`` until ``until`` (None: no more)."""
+        state = self._states[device_id]
+        state.held_until, state.changed = until, True
+
+    def postpone(self, device_id: str, seqs: set[int], until: datetime) -> None:
+        """The seal's gaps not raised yet whose every seq is in ``seqs`` (events held back: :mod:`.case_hold`) raise
+        ``missing_events`` ``gap_wait`` after ``until`` at the earliest."""
+        state = self._states[device_id]
+        for i, ((first, last), at) in enumerate(zip(state.missing, state.since, strict=True)):
+            if at is not None and at < until and last - first < len(seqs) and seqs.issuperset(range(first, last + 1)):
+                state.since[i], state.changed = until, True
 
     def unannounced(self) -> dict[str, datetime]:
         """The seals of this transaction with a gap whose alarm is not raised yet: the oldest such gap's time."""
@@ -339,6 +321,7 @@ class ChainBook:
                 "missing": _lists(s.missing, s.untracked),
                 "missing_since": _times(s),
                 "unannounced_since": min(s.unannounced(), default=None),
+                "case_held_until": s.held_until,
                 "updated_at": now,
             }
             for d, s in sorted(self._states.items())

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from server.core.base import utc_now
 from server.core.db import SessionFactory, database_now
 from server.core.value_lists import one_of
 from server.ingest.alarming import on_chain_change
+from server.ingest.case_hold import raise_due_holds
 from server.ingest.chain import ChainBook, ChainChange
 from server.ingest.models import ChainState
 from server.marks.marks import judging_moment, read_marks
@@ -50,9 +51,14 @@ logger = logging.getLogger(__name__)
 MARK_FORGET_S = 600.0
 
 _CHAIN = cast(Table, ChainState.__table__)
-#: The seals with a gap not raised yet, recorded at the cutoff or before (a handful: the table holds one row a seal).
 _CASES = select(Seal.device_id, Seal.case_no).where(one_of(cast(Table, Seal.__table__).c.device_id, "device_ids"))
-_DUE = select(_CHAIN.c.device_id).where(_CHAIN.c.unannounced_since <= bindparam("cutoff")).order_by(_CHAIN.c.device_id)
+#: The seals with a gap not raised yet, recorded at the cutoff or before, or whose refusals held back from
+#: ``case_mismatch`` are due (:mod:`.case_hold`) (a handful: the table holds one row a seal).
+_DUE = (
+    select(_CHAIN.c.device_id)
+    .where(or_(_CHAIN.c.unannounced_since <= bindparam("cutoff"), _CHAIN.c.case_held_until <= bindparam("now")))
+    .order_by(_CHAIN.c.device_id)
+)
 
 
 def caught_up_lag(session: Session, *, forget_s: float = MARK_FORGET_S) -> timedelta:
@@ -88,10 +94,12 @@ def settle_gaps(
 
 def raise_due_gaps(session: Session, *, gap_wait: timedelta, lag: timedelta, at: datetime) -> list[str]:
     """The liveness check's round: raise ``missing_events`` (in the caller's transaction) for every gap recorded
-    more than ``gap_wait`` + ``lag`` ago (the database's clock) and not raised yet; return the seals whose alarm was
-    raised. Locks as the ingest does: the chain states, then the alarms (:mod:`server.ingest.rows`)."""
-    cutoff = database_now(session) - gap_wait - lag
-    device_ids = list(session.scalars(_DUE, {"cutoff": cutoff}))
+    more than ``gap_wait`` + ``lag`` ago (the database's clock) and not raised yet, and ``case_mismatch`` for the
+    refusals held back until now (:func:`~.case_hold.raise_due_holds`); return the seals whose alarm was raised.
+    Locks as the ingest does: the chain states, then the alarms (:mod:`server.ingest.rows`)."""
+    now = database_now(session)
+    cutoff = now - gap_wait - lag
+    device_ids = list(session.scalars(_DUE, {"cutoff": cutoff, "now": now}))
     if not device_ids:
         return []
     chain = ChainBook(session)
@@ -99,12 +107,12 @@ def raise_due_gaps(session: Session, *, gap_wait: timedelta, lag: timedelta, at:
     book = AlarmBook(session, fold_window=timedelta(0), device_ids=device_ids, on_open=notifying(session))
     book.lock()
     cases = {row.device_id: row.case_no for row in session.execute(_CASES, {"device_ids": device_ids})}
-    raised = []
+    raised = raise_due_holds(session, book, chain, cases, now=now)
     for device_id in device_ids:
         change = chain.announce(device_id, cutoff)
         if change is not None:
             on_chain_change(book, change, case_no=cases.get(device_id), at=at, due=True)
-            if cases.get(device_id) is not None:
+            if cases.get(device_id) is not None and device_id not in raised:
                 raised.append(device_id)
     chain.write()
     return raised

@@ -7,7 +7,8 @@ blames the storage (a full disk, an I/O error, a read-only or locked database: :
 only then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing from that batch and retries it
 later (storing it again is safe: duplicates are no-ops). Otherwise the batch is rolled back and its messages are stored
 one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
-``internal_error`` and the exception's class — and the others are stored as usual. Outcomes are logged and
+``internal_error`` and the exception's class — and the others are stored as usual (and a moved seal's events that
+only the batch's later ones place are placed after that pass: :mod:`.case_retry`). Outcomes are logged and
 counted only after their commit.
 
 A transaction that lost a race with another worker — PostgreSQL's deadlock or serialization failure (SQLSTATE
@@ -35,6 +36,7 @@ from server.errors import StorageUnavailable
 from server.evidence.queries import named_pictures
 from server.evidence.snapshot_files import SnapshotStore
 from server.ingest.batch import IngestBatch
+from server.ingest.case_retry import place_refused
 from server.ingest.checks import Opening, Prepared, prepare, prepare_all
 from server.ingest.quarantine_rows import QUARANTINE_DETAIL_LIMIT, QuarantineBudget, add_copies, stored_topic
 from server.ingest.refusal_count import CountedLog, RefusalBudget
@@ -194,12 +196,13 @@ class Ingestor:
             exc,
         )
         results: list[IngestResult] = []
-        for message in messages:
-            try:
+        try:
+            for message in messages:
                 results.append(self._ingest_alone(message, written))
-            except StorageUnavailable as exc:  # those before it are committed: done, not to be stored again
-                self._committed(results)
-                raise StorageUnavailable(str(exc), stored=results) from exc
+            place_refused(messages, results, lambda message: self._ingest_alone(message, written))  # :mod:`.case_retry`
+        except StorageUnavailable as exc:  # those before it are committed: done, not to be stored again
+            self._committed(results)
+            raise StorageUnavailable(str(exc), stored=results) from exc
         self._committed(results)
         return results
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -194,7 +194,7 @@ class HoldBack:
         for envelope, raw in self._refused:
             _add(naming, unnamed, envelope.device_id, raw, None)
         for device_id in sorted({device_id for device_id, _ in unnamed}):
-            for raw, received_at in _last_refused(session, device_id):
+            for raw, received_at in last_refused(session, device_id):
                 _add(naming, unnamed, device_id, raw, received_at)
         if not naming:
             return set(self._moved)
@@ -231,8 +231,8 @@ class _Refused:
     case_no: str
     ts: datetime  # the seal's clock when it signed it
     digest: str  # the SHA-256 of its bytes: what its successor names as prev_hash, and its quarantine row's sha256
-    names: set[tuple[str, str]]  # the batch's unnamed pictures it names: (device_id, sha256)
-    first_refused: datetime | None  # its quarantine row's first copy (None: not in the quarantine yet)
+    names: set[tuple[str, str]] = field(default_factory=set)  # the batch's unnamed pictures it names: (device, sha256)
+    first_refused: datetime | None = None  # its quarantine row's first copy (None: not in the quarantine yet)
 
 
 def _add(
@@ -256,6 +256,12 @@ def _add(
         naming[digest] = _Refused(device_id, seq, case_no, ts, digest, names, received_at)
     elif received_at is not None:
         known.first_refused = received_at if known.first_refused is None else min(known.first_refused, received_at)
+
+
+def chain_may_place(session: Session, envelope: Envelope, raw: bytes) -> bool:
+    """:func:`may_be_placed` for an event refused for its case (``raw``: its bytes)."""
+    refused = _Refused(envelope.device_id, envelope.seq, envelope.case_no, envelope.occurred_at, envelope_hash(raw))
+    return may_be_placed(session, refused)
 
 
 def may_be_placed(session: Session, refused: _Refused) -> bool:
@@ -297,7 +303,7 @@ def recently_moved(session: Session, device_ids: set[str], *, now: datetime) -> 
     return moved
 
 
-def _last_refused(session: Session, device_id: str) -> list[tuple[bytes, datetime]]:
+def last_refused(session: Session, device_id: str) -> list[tuple[bytes, datetime]]:
     """The bytes and first refusal of the seal's last :data:`REFUSED_LOOKBACK` events refused for their case: at
     most that many rows of each reason, read newest first from the index (device_id, reason, id)."""
     rows: list[tuple[int, bytes, datetime]] = []

@@ -94,4 +94,8 @@ class ChainState(Base):
     unannounced_since: Mapped[datetime | None] = mapped_column(
         comment="The oldest time in missing_since (null: none): a gap not raised yet, due gap_wait_s after it."
     )
+    case_held_until: Mapped[datetime | None] = mapped_column(
+        comment="While the seal's events refused as wrong_case may still be carried into their old case by the "
+        "chain (a moved seal's drain): when case_mismatch is raised for those still refused (null: none held)."
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
