@@ -16,7 +16,7 @@ from typing import Any
 from nacl.signing import VerifyKey
 
 from seal_protocol import Envelope, InvalidEnvelope, SignatureError, decode_envelope, parse_ts
-from seal_protocol.envelope import is_simulated
+from seal_protocol.envelope import is_simulated, reopen_envelope
 from seal_protocol.signing import verify_bytes, verify_key_from_b64
 from seal_verify.bundle import Bundle, Lines, ObjectLines, load_object
 from seal_verify.verdict import Check, cut, shown
@@ -44,20 +44,41 @@ class EventLine:
 
 class Events:
     """The lines of events.jsonl, each decoded (protocol.md's rules) as it is iterated: a check's pass over a case
-    of a million events holds one line and its envelope at a time, not all of them."""
+    of a million events holds one line and its envelope at a time, not all of them. The first whole pass decodes
+    each line with every rule and remembers which lines are no envelope, and why; later passes build the envelopes of
+    the others again without the rules that held (:func:`~seal_protocol.envelope.reopen_envelope`: the checks pass
+    over the events some fifteen times). With more than :data:`MAX_REMEMBERED` bad lines nothing is remembered."""
+
+    MAX_REMEMBERED = 10_000
 
     def __init__(self, lines: Lines | None = None) -> None:
         self._lines = lines if lines is not None else Lines(b"", "events.jsonl")
+        self._problems: dict[int, str] | None = None  # after a whole pass: each bad line's number -> why
 
     def __len__(self) -> int:
         return len(self._lines)
 
     def __iter__(self) -> Iterator[EventLine]:
+        known = self._problems
+        problems: dict[int, str] | None = {} if known is None else None
         for number, raw in enumerate(self._lines, start=1):
+            if known is not None:
+                problem = known.get(number)
+                yield EventLine(number, raw, None if problem else reopen_envelope(raw), problem)
+                continue
             try:
-                yield EventLine(number, raw, decode_envelope(raw), None)
+                envelope = decode_envelope(raw)
             except InvalidEnvelope as exc:
-                yield EventLine(number, raw, None, f"line {number} is not a canonical event envelope: {exc}")
+                problem = f"line {number} is not a canonical event envelope: {exc}"
+                if problems is not None:
+                    problems[number] = problem
+                    if len(problems) > self.MAX_REMEMBERED:
+                        problems = None
+                yield EventLine(number, raw, None, problem)
+            else:
+                yield EventLine(number, raw, envelope, None)
+        if problems is not None:  # (a pass that stopped early remembers nothing)
+            self._problems = problems
 
     def __contains__(self, item: object) -> bool:
         return any(line == item for line in self)
