@@ -3,7 +3,7 @@ read-only, I/O errors, a full disk) — why, how many events it holds in memory 
 them. The seal's unsigned word, shown as its status report (docs/protocol.md, "Status").
 
 Revision ID: 3e7b9c1d5f20
-Revises: 8d4f2b6e1a93
+Revises: 3f7b9e2c4a61
 Create Date: 2026-12-08 10:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import server.core.base
 
 revision: str = "3e7b9c1d5f20"
-down_revision: str | None = "8d4f2b6e1a93"
+down_revision: str | None = "3f7b9e2c4a61"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
