@@ -4,7 +4,8 @@
   which the session would die at disconnect), so paho re-sends unacknowledged events after a reconnect.
 * Only a CONNACK whose reason code is not a failure counts as connected.
 * Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop; none of
-  them on a connection whose stamp could not be kept (:mod:`seal_agent.connection_stamps`).
+  them on a connection whose stamp could not be kept (:mod:`seal_agent.connection_stamps`). While the seal cannot
+  store events, its ``online`` says so (:meth:`MqttPublisher.report_storage`), sent again with the same stamp.
   Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online`` follows the first
   PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused status sent first
   would hide every event's own verdict (and evidence matters more than presence).
@@ -40,7 +41,6 @@ import logging
 import random
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,11 @@ from seal_agent import __version__
 from seal_agent.connection_stamps import ConnectionStamps
 from seal_agent.errors import ConfigError, PublishError
 from seal_agent.interfaces import AckHandler, CommandHandler, ConnectionHandler, Lane, ReceiptHandler
+from seal_agent.mqtt_backoff import Backoff
 from seal_agent.mqtt_commands import CommandInbox
 from seal_agent.mqtt_socket import connect_error, send_at_once
 from seal_protocol import SealStatus, cmd_topic, encode_status, event_topic, snapshot_topic, status_topic
+from seal_protocol.status import StorageReport
 from seal_protocol.topics import receipt_topic
 from seal_protocol.transport import mqtt_client_id
 
@@ -65,9 +67,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 #: Ceiling of the reconnect back-off (s): how long a broker that is back at most waits for the seal.
 DEFAULT_RECONNECT_MAX_S = 5.0
-#: While the broker stays unreachable (or refuses the connection) for the same reason, that is logged as a warning
-#: (an error) at most this often (s).
-UNREACHABLE_WARNING_EVERY_S = 60.0
 _STATUS = None  # marks a status message in the mid table
 _ACCEPTED_RC = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: queued for reconnect
 
@@ -114,7 +113,6 @@ class MqttPublisher:
         self.session_expiry_s = session_expiry_s
         self.reconnect_min_s = max(1.0, reconnect_min_s)  # never faster than once a second
         self.reconnect_max_s = max(self.reconnect_min_s, reconnect_max_s)
-        self._rng = rng or random.Random()
         self._stamps = stamps or ConnectionStamps()
         self._event_topic = event_topic(device_id)
         self._status_topic = status_topic(device_id)
@@ -130,10 +128,11 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._subscribed = threading.Event()  # the cmd and receipt subscriptions of this connection are granted
         self._stopping = False
-        self._attempt = 0
-        self._problem: tuple[str, float] | None = None  # (problem, monotonic time) of the last such warning/error
         self._refused: ReasonCode | None = None  # this attempt's refused CONNACK, logged at the disconnect after it
         self._status_due = False  # online status owed on this connection, waiting for the first PUBACK
+        self._status_lock = threading.Lock()  # guards the storage report and its count
+        self._storage: StorageReport | None = None  # the seal cannot store events: its online says so
+        self._storage_told = 0  # reports given so far: the last online sent carries the last one
 
         client_id = mqtt_client_id(device_id, password)  # not the bare device id: nobody else can take our session
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
@@ -153,6 +152,9 @@ class MqttPublisher:
         client.on_subscribe = self._handle_subscribe
         client.on_socket_open = send_at_once
         self._client = client
+        self._backoff = Backoff(
+            client, min_s=self.reconnect_min_s, max_s=self.reconnect_max_s, rng=rng or random.Random(), log=logger
+        )
         self._commands = CommandInbox(client, self.url)
         self._set_will()
 
@@ -252,32 +254,6 @@ class MqttPublisher:
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)
         self._client.will_set(self._status_topic, payload, qos=1, retain=True)
 
-    def _schedule_reconnect(self) -> float:
-        """Draw the next back-off (jittered) and make it paho's next reconnect wait; return it."""
-        self._attempt += 1
-        ceiling = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(self._attempt - 1, 16))
-        delay = self._rng.uniform(self.reconnect_min_s, ceiling)
-        # paho annotates whole seconds but only adds the delay to the time: a fraction spreads the seals better.
-        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
-        return delay
-
-    def _log_problem(self, level: int, problem: str, delay: float) -> None:
-        """``problem`` at ``level`` the first time (or when it changes) and then once a minute; every other attempt
-        at DEBUG; with the delay actually used before the next attempt."""
-        now = time.monotonic()
-        last = self._problem
-        due = last is None or last[0] != problem or now - last[1] >= UNREACHABLE_WARNING_EVERY_S
-        if due:
-            self._problem = (problem, now)
-        logger.log(
-            level if due else logging.DEBUG,
-            "%s (attempt %d); next attempt in %.1f s, at most %g s apart",
-            problem,
-            self._attempt,
-            delay,
-            self.reconnect_max_s,
-        )
-
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode, properties: Any
     ) -> None:
@@ -287,8 +263,7 @@ class MqttPublisher:
         self._subscribed.clear()
         self._commands.new_connection()
         self._connected.set()
-        again = " again" if self._problem is not None else ""
-        self._problem = None
+        again = " again" if self._backoff.connected() else ""
         logger.info("connected%s to %s (session present: %s)", again, self.url, flags.session_present)
         with self._lock:
             events_owed = any(tag is not None for tag in self._mids.values())
@@ -300,12 +275,31 @@ class MqttPublisher:
             self._publish_online()
         self._on_connection(True)
 
+    def report_storage(self, report: StorageReport | None) -> None:
+        """The seal cannot store events (``report``), or can again (None): said in an ``online`` with this
+        connection's stamp, replacing the one sent (now if connected, else on the next connection)."""
+        with self._status_lock:
+            self._storage, self._storage_told = report, self._storage_told + 1
+        if self._connected.is_set() and not self._status_due:
+            try:
+                self._publish_online()
+            except PublishError as exc:  # the next connection's online says it
+                logger.warning("storage status not sent: %s", exc)
+
     def _publish_online(self) -> None:
+        """The ``online`` of this connection with the storage report as it is; sent again if the report changed
+        meanwhile (never under a lock of ours: paho calls on_publish under its own, which publish takes)."""
         self._status_due = False
-        if self._connection_ts is None:
-            return
-        payload = encode_status(SealStatus.ONLINE, agent_version=self.agent_version, ts=self._connection_ts)
-        self._publish(self._status_topic, payload, retain=True, tag=_STATUS)
+        while self._connection_ts is not None:
+            with self._status_lock:
+                report, told = self._storage, self._storage_told
+            payload = encode_status(
+                SealStatus.ONLINE, agent_version=self.agent_version, ts=self._connection_ts, storage=report
+            )
+            self._publish(self._status_topic, payload, retain=True, tag=_STATUS)
+            with self._status_lock:
+                if told == self._storage_told:  # a later report is sent by whoever made it, or by this loop
+                    return
 
     def _handle_disconnect(
         self,
@@ -325,19 +319,19 @@ class MqttPublisher:
         if was_connected:
             logger.warning("disconnected from %s: %s", self.url, reason_code)
             self._on_connection(False)
-        delay = self._schedule_reconnect()
+        delay = self._backoff.schedule()
         refused, self._refused = self._refused, None
         if refused is not None:
             problem = f"the broker at {self.url} refused the connection as {self.username}: {refused}"
-            self._log_problem(logging.ERROR, problem, delay)
+            self._backoff.log_problem(logging.ERROR, problem, delay)
         else:
-            logger.debug("reconnecting to %s in %.1f s (attempt %d)", self.url, delay, self._attempt)
+            logger.debug("reconnecting to %s in %.1f s (attempt %d)", self.url, delay, self._backoff.attempt)
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if self._stopping:
             return
-        delay = self._schedule_reconnect()
-        self._log_problem(logging.WARNING, f"cannot reach the broker at {self.url}: {connect_error()}", delay)
+        delay = self._backoff.schedule()
+        self._backoff.log_problem(logging.WARNING, f"cannot reach the broker at {self.url}: {connect_error()}", delay)
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
@@ -349,7 +343,7 @@ class MqttPublisher:
             if not known:
                 self._early_acks[mid] = failure
         if failure is None:
-            self._attempt = 0  # the broker takes our messages: the next outage starts with a short back-off
+            self._backoff.attempt = 0  # the broker takes our messages: the next outage starts with a short back-off
         if known:
             self._report(tag, failure)
         if self._status_due and self._connected.is_set():

@@ -8,7 +8,9 @@ What it wires, in the direction the data flows (edge → warning → journal →
   spool's thinning), is committed by the journal's one :class:`~seal_agent.journal.recorder.EventRecorder`;
 * :class:`~seal_agent.journal.delivery.Delivery` drains the journal through the MQTT publisher and takes the
   broker's PUBACKs and the court's receipts itself; the :class:`~seal_agent.behaviour.commands.CommandDesk` takes the
-  court's commands.
+  court's commands;
+* the recorder's storage health (:mod:`seal_agent.journal.storage_health`: its commits refused) feeds the publisher's
+  retained ``online`` status, which says while the seal cannot store its events.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SealRuntime:
                 device_id=config.device_id, case_no=config.case_no, signing_key=key, outbox=self.outbox,
                 clock=self.clock, simulated=simulated,
             )  # fmt: skip
+            self.recorder.storage.listener = self.publisher.report_storage  # its status says it cannot store
             self.spool = self._build_spool()
             self._build_camera()
             self.delivery = Delivery(

@@ -16,8 +16,10 @@ than when it received the status + a skew is ordered as received (``server.inges
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from seal_protocol.envelope import parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope
@@ -33,12 +35,59 @@ class SealStatus(StrEnum):
     OFFLINE = "offline"
 
 
-def encode_status(state: SealStatus, *, agent_version: str | None = None, ts: str | None = None) -> bytes:
-    """Canonical bytes ``{"agent_version": ..., "state": ..., "ts": ...}``; ``ts``: the connection's stamp.
+_STORAGE_FIELDS = {"held", "reason", "since"}
+#: A status's ``storage.held`` is at most this (a seal holds far fewer events in memory).
+MAX_HELD = 10**9
+
+
+class StorageFault(StrEnum):
+    """Why a seal cannot store events: its ``storage.reason``."""
+
+    READ_ONLY = "read_only"  # its filesystem refuses writes (a failing card the kernel remounted read-only)
+    FULL = "full"  # no room left
+    IO_ERROR = "io_error"  # any other refusal of its disk or database (I/O errors)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageReport:
+    """A seal's word that it cannot store events: why, how many events it holds in memory only, since when (its
+    first refused commit, in the envelope's ``ts`` form)."""
+
+    reason: StorageFault
+    held: int
+    since: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"held": self.held, "reason": self.reason.value, "since": self.since}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMessage:
+    """A decoded status message (:func:`decode_status_message`)."""
+
+    state: SealStatus
+    ts: str
+    storage: StorageReport | None = None
+
+
+def encode_status(
+    state: SealStatus,
+    *,
+    agent_version: str | None = None,
+    ts: str | None = None,
+    storage: StorageReport | None = None,
+) -> bytes:
+    """Canonical bytes ``{"agent_version": ..., "state": ..., "ts": ...}``; ``ts``: the connection's stamp;
+    ``storage``: the seal cannot store events (an ``online`` only).
 
     The Last Will is built when the seal connects, so its ``ts`` is the connection time, not the time of loss.
     """
-    return canonical_json({"state": state.value, "ts": ts or utc_now_ms(), "agent_version": agent_version})
+    obj: dict[str, Any] = {"state": state.value, "ts": ts or utc_now_ms(), "agent_version": agent_version}
+    if storage is not None:
+        if state is not SealStatus.ONLINE:
+            raise ValueError("only an online status carries a storage report")
+        obj["storage"] = storage.wire()
+    return canonical_json(obj)
 
 
 def supersedes(state: SealStatus, ts: datetime, stored_state: str | None, stored_ts: datetime | None) -> bool:
@@ -50,11 +99,18 @@ def supersedes(state: SealStatus, ts: datetime, stored_state: str | None, stored
 
 
 def decode_status(data: bytes) -> tuple[SealStatus, str]:
-    """Return (state, ts) of a status message; raise :class:`InvalidEnvelope` if it is not exactly one.
+    """Return (state, ts) of a status message; raise :class:`InvalidEnvelope` if it is not exactly one."""
+    message = decode_status_message(data)
+    return message.state, message.ts
 
-    Parsed as strictly as an envelope: wire JSON, exactly the three fields, ``state`` one of the states, ``ts`` a
-    real moment in the envelope's ``ts`` form, ``agent_version`` a string of at most 64 characters or null, and
-    the bytes the canonical encoding of that object.
+
+def decode_status_message(data: bytes) -> StatusMessage:
+    """The status message ``data``; raise :class:`InvalidEnvelope` if it is not exactly one.
+
+    Parsed as strictly as an envelope: wire JSON, exactly the three fields (an ``online`` may have a fourth,
+    ``storage``: exactly ``held``, an integer 0 … :data:`MAX_HELD`, ``reason``, a :class:`StorageFault`, and
+    ``since``, a ts), ``state`` one of the states, ``ts`` a real moment in the envelope's ``ts`` form,
+    ``agent_version`` a string of at most 64 characters or null, and the bytes the canonical encoding of that object.
     """
     if len(data) > MAX_STATUS_BYTES:
         raise InvalidEnvelope(f"invalid status message: {len(data)} bytes, limit {MAX_STATUS_BYTES}", "oversized")
@@ -62,7 +118,7 @@ def decode_status(data: bytes) -> tuple[SealStatus, str]:
         obj = loads_wire_json(data, what="status message")
     except InvalidEnvelope as exc:
         raise InvalidEnvelope(f"invalid status message: {exc}", exc.code) from None
-    if not isinstance(obj, dict) or obj.keys() != _FIELDS:
+    if not isinstance(obj, dict) or obj.keys() - {"storage"} != _FIELDS:
         raise InvalidEnvelope(f"invalid status message: expected an object with exactly the fields {sorted(_FIELDS)}")
     state, ts, version = obj["state"], obj["ts"], obj["agent_version"]
     if type(state) is not str or state not in {s.value for s in SealStatus}:
@@ -79,4 +135,24 @@ def decode_status(data: bytes) -> tuple[SealStatus, str]:
         raise InvalidEnvelope("invalid status message: a string holds a surrogate", "invalid_json") from None
     if canonical != data:
         raise InvalidEnvelope("invalid status message: not the canonical encoding", "non_canonical")
-    return SealStatus(state), ts
+    storage = _storage(obj["storage"], state) if "storage" in obj else None
+    return StatusMessage(SealStatus(state), ts, storage)
+
+
+def _storage(value: object, state: str) -> StorageReport:
+    if state != SealStatus.ONLINE.value:
+        raise InvalidEnvelope("invalid status message: only an online status carries storage")
+    if not isinstance(value, dict) or value.keys() != _STORAGE_FIELDS:
+        raise InvalidEnvelope(f"invalid status message: storage must have exactly the fields {sorted(_STORAGE_FIELDS)}")
+    held, reason, since = value["held"], value["reason"], value["since"]
+    if type(held) is not int or not 0 <= held <= MAX_HELD:
+        raise InvalidEnvelope(f"invalid status message: storage.held must be an integer 0 … {MAX_HELD}")
+    if type(reason) is not str or reason not in {r.value for r in StorageFault}:
+        raise InvalidEnvelope(
+            f"invalid status message: storage.reason must be one of {[r.value for r in StorageFault]}"
+        )
+    try:
+        parse_ts(since)
+    except (ValueError, TypeError) as exc:
+        raise InvalidEnvelope(f"invalid status message: storage.since: {exc}") from None
+    return StorageReport(StorageFault(reason), held, since)

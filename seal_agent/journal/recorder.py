@@ -23,7 +23,8 @@ monotonic clock) told in the wall clock read then; the clock's :class:`Timeline`
 clock since is put in line first, as ``clock_stepped``. So no event stamped by the old clock follows a
 ``clock_stepped``, and none stamped by the new one comes before it (an edge before the step, built after it, is told
 in the new clock; held on a full disk, an event keeps the stamp of its place). :class:`Moment` values in a payload
-(``not_before``) are told in the clock of the event's ``ts``.
+(``not_before``) are told in the clock of the event's ``ts``. Each refused and each accepted commit is told to
+:attr:`EventRecorder.storage` (:mod:`.storage_health`): the seal's status says while it cannot store.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from seal_agent.errors import EventLost, EventRefused, OutboxError
@@ -40,7 +41,9 @@ from seal_agent.interfaces import Clock
 from seal_agent.journal.disk_room import FullDiskWatch
 from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
 from seal_agent.journal.outbox_salvage import lost_payload
+from seal_agent.journal.storage_health import StorageHealth
 from seal_agent.journal.timeline import Anchor, LiveClock, Timeline, told
+from seal_agent.journal.turn import LateFields, Turn
 from seal_protocol import EventType, InvalidEnvelope, encode_envelope, new_envelope, utc_now_ms
 from seal_protocol.envelope import SIMULATED_FIELD
 from seal_protocol.signing import SigningKey, sign_envelope
@@ -52,73 +55,6 @@ LOST_DETAIL_CHARS = 300
 #: Characters of a lost event's payload the log shows: the log is then its only record, so any payload an envelope
 #: could carry (64 KiB) is logged whole; only one of a size no envelope holds is cut.
 LOG_PAYLOAD_CHARS = 256 * 1024
-
-#: Fields of an event read only when it is committed, after the held events before it (its ``outbox_depth``).
-LateFields = Callable[[], Mapping[str, Any]]
-
-
-class Turn:
-    """One event's place in the recorder's line: committed (:meth:`result` is its stored event), lost (its
-    ``event_lost`` stands in its place: :class:`~seal_agent.errors.EventLost`), given up at the stop
-    (:class:`~seal_agent.errors.OutboxError`, logged CRITICAL), or held until the outbox takes it. Thread-safe."""
-
-    def __init__(
-        self,
-        type: EventType,
-        body: Mapping[str, Any],
-        moment: float,
-        anchor: Anchor,
-        late: LateFields | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        self.type = type
-        self.settings = settings  # stored in the transaction that commits the event, also when it was held
-        self._anchor = anchor  # the clocks when it took its place in the line: its ts is told in that wall clock
-        self.at = self.wall_of(moment)
-        self.body: dict[str, Any] = told(dict(body), self.wall_of)
-        self.late = late
-        self._cond = threading.Condition()
-        self._stored: StoredEvent | None = None
-        self._error: Exception | None = None
-        self._interrupted = False
-
-    def wall_of(self, mono: float) -> datetime:
-        """The monotonic time ``mono`` in the wall clock in force at this event's place in the chain."""
-        anchor_mono, anchor_wall = self._anchor
-        return anchor_wall - timedelta(seconds=anchor_mono - mono)
-
-    @property
-    def settled(self) -> bool:
-        with self._cond:
-            return self._stored is not None or self._error is not None
-
-    def wait(self, timeout: float) -> bool:
-        """Wait until the event is settled (True), or ``timeout`` s pass or :meth:`interrupt` is called (False)."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._interrupted or self._stored is not None or self._error is not None, timeout
-            )
-            return self._stored is not None or self._error is not None
-
-    def interrupt(self) -> None:
-        """Wake every :meth:`wait` now and from now on (its waiter stops); the event stays in line."""
-        with self._cond:
-            self._interrupted = True
-            self._cond.notify_all()
-
-    def result(self) -> StoredEvent:
-        """The committed event; EventLost (an event_lost stands in its place), OutboxError (held, or given up)."""
-        with self._cond:
-            if self._stored is not None:
-                return self._stored
-            if self._error is not None:
-                raise self._error
-        raise OutboxError(f"{self.type.value} of {self.at} is not committed yet: it waits in line for the outbox")
-
-    def _settle(self, stored: StoredEvent | None = None, error: Exception | None = None) -> None:
-        with self._cond:
-            self._stored, self._error = stored, error
-            self._cond.notify_all()
 
 
 class EventRecorder:
@@ -155,6 +91,7 @@ class EventRecorder:
         #: Called after each commit, on the recording thread (delivery's event courier's ``notify``): return quickly.
         self.on_committed: Callable[[], None] = _nothing
         self.full_disk = FullDiskWatch()  # its on_full: the outbox refused an event for a full disk (spool sets it)
+        self.storage = StorageHealth(outbox.path.parent, clock.now)
         self._order = threading.Lock()  # held events are committed before any later one, in their order
         self._held: list[Turn] = []
         self._closed = False  # close() has given up what was held: nothing is held any more
@@ -301,6 +238,7 @@ class EventRecorder:
             with self.full_disk.telling():  # on_full, also outside the line's lock
                 yield
         finally:
+            self.storage.tell(len(self._held))  # the seal's status says whether it can store now
             if self._commits != before:
                 self.on_committed()
 
@@ -383,8 +321,13 @@ class EventRecorder:
             )
             return encode_envelope(sign_envelope(envelope, self._key))
 
-        with self.full_disk.counting():
-            stored = self._outbox.append(build, settings=settings)
+        try:
+            with self.full_disk.counting():
+                stored = self._outbox.append(build, settings=settings)
+        except OutboxError as exc:
+            self.storage.refused(exc)
+            raise
+        self.storage.took()
         self._commits += 1
         logger.info("event seq=%d %s committed", stored.seq, type.value)
         return stored

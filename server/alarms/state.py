@@ -34,6 +34,7 @@ class AlarmKind(StrEnum):
     REFUSAL_FLOOD = "refusal_flood"
     SENSOR_FLAPPING = "sensor_flapping"
     SENSOR_STUCK = "sensor_stuck"
+    STORAGE_FAILED = "storage_failed"
 
     @property
     def severity(self) -> Severity:
@@ -42,8 +43,8 @@ class AlarmKind(StrEnum):
     @property
     def is_condition(self) -> bool:
         """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out, an unsynchronised
-        clock, a seal configured with another case number, an account flooding refused messages) has at most one live
-        alarm per seal: repeats always fold into it."""
+        clock, a seal configured with another case number, an account flooding refused messages, a seal that says it
+        cannot store events) has at most one live alarm per seal: repeats always fold into it."""
         return self in CONDITIONS
 
 
@@ -65,6 +66,7 @@ SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.REFUSAL_FLOOD: Severity.HIGH,  # its account floods refused messages: its password may be stolen
     AlarmKind.SENSOR_FLAPPING: Severity.HIGH,  # its edges are counted, not each a trigger: someone must look at it
     AlarmKind.SENSOR_STUCK: Severity.HIGH,  # a PIR reading motion for ever tells nobody of a new arrival
+    AlarmKind.STORAGE_FAILED: Severity.HIGH,  # what happens is held in the seal's memory only: a power cut loses it
 }
 
 CONDITIONS = frozenset(
@@ -77,6 +79,7 @@ CONDITIONS = frozenset(
         AlarmKind.CLOCK_UNSYNCED,
         AlarmKind.CASE_MISMATCH,
         AlarmKind.REFUSAL_FLOOD,
+        AlarmKind.STORAGE_FAILED,
     }
 )
 

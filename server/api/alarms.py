@@ -40,7 +40,8 @@ class AlarmPublic(BaseModel):
         "wrong_case), refusal_flood (封条账号大量发送被拒消息 / its MQTT account sent more refused messages than "
         "[ingest] quarantine_seal_rows in a window: the rest are only counted; disable the account if its password "
         "is in other hands), sensor_flapping (传感器抖动 / a PIR or tamper switch flapping: its edges merged into "
-        "signed counts), sensor_stuck (传感器卡滞 / a PIR reading motion without end)."
+        "signed counts), sensor_stuck (传感器卡滞 / a PIR reading motion without end), storage_failed (封条存储故障 / "
+        "the seal's unsigned status report says it cannot store events: how many it holds in memory, since when)."
     )
     severity: str
     state: AlarmState

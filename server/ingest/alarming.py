@@ -275,13 +275,15 @@ def on_status(
     at: datetime,
     ts: str | None,
     grace: bool = False,
+    storage: Mapping[str, Any] | None = None,
 ) -> None:
     """An ``offline`` status (usually the broker's Last Will) raises the offline alarm, unless the seal has a
     ``grace`` to come back in (the liveness check raises it after that). ``online`` closes nothing: a status is not
-    signed, so only the seal's next signed event (:meth:`EventAlarms.on_event`) closes it."""
+    signed, so only the seal's next signed event (:meth:`EventAlarms.on_event`) closes it. ``storage``: the storage
+    report the seal's last ``online`` carried (:func:`~server.ingest.storage_alarm.storage_details`), in the details."""
     # An unbound seal (in storage) offline: no alarm.
     if state is SealStatus.OFFLINE and case_no is not None and not grace:
-        details = {"reason": "offline_status", "status_ts": ts}
+        details = {"reason": "offline_status", "status_ts": ts, **(storage or {})}
         book.raise_alarm(AlarmKind.OFFLINE, device_id=device_id, case_no=case_no, at=at, details=details)
 
 

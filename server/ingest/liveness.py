@@ -4,7 +4,9 @@ A seal's Last Will (the retained ``offline`` status) raises ``offline`` in the i
 broker restart without persistence, a half-open TCP connection that keepalive has not caught yet), so the server also
 looks at ``last_seen_at`` (its last new signed event: statuses and snapshots are not signed, and a replayed copy
 proves nothing) every ``check_interval_s``: a seal bound to a case and silent for more than ``offline_after_s`` gets
-an ``offline`` alarm too. The seal's next new event closes it (:mod:`server.ingest.alarming`). Seals never heard
+an ``offline`` alarm too. The seal's next new event closes it (:mod:`server.ingest.alarming`). A seal whose last
+``online`` status said it cannot store events (a card gone read-only: it warns, but commits nothing, so it falls
+silent) has that report in its alarm's details (:func:`~server.ingest.storage_alarm.storage_details`). Seals never heard
 from (not installed yet) and unbound seals are left alone.
 
 Calm by design: with a grace (``[alarms] offline_grace_s``), an ``offline`` status does not raise the alarm in the
@@ -42,6 +44,7 @@ from server.core.db import SessionFactory
 from server.core.metrics import IngestMetrics
 from server.core.rounds import RoundLoop
 from server.ingest.gap_wait import raise_due_gaps
+from server.ingest.storage_alarm import storage_details
 from server.marks.marks import CaughtUp
 from server.notify.outbox import notifying
 from server.seals.models import Seal
@@ -58,6 +61,9 @@ class Sighting:
     last_seen_at: datetime | None
     status: str | None = None
     status_changed_at: datetime | None = None
+    storage_fault: str | None = None  # the seal said, in its last online status, it cannot store events
+    storage_held: int | None = None
+    storage_since: datetime | None = None
 
 
 def find_silent_seals(
@@ -198,7 +204,10 @@ class LivenessChecker:
                 # has no row to lock): raising it under the seal's row looks again (server.alarms.book).
                 book = AlarmBook(session, fold_window=timedelta(0), device_ids=candidates, on_open=notifying(session))
                 book.lock()
-                columns = (Seal.device_id, Seal.case_no, Seal.last_seen_at, Seal.status, Seal.status_changed_at)
+                columns = (
+                    *(Seal.device_id, Seal.case_no, Seal.last_seen_at, Seal.status, Seal.status_changed_at),
+                    *(Seal.storage_fault, Seal.storage_held, Seal.storage_since),
+                )
                 rows = session.execute(
                     select(*columns)
                     .where(Seal.device_id.in_(candidates))
@@ -222,6 +231,7 @@ class LivenessChecker:
                         "reason": "silent",
                         "last_seen_at": seal.last_seen_at.isoformat(),
                         "silent_s": int((now - seal.last_seen_at).total_seconds()),
+                        **storage_details(seal.storage_fault, seal.storage_held, seal.storage_since),
                     }
                     book.raise_alarm(
                         AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details
@@ -232,6 +242,7 @@ class LivenessChecker:
                         "reason": "offline_status",
                         "offline_since": seal.status_changed_at.isoformat(),
                         "grace_s": self.offline_grace_s,
+                        **storage_details(seal.storage_fault, seal.storage_held, seal.storage_since),
                     }
                     book.raise_alarm(
                         AlarmKind.OFFLINE, device_id=seal.device_id, case_no=seal.case_no, at=now, details=details

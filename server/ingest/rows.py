@@ -32,6 +32,8 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, case, literal_column, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from seal_protocol.envelope import parse_ts
+from seal_protocol.status import StorageReport
 from server.core.bulk_insert import BulkInsert
 from server.core.bulk_update import BulkUpdate, Values
 from server.core.driver_sql import DriverSelect
@@ -65,6 +67,9 @@ _SEAL_CHANGE_TYPES = {
     "status": _SEALS.c.status.type,
     "status_at": _SEALS.c.status_changed_at.type,
     "status_ts": _SEALS.c.status_ts.type,
+    "storage_fault": _SEALS.c.storage_fault.type,  # None: unchanged; "": cleared (the seal stores again)
+    "storage_held": _SEALS.c.storage_held.type,
+    "storage_since": _SEALS.c.storage_since.type,
 }
 
 
@@ -91,6 +96,9 @@ def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
     seen, armed, status = _seal_conditions(v)
     seals = _SEALS.c
     changes_state = and_(status, or_(seals.status.is_(None), seals.status != v["status"]))
+    # The storage report of the batch's standing online status, with the status (an offline one leaves it).
+    storage = and_(status, v["storage_fault"].is_not(None))
+    cleared = v["storage_fault"] == literal_column("''")
 
     def if_(condition: ColumnElement[bool], new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
         return case((condition, new), else_=old)
@@ -104,6 +112,9 @@ def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
         "status": if_(status, v["status"], seals.status),
         "status_changed_at": if_(changes_state, v["status_at"], seals.status_changed_at),  # when it became that
         "status_ts": if_(status, v["status_ts"], seals.status_ts),
+        "storage_fault": if_(storage, case((cleared, None), else_=v["storage_fault"]), seals.storage_fault),
+        "storage_held": if_(storage, v["storage_held"], seals.storage_held),
+        "storage_since": if_(storage, v["storage_since"], seals.storage_since),
     }
 
 
@@ -112,6 +123,15 @@ def _seal_values(v: Values) -> dict[str, ColumnElement[Any]]:
 _SEAL_CHANGES = BulkUpdate(
     _SEALS, "device_id", _SEAL_CHANGE_TYPES, values=_seal_values, where=lambda v: or_(*_seal_conditions(v))
 )
+
+
+def _storage_values(storage: dict[str, StorageReport | None], device_id: str) -> dict[str, Any]:
+    if device_id not in storage:
+        return {"storage_fault": None, "storage_held": None, "storage_since": None}
+    report = storage[device_id]
+    if report is None:
+        return {"storage_fault": "", "storage_held": None, "storage_since": None}
+    return {"storage_fault": report.reason.value, "storage_held": report.held, "storage_since": parse_ts(report.since)}
 
 
 class Leaf:
@@ -136,6 +156,8 @@ class SealChanges:
         self.seen: dict[str, datetime] = {}  # device_id -> received_at of its last stored event
         self.armed: dict[str, tuple[bool, datetime, int, str]] = {}  # device_id -> (armed, ts, seq, case) of its newest
         self.status: dict[str, tuple[str, datetime, datetime]] = {}  # device_id -> (status, received_at, its ts)
+        #: device_id -> the storage report of its batch's last standing online status (None: it stores again)
+        self.storage: dict[str, StorageReport | None] = {}
 
     def event(
         self, device_id: str, received_at: datetime, armed: bool | None, ts: datetime, seq: int, case_no: str
@@ -172,5 +194,6 @@ class SealChanges:
             armed = dict(zip(("armed", "armed_at", "armed_seq", "armed_case"), told, strict=True))
             stated = self.status.get(device_id, (None,) * 3)
             status = dict(zip(("status", "status_at", "status_ts"), stated, strict=True))
-            rows.append({"device_id": device_id, "seen_at": self.seen.get(device_id), **armed, **status})
+            rows.append({"device_id": device_id, "seen_at": self.seen.get(device_id), **armed, **status,
+                         **_storage_values(self.storage, device_id)})  # fmt: skip
         _SEAL_CHANGES.execute(session, rows)

@@ -38,7 +38,11 @@ HEAD_LIMIT = 100_000
 _SEALS = cast(Table, Seal.__table__)  # Core columns: the statement skips the ORM's per-execution work
 _SEAL_ROWS = DriverSelect(
     select(
-        *(_SEALS.c[name] for name in ("device_id", "public_key", "case_no", "status", "status_changed_at", "status_ts"))
+        *(
+            _SEALS.c[name]
+            for name in ("device_id", "public_key", "case_no", "status", "status_changed_at", "status_ts")
+        ),
+        *(_SEALS.c[name] for name in ("storage_fault", "storage_held", "storage_since")),
     ).where(one_of(_SEALS.c.device_id, "device_ids"))
 )
 
@@ -53,6 +57,9 @@ class SealRow:
     status: str | None
     status_changed_at: datetime | None  # when the court received that status
     status_ts: datetime | None = None  # that status's own ts (its connection's stamp): orders a seal's statuses
+    storage_fault: str | None = None  # the storage report of its last standing online status (unsigned)
+    storage_held: int | None = None
+    storage_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

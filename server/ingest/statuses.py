@@ -22,19 +22,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from seal_protocol import SealStatus, decode_status
+from seal_protocol import SealStatus
 from seal_protocol.envelope import parse_ts, utc_now_ms
 from seal_protocol.errors import InvalidEnvelope
-from seal_protocol.status import supersedes
+from seal_protocol.status import StorageReport, decode_status_message, supersedes
 from server.alarms.book import AlarmBook
 from server.ingest.alarming import on_status
 from server.ingest.checks import BINDING_CLOCK_SKEW
 from server.ingest.results import IngestResult, Message, Outcome, Reason, Rejected
 from server.ingest.rows import SealChanges
 from server.ingest.seal_cache import SealRow
+from server.ingest.storage_alarm import on_storage, report_details, storage_details
 
 #: How far ahead of the court's clock a status's stamp is taken as the seal's: the same bound as an event's
 #: (:data:`~server.ingest.checks.BINDING_CLOCK_SKEW`). A later stamp orders its status as received.
@@ -55,6 +57,7 @@ class _Status:
     stamp: datetime  # bounded (:func:`bounded_stamp`)
     ts: str  # as the seal sent it
     at: datetime  # received
+    storage: StorageReport | None = None  # an online's: the seal cannot store events
     stands: bool = True
 
 
@@ -71,9 +74,10 @@ class BatchStatuses:
         """The result of a status message of ``seal``, and its alarm work (None: it changes nothing), to be run in
         the messages' order once :meth:`settle` has run."""
         try:
-            state, ts = decode_status(message.payload)
+            decoded = decode_status_message(message.payload)
         except InvalidEnvelope as exc:
             raise Rejected(Reason.INVALID_STATUS, str(exc)) from None
+        state, ts = decoded.state, decoded.ts
         changed = self._changes.status
         current = changed[seal.device_id][::2] if seal.device_id in changed else (seal.status, seal.status_ts)
         own = parse_ts(ts)  # its connection's stamp, checked by decode_status
@@ -90,9 +94,13 @@ class BatchStatuses:
             detail = f"{state.value} (older than the stored one){cut}"
             return IngestResult(Outcome.STATUS, seal.device_id, detail=detail, stamp_clamped=clamped), None
         changed[seal.device_id] = (state.value, message.received_at, stamp)
-        status = _Status(place, seal, state, stamp, ts, message.received_at)
+        if state is SealStatus.ONLINE:  # an online says whether the seal stores its events (unsigned)
+            self._changes.storage[seal.device_id] = decoded.storage
+        status = _Status(place, seal, state, stamp, ts, message.received_at, decoded.storage)
         self._statuses.append(status)
-        result = IngestResult(Outcome.STATUS, seal.device_id, detail=f"{state.value}{cut}", stamp_clamped=clamped)
+        said = f" (storage: {decoded.storage.reason.value}, {decoded.storage.held} held)" if decoded.storage else ""
+        detail = f"{state.value}{said}{cut}"
+        result = IngestResult(Outcome.STATUS, seal.device_id, detail=detail, stamp_clamped=clamped)
         return result, lambda: self._alarm(status)
 
     def _alarm(self, status: _Status) -> None:
@@ -100,10 +108,19 @@ class BatchStatuses:
         # event refreshes last_seen_at and closes an offline alarm.
         if status.stands:
             seal = status.seal
+            if status.state is SealStatus.ONLINE:  # raises, updates or closes storage_failed
+                on_storage(self._book, seal.device_id, status.storage, case_no=seal.case_no, at=status.at)
             on_status(
                 self._book, seal.device_id, status.state, case_no=seal.case_no, at=status.at, ts=status.ts,
-                grace=self._grace,
+                grace=self._grace, storage=self._stored_report(seal),
             )  # fmt: skip
+
+    def _stored_report(self, seal: SealRow) -> dict[str, Any]:
+        """The storage report of the seal's last standing online: this batch's, else its row's."""
+        if seal.device_id in self._changes.storage:
+            report = self._changes.storage[seal.device_id]
+            return {} if report is None else {"storage": report_details(report)}
+        return storage_details(seal.storage_fault, seal.storage_held, seal.storage_since)
 
     def settle(self, session: Session, results: list[IngestResult], *, lock: set[str]) -> bool:
         """Decide, against the seals' rows locked, which statuses stand (PostgreSQL; SQLite: as read); return
@@ -113,16 +130,22 @@ class BatchStatuses:
         self._book.lock()  # the live alarms first: the lock order of server.ingest.rows
         stored = self._changes.lock(session, lock=lock)
         current = {d: stored.get(d, (None, None)) for d in {s.seal.device_id for s in self._statuses}}
+        for device_id in current:  # the storage reports of the statuses that stand against the rows locked
+            self._changes.storage.pop(device_id, None)
         for status in self._statuses:
             device_id = status.seal.device_id
             status.stands = supersedes(status.state, status.stamp, *current[device_id])
             if status.stands:
                 current[device_id] = (status.state.value, status.stamp)
                 self._changes.status[device_id] = (status.state.value, status.at, status.stamp)
+                if status.state is SealStatus.ONLINE:
+                    self._changes.storage[device_id] = status.storage
             else:  # another worker stored a newer status of the seal meanwhile
                 result = results[status.place]
                 results[status.place] = replace(result, detail=f"{status.state.value} (older than the stored one)")
         for device_id, (state, stamp) in stored.items():
-            if device_id in current and current[device_id] == (state, stamp):
-                self._changes.status.pop(device_id, None)  # none of the batch's stands: nothing to write
+            # None of the batch's stands (nor re-says an online with its storage report): nothing to write.
+            unchanged = device_id in current and current[device_id] == (state, stamp)
+            if unchanged and device_id not in self._changes.storage:
+                self._changes.status.pop(device_id, None)
         return True

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
 )
@@ -77,6 +78,15 @@ class Case(Base):
         return self.court_row.name if self.court_row is not None else ""
 
 
+#: The seal's storage report (its retained ``online`` status's ``storage``: docs/protocol.md, "Status"), unsigned.
+STORAGE_FAULT_COMMENT = (
+    "Why the seal said, in its last standing online status, that it cannot store events (read_only, full, io_error); "
+    "null: it did not say so. The seal's unsigned report, not evidence."
+)
+STORAGE_HELD_COMMENT = "How many events the seal said it holds in memory only, with that report."
+STORAGE_SINCE_COMMENT = "Since when, by the seal's clock, it said it cannot store (its first refused commit)."
+
+
 class Seal(Base):
     """One installed device, bound to at most one case at a time, with its last known state."""
 
@@ -104,6 +114,9 @@ class Seal(Base):
     armed: Mapped[bool | None] = mapped_column(comment="Armed, as the seal's latest signed event that tells says.")
     armed_at: Mapped[datetime | None] = mapped_column(comment="The ts of that event.")
     armed_seq: Mapped[int | None] = mapped_column(BigInteger, comment="The seq of that event.")
+    storage_fault: Mapped[str | None] = mapped_column(String(16), comment=STORAGE_FAULT_COMMENT)
+    storage_held: Mapped[int | None] = mapped_column(Integer, comment=STORAGE_HELD_COMMENT)
+    storage_since: Mapped[datetime | None] = mapped_column(comment=STORAGE_SINCE_COMMENT)
 
 
 class SealBinding(Base):

@@ -293,4 +293,5 @@ def test_list_alarms_filters_by_case_and_state_and_pages(court: Court, session_f
             "refusal_flood": 0,
             "sensor_flapping": 0,
             "sensor_stuck": 0,
+            "storage_failed": 0,
         }

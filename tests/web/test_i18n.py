@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seal_protocol import EventType
 from seal_protocol.commands import COMMAND_RESULTS, UNVERIFIED_REASONS, CommandAction, RejectReason
+from seal_protocol.status import StorageFault
 from server.alarms.state import AlarmKind, AlarmState, Severity
 from server.auth.access import Role
 from server.commands.state import CommandState
@@ -80,6 +81,7 @@ def test_keys_built_from_values_have_words_for_every_value() -> None:
         "admin_done": [*admin_users.DONE, *admin_cases.DONE],
         "seal_value": [f"{field}_{value}" for field, values in HEARTBEAT_WORDS.items() for value in values],
         "notice_fact": list(REQUIRED_FACTS),
+        "storage_fault": [f.value for f in StorageFault],
     }
     assert built <= values.keys(), "a key is built from values this test does not know: add them here"
     missing = {f"{prefix}.{value}" for prefix in built for value in values[prefix]} - catalogue().keys()
