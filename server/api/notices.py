@@ -54,13 +54,19 @@ TokenQuery = Annotated[
 class NoticeSealState(BaseModel):
     armed: bool | None = Field(
         description="Armed (true) or disarmed, from the seal's signed events of the binding the notice was issued "
-        "under; null: unknown, or the seal is no longer bound under it (its state elsewhere is not told)."
+        "under; null: unknown, the seal is no longer bound under it (its state elsewhere is not told), or the case is "
+        "being lifted (armed_hidden)."
     )
     armed_at: datetime | None = Field(
         description="Always null: the time of the seal's latest signed word would tell anyone when it last spoke."
     )
     still_bound: bool = Field(
         description="Whether the seal is still bound to the notice's case, by the binding it had when issued."
+    )
+    armed_hidden: bool = Field(
+        False,
+        description="The armed state is withheld (armed is null): the case is `lifting`, and the seal may stand "
+        "disarmed before an officer comes — not to be told to anyone at the door.",
     )
 
 
@@ -200,7 +206,12 @@ def verdict(check: NoticeCheck) -> NoticeVerdict:
         )
     state = None
     if check.still_bound is not None:
-        state = NoticeSealState(armed=check.seal_armed, armed_at=check.seal_armed_at, still_bound=check.still_bound)
+        state = NoticeSealState(
+            armed=check.seal_armed,
+            armed_at=check.seal_armed_at,
+            still_bound=check.still_bound,
+            armed_hidden=check.seal_state_hidden,
+        )
     outdated = None
     if check.outdated is not None:
         outdated = NoticeOutdated(

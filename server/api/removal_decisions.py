@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from server.api.deps import ContextDep, CurrentUser, Responses, SessionDep, removal_request_for
 from server.api.params import RowIdPath
 from server.api.removal_schemas import (
+    ApproveBody,
     LiftedBody,
     NoteBody,
     ReasonsBody,
@@ -57,13 +58,15 @@ def review(
 
 @router.post("/{request_id}/approve", responses=RESPONSES | SIGNING)
 def approve(
-    request_id: RowIdPath, body: ReasonsBody, user: CurrentUser, session: SessionDep, context: ContextDep
+    request_id: RowIdPath, body: ApproveBody, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> RemovalRequestPublic:
     """Approve with reasons (judge): every seal of the case is sent the signed disarm; the request waits for each
-    seal's signed acknowledgement."""
+    seal's signed acknowledgement. Before the creditor's time for views ends, on a ground resting on the
+    creditor's consent or act with no view on record: only with ``early_reasons`` (else 409)."""
     request = removal_request_for(session, user, request_id, Permission.REMOVAL_DECIDE, for_update=True)
     key, ttl, now = context.court_key.get(), _ttl(context), utc_now()
-    approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now)
+    early = body.early_reasons
+    approve_request(session, actor=user, request=request, reasons=body.reasons, key=key, ttl=ttl, now=now, early=early)
     return _committed(session, context, request, user, now=now, commands=True)
 
 

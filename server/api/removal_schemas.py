@@ -20,23 +20,15 @@ from server.removal.models import RemovalRequest
 from server.removal.progress import SealProgress, SealStatus
 from server.removal.shown import seal_shown, steps_shown
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
+from server.words import words
 
 #: Reasons, notes, views and statements: free text, never empty where it is required.
 Note = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 Reasons = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
 STATEMENT_MAX = 4000
 
-STATE_LABELS: dict[RemovalState, str] = {
-    RemovalState.SUBMITTED: "已提交",
-    RemovalState.UNDER_REVIEW: "审查中",
-    RemovalState.APPROVED: "已准予",
-    RemovalState.REJECTED: "已驳回",
-    RemovalState.CANCELLED: "已撤回",
-    RemovalState.DISARM_PENDING: "等待封条解除布防",
-    RemovalState.DISARMED: "待现场拆除封条",  # true also when a seal was lifted without its acknowledgement
-    RemovalState.LIFTED: "查封已解除",
-    RemovalState.ABORTED: "已撤销准予，查封继续",
-}
+#: Each state's name, as every page shows it and every message quotes it (the catalogue's ``case_removal_state``).
+STATE_LABELS: dict[RemovalState, str] = {state: words("case_removal_state", state.value)[0] for state in RemovalState}
 #: ``disarmed`` when some seals were lifted without their acknowledgement by the judge's decision.
 DISARMED_WITHOUT_ACK = "部分封条未确认解除布防，经法官决定解除；其余封条均已签名确认，待现场拆除"
 #: ``disarmed`` when each seal has acknowledged: only for a reader who may see each seal's answer.
@@ -49,6 +41,13 @@ SEAL_LABELS: dict[SealStatus, str] = {
     SealStatus.REARMED: "封条确认后又报告已布防（需重新发送解除指令）",
     SealStatus.WITHOUT_ACK: "封条未确认，经法官决定不待其确认解除",
     SealStatus.PENDING: "处理中",
+    SealStatus.WITHDRAWN: "已撤回（准予已撤销）",
+}
+#: What differs on a final request (lifted, aborted): no disarm will be sent again.
+SEAL_LABELS_FINAL: dict[SealStatus, str] = SEAL_LABELS | {
+    SealStatus.WAITING_FOR_SEAL: "指令已过期，封条未应答",
+    SealStatus.REFUSED: "封条拒绝了指令",
+    SealStatus.REARMED: "封条确认后又报告已布防",  # no "(需重新发送解除指令)"
 }
 
 MAX_SEALS = 64
@@ -64,6 +63,16 @@ class ReasonsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reasons: Reasons = Field(description="The judge's reasons (required).")
+
+
+class ApproveBody(ReasonsBody):
+    early_reasons: Note = Field(
+        "",
+        description="Why it is decided before the creditor's time for written views ends (views_due_at). Required "
+        "then on a ground resting on the creditor's consent or act (applicant_withdrew, security_given, settlement) "
+        "while no view is on record — else a 409 — e.g. the creditor's consent given in writing at the court; kept "
+        "after the reasons in the approval's history note and in the audit log.",
+    )
 
 
 class ViewBody(BaseModel):
@@ -130,8 +139,10 @@ class SealProgressPublic(BaseModel):
         description="sent (awaiting the seal's answer), waiting_for_seal (the disarm expired: the seal is offline; "
         "re-send it), refused (re-send it), disarmed (its signed command_ack arrived), rearmed (it said it is armed "
         "again after its ack: re-send it), without_ack (it did not answer; lifted without by the judge's "
-        "decision). A reader without the seal-status permission (the debtor) is shown pending (处理中) for sent, "
-        "waiting_for_seal, refused and without_ack, in every state of the request, and none of the fields about its "
+        "decision), withdrawn (only on an aborted request: its unanswered disarm was withdrawn with the approval). "
+        "A reader without the seal-status permission (the debtor) is shown pending (处理中) for sent, "
+        "waiting_for_seal, refused, without_ack and withdrawn, in every state of the request, and none of the fields "
+        "about its "
         "commands, nor reason or found (server.removal.shown)."
     )
     status_zh: str
@@ -245,18 +256,19 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
             for p in request.proofs
         ],
         views=[ViewPublic(view_id=v.id, author=names.get(v.author_id), at=v.at, text=v.text) for v in request.views],
-        seals=[_seal(p, full=full) for p in progress],
+        seals=[_seal(p, full=full, final=state.is_final) for p in progress],
         history=[StepPublic(**_without_said(vars(s))) for s in steps_shown(request.steps, full=full)],
     )
 
 
-def _seal(progress: SealProgress, *, full: bool) -> SealProgressPublic:
+def _seal(progress: SealProgress, *, full: bool, final: bool) -> SealProgressPublic:
+    labels = SEAL_LABELS_FINAL if final else SEAL_LABELS
     if not full:
         shown = seal_shown(progress, full=False)
         return SealProgressPublic(
             device_id=shown.device_id,
             status=shown.status,
-            status_zh=SEAL_LABELS[shown.status],
+            status_zh=labels[shown.status],
             command_id=None,
             command_state=None,
             expires_at=None,
@@ -269,7 +281,7 @@ def _seal(progress: SealProgress, *, full: bool) -> SealProgressPublic:
     return SealProgressPublic(
         device_id=progress.device_id,
         status=progress.status,
-        status_zh=SEAL_LABELS[progress.status],
+        status_zh=labels[progress.status],
         command_id=progress.command_id,
         command_state=progress.command_state,
         expires_at=progress.expires_at,

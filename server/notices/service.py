@@ -73,6 +73,9 @@ class NoticeCheck:
     still_bound: bool | None = None
     case_status: str | None = None
     outdated: Outdated | None = None
+    #: The seal's armed state is withheld: its case is ``lifting`` (the seal may stand disarmed before an officer
+    #: comes), and the public page must not tell a passer-by that the door is unguarded. The court's pages show it.
+    seal_state_hidden: bool = False
 
     @property
     def authentic(self) -> bool:
@@ -289,7 +292,8 @@ def check_notice(session: Session, *, token: str, keys: Sequence[VerifyKey], now
     # The armed state only of the binding the notice was issued under, and only as told by an event of that binding:
     # an old paper must not tell the state of its seal in another case (or before it sealed this one).
     armed = None
-    if still_bound and seal is not None and seal.armed_at is not None:
+    hidden = bool(still_bound) and case is not None and case.status == CaseStatus.LIFTING
+    if still_bound and not hidden and seal is not None and seal.armed_at is not None:
         # a seal stamps its events to the millisecond: an event of the binding's first millisecond counts
         if bound_at is None or seal.armed_at >= bound_at.replace(microsecond=bound_at.microsecond // 1000 * 1000):
             armed = seal.armed
@@ -305,6 +309,7 @@ def check_notice(session: Session, *, token: str, keys: Sequence[VerifyKey], now
         still_bound=still_bound,
         case_status=case.status if case is not None else None,
         outdated=outdated,
+        seal_state_hidden=hidden,
     )
 
 

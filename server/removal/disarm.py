@@ -46,6 +46,7 @@ from server.removal.progress import (
 from server.removal.record import counted_until, stored_record
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, get_request
+from server.removal.views_window import check_early_approval
 from server.removal.waivers import heard_since, waived
 from server.seals.cases import get_case, set_case_status
 from server.seals.models import CaseStatus, Seal, SealBinding
@@ -62,12 +63,16 @@ def approve_request(
     key: SigningKey,
     ttl: timedelta,
     now: datetime,
+    early: str = "",
 ) -> list[CourtCommand]:
     """The judge approves, with reasons: the request becomes ``approved`` and at once ``disarm_pending``, with a
-    signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``."""
+    signed ``disarm`` issued to every seal bound to the case; the case becomes ``lifting``. Before the creditor's
+    time for views ends, on a ground resting on the creditor's consent or act with no view on record, only with
+    ``early``: why it is decided early (:mod:`server.removal.views_window`), kept in the history and the audit."""
     if not reasons.strip():
         raise Invalid("an approval needs reasons").saying("refusal.reasons_missing")
     transition(request.state, RemovalAction.APPROVE)  # 409 before anything else is checked
+    early_note, window = check_early_approval(session, request, early=early, now=now)
     # The case's row is locked before its seals are listed: a seal being bound at this moment is either bound
     # before (and disarmed) or waits, then finds the case lifting and is refused.
     get_case(session, case_no=request.case_no, for_update=True)
@@ -76,15 +81,16 @@ def approve_request(
         raise Conflict(f"no seal is bound to case {request.case_no!r}: there is nothing to disarm").saying(
             "refusal.nothing_to_disarm"
         )
-    advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=reasons)
-    request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, reasons
+    on_record = reasons + early_note
+    advance(session, request, RemovalAction.APPROVE, actor=actor, now=now, note=on_record, details=window)
+    request.decided_by, request.decided_at, request.decision_reasons = actor.id, now, on_record
     commands = [_disarm(session, request, seal, actor=actor, key=key, ttl=ttl, now=now) for seal in seals]
     said = Said("removal_note.issue_disarm", {"n": len(seals)})
     sent = {"commands": {row.device_id: row.id for row in commands}}
     advance(session, request, RemovalAction.ISSUE_DISARM, actor=actor, now=now, said=said, details=sent)
     status_note = f"removal request {request.id} approved"
     set_case_status(session, actor=actor, case_no=request.case_no, status=CaseStatus.LIFTING, note=status_note)
-    tell(session, request, "approved", now=now, extra=reasons)
+    tell(session, request, "approved", now=now, extra=on_record)
     return commands
 
 

@@ -23,6 +23,14 @@ class RemovalGround(StrEnum):
     def label(self) -> GroundLabel:
         return GROUND_LABELS[self]
 
+    @property
+    def rests_on_creditor(self) -> bool:
+        """Does the ground rest on the creditor's own consent or act — Art. 28 (2) the applicant withdrew or waived,
+        (5) security *and the applicant's consent*, and a settlement (执行和解), an agreement the creditor made? Then
+        the creditor's written view is what the judge weighs: an approval before the time for views ends needs a
+        view on record or the judge's reasons for deciding early (:func:`server.removal.disarm.approve_request`)."""
+        return self in CREDITOR_GROUNDS
+
 
 @dataclass(frozen=True)
 class GroundLabel:
@@ -35,6 +43,9 @@ class GroundLabel:
         """Where the ground is in the 查封规定, in the page's language (``zh-CN`` or ``en``)."""
         return self.article if lang == "zh-CN" else self.article_en
 
+
+#: The grounds that rest on the creditor's consent or act (:attr:`RemovalGround.rests_on_creditor`).
+CREDITOR_GROUNDS = frozenset({RemovalGround.APPLICANT_WITHDREW, RemovalGround.SECURITY_GIVEN, RemovalGround.SETTLEMENT})
 
 GROUND_LABELS: dict[RemovalGround, GroundLabel] = {
     RemovalGround.THIRD_PARTY_PROPERTY: GroundLabel(

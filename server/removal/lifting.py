@@ -27,7 +27,7 @@ from server.removal.errors import IllegalTransition
 from server.removal.messages import tell
 from server.removal.models import RemovalDisarm, RemovalRequest, RemovalWaiver
 from server.removal.progress import WAIVABLE, SealStatus, stood_details
-from server.removal.record import counted_until, record_of
+from server.removal.record import counted_until, record_of, withdrawn_in
 from server.removal.release import release_seal
 from server.removal.state import RemovalAction, RemovalState, transition
 from server.removal.steps import advance, hold_of
@@ -208,6 +208,7 @@ def abort_request(
     # not part of it. The abort is dated no earlier than the last answer it counts.
     progress = seal_progress(session, request, now=now)
     now = counted_until(now, progress)
+    progress = withdrawn_in(progress, [command_id for command_id, _ in withdrawn], now)
     arms = []
     for seal in seals:
         row = issue_command(

@@ -22,6 +22,8 @@ from server.core.court_clock import court_clock
 from server.notify.inbox import post_messages
 from server.removal.grounds import RemovalGround
 from server.removal.models import RemovalRequest
+from server.removal.state import RemovalState
+from server.words import words
 
 DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.OFFICER
 
@@ -29,14 +31,16 @@ DEBTOR, CREDITOR, JUDGE, OFFICER = Role.DEBTOR, Role.CREDITOR, Role.JUDGE, Role.
 POSTED_AS = {"disarmed_for_debtor": "disarmed", "armed_again_for_debtor": "armed_again"}
 #: kind -> (roles told, zh, en); {no} is the request's number, {case} the case number, {extra} a detail (the same
 #: in both, or its words in each language), {views_due} the end of the creditor's time for written views (court
-#: time, to the minute: never later than it is). A message to the debtor names no seal and no state of a seal.
+#: time, to the minute: never later than it is), {pending} the name of the state ``disarm_pending`` as every page
+#: shows it (the catalogue's ``case_removal_state``: a state a message quotes is one the reader can find). A message
+#: to the debtor names no seal and no state of a seal.
 MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     "filed": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),
-        "案件{case}的被执行人提交了解除查封申请（第{no}号），理由：{extra}。申请执行人可在 {views_due}（北京时间）前"
-        "提出书面意见。",
+        "案件{case}的被执行人提交了解除查封申请（第{no}号），理由：{extra}。申请执行人可在法官作出决定前、且不晚于 "
+        "{views_due}（北京时间）提出书面意见。",
         "The debtor of case {case} filed removal request no. {no} (ground: {extra}). The creditor may give a written "
-        "view until {views_due} (China Standard Time, UTC+8).",
+        "view before the judge decides and no later than {views_due} (China Standard Time, UTC+8).",
     ),
     "view": (
         frozenset({JUDGE}),
@@ -102,12 +106,12 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     "armed_again": (
         frozenset({JUDGE, OFFICER}),
         "案件{case}的解除查封申请（第{no}号）：电子封条{extra}此前已确认解除布防（或经法官决定不待其确认），"
-        "其后该封条的签名消息表明其未处于解除布防状态（如报告已重新布防）。申请已退回“等待封条解除布防”，"
+        "其后该封条的签名消息表明其未处于解除布防状态（如报告已重新布防）。申请已退回“{pending}”，"
         "请执行人员暂勿到场拆除；须重新发送解除布防指令并待其签名确认，或由法官另行决定。",
         "Removal request no. {no} of case {case}: seal(s) {extra} had acknowledged the disarm (or were lifted "
         "without it by the judge's decision), then said in their signed word that they are not disarmed (e.g. "
-        "armed again). The request is back to waiting for the seals' disarm: officers, do not remove the seals on "
-        "site yet; a new disarm must be sent and acknowledged, or the judge decides otherwise.",
+        "armed again). The request is back to “{pending}”: officers, do not remove the seals on site yet; "
+        "a new disarm must be sent and acknowledged, or the judge decides otherwise.",
     ),
     # What the debtor is told in its stead (kind removal.armed_again), having been told that an officer will come:
     # that this no longer holds, and what comes next. The same words whether the seal heard from had acknowledged
@@ -116,18 +120,20 @@ MESSAGES: dict[str, tuple[frozenset[Role], str, str]] = {
     "armed_again_for_debtor": (
         frozenset({DEBTOR}),
         "案件{case}的解除查封申请（第{no}号）：此前通知您执行人员将到场拆除封条，但其后收到的电子封条签名消息表明，"
-        "并非所有封条都处于解除布防状态（例如封条报告其处于布防状态）。申请已退回“等待封条解除布防”，执行人员暂不会到场"
+        "并非所有封条都处于解除布防状态（例如封条报告其处于布防状态）。申请已退回“{pending}”，执行人员暂不会到场"
         "拆除封条；须待新的解除布防指令经封条签名确认，或由法官另行决定，届时会再通知您。封条拆除前查封继续有效。",
         "Removal request no. {no} of case {case}: you were told that an officer would come to remove the seals, but "
         "a seal's signed message received since says that not every seal stands disarmed (for instance, a seal "
-        "reported itself armed). The request is back to waiting for the seals' disarm, and no officer will come to "
-        "remove the seals for now: a new disarm must be confirmed by the seal's signature, or the judge decides "
+        "reported itself armed). The request is back to “{pending}”, and no officer will come to remove the seals "
+        "for now: a new disarm must be confirmed by the seal's signature, or the judge decides "
         "otherwise; you will be told then. The seizure stands until the seals are removed.",
     ),
+    # Words true whether every seal was found and removed or one was recorded destroyed or missing (the officer's
+    # finding, server.removal.lifting): like disarmed_for_debtor, nothing says the seals came off.
     "lifted": (
         frozenset({DEBTOR, CREDITOR, JUDGE}),
-        "案件{case}的查封已解除：执行人员已到场拆除电子封条（申请第{no}号）。",
-        "The seizure of case {case} is lifted: an officer removed the seals on site (request no. {no}).",
+        "案件{case}：执行人员已到场确认，查封已解除（申请第{no}号）。",
+        "Case {case}: an officer confirmed on site; the seizure is lifted (request no. {no}).",
     ),
 }
 
@@ -140,13 +146,14 @@ def tell(
     roles, zh, en = MESSAGES[kind]
     extra_zh, extra_en = (extra, extra) if isinstance(extra, str) else extra
     values = {"case": request.case_no, "no": request.id, "views_due": court_clock(request.views_due_at, seconds=False)}
+    pending_zh, pending_en = words("case_removal_state", RemovalState.DISARM_PENDING.value)
     post_messages(
         session,
         user_ids=_recipients(session, request, roles),
         kind=f"removal.{POSTED_AS.get(kind, kind)}",
         case_no=request.case_no,
-        text_zh=zh.format(**values, extra=extra_zh),
-        text_en=en.format(**values, extra=extra_en),
+        text_zh=zh.format(**values, extra=extra_zh, pending=pending_zh),
+        text_en=en.format(**values, extra=extra_en, pending=pending_en),
         ref=f"removal-request:{request.id}",
         now=now,
     )

@@ -28,6 +28,9 @@ class SealStatus(StrEnum):
     PENDING = (
         "pending"  # only what a reader without seal:status is shown for any seal not yet heard (server.removal.shown)
     )
+    #: Only in an aborted request's record: its disarm, unanswered, was withdrawn with the approval (the command is
+    #: ``expired`` before its expiry, its ``command.expire`` audited as withdrawn) — not offline, nothing to re-send.
+    WITHDRAWN = "withdrawn"
 
 
 #: Whether a seal was bound to the request's case at a moment (by the court's clock).

@@ -11,16 +11,22 @@ made final before the record was stored (migration 0019) is still rebuilt as of 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.commands.state import CommandState
 from server.removal.models import RemovalRequest, RemovalStep
 from server.removal.progress import SealProgress, SealStatus
+from server.removal.state import RemovalAction
 
 _TIMES = ("issued_at", "expires_at", "answered_at")
+#: How a withdrawn disarm's command stands in an aborted request's record (the command itself is ``expired``: the
+#: commands' states stay pending, acknowledged, rejected, expired; its ``command.expire`` audit entry says why).
+WITHDRAWN = "withdrawn"
 
 
 def record_of(progress: Iterable[SealProgress]) -> list[dict[str, Any]]:
@@ -45,19 +51,38 @@ def record_of(progress: Iterable[SealProgress]) -> list[dict[str, Any]]:
     return record
 
 
+def withdrawn_in(progress: Iterable[SealProgress], withdrawn: Iterable[int], at: datetime) -> list[SealProgress]:
+    """``progress`` as an abort records it: a seal shown by a disarm the abort withdrew (``withdrawn``: the command
+    ids), or by one marked expired before its expiry (a record stored before withdrawals were recorded so: the
+    dispatcher marks a command expired only once its expiry is past, and the case's seals cannot be unbound while a
+    request holds it), is :attr:`~SealStatus.WITHDRAWN`, its command ``withdrawn`` — never "waiting for the seal,
+    send again" on a request no disarm will be sent for."""
+    ids = set(withdrawn)
+    return [
+        replace(p, status=SealStatus.WITHDRAWN, command_state=WITHDRAWN)
+        if p.status is SealStatus.WAITING_FOR_SEAL
+        and (p.command_id in ids or (p.command_state == CommandState.EXPIRED and p.expires_at > at))
+        else p
+        for p in progress
+    ]
+
+
 def stored_record(session: Session, request: RemovalRequest) -> list[SealProgress] | None:
     """The record stored when ``request`` became final, by device id; ``None`` if none was (it is open, or became
-    final before records were stored)."""
+    final before records were stored). An aborted request's disarms withdrawn by the abort are shown so
+    (:func:`withdrawn_in`), also in a record stored before they were recorded as withdrawn."""
     query = (
-        select(RemovalStep.seals)
+        select(RemovalStep.seals, RemovalStep.at, RemovalStep.action)
         .where(RemovalStep.request_id == request.id, RemovalStep.seals.is_not(None))
         .order_by(RemovalStep.id.desc())
         .limit(1)
     )
-    record = session.scalar(query)
-    if record is None:
+    row = session.execute(query).first()
+    if row is None:
         return None
-    return sorted((_progress(seal) for seal in record), key=lambda p: p.device_id)
+    record, at, action = row
+    progress = sorted((_progress(seal) for seal in record), key=lambda p: p.device_id)
+    return withdrawn_in(progress, (), at) if action == RemovalAction.ABORT else progress
 
 
 def counted_until(now: datetime, progress: Sequence[SealProgress]) -> datetime:

@@ -32,7 +32,9 @@ from server.removal.state import RemovalAction, RemovalState
 from server.words import said_of, said_words
 
 #: Statuses a reader without ``seal:status`` is shown as ``pending``: each tells that a seal did not answer.
-PENDING_FOR_THEM = frozenset({SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK})
+PENDING_FOR_THEM = frozenset(
+    {SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK, SealStatus.WITHDRAWN}
+)
 #: Steps whose action or note tells of a seal's answering (the note is the judge's about the seals, or the server's).
 ABOUT_SEALS = frozenset(
     {

@@ -185,13 +185,20 @@ def review(
 
 @router.post("/cases/{case_no}/removal/{request_id}/approve")
 def approve(
-    page: SignedInPage, session: SessionDep, case_no: CaseNoPath, request_id: RowId, reasons: Reasons
+    page: SignedInPage,
+    session: SessionDep,
+    case_no: CaseNoPath,
+    request_id: RowId,
+    reasons: Reasons,
+    early_reasons: Note = "",
 ) -> Response:
-    """Approve with reasons (judge): every seal of the case is sent the signed disarm."""
+    """Approve with reasons (judge): every seal of the case is sent the signed disarm; before the creditor's time
+    for views ends on a ground resting on the creditor's consent or act, with no view, only with ``early_reasons``."""
     user = _user(page)
     case, request = _request_of(session, user, case_no, request_id, Permission.REMOVAL_DECIDE)
     key, ttl = _signing(page)
-    approve_request(session, actor=user, request=request, reasons=reasons, key=key, ttl=ttl, now=utc_now())
+    early, now = early_reasons, utc_now()
+    approve_request(session, actor=user, request=request, reasons=reasons, key=key, ttl=ttl, now=now, early=early)
     session.commit()
     return _decided(page, session, case)
 

@@ -22,6 +22,7 @@ from server.removal.progress import DUE, WAIVABLE
 from server.removal.shown import StepShown, steps_shown
 from server.removal.state import RemovalAction, RemovalState, allowed_actions
 from server.removal.steps import list_requests
+from server.removal.views_window import needs_early_reasons
 
 #: The requests a case page lists (a case has at most one open one; the rest are history).
 MAX_REQUESTS = 10
@@ -53,6 +54,7 @@ class RequestCard:
     can_waive: bool  # the judge may lift seals that do not answer without their acknowledgement
     can_abort: bool  # the judge may withdraw the approval (the seals are armed again)
     views_open: bool  # the creditor's views are still taken
+    early_needed: bool = False  # approving now needs the judge's reasons for deciding before the views' time ends
 
     @property
     def waivable(self) -> list[SealProgress]:
@@ -120,4 +122,5 @@ def _card(
         and any(p.status in WAIVABLE for p in progress),
         can_abort=may(Permission.REMOVAL_DECIDE) and RemovalAction.ABORT in actions,
         views_open=not state.is_decided and now < request.views_due_at,
+        early_needed=not state.is_decided and needs_early_reasons(request, views=len(request.views), now=now),
     )

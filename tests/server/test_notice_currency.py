@@ -105,7 +105,12 @@ def test_a_current_notice_is_authentic_and_genuine(world: World) -> None:
 def test_an_old_notice_does_not_tell_its_seal_s_state_in_another_case(world: World) -> None:
     token = printed(world)
     world.send(world.seal.event(EventType.AGENT_STARTED, {"armed": True}))
-    assert verdict(world, token)["seal"] == {"armed": True, "armed_at": None, "still_bound": True}
+    assert verdict(world, token)["seal"] == {
+        "armed": True,
+        "armed_at": None,
+        "still_bound": True,
+        "armed_hidden": False,
+    }
     with session_scope(world.session_factory) as session:
         add_case(session, actor=None, case_no=OTHER, judge="李法官", judge_phone="0510-1", address="别处")
     assert world.client.delete(f"/api/seals/{DEVICE}/binding", headers=world.headers("officer")).status_code == 204
@@ -120,7 +125,7 @@ def test_an_old_notice_does_not_tell_its_seal_s_state_in_another_case(world: Wor
         seen.append(v["seal"])
         page = world.client.get(f"/notice/{token}").text
         assert "封条已不在本案，不显示其状态" in page and "布防中" not in page and "已撤防" not in page
-    assert seen == [{"armed": None, "armed_at": None, "still_bound": False}] * 2
+    assert seen == [{"armed": None, "armed_at": None, "still_bound": False, "armed_hidden": False}] * 2
 
 
 def test_a_notice_tells_only_its_own_binding_s_state_and_not_a_binding_begun_after_it(world: World) -> None:
@@ -133,9 +138,14 @@ def test_a_notice_tells_only_its_own_binding_s_state_and_not_a_binding_begun_aft
         bind_seal(session, actor=None, device_id=DEVICE, case_no=CASE)
     v = verdict(world, old)  # the paper of the ended binding does not stand for the new one
     assert (v["authentic"], v["reason"]) == (False, "revoked")
-    assert v["seal"] == {"armed": None, "armed_at": None, "still_bound": False}
+    assert v["seal"] == {"armed": None, "armed_at": None, "still_bound": False, "armed_hidden": False}
     new = printed(world)
     v = verdict(world, new)  # the seal said "armed" before this binding began: not this binding's state
-    assert v["authentic"] is True and v["seal"] == {"armed": None, "armed_at": None, "still_bound": True}
+    assert v["authentic"] is True and v["seal"] == {
+        "armed": None,
+        "armed_at": None,
+        "still_bound": True,
+        "armed_hidden": False,
+    }
     world.send(world.seal.event(EventType.HEARTBEAT, {"armed": False, "uptime_s": 5}))
-    assert verdict(world, new)["seal"] == {"armed": False, "armed_at": None, "still_bound": True}
+    assert verdict(world, new)["seal"] == {"armed": False, "armed_at": None, "still_bound": True, "armed_hidden": False}

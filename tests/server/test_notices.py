@@ -192,7 +192,7 @@ def test_the_page_of_a_valid_token_shows_the_facts_as_printed_and_no_party(world
     page = world.client.get(f"/notice/{token_of(url)}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
-    assert AUTHENTIC in html and "本通知书经法院签名核验" in html
+    assert AUTHENTIC in html and "本公告经法院签名核验" in html
     for fact in (
         CASE,
         COURT_NAME,
@@ -255,7 +255,7 @@ def test_the_json_verdict_is_the_page_s_with_the_facts_that_were_hashed(world: W
     canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     claimed = json.loads(b64url_decode(token.split(".")[0]))["h"]
     assert b64url(hashlib.sha256(canonical).digest()) == claimed
-    assert verdict["seal"] == {"armed": None, "armed_at": None, "still_bound": True}
+    assert verdict["seal"] == {"armed": None, "armed_at": None, "still_bound": True, "armed_hidden": False}
     assert verdict["case_status"] == "sealed"
 
     forged = world.client.get("/api/notices/verify", params={"token": tampered(token)}).json()
@@ -449,7 +449,7 @@ def test_the_public_verdict_does_not_tell_when_the_seal_last_spoke(world: World)
     url = qr_text(world.pdf(), world.tmp_path).removeprefix(PUBLIC_BASE_URL)
     world.send(world.seal.event(EventType.HEARTBEAT, {"armed": True}))
     verdict = verdict_of(world, url)
-    assert verdict["seal"] == {"armed": True, "armed_at": None, "still_bound": True}
+    assert verdict["seal"] == {"armed": True, "armed_at": None, "still_bound": True, "armed_hidden": False}
     assert "as signed by the seal at" not in world.client.get(url).text
 
 

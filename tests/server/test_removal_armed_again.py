@@ -74,7 +74,7 @@ def assert_debtor_told_it_went_back(told: dict[str, Any]) -> None:
     """The debtor's message on ``armed_again``: what happened and what comes next, Chinese first, naming no seal."""
     zh, en = told["text_zh"], told["text_en"]
     assert "签名消息" in zh and "等待封条解除布防" in zh and "暂不会到场拆除" in zh, zh
-    assert "signed message" in en and "back to waiting for the seals' disarm" in en and "for now" in en, en
+    assert "signed message" in en and "back to “Waiting for the seals to disarm”" in en and "for now" in en, en
     assert "seal-a" not in zh + en and "确认解除布防（或经法官决定" not in zh
 
 

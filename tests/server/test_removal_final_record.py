@@ -93,7 +93,8 @@ def test_a_lifted_request_keeps_its_record_when_its_seal_is_armed_in_another_cas
 def test_an_aborted_request_keeps_its_record_when_the_seals_answer_and_arm_afterwards(world: RemovalWorld) -> None:
     """The judge withdraws the approval: seal-a1 had acknowledged, seal-a2 not. The abort's signed arm then arms
     seal-a1 in the same case, and seal-a2's late ack of the withdrawn disarm arrives: the aborted request still says
-    seal-a1 disarmed (not 'armed again', which asks for a re-send a final request cannot have) and seal-a2 waited."""
+    seal-a1 disarmed (not 'armed again', which asks for a re-send a final request cannot have) and seal-a2's disarm
+    withdrawn with the approval."""
     request_id = world.filed()
     commands = world.commands(world.approved(request_id))
     world.answer("seal-a1", commands["seal-a1"].id)
@@ -101,7 +102,7 @@ def test_an_aborted_request_keeps_its_record_when_the_seals_answer_and_arm_after
     aborted = world.ok("judge", request_id, "abort", {"reasons": "债权人提出异议，撤销准予。"})
     assert aborted["state"] == "aborted"
     before = seals_of(world.read(request_id, "judge"))
-    assert [status for _, status, _ in before] == ["disarmed", "waiting_for_seal"]
+    assert [status for _, status, _ in before] == ["disarmed", "withdrawn"]
 
     said(world, "seal-a1", EventType.ARMED, {"reason": "command", "by": "court"}, CASE_A)
     world.answer("seal-a2", commands["seal-a2"].id)

@@ -83,7 +83,7 @@ def test_an_aborted_request_keeps_its_record_when_an_ack_received_before_commits
     data = seal.event(EventType.COMMAND_ACK, payload)
     received = utc_now()
     aborted = world.ok("judge", request_id, "abort", {"reasons": "撤回批准"})
-    assert seals_of(aborted) == [("seal-a1", "disarmed", "acknowledged"), ("seal-a2", "waiting_for_seal", "expired")]
+    assert seals_of(aborted) == [("seal-a1", "disarmed", "acknowledged"), ("seal-a2", "withdrawn", "withdrawn")]
     [result] = world.ingestor.ingest([Message(seal.event_topic, data, received)])
     assert result.outcome == Outcome.STORED, result
 

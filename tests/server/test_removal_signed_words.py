@@ -87,7 +87,7 @@ def texts_without_an_ack() -> dict[str, str]:
         _, zh, en = MESSAGES[kind]
         found[f"inbox {kind}"] = f"{zh}\n{en}"
     keys = [f"case_removal_state.{s}" for s in STATES]
-    keys += [f"portal.state_{s}" for s in STATES] + [f"portal.next_{s}" for s in STATES if s != "disarmed"]
+    keys += [f"portal.next_{s}" for s in STATES if s != "disarmed"]  # the portal names states as case_removal_state
     keys += ["portal.next_disarmed_for_debtor", "portal.next_armed_again", "portal.step_disarm"]
     keys += [f"removal_step.{a}" for a in [FILE, *(a.value for a in RemovalAction)]]
     keys += [f"case_seal_progress.{s.value}" for s in UNANSWERED]
@@ -226,5 +226,7 @@ def test_the_debtor_told_the_seals_are_not_all_disarmed_after_all_reads_no_claim
     [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
     assert claims(told["text_zh"]) == [] and claims(told["text_en"]) == [], told
     sentence = next_step(world, "debtor")
-    assert sentence == catalogue()["portal.next_armed_again"]["zh"] and claims(sentence) == [], sentence
+    pending = catalogue()["case_removal_state.disarm_pending"]["zh"]
+    assert sentence == catalogue()["portal.next_armed_again"]["zh"].format(state=pending), sentence
+    assert claims(sentence) == [], sentence
     assert "执行干警将到场" not in sentence

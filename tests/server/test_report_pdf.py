@@ -356,8 +356,8 @@ def test_the_tables_and_the_timeline_say_the_protocols_tokens_in_words_chinese_f
         "officer.zhou已确认Acknowledged",
         "judge.wang已关闭Closed：已核实",
         "债务已经清偿Thedebthasbeenpaidinfull",
-        "等待封条撤防",
-        "Waitingforthesealstodisarm",
+        "等待封条解除",  # the state's name wraps in its cell: 等待封条解除 / 布防
+        "布防Waitingforthesealstodisarm",
         "debtor.zhao提交申请Filed",
         "judge.wang向封条发出解除布防指令Disarmsenttotheseals",
     ):

@@ -46,7 +46,7 @@ def test_the_creditor_sees_their_case_its_alarms_without_pictures_and_its_reques
         assert "/api/snapshots/" not in text and "<img" not in text and portal.world.snapshot not in text
         assert 'name="note"' not in text  # acknowledging is the court's
         assert f'id="request-{request_id}"' in text and "债务已经清偿" in text and "已全部清偿。" in text
-        assert "可在" in text and "前（且法官作出决定前）提出书面意见" in text  # the window
+        assert "可在法官作出决定前、且不晚于" in text and "提出书面意见" in text  # the window
         assert f'action="/creditor/requests/{request_id}/views"' in text
         assert f'data-device="{SEAL}"' in text and "view=creditor_case" in text
 

@@ -130,8 +130,11 @@ def test_the_inbox_says_the_ground_and_the_creditor_s_period_in_its_language(por
             client.cookies.set("seal_lang", "en")
             page = text_of(client.get("/inbox").text)
             assert "(ground: The debt has been paid in full)" in page and "债务已经清偿" not in page, page
-            assert f"The creditor may give a written view until {when} (China Standard Time, UTC+8)" in page, page
+            assert (
+                f"The creditor may give a written view before the judge decides and no later than {when} "
+                "(China Standard Time, UTC+8)" in page
+            ), page
             client.cookies.set("seal_lang", "zh-CN")
             page = text_of(client.get("/inbox").text)
             assert "理由：债务已经清偿。" in page and "The debt has been paid" not in page, page
-            assert f"申请执行人可在 {when}（北京时间）前提出书面意见" in page, page
+            assert f"申请执行人可在法官作出决定前、且不晚于 {when}（北京时间）提出书面意见" in page, page

@@ -89,7 +89,9 @@ def test_the_portal_and_the_inbox_say_so_when_the_seal_is_armed_after_its_ack(po
     is armed: the debtor's page says the request went back and no officer comes for now — until a new disarm is
     acknowledged, which makes it ``disarmed`` again — and their inbox has the message, naming no seal."""
     words = catalogue()
-    back, coming = words["portal.next_armed_again"]["zh"], words["portal.next_disarmed_for_debtor"]["zh"]
+    pending = words["case_removal_state.disarm_pending"]["zh"]  # the state it names, as the page shows it
+    back = words["portal.next_armed_again"]["zh"].format(state=pending)
+    coming = words["portal.next_disarmed_for_debtor"]["zh"]
     request_id = portal.file()
     commands = portal.approve(request_id)
     portal.acknowledge(commands[SEAL])
