@@ -93,6 +93,9 @@ class AlarmBook:
         self._wanted = set(device_ids)
         self._live: dict[str, list[Alarm]] = {}
         self.opened: list[Alarm] = []
+        #: (device_id, case_no) of every alarm this book opened, folded into, updated or closed: what the pages'
+        #: live bus is told once the transaction has committed (:func:`server.ingest.changes.live_changes`).
+        self.touched: set[tuple[str, str]] = set()
 
     def expect(self, device_ids: Iterable[str]) -> None:
         """Load the alarms of these seals too, with the first that is needed (one query instead of several)."""
@@ -136,6 +139,7 @@ class AlarmBook:
                 alarm.last_seen_at = max(alarm.last_seen_at, at)
                 if event_id is not None:
                     alarm.last_event_id = event_id
+                self.touched.add((device_id, case_no))
                 return alarm
         alarm = Alarm(
             case_no=case_no,
@@ -153,6 +157,7 @@ class AlarmBook:
         self.session.add(alarm)
         self._live[device_id].append(alarm)
         self.opened.append(alarm)
+        self.touched.add((device_id, case_no))
         if self.on_open is not None:
             self.on_open(alarm)
         return alarm
@@ -161,6 +166,7 @@ class AlarmBook:
         """Replace the details of the seal's live alarms of ``kind`` without counting an occurrence."""
         for alarm in self.live(device_id, kind):
             alarm.details = details
+            self.touched.add((alarm.device_id, alarm.case_no))
 
     def close(
         self,
@@ -186,6 +192,7 @@ class AlarmBook:
             alarm.closed_at = at
             alarm.closed_by = None
             alarm.closed_note = f"system: {note}"
+            self.touched.add((alarm.device_id, alarm.case_no))
         self._live[device_id] = [a for a in self._live[device_id] if a not in closing]
         return closing
 

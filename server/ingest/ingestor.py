@@ -60,8 +60,9 @@ class Ingestor:
     ``on_answer`` is called (without arguments, on the ingest's thread) after a seal's answer to a command has been
     committed — whoever follows commands learns of it without the ingest knowing who they are — and ``on_armed``
     likewise after an event of a seal saying it is armed (a request disarmed may need its seal's disarm again).
-    ``on_commit`` is called likewise with the outcomes of every committed batch (the pages' live bus learns what
-    changed).
+    ``on_commit`` is called likewise with the outcomes of every committed batch and the (device_id, case_no) of every
+    alarm it opened, folded into, updated or closed (the pages' live bus learns what changed:
+    :func:`~server.ingest.changes.live_changes`).
     ``gap_wait_s``: how old a gap in a seal's chain is when it raises ``missing_events`` (:mod:`.gap_wait`): another
     worker sharing the subscription may be storing the missing events; 0 with one worker. The pictures go to
     ``snapshots`` (or, where no other store is needed, the directory ``snapshot_dir``). ``verifier``: who checks the
@@ -77,7 +78,7 @@ class Ingestor:
         alarms: AlarmSettings | None = None,
         on_answer: Callable[[], None] | None = None,
         on_armed: Callable[[], None] | None = None,
-        on_commit: Callable[[Sequence[IngestResult]], None] | None = None,
+        on_commit: Callable[[Sequence[IngestResult], set[tuple[str, str]]], None] | None = None,
         gap_wait_s: float = 0.0,
         verifier: Verifier | None = None,
         ingest: IngestSettings | None = None,
@@ -86,6 +87,7 @@ class Ingestor:
         self._on_answer = on_answer
         self._on_armed = on_armed
         self._on_commit = on_commit
+        self._alarms_touched: set[tuple[str, str]] = set()  # by the transactions committed since on_commit was told
         self.metrics = metrics
         if (snapshots is None) == (snapshot_dir is None):
             raise TypeError("give the snapshots' store, or the directory of one (snapshot_dir), not both")
@@ -156,6 +158,7 @@ class Ingestor:
                     batch = self._batch(session, messages, written)
                     results = batch.apply(messages, prepared)
                     session.commit()
+                self._alarms_touched |= batch.alarms.touched
                 self.cache.committed(batch.chain.heads(), batch.frontier)
                 break
             except StorageUnavailable:
@@ -222,10 +225,11 @@ class Ingestor:
 
     def _committed(self, results: list[IngestResult]) -> None:
         """Tell ``on_commit`` (after the commit: never inside the transaction); its failure stops no ingest."""
+        alarms, self._alarms_touched = self._alarms_touched, set()
         if self._on_commit is None:
             return
         try:
-            self._on_commit(results)
+            self._on_commit(results, alarms)
         except Exception:  # a listener's bug must not hold up the evidence
             logger.exception("the ingest's on_commit listener failed")
 
@@ -244,6 +248,7 @@ class Ingestor:
                     batch = self._batch(session, [message], written)
                     [result] = batch.apply([message], prepared)
                     session.commit()
+                self._alarms_touched |= batch.alarms.touched
                 self.cache.committed(batch.chain.heads(), batch.frontier)
                 self._record(message, result)
                 return result

@@ -39,6 +39,7 @@ from typing import Any
 from server.commands.keys import CourtKey
 from server.config import Settings, load_settings
 from server.core.db import make_engine, make_session_factory
+from server.core.live import Change
 from server.core.live_feed import LiveFeed
 from server.core.metrics import IngestMetrics
 from server.core.metrics_http import MetricsEndpoint, check_can_listen
@@ -177,7 +178,7 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
             metrics=metrics,
             snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
             alarms=settings.alarms,
-            on_commit=(lambda results: feed.send(live_changes(results))) if feed is not None else None,
+            on_commit=(lambda results, alarms: feed.send(live_changes(results, alarms))) if feed is not None else None,
             gap_wait_s=settings.mqtt.gap_wait_s,
             verifier=verifier_for(settings.mqtt, metrics),
             ingest=settings.ingest,
@@ -193,7 +194,9 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
         # Gaps of seals that then fall silent are raised here too: no `seal-server run` (its liveness round) may be up.
         gap_wait = timedelta(seconds=settings.mqtt.gap_wait_s)
         while not wait_for_stop(stop, timeout=min(max(settings.mqtt.gap_wait_s, 1.0), GAP_ROUND_MAX_S)):
-            gap_round(session_factory, gap_wait=gap_wait, forget_s=settings.liveness.mark_forget_s)
+            raised = gap_round(session_factory, gap_wait=gap_wait, forget_s=settings.liveness.mark_forget_s)
+            if raised and feed is not None:  # the pages' live bus, as the liveness round's are (server.app)
+                feed.send(Change("alarm", device_id) for device_id in raised)
         ingest.stop()
     finally:
         if feed is not None:  # after the ingest's last batch: its changes are sent on

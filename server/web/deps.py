@@ -25,7 +25,7 @@ from server.auth.sessions import resolve_session
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.live import Position
-from server.web.i18n import LANG_COOKIE, Translator, language_of
+from server.web.i18n import LANG_COOKIE, LANGUAGES, Translator, language_of
 from server.web.security import CSRF_FIELD, csrf_ok, csrf_secret, csrf_token_for
 from server.web.templating import html_response, render_text
 
@@ -72,9 +72,12 @@ class Page:
         return csrf_token_for(secret) if secret else ""
 
     def live_url(self, view: str, **params: str) -> str:
-        """The live stream of this page: ``/live?view=<view>&since=<digest or sealed position>&…``."""
+        """The live stream of this page: ``/live?view=<view>&…&lang=<the page's language>&since=<digest or sealed
+        position>``. The stream speaks the page's language, not the one the language cookie says at its reconnect
+        (another tab may have switched it since: this page's words must not change under it)."""
         assert self.live_since is not None
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {"view": view, **params}.items())
+        values = {"view": view, **params, "lang": self.t.language}
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in values.items())
         return f"/live?{query}&since={self.live_digest or self.context.live.token(self.live_since)}"
 
     def globals(self) -> dict[str, Any]:
@@ -129,8 +132,10 @@ async def check_csrf(request: Request, login: PageLogin | None = None) -> None:
         )
 
 
-def page_language(request: Request) -> Translator:
-    return Translator(language_of(request.cookies.get(LANG_COOKIE)))
+def page_language(request: Request, asked: str | None = None) -> Translator:
+    """The language of the request's page: ``asked`` if it is one of :data:`LANGUAGES` (a live stream's ``lang``,
+    its page's), else the language cookie's."""
+    return Translator(language_of(asked if asked in LANGUAGES else request.cookies.get(LANG_COOKIE)))
 
 
 async def anonymous_page(request: Request, context: ContextDep) -> Page:

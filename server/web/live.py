@@ -4,8 +4,7 @@ A page that updates itself registers a *view* (:func:`live_view`): a function th
 message (:class:`server.core.live.Change`), renders the page's fragments that changed — HTML elements with an ``id``
 and ``hx-swap-oob="true"``, which htmx swaps into the page. The page passes ``live_url=page.live_url("<view>",
 **params)`` to its template (``base.html`` then includes ``_live.html``); the stream renders the view in its user's
-name, on a short read-only database session of its own, with the same access checks as the page: a change itself
-carries nothing a user may not see.
+name, in its page's language (``lang``), on a read-only session of its own, with the page's access checks.
 
 A view returns its parts by name (key → HTML); the stream sends a part only when it differs from what the browser
 has of it, so an ``update`` comes only when what its user sees changed — never because something they may not see
@@ -181,9 +180,10 @@ async def live(
     case_no: Annotated[str | None, Query(max_length=64, pattern=ONE_LINE)] = None,
     device_id: Annotated[str | None, Query(max_length=64, pattern=ONE_LINE)] = None,
     tab: str | None = None,
+    lang: Annotated[str | None, Query(max_length=16)] = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventStream:
-    """The live stream of a page (Server-Sent Events: update, heartbeat, gap, signin)."""
+    """The live stream of a page (Server-Sent Events: update, heartbeat, gap, signin), in its language (``lang``)."""
     login = await _login(request, context)
     if login is None:
         raise SignInRequired(request.url.path)
@@ -191,7 +191,7 @@ async def live(
         raise NotFound(f"no live view {view!r}")
     params = {k: v for k, v in (("case_no", case_no), ("device_id", device_id)) if v is not None}
     tab = tab if tab is not None and TAB_ID.fullmatch(tab) else None
-    stream = _Stream(context, login, page_language(request), found[0], params, tab)
+    stream = _Stream(context, login, page_language(request, lang), found[0], params, tab)
     if found[1]:
         messages = stream.whole(last_event_id or since)
     else:

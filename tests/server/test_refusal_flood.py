@@ -50,7 +50,7 @@ def _ingest(
         metrics=IngestMetrics(),
         snapshot_dir=tmp_path / "snapshots",
         ingest=IngestSettings(quarantine_seal_rows=ROWS, quarantine_window_s=WINDOW_S),
-        on_commit=seen.extend,  # the outcomes in the order they were committed
+        on_commit=lambda results, _alarms: seen.extend(results),  # the outcomes in the order they were committed
     )
     ingest = MqttIngest(settings, ingestor)
     ingest.start()

@@ -208,9 +208,8 @@ class PagesWorld:
         return hub
 
     def ingest(self, *payloads: tuple[str, bytes]) -> None:
-        """Store messages as the running ingest would, and publish what changed after the commit."""
-        results = self.ingestor.ingest([message(topic, data) for topic, data in payloads])
-        self.hub.publish(live_changes(results))
+        """Store messages as the running ingest does; its ``on_commit`` publishes what changed after the commit."""
+        self.ingestor.ingest([message(topic, data) for topic, data in payloads])
 
     def client(self, username: str | None = None) -> TestClient:
         """A client of the app (started by the caller: ``with world.client("judge") as c``), signed in through
@@ -268,7 +267,13 @@ def world(
     settings = make_settings(database_url, tmp_path, login_max_failures=3)
     settings = settings.model_copy(update={"web": web_settings})
     app = create_app(settings, with_ingest=False)
-    ingestor = Ingestor(session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "snapshots")
+    hub: LiveHub = app.state.live
+    ingestor = Ingestor(
+        session_factory,
+        metrics=IngestMetrics(),
+        snapshot_dir=tmp_path / "snapshots",
+        on_commit=lambda results, alarms: hub.publish(live_changes(results, alarms)),  # as server.app's
+    )
     picture = jpeg_bytes(shade=40)
     snapshot = hashlib.sha256(picture).hexdigest()
     world = PagesWorld(session_factory, ingestor, seal, app, snapshot, alarm_id=0)

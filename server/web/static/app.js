@@ -113,7 +113,8 @@
     }
   }
 
-  /* New alarms: rows carry data-alarm-id; an open intrusion or tamper is data-alert="1". The alarms this tab knows
+  /* New alarms: rows carry data-alarm-id; an open intrusion or tamper is data-alert="1" (and so is a row that comes
+   * to alert: it alerts then, as a new one). The alarms this tab knows
    * on this page are kept in its sessionStorage (at most KNOWN_MAX, besides the rows shown): a load the page made
    * itself (reloadPage: a gap, the server back) alerts for the rows not known before it, as the stream would have
    * for an alarm it delivered; a first visit, a link followed or the browser's own reload alerts for none. */
@@ -151,7 +152,9 @@
     var added = false;
     for (var i = 0; i < rows.length; i++) {
       var row = rows[i];
-      var id = row.getAttribute("data-alarm-id");
+      // Known by id and by whether it alerts: an alarm that comes to alert (a case_mismatch the seal's intrusion
+      // folded into) is news as a new one is.
+      var id = row.getAttribute("data-alarm-id") + (row.getAttribute("data-alert") === "1" ? "!" : "");
       shown.add(id);
       if (knownAlarms.has(id)) { continue; }
       knownAlarms.add(id);
@@ -178,7 +181,7 @@
     row.classList.add("new");
     var banner = $("alert-banner");
     if (banner) {
-      banner.textContent = banner.getAttribute("data-label") + "：" + row.getAttribute("data-alert-text");
+      banner.textContent = banner.getAttribute("data-label") + row.getAttribute("data-alert-text");  // "新告警：", "New alarm: "
       banner.classList.add("shown");
     }
     if (soundOn()) { beep(); }
