@@ -116,8 +116,7 @@ class Ingestor:
         return self._session_factory
 
     def close(self) -> None:
-        """Stop what the ingest started (the verifier process), for good; also while another thread is in a batch
-        (its signatures are then all checked there)."""
+        """Stop the verifier process for good; also during another thread's batch (it checks its signatures)."""
         self.verifier.close()
 
     def opening(self, messages: Sequence[Message], *, ahead: bool = False) -> Opening | None:

@@ -163,6 +163,8 @@ def test_an_outbox_emptied_while_running_continues_the_chain_and_signs_what_is_l
     outbox.set_setting(LAST_COMMAND_SETTING, "41")
     court.receipting = False
     unreceipted = [runtime.recorder.record(EventType.HEARTBEAT, {}).seq for _ in range(30)]
+    # the court has them, unreceipted (on a loaded machine the last could still be in the outbox only: truly lost)
+    assert court.wait_for(lambda c: set(unreceipted) <= c.seqs(DEVICE), 30)
     db = sqlite3.connect(outbox.path)
     try:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the main file: emptying it loses them
