@@ -110,6 +110,16 @@ class CommandRow:
         return self.command.state == CommandState.ACKNOWLEDGED.value
 
     @property
+    def shown_state(self) -> str:
+        """The state the delivery column says: one marked ``expired`` before its expiry was withdrawn by the court (an
+        approval withdrawn, its seal unbound: the dispatcher marks a command expired only once its expiry is past) —
+        ``withdrawn_by_court``, never "no answer in time"."""
+        c = self.command
+        if c.state == CommandState.EXPIRED.value and c.updated_at < c.expires_at:
+            return "withdrawn_by_court"
+        return c.state
+
+    @property
     def refused_own_bytes(self) -> bool:
         """The seal refused the court's own command because it could not verify its signature (or read it): the
         refusal's ``sha256`` is that of the bytes the court signed — worded as such, not as a forged command's."""

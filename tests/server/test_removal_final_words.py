@@ -67,6 +67,11 @@ def test_an_aborted_requests_unanswered_disarm_reads_withdrawn_and_nothing_offer
     assert 'data-device="seal-a1" data-progress="withdrawn"' in card and "已撤回（准予已撤销）" in card
     assert 'data-device="seal-a2" data-progress="refused"' in card
     assert "可重新发送" not in card and "封条拒绝了指令" in card
+    # the case page's commands table: a1's disarm, marked expired by the abort before its expiry, is the court's
+    # withdrawal, not "no answer in time"
+    row = page.text.split(f'id="command-{commands["seal-a1"].id}"')[1].split("</tr>")[0]
+    assert 'data-shown-state="withdrawn_by_court"' in row and "法院已撤回（未到期即停止发送）" in row
+    assert "超时未应答" not in row and "前未收到封条应答" not in row and "法院于" in row
     # A record stored before withdrawals were recorded so (a1 "waiting_for_seal", its disarm expired before its
     # expiry) reads withdrawn all the same.
     with world.session_factory() as session:
