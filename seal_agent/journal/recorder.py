@@ -293,6 +293,7 @@ class EventRecorder:
             # A small event of the seal's own is refused as well (or cannot be made): the fault is not the event's.
             said = getattr(exc, "code", None) or exc.__class__.__name__
             refused = f"the outbox refuses even an event_lost ({said}: {exc}); {type.value} is kept"
+            self.storage.refused(exc)  # held in memory: said in the seal's status, as a passing condition is
             raise OutboxError(refused) from exc
         logger.error(
             "%s of %s can never be recorded (%s: %s; payload %s); event_lost seq=%d committed in its place",

@@ -13,18 +13,20 @@ move: the case it names had a binding that ended, the seal's current binding beg
 :data:`~server.ingest.late_chain.HOLD_BACK_LIMIT` ago (as a moved seal's pictures are held: a drain follows the move).
 The event is still quarantined ``wrong_case``, unreceipted, until it is placed; nothing else changes for it.
 
-The seal's chain state records the hold (``chain_state.case_held_until``): :data:`NO_SUCCESSOR_HOLD` (minutes)
-while no event of the seal above the held ones is stored, then the binding's start + the limit. It is settled
-(:func:`settle_hold`) from the seal's last refusals in the quarantine and the batch's own:
+The seal's chain state records the hold (``chain_state.case_held_until``: when the next held refusal falls due).
+Each held refusal waits on its own: :data:`NO_SUCCESSOR_HOLD` (minutes) after its first refusal while no event of the
+seal above it is stored, the binding's start + the limit once one is. It is settled (:func:`settle_hold`) from the
+seal's last :data:`HELD_LOOKBACK` refusals in the quarantine and the batch's own:
 
 - in a batch that stored an event of the seal: those placed since are done; if none is left, the hold ends, nothing
   raised. If a stored successor can no longer place one of them (:func:`~server.ingest.late_chain.may_be_placed`:
   at ``seq`` + 1 naming other bytes, or in a case no move carries it to), every one still refused raises
   ``case_mismatch`` now, in ``seq`` order, and the hold ends. Else they stay held, and the seal's gaps made only of
   them raise ``missing_events`` ``gap_wait_s`` after the hold's end at the earliest (:meth:`ChainBook.postpone`);
-- at the hold's end, in the round of due gaps (:func:`~server.ingest.gap_wait.raise_due_gaps`: the liveness check's,
-  and each ingest worker's): every one still refused raises ``case_mismatch`` — a seal that never sends the successor
-  (moved but still configured for A, its clock behind) gets its alarm :data:`NO_SUCCESSOR_HOLD` late at most.
+- when one falls due, in the round of due gaps (:func:`~server.ingest.gap_wait.raise_due_gaps`: the liveness
+  check's, and each ingest worker's): those due and still refused raise ``case_mismatch``, the others stay held — a
+  seal that never sends the successor (moved but still configured for A, its clock behind) gets its alarm
+  :data:`NO_SUCCESSOR_HOLD` late at most.
 
 A refusal once the hold has ended, or after the day, raises ``case_mismatch`` at once, as before. Nothing is read for a
 batch whose seals hold nothing (the usual one): the hold rides on the chain states it reads anyway.
@@ -32,10 +34,10 @@ batch whose seals hold nothing (the usual one): the hold rides on the chain stat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, InvalidEnvelope, decode_envelope
@@ -51,8 +53,8 @@ from server.seals.models import SealBinding
 _STORED = select(Event.seq, Event.raw).where(
     Event.device_id == bindparam("device_id"), Event.seq.in_(bindparam("seqs", expanding=True))
 )
-#: Whether the seal has a stored event above a seq.
-_ABOVE = select(Event.seq).where(Event.device_id == bindparam("device_id"), Event.seq > bindparam("seq")).limit(1)
+#: The seal's highest stored seq.
+_TOP = select(func.max(Event.seq)).where(Event.device_id == bindparam("device_id"))
 #: How long a hold lasts while no event of the seal above the held ones is stored: a seal drains its outbox in order,
 #: so the rest of the drain comes within seconds. A seal moved but still configured for its old case, its clock behind
 #: (one that booted at its new place on the time it shut down at the old), signs even the intrusions it sees now for
@@ -60,6 +62,8 @@ _ABOVE = select(Event.seq).where(Event.device_id == bindparam("device_id"), Even
 #: above them is stored (the seal went on, in its new case) the hold lasts until the binding's start +
 #: :data:`~server.ingest.late_chain.HOLD_BACK_LIMIT`, while the seal sends them again.
 NO_SUCCESSOR_HOLD = timedelta(minutes=2)
+#: The most refusals of a seal for their case a hold reads back (newest first); with more, it ends at once.
+HELD_LOOKBACK = 1024
 _REFUSAL = Rejected(Reason.WRONG_CASE, "held back while the chain might carry it into the case it names")
 
 
@@ -84,15 +88,25 @@ def settle_hold(
     *,
     case_no: str | None,
     fresh: Sequence[tuple[Envelope, bytes]] = (),
+    told: Collection[bytes] = (),
     now: datetime,
 ) -> bool:
     """Settle the seal's hold (its chain state locked, its live alarms in ``book``); True if ``case_mismatch`` was
-    raised. ``fresh``: the batch's own refusals held (not in the quarantine yet)."""
-    until = chain.holds()[device_id]
+    raised. ``fresh``: the batch's own refusals held (not in the quarantine yet); ``told``: refusals the batch raises
+    ``case_mismatch`` for itself (not twice). Each held refusal waits on its own: until the binding's start + the
+    limit once an event of the seal above it is stored (the seal went on in its new case), else
+    :data:`NO_SUCCESSOR_HOLD` after its first refusal; those due are raised, the hold runs on to the next one due. A
+    seal with more than :data:`HELD_LOOKBACK` refusals for their case in the quarantine has its hold end now, those
+    it can read raised: a hold never keeps back what it cannot see whole."""
     query = select(SealBinding).where(SealBinding.device_id == device_id)
     bindings = list(session.scalars(query.order_by(SealBinding.bound_at.desc(), SealBinding.id.desc())))
     held: dict[bytes, Envelope] = {}
-    for raw in [bytes(raw) for raw, _ in last_refused(session, device_id) if raw] + [raw for _, raw in fresh]:
+    refused = last_refused(session, device_id, lookback=HELD_LOOKBACK + 1)
+    whole = len(refused) <= HELD_LOOKBACK
+    first = {bytes(raw): at for raw, at in refused if raw}  # each refusal's first time (the batch's own: now)
+    for raw in list(first) + [raw for _, raw in fresh]:
+        if raw in told:
+            continue
         envelope = _decoded(raw)
         if envelope is not None and envelope.device_id == device_id and case_no is not None:
             if across_move(envelope.case_no, envelope.occurred_at, case_no, bindings) is not None:
@@ -102,17 +116,25 @@ def settle_hold(
         seqs = sorted({envelope.seq for envelope in held.values()})
         stored = {(seq, bytes(raw)) for seq, raw in session.execute(_STORED, {"device_id": device_id, "seqs": seqs})}
     pending = sorted((envelope.seq, raw) for raw, envelope in held.items() if (envelope.seq, raw) not in stored)
-    if pending and all(chain_may_place(session, held[raw], raw) for _, raw in pending):
-        if bindings and bindings[0].case_no == case_no and _went_on(session, device_id, pending[-1][0]):
-            until = max(until, bindings[0].bound_at + HOLD_BACK_LIMIT)  # the seal went on: its drain is on its way
-        if now < until:
-            chain.hold(device_id, until)
-            chain.postpone(device_id, {seq for seq, _ in pending}, until)
-            return False
-    for _, raw in pending:  # refused in the end: the seal's own word, in its current case
+    due = pending
+    if pending and whole and bindings and bindings[0].case_no == case_no:
+        if all(chain_may_place(session, held[raw], raw) for _, raw in pending):
+            limit = bindings[0].bound_at + HOLD_BACK_LIMIT
+            top = session.scalar(_TOP, {"device_id": device_id})
+            ends = {
+                raw: limit if top is not None and top > seq else min(limit, first.get(raw, now) + NO_SUCCESSOR_HOLD)
+                for seq, raw in pending
+            }
+            due = [(seq, raw) for seq, raw in pending if ends[raw] <= now]
+            waiting = [(seq, raw) for seq, raw in pending if ends[raw] > now]
+            if waiting:
+                chain.hold(device_id, min(ends[raw] for _, raw in waiting))  # the next one due
+                chain.postpone(device_id, {seq for seq, _ in waiting}, max(ends[raw] for _, raw in waiting))
+    for _, raw in due:  # refused in the end: the seal's own word, in its current case
         on_refused(book, held[raw], _REFUSAL, case_no=case_no, at=now)
-    chain.hold(device_id, None)
-    return bool(pending) and case_no is not None
+    if len(due) == len(pending):
+        chain.hold(device_id, None)
+    return bool(due) and case_no is not None
 
 
 class CaseHolds:
@@ -146,6 +168,7 @@ class CaseHolds:
         place it) is refused in the end, its ``case_mismatch`` raised in the messages' order; then the holds of the
         seals the batch stored events of are settled (:func:`settle_hold`)."""
         fresh: dict[str, list[tuple[Envelope, bytes]]] = {}
+        told: set[bytes] = set()  # refused in the end by the batch itself (its successor stored here)
         if self._until:
             stored_here = {(row["device_id"], row["seq"]) for row in rows}
             for place in [place for place in self._until if place not in unplaced]:
@@ -154,18 +177,18 @@ class CaseHolds:
                 message, envelope = unplaced[place]
                 if (envelope.device_id, envelope.seq + 1) in stored_here:
                     del self._until[place]
+                    told.add(message.payload)
                     continue
-                self._chain.hold(envelope.device_id, until)
+                running = self._chain.holds().get(envelope.device_id)  # the next look: the earliest one due
+                self._chain.hold(envelope.device_id, until if running is None else min(until, running))
                 fresh.setdefault(envelope.device_id, []).append((envelope, message.payload))
         holds = self._chain.holds()
         if not holds:  # the usual batch
             return
         stored = {row["device_id"] for row in rows}
         for device_id in sorted(holds.keys() & stored):
-            fresh_ones = fresh.get(device_id, [])
-            settle_hold(
-                session, book, self._chain, device_id, case_no=case_of(device_id), fresh=fresh_ones, now=self._now
-            )
+            case_no, ours, now = case_of(device_id), fresh.get(device_id, []), self._now
+            settle_hold(session, book, self._chain, device_id, case_no=case_no, fresh=ours, told=told, now=now)
 
 
 def raise_due_holds(
@@ -175,11 +198,6 @@ def raise_due_holds(
     seals whose ``case_mismatch`` was raised."""
     due = sorted(device_id for device_id, until in chain.holds().items() if until <= now)
     return [d for d in due if settle_hold(session, book, chain, d, case_no=cases.get(d), now=now)]
-
-
-def _went_on(session: Session, device_id: str, seq: int) -> bool:
-    """Whether an event of the seal above ``seq`` is stored."""
-    return session.execute(_ABOVE, {"device_id": device_id, "seq": seq}).first() is not None
 
 
 def _decoded(raw: bytes) -> Envelope | None:

@@ -76,7 +76,7 @@ _LAST_REFUSED = (
     select(_Q.id, _Q.raw, _Q.received_at)
     .where(_Q.device_id == bindparam("device_id"), _Q.reason == bindparam("reason"), _Q.topic == bindparam("topic"))
     .order_by(_Q.id.desc())
-    .limit(REFUSED_LOOKBACK)
+    .limit(bindparam("lookback"))
 )
 #: When some events (by the sha256 of their bytes) were first refused for their case.
 _FIRST_REFUSED = (
@@ -303,15 +303,15 @@ def recently_moved(session: Session, device_ids: set[str], *, now: datetime) -> 
     return moved
 
 
-def last_refused(session: Session, device_id: str) -> list[tuple[bytes, datetime]]:
-    """The bytes and first refusal of the seal's last :data:`REFUSED_LOOKBACK` events refused for their case: at
-    most that many rows of each reason, read newest first from the index (device_id, reason, id)."""
+def last_refused(session: Session, device_id: str, lookback: int = REFUSED_LOOKBACK) -> list[tuple[bytes, datetime]]:
+    """The bytes and first refusal of the seal's last ``lookback`` events refused for their case: at most that many
+    rows of each reason, read newest first from the index (device_id, reason, id)."""
     rows: list[tuple[int, bytes, datetime]] = []
     for reason in sorted(r.value for r in CASE_REASONS):
-        params = {"device_id": device_id, "reason": reason, "topic": event_topic(device_id)}
+        params = {"device_id": device_id, "reason": reason, "topic": event_topic(device_id), "lookback": lookback}
         rows += ((id_, raw, received_at) for id_, raw, received_at in session.execute(_LAST_REFUSED, params))
     rows.sort(reverse=True)
-    return [(raw, received_at) for _, raw, received_at in rows[:REFUSED_LOOKBACK]]
+    return [(raw, received_at) for _, raw, received_at in rows[:lookback]]
 
 
 def _first_refusals(session: Session, naming: dict[str, _Refused]) -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from seal_protocol import EventType
 from server.core.db import SessionFactory, session_scope
-from server.ingest.case_hold import NO_SUCCESSOR_HOLD
+from server.ingest.case_hold import HELD_LOOKBACK, NO_SUCCESSOR_HOLD
 from server.ingest.gap_wait import raise_due_gaps
-from server.ingest.models import ChainState
+from server.ingest.models import ChainState, QuarantinedMessage
 from server.ingest.receipts import committed_hashes
 from server.ingest.results import Message, Outcome, Reason
 from server.seals.models import SealBinding
@@ -74,6 +74,17 @@ def alarms_in(court: Court, case_no: str) -> list[tuple[str, str]]:
     return [(al.kind, al.state) for al in court.alarms() if al.case_no == case_no]
 
 
+def time_passes(court: Court, span: timedelta) -> None:
+    """As if ``span`` had passed for the hold: the seal's refusals and its hold's next look that much earlier (the
+    round reads the database's clock)."""
+    with session_scope(court.session_factory) as session:
+        for row in session.scalars(select(QuarantinedMessage).where(QuarantinedMessage.device_id == "seal-a")):
+            row.received_at -= span
+        for state in session.scalars(select(ChainState).where(ChainState.device_id == "seal-a")):
+            if state.case_held_until is not None:
+                state.case_held_until -= span
+
+
 def held_until(court: Court) -> datetime | None:
     return court.chain("seal-a").case_held_until
 
@@ -112,6 +123,57 @@ def test_a_drain_cut_at_a_batch_boundary_tells_b_nothing_of_a(court: Court) -> N
     assert [row.reason for row in court.quarantine()] == ["wrong_case"] * 3  # the first copies, as before
 
 
+def test_each_held_refusal_waits_on_its_own(court: Court) -> None:
+    """A's run held while the seal, gone on in B, sends it again (the day); an intrusion it then signs for A with a
+    stale time (reconfigured back to A, its clock behind: nothing stored above it) waits only its 2 minutes, and is
+    raised alone — B is told of its own intrusion, not of A's run."""
+    now = datetime.now(UTC)
+    old = at_a(court, now)
+    move_to_b(court)
+    first_of_b = court.a.event(EventType.AGENT_STARTED, {}, at=now)
+    assert ingest(court, *of_a(court, *old))[0] == [REFUSED] * 3
+    assert ingest(court, *of_a(court, first_of_b))[0] == [STORED]
+    late = court.a.event(EventType.INTRUSION, INTRUSION, case_no=CASE_A, at=now - timedelta(days=21))  # seq 5
+    assert ingest(court, *of_a(court, late))[0] == [REFUSED]
+    assert court.alarms() == []
+    held = held_until(court)  # the next look: the fresh one's 2 minutes, not the run's day
+    assert held is not None and held <= datetime.now(UTC) + NO_SUCCESSOR_HOLD
+
+    time_passes(court, NO_SUCCESSOR_HOLD + timedelta(seconds=1))
+    with court.session_factory() as session:
+        assert raise_due_gaps(session, gap_wait=timedelta(0), lag=timedelta(0), at=datetime.now(UTC)) == ["seal-a"]
+        session.commit()
+    [alarm] = court.alarms()
+    assert (alarm.kind, alarm.case_no, alarm.details["seq"], alarm.details["intrusions"]["seqs"]) == (
+        "case_mismatch",
+        CASE_B,
+        5,
+        [5],
+    )
+    held = held_until(court)  # A's run still held, for the day
+    assert held is not None and held > datetime.now(UTC) + timedelta(hours=12)
+    results, receipted = ingest(court, *of_a(court, *old))  # sent again: placed in A
+    assert (results, len(receipted)) == ([STORED] * 3, 3)
+    assert [(al.kind, al.case_no) for al in court.alarms()] == [("case_mismatch", CASE_B), ("intrusion", CASE_A)]
+
+
+def test_a_hold_that_cannot_read_its_whole_run_ends_at_once(court: Court) -> None:
+    """More of the seal's refusals than a hold reads back (HELD_LOOKBACK): it keeps nothing back it cannot see —
+    case_mismatch is raised at once, naming the intrusion (the oldest, beyond a short look-back)."""
+    now = datetime.now(UTC)
+    stale, a = now - timedelta(days=22), court.a
+    run = [a.event(EventType.INTRUSION, INTRUSION, at=stale)]
+    run += [a.event(at=stale + timedelta(seconds=i + 1)) for i in range(HELD_LOOKBACK)]
+    move_to_b(court)
+    for start in range(0, len(run), 500):
+        ingest(court, *of_a(court, *run[start : start + 500]))
+    assert ingest(court, *of_a(court, court.a.event(EventType.AGENT_STARTED, {}, at=now)))[0] == [STORED]
+    mismatch = [al for al in court.alarms() if al.kind == "case_mismatch"]
+    assert [al.case_no for al in mismatch] == [CASE_B]  # (closed by B's event, as case_mismatch is: raised, told)
+    assert 1 in mismatch[0].details["intrusions"]["seqs"]
+    assert held_until(court) is None
+
+
 def test_a_seal_that_never_sends_the_successor_gets_case_mismatch_when_the_hold_ends(court: Court) -> None:
     """Moved but still configured for A, its clock behind: nothing the court can tell from A's drain until the hold
     ends; then the round of due gaps raises case_mismatch in B, naming the intrusion. Later refusals raise at once."""
@@ -124,8 +186,7 @@ def test_a_seal_that_never_sends_the_successor_gets_case_mismatch_when_the_hold_
         session.commit()
     assert court.alarms() == []
 
-    with session_scope(court.session_factory) as session:  # a day on: the hold ends
-        session.execute(update(ChainState).values(case_held_until=datetime.now(UTC) - timedelta(seconds=1)))
+    time_passes(court, NO_SUCCESSOR_HOLD + timedelta(seconds=1))  # no successor came: the hold ends
     with court.session_factory() as session:
         assert raise_due_gaps(session, gap_wait=timedelta(0), lag=timedelta(0), at=datetime.now(UTC)) == ["seal-a"]
         session.commit()
