@@ -33,6 +33,7 @@ ALARM_KINDS = frozenset(
         "refusal_flood",
         "sensor_flapping",
         "sensor_stuck",
+        "storage_failed",
     }
 )
 #: ``server.alarms.state.Severity`` and ``AlarmState``.

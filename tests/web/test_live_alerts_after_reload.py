@@ -6,6 +6,8 @@ visit, or a reload the user makes, alerts for none of the alarms it finds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
@@ -13,6 +15,8 @@ from playwright.sync_api import Error as PlaywrightError
 from seal_dev.browser import sign_in
 from seal_protocol import EventType
 from server.config import WebSettings
+from server.core.metrics import IngestMetrics
+from server.ingest.ingestor import Ingestor
 from tests.agent.helpers import wait_until
 from tests.server.auth_helpers import PASSWORD
 from tests.server.helpers import message
@@ -44,10 +48,15 @@ def _calm(page: Page, world: PagesWorld) -> None:
     assert page.locator("[data-alarm-id].new").count() == 0
 
 
-def _store_tamper(world: PagesWorld) -> None:
-    """A tamper stored, and its change not published (lost by the court's feed, or no stream to take it)."""
+def _store_tamper(world: PagesWorld, tmp_path: Path) -> None:
+    """A tamper stored, and its change not published (lost by the court's feed, or no stream to take it): by an
+    ingest with no ``on_commit`` (the world's own publishes what it stores, as the court's does)."""
     seal = world.seal
-    world.ingestor.ingest([message(seal.event_topic, seal.event(EventType.TAMPER, {"armed": True}))])
+    quiet = Ingestor(world.session_factory, metrics=IngestMetrics(), snapshot_dir=tmp_path / "quiet-snapshots")
+    try:
+        quiet.ingest([message(seal.event_topic, seal.event(EventType.TAMPER, {"armed": True}))])
+    finally:
+        quiet.close()
 
 
 def reloaded(page: Page) -> bool:
@@ -69,12 +78,13 @@ def test_a_tamper_stored_while_the_feed_lost_it_alerts_after_the_gap_s_reload(
     world: PagesWorld,
     served: str,  # noqa: F811 - the fixture imported above
     browser: Browser,
+    tmp_path: Path,
 ) -> None:
     page = _overview(browser, served)
     try:
         _calm(page, world)  # a first visit: the open intrusion is there, but not new to anyone
         page.evaluate("() => { window.__beforeReload = true; }")  # gone with the document when the page reloads
-        _store_tamper(world)
+        _store_tamper(world, tmp_path)
         world.hub.gap("feed")
         assert wait_until(lambda: live_up(page), 20), "the page did not reload"
         _alerted_for_the_tamper(page, world)
@@ -86,6 +96,7 @@ def test_a_tamper_stored_while_the_stream_was_lost_alerts_after_the_reload_once_
     world: PagesWorld,
     served: str,  # noqa: F811 - the fixture imported above
     browser: Browser,
+    tmp_path: Path,
 ) -> None:
     page = _overview(browser, served)
     try:
@@ -94,7 +105,7 @@ def test_a_tamper_stored_while_the_stream_was_lost_alerts_after_the_reload_once_
         page.route("**/live?*", lambda route: route.abort())
         page.evaluate("() => { window.__beforeReload = true; }")
         expect(page.locator("#stale-banner")).to_be_visible()
-        _store_tamper(world)
+        _store_tamper(world, tmp_path)
         assert wait_until(lambda: reloaded(page), 30), "the page did not reload"
         _alerted_for_the_tamper(page, world)
 
