@@ -107,7 +107,7 @@ def settle_hold(
     for raw in list(first) + [raw for _, raw in fresh]:
         if raw in told:
             continue
-        envelope = _decoded(raw)
+        envelope = decoded(raw)
         if envelope is not None and envelope.device_id == device_id and case_no is not None:
             if across_move(envelope.case_no, envelope.occurred_at, case_no, bindings) is not None:
                 held[raw] = envelope
@@ -200,8 +200,9 @@ def raise_due_holds(
     return [d for d in due if settle_hold(session, book, chain, d, case_no=cases.get(d), now=now)]
 
 
-def _decoded(raw: bytes) -> Envelope | None:
-    """A refused event's bytes (decoded and verified before it was refused for its case)."""
+def decoded(raw: bytes) -> Envelope | None:
+    """The envelope of an event's bytes, or None if they are none (a refused event's were decoded and verified before
+    it was refused for its case; a message stored one by one may be anything)."""
     try:
         return decode_envelope(raw)
     except InvalidEnvelope:

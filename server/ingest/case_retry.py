@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from seal_protocol import Envelope, InvalidEnvelope, decode_envelope
+from server.ingest.case_hold import decoded
 from server.ingest.late_chain import CASE_REASONS
 from server.ingest.results import IngestResult, Message, Outcome
 
@@ -30,7 +30,7 @@ def place_refused(
     refused: list[tuple[str, int, int]] = []  # (device_id, -seq, place)
     for place, (message, result) in enumerate(zip(messages, results, strict=True)):
         if result.outcome is Outcome.STORED or result.reason in CASE_REASONS:
-            envelope = _event(message)
+            envelope = decoded(message.payload)
             if envelope is None:
                 continue
             if result.outcome is Outcome.STORED:
@@ -42,10 +42,3 @@ def place_refused(
             results[place] = ingest_alone(messages[place])
             if results[place].outcome is Outcome.STORED:
                 stored.add((device_id, -minus_seq))
-
-
-def _event(message: Message) -> Envelope | None:
-    try:
-        return decode_envelope(message.payload)
-    except InvalidEnvelope:
-        return None

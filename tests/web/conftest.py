@@ -93,7 +93,12 @@ def add_cases(session: Session) -> None:
 @pytest.fixture
 def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[CourtProcess]:
     """The court server running, with two cases and a user per role on the first (``other-judge`` on the second)."""
-    process = CourtProcess(tmp_path / "court", broker, extra_settings=WEB_SETTINGS)
+    yield from running_court(tmp_path, broker, WEB_SETTINGS)
+
+
+def running_court(tmp_path: Path, broker: PrivateBroker, settings: str) -> Iterator[CourtProcess]:
+    """The :func:`court` fixture's court, with ``settings`` (TOML) added to its configuration."""
+    process = CourtProcess(tmp_path / "court", broker, extra_settings=settings)
     with session_scope(process.session_factory) as session:
         add_cases(session)
     for role in Role:

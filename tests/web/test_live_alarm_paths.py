@@ -27,13 +27,11 @@ from seal_dev.broker import PrivateBroker
 from seal_dev.court_process import CourtProcess, seal_config
 from server.alarms.models import Alarm
 from server.alarms.service import acknowledge_as
-from server.auth.access import Role
 from server.auth.models import User
 from server.core.db import session_scope
 from server.seals.registry import register_seal
 from tests.agent.helpers import RecordingSpeaker, RuntimeFactory, pulse, verify_key, wait_until
-from tests.server.auth_helpers import add_user
-from tests.web.conftest import CASE, OTHER_CASE, SEAL, InstalledSeal, SignIn, add_cases
+from tests.web.conftest import CASE, SEAL, InstalledSeal, SignIn, running_court
 
 #: A stream that ends (and reconnects) every 4 s: what a page's stream does after [web] stream_max_s.
 SHORT_STREAMS = "[web]\nheartbeat_s = 1.0\nstream_max_s = 4.0\n[liveness]\ncheck_interval_s = 1.0\n"
@@ -44,17 +42,7 @@ MISTYPED = "(2021)苏0214执1243号"  # CASE with two digits swapped
 @pytest.fixture
 def court(tmp_path: Path, broker: PrivateBroker) -> Iterator[CourtProcess]:
     """The conftest's court, its streams reconnecting every 4 s."""
-    process = CourtProcess(tmp_path / "court", broker, extra_settings=SHORT_STREAMS)
-    with session_scope(process.session_factory) as session:
-        add_cases(session)
-    for role in Role:
-        add_user(process.session_factory, role.value, role, () if role is Role.CLERK else (CASE,))
-    add_user(process.session_factory, "other-judge", Role.JUDGE, (OTHER_CASE,))
-    process.start()
-    try:
-        yield process
-    finally:
-        process.close()
+    yield from running_court(tmp_path, broker, SHORT_STREAMS)
 
 
 def test_an_intrusion_under_a_mistyped_case_number_alerts_the_open_overview(
