@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from seal_agent.errors import read_only
+from seal_agent.journal.disk_room import is_disk_full
 from seal_protocol import utc_now_ms
 from seal_protocol.status import StorageFault, StorageReport
 
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 #: Told the seal's storage report after a recording changed it: None once the outbox commits again.
 StorageListener = Callable[[StorageReport | None], None]
-
-_FULL = {"SQLITE_FULL"}
 
 
 def _nobody(report: StorageReport | None) -> None:
@@ -89,6 +88,4 @@ class StorageHealth:
             return StorageFault.READ_ONLY
         if self._state_dir is not None and read_only(self._state_dir):
             return StorageFault.READ_ONLY
-        full = any(getattr(c, "errno", None) == errno.ENOSPC or getattr(c, "sqlite_errorname", None) in _FULL
-                   for c in causes)  # fmt: skip
-        return StorageFault.FULL if full else StorageFault.IO_ERROR
+        return StorageFault.FULL if is_disk_full(exc) else StorageFault.IO_ERROR
