@@ -68,7 +68,8 @@ class MqttSettings(BaseModel):
         description="When fewer than batch_size messages wait as a batch begins, the ingest waits this long once "
         "(under a backlog, with the verifier process: takes the next no sooner than this after the last), so that "
         "a steady stream is stored in fewer, larger transactions (each costs about a millisecond of CPU whatever "
-        "its size). It adds at most this much to an event's time to its commit, besides the batch before. 0: none.",
+        "its size). It adds at most this much to an event's time to its commit, besides the batch before; a batch "
+        "holding an intrusion or a tamper report does not wait. 0: none.",
     )
     verifier_process: bool = Field(
         True,

@@ -67,6 +67,7 @@ class Received:
     qos: int
     message: Message
     at: float
+    urgent: bool = False  # an intrusion or a tamper report: cuts short the worker's linger (.lanes.is_urgent)
 
     @property
     def footprint(self) -> int:

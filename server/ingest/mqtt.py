@@ -50,7 +50,7 @@ from server.errors import StorageUnavailable
 from server.ingest.backlog import BATCH_BYTES, QOS0_BACKLOG_BYTES, Backlog, Received
 from server.ingest.checks import Opening
 from server.ingest.ingestor import Ingestor
-from server.ingest.lanes import FairQueue, lane_of
+from server.ingest.lanes import FairQueue, is_urgent, lane_of
 from server.ingest.marker import Marker
 from server.ingest.receipts import Committed, receipt_key, receipts_for, send_receipts, take_waiting
 from server.ingest.results import IngestResult, Message
@@ -83,7 +83,9 @@ class MqttIngest:
         self._role = role  # tells the workers of a shared group apart (each has its own persistent session)
         self.ingestor, self._court_key = ingestor, court_key
         # one lane per seal account, taken in turn (:mod:`.lanes`): one seal's backlog holds up no other seal here
-        self._queue: FairQueue[Received] = FairQueue(lambda item: lane_of(item.message.topic, self.marker.topic))
+        self._queue: FairQueue[Received] = FairQueue(
+            lambda item: lane_of(item.message.topic, self.marker.topic), lambda item: item.urgent
+        )
         self._stopping, self._connected = threading.Event(), threading.Event()
         self._backlog = Backlog(
             qos0_bytes=qos0_backlog_bytes, on_drop=ingestor.metrics.count_dropped, stopping=self._stopping
@@ -171,6 +173,7 @@ class MqttIngest:
         if client is None:
             return
         self._stopping.set()
+        self._queue.wake()
         self.marker.stop()
         if self._worker is not None:
             self._worker.join(timeout)
@@ -262,7 +265,8 @@ class MqttIngest:
             return  # dropped (.backlog)
         with self._lock:
             generation = self._generation
-        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at), at))
+        urgent = is_urgent(topic, payload)
+        self._queue.put(Received(generation, mid, qos, Message(topic, payload, received_at), at, urgent))
 
     # -- worker ----------------------------------------------------------------------------------------------------
 
@@ -289,7 +293,7 @@ class MqttIngest:
                 if self.ingestor.verifier.shares():  # still: else the next batch waits for its turn
                     wait = taken_at + self.settings.batch_linger_ms / 1000 - time.monotonic()
                     if wait > 0 and self._queue.qsize() < self.settings.batch_size:
-                        self._stopping.wait(wait)  # (a batch waits: taken at once)
+                        self._queue.linger(wait)  # (a batch waits, or an intrusion: taken at once)
                     following, later = self._split(self._take(self.settings.batch_size))
                     taken_at = time.monotonic()
                     opened = self.ingestor.opening([m.message for m in following], ahead=True) if following else None
@@ -305,9 +309,8 @@ class MqttIngest:
         except queue.Empty:
             return []
         linger = self.settings.batch_linger_ms / 1000
-        if linger > 0 and self._queue.qsize() + 1 < self.settings.batch_size:
-            # one sleep, not a wait per message: a wake-up per message would cost more than the linger saves
-            self._stopping.wait(linger)
+        if linger > 0 and not first.urgent and self._queue.qsize() + 1 < self.settings.batch_size:
+            self._queue.linger(linger)  # cut short by an intrusion or a tamper report (.lanes), or by stop()
         return [first, *self._take(self.settings.batch_size - 1, first.footprint)]
 
     def _take(self, most: int, held: int = 0) -> list[Received]:

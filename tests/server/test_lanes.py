@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import queue
+import threading
 
 import pytest
 
-from server.ingest.lanes import FairQueue, lane_of_topic
+from seal_protocol import EventType, snapshot_topic
+from server.ingest.lanes import FairQueue, is_urgent, lane_of_topic
+from tests.server.helpers import CASE_A, SimulatedSeal
 
 
 def _drain(lanes: FairQueue[str]) -> list[str]:
@@ -49,3 +52,38 @@ def test_get_waits_and_then_says_empty() -> None:
 def test_lanes_are_seal_accounts() -> None:
     assert lane_of_topic("seal/v1/seal-a/event") == lane_of_topic("seal/v1/seal-a/snapshot") == "seal-a"
     assert lane_of_topic("odd") == "odd"
+
+
+def test_only_an_intrusion_or_a_tamper_report_is_urgent() -> None:
+    seal = SimulatedSeal("seal-a", CASE_A)
+    assert is_urgent(seal.event_topic, seal.event(EventType.INTRUSION, {"warning": "played"}))
+    assert is_urgent(seal.event_topic, seal.event(EventType.TAMPER, {}))
+    assert not is_urgent(seal.event_topic, seal.event())
+    assert not is_urgent(seal.event_topic, seal.event(EventType.WARNING_RESULT, {"type": "intrusion"}))  # nested
+    assert not is_urgent(snapshot_topic(seal.device_id, "0" * 64), seal.event(EventType.INTRUSION, {}))
+
+
+def _lingering(lanes: FairQueue[str]) -> threading.Thread:
+    thread = threading.Thread(target=lanes.linger, args=(60.0,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_urgent_item_cuts_short_a_linger_until_it_is_taken() -> None:
+    lanes: FairQueue[str] = FairQueue(lambda item: item.split("-")[0], lambda item: item.endswith("!"))
+    waiting = _lingering(lanes)
+    lanes.put("a-0")
+    waiting.join(0.3)
+    assert waiting.is_alive()  # a plain item does not end it
+    lanes.put("b-0!")
+    waiting.join(10)
+    assert not waiting.is_alive()
+    lanes.linger(60.0)  # the urgent item still waits: no linger
+    assert _drain(lanes) == ["a-0", "b-0!"]
+    again = _lingering(lanes)  # taken: the next linger waits
+    again.join(0.3)
+    assert again.is_alive()
+    lanes.wake()  # (stopping)
+    again.join(10)
+    assert not again.is_alive()
+    lanes.linger(60.0)
