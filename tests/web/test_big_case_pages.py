@@ -112,3 +112,25 @@ def test_the_overview_counts_a_seal_s_live_alarms_without_loading_them(world: Pa
         event.remove(Alarm, "load", note)
     assert f'id="seal-{SEAL}" class="tile alarming"' in html
     assert len(loaded) <= 2 * MAX_ALARMS, f"{len(loaded)} alarms loaded for a page listing {MAX_ALARMS}"
+
+
+def test_a_case_s_heartbeats_cost_its_events_of_a_type_nothing(world: PagesWorld) -> None:
+    """``/api/…/events?type=intrusion`` (the world's seal has one) with 20,000 heartbeats of the case's other seals:
+    the case's query walked its ``case_no, id`` index back through every heartbeat to find the one intrusion."""
+    urls = [f"/api/cases/{quote(CASE, safe='')}/events?type=intrusion", f"/api/seals/{SEAL}/events?type=intrusion"]
+    devices = other_seals(world)
+
+    def steps_of(url: str) -> int:
+        with world.client("judge") as client:
+            client.get(url)
+            with counting_steps() as steps:
+                response = client.get(url)
+            assert response.status_code == 200, response.text
+            assert [event["type"] for event in response.json()["events"]] == ["intrusion"]
+            return len(steps)
+
+    small = [steps_of(url) for url in urls]
+    heartbeats(world, devices, 2000)
+    for url, before in zip(urls, small, strict=True):
+        after = steps_of(url)
+        assert after < 1.5 * before + 50, f"{url}: {before} steps, then {after} with 20,000 heartbeats"
