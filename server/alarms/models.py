@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from server.core.base import Base, BigId
+from server.core.whole_numbers import whole_numbers
 from server.evidence.models import Event
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
@@ -50,3 +51,7 @@ class Alarm(Base):
 
     first_event: Mapped[Event | None] = relationship(foreign_keys=[first_event_id])
     last_event: Mapped[Event | None] = relationship(foreign_keys=[last_event_id])
+
+    @validates("details")
+    def _whole(self, _key: str, details: dict[str, Any]) -> dict[str, Any]:
+        return whole_numbers(details, what=f"details of a {self.kind} alarm")  # (every later bundle of the case)

@@ -25,6 +25,7 @@ from seal_protocol import canonical_json
 from seal_protocol.envelope import utc_now_ms
 from server.audit.models import AuditEntry
 from server.core.base import utc_now
+from server.core.whole_numbers import whole_numbers
 
 NO_ACTOR = "-"
 
@@ -122,7 +123,7 @@ def record_audit(
         action=action,
         target=target[:128],
         case_no=case_no,
-        details=details or {},
+        details=whole_numbers(details or {}, what=f"audit entry {action}"),  # (its record is in every bundle)
     )
     entry.record = entry_record(entry)
     session.add(entry)

@@ -241,7 +241,7 @@ class LivenessChecker:
                     details = {
                         "reason": "offline_status",
                         "offline_since": seal.status_changed_at.isoformat(),
-                        "grace_s": self.offline_grace_s,
+                        "grace_s": int(self.offline_grace_s),  # (a setting, 60.0: a bundle holds whole numbers)
                         **storage_details(seal.storage_fault, seal.storage_held, seal.storage_since),
                     }
                     book.raise_alarm(
