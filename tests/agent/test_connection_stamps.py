@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seal_agent.connection_stamps import STAMP_FILE, ConnectionStamps
+from seal_agent.connection_stamps import STAMP_FILE, UNKEPT_ROOM, ConnectionStamps
 from seal_protocol import SealStatus
 from seal_protocol.envelope import parse_ts
 from seal_protocol.status import supersedes
@@ -175,3 +175,24 @@ def test_a_stamp_the_card_cannot_keep_is_held_in_memory_and_a_later_boot_stamps_
     for stamp in held:  # the court may hold a held connection's Will (offline) or its online: both are superseded
         assert stamp is not None
         assert supersedes(SealStatus.ONLINE, parse_ts(booted), SealStatus.OFFLINE.value, parse_ts(stamp))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a loop device (needs root)")
+def test_stamps_held_in_memory_never_pass_the_room_a_later_boot_stamps_after(
+    card: Path,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the room (60,000 connections 1 ms apart), a stamp held in memory could reach a later boot's: that
+    connection says no status again, as one with no stamp ever kept."""
+    path = card / STAMP_FILE
+    stamps = ConnectionStamps(path, clock=Clock(T0))
+    kept = stamps.next()
+    assert kept is not None
+    _fail(card)
+    room = int(UNKEPT_ROOM / timedelta(milliseconds=1))
+    with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
+        held = [stamps.next() for _ in range(room)]
+        assert stamps.next() is None
+    assert held[-1] is not None and parse_ts(held[-1]) == parse_ts(kept) + UNKEPT_ROOM
+    assert ConnectionStamps(path, clock=Clock(T0)).next() is None  # the card still read-only: a boot says nothing
+    assert any("no room left after the last kept one" in r.getMessage() for r in caplog.records)
