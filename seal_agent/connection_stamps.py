@@ -10,11 +10,20 @@ crash at any point leaves the last stamp sent or a later one.
 
 A full disk has no block for the temporary file (``ENOSPC``): the stamp is then written over the old one in place
 (its 25 bytes at offset 0 of a file that already holds that many: no new block, one sector, which storage writes
-whole) and synced. A stamp that cannot be kept either way (no stamp file yet on a full disk, a read-only or broken
-state directory) is never sent: :meth:`ConnectionStamps.next` returns None, logged as an error, and that connection
-carries no status at all — no Last Will, no ``online``, no goodbye — while its events flow as ever; the next
-connection tries again. A status that only the seal's memory knows would, after a reboot with the clock set back,
-outrank the seal's later connections at the court (docs/protocol.md, "Status").
+whole) and synced. A stamp that cannot be kept either way (a read-only or broken card, a full disk) is held in memory
+(:data:`UNKEPT_ROOM`): the connection still says its statuses — the seal's ``online`` is then how the court learns
+that it cannot store its events — with the last stamp + 1 ms, logged once per outage; the next connection tries to
+keep its stamp again. A process stamps each connection after every stamp it sent, kept or not.
+
+Stamps held in memory only are lost at a reboot, and a Pi restores an old clock: a later boot must still stamp after
+them, or the court would take its ``online`` for older than the Will of a connection it held in memory (``supersedes``:
+equal or older stamps lose), and show the seal offline while it talks. So a process starts stamping after the kept
+stamp + :data:`UNKEPT_ROOM`, and stamps held in memory only ever lie within that room after the stamp last kept
+(1 ms apart: room for 60,000 connections). Beyond it, or with no stamp ever kept (no stamp file yet on a full disk,
+no state directory), :meth:`ConnectionStamps.next` returns None (logged) and that connection carries no status at
+all — no Last Will, no ``online``, no goodbye — while its events flow as ever. The price: a seal restarted less than
+:data:`UNKEPT_ROOM` after its last connection stamps up to that much ahead of its clock, within the court's bound
+(``server.ingest.statuses``: a stamp up to 5 minutes ahead is ordered as it is).
 
 A stamp file that exists but holds no stamp (torn, unreadable) still says when it was last written: the next
 stamp follows that moment (its mtime) too. The stamp it held is later than that only if the clock was behind the
@@ -40,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: The file in the seal's state directory holding its last connection's stamp.
 STAMP_FILE = "connection_stamp"
+#: How far after the stamp last kept a stamp held in memory only may lie, and how far after the kept stamp a process
+#: starts stamping: a later boot stamps after any stamp that was held in memory (less than the court's 5-min bound).
+UNKEPT_ROOM = timedelta(seconds=60)
 _STEP = timedelta(milliseconds=1)  # a stamp's resolution
 
 
@@ -54,21 +66,55 @@ class ConnectionStamps:
     def __init__(self, path: Path | None = None, *, clock: Callable[[], datetime] = _now) -> None:
         self.path = path
         self._clock = clock
-        self._last: datetime | None = self._read()
+        self._kept: datetime | None = self._read()  # the stamp the file holds (a later boot's floor)
+        #: The last stamp given; a new process starts after the kept stamp's room (a stamp held in memory may lie
+        #: there); at the calendar's end, the kept stamp itself.
+        self._last: datetime | None = None if self._kept is None else _after(self._kept, UNKEPT_ROOM)
+        self._unkept = 0  # stamps given since the last one kept (held in memory only)
 
     def next(self) -> str | None:
-        """The next connection's stamp (the envelope's ``ts`` form), kept before it is returned; None if it could not
-        be kept (logged): that connection must send no status."""
+        """The next connection's stamp (the envelope's ``ts`` form), kept before it is returned, else held in memory
+        within :data:`UNKEPT_ROOM` of the stamp last kept; None if neither (logged): that connection must send no
+        status."""
         now = self._clock().astimezone(UTC)
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the stamp's resolution
         stamp = now if self._last is None or now > self._last else _after(self._last)
         if self._last is not None and now <= self._last:
             logger.info("clock %s is not after the last connection's stamp: stamped %s", utc_now_ms(now), stamp)
         text = utc_now_ms(stamp)
-        if self.path is not None and not _keep(self.path, text):
+        if self.path is None:
+            self._last = stamp
+            return text
+        problem = _keep(self.path, text)
+        if problem is None:
+            if self._unkept:
+                logger.warning("connection stamp kept again in %s after %d held in memory", self.path, self._unkept)
+            self._kept, self._last, self._unkept = stamp, stamp, 0
+            return text
+        return self._held(problem)
+
+    def _held(self, problem: str) -> str | None:
+        """A stamp held in memory only (its file could not be written: ``problem``): 1 ms after the last one given,
+        if that lies within the room after the stamp last kept; else None."""
+        stamp = None if self._last is None else _after(self._last)
+        if self._kept is None or stamp is None or stamp > _after(self._kept, UNKEPT_ROOM) or stamp == self._last:
+            logger.error(
+                "cannot keep the connection stamp in %s (%s), nor hold one in memory (%s): "
+                "this connection sends no status",
+                self.path,
+                problem,
+                "no stamp kept before" if self._kept is None else "no room left after the last kept one",
+            )
             return None
-        self._last = stamp
-        return text
+        if not self._unkept:  # once per outage: each later connection's stamp is held as well, until one is kept
+            logger.error(
+                "cannot keep the connection stamp in %s (%s): stamps held in memory until it can, from %s",
+                self.path,
+                problem,
+                utc_now_ms(stamp),
+            )
+        self._last, self._unkept = stamp, self._unkept + 1
+        return utc_now_ms(stamp)
 
     def _read(self) -> datetime | None:
         if self.path is None:
@@ -100,36 +146,30 @@ class ConnectionStamps:
         return written
 
 
-def _after(last: datetime) -> datetime:
-    """The stamp after ``last``: 1 ms later, or ``last`` itself at the calendar's end (9999-12-31T23:59:59.999Z, a
-    kept file's word: the court bounds such a stamp by its own clock anyway)."""
+def _after(last: datetime, step: timedelta = _STEP) -> datetime:
+    """The stamp ``step`` (1 ms) after ``last``, or ``last`` itself past the calendar's end (9999-12-31T23:59:59.999Z,
+    a kept file's word: the court bounds such a stamp by its own clock anyway)."""
     try:
-        return last + _STEP
+        return last + step
     except OverflowError:
         return last
 
 
-def _keep(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` and sync it: replaced whole, else (a full disk) overwritten in place; False (logged)
-    if neither worked."""
+def _keep(path: Path, text: str) -> str | None:
+    """Write ``text`` to ``path`` and sync it: replaced whole, else (a full disk) overwritten in place; what went
+    wrong if neither worked, else None."""
     data = (text + "\n").encode("ascii")
     try:
         _replace(path, data)
-        return True
+        return None
     except OSError as exc:
         replace_error = exc
     try:
         _overwrite(path, data)
     except OSError as exc:
-        logger.error(
-            "cannot keep the connection stamp in %s (%s; in place: %s): this connection sends no status",
-            path,
-            replace_error,
-            exc,
-        )
-        return False
+        return f"{replace_error}; in place: {exc}"
     logger.warning("connection stamp kept in place in %s (a new file failed: %s)", path, replace_error)
-    return True
+    return None
 
 
 def _replace(path: Path, data: bytes) -> None:

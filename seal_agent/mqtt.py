@@ -4,11 +4,11 @@
   which the session would die at disconnect), so paho re-sends unacknowledged events after a reconnect.
 * Only a CONNACK whose reason code is not a failure counts as connected.
 * Retained ``online`` status on every connect; retained ``offline`` as the Last Will and on a clean stop; none of
-  them on a connection whose stamp could not be kept (:mod:`seal_agent.connection_stamps`). While the seal cannot
-  store events, its ``online`` says so (:meth:`MqttPublisher.report_storage`), sent again with the same stamp.
-  Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online`` follows the first
-  PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused status sent first
-  would hide every event's own verdict (and evidence matters more than presence).
+  them on a connection that has no stamp (:mod:`seal_agent.connection_stamps`; one not kept is held in memory).
+  While the seal cannot store events, its ``online`` says so (:meth:`MqttPublisher.report_storage`), sent again
+  with the same stamp. Events the session still owes go first: if any are awaiting PUBACK at CONNACK, ``online``
+  follows the first PUBACK. Mosquitto 2.0 drops the connection right after refusing any publish, so a refused
+  status sent first would hide every event's own verdict (and evidence matters more than presence).
 * Reconnect back-off is exponential with jitter, drawn uniformly between ``reconnect_min_s`` (1 s) and a ceiling
   that doubles with each attempt up to ``reconnect_max_s`` (default 5 s): a broker that comes back is reached again
   within seconds, and the seals of a court do not all knock at once. paho's own ``reconnect_delay_set`` only
@@ -248,7 +248,7 @@ class MqttPublisher:
         on that connection carries the same stamp, so the court orders them
         (:func:`seal_protocol.status.supersedes`). Stamps only grow (:mod:`seal_agent.connection_stamps`)."""
         self._connection_ts = self._stamps.next()
-        if self._connection_ts is None:  # not kept (logged): this connection says no status, its events flow
+        if self._connection_ts is None:  # no stamp (logged): this connection says no status, its events flow
             self._client.will_clear()
             return
         payload = encode_status(SealStatus.OFFLINE, agent_version=self.agent_version, ts=self._connection_ts)

@@ -13,7 +13,12 @@ So:
   what there is, and the held events are committed;
 - a thinning is recorded before any file goes, so recording it needs room on a disk that has none: a small file
   beside the outbox (:class:`Reserve`, :data:`RESERVE_FILE`) is kept for that moment; it is deleted just before the
-  thinning's ``outbox_full`` (and the events held before it) are committed, and written again afterwards.
+  thinning's ``outbox_full`` (and the events held before it) are committed, and written again afterwards;
+- the outbox's write-ahead log keeps the size it once reached (SQLite reuses it, never shrinks it), and on a tiny
+  disk it alone can fill the disk while the database holds little: a commit refused with ``SQLITE_FULL`` first
+  checkpoints it into the database and truncates it (:func:`give_back_wal`), then tries once more — so no snapshot
+  is thinned, and no event held in memory, for room the log gives back. After a thinning, the held events' commit
+  meets the same handling.
 """
 
 from __future__ import annotations
@@ -54,6 +59,35 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def give_back_wal(db: sqlite3.Connection, path: Path, exc: BaseException | None) -> bool:
+    """After ``exc``, a refused commit to the database ``path`` (``db`` outside a transaction), or (None) after room
+    was made on a full disk: if the disk is full, checkpoint the write-ahead log into the database and truncate it
+    (``PRAGMA wal_checkpoint(TRUNCATE)``). Whether it gave back any room (logged): a commit is worth trying again.
+    The checkpoint itself may need room (the database grows to hold pages only the log has): then it fails (logged)
+    until a thinning or the reserve makes some."""
+    if (exc is not None and not is_disk_full(exc)) or db.in_transaction:
+        return False
+    wal = Path(f"{path}-wal")
+    before = _size(wal)
+    try:
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    except sqlite3.Error as failed:
+        logger.warning("the disk is full and the outbox's log %s cannot be checkpointed: %s", wal, failed)
+        return False
+    freed = before - _size(wal)
+    if busy or freed <= 0:
+        return False
+    logger.warning("the disk is full: the outbox's log %s checkpointed and truncated, %d bytes given back", wal, freed)
+    return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def capped_quota(directory: Path, quota_bytes: int, held_bytes: int) -> int:

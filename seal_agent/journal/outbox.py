@@ -22,7 +22,6 @@ Only one process may use an outbox at a time; a lock file next to the database e
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from seal_agent.errors import OutboxError, OutboxLocked, OutboxMissing, outbox_open_error
+from seal_agent.journal.disk_room import give_back_wal
 from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the callers)
     PASSING_CONDITIONS,
     EventBuilder,
@@ -42,7 +42,7 @@ from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the
     StoredEvent,
     _append_error,
 )
-from seal_agent.journal.outbox_place import file_ids, moved, restore
+from seal_agent.journal.outbox_place import file_ids, lock_process, moved, restore
 from seal_agent.journal.outbox_salvage import DAMAGE_PREFIX, Known, check, is_damage, salvage
 from seal_agent.journal.outbox_schema import migrate
 from seal_agent.journal.outbox_snapshots import SnapshotQueue
@@ -72,7 +72,7 @@ class Outbox(SnapshotQueue):
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = self._acquire_process_lock(path.with_name(path.name + ".lock"))
+            self._lock_fd = lock_process(path.with_name(path.name + ".lock"))
         except OutboxLocked:
             raise
         except OSError as exc:
@@ -178,15 +178,11 @@ class Outbox(SnapshotQueue):
             rows = self._query("SELECT key, value FROM meta WHERE key >= ? AND key < ?", (DAMAGE_PREFIX, DAMAGE_END))
         return {str(key): str(value) for key, value in rows if value}
 
-    @staticmethod
-    def _acquire_process_lock(lock_path: Path) -> int:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutboxLocked(f"{lock_path}: another seal agent uses this state_dir") from None
-        return fd
+    def give_back_log(self) -> bool:
+        """Room made on a full disk (a thinning): checkpoint the write-ahead log and truncate it, so that the log does
+        not take that room back (:func:`~seal_agent.journal.disk_room.give_back_wal`); whether it gave any back."""
+        with self._lock:
+            return give_back_wal(self._db, self.path, None)
 
     def close(self) -> None:
         with self._lock:
@@ -215,9 +211,10 @@ class Outbox(SnapshotQueue):
             try:
                 return self._append(build, settings)
             except sqlite3.Error as exc:
-                if not is_damage(exc):
+                if is_damage(exc):
+                    self._repair(exc)  # the file's damage, never the event's: rebuilt, and the event committed to it
+                elif not give_back_wal(self._db, self.path, exc):  # a full disk: the log's room, tried once more
                     raise _append_error(exc, self.path) from exc
-                self._repair(exc)  # the file's damage, never the event's: rebuilt, and the event committed to it
             try:
                 return self._append(build, settings)
             except sqlite3.Error as exc:
@@ -364,6 +361,7 @@ class Outbox(SnapshotQueue):
             except sqlite3.Error as exc:
                 if is_damage(exc):
                     self._repair(exc)  # the caller tries again later, on the repaired file
+                give_back_wal(self._db, self.path, exc)  # a full disk: the next try has the log's room
                 raise OutboxError(f"cannot {what} in {self.path}: {exc}") from exc
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:

@@ -14,6 +14,7 @@ seal's store was tampered with or failed, and that nothing was lost.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from seal_agent.errors import OutboxLocked
 from seal_agent.journal.outbox_salvage import DAMAGE_PREFIX, sync_dir
 from seal_protocol import utc_now_ms
 
@@ -111,3 +113,14 @@ def restore(db: sqlite3.Connection, path: Path, ids: FileIds, reason: str, found
         path, found, f"; what was found in its place is kept as {note['kept']}" if note["kept"] else "",
     )  # fmt: skip
     return key, note
+
+
+def lock_process(lock_path: Path) -> int:
+    """Take the lock file beside an outbox (only one process may use it), held until its descriptor is closed."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutboxLocked(f"{lock_path}: another seal agent uses this state_dir") from None
+    return fd

@@ -30,7 +30,8 @@ unless the outbox's reserve can be released to record it (:mod:`seal_agent.journ
 
 A full disk (the outbox refuses an event for it, or a snapshot's write meets ``ENOSPC``) thins the store the same
 way, in the same order and with the same record, to free :func:`~seal_agent.journal.disk_room.room_goal` bytes or
-what there is (``outbox_full`` with ``cause`` ``disk_full``); then the held events are committed. The quota in force
+what there is (``outbox_full`` with ``cause`` ``disk_full``), gives back the outbox's write-ahead log
+(:func:`~seal_agent.journal.disk_room.give_back_wal`); then the held events are committed. The quota in force
 is at most what the disk can hold besides the outbox (:func:`~seal_agent.journal.disk_room.capped_quota`).
 
 Any other way a queued snapshot leaves the queue unreceipted — its file gone, corrupt (its bytes, re-hashed on every
@@ -175,7 +176,8 @@ class SnapshotSpool:
     def make_room(self) -> bool:
         """The outbox refused an event for a full disk (the recorder's ``on_full``): thin the store to free
         :func:`~seal_agent.journal.disk_room.room_goal` bytes or what there is, recorded as every thinning is (the
-        events held before it are committed first), then commit the held events. Whether anything was thinned.
+        events held before it are committed first), give back the outbox's write-ahead log, then commit the held
+        events. Whether any room was made (thinned, the log's, the reserve).
         Never raises; from within the spool (its own thinning refused) it does nothing."""
         if getattr(self._inside, "on", False):
             return False
@@ -183,7 +185,8 @@ class SnapshotSpool:
             try:
                 self._finish_thinning()
                 self._queue_unqueued()
-                if not (self._make_room(None, 0) or self._reserve.release()):  # nothing to thin: the reserve
+                thinned = self._make_room(None, 0)  # then the log's room (its checkpoint may need what was thinned)
+                if not (self._outbox.give_back_log() or thinned or self._reserve.release()):  # else the reserve
                     return False  # goes to the events (restored after the next thinning)
                 self._recorder.retry_held()
             except (OutboxError, EventLost) as exc:

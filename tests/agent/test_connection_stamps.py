@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from seal_agent.connection_stamps import STAMP_FILE, ConnectionStamps
+from seal_agent.connection_stamps import STAMP_FILE, UNKEPT_ROOM, ConnectionStamps
 from seal_protocol import SealStatus
 from seal_protocol.envelope import parse_ts
 from seal_protocol.status import supersedes
+from tests.agent.test_read_only_card import _fail, card  # noqa: F401 - the card fixture
 
 T0 = datetime(2026, 12, 6, 10, 30, 0, 123456, tzinfo=UTC)
 
@@ -33,11 +34,12 @@ def test_stamps_follow_the_clock_and_never_go_back(tmp_path: Path) -> None:
     assert stamps.next() == "2026-12-06T10:30:00.124Z"  # the same clock: 1 ms later
     clock.now = T0 + timedelta(minutes=1)
     assert stamps.next() == "2026-12-06T10:31:00.123Z"
-    # A reboot restores a clock saved at 10:17, before NTP: the new process stamps after the last connection.
+    # A reboot restores a clock saved at 10:17, before NTP: the new process stamps after the last connection, and
+    # after the room stamps held in memory only may have taken (UNKEPT_ROOM).
     clock.now = T0 - timedelta(minutes=13)
     again = ConnectionStamps(path, clock=clock)
-    assert again.next() == "2026-12-06T10:31:00.124Z"
-    assert again.next() == "2026-12-06T10:31:00.125Z"
+    assert again.next() == "2026-12-06T10:32:00.124Z"
+    assert again.next() == "2026-12-06T10:32:00.125Z"
     assert not (tmp_path / f"{STAMP_FILE}.tmp").exists()
 
 
@@ -142,3 +144,55 @@ def test_a_kept_stamp_at_the_calendars_end_does_not_stop_the_agent(tmp_path: Pat
     stamps = ConnectionStamps(path, clock=Clock(T0))
     assert stamps.next() == "9999-12-31T23:59:59.999Z"
     assert stamps.next() == "9999-12-31T23:59:59.999Z"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a loop device (needs root)")
+def test_a_stamp_the_card_cannot_keep_is_held_in_memory_and_a_later_boot_stamps_after_it(
+    card: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A card gone read-only under a running seal: its next connections were stamped None and said no status, so the
+    court never learnt of the fault. Now they are stamped after every stamp sent, held in memory (logged once), and a
+    later boot with its clock set back (the card's last stamp read again) still stamps after them."""
+    path, clock = card / STAMP_FILE, Clock(T0)
+    stamps = ConnectionStamps(path, clock=clock)
+    kept = stamps.next()
+    assert kept is not None
+    _fail(card)  # the kernel remounts the card read-only: no stamp can be written, in place or not
+    clock.now = T0 + timedelta(hours=2)
+    with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
+        held = [stamps.next() for _ in range(3)]
+    assert held == ["2026-12-06T10:30:00.124Z", "2026-12-06T10:30:00.125Z", "2026-12-06T10:30:00.126Z"]
+    assert len([r for r in caplog.records if "held in memory" in r.getMessage()]) == 1  # once per outage
+    assert path.read_text("ascii") == kept + "\n"
+
+    # The Pi reboots (the card readable, as after fsck) with a clock restored from before the last connection.
+    again = tmp_path / STAMP_FILE
+    again.write_text(path.read_text("ascii"), "ascii")
+    booted = ConnectionStamps(again, clock=Clock(T0 - timedelta(days=1))).next()
+    assert booted is not None
+    for stamp in held:  # the court may hold a held connection's Will (offline) or its online: both are superseded
+        assert stamp is not None
+        assert supersedes(SealStatus.ONLINE, parse_ts(booted), SealStatus.OFFLINE.value, parse_ts(stamp))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a loop device (needs root)")
+def test_stamps_held_in_memory_never_pass_the_room_a_later_boot_stamps_after(
+    card: Path,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the room (60,000 connections 1 ms apart), a stamp held in memory could reach a later boot's: that
+    connection says no status again, as one with no stamp ever kept."""
+    path = card / STAMP_FILE
+    stamps = ConnectionStamps(path, clock=Clock(T0))
+    kept = stamps.next()
+    assert kept is not None
+    _fail(card)
+    room = int(UNKEPT_ROOM / timedelta(milliseconds=1))
+    with caplog.at_level(logging.ERROR, logger="seal_agent.connection_stamps"):
+        held = [stamps.next() for _ in range(room)]
+        assert stamps.next() is None
+    assert held[-1] is not None and parse_ts(held[-1]) == parse_ts(kept) + UNKEPT_ROOM
+    assert ConnectionStamps(path, clock=Clock(T0)).next() is None  # the card still read-only: a boot says nothing
+    assert any("no room left after the last kept one" in r.getMessage() for r in caplog.records)

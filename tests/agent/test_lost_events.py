@@ -25,6 +25,7 @@ from seal_agent.journal.recorder import EventRecorder
 from seal_dev.broker import PrivateBroker
 from seal_protocol import Envelope, EventType, decode_envelope, envelope_hash, parse_ts
 from seal_protocol.signing import SigningKey, verify_envelope
+from seal_protocol.status import StorageFault, StorageReport
 from tests.agent.full_disk import FullDisk
 from tests.agent.helpers import (
     CourtSubscriber,
@@ -275,6 +276,29 @@ def test_a_refusal_the_event_lost_meets_too_is_the_databases_and_the_event_is_ke
     recorder.record(EventType.HEARTBEAT, {})
 
     assert [e.type for e in committed(outbox)] == [EventType.CAMERA_BLIND, EventType.HEARTBEAT]
+
+
+def test_a_refusal_the_event_lost_meets_too_is_said_in_the_seal_s_storage_report(
+    outbox: Outbox, recorder: EventRecorder
+) -> None:
+    """The event kept then waits in memory only, as on a full disk: the seal's status must say so (an I/O error: not
+    a full disk nor a read-only card), and stop saying it once the outbox takes events again. Before, only a passing
+    SQLite code was told to the report: the court saw a clean status while an event waited in memory."""
+    told: list[StorageReport | None] = []
+    recorder.storage.listener = told.append  # what the MQTT publisher's online status is given
+    database = sqlite3.connect(outbox.path, isolation_level=None)
+    database.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused (test)'); END")
+    recorder.record_or_hold(EventType.CAMERA_BLIND, {"reason": "uniform", "after_ms": 500})
+    assert recorder.held == 1
+    report = recorder.storage.report
+    assert report is not None and report.reason is StorageFault.IO_ERROR and report.held == 1
+    assert told == [report]
+    database.execute("DROP TRIGGER refuse")
+    database.close()
+
+    recorder.record(EventType.HEARTBEAT, {})
+
+    assert recorder.held == 0 and recorder.storage.report is None and told == [report, None]
 
 
 # -- a running seal: the court receives the event_lost and everything after it ---------------------------------

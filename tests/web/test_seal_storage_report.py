@@ -149,3 +149,31 @@ def test_the_offline_alarm_s_card_says_the_seal_reported_a_storage_failure(world
         assert 'data-storage="io_error"' in offline and "状态报告（未签名）" in offline and "内存中暂存 3 条" in offline
         overview = client.get("/").text
         assert 'data-kind="storage_failed"' in overview and "存储读写错误" in overview
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a loop device (needs root)")
+def test_a_connection_made_after_the_card_went_read_only_still_reports_it(
+    card: Path,  # noqa: F811 - the fixture imported above
+    broker: PrivateBroker,
+    world: PagesWorld,
+    ingest: MqttIngest,
+    runtimes: RuntimeFactory,
+    mock_pins: MockFactory,
+) -> None:
+    """The card fails while the broker is away: the next connection's stamp cannot be kept. That connection said no
+    status at all, so the intrusion held in memory was never reported (the court kept the last, clean ``online``)."""
+    runtime = _install(world, runtimes, write_config(card / "seal", broker, cooldown_s=1))
+    assert wait_until(lambda: _seal(world).status == "online", 30)
+    first = _seal(world).status_ts
+    broker.stop()
+    _fail(card)  # the kernel remounts the card read-only while the seal is disconnected
+    broker.start()
+    assert runtime.publisher.wait_listening(30)
+    pulse(mock_pins)  # someone walks in: the intrusion cannot be committed
+    assert wait_until(lambda: runtime.recorder.held >= 1, 20), "the intrusion was not held"
+    assert wait_until(lambda: (_seal(world).storage_held or 0) >= 1, 30), "the court was never told"
+    seal = _seal(world)
+    assert seal.storage_fault == "read_only" and seal.status == "online"
+    assert first is not None and seal.status_ts is not None and seal.status_ts > first  # a later connection's stamp
+    runtime.close()  # its goodbye carries the same stamp held in memory: the court takes it
+    assert wait_until(lambda: _seal(world).status == "offline", 30)
