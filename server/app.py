@@ -147,6 +147,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 mark_forget_s=settings.liveness.mark_forget_s,
                 caught_up_wait_max_s=settings.liveness.caught_up_wait_max_s,
                 on_changed=lambda device_ids: hub.publish(Change("command", device_id) for device_id in device_ids),
+                on_closed=lambda closed: hub.publish(
+                    Change("alarm", device_id, case_no) for device_id, case_no in closed
+                ),
             )
             notifier = webhook_worker(session_factory, settings=settings.notify, metrics=metrics)
             workers = [liveness, notifier, context.dispatcher, settler]

@@ -116,8 +116,16 @@ class SealPartyPublic(BaseModel):
     device_id: str
     case_no: str | None
     location: str
-    armed: bool | None = Field(description="Armed, as the seal's latest signed event that tells says; null: unknown.")
+    armed: bool | None = Field(
+        description="Armed, as the seal's latest signed event that tells says; null: unknown, or withheld "
+        "(armed_hidden)."
+    )
     installed_at: datetime | None = Field(description="When the seal was bound to its current case (installed).")
+    armed_hidden: bool = Field(
+        False,
+        description="The armed state is withheld (armed is null): the seal's case is `lifting`, and the seal may "
+        "stand disarmed before an officer comes — as the notice's public page and the portal withhold it.",
+    )
 
 
 class SealEnrolledPublic(SealPublic):

@@ -39,7 +39,7 @@ from server.notices.service import Revocation
 from server.removal.release import release_seal
 from server.seals.case_numbers import case_no_spellings
 from server.seals.enrolment import enrol_seal, new_seal_password
-from server.seals.models import Seal, SealBinding
+from server.seals.models import Case, CaseStatus, Seal, SealBinding
 from server.seals.provisioning import apply_broker_files, disable_seal_account
 from server.seals.registry import (
     bind_seal,
@@ -95,16 +95,27 @@ def seal_views(
     session: Session, user: User, seals: list[Seal], *, offline_after_s: int
 ) -> list[SealPublic] | list[SealPartyPublic]:
     """The seals as ``user`` may see them: in full, or — without :attr:`Permission.SEAL_STATUS` (the debtor) —
-    only whether each is in place and armed."""
+    only whether each is in place and armed (not while its case is being lifted)."""
     shown = seal_publics(session, seals, offline_after_s=offline_after_s)
     if access.has_permission(user, Permission.SEAL_STATUS):
         return shown
-    return [
-        SealPartyPublic(
-            device_id=s.device_id, case_no=s.case_no, location=s.location, armed=s.armed, installed_at=s.installed_at
+    # Not while the seal's case is being lifted: the seal may stand disarmed before the officer has come.
+    case_nos = {s.case_no for s in shown if s.case_no is not None}
+    statuses = dict(session.execute(select(Case.case_no, Case.status).where(Case.case_no.in_(case_nos))).tuples().all())
+    views = []
+    for s in shown:
+        hidden = s.case_no is not None and CaseStatus(statuses[s.case_no]).hides_armed_state
+        views.append(
+            SealPartyPublic(
+                device_id=s.device_id,
+                case_no=s.case_no,
+                location=s.location,
+                armed=None if hidden else s.armed,
+                installed_at=s.installed_at,
+                armed_hidden=hidden,
+            )
         )
-        for s in shown
-    ]
+    return views
 
 
 SealReader = Annotated[User, Depends(requires(Permission.SEAL_READ))]

@@ -24,9 +24,10 @@ at once when the API issues a command or the connection comes up):
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
 secret suffix, :func:`seal_protocol.transport.mqtt_client_id`) on the court server's account, with a clean session.
-``on_changed`` is told, after each round, the seals whose commands it expired or the broker accepted (the app
-publishes them on the pages' live bus). At each connection it also clears any retained message on the seals' ``cmd``
-and ``receipt`` topics (:mod:`server.commands.retained_sweep`).
+``on_changed`` is told, after each round, the seals whose commands it expired or the broker accepted, and
+``on_closed`` the (seal, case) of each arm or disarm alarm it closed — the alarm's own case, which a seal that moved
+has left (the app publishes both on the pages' live bus). At each connection it also clears any retained message on
+the seals' ``cmd`` and ``receipt`` topics (:mod:`server.commands.retained_sweep`).
 """
 
 from __future__ import annotations
@@ -98,12 +99,14 @@ class CommandDispatcher:
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_changed: Callable[[list[str]], None] | None = None,
+        on_closed: Callable[[list[tuple[str, str]]], None] | None = None,
         mark_forget_s: float = 600.0,
         caught_up_wait_max_s: float = 900.0,
     ) -> None:
         self._mqtt = mqtt_settings
         self._caught_up = CaughtUp("command expiry", forget_s=mark_forget_s, wait_max_s=caught_up_wait_max_s)
         self._on_changed = on_changed
+        self._on_closed = on_closed
         self._refused = RefusedLog(mqtt_settings, "cmd")
         self.settings = settings
         self._session_factory = session_factory
@@ -159,13 +162,16 @@ class CommandDispatcher:
 
     def run_round(self) -> Round:
         changed: set[str] = set()
+        closed: set[tuple[str, str]] = set()
         try:
-            return self._round(changed)
+            return self._round(changed, closed)
         finally:
             if changed and self._on_changed is not None:
                 self._on_changed(sorted(changed))
+            if closed and self._on_closed is not None:
+                self._on_closed(sorted(closed))
 
-    def _round(self, changed: set[str]) -> Round:
+    def _round(self, changed: set[str], closed_in: set[tuple[str, str]]) -> Round:
         done = Round()
         now = self._clock()
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
@@ -186,11 +192,11 @@ class CommandDispatcher:
             if expired:
                 self._metrics.count_command("expired", "", len(expired))
         with self._session_factory() as session:
-            closed = [(a.id, a.kind, a.device_id, a.closed_note) for a in close_settled(session, now=now)]
+            closed = [(a.id, a.kind, a.device_id, a.case_no, a.closed_note) for a in close_settled(session, now=now)]
             session.commit()
-        for alarm_id, kind, device_id, note in closed:
-            logger.info("alarm %d (%s, seal %s) closed: %s", alarm_id, kind, device_id, note)
-            changed.add(device_id)
+        for alarm_id, kind, device_id, case_no, note in closed:
+            logger.info("alarm %d (%s, seal %s, case %s) closed: %s", alarm_id, kind, device_id, case_no, note)
+            closed_in.add((device_id, case_no))  # the alarm's case: the seal may be bound to another one now
         if not self.connected:
             return done
         with self._session_factory() as session:

@@ -292,7 +292,7 @@ def check_notice(session: Session, *, token: str, keys: Sequence[VerifyKey], now
     # The armed state only of the binding the notice was issued under, and only as told by an event of that binding:
     # an old paper must not tell the state of its seal in another case (or before it sealed this one).
     armed = None
-    hidden = bool(still_bound) and case is not None and case.status == CaseStatus.LIFTING
+    hidden = bool(still_bound) and case is not None and CaseStatus(case.status).hides_armed_state
     if still_bound and not hidden and seal is not None and seal.armed_at is not None:
         # a seal stamps its events to the millisecond: an event of the binding's first millisecond counts
         if bound_at is None or seal.armed_at >= bound_at.replace(microsecond=bound_at.microsecond // 1000 * 1000):

@@ -39,6 +39,13 @@ class CaseStatus(StrEnum):
     LIFTED = "lifted"  # the seals are off the premises
     CLOSED = "closed"
 
+    @property
+    def hides_armed_state(self) -> bool:
+        """Whether a seal's armed state is withheld from whoever may stand at its door — the notice's public page
+        (:func:`server.notices.service.check_notice`) and the debtor's portal (:mod:`server.web.removal_view`): while
+        the case is being lifted, a seal may stand disarmed before an officer has come."""
+        return self is CaseStatus.LIFTING
+
 
 class Case(Base):
     """An enforcement case (执行案件) that seals can be bound to."""

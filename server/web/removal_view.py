@@ -45,8 +45,9 @@ class SealLine:
     device_id: str
     location: str
     online: bool | None  # None: not for this reader (a debtor learns nothing of when a seal is heard from)
-    armed: bool | None  # as the seal's latest signed event says; None: it has not said yet
+    armed: bool | None  # as the seal's latest signed event says; None: it has not said yet, or it is withheld
     armed_at: datetime | None
+    armed_hidden: bool = False  # withheld from this reader while the case is being lifted (CaseView.armed_hidden)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class CaseView:
     requests: list[RequestView]  # newest first
     may_file: bool  # sealed, a seal bound, no request open (the role check is the route's)
     device_ids: frozenset[str]  # the case's seals and those its requests sent a disarm to
+    # The seals' armed state is withheld from this reader (without seal:status: the debtor, the paper code's holder)
+    # while the case is being lifted, as the notice's public page withholds it (CaseStatus.hides_armed_state): a seal
+    # may stand disarmed before the officer has come.
+    armed_hidden: bool = False
 
     @property
     def status(self) -> CaseStatus:
@@ -186,13 +191,15 @@ def case_view(
     seals: list[Seal] = []
     if access.has_permission(user, Permission.SEAL_READ):
         seals = list(session.scalars(select(Seal).where(Seal.case_no == case.case_no).order_by(Seal.device_id)))
+    hidden = not status and CaseStatus(case.status).hides_armed_state
     lines = [
         SealLine(
             device_id=s.device_id,
             location=s.location,
             online=is_online(s, now=now, offline_after_s=offline_after_s) if status else None,
-            armed=s.armed,
+            armed=None if hidden else s.armed,
             armed_at=s.armed_at if status else None,
+            armed_hidden=hidden,
         )
         for s in seals
     ]
@@ -204,6 +211,7 @@ def case_view(
         requests=requests,
         may_file=case.status == CaseStatus.SEALED and bool(seals) and not open_request,
         device_ids=frozenset(devices),
+        armed_hidden=hidden,
     )
 
 

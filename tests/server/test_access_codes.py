@@ -14,12 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from seal_protocol import EventType
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth.models import CaseAccessCode
 from server.core.db import SessionFactory
 from tests.server.auth_helpers import PASSWORD, make_settings
-from tests.server.helpers import CASE_A, CASE_B
+from tests.server.helpers import CASE_A, CASE_B, message
 from tests.server.removal_world import RemovalWorld, c, make_world
 
 
@@ -159,13 +160,35 @@ def test_the_debtor_sees_whether_the_seals_are_armed_not_whether_they_are_online
     token = {"Authorization": f"Bearer {sign_in(world, code).json()['access_token']}"}
     seal = world.client.get("/api/seals/seal-a1", headers=token)
     assert seal.status_code == 200
-    assert set(seal.json()) == {"device_id", "case_no", "location", "armed", "installed_at"}
+    assert set(seal.json()) == {"device_id", "case_no", "location", "armed", "installed_at", "armed_hidden"}
     listed = world.client.get("/api/seals", headers=token).json()
     assert [set(s) for s in listed] == [set(seal.json())] * 2
     assert world.client.get("/api/seals/seal-a1/commands", headers=token).status_code == 403
     for who in ("judge", "officer", "creditor", "clerk"):
         full = world.client.get("/api/seals/seal-a1", headers=world.as_(who)).json()
         assert {"online", "last_seen_at", "status"} <= set(full), who
+
+
+def test_the_debtor_is_not_told_whether_the_seals_are_armed_while_the_case_is_lifted(world: RemovalWorld) -> None:
+    """A removal approved, each seal disarmed and saying so, no officer come yet: the API tells whoever holds the
+    paper code no armed state (as the portal and the notice's public page do not: CaseStatus.hides_armed_state);
+    the judge still reads it."""
+    code = issue(world).json()["code"]
+    token = {"Authorization": f"Bearer {sign_in(world, code).json()['access_token']}"}
+    for seal in world.seals.values():
+        world.ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": True}))])
+    assert world.client.get("/api/seals/seal-a1", headers=token).json()["armed"] is True
+    disarms = world.commands(world.approved(world.filed()))
+    for device_id, command in disarms.items():
+        world.answer(device_id, command.id)
+        seal = world.seals[device_id]
+        world.ingestor.ingest([message(seal.event_topic, seal.event(EventType.HEARTBEAT, {"armed": False}))])
+    one = world.client.get("/api/seals/seal-a1", headers=token).json()
+    listed = world.client.get("/api/seals", headers=token).json()
+    assert [s["armed"] for s in [one, *listed]] == [None] * 3
+    assert [s["armed_hidden"] for s in [one, *listed]] == [True] * 3
+    full = world.client.get("/api/seals/seal-a1", headers=world.as_("judge")).json()
+    assert full["armed"] is False
 
 
 @pytest.fixture

@@ -94,7 +94,11 @@ def test_a_page_s_live_parts_keep_its_language_when_another_tab_switches(
     expect(other.locator("html")).to_have_attribute("lang", "en")
     # The first tab does nothing; its stream ends after stream_max_s (4 s) and reconnects by itself, and renders its
     # parts again (a whole view: those that differ from what the page has are sent). Before, in the cookie's language.
-    page.wait_for_timeout(9000)
+    # The stream's first message after a reconnection: the update (if any part differs) comes before the heartbeat,
+    # and the page's data-live is "up" again only once the new stream has delivered a message (app.js).
+    with page.expect_request(lambda request: "/live?" in request.url, timeout=15_000):
+        pass  # a stream opened after the switch
+    expect(page.locator("body")).to_have_attribute("data-live", "up")
     expect(page.locator("#case-alarms h2")).to_have_text("告警", timeout=1000)
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     assert streams and all("lang=zh-CN" in url for url in streams), streams
