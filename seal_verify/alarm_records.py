@@ -2,8 +2,9 @@
 alarm's ``kind``, ``severity`` and ``state`` are ones the court's server has (``server/alarms/state.py``; seal-verify
 needs no server, so they are listed here, and a test holds the lists to the server's), and the court's marks in its
 ``details`` — the event it was raised from, the delayed report or the time in doubt, the simulated seal, the ended
-binding, the disarmed seal (docs/evidence.md, "Alarms") — are of their type where present. Other keys of
-``details`` are the seal's payload or the alarm's own facts, of no fixed form."""
+binding, the disarmed seal (docs/evidence.md, "Alarms") — are of their type where present, and so is a
+``case_mismatch`` alarm's record of the intrusions among the refused events. Other keys of ``details`` are the
+seal's payload or the alarm's own facts, of no fixed form."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ OPENING = "opening"
 _REPORT_MARKS = frozenset({"event_type", "seq", "ts", "received_at", "delayed_s", "clock_gap_s", "clock_synced"})
 
 
+#: A ``case_mismatch`` alarm's ``intrusions`` (``server/ingest/case_mismatch.py``): how many intrusions and tampers
+#: were among the refused events, their latest seqs, and ``last``, the last one's details (``event_details``: what
+#: it was and claimed, and the marks of its report).
+INTRUSIONS = "intrusions"
+_INTRUSIONS_KEYS = frozenset({"count", "seqs", "last"})
+_LAST_NAMED = frozenset({"event_type", "seq", "ts", "claimed_case_no"})
+_LAST_KEYS = _LAST_NAMED | _REPORT_MARKS | {"simulated"}
+
+
 def alarm_problems(alarm: Mapping[str, Any]) -> list[str]:
     """What is wrong with an alarm line of the right shape: an unknown kind, severity or state, a mark of the wrong
     type in its details (or their ``opening``)."""
@@ -80,6 +90,31 @@ def alarm_problems(alarm: Mapping[str, Any]) -> list[str]:
             problems.append(f"details.{OPENING} is {shown(opening)}, not an object of the report's marks")
         else:
             problems += _mark_problems(opening, f"details.{OPENING}")
+    if alarm["kind"] == "case_mismatch" and INTRUSIONS in details:
+        problems += _intrusions_problems(details[INTRUSIONS], f"details.{INTRUSIONS}")
+    return problems
+
+
+def _intrusions_problems(intrusions: Any, where: str) -> list[str]:
+    """What in a ``case_mismatch`` alarm's ``intrusions`` is not of the form the court writes."""
+    if not isinstance(intrusions, dict) or set(intrusions) != _INTRUSIONS_KEYS:
+        return [f"{where} is {shown(intrusions)}, not an object of count, seqs and last"]
+    problems = []
+    if not _count(intrusions["count"]):
+        problems.append(f"{where}.count is {shown(intrusions['count'])}, not a count")
+    seqs = intrusions["seqs"]
+    if not isinstance(seqs, list) or not all(_count(seq) for seq in seqs):
+        problems.append(f"{where}.seqs is {shown(seqs)}, not a list of counts")
+    last = intrusions["last"]
+    if not isinstance(last, dict) or not _LAST_NAMED <= set(last) <= _LAST_KEYS:
+        problems.append(
+            f"{where}.last is {shown(last)}, not an event's details (event_type, seq, ts, claimed_case_no and the "
+            "marks of its report)"
+        )
+    else:
+        if not isinstance(last["claimed_case_no"], str):
+            problems.append(f"{where}.last.claimed_case_no is {shown(last['claimed_case_no'])}, not a string")
+        problems += _mark_problems(last, f"{where}.last")
     return problems
 
 

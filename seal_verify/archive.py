@@ -311,10 +311,9 @@ def _descriptor_length(fp: IO[bytes], at: int, info: zipfile.ZipInfo, *, wide: b
     return fields.size + (4 if signed else 0)
 
 
-def read_member(fp: IO[bytes], member: Placed) -> bytes:
-    """The member's bytes: stored, or deflated by a stream that inflates to exactly its declared size (one byte past
-    it at most is ever made), with its CRC; :class:`BundleUnreadable` otherwise."""
-    info = member.info
+def check_sizes(info: zipfile.ZipInfo) -> bool:
+    """Whether the member is stored (else deflated); :class:`BundleUnreadable` if it is larger than a member may be,
+    or its compressed size is more than its deflate stream can take."""
     if info.file_size > MAX_MEMBER_BYTES:
         raise BundleUnreadable(f"{cut(info.filename)} is larger than {MAX_MEMBER_BYTES} bytes")
     stored = info.compress_type == zipfile.ZIP_STORED
@@ -323,6 +322,14 @@ def read_member(fp: IO[bytes], member: Placed) -> bytes:
         raise BundleUnreadable(
             f"{cut(info.filename)}: {info.compress_size} compressed bytes for {info.file_size} bytes"
         )
+    return stored
+
+
+def read_member(fp: IO[bytes], member: Placed) -> bytes:
+    """The member's bytes: stored, or deflated by a stream that inflates to exactly its declared size (one byte past
+    it at most is ever made), with its CRC; :class:`BundleUnreadable` otherwise."""
+    info = member.info
+    stored = check_sizes(info)
     fp.seek(member.data_at)
     raw = fp.read(info.compress_size)
     if len(raw) != info.compress_size:

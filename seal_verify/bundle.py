@@ -7,6 +7,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +16,8 @@ import seal_verify.archive as archive
 import seal_verify.finder as finder
 from seal_protocol import canonical_json
 from seal_verify.errors import BundleUnreadable
+from seal_verify.streamed import MAX_LINES as MAX_LINES  # the exporter writes within it (server.export.limits)
+from seal_verify.streamed import Lines, StreamedMember, scan_member
 from seal_verify.verdict import cut, shown
 
 FIXED_PATHS = frozenset(
@@ -47,10 +50,6 @@ PATTERNS = (
     re.compile(r"refused/[0-9a-f]{64}\.jpg"),
     re.compile(r"removal/[0-9a-f]{64}\.(?:pdf|jpg|png)"),
 )
-#: Lines of one JSON-lines file, at most. Each line becomes an object of a few hundred bytes, so 20 million empty
-#: lines (19 MiB, 100 KB zipped) took 4 GB; the 256 MiB a member may hold has room for fewer than a million events,
-#: audit entries or proofs of a real bundle (the bench's 10,000 events make 10,000 lines of each).
-MAX_LINES = 1_000_000
 #: JSON values (objects, arrays, strings, numbers, true, false, null) and object keys in the bundle's JSON, at most.
 #: Parsed, each costs up to some 60 bytes of memory for as few as 2-4 bytes of the file ('[],' is a list of 56 bytes,
 #: '1000,' an int of 28, '"ab",' a string of 51, each with 8 for its place), so 120 MiB of '[],' took over 3 GB.
@@ -71,36 +70,52 @@ def in_layout(path: str) -> bool:
 
 @dataclass
 class Bundle:
-    """The members of a bundle, and what is wrong with the zip itself. ``unread``: members of the layout that are in
-    the zip but were not read (how they are packed fails a rule of ``docs/evidence.md``), with why; a check that asks
-    for one (:meth:`get`, :meth:`has`, :meth:`under`) is marked in ``touched``, so that the verdict says it was not
-    checked rather than that the file is missing. ``notes``: what was ignored (folder entries of a re-zipped bundle,
-    what macOS Finder adds)."""
+    """The members of a bundle, and what is wrong with the zip itself. ``files`` holds each member's bytes but the
+    JSON-lines files', which ``streamed`` reads line by line from the open zip (:meth:`jsonl`). ``unread``: members
+    of the layout that are in the zip but were not read (how they are packed fails a rule of ``docs/evidence.md``),
+    with why; a check that asks for one (:meth:`get`, :meth:`jsonl`, :meth:`has`, :meth:`under`) is marked in
+    ``touched``, so that the verdict says it was not checked rather than that the file is missing. ``notes``: what
+    was ignored (folder entries of a re-zipped bundle, what macOS Finder adds)."""
 
     files: dict[str, bytes]
+    streamed: dict[str, StreamedMember] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
 
     def get(self, path: str) -> bytes | None:
+        if path.endswith(".jsonl"):
+            raise TypeError(f"{path} is read line by line: Bundle.jsonl")
         if path in self.unread:
             self.touched.add(path)
         return self.files.get(path)
 
+    def jsonl(self, path: str) -> StreamedMember | None:
+        """The JSON-lines file at ``path``, to pass over line by line (:class:`Lines`); ``None`` if missing."""
+        if path in self.unread:
+            self.touched.add(path)
+        return self.streamed.get(path)
+
     def has(self, path: str) -> bool:
-        return self.get(path) is not None
+        return (self.jsonl(path) if path.endswith(".jsonl") else self.get(path)) is not None
+
+    def paths(self) -> set[str]:
+        return set(self.files) | set(self.streamed)
 
     def under(self, prefix: str) -> dict[str, bytes]:
         self.touched.update(path for path in self.unread if path.startswith(prefix))
         return {path: data for path, data in self.files.items() if path.startswith(prefix)}
 
 
-def read_bundle(source: Path | IO[bytes]) -> Bundle:
-    """The bundle at ``source`` (a path to a regular file, or an open binary file); :class:`BundleUnreadable` if it
-    is no zip, or larger than a bundle."""
+@contextmanager
+def open_bundle(source: Path | IO[bytes]) -> Iterator[Bundle]:
+    """The bundle at ``source`` (a path to a regular file, or an open binary file), its JSON-lines files read from
+    it while the context lasts (``source`` a file: it is closed after); :class:`BundleUnreadable` if it is no zip, or
+    larger than a bundle."""
     if not isinstance(source, Path):
-        return _read(source)
+        yield _read(source)
+        return
     try:
         if not source.exists():
             raise BundleUnreadable(f"{source}: no such file / 文件不存在")
@@ -109,10 +124,15 @@ def read_bundle(source: Path | IO[bytes]) -> Bundle:
                 f"{source} is not a regular file (a directory, a device, a pipe): give the zip file as exported / "
                 "不是普通文件"
             )
-        with source.open("rb") as fp:
-            return _read(fp)
+        fp = source.open("rb")
     except OSError as exc:
         raise BundleUnreadable(f"cannot read {source}: {exc.strerror}") from None
+    with fp:
+        try:
+            bundle = _read(fp)
+        except OSError as exc:
+            raise BundleUnreadable(f"cannot read {source}: {exc.strerror}") from None
+        yield bundle
 
 
 def _read(fp: IO[bytes]) -> Bundle:
@@ -130,7 +150,7 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
         raise
     except archive.ZIP_ERRORS as exc:
         raise BundleUnreadable(f"not a readable zip file: {exc}") from None
-    bundle = Bundle({}, problems)
+    bundle = Bundle({}, problems=problems)
     with zipped:
         infos = zipped.infolist()
         total = sum(info.file_size for info in infos)
@@ -157,7 +177,8 @@ def _read_zip(fp: IO[bytes]) -> Bundle:
         finder_entries = sorted(name for name, kind in kinds.items() if kind == "finder")
         if finder_entries:
             bundle.notes.append(finder.finder_note(finder_entries))
-    values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith((".json", ".jsonl")))
+    values = sum(json_values(data) for path, data in bundle.files.items() if path.endswith(".json"))
+    values += sum(member.json_values for member in bundle.streamed.values())
     if values > MAX_JSON_VALUES:
         raise BundleUnreadable(
             f"the bundle's JSON holds up to {values:,} JSON values (objects, arrays, strings, numbers, true, false, "
@@ -224,7 +245,10 @@ def _add(
         problem = "its local header is not its directory entry, or it is not where the zip's directory says"
     else:
         try:
-            bundle.files[name] = archive.read_member(fp, member)
+            if name.endswith(".jsonl"):
+                bundle.streamed[name] = scan_member(fp, member)
+            else:
+                bundle.files[name] = archive.read_member(fp, member)
             return None
         except (BundleUnreadable, *archive.ZIP_ERRORS) as exc:
             problem = f"{name} cannot be read from the zip: {exc}"
@@ -322,45 +346,22 @@ def load_object(data: bytes, what: str, *, canonical: bool = True) -> dict[str, 
     return value
 
 
-def split_lines(data: bytes, what: str) -> list[bytes]:
+def split_lines(data: bytes | StreamedMember, what: str) -> list[bytes]:
     """The lines of a JSON-lines file (each ends in a newline); :class:`ValueError` if the last does not, or if
-    there are more than MAX_LINES (counted before they are split)."""
+    there are more than MAX_LINES (counted before they are split) or one is longer than MAX_LINE_BYTES."""
     return list(Lines(data, what))
 
 
-def object_lines(data: bytes | None, what: str) -> list[dict[str, Any]]:
+def object_lines(data: bytes | StreamedMember | None, what: str) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (none if it is missing)."""
     return list(ObjectLines(data, what))
-
-
-class Lines:
-    """The lines of a JSON-lines file as :func:`split_lines` takes them (its :class:`ValueError` raised here), cut
-    out one at a time as they are iterated: a pass over a file of a million lines holds one of them, not a list."""
-
-    def __init__(self, data: bytes, what: str) -> None:
-        if data and not data.endswith(b"\n"):
-            raise ValueError(f"{what} does not end in a newline")
-        self._count = data.count(b"\n")
-        if self._count > MAX_LINES:
-            raise ValueError(f"{what} has more than {MAX_LINES:,} lines, more than a bundle holds: not read / 行数过多")
-        self._data = data
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[bytes]:
-        data, start = self._data, 0
-        while start < len(data):
-            end = data.index(b"\n", start)
-            yield data[start:end]
-            start = end + 1
 
 
 class ObjectLines:
     """The JSON objects of a JSON-lines file (none if it is missing), each parsed as it is iterated. Every line is
     parsed once here, so that a bad one is the :class:`ValueError` :func:`object_lines` raises before any is used."""
 
-    def __init__(self, data: bytes | None, what: str) -> None:
+    def __init__(self, data: bytes | StreamedMember | None, what: str) -> None:
         self._lines, self._what = Lines(data or b"", what), what
         for _value in self:
             pass

@@ -57,7 +57,9 @@ def check_chain_ends(
     status = _case_status(bundle)
     ended = isinstance(status, str) and status in ENDED
     watched = 0 if ended else _check_seals(check, bundle, events, seals, received, (start, end, what))
-    if bundle.get("events.jsonl") == b"" and not check.warnings:  # read, and empty (unreadable fails elsewhere)
+    events_file = bundle.jsonl("events.jsonl")
+    # read, and empty (unreadable fails elsewhere)
+    if events_file is not None and events_file.size == 0 and not check.warnings:
         bound = sorted(cut(d) for d, record in seals.items() if _overlaps(_bindings(record), start, end))
         if bound:
             check.warn(
@@ -201,7 +203,7 @@ def _case_status(bundle: Bundle) -> Any:
 def _offline_alarms(bundle: Bundle) -> dict[str, list[dict[str, Any]]]:
     """The live ``offline`` alarms of ``alarms.jsonl`` (not closed), by seal."""
     try:
-        alarms = object_lines(bundle.get("alarms.jsonl"), "alarms.jsonl")
+        alarms = object_lines(bundle.jsonl("alarms.jsonl"), "alarms.jsonl")
     except ValueError:
         return {}
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -86,7 +86,7 @@ class Events:
 
 def read_events(bundle: Bundle) -> tuple[Events, str | None]:
     """The lines of events.jsonl (:class:`Events`), or why the file cannot be split."""
-    data = bundle.get("events.jsonl")
+    data = bundle.jsonl("events.jsonl")
     if data is None:
         return Events(), "events.jsonl is missing"
     try:
@@ -299,7 +299,7 @@ def received_times(bundle: Bundle, events: Collection[EventLine]) -> dict[int, d
     """When the server received each event line, by line number: its ``events-meta.jsonl`` line's ``received_at``,
     of those meta lines that are about their event line and name a time (``event_meta`` fails the others)."""
     try:
-        metas = ObjectLines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+        metas = ObjectLines(bundle.jsonl("events-meta.jsonl"), "events-meta.jsonl")
     except ValueError:
         return {}
     found: dict[int, datetime] = {}
@@ -334,11 +334,11 @@ def moment(value: Any) -> datetime | None:
 def check_meta(check: Check, bundle: Bundle, events: Collection[EventLine]) -> list[int | None]:
     """Check events-meta.jsonl; the leaf index of each event line (``None`` where unknown)."""
     try:
-        metas = ObjectLines(bundle.get("events-meta.jsonl"), "events-meta.jsonl")
+        metas = ObjectLines(bundle.jsonl("events-meta.jsonl"), "events-meta.jsonl")
     except ValueError as exc:
         check.fail(str(exc))
         return [None] * len(events)
-    if bundle.get("events-meta.jsonl") is None:
+    if bundle.jsonl("events-meta.jsonl") is None:
         check.fail("events-meta.jsonl is missing")
     if len(metas) != len(events):
         check.fail(f"events-meta.jsonl has {len(metas)} lines for {len(events)} events")

@@ -14,6 +14,7 @@ from seal_verify.bundle import Bundle, ObjectLines, load_object, object_lines, s
 from seal_verify.errors import NoteError, ProofError
 from seal_verify.event_checks import normalise_case_no as _case
 from seal_verify.notes import Checkpoint, NoteKey, b64decode, open_checkpoint, open_note, parse_key
+from seal_verify.streamed import StreamedMember
 from seal_verify.verdict import Check, cut, shown
 
 #: The bundle's format as this verifier writes it, and every format it reads: 2 added ``absent_reason`` and
@@ -67,23 +68,33 @@ def check_files(check: Check, bundle: Bundle, manifest: dict[str, Any]) -> None:
         return
     if paths != sorted(set(paths), key=str):
         check.fail("manifest.json: files are not sorted by path, or a path is listed twice")
-    digests: dict[str, str] = {}  # each member hashed once, however often it is listed
+    digests: dict[str, tuple[str, int]] = {}  # each member hashed once, however often it is listed
     for entry in files:
         path = entry.get("path")
-        data = bundle.get(path) if isinstance(path, str) and path not in MANIFEST_FILES else None
-        if data is None:
+        listed = isinstance(path, str) and path not in MANIFEST_FILES
+        found = (digests.get(path) or _digest(bundle, path)) if listed else None
+        if found is None:
             check.fail(f"{cut(str(path))}: listed in the manifest but missing")
             continue
-        if path not in digests:
-            digests[path] = hashlib.sha256(data).hexdigest()
-        if digests[path] != entry.get("sha256") or len(data) != entry.get("size"):
+        digests[path] = found
+        if found != (entry.get("sha256"), entry.get("size")):
             check.fail(f"{path}: changed (its SHA-256 or size is not the manifest's)")
-    for path in sorted(set(bundle.files) - set(paths) - set(MANIFEST_FILES)):
+    for path in sorted(bundle.paths() - set(paths) - set(MANIFEST_FILES)):
         check.fail(f"{cut(path)}: in the bundle but not in the manifest")
     for path, data in sorted(bundle.under("removal/").items()):  # removal/<sha256>.<ext>: named by its hash
         if hashlib.sha256(data).hexdigest() != path.removeprefix("removal/").partition(".")[0]:
             check.fail(f"{path}: its bytes do not hash to its name")
     check.summary = f"{len(files)} files / {len(files)} 个文件"
+
+
+def _digest(bundle: Bundle, path: str) -> tuple[str, int] | None:
+    """The SHA-256 (hex) and size of the member at ``path``; ``None`` if it is missing. A JSON-lines file's were
+    taken as it was read from the zip (:func:`seal_verify.streamed.scan_member`)."""
+    if path.endswith(".jsonl"):
+        member = bundle.jsonl(path)
+        return None if member is None else (member.sha256, member.size)
+    data = bundle.get(path)
+    return None if data is None else (hashlib.sha256(data).hexdigest(), len(data))
 
 
 def check_log_key(check: Check, bundle: Bundle, manifest: dict[str, Any] | None, pinned: str | None) -> NoteKey | None:
@@ -182,7 +193,7 @@ def check_inclusion(check: Check, bundle: Bundle, leaves: Iterable[Leaf], checkp
         check.fail("no checkpoint to check the proofs against")
         return
     try:
-        proofs = ObjectLines(bundle.get("log/proofs.jsonl"), "log/proofs.jsonl")
+        proofs = ObjectLines(bundle.jsonl("log/proofs.jsonl"), "log/proofs.jsonl")
     except ValueError as exc:
         check.fail(str(exc))
         return
@@ -262,7 +273,9 @@ def _check_leaf(
         said.append(f"{leaf.what} (leaf {leaf.index}): {exc}")
 
 
-def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | None) -> dict[int, dict[str, Any]]:
+def read_consistency(
+    check: Check, data: StreamedMember | None, checkpoint: Checkpoint | None
+) -> dict[int, dict[str, Any]]:
     """Check every proof of log/consistency.jsonl; the good ones by old size."""
     good: dict[int, dict[str, Any]] = {}
     try:
@@ -294,7 +307,7 @@ def read_consistency(check: Check, data: bytes | None, checkpoint: Checkpoint | 
 
 def check_audit(check: Check, bundle: Bundle, case_no: Any) -> list[Leaf]:
     """Each audit line an entry of the bundle's case (``case_no``, compared normalised) with its meta line."""
-    data, meta_data = bundle.get("audit.jsonl"), bundle.get("audit-meta.jsonl")
+    data, meta_data = bundle.jsonl("audit.jsonl"), bundle.jsonl("audit-meta.jsonl")
     if data is None and meta_data is None:
         check.absent("the bundle has no audit entries / 证据包不含审计记录")
         return []

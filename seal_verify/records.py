@@ -21,6 +21,7 @@ from typing import Any
 from seal_verify.alarm_records import alarm_problems
 from seal_verify.bundle import FIXED_PATHS, Bundle, load_object, object_lines
 from seal_verify.event_checks import moment, normalise_case_no
+from seal_verify.streamed import StreamedMember
 from seal_verify.verdict import Check, shown
 
 #: Every file a bundle of any format holds, whatever the case (an empty ``.jsonl`` file when it has no such line):
@@ -244,6 +245,13 @@ def shape_problem(value: Any, shape: Shape, where: str = "") -> str | None:
     return next((p for p in found if p is not None), None)
 
 
+def _files(bundle: Bundle, path: str) -> Mapping[str, bytes | StreamedMember | None]:
+    """The file at ``path`` of :data:`SHAPES`, or those under it (a folder)."""
+    if path.endswith("/"):
+        return bundle.under(path)
+    return {path: bundle.jsonl(path) if path.endswith(".jsonl") else bundle.get(path)}
+
+
 def check_records(check: Check, bundle: Bundle, head: dict[str, Any], *, staged: bool = False) -> None:
     """Every file of :data:`REQUIRED` is in the bundle (but the report, if ``staged``), the report a PDF file; each
     file of :data:`SHAPES` is canonical JSON of its shape; a seal's enrolment names no case but the manifest's
@@ -257,12 +265,11 @@ def check_records(check: Check, bundle: Bundle, head: dict[str, Any], *, staged:
         check.fail(f"{REPORT} is no PDF file (it does not start with %PDF-)")
     case_no, counted, proofs = head.get("case_no"), 0, []
     for path, shape in SHAPES.items():
-        files = bundle.under(path) if path.endswith("/") else {path: bundle.get(path)}
-        for name, data in sorted(files.items()):
+        for name, data in sorted(_files(bundle, path).items()):
             if data is None:
                 continue
             try:
-                values = object_lines(data, name) if name.endswith(".jsonl") else [load_object(data, name)]
+                values = object_lines(data, name) if isinstance(data, StreamedMember) else [load_object(data, name)]
             except ValueError as exc:
                 check.fail(str(exc))
                 continue

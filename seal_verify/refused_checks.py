@@ -122,7 +122,7 @@ def refused_note(sha: str, copy: dict[str, Any], carried: bool) -> str:
 def check_quarantine(check: Check, bundle: Bundle, bundle_format: str, seals: set[str]) -> None:
     """``quarantine.jsonl``: absent before format 3; from 3 on, lines of :data:`QUARANTINE_KEYS` of the bundle's
     seals, sorted by seal and reason, each shown as a note (information, not trust)."""
-    data = bundle.get("quarantine.jsonl")
+    data = bundle.jsonl("quarantine.jsonl")
     if bundle_format in FORMATS_BEFORE_3:
         if data is not None or bundle.under("refused/"):
             check.fail(f"quarantine.jsonl or refused/ in a bundle of {bundle_format}, which has neither")

@@ -22,6 +22,7 @@ from typing import Any
 from seal_protocol import utc_now_ms
 from seal_verify.bundle import load_object, split_lines
 from seal_verify.event_checks import EventLine, moment, normalise_case_no
+from seal_verify.streamed import StreamedMember
 from seal_verify.verdict import Check, cut, shown
 
 REGISTER = "seal.register"
@@ -103,7 +104,9 @@ def _stale_warning(line: EventLine, key: str, when: datetime, then: Registration
     )
 
 
-def check_registrations(check: Check, audit: bytes | None, seals: dict[str, dict[str, Any]], case_no: Any) -> int:
+def check_registrations(
+    check: Check, audit: StreamedMember | None, seals: dict[str, dict[str, Any]], case_no: Any
+) -> int:
     """Each ``seal.register`` entry of ``audit.jsonl`` in the bundle's case (``case_no``) is listed in its seal's
     ``enrolment`` (same time, same key); the lines that are no audit entry of the case are ``audit``'s to fail.
     Returns how many registrations were compared."""

@@ -225,7 +225,7 @@ def check_snapshots(
                 if envelope.type != "snapshot_lost":
                     naming[name].add(envelope.device_id)
     try:
-        records = object_lines(bundle.get("snapshots.jsonl"), "snapshots.jsonl")
+        records = object_lines(bundle.jsonl("snapshots.jsonl"), "snapshots.jsonl")
     except ValueError as exc:
         check.fail(str(exc))
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +21,7 @@ import seal_verify.records as court_records
 import seal_verify.refused_checks as refused_checks
 import seal_verify.seal_keys as seal_keys
 import seal_verify.snapshot_checks as snapshot_checks
-from seal_verify.bundle import Bundle, load_object, read_bundle
+from seal_verify.bundle import Bundle, load_object, open_bundle
 from seal_verify.errors import BundleUnreadable, is_library_panic
 from seal_verify.event_checks import EventLine
 from seal_verify.verdict import BundleVerdict, Check, Status, cut, shown, shown_fact
@@ -65,20 +66,28 @@ def verify_bundle(
     checks = {name: Check(name, zh, en) for name, zh, en in CHECKS}
     name = str(path) if isinstance(path, str | Path) else getattr(path, "name", "<bundle>")
     verdict = BundleVerdict(name, list(checks.values()))
-    try:
-        bundle = read_bundle(Path(path) if isinstance(path, str) else path)
-    except BundleUnreadable as exc:
-        checks["bundle"].fail(str(exc))
-        for check in verdict.checks[1:]:
-            check.fail("the bundle cannot be read / 无法读取证据包")
-        return verdict
+    anchors_given = _Anchors(known_checkpoint, consistency_proofs, tsa_roots_pem, log_key, staged)
+    with ExitStack() as opened:  # the JSON-lines files are read from the zip as the checks pass over them
+        try:
+            bundle = opened.enter_context(open_bundle(Path(path) if isinstance(path, str) else path))
+        except BundleUnreadable as exc:
+            checks["bundle"].fail(str(exc))
+            for check in verdict.checks[1:]:
+                check.fail("the bundle cannot be read / 无法读取证据包")
+            return verdict
+        _run_checks(bundle, checks, verdict, anchors_given)
+    return verdict
+
+
+def _run_checks(bundle: Bundle, checks: dict[str, Check], verdict: BundleVerdict, anchors_given: _Anchors) -> None:
+    """Every check on the open ``bundle``, in order, into ``verdict``."""
+    log_key = anchors_given.pinned
     for problem in bundle.problems:
         checks["bundle"].fail(problem)
     for note in bundle.notes:
         checks["bundle"].note(note)
     state = _State()
     behind: dict[str, set[str]] = {}  # a key of state: the unread members it was made without
-    anchors_given = _Anchors(known_checkpoint, consistency_proofs, tsa_roots_pem, log_key, staged)
     for step in _steps(bundle, checks, state, anchors_given):
         name, run = step
         bundle.touched.clear()
@@ -108,7 +117,6 @@ def verify_bundle(
     # a kept checkpoint given but not compared (no proof at hand) leaves the bundle unanchored whatever else anchors
     # it: exit 3 with what to fetch, not 0 with the comparison asked for silently left out
     verdict.anchored = (pinned_ok or checks["known_checkpoint"].status is Status.OK) and not verdict.unproven
-    return verdict
 
 
 #: The members each value of the steps' state is made of (prefixes), where its step reads others too: a value made
@@ -262,7 +270,7 @@ def _steps(
             checks["seal_keys"], state.get("events", []), seals, signed, state.get("received", {})
         )
         case_no = (state.get("manifest") or {}).get("case_no")
-        registered = seal_keys.check_registrations(checks["seal_keys"], bundle.get("audit.jsonl"), seals, case_no)
+        registered = seal_keys.check_registrations(checks["seal_keys"], bundle.jsonl("audit.jsonl"), seals, case_no)
         checks["seal_keys"].summary = (
             f"{len(signed) - stale} of {len(signed)} verified events signed with their seal's key then, "
             f"{registered} registrations in audit.jsonl / {len(signed) - stale}/{len(signed)} 个事件使用当时的封条公钥"
@@ -291,7 +299,7 @@ def _steps(
         snapshot_checks.check_snapshots(checks["snapshots"], bundle, state.get("events", []), found, seals)
 
     def consistency() -> None:
-        data = bundle.get("log/consistency.jsonl")
+        data = bundle.jsonl("log/consistency.jsonl")
         state["consistency"] = log_checks.read_consistency(checks["consistency"], data, state.get("checkpoint"))
 
     def timestamp() -> None:

@@ -127,7 +127,51 @@ EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "an alarm's opening a list": ("alarms.jsonl", lambda a: _marked(a, opening=[1])),
     "an alarm's opening of other keys": ("alarms.jsonl", lambda a: _marked(a, opening={"note": "x"})),
     "an alarm's opening's delayed_s a bool": ("alarms.jsonl", lambda a: _marked(a, opening={"delayed_s": True})),
+    "a case_mismatch's intrusions a list": ("alarms.jsonl", lambda a: _mismatched(a, intrusions=[1])),
+    "a case_mismatch's intrusions.count as text": ("alarms.jsonl", lambda a: _mismatched(a, count="1")),
+    "a case_mismatch's intrusions.seqs a string": ("alarms.jsonl", lambda a: _mismatched(a, seqs="2")),
+    "a case_mismatch's intrusions.last a list": ("alarms.jsonl", lambda a: _mismatched(a, last=[1])),
+    "a case_mismatch's intrusions.last a string": ("alarms.jsonl", lambda a: _mismatched(a, last="intrusion")),
+    "a case_mismatch's intrusions.last of other keys": ("alarms.jsonl", lambda a: _mismatched(a, note="x")),
+    "a case_mismatch's intrusions.last lacking its seq": ("alarms.jsonl", lambda a: _mismatched(a, seq=None)),
+    "a case_mismatch's intrusions.last.seq as text": ("alarms.jsonl", lambda a: _mismatched(a, seq="2")),
+    "a case_mismatch's intrusions.last.ts no time": ("alarms.jsonl", lambda a: _mismatched(a, ts="yesterday")),
+    "a case_mismatch's intrusions.last.event_type a number": ("alarms.jsonl", lambda a: _mismatched(a, event_type=1)),
+    "a case_mismatch's intrusions.last.claimed_case_no a number": (
+        "alarms.jsonl",
+        lambda a: _mismatched(a, claimed_case_no=9),
+    ),
+    "a case_mismatch's intrusions.last.delayed_s negative": ("alarms.jsonl", lambda a: _mismatched(a, delayed_s=-5)),
+    "a case_mismatch's intrusions.last.simulated as text": ("alarms.jsonl", lambda a: _mismatched(a, simulated="1")),
 }
+
+#: What the court writes in a ``case_mismatch`` alarm's ``intrusions`` (server/ingest/case_mismatch.py) once an
+#: intrusion was among the refused events: ``last`` is its ``event_details``, with every mark of its report.
+LAST_INTRUSION = {
+    "claimed_case_no": "(2026)苏0214执9号",
+    "clock_gap_s": -3600,
+    "clock_synced": False,
+    "event_type": "intrusion",
+    "received_at": "2026-12-04T10:00:00.000Z",
+    "seq": 2,
+    "simulated": True,
+    "ts": "2026-12-04T11:00:00.000Z",
+}
+
+
+def _mismatched(alarm: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``alarm`` as a ``case_mismatch`` alarm recording an intrusion, with ``changes``: of ``intrusions`` itself,
+    its ``count``, ``seqs`` or ``last``, else of ``last``'s keys (``None``: the key removed)."""
+    record: dict[str, Any] = {"count": 1, "seqs": [2], "last": LAST_INTRUSION}
+    for key in ("count", "seqs", "last"):
+        if key in changes:
+            record[key] = changes.pop(key)
+    if changes:
+        edited = LAST_INTRUSION | changes
+        record["last"] = {key: value for key, value in edited.items() if value is not None}
+    intrusions = changes.pop("intrusions", record)
+    details = alarm["details"] | {"claimed_case_no": LAST_INTRUSION["claimed_case_no"], "intrusions": intrusions}
+    return alarm | {"kind": "case_mismatch", "details": details}
 
 
 def _marked(alarm: dict[str, Any], **marks: Any) -> dict[str, Any]:
@@ -155,6 +199,13 @@ def test_an_alarm_with_every_mark_of_its_type_passes(signed: Signed) -> None:
     alarm = alarm | {"kind": "clock_unsynced", "details": alarm["details"] | marks | {"opening": opening}}
     verdict = signed.verdict({**signed.members, "alarms.jsonl": join([canonical_json(alarm), *rest])})
     assert verdict.check("records").status is Status.OK, verdict.text()
+
+
+def test_a_case_mismatch_alarm_recording_an_intrusion_passes(signed: Signed) -> None:
+    for alarm in (_mismatched(_first_alarm(signed)), _mismatched(_first_alarm(signed), delayed_s=9, simulated=None)):
+        first, *rest = lines(signed.members["alarms.jsonl"])
+        verdict = signed.verdict({**signed.members, "alarms.jsonl": join([canonical_json(alarm), *rest])})
+        assert verdict.check("records").status is Status.OK, verdict.text()
 
 
 def test_the_alarm_kinds_seal_verify_knows_are_the_server_s() -> None:
