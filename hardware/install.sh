@@ -12,6 +12,11 @@ SRC="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX=/opt/court-seal
 CONF_DIR=/etc/court-seal
 STATE_DIR=/var/lib/court-seal
+# Debian's own Python, whatever `python3` comes first on root's PATH (a pyenv under /root, which the user seal cannot
+# read: its .venv would not run as the service), and the one whose site-packages hold python3-lgpio.
+SYSTEM_PYTHON=/usr/bin/python3
+# Where a running systemd says it is PID 1 (absent in a container, a chroot): the unit's steps need it.
+SYSTEMD_RUNNING=/run/systemd/system
 
 skipped=()
 
@@ -99,10 +104,14 @@ foreign=$(find "$PREFIX/.venv" \( ! -user root -o \( -perm /022 ! -type l \) \) 
 if [ -n "$foreign" ]; then
   echo "install.sh: $PREFIX/.venv holds files not root's or writable by others: made again" >&2
   rm -rf "$PREFIX/.venv"
+elif [ -e "$PREFIX/.venv" ] && ! runuser -u seal -- "$PREFIX/.venv/bin/python" -c '' >/dev/null 2>&1; then
+  # made by an earlier install with another Python (one under /root, one since removed): the service could not run
+  echo "install.sh: $PREFIX/.venv does not run as the user seal (made with a Python seal cannot run?): made again" >&2
+  rm -rf "$PREFIX/.venv"
 fi
 # --system-site-packages: gpiozero reaches the GPIO through Debian's python3-lgpio (the only pin library that
 # drives a Pi 5; it works on a Pi 4 too).
-[ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX/.venv"
+[ -x "$PREFIX/.venv/bin/python" ] || "$SYSTEM_PYTHON" -m venv --system-site-packages "$PREFIX/.venv"
 echo "install.sh: installing the agent with its [agent] extra into $PREFIX/.venv"
 pip_install install.sh "$PREFIX/.venv/bin/pip" install --upgrade pip
 pip_install install.sh "$PREFIX/.venv/bin/pip" install "${PREFIX}[agent]"
@@ -119,10 +128,8 @@ pubkey=$(runuser -u seal -- "$PREFIX/.venv/bin/seal-agent" keygen --config "$CON
 
 ensure_ntp
 
-install -m 0644 "$PREFIX/hardware/seal-agent.service" /etc/systemd/system/seal-agent.service
-systemctl daemon-reload
-systemctl enable seal-agent.service
-
+# The key and the next steps before anything of systemd's: an installation that cannot go on there (a container) must
+# still have handed the installer the key for the court's clerk.
 echo
 echo "1. Enrol this seal on the court server with its public key:"
 echo "     seal-server seal add <device_id> --case '<case_no>' --public-key $pubkey --config court/server.toml"
@@ -132,7 +139,16 @@ echo "   command key (seal-server court-key) into [commands] server_public_key i
 echo "3. Check it as the service's user (it reads what the seal can read) and (re)start it:"
 echo "     sudo -u seal $PREFIX/.venv/bin/seal-agent check-config --config $CONF_DIR/agent.toml && sudo systemctl restart seal-agent"
 echo
-start_seal
+
+install -D -m 0644 "$PREFIX/hardware/seal-agent.service" /etc/systemd/system/seal-agent.service
+if [ -d "$SYSTEMD_RUNNING" ]; then
+  systemctl daemon-reload
+  systemctl enable seal-agent.service
+  start_seal
+else
+  skipped+=("systemd (not running here: no $SYSTEMD_RUNNING): seal-agent.service is installed but neither enabled nor started; on a machine booted with systemd run: sudo systemctl daemon-reload && sudo systemctl enable seal-agent && sudo systemctl restart seal-agent")
+  echo "install.sh: systemd is not running here (a container?): skipped systemctl daemon-reload, enable and start" >&2
+fi
 if [ "${#skipped[@]}" -gt 0 ]; then
   echo
   echo "Skipped:"

@@ -66,7 +66,7 @@ from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
 from server.config_secrets import check_secrets, check_start_secrets
 from server.core.db import in_session, make_engine
-from server.errors import ConfigError, ServerError
+from server.errors import ConfigError, ServerError, UsageError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _dispatch(args, settings)
             with telling_pages(settings):  # what it committed, told to the open pages (also after an error)
                 return _dispatch(args, settings)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         logger.error("%s", exc)
         return 2
     except (ServerError, ValueError) as exc:

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from server.config_mqtt import MqttSettings
+from server.config_mqtt import MqttSettings, is_loopback
 from server.config_sections import (
     AlarmSettings,
     EvidenceSettings,
@@ -293,6 +293,16 @@ class Settings(BaseModel):
         # (server/removal/proof_files.py) remove a seal's snapshot of the same bytes.
         if self.removal.proof_dir is not None and self.removal.proof_dir.resolve() == self.snapshot_dir.resolve():
             raise ValueError("[removal] proof_dir must not be snapshot_dir: both stores name files by their SHA-256")
+        return self
+
+    @model_validator(mode="after")
+    def _api_apart_from_the_broker(self) -> Settings:
+        # A broker on this machine listening on the API's port: one of the two cannot start ("Address already in use").
+        if self.http.port == self.mqtt.port and (is_loopback(self.mqtt.host) or self.mqtt.host == self.http.host):
+            raise ValueError(
+                f"[http] port 与本机代理的 [mqtt] port 都是 {self.http.port}：两个监听不能共用一个端口 / [http] port "
+                f"and [mqtt] port are both {self.http.port} on this machine: the API and the broker cannot share a port"
+            )
         return self
 
 

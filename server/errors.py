@@ -36,6 +36,11 @@ class ConfigError(ServerError, ValueError):
     """The configuration file is missing, unreadable or invalid."""
 
 
+class UsageError(ServerError, ValueError):
+    """A command that cannot go on as it was called: options that contradict each other, no terminal to ask a
+    password on, a directory it cannot write. The CLI's exit status 2, like a bad configuration."""
+
+
 class NotFound(ServerError, LookupError):
     """A case, seal or other record that does not exist."""
 

@@ -41,6 +41,7 @@ def test_install_sh_does_not_copy_the_court_directory(tmp_path: Path) -> None:
     (bin_dir / "python3").chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SYSTEM_PYTHON": str(bin_dir / "python3"),  # Debian's /usr/bin/python3 in install.sh
         "SRC": str(src),
         "PREFIX": str(prefix),
         "CONF_DIR": str(tmp_path / "etc"),

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from server.auth.access import Role
 from server.auth.passwords import check_password_rules, hash_password
 from server.auth.users import assign_user, assigned_case_nos, get_user, list_users, register_user
+from server.errors import UsageError
 
 Out = Callable[[str], None]
 
@@ -73,9 +74,16 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
-        check_password_rules(password)
-        if getpass.getpass("Password again: ") != password:
-            raise ValueError("the passwords differ")
+        try:
+            password = getpass.getpass("Password: ")
+            check_password_rules(password)
+            if getpass.getpass("Password again: ") != password:
+                raise ValueError("the passwords differ")
+        except EOFError:  # no terminal, and stdin ended (or was never open): nobody to ask
+            raise UsageError(
+                "无法读取密码：没有终端可供输入，输入已结束；请用 --password-stdin 从标准输入读取一行密码 / "
+                "cannot read the password: no terminal to ask on and the input ended; give it as one line on stdin "
+                "with --password-stdin"
+            ) from None
     check_password_rules(password)
     return password

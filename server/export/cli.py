@@ -3,7 +3,8 @@
     seal-server export CASE_NO -o case.zip --config FILE [--from TIME] [--to TIME]
 
 ``--from``/``--to`` bound the events by their ``ts`` (inclusive), ISO 8601; a time without a zone is China time
-(UTC+8). Progress goes to stderr on long exports; the one line on stdout says what was written.
+(UTC+8). Progress goes to stderr on long exports; the one line on stdout says what was written. Exit status 1 also
+when the bundle is written but fails its own ``seal-verify`` check (a warning says so, the report says why).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def _export(args: argparse.Namespace, settings: Settings, session: Session, out:
         f"checkpoint {result.checkpoint_size}; check it with: seal-verify {result.path} --log-key KEY (the log key "
         "`seal-server log-key` prints, as the court publishes it)"
     )
-    if not result.verified:
+    if not result.verified:  # the bundle stays written (its report says why); a script or a batch must still tell
         out("警告：证据包自身核验未通过，详见 report.pdf / WARNING: the bundle does not verify; see report.pdf")
+        return 1
     return 0

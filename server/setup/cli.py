@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from server.config import DATABASE_URL_ENV, NoticeSettings
+from server.errors import UsageError
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT
 from server.setup.court_dir import HTTP_PORT, InitOptions, init_court_dir
 
@@ -135,7 +136,11 @@ def run_init(args: argparse.Namespace, out: Out) -> int:
             "the broker, which faces every seal's network, would keep root. Run init, the server and the broker as "
             'an unprivileged account (README, "Run a court server")'
         )
-    result = init_court_dir(args.directory, options, force=args.force)
+    try:
+        result = init_court_dir(args.directory, options, force=args.force)
+    except OSError as exc:  # a directory that cannot be made, a file that cannot be written: one line, not a traceback
+        where = exc.filename or args.directory
+        raise UsageError(f"无法写入 {where}：{exc.strerror} / cannot write {where}: {exc.strerror}") from None
     if options.database_url is not None and not args.database_url:
         out(f"database_url from ${DATABASE_URL_ENV}, written into the settings (the installed service reads them only)")
     for path in result.written:

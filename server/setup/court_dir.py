@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from seal_protocol.signing import load_or_create_signing_key
 from server.config import HttpSettings
-from server.errors import AlreadyExists
+from server.errors import AlreadyExists, UsageError
 from server.evidence.errors import CheckpointRefused
 from server.evidence.signed_record import SignedRecord, record_path
 from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, MosquittoConfig, TlsListener
@@ -232,6 +232,8 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
     listeners = (existing_listeners(court.broker.conf_file) if force else None) or BrokerListeners()
     tls = _tls_listener(court, options, listeners)
     local_port = options.mqtt_port or listeners.local_port or LOCAL_PORT
+    http_port = options.http_port or existing.get("http", {}).get("port") or HTTP_PORT
+    _refuse_shared_ports(http=http_port, mqtt=local_port, mqtt_tls=tls.port)
     conf = MosquittoConfig(court.broker, local_port=local_port, tls=tls)
     # The stores' directories are made here, and only here: the server never makes them (an unmounted disk's).
     made = (court.snapshot_dir, court.proof_dir, court.broker.persistence_dir, court.tls_dir, court.systemd_dir)
@@ -298,6 +300,23 @@ def init_court_dir(directory: Path, options: InitOptions | None = None, *, force
         _key, created = load_or_create_signing_key(key_file)  # mode 0600
         (result.written if created else result.kept).append(key_file)
     return result
+
+
+def _refuse_shared_ports(**ports: int) -> None:
+    """Refuse (:class:`UsageError`, nothing written) two listeners of this machine on one port: the broker's plain
+    and TLS listeners, and the API's. Mosquitto would otherwise fail at its start ("Address already in use"), or the
+    server at its own."""
+    options = {"http": "--http-port", "mqtt": "--mqtt-port", "mqtt_tls": "--mqtt-tls-port"}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            both = f"{options[seen[port]]} 与 {options[name]}"
+            raise UsageError(
+                f"{both} 都是端口 {port}：两个监听不能共用一个端口，请给其中之一另一个端口 / "
+                f"{options[seen[port]]} and {options[name]} are both port {port}: two listeners cannot share a port, "
+                "give one of them another"
+            )
+        seen[port] = name
 
 
 def _has_password(database_url: str) -> bool:

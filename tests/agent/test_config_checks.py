@@ -209,6 +209,19 @@ def test_check_config_warns_of_the_example_s_device_id_and_case_no(
     assert "example configuration's value" not in capsys.readouterr().err
 
 
+def test_the_readme_s_seal_is_not_the_example_file_s() -> None:
+    """A court that follows the README registers its seal and case; a seal configured with those values must not
+    be told at every check-config and start that they are the example file's (the review found the README's
+    `seal add seal-0001 --case '(2021)苏0214执1234号'` were exactly the values marked # CHANGE)."""
+    readme = README.read_text("utf-8")
+    section = readme[readme.index("\n## Run a court server\n") :]
+    seal_add = re.search(r"seal-server seal add (\S+) --case '([^']+)'", section)
+    assert seal_add, "the README no longer registers a seal with `seal add DEVICE_ID --case '…'`"
+    device_id, case_no = seal_add.groups()
+    assert device_id != EXAMPLE_VALUES["device_id"] and case_no != EXAMPLE_VALUES["case_no"]
+    assert f"case add '{case_no}'" in section  # the case it binds the seal to is the one the README adds
+
+
 def test_the_unit_does_not_wait_for_the_network() -> None:
     """The seal guards without a network (its events wait in the outbox, the broker is retried): after a power cut
     with the Wi-Fi gone, waiting for network-online.target held its start a minute or more."""

@@ -142,7 +142,7 @@ def test_setup_script_parses() -> None:
 def install_tree_step() -> str:
     """install.sh from ``mkdir -p "$PREFIX" …`` to the creation of the .venv: the copy of the checkout."""
     text = INSTALL.read_text("utf-8")
-    step = re.search(r'^mkdir -p "\$PREFIX".*?^.*python3 -m venv[^\n]*\n', text, re.S | re.M)
+    step = re.search(r'^mkdir -p "\$PREFIX".*?^.* -m venv[^\n]*\n', text, re.S | re.M)
     assert step, "install.sh no longer copies the checkout and makes its .venv"
     return step.group(0)
 
@@ -185,6 +185,7 @@ def test_the_installation_is_root_s_whoever_cloned_the_checkout(tmp_path: Path) 
     script = "set -euo pipefail\n" + install_tree_step()
     env = {
         "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "SYSTEM_PYTHON": str(bin_dir / "python3"),
         "SRC": str(src),
         "PREFIX": str(prefix),
         "CONF_DIR": str(tmp_path / "etc"),
@@ -245,7 +246,7 @@ def run_start_step(tmp_path: Path, *, active: bool, check_rc: int, check_out: st
     exits with ``check_rc``."""
     text = INSTALL.read_text("utf-8")
     function = re.search(r"^start_seal\(\) \{\n.*?^\}\n", text, re.S | re.M)
-    assert function and re.search(r"^start_seal$", text, re.M), "install.sh no longer has and calls start_seal()"
+    assert function and re.search(r"^\s*start_seal$", text, re.M), "install.sh no longer has and calls start_seal()"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (tmp_path / "check.txt").write_text(check_out, encoding="utf-8")

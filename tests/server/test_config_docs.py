@@ -52,6 +52,17 @@ def test_the_readme_names_every_setting_of_the_server() -> None:
     assert not missing, f"settings the README does not name: {missing}"
 
 
+def test_the_readme_s_list_of_the_seal_s_keys_is_the_seal_s() -> None:
+    """The README says agent.example.toml documents every key and lists them: the list had left out heartbeat_s,
+    [sensors] and [delivery]."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"agent\.example\.toml\) documents every key \(([^)]*)\)", readme)
+    assert listed, "the README no longer lists the seal's keys"
+    names = set(re.findall(r"`([^`]+)`", listed.group(1)))
+    agent = sections(AgentConfig)
+    assert names == agent[""] | {f"[{section}]" for section in agent if section}
+
+
 def deploy_examples() -> list[str]:
     text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     return re.findall(r"^```toml\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)

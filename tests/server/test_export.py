@@ -95,3 +95,27 @@ def test_the_record_of_exports_is_append_only(
         with session_factory() as session, pytest.raises(DBAPIError, match="append-only"):
             session.execute(change)
             session.flush()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_seal_server_export_of_a_bundle_that_does_not_verify_exits_1_and_keeps_it(
+    session_factory: SessionFactory, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot whose bytes were changed in the store: the bundle is written, with its report, and the command
+    says so; the review found it exited 0 anyway, so a script (a clerk's batch) could not tell."""
+    world = build_world(session_factory, database_url, tmp_path)
+    config = write_config(tmp_path, database_url)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f'[evidence]\nlog_key_file = "{world.settings.evidence.log_key_file}"\n'
+        + f'log_origin = "{world.settings.evidence.log_origin}"\n',
+        encoding="utf-8",
+    )
+    snapshot = next(path for path in world.settings.snapshot_dir.rglob("*") if path.is_file())
+    snapshot.write_bytes(b"other bytes than the seal signed")
+    target = tmp_path / "case.zip"
+    assert main(["export", CASE_A, "-o", str(target), "--config", str(config)]) == 1
+    printed = capsys.readouterr()
+    assert "WARNING: the bundle does not verify; see report.pdf" in printed.out
+    assert f"{target}: case {CASE_A}" in printed.out
+    assert target.is_file() and not verify_bundle(target, log_key=world.log_key.verifier()).ok
