@@ -112,7 +112,8 @@ def _chunks(fp: IO[bytes], member: archive.Placed) -> Iterator[bytes]:
         if not raw:
             raise BundleUnreadable(f"{name} is cut short")
         at, left = at + len(raw), left - len(raw)
-        while raw:
+        pending = False  # zlib may hold output made of input it has taken in whole (a long match's copy)
+        while raw or pending:
             if inflate is None:
                 data, raw = raw, b""
             else:
@@ -121,6 +122,7 @@ def _chunks(fp: IO[bytes], member: archive.Placed) -> Iterator[bytes]:
                 except zlib.error as exc:
                     raise BundleUnreadable(f"{name} is not deflate data: {exc}") from None
                 raw = inflate.unconsumed_tail
+                pending = not raw and not inflate.eof and len(data) == _CHUNK
             made += len(data)
             if made > info.file_size:
                 raise _not_exact(info.filename, info.file_size)

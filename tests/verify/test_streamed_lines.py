@@ -49,6 +49,17 @@ def test_lines_read_from_the_zip_are_the_files_lines(method: int) -> None:
         assert list(read) == lines  # a second pass reads it again
 
 
+@pytest.mark.parametrize("size", [65_536, 65_537, 131_072, 200_003])
+def test_a_member_whose_last_output_zlib_holds_after_its_input_is_read_whole(size: int) -> None:
+    """A very repetitive member: zlib takes in the last input while output is still to come (a long match's copy);
+    the reader stopped there and refused a sound member ("its deflate stream is not exactly its N bytes")."""
+    data = b"x" * size + b"\n"
+    with open_bundle(_zip({"audit.jsonl": data})) as bundle:
+        member = bundle.jsonl("audit.jsonl")
+        assert member is not None and member.size == len(data)
+        assert list(Lines(member, "audit.jsonl")) == [b"x" * size]
+
+
 def test_a_line_longer_than_seal_verify_reads_is_refused_unread(exported: Exported) -> None:
     """events.jsonl with a last line of 33 MiB (33 KB zipped): the whole member was held; it is refused as a line
     too long, with no more memory than a chunk of it."""
