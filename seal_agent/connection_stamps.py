@@ -19,11 +19,15 @@ Stamps held in memory only are lost at a reboot, and a Pi restores an old clock:
 them, or the court would take its ``online`` for older than the Will of a connection it held in memory (``supersedes``:
 equal or older stamps lose), and show the seal offline while it talks. So a process starts stamping after the kept
 stamp + :data:`UNKEPT_ROOM`, and stamps held in memory only ever lie within that room after the stamp last kept
-(1 ms apart: room for 60,000 connections). Beyond it, or with no stamp ever kept (no stamp file yet on a full disk,
-no state directory), :meth:`ConnectionStamps.next` returns None (logged) and that connection carries no status at
-all — no Last Will, no ``online``, no goodbye — while its events flow as ever. The price: a seal restarted less than
-:data:`UNKEPT_ROOM` after its last connection stamps up to that much ahead of its clock, within the court's bound
-(``server.ingest.statuses``: a stamp up to 5 minutes ahead is ordered as it is).
+(1 ms apart: room for 1,000 connections — a seal tries at most once a second, so at least about 17 minutes of
+trying). Beyond it, or with no stamp ever kept (no stamp file yet on a full disk, no state directory),
+:meth:`ConnectionStamps.next` returns None (logged) and that connection carries no status at all — no Last Will, no
+``online``, no goodbye — while its events flow as ever. The price: a seal restarted less than :data:`UNKEPT_ROOM`
+after its last connection stamps up to that much ahead of its clock. The room is short on purpose: each process
+keeps the stamp it started with, so with a room longer than the time a restart takes, a seal restarting in a loop
+(systemd's ``Restart=always``) would stamp further ahead at each start, past the court's bound (a stamp over 5 minutes
+ahead is ordered by when it was received, ``server.ingest.statuses``: a dead connection's Will could then beat the
+live one's ``online``). A start takes over a second (systemd waits 2 s more): the lead stays under a second.
 
 A stamp file that exists but holds no stamp (torn, unreadable) still says when it was last written: the next
 stamp follows that moment (its mtime) too. The stamp it held is later than that only if the clock was behind the
@@ -50,8 +54,9 @@ logger = logging.getLogger(__name__)
 #: The file in the seal's state directory holding its last connection's stamp.
 STAMP_FILE = "connection_stamp"
 #: How far after the stamp last kept a stamp held in memory only may lie, and how far after the kept stamp a process
-#: starts stamping: a later boot stamps after any stamp that was held in memory (less than the court's 5-min bound).
-UNKEPT_ROOM = timedelta(seconds=60)
+#: starts stamping: a later boot stamps after any stamp that was held in memory. Shorter than a restart takes, so
+#: that restarts in a loop do not add up a lead (see the module's docstring).
+UNKEPT_ROOM = timedelta(seconds=1)
 _STEP = timedelta(milliseconds=1)  # a stamp's resolution
 
 

@@ -38,8 +38,8 @@ def test_stamps_follow_the_clock_and_never_go_back(tmp_path: Path) -> None:
     # after the room stamps held in memory only may have taken (UNKEPT_ROOM).
     clock.now = T0 - timedelta(minutes=13)
     again = ConnectionStamps(path, clock=clock)
-    assert again.next() == "2026-12-06T10:32:00.124Z"
-    assert again.next() == "2026-12-06T10:32:00.125Z"
+    assert again.next() == "2026-12-06T10:31:01.124Z"
+    assert again.next() == "2026-12-06T10:31:01.125Z"
     assert not (tmp_path / f"{STAMP_FILE}.tmp").exists()
 
 
@@ -182,7 +182,7 @@ def test_stamps_held_in_memory_never_pass_the_room_a_later_boot_stamps_after(
     card: Path,  # noqa: F811 - the fixture imported above
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Past the room (60,000 connections 1 ms apart), a stamp held in memory could reach a later boot's: that
+    """Past the room (1,000 connections 1 ms apart), a stamp held in memory could reach a later boot's: that
     connection says no status again, as one with no stamp ever kept."""
     path = card / STAMP_FILE
     stamps = ConnectionStamps(path, clock=Clock(T0))
@@ -196,3 +196,16 @@ def test_stamps_held_in_memory_never_pass_the_room_a_later_boot_stamps_after(
     assert held[-1] is not None and parse_ts(held[-1]) == parse_ts(kept) + UNKEPT_ROOM
     assert ConnectionStamps(path, clock=Clock(T0)).next() is None  # the card still read-only: a boot says nothing
     assert any("no room left after the last kept one" in r.getMessage() for r in caplog.records)
+
+
+def test_restarts_in_a_loop_add_up_no_lead(tmp_path: Path) -> None:
+    """Each process starts after the kept stamp + the room and keeps the stamp it started with: with a room longer
+    than a restart takes, a seal restarting in a loop stamped further ahead of its clock at each start (60 s rooms,
+    restarts 8 s apart: 468 s ahead after 10, past the court's 5-minute bound, where a dead connection's Will beats
+    the live one's ``online``). A restart takes more than the room: the lead stays within it."""
+    path, clock = tmp_path / STAMP_FILE, Clock(T0)
+    for _ in range(50):
+        stamp = ConnectionStamps(path, clock=clock).next()
+        assert stamp is not None
+        assert parse_ts(stamp) - clock.now <= UNKEPT_ROOM
+        clock.now += timedelta(seconds=3)  # systemd's RestartSec=2 and the start itself
