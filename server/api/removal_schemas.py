@@ -264,7 +264,7 @@ def request_public(session: Session, request: RemovalRequest, *, now: datetime, 
 def _seal(progress: SealProgress, *, full: bool, final: bool) -> SealProgressPublic:
     labels = SEAL_LABELS_FINAL if final else SEAL_LABELS
     if not full:
-        shown = seal_shown(progress, full=False)
+        shown = seal_shown(progress, full=False, final=final)
         return SealProgressPublic(
             device_id=shown.device_id,
             status=shown.status,

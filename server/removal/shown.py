@@ -35,6 +35,9 @@ from server.words import said_of, said_words
 PENDING_FOR_THEM = frozenset(
     {SealStatus.SENT, SealStatus.WAITING_FOR_SEAL, SealStatus.REFUSED, SealStatus.WITHOUT_ACK, SealStatus.WITHDRAWN}
 )
+#: Statuses a reader without ``seal:status`` is shown as ``pending`` while the request is open: each tells whether a
+#: seal stands disarmed before the officer has come.
+HIDDEN_WHILE_OPEN = frozenset({SealStatus.DISARMED, SealStatus.REARMED})
 #: Steps whose action or note tells of a seal's answering (the note is the judge's about the seals, or the server's).
 ABOUT_SEALS = frozenset(
     {
@@ -74,12 +77,19 @@ def as_pending(status: SealStatus) -> SealStatus:
     return SealStatus.PENDING if status in PENDING_FOR_THEM else status
 
 
-def seal_shown(progress: SealProgress, *, full: bool) -> SealProgress:
-    """``progress`` as the reader may see it (``full``: with ``seal:status``). Without, the fields about the seal's
-    commands are still in the value: the API and the pages leave them out."""
+def seal_shown(progress: SealProgress, *, full: bool, final: bool = False) -> SealProgress:
+    """``progress`` as the reader may see it (``full``: with ``seal:status``; ``final``: the request is lifted or
+    aborted). Without ``seal:status``, the fields about the seal's commands are still in the value (the API and the
+    pages leave them out), and while the request is open no seal's armed state either — not even a seal's signed
+    answer to the disarm (:data:`HIDDEN_WHILE_OPEN`): the debtor is not told a seal is disarmed before the officer
+    has come, as the notice and the portal do not tell it (``CaseStatus.hides_armed_state``)."""
     if full:
         return progress
-    return replace(progress, status=as_pending(progress.status), reason=None, found=None, waived=None)
+    status = as_pending(progress.status)
+    if not final and status in HIDDEN_WHILE_OPEN:
+        status = SealStatus.PENDING
+    armed = progress.armed if final else None
+    return replace(progress, status=status, armed=armed, reason=None, found=None, waived=None)
 
 
 def step_shown(step: RemovalStep, *, full: bool) -> StepShown:

@@ -136,7 +136,8 @@ def case_url(case_no: str, prefix: str) -> str:
 def request_view(session: Session, request: RemovalRequest, *, now: datetime, seal_status: bool) -> RequestView:
     ids = {request.filed_by, request.decided_by, request.lifted_by, *(v.author_id for v in request.views)}
     state = RemovalState(request.state)
-    seals = [seal_shown(p, full=seal_status) for p in seal_progress(session, request, now=now)]
+    final = state.is_final
+    seals = [seal_shown(p, full=seal_status, final=final) for p in seal_progress(session, request, now=now)]
     return RequestView(
         request=request,
         state=state,

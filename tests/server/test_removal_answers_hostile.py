@@ -69,7 +69,7 @@ def test_a_replayed_refusal_stored_before_the_ack_it_follows_does_not_say_the_se
     [second] = world.ingestor.ingest([message(seal.event_topic, ack)])
     assert second.command_answer == "acknowledged"
     assert command(world, command_id).state == "acknowledged"
-    shown = world.read(request_id)
+    shown = world.read(request_id, "judge")
     assert shown["state"] == "disarmed"
     assert [s["status"] for s in shown["seals"]] == ["disarmed", "disarmed"]
 

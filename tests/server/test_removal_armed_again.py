@@ -156,10 +156,10 @@ def test_a_seal_lifted_without_its_ack_heard_armed_takes_the_request_back(world:
     assert judge["state"] == "disarm_pending" and judge["seals"][1]["status"] == "waiting_for_seal"
     assert "removal.armed_again" in [m["kind"] for m in inbox(world, "officer")]
     # The debtor reads the same words as when a seal that had acknowledged is armed again (which seal was lifted
-    # without its ack is not theirs to learn), and sees the seal pending.
+    # without its ack is not theirs to learn), and sees each seal pending (no seal's armed state while it is open).
     [told] = [m for m in inbox(world, "debtor") if m["kind"] == "removal.armed_again"]
     assert_debtor_told_it_went_back(told)
-    assert [s["status"] for s in world.read(request_id, "debtor")["seals"]] == ["disarmed", "pending"]
+    assert [s["status"] for s in world.read(request_id, "debtor")["seals"]] == ["pending", "pending"]
 
 
 def test_a_seal_armed_just_before_a_resend_is_taken_back_by_the_server_first(world: RemovalWorld) -> None:

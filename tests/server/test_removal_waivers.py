@@ -207,14 +207,14 @@ def test_the_debtor_is_not_told_which_seal_is_deaf(world: RemovalWorld) -> None:
     world.answer("seal-a1", commands["seal-a1"].id)
     debtor = world.read(request_id, "debtor")["seals"]
     assert [(s["device_id"], s["status"], s["status_zh"]) for s in debtor] == [
-        ("seal-a1", "disarmed", "已解除布防（封条已签名确认）"),
+        ("seal-a1", "pending", "处理中"),  # its answer not shown either while the request is open
         ("seal-a2", "pending", "处理中"),
     ]
     world.expire(commands["seal-a2"].id)
     assert statuses(world, request_id) == [("seal-a1", "disarmed"), ("seal-a2", "waiting_for_seal")]
     listed = world.client.get(f"/api/cases/{c(CASE_A)}/removal-requests", headers=world.as_("debtor"))
     for shown in (world.read(request_id, "debtor"), listed.json()[0]):
-        assert [s["status"] for s in shown["seals"]] == ["disarmed", "pending"]
+        assert [s["status"] for s in shown["seals"]] == ["pending", "pending"]
         for seal in shown["seals"]:
             assert seal["command_id"] is None and seal["command_state"] is None and seal["commands"] is None
             assert seal["answered_at"] is None and seal["expires_at"] is None

@@ -172,7 +172,7 @@ def test_the_request_is_followed_to_disarmed_settled_on_read_and_live(portal: Po
         portal.acknowledge(commands[SEAL])  # … but the seal's answer is published by the ingest after its commit
         [update] = [m for m in events(client.get(live).text) if m["event"] == "update"]
         assert 'id="case-requests" hx-swap-oob="true"' in update["data"] and 'id="case-status"' in update["data"]
-        assert f'data-device="{SEAL}" data-status="disarmed"' in update["data"]
+        assert f'data-device="{SEAL}" data-status="pending"' in update["data"]  # (no seal's answer while open)
         assert 'data-state="disarm_pending"' in update["data"] and "file-form" not in update["data"]
         assert portal.state(request_id) == "disarm_pending"  # the settler has not run: the page settles on read
         page = client.get(f"/portal/cases/{q(CASE)}").text

@@ -50,8 +50,8 @@ def test_the_debtor_sees_a_seal_that_has_not_answered_as_pending_only(portal: Po
     portal.acknowledge(commands[SEAL])
     with portal.code_client() as client:
         page = client.get(f"/portal/cases/{q(CASE)}").text
-        assert f'data-device="{SEAL}" data-status="disarmed"' in page
-        assert "应答于" not in page  # nor when it answered
+        assert f'data-device="{SEAL}" data-status="pending"' in page  # nor that it answered, while it is open
+        assert "应答于" not in page and "已解除布防" not in page  # nor when
     assert portal.state(request_id) == "disarmed"
 
 
@@ -102,7 +102,7 @@ def test_the_portal_and_the_inbox_say_so_when_the_seal_is_armed_after_its_ack(po
     with portal.code_client() as client:
         page = client.get(f"/portal/cases/{q(CASE)}").text  # read: settled first
         assert 'data-state="disarm_pending"' in page and next_line(page) == back and coming not in page
-        assert f'data-device="{SEAL}" data-status="rearmed"' in page  # its own signed word, shown as it is
+        assert f'data-device="{SEAL}" data-status="pending"' in page  # no seal's armed state while it is open
         inbox = client.get("/inbox").text
         assert "签名消息" in inbox and "等待封条解除布防" in inbox and SEAL not in inbox
     assert portal.state(request_id) == "disarm_pending"
