@@ -10,6 +10,7 @@ its event follows the change's.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import sys
 import threading
@@ -85,8 +86,15 @@ def seal(tmp_path: Path) -> Iterator[Seal]:
 
 
 def _committing(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is inside the outbox's commit (waiting there for the write lock)."""
-    frame = sys._current_frames().get(thread.ident or -1)
+    """Whether ``thread`` is inside the outbox's commit (waiting there for the write lock). The garbage collector is
+    off while the frames are taken: ``sys._current_frames`` holds the interpreter's lock of thread states while it
+    allocates, a collection there runs finalizers, and one that waited for a lock held by a thread ending (which needs
+    that lock of thread states) hung the test for good, past pytest-timeout (CPython 3.11, seen once in CI)."""
+    gc.disable()
+    try:
+        frame = sys._current_frames().get(thread.ident or -1)
+    finally:
+        gc.enable()
     while frame is not None:
         if frame.f_code.co_name == "append" and frame.f_code.co_filename.endswith("outbox.py"):
             return True
