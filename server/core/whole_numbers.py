@@ -2,7 +2,7 @@
 (``seal-verify`` refuses a number with a fraction or an exponent), and an alarm's details or an audit entry go into
 every later bundle of their case. A ``float`` there — a setting read as ``60.0`` — made each such bundle fail its
 check. :func:`whole_numbers` is applied where such records are written (:class:`server.alarms.models.Alarm`,
-:func:`server.audit.service.record_audit`) and where a bundle's lines are written (for rows stored before)."""
+:func:`server.audit.service.record_audit`) and where a bundle's alarms are written (for rows stored before)."""
 
 from __future__ import annotations
 

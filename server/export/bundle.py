@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 from seal_protocol import canonical_json
 from seal_protocol.signing import SigningKey
-from server.core.whole_numbers import whole_numbers
 from server.evidence.checkpoints import DASH, key_id
 from server.export.limits import VERIFIERS, BundleLimits, Tally
 
@@ -56,8 +55,7 @@ CHUNK_BYTES = 256 * 1024
 
 
 def each_json_line(values: Iterable[Any]) -> Iterator[bytes]:
-    """Canonical JSON lines, whole numbers only (a row stored before :mod:`server.core.whole_numbers`: 60.0)."""
-    return (canonical_json(whole_numbers(value, what="a bundle's line")) + b"\n" for value in values)
+    return (canonical_json(value) + b"\n" for value in values)
 
 
 def json_lines(values: Iterable[Any]) -> bytes:

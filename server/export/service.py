@@ -45,6 +45,7 @@ from server.config import Settings
 from server.core.base import utc_now
 from server.core.db import make_session_factory
 from server.core.files import place_until_recorded
+from server.core.whole_numbers import whole_numbers
 from server.errors import ContentStoreError, NotFound
 from server.evidence.checkpoints import LogKey
 from server.evidence.errors import TimestampFailed
@@ -327,7 +328,8 @@ def _write_evidence(writer: BundleWriter, evidence: CaseEvidence, staged: _Stage
     for sha, data in sorted(evidence.refused.items()):  # the bytes the seal signed for, that the court refused
         writer.add(f"refused/{sha}.jpg", data)
     writer.add_lines("quarantine.jsonl", each_json_line(evidence.quarantine))
-    writer.add_lines("alarms.jsonl", each_json_line(evidence.alarms))
+    # whole numbers: an alarm stored before server.core.whole_numbers may say 60.0 (a bundle holds integers only)
+    writer.add_lines("alarms.jsonl", each_json_line(whole_numbers(a, what="an alarm") for a in evidence.alarms))
     writer.add_lines("commands.jsonl", each_json_line(evidence.commands))
     writer.add_files("removal proofs", proof_files(evidence, config.proofs))
     writer.add_lines("removal.jsonl", each_json_line(evidence.removal))

@@ -77,7 +77,7 @@ def as_pending(status: SealStatus) -> SealStatus:
     return SealStatus.PENDING if status in PENDING_FOR_THEM else status
 
 
-def seal_shown(progress: SealProgress, *, full: bool, final: bool = False) -> SealProgress:
+def seal_shown(progress: SealProgress, *, full: bool, final: bool) -> SealProgress:
     """``progress`` as the reader may see it (``full``: with ``seal:status``; ``final``: the request is lifted or
     aborted). Without ``seal:status``, the fields about the seal's commands are still in the value (the API and the
     pages leave them out), and while the request is open no seal's armed state either — not even a seal's signed
