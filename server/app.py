@@ -146,7 +146,9 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
                 metrics=metrics,
                 mark_forget_s=settings.liveness.mark_forget_s,
                 caught_up_wait_max_s=settings.liveness.caught_up_wait_max_s,
-                on_changed=lambda device_ids: hub.publish(Change("command", device_id) for device_id in device_ids),
+                on_changed=lambda changed: hub.publish(
+                    Change("command", device_id, case_no) for device_id, case_no in changed
+                ),
                 on_closed=lambda closed: hub.publish(
                     Change("alarm", device_id, case_no) for device_id, case_no in closed
                 ),

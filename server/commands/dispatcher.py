@@ -24,10 +24,10 @@ at once when the API issues a command or the connection comes up):
 A command may therefore reach a seal twice (a PUBACK lost on a dropped connection): the seal refuses the copy as
 ``replayed`` and the ingest keeps the first answer. The client has its own id (``<ingest client id>-cmd`` and a
 secret suffix, :func:`seal_protocol.transport.mqtt_client_id`) on the court server's account, with a clean session.
-``on_changed`` is told, after each round, the seals whose commands it expired or the broker accepted, and
-``on_closed`` the (seal, case) of each arm or disarm alarm it closed — the alarm's own case, which a seal that moved
-has left (the app publishes both on the pages' live bus). At each connection it also clears any retained message on
-the seals' ``cmd`` and ``receipt`` topics (:mod:`server.commands.retained_sweep`).
+``on_changed`` is told, after each round, the (seal, case) of the commands it expired or the broker accepted, and
+``on_closed`` the (seal, case) of each arm or disarm alarm it closed — the command's or the alarm's own case, which a
+seal that moved has left (the app publishes both on the pages' live bus). At each connection it also clears any
+retained message on the seals' ``cmd`` and ``receipt`` topics (:mod:`server.commands.retained_sweep`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.orm import Session
 
 from seal_protocol import cmd_topic
 from seal_protocol.envelope import parse_ts
@@ -76,6 +77,12 @@ def expiry_interval(signed: bytes, now: datetime) -> int:
     return max(1, int(left))
 
 
+def _cases_of(session: Session, command_ids: list[int]) -> dict[int, str]:
+    """The case each of these commands was issued for, by id (the rows the expiry just wrote: no query)."""
+    commands = (session.get(CourtCommand, command_id) for command_id in command_ids)
+    return {command.id: command.case_no for command in commands if command is not None}
+
+
 @dataclass
 class Round:
     """What one round did: command ids by publish result, the ids it expired, and those it read as due but found
@@ -98,7 +105,7 @@ class CommandDispatcher:
         *,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
-        on_changed: Callable[[list[str]], None] | None = None,
+        on_changed: Callable[[list[tuple[str, str]]], None] | None = None,
         on_closed: Callable[[list[tuple[str, str]]], None] | None = None,
         mark_forget_s: float = 600.0,
         caught_up_wait_max_s: float = 900.0,
@@ -161,7 +168,7 @@ class CommandDispatcher:
     # -- one round -------------------------------------------------------------------------------------------------
 
     def run_round(self) -> Round:
-        changed: set[str] = set()
+        changed: set[tuple[str, str]] = set()  # (seal, the command's case: the seal may be bound to another now)
         closed: set[tuple[str, str]] = set()
         try:
             return self._round(changed, closed)
@@ -171,7 +178,7 @@ class CommandDispatcher:
             if closed and self._on_closed is not None:
                 self._on_closed(sorted(closed))
 
-    def _round(self, changed: set[str], closed_in: set[tuple[str, str]]) -> Round:
+    def _round(self, changed: set[tuple[str, str]], closed_in: set[tuple[str, str]]) -> Round:
         done = Round()
         now = self._clock()
         # One transaction each, as each locks its commands by id (the ingest's order): together, a command expired
@@ -184,11 +191,12 @@ class CommandDispatcher:
         for expire in expiries:  # expire_unbound: a binding ended by other means
             with self._session_factory() as session:
                 expired = expire(session, now=now)
+                of_case = _cases_of(session, [command_id for command_id, _ in expired])
                 session.commit()
             for command_id, device_id in expired:
                 logger.warning("command %d to %s expired without an answer from the seal", command_id, device_id)
             done.expired += [command_id for command_id, _ in expired]
-            changed.update(device_id for _, device_id in expired)
+            changed.update((device_id, of_case[command_id]) for command_id, device_id in expired)
             if expired:
                 self._metrics.count_command("expired", "", len(expired))
         with self._session_factory() as session:
@@ -200,9 +208,12 @@ class CommandDispatcher:
         if not self.connected:
             return done
         with self._session_factory() as session:
-            due = [(c.id, c.device_id) for c in to_publish(session, now=now, seals=self.settings.seals_per_round)]
+            due = [
+                (c.id, c.device_id, c.case_no)
+                for c in to_publish(session, now=now, seals=self.settings.seals_per_round)
+            ]
         held_back: set[str] = set()
-        for command_id, device_id in due:
+        for command_id, device_id, case_no in due:
             if self._loop.stopping or not self.connected:
                 break
             if device_id in held_back:
@@ -215,7 +226,7 @@ class CommandDispatcher:
             self._record(command_id, result, error)
             done.published.setdefault(result, []).append(command_id)
             if result == "accepted":
-                changed.add(device_id)
+                changed.add((device_id, case_no))
             else:
                 held_back.add(device_id)
         return done

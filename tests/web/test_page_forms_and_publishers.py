@@ -28,8 +28,9 @@ from server.removal.proofs import ProofStore
 from server.removal.service import file_request, review_request
 from server.removal.settler import RemovalSettler
 from server.seals.models import Seal
+from server.seals.registry import bind_seal, unbind_seal
 from server.web import web_router
-from tests.web.conftest import CASE, SEAL, PagesWorld, csrf_of
+from tests.web.conftest import CASE, OTHER_CASE, SEAL, PagesWorld, csrf_of
 
 
 def page_forms() -> list[str]:
@@ -67,7 +68,7 @@ def test_the_dispatcher_tells_which_seals_commands_expired(world: PagesWorld, tm
             now=utc_now(),
         )
     (tmp_path / "password").write_text("unused\n")
-    told: list[list[str]] = []
+    told: list[list[tuple[str, str]]] = []
     dispatcher = CommandDispatcher(  # never started: not connected, so a round only expires
         MqttSettings(port=1, password_file=tmp_path / "password"),
         CommandSettings(),
@@ -75,10 +76,43 @@ def test_the_dispatcher_tells_which_seals_commands_expired(world: PagesWorld, tm
         clock=lambda: utc_now() + timedelta(minutes=5),
         on_changed=told.append,
     )
-    assert dispatcher.run_round().expired and told == [[SEAL]]
-    assert dispatcher.run_round().expired == [] and told == [[SEAL]]  # nothing changed: nobody told
+    assert dispatcher.run_round().expired and told == [[(SEAL, CASE)]]
+    assert dispatcher.run_round().expired == [] and told == [[(SEAL, CASE)]]  # nothing changed: nobody told
     with world.session_factory() as session:
         assert session.scalars(select(CourtCommand.state)).one() == "expired"
+
+
+def test_the_dispatcher_names_the_case_a_seal_left_when_it_expires_its_command(
+    world: PagesWorld, tmp_path: Path
+) -> None:
+    """A command of a case the seal has left (its binding ended, not released: the command still pending) is
+    expired by the dispatcher, which names the command's case: the old case's page shows the commands table, the
+    seal's new case has none of them."""
+    with session_scope(world.session_factory) as session:
+        seal = session.scalars(select(Seal).where(Seal.device_id == SEAL)).one()
+        issue_command_as(
+            session,
+            actor=get_user(session, username="judge"),
+            seal=seal,
+            action=CommandAction.PING,
+            args={},
+            key=generate_signing_key(),
+            ttl=timedelta(minutes=30),
+            now=utc_now(),
+        )
+    with session_scope(world.session_factory) as session:
+        unbind_seal(session, actor=None, device_id=SEAL)
+    with session_scope(world.session_factory) as session:
+        bind_seal(session, actor=None, device_id=SEAL, case_no=OTHER_CASE)
+    (tmp_path / "password").write_text("unused\n")
+    told: list[list[tuple[str, str]]] = []
+    dispatcher = CommandDispatcher(  # never started: not connected, so a round only expires
+        MqttSettings(port=1, password_file=tmp_path / "password"),
+        CommandSettings(),
+        world.session_factory,
+        on_changed=told.append,
+    )
+    assert dispatcher.run_round().expired and told == [[(SEAL, CASE)]]
 
 
 def test_the_settler_tells_which_cases_requests_it_settled(world: PagesWorld, tmp_path: Path) -> None:
