@@ -111,14 +111,21 @@ def read_seals(bundle: Bundle, check: Check) -> dict[str, dict[str, Any]]:
     return seals
 
 
-def _key_texts(record: dict[str, Any]) -> list[str]:
-    """The seal's keys as its record gives them, distinct: the one enrolled now first, then its enrolment's, newest
-    first."""
-    texts = [record.get("public_key")]
+def enrolled_keys(record: dict[str, Any]) -> list[str]:
+    """The keys of the seal's ``enrolment`` history, distinct, newest (the last entry) first."""
     enrolment = record.get("enrolment")
-    if isinstance(enrolment, list):
-        texts += [e.get("public_key") for e in reversed(enrolment) if isinstance(e, dict)]
+    entries = reversed(enrolment) if isinstance(enrolment, list) else ()
+    texts = (e.get("public_key") for e in entries if isinstance(e, dict))
     return list(dict.fromkeys(t for t in texts if isinstance(t, str)))
+
+
+def _key_texts(record: dict[str, Any]) -> list[str]:
+    """The seal's keys as its record gives them: those of its ``enrolment`` history, newest first; its
+    ``public_key`` only where it has none (a seal registered before the court kept that record). Where it has one,
+    ``public_key`` is no key of its own: ``seal_keys`` fails it unless it is the newest registration's."""
+    texts = enrolled_keys(record)
+    key = record.get("public_key")
+    return texts or ([key] if isinstance(key, str) else [])
 
 
 def _seal_keys(check: Check, device_id: str, record: dict[str, Any]) -> list[tuple[str, VerifyKey]]:

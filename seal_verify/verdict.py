@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from seal_protocol import utc_now_ms
 
 #: At most this many details of one check are printed as text (all that are kept are in the JSON).
 TEXT_DETAILS = 20
@@ -188,6 +191,32 @@ class Check:
         }
 
 
+@dataclass(frozen=True)
+class KeyUse:
+    """The events of one seal that one key signed in the bundle, in one registration period of it: ``registered_at``
+    the ``enrolment`` entry that registered the key and was in force when the court received them; ``None`` where
+    the seal has no enrolment history (its ``public_key`` signed them), or where they came while another key was
+    registered (``seal_keys`` warns of each). What a holder compares with the key recorded at installation."""
+
+    device_id: str
+    public_key: str
+    registered_at: datetime | None
+    events: int
+    first_seq: int
+    last_seq: int
+
+    def as_json(self) -> dict[str, Any]:
+        at = self.registered_at
+        return {
+            "device_id": cut(self.device_id),
+            "public_key": cut(self.public_key),
+            "registered_at": None if at is None else utc_now_ms(at),
+            "events": self.events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+        }
+
+
 @dataclass
 class BundleVerdict:
     """``ok``: no check failed. ``anchored``: the log key was tied to something outside the bundle — pinned with
@@ -200,6 +229,8 @@ class BundleVerdict:
     anchored: bool = False
     #: A kept checkpoint was given but no consistency proof to compare it with: what to fetch. Not anchored then.
     unproven: str = ""
+    #: The keys that signed the events that verified, per seal and registration period (``seal_keys``).
+    signing_keys: list[KeyUse] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -232,6 +263,7 @@ class BundleVerdict:
             "unproven": self.unproven,
             "warnings": self.warnings,  # checks that did not fail but may hide a forgery: read their warnings
             "facts": self.facts,
+            "signing_keys": [use.as_json() for use in self.signing_keys],  # what to compare with the installation's
             "checks": [check.as_json() for check in self.checks],
         }
 

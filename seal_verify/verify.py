@@ -114,6 +114,7 @@ def _run_checks(bundle: Bundle, checks: dict[str, Check], verdict: BundleVerdict
     verdict.facts = {key: shown_fact(value) for key, value in state.get("facts", {}).items()}
     pinned_ok = log_key is not None and checks["log_key"].status is Status.OK
     verdict.unproven = state.get("unproven") or ""
+    verdict.signing_keys = state.get("signing_keys") or []
     # a kept checkpoint given but not compared (no proof at hand) leaves the bundle unanchored whatever else anchors
     # it: exit 3 with what to fetch, not 0 with the comparison asked for silently left out
     verdict.anchored = (pinned_ok or checks["known_checkpoint"].status is Status.OK) and not verdict.unproven
@@ -266,7 +267,8 @@ def _steps(
     def keys() -> None:
         seals = state.get("seals", {})
         signed = state.get("signed_with", {})
-        stale = seal_keys.check_event_keys(
+        seal_keys.check_current_keys(checks["seal_keys"], seals)
+        stale, state["signing_keys"] = seal_keys.check_event_keys(
             checks["seal_keys"], state.get("events", []), seals, signed, state.get("received", {})
         )
         case_no = (state.get("manifest") or {}).get("case_no")

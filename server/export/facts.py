@@ -13,7 +13,7 @@ from seal_protocol.envelope import is_simulated
 from seal_protocol.wirejson import loads_wire_json
 from seal_verify import BundleVerdict, Status
 from seal_verify.timestamp import TimestampVerdict
-from seal_verify.verdict import WARNINGS
+from seal_verify.verdict import WARNINGS, KeyUse
 from server.commands.refusals import refused_own_bytes, signed_sha256
 from server.export.event_source import EventLine
 from server.export.event_summary import FOLLOW_UP_TYPES, EventSummary
@@ -24,6 +24,7 @@ from server.export.report_facts import (
     Check,
     CheckpointFacts,
     CommandFacts,
+    Enrolment,
     EventFacts,
     ExportFacts,
     HistoryEntry,
@@ -81,7 +82,7 @@ def report_facts(
             _check(c.zh, c.en, c.status, _own_summary(c.name, c.summary, checkpoint), [*c.problems, *c.warnings])
             for c in verdict.checks
         ],
-        seals=[_seal(record) for record in evidence.seals.values()],
+        seals=[_seal(record, verdict.signing_keys) for record in evidence.seals.values()],
         summary=events,
         snapshots=[
             SnapshotFacts(
@@ -151,7 +152,7 @@ def _event(line: EventLine) -> EventFacts:
     )
 
 
-def _seal(record: JsonDict) -> SealFacts:
+def _seal(record: JsonDict, signed: Iterable[KeyUse]) -> SealFacts:
     enrolment = record["enrolment"]
     return SealFacts(
         device_id=record["device_id"],
@@ -163,6 +164,10 @@ def _seal(record: JsonDict) -> SealFacts:
             Binding(_at_known(b["bound_at"]), b["bound_by"] or "cli", _at(b["unbound_at"]), b["unbound_by"])
             for b in record["bindings"]
         ],
+        enrolment=[
+            Enrolment(_at_known(e["at"]), e["actor"], e["public_key"], e["case_no"] is not None) for e in enrolment
+        ],
+        signed=[use for use in signed if use.device_id == record["device_id"]],
     )
 
 

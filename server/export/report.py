@@ -20,7 +20,6 @@ from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate
 
 from seal_protocol import parse_ts
 from server.core.court_clock import court_clock
-from server.evidence.verdicts import key_fingerprint
 from server.export.event_summary import EventSummary
 from server.export.report_closing import closing
 from server.export.report_facts import (
@@ -40,6 +39,7 @@ from server.export.report_facts import (
     TimestampFacts,
     offline_periods,
 )
+from server.export.report_seals import seals_section
 from server.export.report_sections import (
     ReportStyles,
     alarms_table,
@@ -128,7 +128,7 @@ def _story(facts: ReportFacts, events: EventSummary, s: ReportStyles) -> list[Fl
     cover = _cover(facts, events, s)
     story = heading("导出服务器的自检", "The exporting server's self-check", s) + _checks(facts, s)
     story += heading("事件数量", "Events counted", s) + [type_counts(events, s)]
-    story += heading("电子封条", "The seals", s) + _seals(facts, s)
+    story += heading("电子封条", "The seals", s) + seals_section(facts, s)
     story += heading("法院隔离区", "The court's quarantine", s) + _quarantine(facts, s)
     story += [PageBreak(), *heading("事件时间线", "Timeline of significant events", s)]
     story += timeline(events, facts.offline, s, commands=facts.commands)
@@ -276,35 +276,6 @@ def _checks(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     ]
 
 
-def _seals(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
-    if not facts.seals:
-        return para("本案没有绑定的封条。", "No seal is bound to this case.", s)
-    out: list[Flowable] = []
-    for seal in facts.seals:
-        rows = [
-            [cell("密钥指纹", "key fingerprint (SHA-256)", s), cell(_fingerprint(seal.public_key_b64), "", s)],
-            [cell("公钥", "public key", s), cell(seal.public_key_b64, "", s)],
-            [
-                cell(*timed("登记", "enrolled"), s),
-                cell(f"{court_clock(seal.registered_at)} {seal.registered_by}", "", s),
-            ],
-            [cell("位置", "location", s), cell(seal.location or "—", "", s)],
-        ]
-        for b in seal.bindings:
-            until = f"{court_clock(b.unbound_at)} {b.unbound_by or ''}" if b.unbound_at else "至今 still bound"
-            rows.append(
-                [
-                    cell(*timed("绑定本案", "bound to the case"), s),
-                    cell(f"{court_clock(b.bound_at)} {b.bound_by} — {until}", "", s),
-                ]
-            )
-        out += [
-            Paragraph(markup(f"封条 Seal {seal.device_id}", s.glyphs), s.h2),
-            grid([], rows, [40 * mm, None], s),
-        ]
-    return out
-
-
 def _quarantine(facts: ReportFacts, s: ReportStyles) -> list[Flowable]:
     """What the court refused of the case's seals while bound to it: messages that are not among the events."""
     if not facts.quarantine:
@@ -340,11 +311,3 @@ def _when(text: object) -> str:
         return court_clock(parse_ts(str(text)))
     except ValueError:
         return "—"
-
-
-def _fingerprint(public_key_b64: str) -> str:
-    try:
-        digest = key_fingerprint(public_key_b64)
-    except ValueError:
-        return "公钥不是有效的 base64 not valid base64"
-    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))

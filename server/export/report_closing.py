@@ -13,12 +13,12 @@ from server.export.report_sections import ReportStyles, cell, grid, heading, par
 SYSTEM = [
     (
         "硬件、软件环境（第九十三条第一项至第三项）：每个电子封条在设备上生成自己的 Ed25519 签名密钥，"
-        "按设计私钥不出设备（本包无从证明，见第四部分）；法院登记的是其公钥（见各封条一节的密钥指纹）。"
+        "按设计私钥不出设备（本包无从证明，见第四部分）；法院登记的是其公钥（见各封条一节签名公钥表中的密钥指纹）。"
         "封条对每一事件签名，并以前一事件的 SHA-256 串成哈希链。"
         "运行状态见时间线：心跳按日汇总，离线期间、摄像头故障、存储满删除快照、语音警告失败均逐条列出。",
         "Hardware and software (Art. 93 items 1–3): each seal makes its own Ed25519 signing key on the device; by "
         "design the private key stays on it (which the bundle cannot show: see part 4), and the court enrols its "
-        "public key (fingerprints in the seals section). The "
+        "public key (fingerprints in each seal's table of keys). The "
         "seal signs every event and chains it to the previous one by SHA-256. How it ran is in the timeline: "
         "heartbeats per day; offline periods, camera faults, thinned snapshots and failed warnings one by one.",
     ),

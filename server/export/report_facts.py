@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from seal_verify.verdict import KeyUse
 from server.export.event_summary import EventFacts, EventSummary
 
 
@@ -27,8 +28,20 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class Enrolment:
+    """One registration of the seal (``seals/<id>.json`` ``enrolment``): when, by whom, which key; ``in_case``: it
+    bound the seal to this case (then the bundle's audit log holds it), else to another case."""
+
+    at: datetime
+    actor: str
+    public_key_b64: str
+    in_case: bool
+
+
+@dataclass(frozen=True)
 class SealFacts:
-    """One seal of the case: its enrolled key (base64, as enrolled), its enrolment record and bindings."""
+    """One seal of the case: its enrolled key (base64, as enrolled), its enrolment record and bindings; ``signed``
+    the keys that signed its events in the bundle, per registration period (seal-verify's ``signing_keys``)."""
 
     device_id: str
     public_key_b64: str
@@ -36,6 +49,8 @@ class SealFacts:
     registered_by: str
     location: str
     bindings: Sequence[Binding] = ()
+    enrolment: Sequence[Enrolment] = ()
+    signed: Sequence[KeyUse] = ()
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def test_events_times_a_seals_keys_is_bounded(exported: Exported, tmp_path: Path
     }
     out = _verify_within(exported, members, tmp_path, 60)
     assert "more than 64 keys" in out, out[-3000:]
-    members["seals/seal-a1.json"] = _seal(exported, enrolment=enrolment[:63])  # with public_key, 64 keys
+    members["seals/seal-a1.json"] = _seal(exported, enrolment=enrolment[:64])  # 64 keys: public_key is none of them
     members["events.jsonl"] = _events(exported, 5000)
     out = _verify_within(exported, members, tmp_path, 60)
     assert "0 of 5000 event signatures verify" in out and "checked with the seal's current key only" in out, out
