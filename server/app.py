@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
             stores=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch),
             live=hub,
         )
+        context.stores.remove_leftovers(metrics)  # what writes a crash cut short left (others' writes spared)
         workers: list[Worker] = []
         settler: RemovalSettler | None = None
         # The ingest's own connections, pinged only after an idle second: its transactions follow each other, and it

@@ -65,8 +65,8 @@ from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
 from server.config_secrets import check_secrets, check_start_secrets
-from server.core.db import in_session, make_engine
-from server.errors import ConfigError, ServerError, UsageError
+from server.core.db import in_session, make_engine, when_database_answers
+from server.errors import ConfigError, Conflict, ServerError, UsageError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
@@ -178,11 +178,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 0
         case "init-db":
-            engine = make_engine(settings.database_url)
-            try:
-                init_db(engine)
-            finally:
-                engine.dispose()
+            _migrate(settings, "init-db")
             from server.stores import make_store_roots
 
             make_store_roots(settings)  # (set up, or upgraded from before the stores' directories were made here)
@@ -229,11 +225,7 @@ def _run(settings: Settings) -> int:
 
     check_start_secrets(settings)  # one line naming the key, not a traceback from the app's start
     Stores.from_settings(settings).check()  # the bucket must answer before the server takes any event
-    engine = make_engine(settings.database_url)
-    try:
-        init_db(engine)
-    finally:
-        engine.dispose()
+    _migrate(settings, "seal-server run")
     app = create_app(settings)
     logger.info("court server on http://%s:%d (health: /api/health)", settings.http.host, settings.http.port)
     # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown, ingest stopped), then re-raises the signal it
@@ -261,6 +253,24 @@ def _run(settings: Settings) -> int:
     if stopped:
         logger.info("court server stopped by signal %d", stopped[0])
     return 0
+
+
+def _migrate(settings: Settings, what: str) -> None:
+    """Bring the schema to the newest revision, waiting (:data:`~server.core.db.START_WAIT_S` at most) while the
+    database is locked or not answering yet — a service started with its database, or while another process holds
+    SQLite's write lock; any other error (a migration that fails, a schema newer than this code) at once."""
+    from alembic.util import CommandError
+
+    engine = make_engine(settings.database_url)
+    try:
+        when_database_answers(lambda: init_db(engine), what=what)
+    except CommandError as exc:  # a revision it does not know: migrated by a newer version of the court server
+        raise Conflict(
+            f"数据库结构不是本版本所知的（可能已由更新的版本迁移）/ the database's schema is not one this version "
+            f"knows (migrated by a newer version?): {exc}"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def _stream_closing_server(config: Any, *, close_streams: Callable[[], None]) -> Any:

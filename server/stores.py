@@ -13,6 +13,7 @@ from server.config import Settings, read_secret_file
 from server.config_storage import S3_SECRET_ENV, StorageSettings
 from server.core.blobs import ObjectBackend
 from server.core.files import DirectoryObjects, make_store_root
+from server.core.metrics import IngestMetrics
 from server.errors import ConfigError, ContentStoreError
 from server.evidence.snapshot_files import SnapshotStore
 from server.removal.proofs import ProofStore
@@ -68,6 +69,17 @@ class Stores:
                     "be read and written. A bucket: check [storage] endpoint_url, bucket, the access key and the "
                     "network."
                 ) from None
+
+    def remove_leftovers(self, metrics: IngestMetrics | None = None) -> None:
+        """At the start of a process that writes in the stores (``seal-server run``, each ingest worker): remove the
+        temporary files that writes cut short by a crash left in their directories, old enough that no writer of
+        another process sharing them still writes them (:meth:`DirectoryObjects.remove_leftovers`), and count them.
+        A bucket has none: an object is put whole or not at all."""
+        for store in (self.snapshots, self.proofs):
+            if isinstance(store.backend, DirectoryObjects):
+                files, size = store.backend.remove_leftovers()
+                if metrics is not None:
+                    metrics.count_leftovers_removed(store.kind, files, size)
 
 
 def make_store_roots(settings: Settings) -> None:

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.core.driver_sql import execute
@@ -72,6 +72,7 @@ NO_KEY_UPDATE = {"key_share": True}
 POSTGRESQL_ISOLATION = "READ COMMITTED"
 
 SessionFactory = sessionmaker[Session]
+T = TypeVar("T")
 
 #: SQLSTATEs of a transaction that lost a race with another one: deadlock_detected, serialization_failure.
 RACE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -107,6 +108,64 @@ def storage_fault(exc: BaseException) -> str | None:
     if isinstance(state, str) and state.startswith(STORAGE_SQLSTATE_PREFIXES):
         return f"SQLSTATE {state}"
     return None
+
+
+#: SQLite's primary result codes of a database another connection holds: SQLITE_BUSY, SQLITE_LOCKED.
+BUSY_SQLITE_CODES = frozenset({5, 6})
+#: PostgreSQL's SQLSTATEs of a server not taking connections now: 08 connection exception, 57P* shutting down or
+#: starting up (57P03 cannot_connect_now), 53300 too_many_connections.
+PASSING_SQLSTATE_PREFIXES = ("08", "57P", "53300")
+#: At start, how long a command waits for a database that is locked or not answering yet (:func:`passing_fault`).
+START_WAIT_S = 120.0
+#: The pauses between its tries: doubling from the first to the longest.
+START_PAUSE_S, START_PAUSE_MAX_S = 1.0, 10.0
+
+
+def passing_fault(exc: BaseException) -> str | None:
+    """The name of the error if ``exc`` says the database cannot be used *now* but may be in a moment, else None:
+    SQLite busy or locked (another process holds its write lock); on PostgreSQL a connection exception, a server
+    starting up or shutting down, too many connections — or a connection that failed with no SQLSTATE at all
+    (refused, timed out, a host not resolved: libpq's own failures, and psycopg gives none either for a server's
+    refusal as it connects, so an unknown database or role is counted here too, and told as it is at each try).
+    Not a full disk, a read-only file, an I/O error (:func:`storage_fault`, tried again by a running ingest), nor
+    any error of what was asked."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return storage_fault(exc) if code & 0xFF in BUSY_SQLITE_CODES else None
+    state = getattr(exc.orig, "sqlstate", "")
+    if isinstance(state, str) and state.startswith(PASSING_SQLSTATE_PREFIXES):
+        return f"SQLSTATE {state}"
+    if state is None and isinstance(exc, OperationalError):  # (psycopg's errors have the attribute, empty)
+        return "no connection"
+    return None
+
+
+def when_database_answers(work: Callable[[], T], *, what: str, wait_s: float = START_WAIT_S) -> T:
+    """``work()`` (the start of a command: its migrations, say), tried again with growing pauses while it fails
+    with a :func:`passing_fault` — each wait logged with its reason — for ``wait_s`` at most; then, or at once for
+    any other error, its error is raised."""
+    deadline = time.monotonic() + wait_s
+    pause = START_PAUSE_S
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            fault, left = passing_fault(exc), deadline - time.monotonic()
+            if fault is None or left <= 0:
+                raise
+            logger.warning(
+                "%s: 数据库暂不可用，等待中 / the database is not available yet (%s: %s); trying again in %.0f s, "
+                "giving up in %.0f s",
+                what,
+                fault,
+                str(exc.orig).strip(),
+                min(pause, left),
+                left,
+            )
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, START_PAUSE_MAX_S)
 
 
 def make_engine(url: str, *, ping_after_idle: bool = False, **kwargs: Any) -> Engine:
@@ -236,9 +295,6 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
     with factory() as session:
         with session.begin():
             yield session
-
-
-T = TypeVar("T")
 
 
 def in_session(database_url: str, work: Callable[[Session], T]) -> T:

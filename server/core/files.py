@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ from server.errors import ContentStoreUnavailable
 logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: The temporary name :func:`replace_atomically` gives an object of a store while it is written:
+#: ``.<sha256><suffix>.<mkstemp's 8 random characters>.tmp`` (suffix: ``.jpg``, ``.pdf``, ``.png`` or none).
+STORE_TEMP_NAME = re.compile(r"^\.[0-9a-f]{64}(?:\.[a-z0-9]{1,8})?\.[a-z0-9_]{8}\.tmp$")
+#: How long after its last write a temporary file of a store is taken for a crash's leftover. A writer writes its
+#: object in one call and renames it right after (seconds at most); another process sharing the directory (an
+#: ingest worker, the court server) may be writing one as this one starts, so a younger file is left alone. Were a
+#: writer stalled longer than this, its rename fails and the object is written again, as after any failing disk.
+LEFTOVER_AGE_S = 15 * 60.0
 
 
 def is_sha256(text: str) -> bool:
@@ -214,6 +224,41 @@ class DirectoryObjects:
         except FileNotFoundError:
             self._root()
             return None
+
+    def remove_leftovers(self, *, older_than_s: float = LEFTOVER_AGE_S) -> tuple[int, int]:
+        """Remove the temporary files (:data:`STORE_TEMP_NAME`) that writes cut short by a crash left in the
+        directory, if their last write is ``older_than_s`` ago; nothing else. ``(files, bytes)`` removed, logged in
+        one line; a directory that cannot be read is logged and left (the store's own check says why)."""
+        removed = kept = size = 0
+        cutoff = time.time() - older_than_s
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if STORE_TEMP_NAME.fullmatch(entry.name) is None or not entry.is_file(follow_symlinks=False):
+                        continue
+                    stat = entry.stat(follow_symlinks=False)
+                    if stat.st_mtime > cutoff:
+                        kept += 1
+                        continue
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:  # renamed or removed by another process meanwhile
+                        continue
+                    removed, size = removed + 1, size + stat.st_size
+        except OSError as exc:
+            logger.warning("cannot look for interrupted writes in %s: %s", self.directory, exc.strerror or exc)
+            return removed, size
+        if removed:
+            sync_directory(self.directory)
+        logger.info(
+            "%s: removed %d temporary files of interrupted writes (%d bytes); %d younger than %.0f s kept",
+            self.directory,
+            removed,
+            size,
+            kept,
+            older_than_s,
+        )
+        return removed, size
 
     def check(self) -> None:
         """The directory exists, and this process may read, write and search it."""

@@ -202,6 +202,15 @@ class IngestMetrics:
             ["store"],
             registry=r,
         )
+        self._leftovers = Counter(
+            "seal_store_leftovers_removed",
+            "Temporary files of writes cut short by a crash, removed from a store's directory at start, by store.",
+            ["store"],
+            registry=r,
+        )
+        self._leftover_bytes = Counter(
+            "seal_store_leftover_bytes_removed", "Their bytes, by store.", ["store"], registry=r
+        )
         self._sign_ins_failed = Counter(
             "seal_sign_ins_failed",
             "Failed sign-ins (passwords and access codes), by kind: unknown_user, unknown_case (not audited: the "
@@ -324,6 +333,11 @@ class IngestMetrics:
 
     def content_mismatches(self) -> dict[str, int]:
         return by_label(self.registry, "seal_content_mismatches", "store")
+
+    def count_leftovers_removed(self, store: str, files: int, size: int) -> None:
+        """``files`` temporary files of ``size`` bytes, left by interrupted writes, were removed from ``store``."""
+        self._counted(self._leftovers.labels(store=store), files)
+        self._counted(self._leftover_bytes.labels(store=store), size)
 
     def set_caught_up_lag(self, seconds: float) -> None:
         """The ingest's caught-up mark lags now by ``seconds`` (:mod:`server.marks.marks`)."""

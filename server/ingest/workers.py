@@ -173,10 +173,12 @@ def run_worker(settings: Settings, stop: StopFlag, *, role: str, index: int = 1)
     endpoint: MetricsEndpoint | None = None
     try:
         session_factory = make_session_factory(engine)
+        stores = Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch)
+        stores.remove_leftovers(metrics)  # what writes a crash cut short left (the other workers' writes spared)
         ingestor = Ingestor(
             session_factory,
             metrics=metrics,
-            snapshots=Stores.from_settings(settings, on_mismatch=metrics.count_content_mismatch).snapshots,
+            snapshots=stores.snapshots,
             alarms=settings.alarms,
             on_commit=(lambda results, alarms: feed.send(live_changes(results, alarms))) if feed is not None else None,
             gap_wait_s=settings.mqtt.gap_wait_s,
