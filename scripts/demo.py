@@ -114,6 +114,7 @@ def main() -> int:
         run(BIN / "seal-server", "init-db", "--config", server_conf)
         run(BIN / "seal-server", "broker", "server-account", "--config", server_conf)
         court_key = run(BIN / "seal-server", "court-key", "--config", server_conf).strip()
+        run(BIN / "seal-server", "notice-key", "--config", server_conf)  # signs the QR codes of printed notices
         broker.start()
         code, court, phone, court_address = COURT
         run(
@@ -259,9 +260,13 @@ def _port_free(port: int) -> bool:
 
 
 def _write_server_config(var: Path, broker: PrivateBroker, http_port: int) -> Path:
-    """``server.toml`` as ``seal-server init`` writes it, for the demo's ports."""
+    """``server.toml`` as ``seal-server init`` writes it, for the demo's ports; the notices' QR codes point to the
+    address the demo serves (``[notices] public_base_url``), so a notice printed there verifies there."""
     court = CourtDir(var)
-    court.settings_file.write_text(settings_text(court, http_port=http_port, mqtt_port=broker.port), encoding="utf-8")
+    text = settings_text(
+        court, http_port=http_port, mqtt_port=broker.port, public_base_url=f"http://127.0.0.1:{http_port}"
+    )
+    court.settings_file.write_text(text, encoding="utf-8")
     return court.settings_file
 
 
@@ -326,6 +331,8 @@ def _print_banner(base_url: str, var: Path, file_sink: bool, logins: list[str]) 
         *logins,
         '  commands:  as the judge, POST {"action": "disarm"} (or arm, test_warning, snapshot, ping)',
         f"             to {base_url}/api/seals/seal-demo-1/commands; it stays pending until the seal's signed ack.",
+        f"  notice:    {base_url}/api/seals/{SEALS[0].device_id}/notice.pdf   ← 查封公告 / the seal notice (PDF;",
+        f"             as the judge or the officer); its QR code opens {base_url}/notice/<token>, the public check.",
         "  Ctrl-C stops the demo.",
         "",
     ]

@@ -11,6 +11,7 @@ Each key of the catalogue is ``<section>.<name>`` and holds ``zh`` and ``en``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import datetime
@@ -20,6 +21,16 @@ from typing import Any
 
 from server.core.court_clock import court_clock
 from server.errors import Said
+
+#: A Chinese character (CJK Unified Ideographs).
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def said_in_chinese(text: str) -> bool:
+    """Whether a refusal says itself in Chinese first, as the court's are written: ``中文。 / English``, or Chinese
+    from its first word. (Chinese only in a value it names, a case number or a court's name, does not count.)"""
+    head, separator, _ = text.partition(" / ")
+    return CHINESE.match(text) is not None or (bool(separator) and CHINESE.search(head) is not None)
 
 
 @cache

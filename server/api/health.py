@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.api.deps import ContextDep, SessionDep
+from server.api.routing import ValidatedRoute
 from server.context import ServerContext
 from server.core.base import utc_now
 from server.core.db import READ_ONLY
@@ -28,7 +29,7 @@ from server.marks.marks import BEHIND_AFTER_S, judging_moment, read_marks
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ValidatedRoute)
 
 
 class HealthPublic(BaseModel):

@@ -9,12 +9,13 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
 from server.api.deps import ContextDep, SessionDep, request_client
+from server.api.routing import ValidatedRoute
 from server.auth.client_address import is_trusted, parse_address
 from server.ingest.results import Reason
 from server.seals.models import Seal
 from server.seals.registry import count_online
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=ValidatedRoute)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

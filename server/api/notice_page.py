@@ -12,6 +12,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import HTMLResponse
 
 from server.api.deps import ContextDep, Responses, SessionDep
+from server.api.routing import ValidatedRoute
 from server.core.base import utc_now
 from server.notices.errors import NoticesUnavailable
 from server.notices.page import render_notice_page
@@ -20,7 +21,7 @@ from server.removal.grounds import GROUND_LABELS
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["notices"])
+router = APIRouter(tags=["notices"], route_class=ValidatedRoute)
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "

@@ -4,7 +4,9 @@ FastAPI answers invalid input with a 422 that echoes the offending input; JSON t
 (``"\\ud800"``), which Python's JSON parser accepts and which no UTF-8 response can hold, so the default answer
 fails to encode and the client gets a 500 instead. Here the 422 is rendered ASCII-only (the surrogate as its JSON
 escape), so it reaches the client as the 422 it is. The 422 of a form (proof files) says what is wrong with each part
-without echoing the part: a file's content is never sent back.
+without echoing the part: a file's content is never sent back. Each error's message is said in Chinese first, then in
+English, its ``loc`` and ``type`` as they were (:mod:`server.api.invalid_input`); a body the form parser cannot read
+(a part over its size, too many parts) is a 400 in both languages, not the parser's English.
 
 Python's JSON parser also takes ``NaN``, ``Infinity``, ``-Infinity`` and numbers beyond the float range (``1e400``,
 read as infinity), which are not JSON (RFC 8259) and which no JSON answer can hold. A JSON body holding one is refused
@@ -23,7 +25,10 @@ from fastapi import Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+
+from server.api.invalid_input import form_not_parsed, form_not_read, in_both_languages
 
 #: Bodies whose 422 does not echo the input: a form's parts may be files (proofs), not to be sent back.
 FORMS = ("multipart/", "application/x-www-form-urlencoded")
@@ -103,11 +108,16 @@ class ValidatedRoute(APIRoute):
             try:
                 return await handle(request)
             except RequestValidationError as exc:
-                errors = exc.errors()
+                errors = [in_both_languages(error) for error in exc.errors()]
                 if request.headers.get("content-type", "").lower().startswith(FORMS):
                     errors = [_without_input(error) for error in errors]
                 content = {"detail": jsonable_encoder(errors)}
                 return AsciiJSONResponse(content, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+            except StarletteHTTPException as exc:
+                if exc.status_code != status.HTTP_400_BAD_REQUEST or not form_not_parsed(exc):
+                    raise
+                content = {"detail": form_not_read(str(exc.detail))}
+                return AsciiJSONResponse(content, status_code=status.HTTP_400_BAD_REQUEST)
 
         return route_handler
 

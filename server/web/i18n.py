@@ -10,13 +10,12 @@ Chinese first (:func:`in_both_languages`).
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from server.core.court_clock import court_clock
 from server.errors import Said, ServerError
-from server.words import catalogue
+from server.words import CHINESE, catalogue, said_in_chinese
 
 LANG_COOKIE = "seal_lang"
 LANGUAGES = ("zh-CN", "en")
@@ -24,7 +23,6 @@ DEFAULT_LANGUAGE = "zh-CN"
 _COLUMN = {"zh-CN": "zh", "en": "en"}
 
 #: A Chinese character.
-CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 __all__ = [
     "CHINESE",
@@ -115,13 +113,6 @@ class Translator:
         if seconds < 2 * 86400:
             return self("time.hours_ago", n=seconds // 3600)
         return self("time.days_ago", n=seconds // 86400)
-
-
-def said_in_chinese(text: str) -> bool:
-    """Whether a refusal says itself in Chinese first, as the court's are written: ``中文。 / English``, or Chinese
-    from its first word. (Chinese only in a value it names, a case number or a court's name, does not count.)"""
-    head, separator, _ = text.partition(" / ")
-    return CHINESE.match(text) is not None or (bool(separator) and CHINESE.search(head) is not None)
 
 
 def in_both_languages(exc: Exception, chinese: str) -> str:

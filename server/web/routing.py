@@ -22,8 +22,8 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 
+from server.api.invalid_input import LOCATIONS, form_not_parsed
 from server.auth.errors import Forbidden, NotAuthenticated
 from server.core.unique import TAKEN_MEANWHILE, unique_violation
 from server.errors import Conflict, Invalid, NotFound
@@ -31,11 +31,6 @@ from server.web.deps import CsrfRefused, SignInRequired, page_language
 from server.web.templating import html_response, render_text
 
 logger = logging.getLogger(__name__)
-
-#: FastAPI's 400 for a request body it could not parse (``fastapi.routing``), raised from the parser's error.
-BODY_NOT_PARSED = "There was an error parsing the body"
-#: How many causes of an error are looked through for the form parser's.
-MAX_CAUSES = 8
 
 
 def sign_in_redirect(next_path: str) -> RedirectResponse:
@@ -108,24 +103,9 @@ def _bad_request(request: Request, exc: StarletteHTTPException) -> Response:
     other with the error's own words."""
     detail = _clean(str(exc.detail))
     logger.info("refused %s %s (400): %s", request.method, request.url.path, detail)
-    if _form_not_parsed(exc):
+    if form_not_parsed(exc):
         return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_form")
     return error_page(request, status.HTTP_400_BAD_REQUEST, "error.bad_request", detail=detail)
-
-
-def _form_not_parsed(exc: BaseException) -> bool:
-    """Whether ``exc`` is the refusal of a body its parser could not read: Starlette's form parser's error lies
-    behind it (Starlette raises its 400 while handling it), or it is FastAPI's own."""
-    if str(getattr(exc, "detail", "")) == BODY_NOT_PARSED:
-        return True
-    cause: BaseException | None = exc
-    for _ in range(MAX_CAUSES):
-        if cause is None:
-            return False
-        if isinstance(cause, MultiPartException):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _validation_detail(request: Request, exc: RequestValidationError | Invalid) -> str:
@@ -141,10 +121,6 @@ def _validation_detail(request: Request, exc: RequestValidationError | Invalid) 
         field = names[-1] if names else "?"
         said.append(t("error.field_missing" if error.get("type") == "missing" else "error.field_invalid", field=field))
     return _clean(("；" if t.language == "zh-CN" else "; ").join(dict.fromkeys(said)))
-
-
-#: The first part of a validation error's location: where the value was, not its name.
-LOCATIONS = ("query", "path", "body", "header", "cookie")
 
 
 def _raw_errors(exc: RequestValidationError) -> str:

@@ -16,9 +16,10 @@ from importlib.resources.abc import Traversable
 
 from fastapi import APIRouter, Query, Request, Response
 
+from server.api.routing import ValidatedRoute
 from server.errors import NotFound
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ValidatedRoute)  # a bad ?v= is a 422 in both languages
 
 MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",

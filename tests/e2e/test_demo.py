@@ -1,5 +1,6 @@
 """`make demo DEMO_SECONDS=N` — the README's first command — runs, prints the dashboard's URL first, its login lines
-sign in on the sign-in page while it runs, it stops by itself, and leaves both cases' events."""
+sign in on the sign-in page while it runs, the notice it names prints with a QR code that verifies on the same
+server, it stops by itself, and leaves both cases' events."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
 from seal_dev.browser import chromium_path, launch, sign_in
 from tests.agent.helpers import REPO
+from tests.server.test_notices import AUTHENTIC, qr_text
 
 DEMO_CASES = {"(2021)苏0214执1234号", "(2022)苏0214执567号"}
 
@@ -22,8 +25,9 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it): the sign-in check needs it")
     demo_dir = tmp_path / "demo"
     demo = subprocess.Popen(
-        # 40 s from the banner: five sign-ins in Chromium (each an Argon2 check) on a loaded machine fit in it
-        ["make", "-s", "demo", "DEMO_SECONDS=40", f"DEMO_DIR={demo_dir}"],
+        # 50 s from the banner: a notice printed and read back, and five sign-ins in Chromium (each an Argon2
+        # check) on a loaded machine fit in it
+        ["make", "-s", "demo", "DEMO_SECONDS=50", f"DEMO_DIR={demo_dir}"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -35,7 +39,9 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
         banner.append(line)
         if line.startswith("  Ctrl-C"):
             break
-    signed_in = sign_in_on_the_page(banner, [line.split() for line in banner if line.startswith("login: ")])
+    logins = [line.split() for line in banner if line.startswith("login: ")]
+    notice = print_the_notice_named(banner, logins, tmp_path)
+    signed_in = sign_in_on_the_page(banner, logins)
     stdout, stderr = demo.communicate(timeout=240)
     stdout = "".join(banner) + stdout
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in demo_dir.glob("*.log"))
@@ -44,6 +50,7 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
     assert urls and urls[0].endswith("/") and stdout.lstrip().startswith("dashboard: "), stdout
     assert "demo stopped" in stderr
     assert sorted(signed_in) == ["clerk", "creditor", "debtor", "judge", "officer"]
+    assert notice["authentic"] is True and notice["reason"] is None, notice
 
     logins = [line.split() for line in stdout.splitlines() if line.startswith("login: ")]
     assert sorted(fields[1] for fields in logins) == ["clerk", "creditor", "debtor", "judge", "officer"]
@@ -81,3 +88,27 @@ def sign_in_on_the_page(banner: list[str], logins: list[list[str]]) -> list[str]
             roles.append(role)
         browser.close()
     return roles
+
+
+def print_the_notice_named(banner: list[str], logins: list[list[str]], tmp_path: Path) -> dict[str, object]:
+    """Print the notice the banner's ``notice:`` line names, as the judge, and read its QR code as a phone would: it
+    opens this server's public page, which says the notice is authentic; the public verdict of its token."""
+    [dashboard] = [line.split()[1] for line in banner if line.startswith("dashboard: ")]
+    [notice_url] = [line.split()[1] for line in banner if line.startswith("  notice: ")]
+    [(username, password)] = [(fields[2], fields[3]) for fields in logins if fields[1] == "judge"]
+    base = dashboard.rstrip("/")
+    assert notice_url.startswith(base + "/api/seals/"), notice_url
+    with httpx.Client(base_url=base, timeout=30) as http:
+        signed_in = http.post("/api/auth/login", json={"username": username, "password": password})
+        assert signed_in.status_code == 200, signed_in.text
+        token = signed_in.json()["access_token"]
+        pdf = http.get(notice_url, headers={"Authorization": f"Bearer {token}"})
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf", pdf.text[:500]
+        opened = qr_text(pdf.content, tmp_path)
+        assert opened.startswith(base + "/notice/"), opened  # the address the demo serves, its port included
+        page = http.get(opened.removeprefix(base))
+        assert page.status_code == 200 and AUTHENTIC in page.text, page.text[:500]
+        verdict = http.get("/api/notices/verify", params={"token": opened.removeprefix(base + "/notice/")})
+        assert verdict.status_code == 200, verdict.text
+        answer: dict[str, object] = verdict.json()
+        return answer
