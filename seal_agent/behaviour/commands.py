@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seal_agent.behaviour.court_time import COURT_TIME_SETTING, CourtTime
+from seal_agent.behaviour.owed_results import owe
 from seal_agent.behaviour.seal import SealAgent
 from seal_agent.behaviour.warning_outcome import WarningStart
 from seal_agent.errors import EventLost, OutboxError, SealStopping
@@ -236,17 +237,18 @@ class CommandDesk:
     def _answer(self, command_id: int, done: _Done) -> None:
         """Commit ``command_ack`` for a command carried out; the last accepted id never goes back (a command answered
         late, after a later one was accepted, leaves it at the later one)."""
-        result = done.result
+        result, owed = done.result, None
         if done.warning is not None:  # the test warning as it stands now (it may have ended since the first try)
             state, languages = done.warning.settle()
             result = {"result": state, "warning_languages": languages}
+            owed = owe(done.warning, "command_ack", languages)  # committed with the ack: its warning_result is owed
         last = max(command_id, self.last_accepted_id)
         carried_out = {} if done.sha256 is None else {"sha256": done.sha256}
         try:
             stored = self._recorder.record(
                 EventType.COMMAND_ACK,
                 {"command_id": command_id, "action": done.action.value, **result, **carried_out},
-                settings={LAST_COMMAND_SETTING: str(last), **self._court_time_setting()},
+                settings={LAST_COMMAND_SETTING: str(last), **self._court_time_setting(), **(owed or {})},
             )
         except EventLost as lost:
             del self._unanswered[command_id]

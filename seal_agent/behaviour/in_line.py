@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from seal_agent.errors import EventLost, OutboxError
-from seal_agent.journal.outbox import Settings, StoredEvent
+from seal_agent.journal.outbox import Outbox, Settings, StoredEvent
 from seal_agent.journal.recorder import LateFields, Turn
 from seal_protocol import EventType
 
@@ -46,6 +46,9 @@ class EventLine(Protocol):
     ) -> Turn: ...
 
     def retry_held(self) -> None: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 class TurnWaiter:

@@ -34,6 +34,7 @@ from seal_agent.behaviour.deferred import DeferredWarning
 from seal_agent.behaviour.edge_gate import EdgeGate
 from seal_agent.behaviour.levels import RECONCILE_S, Caught, LevelCheck
 from seal_agent.behaviour.lid import LidEdges
+from seal_agent.behaviour.owed_results import sign_owed
 from seal_agent.behaviour.sensor_bound import SensorBounds, SensorLimits
 from seal_agent.behaviour.triggers import CameraPolicy, TriggerResponder
 from seal_agent.behaviour.warning import WarningPolicy, WarningSettings
@@ -137,6 +138,7 @@ class SealAgent(LidEdges):
             {"agent_version": self.agent_version, "armed": self._armed, **self._camera_health(), **clock},
             late=lambda: {"outbox_depth": self._outbox.depth()},  # read once the events held before it are in
         )
+        sign_owed(self._recorder)  # the warning_results a crash or a power cut kept the last run from signing
         # The sensors' callbacks run on their library's thread: a failure is logged there, never raised into it.
         self._motion.set_handlers(
             on_start=lambda: guarded("motion start", self._motion_started),

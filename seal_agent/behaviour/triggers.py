@@ -55,10 +55,11 @@ from typing import Any
 from seal_agent.behaviour.deferred import DEFERRED_COOLDOWN, DeferredWarning
 from seal_agent.behaviour.held_snapshots import HeldSnapshots, TriggerSeq, seq_fields, seq_of
 from seal_agent.behaviour.in_line import EventLine, TriggerLine
+from seal_agent.behaviour.owed_results import owe, paid, promise
 from seal_agent.behaviour.trigger import Trigger
-from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart
+from seal_agent.behaviour.warning_outcome import SpeakerHealth, WarningStart, start_warning
 from seal_agent.interfaces import EvidenceCamera, Speaker, TriggerEvidence
-from seal_agent.journal.outbox import StoredEvent
+from seal_agent.journal.outbox import Settings, StoredEvent
 from seal_agent.journal.recorder import Turn
 from seal_agent.journal.unkept import kept_settings, unkept_settings
 from seal_protocol import EventType
@@ -159,27 +160,19 @@ class TriggerResponder:
     # -- triggers (the edge's thread) -------------------------------------------------------------------------
 
     def play_warning(self) -> WarningStart:
-        """Start the warning: ``started`` (with its playback), ``busy`` (one is playing) or ``failed`` (the speaker
-        raised; logged). Never raises."""
-        try:
-            playback = self._speaker.play_warning()
-        except Exception as exc:
-            logger.exception("the warning could not be started")
-            start = WarningStart("failed", reason=f"{type(exc).__name__}: {exc}")
-        else:
-            start = WarningStart("busy") if playback is None else WarningStart("started", playback)
-        if start.playback is not None:
-            logger.info("warning started")
+        """Start the warning (:func:`~seal_agent.behaviour.warning_outcome.start_warning`). Never raises."""
+        start = start_warning(self._speaker)
         self.speaker_health.watch(start)
         return start
 
     def follow_warning(self, start: WarningStart, *, trigger: str, trigger_seq: TriggerSeq) -> None:
         """If the event ``trigger_seq`` recorded ``start``'s warning as ``started`` (or ``deferred_cooldown``: see
         :mod:`seal_agent.behaviour.deferred`), record ``warning_result`` for it once it is over (on a follow-up
-        thread)."""
+        thread); the promise is kept in the outbox until then (:mod:`seal_agent.behaviour.owed_results`)."""
         # Decided by what the event said, not by whether playback is over now: a warning that ended between the
         # event's commit and this call still owes the event its warning_result.
         if start.promised_result:
+            promise(self._line.outbox, start, trigger, trigger_seq)  # a deferred one's: no event committed it
             self._helper("seal-warning-result", lambda: self._warning_result(start, trigger, trigger_seq))
 
     def _warning_result(self, start: WarningStart, trigger: str, trigger_seq: TriggerSeq) -> None:
@@ -190,7 +183,7 @@ class TriggerResponder:
         warning, languages = (start.result, []) if playback is None else playback.outcome()
         seq, late = seq_fields(trigger_seq)  # an event left in line at the stop: its seq once the close commits it
         details = {"trigger": trigger, **seq, "warning": warning, "warning_languages": languages}
-        self._record(EventType.WARNING_RESULT, details, late=late)
+        self._record(EventType.WARNING_RESULT, details, late=late, settings=paid(start))
 
     def intrusion(
         self,
@@ -253,7 +246,8 @@ class TriggerResponder:
                 else:
                     on_recorded(stored)
 
-            self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence, then)
+            owed = owe(start, "intrusion", languages)
+            self._commit(EventType.INTRUSION, trigger, {**payload, **detected}, evidence, then, owed)
 
         self._queue.submit(commit)
 
@@ -281,6 +275,7 @@ class TriggerResponder:
                 {**payload, **detected},
                 evidence,
                 lambda seq, _: self.follow_warning(start, trigger="tamper", trigger_seq=seq),
+                owe(start, "tamper", languages),
             )
 
         self._queue.submit(commit)
@@ -296,13 +291,14 @@ class TriggerResponder:
         payload: Mapping[str, Any],
         evidence: TriggerEvidence | None,
         then: Then,
+        owed: Settings | None = None,
     ) -> None:
         """Commit the trigger's event or put it in line (the worker goes on at once); once it is settled (committed,
         lost, or left in line at the stop), after those of the triggers before it, its follow-up starts (the
         snapshots are kept even if the event could not be committed) and ``then`` runs with its seq: the committed
         event's, or, for one left in line at the stop, read when a follow-up is committed (none for one lost).
         While the event is held, its snapshots wait in memory, for a bounded number of triggers
-        (:class:`~seal_agent.behaviour.held_snapshots.HeldSnapshots`)."""
+        (:class:`~seal_agent.behaviour.held_snapshots.HeldSnapshots`). ``owed``: the promise of its warning_result."""
 
         def committed(stored: StoredEvent | None, turn: Turn) -> None:
             trigger.seq, trigger.turn = (None if stored is None else stored.seq), turn
@@ -315,6 +311,7 @@ class TriggerResponder:
 
         # Its snapshots are named before they are stored: a record, committed with it, says so until they are.
         trigger.unkept, settings = unkept_settings(evidence.hashes) if evidence and evidence.hashes else (None, None)
+        settings = {**(settings or {}), **(owed or {})} or None
         try:
             trigger.turn = self._queue.commit(type, payload, at=trigger.at, then=committed, settings=settings)
         except Exception:
@@ -372,12 +369,15 @@ class TriggerResponder:
             "trigger_seq": trigger.seq,
             "camera_motion": trigger.late_verdict or self._verdict(trigger.at, late=True),
         }
+        settings = dict(kept_settings(trigger.unkept) or {})
         if trigger.start is not None:
             details["warning"], details["warning_languages"] = trigger.start.settle()
+            if (follow_seq := trigger.follow_seq) is not None:  # else no warning_result follows
+                settings |= owe(trigger.start, trigger.kind, details["warning_languages"], follow_seq) or {}
         elif trigger.outcome is not None:
             details["warning"] = trigger.outcome
         late = None if trigger.seq is not None else lambda: {"trigger_seq": seq_of(trigger.turn)}
-        self._record(EventType.SNAPSHOT_TAKEN, details, late=late, settings=kept_settings(trigger.unkept))
+        self._record(EventType.SNAPSHOT_TAKEN, details, late=late, settings=settings or None)
         if trigger.start is not None and (seq := trigger.follow_seq) is not None:
             self.follow_warning(trigger.start, trigger=trigger.kind, trigger_seq=seq)
 

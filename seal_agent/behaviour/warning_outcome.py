@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seal_agent.interfaces import WarningPlayback
+from seal_agent.interfaces import Speaker, WarningPlayback
 from seal_agent.journal.timeline import Moment
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class WarningStart:
     playback: WarningPlayback | None = None
     reason: str | None = None
     settled: str | None = None
+    owed: str | None = None  # the outbox setting that keeps the promise of its warning_result (:mod:`.owed_results`)
 
     def settle(self) -> tuple[str, list[dict[str, Any]]]:
         """The warning as an event records it now: ``warning`` and ``warning_languages``."""
@@ -63,6 +64,20 @@ class WarningStart:
         if self.settled == "deferred_cooldown":
             return self.result != "deferred_cooldown"  # not the intrusion's own: the warning decided for it
         return self.playback is not None and self.settled == "started"
+
+
+def start_warning(speaker: Speaker) -> WarningStart:
+    """Start the warning: ``started`` (with its playback), ``busy`` (one is playing) or ``failed`` (the speaker
+    raised; logged). Never raises."""
+    try:
+        playback = speaker.play_warning()
+    except Exception as exc:
+        logger.exception("the warning could not be started")
+        return WarningStart("failed", reason=f"{type(exc).__name__}: {exc}")
+    if playback is None:
+        return WarningStart("busy")
+    logger.info("warning started")
+    return WarningStart("started", playback)
 
 
 class SpeakerHealth:

@@ -18,7 +18,9 @@ It reads commands on stdin, one a line, in order; every play has a number ``<n>`
   earlier one, already over) changes nothing, so it can never cut the next clip.
 
 Before a play starts, and every 10 ms while it plays, every line already sent is read. It exits at the end of stdin
-(the agent is gone), stopping a clip playing. It imports nothing of the seal (it runs with ``-I``).
+(the agent is gone: killed, crashed), stopping a clip playing, and quietly when its answers find no reader (the same
+end, seen first on stdout), so a killed agent leaves neither a player nor a traceback behind. It imports nothing of
+the seal (it runs with ``-I``).
 """
 
 from __future__ import annotations
@@ -72,7 +74,18 @@ class _Commands:
             sys.stderr.write(f"clip player: bad command {' '.join(words)!r} ignored\n")
 
 
+class _AgentGone(Exception):
+    """The agent no longer reads the answers: it is gone."""
+
+
 def main(argv: list[str]) -> int:
+    try:
+        return _serve(argv)
+    except _AgentGone:
+        return 0
+
+
+def _serve(argv: list[str]) -> int:
     import simpleaudio
     from simpleaudio._simpleaudio import SimpleaudioError
 
@@ -109,8 +122,12 @@ def main(argv: list[str]) -> int:
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # nothing will read it: the rest of the output goes nowhere, and the player ends
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise _AgentGone from None
 
 
 if __name__ == "__main__":

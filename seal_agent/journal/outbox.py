@@ -37,6 +37,7 @@ from seal_agent.journal.outbox_items import (  # noqa: F401  (their home for the
     PASSING_CONDITIONS,
     EventBuilder,
     QueuedSnapshot,
+    SeqValue,
     Settings,
     SnapshotItem,
     StoredEvent,
@@ -200,7 +201,7 @@ class Outbox(SnapshotQueue):
 
     def append(self, build: EventBuilder, *, settings: Settings | None = None) -> StoredEvent:
         """Commit the next event: ``build(seq, prev_hash)`` gives its bytes; ``settings`` change atomically with it
-        (None: removed).
+        (None: removed; a :data:`SeqValue` is called with the event's seq).
 
         If ``build`` raises, nothing is committed and the sequence number is not consumed. A SQLite error raises
         :class:`OutboxError` for a passing condition of the disk or the database (:data:`PASSING_CONDITIONS`: try
@@ -233,7 +234,8 @@ class Outbox(SnapshotQueue):
             )
             self._set("last_seq", str(seq))
             self._set("last_hash", sha)
-            for key, value in (settings or {}).items():
+            values = {key: value(seq) if callable(value) else value for key, value in (settings or {}).items()}
+            for key, value in values.items():
                 if value is None:
                     self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
                 else:
@@ -246,7 +248,7 @@ class Outbox(SnapshotQueue):
                 self._db.execute("ROLLBACK")
             raise
         self._meta |= {"last_seq": str(seq), "last_hash": sha}
-        for key, value in (settings or {}).items():
+        for key, value in values.items():
             self._note_setting(key, value)
         self._unreceipted.add(seq)
         return StoredEvent(seq, data)

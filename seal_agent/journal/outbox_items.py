@@ -11,8 +11,10 @@ from seal_agent.errors import EventRefused, OutboxError
 
 #: Builds the encoded event for a given (seq, prev_hash); runs inside the outbox transaction.
 EventBuilder = Callable[[int, str | None], bytes]
+#: A setting's value that names the event it is committed with: called with the event's seq, in its transaction.
+SeqValue = Callable[[int], str]
 #: Settings changed with an event: a value of None removes its setting.
-Settings = Mapping[str, str | None]
+Settings = Mapping[str, str | SeqValue | None]
 
 #: SQLite's primary result codes of a condition of the disk or the database, not of the event being written: busy or
 #: locked (another connection), out of memory, an I/O error, a full disk, an interrupt, the lock protocol, a file it
