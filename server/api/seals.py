@@ -101,7 +101,7 @@ def seal_views(
         return shown
     # Not while the seal's case is being lifted: the seal may stand disarmed before the officer has come.
     case_nos = {s.case_no for s in shown if s.case_no is not None}
-    statuses = dict(session.execute(select(Case.case_no, Case.status).where(Case.case_no.in_(case_nos))).tuples().all())
+    statuses = dict(session.execute(select(Case.case_no, Case.status).where(Case.case_no.in_(case_nos))).all())
     views = []
     for s in shown:
         hidden = s.case_no is not None and CaseStatus(statuses[s.case_no]).hides_armed_state
