@@ -1,4 +1,6 @@
-"""The seal's configuration: a TOML file read into pydantic models that refuse unknown keys.
+"""The seal's configuration: a TOML file read into pydantic models that refuse unknown keys, and values of another
+TOML type than their key's (strict: ``pin = true`` or ``enabled = "off"`` is refused, not converted; see
+:mod:`seal_agent.config_types`).
 
 Relative paths in the file are relative to the working directory of the agent: the systemd unit's is the state
 directory (``WorkingDirectory=/var/lib/court-seal`` in hardware/seal-agent.service), a command typed in a shell its
@@ -14,11 +16,10 @@ import ipaddress
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -27,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from seal_agent.config_types import ConfigPath, OptionalPath, wrong_type
 from seal_agent.devices.camera.config import CameraConfig
 from seal_agent.errors import ConfigError
 from seal_protocol.errors import SignatureError
@@ -37,14 +39,6 @@ from seal_protocol.topics import DEVICE_ID_PATTERN
 DEFAULT_SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
 
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
-
-
-def _empty_means_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-#: A path that may be left out: absent, or ``""`` in the file (as the example configuration writes it), is ``None``.
-OptionalPath = Annotated[Path | None, BeforeValidator(_empty_means_none)]
 
 
 class _Section(BaseModel):
@@ -96,7 +90,7 @@ class MqttConfig(_Section):
         max_length=64,
         description="MQTT username; defaults to device_id, which the broker ACL expects.",
     )
-    password_file: Path = Field(
+    password_file: ConfigPath = Field(
         description="File holding the MQTT password (its first line). Anonymous MQTT is refused."
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
@@ -270,7 +264,7 @@ class AgentConfig(_Section):
         description="The enforcement case (案号) the seal is bound to, e.g. (2021)苏0214执1234号 (ASCII or full-width "
         "parentheses); its events name it as written here, and it obeys only commands issued for it.",
     )
-    state_dir: Path = Field(
+    state_dir: ConfigPath = Field(
         description="Directory for the device key (device.key), the outbox (outbox.sqlite), the chain's identity "
         "(chain.json), the last connection's stamp (connection_stamp) and snapshots/."
     )
@@ -310,13 +304,14 @@ CONFIG_LEAD = "封条配置有误，请按下列各项更正 / the seal's config
 
 
 def parse_config(text: str) -> AgentConfig:
-    """Parse TOML text; raise :class:`ConfigError` naming each bad key."""
+    """Parse TOML text; raise :class:`ConfigError` naming each bad key. Strict: a value of another TOML type than
+    its key's is refused, never converted (:mod:`seal_agent.config_types`)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"(toml): {exc}"]) from None
     try:
-        return AgentConfig.model_validate(data)
+        return AgentConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
 
@@ -334,7 +329,7 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+        problems.append(f"{key}: {wrong_type(err) or err['msg'].removeprefix('Value error, ')}")
     return problems
 
 

@@ -1,4 +1,5 @@
-"""Settings of the court server, read from a TOML file.
+"""Settings of the court server, read from a TOML file. Each value must have the TOML type its key means: ``port =
+true`` or ``cookie_secure = "no"`` is refused, naming the key, never converted (:mod:`server.config_types`).
 
 Relative paths (and a relative SQLite path in ``database_url``) are relative to the working directory the server is
 started in. The environment variable ``DATABASE_URL``, when set, replaces ``database_url``. There is no default
@@ -42,7 +43,7 @@ from server.config_sections import (
     WebSettings,
 )
 from server.config_storage import StorageSettings
-from server.config_types import OptionalPath, RequiredPath
+from server.config_types import OptionalPath, RequiredPath, wrong_type
 from server.errors import ConfigError
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -309,18 +310,20 @@ class Settings(BaseModel):
 def parse_settings(
     data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "settings"
 ) -> Settings:
-    """Validate ``data`` (as read from TOML) into :class:`Settings`, applying the environment override."""
+    """Validate ``data`` (as read from TOML) into :class:`Settings`, applying the environment override. Strict: a
+    value of another TOML type than its key's is refused, never converted (:mod:`server.config_types`); the one
+    value taken from the environment, ``DATABASE_URL``, is a string, as its key."""
     env = os.environ if env is None else env
     merged = dict(data)
     if env.get(DATABASE_URL_ENV):
         merged["database_url"] = env[DATABASE_URL_ENV]
     try:
-        return Settings.model_validate(merged)
+        return Settings.model_validate(merged, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"  {where}: {wrong_type(err) or err['msg'].removeprefix('Value error, ')}")
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems)) from None
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from seal_protocol.errors import SignatureError
 from seal_protocol.signing import verify_key_from_b64
 from seal_verify.notes import key_name_problem
-from server.config_types import OptionalHttpUrl, OptionalPath, OptionalPort, PublicUrl
+from server.config_types import Networks, OptionalHttpUrl, OptionalPath, OptionalPort, PublicUrl, Texts
 
 
 class HttpSettings(BaseModel):
@@ -18,7 +18,7 @@ class HttpSettings(BaseModel):
 
     host: str = Field("127.0.0.1", min_length=1, description="Address the REST API listens on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the REST API.")
-    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+    trusted_proxies: Networks = Field(
         (),
         max_length=64,
         description="Reverse proxies (their exact IP addresses, or CIDR networks) whose X-Forwarded-For is "
@@ -29,7 +29,7 @@ class HttpSettings(BaseModel):
         "(so the clients of a proxy left out of this list share its address and one login throttle) but not read "
         "/metrics. Empty (the default): every client is the socket's peer. See docs/deploy.md.",
     )
-    metrics_from: tuple[IPvAnyNetwork, ...] = Field(
+    metrics_from: Networks = Field(
         (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
         max_length=64,
         description="Networks (IP addresses or CIDR networks) whose clients may read /metrics (Prometheus), the "
@@ -249,7 +249,7 @@ class NoticeSettings(BaseModel):
         "which prints the public key to publish; back it up: notices signed with a lost key no longer verify. "
         "Unset or unreadable: no notice is issued.",
     )
-    retired_public_keys: tuple[str, ...] = Field(
+    retired_public_keys: Texts = Field(
         (),
         max_length=16,
         description="The public keys (standard base64, as `seal-server notice-key` printed them) of the court's "
