@@ -38,7 +38,9 @@ What a command commits that an open page shows (a seal registered, bound or move
 is told to the open pages over the court's live feed when it ends (server/cli_feed.py); with no broker reachable the
 command's work stands and it says on stderr that the pages were not told.
 
-Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage.
+Exit status: 0 done, 1 refused (unknown case, duplicate, …), 2 bad configuration or usage — or a database whose
+schema is not this code's: ``run`` and ``init-db`` migrate it, ``ingest`` refuses one behind (run ``init-db``
+first), and all three refuse one newer than this code.
 """
 
 from __future__ import annotations
@@ -66,14 +68,14 @@ from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
 from server.config_secrets import check_secrets, check_start_secrets
 from server.core.db import in_session, make_engine, when_database_answers
-from server.errors import ConfigError, Conflict, ServerError, UsageError
+from server.errors import ConfigError, ServerError, UsageError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
 from server.ingest.sessions import add_end_sessions_command, run_end_sessions
 from server.ingest.workers import add_ingest_command, run_ingest
 from server.logs import add_log_options, configure_logging
-from server.migrations.run import init_db
+from server.migrations.run import check_schema, init_db
 from server.notices.cli import add_notice_commands, run_notice, run_notice_key, run_notice_revoke
 from server.notify.cli import add_notify_commands, run_notify_command
 from server.removal.cli import add_removal_commands, run_removal_command
@@ -186,8 +188,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         case "run":
             return _run(settings)
-        case "ingest":
-            return run_ingest(args, settings)
+        case "ingest":  # it does not migrate: it refuses a schema that is not its code's
+            return run_ingest(args, settings, check_schema=lambda: _check_schema(settings, "seal-server ingest"))
         case "end-sessions":
             return run_end_sessions(args, settings, _out)
         case "court" | "case" | "seal" | "broker":
@@ -258,17 +260,21 @@ def _run(settings: Settings) -> int:
 def _migrate(settings: Settings, what: str) -> None:
     """Bring the schema to the newest revision, waiting (:data:`~server.core.db.START_WAIT_S` at most) while the
     database is locked or not answering yet — a service started with its database, or while another process holds
-    SQLite's write lock; any other error (a migration that fails, a schema newer than this code) at once."""
-    from alembic.util import CommandError
-
+    SQLite's write lock; any other error (a migration that fails) at once, and a schema newer than this code as a
+    :class:`~server.errors.SchemaMismatch` (one line, exit status 2)."""
     engine = make_engine(settings.database_url)
     try:
         when_database_answers(lambda: init_db(engine), what=what)
-    except CommandError as exc:  # a revision it does not know: migrated by a newer version of the court server
-        raise Conflict(
-            f"数据库结构不是本版本所知的（可能已由更新的版本迁移）/ the database's schema is not one this version "
-            f"knows (migrated by a newer version?): {exc}"
-        ) from None
+    finally:
+        engine.dispose()
+
+
+def _check_schema(settings: Settings, what: str) -> None:
+    """Raise :class:`~server.errors.SchemaMismatch` (one line, exit status 2) unless the database's schema is this
+    code's newest, waiting as :func:`_migrate` does for a database that is locked or not answering yet."""
+    engine = make_engine(settings.database_url)
+    try:
+        when_database_answers(lambda: check_schema(engine), what=what)
     finally:
         engine.dispose()
 

@@ -41,6 +41,11 @@ class UsageError(ServerError, ValueError):
     password on, a directory it cannot write. The CLI's exit status 2, like a bad configuration."""
 
 
+class SchemaMismatch(UsageError):
+    """The database's schema is not the one this code was written for: ``init-db`` not run yet after an upgrade, or
+    a newer version's. A command that would use it as it is refuses to start (exit status 2)."""
+
+
 class NotFound(ServerError, LookupError):
     """A case, seal or other record that does not exist."""
 

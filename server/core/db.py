@@ -97,8 +97,9 @@ STORAGE_SQLSTATE_PREFIXES = ("53", "08", "58", "57P", "25006")
 
 def storage_fault(exc: BaseException) -> str | None:
     """The name of the error if ``exc`` says the storage, not the data written, is at fault — a full disk, an I/O
-    error, a database that is read-only, locked, out of resources or shutting down — else None. The same statement may
-    succeed once the storage recovers: it is to be tried again later, not blamed on what it wrote."""
+    error, a database that is read-only, locked, out of resources or shutting down, or whose schema lacks what the
+    statement names (:func:`schema_fault`) — else None. The same statement may succeed once the storage recovers
+    (or the schema is this code's again): it is to be tried again later, not blamed on what it wrote."""
     if not isinstance(exc, DBAPIError):
         return None
     code = getattr(exc.orig, "sqlite_errorcode", None)
@@ -107,6 +108,31 @@ def storage_fault(exc: BaseException) -> str | None:
     state = getattr(exc.orig, "sqlstate", None)
     if isinstance(state, str) and state.startswith(STORAGE_SQLSTATE_PREFIXES):
         return f"SQLSTATE {state}"
+    return schema_fault(exc)
+
+
+#: PostgreSQL's SQLSTATEs (class 42) of a statement naming what the schema lacks: undefined_table, undefined_column,
+#: undefined_function, undefined_object (a type, a constraint). Not the rest of the class (a syntax error, a missing
+#: privilege): no migration mends those.
+SCHEMA_SQLSTATES = frozenset({"42P01", "42703", "42883", "42704"})
+#: SQLite's words for the same (its result code is the generic SQLITE_ERROR, 1): a table, a column — in a query, or
+#: in an INSERT's list of columns — or a function it does not have.
+SCHEMA_SQLITE_WORDS = ("no such table:", "no such column:", "has no column named", "no such function:")
+
+
+def schema_fault(exc: BaseException) -> str | None:
+    """The name of the error if ``exc`` says the database's schema is not the one the code was written for — a
+    table, column or function a statement names is not there: ``init-db`` not run after an upgrade, or a migration run
+    under a process of an older version — else None. The statement is the code's, never a message's data, so no
+    message is to blame: the schema is to be set right (``seal-server init-db``, or the process upgraded)."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(state, str) and state in SCHEMA_SQLSTATES:
+        return f"schema not this code's, SQLSTATE {state}"
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == 1 and any(words in str(exc.orig) for words in SCHEMA_SQLITE_WORDS):
+        return "schema not this code's, SQLITE_ERROR"
     return None
 
 

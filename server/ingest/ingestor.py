@@ -3,13 +3,13 @@
 :meth:`Ingestor.ingest` returns only once every message's outcome is committed: the caller may then acknowledge
 them all. A failure is the fault of the batch's messages — a row the database refuses, or anything else raised
 while decoding, checking or deriving rows from a message — unless the database does not answer, or its error
-blames the storage (a full disk, an I/O error, a read-only or locked database: :func:`storage_fault`): then, and
-only then, :class:`StorageUnavailable` is raised, the caller acknowledges nothing from that batch and retries it
-later (storing it again is safe: duplicates are no-ops). Otherwise the batch is rolled back and its messages are stored
-one by one, each in its own transaction, so the message at fault is quarantined alone — with ``storage_error`` or
-``internal_error`` and the exception's class — and the others are stored as usual (and a moved seal's events that
-only the batch's later ones place are placed after that pass: :mod:`.case_retry`). Outcomes are logged and
-counted only after their commit.
+blames the storage (a full disk, an I/O error, a read-only or locked database, a schema lacking a table or column
+the code names: :func:`storage_fault`): then, and only then, :class:`StorageUnavailable` is raised, the caller
+acknowledges nothing from that batch and retries it later (storing it again is safe: duplicates are no-ops). Otherwise
+the batch is rolled back and its messages are stored one by one, each in its own transaction, so the message at fault
+is quarantined alone — with ``storage_error`` or ``internal_error`` and the exception's class — and the others are
+stored as usual (and a moved seal's events that only the batch's later ones place are placed after that pass:
+:mod:`.case_retry`). Outcomes are logged and counted only after their commit.
 
 A transaction that lost a race with another worker — PostgreSQL's deadlock or serialization failure (SQLSTATE
 ``40P01``, ``40001``) — is no message's fault: it is tried again (the batch, then each message alone), and if it

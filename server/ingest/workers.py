@@ -13,6 +13,10 @@ one message per committed batch at most, never waited for), so that the pages of
 serves its own Prometheus ``/metrics`` on ``[ingest] metrics_host``:``metrics_port + i - 1`` (worker ``i``, from 1)
 if ``metrics_port`` is set; a port of these that is taken stops the command before any worker starts.
 
+The ingest does not migrate: before any worker connects, the command refuses (one line, exit status 2) a database
+whose schema is not its code's — one behind (``seal-server init-db`` first) or a newer release's — where each worker
+would fail every message it took (docs/deploy.md, "Upgrading several machines").
+
 Several workers need ``[mqtt] shared_group``; ``[mqtt] gap_wait_s`` (a second or so) keeps an event that reaches one
 worker before its predecessor reaches another from raising a ``missing_events`` alarm. SIGTERM or SIGINT stops every
 worker after the batch in hand; what is unacknowledged stays with the broker. A worker whose parent is gone (killed
@@ -82,8 +86,11 @@ def add_ingest_command(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``args.workers`` ingest workers until SIGTERM/SIGINT; 0 if every worker stopped cleanly."""
+def run_ingest(args: argparse.Namespace, settings: Settings, *, check_schema: Callable[[], None]) -> int:
+    """Run ``args.workers`` ingest workers until SIGTERM/SIGINT; 0 if every worker stopped cleanly. Before any starts,
+    ``check_schema`` raises :class:`~server.errors.SchemaMismatch` unless the database's schema is this code's: the
+    ingest does not migrate (``seal-server init-db`` does, once for every machine), and a worker against another
+    schema would fail every message it took from the stream."""
     workers = int(args.workers)
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: 1 to {MAX_WORKERS}, not {workers}")
@@ -96,6 +103,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("[mqtt] gap_wait_s is 0: events split between workers may raise passing missing_events alarms")
     _check_metrics_ports(settings, workers)
     Stores.from_settings(settings).check()  # a bucket that cannot be used stops the ingest before it starts
+    check_schema()
     if workers == 1:
         with _stop_on_signals() as stop:
             return run_worker(settings, stop, role="ingest-1", index=1)

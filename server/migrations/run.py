@@ -11,8 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
+from server.errors import SchemaMismatch
 from server.migrations.metadata import metadata
 from server.seals.seal_keys import complete_key_index
 
@@ -53,8 +55,13 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema to ``revision`` (default: the newest); nothing is migrated (nor checked) if it is
     there already. At the newest, what a migration had to leave out is completed once it can be
-    (:func:`~server.seals.seal_keys.complete_key_index`)."""
-    if revision != "head" or current_revision(engine) != ScriptDirectory.from_config(_config()).get_current_head():
+    (:func:`~server.seals.seal_keys.complete_key_index`). A schema of a revision this code does not know (a newer
+    version's) raises :class:`~server.errors.SchemaMismatch`."""
+    script = ScriptDirectory.from_config(_config())
+    current = current_revision(engine)
+    if current is not None and not _known(script, current):
+        raise SchemaMismatch(_newer_than_this_code(current, script.get_current_head()))
+    if revision != "head" or current != script.get_current_head():
         with _migrating(engine) as connection:
             command.upgrade(_config(connection), revision)
         logger.info("database schema at %s on %s", revision, engine.url.render_as_string(hide_password=True))
@@ -70,6 +77,38 @@ def init_db(engine: Engine) -> None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`~server.errors.SchemaMismatch`, in one line saying what to do, unless the database's schema is
+    at this code's newest revision: for a command that uses the database without migrating it (an ingest worker).
+    Such a process against another schema fails every statement that names what the schema lacks."""
+    script = ScriptDirectory.from_config(_config())
+    head, current = script.get_current_head(), current_revision(engine)
+    if current == head:
+        return
+    if current is not None and not _known(script, current):
+        raise SchemaMismatch(_newer_than_this_code(current, head))
+    raise SchemaMismatch(
+        f"数据库结构落后于本版本（{current or '无'}，本版本需要 {head}）：请先运行 seal-server init-db / the "
+        f"database's schema is behind this code (at {current or 'none'}, this code needs {head}): run "
+        "`seal-server init-db` first"
+    )
+
+
+def _newer_than_this_code(current: str, head: str | None) -> str:
+    return (
+        f"数据库结构比本版本新（{current}，本版本只到 {head}），请升级本机的法院服务器 / the database is newer "
+        f"than this code (schema {current}, this code knows up to {head}: migrated by a newer version): upgrade this "
+        "machine's court server"
+    )
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def pending_differences(engine: Engine) -> list[object]:
