@@ -324,7 +324,8 @@ def parse_settings(
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             problems.append(f"  {where}: {wrong_type(err) or err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems)) from None
+        lead = f"{source}: 配置有误，请按下列各项更正 / invalid configuration:"
+        raise ConfigError("\n".join([lead, *problems])) from None
 
 
 def load_settings(path: Path, *, env: Mapping[str, str] | None = None) -> Settings:

@@ -65,6 +65,7 @@ def test_check_config_refuses_a_value_of_another_toml_type_naming_its_key(
     assert main(["check-config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert said in err, err
+    assert "配置有误，请按下列各项更正 / invalid configuration:" in err  # the lead too
     assert err.index("应为") < err.index(" / expected ")  # Chinese first, then English
     assert "ok" not in capsys.readouterr().out
 
