@@ -110,7 +110,10 @@ class IngestMetrics:
             "seal_ingest_storage_failing", "1 while storing fails because the database does not answer.", registry=r
         )
         self._storage_retries = Counter(
-            "seal_ingest_storage_retries", "Batches retried because the database did not answer.", registry=r
+            "seal_ingest_storage_retries",
+            "Batches retried because the database did not answer, could not store (full, read-only, I/O) or lacks "
+            "the code's schema.",
+            registry=r,
         )
         self._verifier_failures = Counter(
             "seal_ingest_verifier_failures",
