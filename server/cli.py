@@ -67,8 +67,8 @@ from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
 from server.config_secrets import check_secrets, check_start_secrets
-from server.core.db import in_session, make_engine, when_database_answers
-from server.errors import ConfigError, ServerError, UsageError
+from server.core.db import in_session, make_engine, schema_fault, when_database_answers
+from server.errors import ConfigError, SchemaMismatch, ServerError, UsageError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
 from server.ingest.quarantine_cli import add_quarantine_commands, run_quarantine_command
@@ -131,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, log_format=args.log_format)
+    settings: Settings | None = None
     try:
         if args.command == "init":
             return run_init(args, _out)
@@ -149,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return 1
     except SQLAlchemyError as exc:
+        if settings is not None and schema_fault(exc) is not None and (said := _schema_said(settings)) is not None:
+            logger.error("%s", said)  # a command of this version against a schema behind (or ahead): what to do
+            return 2
         logger.error("database error: %s", exc)
         return 1
 
@@ -277,6 +281,21 @@ def _check_schema(settings: Settings, what: str) -> None:
         when_database_answers(lambda: check_schema(engine), what=what)
     finally:
         engine.dispose()
+
+
+def _schema_said(settings: Settings) -> SchemaMismatch | None:
+    """Why the database's schema is not this code's (the refusal :func:`check_schema` words), or ``None`` if it is
+    (or cannot be read): for a command whose statement named a table or column the schema lacks."""
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except SchemaMismatch as mismatch:
+        return mismatch
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return None
 
 
 def _stream_closing_server(config: Any, *, close_streams: Callable[[], None]) -> Any:

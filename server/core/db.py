@@ -147,12 +147,26 @@ START_WAIT_S = 120.0
 START_PAUSE_S, START_PAUSE_MAX_S = 1.0, 10.0
 
 
+#: A PostgreSQL server's refusals as it connects (its FATAL words, in English, the default ``lc_messages``) that
+#: waiting does not mend: psycopg gives them no SQLSTATE, as it gives none to a server not listening yet. A server
+#: that says them in another language is waited for as before (each try logs its words).
+REFUSED_AT_CONNECT = (
+    "does not exist",  # role "…" / database "…" does not exist (28000, 3D000)
+    "password authentication failed",  # 28P01
+    "authentication failed",  # peer, ident, … (28000)
+    "no pg_hba.conf entry",  # 28000
+    "no password supplied",
+    "permission denied",  # for database "…" (42501)
+)
+
+
 def passing_fault(exc: BaseException) -> str | None:
     """The name of the error if ``exc`` says the database cannot be used *now* but may be in a moment, else None:
     SQLite busy or locked (another process holds its write lock); on PostgreSQL a connection exception, a server
     starting up or shutting down, too many connections — or a connection that failed with no SQLSTATE at all
-    (refused, timed out, a host not resolved: libpq's own failures, and psycopg gives none either for a server's
-    refusal as it connects, so an unknown database or role is counted here too, and told as it is at each try).
+    (refused, timed out, a host not resolved: libpq's own failures), unless the server refused it in words no wait
+    mends (:data:`REFUSED_AT_CONNECT`: an unknown role or database, a wrong password; psycopg gives these no SQLSTATE
+    either).
     Not a full disk, a read-only file, an I/O error (:func:`storage_fault`, tried again by a running ingest), nor
     any error of what was asked."""
     if not isinstance(exc, DBAPIError):
@@ -164,6 +178,8 @@ def passing_fault(exc: BaseException) -> str | None:
     if isinstance(state, str) and state.startswith(PASSING_SQLSTATE_PREFIXES):
         return f"SQLSTATE {state}"
     if state is None and isinstance(exc, OperationalError):  # (psycopg's errors have the attribute, empty)
+        if any(words in str(exc.orig) for words in REFUSED_AT_CONNECT):
+            return None  # the server answered, and no wait mends it: a wrong role, database or password
         return "no connection"
     return None
 

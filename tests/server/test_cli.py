@@ -22,6 +22,7 @@ from seal_protocol.signing import generate_signing_key, load_or_create_signing_k
 from server.audit.models import AuditEntry
 from server.cli import main
 from server.core.db import make_engine, make_session_factory
+from server.migrations.run import current_revision, downgrade
 from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import Case, Seal
 
@@ -308,3 +309,30 @@ def test_notification_targets_on_the_command_line(
             ]
     finally:
         engine.dispose()
+
+
+def test_a_short_command_against_a_schema_behind_says_to_run_init_db(
+    config: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``seal add`` reads the seals' rows, whose newest columns a schema one migration behind lacks (``init-db`` not
+    run after an upgrade): exit 2 and the words of ``seal-server ingest``'s refusal, not "database error: no such
+    column"."""
+    cfg = ["--config", str(config)]
+    assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", "--judge", "王", *cfg]) == 0
+    engine = make_engine(database_url)
+    try:
+        head = current_revision(engine)
+        downgrade(engine, "-1")
+        behind = current_revision(engine)
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+
+    code = main(
+        ["seal", "add", "seal-01", "--case", CASE, "--public-key", public_key_b64(generate_signing_key()), *cfg]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    said = f"数据库结构落后于本版本（{behind}，本版本需要 {head}）：请先运行 seal-server init-db"
+    assert said in err and "database error" not in err, err
