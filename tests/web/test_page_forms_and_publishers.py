@@ -54,7 +54,8 @@ def test_every_page_form_needs_the_csrf_proof(world: PagesWorld) -> None:
                     assert "表单已过期或来源不明" in answer.text
 
 
-def test_the_dispatcher_tells_which_seals_commands_expired(world: PagesWorld, tmp_path: Path) -> None:
+def ping_issued(world: PagesWorld, *, ttl: timedelta) -> None:
+    """A ping to :data:`SEAL` in its case, issued by the judge, pending."""
     with session_scope(world.session_factory) as session:
         seal = session.scalars(select(Seal).where(Seal.device_id == SEAL)).one()
         issue_command_as(
@@ -64,18 +65,29 @@ def test_the_dispatcher_tells_which_seals_commands_expired(world: PagesWorld, tm
             action=CommandAction.PING,
             args={},
             key=generate_signing_key(),
-            ttl=timedelta(seconds=30),
+            ttl=ttl,
             now=utc_now(),
         )
+
+
+def idle_dispatcher(
+    world: PagesWorld, tmp_path: Path, told: list[list[tuple[str, str]]], *, ahead: timedelta = timedelta(0)
+) -> CommandDispatcher:
+    """A dispatcher never started (not connected: a round only expires), its clock ``ahead``, telling ``told``."""
     (tmp_path / "password").write_text("unused\n")
-    told: list[list[tuple[str, str]]] = []
-    dispatcher = CommandDispatcher(  # never started: not connected, so a round only expires
+    return CommandDispatcher(
         MqttSettings(port=1, password_file=tmp_path / "password"),
         CommandSettings(),
         world.session_factory,
-        clock=lambda: utc_now() + timedelta(minutes=5),
+        clock=lambda: utc_now() + ahead,
         on_changed=told.append,
     )
+
+
+def test_the_dispatcher_tells_which_seals_commands_expired(world: PagesWorld, tmp_path: Path) -> None:
+    ping_issued(world, ttl=timedelta(seconds=30))
+    told: list[list[tuple[str, str]]] = []
+    dispatcher = idle_dispatcher(world, tmp_path, told, ahead=timedelta(minutes=5))
     assert dispatcher.run_round().expired and told == [[(SEAL, CASE)]]
     assert dispatcher.run_round().expired == [] and told == [[(SEAL, CASE)]]  # nothing changed: nobody told
     with world.session_factory() as session:
@@ -88,31 +100,13 @@ def test_the_dispatcher_names_the_case_a_seal_left_when_it_expires_its_command(
     """A command of a case the seal has left (its binding ended, not released: the command still pending) is
     expired by the dispatcher, which names the command's case: the old case's page shows the commands table, the
     seal's new case has none of them."""
-    with session_scope(world.session_factory) as session:
-        seal = session.scalars(select(Seal).where(Seal.device_id == SEAL)).one()
-        issue_command_as(
-            session,
-            actor=get_user(session, username="judge"),
-            seal=seal,
-            action=CommandAction.PING,
-            args={},
-            key=generate_signing_key(),
-            ttl=timedelta(minutes=30),
-            now=utc_now(),
-        )
+    ping_issued(world, ttl=timedelta(minutes=30))
     with session_scope(world.session_factory) as session:
         unbind_seal(session, actor=None, device_id=SEAL)
     with session_scope(world.session_factory) as session:
         bind_seal(session, actor=None, device_id=SEAL, case_no=OTHER_CASE)
-    (tmp_path / "password").write_text("unused\n")
     told: list[list[tuple[str, str]]] = []
-    dispatcher = CommandDispatcher(  # never started: not connected, so a round only expires
-        MqttSettings(port=1, password_file=tmp_path / "password"),
-        CommandSettings(),
-        world.session_factory,
-        on_changed=told.append,
-    )
-    assert dispatcher.run_round().expired and told == [[(SEAL, CASE)]]
+    assert idle_dispatcher(world, tmp_path, told).run_round().expired and told == [[(SEAL, CASE)]]
 
 
 def test_the_settler_tells_which_cases_requests_it_settled(world: PagesWorld, tmp_path: Path) -> None:
