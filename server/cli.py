@@ -67,7 +67,7 @@ from server.commands.cli import add_court_key_command, run_court_key
 from server.config import Settings, load_settings
 from server.config_mqtt import plaintext_warning
 from server.config_secrets import check_secrets, check_start_secrets
-from server.core.db import in_session, make_engine, schema_fault, when_database_answers
+from server.core.db import START_WAIT_S, in_session, make_engine, schema_fault, when_database_answers
 from server.errors import ConfigError, SchemaMismatch, ServerError, UsageError
 from server.evidence.cli import add_log_key_command, run_log_key
 from server.export.cli import add_export_command, run_export
@@ -273,28 +273,26 @@ def _migrate(settings: Settings, what: str) -> None:
         engine.dispose()
 
 
-def _check_schema(settings: Settings, what: str) -> None:
+def _check_schema(settings: Settings, what: str, *, wait_s: float = START_WAIT_S) -> None:
     """Raise :class:`~server.errors.SchemaMismatch` (one line, exit status 2) unless the database's schema is this
-    code's newest, waiting as :func:`_migrate` does for a database that is locked or not answering yet."""
+    code's newest, waiting as :func:`_migrate` does (``wait_s`` at most) for a database that is locked or not
+    answering yet."""
     engine = make_engine(settings.database_url)
     try:
-        when_database_answers(lambda: check_schema(engine), what=what)
+        when_database_answers(lambda: check_schema(engine), what=what, wait_s=wait_s)
     finally:
         engine.dispose()
 
 
 def _schema_said(settings: Settings) -> SchemaMismatch | None:
     """Why the database's schema is not this code's (the refusal :func:`check_schema` words), or ``None`` if it is
-    (or cannot be read): for a command whose statement named a table or column the schema lacks."""
-    engine = make_engine(settings.database_url)
+    (or cannot be read now): for a command whose statement named a table or column the schema lacks."""
     try:
-        check_schema(engine)
+        _check_schema(settings, "the schema's check", wait_s=0)
     except SchemaMismatch as mismatch:
         return mismatch
     except SQLAlchemyError:
         return None
-    finally:
-        engine.dispose()
     return None
 
 

@@ -59,8 +59,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     version's) raises :class:`~server.errors.SchemaMismatch`."""
     script = ScriptDirectory.from_config(_config())
     current = current_revision(engine)
-    if current is not None and not _known(script, current):
-        raise SchemaMismatch(_newer_than_this_code(current, script.get_current_head()))
+    _refuse_newer(script, current)
     if revision != "head" or current != script.get_current_head():
         with _migrating(engine) as connection:
             command.upgrade(_config(connection), revision)
@@ -87,8 +86,7 @@ def check_schema(engine: Engine) -> None:
     head, current = script.get_current_head(), current_revision(engine)
     if current == head:
         return
-    if current is not None and not _known(script, current):
-        raise SchemaMismatch(_newer_than_this_code(current, head))
+    _refuse_newer(script, current)
     raise SchemaMismatch(
         f"数据库结构落后于本版本（{current or '无'}，本版本需要 {head}）：请先运行 seal-server init-db / the "
         f"database's schema is behind this code (at {current or 'none'}, this code needs {head}): run "
@@ -96,8 +94,13 @@ def check_schema(engine: Engine) -> None:
     )
 
 
-def _newer_than_this_code(current: str, head: str | None) -> str:
-    return (
+def _refuse_newer(script: ScriptDirectory, current: str | None) -> None:
+    """Raise :class:`~server.errors.SchemaMismatch` if ``current`` is a revision this code does not know (a newer
+    version migrated the database)."""
+    if current is None or _known(script, current):
+        return
+    head = script.get_current_head()
+    raise SchemaMismatch(
         f"数据库结构比本版本新（{current}，本版本只到 {head}），请升级本机的法院服务器 / the database is newer "
         f"than this code (schema {current}, this code knows up to {head}: migrated by a newer version): upgrade this "
         "machine's court server"
