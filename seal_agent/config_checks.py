@@ -120,7 +120,8 @@ EXAMPLE_VALUES = {"device_id": "seal-0001", "case_no": "(2021)苏0214执1234号"
 
 def example_warnings(config: AgentConfig) -> list[str]:
     """``device_id`` or ``case_no`` left at the example's value (marked ``# CHANGE`` there): the seal would speak
-    for another seal, or in another case, than the court registered."""
+    for another seal, or in another case, than the court registered; ``[mqtt] host`` left at it (a domain that never
+    resolves: :func:`reserved_host`)."""
     values = {"device_id": config.device_id, "case_no": config.case_no}
     return [
         f"{key}: “{value}”是示例配置 agent.example.toml 中的值（标有 # CHANGE），请改为法院为本封条登记的"
@@ -128,7 +129,24 @@ def example_warnings(config: AgentConfig) -> list[str]:
         f"# CHANGE): set the {'id' if key == 'device_id' else 'case number'} the court registered for this seal"
         for key, value in values.items()
         if value == EXAMPLE_VALUES[key]
-    ]
+    ] + ([] if (host := reserved_host(config.mqtt.host)) is None else [host])
+
+
+#: Top-level domains reserved never to resolve (RFC 2606, RFC 6761): the example's ``mqtt.court.example`` is one.
+NEVER_RESOLVED = (".example", ".invalid")
+
+
+def reserved_host(host: str) -> str | None:
+    """``[mqtt] host`` in a domain that never resolves (the example's value, marked ``# CHANGE``): a seal that would
+    never reach its broker. A warning, as the example's other values: the file is valid."""
+    if not host.lower().rstrip(".").endswith(NEVER_RESOLVED):
+        return None
+    return (
+        f"mqtt.host: “{host}”是保留域名（如示例配置的 mqtt.court.example），永远无法解析，封条将连不上法院的服务器；"
+        f"请改为法院 MQTT 服务器的主机名或 IP 地址 / mqtt.host: {host!r} is in a reserved domain (as the example "
+        "configuration's mqtt.court.example) that never resolves: the seal would never reach the court's broker; set "
+        "the host name or IP address of the court's broker"
+    )
 
 
 def case_no_warning(config: AgentConfig) -> str | None:

@@ -209,6 +209,25 @@ def test_check_config_warns_of_the_example_s_device_id_and_case_no(
     assert "example configuration's value" not in capsys.readouterr().err
 
 
+def test_check_config_warns_of_a_broker_host_that_never_resolves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example's ``host = "mqtt.court.example"`` (marked ``# CHANGE``) passed check-config with OK: the seal then
+    never reached a broker (found by the README review)."""
+    example_host = tomllib.loads(INSTALLED)["mqtt"]["host"]
+    with_tls = VALID.replace('tls_ca_file = ""', f'tls_ca_file = "{write_ca(tmp_path / "ca.pem")}"')
+    for host in (example_host, "broker.court.invalid", "MQTT.Court.Example."):
+        text = re.sub(r'^host = ".*"', f'host = "{host}"', with_tls, count=1, flags=re.M)
+        assert f'host = "{host}"' in text
+        assert main(["check-config", "--config", str(write(tmp_path, text))]) == 0  # valid: a warning
+        out, err = capsys.readouterr()
+        assert out == "OK\n"
+        assert f"mqtt.host: {host!r} is in a reserved domain" in err, err
+        assert "保留域名" in err
+    assert main(["check-config", "--config", str(write(tmp_path, VALID))]) == 0
+    assert "reserved domain" not in capsys.readouterr().err
+
+
 def test_the_readme_s_seal_is_not_the_example_file_s() -> None:
     """A court that follows the README registers its seal and case; a seal configured with those values must not
     be told at every check-config and start that they are the example file's (the review found the README's
