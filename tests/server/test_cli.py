@@ -27,6 +27,8 @@ from server.seals.broker_files import SERVER_USERNAME
 from server.seals.models import Case, Seal
 
 CASE = "(2021)苏0214执1234号"
+#: 0030_case_held_until: the revision before 0031 gave the seals' rows their newest columns (storage_*).
+BEFORE_SEALS_NEWEST_COLUMNS = "3f7b9e2c4a61"
 VALID_KEY = public_key_b64(generate_signing_key())
 
 
@@ -314,15 +316,14 @@ def test_notification_targets_on_the_command_line(
 def test_a_short_command_against_a_schema_behind_says_to_run_init_db(
     config: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``seal add`` reads the seals' rows, whose newest columns a schema one migration behind lacks (``init-db`` not
-    run after an upgrade): exit 2 and the words of ``seal-server ingest``'s refusal, not "database error: no such
-    column"."""
+    """``seal add`` reads the seals' rows, whose newest columns a schema behind lacks (``init-db`` not run after an
+    upgrade): exit 2 and the words of ``seal-server ingest``'s refusal, not "database error: no such column"."""
     cfg = ["--config", str(config)]
     assert main(["case", "add", CASE, "--court", "无锡市滨湖区人民法院", "--judge", "王", *cfg]) == 0
     engine = make_engine(database_url)
     try:
         head = current_revision(engine)
-        downgrade(engine, "-1")
+        downgrade(engine, BEFORE_SEALS_NEWEST_COLUMNS)
         behind = current_revision(engine)
     finally:
         engine.dispose()

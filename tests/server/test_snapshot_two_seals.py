@@ -36,10 +36,15 @@ def test_one_batch_holding_picture_and_naming_event(world: CourtWorld, order: st
 
 
 def test_identical_bytes_from_a_second_seal_are_taken_from_its_case(world: CourtWorld) -> None:
+    identical_bytes_from_two_seals(world)
+
+
+def identical_bytes_from_two_seals(world: CourtWorld) -> None:
     """Two covered lenses, same black frame. Seal a1, moved from A to B, drains picture X (provisional in B); seal b1
     of case B delivers the same bytes. a1's late event of case A claims a1's row; b1's own event naming X in case B
     must still find case B holding it (the first version had deduplicated b1's delivery against a1's row, which then
-    left for A: case B lost the picture its event names, though b1 had been receipted for it)."""
+    left for A: case B lost the picture its event names, though b1 had been receipted for it). Also run on a database
+    migrated from the first version of migration 0014 (test_migration_snapshots_unique.py)."""
     sha = world.picture("a1", deliver=False)
     late = world.seals["a1"].event(EventType.INTRUSION, {"armed": True, "snapshots": [sha]})  # case A
     move_to_case_b(world, long_ago=True)
