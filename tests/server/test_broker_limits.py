@@ -1,7 +1,8 @@
-"""The court's broker against an outsider's connections (a hostile review, on Mosquitto 2.0.11): the seals' TLS listener
-holds a bounded number of them, so that sockets that never send a byte cannot take the descriptors the court's own
-clients need on the local listener, and no session is kept for ever. A real Mosquitto runs the generated
-configuration, with TLS files made for the test: Mosquitto refuses to start on an option it does not know."""
+"""The court's broker against outsiders (a hostile review, on Mosquitto 2.0.11): the seals' TLS listener holds a bounded
+number of connections, so that sockets that never send a byte cannot take the descriptors the court's own clients need
+on the local listener, and no session is kept for ever. A real Mosquitto runs the generated configuration, with TLS
+files made for the test: Mosquitto refuses to start on an option it does not know. The password hashes are not
+stretched (tests/server/test_provisioning.py), so no weak password is adopted."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from seal_agent.mqtt import DEFAULT_SESSION_EXPIRY_S
 from seal_dev.broker import PrivateBroker, free_port
+from server.cli import main
 from server.config import MqttSettings
 from server.seals.broker_config import PERSISTENT_CLIENT_EXPIRATION, TLS_MAX_CONNECTIONS, TlsListener
 from server.seals.broker_files import SERVER_USERNAME
@@ -72,6 +74,36 @@ def test_sessions_expire_after_the_court_s_and_the_seals_own_expiry() -> None:
     cap_s = int(match.group(1)) * 24 * 3600
     assert cap_s > MqttSettings.model_fields["session_expiry_s"].default
     assert cap_s > DEFAULT_SESSION_EXPIRY_S
+
+
+@pytest.fixture
+def court(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["init", str(tmp_path / "court")]) == 0
+    return tmp_path / "court"
+
+
+@pytest.mark.parametrize("length", [16, 31])
+def test_the_server_account_refuses_a_weak_password_put_in_its_file(
+    court: Path, length: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker's hashes are not stretched: a password chosen by hand must be as strong as init's (32 characters
+    of 64), or none is adopted; 16 characters were enough before."""
+    config = ["--config", str(court / "server.toml")]
+    password_file = court / "court-server.mqtt-password"
+    password_file.write_text("x" * length + "\n")
+    assert main(["init-db", *config]) == 0
+    capsys.readouterr()
+    assert main(["broker", "server-account", *config]) == 2
+    err = capsys.readouterr().err
+    assert f"MQTT 账号 {SERVER_USERNAME} 的密码太短（{length} 个字符，至少 32 个）" in err
+    assert f"the MQTT password of {SERVER_USERNAME!r} is too short ({length} characters, at least 32)" in err
+    assert err.index("密码太短") < err.index("too short") and str(password_file) in err
+    assert not (court / "mosquitto.passwd").exists()  # no account made
+    # Without the file the command makes a random password and writes it there.
+    password_file.unlink()
+    assert main(["broker", "server-account", *config]) == 0
+    assert len(password_file.read_text().strip()) >= 32
 
 
 @pytest.fixture
