@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -81,6 +82,9 @@ class PrivateBroker:
     max_inflight_bytes: int = MAX_INFLIGHT_BYTES
     #: ACL lines written after the court's (:func:`acl_text`): the rules of a test's own accounts.
     extra_acl: str = ""
+    #: The broker's limit of open files (soft and hard), as the court's unit sets it with ``LimitNOFILE=``; None:
+    #: this process's.
+    open_files: int | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,8 +149,12 @@ class PrivateBroker:
             raise BrokerError("mosquitto not found: install the 'mosquitto' package")
         self.write_files()
         self._process = subprocess.Popen(
-            [exe, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [exe, "-c", str(self.conf_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        if self.open_files is not None:  # what LimitNOFILE= does; it bounds the descriptors opened from now on
+            resource.prlimit(self._process.pid, resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -3,7 +3,8 @@ tests, the benchmarks and the demo run too (``seal_dev.broker.PrivateBroker``), 
 
 Each line is chosen, none left to Mosquitto's defaults where those would hurt: no anonymous access, the password and
 ACL files the server regenerates (:mod:`server.seals.provisioning`), persistence, a queue that does not silently
-drop QoS 1 messages for a slow subscriber (Mosquitto's 1,000-message default does), room in flight for a full ingest
+drop QoS 1 messages for a slow subscriber (Mosquitto's 1,000-message default does), sessions kept no longer than two
+weeks, a bound on the seals' listener's connections (Mosquitto's default has none), room in flight for a full ingest
 batch but a bound on its bytes, messages no larger than a snapshot (packets no larger than one with its topic), and a
 pid file through which the server makes the broker re-read its files; no ``memory_limit`` (docs/deploy.md,
 "Retained messages": Mosquitto 2.0.11 refuses to start with a persistence file larger than it). Seals reach the
@@ -45,6 +46,16 @@ MAX_QUEUED_BYTES = 256 * 1024 * 1024
 MAX_PACKET_BYTES = MAX_SNAPSHOT_BYTES + 128 * 1024
 #: How often the broker saves its sessions and queues (it also saves when it stops).
 AUTOSAVE_INTERVAL_S = 60
+#: Connections the seals' (TLS) listener holds at once: five times the fleet ``bench/fleet.py`` connects (2,000), well
+#: below the broker unit's ``LimitNOFILE`` (:data:`server.setup.systemd_units.BROKER_OPEN_FILES`). Mosquitto 2.0 counts
+#: a connection from its ``accept``, and never closes one that sends nothing (no CONNECT, no TLS ClientHello): without
+#: this bound idle sockets from anyone would take every descriptor, the local listener's too, which the court's own
+#: processes use. A firewall's per-address limit keeps one source from taking them all (docs/deploy.md).
+TLS_MAX_CONNECTIONS = 10_000
+#: How long the broker keeps a session whose client is away, at most, whatever expiry the client asked for: a seal's
+#: account may otherwise make sessions (any client id, expiry 0xFFFFFFFF) that are never removed. Longer than the
+#: court's own (``[mqtt] session_expiry_s``, 7 days) and the seals' (7 days), which it therefore never shortens.
+PERSISTENT_CLIENT_EXPIRATION = "14d"
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class TlsListener:
     certfile: Path
     keyfile: Path
     port: int = TLS_PORT
+    #: Mosquitto's ``max_connections`` of this listener (kept by ``seal-server init --force`` if edited).
+    max_connections: int = TLS_MAX_CONNECTIONS
 
 
 #: Above ``user root`` (written when ``seal-server init`` ran as root): what it means, and how to avoid it.
@@ -133,6 +146,9 @@ class MosquittoConfig:
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {files.persistence_dir}/",
             f"autosave_interval {self.autosave_interval_s}",
+            "# But no longer than this while the client is away, whatever expiry it asked for (a seal's account",
+            "# could keep sessions for ever): longer than the court's and the seals' own session expiry (7 days).",
+            f"persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}",
             "",
             "# Mosquitto's default (1000 queued messages) silently drops QoS 1 messages for a slow subscriber:",
             "# no limit on the count, a limit on the memory instead. Past it new messages for that client are",
@@ -173,6 +189,9 @@ class MosquittoConfig:
                 "# For the seals, over TLS: the broker's certificate and key, and the CA that issued the certificate",
                 "# (each seal pins a copy of it as [mqtt] tls_ca_file and connects to the name in the certificate).",
                 f"listener {self.tls.port}",
+                "# At most this many connections at once: Mosquitto 2.0 never closes one that sends nothing, and",
+                "# without a bound idle sockets would take every file descriptor, the local listener's too.",
+                f"max_connections {self.tls.max_connections}",
                 f"cafile {self.tls.cafile}",
                 f"certfile {self.tls.certfile}",
                 f"keyfile {self.tls.keyfile}",

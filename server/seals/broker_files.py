@@ -33,9 +33,14 @@ from server.marks.marks import MARK_TOPIC_ROOT
 SERVER_USERNAME = "court-server"
 
 
-#: PBKDF2 rounds of generated password hashes. Mosquitto's own default is 101; the broker reads the count from each
-#: line, so a higher one costs only a few milliseconds per connection and much more for a stolen file.
-PBKDF2_ITERATIONS = 20_000
+#: PBKDF2 rounds of generated password hashes: Mosquitto's own default (``mosquitto_passwd``'s 101). Every CONNECT that
+#: names an existing account costs the broker one such hash on its only thread, before any authentication: at 20,000
+#: rounds 900 wrong-password CONNECTs from anyone who knows a username (``court-server`` is public, device ids are
+#: printed on notices) stalled it for 30–50 s and every client dropped. Stretching buys nothing here: every password
+#: hashed is 192 random bits (:func:`server.seals.provisioning.new_password`) or an adopted one at least as long
+#: (:data:`server.seals.provisioning.MIN_ADOPTED_PASSWORD_LENGTH`), out of reach of guessing at any rounds. The broker
+#: reads the count from each line: hashes written with more rounds keep working (docs/deploy.md, "Connections").
+PBKDF2_ITERATIONS = 101
 
 
 class BrokerError(ServerError, RuntimeError):

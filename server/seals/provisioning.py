@@ -22,7 +22,7 @@ from server.audit.service import Actor, record_audit
 from server.config import BrokerFilesSettings, read_password
 from server.core.db import READ_ONLY
 from server.core.unique import unique_or
-from server.errors import AlreadyExists, BrokerUnavailable, NotFound
+from server.errors import AlreadyExists, BrokerUnavailable, ConfigError, Invalid, NotFound
 from server.seals.broker_files import (
     SERVER_USERNAME,
     acl_text,
@@ -47,8 +47,30 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-#: A password chosen outside (the server's, written by ``seal-server init``) is adopted only if at least this long.
-MIN_ADOPTED_PASSWORD_LENGTH = 16
+#: A password chosen outside (the server's, which ``seal-server init`` writes with :func:`new_password`: 32 characters)
+#: is adopted only if at least this long: 32 characters of the URL-safe alphabet that ``init`` uses are 192 bits, and
+#: the broker's hashes are not stretched (:data:`~server.seals.broker_files.PBKDF2_ITERATIONS`), so a shorter, perhaps
+#: human-chosen password would be the weak point of a stolen password file.
+MIN_ADOPTED_PASSWORD_LENGTH = 32
+
+
+def check_adopted_password(password: str, *, username: str, source: Path | None = None) -> None:
+    """Refuse a password chosen outside, shorter than :data:`MIN_ADOPTED_PASSWORD_LENGTH`: :class:`ConfigError`
+    naming ``source``, the file it was read from, else :class:`Invalid`."""
+    if len(password) >= MIN_ADOPTED_PASSWORD_LENGTH:
+        return
+    short = (len(password), MIN_ADOPTED_PASSWORD_LENGTH)
+    if source is None:
+        raise Invalid(
+            f"MQTT 账号 {username} 的密码太短（{short[0]} 个字符，至少 {short[1]} 个）。 / "
+            f"The MQTT password of {username!r} is too short ({short[0]} characters, at least {short[1]})."
+        )
+    raise ConfigError(
+        f"{source}：MQTT 账号 {username} 的密码太短（{short[0]} 个字符，至少 {short[1]} 个）：换成更长的随机密码，"
+        "或删除该文件，再次运行本命令即生成随机密码写入其中。 / "
+        f"{source}: the MQTT password of {username!r} is too short ({short[0]} characters, at least {short[1]}): "
+        "put a longer random one there, or delete the file and this command writes a random one into it."
+    )
 
 
 def check_seal_name(session: Session, device_id: str, *, reserved: Collection[str] = ()) -> None:
@@ -82,8 +104,8 @@ def create_account(
         raise exists()
     if password is None:
         password = new_password()
-    elif len(password) < MIN_ADOPTED_PASSWORD_LENGTH:
-        raise ValueError(f"the MQTT password of {username!r} is too short (at least {MIN_ADOPTED_PASSWORD_LENGTH})")
+    else:
+        check_adopted_password(password, username=username)
     account = MqttAccount(
         username=username,
         kind=kind.value,
@@ -124,6 +146,8 @@ def server_account(session: Session, *, actor: Actor | None, password_file: Path
     adopted = False
     if session.get(MqttAccount, SERVER_USERNAME) is None:
         password = read_password(password_file) if password_file.exists() else None
+        if password is not None:
+            check_adopted_password(password, username=SERVER_USERNAME, source=password_file)
         adopted = password is not None
         credentials = create_account(session, username=SERVER_USERNAME, kind=AccountKind.SERVER, password=password)
     else:

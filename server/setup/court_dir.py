@@ -25,7 +25,14 @@ from server.config import HttpSettings
 from server.errors import AlreadyExists, UsageError
 from server.evidence.errors import CheckpointRefused
 from server.evidence.signed_record import SignedRecord, record_path
-from server.seals.broker_config import LOCAL_PORT, TLS_PORT, BrokerFiles, MosquittoConfig, TlsListener
+from server.seals.broker_config import (
+    LOCAL_PORT,
+    TLS_MAX_CONNECTIONS,
+    TLS_PORT,
+    BrokerFiles,
+    MosquittoConfig,
+    TlsListener,
+)
 from server.seals.broker_files import SERVER_USERNAME, write_private_file
 from server.seals.provisioning import new_password
 from server.setup.rerun import (
@@ -328,12 +335,13 @@ def _has_password(database_url: str) -> bool:
 
 def _tls_listener(court: CourtDir, options: InitOptions, kept: BrokerListeners) -> TlsListener:
     """The seals' listener: each of its port and files as given now, else as the existing ``mosquitto.conf`` has it,
-    else the default."""
+    else the default; its ``max_connections`` as the existing file has it, else the default."""
     return TlsListener(
         cafile=_absolute(options.tls_ca or kept.cafile or court.tls_dir / "ca.crt"),
         certfile=_absolute(options.tls_cert or kept.certfile or court.tls_dir / "server.crt"),
         keyfile=_absolute(options.tls_key or kept.keyfile or court.tls_dir / "server.key"),
         port=options.mqtt_tls_port or kept.tls_port or TLS_PORT,
+        max_connections=kept.tls_max_connections or TLS_MAX_CONNECTIONS,
     )
 
 

@@ -1,9 +1,9 @@
 """What ``seal-server init --force`` keeps of a court directory it writes again, and how it says what it changed.
 
 A re-run keeps every value the court set: every key of the existing ``server.toml`` (a key the file lacks gets the
-value a new court's file has), and the ports and TLS files of the existing ``mosquitto.conf``, unless an option given
-now changes them. A file it replaces with other text is first copied to ``<file>.bak`` (its mode kept), and each
-change is said: a setting as ``key: old → new``, another file as the lines it lost and gained.
+value a new court's file has), and the ports, TLS files and TLS ``max_connections`` of the existing ``mosquitto.conf``,
+unless an option given now changes them. A file it replaces with other text is first copied to ``<file>.bak`` (its
+mode kept), and each change is said: a setting as ``key: old → new``, another file as the lines it lost and gained.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class BrokerListeners:
     cafile: Path | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
+    #: The TLS listener's ``max_connections``.
+    tls_max_connections: int | None = None
 
 
 def existing_settings(settings_file: Path) -> dict[str, Any]:
@@ -77,18 +79,24 @@ def existing_listeners(conf_file: Path) -> BrokerListeners | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {conf_file} to keep its listeners: {exc}") from None
-    local_port = tls_port = None
+    local_port = tls_port = max_connections = None
+    in_tls = False
     files: dict[str, Path] = {}
     for line in lines:
         words = line.split()
         if len(words) >= 2 and words[0] == "listener" and words[1].isdigit():
+            in_tls = False
             if words[2:] == ["127.0.0.1"] and local_port is None:
                 local_port = int(words[1])
             elif tls_port is None:
-                tls_port = int(words[1])
+                tls_port, in_tls = int(words[1]), True
         elif len(words) == 2 and words[0] in ("cafile", "certfile", "keyfile"):
             files[words[0]] = Path(words[1])
-    return BrokerListeners(local_port, tls_port, files.get("cafile"), files.get("certfile"), files.get("keyfile"))
+        elif in_tls and len(words) == 2 and words[0] == "max_connections" and words[1].isdigit():
+            max_connections = int(words[1])
+    return BrokerListeners(
+        local_port, tls_port, files.get("cafile"), files.get("certfile"), files.get("keyfile"), max_connections
+    )
 
 
 def layered(*layers: Mapping[str, Any]) -> dict[str, Any]:

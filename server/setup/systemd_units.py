@@ -41,6 +41,10 @@ MOSQUITTO = Path("/usr/sbin/mosquitto")
 #: default ``KillMode=control-group`` sends it to every process of the unit at once: docs/deploy.md); seconds. Past it
 #: SIGKILL loses nothing: a message is acknowledged only once its batch is committed, and the seals send again.
 SERVER_STOP_TIMEOUT_S = 30
+#: The broker's ``LimitNOFILE=``: one descriptor per connection, and systemd's default soft limit (1,024) is below a
+#: court's fleet. Its TLS listener takes far fewer connections (:data:`server.seals.broker_config.
+#: TLS_MAX_CONNECTIONS`), so that idle sockets never take the local listener's descriptors.
+BROKER_OPEN_FILES = 65536
 #: The directories ``PrivateTmp=yes`` replaces with the unit's own.
 PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
 
@@ -129,6 +133,8 @@ class CourtUnits:
                 "ExecReload=/bin/kill -HUP $MAINPID",
                 "Restart=on-failure",
                 "RestartSec=2",
+                "# A descriptor per connection; mosquitto.conf's max_connections bounds the seals' listener below it.",
+                f"LimitNOFILE={BROKER_OPEN_FILES}",
                 *self._hardening("# Its persistence, log and pid file are in the court's directory."),
             ],
         )

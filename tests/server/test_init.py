@@ -22,9 +22,11 @@ from server.cli import main
 from server.config import Settings, load_settings
 from server.evidence.checkpoints import parse_verifier_key
 from server.evidence.signed_record import record_path
-from server.seals.broker_files import SERVER_USERNAME
+from server.seals.broker_config import TLS_MAX_CONNECTIONS
+from server.seals.broker_files import PBKDF2_ITERATIONS, SERVER_USERNAME
 from server.setup.court_dir import CourtDir
 from server.setup.systemd_units import (
+    BROKER_OPEN_FILES,
     BROKER_UNIT,
     POSTGRESQL_UNIT,
     SERVER_STOP_TIMEOUT_S,
@@ -107,8 +109,13 @@ def test_mosquitto_conf_is_the_courts(court: Path) -> None:
         f"cafile {court / 'tls' / 'ca.crt'}",
         f"certfile {court / 'tls' / 'server.crt'}",
         f"keyfile {court / 'tls' / 'server.key'}",
+        # sessions (a seal's account may ask for ones that never expire) kept no longer than two weeks
+        "persistent_client_expiration 14d",
     ):
         assert line in lines
+    # The seals' listener holds a bounded number of connections (Mosquitto 2.0 never closes one that sends nothing):
+    # listener options apply to the listener above them.
+    assert lines.index("listener 1883 127.0.0.1") < lines.index("listener 8883") < lines.index("max_connections 10000")
 
 
 def test_secrets_are_private_and_never_overwritten(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,6 +143,9 @@ def test_the_server_account_takes_the_password_init_wrote(court: Path, capsys: p
     assert "created with the password in" in capsys.readouterr().out
     assert (court / "court-server.mqtt-password").read_text() == password
     assert (court / "mosquitto.passwd").read_text().startswith(f"{SERVER_USERNAME}:$7$")
+    # hashed with Mosquitto's own rounds: every CONNECT naming the account costs the broker one such hash
+    assert (court / "mosquitto.passwd").read_text().startswith(f"{SERVER_USERNAME}:$7${PBKDF2_ITERATIONS}$")
+    assert PBKDF2_ITERATIONS == 101
     # The account exists now: the same command gives it a new password, written where the server reads it.
     assert main(["broker", "server-account", *config]) == 0
     assert (court / "court-server.mqtt-password").read_text() != password
@@ -259,6 +269,8 @@ def test_init_writes_the_systemd_units_of_this_court_s_broker_and_server(
     # reads and the one the server signals.
     assert command_line(broker["ExecStart"]) == ["/usr/sbin/mosquitto", "-c", str(court / "mosquitto.conf"), "-d"]
     assert broker["Type"] == "forking"
+    # A descriptor per connection: far above systemd's default of 1,024 and above the seals' listener's bound.
+    assert int(broker["LimitNOFILE"]) == BROKER_OPEN_FILES > TLS_MAX_CONNECTIONS
     assert Path(broker["PIDFile"]) == Path(mosquitto_conf_value(court, "pid_file")) == settings.broker.pid_file
 
     # The server: this venv's seal-server (beside its python, not where the python symlink leads), absolute.

@@ -93,13 +93,17 @@ def test_init_force_keeps_every_setting_and_the_broker_s_ports_and_tls_files(
 
 
 def test_a_broker_config_edited_by_hand_keeps_its_ports(court: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The reviewer moved the listeners by hand (1883 was taken): a re-run keeps them."""
+    """The reviewer moved the listeners by hand (1883 was taken): a re-run keeps them, and the bound of the seals'
+    listener's connections set there."""
     edit(court / "mosquitto.conf", {"listener 18831 127.0.0.1": "listener 18830 127.0.0.1"})
     edit(court / "mosquitto.conf", {"listener 18884": "listener 18883"})
+    edit(court / "mosquitto.conf", {"max_connections 10000": "max_connections 3000"})
 
     assert main(["init", "court", "--force"]) == 0
 
-    assert {"listener 18830 127.0.0.1", "listener 18883"} <= set(conf_lines(court))
+    lines = conf_lines(court)
+    assert {"listener 18830 127.0.0.1", "listener 18883", "max_connections 3000"} <= set(lines)
+    assert lines.index("listener 18883") < lines.index("max_connections 3000")
 
 
 def test_an_option_given_now_changes_its_value_says_so_and_keeps_a_copy(
