@@ -54,15 +54,24 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _intrusion(court: CourtSubscriber, agent: subprocess.Popen[str], log: Path, after: int) -> Envelope:
-    """A presence by 'm' on the agent's stdin; its intrusion, the first after seq ``after``."""
+def _intrusion(
+    court: CourtSubscriber,
+    agent: subprocess.Popen[str],
+    log: Path,
+    after: int,
+    *,
+    key: str = "m",
+    kind: str = "intrusion",
+) -> Envelope:
+    """A presence by 'm' on the agent's stdin (or the lid opened by 't': ``kind`` tamper); its event, the first after
+    seq ``after``."""
     assert court.wait_for(lambda c: c.last_status(DEVICE) is SealStatus.ONLINE, timeout=60), log.read_text()
     assert agent.stdin is not None
-    agent.stdin.write("m\n")
+    agent.stdin.write(f"{key}\n")
     agent.stdin.flush()
 
     def found() -> list[Envelope]:
-        return [r.envelope for r in court.of(DEVICE) if r.envelope.type.value == "intrusion" and r.envelope.seq > after]
+        return [r.envelope for r in court.of(DEVICE) if r.envelope.type.value == kind and r.envelope.seq > after]
 
     assert court.wait_for(lambda c: bool(found()), timeout=30), log.read_text()
     return found()[0]
@@ -160,6 +169,46 @@ def test_a_warning_cut_short_by_a_kill_gets_one_warning_result_from_the_next_sta
     } | ({"simulated": True} if "simulated" in result else {})
     assert events[result_seq].ts >= events[starts[-1]].ts  # stamped when signed, not at the crash
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.timeout(240)  # two agent processes
+def test_a_tamper_warning_cut_short_by_a_kill_gets_its_warning_result_from_the_next_start(
+    tmp_path: Path, broker: PrivateBroker
+) -> None:
+    """The lid's warning makes the same promise as a presence's: a kill while it plays leaves it to the next start."""
+    config = write_config(tmp_path, broker, languages=("zh", "en"), cooldown_s=0, tamper=True)
+    keygen = subprocess.run(
+        [str(SEAL_AGENT), "keygen", "--simulated", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+    )
+    assert keygen.returncode == 0, keygen.stderr
+    env = agent_env(tmp_path / "alsa-out.raw")  # paced: the zh clip plays for about 3.4 s
+    log = tmp_path / "agent.log"
+    simulate = ["simulate", "--config", str(config), "--presence-s", "0.2"]
+    court = CourtSubscriber(broker, persistent=True).start()
+    try:
+        agent = start_agent(simulate, env, log)
+        try:
+            tamper = _intrusion(court, agent, log, 0, key="t", kind="tamper")
+            assert tamper.payload["warning"] == "started", tamper.payload
+            assert tamper.payload["warning_languages"][0]["result"] == "playing"
+            time.sleep(0.5)
+        finally:
+            _kill(agent)
+        assert not _results(court, tamper.seq)
+        agent = start_agent(simulate, env, log)
+        try:
+            assert court.wait_for(lambda c: bool(_results(c, tamper.seq)), timeout=60), log.read_text()
+        finally:
+            _kill(agent)
+    finally:
+        court.close()
+    [result] = _results(court, tamper.seq).values()
+    assert result["trigger"] == "tamper"
+    assert result["warning"] == "failed"
+    assert [item["reason"] for item in result["warning_languages"]] == [CUT_SHORT, CUT_SHORT]  # type: ignore[union-attr]
 
 
 _PARENT = """
