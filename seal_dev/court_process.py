@@ -40,6 +40,8 @@ class CourtProcess:
     broker: PrivateBroker
     #: More TOML, appended to the settings (e.g. ``"[web]\\nheartbeat_s = 1\\n"``).
     extra_settings: str = ""
+    #: More keys of ``[http]`` (e.g. ``"limit_concurrency = 16\\n"``), which the settings already open.
+    http_settings: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     #: Another database than the SQLite file in ``directory`` (e.g. a PostgreSQL URL for a bench).
@@ -84,6 +86,7 @@ snapshot_dir = "{d / "snapshots"}"
 [http]
 host = "127.0.0.1"
 port = {self.port}
+{self.http_settings}
 [mqtt]
 host = "127.0.0.1"
 port = {self.broker.port}

@@ -220,6 +220,10 @@ def create_app(settings: Settings, *, with_ingest: bool = True, with_feed: bool 
         BodyLimit,
         uploads=upload_routes,
         pace=UploadPace(removal.upload_deadline_s, removal.upload_progress_bytes, removal.upload_progress_window_s),
+        # every other body: as steady as an upload, and whole within [http] body_deadline_s
+        body_pace=UploadPace(
+            settings.http.body_deadline_s, removal.upload_progress_bytes, removal.upload_progress_window_s
+        ),
         trusted_proxies=settings.http.trusted_proxies,  # the slots per client count the address sign-in does
         refusal_page=upload_refusal_page,  # a portal form's 413/408/503 as a page, not JSON
     )

@@ -82,6 +82,7 @@ from server.removal.cli import add_removal_commands, run_removal_command
 from server.removal.release import take_off_moved
 from server.seals.cli import add_seal_commands, run_seal_command
 from server.setup.cli import add_init_command, run_init
+from server.setup.systemd_units import SERVER_REQUESTS_STOP_S
 
 logger = logging.getLogger("server.cli")
 T = TypeVar("T")
@@ -244,8 +245,17 @@ def _run(settings: Settings) -> int:
     try:
         # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For for any
         # connection from 127.0.0.1; the server decides that itself ([http] trusted_proxies, server.auth).
+        # limit_concurrency: past it a request is answered 503 at once. timeout_graceful_shutdown: at a stop, the
+        # requests still open (a slow client's) are cancelled after it; the ingest is stopped after them, by the
+        # app's lifespan (its batch in hand committed, then acknowledged), all within the unit's TimeoutStopSec.
         config = uvicorn.Config(
-            app, host=settings.http.host, port=settings.http.port, log_config=None, proxy_headers=False
+            app,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_config=None,
+            proxy_headers=False,
+            limit_concurrency=settings.http.limit_concurrency,
+            timeout_graceful_shutdown=SERVER_REQUESTS_STOP_S,
         )
         # What is allocated by now (modules, classes, the app) lives as long as the process: moved out of the
         # garbage collector's sight, so that a full collection no longer walks it (it held the interpreter for

@@ -37,6 +37,24 @@ class HttpSettings(BaseModel):
         "Default: this machine "
         "only — the counts (seals online, messages refused) are the court's, not the public's.",
     )
+    limit_concurrency: int = Field(
+        1000,
+        ge=16,
+        le=60000,
+        description="Connections open at once (idle ones too) past which a request is answered 503 at once instead "
+        "of being served (uvicorn's limit_concurrency): a flood of connections costs the server no more than this. "
+        "Below the unit's LimitNOFILE (65536). A connection whose request headers never end is not answered at all: "
+        "the proxy's client_header_timeout closes it (docs/deploy.md).",
+    )
+    body_deadline_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="A request's body (any route's but a removal upload's, which has [removal] upload_deadline_s) "
+        "must have arrived within this many seconds, or it is answered 408 and the connection closed; and, as an "
+        "upload, bring [removal] upload_progress_bytes within every upload_progress_window_s of waiting for it. "
+        "A body is at most 1 MiB there (a few kilobytes of JSON or a form).",
+    )
 
 
 class AlarmSettings(BaseModel):

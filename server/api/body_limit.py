@@ -21,6 +21,13 @@ sends 10-30 KiB/s), or it is cut off with a 408 and its slot is free at once —
 does not hold a slot at all. The time the server itself takes between two reads does not count. And the whole body
 must have arrived within ``[removal] upload_deadline_s``, or it is cut off with a 408 too.
 
+Every other request's body is held to the same pace (``[removal] upload_progress_bytes`` within every
+``upload_progress_window_s``) and must have arrived whole within ``[http] body_deadline_s`` (30 s by default, for at
+most :data:`MAX_BODY_BYTES`): a login whose body trickles in a byte every 5 s is cut off with a 408 instead of holding
+its connection for ever. Each 408 closes the connection (``Connection: close``), and so does any answer sent before
+the request's body was whole (a route that refuses a request without reading it): uvicorn would otherwise keep
+reading what is left of it, with no timeout, for the next request.
+
 A request without a live session reaches its route without its body — the route refuses it (401, or the sign-in
 page) and nothing of the body is read; anyone else signed in has the ordinary cap. When that check fails (the
 database), the request is answered, without its body read, by the app's handler of the error, as a route's failure
@@ -66,6 +73,10 @@ UPLOAD_DEADLINE_S = 300.0
 #: An upload must bring this many bytes within every :data:`UPLOAD_PROGRESS_WINDOW_S` of waiting for it, by default
 #: (about 1 KiB/s; a 2G/EDGE line sends 10-30 KiB/s), or it is cut off with a 408: a trickle holds no slot.
 UPLOAD_PROGRESS_BYTES, UPLOAD_PROGRESS_WINDOW_S = 16 * 1024, 15.0
+#: How long an ordinary request's body (at most :data:`MAX_BODY_BYTES`) may take to arrive, by default.
+BODY_DEADLINE_S = 30.0
+#: The header that closes the connection after an answer (uvicorn reads it so).
+CLOSE = (b"connection", b"close")
 #: The headers that describe a body: a request passed on without its body has none of them.
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
@@ -84,8 +95,8 @@ class BodyTooSlow(Exception):
 
 @dataclass(frozen=True)
 class UploadPace:
-    """How fast an upload with the larger cap must arrive: all of it within ``deadline_s``, and ``progress_bytes``
-    within every ``progress_window_s`` spent waiting for the client (see the module's docstring)."""
+    """How fast a body must arrive: all of it within ``deadline_s``, and ``progress_bytes`` within every
+    ``progress_window_s`` spent waiting for the client (see the module's docstring). An upload's by default."""
 
     deadline_s: float = UPLOAD_DEADLINE_S
     progress_bytes: int = UPLOAD_PROGRESS_BYTES
@@ -111,8 +122,9 @@ class UploadRoute:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413; a POST to the path of one of
-    ``uploads`` may have its larger limit, if its ``uploader`` allows (see the module's docstring)."""
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, or arriving slower than ``body_pace``
+    with 408; a POST to the path of one of ``uploads`` may have its larger limit, at ``pace``, if its ``uploader``
+    allows (see the module's docstring)."""
 
     def __init__(
         self,
@@ -123,6 +135,7 @@ class BodyLimit:
         max_uploads_per_case: int = MAX_UPLOADS_PER_CASE,
         max_uploads_per_client: int = MAX_UPLOADS_PER_CLIENT,
         pace: UploadPace = UploadPace(),
+        body_pace: UploadPace = UploadPace(deadline_s=BODY_DEADLINE_S),
         trusted_proxies: Sequence[IPNetwork] = (),
         refusal_page: RefusalPage | None = None,
     ) -> None:
@@ -133,6 +146,7 @@ class BodyLimit:
         self.max_uploads_per_case = max_uploads_per_case
         self.max_uploads_per_client = max_uploads_per_client
         self.pace = pace
+        self.body_pace = body_pace
         self.trusted_proxies = tuple(trusted_proxies)
         self.refusal_page = refusal_page
         self.in_flight = 0  # uploads with the larger cap now (one event loop: no lock needed)
@@ -175,7 +189,7 @@ class BodyLimit:
             return
         upload = self.upload_for(scope)
         if upload is None:
-            await self.limited(scope, receive, send, self.limit)
+            await self.limited(scope, receive, send, self.limit, self.body_pace)
             return
         route, spelt = upload
         case_no = canonical_case_no(spelt)  # the slots' key: every spelling of a case is one case
@@ -193,7 +207,7 @@ class BodyLimit:
         if uploader is Uploader.SIGNED_OUT:
             await self.app(_without_body(scope), _no_body(), send)
         elif uploader is Uploader.OTHER:
-            await self.limited(scope, receive, send, self.limit)
+            await self.limited(scope, receive, send, self.limit, self.body_pace)
         elif refused := self.refusal(case_no, client):
             logger.info("POST %s answered 503, nothing of the body read: %s", scope.get("path"), refused)
             retry = [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
@@ -204,7 +218,7 @@ class BodyLimit:
             if client is not None:
                 _take(self.in_flight_by_client, client)
             try:
-                await self.limited(scope, receive, send, route.limit, pace=self.pace)
+                await self.limited(scope, receive, send, route.limit, self.pace, upload=True)
             finally:
                 self.in_flight -= 1
                 _give_back(self.in_flight_by_case, case_no)
@@ -212,23 +226,26 @@ class BodyLimit:
                     _give_back(self.in_flight_by_client, client)
 
     async def limited(
-        self, scope: Scope, receive: Receive, send: Send, limit: int, *, pace: UploadPace | None = None
+        self, scope: Scope, receive: Receive, send: Send, limit: int, pace: UploadPace, *, upload: bool = False
     ) -> None:
-        """The app, given at most ``limit`` bytes of the request's body, arriving at ``pace`` (else 408)."""
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        """The app, given at most ``limit`` bytes of the request's body, arriving at ``pace`` (else 408); an answer
+        sent before the body is whole closes the connection."""
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self.too_large(scope, send, limit)
             return
+        has_body = b"transfer-encoding" in headers or (declared is not None and int(declared) > 0)
         received = 0
         started = over = done = False
         slow: str | None = None  # why the body was cut off as too slow: "deadline" or "stalled"
         loop = asyncio.get_running_loop()
-        until = None if pace is None else loop.time() + pace.deadline_s
+        until = loop.time() + pace.deadline_s
         waited, progress = 0.0, 0  # in the current window: time spent waiting for the client, bytes it brought
 
         async def counted_receive() -> Message:
             nonlocal received, over, done, slow, waited, progress
-            if pace is None or until is None or over or done:
+            if over or done:
                 message = await receive()
             else:
                 asked = loop.time()
@@ -257,9 +274,15 @@ class BodyLimit:
             if over or slow:  # the app's answer to a body cut off (a form parser's 400): the answer is the 413/408
                 if not started:
                     started = True
-                    await (self.too_large(scope, send, limit) if over else self.too_slow(scope, send, pace, slow))
+                    if over:
+                        await self.too_large(scope, send, limit)
+                    else:
+                        await self.too_slow(scope, send, pace, slow, upload)
                 return
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if has_body and not done:  # answered before its body is whole: the rest is not read, but closed
+                    message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
             await send(message)
 
         try:
@@ -269,29 +292,33 @@ class BodyLimit:
                 await self.too_large(scope, send, limit)
         except BodyTooSlow:
             if not started:
-                await self.too_slow(scope, send, pace, slow)
+                await self.too_slow(scope, send, pace, slow, upload)
 
     async def too_large(self, scope: Scope, send: Send, limit: int) -> None:
         detail = f"请求体超过 {limit} 字节。 / request body larger than {limit} bytes"
         await self.refuse(scope, send, 413, detail, ("upload_too_large", {"max": limit}))
 
-    async def too_slow(self, scope: Scope, send: Send, pace: UploadPace | None, why: str | None) -> None:
-        pace = pace or UploadPace()
+    async def too_slow(self, scope: Scope, send: Send, pace: UploadPace, why: str | None, upload: bool) -> None:
+        """The 408 of a body cut off as too slow (``why``: ``"stalled"`` or ``"deadline"``), an upload's or
+        another's; the connection is closed (what is left of the body is not read)."""
+        method, path = scope.get("method"), scope.get("path")
+        zh, en, key = ("上传", "the upload", "upload") if upload else ("请求内容", "the request's body", "body")
         if why == "stalled":
             n, size = f"{pace.progress_window_s:g}", pace.progress_bytes
-            logger.info("POST %s answered 408: less than %d bytes in %s s", scope.get("path"), size, n)
+            logger.info("%s %s answered 408: less than %d bytes in %s s", method, path, size, n)
             detail = (
-                f"上传过慢（{n} 秒内不足 {size} 字节），已中断，请检查网络后重试。 / the upload was too slow (less "
+                f"{zh}过慢（{n} 秒内不足 {size} 字节），已中断，请检查网络后重试。 / {en} was too slow (less "
                 f"than {size} bytes in {n} s) and was cut off: check the connection and try again"
             )
-            await self.refuse(scope, send, 408, detail, ("upload_stalled", {"n": n, "size": size}))
+            await self.refuse(scope, send, 408, detail, (f"{key}_stalled", {"n": n, "size": size}), [CLOSE])
             return
         n = f"{pace.deadline_s:g}"
+        logger.info("%s %s answered 408: the body did not arrive within %s s", method, path, n)
         detail = (
-            f"上传未能在 {n} 秒内完成，请检查网络后重试。 / the upload did not arrive within {n} s: "
+            f"{zh}未能在 {n} 秒内完成，请检查网络后重试。 / {en} did not arrive within {n} s: "
             "check the connection and try again"
         )
-        await self.refuse(scope, send, 408, detail, ("upload_too_slow", {"n": n}))
+        await self.refuse(scope, send, 408, detail, (f"{key}_too_slow", {"n": n}), [CLOSE])
 
     async def refuse(
         self,

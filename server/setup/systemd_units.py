@@ -41,10 +41,18 @@ MOSQUITTO = Path("/usr/sbin/mosquitto")
 #: default ``KillMode=control-group`` sends it to every process of the unit at once: docs/deploy.md); seconds. Past it
 #: SIGKILL loses nothing: a message is acknowledged only once its batch is committed, and the seals send again.
 SERVER_STOP_TIMEOUT_S = 30
-#: The broker's ``LimitNOFILE=``: one descriptor per connection, and systemd's default soft limit (1,024) is below a
-#: court's fleet. Its TLS listener takes far fewer connections (:data:`server.seals.broker_config.
-#: TLS_MAX_CONNECTIONS`), so that idle sockets never take the local listener's descriptors.
-BROKER_OPEN_FILES = 65536
+#: How long ``seal-server run`` waits at a stop for the requests still open (a slow client's) before it cancels them
+#: and stops the ingest, its last batch committed and acknowledged (uvicorn's ``timeout_graceful_shutdown``);
+#: seconds. Well below :data:`SERVER_STOP_TIMEOUT_S`, which must also cover the ingest's stop (its worker and its
+#: receipts, each waited for at most 10 s: :meth:`server.ingest.mqtt.MqttIngest.stop`).
+SERVER_REQUESTS_STOP_S = 10
+#: Both units' ``LimitNOFILE=``: one descriptor per connection, and systemd's default soft limit (1,024) is below a
+#: court's fleet (the broker) and below what one client's idle or trickling connections may hold (the server: at
+#: 1,024 every page and API call, ``/api/health`` too, failed with "Too many open files"). The broker's TLS listener
+#: takes far fewer connections (:data:`server.seals.broker_config.TLS_MAX_CONNECTIONS`), so that idle sockets never
+#: take the local listener's descriptors; the server answers 503 to a request beyond ``[http] limit_concurrency``.
+OPEN_FILES = 65536
+BROKER_OPEN_FILES = SERVER_OPEN_FILES = OPEN_FILES
 #: The directories ``PrivateTmp=yes`` replaces with the unit's own.
 PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
 
@@ -170,6 +178,8 @@ class CourtUnits:
                 "# message is acknowledged only once stored and the seals send it again.",
                 "KillMode=control-group",
                 f"TimeoutStopSec={SERVER_STOP_TIMEOUT_S}",
+                "# A descriptor per connection: systemd's default (1,024) is what one client's slow connections took.",
+                f"LimitNOFILE={SERVER_OPEN_FILES}",
                 *self._hardening(
                     "# The database, the snapshots and the broker's password and ACL files are in the court's",
                     "# directory; add any other place server.toml writes to (database_url, snapshot_dir).",

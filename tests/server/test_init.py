@@ -29,6 +29,8 @@ from server.setup.systemd_units import (
     BROKER_OPEN_FILES,
     BROKER_UNIT,
     POSTGRESQL_UNIT,
+    SERVER_OPEN_FILES,
+    SERVER_REQUESTS_STOP_S,
     SERVER_STOP_TIMEOUT_S,
     SERVER_UNIT,
     CourtUnits,
@@ -287,6 +289,12 @@ def test_init_writes_the_systemd_units_of_this_court_s_broker_and_server(
     assert server["Restart"] == "on-failure"
     # docs/deploy.md: systemd's default stop (SIGTERM to the whole control group) is the clean one.
     assert (server["KillMode"], server["TimeoutStopSec"]) == ("control-group", str(SERVER_STOP_TIMEOUT_S))
+    # the requests still open are cancelled well before (then the ingest stops, at most 10 s for its worker and
+    # 10 s for its receipts), so that a slow client does not hold every restart until the SIGKILL
+    assert SERVER_REQUESTS_STOP_S + 2 * 10 <= SERVER_STOP_TIMEOUT_S
+    # One client's 1,100 slow connections used up systemd's default soft limit (1,024): every page and the health
+    # timed out, "Too many open files". The server has the broker's limit.
+    assert int(server["LimitNOFILE"]) == SERVER_OPEN_FILES == BROKER_OPEN_FILES >= 65536
 
     account = mosquitto_conf_value(court, "user")
     group = grp.getgrgid(pwd.getpwnam(account).pw_gid).gr_name
@@ -391,6 +399,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path, name: str) -> None:
     verify = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
     complaints = [line for line in verify.stderr.splitlines() if "court-seal" in line]
     assert verify.returncode == 0 and not complaints, verify.stderr
+    assert int(unit_values(units[1])["Service"]["LimitNOFILE"]) == SERVER_OPEN_FILES  # verified above with it
     broker = unit_values(units[0])["Service"]
     assert command_line(broker["ExecStart"]) == ["/usr/sbin/mosquitto", "-c", str(court / "mosquitto.conf"), "-d"]
     assert broker["PIDFile"].replace("%%", "%") == mosquitto_conf_value(court, "pid_file")
