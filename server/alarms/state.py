@@ -44,7 +44,9 @@ class AlarmKind(StrEnum):
     def is_condition(self) -> bool:
         """A condition (offline, missing events, a failed speaker, an arm or a disarm not carried out, an unsynchronised
         clock, a seal configured with another case number, an account flooding refused messages, a seal that says it
-        cannot store events) has at most one live alarm per seal: repeats always fold into it."""
+        cannot store events, a blind or lost camera, a flapping or stuck sensor) has at most one live alarm per seal
+        and case: repeats always fold into it, and the seal's leaving the case closes it
+        (:func:`~server.alarms.service.close_left_conditions`)."""
         return self in CONDITIONS
 
 
@@ -80,6 +82,12 @@ CONDITIONS = frozenset(
         AlarmKind.CASE_MISMATCH,
         AlarmKind.REFUSAL_FLOOD,
         AlarmKind.STORAGE_FAILED,
+        # The seal's own health, raised and cleared by its signed events: a camera or a sensor of a seal the case no
+        # longer has is not the case's to follow (and a summary of a flapping sensor folds however long after).
+        AlarmKind.CAMERA_BLIND,
+        AlarmKind.CAMERA_LOST,
+        AlarmKind.SENSOR_FLAPPING,
+        AlarmKind.SENSOR_STUCK,
     }
 )
 

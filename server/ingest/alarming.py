@@ -12,10 +12,13 @@
   (``trigger_seq``). The alarm is raised then, if the warning was ``played`` — the court opted into confirmation to
   cut false alarms. A box destroyed inside that second still leaves its intrusion in the case log, and its
   vanishing raises ``offline`` (the Last Will).
-- ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` (of the event's case).
+- ``camera_recovered`` closes ``camera_blind``, ``camera_found`` closes ``camera_lost`` — the seal's live one, in
+  whatever case it stands (the seal's leaving a case closes them there, but skips one another transaction holds).
 - ``sensor_flapping`` (a PIR or tamper switch flapping: its edges merged into signed counts; each summary folds into
-  the live alarm) and ``sensor_stuck`` (a PIR reading motion too long) raise their alarm; ``sensor_normal`` and
-  ``sensor_unstuck`` close it.
+  the live alarm, however long after the last) and ``sensor_stuck`` (a PIR reading motion too long) raise their
+  alarm; ``sensor_normal`` and ``sensor_unstuck`` close it, as above.
+- These four are conditions (:data:`~server.alarms.state.CONDITIONS`): one live alarm per seal and case, closed by
+  the system when the seal leaves the case (moved, unbound, lifted).
 - The conditions an event raises and another closes (``camera_blind``, ``camera_lost``, ``sensor_flapping``,
   ``sensor_stuck``, ``speaker_failed``, ``clock_unsynced``) follow the seal's ``seq``, not the order its events are
   stored in: a raise stored after a newer recovery is evidence only and opens nothing, a recovery stored after a
@@ -44,9 +47,11 @@
   late events.
 - An event refused as ``wrong_case`` raises ``case_mismatch`` in the seal's current case
   (:mod:`server.ingest.case_mismatch`); an event stored in that case (not a late one) closes it.
-- Every stored event closes ``offline`` (the seal is speaking). An ``offline`` status (the Last Will, or a clean
-  shutdown) raises it — at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check
-  raises it once the grace has passed without a new signed event (:mod:`server.ingest.liveness`): a seal that
+- Every stored event the court received after the fault that raised ``offline`` closes it (the seal is speaking
+  again: :mod:`server.alarms.back_online`; one received before — a worker behind stores the seal's last events after
+  another stored its Will — leaves it live). An ``offline`` status (the Last Will, or a clean shutdown) raises it —
+  at once only without a grace (``[alarms] offline_grace_s`` = 0); with one, the liveness check raises it once the
+  grace has passed without a new signed event received after the status (:mod:`server.ingest.liveness`): a seal that
   restarts cleanly pages nobody.
 - A gap in a chain raises ``missing_events`` once it is ``gap_wait_s`` old (:mod:`server.ingest.gap_wait`); a change
   of the missing ranges updates it, and closes it once nothing is missing.
@@ -64,6 +69,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from seal_protocol import Envelope, EventType, SealStatus
+from server.alarms.back_online import closes_offline
 from server.alarms.book import AlarmBook
 from server.alarms.event_details import MARKS, ClockWord, event_details
 from server.alarms.models import Alarm
@@ -129,7 +135,8 @@ class EventAlarms:
         def overruled(kind: AlarmKind, holds: bool) -> bool:
             return self.order.overruled(envelope, kind, holds=holds)
 
-        book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=f"event seq {envelope.seq} received")
+        note = f"event seq {envelope.seq} received"  # after the fault that raised it: server.alarms.back_online
+        book.close(AlarmKind.OFFLINE, device_id=device_id, at=at, note=note, only=closes_offline(at))
         if not late:  # the seal's events reach its case again (:mod:`server.ingest.case_mismatch`)
             note = f"event seq {envelope.seq} stored in case {case_no}"
             book.close(AlarmKind.CASE_MISMATCH, device_id=device_id, at=at, note=note, only=_refused_before(envelope))
@@ -146,8 +153,8 @@ class EventAlarms:
             _clock(book, envelope, clock, case_no=case_no, row_id=row_id, at=at, overruled=overruled)
         recovered = RECOVERIES.get(envelope.type)
         if recovered is not None and book.live(device_id, recovered) and not overruled(recovered, False):
-            note = f"{envelope.type.value} (seq {envelope.seq})"
-            book.close(recovered, device_id=device_id, at=at, note=note, case_no=case_no)
+            note = f"{envelope.type.value} (seq {envelope.seq})"  # in whatever case it is live (one the move skipped)
+            book.close(recovered, device_id=device_id, at=at, note=note)
 
 
 def _refused_before(envelope: Envelope) -> Callable[[Alarm], bool]:
@@ -279,11 +286,13 @@ def on_status(
 ) -> None:
     """An ``offline`` status (usually the broker's Last Will) raises the offline alarm, unless the seal has a
     ``grace`` to come back in (the liveness check raises it after that). ``online`` closes nothing: a status is not
-    signed, so only the seal's next signed event (:meth:`EventAlarms.on_event`) closes it. ``storage``: the storage
-    report the seal's last ``online`` carried (:func:`~server.ingest.storage_alarm.storage_details`), in the details."""
+    signed, so only the seal's next signed event received after ``at`` (:meth:`EventAlarms.on_event`) closes it:
+    ``at``, when the court received the status, is the details' ``offline_since``, as in the alarm the liveness check
+    raises after the grace. ``storage``: the storage report the seal's last ``online`` carried
+    (:func:`~server.ingest.storage_alarm.storage_details`), in the details."""
     # An unbound seal (in storage) offline: no alarm.
     if state is SealStatus.OFFLINE and case_no is not None and not grace:
-        details = {"reason": "offline_status", "status_ts": ts, **(storage or {})}
+        details = {"reason": "offline_status", "status_ts": ts, "offline_since": at.isoformat(), **(storage or {})}
         book.raise_alarm(AlarmKind.OFFLINE, device_id=device_id, case_no=case_no, at=at, details=details)
 
 

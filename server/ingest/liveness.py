@@ -4,10 +4,11 @@ A seal's Last Will (the retained ``offline`` status) raises ``offline`` in the i
 broker restart without persistence, a half-open TCP connection that keepalive has not caught yet), so the server also
 looks at ``last_seen_at`` (its last new signed event: statuses and snapshots are not signed, and a replayed copy
 proves nothing) every ``check_interval_s``: a seal bound to a case and silent for more than ``offline_after_s`` gets
-an ``offline`` alarm too. The seal's next new event closes it (:mod:`server.ingest.alarming`). A seal whose last
-``online`` status said it cannot store events (a card gone read-only: it warns, but commits nothing, so it falls
-silent) has that report in its alarm's details (:func:`~server.ingest.storage_alarm.storage_details`). Seals never heard
-from (not installed yet) and unbound seals are left alone.
+an ``offline`` alarm too. The seal's next new event received after its fault closes it
+(:mod:`server.ingest.alarming`, :mod:`server.alarms.back_online`). A seal whose last ``online`` status said it cannot
+store events (a card gone read-only: it warns, but commits nothing, so it falls silent) has that report in its alarm's
+details (:func:`~server.ingest.storage_alarm.storage_details`). Seals never heard from (not installed yet) and unbound
+seals are left alone.
 
 Calm by design: with a grace (``[alarms] offline_grace_s``), an ``offline`` status does not raise the alarm in the
 ingest; this check raises it once the status is older than the grace and no new signed event came after it. A seal
@@ -35,6 +36,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.alarms.back_online import spoke_after
 from server.alarms.book import AlarmBook
 from server.alarms.models import Alarm
 from server.alarms.service import count_live_by_kind
@@ -86,7 +88,8 @@ def find_gone_seals(
     now: datetime, sightings: Iterable[Sighting], *, grace_s: float, alarmed: Container[str] = ()
 ) -> list[Sighting]:
     """Seals bound to a case that said ``offline`` more than ``grace_s`` ago, not back since (no new signed event
-    after that status), and not ``alarmed`` yet."""
+    received after that status: :func:`~server.alarms.back_online.spoke_after`, the rule that closes the alarm), and
+    not ``alarmed`` yet."""
     cutoff = now - timedelta(seconds=grace_s)
     return [
         s
@@ -95,7 +98,7 @@ def find_gone_seals(
         and s.status == "offline"
         and s.status_changed_at is not None
         and s.status_changed_at <= cutoff
-        and (s.last_seen_at is None or s.last_seen_at <= s.status_changed_at)
+        and not spoke_after(s.last_seen_at, s.status_changed_at)
         and s.device_id not in alarmed
     ]
 

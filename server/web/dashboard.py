@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, distinct, func, null, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from server.alarms.back_online import spoke_after
 from server.alarms.models import Alarm
 from server.alarms.state import LIVE_STATES, AlarmKind, AlarmState
 from server.auth import access
@@ -285,7 +286,7 @@ def _grace_left(seal: Seal, live: LiveAlarms, *, now: datetime, grace_s: float) 
         return None
     if live.offline:
         return None
-    if seal.last_seen_at is not None and seal.last_seen_at > seal.status_changed_at:
-        return None  # back already: a signed event came after the offline status
+    if spoke_after(seal.last_seen_at, seal.status_changed_at):
+        return None  # back already: a signed event received after the offline status
     left = (seal.status_changed_at + timedelta(seconds=grace_s) - now).total_seconds()
     return max(0, math.ceil(left))

@@ -1,8 +1,8 @@
-"""A condition alarm (offline, missing events, an unsynchronised clock, …) of a seal that left the alarm's case —
-unbound (a lifting) or moved to another case — which the unbinding could not close: it skips (``SKIP LOCKED``) an
-alarm another transaction holds, as the liveness check does each round for a silent seal. The liveness check's next
-round closes it (server.ingest.liveness.close_unbound_conditions) and names the case to the live pages; incidents
-(tamper, intrusion) stay for a person."""
+"""A condition alarm (offline, missing events, an unsynchronised clock, a blind camera, a stuck sensor, …) of a seal
+that left the alarm's case — unbound (a lifting) or moved to another case — which the unbinding could not close: it
+skips (``SKIP LOCKED``) an alarm another transaction holds, as the liveness check does each round for a silent
+seal. The liveness check's next round closes it (server.ingest.liveness.close_unbound_conditions) and names the case
+to the live pages; incidents (tamper, intrusion) stay for a person."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def test_conditions_of_an_unbound_seal_the_unbinding_skipped_are_closed(
     with session_scope(session_factory) as session:  # the lifting removes the seal (and closes its offline alarm)
         unbind_seal(session, actor=None, device_id="seal-a")
     kinds = (AlarmKind.OFFLINE, AlarmKind.CLOCK_UNSYNCED, AlarmKind.MISSING_EVENTS, AlarmKind.SPEAKER_FAILED)
+    kinds += (AlarmKind.CAMERA_BLIND, AlarmKind.CAMERA_LOST, AlarmKind.SENSOR_FLAPPING, AlarmKind.SENSOR_STUCK)
     for kind in (*kinds, AlarmKind.TAMPER):
         _add(session_factory, kind)
     assert checker.check(utc_now() + timedelta(hours=2)) == []
