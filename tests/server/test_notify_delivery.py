@@ -1,7 +1,8 @@
 """Webhook sends under a hostile receiver: one that answers a byte at a time is cut off at ``timeout_s``, does not
 delay other targets' notifications — not even one that becomes due while it is being sent to —, gets its own in
-order, and is never sent the same notification twice by two workers; a worker stopped during a send loses nothing;
-and webhooks go nowhere near the court's own loopback, link-local (cloud metadata) or multicast addresses."""
+order until it fails (then its breaker opens), and is never sent the same notification twice by two workers; a
+worker stopped during a send loses nothing; and webhooks go nowhere near the court's own loopback, link-local (cloud
+metadata) or multicast addresses."""
 
 from __future__ import annotations
 
@@ -224,10 +225,10 @@ def test_an_alarm_due_while_a_dripper_is_sent_to_does_not_wait_for_it(
     dripper: Dripper,
     receiver: Receiver,  # noqa: F811
 ) -> None:
-    """Case A's creditor drips and has six notifications due: the worker sends five of them to it one after another,
-    each cut off at its deadline (15 s in all). Case B's judge's tamper alarm, due while the first is under way, is
-    delivered within seconds, not when the dripper's chain ends; then the dripper's sixth is sent. Each is sent
-    once, the dripper's in order."""
+    """Case A's creditor drips and has six notifications due: the worker sends the first, cut off at its deadline.
+    Case B's judge's tamper alarm, due while it is under way, is delivered within seconds, not when the dripper's
+    send ends. Then the dripper's breaker opens: the rest of its chain, and its sixth, are recorded failed without a
+    request (one attempt each, as if sent), not sent one after another each for its whole timeout."""
     backlog = dripping_backlog(court, dripper, PER_TARGET + 1)
     with session_scope(court.session_factory) as session:
         judge_b = receiver.url("/judge-b")
@@ -242,8 +243,6 @@ def test_an_alarm_due_while_a_dripper_is_sent_to_does_not_wait_for_it(
         waited = time.monotonic() - due
 
         assert waited < 4.0, f"case B's judge waited {waited:.1f} s behind case A's creditor's sends"
-        chain_s = len(backlog) * (TIMEOUT_S + 1.0)
-        assert eventually(lambda: len(dripper.ids) >= len(backlog), chain_s + 15), dripper.ids
         assert eventually(
             lambda: all(
                 n.attempts == 1 and n.last_error for n in notifications(court).values() if n.url == dripper.url()
@@ -253,11 +252,12 @@ def test_an_alarm_due_while_a_dripper_is_sent_to_does_not_wait_for_it(
         time.sleep(0.5)
     finally:
         notifier.stop()
-    assert dripper.ids == backlog
+    assert dripper.ids == backlog[:1]
     assert [r.path for r in receiver.requests] == ["/judge-b"]
     rows = notifications(court)
     assert [(rows[i].state, rows[i].attempts) for i in backlog] == [("pending", 1)] * len(backlog)
-    assert all("did not answer" in (rows[i].last_error or "") for i in backlog)
+    assert "did not answer" in (rows[backlog[0]].last_error or "")
+    assert all("not sent: 127.0.0.1:" in (rows[i].last_error or "") for i in backlog[1:])
     [judge] = [n for n in rows.values() if n.url == judge_b]
     assert (judge.state, judge.attempts) == ("sent", 1)
 
@@ -324,7 +324,7 @@ def test_a_busy_targets_backlog_does_not_hide_another_targets_alarm(court: Court
     """Case A's creditor has more notifications due than a claim reads, and its send hangs: case B's judge's alarm,
     due after all of them, is still sent at once (the claim leaves out the rows of targets being sent to). Once
     the creditor answers, its backlog goes out in order, each notification once."""
-    slow, judge_b = "http://127.0.0.1:9/creditor", "http://127.0.0.1:9/judge-b"
+    slow, judge_b = "http://127.0.0.1:9/creditor", "http://127.0.0.1:10/judge-b"  # two receivers: two ports
     with session_scope(court.session_factory) as session:
         add_notification_target(session, case_no=court.a.case_no, role="creditor", url=slow, policy=LOCAL)
         add_notification_target(session, case_no=court.b.case_no, role="judge", url=judge_b, policy=LOCAL)
