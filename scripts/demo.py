@@ -51,7 +51,7 @@ def toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def wait_server(port: int, process: subprocess.Popen[bytes], log: Path, deadline_s: float = 30) -> bool:
+def wait_server(port: int, process: subprocess.Popen[bytes], log: Path, deadline_s: float = 90) -> bool:
     """True once *this* server listens on ``port`` (its own log says so: another program may answer on that port)
     and its health answers 200; False if it exits first."""
     url = f"http://127.0.0.1:{port}/api/health"
@@ -81,7 +81,16 @@ def start_server(var: Path, broker: PrivateBroker) -> tuple[subprocess.Popen[byt
             server = subprocess.Popen(
                 [BIN / "seal-server", "run", "--config", conf], stdout=log, stderr=subprocess.STDOUT
             )
-        if wait_server(port, server, log_path):
+        try:
+            ready = wait_server(port, server, log_path)
+        except BaseException:  # not answering in time (or Ctrl-C): it is not left running without its demo
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            raise
+        if ready:
             return server, f"http://127.0.0.1:{port}"
         if "address already in use" not in log_path.read_text(errors="replace"):
             break

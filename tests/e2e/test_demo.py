@@ -39,6 +39,9 @@ def test_make_demo_stops_by_itself_with_intrusions_in_both_cases(tmp_path: Path)
         banner.append(line)
         if line.startswith("  Ctrl-C"):
             break
+    if not banner:  # it ended before its banner: say why
+        assert demo.stderr is not None
+        pytest.fail(f"the demo ended before its banner (code {demo.wait(timeout=60)}):\n{demo.stderr.read()}")
     logins = [line.split() for line in banner if line.startswith("login: ")]
     notice = print_the_notice_named(banner, logins, tmp_path)
     signed_in = sign_in_on_the_page(banner, logins)
