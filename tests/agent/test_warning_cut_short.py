@@ -17,7 +17,7 @@ import pytest
 from seal_agent.behaviour.owed_results import CUT_SHORT
 from seal_dev.broker import PrivateBroker
 from seal_protocol import Envelope, SealStatus
-from seal_protocol.signing import verify_key_from_b64
+from seal_protocol.signing import VerifyKey, verify_key_from_b64
 from tests.agent.helpers import (
     SEAL_AGENT,
     CourtSubscriber,
@@ -86,6 +86,19 @@ def _results(court: CourtSubscriber, seq: int) -> dict[int, dict[str, object]]:
     }
 
 
+def _simulated_seal(tmp_path: Path, broker: PrivateBroker, *, tamper: bool = False) -> tuple[Path, VerifyKey]:
+    """A simulated seal's configuration (warnings in zh and en, no cool-down) and its new key."""
+    config = write_config(tmp_path, broker, languages=("zh", "en"), cooldown_s=0, tamper=tamper)
+    keygen = subprocess.run(
+        [str(SEAL_AGENT), "keygen", "--simulated", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+    )
+    assert keygen.returncode == 0, keygen.stderr
+    return config, verify_key_from_b64(keygen.stdout)
+
+
 def _kill(agent: subprocess.Popen[str]) -> None:
     os.kill(agent.pid, signal.SIGKILL)
     agent.wait()
@@ -95,15 +108,7 @@ def _kill(agent: subprocess.Popen[str]) -> None:
 def test_a_warning_cut_short_by_a_kill_gets_one_warning_result_from_the_next_start(
     tmp_path: Path, broker: PrivateBroker
 ) -> None:
-    config = write_config(tmp_path, broker, languages=("zh", "en"), cooldown_s=0)
-    keygen = subprocess.run(
-        [str(SEAL_AGENT), "keygen", "--simulated", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-    )
-    assert keygen.returncode == 0, keygen.stderr
-    key = verify_key_from_b64(keygen.stdout)
+    config, key = _simulated_seal(tmp_path, broker)
     env = agent_env(tmp_path / "alsa-out.raw")  # paced: the zh clip plays for about 3.4 s
     log = tmp_path / "agent.log"
     simulate = ["simulate", "--config", str(config), "--presence-s", "0.2"]
@@ -176,14 +181,7 @@ def test_a_tamper_warning_cut_short_by_a_kill_gets_its_warning_result_from_the_n
     tmp_path: Path, broker: PrivateBroker
 ) -> None:
     """The lid's warning makes the same promise as a presence's: a kill while it plays leaves it to the next start."""
-    config = write_config(tmp_path, broker, languages=("zh", "en"), cooldown_s=0, tamper=True)
-    keygen = subprocess.run(
-        [str(SEAL_AGENT), "keygen", "--simulated", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-    )
-    assert keygen.returncode == 0, keygen.stderr
+    config, _key = _simulated_seal(tmp_path, broker, tamper=True)
     env = agent_env(tmp_path / "alsa-out.raw")  # paced: the zh clip plays for about 3.4 s
     log = tmp_path / "agent.log"
     simulate = ["simulate", "--config", str(config), "--presence-s", "0.2"]

@@ -10,7 +10,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from server.notify.outbox import enqueue_notifications
 from server.notify.targets import add_notification_target
 from server.notify.webhook import Delivery, Recipient, WebhookNotifier
 from server.notify.worker import CLAIM_LIMIT, PER_TARGET, NotificationWorker
+from tests.agent.helpers import wait_until
 from tests.server.ingest_world import Court, make_court
 from tests.server.test_notify import GLOBAL_SECRET, LOCAL, Receiver, receiver  # noqa: F401 (a fixture)
 
@@ -211,15 +212,6 @@ def notifications(world: Court) -> dict[int, Notification]:
         return {n.id: n for n in session.scalars(select(Notification))}
 
 
-def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_an_alarm_due_while_a_dripper_is_sent_to_does_not_wait_for_it(
     court: Court,
     dripper: Dripper,
@@ -236,14 +228,14 @@ def test_an_alarm_due_while_a_dripper_is_sent_to_does_not_wait_for_it(
     notifier = worker(court, poll_interval_s=0.1, retry_base_s=3600)
     notifier.start()
     try:
-        assert eventually(lambda: dripper.connections >= 1, 10)
+        assert wait_until(lambda: dripper.connections >= 1, 10)
         court.send(court.b, court.b.event(EventType.TAMPER))
         due = time.monotonic()
         receiver.wait_for(1, timeout=PER_TARGET * TIMEOUT_S + 10)
         waited = time.monotonic() - due
 
         assert waited < 4.0, f"case B's judge waited {waited:.1f} s behind case A's creditor's sends"
-        assert eventually(
+        assert wait_until(
             lambda: all(
                 n.attempts == 1 and n.last_error for n in notifications(court).values() if n.url == dripper.url()
             ),
@@ -269,7 +261,7 @@ def test_a_worker_stopped_during_a_send_loses_nothing(court: Court, dripper: Dri
     first, second = dripping_backlog(court, dripper, 2)
     notifier = worker(court, poll_interval_s=0.1, retry_base_s=3600)
     notifier.start()
-    assert eventually(lambda: dripper.connections >= 1, 10)
+    assert wait_until(lambda: dripper.connections >= 1, 10)
 
     notifier.stop(timeout=0.5)
 
@@ -279,7 +271,7 @@ def test_a_worker_stopped_during_a_send_loses_nothing(court: Court, dripper: Dri
         rows = notifications(court)
         return rows[first].last_error is not None and rows[second].attempts == 0
 
-    assert eventually(settled, TIMEOUT_S + 10)
+    assert wait_until(settled, TIMEOUT_S + 10)
     rows = notifications(court)
     assert (rows[first].state, rows[first].attempts) == ("pending", 1)
     assert "did not answer" in (rows[first].last_error or "")
@@ -346,11 +338,11 @@ def test_a_busy_targets_backlog_does_not_hide_another_targets_alarm(court: Court
         assert gated.held.wait(10)
         court.send(court.b, court.b.event(EventType.TAMPER))
         [judge] = [n.id for n in notifications(court).values() if n.url == judge_b]
-        assert eventually(lambda: judge in gated.sent, 5), "case B's judge waited behind case A's creditor"
+        assert wait_until(lambda: judge in gated.sent, 5), "case B's judge waited behind case A's creditor"
         assert gated.sent == [judge]
 
         gated.release.set()
-        assert eventually(lambda: len(gated.sent) == len(backlog) + 1, 30)
+        assert wait_until(lambda: len(gated.sent) == len(backlog) + 1, 30)
         assert notifier.wait_idle(10)
     finally:
         gated.release.set()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from server.notify.models import Notification
 from server.notify.targets import add_notification_target
 from server.notify.webhook import WebhookNotifier
 from server.notify.worker import SEND_THREADS, NotificationWorker
+from tests.agent.helpers import wait_until
 from tests.server.helpers import SimulatedSeal, register
 from tests.server.test_notify import GLOBAL_SECRET, LOCAL, Receiver, receiver  # noqa: F401 (a fixture)
 
@@ -114,15 +114,6 @@ def cases(session_factory: SessionFactory, tmp_path: Path, urls: list[str]) -> C
     return Cases(session_factory, ingestor, metrics, seals)
 
 
-def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_dead_receivers_do_not_hold_up_a_judges_alarms(
     session_factory: SessionFactory,
     tmp_path: Path,
@@ -146,7 +137,7 @@ def test_dead_receivers_do_not_hold_up_a_judges_alarms(
         def recorded() -> bool:
             return all(n.attempts == 1 and n.last_error for d in dead for n in world.rows(d.url))
 
-        assert eventually(recorded, 3 * TIMEOUT_S + 10)
+        assert wait_until(recorded, 3 * TIMEOUT_S + 10)
     finally:
         notifier.stop()
     assert [len(d.conns) for d in dead] == [1] * len(dead)
@@ -175,7 +166,7 @@ def test_dead_receivers_retries_do_not_starve_a_fresh_alarm(
     notifier = world.worker(retry_base_s=0.2, retry_max_s=0.2, max_attempts=100)
     notifier.start()
     try:
-        assert eventually(lambda: all(n.last_error for d in dead for n in world.rows(d.url)), 6 * TIMEOUT_S + 10)
+        assert wait_until(lambda: all(n.last_error for d in dead for n in world.rows(d.url)), 6 * TIMEOUT_S + 10)
         world.alarm(world.seals[-1], EventType.TAMPER)
 
         receiver.wait_for(1, timeout=2 * TIMEOUT_S)
